@@ -1,0 +1,164 @@
+"""The Context protocol (an agent's window on the runtime) and the context used in unit tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import anyio
+
+from ._message import Classification, IdSource, Message, MetaValue, Payload, Role
+
+__all__ = ["Context", "TestContext"]
+
+_log = logging.getLogger("genie.agent")
+
+
+class Context(Protocol):
+    """What a handler may use of the runtime while it handles ``message``.
+
+    Time comes only from ``now()`` and ``sleep()`` (the runtime clock, virtual in simulations).
+    ``reply`` and ``emit`` build messages caused by ``message``: correlation and trace inherited,
+    ``causation_id = message.id``, ``hops + 1``, metadata copied. They do not send anything: the
+    handler returns them and the runtime publishes them.
+    """
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def message(self) -> Message: ...
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def reply(self, payload: Payload, **fields: Any) -> Message:
+        """A message to ``message.sender`` (see ``emit`` for the fields)."""
+        ...
+
+    def emit(
+        self,
+        payload: Payload,
+        *,
+        recipient: str | None = None,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        """A message caused by ``message``; routed by type unless ``recipient`` is given."""
+        ...
+
+    async def request(
+        self, recipient: str, payload: Payload, *, timeout: float | None = None
+    ) -> Message:
+        """Send ``payload`` to ``recipient`` and wait for the one message that answers it.
+
+        Raises ``DeniedError`` if admission refuses the request, ``AgentError`` if the recipient
+        fails it, ``TimeoutError`` if no answer arrives within ``timeout`` seconds.
+        """
+        ...
+
+
+class _ContextBase:
+    """reply/emit shared by the runtime's context and the test context."""
+
+    __slots__ = ("_agent_id", "_message", "_new_id")
+
+    def __init__(self, agent_id: str, message: Message, new_id: Callable[[], str]) -> None:
+        self._agent_id = agent_id
+        self._message = message
+        self._new_id = new_id
+
+    @property
+    def agent_id(self) -> str:
+        return self._agent_id
+
+    @property
+    def message(self) -> Message:
+        return self._message
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(
+            _log,
+            {
+                "agent_id": self._agent_id,
+                "correlation_id": self._message.correlation_id,
+                "message_type": self._message.type,
+            },
+        )
+
+    def now(self) -> datetime:
+        raise NotImplementedError
+
+    def emit(
+        self,
+        payload: Payload,
+        *,
+        recipient: str | None = None,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        return self._message.child(
+            payload,
+            sender=self._agent_id,
+            id=self._new_id(),
+            created_at=self.now(),
+            recipient=recipient,
+            role=role,
+            classification=classification,
+            metadata=metadata,
+        )
+
+    def reply(self, payload: Payload, **fields: Any) -> Message:
+        return self.emit(payload, recipient=self._message.sender, **fields)
+
+
+Responder = Callable[[Message], Awaitable[Message]]
+
+
+class TestContext(_ContextBase):
+    """A context for calling ``agent.handle`` directly in a unit test, with no runtime.
+
+    Time is a fixed, manually advanced clock: ``sleep`` advances it without waiting. ``request``
+    calls ``responder`` (if given) with the request message and returns what it returns.
+    """
+
+    __test__ = False  # not a pytest test class
+    __slots__ = ("_now", "_responder", "requests")
+
+    def __init__(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        now: datetime | None = None,
+        responder: Responder | None = None,
+    ) -> None:
+        super().__init__(agent_id, message, IdSource(seed=0))
+        self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
+        self._responder = responder
+        self.requests: list[Message] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        await anyio.lowlevel.checkpoint()
+
+    async def request(
+        self, recipient: str, payload: Payload, *, timeout: float | None = None
+    ) -> Message:
+        msg = self.emit(payload, recipient=recipient)
+        self.requests.append(msg)
+        if self._responder is None:
+            raise RuntimeError("TestContext.request needs a responder= to answer requests")
+        return await self._responder(msg)

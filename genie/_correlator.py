@@ -1,0 +1,432 @@
+"""Fan-in by correlation id: gathers (N of M replies) and request/reply.
+
+The correlator keeps, per correlation, how many deliveries are still in flight. A gather ends
+when it has what it expects; when every expected sender has replied or is known lost (denied,
+failed, shed); when nothing of the correlation is in flight any more (so no further reply can
+come); or at its deadline. A failed branch never makes the caller wait for the deadline, and the
+branches still working are waited for, so the partial result holds everything that could arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+
+from ._clock import Clock
+from ._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError
+from ._message import Message
+
+__all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
+
+MissingKind = Literal["denied", "failed", "shed", "no_route", "cancelled", "timed_out", "no_reply"]
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """Why an expected reply is absent. ``key`` is the sender or type expected, or ``"reply"``."""
+
+    key: str
+    kind: MissingKind
+    reason: str
+    policy: str | None = None
+    agent_id: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatherResult:
+    """What a gather collected. ``status``: ``complete`` (expectation met), ``partial`` (the
+    rest can no longer arrive) or ``timed_out``."""
+
+    correlation_id: str
+    status: Literal["complete", "partial", "timed_out"]
+    replies: tuple[Message, ...]
+    missing: tuple[Missing, ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def message(self) -> Message:
+        """The first reply; raises ``LookupError`` naming what is missing when there is none."""
+        if not self.replies:
+            why = "; ".join(f"{m.key}: {m.kind}: {m.reason}" for m in self.missing) or "none"
+            raise LookupError(f"no reply for correlation {self.correlation_id} ({why})")
+        return self.replies[0]
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelatorStatistics:
+    correlations_active: int
+    gathers_pending: int
+    gathers_complete: int
+    gathers_partial: int
+    gathers_timed_out: int
+    late_replies: int
+
+
+class _Waiter:
+    """Something waiting on a correlation: a gather or a request."""
+
+    consumes = False  # a consumed reply is not routed to mailboxes
+
+    def matches(self, msg: Message) -> bool:
+        raise NotImplementedError
+
+    def offer(self, msg: Message) -> None:
+        raise NotImplementedError
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        pass
+
+    def on_handled(self, message_id: str) -> None:
+        pass
+
+    def on_quiescent(self) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        """The runtime is closing: stop waiting."""
+
+
+class _Correlation:
+    __slots__ = ("cancelled", "deliveries", "id", "in_flight", "requests", "waiters")
+
+    def __init__(self, cid: str) -> None:
+        self.id = cid
+        self.in_flight = 0
+        self.deliveries = 0  # counted against the correlation budget
+        self.waiters: list[_Waiter] = []
+        self.requests = 0  # how many waiters are requests (they watch for handled messages)
+        self.cancelled = False
+
+
+class Correlator:
+    """Owned by one runtime; see the module docstring."""
+
+    def __init__(self, clock: Clock, late_memory: int = 4096) -> None:
+        self._clock = clock
+        self._active: dict[str, _Correlation] = {}
+        # Recently closed gathers, so replies that arrive after them are counted as late.
+        self._closed: OrderedDict[str, Gather] = OrderedDict()
+        self._late_memory = late_memory
+        self.pending = 0
+        self.complete = 0
+        self.partial = 0
+        self.timed_out = 0
+        self.late = 0
+
+    # --- bookkeeping called by the runtime -------------------------------------------------
+    def get(self, cid: str) -> _Correlation:
+        corr = self._active.get(cid)
+        if corr is None:
+            corr = self._active[cid] = _Correlation(cid)
+        return corr
+
+    def lookup(self, cid: str) -> _Correlation | None:
+        return self._active.get(cid)
+
+    def offer(self, corr: _Correlation, msg: Message) -> tuple[bool, bool]:
+        """Show a published message to the waiters: (collected by one, consumed by one)."""
+        collected = consumed = False
+        for waiter in tuple(corr.waiters):
+            if waiter.matches(msg):
+                waiter.offer(msg)
+                collected = True
+                consumed = consumed or waiter.consumes
+        return collected, consumed
+
+    def check_late(self, msg: Message) -> None:
+        gather = self._closed.get(msg.correlation_id)
+        if gather is not None and gather.matches(msg):
+            self.late += 1
+
+    def failed(self, corr: _Correlation, missing: Missing, message_id: str, recipient: str) -> None:
+        for waiter in tuple(corr.waiters):
+            waiter.on_failure(missing, message_id, recipient)
+
+    def handled(self, corr: _Correlation, message_id: str) -> None:
+        for waiter in tuple(corr.waiters):
+            waiter.on_handled(message_id)
+
+    def settle(self, corr: _Correlation) -> None:
+        """Called when the correlation has nothing in flight."""
+        for waiter in tuple(corr.waiters):
+            waiter.on_quiescent()
+        self.release(corr)
+
+    def close_all(self, reason: str) -> None:
+        for corr in list(self._active.values()):
+            for waiter in tuple(corr.waiters):
+                waiter.close(reason)
+
+    def release(self, corr: _Correlation) -> None:
+        if corr.in_flight == 0 and not corr.waiters:
+            self._active.pop(corr.id, None)
+
+    def remove(self, corr: _Correlation, waiter: _Waiter) -> None:
+        if waiter in corr.waiters:
+            corr.waiters.remove(waiter)
+            if waiter.consumes:
+                corr.requests -= 1
+        self.release(corr)
+
+    # --- public API ------------------------------------------------------------------------
+    def gather(
+        self,
+        correlation_id: str,
+        *,
+        count: int | None = None,
+        senders: Iterable[str] = (),
+        types: Iterable[str] = (),
+        where: Callable[[Message], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Gather:
+        gather = Gather(self, self.get(correlation_id), count, senders, types, where, timeout)
+        self.pending += 1
+        return gather
+
+    def closed(self, gather: Gather, status: str) -> None:
+        self.pending -= 1
+        if status == "complete":
+            self.complete += 1
+        elif status == "partial":
+            self.partial += 1
+        else:
+            self.timed_out += 1
+        self._closed[gather.correlation_id] = gather
+        if len(self._closed) > self._late_memory:
+            self._closed.popitem(last=False)
+
+    def statistics(self) -> CorrelatorStatistics:
+        return CorrelatorStatistics(
+            correlations_active=len(self._active),
+            gathers_pending=self.pending,
+            gathers_complete=self.complete,
+            gathers_partial=self.partial,
+            gathers_timed_out=self.timed_out,
+            late_replies=self.late,
+        )
+
+
+class Gather(_Waiter):
+    """Collects replies of one correlation; ``await wait()`` for the ``GatherResult``.
+
+    Replies are matched by ``types``, ``senders`` and ``where`` (all that are given). With
+    ``senders`` (or ``types``) each sender (type) counts once and ``count`` defaults to all of
+    them (N of M); otherwise ``count`` defaults to 1. Create the gather before publishing the
+    request (``Runtime.ask`` does both); the correlation's quiescence only ends it once ``wait``
+    has been called, so publishing several messages first is safe.
+    """
+
+    def __init__(
+        self,
+        owner: Correlator,
+        corr: _Correlation,
+        count: int | None,
+        senders: Iterable[str],
+        types: Iterable[str],
+        where: Callable[[Message], bool] | None,
+        timeout: float | None,
+    ) -> None:
+        self._owner = owner
+        self._corr = corr
+        self.correlation_id = corr.id
+        self._senders = frozenset(senders)
+        self._types = frozenset(types)
+        self._where = where
+        self._keys = sorted(self._senders or self._types)
+        self._needed = count if count is not None else (len(self._keys) or 1)
+        if self._needed < 1 or (self._keys and self._needed > len(self._keys)):
+            raise ValueError(
+                f"gather: count must be between 1 and {len(self._keys) or 'any'}, "
+                f"got {self._needed}"
+            )
+        self._deadline = math.inf if timeout is None else owner._clock.monotonic() + timeout
+        self._replies: dict[str, Message] = {}
+        self._extra: list[Message] = []  # replies in count mode (no keys)
+        self._lost: dict[str, Missing] = {}
+        self._failures: list[Missing] = []
+        self._armed = False
+        self._done = anyio.Event()
+        self._result: GatherResult | None = None
+        corr.waiters.append(self)
+
+    def _key(self, msg: Message) -> str:
+        return msg.sender if self._senders else msg.type
+
+    def matches(self, msg: Message) -> bool:
+        if self._senders and msg.sender not in self._senders:
+            return False
+        if self._types and msg.type not in self._types:
+            return False
+        return self._where is None or self._where(msg)
+
+    def _arrived(self) -> int:
+        return len(self._replies) if self._keys else len(self._extra)
+
+    def offer(self, msg: Message) -> None:
+        if self._keys:
+            self._replies.setdefault(self._key(msg), msg)
+        else:
+            self._extra.append(msg)
+        if self._arrived() >= self._needed:
+            self._finish("complete")
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        if self._senders and recipient in self._senders:
+            if recipient not in self._replies and recipient not in self._lost:
+                self._lost[recipient] = Missing(
+                    recipient,
+                    missing.kind,
+                    missing.reason,
+                    missing.policy,
+                    missing.agent_id,
+                    missing.message_id,
+                )
+                # Every expected sender has answered or is known lost: nothing more can come.
+                if len(self._replies) + len(self._lost) == len(self._keys):
+                    self._finish("partial")
+        elif len(self._failures) < 64:
+            self._failures.append(missing)
+
+    def on_quiescent(self) -> None:
+        if self._armed:
+            self._finish("complete" if self._arrived() >= self._needed else "partial")
+
+    def _missing(self, kind: Literal["timed_out", "no_reply"]) -> tuple[Missing, ...]:
+        out = list(self._lost.values())
+        if self._keys:
+            reason = "no reply before the deadline" if kind == "timed_out" else "no reply"
+            out += [
+                Missing(k, kind, reason)
+                for k in self._keys
+                if k not in self._replies and k not in self._lost
+            ]
+            out += self._failures
+        else:
+            short = self._needed - len(self._extra)
+            out += self._failures
+            if short > 0 and (kind == "timed_out" or not self._failures):
+                reason = (
+                    f"{short} of {self._needed} replies did not arrive before the deadline"
+                    if kind == "timed_out"
+                    else f"{short} of {self._needed} replies never came (nothing left in flight)"
+                )
+                out.append(Missing("reply", kind, reason))
+        return tuple(out)
+
+    def _finish(self, status: Literal["complete", "partial", "timed_out"]) -> None:
+        if self._result is not None:
+            return
+        replies = tuple(self._replies.values()) if self._keys else tuple(self._extra)
+        missing = (
+            ()
+            if status == "complete" and not self._keys
+            else self._missing("timed_out" if status == "timed_out" else "no_reply")
+        )
+        if status == "complete" and self._keys:
+            missing = tuple(m for m in missing if m.kind != "no_reply")
+        self._result = GatherResult(self.correlation_id, status, replies, missing)
+        self._owner.remove(self._corr, self)
+        self._owner.closed(self, status)
+        self._done.set()
+
+    async def wait(self) -> GatherResult:
+        """Wait for the outcome (arms the gather: quiescence may now end it)."""
+        self._armed = True
+        if self._result is None and self._corr.in_flight == 0:
+            self.on_quiescent()
+        if self._result is None:
+            with anyio.CancelScope(deadline=self._deadline):
+                await self._done.wait()
+            if self._result is None:
+                self._finish("timed_out")
+        assert self._result is not None
+        return self._result
+
+    def cancel(self, reason: str = "cancelled by the caller") -> None:
+        """Stop waiting: the gather ends partial, with ``reason`` among what is missing."""
+        if len(self._failures) < 64:
+            self._failures.append(Missing("reply", "cancelled", reason))
+        self._finish("partial")
+
+    def close(self, reason: str) -> None:
+        self.cancel(reason)
+
+
+class RequestWaiter(_Waiter):
+    """Waits for the one reply caused by a request; the reply is consumed, not routed."""
+
+    consumes = True
+
+    def __init__(self, owner: Correlator, corr: _Correlation, request: Message) -> None:
+        self._owner = owner
+        self._corr = corr
+        self._request = request
+        self._done = anyio.Event()
+        self.reply: Message | None = None
+        self.error: Exception | None = None
+        corr.waiters.append(self)
+        corr.requests += 1
+
+    def matches(self, msg: Message) -> bool:
+        return msg.causation_id == self._request.id
+
+    def offer(self, msg: Message) -> None:
+        if self.reply is None and self.error is None:
+            self.reply = msg
+            self._done.set()
+
+    def _fail(self, error: Exception) -> None:
+        if self.reply is None and self.error is None:
+            self.error = error
+            self._done.set()
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        if message_id != self._request.id:
+            return
+        ids = {
+            "message_id": message_id,
+            "agent_id": recipient,
+            "correlation_id": self._request.correlation_id,
+        }
+        text = f"request {self._request.type!r} to {recipient!r}: {missing.reason}"
+        if missing.kind == "denied":
+            self._fail(DeniedError(text, policy=missing.policy or "", reason=missing.reason, **ids))
+        elif missing.kind == "failed":
+            self._fail(AgentError(text, **ids))
+        else:
+            self._fail(DeliveryError(text, **ids))
+
+    def on_handled(self, message_id: str) -> None:
+        if message_id == self._request.id and self.reply is None:
+            self._fail(
+                AgentError(
+                    f"request {self._request.type!r}: {self._request.recipient!r} handled it "
+                    "without replying",
+                    message_id=message_id,
+                    agent_id=self._request.recipient,
+                    correlation_id=self._request.correlation_id,
+                )
+            )
+
+    def close(self, reason: str) -> None:
+        self._fail(RuntimeClosedError(f"request {self._request.type!r}: {reason}"))
+
+    async def wait(self, timeout: float | None) -> Message:
+        try:
+            with anyio.fail_after(timeout):
+                await self._done.wait()
+        finally:
+            self._owner.remove(self._corr, self)
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply

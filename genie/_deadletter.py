@@ -1,0 +1,58 @@
+"""Dead letters: what could not be handled or delivered, with the reason, kept for inspection."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from ._message import Message
+
+__all__ = ["DeadLetter", "DeadLetters"]
+
+DeadLetterKind = Literal["failed", "cancelled", "shed", "unrouted"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The original ``message``, where it was going, and why it ended here.
+
+    ``kind``: ``failed`` (handler, retries and fallback exhausted), ``cancelled`` (runtime closed
+    or correlation cancelled before it ran), ``shed`` (overflow policy), ``unrouted`` (no
+    recipient, unknown recipient).
+    """
+
+    message: Message
+    agent_id: str | None
+    kind: DeadLetterKind
+    reason: str
+    error_type: str | None
+    attempts: int
+    at: datetime
+
+
+class DeadLetters:
+    """A bounded store of recent dead letters plus exact counts of all of them by kind."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._items: deque[DeadLetter] = deque(maxlen=capacity)
+        self.counts: Counter[str] = Counter()
+
+    def add(self, letter: DeadLetter) -> None:
+        self._items.append(letter)
+        self.counts[letter.kind] += 1
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return iter(tuple(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def for_correlation(self, correlation_id: str) -> list[DeadLetter]:
+        return [d for d in self._items if d.message.correlation_id == correlation_id]

@@ -1,0 +1,152 @@
+"""Every error Genie raises, rooted at :class:`GenieError`.
+
+::
+
+    GenieError
+    ├── ConfigurationError            the runtime refuses to start or to accept an agent
+    │   └── DuplicateAgentError       an agent id registered twice
+    ├── MessageError                  a message failed at a boundary
+    │   ├── UnknownMessageTypeError   no payload model is registered under the type
+    │   └── InvalidMessageError       the payload (or envelope) failed validation
+    ├── DeliveryError                 a message could not be delivered
+    │   ├── RuntimeClosedError        publish before start or after close
+    │   ├── UnknownRecipientError     the direct recipient is not registered
+    │   ├── NoRouteError              nobody would receive the message
+    │   ├── WouldBlockError           publish_nowait into a full mailbox
+    │   └── DeniedError               admission refused it (policy or limit)
+    └── AgentError                    a handler failed (what dead letters record)
+        ├── HandlerTimeoutError       the handler overran its deadline
+        ├── InvalidOutputError        handle() returned something that is not a Message
+        ├── UnhandledMessageError     the agent has no handler for the payload
+        └── CircuitOpenError          the agent's circuit breaker is open
+
+Errors carry the ids they concern (message, agent, correlation) so a caller can act on them
+without parsing the text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "DeliveryError",
+    "DeniedError",
+    "DuplicateAgentError",
+    "GenieError",
+    "HandlerTimeoutError",
+    "InvalidMessageError",
+    "InvalidOutputError",
+    "MessageError",
+    "NoRouteError",
+    "RuntimeClosedError",
+    "UnhandledMessageError",
+    "UnknownMessageTypeError",
+    "UnknownRecipientError",
+    "WouldBlockError",
+]
+
+
+class GenieError(Exception):
+    """Root of every error Genie raises."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str | None = None,
+        agent_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.agent_id = agent_id
+        self.correlation_id = correlation_id
+
+
+class ConfigurationError(GenieError):
+    """The runtime, an agent or a pipeline is configured wrongly; nothing was started."""
+
+
+class DuplicateAgentError(ConfigurationError):
+    """An agent id is already registered in this runtime."""
+
+
+class MessageError(GenieError):
+    """A message failed validation at a boundary (construction, YAML, CLI, wire)."""
+
+
+class UnknownMessageTypeError(MessageError):
+    """No payload model is registered under the message type."""
+
+    def __init__(self, type_name: str, known: list[str] | None = None) -> None:
+        hint = ""
+        if known:
+            from difflib import get_close_matches
+
+            close = get_close_matches(type_name, known, n=1)
+            if close:
+                hint = f" (did you mean {close[0]!r}?)"
+        super().__init__(
+            f"unknown message type {type_name!r}: no payload model is registered{hint}"
+        )
+        self.type_name = type_name
+
+
+class InvalidMessageError(MessageError):
+    """The payload of a message failed its model; ``field`` names the first failing field."""
+
+    def __init__(self, type_name: str, field: str, problem: str) -> None:
+        super().__init__(f"invalid {type_name!r} message: field {field!r}: {problem}")
+        self.type_name = type_name
+        self.field = field
+        self.problem = problem
+
+
+class DeliveryError(GenieError):
+    """A message could not be delivered."""
+
+
+class RuntimeClosedError(DeliveryError):
+    """The runtime is not running (not started yet, or closed)."""
+
+
+class UnknownRecipientError(DeliveryError):
+    """The message names a recipient that is not registered in this runtime."""
+
+
+class NoRouteError(DeliveryError):
+    """No agent would receive the message: no recipient, no subscriber, nobody waiting."""
+
+
+class WouldBlockError(DeliveryError):
+    """``publish_nowait`` found a recipient's mailbox full."""
+
+
+class DeniedError(DeliveryError):
+    """Admission refused the message; ``policy`` names the rule that decided."""
+
+    def __init__(self, message: str, *, policy: str, reason: str, **ids: str | None) -> None:
+        super().__init__(message, **ids)
+        self.policy = policy
+        self.reason = reason
+
+
+class AgentError(GenieError):
+    """An agent's handler failed."""
+
+
+class HandlerTimeoutError(AgentError):
+    """The handler ran past its deadline and was cancelled."""
+
+
+class InvalidOutputError(AgentError):
+    """The handler returned something that is not a sequence of messages."""
+
+
+class UnhandledMessageError(AgentError):
+    """The agent has no handler for the payload type it was given."""
+
+
+class CircuitOpenError(AgentError):
+    """The agent's circuit breaker is open, so the handler was not called."""

@@ -1,0 +1,244 @@
+"""The supervisor's parts: admission (limits and policies, fail closed) and failure handling
+(retry policy, circuit breaker), plus the per-agent options that configure them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Protocol
+
+from ._errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    InvalidOutputError,
+    MessageError,
+    UnhandledMessageError,
+)
+from ._message import Message
+
+__all__ = [
+    "AgentOptions",
+    "BreakerPolicy",
+    "CircuitBreaker",
+    "Decision",
+    "Limits",
+    "Policy",
+    "RetryPolicy",
+    "admit",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of admission: allowed, or denied by ``policy`` for ``reason``."""
+
+    allowed: bool
+    policy: str = ""
+    reason: str = ""
+
+    ALLOW: ClassVar[Decision]
+
+    @classmethod
+    def deny(cls, policy: str, reason: str) -> Decision:
+        return cls(False, policy, reason)
+
+
+Decision.ALLOW = Decision(True)
+
+
+class Policy(Protocol):
+    """A governance rule, evaluated for every delivery before the recipient's mailbox.
+
+    ``evaluate`` is synchronous and pure (it runs on the hot path). It returns
+    ``Decision.ALLOW`` or ``Decision.deny(self.name, reason)``. If it raises, the delivery is
+    denied (fail closed) with a reason that names the exception.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The kill switch: a message storm stops at the hop limit or the correlation's budget.
+
+    The budget counts deliveries (a message to N recipients costs N), so a fan-out storm is
+    stopped as early as a chain.
+    """
+
+    max_hops: int = 32
+    correlation_budget: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_hops < 1 or self.correlation_budget < 1:
+            raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
+
+
+HOP_LIMIT = "limit:hops"
+BUDGET_LIMIT = "limit:budget"
+
+
+def admit(
+    msg: Message,
+    recipient: str,
+    deliveries_in_correlation: int,
+    limits: Limits,
+    policies: Sequence[Policy],
+) -> Decision:
+    """Limits first, then each policy in order; the first deny wins; an exception denies."""
+    if msg.hops > limits.max_hops:
+        return Decision.deny(
+            HOP_LIMIT, f"hop limit {limits.max_hops} exceeded (message has {msg.hops} hops)"
+        )
+    if deliveries_in_correlation >= limits.correlation_budget:
+        return Decision.deny(
+            BUDGET_LIMIT,
+            f"correlation budget of {limits.correlation_budget} deliveries exhausted",
+        )
+    for policy in policies:
+        try:
+            decision = policy.evaluate(msg, recipient)
+        except Exception as exc:  # fail closed: a broken policy denies, it never lets through
+            return Decision.deny(_policy_name(policy), f"policy raised {type(exc).__name__}: {exc}")
+        if not decision.allowed:
+            return decision
+    return Decision.ALLOW
+
+
+def _policy_name(policy: object) -> str:
+    try:
+        return str(policy.name)  # type: ignore[attr-defined]
+    except Exception:
+        return type(policy).__name__
+
+
+# Errors that a retry cannot fix: the same input fails the same way.
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (
+    MessageError,
+    InvalidOutputError,
+    UnhandledMessageError,
+    CircuitOpenError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failed handler is tried again, and after how long (exponential backoff).
+
+    ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
+    ``retry_on`` and not of the built-in non-retryable errors (validation, bad output, no
+    handler, open circuit) are retried.
+    """
+
+    attempts: int = 1
+    backoff: float = 0.05
+    multiplier: float = 2.0
+    max_backoff: float = 5.0
+    retry_on: tuple[type[Exception], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
+            raise ConfigurationError(
+                "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
+            )
+
+    def should_retry(self, exc: Exception, attempt: int) -> bool:
+        return (
+            attempt < self.attempts
+            and isinstance(exc, self.retry_on)
+            and not isinstance(exc, NOT_RETRYABLE)
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """Open after ``failure_threshold`` consecutive failures; try again after ``reset_after``."""
+
+    failure_threshold: int = 5
+    reset_after: float = 30.0
+
+
+class CircuitBreaker:
+    """Per-agent breaker: closed → open (calls refused) → half-open (one trial) → closed."""
+
+    __slots__ = ("_failures", "_opened_at", "_trial", "policy")
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial = False
+
+    @property
+    def tripped(self) -> bool:
+        """Open or half-open: calls must ask ``allow`` first."""
+        return self._opened_at is not None
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    @property
+    def state(self) -> Literal["closed", "open", "half_open"]:
+        if self._opened_at is None:
+            return "closed"
+        return "half_open" if self._trial else "open"
+
+    def allow(self, now: float) -> bool:
+        if self._opened_at is None:
+            return True
+        if self._trial:
+            return False  # one trial call at a time while half-open
+        if now - self._opened_at >= self.policy.reset_after:
+            self._trial = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._opened_at = None
+        self._trial = False
+
+    def record_failure(self, now: float) -> None:
+        self._failures += 1
+        if self._trial or self._failures >= self.policy.failure_threshold:
+            self._opened_at = now
+            self._trial = False
+
+
+Overflow = Literal["overdraft", "shed"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """How the runtime hosts one agent.
+
+    ``mailbox_size`` bounds what outside publishers can queue (they wait, or get
+    ``WouldBlockError``). Sends from handlers never wait, so cycles cannot deadlock: with
+    ``overflow="overdraft"`` (default) they are queued past the bound and counted; with
+    ``"shed"`` they are shed, recorded and reported to waiting gathers.
+    """
+
+    mailbox_size: int = 1024
+    max_concurrency: int = 1
+    deadline: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)
+    fallback: str | None = None
+    overflow: Overflow = "overdraft"
+
+    def __post_init__(self) -> None:
+        if self.mailbox_size < 1 or self.max_concurrency < 1:
+            raise ConfigurationError("mailbox_size and max_concurrency must be at least 1")
+        if self.deadline is not None and self.deadline <= 0:
+            raise ConfigurationError("deadline must be positive (seconds) or None")
+        if self.overflow not in ("overdraft", "shed"):
+            raise ConfigurationError(
+                f"overflow must be 'overdraft' or 'shed', not {self.overflow!r}"
+            )

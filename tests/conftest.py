@@ -1,0 +1,112 @@
+"""Shared payloads and small agents for the tests. Every test runs on the real runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anyio
+import pytest
+
+from genie import BaseAgent, Context, Decision, Message, Payload, handler
+
+
+class Ping(Payload):
+    message_type = "ping"
+    n: int = 0
+    sender_tag: str = ""
+
+
+class Pong(Payload):
+    message_type = "pong"
+    n: int = 0
+
+
+class Note(Payload):
+    message_type = "note"
+    text: str
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Echo(BaseAgent):
+    """Replies Pong(n) to the sender of every Ping."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.seen: list[Message] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.seen.append(ctx.message)
+        return ctx.reply(Pong(n=payload.n))
+
+
+class Recorder(BaseAgent):
+    """Records every Ping; optionally blocks on ``gate`` first; emits nothing."""
+
+    def __init__(self, id: str, gate: anyio.Event | None = None) -> None:
+        super().__init__(id)
+        self.seen: list[Ping] = []
+        self.gate = gate
+        self.active = 0
+        self.max_active = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            self.seen.append(payload)
+        finally:
+            self.active -= 1
+
+
+class Failing(BaseAgent):
+    """Raises for the first ``failures`` calls (all of them if None), then replies Pong."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, failures: int | None = None) -> None:
+        super().__init__(id)
+        self.failures = failures
+        self.calls = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.calls += 1
+        if self.failures is None or self.calls <= self.failures:
+            raise RuntimeError(f"boom #{self.calls}")
+        return ctx.reply(Pong(n=payload.n))
+
+
+class DenyTo:
+    """A policy denying every delivery to the given recipients."""
+
+    def __init__(self, *recipients: str, name: str = "deny-to") -> None:
+        self.name = name
+        self.recipients = set(recipients)
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        if recipient in self.recipients:
+            return Decision.deny(self.name, f"{recipient} is blocked")
+        return Decision.ALLOW
+
+
+class PolicyFn:
+    def __init__(self, name: str, fn: Callable[[Message, str], Decision]) -> None:
+        self.name = name
+        self.fn = fn
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self.fn(msg, recipient)
+
+
+def payloads(messages: Sequence[Message]) -> list[Payload]:
+    return [m.payload for m in messages]

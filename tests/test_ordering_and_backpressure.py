@@ -1,0 +1,154 @@
+"""Ordering per (sender, recipient), bounded mailboxes and backpressure, cycles without deadlock."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Limits,
+    Message,
+    Runtime,
+    WouldBlockError,
+    handler,
+)
+
+from .conftest import Ping, Recorder
+
+
+async def drain(rt: Runtime) -> None:
+    with anyio.fail_after(10):
+        while rt.statistics().in_flight:
+            await checkpoint()
+
+
+async def test_fifo_per_sender_and_one_at_a_time() -> None:
+    rec = Recorder("rec")
+    async with Runtime([rec]) as rt:
+
+        async def send(tag: str) -> None:
+            for n in range(500):
+                await rt.publish(rt.message(Ping(n=n, sender_tag=tag), sender=tag, recipient="rec"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, "a")
+            tg.start_soon(send, "b")
+        await drain(rt)
+    for tag in ("a", "b"):
+        assert [p.n for p in rec.seen if p.sender_tag == tag] == list(range(500))
+    assert rec.max_active == 1
+
+
+async def test_max_concurrency_bounds_parallel_handlers() -> None:
+    gate = anyio.Event()
+    rec = Recorder("rec", gate)
+    async with Runtime() as rt:
+        rt.add(rec, options=AgentOptions(max_concurrency=3))
+        for n in range(10):
+            await rt.publish(rt.message(Ping(n=n), recipient="rec"))
+        await wait_all_tasks_blocked()
+        assert rec.active == 3
+        assert rt.mailbox_statistics()["rec"].active == 3
+        gate.set()
+        await drain(rt)
+    assert sorted(p.n for p in rec.seen) == list(range(10))
+    assert rec.max_active == 3
+
+
+async def test_full_mailbox_makes_outside_publishers_wait() -> None:
+    gate = anyio.Event()
+    rec = Recorder("rec", gate)
+    async with Runtime() as rt:
+        rt.add(rec, options=AgentOptions(mailbox_size=2))
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # taken by the handler
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))
+        await rt.publish(rt.message(Ping(n=2), recipient="rec"))  # mailbox now full
+        with pytest.raises(WouldBlockError, match="mailbox of 'rec' is full"):
+            rt.publish_nowait(rt.message(Ping(n=99), recipient="rec"))
+        done: list[int] = []
+
+        async def late(n: int) -> None:
+            await rt.publish(rt.message(Ping(n=n), recipient="rec"))
+            done.append(n)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(late, 3)
+            await wait_all_tasks_blocked()
+            tg.start_soon(late, 4)
+            await wait_all_tasks_blocked()
+            stats = rt.mailbox_statistics()["rec"]
+            assert (stats.depth, stats.waiting_publishers) == (2, 2)
+            assert done == []
+            gate.set()
+        await drain(rt)
+    assert done == [3, 4]  # waiting publishers go in arrival order
+    assert [p.n for p in rec.seen] == [0, 1, 2, 3, 4]
+    assert rt.statistics().delivered == 5  # the refused publish_nowait delivered nothing
+
+
+class Bouncer(BaseAgent):
+    """Sends each Ping on to ``peer`` (twice) until n reaches ``until``."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, peer: str, until: int) -> None:
+        super().__init__(id)
+        self.peer = peer
+        self.until = until
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        if payload.n >= self.until:
+            return []
+        # Two messages out per message in: the cycle fills both mailboxes quickly.
+        return [
+            ctx.emit(Ping(n=payload.n + 1, sender_tag="x"), recipient=self.peer),
+            ctx.emit(Ping(n=self.until, sender_tag="stop"), recipient=self.peer),
+        ]
+
+
+async def test_cycle_with_full_mailboxes_does_not_deadlock() -> None:
+    tiny = AgentOptions(mailbox_size=1)
+    async with Runtime(limits=Limits(max_hops=1000, correlation_budget=100_000)) as rt:
+        rt.add(Bouncer("a", "b", 200), options=tiny)
+        rt.add(Bouncer("b", "a", 200), options=tiny)
+        with anyio.fail_after(10):
+            for _ in range(20):
+                await rt.publish(rt.message(Ping(n=0), sender="caller", recipient="a"))
+            await drain(rt)
+    stats = rt.mailbox_statistics()
+    assert stats["a"].overdrafts + stats["b"].overdrafts > 0
+    s = rt.statistics()
+    assert s.delivered == s.handled > 20 * 200
+    assert s.dead_lettered == s.denied == s.shed == 0
+
+
+async def test_shed_overflow_policy_records_what_it_drops() -> None:
+    gate = anyio.Event()
+    sink = Recorder("sink", gate)
+
+    class Spray(BaseAgent):
+        produces = (Ping,)
+
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+            return [ctx.emit(Ping(n=i), recipient="sink") for i in range(5)]
+
+    async with Runtime() as rt:
+        rt.add(Spray("spray"))
+        rt.add(sink, options=AgentOptions(mailbox_size=2, overflow="shed"))
+        await rt.publish(rt.message(Ping(), recipient="spray"))
+        await wait_all_tasks_blocked()
+        gate.set()
+        await drain(rt)
+    s = rt.statistics()
+    assert s.shed == 3
+    assert [p.n for p in sink.seen] == [0, 1]
+    assert sorted(d.message.payload.n for d in rt.dead_letters if d.kind == "shed") == [2, 3, 4]  # type: ignore[attr-defined]
+    assert s.delivered == s.handled + s.shed
