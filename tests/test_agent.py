@@ -54,8 +54,8 @@ def test_handler_needs_a_payload_annotation() -> None:
     with pytest.raises(ConfigurationError, match="annotate 'payload'"):
 
         class Bad(BaseAgent):
-            @handler
-            async def on_x(self, payload: int, ctx: Context) -> None: ...  # type: ignore[type-var]
+            @handler  # type: ignore[type-var]
+            async def on_x(self, payload: int, ctx: Context) -> None: ...
 
 
 async def test_test_context_request_uses_the_responder() -> None:
