@@ -112,7 +112,8 @@ class Correlator:
 
     def __init__(self, clock: Clock, late_memory: int = 4096) -> None:
         self._clock = clock
-        self._active: dict[str, _Correlation] = {}
+        # Read directly by the runtime's hot path; only the correlator adds and removes.
+        self.active: dict[str, _Correlation] = {}
         # Recently closed gathers, so replies that arrive after them are counted as late.
         self._closed: OrderedDict[str, Gather] = OrderedDict()
         self._late_memory = late_memory
@@ -124,13 +125,13 @@ class Correlator:
 
     # --- bookkeeping called by the runtime -------------------------------------------------
     def get(self, cid: str) -> _Correlation:
-        corr = self._active.get(cid)
+        corr = self.active.get(cid)
         if corr is None:
-            corr = self._active[cid] = _Correlation(cid)
+            corr = self.active[cid] = _Correlation(cid)
         return corr
 
     def lookup(self, cid: str) -> _Correlation | None:
-        return self._active.get(cid)
+        return self.active.get(cid)
 
     def offer(self, corr: _Correlation, msg: Message) -> tuple[bool, bool]:
         """Show a published message to the waiters: (collected by one, consumed by one)."""
@@ -162,13 +163,13 @@ class Correlator:
         self.release(corr)
 
     def close_all(self, reason: str) -> None:
-        for corr in list(self._active.values()):
+        for corr in list(self.active.values()):
             for waiter in tuple(corr.waiters):
                 waiter.close(reason)
 
     def release(self, corr: _Correlation) -> None:
         if corr.in_flight == 0 and not corr.waiters:
-            self._active.pop(corr.id, None)
+            self.active.pop(corr.id, None)
 
     def remove(self, corr: _Correlation, waiter: _Waiter) -> None:
         if waiter in corr.waiters:
@@ -206,7 +207,7 @@ class Correlator:
 
     def statistics(self) -> CorrelatorStatistics:
         return CorrelatorStatistics(
-            correlations_active=len(self._active),
+            correlations_active=len(self.active),
             gathers_pending=self.pending,
             gathers_complete=self.complete,
             gathers_partial=self.partial,

@@ -74,6 +74,10 @@ class ShutdownReport:
     by_agent: Mapping[str, int]
 
 
+def _not_running(mailbox: Mailbox) -> None:
+    raise RuntimeClosedError("the runtime is not running")
+
+
 class _RuntimeContext(_ContextBase):
     __slots__ = ("_rt",)
 
@@ -133,6 +137,7 @@ class Runtime:
         self._taps: list[Tap] = []
         self._tg: TaskGroup | None = None
         self._executors: Executors | None = None
+        self._schedule: Callable[[Mailbox], None] = _not_running
         self._state = "new"
         self._drained: anyio.Event | None = None
         self._published = self._delivered = self._handled = self._denied = 0
@@ -205,6 +210,7 @@ class Runtime:
         self._tg = tg
         self._executors = Executors(tg, self._run_one)
         self._executors.start()
+        self._schedule = self._executors.schedule
         self._state = "running"
         for mb in self._mailboxes.values():
             on_start = getattr(mb.agent, "on_start", None)
@@ -401,24 +407,51 @@ class Runtime:
         return routed
 
     def _emit(self, msg: Message) -> None:
-        """Publish a handler's output: never waits, so cycles of agents cannot deadlock."""
-        corr = self.correlator.get(msg.correlation_id)
+        """Publish a handler's output: never waits, so cycles of agents cannot deadlock.
+
+        This is the hot path of every hop, so the common case (no waiter, no tap, a known
+        recipient) is written out here rather than split into helpers.
+        """
+        corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
+            msg.correlation_id
+        )
         if corr.cancelled:
             self._published += 1
             self._unrouted_letter(msg, "correlation cancelled")
             return
-        for rid in self._route(msg, corr, self.router.recipients(msg)):
-            mb = self._mailboxes[rid]
-            decision = self._admit(msg, rid, corr)
-            if not decision.allowed:
-                self._deny(msg, rid, corr, decision)
-            elif len(mb.queue) < mb.capacity:
-                self._enqueue(mb, msg, corr)
-            elif mb.options.overflow == "shed":
-                self._shed(mb, msg, corr)
-            else:
+        routed = self.router.recipients(msg)
+        recipient = msg.recipient
+        mailboxes = self._mailboxes
+        if (
+            corr.waiters
+            or self._taps
+            or not routed
+            or (recipient is not None and recipient not in mailboxes)
+        ):
+            routed = self._route(msg, corr, routed)
+        else:
+            self._published += 1
+            self.correlator.check_late(msg)
+        limits = self.limits
+        screen = bool(self.policies) or msg.hops > limits.max_hops
+        for rid in routed:
+            mb = mailboxes[rid]
+            if screen or corr.deliveries >= limits.correlation_budget:
+                decision = admit(msg, rid, corr.deliveries, limits, self.policies)
+                if not decision.allowed:
+                    self._deny(msg, rid, corr, decision)
+                    continue
+            if len(mb.queue) >= mb.capacity:
+                if mb.options.overflow == "shed":
+                    self._shed(mb, msg, corr)
+                    continue
                 mb.overdrafts += 1
-                self._enqueue(mb, msg, corr)
+            self._delivered += 1
+            self._in_flight += 1
+            corr.in_flight += 1
+            corr.deliveries += 1
+            if mb.push(msg):
+                self._schedule(mb)
 
     def _admit(self, msg: Message, recipient: str, corr: _Correlation) -> Decision:
         limits = self.limits
@@ -448,8 +481,7 @@ class Runtime:
         corr.in_flight += 1
         corr.deliveries += 1
         if mb.push(msg):
-            assert self._executors is not None
-            self._executors.schedule(mb)
+            self._schedule(mb)
 
     def _finish(self, corr: _Correlation) -> None:
         self._in_flight -= 1
@@ -562,7 +594,9 @@ class Runtime:
     async def _run_one(self, mb: Mailbox) -> None:
         """Run the next message of ``mb``. The first attempt is inlined: it is the hot path."""
         msg = mb.pop()
-        corr = self.correlator.get(msg.correlation_id)
+        corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
+            msg.correlation_id
+        )
         try:
             if corr.cancelled:
                 self._dead_letter(mb.id, msg, corr, "cancelled", "correlation cancelled", None, 0)
@@ -590,8 +624,7 @@ class Runtime:
             raise
         finally:
             if mb.done():
-                assert self._executors is not None
-                self._executors.schedule(mb)
+                self._schedule(mb)
 
     async def _recover(
         self, mb: Mailbox, msg: Message, corr: _Correlation, error: Exception | None
@@ -717,7 +750,13 @@ class Runtime:
         self._handled += 1
         if corr.requests:
             self.correlator.handled(corr, msg.id)
-        self._finish(corr)
+        # _finish, written out: this runs once per hop
+        self._in_flight -= 1
+        corr.in_flight -= 1
+        if corr.in_flight == 0:
+            self.correlator.settle(corr)
+        if self._in_flight == 0 and self._drained is not None:
+            self._drained.set()
 
     # --- fan-in ------------------------------------------------------------------------------
     def gather(
