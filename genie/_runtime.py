@@ -16,7 +16,7 @@ from typing import Any, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from ._agent import Agent, BaseAgent
+from ._agent import Agent, BaseAgent, agent_risk
 from ._audit import AuditRecord, AuditSink, MemoryAuditLog
 from ._clock import Clock
 from ._context import _ContextBase
@@ -204,6 +204,11 @@ class Runtime:
                 raise ConfigurationError(
                     f"agent {mb.id!r} has fallback {fallback!r}, which is not registered"
                 )
+        risks = {agent_id: agent_risk(mb.agent) for agent_id, mb in self._mailboxes.items()}
+        for policy in self.policies:
+            bind = getattr(policy, "bind_agents", None)
+            if bind is not None:
+                bind(risks)  # e.g. the risk gate learns which agents are high-risk
         self.clock.start()
         tg = anyio.create_task_group()
         await tg.__aenter__()

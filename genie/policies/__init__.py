@@ -1,0 +1,47 @@
+"""Governance policies: each evaluates one delivery (message, recipient) before the mailbox.
+
+Deny reasons match the Go system's word for word. Content-scanning policies share one
+``ContentView`` so a payload is serialised once per message, not once per policy.
+"""
+
+from ._access import RBAC as RBAC
+from ._access import MaxContentLength as MaxContentLength
+from ._access import RequiredMetadata as RequiredMetadata
+from ._access import RiskGate as RiskGate
+from ._access import Tenant as Tenant
+from ._compliance import Consent as Consent
+from ._compliance import ConsentCategory as ConsentCategory
+from ._compliance import ConsentLedger as ConsentLedger
+from ._compliance import Explainability as Explainability
+from ._compliance import InMemoryConsentLedger as InMemoryConsentLedger
+from ._compliance import JsonSchema as JsonSchema
+from ._content import ContentView as ContentView
+from ._data import ClassificationCeiling as ClassificationCeiling
+from ._data import DataResidency as DataResidency
+from ._data import PIIBlock as PIIBlock
+from ._data import PromptInjection as PromptInjection
+from ._dsl import Rule as Rule
+from ._dsl import RuleError as RuleError
+from ._dsl import compile_rule as compile_rule
+
+__all__ = [
+    "RBAC",
+    "ClassificationCeiling",
+    "Consent",
+    "ConsentCategory",
+    "ConsentLedger",
+    "ContentView",
+    "DataResidency",
+    "Explainability",
+    "InMemoryConsentLedger",
+    "JsonSchema",
+    "MaxContentLength",
+    "PIIBlock",
+    "PromptInjection",
+    "RequiredMetadata",
+    "RiskGate",
+    "Rule",
+    "RuleError",
+    "Tenant",
+    "compile_rule",
+]

@@ -1,0 +1,148 @@
+"""Who may send what: content length, required metadata, RBAC, tenant, and the risk gate.
+
+Deny reasons are the Go system's, word for word, so audit trails read the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from .._agent import Risk
+from .._errors import ConfigurationError
+from .._message import Message
+from .._supervisor import Decision
+from ._content import ContentView, roles_of
+
+__all__ = ["MaxContentLength", "RBAC", "RequiredMetadata", "RiskGate", "Tenant"]
+
+ALLOW = Decision.ALLOW
+
+
+class MaxContentLength:
+    """Deny when the payload's JSON text is longer than ``max_bytes`` (UTF-8 bytes)."""
+
+    name = "max_content_length"
+
+    def __init__(self, max_bytes: int, view: ContentView | None = None) -> None:
+        if max_bytes <= 0:
+            raise ConfigurationError(
+                "max content length must be positive: invalid max content length"
+            )
+        self.max_bytes = max_bytes
+        self._view = view or ContentView()
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        text = self._view.text(msg)
+        # len(str) <= len(bytes): only encode when the cheap check cannot decide.
+        if len(text) > self.max_bytes or (
+            len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes
+        ):
+            return Decision.deny(self.name, "content too long")
+        return ALLOW
+
+
+class RequiredMetadata:
+    """For the listed types (all when empty), each key must be present and, if a string, not
+    blank."""
+
+    def __init__(self, required: Iterable[str], applies_to: Iterable[str] = ()) -> None:
+        self.required = tuple(required)
+        self.applies_to = frozenset(applies_to)
+        scope = ",".join(sorted(self.applies_to)) or "*"
+        self.name = f"required_metadata[{scope}]"
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        if self.applies_to and msg.type not in self.applies_to:
+            return ALLOW
+        meta = msg.metadata
+        if not meta and self.required:
+            return Decision.deny(self.name, "missing metadata")
+        for key in self.required:
+            if key not in meta:
+                return Decision.deny(self.name, f'missing metadata key "{key}"')
+            value = meta[key]
+            if isinstance(value, str) and not value.strip():
+                return Decision.deny(self.name, f'empty metadata key "{key}"')
+        return ALLOW
+
+
+class RBAC:
+    """A message type listed in ``roles_by_type`` needs one of its roles in ``user_roles``;
+    ``admin`` passes everything when ``admin_bypass``."""
+
+    name = "rbac"
+
+    def __init__(
+        self, roles_by_type: Mapping[str, Iterable[str]], admin_bypass: bool = False
+    ) -> None:
+        self.roles_by_type = {t: frozenset(r) for t, r in roles_by_type.items()}
+        self.admin_bypass = admin_bypass
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        needed = self.roles_by_type.get(msg.type)
+        if not needed:
+            return ALLOW
+        roles = roles_of(msg.metadata)
+        if self.admin_bypass and "admin" in roles:
+            return ALLOW
+        if needed.intersection(roles):
+            return ALLOW
+        return Decision.deny(self.name, "missing required role for message type")
+
+
+class Tenant:
+    """``tenant_id`` is required (for the listed types, all when empty); when
+    ``expected_tenant`` is set it must match. ``admin`` bypasses when ``admin_bypass``."""
+
+    name = "tenant"
+
+    def __init__(self, applies_to: Iterable[str] = (), admin_bypass: bool = False) -> None:
+        self.applies_to = frozenset(applies_to)
+        self.admin_bypass = admin_bypass
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        if self.applies_to and msg.type not in self.applies_to:
+            return ALLOW
+        meta = msg.metadata
+        if self.admin_bypass and "admin" in roles_of(meta):
+            return ALLOW
+        tenant = meta.get("tenant_id")
+        if not isinstance(tenant, str) or not tenant:
+            return Decision.deny(self.name, "missing tenant_id in metadata")
+        expected = meta.get("expected_tenant")
+        if isinstance(expected, str) and expected and expected != tenant:
+            return Decision.deny(self.name, f"tenant mismatch: expected {expected} got {tenant}")
+        return ALLOW
+
+
+class RiskGate:
+    """A high-risk agent only receives messages whose ``user_roles`` hold one of ``roles``.
+
+    The runtime tells the gate each agent's risk when it starts (``bind_agents``); a recipient
+    it does not know (a tap) is not gated.
+    """
+
+    name = "risk_gate"
+
+    def __init__(
+        self, roles: Iterable[str], risk_of: Callable[[str], Risk | None] | None = None
+    ) -> None:
+        self.roles = frozenset(roles)
+        if not self.roles:
+            raise ConfigurationError(
+                "risk gate: list at least one role allowed to reach high-risk agents"
+            )
+        self._risk: dict[str, Risk] = {}
+        self._risk_of = risk_of
+
+    def bind_agents(self, risks: Mapping[str, Risk]) -> None:
+        self._risk = dict(risks)
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        risk = self._risk_of(recipient) if self._risk_of else self._risk.get(recipient)
+        if risk is not Risk.HIGH or self.roles.intersection(roles_of(msg.metadata)):
+            return ALLOW
+        wanted = ", ".join(sorted(self.roles))
+        return Decision.deny(
+            self.name, f"high-risk agent {recipient!r} requires one of the roles: {wanted}"
+        )

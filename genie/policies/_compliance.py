@@ -1,0 +1,220 @@
+"""Consent, explainability and payload schemas."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from .._errors import ConfigurationError
+from .._message import Message
+from .._supervisor import Decision
+from ._content import ContentView
+
+__all__ = [
+    "Consent",
+    "ConsentCategory",
+    "ConsentLedger",
+    "Explainability",
+    "InMemoryConsentLedger",
+    "JsonSchema",
+    "check_schema",
+]
+
+ALLOW = Decision.ALLOW
+
+
+class ConsentCategory(enum.StrEnum):
+    TRANSACTIONS = "transactions"
+    PORTFOLIO = "portfolio"
+    RECOMMENDATIONS = "recommendations"
+    THIRD_PARTY_SHARE = "third_party_share"
+
+
+class ConsentLedger(Protocol):
+    """Where consent lives. ``has_active`` is called on the hot path: keep it fast (a real
+    ledger caches); if it raises, the delivery is denied."""
+
+    def has_active(self, user_id: str, category: str) -> bool: ...
+
+
+class InMemoryConsentLedger:
+    """Grants and revocations in memory (as Go's ledger: revoke withdraws every grant)."""
+
+    def __init__(self) -> None:
+        self._active: set[tuple[str, str]] = set()
+
+    def grant(self, user_id: str, category: str) -> None:
+        self._active.add((user_id, str(category)))
+
+    def revoke(self, user_id: str, category: str) -> None:
+        self._active.discard((user_id, str(category)))
+
+    def has_active(self, user_id: str, category: str) -> bool:
+        return (user_id, str(category)) in self._active
+
+
+class Consent:
+    """A message type mapped to a consent category needs ``user_id`` with active consent."""
+
+    name = "consent"
+
+    def __init__(self, ledger: ConsentLedger, type_to_category: Mapping[str, str]) -> None:
+        self.ledger = ledger
+        self.type_to_category = dict(type_to_category)
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        category = self.type_to_category.get(msg.type)
+        if category is None:
+            return ALLOW
+        user = msg.metadata.get("user_id")
+        if not isinstance(user, str) or not user:
+            return Decision.deny(self.name, "consent required but user id missing")
+        if not self.ledger.has_active(user, category):
+            return Decision.deny(self.name, f"missing active consent for category {category}")
+        return ALLOW
+
+
+class Explainability:
+    """For the listed types, the payload must carry a non-empty string ``rationale`` at the
+    root, or a non-empty top-level list whose every item carries one."""
+
+    name = "explainability"
+
+    def __init__(
+        self,
+        applies_to: Iterable[str],
+        rationale_field: str = "rationale",
+        view: ContentView | None = None,
+    ) -> None:
+        self.applies_to = frozenset(applies_to)
+        self.field = rationale_field or "rationale"
+        self._view = view or ContentView()
+
+    def _has(self, item: Any) -> bool:
+        value = item.get(self.field) if isinstance(item, dict) else None
+        return isinstance(value, str) and bool(value)
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        if msg.type not in self.applies_to:
+            return ALLOW
+        data = self._view.data(msg)
+        if isinstance(data, dict):
+            if self._has(data):
+                return ALLOW
+            for value in data.values():
+                if isinstance(value, list) and value and all(self._has(i) for i in value):
+                    return ALLOW
+        return Decision.deny(self.name, "missing rationale for output")
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+_KEYWORDS = {
+    "type", "required", "properties", "items", "enum", "minLength", "maxLength",
+    "minimum", "maximum", "additionalProperties", "description", "title", "$schema",
+}  # fmt: skip
+
+
+def check_schema(schema: Any, where: str = "schema") -> None:
+    """Refuse a schema this validator cannot honour: unknown keywords or wrong shapes."""
+    if not isinstance(schema, dict):
+        raise ConfigurationError(f"{where}: a schema is a mapping, got {type(schema).__name__}")
+    unknown = sorted(set(schema) - _KEYWORDS)
+    if unknown:
+        raise ConfigurationError(f"{where}: unsupported keyword(s) {', '.join(unknown)}")
+    kind = schema.get("type")
+    if kind is not None and kind not in _TYPES:
+        raise ConfigurationError(f"{where}.type: {kind!r} is not a JSON Schema type")
+    required = schema.get("required", [])
+    if not (isinstance(required, list) and all(isinstance(r, str) for r in required)):
+        raise ConfigurationError(f"{where}.required: a list of property names")
+    for bound in ("minLength", "maxLength", "minimum", "maximum"):
+        if bound in schema and not isinstance(schema[bound], int | float):
+            raise ConfigurationError(f"{where}.{bound}: a number")
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        raise ConfigurationError(f"{where}.enum: a list")
+    props = schema.get("properties", {})
+    if not isinstance(props, dict):
+        raise ConfigurationError(f"{where}.properties: a mapping of property schemas")
+    for key, sub in props.items():
+        check_schema(sub, f"{where}.properties.{key}")
+    if "items" in schema:
+        check_schema(schema["items"], f"{where}.items")
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(extra, bool):
+        check_schema(extra, f"{where}.additionalProperties")
+
+
+def _validate(schema: dict[str, Any], value: Any, path: str) -> str | None:
+    kind = schema.get("type")
+    if kind is not None:
+        ok = isinstance(value, _TYPES[kind]) and not (
+            kind in ("integer", "number") and isinstance(value, bool)
+        )
+        if not ok:
+            return f"{path}: expected {kind}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{path}: value not in enum"
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            return f"{path}: shorter than minLength"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return f"{path}: longer than maxLength"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{path}: below minimum"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{path}: above maximum"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                return f"{path}.{key}: missing required property"
+        props = schema.get("properties", {})
+        for key, item in value.items():
+            if key in props:
+                problem = _validate(props[key], item, f"{path}.{key}")
+                if problem:
+                    return problem
+            elif schema.get("additionalProperties", True) is False:
+                return f"{path}.{key}: additional property not allowed"
+            elif isinstance(schema.get("additionalProperties"), dict):
+                problem = _validate(schema["additionalProperties"], item, f"{path}.{key}")
+                if problem:
+                    return problem
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problem = _validate(schema["items"], item, f"{path}[{i}]")
+            if problem:
+                return problem
+    return None
+
+
+class JsonSchema:
+    """Validate the payload (as JSON) against the schema registered for its type."""
+
+    name = "schema"
+
+    def __init__(
+        self, schemas_by_type: Mapping[str, dict[str, Any]], view: ContentView | None = None
+    ) -> None:
+        for type_name, schema in schemas_by_type.items():
+            check_schema(schema, f"schemas.{type_name}")
+        self.schemas = dict(schemas_by_type)
+        self._view = view or ContentView()
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        schema = self.schemas.get(msg.type)
+        if schema is None:
+            return ALLOW
+        problem = _validate(schema, self._view.data(msg), "$")
+        if problem:
+            return Decision.deny(self.name, f"schema validation failed: {problem}")
+        return ALLOW
