@@ -6,7 +6,10 @@ from ._agent import Risk as Risk
 from ._agent import handler as handler
 from ._audit import AuditRecord as AuditRecord
 from ._audit import AuditSink as AuditSink
+from ._audit import AuditVerdict as AuditVerdict
+from ._audit import JsonlAuditLog as JsonlAuditLog
 from ._audit import MemoryAuditLog as MemoryAuditLog
+from ._audit import verify_audit_log as verify_audit_log
 from ._clock import Clock as Clock
 from ._context import Context as Context
 from ._context import TestContext as TestContext
@@ -55,6 +58,7 @@ __all__ = [
     "AgentOptions",
     "AuditRecord",
     "AuditSink",
+    "AuditVerdict",
     "BaseAgent",
     "BreakerPolicy",
     "CircuitOpenError",
@@ -74,6 +78,7 @@ __all__ = [
     "HandlerTimeoutError",
     "InvalidMessageError",
     "InvalidOutputError",
+    "JsonlAuditLog",
     "Limits",
     "MailboxStatistics",
     "MemoryAuditLog",
@@ -98,4 +103,5 @@ __all__ = [
     "UnknownRecipientError",
     "WouldBlockError",
     "handler",
+    "verify_audit_log",
 ]

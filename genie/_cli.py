@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 
+from ._audit import verify_audit_log
 from ._demo import Statement, demo_agents
 from ._errors import GenieError
 from ._runtime import Runtime
@@ -74,6 +75,19 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    try:
+        verdict = verify_audit_log(args.file)
+    except OSError as exc:
+        print(f"genie audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if verdict.ok:
+        print(f"OK: {verdict.rows} rows, hash chain intact ({args.file})")
+        return 0
+    print(f"BROKEN: {args.file}:{verdict.line}: {verdict.problem}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
@@ -92,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the result as JSON")
     demo.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     demo.set_defaults(func=_demo)
+
+    audit = commands.add_parser("audit", help="work with audit logs", description="Audit logs.")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check an audit log's hash chain",
+        description="Walk the hash chain of a JSONL audit log. Exit 0 if intact, 1 at the "
+        "first broken, edited, deleted or reordered row.",
+    )
+    verify.add_argument("file", help="the JSONL audit log")
+    verify.set_defaults(func=_audit_verify)
     return parser
 
 
