@@ -88,6 +88,27 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    from .policies import load_policy_file, run_probes
+
+    report = run_probes(load_policy_file(args.policy), args.probes)
+    if args.json:
+        print(report.as_json())
+    else:
+        unexpected = set(report.unexpected_allows) | set(report.unexpected_denies)
+        for name, outcome in report.details.items():
+            bad = name in unexpected or f"{name} (wrong reason)" in unexpected
+            print(f"{'UNEXPECTED' if bad else 'ok':10s} {name}: {outcome}")
+        if report.passed:
+            print(f"OK: all {report.total} probes denied / allowed as expected.")
+        else:
+            print(
+                f"FAILED: {len(report.unexpected_allows)} unexpected allow(s), "
+                f"{len(report.unexpected_denies)} unexpected deny(s) of {report.total} probes"
+            )
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
@@ -117,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("file", help="the JSONL audit log")
     verify.set_defaults(func=_audit_verify)
+
+    policy = commands.add_parser("policy", help="work with policy files", description="Policies.")
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    check = policy_commands.add_parser(
+        "check",
+        help="run red-team probes against a policy file",
+        description="Load POLICY (a board policy file) and evaluate each probe of PROBES. "
+        "Exit 1 on any unexpected allow or deny, 2 if a file is invalid.",
+    )
+    check.add_argument("policy", help="board policy YAML (e.g. config/policies/ai-policy.yaml)")
+    check.add_argument("--probes", required=True, help="probes YAML")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=_policy_check)
     return parser
 
 

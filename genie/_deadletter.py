@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from ._message import Message
@@ -34,13 +34,22 @@ class DeadLetter:
 
 
 class DeadLetters:
-    """A bounded store of recent dead letters plus exact counts of all of them by kind."""
+    """A bounded store of recent dead letters plus exact counts of all of them by kind.
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    ``retention`` (the board file's ``data.retention_days``) drops letters older than that:
+    they hold message payloads.
+    """
+
+    def __init__(self, capacity: int = 10_000, retention: timedelta | None = None) -> None:
         self._items: deque[DeadLetter] = deque(maxlen=capacity)
         self.counts: Counter[str] = Counter()
+        self.retention = retention
 
     def add(self, letter: DeadLetter) -> None:
+        if self.retention is not None:
+            oldest = letter.at - self.retention
+            while self._items and self._items[0].at < oldest:
+                self._items.popleft()
         self._items.append(letter)
         self.counts[letter.kind] += 1
 

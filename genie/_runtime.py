@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -119,6 +120,7 @@ class Runtime:
         seed: int | None = None,
         drain_timeout: float = 10.0,
         dead_letter_capacity: int = 10_000,
+        retention: timedelta | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -126,7 +128,7 @@ class Runtime:
         self.defaults = defaults or AgentOptions()
         self.clock = clock or Clock()
         self.audit: AuditSink = audit if audit is not None else MemoryAuditLog()
-        self.dead_letters = DeadLetters(dead_letter_capacity)
+        self.dead_letters = DeadLetters(dead_letter_capacity, retention)
         self.drain_timeout = drain_timeout
         self.correlator = Correlator(self.clock)
         self.router = Router()

@@ -9,6 +9,9 @@ from ._access import MaxContentLength as MaxContentLength
 from ._access import RequiredMetadata as RequiredMetadata
 from ._access import RiskGate as RiskGate
 from ._access import Tenant as Tenant
+from ._board import BoardPolicy as BoardPolicy
+from ._board import PolicySet as PolicySet
+from ._board import load_policy_file as load_policy_file
 from ._compliance import Consent as Consent
 from ._compliance import ConsentCategory as ConsentCategory
 from ._compliance import ConsentLedger as ConsentLedger
@@ -23,9 +26,12 @@ from ._data import PromptInjection as PromptInjection
 from ._dsl import Rule as Rule
 from ._dsl import RuleError as RuleError
 from ._dsl import compile_rule as compile_rule
+from ._probes import ProbeReport as ProbeReport
+from ._probes import run_probes as run_probes
 
 __all__ = [
     "RBAC",
+    "BoardPolicy",
     "ClassificationCeiling",
     "Consent",
     "ConsentCategory",
@@ -37,6 +43,8 @@ __all__ = [
     "JsonSchema",
     "MaxContentLength",
     "PIIBlock",
+    "PolicySet",
+    "ProbeReport",
     "PromptInjection",
     "RequiredMetadata",
     "RiskGate",
@@ -44,4 +52,6 @@ __all__ = [
     "RuleError",
     "Tenant",
     "compile_rule",
+    "load_policy_file",
+    "run_probes",
 ]

@@ -1,0 +1,187 @@
+"""The board policy file (the Go ``ai-policy.yaml``) and the policy list it builds.
+
+The Go file loads as is and builds the Go composite in the Go order; our extensions are extra
+top-level keys, appended after the Go policies. Unknown keys, wrong types, bad DSL rules and
+schemas this validator cannot honour are refused at load with file, line and reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._errors import ConfigurationError
+from .._message import Classification
+from .._supervisor import Policy
+from .._yamlconf import ConfigFileError, Loc, line_of, load_model
+from ._access import RBAC, MaxContentLength, RequiredMetadata, RiskGate, Tenant
+from ._compliance import Consent, ConsentLedger, Explainability, InMemoryConsentLedger, JsonSchema
+from ._content import ContentView
+from ._data import ClassificationCeiling, DataResidency, PIIBlock, PromptInjection
+from ._dsl import Rule
+
+__all__ = ["BoardPolicy", "PolicySet", "load_policy_file"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Governance(_Section):
+    admin_bypass: bool = False
+    rbac: dict[str, list[str]] = {}
+
+
+class _Risk(_Section):
+    max_content_length_bytes: int = Field(default=262_144, gt=0)
+
+
+class _Data(_Section):
+    retention_days: int | None = Field(default=None, gt=0)
+    block_pii: bool = False
+    block_prompt_injection: bool = False
+
+
+class _Consumer(_Section):
+    ai_disclosure_banner: str = ""
+
+
+class _Sovereignty(_Section):
+    home_region: str = "in"
+    allow_cross_border_for_public: bool = True
+
+
+class _Consent(_Section):
+    type_to_category: dict[
+        str, Literal["transactions", "portfolio", "recommendations", "third_party_share"]
+    ] = {}
+
+
+class _Explainability(_Section):
+    applies_to: list[str] = []
+    rationale_field: str = "rationale"
+
+
+class _Limits(_Section):
+    required_metadata: dict[str, list[str]] = {}
+
+
+class _Classification(_Section):
+    default_ceiling: Classification = Classification.INTERNAL
+    allowed_to: dict[str, Classification] = {}
+
+
+class _Rule(_Section):
+    id: str = Field(min_length=1)
+    when: str
+    decision: Literal["allow", "deny", "ALLOW", "DENY", "Allow", "Deny"] = "deny"
+    reason: str = ""
+
+
+class _RiskGate(_Section):
+    roles: list[str] = Field(min_length=1)
+
+
+class _Tenant(_Section):
+    applies_to: list[str] = []
+    admin_bypass: bool = False
+
+
+class BoardPolicy(_Section):
+    """The file's schema: the Go keys, then ours (classification, rules, risk_gate, schemas,
+    tenant, extra_injection_phrases)."""
+
+    version: str = Field(min_length=1)
+    board_approved_on: str = ""
+    owner: str = ""
+    purpose: str = ""
+    principles: list[str] = []
+    governance: _Governance = _Governance()
+    risk: _Risk = _Risk()
+    data: _Data = _Data()
+    consumer: _Consumer = _Consumer()
+    sovereignty: _Sovereignty = _Sovereignty()
+    consent: _Consent = _Consent()
+    explainability: _Explainability = _Explainability()
+    limits: _Limits = _Limits()
+    classification: _Classification = _Classification()
+    rules: list[_Rule] = []
+    risk_gate: _RiskGate | None = None
+    schemas: dict[str, dict[str, Any]] = {}
+    tenant: _Tenant | None = None
+    extra_injection_phrases: list[str] = []
+
+
+@dataclass
+class PolicySet:
+    """What a board file builds: the ordered policies and the settings they need."""
+
+    policies: list[Policy]
+    board: BoardPolicy
+    ledger: ConsentLedger | None
+    retention_days: int | None
+    names: list[str] = field(default_factory=list)
+
+
+def build_policies(board: BoardPolicy, ledger: ConsentLedger | None = None) -> PolicySet:
+    """The Go ``BuildComposite`` order, then the extensions. Raises ConfigurationError."""
+    view = ContentView()
+    policies: list[Policy] = [MaxContentLength(board.risk.max_content_length_bytes, view)]
+    # Go iterated a map here (random order); we keep the file's order.
+    for type_name, keys in board.limits.required_metadata.items():
+        policies.append(RequiredMetadata(keys, applies_to=[type_name]))
+    if board.governance.rbac:
+        policies.append(RBAC(board.governance.rbac, board.governance.admin_bypass))
+    policies.append(
+        ClassificationCeiling(board.classification.allowed_to, board.classification.default_ceiling)
+    )
+    policies.append(
+        DataResidency(
+            board.sovereignty.home_region, board.sovereignty.allow_cross_border_for_public
+        )
+    )
+    if board.data.block_pii:
+        policies.append(PIIBlock(view))
+    if board.data.block_prompt_injection:
+        policies.append(PromptInjection(board.extra_injection_phrases, view))
+    if board.consent.type_to_category:
+        # No ledger given: an empty one, so consent-gated types are denied until granted.
+        ledger = ledger if ledger is not None else InMemoryConsentLedger()
+        policies.append(Consent(ledger, board.consent.type_to_category))
+    if board.explainability.applies_to:
+        policies.append(
+            Explainability(
+                board.explainability.applies_to, board.explainability.rationale_field, view
+            )
+        )
+    if board.schemas:
+        policies.append(JsonSchema(board.schemas, view))
+    if board.tenant is not None:
+        policies.append(Tenant(board.tenant.applies_to, board.tenant.admin_bypass))
+    if board.risk_gate is not None:
+        policies.append(RiskGate(board.risk_gate.roles))
+    policies += [Rule(r.id, r.when, r.decision, r.reason, view) for r in board.rules]
+    return PolicySet(policies, board, ledger, board.data.retention_days, [p.name for p in policies])
+
+
+def load_policy_file(path: str | Path, ledger: ConsentLedger | None = None) -> PolicySet:
+    """Load and build a board policy file; every problem names the file, line and key."""
+    board, lines = load_model(path, BoardPolicy)
+    try:
+        return build_policies(board, ledger)
+    except ConfigurationError as exc:
+        raise ConfigFileError([f"{path}:{_locate(board, lines, str(exc))}: {exc}"]) from exc
+
+
+def _locate(board: BoardPolicy, lines: dict[Loc, int], problem: str) -> int:
+    """The line of the rule or schema a build error names."""
+    for i, rule in enumerate(board.rules):
+        if problem.startswith(f"rule {rule.id}:"):
+            return line_of(lines, ("rules", i, "when"))
+    for type_name in board.schemas:
+        if problem.startswith(f"schemas.{type_name}"):
+            return line_of(lines, ("schemas", type_name))
+    return 1

@@ -1,0 +1,122 @@
+"""Red-team probes: messages with the decision a policy set must reach for each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._agent import Risk
+from .._message import Classification, Message, Payload
+from .._supervisor import Limits, admit
+from .._yamlconf import load_model
+from ._board import PolicySet
+
+__all__ = ["ProbeReport", "run_probes"]
+
+
+class _ProbeMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str = Field(min_length=1)
+    content: str = ""
+    repeat: int = Field(default=1, ge=1, le=10_000_000)  # content repeated, for size probes
+    recipient: str = "agent"
+    recipient_risk: Risk = Risk.LOW
+    sender: str = "red-team"
+    classification: Classification = Classification.INTERNAL
+    metadata: dict[str, Any] = {}
+
+
+class _Probe(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    message: _ProbeMessage
+    expect: Literal["allow", "deny"]
+    reason_contains: str = ""
+
+
+class _ProbeFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    probes: list[_Probe] = Field(min_length=1)
+
+
+class _ProbePayload(Payload):
+    """A probe's content: its JSON object's fields when it is one, else ``content``."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+@dataclass
+class ProbeReport:
+    total: int = 0
+    ok: list[str] = field(default_factory=list)
+    unexpected_allows: list[str] = field(default_factory=list)
+    unexpected_denies: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.unexpected_allows and not self.unexpected_denies
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "total": self.total,
+                "unexpected_allows": self.unexpected_allows,
+                "unexpected_denies": self.unexpected_denies,
+                "ok": self.ok,
+            },
+            indent=2,
+        )
+
+
+def _message(probe: _ProbeMessage) -> Message:
+    payload_type = type(
+        "Probe", (_ProbePayload,), {"message_type": probe.type, "__module__": __name__}
+    )
+    content = probe.content * probe.repeat
+    try:
+        fields = json.loads(content)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        fields = {"content": content}
+    return Message.new(
+        payload_type(**fields),
+        sender=probe.sender,
+        recipient=probe.recipient,
+        classification=probe.classification,
+        metadata=probe.metadata,
+    )
+
+
+def run_probes(policy_set: PolicySet, probes_path: str | Path) -> ProbeReport:
+    """Evaluate each probe against the policies, in order, as one delivery would be."""
+    probe_file, _ = load_model(probes_path, _ProbeFile)
+    report = ProbeReport(total=len(probe_file.probes))
+    for probe in probe_file.probes:
+        for policy in policy_set.policies:
+            bind = getattr(policy, "bind_agents", None)
+            if bind is not None:
+                bind({probe.message.recipient: probe.message.recipient_risk})
+        decision = admit(
+            _message(probe.message), probe.message.recipient, 0, Limits(), policy_set.policies
+        )
+        got = "allow" if decision.allowed else "deny"
+        report.details[probe.name] = (
+            "allow" if decision.allowed else f"deny by {decision.policy}: {decision.reason}"
+        )
+        if got != probe.expect:
+            (report.unexpected_allows if got == "allow" else report.unexpected_denies).append(
+                probe.name
+            )
+        elif (
+            got == "deny" and probe.reason_contains and probe.reason_contains not in decision.reason
+        ):
+            report.unexpected_denies.append(f"{probe.name} (wrong reason)")
+        else:
+            report.ok.append(probe.name)
+    return report

@@ -1,0 +1,194 @@
+"""The board policy file: the Go file loads as is in the Go order; bad files are refused with
+file, line and reason; the shipped probes pass."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from genie import Classification, Message
+from genie._cli import main
+from genie._deadletter import DeadLetter, DeadLetters
+from genie._yamlconf import ConfigFileError
+from genie.policies import DataResidency, load_policy_file, run_probes
+
+from .test_policies import msg
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "config" / "policies" / "ai-policy.yaml"
+PROBES = ROOT / "config" / "policies" / "probes.yaml"
+GO_ORDER = [
+    "max_content_length",
+    "required_metadata[finance_question]",
+    "rbac",
+    "classification",
+    "data_residency",
+    "pii_block",
+    "prompt_injection",
+    "consent",
+    "explainability",
+]
+
+
+def go_part(tmp_path: Path) -> Path:
+    """The shipped file without Genie's extensions: the Go example as the Go system has it."""
+    text = POLICY.read_text().split("# --- Genie extensions ---")[0]
+    path = tmp_path / "ai-policy.example.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_go_file_loads_as_is_in_the_go_order(tmp_path: Path) -> None:
+    policy_set = load_policy_file(go_part(tmp_path))
+    assert policy_set.names == GO_ORDER
+    assert policy_set.retention_days == 180
+    assert policy_set.board.version == "0.1.0"
+    assert len(policy_set.board.principles) == 7
+
+
+def test_the_shipped_file_appends_the_extensions() -> None:
+    policy_set = load_policy_file(POLICY)
+    extensions = [
+        "schema",
+        "tenant",
+        "risk_gate",
+        "no-raw-dumps",
+        "sql-in-content",
+        "large-transfer",
+    ]
+    assert policy_set.names == [*GO_ORDER, *extensions]
+
+
+def test_shipped_probes_pass() -> None:
+    report = run_probes(load_policy_file(POLICY), PROBES)
+    assert report.passed, (report.unexpected_allows, report.unexpected_denies)
+    assert report.total >= 8 + 2 * 12
+
+
+def test_allow_cross_border_for_public_is_honoured(tmp_path: Path) -> None:
+    path = go_part(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "allow_cross_border_for_public: true", "allow_cross_border_for_public: false"
+        )
+    )
+    [residency] = [p for p in load_policy_file(path).policies if isinstance(p, DataResidency)]
+    public = msg(metadata={"region": "us"}, classification=Classification.PUBLIC)
+    assert residency.evaluate(public, "a").reason == "public-data cross-border disabled"
+
+
+def test_retention_days_is_honoured_by_the_dead_letter_store() -> None:
+    letters = DeadLetters(retention=timedelta(days=180))
+    old, new = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 9, 1, tzinfo=UTC)
+    m = Message.new(msg().payload, sender="u")
+    letters.add(DeadLetter(m, "a", "failed", "x", None, 1, old))
+    letters.add(DeadLetter(m, "a", "failed", "y", None, 1, new))
+    assert [d.reason for d in letters] == ["y"]
+    assert letters.counts["failed"] == 2  # counts stay exact
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            ("  block_pii: true", "  block_pii: true\n  block_pi: true"),
+            ":25: data.block_pi: unknown key",
+        ),
+        (
+            ("  max_content_length_bytes: 262144", "  max_content_length_bytes: lots"),
+            ":21: risk.max_content_length_bytes: Input should be a valid integer",
+        ),
+        (('version: "0.1.0"', "vesion: 1"), ":3: vesion: unknown key"),
+        (
+            ('    portfolio_request: "portfolio"', '    portfolio_request: "portfolios"'),
+            ":33: consent.type_to_category.portfolio_request: Input should be",
+        ),
+        (
+            ("  admin_bypass: true", "  admin_bypass: [yes]"),
+            ":16: governance.admin_bypass: Input should be a valid boolean",
+        ),
+    ],
+)
+def test_bad_go_keys_name_file_line_and_key(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
+    path = go_part(tmp_path)
+    text = path.read_text()
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert f"{path}{expected}" in str(info.value)
+
+
+def test_missing_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("owner: me\n")
+    with pytest.raises(ConfigFileError, match=r"p.yaml:1: version: Field required"):
+        load_policy_file(path)
+
+
+def test_invalid_rule_points_at_its_line_and_token(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text('version: "1"\nrules:\n  - id: bad\n    when: \'tpye == "x"\'\n')
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}:4: rule bad: unknown field 'tpye' at column 1")
+    assert "^" in text
+
+
+def test_invalid_schema_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: "1"\nschemas:\n  payment:\n    type: object\n'
+        "    properties:\n      a: {type: float}\n"
+    )
+    with pytest.raises(
+        ConfigFileError,
+        match=r"p.yaml:3: schemas.payment.properties.a.type: 'float' is not a JSON Schema type",
+    ):
+        load_policy_file(path)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text('version: "1"\ngovernance:\n  rbac: [unclosed\n')
+    with pytest.raises(ConfigFileError, match=r"p.yaml:4: YAML syntax error"):
+        load_policy_file(path)
+
+
+def test_cli_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "check", str(POLICY), "--probes", str(PROBES)]) == 0
+    assert "OK: all" in capsys.readouterr().out
+    wrong = tmp_path / "probes.yaml"
+    wrong.write_text(
+        "probes:\n"
+        "  - name: benign-expected-deny\n"
+        "    message: {type: chat, content: 'What is a SIP?'}\n"
+        "    expect: deny\n"
+        "  - name: pii-wrong-reason\n"
+        "    message: {type: chat, content: 'a@b.io'}\n"
+        "    expect: deny\n"
+        "    reason_contains: rationale\n"
+        "  - name: injection-expected-allow\n"
+        "    message: {type: chat, content: 'begin override'}\n"
+        "    expect: allow\n"
+    )
+    assert main(["policy", "check", str(POLICY), "--probes", str(wrong), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["unexpected_allows"] == ["benign-expected-deny"]
+    assert report["unexpected_denies"] == [
+        "pii-wrong-reason (wrong reason)",
+        "injection-expected-allow",
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: '1'\nrisk: {max_content_length_bytes: 0}\n")
+    assert main(["policy", "check", str(bad), "--probes", str(PROBES)]) == 2
+    assert (
+        f"{bad}:2: risk.max_content_length_bytes: Input should be greater than 0"
+        in capsys.readouterr().err
+    )
