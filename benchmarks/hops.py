@@ -30,6 +30,7 @@ from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 class Hop(Payload):
     message_type = "bench.hop"
     n: int
+    blob: str = ""
 
 
 class Relay(BaseAgent):
@@ -41,7 +42,7 @@ class Relay(BaseAgent):
 
     @handler
     async def on_hop(self, payload: Hop, ctx: Context) -> Message:
-        return ctx.emit(Hop(n=payload.n + 1), recipient=self.next_id)
+        return ctx.emit(Hop(n=payload.n + 1, blob=payload.blob), recipient=self.next_id)
 
 
 async def floor_chain(agents: int, rounds: int) -> list[float]:
@@ -66,18 +67,26 @@ async def floor_chain(agents: int, rounds: int) -> list[float]:
     return samples
 
 
+def default_policies() -> list[genie.Policy]:
+    """The shipped board policy file: what a governed deployment runs on every delivery."""
+    from genie.policies import load_policy_file
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return load_policy_file(os.path.join(root, "config", "policies", "ai-policy.yaml")).policies
+
+
 async def genie_chain(
-    agents: int, rounds: int, policies: Sequence[genie.Policy] = ()
+    agents: int, rounds: int, policies: Sequence[genie.Policy] = (), blob: str = ""
 ) -> list[float]:
     relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "caller") for i in range(agents)]
     samples = []
     async with Runtime(relays, policies=policies, limits=Limits(max_hops=agents + 1)) as rt:
         for _ in range(rounds):
-            msg = rt.message(Hop(n=0), sender="caller", recipient="a0")
+            msg = rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0")
             start = time.perf_counter()
             result = await rt.ask(msg)
             samples.append((time.perf_counter() - start) / agents)
-            assert result.message.payload == Hop(n=agents), result
+            assert result.message.payload == Hop(n=agents, blob=blob), result
     return samples
 
 
@@ -117,9 +126,15 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, object]:
     results: dict[str, object] = {}
+    policies = default_policies()
+    # 64 KiB of text that no policy objects to (no digit runs, no injection phrases).
+    big = ("lorem ipsum dolor sit amet " * 2500)[: 64 * 1024]
     variants: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = [
         ("floor_asyncio", lambda: floor_chain(args.agents, args.rounds)),
         ("genie", lambda: genie_chain(args.agents, args.rounds)),
+        ("genie_policies", lambda: genie_chain(args.agents, args.rounds, policies)),
+        ("genie_64k", lambda: genie_chain(args.agents, args.rounds, blob=big)),
+        ("genie_64k_policies", lambda: genie_chain(args.agents, args.rounds, policies, big)),
     ]
     # Interleave the implementations so drift on a shared machine hits them alike.
     collected: dict[str, list[float]] = {name: [] for name, _ in variants}
@@ -171,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     per_hop = results["per_hop"]
     assert isinstance(per_hop, dict)
+    policy_cost = {
+        "small": per_hop["genie_policies"]["median_us"] - per_hop["genie"]["median_us"],
+        "64KiB": per_hop["genie_64k_policies"]["median_us"] - per_hop["genie_64k"]["median_us"],
+    }
+    results["default_policy_cost_us_per_delivery"] = policy_cost
     print(f"chain of {args.agents} agents, {args.rounds} rounds x {args.repeats} repeats")
     print(f"{'implementation':16s} {'median µs/hop':>14s} {'best µs/hop':>12s} {'x floor':>8s}")
     for name, row in per_hop.items():
@@ -178,6 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name:16s} {row['median_us']:14.2f} {row['best_us']:12.2f} "
             f"{row['ratio_to_floor']:8.2f}"
         )
+    print(
+        "default policy set (config/policies/ai-policy.yaml) adds per delivery: "
+        + ", ".join(f"{size} payload {cost:.1f} µs" for size, cost in policy_cost.items())
+    )
     mem = results["idle_bytes_per_agent"]
     assert isinstance(mem, dict)
     print(

@@ -8,6 +8,7 @@ schemas this validator cannot honour are refused at load with file, line and rea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -124,6 +125,12 @@ class PolicySet:
     ledger: ConsentLedger | None
     retention_days: int | None
     names: list[str] = field(default_factory=list)
+
+    @property
+    def retention(self) -> timedelta | None:
+        """``data.retention_days`` for ``Runtime(retention=...)``: how long dead letters (which
+        hold payloads) are kept."""
+        return None if self.retention_days is None else timedelta(days=self.retention_days)
 
 
 def build_policies(board: BoardPolicy, ledger: ConsentLedger | None = None) -> PolicySet:

@@ -63,11 +63,21 @@ class DataResidency:
         return ALLOW
 
 
-_PII_PATTERNS = (
-    re.compile(r"\d{12,}"),
-    re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"),
-    re.compile(r"\+?\d{10,12}"),
-)
+# The Go patterns (RE2: \d is ASCII, so [0-9] here). Both digit patterns need ten digits in a
+# row and the email one an "@", so those cheap checks come first: on 64 KiB of text a
+# backtracking search for the email pattern costs about 4.5 ms and one for ten digits about 1 ms,
+# retrying at every position, while the checks below cost about 0.1 ms.
+_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+_DIGIT_PATTERNS = (re.compile(r"[0-9]{12,}"), re.compile(r"\+?[0-9]{10,12}"))
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+
+
+def _has_pii(text: str) -> bool:
+    if "0000000000" in text.translate(_DIGITS_TO_ZERO) and any(
+        p.search(text) for p in _DIGIT_PATTERNS
+    ):
+        return True
+    return "@" in text and _EMAIL.search(text) is not None
 
 
 class PIIBlock:
@@ -82,8 +92,7 @@ class PIIBlock:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if msg.metadata.get("pii_acknowledged") == "true":
             return ALLOW
-        text = self._view.text(msg)
-        if any(p.search(text) for p in _PII_PATTERNS):
+        if _has_pii(self._view.text(msg)):
             return Decision.deny(self.name, "content matched PII pattern")
         return ALLOW
 

@@ -45,6 +45,7 @@ def test_the_go_file_loads_as_is_in_the_go_order(tmp_path: Path) -> None:
     policy_set = load_policy_file(go_part(tmp_path))
     assert policy_set.names == GO_ORDER
     assert policy_set.retention_days == 180
+    assert policy_set.retention == timedelta(days=180)
     assert policy_set.board.version == "0.1.0"
     assert len(policy_set.board.principles) == 7
 
