@@ -416,8 +416,7 @@ class Runtime:
     def _emit(self, msg: Message) -> None:
         """Publish a handler's output: never waits, so cycles of agents cannot deadlock.
 
-        This is the hot path of every hop, so the common case (no waiter, no tap, a known
-        recipient) is written out here rather than split into helpers.
+        The common case (no waiter, no tap, a known recipient) skips the generic routing.
         """
         corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
             msg.correlation_id
@@ -439,26 +438,18 @@ class Runtime:
         else:
             self._published += 1
             self.correlator.check_late(msg)
-        limits = self.limits
-        screen = bool(self.policies) or msg.hops > limits.max_hops
         for rid in routed:
             mb = mailboxes[rid]
-            if screen or corr.deliveries >= limits.correlation_budget:
-                decision = admit(msg, rid, corr.deliveries, limits, self.policies)
-                if not decision.allowed:
-                    self._deny(msg, rid, corr, decision)
-                    continue
+            decision = self._admit(msg, rid, corr)
+            if not decision.allowed:
+                self._deny(msg, rid, corr, decision)
+                continue
             if len(mb.queue) >= mb.capacity:
                 if mb.options.overflow == "shed":
                     self._shed(mb, msg, corr)
                     continue
                 mb.overdrafts += 1
-            self._delivered += 1
-            self._in_flight += 1
-            corr.in_flight += 1
-            corr.deliveries += 1
-            if mb.push(msg):
-                self._schedule(mb)
+            self._enqueue(mb, msg, corr)
 
     def _admit(self, msg: Message, recipient: str, corr: _Correlation) -> Decision:
         limits = self.limits
