@@ -748,13 +748,7 @@ class Runtime:
         self._handled += 1
         if corr.requests:
             self.correlator.handled(corr, msg.id)
-        # _finish, written out: this runs once per hop
-        self._in_flight -= 1
-        corr.in_flight -= 1
-        if corr.in_flight == 0:
-            self.correlator.settle(corr)
-        if self._in_flight == 0 and self._drained is not None:
-            self._drained.set()
+        self._finish(corr)
 
     # --- fan-in ------------------------------------------------------------------------------
     def gather(
