@@ -10,9 +10,12 @@ from ._audit import AuditVerdict as AuditVerdict
 from ._audit import JsonlAuditLog as JsonlAuditLog
 from ._audit import MemoryAuditLog as MemoryAuditLog
 from ._audit import verify_audit_log as verify_audit_log
+from ._catalogue import AgentSpec as AgentSpec
+from ._catalogue import Catalogue as Catalogue
 from ._clock import Clock as Clock
 from ._context import Context as Context
 from ._context import TestContext as TestContext
+from ._context import Timer as Timer
 from ._correlator import CorrelatorStatistics as CorrelatorStatistics
 from ._correlator import Gather as Gather
 from ._correlator import GatherResult as GatherResult
@@ -56,11 +59,13 @@ __all__ = [
     "Agent",
     "AgentError",
     "AgentOptions",
+    "AgentSpec",
     "AuditRecord",
     "AuditSink",
     "AuditVerdict",
     "BaseAgent",
     "BreakerPolicy",
+    "Catalogue",
     "CircuitOpenError",
     "Classification",
     "Clock",
@@ -98,6 +103,7 @@ __all__ = [
     "ShutdownReport",
     "Tap",
     "TestContext",
+    "Timer",
     "UnhandledMessageError",
     "UnknownMessageTypeError",
     "UnknownRecipientError",

@@ -11,7 +11,7 @@ import anyio
 
 from ._message import Classification, IdSource, Message, MetaValue, Payload, Role
 
-__all__ = ["Context", "TestContext"]
+__all__ = ["Context", "TestContext", "Timer"]
 
 _log = logging.getLogger("genie.agent")
 
@@ -54,6 +54,12 @@ class Context(Protocol):
         """A message caused by ``message``; routed by type unless ``recipient`` is given."""
         ...
 
+    def schedule(self, delay: float, payload: Payload) -> Timer:
+        """Deliver ``payload`` to this agent after ``delay`` seconds of runtime clock, in the
+        same correlation (a deadline of the agent's own). The pending timer counts as work in
+        flight for the correlation; ``Timer.cancel()`` withdraws it."""
+        ...
+
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
@@ -63,6 +69,21 @@ class Context(Protocol):
         fails it, ``TimeoutError`` if no answer arrives within ``timeout`` seconds.
         """
         ...
+
+
+class Timer:
+    """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent)."""
+
+    __slots__ = ("_scope", "cancelled")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._scope: anyio.CancelScope | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
 
 
 class _ContextBase:
@@ -132,7 +153,7 @@ class TestContext(_ContextBase):
     """
 
     __test__ = False  # not a pytest test class
-    __slots__ = ("_now", "_responder", "requests")
+    __slots__ = ("_now", "_responder", "requests", "scheduled")
 
     def __init__(
         self,
@@ -146,6 +167,12 @@ class TestContext(_ContextBase):
         self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
         self._responder = responder
         self.requests: list[Message] = []
+        self.scheduled: list[tuple[float, Message, Timer]] = []
+
+    def schedule(self, delay: float, payload: Payload) -> Timer:
+        timer = Timer()
+        self.scheduled.append((delay, self.emit(payload, recipient=self._agent_id), timer))
+        return timer
 
     def now(self) -> datetime:
         return self._now

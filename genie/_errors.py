@@ -26,6 +26,9 @@ without parsing the text.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "AgentError",
     "CircuitOpenError",
@@ -45,6 +48,12 @@ __all__ = [
     "UnknownRecipientError",
     "WouldBlockError",
 ]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class GenieError(Exception):
@@ -80,13 +89,7 @@ class UnknownMessageTypeError(MessageError):
     """No payload model is registered under the message type."""
 
     def __init__(self, type_name: str, known: list[str] | None = None) -> None:
-        hint = ""
-        if known:
-            from difflib import get_close_matches
-
-            close = get_close_matches(type_name, known, n=1)
-            if close:
-                hint = f" (did you mean {close[0]!r}?)"
+        hint = did_you_mean(type_name, known or ())
         super().__init__(
             f"unknown message type {type_name!r}: no payload model is registered{hint}"
         )

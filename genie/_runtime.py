@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from ._agent import Agent, BaseAgent, agent_risk
 from ._audit import AuditRecord, AuditSink, MemoryAuditLog
 from ._clock import Clock
-from ._context import _ContextBase
+from ._context import Timer, _ContextBase
 from ._correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
 from ._deadletter import DeadLetter, DeadLetterKind, DeadLetters
 from ._errors import (
@@ -98,6 +98,9 @@ class _RuntimeContext(_ContextBase):
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
         return await self._rt._request(self.emit(payload, recipient=recipient), timeout)
+
+    def schedule(self, delay: float, payload: Payload) -> Timer:
+        return self._rt._later(self.emit(payload, recipient=self._agent_id), delay)
 
 
 class Runtime:
@@ -805,6 +808,25 @@ class Runtime:
         corr = self.correlator.lookup(correlation_id)
         if corr is not None and corr.in_flight:
             corr.cancelled = True
+
+    def _later(self, msg: Message, delay: float) -> Timer:
+        corr = self.correlator.get(msg.correlation_id)
+        self._in_flight += 1
+        corr.in_flight += 1
+        timer = Timer()
+        assert self._tg is not None
+        self._tg.start_soon(self._fire, timer, msg, corr, delay)
+        return timer
+
+    async def _fire(self, timer: Timer, msg: Message, corr: _Correlation, delay: float) -> None:
+        try:
+            with anyio.CancelScope() as scope:
+                timer._scope = scope
+                if not timer.cancelled:
+                    await anyio.sleep(delay)
+                    self._emit(msg)
+        finally:
+            self._finish(corr)
 
     async def _request(self, msg: Message, timeout: float | None) -> Message:
         self._check_open()

@@ -70,13 +70,23 @@ def load_model(path: str | Path, model: type[M]) -> tuple[M, dict[Loc, int]]:
     """Parse ``path`` into ``model``; raises ConfigFileError listing every problem."""
     path = Path(path)
     data, lines = read_yaml(path)
+    return validate(model, data, path, lines), lines
+
+
+def validate(model: type[M], data: Any, path: Path, lines: dict[Loc, int], at: Loc = ()) -> M:
+    """Validate ``data`` (found at ``at`` in ``path``) into ``model``; raises ConfigFileError."""
     try:
-        return model.model_validate(data if data is not None else {}), lines
+        return model.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            loc: Loc = tuple(err["loc"])
-            key = ".".join(str(p) for p in loc) or "<top>"
-            reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{path}:{line_of(lines, loc)}: {key}: {reason}")
-        raise ConfigFileError(problems) from exc
+        raise ConfigFileError(problems(exc, path, lines, at)) from exc
+
+
+def problems(exc: ValidationError, path: Path, lines: dict[Loc, int], at: Loc = ()) -> list[str]:
+    """Each error of ``exc`` as ``file:line: key: reason``."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc: Loc = (*at, *err["loc"])
+        key = ".".join(str(p) for p in loc) or "<top>"
+        reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append(f"{path}:{line_of(lines, loc)}: {key}: {reason}")
+    return out

@@ -1,0 +1,196 @@
+"""The agent catalogue: agent classes registered under a name that pipelines ``use:``.
+
+Catalogues are found through the ``genie.catalogue`` entry point group: each entry point names
+a ``register(catalogue)`` function. Genie's own catalogue (``genie_agents``) is one of them, so
+the library never imports it and a user's package can add agents the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, create_model
+
+from ._agent import Agent, BaseAgent, Risk
+from ._errors import ConfigurationError, did_you_mean
+from ._message import Payload
+
+__all__ = ["AgentSpec", "Catalogue", "import_object"]
+
+ENTRY_POINT_GROUP = "genie.catalogue"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the catalogue knows of one agent class without creating it."""
+
+    name: str
+    factory: Callable[..., Agent]
+    domain: str
+    summary: str
+    capabilities: tuple[str, ...]
+    risk: Risk
+    consumes: tuple[type[Payload], ...]
+    produces: tuple[type[Payload], ...]
+    consumes_any: bool
+    params: type[BaseModel]
+
+    @property
+    def source(self) -> str:
+        return f"{self.factory.__module__}:{self.factory.__qualname__}"
+
+    def create(self, id: str, params: Mapping[str, Any] | None = None) -> Agent:
+        """Validate ``params`` against the constructor's keyword arguments, then build the agent.
+
+        Raises ``pydantic.ValidationError`` for bad parameters and ``ConfigurationError`` when
+        the constructor refuses them.
+        """
+        values = self.params.model_validate(dict(params or {}))
+        try:
+            agent = self.factory(id, **dict(values))
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"agent {self.name!r}: {exc}") from exc
+        return agent
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (for ``genie agents --json``)."""
+        return {
+            "name": self.name,
+            "domain": self.domain,
+            "summary": self.summary,
+            "capabilities": list(self.capabilities),
+            "risk": str(self.risk),
+            "consumes": ["*"]
+            if self.consumes_any
+            else sorted(p.message_type for p in self.consumes),
+            "produces": sorted(p.message_type for p in self.produces),
+            "params": {
+                name: {"type": _type_name(field.annotation), "default": field.get_default()}
+                for name, field in self.params.model_fields.items()
+            },
+            "source": self.source,
+        }
+
+
+def _type_name(annotation: object) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def spec_for(
+    factory: Callable[..., Agent], *, name: str | None = None, domain: str = ""
+) -> AgentSpec:
+    """Describe an agent class: its consumes/produces, risk and constructor parameters."""
+    if not isinstance(factory, type):
+        raise ConfigurationError(f"{factory!r} is not an agent class")
+    consumes: tuple[type[Payload], ...] = (
+        factory.consumes()
+        if issubclass(factory, BaseAgent)
+        else tuple(getattr(factory, "consumes", ()))
+    )
+    doc = inspect.getdoc(factory) or ""
+    return AgentSpec(
+        name=name or factory.__name__,
+        factory=factory,
+        domain=domain,
+        summary=doc.split("\n\n")[0].replace("\n", " "),
+        capabilities=tuple(getattr(factory, "capabilities", ())),
+        risk=Risk(getattr(factory, "risk", Risk.LOW)),
+        consumes=consumes,
+        produces=tuple(getattr(factory, "produces", ())),
+        consumes_any=bool(getattr(factory, "consumes_any", False)),
+        params=_params_model(factory),
+    )
+
+
+def _params_model(factory: type) -> type[BaseModel]:
+    """A model of the constructor's keyword-only parameters, so YAML ``params`` are checked
+    with the same types the class declares."""
+    init = factory.__init__  # type: ignore[misc]
+    try:
+        hints = typing.get_type_hints(init)
+    except NameError as exc:
+        raise ConfigurationError(
+            f"{factory.__qualname__}: cannot resolve annotations ({exc})"
+        ) from exc
+    fields: dict[str, Any] = {}
+    for param in list(inspect.signature(init).parameters.values())[1:]:
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY or param.name == "name":
+            continue  # the positional ``id``; ``name`` is display only
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (hints.get(param.name, Any), default)
+    model: type[BaseModel] = create_model(
+        f"{factory.__name__}Params",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+    return model
+
+
+def import_object(reference: str) -> Any:
+    """Import ``module:attribute``; raises ConfigurationError saying what failed."""
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"{reference!r} is not of the form module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import module {module_name!r}: {exc}") from exc
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+class Catalogue:
+    """Agent classes by catalogue name."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, AgentSpec] = {}
+
+    @classmethod
+    def installed(cls) -> Catalogue:
+        """A catalogue of every installed ``genie.catalogue`` entry point."""
+        catalogue = cls()
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            register = ep.load()
+            register(catalogue)
+        return catalogue
+
+    def add(
+        self, factory: Callable[..., Agent], *, name: str | None = None, domain: str = ""
+    ) -> None:
+        spec = spec_for(factory, name=name, domain=domain)
+        taken = self._specs.get(spec.name)
+        if taken is not None and taken.factory is not factory:
+            raise ConfigurationError(
+                f"catalogue name {spec.name!r} is taken by {taken.source}; cannot add {spec.source}"
+            )
+        self._specs[spec.name] = spec
+
+    def get(self, name: str) -> AgentSpec:
+        """The spec of ``name``; raises ConfigurationError with a close name if there is one."""
+        spec = self._specs.get(name)
+        if spec is None:
+            raise ConfigurationError(f"agent {name!r} is not in the catalogue{self.suggest(name)}")
+        return spec
+
+    def suggest(self, name: str) -> str:
+        return did_you_mean(name, self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[AgentSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: (s.domain, s.name)))
+
+    def __len__(self) -> int:
+        return len(self._specs)

@@ -1,0 +1,26 @@
+"""YAML pipelines: agents from the catalogue wired by routes, gathers, governance and limits.
+
+pipeline = load_pipeline("config/pipelines/finance.yaml")
+result = anyio.run(pipeline.run)
+print(result.output.payload.text)
+"""
+
+from ._gather import Gathered as Gathered
+from ._gather import GatherTimeoutError as GatherTimeoutError
+from ._graph import Edge as Edge
+from ._graph import Graph as Graph
+from ._load import load_pipeline as load_pipeline
+from ._run import InputError as InputError
+from ._run import Pipeline as Pipeline
+from ._run import RunResult as RunResult
+
+__all__ = [
+    "Edge",
+    "GatherTimeoutError",
+    "Gathered",
+    "Graph",
+    "InputError",
+    "Pipeline",
+    "RunResult",
+    "load_pipeline",
+]

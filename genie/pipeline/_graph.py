@@ -1,0 +1,149 @@
+"""The routing graph of a pipeline: who can send which type to whom, what is reachable from
+the entry, and the text and Mermaid drawings of ``genie graph``."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Edge", "Graph", "Node"]
+
+CALLER_OUTPUT = "(output)"
+
+
+@dataclass(frozen=True)
+class Node:
+    """An agent or a declared gather. ``consumes`` None means any type; ``sends_to`` maps a
+    produced type to a fixed recipient (a gather's emit)."""
+
+    id: str
+    kind: str
+    consumes: frozenset[str] | None
+    produces: frozenset[str]
+    sends_to: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    type: str
+    target: str
+
+
+class Graph:
+    def __init__(
+        self,
+        nodes: Mapping[str, Node],
+        routes: Mapping[str, Sequence[str]],
+        subscriptions: Mapping[str, Sequence[str]],
+        fallbacks: Mapping[str, str],
+        entry: Edge,
+        output: str,
+    ) -> None:
+        self.nodes = dict(nodes)
+        self.routes = routes
+        self.subscriptions = subscriptions
+        self.fallbacks = fallbacks
+        self.entry = entry
+        self.output = output
+
+    def recipients(self, type_name: str) -> list[str]:
+        """Routes first, then subscribers, without repeats (the runtime's union)."""
+        out = list(self.routes.get(type_name, ()))
+        for agent_id, patterns in self.subscriptions.items():
+            if agent_id not in out and any(fnmatch.fnmatchcase(type_name, p) for p in patterns):
+                out.append(agent_id)
+        return out
+
+    def edges(self) -> list[Edge]:
+        edges = [self.entry]
+        for node in self.nodes.values():
+            fixed = dict(node.sends_to)
+            for type_name in sorted(node.produces):
+                if type_name in fixed:
+                    edges.append(Edge(node.id, type_name, fixed[type_name]))
+                    continue
+                targets = self.recipients(type_name)
+                edges += [Edge(node.id, type_name, t) for t in targets]
+                if type_name == self.output:
+                    edges.append(Edge(node.id, type_name, CALLER_OUTPUT))
+        for primary, fallback in self.fallbacks.items():
+            edges.append(Edge(primary, "(on failure)", fallback))
+        return edges
+
+    def reachable(self) -> tuple[set[str], set[str]]:
+        """The nodes and the message types a run can reach from the entry."""
+        nodes: set[str] = set()
+        types: set[str] = {self.entry.type}
+        by_source: dict[str, list[Edge]] = {}
+        for edge in self.edges():
+            by_source.setdefault(edge.source, []).append(edge)
+        todo = deque([self.entry.target, *self.recipients(self.entry.type)])
+        while todo:
+            node_id = todo.popleft()
+            if node_id in nodes or node_id not in self.nodes:
+                continue
+            nodes.add(node_id)
+            for edge in by_source.get(node_id, ()):
+                if not edge.type.startswith("("):
+                    types.add(edge.type)
+                todo.append(edge.target)
+            types |= self.nodes[node_id].produces
+        return nodes, types
+
+    def cycle(self, among: set[str]) -> list[str] | None:
+        """A cycle of agents among ``among``, as a path that returns to its start."""
+        adjacent: dict[str, list[str]] = {}
+        for e in self.edges():
+            if e.source in among and e.target in among:
+                adjacent.setdefault(e.source, []).append(e.target)
+        state: dict[str, int] = {}
+        path: list[str] = []
+
+        def visit(n: str) -> list[str] | None:
+            state[n] = 1
+            path.append(n)
+            for m in adjacent.get(n, ()):
+                if state.get(m) == 1:
+                    return [*path[path.index(m) :], m]
+                if m not in state:
+                    found = visit(m)
+                    if found:
+                        return found
+            state[n] = 2
+            path.pop()
+            return None
+
+        for n in sorted(among):
+            if n not in state:
+                found = visit(n)
+                if found:
+                    return found
+        return None
+
+    # --- drawings ----------------------------------------------------------------------------
+    def text(self) -> str:
+        width = max(len(e.source) for e in self.edges())
+        return "".join(f"{e.source:<{width}} --{e.type}--> {e.target}\n" for e in self.edges())
+
+    def mermaid(self) -> str:
+        ids = {name: f"n{i}" for i, name in enumerate(self._names())}
+        lines = ["flowchart LR"]
+        for name, key in ids.items():
+            shape = f'(["{name}"])' if name in (self.entry.source, CALLER_OUTPUT) else f'["{name}"]'
+            if name in self.nodes and self.nodes[name].kind == "gather":
+                shape = f'{{{{"{name}"}}}}'
+            lines.append(f"  {key}{shape}")
+        for e in self.edges():
+            arrow = "-.->" if e.type.startswith("(") else "-->"
+            lines.append(f"  {ids[e.source]} {arrow}|{e.type}| {ids[e.target]}")
+        return "\n".join(lines) + "\n"
+
+    def _names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for e in self.edges():
+            seen.setdefault(e.source)
+            seen.setdefault(e.target)
+        return list(seen)

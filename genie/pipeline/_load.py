@@ -1,0 +1,415 @@
+"""Loading a pipeline file: ``${VAR}`` interpolation, the schema, then every cross-reference
+(agents, types, routes, fallbacks, reachability) checked before anything runs. All problems
+are collected and reported together, each as ``file:line: key: reason``."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .._catalogue import AgentSpec, Catalogue, import_object, spec_for
+from .._errors import ConfigurationError, did_you_mean
+from .._message import Payload
+from .._supervisor import Policy
+from .._yamlconf import ConfigFileError, Loc, line_of, problems, read_yaml, validate
+from ..policies._board import BoardPolicy, build_policies, load_policy_file
+from ..policies._dsl import Rule
+from ._gather import GatherDeadline, Gathered, gathered_model
+from ._graph import Edge, Graph, Node
+from ._run import Pipeline
+from ._schema import PipelineFile, _Model
+
+__all__ = ["interpolate", "load_pipeline"]
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _RuleDecl(_Model):
+    id: str
+    when: str
+    decision: str = "deny"
+    reason: str = ""
+
+
+def interpolate(
+    data: Any, variables: Mapping[str, str], errors: list[tuple[Loc, str]], at: Loc = ()
+) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string (``$$`` is a literal ``$``)."""
+    if isinstance(data, dict):
+        return {k: interpolate(v, variables, errors, (*at, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, variables, errors, (*at, i)) for i, v in enumerate(data)]
+    if not isinstance(data, str) or "$" not in data:
+        return data
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = variables.get(name)
+        if value is None:
+            if default is not None:
+                return default
+            errors.append((at, f"variable ${{{name}}} is not set (export it, or --set {name}=...)"))
+            return ""
+        return value
+
+    return _VAR.sub(substitute, data)
+
+
+def load_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    variables: Mapping[str, str] | None = None,
+    catalogue: Catalogue | None = None,
+) -> Pipeline:
+    """Load and check a pipeline file. ``variables`` override the environment for ``${VAR}``.
+
+    Raises ``ConfigFileError`` listing every problem found.
+    """
+    path = Path(path)
+    raw, lines = read_yaml(path)
+    env = {**os.environ, **(variables or {})}
+    found: list[tuple[Loc, str]] = []
+    data = interpolate(raw, env, found)
+    if found:
+        raise ConfigFileError(
+            [f"{path}:{line_of(lines, loc)}: {_key(loc)}: {why}" for loc, why in found]
+        )
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            [f"{path}:1: <top>: a pipeline file is a mapping (agents, routes, entry, output...)"]
+        )
+    config = validate(PipelineFile, data, path, lines)
+    return _Checker(path, config, lines, catalogue or Catalogue.installed()).pipeline()
+
+
+def _qualified(model: type) -> str:
+    return f"{model.__module__}.{model.__qualname__}"
+
+
+def _key(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc) or "<top>"
+
+
+class _Checker:
+    """Resolves a parsed file against the catalogue; collects every problem with its line."""
+
+    def __init__(
+        self, path: Path, config: PipelineFile, lines: dict[Loc, int], catalogue: Catalogue
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.lines = lines
+        self.catalogue = catalogue
+        self.problems: list[str] = []
+        self.specs: dict[str, AgentSpec] = {}
+        self.types: dict[str, type[Payload]] = {}
+        self.gathers: dict[str, type[Gathered]] = {}
+        self.unresolved = False  # an agent failed to load: its types are unknown, not wrong
+
+    def fail(self, loc: Loc, reason: str) -> None:
+        self.problems.append(f"{self.path}:{line_of(self.lines, loc)}: {_key(loc)}: {reason}")
+
+    def pipeline(self) -> Pipeline:
+        self.check_agents()
+        self.check_gathers()
+        ids = self.ids()
+        self.check_fallbacks(ids)
+        self.check_routes(ids)
+        self.check_subscriptions()
+        entry_model = self.check_entry(ids)
+        policies, retention = self.governance()
+        graph = self.graph()
+        self.check_flow(graph)
+        if self.problems:
+            raise ConfigFileError(self.problems)
+        assert entry_model is not None
+        return Pipeline(
+            self.path,
+            self.config,
+            self.specs,
+            self.gathers,
+            policies,
+            retention,
+            entry_model,
+            graph,
+        )
+
+    # --- agents and gathers --------------------------------------------------------------------
+    def ids(self) -> dict[str, Loc]:
+        seen: dict[str, Loc] = {}
+        declared = [("agents", i, a.id) for i, a in enumerate(self.config.agents)]
+        declared += [("gathers", i, g.id) for i, g in enumerate(self.config.gathers)]
+        for kind, i, item_id in declared:
+            if item_id in seen:
+                first = line_of(self.lines, (*seen[item_id], "id"))
+                self.fail((kind, i, "id"), f"duplicate id {item_id!r} (first on line {first})")
+            else:
+                seen[item_id] = (kind, i)
+        return seen
+
+    def check_agents(self) -> None:
+        for i, decl in enumerate(self.config.agents):
+            at: Loc = ("agents", i)
+            try:
+                spec = self.resolve(decl.use)
+            except ConfigurationError as exc:
+                self.fail((*at, "use"), str(exc))
+                self.unresolved = True
+                continue
+            try:
+                spec.create(decl.id, decl.params)  # a throwaway, so constructor errors surface now
+            except ValidationError as exc:
+                self.problems += problems(exc, self.path, self.lines, (*at, "params"))
+                self.unresolved = True
+                continue
+            except ConfigurationError as exc:
+                self.fail((*at, "params"), str(exc))
+                self.unresolved = True
+                continue
+            self.specs[decl.id] = spec
+            for model in (*spec.consumes, *spec.produces):
+                self.add_type(model, (*at, "use"))
+
+    def resolve(self, use: str) -> AgentSpec:
+        if ":" in use:
+            return spec_for(import_object(use), name=use)
+        return self.catalogue.get(use)
+
+    def add_type(self, model: type[Payload], at: Loc) -> None:
+        taken = self.types.setdefault(model.message_type, model)
+        if taken is not model:
+            self.fail(
+                at,
+                f"message type {model.message_type!r} has two models: "
+                f"{_qualified(taken)} and {_qualified(model)}",
+            )
+
+    def check_gathers(self) -> None:
+        for i, g in enumerate(self.config.gathers):
+            model = self.types.get(g.emit.type)
+            if model is None:
+                model = gathered_model(g.emit.type)
+            elif not issubclass(model, Gathered):
+                self.fail(
+                    ("gathers", i, "emit", "type"),
+                    f"{g.emit.type!r} is {model.__qualname__}, not a Gathered bundle; "
+                    "a gather emits a new type, or one whose model subclasses "
+                    "genie.pipeline.Gathered",
+                )
+                continue
+            self.gathers[g.id] = model
+            self.add_type(model, ("gathers", i, "emit", "type"))
+            self.add_type(GatherDeadline, ("gathers", i))
+
+    # --- references ----------------------------------------------------------------------------
+    def known_type(self, name: str, at: Loc) -> bool:
+        if name in self.types:
+            return True
+        if self.unresolved:
+            return False
+        self.fail(at, f"unknown message type {name!r}{did_you_mean(name, self.types)}")
+        return False
+
+    def known_id(self, agent_id: str, ids: Mapping[str, Loc], at: Loc, what: str) -> bool:
+        if agent_id in ids:
+            return True
+        self.fail(at, f"{what} {agent_id!r} is not declared{did_you_mean(agent_id, ids)}")
+        return False
+
+    def handles(self, agent_id: str, type_name: str) -> bool:
+        spec = self.specs.get(agent_id)
+        if spec is None:
+            gather = next((g for g in self.config.gathers if g.id == agent_id), None)
+            return gather is None or not gather.expect.types or type_name in gather.expect.types
+        return spec.consumes_any or any(p.message_type == type_name for p in spec.consumes)
+
+    def check_fallbacks(self, ids: Mapping[str, Loc]) -> None:
+        for i, decl in enumerate(self.config.agents):
+            if decl.fallback is None:
+                continue
+            at: Loc = ("agents", i, "fallback")
+            if decl.fallback == decl.id:
+                self.fail(at, f"agent {decl.id!r} cannot be its own fallback")
+            elif self.known_id(decl.fallback, ids, at, "fallback agent") and decl.fallback in {
+                g.id for g in self.config.gathers
+            }:
+                self.fail(at, f"fallback {decl.fallback!r} is a gather, not an agent")
+
+    def check_routes(self, ids: Mapping[str, Loc]) -> None:
+        for type_name, recipients in self.config.routes.items():
+            at: Loc = ("routes", type_name)
+            known = self.known_type(type_name, at)
+            if not recipients:
+                self.fail(at, f"route {type_name!r} has no recipients")
+            for j, agent_id in enumerate(recipients):
+                declared = self.known_id(agent_id, ids, (*at, j), "route recipient")
+                if declared and known and not self.handles(agent_id, type_name):
+                    self.fail((*at, j), self.not_handled(agent_id, type_name))
+        for i, g in enumerate(self.config.gathers):
+            self.known_id(g.emit.to, ids, ("gathers", i, "emit", "to"), "gather target")
+            for j, t in enumerate(g.expect.types):
+                self.known_type(t, ("gathers", i, "expect", "types", j))
+            for j, s in enumerate(g.expect.senders):
+                self.known_id(s, ids, ("gathers", i, "expect", "senders", j), "expected sender")
+            if g.emit.to in self.specs and not self.handles(g.emit.to, g.emit.type):
+                self.fail(("gathers", i, "emit", "to"), self.not_handled(g.emit.to, g.emit.type))
+
+    def not_handled(self, agent_id: str, type_name: str) -> str:
+        spec = self.specs[agent_id]
+        handled = sorted(p.message_type for p in spec.consumes)
+        return (
+            f"agent {agent_id!r} ({spec.name}) does not handle {type_name!r} (it handles {handled})"
+        )
+
+    def check_subscriptions(self) -> None:
+        for i, decl in enumerate(self.config.agents):
+            for j, pattern in enumerate(decl.subscribe):
+                at: Loc = ("agents", i, "subscribe", j)
+                if any(c in pattern for c in "*?["):
+                    if not fnmatch.filter(self.types, pattern):
+                        self.fail(
+                            at, f"pattern {pattern!r} matches no message type of this pipeline"
+                        )
+                elif (
+                    self.known_type(pattern, at)
+                    and decl.id in self.specs
+                    and not self.handles(decl.id, pattern)
+                ):
+                    self.fail(at, self.not_handled(decl.id, pattern))
+
+    def check_entry(self, ids: Mapping[str, Loc]) -> type[Payload] | None:
+        entry = self.config.entry
+        self.known_id(entry.to, ids, ("entry", "to"), "entry recipient")
+        if not self.known_type(entry.type, ("entry", "type")):
+            return None
+        model = self.types[entry.type]
+        if entry.to in self.specs and not self.handles(entry.to, entry.type):
+            self.fail(("entry", "to"), self.not_handled(entry.to, entry.type))
+        fields = model.model_fields
+        for key in entry.payload:
+            if key not in fields:
+                self.fail(
+                    ("entry", "payload", key),
+                    f"{entry.type!r} has no field {key!r}{did_you_mean(key, fields)}",
+                )
+        if (
+            entry.input is not None
+            and entry.input.field is not None
+            and entry.input.field not in fields
+        ):
+            self.fail(
+                ("entry", "input", "field"),
+                f"{entry.type!r} has no field {entry.input.field!r}"
+                f"{did_you_mean(entry.input.field, fields)}",
+            )
+        if entry.input is not None and entry.input.default is not None:
+            default = self.path.parent / entry.input.default
+            if not default.is_file():
+                self.fail(
+                    ("entry", "input", "default"), f"input file {os.fspath(default)} does not exist"
+                )
+        return model
+
+    # --- governance ----------------------------------------------------------------------------
+    def governance(self) -> tuple[list[Policy], int | None]:
+        gov = self.config.governance
+        if gov is None:
+            return [], None
+        policies: list[Policy] = []
+        retention = None
+        if gov.file is not None:
+            policy_path = self.path.parent / gov.file
+            if not policy_path.is_file():
+                self.fail(
+                    ("governance", "file"), f"policy file {os.fspath(policy_path)} does not exist"
+                )
+            else:
+                try:
+                    found = load_policy_file(policy_path)
+                except ConfigFileError as exc:
+                    self.problems += exc.problems
+                else:
+                    policies, retention = found.policies, found.retention_days
+        elif gov.board is not None:
+            board_data = {"version": "pipeline", **gov.board}
+            try:
+                board = validate(
+                    BoardPolicy, board_data, self.path, self.lines, ("governance", "board")
+                )
+                found = build_policies(board)
+                policies, retention = found.policies, found.retention_days
+            except ConfigFileError as exc:
+                self.problems += exc.problems
+            except ConfigurationError as exc:
+                self.fail(("governance", "board"), str(exc))
+        for i, raw in enumerate(gov.rules):
+            at: Loc = ("governance", "rules", i)
+            try:
+                rule = validate(_RuleDecl, raw, self.path, self.lines, at)
+                policies.append(Rule(rule.id, rule.when, rule.decision, rule.reason))
+            except ConfigFileError as exc:
+                self.problems += exc.problems
+            except ConfigurationError as exc:
+                self.fail((*at, "when"), str(exc))
+        return policies, retention
+
+    # --- the flow ------------------------------------------------------------------------------
+    def graph(self) -> Graph:
+        nodes = {
+            agent_id: Node(
+                agent_id,
+                "agent",
+                None if spec.consumes_any else frozenset(p.message_type for p in spec.consumes),
+                frozenset(p.message_type for p in spec.produces),
+            )
+            for agent_id, spec in self.specs.items()
+        }
+        for g in self.config.gathers:
+            nodes[g.id] = Node(
+                g.id,
+                "gather",
+                frozenset(g.expect.types) or None,
+                frozenset({g.emit.type}),
+                ((g.emit.type, g.emit.to),),
+            )
+        entry = self.config.entry
+        return Graph(
+            nodes,
+            self.config.routes,
+            {d.id: d.subscribe for d in self.config.agents if d.subscribe},
+            {d.id: d.fallback for d in self.config.agents if d.fallback},
+            Edge(entry.sender, entry.type, entry.to),
+            self.config.output,
+        )
+
+    def check_flow(self, graph: Graph) -> None:
+        if self.problems:
+            return  # reachability over a broken graph would only repeat the errors above
+        producers = {t for n in graph.nodes.values() for t in n.produces} | {self.config.entry.type}
+        for type_name in self.config.routes:
+            if type_name not in producers:
+                self.fail(("routes", type_name), f"nothing in this pipeline produces {type_name!r}")
+        for i, decl in enumerate(self.config.agents):
+            for j, pattern in enumerate(decl.subscribe):
+                if not fnmatch.filter(producers, pattern):
+                    self.fail(
+                        ("agents", i, "subscribe", j),
+                        f"nothing in this pipeline produces {pattern!r}",
+                    )
+        output = self.config.output
+        if not self.known_type(output, ("output",)):
+            return
+        reached, types = graph.reachable()
+        if output in types:
+            return
+        loop = graph.cycle(reached)
+        why = f"; the flow loops ({' -> '.join(loop)}) and never produces it" if loop else ""
+        self.fail(("output",), f"output {output!r} cannot be reached from the entry{why}")

@@ -1,0 +1,294 @@
+"""A loaded pipeline: builds a runtime from the file, and runs one request through it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from .._agent import Agent
+from .._audit import AuditSink
+from .._catalogue import AgentSpec
+from .._clock import Clock
+from .._correlator import Missing
+from .._deadletter import DeadLetter
+from .._errors import ConfigurationError
+from .._message import Message, Payload, _translate
+from .._runtime import Runtime, RuntimeStatistics
+from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
+from ._gather import Gathered, GatherNode
+from ._graph import Graph
+from ._schema import AgentDecl, PipelineFile
+
+__all__ = ["InputError", "Pipeline", "RunResult"]
+
+RunStatus = Literal["ok", "fallback", "denied", "failed", "timed_out", "no_output"]
+
+
+class InputError(ConfigurationError):
+    """The run's input cannot be read or does not fit the entry payload."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one request ended. ``status``: ``ok`` (the output arrived), ``fallback`` (a message
+    to the caller that is not the output, e.g. a fallback notice), ``denied``, ``failed``,
+    ``timed_out``, or ``no_output`` (everything finished without producing the output)."""
+
+    status: RunStatus
+    correlation_id: str
+    output: Message | None
+    missing: tuple[Missing, ...]
+    stats: RuntimeStatistics
+    dead_letters: tuple[DeadLetter, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``genie run --json`` document (see docs/cli.md)."""
+        s = self.stats
+        return {
+            "status": self.status,
+            "correlation_id": self.correlation_id,
+            "output": None
+            if self.output is None
+            else {
+                "type": self.output.type,
+                "sender": self.output.sender,
+                "payload": self.output.payload.model_dump(mode="json"),
+            },
+            "missing": [
+                {
+                    "key": m.key,
+                    "kind": m.kind,
+                    "reason": m.reason,
+                    "policy": m.policy,
+                    "agent": m.agent_id,
+                }
+                for m in self.missing
+            ],
+            "dead_letters": [
+                {"agent": d.agent_id, "type": d.message.type, "kind": d.kind, "reason": d.reason}
+                for d in self.dead_letters
+            ],
+            "stats": {
+                "published": s.published,
+                "delivered": s.delivered,
+                "handled": s.handled,
+                "denied": s.denied,
+                "dead_lettered": s.dead_lettered,
+                "shed": s.shed,
+                "retries": s.retries,
+                "fallbacks": s.fallbacks,
+            },
+        }
+
+
+class Pipeline:
+    """A validated pipeline file (see ``load_pipeline``). Each ``runtime()`` gets fresh agents,
+    so runs never share state."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: PipelineFile,
+        specs: Mapping[str, AgentSpec],
+        gathers: Mapping[str, type[Gathered]],
+        policies: Sequence[Policy],
+        retention_days: int | None,
+        entry_model: type[Payload],
+        graph: Graph,
+    ) -> None:
+        self.path = path
+        self.config = config
+        self.specs = dict(specs)
+        self.gathers = dict(gathers)
+        self.policies = tuple(policies)
+        self.retention_days = retention_days
+        self.entry_model = entry_model
+        self.graph = graph
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.path.stem
+
+    def _options(self, decl: AgentDecl) -> AgentOptions:
+        retry = RetryPolicy()
+        if decl.retry is not None:
+            retry = RetryPolicy(**decl.retry.model_dump())
+        return AgentOptions(
+            mailbox_size=decl.mailbox,
+            max_concurrency=decl.concurrency,
+            deadline=decl.deadline if decl.deadline is not None else self.config.limits.deadline,
+            retry=retry,
+            fallback=decl.fallback,
+            overflow=decl.overflow,
+        )
+
+    def runtime(
+        self,
+        *,
+        audit: AuditSink | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        policies: Sequence[Policy] = (),
+    ) -> Runtime:
+        """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own)."""
+        limits = self.config.limits
+        rt = Runtime(
+            policies=(*self.policies, *policies),
+            limits=Limits(max_hops=limits.max_hops, correlation_budget=limits.correlation_budget),
+            clock=clock,
+            audit=audit,
+            seed=seed,
+            retention=None if self.retention_days is None else timedelta(days=self.retention_days),
+        )
+        for decl in self.config.agents:
+            agent: Agent = self.specs[decl.id].create(decl.id, decl.params)
+            if decl.risk is not None:
+                agent.risk = decl.risk  # type: ignore[attr-defined]
+            rt.add(agent, subscribe=decl.subscribe, options=self._options(decl))
+        for g in self.config.gathers:
+            node = GatherNode(
+                g.id,
+                expect=g.expect.types or g.expect.senders,
+                by="type" if g.expect.types else "sender",
+                deadline=g.deadline,
+                emit=self.gathers[g.id],
+                to=g.emit.to,
+                on_timeout=g.on_timeout,
+            )
+            rt.add(node)
+        for type_name, recipients in self.config.routes.items():
+            for agent_id in recipients:
+                rt.subscribe(agent_id, type_name)
+        return rt
+
+    # --- input ---------------------------------------------------------------------------------
+    def read_input(self, source: str | None = None, text: str | None = None) -> str | None:
+        """The input text: ``text`` if given, else the file ``source`` (``-`` is stdin), else the
+        entry's default file (relative to the pipeline). Raises InputError."""
+        if text is not None:
+            return text
+        spec = self.config.entry.input
+        if source is None:
+            if spec is None or spec.default is None:
+                return None
+            path = (self.path.parent / spec.default).resolve()
+        elif source == "-":
+            import sys
+
+            return sys.stdin.read()
+        else:
+            path = Path(source)
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read input {os.fspath(path)}: {exc.strerror}") from exc
+
+    def entry_payload(self, text: str | None, where: str = "the input") -> Payload:
+        """The entry payload: the file's ``payload`` plus the input mapped onto it."""
+        entry = self.config.entry
+        data = dict(entry.payload)
+        spec = entry.input
+        if text is not None:
+            if spec is None:
+                raise InputError(
+                    f"pipeline {self.name!r} takes no input (its entry has no 'input')"
+                )
+            if spec.format == "text":
+                assert spec.field is not None
+                data[spec.field] = text
+            else:
+                data.update(_parse_object(text, spec.format, where))
+        elif spec is not None and spec.format == "text":
+            raise InputError(f"pipeline {self.name!r} needs an input (--input PATH or -)")
+        try:
+            return self.entry_model.model_validate(data)
+        except ValidationError as exc:
+            problem = _translate(entry.type, exc)
+            raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
+
+    def entry_message(self, rt: Runtime, payload: Payload) -> Message:
+        entry = self.config.entry
+        ids = rt.message(payload, sender=entry.sender)
+        # Go callers put trace_id in metadata and policies read it there; keep that contract.
+        return rt.message(
+            payload,
+            sender=entry.sender,
+            recipient=entry.to,
+            id=ids.id,
+            correlation_id=ids.correlation_id,
+            metadata={"trace_id": ids.trace_id, **entry.metadata},
+        )
+
+    # --- one request ---------------------------------------------------------------------------
+    async def run(
+        self,
+        input: str | None = None,
+        *,
+        input_path: str | None = None,
+        timeout: float | None = None,
+        audit: AuditSink | None = None,
+    ) -> RunResult:
+        """Run one request: ``input`` text (or the file ``input_path``, or the entry's default)
+        becomes the entry payload; the result holds the output message or why there is none."""
+        text = self.read_input(input_path, input)
+        payload = self.entry_payload(text, input_path or "the input")
+        async with self.runtime(audit=audit) as rt:
+            return await self.ask(rt, payload, timeout=timeout)
+
+    async def ask(
+        self, rt: Runtime, payload: Payload, *, timeout: float | None = None
+    ) -> RunResult:
+        """Send one entry ``payload`` through a running runtime of this pipeline."""
+        msg = self.entry_message(rt, payload)
+        output, caller = self.config.output, msg.sender
+        result = await rt.ask(
+            msg,
+            until=lambda m: m.type == output or m.recipient == caller,
+            timeout=timeout if timeout is not None else self.config.timeout,
+        )
+        reply = result.replies[0] if result.replies else None
+        return RunResult(
+            status=_status(reply, result.missing, output, result.status),
+            correlation_id=msg.correlation_id,
+            output=reply,
+            missing=result.missing,
+            stats=rt.statistics(),
+            dead_letters=tuple(rt.dead_letters.for_correlation(msg.correlation_id)),
+        )
+
+
+def _status(
+    reply: Message | None, missing: Sequence[Missing], output: str, gathered: str
+) -> RunStatus:
+    if reply is not None:
+        return "ok" if reply.type == output else "fallback"
+    if gathered == "timed_out":
+        return "timed_out"
+    kinds = {m.kind for m in missing}
+    if "denied" in kinds:
+        return "denied"
+    if kinds & {"failed", "shed", "cancelled", "no_route"}:
+        return "failed"
+    return "no_output"
+
+
+def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"{where} is not valid {fmt.upper()}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{where} must hold a {fmt.upper()} object of payload fields")
+    return data

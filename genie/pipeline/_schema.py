@@ -1,0 +1,147 @@
+"""The pipeline file's schema. Every model forbids unknown keys, so a typo is an error that
+names its line rather than a setting silently ignored."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    model_validator,
+)
+
+from .._agent import Risk
+
+__all__ = ["AgentDecl", "Entry", "GatherDecl", "Governance", "PipelineFile"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _seconds(value: Any) -> Any:
+    """``5``, ``2.5``, ``"200ms"``, ``"5s"``, ``"2m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration (use seconds, or 200ms, 5s, 2m, 1h)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[PositiveFloat, BeforeValidator(_seconds)]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Retry(_Model):
+    attempts: int = Field(default=1, ge=1)
+    backoff: Annotated[float, BeforeValidator(_seconds), Field(ge=0)] = 0.05
+    multiplier: float = Field(default=2.0, ge=1)
+    max_backoff: Annotated[float, BeforeValidator(_seconds), Field(ge=0)] = 5.0
+
+
+class AgentDecl(_Model):
+    """One agent: ``use`` is a catalogue name or ``module:Class``."""
+
+    id: Name
+    use: str = Field(min_length=1)
+    params: dict[str, Any] = {}
+    subscribe: list[str] = []
+    mailbox: int = Field(default=1024, ge=1)
+    concurrency: int = Field(default=1, ge=1)
+    deadline: Seconds | None = None
+    retry: Retry | None = None
+    fallback: str | None = None
+    risk: Risk | None = None
+    overflow: Literal["overdraft", "shed"] = "overdraft"
+
+
+class Expect(_Model):
+    types: list[str] = []
+    senders: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Expect:
+        if bool(self.types) == bool(self.senders):
+            raise ValueError("give either types or senders (one list, not both)")
+        return self
+
+
+class Emit(_Model):
+    type: Name
+    to: Name
+
+
+class GatherDecl(_Model):
+    """A declared fan-in: collect ``expect`` for one correlation, then ``emit`` the bundle."""
+
+    id: Name
+    expect: Expect
+    deadline: Seconds
+    emit: Emit
+    on_timeout: Literal["emit", "fail"] = "emit"
+
+
+class Governance(_Model):
+    """A board policy file, or the same document inline, plus extra DSL rules."""
+
+    file: str | None = None
+    board: dict[str, Any] | None = None
+    rules: list[dict[str, Any]] = []
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Governance:
+        if self.file is not None and self.board is not None:
+            raise ValueError("give a policy file or an inline board, not both")
+        return self
+
+
+class Limits(_Model):
+    max_hops: int = Field(default=32, ge=1)
+    correlation_budget: int = Field(default=10_000, ge=1)
+    deadline: Seconds | None = None  # the default handler deadline for every agent
+
+
+class Input(_Model):
+    """How the run's input file becomes the entry payload: its text into ``field``, or (with
+    ``format: json`` / ``yaml``) an object whose keys are payload fields."""
+
+    field: str | None = None
+    format: Literal["text", "json", "yaml"] = "text"
+    default: str | None = None  # a path, relative to the pipeline file
+
+    @model_validator(mode="after")
+    def _field_for_text(self) -> Input:
+        if self.format == "text" and not self.field:
+            raise ValueError("a text input needs the payload field it fills ('field')")
+        return self
+
+
+class Entry(_Model):
+    type: Name
+    to: Name
+    sender: Name = "user"
+    payload: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    input: Input | None = None
+
+
+class PipelineFile(_Model):
+    name: str = ""
+    description: str = ""
+    agents: list[AgentDecl] = Field(min_length=1)
+    routes: dict[str, list[str]] = {}
+    gathers: list[GatherDecl] = []
+    governance: Governance | None = None
+    limits: Limits = Limits()
+    entry: Entry
+    output: Name
+    timeout: Seconds = 30.0
