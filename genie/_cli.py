@@ -11,68 +11,103 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import anyio
 
-from ._audit import verify_audit_log
-from ._demo import Statement, demo_agents
-from ._errors import GenieError
-from ._runtime import Runtime
+from ._audit import JsonlAuditLog, verify_audit_log
+from ._catalogue import Catalogue, catalogue_markdown
+from ._errors import ConfigurationError, GenieError
+from ._message import Payload
+from .pipeline import Pipeline, RunResult, load_pipeline
 
 __all__ = ["main"]
 
 
-async def run_demo(csv_text: str, timeout: float) -> tuple[int, dict[str, object]]:
-    async with Runtime() as rt:
-        for agent, subscriptions in demo_agents():
-            rt.add(agent, subscribe=subscriptions)
-        request = rt.message(Statement(csv=csv_text), sender="caller")
-        result = await rt.ask(request, until="demo.report", timeout=timeout)
-    stats = rt.statistics()
-    out: dict[str, object] = {
-        "status": "ok" if result.complete else result.status,
-        "correlation_id": result.correlation_id,
-        "output": result.replies[0].payload.model_dump() if result.replies else None,
-        "missing": [
-            {"key": m.key, "kind": m.kind, "reason": m.reason, "policy": m.policy}
-            for m in result.missing
-        ],
-        "stats": {
-            "delivered": stats.delivered,
-            "handled": stats.handled,
-            "denied": stats.denied,
-            "dead_lettered": stats.dead_lettered,
-            "shed": stats.shed,
-        },
-    }
-    return (0 if result.complete else 1), out
+def _variables(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--set {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
 
 
-def _demo(args: argparse.Namespace) -> int:
-    path = Path(args.csv)
+def _load(args: argparse.Namespace) -> Pipeline:
+    return load_pipeline(args.pipeline, variables=_variables(getattr(args, "set", None) or ()))
+
+
+def _run(args: argparse.Namespace) -> int:
+    pipeline = _load(args)
+    text = pipeline.read_input(args.input)
+    payload = pipeline.entry_payload(text, args.input or "the input")
     try:
-        csv_text = sys.stdin.read() if args.csv == "-" else path.read_text(encoding="utf-8")
+        audit = JsonlAuditLog(args.audit) if args.audit else None
     except OSError as exc:
-        print(f"genie demo: cannot read {args.csv}: {exc.strerror}", file=sys.stderr)
-        return 2
-    code, out = anyio.run(run_demo, csv_text, args.timeout)
+        raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
+    try:
+        result = anyio.run(_run_once, pipeline, payload, args.timeout, audit)
+    finally:
+        if audit is not None:
+            audit.close()
     if args.json:
-        print(json.dumps(out, indent=2))
-    elif code == 0:
-        output = out["output"]
-        assert isinstance(output, dict)
-        print(output["text"], end="")
-        stats = out["stats"]
-        assert isinstance(stats, dict)
-        print(" ".join(f"{k}={v}" for k, v in stats.items()))
+        print(json.dumps(result.as_json(), indent=2))
+    elif result.output is not None:
+        print(_render(result.output.payload), end="")
+    if not result.ok:
+        print(f"genie run: {pipeline.name}: the run ended {result.status}", file=sys.stderr)
+        for m in result.missing:
+            by = f" (policy {m.policy})" if m.policy else ""
+            print(f"  {m.key}: {m.kind}{by}: {m.reason}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+async def _run_once(
+    pipeline: Pipeline, payload: Payload, timeout: float | None, audit: JsonlAuditLog | None
+) -> RunResult:
+    async with pipeline.runtime(audit=audit) as rt:
+        return await pipeline.ask(rt, payload, timeout=timeout)
+
+
+def _render(payload: Payload) -> str:
+    """A payload whose one field is text prints as that text; anything else as JSON."""
+    data = payload.model_dump(mode="json")
+    if len(data) == 1:
+        (value,) = data.values()
+        if isinstance(value, str):
+            return value if value.endswith("\n") else value + "\n"
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _validate(args: argparse.Namespace) -> int:
+    pipeline = _load(args)
+    graph = pipeline.graph
+    print(
+        f"OK: {args.pipeline}: pipeline {pipeline.name!r}, {len(graph.nodes)} agents, "
+        f"{len(graph.edges())} edges, entry {graph.entry.type!r} -> {graph.entry.target!r}, "
+        f"output {graph.output!r}"
+    )
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    graph = _load(args).graph
+    print(graph.mermaid() if args.format == "mermaid" else graph.text(), end="")
+    return 0
+
+
+def _agents(args: argparse.Namespace) -> int:
+    catalogue = Catalogue.installed()
+    if args.json:
+        print(json.dumps([spec.describe() for spec in catalogue], indent=2))
+    elif args.markdown:
+        print(catalogue_markdown(catalogue), end="")
     else:
-        missing = out["missing"]
-        assert isinstance(missing, list)
-        print(f"genie demo: the run {out['status']}", file=sys.stderr)
-        for m in missing:
-            print(f"  {m['key']}: {m['kind']}: {m['reason']}", file=sys.stderr)
-    return code
+        for spec in catalogue:
+            consumes = ", ".join(spec.describe()["consumes"])
+            produces = ", ".join(spec.describe()["produces"])
+            print(f"{spec.name:<28} {spec.risk!s:<6} {consumes} -> {produces}")
+    return 0
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -118,15 +153,82 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log warnings (dead letters, denies)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="run the built-in demo pipeline on a statement CSV",
-        description="Parse a statement, fan it out to three analysts, gather one report.",
+    run = commands.add_parser(
+        "run",
+        help="run one request through a pipeline and print its output",
+        description="Load PIPELINE, send one request built from its entry and the input, and "
+        "print the output message (its text, or JSON). Exit 0 when the output arrives, 1 when "
+        "the run is denied, fails or times out, 2 for a bad pipeline or input.",
     )
-    demo.add_argument("csv", nargs="?", default="config/data/sample.csv", help="CSV file, or -")
-    demo.add_argument("--json", action="store_true", help="print the result as JSON")
-    demo.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
-    demo.set_defaults(func=_demo)
+    run.add_argument("pipeline", help="pipeline YAML (e.g. config/pipelines/finance.yaml)")
+    run.add_argument(
+        "--input",
+        metavar="PATH",
+        help="input file, or - for stdin (default: the pipeline's entry.input.default)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="set ${KEY} in the pipeline file (over the environment); repeatable",
+    )
+    run.add_argument("--json", action="store_true", help="print the result as a JSON object")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait for the output (default: the pipeline's timeout)",
+    )
+    run.add_argument(
+        "--audit",
+        metavar="PATH",
+        help="append the run's audit records to this hash-chained JSONL log",
+    )
+    run.set_defaults(func=_run)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a pipeline without running it",
+        description="Check PIPELINE: schema, agents, message types, routes, fallbacks, "
+        "governance and that the output is reachable. Exit 0 when valid, 2 with every error.",
+    )
+    validate.add_argument("pipeline", help="pipeline YAML")
+    validate.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="set ${KEY} in the pipeline file; repeatable",
+    )
+    validate.set_defaults(func=_validate)
+
+    graph = commands.add_parser(
+        "graph",
+        help="print the routing graph of a pipeline",
+        description="Every edge sender --type--> recipient of PIPELINE, as text or Mermaid.",
+    )
+    graph.add_argument("pipeline", help="pipeline YAML")
+    graph.add_argument("--format", choices=("text", "mermaid"), default="text")
+    graph.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="set ${KEY} in the pipeline file; repeatable",
+    )
+    graph.set_defaults(func=_graph)
+
+    agents = commands.add_parser(
+        "agents",
+        help="list the agent catalogue",
+        description="Every installed catalogue agent: name, risk, capabilities, the message "
+        "types it consumes and produces, and its parameters.",
+    )
+    fmt = agents.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="as a JSON array")
+    fmt.add_argument("--markdown", action="store_true", help="as the docs/agents.md page")
+    agents.set_defaults(func=_agents)
 
     audit = commands.add_parser("audit", help="work with audit logs", description="Audit logs.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)

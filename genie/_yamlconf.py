@@ -59,7 +59,11 @@ def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ConfigFileError([f"{path}:{line}: YAML syntax error: {exc.problem}"]) from exc
+        where = ""
+        if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            where = f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        problem = f"{path}:{line}: YAML syntax error: {exc.problem}{where}"
+        raise ConfigFileError([problem]) from exc
     lines: dict[Loc, int] = {}
     if node is not None:
         _lines(node, (), lines)
@@ -88,5 +92,6 @@ def problems(exc: ValidationError, path: Path, lines: dict[Loc, int], at: Loc = 
         loc: Loc = (*at, *err["loc"])
         key = ".".join(str(p) for p in loc) or "<top>"
         reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        reason = reason.removeprefix("Value error, ")
         out.append(f"{path}:{line_of(lines, loc)}: {key}: {reason}")
     return out

@@ -138,7 +138,7 @@ class Graph:
             lines.append(f"  {key}{shape}")
         for e in self.edges():
             arrow = "-.->" if e.type.startswith("(") else "-->"
-            lines.append(f"  {ids[e.source]} {arrow}|{e.type}| {ids[e.target]}")
+            lines.append(f'  {ids[e.source]} {arrow}|"{e.type}"| {ids[e.target]}')
         return "\n".join(lines) + "\n"
 
     def _names(self) -> list[str]:
