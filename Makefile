@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## The main job: run the built-in demo pipeline on the shipped sample data.
-demo: $(STAMP)
-	$(BIN)/genie demo config/data/sample.csv
+## The main job: the finance pipeline on the shipped sample statement.
+run: $(STAMP)
+	$(BIN)/genie run config/pipelines/finance.yaml
 
 ## Lint, type-check, then the whole test suite (what CI runs).
 test: lint typecheck

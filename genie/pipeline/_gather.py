@@ -8,6 +8,7 @@ dead-letters the request and tells the caller at once. Sessions end either way: 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -18,6 +19,9 @@ from .._errors import AgentError
 from .._message import Message, Payload
 
 __all__ = ["GatherDeadline", "GatherNode", "GatherTimeoutError", "Gathered", "gathered_model"]
+
+
+CLOSED_MEMORY = 4096
 
 
 class Gathered(Payload):
@@ -79,8 +83,10 @@ class GatherNode:
         self.to = to
         self.on_timeout = on_timeout
         self.produces: tuple[type[Payload], ...] = (emit, GatherDeadline)
-        self.ignored = 0
+        self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
+        # Correlations already emitted or timed out: a straggler must not open a new session.
+        self._closed: OrderedDict[str, None] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -92,6 +98,7 @@ class GatherNode:
             session = self._sessions.pop(key, None)
             if session is None:
                 return ()
+            self._close(key)
             missing = [k for k in self.expect if k not in session.parts]
             if self.on_timeout == "fail":
                 raise GatherTimeoutError(
@@ -107,14 +114,23 @@ class GatherNode:
             self.ignored += 1
             return ()
         session = self._sessions.get(key)
+        if session is None and key in self._closed:
+            self.late += 1
+            return ()
         if session is None:
             session = self._sessions[key] = _Session(ctx.schedule(self.deadline, GatherDeadline()))
         session.parts.setdefault(part, msg.payload)
         if len(session.parts) < len(self.expect):
             return ()
         del self._sessions[key]
+        self._close(key)
         session.timer.cancel()
         return (self._bundle(ctx, session, []),)
+
+    def _close(self, key: str) -> None:
+        self._closed[key] = None
+        if len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
 
     def _bundle(self, ctx: Context, session: _Session, missing: list[str]) -> Message:
         bundle = self.emit_model(

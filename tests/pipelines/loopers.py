@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genie import BaseAgent, Context, Message, Payload, handler
+from genie.pipeline import Gathered
 
 
 class Serve(Payload):
@@ -33,3 +34,48 @@ class Returner(BaseAgent):
 
 class NotAnAgent:
     pass
+
+
+class Sleeper(BaseAgent):
+    """Answers ``serve`` after ``seconds`` on the runtime clock."""
+
+    produces = (Return,)
+
+    def __init__(self, id: str, *, seconds: float = 60.0) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+
+    @handler
+    async def on_serve(self, payload: Serve, ctx: Context) -> Message:
+        await ctx.sleep(self.seconds)
+        return ctx.emit(Return(n=payload.n))
+
+
+class Both(Gathered):
+    message_type = "both"
+
+
+class Summary(Payload):
+    message_type = "summary"
+    text: str
+
+
+class Collector(BaseAgent):
+    """Summarises a gather's bundle: which parts came, which are missing."""
+
+    produces = (Summary,)
+
+    @handler
+    async def on_both(self, payload: Both, ctx: Context) -> Message:
+        text = f"{payload.status}: got {sorted(payload.parts)}, missing {list(payload.missing)}"
+        return ctx.emit(Summary(text=text))
+
+
+class Broken(BaseAgent):
+    """Fails every message."""
+
+    produces = (Return,)
+
+    @handler
+    async def on_serve(self, payload: Serve, ctx: Context) -> Message:
+        raise RuntimeError(f"broken on serve {payload.n}")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from genie import Payload
+from genie.pipeline import Gathered
 
 __all__ = [
     "AnalysisResult",
@@ -22,6 +23,7 @@ __all__ = [
     "IngestCsv",
     "NormalizedTransactions",
     "RawTransactions",
+    "ReportParts",
     "Recommendation",
     "Recommendations",
     "Transaction",
@@ -157,3 +159,10 @@ class FinalReportRequest(Payload):
 class FinalReport(Payload):
     message_type = "final_report"
     text: str
+
+
+class ReportParts(Gathered):
+    """The four branches collected by a declared gather (``config/pipelines/finance-gather.yaml``)
+    instead of the supervisor; the question travels in metadata ``question``."""
+
+    message_type = "report_parts"

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from genie import BaseAgent, Context, Message, Payload, handler
 
-from .models import FinalReport, FinalReportRequest
+from .models import (
+    AnalysisResult,
+    Anomalies,
+    FinalReport,
+    FinalReportRequest,
+    ForecastResult,
+    Recommendations,
+    ReportParts,
+)
 
 __all__ = ["Reporter", "go_json", "render_report"]
 
@@ -40,8 +50,37 @@ def render_report(r: FinalReportRequest) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+def request_from_parts(parts: ReportParts, question: str) -> FinalReportRequest:
+    """The supervisor's bundle rebuilt from a gather's parts; a missing branch is left out of
+    the report, a missing analysis is an error (there are no totals to report)."""
+    found = parts.parts
+    if "analysis_result" not in found:
+        raise ValueError(f"cannot report without the analysis (missing: {list(parts.missing)})")
+    a = AnalysisResult.model_validate(found["analysis_result"])
+    return FinalReportRequest(
+        question=question,
+        currency=a.currency,
+        total_income_cents=a.total_income_cents,
+        total_expense_cents=a.total_expense_cents,
+        net_cents=a.net_cents,
+        top_overspend=a.top_overspend,
+        forecast=_part(ForecastResult, found),
+        anomalies=_part(Anomalies, found),
+        recommendations=_part(Recommendations, found),
+    )
+
+
+P = TypeVar("P", bound=Payload)
+
+
+def _part(model: type[P], found: dict[str, dict[str, object]]) -> P | None:
+    data = found.get(model.message_type)
+    return None if data is None else model.model_validate(data)
+
+
 class Reporter(BaseAgent):
-    """Renders the final report as plain text."""
+    """Renders the final report as plain text, from the supervisor's bundle or from a
+    gather's ``report_parts``."""
 
     capabilities = ("render_report",)
     produces = (FinalReport,)
@@ -49,3 +88,8 @@ class Reporter(BaseAgent):
     @handler
     async def on_request(self, payload: FinalReportRequest, ctx: Context) -> Message:
         return ctx.emit(FinalReport(text=render_report(payload)))
+
+    @handler
+    async def on_parts(self, payload: ReportParts, ctx: Context) -> Message:
+        question = str(ctx.message.metadata.get("question", ""))
+        return ctx.emit(FinalReport(text=render_report(request_from_parts(payload, question))))

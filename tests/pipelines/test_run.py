@@ -1,0 +1,230 @@
+"""Running pipelines from the CLI and from Python: the finance report byte for byte, JSON
+output, variables, inputs, denies, failures, fallbacks, timeouts and the audit log."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie import verify_audit_log
+from genie._cli import main
+from genie.pipeline import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+GOOD = Path(__file__).parent / "good"
+
+# Derived by hand from the reference §7.2 logic for the §7.3 sample (see docs/pipelines.md).
+FINANCE_REPORT = (
+    "Genie Financial Report\n"
+    "Question: Where am I overspending vs last month?\n"
+    "Currency: INR\n"
+    "Income:  10000000 (minor units)\n"
+    "Expense: 3279800 (minor units)\n"
+    "Net:     6720200 (minor units)\n"
+    "Top categories: housing:rent, food:delivery, Utilities\n"
+    'Forecast: {"currency":"INR","monthly_net_cents":6720200,"horizon_1m_cents":6720200,'
+    '"horizon_3m_cents":20160600,"horizon_6m_cents":40321200}\n'
+    'Anomalies: {"anomalies":[]}\n'
+    'Recommendations: {"currency":"INR","recommendations":['
+    '{"title":"Consider trimming \\"housing:rent\\"","category":"housing:rent",'
+    '"impact_cents":250000,"confidence":"medium","action":"set_budget",'
+    '"rationale":"1 txns in \\"housing:rent\\" this period.","informational":true},'
+    '{"title":"Consider trimming \\"food:delivery\\"","category":"food:delivery",'
+    '"impact_cents":28000,"confidence":"medium","action":"set_budget",'
+    '"rationale":"3 txns in \\"food:delivery\\" this period.","informational":true},'
+    '{"title":"Consider trimming \\"Utilities\\"","category":"Utilities",'
+    '"impact_cents":22000,"confidence":"medium","action":"set_budget",'
+    '"rationale":"1 txns in \\"Utilities\\" this period.","informational":true}]}\n'
+)
+
+Capture = pytest.CaptureFixture[str]
+
+
+def test_finance_prints_the_go_report(capsys: Capture) -> None:
+    assert main(["run", str(FINANCE)]) == 0
+    assert capsys.readouterr().out == FINANCE_REPORT
+
+
+def test_finance_gather_variant_prints_the_same_report(capsys: Capture) -> None:
+    assert main(["run", str(FINANCE.with_name("finance-gather.yaml"))]) == 0
+    assert capsys.readouterr().out == FINANCE_REPORT
+
+
+def test_json_output(capsys: Capture) -> None:
+    assert main(["run", str(FINANCE), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "ok"
+    assert data["output"]["type"] == "final_report"
+    assert data["output"]["sender"] == "reporter"
+    assert data["output"]["payload"]["text"] == FINANCE_REPORT
+    assert data["missing"] == data["dead_letters"] == []
+    assert data["correlation_id"]
+    stats = data["stats"]
+    # 9 hops plus the analysis fanned out to 4 recipients: 13 deliveries, all handled.
+    assert stats["delivered"] == stats["handled"] == 13
+    assert stats["denied"] == stats["dead_lettered"] == stats["shed"] == 0
+
+
+def test_set_overrides_a_variable(capsys: Capture) -> None:
+    assert main(["run", str(FINANCE), "--set", "QUESTION=Can I afford a bike?"]) == 0
+    assert "Question: Can I afford a bike?\n" in capsys.readouterr().out
+
+
+def test_bad_set_is_a_usage_error(capsys: Capture) -> None:
+    assert main(["run", str(FINANCE), "--set", "QUESTION"]) == 2
+    assert "--set 'QUESTION': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_input_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
+    csv = "date,description,amount,type\n2026-02-01,Salary,100,credit\n2026-02-02,Uber,250,debit\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(csv))
+    assert main(["run", str(FINANCE), "--input", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "Net:     -15000 (minor units)\n" in out
+    assert "Spending exceeds income this period" in out
+
+
+def test_missing_input_file(capsys: Capture) -> None:
+    assert main(["run", str(FINANCE), "--input", "no/such.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err == "genie run: cannot read input no/such.csv: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    ("csv", "reason"),
+    [
+        ("", "empty csv content"),
+        ("date,description,amount,type\n", "csv must have header + at least one row"),
+        ("date,description,type\n2026-01-01,x,debit\n", 'missing column "amount"'),
+        ("date,description,amount,type\n2026-01-01,x,1\n", "row 1 has 3 cols, expected 4"),
+        ("date,description,amount,type\n2026-01-01,x,lots,debit\n", "row 1 amount: 'lots'"),
+    ],
+)
+def test_bad_csv_fails_the_run_with_the_reason(
+    tmp_path: Path, capsys: Capture, csv: str, reason: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(csv)
+    assert main(["run", str(FINANCE), "--input", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "the run ended failed" in err
+    assert "ingestor: failed: ValueError: " + reason in err
+    assert "Traceback" not in err
+
+
+def test_denied_run_names_the_policy_and_is_audited(tmp_path: Path, capsys: Capture) -> None:
+    log = tmp_path / "audit.jsonl"
+    code = main(["run", str(FINANCE), "--set", "GENIE_USER= ", "--audit", str(log)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the run ended denied" in err
+    assert (
+        "financial_supervisor: denied (policy required_metadata[finance_question]): "
+        'empty metadata key "user_id"'
+    ) in err
+    assert verify_audit_log(log).ok
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["action"] for r in rows] == ["denied"]
+    assert main(["audit", "verify", str(log)]) == 0
+
+
+def test_unwritable_audit_log(tmp_path: Path, capsys: Capture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", str(FINANCE), "--audit", str(blocker / "audit.jsonl")]) == 2
+    assert "cannot open audit log" in capsys.readouterr().err
+
+
+def test_timeout_ends_the_run(capsys: Capture) -> None:
+    assert main(["run", str(GOOD / "slow.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "the run ended timed_out" in err
+
+
+def test_fallback_answers_the_caller(capsys: Capture) -> None:
+    assert main(["run", str(GOOD / "fallback.yaml"), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "fallback"
+    assert data["output"]["type"] == "fallback_notice"
+    assert data["output"]["payload"]["text"].startswith(
+        "The broken agent could not complete your request."
+    )
+    assert data["stats"]["retries"] == 2
+    assert data["stats"]["fallbacks"] == 1
+
+
+def test_json_input_maps_onto_the_payload(tmp_path: Path, capsys: Capture) -> None:
+    good = tmp_path / "in.json"
+    good.write_text('{"n": 41}')
+    assert main(["run", str(GOOD / "json_entry.yaml"), "--input", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"n": 42}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"n": "many"}', "does not fit the entry payload: invalid 'serve' message: field 'n'"),
+        ('{"m": 1}', "field 'm': Extra inputs are not permitted"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object of payload fields"),
+    ],
+)
+def test_input_that_does_not_fit_is_exit_2(
+    tmp_path: Path, capsys: Capture, text: str, problem: str
+) -> None:
+    bad = tmp_path / "in.json"
+    bad.write_text(text)
+    assert main(["run", str(GOOD / "json_entry.yaml"), "--input", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert problem in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "in.json"
+    bad.write_text("{not json")
+    with pytest.raises(Exception, match="is not valid JSON"):
+        main(["--debug", "run", str(GOOD / "json_entry.yaml"), "--input", str(bad)])
+
+
+def test_from_python_in_three_lines() -> None:
+    pipeline = load_pipeline(FINANCE)
+    first = anyio.run(pipeline.run)
+    second = anyio.run(pipeline.run)  # fresh agents each run: no state carried over
+    assert first.ok
+    assert second.ok
+    assert first.output is not None
+    assert second.output is not None
+    assert first.output.payload == second.output.payload
+    assert first.correlation_id != second.correlation_id
+
+
+def test_graph_text_and_mermaid(capsys: Capture) -> None:
+    assert main(["graph", str(FINANCE)]) == 0
+    text = capsys.readouterr().out
+    assert "analyzer             --analysis_result--> forecaster\n" in text
+    assert "reporter             --final_report--> (output)\n" in text
+    assert "recommender          --(on failure)--> recommender_fallback\n" in text
+    assert main(["graph", str(FINANCE), "--format", "mermaid"]) == 0
+    mermaid = capsys.readouterr().out
+    assert mermaid.startswith("flowchart LR\n")
+    assert '-->|"analysis_result"|' in mermaid
+
+
+def test_validate_ok(capsys: Capture) -> None:
+    assert main(["validate", str(FINANCE)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK: {FINANCE}: pipeline 'finance', 10 agents")
+
+
+def test_agents_json_lists_consumes_and_produces(capsys: Capture) -> None:
+    assert main(["agents", "--json"]) == 0
+    agents = {a["name"]: a for a in json.loads(capsys.readouterr().out)}
+    assert agents["forecaster"]["consumes"] == ["analysis_result"]
+    assert agents["forecaster"]["produces"] == ["forecast_result"]
+    assert agents["fallback"]["consumes"] == ["*"]
+    assert all(a["produces"] for a in agents.values())
