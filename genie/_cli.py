@@ -18,6 +18,7 @@ from ._audit import JsonlAuditLog, verify_audit_log
 from ._catalogue import Catalogue, catalogue_markdown
 from ._errors import ConfigurationError, GenieError
 from ._message import Payload
+from ._yamlconf import ConfigFileError
 from .pipeline import Pipeline, RunResult, load_pipeline
 
 __all__ = ["main"]
@@ -267,6 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.func(args)
+    except ConfigFileError as exc:
+        if args.debug:
+            raise
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = len(exc.problems)
+        print(f"genie {args.command}: {n} problem{'s' if n > 1 else ''}", file=sys.stderr)
+        return 2
     except GenieError as exc:
         if args.debug:
             raise

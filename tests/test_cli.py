@@ -50,3 +50,9 @@ def test_console_script_runs_the_main_job() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Genie Financial Report\n")
     assert done.stderr == ""
+
+
+def test_agents_page_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agents", "--markdown"]) == 0
+    page = (ROOT / "docs" / "agents.md").read_text()
+    assert capsys.readouterr().out == page, "docs/agents.md is stale: genie agents --markdown"
