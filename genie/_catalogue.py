@@ -71,7 +71,11 @@ class AgentSpec:
             else sorted(p.message_type for p in self.consumes),
             "produces": sorted(p.message_type for p in self.produces),
             "params": {
-                name: {"type": _type_name(field.annotation), "default": field.get_default()}
+                name: {
+                    "type": _type_name(field.annotation),
+                    "required": field.is_required(),
+                    "default": None if field.is_required() else field.get_default(),
+                }
                 for name, field in self.params.model_fields.items()
             },
             "source": self.source,
@@ -224,7 +228,7 @@ def catalogue_markdown(catalogue: Catalogue) -> str:
             ]
         d = spec.describe()
         params = ", ".join(
-            f"`{k}`={v['default']!r}" if v["default"] is not None else f"`{k}`"
+            f"`{k}` (required)" if v["required"] else f"`{k}`={v['default']!r}"
             for k, v in d["params"].items()
         )
         out.append(

@@ -1,0 +1,94 @@
+"""The catalogue: registration, lookup, parameters, and the installed entry point."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from genie import AgentSpec, BaseAgent, Catalogue, ConfigurationError, Context, Message, handler
+from genie._catalogue import import_object, spec_for
+
+from .conftest import Ping, Pong
+
+
+class Tunable(BaseAgent):
+    """Answers pings, scaled.
+
+    More text that the summary leaves out."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, *, factor: int = 1, label: str) -> None:
+        super().__init__(id)
+        if factor < 1:
+            raise ValueError("factor must be at least 1")
+        self.factor = factor
+        self.label = label
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n * self.factor))
+
+
+def test_installed_catalogue_has_the_finance_flow() -> None:
+    catalogue = Catalogue.installed()
+    for name in ("financial_supervisor", "ingestor", "analyzer", "reporter", "fallback"):
+        assert name in catalogue
+    assert catalogue.get("forecaster").domain == "finance"
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    with pytest.raises(
+        ConfigurationError,
+        match=r"'forcaster' is not in the catalogue \(did you mean 'forecaster'\?\)",
+    ):
+        Catalogue.installed().get("forcaster")
+
+
+def test_spec_reads_the_class() -> None:
+    spec = spec_for(Tunable, name="tunable", domain="test")
+    assert isinstance(spec, AgentSpec)
+    assert spec.summary == "Answers pings, scaled."
+    assert spec.consumes == (Ping,)
+    assert spec.produces == (Pong,)
+    assert spec.describe()["params"] == {
+        "factor": {"type": "int", "required": False, "default": 1},
+        "label": {"type": "str", "required": True, "default": None},
+    }
+
+
+def test_params_are_validated_then_passed() -> None:
+    spec = spec_for(Tunable)
+    agent = spec.create("t", {"factor": "3", "label": "x"})
+    assert isinstance(agent, Tunable)
+    assert (agent.factor, agent.label) == (3, "x")
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        spec.create("t", {"label": "x", "factr": 2})
+    with pytest.raises(ValidationError, match="label"):
+        spec.create("t", {})
+    with pytest.raises(ConfigurationError, match="factor must be at least 1"):
+        spec.create("t", {"label": "x", "factor": 0})
+
+
+def test_a_name_is_taken_once() -> None:
+    catalogue = Catalogue()
+    catalogue.add(Tunable, name="t")
+    catalogue.add(Tunable, name="t")  # the same class again is harmless
+    with pytest.raises(ConfigurationError, match="catalogue name 't' is taken"):
+        catalogue.add(BaseAgent, name="t")
+    assert len(catalogue) == 1
+
+
+def test_not_an_agent_class() -> None:
+    with pytest.raises(ConfigurationError, match="is not an agent class"):
+        spec_for(int)  # type: ignore[arg-type]
+
+
+def test_import_object_errors() -> None:
+    assert import_object("tests.test_catalogue:Tunable") is Tunable
+    with pytest.raises(ConfigurationError, match="not of the form module:Class"):
+        import_object("tests.test_catalogue")
+    with pytest.raises(ConfigurationError, match="cannot import module 'no_such_mod'"):
+        import_object("no_such_mod:X")
+    with pytest.raises(ConfigurationError, match="has no attribute 'Nope'"):
+        import_object("tests.test_catalogue:Nope")
