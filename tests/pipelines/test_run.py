@@ -228,3 +228,39 @@ def test_agents_json_lists_consumes_and_produces(capsys: Capture) -> None:
     assert agents["forecaster"]["produces"] == ["forecast_result"]
     assert agents["fallback"]["consumes"] == ["*"]
     assert all(a["produces"] for a in agents.values())
+
+
+@pytest.mark.parametrize(
+    ("variables", "n", "status", "policy", "reason"),
+    [
+        ([], 1, "ok", None, None),
+        (
+            ["RISK=high"],
+            1,
+            "denied",
+            "risk_gate",
+            "high-risk agent 'server' requires one of the roles: admin",
+        ),
+        (["MAX_LEN=5"], 1, "denied", "max_content_length", "content too long"),
+        ([], 999, "denied", "no-999", "no 999s"),
+    ],
+)
+def test_inline_governance_and_risk_override(
+    tmp_path: Path,
+    capsys: Capture,
+    variables: list[str],
+    n: int,
+    status: str,
+    policy: str | None,
+    reason: str | None,
+) -> None:
+    data = tmp_path / "in.json"
+    data.write_text(json.dumps({"n": n}))
+    sets = [arg for v in variables for arg in ("--set", v)]
+    code = main(["run", str(GOOD / "governed.yaml"), "--input", str(data), "--json", *sets])
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == status
+    assert code == (0 if status == "ok" else 1)
+    if policy is not None:
+        (missing,) = result["missing"]
+        assert (missing["kind"], missing["policy"], missing["reason"]) == ("denied", policy, reason)
