@@ -39,6 +39,7 @@ class AgentSpec:
     consumes: tuple[type[Payload], ...]
     produces: tuple[type[Payload], ...]
     consumes_any: bool
+    passes_through: bool
     params: type[BaseModel]
 
     @property
@@ -69,7 +70,9 @@ class AgentSpec:
             "consumes": ["*"]
             if self.consumes_any
             else sorted(p.message_type for p in self.consumes),
-            "produces": sorted(p.message_type for p in self.produces),
+            "produces": ["*"]
+            if self.passes_through
+            else sorted(p.message_type for p in self.produces),
             "params": {
                 name: {
                     "type": _type_name(field.annotation),
@@ -112,6 +115,7 @@ def spec_for(
         consumes=consumes,
         produces=tuple(getattr(factory, "produces", ())),
         consumes_any=bool(getattr(factory, "consumes_any", False)),
+        passes_through=bool(getattr(factory, "passes_through", False)),
         params=_params_model(factory),
     )
 

@@ -29,7 +29,14 @@ def register(catalogue: Catalogue) -> None:
             "financial_supervisor": finance.FinancialSupervisor,
             "reporter": finance.Reporter,
         },
-        "support": {"fallback": support.Fallback},
+        "support": {
+            "fallback": support.Fallback,
+            "echo": support.Echo,
+            "delay": support.Delay,
+            "flaky": support.Flaky,
+            "fanout": support.FanOut,
+            "sink": support.Sink,
+        },
     }
     for domain, agents in domains.items():
         for name, factory in agents.items():

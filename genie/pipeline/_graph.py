@@ -23,6 +23,8 @@ class Node:
     consumes: frozenset[str] | None
     produces: frozenset[str]
     sends_to: tuple[tuple[str, str], ...] = ()
+    passes_through: bool = False  # re-emits what it receives (the simulation helpers)
+    forwards_to: tuple[str, ...] = ()  # fixed recipients of everything it emits
 
 
 @dataclass(frozen=True)
@@ -57,41 +59,54 @@ class Graph:
                 out.append(agent_id)
         return out
 
+    def _out(self, node: Node, type_name: str) -> list[Edge]:
+        fixed = dict(node.sends_to)
+        if type_name in fixed:
+            return [Edge(node.id, type_name, fixed[type_name])]
+        targets = list(node.forwards_to) or self.recipients(type_name)
+        edges = [Edge(node.id, type_name, t) for t in targets]
+        if type_name == self.output:
+            edges.append(Edge(node.id, type_name, CALLER_OUTPUT))
+        return edges
+
+    def _walk(self) -> tuple[list[Edge], set[str]]:
+        """The edges a run can take from the entry, following (node, type) pairs so that
+        pass-through agents forward what they receive; and the nodes reached."""
+        edges: dict[Edge, None] = {self.entry: None}
+        reached: set[str] = set()
+        seen: set[tuple[str, str]] = set()
+        todo = deque([(self.entry.target, self.entry.type)])
+        todo += [(r, self.entry.type) for r in self.recipients(self.entry.type)]
+        while todo:
+            node_id, type_name = todo.popleft()
+            node = self.nodes.get(node_id)
+            if node is None or (node_id, type_name) in seen:
+                continue
+            seen.add((node_id, type_name))
+            reached.add(node_id)
+            produced = {type_name} if node.passes_through else node.produces
+            for out_type in sorted(produced):
+                for edge in self._out(node, out_type):
+                    edges.setdefault(edge)
+                    todo.append((edge.target, out_type))
+            fallback = self.fallbacks.get(node_id)
+            if fallback is not None:
+                edges.setdefault(Edge(node_id, "(on failure)", fallback))
+                todo.append((fallback, type_name))
+        return list(edges), reached
+
     def edges(self) -> list[Edge]:
-        edges = [self.entry]
+        """The edges from the entry, then those of agents the entry does not reach."""
+        edges, reached = self._walk()
         for node in self.nodes.values():
-            fixed = dict(node.sends_to)
-            for type_name in sorted(node.produces):
-                if type_name in fixed:
-                    edges.append(Edge(node.id, type_name, fixed[type_name]))
-                    continue
-                targets = self.recipients(type_name)
-                edges += [Edge(node.id, type_name, t) for t in targets]
-                if type_name == self.output:
-                    edges.append(Edge(node.id, type_name, CALLER_OUTPUT))
-        for primary, fallback in self.fallbacks.items():
-            edges.append(Edge(primary, "(on failure)", fallback))
+            if node.id not in reached:
+                edges += [e for t in sorted(node.produces) for e in self._out(node, t)]
         return edges
 
     def reachable(self) -> tuple[set[str], set[str]]:
         """The nodes and the message types a run can reach from the entry."""
-        nodes: set[str] = set()
-        types: set[str] = {self.entry.type}
-        by_source: dict[str, list[Edge]] = {}
-        for edge in self.edges():
-            by_source.setdefault(edge.source, []).append(edge)
-        todo = deque([self.entry.target, *self.recipients(self.entry.type)])
-        while todo:
-            node_id = todo.popleft()
-            if node_id in nodes or node_id not in self.nodes:
-                continue
-            nodes.add(node_id)
-            for edge in by_source.get(node_id, ()):
-                if not edge.type.startswith("("):
-                    types.add(edge.type)
-                todo.append(edge.target)
-            types |= self.nodes[node_id].produces
-        return nodes, types
+        edges, reached = self._walk()
+        return reached, {e.type for e in edges if not e.type.startswith("(")}
 
     def cycle(self, among: set[str]) -> list[str] | None:
         """A cycle of agents among ``among``, as a path that returns to its start."""

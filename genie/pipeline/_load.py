@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .._agent import Agent
 from .._catalogue import AgentSpec, Catalogue, import_object, spec_for
 from .._errors import ConfigurationError, did_you_mean
 from .._message import Payload
@@ -112,6 +113,7 @@ class _Checker:
         self.specs: dict[str, AgentSpec] = {}
         self.types: dict[str, type[Payload]] = {}
         self.gathers: dict[str, type[Gathered]] = {}
+        self.instances: dict[str, Agent] = {}
         self.unresolved = False  # an agent failed to load: its types are unknown, not wrong
 
     def fail(self, loc: Loc, reason: str) -> None:
@@ -165,7 +167,9 @@ class _Checker:
                 self.unresolved = True
                 continue
             try:
-                spec.create(decl.id, decl.params)  # a throwaway, so constructor errors surface now
+                # A throwaway instance: constructor errors surface now, and the graph reads
+                # where pass-through agents forward.
+                self.instances[decl.id] = spec.create(decl.id, decl.params)
             except ValidationError as exc:
                 self.problems += problems(exc, self.path, self.lines, (*at, "params"))
                 self.unresolved = True
@@ -363,15 +367,20 @@ class _Checker:
 
     # --- the flow ------------------------------------------------------------------------------
     def graph(self) -> Graph:
-        nodes = {
-            agent_id: Node(
-                agent_id,
+        nodes = {}
+        for decl in self.config.agents:
+            spec = self.specs.get(decl.id)
+            if spec is None:
+                continue
+            agent = self.instances[decl.id]
+            nodes[decl.id] = Node(
+                decl.id,
                 "agent",
                 None if spec.consumes_any else frozenset(p.message_type for p in spec.consumes),
                 frozenset(p.message_type for p in spec.produces),
+                passes_through=bool(getattr(agent, "passes_through", False)),
+                forwards_to=tuple(getattr(agent, "forwards_to", ())),
             )
-            for agent_id, spec in self.specs.items()
-        }
         for g in self.config.gathers:
             nodes[g.id] = Node(
                 g.id,
