@@ -7,6 +7,7 @@ error. Errors print one clear line; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -19,7 +20,7 @@ from ._catalogue import Catalogue, catalogue_markdown
 from ._errors import ConfigurationError, GenieError
 from ._message import Payload
 from ._yamlconf import ConfigFileError
-from .pipeline import Pipeline, RunResult, load_pipeline
+from .pipeline import Pipeline, load_pipeline
 
 __all__ = ["main"]
 
@@ -40,14 +41,13 @@ def _load(args: argparse.Namespace) -> Pipeline:
 
 def _run(args: argparse.Namespace) -> int:
     pipeline = _load(args)
-    text = pipeline.read_input(args.input)
-    payload = pipeline.entry_payload(text, args.input or "the input")
     try:
         audit = JsonlAuditLog(args.audit) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
+    run = functools.partial(pipeline.run, input_path=args.input, timeout=args.timeout, audit=audit)
     try:
-        result = anyio.run(_run_once, pipeline, payload, args.timeout, audit)
+        result = anyio.run(run)
     finally:
         if audit is not None:
             audit.close()
@@ -61,13 +61,6 @@ def _run(args: argparse.Namespace) -> int:
             by = f" (policy {m.policy})" if m.policy else ""
             print(f"  {m.key}: {m.kind}{by}: {m.reason}", file=sys.stderr)
     return 0 if result.ok else 1
-
-
-async def _run_once(
-    pipeline: Pipeline, payload: Payload, timeout: float | None, audit: JsonlAuditLog | None
-) -> RunResult:
-    async with pipeline.runtime(audit=audit) as rt:
-        return await pipeline.ask(rt, payload, timeout=timeout)
 
 
 def _render(payload: Payload) -> str:
@@ -145,6 +138,16 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="set ${KEY} in the pipeline file (over the environment); repeatable",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
@@ -167,13 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="input file, or - for stdin (default: the pipeline's entry.input.default)",
     )
-    run.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="set ${KEY} in the pipeline file (over the environment); repeatable",
-    )
+    _add_set(run)
     run.add_argument("--json", action="store_true", help="print the result as a JSON object")
     run.add_argument(
         "--timeout",
@@ -195,13 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "governance and that the output is reachable. Exit 0 when valid, 2 with every error.",
     )
     validate.add_argument("pipeline", help="pipeline YAML")
-    validate.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="set ${KEY} in the pipeline file; repeatable",
-    )
+    _add_set(validate)
     validate.set_defaults(func=_validate)
 
     graph = commands.add_parser(
@@ -211,13 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     graph.add_argument("pipeline", help="pipeline YAML")
     graph.add_argument("--format", choices=("text", "mermaid"), default="text")
-    graph.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="set ${KEY} in the pipeline file; repeatable",
-    )
+    _add_set(graph)
     graph.set_defaults(func=_graph)
 
     agents = commands.add_parser(
