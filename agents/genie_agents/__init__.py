@@ -8,36 +8,39 @@ point, as it finds any third-party catalogue.
 
 from __future__ import annotations
 
-from genie import Agent, Catalogue
+from genie import Catalogue
 
-from . import finance, support
+from . import (
+    advisory,
+    finance,
+    fraud,
+    insurance,
+    lending,
+    payments,
+    research,
+    support,
+    tax,
+    treasury,
+)
 
 __all__ = ["register"]
 
+DOMAINS = {
+    "finance": finance,
+    "fraud": fraud,
+    "payments": payments,
+    "insurance": insurance,
+    "lending": lending,
+    "treasury": treasury,
+    "tax": tax,
+    "advisory": advisory,
+    "research": research,
+    "support": support,
+}
+
 
 def register(catalogue: Catalogue) -> None:
-    """Add every agent of this catalogue under its Go id."""
-    domains: dict[str, dict[str, type[Agent]]] = {
-        "finance": {
-            "ingestor": finance.Ingestor,
-            "normalizer": finance.Normalizer,
-            "enricher": finance.Enricher,
-            "analyzer": finance.Analyzer,
-            "forecaster": finance.Forecaster,
-            "anomaly_detector": finance.AnomalyDetector,
-            "recommender": finance.Recommender,
-            "financial_supervisor": finance.FinancialSupervisor,
-            "reporter": finance.Reporter,
-        },
-        "support": {
-            "fallback": support.Fallback,
-            "echo": support.Echo,
-            "delay": support.Delay,
-            "flaky": support.Flaky,
-            "fanout": support.FanOut,
-            "sink": support.Sink,
-        },
-    }
-    for domain, agents in domains.items():
-        for name, factory in agents.items():
+    """Add every agent of this catalogue under its Go id (each domain's ``AGENTS``)."""
+    for domain, module in DOMAINS.items():
+        for name, factory in module.AGENTS.items():
             catalogue.add(factory, name=name, domain=domain)

@@ -8,12 +8,33 @@ from .analysis import Recommender as Recommender
 from .ingest import Enricher as Enricher
 from .ingest import Ingestor as Ingestor
 from .ingest import Normalizer as Normalizer
+from .insights import BulkStatementAnalyzer as BulkStatementAnalyzer
+from .insights import CarbonEstimator as CarbonEstimator
+from .insights import SubscriptionDetector as SubscriptionDetector
 from .report import Reporter as Reporter
 from .supervisor import FinancialSupervisor as FinancialSupervisor
 
+AGENTS = {
+    "ingestor": Ingestor,
+    "normalizer": Normalizer,
+    "enricher": Enricher,
+    "analyzer": Analyzer,
+    "forecaster": Forecaster,
+    "anomaly_detector": AnomalyDetector,
+    "recommender": Recommender,
+    "financial_supervisor": FinancialSupervisor,
+    "reporter": Reporter,
+    "subscription_detector": SubscriptionDetector,
+    "carbon_estimator": CarbonEstimator,
+    "bulk_statement_analyzer": BulkStatementAnalyzer,
+}
+
 __all__ = [
+    "AGENTS",
     "Analyzer",
     "AnomalyDetector",
+    "BulkStatementAnalyzer",
+    "CarbonEstimator",
     "Enricher",
     "FinancialSupervisor",
     "Forecaster",
@@ -21,4 +42,5 @@ __all__ = [
     "Normalizer",
     "Recommender",
     "Reporter",
+    "SubscriptionDetector",
 ]

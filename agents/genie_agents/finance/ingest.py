@@ -6,6 +6,8 @@ import csv
 import io
 import re
 
+from pydantic import ValidationError
+
 from genie import BaseAgent, Context, Message, handler
 
 from .models import (
@@ -19,6 +21,8 @@ from .models import (
 __all__ = ["Enricher", "Ingestor", "Normalizer", "normalize_merchant"]
 
 REQUIRED_COLUMNS = ("date", "description", "amount", "type")
+# Read when present (the detectors use them); see Transaction.
+OPTIONAL_COLUMNS = ("time", "latitude", "longitude", "counterparty", "channel", "country")
 
 
 class Ingestor(BaseAgent):
@@ -58,16 +62,22 @@ def parse_statement(text: str) -> tuple[Transaction, ...]:
         direction = row[at["type"]].strip().lower()
         if direction == "debit" and cents > 0:
             cents = -cents
-        out.append(
-            Transaction(
-                transaction_id=f"txn-{n:04d}",
-                date=row[at["date"]].strip(),
-                amount_cents=cents,
-                description=row[at["description"]],
-                category=row[at["category"]].strip() if "category" in at else "",
-                direction=direction,
+        extra = {k: row[at[k]].strip() for k in OPTIONAL_COLUMNS if k in at and row[at[k]].strip()}
+        try:
+            out.append(
+                Transaction(
+                    transaction_id=f"txn-{n:04d}",
+                    date=row[at["date"]].strip(),
+                    amount_cents=cents,
+                    description=row[at["description"]],
+                    category=row[at["category"]].strip() if "category" in at else "",
+                    direction=direction,
+                    **extra,
+                )
             )
-        )
+        except ValidationError as exc:
+            field = ".".join(str(p) for p in exc.errors()[0]["loc"])
+            raise ValueError(f"row {n} {field}: {exc.errors()[0]['msg']}") from None
     return tuple(out)
 
 

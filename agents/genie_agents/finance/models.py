@@ -3,12 +3,15 @@ payload's JSON (``model_dump_json()``) is the Go content byte for byte."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from genie import Payload
 from genie.pipeline import Gathered
+
+from .._common import Record
 
 __all__ = [
     "AnalysisResult",
@@ -30,12 +33,30 @@ __all__ = [
 ]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+# Fields the Go struct tags omitempty, plus this port's optional detail (time of day, place,
+# counterparty, channel, country) that the fraud, mule and AML detectors read.
+_OMIT_EMPTY = frozenset(
+    {
+        "merchant",
+        "category",
+        "direction",
+        "time",
+        "latitude",
+        "longitude",
+        "counterparty",
+        "channel",
+        "country",
+    }
+)
 
 
-class Transaction(_Record):
-    """Amounts are in minor units (paise, cents): credits positive, debits negative."""
+class Transaction(Record):
+    """Amounts are in minor units (paise, cents): credits positive, debits negative.
+
+    ``time`` ("HH:MM" or "HH:MM:SS"), ``latitude``/``longitude``, ``counterparty``, ``channel``
+    (cash, wire, upi, card, ...) and ``country`` (ISO code) are optional; the statement CSV
+    fills them from columns of the same names when present.
+    """
 
     transaction_id: str = ""
     account_id: str = ""
@@ -46,6 +67,23 @@ class Transaction(_Record):
     merchant: str = ""
     category: str = ""
     direction: str = ""
+    time: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$")
+    latitude: float | None = None
+    longitude: float | None = None
+    counterparty: str = ""
+    channel: str = ""
+    country: str = ""
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k not in _OMIT_EMPTY or v not in ("", None)}
+
+    @property
+    def instant(self) -> datetime:
+        """Date and time of day (midnight when the time is not known), UTC."""
+        when = datetime.fromisoformat(f"{self.date}T{self.time or '00:00'}")
+        return when.replace(tzinfo=UTC)
 
 
 class FinanceQuestion(Payload):
@@ -77,7 +115,7 @@ class EnrichedTransactions(_Batch):
     message_type = "enriched_transactions"
 
 
-class CategoryTotal(_Record):
+class CategoryTotal(Record):
     category: str
     amount_cents: int
     count: int
@@ -103,7 +141,7 @@ class ForecastResult(Payload):
     horizon_6m_cents: int
 
 
-class Anomaly(_Record):
+class Anomaly(Record):
     transaction_id: str
     category: str
     amount_cents: int
@@ -118,7 +156,7 @@ class Anomalies(Payload):
     anomalies: tuple[Anomaly, ...] | None
 
 
-class Recommendation(_Record):
+class Recommendation(Record):
     title: str
     category: str | None = None  # omitted from the JSON when None (Go omitempty)
     impact_cents: int
@@ -166,3 +204,56 @@ class ReportParts(Gathered):
     instead of the supervisor; the question travels in metadata ``question``."""
 
     message_type = "report_parts"
+
+
+class Subscription(Record):
+    merchant: str
+    months: int
+    first_cents: int
+    latest_cents: int
+    day_of_month: int
+    price_change_pct: float
+    zombie: bool
+
+
+class Subscriptions(Payload):
+    message_type = "subscriptions"
+    subscriptions: tuple[Subscription, ...]
+    monthly_total_cents: int
+
+
+class CategoryEmission(Record):
+    category: str
+    spend_cents: int
+    kg_co2e: float
+
+
+class CarbonFootprint(Payload):
+    message_type = "carbon_footprint"
+    total_kg_co2e: float
+    by_category: tuple[CategoryEmission, ...]
+    by_month: dict[str, float]
+    trend_pct: float | None
+    tips: tuple[str, ...]
+
+
+class BulkStatementRequest(Payload):
+    message_type = "bulk_statement_request"
+    statements: tuple[str, ...] = Field(min_length=1, description="statement CSVs")
+
+
+class MonthFlow(Record):
+    month: str
+    income_cents: int
+    expense_cents: int
+
+
+class ConsolidatedCashflow(Payload):
+    message_type = "consolidated_cashflow"
+    statements: int
+    transactions: int
+    duplicates_removed: int
+    total_income_cents: int
+    total_expense_cents: int
+    net_cents: int
+    by_month: tuple[MonthFlow, ...]

@@ -1,8 +1,10 @@
-"""Agents that support pipelines rather than a business domain: the fallback, and the
-simulation helpers (echo, delay, flaky, fan-out, sink)."""
+"""Agents that support pipelines rather than a business domain: the fallback, the auditor,
+complaint triage, and the simulation helpers (echo, delay, flaky, fan-out, sink)."""
 
 from .fallback import Fallback as Fallback
 from .fallback import FallbackNotice as FallbackNotice
+from .review import Auditor as Auditor
+from .review import ComplaintTriage as ComplaintTriage
 from .sim import Delay as Delay
 from .sim import Echo as Echo
 from .sim import FanOut as FanOut
@@ -11,7 +13,21 @@ from .sim import FlakyError as FlakyError
 from .sim import Latency as Latency
 from .sim import Sink as Sink
 
+AGENTS = {
+    "fallback": Fallback,
+    "llm_auditor": Auditor,
+    "complaint_triage": ComplaintTriage,
+    "echo": Echo,
+    "delay": Delay,
+    "flaky": Flaky,
+    "fanout": FanOut,
+    "sink": Sink,
+}
+
 __all__ = [
+    "AGENTS",
+    "Auditor",
+    "ComplaintTriage",
     "Delay",
     "Echo",
     "Fallback",

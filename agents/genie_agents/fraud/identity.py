@@ -1,0 +1,166 @@
+"""Identity checks: KYC scoring, synthetic identities, session takeover."""
+
+from __future__ import annotations
+
+import re
+
+from genie import BaseAgent, Context, Message, Risk, handler
+
+from .._common import haversine_km
+from .models import (
+    KycRequest,
+    KycVerdict,
+    SessionCheck,
+    SessionVerdict,
+    SyntheticCheck,
+    SyntheticVerdict,
+)
+
+__all__ = ["CyberGuardian", "KycOrchestrator", "SyntheticIdentityDetector", "kyc_score"]
+
+PAN = re.compile(r"[A-Z]{5}[0-9]{4}[A-Z]")
+# Additive risk weights (reference §7, kyc_orchestrator).
+KYC_WEIGHTS = {
+    "invalid_pan": 0.30,
+    "no_aadhaar_offline": 0.20,
+    "name_mismatch": 0.20,
+    "address_mismatch": 0.10,  # address match below 0.80
+    "liveness_low": 0.15,  # liveness below 0.70
+    "pep": 0.35,
+    "high_risk_country": 0.20,
+    "high_risk_occupation": 0.10,
+}
+ADDRESS_MIN, LIVENESS_MIN = 0.80, 0.70
+EDD_AT, SDD_AT = 0.70, 0.30
+KYC_HIGH_RISK_COUNTRIES = ("IR", "KP", "MM", "AF", "SY", "YE")
+HIGH_RISK_OCCUPATIONS = (
+    "money_changer",
+    "bullion_dealer",
+    "jeweller",
+    "arms_dealer",
+    "casino_operator",
+    "crypto_trader",
+    "real_estate_agent",
+)
+
+
+def _same_name(a: str, b: str) -> bool:
+    return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
+
+
+def kyc_score(req: KycRequest) -> tuple[float, tuple[str, ...]]:
+    """The additive score, capped at 1, and the reasons that add to it."""
+    hits = {
+        "invalid_pan": PAN.fullmatch(req.pan.strip().upper()) is None,
+        "no_aadhaar_offline": not req.aadhaar_offline_verified,
+        "name_mismatch": not _same_name(req.name, req.pan_name),
+        "address_mismatch": req.address_match < ADDRESS_MIN,
+        "liveness_low": req.liveness < LIVENESS_MIN,
+        "pep": req.pep,
+        "high_risk_country": req.country.upper() in KYC_HIGH_RISK_COUNTRIES,
+        "high_risk_occupation": req.occupation.casefold() in HIGH_RISK_OCCUPATIONS,
+    }
+    reasons = tuple(name for name, hit in hits.items() if hit)
+    # Rounded so that 0.1 + 0.2 compares as 0.30 at the thresholds.
+    score = round(min(1.0, sum(KYC_WEIGHTS[r] for r in reasons)), 2)
+    return score, reasons
+
+
+class KycOrchestrator(BaseAgent):
+    """Scores a customer for KYC risk (PAN format, Aadhaar offline check, PAN name, address
+    match, liveness, PEP, country, occupation; capped at 1). A sanctions hit rejects; a score
+    of 0.70 or more needs enhanced due diligence; 0.30 or less qualifies for simplified due
+    diligence; anything between is approved with customer due diligence."""
+
+    capabilities = ("kyc",)
+    risk = Risk.HIGH
+    produces = (KycVerdict,)
+
+    @handler
+    async def on_request(self, payload: KycRequest, ctx: Context) -> Message:
+        score, reasons = kyc_score(payload)
+        cid = payload.customer_id
+        if payload.sanctions_hit:
+            out = KycVerdict(
+                customer_id=cid,
+                score=score,
+                decision="reject",
+                tier="none",
+                reasons=("sanctions_hit", *reasons),
+            )
+        elif score >= EDD_AT:
+            out = KycVerdict(
+                customer_id=cid, score=score, decision="edd", tier="edd", reasons=reasons
+            )
+        else:
+            tier = "sdd" if score <= SDD_AT else "cdd"
+            out = KycVerdict(
+                customer_id=cid, score=score, decision="approve", tier=tier, reasons=reasons
+            )
+        return ctx.emit(out)
+
+
+THIN_FILE_MONTHS, ADDRESS_CHANGES, FRESH_DAYS = 6, 3, 30
+
+
+class SyntheticIdentityDetector(BaseAgent):
+    """Signals of a made-up identity: a thin credit file (under 6 months or no tradelines), 3+
+    addresses in 12 months, PAN and Aadhaar names that differ, a PAN whose 5th character is not
+    the surname's initial, an email or phone younger than 30 days. Verdict: clear (none),
+    review (one or two), synthetic (three or more)."""
+
+    capabilities = ("synthetic_identity",)
+    risk = Risk.HIGH
+    produces = (SyntheticVerdict,)
+
+    @handler
+    async def on_check(self, payload: SyntheticCheck, ctx: Context) -> Message:
+        p = payload
+        pan = p.pan.strip().upper()
+        hits = {
+            "thin_file": p.credit_history_months < THIN_FILE_MONTHS or p.tradelines == 0,
+            "address_velocity": p.addresses_last_12m >= ADDRESS_CHANGES,
+            "name_mismatch": not _same_name(p.pan_name, p.aadhaar_name),
+            "pan_surname_mismatch": len(pan) < 5 or pan[4] != p.surname.strip()[:1].upper(),
+            "fresh_contact": min(p.email_age_days, p.phone_age_days) < FRESH_DAYS,
+        }
+        signals = tuple(name for name, hit in hits.items() if hit)
+        verdict = "synthetic" if len(signals) >= 3 else "review" if signals else "clear"
+        return ctx.emit(SyntheticVerdict(verdict=verdict, signals=signals))
+
+
+TRAVEL_KMH, STUFFING_ATTEMPTS = 1000.0, 5
+
+
+class CyberGuardian(BaseAgent):
+    """Checks a login: impossible travel since the previous login (over 1,000 km/h), credential
+    stuffing (5+ failed attempts in the last hour), an unknown device, a session token reused
+    from a new IP. Travel or token reuse blocks; the others ask for a step-up."""
+
+    capabilities = ("session_security",)
+    risk = Risk.MEDIUM
+    produces = (SessionVerdict,)
+
+    @handler
+    async def on_check(self, payload: SessionCheck, ctx: Context) -> Message:
+        p, cur, prev = payload, payload.current, payload.previous
+        travel = False
+        if prev is not None:
+            km = haversine_km(prev.latitude, prev.longitude, cur.latitude, cur.longitude)
+            hours = (cur.at - prev.at).total_seconds() / 3600
+            travel = km > 0 and (hours <= 0 or km / hours > TRAVEL_KMH)
+        hits = {
+            "impossible_travel": travel,
+            "credential_stuffing": p.failed_attempts_last_hour >= STUFFING_ATTEMPTS,
+            "device_drift": bool(p.known_devices) and cur.device_id not in p.known_devices,
+            "token_reuse": bool(p.token_seen_from) and cur.ip not in p.token_seen_from,
+        }
+        signals = tuple(name for name, hit in hits.items() if hit)
+        action = (
+            "block"
+            if hits["impossible_travel"] or hits["token_reuse"]
+            else "step_up"
+            if signals
+            else "allow"
+        )
+        return ctx.emit(SessionVerdict(user_id=p.user_id, action=action, signals=signals))

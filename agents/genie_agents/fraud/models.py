@@ -1,0 +1,132 @@
+"""Payloads of the fraud, AML and identity agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from genie import Payload
+
+from .._common import Record
+
+__all__ = [
+    "AmlReport",
+    "AmlReports",
+    "FraudSignals",
+    "KycRequest",
+    "KycVerdict",
+    "Login",
+    "MuleSignals",
+    "SessionCheck",
+    "SessionVerdict",
+    "Signal",
+    "SyntheticCheck",
+    "SyntheticVerdict",
+]
+
+Level = Literal["low", "medium", "high"]
+
+
+class Signal(Record):
+    """One finding: its kind, the transactions behind it, and a sentence a reviewer can read."""
+
+    kind: str
+    transaction_ids: tuple[str, ...]
+    detail: str
+
+
+class FraudSignals(Payload):
+    message_type = "fraud_signals"
+    severity: Level
+    signals: tuple[Signal, ...]
+
+
+class MuleSignals(Payload):
+    message_type = "mule_signals"
+    risk: Level
+    signals: tuple[Signal, ...]
+
+
+class AmlReport(Record):
+    """A draft for the compliance officer: an STR, or a threshold report (CTR, LTR)."""
+
+    kind: str
+    transaction_ids: tuple[str, ...]
+    total_paise: int
+    narrative: str
+
+
+class AmlReports(Payload):
+    message_type = "aml_strs"
+    str_required: bool
+    reports: tuple[AmlReport, ...]
+
+
+class KycRequest(Payload):
+    message_type = "kyc_request"
+    customer_id: str
+    name: str
+    pan: str
+    pan_name: str = Field(description="the name the PAN is registered to")
+    aadhaar_offline_verified: bool
+    address_match: float = Field(ge=0, le=1)
+    liveness: float = Field(ge=0, le=1)
+    pep: bool = False
+    country: str = "IN"
+    occupation: str = ""
+    sanctions_hit: bool = False
+
+
+class KycVerdict(Payload):
+    message_type = "kyc_verdict"
+    customer_id: str
+    decision: Literal["approve", "edd", "reject"]
+    tier: Literal["sdd", "cdd", "edd", "none"]
+    score: float
+    reasons: tuple[str, ...]
+
+
+class SyntheticCheck(Payload):
+    message_type = "synthetic_check"
+    pan: str
+    surname: str
+    pan_name: str
+    aadhaar_name: str
+    credit_history_months: int = Field(ge=0)
+    tradelines: int = Field(ge=0)
+    addresses_last_12m: int = Field(ge=0)
+    email_age_days: int = Field(ge=0)
+    phone_age_days: int = Field(ge=0)
+
+
+class SyntheticVerdict(Payload):
+    message_type = "synthetic_verdict"
+    verdict: Literal["clear", "review", "synthetic"]
+    signals: tuple[str, ...]
+
+
+class Login(Record):
+    at: datetime
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    device_id: str
+    ip: str
+
+
+class SessionCheck(Payload):
+    message_type = "session_check"
+    user_id: str
+    current: Login
+    previous: Login | None = None
+    known_devices: tuple[str, ...] = ()
+    failed_attempts_last_hour: int = Field(0, ge=0)
+    token_seen_from: tuple[str, ...] = Field((), description="IPs the session token came from")
+
+
+class SessionVerdict(Payload):
+    message_type = "session_verdict"
+    user_id: str
+    action: Literal["allow", "step_up", "block"]
+    signals: tuple[str, ...]

@@ -1,0 +1,192 @@
+"""Claims: health claims adjudication, cashless pre-authorisation, motor."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from genie import BaseAgent, Context, Message, Risk, handler
+
+from .._common import money
+from .models import (
+    ClaimDecision,
+    ClaimRequest,
+    MotorRequest,
+    MotorResponse,
+    PreauthDecision,
+    PreauthRequest,
+)
+
+__all__ = ["AutoInsurance", "ClaimAdjudicator", "HealthPreauth", "adjudicate"]
+
+CLAIM_HITL_AT = 200_000.0
+
+
+def adjudicate(req: ClaimRequest) -> ClaimDecision:
+    """What the policy pays, item by item, then the action."""
+    terms = req.policy
+    claimed = money(sum(i.amount for i in req.items))
+
+    def decision(action: str, payable: float, reasons: list[str]) -> ClaimDecision:
+        return ClaimDecision.model_validate(
+            {
+                "claim_id": req.claim_id,
+                "action": action,
+                "claimed": claimed,
+                "payable": money(payable),
+                "reasons": tuple(reasons),
+            }
+        )
+
+    waiting_ends = terms.start_date + timedelta(days=terms.waiting_period_days)
+    if req.incident_date < waiting_ends:
+        reason = f"incident within the {terms.waiting_period_days}-day waiting period"
+        return decision("deny", 0.0, [reason])
+    rules = {r.category: r for r in terms.coverage}
+    allowed, reasons = 0.0, []
+    for item in req.items:
+        rule = rules.get(item.category)
+        if item.category in terms.exclusions:
+            reasons.append(f"{item.category}: excluded")
+        elif rule is None:
+            reasons.append(f"{item.category}: not covered")
+        else:
+            amount = item.amount
+            if rule.sublimit is not None and amount > rule.sublimit:
+                reasons.append(f"{item.category}: capped at the sublimit {rule.sublimit:,.2f}")
+                amount = rule.sublimit
+            if rule.copay:
+                reasons.append(f"{item.category}: {rule.copay:.0%} co-payment")
+            allowed += amount * (1 - rule.copay)
+    if terms.deductible and allowed:
+        reasons.append(f"deductible {terms.deductible:,.2f}")
+    payable = max(0.0, allowed - terms.deductible)
+    remaining = max(0.0, terms.sum_insured - req.paid_this_year)
+    if payable > remaining:
+        reasons.append(f"capped at the remaining sum insured {remaining:,.2f}")
+        payable = remaining
+    if claimed >= CLAIM_HITL_AT:
+        reasons.append(f"claims of {CLAIM_HITL_AT:,.0f} or more need a human adjuster")
+        return decision("hitl", payable, reasons)
+    if payable <= 0:
+        return decision("deny", 0.0, reasons)
+    return decision("approve" if money(payable) == claimed else "approve_partial", payable, reasons)
+
+
+class ClaimAdjudicator(BaseAgent):
+    """Adjudicates a health claim against the policy's rules given as data: waiting period,
+    exclusions, covered categories with sublimits and co-payments, deductible, the sum insured
+    left this year. Pays in full (approve), in part (approve_partial) or nothing (deny); a
+    claim of Rs 2 lakh or more goes to a human (hitl) with the computed amount."""
+
+    capabilities = ("adjudicate_claim",)
+    risk = Risk.HIGH
+    produces = (ClaimDecision,)
+
+    @handler
+    async def on_claim(self, payload: ClaimRequest, ctx: Context) -> Message:
+        return ctx.emit(adjudicate(payload))
+
+
+PREAUTH_TAT = timedelta(hours=1)
+
+
+class HealthPreauth(BaseAgent):
+    """Cashless pre-authorisation, answered within the 1-hour turnaround (``respond_by``).
+    Inactive policy or excluded procedure: deny. An estimate of ``hitl_at`` (Rs 5 lakh) or more:
+    a human decides. A room above the policy's rent limit: every charge is cut in proportion
+    (approve_with_deduction). More than the sum insured left: approve_partial. Otherwise
+    approve_full."""
+
+    capabilities = ("health_preauth",)
+    risk = Risk.HIGH
+    produces = (PreauthDecision,)
+
+    def __init__(self, id: str, *, hitl_at: float = 500_000.0) -> None:
+        super().__init__(id)
+        if hitl_at <= 0:
+            raise ValueError("hitl_at must be positive")
+        self.hitl_at = hitl_at
+
+    @handler
+    async def on_request(self, payload: PreauthRequest, ctx: Context) -> Message:
+        p = payload
+        respond_by = ctx.now() + PREAUTH_TAT
+
+        def decision(action: str, amount: float, reasons: list[str]) -> Message:
+            out = PreauthDecision.model_validate(
+                {
+                    "request_id": p.request_id,
+                    "action": action,
+                    "approved_amount": money(amount),
+                    "reasons": tuple(reasons),
+                    "respond_by": respond_by,
+                }
+            )
+            return ctx.emit(out)
+
+        if not p.policy_active:
+            return decision("deny", 0.0, ["policy not active"])
+        if p.procedure.casefold() in {e.casefold() for e in p.excluded_procedures}:
+            return decision("deny", 0.0, [f"procedure {p.procedure!r} is excluded"])
+        if p.estimate >= self.hitl_at:
+            return decision("hitl", 0.0, [f"estimate of {self.hitl_at:,.0f} or more"])
+        amount, reasons, action = p.estimate, [], "approve_full"
+        if p.room_rent_per_day > p.room_rent_limit_per_day:
+            ratio = p.room_rent_limit_per_day / p.room_rent_per_day
+            amount *= ratio
+            action = "approve_with_deduction"
+            reasons.append(f"room rent above the limit: charges paid at {ratio:.0%}")
+        if amount > p.sum_insured_remaining:
+            amount = p.sum_insured_remaining
+            action = "approve_partial"
+            reasons.append(f"capped at the remaining sum insured {amount:,.2f}")
+        return decision(action, amount, reasons)
+
+
+TOTAL_LOSS_SHARE = 0.75
+NCB_LADDER = (0.0, 0.20, 0.25, 0.35, 0.45, 0.50)  # by claim-free years, 5+ keeps 50 %
+OWN_DAMAGE_RATE = 0.03  # of IDV
+THIRD_PARTY_PREMIUM = 2094.0  # private car 1000-1500 cc
+NETWORK_GARAGES = {
+    "mumbai": ("Andheri Motors", "Powai Auto Care"),
+    "delhi": ("Karol Bagh Garage", "Okhla Service Hub"),
+    "bengaluru": ("Koramangala Autoworks", "Whitefield Car Clinic"),
+}
+
+
+class AutoInsurance(BaseAgent):
+    """Motor insurance desk. ``fnol``: a repair above 75 % of the IDV is a total loss (pays the
+    IDV less the deductible), otherwise the repair less the deductible, with network garages in
+    the city. ``roadside``: dispatches help. ``renewal_quote``: own damage 3 % of IDV less the
+    no-claim bonus (0/20/25/35/45/50 % by claim-free years) plus third-party cover. Any other
+    kind answers ``action: unknown``."""
+
+    capabilities = ("motor_insurance",)
+    risk = Risk.MEDIUM
+    produces = (MotorResponse,)
+
+    @handler
+    async def on_request(self, payload: MotorRequest, ctx: Context) -> Message:
+        p = payload
+        garages = NETWORK_GARAGES.get(p.city.casefold(), ())
+        base = {"kind": p.kind, "policy_id": p.policy_id}
+        if p.kind == "fnol":
+            total_loss = p.repair_estimate > TOTAL_LOSS_SHARE * p.idv
+            gross = p.idv if total_loss else p.repair_estimate
+            out = MotorResponse(
+                **base,
+                action="total_loss" if total_loss else "repair",
+                payable=money(max(0.0, gross - p.deductible)),
+                garages=() if total_loss else garages,
+                detail=f"repair {p.repair_estimate / p.idv:.0%} of IDV",
+            )
+        elif p.kind == "roadside":
+            where = garages[0] if garages else "the nearest partner"
+            out = MotorResponse(**base, action="dispatch", garages=garages, detail=f"from {where}")
+        elif p.kind == "renewal_quote":
+            ncb = NCB_LADDER[min(p.claim_free_years, len(NCB_LADDER) - 1)]
+            premium = p.idv * OWN_DAMAGE_RATE * (1 - ncb) + THIRD_PARTY_PREMIUM
+            out = MotorResponse(**base, action="quote", premium=money(premium), ncb=ncb)
+        else:
+            out = MotorResponse(**base, action="unknown", detail=f"unknown kind {p.kind!r}")
+        return ctx.emit(out)

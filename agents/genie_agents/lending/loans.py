@@ -1,0 +1,244 @@
+"""Loans for people: EMI and eligibility, cash-flow underwriting, prepayment, debt payoff."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from genie import BaseAgent, Context, Message, Risk, handler
+
+from .._common import money
+from .models import (
+    DebtPayoff,
+    DebtPayoffPlan,
+    DebtPayoffRequest,
+    Loan,
+    LoanSimulation,
+    PrepaymentOption,
+    PrepaymentPlan,
+    PrepaymentRequest,
+    SimulateLoan,
+    UnderwriteRequest,
+    UnderwriteScore,
+)
+
+__all__ = [
+    "CashflowUnderwriter",
+    "DebtOptimizer",
+    "LoanAdvisor",
+    "PrepaymentAdvisor",
+    "amortize",
+    "emi",
+]
+
+DSCR_MIN = 1.25
+
+
+def emi(principal: float, annual_rate_pct: float, months: int) -> float:
+    """The annuity instalment (not rounded); zero rate divides evenly."""
+    r = annual_rate_pct / 1200
+    if r == 0:
+        return principal / months
+    growth = (1 + r) ** months
+    return principal * r * growth / (growth - 1)
+
+
+class LoanAdvisor(BaseAgent):
+    """EMI of a loan (annuity, rounded to the rupee), total interest, and the debt-service cover
+    ratio (monthly net income / EMI): eligible at 1.25 or more. A non-positive principal or
+    tenure, or a negative rate: ``invalid loan parameters``."""
+
+    capabilities = ("simulate_loan",)
+    produces = (LoanSimulation,)
+
+    @handler
+    async def on_simulate(self, payload: SimulateLoan, ctx: Context) -> Message:
+        p = payload
+        if p.principal <= 0 or p.months <= 0 or p.annual_rate_pct < 0:
+            raise ValueError("invalid loan parameters")
+        instalment = round(emi(p.principal, p.annual_rate_pct, p.months))
+        dscr = round(p.monthly_net_income / instalment, 2)
+        out = LoanSimulation(
+            principal=p.principal,
+            annual_rate_pct=p.annual_rate_pct,
+            months=p.months,
+            emi=instalment,
+            total_interest=round(instalment * p.months - p.principal),
+            dscr=dscr,
+            eligible=dscr >= DSCR_MIN,
+        )
+        return ctx.emit(out)
+
+
+# Signal weights; each signal is 0..100 and the weighted sum maps onto 300..900.
+UNDERWRITING_WEIGHTS = {
+    "inflow_stability": 0.25,
+    "savings_rate": 0.20,
+    "debt_burden": 0.20,
+    "bounce_rate": 0.15,
+    "expense_volatility": 0.10,
+    "tenure": 0.10,
+}
+FULL_SAVINGS, MAX_DTI, FULL_TENURE, BOUNCE_PENALTY = 0.30, 0.50, 36, 25.0
+
+
+def _clamp(x: float) -> float:
+    return max(0.0, min(100.0, x))
+
+
+def _cv(values: Sequence[float]) -> float:
+    mean = statistics.fmean(values)
+    return statistics.pstdev(values) / mean if mean > 0 else 1.0
+
+
+class CashflowUnderwriter(BaseAgent):
+    """Scores an applicant from bank cash flows on six 0-100 signals: inflow stability
+    (1 - coefficient of variation), savings rate (30 % saved scores 100), debt burden (debt
+    service / income, 50 % scores 0), bounces (-25 each), expense volatility, tenure (36
+    months scores 100); weighted 25/20/20/15/10/10 and mapped onto 300-900. Bands: prime 750+,
+    near_prime 650+, subprime."""
+
+    capabilities = ("underwrite",)
+    risk = Risk.HIGH
+    produces = (UnderwriteScore,)
+
+    @handler
+    async def on_request(self, payload: UnderwriteRequest, ctx: Context) -> Message:
+        p = payload
+        if len(p.monthly_inflows) != len(p.monthly_outflows):
+            raise ValueError("monthly_inflows and monthly_outflows cover different months")
+        income, spend = sum(p.monthly_inflows), sum(p.monthly_outflows)
+        if income <= 0:
+            raise ValueError("no inflows to underwrite")
+        dti = p.monthly_debt_service / statistics.fmean(p.monthly_inflows)
+        signals = {
+            "inflow_stability": _clamp(100 * (1 - _cv(p.monthly_inflows))),
+            "savings_rate": _clamp(100 * (income - spend) / income / FULL_SAVINGS),
+            "debt_burden": _clamp(100 * (1 - dti / MAX_DTI)),
+            "bounce_rate": _clamp(100 - BOUNCE_PENALTY * p.bounces),
+            "expense_volatility": _clamp(100 * (1 - _cv(p.monthly_outflows))),
+            "tenure": _clamp(100 * p.tenure_months / FULL_TENURE),
+        }
+        weighted = sum(UNDERWRITING_WEIGHTS[k] * v for k, v in signals.items())
+        score = round(300 + 6 * weighted)
+        band = "prime" if score >= 750 else "near_prime" if score >= 650 else "subprime"
+        rounded = {k: round(v, 2) for k, v in signals.items()}
+        out = UnderwriteScore(applicant_id=p.applicant_id, score=score, band=band, signals=rounded)
+        return ctx.emit(out)
+
+
+MAX_MONTHS = 1200
+
+
+def amortize(balance: float, annual_rate_pct: float, instalment: float) -> tuple[int, float]:
+    """(months, interest) to repay ``balance`` at a fixed instalment; the last one is partial."""
+    r = annual_rate_pct / 1200
+    if balance <= 0:
+        return 0, 0.0
+    if instalment <= balance * r:
+        raise ValueError("the EMI does not cover the monthly interest")
+    months, interest = 0, 0.0
+    while balance > 1e-9 and months < MAX_MONTHS:
+        charge = balance * r
+        interest += charge
+        balance = balance + charge - min(instalment, balance + charge)
+        months += 1
+    return months, interest
+
+
+class PrepaymentAdvisor(BaseAgent):
+    """For a lump sum, the interest each loan would save if the sum went to it (same EMI,
+    shorter tenure), less its foreclosure or prepayment penalty; flags loans the sum would
+    close. Options best first."""
+
+    capabilities = ("prepayment_advice",)
+    risk = Risk.MEDIUM
+    produces = (PrepaymentPlan,)
+
+    @handler
+    async def on_request(self, payload: PrepaymentRequest, ctx: Context) -> Message:
+        options = sorted(
+            (self.option(loan, payload.lump_sum) for loan in payload.loans),
+            key=lambda o: -o.net_saving,
+        )
+        return ctx.emit(PrepaymentPlan(best=options[0].loan_id, options=tuple(options)))
+
+    @staticmethod
+    def option(loan: Loan, lump_sum: float) -> PrepaymentOption:
+        try:
+            months, interest = amortize(loan.outstanding, loan.annual_rate_pct, loan.emi)
+        except ValueError as exc:
+            raise ValueError(f"loan {loan.loan_id}: {exc}") from None
+        prepay = min(lump_sum, loan.outstanding)
+        after_months, after_interest = amortize(
+            loan.outstanding - prepay, loan.annual_rate_pct, loan.emi
+        )
+        penalty = prepay * loan.foreclosure_penalty_pct / 100
+        saved = interest - after_interest
+        return PrepaymentOption(
+            loan_id=loan.loan_id,
+            prepay=money(prepay),
+            interest_saved=money(saved),
+            penalty=money(penalty),
+            net_saving=money(saved - penalty),
+            months_saved=months - after_months,
+            forecloses=prepay >= loan.outstanding,
+        )
+
+
+PAYOFF_CAP_MONTHS = 600
+
+
+class DebtOptimizer(BaseAgent):
+    """A month-by-month payoff schedule for a fixed budget: minimums on every debt, the rest
+    to the highest rate (avalanche) or the smallest balance (snowball); payments freed by a
+    closed debt roll on. Capped at 600 months. A budget below the minimums is an error."""
+
+    capabilities = ("debt_payoff",)
+    risk = Risk.MEDIUM
+    produces = (DebtPayoffPlan,)
+
+    @handler
+    async def on_request(self, payload: DebtPayoffRequest, ctx: Context) -> Message:
+        minimums = sum(d.min_payment for d in payload.debts)
+        if payload.monthly_budget < minimums:
+            raise ValueError(
+                f"budget {payload.monthly_budget:,.2f} is below the minimum payments "
+                f"{minimums:,.2f}"
+            )
+        balances = {d.name: d.balance for d in payload.debts}
+        rates = {d.name: d.annual_rate_pct / 1200 for d in payload.debts}
+        mins = {d.name: d.min_payment for d in payload.debts}
+        interest = dict.fromkeys(balances, 0.0)
+        paid_off: list[DebtPayoff] = []
+        month = 0
+        while balances and month < PAYOFF_CAP_MONTHS:
+            month += 1
+            for name in balances:
+                charge = balances[name] * rates[name]
+                interest[name] += charge
+                balances[name] += charge
+            budget = payload.monthly_budget
+            for name in balances:
+                pay = min(mins[name], balances[name])
+                balances[name] -= pay
+                budget -= pay
+            if payload.strategy == "avalanche":
+                order = sorted(balances, key=lambda n: (-rates[n], balances[n]))
+            else:
+                order = sorted(balances, key=lambda n: (balances[n], -rates[n]))
+            for name in order:
+                pay = min(budget, balances[name])
+                balances[name] -= pay
+                budget -= pay
+            for name in [n for n, b in balances.items() if b <= 1e-6]:
+                del balances[name]
+                paid_off.append(DebtPayoff(name=name, month=month, interest=money(interest[name])))
+        plan = DebtPayoffPlan(
+            strategy=payload.strategy,
+            months=month,
+            total_interest=money(sum(interest.values())),
+            payoffs=tuple(paid_off),
+            capped=bool(balances),
+        )
+        return ctx.emit(plan)

@@ -1,0 +1,159 @@
+"""Payloads of the lending agents (amounts in rupees, rates in percent a year)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from genie import Payload
+
+from .._common import Record
+
+__all__ = [
+    "Debt",
+    "DebtPayoff",
+    "DebtPayoffPlan",
+    "DebtPayoffRequest",
+    "Loan",
+    "LoanSimulation",
+    "PrepaymentOption",
+    "PrepaymentPlan",
+    "PrepaymentRequest",
+    "SimulateLoan",
+    "SmeLoanOffer",
+    "SmeLoanRequest",
+    "UnderwriteRequest",
+    "UnderwriteScore",
+    "WorkflowStep",
+]
+
+
+class SimulateLoan(Payload):
+    """Checked by the agent, not the model, so that a bad loan gets Go's error text."""
+
+    message_type = "simulate_loan"
+    principal: float
+    annual_rate_pct: float
+    months: int
+    monthly_net_income: float = 0.0
+
+
+class LoanSimulation(Payload):
+    message_type = "loan_simulation"
+    principal: float
+    annual_rate_pct: float
+    months: int
+    emi: int
+    total_interest: int
+    dscr: float
+    eligible: bool
+
+
+class UnderwriteRequest(Payload):
+    message_type = "underwrite_request"
+    applicant_id: str
+    monthly_inflows: tuple[float, ...] = Field(min_length=3)
+    monthly_outflows: tuple[float, ...] = Field(min_length=3)
+    monthly_debt_service: float = Field(0.0, ge=0)
+    bounces: int = Field(0, ge=0, description="bounced payments in the period")
+    tenure_months: int = Field(0, ge=0, description="months with the bank")
+
+
+class UnderwriteScore(Payload):
+    message_type = "underwrite_score"
+    applicant_id: str
+    score: int
+    band: Literal["prime", "near_prime", "subprime"]
+    signals: dict[str, float]
+
+
+class Loan(Record):
+    loan_id: str
+    outstanding: float = Field(gt=0)
+    annual_rate_pct: float = Field(ge=0)
+    emi: float = Field(gt=0)
+    foreclosure_penalty_pct: float = Field(0.0, ge=0)
+
+
+class PrepaymentRequest(Payload):
+    message_type = "prepayment_request"
+    loans: tuple[Loan, ...] = Field(min_length=1)
+    lump_sum: float = Field(gt=0)
+
+
+class PrepaymentOption(Record):
+    loan_id: str
+    prepay: float
+    interest_saved: float
+    penalty: float
+    net_saving: float
+    months_saved: int
+    forecloses: bool
+
+
+class PrepaymentPlan(Payload):
+    message_type = "prepayment_plan"
+    best: str
+    options: tuple[PrepaymentOption, ...]
+
+
+class SmeLoanRequest(Payload):
+    message_type = "sme_loan_request"
+    business_id: str
+    gstin: str
+    annual_turnover: float = Field(gt=0)
+    requested_amount: float = Field(gt=0)
+    monthly_inflows: tuple[float, ...] = Field(min_length=3)
+    monthly_outflows: tuple[float, ...] = Field(min_length=3)
+    existing_emi: float = Field(0.0, ge=0)
+    gst_returns_on_time: int = Field(ge=0, le=12, description="of the last 12 monthly returns")
+    micro_or_small: bool = True
+
+
+class WorkflowStep(Record):
+    name: str
+    status: Literal["done", "failed", "waiting", "skipped"]
+    detail: str
+
+
+class SmeLoanOffer(Payload):
+    message_type = "sme_loan_offer"
+    business_id: str
+    status: Literal["sanctioned", "awaiting_approval", "declined"]
+    amount: float
+    annual_rate_pct: float
+    tenure_months: int
+    emi: int
+    cgtmse: bool
+    steps: tuple[WorkflowStep, ...]
+    sanction_letter: str = ""
+
+
+class Debt(Record):
+    name: str
+    balance: float = Field(gt=0)
+    annual_rate_pct: float = Field(ge=0)
+    min_payment: float = Field(gt=0)
+
+
+class DebtPayoffRequest(Payload):
+    message_type = "debt_payoff_request"
+    debts: tuple[Debt, ...] = Field(min_length=1)
+    monthly_budget: float = Field(gt=0)
+    strategy: Literal["avalanche", "snowball"] = "avalanche"
+
+
+class DebtPayoff(Record):
+    name: str
+    month: int
+    interest: float
+
+
+class DebtPayoffPlan(Payload):
+    message_type = "debt_payoff_plan"
+    strategy: str
+    months: int
+    total_interest: float
+    payoffs: tuple[DebtPayoff, ...]
+    capped: bool = Field(description="true when the 600-month cap ended the schedule")

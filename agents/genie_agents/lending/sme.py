@@ -1,0 +1,118 @@
+"""The SME loan workflow: a fixed DAG of steps, each recorded in the offer."""
+
+from __future__ import annotations
+
+import statistics
+
+from genie import BaseAgent, Context, Message, Risk, handler
+
+from ..payments.invoices import GSTIN
+from .loans import emi
+from .models import SmeLoanOffer, SmeLoanRequest, WorkflowStep
+
+__all__ = ["SmeLoanWorkflow"]
+
+CRORE = 10_000_000.0
+CGTMSE_MAX = 5 * CRORE
+TURNOVER_SHARE = 0.30
+MIN_GST_ON_TIME = 9  # of 12 returns
+SURPLUS_SHARE = 0.50  # the EMI may take at most half the monthly surplus
+BASE_RATE, NO_GUARANTEE_SPREAD, TENURE = 10.5, 1.5, 60
+STEPS = (
+    "gst_fetch",
+    "cashflow_analysis",
+    "cgtmse_eligibility",
+    "indicative_offer",
+    "human_approval",
+    "sanction_letter",
+)
+
+
+class SmeLoanWorkflow(BaseAgent):
+    """Runs gst_fetch -> cashflow_analysis -> cgtmse_eligibility -> indicative_offer ->
+    human_approval -> sanction_letter. GST: a valid GSTIN and 9+ of 12 returns on time.
+    Cash flow: a positive monthly surplus after existing EMIs. CGTMSE guarantee for micro and
+    small enterprises up to Rs 5 crore. Offer: the least of the request, 30 % of turnover and
+    what half the surplus can service over 60 months, at 10.5 % (+1.5 % without the
+    guarantee). Human approval: the Go handler auto-approved after polling; here
+    ``auto_approve`` (default true) says so, and false leaves the offer ``awaiting_approval``.
+    A failed step declines and the later steps are skipped."""
+
+    capabilities = ("sme_lending",)
+    risk = Risk.HIGH
+    produces = (SmeLoanOffer,)
+
+    def __init__(self, id: str, *, auto_approve: bool = True) -> None:
+        super().__init__(id)
+        self.auto_approve = auto_approve
+
+    @handler
+    async def on_request(self, payload: SmeLoanRequest, ctx: Context) -> Message:
+        return ctx.emit(self.run(payload))
+
+    def run(self, p: SmeLoanRequest) -> SmeLoanOffer:
+        steps: list[WorkflowStep] = []
+        offer = {"amount": 0.0, "rate": 0.0, "emi": 0, "cgtmse": False}
+
+        def step(status: str, detail: str) -> None:
+            steps.append(
+                WorkflowStep.model_validate(
+                    {"name": STEPS[len(steps)], "status": status, "detail": detail}
+                )
+            )
+
+        def finish(status: str, letter: str = "") -> SmeLoanOffer:
+            steps.extend(
+                WorkflowStep(name=name, status="skipped", detail="") for name in STEPS[len(steps) :]
+            )
+            return SmeLoanOffer.model_validate(
+                {
+                    "business_id": p.business_id,
+                    "status": status,
+                    "amount": offer["amount"],
+                    "annual_rate_pct": offer["rate"],
+                    "tenure_months": TENURE if offer["amount"] else 0,
+                    "emi": offer["emi"],
+                    "cgtmse": offer["cgtmse"],
+                    "steps": tuple(steps),
+                    "sanction_letter": letter,
+                }
+            )
+
+        if len(p.monthly_inflows) != len(p.monthly_outflows):
+            raise ValueError("monthly_inflows and monthly_outflows cover different months")
+        if not GSTIN.fullmatch(p.gstin.strip().upper()):
+            step("failed", f"GSTIN {p.gstin!r} is not valid")
+            return finish("declined")
+        if p.gst_returns_on_time < MIN_GST_ON_TIME:
+            step("failed", f"{p.gst_returns_on_time}/12 GST returns on time (needs 9)")
+            return finish("declined")
+        step("done", f"{p.gst_returns_on_time}/12 GST returns on time")
+        surplus = (
+            statistics.fmean(p.monthly_inflows)
+            - statistics.fmean(p.monthly_outflows)
+            - p.existing_emi
+        )
+        if surplus <= 0:
+            step("failed", f"monthly surplus {surplus:,.2f} after existing EMIs")
+            return finish("declined")
+        step("done", f"monthly surplus {surplus:,.2f}")
+        cgtmse = p.micro_or_small and p.requested_amount <= CGTMSE_MAX
+        offer["cgtmse"] = cgtmse
+        step("done", "eligible" if cgtmse else "not eligible (enterprise size or amount)")
+        rate = BASE_RATE + (0.0 if cgtmse else NO_GUARANTEE_SPREAD)
+        serviceable = SURPLUS_SHARE * surplus / emi(1.0, rate, TENURE)
+        amount = round(min(p.requested_amount, TURNOVER_SHARE * p.annual_turnover, serviceable))
+        offer.update(amount=float(amount), rate=rate, emi=round(emi(amount, rate, TENURE)))
+        limit = "" if amount == p.requested_amount else " (reduced from the request)"
+        step("done", f"Rs {amount:,} at {rate}% for {TENURE} months{limit}")
+        if not self.auto_approve:
+            step("waiting", "awaiting a credit officer")
+            return finish("awaiting_approval")
+        step("done", "auto-approved")
+        letter = (
+            f"Sanctioned to {p.business_id}: Rs {amount:,} at {rate}% a year for {TENURE} "
+            f"months, EMI Rs {offer['emi']:,}" + (", CGTMSE guarantee cover." if cgtmse else ".")
+        )
+        step("done", "issued")
+        return finish("sanctioned", letter)

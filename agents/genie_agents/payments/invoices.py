@@ -1,0 +1,192 @@
+"""Invoices: e-invoice checks with the three-way match, discounting, supply-chain finance."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from genie import BaseAgent, Context, Message, Risk, handler
+
+from .._common import money
+from .models import (
+    DiscountPick,
+    InvoiceDecision,
+    InvoiceDiscountPlan,
+    InvoiceDiscountRequest,
+    InvoiceLine,
+    InvoicePacket,
+    ScfRecommendation,
+    ScfRequest,
+)
+
+__all__ = ["InvoiceDiscounter", "InvoiceProcessor", "SupplyChainFinance", "check_invoice"]
+
+GSTIN = re.compile(r"[0-3][0-9][A-Z]{5}[0-9]{4}[A-Z][1-9A-Z]Z[0-9A-Z]")
+IRN = re.compile(r"[0-9a-fA-F]{64}")
+GST_RATES = (0.0, 0.25, 3.0, 5.0, 12.0, 18.0, 28.0)
+PRICE_TOLERANCE = 100.0  # rupees per line
+QTY_TOLERANCE = 0.02
+ROUNDING = 1.0  # rupee: totals may differ by rounding
+
+
+def check_invoice(packet: InvoicePacket) -> tuple[list[str], list[str]]:
+    """(e-invoice problems that reject it, match problems that hold it)."""
+    inv = packet.invoice
+    rejects = []
+    for label, gstin in (("supplier", inv.supplier_gstin), ("buyer", inv.buyer_gstin)):
+        if not GSTIN.fullmatch(gstin.strip().upper()):
+            rejects.append(f"{label} GSTIN {gstin!r} is not a valid GSTIN")
+    if not IRN.fullmatch(inv.irn.strip()):
+        rejects.append("IRN missing or not 64 hex characters")
+    if inv.gst_rate not in GST_RATES:
+        rejects.append(f"GST rate {inv.gst_rate:g}% is not a GST slab")
+    lines_total = sum(line.qty * line.unit_price for line in inv.lines)
+    if abs(lines_total - inv.taxable_value) > ROUNDING:
+        rejects.append(f"taxable value {inv.taxable_value:.2f} != lines total {lines_total:.2f}")
+    expected_gst = inv.taxable_value * inv.gst_rate / 100
+    if abs(expected_gst - inv.gst_amount) > ROUNDING:
+        rejects.append(
+            f"GST amount {inv.gst_amount:.2f} != {expected_gst:.2f} at {inv.gst_rate:g}%"
+        )
+    holds = []
+    ordered, received = _by_sku(packet.purchase_order), _by_sku(packet.goods_receipt)
+    for line in inv.lines:
+        po, grn = ordered.get(line.sku), received.get(line.sku)
+        if po is None:
+            holds.append(f"{line.sku}: not on the purchase order")
+            continue
+        if abs(line.unit_price - po.unit_price) > PRICE_TOLERANCE:
+            holds.append(
+                f"{line.sku}: price {line.unit_price:.2f} vs ordered {po.unit_price:.2f} "
+                f"(more than Rs {PRICE_TOLERANCE:.0f} apart)"
+            )
+        got = grn.qty if grn is not None else 0.0
+        if abs(line.qty - got) > QTY_TOLERANCE * max(got, line.qty):
+            holds.append(f"{line.sku}: invoiced {line.qty:g} but received {got:g}")
+        if line.qty > po.qty * (1 + QTY_TOLERANCE):
+            holds.append(f"{line.sku}: invoiced {line.qty:g} but ordered {po.qty:g}")
+    return rejects, holds
+
+
+def _by_sku(lines: tuple[InvoiceLine, ...]) -> dict[str, InvoiceLine]:
+    """Lines of the same SKU add up (quantity) at their quantity-weighted price."""
+    qty: dict[str, float] = defaultdict(float)
+    value: dict[str, float] = defaultdict(float)
+    for line in lines:
+        qty[line.sku] += line.qty
+        value[line.sku] += line.qty * line.unit_price
+    return {sku: InvoiceLine(sku=sku, qty=q, unit_price=value[sku] / q) for sku, q in qty.items()}
+
+
+class InvoiceProcessor(BaseAgent):
+    """Checks a GST e-invoice (GSTINs, IRN, GST slab, totals) and matches it three ways against
+    the purchase order and goods receipt (price within Rs 100 per line, quantity within 2 %).
+    A document problem rejects, a match problem holds, a clean invoice posts."""
+
+    capabilities = ("process_invoice",)
+    risk = Risk.MEDIUM
+    produces = (InvoiceDecision,)
+
+    @handler
+    async def on_packet(self, payload: InvoicePacket, ctx: Context) -> Message:
+        rejects, holds = check_invoice(payload)
+        action = "reject" if rejects else "hold" if holds else "post"
+        decision = InvoiceDecision(
+            invoice_number=payload.invoice.number, action=action, problems=(*rejects, *holds)
+        )
+        return ctx.emit(decision)
+
+
+# Annual discount rate by the buyer's rating.
+RATING_RATES = {"AAA": 0.08, "AA": 0.09, "A": 0.105, "BBB": 0.125}
+
+
+class InvoiceDiscounter(BaseAgent):
+    """Picks invoices to discount to raise ``target`` now at the least cost, where discounting
+    costs face x rate x days / 365 and the rate follows the buyer's rating (AAA 8 %, AA 9 %,
+    A 10.5 %, BBB 12.5 %). Greedy by cost per rupee raised, then drops picks that are no
+    longer needed (costliest first). An unknown rating is an error."""
+
+    capabilities = ("invoice_discounting",)
+    risk = Risk.MEDIUM
+    produces = (InvoiceDiscountPlan,)
+
+    @handler
+    async def on_request(self, payload: InvoiceDiscountRequest, ctx: Context) -> Message:
+        picks = []
+        for inv in payload.invoices:
+            rate = RATING_RATES.get(inv.buyer_rating.upper())
+            if rate is None:
+                known = ", ".join(RATING_RATES)
+                raise ValueError(
+                    f"invoice {inv.invoice_id}: unknown rating {inv.buyer_rating!r} ({known})"
+                )
+            cost = inv.face_value * rate * inv.days / 365
+            pick = DiscountPick(
+                invoice_id=inv.invoice_id,
+                face_value=inv.face_value,
+                annual_rate=rate,
+                days=inv.days,
+                cost=money(cost),
+            )
+            picks.append(pick)
+        picks.sort(key=lambda p: (p.annual_rate * p.days, -p.face_value))
+        chosen: list[DiscountPick] = []
+        for pick in picks:
+            if sum(p.face_value for p in chosen) >= payload.target:
+                break
+            chosen.append(pick)
+        for pick in sorted(chosen, key=lambda p: -p.cost):
+            if sum(p.face_value for p in chosen) - pick.face_value >= payload.target:
+                chosen.remove(pick)
+        face = sum(p.face_value for p in chosen)
+        cost = money(sum(p.cost for p in chosen))
+        plan = InvoiceDiscountPlan(
+            picks=tuple(chosen),
+            face_value=money(face),
+            cost=cost,
+            net_proceeds=money(face - cost),
+            reached=face >= payload.target,
+        )
+        return ctx.emit(plan)
+
+
+CONCENTRATION_LIMIT, TREDS_AFTER_DAYS = 0.40, 45
+
+
+class SupplyChainFinance(BaseAgent):
+    """Reviews a supplier's receivables: warns when one buyer holds more than 40 % of them, and
+    advises discounting on TReDS each buyer's receivables outstanding more than 45 days."""
+
+    capabilities = ("supply_chain_finance",)
+    risk = Risk.MEDIUM
+    produces = (ScfRecommendation,)
+
+    @handler
+    async def on_request(self, payload: ScfRequest, ctx: Context) -> Message:
+        by_buyer: dict[str, float] = defaultdict(float)
+        late: dict[str, float] = defaultdict(float)
+        for r in payload.receivables:
+            by_buyer[r.buyer] += r.amount
+            if r.days_outstanding > TREDS_AFTER_DAYS:
+                late[r.buyer] += r.amount
+        total = sum(by_buyer.values())
+        top = max(by_buyer, key=lambda b: by_buyer[b])
+        share = by_buyer[top] / total
+        warnings = []
+        if share > CONCENTRATION_LIMIT:
+            warnings.append(f"single-buyer concentration: {top} holds {share:.0%} of receivables")
+        advice = tuple(
+            f"discount {buyer}'s Rs {amount:,.2f} outstanding over {TREDS_AFTER_DAYS} days on TReDS"
+            for buyer, amount in late.items()
+        )
+        rec = ScfRecommendation(
+            supplier=payload.supplier,
+            total=money(total),
+            top_buyer=top,
+            top_buyer_share=round(share, 4),
+            overdue=money(sum(late.values())),
+            warnings=tuple(warnings),
+            advice=advice,
+        )
+        return ctx.emit(rec)

@@ -1,0 +1,164 @@
+"""Review agents: the auditor (deterministic flags; the LLM judge comes with the LLM issue)
+and the complaint triage classifier."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from datetime import datetime
+from typing import Literal
+
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
+
+from .._common import Record
+
+__all__ = [
+    "AuditRecord",
+    "AuditRequest",
+    "AuditResult",
+    "Auditor",
+    "Complaint",
+    "ComplaintTriage",
+    "ComplaintTriageResult",
+]
+
+MAX_CONTENT_BYTES = 16 * 1024
+
+
+class AuditRequest(Payload):
+    message_type = "audit_request"
+    message_id: str
+    sender: str
+    recipient: str
+    content: str
+
+
+class AuditResult(Payload):
+    message_type = "audit_result"
+    message_id: str
+    success: bool
+    flags: tuple[str, ...]
+    summary: str = ""
+
+
+class AuditRecord(Record):
+    id: str
+    scenario: str
+    success: bool
+    flags: tuple[str, ...]
+    at: datetime
+
+
+class Auditor(BaseAgent):
+    """Flags a message: ``empty_content`` (blank after trimming), ``missing_address`` (no
+    sender or recipient), ``oversized_content`` (over 16 KiB). Answers the flags joined by
+    "; " or "ok", and keeps the last ``keep`` records in ``records``."""
+
+    capabilities = ("audit",)
+    produces = (AuditResult,)
+
+    def __init__(self, id: str, *, keep: int = 1000) -> None:
+        super().__init__(id)
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.records: deque[AuditRecord] = deque(maxlen=keep)
+
+    @handler
+    async def on_request(self, payload: AuditRequest, ctx: Context) -> Message:
+        p = payload
+        flags = []
+        if not p.content.strip():
+            flags.append("empty_content")
+        if not p.sender or not p.recipient:
+            flags.append("missing_address")
+        if len(p.content.encode()) > MAX_CONTENT_BYTES:
+            flags.append("oversized_content")
+        ok = not flags
+        self.records.append(
+            AuditRecord(
+                id=p.message_id, scenario="audit", success=ok, flags=tuple(flags), at=ctx.now()
+            )
+        )
+        summary = "; ".join(flags) or "ok"
+        return ctx.emit(
+            AuditResult(message_id=p.message_id, success=ok, flags=tuple(flags), summary=summary)
+        )
+
+
+class Complaint(Payload):
+    message_type = "complaint"
+    complaint_id: str
+    text: str
+
+
+class ComplaintTriageResult(Payload):
+    message_type = "complaint_triage"
+    complaint_id: str
+    category: str
+    severity: Literal["low", "medium", "high"]
+    needs_human_review: bool
+    matched: tuple[str, ...]
+
+
+# The RBI Integrated Ombudsman's complaint families, with the words that point to each.
+CATEGORIES = {
+    "deposit_accounts": (
+        "account",
+        "savings",
+        "fixed deposit",
+        "fd",
+        "deposit",
+        "passbook",
+        "dormant",
+    ),
+    "loans_and_advances": ("loan", "emi", "interest rate", "foreclosure", "prepayment", "mortgage"),
+    "digital_banking_upi_imps": (
+        "upi",
+        "imps",
+        "neft",
+        "net banking",
+        "mobile banking",
+        "app",
+        "otp",
+    ),
+    "cards": ("card", "credit card", "debit card", "atm"),
+    "remittance": ("remittance", "swift", "wire", "foreign transfer", "inward"),
+    "charges_and_fees": ("charge", "charges", "fee", "fees", "penalty", "hidden"),
+    "staff_conduct": ("rude", "staff", "behaviour", "behavior", "misbehaved", "manager"),
+    "mis_selling": ("mis-sold", "missold", "mis-selling", "forced to buy", "without my consent"),
+}
+HIGH = ("fraud", "unauthorised", "unauthorized", "stolen", "ombudsman", "police", "legal")
+MEDIUM = ("refund", "debited", "lost", "urgent", "money", "blocked")
+
+
+def _hits(text: str, words: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(w for w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text))
+
+
+class ComplaintTriage(BaseAgent):
+    """Sorts a customer complaint into one of 9 categories by keywords (deposit_accounts,
+    loans_and_advances, digital_banking_upi_imps, cards, remittance, charges_and_fees,
+    staff_conduct, mis_selling, other), most matches winning, ties in that order. Severity is
+    high for fraud, theft or legal words, medium for money at stake, low otherwise. A single
+    match, or none, needs a human review."""
+
+    capabilities = ("complaint_triage",)
+    risk = Risk.MEDIUM
+    produces = (ComplaintTriageResult,)
+
+    @handler
+    async def on_complaint(self, payload: Complaint, ctx: Context) -> Message:
+        text = payload.text.casefold()
+        scored = {name: _hits(text, words) for name, words in CATEGORIES.items()}
+        best = max(scored, key=lambda name: len(scored[name]))
+        matched = scored[best]
+        category = best if matched else "other"
+        severity = "high" if _hits(text, HIGH) else "medium" if _hits(text, MEDIUM) else "low"
+        out = ComplaintTriageResult(
+            complaint_id=payload.complaint_id,
+            category=category,
+            severity=severity,
+            needs_human_review=len(matched) <= 1,
+            matched=matched,
+        )
+        return ctx.emit(out)

@@ -1,0 +1,132 @@
+"""Payloads of the Indian income-tax agents (amounts in rupees)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import Field
+
+from genie import Payload
+
+from .._common import Record
+
+__all__ = [
+    "AdvanceTaxPlan",
+    "AdvanceTaxRequest",
+    "DeductionGap",
+    "DeductionsPlan",
+    "DeductionsRequest",
+    "HarvestAction",
+    "Instalment",
+    "Lot",
+    "TaxEstimate",
+    "TaxEstimateRequest",
+    "TaxHarvestPlan",
+    "TaxHarvestRequest",
+]
+
+
+class TaxEstimateRequest(Payload):
+    message_type = "tax_estimate_request"
+    gross_income: float = Field(ge=0)
+    salaried: bool = True
+    other_deductions: float = Field(0.0, ge=0, description="allowed in the new regime")
+
+
+class TaxEstimate(Payload):
+    message_type = "tax_estimate"
+    regime: str
+    financial_year: str
+    gross_income: float
+    standard_deduction: float
+    taxable_income: float
+    slab_tax: float
+    rebate: float
+    surcharge: float
+    cess: float
+    total_tax: float
+    effective_rate_pct: float
+
+
+class Lot(Record):
+    symbol: str
+    bought_on: date
+    quantity: float = Field(gt=0)
+    cost_per_unit: float = Field(ge=0)
+    price: float = Field(ge=0, description="today's price")
+
+
+class TaxHarvestRequest(Payload):
+    message_type = "tax_harvest_request"
+    as_of: date
+    lots: tuple[Lot, ...]
+    realised_stcg: float = 0.0
+    realised_ltcg: float = 0.0
+
+
+class HarvestAction(Record):
+    symbol: str
+    bought_on: date
+    action: Literal["sell_loss", "sell_gain"]
+    term: Literal["short", "long"]
+    gain: float
+    wash_risk: bool
+
+
+class TaxHarvestPlan(Payload):
+    message_type = "tax_harvest_plan"
+    actions: tuple[HarvestAction, ...]
+    tax_before: float
+    tax_after: float
+    saving: float
+
+
+class AdvanceTaxRequest(Payload):
+    message_type = "advance_tax_request"
+    financial_year_start: int = Field(ge=2000, le=2100, description="2024 for FY 2024-25")
+    estimated_tax: float = Field(ge=0, description="the year's tax less TDS")
+    paid_so_far: float = Field(0.0, ge=0)
+    as_of: date
+
+
+class Instalment(Record):
+    due: date
+    cumulative_pct: int
+    cumulative_due: float
+    shortfall: float
+    interest: float
+
+
+class AdvanceTaxPlan(Payload):
+    message_type = "advance_tax_plan"
+    required: bool
+    instalments: tuple[Instalment, ...]
+    next_due: date | None
+    next_amount: float
+    warnings: tuple[str, ...]
+
+
+class DeductionsRequest(Payload):
+    message_type = "deductions_request"
+    claimed: dict[str, float] = Field(
+        default_factory=dict, description="by section: 80c, 80ccd_1b, 80d_self, 80d_parents, 80tta"
+    )
+    self_senior: bool = False
+    parents_senior: bool = False
+    marginal_rate_pct: float = Field(ge=0, le=42.74)
+
+
+class DeductionGap(Record):
+    section: str
+    limit: float
+    claimed: float
+    unused: float
+    tax_saving: float
+
+
+class DeductionsPlan(Payload):
+    message_type = "deductions_plan"
+    gaps: tuple[DeductionGap, ...]
+    total_unused: float
+    total_tax_saving: float
