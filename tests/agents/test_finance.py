@@ -4,7 +4,7 @@ against hand-computed cases, edge cases and error paths of the reference §7.2."
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -42,18 +42,11 @@ from genie import (
     InvalidMessageError,
     Message,
     MessageTypes,
-    Payload,
     TestContext,
     UnhandledMessageError,
 )
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-async def call(agent: Any, payload: Payload, *, at: datetime = T0, **fields: Any) -> list[Any]:
-    """The outputs (typed Any: each test knows which payload it expects)."""
-    msg = Message.new(payload, sender="upstream", correlation_id=fields.pop("cid", "c1"), **fields)
-    return list(await agent.handle(msg, TestContext(agent.id, msg, now=at)))
+from .helpers import T0, call
 
 
 def txn(amount: int, category: str = "", merchant: str = "", tid: str = "") -> Transaction:

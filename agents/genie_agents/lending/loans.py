@@ -57,15 +57,15 @@ class LoanAdvisor(BaseAgent):
         if p.principal <= 0 or p.months <= 0 or p.annual_rate_pct < 0:
             raise ValueError("invalid loan parameters")
         instalment = round(emi(p.principal, p.annual_rate_pct, p.months))
-        dscr = round(p.monthly_net_income / instalment, 2)
+        ratio = p.monthly_net_income / instalment
         out = LoanSimulation(
             principal=p.principal,
             annual_rate_pct=p.annual_rate_pct,
             months=p.months,
             emi=instalment,
             total_interest=round(instalment * p.months - p.principal),
-            dscr=dscr,
-            eligible=dscr >= DSCR_MIN,
+            dscr=round(ratio, 2),
+            eligible=ratio >= DSCR_MIN,  # the exact ratio: 1.2499 rounds to 1.25 but fails
         )
         return ctx.emit(out)
 

@@ -1,0 +1,185 @@
+"""Claims, pre-authorisation and motor: hand-computed amounts at each rule's edge."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+from genie_agents.insurance import AutoInsurance, ClaimAdjudicator, HealthPreauth
+from genie_agents.insurance.models import ClaimRequest, MotorRequest, PreauthRequest
+
+from .helpers import T0, one
+
+POLICY: dict[str, Any] = {
+    "policy_id": "H-1",
+    "start_date": "2025-01-01",
+    "sum_insured": 500_000,
+    "deductible": 5_000,
+    "waiting_period_days": 30,
+    "exclusions": ["cosmetic"],
+    "coverage": [
+        {"category": "hospitalisation"},
+        {"category": "room_rent", "sublimit": 20_000},
+        {"category": "pharmacy", "copay": 0.1},
+    ],
+}
+
+
+def claim(items: dict[str, float], *, on: str = "2025-06-01", **changes: Any) -> ClaimRequest:
+    policy = POLICY | changes.pop("policy", {})
+    return ClaimRequest.model_validate(
+        {
+            "claim_id": "C-1",
+            "policy": policy,
+            "incident_date": on,
+            "items": [{"category": c, "amount": a} for c, a in items.items()],
+            **changes,
+        }
+    )
+
+
+async def adjudicate(req: ClaimRequest) -> Any:
+    return await one(ClaimAdjudicator("claim_adjudicator"), req)
+
+
+async def test_claim_items_sublimit_copay_exclusion_deductible() -> None:
+    items = {
+        "hospitalisation": 50_000,
+        "room_rent": 30_000,  # capped at 20,000
+        "pharmacy": 10_000,  # 10 % co-pay: 9,000
+        "cosmetic": 5_000,  # excluded
+        "dental": 1_000,  # not covered
+    }
+    out = await adjudicate(claim(items))
+    # 50,000 + 20,000 + 9,000 - 5,000 deductible = 74,000 of 96,000 claimed
+    assert (out.action, out.claimed, out.payable) == ("approve_partial", 96_000, 74_000)
+    assert out.reasons == (
+        "room_rent: capped at the sublimit 20,000.00",
+        "pharmacy: 10% co-payment",
+        "cosmetic: excluded",
+        "dental: not covered",
+        "deductible 5,000.00",
+    )
+
+
+async def test_claim_waiting_period_edge() -> None:
+    inside = await adjudicate(claim({"hospitalisation": 10_000}, on="2025-01-30"))
+    assert (inside.action, inside.reasons) == (
+        "deny",
+        ("incident within the 30-day waiting period",),
+    )
+    first_day = await adjudicate(claim({"hospitalisation": 10_000}, on="2025-01-31"))
+    assert (first_day.action, first_day.payable) == ("approve_partial", 5_000)
+
+
+@pytest.mark.parametrize(
+    ("items", "changes", "action", "payable"),
+    [
+        ({"hospitalisation": 10_000}, {"policy": {"deductible": 0}}, "approve", 10_000),
+        ({"hospitalisation": 199_999}, {"policy": {"deductible": 0}}, "approve", 199_999),
+        ({"hospitalisation": 200_000}, {}, "hitl", 195_000),
+        ({"cosmetic": 5_000}, {}, "deny", 0),
+        ({"hospitalisation": 50_000}, {"paid_this_year": 480_000}, "approve_partial", 20_000),
+    ],
+)
+async def test_claim_actions(
+    items: dict[str, float], changes: dict[str, Any], action: str, payable: float
+) -> None:
+    out = await adjudicate(claim(items, **changes))
+    assert (out.action, out.payable) == (action, payable)
+
+
+# --- health_preauth ---------------------------------------------------------------------------
+def preauth(**changes: Any) -> PreauthRequest:
+    base: dict[str, Any] = {
+        "request_id": "P-1",
+        "policy_active": True,
+        "procedure": "appendectomy",
+        "estimate": 100_000,
+        "stay_days": 3,
+        "room_rent_per_day": 4_000,
+        "room_rent_limit_per_day": 4_000,
+        "sum_insured_remaining": 300_000,
+        "excluded_procedures": ["LASIK"],
+    }
+    return PreauthRequest(**(base | changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "action", "amount", "reasons"),
+    [
+        ({}, "approve_full", 100_000, ()),
+        ({"policy_active": False}, "deny", 0, ("policy not active",)),
+        ({"procedure": "lasik"}, "deny", 0, ("procedure 'lasik' is excluded",)),
+        ({"estimate": 500_000}, "hitl", 0, ("estimate of 500,000 or more",)),
+        ({"estimate": 499_999, "sum_insured_remaining": 600_000}, "approve_full", 499_999, ()),
+        (  # a 6,000 room against a 4,000 limit: every charge paid at 2/3
+            {"estimate": 300_000, "room_rent_per_day": 6_000},
+            "approve_with_deduction",
+            200_000,
+            ("room rent above the limit: charges paid at 67%",),
+        ),
+        (
+            {"estimate": 300_000, "room_rent_per_day": 6_000, "sum_insured_remaining": 150_000},
+            "approve_partial",
+            150_000,
+            (
+                "room rent above the limit: charges paid at 67%",
+                "capped at the remaining sum insured 150,000.00",
+            ),
+        ),
+    ],
+)
+async def test_preauth(
+    changes: dict[str, Any], action: str, amount: float, reasons: tuple[str, ...]
+) -> None:
+    out = await one(HealthPreauth("health_preauth"), preauth(**changes))
+    assert (out.action, out.approved_amount, out.reasons) == (action, amount, reasons)
+    assert out.respond_by == datetime(2026, 1, 1, 1, 0, tzinfo=T0.tzinfo)  # one hour TAT
+
+
+def test_preauth_threshold_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="hitl_at must be positive"):
+        HealthPreauth("h", hitl_at=0)
+
+
+# --- auto_insurance ---------------------------------------------------------------------------
+def motor(kind: str, **changes: Any) -> MotorRequest:
+    return MotorRequest(kind=kind, policy_id="M-1", idv=500_000, city="Mumbai", **changes)
+
+
+@pytest.mark.parametrize(
+    ("req", "action", "payable", "premium", "garages"),
+    [
+        # 75 % of IDV exactly is still a repair; 1 rupee more is a total loss.
+        (motor("fnol", repair_estimate=375_000), "repair", 374_000, 0, 2),
+        (motor("fnol", repair_estimate=375_001), "total_loss", 499_000, 0, 0),
+        (motor("fnol", repair_estimate=500, deductible=1_000), "repair", 0, 0, 2),
+        # own damage 3 % of 500,000 = 15,000, less NCB, plus 2,094 third party
+        (motor("renewal_quote", claim_free_years=3), "quote", 0, 15_000 * 0.65 + 2_094, 0),
+        (motor("renewal_quote", claim_free_years=9), "quote", 0, 7_500 + 2_094, 0),
+        (motor("renewal_quote"), "quote", 0, 15_000 + 2_094, 0),
+        (motor("roadside"), "dispatch", 0, 0, 2),
+        (motor("theft"), "unknown", 0, 0, 0),
+    ],
+)
+async def test_motor(
+    req: MotorRequest, action: str, payable: float, premium: float, garages: int
+) -> None:
+    out = await one(AutoInsurance("auto_insurance"), req)
+    assert (out.action, out.payable, out.premium, len(out.garages)) == (
+        action,
+        payable,
+        premium,
+        garages,
+    )
+
+
+async def test_motor_roadside_outside_the_network() -> None:
+    out = await one(AutoInsurance("a"), motor("roadside").model_copy(update={"city": "Agra"}))
+    assert (out.garages, out.detail) == ((), "from the nearest partner")
+
+
+def test_dates_parse() -> None:
+    assert claim({"pharmacy": 1}).policy.start_date == date(2025, 1, 1)
