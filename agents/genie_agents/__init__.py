@@ -12,6 +12,7 @@ from genie import Catalogue
 
 from . import (
     advisory,
+    desks,
     finance,
     fraud,
     insurance,
@@ -36,6 +37,7 @@ DOMAINS = {
     "advisory": advisory,
     "research": research,
     "support": support,
+    "desks": desks,
 }
 
 
