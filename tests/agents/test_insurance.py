@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ POLICY: dict[str, Any] = {
 }
 
 
-def claim(items: dict[str, float], *, on: str = "2025-06-01", **changes: Any) -> ClaimRequest:
+def claim(items: Mapping[str, float], *, on: str = "2025-06-01", **changes: Any) -> ClaimRequest:
     policy = POLICY | changes.pop("policy", {})
     return ClaimRequest.model_validate(
         {
