@@ -64,7 +64,9 @@ class Payload(BaseModel):
             monthly_net_cents: int
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Schemas are built on first use: a catalogue of 57 agents imports ~100 models and would
+    # otherwise pay for all of them at start-up.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     message_type: ClassVar[str] = ""
 
 

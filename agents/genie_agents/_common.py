@@ -15,7 +15,7 @@ EARTH_RADIUS_KM = 6371.0
 class Record(BaseModel):
     """A value inside a payload: frozen, unknown fields refused."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
