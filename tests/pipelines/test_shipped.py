@@ -162,3 +162,17 @@ def test_from_python(name: str) -> None:
     result = anyio.run(load_pipeline(PIPELINES / f"{name}.yaml").run)
     assert result.ok
     assert result.output is not None
+
+
+def test_specialists_go_never_reached_are_reached_by_a_route(capsys: Capture) -> None:
+    code = main(["run", str(Path(__file__).parent / "good" / "insights.yaml"), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    # rent 25,000 x 0.4 + power 2,200 x 3.0 + food 2,800 x 1.2 + shopping 1,899 x 0.9
+    # + rides 250 x 2.5 + streaming 649 x 0.3, per 1,000: 22.489 kg
+    assert decision(result)["total_kg_co2e"] == 22.489
+    stats = result["stats"]
+    # ingestor, normalizer, enricher, analyzer, both specialists, and the sink that takes
+    # the subscriptions: every delivery handled, nothing dead-lettered.
+    assert stats["delivered"] == stats["handled"] == 7
+    assert result["dead_letters"] == []
