@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from .._agent import Risk
 from .._context import Context, Timer
@@ -22,6 +22,7 @@ __all__ = ["GatherDeadline", "GatherNode", "GatherTimeoutError", "Gathered", "ga
 
 
 CLOSED_MEMORY = 4096
+P = TypeVar("P", bound=Payload)
 
 
 class Gathered(Payload):
@@ -32,6 +33,11 @@ class Gathered(Payload):
     parts: dict[str, dict[str, Any]]
     missing: tuple[str, ...] = ()
     status: Literal["complete", "partial"] = "complete"
+
+    def part(self, model: type[P]) -> P | None:
+        """The part of ``model``'s message type, parsed; None when it did not come."""
+        data = self.parts.get(model.message_type)
+        return None if data is None else model.model_validate(data)
 
 
 class GatherDeadline(Payload):

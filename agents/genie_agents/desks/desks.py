@@ -6,10 +6,8 @@ gather could not collect before its deadline is named in ``missing`` and never a
 from __future__ import annotations
 
 import statistics
-from typing import TypeVar
 
-from genie import BaseAgent, Context, Message, Payload, Risk, handler
-from genie.pipeline import Gathered
+from genie import BaseAgent, Context, Message, Risk, handler
 
 from ..finance.models import IngestCsv
 from ..fraud.models import AmlReports, FraudSignals, KycRequest, KycVerdict, MuleSignals
@@ -44,13 +42,6 @@ from .models import (
 
 __all__ = ["LendingDesk", "OnboardingDesk", "TreasuryDesk"]
 
-P = TypeVar("P", bound=Payload)
-
-
-def _part(model: type[P], parts: Gathered) -> P | None:
-    data = parts.parts.get(model.message_type)
-    return None if data is None else model.model_validate(data)
-
 
 class OnboardingDesk(BaseAgent):
     """Opens an account: sends the customer to KYC, the statement to the finance flow (whose
@@ -75,9 +66,9 @@ class OnboardingDesk(BaseAgent):
 
     @handler
     async def on_parts(self, payload: OnboardingParts, ctx: Context) -> Message:
-        kyc = _part(KycVerdict, payload)
-        fraud, mule = _part(FraudSignals, payload), _part(MuleSignals, payload)
-        aml, pay = _part(AmlReports, payload), _part(PaymentInstruction, payload)
+        kyc = payload.part(KycVerdict)
+        fraud, mule = payload.part(FraudSignals), payload.part(MuleSignals)
+        aml, pay = payload.part(AmlReports), payload.part(PaymentInstruction)
         rejects, reviews = [], [f"missing: {m}" for m in payload.missing]
         if kyc is not None:
             if kyc.decision == "reject":
@@ -148,8 +139,8 @@ class LendingDesk(BaseAgent):
 
     @handler
     async def on_parts(self, payload: LendingParts, ctx: Context) -> Message:
-        score, loan = _part(UnderwriteScore, payload), _part(LoanSimulation, payload)
-        plan = _part(PrepaymentPlan, payload)
+        score, loan = payload.part(UnderwriteScore), payload.part(LoanSimulation)
+        plan = payload.part(PrepaymentPlan)
         failures, reasons = 0, []
         if score is not None:
             reasons.append(f"cash-flow score {score.score} ({score.band})")
@@ -207,8 +198,8 @@ class TreasuryDesk(BaseAgent):
 
     @handler
     async def on_parts(self, payload: TreasuryParts, ctx: Context) -> Message:
-        var, lcr = _part(VarResult, payload), _part(LcrResult, payload)
-        alm = _part(AlmResult, payload)
+        var, lcr = payload.part(VarResult), payload.part(LcrResult)
+        alm = payload.part(AlmResult)
         red, amber, lines = False, bool(payload.missing), []
         if var is not None:
             lines.append(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from genie import BaseAgent, Context, Message, Payload, handler
 
 from .models import (
@@ -64,18 +62,10 @@ def request_from_parts(parts: ReportParts, question: str) -> FinalReportRequest:
         total_expense_cents=a.total_expense_cents,
         net_cents=a.net_cents,
         top_overspend=a.top_overspend,
-        forecast=_part(ForecastResult, found),
-        anomalies=_part(Anomalies, found),
-        recommendations=_part(Recommendations, found),
+        forecast=parts.part(ForecastResult),
+        anomalies=parts.part(Anomalies),
+        recommendations=parts.part(Recommendations),
     )
-
-
-P = TypeVar("P", bound=Payload)
-
-
-def _part(model: type[P], found: dict[str, dict[str, object]]) -> P | None:
-    data = found.get(model.message_type)
-    return None if data is None else model.model_validate(data)
 
 
 class Reporter(BaseAgent):
