@@ -1,5 +1,7 @@
 """Genie: an in-process, typed, governed multi-agent message bus."""
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._agent import Agent as Agent
 from ._agent import BaseAgent as BaseAgent
 from ._agent import Risk as Risk
@@ -38,12 +40,17 @@ from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from ._errors import UnknownRecipientError as UnknownRecipientError
 from ._errors import WouldBlockError as WouldBlockError
+from ._events import Event as Event
+from ._events import EventStream as EventStream
+from ._logging import JsonFormatter as JsonFormatter
+from ._logging import configure_logging as configure_logging
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Classification as Classification
 from ._message import Message as Message
 from ._message import MessageTypes as MessageTypes
 from ._message import Payload as Payload
 from ._message import Role as Role
+from ._observe import Observer as Observer
 from ._router import Tap as Tap
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeStatistics as RuntimeStatistics
@@ -53,7 +60,24 @@ from ._supervisor import BreakerPolicy as BreakerPolicy
 from ._supervisor import Decision as Decision
 from ._supervisor import Limits as Limits
 from ._supervisor import Policy as Policy
+from ._supervisor import PolicyStatistics as PolicyStatistics
 from ._supervisor import RetryPolicy as RetryPolicy
+
+if _TYPE_CHECKING:
+    from ._metrics import Metrics as Metrics
+    from ._metrics import MetricsServer as MetricsServer
+
+# prometheus-client takes ~80 ms to import: it loads when metrics are first asked for.
+_LAZY = ("Metrics", "MetricsServer")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import _metrics
+
+        return getattr(_metrics, name)
+    raise AttributeError(f"module 'genie' has no attribute {name!r}")
+
 
 __all__ = [
     "Agent",
@@ -77,12 +101,15 @@ __all__ = [
     "DeliveryError",
     "DeniedError",
     "DuplicateAgentError",
+    "Event",
+    "EventStream",
     "Gather",
     "GatherResult",
     "GenieError",
     "HandlerTimeoutError",
     "InvalidMessageError",
     "InvalidOutputError",
+    "JsonFormatter",
     "JsonlAuditLog",
     "Limits",
     "MailboxStatistics",
@@ -90,10 +117,14 @@ __all__ = [
     "Message",
     "MessageError",
     "MessageTypes",
+    "Metrics",
+    "MetricsServer",
     "Missing",
     "NoRouteError",
+    "Observer",
     "Payload",
     "Policy",
+    "PolicyStatistics",
     "RetryPolicy",
     "Risk",
     "Role",
@@ -108,6 +139,7 @@ __all__ = [
     "UnknownMessageTypeError",
     "UnknownRecipientError",
     "WouldBlockError",
+    "configure_logging",
     "handler",
     "verify_audit_log",
 ]

@@ -12,15 +12,19 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 import anyio
 
 from ._audit import JsonlAuditLog, verify_audit_log
 from ._catalogue import Catalogue, catalogue_markdown
 from ._errors import ConfigurationError, GenieError
+from ._events import EventStream
+from ._logging import configure_logging
 from ._message import Payload
+from ._runtime import Runtime
 from ._yamlconf import ConfigFileError
-from .pipeline import Pipeline, load_pipeline
+from .pipeline import Pipeline, RunResult, load_pipeline
 
 __all__ = ["main"]
 
@@ -41,14 +45,39 @@ def _load(args: argparse.Namespace) -> Pipeline:
 
 def _run(args: argparse.Namespace) -> int:
     pipeline = _load(args)
+    payload = pipeline.entry_payload(pipeline.read_input(args.input), args.input or "the input")
+    # Everything that can fail is opened before the run starts, so a bad path or a busy port
+    # costs nothing and loses nothing.
     try:
         audit = JsonlAuditLog(args.audit) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
-    run = functools.partial(pipeline.run, input_path=args.input, timeout=args.timeout, audit=audit)
     try:
-        result = anyio.run(run)
+        metrics_out = open(args.metrics_out, "w", encoding="utf-8") if args.metrics_out else None  # noqa: SIM115
+    except OSError as exc:
+        if audit is not None:
+            audit.close()
+        raise ConfigurationError(
+            f"cannot write metrics to {args.metrics_out}: {exc.strerror}"
+        ) from exc
+    rt = pipeline.runtime(audit=audit, metrics=bool(metrics_out or args.metrics_port is not None))
+    server = None
+    try:
+        if args.metrics_port is not None:
+            assert rt.metrics is not None
+            server = rt.metrics.serve(args.metrics_port, args.metrics_host)
+            print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
+        go = functools.partial(
+            _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None
+        )
+        result = anyio.run(go)
     finally:
+        if server is not None:
+            server.close()
+        if metrics_out is not None:
+            if rt.metrics is not None:
+                metrics_out.write(rt.metrics.text())
+            metrics_out.close()
         if audit is not None:
             audit.close()
     if args.json:
@@ -61,6 +90,27 @@ def _run(args: argparse.Namespace) -> int:
             by = f" (policy {m.policy})" if m.policy else ""
             print(f"  {m.key}: {m.kind}{by}: {m.reason}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+async def _go(
+    pipeline: Pipeline, rt: Runtime, payload: Payload, timeout: float | None, trace: TextIO | None
+) -> RunResult:
+    """One request through ``rt``; with ``trace``, its timeline is printed there live."""
+    stream = rt.events(buffer=65_536) if trace is not None else None
+    async with anyio.create_task_group() as tg:
+        if stream is not None and trace is not None:
+            tg.start_soon(_print_trace, stream, trace)
+        async with rt:
+            result = await pipeline.ask(rt, payload, timeout=timeout)
+    return result
+
+
+async def _print_trace(stream: EventStream, out: TextIO) -> None:
+    print(f"{'time':>12}  {'event':<13} {'agent':<26} {'message':<26} detail", file=out)
+    origin: float | None = None
+    async for event in stream:
+        origin = event.at if origin is None else origin
+        print(event.line(origin), file=out)
 
 
 def _render(payload: Payload) -> str:
@@ -183,6 +233,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="append the run's audit records to this hash-chained JSONL log",
     )
+    run.add_argument(
+        "--trace", action="store_true", help="print the run's timeline (every event) on stderr"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus /metrics on port N while the run lasts (0: any free port)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    run.add_argument(
+        "--metrics-out",
+        metavar="PATH",
+        help="write the final Prometheus text exposition to PATH",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log records as text or as one JSON object per line (on stderr)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default: error; -v means info)",
+    )
     run.set_defaults(func=_run)
 
     validate = commands.add_parser(
@@ -250,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The command reports failures itself; the log repeats them only when asked to.
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.ERROR
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "log_level", None):
+        level = getattr(logging, args.log_level.upper())
+    configure_logging(getattr(args, "log_format", "text"), level)
     try:
         code: int = args.func(args)
     except ConfigFileError as exc:

@@ -13,13 +13,16 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
 from ._clock import Clock
 from ._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError
 from ._message import Message
+
+if TYPE_CHECKING:
+    from ._observe import Observer
 
 __all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
 
@@ -122,6 +125,11 @@ class Correlator:
         self.partial = 0
         self.timed_out = 0
         self.late = 0
+        self.observer: Observer | None = None
+        # Gathers that end while a message is being offered are reported after the runtime
+        # reports that message, so an event stream reads published -> gathered.
+        self._holding = False
+        self.held: list[GatherResult] = []
 
     # --- bookkeeping called by the runtime -------------------------------------------------
     def get(self, cid: str) -> _Correlation:
@@ -136,12 +144,22 @@ class Correlator:
     def offer(self, corr: _Correlation, msg: Message) -> tuple[bool, bool]:
         """Show a published message to the waiters: (collected by one, consumed by one)."""
         collected = consumed = False
-        for waiter in tuple(corr.waiters):
-            if waiter.matches(msg):
-                waiter.offer(msg)
-                collected = True
-                consumed = consumed or waiter.consumes
+        self._holding = True
+        try:
+            for waiter in tuple(corr.waiters):
+                if waiter.matches(msg):
+                    waiter.offer(msg)
+                    collected = True
+                    consumed = consumed or waiter.consumes
+        finally:
+            self._holding = False
         return collected, consumed
+
+    def flush(self) -> None:
+        held, self.held = self.held, []
+        for result in held:
+            if self.observer is not None:
+                self.observer.gathered(result)
 
     def check_late(self, msg: Message) -> None:
         gather = self._closed.get(msg.correlation_id)
@@ -204,6 +222,11 @@ class Correlator:
         self._closed[gather.correlation_id] = gather
         if len(self._closed) > self._late_memory:
             self._closed.popitem(last=False)
+        if self.observer is not None and gather._result is not None:
+            if self._holding:
+                self.held.append(gather._result)
+            else:
+                self.observer.gathered(gather._result)
 
     def statistics(self) -> CorrelatorStatistics:
         return CorrelatorStatistics(

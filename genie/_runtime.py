@@ -8,11 +8,12 @@ dead-lettered or shed, and ``statistics()`` counts each, so that
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -35,11 +36,16 @@ from ._errors import (
     UnknownRecipientError,
     WouldBlockError,
 )
+from ._events import EventHub, EventStream
 from ._executor import Executors
 from ._mailbox import Mailbox, MailboxStatistics
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
+from ._observe import Observer, Observers
 from ._router import Router, Tap
-from ._supervisor import AgentOptions, Decision, Limits, Policy, admit
+from ._supervisor import AgentOptions, Decision, Limits, Policy, PolicyStatistics, admit
+
+if TYPE_CHECKING:
+    from ._metrics import Metrics
 
 __all__ = ["Runtime", "RuntimeStatistics", "ShutdownReport"]
 
@@ -60,6 +66,7 @@ class RuntimeStatistics:
     fallbacks: int
     taps_denied: int
     tap_errors: int
+    observer_errors: int
     executors: int
     idle_executors: int
     ready: int
@@ -124,6 +131,7 @@ class Runtime:
         drain_timeout: float = 10.0,
         dead_letter_capacity: int = 10_000,
         retention: timedelta | None = None,
+        metrics: bool | Metrics = False,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -148,6 +156,19 @@ class Runtime:
         self._published = self._delivered = self._handled = self._denied = 0
         self._dead_lettered = self._shed_count = self._in_flight = self._unrouted = 0
         self._retries = self._fallbacks = self._taps_denied = self._tap_errors = 0
+        self._allowed = 0
+        self._denials: Counter[str] = Counter()
+        self._observers: list[Observer] = []
+        # The one observer the hot path checks; None when nobody observes (one `is` test).
+        self._observer: Observers | None = None
+        self._observer_errors = 0
+        self._hub: EventHub | None = None
+        self.metrics: Metrics | None = None
+        if metrics:
+            from ._metrics import Metrics  # prometheus-client loads only when metrics are on
+
+            self.metrics = Metrics() if metrics is True else metrics
+            self.metrics.bind(self)
         for agent in agents:
             self.add(agent)
 
@@ -187,6 +208,35 @@ class Runtime:
 
     def add_tap(self, tap: Tap) -> None:
         self._taps.append(tap)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Tell ``observer`` what happens to every message from now on (see ``Observer``)."""
+        self._observers.append(observer)
+        self._rebuild_observer()
+
+    def remove_observer(self, observer: Observer) -> None:
+        self._observers.remove(observer)
+        self._rebuild_observer()
+
+    def _rebuild_observer(self) -> None:
+        if self._observer is not None:
+            self._observer_errors += self._observer.errors
+        self._observer = Observers(self._observers) if self._observers else None
+        self.correlator.observer = self._observer
+
+    def events(self, correlation_id: str | None = None, *, buffer: int = 1024) -> EventStream:
+        """A live stream of what happens to one request (or, without an id, to all of them).
+
+        Use it as ``async with rt.events(msg.correlation_id) as events`` before publishing,
+        then ``async for event in events``. It ends when nothing of the correlation is in
+        flight (or the runtime closes). It holds at most ``buffer`` events: a slow reader never
+        slows the runtime, it loses events and is told how many (a ``dropped`` event).
+        """
+        if self._state == "closed":
+            raise RuntimeClosedError("cannot stream events: the runtime is closed")
+        if self._hub is None:
+            self._hub = EventHub(self.clock, self)
+        return self._hub.open(correlation_id, buffer)
 
     def agents(self) -> list[Agent]:
         return [mb.agent for mb in self._mailboxes.values()]
@@ -271,12 +321,15 @@ class Runtime:
         self._state = "closed"
         self.correlator.close_all("the runtime closed")
         self.shutdown_report = ShutdownReport(drained, sum(running.values()), discarded, by_agent)
+        if self._observer is not None:
+            self._observer.closed()
         if not drained:
             _log.warning(
                 "runtime closed with work in flight: %d running handlers cancelled, "
                 "%d queued messages discarded (see dead letters)",
                 sum(running.values()),
                 discarded,
+                extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
             )
 
     def _check_open(self) -> None:
@@ -341,7 +394,7 @@ class Runtime:
                     self._check_open()
                 self._enqueue(mb, msg, corr)
         finally:
-            self.correlator.release(corr)
+            self._released(corr)
 
     def publish_nowait(self, msg: Message) -> None:
         """Like ``publish`` but raises ``WouldBlockError`` (delivering nothing) if it would wait."""
@@ -364,7 +417,12 @@ class Runtime:
                 else:
                     self._deny(msg, rid, corr, decision)
         finally:
-            self.correlator.release(corr)
+            self._released(corr)
+
+    def _released(self, corr: _Correlation) -> None:
+        if corr.in_flight == 0 and self._observer is not None:
+            self._observer.settled(corr.id)  # everything was denied or collected: it is over
+        self.correlator.release(corr)
 
     def _prepare(self, msg: Message) -> tuple[tuple[str, ...], _Correlation]:
         """Validate an outside publish and route it; raises before any side effect."""
@@ -407,13 +465,17 @@ class Runtime:
         if self._taps:
             self._tap(msg)
         if consumed:
-            return ()
-        if msg.recipient is not None and msg.recipient not in self._mailboxes:
+            routed = ()
+        elif msg.recipient is not None and msg.recipient not in self._mailboxes:
             routed = tuple(r for r in routed if r in self._mailboxes)
             if not collected:
                 self._unrouted_letter(msg, f"unknown recipient {msg.recipient!r}")
         elif not routed and not collected:
             self._unrouted_letter(msg, "no recipient and no subscriber")
+        if self._observer is not None:
+            self._observer.published(msg, len(routed))
+            if self.correlator.held:
+                self.correlator.flush()
         return routed
 
     def _emit(self, msg: Message) -> None:
@@ -426,6 +488,8 @@ class Runtime:
         )
         if corr.cancelled:
             self._published += 1
+            if self._observer is not None:
+                self._observer.published(msg, 0)
             self._unrouted_letter(msg, "correlation cancelled")
             return
         routed = self.router.recipients(msg)
@@ -441,6 +505,8 @@ class Runtime:
         else:
             self._published += 1
             self.correlator.check_late(msg)
+            if self._observer is not None:
+                self._observer.published(msg, len(routed))
         for rid in routed:
             mb = mailboxes[rid]
             decision = self._admit(msg, rid, corr)
@@ -461,19 +527,29 @@ class Runtime:
             or msg.hops > limits.max_hops
             or corr.deliveries >= limits.correlation_budget
         ):
-            return admit(msg, recipient, corr.deliveries, limits, self.policies)
+            return self._evaluate(msg, recipient, corr.deliveries)
         return Decision.ALLOW
+
+    def _evaluate(self, msg: Message, recipient: str, deliveries: int) -> Decision:
+        decision = admit(msg, recipient, deliveries, self.limits, self.policies)
+        if decision.allowed:
+            self._allowed += 1  # one count per admission; PolicyStatistics derives the rest
+        else:
+            self._denials[decision.policy] += 1
+        return decision
 
     def _tap(self, msg: Message) -> None:
         for tap in self._taps:
-            if self.policies and not admit(msg, tap.id, 0, self.limits, self.policies).allowed:
+            if self.policies and not self._evaluate(msg, tap.id, 0).allowed:
                 self._taps_denied += 1
                 continue
             try:
                 tap.observe(msg)
             except Exception:
                 self._tap_errors += 1
-                _log.exception("tap %r failed on message %s", tap.id, msg.id)
+                _log.exception(
+                    "tap %r failed on message %s", tap.id, msg.id, extra=_fields(tap.id, msg)
+                )
 
     # --- accounting --------------------------------------------------------------------------
     def _enqueue(self, mb: Mailbox, msg: Message, corr: _Correlation) -> None:
@@ -483,11 +559,15 @@ class Runtime:
         corr.deliveries += 1
         if mb.push(msg):
             self._schedule(mb)
+        if self._observer is not None:
+            self._observer.delivered(msg, mb.id)
 
     def _finish(self, corr: _Correlation) -> None:
         self._in_flight -= 1
         corr.in_flight -= 1
         if corr.in_flight == 0:
+            if self._observer is not None:
+                self._observer.settled(corr.id)
             self.correlator.settle(corr)
         if self._in_flight == 0 and self._drained is not None:
             self._drained.set()
@@ -505,8 +585,10 @@ class Runtime:
             recipient,
             decision.policy,
             decision.reason,
-            extra={"agent_id": recipient, "correlation_id": msg.correlation_id},
+            extra=_fields(recipient, msg),
         )
+        if self._observer is not None:
+            self._observer.denied(msg, recipient, decision.policy, decision.reason)
         if corr.waiters:
             missing = Missing(
                 recipient, "denied", decision.reason, decision.policy, recipient, msg.id
@@ -565,9 +647,10 @@ class Runtime:
         log: bool = True,
     ) -> None:
         error_type = type(error).__name__ if error is not None else None
-        self.dead_letters.add(
-            DeadLetter(msg, agent_id, kind, reason, error_type, attempts, self.clock.now())
-        )
+        letter = DeadLetter(msg, agent_id, kind, reason, error_type, attempts, self.clock.now())
+        self.dead_letters.add(letter)
+        if self._observer is not None:
+            self._observer.dead_lettered(letter)
         self._audit(agent_id or "router", f"dead_letter:{kind}", agent_id or "-", msg, reason)
         if not log:
             return
@@ -578,7 +661,7 @@ class Runtime:
             msg.id,
             agent_id,
             reason,
-            extra={"agent_id": agent_id, "correlation_id": msg.correlation_id},
+            extra=_fields(agent_id, msg),
         )
 
     def _audit(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
@@ -606,6 +689,8 @@ class Runtime:
             if breaker is not None and breaker.tripped:
                 await self._recover(mb, msg, corr, None)
                 return
+            obs = self._observer
+            started = self.clock.monotonic() if obs is not None else 0.0
             try:
                 ctx = _RuntimeContext(self, mb.id, msg)
                 result: object
@@ -615,8 +700,12 @@ class Runtime:
                     result = await self._handle_with_deadline(mb, msg, ctx)
                 outputs = self._check_outputs(mb, msg, result)
             except Exception as exc:
+                if obs is not None:
+                    obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
                 await self._recover(mb, msg, corr, exc)
                 return
+            if obs is not None:
+                obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
             if breaker is not None and breaker.failures:
                 breaker.record_success()
             self._succeed(mb, msg, corr, outputs)
@@ -684,13 +773,24 @@ class Runtime:
         return ""
 
     async def _invoke(self, mb: Mailbox, msg: Message) -> Sequence[Message]:
+        """One more handler call, after the first (inlined in ``_run_one``) failed."""
+        obs = self._observer
+        started = self.clock.monotonic() if obs is not None else 0.0
         ctx = _RuntimeContext(self, mb.id, msg)
         result: object
-        if mb.options.deadline is None:
-            result = await mb.agent.handle(msg, ctx)
-        else:
-            result = await self._handle_with_deadline(mb, msg, ctx)
-        return self._check_outputs(mb, msg, result)
+        try:
+            if mb.options.deadline is None:
+                result = await mb.agent.handle(msg, ctx)
+            else:
+                result = await self._handle_with_deadline(mb, msg, ctx)
+            outputs = self._check_outputs(mb, msg, result)
+        except Exception as exc:
+            if obs is not None:
+                obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
+            raise
+        if obs is not None:
+            obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
+        return outputs
 
     async def _handle_with_deadline(
         self, mb: Mailbox, msg: Message, ctx: _RuntimeContext
@@ -855,10 +955,28 @@ class Runtime:
             fallbacks=self._fallbacks,
             taps_denied=self._taps_denied,
             tap_errors=self._tap_errors,
+            observer_errors=self._observer_errors + (ob.errors if (ob := self._observer) else 0),
             executors=ex.count if ex else 0,
             idle_executors=ex.idle if ex else 0,
             ready=len(ex.ready) if ex else 0,
         )
 
     def mailbox_statistics(self) -> dict[str, MailboxStatistics]:
-        return {agent_id: mb.statistics() for agent_id, mb in self._mailboxes.items()}
+        # A copy first: the metrics endpoint reads this from its own thread.
+        return {mb.id: mb.statistics() for mb in list(self._mailboxes.values())}
+
+    def policy_statistics(self) -> PolicyStatistics:
+        return PolicyStatistics(
+            tuple(getattr(p, "name", type(p).__name__) for p in self.policies),
+            self._allowed,
+            dict(self._denials),
+        )
+
+
+def _fields(agent_id: str | None, msg: Message) -> dict[str, str]:
+    """The fields every runtime log record carries (see docs/observability.md)."""
+    return {
+        "agent_id": agent_id or "-",
+        "message_type": msg.type,
+        "correlation_id": msg.correlation_id,
+    }

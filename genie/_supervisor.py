@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol
 
@@ -23,6 +23,7 @@ __all__ = [
     "Decision",
     "Limits",
     "Policy",
+    "PolicyStatistics",
     "RetryPolicy",
     "admit",
 ]
@@ -105,6 +106,35 @@ def admit(
         if not decision.allowed:
             return decision
     return Decision.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyStatistics:
+    """Admission outcomes since the runtime started (deliveries, fallbacks and taps).
+
+    ``allowed`` counts admissions every policy allowed; ``denied`` counts denials by policy
+    name, including the limits (``limit:hops``, ``limit:budget``).
+    """
+
+    policies: tuple[str, ...]
+    allowed: int
+    denied: Mapping[str, int]
+
+    def decisions(self) -> dict[tuple[str, str], int]:
+        """``(policy, "allow" | "deny")`` -> count, per policy of the set.
+
+        Policies run in order and the first deny wins, so policy *i* allowed everything every
+        policy allowed plus everything a later policy denied: the runtime counts one number per
+        admission and this derives the rest.
+        """
+        out: dict[tuple[str, str], int] = {}
+        later = 0
+        for name in reversed(self.policies):
+            out[name, "allow"] = out.get((name, "allow"), 0) + self.allowed + later
+            denied = self.denied.get(name, 0)
+            out[name, "deny"] = denied
+            later += denied
+        return out
 
 
 def _policy_name(policy: object) -> str:

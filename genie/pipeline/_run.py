@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -26,6 +26,9 @@ from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
 from ._gather import Gathered, GatherNode
 from ._graph import Graph
 from ._schema import AgentDecl, PipelineFile
+
+if TYPE_CHECKING:
+    from .._metrics import Metrics
 
 __all__ = ["InputError", "Pipeline", "RunResult"]
 
@@ -141,8 +144,10 @@ class Pipeline:
         clock: Clock | None = None,
         seed: int | None = None,
         policies: Sequence[Policy] = (),
+        metrics: bool | Metrics = False,
     ) -> Runtime:
-        """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own)."""
+        """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
+        ``metrics`` as for ``Runtime``."""
         limits = self.config.limits
         rt = Runtime(
             policies=(*self.policies, *policies),
@@ -151,6 +156,7 @@ class Pipeline:
             audit=audit,
             seed=seed,
             retention=None if self.retention_days is None else timedelta(days=self.retention_days),
+            metrics=metrics,
         )
         for decl in self.config.agents:
             agent: Agent = self.specs[decl.id].create(decl.id, decl.params)
@@ -239,12 +245,14 @@ class Pipeline:
         input_path: str | None = None,
         timeout: float | None = None,
         audit: AuditSink | None = None,
+        metrics: Metrics | None = None,
     ) -> RunResult:
         """Run one request: ``input`` text (or the file ``input_path``, or the entry's default)
-        becomes the entry payload; the result holds the output message or why there is none."""
+        becomes the entry payload; the result holds the output message or why there is none.
+        ``metrics`` (a ``genie.Metrics``) is filled in by the run."""
         text = self.read_input(input_path, input)
         payload = self.entry_payload(text, input_path or "the input")
-        async with self.runtime(audit=audit) as rt:
+        async with self.runtime(audit=audit, metrics=metrics or False) as rt:
             return await self.ask(rt, payload, timeout=timeout)
 
     async def ask(

@@ -1,0 +1,63 @@
+"""Structured logs with the standard ``logging`` module.
+
+Every record the runtime and the agents' ``ctx.logger`` write carries ``agent_id``,
+``message_type`` and ``correlation_id`` (``-`` when a record concerns no message). The
+formatters here print them, as text for people or as one JSON object per line for machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+__all__ = ["JsonFormatter", "configure_logging"]
+
+FIELDS = ("agent_id", "message_type", "correlation_id")
+_TEXT = (
+    "%(asctime)s %(levelname)s %(name)s "
+    "[agent=%(agent_id)s type=%(message_type)s correlation=%(correlation_id)s] %(message)s"
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the three
+    message fields, any other ``extra`` given to the call, and the traceback if any."""
+
+    _standard = frozenset(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS:
+            doc[name] = getattr(record, name, None)
+        for name, value in vars(record).items():
+            if name not in self._standard and name not in doc and not name.startswith("_"):
+                doc[name] = value
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def configure_logging(
+    format: Literal["text", "json"] = "text",
+    level: int | str = logging.WARNING,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Send all logging to ``stream`` (stderr) in ``format``, replacing the root handlers.
+
+    For applications and the CLI; a library embedding Genie keeps its own logging setup.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(_TEXT, defaults=dict.fromkeys(FIELDS, "-")))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    return handler

@@ -1,0 +1,322 @@
+"""Prometheus metrics for one runtime, in a registry the runtime owns.
+
+Two sources, read when Prometheus scrapes: the observer hook (counts by agent and type, handler
+durations, fan-out widths: plain dict increments on the loop) and the components'
+``statistics()`` (in flight, mailboxes, correlations, policies). Nothing is exported until
+scraped, and nothing is written to prometheus-client's global registry unless you pass it.
+Every metric is listed in docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest, start_http_server
+from prometheus_client.registry import Collector
+
+from ._deadletter import DeadLetter
+from ._errors import ConfigurationError, HandlerTimeoutError
+from ._message import Message
+from ._observe import Observer
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+    from ._runtime import Runtime
+
+__all__ = ["Metrics", "MetricsServer"]
+
+# Handler durations from 10 µs (a pure-Python agent) to 10 s (a slow outside call).
+DURATION_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+FANOUT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+class _Histogram:
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # le: a value on a bound counts in it
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        counts = list(self.counts)  # one atomic copy: the scrape runs on another thread
+        out, running = [], 0
+        for bound, n in zip((*(repr(float(b)) for b in self.bounds), "+Inf"), counts, strict=True):
+            running += n
+            out.append((bound, float(running)))
+        return out
+
+
+def _bump(counts: dict[tuple[str, ...], int], key: tuple[str, ...]) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+class Metrics(Observer):
+    """The metrics of one runtime: ``Runtime(metrics=True)`` makes one, ``rt.metrics`` is it.
+
+    ``registry`` defaults to a new ``CollectorRegistry`` of its own; pass
+    ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime per
+    process can export). ``serve(port)`` exposes ``/metrics``, ``text()`` renders it,
+    ``write(path)`` saves it.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        duration_buckets: Sequence[float] = DURATION_BUCKETS,
+        fanout_buckets: Sequence[float] = FANOUT_BUCKETS,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.runtime: Runtime | None = None
+        self._duration_buckets = tuple(duration_buckets)
+        self._published: dict[tuple[str, ...], int] = {}
+        self._enqueued: dict[tuple[str, ...], int] = {}
+        self._handled: dict[tuple[str, ...], int] = {}
+        self._exceptions: dict[tuple[str, ...], int] = {}
+        self._denied: dict[tuple[str, ...], int] = {}
+        self._dead: dict[tuple[str, ...], int] = {}
+        self._shed: dict[tuple[str, ...], int] = {}
+        self._durations: dict[str, _Histogram] = {}
+        self._fanout = _Histogram(fanout_buckets)
+        self.registry.register(_Collector(self))
+
+    def bind(self, runtime: Runtime) -> None:
+        """Start observing ``runtime`` (the runtime does this; one runtime per ``Metrics``)."""
+        if self.runtime is not None:
+            raise ConfigurationError("these metrics already belong to another runtime")
+        self.runtime = runtime
+        runtime.add_observer(self)
+
+    # --- exposure ------------------------------------------------------------------------------
+    def text(self) -> str:
+        """The Prometheus text exposition of everything now."""
+        return generate_latest(self.registry).decode("utf-8")
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.text(), encoding="utf-8")
+
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve ``/metrics`` on ``host:port`` from a thread (port 0 picks a free one) until
+        ``close()``. Raises ``ConfigurationError`` if the address cannot be bound."""
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc} "
+                "(choose another --metrics-port, or 0 for any free port)"
+            ) from exc
+        return MetricsServer(server, thread, host)
+
+    # --- the observer hook (on the runtime's loop: dict increments only) -------------------------
+    def published(self, msg: Message, recipients: int) -> None:
+        _bump(self._published, (msg.type,))
+        self._fanout.observe(recipients)
+
+    def delivered(self, msg: Message, agent_id: str) -> None:
+        _bump(self._enqueued, (agent_id, msg.type))
+
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        _bump(self._handled, (agent_id, msg.type, "ok"))
+        self._took(agent_id, duration)
+
+    def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
+        status = "timeout" if isinstance(error, HandlerTimeoutError) else "error"
+        _bump(self._handled, (agent_id, msg.type, status))
+        _bump(self._exceptions, (agent_id, type(error).__name__))
+        self._took(agent_id, duration)
+
+    def _took(self, agent_id: str, duration: float) -> None:
+        hist = self._durations.get(agent_id)
+        if hist is None:
+            hist = self._durations[agent_id] = _Histogram(self._duration_buckets)
+        hist.observe(duration)
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        _bump(self._denied, (agent_id, msg.type, policy))
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        agent = letter.agent_id or "-"
+        _bump(self._dead, (agent, letter.kind))
+        if letter.kind == "shed":
+            _bump(self._shed, (agent, letter.message.type))
+
+    # --- the scrape ----------------------------------------------------------------------------
+    def collect(self) -> Iterator[Metric]:
+        yield _counter(
+            "genie_messages_published", "Messages published, by type.", ["type"], self._published
+        )
+        deliveries = dict(self._enqueued)
+        for (agent, type_, _policy), n in dict(self._denied).items():
+            deliveries[agent, type_] = deliveries.get((agent, type_), 0) + n
+        for key, n in dict(self._shed).items():
+            deliveries[key] = deliveries.get(key, 0) + n
+        yield _counter(
+            "genie_deliveries",
+            "Deliveries (a message to one agent), whatever their outcome.",
+            ["agent", "type"],
+            deliveries,
+        )
+        yield _counter(
+            "genie_messages_handled",
+            "Handler calls by outcome (ok, error, timeout); retries count each call.",
+            ["agent", "type", "status"],
+            self._handled,
+        )
+        yield _counter(
+            "genie_handler_exceptions",
+            "Exceptions raised by handlers, by exception type.",
+            ["agent", "exception"],
+            self._exceptions,
+        )
+        denied: dict[tuple[str, ...], int] = {}
+        for (agent, _type, policy), n in dict(self._denied).items():
+            denied[agent, policy] = denied.get((agent, policy), 0) + n
+        yield _counter(
+            "genie_deliveries_denied",
+            "Deliveries refused at admission, by recipient and policy (or limit).",
+            ["agent", "policy"],
+            denied,
+        )
+        yield _counter(
+            "genie_dead_letters",
+            "Dead letters by agent and reason (failed, cancelled, shed, unrouted).",
+            ["agent", "reason"],
+            self._dead,
+        )
+        durations = HistogramMetricFamily(
+            "genie_handle_duration_seconds",
+            "Handler call duration on the runtime clock, by agent.",
+            labels=["agent"],
+        )
+        for agent, hist in list(self._durations.items()):
+            durations.add_metric([agent], hist.buckets(), hist.total)
+        yield durations
+        fanout = HistogramMetricFamily(
+            "genie_fanout_width", "Agents each published message was routed to."
+        )
+        fanout.add_metric([], self._fanout.buckets(), self._fanout.total)
+        yield fanout
+        if self.runtime is not None:
+            yield from _from_statistics(self.runtime)
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.collect()
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], counts: dict[tuple[str, ...], int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in dict(counts).items():
+        family.add_metric(list(key), n)
+    return family
+
+
+def _from_statistics(rt: Runtime) -> Iterator[Metric]:
+    stats = rt.statistics()
+    yield GaugeMetricFamily(
+        "genie_in_flight", "Deliveries queued or running now.", value=stats.in_flight
+    )
+    yield CounterMetricFamily("genie_retries", "Handler retries.", value=stats.retries)
+    yield CounterMetricFamily(
+        "genie_fallbacks", "Failed messages the fallback agent handled.", value=stats.fallbacks
+    )
+    depth = GaugeMetricFamily("genie_mailbox_depth", "Messages queued, by agent.", labels=["agent"])
+    capacity = GaugeMetricFamily(
+        "genie_mailbox_capacity", "Mailbox size, by agent.", labels=["agent"]
+    )
+    active = GaugeMetricFamily(
+        "genie_handlers_active", "Handlers running, by agent.", labels=["agent"]
+    )
+    for agent, mb in rt.mailbox_statistics().items():
+        depth.add_metric([agent], mb.depth)
+        capacity.add_metric([agent], mb.capacity)
+        active.add_metric([agent], mb.active)
+    yield from (depth, capacity, active)
+    policies = rt.policy_statistics()
+    decisions = CounterMetricFamily(
+        "genie_policy_decisions",
+        "Governance decisions by policy (allow, deny), for deliveries, fallbacks and taps.",
+        labels=["policy", "decision"],
+    )
+    for (policy, decision), n in policies.decisions().items():
+        decisions.add_metric([policy, decision], n)
+    yield decisions
+    limits = CounterMetricFamily(
+        "genie_limits_fired",
+        "Deliveries stopped by the hop limit or the correlation budget.",
+        labels=["limit"],
+    )
+    for limit in ("hops", "budget"):
+        limits.add_metric([limit], policies.denied.get(f"limit:{limit}", 0))
+    yield limits
+    corr = rt.correlator.statistics()
+    yield GaugeMetricFamily(
+        "genie_correlations_active",
+        "Correlations with work in flight or someone waiting.",
+        value=corr.correlations_active,
+    )
+    yield GaugeMetricFamily(
+        "genie_gathers_pending", "Fan-ins (gathers, asks) waiting now.", value=corr.gathers_pending
+    )
+    gathers = CounterMetricFamily("genie_gathers", "Finished fan-ins by status.", labels=["status"])
+    gathers.add_metric(["complete"], corr.gathers_complete)
+    gathers.add_metric(["partial"], corr.gathers_partial)
+    gathers.add_metric(["timed_out"], corr.gathers_timed_out)
+    yield gathers
+    yield CounterMetricFamily(
+        "genie_late_replies", "Replies that came after their fan-in ended.", value=corr.late_replies
+    )
+
+
+class MetricsServer:
+    """A running ``/metrics`` endpoint; ``close()`` (or leaving ``with``) stops it."""
+
+    def __init__(self, server: WSGIServer, thread: threading.Thread, host: str) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port: int = server.server_port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
