@@ -333,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.ERROR
     if getattr(args, "log_level", None):
         level = getattr(logging, args.log_level.upper())
-    configure_logging(getattr(args, "log_format", "text"), level)
+    root = logging.getLogger()
+    saved_level = root.level
+    handler = configure_logging(getattr(args, "log_format", "text"), level)
     try:
         code: int = args.func(args)
     except ConfigFileError as exc:
@@ -349,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"genie {args.command}: {exc}", file=sys.stderr)
         return 2
+    finally:
+        root.removeHandler(handler)  # main() may be called again in one process (tests)
+        root.setLevel(saved_level)
     return code
 
 

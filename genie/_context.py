@@ -16,6 +16,15 @@ __all__ = ["Context", "TestContext", "Timer"]
 _log = logging.getLogger("genie.agent")
 
 
+class _MessageLogger(logging.LoggerAdapter[logging.Logger]):
+    """Adds the message's fields to every record and keeps the caller's own ``extra``
+    (a plain ``LoggerAdapter`` replaces it before Python 3.13)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
 class Context(Protocol):
     """What a handler may use of the runtime while it handles ``message``.
 
@@ -106,7 +115,7 @@ class _ContextBase:
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        return logging.LoggerAdapter(
+        return _MessageLogger(
             _log,
             {
                 "agent_id": self._agent_id,

@@ -50,14 +50,20 @@ def configure_logging(
     level: int | str = logging.WARNING,
     stream: TextIO | None = None,
 ) -> logging.Handler:
-    """Send all logging to ``stream`` (stderr) in ``format``, replacing the root handlers.
+    """Log everything at ``level`` and above to ``stream`` (stderr) in ``format``.
 
-    For applications and the CLI; a library embedding Genie keeps its own logging setup.
+    For applications and the CLI: it adds one handler to the root logger, replacing the one a
+    previous call added, and returns it (``logging.getLogger().removeHandler`` undoes it).
     """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_genie", False)]:
+        root.removeHandler(old)
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler._genie = True  # type: ignore[attr-defined]
     if format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(_TEXT, defaults=dict.fromkeys(FIELDS, "-")))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    root.addHandler(handler)
+    root.setLevel(level)
     return handler

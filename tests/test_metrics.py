@@ -1,0 +1,295 @@
+"""Prometheus metrics: scraped over HTTP from a real run and checked against its accounting."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import anyio
+import httpx
+import pytest
+import trio.testing
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    Limits,
+    Message,
+    Metrics,
+    RetryPolicy,
+    Runtime,
+    RuntimeStatistics,
+    handler,
+)
+
+from .conftest import DenyTo, Echo, Failing, Ping, Pong, Recorder
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample of a text exposition, by name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of ``name`` over the samples whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+def check_accounting(samples: Samples, stats: RuntimeStatistics) -> None:
+    """The exposition says exactly what the runtime's own accounting says."""
+    assert total(samples, "genie_messages_published_total") == stats.published
+    assert total(samples, "genie_deliveries_total") == stats.delivered
+    assert total(samples, "genie_messages_handled_total", status="ok") == stats.handled
+    assert total(samples, "genie_deliveries_denied_total") == stats.denied
+    assert (
+        total(samples, "genie_dead_letters_total", reason="failed")
+        + total(samples, "genie_dead_letters_total", reason="cancelled")
+        == stats.dead_lettered
+    )
+    assert total(samples, "genie_dead_letters_total", reason="shed") == stats.shed
+    assert total(samples, "genie_dead_letters_total", reason="unrouted") == stats.unrouted
+    assert total(samples, "genie_in_flight") == stats.in_flight
+    assert total(samples, "genie_retries_total") == stats.retries
+    assert total(samples, "genie_fallbacks_total") == stats.fallbacks
+    assert total(samples, "genie_fanout_width_count") == stats.published
+    calls = total(samples, "genie_messages_handled_total")
+    assert total(samples, "genie_handle_duration_seconds_count") == calls
+
+
+class Fan(BaseAgent):
+    """Sends every Ping on to the workers (by type), one per worker."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> tuple[Message, ...]:
+        return tuple(ctx.emit(Pong(n=payload.n), recipient=w) for w in ("w1", "w2", "blocked"))
+
+
+class Sink(BaseAgent):
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        await checkpoint()
+
+
+def busy_runtime(gate: anyio.Event, registry: CollectorRegistry | None = None) -> Runtime:
+    """Every outcome at once: handled, denied, retried, fell back, failed, parked on a gate."""
+    rt = Runtime(
+        policies=[DenyTo("blocked", name="no-blocked")],
+        metrics=Metrics(registry) if registry is not None else True,
+    )
+    rt.add(Fan("fan"), subscribe=["ping"])
+    rt.add(Sink("w1"))
+    rt.add(Sink("w2"))
+    rt.add(Sink("blocked"))
+    rt.add(Recorder("gated", gate), subscribe=["ping"])
+    rt.add(Echo("echo"))
+    retry = RetryPolicy(attempts=2, backoff=0.0)
+    rt.add(Failing("flaky", failures=1), options=AgentOptions(retry=retry))
+    rt.add(Failing("broken"), options=AgentOptions(retry=RetryPolicy(attempts=1)))
+    rt.add(Failing("rescued"), options=AgentOptions(fallback="echo"))
+    return rt
+
+
+async def test_scraped_over_http_during_a_run_matches_the_accounting() -> None:
+    gate = anyio.Event()
+    rt = busy_runtime(gate)
+    assert rt.metrics is not None
+    async with rt, httpx.AsyncClient() as client:
+        with rt.metrics.serve(port=0) as server:
+            for n in range(5):
+                await rt.publish(rt.message(Ping(n=n)))
+            for target in ("flaky", "broken", "rescued"):
+                await rt.publish(rt.message(Ping(n=9), recipient=target))
+            await wait_all_tasks_blocked()
+
+            during = parse((await client.get(server.url)).text)
+            stats = rt.statistics()
+            assert stats.in_flight == 8  # every ping reaches the gate: one running, seven queued
+            check_accounting(during, stats)
+            assert total(during, "genie_mailbox_depth", agent="gated") == 7
+            assert total(during, "genie_handlers_active", agent="gated") == 1
+            assert total(during, "genie_mailbox_capacity", agent="gated") == 1024
+
+            gate.set()
+            await wait_all_tasks_blocked()
+            after = parse((await client.get(server.url)).text)
+        check_accounting(after, rt.statistics())
+
+    # What each part of the run did, by label.
+    assert total(after, "genie_messages_published_total", type="ping") == 8
+    assert total(after, "genie_deliveries_total", agent="blocked", type="pong") == 8
+    assert total(after, "genie_deliveries_denied_total", agent="blocked", policy="no-blocked") == 8
+    assert total(after, "genie_messages_handled_total", agent="flaky", status="error") == 1
+    assert total(after, "genie_messages_handled_total", agent="flaky", status="ok") == 1
+    assert total(after, "genie_messages_handled_total", agent="broken", status="error") == 1
+    assert total(after, "genie_handler_exceptions_total", exception="RuntimeError") == 3
+    assert total(after, "genie_dead_letters_total", agent="broken", reason="failed") == 1
+    assert total(after, "genie_fallbacks_total") == 1
+    assert total(after, "genie_messages_handled_total", agent="echo", status="ok") == 1
+    # Fan-out: the 5 broadcast pings reach fan and gated, the 3 addressed ones their target
+    # too; fan's 24 pongs go to one agent each; the 2 replies to 'user' reach no agent.
+    assert total(after, "genie_fanout_width_bucket", le="0.0") == 2
+    assert total(after, "genie_fanout_width_bucket", le="1.0") == 2 + 24
+    assert total(after, "genie_fanout_width_bucket", le="2.0") == 2 + 24 + 5
+    assert total(after, "genie_fanout_width_bucket", le="5.0") == 2 + 24 + 5 + 3
+    assert total(after, "genie_fanout_width_sum") == 24 + 5 * 2 + 3 * 3
+    # The policy allowed everything but the eight deliveries to 'blocked'.
+    assert total(after, "genie_policy_decisions_total", decision="deny") == 8
+    allowed = total(after, "genie_policy_decisions_total", decision="allow")
+    assert allowed == rt.statistics().delivered - 8 + 1  # + the fallback's admission
+
+
+async def test_policy_decisions_follow_the_order_of_the_policies() -> None:
+    first = DenyTo("a", name="first")
+    second = DenyTo("a", "b", name="second")
+    third = DenyTo("c", name="third")
+    async with Runtime(policies=[first, second, third], metrics=True) as rt:
+        for agent in ("a", "b", "c", "d"):
+            rt.add(Recorder(agent), subscribe=["ping"])
+        for _ in range(3):
+            await rt.publish(rt.message(Ping()))
+        decisions = rt.policy_statistics().decisions()
+    # a: denied by first; b: passed first, denied by second; c: passed two, denied by third;
+    # d: allowed by all three. Three pings each.
+    assert decisions == {
+        ("first", "allow"): 9,
+        ("first", "deny"): 3,
+        ("second", "allow"): 6,
+        ("second", "deny"): 3,
+        ("third", "allow"): 3,
+        ("third", "deny"): 3,
+    }
+
+
+class Loop(BaseAgent):
+    produces = (Ping,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Ping(n=payload.n + 1), recipient=self.id)
+
+
+async def test_limits_fired_are_counted_by_limit() -> None:
+    async with Runtime(limits=Limits(max_hops=5), metrics=True) as rt:
+        rt.add(Loop("loop"))
+        await rt.publish(rt.message(Ping(), recipient="loop"))
+        await wait_all_tasks_blocked()
+        assert rt.metrics is not None
+        samples = parse(rt.metrics.text())
+    assert total(samples, "genie_limits_fired_total", limit="hops") == 1
+    assert total(samples, "genie_limits_fired_total", limit="budget") == 0
+    assert total(samples, "genie_deliveries_denied_total", policy="limit:hops") == 1
+
+
+class Slow(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await anyio.sleep(payload.n)
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_durations_use_the_runtime_clock_and_timeouts_have_their_status() -> None:
+    async with Runtime(metrics=True) as rt:
+        rt.add(Slow("slow"), options=AgentOptions(deadline=5.0))
+        fast = await rt.ask(rt.message(Ping(n=2), recipient="slow"))
+        slow = await rt.ask(rt.message(Ping(n=7), recipient="slow"))
+        assert rt.metrics is not None
+        samples = parse(rt.metrics.text())
+    assert fast.complete
+    assert slow.missing[0].kind == "failed"
+    assert total(samples, "genie_messages_handled_total", agent="slow", status="ok") == 1
+    assert total(samples, "genie_messages_handled_total", agent="slow", status="timeout") == 1
+    assert total(samples, "genie_handler_exceptions_total", exception="HandlerTimeoutError") == 1
+    # Two and five seconds of virtual time: the histogram reads the runtime clock.
+    assert total(samples, "genie_handle_duration_seconds_bucket", le="1.0") == 0
+    assert total(samples, "genie_handle_duration_seconds_bucket", le="10.0") == 2
+    assert total(samples, "genie_handle_duration_seconds_sum") == pytest.approx(7.0, abs=0.01)
+
+
+async def test_gathers_and_correlations_are_counted() -> None:
+    async with Runtime(metrics=True) as rt:
+        rt.add(Echo("echo"))
+        rt.add(Recorder("silent"))
+        ok = await rt.ask(rt.message(Ping(), recipient="echo"))
+        late = await rt.ask(rt.message(Ping(), recipient="silent"))
+        assert rt.metrics is not None
+        samples = parse(rt.metrics.text())
+    assert ok.status == "complete"
+    assert late.status == "partial"
+    assert total(samples, "genie_gathers_total", status="complete") == 1
+    assert total(samples, "genie_gathers_total", status="partial") == 1
+    assert total(samples, "genie_gathers_pending") == 0
+    assert total(samples, "genie_correlations_active") == 0
+
+
+async def test_two_runtimes_never_see_each_other() -> None:
+    async with Runtime(metrics=True) as one, Runtime(metrics=True) as two:
+        one.add(Echo("echo"))
+        await one.ask(one.message(Ping(), recipient="echo"))
+        assert one.metrics is not None
+        assert two.metrics is not None
+        assert one.metrics.registry is not two.metrics.registry
+        assert total(parse(one.metrics.text()), "genie_messages_published_total") == 2
+        assert total(parse(two.metrics.text()), "genie_messages_published_total") == 0
+
+
+async def test_a_registry_you_pass_gets_the_metrics() -> None:
+    registry = CollectorRegistry()
+    rt = Runtime(metrics=Metrics(registry))
+    async with rt:
+        rt.add(Echo("echo"))
+        await rt.ask(rt.message(Ping(), recipient="echo"))
+    assert registry.get_sample_value("genie_messages_published_total", {"type": "ping"}) == 1
+
+
+def test_metrics_belong_to_one_runtime() -> None:
+    metrics = Metrics()
+    Runtime(metrics=metrics)
+    with pytest.raises(ConfigurationError, match="already belong to another runtime"):
+        Runtime(metrics=metrics)
+
+
+def test_metrics_are_off_unless_asked_and_cost_no_import() -> None:
+    assert Runtime().metrics is None
+    code = "import genie, sys; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=rf"cannot serve metrics on 127.0.0.1:{port}"):
+            Metrics().serve(port)
+
+
+async def test_serve_from_python_in_one_call() -> None:
+    rt = Runtime(metrics=True)
+    assert rt.metrics is not None
+    with rt.metrics.serve() as server:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(server.url)
+    assert response.status_code == 200
+    assert "genie_in_flight 0.0" in response.text
