@@ -76,11 +76,16 @@ def default_policies() -> list[genie.Policy]:
 
 
 async def genie_chain(
-    agents: int, rounds: int, policies: Sequence[genie.Policy] = (), blob: str = ""
+    agents: int,
+    rounds: int,
+    policies: Sequence[genie.Policy] = (),
+    blob: str = "",
+    metrics: bool = False,
 ) -> list[float]:
     relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "caller") for i in range(agents)]
     samples = []
-    async with Runtime(relays, policies=policies, limits=Limits(max_hops=agents + 1)) as rt:
+    limits = Limits(max_hops=agents + 1)
+    async with Runtime(relays, policies=policies, limits=limits, metrics=metrics) as rt:
         for _ in range(rounds):
             msg = rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0")
             start = time.perf_counter()
@@ -135,6 +140,11 @@ async def run(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         ("genie_policies", lambda: genie_chain(args.agents, args.rounds, policies)),
         ("genie_64k", lambda: genie_chain(args.agents, args.rounds, blob=big)),
         ("genie_64k_policies", lambda: genie_chain(args.agents, args.rounds, policies, big)),
+        ("genie_metrics", lambda: genie_chain(args.agents, args.rounds, metrics=True)),
+        (
+            "genie_pol_metrics",
+            lambda: genie_chain(args.agents, args.rounds, policies, metrics=True),
+        ),
     ]
     # Interleave the implementations so drift on a shared machine hits them alike.
     collected: dict[str, list[float]] = {name: [] for name, _ in variants}
@@ -191,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "64KiB": per_hop["genie_64k_policies"]["median_us"] - per_hop["genie_64k"]["median_us"],
     }
     results["default_policy_cost_us_per_delivery"] = policy_cost
+    metrics_cost = per_hop["genie_metrics"]["median_us"] - per_hop["genie"]["median_us"]
+    results["metrics_cost_us_per_delivery"] = metrics_cost
     print(f"chain of {args.agents} agents, {args.rounds} rounds x {args.repeats} repeats")
     print(f"{'implementation':16s} {'median µs/hop':>14s} {'best µs/hop':>12s} {'x floor':>8s}")
     for name, row in per_hop.items():
@@ -201,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "default policy set (config/policies/ai-policy.yaml) adds per delivery: "
         + ", ".join(f"{size} payload {cost:.1f} µs" for size, cost in policy_cost.items())
+    )
+    print(
+        f"metrics on (a runtime-owned Prometheus registry) adds per delivery: "
+        f"{metrics_cost:.1f} µs ({per_hop['genie_metrics']['median_us']:.2f} vs "
+        f"{per_hop['genie']['median_us']:.2f} µs/hop)"
     )
     mem = results["idle_bytes_per_agent"]
     assert isinstance(mem, dict)

@@ -157,6 +157,8 @@ class EventStream:
 class EventHub(Observer):
     """The runtime's one observer for all its streams; attached only while a stream is open."""
 
+    never_raises = True
+
     def __init__(self, clock: Clock, runtime: Runtime) -> None:
         self._clock = clock
         self._runtime = runtime

@@ -43,25 +43,28 @@ DURATION_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.
 FANOUT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
-class _Histogram:
-    __slots__ = ("bounds", "counts", "total")
+class _AgentCounts:
+    """What the hot path counts for one agent, by message type (string keys hash once).
 
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
+    ``durations`` holds counts per bucket, not cumulative (one increment per call);
+    ``bisect_left`` puts a value equal to a bound in that bound's bucket, as ``le`` means.
+    """
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1  # le: a value on a bound counts in it
-        self.total += value
+    __slots__ = ("durations", "enqueued", "ok", "seconds")
 
-    def buckets(self) -> list[tuple[str, float]]:
-        counts = list(self.counts)  # one atomic copy: the scrape runs on another thread
-        out, running = [], 0
-        for bound, n in zip((*(repr(float(b)) for b in self.bounds), "+Inf"), counts, strict=True):
-            running += n
-            out.append((bound, float(running)))
-        return out
+    def __init__(self, buckets: int) -> None:
+        self.enqueued: dict[str, int] = {}
+        self.ok: dict[str, int] = {}
+        self.durations = [0] * buckets  # one per bound, then +Inf
+        self.seconds = 0.0
+
+
+def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
+    out, running = [], 0
+    for bound, n in zip((*(repr(float(b)) for b in bounds), "+Inf"), counts, strict=True):
+        running += n
+        out.append((bound, float(running)))
+    return out
 
 
 def _bump(counts: dict[tuple[str, ...], int], key: tuple[str, ...]) -> None:
@@ -86,16 +89,16 @@ class Metrics(Observer):
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.runtime: Runtime | None = None
-        self._duration_buckets = tuple(duration_buckets)
-        self._published: dict[tuple[str, ...], int] = {}
-        self._enqueued: dict[tuple[str, ...], int] = {}
-        self._handled: dict[tuple[str, ...], int] = {}
+        self._duration_bounds = tuple(duration_buckets)
+        self._fanout_bounds = tuple(fanout_buckets)
+        self._published: dict[str, int] = {}
+        self._agents: dict[str, _AgentCounts] = {}
+        self._handled: dict[tuple[str, ...], int] = {}  # errors and timeouts (ok is per agent)
         self._exceptions: dict[tuple[str, ...], int] = {}
         self._denied: dict[tuple[str, ...], int] = {}
         self._dead: dict[tuple[str, ...], int] = {}
         self._shed: dict[tuple[str, ...], int] = {}
-        self._durations: dict[str, _Histogram] = {}
-        self._fanout = _Histogram(fanout_buckets)
+        self._widths: dict[int, int] = {}  # bucketed when scraped: cheaper than per message
         self.registry.register(_Collector(self))
 
     def bind(self, runtime: Runtime) -> None:
@@ -126,28 +129,38 @@ class Metrics(Observer):
         return MetricsServer(server, thread, host)
 
     # --- the observer hook (on the runtime's loop: dict increments only) -------------------------
+    never_raises = True
+
+    # published, delivered and handled run for every delivery: their increments are inlined.
     def published(self, msg: Message, recipients: int) -> None:
-        _bump(self._published, (msg.type,))
-        self._fanout.observe(recipients)
+        counts, key = self._published, msg.type
+        counts[key] = counts.get(key, 0) + 1
+        widths = self._widths
+        widths[recipients] = widths.get(recipients, 0) + 1
 
     def delivered(self, msg: Message, agent_id: str) -> None:
-        _bump(self._enqueued, (agent_id, msg.type))
+        counts = (self._agents.get(agent_id) or self._agent(agent_id)).enqueued
+        key = msg.type
+        counts[key] = counts.get(key, 0) + 1
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
-        _bump(self._handled, (agent_id, msg.type, "ok"))
-        self._took(agent_id, duration)
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
+        counts, key = agent.ok, msg.type
+        counts[key] = counts.get(key, 0) + 1
+        agent.durations[bisect_left(self._duration_bounds, duration)] += 1
+        agent.seconds += duration
+
+    def _agent(self, agent_id: str) -> _AgentCounts:
+        agent = self._agents[agent_id] = _AgentCounts(len(self._duration_bounds) + 1)
+        return agent
 
     def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
         status = "timeout" if isinstance(error, HandlerTimeoutError) else "error"
         _bump(self._handled, (agent_id, msg.type, status))
         _bump(self._exceptions, (agent_id, type(error).__name__))
-        self._took(agent_id, duration)
-
-    def _took(self, agent_id: str, duration: float) -> None:
-        hist = self._durations.get(agent_id)
-        if hist is None:
-            hist = self._durations[agent_id] = _Histogram(self._duration_buckets)
-        hist.observe(duration)
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
+        agent.durations[bisect_left(self._duration_bounds, duration)] += 1
+        agent.seconds += duration
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         _bump(self._denied, (agent_id, msg.type, policy))
@@ -160,10 +173,21 @@ class Metrics(Observer):
 
     # --- the scrape ----------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
+        # Copies first, each one atomic: the scrape runs on the server's thread.
+        agents = list(self._agents.items())
+        published: dict[tuple[str, ...], int] = {
+            (type_,): n for type_, n in dict(self._published).items()
+        }
         yield _counter(
-            "genie_messages_published", "Messages published, by type.", ["type"], self._published
+            "genie_messages_published", "Messages published, by type.", ["type"], published
         )
-        deliveries = dict(self._enqueued)
+        deliveries: dict[tuple[str, ...], int] = {}
+        handled = dict(self._handled)
+        for agent, counts in agents:
+            for type_, n in dict(counts.enqueued).items():
+                deliveries[agent, type_] = n
+            for type_, n in dict(counts.ok).items():
+                handled[agent, type_, "ok"] = n
         for (agent, type_, _policy), n in dict(self._denied).items():
             deliveries[agent, type_] = deliveries.get((agent, type_), 0) + n
         for key, n in dict(self._shed).items():
@@ -178,7 +202,7 @@ class Metrics(Observer):
             "genie_messages_handled",
             "Handler calls by outcome (ok, error, timeout); retries count each call.",
             ["agent", "type", "status"],
-            self._handled,
+            handled,
         )
         yield _counter(
             "genie_handler_exceptions",
@@ -206,13 +230,19 @@ class Metrics(Observer):
             "Handler call duration on the runtime clock, by agent.",
             labels=["agent"],
         )
-        for agent, hist in list(self._durations.items()):
-            durations.add_metric([agent], hist.buckets(), hist.total)
+        for agent, counts in agents:
+            buckets = _cumulative(self._duration_bounds, list(counts.durations))
+            durations.add_metric([agent], buckets, counts.seconds)
         yield durations
+        widths = dict(self._widths)
+        per_bucket = [0] * (len(self._fanout_bounds) + 1)
+        for width, n in widths.items():
+            per_bucket[bisect_left(self._fanout_bounds, width)] += n
         fanout = HistogramMetricFamily(
             "genie_fanout_width", "Agents each published message was routed to."
         )
-        fanout.add_metric([], self._fanout.buckets(), self._fanout.total)
+        total = float(sum(width * n for width, n in widths.items()))
+        fanout.add_metric([], _cumulative(self._fanout_bounds, per_bucket), total)
         yield fanout
         if self.runtime is not None:
             yield from _from_statistics(self.runtime)

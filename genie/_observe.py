@@ -28,6 +28,10 @@ class Observer:
     so they need no governance (a ``Tap`` sees payloads and is governed).
     """
 
+    # True only for observers written so that they cannot raise (the built-in ones): the
+    # runtime then calls a lone observer without the guard.
+    never_raises = False
+
     def published(self, msg: Message, recipients: int) -> None:
         """``msg`` was published and routed to ``recipients`` agents (its fan-out width)."""
 
@@ -60,9 +64,9 @@ class Observer:
 class Observers(Observer):
     """Several observers as one; an observer that raises is logged and counted, never fatal."""
 
-    def __init__(self, observers: Iterable[Observer]) -> None:
+    def __init__(self, observers: Iterable[Observer], errors: int = 0) -> None:
         self._all = tuple(observers)
-        self.errors = 0
+        self.errors = errors
 
     def _failed(self, obs: Observer, event: str) -> None:
         self.errors += 1

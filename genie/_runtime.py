@@ -160,8 +160,8 @@ class Runtime:
         self._denials: Counter[str] = Counter()
         self._observers: list[Observer] = []
         # The one observer the hot path checks; None when nobody observes (one `is` test).
-        self._observer: Observers | None = None
-        self._observer_errors = 0
+        self._observer: Observer | None = None
+        self._guarded: Observers | None = None  # counts what the observers raised
         self._hub: EventHub | None = None
         self.metrics: Metrics | None = None
         if metrics:
@@ -219,10 +219,14 @@ class Runtime:
         self._rebuild_observer()
 
     def _rebuild_observer(self) -> None:
-        if self._observer is not None:
-            self._observer_errors += self._observer.errors
-        self._observer = Observers(self._observers) if self._observers else None
-        self.correlator.observer = self._observer
+        errors = self._guarded.errors if self._guarded is not None else 0
+        self._guarded = Observers(self._observers, errors)
+        observer: Observer | None = self._guarded
+        if not self._observers:
+            observer = None
+        elif len(self._observers) == 1 and self._observers[0].never_raises:
+            observer = self._observers[0]  # the built-in ones skip the guard: ~1 µs a delivery
+        self._observer = self.correlator.observer = observer
 
     def events(self, correlation_id: str | None = None, *, buffer: int = 1024) -> EventStream:
         """A live stream of what happens to one request (or, without an id, to all of them).
@@ -955,7 +959,7 @@ class Runtime:
             fallbacks=self._fallbacks,
             taps_denied=self._taps_denied,
             tap_errors=self._tap_errors,
-            observer_errors=self._observer_errors + (ob.errors if (ob := self._observer) else 0),
+            observer_errors=self._guarded.errors if self._guarded is not None else 0,
             executors=ex.count if ex else 0,
             idle_executors=ex.idle if ex else 0,
             ready=len(ex.ready) if ex else 0,
