@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from genie import BaseAgent, Context, Runtime, configure_logging, handler
 from genie._cli import main
@@ -159,3 +161,41 @@ def test_text_logs_fill_in_records_about_no_message() -> None:
         root.setLevel(level)
     line = stream.getvalue()
     assert "WARNING elsewhere [agent=- type=- correlation=-] not about a message" in line
+
+
+def exported_metrics(capsys: Capture, tmp_path: Path) -> set[str]:
+    """The sample names a real run exports, families without samples included."""
+    out = tmp_path / "run.prom"
+    assert main(["run", LENDING, "--metrics-out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for family in text_string_to_metric_families(out.read_text())
+        for suffix in suffixes[family.type]
+    }
+
+
+def test_every_exported_metric_is_documented(tmp_path: Path, capsys: Capture) -> None:
+    page = (ROOT / "docs" / "observability.md").read_text()
+    documented = set(re.findall(r"^\| `(genie_\w+)`", page, flags=re.M))
+    families = {re.sub(r"_(bucket|sum|count)$", "", n) for n in exported_metrics(capsys, tmp_path)}
+    assert families == documented
+
+
+def test_the_grafana_dashboard_queries_only_exported_metrics(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"genie_\w+", target["expr"])
+    }
+    exported = exported_metrics(capsys, tmp_path)
+    assert queried
+    assert queried <= exported, queried - exported
+    families = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in exported}
+    shown = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in queried}
+    assert families <= shown, f"not on the dashboard: {families - shown}"
