@@ -199,3 +199,15 @@ def test_the_grafana_dashboard_queries_only_exported_metrics(
     families = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in exported}
     shown = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in queried}
     assert families <= shown, f"not on the dashboard: {families - shown}"
+
+
+async def test_a_pipeline_run_from_python_fills_the_metrics_you_pass() -> None:
+    from genie import Metrics
+    from genie.pipeline import load_pipeline
+
+    metrics = Metrics()
+    result = await load_pipeline(FINANCE).run(metrics=metrics)
+    samples = parse(metrics.text())
+    assert result.ok
+    assert total(samples, "genie_messages_published_total") == result.stats.published
+    assert total(samples, "genie_deliveries_total") == result.stats.delivered
