@@ -19,7 +19,7 @@ import anyio
 from ._audit import JsonlAuditLog, verify_audit_log
 from ._catalogue import Catalogue, catalogue_markdown
 from ._errors import ConfigurationError, GenieError
-from ._events import EventStream
+from ._events import TIMELINE_HEADER, EventStream
 from ._logging import configure_logging
 from ._message import Payload
 from ._runtime import Runtime
@@ -98,7 +98,8 @@ async def _go(
     """One request through ``rt``; with ``trace``, its timeline is printed there live."""
     stream = rt.events(buffer=65_536) if trace is not None else None
     async with anyio.create_task_group() as tg:
-        if stream is not None and trace is not None:
+        if stream is not None:
+            assert trace is not None
             tg.start_soon(_print_trace, stream, trace)
         async with rt:
             result = await pipeline.ask(rt, payload, timeout=timeout)
@@ -106,7 +107,7 @@ async def _go(
 
 
 async def _print_trace(stream: EventStream, out: TextIO) -> None:
-    print(f"{'time':>12}  {'event':<13} {'agent':<26} {'message':<26} detail", file=out)
+    print(TIMELINE_HEADER, file=out)
     origin: float | None = None
     async for event in stream:
         origin = event.at if origin is None else origin

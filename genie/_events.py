@@ -79,6 +79,10 @@ class Event:
         ).rstrip()
 
 
+# The column titles of ``Event.line``, aligned with it.
+TIMELINE_HEADER = f"{'time':>12}  {'event':<13} {'agent':<26} {'message':<26} detail"
+
+
 def _ms(seconds: float | None) -> str:
     return f"{(seconds or 0.0) * 1000:.3f} ms"
 
