@@ -286,6 +286,10 @@ class Gather(_Waiter):
         return msg.sender if self._senders else msg.type
 
     def matches(self, msg: Message) -> bool:
+        # A gather collects what agents produce. A message with no cause is published from
+        # outside: the request the gather was opened for, never one of its replies.
+        if msg.causation_id is None:
+            return False
         if self._senders and msg.sender not in self._senders:
             return False
         if self._types and msg.type not in self._types:

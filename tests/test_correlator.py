@@ -156,6 +156,23 @@ async def test_count_mode_ends_when_nothing_is_left_in_flight() -> None:
     assert [(m.agent_id, m.kind) for m in result.missing] == [("b", "failed")]
 
 
+async def test_a_gather_collects_replies_not_the_request_it_was_opened_for() -> None:
+    ids = ["a", "b", "c"]
+    async with Runtime([Echo(i) for i in ids]) as rt:
+        fan_out(rt, ids)
+        msg = rt.message(Ping(n=7), sender="caller")
+        gather = rt.gather(msg.correlation_id, count=3)
+        await rt.publish(msg)
+        result = await gather.wait()
+        stats = rt.statistics()
+    assert result.status == "complete"
+    assert sorted(m.sender for m in result.replies) == ids
+    assert all(m.type == "pong" for m in result.replies)
+    # The third reply was collected, not dead-lettered as unrouted.
+    assert stats.unrouted == 0
+    assert list(rt.dead_letters) == []
+
+
 async def test_ask_returns_the_final_message() -> None:
     async with Runtime([Echo("echo")]) as rt:
         result = await rt.ask(rt.message(Ping(n=9), recipient="echo"), until="pong")
