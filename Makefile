@@ -28,9 +28,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## The fan-out latency harness (per-hop cost against the raw asyncio floor).
+## The benchmark harness: fan-out/fan-in, per hop, memory, start-up; writes benchmarks/results/.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.hops
+	$(BIN)/genie bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

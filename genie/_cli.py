@@ -321,10 +321,31 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--probes", required=True, help="probes YAML")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_policy_check)
+
+    # `genie bench` hands its arguments to the harness (genie_bench), which parses them itself;
+    # this entry is here so `genie --help` lists it.
+    commands.add_parser(
+        "bench",
+        help="measure fan-out latency, throughput, per-hop cost, memory and start-up against "
+        "raw asyncio, raw anyio and autogen-core (see genie bench --help)",
+        add_help=False,
+    )
     return parser
 
 
+def _bench(argv: Sequence[str]) -> int:
+    try:
+        from genie_bench import main as bench
+    except ImportError:
+        print("genie bench: the harness (genie_bench) is not installed", file=sys.stderr)
+        return 2
+    return bench(argv, prog="genie bench")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

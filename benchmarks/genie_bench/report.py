@@ -1,0 +1,256 @@
+"""What a run writes: results.json (every figure and the environment), results.md, latency.png.
+
+Every speed figure is also given as a ratio to the raw asyncio floor of the same run; the
+targets of design.md §7 are checked against those ratios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+FLOOR = "asyncio"
+
+
+def _fanout_target(results: Results, impl: str, n: int, q: str) -> float | None:
+    row = results["fanout"].get(impl, {}).get(str(n))
+    return None if row is None else float(row[f"{q}_x_floor"])
+
+
+def targets(results: Results) -> list[dict[str, Any]]:
+    """design.md §7, each with what this run measured; a target with no data is left out."""
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, measured: float | None, limit: float, at_most: bool, unit: str) -> None:
+        if measured is None:
+            return
+        met = measured <= limit if at_most else measured >= limit
+        out.append(
+            {"target": target, "measured": measured, "limit": limit, "unit": unit, "met": met}
+        )
+
+    chain = results.get("chain", {})
+    for impl, limit in (("genie", 1.5), ("genie+policies+metrics", 2.5)):
+        add(
+            f"per hop, {impl}: at most {limit}x the floor",
+            chain[impl]["x_floor"] if impl in chain else None,
+            limit,
+            True,
+            "x floor",
+        )
+    for n in (50, 1000):
+        for q in ("p50", "p99"):
+            add(
+                f"fan-out N={n} {q}, genie: at most 2x the floor",
+                _fanout_target(results, "genie", n, q),
+                2.0,
+                True,
+                "x floor",
+            )
+    for n in (50, 1000):
+        for q in ("p50", "p99"):
+            ours = _fanout_target(results, "genie+policies+metrics", n, q)
+            peer = _fanout_target(results, "autogen-core", n, q)
+            add(
+                f"fan-out N={n} {q}, genie+policies+metrics: at least 8x faster than autogen-core",
+                None if ours is None or peer is None else peer / ours,
+                8.0,
+                False,
+                "x faster",
+            )
+    c = results["settings"].get("concurrency")
+    for n in (50, 1000):
+        row = results.get("fanout", {}).get("genie", {}).get(str(n))
+        add(
+            f"throughput N={n}, {c} in flight, genie: at least half the floor's deliveries/s",
+            None if row is None else row["throughput_x_floor"],
+            0.5,
+            False,
+            "x floor",
+        )
+    memory = results.get("memory", {})
+    add(
+        "memory per idle agent, genie: at most 1 KB",
+        memory["genie"]["bytes_per_agent"] if "genie" in memory else None,
+        1024,
+        True,
+        "bytes",
+    )
+    startup = results.get("startup", {})
+    imports = startup.get("import", {})
+    add(
+        "import genie: under 150 ms",
+        imports["genie"]["median_ms"] if "genie" in imports else None,
+        150,
+        True,
+        "ms",
+    )
+    run = startup.get("finance_run")
+    add(
+        "finance pipeline, genie run as a fresh process: under 1 s",
+        run["median_ms"] if run else None,
+        1000,
+        True,
+        "ms",
+    )
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    align = ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _f(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def markdown(results: Results) -> str:
+    s = results["settings"]
+    env = results["environment"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Date: {env['date']}; Python {env['python']} on {env['machine']}, {env['cpus']} CPUs; "
+        f"genie {env['genie']} ({env['commit']}); "
+        + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        "",
+        "Every ratio is to the raw asyncio floor measured in the same run (`x floor`: lower is "
+        "better for latency and memory, higher for throughput).",
+        "",
+    ]
+    for name, why in results.get("skipped", {}).items():
+        lines += [f"Skipped **{name}**: {why}", ""]
+    fanout: dict[str, dict[str, dict[str, float]]] = results.get("fanout", {})
+    if fanout:
+        lines += [
+            f"## Fan-out and fan-in: latency ({s['requests']} sequential requests per N, "
+            f"{s['rounds']} interleaved rounds)",
+            "",
+        ]
+        header = [
+            "implementation",
+            "N",
+            "p50 µs",
+            "p99 µs",
+            "p999 µs",
+            "p50 x floor",
+            "p99 x floor",
+        ]
+        rows = [
+            [
+                impl,
+                n,
+                _f(r["p50_us"]),
+                _f(r["p99_us"]),
+                _f(r["p999_us"]) + ("" if r["samples"] >= 1000 else "*"),
+                _f(r["p50_x_floor"], 2),
+                _f(r["p99_x_floor"], 2),
+            ]
+            for n in map(str, s["n"])
+            for impl, by_n in fanout.items()
+            if (r := by_n.get(n))
+        ]
+        lines += _table(header, rows)
+        lines += [
+            "\\* fewer than 1,000 samples: p999 is the slowest request.",
+            "",
+            f"## Fan-out and fan-in: throughput ({s['concurrency']} requests in flight)",
+            "",
+        ]
+        header = ["implementation", "N", "requests/s", "deliveries/s", "x floor"]
+        rows = [
+            [
+                impl,
+                n,
+                _f(r["requests_per_s"], 0),
+                _f(r["deliveries_per_s"], 0),
+                _f(r["throughput_x_floor"], 2),
+            ]
+            for n in map(str, s["n"])
+            for impl, by_n in fanout.items()
+            if (r := by_n.get(n))
+        ]
+        lines += _table(header, rows)
+    sections: list[tuple[str, str, list[str], Callable[[str, dict[str, float]], list[str]]]] = [
+        (
+            "chain",
+            f"## Per hop: a chain of {s['chain']} agents ({s['chain_rounds']} rounds)",
+            ["implementation", "median µs/hop", "best µs/hop", "x floor"],
+            lambda k, r: [k, _f(r["median_us"], 2), _f(r["best_us"], 2), _f(r["x_floor"], 2)],
+        ),
+        (
+            "memory",
+            f"## Memory: RSS per idle agent, {s['idle']:,} agents, fresh process each",
+            ["implementation", "bytes/agent", "x floor"],
+            lambda k, r: [k, _f(r["bytes_per_agent"], 0), _f(r["x_floor"], 2)],
+        ),
+    ]
+    for key, title, header, row in sections:
+        if results.get(key):
+            lines += [title, ""]
+            lines += _table(header, [row(k, r) for k, r in results[key].items()])
+    startup = results.get("startup")
+    if startup:
+        lines += [f"## Start-up (fresh processes, {s['startup_repeats']} each)", ""]
+        rows = [
+            ["interpreter start (`python -c pass`)", *_ms(startup["interpreter"])],
+            *[[f"`import {m}`", *_ms(v)] for m, v in startup["import"].items()],
+        ]
+        if "finance_run" in startup:
+            rows.append(["`genie run config/pipelines/finance.yaml`", *_ms(startup["finance_run"])])
+        lines += _table(["what", "median ms", "best ms"], rows)
+    if results.get("targets"):
+        lines += ["## Against design.md §7", ""]
+        rows = [
+            [t["target"], f"{t['measured']:,.2f} {t['unit']}", "met" if t["met"] else "**missed**"]
+            for t in results["targets"]
+        ]
+        lines += _table(["target", "measured", ""], rows)
+    if results.get("plot"):
+        lines += [f"![latency versus N]({results['plot']})", ""]
+    return "\n".join(lines)
+
+
+def _ms(row: dict[str, float]) -> list[str]:
+    return [_f(row["median_ms"]), _f(row["best_ms"])]
+
+
+def plot(results: Results, path: Path) -> str | None:
+    """latency.png: p50 and p99 against N, log-log, one line per implementation.
+
+    Returns why it was not drawn (matplotlib missing, no fan-out figures), else None.
+    """
+    fanout: dict[str, dict[str, dict[str, float]]] = results.get("fanout", {})
+    if not fanout:
+        return "no fan-out figures to plot"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install 'genie[bench]'): no plot"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, q in zip(axes, ("p50", "p99"), strict=True):
+        for impl, by_n in fanout.items():
+            ns = sorted(int(n) for n in by_n)
+            style = "--" if impl in (FLOOR, "anyio") else "-"
+            ax.plot(ns, [by_n[str(n)][f"{q}_us"] for n in ns], style, marker="o", label=impl)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (agents the request fans out to)")
+        ax.set_title(f"fan-out and fan-in latency, {q}")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("µs per request")
+    axes[0].legend()
+    fig.suptitle(results["command"], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None

@@ -1,0 +1,327 @@
+"""The workloads, written once per implementation with the same payloads and the same work.
+
+Each implementation offers three shapes, all async context managers so several can be alive
+in one event loop and measured interleaved:
+
+- ``fanout(n, blob)`` yields ``ask()``: one request delivered to ``n`` agents, each building a
+  ``Reply``; ``ask`` returns when all ``n`` replies are gathered (and checks that they were).
+  Several ``ask()`` may run at once (throughput).
+- ``chain(agents, blob)`` yields ``ask()``: one ``Hop`` through ``agents`` agents in a row.
+- ``idle(count)``: ``count`` agents ready for work and given none (memory).
+
+The raw asyncio floor is design.md §7's: an ``asyncio.Queue`` and a task per agent, a dict of
+futures for the fan-in, nothing else. The peer (autogen-core) lives in ``peer.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from genie import BaseAgent, Context, Limits, Message, Payload, Policy, Runtime, handler
+
+Ask = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+
+class Request(Payload):
+    message_type = "bench.request"
+    seq: int
+    blob: str = ""
+
+
+class Reply(Payload):
+    message_type = "bench.reply"
+    seq: int
+    agent: int
+    blob: str = ""
+
+
+class Hop(Payload):
+    message_type = "bench.hop"
+    n: int
+    blob: str = ""
+
+
+class WorkloadError(RuntimeError):
+    """An implementation did not do the work (a benchmark that measures nothing is a defect)."""
+
+
+@dataclass(frozen=True)
+class Implementation:
+    name: str
+    description: str
+    fanout: Callable[[int, str], AbstractAsyncContextManager[Ask]]
+    chain: Callable[[int, str], AbstractAsyncContextManager[Ask]]
+    idle: Callable[[int], AbstractAsyncContextManager[None]] | None = None
+
+
+class _FanIn:
+    """The floor's fan-in: a dict of futures keyed by request, completed at the n-th reply."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.pending: dict[int, tuple[asyncio.Future[list[Reply]], list[Reply]]] = {}
+        self.seq = itertools.count()
+
+    def open(self) -> tuple[int, asyncio.Future[list[Reply]]]:
+        seq = next(self.seq)
+        future = asyncio.get_running_loop().create_future()
+        self.pending[seq] = (future, [])
+        return seq, future
+
+    def collect(self, reply: Reply) -> None:
+        future, replies = self.pending[reply.seq]
+        replies.append(reply)
+        if len(replies) == self.n:
+            del self.pending[reply.seq]
+            future.set_result(replies)
+
+
+def _check(got: int, want: int, what: str) -> None:
+    if got != want:
+        raise WorkloadError(f"{what}: got {got}, expected {want}")
+
+
+# --- raw asyncio: the floor ------------------------------------------------------------------
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def asyncio_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
+    fan_in = _FanIn(n)
+    queues: list[asyncio.Queue[Request]] = [asyncio.Queue() for _ in range(n)]
+
+    async def agent(index: int, inbox: asyncio.Queue[Request]) -> None:
+        while True:
+            req = await inbox.get()
+            fan_in.collect(Reply(seq=req.seq, agent=index, blob=req.blob))
+
+    tasks = [asyncio.create_task(agent(i, q)) for i, q in enumerate(queues)]
+
+    async def ask() -> None:
+        seq, future = fan_in.open()
+        req = Request(seq=seq, blob=blob)
+        for q in queues:
+            q.put_nowait(req)
+        _check(len(await future), n, "asyncio replies")
+
+    try:
+        yield ask
+    finally:
+        await _cancel_all(tasks)
+
+
+@asynccontextmanager
+async def asyncio_chain(agents: int, blob: str) -> AsyncIterator[Ask]:
+    queues: list[asyncio.Queue[Hop]] = [asyncio.Queue() for _ in range(agents + 1)]
+
+    async def agent(inbox: asyncio.Queue[Hop], outbox: asyncio.Queue[Hop]) -> None:
+        while True:
+            hop = await inbox.get()
+            outbox.put_nowait(Hop(n=hop.n + 1, blob=hop.blob))
+
+    tasks = [asyncio.create_task(agent(queues[i], queues[i + 1])) for i in range(agents)]
+
+    async def ask() -> None:
+        queues[0].put_nowait(Hop(n=0, blob=blob))
+        _check((await queues[agents].get()).n, agents, "asyncio hops")
+
+    try:
+        yield ask
+    finally:
+        await _cancel_all(tasks)
+
+
+@asynccontextmanager
+async def asyncio_idle(count: int) -> AsyncIterator[None]:
+    async def park(inbox: asyncio.Queue[Request]) -> None:
+        await inbox.get()
+
+    tasks = [asyncio.create_task(park(asyncio.Queue())) for _ in range(count)]
+    await asyncio.sleep(0)  # every task runs to its first await: parked
+    try:
+        yield
+    finally:
+        await _cancel_all(tasks)
+
+
+# --- raw anyio: a memory object stream and a task per agent ---------------------------------
+def _stream() -> tuple[MemoryObjectSendStream[Request], MemoryObjectReceiveStream[Request]]:
+    return anyio.create_memory_object_stream[Request](math.inf)
+
+
+def _close(
+    streams: Sequence[tuple[MemoryObjectSendStream[T], MemoryObjectReceiveStream[T]]],
+) -> None:
+    for send, receive in streams:
+        send.close()
+        receive.close()
+
+
+@asynccontextmanager
+async def anyio_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
+    fan_in = _FanIn(n)
+    streams = [_stream() for _ in range(n)]
+
+    async def agent(index: int, inbox: MemoryObjectReceiveStream[Request]) -> None:
+        async for req in inbox:
+            fan_in.collect(Reply(seq=req.seq, agent=index, blob=req.blob))
+
+    async def ask() -> None:
+        seq, future = fan_in.open()
+        req = Request(seq=seq, blob=blob)
+        for send, _ in streams:
+            send.send_nowait(req)
+        _check(len(await future), n, "anyio replies")
+
+    async with anyio.create_task_group() as tg:
+        for i, (_, receive) in enumerate(streams):
+            tg.start_soon(agent, i, receive)
+        try:
+            yield ask
+        finally:
+            tg.cancel_scope.cancel()
+            _close(streams)
+
+
+@asynccontextmanager
+async def anyio_chain(agents: int, blob: str) -> AsyncIterator[Ask]:
+    streams = [anyio.create_memory_object_stream[Hop](math.inf) for _ in range(agents + 1)]
+
+    async def agent(
+        inbox: MemoryObjectReceiveStream[Hop], outbox: MemoryObjectSendStream[Hop]
+    ) -> None:
+        async for hop in inbox:
+            outbox.send_nowait(Hop(n=hop.n + 1, blob=hop.blob))
+
+    async def ask() -> None:
+        streams[0][0].send_nowait(Hop(n=0, blob=blob))
+        _check((await streams[agents][1].receive()).n, agents, "anyio hops")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(agents):
+            tg.start_soon(agent, streams[i][1], streams[i + 1][0])
+        try:
+            yield ask
+        finally:
+            tg.cancel_scope.cancel()
+            _close(streams)
+
+
+@asynccontextmanager
+async def anyio_idle(count: int) -> AsyncIterator[None]:
+    streams = [_stream() for _ in range(count)]
+
+    async def park(inbox: MemoryObjectReceiveStream[Request]) -> None:
+        await inbox.receive()
+
+    async with anyio.create_task_group() as tg:
+        for _, receive in streams:
+            tg.start_soon(park, receive)
+        await asyncio.sleep(0)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+            _close(streams)
+
+
+# --- Genie ------------------------------------------------------------------------------------
+class Worker(BaseAgent):
+    produces = (Reply,)
+
+    def __init__(self, id: str, index: int) -> None:
+        super().__init__(id)
+        self.index = index
+
+    @handler
+    async def on_request(self, payload: Request, ctx: Context) -> Message:
+        return ctx.reply(Reply(seq=payload.seq, agent=self.index, blob=payload.blob))
+
+
+class Relay(BaseAgent):
+    produces = (Hop,)
+
+    def __init__(self, id: str, next_id: str) -> None:
+        super().__init__(id)
+        self.next_id = next_id
+
+    @handler
+    async def on_hop(self, payload: Hop, ctx: Context) -> Message:
+        return ctx.emit(Hop(n=payload.n + 1, blob=payload.blob), recipient=self.next_id)
+
+
+def genie(policies: Sequence[Policy], metrics: bool) -> Implementation:
+    """Genie's runtime, with or without a policy set and metrics: one variant each."""
+
+    @asynccontextmanager
+    async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
+        workers = [Worker(f"w{i}", i) for i in range(n)]
+        async with Runtime(workers, policies=policies, metrics=metrics) as rt:
+            for worker in workers:
+                rt.subscribe(worker.id, Request.message_type)
+
+            async def ask() -> None:
+                msg = rt.message(Request(seq=0, blob=blob), sender="caller")
+                gather = rt.gather(msg.correlation_id, count=n)
+                await rt.publish(msg)
+                result = await gather.wait()
+                _check(len(result.replies), n, f"genie replies ({result.status})")
+
+            yield ask
+
+    @asynccontextmanager
+    async def chain(agents: int, blob: str) -> AsyncIterator[Ask]:
+        relays = [
+            Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "caller") for i in range(agents)
+        ]
+        limits = Limits(max_hops=agents + 1)
+        async with Runtime(relays, policies=policies, limits=limits, metrics=metrics) as rt:
+
+            async def ask() -> None:
+                msg = rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0")
+                result = await rt.ask(msg)
+                last = result.message.payload if result.complete else None
+                _check(last.n if isinstance(last, Hop) else -1, agents, "genie hops")
+
+            yield ask
+
+    @asynccontextmanager
+    async def idle(count: int) -> AsyncIterator[None]:
+        async with Runtime([Worker(f"w{i}", i) for i in range(count)], metrics=metrics):
+            await asyncio.sleep(0)
+            yield
+
+    name = "genie" + ("+policies" if policies else "") + ("+metrics" if metrics else "")
+    what = ["no policies" if not policies else f"the default policy set ({len(policies)})"]
+    what.append("metrics on" if metrics else "metrics off")
+    return Implementation(name, f"Genie's Runtime, {', '.join(what)}", fanout, chain, idle)
+
+
+FLOOR = Implementation(
+    "asyncio",
+    "raw asyncio (the floor): an asyncio.Queue and a task per agent, a dict of futures for the "
+    "fan-in",
+    asyncio_fanout,
+    asyncio_chain,
+    asyncio_idle,
+)
+ANYIO = Implementation(
+    "anyio",
+    "raw anyio: a memory object stream and a task per agent, a dict of futures for the fan-in",
+    anyio_fanout,
+    anyio_chain,
+    anyio_idle,
+)
