@@ -31,19 +31,21 @@ class Executors:
         self,
         tg: TaskGroup,
         run_one: Callable[[Mailbox], Awaitable[None]],
+        new_event: Callable[[], anyio.Event] = anyio.Event,
         *,
         batch: int = 16,
         max_idle: int = 4,
     ) -> None:
         self._tg = tg
         self._run_one = run_one
+        self._new_event = new_event
         self._batch = batch
         self._max_idle = max_idle
         self.ready: deque[Mailbox] = deque()
         self._idle: deque[anyio.Event] = deque()
         self._yielding = 0
         self.count = 0
-        self._signal = anyio.Event()
+        self._signal = new_event()
         self._signalled = False
 
     def start(self) -> None:
@@ -69,7 +71,7 @@ class Executors:
     async def _monitor(self) -> None:
         while True:
             await self._signal.wait()
-            self._signal = anyio.Event()
+            self._signal = self._new_event()
             self._signalled = False
             # Everyone who could take the work is blocked inside a handler: add a hand.
             if self.ready and not self._idle and not self._yielding:
@@ -98,7 +100,7 @@ class Executors:
                             self._yielding -= 1
                 if len(self._idle) >= self._max_idle:
                     return
-                event = anyio.Event()
+                event = self._new_event()
                 self._idle.append(event)
                 try:
                     await event.wait()

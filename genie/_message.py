@@ -137,6 +137,53 @@ class Message(BaseModel):
         except ValidationError as exc:
             raise _translate(payload.message_type or type(payload).__name__, exc) from exc
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        # Messages built by _construct share one frozenset of field names (no set allocated
+        # per message); pydantic's copy adds the updated names to it, so give it its own.
+        fields_set: object = self.__pydantic_fields_set__
+        if isinstance(fields_set, frozenset):
+            _set(self, "__pydantic_fields_set__", set(fields_set))
+        return super().model_copy(update=update, deep=deep)
+
+    @classmethod
+    def top(
+        cls,
+        payload: Payload,
+        id: str,
+        sender: str,
+        recipient: str | None,
+        role: Role,
+        created_at: datetime,
+    ) -> Message:
+        """A top-level message from typed values, as ``new`` would build it, unvalidated.
+
+        Falls back to ``new`` (and its error naming the field) for anything it does not check.
+        """
+        kind = getattr(payload, "message_type", "")
+        if (
+            not isinstance(payload, Payload)
+            or not kind
+            or type(sender) is not str
+            or not sender
+            or (recipient is not None and type(recipient) is not str)
+        ):
+            return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
+        return _construct(
+            id=id,
+            type=kind,
+            sender=sender,
+            recipient=recipient,
+            correlation_id=id,
+            causation_id=None,
+            trace_id=id,
+            role=role,
+            classification=Classification.INTERNAL,
+            hops=0,
+            created_at=created_at,
+            metadata={},
+            payload=payload,
+        )
+
     def child(
         self,
         payload: Payload,
@@ -187,7 +234,7 @@ def _construct(**fields: Any) -> Message:
     # every field is given and already valid. Pydantic reads exactly these four attributes.
     msg: Message = _new(Message)
     _set(msg, "__dict__", fields)
-    _set(msg, "__pydantic_fields_set__", _ALL_FIELDS)
+    _set(msg, "__pydantic_fields_set__", _ALL_FIELDS)  # shared; model_copy below copes
     _set(msg, "__pydantic_extra__", None)
     _set(msg, "__pydantic_private__", None)
     return msg

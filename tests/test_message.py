@@ -139,3 +139,25 @@ def test_classification_ranks() -> None:
     ranks = [c.rank for c in Classification]
     assert ranks == sorted(ranks)
     assert Classification.PII.rank > Classification.INTERNAL.rank
+
+
+def test_the_unvalidated_fast_paths_build_what_validation_would() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    fast = Message.top(Ping(n=1), "m1", "user", "echo", Role.USER, at)
+    slow = Message.new(
+        Ping(n=1), sender="user", recipient="echo", role=Role.USER, id="m1", created_at=at
+    )
+    assert fast == slow.model_copy(update={"correlation_id": "m1", "trace_id": "m1"})
+    child = fast.child(Pong(n=2), sender="echo", id="m2", created_at=at)
+    # Both stay ordinary pydantic models: copies with updates and dumps work.
+    assert child.model_copy(update={"hops": 5}).hops == 5
+    assert fast.model_copy(update={"sender": "other"}).sender == "other"
+    assert child.model_dump()["payload"] == {"n": 2}
+
+
+def test_the_fast_path_falls_back_to_validation_for_what_it_does_not_check() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(InvalidMessageError, match="sender"):
+        Message.top(Ping(n=1), "m1", "", None, Role.USER, at)
+    with pytest.raises(InvalidMessageError, match="'type'"):
+        Message.top(Payload(), "m1", "user", None, Role.USER, at)
