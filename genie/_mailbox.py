@@ -1,4 +1,5 @@
-"""A bounded FIFO mailbox per agent. It holds messages, not tasks: an idle agent costs a deque."""
+"""A bounded FIFO mailbox per agent. It holds messages, not tasks: an idle agent costs a few
+hundred bytes (its queue is allocated by its first message)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from ._message import Message
 from ._supervisor import AgentOptions, CircuitBreaker
 
 __all__ = ["Mailbox", "MailboxStatistics"]
+
+# An empty deque takes 760 bytes, so a mailbox that never held a message (or never had a
+# publisher waiting) shares these instead: nothing ever appends to them, the mailbox swaps in
+# its own deque first. 10,000 idle agents cost ~1.5 KB less each.
+_NO_MESSAGES: deque[Message] = deque()
+_NO_WAITERS: deque[anyio.Event] = deque()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +69,8 @@ class Mailbox:
         self.capacity = options.mailbox_size
         self.max_concurrency = options.max_concurrency
         self.breaker = CircuitBreaker(options.breaker) if options.breaker else None
-        self.queue: deque[Message] = deque()
-        self.waiters: deque[anyio.Event] = deque()
+        self.queue = _NO_MESSAGES
+        self.waiters = _NO_WAITERS
         self.scheduled = 0
         self.active = 0
         self.high_water = 0
@@ -78,6 +85,8 @@ class Mailbox:
     def push(self, msg: Message) -> bool:
         """Queue ``msg``; True if the executors should get a new token for this mailbox."""
         queue = self.queue
+        if queue is _NO_MESSAGES:
+            queue = self.queue = deque()
         queue.append(msg)
         depth = len(queue)
         if depth > self.high_water:
@@ -108,6 +117,8 @@ class Mailbox:
         if not self.waiters and not self.full:
             return
         event = anyio.Event()
+        if self.waiters is _NO_WAITERS:
+            self.waiters = deque()
         self.waiters.append(event)
         try:
             await event.wait()

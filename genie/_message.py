@@ -89,7 +89,7 @@ class Message(BaseModel):
     the message this one answers, ``hops`` how many handlers the request has passed through.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     id: str = Field(default_factory=_fresh_id, min_length=1)
     type: str = Field(min_length=1)

@@ -152,3 +152,29 @@ async def test_shed_overflow_policy_records_what_it_drops() -> None:
     assert [p.n for p in sink.seen] == [0, 1]
     assert sorted(d.message.payload.n for d in rt.dead_letters if d.kind == "shed") == [2, 3, 4]  # type: ignore[attr-defined]
     assert s.delivered == s.handled + s.shed
+
+
+async def test_idle_mailboxes_share_nothing_once_messages_and_publishers_arrive() -> None:
+    """Idle mailboxes hold no queue of their own (memory); the first message or waiting
+    publisher gives each its own, so one agent's work never shows up in another's."""
+    gate = anyio.Event()
+    one = AgentOptions(mailbox_size=1)
+    a, b, c = Recorder("a", gate), Recorder("b", gate), Recorder("c")
+    async with Runtime() as rt:
+        for agent in (a, b):
+            rt.add(agent, options=one)
+        rt.add(c)
+        async with anyio.create_task_group() as tg:
+            for n in range(3):  # a: one running, one queued, one publisher waiting
+                tg.start_soon(rt.publish, rt.message(Ping(n=n), recipient="a"))
+            await wait_all_tasks_blocked()
+            stats = rt.mailbox_statistics()
+            assert (stats["a"].depth, stats["a"].waiting_publishers) == (1, 1)
+            assert (stats["b"].depth, stats["b"].waiting_publishers) == (0, 0)
+            await rt.publish(rt.message(Ping(n=9), recipient="b"))
+            await rt.publish(rt.message(Ping(n=7), recipient="c"))
+            gate.set()
+        await drain(rt)
+    assert [p.n for p in a.seen] == [0, 1, 2]
+    assert [p.n for p in b.seen] == [9]
+    assert [p.n for p in c.seen] == [7]

@@ -310,14 +310,15 @@ def write(results: report.Results, out: Path) -> list[Path]:
     """results.json, results.md and latency.png under ``out``; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    png = out / "latency.png"
-    why = report.plot(results, png)
-    if why is None:
-        results["plot"] = png.name
-        written.append(png)
-    else:
-        results["skipped"]["plot"] = why
-        print(f"genie bench: {why}", file=sys.stderr)
+    if "fanout" in results:
+        png = out / "latency.png"
+        why = report.plot(results, png)
+        if why is None:
+            results["plot"] = png.name
+            written.append(png)
+        else:
+            results["skipped"]["plot"] = why
+            print(f"genie bench: {why}", file=sys.stderr)
     results["targets"] = report.targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(report.markdown(results), encoding="utf-8")

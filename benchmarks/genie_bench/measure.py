@@ -39,7 +39,7 @@ def _rotated(items: Sequence[Implementation], by: int) -> list[Implementation]:
     return [*items[k:], *items[:k]]
 
 
-async def _throughput(ask: Ask, requests: int, concurrency: int) -> float:
+async def throughput(ask: Ask, requests: int, concurrency: int) -> float:
     """Requests per second with ``concurrency`` requests in flight until ``requests`` are done."""
     started = itertools.count()
 
@@ -85,7 +85,7 @@ async def fanout(
                     begin = time.perf_counter()
                     await ask()
                     samples.append(time.perf_counter() - begin)
-                rate = await _throughput(ask, in_flight, concurrency)
+                rate = await throughput(ask, in_flight, concurrency)
                 out.throughput[impl.name].append(rate)
     return out
 
