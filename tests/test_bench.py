@@ -182,3 +182,22 @@ def test_large_fan_outs_take_fewer_sequential_requests() -> None:
     assert requests_at(50, 1000) == 1000
     assert requests_at(1000, 1000) == 100
     assert requests_at(100, 20) == 20
+
+
+def test_from_python_a_sweep_is_settings_run_and_write(tmp_path: Path) -> None:
+    from genie_bench import Settings, run, write
+
+    rows = {}
+    for concurrency in (1, 8):
+        settings = Settings(
+            n=[5], requests=10, rounds=1, concurrency=concurrency, variants=["genie"]
+        )
+        settings.workloads = ["fanout"]
+        results = run(settings)
+        rows[concurrency] = results["fanout"]["genie"]["5"]
+    assert rows[1]["samples"] == rows[8]["samples"] == 10
+    assert all(
+        r["deliveries_per_s"] == pytest.approx(r["requests_per_s"] * 5) for r in rows.values()
+    )
+    paths = write(results, tmp_path)
+    assert [p.name for p in paths] == ["results.json", "results.md", "latency.png"]

@@ -5,6 +5,6 @@ the same workloads with the same payloads in one process run; every figure is re
 ratio to the floor measured in that run.
 """
 
-from .cli import main
+from .cli import Settings, main, run, write
 
-__all__ = ["main"]
+__all__ = ["Settings", "main", "run", "write"]

@@ -152,6 +152,8 @@ class Settings:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
     quick: bool = False
+    policies: str = "config/policies/ai-policy.yaml"
+    pipeline: str = "config/pipelines/finance.yaml"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -258,7 +260,7 @@ def _memory(impls: list[Implementation], s: Settings, progress: Progress) -> dic
     return _x_floor(per_agent, "bytes_per_agent") if report.FLOOR in per_agent else {}
 
 
-def _startup(s: Settings, pipeline: str, progress: Progress) -> dict[str, Any]:
+def _startup(s: Settings, progress: Progress) -> dict[str, Any]:
     r = s.startup_repeats
     progress("start-up: interpreter")
     out: dict[str, Any] = {
@@ -271,25 +273,33 @@ def _startup(s: Settings, pipeline: str, progress: Progress) -> dict[str, Any]:
     for module in modules:
         progress(f"start-up: import {module}")
         out["import"][module] = process.summary(process.import_seconds(module, r))
-    if Path(pipeline).is_file():
-        progress(f"start-up: genie run {pipeline}")
-        argv = [*process.genie_command(), "run", pipeline]
+    if Path(s.pipeline).is_file():
+        progress(f"start-up: genie run {s.pipeline}")
+        argv = [*process.genie_command(), "run", s.pipeline]
         out["finance_run"] = process.summary(process.wall_seconds(argv, r))
     return out
 
 
-def run(s: Settings, policies_path: str, pipeline: str, progress: Progress) -> report.Results:
+def run(s: Settings, progress: Progress | None = None) -> report.Results:
+    """Measure what ``s`` asks for; the results as ``results.json`` holds them (no files)."""
+    progress = progress or Progress(sys.stderr)
+    pipeline = s.pipeline
     needs_policies = any("policies" in v for v in s.variants) and (
         "fanout" in s.workloads or "chain" in s.workloads
     )
-    policies = _policies(policies_path) if needs_policies else []
+    policies = _policies(s.policies) if needs_policies else []
     impls, skipped = build(s.variants, policies)
     for why in skipped.values():
         print(f"genie bench: {why}", file=sys.stderr)
     if "startup" in s.workloads and not Path(pipeline).is_file():
         skipped["finance_run"] = f"pipeline {pipeline} not found: the whole-run time is skipped"
         print(f"genie bench: {skipped['finance_run']}", file=sys.stderr)
-    results: report.Results = {"settings": asdict(s), "skipped": skipped}
+    results: report.Results = {
+        "command": f"genie_bench.run({s!r})",  # main() puts the command line here
+        "environment": _environment(),
+        "settings": asdict(s),
+        "skipped": skipped,
+    }
     blob = "x" * s.payload_bytes
 
     async def speed() -> None:
@@ -302,7 +312,7 @@ def run(s: Settings, policies_path: str, pipeline: str, progress: Progress) -> r
     if "memory" in s.workloads:
         results["memory"] = _memory(impls, s, progress)
     if "startup" in s.workloads:
-        results["startup"] = _startup(s, pipeline, progress)
+        results["startup"] = _startup(s, progress)
     return results
 
 
@@ -336,7 +346,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
         parser.error(f"--out: {out} is not a directory")
     progress = Progress(sys.stderr)
     try:
-        results = run(settings, args.policies, args.pipeline, progress)
+        results = run(settings, progress)
     except (ConfigurationError, UnknownVariantError) as exc:
         progress.done()
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -345,7 +355,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     results["command"] = " ".join(
         [prog, *map(shlex.quote, argv if argv is not None else sys.argv[1:])]
     )
-    results["environment"] = _environment()
     for path in write(results, out):
         print(f"wrote {path}")
     print()
