@@ -122,7 +122,9 @@ class AnomalyDetector(BaseAgent):
                             transaction_id=txn_id,
                             category=category,
                             amount_cents=amount,
-                            z_score=z,
+                            # Rounded: a float's 15-16 digits in a row read as an account
+                            # number to the PII policy, which then denied the whole branch.
+                            z_score=round(z, 4),
                             reason="amount > mean + threshold*stddev for category",
                         )
                     )

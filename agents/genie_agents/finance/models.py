@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 
 from genie import Payload
 from genie.pipeline import Gathered
@@ -33,21 +33,19 @@ __all__ = [
 ]
 
 
+def _empty(value: object) -> bool:
+    return value is None or value == ""
+
+
 # Fields the Go struct tags omitempty, plus this port's optional detail (time of day, place,
-# counterparty, channel, country) that the fraud, mule and AML detectors read.
-_OMIT_EMPTY = frozenset(
-    {
-        "merchant",
-        "category",
-        "direction",
-        "time",
-        "latitude",
-        "longitude",
-        "counterparty",
-        "channel",
-        "country",
-    }
-)
+# counterparty, channel, country) that the fraud, mule and AML detectors read: left out of the
+# JSON when empty.
+def _none(value: object) -> bool:
+    return value is None
+
+
+def _omitted(default: str | None = "") -> Any:
+    return Field(default, exclude_if=_empty)
 
 
 class Transaction(Record):
@@ -64,20 +62,15 @@ class Transaction(Record):
     amount_cents: int
     currency: str = ""
     description: str = ""
-    merchant: str = ""
-    category: str = ""
-    direction: str = ""
-    time: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$")
-    latitude: float | None = None
-    longitude: float | None = None
-    counterparty: str = ""
-    channel: str = ""
-    country: str = ""
-
-    @model_serializer(mode="wrap")
-    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if k not in _OMIT_EMPTY or v not in ("", None)}
+    merchant: str = _omitted()
+    category: str = _omitted()
+    direction: str = _omitted()
+    time: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$", exclude_if=_empty)
+    latitude: float | None = _omitted(None)
+    longitude: float | None = _omitted(None)
+    counterparty: str = _omitted()
+    channel: str = _omitted()
+    country: str = _omitted()
 
     @property
     def instant(self) -> datetime:
@@ -158,19 +151,12 @@ class Anomalies(Payload):
 
 class Recommendation(Record):
     title: str
-    category: str | None = None  # omitted from the JSON when None (Go omitempty)
+    category: str | None = Field(None, exclude_if=_none)  # Go omitempty on a *string
     impact_cents: int
     confidence: str
     action: str
     rationale: str
     informational: bool
-
-    @model_serializer(mode="wrap")
-    def _omit_empty_category(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("category") is None:
-            del data["category"]
-        return data
 
 
 class Recommendations(Payload):
