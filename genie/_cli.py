@@ -25,6 +25,7 @@ from ._message import Payload
 from ._runtime import Runtime
 from ._yamlconf import ConfigFileError
 from .pipeline import Pipeline, RunResult, load_pipeline
+from .simulation._command import add_parser as add_simulate
 
 __all__ = ["main"]
 
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--probes", required=True, help="probes YAML")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_policy_check)
+
+    add_simulate(commands, _add_set)
 
     # `genie bench` hands its arguments to the harness (genie_bench), which parses them itself;
     # this entry is here so `genie --help` lists it.

@@ -14,13 +14,13 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from genie import ConfigurationError, Policy
+from genie._progress import ProgressLine
 
 from . import measure, process, report
 from .variants import VARIANTS, UnknownVariantError, build
@@ -37,26 +37,6 @@ QUICK: dict[str, object] = {
     "idle": 500,
     "startup_repeats": 1,
 }
-
-
-class Progress:
-    """One line on stderr: rewritten in place on a terminal, a line per step otherwise."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.begin = time.perf_counter()
-
-    def __call__(self, text: str) -> None:
-        line = f"[{time.perf_counter() - self.begin:6.1f}s] {text}"
-        if self.tty:
-            print(f"\r\033[K{line}", end="", file=self.stream, flush=True)
-        else:
-            print(line, file=self.stream, flush=True)
-
-    def done(self) -> None:
-        if self.tty:
-            print("\r\033[K", end="", file=self.stream, flush=True)
 
 
 def _positive_list(text: str) -> list[int]:
@@ -206,7 +186,7 @@ def _x_floor(values: dict[str, float], key: str) -> dict[str, dict[str, float]]:
 
 
 async def _fanout(
-    impls: list[Implementation], s: Settings, blob: str, progress: Progress
+    impls: list[Implementation], s: Settings, blob: str, progress: ProgressLine
 ) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {i.name: {} for i in impls}
     for n in s.n:
@@ -236,7 +216,7 @@ async def _fanout(
 
 
 async def _chain(
-    impls: list[Implementation], s: Settings, blob: str, progress: Progress
+    impls: list[Implementation], s: Settings, blob: str, progress: ProgressLine
 ) -> dict[str, dict[str, float]]:
     hops = await measure.chain(impls, s.chain, blob=blob, rounds=s.chain_rounds, progress=progress)
     floor = measure.median(hops[report.FLOOR])
@@ -250,7 +230,7 @@ async def _chain(
     }
 
 
-def _memory(impls: list[Implementation], s: Settings, progress: Progress) -> dict[str, Any]:
+def _memory(impls: list[Implementation], s: Settings, progress: ProgressLine) -> dict[str, Any]:
     # Policies and metrics change nothing in an idle agent: the plain variants stand for them.
     per_agent = {}
     for impl in impls:
@@ -260,7 +240,7 @@ def _memory(impls: list[Implementation], s: Settings, progress: Progress) -> dic
     return _x_floor(per_agent, "bytes_per_agent") if report.FLOOR in per_agent else {}
 
 
-def _startup(s: Settings, progress: Progress) -> dict[str, Any]:
+def _startup(s: Settings, progress: ProgressLine) -> dict[str, Any]:
     r = s.startup_repeats
     progress("start-up: interpreter")
     out: dict[str, Any] = {
@@ -280,9 +260,9 @@ def _startup(s: Settings, progress: Progress) -> dict[str, Any]:
     return out
 
 
-def run(s: Settings, progress: Progress | None = None) -> report.Results:
+def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     """Measure what ``s`` asks for; the results as ``results.json`` holds them (no files)."""
-    progress = progress or Progress(sys.stderr)
+    progress = progress or ProgressLine(sys.stderr)
     pipeline = s.pipeline
     needs_policies = any("policies" in v for v in s.variants) and (
         "fanout" in s.workloads or "chain" in s.workloads
@@ -344,7 +324,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out: {out} is not a directory")
-    progress = Progress(sys.stderr)
+    progress = ProgressLine(sys.stderr)
     try:
         results = run(settings, progress)
     except (ConfigurationError, UnknownVariantError) as exc:

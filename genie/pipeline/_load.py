@@ -5,9 +5,10 @@ are collected and reported together, each as ``file:line: key: reason``."""
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ class _Checker:
         policies, retention = self.governance()
         graph = self.graph()
         self.check_flow(graph)
+        inputs = self.check_inputs()
         if self.problems:
             raise ConfigFileError(self.problems)
         assert entry_model is not None
@@ -142,6 +144,7 @@ class _Checker:
             retention,
             entry_model,
             graph,
+            inputs,
         )
 
     # --- agents and gathers --------------------------------------------------------------------
@@ -364,6 +367,29 @@ class _Checker:
             except ConfigurationError as exc:
                 self.fail((*at, "when"), str(exc))
         return policies, retention
+
+    def check_inputs(self) -> Callable[..., object] | None:
+        decl = self.config.simulation.inputs
+        if decl is None:
+            return None
+        at: Loc = ("simulation", "inputs", "use")
+        try:
+            generator = import_object(decl.use)
+        except ConfigurationError as exc:
+            self.fail(at, str(exc).replace("module:Class", "module:function"))
+            return None
+        if not callable(generator):
+            self.fail(at, f"{decl.use!r} is not a function (an input generator is called)")
+            return None
+        try:
+            inspect.signature(generator).bind(None, 0, **decl.params)
+        except TypeError as exc:
+            self.fail(
+                ("simulation", "inputs", "params"),
+                f"{decl.use} is called as (rng, session, **params): {exc}",
+            )
+            return None
+        return generator  # type: ignore[no-any-return]
 
     # --- the flow ------------------------------------------------------------------------------
     def graph(self) -> Graph:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from .._agent import Agent
 from .._audit import AuditSink
 from .._catalogue import AgentSpec
 from .._clock import Clock
-from .._correlator import Missing
+from .._correlator import GatherResult, Missing
 from .._deadletter import DeadLetter
 from .._errors import ConfigurationError
 from .._message import Message, Payload, _translate
@@ -110,6 +110,7 @@ class Pipeline:
         retention_days: int | None,
         entry_model: type[Payload],
         graph: Graph,
+        inputs: Callable[..., object] | None = None,
     ) -> None:
         self.path = path
         self.config = config
@@ -119,6 +120,8 @@ class Pipeline:
         self.retention_days = retention_days
         self.entry_model = entry_model
         self.graph = graph
+        # simulation.inputs: called as inputs(rng, session, **params) -> the input text
+        self.inputs = inputs
 
     @property
     def name(self) -> str:
@@ -145,9 +148,11 @@ class Pipeline:
         seed: int | None = None,
         policies: Sequence[Policy] = (),
         metrics: bool | Metrics = False,
+        adapt: Callable[[Agent, AgentOptions], tuple[Agent, AgentOptions]] | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
-        ``metrics`` as for ``Runtime``."""
+        ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
+        it is added (simulations inject faults this way)."""
         limits = self.config.limits
         rt = Runtime(
             policies=(*self.policies, *policies),
@@ -162,7 +167,10 @@ class Pipeline:
             agent: Agent = self.specs[decl.id].create(decl.id, decl.params)
             if decl.risk is not None:
                 agent.risk = decl.risk  # type: ignore[attr-defined]
-            rt.add(agent, subscribe=decl.subscribe, options=self._options(decl))
+            options = self._options(decl)
+            if adapt is not None:
+                agent, options = adapt(agent, options)
+            rt.add(agent, subscribe=decl.subscribe, options=options)
         for g in self.config.gathers:
             node = GatherNode(
                 g.id,
@@ -260,15 +268,14 @@ class Pipeline:
     ) -> RunResult:
         """Send one entry ``payload`` through a running runtime of this pipeline."""
         msg = self.entry_message(rt, payload)
-        output, caller = self.config.output, msg.sender
         result = await rt.ask(
             msg,
-            until=lambda m: m.type == output or m.recipient == caller,
+            until=self.ends(msg),
             timeout=timeout if timeout is not None else self.config.timeout,
         )
         reply = result.replies[0] if result.replies else None
         return RunResult(
-            status=_status(reply, result.missing, output, result.status),
+            status=run_status(reply, result, self.config.output),
             correlation_id=msg.correlation_id,
             output=reply,
             missing=result.missing,
@@ -276,15 +283,19 @@ class Pipeline:
             dead_letters=tuple(rt.dead_letters.for_correlation(msg.correlation_id)),
         )
 
+    def ends(self, request: Message) -> Callable[[Message], bool]:
+        """What ends a request: the output, or any message addressed back to its sender."""
+        output, caller = self.config.output, request.sender
+        return lambda m: m.type == output or m.recipient == caller
 
-def _status(
-    reply: Message | None, missing: Sequence[Missing], output: str, gathered: str
-) -> RunStatus:
+
+def run_status(reply: Message | None, result: GatherResult, output: str) -> RunStatus:
+    """How a request ended, from what ended it (``reply``) and its gather's result."""
     if reply is not None:
         return "ok" if reply.type == output else "fallback"
-    if gathered == "timed_out":
+    if result.status == "timed_out":
         return "timed_out"
-    kinds = {m.kind for m in missing}
+    kinds = {m.kind for m in result.missing}
     if "denied" in kinds:
         return "denied"
     if kinds & {"failed", "shed", "cancelled", "no_route"}:

@@ -17,7 +17,7 @@ from pydantic import (
 
 from .._agent import Risk
 
-__all__ = ["AgentDecl", "Entry", "GatherDecl", "Governance", "PipelineFile"]
+__all__ = ["AgentDecl", "Entry", "GatherDecl", "Governance", "Inputs", "PipelineFile", "Simulation"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -134,6 +134,18 @@ class Entry(_Model):
     input: Input | None = None
 
 
+class Inputs(_Model):
+    """A session input generator for ``genie simulate``: ``use`` is ``module:function``,
+    called as ``function(rng, session, **params)`` and returning the input text."""
+
+    use: str = Field(min_length=1)
+    params: dict[str, Any] = {}
+
+
+class Simulation(_Model):
+    inputs: Inputs | None = None
+
+
 class PipelineFile(_Model):
     name: str = ""
     description: str = ""
@@ -145,3 +157,4 @@ class PipelineFile(_Model):
     entry: Entry
     output: Name
     timeout: Seconds = 30.0
+    simulation: Simulation = Simulation()

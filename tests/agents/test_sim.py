@@ -10,10 +10,11 @@ from typing import Any
 import anyio
 import pytest
 import trio.testing
-from genie_agents.support import Delay, Echo, FanOut, Flaky, FlakyError, Latency, Sink
+from genie_agents.support import Delay, Echo, FanOut, Flaky, FlakyError, Sink
 
 from genie import AgentOptions, Message, MessageTypes, Runtime, TestContext
 from genie.pipeline import load_pipeline
+from genie.simulation import Latency
 
 from ..conftest import Ping, Pong
 

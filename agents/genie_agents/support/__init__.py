@@ -10,7 +10,6 @@ from .sim import Echo as Echo
 from .sim import FanOut as FanOut
 from .sim import Flaky as Flaky
 from .sim import FlakyError as FlakyError
-from .sim import Latency as Latency
 from .sim import Sink as Sink
 
 AGENTS = {
@@ -35,6 +34,5 @@ __all__ = [
     "FanOut",
     "Flaky",
     "FlakyError",
-    "Latency",
     "Sink",
 ]

@@ -7,56 +7,15 @@ runtime clock, so a simulation on virtual time is reproducible.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import deque
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from genie import Context, Message, Payload, Risk
+from genie.simulation import Latency, LatencyDistribution
 
-__all__ = ["Delay", "Echo", "FanOut", "Flaky", "Latency", "Sink"]
-
-Distribution = Literal["fixed", "uniform", "exponential", "lognormal"]
-
-
-class Latency:
-    """Seconds drawn from a distribution with the given ``mean``: ``fixed``; ``uniform`` on
-    [low, high] (default [0, 2*mean]); ``exponential``; ``lognormal`` with shape ``sigma``
-    (mu chosen so the mean is ``mean``)."""
-
-    def __init__(
-        self,
-        distribution: Distribution,
-        mean: float,
-        rng: random.Random,
-        *,
-        sigma: float = 0.5,
-        low: float | None = None,
-        high: float | None = None,
-    ) -> None:
-        if mean < 0 or sigma <= 0:
-            raise ValueError("latency: mean must be >= 0 and sigma > 0")
-        if distribution not in ("fixed", "uniform", "exponential", "lognormal"):
-            raise ValueError(f"latency: unknown distribution {distribution!r}")
-        self.distribution = distribution
-        self.mean = mean
-        self.sigma = sigma
-        self.low = 0.0 if low is None else low
-        self.high = 2 * mean if high is None else high
-        if not 0 <= self.low <= self.high:
-            raise ValueError("latency: need 0 <= low <= high")
-        self._rng = rng
-
-    def draw(self) -> float:
-        if self.mean == 0 or self.distribution == "fixed":
-            return self.mean
-        if self.distribution == "uniform":
-            return self._rng.uniform(self.low, self.high)
-        if self.distribution == "exponential":
-            return self._rng.expovariate(1 / self.mean)
-        mu = math.log(self.mean) - self.sigma**2 / 2
-        return self._rng.lognormvariate(mu, self.sigma)
+__all__ = ["Delay", "Echo", "FanOut", "Flaky", "Sink"]
 
 
 def _rng(seed: int, agent_id: str) -> random.Random:
@@ -99,7 +58,7 @@ class Delay(_PassThrough):
         self,
         id: str,
         *,
-        distribution: Distribution = "fixed",
+        distribution: LatencyDistribution = "fixed",
         mean: float = 0.1,
         sigma: float = 0.5,
         low: float | None = None,

@@ -1,0 +1,43 @@
+"""Simulations: many seeded sessions of a pipeline, with injected faults, on virtual time.
+
+report = simulate("config/pipelines/finance.yaml", sessions=1000, concurrency=8, seed=7,
+                  faults=["latency:*=lognormal,mean=200ms"])
+print(report.text())
+
+Importing this package loads neither trio nor matplotlib: a virtual run imports trio, a
+plot matplotlib (``pip install 'genie[sim]'``). See docs/simulation.md.
+"""
+
+from ._faults import Distribution as LatencyDistribution
+from ._faults import Fault as Fault
+from ._faults import FaultError as FaultError
+from ._faults import InjectedFailure as InjectedFailure
+from ._faults import Latency as Latency
+from ._faults import parse_fault as parse_fault
+from ._report import AgentFigures as AgentFigures
+from ._report import Distribution as Distribution
+from ._report import Outcomes as Outcomes
+from ._report import Report as Report
+from ._run import OUTCOMES as OUTCOMES
+from ._run import Progress as Progress
+from ._run import Settings as Settings
+from ._run import SimulationError as SimulationError
+from ._run import simulate as simulate
+
+__all__ = [
+    "OUTCOMES",
+    "AgentFigures",
+    "Distribution",
+    "Fault",
+    "FaultError",
+    "InjectedFailure",
+    "Latency",
+    "LatencyDistribution",
+    "Outcomes",
+    "Progress",
+    "Report",
+    "Settings",
+    "SimulationError",
+    "parse_fault",
+    "simulate",
+]

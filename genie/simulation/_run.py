@@ -1,0 +1,304 @@
+"""Running a simulation: many seeded sessions of one pipeline, with faults, on virtual time.
+
+One driver task starts the sessions in order and keeps ``concurrency`` of them in flight (a
+closed loop: a session starts when one ends). On virtual time the run is trio's, with a
+``MockClock`` that jumps to the next deadline whenever every task waits, and with trio's
+scheduler seeded: the same pipeline, seed and options replay the same run event for event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio
+
+from .._clock import Clock
+from .._correlator import Gather
+from .._errors import ConfigurationError
+from .._message import Payload
+from .._runtime import Runtime
+from ..pipeline import Pipeline, load_pipeline
+from ..pipeline._run import run_status
+from ._faults import Fault, parse_fault, resolve
+from ._histogram import Histogram
+from ._inject import Injector
+from ._report import Outcomes, Report, build_report
+from ._track import Tracker
+
+__all__ = ["OUTCOMES", "Progress", "Settings", "SimulationError", "simulate"]
+
+ClockKind = Literal["virtual", "real"]
+OUTCOMES = ("completed", "fallback", "denied", "failed", "timed_out")
+_OUTCOME = {
+    "ok": "completed",
+    "fallback": "fallback",
+    "denied": "denied",
+    "failed": "failed",
+    "no_output": "failed",
+    "timed_out": "timed_out",
+}
+# Virtual runs start at this instant, so every timestamp they make is reproducible.
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class SimulationError(ConfigurationError):
+    """Settings the simulation cannot run with (and what to do about it)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a simulation ran with (``timeout`` resolved to the pipeline's when not given)."""
+
+    sessions: int
+    concurrency: int
+    seed: int
+    clock: ClockKind
+    timeout: float
+    faults: tuple[Fault, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Told to the ``progress`` callback every ``every`` sessions and at the end."""
+
+    done: int
+    total: int
+    outcomes: Mapping[str, int]
+    clock: float  # seconds since the first session started, on the run's clock
+
+
+def simulate(
+    pipeline: Pipeline | str | os.PathLike[str],
+    *,
+    sessions: int = 1000,
+    concurrency: int = 16,
+    seed: int = 0,
+    clock: ClockKind = "virtual",
+    faults: Iterable[Fault | str] = (),
+    timeout: float | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    every: int | None = None,
+) -> Report:
+    """Run ``sessions`` sessions of ``pipeline`` (a loaded ``Pipeline`` or a path) and report.
+
+    ``faults`` are ``Fault`` objects or specs (``"error:recommender=0.1"``, see
+    ``parse_fault``). ``clock="virtual"`` needs trio (``pip install 'genie[sim]'``).
+    Raises ``SimulationError`` / ``FaultError`` / ``ConfigurationError`` for bad settings,
+    before anything runs.
+    """
+    if not isinstance(pipeline, Pipeline):
+        pipeline = load_pipeline(pipeline)
+    for name, value in (("sessions", sessions), ("concurrency", concurrency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SimulationError(f"{name} must be a whole number >= 1, got {value!r}")
+    if clock not in ("virtual", "real"):
+        raise SimulationError(f"clock must be 'virtual' or 'real', got {clock!r}")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise SimulationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    parsed = tuple(f if isinstance(f, Fault) else parse_fault(f) for f in faults)
+    agents = [a.id for a in pipeline.config.agents]
+    plan = resolve(parsed, agents, [g.id for g in pipeline.config.gathers], pipeline.name)
+    settings = Settings(
+        sessions,
+        concurrency,
+        seed,
+        clock,
+        timeout if timeout is not None else pipeline.config.timeout,
+        parsed,
+    )
+    inputs = _Inputs(pipeline, seed)
+    inputs.payload(0)  # a generator that cannot make one input fails here, before the run
+    run = functools.partial(
+        _Run(pipeline, settings, plan, inputs, progress, every or max(1, sessions // 100)).main
+    )
+    with _unwrapped():
+        if clock == "real":
+            return anyio.run(run)
+        trio_testing = _trio_testing()
+        with _seeded_scheduler(seed):
+            return anyio.run(
+                run,
+                backend="trio",
+                backend_options={"clock": trio_testing.MockClock(autojump_threshold=0)},
+            )
+
+
+def _trio_testing() -> Any:
+    try:
+        import trio.testing
+    except ImportError:
+        raise SimulationError(
+            "--clock virtual needs trio, which is not installed: pip install 'genie[sim]' "
+            "(or run on the machine's clock with --clock real)"
+        ) from None
+    return trio.testing
+
+
+@contextlib.contextmanager
+def _seeded_scheduler(seed: int) -> Iterator[None]:
+    """Seed trio's scheduler for the run, then put its state back.
+
+    Trio runs the tasks that are ready at once in a randomly reversed order (to flush out
+    code that relies on an order); that random stream is the only thing left that could make
+    two virtual runs differ. It is module state of trio (``trio._core._run._r``), so this
+    reaches into trio: tests/simulation/test_determinism.py fails if trio ever moves it.
+    """
+    from trio._core import _run
+
+    rng = getattr(_run, "_r", None)
+    if not isinstance(rng, random.Random):
+        raise SimulationError(
+            f"this trio ({getattr(_run, '__name__', '?')}) no longer has the scheduler random "
+            "stream Genie seeds, so virtual runs would not be reproducible: install a trio "
+            "that has it (0.35 is tested)"
+        )
+    state = rng.getstate()
+    rng.seed(seed)
+    try:
+        yield
+    finally:
+        rng.setstate(state)
+
+
+@contextlib.contextmanager
+def _unwrapped() -> Iterator[None]:
+    """A bad generated input stops the run inside a task group: raise it as itself."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        first: BaseException = group
+        while isinstance(first, BaseExceptionGroup) and len(first.exceptions) == 1:
+            first = first.exceptions[0]
+        if isinstance(first, ConfigurationError):
+            raise first from None
+        raise
+
+
+class _Inputs:
+    """Each session's entry payload: from the pipeline's input generator, seeded per session
+    (so session n gets the same input whatever the concurrency), or the entry's default."""
+
+    def __init__(self, pipeline: Pipeline, seed: int) -> None:
+        self.pipeline = pipeline
+        self.seed = seed
+        decl = pipeline.config.simulation.inputs
+        self.generator = pipeline.inputs
+        self.use = decl.use if decl is not None else ""
+        self.params = dict(decl.params) if decl is not None else {}
+        self.fixed: Payload | None = None
+        if self.generator is None:
+            self.fixed = pipeline.entry_payload(pipeline.read_input(), "the entry's input")
+
+    def payload(self, session: int) -> Payload:
+        if self.fixed is not None:
+            return self.fixed
+        assert self.generator is not None
+        rng = random.Random(f"{self.seed}:input:{session}")
+        try:
+            text = self.generator(rng, session, **self.params)
+        except Exception as exc:
+            raise SimulationError(
+                f"session {session}: the input generator {self.use} raised "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(text, str):
+            raise SimulationError(
+                f"session {session}: the input generator {self.use} returned "
+                f"{type(text).__name__}, not the input text (a str)"
+            )
+        where = f"session {session}'s input (from {self.use})"
+        return self.pipeline.entry_payload(text, where)
+
+
+class _Run:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        plan: Mapping[Any, Fault],
+        inputs: _Inputs,
+        progress: Callable[[Progress], None] | None,
+        every: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.inputs = inputs
+        self.injector = Injector(plan, settings.seed)
+        self.progress = progress
+        self.every = every
+        self.outcomes: Counter[str] = Counter()
+        self.latency = Histogram()
+        self.done = 0
+        self.began = 0.0
+
+    async def main(self) -> Report:
+        s = self.settings
+        clock = Clock(EPOCH if s.clock == "virtual" else None)
+        policy = self.injector.policy
+        rt = self.pipeline.runtime(
+            clock=clock,
+            seed=s.seed,
+            policies=(policy,) if policy is not None else (),
+            adapt=self.injector.adapt,
+        )
+        tracker = Tracker(lambda: clock.monotonic())
+        rt.add_observer(tracker)
+        async with rt:
+            self.began = clock.monotonic()
+            await self.drive(rt, clock)
+            duration = clock.monotonic() - self.began
+        return build_report(
+            self.pipeline,
+            s,
+            Outcomes(s.sessions, **{k: self.outcomes[k] for k in OUTCOMES}),
+            self.latency,
+            duration,
+            rt,
+            tracker,
+            self.injector,
+        )
+
+    async def drive(self, rt: Runtime, clock: Clock) -> None:
+        pipeline, s = self.pipeline, self.settings
+        slots = anyio.Semaphore(s.concurrency)
+        async with anyio.create_task_group() as tg:
+            for session in range(s.sessions):
+                await slots.acquire()
+                msg = pipeline.entry_message(rt, self.inputs.payload(session))
+                gather = rt.gather(msg.correlation_id, where=pipeline.ends(msg), timeout=s.timeout)
+                started = clock.monotonic()
+                try:
+                    await rt.publish(msg)
+                except BaseException:
+                    gather.cancel("publish failed")
+                    raise
+                tg.start_soon(self.finish, rt, clock, gather, started, slots)
+
+    async def finish(
+        self, rt: Runtime, clock: Clock, gather: Gather, started: float, slots: anyio.Semaphore
+    ) -> None:
+        result = await gather.wait()
+        if result.status == "timed_out":
+            rt.cancel(gather.correlation_id)  # its queued work is dead-lettered, not run
+        reply = result.replies[0] if result.replies else None
+        status = run_status(reply, result, self.pipeline.config.output)
+        now = clock.monotonic()
+        self.latency.add(now - started)
+        self.outcomes[_OUTCOME[status]] += 1
+        self.done += 1
+        if self.progress is not None and (
+            self.done % self.every == 0 or self.done == self.settings.sessions
+        ):
+            self.progress(
+                Progress(self.done, self.settings.sessions, dict(self.outcomes), now - self.began)
+            )
+        slots.release()
