@@ -1,5 +1,6 @@
-"""A latency histogram of fixed relative precision, so a long simulation stays in constant
-memory: quantiles within 1 % of the true value, count, sum, min and max exact."""
+"""A latency histogram in bounded memory: exact quantiles for the first 10,000 values, then
+(so a long simulation stays in constant memory) quantiles within 1 % of the true value from
+log-spaced buckets. Count, sum, min and max are always exact."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ __all__ = ["Histogram"]
 _RATIO = 1.02  # bucket i holds values in [RATIO**i, RATIO**(i+1)): its middle is within 1 %
 _LOG_RATIO = math.log(_RATIO)
 _TINY = 1e-9  # values at or below a nanosecond count as zero
+EXACT = 10_000  # values kept as they are, for exact quantiles
 
 
 class Histogram:
@@ -21,8 +23,14 @@ class Histogram:
         self.max = 0.0
         self._zero = 0
         self._buckets: dict[int, int] = {}
+        self._exact: list[float] | None = []
 
     def add(self, value: float) -> None:
+        if self._exact is not None:
+            if len(self._exact) < EXACT:
+                self._exact.append(value)
+            else:
+                self._exact = None
         self.count += 1
         self.total += value
         if value < self.min:
@@ -44,6 +52,8 @@ class Histogram:
         if not self.count:
             return 0.0
         rank = max(1, math.ceil(q * self.count))
+        if self._exact is not None:
+            return sorted(self._exact)[rank - 1]
         seen = self._zero
         if rank <= seen:
             return 0.0

@@ -1,7 +1,7 @@
 """Running a simulation: many seeded sessions of one pipeline, with faults, on virtual time.
 
-One driver task starts the sessions in order and keeps ``concurrency`` of them in flight (a
-closed loop: a session starts when one ends). On virtual time the run is trio's, with a
+``concurrency`` workers run the sessions, each taking the next one as soon as its last one
+ended (a closed loop), so that many are in flight. On virtual time the run is trio's, with a
 ``MockClock`` that jumps to the next deadline whenever every task waits, and with trio's
 scheduler seeded: the same pipeline, seed and options replay the same run event for event.
 """
@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 import anyio
 
+from .._audit import MemoryAuditLog
 from .._clock import Clock
-from .._correlator import Gather
+from .._deadletter import DeadLetters
 from .._errors import ConfigurationError
 from .._message import Payload
 from .._runtime import Runtime
@@ -46,6 +47,7 @@ _OUTCOME = {
     "no_output": "failed",
     "timed_out": "timed_out",
 }
+KEEP = 100  # dead letters and audit records the simulation's runtime holds
 # Virtual runs start at this instant, so every timestamp they make is reproducible.
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -249,10 +251,14 @@ class _Run:
             seed=s.seed,
             policies=(policy,) if policy is not None else (),
             adapt=self.injector.adapt,
+            audit=MemoryAuditLog(KEEP),
         )
-        tracker = Tracker(lambda: clock.monotonic())
-        rt.add_observer(tracker)
+        # The report counts every dead letter and denial; the runtime need not hold more than
+        # the last few (a long run would otherwise hold up to 10,000 of each).
+        rt.dead_letters = DeadLetters(KEEP, rt.dead_letters.retention)
         async with rt:
+            tracker = Tracker(clock.monotonic)
+            rt.add_observer(tracker)
             self.began = clock.monotonic()
             await self.drive(rt, clock)
             duration = clock.monotonic() - self.began
@@ -268,37 +274,36 @@ class _Run:
         )
 
     async def drive(self, rt: Runtime, clock: Clock) -> None:
-        pipeline, s = self.pipeline, self.settings
-        slots = anyio.Semaphore(s.concurrency)
+        """``concurrency`` workers share one iterator of session numbers: a worker takes the
+        next session as soon as its last one ends (a closed loop)."""
+        sessions = iter(range(self.settings.sessions))
         async with anyio.create_task_group() as tg:
-            for session in range(s.sessions):
-                await slots.acquire()
-                msg = pipeline.entry_message(rt, self.inputs.payload(session))
-                gather = rt.gather(msg.correlation_id, where=pipeline.ends(msg), timeout=s.timeout)
-                started = clock.monotonic()
-                try:
-                    await rt.publish(msg)
-                except BaseException:
-                    gather.cancel("publish failed")
-                    raise
-                tg.start_soon(self.finish, rt, clock, gather, started, slots)
+            for _ in range(min(self.settings.concurrency, self.settings.sessions)):
+                tg.start_soon(self.worker, rt, clock, sessions)
 
-    async def finish(
-        self, rt: Runtime, clock: Clock, gather: Gather, started: float, slots: anyio.Semaphore
-    ) -> None:
-        result = await gather.wait()
-        if result.status == "timed_out":
-            rt.cancel(gather.correlation_id)  # its queued work is dead-lettered, not run
-        reply = result.replies[0] if result.replies else None
-        status = run_status(reply, result, self.pipeline.config.output)
-        now = clock.monotonic()
-        self.latency.add(now - started)
-        self.outcomes[_OUTCOME[status]] += 1
-        self.done += 1
-        if self.progress is not None and (
-            self.done % self.every == 0 or self.done == self.settings.sessions
-        ):
-            self.progress(
-                Progress(self.done, self.settings.sessions, dict(self.outcomes), now - self.began)
-            )
-        slots.release()
+    async def worker(self, rt: Runtime, clock: Clock, sessions: Iterator[int]) -> None:
+        pipeline, s = self.pipeline, self.settings
+        for session in sessions:
+            msg = pipeline.entry_message(rt, self.inputs.payload(session))
+            gather = rt.gather(msg.correlation_id, where=pipeline.ends(msg), timeout=s.timeout)
+            started = clock.monotonic()
+            try:
+                await rt.publish(msg)
+            except BaseException:
+                gather.cancel("publish failed")
+                raise
+            result = await gather.wait()
+            if result.status == "timed_out":
+                rt.cancel(msg.correlation_id)  # its queued work is dead-lettered, not run
+            reply = result.replies[0] if result.replies else None
+            status = run_status(reply, result, pipeline.config.output)
+            now = clock.monotonic()
+            self.latency.add(now - started)
+            self.outcomes[_OUTCOME[status]] += 1
+            self.done += 1
+            if self.progress is not None and (
+                self.done % self.every == 0 or self.done == s.sessions
+            ):
+                self.progress(
+                    Progress(self.done, s.sessions, dict(self.outcomes), now - self.began)
+                )
