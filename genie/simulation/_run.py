@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
+import itertools
 import math
 import os
 import random
@@ -126,7 +128,7 @@ def simulate(
         if clock == "real":
             return anyio.run(run)
         trio_testing = _trio_testing()
-        with _seeded_scheduler(seed):
+        with _deterministic_trio(seed):
             return anyio.run(
                 run,
                 backend="trio",
@@ -146,28 +148,40 @@ def _trio_testing() -> Any:
 
 
 @contextlib.contextmanager
-def _seeded_scheduler(seed: int) -> Iterator[None]:
-    """Seed trio's scheduler for the run, then put its state back.
+def _deterministic_trio(seed: int) -> Iterator[None]:
+    """Make trio's run depend on nothing but its inputs, for the run, then put trio back.
 
-    Trio runs the tasks that are ready at once in a randomly reversed order (to flush out
-    code that relies on an order); that random stream is the only thing left that could make
-    two virtual runs differ. It is module state of trio (``trio._core._run._r``), so this
-    reaches into trio: tests/simulation/test_determinism.py fails if trio ever moves it.
+    Trio leaves two things to chance that decide which of several tasks ready at the same
+    virtual instant runs first: it reverses each batch of ready tasks at random (to flush out
+    code that relies on an order), and it breaks ties between equal deadlines by the cancel
+    scopes' ``id()``, a memory address. With fixed latencies, ties are the rule. So for the
+    run the random stream is seeded and ties go by insertion order. Both are trio internals
+    (``trio._core._run``): tests/simulation/test_simulate.py fails if trio ever moves them.
     """
     from trio._core import _run
 
     rng = getattr(_run, "_r", None)
-    if not isinstance(rng, random.Random):
+    deadlines = getattr(_run, "Deadlines", None)
+    add = getattr(deadlines, "add", None)
+    if not isinstance(rng, random.Random) or add is None:
         raise SimulationError(
-            f"this trio ({getattr(_run, '__name__', '?')}) no longer has the scheduler random "
-            "stream Genie seeds, so virtual runs would not be reproducible: install a trio "
-            "that has it (0.35 is tested)"
+            "this trio no longer has the scheduler internals Genie pins down for reproducible "
+            "virtual runs (trio._core._run._r and Deadlines.add): install trio 0.35, which "
+            "is tested"
         )
+    order = itertools.count()
+
+    def add_in_order(self: Any, deadline: float, cancel_scope: Any) -> None:
+        heapq.heappush(self._heap, (deadline, next(order), cancel_scope))
+        self._active += 1
+
     state = rng.getstate()
     rng.seed(seed)
+    deadlines.add = add_in_order  # type: ignore[union-attr]
     try:
         yield
     finally:
+        deadlines.add = add  # type: ignore[union-attr]
         rng.setstate(state)
 
 

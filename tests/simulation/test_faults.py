@@ -1,0 +1,128 @@
+"""Fault specs: what parses, what does not (each with a message naming the problem), and how
+faults resolve against a pipeline's agents."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from genie.simulation import Fault, FaultError, parse_fault
+from genie.simulation._faults import resolve, stream
+from genie.simulation._histogram import Histogram
+
+
+def test_each_kind_parses() -> None:
+    assert parse_fault("error:recommender=0.1") == Fault(
+        "error:recommender=0.1", "error", "recommender", rate=0.1
+    )
+    assert parse_fault("deny:*=0.05").rate == 0.05
+    cap = parse_fault("capacity:reporter=4,overflow=shed")
+    assert (cap.capacity, cap.overflow) == (4, "shed")
+    assert parse_fault("capacity:reporter=4").overflow is None
+    lat = parse_fault("latency:*=lognormal,mean=200ms,sigma=0.8")
+    assert (lat.agent, lat.distribution, lat.mean, lat.sigma) == ("*", "lognormal", 0.2, 0.8)
+    fixed = parse_fault("latency:a=50ms")
+    assert (fixed.distribution, fixed.mean) == ("fixed", 0.05)
+    uniform = parse_fault("latency:a=uniform,low=10ms,high=30ms")
+    assert (uniform.low, uniform.high, uniform.mean) == (0.01, 0.03, pytest.approx(0.02))
+    assert parse_fault("latency:a=exponential,mean=2").mean == 2.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("recommender", "does not parse: expected KIND:AGENT=VALUE"),
+        ("error:recommender", "does not parse"),
+        ("error:=0.1", "does not parse"),
+        ("eror:recommender=0.1", "unknown kind 'eror' (did you mean 'error'?)"),
+        ("error:recommender=1.5", "1.5 is not between 0 and 1"),
+        ("error:recommender=often", "rate 'often' is not a number"),
+        ("deny:x=nan", "is not a finite number"),
+        ("error:x=0.1,burst=3", "unknown option 'burst'"),
+        ("latency:x=lognorm,mean=1s", "unknown distribution 'lognorm' (did you mean 'lognormal'?)"),
+        ("latency:x=lognormal", "lognormal latency needs mean"),
+        ("latency:x=uniform", "uniform latency needs mean (or low and high)"),
+        ("latency:x=uniform,mean=1s,low=0s,high=1s", "either mean or low and high"),
+        ("latency:x=fixed,mean=soon", "'soon' is not a duration"),
+        ("latency:x=lognormal,mean=1s,sigma=0", "sigma > 0"),
+        ("latency:x=uniform,low=2s,high=1s", "low <= high"),
+        ("latency:x=fixed,mean", "'mean' is not key=value"),
+        ("capacity:x=0", "capacity '0' is not a whole number >= 1"),
+        ("capacity:x=4,overflow=drop", "overflow 'drop' is not shed or overdraft"),
+    ],
+)
+def test_bad_specs_say_what_is_wrong(spec: str, says: str) -> None:
+    with pytest.raises(FaultError) as caught:
+        parse_fault(spec)
+    assert says in str(caught.value)
+    assert repr(spec) in str(caught.value)
+
+
+AGENTS = ["ingestor", "analyzer", "recommender"]
+
+
+def test_an_agent_of_its_own_wins_over_star() -> None:
+    plan = resolve(
+        ["latency:*=1s", "latency:analyzer=2s", "error:recommender=0.5"], AGENTS, [], "p"
+    )
+    assert {a: plan["latency", a].mean for a in AGENTS} == {
+        "ingestor": 1.0,
+        "analyzer": 2.0,
+        "recommender": 1.0,
+    }
+    assert [a for k, a in plan if k == "error"] == ["recommender"]
+
+
+def test_unknown_agents_gathers_and_repeats_are_errors() -> None:
+    with pytest.raises(FaultError, match="pipeline 'p' has no agent 'recomender' .*'recommender'"):
+        resolve(["error:recomender=0.1"], AGENTS, [], "p")
+    with pytest.raises(FaultError, match="'fan_in' is a gather; faults apply to agents"):
+        resolve(["error:fan_in=0.1"], AGENTS, ["fan_in"], "p")
+    with pytest.raises(FaultError, match="already given by 'error:analyzer=0.1'"):
+        resolve(["error:analyzer=0.1", "error:analyzer=0.2"], AGENTS, [], "p")
+
+
+def test_streams_are_per_seed_kind_and_agent() -> None:
+    def draws(seed: int, kind: str, agent: str) -> list[float]:
+        rng = stream(seed, kind, agent)
+        return [rng.random() for _ in range(3)]
+
+    first = draws(1, "error", "a")
+    documented = random.Random("1:error:a")  # docs/simulation.md gives this formula
+    assert first == [documented.random() for _ in range(3)]
+    assert first != draws(2, "error", "a")
+    assert first != draws(1, "deny", "a")
+    assert first != draws(1, "error", "b")
+
+
+def test_histogram_quantiles_exact_then_within_one_percent() -> None:
+    rng = random.Random(5)
+    values = [rng.lognormvariate(0, 1) for _ in range(50_000)]
+    small, large = Histogram(), Histogram()
+    for v in values[:1000]:
+        small.add(v)
+    for v in values:
+        large.add(v)
+    ordered = sorted(values[:1000])
+    assert small.quantile(0.5) == ordered[499]
+    assert small.quantile(0.99) == ordered[989]
+    ordered = sorted(values)
+    for q in (0.5, 0.9, 0.99, 0.999):
+        exact = ordered[int(q * len(values)) - 1]
+        assert large.quantile(q) == pytest.approx(exact, rel=0.011)
+    assert (large.min, large.max, large.count) == (ordered[0], ordered[-1], 50_000)
+    assert large.mean == pytest.approx(sum(values) / len(values))
+
+
+def test_histogram_of_zeros_and_of_nothing() -> None:
+    empty = Histogram()
+    assert empty.summary()["p99"] == 0.0
+    assert empty.summary()["min"] == 0.0
+    zeros = Histogram()
+    for _ in range(20_000):
+        zeros.add(0.0)
+    zeros.add(2.0)
+    assert zeros.quantile(0.5) == 0.0
+    assert zeros.quantile(1.0) == 2.0
+    assert zeros.bins()[0] == (0.0, 1e-9, 20_000)
