@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check simulate bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## 10,000 finance sessions on virtual time (docs/simulation.md); the plot goes to docs/.
+simulate: $(STAMP)
+	$(BIN)/genie simulate config/pipelines/finance.yaml --sessions 10000 --concurrency 4 \
+		--seed 7 --fault 'latency:*=lognormal,mean=200ms' --out docs/simulation-finance.png
 
 ## The benchmark harness: fan-out/fan-in, per hop, memory, start-up; writes benchmarks/results/.
 bench: $(STAMP)

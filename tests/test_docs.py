@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", ROOT / "docs" / "catalogue.md", ROOT / "docs" / "observability.md"]
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "docs" / "catalogue.md",
+    ROOT / "docs" / "observability.md",
+    ROOT / "docs" / "simulation.md",
+]
 
 
 def python_blocks(page: Path) -> list[str]:

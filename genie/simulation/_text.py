@@ -101,11 +101,13 @@ def render(r: Report) -> str:
 
 def _faults(r: Report) -> list[str]:
     """One line per fault given: a ``*`` fault sums its agents' counts."""
-    specs: dict[str, list[Mapping[str, Any]]] = {}
+    specs: dict[str, list[Mapping[str, Any]]] = {f.spec: [] for f in r.settings.faults}
     for row in r.faults:
         specs.setdefault(row["fault"], []).append(row)
     out = []
     for spec, rows in specs.items():
+        if not rows:
+            continue
         where = rows[0]["agent"] if len(rows) == 1 else f"{len(rows)} agents"
         counts = {k: v for k, v in rows[0].items() if k not in ("fault", "kind", "agent")}
         text = ""

@@ -4,6 +4,7 @@ faults resolve against a pipeline's agents."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -25,7 +26,8 @@ def test_each_kind_parses() -> None:
     fixed = parse_fault("latency:a=50ms")
     assert (fixed.distribution, fixed.mean) == ("fixed", 0.05)
     uniform = parse_fault("latency:a=uniform,low=10ms,high=30ms")
-    assert (uniform.low, uniform.high, uniform.mean) == (0.01, 0.03, pytest.approx(0.02))
+    assert (uniform.low, uniform.high) == (0.01, 0.03)
+    assert uniform.mean == pytest.approx(0.02)
     assert parse_fault("latency:a=exponential,mean=2").mean == 2.0
 
 
@@ -75,11 +77,11 @@ def test_an_agent_of_its_own_wins_over_star() -> None:
 
 
 def test_unknown_agents_gathers_and_repeats_are_errors() -> None:
-    with pytest.raises(FaultError, match="pipeline 'p' has no agent 'recomender' .*'recommender'"):
+    with pytest.raises(FaultError, match=r"pipeline 'p' has no agent 'recomender' .*'recommender'"):
         resolve(["error:recomender=0.1"], AGENTS, [], "p")
     with pytest.raises(FaultError, match="'fan_in' is a gather; faults apply to agents"):
         resolve(["error:fan_in=0.1"], AGENTS, ["fan_in"], "p")
-    with pytest.raises(FaultError, match="already given by 'error:analyzer=0.1'"):
+    with pytest.raises(FaultError, match=re.escape("already given by 'error:analyzer=0.1'")):
         resolve(["error:analyzer=0.1", "error:analyzer=0.2"], AGENTS, [], "p")
 
 

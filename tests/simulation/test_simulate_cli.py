@@ -1,0 +1,133 @@
+"""``genie simulate``: the report as text, JSON and PNG, the progress line, and bad input
+(exit 2 with one line naming the problem)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genie._cli import main
+from genie.simulation import simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+CHAIN = Path(__file__).parent / "pipelines" / "chain.yaml"
+ARGS = ["--sessions", "60", "--concurrency", "4", "--seed", "3"]
+FAULTS = ["--fault", "latency:*=lognormal,mean=200ms", "--fault", "error:recommender=0.2"]
+
+
+def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(FINANCE), *ARGS, *FAULTS]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"finance ({FINANCE}): 60 sessions, concurrency 4, seed 3, virtual clock")
+    for heading in ("sessions", "latency", "agent", "dead letters", "limits fired", "messages"):
+        assert any(line.startswith(heading) for line in out.splitlines()), heading
+    assert "financial_supervisor" in out
+    assert "fault           error:recommender=0.2 at recommender: " in out
+    assert "(delivered = handled + denied + dead-lettered + shed)" in out
+    # The progress line (a line per tenth when stderr is not a terminal) and a summary.
+    assert "simulate finance: 60/60 sessions (" in err
+    assert "genie simulate: 60 sessions in " in err
+
+
+def test_json_report_is_the_python_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", str(FINANCE), *ARGS, *FAULTS, "--json", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    report = simulate(
+        FINANCE,
+        sessions=60,
+        concurrency=4,
+        seed=3,
+        faults=["latency:*=lognormal,mean=200ms", "error:recommender=0.2"],
+    )
+    assert out == report.json()
+    data = json.loads(out)
+    assert data["settings"]["faults"] == ["latency:*=lognormal,mean=200ms", "error:recommender=0.2"]
+    assert (
+        sum(data["sessions"][k] for k in ("completed", "fallback", "denied", "failed"))
+        + data["sessions"]["timed_out"]
+        == 60
+    )
+
+
+def test_out_draws_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "sim.png"
+    assert main(["simulate", str(CHAIN), "--sessions", "30", "--out", str(png), "-q"]) == 0
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 10_000
+
+
+def test_set_reaches_the_pipeline_file(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["simulate", str(CHAIN), "--sessions", "4", "--set", "GENERATOR=wrong_shape", "-q"]
+    assert main(args) == 2
+    assert "session 0's input (from tests.simulation.generators:wrong_shape)" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--fault", "error:recommender"], "fault 'error:recommender' does not parse"),
+        (["--fault", "latency:*=lognorm,mean=1s"], "unknown distribution 'lognorm'"),
+        (
+            ["--fault", "error:recomender=0.1"],
+            "pipeline 'finance' has no agent 'recomender' (did you mean 'recommender'?)",
+        ),
+        (["--timeout", "-1"], "timeout must be a positive number of seconds"),
+        (["--out", "/no/such/dir/sim.png"], "cannot write /no/such/dir/sim.png"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["simulate", str(FINANCE), "--sessions", "5", *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert err.startswith("genie simulate: ")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_sessions_must_be_a_positive_number(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["simulate", str(FINANCE), "--sessions", value])
+    assert caught.value.code == 2
+    assert "--sessions" in capsys.readouterr().err
+
+
+def without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`genie simulate` in a child where ``module`` cannot be imported."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from genie._cli import main\n"
+        f"sys.exit(main(['simulate', {str(CHAIN)!r}, '--sessions', '3', *{list(args)!r}]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_virtual_clock_without_trio_exits_2() -> None:
+    done = without("trio")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "genie simulate: --clock virtual needs trio, which is not installed: pip install "
+        "'genie[sim]' (or run on the machine's clock with --clock real)\n"
+    )
+    done = without("trio", "--clock", "real", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "3 sessions, concurrency 16, seed 0, real clock" in done.stdout
+
+
+def test_out_without_matplotlib_exits_2_before_running(tmp_path: Path) -> None:
+    done = without("matplotlib", "--out", str(tmp_path / "sim.png"))
+    assert done.returncode == 2
+    assert "--out draws a PNG with matplotlib, which is not installed" in done.stderr
+    assert done.stdout == ""
