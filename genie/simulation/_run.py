@@ -299,16 +299,9 @@ class _Run:
         pipeline, s = self.pipeline, self.settings
         for session in sessions:
             msg = pipeline.entry_message(rt, self.inputs.payload(session))
-            gather = rt.gather(msg.correlation_id, where=pipeline.ends(msg), timeout=s.timeout)
             started = clock.monotonic()
-            try:
-                await rt.publish(msg)
-            except BaseException:
-                gather.cancel("publish failed")
-                raise
-            result = await gather.wait()
-            if result.status == "timed_out":
-                rt.cancel(msg.correlation_id)  # its queued work is dead-lettered, not run
+            # On timeout ask cancels the session's queued work (dead-lettered, never run).
+            result = await rt.ask(msg, until=pipeline.ends(msg), timeout=s.timeout)
             reply = result.replies[0] if result.replies else None
             status = run_status(reply, result, pipeline.config.output)
             now = clock.monotonic()
