@@ -76,7 +76,3 @@ class Tracker(Observer):
         if letter.kind == "failed" and "; fallback" in letter.reason:
             reason += " (fallback failed too)"
         self.dead_letters[letter.kind, reason, agent] += 1
-
-    @property
-    def queued(self) -> int:
-        return len(self._queued)
