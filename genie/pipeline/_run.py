@@ -36,7 +36,12 @@ RunStatus = Literal["ok", "fallback", "denied", "failed", "timed_out", "no_outpu
 
 
 class InputError(ConfigurationError):
-    """The run's input cannot be read or does not fit the entry payload."""
+    """The run's input cannot be read or does not fit the entry payload; ``line`` is the line
+    of the input at fault, when known."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,11 @@ class Pipeline:
             return path.read_text(encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot read input {os.fspath(path)}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise InputError(
+                f"{os.fspath(path)}, line {line}: not UTF-8 text (byte {exc.start})", line=line
+            ) from exc
 
     def entry_payload(self, text: str | None, where: str = "the input") -> Payload:
         """The entry payload: the file's ``payload`` plus the input mapped onto it."""
@@ -229,6 +239,9 @@ class Pipeline:
         try:
             return self.entry_model.model_validate(data)
         except ValidationError as exc:
+            located = _located(exc, entry.type, where)
+            if located is not None:
+                raise located from exc
             problem = _translate(entry.type, exc)
             raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
 
@@ -301,6 +314,19 @@ def run_status(reply: Message | None, result: GatherResult, output: str) -> RunS
     if kinds & {"failed", "shed", "cancelled", "no_route"}:
         return "failed"
     return "no_output"
+
+
+def _located(exc: ValidationError, type_name: str, where: str) -> InputError | None:
+    """A validator that raised a ValueError with an int ``line`` (the line of the input, 1 for
+    the first) is reported at that line: ``bad.csv, line 4: <its problem> (type.field)``."""
+    error = exc.errors(include_url=False)[0]
+    cause = error.get("ctx", {}).get("error")
+    line = getattr(cause, "line", None)
+    if not isinstance(line, int):
+        return None
+    problem = getattr(cause, "problem", str(cause))
+    field = ".".join(str(p) for p in error["loc"])
+    return InputError(f"{where}, line {line}: {problem} ({type_name}.{field})", line=line)
 
 
 def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from genie_agents.finance import (
     Reporter,
 )
 from genie_agents.finance.analysis import analyze
-from genie_agents.finance.ingest import normalize_merchant, parse_statement
+from genie_agents.finance.ingest import normalize_merchant
 from genie_agents.finance.models import (
     AnalysisResult,
     Anomalies,
@@ -36,7 +36,9 @@ from genie_agents.finance.models import (
     Transaction,
 )
 from genie_agents.finance.report import go_json, render_report
+from genie_agents.finance.statement import MAX_AMOUNT, StatementError, parse_statement
 from genie_agents.support import Fallback
+from pydantic import ValidationError
 
 from genie import (
     InvalidMessageError,
@@ -61,36 +63,102 @@ def txn(amount: int, category: str = "", merchant: str = "", tid: str = "") -> T
 
 
 # --- ingestor -------------------------------------------------------------------------------
-def test_parse_statement_truncates_and_negates_debits() -> None:
+HEAD = "date,description,amount,type\n"
+
+
+def test_parse_statement_is_exact_and_negates_debits() -> None:
     rows = parse_statement(
         "Date , Description,Amount,TYPE\n2026-01-01,Salary,50000,credit\n"
-        "2026-01-02,Coffee,12.349,debit\n2026-01-03,Refund,-5,debit\n"
+        "2026-01-02,Coffee,12.34,DEBIT\n2026-01-03,Refund,-5,debit\n"
+        '2026-01-04,Bonus,"1,234.50",credit\n2026-01-05,Tea,0.1000,debit\n'
     )
-    assert [t.amount_cents for t in rows] == [5_000_000, -1234, -500]
-    assert [t.transaction_id for t in rows] == ["txn-0001", "txn-0002", "txn-0003"]
+    assert [t.amount_cents for t in rows] == [5_000_000, -1234, -500, 123_450, -10]
+    assert [t.direction for t in rows] == ["credit", "debit", "debit", "credit", "debit"]
+    assert [t.transaction_id for t in rows] == [f"txn-000{i}" for i in range(1, 6)]
     assert rows[0].category == ""  # category is optional
     assert rows[0].currency == ""  # left for the normalizer
 
 
+def test_decimal_amounts_add_up_to_the_cent() -> None:
+    """19.99 + 0.29 is 20.28: as floats truncated to cents it was 1998 + 28 = 2026."""
+    rows = parse_statement(HEAD + "2026-01-01,a,19.99,debit\n2026-01-01,b,0.29,debit\n")
+    assert [t.amount_cents for t in rows] == [-1999, -29]
+    assert analyze(EnrichedTransactions(transactions=rows)).total_expense_cents == 2028
+    # every two-decimal amount up to 1000.00 survives exactly (float truncation lost 1 in 5)
+    cents = range(0, 100_001, 7)
+    text = HEAD + "".join(f"2026-01-01,x,{c // 100}.{c % 100:02d},credit\n" for c in cents)
+    assert [t.amount_cents for t in parse_statement(text)] == list(cents)
+
+
+def test_a_byte_order_mark_is_skipped() -> None:
+    (row,) = parse_statement("\ufeff" + HEAD + "2026-01-01,x,1,debit\n")
+    assert row.date == "2026-01-01"
+
+
 @pytest.mark.parametrize(
-    ("text", "error"),
+    ("text", "line", "problem"),
     [
-        ("  \n", "empty csv content"),
-        ("date,description,amount,type", "csv must have header + at least one row"),
-        ("date,amount,type\n2026-01-01,1,debit", 'missing column "description"'),
+        ("  \n", 1, "empty csv content"),
+        ("", 1, "empty csv content"),
+        ("\ufeff", 1, "empty csv content"),
+        ("date,description,amount,type", 1, "csv must have header + at least one row"),
+        ("date,amount,type\n2026-01-01,1,debit", 1, 'missing column "description"'),
+        (HEAD + "2026-01-01,x,1,debit,extra", 2, "5 columns, expected 4"),
+        (HEAD + "2026-01-01,x,1,debit\n2026-01-02,x,1", 3, "3 columns, expected 4"),
+        (HEAD + "2026-01-01,x,ten,debit", 2, "amount 'ten' is not a decimal number"),
+        (HEAD + "2026-01-01,x,,debit", 2, "amount '' is not a decimal number"),
+        (HEAD + "2026-01-01,x,1,dbit", 2, "type 'dbit' is neither debit nor credit"),
+        (HEAD + "2026-01-01,x,1,", 2, "type '' is neither debit nor credit"),
+        (HEAD + "2026-13-45,x,1,debit", 2, "date '2026-13-45' is not a real day"),
+        (HEAD + "2026-02-29,x,1,debit", 2, "date '2026-02-29' is not a real day"),
+        (HEAD + "20260101,x,1,debit", 2, "date '20260101' is not a real day"),
+        (HEAD + "01/02/2026,x,1,debit", 2, "date '01/02/2026' is not a real day"),
+        (HEAD + "2026-01-01,x,NaN,debit", 2, "amount 'NaN' is not a decimal number"),
+        (HEAD + "2026-01-01,x,nan,debit", 2, "amount 'nan' is not a decimal number"),
+        (HEAD + "2026-01-01,x,inf,debit", 2, "amount 'inf' is not a decimal number"),
+        (HEAD + "2026-01-01,x,-Infinity,debit", 2, "amount '-Infinity' is not a decimal"),
+        (HEAD + "2026-01-01,x,1e300,debit", 2, "amount '1e300' is not a decimal number"),
+        (HEAD + "2026-01-01,x,1E3,debit", 2, "amount '1E3' is not a decimal number"),
+        (HEAD + "2026-01-01,x,0x10,debit", 2, "amount '0x10' is not a decimal number"),
+        (HEAD + "2026-01-01,x,1_000,debit", 2, "amount '1_000' is not a decimal number"),
+        (HEAD + '2026-01-01,x,"12,34",debit', 2, "amount '12,34' is not a decimal number"),
+        (HEAD + "2026-01-01,x,1000000000000.01,credit", 2, "larger than the limit"),
+        (HEAD + "2026-01-01,x,-9" + "9" * 40 + ",debit", 2, "larger than the limit"),
+        (HEAD + "2026-01-01,x,12.349,debit", 2, "amount 12.349 has more than two decimal"),
+        (HEAD + "2026-01-01,x,1,debit,\n", 2, "5 columns, expected 4"),
+        (HEAD + "2026-01-01,x,1,debit\n\n\n2026-01-01,x,1,dbit\n", 5, "type 'dbit'"),
         (
-            "date,description,amount,type\n2026-01-01,x,1,debit,extra",
-            "row 1 has 5 cols, expected 4",
+            HEAD + '2026-01-01,"two\nlines",1,debit\n2026-01-02,"three\n\nlines",1,debit\n'
+            "2026-01-03,x,1,credt\n",
+            7,
+            "type 'credt'",
         ),
         (
-            "date,description,amount,type\n2026-01-01,x,ten,debit",
-            "row 1 amount: 'ten' is not a number",
+            "date,description,amount,type,time\n2026-01-01,x,1,debit,25:00\n",
+            2,
+            "time: String should match pattern",
         ),
     ],
 )
-def test_parse_statement_errors(text: str, error: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(error)):
-        parse_statement(text)
+def test_bad_statements_name_the_file_line(text: str, line: int, problem: str) -> None:
+    with pytest.raises(StatementError, match=re.escape(problem)) as caught:
+        parse_statement(text, source="bad.csv")
+    assert (caught.value.line, caught.value.source) == (line, "bad.csv")
+    assert str(caught.value) == f"bad.csv:{line}: {caught.value.problem}"
+    with pytest.raises(ValueError, match=f"^line {line}: .*" + re.escape(problem)):
+        parse_statement(text)  # a StatementError is a ValueError; without a name, the line
+
+
+def test_the_largest_amount_is_accepted() -> None:
+    (top,) = parse_statement(HEAD + f"2026-01-01,x,{MAX_AMOUNT},credit\n")
+    assert top.amount_cents == 10**14
+    with pytest.raises(StatementError, match="larger than the limit"):
+        parse_statement(HEAD + f"2026-01-01,x,{MAX_AMOUNT + 1},credit\n")
+
+
+def test_a_bad_statement_is_refused_where_the_question_enters() -> None:
+    with pytest.raises(ValidationError, match="line 3: type 'dbit'"):
+        FinanceQuestion(question="Q?", csv=HEAD + "2026-01-01,x,1,debit\n2026-01-01,x,1,dbit\n")
 
 
 async def test_ingestor_emits_raw_transactions() -> None:
@@ -275,10 +343,13 @@ def parts() -> tuple[AnalysisResult, ForecastResult, Anomalies, Recommendations]
     )
 
 
+STATEMENT = HEAD + "2026-01-01,x,1,debit\n"
+
+
 async def test_supervisor_fans_in_once_whatever_the_order() -> None:
     sup = FinancialSupervisor("financial_supervisor")
-    (ingest,) = await call(sup, FinanceQuestion(question="Q?", csv="data"))
-    assert ingest.payload == IngestCsv(csv="data")
+    (ingest,) = await call(sup, FinanceQuestion(question="Q?", csv=STATEMENT))
+    assert ingest.payload == IngestCsv(csv=STATEMENT)
     a, f, an, r = parts()
     for payload in (r, an, a):
         assert await call(sup, payload) == []
@@ -292,7 +363,7 @@ async def test_supervisor_fans_in_once_whatever_the_order() -> None:
 async def test_supervisor_keeps_requests_apart_and_expires_sessions() -> None:
     sup = FinancialSupervisor("s", session_ttl=60, max_sessions=2)
     a, f, an, _r = parts()
-    await call(sup, FinanceQuestion(question="one", csv=""), cid="one")
+    await call(sup, FinanceQuestion(question="one", csv=STATEMENT), cid="one")
     await call(sup, a, cid="two")
     assert sup.pending == 2
     await call(sup, f, cid="three", at=T0 + timedelta(seconds=30))  # over max_sessions: 'one' goes

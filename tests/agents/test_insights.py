@@ -117,5 +117,5 @@ async def test_bulk_statements_deduplicate_across_statements() -> None:
 
 async def test_bulk_statement_error_names_the_statement() -> None:
     bad = BulkStatementRequest(statements=(HEADER + "2026-01-01,x,1,debit\n", "date,amount\n1,2\n"))
-    with pytest.raises(ValueError, match='statement 2: missing column "description"'):
+    with pytest.raises(ValueError, match='statement 2: line 1: missing column "description"'):
         await one(BulkStatementAnalyzer("b"), bad)

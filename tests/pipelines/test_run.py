@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -12,7 +13,7 @@ import pytest
 
 from genie import verify_audit_log
 from genie._cli import main
-from genie.pipeline import load_pipeline
+from genie.pipeline import InputError, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
@@ -96,25 +97,55 @@ def test_missing_input_file(capsys: Capture) -> None:
 
 
 @pytest.mark.parametrize(
-    ("csv", "reason"),
+    ("csv", "line", "reason"),
     [
-        ("", "empty csv content"),
-        ("date,description,amount,type\n", "csv must have header + at least one row"),
-        ("date,description,type\n2026-01-01,x,debit\n", 'missing column "amount"'),
-        ("date,description,amount,type\n2026-01-01,x,1\n", "row 1 has 3 cols, expected 4"),
-        ("date,description,amount,type\n2026-01-01,x,lots,debit\n", "row 1 amount: 'lots'"),
+        ("", 1, "empty csv content"),
+        ("\ufeff\n", 1, "empty csv content"),
+        ("date,description,amount,type\n", 1, "csv must have header + at least one row"),
+        ("date,description,type\n2026-01-01,x,debit\n", 1, 'missing column "amount"'),
+        ("date,description,amount,type\n2026-01-01,x,1\n", 2, "3 columns, expected 4"),
+        ("date,description,amount,type\n2026-01-01,x,lots,debit\n", 2, "amount 'lots'"),
+        ("date,description,amount,type\n\n2026-01-01,x,1,dbit\n", 3, "type 'dbit'"),
+        ("date,description,amount,type\n2026-13-45,x,1,debit\n", 2, "date '2026-13-45'"),
+        ("date,description,amount,type\n2026-01-01,x,NaN,debit\n", 2, "amount 'NaN'"),
+        ("date,description,amount,type\n2026-01-01,x,inf,credit\n", 2, "amount 'inf'"),
+        ("date,description,amount,type\n2026-01-01,x,1e300,credit\n", 2, "amount '1e300'"),
+        (
+            'date,description,amount,type\n2026-01-01,"a\nb",1,debit\n2026-01-01,x,1e9999,debit\n',
+            4,
+            "amount '1e9999'",
+        ),
     ],
 )
-def test_bad_csv_fails_the_run_with_the_reason(
-    tmp_path: Path, capsys: Capture, csv: str, reason: str
+def test_bad_csv_is_bad_input_naming_file_and_line(
+    tmp_path: Path, capsys: Capture, csv: str, line: int, reason: str
 ) -> None:
+    """Exit 2 (bad input, nothing ran) with one line naming the file and the file line."""
     bad = tmp_path / "bad.csv"
-    bad.write_text(csv)
-    assert main(["run", str(FINANCE), "--input", str(bad)]) == 1
+    bad.write_text(csv, encoding="utf-8")
+    assert main(["run", str(FINANCE), "--input", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "the run ended failed" in err
-    assert "ingestor: failed: ValueError: " + reason in err
-    assert "Traceback" not in err
+    assert err.startswith(f"genie run: {bad}, line {line}: {reason}")
+    assert err.endswith("(finance_question.csv)\n")
+    assert err.count("\n") == 1
+    pipeline = load_pipeline(FINANCE)
+    with pytest.raises(InputError, match=re.escape(f"{bad}, line {line}: {reason}")) as caught:
+        anyio.run(lambda: pipeline.run(input_path=str(bad)))
+    assert caught.value.line == line
+
+
+def test_input_that_is_not_utf8_or_has_a_bom(tmp_path: Path, capsys: Capture) -> None:
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"date,description,amount,type\n2026-01-01,Caf\xe9,1,debit\n")
+    assert main(["run", str(FINANCE), "--input", str(latin)]) == 2
+    assert capsys.readouterr().err == (f"genie run: {latin}, line 2: not UTF-8 text (byte 43)\n")
+    bom = tmp_path / "excel.csv"
+    sample = (ROOT / "config" / "data" / "sample.csv").read_text()
+    bom.write_text(sample, encoding="utf-8-sig")  # a spreadsheet's export
+    assert main(["run", str(FINANCE), "--input", str(bom)]) == 0
+    with_bom = capsys.readouterr().out
+    assert main(["run", str(FINANCE)]) == 0
+    assert with_bom == capsys.readouterr().out
 
 
 def test_denied_run_names_the_policy_and_is_audited(tmp_path: Path, capsys: Capture) -> None:

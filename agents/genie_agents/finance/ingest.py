@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-
-from pydantic import ValidationError
 
 from genie import BaseAgent, Context, Message, handler
 
@@ -15,14 +11,10 @@ from .models import (
     IngestCsv,
     NormalizedTransactions,
     RawTransactions,
-    Transaction,
 )
+from .statement import parse_statement
 
 __all__ = ["Enricher", "Ingestor", "Normalizer", "normalize_merchant"]
-
-REQUIRED_COLUMNS = ("date", "description", "amount", "type")
-# Read when present (the detectors use them); see Transaction.
-OPTIONAL_COLUMNS = ("time", "latitude", "longitude", "counterparty", "channel", "country")
 
 
 class Ingestor(BaseAgent):
@@ -35,50 +27,6 @@ class Ingestor(BaseAgent):
     @handler
     async def on_csv(self, payload: IngestCsv, ctx: Context) -> Message:
         return ctx.emit(RawTransactions(transactions=parse_statement(payload.csv)))
-
-
-def parse_statement(text: str) -> tuple[Transaction, ...]:
-    """Raises ValueError with the Go messages: empty content, no rows, a missing column, a row
-    with the wrong width, an amount that is not a number."""
-    if not text.strip():
-        raise ValueError("empty csv content")
-    rows = list(csv.reader(io.StringIO(text)))
-    if len(rows) < 2:
-        raise ValueError("csv must have header + at least one row")
-    header = [h.strip().lower() for h in rows[0]]
-    for column in REQUIRED_COLUMNS:
-        if column not in header:
-            raise ValueError(f'missing column "{column}"')
-    at = {name: i for i, name in enumerate(header)}
-    out = []
-    for n, row in enumerate(rows[1:], start=1):
-        if len(row) != len(header):
-            raise ValueError(f"row {n} has {len(row)} cols, expected {len(header)}")
-        try:
-            amount = float(row[at["amount"]].strip())
-        except ValueError:
-            raise ValueError(f"row {n} amount: {row[at['amount']]!r} is not a number") from None
-        cents = int(amount * 100)  # truncation toward zero, as Go's int64(float)
-        direction = row[at["type"]].strip().lower()
-        if direction == "debit" and cents > 0:
-            cents = -cents
-        extra = {k: row[at[k]].strip() for k in OPTIONAL_COLUMNS if k in at and row[at[k]].strip()}
-        try:
-            out.append(
-                Transaction(
-                    transaction_id=f"txn-{n:04d}",
-                    date=row[at["date"]].strip(),
-                    amount_cents=cents,
-                    description=row[at["description"]],
-                    category=row[at["category"]].strip() if "category" in at else "",
-                    direction=direction,
-                    **extra,
-                )
-            )
-        except ValidationError as exc:
-            field = ".".join(str(p) for p in exc.errors()[0]["loc"])
-            raise ValueError(f"row {n} {field}: {exc.errors()[0]['msg']}") from None
-    return tuple(out)
 
 
 _MERCHANT_END = re.compile(r"[ \t*#/_-]")

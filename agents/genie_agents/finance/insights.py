@@ -11,7 +11,6 @@ from datetime import timedelta
 from genie import BaseAgent, Context, Message, Risk, handler
 
 from .._common import median
-from .ingest import parse_statement
 from .models import (
     AnalysisResult,
     BulkStatementRequest,
@@ -23,6 +22,7 @@ from .models import (
     Subscriptions,
     Transaction,
 )
+from .statement import parse_statement
 
 __all__ = ["BulkStatementAnalyzer", "CarbonEstimator", "SubscriptionDetector"]
 

@@ -3,15 +3,13 @@ payload's JSON (``model_dump_json()``) is the Go content byte for byte."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genie import Payload
 from genie.pipeline import Gathered
 
 from .._common import Record
+from .statement import Transaction, parse_statement
 
 __all__ = [
     "AnalysisResult",
@@ -33,58 +31,25 @@ __all__ = [
 ]
 
 
-def _empty(value: object) -> bool:
-    return value is None or value == ""
-
-
-# Fields the Go struct tags omitempty, plus this port's optional detail (time of day, place,
-# counterparty, channel, country) that the fraud, mule and AML detectors read: left out of the
-# JSON when empty.
 def _none(value: object) -> bool:
     return value is None
 
 
-def _omitted(default: str | None = "") -> Any:
-    return Field(default, exclude_if=_empty)
-
-
-class Transaction(Record):
-    """Amounts are in minor units (paise, cents): credits positive, debits negative.
-
-    ``time`` ("HH:MM" or "HH:MM:SS"), ``latitude``/``longitude``, ``counterparty``, ``channel``
-    (cash, wire, upi, card, ...) and ``country`` (ISO code) are optional; the statement CSV
-    fills them from columns of the same names when present.
-    """
-
-    transaction_id: str = ""
-    account_id: str = ""
-    date: str
-    amount_cents: int
-    currency: str = ""
-    description: str = ""
-    merchant: str = _omitted()
-    category: str = _omitted()
-    direction: str = _omitted()
-    time: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$", exclude_if=_empty)
-    latitude: float | None = _omitted(None)
-    longitude: float | None = _omitted(None)
-    counterparty: str = _omitted()
-    channel: str = _omitted()
-    country: str = _omitted()
-
-    @property
-    def instant(self) -> datetime:
-        """Date and time of day (midnight when the time is not known), UTC."""
-        when = datetime.fromisoformat(f"{self.date}T{self.time or '00:00'}")
-        return when.replace(tzinfo=UTC)
-
-
 class FinanceQuestion(Payload):
-    """A user's question about a statement (Go: content = question, ``metadata["csv"]``)."""
+    """A user's question about a statement (Go: content = question, ``metadata["csv"]``).
+
+    ``csv`` must be a statement the ingestor accepts: a bad one is refused here, where the
+    request enters, naming its line (``genie run`` then exits 2), not by a failed run."""
 
     message_type = "finance_question"
     question: str
     csv: str
+
+    @field_validator("csv")
+    @classmethod
+    def _readable(cls, csv: str) -> str:
+        parse_statement(csv)
+        return csv
 
 
 class IngestCsv(Payload):

@@ -1,0 +1,175 @@
+"""A bank statement CSV and the transactions it holds, read exactly (money as decimals)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from .._common import Record
+
+__all__ = ["MAX_AMOUNT", "StatementError", "Transaction", "parse_statement"]
+
+
+def _empty(value: object) -> bool:
+    return value is None or value == ""
+
+
+# Fields the Go struct tags omitempty, plus this port's optional detail (time of day, place,
+# counterparty, channel, country) that the fraud, mule and AML detectors read: left out of the
+# JSON when empty.
+def _omitted(default: str | None = "") -> Any:
+    return Field(default, exclude_if=_empty)
+
+
+class Transaction(Record):
+    """Amounts are in minor units (paise, cents): credits positive, debits negative.
+
+    ``time`` ("HH:MM" or "HH:MM:SS"), ``latitude``/``longitude``, ``counterparty``, ``channel``
+    (cash, wire, upi, card, ...) and ``country`` (ISO code) are optional; the statement CSV
+    fills them from columns of the same names when present.
+    """
+
+    transaction_id: str = ""
+    account_id: str = ""
+    date: str
+    amount_cents: int
+    currency: str = ""
+    description: str = ""
+    merchant: str = _omitted()
+    category: str = _omitted()
+    direction: str = _omitted()
+    time: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$", exclude_if=_empty)
+    latitude: float | None = _omitted(None)
+    longitude: float | None = _omitted(None)
+    counterparty: str = _omitted()
+    channel: str = _omitted()
+    country: str = _omitted()
+
+    @property
+    def instant(self) -> datetime:
+        """Date and time of day (midnight when the time is not known), UTC."""
+        when = datetime.fromisoformat(f"{self.date}T{self.time or '00:00'}")
+        return when.replace(tzinfo=UTC)
+
+
+REQUIRED_COLUMNS = ("date", "description", "amount", "type")
+# Read when present (the detectors use them); see Transaction.
+OPTIONAL_COLUMNS = ("time", "latitude", "longitude", "counterparty", "channel", "country")
+DIRECTIONS = ("debit", "credit")
+# The largest amount accepted, in major units (a trillion rupees or dollars): above any real
+# transaction, and its minor units (10**14) stay exact in the float arithmetic of the
+# forecaster and the anomaly detector (floats are exact to 2**53, about 9 * 10**15).
+MAX_AMOUNT = Decimal(10) ** 12
+# 1234.5, -12, +3.25 and 1,234.50 (thousands grouped by commas); no exponents, no NaN.
+_AMOUNT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class StatementError(ValueError):
+    """A statement CSV that cannot be read, at file ``line`` (the header is line 1, a quoted
+    field spanning lines counts each; 1 for an empty file), in ``source`` when named."""
+
+    def __init__(self, problem: str, line: int, source: str | None = None) -> None:
+        self.problem, self.line, self.source = problem, line, source
+        super().__init__(f"{source}:{line}: {problem}" if source else f"line {line}: {problem}")
+
+
+def parse_statement(text: str, source: str | None = None) -> tuple[Transaction, ...]:
+    """The transactions of a statement CSV, amounts exact in minor units (debits negative).
+
+    Raises StatementError (a ValueError) naming ``source`` (when given) and the file line: an
+    empty file, a missing column, a row of the wrong width, an amount that is not a decimal
+    number, has more than two decimal places or exceeds MAX_AMOUNT, a type other than debit or
+    credit, a date that is not a real YYYY-MM-DD day. A UTF-8 byte order mark is skipped.
+    """
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise StatementError("empty csv content", 1, source)
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = []
+        line = 1
+        for row in reader:
+            if row:  # csv yields [] for a blank line
+                rows.append((line, row))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise StatementError(f"not a CSV: {exc}", line, source) from None
+    if len(rows) < 2:
+        raise StatementError(
+            "csv must have header + at least one row", rows[0][0] if rows else 1, source
+        )
+    header_line, header_row = rows[0]
+    header = [h.strip().lower() for h in header_row]
+    for column in REQUIRED_COLUMNS:
+        if column not in header:
+            raise StatementError(f'missing column "{column}"', header_line, source)
+    at = {name: i for i, name in enumerate(header)}
+    out = []
+    for n, (line, row) in enumerate(rows[1:], start=1):
+        if len(row) != len(header):
+            raise StatementError(f"{len(row)} columns, expected {len(header)}", line, source)
+        try:
+            cents = _minor_units(row[at["amount"]])
+            direction = _direction(row[at["type"]])
+            date = _date(row[at["date"]])
+        except ValueError as exc:
+            raise StatementError(str(exc), line, source) from None
+        if direction == "debit" and cents > 0:
+            cents = -cents
+        extra = {k: row[at[k]].strip() for k in OPTIONAL_COLUMNS if k in at and row[at[k]].strip()}
+        try:
+            out.append(
+                Transaction(
+                    transaction_id=f"txn-{n:04d}",
+                    date=date,
+                    amount_cents=cents,
+                    description=row[at["description"]],
+                    category=row[at["category"]].strip() if "category" in at else "",
+                    direction=direction,
+                    **extra,
+                )
+            )
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in error["loc"])
+            raise StatementError(f"{field}: {error['msg']}", line, source) from None
+    return tuple(out)
+
+
+def _minor_units(text: str) -> int:
+    """``19.99`` -> 1999, exactly (a float would give 1998.9999...)."""
+    value = text.strip()
+    if not _AMOUNT.fullmatch(value):
+        raise ValueError(f"amount {text!r} is not a decimal number like 1234.50")
+    amount = Decimal(value.replace(",", ""))
+    if abs(amount) > MAX_AMOUNT:
+        raise ValueError(f"amount {value} is larger than the limit of {MAX_AMOUNT:,}")
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        raise ValueError(f"amount {value} has more than two decimal places")
+    return int(cents)
+
+
+def _direction(text: str) -> str:
+    direction = text.strip().lower()
+    if direction not in DIRECTIONS:
+        raise ValueError(f"type {text!r} is neither debit nor credit")
+    return direction
+
+
+def _date(text: str) -> str:
+    value = text.strip()
+    try:
+        real = _DATE.fullmatch(value) is not None and bool(date.fromisoformat(value))
+    except ValueError:
+        real = False
+    if not real:
+        raise ValueError(f"date {text!r} is not a real day written YYYY-MM-DD")
+    return value
