@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from ._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
+from ._nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
 
 __all__ = [
     "Classification",
@@ -309,8 +310,11 @@ class MessageTypes:
         return self._models.get(payload.message_type) is type(payload)
 
     def parse_payload(self, name: str, data: Mapping[str, Any] | str | bytes) -> Payload:
-        """Validate ``data`` (a mapping or JSON text) as the payload of message type ``name``."""
+        """Validate ``data`` (a mapping or JSON text) as the payload of message type ``name``.
+
+        Data nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
         model = self.get(name)
+        _check_depth(name, data)
         try:
             if isinstance(data, str | bytes):
                 return model.model_validate_json(data)
@@ -319,12 +323,17 @@ class MessageTypes:
             raise _translate(name, exc) from exc
 
     def parse_message(self, data: Mapping[str, Any] | str | bytes) -> Message:
-        """Validate a whole envelope (as produced by ``Message.model_dump(mode="json")``)."""
+        """Validate a whole envelope (as produced by ``Message.model_dump(mode="json")``).
+
+        An envelope nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
         if isinstance(data, str | bytes):
             import json
 
             try:
-                data = json.loads(data)
+                text = data.decode() if isinstance(data, bytes) else data
+                if json_depth_exceeds(text):
+                    raise _too_deep(top_level_type(text) or "<unknown>")
+                data = json.loads(text)
             except ValueError as exc:
                 raise InvalidMessageError("<unknown>", "<root>", f"not JSON: {exc}") from exc
         if not isinstance(data, Mapping):
@@ -332,8 +341,22 @@ class MessageTypes:
         type_name = data.get("type")
         if not isinstance(type_name, str):
             raise InvalidMessageError("<unknown>", "type", "a message needs a string 'type'")
+        _check_depth(type_name, data)
         payload = self.parse_payload(type_name, data.get("payload", {}))
         try:
             return Message.model_validate({**data, "payload": payload})
         except ValidationError as exc:
             raise _translate(type_name, exc) from exc
+
+
+def _too_deep(type_name: str) -> InvalidMessageError:
+    return InvalidMessageError(
+        type_name, "<root>", f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
+    )
+
+
+def _check_depth(type_name: str, data: Mapping[str, Any] | str | bytes) -> None:
+    if isinstance(data, bytes):
+        data = data.decode(errors="replace")  # brackets are ASCII: replacement changes none
+    if json_depth_exceeds(data) if isinstance(data, str) else value_depth_exceeds(data):
+        raise _too_deep(type_name)

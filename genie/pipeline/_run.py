@@ -20,7 +20,8 @@ from .._clock import Clock
 from .._correlator import GatherResult, Missing
 from .._deadletter import DeadLetter
 from .._errors import ConfigurationError
-from .._message import Message, Payload, _translate
+from .._message import Message, Payload, _too_deep, _translate
+from .._nesting import json_depth_exceeds
 from .._runtime import Runtime, RuntimeStatistics
 from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
 from ._gather import Gathered, GatherNode
@@ -232,6 +233,9 @@ class Pipeline:
             if spec.format == "text":
                 assert spec.field is not None
                 data[spec.field] = text
+            elif json_depth_exceeds(text):  # YAML's flow style nests with brackets too
+                problem = _too_deep(entry.type)
+                raise InputError(f"{where} does not fit the entry payload: {problem}")
             else:
                 data.update(_parse_object(text, spec.format, where))
         elif spec is not None and spec.format == "text":
@@ -334,6 +338,8 @@ def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise InputError(f"{where} is not valid {fmt.upper()}: {exc}") from exc
+    except RecursionError as exc:  # YAML's block style nests by indentation, unbracketed
+        raise InputError(f"{where} is nested too deeply") from exc
     if not isinstance(data, dict):
         raise InputError(f"{where} must hold a {fmt.upper()} object of payload fields")
     return data
