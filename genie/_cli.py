@@ -10,13 +10,14 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 import anyio
 
-from ._audit import JsonlAuditLog, verify_audit_log
+from ._audit import JsonlAuditLog, audit_key, verify_audit_log
 from ._catalogue import Catalogue, catalogue_markdown
 from ._errors import ConfigurationError, GenieError
 from ._events import TIMELINE_HEADER, EventStream
@@ -49,8 +50,11 @@ def _run(args: argparse.Namespace) -> int:
     payload = pipeline.entry_payload(pipeline.read_input(args.input), args.input or "the input")
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
+    if args.audit_key_file and not args.audit:
+        raise ConfigurationError("--audit-key-file needs --audit PATH")
     try:
-        audit = JsonlAuditLog(args.audit) if args.audit else None
+        key = audit_key(args.audit_key_file, os.environ) if args.audit else None
+        audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
     try:
@@ -157,15 +161,23 @@ def _agents(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    key = audit_key(args.key_file, os.environ)
     try:
-        verdict = verify_audit_log(args.file)
+        verdict = verify_audit_log(args.file, key=key, anchor=args.anchor)
     except OSError as exc:
         print(f"genie audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     if verdict.ok:
-        print(f"OK: {verdict.rows} rows, hash chain intact ({args.file})")
+        chain = "keyed (HMAC-SHA-256) chain" if verdict.keyed else "hash chain"
+        recovered = ", ".join(str(n) for n in verdict.recovered)
+        print(
+            f"OK: {verdict.rows} rows, {chain} intact ({args.file})"
+            + (f", torn lines recovered: {recovered}" if recovered else "")
+            + f"\nlast row_hash: {verdict.last_hash}"
+        )
         return 0
-    print(f"BROKEN: {args.file}:{verdict.line}: {verdict.problem}")
+    where = f"{args.file}:{verdict.line}" if verdict.line is not None else args.file
+    print(f"BROKEN: {where}: {verdict.problem}")
     return 1
 
 
@@ -234,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--audit",
         metavar="PATH",
         help="append the run's audit records to this hash-chained JSONL log",
+    )
+    run.add_argument(
+        "--audit-key-file",
+        metavar="FILE",
+        help="key the audit chain with HMAC-SHA-256 using the key in FILE (default: the "
+        "GENIE_AUDIT_KEY variable when set, else an unkeyed SHA-256 chain)",
     )
     run.add_argument(
         "--trace", action="store_true", help="print the run's timeline (every event) on stderr"
@@ -305,9 +323,22 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="check an audit log's hash chain",
         description="Walk the hash chain of a JSONL audit log. Exit 0 if intact, 1 at the "
-        "first broken, edited, deleted or reordered row.",
+        "first broken, edited, deleted or reordered row, 2 if the file or the key cannot be "
+        "read.",
     )
     verify.add_argument("file", help="the JSONL audit log")
+    verify.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the log is keyed (HMAC-SHA-256) with the key in FILE (default: the "
+        "GENIE_AUDIT_KEY variable when set)",
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a row_hash noted earlier (the last one verify printed): fail unless the log "
+        "still holds that row, so rows removed at the end are found",
+    )
     verify.set_defaults(func=_audit_verify)
 
     policy = commands.add_parser("policy", help="work with policy files", description="Policies.")
