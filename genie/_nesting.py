@@ -13,7 +13,8 @@ from collections.abc import Mapping
 __all__ = ["MAX_DEPTH", "json_depth_exceeds", "top_level_type", "value_depth_exceeds"]
 
 # Levels of JSON arrays and objects, the outermost counting 1 (a message envelope is 1, its
-# payload 2). The catalogue's deepest payload nests 5; Python's recursion limit is 1000, and
+# payload 2). A catalogue message nests fewer than 10 (a gather's bundle is the deepest);
+# Python's recursion limit is 1000, and
 # every level can cost a parser, a validator and a serialiser a few frames each.
 MAX_DEPTH = 64
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -541,3 +542,18 @@ def test_an_anchor_finds_rows_removed_at_the_end(
         f"BROKEN: {path}: anchor {anchor} is not in the log: rows were removed at its end, "
         "or the log was replaced"
     )
+
+
+def test_the_audit_docs_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/governance.md, "The audit log": each snippet runs and prints what it says."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "governance.md"
+    section = page.read_text().split("## The audit log", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, str(page), "exec"), {"__name__": "__main__"})
+        printed = capsys.readouterr().out.splitlines()
+        promised = re.findall(r"print\(.*\)  # (.*)", code)
+        assert len(promised) == len(printed)
+        for said, out in zip(promised, printed, strict=True):
+            assert said in out
