@@ -79,7 +79,7 @@ async def test_agent_errors_go_to_the_fallback_or_a_dead_letter() -> None:
     assert (letter.kind, letter.agent_id, letter.reason) == (
         "failed",
         "ingestor",
-        "StatementError: empty csv content",
+        "StatementError: line 1: empty csv content",
     )
     payload: Any = ok.message.payload
     assert payload.emi == 100  # the runtime goes on serving
