@@ -440,3 +440,14 @@ def test_invalid_payload_names_type_and_field() -> None:
         InvalidMessageError, match="invalid 'forecast_result' message: field 'monthly_net_cents'"
     ):
         types.parse_payload("forecast_result", {"currency": "INR", "monthly_net_cents": "lots"})
+
+
+@pytest.mark.parametrize("amount", ["\u0661\u0662", "1\u00a0000", "\uff11", "1.\u0665"])
+def test_only_ascii_digits_are_amounts(amount: str) -> None:
+    with pytest.raises(StatementError, match="is not a decimal number"):
+        parse_statement(HEAD + f"2026-01-01,x,{amount},debit\n")
+
+
+def test_a_huge_digit_string_is_refused_quickly() -> None:
+    with pytest.raises(StatementError, match="larger than the limit"):
+        parse_statement(HEAD + "2026-01-01,x," + "9" * 100_000 + ",debit\n")  # int() refuses >4300

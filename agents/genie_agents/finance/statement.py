@@ -6,7 +6,6 @@ import csv
 import io
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -65,10 +64,12 @@ DIRECTIONS = ("debit", "credit")
 # The largest amount accepted, in major units (a trillion rupees or dollars): above any real
 # transaction, and its minor units (10**14) stay exact in the float arithmetic of the
 # forecaster and the anomaly detector (floats are exact to 2**53, about 9 * 10**15).
-MAX_AMOUNT = Decimal(10) ** 12
+MAX_AMOUNT = 10**12
+_MAX_CENTS = MAX_AMOUNT * 100
+_MAX_DIGITS = len(str(MAX_AMOUNT))
 # 1234.5, -12, +3.25 and 1,234.50 (thousands grouped by commas); no exponents, no NaN.
-_AMOUNT = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_AMOUNT = re.compile(r"([+-]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 class StatementError(ValueError):
@@ -144,17 +145,21 @@ def parse_statement(text: str, source: str | None = None) -> tuple[Transaction, 
 
 
 def _minor_units(text: str) -> int:
-    """``19.99`` -> 1999, exactly (a float would give 1998.9999...)."""
+    """``19.99`` -> 1999, exactly, in integers (a float would give 1998.9999...)."""
     value = text.strip()
-    if not _AMOUNT.fullmatch(value):
+    match = _AMOUNT.fullmatch(value)
+    if match is None:
         raise ValueError(f"amount {text!r} is not a decimal number like 1234.50")
-    amount = Decimal(value.replace(",", ""))
-    if abs(amount) > MAX_AMOUNT:
-        raise ValueError(f"amount {value} is larger than the limit of {MAX_AMOUNT:,}")
-    cents = amount * 100
-    if cents != cents.to_integral_value():
+    sign, whole, fraction = match.groups()
+    whole = whole.replace(",", "").lstrip("0")
+    fraction = (fraction or "").rstrip("0")
+    if len(fraction) > 2:
         raise ValueError(f"amount {value} has more than two decimal places")
-    return int(cents)
+    # compare digit counts first: int() of a huge digit string is slow (and refused past 4300)
+    cents = int(whole + fraction.ljust(2, "0")) if len(whole) <= _MAX_DIGITS else _MAX_CENTS + 1
+    if cents > _MAX_CENTS:
+        raise ValueError(f"amount {value} is larger than the limit of {MAX_AMOUNT:,}")
+    return -cents if sign == "-" else cents
 
 
 def _direction(text: str) -> str:
