@@ -7,17 +7,18 @@ the library never imports it and a user's package can add agents the same way.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
 
 from ._agent import Agent, BaseAgent, Risk
 from ._errors import ConfigurationError, did_you_mean
+from ._imports import import_module
 from ._message import Payload
 
 __all__ = ["AgentSpec", "Catalogue", "import_object"]
@@ -143,15 +144,13 @@ def _params_model(factory: type) -> type[BaseModel]:
     return model
 
 
-def import_object(reference: str) -> Any:
-    """Import ``module:attribute``; raises ConfigurationError saying what failed."""
+def import_object(reference: str, folder: Path | None = None) -> Any:
+    """Import ``module:attribute``, the module from ``folder`` first when given (see
+    ``genie._imports``); raises ConfigurationError saying what failed."""
     module_name, _, attr = reference.partition(":")
     if not module_name or not attr:
         raise ConfigurationError(f"{reference!r} is not of the form module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import module {module_name!r}: {exc}") from exc
+    module = import_module(module_name, folder)
     try:
         obj = module
         for part in attr.split("."):

@@ -19,7 +19,15 @@ from .._catalogue import AgentSpec, Catalogue, import_object, spec_for
 from .._errors import ConfigurationError, did_you_mean
 from .._message import Payload
 from .._supervisor import Policy
-from .._yamlconf import ConfigFileError, Loc, line_of, problems, read_yaml, validate
+from .._yamlconf import (
+    ConfigFileError,
+    Loc,
+    line_of,
+    problems,
+    read_yaml,
+    sorted_problems,
+    validate,
+)
 from ..policies._board import BoardPolicy, build_policies, load_policy_file
 from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
@@ -40,13 +48,18 @@ class _RuleDecl(_Model):
 
 
 def interpolate(
-    data: Any, variables: Mapping[str, str], errors: list[tuple[Loc, str]], at: Loc = ()
+    data: Any,
+    variables: Mapping[str, str],
+    errors: list[tuple[Loc, str]],
+    at: Loc = (),
+    used: set[str] | None = None,
 ) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string (``$$`` is a literal ``$``)."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string (``$$`` is a literal ``$``);
+    the names the file refers to are added to ``used``."""
     if isinstance(data, dict):
-        return {k: interpolate(v, variables, errors, (*at, k)) for k, v in data.items()}
+        return {k: interpolate(v, variables, errors, (*at, k), used) for k, v in data.items()}
     if isinstance(data, list):
-        return [interpolate(v, variables, errors, (*at, i)) for i, v in enumerate(data)]
+        return [interpolate(v, variables, errors, (*at, i), used) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
 
@@ -54,6 +67,8 @@ def interpolate(
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if used is not None:
+            used.add(name)
         value = variables.get(name)
         if value is None:
             if default is not None:
@@ -71,25 +86,94 @@ def load_pipeline(
     variables: Mapping[str, str] | None = None,
     catalogue: Catalogue | None = None,
 ) -> Pipeline:
-    """Load and check a pipeline file. ``variables`` override the environment for ``${VAR}``.
+    """Load and check a pipeline file. ``variables`` override the environment for ``${VAR}``;
+    each must be one the file uses.
+
+    ``use: module:Class`` (and ``simulation.inputs.use``) import a module beside the file before
+    an installed one; loading a pipeline runs that code, so a pipeline file is code.
 
     Raises ``ConfigFileError`` listing every problem found.
     """
     path = Path(path)
-    raw, lines = read_yaml(path)
+    doc = read_yaml(path)
     env = {**os.environ, **(variables or {})}
-    found: list[tuple[Loc, str]] = []
-    data = interpolate(raw, env, found)
-    if found:
-        raise ConfigFileError(
-            [f"{path}:{line_of(lines, loc)}: {_key(loc)}: {why}" for loc, why in found]
-        )
+    unset: list[tuple[Loc, str]] = []
+    used: set[str] = set()
+    data = interpolate(doc.data, env, unset, used=used)
+    found = [*doc.problems, *_unused(path, variables or {}, used)]
+    found += [f"{path}:{line_of(doc.lines, loc)}: {_key(loc)}: {why}" for loc, why in unset]
     if not isinstance(data, dict):
-        raise ConfigFileError(
-            [f"{path}:1: <top>: a pipeline file is a mapping (agents, routes, entry, output...)"]
+        found.append(
+            f"{path}:1: <top>: a pipeline file is a mapping (agents, routes, entry, output...)"
         )
-    config = validate(PipelineFile, data, path, lines)
-    return _Checker(path, config, lines, catalogue or Catalogue.installed()).pipeline()
+        raise ConfigFileError(sorted_problems(found))
+    # A value made empty by an unset variable is not reported again as a wrong value.
+    quiet = [loc for loc, _ in unset]
+    config, pruned = _validate_leniently(data, path, doc.lines, found, quiet)
+    if config is None:
+        raise ConfigFileError(sorted_problems(found))
+    checker = _Checker(path, config, doc.lines, catalogue or Catalogue.installed())
+    checker.problems = found
+    checker.quiet = [*quiet, *pruned]
+    return checker.pipeline()
+
+
+def _unused(path: Path, variables: Mapping[str, str], used: set[str]) -> list[str]:
+    return [
+        f"{path}: variable {name} is set but the file never uses ${{{name}}}"
+        f"{did_you_mean(name, used)}" + (f"; it uses {', '.join(sorted(used))}" if used else "")
+        for name in variables
+        if name not in used
+    ]
+
+
+def _validate_leniently(
+    data: dict[str, Any], path: Path, lines: dict[Loc, int], found: list[str], quiet: list[Loc]
+) -> tuple[PipelineFile | None, list[Loc]]:
+    """Validate the file's schema, adding each problem to ``found``. So that one wrong key does
+    not hide the mistakes after it, a wrong or unknown mapping key is dropped and the rest
+    validated again, then cross-checked; returns None when what is left cannot be (a required
+    key or a list item is wrong). Also returns the dropped keys."""
+    pruned: list[Loc] = []
+    for _ in range(_PASSES):
+        try:
+            return PipelineFile.model_validate(data), pruned
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            for problem, err in zip(
+                problems(exc, path, lines, model=PipelineFile), errors, strict=True
+            ):
+                if not _under(tuple(err["loc"]), [*quiet, *pruned]):
+                    found.append(problem)
+            locs = [tuple(err["loc"]) for err in errors]
+            if any(
+                err["type"] == "missing" or not isinstance(err["loc"][-1], str) for err in errors
+            ):
+                return None, pruned
+            data = _without(data, locs)
+            pruned += locs
+    return None, pruned
+
+
+_PASSES = 3  # a dropped key can reveal another error only one level up
+
+
+def _under(loc: Loc, prefixes: list[Loc]) -> bool:
+    return any(loc[: len(p)] == p for p in prefixes)
+
+
+def _without(data: Any, locs: list[Loc]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``locs``."""
+    if not isinstance(data, dict | list):
+        return data
+    here = {loc[0] for loc in locs if len(loc) == 1}
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    kept = {
+        k: _without(v, [loc[1:] for loc in locs if len(loc) > 1 and loc[0] == k])
+        for k, v in items
+        if k not in here
+    }
+    return kept if isinstance(data, dict) else list(kept.values())
 
 
 def _qualified(model: type) -> str:
@@ -111,13 +195,28 @@ class _Checker:
         self.lines = lines
         self.catalogue = catalogue
         self.problems: list[str] = []
+        self.quiet: list[Loc] = []  # keys already reported (unset, dropped): not checked again
         self.specs: dict[str, AgentSpec] = {}
         self.types: dict[str, type[Payload]] = {}
         self.gathers: dict[str, type[Gathered]] = {}
         self.instances: dict[str, Agent] = {}
-        self.unresolved = False  # an agent failed to load: its types are unknown, not wrong
+        # Types an agent that failed to load might bring: any type of the catalogue when it was
+        # a catalogue name, any type at all (None) when it was a module:Class.
+        self.maybe_types: set[str] | None = set()
+
+    def unresolvable(self, use: str) -> None:
+        if self.maybe_types is None:
+            return
+        if ":" in use:
+            self.maybe_types = None
+        else:
+            self.maybe_types |= {
+                p.message_type for spec in self.catalogue for p in (*spec.consumes, *spec.produces)
+            }
 
     def fail(self, loc: Loc, reason: str) -> None:
+        if _under(loc, self.quiet):
+            return
         self.problems.append(f"{self.path}:{line_of(self.lines, loc)}: {_key(loc)}: {reason}")
 
     def pipeline(self) -> Pipeline:
@@ -133,7 +232,7 @@ class _Checker:
         self.check_flow(graph)
         inputs = self.check_inputs()
         if self.problems:
-            raise ConfigFileError(self.problems)
+            raise ConfigFileError(sorted_problems(self.problems))
         assert entry_model is not None
         return Pipeline(
             self.path,
@@ -167,7 +266,7 @@ class _Checker:
                 spec = self.resolve(decl.use)
             except ConfigurationError as exc:
                 self.fail((*at, "use"), str(exc))
-                self.unresolved = True
+                self.unresolvable(decl.use)
                 continue
             try:
                 # A throwaway instance: constructor errors surface now, and the graph reads
@@ -175,11 +274,15 @@ class _Checker:
                 self.instances[decl.id] = spec.create(decl.id, decl.params)
             except ValidationError as exc:
                 self.problems += problems(exc, self.path, self.lines, (*at, "params"))
-                self.unresolved = True
+                self.unresolvable(decl.use)
                 continue
             except ConfigurationError as exc:
                 self.fail((*at, "params"), str(exc))
-                self.unresolved = True
+                self.unresolvable(decl.use)
+                continue
+            except Exception as exc:  # the class's own constructor failed: its code, its error
+                self.fail((*at, "params"), f"{spec.name}(...) raised {type(exc).__name__}: {exc}")
+                self.unresolvable(decl.use)
                 continue
             self.specs[decl.id] = spec
             for model in (*spec.consumes, *spec.produces):
@@ -187,7 +290,7 @@ class _Checker:
 
     def resolve(self, use: str) -> AgentSpec:
         if ":" in use:
-            return spec_for(import_object(use), name=use)
+            return spec_for(import_object(use, self.path.parent), name=use)
         return self.catalogue.get(use)
 
     def add_type(self, model: type[Payload], at: Loc) -> None:
@@ -220,8 +323,8 @@ class _Checker:
     def known_type(self, name: str, at: Loc) -> bool:
         if name in self.types:
             return True
-        if self.unresolved:
-            return False
+        if self.maybe_types is None or name in self.maybe_types:
+            return False  # a type of the agent that failed to load, perhaps: not a mistake
         self.fail(at, f"unknown message type {name!r}{did_you_mean(name, self.types)}")
         return False
 
@@ -374,7 +477,7 @@ class _Checker:
             return None
         at: Loc = ("simulation", "inputs", "use")
         try:
-            generator = import_object(decl.use)
+            generator = import_object(decl.use, self.path.parent)
         except ConfigurationError as exc:
             self.fail(at, str(exc).replace("module:Class", "module:function"))
             return None

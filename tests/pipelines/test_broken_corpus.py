@@ -18,7 +18,8 @@ EXPECT = re.compile(r"^# expect: (\d+): (.+)$")
 
 
 def expectation(path: Path) -> tuple[int, str]:
-    match = EXPECT.match(path.read_text().splitlines()[0])
+    first = path.read_bytes().split(b"\n", 1)[0].decode()  # the rest may be deliberately not UTF-8
+    match = EXPECT.match(first)
     assert match, f"{path.name} must start with '# expect: LINE: text'"
     return int(match.group(1)), match.group(2)
 
