@@ -184,18 +184,20 @@ def _read(path: Path) -> str:
 
 
 def _lines(
-    node: yaml.Node, loc: Loc, out: dict[Loc, int], dupes: dict[tuple[int, int], Loc]
+    node: yaml.Node, loc: Loc, out: dict[Loc, int], dupes: dict[tuple[yaml.Node, yaml.Node], Loc]
 ) -> None:
+    """Record the line of every key and item under ``loc``, and each key given twice in one
+    mapping (by its tag and text: ``1`` and ``"1"`` are different keys)."""
     out[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: dict[tuple[str, Any], int] = {}
+        seen: dict[tuple[str, Any], yaml.Node] = {}
         for key, value in node.value:
             line = key.start_mark.line + 1
             if isinstance(key, yaml.ScalarNode):
                 name = key.value
-                first = seen.setdefault((key.tag, key.value), line)
-                if first != line:
-                    dupes.setdefault((first, line), (*loc, name))
+                first = seen.setdefault((key.tag, key.value), key)
+                if first is not key:  # an aliased mapping is walked once per alias: once here
+                    dupes.setdefault((first, key), (*loc, name))
             else:
                 name = str(key.start_mark.line)
             _lines(value, (*loc, name), out, dupes)
@@ -218,9 +220,15 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int:
 def read_yaml(path: Path) -> Document:
     """Read ``path`` within the module's bounds; raises ConfigFileError naming file and line."""
     text = _read(path)
-    loader = _Loader(text)
+    lines: dict[Loc, int] = {}
+    dupes: dict[tuple[yaml.Node, yaml.Node], Loc] = {}
+    loader = None
     try:
+        loader = _Loader(text)  # the pure-Python reader checks the characters here
         node = loader.get_single_node()
+        if node is not None:
+            # Before constructing, which merges ``<<`` keys into the mapping's own keys.
+            _lines(node, (), lines, dupes)
         data = None if node is None else loader.construct_document(node)
     except _Refused as exc:
         raise ConfigFileError([f"{path}:{exc.line}: {exc.problem}"]) from None
@@ -238,17 +246,14 @@ def read_yaml(path: Path) -> Document:
             [f"{path}:{line}: character #x{exc.character:04x} is not allowed in YAML"]
         ) from exc
     finally:
-        loader.dispose()
-    lines: dict[Loc, int] = {}
-    dupes: dict[tuple[int, int], Loc] = {}
-    if node is not None:
-        _lines(node, (), lines, dupes)
+        if loader is not None:
+            loader.dispose()
     problems = [
-        f"{path}:{second}: {_key(loc)}: duplicate key (first on line {first}); "
-        "YAML would keep only the last one"
+        f"{path}:{second.start_mark.line + 1}: {_key(loc)}: duplicate key "
+        f"(first on line {first.start_mark.line + 1}); YAML would keep only the last one"
         for (first, second), loc in dupes.items()
     ]
-    return Document(data, lines, problems)
+    return Document(data, lines, sorted_problems(problems))
 
 
 def _key(loc: Loc) -> str:

@@ -325,7 +325,8 @@ class _Checker:
             return True
         if self.maybe_types is None or name in self.maybe_types:
             return False  # a type of the agent that failed to load, perhaps: not a mistake
-        self.fail(at, f"unknown message type {name!r}{did_you_mean(name, self.types)}")
+        known = {*self.types, *(self.maybe_types or ())}
+        self.fail(at, f"unknown message type {name!r}{did_you_mean(name, known)}")
         return False
 
     def known_id(self, agent_id: str, ids: Mapping[str, Loc], at: Loc, what: str) -> bool:

@@ -1,0 +1,216 @@
+"""The bounded YAML loader: hostile and broken files are refused with file and line, quickly,
+by the libyaml loader and the pure-Python one alike; every bound holds exactly at its value."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from genie import _yamlconf
+from genie._cli import main
+from genie._yamlconf import MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigFileError, read_yaml
+
+LOADERS = {"default": _yamlconf._Loader, "python": _yamlconf._PyLoader}
+
+
+@pytest.fixture(params=sorted(LOADERS))
+def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(_yamlconf, "_Loader", LOADERS[request.param])
+    return str(request.param)
+
+
+def test_the_default_loader_parses_with_libyaml() -> None:
+    # The bounds are checked in the Python composer either way; libyaml only makes it faster.
+    assert _yamlconf._Loader is not _yamlconf._PyLoader
+
+
+def refused(path: Path) -> list[str]:
+    started = time.perf_counter()
+    with pytest.raises(ConfigFileError) as caught:
+        read_yaml(path)
+    assert time.perf_counter() - started < 1.0
+    return caught.value.problems
+
+
+def write(tmp_path: Path, text: str, name: str = "f.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def laughs(levels: int, width: int = 9) -> str:
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth + "\n"
+
+
+@pytest.mark.usefixtures("loader")
+def test_billion_laughs_is_refused_at_the_alias_that_crosses_the_bound(tmp_path: Path) -> None:
+    [problem] = refused(write(tmp_path, laughs(10)))
+    assert problem.startswith(f"{tmp_path / 'f.yaml'}:5: more than {MAX_NODES:,} values")
+
+
+@pytest.mark.usefixtures("loader")
+def test_aliases_are_counted_as_copies_up_to_the_bound(tmp_path: Path) -> None:
+    # A list of n aliases to a list of 9 items is 1 + n * 10 values, plus the anchored list (10)
+    # and the two keys and the mapping (3): exactly at the bound, then one past it.
+    n = (MAX_NODES - 14) // 10
+    assert 14 + n * 10 == MAX_NODES - (MAX_NODES - 14) % 10
+    base = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [" + ", ".join(["*a"] * n)
+    padding = (MAX_NODES - 14) % 10
+    ok = read_yaml(write(tmp_path, base + ", 0" * padding + "]\n"))
+    assert len(ok.data["b"]) == n + padding
+    [problem] = refused(write(tmp_path, base + ", 0" * (padding + 1) + "]\n", "g.yaml"))
+    assert "more than" in problem
+
+
+@pytest.mark.usefixtures("loader")
+def test_depth_is_bounded_exactly(tmp_path: Path) -> None:
+    assert read_yaml(write(tmp_path, nested(MAX_DEPTH))).data is not None
+    [problem] = refused(write(tmp_path, "x: 1\ny: " + nested(MAX_DEPTH)))  # one more: the mapping
+    assert problem == f"{tmp_path / 'f.yaml'}:2: nested more than {MAX_DEPTH} levels deep"
+
+
+@pytest.mark.usefixtures("loader")
+def test_five_thousand_levels_of_block_mappings_are_refused(tmp_path: Path) -> None:
+    text = "".join("  " * i + f"k{i}:\n" for i in range(5000)) + "  " * 5000 + "v\n"
+    text = text[: MAX_BYTES - 100] + "\n"  # under the size bound: the depth bound must answer
+    [problem] = refused(write(tmp_path, text))
+    assert f":{MAX_DEPTH}: nested more than {MAX_DEPTH} levels deep" in problem
+
+
+@pytest.mark.usefixtures("loader")
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    [problem] = refused(write(tmp_path, "a: 1\nb: &x {c: [1, *x]}\n"))
+    assert problem == f"{tmp_path / 'f.yaml'}:2: alias *x is inside the collection it names"
+
+
+def test_a_file_over_the_size_bound_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("wb") as f:
+        f.write(b"agents: [")
+        f.truncate(50 * 1024 * 1024)  # 50 MB (sparse: the test writes almost nothing)
+    [problem] = refused(path)
+    assert problem == (
+        f"{path}:1: the file is larger than 256 KiB, the limit for a configuration file"
+    )
+
+
+def test_a_file_at_the_size_bound_loads_within_a_second(tmp_path: Path) -> None:
+    # About as many values as the node bound allows, in as many bytes as the size bound allows.
+    row = "k{:05d}: [{}, {}]\n"
+    rows = [row.format(i, "x" * 14, "y" * 14) for i in range(MAX_NODES // 4 - 10)]
+    text = "".join(rows)
+    text += "# " + "z" * (MAX_BYTES - len(text) - 3) + "\n"
+    assert len(text.encode()) == MAX_BYTES
+    path = write(tmp_path, text)
+    started = time.perf_counter()
+    doc = read_yaml(path)
+    assert time.perf_counter() - started < 1.0
+    assert len(doc.data) == len(rows)
+    path.write_text(text + " ")
+    refused(path)
+
+
+def test_non_utf8_names_the_byte_its_offset_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("a: 1\nname: café\n".encode("latin-1"))
+    assert refused(path) == [
+        f"{path}:2: not UTF-8: byte 0xe9 at offset 14 (column 10); save the file as UTF-8"
+    ]
+
+
+def test_utf16_is_named_and_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "u16.yaml"
+    path.write_text("a: 1\n", encoding="utf-16")
+    assert refused(path) == [f"{path}:1: the file is UTF-16; save it as UTF-8"]
+    path.write_text("a: 1\n", encoding="utf-8-sig")
+    assert read_yaml(path).data == {"a": 1}
+
+
+@pytest.mark.usefixtures("loader")
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("a: 1\nb: x\x07y\n", 2, "character #x0007 is not allowed in YAML"),
+        ("a: 1\nb: 2026-13-45\n", 2, "'2026-13-45': month must be in 1..12"),
+        ("a: 1\nb: " + "9" * 5000 + "\n", 2, "Exceeds the limit (4300 digits)"),
+        ("a: !!python/object:os.system {}\n", 1, "YAML syntax error: could not determine"),
+        ("a: 1\n---\nb: 2\n", 2, "expected a single document"),
+        ("a: *nowhere\n", 1, "YAML syntax error: found undefined alias"),
+    ],
+    ids=["control", "date", "digits", "python-tag", "two-documents", "undefined-alias"],
+)
+def test_unreadable_values_are_refused_with_their_line(
+    tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    [problem] = refused(write(tmp_path, text))
+    assert problem.startswith(f"{tmp_path / 'f.yaml'}:{line}: ")
+    assert reason in problem
+
+
+def test_a_directory_cannot_be_read(tmp_path: Path) -> None:
+    assert refused(tmp_path) == [f"{tmp_path}: cannot read: Is a directory"]
+
+
+@pytest.mark.usefixtures("loader")
+def test_duplicate_keys_name_both_lines_at_every_level(tmp_path: Path) -> None:
+    text = "a: 1\nb:\n  - {x: 1, y: 2, x: 3}\nc: {d: 1}\na: 2\n"
+    doc = read_yaml(write(tmp_path, text))
+    path = tmp_path / "f.yaml"
+    assert doc.problems == [
+        f"{path}:3: b.0.x: duplicate key (first on line 3); YAML would keep only the last one",
+        f"{path}:5: a: duplicate key (first on line 1); YAML would keep only the last one",
+    ]
+
+
+@pytest.mark.usefixtures("loader")
+def test_distinct_keys_are_not_duplicates(tmp_path: Path) -> None:
+    # 1 and "1" are different keys; a merge key's keys may be overridden (that is what it is for)
+    text = 'base: &b {x: 1, y: 2}\nm: {1: a, "1": b}\nn:\n  <<: *b\n  x: 3\n'
+    doc = read_yaml(write(tmp_path, text))
+    assert doc.problems == []
+    assert doc.data["n"] == {"x": 3, "y": 2}
+
+
+def test_a_duplicate_inside_an_anchor_is_reported_once(tmp_path: Path) -> None:
+    doc = read_yaml(write(tmp_path, "a: &a {x: 1, x: 2}\nb: [*a, *a, *a]\n"))
+    assert len(doc.problems) == 1
+
+
+def test_lines_of_keys_and_items(tmp_path: Path) -> None:
+    doc = read_yaml(write(tmp_path, "a:\n  b: 1\n  c:\n    - 1\n    - 2\n"))
+    assert doc.lines[("a", "b")] == 2
+    assert doc.lines[("a", "c", 1)] == 5
+
+
+HOSTILE: dict[str, Callable[[Path], object]] = {
+    "laughs": lambda p: p.write_text(laughs(10)),
+    "deep": lambda p: p.write_text("agents: " + nested(5000)),
+    "latin1": lambda p: p.write_bytes("agents: [caf\xe9]\n".encode("latin-1")),
+    "big": lambda p: p.write_text("# " + "x" * MAX_BYTES + "\n"),
+    "control": lambda p: p.write_text("agents: [\x00]\n"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+@pytest.mark.parametrize("command", [["validate"], ["run"], ["graph"], ["policy", "check"]])
+def test_every_command_refuses_hostile_files_with_exit_2_in_a_second(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, command: list[str]
+) -> None:
+    path = tmp_path / f"{kind}.yaml"
+    HOSTILE[kind](path)
+    extra = ["--probes", str(path)] if command[0] == "policy" else []
+    started = time.perf_counter()
+    assert main([*command, str(path), *extra]) == 2
+    assert time.perf_counter() - started < 1.0
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:")
+    assert "Traceback" not in err
