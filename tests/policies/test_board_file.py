@@ -193,3 +193,43 @@ def test_cli_policy_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         f"{bad}:2: risk.max_content_length_bytes: Input should be greater than 0"
         in capsys.readouterr().err
     )
+
+
+def test_a_second_data_block_is_refused_with_both_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # YAML keeps the last block: without the check this switched PII and injection blocking off.
+    path = go_part(tmp_path)
+    text = path.read_text()
+    first = text.splitlines().index("data:") + 1
+    path.write_text(text + "data:\n  retention_days: 30\n")
+    second = text.count("\n") + 1
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert info.value.problems == [
+        f"{path}:{second}: data: duplicate key (first on line {first}); "
+        "YAML would keep only the last one"
+    ]
+    assert main(["policy", "check", str(path), "--probes", str(PROBES)]) == 2
+    assert f"{path}:{second}: data: duplicate key" in capsys.readouterr().err
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        f"governance: {{file: {path.name}}}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+    )
+    assert main(["validate", str(pipeline)]) == 2
+    assert f"{path}:{second}: data: duplicate key" in capsys.readouterr().err
+
+
+def test_duplicates_and_schema_mistakes_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text('version: "1"\ndta: {}\ndata:\n  block_pi: true\nowner: a\nowner: b\n')
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert info.value.problems == [
+        f"{path}:2: dta: unknown key (did you mean 'data'?)",
+        f"{path}:4: data.block_pi: unknown key (did you mean 'block_pii'?)",
+        f"{path}:6: owner: duplicate key (first on line 5); YAML would keep only the last one",
+    ]
