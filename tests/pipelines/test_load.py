@@ -4,6 +4,8 @@ switched governance off."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -326,3 +328,42 @@ def test_duplicates_are_reported_with_the_other_problems(tmp_path: Path) -> None
         "YAML would keep only the last one",
         f"{path}:6: entry.to: entry recipient 'nobody' is not declared",
     ]
+
+
+# --- the documented example --------------------------------------------------------------------
+
+
+def test_the_documented_agent_beside_its_pipeline_runs_as_shown(
+    tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (ROOT / "docs" / "pipelines.md").read_text()
+    section = page.split("### Your own agents beside the pipeline")[1].split("\n### ")[0]
+    [module] = re.findall(r"```python\n(# household.py.*?)```", section, flags=re.S)
+    [pipeline] = re.findall(r"```yaml\n(# household.yaml.*?)```", section, flags=re.S)
+    [console] = re.findall(r"```\n\$ (.*?)```", section, flags=re.S)
+    command, *shown = console.splitlines()
+    folder = tmp_path / "path" / "to"
+    write(folder, "household.py", module)
+    write(folder, "household.yaml", pipeline)
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(command)
+    assert argv[0] == "genie"
+    assert main(argv[1:]) == 0
+    assert capsys.readouterr().out.splitlines() == shown
+
+
+def test_the_documented_validate_examples_print_what_they_show(
+    capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (ROOT / "docs" / "cli.md").read_text()
+    section = page.split("## `genie validate")[1].split("\n## ")[0]
+    [block] = re.findall(r"```\n(\$ genie validate.*?)```", section, flags=re.S)
+    examples = [e for e in block.split("\n\n") if e.strip()]
+    assert len(examples) >= 4
+    monkeypatch.chdir(ROOT)
+    for example in examples:
+        command, *shown = example.strip().splitlines()
+        argv = shlex.split(command.removeprefix("$ "))
+        assert main(argv[1:]) == (0 if shown[0].startswith("OK") else 2)
+        captured = capsys.readouterr()
+        assert (captured.out + captured.err).splitlines() == shown, command

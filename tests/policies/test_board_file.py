@@ -4,6 +4,8 @@ file, line and reason; the shipped probes pass."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -233,3 +235,19 @@ def test_duplicates_and_schema_mistakes_are_reported_together(tmp_path: Path) ->
         f"{path}:4: data.block_pi: unknown key (did you mean 'block_pii'?)",
         f"{path}:6: owner: duplicate key (first on line 5); YAML would keep only the last one",
     ]
+
+
+def test_the_documented_bad_file_gives_the_documented_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (ROOT / "docs" / "governance.md").read_text()
+    [console] = re.findall(r"```\n\$ (genie policy check bad\.yaml.*?)```", page, flags=re.S)
+    command, *shown = console.splitlines()
+    text = POLICY.read_text().replace(
+        "  block_pii: true\n", "  block_pii: true\n  block_pi: true\n"
+    )
+    (tmp_path / "bad.yaml").write_text(text + "governance: {admin_bypass: true, rbac: {}}\n")
+    monkeypatch.chdir(tmp_path)
+    argv = [str(PROBES) if a == "config/policies/probes.yaml" else a for a in shlex.split(command)]
+    assert main(argv[1:]) == 2
+    assert capsys.readouterr().err.splitlines() == shown
