@@ -112,10 +112,8 @@ def load_pipeline(
     config, pruned = _validate_leniently(data, path, doc.lines, found, quiet)
     if config is None:
         raise ConfigFileError(sorted_problems(found))
-    checker = _Checker(path, config, doc.lines, catalogue or Catalogue.installed())
-    checker.problems = found
-    checker.quiet = [*quiet, *pruned]
-    return checker.pipeline()
+    catalogue = catalogue or Catalogue.installed()
+    return _Checker(path, config, doc.lines, catalogue, found, [*quiet, *pruned]).pipeline()
 
 
 def _unused(path: Path, variables: Mapping[str, str], used: set[str]) -> list[str]:
@@ -155,7 +153,8 @@ def _validate_leniently(
     return None, pruned
 
 
-_PASSES = 3  # a dropped key can reveal another error only one level up
+# Dropping a key can reveal the check of the model holding it (run once its fields are valid).
+_PASSES = 3
 
 
 def _under(loc: Loc, prefixes: list[Loc]) -> bool:
@@ -188,14 +187,20 @@ class _Checker:
     """Resolves a parsed file against the catalogue; collects every problem with its line."""
 
     def __init__(
-        self, path: Path, config: PipelineFile, lines: dict[Loc, int], catalogue: Catalogue
+        self,
+        path: Path,
+        config: PipelineFile,
+        lines: dict[Loc, int],
+        catalogue: Catalogue,
+        problems: list[str],
+        quiet: list[Loc],
     ) -> None:
         self.path = path
         self.config = config
         self.lines = lines
         self.catalogue = catalogue
-        self.problems: list[str] = []
-        self.quiet: list[Loc] = []  # keys already reported (unset, dropped): not checked again
+        self.problems = problems  # the file's problems so far; the checks add theirs
+        self.quiet = quiet  # keys already reported (unset, dropped): not reported again
         self.specs: dict[str, AgentSpec] = {}
         self.types: dict[str, type[Payload]] = {}
         self.gathers: dict[str, type[Gathered]] = {}
@@ -205,6 +210,7 @@ class _Checker:
         self.maybe_types: set[str] | None = set()
 
     def unresolvable(self, use: str) -> None:
+        """The class ``use`` names could not be found."""
         if self.maybe_types is None:
             return
         if ":" in use:
@@ -268,25 +274,23 @@ class _Checker:
                 self.fail((*at, "use"), str(exc))
                 self.unresolvable(decl.use)
                 continue
+            # The class is known, so its types are, even if its parameters are wrong.
+            for model in (*spec.consumes, *spec.produces):
+                self.add_type(model, (*at, "use"))
             try:
                 # A throwaway instance: constructor errors surface now, and the graph reads
                 # where pass-through agents forward.
                 self.instances[decl.id] = spec.create(decl.id, decl.params)
             except ValidationError as exc:
                 self.problems += problems(exc, self.path, self.lines, (*at, "params"))
-                self.unresolvable(decl.use)
                 continue
             except ConfigurationError as exc:
                 self.fail((*at, "params"), str(exc))
-                self.unresolvable(decl.use)
                 continue
             except Exception as exc:  # the class's own constructor failed: its code, its error
                 self.fail((*at, "params"), f"{spec.name}(...) raised {type(exc).__name__}: {exc}")
-                self.unresolvable(decl.use)
                 continue
             self.specs[decl.id] = spec
-            for model in (*spec.consumes, *spec.produces):
-                self.add_type(model, (*at, "use"))
 
     def resolve(self, use: str) -> AgentSpec:
         if ":" in use:

@@ -80,6 +80,27 @@ def test_a_misspelt_agent_does_not_hide_a_misspelt_route(tmp_path: Path) -> None
     ]
 
 
+def test_wrong_parameters_do_not_hide_a_misspelt_type(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - id: anomalies\n"
+        "    use: anomaly_detector\n"
+        "    params: {threshold: high}\n"
+        "routes:\n"
+        "  analysis_result: [anomalies]\n"
+        "  anomalie: [anomalies]\n"
+        "entry: {type: analysis_result, to: anomalies}\n"
+        "output: anomalies\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4: agents.0.params.threshold: Input should be a valid number, "
+        "unable to parse string as a number",
+        f"{path}:7: routes.anomalie: unknown message type 'anomalie' (did you mean 'anomalies'?)",
+    ]
+
+
 def test_types_an_unloadable_module_might_bring_are_not_called_unknown(tmp_path: Path) -> None:
     # mine:Agent fails to import, so 'my_type' may well be its type: only the import is wrong.
     path = write(
