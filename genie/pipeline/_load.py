@@ -117,12 +117,16 @@ def load_pipeline(
 
 
 def _unused(path: Path, variables: Mapping[str, str], used: set[str]) -> list[str]:
-    return [
-        f"{path}: variable {name} is set but the file never uses ${{{name}}}"
-        f"{did_you_mean(name, used)}" + (f"; it uses {', '.join(sorted(used))}" if used else "")
-        for name in variables
-        if name not in used
-    ]
+    """A problem for each of ``variables`` the file never uses: the closest name it does use,
+    or, when none is close, every name it uses."""
+    out = []
+    for name in variables:
+        if name not in used:
+            hint = did_you_mean(name, used) or (
+                f"; it uses {', '.join(sorted(used))}" if used else "; it uses no variables"
+            )
+            out.append(f"{path}: variable {name} is set but the file never uses ${{{name}}}{hint}")
+    return out
 
 
 def _validate_leniently(
