@@ -33,7 +33,16 @@ from yaml.scanner import Scanner
 
 from ._errors import ConfigurationError, did_you_mean
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "ConfigFileError", "Document", "load_model"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "ConfigFileError",
+    "Document",
+    "load_model",
+    "parse_yaml",
+    "read_yaml",
+]
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
@@ -174,13 +183,11 @@ def _read(path: Path) -> str:
     except OSError as exc:
         raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from exc
     if len(raw) > MAX_BYTES:
-        raise ConfigFileError(
-            [
-                f"{path}:1: the file is larger than {MAX_BYTES // 1024} KiB, the limit for a "
-                "configuration file"
-            ]
-        )
+        raise ConfigFileError([f"{path}:1: {_TOO_LARGE}"])
     return _decode(path, raw)
+
+
+_TOO_LARGE = f"the file is larger than {MAX_BYTES // 1024} KiB, the limit for a configuration file"
 
 
 def _lines(
@@ -219,7 +226,15 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int:
 
 def read_yaml(path: Path) -> Document:
     """Read ``path`` within the module's bounds; raises ConfigFileError naming file and line."""
-    text = _read(path)
+    return parse_yaml(_read(path), path)
+
+
+def parse_yaml(text: str, path: str | Path) -> Document:
+    """Parse ``text`` (the content of ``path``, which names it in problems: a file, or any
+    source such as ``<stdin>``) within the module's bounds; raises ConfigFileError naming the
+    line."""
+    if len(text) > MAX_BYTES:
+        raise ConfigFileError([f"{path}:1: {_TOO_LARGE}"])
     lines: dict[Loc, int] = {}
     dupes: dict[tuple[yaml.Node, yaml.Node], Loc] = {}
     loader = None

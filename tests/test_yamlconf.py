@@ -11,7 +11,14 @@ import pytest
 
 from genie import _yamlconf
 from genie._cli import main
-from genie._yamlconf import MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigFileError, read_yaml
+from genie._yamlconf import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_NODES,
+    ConfigFileError,
+    parse_yaml,
+    read_yaml,
+)
 
 LOADERS = {"default": _yamlconf._Loader, "python": _yamlconf._PyLoader}
 
@@ -214,3 +221,11 @@ def test_every_command_refuses_hostile_files_with_exit_2_in_a_second(
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:")
     assert "Traceback" not in err
+
+
+def test_text_from_elsewhere_is_held_to_the_same_bounds() -> None:
+    with pytest.raises(ConfigFileError, match=r"^<stdin>:5: more than 20,000 values"):
+        parse_yaml(laughs(10), "<stdin>")
+    with pytest.raises(ConfigFileError, match=r"^<stdin>:1: the file is larger than 256 KiB"):
+        parse_yaml("#" * (MAX_BYTES + 1), "<stdin>")
+    assert parse_yaml("a: [1, 2]\n", "<stdin>").data == {"a": [1, 2]}
