@@ -31,7 +31,8 @@ def import_module(name: str, folder: Path | None = None) -> ModuleType:
     try:
         return importlib.import_module(qualified)
     except ImportError as exc:
-        raise ConfigurationError(f"cannot import module {name!r}: {exc}") from exc
+        why = str(exc).replace(qualified.removesuffix(name), "")  # the folder package is ours
+        raise ConfigurationError(f"cannot import module {name!r}: {why}") from exc
     except Exception as exc:  # the module's own code failed: any error, reported as its own
         raise ConfigurationError(
             f"importing module {name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"

@@ -190,28 +190,36 @@ def _read(path: Path) -> str:
 _TOO_LARGE = f"the file is larger than {MAX_BYTES // 1024} KiB, the limit for a configuration file"
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _lines(
-    node: yaml.Node, loc: Loc, out: dict[Loc, int], dupes: dict[tuple[yaml.Node, yaml.Node], Loc]
+    node: yaml.Node,
+    loc: Loc,
+    out: dict[Loc, int],
+    dupes: dict[tuple[yaml.Node, yaml.Node], Loc],
+    key_of: Callable[[yaml.Node], Any],
 ) -> None:
     """Record the line of every key and item under ``loc``, and each key given twice in one
-    mapping (by its tag and text: ``1`` and ``"1"`` are different keys)."""
+    mapping. Keys are compared as the loaded mapping compares them (``key_of`` builds a key's
+    value): ``1`` and ``"1"`` are two keys, ``1``, ``1.0`` and ``true`` one."""
     out[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: dict[tuple[str, Any], yaml.Node] = {}
+        seen: dict[Any, yaml.Node] = {}
         for key, value in node.value:
             line = key.start_mark.line + 1
             if isinstance(key, yaml.ScalarNode):
                 name = key.value
-                first = seen.setdefault((key.tag, key.value), key)
+                first = seen.setdefault(_MERGE if key.tag == _MERGE else key_of(key), key)
                 if first is not key:  # an aliased mapping is walked once per alias: once here
                     dupes.setdefault((first, key), (*loc, name))
             else:
                 name = str(key.start_mark.line)
-            _lines(value, (*loc, name), out, dupes)
+            _lines(value, (*loc, name), out, dupes, key_of)
             out[(*loc, name)] = line
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _lines(item, (*loc, i), out, dupes)
+            _lines(item, (*loc, i), out, dupes, key_of)
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int:
@@ -243,7 +251,7 @@ def parse_yaml(text: str, path: str | Path) -> Document:
         node = loader.get_single_node()
         if node is not None:
             # Before constructing, which merges ``<<`` keys into the mapping's own keys.
-            _lines(node, (), lines, dupes)
+            _lines(node, (), lines, dupes, loader.construct_object)
         data = None if node is None else loader.construct_document(node)
     except _Refused as exc:
         raise ConfigFileError([f"{path}:{exc.line}: {exc.problem}"]) from None

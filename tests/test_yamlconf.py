@@ -187,6 +187,17 @@ def test_distinct_keys_are_not_duplicates(tmp_path: Path) -> None:
     assert doc.data["n"] == {"x": 3, "y": 2}
 
 
+@pytest.mark.usefixtures("loader")
+def test_keys_equal_once_loaded_are_duplicates(tmp_path: Path) -> None:
+    # 1, 1.0, 0x1 and true are one key of a Python dict: the mapping would keep only the last.
+    doc = read_yaml(write(tmp_path, "m: {1: a, 1.0: b, 0x1: c, true: d}\n"))
+    assert [p.split(": ", 1)[1] for p in doc.problems] == [
+        "m.1.0: duplicate key (first on line 1); YAML would keep only the last one",
+        "m.0x1: duplicate key (first on line 1); YAML would keep only the last one",
+        "m.true: duplicate key (first on line 1); YAML would keep only the last one",
+    ]
+
+
 def test_a_duplicate_inside_an_anchor_is_reported_once(tmp_path: Path) -> None:
     doc = read_yaml(write(tmp_path, "a: &a {x: 1, x: 2}\nb: [*a, *a, *a]\n"))
     assert len(doc.problems) == 1

@@ -289,6 +289,16 @@ def test_a_local_package_with_a_dotted_module(tmp_path: Path) -> None:
     assert answer(path) == "dotted"
 
 
+def test_a_missing_submodule_of_a_local_package_is_named_as_written(tmp_path: Path) -> None:
+    folder = tmp_path / "sub"
+    write(folder / "home", "__init__.py", "")
+    path = write(folder, "pipeline.yaml", PIPELINE.replace("household:", "home.nope:"))
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: cannot import module 'home.nope': No module named 'home.nope'"
+    )
+
+
 def test_a_module_raising_anything_at_import_is_named_with_the_exception(tmp_path: Path) -> None:
     folder = tmp_path / "raising"
     write(folder, "household.py", "import json\n\njson.loads('{')\n")
