@@ -16,6 +16,7 @@ file and line in well under a second instead of exhausting memory, the stack or 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,14 +297,21 @@ def load_model(path: str | Path, model: type[M]) -> tuple[M, dict[Loc, int]]:
     return found, doc.lines
 
 
+_WHERE = re.compile(r"^(.*?):(\d+): ")
+
+
 def sorted_problems(problems: Sequence[str]) -> list[str]:
-    """``problems`` in file order (by line; the order found within one line)."""
+    """``problems`` (``file:line: ...``, or ``file: ...`` for the whole file) in file order:
+    files as first named, then by line; the order found within one line."""
+    files: dict[str, int] = {}
 
-    def line(problem: str) -> int:
-        parts = problem.split(":", 2)
-        return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
+    def where(problem: str) -> tuple[int, int]:
+        match = _WHERE.match(problem)
+        name, line = (match[1], int(match[2])) if match else (problem.split(": ", 1)[0], 0)
+        return files.setdefault(name, len(files)), line
 
-    return sorted(problems, key=line)
+    keys = [where(p) for p in problems]  # in the order given, so files rank as first named
+    return [p for _, p in sorted(zip(keys, problems, strict=True), key=lambda kp: kp[0])]
 
 
 def validate(model: type[M], data: Any, path: Path, lines: dict[Loc, int], at: Loc = ()) -> M:

@@ -18,6 +18,7 @@ from genie._yamlconf import (
     ConfigFileError,
     parse_yaml,
     read_yaml,
+    sorted_problems,
 )
 
 LOADERS = {"default": _yamlconf._Loader, "python": _yamlconf._PyLoader}
@@ -240,3 +241,18 @@ def test_text_from_elsewhere_is_held_to_the_same_bounds() -> None:
     with pytest.raises(ConfigFileError, match=r"^<stdin>:1: the file is larger than 256 KiB"):
         parse_yaml("#" * (MAX_BYTES + 1), "<stdin>")
     assert parse_yaml("a: [1, 2]\n", "<stdin>").data == {"a": [1, 2]}
+
+
+def test_problems_sort_by_file_as_first_named_then_by_line() -> None:
+    given = [
+        "p.yaml:10: b: x",
+        "policy.yaml:3: c: y",
+        "p.yaml: variable X is set but never used",
+        "p.yaml:2: a: z",
+    ]
+    assert sorted_problems(given) == [
+        "p.yaml: variable X is set but never used",
+        "p.yaml:2: a: z",
+        "p.yaml:10: b: x",
+        "policy.yaml:3: c: y",
+    ]
