@@ -382,7 +382,13 @@ class _Checker:
                 self.fail(("gathers", i, "emit", "to"), self.not_handled(g.emit.to, g.emit.type))
 
     def not_handled(self, agent_id: str, type_name: str) -> str:
-        spec = self.specs[agent_id]
+        spec = self.specs.get(agent_id)
+        if spec is None:  # a gather that expects other types
+            gather = next(g for g in self.config.gathers if g.id == agent_id)
+            return (
+                f"gather {agent_id!r} does not expect {type_name!r} "
+                f"(it expects {gather.expect.types})"
+            )
         handled = sorted(p.message_type for p in spec.consumes)
         return (
             f"agent {agent_id!r} ({spec.name}) does not handle {type_name!r} (it handles {handled})"
