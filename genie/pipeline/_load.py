@@ -132,33 +132,58 @@ def _unused(path: Path, variables: Mapping[str, str], used: set[str]) -> list[st
 def _validate_leniently(
     data: dict[str, Any], path: Path, lines: dict[Loc, int], found: list[str], quiet: list[Loc]
 ) -> tuple[PipelineFile | None, list[Loc]]:
-    """Validate the file's schema, adding each problem to ``found``. So that one wrong key does
-    not hide the mistakes after it, a wrong or unknown mapping key is dropped and the rest
-    validated again, then cross-checked; returns None when what is left cannot be (a required
-    key or a list item is wrong). Also returns the dropped keys."""
-    pruned: list[Loc] = []
+    """Validate the file's schema, adding each problem to ``found``. So that one mistake does
+    not hide the ones after it, a wrong or unknown mapping key is dropped, a missing ``entry``
+    or ``output`` stood in for, and the rest validated again, then cross-checked. Returns None
+    when what is left cannot be (another required key missing, a wrong list item); also returns
+    the keys set aside, whose problems are already reported."""
+    set_aside: list[Loc] = []
     for _ in range(_PASSES):
         try:
-            return PipelineFile.model_validate(data), pruned
+            return PipelineFile.model_validate(data), set_aside
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             for problem, err in zip(
                 problems(exc, path, lines, model=PipelineFile), errors, strict=True
             ):
-                if not _under(tuple(err["loc"]), [*quiet, *pruned]):
+                if not _under(tuple(err["loc"]), [*quiet, *set_aside]):
                     found.append(problem)
-            locs = [tuple(err["loc"]) for err in errors]
-            if any(
-                err["type"] == "missing" or not isinstance(err["loc"][-1], str) for err in errors
-            ):
-                return None, pruned
-            data = _without(data, locs)
-            pruned += locs
-    return None, pruned
+            drop, fill = [], []
+            for err in errors:
+                loc = tuple(err["loc"])
+                if err["type"] == "missing" and loc in _STAND_INS:
+                    fill.append(loc)
+                elif err["type"] != "missing" and isinstance(loc[-1], str):
+                    drop.append(loc)
+                else:
+                    return None, set_aside
+            data = _without(data, drop)
+            for loc in fill:
+                data = _with(data, loc, _STAND_INS[loc])
+            set_aside += drop + fill
+    return None, set_aside
 
 
-# Dropping a key can reveal the check of the model holding it (run once its fields are valid).
-_PASSES = 3
+# What the cross-checks see for a missing entry or output. Every check of these keys is quiet
+# (their problem is reported), and the flow is checked only in a file without problems.
+_STAND_INS: dict[Loc, Any] = {
+    ("output",): "_",
+    ("entry",): {},
+    ("entry", "type"): "_",
+    ("entry", "to"): "_",
+}
+# Each pass can reveal a deeper mistake (a stood-in entry lacks its type; a dropped key lets
+# the check of the model holding it run): enough passes for the deepest of these.
+_PASSES = 5
+
+
+def _with(data: dict[Any, Any], loc: Loc, value: Any) -> dict[Any, Any]:
+    """A copy of ``data`` with ``value`` at ``loc`` (a path of mapping keys)."""
+    head, *rest = loc
+    if not rest:
+        return {**data, head: value}
+    inner = data.get(head)
+    return {**data, head: _with(inner if isinstance(inner, dict) else {}, tuple(rest), value)}
 
 
 def _under(loc: Loc, prefixes: list[Loc]) -> bool:

@@ -101,6 +101,42 @@ def test_wrong_parameters_do_not_hide_a_misspelt_type(tmp_path: Path) -> None:
     ]
 
 
+def test_a_missing_entry_or_output_does_not_hide_the_rest(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - id: forecaster\n"
+        "    use: forcaster\n"
+        "routes:\n"
+        "  analysis_reslt: [forecaster]\n"
+        "entry: {to: forecaster}\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:1: output: Field required",
+        f"{path}:3: agents.0.use: agent 'forcaster' is not in the catalogue "
+        "(did you mean 'forecaster'?)",
+        f"{path}:5: routes.analysis_reslt: unknown message type 'analysis_reslt' "
+        "(did you mean 'analysis_result'?)",
+        f"{path}:6: entry.type: Field required",
+    ]
+    wrong = write(tmp_path, "q.yaml", "agents: [{id: f, use: forecaster}]\noutput: [x]\n")
+    assert problems_of(wrong) == [
+        f"{wrong}:1: entry: Field required",
+        f"{wrong}:2: output: Input should be a valid string",
+    ]
+
+
+def test_a_missing_agent_class_stops_before_the_cross_checks(tmp_path: Path) -> None:
+    # Without its class an agent's types are unknown: cross-checks would only guess.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents: [{id: f}]\nroutes: {nothing: [nobody]}\nentry: {type: t, to: f}\noutput: t\n",
+    )
+    assert problems_of(path) == [f"{path}:1: agents.0.use: Field required"]
+
+
 def test_types_an_unloadable_module_might_bring_are_not_called_unknown(tmp_path: Path) -> None:
     # mine:Agent fails to import, so 'my_type' may well be its type: only the import is wrong.
     path = write(
