@@ -135,7 +135,9 @@ class _Bounded(Composer, SafeConstructor, Resolver):
         try:
             return super().construct_object(node, deep)
         except (ValueError, OverflowError) as exc:  # a bad date, a 5,000-digit integer
-            raise _Refused(node.start_mark.line + 1, f"{node.value!r}: {exc}") from exc
+            text = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            shown = repr(text if len(text) <= 40 else text[:37] + "...")
+            raise _Refused(node.start_mark.line + 1, f"{shown}: {exc}") from exc
 
 
 class _PyLoader(Reader, Scanner, Parser, _Bounded):
