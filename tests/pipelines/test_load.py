@@ -174,6 +174,26 @@ def test_unknown_keys_suggest_the_closest_key_at_every_level(tmp_path: Path) -> 
     ]
 
 
+def test_inline_governance_keys_get_suggestions_too(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents: [{id: f, use: forecaster}]\n"
+        "governance:\n"
+        "  board:\n"
+        "    dta: {block_pii: true}\n"
+        "  rules:\n"
+        "    - {id: r, whne: 'type == \"x\"'}\n"
+        "entry: {type: analysis_result, to: f}\n"
+        "output: forecast_result\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4: governance.board.dta: unknown key (did you mean 'data'?)",
+        f"{path}:6: governance.rules.0.when: Field required",
+        f"{path}:6: governance.rules.0.whne: unknown key (did you mean 'when'?)",
+    ]
+
+
 def test_an_unset_variable_is_reported_once_with_the_other_problems(tmp_path: Path) -> None:
     path = write(
         tmp_path,
