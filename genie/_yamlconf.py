@@ -40,6 +40,7 @@ __all__ = [
     "MAX_NODES",
     "ConfigFileError",
     "Document",
+    "is_under",
     "load_model",
     "parse_yaml",
     "read_yaml",
@@ -223,6 +224,11 @@ def _lines(
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _lines(item, (*loc, i), out, dupes, key_of)
+
+
+def is_under(loc: Loc, prefixes: Sequence[Loc]) -> bool:
+    """Whether ``loc`` is one of ``prefixes`` or inside one."""
+    return any(loc[: len(p)] == p for p in prefixes)
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int:

@@ -22,6 +22,7 @@ from .._supervisor import Policy
 from .._yamlconf import (
     ConfigFileError,
     Loc,
+    is_under,
     line_of,
     problems,
     read_yaml,
@@ -33,7 +34,7 @@ from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
-from ._schema import PipelineFile, _Model
+from ._schema import PipelineFile, _Model, validate_file
 
 __all__ = ["interpolate", "load_pipeline"]
 
@@ -109,7 +110,7 @@ def load_pipeline(
         raise ConfigFileError(sorted_problems(found))
     # A value made empty by an unset variable is not reported again as a wrong value.
     quiet = [loc for loc, _ in unset]
-    config, pruned = _validate_leniently(data, path, doc.lines, found, quiet)
+    config, pruned = validate_file(data, path, doc.lines, found, quiet)
     if config is None:
         raise ConfigFileError(sorted_problems(found))
     catalogue = catalogue or Catalogue.installed()
@@ -127,81 +128,6 @@ def _unused(path: Path, variables: Mapping[str, str], used: set[str]) -> list[st
             )
             out.append(f"{path}: variable {name} is set but the file never uses ${{{name}}}{hint}")
     return out
-
-
-def _validate_leniently(
-    data: dict[str, Any], path: Path, lines: dict[Loc, int], found: list[str], quiet: list[Loc]
-) -> tuple[PipelineFile | None, list[Loc]]:
-    """Validate the file's schema, adding each problem to ``found``. So that one mistake does
-    not hide the ones after it, a wrong or unknown mapping key is dropped, a missing ``entry``
-    or ``output`` stood in for, and the rest validated again, then cross-checked. Returns None
-    when what is left cannot be (another required key missing, a wrong list item); also returns
-    the keys set aside, whose problems are already reported."""
-    set_aside: list[Loc] = []
-    for _ in range(_PASSES):
-        try:
-            return PipelineFile.model_validate(data), set_aside
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            for problem, err in zip(
-                problems(exc, path, lines, model=PipelineFile), errors, strict=True
-            ):
-                if not _under(tuple(err["loc"]), [*quiet, *set_aside]):
-                    found.append(problem)
-            drop, fill = [], []
-            for err in errors:
-                loc = tuple(err["loc"])
-                if err["type"] == "missing" and loc in _STAND_INS:
-                    fill.append(loc)
-                elif err["type"] != "missing" and isinstance(loc[-1], str):
-                    drop.append(loc)
-                else:
-                    return None, set_aside
-            data = _without(data, drop)
-            for loc in fill:
-                data = _with(data, loc, _STAND_INS[loc])
-            set_aside += drop + fill
-    return None, set_aside
-
-
-# What the cross-checks see for a missing entry or output. Every check of these keys is quiet
-# (their problem is reported), and the flow is checked only in a file without problems.
-_STAND_INS: dict[Loc, Any] = {
-    ("output",): "_",
-    ("entry",): {},
-    ("entry", "type"): "_",
-    ("entry", "to"): "_",
-}
-# Each pass can reveal a deeper mistake (a stood-in entry lacks its type; a dropped key lets
-# the check of the model holding it run): enough passes for the deepest of these.
-_PASSES = 5
-
-
-def _with(data: dict[Any, Any], loc: Loc, value: Any) -> dict[Any, Any]:
-    """A copy of ``data`` with ``value`` at ``loc`` (a path of mapping keys)."""
-    head, *rest = loc
-    if not rest:
-        return {**data, head: value}
-    inner = data.get(head)
-    return {**data, head: _with(inner if isinstance(inner, dict) else {}, tuple(rest), value)}
-
-
-def _under(loc: Loc, prefixes: list[Loc]) -> bool:
-    return any(loc[: len(p)] == p for p in prefixes)
-
-
-def _without(data: Any, locs: list[Loc]) -> Any:
-    """A copy of ``data`` without the mapping keys at ``locs``."""
-    if not isinstance(data, dict | list):
-        return data
-    here = {loc[0] for loc in locs if len(loc) == 1}
-    items = data.items() if isinstance(data, dict) else enumerate(data)
-    kept = {
-        k: _without(v, [loc[1:] for loc in locs if len(loc) > 1 and loc[0] == k])
-        for k, v in items
-        if k not in here
-    }
-    return kept if isinstance(data, dict) else list(kept.values())
 
 
 def _qualified(model: type) -> str:
@@ -250,7 +176,7 @@ class _Checker:
             }
 
     def fail(self, loc: Loc, reason: str) -> None:
-        if _under(loc, self.quiet):
+        if is_under(loc, self.quiet):
             return
         self.problems.append(f"{self.path}:{line_of(self.lines, loc)}: {_key(loc)}: {reason}")
 

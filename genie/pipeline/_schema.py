@@ -1,9 +1,11 @@
 """The pipeline file's schema. Every model forbids unknown keys, so a typo is an error that
-names its line rather than a setting silently ignored."""
+names its line rather than a setting silently ignored; ``validate_file`` reports every mistake
+of a file, not only the first ones."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -12,12 +14,23 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    ValidationError,
     model_validator,
 )
 
 from .._agent import Risk
+from .._yamlconf import Loc, is_under, problems
 
-__all__ = ["AgentDecl", "Entry", "GatherDecl", "Governance", "Inputs", "PipelineFile", "Simulation"]
+__all__ = [
+    "AgentDecl",
+    "Entry",
+    "GatherDecl",
+    "Governance",
+    "Inputs",
+    "PipelineFile",
+    "Simulation",
+    "validate_file",
+]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -158,3 +171,74 @@ class PipelineFile(_Model):
     output: Name
     timeout: Seconds = 30.0
     simulation: Simulation = Simulation()
+
+
+def validate_file(
+    data: dict[str, Any], path: Path, lines: dict[Loc, int], found: list[str], quiet: list[Loc]
+) -> tuple[PipelineFile | None, list[Loc]]:
+    """Validate the file's schema, adding each problem to ``found``. So that one mistake does
+    not hide the ones after it, a wrong or unknown mapping key is dropped, a missing ``entry``
+    or ``output`` stood in for, and the rest validated again, for the caller to cross-check.
+    Returns None when what is left cannot be (another required key missing, a wrong list item);
+    also returns the keys set aside, whose problems are already reported."""
+    set_aside: list[Loc] = []
+    for _ in range(_PASSES):
+        try:
+            return PipelineFile.model_validate(data), set_aside
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            for problem, err in zip(
+                problems(exc, path, lines, model=PipelineFile), errors, strict=True
+            ):
+                if not is_under(tuple(err["loc"]), [*quiet, *set_aside]):
+                    found.append(problem)
+            drop, fill = [], []
+            for err in errors:
+                loc = tuple(err["loc"])
+                if err["type"] == "missing" and loc in _STAND_INS:
+                    fill.append(loc)
+                elif err["type"] != "missing" and isinstance(loc[-1], str):
+                    drop.append(loc)
+                else:
+                    return None, set_aside
+            data = _without(data, drop)
+            for loc in fill:
+                data = _with(data, loc, _STAND_INS[loc])
+            set_aside += drop + fill
+    return None, set_aside
+
+
+# What the cross-checks see for a missing entry or output. Every check of these keys is quiet
+# (their problem is reported), and the flow is checked only in a file without problems.
+_STAND_INS: dict[Loc, Any] = {
+    ("output",): "_",
+    ("entry",): {},
+    ("entry", "type"): "_",
+    ("entry", "to"): "_",
+}
+# Each pass can reveal a deeper mistake (a stood-in entry lacks its type; a dropped key lets
+# the check of the model holding it run): enough passes for the deepest of these.
+_PASSES = 5
+
+
+def _with(data: dict[Any, Any], loc: Loc, value: Any) -> dict[Any, Any]:
+    """A copy of ``data`` with ``value`` at ``loc`` (a path of mapping keys)."""
+    head, *rest = loc
+    if not rest:
+        return {**data, head: value}
+    inner = data.get(head)
+    return {**data, head: _with(inner if isinstance(inner, dict) else {}, tuple(rest), value)}
+
+
+def _without(data: Any, locs: list[Loc]) -> Any:
+    """A copy of ``data`` without the mapping keys at ``locs``."""
+    if not isinstance(data, dict | list):
+        return data
+    here = {loc[0] for loc in locs if len(loc) == 1}
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    kept = {
+        k: _without(v, [loc[1:] for loc in locs if len(loc) > 1 and loc[0] == k])
+        for k, v in items
+        if k not in here
+    }
+    return kept if isinstance(data, dict) else list(kept.values())
