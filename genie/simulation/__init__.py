@@ -4,8 +4,9 @@ report = simulate("config/pipelines/finance.yaml", sessions=1000, concurrency=8,
                   faults=["latency:*=lognormal,mean=200ms"])
 print(report.text())
 
-Importing this package loads neither trio nor matplotlib: a virtual run imports trio, a
-plot matplotlib (``pip install 'genie[sim]'``). See docs/simulation.md.
+Importing this package does not load matplotlib: only a plot does (``pip install
+'genie[sim]'``). Virtual time is an asyncio loop of its own (``_virtual``). See
+docs/simulation.md.
 """
 
 from ._faults import Distribution as LatencyDistribution

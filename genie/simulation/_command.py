@@ -40,7 +40,7 @@ def add_parser(commands: Any, add_set: Any) -> None:
         "generator, seeded per session), CONCURRENCY at a time, with the given faults, and "
         "report how they ended, their end-to-end latency, and per agent throughput, "
         "utilisation, queueing delay and mailbox peak; dead letters and limits fired. On "
-        "virtual time (trio's MockClock) the JSON report is the same for the same options "
+        "virtual time the JSON report is the same for the same options "
         "on any machine. Exit 0 with a report, 2 for bad options, pipeline or fault spec.",
         epilog="Fault specs (repeatable): error:AGENT=RATE; "
         "latency:AGENT=fixed|uniform|exponential|lognormal,mean=200ms[,sigma=0.5][,low=,high=]; "
@@ -57,7 +57,8 @@ def add_parser(commands: Any, add_set: Any) -> None:
         "--clock",
         choices=("virtual", "real"),
         default="virtual",
-        help="virtual: trio's MockClock, reproducible (default); real: the machine's clock",
+        help="virtual: a clock that jumps to the next timer, reproducible (default); "
+        "real: the machine's clock",
     )
     sim.add_argument(
         "--fault", action="append", default=[], metavar="SPEC", help="inject a fault; repeatable"

@@ -1,17 +1,16 @@
 """Running a simulation: many seeded sessions of one pipeline, with faults, on virtual time.
 
 ``concurrency`` workers run the sessions, each taking the next one as soon as its last one
-ended (a closed loop), so that many are in flight. On virtual time the run is trio's, with a
-``MockClock`` that jumps to the next deadline whenever every task waits, and with trio's
-scheduler seeded: the same pipeline, seed and options replay the same run event for event.
+ended (a closed loop), so that many are in flight. On virtual time the run is on asyncio with
+a loop whose clock jumps to the next timer whenever nothing is ready (``_virtual``): its order
+is first-come-first-served and no two timers are ever due at one instant, so the same
+pipeline, seed and options replay the same run event for event.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
-import itertools
 import math
 import os
 import random
@@ -36,6 +35,7 @@ from ._histogram import Histogram
 from ._inject import Injector
 from ._report import Outcomes, Report, build_report
 from ._track import Tracker
+from ._virtual import VirtualTimeLoop
 
 __all__ = ["OUTCOMES", "Progress", "Settings", "SimulationError", "simulate"]
 
@@ -95,7 +95,7 @@ def simulate(
     """Run ``sessions`` sessions of ``pipeline`` (a loaded ``Pipeline`` or a path) and report.
 
     ``faults`` are ``Fault`` objects or specs (``"error:recommender=0.1"``, see
-    ``parse_fault``). ``clock="virtual"`` needs trio (``pip install 'genie[sim]'``).
+    ``parse_fault``).
     Raises ``SimulationError`` / ``FaultError`` / ``ConfigurationError`` for bad settings,
     before anything runs.
     """
@@ -127,62 +127,7 @@ def simulate(
     with _unwrapped():
         if clock == "real":
             return anyio.run(run)
-        trio_testing = _trio_testing()
-        with _deterministic_trio(seed):
-            return anyio.run(
-                run,
-                backend="trio",
-                backend_options={"clock": trio_testing.MockClock(autojump_threshold=0)},
-            )
-
-
-def _trio_testing() -> Any:
-    try:
-        import trio.testing
-    except ImportError:
-        raise SimulationError(
-            "--clock virtual needs trio, which is not installed: pip install 'genie[sim]' "
-            "(or run on the machine's clock with --clock real)"
-        ) from None
-    return trio.testing
-
-
-@contextlib.contextmanager
-def _deterministic_trio(seed: int) -> Iterator[None]:
-    """Make trio's run depend on nothing but its inputs, for the run, then put trio back.
-
-    Trio leaves two things to chance that decide which of several tasks ready at the same
-    virtual instant runs first: it reverses each batch of ready tasks at random (to flush out
-    code that relies on an order), and it breaks ties between equal deadlines by the cancel
-    scopes' ``id()``, a memory address. With fixed latencies, ties are the rule. So for the
-    run the random stream is seeded and ties go by insertion order. Both are trio internals
-    (``trio._core._run``): tests/simulation/test_simulate.py fails if trio ever moves them.
-    """
-    from trio._core import _run
-
-    rng = getattr(_run, "_r", None)
-    deadlines = getattr(_run, "Deadlines", None)
-    add = getattr(deadlines, "add", None)
-    if not isinstance(rng, random.Random) or add is None:
-        raise SimulationError(
-            "this trio no longer has the scheduler internals Genie pins down for reproducible "
-            "virtual runs (trio._core._run._r and Deadlines.add): install trio 0.35, which "
-            "is tested"
-        )
-    order = itertools.count()
-
-    def add_in_order(self: Any, deadline: float, cancel_scope: Any) -> None:
-        heapq.heappush(self._heap, (deadline, next(order), cancel_scope))
-        self._active += 1
-
-    state = rng.getstate()
-    rng.seed(seed)
-    deadlines.add = add_in_order  # type: ignore[union-attr]
-    try:
-        yield
-    finally:
-        deadlines.add = add  # type: ignore[union-attr]
-        rng.setstate(state)
+        return anyio.run(run, backend_options={"loop_factory": VirtualTimeLoop})
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ def test_hours_of_agent_latency_on_virtual_time() -> None:
 
 
 FAULTS = [
-    "latency:*=fixed,mean=100ms",  # every stage ends at the same instants: the scheduler decides
+    "latency:*=fixed,mean=100ms",  # stages end at the same instants: the loop's tie rule decides
     "error:recommender=0.3",
     "deny:forecaster=0.1",
     "capacity:reporter=1,overflow=shed",

@@ -1,0 +1,112 @@
+"""The simulation's virtual-time loop: the clock jumps exactly to the next timer, and timers
+asked for one instant fire in the order they were set (asyncio leaves that order undefined)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import pytest
+
+from genie.simulation._virtual import VirtualTimeLoop
+
+T = TypeVar("T")
+
+
+def run_virtual(main: Callable[[], Awaitable[T]]) -> T:
+    return anyio.run(main, backend_options={"loop_factory": VirtualTimeLoop})
+
+
+def test_timers_for_one_instant_fire_in_the_order_they_were_set() -> None:
+    # Enough timers per instant that a plain heap reorders them (heapq is not stable), and set
+    # in an interleaved order so that insertion order and instant order differ.
+    fired: list[tuple[float, int]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for n in range(200):
+            loop.call_at(float(n % 3 + 1), lambda n: fired.append((loop.time(), n)), n)
+        await anyio.sleep(10)
+
+    run_virtual(main)
+    by_instant = sorted(range(200), key=lambda n: n % 3)
+    assert [n for _, n in fired] == by_instant
+    times = [t for t, _ in fired]
+    assert times == sorted(times)
+    assert [round(t, 9) for t in times] == [float(n % 3 + 1) for n in by_instant]
+
+
+def test_a_plain_asyncio_loop_would_not_keep_that_order() -> None:
+    # The property above is the loop's doing: the same timers on asyncio's own loop fire in
+    # heap order, not in the order they were set.
+    fired: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        at = loop.time() + 0.01
+        for n in range(200):
+            loop.call_at(at, fired.append, n)
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert sorted(fired) == list(range(200))
+    assert fired != list(range(200))
+
+
+def test_the_clock_lands_exactly_on_each_timer_and_takes_no_real_time() -> None:
+    seen: list[float] = []
+
+    async def main() -> None:
+        expected = 0.0
+        for delay in (0.1, 0.2, 3600.0, 0.1, 1e-7, 86_400.0 * 3):
+            await anyio.sleep(delay)
+            expected += delay
+            seen.append(anyio.current_time())
+            assert anyio.current_time() == expected  # no drift from adding up timeouts
+
+    started = time.perf_counter()
+    run_virtual(main)
+    assert time.perf_counter() - started < 5
+    assert seen[-1] == pytest.approx(0.4 + 3600 + 1e-7 + 3 * 86_400)
+
+
+def test_a_cancelled_timer_gives_its_instant_back() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        first = loop.call_at(5.0, print)
+        kept = loop.call_at(5.0, print)
+        assert kept.when() == math.nextafter(5.0, math.inf)
+        first.cancel()
+        again = loop.call_at(5.0, print)
+        assert again.when() == 5.0
+        third = loop.call_at(5.0, print)
+        assert third.when() == math.nextafter(kept.when(), math.inf)
+        for handle in (kept, again, third):
+            handle.cancel()
+
+    run_virtual(main)
+
+
+def test_a_deadline_on_virtual_time_cancels_at_its_instant() -> None:
+    async def main() -> float:
+        with anyio.move_on_after(30):
+            await anyio.sleep(3600)
+        return anyio.current_time()
+
+    assert run_virtual(main) == 30.0
+
+
+def test_a_thread_wakes_the_loop_without_moving_the_clock() -> None:
+    async def main() -> tuple[int, float]:
+        def work() -> int:
+            time.sleep(0.05)
+            return 42
+
+        value = await anyio.to_thread.run_sync(work)
+        return value, anyio.current_time()
+
+    assert run_virtual(main) == (42, 0.0)
