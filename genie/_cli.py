@@ -23,26 +23,14 @@ from ._errors import ConfigurationError, GenieError
 from ._events import TIMELINE_HEADER, EventStream
 from ._logging import configure_logging
 from ._message import Payload
+from ._pipeline_args import add_set as _add_set
+from ._pipeline_args import load as _load
 from ._runtime import Runtime
 from ._yamlconf import ConfigFileError
-from .pipeline import Pipeline, RunResult, load_pipeline
+from .pipeline import Pipeline, RunResult
 from .simulation._command import add_parser as add_simulate
 
 __all__ = ["main"]
-
-
-def _variables(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigurationError(f"--set {pair!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
-
-
-def _load(args: argparse.Namespace) -> Pipeline:
-    return load_pipeline(args.pipeline, variables=_variables(getattr(args, "set", None) or ()))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -202,16 +190,6 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _add_set(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="set ${KEY} in the pipeline file (over the environment); repeatable",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
@@ -354,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_policy_check)
 
-    add_simulate(commands, _add_set)
+    add_simulate(commands)
 
     # `genie bench` hands its arguments to the harness (genie_bench), which parses them itself;
     # this entry is here so `genie --help` lists it.

@@ -21,9 +21,9 @@ from ._report import Outcomes as Outcomes
 from ._report import Report as Report
 from ._run import OUTCOMES as OUTCOMES
 from ._run import Progress as Progress
-from ._run import Settings as Settings
-from ._run import SimulationError as SimulationError
 from ._run import simulate as simulate
+from ._settings import Settings as Settings
+from ._settings import SimulationError as SimulationError
 
 __all__ = [
     "OUTCOMES",

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._pipeline_args import add_set, load
 from .._progress import ProgressLine
-from ._run import Progress, SimulationError, simulate
-from ._text import duration
+from ._run import Progress, simulate
+from ._settings import SimulationError
+from ._units import duration
 
 __all__ = ["add_parser"]
 
@@ -32,7 +34,7 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def add_parser(commands: Any, add_set: Any) -> None:
+def add_parser(commands: Any) -> None:
     sim = commands.add_parser(
         "simulate",
         help="run many seeded sessions of a pipeline with injected faults, on virtual time",
@@ -79,10 +81,9 @@ def add_parser(commands: Any, add_set: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .._cli import _load
     from ._plot import pyplot
 
-    pipeline = _load(args)
+    pipeline = load(args)
     if args.out is not None:
         pyplot()  # matplotlib missing: say so now, not after the run
         parent = Path(args.out).parent

@@ -1,15 +1,16 @@
-"""The report's PNG: end-to-end latency distribution, and queueing delay per agent."""
+"""The report's PNG: end-to-end latency distribution, and queueing delay per agent.
+
+It draws plain figures (``Report.plot`` hands them over), so it knows nothing of reports.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ._run import SimulationError
-from ._text import seconds
-
-if TYPE_CHECKING:
-    from ._report import Report
+from ._settings import SimulationError
+from ._units import seconds
 
 __all__ = ["plot", "pyplot"]
 
@@ -28,34 +29,39 @@ def pyplot() -> Any:
     return plt
 
 
-def plot(report: Report, path: str | os.PathLike[str]) -> None:
+def plot(
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    sessions: int,
+    bins: Sequence[tuple[float, float, int]],
+    marks: Mapping[str, float],
+    queueing: Mapping[str, tuple[float, float]],
+) -> None:
+    """``bins``: (low, high, sessions) of end-to-end latency; ``marks``: p50, p99 and max;
+    ``queueing``: each agent's (mean, p99) queueing delay."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
-    bins = [(low, high, n) for low, high, n in report.latency_bins if high > 1e-9]
-    if bins:
+    shown = [(low, high, n) for low, high, n in bins if high > 1e-9]
+    if shown:
         left.stairs(
-            [n for _, _, n in bins],
-            [bins[0][0], *(high for _, high, _ in bins)],
+            [n for _, _, n in shown],
+            [shown[0][0], *(high for _, high, _ in shown)],
             fill=True,
             alpha=0.6,
         )
         left.set_xscale("log")
-    lat = report.latency
-    for name, value, style in (
-        ("p50", lat.p50, "-"),
-        ("p99", lat.p99, "--"),
-        ("max", lat.max, ":"),
-    ):
+    for (name, value), style in zip(marks.items(), ("-", "--", ":"), strict=True):
         if value > 0:
             left.axvline(value, color="k", linestyle=style, label=f"{name} {seconds(value)}")
     left.set_xlabel("end-to-end latency (s, log scale)")
     left.set_ylabel("sessions")
-    left.set_title(f"{report.sessions.total:,} sessions: latency distribution")
-    if lat.max > 0:
+    left.set_title(f"{sessions:,} sessions: latency distribution")
+    if max(marks.values(), default=0) > 0:
         left.legend()
-    names = list(report.agents)
-    means = [report.agents[a].queueing.mean for a in names]
-    p99s = [report.agents[a].queueing.p99 for a in names]
+    names = list(queueing)
+    means = [queueing[a][0] for a in names]
+    p99s = [queueing[a][1] for a in names]
     ys = range(len(names))
     right.barh([y + 0.2 for y in ys], p99s, height=0.4, label="p99", color="tab:orange")
     right.barh([y - 0.2 for y in ys], means, height=0.4, label="mean", color="tab:blue")
@@ -65,13 +71,7 @@ def plot(report: Report, path: str | os.PathLike[str]) -> None:
     right.set_title("queueing per agent")
     right.legend()
     right.grid(True, axis="x", alpha=0.3)
-    s = report.settings
-    faults = ", ".join(f.spec for f in s.faults) or "no faults"
-    fig.suptitle(
-        f"genie simulate {report.pipeline}: {s.sessions:,} sessions, concurrency "
-        f"{s.concurrency}, seed {s.seed}, {s.clock} clock; {faults}",
-        fontsize=9,
-    )
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=100)

@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._histogram import Histogram
+from ._settings import Settings
+from ._units import duration, seconds
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
     from ..pipeline import Pipeline
     from ._inject import Injector
-    from ._run import Settings
     from ._track import Tracker
 
 __all__ = ["AgentFigures", "Distribution", "Outcomes", "Report", "build_report"]
@@ -121,16 +122,25 @@ class Report:
         return json.dumps(self.as_json(), indent=2) + "\n"
 
     def text(self) -> str:
-        from ._text import render
-
-        return render(self)
+        """What ``genie simulate`` prints without ``--json``."""
+        return _render(self)
 
     def plot(self, path: str | os.PathLike[str]) -> None:
         """A PNG: the end-to-end latency distribution and each agent's queueing delay.
         Needs matplotlib (``pip install 'genie[sim]'``)."""
         from ._plot import plot
 
-        plot(self, path)
+        s = self.settings
+        faults = ", ".join(f.spec for f in s.faults) or "no faults"
+        plot(
+            path,
+            title=f"genie simulate {self.pipeline}: {s.sessions:,} sessions, concurrency "
+            f"{s.concurrency}, seed {s.seed}, {s.clock} clock; {faults}",
+            sessions=self.sessions.total,
+            bins=self.latency_bins,
+            marks={"p50": self.latency.p50, "p99": self.latency.p99, "max": self.latency.max},
+            queueing={a: (f.queueing.mean, f.queueing.p99) for a, f in self.agents.items()},
+        )
 
 
 def _rounded(value: Any) -> Any:
@@ -219,3 +229,89 @@ def build_report(
         messages=messages,
         latency_bins=tuple(latency.bins()),
     )
+
+
+def _spread(d: Distribution) -> str:
+    return (
+        f"mean {seconds(d.mean)}  p50 {seconds(d.p50)}  p90 {seconds(d.p90)}  "
+        f"p99 {seconds(d.p99)}  p99.9 {seconds(d.p999)}  max {seconds(d.max)}"
+    )
+
+
+def _render(r: Report) -> str:
+    s = r.settings
+    out = [
+        f"{r.pipeline} ({r.path}): {s.sessions:,} sessions, concurrency {s.concurrency}, "
+        f"seed {s.seed}, {s.clock} clock, session timeout {seconds(s.timeout)}",
+        "faults: " + (", ".join(f.spec for f in s.faults) or "none"),
+        "",
+        f"run time        {duration(r.duration)} ({s.clock}), {r.throughput:.4g} sessions/s",
+    ]
+    o = r.sessions
+    out += [
+        "",
+        f"{'sessions':<16}{'total':>8}{'completed':>11}{'fallback':>10}{'denied':>8}"
+        f"{'failed':>8}{'timed out':>11}",
+        f"{'':<16}{o.total:>8,}{o.completed:>11,}{o.fallback:>10,}{o.denied:>8,}"
+        f"{o.failed:>8,}{o.timed_out:>11,}",
+        "",
+        f"latency         {_spread(r.latency)}  (end to end)",
+        "",
+    ]
+    width = max(len("agent"), *(len(a) for a in r.agents))
+    out.append(
+        f"{'agent':<{width}}  {'delivered':>9} {'handled':>8} {'failed':>7} {'denied':>7} "
+        f"{'per s':>8} {'util':>6} {'service':>9} {'queue mean':>10} {'queue p99':>10} "
+        f"{'mailbox peak/cap':>16}"
+    )
+    for aid, a in r.agents.items():
+        out.append(
+            f"{aid:<{width}}  {a.deliveries:>9,} {a.handled:>8,} {a.failed:>7,} {a.denied:>7,} "
+            f"{a.throughput:>8.4g} {a.utilisation:>6.1%} {seconds(a.service_time):>9} "
+            f"{seconds(a.queueing.mean):>10} {seconds(a.queueing.p99):>10} "
+            f"{f'{a.mailbox_high_water}/{a.mailbox_capacity}':>16}"
+        )
+    out.append("")
+    if r.dead_letters:
+        out.append("dead letters")
+        for d in r.dead_letters:
+            out.append(f"  {d['count']:>8,}  {d['kind']:<9} {d['agent']:<{width}}  {d['reason']}")
+    else:
+        out.append("dead letters    none")
+    fired = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in r.limits.items())
+    out.append(f"limits fired    {fired}")
+    out += _faults(r)
+    m = r.messages
+    balanced = m["delivered"] == m["handled"] + m["denied"] + m["dead_lettered"] + m["shed"]
+    out.append(
+        "messages        "
+        + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in m.items())
+        + (
+            "  (delivered = handled + denied + dead-lettered + shed)"
+            if balanced
+            else "  (ACCOUNTING DOES NOT BALANCE)"
+        )
+    )
+    return "\n".join(out) + "\n"
+
+
+def _faults(r: Report) -> list[str]:
+    """One line per fault given: a ``*`` fault sums its agents' counts."""
+    specs: dict[str, list[Mapping[str, Any]]] = {f.spec: [] for f in r.settings.faults}
+    for row in r.faults:
+        specs.setdefault(row["fault"], []).append(row)
+    out = []
+    for spec, rows in specs.items():
+        if not rows:
+            continue
+        where = rows[0]["agent"] if len(rows) == 1 else f"{len(rows)} agents"
+        counts = {k: v for k, v in rows[0].items() if k not in ("fault", "kind", "agent")}
+        text = ""
+        if "attempts" in counts:
+            tried, hit = sum(x["attempts"] for x in rows), sum(x["injected"] for x in rows)
+            text = f": {hit:,} of {tried:,} handler calls failed ({hit / max(tried, 1):.2%})"
+        elif "evaluated" in counts:
+            seen, hit = sum(x["evaluated"] for x in rows), sum(x["denied"] for x in rows)
+            text = f": {hit:,} of {seen:,} deliveries denied ({hit / max(seen, 1):.2%})"
+        out.append(f"fault           {spec} at {where}{text}")
+    return out

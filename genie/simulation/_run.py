@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
@@ -34,12 +34,12 @@ from ._faults import Fault, parse_fault, resolve
 from ._histogram import Histogram
 from ._inject import Injector
 from ._report import Outcomes, Report, build_report
+from ._settings import ClockKind, Settings, SimulationError
 from ._track import Tracker
 from ._virtual import VirtualTimeLoop
 
-__all__ = ["OUTCOMES", "Progress", "Settings", "SimulationError", "simulate"]
+__all__ = ["OUTCOMES", "Progress", "simulate"]
 
-ClockKind = Literal["virtual", "real"]
 OUTCOMES = ("completed", "fallback", "denied", "failed", "timed_out")
 _OUTCOME = {
     "ok": "completed",
@@ -52,22 +52,6 @@ _OUTCOME = {
 KEEP = 100  # dead letters and audit records the simulation's runtime holds
 # Virtual runs start at this instant, so every timestamp they make is reproducible.
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-class SimulationError(ConfigurationError):
-    """Settings the simulation cannot run with (and what to do about it)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a simulation ran with (``timeout`` resolved to the pipeline's when not given)."""
-
-    sessions: int
-    concurrency: int
-    seed: int
-    clock: ClockKind
-    timeout: float
-    faults: tuple[Fault, ...]
 
 
 @dataclass(frozen=True)
