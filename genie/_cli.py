@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 import anyio
 
+from . import _installed_commands
 from ._audit import JsonlAuditLog, audit_key, verify_audit_log
 from ._catalogue import Catalogue, catalogue_markdown
 from ._errors import ConfigurationError, GenieError
@@ -190,7 +191,9 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(installed: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The parser of the built-in commands, and of ``installed`` ones (name: help line) for
+    ``genie --help`` and the list of choices; those parse their own arguments."""
     parser = argparse.ArgumentParser(
         prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
     )
@@ -334,31 +337,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate(commands)
 
-    # `genie bench` hands its arguments to the harness (genie_bench), which parses them itself;
-    # this entry is here so `genie --help` lists it.
-    commands.add_parser(
-        "bench",
-        help="measure fan-out latency, throughput, per-hop cost, memory and start-up against "
-        "raw asyncio, raw anyio and autogen-core (see genie bench --help)",
-        add_help=False,
-    )
+    for name, summary in (installed or {}).items():
+        commands.add_parser(name, help=summary, add_help=False)
+    parser.set_defaults(builtin=frozenset(commands.choices) - set(installed or ()))
     return parser
-
-
-def _bench(argv: Sequence[str]) -> int:
-    try:
-        from genie_bench import main as bench
-    except ImportError:
-        print("genie bench: the harness (genie_bench) is not installed", file=sys.stderr)
-        return 2
-    return bench(argv, prog="genie bench")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        return _bench(argv[1:])
     parser = build_parser()
+    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    name = argv[at] if at < len(argv) else ""
+    if name not in parser.get_default("builtin"):
+        # Another package's command (`genie bench`), help, or a typo: only now read the
+        # entry points (they cost a scan of the installed packages).
+        commands = _installed_commands.installed()
+        entry = commands.get(name)
+        if entry is not None:
+            command: _installed_commands.Command = entry.load()
+            return command(argv[at + 1 :], f"genie {name}")
+        parser = build_parser({n: _installed_commands.summary(e) for n, e in commands.items()})
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

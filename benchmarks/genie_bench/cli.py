@@ -316,6 +316,8 @@ def write(results: report.Results, out: Path) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
+    """Measure fan-out latency, throughput, per-hop cost, memory and start-up against raw
+    asyncio, raw anyio and autogen-core (see genie bench --help)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.payload_bytes < 0:
