@@ -62,6 +62,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # a timer that is not cancelled is not given to a second one.
         self._timers: list[tuple[float, asyncio.TimerHandle]] = []
         self._taken: dict[float, asyncio.TimerHandle] = {}
+        # Most timers are cancelled long before their instant (a session timeout, a handler
+        # deadline): past this many, the cancelled ones are dropped, as asyncio does with its own.
+        self._purge_at = 100
 
     def time(self) -> float:
         return self._now
@@ -79,7 +82,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         handle = super().call_at(when, callback, *args, context=context)
         self._taken[when] = handle
         heapq.heappush(self._timers, (when, handle))
+        if len(self._timers) > self._purge_at:
+            self._purge()
         return handle
+
+    def _purge(self) -> None:
+        self._timers = [(w, h) for w, h in self._timers if not h.cancelled()]
+        heapq.heapify(self._timers)
+        self._taken = dict(self._timers)
+        self._purge_at = max(100, 2 * len(self._timers))
 
     def _jump(self, timeout: float) -> None:
         timers = self._timers
