@@ -4,12 +4,14 @@ asked for one instant fire in the order they were set (asyncio leaves that order
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from genie.simulation._virtual import VirtualTimeLoop
@@ -110,3 +112,17 @@ def test_a_thread_wakes_the_loop_without_moving_the_clock() -> None:
         return value, anyio.current_time()
 
     assert run_virtual(main) == (42, 0.0)
+
+
+def test_cancelled_timers_are_not_kept_until_their_instant() -> None:
+    # Session timeouts and deadlines are nearly all cancelled long before they are due; a loop
+    # that kept them until their instant would grow with every session of a long run.
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for n in range(20_000):
+            loop.call_at(3600.0 + n, print).cancel()
+        await anyio.lowlevel.checkpoint()  # asyncio drops cancelled timers from its heap here
+        gc.collect()
+        return sum(isinstance(o, asyncio.TimerHandle) for o in gc.get_objects())
+
+    assert run_virtual(main) < 300
