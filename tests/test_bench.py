@@ -58,6 +58,7 @@ def test_quick_run_measures_every_implementation_on_every_workload(
     assert set(startup["import"]) == {"asyncio", "genie", "autogen_core"}
     assert startup["finance_run"]["median_ms"] > startup["interpreter"]["median_ms"]
     assert results["environment"]["packages"]["autogen-core"]
+    assert "soak" not in results  # minutes long: only when named
     assert results["command"].startswith("genie bench --quick")
 
 
@@ -141,6 +142,21 @@ def test_without_autogen_core_the_peer_is_skipped_and_the_rest_runs(tmp_path: Pa
     assert "genie+policies+metrics" in results["fanout"]
     assert "autogen-core" not in results["memory"]
     assert f"Skipped **autogen-core**: {why}" in (tmp_path / "results.md").read_text()
+
+
+def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None:
+    results = bench(tmp_path, "--workloads", "soak", "--soak-sessions", "2000")
+    soak = results["soak"]
+    assert (soak["sessions"], soak["warm_up"]) == (2000, 400)
+    assert soak["completed"] + soak["denied"] >= 1990  # denials strand the gather; few fail
+    assert [s["sessions"] for s in soak["samples"]] == list(range(200, 2001, 200))
+    assert all(s["objects"] > 0 and s["blocks"] > 0 and s["rss"] > 0 for s in soak["samples"])
+    assert soak["growth"].keys() == {"objects", "blocks", "rss"}
+    targets = [t["target"] for t in results["targets"]]
+    assert "soak, 1,600 sessions after warm-up: resident set grew by under 4 MB" in targets
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert "## Soak: 2,000 simulated sessions (fan-out, declared gather, " in md
+    assert "| 2,000 | " in md
 
 
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:

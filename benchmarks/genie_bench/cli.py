@@ -26,7 +26,9 @@ from . import measure, process, report
 from .variants import VARIANTS, UnknownVariantError, build
 from .workloads import Implementation
 
-WORKLOADS = ("fanout", "chain", "memory", "startup")
+DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
+# The soak takes minutes (100,000 simulated sessions): it runs only when named.
+WORKLOADS = (*DEFAULT_WORKLOADS, "soak")
 QUICK: dict[str, object] = {
     "n": [1, 10],
     "requests": 20,
@@ -90,6 +92,9 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     p.add_argument("--chain-rounds", type=_positive, help="rounds through the chain (default 30)")
     p.add_argument("--idle", type=_positive, help="idle agents for memory (default 10000)")
     p.add_argument("--startup-repeats", type=_positive, help="fresh processes each (default 10)")
+    p.add_argument(
+        "--soak-sessions", type=_positive, help="simulated sessions of the soak (default 100000)"
+    )
     p.add_argument("--payload-bytes", type=int, default=0, help="text carried by each message")
     p.add_argument(
         "--variants",
@@ -101,8 +106,9 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     p.add_argument(
         "--workloads",
         type=_names(WORKLOADS, "workload"),
-        default=list(WORKLOADS),
-        help=f"what to measure (default all: {','.join(WORKLOADS)})",
+        default=list(DEFAULT_WORKLOADS),
+        help=f"what to measure (default: {','.join(DEFAULT_WORKLOADS)}); soak (memory over "
+        "--soak-sessions simulated sessions, minutes) only when named",
     )
     p.add_argument(
         "--policies",
@@ -130,7 +136,8 @@ class Settings:
     startup_repeats: int = 10
     payload_bytes: int = 0
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    workloads: list[str] = field(default_factory=lambda: list(WORKLOADS))
+    workloads: list[str] = field(default_factory=lambda: list(DEFAULT_WORKLOADS))
+    soak_sessions: int = 100_000
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"
@@ -293,6 +300,9 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
         results["memory"] = _memory(impls, s, progress)
     if "startup" in s.workloads:
         results["startup"] = _startup(s, progress)
+    if "soak" in s.workloads:
+        progress(f"soak: {s.soak_sessions:,} simulated sessions, fresh process")
+        results["soak"] = process.soak(s.soak_sessions)
     return results
 
 

@@ -1,8 +1,10 @@
-"""Measurements that need a fresh process: memory per idle agent, import time, a whole run.
+"""Measurements that need a fresh process: memory per idle agent, import time, a whole run,
+the soak.
 
 Memory is measured in a child per implementation: the RSS of a process that has already run
 other workloads depends on what its allocator kept, and gave 288 to 1,900 bytes per agent for
-the same code. ``python -m genie_bench.process idle NAME COUNT`` is that child.
+the same code. ``python -m genie_bench.process idle NAME COUNT`` is that child, and
+``python -m genie_bench.process soak SESSIONS`` the soak's (``soak.py``).
 """
 
 from __future__ import annotations
@@ -93,12 +95,25 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(samples) * 1e3, "best_ms": min(samples) * 1e3}
 
 
+def soak(sessions: int) -> dict[str, object]:
+    """The soak (``soak.py``) in a fresh process: sampled every tenth of the run, flat from a
+    fifth on (the bounded stores have filled by then in a run of 20,000 sessions or more)."""
+    return json.loads(_python("-m", "genie_bench.process", "soak", str(sessions)))  # type: ignore[no-any-return]
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "idle":
         per_agent = asyncio.run(_idle(argv[1], int(argv[2])))
         print(json.dumps({"bytes_per_agent": per_agent}))
         return 0
-    print("usage: python -m genie_bench.process idle NAME COUNT", file=sys.stderr)
+    if len(argv) == 2 and argv[0] == "soak":
+        from . import soak as soaking
+
+        sessions = int(argv[1])
+        report, samples = soaking.soak(sessions, max(1, sessions // 10))
+        print(json.dumps(soaking.as_json(report, samples, sessions // 5)))
+        return 0
+    print("usage: python -m genie_bench.process idle NAME COUNT | soak SESSIONS", file=sys.stderr)
     return 2
 
 

@@ -85,6 +85,24 @@ def targets(results: Results) -> list[dict[str, Any]]:
         True,
         "bytes",
     )
+    soak = results.get("soak")
+    if soak:
+        # One object, one float or a hundred bytes kept per finished session would add as many
+        # objects or blocks as sessions ran after the warm-up, and megabytes of RSS.
+        after = soak["sessions"] - soak["warm_up"]
+        grew = soak["growth"]
+        for what, measured, limit, unit in (
+            ("tracked objects", grew["objects"], 4000, "objects"),
+            ("allocated blocks", grew["blocks"], 8000, "blocks"),
+            ("resident set", grew["rss"] / 2**20, 4, "MB"),
+        ):
+            add(
+                f"soak, {after:,} sessions after warm-up: {what} grew by under {limit:,} {unit}",
+                measured,
+                limit,
+                True,
+                unit,
+            )
     startup = results.get("startup", {})
     imports = startup.get("import", {})
     add(
@@ -212,6 +230,25 @@ def markdown(results: Results) -> str:
         if "finance_run" in startup:
             rows.append(["`genie run config/pipelines/finance.yaml`", *_ms(startup["finance_run"])])
         lines += _table(["what", "median ms", "best ms"], rows)
+    soak = results.get("soak")
+    if soak:
+        lines += [
+            f"## Soak: {soak['sessions']:,} simulated sessions (fan-out, declared gather, "
+            f"{soak['failures_injected']:,} injected failures, {soak['denied']:,} denials), "
+            "fresh process",
+            "",
+        ]
+        rows = [
+            [f"{x['sessions']:,}", f"{x['objects']:,}", f"{x['blocks']:,}", _f(x["rss"] / 2**20)]
+            for x in soak["samples"]
+        ]
+        lines += _table(["sessions", "tracked objects", "allocated blocks", "RSS MB"], rows)
+        grew = soak["growth"]
+        lines += [
+            f"Growth after {soak['warm_up']:,} sessions: {grew['objects']:,} objects, "
+            f"{grew['blocks']:,} blocks, {_f(grew['rss'] / 2**20, 2)} MB of RSS.",
+            "",
+        ]
     if results.get("targets"):
         lines += ["## Against design.md §7", ""]
         rows = [
