@@ -64,9 +64,8 @@ FAULTS = [
 
 def test_same_seed_same_report_byte_for_byte() -> None:
     first = simulate(FINANCE, sessions=150, concurrency=8, seed=11, faults=FAULTS).json()
-    for _ in range(2):
-        again = simulate(FINANCE, sessions=150, concurrency=8, seed=11, faults=FAULTS).json()
-        assert again == first
+    again = simulate(FINANCE, sessions=150, concurrency=8, seed=11, faults=FAULTS).json()
+    assert again == first
     # Another process, another hash seed, the command line: the same bytes.
     command = [sys.executable, "-m", "genie._cli", "simulate", str(FINANCE), "--sessions", "150"]
     command += ["--concurrency", "8", "--seed", "11", "--json", "-q"]
