@@ -3,38 +3,47 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: `make run` needs only the package and its dependencies (`pip install -e .`);
+# the dev tools (ruff, mypy, pytest, trio, matplotlib, autogen-core) come with the first target
+# that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint typecheck check simulate bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(DEV_STAMP) $(RUN_STAMP)
 
 ## The main job: the finance pipeline on the shipped sample statement.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/genie run config/pipelines/finance.yaml
 
 ## Lint, type-check, then the whole test suite (what CI runs).
 test: lint typecheck
 	$(BIN)/pytest --cov --cov-report=term
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 ## 10,000 finance sessions on virtual time (docs/simulation.md); the plot goes to docs/.
-simulate: $(STAMP)
+simulate: $(DEV_STAMP)
 	$(BIN)/genie simulate config/pipelines/finance.yaml --sessions 10000 --concurrency 4 \
 		--seed 7 --fault 'latency:*=lognormal,mean=200ms' --out docs/simulation-finance.png
 
 ## The benchmark harness: fan-out/fan-in, per hop, memory, start-up; writes benchmarks/results/.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/genie bench
 
 clean:

@@ -134,7 +134,7 @@ def run_without(module: str, tmp_path: Path, *args: str) -> subprocess.Completed
 def test_without_autogen_core_the_peer_is_skipped_and_the_rest_runs(tmp_path: Path) -> None:
     done = run_without("autogen_core", tmp_path, "--workloads", "fanout,memory")
     assert done.returncode == 0, done.stderr
-    why = "autogen-core is not installed (pip install 'genie[bench]'): its column is skipped"
+    why = "autogen-core is not installed (pip install 'genie-bus[bench]'): its column is skipped"
     assert why in done.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["skipped"] == {"autogen-core": why}
@@ -162,7 +162,7 @@ def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:
     done = run_without("matplotlib", tmp_path, "--workloads", "fanout", "--variants", "genie")
     assert done.returncode == 0, done.stderr
-    assert "matplotlib is not installed (pip install 'genie[bench]'): no plot" in done.stderr
+    assert "matplotlib is not installed (pip install 'genie-bus[bench]'): no plot" in done.stderr
     assert not (tmp_path / "latency.png").exists()
     assert json.loads((tmp_path / "results.json").read_text())["fanout"]["genie"]
 

@@ -181,7 +181,7 @@ def _environment() -> dict[str, object]:
         "implementation": platform.python_implementation(),
         "machine": f"{platform.system()} {platform.machine()}",
         "cpus": os.cpu_count(),
-        "genie": importlib.metadata.version("genie"),
+        "genie": importlib.metadata.version("genie-bus"),
         "commit": commit or "unknown",
         "packages": packages,
     }

@@ -277,7 +277,7 @@ def plot(results: Results, path: Path) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "matplotlib is not installed (pip install 'genie[bench]'): no plot"
+        return "matplotlib is not installed (pip install 'genie-bus[bench]'): no plot"
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     for ax, q in zip(axes, ("p50", "p99"), strict=True):
         for impl, by_n in fanout.items():

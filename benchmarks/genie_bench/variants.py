@@ -17,7 +17,9 @@ VARIANTS = (
     "genie+policies+metrics",
     "autogen-core",
 )
-PEER_MISSING = "autogen-core is not installed (pip install 'genie[bench]'): its column is skipped"
+PEER_MISSING = (
+    "autogen-core is not installed (pip install 'genie-bus[bench]'): its column is skipped"
+)
 
 
 class UnknownVariantError(ValueError):

@@ -5,7 +5,7 @@ report = simulate("config/pipelines/finance.yaml", sessions=1000, concurrency=8,
 print(report.text())
 
 Importing this package does not load matplotlib: only a plot does (``pip install
-'genie[sim]'``). Virtual time is an asyncio loop of its own (``_virtual``). See
+'genie-bus[sim]'``). Virtual time is an asyncio loop of its own (``_virtual``). See
 docs/simulation.md.
 """
 

@@ -24,7 +24,8 @@ def pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise SimulationError(
-            "--out draws a PNG with matplotlib, which is not installed: pip install 'genie[sim]'"
+            "--out draws a PNG with matplotlib, which is not installed: "
+            "pip install 'genie-bus[sim]'"
         ) from None
     return plt
 

@@ -127,7 +127,7 @@ class Report:
 
     def plot(self, path: str | os.PathLike[str]) -> None:
         """A PNG: the end-to-end latency distribution and each agent's queueing delay.
-        Needs matplotlib (``pip install 'genie[sim]'``)."""
+        Needs matplotlib (``pip install 'genie-bus[sim]'``)."""
         from ._plot import plot
 
         s = self.settings
