@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,22 @@ def test_from_python_a_sweep_is_settings_run_and_write(tmp_path: Path) -> None:
     )
     paths = write(results, tmp_path)
     assert [p.name for p in paths] == ["results.json", "results.md", "latency.png"]
+
+
+def test_a_quick_run_leaves_the_committed_results_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    committed = tmp_path / "benchmarks" / "results"
+    committed.mkdir(parents=True)
+    (committed / "results.json").write_text("committed\n")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["bench", "--quick", "--workloads", "memory", "--variants", "genie"]) == 0
+    assert (committed / "results.json").read_text() == "committed\n"
+    assert [p.name for p in committed.iterdir()] == ["results.json"]
+    (written,) = temp.iterdir()
+    assert written.name.startswith("genie-bench-")
+    assert f"wrote {written / 'results.json'}" in capsys.readouterr().out
+    assert json.loads((written / "results.json").read_text())["memory"]["genie"]

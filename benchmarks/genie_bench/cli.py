@@ -14,6 +14,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,6 +27,7 @@ from . import measure, process, report
 from .variants import VARIANTS, UnknownVariantError, build
 from .workloads import Implementation
 
+DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
 # The soak takes minutes (100,000 simulated sessions): it runs only when named.
 WORKLOADS = (*DEFAULT_WORKLOADS, "soak")
@@ -120,7 +122,11 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         default="config/pipelines/finance.yaml",
         help="the pipeline `genie run` times as a fresh process",
     )
-    p.add_argument("--out", default="benchmarks/results", help="directory for the results")
+    p.add_argument(
+        "--out",
+        help="directory for the results (default benchmarks/results; with --quick a new "
+        "temporary directory, so a smoke run never replaces the committed results)",
+    )
     return p
 
 
@@ -333,8 +339,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     if args.payload_bytes < 0:
         parser.error(f"--payload-bytes: {args.payload_bytes} is negative")
     settings = Settings.from_args(args)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
         parser.error(f"--out: {out} is not a directory")
     progress = ProgressLine(sys.stderr)
     try:
@@ -347,6 +353,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     results["command"] = " ".join(
         [prog, *map(shlex.quote, argv if argv is not None else sys.argv[1:])]
     )
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="genie-bench-")) if args.quick else DEFAULT_OUT
     for path in write(results, out):
         print(f"wrote {path}")
     print()
