@@ -31,7 +31,10 @@ from ._yamlconf import ConfigFileError
 from .pipeline import Pipeline, RunResult
 from .simulation._command import add_parser as add_simulate
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]
+
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
+SIGPIPE_EXIT = 141
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -389,5 +392,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def cli() -> int:
+    """The ``genie`` console script: ``main()``, and a reader that goes away early
+    (``genie agents | head``) ends the command quietly instead of with a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()  # output still in the buffer meets the closed pipe here
+    except BrokenPipeError:
+        # As Python's docs advise (library/signal, "Note on SIGPIPE"): point stdout at devnull
+        # so the interpreter's own flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return SIGPIPE_EXIT
+    return code
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from genie._cli import main
+from genie._catalogue import Catalogue
+from genie._cli import SIGPIPE_EXIT, main
 
 ROOT = Path(__file__).resolve().parent.parent
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
@@ -128,3 +131,35 @@ def test_the_library_never_imports_the_harness(capsys: pytest.CaptureFixture[str
         main(["bench", "--help"])
     assert done_help.value.code == 0
     assert capsys.readouterr().out.startswith("usage: genie bench ")
+
+@pytest.mark.parametrize("args", [["agents"], ["agents", "--json"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> None:
+    """`genie agents | head`: the pipe's read end is closed before the command writes, so every
+    write meets EPIPE; the command says nothing and exits as a process killed by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "genie._cli", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == SIGPIPE_EXIT
+
+
+def test_a_reader_that_reads_everything_sees_it_all() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "genie._cli", "agents", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert len(json.loads(done.stdout)) == len(Catalogue.installed())
