@@ -19,7 +19,8 @@ import anyio
 
 from . import _installed_commands
 from ._audit import JsonlAuditLog, audit_key, verify_audit_log
-from ._catalogue import Catalogue, catalogue_markdown
+from ._catalogue import Catalogue
+from ._catalogue_page import catalogue_markdown
 from ._errors import ConfigurationError, GenieError
 from ._events import TIMELINE_HEADER, EventStream
 from ._logging import configure_logging

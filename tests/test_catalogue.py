@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
-from pydantic import ValidationError
+from typing import Literal
 
-from genie import AgentSpec, BaseAgent, Catalogue, ConfigurationError, Context, Message, handler
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genie import (
+    AgentSpec,
+    BaseAgent,
+    Catalogue,
+    ConfigurationError,
+    Context,
+    Message,
+    Payload,
+    handler,
+)
 from genie._catalogue import import_object, spec_for
+from genie._catalogue_page import catalogue_markdown
 
 from .conftest import Ping, Pong
 
@@ -92,3 +104,80 @@ def test_import_object_errors() -> None:
         import_object("no_such_mod:X")
     with pytest.raises(ConfigurationError, match="has no attribute 'Nope'"):
         import_object("tests.test_catalogue:Nope")
+
+
+class Order(Payload):
+    """A payload with every shape the page renders."""
+
+    message_type = "order"
+    item: str
+    quantity: int = 1
+    side: Literal["buy", "sell"] = "buy"
+    lines: tuple[Line, ...] = ()
+    tags: dict[str, float] = Field(default_factory=dict)
+    span: tuple[int, str] | None = None
+    note: str = Field("", description="free text | shown to the desk")
+
+
+class Line(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    sku: str
+
+
+class OrderDesk(BaseAgent):
+    """Takes orders."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.quantity))
+
+
+Order.model_rebuild()
+
+
+def test_describe_carries_each_payload_schema() -> None:
+    schemas = spec_for(OrderDesk).describe()["schemas"]
+    assert schemas == {"order": Order.model_json_schema(), "pong": Pong.model_json_schema()}
+    assert schemas["order"]["required"] == ["item"]
+
+
+def test_the_page_shows_each_payloads_fields() -> None:
+    catalogue = Catalogue()
+    catalogue.add(OrderDesk, name="order_desk", domain="shop")
+    page = catalogue_markdown(catalogue)
+    assert "| `order_desk` | low | [order](#order) | [pong](#pong) |  | Takes orders. |" in page
+    order = page.split("### order\n")[1].split("###")[0]
+    assert order.splitlines()[1:] == [
+        "| field | type | default | notes |",
+        "| --- | --- | --- | --- |",
+        "| `item` | string | required |  |",
+        "| `quantity` | integer | `1` |  |",
+        '| `side` | one of `"buy"`, `"sell"` | `"buy"` |  |',
+        "| `lines` | list of [Line](#line) | `[]` |  |",
+        "| `tags` | map of string to number | optional |  |",
+        "| `span` | [integer, string] or null | `null` |  |",
+        '| `note` | string | `""` | free text / shown to the desk |',
+        "",
+    ]
+    assert "### Line\n\n| field | type | default | notes |\n| --- | --- | --- | --- |\n" in page
+    assert "| `sku` | string | required |  |" in page
+
+
+def test_every_shipped_schema_requires_what_the_model_requires() -> None:
+    """The schemas a caller reads are the ones the runtime enforces: an empty payload is refused
+    for exactly the fields the schema calls required."""
+    models = {p.message_type: p for spec in Catalogue.installed() for p in spec.consumes}
+    described = [spec.describe() for spec in Catalogue.installed()]
+    schemas = {t: s for d in described for t, s in d["schemas"].items()}
+    assert set(models) <= set(schemas)
+    for message_type, model in models.items():
+        required = set(schemas[message_type].get("required", ()))
+        try:
+            model.model_validate({})
+        except ValidationError as exc:
+            missing = {e["loc"][0] for e in exc.errors() if e["type"] == "missing"}
+        else:
+            missing = set()
+        assert missing == required, message_type
