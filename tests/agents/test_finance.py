@@ -388,7 +388,7 @@ def test_report_lines() -> None:
         anomalies=an,
         recommendations=None,
     )
-    assert render_report(request) == (
+    assert render_report(request, "go") == (
         "Genie Financial Report\nQuestion: Q\nCurrency: INR\nIncome:  1 (minor units)\n"
         'Expense: 2 (minor units)\nNet:     -1 (minor units)\nAnomalies: {"anomalies":[]}\n'
     )
@@ -411,7 +411,7 @@ async def test_reporter_renders() -> None:
         anomalies=an,
         recommendations=r,
     )
-    (out,) = await call(Reporter("reporter"), req)
+    (out,) = await call(Reporter("reporter", format="go"), req)
     assert out.payload.text.splitlines()[6] == "Top categories: x"
 
 
