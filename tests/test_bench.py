@@ -69,7 +69,7 @@ def test_quick_run_writes_json_markdown_and_plot(quick: tuple[Path, dict[str, An
     md = (out / "results.md").read_text()
     for title in ("## Fan-out and fan-in: latency", "throughput", "## Per hop", "## Memory"):
         assert title in md
-    assert "## Against design.md §7" in md
+    assert "## Against the performance targets" in md
     assert "![latency versus N](latency.png)" in md
     targets = {t["target"]: t for t in results["targets"]}
     assert "per hop, genie: at most 1.5x the floor" in targets

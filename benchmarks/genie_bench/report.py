@@ -1,7 +1,7 @@
 """What a run writes: results.json (every figure and the environment), results.md, latency.png.
 
 Every speed figure is also given as a ratio to the raw asyncio floor of the same run; the
-targets of design.md §7 are checked against those ratios.
+performance targets (each named in the table) are checked against those ratios.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _fanout_target(results: Results, impl: str, n: int, q: str) -> float | None:
 
 
 def targets(results: Results) -> list[dict[str, Any]]:
-    """design.md §7, each with what this run measured; a target with no data is left out."""
+    """The performance targets, each with what this run measured; one with no data is left out."""
     out: list[dict[str, Any]] = []
 
     def add(target: str, measured: float | None, limit: float, at_most: bool, unit: str) -> None:
@@ -250,7 +250,7 @@ def markdown(results: Results) -> str:
             "",
         ]
     if results.get("targets"):
-        lines += ["## Against design.md §7", ""]
+        lines += ["## Against the performance targets", ""]
         rows = [
             [t["target"], f"{t['measured']:,.2f} {t['unit']}", "met" if t["met"] else "**missed**"]
             for t in results["targets"]

@@ -9,7 +9,7 @@ in one event loop and measured interleaved:
 - ``chain(agents, blob)`` yields ``ask()``: one ``Hop`` through ``agents`` agents in a row.
 - ``idle(count)``: ``count`` agents ready for work and given none (memory).
 
-The raw asyncio floor is design.md §7's: an ``asyncio.Queue`` and a task per agent, a dict of
+The raw asyncio floor: an ``asyncio.Queue`` and a task per agent, a dict of
 futures for the fan-in, nothing else. The peer (autogen-core) lives in ``peer.py``.
 """
 

@@ -1,4 +1,4 @@
-"""The analyzer and the three branches it fans out to (reference §7.2)."""
+"""The analyzer and the three branches it fans out to."""
 
 from __future__ import annotations
 

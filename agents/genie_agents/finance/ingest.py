@@ -1,4 +1,4 @@
-"""The front of the finance flow: CSV in, enriched transactions out (reference §7.2)."""
+"""The front of the finance flow: CSV in, enriched transactions out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Payloads of the finance flow (reference §7.1-7.2). Field order follows the Go structs, so a
+"""Payloads of the finance flow. Field order follows the Go structs, so a
 payload's JSON (``model_dump_json()``) is the Go content byte for byte."""
 
 from __future__ import annotations

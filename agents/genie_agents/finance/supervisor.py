@@ -1,4 +1,4 @@
-"""The finance supervisor: starts the flow and fans the four branches back in (reference §6.1).
+"""The finance supervisor: starts the flow and fans the four branches back in.
 
 Unlike Go, sessions are keyed by correlation id (every message of one request shares it) and
 expire: a session whose branches never all arrive (a deny, a failure) is dropped after

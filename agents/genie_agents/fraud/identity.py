@@ -19,7 +19,7 @@ from .models import (
 __all__ = ["CyberGuardian", "KycOrchestrator", "SyntheticIdentityDetector", "kyc_score"]
 
 PAN = re.compile(r"[A-Z]{5}[0-9]{4}[A-Z]")
-# Additive risk weights (reference §7, kyc_orchestrator).
+# Additive risk weights (the Go system's kyc_orchestrator).
 KYC_WEIGHTS = {
     "invalid_pan": 0.30,
     "no_aadhaar_offline": 0.20,

@@ -1,5 +1,5 @@
-"""Research agents with static, offline answers (the LLM-backed deep research comes with the
-LLM issue)."""
+"""Research agents with static, offline answers (an LLM-backed deep research needs a model
+provider and is not ported)."""
 
 from .outlooks import (
     MacroContext,

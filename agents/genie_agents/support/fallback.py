@@ -1,4 +1,4 @@
-"""The fallback agent (reference §6.3): tells the caller a human will follow up."""
+"""The fallback agent (as in the Go system): tells the caller a human will follow up."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Review agents: the auditor (deterministic flags; the LLM judge comes with the LLM issue)
-and the complaint triage classifier."""
+"""Review agents: the auditor (deterministic flags; an LLM judge needs a model provider and is
+not ported) and the complaint triage classifier."""
 
 from __future__ import annotations
 
