@@ -54,9 +54,13 @@ MAKE = shutil.which("make")
 
 def _plan(tmp_path: Path, target: str) -> list[str]:
     """The commands ``make TARGET`` would run (``make -n``) in a checkout at ``tmp_path``."""
+    # Under `make test` the outer make's variables would reach this one (and make it print
+    # "Entering directory" lines): the plan is asked for as from a shell.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     done = subprocess.run(
-        [MAKE or "make", "-n", target],
+        [MAKE or "make", "-n", "--no-print-directory", target, "PYTHON=python3", "VENV=.venv"],
         cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
