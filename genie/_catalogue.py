@@ -92,7 +92,11 @@ class AgentSpec:
 
 
 def _type_name(annotation: object) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    if typing.get_origin(annotation) is None:  # a plain class: its name (str, int, ...)
+        name = getattr(annotation, "__name__", None)
+        if name:
+            return str(name)
+    return str(annotation).replace("typing.", "")  # Literal['text', 'go'], int | None, ...
 
 
 def spec_for(

@@ -181,3 +181,10 @@ def test_every_shipped_schema_requires_what_the_model_requires() -> None:
         else:
             missing = set()
         assert missing == required, message_type
+
+
+def test_a_parameter_with_choices_names_them() -> None:
+    described = Catalogue.installed().get("reporter").describe()["params"]
+    assert described == {
+        "format": {"type": "Literal['text', 'go']", "required": False, "default": "text"}
+    }
