@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import json
 import os
 import shutil
@@ -131,6 +130,7 @@ def test_the_library_never_imports_the_harness(capsys: pytest.CaptureFixture[str
         main(["bench", "--help"])
     assert done_help.value.code == 0
     assert capsys.readouterr().out.startswith("usage: genie bench ")
+
 
 @pytest.mark.parametrize("args", [["agents"], ["agents", "--json"]])
 def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> None:
