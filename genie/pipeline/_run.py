@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import ValidationError
 
 from .._agent import Agent
@@ -24,6 +23,7 @@ from .._message import Message, Payload, _too_deep, _translate
 from .._nesting import json_depth_exceeds
 from .._runtime import Runtime, RuntimeStatistics
 from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
+from .._yamlconf import ConfigFileError, parse_yaml
 from ._gather import Gathered, GatherNode
 from ._graph import Graph
 from ._schema import AgentDecl, PipelineFile
@@ -334,12 +334,21 @@ def _located(exc: ValidationError, type_name: str, where: str) -> InputError | N
 
 
 def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InputError(f"{where} is not valid {fmt.upper()}: {exc}") from exc
-    except RecursionError as exc:  # YAML's block style nests by indentation, unbracketed
-        raise InputError(f"{where} is nested too deeply") from exc
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{where} is not valid JSON: {exc}") from exc
+    else:
+        # The configuration files' bounded loader: an input is no more trusted than they are
+        # (aliases, depth, size, duplicate keys).
+        try:
+            document = parse_yaml(text, where)
+        except ConfigFileError as exc:
+            raise InputError(str(exc)) from None
+        if document.problems:
+            raise InputError("\n".join(document.problems))
+        data = document.data
     if not isinstance(data, dict):
         raise InputError(f"{where} must hold a {fmt.upper()} object of payload fields")
     return data

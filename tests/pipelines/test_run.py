@@ -220,6 +220,31 @@ def test_input_that_does_not_fit_is_exit_2(
     assert "Traceback" not in err
 
 
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [*{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}, *{a}]\n"
+    for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (LAUGHS, "in.yaml:"),  # a billion laughs: refused at the alias that crosses the bound
+        ("cash: 1\ncash: 2\n", "in.yaml:2: cash: duplicate key (first on line 1)"),
+        ("{cash: [1,\n", "in.yaml:2: YAML syntax error"),
+    ],
+)
+def test_a_yaml_input_is_read_within_the_configuration_bounds(
+    tmp_path: Path, capsys: Capture, text: str, problem: str
+) -> None:
+    bad = tmp_path / "in.yaml"
+    bad.write_text(text)
+    assert main(["run", str(FINANCE.with_name("treasury.yaml")), "--input", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert problem in err
+    assert "Traceback" not in err
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "in.json"
     bad.write_text("{not json")
