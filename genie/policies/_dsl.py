@@ -12,11 +12,18 @@ Grammar (keywords case-insensitive, AND/OR short-circuit)::
 
 Tokens are separated by blanks; parentheses stand alone; operators must be blank-separated
 (``a==b`` is one token). ``to`` is the recipient being evaluated (rules run per delivery).
-An unknown field or operator is an error when the rule is compiled, pointing at the token.
+An unknown field or operator is an error when the rule is compiled, pointing at the token, and
+so is nesting (parentheses and NOTs) deeper than ``MAX_DEPTH``.
+
+``< > <= >=`` compare finite numbers (ASCII digits, an optional sign, point and exponent). A
+value that is not one (text, ``""``, ``nan``, ``inf``) makes the rule deny, whatever its
+decision (fail closed), with a reason that names the field but never shows its value: values
+come from messages, and reasons go to the event stream and the audit log.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +33,20 @@ from .._message import Message
 from .._supervisor import Decision
 from ._content import ContentView
 
-__all__ = ["Rule", "RuleError", "compile_rule"]
+__all__ = ["MAX_DEPTH", "Rule", "RuleError", "compile_rule"]
+
+# Parentheses and NOTs nest at most this deep: rules are written by people, and a bound keeps a
+# hostile rule (3,000 parentheses) a caret error instead of a RecursionError while compiling or
+# evaluating.
+MAX_DEPTH = 64
 
 
 class RuleError(ConfigurationError):
     """A rule that does not parse; the message shows the rule and points at the token."""
+
+
+class NotANumberError(ValueError):
+    """A numeric comparison met a value that is not a finite number (the rule then denies)."""
 
 
 Getter = Callable[[Message, str], str]
@@ -58,11 +74,16 @@ def _stringify(value: object) -> str:
     return str(value)
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
+    """``text`` as a finite number, else None (Python's float() would also take "nan", "inf",
+    "1_000", blanks and other scripts' digits)."""
+    if _NUMBER.fullmatch(text) is None:
         return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 class _Parser:
@@ -72,13 +93,27 @@ class _Parser:
         self.view = view
         self.tokens = [_Tok(m.group(), m.start()) for m in _TOKEN.finditer(source)]
         self.pos = 0
+        self.depth = 0
 
     def fail(self, problem: str, tok: _Tok | None = None) -> RuleError:
         col = tok.col if tok else len(self.source)
         where = f"column {col + 1}" if tok else "the end"
+        line, caret = self.source, col
+        if len(line) > 100:  # show the 100 characters around the problem
+            start = max(0, min(col - 50, len(line) - 100))
+            line, caret = line[start : start + 100], col - start
+            if start > 0:
+                line, caret = "..." + line, caret + 3
+            if start + 100 < len(self.source):
+                line += "..."
         return RuleError(
-            f"rule {self.rule_id}: {problem} at {where}\n    {self.source}\n    {' ' * col}^"
+            f"rule {self.rule_id}: {problem} at {where}\n    {line}\n    {' ' * caret}^"
         )
+
+    def nest(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"nesting deeper than {MAX_DEPTH} (parentheses and NOTs)", tok)
 
     def peek(self) -> _Tok | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -123,40 +158,47 @@ class _Parser:
         return lambda m, r: all(p(m, r) for p in parts)
 
     def unary(self) -> Predicate:
-        if self.keyword("NOT"):
+        tok = self.peek()
+        if tok is not None and self.keyword("NOT"):
+            self.nest(tok)
             inner = self.unary()
+            self.depth -= 1
             return lambda m, r: not inner(m, r)
         return self.primary()
 
     def primary(self) -> Predicate:
         tok = self.peek()
         if tok is not None and tok.text == "(":
+            self.nest(tok)
             self.pos += 1
             inner = self.expr()
             close = self.peek()
             if close is None or close.text != ")":
                 raise self.fail("expected ')'", close)
             self.pos += 1
+            self.depth -= 1
             return inner
-        left = self.term()
+        left, left_name = self.term()
         op_tok = self.take()
         op = op_tok.text.lower()
         if op not in _OPS:
             raise self.fail(f"unknown operator {op_tok.text!r}", op_tok)
-        right = self.term()
-        return self.compare(left, op, right)
+        right, right_name = self.term()
+        return self.compare(left, op, right, (left_name, right_name))
 
-    def term(self) -> Getter:
+    def term(self) -> tuple[Getter, str]:
+        """A getter, and how a reason may name it: a literal (from the rule) as itself, a field
+        by its name, never by its value."""
         tok = self.take()
         text = tok.text
         if text in ("(", ")") or text.upper() in ("AND", "OR", "NOT"):
             raise self.fail(f"expected a field or a value, got {text!r}", tok)
         if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
             literal = text[1:-1]
-            return lambda m, r: literal
+            return (lambda m, r: literal), text
         if _number(text) is not None:
-            return lambda m, r: text
-        return self.field(tok)
+            return (lambda m, r: text), text
+        return self.field(tok), text
 
     def field(self, tok: _Tok) -> Getter:
         name = tok.text
@@ -178,7 +220,7 @@ class _Parser:
             return lambda m, r: _stringify(m.metadata.get(key))
         raise self.fail(f"unknown field {name!r}", tok)
 
-    def compare(self, left: Getter, op: str, right: Getter) -> Predicate:
+    def compare(self, left: Getter, op: str, right: Getter, names: tuple[str, str]) -> Predicate:
         if op == "==":
             return lambda m, r: left(m, r) == right(m, r)
         if op == "!=":
@@ -195,10 +237,10 @@ class _Parser:
         }[op]
 
         def numeric(m: Message, r: str) -> bool:
-            a, b = left(m, r), right(m, r)
-            x, y = _number(a), _number(b)
+            x, y = _number(left(m, r)), _number(right(m, r))
             if x is None or y is None:
-                raise ValueError(f'numeric compare requires numbers, got "{a}" {op} "{b}"')
+                culprit = names[0] if x is None else names[1]
+                raise NotANumberError(f"{culprit} is not a number (in {names[0]} {op} {names[1]})")
             return compare(x, y)
 
         return numeric
@@ -230,6 +272,10 @@ class Rule:
         self._predicate = compile_rule(id, when, view)
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
-        if self._predicate(msg, recipient) and not self.allow:
+        try:
+            holds = self._predicate(msg, recipient)
+        except NotANumberError as exc:  # fail closed, naming the field but not its value
+            return Decision.deny(self.name, f"rule {self.name}: {exc}")
+        if holds and not self.allow:
             return Decision.deny(self.name, self.reason)
         return Decision.ALLOW

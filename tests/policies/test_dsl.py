@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from genie import Classification, Message, Payload, Role
+from genie import (
+    BaseAgent,
+    Classification,
+    Context,
+    JsonlAuditLog,
+    Message,
+    Payload,
+    Role,
+    Runtime,
+    handler,
+)
 from genie._supervisor import Limits, admit
 from genie.policies import Rule, RuleError, compile_rule
+from genie.policies._dsl import MAX_DEPTH
 
 
 class Text(Payload):
     message_type = "raw_dump"
     content: str = ""
+
+
+class Sink(BaseAgent):
+    @handler
+    async def on_text(self, payload: Text, ctx: Context) -> None:
+        return None
 
 
 def m(
@@ -70,15 +89,89 @@ def test_operators() -> None:
     assert holds('metadata.missing == ""', msg)
 
 
-def test_numeric_compare_on_text_denies_at_evaluation() -> None:
-    rule = Rule("amount-cap", "metadata.amount > 10")
-    decision = admit(m(amount="lots"), "agent", 0, Limits(), [rule])
+@pytest.mark.parametrize(
+    "amount",
+    ["lots", "", "nan", "NaN", "-nan", "inf", "-Infinity", "1e999", "1_000", " 12", "١٢", "0x10"],
+)
+@pytest.mark.parametrize("decision", ["deny", "allow"])
+def test_a_numeric_compare_on_what_is_not_a_finite_number_denies(
+    amount: str, decision: str
+) -> None:
+    # "nan" compares false both ways, so a rule on it would silently never fire; "inf" and
+    # the rest are not amounts either. Fail closed, whatever the rule's decision.
+    for rule in (
+        Rule("amount-cap", "metadata.amount > 10", decision),
+        Rule("floor", "5 <= metadata.amount", decision),
+    ):
+        got = admit(m(amount=amount), "agent", 0, Limits(), [rule])
+        assert not got.allowed
+        assert got.policy == rule.name
+        side = rule.when.replace(" ", " ")
+        assert got.reason == f"rule {rule.name}: metadata.amount is not a number (in {side})"
+
+
+def test_numbers_still_compare() -> None:
+    for amount, above in (
+        ("11", True),
+        ("10", False),
+        ("-3.5", False),
+        ("1e3", True),
+        ("+.5", False),
+    ):
+        assert holds("metadata.amount > 10", m(amount=amount)) is above
+
+
+def test_a_deny_reason_never_shows_the_payload(tmp_path: Path) -> None:
+    card = "4111111111111111"
+    rule = Rule("size", "content > 5")
+    decision = admit(m(f"my card is {card}"), "agent", 0, Limits(), [rule])
     assert not decision.allowed
-    assert decision.policy == "amount-cap"
-    assert (
-        decision.reason
-        == 'policy raised ValueError: numeric compare requires numbers, got "lots" > "10"'
-    )
+    assert decision.reason == "rule size: content is not a number (in content > 5)"
+
+
+async def test_nor_does_the_audit_trail_or_the_event_stream(tmp_path: Path) -> None:
+    card = "4111111111111111"
+    audit = JsonlAuditLog(tmp_path / "audit.jsonl")
+    async with Runtime([Sink("agent")], policies=[Rule("size", "content > 5")], audit=audit) as rt:
+        msg = rt.message(Text(content=f"card {card}"), recipient="agent")
+        async with rt.events(msg.correlation_id) as stream:
+            result = await rt.ask(msg)
+            lines = [event.line(0.0) async for event in stream]
+    audit.close()
+    why = "rule size: content is not a number (in content > 5)"
+    assert result.missing[0].reason == why
+    assert any(why in line for line in lines)
+    assert card not in "\n".join(lines)
+    trail = (tmp_path / "audit.jsonl").read_text()
+    assert [json.loads(row)["details"]["reason"] for row in trail.splitlines()] == [why]
+    assert card not in trail
+
+
+@pytest.mark.parametrize(
+    ("nesting", "column"),
+    [
+        ("(" * 3000 + 'type == "x"' + ")" * 3000, 65),
+        ("NOT " * 3000 + 'type == "x"', 4 * 64 + 1),
+        ("( NOT " * 1500 + 'type == "x"' + " )" * 1500, 6 * 32 + 1),
+    ],
+)
+def test_deep_nesting_is_a_caret_error(nesting: str, column: int) -> None:
+    with pytest.raises(RuleError) as info:
+        compile_rule("deep", nesting)
+    text = str(info.value)
+    assert text.startswith(f"rule deep: nesting deeper than {MAX_DEPTH} (parentheses and NOTs)")
+    assert f"at column {column}" in text
+    shown, caret = text.splitlines()[-2:]
+    assert len(shown) < 120  # the 100 characters around the problem, not 9,000
+    assert nesting[column - 1 : column + 9] in shown
+    assert shown[caret.index("^")] == nesting[column - 1]
+
+
+def test_nesting_up_to_the_bound_compiles_and_evaluates() -> None:
+    deep = "(" * MAX_DEPTH + 'type == "raw_dump"' + ")" * MAX_DEPTH
+    assert holds(deep, m())
+    nots = "NOT " * MAX_DEPTH + 'type == "raw_dump"'
+    assert holds(nots, m()) is (MAX_DEPTH % 2 == 0)
 
 
 def test_rule_decisions_and_reasons() -> None:
