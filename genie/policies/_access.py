@@ -11,7 +11,7 @@ from .._agent import Risk
 from .._errors import ConfigurationError
 from .._message import Message
 from .._supervisor import Decision
-from ._content import ContentView, roles_of
+from ._content import ContentView, quote, roles_of
 
 __all__ = ["MaxContentLength", "RBAC", "RequiredMetadata", "RiskGate", "Tenant"]
 
@@ -111,7 +111,9 @@ class Tenant:
             return Decision.deny(self.name, "missing tenant_id in metadata")
         expected = meta.get("expected_tenant")
         if isinstance(expected, str) and expected and expected != tenant:
-            return Decision.deny(self.name, f"tenant mismatch: expected {expected} got {tenant}")
+            return Decision.deny(
+                self.name, f"tenant mismatch: expected {quote(expected)} got {quote(tenant)}"
+            )
         return ALLOW
 
 

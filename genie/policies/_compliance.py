@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from .._errors import ConfigurationError
 from .._message import Message
 from .._supervisor import Decision
-from ._content import ContentView
+from ._content import ContentView, quote
 
 __all__ = [
     "Consent",
@@ -77,7 +77,9 @@ class Consent:
 
 class Explainability:
     """For the listed types, the payload must carry a non-empty string ``rationale`` at the
-    root, or a non-empty top-level list whose every item carries one."""
+    root, or top-level lists whose every item is an object carrying one: each output explains
+    itself. An empty list has nothing to explain (a statement with only income gets no
+    recommendations), so it passes; a payload with neither a rationale nor a list does not."""
 
     name = "explainability"
 
@@ -102,9 +104,9 @@ class Explainability:
         if isinstance(data, dict):
             if self._has(data):
                 return ALLOW
-            for value in data.values():
-                if isinstance(value, list) and value and all(self._has(i) for i in value):
-                    return ALLOW
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if lists and all(self._has(item) for items in lists for item in items):
+                return ALLOW
         return Decision.deny(self.name, "missing rationale for output")
 
 
@@ -184,9 +186,9 @@ def _validate(schema: dict[str, Any], value: Any, path: str) -> str | None:
                 if problem:
                     return problem
             elif schema.get("additionalProperties", True) is False:
-                return f"{path}.{key}: additional property not allowed"
+                return f"{path}.{quote(key)}: additional property not allowed"
             elif isinstance(schema.get("additionalProperties"), dict):
-                problem = _validate(schema["additionalProperties"], item, f"{path}.{key}")
+                problem = _validate(schema["additionalProperties"], item, f"{path}.{quote(key)}")
                 if problem:
                     return problem
     if isinstance(value, list) and "items" in schema:

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping
 
 from .._message import Classification, Message
 from .._supervisor import Decision
-from ._content import ContentView
+from ._content import ContentView, quote
+from ._normalise import fold, words
 
-__all__ = ["ClassificationCeiling", "DataResidency", "PIIBlock", "PromptInjection"]
+__all__ = ["ClassificationCeiling", "DataResidency", "PIIBlock", "PromptInjection", "has_pii"]
 
 ALLOW = Decision.ALLOW
 
@@ -54,7 +55,7 @@ class DataResidency:
             return Decision.deny(
                 self.name,
                 f'classification "{cls.value}" cannot leave region "{self.home_region}" '
-                f'(target="{region}")',
+                f'(target="{quote(region)}")',
             )
         if cls is Classification.INTERNAL:
             return Decision.deny(self.name, "internal data cannot leave home region")
@@ -63,21 +64,68 @@ class DataResidency:
         return ALLOW
 
 
-# The Go patterns (RE2: \d is ASCII, so [0-9] here). Both digit patterns need ten digits in a
-# row and the email one an "@", so those cheap checks come first: on 64 KiB of text a
-# backtracking search for the email pattern costs about 4.5 ms and one for ten digits about 1 ms,
-# retrying at every position, while the checks below cost about 0.1 ms.
+# The Go patterns, matched on the folded scan text (lower case, one space between words). A run
+# of ten or more digits is a phone (10-12) or an account or card number (12+), as in Go, unless
+# a letter touches it: then it is part of a word such as a hex id (trace ids hold digit runs).
+_DIGIT_RUN = re.compile(r"(?<![a-z0-9])[0-9]{10,}(?![a-z0-9])")
+# Digits in groups joined by one kind of separator (space or dash), after an optional country
+# code and area code: "+91 98765 43210", "(022) 2345-6789", "4111-1111-1111-1111". Dots are not
+# separators: "10000000.00" is an amount. One kind per chain keeps "2026-01-01 2026-02-01"
+# (two dates) apart.
+_GROUPS = re.compile(
+    r"(?<![a-z0-9+])(?:\+[0-9]{1,3}[ -]?)?(?:\([0-9]{1,5}\)[ -]?)?"
+    r"[0-9]{1,6}([ -])[0-9]{1,6}(?:\1[0-9]{1,6})*(?![a-z0-9])"
+)
+_GROUP = re.compile(r"[0-9]+")
+_BRACKETED_AT = re.compile(r"[\[({<] ?at ?[\])}>]")
+_AT = re.compile(r" ?(?:@|[\[({<] ?at ?[\])}>]) ?")
+_DOT = re.compile(r" ?[\[({<] ?dot ?[\])}>] ?")
+_EMAIL = re.compile(r"[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}")
 _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
-_DIGIT_PATTERNS = (re.compile(r"[0-9]{12,}"), re.compile(r"\+?[0-9]{10,12}"))
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
 
 
-def _has_pii(text: str) -> bool:
-    if "0000000000" in text.translate(_DIGITS_TO_ZERO) and any(
-        p.search(text) for p in _DIGIT_PATTERNS
-    ):
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _grouped_pii(groups: list[str]) -> bool:
+    """A separated chain is a phone number when it has 10-12 digits in all, and holds a card
+    number when consecutive groups of 13-19 digits pass the Luhn check (so a list of amounts,
+    which has no reason to, is rarely taken for one)."""
+    if 10 <= sum(map(len, groups)) <= 12:
         return True
-    return "@" in text and _EMAIL.search(text) is not None
+    for start in range(len(groups)):
+        digits = ""
+        for group in groups[start:]:
+            digits += group
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and _luhn(digits):
+                return True
+    return False
+
+
+def has_pii(scan: str) -> bool:
+    """Whether folded scan text holds a phone, account or card number, or an e-mail address."""
+    # Cheap checks first: a backtracking search costs ms on 64 KiB, a translate microseconds.
+    zeros = scan.translate(_DIGITS_TO_ZERO)
+    if "0000000000" in zeros and _DIGIT_RUN.search(scan):
+        return True
+    if "0 0" in zeros or "0-0" in zeros or "0) " in zeros:
+        for m in _GROUPS.finditer(scan):
+            if _grouped_pii(_GROUP.findall(m.group())):
+                return True
+    if "@" in scan or _BRACKETED_AT.search(scan):
+        text = _DOT.sub(".", _AT.sub("@", scan))
+        if "@" in text and _EMAIL.search(text):
+            return True
+    return False
 
 
 class PIIBlock:
@@ -92,7 +140,7 @@ class PIIBlock:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if msg.metadata.get("pii_acknowledged") == "true":
             return ALLOW
-        if _has_pii(self._view.text(msg)):
+        if has_pii(self._view.scan(msg)):
             return Decision.deny(self.name, "content matched PII pattern")
         return ALLOW
 
@@ -109,16 +157,40 @@ DEFAULT_INJECTION_PHRASES = (
 
 
 class PromptInjection:
-    """Deny content containing a known injection phrase (case-insensitive)."""
+    """Deny content containing a known injection phrase, whatever its case, spacing,
+    punctuation or disguise (see ``_normalise``), in the payload or the metadata."""
 
     name = "prompt_injection"
 
     def __init__(self, extra_phrases: Iterable[str] = (), view: ContentView | None = None) -> None:
         self.phrases = tuple(p.lower() for p in (*DEFAULT_INJECTION_PHRASES, *extra_phrases))
+        self._words = tuple(filter(None, (words(fold(p)) for p in self.phrases)))
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
-        text = self._view.text(msg).lower()
-        if any(p in text for p in self.phrases):
+        text = self._view.words(msg)
+        if any(p in text for p in self._words) or _spread_out(text, self._words):
             return Decision.deny(self.name, "prompt-injection phrase detected")
         return ALLOW
+
+
+def _spread_out(text: str, phrases: Iterable[str]) -> bool:
+    """A phrase written with its words split or run together ("i g n o r e previous
+    instructions", "ignoreprevious"): found with the spaces removed, starting and ending where
+    words of ``text`` start and end (so "in fact as the admin" is not "act as the admin")."""
+    compact = text.replace(" ", "")
+    bounds: set[int] | None = None
+    for phrase in phrases:
+        target = phrase.replace(" ", "")
+        at = compact.find(target)
+        while at >= 0:
+            if bounds is None:
+                bounds = {0}
+                end = 0
+                for word in text.split(" "):
+                    end += len(word)
+                    bounds.add(end)
+            if at in bounds and at + len(target) in bounds:
+                return True
+            at = compact.find(target, at + 1)
+    return False

@@ -131,6 +131,10 @@ def test_data_residency() -> None:
     assert (
         reason(policy, msg(metadata={"region": "eu"})) == "internal data cannot leave home region"
     )
+    card = msg(metadata={"region": "4111 1111 1111 1111"}, classification=Classification.PII)
+    assert reason(policy, card) == (
+        'classification "pii" cannot leave region "in" (target="(not shown)")'
+    )
     public = msg(metadata={"region": "us"}, classification=Classification.PUBLIC)
     assert reason(policy, public) == "public-data cross-border disabled"
     assert reason(DataResidency("in"), public) == "allow"
@@ -199,13 +203,47 @@ def test_explainability() -> None:
     def recs(**kw: Any) -> Message:
         return Message.new(Recs(**kw), sender="recommender")
 
-    assert reason(policy, recs()) == "missing rationale for output"
+    # Nothing recommended (a statement with only income): nothing to explain.
+    assert reason(policy, recs()) == "allow"
     assert reason(policy, recs(rationale="because")) == "allow"
     assert reason(policy, recs(recommendations=[{"rationale": "a"}, {"rationale": "b"}])) == "allow"
     assert (
         reason(policy, recs(recommendations=[{"rationale": "a"}, {"title": "b"}]))
         == "missing rationale for output"
     )
+    assert (
+        reason(policy, recs(recommendations=[{"rationale": ""}])) == "missing rationale for output"
+    )
+
+
+class Advice(Payload):
+    message_type = "recommendations"
+    summary: str = ""
+    items: tuple[Any, ...] = ()
+    more: tuple[Any, ...] = ()
+
+
+class Note(Payload):
+    message_type = "recommendations"
+    summary: str
+
+
+def test_explainability_needs_every_listed_output_explained() -> None:
+    policy = Explainability(["recommendations"])
+
+    def advice(**kw: Any) -> str:
+        return reason(policy, Message.new(Advice(**kw), sender="recommender"))
+
+    assert advice(items=[{"rationale": "a"}], more=[]) == "allow"
+    # One explained list no longer covers an unexplained one beside it.
+    assert (
+        advice(items=[{"rationale": "a"}], more=[{"title": "b"}]) == "missing rationale for output"
+    )
+    # A bare string is an output with no rationale.
+    assert advice(items=["Buy gold"]) == "missing rationale for output"
+    # Neither a rationale nor a list of outputs: nothing explains the payload.
+    note = Message.new(Note(summary="Buy gold"), sender="recommender")
+    assert reason(policy, note) == "missing rationale for output"
 
 
 def test_json_schema() -> None:
@@ -221,6 +259,11 @@ def test_json_schema() -> None:
         reason(policy, msg("hi")) == "schema validation failed: $.content: shorter than minLength"
     )
     assert reason(policy, msg(type_="other")) == "allow"  # no schema registered
+    loose = {"type": "object", "additionalProperties": False}
+    extra = Message.new(Advice(summary="x"), sender="u")
+    assert reason(JsonSchema({"recommendations": loose}), extra) == (
+        "schema validation failed: $.summary: additional property not allowed"
+    )
     with pytest.raises(ConfigurationError, match="unsupported keyword"):
         JsonSchema({"text": {"type": "object", "patternProperties": {}}})
     with pytest.raises(ConfigurationError, match="not a JSON Schema type"):
@@ -235,6 +278,9 @@ def test_tenant() -> None:
         == "tenant mismatch: expected b got a"
     )
     assert reason(policy, msg(metadata={"tenant_id": "a", "expected_tenant": "a"})) == "allow"
+    # Metadata values reach the reason only as short codes, never as free text or numbers.
+    smuggled = msg(metadata={"tenant_id": "4111111111111111", "expected_tenant": "ignore all"})
+    assert reason(policy, smuggled) == "tenant mismatch: expected (not shown) got (not shown)"
     assert reason(policy, msg(metadata={"user_roles": ["admin"]})) == "allow"
     assert reason(Tenant(applies_to=["other"]), msg()) == "allow"
 

@@ -1,0 +1,130 @@
+"""What content-scanning policies match against: a message's text, folded so disguises drop away.
+
+``scan_text`` gathers the text a message carries (payload keys and strings, identifier
+numbers, metadata keys and values) and ``fold`` removes what changes how text looks but not
+what it says to a reader or a language model:
+
+- Unicode NFKC (fullwidth letters, ligatures, circled and mathematical letters, NBSP);
+- format characters removed (zero-width space and joiners, soft hyphen, bidi controls, BOM);
+  Unicode "tag" characters, which some models read as ASCII, become that ASCII;
+- common look-alikes (Cyrillic and Greek letters, small capitals) become the Latin letter,
+  dashes become ``-``, and every script's decimal digits of the Indian region become 0-9;
+- case folded, whitespace runs (newlines, tabs) collapsed to one space.
+
+The result is computed once per message and shared by every policy (``ContentView.scan``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["fold", "scan_text", "words"]
+
+
+def _table() -> dict[int, int | str | None]:
+    table: dict[int, int | str | None] = {}
+    # Format characters: invisible, so they only ever hide text from a matcher.
+    for cp in (0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF):
+        table[cp] = None
+    for first, last in ((0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0xFE00, 0xFE0F)):
+        for cp in range(first, last + 1):
+            table[cp] = None
+    table[0xE0001] = None
+    for cp in range(0xE0020, 0xE007F):  # tag characters: an invisible copy of ASCII
+        table[cp] = cp - 0xE0000
+    table[0xE007F] = None
+    for cp in (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0xFE63, 0xFF0D):
+        table[cp] = "-"
+    # Decimal digits of the scripts a message in the Indian region may use (NFKC leaves them).
+    for zero in (0x0660, 0x06F0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66,
+                 0x0CE6, 0x0D66, 0x0E50, 0x1040):  # fmt: skip
+        for digit in range(10):
+            table[zero + digit] = str(digit)
+    # Look-alikes (a subset of Unicode's confusables: the letters that pass for Latin ones,
+    # and small capitals), mapped before case folding so each case maps to its own look-alike.
+    lookalikes = {
+        "a": "аαɑᴀ", "b": "Ьβʙ", "c": "сϲᴄ", "d": "ԁᴅ", "e": "еεҽᴇ", "g": "ɡɢ", "h": "һʜ",  # noqa: RUF001
+        "i": "іιıɩɪ", "j": "јϳᴊ", "k": "κᴋ", "l": "ʟ", "m": "ᴍ", "n": "ηɴ", "o": "оοσօᴏ",  # noqa: RUF001
+        "p": "рρᴘ", "q": "ԛ", "r": "ʀ", "s": "ѕꜱ", "t": "τᴛ", "u": "υսᴜ", "v": "νᴠ",  # noqa: RUF001
+        "w": "ԝωᴡ", "x": "хχ", "y": "уγʏ", "z": "ᴢ",  # noqa: RUF001
+        "A": "АΑ", "B": "ВΒ", "C": "С", "E": "ЕΕ", "H": "НΗ", "I": "ІΙӀ", "J": "Ј",  # noqa: RUF001
+        "K": "КΚ", "M": "МΜ", "N": "Ν", "O": "ОΟ", "P": "РΡ", "S": "Ѕ", "T": "ТΤ",  # noqa: RUF001
+        "X": "ХΧ", "Y": "ҮΥ", "Z": "Ζ",  # noqa: RUF001
+    }  # fmt: skip
+    for latin, others in lookalikes.items():
+        for other in others:
+            table[ord(other)] = latin
+    return table
+
+
+_FOLD = _table()
+_SPACES = re.compile(r"\s+")
+
+
+def fold(text: str) -> str:
+    """``text`` as a matcher should see it (see the module docstring). Idempotent."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    return _SPACES.sub(" ", text.casefold()).strip()
+
+
+# Letters and digits written for one another in the phrase view only ("1gn0re"): phrases are
+# words, so a digit inside one is a disguise.
+_LEET = str.maketrans("0134578@$", "oieastbas")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def words(folded: str) -> str:
+    """The phrase view of folded text: words only, separated by one space."""
+    return _NOT_WORD.sub(" ", folded.translate(_LEET)).strip()
+
+
+# A number in a field with one of these names is an identifier (a phone, card or account
+# number), so the PII patterns apply to it; any other number is a quantity (an amount in paise,
+# a count) and is not matched: 10 lakh in paise has ten digits, as a phone number does.
+_IDENTIFIER_FIELD = re.compile(
+    r"(?:^|_)(?:phone|mobile|msisdn|tel|telephone|contact|card|pan|aadhaar|aadhar|account|"
+    r"acct|iban|ssn|number|num|no|id)(?:_|$)",
+    re.IGNORECASE,
+)
+
+
+def _walk(value: Any, field: str, into: tuple[list[str], list[str], list[str]]) -> None:
+    strings, keys, numbers = into
+    if isinstance(value, str):
+        strings.append(value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            keys.append(str(key))
+            _walk(item, str(key), into)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _walk(item, field, into)
+    elif (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and _IDENTIFIER_FIELD.search(field)
+        and (isinstance(value, int) or value.is_integer())
+    ):
+        numbers.append(str(int(value)))
+
+
+def _pieces(data: Any, metadata: Mapping[str, object]) -> Iterator[str]:
+    for part in (data, metadata):
+        strings: list[str] = []
+        keys: list[str] = []
+        numbers: list[str] = []
+        _walk(part, "", (strings, keys, numbers))
+        # A part's strings join with a space, so text split across fields reads as one; keys,
+        # numbers and the two parts are set apart by " | ", which no number pattern spans.
+        yield " ".join(strings)
+        yield " ".join(keys)
+        yield from numbers
+
+
+def scan_text(data: Any, metadata: Mapping[str, object]) -> str:
+    """The folded text of a payload (``data``, parsed JSON) and its message's metadata."""
+    return fold(" | ".join(_pieces(data, metadata)))
