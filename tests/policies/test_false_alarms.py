@@ -1,0 +1,85 @@
+"""The shipped policies do not cry wolf: every shipped pipeline on its shipped input, and the
+finance pipeline on generated statements (ordinary, rich, income only), end with nothing
+denied."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from genie_agents.finance.sessions import statements
+
+from genie import Message, Observer
+from genie.pipeline import load_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINES = sorted((ROOT / "config" / "pipelines").glob("*.yaml"))
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+
+
+def test_every_shipped_pipeline_is_governed_by_the_shipped_policies() -> None:
+    assert len(PIPELINES) >= 5
+    for path in PIPELINES:
+        assert "governance:\n  file: ../policies/ai-policy.yaml" in path.read_text(), path.name
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
+async def test_a_shipped_pipeline_on_its_shipped_input_is_not_denied(path: Path) -> None:
+    result = await load_pipeline(path).run()
+    assert result.stats.denied == 0, [(m.policy, m.reason) for m in result.missing]
+    assert result.status == "ok"
+
+
+async def run_finance(csv: str) -> tuple[str, int, list[str]]:
+    pipeline = load_pipeline(FINANCE)
+    result = await pipeline.run(csv)
+    return result.status, result.stats.denied, [f"{m.policy}: {m.reason}" for m in result.missing]
+
+
+async def test_a_statement_with_only_income_is_not_denied() -> None:
+    csv = "date,description,category,amount,type\n2026-01-01,Salary,Income,50000.00,credit\n"
+    assert await run_finance(csv) == ("ok", 0, [])
+
+
+class TenDigits(Observer):
+    """Remembers the delivered messages whose payload JSON holds a ten-digit number."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def delivered(self, msg: Message, agent_id: str) -> None:
+        if re.search(r"[0-9]{10}", msg.payload.model_dump_json()):
+            self.seen.append(msg.type)
+
+
+async def test_two_salaries_of_ten_lakh_are_not_a_phone_number() -> None:
+    csv = (
+        "date,description,category,amount,type\n"
+        "2026-01-01,Salary,Income,1000000.00,credit\n"
+        "2026-02-01,Salary,Income,1000000.00,credit\n"
+    )
+    assert await run_finance(csv) == ("ok", 0, [])
+    # The guard's guard: the run does carry ten-digit amounts in paise (the six-month
+    # forecast of 20 lakh a month is 1,20,00,00,000), which the Go phone pattern denied.
+    pipeline = load_pipeline(FINANCE)
+    spy = TenDigits()
+    async with pipeline.runtime() as rt:
+        rt.add_observer(spy)
+        result = await pipeline.ask(rt, pipeline.entry_payload(csv))
+    assert result.ok
+    assert "forecast_result" in spy.seen
+
+
+async def test_generated_statements_are_never_denied() -> None:
+    pipeline = load_pipeline(FINANCE)
+    outcomes: dict[str, int] = {}
+    async with pipeline.runtime() as rt:
+        for session in range(150):
+            salary = (50_000.0, 1_000_000.0, 25_000_000.0)[session % 3]  # up to 2.5 crore
+            csv = statements(random.Random(session), session, salary=salary)
+            result = await pipeline.ask(rt, pipeline.entry_payload(csv))
+            outcomes[result.status] = outcomes.get(result.status, 0) + 1
+        denied = rt.statistics().denied
+    assert (outcomes, denied) == ({"ok": 150}, 0)
