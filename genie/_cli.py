@@ -82,11 +82,18 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json(), indent=2))
     elif result.output is not None:
         print(_render(result.output.payload), end="")
-    if not result.ok:
+    if not result.ok or result.denials:
         print(f"genie run: {pipeline.name}: the run ended {result.status}", file=sys.stderr)
+        for d in result.denials:
+            print(
+                f"  denied: {d.type} to {d.recipient} by policy {d.policy}: {d.reason}",
+                file=sys.stderr,
+            )
+    if not result.ok:
         for m in result.missing:
-            by = f" (policy {m.policy})" if m.policy else ""
-            print(f"  {m.key}: {m.kind}{by}: {m.reason}", file=sys.stderr)
+            if m.kind != "denied":  # each denial is printed above, with its message type
+                by = f" (policy {m.policy})" if m.policy else ""
+                print(f"  {m.key}: {m.kind}{by}: {m.reason}", file=sys.stderr)
     return 0 if result.ok else 1
 
 

@@ -21,6 +21,7 @@ from .._deadletter import DeadLetter
 from .._errors import ConfigurationError
 from .._message import Message, Payload, _too_deep, _translate
 from .._nesting import json_depth_exceeds
+from .._observe import Observer
 from .._runtime import Runtime, RuntimeStatistics
 from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
 from .._yamlconf import ConfigFileError, parse_yaml
@@ -31,7 +32,7 @@ from ._schema import AgentDecl, PipelineFile
 if TYPE_CHECKING:
     from .._metrics import Metrics
 
-__all__ = ["InputError", "Pipeline", "RunResult"]
+__all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
 
 RunStatus = Literal["ok", "fallback", "denied", "failed", "timed_out", "no_output"]
 
@@ -43,6 +44,31 @@ class InputError(ConfigurationError):
     def __init__(self, message: str, *, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A delivery of the run that admission refused: which message, to whom, why."""
+
+    type: str
+    recipient: str
+    policy: str
+    reason: str
+
+
+class _Denials(Observer):
+    """Collects the denials of one correlation while a run is asked (the first 64: a storm
+    of them says no more than its first few)."""
+
+    never_raises = True
+
+    def __init__(self, correlation_id: str) -> None:
+        self.correlation_id = correlation_id
+        self.seen: list[Denial] = []
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        if msg.correlation_id == self.correlation_id and len(self.seen) < 64:
+            self.seen.append(Denial(msg.type, agent_id, policy, reason))
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,7 @@ class RunResult:
     missing: tuple[Missing, ...]
     stats: RuntimeStatistics
     dead_letters: tuple[DeadLetter, ...] = field(default=())
+    denials: tuple[Denial, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -88,6 +115,10 @@ class RunResult:
             "dead_letters": [
                 {"agent": d.agent_id, "type": d.message.type, "kind": d.kind, "reason": d.reason}
                 for d in self.dead_letters
+            ],
+            "denials": [
+                {"type": d.type, "recipient": d.recipient, "policy": d.policy, "reason": d.reason}
+                for d in self.denials
             ],
             "stats": {
                 "published": s.published,
@@ -285,11 +316,16 @@ class Pipeline:
     ) -> RunResult:
         """Send one entry ``payload`` through a running runtime of this pipeline."""
         msg = self.entry_message(rt, payload)
-        result = await rt.ask(
-            msg,
-            until=self.ends(msg),
-            timeout=timeout if timeout is not None else self.config.timeout,
-        )
+        denials = _Denials(msg.correlation_id)
+        rt.add_observer(denials)
+        try:
+            result = await rt.ask(
+                msg,
+                until=self.ends(msg),
+                timeout=timeout if timeout is not None else self.config.timeout,
+            )
+        finally:
+            rt.remove_observer(denials)
         reply = result.replies[0] if result.replies else None
         return RunResult(
             status=run_status(reply, result, self.config.output),
@@ -298,6 +334,7 @@ class Pipeline:
             missing=result.missing,
             stats=rt.statistics(),
             dead_letters=tuple(rt.dead_letters.for_correlation(msg.correlation_id)),
+            denials=tuple(denials.seen),
         )
 
     def ends(self, request: Message) -> Callable[[Message], bool]:

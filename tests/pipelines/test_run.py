@@ -159,8 +159,8 @@ def test_denied_run_names_the_policy_and_is_audited(tmp_path: Path, capsys: Capt
     err = capsys.readouterr().err
     assert "the run ended denied" in err
     assert (
-        "financial_supervisor: denied (policy required_metadata[finance_question]): "
-        'empty metadata key "user_id"'
+        "denied: finance_question to financial_supervisor by policy "
+        'required_metadata[finance_question]: empty metadata key "user_id"'
     ) in err
     assert verify_audit_log(log).ok
     rows = [json.loads(line) for line in log.read_text().splitlines()]
