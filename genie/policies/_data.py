@@ -77,11 +77,10 @@ _GROUPS = re.compile(
     r"[0-9]{1,6}([ -])[0-9]{1,6}(?:\1[0-9]{1,6})*(?![a-z0-9])"
 )
 _GROUP = re.compile(r"[0-9]+")
-_BRACKETED_AT = re.compile(r"[\[({<] ?at ?[\])}>]")
 _AT = re.compile(r" ?(?:@|[\[({<] ?at ?[\])}>]) ?")
 _DOT = re.compile(r" ?[\[({<] ?dot ?[\])}>] ?")
 _EMAIL = re.compile(r"[a-z0-9._%+\-]+@[a-z0-9.\-]+\.[a-z]{2,}")
-_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+_DIGITS_JOINED = str.maketrans("123456789", "000000000", " -()+")
 
 
 def _luhn(digits: str) -> bool:
@@ -113,15 +112,15 @@ def _grouped_pii(groups: list[str]) -> bool:
 
 def has_pii(scan: str) -> bool:
     """Whether folded scan text holds a phone, account or card number, or an e-mail address."""
-    # Cheap checks first: a backtracking search costs ms on 64 KiB, a translate microseconds.
-    zeros = scan.translate(_DIGITS_TO_ZERO)
-    if "0000000000" in zeros and _DIGIT_RUN.search(scan):
-        return True
-    if "0 0" in zeros or "0-0" in zeros or "0) " in zeros:
+    # A cheap superset first: with separators deleted and digits as 0, a number of either kind
+    # leaves ten 0s in a row. One translate costs ~60 us on 64 KiB, a regex search ms.
+    if "0000000000" in scan.translate(_DIGITS_JOINED):
+        if _DIGIT_RUN.search(scan):
+            return True
         for m in _GROUPS.finditer(scan):
             if _grouped_pii(_GROUP.findall(m.group())):
                 return True
-    if "@" in scan or _BRACKETED_AT.search(scan):
+    if "@" in scan or any(c in scan and (f"at{c}" in scan or f"at {c}" in scan) for c in "])}>"):
         text = _DOT.sub(".", _AT.sub("@", scan))
         if "@" in text and _EMAIL.search(text):
             return True

@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["fold", "scan_text", "words"]
+__all__ = ["fold", "scan_text", "squeeze", "words"]
 
 
 def _table() -> dict[int, int | str | None]:
@@ -61,25 +61,42 @@ def _table() -> dict[int, int | str | None]:
 
 
 _FOLD = _table()
-_SPACES = re.compile(r"\s+")
+
+
+_ASCII_SPACES = str.maketrans("\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f", " " * 9)
+
+
+def squeeze(text: str) -> str:
+    """Runs of spaces as one space, without the ends. On ASCII text the str methods run in C
+    about ten times faster than ``re.sub`` or ``" ".join(text.split())``."""
+    while "  " in text:
+        text = text.replace("  ", " ")  # each pass at least halves every run
+    return text.strip(" ")
 
 
 def fold(text: str) -> str:
     """``text`` as a matcher should see it (see the module docstring). Idempotent."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_FOLD)
-    return _SPACES.sub(" ", text.casefold()).strip()
+    if text.isascii():
+        return squeeze(text.casefold().translate(_ASCII_SPACES))
+    text = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    return " ".join(text.casefold().split())  # every Unicode space
 
 
 # Letters and digits written for one another in the phrase view only ("1gn0re"): phrases are
-# words, so a digit inside one is a disguise.
-_LEET = str.maketrans("0134578@$", "oieastbas")
+# words, so a digit inside one is a disguise. ASCII punctuation becomes a space; str.translate
+# has a fast path for ASCII in, ASCII out, so the regex only runs on other text.
+_LEET = "0134578@$"
+_PUNCTUATION = "".join(c for c in map(chr, range(128)) if not c.isalnum() and c not in _LEET)
+_WORDS = str.maketrans(_LEET + _PUNCTUATION, "oieastbas" + " " * len(_PUNCTUATION))
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
 def words(folded: str) -> str:
     """The phrase view of folded text: words only, separated by one space."""
-    return _NOT_WORD.sub(" ", folded.translate(_LEET)).strip()
+    text = folded.translate(_WORDS)
+    if not text.isascii():
+        text = _NOT_WORD.sub(" ", text)
+    return squeeze(text)
 
 
 # A number in a field with one of these names is an identifier (a phone, card or account
