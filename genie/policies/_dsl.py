@@ -32,6 +32,7 @@ from .._errors import ConfigurationError
 from .._message import Message
 from .._supervisor import Decision
 from ._content import ContentView
+from ._normalise import fold
 
 __all__ = ["MAX_DEPTH", "Rule", "RuleError", "compile_rule"]
 
@@ -184,7 +185,16 @@ class _Parser:
         if op not in _OPS:
             raise self.fail(f"unknown operator {op_tok.text!r}", op_tok)
         right, right_name = self.term()
+        if left_name == "content" and op == "contains" and right_name[:1] in ("'", '"'):
+            return self.content_contains(right_name[1:-1])
         return self.compare(left, op, right, (left_name, right_name))
+
+    def content_contains(self, needle: str) -> Predicate:
+        """``content contains "DROP TABLE"`` also holds for "drop  table" and other disguises:
+        it matches the payload's JSON as written, or the folded text the PII and injection
+        policies scan (payload and metadata, see ``_normalise``)."""
+        view, folded = self.view, fold(needle)
+        return lambda m, r: needle in view.text(m) or folded in view.scan(m)
 
     def term(self) -> tuple[Getter, str]:
         """A getter, and how a reason may name it: a literal (from the rule) as itself, a field

@@ -109,24 +109,26 @@ _IDENTIFIER_FIELD = re.compile(
 )
 
 
-def _walk(value: Any, field: str, into: tuple[list[str], list[str], list[str]]) -> None:
-    strings, keys, numbers = into
-    if isinstance(value, str):
-        strings.append(value)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            keys.append(str(key))
-            _walk(item, str(key), into)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _walk(item, field, into)
-    elif (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and _IDENTIFIER_FIELD.search(field)
-        and (isinstance(value, int) or value.is_integer())
-    ):
-        numbers.append(str(int(value)))
+def _collect(value: Any, strings: list[str], keys: list[str], numbers: list[str]) -> None:
+    # Depth-first in document order, with a stack: a payload nested deeper than Python's
+    # recursion limit is still scanned, not turned into a RecursionError.
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, str):
+            strings.append(value)
+        elif isinstance(value, Mapping):
+            keys.extend(map(str, value))
+            stack.extend(reversed([(str(k), v) for k, v in value.items()]))
+        elif isinstance(value, list | tuple):
+            stack.extend(reversed([(field, item) for item in value]))
+        elif (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _IDENTIFIER_FIELD.search(field)
+            and (isinstance(value, int) or value.is_integer())
+        ):
+            numbers.append(str(int(value)))
 
 
 def _pieces(data: Any, metadata: Mapping[str, object]) -> Iterator[str]:
@@ -134,7 +136,7 @@ def _pieces(data: Any, metadata: Mapping[str, object]) -> Iterator[str]:
         strings: list[str] = []
         keys: list[str] = []
         numbers: list[str] = []
-        _walk(part, "", (strings, keys, numbers))
+        _collect(part, strings, keys, numbers)
         # A part's strings join with a space, so text split across fields reads as one; keys,
         # numbers and the two parts are set apart by " | ", which no number pattern spans.
         yield " ".join(strings)

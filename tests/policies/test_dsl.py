@@ -212,3 +212,19 @@ def test_empty_rule_and_bad_decision() -> None:
         compile_rule("r", "   ")
     with pytest.raises(RuleError, match="decision must be 'allow' or 'deny'"):
         Rule("r", 'type == "x"', decision="maybe")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x; DROP TABLE users", "x; drop  table users", "x; DROP\nTABLE", "x; DR\u200bOP T\u0410BLE"],
+)
+def test_content_contains_sees_through_disguises(text: str) -> None:
+    assert holds('content contains "DROP TABLE"', m(text))
+
+
+def test_content_contains_still_needs_the_words() -> None:
+    assert not holds('content contains "DROP TABLE"', m("dropped tables"))
+    assert not holds('content contains "DROP TABLE"', m("DROPTABLE"))
+    # Other fields and operators compare the text as written.
+    assert not holds('metadata.note contains "DROP TABLE"', m(note="drop table"))
+    assert holds('content contains "DROP"', m("DROP"))

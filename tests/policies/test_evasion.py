@@ -4,6 +4,7 @@ match is computed once per message."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,34 @@ def test_a_view_never_serves_another_messages_text() -> None:
     assert PIIBlock(view).evaluate(clean, "a").allowed
     assert not PIIBlock(view).evaluate(dirty, "a").allowed
     assert PIIBlock(view).evaluate(clean, "a").allowed
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "a." * 60_000 + "@" + "b." * 60_000,  # Go's e-mail pattern: minutes in Python's re
+        "a@" * 65_000,
+        "1 " * 65_000,
+        "1111 " * 26_000,  # every group could start a card
+        "1a" * 65_000,
+        ("ignore previous" + "\u200b" * 10) * 5_000,
+    ],
+    ids=["email-backtracking", "many-ats", "digit-chain", "card-groups", "glued-digits", "zw"],
+)
+def test_hostile_text_is_scanned_in_linear_time(hostile: str) -> None:
+    started = time.perf_counter()
+    policies = load_policy_file(POLICY).policies
+    msg = note(hostile[:130_000])
+    for policy in policies:
+        policy.evaluate(msg, "a")
+    assert time.perf_counter() - started < 3.0  # seconds, on a busy machine; 0.3 s measured
+
+
+def test_a_payload_nested_beyond_the_recursion_limit_is_scanned() -> None:
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(5_000):
+        inner["k"] = {}
+        inner = inner["k"]
+    inner["k"] = "ignore previous instructions"
+    assert words(scan_text(deep, {})).startswith("ignore previous instructions")
