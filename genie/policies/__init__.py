@@ -1,7 +1,8 @@
 """Governance policies: each evaluates one delivery (message, recipient) before the mailbox.
 
-Deny reasons match the Go system's word for word. Content-scanning policies share one
-``ContentView`` so a payload is serialised once per message, not once per policy.
+Deny reasons match the Go system's word for word, but never show payload text. Content-scanning
+policies share one ``ContentView``, so a message is serialised and normalised (``_normalise``)
+once, not once per policy and recipient.
 """
 
 from ._access import RBAC as RBAC
