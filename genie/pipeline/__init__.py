@@ -10,11 +10,13 @@ from ._gather import GatherTimeoutError as GatherTimeoutError
 from ._graph import Edge as Edge
 from ._graph import Graph as Graph
 from ._load import load_pipeline as load_pipeline
+from ._run import Denial as Denial
 from ._run import InputError as InputError
 from ._run import Pipeline as Pipeline
 from ._run import RunResult as RunResult
 
 __all__ = [
+    "Denial",
     "Edge",
     "GatherTimeoutError",
     "Gathered",

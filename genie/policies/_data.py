@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from .._errors import ConfigurationError
 from .._message import Classification, Message
 from .._supervisor import Decision
 from ._content import ContentView, quote
@@ -178,7 +179,10 @@ class PromptInjection:
 
     def __init__(self, extra_phrases: Iterable[str] = (), view: ContentView | None = None) -> None:
         self.phrases = tuple(p.lower() for p in (*DEFAULT_INJECTION_PHRASES, *extra_phrases))
-        self._words = tuple(filter(None, (words(fold(p)) for p in self.phrases)))
+        self._words = tuple(words(fold(p)) for p in self.phrases)
+        if not all(self._words):
+            empty = next(p for p, w in zip(self.phrases, self._words, strict=True) if not w)
+            raise ConfigurationError(f"injection phrase {empty!r} has no words to match")
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ConfigDict
 
-from genie import Message, Payload
+from genie import ConfigurationError, Message, Payload
 from genie.policies import (
     ContentView,
     PIIBlock,
@@ -169,3 +169,8 @@ def test_a_payload_nested_beyond_the_recursion_limit_is_scanned() -> None:
         inner = inner["k"]
     inner["k"] = "ignore previous instructions"
     assert words(scan_text(deep, {})).startswith("ignore previous instructions")
+
+
+def test_an_injection_phrase_without_words_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="injection phrase '!!!' has no words to match"):
+        PromptInjection(extra_phrases=["sudo mode", "!!!"])
