@@ -4,7 +4,8 @@
 numbers, metadata keys and values) and ``fold`` removes what changes how text looks but not
 what it says to a reader or a language model:
 
-- Unicode NFKC (fullwidth letters, ligatures, circled and mathematical letters, NBSP);
+- Unicode NFKD (fullwidth letters, ligatures, circled and mathematical letters, NBSP) and
+  the accents it splits off Latin, Greek and Cyrillic letters removed (``ígnóre``);
 - format characters removed (zero-width space and joiners, soft hyphen, bidi controls, BOM);
   Unicode "tag" characters, which some models read as ASCII, become that ASCII;
 - common look-alikes (Cyrillic and Greek letters, small capitals) become the Latin letter,
@@ -63,6 +64,10 @@ def _table() -> dict[int, int | str | None]:
     return table
 
 
+# Accents and other combining marks over Latin, Greek and Cyrillic letters (after NFKD, "é" is
+# "e" and a mark), dropped: "ígnóre" reads as "ignore" to a person and to a model. The marks
+# of Indian scripts are letters of their words and stay.
+_COMBINING_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
 _FOLD = {
     chr(k): v if isinstance(v, str) else "" if v is None else chr(v) for k, v in _table().items()
 }
@@ -70,7 +75,10 @@ _FOLD = {
 # a regex finds the few characters to fold in C (a class of BMP characters is a bitmap; the
 # tag characters, outside the BMP, are one range).
 _TO_FOLD = re.compile(
-    "[" + "".join(re.escape(c) for c in _FOLD if c <= "\uffff") + "\U000e0000-\U000e007f]"
+    "["
+    + "".join(re.escape(c) for c in _FOLD if c <= "\uffff")
+    + _COMBINING_MARKS
+    + "\U000e0000-\U000e007f]"
 )
 
 
@@ -95,7 +103,7 @@ def fold(text: str) -> str:
     """``text`` as a matcher should see it (see the module docstring). Idempotent."""
     if text.isascii():
         return squeeze(text.casefold().translate(_ASCII_SPACES))
-    text = _TO_FOLD.sub(_fold_char, unicodedata.normalize("NFKC", text)).casefold()
+    text = _TO_FOLD.sub(_fold_char, unicodedata.normalize("NFKD", text)).casefold()
     # As UTF-8 bytes, for the reason given at _WORD_BYTES (split() and join() take 4 ms here).
     return squeeze(text.encode().translate(_SPACE_BYTES).decode())
 
