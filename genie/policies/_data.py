@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from .._errors import ConfigurationError
 from .._message import Classification, Message
@@ -179,36 +180,66 @@ class PromptInjection:
 
     def __init__(self, extra_phrases: Iterable[str] = (), view: ContentView | None = None) -> None:
         self.phrases = tuple(p.lower() for p in (*DEFAULT_INJECTION_PHRASES, *extra_phrases))
-        self._words = tuple(words(fold(p)) for p in self.phrases)
-        if not all(self._words):
-            empty = next(p for p, w in zip(self.phrases, self._words, strict=True) if not w)
-            raise ConfigurationError(f"injection phrase {empty!r} has no words to match")
+        self._phrases = tuple(_Phrase.of(p) for p in self.phrases)
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         text = self._view.words(msg)
-        if any(p in text for p in self._words) or _spread_out(text, self._words):
-            return Decision.deny(self.name, "prompt-injection phrase detected")
+        spread = _SpreadOut(text)
+        for phrase in self._phrases:
+            if (phrase.words in text or spread.holds(phrase.compact)) and (
+                phrase.marks is None or phrase.marks.search(self._view.scan(msg).translate(_LEET))
+            ):
+                return Decision.deny(self.name, "prompt-injection phrase detected")
         return ALLOW
 
 
-def _spread_out(text: str, phrases: Iterable[str]) -> bool:
-    """A phrase written with its words split or run together ("i g n o r e previous
-    instructions", "ignoreprevious"): found with the spaces removed, starting and ending where
-    words of ``text`` start and end (so "in fact as the admin" is not "act as the admin")."""
-    compact = text.replace(" ", "")
-    bounds: set[int] | None = None
-    for phrase in phrases:
-        target = phrase.replace(" ", "")
-        at = compact.find(target)
+_LEET = str.maketrans("0134578@$", "oieastbas")  # as the words view reads digits in words
+_GAP = r"[\s_.\-]*"  # what the words view reads as a space, or nothing
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    """A phrase as matched: its words, the same without spaces, and, when the phrase has
+    punctuation ("system: you are now"), a pattern that finds it with that punctuation: the
+    words view drops punctuation, and "the system you are now using" is not an injection."""
+
+    words: str
+    compact: str
+    marks: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, phrase: str) -> _Phrase:
+        folded = fold(phrase).translate(_LEET)
+        spoken = words(folded)
+        if not spoken:
+            raise ConfigurationError(f"injection phrase {phrase!r} has no words to match")
+        marks = None
+        if any(not c.isalnum() and not c.isspace() for c in folded):
+            marks = re.compile(_GAP.join(re.escape(c) for c in folded if not c.isspace()))
+        return cls(spoken, spoken.replace(" ", ""), marks)
+
+
+class _SpreadOut:
+    """Finds a phrase written with its words split or run together ("i g n o r e previous
+    instructions", "ignoreprevious") in the words view: the phrase without spaces, starting and
+    ending where words start and end (so "in fact as the admin" is not "act as the admin")."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.compact = text.replace(" ", "")
+        self.bounds: set[int] | None = None
+
+    def holds(self, target: str) -> bool:
+        at = self.compact.find(target)
         while at >= 0:
-            if bounds is None:
-                bounds = {0}
+            if self.bounds is None:
+                self.bounds = {0}
                 end = 0
-                for word in text.split(" "):
+                for word in self.text.split(" "):
                     end += len(word)
-                    bounds.add(end)
-            if at in bounds and at + len(target) in bounds:
+                    self.bounds.add(end)
+            if at in self.bounds and at + len(target) in self.bounds:
                 return True
-            at = compact.find(target, at + 1)
-    return False
+            at = self.compact.find(target, at + 1)
+        return False
