@@ -33,9 +33,20 @@ async def test_emi_total_interest_and_dscr() -> None:
     loan = SimulateLoan(principal=500_000, annual_rate_pct=10, months=60, monthly_net_income=13_280)
     out = await one(LoanAdvisor("loan_advisor"), loan)
     assert (out.emi, out.total_interest) == (10_624, 10_624 * 60 - 500_000)
-    assert (out.dscr, out.eligible) == (1.25, True)  # 13,280 / 10,624 = 1.25 exactly
+    assert (out.dscr, out.eligible) == (1.25, True)  # 13,280 / 10,623.52 = 1.25005
     short = await one(LoanAdvisor("l"), loan.model_copy(update={"monthly_net_income": 13_279}))
-    assert (short.dscr, short.eligible) == (1.25, False)  # 1.24991 shows as 1.25 but fails
+    assert (short.dscr, short.eligible) == (1.25, False)  # 1.24996 shows as 1.25 but fails
+
+
+async def test_dscr_is_computed_on_the_exact_emi() -> None:
+    # 13,279.50 / 10,623.52 = 1.25001: eligible. On the EMI rounded to the rupee first it
+    # would be 13,279.50 / 10,624 = 1.24995, ineligible (issue 23).
+    loan = SimulateLoan(
+        principal=500_000, annual_rate_pct=10, months=60, monthly_net_income=13_279.50
+    )
+    out = await one(LoanAdvisor("l"), loan)
+    assert (out.emi, out.dscr, out.eligible) == (10_624, 1.25, True)
+    assert 13_279.50 / 10_624 < 1.25  # the rounded EMI would have refused it
 
 
 async def test_zero_rate_divides_evenly() -> None:

@@ -44,9 +44,9 @@ def emi(principal: float, annual_rate_pct: float, months: int) -> float:
 
 
 class LoanAdvisor(BaseAgent):
-    """EMI of a loan (annuity, rounded to the rupee), total interest, and the debt-service cover
-    ratio (monthly net income / EMI): eligible at 1.25 or more. A non-positive principal or
-    tenure, or a negative rate: ``invalid loan parameters``."""
+    """EMI of a loan (annuity, shown rounded to the rupee), total interest, and the debt-service
+    cover ratio (monthly net income / the exact EMI): eligible at 1.25 or more. A non-positive
+    principal or tenure, or a negative rate: ``invalid loan parameters``."""
 
     capabilities = ("simulate_loan",)
     produces = (LoanSimulation,)
@@ -56,8 +56,10 @@ class LoanAdvisor(BaseAgent):
         p = payload
         if p.principal <= 0 or p.months <= 0 or p.annual_rate_pct < 0:
             raise ValueError("invalid loan parameters")
-        instalment = round(emi(p.principal, p.annual_rate_pct, p.months))
-        ratio = p.monthly_net_income / instalment
+        exact = emi(p.principal, p.annual_rate_pct, p.months)
+        instalment = round(exact)
+        # On the exact EMI: rounding it to the rupee first can move the ratio across 1.25.
+        ratio = p.monthly_net_income / exact
         out = LoanSimulation(
             principal=p.principal,
             annual_rate_pct=p.annual_rate_pct,
