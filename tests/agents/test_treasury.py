@@ -12,6 +12,7 @@ from genie_agents.treasury.models import (
     VarRequest,
     WorkingCapitalRequest,
 )
+from genie_agents.treasury.risk import BUCKETS
 
 from genie import InvalidMessageError, MessageTypes
 
@@ -113,20 +114,51 @@ async def test_alm_gaps_breaches_and_nii() -> None:
         liabilities={"1-7d": 200, "8-14d": 120, "15-30d": 30, "3-5y": 600},
     )
     out = await one(AlmAgent("alm_agent"), req)
-    assert [(r.bucket, r.gap, r.cumulative_gap, r.breach) for r in out.rows] == [
-        ("1-7d", -100, -100, False),  # -10 %
-        ("8-14d", -70, -170, True),  # -17 %: a deficit beyond 15 % of assets
-        ("15-30d", -30, -200, True),
-        ("31d-3m", 0, -200, True),
-        ("3-6m", 0, -200, True),
-        ("6-12m", 0, -200, True),
-        ("1-3y", 500, 300, False),
-        ("3-5y", -600, -300, True),
-        (">5y", 350, 50, False),
+    assert [
+        (r.bucket, r.gap, r.cumulative_gap, r.cumulative_gap_pct, r.breach) for r in out.rows
+    ] == [
+        ("1-7d", -100, -100, -10.0, False),
+        ("8-14d", -70, -170, -17.0, True),  # a deficit beyond 15 % of assets
+        ("15-30d", -30, -200, -20.0, True),
+        ("31d-3m", 0, -200, -20.0, True),
+        ("3-6m", 0, -200, -20.0, True),
+        ("6-12m", 0, -200, -20.0, True),
+        ("1-3y", 500, 300, 30.0, True),  # a surplus beyond 15 % breaches too
+        ("3-5y", -600, -300, -30.0, True),
+        (">5y", 350, 50, 5.0, False),
     ]
-    assert out.breaches == ("8-14d", "15-30d", "31d-3m", "3-6m", "6-12m", "3-5y")
-    # 0.02 x (-100 x (1 - 4/365) - 70 x (1 - 11/365) - 30 x (1 - 22.5/365)) = -3.90
-    assert out.nii_impact == -3.9
+    assert out.breaches == ("8-14d", "15-30d", "31d-3m", "3-6m", "6-12m", "1-3y", "3-5y")
+    # Go's formula: shock x (assets - liabilities of the six buckets within a year)
+    # = 0.02 x ((100 + 50) - (200 + 120 + 30)) = 0.02 x -200 = -4.00
+    assert out.nii_impact == -4.0
+
+
+@pytest.mark.parametrize(
+    ("assets", "liabilities", "breaches"),
+    [
+        ({"1-7d": 200}, {}, tuple(BUCKETS)),  # +20 % in every bucket
+        ({"1-7d": 150}, {}, ()),  # +15 % exactly: "beyond" is strict, either way
+        ({"1-7d": 151}, {}, tuple(BUCKETS)),
+        ({"1-7d": 200}, {"8-14d": 100}, ("1-7d",)),  # +20 %, then back to +10 %
+    ],
+)
+async def test_alm_surplus_beyond_fifteen_percent_is_a_breach(
+    assets: dict[str, float], liabilities: dict[str, float], breaches: tuple[str, ...]
+) -> None:
+    req = AlmRequest(total_assets=1_000, assets=assets, liabilities=liabilities)
+    assert (await one(AlmAgent("a"), req)).breaches == breaches
+
+
+async def test_alm_nii_shock_counts_only_buckets_within_a_year() -> None:
+    # Long buckets (1-3y, 3-5y, >5y) reprice after a year: they move no NII. Within a year
+    # the gap is 600 + 400 - 250 = 750; at -150 bp: 750 x -0.015 = -11.25.
+    req = AlmRequest(
+        total_assets=100_000,
+        assets={"1-7d": 600, "6-12m": 400, "1-3y": 9_000, ">5y": 5_000},
+        liabilities={"3-6m": 250, "3-5y": 7_000},
+        rate_shock_bp=-150,
+    )
+    assert (await one(AlmAgent("a"), req)).nii_impact == -11.25
 
 
 async def test_alm_fifteen_percent_exactly_is_not_a_breach() -> None:

@@ -134,7 +134,7 @@ def test_treasury_sample_is_amber_on_var(capsys: Capture) -> None:
             "VaR 99% 10d: historical 213.45, parametric 188.02, ES 213.45",
             "VaR above the limit 150.00",
             "LCR 111.18% (compliant)",
-            "ALM breaches: none; NII impact -17.03",
+            "ALM breaches: none; NII impact -12.00",
         ],
         "missing": [],
     }

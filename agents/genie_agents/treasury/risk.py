@@ -103,25 +103,26 @@ class LcrProjector(BaseAgent):
         return ctx.emit(out)
 
 
-# Maturity buckets with their midpoints in years (for the NII shock inside one year).
+# Maturity buckets, and whether each reprices within a year (and so moves the NII).
 BUCKETS = {
-    "1-7d": 4 / 365,
-    "8-14d": 11 / 365,
-    "15-30d": 22.5 / 365,
-    "31d-3m": 60.5 / 365,
-    "3-6m": 4.5 / 12,
-    "6-12m": 9 / 12,
-    "1-3y": None,
-    "3-5y": None,
-    ">5y": None,
+    "1-7d": True,
+    "8-14d": True,
+    "15-30d": True,
+    "31d-3m": True,
+    "3-6m": True,
+    "6-12m": True,
+    "1-3y": False,
+    "3-5y": False,
+    ">5y": False,
 }
 BREACH_THRESHOLD = 0.15
 
 
 class AlmAgent(BaseAgent):
     """Asset-liability gaps over 9 maturity buckets (1-7d ... >5y). A bucket breaches when its
-    cumulative gap is a deficit larger than 15 % of total assets. NII impact of a parallel rate
-    shock: shock x gap x (1 - bucket midpoint) summed over the buckets within a year."""
+    cumulative gap, deficit or surplus, is more than 15 % of total assets. NII impact of a
+    parallel rate shock (the Go formula): shock x the summed gap of the six buckets within a
+    year (assets less liabilities repricing inside one year)."""
 
     capabilities = ("asset_liability_management",)
     risk = Risk.HIGH
@@ -136,13 +137,13 @@ class AlmAgent(BaseAgent):
                 raise ValueError(f"unknown bucket {unknown[0]!r} (buckets: {', '.join(BUCKETS)})")
         rows, cumulative, nii = [], 0.0, 0.0
         shock = p.rate_shock_bp / 10_000
-        for bucket, midpoint in BUCKETS.items():
+        for bucket, within_a_year in BUCKETS.items():
             a, li = p.assets.get(bucket, 0.0), p.liabilities.get(bucket, 0.0)
             gap = a - li
             cumulative += gap
             share = cumulative / p.total_assets
-            if midpoint is not None:
-                nii += shock * gap * (1 - midpoint)
+            if within_a_year:
+                nii += shock * gap
             rows.append(
                 AlmRow(
                     bucket=bucket,
@@ -151,7 +152,7 @@ class AlmAgent(BaseAgent):
                     gap=money(gap),
                     cumulative_gap=money(cumulative),
                     cumulative_gap_pct=round(100 * share, 2),
-                    breach=share < -BREACH_THRESHOLD,
+                    breach=abs(share) > BREACH_THRESHOLD,
                 )
             )
         breaches = tuple(r.bucket for r in rows if r.breach)
