@@ -8,6 +8,8 @@ from genie import BaseAgent, Context, Message, Risk, handler
 
 from .._common import haversine_km
 from .models import (
+    HIGH_RISK_OCCUPATIONS,
+    KYC_HIGH_RISK_COUNTRIES,
     KycRequest,
     KycVerdict,
     SessionCheck,
@@ -32,16 +34,6 @@ KYC_WEIGHTS = {
 }
 ADDRESS_MIN, LIVENESS_MIN = 0.80, 0.70
 EDD_AT, SDD_AT = 0.70, 0.30
-KYC_HIGH_RISK_COUNTRIES = ("IR", "KP", "MM", "AF", "SY", "YE")
-HIGH_RISK_OCCUPATIONS = (
-    "money_changer",
-    "bullion_dealer",
-    "jeweller",
-    "arms_dealer",
-    "casino_operator",
-    "crypto_trader",
-    "real_estate_agent",
-)
 
 
 def _same_name(a: str, b: str) -> bool:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import Payload
 
 from .._common import Record
+from .._go import UNUSED, GoValueError, go_names
 
 __all__ = [
     "AmlReport",
@@ -64,6 +66,40 @@ class AmlReports(Payload):
     reports: tuple[AmlReport, ...]
 
 
+KYC_HIGH_RISK_COUNTRIES = ("IR", "KP", "MM", "AF", "SY", "YE")
+HIGH_RISK_OCCUPATIONS = (
+    "money_changer",
+    "bullion_dealer",
+    "jeweller",
+    "arms_dealer",
+    "casino_operator",
+    "crypto_trader",
+    "real_estate_agent",
+)
+
+
+def _kyc_go_flags(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's caller-set risk flags: the port derives them from the facts, so a flag is
+    accepted when the facts agree and refused (naming it) when they do not."""
+    country = str(out.get("country", "IN"))
+    derived = {
+        "high_risk_country": (
+            country.upper() in KYC_HIGH_RISK_COUNTRIES,
+            f"the port decides it from the country ({country!r}; high risk: "
+            f"{', '.join(KYC_HIGH_RISK_COUNTRIES)})",
+        ),
+        "occupation_high_risk": (
+            str(out.get("occupation", "")).casefold() in HIGH_RISK_OCCUPATIONS,
+            "the port decides it from 'occupation' (high risk: "
+            f"{', '.join(HIGH_RISK_OCCUPATIONS)})",
+        ),
+    }
+    for flag, (port_says, how) in derived.items():
+        if flag in go and bool(go[flag]) != port_says:
+            raise GoValueError(f"is {go[flag]!r} but {how}", flag)
+    return out
+
+
 class KycRequest(Payload):
     message_type = "kyc_request"
     customer_id: str
@@ -77,6 +113,24 @@ class KycRequest(Payload):
     country: str = "IN"
     occupation: str = ""
     sanctions_hit: bool = False
+
+    _go = go_names(
+        {
+            "pan_number": "pan",
+            "name_on_pan": "pan_name",
+            "name_on_aadhaar": "name",
+            "aadhaar_offline_kyc": "aadhaar_offline_verified",
+            "address_match_score_0_1": "address_match",
+            "liveness_score_0_1": "liveness",
+            "pep_hit": "pep",
+            "country_of_residence": "country",
+            "aadhaar_last4": UNUSED,
+            "digilocker_verified": UNUSED,
+            "high_risk_country": UNUSED,
+            "occupation_high_risk": UNUSED,
+        },
+        then=_kyc_go_flags,
+    )
 
 
 class KycVerdict(Payload):

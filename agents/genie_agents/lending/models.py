@@ -9,6 +9,7 @@ from pydantic import Field
 from genie import Payload
 
 from .._common import Record
+from .._go import GoName, go_names, paise
 
 __all__ = [
     "Debt",
@@ -37,6 +38,15 @@ class SimulateLoan(Payload):
     annual_rate_pct: float
     months: int
     monthly_net_income: float = 0.0
+
+    _go = go_names(
+        {
+            "principal_cents": GoName("principal", paise),
+            "apr_pct": "annual_rate_pct",
+            "term_months": "months",
+            "monthly_net_cents": GoName("monthly_net_income", paise),
+        }
+    )
 
 
 class LoanSimulation(Payload):

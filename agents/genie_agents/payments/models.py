@@ -10,6 +10,7 @@ from pydantic import Field
 from genie import Payload
 
 from .._common import Record
+from .._go import UNUSED, GoName, go_names, paise, rupees_to_paise
 
 __all__ = [
     "BuyerReceivable",
@@ -43,6 +44,24 @@ class PaymentRequest(Payload):
     account_number: str = ""
     ifsc: str = ""
     urgent: bool = True
+
+    _go = go_names(
+        {
+            "amount_rupees": GoName("amount_paise", rupees_to_paise),
+            "beneficiary_name": "beneficiary",
+            "is_trusted_beneficiary": "beneficiary_trusted",
+            "beneficiary_vpa": "vpa",
+            "beneficiary_account": "account_number",
+            "beneficiary_ifsc": "ifsc",
+            # Go: "now" | "today" | "any"; only "any" lets a payment wait for NEFT.
+            "urgency": GoName("urgent", lambda u: str(u).lower() != "any"),
+            "payer_id": UNUSED,
+            "payer_account": UNUSED,
+            "purpose": UNUSED,
+        },
+        # Go treats a blank currency as INR.
+        then=lambda go, out: out | {"currency": out.get("currency") or "INR"},
+    )
 
 
 class PaymentInstruction(Payload):
@@ -147,6 +166,14 @@ class ConvertCurrency(Payload):
     from_currency: str
     to_currency: str
 
+    _go = go_names(
+        {
+            "amount_minor": GoName("amount", paise),
+            "from": "from_currency",
+            "to": "to_currency",
+        }
+    )
+
 
 class CurrencyConversion(Payload):
     message_type = "currency_conversion"
@@ -161,6 +188,8 @@ class FxRateRequest(Payload):
     message_type = "fx_rate"
     base: str
     quote: str
+
+    _go = go_names({"from": "base", "to": "quote", "amount_minor": UNUSED})
 
 
 class FxRate(Payload):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import Payload
 
 from .._common import Record
+from .._go import UNUSED, GoValueError, go_names
 
 __all__ = [
     "AdvanceTaxPlan",
@@ -27,11 +29,19 @@ __all__ = [
 ]
 
 
+def _new_regime_only(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    if str(go.get("regime") or "new").lower() != "new":
+        raise GoValueError("the port estimates the new regime only", "regime")
+    return out
+
+
 class TaxEstimateRequest(Payload):
     message_type = "tax_estimate_request"
     gross_income: float = Field(ge=0)
     salaried: bool = True
     other_deductions: float = Field(0.0, ge=0, description="allowed in the new regime")
+
+    _go = go_names({"gross_income_rupees": "gross_income", "regime": UNUSED}, then=_new_regime_only)
 
 
 class TaxEstimate(Payload):
@@ -82,12 +92,32 @@ class TaxHarvestPlan(Payload):
     saving: float
 
 
+def _financial_year_of(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go names no financial year: it is the one ``as_of_date`` falls in (April to March)."""
+    if "financial_year_start" in out or not isinstance(out.get("as_of"), str):
+        return out
+    try:
+        day = date.fromisoformat(out["as_of"])
+    except ValueError:
+        return out  # the model names the bad date
+    return out | {"financial_year_start": day.year if day.month >= 4 else day.year - 1}
+
+
 class AdvanceTaxRequest(Payload):
     message_type = "advance_tax_request"
     financial_year_start: int = Field(ge=2000, le=2100, description="2024 for FY 2024-25")
     estimated_tax: float = Field(ge=0, description="the year's tax less TDS")
     paid_so_far: float = Field(0.0, ge=0)
     as_of: date
+
+    _go = go_names(
+        {
+            "projected_annual_tax_rupees": "estimated_tax",
+            "paid_so_far_rupees": "paid_so_far",
+            "as_of_date": "as_of",
+        },
+        then=_financial_year_of,
+    )
 
 
 class Instalment(Record):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from genie import Payload
 
 from .._common import Record
+from .._go import GoName, go_names, percent
 
 __all__ = [
     "AlmRequest",
@@ -29,6 +32,14 @@ class VarRequest(Payload):
     returns: tuple[float, ...] = Field(min_length=2, description="daily returns, 0.01 = 1 %")
     confidence: float = Field(0.99, gt=0, lt=1)
     horizon_days: int = Field(1, ge=1)
+
+    _go = go_names(
+        {
+            "daily_returns": "returns",
+            "portfolio_value_rupees": "portfolio_value",
+            "confidence_pct": GoName("confidence", percent),
+        }
+    )
 
 
 class VarResult(Payload):
@@ -77,12 +88,41 @@ class LcrResult(Payload):
     shortfall: float
 
 
+# Go's alm_agent JSON bucket keys and the port's bucket names.
+GO_BUCKETS = {
+    "day_1_7": "1-7d",
+    "day_8_14": "8-14d",
+    "day_15_30": "15-30d",
+    "day_31_90": "31d-3m",
+    "day_91_180": "3-6m",
+    "day_181_365": "6-12m",
+    "year_1_3": "1-3y",
+    "year_3_5": "3-5y",
+    "year_5_plus": ">5y",
+}
+
+
 class AlmRequest(Payload):
     message_type = "alm_request"
     total_assets: float = Field(gt=0)
     assets: dict[str, float] = Field(description="by maturity bucket")
     liabilities: dict[str, float] = Field(description="by maturity bucket")
     rate_shock_bp: int = 200
+
+    _go = go_names({"total_assets_for_breach_threshold": "total_assets"})
+
+    @field_validator("assets", "liabilities", mode="before")
+    @classmethod
+    def _go_buckets(cls, side: Any) -> Any:
+        """Go's bucket keys (``day_1_7`` ...) to the port's (``1-7d`` ...), either or both
+        shapes in one request, a bucket named twice refused."""
+        if not isinstance(side, dict):
+            return side
+        out = {GO_BUCKETS.get(key, key): value for key, value in side.items()}
+        if len(out) < len(side):
+            twice = sorted(k for k in side if k in GO_BUCKETS and GO_BUCKETS[k] in side)
+            raise ValueError(f"bucket {GO_BUCKETS[twice[0]]!r} given twice, also as {twice[0]!r}")
+        return out
 
 
 class AlmRow(Record):

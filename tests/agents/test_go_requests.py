@@ -1,0 +1,138 @@
+"""Go-shaped requests (issue 23): recorded Go JSON is accepted and means what it meant in Go.
+
+``go_requests/corpus.json`` holds requests written as the Go system's request structs
+(field names and units: paise, percent, bucket keys), each with the same request in the
+port's canonical form. Each is sent as JSON through the real runtime; the answer must equal
+the canonical request's answer, and the parsed payload must be the canonical payload.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from genie_agents.fraud.models import KycRequest
+from genie_agents.lending.models import SimulateLoan
+from genie_agents.payments.models import PaymentRequest
+from genie_agents.tax.models import TaxEstimateRequest
+from genie_agents.treasury.models import AlmRequest
+
+from genie import Catalogue, InvalidMessageError, MessageTypes, Payload, Runtime
+
+CORPUS = json.loads((Path(__file__).parent / "go_requests" / "corpus.json").read_text())
+CATALOGUE = Catalogue.installed()
+# The agents whose payload models take Go's request structs so far (docs/catalogue.md,
+# "Migrating from the Go system"); the corpus must hold a request for each.
+GO_SHAPED = {
+    "advance_tax_planner",
+    "alm_agent",
+    "currency_converter",
+    "kyc_orchestrator",
+    "loan_advisor",
+    "payment_orchestrator",
+    "tax_estimator",
+    "var_calculator",
+}
+
+
+TYPES = MessageTypes(p for name in GO_SHAPED for p in CATALOGUE.get(name).consumes)
+
+
+def parse(kind: str, body: dict[str, Any]) -> Payload:
+    """As a Go client's request arrives at a boundary: JSON text of a named message type."""
+    return TYPES.parse_payload(kind, json.dumps(body))
+
+
+def refused(kind: str, body: dict[str, Any]) -> str:
+    with pytest.raises(InvalidMessageError) as info:
+        parse(kind, body)
+    return str(info.value)
+
+
+async def answer(agent: str, payload: Payload, until: str) -> Payload:
+    async with Runtime([CATALOGUE.get(agent).factory(agent)]) as rt:
+        result = await rt.ask(rt.message(payload, recipient=agent), until=until)
+    assert result.message is not None, result
+    return result.message.payload
+
+
+def test_the_corpus_covers_every_go_shaped_agent() -> None:
+    assert {e["agent"] for e in CORPUS} == GO_SHAPED
+    for entry in CORPUS:  # a Go request really is in Go's shape: no canonical-only names
+        assert set(entry["go"]) != set(entry["canonical"]), entry
+
+
+@pytest.mark.parametrize(
+    "entry", CORPUS, ids=[f"{e['agent']}-{i}" for i, e in enumerate(CORPUS, 1)]
+)
+async def test_a_go_request_is_the_canonical_request(entry: dict[str, Any]) -> None:
+    go, canonical = parse(entry["type"], entry["go"]), parse(entry["type"], entry["canonical"])
+    assert go == canonical
+    # Serialisation stays canonical: a Go request written back out is the port's shape.
+    assert json.loads(go.model_dump_json()) == json.loads(canonical.model_dump_json())
+    from_go = await answer(entry["agent"], go, entry["until"])
+    assert from_go == await answer(entry["agent"], canonical, entry["until"])
+
+
+def test_a_field_in_both_shapes_is_refused_naming_both() -> None:
+    loan = {"principal_cents": 50_000_000, "principal": 500_000, "apr_pct": 10, "term_months": 6}
+    with pytest.raises(ValueError, match="given twice, as 'principal' and as the Go system's"):
+        SimulateLoan.model_validate(loan)
+    with pytest.raises(ValueError, match=r"months\n.*given twice, as 'months'"):
+        SimulateLoan.model_validate(
+            {"principal": 1, "annual_rate_pct": 1, "months": 6, "term_months": 6}
+        )
+    pay = {"amount_rupees": 10, "amount_paise": 1000, "beneficiary": "x", "idempotency_key": "k"}
+    with pytest.raises(ValueError, match=r"amount_paise\n.*given twice"):
+        PaymentRequest.model_validate(pay)
+    alm = {"total_assets": 10, "assets": {"1-7d": 1, "day_1_7": 1}, "liabilities": {}}
+    with pytest.raises(ValueError, match="bucket '1-7d' given twice, also as 'day_1_7'"):
+        AlmRequest.model_validate(alm)
+
+
+def test_go_values_the_port_cannot_take_are_refused_with_the_go_field() -> None:
+    base = {"apr_pct": 10, "term_months": 12}
+    with pytest.raises(ValueError, match=r"principal_cents\n\s+paise must be a whole number"):
+        SimulateLoan.model_validate(base | {"principal_cents": 100.5})
+    with pytest.raises(ValueError, match=r"amount_rupees\n.*at most two decimals"):
+        PaymentRequest.model_validate({"amount_rupees": 10.005, "beneficiary_name": "x"})
+    with pytest.raises(ValueError, match=r"regime\n.*the port estimates the new regime only"):
+        TaxEstimateRequest.model_validate({"gross_income_rupees": 1, "regime": "old"})
+    kyc = {
+        "customer_id": "c",
+        "pan_number": "ABCPK1234F",
+        "name_on_pan": "A",
+        "name_on_aadhaar": "A",
+        "aadhaar_offline_kyc": True,
+        "address_match_score_0_1": 1,
+        "liveness_score_0_1": 1,
+    }
+    # Go let the caller set the flags; the port derives them, and will not contradict them.
+    with pytest.raises(ValueError, match=r"high_risk_country\n.*from the country \('IN'"):
+        KycRequest.model_validate(kyc | {"high_risk_country": True})
+    with pytest.raises(ValueError, match=r"occupation_high_risk\n.*from 'occupation'"):
+        KycRequest.model_validate(kyc | {"occupation_high_risk": True})
+    ok = KycRequest.model_validate(kyc | {"occupation_high_risk": True, "occupation": "jeweller"})
+    assert ok.occupation == "jeweller"
+
+
+def test_at_the_boundary_the_error_names_the_type_and_the_field() -> None:
+    body = {"principal_cents": 1, "principal": 2, "apr_pct": 1, "term_months": 1}
+    assert refused("simulate_loan", body) == (
+        "invalid 'simulate_loan' message: field 'principal': given twice, as 'principal' "
+        "and as the Go system's 'principal_cents': send one"
+    )
+    text = {"principal_cents": "lots", "apr_pct": 1, "term_months": 1}
+    assert "field 'principal_cents': paise must be a whole number" in refused("simulate_loan", text)
+
+
+def test_schemas_show_the_canonical_names() -> None:
+    described = CATALOGUE.get("loan_advisor").describe()["schemas"]["simulate_loan"]
+    assert set(described["properties"]) == {
+        "principal",
+        "annual_rate_pct",
+        "months",
+        "monthly_net_income",
+    }
