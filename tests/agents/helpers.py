@@ -8,7 +8,7 @@ from typing import Any
 from genie_agents.finance.analysis import analyze
 from genie_agents.finance.models import AnalysisResult, EnrichedTransactions, Transaction
 
-from genie import Message, Payload, TestContext
+from genie import Catalogue, Message, Payload, Runtime, TestContext
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -23,6 +23,19 @@ async def one(agent: Any, payload: Payload, **fields: Any) -> Any:
     """The single output's payload."""
     (out,) = await call(agent, payload, **fields)
     return out.payload
+
+
+async def ask(name: str, payload: Payload, until: str | None = None) -> Any:
+    """The answer of the catalogue agent ``name`` on the real runtime (``until``: the answer's
+    type, by default the one type the agent produces)."""
+    spec = Catalogue.installed().get(name)
+    if until is None:
+        (produced,) = spec.produces
+        until = produced.message_type
+    async with Runtime([spec.factory(name)]) as rt:
+        result = await rt.ask(rt.message(payload, recipient=name), until=until)
+    assert result.message is not None, result
+    return result.message.payload
 
 
 def tx(tid: str, amount_rupees: float, date: str = "2026-01-01", **fields: Any) -> Transaction:

@@ -19,7 +19,9 @@ from genie_agents.payments.models import PaymentRequest
 from genie_agents.tax.models import TaxEstimateRequest
 from genie_agents.treasury.models import AlmRequest
 
-from genie import Catalogue, InvalidMessageError, MessageTypes, Payload, Runtime
+from genie import Catalogue, InvalidMessageError, MessageTypes, Payload
+
+from .helpers import ask
 
 CORPUS = json.loads((Path(__file__).parent / "go_requests" / "corpus.json").read_text())
 CATALOGUE = Catalogue.installed()
@@ -51,13 +53,6 @@ def refused(kind: str, body: dict[str, Any]) -> str:
     return str(info.value)
 
 
-async def answer(agent: str, payload: Payload, until: str) -> Payload:
-    async with Runtime([CATALOGUE.get(agent).factory(agent)]) as rt:
-        result = await rt.ask(rt.message(payload, recipient=agent), until=until)
-    assert result.message is not None, result
-    return result.message.payload
-
-
 def test_the_corpus_covers_every_go_shaped_agent() -> None:
     assert {e["agent"] for e in CORPUS} == GO_SHAPED
     for entry in CORPUS:  # a Go request really is in Go's shape: no canonical-only names
@@ -72,8 +67,8 @@ async def test_a_go_request_is_the_canonical_request(entry: dict[str, Any]) -> N
     assert go == canonical
     # Serialisation stays canonical: a Go request written back out is the port's shape.
     assert json.loads(go.model_dump_json()) == json.loads(canonical.model_dump_json())
-    from_go = await answer(entry["agent"], go, entry["until"])
-    assert from_go == await answer(entry["agent"], canonical, entry["until"])
+    from_go = await ask(entry["agent"], go, entry["until"])
+    assert from_go == await ask(entry["agent"], canonical, entry["until"])
 
 
 def test_a_field_in_both_shapes_is_refused_naming_both() -> None:
