@@ -30,9 +30,11 @@ __all__ = [
     "GoName",
     "GoValueError",
     "go_names",
+    "go_text",
     "paise",
     "percent",
     "rupees_to_paise",
+    "scaled",
     "unit_share",
 ]
 
@@ -79,6 +81,11 @@ def rupees_to_paise(value: Any) -> Any:
     return whole
 
 
+def scaled(factor: float) -> Callable[[Any], Any]:
+    """A converter multiplying a Go number by ``factor`` (anything else is left to the model)."""
+    return lambda value: value * factor if _number(value) else value
+
+
 def percent(value: Any) -> Any:
     """Go's percent (99 for 99 %) to the port's share (0.99)."""
     return value / 100 if _number(value) else value
@@ -87,6 +94,16 @@ def percent(value: Any) -> Any:
 def unit_share(value: Any) -> Any:
     """Go's share of one (0.2) to the port's percent (20)."""
     return value * 100 if _number(value) else value
+
+
+def go_text(field: str) -> Any:
+    """A before-validator for a Go message whose content was plain text (a region, a term):
+    a bare string is the payload's ``field``."""
+
+    def accept_go_text(cls: type, data: Any) -> Any:
+        return {field: data} if isinstance(data, str) else data
+
+    return model_validator(mode="before")(classmethod(accept_go_text))  # type: ignore[arg-type]
 
 
 def go_names(

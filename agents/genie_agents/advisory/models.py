@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import Payload
 
 from .._common import Record
+from .._go import UNUSED, GoName, GoValueError, go_names, go_text, unit_share
 
 __all__ = [
     "AssetAllocationPlan",
@@ -46,10 +48,35 @@ class GoalPlan(Payload):
     p90: float
 
 
+def _monthly_debits(transactions: Any) -> Any:
+    """Go's transactions to monthly spending: debits (negative ``amount_cents``) summed by
+    the month of their ``date``, in rupees, month by month."""
+    if not isinstance(transactions, list):
+        return transactions
+    months: dict[str, float] = {}
+    for i, t in enumerate(transactions):
+        if not isinstance(t, dict) or not isinstance(t.get("amount_cents"), int):
+            raise GoValueError(f"item {i}: a transaction with integer amount_cents")
+        if t["amount_cents"] < 0:
+            month = str(t.get("date", ""))[:7]
+            months[month] = months.get(month, 0.0) + -t["amount_cents"] / 100
+    return [months[m] for m in sorted(months)]
+
+
 class EmergencyFundRequest(Payload):
     message_type = "emergency_fund_request"
     monthly_expenses: tuple[float, ...] = Field(min_length=1)
     current_savings: float = Field(0.0, ge=0)
+
+    # Go picked one tier from these two; the port always answers all three.
+    _go = go_names(
+        {
+            "transactions": GoName("monthly_expenses", _monthly_debits),
+            "liquid_reserves_rupees": "current_savings",
+            "income_profile": UNUSED,
+            "has_dependents": UNUSED,
+        }
+    )
 
 
 class EmergencyFundPlan(Payload):
@@ -62,12 +89,28 @@ class EmergencyFundPlan(Payload):
     gap_to_recommended: float
 
 
+_GO_OTHER_SLEEVES = ("gold_rupees", "cash_rupees")
+
+
+def _go_holdings(current: Any) -> Any:
+    """Go's ``current`` (``equity_rupees``, ``debt_rupees``, ``gold_rupees``, ``cash_rupees``):
+    the port allocates equity and debt only, so gold or cash held is refused, not dropped."""
+    if not isinstance(current, Mapping):
+        return current
+    if any(current.get(k) for k in _GO_OTHER_SLEEVES):
+        raise GoValueError("gold and cash holdings: the port allocates equity and debt only")
+    names = {"equity_rupees": "equity", "debt_rupees": "debt"}
+    return {names.get(k, k): v for k, v in current.items() if k not in _GO_OTHER_SLEEVES}
+
+
 class AssetAllocationRequest(Payload):
     message_type = "asset_allocation_request"
     age: int = Field(ge=18, le=100)
     risk_profile: Literal["conservative", "moderate", "aggressive"]
     horizon_years: int = Field(ge=0)
     holdings: dict[Literal["equity", "debt"], float] = Field(default_factory=dict)
+
+    _go = go_names({"risk_tolerance": "risk_profile", "current": GoName("holdings", _go_holdings)})
 
 
 class AssetAllocationPlan(Payload):
@@ -76,6 +119,22 @@ class AssetAllocationPlan(Payload):
     debt_pct: int
     target: dict[str, float]
     trades: dict[str, float] = Field(description="positive buys, negative sells")
+
+
+def _dividend_yield(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go gives the dividend per share; the port its yield on today's price."""
+    if "dividend_per_share_rupees" not in go:
+        return out
+    if "dividend_yield_pct" in out:
+        raise GoValueError(
+            "given twice, as 'dividend_yield_pct' and as the Go system's "
+            "'dividend_per_share_rupees': send one",
+            "dividend_yield_pct",
+        )
+    dps, price = go["dividend_per_share_rupees"], out.get("price")
+    if not (isinstance(dps, int | float) and isinstance(price, int | float) and price > 0):
+        raise GoValueError("needs a positive current_price_rupees", "dividend_per_share_rupees")
+    return out | {"dividend_yield_pct": dps * 100 / price}
 
 
 class DividendRequest(Payload):
@@ -88,6 +147,19 @@ class DividendRequest(Payload):
     years: int = Field(ge=1, le=50)
     slab_rate_pct: float = Field(ge=0, le=42.74, description="dividends are taxed at the slab")
     reinvest: bool = True
+
+    _go = go_names(
+        {
+            "current_price_rupees": "price",
+            "dividend_per_share_rupees": UNUSED,  # a yield on the price, below
+            "dividend_growth_annual": GoName("dividend_growth_pct", unit_share),
+            "price_appreciation_annual": GoName("price_growth_pct", unit_share),
+            "horizon_years": "years",
+            "tds_and_slab_pct": "slab_rate_pct",
+            "reinvest_dividends": "reinvest",
+        },
+        then=_dividend_yield,
+    )
 
 
 class DividendYear(Record):
@@ -109,6 +181,8 @@ class DividendProjection(Payload):
 class ExplainFinance(Payload):
     message_type = "explain_finance"
     term: str
+
+    _go = go_text("term")  # Go's content was the term itself
 
 
 class FinanceExplanation(Payload):

@@ -9,6 +9,7 @@ from genie import Payload
 from genie.pipeline import Gathered
 
 from .._common import Record
+from .._go import go_text
 from .statement import Transaction, parse_statement
 
 __all__ = [
@@ -55,6 +56,8 @@ class FinanceQuestion(Payload):
 class IngestCsv(Payload):
     message_type = "ingest_csv"
     csv: str
+
+    _go = go_text("csv")  # Go's content was the CSV text itself
 
 
 class _Batch(Payload):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from genie import BaseAgent, Context, Message, Payload, handler
 
+from .._go import go_text
+
 __all__ = [
     "MacroContext",
     "MacroContextResult",
@@ -41,6 +43,8 @@ class MacroContext(Payload):
     message_type = "macro_context"
     region: str = DEFAULT_REGION
 
+    _go = go_text("region")  # Go's content was the region itself
+
 
 class MacroContextResult(Payload):
     message_type = "macro_context_result"
@@ -51,6 +55,8 @@ class MacroContextResult(Payload):
 class RateOutlook(Payload):
     message_type = "rate_outlook"
     central_bank: str = DEFAULT_REGION
+
+    _go = go_text("central_bank")  # Go's content was the central bank itself
 
 
 class RateOutlookResult(Payload):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
 from .._common import Record
+from .._go import UNUSED, go_names
 
 __all__ = [
     "AuditRecord",
@@ -85,10 +87,29 @@ class Auditor(BaseAgent):
         )
 
 
+def _with_product_hint(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go classified the complaint text and its product hint together."""
+    hint = go.get("product_hint")
+    if hint and isinstance(out.get("text"), str):
+        out["text"] = f"{out['text']} {hint}"
+    return out
+
+
 class Complaint(Payload):
     message_type = "complaint"
     complaint_id: str
     text: str
+
+    _go = go_names(
+        {
+            "user_id": "complaint_id",  # Go's answer is keyed by the user
+            "complaint_text": "text",
+            "product_hint": UNUSED,  # joined to the text, below
+            "channel_hint": UNUSED,
+            "occurred_on_date": UNUSED,
+        },
+        then=_with_product_hint,
+    )
 
 
 class ComplaintTriageResult(Payload):

@@ -11,7 +11,7 @@ from pydantic import Field
 from genie import Payload
 
 from .._common import Record
-from .._go import UNUSED, GoValueError, go_names
+from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
     "AdvanceTaxPlan",
@@ -67,12 +67,61 @@ class Lot(Record):
     price: float = Field(ge=0, description="today's price")
 
 
+def _go_lots(holdings: Any) -> Any:
+    """Go's holdings carry the total cost (``cost_basis_rupees``); a lot, the cost per unit."""
+    if not isinstance(holdings, list):
+        return holdings
+    lots = []
+    for i, h in enumerate(holdings):
+        qty, cost = (
+            (h.get("quantity"), h.get("cost_basis_rupees")) if isinstance(h, dict) else (0, 0)
+        )
+        if not (isinstance(qty, int | float) and qty > 0 and isinstance(cost, int | float)):
+            raise GoValueError(f"item {i}: a holding with a positive quantity and a cost basis")
+        lots.append(
+            {
+                "symbol": h.get("symbol"),
+                "bought_on": h.get("purchase_date"),
+                "quantity": qty,
+                "cost_per_unit": cost / qty,
+                "price": h.get("current_price_rupees"),
+            }
+        )
+    return lots
+
+
+def _go_realised(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    gains = go.get("realised_gains")
+    if gains is None:
+        return out
+    if not isinstance(gains, Mapping):
+        raise GoValueError("an object of short_term_rupees and long_term_rupees")
+    names = {"short_term_rupees": "realised_stcg", "long_term_rupees": "realised_ltcg"}
+    for go_name, field in names.items():
+        if go_name in gains:
+            if field in out:
+                message = f"given twice, as {field!r} and as the Go system's {go_name!r}"
+                raise GoValueError(message + ": send one", field)
+            out[field] = gains[go_name]
+    return out
+
+
 class TaxHarvestRequest(Payload):
     message_type = "tax_harvest_request"
     as_of: date
     lots: tuple[Lot, ...]
     realised_stcg: float = 0.0
     realised_ltcg: float = 0.0
+
+    _go = go_names(
+        {
+            "holdings": GoName("lots", _go_lots),
+            "realised_gains": UNUSED,  # split into the two fields, below
+            "as_of_date": "as_of",
+            "horizon_fy": UNUSED,  # Go: cosmetic
+        },
+        then=_go_realised,
+    )
 
 
 class HarvestAction(Record):
@@ -137,6 +186,12 @@ class AdvanceTaxPlan(Payload):
     warnings: tuple[str, ...]
 
 
+def _go_sections(used: Any) -> Any:
+    if not isinstance(used, Mapping):
+        return used
+    return {str(k).removeprefix("sec_"): v for k, v in used.items()}
+
+
 class DeductionsRequest(Payload):
     message_type = "deductions_request"
     claimed: dict[str, float] = Field(
@@ -145,6 +200,15 @@ class DeductionsRequest(Payload):
     self_senior: bool = False
     parents_senior: bool = False
     marginal_rate_pct: float = Field(ge=0, le=42.74)
+
+    _go = go_names(
+        {
+            "borrower_slab_pct": "marginal_rate_pct",
+            # sec_80c, sec_80ccd_1b, sec_80d_self, sec_80d_parents, sec_80tta
+            "used_so_far": GoName("claimed", _go_sections),
+            "parents_senior_citizen": "parents_senior",
+        }
+    )
 
 
 class DeductionGap(Record):

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from genie import Payload
 
 from .._common import Record
-from .._go import GoName, go_names, percent
+from .._go import GoName, go_names, percent, scaled
 
 __all__ = [
     "AlmRequest",
@@ -57,6 +57,14 @@ class Hqla(Record):
     level2a: float = Field(0.0, ge=0)
     level2b: float = Field(0.0, ge=0)
 
+    _go = go_names(
+        {
+            "level1_cash_govsec_rupees": "level1",
+            "level2a_corp_bonds_aa_plus_rupees": "level2a",
+            "level2b_lower_rupees": "level2b",
+        }
+    )
+
 
 class Outflows(Record):
     """30-day stressed outflow balances by category (each has its run-off factor)."""
@@ -69,12 +77,44 @@ class Outflows(Record):
     committed_facilities: float = Field(0.0, ge=0)
     other: float = Field(0.0, ge=0)
 
+    _go = go_names(
+        {
+            "stable_retail_deposits": "retail_stable",
+            "less_stable_retail_deposits": "retail_less_stable",
+            "operational_corporate_deposits": "wholesale_operational",
+            "non_operational_corporate_deposits": "wholesale_non_operational",
+            "undrawn_credit_commitments": "committed_facilities",
+            # Go runs unsecured wholesale funding off at 75 %; the port's "other" at 100 %.
+            "unsecured_wholesale_funding": GoName("other", scaled(0.75)),
+        }
+    )
+
+
+GO_INFLOW_RATES = {
+    "contractual_retail_inflows": 0.50,
+    "contractual_wholesale_inflows": 0.50,
+    "other_inflows": 0.20,
+}
+
 
 class LcrRequest(Payload):
     message_type = "lcr_request"
     hqla: Hqla
     outflows: Outflows
     inflows: float = Field(0.0, ge=0, description="contractual 30-day inflows")
+
+    @field_validator("inflows", mode="before")
+    @classmethod
+    def _go_inflows(cls, inflows: Any) -> Any:
+        """Go's inflows by kind, at Go's inflow rates (retail and wholesale 50 %, other 20 %)."""
+        if not isinstance(inflows, dict):
+            return inflows
+        unknown = sorted(set(inflows) - set(GO_INFLOW_RATES))
+        if unknown:
+            raise ValueError(f"unknown Go inflow {unknown[0]!r} ({', '.join(GO_INFLOW_RATES)})")
+        if not all(isinstance(v, int | float) for v in inflows.values()):
+            raise ValueError("Go inflows are numbers")
+        return sum(GO_INFLOW_RATES[k] * v for k, v in inflows.items())
 
 
 class LcrResult(Payload):
