@@ -109,11 +109,15 @@ def go_text(field: str) -> Any:
 def go_names(
     names: Mapping[str, GoName | str],
     then: Callable[[Mapping[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Any:
     """A before-validator that renames Go's fields (``{go_name: GoName | canonical}``).
 
-    ``then(go_data, renamed)`` runs after the renaming when the data had a Go name, for the
-    conversions that read several fields; it raises ``GoValueError`` to refuse.
+    ``defaults`` are what Go did with a field left out, where the port's default differs (a
+    recorded Go request that omits it meant Go's value). ``then(go_data, renamed)`` runs
+    after the renaming when the data had a Go name, for the conversions that read several
+    fields; it raises ``GoValueError`` to refuse.
     """
     table = {go: n if isinstance(n, GoName) else GoName(n) for go, n in names.items()}
 
@@ -135,6 +139,7 @@ def go_names(
             except GoValueError as exc:
                 exc.field = exc.field or key
                 raise
+        out = dict(defaults or {}) | out
         return then(data, out) if then else out
 
     def accept_go_names(cls: type, data: Any) -> Any:

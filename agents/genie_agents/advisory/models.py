@@ -159,6 +159,7 @@ class DividendRequest(Payload):
             "reinvest_dividends": "reinvest",
         },
         then=_dividend_yield,
+        defaults={"reinvest": False},  # Go: no DRIP unless told
     )
 
 

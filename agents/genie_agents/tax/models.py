@@ -186,6 +186,13 @@ class AdvanceTaxPlan(Payload):
     warnings: tuple[str, ...]
 
 
+GO_DEFAULT_SLAB_PCT = 30.0  # Go: a slab of 0 or none is the 30 % bracket
+
+
+def _go_slab(pct: Any) -> Any:
+    return GO_DEFAULT_SLAB_PCT if isinstance(pct, int | float) and pct <= 0 else pct
+
+
 def _go_sections(used: Any) -> Any:
     if not isinstance(used, Mapping):
         return used
@@ -203,11 +210,12 @@ class DeductionsRequest(Payload):
 
     _go = go_names(
         {
-            "borrower_slab_pct": "marginal_rate_pct",
+            "borrower_slab_pct": GoName("marginal_rate_pct", _go_slab),
             # sec_80c, sec_80ccd_1b, sec_80d_self, sec_80d_parents, sec_80tta
             "used_so_far": GoName("claimed", _go_sections),
             "parents_senior_citizen": "parents_senior",
-        }
+        },
+        defaults={"marginal_rate_pct": GO_DEFAULT_SLAB_PCT},
     )
 
 

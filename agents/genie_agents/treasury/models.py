@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -26,6 +27,16 @@ __all__ = [
 ]
 
 
+def _go_var_zeros(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """A Go client sends every field; Go read a zero confidence as 95 % and a zero horizon as
+    one day."""
+    if go.get("confidence_pct") == 0:
+        out["confidence"] = 0.95
+    if go.get("horizon_days") == 0:
+        out["horizon_days"] = 1
+    return out
+
+
 class VarRequest(Payload):
     message_type = "var_request"
     portfolio_value: float = Field(gt=0)
@@ -38,7 +49,9 @@ class VarRequest(Payload):
             "daily_returns": "returns",
             "portfolio_value_rupees": "portfolio_value",
             "confidence_pct": GoName("confidence", percent),
-        }
+        },
+        then=_go_var_zeros,
+        defaults={"confidence": 0.95},  # Go: 95 % unless told
     )
 
 
@@ -149,7 +162,10 @@ class AlmRequest(Payload):
     liabilities: dict[str, float] = Field(description="by maturity bucket")
     rate_shock_bp: int = 200
 
-    _go = go_names({"total_assets_for_breach_threshold": "total_assets"})
+    _go = go_names(
+        {"total_assets_for_breach_threshold": "total_assets"},
+        defaults={"rate_shock_bp": 0},  # Go: no shock unless told
+    )
 
     @field_validator("assets", "liabilities", mode="before")
     @classmethod
