@@ -12,7 +12,7 @@ from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest
-from genie_agents.treasury.models import AlmRequest
+from genie_agents.treasury.models import AlmRequest, LcrRequest, VarRequest
 
 from genie import InvalidMessageError, MessageTypes
 
@@ -170,3 +170,22 @@ async def test_currency_answers_with_its_own_type() -> None:
     req = ConvertCurrency(amount=100, from_currency="USD", to_currency="INR")
     out = await ask("currency_converter", req, until="currency_conversion")
     assert (out.message_type, out.converted) == ("currency_conversion", 8_300)
+
+
+async def test_parametric_var_uses_the_sample_deviation_and_drift_over_the_horizon() -> None:
+    # Returns +1 % and -1 % on 1,000 at 99 % (z = 2.3263): Go's population sigma 0.01 gives
+    # 23.26; the sample sigma 0.014142 gives 32.90.
+    one_day = VarRequest(portfolio_value=1_000, returns=(0.01, -0.01))
+    assert (await ask("var_calculator", one_day)).parametric_var == 32.9
+    # Mean 1 % a day over 4 days: Go takes (z sigma - mu) x sqrt(4) = 26.53; the port
+    # z sigma sqrt(4) - mu x 4 = 65.80 - 40 = 25.80 (drift adds up day by day).
+    drift = VarRequest(portfolio_value=1_000, returns=(0.02, 0.0), horizon_days=4)
+    assert (await ask("var_calculator", drift)).parametric_var == 25.8
+
+
+async def test_lcr_caps_level_2b_at_15_percent_of_the_capped_stock() -> None:
+    # Level 1 100, level 2B 200 (100 after its 50 % haircut). Go caps 2B at 15 % of the
+    # stock before the cap (0.15 x 200 = 30): HQLA 130. Basel's cap is on the stock after
+    # it, 2B <= 15/85 of the rest = 17.65: HQLA 117.65.
+    req = LcrRequest(hqla={"level1": 100, "level2b": 200}, outflows={"other": 100})
+    assert (await ask("lcr_projector", req)).hqla == 117.65

@@ -110,7 +110,13 @@ class AssetAllocationRequest(Payload):
     horizon_years: int = Field(ge=0)
     holdings: dict[Literal["equity", "debt"], float] = Field(default_factory=dict)
 
-    _go = go_names({"risk_tolerance": "risk_profile", "current": GoName("holdings", _go_holdings)})
+    _go = go_names(
+        {
+            # Go tilted only conservative and aggressive; a blank tolerance was moderate.
+            "risk_tolerance": GoName("risk_profile", lambda r: r or "moderate"),
+            "current": GoName("holdings", _go_holdings),
+        }
+    )
 
 
 class AssetAllocationPlan(Payload):
