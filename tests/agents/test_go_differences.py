@@ -11,8 +11,13 @@ from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRe
 from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest
-from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest
-from genie_agents.treasury.models import AlmRequest, LcrRequest, VarRequest
+from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
+from genie_agents.treasury.models import (
+    AlmRequest,
+    LcrRequest,
+    VarRequest,
+    WorkingCapitalRequest,
+)
 
 from genie import InvalidMessageError, MessageTypes
 
@@ -189,3 +194,31 @@ async def test_lcr_caps_level_2b_at_15_percent_of_the_capped_stock() -> None:
     # it, 2B <= 15/85 of the rest = 17.65: HQLA 117.65.
     req = LcrRequest(hqla={"level1": 100, "level2b": 200}, outflows={"other": 100})
     assert (await ask("lcr_projector", req)).hqla == 117.65
+
+
+async def test_tax_harvest_also_books_gains_within_the_exemption() -> None:
+    # Go harvests losses only. With no realised gains, a long-term lot up Rs 50,000 can be
+    # sold tax-free inside the Rs 1.25 L exemption (and bought back at a higher cost).
+    lot = {"symbol": "INFY", "bought_on": "2023-01-02", "quantity": 100}
+    req = TaxHarvestRequest.model_validate(
+        {"as_of": "2025-12-01", "lots": [lot | {"cost_per_unit": 1_000, "price": 1_500}]}
+    )
+    plan = await ask("tax_harvester", req)
+    assert [(a.symbol, a.action, a.term, a.gain) for a in plan.actions] == [
+        ("INFY", "sell_gain", "long", 50_000)
+    ]
+
+
+async def test_working_capital_days_come_from_the_balance_sheet() -> None:
+    # Go takes DSO, DIO and DPO as days; the port derives them from the balances:
+    # receivables 1 M on revenue 12 M a year = 30.4 days.
+    req = WorkingCapitalRequest(
+        annual_revenue=12_000_000,
+        annual_cogs=7_300_000,
+        receivables=1_000_000,
+        inventory=600_000,
+        payables=400_000,
+        cash=500_000,
+    )
+    out = await ask("working_capital_forecaster", req)
+    assert (out.dso, out.dio, out.dpo, out.cash_conversion_cycle) == (30.4, 30.0, 20.0, 40.4)
