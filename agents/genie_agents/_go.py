@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError, model_validator
@@ -86,14 +87,19 @@ def scaled(factor: float) -> Callable[[Any], Any]:
     return lambda value: value * factor if _number(value) else value
 
 
+def _decimal_shift(value: Any, places: int) -> Any:
+    # Through the decimal the client wrote: 0.15 x 100 is 15.0, not 15.000000000000002.
+    return float(Decimal(repr(value)).scaleb(places)) if _number(value) else value
+
+
 def percent(value: Any) -> Any:
     """Go's percent (99 for 99 %) to the port's share (0.99)."""
-    return value / 100 if _number(value) else value
+    return _decimal_shift(value, -2)
 
 
 def unit_share(value: Any) -> Any:
     """Go's share of one (0.2) to the port's percent (20)."""
-    return value * 100 if _number(value) else value
+    return _decimal_shift(value, 2)
 
 
 def go_text(field: str) -> Any:

@@ -34,10 +34,12 @@ GO_SHAPED = {
     "asset_allocator",
     "complaint_triage",
     "currency_converter",
+    "debt_optimizer",
     "deductions_optimizer",
     "dividend_planner",
     "emergency_fund_advisor",
     "financial_educator",
+    "goal_planner",
     "ingestor",
     "kyc_orchestrator",
     "lcr_projector",
@@ -241,6 +243,27 @@ def test_schemas_show_the_canonical_names_only() -> None:
             {"as_of": "2026-01-01", "lots": [], "realised_stcg": 1}
             | {"realised_gains": {"short_term_rupees": 2}},
             "field 'realised_stcg': given twice",
+        ),
+        (
+            "goal_request",
+            {"target_corpus_rupees": 1, "horizon_months": 18},
+            "field 'horizon_months': the port plans in whole years: a multiple of 12 months",
+        ),
+        (
+            "goal_request",
+            {"target_corpus_rupees": 1, "horizon_months": 12, "seed": 7},
+            "field 'seed': set on the agent in the port (param 'seed'), not per request",
+        ),
+        (
+            "debt_payoff_request",
+            {"debts": [], "extra_per_month_rupees": 1, "monthly_budget": 5},
+            "field 'monthly_budget': given twice, as 'monthly_budget' and as the Go system's "
+            "'extra_per_month_rupees'",
+        ),
+        (
+            "debt_payoff_request",
+            {"debts": [{"name": "a", "balance_rupees": 1}], "extra_per_month_rupees": 1},
+            "field 'extra_per_month_rupees': needs each debt's min_payment_rupees",
         ),
         (
             "alm_request",

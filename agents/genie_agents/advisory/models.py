@@ -27,6 +27,23 @@ __all__ = [
 ]
 
 
+def _whole_years(months: Any) -> Any:
+    if isinstance(months, int) and months % 12:
+        raise GoValueError("the port plans in whole years: a multiple of 12 months")
+    return months // 12 if isinstance(months, int) else months
+
+
+def _go_simulation_settings(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go let each request set its paths and seed (0: 1000 and 42); the port sets them on the
+    agent (params ``paths``, ``seed``), so a request that asks for others is refused."""
+    for field in ("paths", "seed"):
+        if go.get(field):
+            raise GoValueError(
+                f"set on the agent in the port (param {field!r}), not per request", field
+            )
+    return out
+
+
 class GoalRequest(Payload):
     message_type = "goal_request"
     goal: str = ""
@@ -36,6 +53,20 @@ class GoalRequest(Payload):
     monthly_contribution: float = Field(0.0, ge=0)
     expected_return_pct: float = Field(12.0, gt=-100, le=100)
     volatility_pct: float = Field(15.0, ge=0, le=100)
+
+    _go = go_names(
+        {
+            "current_corpus_rupees": "current_corpus",
+            "monthly_contribution_rupees": "monthly_contribution",
+            "target_corpus_rupees": "target",
+            "horizon_months": GoName("years", _whole_years),
+            "expected_annual_return": GoName("expected_return_pct", unit_share),
+            "annual_volatility": GoName("volatility_pct", unit_share),
+            "paths": UNUSED,
+            "seed": UNUSED,
+        },
+        then=_go_simulation_settings,
+    )
 
 
 class GoalPlan(Payload):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import Payload
 
 from .._common import Record
-from .._go import GoName, go_names, paise
+from .._go import UNUSED, GoName, GoValueError, go_names, paise, unit_share
 
 __all__ = [
     "Debt",
@@ -146,12 +147,51 @@ class Debt(Record):
     annual_rate_pct: float = Field(ge=0)
     min_payment: float = Field(gt=0)
 
+    _go = go_names(
+        {
+            "balance_rupees": "balance",
+            "apr": GoName("annual_rate_pct", unit_share),  # Go: 0.12 for 12 %
+            "min_payment_rupees": "min_payment",
+        }
+    )
+
+
+def _go_budget(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go pays the minimums plus ``extra_per_month_rupees``; the port takes the whole budget.
+    A blank strategy was avalanche."""
+    if not out.get("strategy"):
+        out["strategy"] = "avalanche"
+    if "extra_per_month_rupees" not in go:
+        return out
+    if "monthly_budget" in out:
+        raise GoValueError(
+            "given twice, as 'monthly_budget' and as the Go system's 'extra_per_month_rupees' "
+            "(the budget is the minimums plus the extra): send one",
+            "monthly_budget",
+        )
+    extra, debts = go["extra_per_month_rupees"], out.get("debts")
+    minimums: list[float] = []
+    for debt in debts if isinstance(debts, list) else []:
+        pay = (
+            debt.get("min_payment_rupees", debt.get("min_payment"))
+            if isinstance(debt, Mapping)
+            else None
+        )
+        if not isinstance(pay, int | float):
+            raise GoValueError("needs each debt's min_payment_rupees", "extra_per_month_rupees")
+        minimums.append(pay)
+    if not isinstance(extra, int | float):
+        raise GoValueError("a number of rupees", "extra_per_month_rupees")
+    return out | {"monthly_budget": sum(minimums) + extra}
+
 
 class DebtPayoffRequest(Payload):
     message_type = "debt_payoff_request"
     debts: tuple[Debt, ...] = Field(min_length=1)
     monthly_budget: float = Field(gt=0)
     strategy: Literal["avalanche", "snowball"] = "avalanche"
+
+    _go = go_names({"extra_per_month_rupees": UNUSED}, then=_go_budget)
 
 
 class DebtPayoff(Record):
