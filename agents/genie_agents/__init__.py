@@ -12,11 +12,13 @@ from genie import Catalogue
 
 from . import (
     advisory,
+    connectors,
     desks,
     finance,
     fraud,
     insurance,
     lending,
+    markets,
     payments,
     research,
     support,
@@ -35,6 +37,8 @@ DOMAINS = {
     "treasury": treasury,
     "tax": tax,
     "advisory": advisory,
+    "markets": markets,
+    "connectors": connectors,
     "research": research,
     "support": support,
     "desks": desks,

@@ -1,6 +1,7 @@
 """Fraud, money-mule, AML and identity agents."""
 
 from .identity import CyberGuardian, KycOrchestrator, SyntheticIdentityDetector
+from .phishing import PhishingClassifier
 from .transactions import AmlMonitor, FraudDetector, MuleDetector
 
 AGENTS = {
@@ -10,6 +11,7 @@ AGENTS = {
     "aml_monitor": AmlMonitor,
     "synthetic_identity_detector": SyntheticIdentityDetector,
     "cyber_guardian": CyberGuardian,
+    "phishing_classifier": PhishingClassifier,
 }
 
 __all__ = [
@@ -19,5 +21,6 @@ __all__ = [
     "FraudDetector",
     "KycOrchestrator",
     "MuleDetector",
+    "PhishingClassifier",
     "SyntheticIdentityDetector",
 ]

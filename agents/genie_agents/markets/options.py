@@ -1,0 +1,175 @@
+"""Black-Scholes(-Merton) price, greeks and the payoff at expiry of a European option."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
+
+from .._common import Record
+
+__all__ = [
+    "Greeks",
+    "OptionExplanation",
+    "OptionRequest",
+    "OptionsExplainer",
+    "PayoffPoint",
+    "black_scholes",
+]
+
+DAYS_PER_YEAR = 365
+
+
+class OptionRequest(Payload):
+    message_type = "option_request"
+    kind: Literal["call", "put"]
+    spot: float = Field(gt=0)
+    strike: float = Field(gt=0)
+    days_to_expiry: float = Field(gt=0, le=3650)
+    volatility_pct: float = Field(gt=0, le=500)
+    rate_pct: float = Field(6.5, ge=-10, le=100)
+    dividend_yield_pct: float = Field(0.0, ge=0, le=100)
+    position: Literal["long", "short"] = "long"
+    quantity: float = Field(1.0, gt=0)
+    premium: float | None = Field(None, ge=0)
+    expiry_spots: tuple[float, ...] = ()
+
+
+class Greeks(Record):
+    delta: float
+    gamma: float
+    vega: float
+    theta: float
+    rho: float
+
+
+class PayoffPoint(Record):
+    spot: float
+    payoff: float
+
+
+class OptionExplanation(Payload):
+    message_type = "option_explanation"
+    kind: Literal["call", "put"]
+    position: Literal["long", "short"]
+    fair_value: float
+    premium: float
+    d1: float
+    d2: float
+    greeks: Greeks
+    breakeven: float
+    max_profit: float | None
+    max_loss: float | None
+    payoff: tuple[PayoffPoint, ...]
+    explanation: str
+
+
+def _cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def _pdf(x: float) -> float:
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def black_scholes(req: OptionRequest) -> tuple[float, float, float, Greeks]:
+    """(price, d1, d2, greeks) per unit, long. Vega and rho are per 1 percentage point,
+    theta per calendar day; continuous dividend yield (Merton)."""
+    s, k = req.spot, req.strike
+    t = req.days_to_expiry / DAYS_PER_YEAR
+    sigma, r, q = req.volatility_pct / 100, req.rate_pct / 100, req.dividend_yield_pct / 100
+    d1 = (math.log(s / k) + (r - q + sigma * sigma / 2) * t) / (sigma * math.sqrt(t))
+    d2 = d1 - sigma * math.sqrt(t)
+    dq, dr = math.exp(-q * t), math.exp(-r * t)
+    gamma = dq * _pdf(d1) / (s * sigma * math.sqrt(t))
+    vega = s * dq * _pdf(d1) * math.sqrt(t) / 100
+    decay = -s * dq * _pdf(d1) * sigma / (2 * math.sqrt(t))
+    if req.kind == "call":
+        price = s * dq * _cdf(d1) - k * dr * _cdf(d2)
+        delta = dq * _cdf(d1)
+        theta = decay - r * k * dr * _cdf(d2) + q * s * dq * _cdf(d1)
+        rho = k * t * dr * _cdf(d2) / 100
+    else:
+        price = k * dr * _cdf(-d2) - s * dq * _cdf(-d1)
+        delta = -dq * _cdf(-d1)
+        theta = decay + r * k * dr * _cdf(-d2) - q * s * dq * _cdf(-d1)
+        rho = -k * t * dr * _cdf(-d2) / 100
+    greeks = Greeks(delta=delta, gamma=gamma, vega=vega, theta=theta / DAYS_PER_YEAR, rho=rho)
+    return price, d1, d2, greeks
+
+
+def _default_spots(strike: float) -> tuple[float, ...]:
+    return tuple(round(strike * f, 2) for f in (0.8, 0.9, 1.0, 1.1, 1.2))
+
+
+class OptionsExplainer(BaseAgent):
+    """A European option explained: Black-Scholes fair value with a continuous dividend yield,
+    d1, d2 and the greeks (delta, gamma, vega per 1 % of volatility, theta per calendar day,
+    rho per 1 % of rate; time is days / 365), for ``quantity`` units long or short (a short
+    position's greeks change sign). The premium paid or received is the given one, else the
+    fair value; breakeven is strike + premium (call) or strike - premium (put); the payoff at
+    expiry net of the premium at each of ``expiry_spots`` (default 80-120 % of the strike).
+    Unlimited profit or loss is reported as null."""
+
+    capabilities = ("options_explainer",)
+    risk = Risk.MEDIUM
+    produces = (OptionExplanation,)
+
+    @handler
+    async def on_request(self, payload: OptionRequest, ctx: Context) -> Message:
+        p = payload
+        price, d1, d2, g = black_scholes(p)
+        premium = price if p.premium is None else p.premium
+        sign = 1 if p.position == "long" else -1
+        n = p.quantity
+
+        def net(spot: float) -> float:
+            intrinsic = max(spot - p.strike, 0.0) if p.kind == "call" else max(p.strike - spot, 0.0)
+            return round(sign * n * (intrinsic - premium), 2)
+
+        greeks = Greeks(
+            delta=round(sign * n * g.delta, 4),
+            gamma=round(sign * n * g.gamma, 6),
+            vega=round(sign * n * g.vega, 4),
+            theta=round(sign * n * g.theta, 4),
+            rho=round(sign * n * g.rho, 4),
+        )
+        paid = round(n * premium, 2)
+        if p.kind == "call":
+            breakeven = p.strike + premium
+            best_long: float | None = None  # a call's upside has no cap
+            worst_long: float | None = paid
+        else:
+            breakeven = p.strike - premium
+            best_long, worst_long = round(n * (p.strike - premium), 2), paid
+        if p.position == "long":
+            max_profit, max_loss = best_long, worst_long
+        else:  # the writer's best is the premium; the worst is the buyer's best
+            max_profit, max_loss = paid, best_long
+        spots = p.expiry_spots or _default_spots(p.strike)
+        verb = "pays" if p.position == "long" else "receives"
+        explanation = (
+            f"A {p.position} {p.kind} {verb} {premium:,.2f} a unit (fair value {price:,.2f}); "
+            f"at expiry it breaks even at {breakeven:,.2f}. Delta {greeks.delta:+.4f}: the "
+            f"position moves {abs(greeks.delta):.4f} for a 1.00 move in the spot; theta "
+            f"{greeks.theta:+.4f} a day."
+        )
+        return ctx.emit(
+            OptionExplanation(
+                kind=p.kind,
+                position=p.position,
+                fair_value=round(price, 4),
+                premium=round(premium, 4),
+                d1=round(d1, 6),
+                d2=round(d2, 6),
+                greeks=greeks,
+                breakeven=round(breakeven, 4),
+                max_profit=max_profit,
+                max_loss=max_loss,
+                payoff=tuple(PayoffPoint(spot=s, payoff=net(s)) for s in spots),
+                explanation=explanation,
+            )
+        )

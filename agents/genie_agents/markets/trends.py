@@ -1,0 +1,107 @@
+"""Search-interest trends behind a fetcher interface, with an in-memory fetcher shipped."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import Field
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+__all__ = [
+    "GoogleTrends",
+    "InMemoryTrendFetcher",
+    "TrendFetcher",
+    "TrendRequest",
+    "TrendSignal",
+]
+
+SURGING_AT = 1.5
+FADING_AT = 0.6
+
+
+@runtime_checkable
+class TrendFetcher(Protocol):
+    """Where interest-over-time series come from (Google Trends, a cache, a fixture)."""
+
+    async def fetch(self, keyword: str, region: str) -> Sequence[float]:
+        """The interest series for ``keyword`` in ``region``, oldest first, each value >= 0.
+
+        Raises ``LookupError`` when there is no series for the keyword.
+        """
+        ...
+
+
+class InMemoryTrendFetcher:
+    """Series given up front, by keyword (any region; keywords match case-insensitively)."""
+
+    def __init__(self, series: Mapping[str, Sequence[float]] | None = None) -> None:
+        self._series = {k.casefold(): tuple(v) for k, v in (series or {}).items()}
+
+    async def fetch(self, keyword: str, region: str) -> Sequence[float]:
+        try:
+            return self._series[keyword.casefold()]
+        except KeyError:
+            raise LookupError(f"no trend series for {keyword!r} in {region!r}") from None
+
+
+class TrendRequest(Payload):
+    message_type = "trend_request"
+    keyword: str = Field(min_length=1)
+    region: str = Field("IN", min_length=2)
+
+
+class TrendSignal(Payload):
+    message_type = "trend_signal"
+    keyword: str
+    region: str
+    latest: float
+    prior_mean: float
+    ratio: float | None
+    signal: Literal["surging", "fading", "steady"]
+
+
+class GoogleTrends(BaseAgent):
+    """Compares the latest point of a keyword's interest series with the mean of the points
+    before it: surging at 1.5x that mean or more, fading at 0.6x or less, steady between (a
+    prior mean of 0 makes any interest surging and the ratio null). The series comes from the
+    ``fetcher`` (default: an empty in-memory one, so every keyword fails until one is given);
+    a series needs two points or more."""
+
+    capabilities = ("google_trends",)
+    produces = (TrendSignal,)
+
+    def __init__(self, id: str, *, fetcher: TrendFetcher | None = None) -> None:
+        super().__init__(id)
+        self.fetcher: TrendFetcher = fetcher if fetcher is not None else InMemoryTrendFetcher()
+
+    @handler
+    async def on_request(self, payload: TrendRequest, ctx: Context) -> Message:
+        series = list(await self.fetcher.fetch(payload.keyword, payload.region))
+        where = f"trend for {payload.keyword!r}"
+        if len(series) < 2:
+            raise ValueError(f"{where}: need 2 points or more, got {len(series)}")
+        if any(v < 0 for v in series):
+            raise ValueError(f"{where}: interest values must be >= 0")
+        *prior, latest = series
+        mean = sum(prior) / len(prior)
+        ratio = latest / mean if mean > 0 else None
+        if ratio is None:
+            signal: Literal["surging", "fading", "steady"] = "surging" if latest > 0 else "steady"
+        elif ratio >= SURGING_AT:
+            signal = "surging"
+        elif ratio <= FADING_AT:
+            signal = "fading"
+        else:
+            signal = "steady"
+        return ctx.emit(
+            TrendSignal(
+                keyword=payload.keyword,
+                region=payload.region,
+                latest=latest,
+                prior_mean=round(mean, 4),
+                ratio=None if ratio is None else round(ratio, 4),
+                signal=signal,
+            )
+        )
