@@ -1,10 +1,13 @@
 """Agents that support pipelines rather than a business domain: the fallback, the auditor,
-complaint triage, and the simulation helpers (echo, delay, flaky, fan-out, sink)."""
+complaint triage, the semantic router, and the simulation helpers (echo, delay, flaky,
+fan-out, sink)."""
 
 from .fallback import Fallback as Fallback
 from .fallback import FallbackNotice as FallbackNotice
 from .review import Auditor as Auditor
 from .review import ComplaintTriage as ComplaintTriage
+from .semantic import HSupervisor as HSupervisor
+from .semantic import SemanticRoute as SemanticRoute
 from .sim import Delay as Delay
 from .sim import Echo as Echo
 from .sim import FanOut as FanOut
@@ -21,6 +24,7 @@ AGENTS = {
     "flaky": Flaky,
     "fanout": FanOut,
     "sink": Sink,
+    "h_supervisor": HSupervisor,
 }
 
 __all__ = [
@@ -34,5 +38,7 @@ __all__ = [
     "FanOut",
     "Flaky",
     "FlakyError",
+    "HSupervisor",
+    "SemanticRoute",
     "Sink",
 ]
