@@ -21,7 +21,7 @@ from genie_agents.markets.funds import (
 )
 from genie_agents.markets.mpc import MpcBaseline, MpcSummary
 from genie_agents.markets.options import OptionRequest
-from genie_agents.markets.trends import TrendRequest
+from genie_agents.markets.trends import TrendRequest, TrendSignal
 
 from genie import InvalidMessageError, MessageTypes
 
@@ -114,7 +114,7 @@ SURE = SipLumpsumRequest(amount=12_000, volatility_pct=0)
 
 def sip_annuity(amount: float, yearly: float, months: int) -> float:
     g = (1 + yearly) ** (1 / 12)
-    return amount / months * g * (g**months - 1) / (g - 1)
+    return float(amount / months * g * (g**months - 1) / (g - 1))
 
 
 async def test_sip_vs_lumpsum_without_volatility() -> None:
@@ -312,8 +312,11 @@ FETCHER = InMemoryTrendFetcher(
 )
 
 
-async def trend(keyword: str) -> object:
-    return await one(GoogleTrends("google_trends", fetcher=FETCHER), TrendRequest(keyword=keyword))
+async def trend(keyword: str) -> TrendSignal:
+    signal: TrendSignal = await one(
+        GoogleTrends("google_trends", fetcher=FETCHER), TrendRequest(keyword=keyword)
+    )
+    return signal
 
 
 async def test_trend_thresholds_are_inclusive() -> None:
