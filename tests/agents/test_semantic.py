@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 import pytest
@@ -158,10 +158,10 @@ async def test_hash_embedder_is_deterministic_unit_length_and_robust_to_inflecti
         HashEmbedder(dim=4)
 
 
-def ollama(handler: object) -> OllamaEmbedder:
+def ollama(handler: Callable[[httpx.Request], httpx.Response]) -> OllamaEmbedder:
     return OllamaEmbedder(
         "http://ollama.test:11434/",
-        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+        transport=httpx.MockTransport(handler),
     )
 
 
