@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol, runtime_checkable
 
-from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
@@ -49,8 +49,9 @@ def _decode(value: object) -> bytes:
 Audio = Annotated[
     bytes,
     BeforeValidator(_decode),
-    Field(max_length=MAX_AUDIO_BYTES),
+    Field(max_length=MAX_AUDIO_BYTES, description="audio bytes, base64 (standard alphabet)"),
     PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 
 
