@@ -308,6 +308,7 @@ FETCHER = InMemoryTrendFetcher(
         "new thing": [0, 0, 3],  # nothing before: surging, no ratio
         "flat": [0, 0],
         "one": [5],
+        "broken": [1, float("nan")],
     }
 )
 
@@ -339,6 +340,8 @@ async def test_trend_thresholds_are_inclusive() -> None:
 async def test_trend_errors_name_the_keyword() -> None:
     with pytest.raises(ValueError, match="trend for 'one': need 2 points or more, got 1"):
         await trend("one")
+    with pytest.raises(ValueError, match="interest values must be finite and >= 0"):
+        await trend("broken")
     with pytest.raises(LookupError, match="no trend series for 'nope' in 'IN'"):
         await trend("nope")
     # Without a fetcher (as Go, where a nil fetcher errors), every keyword fails clearly.

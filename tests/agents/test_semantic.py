@@ -238,3 +238,32 @@ async def test_h_supervisor_over_ollama() -> None:
     agent = HSupervisor("h", routes=routes, embedder=ollama(handler))
     [out] = await call(agent, HSuperviseRequest(query="they want my otp"))
     assert (out.recipient, out.metadata["h_route_score"]) == ("phishing_classifier", 1.0)
+
+
+class BrokenEmbedder:
+    def __init__(self, vectors: list[list[float]]) -> None:
+        self.vectors = vectors
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        # The exemplars get ``vectors``; a query gets the first of them.
+        return self.vectors if len(texts) > 1 else self.vectors[:1]
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        ([[1.0, 0.0]], "returned 1 vectors for 2 exemplars"),
+        ([[math.nan, 0.0], [1.0, 0.0]], "non-finite value"),
+        ([[1.0, 0.0], [1.0]], "different lengths"),
+    ],
+)
+async def test_a_broken_embedder_fails_the_request_clearly(
+    vectors: list[list[float]], message: str
+) -> None:
+    routes = {
+        "a": SemanticRoute("x", PhishingCheck, ("one",)),
+        "b": SemanticRoute("y", PhishingCheck, ("two",)),
+    }
+    agent = HSupervisor("h", routes=routes, embedder=BrokenEmbedder(vectors))
+    with pytest.raises(EmbeddingError, match=message):
+        await call(agent, HSuperviseRequest(query="one"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
@@ -82,8 +83,8 @@ class GoogleTrends(BaseAgent):
         where = f"trend for {payload.keyword!r}"
         if len(series) < 2:
             raise ValueError(f"{where}: need 2 points or more, got {len(series)}")
-        if any(v < 0 for v in series):
-            raise ValueError(f"{where}: interest values must be >= 0")
+        if not all(math.isfinite(v) and v >= 0 for v in series):
+            raise ValueError(f"{where}: interest values must be finite and >= 0")
         *prior, latest = series
         mean = sum(prior) / len(prior)
         ratio = latest / mean if mean > 0 else None

@@ -31,12 +31,17 @@ class Embedder(Protocol):
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity; 0 when either vector is all zeros."""
+    """Cosine similarity; 0 when either vector is all zeros. Vectors of different lengths or
+    with non-finite values raise ``EmbeddingError`` (a NaN score would compare as neither
+    high nor low and could win a route)."""
     if len(a) != len(b):
         raise EmbeddingError(f"vectors of different lengths ({len(a)} and {len(b)})")
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
-    return 0.0 if na == 0 or nb == 0 else dot / (na * nb)
+    score = 0.0 if na == 0 or nb == 0 else dot / (na * nb)
+    if not math.isfinite(score):
+        raise EmbeddingError("an embedding holds a non-finite value (nan or infinity)")
+    return score
 
 
 WORD = re.compile(r"[a-z0-9]+")

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 
-from .embeddings import Embedder, HashEmbedder, cosine
+from .embeddings import Embedder, EmbeddingError, HashEmbedder, cosine
 
 __all__ = ["HSuperviseRequest", "HSupervisor", "HUnrouted", "SemanticRoute"]
 
@@ -90,11 +90,18 @@ class HSupervisor(BaseAgent):
         if self._exemplars is None:
             texts = [(rid, e) for rid, route in self.routes.items() for e in route.exemplars]
             vectors = await self.embedder.embed([text for _, text in texts])
+            if len(vectors) != len(texts):
+                raise EmbeddingError(
+                    f"the embedder returned {len(vectors)} vectors for {len(texts)} exemplars"
+                )
             grouped: dict[str, list[list[float]]] = {rid: [] for rid in self.routes}
             for (rid, _), vector in zip(texts, vectors, strict=True):
                 grouped[rid].append(vector)
             self._exemplars = grouped
-        [q] = await self.embedder.embed([query])
+        answer = await self.embedder.embed([query])
+        if len(answer) != 1:
+            raise EmbeddingError(f"the embedder returned {len(answer)} vectors for 1 query")
+        q = answer[0]
         scored = [
             (rid, max(cosine(q, v) for v in vectors)) for rid, vectors in self._exemplars.items()
         ]
