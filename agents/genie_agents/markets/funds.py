@@ -105,19 +105,18 @@ class MfScreener(BaseAgent):
 
     @handler
     async def on_request(self, payload: MfScreenRequest, ctx: Context) -> Message:
-        scored = []
-        for fund in payload.funds:
-            parts = score_fund(fund, payload.benchmark_return_pct)
-            scored.append((-round(parts["score"], 2), fund.name, parts))
-        scored.sort(key=lambda item: (item[0], item[1]))
+        # Rank on the rounded score, so two funds shown with equal scores are ordered by name.
+        scored = sorted(
+            (
+                (round(parts["score"], 2), fund.name, parts)
+                for fund in payload.funds
+                for parts in [score_fund(fund, payload.benchmark_return_pct)]
+            ),
+            key=lambda item: (-item[0], item[1]),
+        )
         ranked = tuple(
-            FundScore(
-                rank=i,
-                name=name,
-                score=-neg,
-                **{k: round(parts[k], 4) for k in WEIGHTS},
-            )
-            for i, (neg, name, parts) in enumerate(scored[: payload.top], start=1)
+            FundScore(rank=i, name=name, score=score, **{k: round(parts[k], 4) for k in WEIGHTS})
+            for i, (score, name, parts) in enumerate(scored[: payload.top], start=1)
         )
         return ctx.emit(
             MfScreenResults(benchmark_return_pct=payload.benchmark_return_pct, funds=ranked)
