@@ -151,6 +151,7 @@ async def test_sip_vs_lumpsum_is_seeded_and_paired() -> None:
 
 def test_sip_vs_lumpsum_refuses_bad_requests() -> None:
     refused("sip_lumpsum_request", {"amount": 0}, "amount")
+    refused("sip_lumpsum_request", {"amount": 1, "horizon_months": 241}, "horizon_months")
     refused(
         "sip_lumpsum_request",
         {"amount": 1, "sip_months": 12, "horizon_months": 6},
