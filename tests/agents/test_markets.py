@@ -224,6 +224,7 @@ def test_options_refuse_bad_requests() -> None:
     refused("option_request", {**good, "spot": 0}, "spot")
     refused("option_request", {**good, "days_to_expiry": 0}, "days_to_expiry")
     refused("option_request", {**good, "volatility_pct": 0}, "volatility_pct")
+    refused("option_request", {**good, "expiry_spots": [1.0] * 101}, "expiry_spots")
 
 
 # --- mpc_research -----------------------------------------------------------------------------

@@ -38,12 +38,12 @@ class Fund(Record):
     cagr_5y_pct: float = Field(ge=-100, le=1000)
     sharpe: float = Field(ge=-10, le=10)
     expense_ratio_pct: float = Field(ge=0, le=10)
-    yearly_returns_pct: tuple[float, ...] = Field(min_length=1)
+    yearly_returns_pct: tuple[float, ...] = Field(min_length=1, max_length=100)
 
 
 class MfScreenRequest(Payload):
     message_type = "mf_screen_request"
-    funds: tuple[Fund, ...] = Field(min_length=1)
+    funds: tuple[Fund, ...] = Field(min_length=1, max_length=1000)
     benchmark_return_pct: float = 0.0
     top: int | None = Field(None, ge=1)
 

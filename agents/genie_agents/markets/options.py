@@ -35,7 +35,7 @@ class OptionRequest(Payload):
     position: Literal["long", "short"] = "long"
     quantity: float = Field(1.0, gt=0)
     premium: float | None = Field(None, ge=0)
-    expiry_spots: tuple[float, ...] = ()
+    expiry_spots: tuple[float, ...] = Field((), max_length=100)
 
 
 class Greeks(Record):
