@@ -304,27 +304,29 @@ def test_mpc_refuses_bad_summaries() -> None:
 # --- google_trends ----------------------------------------------------------------------------
 FETCHER = InMemoryTrendFetcher(
     {
-        "gold loan": [10, 12, 8, 10, 15],  # prior mean 10, latest 15: 1.5x, surging
-        "crypto": [10, 10, 6],  # 0.6x: fading
-        "sip": [10, 10, 14.9],  # 1.49x: steady
-        "new thing": [0, 0, 3],  # nothing before: surging, no ratio
-        "flat": [0, 0],
-        "one": [5],
-        "broken": [1, float("nan")],
+        # Window of 2: prior (10, 12, 8) mean 10, latest (14, 16) mean 15: 1.5x, surging.
+        "gold loan": [10, 12, 8, 14, 16],
+        "crypto": [10, 10, 5, 7],  # latest mean 6 of prior 10: 0.6x, fading
+        "sip": [10, 10, 14, 15.8],  # 14.9 / 10 = 1.49x: steady
+        "new thing": [0, 0, 3, 1],  # nothing before: surging, no ratio
+        "flat": [0, 0, 0],
+        "short": [5, 6],
+        "broken": [1, 2, float("nan")],
     }
 )
 
 
-async def trend(keyword: str) -> TrendSignal:
+async def trend(keyword: str, window: int = 2) -> TrendSignal:
     signal: TrendSignal = await one(
-        GoogleTrends("google_trends", fetcher=FETCHER), TrendRequest(keyword=keyword)
+        GoogleTrends("google_trends", fetcher=FETCHER),
+        TrendRequest(keyword=keyword, window_points=window),
     )
     return signal
 
 
 async def test_trend_thresholds_are_inclusive() -> None:
     surging = await trend("Gold Loan")
-    assert (surging.latest, surging.prior_mean, surging.ratio, surging.signal) == (
+    assert (surging.latest_mean, surging.prior_mean, surging.ratio, surging.signal) == (
         15,
         10,
         1.5,
@@ -336,17 +338,21 @@ async def test_trend_thresholds_are_inclusive() -> None:
     assert (steady.ratio, steady.signal) == (1.49, "steady")
     new = await trend("new thing")
     assert (new.ratio, new.signal) == (None, "surging")
-    assert (await trend("flat")).signal == "steady"
+    assert (await trend("flat", window=1)).signal == "steady"
+    # The default window is Go's 4: (10) against (12, 8, 14, 16) mean 12.5: 1.25x.
+    default = await one(GoogleTrends("g", fetcher=FETCHER), TrendRequest(keyword="gold loan"))
+    assert (default.ratio, default.signal) == (1.25, "steady")
 
 
 async def test_trend_errors_name_the_keyword() -> None:
-    with pytest.raises(ValueError, match="trend for 'one': need 2 points or more, got 1"):
-        await trend("one")
+    with pytest.raises(ValueError, match=r"trend for 'short': need more than window_points \(2\)"):
+        await trend("short")
     with pytest.raises(ValueError, match="interest values must be finite and >= 0"):
-        await trend("broken")
+        await trend("broken", window=1)
     with pytest.raises(LookupError, match="no trend series for 'nope' in 'IN'"):
         await trend("nope")
     # Without a fetcher (as Go, where a nil fetcher errors), every keyword fails clearly.
     with pytest.raises(LookupError, match="no trend series"):
         await one(GoogleTrends("g"), TrendRequest(keyword="sip"))
+    refused("trend_request", {"keyword": "x", "window_points": 0}, "window_points")
     refused("trend_request", {"keyword": ""}, "keyword")

@@ -51,24 +51,25 @@ class TrendRequest(Payload):
     message_type = "trend_request"
     keyword: str = Field(min_length=1)
     region: str = Field("IN", min_length=2)
+    window_points: int = Field(4, ge=1, le=520)
 
 
 class TrendSignal(Payload):
     message_type = "trend_signal"
     keyword: str
     region: str
-    latest: float
+    latest_mean: float
     prior_mean: float
     ratio: float | None
     signal: Literal["surging", "fading", "steady"]
 
 
 class GoogleTrends(BaseAgent):
-    """Compares the latest point of a keyword's interest series with the mean of the points
-    before it: surging at 1.5x that mean or more, fading at 0.6x or less, steady between (a
-    prior mean of 0 makes any interest surging and the ratio null). The series comes from the
-    ``fetcher`` (default: an empty in-memory one, so every keyword fails until one is given);
-    a series needs two points or more."""
+    """Compares the mean of the latest ``window_points`` (4) of a keyword's interest series
+    with the mean of the points before them, as Go: surging at 1.5x that prior mean or more,
+    fading at 0.6x or less, steady between (a prior mean of 0 makes any interest surging and
+    the ratio null). The series comes from the ``fetcher`` (default: an empty in-memory one,
+    so every keyword fails until one is given); it needs more points than the window."""
 
     capabilities = ("google_trends",)
     produces = (TrendSignal,)
@@ -81,15 +82,20 @@ class GoogleTrends(BaseAgent):
     async def on_request(self, payload: TrendRequest, ctx: Context) -> Message:
         series = list(await self.fetcher.fetch(payload.keyword, payload.region))
         where = f"trend for {payload.keyword!r}"
-        if len(series) < 2:
-            raise ValueError(f"{where}: need 2 points or more, got {len(series)}")
+        window = payload.window_points
+        if len(series) <= window:
+            raise ValueError(
+                f"{where}: need more than window_points ({window}) points, got {len(series)}"
+            )
         if not all(math.isfinite(v) and v >= 0 for v in series):
             raise ValueError(f"{where}: interest values must be finite and >= 0")
-        *prior, latest = series
-        mean = sum(prior) / len(prior)
-        ratio = latest / mean if mean > 0 else None
+        prior, latest = series[:-window], series[-window:]
+        mean, latest_mean = sum(prior) / len(prior), sum(latest) / window
+        ratio = latest_mean / mean if mean > 0 else None
         if ratio is None:
-            signal: Literal["surging", "fading", "steady"] = "surging" if latest > 0 else "steady"
+            signal: Literal["surging", "fading", "steady"] = (
+                "surging" if latest_mean > 0 else "steady"
+            )
         elif ratio >= SURGING_AT:
             signal = "surging"
         elif ratio <= FADING_AT:
@@ -100,7 +106,7 @@ class GoogleTrends(BaseAgent):
             TrendSignal(
                 keyword=payload.keyword,
                 region=payload.region,
-                latest=latest,
+                latest_mean=round(latest_mean, 4),
                 prior_mean=round(mean, 4),
                 ratio=None if ratio is None else round(ratio, 4),
                 signal=signal,
