@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from genie_bench import measure, workloads
-from genie_bench.cli import requests_at
-from genie_bench.variants import VARIANTS
+from genie_bench import measure, process, worker, workloads
+from genie_bench.variants import VARIANTS, build
 
 from genie._cli import main
 
@@ -50,15 +49,36 @@ def test_quick_run_measures_every_implementation_on_every_workload(
             assert 0 < row["p50_us"] <= row["p99_us"] <= row["p999_us"]
             assert row["samples"] == 20
             assert row["deliveries_per_s"] == pytest.approx(row["requests_per_s"] * int(n))
+            # Each ran in its own process: its CPU and GC time are its own, and reported.
+            assert row["cpu_us"] > 0
+            assert row["gc_us"] >= 0
+            assert row["gc_collections"] >= 0
+            assert row["throughput_requests"] == 2 * 10  # two rounds of max(C, 10 requests)
+            assert row["throughput_cpu_us_per_delivery"] > 0
     assert results["fanout"]["asyncio"]["10"]["p50_x_floor"] == 1.0
     assert list(results["chain"]) == list(VARIANTS)
-    assert all(row["median_us"] > 0 for row in results["chain"].values())
+    for row in results["chain"].values():
+        assert row["median_us"] > 0
+        assert row["cpu_us"] > 0
+        assert row["samples"] == 3
     assert set(results["memory"]) == {"asyncio", "anyio", "genie", "autogen-core"}
     assert all(row["bytes_per_agent"] > 0 for row in results["memory"].values())
     startup = results["startup"]
-    assert set(startup["import"]) == {"asyncio", "genie", "autogen_core"}
+    imports = startup["import"]
+    assert list(imports) == [
+        "asyncio",
+        "genie",
+        "autogen_core",
+        "agent_framework",
+        "langgraph.graph",
+    ]
+    assert all(row["modules_without_bytecode"] == 0 for row in imports.values())
     assert startup["finance_run"]["median_ms"] > startup["interpreter"]["median_ms"]
-    assert results["environment"]["packages"]["autogen-core"]
+    env = results["environment"]
+    for package in ("autogen-core", "agent-framework-core", "langgraph"):
+        assert env["packages"][package]
+    assert env["dont_write_bytecode"] is bool(sys.flags.dont_write_bytecode)
+    assert len(env["load_average"]) == 3
     assert "soak" not in results  # minutes long: only when named
     assert results["command"].startswith("genie bench --quick")
 
@@ -73,6 +93,8 @@ def test_quick_run_writes_json_markdown_and_plot(quick: tuple[Path, dict[str, An
     assert "![latency versus N](latency.png)" in md
     targets = {t["target"]: t for t in results["targets"]}
     assert "per hop, genie: at most 1.5x the floor" in targets
+    assert "| langgraph | 10 | 20 | " in md  # the sample count of each figure
+    assert "`sys.flags.dont_write_bytecode`: " in md
     assert "import genie: under 150 ms" in targets
     for t in targets.values():
         at_most = t["measured"] <= t["limit"]
@@ -88,9 +110,13 @@ def test_quick_run_writes_json_markdown_and_plot(quick: tuple[Path, dict[str, An
         (["--concurrency", "0"], "argument --concurrency: 0 is not a positive integer"),
         (["--concurrency", "-4"], "argument --concurrency: -4 is not a positive integer"),
         (["--requests", "1,2"], "argument --requests: '1,2' is not one positive integer"),
-        (["--variants", "genie,fast"], "unknown variant 'fast' (known: asyncio, anyio, genie"),
+        (
+            ["--variants", "genie,fast"],
+            "unknown variant 'fast' (known: asyncio, asyncio+envelope, anyio, genie",
+        ),
         (["--workloads", "speed"], "unknown workload 'speed' (known: fanout, chain"),
         (["--payload-bytes", "-1"], "--payload-bytes: -1 is negative"),
+        (["--budget", "0"], "argument --budget: 0 is not a positive integer"),
     ],
 )
 def test_bad_input_is_refused_with_exit_2(
@@ -132,17 +158,31 @@ def run_without(module: str, tmp_path: Path, *args: str) -> subprocess.Completed
     )
 
 
-def test_without_autogen_core_the_peer_is_skipped_and_the_rest_runs(tmp_path: Path) -> None:
-    done = run_without("autogen_core", tmp_path, "--workloads", "fanout,memory")
+@pytest.mark.parametrize(
+    ("module", "package", "variants"),
+    [
+        ("autogen_core", "autogen-core", ["autogen-core", "autogen-core+send"]),
+        ("agent_framework", "agent-framework-core", ["agent-framework"]),
+        ("langgraph", "langgraph", ["langgraph"]),
+    ],
+)
+def test_a_peer_not_installed_is_skipped_and_the_rest_runs(
+    module: str, package: str, variants: list[str], tmp_path: Path
+) -> None:
+    args = ["--workloads", "fanout,memory", "--variants", ",".join(["genie", *variants])]
+    done = run_without(module, tmp_path, *args)
     assert done.returncode == 0, done.stderr
-    why = "autogen-core is not installed (pip install 'genie-bus[bench]'): its column is skipped"
-    assert why in done.stderr
+    install = "pip install 'genie-bus[bench]'"
+    whys = {
+        v: f"{package} is not installed ({install}): the {v} column is skipped" for v in variants
+    }
+    assert all(why in done.stderr for why in whys.values())
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["skipped"] == {"autogen-core": why}
-    assert "autogen-core" not in results["fanout"]
-    assert "genie+policies+metrics" in results["fanout"]
-    assert "autogen-core" not in results["memory"]
-    assert f"Skipped **autogen-core**: {why}" in (tmp_path / "results.md").read_text()
+    assert results["skipped"] == whys
+    assert list(results["fanout"]) == ["asyncio", "genie"]
+    assert list(results["memory"]) == ["asyncio", "genie"]
+    md = (tmp_path / "results.md").read_text()
+    assert all(f"Skipped **{v}**: {why}" in md for v, why in whys.items())
 
 
 def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None:
@@ -176,15 +216,17 @@ async def test_a_workload_that_does_not_do_the_work_fails_loudly() -> None:
             await ask()
 
 
+@pytest.mark.parametrize("name", [v for v in VARIANTS if "+policies" not in v])
 @pytest.mark.parametrize("n", [1, 7, 50])
-async def test_every_implementation_gathers_n_replies_with_requests_in_flight(n: int) -> None:
-    impls = [workloads.FLOOR, workloads.ANYIO, workloads.genie((), metrics=True)]
-    for impl in impls:
-        async with impl.fanout(n, "payload") as ask:
-            # Each ask() checks that its n replies arrived; 16 requests, 8 in flight at once.
-            assert await measure.throughput(ask, requests=16, concurrency=8) > 0
-        async with impl.chain(5, "payload") as hop:
-            await hop()
+async def test_every_implementation_gathers_n_replies_with_requests_in_flight(
+    name: str, n: int
+) -> None:
+    [impl] = [i for i in build([name], ())[0] if i.name == name]
+    async with impl.fanout(n, "payload") as ask:
+        # Each ask() checks that its n replies, to this request, arrived; 16, 8 in flight.
+        assert await worker.throughput(ask, requests=16, concurrency=8) > 0
+    async with impl.chain(5, "payload") as hop:
+        await hop()  # checks that the message made the 5 hops
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -195,10 +237,43 @@ def test_percentile_is_nearest_rank() -> None:
     assert measure.percentile([5.0], 99.9) == 5
 
 
-def test_large_fan_outs_take_fewer_sequential_requests() -> None:
-    assert requests_at(50, 1000) == 1000
-    assert requests_at(1000, 1000) == 100
-    assert requests_at(100, 20) == 20
+async def test_a_latency_slice_stops_at_its_budget_and_counts_what_it_took() -> None:
+    child = worker.Worker("genie", "config/policies/ai-policy.yaml")
+    await child.start("fanout", 3, "", concurrency=2)
+    try:
+        assert len((await child.latency(count=30, budget_s=60.0))["samples"]) == 30
+        got = await child.latency(count=30, budget_s=0.0)  # out of time after the first
+        assert len(got["samples"]) == 1
+        assert got["wall_s"] >= got["samples"][0] > 0
+        assert got["cpu_s"] > 0
+    finally:
+        await child.stop()
+
+
+def test_a_child_refuses_an_unknown_command_and_the_harness_says_which() -> None:
+    with tempfile.TemporaryFile() as stderr:
+        child = measure.Child("asyncio", "config/policies/ai-policy.yaml", stderr)
+        try:
+            with pytest.raises(workloads.WorkloadError, match="unknown command 'sleep'"):
+                child.call("sleep")
+        finally:
+            child.close()
+
+
+def test_start_up_is_timed_from_bytecode_and_the_check_sees_when_it_is_not(
+    tmp_path: Path,
+) -> None:
+    env = process.child_env(tmp_path / "empty")  # a prefix with no bytecode, none written
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    code = process.IMPORT.format("genie")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout.split()[1]) > 20  # genie's own modules, at least, compiled
+    samples, without = process.import_seconds("genie", 2, tmp_path / "filled")
+    assert without == 0
+    assert len(samples) == 2
+    assert all(s > 0 for s in samples)
 
 
 def test_from_python_a_sweep_is_settings_run_and_write(tmp_path: Path) -> None:

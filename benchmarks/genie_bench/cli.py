@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import datetime
 import importlib.metadata
@@ -20,12 +19,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from genie import ConfigurationError, Policy
+from genie import ConfigurationError
 from genie._progress import ProgressLine
 
 from . import measure, process, report
-from .variants import VARIANTS, UnknownVariantError, build
-from .workloads import Implementation
+from .variants import PEERS, VARIANTS, UnknownVariantError, available, load_policies
+from .workloads import WorkloadError
+
+# Idle agents cost the same with policies, metrics or an envelope: one variant stands for each.
+MEMORY_VARIANTS = ("asyncio", "anyio", "genie", "autogen-core")
 
 DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
@@ -35,6 +37,7 @@ QUICK: dict[str, object] = {
     "n": [1, 10],
     "requests": 20,
     "rounds": 2,
+    "budget": 10.0,
     "concurrency": 4,
     "chain": 50,
     "chain_rounds": 3,
@@ -81,14 +84,27 @@ def _names(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
 def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Measure Genie against the raw asyncio floor, raw anyio and autogen-core "
-        "(when installed) in one run: fan-out/fan-in latency and throughput, per-hop cost, "
+        description="Measure Genie against the raw asyncio floor (bare and carrying a bus's "
+        "envelope), raw anyio and the peers a user would pick instead (autogen-core, the "
+        "Microsoft Agent Framework, LangGraph: when installed) in one run, each in a process of "
+        "its own: fan-out/fan-in latency and throughput, per-hop cost, with CPU and GC time; "
         "memory per idle agent and start-up. Writes results.json, results.md and latency.png.",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: small N, few requests")
     p.add_argument("--n", type=_positive_list, help="fan-out widths (default 1,10,50,100,1000)")
-    p.add_argument("--requests", type=_positive, help="sequential requests per N (default 1000)")
-    p.add_argument("--rounds", type=_positive, help="interleaved rounds (default 5)")
+    p.add_argument(
+        "--requests",
+        type=_positive,
+        help="sequential requests per implementation and N (default 1000: p99 is then the "
+        "990th slowest of 1000, p999 the 999th)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive,
+        help="seconds of sequential requests per implementation and N (default 60): one "
+        "slower than that takes fewer samples, as the table's count shows",
+    )
+    p.add_argument("--rounds", type=_positive, help="interleaved rounds (default 10)")
     p.add_argument("--concurrency", type=_positive, help="requests in flight (default 64)")
     p.add_argument("--chain", type=_positive, help="agents in the per-hop chain (default 1000)")
     p.add_argument("--chain-rounds", type=_positive, help="rounds through the chain (default 30)")
@@ -134,7 +150,8 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
 class Settings:
     n: list[int] = field(default_factory=lambda: [1, 10, 50, 100, 1000])
     requests: int = 1000
-    rounds: int = 5
+    budget: float = 60.0
+    rounds: int = 10
     concurrency: int = 64
     chain: int = 1000
     chain_rounds: int = 30
@@ -158,24 +175,16 @@ class Settings:
         return settings
 
 
-def requests_at(n: int, requests: int) -> int:
-    """Fewer sequential requests at large N (at least 100), so a full run stays within minutes."""
-    return min(requests, max(100, requests * 100 // max(n, 100)))
-
-
-def _policies(path: str) -> list[Policy]:
-    from genie.policies import load_policy_file
-
-    if not Path(path).is_file():
-        raise ConfigurationError(
-            f"policy file {path} not found (run from the repository root, or pass --policies)"
-        )
-    return list(load_policy_file(path).policies)
-
-
 def _environment() -> dict[str, object]:
     packages = {}
-    for name in ("anyio", "pydantic", "autogen-core", "matplotlib"):
+    for name in (
+        "anyio",
+        "pydantic",
+        "autogen-core",
+        "agent-framework-core",
+        "langgraph",
+        "matplotlib",
+    ):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             packages[name] = importlib.metadata.version(name)
     commit = subprocess.run(
@@ -187,9 +196,13 @@ def _environment() -> dict[str, object]:
         "implementation": platform.python_implementation(),
         "machine": f"{platform.system()} {platform.machine()}",
         "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "genie": importlib.metadata.version("genie-bus"),
         "commit": commit or "unknown",
         "packages": packages,
+        # Set here (PYTHONDONTWRITEBYTECODE), fresh processes would compile what has no .pyc;
+        # the start-up figures are taken from bytecode all the same (process.py).
+        "dont_write_bytecode": bool(sys.flags.dont_write_bytecode),
     }
 
 
@@ -198,18 +211,19 @@ def _x_floor(values: dict[str, float], key: str) -> dict[str, dict[str, float]]:
     return {name: {key: v, "x_floor": v / floor} for name, v in values.items()}
 
 
-async def _fanout(
-    impls: list[Implementation], s: Settings, blob: str, progress: ProgressLine
+def _fanout(
+    kids: dict[str, measure.Child], s: Settings, blob: str, progress: ProgressLine
 ) -> dict[str, dict[str, dict[str, float]]]:
-    out: dict[str, dict[str, dict[str, float]]] = {i.name: {} for i in impls}
+    out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in kids}
     for n in s.n:
-        got = await measure.fanout(
-            impls,
+        got = measure.fanout(
+            kids,
             n,
             blob=blob,
-            requests=requests_at(n, s.requests),
+            requests=s.requests,
             rounds=s.rounds,
             concurrency=s.concurrency,
+            budget_s=s.budget,
             progress=progress,
         )
         floor = measure.latency_summary(got.latencies[report.FLOOR])
@@ -217,59 +231,79 @@ async def _fanout(
         for name, samples in got.latencies.items():
             row = measure.latency_summary(samples)
             rate = measure.median(got.throughput[name])
+            latency_cost = got.latency_cost[name].per_unit_us()
+            throughput_cost = got.throughput_cost[name].per_unit_us()
             out[name][str(n)] = {
                 **row,
                 "p50_x_floor": row["p50_us"] / floor["p50_us"],
                 "p99_x_floor": row["p99_us"] / floor["p99_us"],
+                # per sequential request: CPU time and time in the garbage collector
+                "cpu_us": latency_cost["cpu_us"],
+                "gc_us": latency_cost["gc_us"],
+                "gc_collections": latency_cost["gc_collections"],
                 "requests_per_s": rate,
                 "deliveries_per_s": rate * n,
                 "throughput_x_floor": rate / floor_rate,
+                "throughput_requests": got.throughput_cost[name].units,
+                # per delivery with C in flight
+                "throughput_cpu_us_per_delivery": throughput_cost["cpu_us"] / n,
+                "throughput_gc_us_per_delivery": throughput_cost["gc_us"] / n,
             }
     return out
 
 
-async def _chain(
-    impls: list[Implementation], s: Settings, blob: str, progress: ProgressLine
+def _chain(
+    kids: dict[str, measure.Child], s: Settings, blob: str, progress: ProgressLine
 ) -> dict[str, dict[str, float]]:
-    hops = await measure.chain(impls, s.chain, blob=blob, rounds=s.chain_rounds, progress=progress)
-    floor = measure.median(hops[report.FLOOR])
-    return {
-        name: {
-            "median_us": measure.median(h) * 1e6,
-            "best_us": min(h) * 1e6,
-            "x_floor": measure.median(h) / floor,
+    got = measure.chain(kids, s.chain, blob=blob, rounds=s.chain_rounds, progress=progress)
+    floor = measure.median(got.per_hop[report.FLOOR])
+    out = {}
+    for name, hops in got.per_hop.items():
+        cost = got.cost[name].per_unit_us()
+        out[name] = {
+            "median_us": measure.median(hops) * 1e6,
+            "best_us": min(hops) * 1e6,
+            "x_floor": measure.median(hops) / floor,
+            "cpu_us": cost["cpu_us"],
+            "gc_us": cost["gc_us"],
+            "samples": len(hops),
         }
-        for name, h in hops.items()
-    }
+    return out
 
 
-def _memory(impls: list[Implementation], s: Settings, progress: ProgressLine) -> dict[str, Any]:
+def _memory(names: list[str], s: Settings, progress: ProgressLine) -> dict[str, Any]:
     # Policies and metrics change nothing in an idle agent: the plain variants stand for them.
     per_agent = {}
-    for impl in impls:
-        if impl.idle is not None and impl.name in ("asyncio", "anyio", "genie", "autogen-core"):
-            progress(f"memory: {s.idle:,} idle agents, {impl.name}, fresh process")
-            per_agent[impl.name] = process.idle_memory(impl.name, s.idle)
+    for name in names:
+        if name in MEMORY_VARIANTS:
+            progress(f"memory: {s.idle:,} idle agents, {name}, fresh process")
+            per_agent[name] = process.idle_memory(name, s.idle)
     return _x_floor(per_agent, "bytes_per_agent") if report.FLOOR in per_agent else {}
 
 
-def _startup(s: Settings, progress: ProgressLine) -> dict[str, Any]:
+def _startup(s: Settings, names: list[str], progress: ProgressLine) -> dict[str, Any]:
     r = s.startup_repeats
-    progress("start-up: interpreter")
-    out: dict[str, Any] = {
-        "interpreter": process.summary(process.wall_seconds([sys.executable, "-c", "pass"], r))
-    }
-    modules = ["asyncio", "genie"]
-    if "autogen-core" in s.variants and importlib.util.find_spec("autogen_core") is not None:
-        modules.append("autogen_core")
-    out["import"] = {}
-    for module in modules:
-        progress(f"start-up: import {module}")
-        out["import"][module] = process.summary(process.import_seconds(module, r))
-    if Path(s.pipeline).is_file():
-        progress(f"start-up: genie run {s.pipeline}")
-        argv = [*process.genie_command(), "run", s.pipeline]
-        out["finance_run"] = process.summary(process.wall_seconds(argv, r))
+    with tempfile.TemporaryDirectory(prefix="genie-bench-pycache-") as tmp:
+        pycache = Path(tmp)
+        progress("start-up: interpreter")
+        interpreter = process.wall_seconds([sys.executable, "-c", "pass"], r, pycache)
+        out: dict[str, Any] = {
+            "bytecode": "read from a pycache prefix filled by one untimed run of each command",
+            "interpreter": process.summary(interpreter),
+            "import": {},
+        }
+        modules = ["asyncio", "genie", *(PEERS[name][1] for name in names if name in PEERS)]
+        for module in dict.fromkeys(modules):
+            progress(f"start-up: import {module}")
+            samples, from_source = process.import_seconds(module, r, pycache)
+            out["import"][module] = {
+                **process.summary(samples),
+                "modules_without_bytecode": from_source,
+            }
+        if Path(s.pipeline).is_file():
+            progress(f"start-up: genie run {s.pipeline}")
+            argv = [*process.genie_command(), "run", s.pipeline]
+            out["finance_run"] = process.summary(process.wall_seconds(argv, r, pycache))
     return out
 
 
@@ -277,11 +311,10 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     """Measure what ``s`` asks for; the results as ``results.json`` holds them (no files)."""
     progress = progress or ProgressLine(sys.stderr)
     pipeline = s.pipeline
-    needs_policies = any("policies" in v for v in s.variants) and (
-        "fanout" in s.workloads or "chain" in s.workloads
-    )
-    policies = _policies(s.policies) if needs_policies else []
-    impls, skipped = build(s.variants, policies)
+    speed = "fanout" in s.workloads or "chain" in s.workloads
+    if speed and any("policies" in v for v in s.variants):
+        load_policies(s.policies)  # a missing or broken file is refused before anything runs
+    names, skipped = available(s.variants)
     for why in skipped.values():
         print(f"genie bench: {why}", file=sys.stderr)
     if "startup" in s.workloads and not Path(pipeline).is_file():
@@ -294,18 +327,16 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
         "skipped": skipped,
     }
     blob = "x" * s.payload_bytes
-
-    async def speed() -> None:
-        if "fanout" in s.workloads:
-            results["fanout"] = await _fanout(impls, s, blob, progress)
-        if "chain" in s.workloads:
-            results["chain"] = await _chain(impls, s, blob, progress)
-
-    asyncio.run(speed())
+    if speed:
+        with measure.children(names, str(Path(s.policies).resolve())) as kids:
+            if "fanout" in s.workloads:
+                results["fanout"] = _fanout(kids, s, blob, progress)
+            if "chain" in s.workloads:
+                results["chain"] = _chain(kids, s, blob, progress)
     if "memory" in s.workloads:
-        results["memory"] = _memory(impls, s, progress)
+        results["memory"] = _memory(names, s, progress)
     if "startup" in s.workloads:
-        results["startup"] = _startup(s, progress)
+        results["startup"] = _startup(s, names, progress)
     if "soak" in s.workloads:
         progress(f"soak: {s.soak_sessions:,} simulated sessions, fresh process")
         results["soak"] = process.soak(s.soak_sessions)
@@ -333,7 +364,7 @@ def write(results: report.Results, out: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     """Measure fan-out latency, throughput, per-hop cost, memory and start-up against raw
-    asyncio, raw anyio and autogen-core (see genie bench --help)."""
+    asyncio, raw anyio and the peers (see genie bench --help)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.payload_bytes < 0:
@@ -345,7 +376,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     progress = ProgressLine(sys.stderr)
     try:
         results = run(settings, progress)
-    except (ConfigurationError, UnknownVariantError) as exc:
+    except (ConfigurationError, UnknownVariantError, WorkloadError) as exc:
         progress.done()
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

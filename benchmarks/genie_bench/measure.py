@@ -1,23 +1,28 @@
 """Timing: sequential latency samples, throughput with C requests in flight, per-hop rounds.
 
-Implementations are measured interleaved, in rounds: every implementation is alive in the
-same event loop and each round gives each of them a slice of the work, in a rotating order, so
-drift on a shared machine (another job starting, the CPU clocking down) hits them alike.
+Each implementation runs in a child process of its own (``worker.py``): one implementation's
+garbage never lands in another's collections, and each reports its CPU time and its time in the
+garbage collector beside wall time. The children take turns, in short rounds and a rotating
+order, one working while the others wait on a pipe: drift on a shared machine (another job
+starting, the CPU clocking down) hits them alike, as when they shared one event loop, and none
+competes with another for the CPU.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import itertools
+import json
 import math
 import statistics
-import time
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import IO, Any
 
-from .workloads import Ask, Implementation
+from .process import child_env
+from .workloads import WorkloadError
 
 Progress = Callable[[str], None]
 
@@ -28,91 +33,175 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+class Child:
+    """One implementation's worker process; ``call`` sends a command and returns its answer."""
+
+    def __init__(self, name: str, policies: str, stderr: IO[bytes]) -> None:
+        self.name = name
+        self.stderr = stderr
+        argv = [sys.executable, "-m", "genie_bench.worker", name, policies]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=child_env(),
+            text=True,
+        )
+
+    def send(self, op: str, **args: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            self.stderr.seek(0)
+            why = self.stderr.read().decode(errors="replace").strip()[-800:]
+            raise WorkloadError(f"{self.name}: worker exited {self.proc.returncode}: {why}")
+        got: dict[str, Any] = json.loads(line)
+        if "error" in got:
+            raise WorkloadError(f"{self.name}: {got['error']}")
+        return got
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        self.send(op, **args)
+        return self.answer()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@contextmanager
+def children(names: Sequence[str], policies: str) -> Iterator[dict[str, Child]]:
+    """A worker per implementation, all started at once (their imports overlap)."""
+    with ExitStack() as stack:
+        out = {}
+        for name in names:
+            stderr = stack.enter_context(tempfile.TemporaryFile())
+            out[name] = child = Child(name, policies, stderr)
+            stack.callback(child.close)
+        yield out
+
+
+def each(kids: dict[str, Child], op: str, **args: Any) -> dict[str, dict[str, Any]]:
+    """The same command to every child at once (set-up, tear-down: nothing timed)."""
+    for child in kids.values():
+        child.send(op, **args)
+    return {name: child.answer() for name, child in kids.items()}
+
+
+def _rotated(names: Sequence[str], by: int) -> list[str]:
+    k = by % len(names)
+    return [*names[k:], *names[:k]]
+
+
+@dataclass
+class Cost:
+    """What a measured block of work cost, summed over its slices."""
+
+    units: int = 0  # requests or hops
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    gc_s: float = 0.0
+    gc_collections: int = 0
+
+    def add(self, figures: dict[str, Any], units: int) -> None:
+        self.units += units
+        self.wall_s += figures["wall_s"]
+        self.cpu_s += figures["cpu_s"]
+        self.gc_s += figures["gc_s"]
+        self.gc_collections += figures["gc_collections"]
+
+    def per_unit_us(self) -> dict[str, float]:
+        per = 1e6 / max(self.units, 1)
+        return {
+            "cpu_us": self.cpu_s * per,
+            "gc_us": self.gc_s * per,
+            "cpu_share": self.cpu_s / self.wall_s if self.wall_s else 0.0,
+            "gc_collections": self.gc_collections,
+        }
+
+
 @dataclass
 class FanoutResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)  # seconds per request
     throughput: dict[str, list[float]] = field(default_factory=dict)  # requests per second
+    latency_cost: dict[str, Cost] = field(default_factory=dict)
+    throughput_cost: dict[str, Cost] = field(default_factory=dict)
 
 
-def _rotated(items: Sequence[Implementation], by: int) -> list[Implementation]:
-    k = by % len(items)
-    return [*items[k:], *items[:k]]
-
-
-async def throughput(ask: Ask, requests: int, concurrency: int) -> float:
-    """Requests per second with ``concurrency`` requests in flight until ``requests`` are done."""
-    started = itertools.count()
-
-    async def client() -> None:
-        while next(started) < requests:
-            await ask()
-
-    begin = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(min(concurrency, requests))))
-    return requests / (time.perf_counter() - begin)
-
-
-async def fanout(
-    impls: Sequence[Implementation],
+def fanout(
+    kids: dict[str, Child],
     n: int,
     *,
     blob: str,
     requests: int,
     rounds: int,
     concurrency: int,
+    budget_s: float,
     progress: Progress,
 ) -> FanoutResult:
-    """Latency of ``requests`` sequential requests and throughput, per implementation, at N."""
+    """``requests`` sequential requests (fewer past ``budget_s`` seconds) and a throughput batch
+    per round, per implementation, at N."""
     out = FanoutResult()
-    async with AsyncExitStack() as stack:
-        asks: dict[str, Ask] = {}
-        for impl in impls:
-            progress(f"fan-out N={n}: starting {impl.name}")
-            asks[impl.name] = await stack.enter_async_context(impl.fanout(n, blob))
-            out.latencies[impl.name] = []
-            out.throughput[impl.name] = []
-        per_round = max(1, requests // rounds)
-        in_flight = max(per_round, concurrency)
-        for impl in impls:  # warm-up: first calls build caches and schemas
-            for _ in range(min(5, per_round)):
-                await asks[impl.name]()
-        for r in range(rounds):
-            for impl in _rotated(impls, r):
-                progress(f"fan-out N={n}: round {r + 1}/{rounds}, {impl.name}")
-                ask, samples = asks[impl.name], out.latencies[impl.name]
-                gc.collect()
-                for _ in range(per_round):
-                    begin = time.perf_counter()
-                    await ask()
-                    samples.append(time.perf_counter() - begin)
-                rate = await throughput(ask, in_flight, concurrency)
-                out.throughput[impl.name].append(rate)
+    names = list(kids)
+    progress(f"fan-out N={n}: starting {', '.join(names)}")
+    each(kids, "start", shape="fanout", size=n, blob=blob, concurrency=concurrency)
+    per_round = max(1, math.ceil(requests / rounds))
+    for name in names:
+        out.latencies[name], out.throughput[name] = [], []
+        out.latency_cost[name], out.throughput_cost[name] = Cost(), Cost()
+    for r in range(rounds):
+        for name in _rotated(names, r):
+            progress(f"fan-out N={n}: round {r + 1}/{rounds}, {name}")
+            child = kids[name]
+            got = child.call("latency", count=per_round, budget_s=budget_s / rounds)
+            out.latencies[name] += got["samples"]
+            out.latency_cost[name].add(got, len(got["samples"]))
+            # At least C requests, so that C are in flight; as many as the latency slice did.
+            batch = max(concurrency, len(got["samples"]))
+            got = child.call("throughput", requests=batch, concurrency=concurrency)
+            out.throughput[name].append(got["requests_per_s"])
+            out.throughput_cost[name].add(got, batch)
+    each(kids, "stop")
     return out
 
 
-async def chain(
-    impls: Sequence[Implementation],
-    agents: int,
-    *,
-    blob: str,
-    rounds: int,
-    progress: Progress,
-) -> dict[str, list[float]]:
+@dataclass
+class ChainResult:
+    per_hop: dict[str, list[float]] = field(default_factory=dict)  # seconds per hop, per round
+    cost: dict[str, Cost] = field(default_factory=dict)
+
+
+def chain(
+    kids: dict[str, Child], agents: int, *, blob: str, rounds: int, progress: Progress
+) -> ChainResult:
     """Seconds per hop through a chain of ``agents``, one sample per round per implementation."""
-    out: dict[str, list[float]] = {}
-    async with AsyncExitStack() as stack:
-        asks: dict[str, Ask] = {}
-        for impl in impls:
-            progress(f"chain of {agents}: starting {impl.name}")
-            asks[impl.name] = await stack.enter_async_context(impl.chain(agents, blob))
-            await asks[impl.name]()  # warm-up
-            out[impl.name] = []
-        for r in range(rounds):
-            for impl in _rotated(impls, r):
-                progress(f"chain of {agents}: round {r + 1}/{rounds}, {impl.name}")
-                begin = time.perf_counter()
-                await asks[impl.name]()
-                out[impl.name].append((time.perf_counter() - begin) / agents)
+    out = ChainResult()
+    names = list(kids)
+    progress(f"chain of {agents}: starting {', '.join(names)}")
+    each(kids, "start", shape="chain", size=agents, blob=blob, concurrency=1)
+    for name in names:
+        out.per_hop[name], out.cost[name] = [], Cost()
+    for r in range(rounds):
+        for name in _rotated(names, r):
+            progress(f"chain of {agents}: round {r + 1}/{rounds}, {name}")
+            got = kids[name].call("hop")
+            out.per_hop[name].append(got["wall_s"] / agents)
+            out.cost[name].add(got, agents)
+    each(kids, "stop")
     return out
 
 

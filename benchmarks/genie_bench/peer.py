@@ -1,10 +1,15 @@
-"""autogen-core's SingleThreadedAgentRuntime running the same workloads (the closest peer).
+"""autogen-core's SingleThreadedAgentRuntime running the same workloads, two ways.
 
-Imported only when autogen-core is installed (the ``bench`` extra). The workloads use its
-pub/sub, the same shape as Genie's: a request is published to a topic every worker subscribes
-to, each worker publishes its reply to a reply topic, and a closure agent gathers the replies
-into the same dict of futures the floor uses. A chain hop is a publish to the next relay's
-topic (one agent type, keyed by the topic's source).
+Imported only when autogen-core is installed (the ``bench`` extra).
+
+``autogen-core`` uses its pub/sub, the same shape as Genie's: a request is published to a topic
+every worker subscribes to, each worker publishes its reply to a reply topic, and a closure
+agent gathers the replies into the same dict of futures the floor uses. A chain hop is a
+publish to the next relay's topic (one agent type, keyed by the topic's source).
+
+``autogen-core+send`` uses its direct messaging (``send_message``, a request and its response):
+the caller sends the request to each of the N workers and gathers the N responses with
+``asyncio.gather``; a chain hop is a relay sending to the next and returning what it answers.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from autogen_core import __version__ as version
 
 from .workloads import Ask, Hop, Implementation, Reply, Request, _check, _FanIn
 
-__all__ = ["PEER", "version"]
+__all__ = ["PEER", "SEND", "version"]
 
 REQUESTS = "bench.request"
 REPLIES = "bench.reply"
@@ -136,6 +141,64 @@ async def idle(count: int) -> AsyncIterator[None]:
         yield
 
 
+class Responder(RoutedAgent):
+    def __init__(self, index: int) -> None:
+        super().__init__("bench worker, answers")
+        self.index = index
+
+    @message_handler
+    async def on_request(self, message: Request, ctx: MessageContext) -> Reply:
+        return Reply(seq=message.seq, agent=self.index, blob=message.blob)
+
+
+class Forwarder(RoutedAgent):
+    def __init__(self, agents: int) -> None:
+        super().__init__("bench relay, sends on")
+        self.agents = agents
+
+    @message_handler
+    async def on_hop(self, message: Hop, ctx: MessageContext) -> Hop:
+        hop = Hop(n=message.n + 1, blob=message.blob)
+        if hop.n == self.agents:
+            return hop
+        answer = await self.send_message(hop, AgentId("relay", str(hop.n)))
+        assert isinstance(answer, Hop)
+        return answer
+
+
+@asynccontextmanager
+async def send_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
+    runtime = SingleThreadedAgentRuntime()
+    workers = [AgentId(f"w{i}", "default") for i in range(n)]
+    for i in range(n):
+        await Responder.register(runtime, f"w{i}", lambda i=i: Responder(i))  # type: ignore[misc]
+    seq = itertools.count()
+
+    async def ask() -> None:
+        request = Request(seq=next(seq), blob=blob)
+        replies = await asyncio.gather(*(runtime.send_message(request, w) for w in workers))
+        got = sum(isinstance(r, Reply) and r.seq == request.seq for r in replies)
+        _check(got, n, "autogen-core send_message replies")
+
+    async with _running(runtime):
+        yield ask
+
+
+@asynccontextmanager
+async def send_chain(agents: int, blob: str) -> AsyncIterator[Ask]:
+    runtime = SingleThreadedAgentRuntime()
+    await Forwarder.register(runtime, "relay", lambda: Forwarder(agents))
+
+    async def ask() -> None:
+        last = await runtime.send_message(Hop(n=0, blob=blob), AgentId("relay", "0"))
+        _check(last.n if isinstance(last, Hop) else -1, agents, "autogen-core send_message hops")
+
+    async with _running(runtime):
+        for i in range(agents):  # instantiate the relays outside the measured rounds
+            await runtime.try_get_underlying_agent_instance(AgentId("relay", str(i)))
+        yield ask
+
+
 PEER = Implementation(
     "autogen-core",
     f"autogen-core {version} SingleThreadedAgentRuntime: publish to a topic, replies gathered "
@@ -143,4 +206,11 @@ PEER = Implementation(
     fanout,
     chain,
     idle,
+)
+SEND = Implementation(
+    "autogen-core+send",
+    f"autogen-core {version} SingleThreadedAgentRuntime: send_message to each agent, the "
+    "responses gathered with asyncio.gather",
+    send_fanout,
+    send_chain,
 )

@@ -5,6 +5,14 @@ Memory is measured in a child per implementation: the RSS of a process that has 
 other workloads depends on what its allocator kept, and gave 288 to 1,900 bytes per agent for
 the same code. ``python -m genie_bench.process idle NAME COUNT`` is that child, and
 ``python -m genie_bench.process soak SESSIONS`` the soak's (``soak.py``).
+
+Start-up is timed from bytecode, as an installed package runs: the environment may set
+``PYTHONDONTWRITEBYTECODE`` (this one does), and then every fresh process would compile whatever
+has no ``.pyc`` yet (genie, from a source checkout) while the rest loads bytecode. Each timed
+command first runs once, untimed, writing bytecode for everything it imports (the standard
+library, the dependencies and genie alike) into a pycache prefix of the run's own
+(``PYTHONPYCACHEPREFIX``); the timed runs read it from there. Nothing is written beside the
+installed sources, and the import child reports whether every module it loaded had bytecode.
 """
 
 from __future__ import annotations
@@ -24,15 +32,24 @@ from .variants import build
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
-def _child_env() -> dict[str, str]:
+def child_env(pycache: Path | None = None, *, write_bytecode: bool = False) -> dict[str, str]:
+    """The environment of a child: this harness importable; bytecode under ``pycache``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if write_bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
-def _python(*args: str) -> str:
+def _python(*args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=_child_env(), check=False
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=env or child_env(),
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()[-500:]}")
@@ -63,24 +80,51 @@ def idle_memory(name: str, count: int) -> float:
     return float(json.loads(out)["bytes_per_agent"])
 
 
-IMPORT = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
+# The time of the import, then the modules it loaded from source (no bytecode read): checked
+# after the clock stopped.
+IMPORT = """import time
+t = time.perf_counter()
+import {0}
+t = time.perf_counter() - t
+import importlib.util, os, sys
+sources = [
+    s.origin for m in list(sys.modules.values())
+    if (s := getattr(m, "__spec__", None)) and s.cached and s.origin and s.origin.endswith(".py")
+]
+print(t, sum(not os.path.exists(importlib.util.cache_from_source(o)) for o in sources))"""
 
 
-def import_seconds(module: str, repeats: int) -> list[float]:
-    """``import module`` in a fresh interpreter, ``repeats`` times."""
-    return [float(_python("-c", IMPORT.format(module))) for _ in range(repeats)]
+def import_seconds(module: str, repeats: int, pycache: Path) -> tuple[list[float], int]:
+    """``import module`` in a fresh interpreter, ``repeats`` times, from bytecode under
+    ``pycache`` (written by a first, untimed run); also how many modules still had none."""
+    code = IMPORT.format(module)
+    _python("-c", code, env=child_env(pycache, write_bytecode=True))
+    samples, without = [], 0
+    for _ in range(repeats):
+        seconds, missing = _python("-c", code, env=child_env(pycache)).split()
+        samples.append(float(seconds))
+        without = max(without, int(missing))
+    return samples, without
 
 
-def wall_seconds(argv: list[str], repeats: int) -> list[float]:
-    """Wall time of a whole command (interpreter start included), ``repeats`` times."""
+def wall_seconds(argv: list[str], repeats: int, pycache: Path | None = None) -> list[float]:
+    """Wall time of a whole command (interpreter start included), ``repeats`` times; with
+    ``pycache``, after one untimed run that writes its bytecode there."""
+    if pycache is not None:
+        _run(argv, child_env(pycache, write_bytecode=True))
     samples = []
     for _ in range(repeats):
         begin = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, env=_child_env(), check=False)
+        _run(argv, child_env(pycache))
         samples.append(time.perf_counter() - begin)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-500:]!r}")
     return samples
+
+
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    done = subprocess.run(argv, capture_output=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-500:]!r}")
+    return done
 
 
 def genie_command() -> list[str]:

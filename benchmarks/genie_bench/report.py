@@ -12,6 +12,7 @@ from typing import Any
 
 Results = dict[str, Any]
 FLOOR = "asyncio"
+REFERENCES = (FLOOR, "asyncio+envelope", "anyio")  # drawn dashed: not buses
 
 
 def _fanout_target(results: Results, impl: str, n: int, q: str) -> float | None:
@@ -143,10 +144,15 @@ def markdown(results: Results) -> str:
         f"Command: `{results['command']}`  ",
         f"Date: {env['date']}; Python {env['python']} on {env['machine']}, {env['cpus']} CPUs; "
         f"genie {env['genie']} ({env['commit']}); "
-        + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        + ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+        + "  ",
+        f"Load average at the start: {_load(env.get('load_average'))}; "
+        f"`sys.flags.dont_write_bytecode`: {int(bool(env.get('dont_write_bytecode')))}",
         "",
         "Every ratio is to the raw asyncio floor measured in the same run (`x floor`: lower is "
-        "better for latency and memory, higher for throughput).",
+        "better for latency and memory, higher for throughput). Each implementation ran in a "
+        "process of its own, in alternating rounds; CPU is `time.process_time`, GC the time "
+        "spent in collections (`gc.callbacks`), both over the timed work.",
         "",
     ]
     for name, why in results.get("skipped", {}).items():
@@ -154,28 +160,35 @@ def markdown(results: Results) -> str:
     fanout: dict[str, dict[str, dict[str, float]]] = results.get("fanout", {})
     if fanout:
         lines += [
-            f"## Fan-out and fan-in: latency ({s['requests']} sequential requests per N, "
-            f"{s['rounds']} interleaved rounds)",
+            f"## Fan-out and fan-in: latency (up to {s['requests']:,} sequential requests per "
+            f"implementation and N, at most {s['budget']:g} s of them; {s['rounds']} "
+            "alternating rounds)",
             "",
         ]
         header = [
             "implementation",
             "N",
+            "samples",
             "p50 µs",
             "p99 µs",
             "p999 µs",
             "p50 x floor",
             "p99 x floor",
+            "CPU µs",
+            "GC µs",
         ]
         rows = [
             [
                 impl,
                 n,
+                f"{r['samples']:,}",
                 _f(r["p50_us"]),
-                _f(r["p99_us"]),
+                _f(r["p99_us"]) + ("" if r["samples"] >= 500 else "†"),
                 _f(r["p999_us"]) + ("" if r["samples"] >= 1000 else "*"),
                 _f(r["p50_x_floor"], 2),
                 _f(r["p99_x_floor"], 2),
+                _f(r["cpu_us"]),
+                _f(r["gc_us"]),
             ]
             for n in map(str, s["n"])
             for impl, by_n in fanout.items()
@@ -183,12 +196,22 @@ def markdown(results: Results) -> str:
         ]
         lines += _table(header, rows)
         lines += [
-            "\\* fewer than 1,000 samples: p999 is the slowest request.",
+            "CPU µs and GC µs: per request, over the sequential requests. † fewer than 500 "
+            "samples: p99 is among the five slowest requests. \\* fewer than 1,000 samples: "
+            "p999 is the slowest request.",
             "",
             f"## Fan-out and fan-in: throughput ({s['concurrency']} requests in flight)",
             "",
         ]
-        header = ["implementation", "N", "requests/s", "deliveries/s", "x floor"]
+        header = [
+            "implementation",
+            "N",
+            "requests/s",
+            "deliveries/s",
+            "x floor",
+            "CPU µs/delivery",
+            "GC µs/delivery",
+        ]
         rows = [
             [
                 impl,
@@ -196,6 +219,8 @@ def markdown(results: Results) -> str:
                 _f(r["requests_per_s"], 0),
                 _f(r["deliveries_per_s"], 0),
                 _f(r["throughput_x_floor"], 2),
+                _f(r["throughput_cpu_us_per_delivery"], 2),
+                _f(r["throughput_gc_us_per_delivery"], 2),
             ]
             for n in map(str, s["n"])
             for impl, by_n in fanout.items()
@@ -206,8 +231,22 @@ def markdown(results: Results) -> str:
         (
             "chain",
             f"## Per hop: a chain of {s['chain']} agents ({s['chain_rounds']} rounds)",
-            ["implementation", "median µs/hop", "best µs/hop", "x floor"],
-            lambda k, r: [k, _f(r["median_us"], 2), _f(r["best_us"], 2), _f(r["x_floor"], 2)],
+            [
+                "implementation",
+                "median µs/hop",
+                "best µs/hop",
+                "x floor",
+                "CPU µs/hop",
+                "GC µs/hop",
+            ],
+            lambda k, r: [
+                k,
+                _f(r["median_us"], 2),
+                _f(r["best_us"], 2),
+                _f(r["x_floor"], 2),
+                _f(r["cpu_us"], 2),
+                _f(r["gc_us"], 2),
+            ],
         ),
         (
             "memory",
@@ -222,7 +261,10 @@ def markdown(results: Results) -> str:
             lines += _table(header, [row(k, r) for k, r in results[key].items()])
     startup = results.get("startup")
     if startup:
-        lines += [f"## Start-up (fresh processes, {s['startup_repeats']} each)", ""]
+        lines += [
+            f"## Start-up (fresh processes, {s['startup_repeats']} each, from bytecode)",
+            "",
+        ]
         rows = [
             ["interpreter start (`python -c pass`)", *_ms(startup["interpreter"])],
             *[[f"`import {m}`", *_ms(v)] for m, v in startup["import"].items()],
@@ -261,6 +303,10 @@ def markdown(results: Results) -> str:
     return "\n".join(lines)
 
 
+def _load(average: list[float] | None) -> str:
+    return "unknown" if not average else " ".join(f"{x:.2f}" for x in average)
+
+
 def _ms(row: dict[str, float]) -> list[str]:
     return [_f(row["median_ms"]), _f(row["best_ms"])]
 
@@ -282,7 +328,7 @@ def plot(results: Results, path: Path) -> str | None:
     for ax, q in zip(axes, ("p50", "p99"), strict=True):
         for impl, by_n in fanout.items():
             ns = sorted(int(n) for n in by_n)
-            style = "--" if impl in (FLOOR, "anyio") else "-"
+            style = "--" if impl in REFERENCES else "-"
             ax.plot(ns, [by_n[str(n)][f"{q}_us"] for n in ns], style, marker="o", label=impl)
         ax.set_xscale("log")
         ax.set_yscale("log")

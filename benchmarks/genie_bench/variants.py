@@ -1,24 +1,33 @@
-"""The implementations a run can compare, by name; the peer only when it is installed."""
+"""The implementations a run can compare, by name; a peer only when it is installed."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
-from genie import Policy
+from genie import ConfigurationError, Policy
 
-from .workloads import ANYIO, FLOOR, Implementation, genie
+from .workloads import ANYIO, ENVELOPE, FLOOR, Implementation, genie
 
+# A peer: the package a user installs, the module a user imports (its import is timed too),
+# and our module and attribute that drive it.
+PEERS = {
+    "autogen-core": ("autogen-core", "autogen_core", "peer", "PEER"),
+    "autogen-core+send": ("autogen-core", "autogen_core", "peer", "SEND"),
+    "agent-framework": ("agent-framework-core", "agent_framework", "maf", "PEER"),
+    "langgraph": ("langgraph", "langgraph.graph", "langgraph_peer", "PEER"),
+}
 VARIANTS = (
     "asyncio",
+    "asyncio+envelope",
     "anyio",
     "genie",
     "genie+policies",
     "genie+metrics",
     "genie+policies+metrics",
-    "autogen-core",
-)
-PEER_MISSING = (
-    "autogen-core is not installed (pip install 'genie-bus[bench]'): its column is skipped"
+    *PEERS,
 )
 
 
@@ -26,27 +35,66 @@ class UnknownVariantError(ValueError):
     pass
 
 
+def missing(name: str) -> str | None:
+    """Why the peer ``name`` cannot run here (its package is not installed), else None."""
+    if name not in PEERS:
+        return None
+    package, module, _, _ = PEERS[name]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or set to None in sys.modules
+        found = False
+    if found:
+        return None
+    install = "pip install 'genie-bus[bench]'"
+    return f"{package} is not installed ({install}): the {name} column is skipped"
+
+
+def available(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The variants of ``names`` to run (the floor first), and those skipped with why."""
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise UnknownVariantError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
+    run, skipped = ["asyncio"], {}
+    for name in dict.fromkeys(names):
+        if name == "asyncio":
+            continue
+        why = missing(name)
+        if why is None:
+            run.append(name)
+        else:
+            skipped[name] = why
+    return run, skipped
+
+
+def load_policies(path: str) -> list[Policy]:
+    """The policy set of the ``+policies`` variants; a clear error when the file is not there."""
+    from genie.policies import load_policy_file
+
+    if not Path(path).is_file():
+        raise ConfigurationError(
+            f"policy file {path} not found (run from the repository root, or pass --policies)"
+        )
+    return list(load_policy_file(path).policies)
+
+
 def build(
     names: Sequence[str], policies: Sequence[Policy]
 ) -> tuple[list[Implementation], dict[str, str]]:
     """The implementations for ``names`` (the floor always first) and what was skipped, why."""
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise UnknownVariantError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
-    impls: list[Implementation] = [FLOOR]
-    skipped: dict[str, str] = {}
-    for name in dict.fromkeys(names):
+    run, skipped = available(names)
+    impls: list[Implementation] = []
+    for name in run:
         if name == "asyncio":
-            continue
-        if name == "anyio":
+            impls.append(FLOOR)
+        elif name == "asyncio+envelope":
+            impls.append(ENVELOPE)
+        elif name == "anyio":
             impls.append(ANYIO)
-        elif name == "autogen-core":
-            try:
-                from .peer import PEER
-            except ImportError:
-                skipped[name] = PEER_MISSING
-            else:
-                impls.append(PEER)
+        elif name in PEERS:
+            _, _, ours, attribute = PEERS[name]
+            module = importlib.import_module(f"{__package__}.{ours}")
+            impls.append(getattr(module, attribute))
         else:
             impls.append(genie(policies if "policies" in name else (), "metrics" in name))
     return impls, skipped

@@ -9,8 +9,11 @@ in one event loop and measured interleaved:
 - ``chain(agents, blob)`` yields ``ask()``: one ``Hop`` through ``agents`` agents in a row.
 - ``idle(count)``: ``count`` agents ready for work and given none (memory).
 
-The raw asyncio floor: an ``asyncio.Queue`` and a task per agent, a dict of
-futures for the fan-in, nothing else. The peer (autogen-core) lives in ``peer.py``.
+The raw asyncio floor: an ``asyncio.Queue`` and a task per agent, a dict of futures for the
+fan-in, nothing else. ``asyncio+envelope`` is the same floor carrying the envelope any bus must
+carry (ids, correlation, causation, a timestamp, the type), so that what a bus must pay is told
+apart from what it chose. The peers live in ``peer.py`` (autogen-core), ``maf.py`` (the Microsoft
+Agent Framework) and ``langgraph_peer.py``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -30,6 +35,7 @@ from genie import BaseAgent, Context, Limits, Message, Payload, Policy, Runtime,
 
 Ask = Callable[[], Awaitable[None]]
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 class Request(Payload):
@@ -157,6 +163,126 @@ async def asyncio_idle(count: int) -> AsyncIterator[None]:
         await _cancel_all(tasks)
 
 
+# --- raw asyncio carrying an envelope: the floor plus what a bus must carry -----------------
+@dataclass(slots=True)
+class Envelope(Generic[P]):
+    """The fields every bus message carries; nothing validated, nothing copied."""
+
+    id: str
+    type: str
+    sender: str
+    recipient: str | None
+    correlation_id: str
+    causation_id: str | None
+    created_at: float
+    payload: P
+
+
+class _Ids:
+    """Unique ids as a bus can make them cheaply: a random prefix and a counter."""
+
+    def __init__(self) -> None:
+        self.prefix = uuid.uuid4().hex[:12] + "-"
+        self.counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return self.prefix + format(next(self.counter), "x")
+
+
+@asynccontextmanager
+async def envelope_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
+    new_id = _Ids()
+    pending: dict[str, tuple[asyncio.Future[list[Envelope[Reply]]], list[Envelope[Reply]]]] = {}
+    queues: list[asyncio.Queue[Envelope[Request]]] = [asyncio.Queue() for _ in range(n)]
+
+    def collect(reply: Envelope[Reply]) -> None:
+        future, replies = pending[reply.correlation_id]
+        replies.append(reply)
+        if len(replies) == n:
+            del pending[reply.correlation_id]
+            future.set_result(replies)
+
+    async def agent(index: int, inbox: asyncio.Queue[Envelope[Request]]) -> None:
+        name = f"w{index}"
+        while True:
+            req = await inbox.get()
+            payload = Reply(seq=req.payload.seq, agent=index, blob=req.payload.blob)
+            collect(
+                Envelope(
+                    new_id(),
+                    Reply.message_type,
+                    name,
+                    req.sender,
+                    req.correlation_id,
+                    req.id,
+                    time.time(),
+                    payload,
+                )
+            )
+
+    tasks = [asyncio.create_task(agent(i, q)) for i, q in enumerate(queues)]
+    seq = itertools.count()
+
+    async def ask() -> None:
+        msg_id = new_id()
+        future: asyncio.Future[list[Envelope[Reply]]] = asyncio.get_running_loop().create_future()
+        pending[msg_id] = (future, [])
+        payload = Request(seq=next(seq), blob=blob)
+        req = Envelope(
+            msg_id, Request.message_type, "caller", None, msg_id, None, time.time(), payload
+        )
+        for q in queues:
+            q.put_nowait(req)
+        replies = await future
+        _check(sum(r.causation_id == msg_id for r in replies), n, "asyncio+envelope replies")
+
+    try:
+        yield ask
+    finally:
+        await _cancel_all(tasks)
+
+
+@asynccontextmanager
+async def envelope_chain(agents: int, blob: str) -> AsyncIterator[Ask]:
+    new_id = _Ids()
+    queues: list[asyncio.Queue[Envelope[Hop]]] = [asyncio.Queue() for _ in range(agents + 1)]
+
+    async def agent(
+        name: str, inbox: asyncio.Queue[Envelope[Hop]], outbox: asyncio.Queue[Envelope[Hop]]
+    ) -> None:
+        while True:
+            hop = await inbox.get()
+            payload = Hop(n=hop.payload.n + 1, blob=hop.payload.blob)
+            outbox.put_nowait(
+                Envelope(
+                    new_id(),
+                    Hop.message_type,
+                    name,
+                    None,
+                    hop.correlation_id,
+                    hop.id,
+                    time.time(),
+                    payload,
+                )
+            )
+
+    tasks = [asyncio.create_task(agent(f"a{i}", queues[i], queues[i + 1])) for i in range(agents)]
+
+    async def ask() -> None:
+        msg_id = new_id()
+        first = Hop(n=0, blob=blob)
+        queues[0].put_nowait(
+            Envelope(msg_id, Hop.message_type, "caller", "a0", msg_id, None, time.time(), first)
+        )
+        last = await queues[agents].get()
+        _check(last.payload.n if last.correlation_id == msg_id else -1, agents, "envelope hops")
+
+    try:
+        yield ask
+    finally:
+        await _cancel_all(tasks)
+
+
 # --- raw anyio: a memory object stream and a task per agent ---------------------------------
 def _stream() -> tuple[MemoryObjectSendStream[Request], MemoryObjectReceiveStream[Request]]:
     return anyio.create_memory_object_stream[Request](math.inf)
@@ -263,6 +389,18 @@ class Relay(BaseAgent):
         return ctx.emit(Hop(n=payload.n + 1, blob=payload.blob), recipient=self.next_id)
 
 
+class Sink(BaseAgent):
+    """The chain's end: hands the last hop to whoever waits for it, as an application would."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.arrived: asyncio.Queue[Hop] = asyncio.Queue()
+
+    @handler
+    async def on_hop(self, payload: Hop, ctx: Context) -> None:
+        self.arrived.put_nowait(payload)
+
+
 def genie(policies: Sequence[Policy], metrics: bool) -> Implementation:
     """Genie's runtime, with or without a policy set and metrics: one variant each."""
 
@@ -284,17 +422,18 @@ def genie(policies: Sequence[Policy], metrics: bool) -> Implementation:
 
     @asynccontextmanager
     async def chain(agents: int, blob: str) -> AsyncIterator[Ask]:
-        relays = [
-            Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "caller") for i in range(agents)
-        ]
+        # Each relay emits to the next and the last to a sink the caller waits on: no gather
+        # watches the hops (``rt.ask`` would offer every hop to one), as the floor pays none.
+        relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "sink") for i in range(agents)]
+        sink = Sink("sink")
         limits = Limits(max_hops=agents + 1)
-        async with Runtime(relays, policies=policies, limits=limits, metrics=metrics) as rt:
+        async with Runtime(
+            [*relays, sink], policies=policies, limits=limits, metrics=metrics
+        ) as rt:
 
             async def ask() -> None:
-                msg = rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0")
-                result = await rt.ask(msg)
-                last = result.message.payload if result.complete else None
-                _check(last.n if isinstance(last, Hop) else -1, agents, "genie hops")
+                await rt.publish(rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0"))
+                _check((await sink.arrived.get()).n, agents, "genie hops")
 
             yield ask
 
@@ -324,4 +463,11 @@ ANYIO = Implementation(
     anyio_fanout,
     anyio_chain,
     anyio_idle,
+)
+ENVELOPE = Implementation(
+    "asyncio+envelope",
+    "the floor carrying a bus's envelope: ids (a prefix and a counter), correlation, causation, "
+    "sender, recipient, type and a timestamp per message, in a slotted class",
+    envelope_fanout,
+    envelope_chain,
 )
