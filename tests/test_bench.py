@@ -54,6 +54,7 @@ def test_quick_run_measures_every_implementation_on_every_workload(
             assert row["gc_us"] >= 0
             assert row["gc_collections"] >= 0
             assert row["throughput_requests"] == 2 * 10  # two rounds of max(C, 10 requests)
+            assert row["throughput_batches"] == 2
             assert row["throughput_cpu_us_per_delivery"] > 0
     assert results["fanout"]["asyncio"]["10"]["p50_x_floor"] == 1.0
     assert list(results["chain"]) == list(VARIANTS)

@@ -245,6 +245,7 @@ def _fanout(
                 "deliveries_per_s": rate * n,
                 "throughput_x_floor": rate / floor_rate,
                 "throughput_requests": got.throughput_cost[name].units,
+                "throughput_batches": len(got.throughput[name]),
                 # per delivery with C in flight
                 "throughput_cpu_us_per_delivery": throughput_cost["cpu_us"] / n,
                 "throughput_gc_us_per_delivery": throughput_cost["gc_us"] / n,

@@ -154,7 +154,7 @@ def fanout(
     progress: Progress,
 ) -> FanoutResult:
     """``requests`` sequential requests (fewer past ``budget_s`` seconds) and a throughput batch
-    per round, per implementation, at N."""
+    per round (none once the batches took ``budget_s``), per implementation, at N."""
     out = FanoutResult()
     names = list(kids)
     progress(f"fan-out N={n}: starting {', '.join(names)}")
@@ -170,6 +170,8 @@ def fanout(
             got = child.call("latency", count=per_round, budget_s=budget_s / rounds)
             out.latencies[name] += got["samples"]
             out.latency_cost[name].add(got, len(got["samples"]))
+            if out.throughput_cost[name].wall_s >= budget_s:
+                continue  # a slow implementation's batches used its budget: the median so far
             # At least C requests, so that C are in flight; as many as the latency slice did.
             batch = max(concurrency, len(got["samples"]))
             got = child.call("throughput", requests=batch, concurrency=concurrency)

@@ -157,9 +157,11 @@ class Worker:
             while line := await reader.readline():
                 command = json.loads(line)
                 op = command.pop("op")
-                if op not in COMMANDS:
-                    raise ValueError(f"unknown command {op!r} (known: {', '.join(COMMANDS)})")
                 try:
+                    if op not in COMMANDS:
+                        raise WorkloadError(
+                            f"unknown command {op!r} (known: {', '.join(COMMANDS)})"
+                        )
                     async with asyncio.timeout(COMMAND_TIMEOUT_S):
                         answer = await getattr(self, op)(**command)
                 except (WorkloadError, TimeoutError) as exc:
