@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Two stamps: `make run` needs only the package and its dependencies (`pip install -e .`);
-# the dev tools (ruff, mypy, pytest, trio, matplotlib, autogen-core) come with the first target
-# that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
+# the dev tools (ruff, mypy, pytest, trio, matplotlib, the benchmark's peers) come with the
+# first target that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
