@@ -324,12 +324,15 @@ def plot(results: Results, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed (pip install 'genie-bus[bench]'): no plot"
+    palette = matplotlib.colormaps["tab20"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     for ax, q in zip(axes, ("p50", "p99"), strict=True):
-        for impl, by_n in fanout.items():
+        for i, (impl, by_n) in enumerate(fanout.items()):
             ns = sorted(int(n) for n in by_n)
             style = "--" if impl in REFERENCES else "-"
-            ax.plot(ns, [by_n[str(n)][f"{q}_us"] for n in ns], style, marker="o", label=impl)
+            color = palette(i % palette.N)  # eleven lines: the default cycle repeats after ten
+            ys = [by_n[str(n)][f"{q}_us"] for n in ns]
+            ax.plot(ns, ys, style, marker="o", color=color, label=impl)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("N (agents the request fans out to)")
