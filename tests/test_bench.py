@@ -6,6 +6,7 @@ implementation did the work, the figures are consistent and the files are writte
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -313,3 +314,21 @@ def test_a_quick_run_leaves_the_committed_results_alone(
     assert written.name.startswith("genie-bench-")
     assert f"wrote {written / 'results.json'}" in capsys.readouterr().out
     assert json.loads((written / "results.json").read_text())["memory"]["genie"]
+
+
+def test_the_gc_clock_counts_the_collections_and_their_time_while_registered() -> None:
+    clock = worker.GcClock()
+    gc.callbacks.append(clock)
+    try:
+        with worker.Meter(clock) as meter:
+            garbage: list[object] = []
+            garbage.append(garbage)  # a cycle only the collector frees
+            del garbage
+            gc.collect()
+            gc.collect()
+    finally:
+        gc.callbacks.remove(clock)
+    gc.collect()  # not registered any more: not counted
+    assert clock.collections == meter.collections == 2
+    assert 0 < meter.gc <= meter.wall
+    assert meter.cpu > 0
