@@ -1,0 +1,202 @@
+"""Cost: prices per model, and the observer that prices and records every call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._errors import LLMError
+from ._provider import Provider
+from ._types import Accumulator, Finish, Request, Response, StreamEvent, Usage
+
+__all__ = ["CallRecord", "CostObserver", "CostStatistics", "Price", "PriceTable"]
+
+
+class Price(BaseModel):
+    """Price per million tokens; ``cached_input`` defaults to ``input``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class PriceTable(BaseModel):
+    """Prices by model name (the YAML ``llm.prices`` map). A model not listed has no price,
+    unless the table has a ``"*"`` entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, prices: Mapping[str, Mapping[str, float]]) -> PriceTable:
+        return cls.model_validate({"prices": prices})
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.get(model) or self.prices.get("*")
+
+    def cost(self, model: str, usage: Usage) -> float | None:
+        price = self.price(model)
+        if price is None:
+            return None
+        cached = min(usage.cached_tokens, usage.input_tokens)
+        cached_price = price.input if price.cached_input is None else price.cached_input
+        return (
+            (usage.input_tokens - cached) * price.input
+            + cached * cached_price
+            + usage.output_tokens * price.output
+        ) / 1_000_000
+
+    def worst_case(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
+        return self.cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call as the observer saw it; ``error`` is the error's class name, or None."""
+
+    provider: str
+    model: str
+    usage: Usage
+    cost: float | None
+    seconds: float
+    error: str | None
+    stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CostStatistics:
+    calls: int
+    failures: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost: float
+
+
+class CostObserver:
+    """Prices each answer from ``prices`` (``Response.cost``), adds it to ``statistics()``
+    and hands a :class:`CallRecord` to ``on_call`` (metrics, events), failures included.
+    It never changes an error or an answer's content."""
+
+    def __init__(
+        self,
+        inner: Provider,
+        prices: PriceTable | None = None,
+        *,
+        on_call: Callable[[CallRecord], None] | None = None,
+        clock: Callable[[], float] = anyio.current_time,
+    ) -> None:
+        self.inner = inner
+        self.prices = prices or PriceTable()
+        self._on_call = on_call
+        self._clock = clock
+        self._stats = CostStatistics(0, 0, 0, 0, 0, 0.0)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def region(self) -> str:
+        return self.inner.region
+
+    def statistics(self) -> CostStatistics:
+        return self._stats
+
+    def _record(self, record: CallRecord) -> None:
+        s, u = self._stats, record.usage
+        self._stats = CostStatistics(
+            calls=s.calls + 1,
+            failures=s.failures + (record.error is not None),
+            input_tokens=s.input_tokens + u.input_tokens,
+            output_tokens=s.output_tokens + u.output_tokens,
+            cached_tokens=s.cached_tokens + u.cached_tokens,
+            cost=s.cost + (record.cost or 0.0),
+        )
+        if self._on_call is not None:
+            self._on_call(record)
+
+    async def complete(self, request: Request) -> Response:
+        started = self._clock()
+        model = request.model or ""
+        try:
+            response = await self.inner.complete(request)
+        except LLMError as exc:
+            self._record(
+                CallRecord(
+                    self.name,
+                    model,
+                    Usage(),
+                    None,
+                    self._clock() - started,
+                    type(exc).__name__,
+                    False,
+                )
+            )
+            raise
+        cost = self.prices.cost(response.model, response.usage)
+        self._record(
+            CallRecord(
+                self.name,
+                response.model,
+                response.usage,
+                cost,
+                self._clock() - started,
+                None,
+                False,
+            )
+        )
+        return response.model_copy(update={"cost": cost})
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        started = self._clock()
+        acc = Accumulator(self.name, request.model or "")
+        try:
+            async with self.inner.stream(request) as events:
+                yield self._watched(events, acc, started)
+        except LLMError as exc:
+            if not acc.finished:
+                self._failed(acc, started, exc)
+            raise
+
+    def _failed(self, acc: Accumulator, started: float, exc: LLMError) -> None:
+        # What the provider reported before the failure was still used: it is kept.
+        model = acc.model
+        self._record(
+            CallRecord(
+                self.name,
+                model,
+                acc.usage,
+                self.prices.cost(model, acc.usage),
+                self._clock() - started,
+                type(exc).__name__,
+                True,
+            )
+        )
+
+    async def _watched(
+        self, events: AsyncIterator[StreamEvent], acc: Accumulator, started: float
+    ) -> AsyncIterator[StreamEvent]:
+        async for event in events:
+            acc.add(event)
+            if isinstance(event, Finish):
+                response = acc.response()
+                cost = self.prices.cost(response.model, response.usage)
+                self._record(
+                    CallRecord(
+                        self.name,
+                        response.model,
+                        response.usage,
+                        cost,
+                        self._clock() - started,
+                        None,
+                        True,
+                    )
+                )
+            yield event

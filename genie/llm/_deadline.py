@@ -1,0 +1,77 @@
+"""Deadline: one cancel scope over the whole call, every attempt and wait inside it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+
+from ._errors import LLMTimeoutError
+from ._provider import Provider
+from ._types import Request, Response, StreamEvent
+
+__all__ = ["Deadline"]
+
+
+class Deadline:
+    """Cancels the call at the earlier of ``timeout`` seconds from its start and the call
+    context's ``deadline``, and raises :class:`LLMTimeoutError`. For a stream the deadline
+    covers opening it and reading it to the end."""
+
+    def __init__(self, inner: Provider, timeout: float | None = 30.0) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive (seconds) or None")
+        self.inner = inner
+        self.timeout = timeout
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def region(self) -> str:
+        return self.inner.region
+
+    def _deadline(self, request: Request) -> float:
+        ends = [anyio.current_time() + self.timeout] if self.timeout is not None else []
+        if request.context.deadline is not None:
+            ends.append(request.context.deadline)
+        return min(ends, default=float("inf"))
+
+    def _timed_out(self, request: Request) -> LLMTimeoutError:
+        return LLMTimeoutError(
+            f"{self.name}: the call ran past its deadline and was cancelled",
+            provider=self.name,
+            correlation_id=request.context.correlation_id,
+        )
+
+    async def complete(self, request: Request) -> Response:
+        with anyio.CancelScope(deadline=self._deadline(request)):
+            return await self.inner.complete(request)
+        # Only a fired deadline leaves the scope without a return.
+        raise self._timed_out(request)
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        deadline = self._deadline(request)
+        async with AsyncExitStack() as stack:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                events = await stack.enter_async_context(self.inner.stream(request))
+            if scope.cancelled_caught:
+                raise self._timed_out(request)
+            yield self._within(events, deadline, request)
+
+    async def _within(
+        self, events: AsyncIterator[StreamEvent], deadline: float, request: Request
+    ) -> AsyncIterator[StreamEvent]:
+        # A cancel scope may not stay open across a yield to the reader, so each read gets its
+        # own scope with the same absolute deadline.
+        while True:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                event = await anext(events, None)
+            if scope.cancelled_caught:
+                raise self._timed_out(request)
+            if event is None:
+                return
+            yield event

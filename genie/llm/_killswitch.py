@@ -1,0 +1,138 @@
+"""The kill switch: a call that could overrun its budget is refused before it is sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from ._cost import PriceTable
+from ._errors import LLMError
+from ._ledger import BudgetLedger, Reservation
+from ._provider import Provider
+from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
+
+__all__ = ["KillSwitch", "by_correlation"]
+
+UNCORRELATED = "(uncorrelated)"
+
+
+def by_correlation(context: CallContext) -> str:
+    """The ledger key of the kill switch: the correlation (all calls of one conversation, one
+    request, one looping agent share it); calls without one share one account."""
+    return context.correlation_id or UNCORRELATED
+
+
+def _tokens_of(text: str) -> int:
+    return -(-len(text.encode()) // 3)  # Request.prompt_estimate's rate
+
+
+class KillSwitch:
+    """Reserves each call's worst case in ``ledger`` before it goes out, and settles it to
+    what the call used after.
+
+    The worst case is :meth:`Request.prompt_estimate` plus ``max_tokens``, priced from
+    ``prices`` when the ledger has a cost budget (a model without a price is refused then: its
+    cost could not be bounded). A call that does not fit raises :class:`BudgetExceededError`
+    and nothing is sent. An answer settles to its reported usage (estimated from its text if
+    the provider reported none); an error status or a refusal further in is released (not
+    billed); a stream that broke off settles to the prompt plus what arrived.
+    """
+
+    def __init__(
+        self,
+        inner: Provider,
+        ledger: BudgetLedger,
+        *,
+        prices: PriceTable | None = None,
+        key: Callable[[CallContext], str] = by_correlation,
+    ) -> None:
+        self.inner = inner
+        self.ledger = ledger
+        self.prices = prices or PriceTable()
+        self._key = key
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def region(self) -> str:
+        return self.inner.region
+
+    def _cost(self, model: str, usage: Usage) -> float:
+        cost = self.prices.cost(model, usage)
+        if cost is None and self.ledger.max_cost is not None:
+            error = LLMError(
+                f"llm call refused: no price for model {model or '(provider default)'!r}, so "
+                f"the {self.ledger.name}_cost budget cannot be checked; name the model in the "
+                'request or give the price table a "*" entry',
+                provider=self.name,
+            )
+            error.sent = False
+            raise error
+        return cost or 0.0
+
+    def reserve(self, request: Request) -> Reservation:
+        prompt = request.prompt_estimate()
+        worst = Usage(input_tokens=prompt, output_tokens=request.max_tokens)
+        return self.ledger.reserve(
+            self._key(request.context),
+            tokens=worst.total,
+            cost=self._cost(request.model or "", worst),
+            provider=self.name,
+            correlation_id=request.context.correlation_id,
+        )
+
+    def _settle(self, reservation: Reservation, request: Request, response: Response) -> None:
+        usage = response.usage
+        # A provider that reports no usage (some compatible servers) is charged an estimate.
+        usage = usage.model_copy(
+            update={
+                "input_tokens": usage.input_tokens or request.prompt_estimate(),
+                "output_tokens": usage.output_tokens or _tokens_of(response.text),
+            }
+        )
+        cost = self.prices.cost(response.model or request.model or "", usage) or 0.0
+        reservation.settle(tokens=usage.total, cost=cost)
+
+    async def complete(self, request: Request) -> Response:
+        reservation = self.reserve(request)
+        try:
+            response = await self.inner.complete(request)
+        except BaseException:
+            reservation.release()
+            raise
+        self._settle(reservation, request, response)
+        return response
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        reservation = self.reserve(request)
+        acc = Accumulator(self.name, request.model or "")
+        try:
+            async with self.inner.stream(request) as events:
+                yield self._watched(events, acc, reservation, request)
+        finally:
+            if not reservation.settled:
+                if acc.text or acc.usage.total:
+                    # Tokens went out before the break: the prompt and what arrived are spent.
+                    self._settle(reservation, request, _partial(acc))
+                else:
+                    reservation.release()
+
+    async def _watched(
+        self,
+        events: AsyncIterator[StreamEvent],
+        acc: Accumulator,
+        reservation: Reservation,
+        request: Request,
+    ) -> AsyncIterator[StreamEvent]:
+        async for event in events:
+            acc.add(event)
+            if isinstance(event, Finish):
+                self._settle(reservation, request, _partial(acc))
+            yield event
+
+
+def _partial(acc: Accumulator) -> Response:
+    return Response(text=acc.text, usage=acc.usage, model=acc.model)

@@ -1,0 +1,147 @@
+"""The budget ledger: reserve a call's worst case before it is sent, settle what it used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import BudgetExceededError
+
+__all__ = ["BudgetLedger", "LedgerStatistics", "Remaining", "Reservation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """What a key may still spend; None where there is no limit."""
+
+    tokens: int | None
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStatistics:
+    keys: int
+    open_reservations: int
+    tokens_used: int
+    cost_used: float
+    refusals: int
+
+
+class _Account:
+    __slots__ = ("cost_reserved", "cost_used", "open", "tokens_reserved", "tokens_used")
+
+    def __init__(self) -> None:
+        self.tokens_used = 0
+        self.tokens_reserved = 0
+        self.cost_used = 0.0
+        self.cost_reserved = 0.0
+        self.open = 0
+
+
+class BudgetLedger:
+    """Token and cost budgets per key (a correlation id, a principal and day).
+
+    ``reserve`` holds a call's worst case against the key's remaining budget, or raises
+    :class:`BudgetExceededError` naming the limit (``<name>_tokens`` or ``<name>_cost``) when
+    it does not fit, so the call is never sent. Reservations held by calls in flight count
+    against the budget, so concurrent calls cannot overrun it together. ``settle`` replaces a
+    reservation by what the call used; a call that used more than it reserved is charged in
+    full (later calls are refused). The ledger is plain bookkeeping with no awaits: safe on
+    one event loop without a lock.
+    """
+
+    def __init__(
+        self, *, max_tokens: int | None = None, max_cost: float | None = None, name: str = "budget"
+    ) -> None:
+        if (max_tokens is not None and max_tokens < 0) or (max_cost is not None and max_cost < 0):
+            raise ValueError("budgets cannot be negative")
+        self.max_tokens = max_tokens
+        self.max_cost = max_cost
+        self.name = name
+        self._accounts: dict[str, _Account] = {}
+        self._refusals = 0
+
+    def remaining(self, key: str) -> Remaining:
+        a = self._accounts.get(key) or _Account()
+        return Remaining(
+            None
+            if self.max_tokens is None
+            else max(0, self.max_tokens - a.tokens_used - a.tokens_reserved),
+            None
+            if self.max_cost is None
+            else max(0.0, self.max_cost - a.cost_used - a.cost_reserved),
+        )
+
+    def reserve(
+        self,
+        key: str,
+        *,
+        tokens: int,
+        cost: float = 0.0,
+        provider: str = "",
+        correlation_id: str | None = None,
+    ) -> Reservation:
+        left = self.remaining(key)
+        for limit, asked, have in (("tokens", tokens, left.tokens), ("cost", cost, left.cost)):
+            if have is not None and asked > have:
+                self._refusals += 1
+                raise BudgetExceededError(
+                    limit=f"{self.name}_{limit}",
+                    key=key,
+                    requested=asked,
+                    remaining=have,
+                    provider=provider,
+                    correlation_id=correlation_id,
+                )
+        account = self._accounts.setdefault(key, _Account())
+        account.tokens_reserved += tokens
+        account.cost_reserved += cost
+        account.open += 1
+        return Reservation(self, key, tokens, cost)
+
+    def _settle(self, r: Reservation, tokens: int, cost: float) -> None:
+        account = self._accounts.get(r.key)
+        if account is None:  # forgotten while the call was in flight
+            return
+        account.tokens_reserved -= r.tokens
+        account.cost_reserved -= r.cost
+        account.open -= 1
+        account.tokens_used += tokens
+        account.cost_used += cost
+
+    def forget(self, key: str) -> None:
+        """Drop a finished key's account (a correlation that ended), so the ledger stays
+        bounded. Its open reservations, if any, settle into nothing."""
+        self._accounts.pop(key, None)
+
+    def statistics(self) -> LedgerStatistics:
+        accounts = self._accounts.values()
+        return LedgerStatistics(
+            keys=len(self._accounts),
+            open_reservations=sum(a.open for a in accounts),
+            tokens_used=sum(a.tokens_used for a in accounts),
+            cost_used=sum(a.cost_used for a in accounts),
+            refusals=self._refusals,
+        )
+
+
+class Reservation:
+    """A worst case held in a ledger until :meth:`settle` (or :meth:`release`, for a call
+    that was not charged). Settling twice is an error: a cost must not be counted twice."""
+
+    __slots__ = ("_ledger", "cost", "key", "settled", "tokens")
+
+    def __init__(self, ledger: BudgetLedger, key: str, tokens: int, cost: float) -> None:
+        self._ledger = ledger
+        self.key = key
+        self.tokens = tokens
+        self.cost = cost
+        self.settled = False
+
+    def settle(self, *, tokens: int, cost: float = 0.0) -> None:
+        if self.settled:
+            raise RuntimeError(f"the reservation for {self.key!r} is already settled")
+        self.settled = True
+        self._ledger._settle(self, tokens, cost)
+
+    def release(self) -> None:
+        self.settle(tokens=0, cost=0.0)

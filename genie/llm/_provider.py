@@ -1,0 +1,81 @@
+"""The one interface every adapter and every wrapper implements."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, runtime_checkable
+
+from ._types import (
+    Accumulator,
+    Finish,
+    Request,
+    Response,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
+
+__all__ = ["EventStream", "Provider", "complete_by_streaming", "events_of"]
+
+EventStream = AbstractAsyncContextManager[AsyncIterator[StreamEvent]]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model behind a name, in a region.
+
+    ``name`` identifies it in errors, metrics and records; ``region`` is where the data goes
+    (``on-prem`` for a server of ours), which residency decides on.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def region(self) -> str: ...
+
+    async def complete(self, request: Request) -> Response:
+        """Send ``request`` and return the whole answer.
+
+        Raises an :class:`~genie.llm.LLMError`: a ``ProviderError`` subclass for an error
+        status, ``ProviderConnectionError`` when no answer came, ``ProviderResponseError`` for
+        an answer that is not the provider's format; wrappers add their refusals.
+        """
+        ...
+
+    def stream(self, request: Request) -> EventStream:
+        """``async with provider.stream(request) as events: async for event in events: ...``
+
+        Entering sends the request and waits for the answer's status, so the errors of
+        ``complete`` before any token are raised there; an error after the first event is
+        raised from the iteration, and nothing retries or falls back past that point.
+        """
+        ...
+
+
+async def complete_by_streaming(provider: Provider, request: Request) -> Response:
+    """The response ``provider.stream`` adds up to (what a stream-only provider completes with)."""
+    acc = Accumulator(provider.name, request.model or "")
+    async with provider.stream(request) as events:
+        async for event in events:
+            acc.add(event)
+    return acc.response()
+
+
+async def events_of(response: Response, chunk: int = 0) -> AsyncIterator[StreamEvent]:
+    """The events a stream of ``response`` would send: its text in ``chunk``-character deltas
+    (0: one delta), each tool call whole, its usage, its finish."""
+    text = response.text
+    step = chunk or len(text) or 1
+    for start in range(0, len(text), step):
+        yield TextDelta(text=text[start : start + step])
+    for index, call in enumerate(response.tool_calls):
+        arguments = json.dumps(call.arguments)
+        yield ToolCallDelta(index=index, id=call.id, name=call.name, arguments=arguments)
+    yield UsageEvent(usage=response.usage)
+    yield Finish(
+        reason=response.finish_reason, model=response.model, request_id=response.request_id
+    )

@@ -1,0 +1,118 @@
+"""Retry: try a failed call again, after the wait the provider asked for or a backoff."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+
+from ._errors import LLMError, ProviderError
+from ._provider import Provider
+from ._types import Request, Response, StreamEvent
+
+__all__ = ["Retry"]
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Retry:
+    """Retries what ``LLMError.retryable`` allows (408, 409, 429, 5xx, a failed connection).
+
+    The wait before attempt n+1 is ``Retry-After`` / ``retry-after-ms`` when the provider sent
+    one, else ``backoff * multiplier**(n-1)`` capped at ``max_backoff``, less a random part of
+    up to ``jitter`` of it (a seeded ``random.Random``: runs are reproducible). A provider asking
+    for more than ``max_retry_after`` seconds gets no retry: the error is raised at once. A
+    stream is retried only until its first event; after that the error goes to the reader.
+    ``sleep`` is how waits happen (inject a recorder to test without waiting).
+    """
+
+    def __init__(
+        self,
+        inner: Provider,
+        *,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        multiplier: float = 2.0,
+        max_backoff: float = 20.0,
+        jitter: float = 0.25,
+        max_retry_after: float = 60.0,
+        seed: int | None = None,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if not 0 <= jitter <= 1:
+            raise ValueError("jitter must be between 0 and 1")
+        self.inner = inner
+        self.attempts = attempts
+        self.backoff = backoff
+        self.multiplier = multiplier
+        self.max_backoff = max_backoff
+        self.jitter = jitter
+        self.max_retry_after = max_retry_after
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def region(self) -> str:
+        return self.inner.region
+
+    def delay(self, attempt: int, error: LLMError) -> float | None:
+        """Seconds to wait after failed attempt ``attempt`` (1-based), None to give up."""
+        if attempt >= self.attempts or not error.retryable:
+            return None
+        asked = error.retry_after if isinstance(error, ProviderError) else None
+        if asked is not None:
+            return asked if asked <= self.max_retry_after else None
+        base = min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff)
+        return base * (1 - self.jitter * self._rng.random())
+
+    async def complete(self, request: Request) -> Response:
+        attempt = 1
+        while True:
+            try:
+                return await self.inner.complete(request)
+            except LLMError as exc:
+                wait = self.delay(attempt, exc)
+                if wait is None:
+                    raise
+            await self._sleep(wait)
+            attempt += 1
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        async with AsyncExitStack() as stack:
+            attempt = 1
+            while True:
+                # Each attempt gets its own exit stack so a failed one is closed before the wait.
+                attempt_stack = AsyncExitStack()
+                try:
+                    events = await attempt_stack.enter_async_context(self.inner.stream(request))
+                    first = await anext(events, None)
+                except LLMError as exc:
+                    await attempt_stack.aclose()
+                    wait = self.delay(attempt, exc)
+                    if wait is None:
+                        raise
+                else:
+                    stack.push_async_exit(attempt_stack)
+                    break
+                await self._sleep(wait)
+                attempt += 1
+            yield _prepend(first, events)
+
+
+async def _prepend(
+    first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
+) -> AsyncIterator[StreamEvent]:
+    if first is None:
+        return
+    yield first
+    async for event in rest:
+        yield event

@@ -1,0 +1,115 @@
+"""Shadow: a second provider answers the same calls on the side, for comparison only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._errors import LLMError
+from ._provider import Provider
+from ._types import Accumulator, Finish, Request, Response, StreamEvent
+
+__all__ = ["Shadow", "ShadowResult", "ShadowStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowResult:
+    """A primary answer beside the shadow's (None with ``error`` set when the shadow failed:
+    the error's text, or ``"timeout"``)."""
+
+    request: Request
+    primary: Response
+    shadow: Response | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowStatistics:
+    started: int
+    skipped: int
+    in_flight: int
+
+
+class Shadow:
+    """Returns the primary's answer, always, and after it succeeds asks ``shadow`` the same
+    question in ``task_group`` (the caller's: the shadow never delays the answer), for at most
+    ``timeout`` seconds and at most ``max_in_flight`` at once (more are skipped and counted).
+    Each comparison goes to ``on_result``; the shadow's errors go nowhere else.
+    """
+
+    def __init__(
+        self,
+        primary: Provider,
+        shadow: Provider,
+        task_group: TaskGroup,
+        *,
+        on_result: Callable[[ShadowResult], None],
+        timeout: float = 10.0,
+        max_in_flight: int = 4,
+    ) -> None:
+        self.primary = primary
+        self.shadow = shadow
+        self._tg = task_group
+        self._on_result = on_result
+        self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._started = 0
+        self._skipped = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.primary.name}|shadow:{self.shadow.name}"
+
+    @property
+    def region(self) -> str:
+        return self.primary.region
+
+    def statistics(self) -> ShadowStatistics:
+        return ShadowStatistics(self._started, self._skipped, self._in_flight)
+
+    def _launch(self, request: Request, primary: Response) -> None:
+        if self._in_flight >= self.max_in_flight:
+            self._skipped += 1
+            return
+        self._in_flight += 1
+        self._started += 1
+        self._tg.start_soon(self._run, request, primary)
+
+    async def _run(self, request: Request, primary: Response) -> None:
+        shadow: Response | None = None
+        error: str | None = "timeout"
+        try:
+            with anyio.move_on_after(self.timeout):
+                try:
+                    shadow = await self.shadow.complete(request)
+                    error = None
+                except LLMError as exc:
+                    error = str(exc)
+        finally:
+            self._in_flight -= 1
+        self._on_result(ShadowResult(request, primary, shadow, error))
+
+    async def complete(self, request: Request) -> Response:
+        response = await self.primary.complete(request)
+        self._launch(request, response)
+        return response
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        async with self.primary.stream(request) as events:
+            yield self._watched(request, events)
+
+    async def _watched(
+        self, request: Request, events: AsyncIterator[StreamEvent]
+    ) -> AsyncIterator[StreamEvent]:
+        acc = Accumulator(self.primary.name, request.model or "")
+        async for event in events:
+            acc.add(event)
+            if isinstance(event, Finish):
+                self._launch(request, acc.response())
+            yield event

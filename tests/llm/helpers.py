@@ -1,0 +1,109 @@
+"""What the LLM tests share: the fixture folder, one rich request, a transport that records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from genie.llm import (
+    CallContext,
+    ChatMessage,
+    EventStream,
+    ImagePart,
+    Request,
+    StreamEvent,
+    TextDelta,
+    Tool,
+    ToolCall,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+API_KEY = "sk-test-0123456789abcdef"
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+class SearchRbi(BaseModel):
+    """Search RBI circulars."""
+
+    query: str
+    limit: int = 3
+
+
+class Verdict(BaseModel):
+    score: int
+    reasoning: str
+
+
+PIXEL = ImagePart.from_bytes(b"\x89PNG\r\n\x1a\n", "image/png")
+
+
+def rich_request(**changes: object) -> Request:
+    """A request that uses every part of the wire format: system, image, tools, a tool turn."""
+    call = ToolCall(id="call_1", name="search_rbi", arguments={"query": "KYC"})
+    base = Request(
+        model="m-1",
+        system="You are terse.",
+        messages=(
+            ChatMessage.user("What does this show?", PIXEL),
+            ChatMessage.assistant("", (call,)),
+            ChatMessage.tool_result(call, "3 circulars"),
+        ),
+        tools=(Tool.from_model(SearchRbi),),
+        max_tokens=64,
+        temperature=0.0,
+        context=CallContext(principal="p1", correlation_id="c1"),
+    )
+    return base.model_copy(update=changes)
+
+
+def simple_request(**changes: object) -> Request:
+    base = Request(messages=(ChatMessage.user("Hi"),), model="m-1", max_tokens=16)
+    return base.model_copy(update=changes)
+
+
+class Recorder:
+    """An ``httpx.MockTransport`` handler that records requests and answers with ``reply``."""
+
+    def __init__(self, reply: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.reply = reply
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        return self.reply(request)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+
+    @property
+    def body(self) -> object:
+        return json.loads(self.requests[-1].content)
+
+
+def answer(status: int, content: bytes, content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status, content=content, headers={"content-type": content_type, **headers}
+        )
+
+    return reply
+
+
+async def read_into(stream: EventStream, out: list[StreamEvent]) -> list[StreamEvent]:
+    """Reads a stream to its end into ``out``, which keeps what arrived if it fails."""
+    async with stream as events:
+        async for event in events:
+            out.append(event)
+    return out
+
+
+def texts(events: list[StreamEvent]) -> list[str]:
+    return [e.text for e in events if isinstance(e, TextDelta)]

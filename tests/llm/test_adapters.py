@@ -1,0 +1,331 @@
+"""Each adapter against its wire format over ``httpx.MockTransport``: the request as sent (byte
+for byte against a checked-in fixture), the answer and the stream as the provider sends them,
+and every error status translated once, with the key nowhere to be read."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from genie import GenieError
+from genie.llm import (
+    Accumulator,
+    AnthropicProvider,
+    AuthenticationError,
+    BadRequestError,
+    GeminiProvider,
+    LLMError,
+    OllamaProvider,
+    OpenAIProvider,
+    ProviderConnectionError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from genie.llm._http import HTTPAdapter
+
+from .helpers import (
+    API_KEY,
+    Recorder,
+    Verdict,
+    answer,
+    fixture,
+    read_into,
+    rich_request,
+    simple_request,
+    texts,
+)
+
+
+@dataclass(frozen=True)
+class Wire:
+    name: str
+    cls: type[HTTPAdapter]
+    url: str
+    stream_url: str
+    auth: tuple[str, str] | None
+    stream_file: str
+    stream_type: str
+    model: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+WIRES = [
+    Wire(
+        "openai",
+        OpenAIProvider,
+        "https://api.openai.com/v1/chat/completions",
+        "https://api.openai.com/v1/chat/completions",
+        ("authorization", f"Bearer {API_KEY}"),
+        "openai_stream.txt",
+        "text/event-stream",
+        "gpt-4.1-mini-2025-04-14",
+    ),
+    Wire(
+        "anthropic",
+        AnthropicProvider,
+        "https://api.anthropic.com/v1/messages",
+        "https://api.anthropic.com/v1/messages",
+        ("x-api-key", API_KEY),
+        "anthropic_stream.txt",
+        "text/event-stream",
+        "claude-sonnet-4-6",
+    ),
+    Wire(
+        "gemini",
+        GeminiProvider,
+        "https://generativelanguage.googleapis.com/v1beta/models/m-1:generateContent",
+        "https://generativelanguage.googleapis.com/v1beta/models/m-1:streamGenerateContent?alt=sse",
+        ("x-goog-api-key", API_KEY),
+        "gemini_stream.txt",
+        "text/event-stream",
+        "gemini-2.5-flash",
+    ),
+    Wire(
+        "ollama",
+        OllamaProvider,
+        "http://localhost:11434/api/chat",
+        "http://localhost:11434/api/chat",
+        None,
+        "ollama_stream.ndjson",
+        "application/x-ndjson",
+        "llama3.2:1b",
+    ),
+]
+
+
+def provider(wire: Wire, rec: Recorder) -> HTTPAdapter:
+    return wire.cls(api_key=None if wire.auth is None else API_KEY, client=rec.client())
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_the_request_is_the_wire_format_byte_for_byte(wire: Wire) -> None:
+    rec = Recorder(answer(200, fixture(f"{wire.name}_response.json")))
+    await provider(wire, rec).complete(rich_request())
+    sent = rec.requests[0]
+    assert sent.method == "POST"
+    assert str(sent.url) == wire.url
+    assert sent.headers["content-type"] == "application/json"
+    assert sent.content + b"\n" == fixture(f"{wire.name}_request.json")
+    if wire.auth is not None:
+        assert sent.headers[wire.auth[0]] == wire.auth[1]
+    if wire.name == "anthropic":
+        assert sent.headers["anthropic-version"] == "2023-06-01"
+    # The key goes in a header only: never in the URL, where proxies and error texts show it.
+    assert API_KEY not in str(sent.url)
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_the_answer_is_read_into_one_response_shape(wire: Wire) -> None:
+    rec = Recorder(answer(200, fixture(f"{wire.name}_response.json"), **{"x-request-id": "rq-9"}))
+    response = await provider(wire, rec).complete(rich_request())
+    assert response.text == "The image shows a PNG header."
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("search_rbi", {"query": "KYC norms"})
+    ]
+    assert response.tool_calls[0].id
+    cached = 0 if wire.name == "ollama" else 64
+    assert response.usage == Usage(input_tokens=120, output_tokens=18, cached_tokens=cached)
+    assert response.finish_reason == "tool_calls"
+    assert response.provider == wire.name
+    assert response.model == wire.model
+    assert response.request_id == "rq-9"
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_a_stream_adds_up_to_the_answer(wire: Wire) -> None:
+    rec = Recorder(answer(200, fixture(wire.stream_file), wire.stream_type))
+    events = []
+    async with provider(wire, rec).stream(rich_request()) as stream:
+        events = [e async for e in stream]
+    body = rec.body
+    assert isinstance(body, dict)
+    assert str(rec.requests[0].url) == wire.stream_url
+    if wire.name == "openai":
+        assert body["stream"] is True
+        assert body["stream_options"] == {"include_usage": True}
+    elif wire.name in ("anthropic", "ollama"):
+        assert body["stream"] is True
+    texts = [e.text for e in events if isinstance(e, TextDelta)]
+    assert texts == ["Hello", " there"]
+    assert events[-1].type == "finish"
+    acc = Accumulator(wire.name)
+    for event in events:
+        acc.add(event)
+    response = acc.response()
+    assert response.text == "Hello there"
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("search_rbi", {"query": "KYC"})
+    ]
+    assert response.usage.input_tokens == 120
+    assert response.usage.output_tokens == 18
+    assert response.finish_reason == "tool_calls"
+    assert response.model == wire.model
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_a_stream_that_stops_before_its_end_is_a_connection_error(wire: Wire) -> None:
+    whole = fixture(wire.stream_file)
+    cut = whole[: whole.index(b"there") + 10]
+    rec = Recorder(answer(200, cut, wire.stream_type))
+    seen: list[StreamEvent] = []
+    with pytest.raises(ProviderConnectionError, match="stream ended before"):
+        await read_into(provider(wire, rec).stream(simple_request()), seen)
+    # The error came out of the iteration, after the deltas that did arrive.
+    assert texts(seen)[:1] == ["Hello"]
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+@pytest.mark.parametrize(
+    ("status", "error", "retryable"),
+    [
+        (400, BadRequestError, False),
+        (401, AuthenticationError, False),
+        (404, BadRequestError, False),
+        (408, ProviderUnavailableError, True),
+        (409, ProviderUnavailableError, True),
+        (429, RateLimitedError, True),
+        (500, ProviderUnavailableError, True),
+        (503, ProviderUnavailableError, True),
+        (529, ProviderUnavailableError, True),
+    ],
+)
+async def test_each_error_status_becomes_one_error_class(
+    wire: Wire, status: int, error: type[LLMError], retryable: bool
+) -> None:
+    rec = Recorder(answer(status, b'{"error":{"message":"nope"}}', **{"request-id": "req_7"}))
+    with pytest.raises(error, match=rf"{wire.name} answered HTTP {status} \(request id req_7\)"):
+        await provider(wire, rec).complete(simple_request())
+    with pytest.raises(error) as caught:
+        async with provider(wire, rec).stream(simple_request()):
+            pass
+    assert isinstance(caught.value, GenieError)
+    assert caught.value.retryable is retryable
+    assert caught.value.status == status  # type: ignore[attr-defined]
+    assert caught.value.provider == wire.name
+
+
+async def test_retry_after_is_read_in_seconds_and_in_milliseconds() -> None:
+    for headers, expected in (
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, None),
+        ({}, None),
+    ):
+        rec = Recorder(answer(429, b"slow down", **headers))
+        with pytest.raises(RateLimitedError) as caught:
+            await OpenAIProvider(client=rec.client()).complete(simple_request())
+        assert caught.value.retry_after == expected
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_the_key_is_in_no_error_no_log_line_and_no_repr(
+    wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A hostile or careless server echoes the key back, in a body 100 times the excerpt's size.
+    echo = json.dumps({"error": f"bad key {API_KEY} " + "x" * 50_000}).encode()
+    rec = Recorder(answer(401, echo))
+    p = wire.cls(api_key=API_KEY, client=rec.client())
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(AuthenticationError) as caught:
+        await p.complete(simple_request())
+    text = str(caught.value)
+    assert "[redacted]" in text
+    assert API_KEY not in text
+    assert API_KEY not in caught.value.excerpt
+    assert len(caught.value.excerpt) <= 512
+    assert "llm call failed" in caplog.text
+    assert API_KEY not in caplog.text
+    assert API_KEY not in repr(p)
+    assert API_KEY not in repr(caught.value.__dict__)
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_malformed_json_is_a_response_error_not_a_traceback(wire: Wire) -> None:
+    rec = Recorder(answer(200, b'{"choices": [ truncated'))
+    with pytest.raises(ProviderResponseError, match="not a JSON object"):
+        await provider(wire, rec).complete(simple_request())
+    rec = Recorder(answer(200, b'{"unexpected": "shape"}'))
+    with pytest.raises(ProviderResponseError, match="malformed"):
+        await provider(wire, rec).complete(simple_request())
+    garbage = b"data: {not json\n\n" if wire.stream_type == "text/event-stream" else b"{not json\n"
+    if wire.name == "anthropic":
+        garbage = b"event: message_start\n" + garbage
+    rec = Recorder(answer(200, garbage, wire.stream_type))
+    with pytest.raises(ProviderResponseError, match="malformed"):
+        async with provider(wire, rec).stream(simple_request()) as stream:
+            _ = [e async for e in stream]
+
+
+async def test_a_refused_connection_is_a_connection_error_naming_the_provider() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    with pytest.raises(ProviderConnectionError, match="ollama: connection failed"):
+        await OllamaProvider(client=client).complete(simple_request())
+
+
+async def test_structured_output_is_asked_for_in_each_providers_own_way() -> None:
+    asks = {}
+    for wire in WIRES:
+        rec = Recorder(answer(500, b"{}"))
+        with pytest.raises(ProviderUnavailableError):
+            await provider(wire, rec).complete(simple_request(output=Verdict))
+        asks[wire.name] = rec.body
+    schema = Verdict.model_json_schema()
+    assert asks["openai"]["response_format"] == {  # type: ignore[index]
+        "type": "json_schema",
+        "json_schema": {"name": "Verdict", "schema": schema},
+    }
+    assert asks["anthropic"]["tool_choice"] == {"type": "tool", "name": "Verdict"}  # type: ignore[index]
+    assert asks["gemini"]["generationConfig"]["responseJsonSchema"] == schema  # type: ignore[index]
+    assert asks["ollama"]["format"] == schema  # type: ignore[index]
+
+
+async def test_anthropic_structured_output_comes_back_as_text() -> None:
+    body = {
+        "id": "msg_1",
+        "model": "claude-sonnet-4-6",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "t1",
+                "name": "Verdict",
+                "input": {"score": 9, "reasoning": "ok"},
+            }
+        ],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 5, "output_tokens": 3},
+    }
+    rec = Recorder(answer(200, json.dumps(body).encode()))
+    response = await AnthropicProvider(client=rec.client()).complete(simple_request(output=Verdict))
+    assert response.parse(Verdict) == Verdict(score=9, reasoning="ok")
+    assert response.tool_calls == ()
+    assert response.finish_reason == "stop"
+
+
+async def test_an_openai_compatible_server_needs_only_its_base_url_and_no_key() -> None:
+    rec = Recorder(answer(200, fixture("openai_response.json")))
+    local = OpenAIProvider(base_url="http://127.0.0.1:8080/", region="on-prem", client=rec.client())
+    await local.complete(simple_request())
+    assert str(rec.requests[0].url) == "http://127.0.0.1:8080/v1/chat/completions"
+    assert "authorization" not in rec.requests[0].headers
+    assert local.region == "on-prem"
+
+
+def test_tool_calls_parse_into_their_model() -> None:
+    from .helpers import SearchRbi
+
+    call = ToolCall(id="1", name="search_rbi", arguments={"query": "KYC"})
+    assert call.parse(SearchRbi) == SearchRbi(query="KYC", limit=3)
