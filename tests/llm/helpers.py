@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import httpx
 from pydantic import BaseModel
 
@@ -107,3 +109,15 @@ async def read_into(stream: EventStream, out: list[StreamEvent]) -> list[StreamE
 
 def texts(events: list[StreamEvent]) -> list[str]:
     return [e.text for e in events if isinstance(e, TextDelta)]
+
+
+class Sleeps:
+    """A ``sleep`` for the retry wrapper that records each wait instead of waiting (the
+    virtual time of tests whose other side is a real socket, which a mock clock cannot skip)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await anyio.lowlevel.checkpoint()
