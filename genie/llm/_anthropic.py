@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError, ProviderUnavailableError
@@ -134,12 +134,15 @@ class AnthropicProvider(HTTPAdapter):
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         body = self.body(request, stream=True)
-        async with self._stream_lines("/v1/messages", body) as (lines, rid):
-            yield self._events(lines, rid, body["model"], request)
+        async with (
+            self._stream_lines("/v1/messages", body) as (lines, rid),
+            aclosing(self._events(lines, rid, body["model"], request)) as reader,
+        ):
+            yield reader
 
     async def _events(
         self, lines: AsyncIterator[str], rid: str | None, model: str, request: Request
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         output = request.output.__name__ if request.output is not None else None
         reason: FinishReason = "other"
         usage: dict[str, Any] = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -93,14 +93,18 @@ class Cache:
         key = self.key(request)
         hit = self._get(key)
         if hit is not None:
-            yield events_of(hit)
+            async with aclosing(events_of(hit)) as reader:
+                yield reader
             return
-        async with self.inner.stream(request) as events:
-            yield self._recording(key, events)
+        async with (
+            self.inner.stream(request) as events,
+            aclosing(self._recording(key, events)) as reader,
+        ):
+            yield reader
 
     async def _recording(
         self, key: str, events: AsyncIterator[StreamEvent]
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         acc = Accumulator(self.inner.name)
         async for event in events:
             acc.add(event)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 
 import anyio
 
@@ -95,8 +95,11 @@ class Circuit:
         self._admit()
         outcome = _Outcome()
         try:
-            async with self.inner.stream(request) as events:
-                yield self._watched(events, outcome)
+            async with (
+                self.inner.stream(request) as events,
+                aclosing(self._watched(events, outcome)) as reader,
+            ):
+                yield reader
         except BaseException as exc:
             if not outcome.recorded:
                 self._record(exc)
@@ -106,7 +109,7 @@ class Circuit:
 
     async def _watched(
         self, events: AsyncIterator[StreamEvent], outcome: _Outcome
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         try:
             async for event in events:
                 if isinstance(event, Finish):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -158,8 +158,11 @@ class CostObserver:
         started = self._clock()
         acc = Accumulator(self.name, request.model or "")
         try:
-            async with self.inner.stream(request) as events:
-                yield self._watched(events, acc, started)
+            async with (
+                self.inner.stream(request) as events,
+                aclosing(self._watched(events, acc, started)) as reader,
+            ):
+                yield reader
         except LLMError as exc:
             if not acc.finished:
                 self._failed(acc, started, exc)
@@ -182,7 +185,7 @@ class CostObserver:
 
     async def _watched(
         self, events: AsyncIterator[StreamEvent], acc: Accumulator, started: float
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         async for event in events:
             acc.add(event)
             if isinstance(event, Finish):

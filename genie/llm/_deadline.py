@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 import anyio
 
@@ -60,11 +60,12 @@ class Deadline:
                 events = await stack.enter_async_context(self.inner.stream(request))
             if scope.cancelled_caught:
                 raise self._timed_out(request)
-            yield self._within(events, deadline, request)
+            async with aclosing(self._within(events, deadline, request)) as reader:
+                yield reader
 
     async def _within(
         self, events: AsyncIterator[StreamEvent], deadline: float, request: Request
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         # A cancel scope may not stay open across a yield to the reader, so each read gets its
         # own scope with the same absolute deadline.
         while True:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 from ._errors import (
     AllProvidersFailedError,
@@ -103,14 +103,15 @@ class Fallback:
                     errors.append(exc)
                     continue
                 stack.push_async_exit(attempt)
-                yield _prepend(first, events)
+                async with aclosing(_prepend(first, events)) as reader:
+                    yield reader
                 return
             raise AllProvidersFailedError(errors)
 
 
 async def _prepend(
     first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     if first is None:
         return
     yield first

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError
@@ -154,12 +154,15 @@ class GeminiProvider(HTTPAdapter):
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         model = request.model or self.model
         path = f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        async with self._stream_lines(path, self.body(request)) as (lines, rid):
-            yield self._events(lines, rid, model)
+        async with (
+            self._stream_lines(path, self.body(request)) as (lines, rid),
+            aclosing(self._events(lines, rid, model)) as reader,
+        ):
+            yield reader
 
     async def _events(
         self, lines: AsyncIterator[str], rid: str | None, model: str
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         calls_seen = 0
         async for _, data in iter_sse(lines):
             chunk = self._json("stream chunk", data)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -203,7 +203,7 @@ class HTTPAdapter:
                     text = (await response.aread()).decode("utf-8", "replace")
                 raise self._failed(response, text)
 
-            async def lines() -> AsyncIterator[str]:
+            async def lines() -> AsyncGenerator[str, None]:
                 # Only whole lines: every streamed format here ends each line, so a part-line
                 # at the end means the connection broke, whatever the part happens to parse as.
                 rest = ""
@@ -218,7 +218,8 @@ class HTTPAdapter:
                         provider=self._name,
                     )
 
-            yield lines(), self._request_id(response)
+            async with aclosing(lines()) as reader:
+                yield reader, self._request_id(response)
         finally:
             await response.aclose()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 
 from ._cost import PriceTable
 from ._errors import LLMError
@@ -110,8 +110,11 @@ class KillSwitch:
         reservation = self.reserve(request)
         acc = Accumulator(self.name, request.model or "")
         try:
-            async with self.inner.stream(request) as events:
-                yield self._watched(events, acc, reservation, request)
+            async with (
+                self.inner.stream(request) as events,
+                aclosing(self._watched(events, acc, reservation, request)) as reader,
+            ):
+                yield reader
         finally:
             if not reservation.settled:
                 if acc.text or acc.usage.total:
@@ -126,7 +129,7 @@ class KillSwitch:
         acc: Accumulator,
         reservation: Reservation,
         request: Request,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         async for event in events:
             acc.add(event)
             if isinstance(event, Finish):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError
@@ -119,12 +119,15 @@ class OllamaProvider(HTTPAdapter):
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         body = self.body(request, stream=True)
-        async with self._stream_lines("/api/chat", body) as (lines, rid):
-            yield self._events(lines, rid, body["model"])
+        async with (
+            self._stream_lines("/api/chat", body) as (lines, rid),
+            aclosing(self._events(lines, rid, body["model"])) as reader,
+        ):
+            yield reader
 
     async def _events(
         self, lines: AsyncIterator[str], rid: str | None, model: str
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         calls_seen = 0
         async for line in iter_ndjson(lines):
             chunk = self._json("stream line", line)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError
@@ -144,12 +144,15 @@ class OpenAIProvider(HTTPAdapter):
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         body = self.body(request, stream=True)
-        async with self._stream_lines("/v1/chat/completions", body) as (lines, rid):
-            yield self._events(lines, rid, body["model"])
+        async with (
+            self._stream_lines("/v1/chat/completions", body) as (lines, rid),
+            aclosing(self._events(lines, rid, body["model"])) as reader,
+        ):
+            yield reader
 
     async def _events(
         self, lines: AsyncIterator[str], rid: str | None, model: str
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         reason: FinishReason | None = None
         async for _, data in iter_sse(lines):
             if data == "[DONE]":

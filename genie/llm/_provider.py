@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, runtime_checkable
 
@@ -65,7 +65,7 @@ async def complete_by_streaming(provider: Provider, request: Request) -> Respons
     return acc.response()
 
 
-async def events_of(response: Response, chunk: int = 0) -> AsyncIterator[StreamEvent]:
+async def events_of(response: Response, chunk: int = 0) -> AsyncGenerator[StreamEvent, None]:
     """The events a stream of ``response`` would send: its text in ``chunk``-character deltas
     (0: one delta), each tool call whole, its usage, its finish."""
     text = response.text

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 import anyio
 
@@ -105,12 +105,13 @@ class Retry:
                     break
                 await self._sleep(wait)
                 attempt += 1
-            yield _prepend(first, events)
+            async with aclosing(_prepend(first, events)) as reader:
+                yield reader
 
 
 async def _prepend(
     first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     if first is None:
         return
     yield first

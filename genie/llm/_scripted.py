@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
 from ._errors import LLMError
 from ._provider import events_of
@@ -63,4 +63,5 @@ class ScriptedProvider:
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        yield events_of(self._next(request), self.chunk)
+        async with aclosing(events_of(self._next(request), self.chunk)) as reader:
+            yield reader

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -101,12 +101,15 @@ class Shadow:
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        async with self.primary.stream(request) as events:
-            yield self._watched(request, events)
+        async with (
+            self.primary.stream(request) as events,
+            aclosing(self._watched(request, events)) as reader,
+        ):
+            yield reader
 
     async def _watched(
         self, request: Request, events: AsyncIterator[StreamEvent]
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         acc = Accumulator(self.primary.name, request.model or "")
         async for event in events:
             acc.add(event)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -16,12 +18,16 @@ from genie.llm import (
     ChatMessage,
     EventStream,
     ImagePart,
+    ProviderConnectionError,
     Request,
+    Response,
+    ScriptedProvider,
     StreamEvent,
     TextDelta,
     Tool,
     ToolCall,
 )
+from genie.llm._scripted import Answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "sk-test-0123456789abcdef"
@@ -121,3 +127,45 @@ class Sleeps:
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         await anyio.lowlevel.checkpoint()
+
+
+class Scripted(ScriptedProvider):
+    """The scripted provider with two test-only faults: a pause before answering (to meet a
+    deadline or a TTL on virtual time), and a stream that breaks after ``break_after`` events."""
+
+    def __init__(
+        self,
+        script: Sequence[Answer] = ("ok",),
+        *,
+        pause: float = 0.0,
+        break_after: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(script, **options)
+        self.pause = pause
+        self.break_after = break_after
+
+    async def complete(self, request: Request) -> Response:
+        if self.pause:
+            await anyio.sleep(self.pause)
+        return await super().complete(request)
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        if self.pause:
+            await anyio.sleep(self.pause)
+        async with (
+            super().stream(request) as events,
+            aclosing(self._breaking(events)) as reader,
+        ):
+            yield reader
+
+    async def _breaking(
+        self, events: AsyncIterator[StreamEvent]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        sent = 0
+        async for event in events:
+            if self.break_after is not None and sent == self.break_after:
+                raise ProviderConnectionError(f"{self.name}: connection reset", provider=self.name)
+            sent += 1
+            yield event
