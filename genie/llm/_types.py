@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._message import Classification
+from .._message import Classification, Message
 from ._errors import EXCERPT_LIMIT, ProviderResponseError
 
 __all__ = [
@@ -52,6 +52,18 @@ class CallContext(BaseModel):
     classification: Classification = Classification.INTERNAL
     correlation_id: str | None = None
     deadline: float | None = None
+
+    @classmethod
+    def of(cls, message: Message, *, deadline: float | None = None) -> CallContext:
+        """The context of a call caused by ``message``: its correlation and classification,
+        and as principal its ``user_id`` metadata (on whose behalf) or else its sender."""
+        user = message.metadata.get("user_id")
+        return cls(
+            principal=user if isinstance(user, str) and user else message.sender,
+            classification=message.classification,
+            correlation_id=message.correlation_id,
+            deadline=deadline,
+        )
 
 
 class TextPart(BaseModel):
