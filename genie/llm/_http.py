@@ -95,6 +95,7 @@ class HTTPAdapter:
 
     default_base_url = ""
     default_model = ""
+    default_region = "us"
 
     def __init__(
         self,
@@ -103,12 +104,12 @@ class HTTPAdapter:
         base_url: str | None = None,
         model: str | None = None,
         name: str | None = None,
-        region: str = "us",
+        region: str | None = None,
         timeout: float = 60.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self._name = name or type(self).__name__.removesuffix("Provider").lower()
-        self._region = region
+        self._region = region or self.default_region
         self.model = model or self.default_model
         self._redact = Redactor(api_key)
         self._own_client = client is None

@@ -67,9 +67,7 @@ class OllamaProvider(HTTPAdapter):
 
     default_base_url = "http://localhost:11434"
     default_model = "llama3.2:1b"
-
-    def __init__(self, *, region: str = "on-prem", **options: Any) -> None:
-        super().__init__(region=region, **options)
+    default_region = "on-prem"
 
     def body(self, request: Request, *, stream: bool) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []

@@ -1,0 +1,256 @@
+"""The ``llm:`` section of a pipeline file: providers, price table, budgets, and named stacks
+of wrappers, built into providers with keys read from the environment (never from the file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .._errors import ConfigurationError, did_you_mean
+from .._yamlconf import ConfigFileError, read_yaml, validate
+from ._anthropic import AnthropicProvider
+from ._budget import DailyTokenBudget
+from ._cache import Cache
+from ._circuit import Circuit
+from ._cost import CallRecord, CostObserver, Price, PriceTable
+from ._deadline import Deadline
+from ._fallback import Fallback
+from ._gemini import GeminiProvider
+from ._http import HTTPAdapter
+from ._killswitch import KillSwitch
+from ._ledger import BudgetLedger
+from ._ollama import OllamaProvider
+from ._openai import OpenAIProvider
+from ._provider import Provider
+from ._residency import Residency
+from ._retry import Retry
+from ._scripted import ScriptedProvider
+
+__all__ = ["LLMConfig", "LLMStacks", "build_stacks", "load_llm_config"]
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+_ADAPTERS: dict[str, type[HTTPAdapter]] = {
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
+    "ollama": OllamaProvider,
+}
+
+
+class ProviderConfig(BaseModel):
+    """One provider. ``api_key_env`` names the environment variable holding its key."""
+
+    model_config = _STRICT
+    kind: Literal["openai", "anthropic", "gemini", "ollama", "scripted"]
+    model: str | None = None
+    base_url: str | None = None
+    region: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout: float = Field(default=60.0, gt=0)
+    answers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        if self.kind == "scripted":
+            if self.api_key_env or self.base_url:
+                raise ValueError("a scripted provider takes answers, not a key or a base_url")
+        elif self.answers:
+            raise ValueError("answers are for kind 'scripted' only")
+        needs_key = self.kind in ("anthropic", "gemini") or (
+            self.kind == "openai" and self.base_url is None
+        )
+        if needs_key and not self.api_key_env:
+            raise ValueError(
+                f"kind {self.kind!r} needs api_key_env: the name of the environment variable "
+                "that holds its key (a key is never written in the file)"
+            )
+        return self
+
+
+class RetryConfig(BaseModel):
+    model_config = _STRICT
+    attempts: int = Field(default=3, ge=1)
+    backoff: float = Field(default=0.5, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_backoff: float = Field(default=20.0, ge=0)
+    jitter: float = Field(default=0.25, ge=0, le=1)
+    max_retry_after: float = Field(default=60.0, ge=0)
+    seed: int | None = None
+
+
+class CircuitConfig(BaseModel):
+    model_config = _STRICT
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_after: float = Field(default=30.0, gt=0)
+
+
+class CacheConfig(BaseModel):
+    model_config = _STRICT
+    ttl: float = Field(default=600.0, gt=0)
+    max_entries: int = Field(default=1024, ge=1)
+
+
+class ResidencyConfig(BaseModel):
+    model_config = _STRICT
+    home_region: str = "in"
+    allow_cross_border_for_public: bool = True
+
+
+class StackConfig(BaseModel):
+    """A provider (or a fallback chain of them) and its wrappers; ``null`` turns one off."""
+
+    model_config = _STRICT
+    providers: list[str] = Field(min_length=1)
+    deadline: float | None = Field(default=30.0, gt=0)
+    cache: CacheConfig | None = None
+    retry: RetryConfig | None = RetryConfig()
+    circuit: CircuitConfig | None = CircuitConfig()
+    residency: ResidencyConfig = ResidencyConfig()
+
+
+class BudgetsConfig(BaseModel):
+    """The kill switch's per-correlation limits and the per-principal daily token limit."""
+
+    model_config = _STRICT
+    correlation_tokens: int | None = Field(default=None, ge=0)
+    correlation_cost: float | None = Field(default=None, ge=0)
+    daily_tokens_per_principal: int | None = Field(default=None, ge=0)
+
+
+class LLMConfig(BaseModel):
+    model_config = _STRICT
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    stacks: dict[str, StackConfig] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    budgets: BudgetsConfig = BudgetsConfig()
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> Self:
+        for stack, config in self.stacks.items():
+            for name in config.providers:
+                if name not in self.providers:
+                    hint = did_you_mean(name, self.providers)
+                    raise ValueError(f"stack {stack!r} names provider {name!r}, not declared{hint}")
+        return self
+
+
+def load_llm_config(path: str | Path) -> LLMConfig | None:
+    """The ``llm:`` section of the YAML file ``path`` (None when it has none); a mistake
+    raises ``ConfigFileError`` naming the file, the line and the key."""
+    path = Path(path)
+    doc = read_yaml(path)
+    if doc.problems:
+        raise ConfigFileError(doc.problems)
+    section = doc.data.get("llm") if isinstance(doc.data, dict) else None
+    if section is None:
+        return None
+    return validate(LLMConfig, section, path, doc.lines, at=("llm",))
+
+
+class LLMStacks:
+    """The built stacks by name, and the ledgers and observers they share."""
+
+    def __init__(
+        self,
+        stacks: dict[str, Provider],
+        ledger: BudgetLedger | None,
+        adapters: list[HTTPAdapter],
+    ) -> None:
+        self.stacks = stacks
+        self.ledger = ledger
+        self._adapters = adapters
+
+    def __getitem__(self, name: str) -> Provider:
+        try:
+            return self.stacks[name]
+        except KeyError:
+            hint = did_you_mean(name, self.stacks)
+            raise ConfigurationError(f"no llm stack named {name!r}{hint}") from None
+
+    async def aclose(self) -> None:
+        for adapter in self._adapters:
+            await adapter.aclose()
+
+
+def build_stacks(
+    config: LLMConfig,
+    environ: Mapping[str, str] | None = None,
+    *,
+    on_call: Callable[[CallRecord], None] | None = None,
+) -> LLMStacks:
+    """Build every stack of ``config``. Each provider is wrapped once, inside to outside,
+    ``CostObserver → Circuit → KillSwitch → DailyTokenBudget → Retry`` (shared by the stacks
+    naming it); a stack adds ``Residency`` (or ``Fallback`` over several), then ``Cache``, then
+    ``Deadline``. A key missing from the environment is a ``ConfigurationError`` now, naming
+    every one missing, not at the first call."""
+    environ = os.environ if environ is None else environ
+    missing = [
+        f"llm provider {name!r}: environment variable {p.api_key_env} is not set"
+        for name, p in config.providers.items()
+        if p.api_key_env and not environ.get(p.api_key_env)
+    ]
+    if missing:
+        raise ConfigurationError("; ".join(missing))
+    prices = PriceTable(prices=config.prices)
+    budgets = config.budgets
+    ledger = None
+    if budgets.correlation_tokens is not None or budgets.correlation_cost is not None:
+        ledger = BudgetLedger(
+            max_tokens=budgets.correlation_tokens,
+            max_cost=budgets.correlation_cost,
+            name="correlation",
+        )
+    adapters: list[HTTPAdapter] = []
+    wrapped: dict[str, Provider] = {}
+    for name, p in config.providers.items():
+        base: Provider
+        if p.kind == "scripted":
+            base = ScriptedProvider(
+                p.answers or ["(scripted empty response)"],
+                name=name,
+                region=p.region or "on-prem",
+                model=p.model or "scripted-model",
+            )
+        else:
+            adapter = _ADAPTERS[p.kind](
+                api_key=environ.get(p.api_key_env) if p.api_key_env else None,
+                base_url=p.base_url,
+                model=p.model,
+                name=name,
+                timeout=p.timeout,
+                region=p.region,
+            )
+            adapters.append(adapter)
+            base = adapter
+        wrapped[name] = CostObserver(base, prices, on_call=on_call)
+    stacks: dict[str, Provider] = {}
+    for stack_name, s in config.stacks.items():
+        members: list[Provider] = []
+        for name in s.providers:
+            provider: Provider = wrapped[name]
+            if s.circuit is not None:
+                provider = Circuit(provider, **s.circuit.model_dump())
+            if ledger is not None:
+                provider = KillSwitch(provider, ledger, prices=prices)
+            if budgets.daily_tokens_per_principal is not None:
+                provider = DailyTokenBudget(provider, budgets.daily_tokens_per_principal)
+            if s.retry is not None:
+                provider = Retry(provider, **s.retry.model_dump())
+            members.append(provider)
+        residency = s.residency.model_dump()
+        top: Provider = (
+            Fallback(*members, **residency)
+            if len(members) > 1
+            else Residency(members[0], **residency)
+        )
+        if s.cache is not None:
+            top = Cache(top, **s.cache.model_dump())
+        if s.deadline is not None:
+            top = Deadline(top, s.deadline)
+        stacks[stack_name] = top
+    return LLMStacks(stacks, ledger, adapters)
