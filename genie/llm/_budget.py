@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger
 from ._provider import Provider
-from ._types import Request, Response, StreamEvent
+from ._types import CallContext, Request, Response, StreamEvent
 
 __all__ = ["DailyTokenBudget"]
 
@@ -22,22 +22,30 @@ class DailyTokenBudget:
     """At most ``tokens_per_day`` tokens per principal (the call context's) per UTC day.
 
     Each call reserves its worst case first, so a principal with too little left is refused
-    with :class:`BudgetExceededError` (limit ``daily_tokens``) before anything is sent; the
-    count restarts when ``today()`` changes.
+    with :class:`BudgetExceededError` (limit ``daily_tokens``, key ``<principal> on <date>``)
+    before anything is sent. Pass one ``ledger`` to several wrappers (every provider of a
+    fallback chain, every stack) so the limit is the principal's, not each provider's. When
+    ``today()`` changes, the previous days' accounts are dropped.
     """
 
     def __init__(
-        self, inner: Provider, tokens_per_day: int, *, today: Callable[[], date] = _today
+        self,
+        inner: Provider,
+        tokens_per_day: int | None = None,
+        *,
+        ledger: BudgetLedger | None = None,
+        today: Callable[[], date] = _today,
     ) -> None:
+        if (tokens_per_day is None) == (ledger is None):
+            raise ValueError("give tokens_per_day or a shared ledger, not both")
+        self.ledger = ledger or BudgetLedger(max_tokens=tokens_per_day, name="daily")
         self.inner = inner
-        self.tokens_per_day = tokens_per_day
         self._today = today
         self._day = today()
-        self._switch = self._fresh()
+        self._switch = KillSwitch(inner, self.ledger, key=self._key)
 
-    def _fresh(self) -> KillSwitch:
-        ledger = BudgetLedger(max_tokens=self.tokens_per_day, name="daily")
-        return KillSwitch(self.inner, ledger, key=lambda ctx: ctx.principal)
+    def _key(self, context: CallContext) -> str:
+        return f"{context.principal} on {self._day.isoformat()}"
 
     @property
     def name(self) -> str:
@@ -47,17 +55,14 @@ class DailyTokenBudget:
     def region(self) -> str:
         return self.inner.region
 
-    @property
-    def ledger(self) -> BudgetLedger:
-        self._roll()
-        return self._switch.ledger
-
     def _roll(self) -> None:
         today = self._today()
         if today != self._day:
-            # Yesterday's calls still in flight settle into yesterday's ledger, which is dropped.
             self._day = today
-            self._switch = self._fresh()
+            suffix = f" on {today.isoformat()}"
+            for key in self.ledger.accounts():
+                if not key.endswith(suffix):
+                    self.ledger.forget(key)
 
     async def complete(self, request: Request) -> Response:
         self._roll()

@@ -205,6 +205,9 @@ def build_stacks(
             max_cost=budgets.correlation_cost,
             name="correlation",
         )
+    daily = None
+    if budgets.daily_tokens_per_principal is not None:
+        daily = BudgetLedger(max_tokens=budgets.daily_tokens_per_principal, name="daily")
     adapters: list[HTTPAdapter] = []
     wrapped: dict[str, Provider] = {}
     for name, p in config.providers.items():
@@ -237,8 +240,8 @@ def build_stacks(
                 provider = Circuit(provider, **s.circuit.model_dump())
             if ledger is not None:
                 provider = KillSwitch(provider, ledger, prices=prices)
-            if budgets.daily_tokens_per_principal is not None:
-                provider = DailyTokenBudget(provider, budgets.daily_tokens_per_principal)
+            if daily is not None:
+                provider = DailyTokenBudget(provider, ledger=daily)
             if s.retry is not None:
                 provider = Retry(provider, **s.retry.model_dump())
             members.append(provider)

@@ -108,6 +108,10 @@ class BudgetLedger:
         account.tokens_used += tokens
         account.cost_used += cost
 
+    def accounts(self) -> list[str]:
+        """The keys with an account (those that reserved since they were last forgotten)."""
+        return list(self._accounts)
+
     def forget(self, key: str) -> None:
         """Drop a finished key's account (a correlation that ended), so the ledger stays
         bounded. Its open reservations, if any, settle into nothing."""

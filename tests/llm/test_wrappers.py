@@ -14,6 +14,7 @@ from genie.llm import (
     AllProvidersFailedError,
     BadRequestError,
     BudgetExceededError,
+    BudgetLedger,
     Cache,
     CallContext,
     CallRecord,
@@ -317,13 +318,27 @@ async def test_the_daily_budget_is_per_principal_and_restarts_each_day() -> None
     bob = simple_request(max_tokens=100, context=CallContext(principal="bob"))
     await budget.complete(alice)
     await budget.complete(alice)  # 200 used, 100 left: the next may need ~110
-    with pytest.raises(BudgetExceededError, match="daily_tokens budget for alice"):
+    with pytest.raises(BudgetExceededError, match="daily_tokens budget for alice on 2026-01-01"):
         await budget.complete(alice)
     await budget.complete(bob)
     assert len(inner.requests) == 3
     day[0] = date(2026, 1, 2)
     await budget.complete(alice)
     assert len(inner.requests) == 4
+    assert budget.ledger.accounts() == ["alice on 2026-01-02"]  # yesterday's accounts are gone
+
+
+async def test_one_daily_ledger_bounds_a_principal_across_providers() -> None:
+    shared = BudgetLedger(max_tokens=200, name="daily")
+    used = Usage(input_tokens=50, output_tokens=50)
+    a = DailyTokenBudget(Scripted([Response(usage=used)]), ledger=shared)
+    b = DailyTokenBudget(Scripted([Response(usage=used)]), ledger=shared)
+    request = simple_request(max_tokens=100, context=CallContext(principal="alice"))
+    await a.complete(request)
+    with pytest.raises(BudgetExceededError, match="daily_tokens"):
+        await b.complete(request)
+    with pytest.raises(ValueError, match="not both"):
+        DailyTokenBudget(Scripted(), 10, ledger=shared)
 
 
 # -- residency -----------------------------------------------------------------------------
