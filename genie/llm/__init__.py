@@ -7,6 +7,10 @@ from ._budget import DailyTokenBudget as DailyTokenBudget
 from ._cache import Cache as Cache
 from ._cache import CacheStatistics as CacheStatistics
 from ._circuit import Circuit as Circuit
+from ._config import LLMConfig as LLMConfig
+from ._config import LLMStacks as LLMStacks
+from ._config import build_stacks as build_stacks
+from ._config import load_llm_config as load_llm_config
 from ._cost import CallRecord as CallRecord
 from ._cost import CostObserver as CostObserver
 from ._cost import CostStatistics as CostStatistics
@@ -87,6 +91,8 @@ __all__ = [
     "GeminiProvider",
     "ImagePart",
     "KillSwitch",
+    "LLMConfig",
+    "LLMStacks",
     "LLMCircuitOpenError",
     "LLMError",
     "LLMTimeoutError",
@@ -120,6 +126,8 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "UsageEvent",
+    "build_stacks",
     "complete_by_streaming",
+    "load_llm_config",
     "residency_refusal",
 ]

@@ -210,8 +210,9 @@ def build_stacks(
         daily = BudgetLedger(max_tokens=budgets.daily_tokens_per_principal, name="daily")
     adapters: list[HTTPAdapter] = []
     wrapped: dict[str, Provider] = {}
+    default_models: dict[str, str] = {}
     for name, p in config.providers.items():
-        base: Provider
+        base: ScriptedProvider | HTTPAdapter
         if p.kind == "scripted":
             base = ScriptedProvider(
                 p.answers or ["(scripted empty response)"],
@@ -231,6 +232,7 @@ def build_stacks(
             adapters.append(adapter)
             base = adapter
         wrapped[name] = CostObserver(base, prices, on_call=on_call)
+        default_models[name] = base.model
     stacks: dict[str, Provider] = {}
     for stack_name, s in config.stacks.items():
         members: list[Provider] = []
@@ -239,7 +241,7 @@ def build_stacks(
             if s.circuit is not None:
                 provider = Circuit(provider, **s.circuit.model_dump())
             if ledger is not None:
-                provider = KillSwitch(provider, ledger, prices=prices)
+                provider = KillSwitch(provider, ledger, prices=prices, model=default_models[name])
             if daily is not None:
                 provider = DailyTokenBudget(provider, ledger=daily)
             if s.retry is not None:

@@ -31,11 +31,12 @@ class KillSwitch:
     what the call used after.
 
     The worst case is :meth:`Request.prompt_estimate` plus ``max_tokens``, priced from
-    ``prices`` when the ledger has a cost budget (a model without a price is refused then: its
-    cost could not be bounded). A call that does not fit raises :class:`BudgetExceededError`
-    and nothing is sent. An answer settles to its reported usage (estimated from its text if
-    the provider reported none); an error status or a refusal further in is released (not
-    billed); a stream that broke off settles to the prompt plus what arrived.
+    ``prices`` when the ledger has a cost budget (for ``model``, the provider's default, when
+    the request names none; a model without a price is refused then: its cost could not be
+    bounded). A call that does not fit raises :class:`BudgetExceededError` and nothing is
+    sent. An answer settles to its reported usage (estimated from its text if the provider
+    reported none); an error status or a refusal further in is released (not billed); a
+    stream that broke off settles to the prompt plus what arrived.
     """
 
     def __init__(
@@ -45,8 +46,10 @@ class KillSwitch:
         *,
         prices: PriceTable | None = None,
         key: Callable[[CallContext], str] = by_correlation,
+        model: str = "",
     ) -> None:
         self.inner = inner
+        self.model = model
         self.ledger = ledger
         self.prices = prices or PriceTable()
         self._key = key
@@ -78,7 +81,7 @@ class KillSwitch:
         return self.ledger.reserve(
             self._key(request.context),
             tokens=worst.total,
-            cost=self._cost(request.model or "", worst),
+            cost=self._cost(request.model or self.model, worst),
             provider=self.name,
             correlation_id=request.context.correlation_id,
         )
@@ -92,7 +95,7 @@ class KillSwitch:
                 "output_tokens": usage.output_tokens or _tokens_of(response.text),
             }
         )
-        cost = self.prices.cost(response.model or request.model or "", usage) or 0.0
+        cost = self.prices.cost(response.model or request.model or self.model, usage) or 0.0
         reservation.settle(tokens=usage.total, cost=cost)
 
     async def complete(self, request: Request) -> Response:
