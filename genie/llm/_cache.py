@@ -8,8 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
-import anyio
-
+from ._clock import loop_time
 from ._provider import Provider, events_of
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
 
@@ -36,7 +35,7 @@ class Cache:
         *,
         ttl: float = 600.0,
         max_entries: int = 1024,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         if ttl <= 0 or max_entries < 1:
             raise ValueError("ttl must be positive and max_entries at least 1")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 
-import anyio
-
 from .._supervisor import BreakerPolicy, CircuitBreaker
+from ._clock import loop_time
 from ._errors import (
     LLMCircuitOpenError,
     LLMError,
@@ -45,7 +44,7 @@ class Circuit:
         *,
         failure_threshold: int = 5,
         reset_after: float = 30.0,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.inner = inner
         self.breaker = CircuitBreaker(BreakerPolicy(failure_threshold, reset_after))

@@ -6,9 +6,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._clock import loop_time
 from ._errors import LLMError
 from ._provider import Provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent, Usage
@@ -89,7 +89,7 @@ class CostObserver:
         prices: PriceTable | None = None,
         *,
         on_call: Callable[[CallRecord], None] | None = None,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.inner = inner
         self.prices = prices or PriceTable()

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 import anyio
 
+from ._clock import loop_time
 from ._errors import LLMTimeoutError
 from ._provider import Provider
 from ._types import Request, Response, StreamEvent
@@ -34,7 +35,7 @@ class Deadline:
         return self.inner.region
 
     def _deadline(self, request: Request) -> float:
-        ends = [anyio.current_time() + self.timeout] if self.timeout is not None else []
+        ends = [loop_time() + self.timeout] if self.timeout is not None else []
         if request.context.deadline is not None:
             ends.append(request.context.deadline)
         return min(ends, default=float("inf"))

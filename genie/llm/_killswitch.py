@@ -75,8 +75,7 @@ class KillSwitch:
             raise error
         return cost or 0.0
 
-    def reserve(self, request: Request) -> Reservation:
-        prompt = request.prompt_estimate()
+    def reserve(self, request: Request, prompt: int) -> Reservation:
         worst = Usage(input_tokens=prompt, output_tokens=request.max_tokens)
         return self.ledger.reserve(
             self._key(request.context),
@@ -86,43 +85,47 @@ class KillSwitch:
             correlation_id=request.context.correlation_id,
         )
 
-    def _settle(self, reservation: Reservation, request: Request, response: Response) -> None:
+    def _settle(
+        self, reservation: Reservation, request: Request, prompt: int, response: Response
+    ) -> None:
         usage = response.usage
-        # A provider that reports no usage (some compatible servers) is charged an estimate.
-        usage = usage.model_copy(
-            update={
-                "input_tokens": usage.input_tokens or request.prompt_estimate(),
-                "output_tokens": usage.output_tokens or _tokens_of(response.text),
-            }
-        )
+        if not (usage.input_tokens and usage.output_tokens):
+            # A provider that reports no usage (some compatible servers) is charged an estimate.
+            usage = Usage(
+                input_tokens=usage.input_tokens or prompt,
+                output_tokens=usage.output_tokens or _tokens_of(response.text),
+                cached_tokens=usage.cached_tokens,
+            )
         cost = self.prices.cost(response.model or request.model or self.model, usage) or 0.0
         reservation.settle(tokens=usage.total, cost=cost)
 
     async def complete(self, request: Request) -> Response:
-        reservation = self.reserve(request)
+        prompt = request.prompt_estimate()
+        reservation = self.reserve(request, prompt)
         try:
             response = await self.inner.complete(request)
         except BaseException:
             reservation.release()
             raise
-        self._settle(reservation, request, response)
+        self._settle(reservation, request, prompt, response)
         return response
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        reservation = self.reserve(request)
+        prompt = request.prompt_estimate()
+        reservation = self.reserve(request, prompt)
         acc = Accumulator(self.name, request.model or "")
         try:
             async with (
                 self.inner.stream(request) as events,
-                aclosing(self._watched(events, acc, reservation, request)) as reader,
+                aclosing(self._watched(events, acc, reservation, request, prompt)) as reader,
             ):
                 yield reader
         finally:
             if not reservation.settled:
                 if acc.text or acc.usage.total:
                     # Tokens went out before the break: the prompt and what arrived are spent.
-                    self._settle(reservation, request, _partial(acc))
+                    self._settle(reservation, request, prompt, _partial(acc))
                 else:
                     reservation.release()
 
@@ -132,11 +135,12 @@ class KillSwitch:
         acc: Accumulator,
         reservation: Reservation,
         request: Request,
+        prompt: int,
     ) -> AsyncGenerator[StreamEvent, None]:
         async for event in events:
             acc.add(event)
             if isinstance(event, Finish):
-                self._settle(reservation, request, _partial(acc))
+                self._settle(reservation, request, prompt, _partial(acc))
             yield event
 
 

@@ -182,9 +182,12 @@ class Request(BaseModel):
     def canonical(self) -> str:
         """What the call asks, as stable JSON: equal for equal questions, whoever asks (the
         context is left out), so it can key a cache."""
-        body = self.model_dump(mode="json", exclude={"context", "output"})
-        body["output"] = self.output_schema
-        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+        # pydantic's serialiser keeps field order, so equal requests give equal text (a dict
+        # argument written in another key order only costs a cache miss).
+        text = self.model_dump_json(exclude={"context", "output"})
+        if self.output is not None:
+            text += json.dumps(self.output_schema, sort_keys=True)
+        return text
 
     def prompt_estimate(self) -> int:
         """A cautious token count for the prompt without a tokenizer: one token per 3 UTF-8
