@@ -37,6 +37,7 @@ from ._ledger import BudgetLedger as BudgetLedger
 from ._ledger import LedgerStatistics as LedgerStatistics
 from ._ledger import Remaining as Remaining
 from ._ledger import Reservation as Reservation
+from ._metrics import LLMMetrics as LLMMetrics
 from ._ollama import OllamaProvider as OllamaProvider
 from ._openai import OpenAIProvider as OpenAIProvider
 from ._provider import EventStream as EventStream
@@ -95,6 +96,7 @@ __all__ = [
     "LLMStacks",
     "LLMCircuitOpenError",
     "LLMError",
+    "LLMMetrics",
     "LLMTimeoutError",
     "LedgerStatistics",
     "OllamaProvider",

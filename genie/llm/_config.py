@@ -23,6 +23,7 @@ from ._gemini import GeminiProvider
 from ._http import HTTPAdapter
 from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger
+from ._metrics import LLMMetrics
 from ._ollama import OllamaProvider
 from ._openai import OpenAIProvider
 from ._provider import Provider
@@ -182,12 +183,14 @@ def build_stacks(
     environ: Mapping[str, str] | None = None,
     *,
     on_call: Callable[[CallRecord], None] | None = None,
+    metrics: LLMMetrics | None = None,
 ) -> LLMStacks:
     """Build every stack of ``config``. Each provider is wrapped once, inside to outside,
     ``CostObserver → Circuit → KillSwitch → DailyTokenBudget → Retry`` (shared by the stacks
     naming it); a stack adds ``Residency`` (or ``Fallback`` over several), then ``Cache``, then
     ``Deadline``. A key missing from the environment is a ``ConfigurationError`` now, naming
-    every one missing, not at the first call."""
+    every one missing, not at the first call. ``metrics`` records every call, cache and
+    budget of the stacks (with ``on_call`` too, if given)."""
     environ = os.environ if environ is None else environ
     missing = [
         f"llm provider {name!r}: environment variable {p.api_key_env} is not set"
@@ -196,6 +199,9 @@ def build_stacks(
     ]
     if missing:
         raise ConfigurationError("; ".join(missing))
+    if metrics is not None:
+        record = metrics.record
+        on_call = record if on_call is None else _both(on_call, record)
     prices = PriceTable(prices=config.prices)
     budgets = config.budgets
     ledger = None
@@ -255,7 +261,23 @@ def build_stacks(
         )
         if s.cache is not None:
             top = Cache(top, **s.cache.model_dump())
+            if metrics is not None:
+                metrics.watch_cache(stack_name, top)
         if s.deadline is not None:
             top = Deadline(top, s.deadline)
         stacks[stack_name] = top
+    if metrics is not None:
+        for watched in (ledger, daily):
+            if watched is not None:
+                metrics.watch_ledger(watched)
     return LLMStacks(stacks, ledger, adapters)
+
+
+def _both(
+    first: Callable[[CallRecord], None], second: Callable[[CallRecord], None]
+) -> Callable[[CallRecord], None]:
+    def call(record: CallRecord) -> None:
+        first(record)
+        second(record)
+
+    return call
