@@ -166,6 +166,12 @@ class GeminiProvider(HTTPAdapter):
         calls_seen = 0
         async for _, data in iter_sse(lines):
             chunk = self._json("stream chunk", data)
+            if "error" in chunk:
+                raise self._failed_in_stream(chunk["error"])
+            if not chunk.get("candidates") and "promptFeedback" in chunk:
+                # The prompt itself was blocked: no candidates, the reason in promptFeedback.
+                yield Finish(reason="content_filter", model=model, request_id=rid)
+                return
             try:
                 text, calls, reason = self._decode(chunk, calls_seen)
             except (KeyError, TypeError, AttributeError):

@@ -224,6 +224,14 @@ class HTTPAdapter:
         finally:
             await response.aclose()
 
+    def _failed_in_stream(self, detail: object) -> ProviderConnectionError:
+        """An error the provider sent inside a stream that had started (status 200): the
+        stream is lost, like a dropped connection (retried only before its first event)."""
+        excerpt = self._redact(str(detail))[:EXCERPT_LIMIT]
+        return ProviderConnectionError(
+            f"{self._name}: the stream failed: {excerpt}", provider=self._name
+        )
+
     def _malformed(self, what: str, raw: str) -> ProviderResponseError:
         return ProviderResponseError(
             f"{self._name}: malformed {what}: {self._redact(raw[:EXCERPT_LIMIT])!r}",

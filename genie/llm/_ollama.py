@@ -130,10 +130,7 @@ class OllamaProvider(HTTPAdapter):
         async for line in iter_ndjson(lines):
             chunk = self._json("stream line", line)
             if "error" in chunk:
-                raise ProviderConnectionError(
-                    f"{self.name}: the stream failed: {self._redact(str(chunk['error']))[:512]}",
-                    provider=self.name,
-                )
+                raise self._failed_in_stream(chunk["error"])
             try:
                 message = chunk.get("message") or {}
                 calls = _calls(message, calls_seen)

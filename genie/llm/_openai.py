@@ -159,6 +159,8 @@ class OpenAIProvider(HTTPAdapter):
                 yield Finish(reason=reason or "other", model=model, request_id=rid)
                 return
             chunk = self._json("stream chunk", data)
+            if "error" in chunk:  # vLLM and others report a failure mid-stream this way
+                raise self._failed_in_stream(chunk["error"])
             model = chunk.get("model") or model
             rid = rid or chunk.get("id")
             if chunk.get("usage"):

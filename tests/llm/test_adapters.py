@@ -329,3 +329,35 @@ def test_tool_calls_parse_into_their_model() -> None:
 
     call = ToolCall(id="1", name="search_rbi", arguments={"query": "KYC"})
     assert call.parse(SearchRbi) == SearchRbi(query="KYC", limit=3)
+
+
+@pytest.mark.parametrize("wire", [w for w in WIRES if w.name != "anthropic"], ids=str)
+async def test_an_error_inside_a_started_stream_is_raised_not_swallowed(wire: Wire) -> None:
+    error = b'{"error": {"message": "model crashed", "key": "' + API_KEY.encode() + b'"}}'
+    body = error + b"\n" if wire.name == "ollama" else b"data: " + error + b"\n\n"
+    rec = Recorder(
+        answer(
+            200, body + (b"" if wire.name == "ollama" else b"data: [DONE]\n\n"), wire.stream_type
+        )
+    )
+    keyed = wire.cls(api_key=API_KEY, client=rec.client())
+    with pytest.raises(ProviderConnectionError, match=r"the stream failed: .*model crashed") as e:
+        await read_into(keyed.stream(simple_request()), [])
+    assert API_KEY not in str(e.value)
+
+
+async def test_a_blocked_gemini_prompt_finishes_as_content_filter() -> None:
+    blocked = (
+        b'{"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 4}}'
+    )
+    rec = Recorder(answer(200, blocked))
+    response = await GeminiProvider(client=rec.client()).complete(simple_request())
+    assert (response.finish_reason, response.text, response.usage.input_tokens) == (
+        "content_filter",
+        "",
+        4,
+    )
+    rec = Recorder(answer(200, b"data: " + blocked + b"\n\n", "text/event-stream"))
+    events: list[StreamEvent] = []
+    await read_into(GeminiProvider(client=rec.client()).stream(simple_request()), events)
+    assert [e.type for e in events] == ["finish"]
