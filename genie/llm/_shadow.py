@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from ._provider import Provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
 
 __all__ = ["Shadow", "ShadowResult", "ShadowStatistics"]
+
+logger = logging.getLogger("genie.llm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +93,16 @@ class Shadow:
                     error = None
                 except LLMError as exc:
                     error = str(exc)
+                except Exception as exc:
+                    # Whatever breaks on the side stays there: this task shares the caller's
+                    # task group, and an exception here would cancel the caller.
+                    error = f"{type(exc).__name__}: {exc}"
         finally:
             self._in_flight -= 1
-        self._on_result(ShadowResult(request, primary, shadow, error))
+        try:
+            self._on_result(ShadowResult(request, primary, shadow, error))
+        except Exception:
+            logger.exception("shadow result handler failed for %s", self.name)
 
     async def complete(self, request: Request) -> Response:
         response = await self.primary.complete(request)

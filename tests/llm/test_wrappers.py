@@ -29,6 +29,7 @@ from genie.llm import (
     ProviderConnectionError,
     ProviderUnavailableError,
     RateLimitedError,
+    Request,
     Residency,
     ResidencyDeniedError,
     Response,
@@ -284,6 +285,26 @@ async def test_the_shadow_never_changes_the_answer_and_is_bounded() -> None:
         assert [a.text for a in answers] == ["primary"] * 4
         assert shadow.statistics().skipped == 2
     assert [r.error for r in results] == ["timeout", "timeout"]
+
+
+async def test_a_failing_shadow_or_result_handler_never_reaches_the_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_handler(result: ShadowResult) -> None:
+        raise RuntimeError("handler bug")
+
+    primary = Scripted(["primary"], name="p")
+
+    def crash(request: Request) -> Response:
+        raise ZeroDivisionError("a bug in the shadow")
+
+    buggy = Scripted([crash], name="s")
+    async with anyio.create_task_group() as tg:
+        shadow = Shadow(primary, buggy, tg, on_result=broken_handler)
+        assert (await shadow.complete(simple_request())).text == "primary"
+        await anyio.sleep(1)
+        assert (await shadow.complete(simple_request())).text == "primary"
+    assert "shadow result handler failed" in caplog.text
 
 
 # -- cost ----------------------------------------------------------------------------------
