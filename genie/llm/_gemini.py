@@ -8,7 +8,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError
-from ._http import HTTPAdapter, iter_sse
+from ._http import HTTPAdapter, drain, iter_sse
 from ._types import (
     ChatMessage,
     Finish,
@@ -164,34 +164,37 @@ class GeminiProvider(HTTPAdapter):
         self, lines: AsyncIterator[str], rid: str | None, model: str
     ) -> AsyncGenerator[StreamEvent, None]:
         calls_seen = 0
-        async for _, data in iter_sse(lines):
-            chunk = self._json("stream chunk", data)
-            if "error" in chunk:
-                raise self._failed_in_stream(chunk["error"])
-            if not chunk.get("candidates") and "promptFeedback" in chunk:
-                # The prompt itself was blocked: no candidates, the reason in promptFeedback.
-                yield Finish(reason="content_filter", model=model, request_id=rid)
-                return
-            try:
-                text, calls, reason = self._decode(chunk, calls_seen)
-            except (KeyError, TypeError, AttributeError):
-                raise self._malformed("stream chunk", data) from None
-            model = chunk.get("modelVersion") or model
-            rid = rid or chunk.get("responseId")
-            if text:
-                yield TextDelta(text=text)
-            for call in calls:
-                # Gemini sends each call whole, so one delta carries it all.
-                arguments = json.dumps(call.arguments)
-                yield ToolCallDelta(
-                    index=calls_seen, id=call.id, name=call.name, arguments=arguments
-                )
-                calls_seen += 1
-            if chunk.get("usageMetadata"):
-                yield UsageEvent(usage=_usage(chunk["usageMetadata"]))
-            if reason is not None:
-                yield Finish(reason=reason, model=model, request_id=rid)
-                return
+        async with aclosing(iter_sse(lines)) as parsed:
+            async for _, data in parsed:
+                chunk = self._json("stream chunk", data)
+                if "error" in chunk:
+                    raise self._failed_in_stream(chunk["error"])
+                if not chunk.get("candidates") and "promptFeedback" in chunk:
+                    # The prompt itself was blocked: no candidates, the reason in promptFeedback.
+                    yield Finish(reason="content_filter", model=model, request_id=rid)
+                    await drain(lines)
+                    return
+                try:
+                    text, calls, reason = self._decode(chunk, calls_seen)
+                except (KeyError, TypeError, AttributeError):
+                    raise self._malformed("stream chunk", data) from None
+                model = chunk.get("modelVersion") or model
+                rid = rid or chunk.get("responseId")
+                if text:
+                    yield TextDelta(text=text)
+                for call in calls:
+                    # Gemini sends each call whole, so one delta carries it all.
+                    arguments = json.dumps(call.arguments)
+                    yield ToolCallDelta(
+                        index=calls_seen, id=call.id, name=call.name, arguments=arguments
+                    )
+                    calls_seen += 1
+                if chunk.get("usageMetadata"):
+                    yield UsageEvent(usage=_usage(chunk["usageMetadata"]))
+                if reason is not None:
+                    yield Finish(reason=reason, model=model, request_id=rid)
+                    await drain(lines)
+                    return
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before a finishReason", provider=self.name
         )

@@ -25,7 +25,7 @@ from ._errors import (
 from ._provider import EventStream
 from ._types import Request, Response
 
-__all__ = ["HTTPAdapter", "Redactor", "iter_ndjson", "iter_sse"]
+__all__ = ["HTTPAdapter", "Redactor", "drain", "iter_ndjson", "iter_sse"]
 
 logger = logging.getLogger("genie.llm")
 
@@ -248,7 +248,7 @@ class HTTPAdapter:
         return data
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncGenerator[tuple[str, str], None]:
     """Server-sent events as ``(event, data)``; ``event`` is ``message`` when unnamed."""
     event, data = "message", list[str]()
     async for line in lines:
@@ -269,7 +269,17 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
     # specification): the reader then sees the stream end without its terminal event.
 
 
-async def iter_ndjson(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+async def drain(lines: AsyncIterator[str], limit: int = 64) -> None:
+    """Reads what follows a stream's terminal event (a blank line, then the end of the body),
+    so every iterator under it, httpx's included, finishes instead of being dropped half-read
+    (trio warns about each such generator). Bounded: a server that keeps sending after its
+    terminal event is left to the connection's close."""
+    for _ in range(limit):
+        if await anext(lines, None) is None:
+            return
+
+
+async def iter_ndjson(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
     """The non-blank lines of newline-delimited JSON."""
     async for line in lines:
         if line.strip():

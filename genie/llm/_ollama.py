@@ -8,7 +8,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError
-from ._http import HTTPAdapter, iter_ndjson
+from ._http import HTTPAdapter, drain, iter_ndjson
 from ._types import (
     ChatMessage,
     Finish,
@@ -127,28 +127,30 @@ class OllamaProvider(HTTPAdapter):
         self, lines: AsyncIterator[str], rid: str | None, model: str
     ) -> AsyncGenerator[StreamEvent, None]:
         calls_seen = 0
-        async for line in iter_ndjson(lines):
-            chunk = self._json("stream line", line)
-            if "error" in chunk:
-                raise self._failed_in_stream(chunk["error"])
-            try:
-                message = chunk.get("message") or {}
-                calls = _calls(message, calls_seen)
-            except (KeyError, TypeError, AttributeError):
-                raise self._malformed("stream line", line) from None
-            if message.get("content"):
-                yield TextDelta(text=message["content"])
-            for call in calls:
-                arguments = json.dumps(call.arguments)
-                yield ToolCallDelta(
-                    index=calls_seen, id=call.id, name=call.name, arguments=arguments
-                )
-                calls_seen += 1
-            if chunk.get("done"):
-                yield UsageEvent(usage=_usage(chunk))
-                reason = _reason(chunk, calls_seen > 0)
-                yield Finish(reason=reason, model=chunk.get("model") or model, request_id=rid)
-                return
+        async with aclosing(iter_ndjson(lines)) as parsed:
+            async for line in parsed:
+                chunk = self._json("stream line", line)
+                if "error" in chunk:
+                    raise self._failed_in_stream(chunk["error"])
+                try:
+                    message = chunk.get("message") or {}
+                    calls = _calls(message, calls_seen)
+                except (KeyError, TypeError, AttributeError):
+                    raise self._malformed("stream line", line) from None
+                if message.get("content"):
+                    yield TextDelta(text=message["content"])
+                for call in calls:
+                    arguments = json.dumps(call.arguments)
+                    yield ToolCallDelta(
+                        index=calls_seen, id=call.id, name=call.name, arguments=arguments
+                    )
+                    calls_seen += 1
+                if chunk.get("done"):
+                    yield UsageEvent(usage=_usage(chunk))
+                    reason = _reason(chunk, calls_seen > 0)
+                    yield Finish(reason=reason, model=chunk.get("model") or model, request_id=rid)
+                    await drain(lines)
+                    return
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before done", provider=self.name
         )

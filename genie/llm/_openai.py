@@ -8,7 +8,7 @@ from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 from ._errors import ProviderConnectionError
-from ._http import HTTPAdapter, iter_sse
+from ._http import HTTPAdapter, drain, iter_sse
 from ._types import (
     ChatMessage,
     Finish,
@@ -154,31 +154,33 @@ class OpenAIProvider(HTTPAdapter):
         self, lines: AsyncIterator[str], rid: str | None, model: str
     ) -> AsyncGenerator[StreamEvent, None]:
         reason: FinishReason | None = None
-        async for _, data in iter_sse(lines):
-            if data == "[DONE]":
-                yield Finish(reason=reason or "other", model=model, request_id=rid)
-                return
-            chunk = self._json("stream chunk", data)
-            if "error" in chunk:  # vLLM and others report a failure mid-stream this way
-                raise self._failed_in_stream(chunk["error"])
-            model = chunk.get("model") or model
-            rid = rid or chunk.get("id")
-            if chunk.get("usage"):
-                yield UsageEvent(usage=_usage(chunk["usage"]))
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") or {}
-                if delta.get("content"):
-                    yield TextDelta(text=delta["content"])
-                for call in delta.get("tool_calls") or ():
-                    function = call.get("function") or {}
-                    yield ToolCallDelta(
-                        index=call.get("index", 0),
-                        id=call.get("id"),
-                        name=function.get("name"),
-                        arguments=function.get("arguments") or "",
-                    )
-                if choice.get("finish_reason"):
-                    reason = _FINISH.get(choice["finish_reason"], "other")
+        async with aclosing(iter_sse(lines)) as parsed:
+            async for _, data in parsed:
+                if data == "[DONE]":
+                    yield Finish(reason=reason or "other", model=model, request_id=rid)
+                    await drain(lines)
+                    return
+                chunk = self._json("stream chunk", data)
+                if "error" in chunk:  # vLLM and others report a failure mid-stream this way
+                    raise self._failed_in_stream(chunk["error"])
+                model = chunk.get("model") or model
+                rid = rid or chunk.get("id")
+                if chunk.get("usage"):
+                    yield UsageEvent(usage=_usage(chunk["usage"]))
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        yield TextDelta(text=delta["content"])
+                    for call in delta.get("tool_calls") or ():
+                        function = call.get("function") or {}
+                        yield ToolCallDelta(
+                            index=call.get("index", 0),
+                            id=call.get("id"),
+                            name=function.get("name"),
+                            arguments=function.get("arguments") or "",
+                        )
+                    if choice.get("finish_reason"):
+                        reason = _FINISH.get(choice["finish_reason"], "other")
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before [DONE]", provider=self.name
         )
