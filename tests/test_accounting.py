@@ -73,7 +73,7 @@ async def test_accounting_holds_under_load() -> None:
         with anyio.fail_after(120):
             while rt.statistics().in_flight:
                 await checkpoint()
-        mailboxes = rt.mailbox_statistics()
+        mailboxes = rt.statistics().mailboxes
     s = rt.statistics()
     assert s.delivered >= 100_000
     assert s.in_flight == 0

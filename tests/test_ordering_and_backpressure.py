@@ -53,7 +53,7 @@ async def test_max_concurrency_bounds_parallel_handlers() -> None:
             await rt.publish(rt.message(Ping(n=n), recipient="rec"))
         await wait_all_tasks_blocked()
         assert rec.active == 3
-        assert rt.mailbox_statistics()["rec"].active == 3
+        assert rt.statistics().mailboxes["rec"].active == 3
         gate.set()
         await drain(rt)
     assert sorted(p.n for p in rec.seen) == list(range(10))
@@ -82,7 +82,7 @@ async def test_full_mailbox_makes_outside_publishers_wait() -> None:
             await wait_all_tasks_blocked()
             tg.start_soon(late, 4)
             await wait_all_tasks_blocked()
-            stats = rt.mailbox_statistics()["rec"]
+            stats = rt.statistics().mailboxes["rec"]
             assert (stats.depth, stats.waiting_publishers) == (2, 2)
             assert done == []
             gate.set()
@@ -122,7 +122,7 @@ async def test_cycle_with_full_mailboxes_does_not_deadlock() -> None:
             for _ in range(20):
                 await rt.publish(rt.message(Ping(n=0), sender="caller", recipient="a"))
             await drain(rt)
-    stats = rt.mailbox_statistics()
+    stats = rt.statistics().mailboxes
     assert stats["a"].overdrafts + stats["b"].overdrafts > 0
     s = rt.statistics()
     assert s.delivered == s.handled > 20 * 200
@@ -168,7 +168,7 @@ async def test_idle_mailboxes_share_nothing_once_messages_and_publishers_arrive(
             for n in range(3):  # a: one running, one queued, one publisher waiting
                 tg.start_soon(rt.publish, rt.message(Ping(n=n), recipient="a"))
             await wait_all_tasks_blocked()
-            stats = rt.mailbox_statistics()
+            stats = rt.statistics().mailboxes
             assert (stats["a"].depth, stats["a"].waiting_publishers) == (1, 1)
             assert (stats["b"].depth, stats["b"].waiting_publishers) == (0, 0)
             await rt.publish(rt.message(Ping(n=9), recipient="b"))
