@@ -7,7 +7,6 @@ import random
 from collections import Counter
 
 import anyio
-from anyio.lowlevel import checkpoint
 
 from genie import (
     AgentOptions,
@@ -71,8 +70,7 @@ async def test_accounting_holds_under_load() -> None:
             for k in range(8):
                 tg.start_soon(client, k)
         with anyio.fail_after(120):
-            while rt.statistics().in_flight:
-                await checkpoint()
+            await rt.wait_idle()
         mailboxes = rt.statistics().mailboxes
     s = rt.statistics()
     assert s.delivered >= 100_000

@@ -7,7 +7,6 @@ from typing import Any
 import anyio
 import pytest
 import trio.testing
-from anyio.lowlevel import checkpoint
 
 from genie import (
     AgentError,
@@ -272,8 +271,7 @@ async def test_gathers_do_not_leak() -> None:
     async with Runtime([Echo("echo")]) as rt:
         for n in range(200):
             await rt.ask(rt.message(Ping(n=n), recipient="echo"))
-        while rt.statistics().in_flight:
-            await checkpoint()
+        await rt.wait_idle()
         stats = rt.statistics().correlations
     assert stats.correlations_active == 0
     assert stats.gathers_pending == 0

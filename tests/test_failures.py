@@ -7,7 +7,6 @@ from typing import Any
 import anyio
 import pytest
 import trio.testing
-from anyio.lowlevel import checkpoint
 
 from genie import (
     AgentOptions,
@@ -30,8 +29,7 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 async def drain(rt: Runtime) -> None:
     with anyio.fail_after(1000):
-        while rt.statistics().in_flight:
-            await checkpoint()
+        await rt.wait_idle()
 
 
 class Slow(BaseAgent):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
-from anyio.lowlevel import checkpoint
 
 from genie import (
     AgentOptions,
@@ -23,17 +22,23 @@ from .conftest import Ping, Recorder
 
 async def drain(rt: Runtime) -> None:
     with anyio.fail_after(10):
-        while rt.statistics().in_flight:
-            await checkpoint()
+        await rt.wait_idle()
 
 
 async def test_fifo_per_sender_and_one_at_a_time() -> None:
-    rec = Recorder("rec")
+    # An open gate still yields (a checkpoint) inside every handler, so a second handler
+    # could start meanwhile if the runtime let it: the pair agent shows that it would be seen.
+    gate = anyio.Event()
+    gate.set()
+    rec, pair = Recorder("rec", gate), Recorder("pair", gate)
     async with Runtime([rec]) as rt:
+        rt.add(pair, options=AgentOptions(max_concurrency=2))
 
         async def send(tag: str) -> None:
             for n in range(500):
-                await rt.publish(rt.message(Ping(n=n, sender_tag=tag), sender=tag, recipient="rec"))
+                for to in ("rec", "pair"):
+                    msg = rt.message(Ping(n=n, sender_tag=tag), sender=tag, recipient=to)
+                    await rt.publish(msg)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(send, "a")
@@ -42,6 +47,7 @@ async def test_fifo_per_sender_and_one_at_a_time() -> None:
     for tag in ("a", "b"):
         assert [p.n for p in rec.seen if p.sender_tag == tag] == list(range(500))
     assert rec.max_active == 1
+    assert pair.max_active == 2
 
 
 async def test_max_concurrency_bounds_parallel_handlers() -> None:
