@@ -173,7 +173,7 @@ async def test_idle_mailboxes_share_nothing_once_messages_and_publishers_arrive(
         async with anyio.create_task_group() as tg:
             for n in range(3):  # a: one running, one queued, one publisher waiting
                 tg.start_soon(rt.publish, rt.message(Ping(n=n), recipient="a"))
-            await wait_all_tasks_blocked()
+                await wait_all_tasks_blocked()  # in this order (trio starts tasks in any)
             stats = rt.statistics().mailboxes
             assert (stats["a"].depth, stats["a"].waiting_publishers) == (1, 1)
             assert (stats["b"].depth, stats["b"].waiting_publishers) == (0, 0)
