@@ -24,6 +24,7 @@ from ._errors import (
     UnknownRecipientError,
     WouldBlockError,
 )
+from ._freeze import freeze_message
 from ._ledger import Ledger, fields
 from ._message import Message, MessageTypes
 from ._router import Router, Tap
@@ -162,6 +163,7 @@ class Dispatcher:
     ) -> tuple[str, ...]:
         """Count the message, deliver it to the waiters and taps it concerns; the agents that
         remain to be admitted."""
+        freeze_message(msg)  # before any consumer sees it: what was admitted stays so
         ledger = self.ledger
         ledger.published += 1
         obs = ledger.observer

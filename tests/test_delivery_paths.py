@@ -313,3 +313,59 @@ async def test_waiting_publishers_go_first_come_first_served_within_the_bound() 
     assert order == [2, 3]
     assert agent.seen == [0, 1, 2, 3]
     assert rt.statistics().mailboxes["rec"].high_water == 1  # never past the bound
+
+
+class Order(Payload):
+    message_type = "order"
+    lines: dict[str, list[int]]
+    tags: set[str]
+
+
+class Mutator(BaseAgent):
+    """Tries to change what it was given, in place."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.errors: list[str] = []
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> None:
+        for change in (
+            lambda: payload.lines.__setitem__("x", [666]),
+            lambda: payload.lines["a"].append(666),
+            lambda: payload.tags.add("evil"),
+            lambda: ctx.message.metadata.__setitem__("k", "evil"),  # type: ignore[index]
+        ):
+            try:
+                change()
+            except (TypeError, AttributeError) as exc:
+                self.errors.append(type(exc).__name__)
+
+
+class Reader(BaseAgent):
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.seen: list[Order] = []
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> None:
+        self.seen.append(payload.model_copy(deep=True))
+
+
+async def test_payloads_are_immutable_all_the_way_down() -> None:
+    mutator, reader = Mutator("mutator"), Reader("reader")
+    async with Runtime([mutator, reader]) as rt:
+        rt.subscribe("mutator", "order")
+        rt.subscribe("reader", "order")
+        order = Order(lines={"a": [1, 2]}, tags={"t"})
+        msg = rt.message(order, metadata={"k": "v"})
+        await rt.publish(msg)
+        await rt.wait_idle()
+    assert mutator.errors == ["TypeError"] * 4
+    [seen] = reader.seen
+    assert seen.lines == {"a": [1, 2]}  # the second recipient saw what was admitted
+    assert seen.tags == {"t"}
+    assert msg.metadata == {"k": "v"}
+    # Frozen containers still compare, copy and serialise as the plain ones.
+    assert Order.model_validate_json(order.model_dump_json()) == order
+    assert rt.statistics().dead_lettered == 0
