@@ -252,12 +252,17 @@ class DeliveryRunner:
                         correlation_id=msg.correlation_id,
                     )
                 known.add(type(out.payload))
-            if (
-                out.causation_id != msg.id
-                or out.hops != hops
-                or out.correlation_id != msg.correlation_id
-                or out.trace_id != msg.trace_id
-                or out.sender != mb.id
+            # What ctx.emit builds shares the input's very strings: identity first (cheap).
+            fields = out.__dict__
+            if not (
+                (fields["causation_id"] is msg.id or fields["causation_id"] == msg.id)
+                and fields["hops"] == hops
+                and (
+                    fields["correlation_id"] is msg.correlation_id
+                    or fields["correlation_id"] == msg.correlation_id
+                )
+                and (fields["trace_id"] is msg.trace_id or fields["trace_id"] == msg.trace_id)
+                and (fields["sender"] is mb.id or fields["sender"] == mb.id)
             ):
                 if stamped is None:
                     stamped = list(result[:i])

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from anyio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
-
 from ._admission import Admission
 from ._correlator import Correlator, Missing, _Correlation
 from ._errors import (
@@ -58,26 +56,37 @@ class Dispatcher:
 
     # --- from outside ------------------------------------------------------------------------
     async def publish(self, msg: Message) -> None:
-        # A checkpoint, as anyio's memory streams: cancellable before, and once the message is
-        # in it yields without being cancellable (the caller knows it went through).
-        await checkpoint_if_cancelled()
+        """Wait for room if need be, then put the message in at once. Cancelled while
+        waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
         routed, corr = self._validate(msg)
         transport = self.transport
+        # First a slot in every recipient's mailbox (first come, first served), then the
+        # message goes in at once: route, admission and delivery do not wait.
+        held: list[str] = []
+        try:
+            for rid in routed:
+                if rid in self.mailboxes:
+                    await transport.wait_for_room(rid)
+                    held.append(rid)
+            self.check_open()
+        except BaseException:
+            for rid in held:
+                transport.release(rid)
+            self._released(corr)
+            raise
         try:
             for rid in self.route(msg, corr, routed, output=False):
+                held.remove(rid)
                 decision = self.admission.check(msg, rid, corr)
-                if not decision.allowed:
+                if decision.allowed:
+                    self._deliver(msg, rid, corr, reserved=True)
+                else:
+                    transport.release(rid)
                     self.ledger.deny(msg, rid, corr, decision)
-                    continue
-                if transport.has_room(rid):
-                    self._deliver(msg, rid, corr)
-                    continue
-                await transport.wait_for_room(rid)
-                self.check_open()
-                self._deliver(msg, rid, corr, reserved=True)
         finally:
+            for rid in held:  # taken by a waiter in its agent's place
+                transport.release(rid)
             self._released(corr)
-        await cancel_shielded_checkpoint()
 
     def publish_nowait(self, msg: Message) -> None:
         routed, corr = self._validate(msg)

@@ -129,12 +129,15 @@ def _frozen(value: Any) -> Any:
 def freeze_message(msg: BaseModel) -> None:
     """Freeze a message's metadata and payload in place (see the module docstring)."""
     values = msg.__dict__
-    metadata = values.get("metadata")
+    metadata = values["metadata"]
     if type(metadata) is dict:
         values["metadata"] = FrozenDict(metadata) if metadata else _EMPTY
-    payload = values.get("payload")
-    if isinstance(payload, BaseModel):
-        freeze_payload(payload)
+    payload = values["payload"]
+    names = _CONTAINER_FIELDS.get(type(payload))  # inlined: this runs for every message
+    if names is None:
+        names = _fields(type(payload))
+    if names:
+        _freeze_fields(payload, names)
 
 
 _EMPTY = FrozenDict()
@@ -143,8 +146,11 @@ _EMPTY = FrozenDict()
 def freeze_payload(payload: BaseModel) -> None:
     """Swap the containers inside ``payload`` (in place) for frozen ones; idempotent."""
     names = _fields(type(payload))
-    if not names:
-        return
+    if names:
+        _freeze_fields(payload, names)
+
+
+def _freeze_fields(payload: BaseModel, names: tuple[str, ...]) -> None:
     values = payload.__dict__
     for name in names:
         value = values.get(name)

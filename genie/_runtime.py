@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
 
 from ._admission import Admission
 from ._agent import Agent, BaseAgent, agent_risk
@@ -416,9 +417,11 @@ class Runtime:
 
         Raises ``UnknownMessageTypeError``, ``UnknownRecipientError``, ``NoRouteError`` or
         ``RuntimeClosedError`` before anything is delivered. Denials are not errors here: they
-        are recorded and reported to the correlation's gathers. It is a checkpoint (it yields,
-        and can be cancelled until the message is in).
+        are recorded and reported to the correlation's gathers. It is a checkpoint, as anyio's
+        memory streams: it yields first, and cancelled before the message is in (while it
+        waits for room, say), nothing happened.
         """
+        await checkpoint()
         await self._dispatcher.publish(msg)
 
     def publish_nowait(self, msg: Message) -> None:
@@ -483,12 +486,13 @@ class Runtime:
         gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
         published = False
         try:
+            # No checkpoint before publishing: waiting for the reply is one.
             if timeout is None:  # a cancel scope costs ~5 µs a request
-                await self.publish(msg)
+                await self._dispatcher.publish(msg)
                 published = True
                 return await gather.wait()
             with anyio.move_on_after(timeout):
-                await self.publish(msg)
+                await self._dispatcher.publish(msg)
                 published = True
                 return await gather.wait()
             result = gather.expire()

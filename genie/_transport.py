@@ -3,7 +3,7 @@
 Routing and admission decide *who* receives a message and *whether* they may; a transport only
 moves the admitted delivery to the recipient's worker and runs it there. ``LocalTransport`` (the
 default) is a bounded mailbox per agent and a small pool of executors in this process. A NATS
-JetStream transport implements the same four calls: ``put`` publishes ``Delivery.encode()`` to
+JetStream transport implements the same calls: ``put`` publishes ``Delivery.encode()`` to
 the recipient's subject with ``Delivery.id`` as the message id (JetStream's server-side
 deduplication key), ``has_room``/``wait_for_room`` read the stream's limits, and its consumer
 decodes each delivery through the message-type registry and hands it to the same supervisor.
@@ -61,7 +61,11 @@ class Transport(Protocol):
         ...
 
     async def wait_for_room(self, recipient: str) -> None:
-        """Wait, first come first served, until a delivery for ``recipient`` fits."""
+        """Wait, first come first served, for a slot for ``recipient``, and hold it."""
+        ...
+
+    def release(self, recipient: str) -> None:
+        """Give back a slot ``wait_for_room`` held, unused."""
         ...
 
     def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
@@ -94,6 +98,9 @@ class LocalTransport:
 
     async def wait_for_room(self, recipient: str) -> None:
         await self.mailboxes[recipient].wait_for_room()
+
+    def release(self, recipient: str) -> None:
+        self.mailboxes[recipient].release()
 
     def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
         mb = self.mailboxes[recipient]

@@ -369,3 +369,26 @@ async def test_payloads_are_immutable_all_the_way_down() -> None:
     # Frozen containers still compare, copy and serialise as the plain ones.
     assert Order.model_validate_json(order.model_dump_json()) == order
     assert rt.statistics().dead_lettered == 0
+
+
+async def test_a_publish_cancelled_while_waiting_for_room_changes_nothing() -> None:
+    gate = anyio.Event()
+    tap = CountingTap()
+    async with Runtime() as rt:
+        rt.add(Recorder("rec", gate), options=AgentOptions(mailbox_size=1))
+        rt.add_tap(tap)
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        before, seen = rt.statistics(), len(tap.seen)
+        with anyio.move_on_after(0.05) as scope:
+            await rt.publish(rt.message(Ping(n=2), recipient="rec"))
+        assert scope.cancelled_caught
+        after = rt.statistics()
+        assert (after.published, after.delivered) == (before.published, before.delivered)
+        assert len(tap.seen) == seen
+        assert after.mailboxes["rec"].waiting_publishers == 0
+        gate.set()
+        await rt.wait_idle()
+        await rt.publish(rt.message(Ping(n=3), recipient="rec"))  # the slot was given back
+    accounted(rt.statistics())
