@@ -102,10 +102,13 @@ class DeliveryRunner:
             agent = handoff.failed_agent if handoff is not None else mb.id
             if corr.cancelled:
                 reason = "correlation cancelled"
-            elif isinstance(exc, KeyboardInterrupt | SystemExit):
-                reason = f"the runtime stopped: {type(exc).__name__}"
             else:
-                reason = "cancelled at shutdown"
+                self.ledger.cut_short[agent] += 1
+                reason = (
+                    f"the runtime stopped: {type(exc).__name__}"
+                    if isinstance(exc, KeyboardInterrupt | SystemExit)
+                    else "cancelled at shutdown"
+                )
             self.ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
             raise
         finally:

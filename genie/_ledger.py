@@ -13,6 +13,7 @@ the notice to whoever waits on the correlation, so no path can record half of on
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import anyio
@@ -47,6 +48,7 @@ class Ledger:
         self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
+        self.cut_short: Counter[str] = Counter()  # running deliveries the shutdown cancelled
         self._idle: list[anyio.Event] = []
 
     # --- the identity ------------------------------------------------------------------------

@@ -301,20 +301,19 @@ class Runtime:
                 with anyio.move_on_after(self.drain_timeout):
                     await ledger.wait_idle()
         finally:
-            drained = ledger.in_flight == 0
             self._state = RuntimeState.CLOSING
-            running = {mb.id: mb.active for mb in self._mailboxes.values() if mb.active}
-            timers = len(self._timers.pending)
             self._tg.cancel_scope.cancel()
             try:
                 # The group is cancelled already; the caller's own exception (if any) is not
                 # passed in, so it propagates as itself rather than inside an ExceptionGroup.
                 await self._tg.__aexit__(None, None, None)
             finally:
-                self._close(drained, running, timers)
+                # What the cancellation cut short was recorded as it happened (the group may
+                # have been cancelled before this, by a handler's SystemExit, say).
+                self._close(ledger.cut_short, self._timers.cut_short)
                 await self._stop_agents()
 
-    def _close(self, drained: bool, running: Mapping[str, int], timers: int) -> None:
+    def _close(self, running: Mapping[str, int], timers: int) -> None:
         by_agent = dict(running)
         discarded = 0
         for mb, item in self._transport.drain_queues():
@@ -328,6 +327,7 @@ class Runtime:
                 agent, msg, corr, "cancelled", "discarded at shutdown", None, 0, log=False
             )
         self._state = RuntimeState.CLOSED
+        drained = not (running or discarded or timers)
         self._correlator.close_all("the runtime closed")
         self.shutdown_report = ShutdownReport(
             drained, sum(running.values()), discarded, by_agent, timers

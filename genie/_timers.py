@@ -29,6 +29,7 @@ class Timers:
         self._fire = fire
         self._tg: TaskGroup | None = None
         self.pending: dict[Timer, str] = {}  # timer -> its correlation id
+        self.cut_short = 0  # pending timers the shutdown cancelled
 
     def start(self, tg: TaskGroup) -> None:
         self._tg = tg
@@ -61,6 +62,7 @@ class Timers:
                     await anyio.sleep(delay)
         except BaseException:
             if self.pending.pop(timer, None) is not None:
+                self.cut_short += 1
                 reason = "timer pending at shutdown"
                 self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
             raise

@@ -297,3 +297,30 @@ async def test_crossing_requests_cannot_wedge() -> None:
     assert result.status == "partial"
     assert a.timeouts + b.timeouts >= 1
     accounted(rt.statistics())
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio re-raises SystemExit from its loop
+async def test_system_exit_in_a_handler_stops_the_runtime_with_a_report() -> None:
+    rt = Runtime([RaisesBase("quitter", SystemExit(3)), Slow("slow")])
+
+    async def run() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(), recipient="slow"))
+            await rt.publish(rt.message(Ping(), recipient="quitter"))
+            await anyio.sleep(10)
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await run()
+    assert caught.group_contains(SystemExit)
+    assert rt.state is RuntimeState.CLOSED
+    assert rt.shutdown_report is not None
+    report = rt.shutdown_report
+    assert (report.drained, report.cancelled_running) == (False, 2)
+    assert report.by_agent == {"quitter": 1, "slow": 1}
+    letters = {d.agent_id: d.reason for d in rt.dead_letters}
+    assert letters == {
+        "quitter": "the runtime stopped: SystemExit",
+        "slow": "cancelled at shutdown",
+    }
+    accounted(rt.statistics())
+    assert rt.statistics().in_flight == 0
