@@ -66,7 +66,8 @@ class Dispatcher:
         try:
             for rid in routed:
                 if rid in self.mailboxes:
-                    await transport.wait_for_room(rid)
+                    if not transport.try_hold(rid):  # the common case does not await
+                        await transport.wait_for_room(rid)
                     held.append(rid)
             self.check_open()
         except BaseException:

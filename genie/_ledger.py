@@ -87,7 +87,17 @@ class Ledger:
         self.handled += 1
         if corr.requests:
             self.correlator.handled(corr, msg.id)
-        self.closed(corr)
+        # ``closed``, inlined: this runs once a hop.
+        self.in_flight -= 1
+        corr.in_flight -= 1
+        if corr.in_flight == 0:
+            if self.observer is not None:
+                self.observer.settled(corr.id)
+            self.correlator.settle(corr)
+        if self.in_flight == 0 and self._idle:
+            for event in self._idle:
+                event.set()
+            self._idle.clear()
 
     def collect(self, corr: _Correlation) -> None:
         """A waiter (gather, ask, request) took a message: a delivery handled at once."""

@@ -64,8 +64,12 @@ class Transport(Protocol):
         """Wait, first come first served, for a slot for ``recipient``, and hold it."""
         ...
 
+    def try_hold(self, recipient: str) -> bool:
+        """Hold a slot for ``recipient`` if one is free now, with nobody waiting ahead."""
+        ...
+
     def release(self, recipient: str) -> None:
-        """Give back a slot ``wait_for_room`` held, unused."""
+        """Give back a slot ``wait_for_room`` or ``try_hold`` held, unused."""
         ...
 
     def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
@@ -98,6 +102,13 @@ class LocalTransport:
 
     async def wait_for_room(self, recipient: str) -> None:
         await self.mailboxes[recipient].wait_for_room()
+
+    def try_hold(self, recipient: str) -> bool:
+        mb = self.mailboxes[recipient]
+        if mb.has_room:
+            mb.reserved += 1
+            return True
+        return False
 
     def release(self, recipient: str) -> None:
         self.mailboxes[recipient].release()
