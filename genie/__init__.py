@@ -53,8 +53,9 @@ from ._message import Role as Role
 from ._observe import Observer as Observer
 from ._router import Tap as Tap
 from ._runtime import Runtime as Runtime
-from ._runtime import RuntimeStatistics as RuntimeStatistics
+from ._runtime import RuntimeState as RuntimeState
 from ._runtime import ShutdownReport as ShutdownReport
+from ._statistics import RuntimeStatistics as RuntimeStatistics
 from ._supervisor import AgentOptions as AgentOptions
 from ._supervisor import BreakerPolicy as BreakerPolicy
 from ._supervisor import Decision as Decision
@@ -130,6 +131,7 @@ __all__ = [
     "Role",
     "Runtime",
     "RuntimeClosedError",
+    "RuntimeState",
     "RuntimeStatistics",
     "ShutdownReport",
     "Tap",

@@ -32,7 +32,9 @@ class Agent(Protocol):
 
     Optional attributes the runtime reads when present: ``risk`` (a ``Risk``, default low),
     ``tier`` (a string, default ``"prototype"``), ``consumes`` and ``produces`` (payload models,
-    registered with the runtime's message types).
+    registered with the runtime's message types), and two async hooks: ``on_start()``, awaited
+    once the runtime runs (if one raises, the runtime stops everything and re-raises), and
+    ``on_stop()``, awaited after it has stopped (an error there is logged).
     """
 
     @property

@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 import anyio
 
+from ._clock import Clock
 from ._message import Classification, IdSource, Message, MetaValue, Payload, Role
 
-__all__ = ["Context", "TestContext", "Timer"]
+__all__ = ["Context", "ContextServices", "RuntimeContext", "TestContext", "Timer"]
 
 _log = logging.getLogger("genie.agent")
 
@@ -74,8 +75,12 @@ class Context(Protocol):
     ) -> Message:
         """Send ``payload`` to ``recipient`` and wait for the one message that answers it.
 
-        Raises ``DeniedError`` if admission refuses the request, ``AgentError`` if the recipient
-        fails it, ``TimeoutError`` if no answer arrives within ``timeout`` seconds.
+        The answer is the first message the recipient's handler returns for this request
+        addressed back to this agent; it passes admission for this agent like any delivery.
+        Raises ``DeniedError`` if admission refuses the request or its answer, ``AgentError``
+        if the recipient fails it or handles it without answering, ``TimeoutError`` if no
+        answer arrives within ``timeout`` seconds (default: the runtime's
+        ``Limits.request_timeout``, so two agents requesting each other cannot wedge).
         """
         ...
 
@@ -83,14 +88,19 @@ class Context(Protocol):
 class Timer:
     """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent)."""
 
-    __slots__ = ("_scope", "cancelled")
+    __slots__ = ("_on_cancel", "_scope", "cancelled")
 
-    def __init__(self) -> None:
+    def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
         self.cancelled = False
         self._scope: anyio.CancelScope | None = None
+        self._on_cancel = on_cancel  # the runtime records the withdrawal at once
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        if self._on_cancel is not None:
+            self._on_cancel()
         if self._scope is not None:
             self._scope.cancel()
 
@@ -149,6 +159,50 @@ class _ContextBase:
 
     def reply(self, payload: Payload, **fields: Any) -> Message:
         return self.emit(payload, recipient=self._message.sender, **fields)
+
+
+class ContextServices:
+    """What a runtime lends the contexts of its handlers (one per runtime, shared)."""
+
+    __slots__ = ("clock", "new_id", "request", "schedule")
+
+    def __init__(
+        self,
+        clock: Clock,
+        new_id: Callable[[], str],
+        request: Callable[[Message, float | None], Awaitable[Message]],
+        schedule: Callable[[Message, float], Timer],
+    ) -> None:
+        self.clock = clock
+        self.new_id = new_id
+        self.request = request
+        self.schedule = schedule
+
+
+class RuntimeContext(_ContextBase):
+    """The context a runtime gives each handler call."""
+
+    __slots__ = ("_services",)
+
+    def __init__(self, services: ContextServices, agent_id: str, message: Message) -> None:
+        self._agent_id = agent_id
+        self._message = message
+        self._new_id = services.new_id
+        self._services = services
+
+    def now(self) -> datetime:
+        return self._services.clock.now()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    async def request(
+        self, recipient: str, payload: Payload, *, timeout: float | None = None
+    ) -> Message:
+        return await self._services.request(self.emit(payload, recipient=recipient), timeout)
+
+    def schedule(self, delay: float, payload: Payload) -> Timer:
+        return self._services.schedule(self.emit(payload, recipient=self._agent_id), delay)
 
 
 Responder = Callable[[Message], Awaitable[Message]]

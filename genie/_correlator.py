@@ -13,16 +13,13 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import anyio
 
 from ._clock import Clock
 from ._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError
 from ._message import Message
-
-if TYPE_CHECKING:
-    from ._observe import Observer
 
 __all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
 
@@ -75,15 +72,22 @@ class CorrelatorStatistics:
 
 
 class _Waiter:
-    """Something waiting on a correlation: a gather or a request."""
+    """Something waiting on a correlation: a gather or a request.
 
-    consumes = False  # a consumed reply is not routed to mailboxes
+    ``consumer`` is whom the waiter collects for: admission decides each offer under that id.
+    """
+
+    consumes = False  # a consumed reply is not routed to its recipient's mailbox
+    consumer = "user"
 
     def matches(self, msg: Message) -> bool:
         raise NotImplementedError
 
     def offer(self, msg: Message) -> None:
         raise NotImplementedError
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        """Admission denied ``msg`` to this waiter's consumer."""
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
         pass
@@ -125,7 +129,7 @@ class Correlator:
         self.partial = 0
         self.timed_out = 0
         self.late = 0
-        self.observer: Observer | None = None
+        self.on_gathered: Callable[[GatherResult], None] | None = None  # the runtime's observer
         self.new_event: Callable[[], anyio.Event] = anyio.Event  # the runtime's, once started
         # Gathers that end while a message is being offered are reported after the runtime
         # reports that message, so an event stream reads published -> gathered.
@@ -142,25 +146,16 @@ class Correlator:
     def lookup(self, cid: str) -> _Correlation | None:
         return self.active.get(cid)
 
-    def offer(self, corr: _Correlation, msg: Message) -> tuple[bool, bool]:
-        """Show a published message to the waiters: (collected by one, consumed by one)."""
-        collected = consumed = False
+    def hold(self) -> None:
+        """Gathers that end from now until ``flush`` are reported then (see ``held``)."""
         self._holding = True
-        try:
-            for waiter in tuple(corr.waiters):
-                if waiter.matches(msg):
-                    waiter.offer(msg)
-                    collected = True
-                    consumed = consumed or waiter.consumes
-        finally:
-            self._holding = False
-        return collected, consumed
 
     def flush(self) -> None:
+        self._holding = False
         held, self.held = self.held, []
         for result in held:
-            if self.observer is not None:
-                self.observer.gathered(result)
+            if self.on_gathered is not None:
+                self.on_gathered(result)
 
     def check_late(self, msg: Message) -> None:
         gather = self._closed.get(msg.correlation_id)
@@ -207,8 +202,10 @@ class Correlator:
         types: Iterable[str] = (),
         where: Callable[[Message], bool] | None = None,
         timeout: float | None = None,
+        consumer: str = "user",
     ) -> Gather:
         gather = Gather(self, self.get(correlation_id), count, senders, types, where, timeout)
+        gather.consumer = consumer
         self.pending += 1
         return gather
 
@@ -223,11 +220,11 @@ class Correlator:
         self._closed[gather.correlation_id] = gather
         if len(self._closed) > self._late_memory:
             self._closed.popitem(last=False)
-        if self.observer is not None and gather._result is not None:
+        if self.on_gathered is not None and gather._result is not None:
             if self._holding:
                 self.held.append(gather._result)
             else:
-                self.observer.gathered(gather._result)
+                self.on_gathered(gather._result)
 
     def statistics(self) -> CorrelatorStatistics:
         return CorrelatorStatistics(
@@ -278,6 +275,7 @@ class Gather(_Waiter):
         self._extra: list[Message] = []  # replies in count mode (no keys)
         self._lost: dict[str, Missing] = {}
         self._failures: list[Missing] = []
+        self._denied = 0  # replies admission refused to the consumer
         self._armed = False
         self._done = owner.new_event()
         self._result: GatherResult | None = None
@@ -307,6 +305,25 @@ class Gather(_Waiter):
             self._extra.append(msg)
         if self._arrived() >= self._needed:
             self._finish("complete")
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        key = self._key(msg) if self._keys else "reply"
+        lost = Missing(
+            key, missing.kind, missing.reason, missing.policy, missing.agent_id, missing.message_id
+        )
+        if self._keys:
+            if key not in self._replies and key not in self._lost:
+                self._lost[key] = lost
+        elif len(self._failures) < 64:
+            self._failures.append(lost)
+        self._denied += 1
+        # The reply will not arrive, and nothing else can stand in for it when it was the last
+        # the gather could get: a denied reply is known to the waiter at once.
+        if self._keys:
+            if len(self._replies) + len(self._lost) == len(self._keys):
+                self._finish("partial")
+        elif self._arrived() + self._denied >= self._needed:
+            self._finish("partial")
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
         if self._senders and recipient in self._senders:
@@ -383,6 +400,12 @@ class Gather(_Waiter):
         assert self._result is not None
         return self._result
 
+    def expire(self) -> GatherResult:
+        """End now as timed out (unless it has ended already); the result."""
+        self._finish("timed_out")
+        assert self._result is not None
+        return self._result
+
     def cancel(self, reason: str = "cancelled by the caller") -> None:
         """Stop waiting: the gather ends partial, with ``reason`` among what is missing."""
         if len(self._failures) < 64:
@@ -394,7 +417,9 @@ class Gather(_Waiter):
 
 
 class RequestWaiter(_Waiter):
-    """Waits for the one reply caused by a request; the reply is consumed, not routed."""
+    """Waits for the reply to one request: the first message the responder's handler returns
+    that is caused by the request and addressed to the requester. It is consumed (not put in
+    the requester's mailbox); everything else the responder returns is routed as usual."""
 
     consumes = True
 
@@ -402,6 +427,7 @@ class RequestWaiter(_Waiter):
         self._owner = owner
         self._corr = corr
         self._request = request
+        self.consumer = request.sender
         self._done = owner.new_event()
         self.reply: Message | None = None
         self.error: Exception | None = None
@@ -409,7 +435,12 @@ class RequestWaiter(_Waiter):
         corr.requests += 1
 
     def matches(self, msg: Message) -> bool:
-        return msg.causation_id == self._request.id
+        return (
+            msg.causation_id == self._request.id
+            and msg.recipient == self.consumer
+            and self.reply is None
+            and self.error is None
+        )
 
     def offer(self, msg: Message) -> None:
         if self.reply is None and self.error is None:
@@ -420,6 +451,19 @@ class RequestWaiter(_Waiter):
         if self.reply is None and self.error is None:
             self.error = error
             self._done.set()
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        self._fail(
+            DeniedError(
+                f"the reply {msg.type!r} to request {self._request.type!r} was denied to "
+                f"{self.consumer!r} by {missing.policy}: {missing.reason}",
+                policy=missing.policy or "",
+                reason=missing.reason,
+                message_id=msg.id,
+                agent_id=self.consumer,
+                correlation_id=msg.correlation_id,
+            )
+        )
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
         if message_id != self._request.id:

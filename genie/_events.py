@@ -8,9 +8,10 @@ many were lost, where they were lost. A slow reader therefore never slows the ru
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self
+from typing import Literal, Self
 
 import anyio
 
@@ -19,9 +20,6 @@ from ._correlator import GatherResult
 from ._deadletter import DeadLetter
 from ._message import Message
 from ._observe import Observer
-
-if TYPE_CHECKING:
-    from ._runtime import Runtime
 
 __all__ = ["Event", "EventKind", "EventStream"]
 
@@ -163,9 +161,15 @@ class EventHub(Observer):
 
     never_raises = True
 
-    def __init__(self, clock: Clock, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        attach: Callable[[Observer], None],
+        detach: Callable[[Observer], None],
+    ) -> None:
         self._clock = clock
-        self._runtime = runtime
+        self._attach = attach  # the runtime's add_observer / remove_observer
+        self._detach = detach
         self._by_correlation: dict[str, list[EventStream]] = {}
         self._everything: list[EventStream] = []
         self._attached = False
@@ -175,7 +179,7 @@ class EventHub(Observer):
             raise ValueError(f"an event stream needs a buffer of at least 1, got {buffer}")
         stream = EventStream(self, correlation_id, buffer)
         if not self._attached:
-            self._runtime.add_observer(self)
+            self._attach(self)
             self._attached = True
         if correlation_id is None:
             self._everything.append(stream)
@@ -194,7 +198,7 @@ class EventHub(Observer):
 
     def _detach_if_idle(self) -> None:
         if self._attached and not self._by_correlation and not self._everything:
-            self._runtime.remove_observer(self)  # no stream open: the hot path pays nothing
+            self._detach(self)  # no stream open: the hot path pays nothing
             self._attached = False
 
     def _listeners(self, cid: str) -> list[EventStream]:

@@ -10,6 +10,10 @@ Handlers may block (sleep, request, I/O). So that blocked handlers never starve 
 monitor task adds an executor whenever work is ready and no executor is free to take it (all
 are inside blocked handlers). Executors beyond ``max_idle`` that find nothing to do exit, so an
 idle runtime holds only a handful of tasks.
+
+Each executor runs its handlers inside a cancel scope of its own and says which correlation it
+is working for (``Worker.correlation``), so cancelling a request cancels exactly the handlers
+running for it: the scope is replaced after it has been used.
 """
 
 from __future__ import annotations
@@ -23,14 +27,27 @@ from anyio.lowlevel import checkpoint
 
 from ._mailbox import Mailbox
 
-__all__ = ["Executors"]
+__all__ = ["Executors", "Worker"]
+
+
+class Worker:
+    """One executor task: the cancel scope its handlers run in, and whom they run for."""
+
+    __slots__ = ("correlation", "scope")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.correlation: str | None = None
+
+    def cancel(self) -> None:
+        self.scope.cancel()
 
 
 class Executors:
     def __init__(
         self,
         tg: TaskGroup,
-        run_one: Callable[[Mailbox], Awaitable[None]],
+        run_one: Callable[[Mailbox, Worker], Awaitable[None]],
         new_event: Callable[[], anyio.Event] = anyio.Event,
         *,
         batch: int = 16,
@@ -45,6 +62,7 @@ class Executors:
         self._idle: deque[anyio.Event] = deque()
         self._yielding = 0
         self.count = 0
+        self.workers: set[Worker] = set()
         self._signal = new_event()
         self._signalled = False
 
@@ -77,12 +95,33 @@ class Executors:
             if self.ready and not self._idle and not self._yielding:
                 self._spawn()
 
+    def cancel(self, correlation_id: str) -> int:
+        """Cancel the handlers running for ``correlation_id``; how many there were."""
+        found = 0
+        for worker in self.workers:
+            if worker.correlation == correlation_id:
+                worker.cancel()
+                found += 1
+        return found
+
     async def _executor(self) -> None:
+        worker = Worker()
+        self.workers.add(worker)
+        try:
+            while await self._work(worker):
+                worker.scope = anyio.CancelScope()  # the last one cancelled a request's handler
+        finally:
+            self.workers.discard(worker)
+            self.count -= 1
+
+    async def _work(self, worker: Worker) -> bool:
+        """Run ready mailboxes until idle for good (False) or a request's handler running here
+        was cancelled (True: a scope is entered once, so the caller makes a new one)."""
         ready = self.ready
         run_one = self._run_one
         batch = self._batch
         done = 0
-        try:
+        with worker.scope:
             while True:
                 while ready:
                     mailbox = ready.popleft()
@@ -90,7 +129,9 @@ class Executors:
                         # The handler may block while others wait: let the monitor judge.
                         self._signalled = True
                         self._signal.set()
-                    await run_one(mailbox)
+                    await run_one(mailbox, worker)
+                    if worker.scope.cancel_called:
+                        return True  # even if the handler swallowed it: never reuse the scope
                     done += 1
                     if done % batch == 0:
                         self._yielding += 1
@@ -99,7 +140,7 @@ class Executors:
                         finally:
                             self._yielding -= 1
                 if len(self._idle) >= self._max_idle:
-                    return
+                    return False
                 event = self._new_event()
                 self._idle.append(event)
                 try:
@@ -107,5 +148,4 @@ class Executors:
                 finally:
                     if event in self._idle:
                         self._idle.remove(event)
-        finally:
-            self.count -= 1
+        return True  # run_one re-raised the cancellation of this scope, which ends here

@@ -12,12 +12,32 @@ from ._agent import Agent
 from ._message import Message
 from ._supervisor import AgentOptions, CircuitBreaker
 
-__all__ = ["Mailbox", "MailboxStatistics"]
+__all__ = ["Handoff", "Mailbox", "MailboxStatistics"]
+
+
+class Handoff:
+    """A delivery its agent failed, handed to that agent's fallback: queued in the fallback's
+    mailbox like a message, so the fallback's concurrency, order and statistics hold. It is
+    the same delivery (still in flight), not a new one."""
+
+    __slots__ = ("attempts", "error", "failed_agent", "message", "reason")
+
+    def __init__(
+        self, message: Message, failed_agent: str, reason: str, error: BaseException, attempts: int
+    ) -> None:
+        self.message = message
+        self.failed_agent = failed_agent
+        self.reason = reason
+        self.error = error
+        self.attempts = attempts
+
+
+Queued = Message | Handoff
 
 # An empty deque takes 760 bytes, so a mailbox that never held a message (or never had a
 # publisher waiting) shares these instead: nothing ever appends to them, the mailbox swaps in
 # its own deque first. 10,000 idle agents cost ~1.5 KB less each.
-_NO_MESSAGES: deque[Message] = deque()
+_NO_MESSAGES: deque[Queued] = deque()
 _NO_WAITERS: deque[anyio.Event] = deque()
 
 
@@ -43,6 +63,11 @@ class Mailbox:
     handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
     and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
     messages of one agent start in arrival order.
+
+    Outside publishers never take the queue past ``capacity``: a publisher woken from
+    ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
+    and ``len(queue) + reserved <= capacity`` for them. Sends from handlers (overdraft) may go
+    past it; they never wait.
     """
 
     __slots__ = (
@@ -58,6 +83,7 @@ class Mailbox:
         "options",
         "overdrafts",
         "queue",
+        "reserved",
         "scheduled",
         "waiters",
     )
@@ -72,6 +98,7 @@ class Mailbox:
         self.queue = _NO_MESSAGES
         self.waiters = _NO_WAITERS
         self.scheduled = 0
+        self.reserved = 0
         self.active = 0
         self.high_water = 0
         self.overdrafts = 0
@@ -82,7 +109,12 @@ class Mailbox:
     def full(self) -> bool:
         return len(self.queue) >= self.capacity
 
-    def push(self, msg: Message) -> bool:
+    @property
+    def has_room(self) -> bool:
+        """Room for an outside publisher now, with nobody waiting ahead of it."""
+        return not self.waiters and len(self.queue) + self.reserved < self.capacity
+
+    def push(self, msg: Queued) -> bool:
         """Queue ``msg``; True if the executors should get a new token for this mailbox."""
         queue = self.queue
         if queue is _NO_MESSAGES:
@@ -96,13 +128,19 @@ class Mailbox:
             return True
         return False
 
-    def pop(self) -> Message:
+    def pop(self) -> Queued:
         self.scheduled -= 1
         self.active += 1
         msg = self.queue.popleft()
-        if self.waiters and len(self.queue) < self.capacity:
-            self.waiters.popleft().set()  # the longest-waiting publisher goes next
+        if self.waiters:
+            self._wake()
         return msg
+
+    def _wake(self) -> None:
+        # The longest-waiting publishers go next, each with a slot reserved for it.
+        while self.waiters and len(self.queue) + self.reserved < self.capacity:
+            self.reserved += 1
+            self.waiters.popleft().set()
 
     def done(self) -> bool:
         """A handler finished; True if the mailbox should be scheduled again."""
@@ -113,8 +151,10 @@ class Mailbox:
         return False
 
     async def wait_for_room(self) -> None:
-        """Wait (FIFO among publishers) until the mailbox is below capacity."""
-        if not self.waiters and not self.full:
+        """Wait (FIFO among publishers) for a slot; on return one is reserved for the caller,
+        who must push (then drop the reservation) or ``release`` it before its next checkpoint."""
+        if self.has_room:
+            self.reserved += 1
             return
         event = anyio.Event()
         if self.waiters is _NO_WAITERS:
@@ -125,9 +165,20 @@ class Mailbox:
         except BaseException:
             if event in self.waiters:
                 self.waiters.remove(event)
-            elif self.waiters and not self.full:
-                self.waiters.popleft().set()  # we were woken but leave: pass the turn on
+            else:
+                self.release()  # we were woken but leave: pass the turn on
             raise
+
+    def release(self) -> None:
+        """Give back a reserved slot without using it."""
+        self.reserved -= 1
+        self._wake()
+
+    def wake_all(self) -> None:
+        """The runtime closed: every waiting publisher wakes (to ``RuntimeClosedError``)."""
+        while self.waiters:
+            self.reserved += 1
+            self.waiters.popleft().set()
 
     def statistics(self) -> MailboxStatistics:
         return MailboxStatistics(

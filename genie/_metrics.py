@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -34,13 +34,21 @@ from ._observe import Observer
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from ._runtime import Runtime
+    from ._statistics import RuntimeStatistics
 
 __all__ = ["Metrics", "MetricsServer"]
 
 # Handler durations from 10 µs (a pure-Python agent) to 10 s (a slow outside call).
 DURATION_BUCKETS = (1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 FANOUT_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+class Observed(Protocol):
+    """What metrics need of a runtime (a protocol, so this module does not import it)."""
+
+    def add_observer(self, observer: Observer) -> None: ...
+
+    def statistics(self) -> RuntimeStatistics: ...
 
 
 class _AgentCounts:
@@ -88,7 +96,7 @@ class Metrics(Observer):
         fanout_buckets: Sequence[float] = FANOUT_BUCKETS,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.runtime: Runtime | None = None
+        self.runtime: Observed | None = None
         self._duration_bounds = tuple(duration_buckets)
         self._fanout_bounds = tuple(fanout_buckets)
         self._published: dict[str, int] = {}
@@ -101,7 +109,7 @@ class Metrics(Observer):
         self._widths: dict[int, int] = {}  # bucketed when scraped: cheaper than per message
         self.registry.register(_Collector(self))
 
-    def bind(self, runtime: Runtime) -> None:
+    def bind(self, runtime: Observed) -> None:
         """Start observing ``runtime`` (the runtime does this; one runtime per ``Metrics``)."""
         if self.runtime is not None:
             raise ConfigurationError("these metrics already belong to another runtime")
@@ -265,7 +273,7 @@ def _counter(
     return family
 
 
-def _from_statistics(rt: Runtime) -> Iterator[Metric]:
+def _from_statistics(rt: Observed) -> Iterator[Metric]:
     stats = rt.statistics()
     yield GaugeMetricFamily(
         "genie_in_flight", "Deliveries queued or running now.", value=stats.in_flight
@@ -281,12 +289,12 @@ def _from_statistics(rt: Runtime) -> Iterator[Metric]:
     active = GaugeMetricFamily(
         "genie_handlers_active", "Handlers running, by agent.", labels=["agent"]
     )
-    for agent, mb in rt.mailbox_statistics().items():
+    for agent, mb in stats.mailboxes.items():
         depth.add_metric([agent], mb.depth)
         capacity.add_metric([agent], mb.capacity)
         active.add_metric([agent], mb.active)
     yield from (depth, capacity, active)
-    policies = rt.policy_statistics()
+    policies = stats.policies
     decisions = CounterMetricFamily(
         "genie_policy_decisions",
         "Governance decisions by policy (allow, deny), for deliveries, fallbacks and taps.",
@@ -303,7 +311,7 @@ def _from_statistics(rt: Runtime) -> Iterator[Metric]:
     for limit in ("hops", "budget"):
         limits.add_metric([limit], policies.denied.get(f"limit:{limit}", 0))
     yield limits
-    corr = rt.correlator.statistics()
+    corr = stats.correlations
     yield GaugeMetricFamily(
         "genie_correlations_active",
         "Correlations with work in flight or someone waiting.",

@@ -1,14 +1,15 @@
-"""The runtime: router → supervisor admission → mailbox → executor → supervised handler → publish.
+"""The runtime: a facade that wires the rooms of the data flow (docs/architecture.md).
 
-Every delivery (a message to one recipient) ends in exactly one of: handled, denied,
-dead-lettered or shed, and ``statistics()`` counts each, so that
+publish -> ``Dispatcher`` (route, admission for each consumer) -> ``LocalTransport`` (mailbox,
+executors) -> ``DeliveryRunner`` (the supervised handler call) -> outputs back to the
+``Dispatcher``. The ``Ledger`` records every outcome, so that
 ``delivered == handled + denied + dead_lettered + shed + in_flight`` holds at every moment.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,59 +18,48 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
 
+from ._admission import Admission
 from ._agent import Agent, BaseAgent, agent_risk
-from ._audit import AuditRecord, AuditSink, MemoryAuditLog
+from ._audit import AuditSink, MemoryAuditLog
 from ._clock import Clock
-from ._context import Timer, _ContextBase
-from ._correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
-from ._deadletter import DeadLetter, DeadLetterKind, DeadLetters
+from ._context import ContextServices
+from ._correlator import Correlator, Gather, GatherResult, RequestWaiter
+from ._deadletter import DeadLetters
+from ._delivery import DeliveryRunner
+from ._dispatch import Dispatcher
 from ._errors import (
-    CircuitOpenError,
     ConfigurationError,
     DuplicateAgentError,
-    HandlerTimeoutError,
-    InvalidOutputError,
-    NoRouteError,
     RuntimeClosedError,
     UnknownMessageTypeError,
     UnknownRecipientError,
-    WouldBlockError,
 )
 from ._events import EventHub, EventStream
-from ._executor import Executors
-from ._mailbox import Mailbox, MailboxStatistics
+from ._ledger import Ledger
+from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
 from ._observe import Observer, Observers
 from ._router import Router, Tap
-from ._supervisor import AgentOptions, Decision, Limits, Policy, PolicyStatistics, admit
+from ._statistics import RuntimeStatistics
+from ._supervisor import AgentOptions, Limits, Policy
+from ._timers import Timers
+from ._transport import LocalTransport
 
 if TYPE_CHECKING:
     from ._metrics import Metrics
 
-__all__ = ["Runtime", "RuntimeStatistics", "ShutdownReport"]
+__all__ = ["Runtime", "RuntimeState", "RuntimeStatistics", "ShutdownReport"]
 
 _log = logging.getLogger("genie.runtime")
 
 
-@dataclass(frozen=True, slots=True)
-class RuntimeStatistics:
-    published: int
-    delivered: int
-    handled: int
-    denied: int
-    dead_lettered: int
-    shed: int
-    in_flight: int
-    unrouted: int
-    retries: int
-    fallbacks: int
-    taps_denied: int
-    tap_errors: int
-    observer_errors: int
-    executors: int
-    idle_executors: int
-    ready: int
+class RuntimeState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,34 +70,7 @@ class ShutdownReport:
     cancelled_running: int
     discarded_queued: int
     by_agent: Mapping[str, int]
-
-
-def _not_running(mailbox: Mailbox) -> None:
-    raise RuntimeClosedError("the runtime is not running")
-
-
-class _RuntimeContext(_ContextBase):
-    __slots__ = ("_rt",)
-
-    def __init__(self, rt: Runtime, agent_id: str, message: Message) -> None:
-        self._agent_id = agent_id
-        self._message = message
-        self._new_id = rt._new_id
-        self._rt = rt
-
-    def now(self) -> Any:
-        return self._rt.clock.now()
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-
-    async def request(
-        self, recipient: str, payload: Payload, *, timeout: float | None = None
-    ) -> Message:
-        return await self._rt._request(self.emit(payload, recipient=recipient), timeout)
-
-    def schedule(self, delay: float, payload: Payload) -> Timer:
-        return self._rt._later(self.emit(payload, recipient=self._agent_id), delay)
+    cancelled_timers: int = 0
 
 
 class Runtime:
@@ -139,28 +102,41 @@ class Runtime:
         self.defaults = defaults or AgentOptions()
         self.clock = clock or Clock()
         self.audit: AuditSink = audit if audit is not None else MemoryAuditLog()
-        self.dead_letters = DeadLetters(dead_letter_capacity, retention)
         self.drain_timeout = drain_timeout
-        self.correlator = Correlator(self.clock)
-        self.router = Router()
         self.shutdown_report: ShutdownReport | None = None
         self._new_id = IdSource(seed)
-        self._mailboxes: dict[str, Mailbox] = {}
-        self._known_payloads: set[type[Payload]] = set()
-        self._taps: list[Tap] = []
+        self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
-        self._executors: Executors | None = None
-        self._schedule: Callable[[Mailbox], None] = _not_running
-        self._state = "new"
-        self._drained: anyio.Event | None = None
-        self._published = self._delivered = self._handled = self._denied = 0
-        self._dead_lettered = self._shed_count = self._in_flight = self._unrouted = 0
-        self._retries = self._fallbacks = self._taps_denied = self._tap_errors = 0
-        self._allowed = 0
-        self._denials: Counter[str] = Counter()
+        # The rooms, in the order a message meets them.
+        self._router = Router()
+        self._correlator = Correlator(self.clock)
+        self._admission = Admission(self.limits, self.policies)
+        dead_letters = DeadLetters(dead_letter_capacity, retention)
+        self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
+        self._transport = LocalTransport()
+        self._mailboxes = self._transport.mailboxes
+        self._dispatcher = Dispatcher(
+            self.types,
+            self._router,
+            self._transport,
+            self._admission,
+            self._ledger,
+            self._correlator,
+            self._check_open,
+        )
+        self._timers = Timers(self._ledger, self._correlator, self._fire)
+        services = ContextServices(self.clock, self._new_id, self._request, self._timers.schedule)
+        self._runner = DeliveryRunner(
+            self.clock,
+            self.types,
+            self._ledger,
+            self._correlator,
+            self._admission,
+            self._dispatcher,
+            self._transport,
+            services,
+        )
         self._observers: list[Observer] = []
-        # The one observer the hot path checks; None when nobody observes (one `is` test).
-        self._observer: Observer | None = None
         self._guarded: Observers | None = None  # counts what the observers raised
         self._hub: EventHub | None = None
         self.metrics: Metrics | None = None
@@ -171,6 +147,19 @@ class Runtime:
             self.metrics.bind(self)
         for agent in agents:
             self.add(agent)
+
+    @property
+    def state(self) -> RuntimeState:
+        return self._state
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Recent dead letters (the original message, where it was going, why it ended)."""
+        return self._ledger.dead_letters
+
+    @dead_letters.setter
+    def dead_letters(self, store: DeadLetters) -> None:
+        self._ledger.dead_letters = store  # e.g. a smaller store for a long simulation
 
     # --- wiring ------------------------------------------------------------------------------
     def add(
@@ -199,15 +188,19 @@ class Runtime:
         self.types.register(*models)
         self._mailboxes[agent.id] = Mailbox(agent, options)
         for pattern in subscribe:
-            self.router.subscribe(agent.id, pattern)
+            self._router.subscribe(agent.id, pattern)
 
     def subscribe(self, agent_id: str, *patterns: str) -> None:
         self._mailbox(agent_id)
         for pattern in patterns:
-            self.router.subscribe(agent_id, pattern)
+            self._router.subscribe(agent_id, pattern)
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        """Pattern or type -> subscribed agent ids (for graphs and docs)."""
+        return self._router.subscriptions()
 
     def add_tap(self, tap: Tap) -> None:
-        self._taps.append(tap)
+        self._dispatcher.taps.append(tap)
 
     def add_observer(self, observer: Observer) -> None:
         """Tell ``observer`` what happens to every message from now on (see ``Observer``)."""
@@ -226,7 +219,8 @@ class Runtime:
             observer = None
         elif len(self._observers) == 1 and self._observers[0].never_raises:
             observer = self._observers[0]  # the built-in ones skip the guard: ~1 µs a delivery
-        self._observer = self.correlator.observer = observer
+        self._ledger.observer = observer
+        self._correlator.on_gathered = observer.gathered if observer is not None else None
 
     def events(self, correlation_id: str | None = None, *, buffer: int = 1024) -> EventStream:
         """A live stream of what happens to one request (or, without an id, to all of them).
@@ -236,10 +230,10 @@ class Runtime:
         flight (or the runtime closes). It holds at most ``buffer`` events: a slow reader never
         slows the runtime, it loses events and is told how many (a ``dropped`` event).
         """
-        if self._state == "closed":
+        if self._state is RuntimeState.CLOSED:
             raise RuntimeClosedError("cannot stream events: the runtime is closed")
         if self._hub is None:
-            self._hub = EventHub(self.clock, self)
+            self._hub = EventHub(self.clock, self.add_observer, self.remove_observer)
         return self._hub.open(correlation_id, buffer)
 
     def agents(self) -> list[Agent]:
@@ -255,7 +249,7 @@ class Runtime:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
-        if self._state != "new":
+        if self._state is not RuntimeState.NEW:
             raise RuntimeClosedError("a runtime can be started once")
         for mb in self._mailboxes.values():
             fallback = mb.options.fallback
@@ -275,15 +269,19 @@ class Runtime:
         # anyio.Event() asks sniffio for the backend on every call (~2 µs); the backend's own
         # class, taken once, builds the same event. Gathers and executors make one per request.
         new_event: Callable[[], anyio.Event] = type(anyio.Event())
-        self.correlator.new_event = new_event
-        self._executors = Executors(tg, self._run_one, new_event)
-        self._executors.start()
-        self._schedule = self._executors.schedule
-        self._state = "running"
-        for mb in self._mailboxes.values():
-            on_start = getattr(mb.agent, "on_start", None)
-            if on_start is not None:
-                await on_start()
+        self._correlator.new_event = new_event
+        self._transport.start(tg, self._runner.run, new_event)
+        self._timers.start(tg)
+        self._state = RuntimeState.RUNNING
+        try:
+            for mb in self._mailboxes.values():
+                on_start = getattr(mb.agent, "on_start", None)
+                if on_start is not None:
+                    await on_start()
+        except BaseException:
+            # Nothing may keep running: close as if the block had failed, then re-raise.
+            await self._stop(drain=False)
+            raise
         return self
 
     async def __aexit__(
@@ -292,58 +290,86 @@ class Runtime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        await self._stop(drain=exc_type is None)
+        return None
+
+    async def _stop(self, *, drain: bool) -> None:
         assert self._tg is not None
-        drained = self._in_flight == 0
+        ledger = self._ledger
         try:
-            if exc_type is None and not drained:
-                self._drained = anyio.Event()
+            if drain and ledger.in_flight:
                 with anyio.move_on_after(self.drain_timeout):
-                    await self._drained.wait()
-                drained = self._in_flight == 0
+                    await ledger.wait_idle()
         finally:
-            self._state = "closing"
-            running = {mb.id: mb.active for mb in self._mailboxes.values() if mb.active}
+            self._state = RuntimeState.CLOSING
             self._tg.cancel_scope.cancel()
             try:
                 # The group is cancelled already; the caller's own exception (if any) is not
                 # passed in, so it propagates as itself rather than inside an ExceptionGroup.
                 await self._tg.__aexit__(None, None, None)
             finally:
-                self._close(drained, running)
-        return None
+                # What the cancellation cut short was recorded as it happened (the group may
+                # have been cancelled before this, by a handler's SystemExit, say).
+                self._close(ledger.cut_short, self._timers.cut_short)
+                await self._stop_agents()
 
-    def _close(self, drained: bool, running: Mapping[str, int]) -> None:
+    def _close(self, running: Mapping[str, int], timers: int) -> None:
         by_agent = dict(running)
         discarded = 0
-        for mb in self._mailboxes.values():
-            while mb.queue:
-                msg = mb.queue.popleft()
-                discarded += 1
-                by_agent[mb.id] = by_agent.get(mb.id, 0) + 1
-                corr = self.correlator.get(msg.correlation_id)
-                self._dead_letter(
-                    mb.id, msg, corr, "cancelled", "discarded at shutdown", None, 0, log=False
-                )
-            while mb.waiters:
-                mb.waiters.popleft().set()  # waiting publishers wake up to RuntimeClosedError
-        self._state = "closed"
-        self.correlator.close_all("the runtime closed")
-        self.shutdown_report = ShutdownReport(drained, sum(running.values()), discarded, by_agent)
-        if self._observer is not None:
-            self._observer.closed()
+        for mb, item in self._transport.drain_queues():
+            msg, agent = (
+                (item.message, item.failed_agent) if isinstance(item, Handoff) else (item, mb.id)
+            )
+            discarded += 1
+            by_agent[mb.id] = by_agent.get(mb.id, 0) + 1
+            corr = self._correlator.get(msg.correlation_id)
+            self._ledger.dead_letter(
+                agent, msg, corr, "cancelled", "discarded at shutdown", None, 0, log=False
+            )
+        self._state = RuntimeState.CLOSED
+        drained = not (running or discarded or timers)
+        self._correlator.close_all("the runtime closed")
+        self.shutdown_report = ShutdownReport(
+            drained, sum(running.values()), discarded, by_agent, timers
+        )
+        if self._ledger.observer is not None:
+            self._ledger.observer.closed()
         if not drained:
             _log.warning(
                 "runtime closed with work in flight: %d running handlers cancelled, "
-                "%d queued messages discarded (see dead letters)",
+                "%d queued messages discarded, %d timers cancelled (see dead letters)",
                 sum(running.values()),
                 discarded,
+                timers,
                 extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
             )
 
+    async def _stop_agents(self) -> None:
+        for mb in self._mailboxes.values():
+            on_stop = getattr(mb.agent, "on_stop", None)
+            if on_stop is None:
+                continue
+            try:
+                await on_stop()
+            except Exception:
+                _log.exception(
+                    "on_stop of agent %r failed",
+                    mb.id,
+                    extra={"agent_id": mb.id, "message_type": "-", "correlation_id": "-"},
+                )
+
     def _check_open(self) -> None:
-        if self._state != "running":
-            what = "not started yet" if self._state == "new" else "closed"
+        if self._state is not RuntimeState.RUNNING:
+            what = "not started yet" if self._state is RuntimeState.NEW else "closed"
             raise RuntimeClosedError(f"cannot publish: the runtime is {what}")
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is in flight (no delivery queued or running, no timer pending).
+
+        New work published meanwhile is waited for too. Guard it with a timeout of your own
+        (``anyio.fail_after``) when an agent may keep the runtime busy for ever.
+        """
+        await self._ledger.wait_idle()
 
     # --- building messages -------------------------------------------------------------------
     def message(
@@ -391,479 +417,20 @@ class Runtime:
 
         Raises ``UnknownMessageTypeError``, ``UnknownRecipientError``, ``NoRouteError`` or
         ``RuntimeClosedError`` before anything is delivered. Denials are not errors here: they
-        are recorded and reported to the correlation's gathers.
+        are recorded and reported to the correlation's gathers. It is a checkpoint, as anyio's
+        memory streams: it yields first, and cancelled before the message is in (while it
+        waits for room, say), nothing happened.
         """
-        recipients, corr = self._prepare(msg)
-        try:
-            for rid in recipients:
-                mb = self._mailboxes[rid]
-                decision = self._admit(msg, rid, corr)
-                if not decision.allowed:
-                    self._deny(msg, rid, corr, decision)
-                    continue
-                if mb.waiters or mb.full:
-                    await mb.wait_for_room()
-                    self._check_open()
-                self._enqueue(mb, msg, corr)
-        finally:
-            self._released(corr)
+        await checkpoint()
+        await self._dispatcher.publish(msg)
 
     def publish_nowait(self, msg: Message) -> None:
-        """Like ``publish`` but raises ``WouldBlockError`` (delivering nothing) if it would wait."""
-        recipients, corr = self._prepare(msg)
-        try:
-            decisions = [(rid, self._admit(msg, rid, corr)) for rid in recipients]
-            for rid, decision in decisions:
-                mb = self._mailboxes[rid]
-                if decision.allowed and (mb.full or mb.waiters):
-                    raise WouldBlockError(
-                        f"cannot publish {msg.type!r} now: the mailbox of {rid!r} is full "
-                        f"({len(mb.queue)}/{mb.capacity}); use publish() to wait",
-                        message_id=msg.id,
-                        agent_id=rid,
-                        correlation_id=msg.correlation_id,
-                    )
-            for rid, decision in decisions:
-                if decision.allowed:
-                    self._enqueue(self._mailboxes[rid], msg, corr)
-                else:
-                    self._deny(msg, rid, corr, decision)
-        finally:
-            self._released(corr)
+        """Like ``publish`` but raises ``WouldBlockError`` if it would wait; then nothing
+        happened (no delivery, no count, no tap, no policy evaluated)."""
+        self._dispatcher.publish_nowait(msg)
 
-    def _released(self, corr: _Correlation) -> None:
-        if corr.in_flight == 0 and self._observer is not None:
-            self._observer.settled(corr.id)  # everything was denied or collected: it is over
-        self.correlator.release(corr)
-
-    def _prepare(self, msg: Message) -> tuple[tuple[str, ...], _Correlation]:
-        """Validate an outside publish and route it; raises before any side effect."""
-        self._check_open()
-        if not self.types.is_registered(msg.payload):
-            if msg.type in self.types:
-                raise ConfigurationError(
-                    f"message type {msg.type!r} is registered to "
-                    f"{self.types.get(msg.type).__qualname__}, not {type(msg.payload).__qualname__}"
-                )
-            raise UnknownMessageTypeError(msg.type, self.types.names())
-        direct = msg.recipient
-        waiting = self.correlator.lookup(msg.correlation_id)
-        awaited = waiting is not None and bool(waiting.waiters)
-        if direct is not None and direct not in self._mailboxes and not awaited:
-            raise UnknownRecipientError(
-                f"cannot publish {msg.type!r}: no agent {direct!r} in this runtime",
-                message_id=msg.id,
-                agent_id=direct,
-                correlation_id=msg.correlation_id,
-            )
-        routed = self.router.recipients(msg)
-        if not routed and not awaited:
-            raise NoRouteError(
-                f"cannot publish {msg.type!r}: it has no recipient and no agent subscribes to it",
-                message_id=msg.id,
-                correlation_id=msg.correlation_id,
-            )
-        corr = self.correlator.get(msg.correlation_id)
-        return self._route(msg, corr, routed), corr
-
-    def _route(self, msg: Message, corr: _Correlation, routed: tuple[str, ...]) -> tuple[str, ...]:
-        """Count the message, show it to waiters and taps; the agent recipients that remain."""
-        self._published += 1
-        collected = consumed = False
-        if corr.waiters:
-            collected, consumed = self.correlator.offer(corr, msg)
-        else:
-            self.correlator.check_late(msg)
-        if self._taps:
-            self._tap(msg)
-        if consumed:
-            routed = ()
-        elif msg.recipient is not None and msg.recipient not in self._mailboxes:
-            routed = tuple(r for r in routed if r in self._mailboxes)
-            if not collected:
-                self._unrouted_letter(msg, f"unknown recipient {msg.recipient!r}")
-        elif not routed and not collected:
-            self._unrouted_letter(msg, "no recipient and no subscriber")
-        if self._observer is not None:
-            self._observer.published(msg, len(routed))
-            if self.correlator.held:
-                self.correlator.flush()
-        return routed
-
-    def _emit(self, msg: Message) -> None:
-        """Publish a handler's output: never waits, so cycles of agents cannot deadlock.
-
-        The common case (no waiter, no tap, a known recipient) skips the generic routing.
-        """
-        corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
-            msg.correlation_id
-        )
-        if corr.cancelled:
-            self._published += 1
-            if self._observer is not None:
-                self._observer.published(msg, 0)
-            self._unrouted_letter(msg, "correlation cancelled")
-            return
-        routed = self.router.recipients(msg)
-        recipient = msg.recipient
-        mailboxes = self._mailboxes
-        if (
-            corr.waiters
-            or self._taps
-            or not routed
-            or (recipient is not None and recipient not in mailboxes)
-        ):
-            routed = self._route(msg, corr, routed)
-        else:
-            self._published += 1
-            self.correlator.check_late(msg)
-            if self._observer is not None:
-                self._observer.published(msg, len(routed))
-        for rid in routed:
-            mb = mailboxes[rid]
-            decision = self._admit(msg, rid, corr)
-            if not decision.allowed:
-                self._deny(msg, rid, corr, decision)
-                continue
-            if len(mb.queue) >= mb.capacity:
-                if mb.options.overflow == "shed":
-                    self._shed(mb, msg, corr)
-                    continue
-                mb.overdrafts += 1
-            self._enqueue(mb, msg, corr)
-
-    def _admit(self, msg: Message, recipient: str, corr: _Correlation) -> Decision:
-        limits = self.limits
-        if (
-            self.policies
-            or msg.hops > limits.max_hops
-            or corr.deliveries >= limits.correlation_budget
-        ):
-            return self._evaluate(msg, recipient, corr.deliveries)
-        return Decision.ALLOW
-
-    def _evaluate(self, msg: Message, recipient: str, deliveries: int) -> Decision:
-        decision = admit(msg, recipient, deliveries, self.limits, self.policies)
-        if decision.allowed:
-            self._allowed += 1  # one count per admission; PolicyStatistics derives the rest
-        else:
-            self._denials[decision.policy] += 1
-        return decision
-
-    def _tap(self, msg: Message) -> None:
-        for tap in self._taps:
-            if self.policies and not self._evaluate(msg, tap.id, 0).allowed:
-                self._taps_denied += 1
-                continue
-            try:
-                tap.observe(msg)
-            except Exception:
-                self._tap_errors += 1
-                _log.exception(
-                    "tap %r failed on message %s", tap.id, msg.id, extra=_fields(tap.id, msg)
-                )
-
-    # --- accounting --------------------------------------------------------------------------
-    def _enqueue(self, mb: Mailbox, msg: Message, corr: _Correlation) -> None:
-        self._delivered += 1
-        self._in_flight += 1
-        corr.in_flight += 1
-        corr.deliveries += 1
-        if mb.push(msg):
-            self._schedule(mb)
-        if self._observer is not None:
-            self._observer.delivered(msg, mb.id)
-
-    def _finish(self, corr: _Correlation) -> None:
-        self._in_flight -= 1
-        corr.in_flight -= 1
-        if corr.in_flight == 0:
-            if self._observer is not None:
-                self._observer.settled(corr.id)
-            self.correlator.settle(corr)
-        if self._in_flight == 0 and self._drained is not None:
-            self._drained.set()
-
-    def _deny(self, msg: Message, recipient: str, corr: _Correlation, decision: Decision) -> None:
-        self._delivered += 1
-        corr.deliveries += 1
-        self._denied += 1
-        action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
-        self._audit(decision.policy, action, recipient, msg, decision.reason)
-        _log.info(
-            "denied %s %s to %s by %s: %s",
-            msg.type,
-            msg.id,
-            recipient,
-            decision.policy,
-            decision.reason,
-            extra=_fields(recipient, msg),
-        )
-        if self._observer is not None:
-            self._observer.denied(msg, recipient, decision.policy, decision.reason)
-        if corr.waiters:
-            missing = Missing(
-                recipient, "denied", decision.reason, decision.policy, recipient, msg.id
-            )
-            self.correlator.failed(corr, missing, msg.id, recipient)
-
-    def _shed(self, mb: Mailbox, msg: Message, corr: _Correlation) -> None:
-        self._delivered += 1
-        corr.deliveries += 1
-        self._shed_count += 1
-        reason = f"mailbox of {mb.id!r} full ({mb.capacity}); overflow policy 'shed'"
-        self._store(mb.id, msg, "shed", reason, None, 0)
-        if corr.waiters:
-            missing = Missing(mb.id, "shed", reason, None, mb.id, msg.id)
-            self.correlator.failed(corr, missing, msg.id, mb.id)
-
-    def _unrouted_letter(self, msg: Message, reason: str) -> None:
-        self._unrouted += 1
-        self._store(msg.recipient, msg, "unrouted", reason, None, 0)
-
-    def _dead_letter(
-        self,
-        agent_id: str,
-        msg: Message,
-        corr: _Correlation,
-        kind: DeadLetterKind,
-        reason: str,
-        error: BaseException | None,
-        attempts: int,
-        *,
-        log: bool = True,
-    ) -> None:
-        self._dead_lettered += 1
-        self._store(agent_id, msg, kind, reason, error, attempts, log=log)
-        if corr.waiters:
-            missing = Missing(
-                agent_id,
-                "failed" if kind == "failed" else "cancelled",
-                reason,
-                None,
-                agent_id,
-                msg.id,
-            )
-            self.correlator.failed(corr, missing, msg.id, agent_id)
-        self._finish(corr)
-
-    def _store(
-        self,
-        agent_id: str | None,
-        msg: Message,
-        kind: DeadLetterKind,
-        reason: str,
-        error: BaseException | None,
-        attempts: int,
-        *,
-        log: bool = True,
-    ) -> None:
-        error_type = type(error).__name__ if error is not None else None
-        letter = DeadLetter(msg, agent_id, kind, reason, error_type, attempts, self.clock.now())
-        self.dead_letters.add(letter)
-        if self._observer is not None:
-            self._observer.dead_lettered(letter)
-        self._audit(agent_id or "router", f"dead_letter:{kind}", agent_id or "-", msg, reason)
-        if not log:
-            return
-        _log.warning(
-            "dead letter (%s) %s %s for %s: %s",
-            kind,
-            msg.type,
-            msg.id,
-            agent_id,
-            reason,
-            extra=_fields(agent_id, msg),
-        )
-
-    def _audit(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
-        details = {
-            "message_id": msg.id,
-            "message_type": msg.type,
-            "sender": msg.sender,
-            "correlation_id": msg.correlation_id,
-            "reason": reason,
-        }
-        self.audit.record(AuditRecord(self.clock.now(), actor, action, target, details))
-
-    # --- execution ---------------------------------------------------------------------------
-    async def _run_one(self, mb: Mailbox) -> None:
-        """Run the next message of ``mb``. The first attempt is inlined: it is the hot path."""
-        msg = mb.pop()
-        corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
-            msg.correlation_id
-        )
-        try:
-            if corr.cancelled:
-                self._dead_letter(mb.id, msg, corr, "cancelled", "correlation cancelled", None, 0)
-                return
-            breaker = mb.breaker
-            if breaker is not None and breaker.tripped:
-                await self._recover(mb, msg, corr, None)
-                return
-            obs = self._observer
-            started = self.clock.monotonic() if obs is not None else 0.0
-            try:
-                ctx = _RuntimeContext(self, mb.id, msg)
-                result: object
-                if mb.options.deadline is None:
-                    result = await mb.agent.handle(msg, ctx)
-                else:
-                    result = await self._handle_with_deadline(mb, msg, ctx)
-                outputs = self._check_outputs(mb, msg, result)
-            except Exception as exc:
-                if obs is not None:
-                    obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
-                await self._recover(mb, msg, corr, exc)
-                return
-            if obs is not None:
-                obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
-            if breaker is not None and breaker.failures:
-                breaker.record_success()
-            self._succeed(mb, msg, corr, outputs)
-        except anyio.get_cancelled_exc_class():
-            self._dead_letter(mb.id, msg, corr, "cancelled", "cancelled at shutdown", None, 0)
-            raise
-        finally:
-            if mb.done():
-                self._schedule(mb)
-
-    async def _recover(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, error: Exception | None
-    ) -> None:
-        """After a failed first attempt (or with the breaker tripped): retries with backoff,
-        then the fallback agent, then a dead letter."""
-        retry = mb.options.retry
-        breaker = mb.breaker
-        attempt = 0 if error is None else 1
-        while True:
-            if error is not None:
-                if breaker is not None:
-                    breaker.record_failure(self.clock.monotonic())
-                if not retry.should_retry(error, attempt):
-                    break
-                self._retries += 1
-                await anyio.sleep(retry.delay(attempt))
-            attempt += 1
-            if breaker is not None and not breaker.allow(self.clock.monotonic()):
-                error = CircuitOpenError(
-                    f"circuit of agent {mb.id!r} is open after repeated failures",
-                    message_id=msg.id,
-                    agent_id=mb.id,
-                    correlation_id=msg.correlation_id,
-                )
-                break
-            try:
-                outputs = await self._invoke(mb, msg)
-            except Exception as exc:
-                error = exc
-                continue
-            if breaker is not None:
-                breaker.record_success()
-            self._succeed(mb, msg, corr, outputs)
-            return
-        mb.failed += 1
-        reason = f"{type(error).__name__}: {error}"
-        fallback = mb.options.fallback
-        if fallback is not None:
-            reason = await self._fall_back(self._mailboxes[fallback], msg, corr, reason)
-            if not reason:
-                return
-        self._dead_letter(mb.id, msg, corr, "failed", reason, error, attempt)
-
-    async def _fall_back(self, fb: Mailbox, msg: Message, corr: _Correlation, reason: str) -> str:
-        """Hand the failed message to the fallback agent: '' if it handled it, else why not."""
-        decision = self._admit(msg, fb.id, corr)
-        if not decision.allowed:
-            return f"{reason}; fallback {fb.id!r} denied by {decision.policy}: {decision.reason}"
-        try:
-            outputs = await self._invoke(fb, msg)
-        except Exception as exc:
-            return f"{reason}; fallback {fb.id!r} failed: {type(exc).__name__}: {exc}"
-        self._fallbacks += 1
-        self._succeed(fb, msg, corr, outputs)
-        return ""
-
-    async def _invoke(self, mb: Mailbox, msg: Message) -> Sequence[Message]:
-        """One more handler call, after the first (inlined in ``_run_one``) failed."""
-        obs = self._observer
-        started = self.clock.monotonic() if obs is not None else 0.0
-        ctx = _RuntimeContext(self, mb.id, msg)
-        result: object
-        try:
-            if mb.options.deadline is None:
-                result = await mb.agent.handle(msg, ctx)
-            else:
-                result = await self._handle_with_deadline(mb, msg, ctx)
-            outputs = self._check_outputs(mb, msg, result)
-        except Exception as exc:
-            if obs is not None:
-                obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
-            raise
-        if obs is not None:
-            obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
-        return outputs
-
-    async def _handle_with_deadline(
-        self, mb: Mailbox, msg: Message, ctx: _RuntimeContext
-    ) -> object:
-        # A cancel scope costs several µs, so only agents with a deadline pay for one.
-        deadline = mb.options.deadline
-        assert deadline is not None
-        result: object = None
-        with anyio.CancelScope(deadline=self.clock.monotonic() + deadline) as scope:
-            result = await mb.agent.handle(msg, ctx)
-        if scope.cancelled_caught:
-            raise HandlerTimeoutError(
-                f"agent {mb.id!r} overran its {deadline:g}s deadline on {msg.type!r}",
-                message_id=msg.id,
-                agent_id=mb.id,
-                correlation_id=msg.correlation_id,
-            )
-        return result
-
-    def _check_outputs(self, mb: Mailbox, msg: Message, result: object) -> Sequence[Message]:
-        if not isinstance(result, (list, tuple)):  # the tuple form is faster than list | tuple
-            raise InvalidOutputError(
-                f"agent {mb.id!r} returned {type(result).__name__} from handle(); "
-                "it must return a list or tuple of Message",
-                message_id=msg.id,
-                agent_id=mb.id,
-                correlation_id=msg.correlation_id,
-            )
-        known = self._known_payloads
-        for out in result:
-            if not isinstance(out, Message):
-                raise InvalidOutputError(
-                    f"agent {mb.id!r} returned a {type(out).__name__} among its outputs; "
-                    "only Message objects can be published",
-                    message_id=msg.id,
-                    agent_id=mb.id,
-                    correlation_id=msg.correlation_id,
-                )
-            if type(out.payload) not in known:
-                if not self.types.is_registered(out.payload):
-                    raise InvalidOutputError(
-                        f"agent {mb.id!r} emitted {out.type!r} "
-                        f"({type(out.payload).__qualname__}), which is not registered: "
-                        "list it in the agent's produces",
-                        message_id=msg.id,
-                        agent_id=mb.id,
-                        correlation_id=msg.correlation_id,
-                    )
-                known.add(type(out.payload))
-        return result
-
-    def _succeed(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, outputs: Sequence[Message]
-    ) -> None:
-        for out in outputs:
-            self._emit(out)
-        mb.handled += 1
-        self._handled += 1
-        if corr.requests:
-            self.correlator.handled(corr, msg.id)
-        self._finish(corr)
+    def _fire(self, msg: Message) -> None:
+        self._dispatcher.emit(msg, False)
 
     # --- fan-in ------------------------------------------------------------------------------
     def gather(
@@ -875,10 +442,20 @@ class Runtime:
         types: Iterable[str] = (),
         where: Callable[[Message], bool] | None = None,
         timeout: float | None = None,
+        consumer: str = "user",
     ) -> Gather:
-        """Start collecting replies of ``correlation_id`` (see ``Gather``); then publish."""
-        return self.correlator.gather(
-            correlation_id, count=count, senders=senders, types=types, where=where, timeout=timeout
+        """Start collecting replies of ``correlation_id`` (see ``Gather``); then publish.
+
+        Each reply passes admission for ``consumer`` (whom the gather collects for) first.
+        """
+        return self._correlator.gather(
+            correlation_id,
+            count=count,
+            senders=senders,
+            types=types,
+            where=where,
+            timeout=timeout,
+            consumer=consumer,
         )
 
     async def ask(
@@ -891,9 +468,11 @@ class Runtime:
         """Publish ``msg`` and wait for the message that ends the request.
 
         That is the first message of its correlation of type ``until`` (a type name), or
-        matching ``until`` (a predicate), or by default addressed back to ``msg.sender``. The
-        result is partial at once when a deny or failure leaves nothing in flight; on timeout
-        the correlation's outstanding work is cancelled.
+        matching ``until`` (a predicate), or by default addressed back to ``msg.sender``; it
+        passes admission for ``msg.sender`` first. The result is partial at once when a deny
+        or failure leaves nothing in flight. ``timeout`` bounds the whole call (waiting for
+        mailbox room included). On timeout, or when the caller is cancelled, the request is
+        cancelled (``cancel``).
         """
         where: Callable[[Message], bool]
         if until is None:
@@ -904,41 +483,34 @@ class Runtime:
             where = lambda m: m.type == type_name  # noqa: E731
         else:
             where = until
-        gather = self.gather(msg.correlation_id, where=where, timeout=timeout)
+        gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
+        published = False
         try:
-            await self.publish(msg)
+            # No checkpoint before publishing: waiting for the reply is one.
+            if timeout is None:  # a cancel scope costs ~5 µs a request
+                await self._dispatcher.publish(msg)
+                published = True
+                return await gather.wait()
+            with anyio.move_on_after(timeout):
+                await self._dispatcher.publish(msg)
+                published = True
+                return await gather.wait()
+            result = gather.expire()
         except BaseException:
-            gather.cancel("publish failed")
-            raise
-        result = await gather.wait()
-        if result.status == "timed_out":
+            gather.cancel("the caller was cancelled" if published else "publish failed")
             self.cancel(msg.correlation_id)
+            raise
+        self.cancel(msg.correlation_id)  # timed out: what is left of the request stops
         return result
 
     def cancel(self, correlation_id: str) -> None:
-        """Stop a request: its queued work is dead-lettered, its further outputs not delivered."""
-        corr = self.correlator.lookup(correlation_id)
+        """Stop a request: its running handlers are cancelled, its queued work and pending
+        timers end as cancelled dead letters, its further outputs are not delivered."""
+        corr = self._correlator.lookup(correlation_id)
         if corr is not None and corr.in_flight:
             corr.cancelled = True
-
-    def _later(self, msg: Message, delay: float) -> Timer:
-        corr = self.correlator.get(msg.correlation_id)
-        self._in_flight += 1
-        corr.in_flight += 1
-        timer = Timer()
-        assert self._tg is not None
-        self._tg.start_soon(self._fire, timer, msg, corr, delay)
-        return timer
-
-    async def _fire(self, timer: Timer, msg: Message, corr: _Correlation, delay: float) -> None:
-        try:
-            with anyio.CancelScope() as scope:
-                timer._scope = scope
-                if not timer.cancelled:
-                    await anyio.sleep(delay)
-                    self._emit(msg)
-        finally:
-            self._finish(corr)
+            self._transport.cancel(correlation_id)
+            self._timers.cancel(correlation_id)
 
     async def _request(self, msg: Message, timeout: float | None) -> Message:
         self._check_open()
@@ -947,48 +519,35 @@ class Runtime:
         self._mailbox(recipient)
         if not self.types.is_registered(msg.payload):
             raise UnknownMessageTypeError(msg.type, self.types.names())
-        waiter = RequestWaiter(self.correlator, self.correlator.get(msg.correlation_id), msg)
-        self._emit(msg)
-        return await waiter.wait(timeout)
+        waiter = RequestWaiter(self._correlator, self._correlator.get(msg.correlation_id), msg)
+        self._dispatcher.emit(msg, False)
+        return await waiter.wait(self.limits.request_timeout if timeout is None else timeout)
 
     # --- introspection -----------------------------------------------------------------------
     def statistics(self) -> RuntimeStatistics:
-        ex = self._executors
+        ex = self._transport.executors
+        ledger = self._ledger
         return RuntimeStatistics(
-            published=self._published,
-            delivered=self._delivered,
-            handled=self._handled,
-            denied=self._denied,
-            dead_lettered=self._dead_lettered,
-            shed=self._shed_count,
-            in_flight=self._in_flight,
-            unrouted=self._unrouted,
-            retries=self._retries,
-            fallbacks=self._fallbacks,
-            taps_denied=self._taps_denied,
-            tap_errors=self._tap_errors,
+            published=ledger.published,
+            delivered=ledger.delivered,
+            handled=ledger.handled,
+            collected=ledger.collected,
+            denied=ledger.denied,
+            dead_lettered=ledger.dead_lettered,
+            shed=ledger.shed,
+            in_flight=ledger.in_flight,
+            unrouted=ledger.unrouted,
+            retries=ledger.retries,
+            fallbacks=ledger.fallbacks,
+            taps_denied=ledger.taps_denied,
+            tap_errors=ledger.tap_errors,
             observer_errors=self._guarded.errors if self._guarded is not None else 0,
+            timers_pending=len(self._timers.pending),
             executors=ex.count if ex else 0,
             idle_executors=ex.idle if ex else 0,
             ready=len(ex.ready) if ex else 0,
+            # A copy first: the metrics endpoint reads this from its own thread.
+            mailboxes={mb.id: mb.statistics() for mb in list(self._mailboxes.values())},
+            policies=self._admission.statistics(),
+            correlations=self._correlator.statistics(),
         )
-
-    def mailbox_statistics(self) -> dict[str, MailboxStatistics]:
-        # A copy first: the metrics endpoint reads this from its own thread.
-        return {mb.id: mb.statistics() for mb in list(self._mailboxes.values())}
-
-    def policy_statistics(self) -> PolicyStatistics:
-        return PolicyStatistics(
-            tuple(getattr(p, "name", type(p).__name__) for p in self.policies),
-            self._allowed,
-            dict(self._denials),
-        )
-
-
-def _fields(agent_id: str | None, msg: Message) -> dict[str, str]:
-    """The fields every runtime log record carries (see docs/observability.md)."""
-    return {
-        "agent_id": agent_id or "-",
-        "message_type": msg.type,
-        "correlation_id": msg.correlation_id,
-    }

@@ -66,15 +66,20 @@ class Limits:
     """The kill switch: a message storm stops at the hop limit or the correlation's budget.
 
     The budget counts deliveries (a message to N recipients costs N), so a fan-out storm is
-    stopped as early as a chain.
+    stopped as early as a chain. ``request_timeout`` bounds a ``ctx.request`` that sets none.
     """
 
     max_hops: int = 32
     correlation_budget: int = 10_000
+    # A ``ctx.request`` without a timeout of its own waits at most this long, so two agents
+    # requesting each other (each blocked, each the other's only worker) cannot wedge for ever.
+    request_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_hops < 1 or self.correlation_budget < 1:
             raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
+        if not self.request_timeout > 0:
+            raise ConfigurationError("limits: request_timeout must be positive (seconds)")
 
 
 HOP_LIMIT = "limit:hops"
@@ -101,7 +106,11 @@ def admit(
     for policy in policies:
         try:
             decision = policy.evaluate(msg, recipient)
-        except Exception as exc:  # fail closed: a broken policy denies, it never lets through
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # fail closed: whatever a policy raises denies
+            # A policy is synchronous, so even a CancelledError out of it is its own bug, not
+            # the runtime being cancelled: it denies like any other exception.
             return Decision.deny(_policy_name(policy), f"policy raised {type(exc).__name__}: {exc}")
         if not decision.allowed:
             return decision
@@ -174,7 +183,7 @@ class RetryPolicy:
                 "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
             )
 
-    def should_retry(self, exc: Exception, attempt: int) -> bool:
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
         return (
             attempt < self.attempts
             and isinstance(exc, self.retry_on)

@@ -26,9 +26,11 @@ class Note(Payload):
     text: str
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on both anyio backends, as anyio runs its own tests (a module
+    that needs virtual time overrides this with trio and a ``MockClock``)."""
+    return str(request.param)
 
 
 class Echo(BaseAgent):

@@ -22,6 +22,12 @@ from genie._cli import main
 
 from .conftest import DenyTo
 
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the harness measures against the raw asyncio floor
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

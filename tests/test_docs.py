@@ -81,9 +81,11 @@ def test_example_runs_as_written(example: Example, tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, f"{example} fails:\n{done.stderr}"
+    # Each promised comment appears in the output as it is written: the same words in the same
+    # order (spacing aside), not merely each word somewhere.
+    printed = " ".join(done.stdout.split())
     for promised in re.findall(r"print\(.*\)  # (.*)", example.code):
-        for word in promised.split():
-            assert word in done.stdout, (str(example), word, done.stdout)
+        assert " ".join(promised.split()) in printed, (str(example), promised, done.stdout)
 
 
 def test_fragments_still_parse() -> None:

@@ -33,8 +33,8 @@ async def test_two_runtimes_in_one_process_are_isolated() -> None:
     assert [p.n for p in (r1.message.payload, r2.message.payload, r3.message.payload)] == [1, 2, 3]  # type: ignore[attr-defined]
     assert [m.payload.n for m in first.seen] == [1, 3]  # type: ignore[attr-defined]
     assert [m.payload.n for m in second.seen] == [2]  # type: ignore[attr-defined]
-    assert rt1.statistics().handled == 2
-    assert rt2.statistics().handled == 1
+    assert rt1.statistics().mailboxes["echo"].handled == 2
+    assert rt2.statistics().mailboxes["echo"].handled == 1
     assert r1.message.id.split("-")[0] != r2.message.id.split("-")[0]
 
 
@@ -48,6 +48,7 @@ async def test_exit_drains_in_flight_work() -> None:
     assert rt.shutdown_report.drained
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # it counts asyncio's tasks
 async def test_exit_cancels_what_does_not_drain_and_reports_it() -> None:
     gate = anyio.Event()  # never set: the handler is stuck
     before = len(asyncio.all_tasks())
@@ -158,6 +159,6 @@ async def test_statistics_are_frozen_snapshots() -> None:
         await rt.ask(rt.message(Ping(), recipient="echo"))
         after = rt.statistics()
     assert before.handled == 0
-    assert after.handled == 1
+    assert (after.handled, after.collected) == (2, 1)
     with pytest.raises(AttributeError):
         after.handled = 5  # type: ignore[misc]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-from anyio.lowlevel import checkpoint
 
 from genie import BaseAgent, Context, Limits, MemoryAuditLog, Message, Runtime, handler
 
@@ -27,8 +26,7 @@ class Loop(BaseAgent):
 
 async def drain(rt: Runtime) -> None:
     with anyio.fail_after(10):
-        while rt.statistics().in_flight:
-            await checkpoint()
+        await rt.wait_idle()
 
 
 async def test_hop_limit_stops_a_loop_with_a_record() -> None:

@@ -163,7 +163,7 @@ async def test_policy_decisions_follow_the_order_of_the_policies() -> None:
             rt.add(Recorder(agent), subscribe=["ping"])
         for _ in range(3):
             await rt.publish(rt.message(Ping()))
-        decisions = rt.policy_statistics().decisions()
+        decisions = rt.statistics().policies.decisions()
     # a: denied by first; b: passed first, denied by second; c: passed two, denied by third;
     # d: allowed by all three. Three pings each.
     assert decisions == {

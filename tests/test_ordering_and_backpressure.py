@@ -5,7 +5,6 @@ from __future__ import annotations
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
-from anyio.lowlevel import checkpoint
 
 from genie import (
     AgentOptions,
@@ -23,17 +22,23 @@ from .conftest import Ping, Recorder
 
 async def drain(rt: Runtime) -> None:
     with anyio.fail_after(10):
-        while rt.statistics().in_flight:
-            await checkpoint()
+        await rt.wait_idle()
 
 
 async def test_fifo_per_sender_and_one_at_a_time() -> None:
-    rec = Recorder("rec")
+    # An open gate still yields (a checkpoint) inside every handler, so a second handler
+    # could start meanwhile if the runtime let it: the pair agent shows that it would be seen.
+    gate = anyio.Event()
+    gate.set()
+    rec, pair = Recorder("rec", gate), Recorder("pair", gate)
     async with Runtime([rec]) as rt:
+        rt.add(pair, options=AgentOptions(max_concurrency=2))
 
         async def send(tag: str) -> None:
             for n in range(500):
-                await rt.publish(rt.message(Ping(n=n, sender_tag=tag), sender=tag, recipient="rec"))
+                for to in ("rec", "pair"):
+                    msg = rt.message(Ping(n=n, sender_tag=tag), sender=tag, recipient=to)
+                    await rt.publish(msg)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(send, "a")
@@ -42,6 +47,7 @@ async def test_fifo_per_sender_and_one_at_a_time() -> None:
     for tag in ("a", "b"):
         assert [p.n for p in rec.seen if p.sender_tag == tag] == list(range(500))
     assert rec.max_active == 1
+    assert pair.max_active == 2
 
 
 async def test_max_concurrency_bounds_parallel_handlers() -> None:
@@ -53,7 +59,7 @@ async def test_max_concurrency_bounds_parallel_handlers() -> None:
             await rt.publish(rt.message(Ping(n=n), recipient="rec"))
         await wait_all_tasks_blocked()
         assert rec.active == 3
-        assert rt.mailbox_statistics()["rec"].active == 3
+        assert rt.statistics().mailboxes["rec"].active == 3
         gate.set()
         await drain(rt)
     assert sorted(p.n for p in rec.seen) == list(range(10))
@@ -82,7 +88,7 @@ async def test_full_mailbox_makes_outside_publishers_wait() -> None:
             await wait_all_tasks_blocked()
             tg.start_soon(late, 4)
             await wait_all_tasks_blocked()
-            stats = rt.mailbox_statistics()["rec"]
+            stats = rt.statistics().mailboxes["rec"]
             assert (stats.depth, stats.waiting_publishers) == (2, 2)
             assert done == []
             gate.set()
@@ -122,7 +128,7 @@ async def test_cycle_with_full_mailboxes_does_not_deadlock() -> None:
             for _ in range(20):
                 await rt.publish(rt.message(Ping(n=0), sender="caller", recipient="a"))
             await drain(rt)
-    stats = rt.mailbox_statistics()
+    stats = rt.statistics().mailboxes
     assert stats["a"].overdrafts + stats["b"].overdrafts > 0
     s = rt.statistics()
     assert s.delivered == s.handled > 20 * 200
@@ -167,8 +173,8 @@ async def test_idle_mailboxes_share_nothing_once_messages_and_publishers_arrive(
         async with anyio.create_task_group() as tg:
             for n in range(3):  # a: one running, one queued, one publisher waiting
                 tg.start_soon(rt.publish, rt.message(Ping(n=n), recipient="a"))
-            await wait_all_tasks_blocked()
-            stats = rt.mailbox_statistics()
+                await wait_all_tasks_blocked()  # in this order (trio starts tasks in any)
+            stats = rt.statistics().mailboxes
             assert (stats["a"].depth, stats["a"].waiting_publishers) == (1, 1)
             assert (stats["b"].depth, stats["b"].waiting_publishers) == (0, 0)
             await rt.publish(rt.message(Ping(n=9), recipient="b"))

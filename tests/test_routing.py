@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from anyio.lowlevel import checkpoint
 
 from genie import Message, NoRouteError, Runtime, UnknownRecipientError
 
@@ -23,8 +22,7 @@ class ListTap:
 
 async def drain(rt: Runtime) -> None:
     with anyio.fail_after(5):
-        while rt.statistics().in_flight:
-            await checkpoint()
+        await rt.wait_idle()
 
 
 async def test_direct_subscription_and_pattern_recipients() -> None:

@@ -124,6 +124,7 @@ class RunResult:
                 "published": s.published,
                 "delivered": s.delivered,
                 "handled": s.handled,
+                "collected": s.collected,
                 "denied": s.denied,
                 "dead_lettered": s.dead_lettered,
                 "shed": s.shed,

@@ -165,7 +165,7 @@ def build_report(
     tracker: Tracker,
     injector: Injector,
 ) -> Report:
-    mailboxes = rt.mailbox_statistics()
+    mailboxes = rt.statistics().mailboxes
     ids = [a.id for a in pipeline.config.agents] + [g.id for g in pipeline.config.gathers]
     agents = {}
     for aid in ids:
@@ -187,7 +187,7 @@ def build_report(
         )
     dead = sorted(tracker.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))
     stats = rt.statistics()
-    denials = rt.policy_statistics().denied
+    denials = rt.statistics().policies.denied
     circuit = sum(
         n for (_, reason, _), n in tracker.dead_letters.items() if "CircuitOpen" in reason
     )

@@ -68,8 +68,9 @@ def test_json_output(capsys: Capture) -> None:
     assert data["missing"] == data["dead_letters"] == []
     assert data["correlation_id"]
     stats = data["stats"]
-    # 9 hops plus the analysis fanned out to 4 recipients: 13 deliveries, all handled.
-    assert stats["delivered"] == stats["handled"] == 13
+    # 9 hops plus the analysis fanned out to 4 recipients: 13 deliveries, all handled, and
+    # the answer the caller's ask collected.
+    assert stats["delivered"] == stats["handled"] == 14
     assert stats["denied"] == stats["dead_lettered"] == stats["shed"] == 0
 
 

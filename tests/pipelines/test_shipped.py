@@ -173,6 +173,7 @@ def test_specialists_go_never_reached_are_reached_by_a_route(capsys: Capture) ->
     assert decision(result)["total_kg_co2e"] == 22.489
     stats = result["stats"]
     # ingestor, normalizer, enricher, analyzer, both specialists, and the sink that takes
-    # the subscriptions: every delivery handled, nothing dead-lettered.
-    assert stats["delivered"] == stats["handled"] == 7
+    # the subscriptions: every delivery handled, nothing dead-lettered; and the answer the
+    # caller's ask collected.
+    assert stats["delivered"] == stats["handled"] == 8
     assert result["dead_letters"] == []

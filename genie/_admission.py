@@ -1,0 +1,53 @@
+"""Admission: the limits and the governance policies, asked once for every consumer of a message.
+
+A consumer is whoever would receive the message: an agent's mailbox, a fallback agent, a tap, or
+a waiter (a ``ctx.request`` answers its requesting agent, an ``ask`` its caller, a gather the
+consumer it names). Each is admitted under its own id, so a reply to ``"user"`` passes the same
+policies as a delivery to an agent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from ._correlator import _Correlation
+from ._message import Message
+from ._supervisor import Decision, Limits, Policy, PolicyStatistics, admit
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    def __init__(self, limits: Limits, policies: Sequence[Policy]) -> None:
+        self.limits = limits
+        self.policies = tuple(policies)
+        self.allowed = 0
+        self.denials: Counter[str] = Counter()
+
+    def check(self, msg: Message, consumer: str, corr: _Correlation) -> Decision:
+        """The decision for one delivery; without policies and within limits it costs two
+        comparisons (the hot path)."""
+        limits = self.limits
+        if (
+            self.policies
+            or msg.hops > limits.max_hops
+            or corr.deliveries >= limits.correlation_budget
+        ):
+            return self.evaluate(msg, consumer, corr.deliveries)
+        return Decision.ALLOW
+
+    def evaluate(self, msg: Message, consumer: str, deliveries: int) -> Decision:
+        decision = admit(msg, consumer, deliveries, self.limits, self.policies)
+        if decision.allowed:
+            self.allowed += 1  # one count per admission; PolicyStatistics derives the rest
+        else:
+            self.denials[decision.policy] += 1
+        return decision
+
+    def statistics(self) -> PolicyStatistics:
+        return PolicyStatistics(
+            tuple(getattr(p, "name", type(p).__name__) for p in self.policies),
+            self.allowed,
+            dict(self.denials),
+        )

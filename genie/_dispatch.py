@@ -1,0 +1,257 @@
+"""The one routing path: every message, from outside or from a handler, goes route -> admission
+for each consumer -> delivery.
+
+``route`` names the consumers: the waiters of the correlation that match (gathers, asks, a
+``ctx.request`` waiting for this very reply), the taps, and the agents (direct recipient and
+subscribers). Each consumer is admitted under its own id and each delivery is recorded by the
+ledger. Outside publishers wait for room (``publish``) or are refused before anything happens
+(``publish_nowait``); handler outputs never wait, so cycles of agents cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ._admission import Admission
+from ._correlator import Correlator, Missing, _Correlation
+from ._errors import (
+    ConfigurationError,
+    NoRouteError,
+    UnknownMessageTypeError,
+    UnknownRecipientError,
+    WouldBlockError,
+)
+from ._freeze import freeze_message
+from ._ledger import Ledger, fields
+from ._message import Message, MessageTypes
+from ._router import Router, Tap
+from ._transport import LocalTransport
+
+__all__ = ["Dispatcher"]
+
+_log = logging.getLogger("genie.runtime")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        types: MessageTypes,
+        router: Router,
+        transport: LocalTransport,
+        admission: Admission,
+        ledger: Ledger,
+        correlator: Correlator,
+        check_open: Callable[[], None],
+    ) -> None:
+        self.types = types
+        self.router = router
+        self.transport = transport
+        self.mailboxes = transport.mailboxes
+        self.admission = admission
+        self.ledger = ledger
+        self.correlator = correlator
+        self.check_open = check_open
+        self.taps: list[Tap] = []
+
+    # --- from outside ------------------------------------------------------------------------
+    async def publish(self, msg: Message) -> None:
+        """Wait for room if need be, then put the message in at once. Cancelled while
+        waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
+        routed, corr = self._validate(msg)
+        transport = self.transport
+        # First a slot in every recipient's mailbox (first come, first served), then the
+        # message goes in at once: route, admission and delivery do not wait.
+        held: list[str] = []
+        try:
+            for rid in routed:
+                if rid in self.mailboxes:
+                    if not transport.try_hold(rid):  # the common case does not await
+                        await transport.wait_for_room(rid)
+                    held.append(rid)
+            self.check_open()
+        except BaseException:
+            for rid in held:
+                transport.release(rid)
+            self._released(corr)
+            raise
+        try:
+            for rid in self.route(msg, corr, routed, output=False):
+                held.remove(rid)
+                decision = self.admission.check(msg, rid, corr)
+                if decision.allowed:
+                    self._deliver(msg, rid, corr, reserved=True)
+                else:
+                    transport.release(rid)
+                    self.ledger.deny(msg, rid, corr, decision)
+        finally:
+            for rid in held:  # taken by a waiter in its agent's place
+                transport.release(rid)
+            self._released(corr)
+
+    def publish_nowait(self, msg: Message) -> None:
+        routed, corr = self._validate(msg)
+        try:
+            for rid in routed:
+                if rid in self.mailboxes and not self.transport.has_room(rid):
+                    mb = self.mailboxes[rid]
+                    raise WouldBlockError(
+                        f"cannot publish {msg.type!r} now: the mailbox of {rid!r} is full "
+                        f"({len(mb.queue)}/{mb.capacity}); use publish() to wait",
+                        message_id=msg.id,
+                        agent_id=rid,
+                        correlation_id=msg.correlation_id,
+                    )
+            for rid in self.route(msg, corr, routed, output=False):
+                decision = self.admission.check(msg, rid, corr)
+                if decision.allowed:
+                    self._deliver(msg, rid, corr)
+                else:
+                    self.ledger.deny(msg, rid, corr, decision)
+        finally:
+            self._released(corr)
+
+    def _validate(self, msg: Message) -> tuple[tuple[str, ...], _Correlation]:
+        """Check an outside publish; raises before any side effect."""
+        self.check_open()
+        if not self.types.is_registered(msg.payload):
+            if msg.type in self.types:
+                raise ConfigurationError(
+                    f"message type {msg.type!r} is registered to "
+                    f"{self.types.get(msg.type).__qualname__}, not {type(msg.payload).__qualname__}"
+                )
+            raise UnknownMessageTypeError(msg.type, self.types.names())
+        direct = msg.recipient
+        waiting = self.correlator.lookup(msg.correlation_id)
+        awaited = waiting is not None and bool(waiting.waiters)
+        if direct is not None and direct not in self.mailboxes and not awaited:
+            raise UnknownRecipientError(
+                f"cannot publish {msg.type!r}: no agent {direct!r} in this runtime",
+                message_id=msg.id,
+                agent_id=direct,
+                correlation_id=msg.correlation_id,
+            )
+        routed = self.router.recipients(msg)
+        if not routed and not awaited:
+            raise NoRouteError(
+                f"cannot publish {msg.type!r}: it has no recipient and no agent subscribes to it",
+                message_id=msg.id,
+                correlation_id=msg.correlation_id,
+            )
+        return routed, self.correlator.get(msg.correlation_id)
+
+    def _released(self, corr: _Correlation) -> None:
+        if corr.in_flight == 0 and self.ledger.observer is not None:
+            self.ledger.observer.settled(corr.id)  # everything was denied or collected
+        self.correlator.release(corr)
+
+    # --- from handlers, timers and requests --------------------------------------------------
+    def emit(self, msg: Message, output: bool = True) -> None:
+        """Send without waiting: a full mailbox is overdrawn (counted) or sheds, per its
+        options. ``output``: ``msg`` is what a handler returned (so it may answer a request)."""
+        corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
+            msg.correlation_id
+        )
+        mailboxes = self.mailboxes
+        for rid in self.route(msg, corr, self.router.recipients(msg), output):
+            decision = self.admission.check(msg, rid, corr)
+            if not decision.allowed:
+                self.ledger.deny(msg, rid, corr, decision)
+                continue
+            mb = mailboxes[rid]
+            if len(mb.queue) >= mb.capacity:
+                if mb.options.overflow == "shed":
+                    reason = f"mailbox of {rid!r} full ({mb.capacity}); overflow policy 'shed'"
+                    self.ledger.shed_one(msg, rid, corr, reason)
+                    continue
+                mb.overdrafts += 1
+            self._deliver(msg, rid, corr)
+
+    # --- the path ----------------------------------------------------------------------------
+    def route(
+        self, msg: Message, corr: _Correlation, routed: tuple[str, ...], output: bool
+    ) -> tuple[str, ...]:
+        """Count the message, deliver it to the waiters and taps it concerns; the agents that
+        remain to be admitted."""
+        freeze_message(msg)  # before any consumer sees it: what was admitted stays so
+        ledger = self.ledger
+        ledger.published += 1
+        obs = ledger.observer
+        if corr.cancelled:
+            if obs is not None:
+                obs.published(msg, 0)
+            ledger.unrouted_letter(msg, "correlation cancelled")
+            return ()
+        collected = holding = False
+        if corr.waiters:
+            holding = True
+            self.correlator.hold()
+            collected, consumed = self._offer(msg, corr, output)
+            if consumed:  # the request waiter stands in for its agent; subscribers still get it
+                routed = tuple(r for r in routed if r != msg.recipient)
+        else:
+            self.correlator.check_late(msg)
+        if self.taps:
+            self._tap(msg)
+        recipient = msg.recipient
+        if recipient is not None and recipient not in self.mailboxes:
+            routed = tuple(r for r in routed if r in self.mailboxes)
+            if not collected:
+                ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
+        elif not routed and not collected:
+            ledger.unrouted_letter(msg, "no recipient and no subscriber")
+        if obs is not None:
+            obs.published(msg, len(routed))
+        if holding:
+            self.correlator.flush()
+        return routed
+
+    def _offer(self, msg: Message, corr: _Correlation, output: bool) -> tuple[bool, bool]:
+        """Deliver ``msg`` to each matching waiter, admitted for the waiter's consumer: (some
+        waiter took it or was refused it, a request waiter took it in its agent's place)."""
+        collected = consumed = False
+        ledger = self.ledger
+        for waiter in tuple(corr.waiters):
+            if (waiter.consumes and not output) or not waiter.matches(msg):
+                continue
+            collected = True
+            consumed = consumed or waiter.consumes
+            decision = self.admission.check(msg, waiter.consumer, corr)
+            if decision.allowed:
+                ledger.collect(corr)
+                waiter.offer(msg)
+            else:
+                ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
+                waiter.refused(
+                    msg,
+                    Missing(
+                        waiter.consumer,
+                        "denied",
+                        decision.reason,
+                        decision.policy,
+                        msg.sender,
+                        msg.id,
+                    ),
+                )
+        return collected, consumed
+
+    def _tap(self, msg: Message) -> None:
+        for tap in self.taps:
+            if self.admission.policies and not self.admission.evaluate(msg, tap.id, 0).allowed:
+                self.ledger.taps_denied += 1
+                continue
+            try:
+                tap.observe(msg)
+            except Exception:
+                self.ledger.tap_errors += 1
+                _log.exception(
+                    "tap %r failed on message %s", tap.id, msg.id, extra=fields(tap.id, msg)
+                )
+
+    def _deliver(
+        self, msg: Message, rid: str, corr: _Correlation, *, reserved: bool = False
+    ) -> None:
+        self.ledger.opened(corr)
+        self.transport.put(msg, rid, reserved=reserved)
+        if self.ledger.observer is not None:
+            self.ledger.observer.delivered(msg, rid)

@@ -1,0 +1,136 @@
+"""The transport seam: where an admitted delivery leaves routing and admission for a mailbox.
+
+Routing and admission decide *who* receives a message and *whether* they may; a transport only
+moves the admitted delivery to the recipient's worker and runs it there. ``LocalTransport`` (the
+default) is a bounded mailbox per agent and a small pool of executors in this process. A NATS
+JetStream transport implements the same calls: ``put`` publishes ``Delivery.encode()`` to
+the recipient's subject with ``Delivery.id`` as the message id (JetStream's server-side
+deduplication key), ``has_room``/``wait_for_room`` read the stream's limits, and its consumer
+decodes each delivery through the message-type registry and hands it to the same supervisor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._executor import Executors, Worker
+from ._mailbox import Mailbox, Queued
+from ._message import Message, MessageTypes
+
+__all__ = ["Delivery", "LocalTransport", "Transport", "delivery_id"]
+
+
+def delivery_id(msg: Message, recipient: str) -> str:
+    """Stable across retries and redeliveries: a message reaches a recipient at most once."""
+    return f"{msg.id}:{recipient}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One admitted message for one recipient, as it would cross a process boundary."""
+
+    message: Message
+    recipient: str
+
+    @property
+    def id(self) -> str:
+        return delivery_id(self.message, self.recipient)
+
+    def encode(self) -> bytes:
+        body = {"recipient": self.recipient, "message": self.message.model_dump(mode="json")}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes | str, types: MessageTypes) -> Delivery:
+        """Validate the envelope and its payload through ``types`` (what the receiver hosts)."""
+        body = json.loads(data)
+        return cls(types.parse_message(body["message"]), str(body["recipient"]))
+
+
+class Transport(Protocol):
+    """Moves admitted deliveries to the recipient's worker (see the module docstring)."""
+
+    def has_room(self, recipient: str) -> bool:
+        """An outside publisher could put a delivery for ``recipient`` now without waiting."""
+        ...
+
+    async def wait_for_room(self, recipient: str) -> None:
+        """Wait, first come first served, for a slot for ``recipient``, and hold it."""
+        ...
+
+    def try_hold(self, recipient: str) -> bool:
+        """Hold a slot for ``recipient`` if one is free now, with nobody waiting ahead."""
+        ...
+
+    def release(self, recipient: str) -> None:
+        """Give back a slot ``wait_for_room`` or ``try_hold`` held, unused."""
+        ...
+
+    def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
+        """Queue an admitted delivery (``reserved``: in the slot ``wait_for_room`` held)."""
+        ...
+
+    def cancel(self, correlation_id: str) -> int:
+        """Cancel the handlers running for ``correlation_id``; how many there were."""
+        ...
+
+
+class LocalTransport:
+    """Mailboxes and executors in this process: the default, and the fast path."""
+
+    def __init__(self) -> None:
+        self.mailboxes: dict[str, Mailbox] = {}
+        self.executors: Executors | None = None
+
+    def start(
+        self,
+        tg: TaskGroup,
+        run: Callable[[Mailbox, Worker], Awaitable[None]],
+        new_event: Callable[[], anyio.Event],
+    ) -> None:
+        self.executors = Executors(tg, run, new_event)
+        self.executors.start()
+
+    def has_room(self, recipient: str) -> bool:
+        return self.mailboxes[recipient].has_room
+
+    async def wait_for_room(self, recipient: str) -> None:
+        await self.mailboxes[recipient].wait_for_room()
+
+    def try_hold(self, recipient: str) -> bool:
+        mb = self.mailboxes[recipient]
+        if mb.has_room:
+            mb.reserved += 1
+            return True
+        return False
+
+    def release(self, recipient: str) -> None:
+        self.mailboxes[recipient].release()
+
+    def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
+        mb = self.mailboxes[recipient]
+        if reserved:
+            mb.reserved -= 1
+        if mb.push(item) and self.executors is not None:
+            self.executors.schedule(mb)
+
+    def schedule(self, mb: Mailbox) -> None:
+        """A handler of ``mb`` finished and its mailbox has more to run."""
+        if self.executors is not None:
+            self.executors.schedule(mb)
+
+    def cancel(self, correlation_id: str) -> int:
+        return self.executors.cancel(correlation_id) if self.executors is not None else 0
+
+    def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
+        """At close: take every queued delivery out, and wake every waiting publisher."""
+        for mb in self.mailboxes.values():
+            while mb.queue:
+                yield mb, mb.queue.popleft()
+            mb.wake_all()

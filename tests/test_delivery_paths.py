@@ -1,0 +1,394 @@
+"""Every consumer of a message (request waiter, ask, gather, fallback, mailbox) receives it only
+through route -> admission for that consumer -> delivery (issue 17, items 1-7). On both anyio
+backends."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Decision,
+    DeniedError,
+    Limits,
+    MemoryAuditLog,
+    Message,
+    Payload,
+    Runtime,
+    RuntimeStatistics,
+    WouldBlockError,
+    handler,
+)
+
+from .conftest import Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def accounted(s: RuntimeStatistics) -> None:
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight, s
+
+
+class Back(Payload):
+    message_type = "back"
+
+
+class Responder(BaseAgent):
+    """Answers a Ping with a note to the auditor first, then the reply."""
+
+    produces = (Note, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        return [ctx.emit(Note(text="for the record"), recipient="auditor"), ctx.reply(Pong(n=7))]
+
+
+class Auditor(BaseAgent):
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.notes: list[str] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        self.notes.append(payload.text)
+
+
+class Requester(BaseAgent):
+    """Requests a Ping of ``target`` and reports what answered it (or why nothing did)."""
+
+    produces = (Note, Ping)
+
+    def __init__(self, id: str, target: str) -> None:
+        super().__init__(id)
+        self.target = target
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        try:
+            answer = await ctx.request(self.target, Ping(n=payload.n), timeout=5)
+        except DeniedError as exc:
+            return ctx.reply(Note(text=f"denied by {exc.policy}"))
+        return ctx.reply(Note(text=f"{answer.type} from {answer.sender}"))
+
+    @handler
+    async def on_back(self, payload: Back, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=-1))
+
+
+async def test_a_request_takes_only_its_reply_and_the_rest_is_routed() -> None:
+    auditor = Auditor("auditor")
+    async with Runtime([Requester("asker", "responder"), Responder("responder"), auditor]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="asker"))
+        await rt.wait_idle()
+    assert result.message.payload == Note(text="pong from responder")
+    assert auditor.notes == ["for the record"]  # the note went on to its recipient
+    s = rt.statistics()
+    assert s.dead_lettered == s.unrouted == 0
+    accounted(s)
+
+
+class CallsBack(BaseAgent):
+    """Handles the request by requesting something of the requester first."""
+
+    produces = (Back, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        back = await ctx.request(ctx.message.sender, Back(), timeout=5)
+        return ctx.reply(Pong(n=back.payload.n))  # type: ignore[attr-defined]
+
+
+async def test_a_request_made_back_to_the_requester_is_not_taken_as_its_reply() -> None:
+    two = AgentOptions(max_concurrency=2)  # the requester can answer while it waits
+    async with Runtime() as rt:
+        rt.add(Requester("asker", "caller"), options=two)
+        rt.add(CallsBack("caller"))
+        with anyio.fail_after(10):
+            result = await rt.ask(rt.message(Ping(n=1), recipient="asker"))
+    assert result.message.payload == Note(text="pong from caller")
+    accounted(rt.statistics())
+
+
+def denies(type_name: str, consumer: str) -> PolicyFn:
+    def fn(msg: Message, recipient: str) -> Decision:
+        if msg.type == type_name and recipient == consumer:
+            return Decision.deny("no-" + type_name, f"{type_name} may not reach {consumer}")
+        return Decision.ALLOW
+
+    return PolicyFn("no-" + type_name, fn)
+
+
+async def test_a_reply_to_a_request_passes_admission_for_the_requester() -> None:
+    policy, audit = denies("pong", "asker"), MemoryAuditLog()
+    agents = [Requester("asker", "echo"), Echo("echo")]
+    async with Runtime(agents, policies=[policy], audit=audit) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="asker"))
+    assert result.message.payload == Note(text="denied by no-pong")
+    s = rt.statistics()
+    assert s.policies.denied == {"no-pong": 1}
+    assert s.denied == 1
+    accounted(s)
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.actor, record.target) == ("no-pong", "asker")
+
+
+async def test_an_ask_gets_only_what_admission_lets_its_caller_see() -> None:
+    async with Runtime([Echo("echo")], policies=[denies("pong", "user")]) as rt:
+        with anyio.fail_after(5):  # known at once, not at a deadline
+            result = await rt.ask(rt.message(Ping(n=1), recipient="echo"), timeout=60)
+    assert result.status == "partial"
+    assert result.replies == ()
+    [missing] = result.missing
+    assert (missing.kind, missing.policy) == ("denied", "no-pong")
+    s = rt.statistics()
+    assert (s.denied, s.collected) == (1, 0)
+    accounted(s)
+
+
+async def test_ask_until_a_type_is_governed_for_the_caller() -> None:
+    sink = Recorder("sink")
+
+    class ToSink(BaseAgent):
+        produces = (Pong,)
+
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+            return ctx.emit(Pong(n=payload.n), recipient="sink")
+
+    async with Runtime([ToSink("to-sink"), sink], policies=[denies("pong", "user")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=2), recipient="to-sink"), until="pong")
+    assert result.replies == ()
+    assert result.missing[0].policy == "no-pong"
+
+
+class Looper(BaseAgent):
+    """Returns a brand-new top-level message to itself: hops 0, a fresh correlation."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.calls = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.calls += 1
+        return Message.new(Ping(n=payload.n + 1), sender="someone-else", recipient=self.id)
+
+
+async def test_outputs_are_stamped_so_no_handler_escapes_the_kill_switch() -> None:
+    looper, audit = Looper("loop"), MemoryAuditLog()
+    limits = Limits(max_hops=5, correlation_budget=20)
+    async with Runtime([looper], limits=limits, audit=audit) as rt:
+        request = rt.message(Ping(), recipient="loop")
+        await rt.publish(request)
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert looper.calls == 6  # hops 0..5, the sixth output (hops 6) is denied
+    [letter] = [r for r in audit.records if r.action == "limit_fired"]
+    assert letter.actor == "limit:hops"
+    assert letter.details["correlation_id"] == request.correlation_id
+    assert letter.details["sender"] == "loop"  # the sender is stamped too
+    accounted(rt.statistics())
+
+
+async def test_a_fallback_runs_through_its_own_mailbox() -> None:
+    gate = anyio.Event()
+    backup = Recorder("backup", gate)
+    primary = Failing("primary")
+    async with Runtime() as rt:
+        rt.add(primary, options=AgentOptions(max_concurrency=5, fallback="backup"))
+        rt.add(backup, options=AgentOptions(max_concurrency=1))
+        for n in range(5):
+            await rt.publish(rt.message(Ping(n=n), recipient="primary"))
+        await wait_all_tasks_blocked()
+        stats = rt.statistics().mailboxes["backup"]
+        assert (stats.active, stats.depth) == (1, 4)  # the fallback's concurrency holds
+        gate.set()
+        await rt.wait_idle()
+    assert backup.max_active == 1
+    assert [p.n for p in backup.seen] == [0, 1, 2, 3, 4]  # in order
+    s = rt.statistics()
+    assert (s.fallbacks, s.dead_lettered, s.mailboxes["backup"].handled) == (5, 0, 5)
+    assert s.delivered == 5  # a handoff is the same delivery, not a new one
+    accounted(s)
+
+
+async def test_a_failing_fallback_dead_letters_the_original_delivery() -> None:
+    async with Runtime() as rt:
+        rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
+        rt.add(Failing("backup"))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="primary"))
+    assert result.status == "partial"
+    [letter] = rt.dead_letters
+    assert (letter.agent_id, letter.kind) == ("primary", "failed")
+    assert "fallback 'backup' failed: RuntimeError: boom #1" in letter.reason
+    accounted(rt.statistics())
+
+
+class CountingTap:
+    id = "tap"
+
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+
+    def observe(self, msg: Message) -> None:
+        self.seen.append(msg)
+
+
+async def test_a_refused_publish_nowait_changes_nothing() -> None:
+    gate = anyio.Event()
+    tap = CountingTap()
+    allow_all = PolicyFn("allow-all", lambda m, r: Decision.ALLOW)
+    async with Runtime(policies=[allow_all]) as rt:
+        rt.add(Recorder("rec", gate), options=AgentOptions(mailbox_size=1))
+        rt.add_tap(tap)
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        before = rt.statistics()
+        seen = len(tap.seen)
+        for n in range(5):
+            with pytest.raises(WouldBlockError, match="mailbox of 'rec' is full"):
+                rt.publish_nowait(rt.message(Ping(n=10 + n), recipient="rec"))
+        after = rt.statistics()
+        assert len(tap.seen) == seen
+        assert (after.published, after.delivered) == (before.published, before.delivered)
+        assert after.policies == before.policies
+        assert after.correlations.correlations_active == before.correlations.correlations_active
+        gate.set()
+
+
+class Turnstile(BaseAgent):
+    """Each Ping waits for its own gate (``gates[n]``) when there is one."""
+
+    def __init__(self, id: str, gates: dict[int, anyio.Event]) -> None:
+        super().__init__(id)
+        self.gates = gates
+        self.seen: list[int] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.seen.append(payload.n)
+        if payload.n in self.gates:
+            await self.gates[payload.n].wait()
+
+
+async def test_waiting_publishers_go_first_come_first_served_within_the_bound() -> None:
+    gates = {0: anyio.Event(), 1: anyio.Event()}
+    agent = Turnstile("rec", gates)
+    order: list[int] = []
+    async with Runtime() as rt:
+        rt.add(agent, options=AgentOptions(mailbox_size=1))
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+
+        async def publish(n: int) -> None:
+            await rt.publish(rt.message(Ping(n=n), recipient="rec"))
+            order.append(n)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(publish, 2)
+            await wait_all_tasks_blocked()
+            assert rt.statistics().mailboxes["rec"].waiting_publishers == 1
+            # 1 is taken and 2 woken with the slot reserved; the newcomer 3, whenever it
+            # runs, finds that slot taken and waits its turn.
+            gates[0].set()
+            tg.start_soon(publish, 3)
+            await wait_all_tasks_blocked()
+            stats = rt.statistics().mailboxes["rec"]
+            assert (stats.depth, stats.waiting_publishers) == (1, 1)
+            with pytest.raises(WouldBlockError):
+                rt.publish_nowait(rt.message(Ping(n=99), recipient="rec"))
+            gates[1].set()
+        await rt.wait_idle()
+    assert order == [2, 3]
+    assert agent.seen == [0, 1, 2, 3]
+    assert rt.statistics().mailboxes["rec"].high_water == 1  # never past the bound
+
+
+class Order(Payload):
+    message_type = "order"
+    lines: dict[str, list[int]]
+    tags: set[str]
+
+
+class Mutator(BaseAgent):
+    """Tries to change what it was given, in place."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.errors: list[str] = []
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> None:
+        for change in (
+            lambda: payload.lines.__setitem__("x", [666]),
+            lambda: payload.lines["a"].append(666),
+            lambda: payload.tags.add("evil"),
+            lambda: ctx.message.metadata.__setitem__("k", "evil"),  # type: ignore[index]
+        ):
+            try:
+                change()
+            except (TypeError, AttributeError) as exc:
+                self.errors.append(type(exc).__name__)
+
+
+class Reader(BaseAgent):
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.seen: list[Order] = []
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> None:
+        self.seen.append(payload.model_copy(deep=True))
+
+
+async def test_payloads_are_immutable_all_the_way_down() -> None:
+    mutator, reader = Mutator("mutator"), Reader("reader")
+    async with Runtime([mutator, reader]) as rt:
+        rt.subscribe("mutator", "order")
+        rt.subscribe("reader", "order")
+        order = Order(lines={"a": [1, 2]}, tags={"t"})
+        msg = rt.message(order, metadata={"k": "v"})
+        await rt.publish(msg)
+        await rt.wait_idle()
+    assert mutator.errors == ["TypeError"] * 4
+    [seen] = reader.seen
+    assert seen.lines == {"a": [1, 2]}  # the second recipient saw what was admitted
+    assert seen.tags == {"t"}
+    assert msg.metadata == {"k": "v"}
+    # Frozen containers still compare, copy and serialise as the plain ones.
+    assert Order.model_validate_json(order.model_dump_json()) == order
+    assert rt.statistics().dead_lettered == 0
+
+
+async def test_a_publish_cancelled_while_waiting_for_room_changes_nothing() -> None:
+    gate = anyio.Event()
+    tap = CountingTap()
+    async with Runtime() as rt:
+        rt.add(Recorder("rec", gate), options=AgentOptions(mailbox_size=1))
+        rt.add_tap(tap)
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        before, seen = rt.statistics(), len(tap.seen)
+        with anyio.move_on_after(0.05) as scope:
+            await rt.publish(rt.message(Ping(n=2), recipient="rec"))
+        assert scope.cancelled_caught
+        after = rt.statistics()
+        assert (after.published, after.delivered) == (before.published, before.delivered)
+        assert len(tap.seen) == seen
+        assert after.mailboxes["rec"].waiting_publishers == 0
+        gate.set()
+        await rt.wait_idle()
+        await rt.publish(rt.message(Ping(n=3), recipient="rec"))  # the slot was given back
+    accounted(rt.statistics())
