@@ -24,6 +24,12 @@ from genie.policies import load_policy_file
 
 from .helpers import call
 
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the test's MCP server runs on uvicorn, which needs asyncio
+
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "kite-access-token-0042"
 HOLDINGS: list[dict[str, Any]] = [
