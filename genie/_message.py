@@ -250,16 +250,26 @@ def _translate(type_name: str, exc: ValidationError) -> InvalidMessageError:
     return InvalidMessageError(type_name, field, err["msg"])
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
 class IdSource:
     """Message ids for one runtime: a random prefix and a counter.
 
     Cheaper than a UUID per message, unique across runtimes in a process (the prefix), and
-    reproducible when seeded (simulations).
+    reproducible when seeded (simulations). The prefix is letters only: an id travels in
+    metadata (``trace_id``) that the policies scan, and a hex prefix that happened to be all
+    digits (1 in 280) read as a 12-digit identity number and denied the request.
     """
 
     def __init__(self, seed: int | None = None) -> None:
         bits = random.Random(seed).getrandbits(48) if seed is not None else uuid.uuid4().int
-        self._prefix = f"{bits & (2**48 - 1):012x}-"
+        bits &= 2**48 - 1
+        letters = []
+        for _ in range(11):  # 26**11 > 2**48
+            bits, digit = divmod(bits, 26)
+            letters.append(_LETTERS[digit])
+        self._prefix = "".join(letters) + "-"
         self._counter = itertools.count(1)
 
     def __call__(self) -> str:
