@@ -10,6 +10,7 @@ import pytest
 from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRequest
 from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
+from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest, ScfRequest
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
@@ -235,3 +236,60 @@ async def test_treds_advice_does_not_ask_for_an_e_invoice() -> None:
     )
     rec = await ask("supply_chain_finance", req)
     assert (rec.overdue, len(rec.advice)) == (100_000, 1)
+
+
+# --- the markets agents, read against agents/mf_screener and agents/sip_vs_lumpsum ------------
+GO_FUND: dict[str, Any] = {
+    "scheme": "Z",
+    "category": "equity-large",
+    "aum_crore": 300,
+    "expense_ratio": 0.01,
+    "three_year_cagr": -0.02,
+    "five_year_cagr": 0.05,
+    "std_dev": 0.15,
+    "neg_quarters_last_5yr": 6,
+}
+
+
+def test_mf_fund_without_a_deviation_is_refused() -> None:
+    # Go: std_dev 0 (left out) -> sharpe = 0.0, and the fund is scored as if its Sharpe were
+    # 0. The port needs a deviation to compute a Sharpe ratio and names the field.
+    with pytest.raises(InvalidMessageError, match=r"field 'funds\.0\.std_dev_pct'"):
+        MessageTypes([MfScreenRequest]).parse_payload(
+            "mf_screen_request", {"funds": [GO_FUND | {"std_dev": 0}]}
+        )
+
+
+async def test_mf_negative_sharpe_is_rounded_to_nearest() -> None:
+    # Go: (0.05 - 0.07) / 0.15 = -0.1333; round2 = int64(-13.33 + 0.5) / 100 = int64(-12.83)
+    # / 100 = -0.12 (Go's int64 conversion truncates toward zero). Nearest is -0.13.
+    out = await ask("mf_screener", MfScreenRequest.model_validate({"funds": [GO_FUND]}))
+    assert out.funds[0].sharpe == -0.13
+
+
+async def test_mf_negative_minimum_cagr_is_a_cut() -> None:
+    # Go cuts on min_three_yr_cagr only when it is > 0: -0.01 keeps the fund at -2 %. The
+    # port cuts at any minimum given (Go's 0, left out, is still no cut).
+    req = {"funds": [GO_FUND], "filter": {"min_three_yr_cagr": -0.01}}
+    out = await ask("mf_screener", MfScreenRequest.model_validate(req))
+    assert (out.funds, out.filtered_out) == ((), 1)
+    none = {"funds": [GO_FUND], "filter": {"min_three_yr_cagr": 0}}
+    assert (await ask("mf_screener", MfScreenRequest.model_validate(none))).filtered_out == 0
+
+
+def test_sip_growth_is_lognormal_so_wealth_stays_positive() -> None:
+    # Go draws a simple normal return a month, 1 + mu/12 + sigma/sqrt(12) z: at 100 %
+    # volatility sigma is 0.2887 a month, so any z below -(1 + 0.01) / 0.2887 = -3.50 (about
+    # 2.3 in 10,000 draws; 240,000 draws here) makes the month lose more than everything and
+    # the wealth negative. Go's own text says lognormal; the port is, with Go's mean.
+    req = SipLumpsumRequest(amount=100_000, horizon_months=240, volatility_pct=100)
+    finals = simulate_sip_lumpsum(req)
+    assert min(min(pair) for pair in finals) > 0
+
+
+def test_sip_horizon_shorter_than_the_sip_is_refused() -> None:
+    # Go pays amount / 12 only in the months of the horizon: over 6 months it invests half
+    # the amount and compares it with the whole lumpsum. The port refuses the horizon.
+    go = {"amount_rupees": 120_000, "horizon_months": 6, "annual_volatility": 0.15}
+    with pytest.raises(InvalidMessageError, match=r"field 'horizon_months': .*at least sip_months"):
+        MessageTypes([SipLumpsumRequest]).parse_payload("sip_lumpsum_request", go)

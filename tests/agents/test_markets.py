@@ -15,6 +15,7 @@ from genie_agents.markets import (
 )
 from genie_agents.markets.funds import (
     Fund,
+    FundFilter,
     MfScreenRequest,
     SipLumpsumRequest,
     simulate_sip_lumpsum,
@@ -38,115 +39,173 @@ def refused(type_name: str, data: dict[str, object], field: str) -> None:
 
 
 # --- mf_screener -------------------------------------------------------------------------------
-# A: 3y 15 % -> 0.75, 5y 12 % -> 0.6, Sharpe 1.2 -> 0.6, TER 0.5 % -> 1 - 0.5/2.5 = 0.8, three
-#    of four years above a 5 % benchmark -> 0.75:
-#    100 x (0.25x0.75 + 0.25x0.6 + 0.2x0.6 + 0.15x0.8 + 0.15x0.75) = 69.00
-# B: 3y 25 % -> capped 1, 5y -5 % -> 0, Sharpe 3 -> capped 1, TER 3 % -> 0, 2 of 2 -> 1:
-#    100 x (0.25 + 0 + 0.2 + 0 + 0.15) = 60.00; "Alpha" has the same numbers and ranks first.
-A = Fund(
-    name="A",
-    cagr_3y_pct=15,
-    cagr_5y_pct=12,
-    sharpe=1.2,
-    expense_ratio_pct=0.5,
-    yearly_returns_pct=(10, -2, 8, 15),
+# The Go system's composite (agents/mf_screener): 40 % 5y CAGR / 25 %, 25 % Sharpe / 1.5, 20 %
+# (1 - TER / 2 %), 15 % (1 - negative quarters / 8), Sharpe = (5y CAGR - 7 %) / std dev.
+# X: 5y 15 % -> 0.6; Sharpe (15 - 7) / 12 = 0.6667 -> 0.4444; TER 1 % -> 0.5; 2 quarters ->
+#    0.75: 100 x (0.4x0.6 + 0.25x0.4444 + 0.2x0.5 + 0.15x0.75) = 24 + 11.11 + 10 + 11.25 = 56.36
+# Y: 5y 30 % -> 1; Sharpe 23 / 10 = 2.3 -> 1; TER 0.2 % -> 0.9; none -> 1: 40+25+18+15 = 98.00
+# Z: 5y -5 % -> 0; Sharpe -12 / 20 = -0.6 -> 0; TER 3 % -> 0; 10 quarters -> 0: 0.00
+X = Fund(
+    name="X",
+    category="equity-large",
+    aum_crore=5_000,
+    expense_ratio_pct=1.0,
+    cagr_3y_pct=14,
+    cagr_5y_pct=15,
+    std_dev_pct=12,
+    negative_quarters_5y=2,
 )
-B = Fund(
-    name="Beta",
+Y = Fund(
+    name="Y",
+    category="equity-mid",
+    aum_crore=800,
+    expense_ratio_pct=0.2,
     cagr_3y_pct=25,
-    cagr_5y_pct=-5,
-    sharpe=3,
-    expense_ratio_pct=3.0,
-    yearly_returns_pct=(6, 7),
+    cagr_5y_pct=30,
+    std_dev_pct=10,
+    negative_quarters_5y=0,
 )
-ALPHA = B.model_copy(update={"name": "Alpha"})
+Z = Fund(
+    name="Z",
+    category="equity-large",
+    aum_crore=300,
+    expense_ratio_pct=3.0,
+    cagr_3y_pct=-2,
+    cagr_5y_pct=-5,
+    std_dev_pct=20,
+    negative_quarters_5y=10,
+)
 
 
 async def test_mf_screener_composite_and_ranking() -> None:
-    req = MfScreenRequest(funds=(B, A, ALPHA), benchmark_return_pct=5)
-    out = await one(MfScreener("mf_screener"), req)
-    assert [(f.rank, f.name, f.score) for f in out.funds] == [
-        (1, "A", 69.0),
-        (2, "Alpha", 60.0),
-        (3, "Beta", 60.0),
+    out = await one(MfScreener("mf_screener"), MfScreenRequest(funds=(X, Z, Y)))
+    assert [(f.rank, f.name, f.score, f.sharpe) for f in out.funds] == [
+        (1, "Y", 98.0, 2.3),
+        (2, "X", 56.36, 0.67),
+        (3, "Z", 0.0, -0.6),
     ]
-    a = out.funds[0]
-    assert (a.cagr_3y, a.cagr_5y, a.sharpe, a.expense, a.consistency) == (
-        0.75,
+    x = out.funds[1]
+    assert (x.cagr_5y_part, x.sharpe_part, x.expense_part, x.consistency_part) == (
         0.6,
-        0.6,
-        0.8,
+        0.4444,
+        0.5,
         0.75,
     )
-    top = await one(MfScreener("m"), req.model_copy(update={"top": 2}))
-    assert [f.name for f in top.funds] == ["A", "Alpha"]
+    assert out.filtered_out == 0
+    top = await one(MfScreener("m"), MfScreenRequest(funds=(X, Z, Y), top=2))
+    assert [f.name for f in top.funds] == ["Y", "X"]
+    # The risk-free rate is the agent's: at 3 %, X's Sharpe is 12 / 12 = 1 -> 0.6667 of 25.
+    low = await one(MfScreener("m", risk_free_pct=3), MfScreenRequest(funds=(X,)))
+    assert (low.funds[0].sharpe, low.funds[0].score) == (1.0, 61.92)  # 24 + 16.67 + 10 + 11.25
 
 
-async def test_mf_screener_consistency_is_strictly_above_the_benchmark() -> None:
-    # A year equal to the benchmark does not count: 10 and 15 of (10, -2, 8, 15) beat 8.
-    out = await one(MfScreener("m"), MfScreenRequest(funds=(A,), benchmark_return_pct=8))
-    assert out.funds[0].consistency == 0.5
+async def test_mf_screener_equal_scores_keep_the_given_order() -> None:
+    # Go's sort is stable: a tie keeps the request's order, whatever the names.
+    twin = X.model_copy(update={"name": "A twin"})
+    out = await one(MfScreener("m"), MfScreenRequest(funds=(X, twin)))
+    assert [f.name for f in out.funds] == ["X", "A twin"]
+
+
+async def test_mf_screener_filter_cuts_before_scoring() -> None:
+    def screen(**cut: object) -> MfScreenRequest:
+        return MfScreenRequest(funds=(X, Y, Z), filter=FundFilter.model_validate(cut))
+
+    cases: list[tuple[dict[str, object], list[str]]] = [
+        ({"category": "equity-large"}, ["X", "Z"]),
+        ({"min_aum_crore": 800}, ["Y", "X"]),  # at the minimum is kept
+        ({"max_expense_ratio_pct": 1.0}, ["Y", "X"]),  # at the maximum is kept
+        ({"min_cagr_3y_pct": 14}, ["Y", "X"]),
+        ({"min_cagr_3y_pct": -1}, ["Y", "X"]),  # a negative minimum is a cut too
+        ({"category": "equity-large", "min_aum_crore": 1_000}, ["X"]),
+    ]
+    for cut, kept in cases:
+        out = await one(MfScreener("m"), screen(**cut))
+        assert [f.name for f in out.funds] == kept, cut
+        assert out.filtered_out == 3 - len(kept)
 
 
 def test_mf_screener_refuses_bad_funds() -> None:
     refused("mf_screen_request", {"funds": []}, "funds")
-    fund = A.model_dump()
+    fund = X.model_dump()
     refused("mf_screen_request", {"funds": [fund, fund]}, "funds")
+    refused("mf_screen_request", {"funds": [{**fund, "std_dev_pct": 0}]}, "funds.0.std_dev_pct")
     refused(
         "mf_screen_request",
-        {"funds": [{**fund, "yearly_returns_pct": []}]},
-        "funds.0.yearly_returns_pct",
+        {"funds": [{**fund, "negative_quarters_5y": 21}]},
+        "funds.0.negative_quarters_5y",
     )
     refused(
         "mf_screen_request",
         {"funds": [{**fund, "expense_ratio_pct": -1}]},
         "funds.0.expense_ratio_pct",
     )
-    with pytest.raises(InvalidMessageError, match="repeated: A"):
+    refused(
+        "mf_screen_request",
+        {"funds": [fund], "filter": {"max_aum": 3}},
+        "filter.max_aum",
+    )
+    with pytest.raises(InvalidMessageError, match="repeated: X"):
         TYPES.parse_payload("mf_screen_request", {"funds": [fund, fund]})
 
 
 # --- sip_vs_lumpsum ----------------------------------------------------------------------------
-# 12,000 at 12 % a year, no volatility. Lumpsum: 12,000 x 1.12 = 13,440. SIP: 1,000 at the start
-# of each month, g = 1.12^(1/12): 1,000 x g (g^12 - 1) / (g - 1) = 12,766.50.
+# Go's model (agents/sip_vs_lumpsum): the monthly growth has mean 1 + return / 12, the SIP puts
+# amount / 12 in at the end of each of the first 12 months. 12,000 at 12 % a year, no
+# volatility: g = 1.01. Lumpsum: 12,000 x 1.01^12 = 13,521.90. SIP: 1,000 x (1.01^12 - 1) /
+# 0.01 = 12,682.50 (the last instalment earns nothing).
 SURE = SipLumpsumRequest(amount=12_000, volatility_pct=0)
 
 
 def sip_annuity(amount: float, yearly: float, months: int) -> float:
-    g = (1 + yearly) ** (1 / 12)
-    return float(amount / months * g * (g**months - 1) / (g - 1))
+    g = 1 + yearly / 12
+    return float(amount / months * (g**months - 1) / (g - 1))
 
 
 async def test_sip_vs_lumpsum_without_volatility() -> None:
     out = await one(SipVsLumpsum("sip_vs_lumpsum"), SURE)
-    assert (out.lumpsum_p10, out.lumpsum_p50, out.lumpsum_p90) == (13_440.0,) * 3
-    assert out.sip_p50 == 12_766.5 == round(sip_annuity(12_000, 0.12, 12), 2)
-    assert (out.regret_probability, out.recommendation) == (0.0, "lumpsum")
-    # A falling market: the SIP buys lower, the lumpsum is regretted on every path.
+    assert (out.lumpsum_p10, out.lumpsum_p50, out.lumpsum_p90) == (13_521.9,) * 3
+    assert out.sip_p50 == 12_682.5 == round(sip_annuity(12_000, 0.12, 12), 2)
+    assert (out.lumpsum_win_probability, out.recommendation) == (1.0, "lumpsum")
+    assert out.expected_regret_at_p50 == 839.4  # 13,521.90 - 12,682.50
+    # A falling market: 12,000 x 0.99^12 = 10,636.62; the SIP buys lower and wins every path.
     falling = await one(SipVsLumpsum("s"), SURE.model_copy(update={"expected_return_pct": -12}))
-    assert falling.lumpsum_p50 == 10_560.0
-    assert falling.sip_p50 == round(sip_annuity(12_000, -0.12, 12), 2)
-    assert (falling.regret_probability, falling.recommendation) == (1.0, "sip")
+    assert falling.lumpsum_p50 == 10_636.62
+    assert (
+        falling.sip_p50 == round(sip_annuity(12_000, -0.12, 12), 2) == 11_361.51
+    )  # 1,000 x (1 - 0.99^12) / 0.01
+    assert (falling.lumpsum_win_probability, falling.recommendation) == (0.0, "sip")
 
 
 async def test_sip_vs_lumpsum_longer_horizon_grows_both_after_the_sip() -> None:
     out = await one(SipVsLumpsum("s"), SURE.model_copy(update={"horizon_months": 24}))
-    assert out.lumpsum_p50 == 15_052.8  # 12,000 x 1.12^2
-    assert out.sip_p50 == 14_298.48  # 12,766.50 x 1.12
+    assert out.lumpsum_p50 == 15_236.82  # 12,000 x 1.01^24
+    assert out.sip_p50 == 14_290.96  # 12,682.50 x 1.01^12
+
+
+async def test_sip_vs_lumpsum_verdict_thresholds_are_inclusive() -> None:
+    # Go: lumpsum at a win probability of 0.70 or more, SIP at 0.30 or less, else a toss-up.
+    # Ten paths of a flat, volatile market; the seeds were picked for 7, 6, 4 and 3 wins.
+    flat = SipLumpsumRequest(amount=120_000, expected_return_pct=0, volatility_pct=20, paths=10)
+    verdicts = []
+    for seed in (4, 5, 2, 10):
+        out = await one(SipVsLumpsum("s"), flat.model_copy(update={"seed": seed}))
+        verdicts.append((out.lumpsum_win_probability, out.recommendation))
+    assert verdicts == [(0.7, "lumpsum"), (0.6, "toss_up"), (0.4, "toss_up"), (0.3, "sip")]
 
 
 async def test_sip_vs_lumpsum_is_seeded_and_paired() -> None:
     req = SipLumpsumRequest(amount=120_000, volatility_pct=20)
     first = await one(SipVsLumpsum("s"), req)
     assert first == await one(SipVsLumpsum("s"), req)
-    assert first != await one(SipVsLumpsum("s", seed=7), req)
-    finals = simulate_sip_lumpsum(req, paths=1000, seed=42)
-    assert first.regret_probability == sum(ls < sp for ls, sp in finals) / 1000
-    assert 0 < first.regret_probability < 1
+    assert first != await one(SipVsLumpsum("s"), req.model_copy(update={"seed": 7}))
+    finals = simulate_sip_lumpsum(req)
+    assert first.lumpsum_win_probability == sum(ls > sp for ls, sp in finals) / 1000
     assert first.lumpsum_p10 < first.sip_p10 < first.sip_p90 < first.lumpsum_p90
-    # Expected lumpsum value: 120,000 x 1.12 (the drift is set so).
+    # The lumpsum's expected value is Go's: 120,000 x 1.01^12 = 135,219.01.
     mean = sum(ls for ls, _ in finals) / 1000
-    assert mean == pytest.approx(134_400, rel=0.02)
+    assert mean == pytest.approx(135_219, rel=0.02)
+    fewer = await one(SipVsLumpsum("s"), req.model_copy(update={"paths": 10}))
+    assert fewer.paths == 10
 
 
 def test_sip_vs_lumpsum_refuses_bad_requests() -> None:
@@ -157,8 +216,12 @@ def test_sip_vs_lumpsum_refuses_bad_requests() -> None:
         {"amount": 1, "sip_months": 12, "horizon_months": 6},
         "horizon_months",
     )
-    with pytest.raises(ValueError, match="paths must be at least 1"):
-        SipVsLumpsum("s", paths=0)
+    refused("sip_lumpsum_request", {"amount": 1, "paths": 0}, "paths")
+    # 1,001 paths over 240 months is past the CPU bound (240,000 path-months).
+    with pytest.raises(InvalidMessageError, match="at most 240,000"):
+        TYPES.parse_payload(
+            "sip_lumpsum_request", {"amount": 1, "paths": 1001, "horizon_months": 240}
+        )
 
 
 # --- options_explainer ------------------------------------------------------------------------
