@@ -11,6 +11,7 @@ from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRe
 from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
+from genie_agents.markets.mpc import MpcSummary
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest, ScfRequest
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
@@ -293,3 +294,55 @@ def test_sip_horizon_shorter_than_the_sip_is_refused() -> None:
     go = {"amount_rupees": 120_000, "horizon_months": 6, "annual_volatility": 0.15}
     with pytest.raises(InvalidMessageError, match=r"field 'horizon_months': .*at least sip_months"):
         MessageTypes([SipLumpsumRequest]).parse_payload("sip_lumpsum_request", go)
+
+
+# --- mpc_research, read against agents/mpc_research ------------------------------------------
+GO_MEETING: dict[str, Any] = {
+    "meeting_date": "2025-12-05",
+    "repo_rate_pct": 6.5,
+    "sdf_rate_pct": 6.25,
+    "msf_rate_pct": 6.75,
+    "crr_pct": 4,
+    "slr_pct": 18,
+    "stance": "neutral",
+    "vote_for": 6,
+    "vote_against": 0,
+    "cpi_projection_pct": 4.5,
+    "gdp_projection_pct": 7.0,
+    "consensus_repo_change_bps": 0,
+}
+
+
+def mpc(**current: Any) -> MpcSummary:
+    return MpcSummary.model_validate({"current": GO_MEETING | current, "previous": GO_MEETING})
+
+
+async def test_mpc_revisions_are_rounded_to_whole_bps() -> None:
+    # Go: int((4.76 - 4.5) * 100) = int(25.999999999999979) = 25, not beyond 25 bps: the
+    # hold stays "unchanged". The revision is 26 bps; the port rounds, and it is hawkish.
+    out = await ask("mpc_research", mpc(cpi_projection_pct=4.76))
+    assert (out.cpi_revision_bps, out.hawkishness_delta) == (26, "more_hawkish")
+
+
+async def test_mpc_a_cut_is_never_more_hawkish() -> None:
+    # Go: case repoBps > 0 || cpiBps > 25 comes first, so a 25 bps cut with CPI revised up
+    # 50 bps is "more_hawkish". In the port the decision outranks the outlook.
+    out = await ask("mpc_research", mpc(repo_rate_pct=6.25, cpi_projection_pct=5.0))
+    assert (out.repo_change_bps, out.cpi_revision_bps, out.hawkishness_delta) == (
+        -25,
+        50,
+        "more_dovish",
+    )
+    assert "macro_research: flag inflation upside risk" in out.downstream_hints
+
+
+def test_mpc_refuses_impossible_votes_and_dates() -> None:
+    # Go takes seven votes of a six-member committee, and any text as the date.
+    types = MessageTypes([MpcSummary])
+    for bad, field in [
+        ({"vote_for": 4, "vote_against": 3}, "current"),
+        ({"meeting_date": "Feb 2026"}, "current.meeting_date"),
+    ]:
+        body = {"current": GO_MEETING | bad, "previous": GO_MEETING}
+        with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
+            types.parse_payload("mpc_summary", body)

@@ -20,7 +20,7 @@ from genie_agents.markets.funds import (
     SipLumpsumRequest,
     simulate_sip_lumpsum,
 )
-from genie_agents.markets.mpc import MpcBaseline, MpcSummary
+from genie_agents.markets.mpc import MpcMeeting, MpcSummary
 from genie_agents.markets.options import OptionRequest
 from genie_agents.markets.trends import TrendRequest, TrendSignal
 
@@ -291,77 +291,126 @@ def test_options_refuse_bad_requests() -> None:
 
 
 # --- mpc_research -----------------------------------------------------------------------------
-BASE = MpcBaseline(
-    repo_rate_pct=6.5, stance="neutral", cpi_projection_pct=4.5, gdp_projection_pct=7.0
+# Go's rules (agents/mpc_research): changes in bps; a hike is more hawkish, a cut more dovish,
+# on a hold a CPI revision beyond 25 bps decides; a surprise is a repo change more than 15 bps
+# from the consensus change.
+BEFORE = MpcMeeting(
+    meeting_date="2025-12-05",
+    repo_rate_pct=6.5,
+    sdf_rate_pct=6.25,
+    msf_rate_pct=6.75,
+    crr_pct=4,
+    slr_pct=18,
+    stance="neutral",
+    vote_for=6,
+    cpi_projection_pct=4.5,
+    gdp_projection_pct=7.0,
 )
 
 
 def summary(**fields: object) -> MpcSummary:
-    values: dict[str, object] = {
-        "meeting": "2026-02",
-        "repo_rate_pct": 6.5,
-        "stance": "neutral",
-        "cpi_projection_pct": 4.5,
-        "gdp_projection_pct": 7.0,
-        "baseline": BASE,
-    }
-    return MpcSummary.model_validate({**values, **fields})
+    now = BEFORE.model_copy(update={"meeting_date": "2026-02-06", **fields})
+    return MpcSummary(current=MpcMeeting.model_validate(now.model_dump()), previous=BEFORE)
 
 
 async def test_mpc_cut_with_a_softer_stance_is_dovish() -> None:
-    # -25 bps = -1, neutral -> accommodative = -1, CPI 4.5 -> 4.0 = -0.5: hawkishness -2.5.
     out = await one(
         MpcResearch("mpc_research"),
         summary(
             repo_rate_pct=6.25,
             stance="accommodative",
             cpi_projection_pct=4.0,
-            gdp_projection_pct=6.8,
+            gdp_projection_pct=6.7,
         ),
     )
-    assert (out.direction, out.rate_change_bps, out.stance_shift) == ("cut", -25, -1)
-    assert (out.cpi_revision_pp, out.gdp_revision_pp) == (-0.5, -0.2)
-    assert (out.hawkishness, out.tone) == (-2.5, "dovish")
-    assert (out.surprise_bps, out.surprise) == (-25, True)  # no change was expected
+    assert (out.repo_change_bps, out.stance_shift, out.hawkishness_delta) == (
+        -25,
+        "easing",
+        "more_dovish",
+    )
+    assert (out.cpi_revision_bps, out.gdp_revision_bps) == (-50, -30)
+    assert out.surprise == "dovish_surprise"  # -25 against a consensus of no change
+    assert out.headline == "MPC cut repo by 25 bps on 2026-02-06; stance accommodative."
+    assert out.downstream_hints == (
+        "rate_watcher: refresh published rates",
+        "loan_advisor: reprice floating-rate EMI projections",
+        "prepayment_advisor: recompute effective APR rankings",
+        "macro_research: flag growth downside risk",  # GDP -30 bps, beyond -25
+    )
 
 
 async def test_mpc_hold_tone_at_the_edges() -> None:
-    # A hold with CPI revised up 0.4 points: 0.4, neutral; 0.5 points: hawkish (inclusive).
-    mild = await one(MpcResearch("m"), summary(cpi_projection_pct=4.9))
-    assert (mild.direction, mild.hawkishness, mild.tone, mild.surprise) == (
-        "hold",
-        0.4,
-        "neutral",
-        False,
+    # A hold with CPI revised up 25 bps: unchanged (beyond 25 is needed); 26 bps: hawkish.
+    mild = await one(MpcResearch("m"), summary(cpi_projection_pct=4.75))
+    assert (mild.repo_change_bps, mild.hawkishness_delta, mild.surprise) == (
+        0,
+        "unchanged",
+        "in_line",
     )
-    edge = await one(MpcResearch("m"), summary(cpi_projection_pct=5.0))
-    assert (edge.hawkishness, edge.tone) == (0.5, "hawkish")
+    assert (mild.headline, mild.downstream_hints) == ("MPC kept policy steady on 2026-02-06.", ())
+    edge = await one(MpcResearch("m"), summary(cpi_projection_pct=4.76))
+    assert (edge.cpi_revision_bps, edge.hawkishness_delta) == (26, "more_hawkish")
+    assert edge.downstream_hints == ("macro_research: flag inflation upside risk",)
+    down = await one(MpcResearch("m"), summary(cpi_projection_pct=4.24))
+    assert (down.cpi_revision_bps, down.hawkishness_delta) == (-26, "more_dovish")
     hike = await one(
-        MpcResearch("m"),
-        summary(repo_rate_pct=6.85, stance="withdrawal_of_accommodation"),
+        MpcResearch("m"), summary(repo_rate_pct=6.85, stance="withdrawal_of_accommodation")
     )
-    assert (hike.direction, hike.rate_change_bps, hike.hawkishness, hike.tone) == (
-        "hike",
+    assert (hike.repo_change_bps, hike.stance_shift, hike.hawkishness_delta) == (
         35,
-        2.4,  # 35/25 + 1
-        "hawkish",
+        "tightening",
+        "more_hawkish",
     )
+    assert hike.surprise == "hawkish_surprise"
+    back = MpcSummary(current=BEFORE, previous=hike_meeting())
+    assert (await one(MpcResearch("m"), back)).stance_shift == "neutral"
 
 
-async def test_mpc_surprise_is_against_the_expected_rate() -> None:
-    expected_cut = BASE.model_copy(update={"expected_repo_rate_pct": 6.25})
-    held = await one(MpcResearch("m"), summary(baseline=expected_cut))
-    assert (held.direction, held.surprise_bps, held.surprise) == ("hold", 25, True)
-    assert "+25 bps against expectations" in held.rationale
-    cut = await one(MpcResearch("m"), summary(baseline=expected_cut, repo_rate_pct=6.25))
-    assert (cut.surprise_bps, cut.surprise) == (0, False)
+def hike_meeting() -> MpcMeeting:
+    return BEFORE.model_copy(update={"stance": "withdrawal_of_accommodation"})
+
+
+async def test_mpc_surprise_is_against_the_consensus_change() -> None:
+    # Consensus -25 bps. A hold is 25 bps off: hawkish surprise; a 40 bps cut is 15 off:
+    # in line (beyond 15 is needed); a 50 bps cut, 25 off: dovish surprise.
+    def expecting_a_cut(repo: float) -> MpcSummary:
+        return summary(repo_rate_pct=repo, consensus_repo_change_bps=-25)
+
+    outcomes = [
+        (await one(MpcResearch("m"), expecting_a_cut(repo))).surprise for repo in (6.5, 6.1, 6.0)
+    ]
+    assert outcomes == ["hawkish_surprise", "in_line", "dovish_surprise"]
+    # The consensus is read on the current meeting; the previous one's is ignored.
+    old_consensus = MpcSummary(
+        current=summary().current,
+        previous=BEFORE.model_copy(update={"consensus_repo_change_bps": 50}),
+    )
+    assert (await one(MpcResearch("m"), old_consensus)).surprise == "in_line"
 
 
 def test_mpc_refuses_bad_summaries() -> None:
     good = summary().model_dump()
-    refused("mpc_summary", {**good, "stance": "hawkish"}, "stance")
-    refused("mpc_summary", {**good, "repo_rate_pct": -1}, "repo_rate_pct")
-    refused("mpc_summary", {k: v for k, v in good.items() if k != "baseline"}, "baseline")
+    refused(
+        "mpc_summary",
+        {**good, "current": {**good["current"], "stance": "hawkish"}},
+        "current.stance",
+    )
+    refused(
+        "mpc_summary",
+        {**good, "previous": {**good["previous"], "repo_rate_pct": -1}},
+        "previous.repo_rate_pct",
+    )
+    refused("mpc_summary", {"current": good["current"]}, "previous")
+    refused(
+        "mpc_summary",
+        {**good, "current": {**good["current"], "vote_for": 5, "vote_against": 2}},
+        "current",
+    )
+    refused(
+        "mpc_summary",
+        {**good, "current": {**good["current"], "meeting_date": "Feb 2026"}},
+        "current.meeting_date",
+    )
 
 
 # --- google_trends ----------------------------------------------------------------------------

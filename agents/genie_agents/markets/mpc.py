@@ -1,113 +1,146 @@
-"""An RBI Monetary Policy Committee decision read against the baseline before it."""
+"""An RBI Monetary Policy Committee meeting read against the one before it (the Go system's
+``mpc_research``: the same request, rules and signal)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genie import BaseAgent, Context, Message, Payload, handler
 
 from .._common import Record
 
-__all__ = ["MpcBaseline", "MpcResearch", "MpcSignal", "MpcSummary", "Stance"]
+__all__ = ["MpcMeeting", "MpcResearch", "MpcSignal", "MpcSummary", "Stance"]
 
-# The RBI's stances from the most accommodative to the tightest; a step along it counts as
-# much as a 25 bps move in the hawkishness score.
-Stance = Literal["accommodative", "neutral", "withdrawal_of_accommodation", "tightening"]
-STANCES: tuple[str, ...] = ("accommodative", "neutral", "withdrawal_of_accommodation", "tightening")
-STEP_BPS = 25
-TONE_BAND = 0.5
+Stance = Literal["accommodative", "neutral", "withdrawal_of_accommodation"]
+MPC_MEMBERS = 6
+CPI_BAND_BPS = 25  # a CPI projection revised by more than this moves the tone on a hold
+SURPRISE_BAND_BPS = 15  # a repo move this far from the consensus is a surprise
 
 
-class MpcBaseline(Record):
+class MpcMeeting(Record):
+    """One meeting's outcome, field for field the Go system's ``Summary``."""
+
+    meeting_date: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$")
     repo_rate_pct: float = Field(ge=0, le=50)
+    sdf_rate_pct: float = Field(0.0, ge=0, le=50)
+    msf_rate_pct: float = Field(0.0, ge=0, le=50)
+    crr_pct: float = Field(0.0, ge=0, le=100)
+    slr_pct: float = Field(0.0, ge=0, le=100)
     stance: Stance
+    vote_for: int = Field(0, ge=0, le=MPC_MEMBERS)
+    vote_against: int = Field(0, ge=0, le=MPC_MEMBERS)
     cpi_projection_pct: float = Field(ge=-20, le=50)
     gdp_projection_pct: float = Field(ge=-30, le=50)
-    expected_repo_rate_pct: float | None = Field(None, ge=0, le=50)
+    # The market's expected repo change for this meeting (read on the current meeting only).
+    consensus_repo_change_bps: int = Field(0, ge=-500, le=500)
+
+    @model_validator(mode="after")
+    def _six_votes(self) -> MpcMeeting:
+        if self.vote_for + self.vote_against > MPC_MEMBERS:
+            raise ValueError(
+                f"vote_for + vote_against is at most {MPC_MEMBERS} (the committee's members)"
+            )
+        return self
 
 
 class MpcSummary(Payload):
     message_type = "mpc_summary"
-    meeting: str = ""
-    repo_rate_pct: float = Field(ge=0, le=50)
-    stance: Stance
-    cpi_projection_pct: float = Field(ge=-20, le=50)
-    gdp_projection_pct: float = Field(ge=-30, le=50)
-    baseline: MpcBaseline
+    current: MpcMeeting
+    previous: MpcMeeting
 
 
 class MpcSignal(Payload):
     message_type = "mpc_signal"
-    meeting: str
-    direction: Literal["hike", "cut", "hold"]
-    rate_change_bps: int
-    stance_shift: int
-    cpi_revision_pp: float
-    gdp_revision_pp: float
-    hawkishness: float
-    tone: Literal["hawkish", "dovish", "neutral"]
-    surprise_bps: int
-    surprise: bool
-    rationale: str
+    meeting_date: str
+    repo_change_bps: int
+    stance_shift: Literal["easing", "neutral", "tightening", "unchanged"]
+    hawkishness_delta: Literal["more_hawkish", "more_dovish", "unchanged"]
+    surprise: Literal["hawkish_surprise", "dovish_surprise", "in_line"]
+    cpi_revision_bps: int
+    gdp_revision_bps: int
+    downstream_hints: tuple[str, ...]
+    headline: str
 
 
-def _bps(pct: float) -> int:
-    return round(pct * 100)
+def _bps(new: float, old: float) -> int:
+    # Rates are given to two decimals: the difference in basis points is a whole number, so
+    # round it (4.76 - 4.5 is 25.999... bps in floating point, and truncating makes it 25).
+    return round((new - old) * 100)
+
+
+def _stance_shift(cur: str, prev: str) -> Literal["easing", "neutral", "tightening", "unchanged"]:
+    if cur == prev:
+        return "unchanged"
+    if cur == "accommodative":
+        return "easing"
+    if cur == "withdrawal_of_accommodation":
+        return "tightening"
+    return "neutral"
 
 
 class MpcResearch(BaseAgent):
-    """Diffs an RBI MPC summary against the baseline: the direction of the repo move (hike /
-    cut / hold, in bps), the stance shift (steps along accommodative, neutral, withdrawal of
-    accommodation, tightening), and the CPI and GDP projection revisions. Hawkishness = rate
-    change / 25 bps + stance steps + CPI revision in points; hawkish at 0.5 or more, dovish at
-    -0.5 or less. A surprise is a repo rate other than the expected one (the baseline's
-    ``expected_repo_rate_pct``, else its repo rate: no change expected)."""
+    """Diffs an RBI MPC meeting (``current``) against the one before (``previous``), as the Go
+    system does: the repo change and the CPI and GDP projection revisions in bps; the stance
+    shift (``easing`` to accommodative, ``tightening`` to withdrawal of accommodation,
+    ``neutral`` to neutral, else ``unchanged``); the hawkishness delta (a hike is more
+    hawkish, a cut more dovish; on a hold, a CPI revision beyond 25 bps either way); the
+    surprise (the repo change more than 15 bps from ``consensus_repo_change_bps``); hints
+    for the agents a rate or outlook change concerns, and a headline."""
 
     capabilities = ("mpc_research",)
     produces = (MpcSignal,)
 
     @handler
     async def on_summary(self, payload: MpcSummary, ctx: Context) -> Message:
-        p, base = payload, payload.baseline
-        change = _bps(p.repo_rate_pct) - _bps(base.repo_rate_pct)
-        shift = STANCES.index(p.stance) - STANCES.index(base.stance)
-        # Projections are given to one or two decimals: revise in basis points, exactly.
-        cpi = (_bps(p.cpi_projection_pct) - _bps(base.cpi_projection_pct)) / 100
-        gdp = (_bps(p.gdp_projection_pct) - _bps(base.gdp_projection_pct)) / 100
-        hawkishness = round(change / STEP_BPS + shift + cpi, 2)
-        tone: Literal["hawkish", "dovish", "neutral"] = (
-            "hawkish"
-            if hawkishness >= TONE_BAND
-            else "dovish"
-            if hawkishness <= -TONE_BAND
-            else "neutral"
+        cur, prev = payload.current, payload.previous
+        repo = _bps(cur.repo_rate_pct, prev.repo_rate_pct)
+        cpi = _bps(cur.cpi_projection_pct, prev.cpi_projection_pct)
+        gdp = _bps(cur.gdp_projection_pct, prev.gdp_projection_pct)
+        # The decision outranks the outlook: a cut is never "more hawkish" (in Go, a CPI
+        # revision up could make it so).
+        tone = repo if repo else (cpi if abs(cpi) > CPI_BAND_BPS else 0)
+        hawkishness: Literal["more_hawkish", "more_dovish", "unchanged"] = (
+            "more_hawkish" if tone > 0 else "more_dovish" if tone < 0 else "unchanged"
         )
-        expected = base.expected_repo_rate_pct
-        if expected is None:
-            expected = base.repo_rate_pct
-        surprise = _bps(p.repo_rate_pct) - _bps(expected)
-        direction: Literal["hike", "cut", "hold"] = (
-            "hike" if change > 0 else "cut" if change < 0 else "hold"
+        off = repo - cur.consensus_repo_change_bps
+        surprise: Literal["hawkish_surprise", "dovish_surprise", "in_line"] = (
+            "hawkish_surprise"
+            if off > SURPRISE_BAND_BPS
+            else "dovish_surprise"
+            if off < -SURPRISE_BAND_BPS
+            else "in_line"
         )
-        rationale = (
-            f"repo {direction} of {abs(change)} bps to {p.repo_rate_pct:.2f} %, stance "
-            f"{base.stance} -> {p.stance}, CPI projection {cpi:+.2f} pp, GDP {gdp:+.2f} pp"
-            + (f"; {surprise:+d} bps against expectations" if surprise else "; as expected")
+        hints: list[str] = []
+        if repo:
+            hints += [
+                "rate_watcher: refresh published rates",
+                "loan_advisor: reprice floating-rate EMI projections",
+                "prepayment_advisor: recompute effective APR rankings",
+            ]
+        if cpi > CPI_BAND_BPS:
+            hints.append("macro_research: flag inflation upside risk")
+        if gdp < -CPI_BAND_BPS:
+            hints.append("macro_research: flag growth downside risk")
+        on = cur.meeting_date or "the meeting date"
+        headline = (
+            f"MPC raised repo by {repo} bps on {on}; stance {cur.stance}."
+            if repo > 0
+            else f"MPC cut repo by {-repo} bps on {on}; stance {cur.stance}."
+            if repo < 0
+            else f"MPC kept policy steady on {on}."
         )
         return ctx.emit(
             MpcSignal(
-                meeting=p.meeting,
-                direction=direction,
-                rate_change_bps=change,
-                stance_shift=shift,
-                cpi_revision_pp=cpi,
-                gdp_revision_pp=gdp,
-                hawkishness=hawkishness,
-                tone=tone,
-                surprise_bps=surprise,
-                surprise=surprise != 0,
-                rationale=rationale,
+                meeting_date=cur.meeting_date,
+                repo_change_bps=repo,
+                stance_shift=_stance_shift(cur.stance, prev.stance),
+                hawkishness_delta=hawkishness,
+                surprise=surprise,
+                cpi_revision_bps=cpi,
+                gdp_revision_bps=gdp,
+                downstream_hints=tuple(hints),
+                headline=headline,
             )
         )
