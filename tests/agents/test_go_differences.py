@@ -339,10 +339,11 @@ async def test_mpc_a_cut_is_never_more_hawkish() -> None:
 def test_mpc_refuses_impossible_votes_and_dates() -> None:
     # Go takes seven votes of a six-member committee, and any text as the date.
     types = MessageTypes([MpcSummary])
-    for bad, field in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"vote_for": 4, "vote_against": 3}, "current"),
         ({"meeting_date": "Feb 2026"}, "current.meeting_date"),
-    ]:
+    ]
+    for bad, field in cases:
         body = {"current": GO_MEETING | bad, "previous": GO_MEETING}
         with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
             types.parse_payload("mpc_summary", body)
