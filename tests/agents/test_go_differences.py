@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRequest
 from genie_agents.fraud.models import KycRequest
+from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
@@ -347,3 +348,44 @@ def test_mpc_refuses_impossible_votes_and_dates() -> None:
         body = {"current": GO_MEETING | bad, "previous": GO_MEETING}
         with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
             types.parse_payload("mpc_summary", body)
+
+
+# --- phishing_classifier, read against agents/phishing_classifier ----------------------------
+async def test_phishing_sbi_own_domains_are_not_impersonation() -> None:
+    # Go trusts sbi.co.in only: "sbi" in www.onlinesbi.sbi (SBI's net banking) is a
+    # look-alike, 0.5, suspicious. The port knows the bank's other domains.
+    out = await ask("phishing_classifier", PhishingCheck(url="https://www.onlinesbi.sbi/"))
+    assert (out.score, out.verdict) == (0.0, "safe")
+
+
+async def test_phishing_at_in_the_query_is_not_an_attack() -> None:
+    # Go: strings.Contains(raw, "@") adds 0.3 for an e-mail address in the query. The port
+    # looks for an @ before the host only (https://bank@evil.example/ still scores 0.3).
+    query = PhishingCheck(url="https://example.com/contact?to=help@example.com")
+    assert (await ask("phishing_classifier", query)).score == 0.0
+    userinfo = PhishingCheck(url="https://bank@evil.example/")
+    assert (await ask("phishing_classifier", userinfo)).score == 0.3
+
+
+async def test_phishing_upi_handles_are_matched_whole() -> None:
+    # Go: a handle is a PSP's if it contains "ok", "paytm", "ybl", "axl" or "ibl": @facebook
+    # ("ok" inside) passes, SBI's own @sbi scores 0.2. The port matches whole handles.
+    fake = await ask("phishing_classifier", PhishingCheck(vpa="refund@facebook"))
+    assert (fake.score, fake.verdict) == (0.6, "suspicious")  # Go: 0.4
+    sbi = await ask("phishing_classifier", PhishingCheck(vpa="shop@sbi"))
+    assert sbi.score == 0.0  # Go: 0.2
+
+
+def test_phishing_malformed_input_is_refused_not_safe() -> None:
+    # Go scores a link without a host, or a VPA without an @, as 0 (skipped): "safe".
+    types = MessageTypes([PhishingCheck])
+    for body, field in [({"url": "www.sbi-kyc.example"}, "url"), ({"upi_vpa": "refund"}, "vpa")]:
+        with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
+            types.parse_payload("phishing_check", body)
+
+
+async def test_phishing_whitespace_cannot_hide_a_phrase() -> None:
+    # Go looks for "share otp" in the lowered text as sent: "share\nOTP" or "share  OTP"
+    # slips past (0). The port reads words one space apart: 0.5.
+    out = await ask("phishing_classifier", PhishingCheck(text="Please share\nOTP  now"))
+    assert [(s.rule, s.weight) for s in out.signals] == [("credential_request", 0.5)]
