@@ -13,6 +13,7 @@ from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
+from genie_agents.markets.options import OptionRequest
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest, ScfRequest
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
@@ -389,3 +390,42 @@ async def test_phishing_whitespace_cannot_hide_a_phrase() -> None:
     # slips past (0). The port reads words one space apart: 0.5.
     out = await ask("phishing_classifier", PhishingCheck(text="Please share\nOTP  now"))
     assert [(s.rule, s.weight) for s in out.signals] == [("credential_request", 0.5)]
+
+
+# --- options_explainer, read against agents/options_explainer --------------------------------
+# The formulas are Go's (Black-Scholes-Merton, T = days / 365, vega and rho per point, theta
+# per calendar day): test_markets.py checks them against Hull. These rows are the edges.
+GO_OPTION: dict[str, Any] = {
+    "side": "put",
+    "underlying_price": 22_000,
+    "strike": 22_000,
+    "days_to_expiry": 45,
+    "implied_volatility_pct": 14,
+    "risk_free_rate_pct": 6.5,
+    "dividend_yield_pct": 0,
+    "lot_size": 0,
+}
+
+
+def test_options_go_priced_as_zero_are_refused() -> None:
+    # Go: a spot, strike, expiry or volatility of 0 returns an empty result (price 0, greeks
+    # 0) with "cannot price" in the disclaimer; a side other than "put" is priced as a call
+    # but paid off as a put ("CALL" fails Go's side == "call" test). The port names the field.
+    types = MessageTypes([OptionRequest])
+    for go_field, field in [
+        ("underlying_price", "spot"),
+        ("days_to_expiry", "days_to_expiry"),
+        ("implied_volatility_pct", "volatility_pct"),
+    ]:
+        with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
+            types.parse_payload("option_request", GO_OPTION | {go_field: 0})
+    with pytest.raises(InvalidMessageError, match="field 'kind'"):
+        types.parse_payload("option_request", GO_OPTION | {"side": "CALL"})
+
+
+async def test_options_negative_greeks_round_to_nearest() -> None:
+    # An at-the-money Nifty put, 45 days: delta -0.425595, theta -2.980866 a day. Go's
+    # round4 = int64(x * 10000 + 0.5) / 10000 truncates toward zero: int64(-4255.45) =
+    # -4255 -> -0.4255 and int64(-29808.16) -> -2.9808. Nearest: -0.4256 and -2.9809.
+    out = await ask("options_explainer", OptionRequest.model_validate(GO_OPTION))
+    assert (out.greeks.delta, out.greeks.theta) == (-0.4256, -2.9809)

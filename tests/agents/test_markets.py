@@ -274,9 +274,10 @@ async def test_expiry_payoff_breakeven_and_limits() -> None:
     put = HULL.model_copy(update={"kind": "put", "premium": 0.81})
     long_put = await one(OptionsExplainer("o"), put)
     assert (long_put.breakeven, long_put.max_profit, long_put.max_loss) == (39.19, 39.19, 0.81)
-    # Default spots: 80-120 % of the strike.
-    assert [p.spot for p in long_put.payoff] == [32, 36, 40, 44, 48]
-    assert long_put.payoff[0].payoff == 7.19  # 40 - 32 - 0.81
+    # Default spots, Go's: 21 points from 70 % to 130 % of the strike (28, 29.2, ..., 52).
+    spots = [p.spot for p in long_put.payoff]
+    assert (len(spots), spots[:3], spots[10], spots[-1]) == (21, [28, 29.2, 30.4], 40, 52)
+    assert long_put.payoff[0].payoff == 11.19  # 40 - 28 - 0.81
     short_put = await one(OptionsExplainer("o"), put.model_copy(update={"position": "short"}))
     assert (short_put.max_profit, short_put.max_loss) == (0.81, 39.19)
 

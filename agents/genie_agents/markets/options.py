@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
 from .._common import Record
+from .._go import GoName, go_names
 
 __all__ = [
     "Greeks",
@@ -21,6 +22,10 @@ __all__ = [
 ]
 
 DAYS_PER_YEAR = 365
+
+
+def _go_lot(value: Any) -> Any:
+    return 1 if value == 0 else value  # Go's lot size 0 (left out) is one unit
 
 
 class OptionRequest(Payload):
@@ -36,6 +41,17 @@ class OptionRequest(Payload):
     quantity: float = Field(1.0, gt=0)
     premium: float | None = Field(None, ge=0)
     expiry_spots: tuple[float, ...] = Field((), max_length=100)
+
+    _go = go_names(
+        {
+            "side": "kind",
+            "underlying_price": "spot",
+            "implied_volatility_pct": "volatility_pct",
+            "risk_free_rate_pct": "rate_pct",
+            "lot_size": GoName("quantity", _go_lot),
+        },
+        defaults={"rate_pct": 0.0},  # Go priced an omitted rate as 0 %
+    )
 
 
 class Greeks(Record):
@@ -102,7 +118,8 @@ def black_scholes(req: OptionRequest) -> tuple[float, float, float, Greeks]:
 
 
 def _default_spots(strike: float) -> tuple[float, ...]:
-    return tuple(round(strike * f, 2) for f in (0.8, 0.9, 1.0, 1.1, 1.2))
+    # The Go system's curve: 21 points, 70 % to 130 % of the strike in steps of 3 %.
+    return tuple(round(strike * (70 + 3 * i) / 100, 2) for i in range(21))
 
 
 class OptionsExplainer(BaseAgent):
@@ -111,7 +128,8 @@ class OptionsExplainer(BaseAgent):
     rho per 1 % of rate; time is days / 365), for ``quantity`` units long or short (a short
     position's greeks change sign). The premium paid or received is the given one, else the
     fair value; breakeven is strike + premium (call) or strike - premium (put); the payoff at
-    expiry net of the premium at each of ``expiry_spots`` (default 80-120 % of the strike).
+    expiry net of the premium at each of ``expiry_spots`` (default 21 points, 70-130 % of the
+    strike, as the Go system).
     Unlimited profit or loss is reported as null."""
 
     capabilities = ("options_explainer",)
