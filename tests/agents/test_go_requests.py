@@ -45,13 +45,18 @@ GO_SHAPED = {
     "lcr_projector",
     "loan_advisor",
     "macro_research",
+    "mf_screener",
+    "options_explainer",
     "payment_orchestrator",
+    "phishing_classifier",
     "rate_watcher",
+    "sip_vs_lumpsum",
     "tax_estimator",
     "tax_harvester",
     "var_calculator",
 }
-# The finance flow's payloads are Go's content field for field (canonical "same").
+# The finance flow's payloads (and mpc_research's) are Go's content field for field
+# (canonical "same").
 SAME_SHAPE = {
     "aml_monitor",
     "analyzer",
@@ -60,6 +65,7 @@ SAME_SHAPE = {
     "enricher",
     "forecaster",
     "fraud_detector",
+    "mpc_research",
     "mule_detector",
     "normalizer",
     "recommender",
