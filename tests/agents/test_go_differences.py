@@ -14,6 +14,7 @@ from genie_agents.lending.models import SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
 from genie_agents.markets.options import OptionRequest
+from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher, TrendRequest
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest, ScfRequest
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
@@ -25,7 +26,7 @@ from genie_agents.treasury.models import (
 
 from genie import InvalidMessageError, MessageTypes
 
-from .helpers import ask
+from .helpers import ask, one
 
 
 def kyc(**changes: Any) -> KycRequest:
@@ -429,3 +430,34 @@ async def test_options_negative_greeks_round_to_nearest() -> None:
     # -4255 -> -0.4255 and int64(-29808.16) -> -2.9808. Nearest: -0.4256 and -2.9809.
     out = await ask("options_explainer", OptionRequest.model_validate(GO_OPTION))
     assert (out.greeks.delta, out.greeks.theta) == (-0.4256, -2.9809)
+
+
+# --- google_trends, read against agents/google_trends ----------------------------------------
+def trends(series: list[float]) -> GoogleTrends:
+    return GoogleTrends("google_trends", fetcher=InMemoryTrendFetcher({"gold etf": series}))
+
+
+def test_trends_take_one_keyword_per_request() -> None:
+    # Go fetched and answered a list together; the port refuses a list of two.
+    go = {"geo": "IN", "keywords": ["gold etf", "silver etf"], "window_points": 4}
+    with pytest.raises(InvalidMessageError, match="field 'keywords': one keyword per request"):
+        MessageTypes([TrendRequest]).parse_payload("trend_request", go)
+
+
+async def test_trends_interest_gone_to_zero_is_fading() -> None:
+    # Prior (40, 50) mean 45, latest (0, 0): Go's mult = 0 / 45 = 0, and "fading" needs
+    # mult > 0, so Go says steady. The port: ratio 0, fading.
+    out = await one(trends([40, 50, 0, 0]), TrendRequest(keyword="gold etf", window_points=2))
+    assert (out.ratio, out.signal) == (0.0, "fading")
+
+
+async def test_trends_interest_from_nothing_is_surging() -> None:
+    # Prior (0, 0), latest (5, 7): Go's mult stays 0 (baseMean is not > 0): steady.
+    out = await one(trends([0, 0, 5, 7]), TrendRequest(keyword="gold etf", window_points=2))
+    assert (out.ratio, out.signal) == (None, "surging")
+
+
+async def test_trends_too_short_a_series_is_an_error() -> None:
+    # Go: len(points) <= window -> Signal{Direction: "steady"}, no means.
+    with pytest.raises(ValueError, match=r"'gold etf': need more than window_points \(4\)"):
+        await one(trends([10, 20, 30, 40]), TrendRequest(keyword="gold etf"))

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
+from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher
 from genie_agents.payments.models import PaymentRequest
 from genie_agents.tax.models import TaxEstimateRequest
 from genie_agents.treasury.models import AlmRequest
 
-from genie import Catalogue, InvalidMessageError, MessageTypes, Payload
+from genie import Agent, Catalogue, InvalidMessageError, MessageTypes, Payload, Runtime
 
 from .helpers import ask
 
@@ -40,6 +42,7 @@ GO_SHAPED = {
     "emergency_fund_advisor",
     "financial_educator",
     "goal_planner",
+    "google_trends",
     "ingestor",
     "kyc_orchestrator",
     "lcr_projector",
@@ -75,6 +78,24 @@ SAME_SHAPE = {
 
 
 TYPES = MessageTypes({p for e in CORPUS for p in CATALOGUE.get(e["agent"]).consumes})
+# Agents whose catalogue instance has nothing to serve (a service behind an interface, empty
+# by default): the corpus asks one given a fixture instead.
+FIXTURES: dict[str, Callable[[], Agent]] = {
+    "google_trends": lambda: GoogleTrends(
+        "google_trends",
+        fetcher=InMemoryTrendFetcher({"gold etf": [40, 42, 38, 44, 61, 66, 70, 59]}),
+    ),
+}
+
+
+async def answer(entry: dict[str, Any], payload: Payload) -> Any:
+    """The agent's answer on the real runtime (a fixture's, for the agents in FIXTURES)."""
+    if entry["agent"] not in FIXTURES:
+        return await ask(entry["agent"], payload, entry.get("until"))
+    async with Runtime([FIXTURES[entry["agent"]]()]) as rt:
+        result = await rt.ask(rt.message(payload, recipient=entry["agent"]), until=entry["until"])
+    assert result.message is not None, result
+    return result.message.payload
 
 
 def parse(kind: str, body: dict[str, Any] | str) -> Payload:
@@ -105,14 +126,14 @@ async def test_a_go_request_is_the_canonical_request(entry: dict[str, Any]) -> N
     if entry["canonical"] == "same":
         # Nothing to convert: the port's JSON of the payload is the Go content itself.
         assert json.loads(go.model_dump_json()) == entry["go"]
-        assert await ask(entry["agent"], go, entry.get("until"))
+        assert await answer(entry, go)
         return
     canonical = parse(entry["type"], entry["canonical"])
     assert go == canonical
     # Serialisation stays canonical: a Go request written back out is the port's shape.
     assert json.loads(go.model_dump_json()) == json.loads(canonical.model_dump_json())
-    from_go = await ask(entry["agent"], go, entry.get("until"))
-    assert from_go == await ask(entry["agent"], canonical, entry.get("until"))
+    from_go = await answer(entry, go)
+    assert from_go == await answer(entry, canonical)
 
 
 def test_the_docs_name_every_agent_not_go_shaped_yet() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
 from genie import BaseAgent, Context, Message, Payload, handler
+
+from .._go import GoName, GoValueError, go_names
 
 __all__ = [
     "GoogleTrends",
@@ -47,11 +49,29 @@ class InMemoryTrendFetcher:
             raise LookupError(f"no trend series for {keyword!r} in {region!r}") from None
 
 
+def _one_keyword(keywords: Any) -> Any:
+    if not isinstance(keywords, list) or len(keywords) != 1:
+        raise GoValueError("one keyword per request in the port: send one request each")
+    return keywords[0]
+
+
+def _go_trend(go: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    # Go read a window of 0 (left out) as 4, and passed a blank geo to the fetcher as its
+    # default region: here that is the port's default.
+    if data.get("region") == "":
+        del data["region"]
+    if data.get("window_points") == 0:
+        data["window_points"] = 4
+    return data
+
+
 class TrendRequest(Payload):
     message_type = "trend_request"
     keyword: str = Field(min_length=1)
     region: str = Field("IN", min_length=2)
     window_points: int = Field(4, ge=1, le=520)
+
+    _go = go_names({"geo": "region", "keywords": GoName("keyword", _one_keyword)}, then=_go_trend)
 
 
 class TrendSignal(Payload):
