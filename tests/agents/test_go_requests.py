@@ -43,6 +43,7 @@ GO_SHAPED = {
     "financial_educator",
     "goal_planner",
     "google_trends",
+    "h_supervisor",
     "ingestor",
     "kyc_orchestrator",
     "lcr_projector",
@@ -57,6 +58,8 @@ GO_SHAPED = {
     "tax_estimator",
     "tax_harvester",
     "var_calculator",
+    "voice",
+    "voice_streaming",
 }
 # The finance flow's payloads (and mpc_research's) are Go's content field for field
 # (canonical "same").

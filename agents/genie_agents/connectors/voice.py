@@ -6,13 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
+
+from .._go import go_names
 
 __all__ = [
     "EchoVoiceProvider",
@@ -43,6 +45,20 @@ def _decode(value: object) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("is not valid base64") from None
+
+
+def _go_blank_lang(go: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    # A Go client marshals a blank "lang" when it has none: the port's default applies.
+    for key in ("language", "voice"):
+        if data.get(key) == "":
+            del data[key]
+    return data
+
+
+# Go's speech requests name the language "lang"; its synthesis picks the voice by language, so
+# a Go "lang" is the port's voice name (a language code is one for a provider that picks so).
+GO_TRANSCRIBE = {"lang": "language", "audio_b64": "audio"}
+GO_SYNTHESISE = {"lang": "voice"}
 
 
 # Audio travels as standard base64 in JSON and as bytes in Python.
@@ -105,6 +121,8 @@ class VoiceTranscribe(Payload):
     audio: Audio
     language: str = "en-IN"
 
+    _go = go_names(GO_TRANSCRIBE, then=_go_blank_lang)
+
 
 class VoiceTranscript(Payload):
     message_type = "voice_transcript"
@@ -116,6 +134,8 @@ class VoiceSynthesise(Payload):
     message_type = "voice_synthesise"
     text: str = Field(min_length=1, max_length=10_000)
     voice: str = "default"
+
+    _go = go_names(GO_SYNTHESISE, then=_go_blank_lang)
 
 
 class VoiceAudio(Payload):
@@ -155,6 +175,11 @@ class VoiceAsrChunk(Payload):
     final: bool = False
     language: str = "en-IN"
 
+    # Go's chunk has no sequence number (it transcribed each chunk alone): seq stays required.
+    _go = go_names(
+        GO_TRANSCRIBE | {"session_id": "stream_id", "is_last": "final"}, then=_go_blank_lang
+    )
+
 
 class VoiceAsrPartial(Payload):
     message_type = "voice_asr_partial"
@@ -173,6 +198,8 @@ class VoiceTtsStream(Payload):
     message_type = "voice_tts_stream"
     text: str = Field(min_length=1, max_length=10_000)
     voice: str = "default"
+
+    _go = go_names(GO_SYNTHESISE, then=_go_blank_lang)
 
 
 class VoiceTtsChunk(Payload):

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 
+from .._go import go_text
 from .embeddings import Embedder, EmbeddingError, HashEmbedder, cosine
 
 __all__ = ["HSuperviseRequest", "HSupervisor", "HUnrouted", "SemanticRoute"]
@@ -44,6 +45,8 @@ class SemanticRoute:
 class HSuperviseRequest(Payload):
     message_type = "h_supervise_request"
     query: str = Field(min_length=1, max_length=10_000)
+
+    _go = go_text("query")  # Go's content was the query itself
 
 
 class HUnrouted(Payload):
