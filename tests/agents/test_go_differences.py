@@ -4,10 +4,13 @@ what the port does there. Go's figure is worked out in each comment from the Go 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRequest
+from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClient
+from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
 from genie_agents.fraud.models import KycRequest
 from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.lending.models import SimulateLoan
@@ -16,6 +19,7 @@ from genie_agents.markets.mpc import MpcSummary
 from genie_agents.markets.options import OptionRequest
 from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher, TrendRequest
 from genie_agents.payments.models import ConvertCurrency, PaymentRequest, ScfRequest
+from genie_agents.support.semantic import HSuperviseRequest, HSupervisor, SemanticRoute
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
     AlmRequest,
@@ -25,6 +29,7 @@ from genie_agents.treasury.models import (
 )
 
 from genie import InvalidMessageError, MessageTypes
+from genie.policies import InMemoryConsentLedger
 
 from .helpers import ask, one
 
@@ -461,3 +466,45 @@ async def test_trends_too_short_a_series_is_an_error() -> None:
     # Go: len(points) <= window -> Signal{Direction: "steady"}, no means.
     with pytest.raises(ValueError, match=r"'gold etf': need more than window_points \(4\)"):
         await one(trends([10, 20, 30, 40]), TrendRequest(keyword="gold etf"))
+
+
+# --- the service-backed agents, read against agents/voice, h_supervisor, aa_fetcher ----------
+async def test_streamed_speech_is_transcribed_as_one_stream() -> None:
+    # Go transcribes each voice_asr_chunk alone (a one-chunk stream per message): the final
+    # of "hel" then "lo" is the echo of "lo". The port transcribes the audio so far.
+    agent = VoiceStreaming("voice_streaming")
+    await one(agent, VoiceAsrChunk(stream_id="s", seq=0, audio=b"hel"))
+    final = await one(agent, VoiceAsrChunk(stream_id="s", seq=1, audio=b"lo", final=True))
+    assert (final.message_type, final.text) == ("voice_asr_final", "hello (echo)")
+
+
+class _WordEmbedder:
+    """Counts two words, so a query with neither scores 0 against every exemplar."""
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[float(t.split().count(w)) for w in ("card", "otp")] for t in texts]
+
+
+async def test_a_query_like_no_route_is_not_forwarded() -> None:
+    # Go routes every query to its best-scoring route, however low: "hello there" would go
+    # to the first route with a score of 0. The port answers the caller h_unrouted.
+    routes = {"scam": SemanticRoute("phishing_classifier", PhishingCheck, ("otp",))}
+    agent = HSupervisor("h_supervisor", routes=routes, embedder=_WordEmbedder())
+    out = await one(agent, HSuperviseRequest(query="hello there"))
+    assert (out.message_type, out.best_route, out.best_score) == ("h_unrouted", "scam", 0.0)
+
+
+async def test_aa_fetch_without_dates_is_the_whole_statement() -> None:
+    # Go's fixture fills an empty window from the wall clock (the month to today), so the
+    # same request answers differently each day. The port's window is the request's; none
+    # asked, the whole statement (January's and February's 2026 entries alike).
+    ledger = InMemoryConsentLedger()
+    ledger.grant("user-1", "transactions")
+    agent = AaFetcher("aa_fetcher", client=InMemoryFIClient.sample(), ledger=ledger)
+    out = await one(agent, AaFetchRequest(account_id="acct-123"), metadata={"user_id": "user-1"})
+    assert [t.date for t in out.transactions] == [
+        "2026-01-01",
+        "2026-01-03",
+        "2026-01-10",
+        "2026-02-01",
+    ]
