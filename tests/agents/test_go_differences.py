@@ -350,6 +350,7 @@ def test_mpc_refuses_impossible_votes_and_dates() -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"vote_for": 4, "vote_against": 3}, "current"),
         ({"meeting_date": "Feb 2026"}, "current.meeting_date"),
+        ({"meeting_date": "2026-13-01"}, "current.meeting_date"),
     ]
     for bad, field in cases:
         body = {"current": GO_MEETING | bad, "previous": GO_MEETING}

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from genie import BaseAgent, Context, Message, Payload, handler
 
@@ -22,7 +23,7 @@ SURPRISE_BAND_BPS = 15  # a repo move this far from the consensus is a surprise
 class MpcMeeting(Record):
     """One meeting's outcome, field for field the Go system's ``Summary``."""
 
-    meeting_date: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$")
+    meeting_date: str = ""  # YYYY-MM-DD, or blank (Go's zero value)
     repo_rate_pct: float = Field(ge=0, le=50)
     sdf_rate_pct: float = Field(0.0, ge=0, le=50)
     msf_rate_pct: float = Field(0.0, ge=0, le=50)
@@ -35,6 +36,17 @@ class MpcMeeting(Record):
     gdp_projection_pct: float = Field(ge=-30, le=50)
     # The market's expected repo change for this meeting (read on the current meeting only).
     consensus_repo_change_bps: int = Field(0, ge=-500, le=500)
+
+    @field_validator("meeting_date")
+    @classmethod
+    def _a_date(cls, text: str) -> str:
+        try:
+            written = date.fromisoformat(text).isoformat() if text else text
+        except ValueError:
+            written = None
+        if written != text:
+            raise ValueError("must be a date, YYYY-MM-DD (or blank)")
+        return text
 
     @model_validator(mode="after")
     def _six_votes(self) -> MpcMeeting:
