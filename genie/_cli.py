@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
@@ -32,6 +32,9 @@ from ._yamlconf import ConfigFileError
 from .pipeline import Pipeline, RunResult
 from .simulation._command import add_parser as add_simulate
 
+if TYPE_CHECKING:
+    from .llm import LLMStacks
+
 __all__ = ["cli", "main"]
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
@@ -41,6 +44,7 @@ SIGPIPE_EXIT = 141
 def _run(args: argparse.Namespace) -> int:
     pipeline = _load(args)
     payload = pipeline.entry_payload(pipeline.read_input(args.input), args.input or "the input")
+    llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
     if args.audit_key_file and not args.audit:
@@ -58,7 +62,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"cannot write metrics to {args.metrics_out}: {exc.strerror}"
         ) from exc
-    rt = pipeline.runtime(audit=audit, metrics=bool(metrics_out or args.metrics_port is not None))
+    rt = pipeline.runtime(
+        audit=audit, metrics=bool(metrics_out or args.metrics_port is not None), llm=llm
+    )
     server = None
     try:
         if args.metrics_port is not None:
@@ -66,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
             server = rt.metrics.serve(args.metrics_port, args.metrics_host)
             print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
         go = functools.partial(
-            _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None
+            _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None, llm
         )
         result = anyio.run(go)
     finally:
@@ -98,16 +104,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _go(
-    pipeline: Pipeline, rt: Runtime, payload: Payload, timeout: float | None, trace: TextIO | None
+    pipeline: Pipeline,
+    rt: Runtime,
+    payload: Payload,
+    timeout: float | None,
+    trace: TextIO | None,
+    llm: LLMStacks | None = None,
 ) -> RunResult:
-    """One request through ``rt``; with ``trace``, its timeline is printed there live."""
+    """One request through ``rt``; with ``trace``, its timeline is printed there live. The
+    ``llm`` stacks are closed at the end, in the loop that used them."""
     stream = rt.events(buffer=65_536) if trace is not None else None
-    async with anyio.create_task_group() as tg:
-        if stream is not None:
-            assert trace is not None
-            tg.start_soon(_print_trace, stream, trace)
-        async with rt:
-            result = await pipeline.ask(rt, payload, timeout=timeout)
+    try:
+        async with anyio.create_task_group() as tg:
+            if stream is not None:
+                assert trace is not None
+                tg.start_soon(_print_trace, stream, trace)
+            async with rt:
+                result = await pipeline.ask(rt, payload, timeout=timeout)
+    finally:
+        if llm is not None:
+            await llm.aclose()
     return result
 
 

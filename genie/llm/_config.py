@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,6 +30,7 @@ from ._provider import Provider
 from ._residency import Residency
 from ._retry import Retry
 from ._scripted import ScriptedProvider
+from ._types import Response, ToolCall
 
 __all__ = ["LLMConfig", "LLMStacks", "build_stacks", "load_llm_config"]
 
@@ -43,6 +44,29 @@ _ADAPTERS: dict[str, type[HTTPAdapter]] = {
 }
 
 
+class ScriptedToolCall(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptedAnswer(BaseModel):
+    """A scripted answer that calls tools (a plain text answer is a string)."""
+
+    model_config = _STRICT
+    text: str = ""
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+
+    def response(self, index: int) -> Response:
+        calls = tuple(
+            ToolCall(id=f"call-{index}-{n}", name=c.name, arguments=c.arguments)
+            for n, c in enumerate(self.tool_calls, 1)
+        )
+        return Response(
+            text=self.text, tool_calls=calls, finish_reason="tool_calls" if calls else "stop"
+        )
+
+
 class ProviderConfig(BaseModel):
     """One provider. ``api_key_env`` names the environment variable holding its key."""
 
@@ -53,7 +77,7 @@ class ProviderConfig(BaseModel):
     region: str | None = None
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(default=60.0, gt=0)
-    answers: list[str] = Field(default_factory=list)
+    answers: list[str | ScriptedAnswer] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -221,7 +245,8 @@ def build_stacks(
         base: ScriptedProvider | HTTPAdapter
         if p.kind == "scripted":
             base = ScriptedProvider(
-                p.answers or ["(scripted empty response)"],
+                [a if isinstance(a, str) else a.response(i) for i, a in enumerate(p.answers, 1)]
+                or ["(scripted empty response)"],
                 name=name,
                 region=p.region or "on-prem",
                 model=p.model or "scripted-model",

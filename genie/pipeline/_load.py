@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -34,7 +34,10 @@ from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
-from ._schema import PipelineFile, _Model, validate_file
+from ._schema import AgentDecl, PipelineFile, _Model, validate_file
+
+if TYPE_CHECKING:
+    from ..llm._config import LLMConfig
 
 __all__ = ["interpolate", "load_pipeline"]
 
@@ -160,6 +163,7 @@ class _Checker:
         self.types: dict[str, type[Payload]] = {}
         self.gathers: dict[str, type[Gathered]] = {}
         self.instances: dict[str, Agent] = {}
+        self.llm: LLMConfig | None = None
         # Types an agent that failed to load might bring: any type of the catalogue when it was
         # a catalogue name, any type at all (None) when it was a module:Class.
         self.maybe_types: set[str] | None = set()
@@ -181,6 +185,7 @@ class _Checker:
         self.problems.append(f"{self.path}:{line_of(self.lines, loc)}: {_key(loc)}: {reason}")
 
     def pipeline(self) -> Pipeline:
+        self.check_llm()
         self.check_agents()
         self.check_gathers()
         ids = self.ids()
@@ -205,7 +210,66 @@ class _Checker:
             entry_model,
             graph,
             inputs,
+            self.llm,
         )
+
+    # --- the llm: section ----------------------------------------------------------------------
+    def check_llm(self) -> None:
+        if self.config.llm is None:
+            return
+        # httpx and the adapters are imported only for a file that calls a model.
+        from ..llm._config import LLMConfig
+
+        try:
+            self.llm = validate(LLMConfig, self.config.llm, self.path, self.lines, ("llm",))
+        except ConfigFileError as exc:
+            self.problems += exc.problems
+
+    def llm_params(self, decl: AgentDecl, spec: AgentSpec, at: Loc) -> dict[str, Any] | None:
+        """``decl.params`` for a throwaway instance, with a stand-in for the model the agent
+        calls; None (the problem reported) when its ``llm`` does not fit its class."""
+        params = dict(decl.params)
+        takes_llm = "llm" in spec.params.model_fields
+        if "llm" in params and takes_llm:
+            self.fail(
+                (*at, "params", "llm"),
+                "an agent's model is named by its own 'llm:' key (a stack of the file's "
+                "llm: section), not by a parameter",
+            )
+            return None
+        if decl.llm is None:
+            if takes_llm and spec.params.model_fields["llm"].is_required():
+                self.fail(
+                    (*at, "use"),
+                    f"{spec.name} calls a model: give the agent an 'llm:' key naming a stack "
+                    "of the file's llm: section",
+                )
+                return None
+            return params
+        if not takes_llm:
+            self.fail((*at, "llm"), f"{spec.name} calls no model (it takes no llm)")
+            return None
+        if not self.known_stack(decl.llm, (*at, "llm")):
+            return None
+        from ..llm._scripted import ScriptedProvider  # the file has an llm: section
+
+        params["llm"] = ScriptedProvider(name=decl.llm)
+        return params
+
+    def known_stack(self, name: str, at: Loc) -> bool:
+        if self.config.llm is None:
+            self.fail(at, f"llm stack {name!r}: the file has no llm: section to declare it")
+            return False
+        if self.llm is None:
+            return False  # the section is wrong: reported there
+        if name in self.llm.stacks:
+            return True
+        hint = did_you_mean(name, self.llm.stacks)
+        if not hint:
+            declared = ", ".join(sorted(self.llm.stacks)) or "none"
+            hint = f" (declared stacks: {declared})"
+        self.fail(at, f"no llm stack named {name!r}{hint}")
+        return False
 
     # --- agents and gathers --------------------------------------------------------------------
     def ids(self) -> dict[str, Loc]:
@@ -232,10 +296,13 @@ class _Checker:
             # The class is known, so its types are, even if its parameters are wrong.
             for model in (*spec.consumes, *spec.produces):
                 self.add_type(model, (*at, "use"))
+            params = self.llm_params(decl, spec, at)
+            if params is None:
+                continue
             try:
                 # A throwaway instance: constructor errors surface now, and the graph reads
                 # where pass-through agents forward.
-                self.instances[decl.id] = spec.create(decl.id, decl.params)
+                self.instances[decl.id] = spec.create(decl.id, params)
             except ValidationError as exc:
                 self.problems += problems(exc, self.path, self.lines, (*at, "params"))
                 continue

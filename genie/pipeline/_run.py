@@ -31,6 +31,7 @@ from ._schema import AgentDecl, PipelineFile
 
 if TYPE_CHECKING:
     from .._metrics import Metrics
+    from ..llm._config import LLMConfig, LLMStacks
 
 __all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
 
@@ -149,6 +150,7 @@ class Pipeline:
         entry_model: type[Payload],
         graph: Graph,
         inputs: Callable[..., object] | None = None,
+        llm: LLMConfig | None = None,
     ) -> None:
         self.path = path
         self.config = config
@@ -160,6 +162,28 @@ class Pipeline:
         self.graph = graph
         # simulation.inputs: called as inputs(rng, session, **params) -> the input text
         self.inputs = inputs
+        self.llm = llm  # the checked llm: section, if the file has one
+
+    def llm_stacks(self, environ: Mapping[str, str] | None = None) -> LLMStacks | None:
+        """The providers of the stacks this pipeline's agents name, built now from ``environ``
+        (default: the process environment), so a missing key is a ``ConfigurationError``
+        naming it before the run starts, not at the first call. A provider no agent uses
+        needs no key. None when no agent calls a model. The caller closes them
+        (``await stacks.aclose()``)."""
+        used = {decl.llm for decl in self.config.agents if decl.llm is not None}
+        if self.llm is None or not used:
+            return None
+        from ..llm._config import build_stacks  # httpx: only for a pipeline that calls a model
+
+        stacks = {name: s for name, s in self.llm.stacks.items() if name in used}
+        providers = {p for s in stacks.values() for p in s.providers}
+        config = self.llm.model_copy(
+            update={
+                "stacks": stacks,
+                "providers": {n: p for n, p in self.llm.providers.items() if n in providers},
+            }
+        )
+        return build_stacks(config, environ)
 
     @property
     def name(self) -> str:
@@ -187,10 +211,15 @@ class Pipeline:
         policies: Sequence[Policy] = (),
         metrics: bool | Metrics = False,
         adapt: Callable[[Agent, AgentOptions], tuple[Agent, AgentOptions]] | None = None,
+        llm: LLMStacks | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
-        it is added (simulations inject faults this way)."""
+        it is added (simulations inject faults this way). ``llm`` gives the agents their
+        models (see ``llm_stacks``, whose stacks the caller closes); without it they are
+        built here from the environment."""
+        if llm is None:
+            llm = self.llm_stacks()
         limits = self.config.limits
         rt = Runtime(
             policies=(*self.policies, *policies),
@@ -202,7 +231,11 @@ class Pipeline:
             metrics=metrics,
         )
         for decl in self.config.agents:
-            agent: Agent = self.specs[decl.id].create(decl.id, decl.params)
+            params = decl.params
+            if decl.llm is not None:
+                assert llm is not None  # an agent names a stack, so llm_stacks built it
+                params = {**params, "llm": llm[decl.llm]}
+            agent: Agent = self.specs[decl.id].create(decl.id, params)
             if decl.risk is not None:
                 agent.risk = decl.risk  # type: ignore[attr-defined]
             options = self._options(decl)
@@ -309,8 +342,13 @@ class Pipeline:
         ``metrics`` (a ``genie.Metrics``) is filled in by the run."""
         text = self.read_input(input_path, input)
         payload = self.entry_payload(text, input_path or "the input")
-        async with self.runtime(audit=audit, metrics=metrics or False) as rt:
-            return await self.ask(rt, payload, timeout=timeout)
+        stacks = self.llm_stacks()
+        try:
+            async with self.runtime(audit=audit, metrics=metrics or False, llm=stacks) as rt:
+                return await self.ask(rt, payload, timeout=timeout)
+        finally:
+            if stacks is not None:
+                await stacks.aclose()
 
     async def ask(
         self, rt: Runtime, payload: Payload, *, timeout: float | None = None

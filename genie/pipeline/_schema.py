@@ -75,6 +75,7 @@ class AgentDecl(_Model):
     fallback: str | None = None
     risk: Risk | None = None
     overflow: Literal["overdraft", "shed"] = "overdraft"
+    llm: Name | None = None  # the stack of the file's ``llm:`` section the agent calls
 
 
 class Expect(_Model):
@@ -171,6 +172,8 @@ class PipelineFile(_Model):
     output: Name
     timeout: Seconds = 30.0
     simulation: Simulation = Simulation()
+    # Checked by genie.llm's own model, imported only when a file has this section.
+    llm: dict[str, Any] | None = None
 
 
 def validate_file(
