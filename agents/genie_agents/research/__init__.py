@@ -1,6 +1,14 @@
-"""Research agents with static, offline answers (an LLM-backed deep research needs a model
-provider and is not ported)."""
+"""Research agents: static macro and rate outlooks, and deep research (a ReAct loop over a
+model whose tool calls are requests to the corpus agent; offline without a model)."""
 
+from .deep import (
+    CorpusQuery,
+    CorpusSearch,
+    CorpusSnippet,
+    DeepResearch,
+    ResearchBrief,
+    ResearchRequest,
+)
 from .outlooks import (
     MacroContext,
     MacroContextResult,
@@ -10,14 +18,25 @@ from .outlooks import (
     RateWatcher,
 )
 
-AGENTS = {"macro_research": MacroResearch, "rate_watcher": RateWatcher}
+AGENTS = {
+    "corpus_search": CorpusSearch,
+    "deep_research": DeepResearch,
+    "macro_research": MacroResearch,
+    "rate_watcher": RateWatcher,
+}
 
 __all__ = [
     "AGENTS",
+    "CorpusQuery",
+    "CorpusSearch",
+    "CorpusSnippet",
+    "DeepResearch",
     "MacroContext",
     "MacroContextResult",
     "MacroResearch",
     "RateOutlook",
     "RateOutlookResult",
     "RateWatcher",
+    "ResearchBrief",
+    "ResearchRequest",
 ]

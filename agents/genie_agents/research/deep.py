@@ -1,0 +1,228 @@
+"""Deep research (Go's ``deep_research``): a ReAct loop over a model, whose tool calls are
+messages to a corpus agent (``ctx.request``), so each is a governed delivery like any other.
+Without a model, or when the model fails, the offline brief asks the corpus agent once per
+corpus, as Go's stub resolver did."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
+from genie.llm import (
+    CallContext,
+    ChatMessage,
+    LLMError,
+    Provider,
+    Request,
+    Tool,
+    ToolCall,
+)
+
+__all__ = [
+    "CorpusQuery",
+    "CorpusSearch",
+    "CorpusSnippet",
+    "DeepResearch",
+    "ResearchBrief",
+    "ResearchRequest",
+]
+
+CORPORA = ("rbi", "sahamati", "fiu_ind")
+SYSTEM = (
+    "You are a precise financial researcher. Use the available tools to gather facts before "
+    "answering. Cite the source corpus for every claim."
+)
+DISCLAIMERS = {
+    "react": "Synthesised by an AI research loop. Verify all citations and quotations against "
+    "the original RBI/Sahamati/FIU-IND publications before relying on them.",
+    "offline": "Offline mode: deterministic snippets from the stub corpus, no model was asked.",
+}
+
+
+class Citation(BaseModel):
+    title: str
+    url: str = ""
+    quote: str = ""
+
+
+class ResearchRequest(Payload):
+    message_type = "research_request"
+    question: str = Field(min_length=1, max_length=4000)
+    sources: list[str] = Field(default_factory=list, max_length=16)
+    max_steps: int = Field(default=4, ge=1, le=16)
+
+
+class ResearchBrief(Payload):
+    message_type = "research_brief"
+    question: str
+    summary: str
+    citations: list[Citation]
+    steps: int
+    mode: Literal["react", "offline"]
+    disclaimer: str
+
+
+class CorpusQuery(Payload):
+    """Search one corpus (``rbi``, ``sahamati`` or ``fiu_ind``) for a short factual snippet."""
+
+    message_type = "corpus_query"
+    corpus: str = Field(min_length=1, max_length=64)
+    query: str = Field(min_length=1, max_length=2000)
+
+
+class CorpusSnippet(Payload):
+    message_type = "corpus_snippet"
+    corpus: str
+    snippet: str
+    citation: Citation
+
+
+_STUB = {
+    "rbi": (
+        "RBI circulars are indexed under master directions per topic.",
+        Citation(
+            title="RBI master directions",
+            url="https://rbi.org.in/Scripts/BS_ViewMasDirections.aspx",
+        ),
+    ),
+    "sahamati": (
+        "Sahamati Account Aggregator framework defines FIP/FIU/AA roles.",
+        Citation(title="Sahamati AA specs", url="https://sahamati.org.in/"),
+    ),
+    "fiu_ind": (
+        "FIU-IND requires STR within 7 days, CTR for cash ≥₹10L, CCR within 7 days.",
+        Citation(title="FIU-IND reporting", url="https://fiuindia.gov.in/"),
+    ),
+}
+
+
+class CorpusSearch(BaseAgent):
+    """The research corpus as a tool agent: a snippet and its citation per corpus query (Go's
+    offline stub: ``rbi``, ``sahamati``, ``fiu_ind``; any other corpus has no snippet)."""
+
+    capabilities = ("corpus_search",)
+    produces = (CorpusSnippet,)
+
+    @handler
+    async def on_query(self, payload: CorpusQuery, ctx: Context) -> Message:
+        snippet, citation = _STUB.get(
+            payload.corpus,
+            (
+                f"No snippet found for {payload.query!r} in {payload.corpus!r}.",
+                Citation(title="no_source"),
+            ),
+        )
+        return ctx.reply(CorpusSnippet(corpus=payload.corpus, snippet=snippet, citation=citation))
+
+
+_SEARCH = Tool.from_model(
+    CorpusQuery,
+    name="corpus_search",
+    description="Search one corpus (rbi, sahamati or fiu_ind) for a short factual snippet.",
+)
+
+
+class DeepResearch(BaseAgent):
+    """A cited research brief: a ReAct loop (at most ``max_steps`` model calls) whose
+    ``corpus_search`` tool calls are requests to the ``tools`` agent; offline, or when the
+    model fails, one request per corpus and the snippets joined."""
+
+    capabilities = ("deep_research",)
+    risk = Risk.MEDIUM
+    produces = (ResearchBrief, CorpusQuery)
+
+    def __init__(
+        self,
+        id: str = "deep_research",
+        *,
+        tools: str = "corpus_search",
+        llm: Provider | None = None,
+        model: str | None = None,
+        max_tokens: int = 1024,
+    ) -> None:
+        super().__init__(id)
+        self.tools = tools
+        self.llm = llm
+        self.model = model
+        self.max_tokens = max_tokens
+
+    @handler
+    async def on_request(self, payload: ResearchRequest, ctx: Context) -> Message:
+        brief = None
+        if self.llm is not None:
+            try:
+                brief = await self._react(payload, ctx)
+            except LLMError as exc:  # Go degrades to the offline brief; the log says why
+                ctx.logger.warning("deep_research: model failed, offline brief: %s", exc)
+        if brief is None:
+            brief = await self._offline(payload, ctx)
+        return ctx.emit(brief)
+
+    async def _search(self, ctx: Context, query: CorpusQuery) -> CorpusSnippet:
+        answer = await ctx.request(self.tools, query)
+        return CorpusSnippet.model_validate(answer.payload.model_dump())
+
+    async def _offline(self, payload: ResearchRequest, ctx: Context) -> ResearchBrief:
+        parts, citations = [], []
+        for corpus in payload.sources or CORPORA:
+            found = await self._search(ctx, CorpusQuery(corpus=corpus, query=payload.question))
+            parts.append(f"[{corpus}] {found.snippet}")
+            citations.append(found.citation)
+        return ResearchBrief(
+            question=payload.question.strip(),
+            summary="\n".join(parts),
+            citations=citations,
+            steps=len(parts),
+            mode="offline",
+            disclaimer=DISCLAIMERS["offline"],
+        )
+
+    async def _react(self, payload: ResearchRequest, ctx: Context) -> ResearchBrief | None:
+        """None when the loop ends without an answer (every step spent on tools)."""
+        assert self.llm is not None
+        messages = [ChatMessage.user(payload.question.strip())]
+        citations: list[Citation] = []
+        call_context = CallContext.of(ctx.message)
+        for step in range(1, payload.max_steps + 1):
+            response = await self.llm.complete(
+                Request(
+                    system=SYSTEM,
+                    messages=tuple(messages),
+                    model=self.model,
+                    tools=(_SEARCH,),
+                    max_tokens=self.max_tokens,
+                    context=call_context,
+                )
+            )
+            if not response.tool_calls:
+                return ResearchBrief(
+                    question=payload.question.strip(),
+                    summary=response.text.strip(),
+                    citations=citations,
+                    steps=step,
+                    mode="react",
+                    disclaimer=DISCLAIMERS["react"],
+                )
+            messages.append(ChatMessage.assistant(response.text, response.tool_calls))
+            for call in response.tool_calls:
+                text, cited = await self._tool(ctx, call)
+                messages.append(ChatMessage.tool_result(call, text))
+                if cited is not None and cited not in citations:
+                    citations.append(cited)
+        return None
+
+    async def _tool(self, ctx: Context, call: ToolCall) -> tuple[str, Citation | None]:
+        """The tool's answer as the model reads it, and its citation; a bad call is told to
+        the model, which may correct it, rather than failing the request."""
+        if call.name != _SEARCH.name:
+            return f"error: unknown tool {call.name!r} (the tool is {_SEARCH.name!r})", None
+        try:
+            query = CorpusQuery.model_validate(call.arguments)
+        except ValueError as exc:
+            return f"error: bad arguments for {_SEARCH.name}: {exc}", None
+        found = await self._search(ctx, query)
+        text = json.dumps({"snippet": found.snippet, "source": found.citation.model_dump()})
+        return text, found.citation

@@ -1,0 +1,178 @@
+"""The ``llm:`` section of a pipeline file, and the shipped research pipeline over it: stacks
+named by agents, checked by ``genie validate`` with file and line, keys read from the
+environment at start, and the same file pointed at an OpenAI-compatible server by one --set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genie._cli import main
+from genie._errors import ConfigurationError
+from genie._yamlconf import ConfigFileError
+from genie.pipeline import load_pipeline
+
+from .server import ProviderServer, Reply
+
+ROOT = Path(__file__).resolve().parents[2]
+RESEARCH = ROOT / "config" / "pipelines" / "research.yaml"
+
+pytestmark = pytest.mark.anyio
+
+HEAD = (
+    "llm:\n"
+    "  providers:\n"
+    "    local: {kind: scripted, answers: [hello]}\n"
+    "  stacks:\n"
+    "    research: {providers: [local]}\n"
+)
+TAIL = (
+    "  - id: corpus_search\n"
+    "    use: corpus_search\n"
+    "entry: {type: research_request, to: deep_research}\n"
+    "output: research_brief\n"
+)
+
+
+def problems_of(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigFileError) as caught:
+        load_pipeline(path)
+    return [p.replace(f"{path}:", "") for p in caught.value.problems]
+
+
+def test_an_unknown_stack_is_named_with_its_line_and_the_closest_stack(tmp_path: Path) -> None:
+    text = HEAD + "agents:\n  - id: deep_research\n    use: deep_research\n    llm: reserch\n"
+    assert problems_of(tmp_path, text + TAIL) == [
+        "9: agents.0.llm: no llm stack named 'reserch' (did you mean 'research'?)"
+    ]
+
+
+def test_a_stack_without_an_llm_section_is_refused(tmp_path: Path) -> None:
+    text = "agents:\n  - id: deep_research\n    use: deep_research\n    llm: research\n"
+    assert problems_of(tmp_path, text + TAIL) == [
+        "4: agents.0.llm: llm stack 'research': the file has no llm: section to declare it"
+    ]
+
+
+def test_a_model_given_as_a_parameter_is_refused(tmp_path: Path) -> None:
+    text = HEAD + "agents:\n  - id: deep_research\n    use: deep_research\n"
+    text += "    params: {llm: research}\n"
+    [problem] = problems_of(tmp_path, text + TAIL)
+    assert problem.startswith("9: agents.0.params.llm: an agent's model is named by its own")
+
+
+def test_an_agent_that_calls_no_model_takes_no_stack(tmp_path: Path) -> None:
+    text = HEAD + "agents:\n  - id: deep_research\n    use: deep_research\n"
+    text += TAIL.replace("use: corpus_search\n", "use: corpus_search\n    llm: research\n", 1)
+    assert problems_of(tmp_path, text) == [
+        "11: agents.1.llm: corpus_search calls no model (it takes no llm)"
+    ]
+
+
+def test_a_mistake_in_the_llm_section_names_its_line_and_key(tmp_path: Path) -> None:
+    text = HEAD.replace("kind: scripted", "kind: scriptd") + "agents:\n"
+    text += "  - id: deep_research\n    use: deep_research\n    llm: research\n"
+    [problem] = problems_of(tmp_path, text + TAIL)
+    assert problem.startswith("3: llm.providers.local.kind: Input should be")
+
+
+def test_a_key_is_never_read_from_the_file(tmp_path: Path) -> None:
+    text = HEAD.replace("kind: scripted, answers: [hello]", "kind: openai, api_key: sk-x")
+    text += "agents:\n  - id: deep_research\n    use: deep_research\n    llm: research\n"
+    [problem] = problems_of(tmp_path, text + TAIL)
+    assert problem.startswith("3: llm.providers.local.api_key: unknown key")
+
+
+def test_importing_genie_pipeline_imports_no_http_client() -> None:
+    code = "import sys, genie.pipeline; print('httpx' in sys.modules, 'genie.llm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+async def test_the_research_pipeline_runs_offline_through_its_tool_agent() -> None:
+    result = await load_pipeline(RESEARCH).run()
+    assert result.ok, result
+    assert result.output is not None
+    brief = result.output.payload.model_dump()
+    assert brief["mode"] == "react"
+    assert brief["steps"] == 2  # one step of two searches, then the answer
+    assert [c["title"] for c in brief["citations"]] == [
+        "FIU-IND reporting",
+        "RBI master directions",
+    ]
+    assert brief["summary"].startswith("A regulated entity files a suspicious transaction report")
+    # each search was a delivery of the runtime: the entry, two queries, two snippets offered
+    assert result.stats.delivered == 3
+
+
+def test_a_missing_key_stops_the_run_at_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pipeline = load_pipeline(RESEARCH, variables={"LLM": "openai"})
+    with pytest.raises(ConfigurationError, match="environment variable OPENAI_API_KEY is not set"):
+        pipeline.llm_stacks()
+    assert main(["run", str(RESEARCH), "--set", "LLM=openai"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "llm provider 'openai': environment variable OPENAI_API_KEY is not set" in err
+
+
+def test_an_unused_provider_needs_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    stacks = load_pipeline(RESEARCH).llm_stacks()
+    assert stacks is not None
+    assert list(stacks.stacks) == ["scripted"]
+
+
+def test_one_set_points_it_at_an_openai_compatible_server(
+    server: ProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-research")
+    monkeypatch.setenv("OPENAI_MODEL", "gpt-test")
+    search = {"name": "corpus_search", "arguments": '{"corpus": "sahamati", "query": "AA"}'}
+    server.script(
+        "/v1/chat/completions",
+        _openai(
+            {"content": None, "tool_calls": [{"id": "c1", "type": "function", "function": search}]}
+        ),
+        _openai({"content": "AA roles are FIP, FIU and AA."}),
+    )
+    assert main(["run", str(RESEARCH), "--set", "LLM=openai", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert '"mode": "react"' in out, captured.err
+    assert '"summary": "AA roles are FIP, FIU and AA."' in out
+    assert '"title": "Sahamati AA specs"' in out
+    first, second = server.received
+    assert first.path == second.path == "/v1/chat/completions"
+    assert first.headers["authorization"] == "Bearer sk-test-research"
+    assert first.body["model"] == "gpt-test"
+    assert first.body["tools"][0]["function"]["name"] == "corpus_search"
+    # the corpus agent's answer went back to the model as the tool's result
+    tool_turn = second.body["messages"][-1]
+    assert tool_turn["role"] == "tool"
+    assert tool_turn["tool_call_id"] == "c1"
+    assert "Sahamati Account Aggregator framework" in tool_turn["content"]
+    assert "sk-test-research" not in out
+
+
+def _openai(message: dict[str, object]) -> Reply:
+    body = {
+        "id": "r",
+        "model": "gpt-test",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+    }
+    return Reply(chunks=(json.dumps(body).encode(),), headers={"content-type": "application/json"})
