@@ -157,7 +157,17 @@ def test_treasury_short_of_liquidity_is_red(tmp_path: Path, capsys: Capture) -> 
     assert out["lines"][2].startswith("ALM breaches: 1-7d, 8-14d")
 
 
-@pytest.mark.parametrize("name", ["onboarding", "lending", "treasury"])
+def test_research_sample_is_a_cited_brief_offline(capsys: Capture) -> None:
+    code, result = run(capsys, "research")
+    assert code == 0
+    brief = decision(result)
+    # the scripted model searched fiu_ind and rbi (one step), then answered (a second)
+    assert (brief["mode"], brief["steps"]) == ("react", 2)
+    assert [c["title"] for c in brief["citations"]] == ["FIU-IND reporting", "RBI master directions"]
+    assert brief["question"] == "What must a regulated entity report to FIU-IND, and by when?"
+
+
+@pytest.mark.parametrize("name", ["onboarding", "lending", "treasury", "research"])
 def test_from_python(name: str) -> None:
     result = anyio.run(load_pipeline(PIPELINES / f"{name}.yaml").run)
     assert result.ok
