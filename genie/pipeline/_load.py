@@ -8,6 +8,7 @@ import fnmatch
 import inspect
 import os
 import re
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +121,13 @@ def load_pipeline(
     return _Checker(path, config, doc.lines, catalogue, found, [*quiet, *pruned]).pipeline()
 
 
+def takes_panel(annotation: Any) -> bool:
+    """Whether an agent's ``llm`` parameter is a panel of models (a tuple or list of them)."""
+    return typing.get_origin(annotation) in (tuple, list) or any(
+        typing.get_origin(a) in (tuple, list) for a in typing.get_args(annotation)
+    )
+
+
 def _unused(path: Path, variables: Mapping[str, str], used: set[str]) -> list[str]:
     """A problem for each of ``variables`` the file never uses: the closest name it does use,
     or, when none is close, every name it uses."""
@@ -226,11 +234,11 @@ class _Checker:
             self.problems += exc.problems
 
     def llm_params(self, decl: AgentDecl, spec: AgentSpec, at: Loc) -> dict[str, Any] | None:
-        """``decl.params`` for a throwaway instance, with a stand-in for the model the agent
+        """``decl.params`` for a throwaway instance, with stand-ins for the models the agent
         calls; None (the problem reported) when its ``llm`` does not fit its class."""
         params = dict(decl.params)
-        takes_llm = "llm" in spec.params.model_fields
-        if "llm" in params and takes_llm:
+        field = spec.params.model_fields.get("llm")
+        if field is not None and "llm" in params:
             self.fail(
                 (*at, "params", "llm"),
                 "an agent's model is named by its own 'llm:' key (a stack of the file's "
@@ -238,7 +246,7 @@ class _Checker:
             )
             return None
         if decl.llm is None:
-            if takes_llm and spec.params.model_fields["llm"].is_required():
+            if field is not None and field.is_required():
                 self.fail(
                     (*at, "use"),
                     f"{spec.name} calls a model: give the agent an 'llm:' key naming a stack "
@@ -246,14 +254,24 @@ class _Checker:
                 )
                 return None
             return params
-        if not takes_llm:
+        if field is None:
             self.fail((*at, "llm"), f"{spec.name} calls no model (it takes no llm)")
             return None
-        if not self.known_stack(decl.llm, (*at, "llm")):
+        panel = takes_panel(field.annotation)
+        if isinstance(decl.llm, list) and not panel:
+            self.fail((*at, "llm"), f"{spec.name} calls one model: name one stack, not a list")
+            return None
+        names = [decl.llm] if isinstance(decl.llm, str) else decl.llm
+        known = [
+            self.known_stack(name, (*at, "llm", j) if isinstance(decl.llm, list) else (*at, "llm"))
+            for j, name in enumerate(names)
+        ]
+        if not all(known):
             return None
         from ..llm._scripted import ScriptedProvider  # the file has an llm: section
 
-        params["llm"] = ScriptedProvider(name=decl.llm)
+        stand_ins = [ScriptedProvider(name=name) for name in names]
+        params["llm"] = stand_ins if panel else stand_ins[0]
         return params
 
     def known_stack(self, name: str, at: Loc) -> bool:

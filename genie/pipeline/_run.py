@@ -170,7 +170,7 @@ class Pipeline:
         naming it before the run starts, not at the first call. A provider no agent uses
         needs no key. None when no agent calls a model. The caller closes them
         (``await stacks.aclose()``)."""
-        used = {decl.llm for decl in self.config.agents if decl.llm is not None}
+        used = {name for decl in self.config.agents for name in _stacks_of(decl)}
         if self.llm is None or not used:
             return None
         from ..llm._config import build_stacks  # httpx: only for a pipeline that calls a model
@@ -234,7 +234,10 @@ class Pipeline:
             params = decl.params
             if decl.llm is not None:
                 assert llm is not None  # an agent names a stack, so llm_stacks built it
-                params = {**params, "llm": llm[decl.llm]}
+                if isinstance(decl.llm, str):
+                    params = {**params, "llm": llm[decl.llm]}
+                else:  # a panel
+                    params = {**params, "llm": [llm[name] for name in decl.llm]}
             agent: Agent = self.specs[decl.id].create(decl.id, params)
             if decl.risk is not None:
                 agent.risk = decl.risk  # type: ignore[attr-defined]
@@ -380,6 +383,12 @@ class Pipeline:
         """What ends a request: the output, or any message addressed back to its sender."""
         output, caller = self.config.output, request.sender
         return lambda m: m.type == output or m.recipient == caller
+
+
+def _stacks_of(decl: AgentDecl) -> list[str]:
+    if decl.llm is None:
+        return []
+    return [decl.llm] if isinstance(decl.llm, str) else decl.llm
 
 
 def run_status(reply: Message | None, result: GatherResult, output: str) -> RunStatus:

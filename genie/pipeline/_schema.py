@@ -75,7 +75,8 @@ class AgentDecl(_Model):
     fallback: str | None = None
     risk: Risk | None = None
     overflow: Literal["overdraft", "shed"] = "overdraft"
-    llm: Name | None = None  # the stack of the file's ``llm:`` section the agent calls
+    # The stack of the file's ``llm:`` section the agent calls; a list for a panel of them.
+    llm: Name | list[Name] | None = None
 
 
 class Expect(_Model):
