@@ -24,6 +24,8 @@ from genie import (
     TestContext,
     UnhandledMessageError,
 )
+from genie.llm import ScriptedProvider
+from genie.pipeline._load import takes_panel
 
 CATALOGUE = Catalogue.installed()
 SPECS = sorted(CATALOGUE, key=lambda s: s.name)
@@ -50,13 +52,22 @@ def test_a_payload_that_fails_the_model_names_type_and_field(spec: AgentSpec) ->
             types.parse_payload(model.message_type, {"not_a_field": 1})
 
 
+def required_models(spec: AgentSpec) -> dict[str, object]:
+    """The model an agent cannot be built without (a scripted one; a panel of one)."""
+    field = spec.params.model_fields.get("llm")
+    if field is None or not field.is_required():
+        return {}
+    model = ScriptedProvider()
+    return {"llm": [model] if takes_panel(field.annotation) else model}
+
+
 class Stranger(Payload):
     message_type = "stranger"
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if not s.consumes_any], ids=lambda s: s.name)
 async def test_a_type_the_agent_does_not_handle_is_refused(spec: AgentSpec) -> None:
-    agent = spec.create(spec.name)
+    agent = spec.create(spec.name, required_models(spec))
     msg = Message.new(Stranger(), sender="upstream", recipient=spec.name)
     with pytest.raises(UnhandledMessageError, match=f"agent '{spec.name}' has no handler"):
         await agent.handle(msg, TestContext(agent.id, msg))

@@ -1,5 +1,6 @@
 """Personal-finance advisory agents."""
 
+from .moa import MoaRecommender
 from .planning import (
     AssetAllocator,
     DividendPlanner,
@@ -14,6 +15,7 @@ AGENTS = {
     "asset_allocator": AssetAllocator,
     "dividend_planner": DividendPlanner,
     "financial_educator": FinancialEducator,
+    "moa_recommender": MoaRecommender,
 }
 
 __all__ = [
@@ -23,4 +25,5 @@ __all__ = [
     "EmergencyFundAdvisor",
     "FinancialEducator",
     "GoalPlanner",
+    "MoaRecommender",
 ]

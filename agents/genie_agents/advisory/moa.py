@@ -1,6 +1,6 @@
 """A mixture-of-agents panel (Go's ``moa_recommender``): the same question to every panellist
-at once, the most frequent identical answer wins. A building block: the agent itself waits for
-agents to get their LLM stacks from the pipeline's ``llm:`` section."""
+at once, the most frequent identical answer wins. ``ask_panel`` is the function; the
+``MoaRecommender`` agent asks it with the stacks a pipeline names (``llm: [a, b, c]``)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
+from pydantic import BaseModel, Field
 
-from genie.llm import LLMError, Provider, Request
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
+from genie.llm import CallContext, ChatMessage, LLMError, Provider, Request
 
-__all__ = ["PanelError", "PanelResult", "ask_panel"]
+from .._go import go_text
+
+__all__ = [
+    "Candidate",
+    "MoaRecommendRequest",
+    "MoaRecommendation",
+    "MoaRecommender",
+    "PanelError",
+    "PanelResult",
+    "ask_panel",
+]
 
 
 class PanelError(LLMError):
@@ -54,3 +66,80 @@ async def ask_panel(panel: Sequence[Provider], request: Request) -> PanelResult:
     text = next(a for a in given if counts[a] == best)
     by_name = {p.name: a for p, a in zip(panel, answers, strict=True) if a is not None}
     return PanelResult(text=text, votes=best, answers=by_name, errors=errors)
+
+
+class MoaRecommendRequest(Payload):
+    message_type = "moa_recommend_request"
+    question: str = Field(min_length=1, max_length=8000)
+
+    _go = go_text("question")  # Go's content was the question itself
+
+
+class Candidate(BaseModel):
+    panellist: str
+    text: str = ""
+    error: str = ""
+
+
+class MoaRecommendation(Payload):
+    """Go's ``Outcome``: the winning panellist (the first in panel order to give the winning
+    text), the votes per distinct answer, and every panellist's answer or error."""
+
+    message_type = "moa_recommendation"
+    winner: str
+    winner_text: str
+    votes: dict[str, int]
+    candidates: list[Candidate]
+
+
+class MoaRecommender(BaseAgent):
+    """A recommendation by majority: the question to every panellist (``llm``: a list of
+    stacks) in parallel (256 tokens, temperature 0.2); identical answers vote, a tie goes to
+    panel order. Fails with ``all panellists failed`` when none answers."""
+
+    capabilities = ("moa_recommend",)
+    risk = Risk.MEDIUM
+    produces = (MoaRecommendation,)
+
+    def __init__(
+        self,
+        id: str = "moa_recommender",
+        *,
+        llm: tuple[Provider, ...],
+        system: str = "You are a careful Indian personal-finance adviser. Answer in one "
+        "short recommendation.",
+        model: str | None = None,
+    ) -> None:
+        super().__init__(id)
+        if not llm:
+            raise ValueError("empty panel: give llm a list of at least one stack")
+        self.panel = llm
+        self.system = system
+        self.model = model
+
+    @handler
+    async def on_request(self, payload: MoaRecommendRequest, ctx: Context) -> Message:
+        request = Request(
+            system=self.system,
+            messages=(ChatMessage.user(payload.question),),
+            model=self.model,
+            max_tokens=256,
+            temperature=0.2,
+            context=CallContext.of(ctx.message),
+        )
+        result = await ask_panel(self.panel, request)
+        votes = Counter(result.answers.values())
+        winner = next(name for name, text in result.answers.items() if text == result.text)
+        candidates = [
+            Candidate(
+                panellist=p.name,
+                text=result.answers.get(p.name, ""),
+                error=result.errors.get(p.name, ""),
+            )
+            for p in self.panel
+        ]
+        return ctx.emit(
+            MoaRecommendation(
+                winner=winner, winner_text=result.text, votes=dict(votes), candidates=candidates
+            )
+        )

@@ -11,6 +11,7 @@ from .ingest import Normalizer as Normalizer
 from .insights import BulkStatementAnalyzer as BulkStatementAnalyzer
 from .insights import CarbonEstimator as CarbonEstimator
 from .insights import SubscriptionDetector as SubscriptionDetector
+from .receipts import ReceiptOcr as ReceiptOcr
 from .report import Reporter as Reporter
 from .supervisor import FinancialSupervisor as FinancialSupervisor
 
@@ -27,6 +28,7 @@ AGENTS = {
     "subscription_detector": SubscriptionDetector,
     "carbon_estimator": CarbonEstimator,
     "bulk_statement_analyzer": BulkStatementAnalyzer,
+    "receipt_ocr": ReceiptOcr,
 }
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Forecaster",
     "Ingestor",
     "Normalizer",
+    "ReceiptOcr",
     "Recommender",
     "Reporter",
     "SubscriptionDetector",

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from genie import BaseAgent, Context, Message, Payload, Risk, handler
+from genie import BaseAgent, Context, DeniedError, Message, Payload, Risk, handler
 from genie.llm import (
     CallContext,
     ChatMessage,
@@ -128,7 +128,8 @@ _SEARCH = Tool.from_model(
 class DeepResearch(BaseAgent):
     """A cited research brief: a ReAct loop (at most ``max_steps`` model calls) whose
     ``corpus_search`` tool calls are requests to the ``tools`` agent; offline, or when the
-    model fails, one request per corpus and the snippets joined."""
+    model fails, one request per corpus and the snippets joined. A search that governance
+    denies is told to the model as the tool's answer (offline: that corpus is skipped)."""
 
     capabilities = ("deep_research",)
     risk = Risk.MEDIUM
@@ -168,7 +169,12 @@ class DeepResearch(BaseAgent):
     async def _offline(self, payload: ResearchRequest, ctx: Context) -> ResearchBrief:
         parts, citations = [], []
         for corpus in payload.sources or CORPORA:
-            found = await self._search(ctx, CorpusQuery(corpus=corpus, query=payload.question))
+            query = CorpusQuery(corpus=corpus, query=payload.question.strip())
+            try:
+                found = await self._search(ctx, query)
+            except DeniedError as exc:  # as Go skipped a corpus its resolver failed
+                ctx.logger.info("deep_research: search of %s denied: %s", corpus, exc.reason)
+                continue
             parts.append(f"[{corpus}] {found.snippet}")
             citations.append(found.citation)
         return ResearchBrief(
@@ -223,6 +229,9 @@ class DeepResearch(BaseAgent):
             query = CorpusQuery.model_validate(call.arguments)
         except ValueError as exc:
             return f"error: bad arguments for {_SEARCH.name}: {exc}", None
-        found = await self._search(ctx, query)
+        try:
+            found = await self._search(ctx, query)
+        except DeniedError as exc:  # the model is told, and may research without it
+            return f"error: denied by policy {exc.policy}: {exc.reason}", None
         text = json.dumps({"snippet": found.snippet, "source": found.citation.model_dump()})
         return text, found.citation

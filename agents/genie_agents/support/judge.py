@@ -1,6 +1,5 @@
 """The auditor's LLM judge (Go's ``Critique``): a model scores an output 0..10 against a
-constitution. A building block: the auditor does not call it yet (that waits for agents to get
-their LLM stacks from the pipeline's ``llm:`` section)."""
+constitution. The ``llm_auditor`` agent calls it when its pipeline gives it a model."""
 
 from __future__ import annotations
 

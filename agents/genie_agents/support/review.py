@@ -1,5 +1,5 @@
-"""Review agents: the auditor (deterministic flags; an LLM judge needs a model provider and is
-not ported) and the complaint triage classifier."""
+"""Review agents: the auditor (deterministic flags, and an LLM judge when given a model) and
+the complaint triage classifier."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
+from genie.llm import CallContext, LLMError, Provider
 
 from .._common import Record
 from .._go import UNUSED, go_names
+from .judge import critique
 
 __all__ = [
     "AuditRecord",
@@ -25,6 +27,12 @@ __all__ = [
 ]
 
 MAX_CONTENT_BYTES = 16 * 1024
+LOW_SCORE = 6  # Go: a judge's score under 6 is a flag
+CONSTITUTION = (
+    "Principles: be accurate and verifiable; never promise returns; disclose risks and fees; "
+    "respect the customer's privacy; follow RBI and SEBI rules; refuse what would harm the "
+    "customer."
+)
 
 
 class AuditRequest(Payload):
@@ -41,6 +49,7 @@ class AuditResult(Payload):
     success: bool
     flags: tuple[str, ...]
     summary: str = ""
+    constitution_score: int | None = None  # the judge's 0..10, when a model judged
 
 
 class AuditRecord(Record):
@@ -49,21 +58,35 @@ class AuditRecord(Record):
     success: bool
     flags: tuple[str, ...]
     at: datetime
+    constitution_score: int | None = None
 
 
 class Auditor(BaseAgent):
     """Flags a message: ``empty_content`` (blank after trimming), ``missing_address`` (no
-    sender or recipient), ``oversized_content`` (over 16 KiB). Answers the flags joined by
-    "; " or "ok", and keeps the last ``keep`` records in ``records``."""
+    sender or recipient), ``oversized_content`` (over 16 KiB). With a model (``llm``), a judge
+    scores the content 0..10 against ``constitution``: under 6 adds
+    ``constitution_score_low: <reasoning>``; a judge that fails adds no flag, as in Go. Answers
+    the flags joined by "; " or "ok", and keeps the last ``keep`` records in ``records``."""
 
     capabilities = ("audit",)
     produces = (AuditResult,)
 
-    def __init__(self, id: str, *, keep: int = 1000) -> None:
+    def __init__(
+        self,
+        id: str,
+        *,
+        keep: int = 1000,
+        llm: Provider | None = None,
+        constitution: str = CONSTITUTION,
+        model: str | None = None,
+    ) -> None:
         super().__init__(id)
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.records: deque[AuditRecord] = deque(maxlen=keep)
+        self.llm = llm
+        self.constitution = constitution
+        self.model = model
 
     @handler
     async def on_request(self, payload: AuditRequest, ctx: Context) -> Message:
@@ -75,15 +98,42 @@ class Auditor(BaseAgent):
             flags.append("missing_address")
         if len(p.content.encode()) > MAX_CONTENT_BYTES:
             flags.append("oversized_content")
+        score = None
+        if self.llm is not None:
+            try:
+                verdict = await critique(
+                    self.llm,
+                    self.constitution,
+                    p.content,
+                    model=self.model,
+                    context=CallContext.of(ctx.message),
+                )
+            except LLMError as exc:
+                ctx.logger.warning("llm_auditor: the judge failed, no score: %s", exc)
+            else:
+                score = verdict.score
+                if score < LOW_SCORE:
+                    flags.append(f"constitution_score_low: {verdict.reasoning}")
         ok = not flags
         self.records.append(
             AuditRecord(
-                id=p.message_id, scenario="audit", success=ok, flags=tuple(flags), at=ctx.now()
+                id=p.message_id,
+                scenario="audit",
+                success=ok,
+                flags=tuple(flags),
+                at=ctx.now(),
+                constitution_score=score,
             )
         )
         summary = "; ".join(flags) or "ok"
         return ctx.emit(
-            AuditResult(message_id=p.message_id, success=ok, flags=tuple(flags), summary=summary)
+            AuditResult(
+                message_id=p.message_id,
+                success=ok,
+                flags=tuple(flags),
+                summary=summary,
+                constitution_score=score,
+            )
         )
 
 
