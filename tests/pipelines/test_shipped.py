@@ -163,7 +163,10 @@ def test_research_sample_is_a_cited_brief_offline(capsys: Capture) -> None:
     brief = decision(result)
     # the scripted model searched fiu_ind and rbi (one step), then answered (a second)
     assert (brief["mode"], brief["steps"]) == ("react", 2)
-    assert [c["title"] for c in brief["citations"]] == ["FIU-IND reporting", "RBI master directions"]
+    assert [c["title"] for c in brief["citations"]] == [
+        "FIU-IND reporting",
+        "RBI master directions",
+    ]
     assert brief["question"] == "What must a regulated entity report to FIU-IND, and by when?"
 
 
