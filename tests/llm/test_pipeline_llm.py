@@ -176,3 +176,14 @@ def _openai(message: dict[str, object]) -> Reply:
         "usage": {"prompt_tokens": 10, "completion_tokens": 5},
     }
     return Reply(chunks=(json.dumps(body).encode(),), headers={"content-type": "application/json"})
+
+
+def test_genie_validate_names_the_unknown_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "research.yaml"
+    path.write_text(RESEARCH.read_text().replace("${LLM:-scripted}", "scriptd"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err
+    assert "agents.0.llm: no llm stack named 'scriptd' (did you mean 'scripted'?)" in err
