@@ -143,7 +143,7 @@ def test_the_docs_name_every_agent_not_go_shaped_yet() -> None:
     page = (Path(__file__).parents[2] / "docs" / "catalogue.md").read_text()
     section = page.split("- Not Go-shaped yet")[1].split("Their Go structs")[0]
     not_yet = set(re.findall(r"`([a-z_]+)`", section))
-    not_from_go = {"echo", "delay", "flaky", "fanout", "sink", "fallback"}
+    not_from_go = {"echo", "delay", "flaky", "fanout", "sink", "fallback", "corpus_search"}
     ported = {s.name for s in CATALOGUE if s.domain != "desks"} - not_from_go
     unaccounted = ported - GO_SHAPED - SAME_SHAPE - not_yet
     assert not unaccounted, (
