@@ -73,8 +73,8 @@ async def test_offline_asks_the_corpus_agent_once_per_source() -> None:
     )
     assert [c["title"] for c in brief["citations"]] == ["Sahamati AA specs", "no_source"]
     assert brief["steps"] == 2
-    # the request, then two searches: each a delivery of the runtime
-    assert rt.statistics().delivered == 3
+    # two searches: each a delivery of the runtime to the corpus agent
+    assert rt.statistics().mailboxes["corpus_search"].handled == 2
 
 
 async def test_react_runs_the_tools_and_tells_the_model_its_mistakes() -> None:
@@ -97,7 +97,7 @@ async def test_react_runs_the_tools_and_tells_the_model_its_mistakes() -> None:
     assert unknown.text == "error: unknown tool 'web' (the tool is 'corpus_search')"
     assert third.messages[-1].text.startswith("error: bad arguments for corpus_search")
     assert "query" in third.messages[-1].text
-    assert rt.statistics().delivered == 2  # the request and the one valid search
+    assert rt.statistics().mailboxes["corpus_search"].handled == 1  # the one valid search
 
 
 async def test_a_failing_model_degrades_to_the_offline_brief() -> None:
