@@ -88,18 +88,21 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_json(), indent=2))
     elif result.output is not None:
         print(_render(result.output.payload), end="")
-    if not result.ok or result.denials:
+    if result.status != "ok" or result.denials:
         print(f"genie run: {pipeline.name}: the run ended {result.status}", file=sys.stderr)
         for d in result.denials:
             print(
                 f"  denied: {d.type} to {d.recipient} by policy {d.policy}: {d.reason}",
                 file=sys.stderr,
             )
-    if not result.ok:
+    if result.status != "ok":
         for m in result.missing:
-            if m.kind != "denied":  # each denial is printed above, with its message type
+            if m.kind != "denied" or result.output is not None:
+                # A denial that ended the run is printed above, with its message type; a
+                # partial output names each part it lacks, and why.
+                at = f" to {m.agent_id}" if m.agent_id and m.agent_id != m.key else ""
                 by = f" (policy {m.policy})" if m.policy else ""
-                print(f"  {m.key}: {m.kind}{by}: {m.reason}", file=sys.stderr)
+                print(f"  {m.key}: {m.kind}{at}{by}: {m.reason}", file=sys.stderr)
     return 0 if result.ok else 1
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -44,6 +45,8 @@ class Ledger:
         self.dead_letters = dead_letters
         self.correlator = correlator
         self.observer: Observer | None = None
+        # Set by the runtime while an agent subscribes to loss notices (see _losses.py).
+        self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
         self.published = self.delivered = self.handled = self.denied = 0
         self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
@@ -133,11 +136,11 @@ class Ledger:
         )
         if self.observer is not None:
             self.observer.denied(msg, consumer, decision.policy, decision.reason)
-        if notify and corr.waiters:
+        if notify and (corr.waiters or self.on_loss is not None):
             missing = Missing(
                 consumer, "denied", decision.reason, decision.policy, consumer, msg.id
             )
-            self.correlator.failed(corr, missing, msg.id, consumer)
+            self.lost(msg, consumer, corr, missing)
 
     def shed_one(self, msg: Message, consumer: str, corr: _Correlation, reason: str) -> None:
         """A delivery dropped by an overflow policy (it was never in flight)."""
@@ -145,10 +148,9 @@ class Ledger:
         corr.deliveries += 1
         self.shed += 1
         self.store(consumer, msg, "shed", reason, None, 0)
-        if corr.waiters:
-            self.correlator.failed(
-                corr, Missing(consumer, "shed", reason, None, consumer, msg.id), msg.id, consumer
-            )
+        if corr.waiters or self.on_loss is not None:
+            missing = Missing(consumer, "shed", reason, None, consumer, msg.id)
+            self.lost(msg, consumer, corr, missing)
 
     def dead_letter(
         self,
@@ -165,7 +167,7 @@ class Ledger:
         """A delivery in flight ends as a dead letter."""
         self.dead_lettered += 1
         self.store(consumer, msg, kind, reason, error, attempts, log=log)
-        if corr.waiters:
+        if corr.waiters or self.on_loss is not None:
             missing = Missing(
                 consumer,
                 "failed" if kind == "failed" else "cancelled",
@@ -174,8 +176,15 @@ class Ledger:
                 consumer,
                 msg.id,
             )
-            self.correlator.failed(corr, missing, msg.id, consumer)
+            self.lost(msg, consumer, corr, missing)  # before closing: a notice keeps it open
         self.closed(corr)
+
+    def lost(self, msg: Message, consumer: str, corr: _Correlation, missing: Missing) -> None:
+        """Tell the correlation's waiters, and the loss hook, that a delivery is lost."""
+        if corr.waiters:
+            self.correlator.failed(corr, missing, msg.id, consumer)
+        if self.on_loss is not None:
+            self.on_loss(msg, corr, missing)
 
     def unrouted_letter(self, msg: Message, reason: str) -> None:
         """A message nobody could receive (not a delivery: it has no consumer)."""

@@ -25,7 +25,7 @@ from ._agent import Agent, BaseAgent, agent_risk
 from ._audit import AuditSink, MemoryAuditLog
 from ._clock import Clock
 from ._context import ContextServices
-from ._correlator import Correlator, Gather, GatherResult, RequestWaiter
+from ._correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
 from ._deadletter import DeadLetters
 from ._delivery import DeliveryRunner
 from ._dispatch import Dispatcher
@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._events import EventHub, EventStream
 from ._ledger import Ledger
+from ._losses import Lost
 from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
 from ._observe import Observer, Observers
@@ -189,11 +190,50 @@ class Runtime:
         self._mailboxes[agent.id] = Mailbox(agent, options)
         for pattern in subscribe:
             self._router.subscribe(agent.id, pattern)
+        self._watch_losses()
 
     def subscribe(self, agent_id: str, *patterns: str) -> None:
         self._mailbox(agent_id)
         for pattern in patterns:
             self._router.subscribe(agent_id, pattern)
+        self._watch_losses()
+
+    def _watch_losses(self) -> None:
+        # Loss notices cost nothing until an agent subscribes to them (see _losses.py).
+        if self._router.subscribers(Lost.message_type):
+            self.types.register(Lost)
+            self._ledger.on_loss = self._notify_loss
+        else:
+            self._ledger.on_loss = None
+
+    def _notify_loss(self, msg: Message, corr: _Correlation, missing: Missing) -> None:
+        if (
+            msg.type == Lost.message_type  # a lost notice is not told about: no loops
+            or corr.cancelled
+            or self._state is not RuntimeState.RUNNING
+        ):
+            return
+        notice = Lost(
+            message_id=msg.id,
+            type_name=msg.type,
+            sender=msg.sender,
+            consumer=missing.agent_id or "-",
+            kind=missing.kind,  # the ledger tells only denied, failed, shed, cancelled
+            reason=missing.reason,
+            policy=missing.policy,
+        )
+        # Routed like a handler's output, at once: it is in flight before the loss settles
+        # the correlation, so whoever waits on it hears of the loss before the request ends.
+        self._dispatcher.emit(
+            msg.child(
+                notice,
+                sender="genie",
+                id=self._new_id(),
+                created_at=self.clock.now(),
+                role=Role.SYSTEM,
+            ),
+            False,
+        )
 
     def subscriptions(self) -> dict[str, list[str]]:
         """Pattern or type -> subscribed agent ids (for graphs and docs)."""

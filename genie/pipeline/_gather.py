@@ -2,36 +2,76 @@
 
 It collects, per correlation, one message of each expected type (or from each expected
 sender). When all have arrived it emits the bundle to its target; at its deadline (counted from
-the first part) it emits what it has, marked partial, or fails (``on_timeout: fail``), which
-dead-letters the request and tells the caller at once. Sessions end either way: none leaks.
+the first part or loss) it emits what it has, marked partial, or fails (``on_timeout: fail``),
+which dead-letters the request and tells the caller at once. Sessions end either way: none
+leaks.
+
+It subscribes to the runtime's loss notices (``genie.lost``): a denied, failed, shed or
+cancelled delivery that leads to a part (``feeds``, from the pipeline's graph), or the part
+itself lost on its way here, marks that part lost with the reason, and once every part is here
+or lost the gather ends at once. With no part at all it emits nothing: the run reports the
+losses.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .._agent import Risk
 from .._context import Context, Timer
 from .._errors import AgentError
+from .._losses import Lost
 from .._message import Message, Payload
 
-__all__ = ["GatherDeadline", "GatherNode", "GatherTimeoutError", "Gathered", "gathered_model"]
+__all__ = [
+    "GatherDeadline",
+    "GatherNode",
+    "GatherTimeoutError",
+    "Gathered",
+    "MissingPart",
+    "gathered_model",
+]
 
 
 CLOSED_MEMORY = 4096
 P = TypeVar("P", bound=Payload)
 
 
+class MissingPart(BaseModel):
+    """Why a part is missing: ``denied`` (with the ``policy``), ``failed`` (the reason is the
+    error), ``shed``, ``cancelled``, or ``timed_out`` (no part before the deadline); ``agent``
+    is where the delivery that would have led to it was lost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["denied", "failed", "shed", "cancelled", "timed_out"]
+    reason: str
+    policy: str | None = None
+    agent: str | None = None
+
+    def text(self) -> str:
+        """``denied to forecaster by policy no-forecasts: forecasts are off today``."""
+        if self.kind == "timed_out":
+            return self.reason
+        where = f" to {self.agent}" if self.agent else ""
+        by = f" by policy {self.policy}" if self.policy else ""
+        return f"{self.kind}{where}{by}: {self.reason}"
+
+
 class Gathered(Payload):
     """What a gather emits: each part's payload (as JSON data) under its expected type or
-    sender, what is missing, and whether the bundle is complete. A catalogue agent that
-    consumes a gather's output declares a subclass with its own ``message_type``."""
+    sender, what is missing (``missing`` the names, ``why`` each one's reason), and whether
+    the bundle is complete. A catalogue agent that consumes a gather's output declares a
+    subclass with its own ``message_type``."""
 
     parts: dict[str, dict[str, Any]]
     missing: tuple[str, ...] = ()
+    why: dict[str, MissingPart] = Field(default_factory=dict)
     status: Literal["complete", "partial"] = "complete"
 
     def part(self, model: type[P]) -> P | None:
@@ -47,7 +87,8 @@ class GatherDeadline(Payload):
 
 
 class GatherTimeoutError(AgentError):
-    """A gather with ``on_timeout: fail`` reached its deadline with parts missing."""
+    """A gather with ``on_timeout: fail`` ended with parts missing: at its deadline, or at
+    once when every part not here was lost (the message names each with its reason)."""
 
 
 def gathered_model(type_name: str) -> type[Gathered]:
@@ -63,6 +104,7 @@ def gathered_model(type_name: str) -> type[Gathered]:
 class _Session:
     timer: Timer
     parts: dict[str, Payload] = field(default_factory=dict)
+    lost: dict[str, MissingPart] = field(default_factory=dict)
 
 
 class GatherNode:
@@ -80,6 +122,7 @@ class GatherNode:
         emit: type[Gathered],
         to: str,
         on_timeout: Literal["emit", "fail"] = "emit",
+        feeds: Mapping[tuple[str, str], Collection[str]] | None = None,
     ) -> None:
         self.id = self.name = id
         self.expect = tuple(expect)
@@ -88,6 +131,8 @@ class GatherNode:
         self.emit_model = emit
         self.to = to
         self.on_timeout = on_timeout
+        # (agent, type) -> the parts a delivery of that type to that agent leads to.
+        self.feeds = {k: frozenset(v) & set(self.expect) for k, v in (feeds or {}).items()}
         self.produces: tuple[type[Payload], ...] = (emit, GatherDeadline)
         self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
@@ -100,21 +145,15 @@ class GatherNode:
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         key = msg.correlation_id
-        if isinstance(msg.payload, GatherDeadline):
+        payload = msg.payload
+        if isinstance(payload, Lost):
+            return self._lost(payload, ctx)
+        if isinstance(payload, GatherDeadline):
             session = self._sessions.pop(key, None)
             if session is None:
                 return ()
             self._close(key)
-            missing = [k for k in self.expect if k not in session.parts]
-            if self.on_timeout == "fail":
-                raise GatherTimeoutError(
-                    f"gather {self.id!r}: {', '.join(missing)} did not arrive within "
-                    f"{self.deadline:g}s",
-                    message_id=msg.id,
-                    agent_id=self.id,
-                    correlation_id=key,
-                )
-            return (self._bundle(ctx, session, missing),)
+            return self._end(ctx, session)
         part = msg.type if self.by == "type" else msg.sender
         if part not in self.expect:
             self.ignored += 1
@@ -125,23 +164,68 @@ class GatherNode:
             return ()
         if session is None:
             session = self._sessions[key] = _Session(ctx.schedule(self.deadline, GatherDeadline()))
-        session.parts.setdefault(part, msg.payload)
-        if len(session.parts) < len(self.expect):
+        session.parts.setdefault(part, payload)
+        session.lost.pop(part, None)  # it came after all (by another way)
+        return self._settle(ctx, session)
+
+    def _lost(self, lost: Lost, ctx: Context) -> Sequence[Message]:
+        if lost.consumer == self.id:  # a part lost on its way here
+            part = lost.type_name if self.by == "type" else lost.sender
+            parts = frozenset((part,)) & set(self.expect)
+        else:
+            parts = self.feeds.get((lost.consumer, lost.type_name), frozenset())
+        key = ctx.message.correlation_id
+        session = self._sessions.get(key)
+        if not parts or (session is None and key in self._closed):
             return ()
+        if session is None:
+            if parts >= set(self.expect):
+                return ()  # nothing can come: no bundle, the run reports the loss
+            session = self._sessions[key] = _Session(ctx.schedule(self.deadline, GatherDeadline()))
+        why = MissingPart(
+            kind=lost.kind, reason=lost.reason, policy=lost.policy, agent=lost.consumer
+        )
+        for part in parts:
+            if part not in session.parts:
+                session.lost.setdefault(part, why)
+        return self._settle(ctx, session)
+
+    def _settle(self, ctx: Context, session: _Session) -> Sequence[Message]:
+        """End the session once every part is here or lost."""
+        if len(session.parts) + len(session.lost) < len(self.expect):
+            return ()
+        key = ctx.message.correlation_id
         del self._sessions[key]
         self._close(key)
         session.timer.cancel()
-        return (self._bundle(ctx, session, []),)
+        return self._end(ctx, session)
+
+    def _end(self, ctx: Context, session: _Session) -> Sequence[Message]:
+        why = dict(session.lost)
+        for part in self.expect:
+            if part not in session.parts and part not in why:
+                reason = f"did not arrive within the {self.deadline:g}s deadline"
+                why[part] = MissingPart(kind="timed_out", reason=reason)
+        if not session.parts:
+            return ()  # nothing to bundle: the losses are the run's to report
+        if why and self.on_timeout == "fail":
+            msg = ctx.message
+            raise GatherTimeoutError(
+                f"gather {self.id!r}: "
+                + "; ".join(f"{part}: {m.text()}" for part, m in why.items()),
+                message_id=msg.id,
+                agent_id=self.id,
+                correlation_id=msg.correlation_id,
+            )
+        bundle = self.emit_model(
+            parts={k: p.model_dump(mode="json") for k, p in session.parts.items()},
+            missing=tuple(p for p in self.expect if p in why),
+            why={p: why[p] for p in self.expect if p in why},
+            status="partial" if why else "complete",
+        )
+        return (ctx.emit(bundle, recipient=self.to),)
 
     def _close(self, key: str) -> None:
         self._closed[key] = None
         if len(self._closed) > CLOSED_MEMORY:
             self._closed.popitem(last=False)
-
-    def _bundle(self, ctx: Context, session: _Session, missing: list[str]) -> Message:
-        bundle = self.emit_model(
-            parts={k: p.model_dump(mode="json") for k, p in session.parts.items()},
-            missing=tuple(missing),
-            status="partial" if missing else "complete",
-        )
-        return ctx.emit(bundle, recipient=self.to)

@@ -69,18 +69,24 @@ class Graph:
             edges.append(Edge(node.id, type_name, CALLER_OUTPUT))
         return edges
 
-    def _walk(self) -> tuple[list[Edge], set[str]]:
-        """The edges a run can take from the entry, following (node, type) pairs so that
-        pass-through agents forward what they receive; and the nodes reached."""
-        edges: dict[Edge, None] = {self.entry: None}
+    def _walk(
+        self, start: list[tuple[str, str]] | None = None, stop: str | None = None
+    ) -> tuple[list[Edge], set[str], set[tuple[str, str]]]:
+        """The edges a run can take from the entry (or from the deliveries ``start``, without
+        passing through ``stop``), following (node, type) pairs so that pass-through agents
+        forward what they receive; the nodes reached; the deliveries met."""
+        edges: dict[Edge, None] = {}
+        if start is None:
+            edges[self.entry] = None
+            start = [(self.entry.target, self.entry.type)]
+            start += [(r, self.entry.type) for r in self.recipients(self.entry.type)]
         reached: set[str] = set()
         seen: set[tuple[str, str]] = set()
-        todo = deque([(self.entry.target, self.entry.type)])
-        todo += [(r, self.entry.type) for r in self.recipients(self.entry.type)]
+        todo = deque(start)
         while todo:
             node_id, type_name = todo.popleft()
             node = self.nodes.get(node_id)
-            if node is None or (node_id, type_name) in seen:
+            if node is None or (node_id, type_name) in seen or node_id == stop:
                 continue
             seen.add((node_id, type_name))
             reached.add(node_id)
@@ -93,11 +99,22 @@ class Graph:
             if fallback is not None:
                 edges.setdefault(Edge(node_id, "(on failure)", fallback))
                 todo.append((fallback, type_name))
-        return list(edges), reached
+        return list(edges), reached, seen
+
+    def feeds(self, gather: str, by_sender: bool) -> dict[tuple[str, str], frozenset[str]]:
+        """For each delivery a run can make, (agent, type): the parts of ``gather`` (their
+        types, or senders with ``by_sender``) it leads to; lost, they will not come that way."""
+        out: dict[tuple[str, str], frozenset[str]] = {}
+        for pair in self._walk()[2]:
+            edges = self._walk([pair], stop=gather)[0]
+            parts = {e.source if by_sender else e.type for e in edges if e.target == gather}
+            if parts:
+                out[pair] = frozenset(parts)
+        return out
 
     def edges(self) -> list[Edge]:
         """The edges from the entry, then those of agents the entry does not reach."""
-        edges, reached = self._walk()
+        edges, reached, _ = self._walk()
         for node in self.nodes.values():
             if node.id not in reached:
                 edges += [e for t in sorted(node.produces) for e in self._out(node, t)]
@@ -105,7 +122,7 @@ class Graph:
 
     def reachable(self) -> tuple[set[str], set[str]]:
         """The nodes and the message types a run can reach from the entry."""
-        edges, reached = self._walk()
+        edges, reached, _ = self._walk()
         return reached, {e.type for e in edges if not e.type.startswith("(")}
 
     def cycle(self, among: set[str]) -> list[str] | None:

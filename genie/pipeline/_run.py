@@ -19,6 +19,7 @@ from .._clock import Clock
 from .._correlator import GatherResult, Missing
 from .._deadletter import DeadLetter
 from .._errors import ConfigurationError
+from .._losses import Lost
 from .._message import Message, Payload, _too_deep, _translate
 from .._nesting import json_depth_exceeds
 from .._observe import Observer
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
 
-RunStatus = Literal["ok", "fallback", "denied", "failed", "timed_out", "no_output"]
+RunStatus = Literal["ok", "partial", "fallback", "denied", "failed", "timed_out", "no_output"]
 
 
 class InputError(ConfigurationError):
@@ -57,26 +58,38 @@ class Denial:
     reason: str
 
 
-class _Denials(Observer):
-    """Collects the denials of one correlation while a run is asked (the first 64: a storm
-    of them says no more than its first few)."""
+class _Watch(Observer):
+    """Collects, while a run is asked, the denials of its correlation (the first 64: a storm
+    of them says no more than its first few) and the parts its declared gathers bundled
+    without (each once, with why)."""
 
     never_raises = True
 
     def __init__(self, correlation_id: str) -> None:
         self.correlation_id = correlation_id
         self.seen: list[Denial] = []
+        self.missing: dict[str, Missing] = {}
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         if msg.correlation_id == self.correlation_id and len(self.seen) < 64:
             self.seen.append(Denial(msg.type, agent_id, policy, reason))
 
+    def published(self, msg: Message, recipients: int) -> None:
+        bundle = msg.payload
+        if msg.correlation_id == self.correlation_id and isinstance(bundle, Gathered):
+            for part, why in bundle.why.items():
+                self.missing.setdefault(
+                    part, Missing(part, why.kind, why.reason, why.policy, why.agent)
+                )
+
 
 @dataclass(frozen=True)
 class RunResult:
-    """How one request ended. ``status``: ``ok`` (the output arrived), ``fallback`` (a message
-    to the caller that is not the output, e.g. a fallback notice), ``denied``, ``failed``,
-    ``timed_out``, or ``no_output`` (everything finished without producing the output)."""
+    """How one request ended. ``status``: ``ok`` (the output arrived), ``partial`` (it
+    arrived, built by a declared gather without some parts: ``missing`` names each, with why),
+    ``fallback`` (a message to the caller that is not the output, e.g. a fallback notice),
+    ``denied``, ``failed``, ``timed_out``, or ``no_output`` (everything finished without
+    producing the output)."""
 
     status: RunStatus
     correlation_id: str
@@ -88,7 +101,8 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """The output arrived (``ok`` or ``partial``)."""
+        return self.status in ("ok", "partial")
 
     def as_json(self) -> dict[str, Any]:
         """The ``genie run --json`` document (see docs/cli.md)."""
@@ -254,8 +268,9 @@ class Pipeline:
                 emit=self.gathers[g.id],
                 to=g.emit.to,
                 on_timeout=g.on_timeout,
+                feeds=self.graph.feeds(g.id, by_sender=not g.expect.types),
             )
-            rt.add(node)
+            rt.add(node, subscribe=[Lost.message_type])
         for type_name, recipients in self.config.routes.items():
             for agent_id in recipients:
                 rt.subscribe(agent_id, type_name)
@@ -358,8 +373,8 @@ class Pipeline:
     ) -> RunResult:
         """Send one entry ``payload`` through a running runtime of this pipeline."""
         msg = self.entry_message(rt, payload)
-        denials = _Denials(msg.correlation_id)
-        rt.add_observer(denials)
+        watch = _Watch(msg.correlation_id)
+        rt.add_observer(watch)
         try:
             result = await rt.ask(
                 msg,
@@ -367,16 +382,19 @@ class Pipeline:
                 timeout=timeout if timeout is not None else self.config.timeout,
             )
         finally:
-            rt.remove_observer(denials)
+            rt.remove_observer(watch)
         reply = result.replies[0] if result.replies else None
+        status = run_status(reply, result, self.config.output)
+        if status == "ok" and watch.missing:
+            status = "partial"
         return RunResult(
-            status=run_status(reply, result, self.config.output),
+            status=status,
             correlation_id=msg.correlation_id,
             output=reply,
-            missing=result.missing,
+            missing=(*result.missing, *watch.missing.values()),
             stats=rt.statistics(),
             dead_letters=tuple(rt.dead_letters.for_correlation(msg.correlation_id)),
-            denials=tuple(denials.seen),
+            denials=tuple(watch.seen),
         )
 
     def ends(self, request: Message) -> Callable[[Message], bool]:

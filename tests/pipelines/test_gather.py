@@ -45,6 +45,6 @@ async def test_fail_at_the_deadline() -> None:
     assert result.status == "failed"
     (missing,) = [m for m in result.missing if m.agent_id == "fan_in"]
     assert missing.kind == "failed"
-    assert "gather 'fan_in': slow did not arrive within 1s" in missing.reason
+    assert "gather 'fan_in': slow: did not arrive within the 1s deadline" in missing.reason
     assert fan_in.pending == 0
     assert fan_in.late == 1  # slow's answer came after the gather had closed

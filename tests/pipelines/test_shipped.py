@@ -27,8 +27,8 @@ def run(capsys: Capture, name: str, *args: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out)
 
 
-def decision(result: dict[str, Any]) -> dict[str, Any]:
-    assert result["status"] == "ok", result
+def decision(result: dict[str, Any], status: str = "ok") -> dict[str, Any]:
+    assert result["status"] == status, result
     payload: dict[str, Any] = result["output"]["payload"]
     return payload
 
@@ -100,13 +100,22 @@ def test_lending_without_loans_decides_at_the_deadline(tmp_path: Path, capsys: C
     code, result = run(
         capsys, "lending", "--input", str(path), "--set", "ASSESSMENT_DEADLINE=200ms"
     )
-    assert code == 0
-    out = decision(result)
+    assert code == 0  # the output came, built without one part: partial, and why
+    out = decision(result, "partial")
     assert (out["decision"], out["prepayment_tip"], out["missing"]) == (
         "refer",
         "",
         ["prepayment_plan"],
     )
+    assert result["missing"] == [
+        {
+            "key": "prepayment_plan",
+            "kind": "timed_out",
+            "reason": "did not arrive within the 0.2s deadline",
+            "policy": None,
+            "agent": None,
+        }
+    ]
 
 
 def test_lending_invalid_loan_is_referred_without_its_part(tmp_path: Path, capsys: Capture) -> None:
@@ -118,11 +127,19 @@ def test_lending_invalid_loan_is_referred_without_its_part(tmp_path: Path, capsy
         capsys, "lending", "--input", str(path), "--set", "ASSESSMENT_DEADLINE=200ms"
     )
     assert code == 0
-    out = decision(result)
+    out = decision(result, "partial")
     assert out["decision"] == "refer"
     assert out["missing"] == ["loan_simulation"]
     [letter] = result["dead_letters"]
     assert letter["reason"] == "ValueError: invalid loan parameters"
+    # The failure ended the wait for that part at once, and names the error.
+    [missing] = result["missing"]
+    assert (missing["key"], missing["kind"], missing["agent"], missing["reason"]) == (
+        "loan_simulation",
+        "failed",
+        "loan_advisor",
+        "ValueError: invalid loan parameters",
+    )
 
 
 def test_treasury_sample_is_amber_on_var(capsys: Capture) -> None:
