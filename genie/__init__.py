@@ -44,6 +44,7 @@ from ._events import Event as Event
 from ._events import EventStream as EventStream
 from ._logging import JsonFormatter as JsonFormatter
 from ._logging import configure_logging as configure_logging
+from ._losses import Lost as Lost
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Classification as Classification
 from ._message import Message as Message
@@ -113,6 +114,7 @@ __all__ = [
     "JsonFormatter",
     "JsonlAuditLog",
     "Limits",
+    "Lost",
     "MailboxStatistics",
     "MemoryAuditLog",
     "Message",
