@@ -74,6 +74,15 @@ class Gathered(Payload):
     why: dict[str, MissingPart] = Field(default_factory=dict)
     status: Literal["complete", "partial"] = "complete"
 
+    def missing_lines(self, parts: Sequence[str] | None = None) -> list[str]:
+        """``missing: forecast_result (denied to forecaster by policy p: reason)`` for each
+        missing part (of ``parts``, when given), for a person reading a decision."""
+        lines = []
+        for name in self.missing if parts is None else parts:
+            why = self.why.get(name)
+            lines.append(f"missing: {name}" + (f" ({why.text()})" if why else ""))
+        return lines
+
     def part(self, model: type[P]) -> P | None:
         """The part of ``model``'s message type, parsed; None when it did not come."""
         data = self.parts.get(model.message_type)

@@ -130,6 +130,11 @@ def test_lending_invalid_loan_is_referred_without_its_part(tmp_path: Path, capsy
     out = decision(result, "partial")
     assert out["decision"] == "refer"
     assert out["missing"] == ["loan_simulation"]
+    # The desk's decision says why the part is missing, not only that it is.
+    assert (
+        "missing: loan_simulation (failed to loan_advisor: ValueError: invalid loan "
+        "parameters)" in out["reasons"]
+    )
     [letter] = result["dead_letters"]
     assert letter["reason"] == "ValueError: invalid loan parameters"
     # The failure ended the wait for that part at once, and names the error.

@@ -69,7 +69,7 @@ class OnboardingDesk(BaseAgent):
         kyc = payload.part(KycVerdict)
         fraud, mule = payload.part(FraudSignals), payload.part(MuleSignals)
         aml, pay = payload.part(AmlReports), payload.part(PaymentInstruction)
-        rejects, reviews = [], [f"missing: {m}" for m in payload.missing]
+        rejects, reviews = [], payload.missing_lines()
         if kyc is not None:
             if kyc.decision == "reject":
                 rejects.append(f"KYC rejected ({', '.join(kyc.reasons)})")
@@ -150,7 +150,7 @@ class LendingDesk(BaseAgent):
             reasons.append(f"EMI {loan.emi:,} with DSCR {loan.dscr} ({verdict})")
             failures += not loan.eligible
         missing = tuple(m for m in payload.missing if m != "prepayment_plan")
-        reasons += [f"missing: {m}" for m in missing]
+        reasons += payload.missing_lines(missing)
         if failures == 2:
             decision = "decline"
         elif failures or missing:
@@ -218,6 +218,6 @@ class TreasuryDesk(BaseAgent):
             red |= bool(alm.breaches)
             breaches = ", ".join(alm.breaches) or "none"
             lines.append(f"ALM breaches: {breaches}; NII impact {alm.nii_impact:,.2f}")
-        lines += [f"missing: {m}" for m in payload.missing]
+        lines += payload.missing_lines()
         status = "red" if red else "amber" if amber else "green"
         return ctx.emit(TreasuryReport(status=status, lines=tuple(lines), missing=payload.missing))
