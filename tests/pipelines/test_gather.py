@@ -1,13 +1,16 @@
-"""Declared gathers on virtual time: complete, partial at the deadline, or failed."""
+"""Declared gathers on virtual time: complete, partial at the deadline or at once when a
+branch is lost, or failed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import trio.testing
 
+from genie import Decision, Message
 from genie.pipeline import load_pipeline
 
 GATHER = Path(__file__).parent / "good" / "gather.yaml"
@@ -48,3 +51,43 @@ async def test_fail_at_the_deadline() -> None:
     assert "gather 'fan_in': slow: did not arrive within the 1s deadline" in missing.reason
     assert fan_in.pending == 0
     assert fan_in.late == 1  # slow's answer came after the gather had closed
+
+
+class _DenySlow:
+    name = "no-slow"
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        if recipient == "slow":
+            return Decision.deny("no-slow", "slow is off")
+        return Decision.ALLOW
+
+
+async def test_a_denied_sender_ends_the_wait_at_once_on_virtual_time() -> None:
+    pipeline = load_pipeline(GATHER, variables={"SLOW": "0.5"})
+    async with pipeline.runtime(policies=[_DenySlow()]) as rt:
+        started = anyio.current_time()
+        result: Any = await pipeline.ask(rt, pipeline.entry_payload(None))
+        elapsed = anyio.current_time() - started
+        fan_in: Any = next(a for a in rt.agents() if a.id == "fan_in")
+    assert elapsed == 0  # not the 1 s deadline: the loss was known at once
+    assert result.status == "partial"
+    assert result.output.payload.text == "partial: got ['fast'], missing ['slow']"
+    (missing,) = result.missing
+    assert (missing.key, missing.kind, missing.policy, missing.reason) == (
+        "slow",
+        "denied",
+        "no-slow",
+        "slow is off",
+    )
+    assert fan_in.pending == 0
+
+
+def test_feeds_follow_the_graph_to_each_part() -> None:
+    shipped = Path(__file__).parents[2] / "config" / "pipelines" / "finance-gather.yaml"
+    feeds = load_pipeline(shipped).graph.feeds("fan_in", by_sender=False)
+    every = {"analysis_result", "forecast_result", "anomalies", "recommendations"}
+    assert feeds[("forecaster", "analysis_result")] == {"forecast_result"}
+    assert feeds[("analyzer", "enriched_transactions")] == every
+    assert feeds[("ingestor", "ingest_csv")] == every
+    assert not any(agent == "fan_in" for agent, _ in feeds)  # not through the gather
+    assert not any(agent == "reporter" for agent, _ in feeds)  # downstream of it
