@@ -105,3 +105,27 @@ async def test_a_denied_notice_is_not_told_about() -> None:
     assert watcher.heard == []
     assert (s.published, s.denied, s.in_flight) == (2, 2, 0)  # the ping, its notice: no loop
     accounted(s)
+
+
+class Fan(BaseAgent):
+    produces = (Ping,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        return [ctx.emit(Ping(n=i), recipient="sink") for i in range(3)]
+
+
+async def test_a_subscriber_hears_of_what_an_overflow_policy_sheds() -> None:
+    watcher = Watcher("watcher")
+    async with Runtime() as rt:
+        rt.add(Fan("fan"))
+        rt.add(Recorder("sink"), options=AgentOptions(mailbox_size=1, overflow="shed"))
+        rt.add(watcher, subscribe=[Lost.message_type])
+        await rt.publish(rt.message(Ping(n=0), recipient="fan"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        s = rt.statistics()
+    assert s.shed == 2
+    kinds = [(m.payload.kind, m.payload.consumer) for m in watcher.heard]  # type: ignore[attr-defined]
+    assert kinds == [("shed", "sink"), ("shed", "sink")]
+    accounted(s)
