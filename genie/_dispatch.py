@@ -75,15 +75,22 @@ class Dispatcher:
                 transport.release(rid)
             self._released(corr)
             raise
+        ledger = self.ledger
+        admission = self.admission
+        put = transport.put
         try:
             for rid in self.route(msg, corr, routed, output=False):
                 held.remove(rid)
-                decision = self.admission.check(msg, rid, corr)
+                decision = admission.check(msg, rid, corr)
                 if decision.allowed:
-                    self._deliver(msg, rid, corr, reserved=True)
+                    # ``_deliver``, inlined: this runs once per recipient
+                    ledger.opened(corr)
+                    put(msg, rid, reserved=True)
+                    if ledger.observer is not None:
+                        ledger.observer.delivered(msg, rid)
                 else:
                     transport.release(rid)
-                    self.ledger.deny(msg, rid, corr, decision)
+                    ledger.deny(msg, rid, corr, decision)
         finally:
             for rid in held:  # taken by a waiter in its agent's place
                 transport.release(rid)
@@ -153,19 +160,44 @@ class Dispatcher:
             msg.correlation_id
         )
         mailboxes = self.mailboxes
-        for rid in self.route(msg, corr, self.router.recipients(msg), output):
-            decision = self.admission.check(msg, rid, corr)
+        ledger = self.ledger
+        routed = self.router.recipients(msg)
+        recipient = msg.recipient
+        if (
+            corr.cancelled
+            or corr.waiters
+            or self.taps
+            or not routed
+            or (recipient is not None and recipient not in mailboxes)
+        ):
+            routed = self.route(msg, corr, routed, output)
+        else:
+            # ``route`` for the common case (nobody waits on the correlation, no tap, every
+            # recipient known), inlined: this runs once a hop.
+            freeze_message(msg)
+            ledger.published += 1
+            self.correlator.check_late(msg)
+            if ledger.observer is not None:
+                ledger.observer.published(msg, len(routed))
+        admission = self.admission
+        put = self.transport.put
+        for rid in routed:
+            decision = admission.check(msg, rid, corr)
             if not decision.allowed:
-                self.ledger.deny(msg, rid, corr, decision)
+                ledger.deny(msg, rid, corr, decision)
                 continue
             mb = mailboxes[rid]
             if len(mb.queue) >= mb.capacity:
                 if mb.options.overflow == "shed":
                     reason = f"mailbox of {rid!r} full ({mb.capacity}); overflow policy 'shed'"
-                    self.ledger.shed_one(msg, rid, corr, reason)
+                    ledger.shed_one(msg, rid, corr, reason)
                     continue
                 mb.overdrafts += 1
-            self._deliver(msg, rid, corr)
+            # ``_deliver``, inlined
+            ledger.opened(corr)
+            put(msg, rid)
+            if ledger.observer is not None:
+                ledger.observer.delivered(msg, rid)
 
     # --- the path ----------------------------------------------------------------------------
     def route(

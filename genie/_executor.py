@@ -33,13 +33,17 @@ __all__ = ["Executors", "Worker"]
 class Worker:
     """One executor task: the cancel scope its handlers run in, and whom they run for."""
 
-    __slots__ = ("correlation", "scope")
+    __slots__ = ("cancelled", "correlation", "scope")
 
     def __init__(self) -> None:
         self.scope = anyio.CancelScope()
         self.correlation: str | None = None
+        # ``scope.cancel_called``, as a plain attribute: the executor reads it after every
+        # handler, and only ``cancel`` cancels this scope.
+        self.cancelled = False
 
     def cancel(self) -> None:
+        self.cancelled = True
         self.scope.cancel()
 
 
@@ -110,6 +114,7 @@ class Executors:
         try:
             while await self._work(worker):
                 worker.scope = anyio.CancelScope()  # the last one cancelled a request's handler
+                worker.cancelled = False
         finally:
             self.workers.discard(worker)
             self.count -= 1
@@ -130,7 +135,7 @@ class Executors:
                         self._signalled = True
                         self._signal.set()
                     await run_one(mailbox, worker)
-                    if worker.scope.cancel_called:
+                    if worker.cancelled:
                         return True  # even if the handler swallowed it: never reuse the scope
                     done += 1
                     if done % batch == 0:

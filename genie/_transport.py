@@ -105,7 +105,7 @@ class LocalTransport:
 
     def try_hold(self, recipient: str) -> bool:
         mb = self.mailboxes[recipient]
-        if mb.has_room:
+        if not mb.waiters and len(mb.queue) + mb.reserved < mb.capacity:  # ``has_room``, inlined
             mb.reserved += 1
             return True
         return False
