@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from ._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
+from ._freeze import FrozenDict
 from ._nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
 
 __all__ = [
@@ -206,9 +207,12 @@ class Message(BaseModel):
             raise InvalidMessageError(
                 type(payload).__name__, "payload", "must be a Payload subclass with message_type"
             )
-        meta = dict(self.metadata)
-        if metadata:
-            meta.update({str(k): _freeze(v) for k, v in metadata.items()})
+        meta = self.metadata
+        if metadata or type(meta) is not FrozenDict:
+            meta = dict(meta)
+            if metadata:
+                meta.update({str(k): _freeze(v) for k, v in metadata.items()})
+        # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
         return _construct(
             id=id,
             type=payload.message_type,
