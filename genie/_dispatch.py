@@ -22,7 +22,7 @@ from ._errors import (
     UnknownRecipientError,
     WouldBlockError,
 )
-from ._freeze import freeze_message
+from ._freeze import CONTAINER_FIELDS, freeze_message
 from ._ledger import Ledger, fields
 from ._message import Message, MessageTypes
 from ._router import Router, Tap
@@ -174,7 +174,8 @@ class Dispatcher:
         else:
             # ``route`` for the common case (nobody waits on the correlation, no tap, every
             # recipient known), inlined: this runs once a hop.
-            freeze_message(msg)
+            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
+                freeze_message(msg)  # else nothing to freeze (the common case: no call)
             ledger.published += 1
             self.correlator.check_late(msg)
             if ledger.observer is not None:
@@ -216,8 +217,10 @@ class Dispatcher:
             return ()
         collected = holding = False
         if corr.waiters:
-            holding = True
-            self.correlator.hold()
+            # Only an observer is told of gathers, so only for one is the order kept.
+            holding = self.correlator.on_gathered is not None
+            if holding:
+                self.correlator.hold()
             collected, consumed = self._offer(msg, corr, output)
             if consumed:  # the request waiter stands in for its agent; subscribers still get it
                 routed = tuple(r for r in routed if r != msg.recipient)

@@ -20,7 +20,14 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-__all__ = ["FrozenDict", "FrozenList", "FrozenSet", "freeze_message", "freeze_payload"]
+__all__ = [
+    "CONTAINER_FIELDS",
+    "FrozenDict",
+    "FrozenList",
+    "FrozenSet",
+    "freeze_message",
+    "freeze_payload",
+]
 
 
 def _refuse(self: object, *args: object, **kwargs: object) -> NoReturn:
@@ -82,8 +89,9 @@ _SCALARS: tuple[type, ...] = (
     enum.Enum,
 )
 
-# payload class -> names of the fields that may hold a container (empty: nothing to freeze)
-_CONTAINER_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+# payload class -> names of the fields that may hold a container (empty: nothing to freeze);
+# the dispatcher reads it to skip ``freeze_message`` for a message with nothing to freeze
+CONTAINER_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
 
 
 def _scalar(annotation: object) -> bool:
@@ -100,9 +108,9 @@ def _scalar(annotation: object) -> bool:
 
 
 def _fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    found = _CONTAINER_FIELDS.get(cls)
+    found = CONTAINER_FIELDS.get(cls)
     if found is None:
-        found = _CONTAINER_FIELDS[cls] = tuple(
+        found = CONTAINER_FIELDS[cls] = tuple(
             name for name, info in cls.model_fields.items() if not _scalar(info.annotation)
         )
     return found
@@ -133,7 +141,7 @@ def freeze_message(msg: BaseModel) -> None:
     if type(metadata) is dict:
         values["metadata"] = FrozenDict(metadata) if metadata else _EMPTY
     payload = values["payload"]
-    names = _CONTAINER_FIELDS.get(type(payload))  # inlined: this runs for every message
+    names = CONTAINER_FIELDS.get(type(payload))  # inlined: this runs for every message
     if names is None:
         names = _fields(type(payload))
     if names:
