@@ -324,3 +324,31 @@ async def test_system_exit_in_a_handler_stops_the_runtime_with_a_report() -> Non
     }
     accounted(rt.statistics())
     assert rt.statistics().in_flight == 0
+
+
+def test_keyboard_interrupt_in_a_handler_stops_the_runtime_on_asyncio() -> None:
+    # asyncio lets KeyboardInterrupt out of a task's step and stops its loop, so the runtime
+    # closes while asyncio.run cancels what is left: the report must be as complete as on trio.
+    rt = Runtime([RaisesBase("quitter", KeyboardInterrupt()), Slow("slow")])
+
+    async def run() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(), recipient="slow"))
+            await rt.publish(rt.message(Ping(), recipient="quitter"))
+            await anyio.sleep(10)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(run())
+    assert rt.state is RuntimeState.CLOSED
+    report = rt.shutdown_report
+    assert report is not None
+    assert (report.drained, report.cancelled_running) == (False, 2)
+    assert report.by_agent == {"quitter": 1, "slow": 1}
+    letters = {d.agent_id: (d.kind, d.reason) for d in rt.dead_letters}
+    assert letters == {
+        "quitter": ("cancelled", "the runtime stopped: KeyboardInterrupt"),
+        "slow": ("cancelled", "cancelled at shutdown"),
+    }
+    stats = rt.statistics()
+    accounted(stats)
+    assert (stats.delivered, stats.dead_lettered, stats.in_flight) == (2, 2, 0)
