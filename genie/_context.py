@@ -108,12 +108,15 @@ class Timer:
 class _ContextBase:
     """reply/emit shared by the runtime's context and the test context."""
 
-    __slots__ = ("_agent_id", "_message", "_new_id")
+    __slots__ = ("_agent_id", "_message", "_new_id", "last_emitted")
 
     def __init__(self, agent_id: str, message: Message, new_id: Callable[[], str]) -> None:
         self._agent_id = agent_id
         self._message = message
         self._new_id = new_id
+        # The last message ``emit`` built: stamped from this very input by construction (and
+        # frozen), so the runtime need not check its stamp field by field.
+        self.last_emitted: Message | None = None
 
     @property
     def agent_id(self) -> str:
@@ -146,7 +149,7 @@ class _ContextBase:
         classification: Classification | None = None,
         metadata: Mapping[str, MetaValue] | None = None,
     ) -> Message:
-        return self._message.child(
+        out = self.last_emitted = self._message.child(
             payload,
             sender=self._agent_id,
             id=self._new_id(),
@@ -156,6 +159,7 @@ class _ContextBase:
             classification=classification,
             metadata=metadata,
         )
+        return out
 
     def reply(self, payload: Payload, **fields: Any) -> Message:
         return self.emit(payload, recipient=self._message.sender, **fields)
@@ -189,6 +193,7 @@ class RuntimeContext(_ContextBase):
         self._message = message
         self._new_id = services.new_id
         self._services = services
+        self.last_emitted = None
 
     def now(self) -> datetime:
         return self._services.clock.now()

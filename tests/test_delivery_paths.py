@@ -199,6 +199,39 @@ async def test_outputs_are_stamped_so_no_handler_escapes_the_kill_switch() -> No
     accounted(rt.statistics())
 
 
+class Rewinder(BaseAgent):
+    """Loops to itself through what its context built, then tampered with: the hops reset on a
+    copy ("copy"), or the context of its first delivery used again ("stale")."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, mode: str) -> None:
+        super().__init__(id)
+        self.mode = mode
+        self.calls = 0
+        self.first: Context | None = None
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.calls += 1
+        if self.mode == "copy":
+            return ctx.emit(Ping(n=payload.n + 1), recipient=self.id).model_copy(update={"hops": 0})
+        self.first = self.first or ctx
+        return self.first.emit(Ping(n=payload.n + 1), recipient=self.id)
+
+
+@pytest.mark.parametrize("mode", ["copy", "stale"])
+async def test_tampered_context_outputs_are_stamped_again(mode: str) -> None:
+    agent = Rewinder("loop", mode)
+    async with Runtime([agent], limits=Limits(max_hops=5, correlation_budget=20)) as rt:
+        await rt.publish(rt.message(Ping(), recipient="loop"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert agent.calls == 6  # hops 0..5 whatever the handler did to its output
+    assert rt.statistics().denied == 1
+    accounted(rt.statistics())
+
+
 async def test_a_fallback_runs_through_its_own_mailbox() -> None:
     gate = anyio.Event()
     backup = Recorder("backup", gate)
