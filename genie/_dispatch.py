@@ -206,7 +206,8 @@ class Dispatcher:
     ) -> tuple[str, ...]:
         """Count the message, deliver it to the waiters and taps it concerns; the agents that
         remain to be admitted."""
-        freeze_message(msg)  # before any consumer sees it: what was admitted stays so
+        if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
+            freeze_message(msg)  # before any consumer sees it: what was admitted stays so
         ledger = self.ledger
         ledger.published += 1
         obs = ledger.observer
