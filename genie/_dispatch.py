@@ -231,7 +231,10 @@ class Dispatcher:
             self._tap(msg)
         recipient = msg.recipient
         if recipient is not None and recipient not in self.mailboxes:
-            routed = tuple(r for r in routed if r in self.mailboxes)
+            # The common case, a reply to a caller that is not an agent, without a generator.
+            routed = (
+                () if routed == (recipient,) else tuple(r for r in routed if r in self.mailboxes)
+            )
             if not collected:
                 ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
         elif not routed and not collected:
