@@ -28,6 +28,7 @@ from ._message import Payload
 from ._pipeline_args import add_set as _add_set
 from ._pipeline_args import load as _load
 from ._runtime import Runtime
+from ._serve_cli import add_parser as add_serve
 from ._yamlconf import ConfigFileError
 from .pipeline import Pipeline, RunResult
 from .simulation._command import add_parser as add_simulate
@@ -366,6 +367,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     check.set_defaults(func=_policy_check)
 
     add_simulate(commands)
+    add_serve(commands)
 
     for name, summary in (installed or {}).items():
         commands.add_parser(name, help=summary, add_help=False)

@@ -332,9 +332,19 @@ class Pipeline:
             problem = _translate(entry.type, exc)
             raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
 
-    def entry_message(self, rt: Runtime, payload: Payload) -> Message:
+    def entry_message(
+        self,
+        rt: Runtime,
+        payload: Payload,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+    ) -> Message:
+        """The request message: the entry's metadata, then ``metadata`` over it (a server
+        writes the caller's identity there); ``trace_id`` continues a caller's trace."""
         entry = self.config.entry
         ids = rt.message(payload, sender=entry.sender)
+        fields: dict[str, Any] = {"trace_id": trace_id} if trace_id else {}
         # Go callers put trace_id in metadata and policies read it there; keep that contract.
         return rt.message(
             payload,
@@ -342,7 +352,8 @@ class Pipeline:
             recipient=entry.to,
             id=ids.id,
             correlation_id=ids.correlation_id,
-            metadata={"trace_id": ids.trace_id, **entry.metadata},
+            metadata={"trace_id": trace_id or ids.trace_id, **entry.metadata, **(metadata or {})},
+            **fields,
         )
 
     # --- one request ---------------------------------------------------------------------------
@@ -369,10 +380,15 @@ class Pipeline:
                 await stacks.aclose()
 
     async def ask(
-        self, rt: Runtime, payload: Payload, *, timeout: float | None = None
+        self,
+        rt: Runtime,
+        payload: Payload | Message,
+        *,
+        timeout: float | None = None,
     ) -> RunResult:
-        """Send one entry ``payload`` through a running runtime of this pipeline."""
-        msg = self.entry_message(rt, payload)
+        """Send one entry ``payload`` through a running runtime of this pipeline (or a request
+        message built by ``entry_message``, to know its ids before it is sent)."""
+        msg = payload if isinstance(payload, Message) else self.entry_message(rt, payload)
         watch = _Watch(msg.correlation_id)
         rt.add_observer(watch)
         try:

@@ -1,0 +1,142 @@
+"""The ``genie serve`` command: parse, load everything (any mistake is exit 2 before a port is
+bound), serve until SIGTERM or Ctrl-C, drain, and report what was cut.
+
+Imports nothing heavy until the command runs, so ``genie --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from ._errors import ConfigurationError
+from ._pipeline_args import _variables
+
+__all__ = ["add_parser"]
+
+
+def add_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve pipelines over HTTP (ask, server-sent events, a live page)",
+        description="Serve each PIPELINE over HTTP on HOST:PORT until SIGTERM or Ctrl-C, then "
+        "drain in-flight requests for up to --drain seconds and report what was cut. Needs "
+        "the 'serve' extra. Exit 0 after a clean stop, 1 when requests were cut, 2 for a bad "
+        "pipeline, key file or address (docs/serve.md).",
+    )
+    serve.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="pipeline YAML files")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    serve.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="API keys YAML (default: the GENIE_API_KEYS variable); see docs/serve.md",
+    )
+    serve.add_argument(
+        "--rate", type=float, default=10.0, metavar="R", help="requests/s per principal (10)"
+    )
+    serve.add_argument("--burst", type=int, metavar="N", help="requests at once (default: R)")
+    serve.add_argument(
+        "--max-body", type=int, default=1 << 20, metavar="BYTES", help="request size limit (1 MiB)"
+    )
+    serve.add_argument(
+        "--drain", type=float, default=10.0, metavar="S", help="seconds to drain on stop (10)"
+    )
+    serve.add_argument(
+        "--audit", metavar="PATH", help="append audit records to this hash-chained JSONL log"
+    )
+    serve.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="set ${KEY} in the pipeline files (over the environment); repeatable",
+    )
+    serve.set_defaults(func=_serve)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port, "
+            "or 0 for any free port)"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigurationError(
+            "genie serve needs the 'serve' extra: pip install 'genie-bus[serve]'"
+        ) from exc
+    import anyio
+
+    from ._audit import JsonlAuditLog, audit_key
+    from .pipeline import load_pipeline
+    from .serve import ServeSettings, create_app, load_keys
+
+    variables = _variables(args.set)
+    pipelines = [load_pipeline(path, variables=variables) for path in args.pipelines]
+    keys = load_keys(args.keys, os.environ)
+    for name, value in (("--rate", args.rate), ("--drain", args.drain)):
+        if value <= 0:
+            raise ConfigurationError(f"{name} must be positive, not {value:g}")
+    settings = ServeSettings(rate=args.rate, burst=args.burst, max_body=args.max_body)
+    try:
+        audit = JsonlAuditLog(args.audit, key=audit_key(None, os.environ)) if args.audit else None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
+    app = create_app(pipelines, keys, settings=settings, audit=audit)
+    state = app.state.genie
+    sock = _listen(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    names = ", ".join(p.name for p in pipelines)
+    print(f"genie serve: {names} on http://{host}:{port}", file=sys.stderr, flush=True)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            state.draining = True
+            state.at_signal = len(state.in_flight)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_graceful_shutdown=args.drain,
+        lifespan="on",
+        access_log=False,
+    )
+    server = Server(config)
+    # uvicorn re-raises the signal it caught once it has stopped; this handler makes that a
+    # no-op, so the report below is printed and the exit code is ours.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        anyio.run(server.serve, [sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
+        if audit is not None:
+            audit.close()
+    cut = state.cut
+    print(
+        f"genie serve: stopped; {state.at_signal} request(s) in flight at the "
+        f"signal, {state.completed_while_draining} finished within the {args.drain:g} s drain, "
+        f"{len(cut)} cut",
+        file=sys.stderr,
+    )
+    for flight in cut:
+        print(f"  cut: {flight.method} {flight.path} ({flight.principal})", file=sys.stderr)
+    return 1 if cut else 0

@@ -1,0 +1,471 @@
+"""The HTTP application: pipelines behind ``/v1``, on the runtimes' own event loop.
+
+Every ``/v1`` request authenticates (``Authorization: Bearer KEY`` or ``X-API-Key``), passes its
+principal's rate limit and the size limit, then runs as ``genie run --json`` would: the same
+result document, with an HTTP status that says how it ended (``STATUS``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .._audit import AuditRecord, AuditSink, MemoryAuditLog
+from .._errors import ConfigurationError, GenieError, InvalidMessageError, did_you_mean
+from .._message import Message
+from .._metrics import Metrics
+from .._nesting import json_depth_exceeds
+from .._runtime import Runtime
+from ..pipeline import Pipeline, RunResult
+from ._exposition import exposition
+from ._keys import ApiKey, KeyRing
+from ._limits import RateLimits
+from ._openapi import openapi
+from ._page import PAGE
+from ._stream import ClientTap, Recording, Recordings, event_json, resume_point
+from ._tracecontext import TraceParent
+
+__all__ = ["STATUS", "ServeSettings", "create_app"]
+
+_log = logging.getLogger("genie.serve")
+
+# The HTTP status of each run status: the output (200), a denial (403), a timeout (504), and
+# a pipeline that ended without its output (502: the server is a gateway to the pipeline).
+STATUS = {
+    "ok": 200,
+    "partial": 200,
+    "denied": 403,
+    "timed_out": 504,
+    "failed": 502,
+    "fallback": 502,
+    "no_output": 502,
+}
+METADATA_HEADER = "genie-metadata"
+SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last events
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """``rate`` requests a second per principal (``burst`` at once; a key may set its own),
+    ``max_body`` bytes a request, ``max_timeout`` seconds a caller may ask to wait, the last
+    ``replay`` recorded streams kept for reconnection (``stream_frames`` frames each)."""
+
+    rate: float = 10.0
+    burst: int | None = None
+    max_body: int = 1 << 20
+    max_timeout: float = 300.0
+    replay: int = 256
+    stream_frames: int = 4096
+
+
+class _Refused(Exception):
+    """A request refused before it ran: the HTTP status and one clear line."""
+
+    def __init__(self, status: int, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+@dataclass
+class _Served:
+    pipeline: Pipeline
+    runtime: Runtime
+    taps: dict[str, ClientTap]
+
+
+@dataclass
+class _InFlight:
+    method: str
+    path: str
+    principal: str
+    started: float
+
+
+@dataclass
+class ServerState:
+    """What the routes share; ``ready`` once every runtime has started."""
+
+    served: dict[str, _Served] = field(default_factory=dict)
+    ready: bool = False
+    draining: bool = False
+    at_signal: int = 0  # requests in flight when the stop began
+    in_flight: dict[int, _InFlight] = field(default_factory=dict)
+    cut: list[_InFlight] = field(default_factory=list)
+    completed_while_draining: int = 0
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, code)
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
+    tasks: TaskGroup | None = None
+
+
+def _json_error(status: int, error: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, **extra}, status_code=status)
+
+
+def create_app(
+    pipelines: Sequence[Pipeline],
+    keys: KeyRing,
+    *,
+    settings: ServeSettings | None = None,
+    audit: AuditSink | None = None,
+    observers: Callable[[str, Runtime], None] | None = None,
+) -> Starlette:
+    """The ASGI application serving ``pipelines`` (each in a runtime of its own, started by
+    the app's lifespan). ``audit`` receives the runtimes' records and the server's own
+    (rate-limited, too large); ``observers`` is called with each runtime before it starts
+    (tracing attaches there)."""
+    settings = settings or ServeSettings()
+    sink: AuditSink = audit if audit is not None else MemoryAuditLog()
+    names = [p.name for p in pipelines]
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"two pipelines share a name: {sorted(names)}")
+    by_name = {p.name: p for p in pipelines}
+    for p in pipelines:
+        clash = sorted({d.id for d in p.config.agents} & set(keys.principals()))
+        if clash:
+            raise ConfigurationError(
+                f"principal {clash[0]!r} is also an agent of pipeline {p.name!r}: the policies "
+                "could not tell the client from the agent; rename the principal"
+            )
+    state = ServerState()
+    limits = RateLimits(settings.rate, settings.burst)
+    recordings = Recordings(settings.replay)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stacks = [p.llm_stacks() for p in pipelines]
+        try:
+            async with anyio.create_task_group() as tg:
+                state.tasks = tg
+                async with _runtimes(pipelines, stacks, sink, keys, state, observers):
+                    state.ready = True
+                    try:
+                        yield
+                    finally:
+                        state.ready = False
+                        for flight in state.in_flight.values():
+                            state.cut.append(flight)
+                        tg.cancel_scope.cancel()  # recorded streams still running are cut
+        finally:
+            for s in stacks:
+                if s is not None:
+                    await s.aclose()
+
+    def record(action: str, principal: str, **details: str) -> None:
+        state.rejected[action] = state.rejected.get(action, 0) + 1
+        sink.record(AuditRecord(datetime.now(UTC), "genie-serve", action, principal, details))
+        _log.warning("%s: %s %s", action, principal, details)
+
+    async def admit(request: Request) -> ApiKey:
+        if state.draining or not state.ready:
+            raise _Refused(503, "the server is not ready or is shutting down")
+        presented = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if presented is None and auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+        if not presented:
+            refused = _Refused(401, "missing API key: send 'Authorization: Bearer KEY'")
+            refused.headers["WWW-Authenticate"] = "Bearer"
+            raise refused
+        key = keys.find(presented)
+        if key is None:
+            refused = _Refused(401, "unknown API key")
+            refused.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            raise refused
+        wait = limits.take(key.principal, anyio.current_time(), key.rate, key.burst)
+        if wait:
+            record("rate_limited", key.principal, path=request.url.path)
+            refused = _Refused(
+                429, f"rate limit of principal {key.principal!r} exceeded; retry later"
+            )
+            refused.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+            raise refused
+        return key
+
+    async def body_of(request: Request, key: ApiKey) -> bytes:
+        declared = request.headers.get("content-length")
+        too_large = _Refused(413, f"request body over the limit of {settings.max_body} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body:
+            record("too_large", key.principal, path=request.url.path, bytes=declared)
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > settings.max_body:
+                record("too_large", key.principal, path=request.url.path, bytes=f">{size}")
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def served_of(name: str) -> _Served:
+        served = state.served.get(name)
+        if served is None:
+            hint = did_you_mean(name, state.served)
+            raise _Refused(404, f"no pipeline {name!r} is served{hint}")
+        return served
+
+    async def prepare(request: Request) -> tuple[_Served, ApiKey, Message, float | None]:
+        key = await admit(request)
+        served = served_of(request.path_params["name"])
+        raw = await body_of(request, key)
+        pipeline, rt = served.pipeline, served.runtime
+        entry = pipeline.config.entry.type
+        data = _json_object(raw or b"{}", "the request body")
+        extra = _json_object(request.headers.get(METADATA_HEADER, "{}"), "header Genie-Metadata")
+        timeout = _timeout(request.query_params.get("timeout"), settings.max_timeout)
+        trace = TraceParent.parse(request.headers.get("traceparent"))
+        metadata = key.stamp(extra)
+        if trace is not None:
+            metadata["traceparent"] = trace.header()
+        try:
+            payload = rt.types.parse_payload(entry, {**pipeline.config.entry.payload, **data})
+            msg = pipeline.entry_message(
+                rt, payload, metadata=metadata, trace_id=trace.trace_id if trace else None
+            )
+        except InvalidMessageError as exc:
+            raise _Refused(400, str(exc), type=exc.type_name, field=exc.field) from exc
+        return served, key, msg, timeout
+
+    def guarded(
+        route: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except _Refused as refused:
+                response = _json_error(refused.status, refused.error, **refused.extra)
+                response.headers.update(refused.headers)
+            key = (route, str(response.status_code))
+            state.counts[key] = state.counts.get(key, 0) + 1
+            return response
+
+        return endpoint
+
+    async def ask(request: Request) -> Response:
+        served, key, msg, timeout = await prepare(request)
+        flight = _InFlight("POST", request.url.path, key.principal, anyio.current_time())
+        state.in_flight[id(flight)] = flight
+        try:
+            result = await served.pipeline.ask(served.runtime, msg, timeout=timeout)
+        finally:
+            del state.in_flight[id(flight)]
+            if state.draining:
+                state.completed_while_draining += 1
+        return _result_response(result)
+
+    async def ask_stream(request: Request) -> Response:
+        served, key, msg, timeout = await prepare(request)
+        rec = recordings.open(msg.correlation_id, key.principal, settings.stream_frames)
+        assert state.tasks is not None
+        flight = _InFlight("POST", request.url.path, key.principal, anyio.current_time())
+        state.in_flight[id(flight)] = flight
+
+        async def run() -> None:
+            try:
+                await _run_recorded(served, key, msg, timeout, rec)
+            finally:
+                del state.in_flight[id(flight)]
+                if state.draining:
+                    state.completed_while_draining += 1
+                rec.finish()
+
+        state.tasks.start_soon(run)
+        return _sse(rec, -1, {"Location": f"/v1/streams/{msg.correlation_id}"})
+
+    async def resume(request: Request) -> Response:
+        key = await admit(request)
+        cid = request.path_params["correlation_id"]
+        rec = recordings.get(cid)
+        # Another principal's stream is as unknown as one that never was.
+        if rec is None or rec.principal != key.principal:
+            raise _Refused(404, f"no stream {cid!r} to resume (expired, or never started)")
+        return _sse(rec, resume_point(request.headers.get("last-event-id"), cid))
+
+    async def list_pipelines(request: Request) -> Response:
+        await admit(request)
+        return JSONResponse({"pipelines": [_describe(s.pipeline) for s in state.served.values()]})
+
+    async def statistics(request: Request) -> Response:
+        await admit(request)
+        served = served_of(request.path_params["name"])
+        return JSONResponse(asdict(served.runtime.statistics()))
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if state.ready and not state.draining:
+            return JSONResponse({"status": "ready", "pipelines": list(state.served)})
+        why = "draining" if state.draining else "starting"
+        return JSONResponse({"status": why}, status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        text = exposition(
+            {name: s.runtime.metrics for name, s in state.served.items() if s.runtime.metrics},
+            state.counts,
+            state.rejected,
+            len(state.in_flight),
+        )
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi([by_name[n] for n in names]))
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(PAGE)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _json_error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+    routes = [
+        Route("/", page, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/v1/pipelines", guarded("pipelines", list_pipelines), methods=["GET"]),
+        Route("/v1/pipelines/{name}/ask", guarded("ask", ask), methods=["POST"]),
+        Route(
+            "/v1/pipelines/{name}/ask/stream", guarded("ask_stream", ask_stream), methods=["POST"]
+        ),
+        Route(
+            "/v1/pipelines/{name}/statistics",
+            guarded("statistics", statistics),
+            methods=["GET"],
+        ),
+        Route("/v1/streams/{correlation_id}", guarded("resume", resume), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app.state.genie = state
+    return app
+
+
+@asynccontextmanager
+async def _runtimes(
+    pipelines: Sequence[Pipeline],
+    stacks: Sequence[Any],
+    sink: AuditSink,
+    keys: KeyRing,
+    state: ServerState,
+    observers: Callable[[str, Runtime], None] | None,
+) -> AsyncIterator[None]:
+    """Every pipeline's runtime, started (and closed, draining, on the way out)."""
+    if not pipelines:
+        yield
+        return
+    pipeline, rest = pipelines[0], pipelines[1:]
+    rt = pipeline.runtime(audit=sink, metrics=Metrics(), llm=stacks[0])
+    taps = {p: ClientTap(p) for p in keys.principals()}
+    for tap in taps.values():
+        rt.add_tap(tap)
+    if observers is not None:
+        observers(pipeline.name, rt)
+    async with rt:
+        state.served[pipeline.name] = _Served(pipeline, rt, taps)
+        async with _runtimes(rest, stacks[1:], sink, keys, state, observers):
+            yield
+
+
+async def _run_recorded(
+    served: _Served, key: ApiKey, msg: Message, timeout: float | None, rec: Recording
+) -> None:
+    """Run ``msg``, recording its events (those the principal may see) and then its result."""
+    rt, tap = served.runtime, served.taps[key.principal]
+    admitted = tap.watch(msg.correlation_id)
+    events = rt.events(msg.correlation_id, buffer=4096)
+    origin = rt.clock.monotonic()
+    rec.add("accepted", {"correlation_id": msg.correlation_id, "trace_id": msg.trace_id})
+    try:
+        settled = anyio.Event()
+
+        async def pump() -> None:
+            async for event in events:
+                if event.message_id is None or event.message_id in admitted:
+                    rec.add(event.kind, event_json(event, origin))
+            settled.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            try:
+                result = await served.pipeline.ask(rt, msg, timeout=timeout)
+            except GenieError as exc:
+                tg.cancel_scope.cancel()
+                rec.add("error", {"error": str(exc)}, last=True)
+                return
+            # The events of what is still in flight come first, but the result waits for
+            # them only briefly (the stream ends when the request settles).
+            with anyio.move_on_after(SETTLE_WAIT):
+                await settled.wait()
+            tg.cancel_scope.cancel()
+        rec.add("result", {"http_status": STATUS[result.status], **result.as_json()}, last=True)
+    finally:
+        tap.unwatch(msg.correlation_id)
+        await events.aclose()
+
+
+def _sse(rec: Recording, after: int, headers: Mapping[str, str] | None = None) -> Response:
+    return StreamingResponse(
+        rec.follow(after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
+    )
+
+
+def _result_response(result: RunResult) -> Response:
+    response = JSONResponse(result.as_json(), status_code=STATUS[result.status])
+    if result.status == "denied" and result.denials:
+        response.headers["Genie-Denied-By"] = result.denials[0].policy
+    return response
+
+
+def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    if json_depth_exceeds(text):
+        raise _Refused(400, f"{what} is nested too deeply")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise _Refused(400, f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise _Refused(400, f"{what} must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _timeout(raw: str | None, ceiling: float) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= ceiling:
+        raise _Refused(400, f"query 'timeout' must be seconds in (0, {ceiling:g}], not {raw!r}")
+    return value
+
+
+def _describe(pipeline: Pipeline) -> dict[str, Any]:
+    entry = pipeline.config.entry
+    return {
+        "name": pipeline.name,
+        "description": pipeline.config.description,
+        "entry": {"type": entry.type, "to": entry.to, "defaults": dict(entry.payload)},
+        "output": pipeline.config.output,
+        "timeout": pipeline.config.timeout,
+        "schema": pipeline.entry_model.model_json_schema(),
+    }
