@@ -1,0 +1,297 @@
+"""The HTTP API against a real uvicorn server on 127.0.0.1: every endpoint, every error code."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from genie import MemoryAuditLog
+from genie.pipeline import load_pipeline
+from genie.serve import STATUS, ServeSettings
+
+from .conftest import ALICE, BOB, EVE, ROOT, auth, csv_body, finance, keyring, serving, sse
+
+ASK = "/v1/pipelines/finance/ask"
+
+
+async def test_ask_returns_the_run_json_and_200(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        r = await client.post(ASK, json=csv_body(), headers=auth(ALICE))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["output"]["type"] == "final_report"
+    assert "Genie" in body["output"]["payload"]["text"]
+    assert set(body) == {
+        "status", "correlation_id", "output", "missing", "dead_letters", "denials", "stats"
+    }  # fmt: skip
+
+
+async def test_the_same_document_as_genie_run_json(tmp_path: Path) -> None:
+    """The server reuses RunResult.as_json: the CLI's document for the same input matches in
+    everything but the ids and the runtime-wide counters."""
+    pipeline = finance(tmp_path)
+    cli = (await pipeline.run()).as_json()
+    async with serving([pipeline], keyring(tmp_path)) as client:
+        served = (await client.post(ASK, json=csv_body(), headers=auth(ALICE))).json()
+    for doc in (cli, served):
+        del doc["correlation_id"], doc["stats"]
+    assert served == cli
+
+
+async def test_invalid_payload_is_400_naming_type_and_field(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        missing = await client.post(ASK, json={}, headers=auth(ALICE))
+        wrong = await client.post(ASK, json={"csv": 12}, headers=auth(ALICE))
+        not_json = await client.post(ASK, content=b"{nope", headers=auth(ALICE))
+        a_list = await client.post(ASK, json=[1], headers=auth(ALICE))
+        deep = await client.post(ASK, content=b"[" * 100 + b"]" * 100, headers=auth(ALICE))
+        bad_meta = await client.post(
+            ASK, json=csv_body(), headers={**auth(ALICE), "Genie-Metadata": '{"x": {"y": 1}}'}
+        )
+        bad_timeout = await client.post(ASK + "?timeout=-1", json=csv_body(), headers=auth(ALICE))
+    assert missing.status_code == 400
+    assert missing.json() == {
+        "error": "invalid 'finance_question' message: field 'csv': Field required",
+        "type": "finance_question",
+        "field": "csv",
+    }
+    assert wrong.status_code == 400
+    assert wrong.json()["field"] == "csv"
+    assert not_json.status_code == 400
+    assert "the request body is not valid JSON" in not_json.json()["error"]
+    assert a_list.json()["error"] == "the request body must be a JSON object, not list"
+    assert deep.status_code == 400
+    assert "nested too deeply" in deep.json()["error"]
+    assert bad_meta.status_code == 400
+    assert bad_meta.json()["field"].startswith("metadata")
+    assert bad_timeout.status_code == 400
+    assert "timeout" in bad_timeout.json()["error"]
+
+
+async def test_denial_is_403_naming_the_policy(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        r = await client.post(ASK, json=csv_body(), headers=auth(EVE))
+    assert r.status_code == 403
+    assert r.headers["Genie-Denied-By"] == "rbac"
+    assert r.json()["status"] == "denied"
+    assert r.json()["denials"][0]["policy"] == "rbac"
+
+
+async def test_timeout_is_504(tmp_path: Path) -> None:
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")  # a 1 s agent, 50 ms timeout
+    async with serving([slow], keyring(tmp_path)) as client:
+        r = await client.post("/v1/pipelines/slow/ask", json={}, headers=auth(ALICE))
+    assert r.status_code == 504
+    assert r.json()["status"] == "timed_out"
+    assert STATUS["timed_out"] == 504
+
+
+async def test_auth_missing_wrong_and_valid(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        none = await client.get("/v1/pipelines")
+        wrong = await client.get("/v1/pipelines", headers=auth("not-a-key-at-all-000"))
+        other_header = await client.get("/v1/pipelines", headers={"X-API-Key": ALICE})
+        valid = await client.get("/v1/pipelines", headers=auth(ALICE))
+        stream = await client.post(ASK + "/stream", json=csv_body())
+    assert none.status_code == 401
+    assert none.headers["WWW-Authenticate"] == "Bearer"
+    assert "missing API key" in none.json()["error"]
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": "unknown API key"}
+    assert other_header.status_code == 200
+    assert valid.status_code == 200
+    assert stream.status_code == 401
+
+
+async def test_caller_asserted_identity_is_dropped(tmp_path: Path) -> None:
+    """eve (analyst) asserts admin roles, another user id and a PII acknowledgement: the
+    server writes her own identity, so RBAC still denies her."""
+    audit = MemoryAuditLog()
+    meta = {
+        "user_roles": "admin",
+        "user_id": "root",
+        "pii_acknowledged": "true",
+        "account_id": "acct-9",
+    }
+    async with serving([finance(tmp_path)], keyring(tmp_path), audit=audit) as client:
+        r = await client.post(
+            ASK, json=csv_body(), headers={**auth(EVE), "Genie-Metadata": json.dumps(meta)}
+        )
+    assert r.status_code == 403
+    assert r.json()["denials"][0]["policy"] == "rbac"
+
+
+async def test_identity_reaches_the_agents_as_the_server_wrote_it(tmp_path: Path) -> None:
+    pipeline = finance(tmp_path)
+    seen: list[dict[str, object]] = []
+
+    def watch(name: str, rt: object) -> None:
+        from genie import Observer
+
+        class Meta(Observer):
+            def delivered(self, msg, agent_id):  # type: ignore[no-untyped-def]
+                seen.append(dict(msg.metadata))
+
+        rt.add_observer(Meta())  # type: ignore[attr-defined]
+
+    meta = json.dumps({"user_roles": "admin", "user_id": "root", "account_id": "acct-9"})
+    async with serving([pipeline], keyring(tmp_path), observers=watch) as client:
+        r = await client.post(ASK, json=csv_body(), headers={**auth(ALICE), "Genie-Metadata": meta})
+    assert r.status_code == 200
+    assert seen
+    assert {m["user_id"] for m in seen} == {"alice"}
+    assert {m["user_roles"] for m in seen} == {"user"}
+    assert {m["account_id"] for m in seen} == {"acct-9"}  # not server-owned: the caller's
+
+
+async def test_rate_limit_is_429_with_retry_after_and_a_record(tmp_path: Path) -> None:
+    audit = MemoryAuditLog()
+    async with serving([finance(tmp_path)], keyring(tmp_path), audit=audit) as client:
+        codes = [(await client.get("/v1/pipelines", headers=auth(BOB))).status_code for _ in "123"]
+        refused = await client.get("/v1/pipelines", headers=auth(BOB))
+        other = await client.get("/v1/pipelines", headers=auth(ALICE))  # its own bucket
+        metrics = (await client.get("/metrics")).text
+    assert codes == [200, 200, 429]
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "rate limit of principal 'bob'" in refused.json()["error"]
+    assert other.status_code == 200
+    records = [r for r in audit.records if r.action == "rate_limited"]
+    assert [r.target for r in records] == ["bob", "bob"]
+    assert 'genie_serve_rejected_total{reason="rate_limited"} 2.0' in metrics
+
+
+async def test_size_limit_is_413_with_a_record(tmp_path: Path) -> None:
+    audit = MemoryAuditLog()
+    settings = ServeSettings(max_body=1000)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings, audit) as client:
+        declared = await client.post(ASK, json={"csv": "x" * 2000}, headers=auth(ALICE))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b"x" * 200  # no Content-Length: counted as it arrives
+
+        streamed = await client.post(ASK, content=chunks(), headers=auth(ALICE))
+    assert declared.status_code == 413
+    assert streamed.status_code == 413
+    assert "over the limit of 1000 bytes" in declared.json()["error"]
+    assert [r.action for r in audit.records] == ["too_large", "too_large"]
+
+
+async def test_pipelines_lists_entry_schema(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        r = await client.get("/v1/pipelines", headers=auth(ALICE))
+        unknown = await client.post("/v1/pipelines/finanse/ask", json={}, headers=auth(ALICE))
+    (p,) = r.json()["pipelines"]
+    assert p["name"] == "finance"
+    assert p["entry"]["type"] == "finance_question"
+    assert p["schema"]["type"] == "object"
+    assert "csv" in p["schema"]["required"]
+    assert unknown.status_code == 404
+    assert "did you mean 'finance'" in unknown.json()["error"]
+
+
+async def test_health_ready_metrics_openapi_page(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        await client.post(ASK, json=csv_body(), headers=auth(ALICE))
+        health = await client.get("/healthz")
+        ready = await client.get("/readyz")
+        metrics = await client.get("/metrics")
+        doc = await client.get("/openapi.json")
+        page = await client.get("/")
+        nowhere = await client.get("/v2/nothing")
+        wrong_method = await client.get(ASK)
+    assert health.json() == {"status": "ok"}
+    assert ready.json() == {"status": "ready", "pipelines": ["finance"]}
+    assert 'genie_messages_published_total{pipeline="finance",type="finance_question"}' in (
+        metrics.text
+    )
+    assert 'genie_serve_requests_total{code="200",route="ask"} 1.0' in metrics.text
+    spec = doc.json()
+    assert spec["openapi"].startswith("3.")
+    ask = spec["paths"][ASK]["post"]
+    assert {"200", "400", "401", "403", "413", "429", "504"} <= set(ask["responses"])
+    assert "csv" in ask["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<script>" in page.text
+    assert nowhere.status_code == 404
+    assert "error" in nowhere.json()
+    assert wrong_method.status_code == 405
+
+
+async def test_stream_frames_events_then_result(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        r = await client.post(ASK + "/stream", json=csv_body(), headers=auth(ALICE))
+    assert r.headers["content-type"].startswith("text/event-stream")
+    frames = sse(r.text)
+    kinds = [event for _, event, _ in frames]
+    assert kinds[0] == "accepted"
+    assert kinds[-1] == "result"
+    assert {"published", "delivered", "handled"} <= set(kinds)
+    cid = frames[0][2]["correlation_id"]
+    assert [i for i, _, _ in frames] == [f"{cid}:{n}" for n in range(len(frames))]
+    result = frames[-1][2]
+    assert result["status"] == "ok"
+    assert result["http_status"] == 200
+    agents = {d["agent"] for _, e, d in frames if e == "handled"}
+    assert {"financial_supervisor", "reporter"} <= agents
+
+
+async def test_stream_resumes_after_last_event_id(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        first = sse((await client.post(ASK + "/stream", json=csv_body(), headers=auth(ALICE))).text)
+        cid = first[0][2]["correlation_id"]
+        again = await client.get(
+            f"/v1/streams/{cid}", headers={**auth(ALICE), "Last-Event-ID": f"{cid}:3"}
+        )
+        whole = await client.get(f"/v1/streams/{cid}", headers=auth(ALICE))
+        others = await client.get(
+            f"/v1/streams/{cid}", headers={**auth(BOB), "Last-Event-ID": f"{cid}:3"}
+        )
+    assert sse(again.text) == first[4:]
+    assert sse(whole.text) == first
+    assert others.status_code == 404  # another principal's stream is not there for bob
+
+
+async def test_stream_resumes_a_live_request(tmp_path: Path) -> None:
+    """A client that drops the connection mid-stream gets the rest, result included."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        async with client.stream(
+            "POST", ASK + "/stream", json=csv_body(), headers=auth(ALICE)
+        ) as r:
+            lines = r.aiter_lines()
+            first = await anext(lines)
+        assert first.startswith("id: ")
+        cid, _, n = first[4:].rpartition(":")
+        rest = await client.get(
+            f"/v1/streams/{cid}", headers={**auth(ALICE), "Last-Event-ID": f"{cid}:{n}"}
+        )
+    frames = sse(rest.text)
+    assert frames[0][0] == f"{cid}:1"
+    assert frames[-1][1] == "result"
+
+
+async def test_stream_withholds_events_about_messages_denied_to_the_client(
+    tmp_path: Path,
+) -> None:
+    """A rule denies analysis results to bob (as a recipient): alice's stream shows them, bob's
+    never does, though his request runs the same way."""
+    rules = (
+        "    - id: no-analysis-for-bob\n"
+        '      when: \'to == "bob" AND type == "analysis_result"\'\n'
+        "      reason: bob may not see analyses\n"
+    )
+    pipeline = finance(tmp_path, rules)
+    async with serving([pipeline], keyring(tmp_path)) as client:
+        seen = {}
+        for who, key in (("alice", ALICE), ("bob", BOB)):
+            r = await client.post(ASK + "/stream", json=csv_body(), headers=auth(key))
+            seen[who] = sse(r.text)
+    alice_types = {d.get("type") for _, _, d in seen["alice"]}
+    bob_types = {d.get("type") for _, _, d in seen["bob"]}
+    assert "analysis_result" in alice_types
+    assert "analysis_result" not in bob_types
+    assert seen["bob"][-1][2]["status"] == "ok"  # the run itself is not denied
+    assert "ingest_csv" in bob_types  # and everything else is streamed
