@@ -7,6 +7,7 @@ Imports nothing heavy until the command runs, so ``genie --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -71,8 +72,16 @@ def _listen(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port, "
             "or 0 for any free port)"
         ) from exc
-    sock.set_inheritable(True)
+    # Listening before uvicorn starts: a request sent meanwhile waits in the backlog until
+    # the runtimes have started, instead of being refused.
+    sock.listen(2048)
     return sock
+
+
+def _not_cancelled(record: logging.LogRecord) -> bool:
+    import asyncio
+
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -120,6 +129,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     server = Server(config)
+    # A request cut at the drain deadline is reported below, not as a traceback.
+    logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
     # uvicorn re-raises the signal it caught once it has stopped; this handler makes that a
     # no-op, so the report below is printed and the exit code is ours.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)

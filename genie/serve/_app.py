@@ -158,9 +158,7 @@ def create_app(
                         yield
                     finally:
                         state.ready = False
-                        for flight in state.in_flight.values():
-                            state.cut.append(flight)
-                        tg.cancel_scope.cancel()  # recorded streams still running are cut
+                        tg.cancel_scope.cancel()  # streamed requests still running are cut
         finally:
             for s in stacks:
                 if s is not None:
@@ -262,10 +260,13 @@ def create_app(
         state.in_flight[id(flight)] = flight
         try:
             result = await served.pipeline.ask(served.runtime, msg, timeout=timeout)
+        except anyio.get_cancelled_exc_class():
+            state.cut.append(flight)  # the drain deadline passed (or the client went away)
+            raise
         finally:
             del state.in_flight[id(flight)]
-            if state.draining:
-                state.completed_while_draining += 1
+        if state.draining:
+            state.completed_while_draining += 1
         return _result_response(result)
 
     async def ask_stream(request: Request) -> Response:
@@ -278,11 +279,14 @@ def create_app(
         async def run() -> None:
             try:
                 await _run_recorded(served, key, msg, timeout, rec)
+            except anyio.get_cancelled_exc_class():
+                state.cut.append(flight)
+                raise
             finally:
                 del state.in_flight[id(flight)]
-                if state.draining:
-                    state.completed_while_draining += 1
                 rec.finish()
+            if state.draining:
+                state.completed_while_draining += 1
 
         state.tasks.start_soon(run)
         return _sse(rec, -1, {"Location": f"/v1/streams/{msg.correlation_id}"})

@@ -1,0 +1,83 @@
+"""SIGTERM on a real ``genie serve`` process: stop accepting, drain, report what was cut."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import anyio
+import httpx
+import pytest
+
+from .conftest import ALICE, ROOT, auth
+
+SLOW = "tests/pipelines/good/slow.yaml"  # one agent that sleeps 1 s
+ENV = {**os.environ, "GENIE_API_KEYS": f"{{keys: [{{principal: alice, key: {ALICE}}}]}}"}
+
+
+def start(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genie._cli", "serve", SLOW, "--port", "0", *args],
+        cwd=ROOT,
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+    assert found, line
+    return proc, found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("drain", "code", "report"),
+    [
+        ("5", 0, "1 request(s) in flight at the signal, 1 finished within the 5 s drain, 0 cut"),
+        (
+            "0.2",
+            1,
+            "1 request(s) in flight at the signal, 0 finished within the 0.2 s drain, 1 cut",
+        ),
+    ],
+)
+async def test_sigterm_drains_then_reports(drain: str, code: int, report: str) -> None:
+    proc, url = start("--drain", drain)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            async with anyio.create_task_group() as tg:
+                answers: list[httpx.Response | Exception] = []
+
+                async def ask() -> None:
+                    try:
+                        answers.append(
+                            await client.post(
+                                "/v1/pipelines/slow/ask?timeout=5", json={}, headers=auth(ALICE)
+                            )
+                        )
+                    except httpx.HTTPError as exc:
+                        answers.append(exc)
+
+                tg.start_soon(ask)
+                await anyio.sleep(0.3)  # the request is in the agent's 1 s sleep
+                proc.send_signal(signal.SIGTERM)
+                await anyio.sleep(0.1)
+                with pytest.raises(httpx.ConnectError):
+                    await client.get("/readyz")  # no longer accepting
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, err
+    assert report in err
+    if code == 0:
+        (answer,) = answers
+        assert isinstance(answer, httpx.Response)
+        assert answer.status_code == 200
+    else:
+        assert "cut: POST /v1/pipelines/slow/ask (alice)" in err
