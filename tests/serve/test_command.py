@@ -1,0 +1,64 @@
+"""``genie serve`` refuses a bad setup with one line and exit 2, before anything listens."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from genie._cli import main
+
+from .conftest import KEYS, ROOT
+
+FINANCE = str(ROOT / "config/pipelines/finance.yaml")
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    assert "--drain" in capsys.readouterr().out
+
+
+def _fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_no_keys(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GENIE_API_KEYS", raising=False)
+    err = _fails([FINANCE, "--port", "0"], capsys)
+    assert err == (
+        "genie serve: genie serve needs API keys: --keys FILE or the GENIE_API_KEYS "
+        "variable (docs/serve.md)\n"
+    )
+
+
+def test_bad_key_file_names_file_line_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {principal: a, key: 0123456789abcdef, roles: admin}\n")
+    err = _fails([FINANCE, "--keys", str(keys)], capsys)
+    assert f"{keys}:2: keys.0.roles" in err
+
+
+def test_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(KEYS)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        err = _fails([FINANCE, "--keys", str(keys), "--port", str(port)], capsys)
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+
+
+def test_principal_named_like_an_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {principal: reporter, key: 0123456789abcdef}\n")
+    err = _fails([FINANCE, "--keys", str(keys), "--port", "0"], capsys)
+    assert "principal 'reporter' is also an agent of pipeline 'finance'" in err
