@@ -123,7 +123,7 @@ def create_app(
     *,
     settings: ServeSettings | None = None,
     audit: AuditSink | None = None,
-    observers: Callable[[str, Runtime], None] | None = None,
+    observers: Callable[[str, Runtime], object] | None = None,
 ) -> Starlette:
     """The ASGI application serving ``pipelines`` (each in a runtime of its own, started by
     the app's lifespan). ``audit`` receives the runtimes' records and the server's own
@@ -367,7 +367,7 @@ async def _runtimes(
     sink: AuditSink,
     keys: KeyRing,
     state: ServerState,
-    observers: Callable[[str, Runtime], None] | None,
+    observers: Callable[[str, Runtime], object] | None,
 ) -> AsyncIterator[None]:
     """Every pipeline's runtime, started (and closed, draining, on the way out)."""
     if not pipelines:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
-from genie import MemoryAuditLog
+from genie import MemoryAuditLog, Runtime
 from genie.pipeline import Pipeline, load_pipeline
 from genie.serve import KeyRing, ServeSettings, create_app, load_keys
 
@@ -76,7 +76,7 @@ async def serving(
     keys: KeyRing,
     settings: ServeSettings | None = None,
     audit: MemoryAuditLog | None = None,
-    observers: Callable[..., None] | None = None,
+    observers: Callable[[str, Runtime], object] | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a real server serving ``pipelines``; the server stops on the way out."""
     app = create_app(pipelines, keys, settings=settings, audit=audit, observers=observers)

@@ -1,0 +1,13 @@
+"""OpenTelemetry tracing of a runtime: a span per delivery, parented along causation.
+
+Needs the ``otel`` extra. Off unless configured: nothing in genie imports this package, and a
+runtime without ``trace_runtime`` has no tracing observer, so the hot path pays nothing.
+
+    from genie.otel import trace_runtime
+    trace_runtime(rt)            # the global tracer provider, or pass tracer_provider=...
+"""
+
+from ._spans import SpanObserver as SpanObserver
+from ._spans import trace_runtime as trace_runtime
+
+__all__ = ["SpanObserver", "trace_runtime"]

@@ -1,0 +1,216 @@
+"""Spans from the observer hook.
+
+One trace per request: a ``publish`` span for the request message (a child of the caller's
+``traceparent`` when its metadata holds one: ``genie serve`` writes it there), and one
+``process`` span per delivery, from the moment the message is queued for the agent to the end
+of the handler call. A delivery's parent is the delivery that produced its message (the
+message's ``causation_id`` handled by its ``sender``), so the trace is the causation chain.
+Attributes follow the OpenTelemetry messaging conventions (``messaging.*``) and the GenAI
+agent conventions (``gen_ai.agent.*``, ``gen_ai.conversation.id``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TracerProvider,
+)
+
+from .._correlator import GatherResult
+from .._deadletter import DeadLetter
+from .._message import Message
+from .._observe import Observer
+from .._runtime import Runtime
+
+__all__ = ["SpanObserver", "trace_runtime"]
+
+SYSTEM = "genie"
+
+
+def _remote(traceparent: object) -> SpanContext | None:
+    if not isinstance(traceparent, str):
+        return None
+    parts = traceparent.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        return SpanContext(
+            trace_id=int(parts[1], 16),
+            span_id=int(parts[2], 16),
+            is_remote=True,
+            trace_flags=TraceFlags(int(parts[3], 16)),
+        )
+    except ValueError:
+        return None
+
+
+class SpanObserver(Observer):
+    """Turns what the runtime tells its observers into spans (see the module docstring).
+
+    Contexts of finished deliveries are kept until their request settles, so late outputs
+    still find their parent; spans still open when the runtime closes end with an error
+    status saying so."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self._open: dict[tuple[str, str], Span] = {}  # (message id, agent): its span
+        self._done: dict[tuple[str, str], SpanContext] = {}
+        self._requests: dict[str, Span] = {}  # correlation id: the request's publish span
+        self._by_correlation: dict[str, list[tuple[str, str]]] = {}
+
+    # --- parents -----------------------------------------------------------------------------
+    def _parent(self, msg: Message) -> Context | None:
+        ctx: SpanContext | None = None
+        if msg.causation_id is not None:
+            key = (msg.causation_id, msg.sender)
+            span = self._open.get(key)
+            ctx = span.get_span_context() if span is not None else self._done.get(key)
+        if ctx is None:
+            root = self._requests.get(msg.correlation_id)
+            if root is not None:
+                ctx = root.get_span_context()
+        if ctx is None:
+            ctx = _remote(msg.metadata.get("traceparent"))
+        return trace.set_span_in_context(NonRecordingSpan(ctx)) if ctx is not None else None
+
+    def _attributes(self, msg: Message, agent_id: str, operation: str) -> Mapping[str, Any]:
+        return {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": operation,
+            "messaging.operation.name": operation,
+            "messaging.destination.name": agent_id,
+            "messaging.message.id": msg.id,
+            "messaging.message.conversation_id": msg.correlation_id,
+            "gen_ai.agent.id": agent_id,
+            "gen_ai.agent.name": agent_id,
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.conversation.id": msg.correlation_id,
+            "genie.message.type": msg.type,
+            "genie.message.sender": msg.sender,
+            "genie.hops": msg.hops,
+            "genie.trace_id": msg.trace_id,
+        }
+
+    def _start(self, msg: Message, agent_id: str, start: int | None = None) -> Span:
+        span = self._tracer.start_span(
+            f"process {agent_id}",
+            context=self._parent(msg),
+            kind=SpanKind.CONSUMER,
+            attributes=self._attributes(msg, agent_id, "process"),
+            start_time=start,
+        )
+        key = (msg.id, agent_id)
+        self._open[key] = span
+        self._by_correlation.setdefault(msg.correlation_id, []).append(key)
+        return span
+
+    def _end(self, key: tuple[str, str], span: Span) -> None:
+        span.end()
+        self._done[key] = span.get_span_context()
+
+    # --- the hook ----------------------------------------------------------------------------
+    def published(self, msg: Message, recipients: int) -> None:
+        if msg.causation_id is None and msg.correlation_id not in self._requests:
+            remote = _remote(msg.metadata.get("traceparent"))
+            context = trace.set_span_in_context(NonRecordingSpan(remote)) if remote else None
+            self._requests[msg.correlation_id] = self._tracer.start_span(
+                f"publish {msg.type}",
+                context=context,
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": SYSTEM,
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "publish",
+                    "messaging.destination.name": msg.recipient or msg.type,
+                    "messaging.message.id": msg.id,
+                    "messaging.message.conversation_id": msg.correlation_id,
+                    "messaging.batch.message_count": recipients,
+                    "gen_ai.conversation.id": msg.correlation_id,
+                    "genie.message.type": msg.type,
+                    "genie.message.sender": msg.sender,
+                },
+            )
+
+    def delivered(self, msg: Message, agent_id: str) -> None:
+        self._start(msg, agent_id)
+
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        key = (msg.id, agent_id)
+        span = self._open.pop(key, None)
+        if span is None:  # a fallback agent: no delivery of its own, the call is the span
+            span = self._start(msg, agent_id, time.time_ns() - int(duration * 1e9))
+            self._open.pop(key)
+        span.set_attribute("genie.outputs", outputs)
+        span.set_attribute("genie.handler.duration_ms", duration * 1000)
+        self._end(key, span)
+
+    def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
+        span = self._open.get((msg.id, agent_id))
+        if span is None:
+            span = self._start(msg, agent_id, time.time_ns() - int(duration * 1e9))
+        span.record_exception(error)  # a retry, the fallback or a dead letter follows
+        span.set_attribute("error.type", type(error).__qualname__)
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        span = self._start(msg, agent_id)
+        span.set_attribute("genie.policy", policy)
+        span.set_attribute("genie.denied_reason", reason)
+        span.set_attribute("error.type", "denied")
+        span.set_status(Status(StatusCode.ERROR, f"denied by {policy}: {reason}"))
+        key = (msg.id, agent_id)
+        self._open.pop(key)
+        self._end(key, span)
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        key = (letter.message.id, letter.agent_id or "-")
+        span = self._open.pop(key, None)
+        if span is None:
+            return  # unrouted: no delivery, so no span
+        span.set_attribute("error.type", letter.kind)
+        span.set_status(Status(StatusCode.ERROR, f"{letter.kind}: {letter.reason}"))
+        self._end(key, span)
+
+    def gathered(self, result: GatherResult) -> None:
+        root = self._requests.get(result.correlation_id)
+        if root is not None:
+            root.add_event("gathered", {"status": result.status, "replies": len(result.replies)})
+
+    def settled(self, correlation_id: str) -> None:
+        for key in self._by_correlation.pop(correlation_id, ()):
+            self._done.pop(key, None)
+            span = self._open.pop(key, None)
+            if span is not None:
+                span.end()
+        root = self._requests.pop(correlation_id, None)
+        if root is not None:
+            root.end()
+
+    def closed(self) -> None:
+        for span in [*self._open.values(), *self._requests.values()]:
+            span.set_status(Status(StatusCode.ERROR, "the runtime closed first"))
+            span.end()
+        self._open.clear()
+        self._requests.clear()
+        self._done.clear()
+        self._by_correlation.clear()
+
+
+def trace_runtime(rt: Runtime, tracer_provider: TracerProvider | None = None) -> SpanObserver:
+    """Trace ``rt`` from now on, with ``tracer_provider`` (default: the global one)."""
+    tracer = trace.get_tracer("genie", tracer_provider=tracer_provider)
+    observer = SpanObserver(tracer)
+    rt.add_observer(observer)
+    return observer

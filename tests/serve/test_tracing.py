@@ -1,0 +1,147 @@
+"""Tracing with the OpenTelemetry SDK's in-memory exporter: one trace per request, spans
+parented as the causation chain, the caller's ``traceparent`` honoured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from genie import Message, Observer, Runtime
+from genie.otel import trace_runtime
+
+from .conftest import ALICE, EVE, auth, csv_body, finance, keyring, serving
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+def provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    return tp, exporter
+
+
+class Causes(Observer):
+    def __init__(self) -> None:
+        self.of: dict[str, tuple[str | None, str]] = {}  # message id: (causation id, sender)
+
+    def published(self, msg: Message, recipients: int) -> None:
+        self.of[msg.id] = (msg.causation_id, msg.sender)
+
+
+def _key(span: ReadableSpan) -> tuple[str, str]:
+    attrs = span.attributes or {}
+    return str(attrs["messaging.message.id"]), str(attrs["messaging.destination.name"])
+
+
+def check_causation(spans: tuple[ReadableSpan, ...], causes: Causes) -> None:
+    """Every process span's parent is the span of the delivery that produced its message, or
+    the request's publish span for the request message itself."""
+    (root,) = [s for s in spans if s.kind is SpanKind.PRODUCER]
+    by_key = {_key(s): s for s in spans if s.kind is SpanKind.CONSUMER}
+    assert by_key
+    for (msg_id, _agent), span in by_key.items():
+        assert span.parent is not None
+        cause, sender = causes.of[msg_id]
+        parent = root if cause is None else by_key[(cause, sender)]
+        assert span.parent.span_id == parent.context.span_id, (msg_id, _agent)
+        assert span.context.trace_id == root.context.trace_id
+
+
+async def test_a_run_is_one_trace_parented_along_causation(tmp_path: Path) -> None:
+    tp, exporter = provider()
+    pipeline = finance(tmp_path)
+    causes = Causes()
+    async with pipeline.runtime() as rt:
+        trace_runtime(rt, tp)
+        rt.add_observer(causes)
+        result = await pipeline.ask(rt, pipeline.entry_payload(csv_body()["csv"]))
+        await rt.wait_idle()
+    assert result.status == "ok"
+    spans = exporter.get_finished_spans()
+    check_causation(spans, causes)
+    names = {s.name for s in spans}
+    assert {"publish finance_question", "process financial_supervisor", "process reporter"} <= (
+        names
+    )
+    reporter = next(s for s in spans if s.name == "process reporter")
+    attrs = reporter.attributes or {}
+    assert attrs["messaging.system"] == "genie"
+    assert attrs["gen_ai.agent.name"] == "reporter"
+    assert attrs["gen_ai.conversation.id"] == result.correlation_id
+    assert attrs["genie.outputs"] == 1
+
+
+async def test_over_http_traceparent_is_honoured_and_requests_are_separate_traces(
+    tmp_path: Path,
+) -> None:
+    tp, exporter = provider()
+    causes = Causes()
+    runtimes: list[Runtime] = []
+
+    def observe(name: str, rt: Runtime) -> None:
+        trace_runtime(rt, tp)
+        rt.add_observer(causes)
+        runtimes.append(rt)
+
+    header = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+    async with serving([finance(tmp_path)], keyring(tmp_path), observers=observe) as client:
+        traced = await client.post(
+            "/v1/pipelines/finance/ask",
+            json=csv_body(),
+            headers={**auth(ALICE), "traceparent": header},
+        )
+        fresh = await client.post("/v1/pipelines/finance/ask", json=csv_body(), headers=auth(ALICE))
+        with anyio.fail_after(5):
+            await runtimes[0].wait_idle()  # a request's root span ends when it settles
+    assert traced.status_code == fresh.status_code == 200
+    spans = exporter.get_finished_spans()
+    traces: dict[int, list[ReadableSpan]] = {}
+    for s in spans:
+        traces.setdefault(s.context.trace_id, []).append(s)
+    assert len(traces) == 2
+    mine = traces.pop(int(CALLER_TRACE, 16))
+    (root,) = [s for s in mine if s.kind is SpanKind.PRODUCER]
+    assert root.parent is not None
+    assert root.parent.span_id == int(CALLER_SPAN, 16)
+    assert root.parent.is_remote
+    check_causation(tuple(mine), causes)
+    (other,) = traces.values()
+    (other_root,) = [s for s in other if s.kind is SpanKind.PRODUCER]
+    assert other_root.parent is None  # no traceparent: a trace of its own
+    # Every message of the traced request carries the caller's trace id.
+    ids = {(s.attributes or {}).get("genie.trace_id") for s in mine if s.kind is SpanKind.CONSUMER}
+    assert ids == {CALLER_TRACE}
+
+
+async def test_a_malformed_traceparent_starts_a_new_trace(tmp_path: Path) -> None:
+    tp, exporter = provider()
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), observers=lambda n, rt: trace_runtime(rt, tp)
+    ) as client:
+        r = await client.post(
+            "/v1/pipelines/finance/ask",
+            json=csv_body(),
+            headers={**auth(ALICE), "traceparent": f"00-{'0' * 32}-{CALLER_SPAN}-01"},
+        )
+    assert r.status_code == 200
+    assert all(s.context.trace_id != 0 for s in exporter.get_finished_spans())
+
+
+async def test_a_denial_is_an_error_span_naming_the_policy(tmp_path: Path) -> None:
+    tp, exporter = provider()
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), observers=lambda n, rt: trace_runtime(rt, tp)
+    ) as client:
+        r = await client.post("/v1/pipelines/finance/ask", json=csv_body(), headers=auth(EVE))
+    assert r.status_code == 403
+    denied = [s for s in exporter.get_finished_spans() if s.status.status_code is StatusCode.ERROR]
+    assert denied
+    assert denied[0].status.description is not None
+    assert denied[0].status.description.startswith("denied by rbac")
