@@ -51,6 +51,12 @@ def add_parser(commands: Any) -> None:
         "--audit", metavar="PATH", help="append audit records to this hash-chained JSONL log"
     )
     serve.add_argument(
+        "--otel",
+        choices=("console", "global"),
+        help="trace every delivery with OpenTelemetry (the 'otel' extra): 'console' prints "
+        "spans on stderr, 'global' uses the tracer provider the process configured",
+    )
+    serve.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
@@ -76,6 +82,27 @@ def _listen(host: str, port: int) -> socket.socket:
     # the runtimes have started, instead of being refused.
     sock.listen(2048)
     return sock
+
+
+def _tracing(mode: str | None) -> tuple[Any, Any]:
+    """The tracer provider to shut down at exit (if ours) and the hook that traces each
+    runtime; (None, None) when tracing is off."""
+    if mode is None:
+        return None, None
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+        from .otel import trace_runtime
+    except ImportError as exc:
+        raise ConfigurationError(
+            "--otel needs the 'otel' extra: pip install 'genie-bus[otel]'"
+        ) from exc
+    provider = None
+    if mode == "console":
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    return provider, lambda name, rt: trace_runtime(rt, provider)
 
 
 def _not_cancelled(record: logging.LogRecord) -> bool:
@@ -108,7 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
         audit = JsonlAuditLog(args.audit, key=audit_key(None, os.environ)) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
-    app = create_app(pipelines, keys, settings=settings, audit=audit)
+    provider, observe = _tracing(args.otel)
+    app = create_app(pipelines, keys, settings=settings, audit=audit, observers=observe)
     state = app.state.genie
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -141,6 +169,8 @@ def _serve(args: argparse.Namespace) -> int:
         sock.close()
         if audit is not None:
             audit.close()
+        if provider is not None:
+            provider.shutdown()  # flushes the spans still batched
     cut = state.cut
     print(
         f"genie serve: stopped; {state.at_signal} request(s) in flight at the "
