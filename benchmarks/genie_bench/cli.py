@@ -31,8 +31,9 @@ MEMORY_VARIANTS = ("asyncio", "anyio", "genie", "autogen-core")
 
 DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
-# The soak takes minutes (100,000 simulated sessions): it runs only when named.
-WORKLOADS = (*DEFAULT_WORKLOADS, "soak")
+# The soak takes minutes (100,000 simulated sessions) and serve needs the serve extra and a
+# server process: they run only when named.
+WORKLOADS = (*DEFAULT_WORKLOADS, "soak", "serve")
 QUICK: dict[str, object] = {
     "n": [1, 10],
     "requests": 20,
@@ -126,7 +127,11 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         type=_names(WORKLOADS, "workload"),
         default=list(DEFAULT_WORKLOADS),
         help=f"what to measure (default: {','.join(DEFAULT_WORKLOADS)}); soak (memory over "
-        "--soak-sessions simulated sessions, minutes) only when named",
+        "--soak-sessions simulated sessions, minutes) and serve (genie serve under 1, 16 and "
+        "64 clients, --serve-requests each) only when named",
+    )
+    p.add_argument(
+        "--serve-requests", type=_positive, help="asks per concurrency level of serve (500)"
     )
     p.add_argument(
         "--policies",
@@ -161,6 +166,7 @@ class Settings:
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     workloads: list[str] = field(default_factory=lambda: list(DEFAULT_WORKLOADS))
     soak_sessions: int = 100_000
+    serve_requests: int = 500
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"
@@ -341,6 +347,11 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     if "soak" in s.workloads:
         progress(f"soak: {s.soak_sessions:,} simulated sessions, fresh process")
         results["soak"] = process.soak(s.soak_sessions)
+    if "serve" in s.workloads:
+        from .serve_load import CONCURRENCY, serve_load
+
+        progress(f"serve: {s.serve_requests} asks at each of {CONCURRENCY} clients, loopback")
+        results["serve"] = serve_load(s.serve_requests)
     return results
 
 

@@ -291,6 +291,19 @@ def markdown(results: Results) -> str:
             f"{grew['blocks']:,} blocks, {_f(grew['rss'] / 2**20, 2)} MB of RSS.",
             "",
         ]
+    served = results.get("serve")
+    if served:
+        lines += [
+            f"## `genie serve` on loopback: `ask` of `{served['pipeline']}` (a fresh server "
+            "process; every request answered 200, accounting exact)",
+            "",
+        ]
+        rows = [
+            [str(x["clients"]), f"{x['requests']:,}", _f(x["requests_per_s"]), _f(x["p50_ms"], 2),
+             _f(x["p99_ms"], 2)]
+            for x in served["levels"]
+        ]  # fmt: skip
+        lines += _table(["clients", "requests", "requests/s", "p50 ms", "p99 ms"], rows)
     if results.get("targets"):
         lines += ["## Against the performance targets", ""]
         rows = [

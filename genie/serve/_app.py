@@ -35,7 +35,7 @@ from ._keys import ApiKey, KeyRing
 from ._limits import RateLimits
 from ._openapi import openapi
 from ._page import PAGE
-from ._stream import ClientTap, Recording, Recordings, event_json, resume_point
+from ._stream import Recording, Recordings, StreamGate, event_json, resume_point
 from ._tracecontext import TraceParent
 
 __all__ = ["STATUS", "ServeSettings", "create_app"]
@@ -86,7 +86,7 @@ class _Refused(Exception):
 class _Served:
     pipeline: Pipeline
     runtime: Runtime
-    taps: dict[str, ClientTap]
+    gate: StreamGate
 
 
 @dataclass
@@ -152,7 +152,7 @@ def create_app(
         try:
             async with anyio.create_task_group() as tg:
                 state.tasks = tg
-                async with _runtimes(pipelines, stacks, sink, keys, state, observers):
+                async with _runtimes(pipelines, stacks, sink, state, observers):
                     state.ready = True
                     try:
                         yield
@@ -365,7 +365,6 @@ async def _runtimes(
     pipelines: Sequence[Pipeline],
     stacks: Sequence[Any],
     sink: AuditSink,
-    keys: KeyRing,
     state: ServerState,
     observers: Callable[[str, Runtime], object] | None,
 ) -> AsyncIterator[None]:
@@ -375,14 +374,11 @@ async def _runtimes(
         return
     pipeline, rest = pipelines[0], pipelines[1:]
     rt = pipeline.runtime(audit=sink, metrics=Metrics(), llm=stacks[0])
-    taps = {p: ClientTap(p) for p in keys.principals()}
-    for tap in taps.values():
-        rt.add_tap(tap)
     if observers is not None:
         observers(pipeline.name, rt)
     async with rt:
-        state.served[pipeline.name] = _Served(pipeline, rt, taps)
-        async with _runtimes(rest, stacks[1:], sink, keys, state, observers):
+        state.served[pipeline.name] = _Served(pipeline, rt, StreamGate(rt, pipeline.policies))
+        async with _runtimes(rest, stacks[1:], sink, state, observers):
             yield
 
 
@@ -390,8 +386,8 @@ async def _run_recorded(
     served: _Served, key: ApiKey, msg: Message, timeout: float | None, rec: Recording
 ) -> None:
     """Run ``msg``, recording its events (those the principal may see) and then its result."""
-    rt, tap = served.runtime, served.taps[key.principal]
-    admitted = tap.watch(msg.correlation_id)
+    rt = served.runtime
+    admitted = served.gate.watch(msg.correlation_id, key.principal)
     events = rt.events(msg.correlation_id, buffer=4096)
     origin = rt.clock.monotonic()
     rec.add("accepted", {"correlation_id": msg.correlation_id, "trace_id": msg.trace_id})
@@ -419,7 +415,7 @@ async def _run_recorded(
             tg.cancel_scope.cancel()
         rec.add("result", {"http_status": STATUS[result.status], **result.as_json()}, last=True)
     finally:
-        tap.unwatch(msg.correlation_id)
+        served.gate.unwatch(msg.correlation_id, admitted)
         await events.aclose()
 
 

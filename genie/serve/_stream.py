@@ -1,9 +1,9 @@
 """A request's event stream over HTTP: governed per client, recorded for reconnection.
 
 Events carry ids and types, never payloads, but a stream leaves the process, so it is governed
-like a tap: each principal is a ``ClientTap`` of every runtime (the policies judge the
-principal as the recipient), and an event about a message the tap was not admitted is never
-sent to that principal (nor an event about a message the tap never saw: fail closed).
+like a tap: the ``StreamGate`` judges each message of a streamed request with the principal as
+the recipient, and an event about a message the principal was not admitted is never sent to
+it (nor an event about a message the gate never saw: fail closed).
 
 A ``Recording`` holds the frames of one request (bounded), so a client that lost its
 connection reconnects with ``Last-Event-ID`` and gets the frames after it, until the recording
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,33 +22,62 @@ import anyio
 
 from .._events import Event
 from .._message import Message
+from .._observe import Observer
+from .._runtime import Runtime
+from .._supervisor import Policy
 
-__all__ = ["ClientTap", "Recording", "Recordings", "event_json", "frame"]
+__all__ = ["Recording", "Recordings", "StreamGate", "event_json", "frame"]
 
 
-class ClientTap:
-    """The principal ``id`` as a governed tap: which messages of the watched requests the
-    policies let it see."""
+class StreamGate(Observer):
+    """Which messages of the streamed requests each principal may see.
 
-    def __init__(self, principal: str) -> None:
-        self.principal = principal
-        self._watched: dict[str, set[str]] = {}
+    While a stream is open, every message of its request is judged by the runtime's policies
+    with the stream's principal as the recipient, as the runtime judges a tap; only the
+    messages admitted are reported in its stream. Attached to the runtime only while a stream
+    is open, so a request that is not streamed costs nothing here."""
 
-    @property
-    def id(self) -> str:
-        return self.principal
+    never_raises = True
 
-    def observe(self, msg: Message) -> None:
-        seen = self._watched.get(msg.correlation_id)
-        if seen is not None:
-            seen.add(msg.id)
+    def __init__(self, runtime: Runtime, policies: Sequence[Policy]) -> None:
+        self._runtime = runtime
+        self._policies = tuple(policies)
+        self._watched: dict[str, list[tuple[str, set[str]]]] = {}
+        self._attached = False
 
-    def watch(self, correlation_id: str) -> set[str]:
-        """Start recording the admitted ids of ``correlation_id`` (before it is published)."""
-        return self._watched.setdefault(correlation_id, set())
+    def watch(self, correlation_id: str, principal: str) -> set[str]:
+        """The set that will hold the ids of ``correlation_id``'s messages ``principal`` may
+        see (call before the request is published)."""
+        admitted: set[str] = set()
+        self._watched.setdefault(correlation_id, []).append((principal, admitted))
+        if not self._attached:
+            self._runtime.add_observer(self)
+            self._attached = True
+        return admitted
 
-    def unwatch(self, correlation_id: str) -> None:
-        self._watched.pop(correlation_id, None)
+    def unwatch(self, correlation_id: str, admitted: set[str]) -> None:
+        watchers = [w for w in self._watched.get(correlation_id, ()) if w[1] is not admitted]
+        if watchers:
+            self._watched[correlation_id] = watchers
+        else:
+            self._watched.pop(correlation_id, None)
+        if self._attached and not self._watched:
+            self._runtime.remove_observer(self)
+            self._attached = False
+
+    def allowed(self, msg: Message, principal: str) -> bool:
+        for policy in self._policies:
+            try:
+                if not policy.evaluate(msg, principal).allowed:
+                    return False
+            except Exception:
+                return False  # fail closed, as admission does
+        return True
+
+    def published(self, msg: Message, recipients: int) -> None:
+        for principal, admitted in self._watched.get(msg.correlation_id, ()):
+            if self.allowed(msg, principal):
+                admitted.add(msg.id)
 
 
 def event_json(event: Event, origin: float) -> dict[str, Any]:

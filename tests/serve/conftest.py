@@ -61,7 +61,7 @@ def keyring(tmp_path: Path) -> KeyRing:
 
 
 def free_socket() -> socket.socket:
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     # Listening already: a request sent before uvicorn accepts waits in the backlog (and
