@@ -40,7 +40,12 @@ async def _load(url: str, body: dict[str, str], requests: int, clients: int) -> 
     ids: set[str] = set()
     codes: dict[int, int] = {}
     left = list(range(requests))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Idle connections are dropped by the client before uvicorn's 5 s keep-alive timeout: at
+    # the same 5 s (httpx's default) a request can go out on a connection the server is
+    # closing, and fail with a ReadError that is no loss of the server's.
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0
+    )
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
