@@ -24,7 +24,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from .._audit import AuditRecord, AuditSink, MemoryAuditLog
-from .._errors import ConfigurationError, GenieError, InvalidMessageError, did_you_mean
+from .._errors import (
+    ConfigurationError,
+    GenieError,
+    InvalidMessageError,
+    RuntimeClosedError,
+    did_you_mean,
+)
 from .._message import Message
 from .._metrics import Metrics
 from .._nesting import json_depth_exceeds
@@ -248,6 +254,11 @@ def create_app(
             except _Refused as refused:
                 response = _json_error(refused.status, refused.error, **refused.extra)
                 response.headers.update(refused.headers)
+            except RuntimeClosedError as exc:  # a request that arrived as the runtime closed
+                response = _json_error(503, str(exc))
+            except GenieError as exc:
+                _log.exception("%s %s failed", request.method, request.url.path)
+                response = _json_error(500, str(exc))
             key = (route, str(response.status_code))
             state.counts[key] = state.counts.get(key, 0) + 1
             return response

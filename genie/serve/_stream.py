@@ -118,8 +118,14 @@ class Recording:
         if len(self.frames) >= self.limit and not last:
             self.cut += 1
             return
-        self.frames.append(frame(event, data, f"{self.correlation_id}:{len(self.frames)}"))
+        if last and self.cut:
+            # Said once, before the result, as an event stream says a reader fell behind.
+            self._append("dropped", {"kind": "dropped", "count": self.cut})
+        self._append(event, data)
         self.done = self.done or last
+
+    def _append(self, event: str, data: Mapping[str, Any]) -> None:
+        self.frames.append(frame(event, data, f"{self.correlation_id}:{len(self.frames)}"))
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -295,3 +295,16 @@ async def test_stream_withholds_events_about_messages_denied_to_the_client(
     assert "analysis_result" not in bob_types
     assert seen["bob"][-1][2]["status"] == "ok"  # the run itself is not denied
     assert "ingest_csv" in bob_types  # and everything else is streamed
+
+
+async def test_a_stream_over_its_frame_limit_says_how_many_it_dropped(tmp_path: Path) -> None:
+    settings = ServeSettings(stream_frames=5)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as client:
+        r = await client.post(ASK + "/stream", json=csv_body(), headers=auth(ALICE))
+    frames = sse(r.text)
+    assert [e for _, e, _ in frames[-2:]] == ["dropped", "result"]
+    assert len(frames) == 7
+    dropped = frames[-2][2]["count"]
+    assert isinstance(dropped, int)
+    assert dropped > 10  # the finance run has dozens of events
+    assert frames[-1][2]["status"] == "ok"

@@ -56,7 +56,7 @@ def test_the_curl_examples(tmp_path: Path) -> None:
             "config/pipelines/finance.yaml",
             "--port",
             "0",
-        ],  # noqa: E501
+        ],
         cwd=tmp_path,
         env=env,
         stderr=subprocess.PIPE,
