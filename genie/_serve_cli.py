@@ -130,7 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
     variables = _variables(args.set)
     pipelines = [load_pipeline(path, variables=variables) for path in args.pipelines]
     keys = load_keys(args.keys, os.environ)
-    for name, value in (("--rate", args.rate), ("--drain", args.drain)):
+    numbers = {"--rate": args.rate, "--drain": args.drain, "--max-body": args.max_body}
+    if args.burst is not None:
+        numbers["--burst"] = args.burst
+    for name, value in numbers.items():
         if value <= 0:
             raise ConfigurationError(f"{name} must be positive, not {value:g}")
     settings = ServeSettings(rate=args.rate, burst=args.burst, max_body=args.max_body)

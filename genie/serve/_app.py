@@ -67,14 +67,17 @@ SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last even
 class ServeSettings:
     """``rate`` requests a second per principal (``burst`` at once; a key may set its own),
     ``max_body`` bytes a request, ``max_timeout`` seconds a caller may ask to wait, the last
-    ``replay`` recorded streams kept for reconnection (``stream_frames`` frames each)."""
+    ``replay`` recorded streams kept for reconnection (``stream_frames`` frames each: at a
+    few hundred bytes a frame, about 40 MB at most by default), and a comment line on a stream
+    every ``heartbeat`` seconds without a frame (so proxies keep an idle stream open)."""
 
     rate: float = 10.0
     burst: int | None = None
     max_body: int = 1 << 20
     max_timeout: float = 300.0
-    replay: int = 256
-    stream_frames: int = 4096
+    replay: int = 128
+    stream_frames: int = 1024
+    heartbeat: float = 15.0
 
 
 class _Refused(Exception):
@@ -300,7 +303,8 @@ def create_app(
                 state.completed_while_draining += 1
 
         state.tasks.start_soon(run)
-        return _sse(rec, -1, {"Location": f"/v1/streams/{msg.correlation_id}"})
+        location = {"Location": f"/v1/streams/{msg.correlation_id}"}
+        return _sse(rec, -1, settings.heartbeat, location)
 
     async def resume(request: Request) -> Response:
         key = await admit(request)
@@ -309,7 +313,8 @@ def create_app(
         # Another principal's stream is as unknown as one that never was.
         if rec is None or rec.principal != key.principal:
             raise _Refused(404, f"no stream {cid!r} to resume (expired, or never started)")
-        return _sse(rec, resume_point(request.headers.get("last-event-id"), cid))
+        after = resume_point(request.headers.get("last-event-id"), cid)
+        return _sse(rec, after, settings.heartbeat)
 
     async def list_pipelines(request: Request) -> Response:
         await admit(request)
@@ -430,9 +435,11 @@ async def _run_recorded(
         await events.aclose()
 
 
-def _sse(rec: Recording, after: int, headers: Mapping[str, str] | None = None) -> Response:
+def _sse(
+    rec: Recording, after: int, heartbeat: float, headers: Mapping[str, str] | None = None
+) -> Response:
     return StreamingResponse(
-        rec.follow(after),
+        rec.follow(after, heartbeat),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
     )

@@ -133,8 +133,9 @@ class Recording:
         self.done = True
         self._changed.set()
 
-    async def follow(self, after: int = -1) -> AsyncIterator[bytes]:
-        """The frames after index ``after``, then each new one until the recording is done."""
+    async def follow(self, after: int = -1, heartbeat: float = 15.0) -> AsyncIterator[bytes]:
+        """The frames after index ``after``, then each new one until the recording is done;
+        a comment line (``: keep-alive``) after ``heartbeat`` seconds without one."""
         at = after + 1
         while True:
             while at < len(self.frames):
@@ -142,7 +143,11 @@ class Recording:
                 at += 1
             if self.done:
                 return
-            await self._changed.wait()
+            changed = self._changed
+            with anyio.move_on_after(heartbeat):
+                await changed.wait()
+            if not changed.is_set():
+                yield b": keep-alive\n\n"
 
 
 class Recordings:

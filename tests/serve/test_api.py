@@ -308,3 +308,16 @@ async def test_a_stream_over_its_frame_limit_says_how_many_it_dropped(tmp_path: 
     assert isinstance(dropped, int)
     assert dropped > 10  # the finance run has dozens of events
     assert frames[-1][2]["status"] == "ok"
+
+
+async def test_a_quiet_stream_sends_keep_alive_comments(tmp_path: Path) -> None:
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")  # a 1 s agent
+    settings = ServeSettings(heartbeat=0.2)
+    async with serving([slow], keyring(tmp_path), settings) as client:
+        r = await client.post(
+            "/v1/pipelines/slow/ask/stream?timeout=5", json={}, headers=auth(ALICE)
+        )
+    blocks = r.text.split("\n\n")
+    assert ": keep-alive" in blocks  # a comment, which an SSE client ignores
+    frames = sse("".join(b + "\n\n" for b in blocks[:-1] if b != ": keep-alive"))
+    assert frames[-1][1] == "result"

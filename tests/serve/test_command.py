@@ -62,3 +62,13 @@ def test_principal_named_like_an_agent(tmp_path: Path, capsys: pytest.CaptureFix
     keys.write_text("keys:\n  - {principal: reporter, key: 0123456789abcdef}\n")
     err = _fails([FINANCE, "--keys", str(keys), "--port", "0"], capsys)
     assert "principal 'reporter' is also an agent of pipeline 'finance'" in err
+
+
+@pytest.mark.parametrize("option", ["--max-body", "--burst", "--rate", "--drain"])
+def test_a_limit_must_be_positive(
+    option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(KEYS)
+    err = _fails([FINANCE, "--keys", str(keys), "--port", "0", option, "0"], capsys)
+    assert err == f"genie serve: {option} must be positive, not 0\n"
