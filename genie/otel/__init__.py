@@ -4,10 +4,12 @@ Needs the ``otel`` extra. Off unless configured: nothing in genie imports this p
 runtime without ``trace_runtime`` has no tracing observer, so the hot path pays nothing.
 
     from genie.otel import trace_runtime
-    trace_runtime(rt)            # the global tracer provider, or pass tracer_provider=...
+    spans = trace_runtime(rt)    # the global tracer provider, or pass tracer_provider=...
+    model = TracedProvider(model, spans)   # its calls join the trace of the request
 """
 
+from ._llm import TracedProvider as TracedProvider
 from ._spans import SpanObserver as SpanObserver
 from ._spans import trace_runtime as trace_runtime
 
-__all__ = ["SpanObserver", "trace_runtime"]
+__all__ = ["SpanObserver", "TracedProvider", "trace_runtime"]

@@ -121,6 +121,15 @@ class SpanObserver(Observer):
         span.end()
         self._done[key] = span.get_span_context()
 
+    def start_child(
+        self, name: str, correlation_id: str | None, kind: SpanKind, attributes: Mapping[str, Any]
+    ) -> Span:
+        """A span under the request ``correlation_id`` (a root of its own when the request is
+        not traced here); the caller ends it. For work beside the deliveries (LLM calls)."""
+        root = self._requests.get(correlation_id) if correlation_id is not None else None
+        context = trace.set_span_in_context(root) if root is not None else None
+        return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+
     # --- the hook ----------------------------------------------------------------------------
     def published(self, msg: Message, recipients: int) -> None:
         if msg.causation_id is None and msg.correlation_id not in self._requests:

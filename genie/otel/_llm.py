@@ -1,0 +1,95 @@
+"""A span per LLM call: a provider wrapper whose calls join the request's trace.
+
+The call's ``context.correlation_id`` (filled from the message that caused it) finds the
+request's span in the ``SpanObserver``; attributes follow the GenAI client conventions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ..llm import Provider, Request, Response, StreamEvent
+from ._spans import SpanObserver
+
+__all__ = ["TracedProvider"]
+
+
+class TracedProvider:
+    """``provider``, with a ``chat MODEL`` span (kind CLIENT) around each call."""
+
+    def __init__(self, provider: Provider, observer: SpanObserver) -> None:
+        self._provider = provider
+        self._observer = observer
+
+    @property
+    def name(self) -> str:
+        return self._provider.name
+
+    @property
+    def region(self) -> str:
+        return self._provider.region
+
+    def _start(self, request: Request) -> Any:
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": self._provider.name,
+            "gen_ai.request.max_tokens": request.max_tokens,
+            "server.address": self._provider.region,
+        }
+        if request.model:
+            attributes["gen_ai.request.model"] = request.model
+        if request.temperature is not None:
+            attributes["gen_ai.request.temperature"] = request.temperature
+        cid = request.context.correlation_id
+        if cid is not None:
+            attributes["gen_ai.conversation.id"] = cid
+        return self._observer.start_child(
+            f"chat {request.model or self._provider.name}", cid, SpanKind.CLIENT, attributes
+        )
+
+    @staticmethod
+    def _finish(span: Any, response: Response) -> None:
+        span.set_attribute("gen_ai.response.model", response.model)
+        span.set_attribute("gen_ai.response.finish_reasons", [response.finish_reason])
+        span.set_attribute("gen_ai.usage.input_tokens", response.usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", response.usage.output_tokens)
+        if response.request_id:
+            span.set_attribute("gen_ai.response.id", response.request_id)
+
+    async def complete(self, request: Request) -> Response:
+        span = self._start(request)
+        try:
+            response = await self._provider.complete(request)
+        except Exception as exc:
+            _failed(span, exc)
+            raise
+        else:
+            self._finish(span, response)
+            return response
+        finally:
+            span.end()
+
+    @asynccontextmanager
+    async def _stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        span = self._start(request)
+        try:
+            async with self._provider.stream(request) as events:
+                yield events
+        except Exception as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            span.end()
+
+    def stream(self, request: Request) -> Any:
+        return self._stream(request)
+
+
+def _failed(span: Any, exc: Exception) -> None:
+    span.record_exception(exc)
+    span.set_attribute("error.type", type(exc).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, str(exc)))
