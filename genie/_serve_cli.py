@@ -87,25 +87,23 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _tracing(mode: str | None) -> tuple[Any, Any]:
-    """The tracer provider to shut down at exit (if ours) and the hook that traces each
-    runtime; (None, None) when tracing is off."""
+def _tracing(mode: str | None) -> Any:
+    """What ``create_app(tracing=...)`` takes: False (off), True (the global tracer provider)
+    or a provider of ours printing spans on stderr (shut down at exit)."""
     if mode is None:
-        return None, None
+        return False
     try:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-        from .otel import trace_runtime
     except ImportError as exc:
         raise ConfigurationError(
             "--otel needs the 'otel' extra: pip install 'genie-bus[otel]'"
         ) from exc
-    provider = None
-    if mode == "console":
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-    return provider, lambda name, rt: trace_runtime(rt, provider)
+    if mode == "global":
+        return True
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    return provider
 
 
 def _not_cancelled(record: logging.LogRecord) -> bool:
@@ -141,8 +139,8 @@ def _serve(args: argparse.Namespace) -> int:
         audit = JsonlAuditLog(args.audit, key=audit_key(None, os.environ)) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
-    provider, observe = _tracing(args.otel)
-    app = create_app(pipelines, keys, settings=settings, audit=audit, observers=observe)
+    tracing = _tracing(args.otel)
+    app = create_app(pipelines, keys, settings=settings, audit=audit, tracing=tracing)
     state = app.state.genie
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -175,8 +173,8 @@ def _serve(args: argparse.Namespace) -> int:
         sock.close()
         if audit is not None:
             audit.close()
-        if provider is not None:
-            provider.shutdown()  # flushes the spans still batched
+        if not isinstance(tracing, bool):
+            tracing.shutdown()  # flushes the spans still batched
     cut = state.cut
     print(
         f"genie serve: stopped; {state.at_signal} request(s) in flight at the "

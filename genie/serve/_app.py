@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -34,6 +34,7 @@ from .._errors import (
 from .._message import Message
 from .._metrics import Metrics
 from .._nesting import json_depth_exceeds
+from .._observe import Observer
 from .._runtime import Runtime
 from ..pipeline import Pipeline, RunResult
 from ._exposition import exposition
@@ -43,6 +44,11 @@ from ._openapi import openapi
 from ._page import PAGE
 from ._stream import Recording, Recordings, StreamGate, event_json, resume_point
 from ._tracecontext import TraceParent
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from ..llm import LLMStacks
 
 __all__ = ["STATUS", "ServeSettings", "create_app"]
 
@@ -133,11 +139,13 @@ def create_app(
     settings: ServeSettings | None = None,
     audit: AuditSink | None = None,
     observers: Callable[[str, Runtime], object] | None = None,
+    tracing: TracerProvider | bool = False,
 ) -> Starlette:
     """The ASGI application serving ``pipelines`` (each in a runtime of its own, started by
     the app's lifespan). ``audit`` receives the runtimes' records and the server's own
-    (rate-limited, too large); ``observers`` is called with each runtime before it starts
-    (tracing attaches there)."""
+    (rate-limited, too large); ``observers`` is called with each runtime before it starts.
+    ``tracing`` (the ``otel`` extra): True traces every delivery and LLM call with the global
+    tracer provider, or give the provider."""
     settings = settings or ServeSettings()
     sink: AuditSink = audit if audit is not None else MemoryAuditLog()
     names = [p.name for p in pipelines]
@@ -161,7 +169,7 @@ def create_app(
         try:
             async with anyio.create_task_group() as tg:
                 state.tasks = tg
-                async with _runtimes(pipelines, stacks, sink, state, observers):
+                async with _runtimes(pipelines, stacks, sink, state, observers, tracing):
                     state.ready = True
                     try:
                         yield
@@ -379,23 +387,40 @@ def create_app(
 @asynccontextmanager
 async def _runtimes(
     pipelines: Sequence[Pipeline],
-    stacks: Sequence[Any],
+    stacks: Sequence[LLMStacks | None],
     sink: AuditSink,
     state: ServerState,
     observers: Callable[[str, Runtime], object] | None,
+    tracing: TracerProvider | bool,
 ) -> AsyncIterator[None]:
     """Every pipeline's runtime, started (and closed, draining, on the way out)."""
     if not pipelines:
         yield
         return
     pipeline, rest = pipelines[0], pipelines[1:]
+    spans = _spans(tracing, stacks[0]) if tracing is not False else None
     rt = pipeline.runtime(audit=sink, metrics=Metrics(), llm=stacks[0])
+    if spans is not None:
+        rt.add_observer(spans)
     if observers is not None:
         observers(pipeline.name, rt)
     async with rt:
         state.served[pipeline.name] = _Served(pipeline, rt, StreamGate(rt, pipeline.policies))
-        async with _runtimes(rest, stacks[1:], sink, state, observers):
+        async with _runtimes(rest, stacks[1:], sink, state, observers, tracing):
             yield
+
+
+def _spans(tracing: TracerProvider | bool, stacks: LLMStacks | None) -> Observer:
+    """A runtime's span observer; the models of ``stacks`` are wrapped to join its traces."""
+    from opentelemetry import trace
+
+    from ..otel import SpanObserver, TracedProvider
+
+    provider = None if isinstance(tracing, bool) else tracing
+    spans = SpanObserver(trace.get_tracer("genie", tracer_provider=provider))
+    if stacks is not None:
+        stacks.stacks = {name: TracedProvider(p, spans) for name, p in stacks.stacks.items()}
+    return spans
 
 
 async def _run_recorded(

@@ -12,6 +12,7 @@ import anyio
 import httpx
 import pytest
 import uvicorn
+from opentelemetry.trace import TracerProvider
 
 from genie import MemoryAuditLog, Runtime
 from genie.pipeline import Pipeline, load_pipeline
@@ -77,9 +78,12 @@ async def serving(
     settings: ServeSettings | None = None,
     audit: MemoryAuditLog | None = None,
     observers: Callable[[str, Runtime], object] | None = None,
+    tracing: TracerProvider | bool = False,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a real server serving ``pipelines``; the server stops on the way out."""
-    app = create_app(pipelines, keys, settings=settings, audit=audit, observers=observers)
+    app = create_app(
+        pipelines, keys, settings=settings, audit=audit, observers=observers, tracing=tracing
+    )
     sock = free_socket()
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

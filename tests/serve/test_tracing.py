@@ -13,8 +13,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from genie import Message, Observer, Runtime
 from genie.otel import trace_runtime
+from genie.pipeline import load_pipeline
 
-from .conftest import ALICE, EVE, auth, csv_body, finance, keyring, serving
+from .conftest import ALICE, EVE, ROOT, auth, csv_body, finance, keyring, serving
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -145,3 +146,23 @@ async def test_a_denial_is_an_error_span_naming_the_policy(tmp_path: Path) -> No
     assert denied
     assert denied[0].status.description is not None
     assert denied[0].status.description.startswith("denied by rbac")
+
+
+async def test_served_with_tracing_llm_calls_join_the_request_trace(tmp_path: Path) -> None:
+    """The research pipeline's model (scripted, offline) is wrapped by the server: its calls
+    are client spans in the request's trace."""
+    tp, exporter = provider()
+    research = load_pipeline(ROOT / "config/pipelines/research.yaml")
+    async with serving([research], keyring(tmp_path), tracing=tp) as client:
+        r = await client.post(
+            "/v1/pipelines/research/ask",
+            json={"question": "What must a bank report to FIU-IND?"},
+            headers=auth(ALICE),
+        )
+    assert r.status_code == 200, r.text
+    spans = exporter.get_finished_spans()
+    calls = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert len(calls) >= 2  # the loop asks the model, searches, asks again
+    (root,) = [s for s in spans if s.kind is SpanKind.PRODUCER]
+    assert {c.context.trace_id for c in calls} == {root.context.trace_id}
+    assert all((c.attributes or {})["gen_ai.operation.name"] == "chat" for c in calls)
