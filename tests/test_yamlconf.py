@@ -111,17 +111,19 @@ def test_a_file_over_the_size_bound_is_refused_before_parsing(tmp_path: Path) ->
     )
 
 
-def test_a_file_at_the_size_bound_loads_within_a_second(tmp_path: Path) -> None:
+def test_a_file_at_the_size_bound_loads_within_a_second_of_cpu(tmp_path: Path) -> None:
     # About as many values as the node bound allows, in as many bytes as the size bound allows.
+    # CPU time, not wall time: the bound guards against work that grows faster than the file,
+    # and a busy machine stretches wall time without any such growth.
     row = "k{:05d}: [{}, {}]\n"
     rows = [row.format(i, "x" * 14, "y" * 14) for i in range(MAX_NODES // 4 - 10)]
     text = "".join(rows)
     text += "# " + "z" * (MAX_BYTES - len(text) - 3) + "\n"
     assert len(text.encode()) == MAX_BYTES
     path = write(tmp_path, text)
-    started = time.perf_counter()
+    started = time.process_time()
     doc = read_yaml(path)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert len(doc.data) == len(rows)
     path.write_text(text + " ")
     refused(path)
