@@ -33,6 +33,7 @@ from ._errors import GenieError as GenieError
 from ._errors import HandlerTimeoutError as HandlerTimeoutError
 from ._errors import InvalidMessageError as InvalidMessageError
 from ._errors import InvalidOutputError as InvalidOutputError
+from ._errors import LimitExceededError as LimitExceededError
 from ._errors import MessageError as MessageError
 from ._errors import NoRouteError as NoRouteError
 from ._errors import RuntimeClosedError as RuntimeClosedError
@@ -111,6 +112,7 @@ __all__ = [
     "HandlerTimeoutError",
     "InvalidMessageError",
     "InvalidOutputError",
+    "LimitExceededError",
     "JsonFormatter",
     "JsonlAuditLog",
     "Limits",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from ._clock import Clock
 from ._message import Classification, IdSource, Message, MetaValue, Payload, Role
+
+if TYPE_CHECKING:
+    from .llm._provider import Provider
 
 __all__ = ["Context", "ContextServices", "RuntimeContext", "TestContext", "Timer"]
 
@@ -82,6 +85,16 @@ class Context(Protocol):
         answer arrives within ``timeout`` seconds (default: the runtime's
         ``Limits.request_timeout``, so two agents requesting each other cannot wedge).
         """
+        ...
+
+    def llm(self, provider: Provider) -> Provider:
+        """``provider`` (a ``genie.llm`` provider or stack) for the model calls of this
+        handler call: each request gets the context of ``message`` (correlation,
+        classification, principal, the handler's deadline) unless it carries its own, and the
+        runtime's kill switch reserves its worst case against the correlation's
+        ``Limits.correlation_tokens`` / ``correlation_cost`` before anything is sent. A call
+        that does not fit raises ``genie.llm.BudgetExceededError`` (never retried); after the
+        first refusal every call of the correlation is refused. See docs/llm.md."""
         ...
 
 
@@ -168,7 +181,7 @@ class _ContextBase:
 class ContextServices:
     """What a runtime lends the contexts of its handlers (one per runtime, shared)."""
 
-    __slots__ = ("clock", "new_id", "request", "schedule")
+    __slots__ = ("clock", "llm", "new_id", "request", "schedule")
 
     def __init__(
         self,
@@ -176,11 +189,13 @@ class ContextServices:
         new_id: Callable[[], str],
         request: Callable[[Message, float | None], Awaitable[Message]],
         schedule: Callable[[Message, float], Timer],
+        llm: Callable[[Provider, str, Message], Provider],
     ) -> None:
         self.clock = clock
         self.new_id = new_id
         self.request = request
         self.schedule = schedule
+        self.llm = llm  # (provider, agent id, message) -> the provider the handler calls
 
 
 class RuntimeContext(_ContextBase):
@@ -209,6 +224,9 @@ class RuntimeContext(_ContextBase):
     def schedule(self, delay: float, payload: Payload) -> Timer:
         return self._services.schedule(self.emit(payload, recipient=self._agent_id), delay)
 
+    def llm(self, provider: Provider) -> Provider:
+        return self._services.llm(provider, self._agent_id, self._message)
+
 
 Responder = Callable[[Message], Awaitable[Message]]
 
@@ -218,6 +236,7 @@ class TestContext(_ContextBase):
 
     Time is a fixed, manually advanced clock: ``sleep`` advances it without waiting. ``request``
     calls ``responder`` (if given) with the request message and returns what it returns.
+    ``llm`` gives requests the message's context, without a budget (no runtime: no limits).
     """
 
     __test__ = False  # not a pytest test class
@@ -244,6 +263,11 @@ class TestContext(_ContextBase):
 
     def now(self) -> datetime:
         return self._now
+
+    def llm(self, provider: Provider) -> Provider:
+        from .llm._governed import HandlerProvider  # the caller has genie.llm loaded already
+
+        return HandlerProvider(provider, self._message, self._agent_id, None)
 
     async def sleep(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)

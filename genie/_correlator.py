@@ -103,7 +103,7 @@ class _Waiter:
 
 
 class _Correlation:
-    __slots__ = ("cancelled", "deliveries", "id", "in_flight", "requests", "waiters")
+    __slots__ = ("cancelled", "deliveries", "id", "in_flight", "on_release", "requests", "waiters")
 
     def __init__(self, cid: str) -> None:
         self.id = cid
@@ -112,6 +112,8 @@ class _Correlation:
         self.waiters: list[_Waiter] = []
         self.requests = 0  # how many waiters are requests (they watch for handled messages)
         self.cancelled = False
+        # Told the id when the correlation ends (its model budget is forgotten with it).
+        self.on_release: Callable[[str], None] | None = None
 
 
 class Correlator:
@@ -184,6 +186,10 @@ class Correlator:
     def release(self, corr: _Correlation) -> None:
         if corr.in_flight == 0 and not corr.waiters:
             self.active.pop(corr.id, None)
+            on_release = corr.on_release
+            if on_release is not None:
+                corr.on_release = None
+                on_release(corr.id)
 
     def remove(self, corr: _Correlation, waiter: _Waiter) -> None:
         if waiter in corr.waiters:

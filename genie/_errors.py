@@ -14,6 +14,8 @@
     │   ├── NoRouteError              nobody would receive the message
     │   ├── WouldBlockError           publish_nowait into a full mailbox
     │   └── DeniedError               admission refused it (policy or limit)
+    ├── LimitExceededError            a limit refused work in a handler (a model call over
+    │                                 its correlation's budget): never retried
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
         ├── InvalidOutputError        handle() returned something that is not a Message
@@ -40,6 +42,7 @@ __all__ = [
     "HandlerTimeoutError",
     "InvalidMessageError",
     "InvalidOutputError",
+    "LimitExceededError",
     "MessageError",
     "NoRouteError",
     "RuntimeClosedError",
@@ -133,6 +136,15 @@ class DeniedError(DeliveryError):
         super().__init__(message, **ids)
         self.policy = policy
         self.reason = reason
+
+
+class LimitExceededError(GenieError):
+    """A limit of the runtime refused work a handler asked for (``genie.llm``'s
+    ``BudgetExceededError``: a model call over its correlation's token or cost budget).
+    ``limit`` names it. The agent's retry policy never retries it: the same work would be
+    refused again."""
+
+    limit: str = ""
 
 
 class AgentError(GenieError):

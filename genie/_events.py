@@ -27,6 +27,7 @@ EventKind = Literal[
     "published",
     "delivered",
     "denied",
+    "limit_fired",
     "handled",
     "failed",
     "dead_lettered",
@@ -43,7 +44,10 @@ class Event:
     ``agent_id`` is the sender for ``published``, else the agent concerned. ``count`` is the
     fan-out width (``published``), the outputs (``handled``), the replies (``gathered``) or the
     events lost (``dropped``). ``reason`` says why for denials, failures and dead letters, and
-    how a fan-in ended for ``gathered``. Events carry ids and types, never payloads.
+    how a fan-in ended for ``gathered``. ``policy`` names the policy or limit for ``denied``,
+    the limit for ``limit_fired`` (a model call refused by the correlation's token or cost
+    budget, while ``agent_id`` handled the message). Events carry ids and types, never
+    payloads.
     """
 
     kind: EventKind
@@ -64,6 +68,7 @@ class Event:
             "published": f"to {self.count or 'no'} agent{'' if self.count == 1 else 's'}",
             "delivered": "queued",
             "denied": f"by {self.policy}: {self.reason}",
+            "limit_fired": f"{self.policy}: {self.reason}",
             "handled": f"{_ms(self.duration)}, {self.count} out",
             "failed": f"{_ms(self.duration)}, {self.reason}",
             "dead_lettered": self.reason,
@@ -247,6 +252,9 @@ class EventHub(Observer):
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         self._about("denied", msg, agent_id, policy=policy, reason=reason)
+
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        self._about("limit_fired", msg, agent_id, policy=limit, reason=reason)
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         self._about("handled", msg, agent_id, duration=duration, count=outputs)

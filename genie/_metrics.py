@@ -106,6 +106,7 @@ class Metrics(Observer):
         self._denied: dict[tuple[str, ...], int] = {}
         self._dead: dict[tuple[str, ...], int] = {}
         self._shed: dict[tuple[str, ...], int] = {}
+        self._limits: dict[tuple[str, ...], int] = {}  # model-call limits (not admission's)
         self._widths: dict[int, int] = {}  # bucketed when scraped: cheaper than per message
         self.registry.register(_Collector(self))
 
@@ -172,6 +173,9 @@ class Metrics(Observer):
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         _bump(self._denied, (agent_id, msg.type, policy))
+
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        _bump(self._limits, (limit.removeprefix("limit:"),))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         agent = letter.agent_id or "-"
@@ -253,7 +257,7 @@ class Metrics(Observer):
         fanout.add_metric([], _cumulative(self._fanout_bounds, per_bucket), total)
         yield fanout
         if self.runtime is not None:
-            yield from _from_statistics(self.runtime)
+            yield from _from_statistics(self.runtime, dict(self._limits))
 
 
 class _Collector(Collector):
@@ -273,7 +277,7 @@ def _counter(
     return family
 
 
-def _from_statistics(rt: Observed) -> Iterator[Metric]:
+def _from_statistics(rt: Observed, model_limits: dict[tuple[str, ...], int]) -> Iterator[Metric]:
     stats = rt.statistics()
     yield GaugeMetricFamily(
         "genie_in_flight", "Deliveries queued or running now.", value=stats.in_flight
@@ -305,11 +309,14 @@ def _from_statistics(rt: Observed) -> Iterator[Metric]:
     yield decisions
     limits = CounterMetricFamily(
         "genie_limits_fired",
-        "Deliveries stopped by the hop limit or the correlation budget.",
+        "Deliveries stopped by the hop limit or the correlation budget, and correlations "
+        "whose model calls their token or cost budget stopped.",
         labels=["limit"],
     )
     for limit in ("hops", "budget"):
         limits.add_metric([limit], policies.denied.get(f"limit:{limit}", 0))
+    for (limit,), n in model_limits.items():
+        limits.add_metric([limit], n)
     yield limits
     corr = stats.correlations
     yield GaugeMetricFamily(

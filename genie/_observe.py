@@ -42,6 +42,10 @@ class Observer:
         """Admission refused ``msg`` to ``agent_id``: ``policy`` (or ``limit:hops`` /
         ``limit:budget``) said ``reason``."""
 
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        """While ``agent_id`` handled ``msg``, ``limit`` (``limit:correlation_tokens`` or
+        ``limit:correlation_cost``) refused a model call: once per correlation."""
+
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         """A handler call returned ``outputs`` messages after ``duration`` clock seconds."""
 
@@ -108,6 +112,9 @@ class Observers(Observer):
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         self._each("denied", msg, agent_id, policy, reason)
+
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        self._each("limit_fired", msg, agent_id, limit, reason)
 
     def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
         self._each("failed", msg, agent_id, duration, error)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -41,6 +41,7 @@ from ._ledger import Ledger
 from ._losses import Lost
 from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
+from ._model_calls import ModelCalls
 from ._observe import Observer, Observers
 from ._router import Router, Tap
 from ._statistics import RuntimeStatistics
@@ -50,10 +51,13 @@ from ._transport import LocalTransport
 
 if TYPE_CHECKING:
     from ._metrics import Metrics
+    from .llm._cost import PriceTable
 
 __all__ = ["Runtime", "RuntimeState", "RuntimeStatistics", "ShutdownReport"]
 
 _log = logging.getLogger("genie.runtime")
+
+CLOSE_TIMEOUT = 5.0  # seconds each ``on_close`` callback may take at shutdown
 
 
 class RuntimeState(enum.Enum):
@@ -79,6 +83,8 @@ class Runtime:
 
     On exit it waits up to ``drain_timeout`` seconds for in-flight work (when the block ended
     without an exception), then cancels what is left; ``shutdown_report`` says what that was.
+    ``prices`` (a ``genie.llm.PriceTable``) prices the model calls handlers make through
+    ``ctx.llm``; ``limits.correlation_cost`` needs it.
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class Runtime:
         dead_letter_capacity: int = 10_000,
         retention: timedelta | None = None,
         metrics: bool | Metrics = False,
+        prices: PriceTable | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -126,7 +133,14 @@ class Runtime:
             self._check_open,
         )
         self._timers = Timers(self._ledger, self._correlator, self._fire)
-        services = ContextServices(self.clock, self._new_id, self._request, self._timers.schedule)
+        self._model_calls = ModelCalls(self.limits, prices, self._ledger, self._correlator)
+        services = ContextServices(
+            self.clock,
+            self._new_id,
+            self._request,
+            self._timers.schedule,
+            self._model_calls.provider,
+        )
         self._runner = DeliveryRunner(
             self.clock,
             self.types,
@@ -137,6 +151,7 @@ class Runtime:
             self._transport,
             services,
         )
+        self._closers: list[Callable[[], Awaitable[object]]] = []
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised
         self._hub: EventHub | None = None
@@ -234,6 +249,11 @@ class Runtime:
             ),
             False,
         )
+
+    def on_close(self, close: Callable[[], Awaitable[object]]) -> None:
+        """Await ``close()`` when the runtime stops, after the agents' ``on_stop`` (say, the
+        ``aclose`` of the model clients its agents use); in the order given, each error logged."""
+        self._closers.append(close)
 
     def subscriptions(self) -> dict[str, list[str]]:
         """Pattern or type -> subscribed agent ids (for graphs and docs)."""
@@ -396,6 +416,17 @@ class Runtime:
                     "on_stop of agent %r failed",
                     mb.id,
                     extra={"agent_id": mb.id, "message_type": "-", "correlation_id": "-"},
+                )
+        for close in self._closers:
+            try:
+                # Shielded: a runtime stopped by a cancellation still closes its clients.
+                with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                    await close()
+            except Exception:
+                _log.exception(
+                    "closing %r failed",
+                    close,
+                    extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
                 )
 
     def _check_open(self) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol
@@ -11,6 +12,7 @@ from ._errors import (
     CircuitOpenError,
     ConfigurationError,
     InvalidOutputError,
+    LimitExceededError,
     MessageError,
     UnhandledMessageError,
 )
@@ -63,10 +65,14 @@ class Policy(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The kill switch: a message storm stops at the hop limit or the correlation's budget.
+    """The kill switch: a message storm stops at the hop limit or the correlation's budget,
+    a model-calling loop at the correlation's token or cost budget.
 
     The budget counts deliveries (a message to N recipients costs N), so a fan-out storm is
     stopped as early as a chain. ``request_timeout`` bounds a ``ctx.request`` that sets none.
+    ``correlation_tokens`` and ``correlation_cost`` (None: no limit) bound what the model
+    calls a correlation's handlers make through ``ctx.llm`` may spend, each call's worst case
+    reserved before it is sent (see docs/llm.md); the cost is in the price table's unit.
     """
 
     max_hops: int = 32
@@ -74,12 +80,30 @@ class Limits:
     # A ``ctx.request`` without a timeout of its own waits at most this long, so two agents
     # requesting each other (each blocked, each the other's only worker) cannot wedge for ever.
     request_timeout: float = 60.0
+    correlation_tokens: int | None = None
+    correlation_cost: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_hops < 1 or self.correlation_budget < 1:
             raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
         if not self.request_timeout > 0:
             raise ConfigurationError("limits: request_timeout must be positive (seconds)")
+        tokens, cost = self.correlation_tokens, self.correlation_cost
+        if tokens is not None and (type(tokens) is not int or tokens < 0):
+            raise ConfigurationError(
+                f"limits: correlation_tokens must be a whole number of tokens >= 0, not {tokens!r}"
+            )
+        if cost is not None and (
+            isinstance(cost, bool) or not isinstance(cost, int | float) or not 0 <= cost < math.inf
+        ):
+            raise ConfigurationError(
+                f"limits: correlation_cost must be a finite amount >= 0, not {cost!r}"
+            )
+
+    @property
+    def model_budget(self) -> bool:
+        """Whether model calls are budgeted (a token or a cost limit is set)."""
+        return self.correlation_tokens is not None or self.correlation_cost is not None
 
 
 HOP_LIMIT = "limit:hops"
@@ -159,6 +183,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     InvalidOutputError,
     UnhandledMessageError,
     CircuitOpenError,
+    LimitExceededError,
 )
 
 
@@ -168,7 +193,7 @@ class RetryPolicy:
 
     ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
     ``retry_on`` and not of the built-in non-retryable errors (validation, bad output, no
-    handler, open circuit) are retried.
+    handler, open circuit, a limit that refused a model call) are retried.
     """
 
     attempts: int = 1

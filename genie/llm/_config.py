@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .._errors import ConfigurationError, did_you_mean
 from .._yamlconf import ConfigFileError, read_yaml, validate
@@ -21,7 +21,6 @@ from ._deadline import Deadline
 from ._fallback import Fallback
 from ._gemini import GeminiProvider
 from ._http import HTTPAdapter
-from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger
 from ._metrics import LLMMetrics
 from ._ollama import OllamaProvider
@@ -139,12 +138,24 @@ class StackConfig(BaseModel):
 
 
 class BudgetsConfig(BaseModel):
-    """The kill switch's per-correlation limits and the per-principal daily token limit."""
+    """The per-principal daily token limit. The per-correlation budgets are the runtime's
+    (``limits.correlation_tokens`` / ``correlation_cost``), so they cover every stack."""
 
     model_config = _STRICT
-    correlation_tokens: int | None = Field(default=None, ge=0)
-    correlation_cost: float | None = Field(default=None, ge=0)
     daily_tokens_per_principal: int | None = Field(default=None, ge=0)
+
+    # Moved to the pipeline's limits: accepted here only to say so, at their own line.
+    correlation_tokens: Any = None
+    correlation_cost: Any = None
+
+    @field_validator("correlation_tokens", "correlation_cost", mode="before")
+    @classmethod
+    def _moved(cls, value: Any, info: ValidationInfo) -> Any:
+        key = info.field_name
+        raise ValueError(
+            f"a limit of the runtime now: write it under the pipeline's limits: "
+            f"({key}: {value}), where it covers every model call of a request"
+        )
 
 
 class LLMConfig(BaseModel):
@@ -180,14 +191,8 @@ def load_llm_config(path: str | Path) -> LLMConfig | None:
 class LLMStacks:
     """The built stacks by name, and the ledgers and observers they share."""
 
-    def __init__(
-        self,
-        stacks: dict[str, Provider],
-        ledger: BudgetLedger | None,
-        adapters: list[HTTPAdapter],
-    ) -> None:
+    def __init__(self, stacks: dict[str, Provider], adapters: list[HTTPAdapter]) -> None:
         self.stacks = stacks
-        self.ledger = ledger
         self._adapters = adapters
 
     def __getitem__(self, name: str) -> Provider:
@@ -210,7 +215,7 @@ def build_stacks(
     metrics: LLMMetrics | None = None,
 ) -> LLMStacks:
     """Build every stack of ``config``. Each provider is wrapped once, inside to outside,
-    ``CostObserver → Circuit → KillSwitch → DailyTokenBudget → Retry`` (shared by the stacks
+    ``CostObserver → Circuit → DailyTokenBudget → Retry`` (shared by the stacks
     naming it); a stack adds ``Residency`` (or ``Fallback`` over several), then ``Cache``, then
     ``Deadline``. A key missing from the environment is a ``ConfigurationError`` now, naming
     every one missing, not at the first call. ``metrics`` records every call, cache and
@@ -228,19 +233,11 @@ def build_stacks(
         on_call = record if on_call is None else _both(on_call, record)
     prices = PriceTable(prices=config.prices)
     budgets = config.budgets
-    ledger = None
-    if budgets.correlation_tokens is not None or budgets.correlation_cost is not None:
-        ledger = BudgetLedger(
-            max_tokens=budgets.correlation_tokens,
-            max_cost=budgets.correlation_cost,
-            name="correlation",
-        )
     daily = None
     if budgets.daily_tokens_per_principal is not None:
         daily = BudgetLedger(max_tokens=budgets.daily_tokens_per_principal, name="daily")
     adapters: list[HTTPAdapter] = []
     wrapped: dict[str, Provider] = {}
-    default_models: dict[str, str] = {}
     for name, p in config.providers.items():
         base: ScriptedProvider | HTTPAdapter
         if p.kind == "scripted":
@@ -263,7 +260,6 @@ def build_stacks(
             adapters.append(adapter)
             base = adapter
         wrapped[name] = CostObserver(base, prices, on_call=on_call)
-        default_models[name] = base.model
     stacks: dict[str, Provider] = {}
     for stack_name, s in config.stacks.items():
         members: list[Provider] = []
@@ -271,8 +267,6 @@ def build_stacks(
             provider: Provider = wrapped[name]
             if s.circuit is not None:
                 provider = Circuit(provider, **s.circuit.model_dump())
-            if ledger is not None:
-                provider = KillSwitch(provider, ledger, prices=prices, model=default_models[name])
             if daily is not None:
                 provider = DailyTokenBudget(provider, ledger=daily)
             if s.retry is not None:
@@ -291,11 +285,9 @@ def build_stacks(
         if s.deadline is not None:
             top = Deadline(top, s.deadline)
         stacks[stack_name] = top
-    if metrics is not None:
-        for watched in (ledger, daily):
-            if watched is not None:
-                metrics.watch_ledger(watched)
-    return LLMStacks(stacks, ledger, adapters)
+    if metrics is not None and daily is not None:
+        metrics.watch_ledger(daily)
+    return LLMStacks(stacks, adapters)
 
 
 def _both(

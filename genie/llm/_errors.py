@@ -15,6 +15,7 @@
         ├── LLMCircuitOpenError        the provider's circuit breaker is open: nothing was sent
         ├── ResidencyDeniedError       the data may not go to the provider's region: nothing sent
         ├── BudgetExceededError        a token or cost budget would be overrun: nothing was sent
+        │                              (also a genie.LimitExceededError: never retried)
         └── AllProvidersFailedError    every provider of a fallback chain failed or was skipped
 
 ``retryable`` says whether the retry wrapper may try again. Errors that refuse a call before it
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._errors import GenieError
+from .._errors import GenieError, LimitExceededError
 
 __all__ = [
     "AllProvidersFailedError",
@@ -129,9 +130,11 @@ class ResidencyDeniedError(LLMError):
         self.reason = reason
 
 
-class BudgetExceededError(LLMError):
+class BudgetExceededError(LLMError, LimitExceededError):
     """A budget would be overrun: ``limit`` names it, ``requested`` and ``remaining`` are in
-    its unit (tokens or currency). The call was refused before anything was sent."""
+    its unit (tokens or currency). The call was refused before anything was sent. It is a
+    :class:`genie.LimitExceededError` too, so an agent's retry policy does not retry it.
+    ``message`` replaces the usual text (the runtime's "the limit fired already")."""
 
     sent = False
 
@@ -144,9 +147,11 @@ class BudgetExceededError(LLMError):
         remaining: float,
         provider: str = "",
         correlation_id: str | None = None,
+        message: str | None = None,
     ) -> None:
         super().__init__(
-            f"llm call refused: {limit} budget for {key} has {remaining:g} left, "
+            message
+            or f"llm call refused: {limit} budget for {key} has {remaining:g} left, "
             f"the call may need {requested:g}",
             provider=provider,
             correlation_id=correlation_id,

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 
+from anyio.lowlevel import checkpoint
+
 from ._cost import PriceTable
 from ._errors import LLMError
 from ._ledger import BudgetLedger, Reservation
-from ._provider import Provider
+from ._provider import Provider, models_of
 from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
 
 __all__ = ["KillSwitch", "by_correlation"]
@@ -31,12 +33,13 @@ class KillSwitch:
     what the call used after.
 
     The worst case is :meth:`Request.prompt_estimate` plus ``max_tokens``, priced from
-    ``prices`` when the ledger has a cost budget (for ``model``, the provider's default, when
-    the request names none; a model without a price is refused then: its cost could not be
-    bounded). A call that does not fit raises :class:`BudgetExceededError` and nothing is
-    sent. An answer settles to its reported usage (estimated from its text if the provider
-    reported none); an error status or a refusal further in is released (not billed); a
-    stream that broke off settles to the prompt plus what arrived.
+    ``prices`` when the ledger has a cost budget: for the request's model, else ``model``, else
+    the dearest of the default models under ``inner`` (:func:`models_of`); a model without a
+    price is refused then: its cost could not be bounded. A call that does not fit raises
+    :class:`BudgetExceededError` and nothing is sent. An answer settles to its reported usage
+    (estimated from its text if the provider reported none), priced by the answer's model (or
+    as reserved, when the table does not know it); an error status or a refusal further in
+    is released (not billed); a stream that broke off settles to the prompt plus what arrived.
     """
 
     def __init__(
@@ -62,25 +65,34 @@ class KillSwitch:
     def region(self) -> str:
         return self.inner.region
 
-    def _cost(self, model: str, usage: Usage) -> float:
-        cost = self.prices.cost(model, usage)
-        if cost is None and self.ledger.max_cost is not None:
-            error = LLMError(
-                f"llm call refused: no price for model {model or '(provider default)'!r}, so "
-                f"the {self.ledger.name}_cost budget cannot be checked; name the model in the "
-                'request or give the price table a "*" entry',
-                provider=self.name,
-            )
-            error.sent = False
-            raise error
-        return cost or 0.0
+    def _models(self, request: Request) -> tuple[str, ...]:
+        if request.model:
+            return (request.model,)
+        return (self.model,) if self.model else models_of(self.inner) or ("",)
+
+    def _cost(self, request: Request, usage: Usage) -> float:
+        """The dearest price of ``usage`` among the models the call may reach."""
+        costs = []
+        for model in self._models(request):
+            cost = self.prices.cost(model, usage)
+            if cost is None and self.ledger.max_cost is not None:
+                error = LLMError(
+                    f"llm call refused: no price for model {model or '(provider default)'!r}, "
+                    f"so the {self.ledger.name}_cost budget cannot be checked; name the model "
+                    'in the price table or give it a "*" entry',
+                    provider=self.name,
+                )
+                error.sent = False
+                raise error
+            costs.append(cost or 0.0)
+        return max(costs)
 
     def reserve(self, request: Request, prompt: int) -> Reservation:
         worst = Usage(input_tokens=prompt, output_tokens=request.max_tokens)
         return self.ledger.reserve(
             self._key(request.context),
             tokens=worst.total,
-            cost=self._cost(request.model or self.model, worst),
+            cost=self._cost(request, worst),
             provider=self.name,
             correlation_id=request.context.correlation_id,
         )
@@ -96,12 +108,22 @@ class KillSwitch:
                 output_tokens=usage.output_tokens or _tokens_of(response.text),
                 cached_tokens=usage.cached_tokens,
             )
-        cost = self.prices.cost(response.model or request.model or self.model, usage) or 0.0
+        # The answer's own model first; one the table does not know (OpenAI answers with a
+        # dated name) is priced as the call was reserved, at the dearest it could reach.
+        cost = self.prices.cost(response.model, usage) if response.model else None
+        if cost is None:
+            cost = self._cost(request, usage)  # cannot refuse now: the reservation priced it
         reservation.settle(tokens=usage.total, cost=cost)
 
     async def complete(self, request: Request) -> Response:
         prompt = request.prompt_estimate()
-        reservation = self.reserve(request, prompt)
+        try:
+            reservation = self.reserve(request, prompt)
+        except LLMError:
+            # A refusal still yields to the loop: a handler that loops on refusals cannot
+            # starve the other tasks, and its deadline or a cancel can stop it.
+            await checkpoint()
+            raise
         try:
             response = await self.inner.complete(request)
         except BaseException:
@@ -113,7 +135,11 @@ class KillSwitch:
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         prompt = request.prompt_estimate()
-        reservation = self.reserve(request, prompt)
+        try:
+            reservation = self.reserve(request, prompt)
+        except LLMError:
+            await checkpoint()  # as in complete
+            raise
         acc = Accumulator(self.name, request.model or "")
         try:
             async with (

@@ -18,7 +18,7 @@ from ._types import (
     UsageEvent,
 )
 
-__all__ = ["EventStream", "Provider", "complete_by_streaming", "events_of"]
+__all__ = ["EventStream", "Provider", "complete_by_streaming", "events_of", "models_of"]
 
 EventStream = AbstractAsyncContextManager[AsyncIterator[StreamEvent]]
 
@@ -54,6 +54,27 @@ class Provider(Protocol):
         raised from the iteration, and nothing retries or falls back past that point.
         """
         ...
+
+
+def models_of(provider: object) -> tuple[str, ...]:
+    """The models a call that names none may reach through ``provider``: the default model of
+    each adapter under its wrappers (every member of a fallback chain, a shadow's primary),
+    in order. A wrapper that names the model itself (a kill switch's ``model``) stops there."""
+    found: list[str] = []
+    todo = [provider]
+    while todo:
+        current = todo.pop(0)
+        model = getattr(current, "model", None)
+        if isinstance(model, str) and model:
+            if model not in found:
+                found.append(model)
+            continue
+        for attribute in ("inner", "primary"):
+            inner = getattr(current, attribute, None)
+            if inner is not None:
+                todo.append(inner)
+        todo.extend(getattr(current, "providers", ()))
+    return tuple(found)
 
 
 async def complete_by_streaming(provider: Provider, request: Request) -> Response:

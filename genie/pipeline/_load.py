@@ -194,6 +194,7 @@ class _Checker:
 
     def pipeline(self) -> Pipeline:
         self.check_llm()
+        self.check_model_limits()
         self.check_agents()
         self.check_gathers()
         ids = self.ids()
@@ -232,6 +233,15 @@ class _Checker:
             self.llm = validate(LLMConfig, self.config.llm, self.path, self.lines, ("llm",))
         except ConfigFileError as exc:
             self.problems += exc.problems
+
+    def check_model_limits(self) -> None:
+        if self.config.limits.correlation_cost is not None and (
+            self.config.llm is None or not self.config.llm.get("prices")
+        ):
+            self.fail(
+                ("limits", "correlation_cost"),
+                "a cost budget needs the prices of the models: declare them in llm.prices",
+            )
 
     def llm_params(self, decl: AgentDecl, spec: AgentSpec, at: Loc) -> dict[str, Any] | None:
         """``decl.params`` for a throwaway instance, with stand-ins for the models the agent

@@ -231,19 +231,33 @@ class Pipeline:
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
         it is added (simulations inject faults this way). ``llm`` gives the agents their
         models (see ``llm_stacks``, whose stacks the caller closes); without it they are
-        built here from the environment."""
+        built here from the environment, and closed when the runtime stops."""
+        built = None
         if llm is None:
-            llm = self.llm_stacks()
+            llm = built = self.llm_stacks()
         limits = self.config.limits
+        prices = None
+        if self.llm is not None:
+            from ..llm._cost import PriceTable  # the file has an llm: section
+
+            prices = PriceTable(prices=self.llm.prices)
         rt = Runtime(
             policies=(*self.policies, *policies),
-            limits=Limits(max_hops=limits.max_hops, correlation_budget=limits.correlation_budget),
+            limits=Limits(
+                max_hops=limits.max_hops,
+                correlation_budget=limits.correlation_budget,
+                correlation_tokens=limits.correlation_tokens,
+                correlation_cost=limits.correlation_cost,
+            ),
             clock=clock,
             audit=audit,
             seed=seed,
             retention=None if self.retention_days is None else timedelta(days=self.retention_days),
             metrics=metrics,
+            prices=prices,
         )
+        if built is not None:
+            rt.on_close(built.aclose)
         for decl in self.config.agents:
             params = decl.params
             if decl.llm is not None:
@@ -371,13 +385,8 @@ class Pipeline:
         ``metrics`` (a ``genie.Metrics``) is filled in by the run."""
         text = self.read_input(input_path, input)
         payload = self.entry_payload(text, input_path or "the input")
-        stacks = self.llm_stacks()
-        try:
-            async with self.runtime(audit=audit, metrics=metrics or False, llm=stacks) as rt:
-                return await self.ask(rt, payload, timeout=timeout)
-        finally:
-            if stacks is not None:
-                await stacks.aclose()
+        async with self.runtime(audit=audit, metrics=metrics or False) as rt:
+            return await self.ask(rt, payload, timeout=timeout)
 
     async def ask(
         self,

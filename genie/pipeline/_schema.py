@@ -123,6 +123,9 @@ class Limits(_Model):
     max_hops: int = Field(default=32, ge=1)
     correlation_budget: int = Field(default=10_000, ge=1)
     deadline: Seconds | None = None  # the default handler deadline for every agent
+    # The kill switch of model calls: tokens and cost (in llm.prices' unit) per correlation.
+    correlation_tokens: int | None = Field(default=None, ge=0)
+    correlation_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class Input(_Model):

@@ -31,8 +31,7 @@ llm:
   prices:
     scripted-model: {input: 1.0, output: 2.0}
   budgets:
-    correlation_tokens: 2000
-    daily_tokens_per_principal: 100000
+    daily_tokens_per_principal: 2000
   stacks:
     judge:
       providers: [offline]
@@ -60,11 +59,9 @@ async def test_a_pipeline_file_builds_working_stacks(tmp_path: Path) -> None:
         request = simple_request(max_tokens=500, context=CallContext(correlation_id="c1"))
         response = await judge.complete(request)
         assert response.text.startswith("SCORE: 9")
-        assert built.ledger is not None
-        assert built.ledger.remaining("c1").tokens is not None
         assert built["research"].name == "claude->local"
         big = simple_request(max_tokens=5000, context=CallContext(correlation_id="c2"))
-        with pytest.raises(BudgetExceededError, match="correlation_tokens"):
+        with pytest.raises(BudgetExceededError, match="daily_tokens"):
             await judge.complete(big)
         with pytest.raises(
             ConfigurationError, match=r"no llm stack named 'judgee' \(did you mean 'judge'\?\)"
@@ -102,8 +99,13 @@ def test_a_missing_key_is_an_error_at_build_time_naming_the_variable(tmp_path: P
             "pipeline.yaml:11: llm.providers.claude: kind 'anthropic' needs api_key_env",
         ),
         (
+            ("    daily_tokens_per_principal: 2000", "    correlation_tokens: 2000"),
+            "pipeline.yaml:17: llm.budgets.correlation_tokens: a limit of the runtime now: "
+            "write it under the pipeline's limits: (correlation_tokens: 2000)",
+        ),
+        (
             ("      deadline: 10", "      deadline: -1"),
-            "pipeline.yaml:22: llm.stacks.judge.deadline: Input should be greater than 0",
+            "pipeline.yaml:21: llm.stacks.judge.deadline: Input should be greater than 0",
         ),
     ],
 )

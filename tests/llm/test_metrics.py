@@ -29,7 +29,7 @@ async def test_calls_tokens_cost_latency_cache_and_refusals_are_exported() -> No
         {
             "providers": {"offline": {"kind": "scripted", "model": "sim", "answers": ["hello"]}},
             "prices": {"sim": {"input": 1000000, "output": 2000000}},
-            "budgets": {"correlation_tokens": 60},
+            "budgets": {"daily_tokens_per_principal": 60},
             "stacks": {"judge": {"providers": ["offline"], "cache": {"ttl": 60}}},
         }
     )
@@ -45,7 +45,7 @@ async def test_calls_tokens_cost_latency_cache_and_refusals_are_exported() -> No
     assert sample(text, "genie_llm_calls_total", provider="offline", model="sim", outcome="ok") == 1
     assert sample(text, "genie_llm_cache_hits_total", stack="judge") == 1
     assert sample(text, "genie_llm_cache_misses_total", stack="judge") == 2
-    assert sample(text, "genie_llm_budget_refusals_total", budget="correlation") == 1
+    assert sample(text, "genie_llm_budget_refusals_total", budget="daily") == 1
     assert sample(text, "genie_llm_call_seconds_count", provider="offline", model="sim") == 1
 
 

@@ -12,7 +12,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
-from genie.llm import CallContext, ChatMessage, LLMError, Provider, Request
+from genie.llm import BudgetExceededError, ChatMessage, LLMError, Provider, Request
 
 from .._go import go_text
 
@@ -43,23 +43,29 @@ class PanelResult:
 
 async def ask_panel(panel: Sequence[Provider], request: Request) -> PanelResult:
     """Asks every panellist in parallel; failures are kept in ``errors`` and do not vote.
-    A tie goes to the answer given first in panel order (Go left it to map order)."""
+    A tie goes to the answer given first in panel order (Go left it to map order). When none
+    answers and a budget refused one, that refusal is raised (it is never retried)."""
     if not panel:
         raise PanelError("empty panel")
     answers: list[str | None] = [None] * len(panel)
     errors: dict[str, str] = {}
+    refusals: list[BudgetExceededError] = []
 
     async def ask(index: int, provider: Provider) -> None:
         try:
             answers[index] = (await provider.complete(request)).text.strip()
         except LLMError as exc:
             errors[provider.name] = str(exc)
+            if isinstance(exc, BudgetExceededError):
+                refusals.append(exc)
 
     async with anyio.create_task_group() as tg:
         for index, provider in enumerate(panel):
             tg.start_soon(ask, index, provider)
     given = [a for a in answers if a is not None]
     if not given:
+        if refusals:  # the kill switch stopped the panel: the refusal, never retried, says so
+            raise refusals[0]
         raise PanelError(f"all panellists failed: {'; '.join(errors.values())}")
     counts = Counter(given)
     best = max(counts.values())
@@ -125,9 +131,8 @@ class MoaRecommender(BaseAgent):
             model=self.model,
             max_tokens=256,
             temperature=0.2,
-            context=CallContext.of(ctx.message),
         )
-        result = await ask_panel(self.panel, request)
+        result = await ask_panel([ctx.llm(p) for p in self.panel], request)
         votes = Counter(result.answers.values())
         winner = next(name for name, text in result.answers.items() if text == result.text)
         candidates = [

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
-from genie.llm import CallContext, ChatMessage, ImagePart, Provider, Request
+from genie.llm import ChatMessage, ImagePart, Provider, Request
 
 from .models import RawTransactions
 from .statement import Transaction
@@ -75,14 +75,13 @@ class ReceiptOcr(BaseAgent):
     @handler
     async def on_request(self, payload: ReceiptOcrRequest, ctx: Context) -> Message:
         image = ImagePart(data=payload.image, mime_type=payload.mime_type)
-        response = await self.llm.complete(
+        response = await ctx.llm(self.llm).complete(
             Request(
                 system=PROMPT,
                 messages=(ChatMessage.user("Extract the transaction from this receipt.", image),),
                 model=self.model,
                 max_tokens=256,
                 temperature=0,
-                context=CallContext.of(ctx.message),
             )
         )
         txn = parse_transaction(response.text, account_id=payload.account_id)

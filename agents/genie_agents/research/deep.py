@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 
 from genie import BaseAgent, Context, DeniedError, Message, Payload, Risk, handler
 from genie.llm import (
-    CallContext,
     ChatMessage,
     LLMError,
     Provider,
@@ -189,18 +188,17 @@ class DeepResearch(BaseAgent):
     async def _react(self, payload: ResearchRequest, ctx: Context) -> ResearchBrief | None:
         """None when the loop ends without an answer (every step spent on tools)."""
         assert self.llm is not None
+        llm = ctx.llm(self.llm)
         messages = [ChatMessage.user(payload.question.strip())]
         citations: list[Citation] = []
-        call_context = CallContext.of(ctx.message)
         for step in range(1, payload.max_steps + 1):
-            response = await self.llm.complete(
+            response = await llm.complete(
                 Request(
                     system=SYSTEM,
                     messages=tuple(messages),
                     model=self.model,
                     tools=(_SEARCH,),
                     max_tokens=self.max_tokens,
-                    context=call_context,
                 )
             )
             if not response.tool_calls:

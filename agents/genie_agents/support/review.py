@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
-from genie.llm import CallContext, LLMError, Provider
+from genie.llm import LLMError, Provider
 
 from .._common import Record
 from .._go import UNUSED, go_names
@@ -102,11 +102,7 @@ class Auditor(BaseAgent):
         if self.llm is not None:
             try:
                 verdict = await critique(
-                    self.llm,
-                    self.constitution,
-                    p.content,
-                    model=self.model,
-                    context=CallContext.of(ctx.message),
+                    ctx.llm(self.llm), self.constitution, p.content, model=self.model
                 )
             except LLMError as exc:
                 ctx.logger.warning("llm_auditor: the judge failed, no score: %s", exc)

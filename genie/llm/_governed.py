@@ -1,0 +1,161 @@
+"""The runtime's kill switch for model calls: what ``ctx.llm(provider)`` gives a handler.
+
+Every call through it carries the handler's message (its correlation, classification,
+principal and deadline) and, when the runtime's ``Limits`` set ``correlation_tokens`` or
+``correlation_cost``, reserves its worst case against the correlation's budget before a byte
+is sent. The first refusal of a correlation fires the limit (the runtime records it once);
+from then on every call of that correlation is refused at once, whether it would fit or not,
+so a handler that catches the refusal and loops is stopped as well.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import anyio
+
+from .._message import Message
+from ._cost import PriceTable
+from ._errors import BudgetExceededError
+from ._killswitch import KillSwitch
+from ._ledger import BudgetLedger, Reservation
+from ._provider import Provider
+from ._types import CallContext, Request, Response, StreamEvent
+
+__all__ = ["CorrelationBudget", "HandlerProvider"]
+
+_DEFAULT_CONTEXT = CallContext()
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A budget limit that fired: for the runtime's records."""
+
+    limit: str  # limit:correlation_tokens or limit:correlation_cost
+    agent_id: str
+    message: Message
+    reason: str
+
+
+class CorrelationBudget:
+    """One runtime's per-correlation model budgets: a ledger keyed by correlation id.
+
+    ``on_fire`` records a firing (once per correlation); ``track`` is told of each correlation
+    the first time it reserves, so the runtime can ``forget`` it when the correlation ends (its
+    delivery budget ends then too) and the ledger stays bounded.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_tokens: int | None,
+        max_cost: float | None,
+        prices: PriceTable,
+        on_fire: Callable[[Firing], None],
+        track: Callable[[str], None],
+    ) -> None:
+        self.ledger = BudgetLedger(max_tokens=max_tokens, max_cost=max_cost, name="correlation")
+        self.prices = prices
+        self._on_fire = on_fire
+        self._track = track
+        self._tracked: set[str] = set()
+        self._fired: dict[str, BudgetExceededError] = {}
+
+    def fired(self, correlation_id: str) -> str | None:
+        """The limit that fired for ``correlation_id``, if one did."""
+        refusal = self._fired.get(correlation_id)
+        return None if refusal is None else refusal.limit
+
+    def forget(self, correlation_id: str) -> None:
+        self.ledger.forget(correlation_id)
+        self._fired.pop(correlation_id, None)
+        self._tracked.discard(correlation_id)
+
+    def reserve(
+        self, switch: KillSwitch, request: Request, prompt: int, agent_id: str, message: Message
+    ) -> Reservation:
+        cid = message.correlation_id
+        first = self._fired.get(cid)
+        if first is not None:
+            raise BudgetExceededError(
+                limit=first.limit,
+                key=cid,
+                requested=0,
+                remaining=0,
+                provider=switch.name,
+                correlation_id=cid,
+                message=f"llm call refused: the {first.limit} limit of correlation {cid} fired "
+                f"already ({first}); no further model call of it is sent",
+            )
+        if cid not in self._tracked:
+            self._tracked.add(cid)
+            self._track(cid)
+        try:
+            return KillSwitch.reserve(switch, request, prompt)
+        except BudgetExceededError as refused:
+            self._fired[cid] = refused
+            self._on_fire(Firing(f"limit:{refused.limit}", agent_id, message, str(refused)))
+            raise
+
+
+class _Switch(KillSwitch):
+    """The kill switch of one handler call: reserves through the runtime's budget."""
+
+    def __init__(
+        self, inner: Provider, budget: CorrelationBudget, agent_id: str, message: Message
+    ) -> None:
+        super().__init__(inner, budget.ledger, prices=budget.prices)
+        self.budget = budget
+        self.agent_id = agent_id
+        self.message = message
+
+    def reserve(self, request: Request, prompt: int) -> Reservation:
+        return self.budget.reserve(self, request, prompt, self.agent_id, self.message)
+
+
+class HandlerProvider:
+    """``inner`` as one handler call sees it: requests get the context of ``message`` (when
+    they carry none of their own; the correlation is always the message's) and, with a
+    ``budget``, the runtime's kill switch keyed by the message's correlation."""
+
+    def __init__(
+        self,
+        inner: Provider,
+        message: Message,
+        agent_id: str,
+        budget: CorrelationBudget | None,
+    ) -> None:
+        self.inner = inner
+        self.message = message
+        self._through: Provider = (
+            inner if budget is None else _Switch(inner, budget, agent_id, message)
+        )
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def region(self) -> str:
+        return self.inner.region
+
+    def _governed(self, request: Request) -> Request:
+        msg = self.message
+        context = request.context
+        if context == _DEFAULT_CONTEXT:
+            deadline = anyio.current_effective_deadline()
+            context = CallContext.of(msg, deadline=None if deadline == math.inf else deadline)
+        elif context.correlation_id != msg.correlation_id:
+            context = context.model_copy(update={"correlation_id": msg.correlation_id})
+        else:
+            return request
+        return request.model_copy(update={"context": context})
+
+    async def complete(self, request: Request) -> Response:
+        return await self._through.complete(self._governed(request))
+
+    def stream(self, request: Request) -> AbstractAsyncContextManager[AsyncIterator[StreamEvent]]:
+        return self._through.stream(self._governed(request))
