@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from genie._cli import main
 from genie._errors import ConfigurationError
 from genie._yamlconf import ConfigFileError
+from genie.llm._http import HTTPAdapter
 from genie.pipeline import load_pipeline
+from genie.simulation import simulate
 
 from .server import ProviderServer, Reply
 
@@ -187,3 +190,72 @@ def test_genie_validate_names_the_unknown_stack(
     err = capsys.readouterr().err
     assert f"{path}:" in err
     assert "agents.0.llm: no llm stack named 'scriptd' (did you mean 'scripted'?)" in err
+
+
+def _adapter_of(provider: object) -> HTTPAdapter:
+    while not isinstance(provider, HTTPAdapter):
+        provider = provider.inner  # type: ignore[attr-defined]
+    return provider
+
+
+def _serve_research(server: ProviderServer, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-research")
+    answer = _openai({"content": "Brief."})
+    server.script("/v1/chat/completions", *[answer] * n)
+
+
+async def test_the_runtime_closes_the_stacks_the_pipeline_built_for_it(
+    server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipeline.runtime() without llm= builds the HTTP stacks itself, so it closes them when
+    the runtime stops: no client left open (and no ResourceWarning, which is an error here)."""
+    _serve_research(server, monkeypatch, 1)
+    pipeline = load_pipeline(RESEARCH, variables={"LLM": "openai"})
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload("What is an STR?"), timeout=10)
+        [agent] = [a for a in rt.agents() if a.id == "deep_research"]
+        adapter = _adapter_of(agent.llm)  # type: ignore[attr-defined]
+        assert not adapter._client.is_closed
+    assert result.ok
+    assert len(server.received) == 1
+    assert adapter._client.is_closed
+
+
+def test_a_simulation_of_an_http_backed_pipeline_closes_its_clients(
+    server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_research(server, monkeypatch, 3)
+    closed: list[bool] = []
+    real_aclose = HTTPAdapter.aclose
+
+    async def watched(self: HTTPAdapter) -> None:
+        await real_aclose(self)
+        closed.append(self._client.is_closed)
+
+    monkeypatch.setattr(HTTPAdapter, "aclose", watched)
+    pipeline = load_pipeline(RESEARCH, variables={"LLM": "openai"})
+    report = simulate(pipeline, sessions=3, concurrency=1, clock="real", timeout=30)
+    assert report.sessions.completed == 3
+    assert len(server.received) == 3
+    assert closed == [True]
+
+
+def test_the_model_budgets_are_pipeline_limits(
+    tmp_path: Path, server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_research(server, monkeypatch, 0)
+    text = RESEARCH.read_text().replace("correlation_tokens: 50000", "correlation_tokens: 10")
+    text = text.replace("../", str(RESEARCH.parent.parent) + "/")
+    path = tmp_path / "research.yaml"
+    path.write_text(text)
+    pipeline = load_pipeline(path, variables={"LLM": "openai"})
+    result = anyio.run(pipeline.run)
+    assert server.received == []  # 10 tokens cannot hold a call: nothing was sent
+    brief = result.output.payload.model_dump() if result.output is not None else {}
+    assert brief.get("mode") == "offline"  # deep_research falls back to its offline brief
+    costly = text.replace("  correlation_tokens: 10", "  correlation_cost: 0.5")
+    assert problems_of(tmp_path, costly) == [
+        "34: limits.correlation_cost: a cost budget needs the prices of the models: declare "
+        "them in llm.prices"
+    ]
