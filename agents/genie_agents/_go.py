@@ -32,6 +32,7 @@ __all__ = [
     "GoValueError",
     "go_names",
     "go_text",
+    "go_unset",
     "paise",
     "percent",
     "rupees_to_paise",
@@ -110,6 +111,23 @@ def go_text(field: str) -> Any:
         return {field: data} if isinstance(data, str) else data
 
     return model_validator(mode="before")(classmethod(accept_go_text))  # type: ignore[arg-type]
+
+
+def go_unset(*fields: str) -> Any:
+    """A before-validator for Go's zero values: ``0``, ``""`` or ``null`` in ``fields`` is what
+    Go's ``omitempty`` leaves out and its handler replaced by a default (``if MaxSteps <= 0 {
+    MaxSteps = 4 }``), so it is dropped and the port's default applies. Anything else,
+    a negative number included, is left to the model to accept or refuse."""
+
+    def unset(value: Any) -> bool:
+        return value is None or value == "" or (_number(value) and value == 0)
+
+    def accept_go_unset(cls: type, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data and unset(data[k]) for k in fields):
+            return data
+        return {k: v for k, v in data.items() if not (k in fields and unset(v))}
+
+    return model_validator(mode="before")(classmethod(accept_go_unset))  # type: ignore[arg-type]
 
 
 def go_names(

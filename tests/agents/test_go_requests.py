@@ -15,14 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from genie_agents.advisory.moa import MoaRecommender
+from genie_agents.finance.receipts import ReceiptOcr
 from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher
 from genie_agents.payments.models import PaymentRequest
+from genie_agents.research.deep import CorpusSearch, DeepResearch
+from genie_agents.support.review import Auditor
 from genie_agents.tax.models import TaxEstimateRequest
 from genie_agents.treasury.models import AlmRequest
 
 from genie import Agent, Catalogue, InvalidMessageError, MessageTypes, Payload, Runtime
+from genie.llm import ScriptedProvider
+from genie.llm._config import ScriptedAnswer, ScriptedToolCall
 
 from .helpers import ask
 
@@ -38,6 +44,7 @@ GO_SHAPED = {
     "currency_converter",
     "debt_optimizer",
     "deductions_optimizer",
+    "deep_research",
     "dividend_planner",
     "emergency_fund_advisor",
     "financial_educator",
@@ -47,13 +54,16 @@ GO_SHAPED = {
     "ingestor",
     "kyc_orchestrator",
     "lcr_projector",
+    "llm_auditor",
     "loan_advisor",
     "macro_research",
     "mf_screener",
+    "moa_recommender",
     "options_explainer",
     "payment_orchestrator",
     "phishing_classifier",
     "rate_watcher",
+    "receipt_ocr",
     "sip_vs_lumpsum",
     "tax_estimator",
     "tax_harvester",
@@ -81,21 +91,55 @@ SAME_SHAPE = {
 
 
 TYPES = MessageTypes({p for e in CORPUS for p in CATALOGUE.get(e["agent"]).consumes})
+PANEL = (("a", "A liquid fund."), ("b", "An FD."), ("c", "A liquid fund."))
+RECEIPT = (
+    '{"date": "2026-03-14", "description": "Cafe Coffee Day latte", "merchant": "ccd", '
+    '"amount_cents": -24000, "category": "food:dining"}'
+)
+
+
+def _research() -> list[Agent]:
+    search = ScriptedToolCall(name="corpus_search", arguments={"corpus": "fiu_ind", "query": "STR"})
+    model = ScriptedProvider([ScriptedAnswer(tool_calls=[search]).response(1), "File an STR."])
+    return [DeepResearch("deep_research", llm=model), CorpusSearch("corpus_search")]
+
+
 # Agents whose catalogue instance has nothing to serve (a service behind an interface, empty
-# by default): the corpus asks one given a fixture instead.
-FIXTURES: dict[str, Callable[[], Agent]] = {
-    "google_trends": lambda: GoogleTrends(
-        "google_trends",
-        fetcher=InMemoryTrendFetcher({"gold etf": [40, 42, 38, 44, 61, 66, 70, 59]}),
-    ),
+# by default; a model): the corpus asks the agents a fixture builds instead.
+FIXTURES: dict[str, Callable[[], list[Agent]]] = {
+    "google_trends": lambda: [
+        GoogleTrends(
+            "google_trends",
+            fetcher=InMemoryTrendFetcher({"gold etf": [40, 42, 38, 44, 61, 66, 70, 59]}),
+        )
+    ],
+    "deep_research": _research,
+    "moa_recommender": lambda: [
+        MoaRecommender(
+            "moa_recommender",
+            llm=tuple(
+                ScriptedProvider([text], name=name)
+                for name, text in (
+                    ("a", "A liquid fund."),
+                    ("b", "An FD."),
+                    ("c", "A liquid fund."),
+                )
+            ),
+        )
+    ],
+    "receipt_ocr": lambda: [ReceiptOcr("receipt_ocr", llm=ScriptedProvider([RECEIPT]))],
+    "llm_auditor": lambda: [
+        Auditor("llm_auditor", llm=ScriptedProvider(["SCORE: 2\nREASONING: promises returns"]))
+    ],
 }
 
 
 async def answer(entry: dict[str, Any], payload: Payload) -> Any:
-    """The agent's answer on the real runtime (a fixture's, for the agents in FIXTURES)."""
+    """The agent's answer on the real runtime (a fixture's, for the agents in FIXTURES; seeded,
+    so the ids an answer quotes are the same for the Go and the canonical request)."""
     if entry["agent"] not in FIXTURES:
         return await ask(entry["agent"], payload, entry.get("until"))
-    async with Runtime([FIXTURES[entry["agent"]]()]) as rt:
+    async with Runtime(FIXTURES[entry["agent"]](), seed=0) as rt:
         result = await rt.ask(rt.message(payload, recipient=entry["agent"]), until=entry["until"])
     assert result.message is not None, result
     return result.message.payload

@@ -128,7 +128,8 @@ async def test_a_denied_search_is_told_to_the_model_and_skipped_offline() -> Non
 @pytest.mark.parametrize(
     ("model", "data", "field"),
     [
-        (ResearchRequest, {"question": "q", "max_steps": 0}, "max_steps"),
+        (ResearchRequest, {"question": "q", "max_steps": -1}, "max_steps"),  # Go: 0 = 4
+        (ResearchRequest, {"question": "q", "max_steps": 17}, "max_steps"),
         (ResearchRequest, {"question": ""}, "question"),
         (MoaRecommendRequest, {"question": ""}, "question"),
         (ReceiptOcrRequest, {"image": "not base64!"}, "image"),
@@ -264,6 +265,47 @@ async def test_an_answer_that_is_not_a_transaction_fails_naming_the_field(
     assert reason in letter.reason
 
 
+@pytest.mark.parametrize(
+    ("mime_type", "metadata", "sent"),
+    [
+        (None, {}, "image/jpeg"),  # Go's default
+        (None, {"mime_type": "image/png"}, "image/png"),  # Go's place for it
+        ("image/webp", {"mime_type": "image/png"}, "image/webp"),  # the request's own wins
+    ],
+)
+async def test_a_go_receipt_takes_its_mime_type_from_the_metadata(
+    mime_type: str | None, metadata: dict[str, str], sent: str
+) -> None:
+    llm = ScriptedProvider(['{"date": "2026-03-14", "amount_cents": -100}'])
+    async with Runtime([ReceiptOcr("receipt_ocr", llm=llm)]) as rt:
+        request = rt.parse(
+            "receipt_ocr_request",
+            json.dumps(IMAGE if mime_type is None else {"image": IMAGE, "mime_type": mime_type}),
+            recipient="receipt_ocr",
+            metadata=metadata,
+        )
+        result = await rt.ask(request, until="raw_transactions")
+    assert result.complete
+    [image] = llm.requests[0].messages[0].images
+    assert (image.data, image.mime_type) == (IMAGE, sent)
+
+
+async def test_a_metadata_mime_type_the_model_cannot_take_fails_naming_it() -> None:
+    llm = ScriptedProvider(["{}"])
+    async with Runtime([ReceiptOcr("receipt_ocr", llm=llm)]) as rt:
+        msg = rt.parse(
+            "receipt_ocr_request",
+            json.dumps(IMAGE),
+            recipient="receipt_ocr",
+            metadata={"mime_type": "text/html"},
+        )
+        result = await rt.ask(msg, until="raw_transactions")
+    assert result.status == "partial"
+    assert llm.requests == []  # nothing was sent
+    [letter] = rt.dead_letters
+    assert "metadata mime_type 'text/html' is not one of image/jpeg" in letter.reason
+
+
 # --- the auditor's judge -----------------------------------------------------------------------
 
 
@@ -293,3 +335,19 @@ async def test_a_score_of_six_passes_and_a_failed_judge_adds_no_flag() -> None:
     assert (out.success, out.flags, out.constitution_score) == (True, (), None)
     out = await audit(None, content=" ")
     assert (out.flags, out.constitution_score) == (("empty_content",), None)
+
+
+async def test_a_go_audit_request_audits_its_own_envelope() -> None:
+    """Go's audit_request was the message to audit: its content a bare text, its id, sender
+    and recipient the envelope's (a message routed by type has no recipient: a flag)."""
+    async with Runtime([Auditor("llm_auditor")]) as rt:
+        addressed = rt.parse("audit_request", '"All good."', recipient="llm_auditor")
+        ok = await rt.ask(addressed, until="audit_result")
+        rt.subscribe("llm_auditor", "audit_request")
+        routed = rt.parse("audit_request", '"All good."')
+        flagged = await rt.ask(routed, until="audit_result")
+    result: Any = ok.message.payload
+    assert result.message_id == addressed.id
+    assert (result.success, result.flags) == (True, ())
+    result = flagged.message.payload
+    assert result.flags == ("missing_address",)

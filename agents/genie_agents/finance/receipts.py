@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 from genie.llm import ChatMessage, ImagePart, Provider, Request
 
+from .._go import go_text
 from .models import RawTransactions
 from .statement import Transaction
 
@@ -38,13 +39,20 @@ class ReceiptOcrError(ValueError):
     """The model's answer is not one transaction; the message names the field at fault."""
 
 
+MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
+
+
 class ReceiptOcrRequest(Payload):
-    """``image``: the receipt's bytes in base64 (at most 8 MiB decoded)."""
+    """``image``: the receipt's bytes in base64 (at most 8 MiB decoded). Go's request, the
+    bare base64 with the MIME type in the message's ``mime_type`` metadata, is taken too: a
+    request that names no ``mime_type`` uses the metadata's, else ``image/jpeg``."""
 
     message_type = "receipt_ocr_request"
     image: str = Field(min_length=1)
-    mime_type: Literal["image/jpeg", "image/png", "image/webp", "image/gif"] = "image/jpeg"
+    mime_type: MimeType | None = None
     account_id: str = ""
+
+    _go = go_text("image")  # Go's content was the base64 itself
 
     @field_validator("image")
     @classmethod
@@ -74,7 +82,7 @@ class ReceiptOcr(BaseAgent):
 
     @handler
     async def on_request(self, payload: ReceiptOcrRequest, ctx: Context) -> Message:
-        image = ImagePart(data=payload.image, mime_type=payload.mime_type)
+        image = ImagePart(data=payload.image, mime_type=mime_type_of(payload, ctx.message))
         response = await ctx.llm(self.llm).complete(
             Request(
                 system=PROMPT,
@@ -86,6 +94,22 @@ class ReceiptOcr(BaseAgent):
         )
         txn = parse_transaction(response.text, account_id=payload.account_id)
         return ctx.emit(RawTransactions(transactions=(txn,)), classification=Classification.PII)
+
+
+def mime_type_of(payload: ReceiptOcrRequest, message: Message) -> str:
+    """The request's MIME type, else the metadata's (Go's place for it), else JPEG (Go's
+    default); a metadata value the model would refuse fails the request naming it."""
+    if payload.mime_type is not None:
+        return payload.mime_type
+    meta = message.metadata.get("mime_type")
+    if meta is None or meta == "":
+        return "image/jpeg"
+    known = get_args(MimeType)
+    if meta not in known:
+        raise ReceiptOcrError(
+            f"receipt_ocr: metadata mime_type {meta!r} is not one of {', '.join(known)}"
+        )
+    return str(meta)
 
 
 def parse_transaction(text: str, *, account_id: str = "") -> Transaction:

@@ -20,6 +20,8 @@ from genie.llm import (
     ToolCall,
 )
 
+from .._go import go_unset
+
 __all__ = [
     "CorpusQuery",
     "CorpusSearch",
@@ -48,10 +50,15 @@ class Citation(BaseModel):
 
 
 class ResearchRequest(Payload):
+    """Go's request as is; as in Go, ``max_steps`` 0 and ``sources`` null mean the defaults
+    (4 steps, every corpus)."""
+
     message_type = "research_request"
     question: str = Field(min_length=1, max_length=4000)
     sources: list[str] = Field(default_factory=list, max_length=16)
     max_steps: int = Field(default=4, ge=1, le=16)
+
+    _go = go_unset("max_steps", "sources")
 
 
 class ResearchBrief(Payload):

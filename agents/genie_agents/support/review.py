@@ -13,7 +13,7 @@ from genie import BaseAgent, Context, Message, Payload, Risk, handler
 from genie.llm import LLMError, Provider
 
 from .._common import Record
-from .._go import UNUSED, go_names
+from .._go import UNUSED, go_names, go_text
 from .judge import critique
 
 __all__ = [
@@ -36,11 +36,16 @@ CONSTITUTION = (
 
 
 class AuditRequest(Payload):
+    """What to audit. Go audited the message itself (its content a bare text): an id,
+    sender or recipient left out is the audit request's own envelope's."""
+
     message_type = "audit_request"
-    message_id: str
-    sender: str
-    recipient: str
+    message_id: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
     content: str
+
+    _go = go_text("content")  # Go's content was the text to audit
 
 
 class AuditResult(Payload):
@@ -90,7 +95,15 @@ class Auditor(BaseAgent):
 
     @handler
     async def on_request(self, payload: AuditRequest, ctx: Context) -> Message:
-        p = payload
+        envelope = ctx.message
+        p = payload.model_copy(
+            update={
+                "message_id": envelope.id if payload.message_id is None else payload.message_id,
+                "sender": envelope.sender if payload.sender is None else payload.sender,
+                "recipient": envelope.recipient if payload.recipient is None else payload.recipient,
+            }
+        )
+        assert p.message_id is not None
         flags = []
         if not p.content.strip():
             flags.append("empty_content")
