@@ -5,7 +5,9 @@ in a thread, answering at once) and times, interleaved in rounds as the rest of 
 does, a bare ``httpx.AsyncClient.post`` (plus ``.json()``) against the same call through the full
 wrapper stack (deadline, cache miss, residency, retry, daily budget, kill switch, circuit, cost
 observer, OpenAI adapter); and the time to the first text delta of a stream against bare httpx
-reading lines until its first ``data:`` line. It prints medians and the ratio.
+reading lines until its first ``data:`` line. It prints medians and the ratio, of wall time
+and of the client thread's CPU time (the server runs in another thread), which a loaded
+machine disturbs far less.
 """
 
 from __future__ import annotations
@@ -106,10 +108,12 @@ def request(n: int, *, stream: bool = False) -> Request:
     )
 
 
-async def _time(fn: Callable[[int], Awaitable[None]], n: int) -> float:
-    started = time.perf_counter()
+async def _time(fn: Callable[[int], Awaitable[None]], n: int) -> tuple[float, float]:
+    """Wall time and this thread's CPU time of one call. The server answers from another
+    thread, so the CPU time is the client's alone: ours and httpx's, not the machine's load."""
+    started, cpu = time.perf_counter(), time.thread_time()
     await fn(n)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.thread_time() - cpu
 
 
 async def run(calls: int, rounds: int) -> dict[str, float]:
@@ -144,6 +148,7 @@ async def run(calls: int, rounds: int) -> dict[str, float]:
                             return
 
             samples: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
             fns = {
                 "bare": bare,
                 "stack": layered,
@@ -154,6 +159,7 @@ async def run(calls: int, rounds: int) -> dict[str, float]:
                 for n in range(20):
                     await fn(n)
                 samples[name] = []
+                cpu[name] = []
             n = 0
             for r in range(rounds):
                 order = list(fns.items())
@@ -161,15 +167,21 @@ async def run(calls: int, rounds: int) -> dict[str, float]:
                 for name, fn in order:
                     for _ in range(calls // rounds):
                         n += 1
-                        samples[name].append(await _time(fn, n))
+                        wall, spent = await _time(fn, n)
+                        samples[name].append(wall)
+                        cpu[name].append(spent)
     finally:
         server.shutdown()
         server.server_close()
     med = {name: statistics.median(values) for name, values in samples.items()}
+    cpu_med = {name: statistics.median(values) for name, values in cpu.items()}
     return {
         **{f"{k}_ms": v * 1000 for k, v in med.items()},
         "ratio": med["stack"] / med["bare"],
         "ttft_delta_ms": (med["stack_ttft"] - med["bare_ttft"]) * 1000,
+        **{f"{k}_cpu_ms": v * 1000 for k, v in cpu_med.items()},
+        "cpu_ratio": cpu_med["stack"] / cpu_med["bare"],
+        "ttft_cpu_delta_ms": (cpu_med["stack_ttft"] - cpu_med["bare_ttft"]) * 1000,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
@@ -35,10 +36,9 @@ class Deadline:
         return self.inner.region
 
     def _deadline(self, request: Request) -> float:
-        ends = [loop_time() + self.timeout] if self.timeout is not None else []
-        if request.context.deadline is not None:
-            ends.append(request.context.deadline)
-        return min(ends, default=float("inf"))
+        ends = loop_time() + self.timeout if self.timeout is not None else math.inf
+        given = request.context.deadline
+        return ends if given is None or given > ends else given
 
     def _timed_out(self, request: Request) -> LLMTimeoutError:
         return LLMTimeoutError(

@@ -58,7 +58,8 @@ class CorrelationBudget:
         track: Callable[[str], None],
     ) -> None:
         self.ledger = BudgetLedger(max_tokens=max_tokens, max_cost=max_cost, name="correlation")
-        self.prices = prices
+        # Prices only bound a cost budget: without one, pricing each call would cost for nothing.
+        self.prices = prices if max_cost is not None else PriceTable()
         self._on_fire = on_fire
         self._track = track
         self._tracked: set[str] = set()

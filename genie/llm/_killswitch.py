@@ -56,6 +56,7 @@ class KillSwitch:
         self.ledger = ledger
         self.prices = prices or PriceTable()
         self._key = key
+        self._defaults: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -68,31 +69,35 @@ class KillSwitch:
     def _models(self, request: Request) -> tuple[str, ...]:
         if request.model:
             return (request.model,)
-        return (self.model,) if self.model else models_of(self.inner) or ("",)
+        if self._defaults is None:  # the stack under a switch does not change: walk it once
+            self._defaults = (self.model,) if self.model else models_of(self.inner) or ("",)
+        return self._defaults
 
     def _cost(self, request: Request, usage: Usage) -> float:
         """The dearest price of ``usage`` among the models the call may reach."""
         costs = []
-        for model in self._models(request):
-            cost = self.prices.cost(model, usage)
-            if cost is None and self.ledger.max_cost is not None:
-                error = LLMError(
-                    f"llm call refused: no price for model {model or '(provider default)'!r}, "
-                    f"so the {self.ledger.name}_cost budget cannot be checked; name the model "
-                    'in the price table or give it a "*" entry',
-                    provider=self.name,
-                )
-                error.sent = False
-                raise error
-            costs.append(cost or 0.0)
-        return max(costs)
+        if self.prices.prices:  # else nothing is priced (a token budget): every cost is 0
+            costs = [self.prices.cost(model, usage) for model in self._models(request)]
+        if self.ledger.max_cost is not None and (not costs or None in costs):
+            missing = self._models(request)[costs.index(None) if costs else 0]
+            error = LLMError(
+                f"llm call refused: no price for model {missing or '(provider default)'!r}, "
+                f"so the {self.ledger.name}_cost budget cannot be checked; name the model "
+                'in the price table or give it a "*" entry',
+                provider=self.name,
+            )
+            error.sent = False
+            raise error
+        return max((c or 0.0 for c in costs), default=0.0)
 
     def reserve(self, request: Request, prompt: int) -> Reservation:
-        worst = Usage(input_tokens=prompt, output_tokens=request.max_tokens)
+        cost = 0.0
+        if self.prices.prices or self.ledger.max_cost is not None:
+            cost = self._cost(request, Usage(input_tokens=prompt, output_tokens=request.max_tokens))
         return self.ledger.reserve(
             self._key(request.context),
-            tokens=worst.total,
-            cost=self._cost(request, worst),
+            tokens=prompt + request.max_tokens,
+            cost=cost,
             provider=self.name,
             correlation_id=request.context.correlation_id,
         )

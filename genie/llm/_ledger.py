@@ -80,19 +80,26 @@ class BudgetLedger:
         provider: str = "",
         correlation_id: str | None = None,
     ) -> Reservation:
-        left = self.remaining(key)
-        for limit, asked, have in (("tokens", tokens, left.tokens), ("cost", cost, left.cost)):
-            if have is not None and asked > have:
+        account = self._accounts.get(key)
+        if account is None:
+            account = self._accounts[key] = _Account()
+        # ``remaining``, inlined: this runs before every call under a budget.
+        for limit, asked, most, spent in (
+            ("tokens", tokens, self.max_tokens, account.tokens_used + account.tokens_reserved),
+            ("cost", cost, self.max_cost, account.cost_used + account.cost_reserved),
+        ):
+            if most is not None and asked > most - spent:
                 self._refusals += 1
+                if not account.open and not (account.tokens_used or account.cost_used):
+                    del self._accounts[key]  # a refusal opens no account
                 raise BudgetExceededError(
                     limit=f"{self.name}_{limit}",
                     key=key,
                     requested=asked,
-                    remaining=have,
+                    remaining=max(0, most - spent),
                     provider=provider,
                     correlation_id=correlation_id,
                 )
-        account = self._accounts.setdefault(key, _Account())
         account.tokens_reserved += tokens
         account.cost_reserved += cost
         account.open += 1

@@ -193,12 +193,21 @@ class Request(BaseModel):
         """A cautious token count for the prompt without a tokenizer: one token per 3 UTF-8
         bytes of text (real tokenizers average about 4), plus 8 per message and 768 per image
         (above what the providers here charge for a typical image)."""
-        text = self.system + "".join(t.model_dump_json() for t in self.tools)
-        tokens = 8
+        # Runs for every call under every budget: the common case (no tools, no tool calls,
+        # text parts only) takes no generator and no JSON.
+        parts = [self.system]
+        if self.tools:
+            parts += [t.model_dump_json() for t in self.tools]
+        tokens = 8 + 8 * len(self.messages)
         for m in self.messages:
-            text += m.text + "".join(c.model_dump_json() for c in m.tool_calls)
-            tokens += 8 + 768 * len(m.images)
-        return tokens + -(-len(text.encode()) // 3)
+            for part in m.parts:
+                if isinstance(part, TextPart):
+                    parts.append(part.text)
+                else:
+                    tokens += 768
+            if m.tool_calls:
+                parts += [c.model_dump_json() for c in m.tool_calls]
+        return tokens + -(-len("".join(parts).encode()) // 3)
 
 
 class Usage(BaseModel):

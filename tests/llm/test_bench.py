@@ -20,6 +20,13 @@ async def test_the_overhead_benchmark_runs_and_reports_its_numbers() -> None:
         "stack_ttft_ms",
         "ratio",
         "ttft_delta_ms",
+        "bare_cpu_ms",
+        "stack_cpu_ms",
+        "bare_ttft_cpu_ms",
+        "stack_ttft_cpu_ms",
+        "cpu_ratio",
+        "ttft_cpu_delta_ms",
     }
     assert all(result[k] > 0 for k in ("bare_ms", "stack_ms", "bare_ttft_ms", "stack_ttft_ms"))
     assert result["ratio"] == pytest.approx(result["stack_ms"] / result["bare_ms"])
+    assert result["cpu_ratio"] == pytest.approx(result["stack_cpu_ms"] / result["bare_cpu_ms"])
