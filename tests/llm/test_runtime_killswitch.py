@@ -351,3 +351,20 @@ def test_limits_refuse_nonsense_budgets() -> None:
             Limits(**bad)
     with pytest.raises(ConfigurationError):
         Limits(correlation_cost=float("nan"))
+
+
+async def test_a_panel_stopped_by_the_budget_fails_with_the_refusal_not_retried() -> None:
+    from genie_agents.advisory.moa import MoaRecommender, MoaRecommendRequest
+
+    panel = tuple(ScriptedProvider(["an FD"], name=name) for name in ("a", "b", "c"))
+    audit = MemoryAuditLog()
+    retrying = AgentOptions(retry=RetryPolicy(attempts=3, backoff=0))
+    async with Runtime(limits=Limits(correlation_tokens=10), audit=audit) as rt:
+        rt.add(MoaRecommender("moa", llm=panel), options=retrying)
+        question = MoaRecommendRequest(question="Where should I park 1 lakh?")
+        result = await rt.ask(rt.message(question, recipient="moa"), until="moa_recommendation")
+    assert result.status == "partial"
+    assert [len(p.requests) for p in panel] == [0, 0, 0]
+    [letter] = rt.dead_letters
+    assert (letter.error_type, letter.attempts) == ("BudgetExceededError", 1)
+    assert limit_records(audit) == [("limit:correlation_tokens", "limit_fired", "moa")]
