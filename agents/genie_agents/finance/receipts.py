@@ -49,7 +49,9 @@ class ReceiptOcrRequest(Payload):
 
     message_type = "receipt_ocr_request"
     image: str = Field(min_length=1)
-    mime_type: MimeType | None = None
+    mime_type: MimeType | None = Field(
+        default=None, description="default: the message's mime_type metadata, else image/jpeg"
+    )
     account_id: str = ""
 
     _go = go_text("image")  # Go's content was the base64 itself

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
 from genie.llm import LLMError, Provider
 
@@ -40,9 +42,9 @@ class AuditRequest(Payload):
     sender or recipient left out is the audit request's own envelope's."""
 
     message_type = "audit_request"
-    message_id: str | None = None
-    sender: str | None = None
-    recipient: str | None = None
+    message_id: str | None = Field(default=None, description="default: the request's own id")
+    sender: str | None = Field(default=None, description="default: the request's sender")
+    recipient: str | None = Field(default=None, description="default: the request's recipient")
     content: str
 
     _go = go_text("content")  # Go's content was the text to audit
