@@ -14,16 +14,21 @@ field sent under both names is refused naming both, never silently resolved: the
 disagree, and the unit often differs (paise against rupees). A Go field the port has no use
 for (a memo, a payer id) maps to ``UNUSED`` and is dropped; a Go field whose meaning the port
 derives otherwise is checked by the model's ``then`` hook, which refuses a disagreement.
+
+The model's JSON schema (``genie agents --json``) shows the mapping: ``x-go-names`` maps each
+Go name to its canonical field (null when dropped) and the conversion, and each canonical
+property lists the Go names that fill it; ``x-go-text`` names the field a bare Go string fills.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
@@ -55,9 +60,39 @@ class GoName:
 
     field: str
     convert: Callable[[Any], Any] | None = None
+    note: str = ""  # how the value converts, for the schema (default: the converter's docstring)
+
+    def describe(self) -> dict[str, Any]:
+        """The mapping as the JSON schema shows it."""
+        if not self.field:
+            return {"field": None, "conversion": "accepted and dropped: the port never reads it"}
+        note = self.note or _first_paragraph(self.convert)
+        return {"field": self.field} | ({"conversion": note} if note else {})
 
 
 UNUSED = GoName("")  # accepted from Go and dropped: the port's rules never read it
+
+
+def _first_paragraph(convert: Callable[[Any], Any] | None) -> str:
+    doc = inspect.getdoc(convert) if convert else None
+    return " ".join(doc.split("\n\n")[0].split()).replace("``", "`") if doc else ""
+
+
+class _GoValidator(classmethod):  # type: ignore[type-arg]
+    """A before-validator's classmethod that, once set on its model, adds the Go mapping to the
+    model's JSON schema (pydantic hands ``__set_name__`` on to the decorated object)."""
+
+    def __init__(self, func: Callable[..., Any], schema: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(func)
+        self.schema = schema
+
+    def __set_name__(self, owner: type[BaseModel], name: str) -> None:
+        # model_config is the model's own dict (pydantic builds one per class), read when a
+        # schema is generated.
+        extra = owner.model_config.get("json_schema_extra")
+        if extra is not None:
+            raise TypeError(f"{owner.__name__}: a Go-shaped model sets no json_schema_extra")
+        owner.model_config["json_schema_extra"] = lambda schema, cls: self.schema(schema)
 
 
 def _number(value: Any) -> bool:
@@ -85,7 +120,12 @@ def rupees_to_paise(value: Any) -> Any:
 
 def scaled(factor: float) -> Callable[[Any], Any]:
     """A converter multiplying a Go number by ``factor`` (anything else is left to the model)."""
-    return lambda value: value * factor if _number(value) else value
+
+    def scale(value: Any) -> Any:
+        return value * factor if _number(value) else value
+
+    scale.__doc__ = f"times {factor}"
+    return scale
 
 
 def _decimal_shift(value: Any, places: int) -> Any:
@@ -110,7 +150,10 @@ def go_text(field: str) -> Any:
     def accept_go_text(cls: type, data: Any) -> Any:
         return {field: data} if isinstance(data, str) else data
 
-    return model_validator(mode="before")(classmethod(accept_go_text))  # type: ignore[arg-type]
+    def schema(json_schema: dict[str, Any]) -> None:
+        json_schema["x-go-text"] = field
+
+    return model_validator(mode="before")(_GoValidator(accept_go_text, schema))  # type: ignore[arg-type]
 
 
 def go_unset(*fields: str) -> Any:
@@ -144,6 +187,9 @@ def go_names(
     fields; it raises ``GoValueError`` to refuse.
     """
     table = {go: n if isinstance(n, GoName) else GoName(n) for go, n in names.items()}
+    for go, name in table.items():  # the schema shows each conversion: it must say what it is
+        if name.field and name.convert and not name.describe().get("conversion"):
+            raise TypeError(f"Go name {go!r}: its converter needs a docstring or a note")
 
     def rename(data: dict[str, Any]) -> dict[str, Any]:
         out = dict(data)
@@ -176,4 +222,11 @@ def go_names(
             details = InitErrorDetails(type=error, loc=(exc.field or "<root>",), input=data)
             raise ValidationError.from_exception_data(cls.__name__, [details]) from None
 
-    return model_validator(mode="before")(classmethod(accept_go_names))  # type: ignore[arg-type]
+    def schema(json_schema: dict[str, Any]) -> None:
+        json_schema["x-go-names"] = {go: name.describe() for go, name in table.items()}
+        properties = json_schema.get("properties", {})
+        for go, name in table.items():
+            if name.field in properties:
+                properties[name.field].setdefault("x-go-names", []).append(go)
+
+    return model_validator(mode="before")(_GoValidator(accept_go_names, schema))  # type: ignore[arg-type]

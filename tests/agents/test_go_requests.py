@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from genie_agents._go import GoName, go_names
 from genie_agents.advisory.moa import MoaRecommender
 from genie_agents.finance.receipts import ReceiptOcr
 from genie_agents.fraud.models import KycRequest
@@ -250,15 +251,41 @@ def test_at_the_boundary_the_error_names_the_type_and_the_field() -> None:
     assert "field 'principal_cents': paise must be a whole number" in refused("simulate_loan", text)
 
 
-def test_schemas_show_the_canonical_names_only() -> None:
-    # genie agents --json: each payload's schema names the port's fields, never Go's.
+def test_schemas_show_the_go_names_beside_the_canonical_ones() -> None:
+    # genie agents --json: each payload's properties are the port's fields; the Go names it
+    # accepts are listed beside them (x-go-names), so a Go user can read the mapping.
     for entry in CORPUS:
         if not isinstance(entry["canonical"], dict) or not isinstance(entry["go"], dict):
             continue
         schema = CATALOGUE.get(entry["agent"]).describe()["schemas"][entry["type"]]
+        properties, go_names = schema["properties"], schema.get("x-go-names", {})
         go_only = set(entry["go"]) - set(entry["canonical"])
-        assert set(schema["properties"]) >= set(entry["canonical"]), entry["agent"]
-        assert not set(schema["properties"]) & go_only, entry["agent"]
+        assert set(properties) >= set(entry["canonical"]), entry["agent"]
+        assert not set(properties) & go_only, entry["agent"]
+        assert go_only <= set(go_names), (entry["agent"], go_only - set(go_names))
+        for go, mapping in go_names.items():
+            field = mapping["field"]
+            assert field is None or go in properties[field]["x-go-names"], (entry["agent"], go)
+
+
+def test_the_schema_says_how_each_go_value_converts() -> None:
+    schema = CATALOGUE.get("loan_advisor").describe()["schemas"]["simulate_loan"]
+    assert schema["x-go-names"]["principal_cents"] == {
+        "field": "principal",
+        "conversion": "Go's `*_cents` / `*_paise` integers to rupees "
+        "(a whole number of paise only).",
+    }
+    assert schema["x-go-names"]["apr_pct"] == {"field": "annual_rate_pct"}
+    assert schema["properties"]["months"]["x-go-names"] == ["term_months"]
+    pay = CATALOGUE.get("payment_orchestrator").describe()["schemas"]["payment_request"]
+    assert pay["x-go-names"]["payer_id"]["field"] is None
+    assert pay["x-go-names"]["urgency"] == {"field": "urgent", "conversion": "urgent unless 'any'"}
+    term = CATALOGUE.get("financial_educator").describe()["schemas"]
+    assert [s.get("x-go-text") for s in term.values() if "x-go-text" in s] == ["term"]
+    # A conversion that cannot say what it does is refused when its model is defined.
+    with pytest.raises(TypeError, match="'amount_cents': its converter needs a docstring"):
+        go_names({"amount_cents": GoName("amount", lambda cents: cents / 100)})
+    assert go_names({"amount_cents": GoName("amount", lambda cents: cents / 100, "paise")})
 
 
 @pytest.mark.parametrize(

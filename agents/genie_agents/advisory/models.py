@@ -28,6 +28,7 @@ __all__ = [
 
 
 def _whole_years(months: Any) -> Any:
+    """Go's months to whole years (a multiple of 12 only)."""
     if isinstance(months, int) and months % 12:
         raise GoValueError("the port plans in whole years: a multiple of 12 months")
     return months // 12 if isinstance(months, int) else months
@@ -144,7 +145,9 @@ class AssetAllocationRequest(Payload):
     _go = go_names(
         {
             # Go tilted only conservative and aggressive; a blank tolerance was moderate.
-            "risk_tolerance": GoName("risk_profile", lambda r: r or "moderate"),
+            "risk_tolerance": GoName(
+                "risk_profile", lambda r: r or "moderate", "blank is moderate"
+            ),
             "current": GoName("holdings", _go_holdings),
         }
     )

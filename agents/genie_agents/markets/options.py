@@ -25,7 +25,8 @@ DAYS_PER_YEAR = 365
 
 
 def _go_lot(value: Any) -> Any:
-    return 1 if value == 0 else value  # Go's lot size 0 (left out) is one unit
+    """Go's lot size; 0 (left out) is one unit."""
+    return 1 if value == 0 else value
 
 
 class OptionRequest(Payload):

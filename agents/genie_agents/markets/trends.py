@@ -50,6 +50,7 @@ class InMemoryTrendFetcher:
 
 
 def _one_keyword(keywords: Any) -> Any:
+    """Go's list of keywords, holding one keyword (one request each in the port)."""
     if not isinstance(keywords, list) or len(keywords) != 1:
         raise GoValueError("one keyword per request in the port: send one request each")
     return keywords[0]

@@ -54,7 +54,7 @@ class PaymentRequest(Payload):
             "beneficiary_account": "account_number",
             "beneficiary_ifsc": "ifsc",
             # Go: "now" | "today" | "any"; only "any" lets a payment wait for NEFT.
-            "urgency": GoName("urgent", lambda u: str(u).lower() != "any"),
+            "urgency": GoName("urgent", lambda u: str(u).lower() != "any", "urgent unless 'any'"),
             "payer_id": UNUSED,
             "payer_account": UNUSED,
             "purpose": UNUSED,

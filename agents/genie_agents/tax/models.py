@@ -190,10 +190,12 @@ GO_DEFAULT_SLAB_PCT = 30.0  # Go: a slab of 0 or none is the 30 % bracket
 
 
 def _go_slab(pct: Any) -> Any:
+    """Go's slab in percent; 0 or less (left out) is Go's default 30 %."""
     return GO_DEFAULT_SLAB_PCT if isinstance(pct, int | float) and pct <= 0 else pct
 
 
 def _go_sections(used: Any) -> Any:
+    """Go's section keys without their `sec_` prefix (`sec_80c` is `80c`)."""
     if not isinstance(used, Mapping):
         return used
     return {str(k).removeprefix("sec_"): v for k, v in used.items()}
