@@ -35,6 +35,7 @@ __all__ = [
     "UNUSED",
     "GoName",
     "GoValueError",
+    "derived",
     "go_names",
     "go_text",
     "go_unset",
@@ -64,13 +65,20 @@ class GoName:
 
     def describe(self) -> dict[str, Any]:
         """The mapping as the JSON schema shows it."""
-        if not self.field:
-            return {"field": None, "conversion": "accepted and dropped: the port never reads it"}
+        if not self.field:  # dropped, or read by the model's ``then`` hook (its note says how)
+            note = self.note or "accepted and dropped: the port never reads it"
+            return {"field": None, "conversion": note}
         note = self.note or _first_paragraph(self.convert)
         return {"field": self.field} | ({"conversion": note} if note else {})
 
 
 UNUSED = GoName("")  # accepted from Go and dropped: the port's rules never read it
+
+
+def derived(note: str) -> GoName:
+    """A Go field the model's ``then`` hook reads (with others) to derive canonical fields;
+    ``note`` says which, for the schema."""
+    return GoName("", note=note)
 
 
 def _first_paragraph(convert: Callable[[Any], Any] | None) -> str:

@@ -71,6 +71,7 @@ GO_SHAPED = {
     "var_calculator",
     "voice",
     "voice_streaming",
+    "working_capital_forecaster",
 }
 # The finance flow's payloads (and mpc_research's) are Go's content field for field
 # (canonical "same").

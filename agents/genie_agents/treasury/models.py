@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from genie import Payload
 
 from .._common import Record
-from .._go import GoName, go_names, percent, scaled
+from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 
 __all__ = [
     "AlmRequest",
@@ -198,6 +198,32 @@ class AlmResult(Payload):
     nii_impact: float = Field(description="one-year net interest income change for the shock")
 
 
+def _go_cycle(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's monthly revenue, gross margin and days to the port's annual figures and balances:
+    the balances that give exactly Go's DSO, DIO and DPO (receivables = DSO x revenue / 365;
+    inventory and payables on the cost of goods)."""
+    revenue, margin = go.get("monthly_revenue_rupees"), go.get("gross_margin_pct", 0)
+    if not isinstance(revenue, int | float) or revenue <= 0:
+        raise GoValueError("a positive monthly revenue", "monthly_revenue_rupees")
+    if not isinstance(margin, int | float) or not 0 <= margin < 100:
+        raise GoValueError("a gross margin from 0 to under 100 %", "gross_margin_pct")
+    annual = 12 * revenue
+    cogs = annual * (100 - margin) / 100
+    days = {}
+    for key in ("dso_days", "dio_days", "dpo_days"):
+        value = go.get(key, 0)
+        if not isinstance(value, int | float) or value < 0:
+            raise GoValueError("days: a number, 0 or more", key)
+        days[key] = value
+    return out | {
+        "annual_revenue": annual,
+        "annual_cogs": cogs,
+        "receivables": days["dso_days"] * annual / 365,
+        "inventory": days["dio_days"] * cogs / 365,
+        "payables": days["dpo_days"] * cogs / 365,
+    }
+
+
 class WorkingCapitalRequest(Payload):
     message_type = "working_capital_request"
     annual_revenue: float = Field(gt=0)
@@ -207,6 +233,21 @@ class WorkingCapitalRequest(Payload):
     payables: float = Field(ge=0)
     cash: float = Field(ge=0)
     monthly_operating_expenses: float = Field(0.0, ge=0)
+    forecast_months: int = Field(6, ge=1, le=120)
+
+    _go = go_names(
+        {
+            "monthly_revenue_rupees": derived("x 12 is annual_revenue; with dso_days, receivables"),
+            "gross_margin_pct": derived("annual_cogs = annual_revenue x (1 - margin)"),
+            "dso_days": derived("receivables = days x annual_revenue / 365"),
+            "dio_days": derived("inventory = days x annual_cogs / 365"),
+            "dpo_days": derived("payables = days x annual_cogs / 365"),
+            "operating_costs_monthly_rupees": "monthly_operating_expenses",
+            "opening_cash_rupees": "cash",
+            "horizon_months": "forecast_months",
+        },
+        then=_go_cycle,
+    )
 
 
 class WorkingCapitalForecast(Payload):

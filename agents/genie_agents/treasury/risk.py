@@ -159,13 +159,14 @@ class AlmAgent(BaseAgent):
         return ctx.emit(AlmResult(rows=tuple(rows), breaches=breaches, nii_impact=money(nii)))
 
 
-DAYS, FORECAST_MONTHS = 365, 6
+DAYS = 365
 
 
 class WorkingCapitalForecaster(BaseAgent):
     """Cash conversion cycle = DSO + DIO - DPO (receivables / revenue, inventory / COGS,
     payables / COGS, in days), the monthly operating cash flow ((revenue - COGS) / 12 - opex),
-    cash over the next six months and, when cash is burning, the runway in months."""
+    cash over the next ``forecast_months`` (6 unless asked) and, when cash is burning, the
+    runway in months."""
 
     capabilities = ("working_capital",)
     risk = Risk.MEDIUM
@@ -178,7 +179,7 @@ class WorkingCapitalForecaster(BaseAgent):
         dio = p.inventory / p.annual_cogs * DAYS
         dpo = p.payables / p.annual_cogs * DAYS
         flow = (p.annual_revenue - p.annual_cogs) / 12 - p.monthly_operating_expenses
-        cash = tuple(money(p.cash + k * flow) for k in range(1, FORECAST_MONTHS + 1))
+        cash = tuple(money(p.cash + k * flow) for k in range(1, p.forecast_months + 1))
         out = WorkingCapitalForecast(
             dso=round(dso, 1),
             dio=round(dio, 1),
