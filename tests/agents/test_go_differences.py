@@ -18,7 +18,7 @@ from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simul
 from genie_agents.markets.mpc import MpcSummary
 from genie_agents.markets.options import OptionRequest
 from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher, TrendRequest
-from genie_agents.payments.models import ConvertCurrency, PaymentRequest, ScfRequest
+from genie_agents.payments.models import ConvertCurrency, PaymentRequest
 from genie_agents.support.semantic import HSuperviseRequest, HSupervisor, SemanticRoute
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
@@ -232,19 +232,6 @@ async def test_working_capital_days_come_from_the_balance_sheet() -> None:
     )
     out = await ask("working_capital_forecaster", req)
     assert (out.dso, out.dio, out.dpo, out.cash_conversion_cycle) == (30.4, 30.0, 20.0, 40.4)
-
-
-async def test_treds_advice_does_not_ask_for_an_e_invoice() -> None:
-    # Go advises TReDS only for GST e-invoiced receivables past 45 days; the port's
-    # receivables carry no e-invoice flag, so it advises every one past 45 days (a gap).
-    req = ScfRequest.model_validate(
-        {
-            "supplier": "s",
-            "receivables": [{"buyer": "Acme", "amount": 100_000, "days_outstanding": 60}],
-        }
-    )
-    rec = await ask("supply_chain_finance", req)
-    assert (rec.overdue, len(rec.advice)) == (100_000, 1)
 
 
 # --- the markets agents, read against agents/mf_screener and agents/sip_vs_lumpsum ------------

@@ -68,3 +68,35 @@ def test_working_capital_go_values_refused_naming_the_field(
     change: dict[str, Any], error: str
 ) -> None:
     assert error in refused("working_capital_request", WORKING_CAPITAL | change)
+
+
+async def test_supply_chain_finance_advises_treds_for_e_invoiced_receivables_only() -> None:
+    go = {
+        "supplier_id": "SUP-7",
+        "invoices": [
+            {"invoice_id": "1", "buyer_id": "B1", "amount_rupees": 300_000, "days_outstanding": 60}
+            | {"gst_e_invoiced": True},
+            {"invoice_id": "2", "buyer_id": "B1", "amount_rupees": 100_000, "days_outstanding": 20}
+            | {"gst_e_invoiced": True},
+            {"invoice_id": "3", "buyer_id": "B2", "amount_rupees": 100_000, "days_outstanding": 90},
+        ],
+    }
+    out = await ask("supply_chain_finance", parse("scf_request", go))
+    # Go: B1 holds 4 L of 5 L (80 % > 40 %); the TReDS candidate is invoice 1 alone (3 is 90
+    # days old but not e-invoiced: Go's missing flag is false).
+    assert (out.supplier, out.total, out.top_buyer, out.top_buyer_share) == (
+        "SUP-7",
+        5e5,
+        "B1",
+        0.8,
+    )
+    assert out.warnings == ("single-buyer concentration: B1 holds 80% of receivables",)
+    assert out.overdue == 400_000
+    assert out.advice == (
+        "discount B1's Rs 300,000.00 outstanding over 45 days on TReDS",
+        "e-invoice B2's Rs 100,000.00 outstanding over 45 days (GST IRN) to discount it on TReDS",
+    )
+    bad = go | {"invoices": [{"buyer_id": "B1", "amount_rupees": 1, "gst_e_invoiced": "maybe"}]}
+    assert "field 'receivables.0.e_invoiced': Input should be a valid boolean" in refused(
+        "scf_request", bad
+    )

@@ -66,6 +66,7 @@ GO_SHAPED = {
     "rate_watcher",
     "receipt_ocr",
     "sip_vs_lumpsum",
+    "supply_chain_finance",
     "tax_estimator",
     "tax_harvester",
     "var_calculator",

@@ -232,8 +232,8 @@ async def test_discounting_unknown_rating_is_an_error() -> None:
 
 
 # --- supply_chain_finance ---------------------------------------------------------------------
-def receivable(buyer: str, amount: float, days: int) -> dict[str, Any]:
-    return {"buyer": buyer, "amount": amount, "days_outstanding": days}
+def receivable(buyer: str, amount: float, days: int, e_invoiced: bool = True) -> dict[str, Any]:
+    return {"buyer": buyer, "amount": amount, "days_outstanding": days, "e_invoiced": e_invoiced}
 
 
 async def test_concentration_and_treds_advice() -> None:
@@ -243,7 +243,8 @@ async def test_concentration_and_treds_advice() -> None:
             "receivables": [
                 receivable("BuyerA", 60_000, 30),
                 receivable("BuyerA", 40_000, 46),
-                receivable("BuyerB", 50_000, 60),
+                receivable("BuyerB", 30_000, 60),
+                receivable("BuyerB", 20_000, 50, e_invoiced=False),  # not for TReDS yet
                 receivable("BuyerC", 50_000, 45),  # 45 days is not over 45
             ],
         }
@@ -258,7 +259,9 @@ async def test_concentration_and_treds_advice() -> None:
     assert out.warnings == ("single-buyer concentration: BuyerA holds 50% of receivables",)
     assert out.advice == (
         "discount BuyerA's Rs 40,000.00 outstanding over 45 days on TReDS",
-        "discount BuyerB's Rs 50,000.00 outstanding over 45 days on TReDS",
+        "discount BuyerB's Rs 30,000.00 outstanding over 45 days on TReDS",
+        "e-invoice BuyerB's Rs 20,000.00 outstanding over 45 days (GST IRN) to discount it on "
+        "TReDS",
     )
     even = ScfRequest.model_validate(
         {

@@ -156,7 +156,8 @@ CONCENTRATION_LIMIT, TREDS_AFTER_DAYS = 0.40, 45
 
 class SupplyChainFinance(BaseAgent):
     """Reviews a supplier's receivables: warns when one buyer holds more than 40 % of them, and
-    advises discounting on TReDS each buyer's receivables outstanding more than 45 days."""
+    advises discounting on TReDS each buyer's GST e-invoiced receivables outstanding more than
+    45 days (TReDS takes no other; those not e-invoiced are advised to be e-invoiced first)."""
 
     capabilities = ("supply_chain_finance",)
     risk = Risk.MEDIUM
@@ -166,10 +167,11 @@ class SupplyChainFinance(BaseAgent):
     async def on_request(self, payload: ScfRequest, ctx: Context) -> Message:
         by_buyer: dict[str, float] = defaultdict(float)
         late: dict[str, float] = defaultdict(float)
+        late_on_paper: dict[str, float] = defaultdict(float)  # late, but not e-invoiced
         for r in payload.receivables:
             by_buyer[r.buyer] += r.amount
             if r.days_outstanding > TREDS_AFTER_DAYS:
-                late[r.buyer] += r.amount
+                (late if r.e_invoiced else late_on_paper)[r.buyer] += r.amount
         total = sum(by_buyer.values())
         top = max(by_buyer, key=lambda b: by_buyer[b])
         share = by_buyer[top] / total
@@ -179,13 +181,17 @@ class SupplyChainFinance(BaseAgent):
         advice = tuple(
             f"discount {buyer}'s Rs {amount:,.2f} outstanding over {TREDS_AFTER_DAYS} days on TReDS"
             for buyer, amount in late.items()
+        ) + tuple(
+            f"e-invoice {buyer}'s Rs {amount:,.2f} outstanding over {TREDS_AFTER_DAYS} days "
+            "(GST IRN) to discount it on TReDS"
+            for buyer, amount in late_on_paper.items()
         )
         rec = ScfRecommendation(
             supplier=payload.supplier,
             total=money(total),
             top_buyer=top,
             top_buyer_share=round(share, 4),
-            overdue=money(sum(late.values())),
+            overdue=money(sum(late.values()) + sum(late_on_paper.values())),
             warnings=tuple(warnings),
             advice=advice,
         )

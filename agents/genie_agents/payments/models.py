@@ -141,12 +141,26 @@ class BuyerReceivable(Record):
     buyer: str
     amount: float = Field(gt=0)
     days_outstanding: int = Field(ge=0)
+    e_invoiced: bool = Field(False, description="GST e-invoiced (TReDS takes no other)")
+
+    _go = go_names(
+        {
+            "buyer_id": "buyer",
+            "amount_rupees": "amount",
+            "gst_e_invoiced": "e_invoiced",
+            "invoice_id": UNUSED,
+            "buyer_rating": UNUSED,
+        },
+        defaults={"days_outstanding": 0},  # Go's zero value
+    )
 
 
 class ScfRequest(Payload):
     message_type = "scf_request"
     supplier: str
     receivables: tuple[BuyerReceivable, ...] = Field(min_length=1)
+
+    _go = go_names({"supplier_id": "supplier", "invoices": "receivables"})
 
 
 class ScfRecommendation(Payload):
