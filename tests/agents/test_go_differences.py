@@ -18,7 +18,12 @@ from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simul
 from genie_agents.markets.mpc import MpcSummary
 from genie_agents.markets.options import OptionRequest
 from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher, TrendRequest
-from genie_agents.payments.models import ConvertCurrency, PaymentRequest
+from genie_agents.payments.models import (
+    ConvertCurrency,
+    InvoiceDiscountRequest,
+    PaymentRequest,
+    Receivable,
+)
 from genie_agents.support.semantic import HSuperviseRequest, HSupervisor, SemanticRoute
 from genie_agents.tax.models import DeductionsRequest, TaxEstimateRequest, TaxHarvestRequest
 from genie_agents.treasury.models import (
@@ -496,3 +501,16 @@ async def test_aa_fetch_without_dates_is_the_whole_statement() -> None:
         "2026-01-10",
         "2026-02-01",
     ]
+
+
+async def test_invoice_discounting_least_cost_before_lowest_apr() -> None:
+    # At 10 % a year: L (AAA, 365 days) costs 10,000 of 1 L (APR 10,000 / 90,000 = 11.1 %);
+    # S (A, x1.25, 30 days) costs 1 L x 0.125 x 30 / 365 = 1,027.40 (APR 12.6 %). For 50,000
+    # Go takes L, the lower APR, at 10,000; the port takes S at 1,027.40.
+    invoices = (
+        Receivable(invoice_id="L", face_value=100_000, days=365, buyer_rating="AAA"),
+        Receivable(invoice_id="S", face_value=100_000, days=30, buyer_rating="A"),
+    )
+    request = InvoiceDiscountRequest(invoices=invoices, target=50_000, annual_rate_bp=1000)
+    plan = await ask("invoice_discounter", request)
+    assert ([p.invoice_id for p in plan.picks], plan.cost) == (["S"], 1027.40)

@@ -100,3 +100,67 @@ async def test_supply_chain_finance_advises_treds_for_e_invoiced_receivables_onl
     assert "field 'receivables.0.e_invoiced': Input should be a valid boolean" in refused(
         "scf_request", bad
     )
+
+
+INVOICE_DISCOUNT = {
+    "as_of_date": "2026-01-01",
+    "annualised_rate_bp": 1000,
+    "target_cash_rupees": 120_000,
+    "invoices": [
+        {"id": "A", "counterparty_rating": "AAA", "face_value_rupees": 100_000}
+        | {"due_on": "2026-04-01"},
+        {"id": "B", "counterparty_rating": "BBB", "face_value_rupees": 50_000}
+        | {"due_on": "2026-01-31"},
+        {"id": "C", "counterparty_rating": "BB", "face_value_rupees": 80_000}
+        | {"due_on": "2026-03-02"},
+        {"id": "D", "counterparty_rating": "AA", "face_value_rupees": 10_000}
+        | {"due_on": "2025-12-15"},
+    ],
+}
+
+
+async def test_invoice_discounting_at_go_request_wide_rate() -> None:
+    out = await ask("invoice_discounter", parse("invoice_discount_request", INVOICE_DISCOUNT))
+    # Go, at 10 % a year: A (AAA, 90 days) costs 100,000 x 0.10 x 90 / 365 = 2,465.75; B (BBB,
+    # x1.5, 30 days) 50,000 x 0.15 x 30 / 365 = 616.44; C (BB, below BBB: x2, 60 days)
+    # 80,000 x 0.20 x 60 / 365 = 2,630.14; D was due before the day: skipped. A and B raise
+    # 97,534.25 + 49,383.56 = 146,917.81 net, past the 120,000 wanted; Go picks the same two.
+    assert sorted(p.invoice_id for p in out.picks) == ["A", "B"]
+    assert {p.invoice_id: p.annual_rate for p in out.picks} == {"A": 0.1, "B": 0.15}
+    assert (out.face_value, out.cost, out.net_proceeds, out.reached) == (
+        150_000,
+        3082.19,
+        146_917.81,
+        True,
+    )
+
+
+async def test_invoice_discounting_target_is_cash_net_of_the_discount() -> None:
+    # A alone has the face value asked (100,000) but raises 97,534.25 after its discount:
+    # the target is not reached by A alone (Go's target is net cash too).
+    go = INVOICE_DISCOUNT | {"target_cash_rupees": 100_000}
+    out = await ask("invoice_discounter", parse("invoice_discount_request", go))
+    assert sorted(p.invoice_id for p in out.picks) == ["A", "B"]
+    just = go | {"target_cash_rupees": 97_534.25}
+    out = await ask("invoice_discounter", parse("invoice_discount_request", just))
+    assert ([p.invoice_id for p in out.picks], out.reached) == (["A"], True)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"as_of_date": ""}, "field 'as_of_date': YYYY-MM-DD, the day the days to each due_on"),
+        (
+            {"invoices": [{"id": "A", "face_value_rupees": 1, "due_on": "1 April"}]},
+            "field 'invoices.0.due_on': a date, YYYY-MM-DD",
+        ),
+        (
+            {"invoices": [{"id": "D", "face_value_rupees": 1, "due_on": "2025-12-15"}]},
+            "field 'invoices': every invoice is due by 2026-01-01: none to discount",
+        ),
+    ],
+)
+def test_invoice_discounting_go_values_refused_naming_the_field(
+    change: dict[str, Any], error: str
+) -> None:
+    assert error in refused("invoice_discount_request", INVOICE_DISCOUNT | change)

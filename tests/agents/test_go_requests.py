@@ -53,6 +53,7 @@ GO_SHAPED = {
     "google_trends",
     "h_supervisor",
     "ingestor",
+    "invoice_discounter",
     "kyc_orchestrator",
     "lcr_projector",
     "llm_auditor",

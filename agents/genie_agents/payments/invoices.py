@@ -99,13 +99,28 @@ class InvoiceProcessor(BaseAgent):
 
 # Annual discount rate by the buyer's rating.
 RATING_RATES = {"AAA": 0.08, "AA": 0.09, "A": 0.105, "BBB": 0.125}
+# Go's premium on one request-wide rate, by rating; any lower rating doubles it.
+RATING_PREMIUMS, BELOW_BBB_PREMIUM = {"AAA": 1.0, "AA": 1.10, "A": 1.25, "BBB": 1.50}, 2.0
+
+
+def _annual_rate(rating: str, rate_bp: float | None, invoice_id: str) -> float:
+    rating = rating.upper()
+    if rate_bp is not None:
+        return round(rate_bp / 10_000 * RATING_PREMIUMS.get(rating, BELOW_BBB_PREMIUM), 9)
+    rate = RATING_RATES.get(rating)
+    if rate is None:
+        known = ", ".join(RATING_RATES)
+        raise ValueError(f"invoice {invoice_id}: unknown rating {rating!r} ({known})")
+    return rate
 
 
 class InvoiceDiscounter(BaseAgent):
-    """Picks invoices to discount to raise ``target`` now at the least cost, where discounting
-    costs face x rate x days / 365 and the rate follows the buyer's rating (AAA 8 %, AA 9 %,
-    A 10.5 %, BBB 12.5 %). Greedy by cost per rupee raised, then drops picks that are no
-    longer needed (costliest first). An unknown rating is an error."""
+    """Picks invoices to discount to raise ``target`` now (net of the discount) at the least
+    cost, where discounting costs face x rate x days / 365 and the rate follows the buyer's
+    rating (AAA 8 %, AA 9 %, A 10.5 %, BBB 12.5 %; an unknown rating is an error) or, given
+    ``annual_rate_bp``, is that rate raised by the rating as in Go (AAA x1, AA x1.1, A x1.25,
+    BBB x1.5, lower x2). Greedy by cost per rupee raised, then drops picks that are no
+    longer needed (costliest first)."""
 
     capabilities = ("invoice_discounting",)
     risk = Risk.MEDIUM
@@ -115,12 +130,7 @@ class InvoiceDiscounter(BaseAgent):
     async def on_request(self, payload: InvoiceDiscountRequest, ctx: Context) -> Message:
         picks = []
         for inv in payload.invoices:
-            rate = RATING_RATES.get(inv.buyer_rating.upper())
-            if rate is None:
-                known = ", ".join(RATING_RATES)
-                raise ValueError(
-                    f"invoice {inv.invoice_id}: unknown rating {inv.buyer_rating!r} ({known})"
-                )
+            rate = _annual_rate(inv.buyer_rating, payload.annual_rate_bp, inv.invoice_id)
             cost = inv.face_value * rate * inv.days / 365
             pick = DiscountPick(
                 invoice_id=inv.invoice_id,
@@ -133,11 +143,11 @@ class InvoiceDiscounter(BaseAgent):
         picks.sort(key=lambda p: (p.annual_rate * p.days, -p.face_value))
         chosen: list[DiscountPick] = []
         for pick in picks:
-            if sum(p.face_value for p in chosen) >= payload.target:
+            if _net(chosen) >= payload.target:
                 break
             chosen.append(pick)
         for pick in sorted(chosen, key=lambda p: -p.cost):
-            if sum(p.face_value for p in chosen) - pick.face_value >= payload.target:
+            if _net(chosen) - (pick.face_value - pick.cost) >= payload.target:
                 chosen.remove(pick)
         face = sum(p.face_value for p in chosen)
         cost = money(sum(p.cost for p in chosen))
@@ -146,9 +156,14 @@ class InvoiceDiscounter(BaseAgent):
             face_value=money(face),
             cost=cost,
             net_proceeds=money(face - cost),
-            reached=face >= payload.target,
+            reached=_net(chosen) >= payload.target,
         )
         return ctx.emit(plan)
+
+
+def _net(picks: list[DiscountPick]) -> float:
+    """The cash the picks raise now: their face less the discount."""
+    return money(sum(p.face_value - p.cost for p in picks))
 
 
 CONCENTRATION_LIMIT, TREDS_AFTER_DAYS = 0.40, 45

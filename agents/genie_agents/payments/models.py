@@ -3,14 +3,16 @@ and FX amounts are in currency units (rupees) as on the documents."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from datetime import date
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import Payload
 
 from .._common import Record
-from .._go import UNUSED, GoName, go_names, paise, rupees_to_paise
+from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, rupees_to_paise
 
 __all__ = [
     "BuyerReceivable",
@@ -113,11 +115,72 @@ class Receivable(Record):
     days: int = Field(gt=0, description="days to maturity")
     buyer_rating: str
 
+    _go = go_names(
+        {
+            "id": "invoice_id",
+            "face_value_rupees": "face_value",
+            "counterparty_rating": "buyer_rating",
+            "counterparty": UNUSED,
+            "issued_on": UNUSED,
+        }
+    )
+
+
+def _go_days(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's invoices are due on a date: the days to maturity count from ``as_of_date``. Go
+    skipped an invoice already due (not discountable), and so does the port."""
+    invoices = out.get("invoices")
+    if not isinstance(invoices, list) or not any(
+        isinstance(i, Mapping) and "due_on" in i for i in invoices
+    ):
+        return out
+    try:
+        as_of = date.fromisoformat(str(go.get("as_of_date")))
+    except ValueError:
+        message = "YYYY-MM-DD, the day the days to each due_on count from"
+        raise GoValueError(message, "as_of_date") from None
+    kept = []
+    for n, invoice in enumerate(invoices):
+        if not isinstance(invoice, Mapping) or "due_on" not in invoice:
+            kept.append(invoice)
+            continue
+        rest = dict(invoice)
+        try:
+            days = (date.fromisoformat(str(rest.pop("due_on"))) - as_of).days
+        except ValueError:
+            raise GoValueError("a date, YYYY-MM-DD", f"invoices.{n}.due_on") from None
+        if days > 0:
+            kept.append(rest | {"days": days})
+    if not kept:
+        raise GoValueError(f"every invoice is due by {as_of}: none to discount", "invoices")
+    return out | {"invoices": kept}
+
+
+def _go_rate(bp: Any) -> Any:
+    """Go's request-wide rate in basis points (950 is 9.5 %); 0 (left out) is the port's rate
+    by rating."""
+    return None if bp == 0 else bp
+
 
 class InvoiceDiscountRequest(Payload):
     message_type = "invoice_discount_request"
     invoices: tuple[Receivable, ...] = Field(min_length=1)
-    target: float = Field(gt=0, description="cash needed now")
+    target: float = Field(gt=0, description="cash needed now (net of the discount)")
+    annual_rate_bp: float | None = Field(
+        None,
+        gt=0,
+        description="one annual rate for all (basis points), raised by the buyer's rating "
+        "(AAA x1, AA x1.1, A x1.25, BBB x1.5, lower x2); default: a rate per rating",
+    )
+
+    _go = go_names(
+        {
+            "target_cash_rupees": "target",
+            "annualised_rate_bp": GoName("annual_rate_bp", _go_rate),
+            "as_of_date": derived("with each invoice's due_on, its days to maturity"),
+        },
+        then=_go_days,
+    )
 
 
 class DiscountPick(Record):
