@@ -17,7 +17,11 @@ derives otherwise is checked by the model's ``then`` hook, which refuses a disag
 
 The model's JSON schema (``genie agents --json``) shows the mapping: ``x-go-names`` maps each
 Go name to its canonical field (null when dropped) and the conversion, and each canonical
-property lists the Go names that fill it; ``x-go-text`` names the field a bare Go string fills.
+property lists the Go names that fill it; ``x-go-text`` names the field a bare Go string fills
+(null: accepted and unread, Go's request being the metadata).
+
+Where Go's request travelled in the message's metadata (a CSV, an account id), the handler
+reads it with ``from_metadata``: a payload model cannot see the envelope.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "GoName",
     "GoValueError",
     "derived",
+    "from_metadata",
     "go_names",
     "go_text",
     "go_unset",
@@ -151,12 +156,28 @@ def unit_share(value: Any) -> Any:
     return _decimal_shift(value, 2)
 
 
-def go_text(field: str) -> Any:
+def from_metadata(field: str, value: str, metadata: Mapping[str, Any]) -> str:
+    """``value`` (the payload's ``field``) or, when blank, the message's ``field`` metadata,
+    where Go sent it; both given must agree, and one is needed. Raises ``ValueError``."""
+    meta = metadata.get(field)
+    if meta is not None and not isinstance(meta, str):
+        raise ValueError(f"the {field} metadata must be text")
+    if value and meta and meta != value:
+        raise ValueError(f"{field} differs between the payload and the metadata: send one")
+    if not (value or meta):
+        raise ValueError(f"no {field}, in the payload or in the metadata (Go's place for it)")
+    return value or str(meta)
+
+
+def go_text(field: str | None) -> Any:
     """A before-validator for a Go message whose content was plain text (a region, a term):
-    a bare string is the payload's ``field``."""
+    a bare string is the payload's ``field``; with ``None``, Go's agent never read the text
+    (its request was the metadata) and a bare string is the payload's defaults."""
 
     def accept_go_text(cls: type, data: Any) -> Any:
-        return {field: data} if isinstance(data, str) else data
+        if not isinstance(data, str):
+            return data
+        return {field: data} if field else {}
 
     def schema(json_schema: dict[str, Any]) -> None:
         json_schema["x-go-text"] = field

@@ -98,7 +98,7 @@ async def test_aa_fetcher_and_the_consent_policy_share_one_ledger() -> None:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({}, "account_id"),
+        ({"account_id": 5}, "account_id"),  # none at all: the metadata's (test_go_ported.py)
         ({"account_id": "a", "from_date": "2026-13-01"}, "from_date"),
         ({"account_id": "a", "extra": 1}, "extra"),
     ],

@@ -7,11 +7,16 @@ import json
 from typing import Any
 
 import pytest
+from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClient
+from genie_agents.connectors.portfolio import PortfolioRequest
+from genie_agents.finance.models import FinanceQuestion, IngestCsv
+from genie_agents.finance.supervisor import FinancialSupervisor
 from genie_agents.treasury.models import WorkingCapitalRequest
 
 from genie import Catalogue, InvalidMessageError, MessageTypes, Payload
+from genie.policies import InMemoryConsentLedger
 
-from .helpers import ask
+from .helpers import ask, one
 
 CATALOGUE = Catalogue.installed()
 TYPES = MessageTypes({p for spec in CATALOGUE for p in spec.consumes})
@@ -164,3 +169,44 @@ def test_invoice_discounting_go_values_refused_naming_the_field(
     change: dict[str, Any], error: str
 ) -> None:
     assert error in refused("invoice_discount_request", INVOICE_DISCOUNT | change)
+
+
+# --- Go's requests in the metadata: aa_fetcher, financial_supervisor, portfolio_advisor ---------
+async def test_aa_fetch_takes_the_account_from_go_metadata() -> None:
+    ledger = InMemoryConsentLedger()
+    ledger.grant("user-1", "transactions")
+    agent = AaFetcher("aa_fetcher", client=InMemoryFIClient.sample(), ledger=ledger)
+    go = parse("aa_fetch_request", "")  # Go's content was empty
+    out = await one(agent, go, metadata={"user_id": "user-1", "account_id": "acct-123"})
+    assert (out.account_id, len(out.transactions)) == ("acct-123", 4)
+    both = AaFetchRequest(account_id="acct-123")
+    same = await one(agent, both, metadata={"user_id": "user-1", "account_id": "acct-123"})
+    assert same == out
+    with pytest.raises(ValueError, match="aa_fetcher: account_id differs between the payload"):
+        await one(agent, both, metadata={"user_id": "user-1", "account_id": "acct-999"})
+    with pytest.raises(ValueError, match="aa_fetcher: no account_id, in the payload or in the"):
+        await one(agent, go, metadata={"user_id": "user-1"})
+    with pytest.raises(ValueError, match="aa_fetcher: the account_id metadata must be text"):
+        await one(agent, go, metadata={"user_id": "user-1", "account_id": 123})
+
+
+async def test_finance_question_takes_the_csv_from_go_metadata() -> None:
+    csv = "date,description,amount,type\n2026-01-01,RENT,25000.00,debit\n"
+    sup = FinancialSupervisor("financial_supervisor")
+    go = parse("finance_question", "How much rent?")
+    assert go == FinanceQuestion(question="How much rent?")
+    assert await one(sup, go, metadata={"csv": csv}) == IngestCsv(csv=csv)
+    bad = csv + "2026-01-02,X,12.345,debit\n"
+    with pytest.raises(ValueError, match=r"financial_supervisor: line 3: amount 12\.345 has more"):
+        await one(sup, go, metadata={"csv": bad})
+    with pytest.raises(ValueError, match="financial_supervisor: no csv, in the payload or in"):
+        await one(sup, go)
+    # The port's own request is still checked where it enters.
+    assert "field 'csv': Value error, line 2" in refused(
+        "finance_question", {"question": "q", "csv": bad.replace("RENT,25000.00", "RENT,x")}
+    )
+
+
+def test_portfolio_request_takes_go_free_text() -> None:
+    assert parse("portfolio_request", "show portfolio") == PortfolioRequest()
+    assert "Input should be an object" in refused("portfolio_request", 42)

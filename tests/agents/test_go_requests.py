@@ -3,7 +3,10 @@
 ``go_requests/corpus.json`` holds requests written as the Go system's request structs
 (field names and units: paise, percent, bucket keys), each with the same request in the
 port's canonical form. Each is sent as JSON through the real runtime; the answer must equal
-the canonical request's answer, and the parsed payload must be the canonical payload.
+the canonical request's answer, and the parsed payload must be the canonical payload. Where
+Go sent part of its request in the message's metadata (``"metadata"``: a CSV, an account
+id), the Go payload is the canonical one without those fields, sent with that metadata
+(``"canonical_metadata"``: what both carry, as the user id).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any
 import pytest
 from genie_agents._go import GoName, go_names
 from genie_agents.advisory.moa import MoaRecommender
+from genie_agents.connectors.aa import AaFetcher, InMemoryFIClient
+from genie_agents.connectors.portfolio import PortfolioAdvisor
+from genie_agents.connectors.vault import TokenVault
 from genie_agents.finance.receipts import ReceiptOcr
 from genie_agents.fraud.models import KycRequest
 from genie_agents.lending.models import SimulateLoan
@@ -30,6 +36,7 @@ from genie_agents.treasury.models import AlmRequest
 from genie import Agent, Catalogue, InvalidMessageError, MessageTypes, Payload, Runtime
 from genie.llm import ScriptedProvider
 from genie.llm._config import ScriptedAnswer, ScriptedToolCall
+from genie.policies import InMemoryConsentLedger
 
 from .helpers import ask
 
@@ -38,6 +45,7 @@ CATALOGUE = Catalogue.installed()
 # The agents whose payload models take Go's request structs (docs/catalogue.md, "Migrating
 # from the Go system"); the corpus must hold a request for each.
 GO_SHAPED = {
+    "aa_fetcher",
     "advance_tax_planner",
     "alm_agent",
     "asset_allocator",
@@ -49,6 +57,7 @@ GO_SHAPED = {
     "dividend_planner",
     "emergency_fund_advisor",
     "financial_educator",
+    "financial_supervisor",
     "goal_planner",
     "google_trends",
     "h_supervisor",
@@ -64,6 +73,7 @@ GO_SHAPED = {
     "options_explainer",
     "payment_orchestrator",
     "phishing_classifier",
+    "portfolio_advisor",
     "rate_watcher",
     "receipt_ocr",
     "sip_vs_lumpsum",
@@ -95,7 +105,6 @@ SAME_SHAPE = {
 
 
 TYPES = MessageTypes({p for e in CORPUS for p in CATALOGUE.get(e["agent"]).consumes})
-PANEL = (("a", "A liquid fund."), ("b", "An FD."), ("c", "A liquid fund."))
 RECEIPT = (
     '{"date": "2026-03-14", "description": "Cafe Coffee Day latte", "merchant": "ccd", '
     '"amount_cents": -24000, "category": "food:dining"}'
@@ -108,17 +117,39 @@ def _research() -> list[Agent]:
     return [DeepResearch("deep_research", llm=model), CorpusSearch("corpus_search")]
 
 
+class _Broker:
+    """A broker's MCP tools' answers (tests/agents/test_portfolio.py runs a real server)."""
+
+    async def fetch(self, token: str) -> tuple[object, object]:
+        assert token == "kite-token"
+        line = {"tradingsymbol": "INFY", "quantity": 10, "average_price": 1500, "last_price": 1650}
+        return [line], {"net": [], "day": []}
+
+
+def _consenting() -> InMemoryConsentLedger:
+    ledger = InMemoryConsentLedger()
+    ledger.grant("user-1", "transactions")
+    return ledger
+
+
+def _vault(tmp: Path) -> TokenVault:
+    vault = TokenVault(tmp / "tokens.json", TokenVault.generate_key())
+    vault.put("user-1", "kite-token")
+    return vault
+
+
 # Agents whose catalogue instance has nothing to serve (a service behind an interface, empty
-# by default; a model): the corpus asks the agents a fixture builds instead.
-FIXTURES: dict[str, Callable[[], list[Agent]]] = {
-    "google_trends": lambda: [
+# by default; a model): the corpus asks the agents a fixture builds instead (in a temporary
+# directory).
+FIXTURES: dict[str, Callable[[Path], list[Agent]]] = {
+    "google_trends": lambda tmp: [
         GoogleTrends(
             "google_trends",
             fetcher=InMemoryTrendFetcher({"gold etf": [40, 42, 38, 44, 61, 66, 70, 59]}),
         )
     ],
-    "deep_research": _research,
-    "moa_recommender": lambda: [
+    "deep_research": lambda tmp: _research(),
+    "moa_recommender": lambda tmp: [
         MoaRecommender(
             "moa_recommender",
             llm=tuple(
@@ -131,20 +162,31 @@ FIXTURES: dict[str, Callable[[], list[Agent]]] = {
             ),
         )
     ],
-    "receipt_ocr": lambda: [ReceiptOcr("receipt_ocr", llm=ScriptedProvider([RECEIPT]))],
-    "llm_auditor": lambda: [
+    "receipt_ocr": lambda tmp: [ReceiptOcr("receipt_ocr", llm=ScriptedProvider([RECEIPT]))],
+    "llm_auditor": lambda tmp: [
         Auditor("llm_auditor", llm=ScriptedProvider(["SCORE: 2\nREASONING: promises returns"]))
+    ],
+    "aa_fetcher": lambda tmp: [
+        AaFetcher("aa_fetcher", client=InMemoryFIClient.sample(), ledger=_consenting())
+    ],
+    "portfolio_advisor": lambda tmp: [
+        PortfolioAdvisor("portfolio_advisor", source=_Broker(), vault=_vault(tmp))
     ],
 }
 
 
-async def answer(entry: dict[str, Any], payload: Payload) -> Any:
+async def answer(
+    entry: dict[str, Any], payload: Payload, metadata: dict[str, Any], tmp: Path
+) -> Any:
     """The agent's answer on the real runtime (a fixture's, for the agents in FIXTURES; seeded,
     so the ids an answer quotes are the same for the Go and the canonical request)."""
-    if entry["agent"] not in FIXTURES:
+    if entry["agent"] not in FIXTURES and not metadata:
         return await ask(entry["agent"], payload, entry.get("until"))
-    async with Runtime(FIXTURES[entry["agent"]](), seed=0) as rt:
-        result = await rt.ask(rt.message(payload, recipient=entry["agent"]), until=entry["until"])
+    name = entry["agent"]
+    agents = FIXTURES[name](tmp) if name in FIXTURES else [CATALOGUE.get(name).factory(name)]
+    async with Runtime(agents, seed=0) as rt:
+        msg = rt.message(payload, recipient=name, metadata=metadata)
+        result = await rt.ask(msg, until=entry["until"])
     assert result.message is not None, result
     return result.message.payload
 
@@ -172,19 +214,23 @@ def test_the_corpus_covers_every_go_shaped_agent() -> None:
 @pytest.mark.parametrize(
     "entry", CORPUS, ids=[f"{e['agent']}-{i}" for i, e in enumerate(CORPUS, 1)]
 )
-async def test_a_go_request_is_the_canonical_request(entry: dict[str, Any]) -> None:
+async def test_a_go_request_is_the_canonical_request(entry: dict[str, Any], tmp_path: Path) -> None:
     go = parse(entry["type"], entry["go"])
+    both = entry.get("canonical_metadata", {})
+    go_metadata = both | entry.get("metadata", {})
     if entry["canonical"] == "same":
         # Nothing to convert: the port's JSON of the payload is the Go content itself.
         assert json.loads(go.model_dump_json()) == entry["go"]
-        assert await answer(entry, go)
+        assert await answer(entry, go, go_metadata, tmp_path)
         return
     canonical = parse(entry["type"], entry["canonical"])
-    assert go == canonical
+    # What Go sent in the metadata is missing from the Go payload, and nothing else.
+    kept = {k: v for k, v in entry["canonical"].items() if k not in entry.get("metadata", {})}
+    assert go == parse(entry["type"], kept)
     # Serialisation stays canonical: a Go request written back out is the port's shape.
-    assert json.loads(go.model_dump_json()) == json.loads(canonical.model_dump_json())
-    from_go = await answer(entry, go)
-    assert from_go == await answer(entry, canonical)
+    assert set(json.loads(go.model_dump_json())) == set(json.loads(canonical.model_dump_json()))
+    from_go = await answer(entry, go, go_metadata, tmp_path)
+    assert from_go == await answer(entry, canonical, both, tmp_path)
 
 
 def test_the_docs_name_every_agent_not_go_shaped_yet() -> None:

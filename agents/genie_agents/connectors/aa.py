@@ -12,6 +12,7 @@ from pydantic import model_validator
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 from genie.policies import ConsentCategory, InMemoryConsentLedger
 
+from .._go import from_metadata, go_text
 from ..finance.models import Transaction
 
 __all__ = [
@@ -85,12 +86,15 @@ class InMemoryFIClient:
 
 class AaFetchRequest(Payload):
     """The account to fetch; the user is the message's ``user_id`` metadata, as the consent
-    policy reads it, so a payload cannot ask for someone else's data."""
+    policy reads it, so a payload cannot ask for someone else's data. Without an
+    ``account_id`` the account is the message's ``account_id`` metadata, as Go sent it."""
 
     message_type = "aa_fetch_request"
-    account_id: str
+    account_id: str = ""
     from_date: date | None = None
     to_date: date | None = None
+
+    _go = go_text(None)  # Go's content was empty: its request was the metadata
 
     @model_validator(mode="after")
     def _ordered(self) -> AaFetchRequest:
@@ -137,9 +141,13 @@ class AaFetcher(BaseAgent):
         # revoked while the request waits, and the agent may run without that policy.
         if not self.ledger.has_active(user, CONSENT):
             raise ValueError(f"aa_fetcher: missing active consent for category {CONSENT}")
-        txns = await self.client.fetch_statement(user, payload.account_id)
+        try:
+            account = from_metadata("account_id", payload.account_id, ctx.message.metadata)
+        except ValueError as exc:
+            raise ValueError(f"aa_fetcher: {exc}") from None
+        txns = await self.client.fetch_statement(user, account)
         low = payload.from_date.isoformat() if payload.from_date else ""
         high = payload.to_date.isoformat() if payload.to_date else "9999-12-31"
         kept = tuple(t for t in txns if low <= t.date <= high)
-        result = AaFetchResult(user_id=user, account_id=payload.account_id, transactions=kept)
+        result = AaFetchResult(user_id=user, account_id=account, transactions=kept)
         return ctx.emit(result, classification=Classification.PII)

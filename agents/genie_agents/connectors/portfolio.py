@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 
 from .._common import Record, money
+from .._go import go_text
 from .vault import TokenVault
 
 __all__ = [
@@ -105,6 +106,8 @@ class PortfolioRequest(Payload):
     """The user is the message's ``user_id`` metadata (as the consent policy reads it)."""
 
     message_type = "portfolio_request"
+
+    _go = go_text(None)  # Go's content was free text ("show portfolio") it never read
 
 
 class PortfolioLine(Record):

@@ -40,16 +40,21 @@ class FinanceQuestion(Payload):
     """A user's question about a statement (Go: content = question, ``metadata["csv"]``).
 
     ``csv`` must be a statement the ingestor accepts: a bad one is refused here, where the
-    request enters, naming its line (``genie run`` then exits 2), not by a failed run."""
+    request enters, naming its line (``genie run`` then exits 2), not by a failed run. A Go
+    message (the question as bare text) has none: the supervisor reads its ``csv``
+    metadata, and refuses a bad one there."""
 
     message_type = "finance_question"
     question: str
-    csv: str
+    csv: str = Field("", description="the statement; blank: the message's csv metadata (Go)")
+
+    _go = go_text("question")  # Go's content was the question itself
 
     @field_validator("csv")
     @classmethod
     def _readable(cls, csv: str) -> str:
-        parse_statement(csv)
+        if csv:
+            parse_statement(csv)
         return csv
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from genie import BaseAgent, Context, Message, Payload, handler
 
+from .._go import from_metadata
 from .models import (
     AnalysisResult,
     Anomalies,
@@ -21,6 +22,7 @@ from .models import (
     IngestCsv,
     Recommendations,
 )
+from .statement import parse_statement
 
 __all__ = ["FinancialSupervisor"]
 
@@ -36,8 +38,9 @@ class _Session:
 
 
 class FinancialSupervisor(BaseAgent):
-    """Sends the question's CSV to ingestion, then waits for the analysis, forecast, anomalies
-    and recommendations of the same request and asks for the final report, exactly once."""
+    """Sends the question's CSV (or, as Go sent it, the message's ``csv`` metadata) to
+    ingestion, then waits for the analysis, forecast, anomalies and recommendations of the
+    same request and asks for the final report, exactly once."""
 
     capabilities = ("supervise_finance",)
     produces = (IngestCsv, FinalReportRequest)
@@ -72,8 +75,14 @@ class FinancialSupervisor(BaseAgent):
 
     @handler
     async def on_question(self, payload: FinanceQuestion, ctx: Context) -> Message:
+        try:
+            csv = from_metadata("csv", payload.csv, ctx.message.metadata)
+            if not payload.csv:  # Go's metadata: checked here, as the model checks its own
+                parse_statement(csv)
+        except ValueError as exc:
+            raise ValueError(f"financial_supervisor: {exc}") from None
         self._session(ctx, fresh=True).question = payload.question
-        return ctx.emit(IngestCsv(csv=payload.csv))
+        return ctx.emit(IngestCsv(csv=csv))
 
     @handler
     async def on_analysis(self, payload: AnalysisResult, ctx: Context) -> Message | None:
