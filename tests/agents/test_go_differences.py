@@ -13,7 +13,7 @@ from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClie
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
 from genie_agents.fraud.models import KycRequest
 from genie_agents.fraud.phishing import PhishingCheck
-from genie_agents.lending.models import SimulateLoan
+from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
 from genie_agents.markets.options import OptionRequest
@@ -514,3 +514,16 @@ async def test_invoice_discounting_least_cost_before_lowest_apr() -> None:
     request = InvoiceDiscountRequest(invoices=invoices, target=50_000, annual_rate_bp=1000)
     plan = await ask("invoice_discounter", request)
     assert ([p.invoice_id for p in plan.picks], plan.cost) == (["S"], 1027.40)
+
+
+async def test_prepayment_saving_on_a_deductible_loan_is_after_tax() -> None:
+    # 20,000 at 1 % a month, EMI 10,000: 305.02 of interest; 10,000 prepaid leaves 101 (a
+    # 204.02 saving, test_lending.py). Go reports 204.02 for a home loan too; at a 30 % slab
+    # the port's net saving is 204.02 x 0.7 = 142.81.
+    loan = Loan(
+        loan_id="home", outstanding=20_000, annual_rate_pct=12, emi=10_000, tax_deductible=True
+    )
+    request = PrepaymentRequest(loans=(loan,), lump_sum=10_000, marginal_rate_pct=30)
+    plan = await ask("prepayment_advisor", request)
+    (option,) = plan.options
+    assert (option.interest_saved, option.net_saving) == (204.02, 142.81)

@@ -210,3 +210,50 @@ async def test_finance_question_takes_the_csv_from_go_metadata() -> None:
 def test_portfolio_request_takes_go_free_text() -> None:
     assert parse("portfolio_request", "show portfolio") == PortfolioRequest()
     assert "Input should be an object" in refused("portfolio_request", 42)
+
+
+# --- prepayment_advisor -------------------------------------------------------------------------
+PREPAYMENT = {
+    "prepayment_amount_rupees": 25_000,
+    "borrower_slab_pct": 30,
+    "loans": [
+        {"name": "home", "outstanding_rupees": 30_000, "apr": 0.12, "months_remaining": 3}
+        | {"is_fixed_rate": False, "tax_deductible": True},
+        {"name": "car", "outstanding_rupees": 20_000, "apr": 0.10, "months_remaining": 2}
+        | {"is_fixed_rate": True, "tax_deductible": False},
+    ],
+}
+
+
+async def test_prepayment_splits_go_sum_dearest_after_tax_first() -> None:
+    plan = await ask("prepayment_advisor", parse("prepayment_request", PREPAYMENT))
+    # Go's order: the home loan costs 12 % x (1 - 30 %) = 8.4 % after tax, the car 10 %: the
+    # car gets 20,000 (all of it) and the home loan the 5,000 left.
+    car, home = plan.allocation
+    assert [(o.loan_id, o.prepay, o.forecloses) for o in plan.allocation] == [
+        ("car", 20_000, True),
+        ("home", 5_000, False),
+    ]
+    # Car: EMI over 2 months at 10/12 % = 10,125.17; interest 166.67 + 83.68 = 250.35, all
+    # saved by closing it (2 months sooner). Home: EMI over 3 months at 1 % = 10,200.66;
+    # interest 300 + 200.99 + 101.00 = 601.99 before, 250 + 150.49 + 49.99 = 450.49 after
+    # 5,000 off: 151.5 saved (Go: 151.51), the same three months; 70 % of it after tax.
+    assert (car.interest_saved, car.months_saved, car.net_saving) == (250.35, 2, 250.35)
+    assert (home.interest_saved, home.months_saved) == (151.5, 0)
+    assert home.net_saving == round(151.505 * 0.7, 2)
+    assert plan.allocation_net_saving == round(250.35 + home.net_saving, 2)
+    # The whole sum on one loan: the home loan's 25,000 saves more than the car's 20,000.
+    assert [o.loan_id for o in plan.options] == ["home", "car"]
+
+
+@pytest.mark.parametrize(
+    ("loan", "error"),
+    [
+        ({"months_remaining": 0}, "field 'loans.0.months_remaining': Input should be greater"),
+        ({"apr": "twelve"}, "field 'loans.0.annual_rate_pct': Input should be a valid number"),
+        ({"months_remaining": None}, "loan home: give emi or months_remaining (one of them)"),
+    ],
+)
+def test_prepayment_go_values_refused_naming_the_field(loan: dict[str, Any], error: str) -> None:
+    go = PREPAYMENT | {"loans": [PREPAYMENT["loans"][0] | loan]}  # type: ignore[index]
+    assert error in refused("prepayment_request", go)

@@ -74,6 +74,7 @@ GO_SHAPED = {
     "payment_orchestrator",
     "phishing_classifier",
     "portfolio_advisor",
+    "prepayment_advisor",
     "rate_watcher",
     "receipt_ocr",
     "sip_vs_lumpsum",

@@ -151,7 +151,11 @@ def amortize(balance: float, annual_rate_pct: float, instalment: float) -> tuple
 class PrepaymentAdvisor(BaseAgent):
     """For a lump sum, the interest each loan would save if the sum went to it (same EMI,
     shorter tenure), less its foreclosure or prepayment penalty; flags loans the sum would
-    close. Options best first."""
+    close. Options best first. Interest on a ``tax_deductible`` loan is saved after tax (x (1 -
+    the borrower's ``marginal_rate_pct``)). The allocation splits the sum as Go did: the loan
+    dearest after tax first (rate x (1 - slab) when deductible), each up to its outstanding,
+    the rest to the next. A loan's EMI, when not given, is the annuity over its
+    ``months_remaining``."""
 
     capabilities = ("prepayment_advice",)
     risk = Risk.MEDIUM
@@ -159,33 +163,56 @@ class PrepaymentAdvisor(BaseAgent):
 
     @handler
     async def on_request(self, payload: PrepaymentRequest, ctx: Context) -> Message:
+        slab = payload.marginal_rate_pct
         options = sorted(
-            (self.option(loan, payload.lump_sum) for loan in payload.loans),
+            (self.option(loan, payload.lump_sum, slab) for loan in payload.loans),
             key=lambda o: -o.net_saving,
         )
-        return ctx.emit(PrepaymentPlan(best=options[0].loan_id, options=tuple(options)))
+        dearest = sorted(payload.loans, key=lambda loan: -_after_tax_rate(loan, slab))
+        allocation, left = [], payload.lump_sum
+        for loan in dearest:
+            if left <= 0:
+                break
+            allocation.append(self.option(loan, left, slab))
+            left -= min(left, loan.outstanding)
+        plan = PrepaymentPlan(
+            best=options[0].loan_id,
+            options=tuple(options),
+            allocation=tuple(allocation),
+            allocation_net_saving=money(sum(o.net_saving for o in allocation)),
+        )
+        return ctx.emit(plan)
 
     @staticmethod
-    def option(loan: Loan, lump_sum: float) -> PrepaymentOption:
+    def option(loan: Loan, lump_sum: float, slab_pct: float = 0.0) -> PrepaymentOption:
+        instalment = loan.emi or emi(
+            loan.outstanding, loan.annual_rate_pct, loan.months_remaining or 1
+        )
         try:
-            months, interest = amortize(loan.outstanding, loan.annual_rate_pct, loan.emi)
+            months, interest = amortize(loan.outstanding, loan.annual_rate_pct, instalment)
         except ValueError as exc:
             raise ValueError(f"loan {loan.loan_id}: {exc}") from None
         prepay = min(lump_sum, loan.outstanding)
         after_months, after_interest = amortize(
-            loan.outstanding - prepay, loan.annual_rate_pct, loan.emi
+            loan.outstanding - prepay, loan.annual_rate_pct, instalment
         )
         penalty = prepay * loan.foreclosure_penalty_pct / 100
         saved = interest - after_interest
+        kept = saved * (1 - slab_pct / 100) if loan.tax_deductible else saved
         return PrepaymentOption(
             loan_id=loan.loan_id,
             prepay=money(prepay),
             interest_saved=money(saved),
             penalty=money(penalty),
-            net_saving=money(saved - penalty),
+            net_saving=money(kept - penalty),
             months_saved=months - after_months,
             forecloses=prepay >= loan.outstanding,
         )
+
+
+def _after_tax_rate(loan: Loan, slab_pct: float) -> float:
+    """What a rupee of the loan costs a year after tax (Go's effective rate)."""
+    return loan.annual_rate_pct * (1 - slab_pct / 100 if loan.tax_deductible else 1)
 
 
 PAYOFF_CAP_MONTHS = 600

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genie import Payload
 
@@ -83,14 +83,43 @@ class Loan(Record):
     loan_id: str
     outstanding: float = Field(gt=0)
     annual_rate_pct: float = Field(ge=0)
-    emi: float = Field(gt=0)
+    emi: float | None = Field(None, gt=0, description="the instalment; or months_remaining")
+    months_remaining: int | None = Field(
+        None, ge=1, description="instead of the EMI: the annuity that repays it in these months"
+    )
     foreclosure_penalty_pct: float = Field(0.0, ge=0)
+    tax_deductible: bool = Field(
+        False, description="interest deducted from income (a home loan): saved after tax"
+    )
+
+    _go = go_names(
+        {
+            "name": "loan_id",
+            "outstanding_rupees": "outstanding",
+            "apr": GoName("annual_rate_pct", unit_share),
+            # Go only flagged a fixed rate; the port takes the penalty itself.
+            "is_fixed_rate": UNUSED,
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_instalment(self) -> Loan:
+        if (self.emi is None) == (self.months_remaining is None):
+            raise ValueError(f"loan {self.loan_id}: give emi or months_remaining (one of them)")
+        return self
 
 
 class PrepaymentRequest(Payload):
     message_type = "prepayment_request"
     loans: tuple[Loan, ...] = Field(min_length=1)
     lump_sum: float = Field(gt=0)
+    marginal_rate_pct: float = Field(
+        0.0, ge=0, lt=100, description="the borrower's slab: what tax-deductible interest costs"
+    )
+
+    _go = go_names(
+        {"prepayment_amount_rupees": "lump_sum", "borrower_slab_pct": "marginal_rate_pct"}
+    )
 
 
 class PrepaymentOption(Record):
@@ -107,6 +136,10 @@ class PrepaymentPlan(Payload):
     message_type = "prepayment_plan"
     best: str
     options: tuple[PrepaymentOption, ...]
+    allocation: tuple[PrepaymentOption, ...] = Field(
+        description="the sum split across the loans, dearest after tax first"
+    )
+    allocation_net_saving: float
 
 
 class SmeLoanRequest(Payload):
