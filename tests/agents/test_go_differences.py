@@ -13,6 +13,7 @@ from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClie
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
 from genie_agents.fraud.models import KycRequest
 from genie_agents.fraud.phishing import PhishingCheck
+from genie_agents.insurance.models import ClaimRequest
 from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
@@ -527,3 +528,20 @@ async def test_prepayment_saving_on_a_deductible_loan_is_after_tax() -> None:
     plan = await ask("prepayment_advisor", request)
     (option,) = plan.options
     assert (option.interest_saved, option.net_saving) == (204.02, 142.81)
+
+
+async def test_claim_copay_is_taken_before_the_deductible() -> None:
+    # Go: (55,000 - 5,000 deductible) x 0.9 = 45,000. The port caps and co-pays each item,
+    # then takes the deductible off the total: 55,000 x 0.9 - 5,000 = 44,500.
+    terms = {"policy_id": "P", "start_date": "2025-01-01", "sum_insured": 500_000}
+    terms |= {"deductible": 5_000, "coverage": [{"category": "hospitalization", "copay": 0.1}]}
+    request = ClaimRequest.model_validate(
+        {
+            "claim_id": "C",
+            "policy": terms,
+            "incident_date": "2025-06-01",
+            "items": [{"category": "hospitalization", "amount": 55_000}],
+        }
+    )
+    decision = await ask("claim_adjudicator", request)
+    assert (decision.action, decision.payable) == ("approve_partial", 44_500)

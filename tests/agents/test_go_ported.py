@@ -257,3 +257,83 @@ async def test_prepayment_splits_go_sum_dearest_after_tax_first() -> None:
 def test_prepayment_go_values_refused_naming_the_field(loan: dict[str, Any], error: str) -> None:
     go = PREPAYMENT | {"loans": [PREPAYMENT["loans"][0] | loan]}  # type: ignore[index]
     assert error in refused("prepayment_request", go)
+
+
+# --- claim_adjudicator --------------------------------------------------------------------------
+GO_POLICY = {
+    "product_code": "HEALTH-1",
+    "waiting_period_days": 30,
+    "sum_insured": 500_000,
+    "deductible_rupees": 0,
+    "copay_pct": 0,
+    "exclusions": ["cosmetic", ""],
+    "sub_limits": {"hospitalization": 100_000},
+    "network_only_perils": ["hospitalization"],
+}
+GO_CLAIM = {
+    "claim_id": "CLM-1",
+    "policy_code": "POL-9",
+    "incurred_rupees": 150_000,
+    "peril": "hospitalization",
+    "diagnosis": "Appendicitis",
+    "days_since_issue": 400,
+    "hospital_in_network": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("claim", "action", "payable", "reason"),
+    [
+        # Go: 150,000 capped by the peril's sub-limit of 1 L: approve_partial.
+        ({}, "approve_partial", 100_000, "hospitalization: capped at the sublimit 100,000.00"),
+        ({"incurred_rupees": 80_000}, "approve", 80_000, None),
+        # Day 20 of a 30-day waiting period.
+        ({"days_since_issue": 20}, "deny", 0, "incident within the 30-day waiting period"),
+        # Go: a case-insensitive word of the diagnosis.
+        (
+            {"diagnosis": "Cosmetic rhinoplasty"},
+            "deny",
+            0,
+            "the diagnosis matches the exclusion 'cosmetic'",
+        ),
+        # Go's missing flag is false: not at a network hospital.
+        (
+            {"hospital_in_network": None},
+            "deny",
+            0,
+            "hospitalization: covered at network hospitals only",
+        ),
+        # Rs 2 L or more: a claims officer (Go: the same threshold).
+        ({"incurred_rupees": 250_000}, "hitl", 100_000, "claims of 200,000 or more need a human"),
+    ],
+)
+async def test_claim_adjudication_of_go_claims(
+    claim: dict[str, Any], action: str, payable: float, reason: str | None
+) -> None:
+    go_claim = {k: v for k, v in (GO_CLAIM | claim).items() if v is not None}
+    request = parse("claim_request", {"claim": go_claim, "policy": GO_POLICY})
+    out = await ask("claim_adjudicator", request)
+    assert (out.claim_id, out.action, out.payable) == ("CLM-1", action, payable)
+    assert reason is None or any(reason in r for r in out.reasons), out.reasons
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"claim": {"incurred_rupees": 1}}, "field 'claim.peril': the claim's peril"),
+        ({"claim": GO_CLAIM | {"days_since_issue": -1}}, "field 'claim.days_since_issue'"),
+        ({"policy": GO_POLICY | {"sum_insured": 0}}, "field 'policy.sum_insured': a positive"),
+        ({"policy": GO_POLICY | {"sub_limits": [1]}}, "field 'policy.sub_limits': an object"),
+        ({"claim": GO_CLAIM | {"incurred_rupees": 0}}, "field 'items.0.amount': Input should"),
+    ],
+)
+def test_claim_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
+    assert error in refused("claim_request", {"claim": GO_CLAIM, "policy": GO_POLICY} | change)
+
+
+async def test_a_go_claim_under_the_deductible_is_denied() -> None:
+    # Go answers approve_partial with a payout of 0; nothing paid is a denial here.
+    policy = GO_POLICY | {"deductible_rupees": 100_000}
+    go = {"claim": GO_CLAIM | {"incurred_rupees": 80_000}, "policy": policy}
+    out = await ask("claim_adjudicator", parse("claim_request", go))
+    assert (out.action, out.payable) == ("deny", 0)

@@ -49,6 +49,7 @@ GO_SHAPED = {
     "advance_tax_planner",
     "alm_agent",
     "asset_allocator",
+    "claim_adjudicator",
     "complaint_triage",
     "currency_converter",
     "debt_optimizer",

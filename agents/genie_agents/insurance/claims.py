@@ -41,12 +41,18 @@ def adjudicate(req: ClaimRequest) -> ClaimDecision:
     if req.incident_date < waiting_ends:
         reason = f"incident within the {terms.waiting_period_days}-day waiting period"
         return decision("deny", 0.0, [reason])
+    diagnosis = req.diagnosis.lower()
+    for word in terms.exclusions:
+        if diagnosis and word.lower() in diagnosis:
+            return decision("deny", 0.0, [f"the diagnosis matches the exclusion {word!r}"])
     rules = {r.category: r for r in terms.coverage}
     allowed, reasons = 0.0, []
     for item in req.items:
         rule = rules.get(item.category)
         if item.category in terms.exclusions:
             reasons.append(f"{item.category}: excluded")
+        elif item.category in terms.network_only and not req.in_network:
+            reasons.append(f"{item.category}: covered at network hospitals only")
         elif rule is None:
             reasons.append(f"{item.category}: not covered")
         else:
@@ -74,9 +80,11 @@ def adjudicate(req: ClaimRequest) -> ClaimDecision:
 
 class ClaimAdjudicator(BaseAgent):
     """Adjudicates a health claim against the policy's rules given as data: waiting period,
-    exclusions, covered categories with sublimits and co-payments, deductible, the sum insured
-    left this year. Pays in full (approve), in part (approve_partial) or nothing (deny); a
-    claim of Rs 2 lakh or more goes to a human (hitl) with the computed amount."""
+    exclusions (an item's category, or a word of the diagnosis: the whole claim), covered
+    categories with sublimits and co-payments, categories covered at network hospitals only,
+    deductible, the sum insured left this year. Pays in full (approve), in part
+    (approve_partial) or nothing (deny); a claim of Rs 2 lakh or more goes to a human (hitl)
+    with the computed amount."""
 
     capabilities = ("adjudicate_claim",)
     risk = Risk.HIGH

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Literal
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genie import Payload
 
 from .._common import Record
+from .._go import GoValueError, derived, go_names
 
 __all__ = [
     "ClaimDecision",
@@ -38,13 +40,63 @@ class PolicyTerms(Record):
     sum_insured: float = Field(gt=0)
     deductible: float = Field(0.0, ge=0)
     waiting_period_days: int = Field(0, ge=0)
-    exclusions: tuple[str, ...] = ()
+    exclusions: tuple[str, ...] = Field(
+        (), description="categories, or words of the diagnosis (either excludes)"
+    )
     coverage: tuple[CoverageRule, ...]
+    network_only: tuple[str, ...] = Field(
+        (), description="categories covered only at a network hospital"
+    )
 
 
 class ClaimItem(Record):
     category: str
     amount: float = Field(gt=0)
+
+
+# Go counts a claim's days since the policy was issued; the port dates both, from this
+# placeholder start (only the difference is read).
+GO_POLICY_START = date(2000, 1, 1)
+
+
+def _go_claim(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's claim (one amount for one peril, a diagnosis) and policy (a co-pay and per-peril
+    sub-limits) as the port's: one item of the peril's category under one coverage rule."""
+    claim, policy = go.get("claim"), go.get("policy")
+    if not isinstance(claim, Mapping) or not isinstance(policy, Mapping):
+        raise GoValueError("Go's request is a claim and a policy, two objects", "claim")
+    peril = claim.get("peril")
+    if not isinstance(peril, str) or not peril:
+        raise GoValueError("the claim's peril (hospitalization, theft ...)", "claim.peril")
+    days = claim.get("days_since_issue", 0)
+    if not isinstance(days, int) or days < 0:
+        raise GoValueError("whole days, 0 or more", "claim.days_since_issue")
+    sub_limits = policy.get("sub_limits") or {}
+    if not isinstance(sub_limits, Mapping):
+        raise GoValueError("an object of peril -> amount", "policy.sub_limits")
+    if not policy.get("sum_insured"):
+        raise GoValueError("a positive sum insured (Go's 0 was no cap)", "policy.sum_insured")
+    rule = {"category": peril, "copay": policy.get("copay_pct", 0)}
+    if sub_limits.get(peril):  # Go: a sub-limit of 0 is none
+        rule["sublimit"] = sub_limits[peril]
+    terms = {
+        "policy_id": claim.get("policy_code") or policy.get("product_code", ""),
+        "start_date": GO_POLICY_START,
+        "sum_insured": policy.get("sum_insured"),
+        "deductible": policy.get("deductible_rupees", 0),
+        "waiting_period_days": policy.get("waiting_period_days", 0),
+        "exclusions": [e for e in policy.get("exclusions") or () if e],
+        "coverage": [rule],
+        "network_only": policy.get("network_only_perils") or (),
+    }
+    return out | {
+        "claim_id": claim.get("claim_id", ""),
+        "policy": terms,
+        "incident_date": GO_POLICY_START + timedelta(days=days),
+        "items": [{"category": peril, "amount": claim.get("incurred_rupees", 0)}],
+        "diagnosis": claim.get("diagnosis", ""),
+        "in_network": claim.get("hospital_in_network", False),
+    }
 
 
 class ClaimRequest(Payload):
@@ -54,6 +106,22 @@ class ClaimRequest(Payload):
     incident_date: date
     items: tuple[ClaimItem, ...] = Field(min_length=1)
     paid_this_year: float = Field(0.0, ge=0)
+    diagnosis: str = ""
+    in_network: bool = Field(True, description="treated at one of the insurer's network hospitals")
+
+    # Go's request is {"claim": ..., "policy": ...}: "policy" is also the port's name, so the
+    # Go shape is told by "claim", and Go's policy is converted with it.
+    _go = go_names(
+        {
+            "claim": derived(
+                "with Go's policy: claim_id, incident_date (days_since_issue), items (one, the "
+                "peril's incurred_rupees), diagnosis, in_network; policy: one coverage rule for "
+                "the peril (copay_pct, its sub_limits entry), deductible_rupees, exclusions, "
+                "network_only_perils"
+            ),
+        },
+        then=_go_claim,
+    )
 
 
 class ClaimDecision(Payload):
