@@ -13,7 +13,7 @@ from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClie
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
 from genie_agents.fraud.models import KycRequest
 from genie_agents.fraud.phishing import PhishingCheck
-from genie_agents.insurance.models import ClaimRequest
+from genie_agents.insurance.models import ClaimRequest, PreauthRequest
 from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
@@ -545,3 +545,21 @@ async def test_claim_copay_is_taken_before_the_deductible() -> None:
     )
     decision = await ask("claim_adjudicator", request)
     assert (decision.action, decision.payable) == ("approve_partial", 44_500)
+
+
+async def test_preauth_room_above_the_limit_cuts_every_charge_in_proportion() -> None:
+    # A room at 8,000 a day against a 5,000 limit, 4 days, a 1 L bill. Go deducts the excess
+    # rent (3,000 x 4 = 12,000) and 60 % of the bill x 3,000 / 8,000 (22,500): 65,500 paid.
+    # The port pays every charge at 5,000 / 8,000: 62,500.
+    request = PreauthRequest(
+        request_id="P",
+        policy_active=True,
+        procedure="appendectomy",
+        estimate=100_000,
+        stay_days=4,
+        room_rent_per_day=8_000,
+        room_rent_limit_per_day=5_000,
+        sum_insured_remaining=300_000,
+    )
+    out = await ask("health_preauth", request)
+    assert (out.action, out.approved_amount) == ("approve_with_deduction", 62_500)

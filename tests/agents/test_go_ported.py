@@ -337,3 +337,74 @@ async def test_a_go_claim_under_the_deductible_is_denied() -> None:
     go = {"claim": GO_CLAIM | {"incurred_rupees": 80_000}, "policy": policy}
     out = await ask("claim_adjudicator", parse("claim_request", go))
     assert (out.action, out.payable) == ("deny", 0)
+
+
+# --- health_preauth -----------------------------------------------------------------------------
+GO_PLAN = {
+    "product_code": "HEALTH-1",
+    "sum_insured_rupees": 300_000,
+    "room_rent_sublimit_rupees": 5_000,
+    "icu_rent_sublimit_rupees": 10_000,
+    "copay_pct": 0.1,
+    "ped_waiting_months": 48,
+    "specific_waiting_months": 24,
+    "excluded_procedures": ["Cosmetic surgery"],
+    "procedure_package_rupees": {"cataract": 40_000},
+}
+GO_PREAUTH = {
+    "preauth_id": "PA-1",
+    "policy_code": "POL-9",
+    "patient": "A. Kumar",
+    "hospital_code": "H-12",
+    "network_ppn": True,
+    "procedure": "appendectomy",
+    "is_pre_existing": False,
+    "is_specific_waiting": False,
+    "policy_months_at_admit": 30,
+    "estimated_bill_rupees": 100_000,
+    "room_rent_per_day_rupees": 4_000,
+    "icu_rent_per_day_rupees": 0,
+    "length_of_stay_days": 4,
+    "icu_days": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "action", "approved"),
+    [
+        # Go: 1 L less the 10 % co-pay.
+        ({}, "approve_with_deduction", 90_000),
+        # Two ICU days at 15,000 against a 10,000 limit: 10,000 not paid, then the co-pay.
+        ({"icu_days": 2, "icu_rent_per_day_rupees": 15_000}, "approve_with_deduction", 81_000),
+        # Cataract's package rate caps 60,000 at 40,000, then the co-pay: 36,000.
+        (
+            {"procedure": "Cataract", "estimated_bill_rupees": 60_000},
+            "approve_with_deduction",
+            36e3,
+        ),
+        # 30 months into a 48-month pre-existing-disease wait; 20 into a 24-month one.
+        ({"is_pre_existing": True}, "deny", 0),
+        ({"is_specific_waiting": True, "policy_months_at_admit": 20}, "deny", 0),
+        ({"is_pre_existing": True, "policy_months_at_admit": 48}, "approve_with_deduction", 9e4),
+        ({"network_ppn": False}, "deny", 0),
+        ({"procedure": "cosmetic SURGERY"}, "deny", 0),
+    ],
+)
+async def test_preauth_of_go_requests(change: dict[str, Any], action: str, approved: float) -> None:
+    request = parse("preauth_request", {"request": GO_PREAUTH | change, "plan": GO_PLAN})
+    out = await ask("health_preauth", request)
+    assert (out.request_id, out.action, out.approved_amount) == ("PA-1", action, approved)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"plan": GO_PLAN | {"sum_insured_rupees": 0}}, "field 'plan.sum_insured_rupees'"),
+        ({"plan": GO_PLAN | {"procedure_package_rupees": 5}}, "'plan.procedure_package_rupees'"),
+        ({"plan": GO_PLAN | {"copay_pct": 10}}, "field 'copay': Input should be less than or"),
+        ({"request": GO_PREAUTH | {"length_of_stay_days": 0}}, "field 'stay_days': Input should"),
+        ({"request": "PA-1"}, "field 'request': Go's request is a request and a plan"),
+    ],
+)
+def test_preauth_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
+    assert error in refused("preauth_request", {"request": GO_PREAUTH, "plan": GO_PLAN} | change)

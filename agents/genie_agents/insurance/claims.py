@@ -100,9 +100,12 @@ PREAUTH_TAT = timedelta(hours=1)
 
 class HealthPreauth(BaseAgent):
     """Cashless pre-authorisation, answered within the 1-hour turnaround (``respond_by``).
-    Inactive policy or excluded procedure: deny. An estimate of ``hitl_at`` (Rs 5 lakh) or more:
-    a human decides. A room above the policy's rent limit: every charge is cut in proportion
-    (approve_with_deduction). More than the sum insured left: approve_partial. Otherwise
+    Inactive policy, not a network hospital, excluded procedure, or an admission within a
+    waiting period (pre-existing disease, specific condition): deny. An estimate of ``hitl_at``
+    (Rs 5 lakh) or more: a human decides. Deductions (approve_with_deduction): a room above
+    the policy's rent limit cuts every charge in proportion; ICU rent above its limit is not
+    paid for the ICU days; the procedure's package rate caps the rest; the co-payment is the
+    insured's share. More than the sum insured left: approve_partial. Otherwise
     approve_full."""
 
     capabilities = ("health_preauth",)
@@ -134,16 +137,35 @@ class HealthPreauth(BaseAgent):
 
         if not p.policy_active:
             return decision("deny", 0.0, ["policy not active"])
+        if not p.network_hospital:
+            return decision("deny", 0.0, ["not a network hospital: claim as reimbursement"])
         if p.procedure.casefold() in {e.casefold() for e in p.excluded_procedures}:
             return decision("deny", 0.0, [f"procedure {p.procedure!r} is excluded"])
+        if p.waiting_period != "served":
+            kind = p.waiting_period.replace("_", "-")
+            return decision("deny", 0.0, [f"within the {kind} waiting period"])
         if p.estimate >= self.hitl_at:
             return decision("hitl", 0.0, [f"estimate of {self.hitl_at:,.0f} or more"])
         amount, reasons, action = p.estimate, [], "approve_full"
-        if p.room_rent_per_day > p.room_rent_limit_per_day:
-            ratio = p.room_rent_limit_per_day / p.room_rent_per_day
+        room_limit = p.room_rent_limit_per_day
+        if room_limit is not None and p.room_rent_per_day > room_limit:
+            ratio = room_limit / p.room_rent_per_day
             amount *= ratio
-            action = "approve_with_deduction"
             reasons.append(f"room rent above the limit: charges paid at {ratio:.0%}")
+        icu_limit = p.icu_rent_limit_per_day
+        if icu_limit is not None and p.icu_rent_per_day > icu_limit and p.icu_days:
+            excess = (p.icu_rent_per_day - icu_limit) * p.icu_days
+            amount -= excess
+            reasons.append(f"ICU rent above the limit: {excess:,.2f} not paid")
+        if p.package_cap is not None and amount > p.package_cap:
+            amount = p.package_cap
+            reasons.append(f"the procedure's package rate {p.package_cap:,.2f}")
+        if p.copay:
+            amount *= 1 - p.copay
+            reasons.append(f"{p.copay:.0%} co-payment")
+        amount = max(0.0, amount)
+        if reasons:
+            action = "approve_with_deduction"
         if amount > p.sum_insured_remaining:
             amount = p.sum_insured_remaining
             action = "approve_partial"

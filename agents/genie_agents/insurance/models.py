@@ -133,6 +133,45 @@ class ClaimDecision(Payload):
     reasons: tuple[str, ...]
 
 
+def _go_preauth(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's request and plan (a bundle) as one port request: the plan's caps for this
+    procedure, and which waiting period, if any, the admission falls in."""
+    r, plan = go.get("request"), go.get("plan")
+    if not isinstance(r, Mapping) or not isinstance(plan, Mapping):
+        raise GoValueError("Go's request is a request and a plan, two objects", "request")
+    months = r.get("policy_months_at_admit", 0)
+    waiting = "served"
+    if r.get("is_pre_existing") and months < plan.get("ped_waiting_months", 0):
+        waiting = "pre_existing"
+    elif r.get("is_specific_waiting") and months < plan.get("specific_waiting_months", 0):
+        waiting = "specific"
+    packages = plan.get("procedure_package_rupees") or {}
+    if not isinstance(packages, Mapping):
+        raise GoValueError("an object of procedure -> amount", "plan.procedure_package_rupees")
+    procedure = r.get("procedure", "")
+    package = packages.get(str(procedure).lower())
+    if not plan.get("sum_insured_rupees"):
+        raise GoValueError("a positive sum insured (Go's 0 was no cap)", "plan.sum_insured_rupees")
+    return out | {
+        "request_id": r.get("preauth_id", ""),
+        "policy_active": True,  # Go's request did not say; its policy was in force
+        "network_hospital": r.get("network_ppn", False),
+        "procedure": procedure,
+        "waiting_period": waiting,
+        "estimate": r.get("estimated_bill_rupees", 0),
+        "stay_days": r.get("length_of_stay_days", 0),
+        "icu_days": r.get("icu_days", 0),
+        "room_rent_per_day": r.get("room_rent_per_day_rupees", 0),
+        "room_rent_limit_per_day": plan.get("room_rent_sublimit_rupees") or None,
+        "icu_rent_per_day": r.get("icu_rent_per_day_rupees", 0),
+        "icu_rent_limit_per_day": plan.get("icu_rent_sublimit_rupees") or None,
+        "package_cap": package or None,  # Go: a package of 0 is none
+        "copay": plan.get("copay_pct", 0),
+        "sum_insured_remaining": plan.get("sum_insured_rupees"),
+        "excluded_procedures": plan.get("excluded_procedures") or (),
+    }
+
+
 class PreauthRequest(Payload):
     message_type = "preauth_request"
     request_id: str
@@ -141,9 +180,35 @@ class PreauthRequest(Payload):
     estimate: float = Field(gt=0)
     stay_days: int = Field(ge=1)
     room_rent_per_day: float = Field(ge=0)
-    room_rent_limit_per_day: float = Field(gt=0)
+    room_rent_limit_per_day: float | None = Field(None, gt=0, description="none: no limit")
     sum_insured_remaining: float = Field(ge=0)
     excluded_procedures: tuple[str, ...] = ()
+    network_hospital: bool = Field(True, description="cashless at network hospitals only")
+    waiting_period: Literal["served", "pre_existing", "specific"] = Field(
+        "served", description="a waiting period the admission falls in (denied)"
+    )
+    icu_days: int = Field(0, ge=0, description="of the stay, in intensive care")
+    icu_rent_per_day: float = Field(0.0, ge=0)
+    icu_rent_limit_per_day: float | None = Field(None, gt=0, description="none: no limit")
+    package_cap: float | None = Field(None, gt=0, description="the procedure's package rate")
+    copay: float = Field(0.0, ge=0, le=1, description="the insured's share, 0.1 = 10 %")
+
+    # Go's request is {"request": ..., "plan": ...}.
+    _go = go_names(
+        {
+            "request": derived(
+                "with plan: request_id (preauth_id), network_hospital (network_ppn), "
+                "procedure, waiting_period (is_pre_existing / is_specific_waiting against the "
+                "plan's waiting months at policy_months_at_admit), estimate, stay_days, "
+                "icu_days, room and ICU rent per day"
+            ),
+            "plan": derived(
+                "sum_insured_remaining, the room and ICU rent limits, package_cap (the "
+                "procedure's entry), copay (copay_pct), excluded_procedures"
+            ),
+        },
+        then=_go_preauth,
+    )
 
 
 class PreauthDecision(Payload):
