@@ -11,7 +11,7 @@ import pytest
 from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRequest
 from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClient
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
-from genie_agents.fraud.models import KycRequest
+from genie_agents.fraud.models import KycRequest, SyntheticCheck
 from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.insurance.models import ClaimRequest, PreauthRequest
 from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
@@ -563,3 +563,13 @@ async def test_preauth_room_above_the_limit_cuts_every_charge_in_proportion() ->
     )
     out = await ask("health_preauth", request)
     assert (out.action, out.approved_amount) == ("approve_with_deduction", 62_500)
+
+
+async def test_synthetic_thin_file_does_not_depend_on_age() -> None:
+    # Go: at a stated age of 22, 3 months of bureau history is no signal (its rule starts at
+    # 25). The port flags a file under 6 months at any age.
+    check = SyntheticCheck(
+        pan="ABCPK1234F", pan_name="Asha Kumar", aadhaar_name="Asha Kumar", credit_history_months=3
+    )
+    out = await ask("synthetic_identity_detector", check)
+    assert (out.verdict, out.signals) == ("review", ("thin_file",))

@@ -408,3 +408,51 @@ async def test_preauth_of_go_requests(change: dict[str, Any], action: str, appro
 )
 def test_preauth_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
     assert error in refused("preauth_request", {"request": GO_PREAUTH, "plan": GO_PLAN} | change)
+
+
+# --- synthetic_identity_detector ----------------------------------------------------------------
+GO_APPLICATION = {
+    "stated_age": 30,
+    "bureau_tenure_months": 24,
+    "name_on_pan": "Asha Kumar",
+    "name_on_aadhaar": "Asha Kumar",
+    "pan_number": "ABCPK1234F",
+    "email_domain": "gmail.com",
+    "phone_created_days": 400,
+    "address_id": "addr-77",
+    "address_velocity": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "verdict", "signals"),
+    [
+        ({}, "clear", ()),
+        # Go: the PAN's 5th character against the last word of the PAN name.
+        ({"pan_number": "ABCPS1234F"}, "review", ("pan_surname_mismatch",)),
+        # Go's 0.3 + 0.3 + 0.15 + 0.2 = 0.95, high: a thin file, 4 KYCs at the address, a
+        # disposable domain and a 10-day-old SIM.
+        (
+            {"bureau_tenure_months": 3, "address_velocity": 4, "email_domain": "Mailinator.com"}
+            | {"phone_created_days": 10},
+            "synthetic",
+            ("thin_file", "shared_address", "fresh_contact", "disposable_email"),
+        ),
+        # Go's SIM age of 0 is unknown: not a fresh contact.
+        ({"phone_created_days": 0}, "clear", ()),
+    ],
+)
+async def test_synthetic_identity_of_go_applications(
+    change: dict[str, Any], verdict: str, signals: tuple[str, ...]
+) -> None:
+    out = await ask(
+        "synthetic_identity_detector", parse("synthetic_check", GO_APPLICATION | change)
+    )
+    assert (out.verdict, out.signals) == (verdict, signals)
+
+
+def test_synthetic_go_values_refused_naming_the_field() -> None:
+    bad = GO_APPLICATION | {"address_velocity": -1}
+    assert "field 'kycs_at_address': Input should be greater than or equal to 0" in refused(
+        "synthetic_check", bad
+    )

@@ -82,6 +82,7 @@ GO_SHAPED = {
     "receipt_ocr",
     "sip_vs_lumpsum",
     "supply_chain_finance",
+    "synthetic_identity_detector",
     "tax_estimator",
     "tax_harvester",
     "var_calculator",

@@ -95,11 +95,24 @@ class KycOrchestrator(BaseAgent):
 THIN_FILE_MONTHS, ADDRESS_CHANGES, FRESH_DAYS = 6, 3, 30
 
 
+DISPOSABLE_EMAIL = (
+    "mailinator",
+    "tempmail",
+    "10minutemail",
+    "yopmail",
+    "guerrillamail",
+    "trashmail",
+)
+
+
 class SyntheticIdentityDetector(BaseAgent):
     """Signals of a made-up identity: a thin credit file (under 6 months or no tradelines), 3+
-    addresses in 12 months, PAN and Aadhaar names that differ, a PAN whose 5th character is not
-    the surname's initial, an email or phone younger than 30 days. Verdict: clear (none),
-    review (one or two), synthetic (three or more)."""
+    addresses in 12 months, an address shared with 3+ other recent KYC applications, PAN and
+    Aadhaar names that differ, a PAN whose 5th character is not the surname's initial (the
+    surname, when not given, the PAN name's last word), an email or phone younger than 30
+    days, a disposable e-mail domain (Go's list: mailinator, tempmail, ...). A signal whose
+    input is left out is not checked. Verdict: clear (none), review (one or two), synthetic
+    (three or more)."""
 
     capabilities = ("synthetic_identity",)
     risk = Risk.HIGH
@@ -109,12 +122,17 @@ class SyntheticIdentityDetector(BaseAgent):
     async def on_check(self, payload: SyntheticCheck, ctx: Context) -> Message:
         p = payload
         pan = p.pan.strip().upper()
+        surname = p.surname.strip() or (p.pan_name.split() or [""])[-1]
+        ages = [a for a in (p.email_age_days, p.phone_age_days) if a is not None]
+        domain = p.email_domain.lower()
         hits = {
             "thin_file": p.credit_history_months < THIN_FILE_MONTHS or p.tradelines == 0,
-            "address_velocity": p.addresses_last_12m >= ADDRESS_CHANGES,
+            "address_velocity": (p.addresses_last_12m or 0) >= ADDRESS_CHANGES,
+            "shared_address": (p.kycs_at_address or 0) >= ADDRESS_CHANGES,
             "name_mismatch": not _same_name(p.pan_name, p.aadhaar_name),
-            "pan_surname_mismatch": len(pan) < 5 or pan[4] != p.surname.strip()[:1].upper(),
-            "fresh_contact": min(p.email_age_days, p.phone_age_days) < FRESH_DAYS,
+            "pan_surname_mismatch": len(pan) < 5 or pan[4] != surname[:1].upper(),
+            "fresh_contact": bool(ages) and min(ages) < FRESH_DAYS,
+            "disposable_email": any(name in domain for name in DISPOSABLE_EMAIL),
         }
         signals = tuple(name for name, hit in hits.items() if hit)
         verdict = "synthetic" if len(signals) >= 3 else "review" if signals else "clear"

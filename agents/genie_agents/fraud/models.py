@@ -11,7 +11,7 @@ from pydantic import Field
 from genie import Payload
 
 from .._common import Record
-from .._go import UNUSED, GoValueError, go_names
+from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
     "AmlReport",
@@ -142,17 +142,42 @@ class KycVerdict(Payload):
     reasons: tuple[str, ...]
 
 
+def _go_sim_age(days: Any) -> Any:
+    """Go's SIM age in days; 0 is unknown (not checked)."""
+    return None if days == 0 else days
+
+
 class SyntheticCheck(Payload):
+    """The signals not known are left out (none: not checked)."""
+
     message_type = "synthetic_check"
     pan: str
-    surname: str
+    surname: str = Field("", description="blank: the last word of pan_name")
     pan_name: str
     aadhaar_name: str
     credit_history_months: int = Field(ge=0)
-    tradelines: int = Field(ge=0)
-    addresses_last_12m: int = Field(ge=0)
-    email_age_days: int = Field(ge=0)
-    phone_age_days: int = Field(ge=0)
+    tradelines: int | None = Field(None, ge=0)
+    addresses_last_12m: int | None = Field(None, ge=0)
+    kycs_at_address: int | None = Field(
+        None, ge=0, description="other recent KYC applications at the same address"
+    )
+    email_age_days: int | None = Field(None, ge=0)
+    email_domain: str = ""
+    phone_age_days: int | None = Field(None, ge=0)
+
+    _go = go_names(
+        {
+            "pan_number": "pan",
+            "name_on_pan": "pan_name",
+            "name_on_aadhaar": "aadhaar_name",
+            "bureau_tenure_months": "credit_history_months",
+            "address_velocity": "kycs_at_address",
+            "phone_created_days": GoName("phone_age_days", _go_sim_age),
+            # Go's thin file needed an age of 25; the port's does not (difference table).
+            "stated_age": UNUSED,
+            "address_id": UNUSED,
+        }
+    )
 
 
 class SyntheticVerdict(Payload):
