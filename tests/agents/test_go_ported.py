@@ -456,3 +456,59 @@ def test_synthetic_go_values_refused_naming_the_field() -> None:
     assert "field 'kycs_at_address': Input should be greater than or equal to 0" in refused(
         "synthetic_check", bad
     )
+
+
+# --- cashflow_underwriter -----------------------------------------------------------------------
+def go_txn(day: str, rupees: float, text: str) -> dict[str, Any]:
+    return {"date": day, "amount_cents": round(rupees * 100), "description": text}
+
+
+GO_TRANSACTIONS = [
+    go_txn("2026-01-01", 50_000, "SALARY ACME"),
+    go_txn("2026-01-05", -15_000, "RENT JAN"),
+    go_txn("2026-01-07", -10_000, "HDFC LOAN EMI"),
+    go_txn("2026-02-01", 50_000, "SALARY ACME"),
+    go_txn("2026-02-05", -15_000, "RENT FEB"),
+    go_txn("2026-02-07", -10_000, "HDFC LOAN EMI"),
+    go_txn("2026-02-09", -500, "I/W CHEQUE RETURN CHARGES"),
+    go_txn("2026-03-01", 60_000, "SALARY ACME"),
+    go_txn("2026-03-05", -15_000, "RENT MAR"),
+    {"date": "2026-03-07", "amount_cents": -1_000_000, "category": "loan", "description": "X"},
+]
+
+
+async def test_underwriting_counts_go_transactions_by_month() -> None:
+    request = parse("underwrite_request", {"transactions": GO_TRANSACTIONS})
+    # Credits and debits by calendar month; Go's cues: "LOAN EMI" and the category "loan"
+    # are debt service (30,000 over 3 months), "CHEQUE RETURN" a bounce.
+    assert request.model_dump() == {
+        "applicant_id": "",
+        "monthly_inflows": (50_000, 50_000, 60_000),
+        "monthly_outflows": (25_000, 25_500, 25_000),
+        "monthly_debt_service": 10_000,
+        "bounces": 1,
+        "tenure_months": 3,
+    }
+    out = await ask("cashflow_underwriter", request)
+    assert out.signals["bounce_rate"] == 75  # one bounce: -25
+
+
+def test_underwriting_a_month_without_go_transactions_is_zero() -> None:
+    gap = [t for t in GO_TRANSACTIONS if not t["date"].startswith("2026-02")]
+    request = parse("underwrite_request", {"transactions": gap})
+    assert request.model_dump()["monthly_inflows"] == (50_000, 0, 60_000)
+
+
+@pytest.mark.parametrize(
+    ("transactions", "error"),
+    [
+        ([], "field 'transactions': no transactions to underwrite"),
+        ([go_txn("1 Jan", 1, "x")], "field 'transactions': Go transactions: each date YYYY-MM-DD"),
+        ([{"date": "2026-01-01"}], "field 'transactions': Go transactions: Field required"),
+        (GO_TRANSACTIONS[:3], "field 'transactions': 1 calendar month(s): the port underwrites 3"),
+    ],
+)
+def test_underwriting_go_values_refused_naming_the_field(
+    transactions: list[dict[str, Any]], error: str
+) -> None:
+    assert error in refused("underwrite_request", {"transactions": transactions})

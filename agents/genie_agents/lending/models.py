@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from genie import Payload
 
 from .._common import Record
-from .._go import UNUSED, GoName, GoValueError, go_names, paise, unit_share
+from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, unit_share
+from ..finance.statement import Transaction
 
 __all__ = [
     "Debt",
@@ -61,6 +63,49 @@ class LoanSimulation(Payload):
     eligible: bool
 
 
+# Go's cues in a debit's description (and category): a returned payment, a loan or SIP debit.
+GO_BOUNCE_CUES = ("return", "reversal", "rev:", "ach_return", "nft_return", "ecs ret")
+GO_RECURRING_CUES = ("emi", "sip", "loan", "mortgage", "auto-debit", "nach", "ecs")
+
+
+def _go_cash_flows(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's raw transactions counted as the port's inputs: credits and debits by calendar
+    month (in rupees; a month with none is 0), bounces and recurring debits by Go's cues in
+    the description, the months from the first transaction to the last as the tenure."""
+    try:
+        txns = [Transaction.model_validate(t) for t in go.get("transactions") or ()]
+    except ValidationError as exc:
+        raise GoValueError(f"Go transactions: {exc.errors()[0]['msg']}", "transactions") from None
+    if not txns:
+        raise GoValueError("no transactions to underwrite", "transactions")
+    try:
+        month = [(d.year * 12 + d.month - 1) for d in (date.fromisoformat(t.date) for t in txns)]
+    except ValueError:
+        raise GoValueError("Go transactions: each date YYYY-MM-DD", "transactions") from None
+    first, span = min(month), max(month) - min(month) + 1
+    if span < 3:
+        raise GoValueError(
+            f"{span} calendar month(s): the port underwrites 3 or more", "transactions"
+        )
+    inflows, outflows = [0] * span, [0] * span
+    bounces, recurring = 0, 0
+    for t, m in zip(txns, month, strict=True):
+        if t.amount_cents > 0:
+            inflows[m - first] += t.amount_cents
+            continue
+        outflows[m - first] -= t.amount_cents
+        text = f"{t.description} {t.category}".lower()
+        bounces += any(cue in t.description.lower() for cue in GO_BOUNCE_CUES)
+        recurring -= t.amount_cents if any(cue in text for cue in GO_RECURRING_CUES) else 0
+    return out | {
+        "monthly_inflows": [v / 100 for v in inflows],
+        "monthly_outflows": [v / 100 for v in outflows],
+        "monthly_debt_service": recurring / 100 / span,
+        "bounces": bounces,
+        "tenure_months": span,
+    }
+
+
 class UnderwriteRequest(Payload):
     message_type = "underwrite_request"
     applicant_id: str
@@ -69,6 +114,17 @@ class UnderwriteRequest(Payload):
     monthly_debt_service: float = Field(0.0, ge=0)
     bounces: int = Field(0, ge=0, description="bounced payments in the period")
     tenure_months: int = Field(0, ge=0, description="months with the bank")
+
+    _go = go_names(
+        {
+            "transactions": derived(
+                "monthly_inflows and monthly_outflows (by calendar month), bounces and "
+                "monthly_debt_service (Go's cues in the descriptions), tenure_months"
+            )
+        },
+        then=_go_cash_flows,
+        defaults={"applicant_id": ""},  # Go's request named no one
+    )
 
 
 class UnderwriteScore(Payload):
