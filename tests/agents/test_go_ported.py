@@ -512,3 +512,46 @@ def test_underwriting_go_values_refused_naming_the_field(
     transactions: list[dict[str, Any]], error: str
 ) -> None:
     assert error in refused("underwrite_request", {"transactions": transactions})
+
+
+# --- bulk_statement_analyzer --------------------------------------------------------------------
+def go_record(account: str, day: str, text: str, rupees: float, kind: str) -> dict[str, Any]:
+    return {"account_id": account, "date": day, "description": text} | {
+        "amount_rupees": rupees,
+        "type": kind,
+    }
+
+
+GO_RECORDS = [
+    go_record("A", "2026-01-01", "SALARY ACME", 50_000, "credit"),
+    go_record("A", "2026-01-05", "NEFT SELF", 10_000, "debit"),
+    go_record("B", "2026-01-06", "NEFT SELF", 10_000, "credit"),
+    go_record("B", "2026-01-01", "Salary  acme", 50_000, "credit"),
+    go_record("A", "2026-02-05", "RENT, FLAT 4", 15_000.5, "debit"),
+    go_record("A", "2026-03-05", "RENT, FLAT 4", 15_000.5, "debit"),
+]
+
+
+async def test_bulk_statements_from_go_records() -> None:
+    request = parse("bulk_statement_request", {"applicant_id": "APP-1", "transactions": GO_RECORDS})
+    out = await ask("bulk_statement_analyzer", request)
+    # One statement per account. As in Go: B's salary is A's (same amount and description,
+    # the same day): counted once; A's NEFT out and B's NEFT in, a day apart, are one
+    # transfer: both go. Unlike Go, the rent paid in February and again in March is two
+    # payments (Go drops a same-direction repeat whatever its date).
+    assert (out.statements, out.transactions, out.duplicates_removed) == (2, 3, 1)
+    assert out.transfers_removed == 1
+    assert (out.total_income_cents, out.total_expense_cents) == (5_000_000, 3_000_100)
+
+
+@pytest.mark.parametrize(
+    ("record", "error"),
+    [
+        ({"type": "DR"}, "field 'transactions.0': a record with type credit or debit"),
+        ({"amount_rupees": -5}, "field 'transactions.0': amount_rupees: 0 or more"),
+        ({"date": "5 Jan"}, "field 'transactions.0': date: YYYY-MM-DD"),
+    ],
+)
+def test_bulk_go_records_refused_naming_the_field(record: dict[str, Any], error: str) -> None:
+    go = {"transactions": [GO_RECORDS[0] | record]}
+    assert error in refused("bulk_statement_request", go)

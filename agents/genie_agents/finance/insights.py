@@ -139,8 +139,10 @@ DUPLICATE_WINDOW = timedelta(days=1)
 class BulkStatementAnalyzer(BaseAgent):
     """Merges several statement CSVs (the ingestor's format) into one cash flow. A transaction
     that another statement already holds (same amount, same description once lower-cased and
-    whitespace-collapsed, dates within a day) is counted once. A statement that does not parse
-    fails the request, naming it."""
+    whitespace-collapsed, dates within a day) is counted once. A transfer between two of the
+    statements (a debit in one and the same credit in another, same description, dates
+    within a day, as Go matched them) is neither income nor expense: both legs go. A
+    statement that does not parse fails the request, naming it."""
 
     capabilities = ("bulk_statements",)
     risk = Risk.MEDIUM
@@ -160,6 +162,15 @@ class BulkStatementAnalyzer(BaseAgent):
                     duplicates += 1
                 else:
                     kept.append((n, t))
+        transfers = 0
+        for i, (src, t) in enumerate(kept):
+            other = next(
+                (j for j, (s, k) in enumerate(kept) if s not in (src, 0) and _legs(t, k)), None
+            )
+            if src and other is not None:  # 0 marks a leg already matched
+                kept[i], kept[other] = (0, t), (0, kept[other][1])
+                transfers += 1
+        kept = [(src, t) for src, t in kept if src]
         months: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for _, t in kept:
             months[t.date[:7]][0 if t.amount_cents > 0 else 1] += abs(t.amount_cents)
@@ -169,6 +180,7 @@ class BulkStatementAnalyzer(BaseAgent):
             statements=len(payload.statements),
             transactions=len(kept),
             duplicates_removed=duplicates,
+            transfers_removed=transfers,
             total_income_cents=income,
             total_expense_cents=expense,
             net_cents=income - expense,
@@ -181,8 +193,16 @@ class BulkStatementAnalyzer(BaseAgent):
 
 
 def _same(a: Transaction, b: Transaction) -> bool:
+    return a.amount_cents == b.amount_cents and _alike(a, b)
+
+
+def _legs(a: Transaction, b: Transaction) -> bool:
+    """The two legs of one transfer: the same amount out of one account and into another."""
+    return a.amount_cents == -b.amount_cents != 0 and _alike(a, b)
+
+
+def _alike(a: Transaction, b: Transaction) -> bool:
     return (
-        a.amount_cents == b.amount_cents
-        and " ".join(a.description.casefold().split()) == " ".join(b.description.casefold().split())
+        " ".join(a.description.casefold().split()) == " ".join(b.description.casefold().split())
         and abs(a.instant - b.instant) <= DUPLICATE_WINDOW
     )

@@ -3,13 +3,19 @@ payload's JSON (``model_dump_json()``) is the Go content byte for byte."""
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from genie import Payload
 from genie.pipeline import Gathered
 
 from .._common import Record
-from .._go import go_text
+from .._go import UNUSED, GoName, GoValueError, go_names, go_text
 from .statement import Transaction, parse_statement
 
 __all__ = [
@@ -196,9 +202,38 @@ class CarbonFootprint(Payload):
     tips: tuple[str, ...]
 
 
+def _go_statements(records: Any) -> Any:
+    """Go's transaction records (account_id, date, description, amount_rupees, type), one
+    statement CSV per account, in the order the accounts first appear."""
+    if not isinstance(records, list):
+        return records
+    by_account: dict[str, list[list[str]]] = {}
+    for n, r in enumerate(records):
+        if not isinstance(r, Mapping) or r.get("type") not in ("credit", "debit"):
+            raise GoValueError("a record with type credit or debit", f"transactions.{n}")
+        amount = r.get("amount_rupees")
+        if not isinstance(amount, int | float) or isinstance(amount, bool) or amount < 0:
+            raise GoValueError("amount_rupees: 0 or more", f"transactions.{n}")
+        try:
+            day = date.fromisoformat(str(r.get("date", ""))).isoformat()
+        except ValueError:
+            raise GoValueError("date: YYYY-MM-DD", f"transactions.{n}") from None
+        row = [day, str(r.get("description", "")), f"{amount:.2f}", r["type"]]
+        by_account.setdefault(str(r.get("account_id", "")), []).append(row)
+    statements = []
+    for rows in by_account.values():
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerows([["date", "description", "amount", "type"], *rows])
+        statements.append(out.getvalue())
+    return statements
+
+
 class BulkStatementRequest(Payload):
     message_type = "bulk_statement_request"
     statements: tuple[str, ...] = Field(min_length=1, description="statement CSVs")
+
+    _go = go_names({"transactions": GoName("statements", _go_statements), "applicant_id": UNUSED})
 
 
 class MonthFlow(Record):
@@ -212,6 +247,7 @@ class ConsolidatedCashflow(Payload):
     statements: int
     transactions: int
     duplicates_removed: int
+    transfers_removed: int = Field(description="transfers between the statements (two legs each)")
     total_income_cents: int
     total_expense_cents: int
     net_cents: int
