@@ -5,13 +5,14 @@ what the port does there. Go's figure is worked out in each comment from the Go 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRequest
 from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClient
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
-from genie_agents.fraud.models import KycRequest, SyntheticCheck
+from genie_agents.fraud.models import KycRequest, Login, SessionCheck, SyntheticCheck
 from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.insurance.models import ClaimRequest, PreauthRequest
 from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
@@ -573,3 +574,16 @@ async def test_synthetic_thin_file_does_not_depend_on_age() -> None:
     )
     out = await ask("synthetic_identity_detector", check)
     assert (out.verdict, out.signals) == ("review", ("thin_file",))
+
+
+async def test_session_logins_at_the_same_instant_in_two_cities_is_travel() -> None:
+    # Go skips a pair of logins with no time between them (hours <= 0): Mumbai and Delhi at
+    # the same millisecond is no signal there. Here it is impossible travel.
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    check = SessionCheck(
+        user_id="u1",
+        previous=Login(at=at, latitude=19.07, longitude=72.88, device_id="d1", ip="1.1.1.1"),
+        current=Login(at=at, latitude=28.61, longitude=77.21, device_id="d1", ip="1.1.1.1"),
+    )
+    out = await ask("cyber_guardian", check)
+    assert (out.action, out.signals) == ("block", ("impossible_travel",))

@@ -555,3 +555,61 @@ async def test_bulk_statements_from_go_records() -> None:
 def test_bulk_go_records_refused_naming_the_field(record: dict[str, Any], error: str) -> None:
     go = {"transactions": [GO_RECORDS[0] | record]}
     assert error in refused("bulk_statement_request", go)
+
+
+# --- cyber_guardian -----------------------------------------------------------------------------
+MUMBAI, DELHI = (19.07, 72.88), (28.61, 77.21)
+
+
+def go_event(minute: int, ok: bool, device: str, where: tuple[float, float] = MUMBAI) -> Any:
+    at = 1_767_225_600_000 + minute * 60_000  # 2026-01-01 00:00 UTC, in Go's milliseconds
+    return {"user_id": "u1", "lat": where[0], "lng": where[1], "ip": "1.1.1.1"} | {
+        "device_fingerprint": device,
+        "unix_millis": at,
+        "successful_auth": ok,
+    }
+
+
+@pytest.mark.parametrize(
+    ("events", "action", "signals"),
+    [
+        # Mumbai at 00:00, Delhi (about 1,150 km) at 01:00: impossible between two successful
+        # logins; three failures on two more devices: three devices in the window, churn.
+        (
+            [
+                go_event(0, True, "d1"),
+                *(go_event(m, False, d) for m, d in ((10, "d2"), (20, "d2"), (30, "d3"))),
+                go_event(60, True, "d1", DELHI),
+            ],
+            "block",
+            ("impossible_travel", "device_churn"),
+        ),
+        # Five failures, then a success from a device not enrolled.
+        (
+            [*(go_event(m, False, "d1") for m in range(5)), go_event(6, True, "d9")],
+            "step_up",
+            ("credential_stuffing", "device_drift"),
+        ),
+        # A success from an enrolled device after four failures: Go's 0.15 (low); no signal.
+        ([*(go_event(m, False, "d1") for m in range(4)), go_event(6, True, "d1")], "allow", ()),
+    ],
+)
+async def test_session_check_of_go_event_windows(
+    events: list[dict[str, Any]], action: str, signals: tuple[str, ...]
+) -> None:
+    go = {"user_id": "u1", "events": events, "known_device_fps": ["d1"]}
+    out = await ask("cyber_guardian", parse("session_check", go))
+    assert (out.user_id, out.action, out.signals) == ("u1", action, signals)
+
+
+@pytest.mark.parametrize(
+    ("events", "error"),
+    [
+        ([go_event(0, False, "d1")], "field 'events': no successful login to check"),
+        ("none", "field 'events': a list of events"),
+        ([go_event(0, True, "d1") | {"unix_millis": 1.5}], "field 'events': unix_millis: whole"),
+        ([go_event(0, True, "d1") | {"lat": 91}], "field 'current.latitude': Input should be"),
+    ],
+)
+def test_session_go_values_refused_naming_the_field(events: Any, error: str) -> None:
+    assert error in refused("session_check", {"user_id": "u1", "events": events})

@@ -55,6 +55,7 @@ GO_SHAPED = {
     "claim_adjudicator",
     "complaint_triage",
     "currency_converter",
+    "cyber_guardian",
     "debt_optimizer",
     "deductions_optimizer",
     "deep_research",

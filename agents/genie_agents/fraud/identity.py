@@ -12,6 +12,7 @@ from .models import (
     KYC_HIGH_RISK_COUNTRIES,
     KycRequest,
     KycVerdict,
+    Login,
     SessionCheck,
     SessionVerdict,
     SyntheticCheck,
@@ -139,13 +140,23 @@ class SyntheticIdentityDetector(BaseAgent):
         return ctx.emit(SyntheticVerdict(verdict=verdict, signals=signals))
 
 
-TRAVEL_KMH, STUFFING_ATTEMPTS = 1000.0, 5
+TRAVEL_KMH, STUFFING_ATTEMPTS, CHURN_DEVICES = 1000.0, 5, 3
+
+
+def _travel(before: Login, after: Login) -> bool:
+    """Faster than 1,000 km/h between two logins (any distance at no time at all)."""
+    km = haversine_km(before.latitude, before.longitude, after.latitude, after.longitude)
+    hours = (after.at - before.at).total_seconds() / 3600
+    return km > 0 and (hours <= 0 or km / hours > TRAVEL_KMH)
 
 
 class CyberGuardian(BaseAgent):
     """Checks a login: impossible travel since the previous login (over 1,000 km/h), credential
     stuffing (5+ failed attempts in the last hour), an unknown device, a session token reused
-    from a new IP. Travel or token reuse blocks; the others ask for a step-up."""
+    from a new IP. Travel or token reuse blocks; the others ask for a step-up. With a
+    ``window`` of earlier attempts (Go's events), as Go: travel is checked between each two
+    successive successful logins, each successful login's device against the known ones, its
+    failures count as failed attempts, and 3+ distinct devices in it is churn (step-up)."""
 
     capabilities = ("session_security",)
     risk = Risk.MEDIUM
@@ -153,17 +164,18 @@ class CyberGuardian(BaseAgent):
 
     @handler
     async def on_check(self, payload: SessionCheck, ctx: Context) -> Message:
-        p, cur, prev = payload, payload.current, payload.previous
-        travel = False
-        if prev is not None:
-            km = haversine_km(prev.latitude, prev.longitude, cur.latitude, cur.longitude)
-            hours = (cur.at - prev.at).total_seconds() / 3600
-            travel = km > 0 and (hours <= 0 or km / hours > TRAVEL_KMH)
+        p, cur = payload, payload.current
+        logins: list[Login] = [a for a in p.window if a.succeeded]
+        logins += [login for login in (p.previous, cur) if login is not None]
+        failed = p.failed_attempts_last_hour + sum(not a.succeeded for a in p.window)
+        devices = {a.device_id for a in (*p.window, *logins) if a.device_id}
         hits = {
-            "impossible_travel": travel,
-            "credential_stuffing": p.failed_attempts_last_hour >= STUFFING_ATTEMPTS,
-            "device_drift": bool(p.known_devices) and cur.device_id not in p.known_devices,
+            "impossible_travel": any(map(_travel, logins, logins[1:])),
+            "credential_stuffing": failed >= STUFFING_ATTEMPTS,
+            "device_drift": bool(p.known_devices)
+            and any(login.device_id not in p.known_devices for login in logins),
             "token_reuse": bool(p.token_seen_from) and cur.ip not in p.token_seen_from,
+            "device_churn": len(devices) >= CHURN_DEVICES,
         }
         signals = tuple(name for name, hit in hits.items() if hit)
         action = (

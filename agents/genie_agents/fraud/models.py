@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -11,7 +11,7 @@ from pydantic import Field
 from genie import Payload
 
 from .._common import Record
-from .._go import UNUSED, GoName, GoValueError, go_names
+from .._go import UNUSED, GoName, GoValueError, derived, go_names
 
 __all__ = [
     "AmlReport",
@@ -19,6 +19,7 @@ __all__ = [
     "FraudSignals",
     "KycRequest",
     "KycVerdict",
+    "Attempt",
     "Login",
     "MuleSignals",
     "SessionCheck",
@@ -194,6 +195,41 @@ class Login(Record):
     ip: str
 
 
+class Attempt(Login):
+    """A login attempt in the session's window (Go's event)."""
+
+    succeeded: bool
+
+
+def _go_events(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's window of events: the last successful one is the login to check, the others (in
+    Go's order) its window."""
+    events = go.get("events")
+    if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
+        raise GoValueError("a list of events", "events")
+    succeeded = [n for n, e in enumerate(events) if e.get("successful_auth")]
+    if not succeeded:
+        raise GoValueError("no successful login to check (Go scored failures alone)", "events")
+    attempts = []
+    for e in events:
+        millis = e.get("unix_millis", 0)
+        if not isinstance(millis, int) or isinstance(millis, bool):
+            raise GoValueError("unix_millis: whole milliseconds", "events")
+        attempts.append(
+            {
+                "at": datetime.fromtimestamp(millis / 1000, UTC),
+                "latitude": e.get("lat", 0),
+                "longitude": e.get("lng", 0),
+                "device_id": e.get("device_fingerprint", ""),
+                "ip": e.get("ip", ""),
+                "succeeded": bool(e.get("successful_auth")),
+            }
+        )
+    current = attempts.pop(succeeded[-1])
+    current.pop("succeeded")
+    return out | {"current": current, "window": attempts}
+
+
 class SessionCheck(Payload):
     message_type = "session_check"
     user_id: str
@@ -202,6 +238,17 @@ class SessionCheck(Payload):
     known_devices: tuple[str, ...] = ()
     failed_attempts_last_hour: int = Field(0, ge=0)
     token_seen_from: tuple[str, ...] = Field((), description="IPs the session token came from")
+    window: tuple[Attempt, ...] = Field(
+        (), description="earlier attempts of the session, oldest first (before previous)"
+    )
+
+    _go = go_names(
+        {
+            "events": derived("the last successful event is current; the others the window"),
+            "known_device_fps": "known_devices",
+        },
+        then=_go_events,
+    )
 
 
 class SessionVerdict(Payload):
