@@ -613,3 +613,16 @@ async def test_session_check_of_go_event_windows(
 )
 def test_session_go_values_refused_naming_the_field(events: Any, error: str) -> None:
     assert error in refused("session_check", {"user_id": "u1", "events": events})
+
+
+async def test_session_previous_login_device_is_not_checked_again() -> None:
+    # Without a window the port's rule is unchanged: only the current login's device.
+    previous = {"at": "2026-01-01T00:00:00Z", "latitude": 0, "longitude": 0, "ip": "1"}
+    check = {
+        "user_id": "u1",
+        "previous": previous | {"device_id": "d9"},
+        "current": previous | {"at": "2026-01-01T01:00:00Z", "device_id": "d1"},
+        "known_devices": ["d1"],
+    }
+    out = await ask("cyber_guardian", parse("session_check", check))
+    assert (out.action, out.signals) == ("allow", ())

@@ -165,15 +165,17 @@ class CyberGuardian(BaseAgent):
     @handler
     async def on_check(self, payload: SessionCheck, ctx: Context) -> Message:
         p, cur = payload, payload.current
-        logins: list[Login] = [a for a in p.window if a.succeeded]
-        logins += [login for login in (p.previous, cur) if login is not None]
+        earlier: list[Login] = [a for a in p.window if a.succeeded]
+        logins = [*earlier, *([p.previous] if p.previous else []), cur]
         failed = p.failed_attempts_last_hour + sum(not a.succeeded for a in p.window)
         devices = {a.device_id for a in (*p.window, *logins) if a.device_id}
         hits = {
             "impossible_travel": any(map(_travel, logins, logins[1:])),
             "credential_stuffing": failed >= STUFFING_ATTEMPTS,
+            # Go checked each successful login of its window; `previous` keeps the port's rule
+            # (checked when it was the current one).
             "device_drift": bool(p.known_devices)
-            and any(login.device_id not in p.known_devices for login in logins),
+            and any(a.device_id not in p.known_devices for a in (*earlier, cur)),
             "token_reuse": bool(p.token_seen_from) and cur.ip not in p.token_seen_from,
             "device_churn": len(devices) >= CHURN_DEVICES,
         }
