@@ -52,14 +52,14 @@ class FinanceQuestion(Payload):
 
     message_type = "finance_question"
     question: str
-    csv: str = Field("", description="the statement; blank: the message's csv metadata (Go)")
+    csv: str | None = Field(None, description="the statement; none: the csv metadata (Go)")
 
     _go = go_text("question")  # Go's content was the question itself
 
     @field_validator("csv")
     @classmethod
-    def _readable(cls, csv: str) -> str:
-        if csv:
+    def _readable(cls, csv: str | None) -> str | None:
+        if csv is not None:  # an empty statement is refused here too
             parse_statement(csv)
         return csv
 

@@ -76,8 +76,8 @@ class FinancialSupervisor(BaseAgent):
     @handler
     async def on_question(self, payload: FinanceQuestion, ctx: Context) -> Message:
         try:
-            csv = from_metadata("csv", payload.csv, ctx.message.metadata)
-            if not payload.csv:  # Go's metadata: checked here, as the model checks its own
+            csv = from_metadata("csv", payload.csv or "", ctx.message.metadata)
+            if payload.csv is None:  # Go's metadata: checked here, as the model checks its own
                 parse_statement(csv)
         except ValueError as exc:
             raise ValueError(f"financial_supervisor: {exc}") from None
