@@ -22,7 +22,10 @@ from genie_agents.markets.options import OptionRequest
 from genie_agents.markets.trends import GoogleTrends, InMemoryTrendFetcher, TrendRequest
 from genie_agents.payments.models import (
     ConvertCurrency,
+    Invoice,
     InvoiceDiscountRequest,
+    InvoiceLine,
+    InvoicePacket,
     PaymentRequest,
     Receivable,
 )
@@ -587,3 +590,29 @@ async def test_session_logins_at_the_same_instant_in_two_cities_is_travel() -> N
     )
     out = await ask("cyber_guardian", check)
     assert (out.action, out.signals) == ("block", ("impossible_travel",))
+
+
+async def test_invoice_problems_hold_or_reject_whatever_go_confidence() -> None:
+    # Go scores confidence and posts above 0.8: 9 laptops received of 10 invoiced (-0.10),
+    # no PO matched (-0.15) or a line total off (-0.05) each still post. Here a match problem
+    # holds and a document problem rejects.
+    line = InvoiceLine(sku="8471", qty=10, unit_price=1_000)
+    invoice = Invoice(
+        number="I",
+        supplier_gstin="27AAPFU0939F1ZV",
+        buyer_gstin="29AABCT1332L1ZT",
+        irn="ab" * 32,
+        taxable_value=10_000,
+        gst_rate=18,
+        gst_amount=1_800,
+        lines=(line,),
+    )
+    short = InvoicePacket(
+        invoice=invoice, po_total=11_800, goods_receipt=(line.model_copy(update={"qty": 9}),)
+    )
+    assert (await ask("invoice_processor", short)).action == "hold"
+    no_po = InvoicePacket(invoice=invoice, goods_receipt=(line,))
+    assert (await ask("invoice_processor", no_po)).problems == ("no purchase order to match",)
+    printed = invoice.model_copy(update={"lines": (line.model_copy(update={"line_total": 99}),)})
+    wrong = InvoicePacket(invoice=printed, po_total=11_800, goods_receipt=(line,))
+    assert (await ask("invoice_processor", wrong)).action == "reject"

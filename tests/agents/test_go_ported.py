@@ -11,6 +11,7 @@ from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClie
 from genie_agents.connectors.portfolio import PortfolioRequest
 from genie_agents.finance.models import FinanceQuestion, IngestCsv
 from genie_agents.finance.supervisor import FinancialSupervisor
+from genie_agents.payments.models import InvoicePacket
 from genie_agents.treasury.models import WorkingCapitalRequest
 
 from genie import Catalogue, InvalidMessageError, MessageTypes, Payload
@@ -626,3 +627,70 @@ async def test_session_previous_login_device_is_not_checked_again() -> None:
     }
     out = await ask("cyber_guardian", parse("session_check", check))
     assert (out.action, out.signals) == ("allow", ())
+
+
+# --- invoice_processor --------------------------------------------------------------------------
+GO_INVOICE = {
+    "irn": "ab" * 32,
+    "supplier_gstin": "27AAPFU0939F1ZV",
+    "buyer_gstin": "29AABCT1332L1ZT",
+    "invoice_no": "INV-42",
+    "invoice_date": "2026-01-10",
+    "items": [
+        {"hsn": "8471", "description": "laptops", "quantity": 10, "unit_price_rupees": 50_000}
+        | {"gst_pct": 18, "line_total_rupees": 590_000},
+        {"hsn": "4820", "description": "notebooks", "quantity": 100, "unit_price_rupees": 100}
+        | {"gst_pct": 12, "line_total_rupees": 11_200},
+    ],
+    "total_rupees": 601_200,
+    "po_reference": "PO-7",
+    "grn_reference": "GRN-7",
+}
+GO_REFERENCE = {
+    "po_total_rupees": 601_200,
+    "grn_qty_by_hsn": {"8471": 10, "4820": 100},
+    "vendor_active": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("invoice", "reference", "action", "problems"),
+    [
+        # Go: every check passes, confidence 1.0: post. Two GST rates, one per line.
+        ({}, {}, "post", ()),
+        # Go: an inactive vendor costs 0.25 (0.75 < 0.8): hold.
+        ({}, {"vendor_active": False}, "hold", ("the supplier is not active in the vendor",)),
+        # Go: a total 1,200 away from the PO's (beyond Rs 100): hold.
+        ({}, {"po_total_rupees": 600_000}, "hold", ("total 601,200.00 vs the PO's 600,000.00",)),
+    ],
+)
+async def test_invoice_processing_of_go_requests(
+    invoice: dict[str, Any], reference: dict[str, Any], action: str, problems: tuple[str, ...]
+) -> None:
+    go = {"invoice": GO_INVOICE | invoice, "reference": GO_REFERENCE | reference}
+    packet = parse("invoice_packet", go)
+    assert isinstance(packet, InvoicePacket)
+    assert (packet.invoice.taxable_value, packet.invoice.gst_amount) == (510_000, 91_200)
+    out = await ask("invoice_processor", packet)
+    assert (out.invoice_number, out.action) == ("INV-42", action)
+    assert len(out.problems) == len(problems)
+    assert all(p.startswith(want) for p, want in zip(out.problems, problems, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"invoice": GO_INVOICE | {"items": []}}, "field 'invoice.items': one item or more"),
+        (
+            {"invoice": GO_INVOICE | {"items": [{"hsn": "1", "quantity": "ten"}]}},
+            "field 'invoice.items.0': quantity, unit_price_rupees and gst_pct: numbers",
+        ),
+        (
+            {"reference": GO_REFERENCE | {"grn_qty_by_hsn": [10]}},
+            "field 'reference.grn_qty_by_hsn': an object of HSN -> quantity",
+        ),
+    ],
+)
+def test_invoice_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
+    go = {"invoice": GO_INVOICE, "reference": GO_REFERENCE} | change
+    assert error in refused("invoice_packet", go)

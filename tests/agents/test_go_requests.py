@@ -69,6 +69,7 @@ GO_SHAPED = {
     "health_preauth",
     "ingestor",
     "invoice_discounter",
+    "invoice_processor",
     "kyc_orchestrator",
     "lcr_projector",
     "llm_auditor",

@@ -10,6 +10,7 @@ from genie import BaseAgent, Context, Message, Risk, handler
 from .._common import money
 from .models import (
     DiscountPick,
+    Invoice,
     InvoiceDecision,
     InvoiceDiscountPlan,
     InvoiceDiscountRequest,
@@ -38,24 +39,44 @@ def check_invoice(packet: InvoicePacket) -> tuple[list[str], list[str]]:
             rejects.append(f"{label} GSTIN {gstin!r} is not a valid GSTIN")
     if not IRN.fullmatch(inv.irn.strip()):
         rejects.append("IRN missing or not 64 hex characters")
-    if inv.gst_rate not in GST_RATES:
-        rejects.append(f"GST rate {inv.gst_rate:g}% is not a GST slab")
+    rates = {_rate(line, inv) for line in inv.lines}
+    rejects += [f"GST rate {rate:g}% is not a GST slab" for rate in sorted(rates - set(GST_RATES))]
     lines_total = sum(line.qty * line.unit_price for line in inv.lines)
     if abs(lines_total - inv.taxable_value) > ROUNDING:
         rejects.append(f"taxable value {inv.taxable_value:.2f} != lines total {lines_total:.2f}")
-    expected_gst = inv.taxable_value * inv.gst_rate / 100
-    if abs(expected_gst - inv.gst_amount) > ROUNDING:
-        rejects.append(
-            f"GST amount {inv.gst_amount:.2f} != {expected_gst:.2f} at {inv.gst_rate:g}%"
+    if len(rates) == 1:
+        expected_gst = inv.taxable_value * inv.gst_rate / 100
+        at = f" at {inv.gst_rate:g}%"
+    else:  # a rate per line: the GST of each line
+        expected_gst = sum(
+            line.qty * line.unit_price * _rate(line, inv) / 100 for line in inv.lines
         )
+        at = ", the lines' GST"
+    if abs(expected_gst - inv.gst_amount) > ROUNDING:
+        rejects.append(f"GST amount {inv.gst_amount:.2f} != {expected_gst:.2f}{at}")
+    for line in inv.lines:
+        expected = line.qty * line.unit_price * (1 + _rate(line, inv) / 100)
+        if line.line_total is not None and abs(expected - line.line_total) > PRICE_TOLERANCE:
+            rejects.append(f"{line.sku}: line total {line.line_total:.2f} != {expected:.2f}")
     holds = []
+    if not packet.vendor_active:
+        holds.append("the supplier is not active in the vendor master")
+    if not packet.purchase_order:
+        total = inv.total if inv.total is not None else inv.taxable_value + inv.gst_amount
+        if packet.po_total is None:
+            holds.append("no purchase order to match")
+        elif abs(total - packet.po_total) > PRICE_TOLERANCE:
+            holds.append(
+                f"total {total:,.2f} vs the PO's {packet.po_total:,.2f} "
+                f"(more than Rs {PRICE_TOLERANCE:.0f} apart)"
+            )
     ordered, received = _by_sku(packet.purchase_order), _by_sku(packet.goods_receipt)
     for line in inv.lines:
         po, grn = ordered.get(line.sku), received.get(line.sku)
-        if po is None:
+        if packet.purchase_order and po is None:
             holds.append(f"{line.sku}: not on the purchase order")
             continue
-        if abs(line.unit_price - po.unit_price) > PRICE_TOLERANCE:
+        if po is not None and abs(line.unit_price - po.unit_price) > PRICE_TOLERANCE:
             holds.append(
                 f"{line.sku}: price {line.unit_price:.2f} vs ordered {po.unit_price:.2f} "
                 f"(more than Rs {PRICE_TOLERANCE:.0f} apart)"
@@ -63,9 +84,13 @@ def check_invoice(packet: InvoicePacket) -> tuple[list[str], list[str]]:
         got = grn.qty if grn is not None else 0.0
         if abs(line.qty - got) > QTY_TOLERANCE * max(got, line.qty):
             holds.append(f"{line.sku}: invoiced {line.qty:g} but received {got:g}")
-        if line.qty > po.qty * (1 + QTY_TOLERANCE):
+        if po is not None and line.qty > po.qty * (1 + QTY_TOLERANCE):
             holds.append(f"{line.sku}: invoiced {line.qty:g} but ordered {po.qty:g}")
     return rejects, holds
+
+
+def _rate(line: InvoiceLine, inv: Invoice) -> float:
+    return inv.gst_rate if line.gst_rate is None else line.gst_rate
 
 
 def _by_sku(lines: tuple[InvoiceLine, ...]) -> dict[str, InvoiceLine]:
@@ -79,9 +104,12 @@ def _by_sku(lines: tuple[InvoiceLine, ...]) -> dict[str, InvoiceLine]:
 
 
 class InvoiceProcessor(BaseAgent):
-    """Checks a GST e-invoice (GSTINs, IRN, GST slab, totals) and matches it three ways against
-    the purchase order and goods receipt (price within Rs 100 per line, quantity within 2 %).
-    A document problem rejects, a match problem holds, a clean invoice posts."""
+    """Checks a GST e-invoice (GSTINs, IRN, GST slabs, totals, each line's total with GST when
+    printed) and matches it three ways against the purchase order and goods receipt (price
+    within Rs 100 per line, quantity within 2 %; a PO given as its total alone: the invoice
+    total within Rs 100, each line's quantity against the receipt). A supplier inactive in
+    the vendor master holds. A document problem rejects, a match problem holds, a clean
+    invoice posts."""
 
     capabilities = ("process_invoice",)
     risk = Risk.MEDIUM

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genie import Payload
 
@@ -80,6 +80,10 @@ class InvoiceLine(Record):
     sku: str
     qty: float = Field(gt=0)
     unit_price: float = Field(ge=0)
+    gst_rate: float | None = Field(
+        None, description="the line's GST percent (default: the invoice's)"
+    )
+    line_total: float | None = Field(None, ge=0, description="with GST, as printed on the line")
 
 
 class Invoice(Record):
@@ -91,15 +95,88 @@ class Invoice(Record):
     gst_rate: float = Field(description="percent")
     gst_amount: float = Field(ge=0)
     lines: tuple[InvoiceLine, ...] = Field(min_length=1)
+    total: float | None = Field(None, ge=0, description="with GST (default: taxable + GST)")
+
+
+def _go_invoice(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's invoice (items by HSN, a GST rate each) and reference (a PO total, GRN quantities
+    by HSN, the vendor-master flag) as the port's packet: lines by HSN, the taxable value and
+    GST summed from them, the PO as its total, the GRN as lines."""
+    inv, ref = go.get("invoice"), go.get("reference")
+    if not isinstance(inv, Mapping) or not isinstance(ref, Mapping):
+        raise GoValueError("Go's request is an invoice and a reference, two objects", "reference")
+    items = inv.get("items")
+    if not isinstance(items, list) or not items or not all(isinstance(i, Mapping) for i in items):
+        raise GoValueError("one item or more", "invoice.items")
+    lines, taxable, gst = [], 0.0, 0.0
+    for n, item in enumerate(items):
+        qty, price, rate = (item.get(k, 0) for k in ("quantity", "unit_price_rupees", "gst_pct"))
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in (qty, price, rate)
+        ):
+            raise GoValueError(
+                "quantity, unit_price_rupees and gst_pct: numbers", f"invoice.items.{n}"
+            )
+        lines.append(
+            {"sku": item.get("hsn", ""), "qty": qty, "unit_price": price, "gst_rate": rate}
+            | {"line_total": item.get("line_total_rupees", 0)}
+        )
+        taxable += qty * price
+        gst += qty * price * rate / 100
+    grn = ref.get("grn_qty_by_hsn") or {}
+    if not isinstance(grn, Mapping):
+        raise GoValueError("an object of HSN -> quantity", "reference.grn_qty_by_hsn")
+    invoice = {
+        "number": inv.get("invoice_no", ""),
+        "supplier_gstin": inv.get("supplier_gstin", ""),
+        "buyer_gstin": inv.get("buyer_gstin", ""),
+        "irn": inv.get("irn", ""),
+        "taxable_value": round(taxable, 2),
+        "gst_rate": lines[0]["gst_rate"],
+        "gst_amount": round(gst, 2),
+        "lines": lines,
+        "total": inv.get("total_rupees", 0),
+    }
+    return out | {
+        "invoice": invoice,
+        "purchase_order": (),
+        "po_total": ref.get("po_total_rupees") or None,  # Go: 0 is no PO matched
+        # Go skipped an HSN received 0 times; here it is a line not received.
+        "goods_receipt": [{"sku": h, "qty": q, "unit_price": 0} for h, q in grn.items() if q],
+        "vendor_active": ref.get("vendor_active", False),
+    }
 
 
 class InvoicePacket(Payload):
-    """The invoice with its purchase order and goods receipt, for the three-way match."""
+    """The invoice with its purchase order (its lines, or its total) and goods receipt, for
+    the three-way match."""
 
     message_type = "invoice_packet"
     invoice: Invoice
-    purchase_order: tuple[InvoiceLine, ...]
+    purchase_order: tuple[InvoiceLine, ...] = ()
+    po_total: float | None = Field(None, gt=0, description="the PO's total, when not its lines")
     goods_receipt: tuple[InvoiceLine, ...]
+    vendor_active: bool = Field(True, description="the supplier is active in the vendor master")
+
+    @model_validator(mode="after")
+    def _one_purchase_order(self) -> InvoicePacket:
+        if self.purchase_order and self.po_total is not None:
+            raise ValueError("purchase_order lines or po_total, not both")
+        return self
+
+    # Go's request is {"invoice": ..., "reference": ...}: "invoice" is also the port's name,
+    # so the Go shape is told by "reference", and Go's invoice is converted with it.
+    _go = go_names(
+        {
+            "reference": derived(
+                "with Go's invoice: lines by HSN (quantity, unit_price_rupees, gst_pct, "
+                "line_total_rupees), taxable_value and gst_amount summed from them, "
+                "total_rupees as total, invoice_no as number; po_total_rupees as po_total, "
+                "grn_qty_by_hsn as goods_receipt lines, vendor_active"
+            )
+        },
+        then=_go_invoice,
+    )
 
 
 class InvoiceDecision(Payload):
