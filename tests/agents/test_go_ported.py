@@ -195,14 +195,15 @@ async def test_finance_question_takes_the_csv_from_go_metadata() -> None:
     csv = "date,description,amount,type\n2026-01-01,RENT,25000.00,debit\n"
     sup = FinancialSupervisor("financial_supervisor")
     go = parse("finance_question", "How much rent?")
-    assert go == FinanceQuestion(question="How much rent?")
+    assert go == FinanceQuestion(question="How much rent?", csv=None)
     assert await one(sup, go, metadata={"csv": csv}) == IngestCsv(csv=csv)
     bad = csv + "2026-01-02,X,12.345,debit\n"
     with pytest.raises(ValueError, match=r"financial_supervisor: line 3: amount 12\.345 has more"):
         await one(sup, go, metadata={"csv": bad})
     with pytest.raises(ValueError, match="financial_supervisor: no csv, in the payload or in"):
         await one(sup, go)
-    # The port's own request is still checked where it enters.
+    # The port's own request is still checked where it enters: a statement it leaves out too.
+    assert "field 'csv': Field required" in refused("finance_question", {"question": "q"})
     assert "field 'csv': Value error, line 2" in refused(
         "finance_question", {"question": "q", "csv": bad.replace("RENT,25000.00", "RENT,x")}
     )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from genie import Payload
 from genie.pipeline import Gathered
@@ -52,9 +52,18 @@ class FinanceQuestion(Payload):
 
     message_type = "finance_question"
     question: str
-    csv: str | None = Field(None, description="the statement; none: the csv metadata (Go)")
+    # Required; null only in Go's shape, where the statement is the csv metadata: a payload of
+    # ours without a statement is refused at the boundary, naming the field.
+    csv: str | None = Field(description="the statement; null: the csv metadata (Go's place)")
 
     _go = go_text("question")  # Go's content was the question itself
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_question(cls, data: Any) -> Any:
+        # Runs before go_text (pydantic runs before-validators last defined first): Go's bare
+        # question says its statement is in the metadata.
+        return {"question": data, "csv": None} if isinstance(data, str) else data
 
     @field_validator("csv")
     @classmethod
