@@ -28,6 +28,7 @@ __all__ = [
     "PolicyStatistics",
     "RetryPolicy",
     "admit",
+    "refusal",
 ]
 
 
@@ -135,7 +136,7 @@ def admit(
         except BaseException as exc:  # fail closed: whatever a policy raises denies
             # A policy is synchronous, so even a CancelledError out of it is its own bug, not
             # the runtime being cancelled: it denies like any other exception.
-            return Decision.deny(_policy_name(policy), f"policy raised {type(exc).__name__}: {exc}")
+            return refusal(policy, exc)
         if not decision.allowed:
             return decision
     return Decision.ALLOW
@@ -168,6 +169,11 @@ class PolicyStatistics:
             out[name, "deny"] = denied
             later += denied
         return out
+
+
+def refusal(policy: Policy, exc: BaseException) -> Decision:
+    """The deny of a policy that raised ``exc``."""
+    return Decision.deny(_policy_name(policy), f"policy raised {type(exc).__name__}: {exc}")
 
 
 def _policy_name(policy: object) -> str:

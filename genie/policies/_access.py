@@ -6,10 +6,12 @@ Deny reasons are the Go system's, word for word, so audit trails read the same.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 
 from .._agent import Risk
 from .._errors import ConfigurationError
 from .._message import Message
+from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView, quote, roles_of
 
@@ -32,6 +34,12 @@ class MaxContentLength:
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check
+
+    def _check(self, msg: Message) -> Decision:
         text = self._view.text(msg)
         # len(str) <= len(bytes): only encode when the cheap check cannot decide.
         if len(text) > self.max_bytes or (
@@ -54,6 +62,14 @@ class RequiredMetadata:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if self.applies_to and msg.type not in self.applies_to:
             return ALLOW
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        if (self.applies_to and message_type not in self.applies_to) or not self.required:
+            return None
+        return self._check
+
+    def _check(self, msg: Message) -> Decision:
         meta = msg.metadata
         if not meta and self.required:
             return Decision.deny(self.name, "missing metadata")
@@ -75,10 +91,18 @@ class RBAC:
     def __init__(
         self, roles_by_type: Mapping[str, Iterable[str]], admin_bypass: bool = False
     ) -> None:
-        self.roles_by_type = {t: frozenset(r) for t, r in roles_by_type.items()}
+        self.roles_by_type: Mapping[str, frozenset[str]] = MappingProxyType(
+            {t: frozenset(r) for t, r in roles_by_type.items()}
+        )
         self.admin_bypass = admin_bypass
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check if self.roles_by_type.get(message_type) else None
+
+    def _check(self, msg: Message) -> Decision:
         needed = self.roles_by_type.get(msg.type)
         if not needed:
             return ALLOW
@@ -103,6 +127,14 @@ class Tenant:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if self.applies_to and msg.type not in self.applies_to:
             return ALLOW
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        if self.applies_to and message_type not in self.applies_to:
+            return None
+        return self._check
+
+    def _check(self, msg: Message) -> Decision:
         meta = msg.metadata
         if self.admin_bypass and "admin" in roles_of(meta):
             return ALLOW
@@ -135,15 +167,34 @@ class RiskGate:
                 "risk gate: list at least one role allowed to reach high-risk agents"
             )
         self._risk: dict[str, Risk] = {}
+        self._high: frozenset[str] = frozenset()
         self._risk_of = risk_of
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)
+        self._high = frozenset(a for a, risk in self._risk.items() if risk is Risk.HIGH)
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         risk = self._risk_of(recipient) if self._risk_of else self._risk.get(recipient)
         if risk is not Risk.HIGH or self.roles.intersection(roles_of(msg.metadata)):
             return ALLOW
+        return self._deny(recipient)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        if self._risk_of is not None:
+            return lambda msg: self.evaluate  # the caller's lookup runs for every delivery
+        return self._roles_checked
+
+    def _roles_checked(self, msg: Message) -> Decision | DeliveryCheck:
+        if not self._high or self.roles.intersection(roles_of(msg.metadata)):
+            return ALLOW
+        return self._gate
+
+    def _gate(self, msg: Message, recipient: str) -> Decision:
+        """For a message without the roles: a set lookup per recipient."""
+        return self._deny(recipient) if recipient in self._high else ALLOW
+
+    def _deny(self, recipient: str) -> Decision:
         wanted = ", ".join(sorted(self.roles))
         return Decision.deny(
             self.name, f"high-risk agent {recipient!r} requires one of the roles: {wanted}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from .._errors import ConfigurationError
 from .._message import Message
+from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView, quote
 
@@ -61,15 +63,27 @@ class Consent:
 
     def __init__(self, ledger: ConsentLedger, type_to_category: Mapping[str, str]) -> None:
         self.ledger = ledger
-        self.type_to_category = dict(type_to_category)
+        self.type_to_category: Mapping[str, str] = MappingProxyType(dict(type_to_category))
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        check = self._user_checked(msg)
+        return check if isinstance(check, Decision) else check(msg, recipient)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._user_checked if message_type in self.type_to_category else None
+
+    def _user_checked(self, msg: Message) -> Decision | DeliveryCheck:
         category = self.type_to_category.get(msg.type)
         if category is None:
             return ALLOW
         user = msg.metadata.get("user_id")
         if not isinstance(user, str) or not user:
             return Decision.deny(self.name, "consent required but user id missing")
+        # The ledger is asked for every delivery: consent may be granted or revoked between
+        # two recipients of one message.
+        return lambda m, r: self._ask_ledger(user, category)
+
+    def _ask_ledger(self, user: str, category: str) -> Decision:
         if not self.ledger.has_active(user, category):
             return Decision.deny(self.name, f"missing active consent for category {category}")
         return ALLOW
@@ -100,6 +114,12 @@ class Explainability:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if msg.type not in self.applies_to:
             return ALLOW
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check if message_type in self.applies_to else None
+
+    def _check(self, msg: Message) -> Decision:
         data = self._view.data(msg)
         if isinstance(data, dict):
             if self._has(data):
@@ -209,10 +229,16 @@ class JsonSchema:
     ) -> None:
         for type_name, schema in schemas_by_type.items():
             check_schema(schema, f"schemas.{type_name}")
-        self.schemas = dict(schemas_by_type)
+        self.schemas: Mapping[str, dict[str, Any]] = MappingProxyType(dict(schemas_by_type))
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check if message_type in self.schemas else None
+
+    def _check(self, msg: Message) -> Decision:
         schema = self.schemas.get(msg.type)
         if schema is None:
             return ALLOW

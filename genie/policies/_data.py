@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from .._errors import ConfigurationError
 from .._message import Classification, Message
+from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView, quote
 from ._normalise import fold, words
@@ -28,14 +30,24 @@ class ClassificationCeiling:
         allowed_to: Mapping[str, Classification | str] | None = None,
         default_ceiling: Classification | str = Classification.INTERNAL,
     ) -> None:
-        self.allowed_to = {k: Classification(v) for k, v in (allowed_to or {}).items()}
+        self.allowed_to: Mapping[str, Classification] = MappingProxyType(
+            {k: Classification(v) for k, v in (allowed_to or {}).items()}
+        )
         self.default_ceiling = Classification(default_ceiling)
+        # A message at or below every ceiling passes whoever receives it.
+        self._lowest = min(c.rank for c in (self.default_ceiling, *self.allowed_to.values()))
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         ceiling = self.allowed_to.get(recipient, self.default_ceiling)
         if msg.classification.rank > ceiling.rank:
             return Decision.deny(self.name, "classification exceeds recipient ceiling")
         return ALLOW
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._for_message
+
+    def _for_message(self, msg: Message) -> Decision | DeliveryCheck:
+        return ALLOW if msg.classification.rank <= self._lowest else self.evaluate
 
 
 class DataResidency:
@@ -49,6 +61,12 @@ class DataResidency:
         self.allow_cross_border_for_public = allow_cross_border_for_public
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check
+
+    def _check(self, msg: Message) -> Decision:
         region = msg.metadata.get("region")
         if not region or region == self.home_region or region == "on-prem":
             return ALLOW
@@ -154,6 +172,12 @@ class PIIBlock:
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check
+
+    def _check(self, msg: Message) -> Decision:
         if msg.metadata.get("pii_acknowledged") == "true":
             return ALLOW
         if has_pii(self._view.scan(msg)):
@@ -184,6 +208,12 @@ class PromptInjection:
         self._view = view or ContentView()
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._check(msg)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        return self._check
+
+    def _check(self, msg: Message) -> Decision:
         text = self._view.words(msg)
         spread = _SpreadOut(text)
         for phrase in self._phrases:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from .._errors import ConfigurationError
 from .._message import Message
+from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView
 from ._normalise import fold
@@ -88,10 +89,9 @@ def _number(text: str) -> float | None:
 
 
 class _Parser:
-    def __init__(self, rule_id: str, source: str, view: ContentView) -> None:
+    def __init__(self, rule_id: str, source: str) -> None:
         self.rule_id = rule_id
         self.source = source
-        self.view = view
         self.tokens = [_Tok(m.group(), m.start()) for m in _TOKEN.finditer(source)]
         self.pos = 0
         self.depth = 0
@@ -133,41 +133,37 @@ class _Parser:
             return True
         return False
 
-    def parse(self) -> Predicate:
+    def parse(self) -> _Node:
         if not self.tokens:
             raise RuleError(f"rule {self.rule_id}: the rule is empty")
-        pred = self.expr()
+        node = self.expr()
         tok = self.peek()
         if tok is not None:
             raise self.fail(f"unexpected {tok.text!r}", tok)
-        return pred
+        return node
 
-    def expr(self) -> Predicate:
+    def expr(self) -> _Node:
         parts = [self.conj()]
         while self.keyword("OR"):
             parts.append(self.conj())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda m, r: any(p(m, r) for p in parts)
+        return parts[0] if len(parts) == 1 else _Any(tuple(parts))
 
-    def conj(self) -> Predicate:
+    def conj(self) -> _Node:
         parts = [self.unary()]
         while self.keyword("AND"):
             parts.append(self.unary())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda m, r: all(p(m, r) for p in parts)
+        return parts[0] if len(parts) == 1 else _All(tuple(parts))
 
-    def unary(self) -> Predicate:
+    def unary(self) -> _Node:
         tok = self.peek()
         if tok is not None and self.keyword("NOT"):
             self.nest(tok)
             inner = self.unary()
             self.depth -= 1
-            return lambda m, r: not inner(m, r)
+            return _Not(inner)
         return self.primary()
 
-    def primary(self) -> Predicate:
+    def primary(self) -> _Node:
         tok = self.peek()
         if tok is not None and tok.text == "(":
             self.nest(tok)
@@ -179,86 +175,220 @@ class _Parser:
             self.pos += 1
             self.depth -= 1
             return inner
-        left, left_name = self.term()
+        left = self.term()
         op_tok = self.take()
         op = op_tok.text.lower()
         if op not in _OPS:
             raise self.fail(f"unknown operator {op_tok.text!r}", op_tok)
-        right, right_name = self.term()
-        if left_name == "content" and op == "contains" and right_name[:1] in ("'", '"'):
-            return self.content_contains(right_name[1:-1])
-        return self.compare(left, op, right, (left_name, right_name))
+        right = self.term()
+        if left.text == "content" and op == "contains" and right.quoted is not None:
+            # ``content contains "DROP TABLE"`` also holds for "drop  table" and other
+            # disguises: it matches the payload's JSON as written, or the folded text the PII
+            # and injection policies scan (payload and metadata, see ``_normalise``).
+            return _ContentContains(right.quoted)
+        return _Compare(left, op, right)
 
-    def content_contains(self, needle: str) -> Predicate:
-        """``content contains "DROP TABLE"`` also holds for "drop  table" and other disguises:
-        it matches the payload's JSON as written, or the folded text the PII and injection
-        policies scan (payload and metadata, see ``_normalise``)."""
-        view, folded = self.view, fold(needle)
-        return lambda m, r: needle in view.text(m) or folded in view.scan(m)
-
-    def term(self) -> tuple[Getter, str]:
-        """A getter, and how a reason may name it: a literal (from the rule) as itself, a field
-        by its name, never by its value."""
+    def term(self) -> _Term:
+        """A literal (from the rule) or a field; a reason may name either by its text, never
+        a field by its value."""
         tok = self.take()
         text = tok.text
         if text in ("(", ")") or text.upper() in ("AND", "OR", "NOT"):
             raise self.fail(f"expected a field or a value, got {text!r}", tok)
         if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-            literal = text[1:-1]
-            return (lambda m, r: literal), text
+            return _Term(text, text[1:-1], text[1:-1])
         if _number(text) is not None:
-            return (lambda m, r: text), text
-        return self.field(tok), text
-
-    def field(self, tok: _Tok) -> Getter:
-        name = tok.text
-        view = self.view
-        if name == "type":
-            return lambda m, r: m.type
-        if name == "from":
-            return lambda m, r: m.sender
-        if name == "to":
-            return lambda m, r: r
-        if name == "role":
-            return lambda m, r: m.role.value
-        if name == "classification":
-            return lambda m, r: m.classification.value
-        if name == "content":
-            return lambda m, r: view.text(m)
-        if name.startswith("metadata.") and len(name) > len("metadata."):
-            key = name[len("metadata.") :]
-            return lambda m, r: _stringify(m.metadata.get(key))
+            return _Term(text, text)
+        name = text
+        if name in _FIELDS or (name.startswith("metadata.") and len(name) > len("metadata.")):
+            return _Term(text, None)
         raise self.fail(f"unknown field {name!r}", tok)
 
-    def compare(self, left: Getter, op: str, right: Getter, names: tuple[str, str]) -> Predicate:
-        if op == "==":
-            return lambda m, r: left(m, r) == right(m, r)
-        if op == "!=":
-            return lambda m, r: left(m, r) != right(m, r)
-        if op == "contains":
-            return lambda m, r: right(m, r) in left(m, r)
-        if op == "startswith":
-            return lambda m, r: left(m, r).startswith(right(m, r))
-        compare: Callable[[float, float], bool] = {
-            "<": float.__lt__,
-            ">": float.__gt__,
-            "<=": float.__le__,
-            ">=": float.__ge__,
-        }[op]
 
-        def numeric(m: Message, r: str) -> bool:
-            x, y = _number(left(m, r)), _number(right(m, r))
-            if x is None or y is None:
-                culprit = names[0] if x is None else names[1]
-                raise NotANumberError(f"{culprit} is not a number (in {names[0]} {op} {names[1]})")
-            return compare(x, y)
+# --- the rule as a tree: compiled into closures, and specialised for one message type --------
 
-        return numeric
+_FIELDS = ("type", "from", "to", "role", "classification", "content")
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    text: str  # as written in the rule: how a reason names it
+    literal: str | None  # the value of a literal; None for a field
+    quoted: str | None = None  # the value of a quoted literal
+
+
+@dataclass(frozen=True, slots=True)
+class _Compare:
+    left: _Term
+    op: str
+    right: _Term
+
+
+@dataclass(frozen=True, slots=True)
+class _ContentContains:
+    needle: str
+
+
+@dataclass(frozen=True, slots=True)
+class _All:
+    parts: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Any:
+    parts: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Not:
+    inner: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Const:
+    value: bool
+
+
+_Node = _Compare | _ContentContains | _All | _Any | _Not | _Const
+
+
+def _getter(term: _Term, view: ContentView) -> Getter:
+    literal = term.literal
+    if literal is not None:
+        return lambda m, r: literal
+    name = term.text
+    if name == "type":
+        return lambda m, r: m.type
+    if name == "from":
+        return lambda m, r: m.sender
+    if name == "to":
+        return lambda m, r: r
+    if name == "role":
+        return lambda m, r: m.role.value
+    if name == "classification":
+        return lambda m, r: m.classification.value
+    if name == "content":
+        return lambda m, r: view.text(m)
+    key = name[len("metadata.") :]
+    return lambda m, r: _stringify(m.metadata.get(key))
+
+
+def _compile(node: _Node, view: ContentView) -> Predicate:
+    if isinstance(node, _Any):
+        parts = [_compile(p, view) for p in node.parts]
+        return lambda m, r: any(p(m, r) for p in parts)
+    if isinstance(node, _All):
+        parts = [_compile(p, view) for p in node.parts]
+        return lambda m, r: all(p(m, r) for p in parts)
+    if isinstance(node, _Not):
+        inner = _compile(node.inner, view)
+        return lambda m, r: not inner(m, r)
+    if isinstance(node, _Const):
+        value = node.value
+        return lambda m, r: value
+    if isinstance(node, _ContentContains):
+        needle, folded = node.needle, fold(node.needle)
+        return lambda m, r: needle in view.text(m) or folded in view.scan(m)
+    return _comparison(node, _getter(node.left, view), _getter(node.right, view))
+
+
+def _comparison(node: _Compare, left: Getter, right: Getter) -> Predicate:
+    op = node.op
+    if op == "==":
+        return lambda m, r: left(m, r) == right(m, r)
+    if op == "!=":
+        return lambda m, r: left(m, r) != right(m, r)
+    if op == "contains":
+        return lambda m, r: right(m, r) in left(m, r)
+    if op == "startswith":
+        return lambda m, r: left(m, r).startswith(right(m, r))
+    compare: Callable[[float, float], bool] = {
+        "<": float.__lt__,
+        ">": float.__gt__,
+        "<=": float.__le__,
+        ">=": float.__ge__,
+    }[op]
+    names = node.left.text, node.right.text
+
+    def numeric(m: Message, r: str) -> bool:
+        x, y = _number(left(m, r)), _number(right(m, r))
+        if x is None or y is None:
+            culprit = names[0] if x is None else names[1]
+            raise NotANumberError(f"{culprit} is not a number (in {names[0]} {op} {names[1]})")
+        return compare(x, y)
+
+    return numeric
+
+
+def _specialise(node: _Node, message_type: str) -> _Node:
+    """``node`` for messages of one type: comparisons of ``type`` with a literal become
+    constants, and the constants are folded as evaluation would meet them, left to right.
+    A part before a deciding constant stays when evaluating it could raise (a numeric
+    comparison fails closed, reading ``content`` can fail), so a rule denies exactly when it
+    did unspecialised."""
+    if isinstance(node, _Compare):
+        sides = [node.left, node.right]
+        if all(t.literal is not None or t.text == "type" for t in sides):
+            left, right = (message_type if t.literal is None else t.literal for t in sides)
+            if node.op in ("==", "!=", "contains", "startswith"):
+                return _Const(_STATIC[node.op](left, right))
+        return node
+    if isinstance(node, _Not):
+        inner = _specialise(node.inner, message_type)
+        return _Const(not inner.value) if isinstance(inner, _Const) else _Not(inner)
+    if isinstance(node, _All | _Any):
+        deciding = isinstance(node, _Any)  # the value that ends the evaluation
+        kept: list[_Node] = []
+        for part in node.parts:
+            part = _specialise(part, message_type)
+            if not isinstance(part, _Const):
+                kept.append(part)
+            elif part.value is deciding:
+                if all(_cannot_raise(k) for k in kept):
+                    return part
+                kept.append(part)
+                break
+        if not kept:
+            return _Const(not deciding)
+        return kept[0] if len(kept) == 1 else type(node)(tuple(kept))
+    return node
+
+
+_STATIC: dict[str, Callable[[str, str], bool]] = {
+    "==": str.__eq__,
+    "!=": str.__ne__,
+    "contains": lambda left, right: right in left,
+    "startswith": str.startswith,
+}
+
+
+def _cannot_raise(node: _Node) -> bool:
+    if isinstance(node, _Compare):
+        return node.op in ("==", "!=", "contains", "startswith") and "content" not in (
+            node.left.text,
+            node.right.text,
+        )
+    if isinstance(node, _Not):
+        return _cannot_raise(node.inner)
+    if isinstance(node, _All | _Any):
+        return all(_cannot_raise(p) for p in node.parts)
+    return isinstance(node, _Const)
+
+
+def _reads_recipient(node: _Node) -> bool:
+    if isinstance(node, _Compare):
+        return "to" in (node.left.text, node.right.text)
+    if isinstance(node, _Not):
+        return _reads_recipient(node.inner)
+    if isinstance(node, _All | _Any):
+        return any(_reads_recipient(p) for p in node.parts)
+    return False
 
 
 def compile_rule(rule_id: str, when: str, view: ContentView | None = None) -> Predicate:
     """Compile ``when`` into ``predicate(msg, recipient) -> bool``; raises RuleError."""
-    return _Parser(rule_id, when, view or ContentView()).parse()
+    view = view or ContentView()
+    return _compile(_Parser(rule_id, when).parse(), view)
 
 
 class Rule:
@@ -279,11 +409,26 @@ class Rule:
         self.when = when
         self.allow = decision.lower() == "allow"
         self.reason = reason or f"matched rule {id}"
-        self._predicate = compile_rule(id, when, view)
+        self._view = view or ContentView()
+        self._tree = _Parser(id, when).parse()
+        self._predicate = _compile(self._tree, self._view)
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self._decide(self._predicate, msg, recipient)
+
+    def _plan_step(self, message_type: str) -> PlanStep | None:
+        tree = _specialise(self._tree, message_type)
+        if tree == _Const(False) or (self.allow and _cannot_raise(tree)):
+            return None  # never denies a message of this type
+        predicate, decide = _compile(tree, self._view), self._decide
+        if _reads_recipient(tree):
+            check: DeliveryCheck = lambda m, r: decide(predicate, m, r)  # noqa: E731
+            return lambda m: check
+        return lambda m: decide(predicate, m, "")
+
+    def _decide(self, predicate: Predicate, msg: Message, recipient: str) -> Decision:
         try:
-            holds = self._predicate(msg, recipient)
+            holds = predicate(msg, recipient)
         except NotANumberError as exc:  # fail closed, naming the field but not its value
             return Decision.deny(self.name, f"rule {self.name}: {exc}")
         if holds and not self.allow:

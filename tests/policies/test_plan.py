@@ -1,0 +1,405 @@
+"""The compiled policy plan decides exactly as the policy list evaluated in order (``admit``).
+
+A seeded generator drives over 12,000 deliveries through every shipped policy (the board file,
+plus rules, gates and ceilings that exercise the plan's other paths) and a user's own policies,
+with the evasion corpus as text, and compares each decision (allowed, policy, reason) with the
+reference. Consent is granted and revoked between the recipients of one message, and the
+user's policies record every call, so a plan that reorders, skips or repeats work is caught.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ConfigDict
+
+from genie import (
+    Classification,
+    Context,
+    Decision,
+    Limits,
+    MemoryAuditLog,
+    Message,
+    Payload,
+    Policy,
+    Risk,
+    Runtime,
+)
+from genie._policy_plan import PolicyPlan
+from genie._supervisor import admit
+from genie.policies import (
+    ClassificationCeiling,
+    InMemoryConsentLedger,
+    PIIBlock,
+    RequiredMetadata,
+    RiskGate,
+    Rule,
+    load_policy_file,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARD = ROOT / "config/policies/ai-policy.yaml"
+EVASION = Path(__file__).with_name("evasion.yaml")
+
+TYPES = (
+    "finance_question",
+    "portfolio_request",
+    "recommendations",
+    "payment_request",
+    "tenant_report",
+    "raw_dump",
+    "secret_export",
+    "chat",
+    "bench.request",
+)
+RECIPIENTS = ("agent", "vault", "user", "payments", "advisor", "pay-out", "tap", "odd")
+HIGH_RISK = {"payments": Risk.HIGH, "pay-out": Risk.HIGH, "agent": Risk.LOW, "vault": Risk.LOW}
+
+
+class _Any(Payload):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    t: type(f"P_{t.replace('.', '_')}", (_Any,), {"message_type": t, "__module__": __name__})
+    for t in TYPES
+}
+
+
+def note(kind: str, content: str) -> Payload:
+    return PAYLOADS[kind].model_validate({"content": content})
+
+
+@dataclass
+class Recorder:
+    """A user's policy: denies some deliveries, raises on others, records every call."""
+
+    name: str
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        self.calls.append((msg.id, recipient))
+        if msg.metadata.get("boom") == self.name:
+            raise RuntimeError(f"{self.name} exploded")
+        if recipient == "odd" and msg.metadata.get("tier") == "basic":
+            return Decision.deny(self.name, "odd recipients need a tier")
+        return Decision.ALLOW
+
+
+class StrictPII(PIIBlock):
+    """A subclass of a shipped policy that decides differently: the plan must run it as is."""
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        if recipient == "tap" and "@" in str(msg.metadata.get("note", "")):
+            return Decision.deny("strict_pii", "no addresses to taps")
+        return super().evaluate(msg, recipient)
+
+
+def risk_of(recipient: str) -> Risk | None:
+    if recipient == "odd" or recipient.startswith("boom"):
+        raise LookupError(f"no risk known for {recipient}")
+    return HIGH_RISK.get(recipient)
+
+
+EXTRA_RULES = (
+    # the recipient in a rule: a check per delivery
+    ("to-pay", 'to startsWith "pay" AND metadata.tier != "gold"', "deny"),
+    # an allow rule denies only when a number does not compare
+    ("score", 'metadata.score != "" AND metadata.score > 5', "allow"),
+    # a type comparison after one that may raise: the part before it stays
+    (
+        "amount-first",
+        'metadata.amount != "" AND metadata.amount < 5 AND type == "payment_request"',
+        "deny",
+    ),
+    ("not-chat", 'NOT type == "chat" AND content contains "transfer"', "deny"),
+    (
+        "small-chat",
+        'metadata.amount != "" AND NOT (metadata.amount >= 100 OR type != "chat")',
+        "deny",
+    ),
+    ("always-raw", 'type == "raw_dump"', "deny"),
+    ("literal-first", '"portfolio_request" == type AND from == "mallory"', "deny"),
+    ("type-contains", 'type contains "report" AND classification != "public"', "deny"),
+)
+
+
+def policy_sets(ledger: InMemoryConsentLedger) -> Iterator[tuple[str, list[Policy]]]:
+    """Fresh instances each call (the reference and the plan must not share recorders)."""
+    board = list(load_policy_file(BOARD, ledger).policies)
+    yield "board", board
+    extras: list[Policy] = [
+        Recorder("user-first"),
+        RequiredMetadata(["trace_id"], applies_to=["chat"]),
+        ClassificationCeiling({"vault": "secret", "agent": "public"}, "pii"),
+        RiskGate(["advisor"], risk_of=risk_of),
+        StrictPII(),
+        *(Rule(i, when, decision) for i, when, decision in EXTRA_RULES),
+        Recorder("user-last"),
+    ]
+    for policy in board:
+        if isinstance(policy, RiskGate):
+            policy.bind_agents(HIGH_RISK)
+    yield "board+extras", [extras[0], *board, *extras[1:]]
+    mixed = [*board, *extras]
+    random.Random(19).shuffle(mixed)
+    yield "shuffled", mixed
+
+
+def corpus() -> list[str]:
+    probes = yaml.safe_load(EVASION.read_text(encoding="utf-8"))["probes"]
+    texts = [p["message"].get("content", "") for p in probes]
+    return [
+        *texts,
+        "What is a SIP?",
+        "please DROP TABLE users",
+        "transfer 500 to savings",
+        "call +91 98765 43210 today",
+        "mail priya [at] example (dot) com",
+        "card 4111-1111-1111-1111",
+        "10000000.00 and 2026-01-01 2026-02-01",
+        "",
+    ]
+
+
+BENIGN = (
+    "What is a SIP?",
+    "monthly budget for groceries",
+    "EMI 21494 months 60 score 870",
+    "salary 1000000.00 rent 25000.00",
+    "please summarise my spending",
+)
+
+
+def random_message(rng: random.Random, texts: Sequence[str]) -> Message:
+    kind = rng.choice(TYPES)
+    text = rng.choice(texts) if rng.random() < 0.4 else rng.choice(BENIGN)
+    payload: dict[str, Any] = {"content": text}
+    if rng.random() < 0.5:
+        payload["amount_paise"] = rng.choice([1, 0, -5, 10**12, 123])
+        payload["currency"] = rng.choice(["INR", "USD"])
+    if rng.random() < 0.3:
+        payload["rationale"] = rng.choice(["", "because"])
+    if rng.random() < 0.3:
+        payload["recommendations"] = [
+            {"rationale": rng.choice(["", "why"])} for _ in range(rng.randrange(3))
+        ]
+    if rng.random() < 0.2:
+        payload["phone_no"] = rng.choice([9_876_543_210, 12345])
+    if rng.random() < 0.003:
+        payload["content"] = "a" * 262_144  # over the board's content length
+    if rng.random() < 0.1:
+        payload["nested"] = {"deeper": [rng.choice(texts), {"card": 4111111111111111}]}
+    meta_choices: dict[str, Sequence[Any]] = {
+        "user_id": ["u1", "u2", "", 7],
+        "trace_id": ["abc", " ", "t-1"],
+        "user_roles": ["user", "advisor,admin", ["admin"], "", "viewer", ["advisor", "x"]],
+        "region": ["in", "us", "on-prem", "", "eu-west-1"],
+        "pii_acknowledged": ["true", "false", True],
+        "tier": ["admin", "basic", "gold"],
+        "amount": ["100", "20000000", "abc", "nan", "", "3", 5e7, 2],
+        "tenant_id": ["acme", "", "globex"],
+        "expected_tenant": ["acme", "globex"],
+        "score": ["7", "x", "1"],
+        "note": ["a@example.com", "hi", rng.choice(texts)],
+        "boom": ["user-first", "user-last", "none"],
+    }
+    metadata = {k: rng.choice(v) for k, v in meta_choices.items() if rng.random() < 0.35}
+    if kind == "portfolio_request" and rng.random() < 0.6:
+        metadata |= {"user_roles": "user", "user_id": "u1"}  # through RBAC, to consent
+    return Message.new(
+        PAYLOADS[kind](**payload),
+        sender=rng.choice(["user", "mallory", "planner"]),
+        classification=rng.choices(list(Classification), (4, 4, 2, 1))[0],
+        metadata=metadata,
+    )
+
+
+def deliveries(
+    rng: random.Random, count: int, ledger: InMemoryConsentLedger
+) -> Iterator[tuple[Message, str, Callable[[], None]]]:
+    """``(message, recipient, between)``: each message to 1-4 recipients; ``between`` changes
+    the consent ledger (called after both evaluators decided the delivery); now and then an
+    earlier message comes back for one more recipient."""
+    texts = corpus()
+    sent: list[Message] = []
+
+    def change_consent() -> None:
+        user = rng.choice(["u1", "u1", "u2"])
+        if rng.random() < 0.5:
+            ledger.grant(user, "portfolio")
+        else:
+            ledger.revoke(user, "portfolio")
+
+    made = 0
+    while made < count:
+        if sent and rng.random() < 0.1:
+            msg, recipients = rng.choice(sent), [rng.choice(RECIPIENTS)]
+        else:
+            msg = random_message(rng, texts)
+            sent = [*sent[-20:], msg]
+            recipients = rng.sample(RECIPIENTS, rng.randint(1, 4))
+        for recipient in recipients:
+            made += 1
+            yield msg, recipient, (change_consent if rng.random() < 0.3 else lambda: None)
+
+
+def test_the_plan_decides_exactly_as_the_policy_list() -> None:
+    ledger = InMemoryConsentLedger()
+    references = dict(policy_sets(ledger))
+    planned = dict(policy_sets(ledger))
+    total = 0
+    denied_by: set[str] = set()
+    for index, name in enumerate(references):
+        reference, policies = references[name], planned[name]
+        plan = PolicyPlan(policies)
+        rng = random.Random(f"plan:{index}")
+        for msg, recipient, between in deliveries(rng, 4_200, ledger):
+            expected = admit(msg, recipient, 0, Limits(), reference)
+            got = plan.decide(msg, recipient)
+            assert got == expected, (name, msg.type, dict(msg.metadata), recipient)
+            denied_by.add(expected.policy)
+            total += 1
+            between()
+        for ref, mine in zip(reference, policies, strict=True):
+            if isinstance(ref, Recorder):
+                assert isinstance(mine, Recorder)
+                assert mine.calls == ref.calls  # same deliveries asked, in the same order
+                assert ref.calls
+    assert total >= 12_000
+    shipped = {p.name for p in load_policy_file(BOARD).policies}
+    assert len(shipped) == 15
+    assert shipped <= denied_by  # every shipped policy denied something
+    assert {"user-first", "user-last", "strict_pii", "to-pay", "score", "small-chat"} <= denied_by
+    assert "" in denied_by  # and many deliveries were allowed
+
+
+def test_a_policy_that_never_applies_to_a_type_costs_nothing() -> None:
+    policies = list(load_policy_file(BOARD).policies)
+    plan = PolicyPlan(policies)
+    msg = Message.new(note("chat", "hello"), sender="user")
+    assert plan.decide(msg, "agent").allowed
+    kept = {p.name for p, _ in plan._by_type["chat"]}
+    # the type-scoped policies and the rules about other types are gone; the content and
+    # recipient checks remain
+    assert kept == {
+        "max_content_length",
+        "classification",
+        "data_residency",
+        "pii_block",
+        "prompt_injection",
+        "risk_gate",
+        "sql-in-content",
+    }
+    assert plan._checks == ()  # an internal message to anyone: nothing left per recipient
+
+
+def test_the_message_checks_run_once_for_all_recipients() -> None:
+    calls: list[str] = []
+    pii = PIIBlock()
+    original = pii._check
+
+    def counted(msg: Message) -> Decision:
+        calls.append(msg.id)
+        return original(msg)
+
+    pii._check = counted  # type: ignore[method-assign]
+    plan = PolicyPlan([pii])
+    msg = Message.new(note("chat", "call 98765 43210"), sender="user")
+    decisions = {plan.decide(msg, r) for r in RECIPIENTS}
+    assert decisions == {Decision.deny("pii_block", "content matched PII pattern")}
+    assert calls == [msg.id]
+
+
+def test_a_rule_about_the_recipient_is_decided_per_recipient() -> None:
+    rule = Rule("to-vault", 'to == "vault" AND type == "chat"')
+    plan = PolicyPlan([rule])
+    chat = Message.new(note("chat", "x"), sender="user")
+    assert not plan.decide(chat, "vault").allowed
+    assert plan.decide(chat, "agent").allowed
+    other = Message.new(note("raw_dump", "x"), sender="user")
+    assert plan.decide(other, "vault").allowed
+    assert plan._by_type["raw_dump"] == ()
+
+
+# --- through the real bus: the same traffic, the same audit trail and statistics ------------
+
+
+class Opaque:
+    """A shipped policy hidden behind a user's class: the plan evaluates it as the list did."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.name = policy.name
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return self.policy.evaluate(msg, recipient)
+
+    def bind_agents(self, risks: dict[str, Risk]) -> None:
+        bind = getattr(self.policy, "bind_agents", None)
+        if bind is not None:
+            bind(risks)
+
+
+class Sink:
+    """An agent that accepts every message type of the test."""
+
+    capabilities = ()
+    produces = tuple(PAYLOADS.values())
+
+    def __init__(self, agent_id: str, risk: Risk = Risk.LOW) -> None:
+        self.id = self.name = agent_id
+        self.risk = risk
+        self.seen = 0
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        self.seen += 1
+        return ()
+
+
+async def run_traffic(policies: Sequence[Policy], seed: int) -> tuple[list[Any], Any, list[int]]:
+    audit = MemoryAuditLog()
+    agents = [Sink("agent"), Sink("vault"), Sink("payments", Risk.HIGH), Sink("advisor")]
+    async with Runtime(agents, policies=policies, audit=audit, seed=seed) as rt:
+        for agent in agents:
+            rt.subscribe(agent.id, *TYPES)
+        rng = random.Random(seed)
+        texts = corpus()
+        for _ in range(300):
+            await rt.publish(random_message(rng, texts))
+        await rt.wait_idle()
+        stats = rt.statistics().policies
+    # Messages are made outside the runtime (random ids): the trails compare without them.
+    ids = ("message_id", "correlation_id")
+    trail = [
+        (r.actor, r.action, r.target, {k: v for k, v in r.details.items() if k not in ids})
+        for r in audit.records
+    ]
+    return trail, stats, [a.seen for a in agents]
+
+
+async def test_the_runtime_audits_and_counts_as_the_policy_list() -> None:
+    ledger = InMemoryConsentLedger()
+    ledger.grant("u1", "portfolio")
+    planned = list(load_policy_file(BOARD, ledger).policies)
+    listed: list[Policy] = [Opaque(p) for p in load_policy_file(BOARD, ledger).policies]
+    got = await run_traffic(planned, 7)
+    expected = await run_traffic(listed, 7)
+    assert got[0] == expected[0]
+    assert got[1] == expected[1]
+    assert got[2] == expected[2]
+    assert sum(got[1].denied.values()) > 50
+    assert got[1].allowed > 50
+
+
+def test_the_shipped_policies_settings_are_read_only() -> None:
+    """The plan reads a policy's settings once per message type, so they cannot change."""
+    ceiling = ClassificationCeiling({"vault": "secret"})
+    with pytest.raises(TypeError):
+        ceiling.allowed_to["agent"] = Classification.SECRET  # type: ignore[index]
