@@ -1,0 +1,163 @@
+"""The cost of the shipped policy set per delivery: the policy list evaluated in order (``admit``,
+the reference) against the compiled plan (``PolicyPlan``), for the first recipient of a message
+and for each further one.
+
+    python -m genie_bench.policy_cost               # timeit, microseconds per delivery
+    python -m genie_bench.policy_cost --callgrind   # instructions per delivery (valgrind)
+
+Instructions are counted by running the same process shape three times (0, 1 and 2 recipients
+per message) under callgrind: the differences are the first and the second recipient's cost,
+start-up and message construction cancel out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from genie import Limits, Message, Payload
+from genie._policy_plan import PolicyPlan
+from genie._supervisor import Decision, admit
+from genie.policies import load_policy_file
+
+POLICIES = "config/policies/ai-policy.yaml"
+SHAPES = ("40B", "30fields")
+EVALUATORS = ("reference", "plan")
+
+
+class Small(Payload):
+    message_type = "bench.request"
+    seq: int
+    blob: str = ""
+
+
+class Wide(Payload):
+    message_type = "bench.wide"
+    fields: dict[str, str | int]
+
+
+def message(shape: str, seq: int) -> Message:
+    """A message like the harness's (40 bytes of JSON), or a 30-field record."""
+    payload: Payload
+    if shape == "40B":
+        payload = Small(seq=seq, blob="x" * 20)
+    else:
+        payload = Wide(
+            fields={
+                f"{name}_{i}": (f"merchant {i} groceries" if name == "note" else i * 1999)
+                for i in range(15)
+                for name in ("note", "amount_paise")
+            }
+        )
+    return Message.new(payload, sender="user", metadata={"user_id": "u1", "trace_id": f"t{seq}"})
+
+
+def evaluator(name: str, policies_path: str) -> Callable[[Message, str], Decision]:
+    policies = tuple(load_policy_file(policies_path).policies)
+    if name == "plan":
+        return PolicyPlan(policies).decide
+    limits = Limits()
+    return lambda msg, recipient: admit(msg, recipient, 0, limits, policies)
+
+
+def run(name: str, shape: str, messages: int, recipients: int, policies_path: str) -> list[float]:
+    """Evaluate ``recipients`` deliveries of each of ``messages`` messages: the seconds each
+    recipient's deliveries took (the first recipient's, the second's...)."""
+    decide = evaluator(name, policies_path)
+    batch = [message(shape, i) for i in range(messages)]
+    names = [f"agent{i}" for i in range(recipients)]
+    decide(message(shape, -1), "warm-up")  # compile the type's plan, fill caches
+    took = [0.0] * recipients
+    clock = time.perf_counter
+    for msg in batch:
+        for i, recipient in enumerate(names):
+            start = clock()
+            decide(msg, recipient)
+            took[i] += clock() - start
+    return took
+
+
+def timed(shape: str, rounds: int, messages: int, policies_path: str) -> dict[str, list[float]]:
+    """Microseconds per delivery, first and second recipient, rounds interleaved."""
+    out: dict[str, list[float]] = {}
+    gc.disable()  # what is measured is the policies, not when a collection falls
+    try:
+        for _ in range(rounds):
+            for name in EVALUATORS:
+                first, second = run(name, shape, messages, 2, policies_path)
+                out.setdefault(f"{name} first", []).append(first / messages * 1e6)
+                out.setdefault(f"{name} second", []).append(second / messages * 1e6)
+    finally:
+        gc.enable()
+    return out
+
+
+def instructions(shape: str, name: str, recipients: int, messages: int, policies: str) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-m",
+                "genie_bench.policy_cost",
+                "--once",
+                f"{name}:{shape}:{recipients}:{messages}",
+                "--policies",
+                policies,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        summary = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if summary is None:
+            raise SystemExit(f"no instruction total in {out}")
+        return int(summary.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m genie_bench.policy_cost")
+    parser.add_argument("--policies", default=POLICIES)
+    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument("--once", help=argparse.SUPPRESS)  # name:shape:recipients:messages
+    args = parser.parse_args(argv)
+    if args.once:
+        name, shape, recipients, messages = args.once.split(":")
+        run(name, shape, int(messages), int(recipients), args.policies)
+        return 0
+    shapes = args.shapes.split(",")
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            print("valgrind is not installed", file=sys.stderr)
+            return 2
+        n = min(args.messages, 500)
+        print(f"instructions per delivery (callgrind, {n} messages per run)")
+        for shape in shapes:
+            for name in EVALUATORS:
+                counts = [instructions(shape, name, k, n, args.policies) for k in (0, 1, 2)]
+                first, second = (counts[1] - counts[0]) / n, (counts[2] - counts[1]) / n
+                print(f"{shape:9} {name:9} first {first:9,.0f}  second {second:9,.0f}")
+        return 0
+    print(f"microseconds per delivery (median of {args.rounds} rounds)")
+    for shape in shapes:
+        for key, values in timed(shape, args.rounds, args.messages, args.policies).items():
+            values.sort()
+            print(f"{shape:9} {key:17} {values[len(values) // 2]:7.2f}  (min {values[0]:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
