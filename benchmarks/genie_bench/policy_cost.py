@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 import shutil
 import subprocess
@@ -24,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from genie import Limits, Message, Payload
-from genie._policy_plan import PolicyPlan
 from genie._supervisor import Decision, admit
 from genie.policies import load_policy_file
 
@@ -63,6 +63,8 @@ def message(shape: str, seq: int) -> Message:
 def evaluator(name: str, policies_path: str) -> Callable[[Message, str], Decision]:
     policies = tuple(load_policy_file(policies_path).policies)
     if name == "plan":
+        from genie._policy_plan import PolicyPlan  # not there before issue 19: import late
+
         return PolicyPlan(policies).decide
     limits = Limits()
     return lambda msg, recipient: admit(msg, recipient, 0, limits, policies)
@@ -85,13 +87,15 @@ def run(name: str, shape: str, messages: int, recipients: int, policies_path: st
     return took
 
 
-def timed(shape: str, rounds: int, messages: int, policies_path: str) -> dict[str, list[float]]:
+def timed(
+    shape: str, evaluators: list[str], rounds: int, messages: int, policies_path: str
+) -> dict[str, list[float]]:
     """Microseconds per delivery, first and second recipient, rounds interleaved."""
     out: dict[str, list[float]] = {}
     gc.disable()  # what is measured is the policies, not when a collection falls
     try:
         for _ in range(rounds):
-            for name in EVALUATORS:
+            for name in evaluators:
                 first, second = run(name, shape, messages, 2, policies_path)
                 out.setdefault(f"{name} first", []).append(first / messages * 1e6)
                 out.setdefault(f"{name} second", []).append(second / messages * 1e6)
@@ -118,6 +122,7 @@ def instructions(shape: str, name: str, recipients: int, messages: int, policies
             ],
             check=True,
             capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same hashing in every run
         )
         summary = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
         if summary is None:
@@ -130,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default=POLICIES)
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--evaluators", default=",".join(EVALUATORS))
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
     parser.add_argument("--once", help=argparse.SUPPRESS)  # name:shape:recipients:messages
     args = parser.parse_args(argv)
@@ -138,22 +144,23 @@ def main(argv: list[str] | None = None) -> int:
         name, shape, recipients, messages = args.once.split(":")
         run(name, shape, int(messages), int(recipients), args.policies)
         return 0
-    shapes = args.shapes.split(",")
+    shapes, evaluators = args.shapes.split(","), args.evaluators.split(",")
     if args.callgrind:
         if shutil.which("valgrind") is None:
             print("valgrind is not installed", file=sys.stderr)
             return 2
-        n = min(args.messages, 500)
+        n = args.messages
         print(f"instructions per delivery (callgrind, {n} messages per run)")
         for shape in shapes:
-            for name in EVALUATORS:
+            for name in evaluators:
                 counts = [instructions(shape, name, k, n, args.policies) for k in (0, 1, 2)]
                 first, second = (counts[1] - counts[0]) / n, (counts[2] - counts[1]) / n
                 print(f"{shape:9} {name:9} first {first:9,.0f}  second {second:9,.0f}")
         return 0
     print(f"microseconds per delivery (median of {args.rounds} rounds)")
     for shape in shapes:
-        for key, values in timed(shape, args.rounds, args.messages, args.policies).items():
+        results = timed(shape, evaluators, args.rounds, args.messages, args.policies)
+        for key, values in results.items():
             values.sort()
             print(f"{shape:9} {key:17} {values[len(values) // 2]:7.2f}  (min {values[0]:.2f})")
     return 0

@@ -17,9 +17,10 @@ The result is computed once per message and shared by every policy (``ContentVie
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["fold", "scan_text", "squeeze", "words"]
@@ -139,11 +140,37 @@ _IDENTIFIER_FIELD = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1024)
+def _is_identifier(field: str) -> bool:
+    # Field names repeat from message to message: a cached answer costs a tenth of the search.
+    return _IDENTIFIER_FIELD.search(field) is not None
+
+
 def _collect(value: Any, strings: list[str], keys: list[str], numbers: list[str]) -> None:
-    # Depth-first in document order, with a stack: a payload nested deeper than Python's
-    # recursion limit is still scanned, not turned into a RecursionError. Parsed JSON holds
+    # Depth-first in document order. A mapping's own strings and numbers are read in this
+    # loop (most payloads are flat); a nested value goes to ``_nested``. Parsed JSON holds
     # dicts and lists only; exact type checks keep this at about a microsecond a field.
-    stack: list[tuple[str, Any]] = [("", value)]
+    if type(value) is not dict:
+        _nested("", value, strings, keys, numbers)
+        return
+    keys.extend(value)
+    for field, item in value.items():
+        kind = type(item)
+        if kind is str:
+            strings.append(item)
+        elif kind is int or kind is float:
+            if (kind is int or item.is_integer()) and field and _is_identifier(field):
+                numbers.append(str(int(item)))
+        else:
+            _nested(field, item, strings, keys, numbers)
+
+
+def _nested(
+    field: str, value: Any, strings: list[str], keys: list[str], numbers: list[str]
+) -> None:
+    # With a stack: a payload nested deeper than Python's recursion limit is still scanned,
+    # not turned into a RecursionError.
+    stack: list[tuple[str, Any]] = [(field, value)]
     pop, push = stack.pop, stack.extend
     while stack:
         field, value = pop()
@@ -158,24 +185,22 @@ def _collect(value: Any, strings: list[str], keys: list[str], numbers: list[str]
         elif (
             (kind is int or (kind is float and value.is_integer()))
             and field
-            and _IDENTIFIER_FIELD.search(field)
+            and _is_identifier(field)
         ):
             numbers.append(str(int(value)))
 
 
-def _pieces(data: Any, metadata: Mapping[str, object]) -> Iterator[str]:
+def scan_text(data: Any, metadata: Mapping[str, object]) -> str:
+    """The folded text of a payload (``data``, parsed JSON) and its message's metadata."""
+    pieces: list[str] = []
     for part in (data, metadata):
         strings: list[str] = []
         keys: list[str] = []
         numbers: list[str] = []
-        _collect(dict(part) if isinstance(part, Mapping) else part, strings, keys, numbers)
+        if type(part) is not dict and isinstance(part, Mapping):
+            part = dict(part)
+        _collect(part, strings, keys, numbers)
         # A part's strings join with a space, so text split across fields reads as one; keys,
         # numbers and the two parts are set apart by " | ", which no number pattern spans.
-        yield " ".join(strings)
-        yield " ".join(keys)
-        yield from numbers
-
-
-def scan_text(data: Any, metadata: Mapping[str, object]) -> str:
-    """The folded text of a payload (``data``, parsed JSON) and its message's metadata."""
-    return fold(" | ".join(_pieces(data, metadata)))
+        pieces += (" ".join(strings), " ".join(keys), *numbers)
+    return fold(" | ".join(pieces))
