@@ -12,8 +12,6 @@ from ._audit import AuditVerdict as AuditVerdict
 from ._audit import JsonlAuditLog as JsonlAuditLog
 from ._audit import MemoryAuditLog as MemoryAuditLog
 from ._audit import verify_audit_log as verify_audit_log
-from ._catalogue import AgentSpec as AgentSpec
-from ._catalogue import Catalogue as Catalogue
 from ._clock import Clock as Clock
 from ._context import Context as Context
 from ._context import TestContext as TestContext
@@ -67,18 +65,27 @@ from ._supervisor import PolicyStatistics as PolicyStatistics
 from ._supervisor import RetryPolicy as RetryPolicy
 
 if _TYPE_CHECKING:
+    from ._catalogue import AgentSpec as AgentSpec
+    from ._catalogue import Catalogue as Catalogue
     from ._metrics import Metrics as Metrics
     from ._metrics import MetricsServer as MetricsServer
 
-# prometheus-client takes ~80 ms to import: it loads when metrics are first asked for.
-_LAZY = ("Metrics", "MetricsServer")
+# Loaded when first asked for: prometheus-client takes ~80 ms to import; the catalogue (inspect,
+# a pydantic model built per agent) serves pipelines and the CLI, not a program that builds its
+# runtime itself.
+_LAZY = {
+    "Metrics": "._metrics",
+    "MetricsServer": "._metrics",
+    "AgentSpec": "._catalogue",
+    "Catalogue": "._catalogue",
+}
 
 
 def __getattr__(name: str) -> object:
     if name in _LAZY:
-        from . import _metrics
+        from importlib import import_module
 
-        return getattr(_metrics, name)
+        return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'genie' has no attribute {name!r}")
 
 

@@ -2,7 +2,9 @@
 
 Catalogues are found through the ``genie.catalogue`` entry point group: each entry point names
 a ``register(catalogue)`` function. Genie's own catalogue (``genie_agents``) is one of them, so
-the library never imports it and a user's package can add agents the same way.
+the library never imports it and a user's package can add agents the same way. A catalogue may
+add an agent by reference (``"package.module:Class"``): its module is imported when the agent
+is first asked for, so a pipeline imports the agents it uses and no others.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ class Catalogue:
 
     def __init__(self) -> None:
         self._specs: dict[str, AgentSpec] = {}
+        self._references: dict[str, tuple[str, str]] = {}  # name -> (module:Class, domain)
 
     @classmethod
     def installed(cls) -> Catalogue:
@@ -188,31 +191,58 @@ class Catalogue:
         return catalogue
 
     def add(
-        self, factory: Callable[..., Agent], *, name: str | None = None, domain: str = ""
+        self, factory: Callable[..., Agent] | str, *, name: str | None = None, domain: str = ""
     ) -> None:
+        """Add an agent class, or a ``"module:Class"`` reference to one (then ``name`` is
+        required), imported and checked when the agent is first asked for."""
+        if isinstance(factory, str):
+            if not name:
+                raise ConfigurationError(f"catalogue reference {factory!r} needs a name")
+            self._check_free(name, factory)
+            self._references[name] = (factory, domain)
+            return
         spec = spec_for(factory, name=name, domain=domain)
         taken = self._specs.get(spec.name)
         if taken is not None and taken.factory is not factory:
             raise ConfigurationError(
                 f"catalogue name {spec.name!r} is taken by {taken.source}; cannot add {spec.source}"
             )
+        self._check_free(spec.name, spec.source)
         self._specs[spec.name] = spec
+
+    def _check_free(self, name: str, source: str) -> None:
+        taken = self._references[name][0] if name in self._references else None
+        if name in self._specs:
+            taken = self._specs[name].source
+        if taken is not None and taken != source:
+            raise ConfigurationError(
+                f"catalogue name {name!r} is taken by {taken}; cannot add {source}"
+            )
 
     def get(self, name: str) -> AgentSpec:
         """The spec of ``name``; raises ConfigurationError with a close name if there is one."""
         spec = self._specs.get(name)
         if spec is None:
-            raise ConfigurationError(f"agent {name!r} is not in the catalogue{self.suggest(name)}")
+            if name not in self._references:
+                raise ConfigurationError(
+                    f"agent {name!r} is not in the catalogue{self.suggest(name)}"
+                )
+            reference, domain = self._references[name]
+            spec = spec_for(import_object(reference), name=name, domain=domain)
+            self._specs[name] = spec
+            del self._references[name]
         return spec
 
     def suggest(self, name: str) -> str:
-        return did_you_mean(name, self._specs)
+        return did_you_mean(name, [*self._specs, *self._references])
 
     def __contains__(self, name: object) -> bool:
-        return name in self._specs
+        return name in self._specs or name in self._references
 
     def __iter__(self) -> Iterator[AgentSpec]:
+        for name in list(self._references):
+            self.get(name)
         return iter(sorted(self._specs.values(), key=lambda s: (s.domain, s.name)))
 
     def __len__(self) -> int:
-        return len(self._specs)
+        return len(self._specs) + len(self._references)

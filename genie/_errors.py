@@ -28,7 +28,6 @@ without parsing the text.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = [
@@ -55,6 +54,8 @@ __all__ = [
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest choice, or an empty string."""
+    import difflib  # only when a name is wrong: not worth its import at start-up
+
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

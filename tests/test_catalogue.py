@@ -91,6 +91,44 @@ def test_a_name_is_taken_once() -> None:
     assert len(catalogue) == 1
 
 
+def test_an_agent_added_by_reference_is_imported_when_first_asked_for() -> None:
+    here = f"{__name__}:Tunable"
+    catalogue = Catalogue()
+    catalogue.add(here, name="t", domain="tests")
+    catalogue.add(here, name="t", domain="tests")  # the same reference again is harmless
+    assert "t" in catalogue
+    assert len(catalogue) == 1
+    assert catalogue.suggest("tt") == " (did you mean 't'?)"
+    spec = catalogue.get("t")
+    assert spec.factory is Tunable
+    assert spec.domain == "tests"
+    assert catalogue.get("t") is spec
+    catalogue.add(Tunable, name="t")  # the class the reference named: still the same agent
+    with pytest.raises(ConfigurationError, match="catalogue name 't' is taken"):
+        catalogue.add(f"{__name__}:Other", name="t")
+    with pytest.raises(ConfigurationError, match="needs a name"):
+        catalogue.add(here)
+
+
+def test_a_broken_reference_fails_when_used_naming_it() -> None:
+    catalogue = Catalogue()
+    catalogue.add("no_such_module_here:Agent", name="ghost")
+    catalogue.add(f"{__name__}:Ping", name="not_agent")
+    assert len(catalogue) == 2  # nothing imported yet
+    with pytest.raises(ConfigurationError, match="no_such_module_here"):
+        catalogue.get("ghost")
+    with pytest.raises(ConfigurationError, match="is not an agent class"):
+        catalogue.get("not_agent")
+
+
+def test_the_installed_catalogue_imports_agents_only_when_listed() -> None:
+    catalogue = Catalogue.installed()
+    names = {spec.name for spec in catalogue}  # listing imports and checks every agent
+    assert len(names) == len(catalogue) >= 72
+    for spec in catalogue:
+        assert spec.source.startswith(f"genie_agents.{spec.domain}."), spec.source
+
+
 def test_not_an_agent_class() -> None:
     with pytest.raises(ConfigurationError, match="is not an agent class"):
         spec_for(int)  # type: ignore[arg-type]
