@@ -3,7 +3,8 @@
 Installed as ``genie_agents`` (not ``agents``: another well-known distribution installs a
 top-level ``agents`` package, and two distributions must not write the same directory). The
 ``genie`` library never imports it; it finds ``register`` through the ``genie.catalogue`` entry
-point, as it finds any third-party catalogue.
+point, as it finds any third-party catalogue. The domain packages import their agents lazily
+(``_lazy``), so registering the catalogue imports no agent.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ DOMAINS = {
 
 
 def register(catalogue: Catalogue) -> None:
-    """Add every agent of this catalogue under its Go id (each domain's ``AGENTS``)."""
+    """Add every agent of this catalogue under its Go id (each domain's ``AGENTS``), by
+    reference: an agent's module is imported when a pipeline first uses it."""
     for domain, module in DOMAINS.items():
-        for name, factory in module.AGENTS.items():
-            catalogue.add(factory, name=name, domain=domain)
+        for name, cls in module.AGENTS.items():
+            where = f"{module.__name__}{module.CLASSES[cls]}:{cls}"
+            catalogue.add(where, name=name, domain=domain)
