@@ -113,6 +113,7 @@ def instructions(shape: str, name: str, recipients: int, messages: int, policies
                 "--tool=callgrind",
                 f"--callgrind-out-file={out}",
                 sys.executable,
+                *(["-S"] if sys.flags.no_site else []),  # run on the same sys.path
                 "-m",
                 "genie_bench.policy_cost",
                 "--once",
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.once:
         name, shape, recipients, messages = args.once.split(":")
+        gc.disable()  # collections would fall at different points in runs of different lengths
         run(name, shape, int(messages), int(recipients), args.policies)
         return 0
     shapes, evaluators = args.shapes.split(","), args.evaluators.split(",")

@@ -217,7 +217,12 @@ class PromptInjection:
     def _check(self, msg: Message) -> Decision:
         text = self._view.words(msg)
         spread = _SpreadOut(text)
+        compact = spread.compact
         for phrase in self._phrases:
+            # Either way of matching finds the phrase without its spaces in the text without
+            # its spaces: one test in C rules out most phrases before the slower ones run.
+            if phrase.compact not in compact:
+                continue
             if (phrase.words in text or spread.holds(phrase.compact)) and (
                 phrase.marks is None or phrase.marks.search(self._view.scan(msg).translate(_LEET))
             ):
