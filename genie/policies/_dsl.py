@@ -1,4 +1,5 @@
-"""The rule DSL of the Go system, compiled once into a closure.
+"""The rule DSL of the Go system, parsed once into a tree and compiled into a closure (the
+policy plan also compiles it specialised for each message type, see ``_specialise``).
 
 Grammar (keywords case-insensitive, AND/OR short-circuit)::
 
