@@ -1,0 +1,316 @@
+"""Instructions per hop and per fan-out request, counted by callgrind: ``python -m
+genie_bench.instructions`` (needs ``valgrind`` on the PATH).
+
+Wall time on a shared machine drifts by more than the changes worth making; an instruction
+count does not. Each workload runs twice in a fresh interpreter under ``valgrind
+--tool=callgrind``, once with ``--requests`` requests and once with twice as many; the
+difference of the two totals is the cost of ``--requests`` requests alone (start-up, imports and
+warm-up cancel out). Workloads, without policies or metrics (the runtime's own cost):
+
+- ``chain``: one message through a chain of ``--agents`` relays (each emits to the next) into a
+  sink; reported per hop.
+- ``fanout``: one request to ``--n`` subscribers, each replying, gathered by the caller
+  (``rt.gather`` then ``rt.publish``); reported per request.
+- ``components``: the pieces of one delivery, each called alone on a running runtime's own
+  objects (see ``COMPONENTS``); reported per call.
+
+Only the public API is used by ``chain`` and ``fanout``, so ``--pythonpath`` can point at
+another checkout's tree to compare two versions of genie the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anyio
+
+from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
+
+__all__ = ["COMPONENTS", "WORKLOADS", "count", "main"]
+
+WORKLOADS = ("chain", "fanout", "components")
+# What ``components`` measures: each part of delivering one reply, alone.
+COMPONENTS = ("route", "admission", "ledger", "envelope", "dispatch", "delivery")
+_WARMUP = 20
+
+
+# --- the child: runs one workload, inside callgrind ------------------------------------------
+class Hop(Payload):
+    message_type = "instructions.hop"
+    n: int
+
+
+class Relay(BaseAgent):
+    produces = (Hop,)
+
+    def __init__(self, id: str, next_id: str) -> None:
+        super().__init__(id)
+        self.next_id = next_id
+
+    @handler
+    async def on_hop(self, payload: Hop, ctx: Context) -> Message:
+        return ctx.emit(Hop(n=payload.n + 1), recipient=self.next_id)
+
+
+class Sink(BaseAgent):
+    """Sets the event of the request under way (one at a time)."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.arrived = anyio.Event()
+
+    @handler
+    async def on_hop(self, payload: Hop, ctx: Context) -> None:
+        self.arrived.set()
+
+
+class Request(Payload):
+    message_type = "instructions.request"
+    seq: int
+
+
+class Reply(Payload):
+    message_type = "instructions.reply"
+    seq: int
+    agent: int
+
+
+class Worker(BaseAgent):
+    produces = (Reply,)
+
+    def __init__(self, id: str, index: int) -> None:
+        super().__init__(id)
+        self.index = index
+
+    @handler
+    async def on_request(self, payload: Request, ctx: Context) -> Message:
+        return ctx.reply(Reply(seq=payload.seq, agent=self.index))
+
+
+class Ping(Payload):
+    message_type = "instructions.ping"
+    n: int
+
+
+class Pong(Payload):
+    message_type = "instructions.pong"
+    n: int
+
+
+class Echo(BaseAgent):
+    """Answers a ping with a pong; a pong sets the event of the request under way."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.arrived = anyio.Event()
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n))
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        self.arrived.set()
+
+
+async def _chain(agents: int, requests: int) -> None:
+    sink = Sink("sink")
+    relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "sink") for i in range(agents)]
+    limits = Limits(max_hops=agents + 1)
+    async with Runtime([*relays, sink], limits=limits) as rt:
+        for _ in range(_WARMUP + requests):
+            sink.arrived = anyio.Event()
+            await rt.publish(rt.message(Hop(n=0), sender="caller", recipient="a0"))
+            await sink.arrived.wait()
+
+
+async def _fanout(n: int, requests: int) -> None:
+    workers = [Worker(f"w{i}", i) for i in range(n)]
+    async with Runtime(workers) as rt:
+        for worker in workers:
+            rt.subscribe(worker.id, Request.message_type)
+        for seq in range(_WARMUP + requests):
+            msg = rt.message(Request(seq=seq), sender="caller")
+            gather = rt.gather(msg.correlation_id, count=n)
+            await rt.publish(msg)
+            result = await gather.wait()
+            if len(result.replies) != n:
+                raise RuntimeError(f"fan-out gathered {len(result.replies)} of {n} replies")
+
+
+async def _component(name: str, calls: int) -> None:
+    """Calls one part of a delivery ``calls`` times on a running runtime's own objects.
+
+    The parts: ``route`` (the router's recipients and the dispatcher's route of a reply that no
+    waiter takes), ``admission`` (the check for one consumer, no policies), ``ledger`` (a
+    delivery opened and handled), ``envelope`` (``ctx.reply``: the reply's ``Message``),
+    ``dispatch`` (the agent's ``handle``: handler lookup and call), ``delivery`` (a whole hop:
+    one message through an echo agent back to a sink agent, for scale).
+    """
+    from genie._context import RuntimeContext
+
+    echo, caller = Echo("echo"), Echo("caller")
+    async with Runtime([echo, caller]) as rt:
+        # The measurement reads the runtime's own rooms (private, and meant to stay so).
+        dispatcher, admission, ledger = rt._dispatcher, rt._admission, rt._ledger
+        correlator, services = rt._correlator, rt._runner.services
+        request = rt.message(Ping(n=1), sender="caller", recipient="echo")
+        ctx = RuntimeContext(services, "echo", request)
+        reply = ctx.reply(Pong(n=1))
+        corr = correlator.get(reply.correlation_id)
+        one: Callable[[], object]
+        if name == "route":
+            router = rt._router
+
+            def one() -> object:
+                return dispatcher.route(reply, corr, router.recipients(reply), True)
+        elif name == "admission":
+
+            def one() -> object:
+                return admission.check(reply, "caller", corr)
+        elif name == "ledger":
+
+            def one() -> object:
+                ledger.opened(corr)
+                ledger.handled_one(corr, reply)
+                return None
+        elif name == "envelope":
+            payload = Pong(n=1)
+
+            def one() -> object:
+                return ctx.reply(payload)
+        elif name == "dispatch":
+            for _ in range(_WARMUP + calls):
+                await echo.handle(request, ctx)
+            return
+        else:
+            for _ in range(_WARMUP + calls):
+                caller.arrived = anyio.Event()
+                await rt.publish(request.model_copy(update={"id": services.new_id()}))
+                await caller.arrived.wait()
+            return
+        for _ in range(_WARMUP + calls):
+            one()
+
+
+def _child(workload: str, size: int, requests: int, component: str) -> None:
+    if workload == "chain":
+        anyio.run(_chain, size, requests)
+    elif workload == "fanout":
+        anyio.run(_fanout, size, requests)
+    else:
+        anyio.run(_component, component, requests)
+
+
+# --- the parent: runs callgrind twice and takes the difference ---------------------------------
+def _callgrind_total(args: Sequence[str], env: dict[str, str]) -> int:
+    with tempfile.TemporaryDirectory(prefix="genie-instructions-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if run.returncode:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{run.stderr[-2000:]}")
+        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"no instruction total in {out}")
+        return int(found.group(1))
+
+
+def count(
+    workload: str,
+    *,
+    size: int,
+    requests: int,
+    component: str = "delivery",
+    pythonpath: str | None = None,
+) -> float:
+    """Instructions per request (``fanout``), per hop (``chain``) or per call (``components``).
+
+    ``-P``: the working directory is not put on ``sys.path``, so a checkout there cannot
+    shadow ``pythonpath``."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, here) if p)
+    totals = []
+    for n in (requests, 2 * requests):
+        args = [sys.executable, "-P", "-m", "genie_bench.instructions", "--child", workload]
+        args += ["--size", str(size), "--requests", str(n), "--component", component]
+        totals.append(_callgrind_total(args, env))
+    per = requests * size if workload == "chain" else requests
+    return (totals[1] - totals[0]) / per
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m genie_bench.instructions",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Example: python -m genie_bench.instructions --workloads chain,fanout",
+    )
+    parser.add_argument(
+        "--workloads",
+        default="chain,fanout",
+        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: chain,fanout)",
+    )
+    parser.add_argument("--agents", type=int, default=50, help="relays in the chain (50)")
+    parser.add_argument("--n", type=int, default=50, help="fan-out width (50)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=20,
+        help="requests in the shorter run (20; 1000 calls for components)",
+    )
+    parser.add_argument(
+        "--pythonpath", help="a directory put first on PYTHONPATH (another checkout's tree)"
+    )
+    parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--component", choices=COMPONENTS, default="delivery", help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        _child(args.child, args.size, args.requests, args.component)
+        return 0
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
+    for workload in workloads:
+        if workload == "chain":
+            per = count(
+                "chain", size=args.agents, requests=args.requests, pythonpath=args.pythonpath
+            )
+            print(f"chain of {args.agents}: {per:,.0f} instructions per hop")
+        elif workload == "fanout":
+            per = count("fanout", size=args.n, requests=args.requests, pythonpath=args.pythonpath)
+            print(f"fan-out N={args.n}: {per:,.0f} instructions per request")
+        else:
+            calls = args.requests * 50
+            for component in COMPONENTS:
+                per = count(
+                    "components",
+                    size=1,
+                    requests=calls,
+                    component=component,
+                    pythonpath=args.pythonpath,
+                )
+                print(f"{component}: {per:,.0f} instructions per call")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
