@@ -84,7 +84,7 @@ class DeliveryRunner:
                 await self._fall_back(mb, msg, corr, handoff)
                 return
             breaker = mb.breaker
-            if breaker is not None and breaker.tripped:
+            if breaker is not None and breaker.failures and breaker.tripped:
                 await self._recover(mb, msg, corr, None)
                 return
             try:

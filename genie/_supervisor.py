@@ -237,22 +237,21 @@ class BreakerPolicy:
 class CircuitBreaker:
     """Per-agent breaker: closed → open (calls refused) → half-open (one trial) → closed."""
 
-    __slots__ = ("_failures", "_opened_at", "_trial", "policy")
+    __slots__ = ("_opened_at", "_trial", "failures", "policy")
 
     def __init__(self, policy: BreakerPolicy) -> None:
         self.policy = policy
-        self._failures = 0
+        # Consecutive failures (read-only outside the breaker). A plain attribute, not a
+        # property: the supervisor reads it after every handler, and only a breaker with
+        # failures can be tripped, so one read decides the common case.
+        self.failures = 0
         self._opened_at: float | None = None
         self._trial = False
 
     @property
     def tripped(self) -> bool:
-        """Open or half-open: calls must ask ``allow`` first."""
+        """Open or half-open: calls must ask ``allow`` first (never without ``failures``)."""
         return self._opened_at is not None
-
-    @property
-    def failures(self) -> int:
-        return self._failures
 
     @property
     def state(self) -> Literal["closed", "open", "half_open"]:
@@ -271,13 +270,13 @@ class CircuitBreaker:
         return False
 
     def record_success(self) -> None:
-        self._failures = 0
+        self.failures = 0
         self._opened_at = None
         self._trial = False
 
     def record_failure(self, now: float) -> None:
-        self._failures += 1
-        if self._trial or self._failures >= self.policy.failure_threshold:
+        self.failures += 1
+        if self._trial or self.failures >= self.policy.failure_threshold:
             self._opened_at = now
             self._trial = False
 
