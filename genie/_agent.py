@@ -97,15 +97,21 @@ class BaseAgent:
         return tuple(cls._handlers)
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
-        for klass in type(msg.payload).__mro__:
-            name = self._handlers.get(klass)
-            if name is not None:
-                result = await getattr(self, name)(msg.payload, ctx)
-                if result is None:
-                    return ()
-                if isinstance(result, Message):
-                    return (result,)
-                return typing.cast(Sequence[Message], result)
+        payload = msg.payload
+        handlers = self._handlers
+        name = handlers.get(type(payload))  # the common case: a handler for the very type
+        if name is None:
+            for klass in type(payload).__mro__[1:]:
+                name = handlers.get(klass)
+                if name is not None:
+                    break
+        if name is not None:
+            result = await getattr(self, name)(payload, ctx)
+            if result is None:
+                return ()
+            if type(result) is Message or isinstance(result, Message):
+                return (result,)
+            return typing.cast(Sequence[Message], result)
         raise UnhandledMessageError(
             f"agent {self.id!r} has no handler for message type {msg.type!r} "
             f"(it handles {sorted(p.message_type for p in self._handlers)})",

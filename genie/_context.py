@@ -51,7 +51,14 @@ class Context(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
-    def reply(self, payload: Payload, **fields: Any) -> Message:
+    def reply(
+        self,
+        payload: Payload,
+        *,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
         """A message to ``message.sender`` (see ``emit`` for the fields)."""
         ...
 
@@ -174,8 +181,21 @@ class _ContextBase:
         )
         return out
 
-    def reply(self, payload: Payload, **fields: Any) -> Message:
-        return self.emit(payload, recipient=self._message.sender, **fields)
+    def reply(
+        self,
+        payload: Payload,
+        *,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        return self.emit(
+            payload,
+            recipient=self._message.sender,
+            role=role,
+            classification=classification,
+            metadata=metadata,
+        )
 
 
 class ContextServices:
@@ -206,12 +226,57 @@ class RuntimeContext(_ContextBase):
     def __init__(self, services: ContextServices, agent_id: str, message: Message) -> None:
         self._agent_id = agent_id
         self._message = message
-        self._new_id = services.new_id
-        self._services = services
+        self._services = services  # ``emit`` reads ids and time from it (not ``_new_id``)
         self.last_emitted = None
 
     def now(self) -> datetime:
         return self._services.clock.now()
+
+    def emit(
+        self,
+        payload: Payload,
+        *,
+        recipient: str | None = None,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        # ``_ContextBase.emit`` with the clock read directly (one call fewer, once a hop).
+        services = self._services
+        out = self.last_emitted = self._message.child(
+            payload,
+            sender=self._agent_id,
+            id=services.new_id(),
+            created_at=services.clock.now(),
+            recipient=recipient,
+            role=role,
+            classification=classification,
+            metadata=metadata,
+        )
+        return out
+
+    def reply(
+        self,
+        payload: Payload,
+        *,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        # ``emit`` to the sender, inlined: the common reply builds its message in one call.
+        services = self._services
+        message = self._message
+        out = self.last_emitted = message.child(
+            payload,
+            sender=self._agent_id,
+            id=services.new_id(),
+            created_at=services.clock.now(),
+            recipient=message.sender,
+            role=role,
+            classification=classification,
+            metadata=metadata,
+        )
+        return out
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

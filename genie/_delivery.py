@@ -246,7 +246,7 @@ class DeliveryRunner:
         hops = msg.hops + 1
         stamped: list[Message] | None = None
         for i, out in enumerate(result):
-            if not isinstance(out, Message):
+            if type(out) is not Message and not isinstance(out, Message):
                 raise InvalidOutputError(
                     f"agent {mb.id!r} returned a {type(out).__name__} among its outputs; "
                     "only Message objects can be published",

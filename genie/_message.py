@@ -203,7 +203,8 @@ class Message(BaseModel):
         Every field comes from an already validated value, so construction skips validation
         (the hot path); the payload's own type is checked.
         """
-        if not isinstance(payload, Payload) or not payload.message_type:
+        # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check
+        if Payload not in type(payload).__mro__ or not payload.message_type:
             raise InvalidMessageError(
                 type(payload).__name__, "payload", "must be a Payload subclass with message_type"
             )
