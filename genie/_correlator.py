@@ -102,6 +102,34 @@ class _Waiter:
         """The runtime is closing: stop waiting."""
 
 
+class _Criteria:
+    """What a gather matches replies by. The correlator remembers only this of a closed gather
+    (not the gather, which holds every reply) to count late replies."""
+
+    __slots__ = ("_senders", "_types", "_where")
+
+    def __init__(
+        self,
+        senders: frozenset[str],
+        types: frozenset[str],
+        where: Callable[[Message], bool] | None,
+    ) -> None:
+        self._senders = senders
+        self._types = types
+        self._where = where
+
+    def matches(self, msg: Message) -> bool:
+        # A gather collects what agents produce. A message with no cause is published from
+        # outside: the request the gather was opened for, never one of its replies.
+        if msg.causation_id is None:
+            return False
+        if self._senders and msg.sender not in self._senders:
+            return False
+        if self._types and msg.type not in self._types:
+            return False
+        return self._where is None or self._where(msg)
+
+
 class _Correlation:
     __slots__ = ("cancelled", "deliveries", "id", "in_flight", "on_release", "requests", "waiters")
 
@@ -123,8 +151,9 @@ class Correlator:
         self._clock = clock
         # Read directly by the runtime's hot path; only the correlator adds and removes.
         self.active: dict[str, _Correlation] = {}
-        # Recently closed gathers, so replies that arrive after them are counted as late.
-        self._closed: OrderedDict[str, Gather] = OrderedDict()
+        # What recently closed gathers matched, so replies that arrive after them are counted
+        # as late (the criteria only: a gather holds all its replies).
+        self.closed_criteria: OrderedDict[str, _Criteria] = OrderedDict()
         self._late_memory = late_memory
         self.pending = 0
         self.complete = 0
@@ -160,8 +189,10 @@ class Correlator:
                 self.on_gathered(result)
 
     def check_late(self, msg: Message) -> None:
-        gather = self._closed.get(msg.correlation_id)
-        if gather is not None and gather.matches(msg):
+        """Count ``msg`` if a closed gather of its correlation would have taken it (callers on
+        the hot path test ``closed_criteria`` first)."""
+        criteria = self.closed_criteria.get(msg.correlation_id)
+        if criteria is not None and criteria.matches(msg):
             self.late += 1
 
     def failed(self, corr: _Correlation, missing: Missing, message_id: str, recipient: str) -> None:
@@ -223,9 +254,10 @@ class Correlator:
             self.partial += 1
         else:
             self.timed_out += 1
-        self._closed[gather.correlation_id] = gather
-        if len(self._closed) > self._late_memory:
-            self._closed.popitem(last=False)
+        closed = self.closed_criteria
+        closed[gather.correlation_id] = _Criteria(gather._senders, gather._types, gather._where)
+        if len(closed) > self._late_memory:
+            closed.popitem(last=False)
         if self.on_gathered is not None and gather._result is not None:
             if self._holding:
                 self.held.append(gather._result)
@@ -243,7 +275,7 @@ class Correlator:
         )
 
 
-class Gather(_Waiter):
+class Gather(_Criteria, _Waiter):
     """Collects replies of one correlation; ``await wait()`` for the ``GatherResult``.
 
     Replies are matched by ``types``, ``senders`` and ``where`` (all that are given). With
@@ -289,17 +321,6 @@ class Gather(_Waiter):
 
     def _key(self, msg: Message) -> str:
         return msg.sender if self._senders else msg.type
-
-    def matches(self, msg: Message) -> bool:
-        # A gather collects what agents produce. A message with no cause is published from
-        # outside: the request the gather was opened for, never one of its replies.
-        if msg.causation_id is None:
-            return False
-        if self._senders and msg.sender not in self._senders:
-            return False
-        if self._types and msg.type not in self._types:
-            return False
-        return self._where is None or self._where(msg)
 
     def _arrived(self) -> int:
         return len(self._replies) if self._keys else len(self._extra)

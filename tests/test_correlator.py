@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import anyio
@@ -276,3 +277,30 @@ async def test_gathers_do_not_leak() -> None:
     assert stats.correlations_active == 0
     assert stats.gathers_pending == 0
     assert stats.gathers_complete == 200
+
+
+async def test_closed_gathers_keep_no_replies() -> None:
+    # The correlator remembers recently closed gathers (to count late replies); it used to
+    # keep each whole gather with all its replies, ~4,096 of them: +270 MB over 6,000
+    # fan-out requests of 50 replies. Only the matching criteria may stay once results are gone.
+    ids = [f"e{i}" for i in range(10)]
+    async with Runtime([Echo(i) for i in ids]) as rt:
+        fan_out(rt, ids)
+        for n in range(100):
+            msg = rt.message(Ping(n=n))
+            gather = rt.gather(msg.correlation_id, count=len(ids))
+            await rt.publish(msg)
+            assert len((await gather.wait()).replies) == len(ids)
+        del gather
+        await rt.wait_idle()
+        gc.collect()
+        # The echo agents keep the pings they received; nothing should keep the pongs.
+        kept = sum(1 for o in gc.get_objects() if type(o) is Message and o.type == "pong")
+        assert kept == 0, f"{kept} replies still referenced after 100 closed gathers"
+        # What matching needs is kept: of two awaited senders, the one after the first is late.
+        msg = rt.message(Ping(n=0))
+        gather = rt.gather(msg.correlation_id, senders=["e0", "e1"], count=1)
+        await rt.publish(msg)
+        assert (await gather.wait()).complete
+        await rt.wait_idle()
+        assert rt.statistics().correlations.late_replies == 1
