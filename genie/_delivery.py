@@ -301,6 +301,6 @@ class DeliveryRunner:
     ) -> None:
         emit = self.dispatcher.emit
         for out in outputs:
-            emit(out, True)
+            emit(out, True, corr)  # stamped with ``msg``'s correlation
         mb.handled += 1
         self.ledger.handled_one(corr, msg)

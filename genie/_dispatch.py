@@ -153,12 +153,15 @@ class Dispatcher:
         self.correlator.release(corr)
 
     # --- from handlers, timers and requests --------------------------------------------------
-    def emit(self, msg: Message, output: bool = True) -> None:
+    def emit(self, msg: Message, output: bool = True, corr: _Correlation | None = None) -> None:
         """Send without waiting: a full mailbox is overdrawn (counted) or sheds, per its
-        options. ``output``: ``msg`` is what a handler returned (so it may answer a request)."""
-        corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
-            msg.correlation_id
-        )
+        options. ``output``: ``msg`` is what a handler returned (so it may answer a request).
+        ``corr``: ``msg``'s correlation, if the caller holds it (an output of a delivery in
+        flight: stamped with the input's correlation, which stays active until handled)."""
+        if corr is None:
+            corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
+                msg.correlation_id
+            )
         mailboxes = self.mailboxes
         ledger = self.ledger
         routed = self.router.recipients(msg)
@@ -177,16 +180,23 @@ class Dispatcher:
             if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
                 freeze_message(msg)  # else nothing to freeze (the common case: no call)
             ledger.published += 1
-            self.correlator.check_late(msg)
+            if self.correlator.closed_criteria:
+                self.correlator.check_late(msg)
             if ledger.observer is not None:
                 ledger.observer.published(msg, len(routed))
         admission = self.admission
+        limits = admission.limits
+        # ``Admission.check`` decides without a call when there are no policies and the limits
+        # hold (the budget is checked per recipient: each delivery counts against it).
+        free = not admission.policies and msg.hops <= limits.max_hops
+        budget = limits.correlation_budget
         put = self.transport.put
         for rid in routed:
-            decision = admission.check(msg, rid, corr)
-            if not decision.allowed:
-                ledger.deny(msg, rid, corr, decision)
-                continue
+            if not free or corr.deliveries >= budget:
+                decision = admission.check(msg, rid, corr)
+                if not decision.allowed:
+                    ledger.deny(msg, rid, corr, decision)
+                    continue
             mb = mailboxes[rid]
             if len(mb.queue) >= mb.capacity:
                 if mb.options.overflow == "shed":
@@ -194,8 +204,11 @@ class Dispatcher:
                     ledger.shed_one(msg, rid, corr, reason)
                     continue
                 mb.overdrafts += 1
-            # ``_deliver``, inlined
-            ledger.opened(corr)
+            # ``_deliver`` and ``Ledger.opened``, inlined: this runs once a hop
+            ledger.delivered += 1
+            ledger.in_flight += 1
+            corr.in_flight += 1
+            corr.deliveries += 1
             put(msg, rid)
             if ledger.observer is not None:
                 ledger.observer.delivered(msg, rid)
@@ -225,7 +238,7 @@ class Dispatcher:
             collected, consumed = self._offer(msg, corr, output)
             if consumed:  # the request waiter stands in for its agent; subscribers still get it
                 routed = tuple(r for r in routed if r != msg.recipient)
-        else:
+        elif self.correlator.closed_criteria:
             self.correlator.check_late(msg)
         if self.taps:
             self._tap(msg)

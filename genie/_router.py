@@ -66,7 +66,9 @@ class Router:
 
     def recipients(self, msg: Message) -> tuple[str, ...]:
         """Direct recipient first, then subscribers of the type, without duplicates."""
-        subs = self.subscribers(msg.type)
+        subs = self._cache.get(msg.type)  # ``subscribers``, inlined for a known type
+        if subs is None:
+            subs = self.subscribers(msg.type)
         direct = msg.recipient
         if direct is None:
             return subs
