@@ -328,9 +328,11 @@ class Gather(_Criteria, _Waiter):
     def offer(self, msg: Message) -> None:
         if self._keys:
             self._replies.setdefault(self._key(msg), msg)
+            arrived = len(self._replies)
         else:
             self._extra.append(msg)
-        if self._arrived() >= self._needed:
+            arrived = len(self._extra)
+        if arrived >= self._needed:
             self._finish("complete")
 
     def refused(self, msg: Message, missing: Missing) -> None:

@@ -26,6 +26,7 @@ from ._freeze import CONTAINER_FIELDS, freeze_message
 from ._ledger import Ledger, fields
 from ._message import Message, MessageTypes
 from ._router import Router, Tap
+from ._supervisor import Decision
 from ._transport import LocalTransport
 
 __all__ = ["Dispatcher"]
@@ -77,14 +78,22 @@ class Dispatcher:
             raise
         ledger = self.ledger
         admission = self.admission
+        limits = admission.limits
+        free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
         put = transport.put
         try:
             for rid in self.route(msg, corr, routed, output=False):
                 held.remove(rid)
-                decision = admission.check(msg, rid, corr)
+                if free and corr.deliveries < limits.correlation_budget:
+                    decision = Decision.ALLOW
+                else:
+                    decision = admission.check(msg, rid, corr)
                 if decision.allowed:
-                    # ``_deliver``, inlined: this runs once per recipient
-                    ledger.opened(corr)
+                    # ``_deliver`` and ``Ledger.opened``, inlined: once per recipient
+                    ledger.delivered += 1
+                    ledger.in_flight += 1
+                    corr.in_flight += 1
+                    corr.deliveries += 1
                     put(msg, rid, reserved=True)
                     if ledger.observer is not None:
                         ledger.observer.delivered(msg, rid)
@@ -263,14 +272,24 @@ class Dispatcher:
         waiter took it or was refused it, a request waiter took it in its agent's place)."""
         collected = consumed = False
         ledger = self.ledger
+        admission = self.admission
+        limits = admission.limits
+        free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
         for waiter in tuple(corr.waiters):
             if (waiter.consumes and not output) or not waiter.matches(msg):
                 continue
             collected = True
             consumed = consumed or waiter.consumes
-            decision = self.admission.check(msg, waiter.consumer, corr)
+            if free and corr.deliveries < limits.correlation_budget:
+                decision = Decision.ALLOW
+            else:
+                decision = admission.check(msg, waiter.consumer, corr)
             if decision.allowed:
-                ledger.collect(corr)
+                # ``Ledger.collect``, inlined: once per gathered reply
+                ledger.delivered += 1
+                ledger.handled += 1
+                ledger.collected += 1
+                corr.deliveries += 1
                 waiter.offer(msg)
             else:
                 ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
