@@ -9,6 +9,7 @@ executors) -> ``DeliveryRunner`` (the supervised handler call) -> outputs back t
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,13 @@ class Runtime:
     without an exception), then cancels what is left; ``shutdown_report`` says what that was.
     ``prices`` (a ``genie.llm.PriceTable``) prices the model calls handlers make through
     ``ctx.llm``; ``limits.correlation_cost`` needs it.
+
+    ``freeze_gc=True`` (opt-in, off by default) collects garbage once the runtime has started
+    (after the agents' ``on_start``) and calls ``gc.freeze()``: what exists then (modules,
+    agents, their data) is never scanned again by the garbage collector, so a collection costs
+    what the requests in flight allocated, not the whole heap. It is process-wide: objects that
+    were alive at start-up and die later are not reclaimed until ``gc.unfreeze()``, which the
+    runtime calls when it closes.
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class Runtime:
         retention: timedelta | None = None,
         metrics: bool | Metrics = False,
         prices: PriceTable | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -111,6 +120,7 @@ class Runtime:
         self.clock = clock or Clock()
         self.audit: AuditSink = audit if audit is not None else MemoryAuditLog()
         self.drain_timeout = drain_timeout
+        self.freeze_gc = freeze_gc
         self.shutdown_report: ShutdownReport | None = None
         self._new_id = IdSource(seed)
         self._state = RuntimeState.NEW
@@ -342,6 +352,9 @@ class Runtime:
             # Nothing may keep running: close as if the block had failed, then re-raise.
             await self._stop(drain=False)
             raise
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
         return self
 
     async def __aexit__(
@@ -371,6 +384,8 @@ class Runtime:
                 # What the cancellation cut short was recorded as it happened (the group may
                 # have been cancelled before this, by a handler's SystemExit, say).
                 self._close(ledger.cut_short, self._timers.cut_short)
+                if self.freeze_gc:
+                    gc.unfreeze()
                 await self._stop_agents()
 
     def _close(self, running: Mapping[str, int], timers: int) -> None:

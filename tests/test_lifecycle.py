@@ -162,3 +162,21 @@ async def test_statistics_are_frozen_snapshots() -> None:
     assert (after.handled, after.collected) == (2, 1)
     with pytest.raises(AttributeError):
         after.handled = 5  # type: ignore[misc]
+
+
+async def test_freeze_gc_is_opt_in_and_undone_at_close() -> None:
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    async with Runtime([Echo("echo")]) as rt:  # the default never touches the collector
+        await rt.ask(rt.message(Ping(n=1), recipient="echo"))
+        assert gc.get_freeze_count() == 0
+    agent = Echo("echo")
+    async with Runtime([agent], freeze_gc=True) as rt:
+        # What existed at start-up (the agent among it) is out of the collector's scans.
+        assert gc.get_freeze_count() > 0
+        assert not any(o is agent for o in gc.get_objects())
+        result = await rt.ask(rt.message(Ping(n=2), recipient="echo"))
+        assert result.message.payload == Pong(n=2)
+    assert gc.get_freeze_count() == 0
+    assert any(o is agent for o in gc.get_objects())

@@ -27,6 +27,7 @@ VARIANTS = (
     "genie+policies",
     "genie+metrics",
     "genie+policies+metrics",
+    "genie+gcfreeze",
     *PEERS,
 )
 
@@ -96,5 +97,11 @@ def build(
             module = importlib.import_module(f"{__package__}.{ours}")
             impls.append(getattr(module, attribute))
         else:
-            impls.append(genie(policies if "policies" in name else (), "metrics" in name))
+            impls.append(
+                genie(
+                    policies if "policies" in name else (),
+                    "metrics" in name,
+                    freeze_gc="gcfreeze" in name,
+                )
+            )
     return impls, skipped

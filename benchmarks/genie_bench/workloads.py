@@ -401,13 +401,14 @@ class Sink(BaseAgent):
         self.arrived.put_nowait(payload)
 
 
-def genie(policies: Sequence[Policy], metrics: bool) -> Implementation:
-    """Genie's runtime, with or without a policy set and metrics: one variant each."""
+def genie(policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False) -> Implementation:
+    """Genie's runtime, with or without a policy set, metrics and ``freeze_gc``: one variant
+    each."""
 
     @asynccontextmanager
     async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
         workers = [Worker(f"w{i}", i) for i in range(n)]
-        async with Runtime(workers, policies=policies, metrics=metrics) as rt:
+        async with Runtime(workers, policies=policies, metrics=metrics, freeze_gc=freeze_gc) as rt:
             for worker in workers:
                 rt.subscribe(worker.id, Request.message_type)
 
@@ -428,7 +429,7 @@ def genie(policies: Sequence[Policy], metrics: bool) -> Implementation:
         sink = Sink("sink")
         limits = Limits(max_hops=agents + 1)
         async with Runtime(
-            [*relays, sink], policies=policies, limits=limits, metrics=metrics
+            [*relays, sink], policies=policies, limits=limits, metrics=metrics, freeze_gc=freeze_gc
         ) as rt:
 
             async def ask() -> None:
@@ -444,8 +445,11 @@ def genie(policies: Sequence[Policy], metrics: bool) -> Implementation:
             yield
 
     name = "genie" + ("+policies" if policies else "") + ("+metrics" if metrics else "")
+    name += "+gcfreeze" if freeze_gc else ""
     what = ["no policies" if not policies else f"the default policy set ({len(policies)})"]
     what.append("metrics on" if metrics else "metrics off")
+    if freeze_gc:
+        what.append("gc.freeze() after start-up (Runtime(freeze_gc=True))")
     return Implementation(name, f"Genie's Runtime, {', '.join(what)}", fanout, chain, idle)
 
 
