@@ -37,21 +37,29 @@ class Clock:
 
     def __init__(self, epoch: datetime | None = None) -> None:
         self._epoch = epoch
-        self._base = 0.0
         self.monotonic: Callable[[], float] = _unstarted
+        # ``now()``: the wall clock until the runtime starts, then ``epoch`` plus loop time. An
+        # attribute set by ``start`` rather than a method that tests which applies: a message
+        # is stamped with it on every hop.
+        self.now: Callable[[], datetime] = _wall_now
 
     def start(self) -> None:
-        self.monotonic = _loop_time()
+        monotonic = self.monotonic = _loop_time()
         epoch = self._epoch or datetime.now(UTC)
-        self._base = epoch.timestamp() - self.monotonic()
+        base = epoch.timestamp() - monotonic()
+        fromtimestamp = datetime.fromtimestamp
 
-    def now(self) -> datetime:
-        if self.monotonic is _unstarted:
-            return datetime.now(UTC)
-        return datetime.fromtimestamp(self._base + self.monotonic(), UTC)
+        def now() -> datetime:
+            return fromtimestamp(base + monotonic(), UTC)
+
+        self.now = now
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _unstarted() -> float:

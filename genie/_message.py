@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
@@ -275,10 +276,13 @@ class IdSource:
             bits, digit = divmod(bits, 26)
             letters.append(_LETTERS[digit])
         self._prefix = "".join(letters) + "-"
-        self._counter = itertools.count(1)
+        # ``prefix + format(n, "x")`` for n = 1, 2, ... built by C callables only: calling it
+        # runs no Python frame (an id is taken for every message).
+        ids = map(self._prefix.__add__, map("{:x}".format, itertools.count(1)))
+        self.next: Callable[[], str] = functools.partial(next, ids)
 
     def __call__(self) -> str:
-        return self._prefix + format(next(self._counter), "x")
+        return self.next()
 
 
 class MessageTypes:

@@ -146,7 +146,7 @@ class Runtime:
         self._model_calls = ModelCalls(self.limits, prices, self._ledger, self._correlator)
         services = ContextServices(
             self.clock,
-            self._new_id,
+            self._new_id.next,
             self._request,
             self._timers.schedule,
             self._model_calls.provider,
