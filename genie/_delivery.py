@@ -93,7 +93,19 @@ class DeliveryRunner:
                     # deadline, nobody observing): it saves ~0.3 µs of a ~9 µs hop.
                     ctx = RuntimeContext(self.services, mb.id, msg)
                     result = await mb.agent.handle(msg, ctx)
-                    outputs = self._outputs(mb, msg, result, ctx.last_emitted)
+                    built = ctx.last_emitted
+                    if (
+                        type(result) is tuple
+                        and len(result) == 1
+                        and built is not None
+                        and result[0] is built
+                        and type(built.payload) in self._known_payloads
+                    ):
+                        # ``_outputs`` for the common case, decided without a call: the one
+                        # message this delivery's own context built, of a registered type.
+                        outputs: Sequence[Message] = result
+                    else:
+                        outputs = self._outputs(mb, msg, result, built)
                 else:
                     outputs = await self._attempt(mb, msg)
             except BaseException as exc:
@@ -103,7 +115,12 @@ class DeliveryRunner:
                 return
             if breaker is not None and breaker.failures:
                 breaker.record_success()
-            self._succeed(mb, msg, corr, outputs)
+            # ``_succeed``, inlined: once a hop
+            emit = self.dispatcher.emit
+            for out in outputs:
+                emit(out, True, corr)  # stamped with ``msg``'s correlation
+            mb.handled += 1
+            self.ledger.handled_one(corr, msg)
         except BaseException as exc:
             # Only what stops the runtime gets here, always before the delivery's outcome.
             agent = handoff.failed_agent if handoff is not None else mb.id
