@@ -215,21 +215,33 @@ class Message(BaseModel):
             if metadata:
                 meta.update({str(k): _freeze(v) for k, v in metadata.items()})
         # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
-        return _construct(
-            id=id,
-            type=payload.message_type,
-            sender=sender,
-            recipient=recipient,
-            correlation_id=self.correlation_id,
-            causation_id=self.id,
-            trace_id=self.trace_id,
-            role=role,
-            classification=self.classification if classification is None else classification,
-            hops=self.hops + 1,
-            created_at=created_at,
-            metadata=meta,
-            payload=payload,
+        # ``_construct``, inlined: a handler's every output is built here.
+        msg: Message = _new(Message)
+        _set(
+            msg,
+            "__dict__",
+            {
+                "id": id,
+                "type": payload.message_type,
+                "sender": sender,
+                "recipient": recipient,
+                "correlation_id": self.correlation_id,
+                "causation_id": self.id,
+                "trace_id": self.trace_id,
+                "role": role,
+                "classification": (
+                    self.classification if classification is None else classification
+                ),
+                "hops": self.hops + 1,
+                "created_at": created_at,
+                "metadata": meta,
+                "payload": payload,
+            },
         )
+        _set(msg, "__pydantic_fields_set__", _ALL_FIELDS)
+        _set(msg, "__pydantic_extra__", None)
+        _set(msg, "__pydantic_private__", None)
+        return msg
 
 
 _new = object.__new__
