@@ -37,7 +37,7 @@ __all__ = ["COMPONENTS", "WORKLOADS", "count", "main"]
 
 WORKLOADS = ("chain", "fanout", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
-COMPONENTS = ("route", "admission", "ledger", "envelope", "dispatch", "delivery")
+COMPONENTS = ("route", "admission", "ledger", "payload", "envelope", "dispatch", "delivery")
 _WARMUP = 20
 
 
@@ -152,9 +152,11 @@ async def _component(name: str, calls: int) -> None:
 
     The parts: ``route`` (the router's recipients and the dispatcher's route of a reply that no
     waiter takes), ``admission`` (the check for one consumer, no policies), ``ledger`` (a
-    delivery opened and handled), ``envelope`` (``ctx.reply``: the reply's ``Message``),
-    ``dispatch`` (the agent's ``handle``: handler lookup and call), ``delivery`` (a whole hop:
-    one message through an echo agent back to a sink agent, for scale).
+    delivery opened and handled), ``payload`` (the handler's ``Pong(n=1)``: pydantic
+    validating the reply's payload), ``envelope`` (``ctx.reply``: the reply's ``Message``, its
+    id and timestamp), ``dispatch`` (the agent's ``handle``: handler lookup and call, with the
+    payload and envelope it builds), ``delivery`` (a whole round trip: a ping to an echo agent
+    and its pong back to an agent, two deliveries, for scale).
     """
     from genie._context import RuntimeContext
 
@@ -183,6 +185,10 @@ async def _component(name: str, calls: int) -> None:
                 ledger.opened(corr)
                 ledger.handled_one(corr, reply)
                 return None
+        elif name == "payload":
+
+            def one() -> object:
+                return Pong(n=1)
         elif name == "envelope":
             payload = Pong(n=1)
 
