@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -404,11 +404,13 @@ class Sink(BaseAgent):
 def genie(policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False) -> Implementation:
     """Genie's runtime, with or without a policy set, metrics and ``freeze_gc``: one variant
     each."""
+    # Passed only when asked for, so the harness still drives a genie without the option.
+    options: dict[str, Any] = {"freeze_gc": True} if freeze_gc else {}
 
     @asynccontextmanager
     async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
         workers = [Worker(f"w{i}", i) for i in range(n)]
-        async with Runtime(workers, policies=policies, metrics=metrics, freeze_gc=freeze_gc) as rt:
+        async with Runtime(workers, policies=policies, metrics=metrics, **options) as rt:
             for worker in workers:
                 rt.subscribe(worker.id, Request.message_type)
 
@@ -429,7 +431,7 @@ def genie(policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False) ->
         sink = Sink("sink")
         limits = Limits(max_hops=agents + 1)
         async with Runtime(
-            [*relays, sink], policies=policies, limits=limits, metrics=metrics, freeze_gc=freeze_gc
+            [*relays, sink], policies=policies, limits=limits, metrics=metrics, **options
         ) as rt:
 
             async def ask() -> None:
