@@ -12,7 +12,7 @@ from ._context import Context
 from ._errors import ConfigurationError, UnhandledMessageError
 from ._message import Message, Payload
 
-__all__ = ["Agent", "BaseAgent", "Risk", "agent_risk", "handler"]
+__all__ = ["Agent", "BaseAgent", "Risk", "agent_risk", "handler", "handler_table"]
 
 
 class Risk(enum.StrEnum):
@@ -119,6 +119,15 @@ class BaseAgent:
             agent_id=self.id,
             correlation_id=msg.correlation_id,
         )
+
+
+def handler_table(agent: Agent) -> dict[type[Payload], str] | None:
+    """``BaseAgent``'s handlers by payload type when ``agent`` dispatches with
+    ``BaseAgent.handle`` unchanged (the runtime then calls the handler itself, one coroutine
+    instead of two); None for any other agent, whose ``handle`` is called."""
+    if getattr(getattr(agent, "handle", None), "__func__", None) is not BaseAgent.handle:
+        return None
+    return typing.cast(BaseAgent, agent)._handlers
 
 
 def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:

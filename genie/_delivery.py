@@ -92,7 +92,20 @@ class DeliveryRunner:
                     # _attempt without a coroutine of its own, for the common case (no
                     # deadline, nobody observing): it saves ~0.3 µs of a ~9 µs hop.
                     ctx = RuntimeContext(self.services, mb.id, msg)
-                    result = await mb.agent.handle(msg, ctx)
+                    handlers = mb.handlers
+                    name = handlers.get(type(msg.payload)) if handlers is not None else None
+                    if name is not None:
+                        # ``BaseAgent.handle``, fused: the handler for the payload's very type
+                        # is called here, one coroutine instead of two.
+                        returned = await getattr(mb.agent, name)(msg.payload, ctx)
+                        if returned is None:
+                            result: Sequence[Message] = ()
+                        elif type(returned) is Message or isinstance(returned, Message):
+                            result = (returned,)
+                        else:
+                            result = returned
+                    else:
+                        result = await mb.agent.handle(msg, ctx)
                     built = ctx.last_emitted
                     if (
                         type(result) is tuple

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from ._agent import Agent
-from ._message import Message
+from ._agent import Agent, handler_table
+from ._message import Message, Payload
 from ._supervisor import AgentOptions, CircuitBreaker
 
 __all__ = ["Handoff", "Mailbox", "MailboxStatistics"]
@@ -77,6 +77,7 @@ class Mailbox:
         "capacity",
         "failed",
         "handled",
+        "handlers",
         "high_water",
         "id",
         "max_concurrency",
@@ -90,6 +91,8 @@ class Mailbox:
 
     def __init__(self, agent: Agent, options: AgentOptions) -> None:
         self.agent = agent
+        # Read once, when the agent is added: a BaseAgent's handler table (see handler_table).
+        self.handlers: dict[type[Payload], str] | None = handler_table(agent)
         self.id = agent.id
         self.options = options
         self.capacity = options.mailbox_size

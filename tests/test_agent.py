@@ -85,3 +85,37 @@ async def test_test_context_sleep_advances_its_clock() -> None:
     before = ctx.now()
     await ctx.sleep(3600)
     assert (ctx.now() - before).total_seconds() == 3600
+
+
+async def test_the_runtime_dispatches_as_handle_would() -> None:
+    # The runtime calls a BaseAgent's handler itself (one coroutine fewer); an agent that
+    # overrides handle, or whose handle was replaced before it was added, is called through it,
+    # and a payload subclass still finds its base's handler.
+    from genie import Runtime
+
+    class SpecialPing(Ping):
+        message_type = "special_ping"
+
+    class Wrapping(Echo):
+        async def handle(self, msg: Message, ctx: Context) -> list[Message]:
+            return [ctx.reply(Note(text=f"wrapped {msg.type}"))]
+
+    patched = Echo("patched")
+
+    async def replaced(msg: Message, ctx: Context) -> list[Message]:
+        return [ctx.reply(Note(text="replaced"))]
+
+    patched.handle = replaced  # type: ignore[method-assign]
+    agents = [Echo("echo"), Wrapping("wrapping"), patched]
+    async with Runtime(agents) as rt:
+        rt.types.register(SpecialPing, Note)
+        got = [
+            (await rt.ask(rt.message(payload, recipient=agent))).message.payload
+            for payload, agent in [
+                (Ping(n=1), "echo"),
+                (SpecialPing(n=2), "echo"),
+                (Ping(n=3), "wrapping"),
+                (Ping(n=4), "patched"),
+            ]
+        ]
+    assert got == [Pong(n=1), Pong(n=2), Note(text="wrapped ping"), Note(text="replaced")]
