@@ -222,7 +222,7 @@ class DeliveryRunner:
         self._succeed(fb, msg, corr, outputs)
 
     async def _attempt(self, mb: Mailbox, msg: Message) -> Sequence[Message]:
-        """One handler call: the only place a handler is called."""
+        """One handler call (``run`` inlines the first attempt of the common case)."""
         obs = self.ledger.observer
         started = self.clock.monotonic() if obs is not None else 0.0
         ctx = RuntimeContext(self.services, mb.id, msg)
