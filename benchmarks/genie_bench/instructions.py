@@ -37,7 +37,16 @@ __all__ = ["COMPONENTS", "WORKLOADS", "count", "main"]
 
 WORKLOADS = ("chain", "fanout", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
-COMPONENTS = ("route", "admission", "ledger", "payload", "envelope", "dispatch", "delivery")
+COMPONENTS = (
+    "loop",
+    "route",
+    "admission",
+    "ledger",
+    "payload",
+    "envelope",
+    "dispatch",
+    "delivery",
+)
 _WARMUP = 20
 
 
@@ -150,7 +159,8 @@ async def _fanout(n: int, requests: int) -> None:
 async def _component(name: str, calls: int) -> None:
     """Calls one part of a delivery ``calls`` times on a running runtime's own objects.
 
-    The parts: ``route`` (the router's recipients and the dispatcher's route of a reply that no
+    The parts: ``loop`` (an empty call: the measuring loop's own cost, to subtract from the
+    others), ``route`` (the router's recipients and the dispatcher's route of a reply that no
     waiter takes), ``admission`` (the check for one consumer, no policies), ``ledger`` (a
     delivery opened and handled), ``payload`` (the handler's ``Pong(n=1)``: pydantic
     validating the reply's payload), ``envelope`` (``ctx.reply``: the reply's ``Message``, its
@@ -170,7 +180,11 @@ async def _component(name: str, calls: int) -> None:
         reply = ctx.reply(Pong(n=1))
         corr = correlator.get(reply.correlation_id)
         one: Callable[[], object]
-        if name == "route":
+        if name == "loop":
+
+            def one() -> object:  # the measuring loop's own cost, to subtract from the others
+                return None
+        elif name == "route":
             router = rt._router
 
             def one() -> object:
