@@ -209,7 +209,10 @@ class Message(BaseModel):
             raise InvalidMessageError(
                 type(payload).__name__, "payload", "must be a Payload subclass with message_type"
             )
-        meta = self.metadata
+        # The parent's fields read from its ``__dict__``: pydantic defines ``__getattr__``, so
+        # every attribute read on a model goes through a slower hook than a dict lookup.
+        parent = self.__dict__
+        meta = parent["metadata"]
         if metadata or type(meta) is not FrozenDict:
             meta = dict(meta)
             if metadata:
@@ -225,14 +228,14 @@ class Message(BaseModel):
                 "type": payload.message_type,
                 "sender": sender,
                 "recipient": recipient,
-                "correlation_id": self.correlation_id,
-                "causation_id": self.id,
-                "trace_id": self.trace_id,
+                "correlation_id": parent["correlation_id"],
+                "causation_id": parent["id"],
+                "trace_id": parent["trace_id"],
                 "role": role,
                 "classification": (
-                    self.classification if classification is None else classification
+                    parent["classification"] if classification is None else classification
                 ),
-                "hops": self.hops + 1,
+                "hops": parent["hops"] + 1,
                 "created_at": created_at,
                 "metadata": meta,
                 "payload": payload,
