@@ -174,7 +174,9 @@ class Dispatcher:
         mailboxes = self.mailboxes
         ledger = self.ledger
         routed = self.router.recipients(msg)
-        recipient = msg.recipient
+        # Fields read from the __dict__: pydantic's __getattr__ makes each attribute read a hook.
+        values = msg.__dict__
+        recipient = values["recipient"]
         if (
             corr.cancelled
             or corr.waiters
@@ -186,7 +188,10 @@ class Dispatcher:
         else:
             # ``route`` for the common case (nobody waits on the correlation, no tap, every
             # recipient known), inlined: this runs once a hop.
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
+            if (
+                type(values["metadata"]) is dict
+                or CONTAINER_FIELDS.get(type(values["payload"])) != ()
+            ):
                 freeze_message(msg)  # else nothing to freeze (the common case: no call)
             ledger.published += 1
             if self.correlator.closed_criteria:
@@ -197,7 +202,7 @@ class Dispatcher:
         limits = admission.limits
         # ``Admission.check`` decides without a call when there are no policies and the limits
         # hold (the budget is checked per recipient: each delivery counts against it).
-        free = not admission.policies and msg.hops <= limits.max_hops
+        free = not admission.policies and values["hops"] <= limits.max_hops
         budget = limits.correlation_budget
         put = self.transport.put
         for rid in routed:
