@@ -112,6 +112,7 @@ class Runtime:
         metrics: bool | Metrics = False,
         prices: PriceTable | None = None,
         freeze_gc: bool = False,
+        transport: LocalTransport | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -131,7 +132,9 @@ class Runtime:
         self._admission = Admission(self.limits, self.policies)
         dead_letters = DeadLetters(dead_letter_capacity, retention)
         self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
-        self._transport = LocalTransport()
+        # Another transport (NATS, genie/_nats.py) moves admitted deliveries elsewhere; its
+        # mailboxes still hold every agent, so routing and admission stay here.
+        self._transport = transport if transport is not None else LocalTransport()
         self._mailboxes = self._transport.mailboxes
         self._dispatcher = Dispatcher(
             self.types,

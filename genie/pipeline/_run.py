@@ -32,6 +32,7 @@ from ._schema import AgentDecl, PipelineFile
 
 if TYPE_CHECKING:
     from .._metrics import Metrics
+    from .._transport import LocalTransport
     from ..llm._config import LLMConfig, LLMStacks
 
 __all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
@@ -226,6 +227,7 @@ class Pipeline:
         metrics: bool | Metrics = False,
         adapt: Callable[[Agent, AgentOptions], tuple[Agent, AgentOptions]] | None = None,
         llm: LLMStacks | None = None,
+        transport: LocalTransport | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
@@ -255,6 +257,7 @@ class Pipeline:
             retention=None if self.retention_days is None else timedelta(days=self.retention_days),
             metrics=metrics,
             prices=prices,
+            transport=transport,
         )
         if built is not None:
             rt.on_close(built.aclose)

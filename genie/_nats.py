@@ -1,0 +1,660 @@
+"""The NATS JetStream transport: the same pipeline across processes (docs/scale-out.md).
+
+Every process builds the whole pipeline, so routing and admission run where a message is sent
+(denied data never leaves the process), exactly as in one process. Only admitted deliveries
+cross the broker:
+
+- one work-queue stream per namespace (``GENIE_<NS>``), a subject per recipient agent
+  (``genie.<ns>.agent.<id>``), ``Delivery.id`` as ``Nats-Msg-Id``, so the server drops a
+  publish it already has (a re-run after a crash);
+- one durable pull consumer per agent, bound by every worker that hosts it, with
+  ``max_ack_pending`` = the agent's ``max_concurrency`` and explicit acks;
+- a worker runs a delivery through the same ``DeliveryRunner``, then, in this order, records
+  the outcome (a stream of outcome records, addressed to the process that started the request),
+  publishes a dead letter if there is one, publishes the outputs, and only then acks. A handler's
+  outputs get ids derived from its input delivery, so whatever a killed worker published is
+  published again under the same ids, and deduplicated;
+- the process that started a request (the origin) keeps the request's accounting: each
+  outcome record closes one delivery and opens the ones its handler sent (``spawned``), and
+  carries the denials, sheds and replies of that delivery, so ``ask``, its partial results and
+  the identity ``delivered == handled + denied + dead_lettered + shed + in_flight`` hold there
+  as in one process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._deadletter import DeadLetter
+from ._errors import ConfigurationError
+from ._executor import Worker
+from ._mailbox import Handoff, Mailbox, Queued
+from ._message import Message
+from ._observe import Observer
+from ._supervisor import Decision
+from ._transport import Delivery, LocalTransport, delivery_id
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+    from ._runtime import Runtime
+
+__all__ = ["NatsNames", "NatsTransport", "Step", "derived_id", "ensure_streams"]
+
+_log = logging.getLogger("genie.nats")
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+ORIGIN = "Genie-Origin"
+CORRELATION = "Genie-Correlation"
+MSG_ID = "Nats-Msg-Id"
+
+# Where a worker may be told to stop (tests pick the point of death with these).
+Step = str  # "handled" | "outcome" | "published" | "acked"
+StepHook = Callable[[Step, Delivery], None]
+
+
+def _token(name: str, what: str) -> str:
+    """A subject token for an agent id or namespace: '.' separates tokens, so it becomes '~'
+    (never in an id, so the mapping is one to one)."""
+    if not _SAFE.match(name):
+        raise ConfigurationError(
+            f"{what} {name!r} cannot name a NATS subject: use letters, digits, '_', '-', '.'"
+        )
+    return name.replace(".", "~")
+
+
+@dataclass(frozen=True)
+class NatsNames:
+    """The streams and subjects of one namespace (by default the pipeline's name)."""
+
+    namespace: str
+
+    @property
+    def _ns(self) -> str:
+        return _token(self.namespace, "namespace")
+
+    @property
+    def work(self) -> str:
+        return f"GENIE_{self._ns.upper().replace('~', '_').replace('-', '_')}"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.work}_OUTCOMES"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.work}_DEAD"
+
+    def agent(self, agent_id: str) -> str:
+        return f"genie.{self._ns}.agent.{_token(agent_id, 'agent id')}"
+
+    def consumer(self, agent_id: str) -> str:
+        return _token(agent_id, "agent id").replace("~", "_")
+
+    def outcome(self, origin: str) -> str:
+        return f"genie.{self._ns}.outcome.{origin}"
+
+    def dead_letter(self, agent_id: str) -> str:
+        return f"genie.{self._ns}.dead.{_token(agent_id, 'agent id')}"
+
+
+async def ensure_streams(
+    js: JetStreamContext, names: NatsNames, *, duplicate_window: float
+) -> None:
+    """Create the namespace's three streams if they are not there (idempotent)."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError
+
+    ns = names._ns
+    configs = (
+        StreamConfig(
+            name=names.work,
+            subjects=[f"genie.{ns}.agent.*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(
+            name=names.outcomes,
+            subjects=[f"genie.{ns}.outcome.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=24 * 3600.0,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(
+            name=names.dead,
+            subjects=[f"genie.{ns}.dead.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        ),
+    )
+    for config in configs:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)  # already there with other settings: ours win
+
+
+def derived_id(delivery: str, index: int) -> str:
+    """The id of the ``index``-th output of ``delivery``: the same on every run of it, so the
+    server deduplicates what a killed worker already published. Letters only, like IdSource's
+    (policies scan ids that travel in metadata)."""
+    digest = hashlib.sha256(f"{delivery}/{index}".encode()).digest()
+    return "".join(_LETTERS[b % 26] for b in digest[:20])
+
+
+def _message_json(msg: Message) -> dict[str, Any]:
+    return msg.model_dump(mode="json")
+
+
+@dataclass
+class _Run:
+    """One delivery a worker is running: what its handler's outputs became."""
+
+    delivery: Delivery
+    origin: str
+    outbox: list[tuple[Message, str]] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+    denied: list[dict[str, Any]] = field(default_factory=list)
+    shed: list[dict[str, Any]] = field(default_factory=list)
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    dead: DeadLetter | None = None
+    handoffs: list[Handoff] = field(default_factory=list)
+
+    def rename(self, msg: Message) -> Message:
+        new = self.renamed.get(msg.id)
+        if new is None:
+            new = self.renamed[msg.id] = derived_id(self.delivery.id, len(self.renamed))
+        return msg.model_copy(update={"id": new})
+
+
+class _Recorder(Observer):
+    """Sees, in a worker, what happens to the outputs of the deliveries it runs."""
+
+    never_raises = True
+
+    def __init__(self, transport: NatsTransport) -> None:
+        self.transport = transport
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        run = self.transport._run_of(msg)
+        if run is not None:
+            run.denied.append(
+                {
+                    "message": _message_json(run.rename(msg)),
+                    "consumer": agent_id,
+                    "policy": policy,
+                    "reason": reason,
+                }
+            )
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        msg = letter.message
+        if letter.agent_id is not None:
+            own = self.transport._running.get(delivery_id(msg, letter.agent_id))
+            if own is not None and letter.kind in ("failed", "cancelled"):
+                own.dead = letter
+                return
+        run = self.transport._run_of(msg)
+        if run is None:
+            return
+        if letter.kind == "unrouted":
+            # Nobody here receives it: a reply for whoever waits in the origin process.
+            run.replies.append(_message_json(run.rename(msg)))
+        elif letter.kind == "shed":
+            run.shed.append(
+                {
+                    "message": _message_json(run.rename(msg)),
+                    "consumer": letter.agent_id,
+                    "reason": letter.reason,
+                }
+            )
+
+
+class NatsTransport(LocalTransport):
+    """Moves admitted deliveries through JetStream; runs the deliveries of ``hosted`` agents.
+
+    Build it on a connected client, pass it to ``Runtime(transport=...)`` (or
+    ``Pipeline.runtime``), then ``attach`` the runtime before entering it.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        names: NatsNames,
+        *,
+        hosted: Iterable[str] = (),
+        ack_wait: float | None = None,
+        max_deliveries: int = 5,
+        poll: float = 0.05,
+        on_step: StepHook | None = None,
+    ) -> None:
+        super().__init__()
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.names = names
+        self.hosted = tuple(hosted)
+        self.ack_wait = ack_wait
+        self.max_deliveries = max_deliveries
+        self.poll = poll
+        self.on_step = on_step
+        self.origin = uuid.uuid4().hex
+        self.sent = self.received = self.redelivered = self.crashed = 0
+        self._running: dict[str, _Run] = {}
+        self._by_message: dict[str, _Run] = {}
+        self._outgoing: list[tuple[Message, str]] = []
+        self._wake = anyio.Event()
+        self._holding: dict[str, int] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+        self._workers: set[Worker] = set()
+        self._rt: Runtime | None = None
+        self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
+        self._ready = anyio.Event()
+
+    # --- wiring ------------------------------------------------------------------------------
+    def attach(self, rt: Runtime) -> None:
+        """Bind the runtime whose ledger, correlator and dispatcher this transport serves."""
+        for agent_id in self.hosted:
+            if agent_id not in self.mailboxes:
+                raise ConfigurationError(
+                    f"cannot host agent {agent_id!r}: the pipeline has no such agent "
+                    f"(it has {', '.join(sorted(self.mailboxes))})"
+                )
+        for agent_id in self.mailboxes:
+            self.names.agent(agent_id)  # every id must name a subject: fail before starting
+        self._rt = rt
+        if self.hosted:
+            rt.add_observer(_Recorder(self))
+
+    def start(
+        self,
+        tg: TaskGroup,
+        run: Callable[[Mailbox, Worker], Awaitable[None]],
+        new_event: Callable[[], anyio.Event],
+    ) -> None:
+        if self._rt is None:
+            raise ConfigurationError("NatsTransport.attach(runtime) before starting it")
+        self._run_one = run
+        tg.start_soon(self._publisher, name="genie-nats-publisher")
+        tg.start_soon(self._origin_loop, name="genie-nats-origin")
+        for agent_id in self.hosted:
+            mb = self.mailboxes[agent_id]
+            tg.start_soon(self._consume, mb, name=f"genie-nats-{agent_id}")
+
+    async def ready(self) -> None:
+        """Wait until this process receives its outcome records (before the first publish)."""
+        await self._ready.wait()
+
+    # --- the Transport calls -----------------------------------------------------------------
+    def has_room(self, recipient: str) -> bool:
+        # Only a stream request can tell; ``publish_nowait`` cannot wait for one, so it is
+        # refused while a publisher of this process waits for that recipient.
+        return not self._holding.get(recipient)
+
+    def try_hold(self, recipient: str) -> bool:
+        return False  # the stream decides: always ``wait_for_room``
+
+    async def wait_for_room(self, recipient: str) -> None:
+        lock = self._locks.setdefault(recipient, anyio.Lock())
+        self._holding[recipient] = self._holding.get(recipient, 0) + 1
+        try:
+            async with lock:  # first come, first served in this process
+                capacity = self.mailboxes[recipient].capacity
+                subject = self.names.agent(recipient)
+                while True:
+                    info = await self.js.stream_info(self.names.work, subjects_filter=subject)
+                    queued = (info.state.subjects or {}).get(subject, 0)
+                    if queued + self._pending(recipient) < capacity:
+                        return
+                    await anyio.sleep(self.poll)
+        except BaseException:
+            self._holding[recipient] -= 1
+            raise
+
+    def _pending(self, recipient: str) -> int:
+        return sum(1 for _, rid in self._outgoing if rid == recipient)
+
+    def release(self, recipient: str) -> None:
+        self._holding[recipient] -= 1
+
+    def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
+        if reserved:
+            self._holding[recipient] -= 1
+        if type(item) is Handoff:
+            # The fallback runs here, inside the failed delivery (every process hosts every
+            # agent's code): its outcome is that delivery's outcome.
+            run = self._running.get(delivery_id(item.message, item.failed_agent))
+            assert run is not None, "a handoff comes from a delivery this worker runs"
+            run.handoffs.append(item)
+            self._running[delivery_id(item.message, recipient)] = run
+            return
+        msg: Message = item  # type: ignore[assignment]
+        run = self._run_of(msg)
+        if run is not None:
+            run.outbox.append((run.rename(msg), recipient))
+        else:
+            self._outgoing.append((msg, recipient))
+            self._wake.set()
+
+    def schedule(self, mb: Mailbox) -> None:
+        pass  # deliveries run as they arrive from the broker, never from a local queue
+
+    def cancel(self, correlation_id: str) -> int:
+        found = 0
+        for worker in self._workers:
+            if worker.correlation == correlation_id:
+                worker.cancel()
+                found += 1
+        return found
+
+    def _run_of(self, msg: Message) -> _Run | None:
+        """The running delivery ``msg`` is an output of (None: sent from outside a handler)."""
+        cause = msg.causation_id
+        if cause is None:
+            return None
+        return self._running.get(f"{cause}:{msg.sender}") or self._by_message.get(cause)
+
+    # --- sending -----------------------------------------------------------------------------
+    async def _publish(self, msg: Message, recipient: str, origin: str) -> None:
+        """Publish one delivery until the stream has it (through a broker restart)."""
+        delivery = Delivery(msg, recipient)
+        headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
+        await self._retry(self.names.agent(recipient), delivery.encode(), headers)
+        self.sent += 1
+
+    async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        from nats.errors import Error as NatsError
+
+        delay = 0.05
+        while True:
+            try:
+                await self.js.publish(subject, data, headers=headers, timeout=2.0)
+            except (NatsError, TimeoutError) as exc:
+                _log.warning("publish to %s failed (%s); retrying", subject, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            else:
+                return
+
+    async def _publisher(self) -> None:
+        """Sends from outside a handler (the entry publish, timers), in order."""
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            while self._outgoing:
+                msg, recipient = self._outgoing[0]
+                await self._publish(msg, recipient, self.origin)
+                self._outgoing.pop(0)
+
+    # --- the origin: outcome records of the requests this process started -----------------------
+    async def _origin_loop(self) -> None:
+        from nats.js.api import DeliverPolicy
+
+        sub = await self.js.subscribe(
+            self.names.outcome(self.origin),
+            stream=self.names.outcomes,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        self._ready.set()
+        try:
+            async for raw in sub.messages:
+                self._settle(json.loads(raw.data))
+        finally:
+            await sub.unsubscribe()
+
+    def _settle(self, record: Mapping[str, Any]) -> None:
+        """Replay one remote outcome in this process's ledger (see the module docstring)."""
+        rt = self._rt
+        assert rt is not None
+        ledger, types = rt._ledger, rt.types
+        corr = rt._correlator.get(record["correlation_id"])
+        for d in record["denied"]:
+            msg = types.parse_message(d["message"])
+            ledger.deny(msg, d["consumer"], corr, Decision.deny(d["policy"], d["reason"]))
+        for s in record["shed"]:
+            ledger.shed_one(types.parse_message(s["message"]), s["consumer"], corr, s["reason"])
+        for reply in record["replies"]:
+            rt._dispatcher.route(types.parse_message(reply), corr, (), True)
+        spawned = int(record["spawned"])
+        ledger.delivered += spawned
+        ledger.in_flight += spawned
+        corr.in_flight += spawned
+        corr.deliveries += spawned
+        if record["outcome"] == "handled":
+            ledger.handled += 1
+            ledger.closed(corr)
+            return
+        if record.get("message") is None:  # undecodable on arrival: nothing to show
+            ledger.dead_lettered += 1
+            ledger.closed(corr)
+            return
+        ledger.dead_letter(
+            record["agent"],
+            types.parse_message(record["message"]),
+            corr,
+            record["kind"],
+            record["reason"],
+            None,
+            int(record["attempts"]),
+        )
+
+    # --- the worker: running deliveries from the broker -----------------------------------------
+    def _consumer_config(self, mb: Mailbox) -> Any:
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        return ConsumerConfig(
+            durable_name=self.names.consumer(mb.id),
+            filter_subject=self.names.agent(mb.id),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._ack_wait(mb),
+            max_ack_pending=mb.max_concurrency,
+            max_deliver=-1,  # we count deliveries ourselves, and end the N-th with term()
+        )
+
+    def _ack_wait(self, mb: Mailbox) -> float:
+        if self.ack_wait is not None:
+            return self.ack_wait
+        deadline = mb.options.deadline
+        return max(2.0, deadline) if deadline is not None else 30.0
+
+    async def _consume(self, mb: Mailbox) -> None:
+        from nats.errors import Error as NatsError
+
+        while True:  # through broker restarts
+            try:
+                psub = await self.js.pull_subscribe(
+                    self.names.agent(mb.id),
+                    durable=self.names.consumer(mb.id),
+                    stream=self.names.work,
+                    config=self._consumer_config(mb),
+                )
+                break
+            except (NatsError, TimeoutError) as exc:
+                _log.warning("cannot bind the consumer of %s (%s); retrying", mb.id, exc)
+                await anyio.sleep(0.5)
+        limiter = anyio.Semaphore(mb.max_concurrency)
+        async with anyio.create_task_group() as tg:
+            while True:
+                await limiter.acquire()  # a slot, then a fetch for it
+                try:
+                    batch = await psub.fetch(1, timeout=1.0)
+                except (NatsError, TimeoutError):
+                    limiter.release()
+                    continue
+                tg.start_soon(self._one, mb, batch[0], limiter)
+
+    async def _one(self, mb: Mailbox, raw: Msg, limiter: anyio.Semaphore) -> None:
+        try:
+            await self._deliver(mb, raw)
+        finally:
+            limiter.release()
+
+    async def _deliver(self, mb: Mailbox, raw: Msg) -> None:
+        rt = self._rt
+        assert rt is not None
+        headers = raw.headers or {}
+        origin = headers.get(ORIGIN, "none")
+        self.received += 1
+        try:
+            delivery = Delivery.decode(raw.data, rt.types)
+        except Exception as exc:
+            await self._undecodable(mb, raw, origin, headers, exc)
+            return
+        times = raw.metadata.num_delivered
+        if times > 1:
+            self.redelivered += 1
+        run = _Run(delivery, origin)
+        msg = delivery.message
+        self._running[delivery.id] = run
+        self._by_message[msg.id] = run
+        corr = rt._correlator.get(msg.correlation_id)
+        ledger = rt._ledger
+        # In flight here from now (the sender counted it delivered, and closed it once sent).
+        ledger.in_flight += 1
+        corr.in_flight += 1
+        try:
+            if times > self.max_deliveries:
+                self.crashed += 1
+                reason = (
+                    f"delivered {times - 1} times without an outcome (the worker running it "
+                    "stopped each time)"
+                )
+                ledger.dead_letter(mb.id, msg, corr, "failed", reason, None, times - 1)
+            else:
+                async with anyio.create_task_group() as beats:
+                    beats.start_soon(self._heartbeat, raw, self._ack_wait(mb))
+                    await self._run(mb, msg, run)
+                    beats.cancel_scope.cancel()
+            self._step("handled", delivery)
+            await self._record(run, mb.id)
+            self._step("outcome", delivery)
+            for out, recipient in run.outbox:
+                await self._publish(out, recipient, origin)
+                ledger.closed(rt._correlator.get(out.correlation_id))
+            self._step("published", delivery)
+            if times > self.max_deliveries:
+                await raw.term()
+            else:
+                await raw.ack()
+            self._step("acked", delivery)
+        finally:
+            for key in [k for k, r in self._running.items() if r is run]:
+                del self._running[key]
+            if self._by_message.get(msg.id) is run:
+                del self._by_message[msg.id]
+
+    async def _run(self, mb: Mailbox, msg: Message, run: _Run) -> None:
+        """The delivery (and its handoff to a fallback) through the runtime's own runner."""
+        assert self._run_one is not None
+        item: Queued = msg
+        while True:
+            worker = Worker()
+            self._workers.add(worker)
+            try:
+                self._queue(mb, item)
+                with worker.scope:
+                    await self._run_one(mb, worker)
+            finally:
+                self._workers.discard(worker)
+            if not run.handoffs:
+                return
+            handoff = run.handoffs.pop(0)
+            item, mb = handoff, self._fallback_of(handoff)
+
+    def _fallback_of(self, handoff: Handoff) -> Mailbox:
+        fallback = self.mailboxes[handoff.failed_agent].options.fallback
+        assert fallback is not None
+        return self.mailboxes[fallback]
+
+    @staticmethod
+    def _queue(mb: Mailbox, item: Queued) -> None:
+        # No executors here: the runner pops the item at once (before its first await), so
+        # every queued item counts as scheduled, and ``done`` never asks for another run.
+        mb.push(item)
+        mb.scheduled = len(mb.queue)
+
+    async def _heartbeat(self, raw: Msg, ack_wait: float) -> None:
+        """Tell the server the delivery is alive, so a long handler is not redelivered."""
+        while True:
+            await anyio.sleep(ack_wait / 3)
+            try:
+                await raw.in_progress()
+            except Exception:  # a broker restart: the next beat tries again
+                _log.debug("in-progress beat failed", exc_info=True)
+
+    def _step(self, step: Step, delivery: Delivery) -> None:
+        if self.on_step is not None:
+            self.on_step(step, delivery)
+
+    async def _record(self, run: _Run, agent_id: str) -> None:
+        """The outcome record (to the origin) and the dead letter: exactly once, by id."""
+        d = run.delivery
+        dead = run.dead
+        record: dict[str, Any] = {
+            "delivery": d.id,
+            "correlation_id": d.message.correlation_id,
+            "agent": agent_id,
+            "outcome": "handled" if dead is None else "dead_lettered",
+            "spawned": len(run.outbox),
+            "denied": run.denied,
+            "shed": run.shed,
+            "replies": run.replies,
+        }
+        if dead is not None:
+            record |= {
+                "agent": dead.agent_id,
+                "kind": dead.kind,
+                "reason": dead.reason,
+                "attempts": dead.attempts,
+                "error_type": dead.error_type,
+                "message": _message_json(d.message),
+            }
+        data = json.dumps(record, separators=(",", ":")).encode()
+        headers = {MSG_ID: d.id, CORRELATION: d.message.correlation_id}
+        await self._retry(self.names.outcome(run.origin), data, headers)
+        if dead is not None:
+            await self._retry(self.names.dead_letter(agent_id), data, headers)
+
+    async def _undecodable(
+        self, mb: Mailbox, raw: Msg, origin: str, headers: Mapping[str, str], exc: Exception
+    ) -> None:
+        """A delivery this worker cannot read: to the dead letters as it came, then term."""
+        ident = headers.get(MSG_ID, f"{raw.metadata.sequence.stream}")
+        _log.error("undecodable delivery %s for %s: %s", ident, mb.id, exc)
+        record = {
+            "delivery": ident,
+            "correlation_id": headers.get(CORRELATION, ident),
+            "agent": mb.id,
+            "outcome": "dead_lettered",
+            "kind": "failed",
+            "reason": f"undecodable delivery: {type(exc).__name__}: {exc}",
+            "attempts": 0,
+            "spawned": 0,
+            "denied": [],
+            "shed": [],
+            "replies": [],
+            "message": None,
+            "raw": raw.data.decode(errors="replace"),
+        }
+        data = json.dumps(record, separators=(",", ":")).encode()
+        out_headers = {MSG_ID: ident}
+        await self._retry(self.names.outcome(origin), data, out_headers)
+        await self._retry(self.names.dead_letter(mb.id), data, out_headers)
+        await raw.term()
