@@ -25,6 +25,8 @@ from ._errors import ConfigurationError, GenieError
 from ._events import TIMELINE_HEADER, EventStream
 from ._logging import configure_logging
 from ._message import Payload
+from ._nats_cli import add_run_options as add_nats_run_options
+from ._nats_cli import add_worker, entry_transport, run_over_nats
 from ._pipeline_args import add_set as _add_set
 from ._pipeline_args import load as _load
 from ._runtime import Runtime
@@ -63,8 +65,12 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"cannot write metrics to {args.metrics_out}: {exc.strerror}"
         ) from exc
+    transport = entry_transport(pipeline, args)  # None: in this process
     rt = pipeline.runtime(
-        audit=audit, metrics=bool(metrics_out or args.metrics_port is not None), llm=llm
+        audit=audit,
+        metrics=bool(metrics_out or args.metrics_port is not None),
+        llm=llm,
+        transport=transport,
     )
     server = None
     try:
@@ -75,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         go = functools.partial(
             _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None, llm
         )
-        result = anyio.run(go)
+        result = anyio.run(go) if transport is None else anyio.run(run_over_nats, transport, rt, go)
     finally:
         if server is not None:
             server.close()
@@ -296,6 +302,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         choices=("debug", "info", "warning", "error"),
         help="log level (default: error; -v means info)",
     )
+    add_nats_run_options(run)
     run.set_defaults(func=_run)
 
     validate = commands.add_parser(
@@ -368,6 +375,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
 
     add_simulate(commands)
     add_serve(commands)
+    add_worker(commands)
 
     for name, summary in (installed or {}).items():
         commands.add_parser(name, help=summary, add_help=False)

@@ -230,13 +230,13 @@ class _Recorder(Observer):
 class NatsTransport(LocalTransport):
     """Moves admitted deliveries through JetStream; runs the deliveries of ``hosted`` agents.
 
-    Build it on a connected client, pass it to ``Runtime(transport=...)`` (or
-    ``Pipeline.runtime``), then ``attach`` the runtime before entering it.
+    Pass it to ``Runtime(transport=...)`` (or ``Pipeline.runtime``), ``attach`` the runtime,
+    ``connect``, then enter the runtime; ``close`` after it.
     """
 
     def __init__(
         self,
-        nc: Client,
+        url: str,
         names: NatsNames,
         *,
         hosted: Iterable[str] = (),
@@ -246,8 +246,9 @@ class NatsTransport(LocalTransport):
         on_step: StepHook | None = None,
     ) -> None:
         super().__init__()
-        self.nc = nc
-        self.js = nc.jetstream()
+        self.url = url
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
         self.names = names
         self.hosted = tuple(hosted)
         self.ack_wait = ack_wait
@@ -268,6 +269,44 @@ class NatsTransport(LocalTransport):
         self._ready = anyio.Event()
 
     # --- wiring ------------------------------------------------------------------------------
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise ConfigurationError("NatsTransport.connect() first")
+        return self._js
+
+    async def connect(
+        self, *, duplicate_window: float = 120.0, connect_timeout: float = 3.0
+    ) -> None:
+        """Connect (reconnecting for ever after that) and create the streams if need be."""
+        import nats
+        from nats.errors import Error as NatsError
+
+        async def quiet(exc: Exception) -> None:  # nats-py logs a traceback per attempt
+            _log.warning("NATS at %s: %s", self.url, exc or type(exc).__name__)
+
+        try:
+            # It retries for ever (broker restarts): the first connection gets a bound.
+            with anyio.fail_after(connect_timeout):
+                self._nc = await nats.connect(
+                    self.url,
+                    connect_timeout=1,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.2,
+                    error_cb=quiet,
+                )
+        except (OSError, NatsError, TimeoutError) as exc:
+            raise ConfigurationError(
+                f"cannot reach NATS at {self.url} within {connect_timeout:g}s"
+            ) from exc
+        self._js = self._nc.jetstream()
+        await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+            self._nc = self._js = None
+
     def attach(self, rt: Runtime) -> None:
         """Bind the runtime whose ledger, correlator and dispatcher this transport serves."""
         for agent_id in self.hosted:
@@ -314,6 +353,7 @@ class NatsTransport(LocalTransport):
         lock = self._locks.setdefault(recipient, anyio.Lock())
         self._holding[recipient] = self._holding.get(recipient, 0) + 1
         try:
+            await self._ready.wait()  # outcome records reach us before anything is sent
             async with lock:  # first come, first served in this process
                 capacity = self.mailboxes[recipient].capacity
                 subject = self.names.agent(recipient)
@@ -394,6 +434,7 @@ class NatsTransport(LocalTransport):
 
     async def _publisher(self) -> None:
         """Sends from outside a handler (the entry publish, timers), in order."""
+        await self._ready.wait()
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()

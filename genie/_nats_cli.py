@@ -1,0 +1,181 @@
+"""The command line of scale-out: ``genie run PIPELINE --nats URL`` (the entry process) and
+``genie worker PIPELINE --nats URL [--agents a,b]`` (docs/scale-out.md).
+
+Where the broker is, and which process hosts which agents, are flags and not YAML: the same
+pipeline file runs in one process and across many, and only the deployment differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ._errors import ConfigurationError
+from ._pipeline_args import add_set, load
+
+if TYPE_CHECKING:
+    from ._nats import NatsTransport
+    from ._runtime import Runtime
+    from .pipeline import Pipeline
+
+__all__ = ["add_run_options", "add_worker", "entry_transport", "run_over_nats"]
+
+T = TypeVar("T")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not > 0")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        required=required,
+        help="run across processes on this NATS JetStream server (e.g. nats://127.0.0.1:4222); "
+        "see docs/scale-out.md",
+    )
+    parser.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="streams and subjects of this name (default: the pipeline's name)",
+    )
+
+
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """``genie run``'s scale-out flags (without them it runs in this process)."""
+    _add_broker(run, required=False)
+
+
+def _transport(
+    pipeline: Pipeline, args: argparse.Namespace, hosted: tuple[str, ...]
+) -> NatsTransport:
+    try:
+        from ._nats import NatsNames, NatsTransport
+    except ImportError as exc:  # nats-py is the optional extra
+        raise ConfigurationError(
+            f"--nats needs the nats extra: pip install 'genie-bus[nats]' ({exc.name} missing)"
+        ) from exc
+    return NatsTransport(
+        args.nats,
+        NatsNames(args.namespace or pipeline.name),
+        hosted=hosted,
+        **({"ack_wait": args.ack_wait} if getattr(args, "ack_wait", None) else {}),
+        max_deliveries=getattr(args, "max_deliveries", 5),
+    )
+
+
+def entry_transport(pipeline: Pipeline, args: argparse.Namespace) -> NatsTransport | None:
+    """The transport of ``genie run --nats`` (None without it): hosts no agent."""
+    return _transport(pipeline, args, ()) if args.nats else None
+
+
+async def run_over_nats(transport: NatsTransport, rt: Runtime, go: Callable[[], Awaitable[T]]) -> T:
+    """``go`` (which enters ``rt``) with ``transport`` connected around it."""
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        return await go()
+    finally:
+        await transport.close()
+
+
+def add_worker(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="host a pipeline's agents for `genie run --nats` (scale-out)",
+        description="Load PIPELINE and run the deliveries of its agents (all, or --agents) "
+        "from the NATS JetStream server until interrupted (Ctrl-C, SIGTERM). Start as many as "
+        "you like: workers hosting the same agent share its deliveries. An agent that keeps "
+        "state in memory between deliveries (the finance supervisor's fan-in) must be hosted "
+        "by one worker only. Exit 0 when stopped, 2 for a bad pipeline or an unreachable "
+        "server.",
+    )
+    worker.add_argument("pipeline", help="pipeline YAML (the same file as `genie run`'s)")
+    _add_broker(worker, required=True)
+    worker.add_argument(
+        "--agents",
+        metavar="A,B",
+        help="host only these agents (comma-separated ids; default: every agent)",
+    )
+    worker.add_argument(
+        "--ack-wait",
+        type=_positive,
+        metavar="S",
+        help="seconds before the server hands an unacknowledged delivery (a dead worker's) to "
+        "another worker (default: the agent's deadline, at least 2 s; 30 s without one)",
+    )
+    worker.add_argument(
+        "--max-deliveries",
+        type=_whole,
+        default=5,
+        metavar="N",
+        help="a delivery handed out N times without an outcome (its worker died each time) "
+        "becomes a dead letter (default 5)",
+    )
+    add_set(worker)
+    worker.set_defaults(func=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    pipeline = load(args)
+    agents = [d.id for d in pipeline.config.agents]
+    hosted = tuple(a.strip() for a in args.agents.split(",") if a.strip()) if args.agents else ()
+    for agent_id in hosted:
+        if agent_id not in agents:
+            raise ConfigurationError(
+                f"--agents: pipeline {pipeline.name!r} has no agent {agent_id!r} "
+                f"(it has {', '.join(agents)})"
+            )
+    if args.agents is not None and not hosted:
+        raise ConfigurationError("--agents: name at least one agent")
+    llm = pipeline.llm_stacks()
+    transport = _transport(pipeline, args, hosted or tuple(agents))
+    rt = pipeline.runtime(llm=llm, transport=transport)
+
+    async def serve() -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                async with rt:
+                    print(
+                        f"genie worker: hosting {', '.join(transport.hosted)} "
+                        f"on {args.nats} (namespace {transport.names.namespace})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    await anyio.sleep_forever()
+        finally:
+            if llm is not None:
+                await llm.aclose()
+
+    anyio.run(run_over_nats, transport, rt, serve)
+    return 0
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
