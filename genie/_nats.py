@@ -583,7 +583,7 @@ class NatsTransport(LocalTransport):
                     beats.start_soon(self._heartbeat, raw, self._ack_wait(mb))
                     await self._run(mb, msg, run)
                     beats.cancel_scope.cancel()
-            self._step("handled", delivery)
+                self._step("handled", delivery)
             await self._record(run, mb.id)
             self._step("outcome", delivery)
             for out, recipient in run.outbox:

@@ -19,7 +19,7 @@ from ._errors import ConfigurationError
 from ._pipeline_args import add_set, load
 
 if TYPE_CHECKING:
-    from ._nats import NatsTransport
+    from ._nats import NatsTransport, StepHook
     from ._runtime import Runtime
     from .pipeline import Pipeline
 
@@ -138,7 +138,8 @@ def add_worker(commands: Any) -> None:
     worker.set_defaults(func=_worker)
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
+    """``genie worker``; ``on_step`` is told each step of each delivery (tests die there)."""
     pipeline = load(args)
     agents = [d.id for d in pipeline.config.agents]
     hosted = tuple(a.strip() for a in args.agents.split(",") if a.strip()) if args.agents else ()
@@ -152,6 +153,7 @@ def _worker(args: argparse.Namespace) -> int:
         raise ConfigurationError("--agents: name at least one agent")
     llm = pipeline.llm_stacks()
     transport = _transport(pipeline, args, hosted or tuple(agents))
+    transport.on_step = on_step
     rt = pipeline.runtime(llm=llm, transport=transport)
 
     async def serve() -> None:

