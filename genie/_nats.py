@@ -452,6 +452,9 @@ class NatsTransport(LocalTransport):
             stream=self.names.outcomes,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
+            # Two missed beats and the client recreates the consumer: after a broker
+            # restart the outcome records flow again within about two seconds.
+            idle_heartbeat=1.0,
         )
         self._ready.set()
         try:
