@@ -23,6 +23,7 @@ cross the broker:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -51,13 +52,21 @@ if TYPE_CHECKING:
 
     from ._runtime import Runtime
 
-__all__ = ["NatsNames", "NatsTransport", "Step", "derived_id", "ensure_streams"]
+__all__ = [
+    "NatsNames",
+    "NatsTransport",
+    "Step",
+    "derived_id",
+    "ensure_streams",
+    "fetch_ready",
+]
 
 _log = logging.getLogger("genie.nats")
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "Genie-Origin"
+PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 CORRELATION = "Genie-Correlation"
 MSG_ID = "Nats-Msg-Id"
 
@@ -159,6 +168,23 @@ def derived_id(delivery: str, index: int) -> str:
     return "".join(_LETTERS[b % 26] for b in digest[:20])
 
 
+async def fetch_ready(psub: Any, most: int, wait: float = 1.0) -> list[Msg]:
+    """Up to ``most`` deliveries: wait (up to ``wait`` s) for the first, then take what is
+    there now. nats-py's ``fetch(n)`` that finds fewer than n waits for the rest until its
+    timeout, holding what it got out of other workers' reach meanwhile: with a shared
+    consumer that stalls every worker but the busiest."""
+    from nats.errors import Error as NatsError
+
+    try:
+        got: list[Msg] = await psub.fetch(1, timeout=wait)
+    except (NatsError, TimeoutError):
+        return []
+    if most > 1:
+        with contextlib.suppress(NatsError, TimeoutError):
+            got += await psub.fetch(most - 1, timeout=0.005)  # what is there, at once
+    return got
+
+
 def _message_json(msg: Message) -> dict[str, Any]:
     return msg.model_dump(mode="json")
 
@@ -169,6 +195,7 @@ class _Run:
 
     delivery: Delivery
     origin: str
+    parent: str | None
     outbox: list[tuple[Message, str]] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
     denied: list[dict[str, Any]] = field(default_factory=list)
@@ -258,6 +285,8 @@ class NatsTransport(LocalTransport):
         self.origin = uuid.uuid4().hex
         self.sent = self.received = self.redelivered = self.crashed = 0
         self._running: dict[str, _Run] = {}
+        self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
+        self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
         self._by_message: dict[str, _Run] = {}
         self._outgoing: list[tuple[Message, str]] = []
         self._wake = anyio.Event()
@@ -411,10 +440,14 @@ class NatsTransport(LocalTransport):
         return self._running.get(f"{cause}:{msg.sender}") or self._by_message.get(cause)
 
     # --- sending -----------------------------------------------------------------------------
-    async def _publish(self, msg: Message, recipient: str, origin: str) -> None:
+    async def _publish(
+        self, msg: Message, recipient: str, origin: str, parent: str | None = None
+    ) -> None:
         """Publish one delivery until the stream has it (through a broker restart)."""
         delivery = Delivery(msg, recipient)
         headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
+        if parent is not None:
+            headers[PARENT] = parent
         await self._retry(self.names.agent(recipient), delivery.encode(), headers)
         self.sent += 1
 
@@ -464,7 +497,26 @@ class NatsTransport(LocalTransport):
             await sub.unsubscribe()
 
     def _settle(self, record: Mapping[str, Any]) -> None:
+        """Apply ``record``, once the record of the delivery that sent it is applied (a worker
+        publishes its outcome and its outputs at once, so a child's record may come first:
+        applied before its parent's, it could close the correlation early)."""
+        cid = record["correlation_id"]
+        parent = record.get("parent")
+        if parent is not None and parent not in self._applied.get(cid, ()):
+            self._held.setdefault(parent, []).append(record)
+            return
+        ready = [record]
+        while ready:
+            rec = ready.pop()
+            self._apply(rec)
+            ready += self._held.pop(rec["delivery"], [])
+        corr = self._rt._correlator.lookup(cid) if self._rt is not None else None
+        if corr is None:  # settled: its ids are no longer needed
+            self._applied.pop(cid, None)
+
+    def _apply(self, record: Mapping[str, Any]) -> None:
         """Replay one remote outcome in this process's ledger (see the module docstring)."""
+        self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
         rt = self._rt
         assert rt is not None
         ledger, types = rt._ledger, rt.types
@@ -536,13 +588,18 @@ class NatsTransport(LocalTransport):
         limiter = anyio.Semaphore(mb.max_concurrency)
         async with anyio.create_task_group() as tg:
             while True:
-                await limiter.acquire()  # a slot, then a fetch for it
-                try:
-                    batch = await psub.fetch(1, timeout=1.0)
-                except (NatsError, TimeoutError):
+                # A fetch for every free slot (the server hands out no more than
+                # max_ack_pending across all workers, so a batch never overdraws it).
+                await limiter.acquire()
+                free = 1
+                while limiter.value:
+                    limiter.acquire_nowait()
+                    free += 1
+                batch = await fetch_ready(psub, free)
+                for _ in range(free - len(batch)):
                     limiter.release()
-                    continue
-                tg.start_soon(self._one, mb, batch[0], limiter)
+                for raw in batch:
+                    tg.start_soon(self._one, mb, raw, limiter)
 
     async def _one(self, mb: Mailbox, raw: Msg, limiter: anyio.Semaphore) -> None:
         try:
@@ -564,7 +621,7 @@ class NatsTransport(LocalTransport):
         times = raw.metadata.num_delivered
         if times > 1:
             self.redelivered += 1
-        run = _Run(delivery, origin)
+        run = _Run(delivery, origin, headers.get(PARENT))
         msg = delivery.message
         self._running[delivery.id] = run
         self._by_message[msg.id] = run
@@ -587,10 +644,13 @@ class NatsTransport(LocalTransport):
                     await self._run(mb, msg, run)
                     beats.cancel_scope.cancel()
                 self._step("handled", delivery)
-            await self._record(run, mb.id)
-            self._step("outcome", delivery)
-            for out, recipient in run.outbox:
-                await self._publish(out, recipient, origin)
+            # The outcome record and the outputs at once: one round trip, not one each.
+            async with anyio.create_task_group() as sends:
+                for out, recipient in run.outbox:
+                    sends.start_soon(self._publish, out, recipient, origin, delivery.id)
+                await self._record(run, mb.id)
+                self._step("outcome", delivery)
+            for out, _ in run.outbox:
                 ledger.closed(rt._correlator.get(out.correlation_id))
             self._step("published", delivery)
             if times > self.max_deliveries:
@@ -656,6 +716,7 @@ class NatsTransport(LocalTransport):
             "correlation_id": d.message.correlation_id,
             "agent": agent_id,
             "outcome": "handled" if dead is None else "dead_lettered",
+            "parent": run.parent,
             "spawned": len(run.outbox),
             "denied": run.denied,
             "shed": run.shed,
@@ -690,6 +751,7 @@ class NatsTransport(LocalTransport):
             "kind": "failed",
             "reason": f"undecodable delivery: {type(exc).__name__}: {exc}",
             "attempts": 0,
+            "parent": headers.get(PARENT),
             "spawned": 0,
             "denied": [],
             "shed": [],

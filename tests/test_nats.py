@@ -423,3 +423,36 @@ def test_run_with_an_unreachable_broker_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == "genie run: cannot reach NATS at nats://127.0.0.1:1 within 3s"
+
+
+async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_settles_early() -> (
+    None
+):
+    """A worker publishes its outcome record and its outputs at once, so the record of a child
+    delivery can reach the entry process first; applied then, it would close the request."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("order"))  # never connected
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    transport.attach(rt)
+    ledger, correlator = rt._ledger, rt._correlator
+    corr = correlator.get("c1")
+    ledger.opened(corr)  # the entry delivery, sent by this process
+
+    def record(delivery: str, parent: str | None, spawned: int) -> dict[str, Any]:
+        return {
+            "delivery": delivery,
+            "correlation_id": "c1",
+            "agent": "echo",
+            "outcome": "handled",
+            "parent": parent,
+            "spawned": spawned,
+            "denied": [],
+            "shed": [],
+            "replies": [],
+        }
+
+    transport._settle(record("m2:echo", "m1:echo", 0))  # the child first: held
+    assert (ledger.handled, corr.in_flight) == (0, 1)
+    transport._settle(record("m1:echo", None, 1))  # the parent: both applied, in order
+    assert (ledger.handled, ledger.in_flight, ledger.delivered) == (2, 0, 2)
+    assert correlator.lookup("c1") is None  # settled once, at the end

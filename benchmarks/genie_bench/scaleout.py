@@ -1,0 +1,298 @@
+"""The cross-process workload (``genie bench --workloads nats``; opt-in: it starts its own
+``nats-server`` and worker processes).
+
+A chain of ``HOPS`` agents, each doing the same small CPU work per delivery, hosted by 1, 2
+and 3 worker processes; the bench process is the entry and keeps ``concurrency`` requests in
+flight. Beside it, in the same run, the floor: a bare nats-py work queue (JetStream publish,
+a durable pull consumer shared by the same number of worker processes, fetch, the same work,
+ack) moving the same number of messages.
+
+``python -m genie_bench.scaleout worker URL`` and ``... bare URL`` are the worker children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from genie import AgentOptions, BaseAgent, Context, Message, Payload, Runtime, handler
+
+from .process import child_env
+
+HOPS = 2
+WORK = 200  # sha256 rounds per delivery: a few tens of microseconds of handler work
+STREAM = "BENCH_BARE"
+CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
+
+
+class Job(Payload):
+    message_type = "bench.job"
+    n: int
+
+
+class Done(Payload):
+    message_type = "bench.done"
+    n: int
+
+
+def work() -> None:
+    digest = b"genie"
+    for _ in range(WORK):
+        digest = hashlib.sha256(digest).digest()
+
+
+class Hop(BaseAgent):
+    """Does the work, then passes the job on (or answers the caller at the end)."""
+
+    produces = (Job, Done)
+
+    def __init__(self, id: str, next_hop: str | None) -> None:
+        super().__init__(id)
+        self.next_hop = next_hop
+
+    @handler
+    async def on_job(self, payload: Job, ctx: Context) -> Message:
+        work()
+        if self.next_hop is not None:
+            return ctx.emit(Job(n=payload.n), recipient=self.next_hop)
+        return ctx.emit(Done(n=payload.n), recipient="user")
+
+
+def chain(transport: Any) -> Runtime:
+    rt = Runtime(transport=transport)
+    for i in range(HOPS):
+        nxt = f"hop{i + 1}" if i + 1 < HOPS else None
+        rt.add(Hop(f"hop{i}", nxt), options=AgentOptions(max_concurrency=CONCURRENCY))
+    return rt
+
+
+def _names() -> Any:
+    from genie.nats import NatsNames
+
+    return NatsNames("bench")
+
+
+# --- the children --------------------------------------------------------------------------------
+async def _genie_worker(url: str) -> None:
+    from genie.nats import NatsTransport
+
+    transport = NatsTransport(url, _names(), hosted=[f"hop{i}" for i in range(HOPS)])
+    rt = chain(transport)
+    transport.attach(rt)
+    await transport.connect()
+    async with rt:
+        print("ready", flush=True)
+        await anyio.sleep_forever()
+
+
+async def _bare_worker(url: str) -> None:
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from genie._nats import fetch_ready  # the same fetch as the transport's
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    config = ConsumerConfig(
+        durable_name="bare", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=CONCURRENCY
+    )
+    psub = await js.pull_subscribe("bench.bare.*", durable="bare", stream=STREAM, config=config)
+    print("ready", flush=True)
+    while True:
+        for raw in await fetch_ready(psub, CONCURRENCY):
+            work()
+            hop = int(raw.subject.rsplit(".", 1)[1])
+            if hop + 1 < HOPS:
+                await js.publish(f"bench.bare.{hop + 1}", raw.data)
+            else:
+                await nc.publish(f"bench.done.{raw.data.decode()}", b"")
+            await raw.ack()
+
+
+# --- the measurement -----------------------------------------------------------------------------
+def _start(kind: str, url: str, count: int) -> list[subprocess.Popen[str]]:
+    procs = []
+    for _ in range(count):
+        cmd = [sys.executable, "-m", "genie_bench.scaleout", kind, url]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env())
+        procs.append(p)
+    for p in procs:
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"scale-out {kind} worker did not start")
+    return procs
+
+
+def _stop(procs: list[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+def _summary(latencies: list[float], wall: float, requests: int) -> dict[str, float]:
+    per_hop = sorted(x / HOPS for x in latencies)
+    q = statistics.quantiles(per_hop, n=100, method="inclusive")
+    return {
+        "deliveries_per_s": requests * HOPS / wall,
+        "p50_hop_ms": q[49] * 1e3,
+        "p99_hop_ms": q[98] * 1e3,
+    }
+
+
+async def _drive(requests: int, concurrency: int, one: Callable[[int], Any]) -> dict[str, float]:
+    latencies: list[float] = []
+    todo = iter(range(requests))
+
+    async def lane() -> None:
+        for n in todo:
+            t0 = time.perf_counter()
+            await one(n)
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(lane)
+    return _summary(latencies, time.perf_counter() - started, requests)
+
+
+async def _genie_entry(url: str, requests: int, concurrency: int) -> dict[str, float]:
+    from genie.nats import NatsTransport
+
+    transport = NatsTransport(url, _names())
+    rt = chain(transport)
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        async with rt:
+
+            async def one(n: int) -> None:
+                result = await rt.ask(rt.message(Job(n=n), recipient="hop0"), timeout=60)
+                assert result.status == "complete", result
+
+            await _drive(min(requests, 50), concurrency, one)  # warm-up
+            return await _drive(requests, concurrency, one)
+    finally:
+        await transport.close()
+
+
+async def _bare_entry(url: str, requests: int, concurrency: int) -> dict[str, float]:
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    waiting: dict[str, asyncio.Future[None]] = {}
+
+    async def done(msg: Any) -> None:
+        fut = waiting.pop(msg.subject.rsplit(".", 1)[1], None)
+        if fut is not None:
+            fut.set_result(None)
+
+    await nc.subscribe("bench.done.*", cb=done)
+    seq = iter(range(10**9))
+
+    async def one(n: int) -> None:
+        key = str(next(seq))
+        fut = asyncio.get_running_loop().create_future()
+        waiting[key] = fut
+        await js.publish("bench.bare.0", key.encode())
+        await asyncio.wait_for(fut, 60)
+
+    try:
+        await _drive(min(requests, 50), concurrency, one)
+        return await _drive(requests, concurrency, one)
+    finally:
+        await nc.close()
+
+
+def measure(
+    workers: list[int], requests: int, concurrency: int, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Genie on NATS and the bare work queue, with each worker count; ratios in one run."""
+    from nats.js.api import RetentionPolicy, StreamConfig
+
+    from genie.nats import LocalNatsServer
+
+    out: dict[str, Any] = {
+        "hops": HOPS,
+        "work_sha256_rounds": WORK,
+        "requests": requests,
+        "concurrency": concurrency,
+        "genie": {},
+        "bare": {},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="genie-bench-nats-") as store,
+        LocalNatsServer(Path(store)) as server,
+    ):
+
+        async def bare_stream() -> None:
+            import nats
+
+            nc = await nats.connect(server.url)
+            config = StreamConfig(
+                name=STREAM, subjects=["bench.bare.*"], retention=RetentionPolicy.WORK_QUEUE
+            )
+            await nc.jetstream().add_stream(config)
+            await nc.close()
+
+        asyncio.run(bare_stream())
+        for count in workers:
+            progress(f"nats: bare work queue, {count} worker process(es)")
+            procs = _start("bare", server.url, count)
+            try:
+                out["bare"][str(count)] = asyncio.run(
+                    _bare_entry(server.url, requests, concurrency)
+                )
+            finally:
+                _stop(procs)
+            progress(f"nats: genie, {count} worker process(es)")
+            procs = _start("worker", server.url, count)
+            try:
+                out["genie"][str(count)] = anyio.run(
+                    _genie_entry, server.url, requests, concurrency
+                )
+            finally:
+                _stop(procs)
+    g, b = out["genie"], out["bare"]
+    if "1" in g and "2" in g:
+        out["genie_2_over_1"] = g["2"]["deliveries_per_s"] / g["1"]["deliveries_per_s"]
+    out["genie_over_bare"] = {
+        k: g[k]["deliveries_per_s"] / b[k]["deliveries_per_s"] for k in g if k in b
+    }
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "worker":
+        anyio.run(_genie_worker, argv[1])
+        return 0
+    if len(argv) == 2 and argv[0] == "bare":
+        asyncio.run(_bare_worker(argv[1]))
+        return 0
+    if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [REQUESTS]
+        requests = int(argv[1]) if len(argv) > 1 else 2000
+        print(json.dumps(measure([1, 2, 3], requests, 64, print), indent=2))
+        return 0
+    print("usage: python -m genie_bench.scaleout worker|bare URL | measure [N]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main(sys.argv[1:]))
