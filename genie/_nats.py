@@ -27,8 +27,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -288,9 +290,10 @@ class NatsTransport(LocalTransport):
         self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
         self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
         self._by_message: dict[str, _Run] = {}
-        self._outgoing: list[tuple[Message, str]] = []
-        self._wake = anyio.Event()
+        self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
+        self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
         self._holding: dict[str, int] = {}
+        self._tg: TaskGroup | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._workers: set[Worker] = set()
         self._rt: Runtime | None = None
@@ -359,7 +362,7 @@ class NatsTransport(LocalTransport):
         if self._rt is None:
             raise ConfigurationError("NatsTransport.attach(runtime) before starting it")
         self._run_one = run
-        tg.start_soon(self._publisher, name="genie-nats-publisher")
+        self._tg = tg
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
         for agent_id in self.hosted:
             mb = self.mailboxes[agent_id]
@@ -384,20 +387,21 @@ class NatsTransport(LocalTransport):
         try:
             await self._ready.wait()  # outcome records reach us before anything is sent
             async with lock:  # first come, first served in this process
-                capacity = self.mailboxes[recipient].capacity
-                subject = self.names.agent(recipient)
-                while True:
+                # The count is read again when the slots it showed are used up or it is older
+                # than ``poll``: one stream request per burst, not one per publish.
+                free, read_at = self._room.get(recipient, (0, -math.inf))
+                while free < 1 or anyio.current_time() - read_at > self.poll:
+                    subject = self.names.agent(recipient)
                     info = await self.js.stream_info(self.names.work, subjects_filter=subject)
                     queued = (info.state.subjects or {}).get(subject, 0)
-                    if queued + self._pending(recipient) < capacity:
-                        return
-                    await anyio.sleep(self.poll)
+                    free = self.mailboxes[recipient].capacity - queued - self._unsent[recipient]
+                    read_at = anyio.current_time()
+                    if free < 1:
+                        await anyio.sleep(self.poll)
+                self._room[recipient] = (free - 1, read_at)
         except BaseException:
             self._holding[recipient] -= 1
             raise
-
-    def _pending(self, recipient: str) -> int:
-        return sum(1 for _, rid in self._outgoing if rid == recipient)
 
     def release(self, recipient: str) -> None:
         self._holding[recipient] -= 1
@@ -418,8 +422,9 @@ class NatsTransport(LocalTransport):
         if run is not None:
             run.outbox.append((run.rename(msg), recipient))
         else:
-            self._outgoing.append((msg, recipient))
-            self._wake.set()
+            assert self._tg is not None, "a runtime sends only once started"
+            self._unsent[recipient] += 1
+            self._tg.start_soon(self._send, msg, recipient)
 
     def schedule(self, mb: Mailbox) -> None:
         pass  # deliveries run as they arrive from the broker, never from a local queue
@@ -465,16 +470,14 @@ class NatsTransport(LocalTransport):
             else:
                 return
 
-    async def _publisher(self) -> None:
-        """Sends from outside a handler (the entry publish, timers), in order."""
-        await self._ready.wait()
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            while self._outgoing:
-                msg, recipient = self._outgoing[0]
-                await self._publish(msg, recipient, self.origin)
-                self._outgoing.pop(0)
+    async def _send(self, msg: Message, recipient: str) -> None:
+        """A send from outside a handler (the entry publish, a timer). Sends go out on the one
+        connection in the order they were made, so the stream keeps it."""
+        try:
+            await self._ready.wait()
+            await self._publish(msg, recipient, self.origin)
+        finally:
+            self._unsent[recipient] -= 1
 
     # --- the origin: outcome records of the requests this process started -----------------------
     async def _origin_loop(self) -> None:

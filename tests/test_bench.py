@@ -208,6 +208,23 @@ def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None
     assert "| 2,000 | " in md
 
 
+def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
+    tmp_path: Path,
+) -> None:
+    results = bench(tmp_path, "--workloads", "nats", "--nats-requests", "60")
+    nats = results["nats"]
+    for impl in ("genie", "bare"):
+        assert list(nats[impl]) == ["1", "2", "3"]
+        for row in nats[impl].values():
+            assert row["deliveries_per_s"] > 0
+            assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
+    assert nats["genie_over_bare"].keys() == {"1", "2", "3"}
+    targets = [t["target"] for t in results["targets"]]
+    assert "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes" in targets
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert "## Scale-out: NATS JetStream (60 requests through a chain of 2 agents" in md
+
+
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:
     done = run_without("matplotlib", tmp_path, "--workloads", "fanout", "--variants", "genie")
     assert done.returncode == 0, done.stderr

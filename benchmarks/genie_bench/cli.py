@@ -31,9 +31,10 @@ MEMORY_VARIANTS = ("asyncio", "anyio", "genie", "autogen-core")
 
 DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
-# The soak takes minutes (100,000 simulated sessions) and serve needs the serve extra and a
-# server process: they run only when named.
-WORKLOADS = (*DEFAULT_WORKLOADS, "soak", "serve")
+# The soak takes minutes (100,000 simulated sessions), serve needs the serve extra and a server
+# process, and nats starts a nats-server and worker processes (docs/scale-out.md): they run only
+# when named.
+WORKLOADS = (*DEFAULT_WORKLOADS, "soak", "serve", "nats")
 QUICK: dict[str, object] = {
     "n": [1, 10],
     "requests": 20,
@@ -114,6 +115,9 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     p.add_argument(
         "--soak-sessions", type=_positive, help="simulated sessions of the soak (default 100000)"
     )
+    p.add_argument(
+        "--nats-requests", type=_positive, help="requests of the nats workload (default 2000)"
+    )
     p.add_argument("--payload-bytes", type=int, default=0, help="text carried by each message")
     p.add_argument(
         "--variants",
@@ -127,8 +131,9 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         type=_names(WORKLOADS, "workload"),
         default=list(DEFAULT_WORKLOADS),
         help=f"what to measure (default: {','.join(DEFAULT_WORKLOADS)}); soak (memory over "
-        "--soak-sessions simulated sessions, minutes) and serve (genie serve under 1, 16 and "
-        "64 clients, --serve-requests each) only when named",
+        "--soak-sessions simulated sessions, minutes), serve (genie serve under 1, 16 and "
+        "64 clients, --serve-requests each) and nats (across 1, 2 and 3 worker processes on a "
+        "local nats-server, beside a bare nats-py work queue) only when named",
     )
     p.add_argument(
         "--serve-requests", type=_positive, help="asks per concurrency level of serve (500)"
@@ -167,6 +172,7 @@ class Settings:
     workloads: list[str] = field(default_factory=lambda: list(DEFAULT_WORKLOADS))
     soak_sessions: int = 100_000
     serve_requests: int = 500
+    nats_requests: int = 2000
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"
@@ -352,6 +358,10 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
 
         progress(f"serve: {s.serve_requests} asks at each of {CONCURRENCY} clients, loopback")
         results["serve"] = serve_load(s.serve_requests)
+    if "nats" in s.workloads:
+        from . import scaleout  # needs the nats extra; only when asked for
+
+        results["nats"] = scaleout.measure([1, 2, 3], s.nats_requests, s.concurrency, progress)
     return results
 
 

@@ -104,6 +104,22 @@ def targets(results: Results) -> list[dict[str, Any]]:
                 True,
                 unit,
             )
+    nats = results.get("nats")
+    if nats:
+        add(
+            "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes",
+            nats.get("genie_2_over_1"),
+            1.6,
+            False,
+            "x",
+        )
+        add(
+            "nats, genie with 1 worker: at least half the bare nats-py work queue's deliveries/s",
+            nats["genie_over_bare"].get("1"),
+            0.5,
+            False,
+            "x bare",
+        )
     startup = results.get("startup", {})
     imports = startup.get("import", {})
     add(
@@ -304,6 +320,26 @@ def markdown(results: Results) -> str:
             for x in served["levels"]
         ]  # fmt: skip
         lines += _table(["clients", "requests", "requests/s", "p50 ms", "p99 ms"], rows)
+    nats = results.get("nats")
+    if nats:
+        lines += [
+            f"## Scale-out: NATS JetStream ({nats['requests']:,} requests through a chain of "
+            f"{nats['hops']} agents, {nats['concurrency']} in flight, worker processes on "
+            "loopback)",
+            "",
+        ]
+        rows = [
+            [
+                impl,
+                k,
+                _f(v["deliveries_per_s"]),
+                _f(v["p50_hop_ms"], 2),
+                _f(v["p99_hop_ms"], 2),
+            ]
+            for impl in ("genie", "bare")
+            for k, v in nats[impl].items()
+        ]
+        lines += _table(["", "workers", "deliveries/s", "p50 ms/hop", "p99 ms/hop"], rows)
     if results.get("targets"):
         lines += ["## Against the performance targets", ""]
         rows = [
