@@ -171,19 +171,20 @@ def derived_id(delivery: str, index: int) -> str:
 
 
 async def fetch_ready(psub: Any, most: int, wait: float = 1.0) -> list[Msg]:
-    """Up to ``most`` deliveries: wait (up to ``wait`` s) for the first, then take what is
-    there now. nats-py's ``fetch(n)`` that finds fewer than n waits for the rest until its
-    timeout, holding what it got out of other workers' reach meanwhile: with a shared
-    consumer that stalls every worker but the busiest."""
+    """Up to ``most`` deliveries: wait (up to ``wait`` s) for the first, then take at once
+    as many as the server said were pending behind it. (nats-py's ``fetch(n)`` that finds
+    fewer than n waits out its timeout for the rest, holding what it got out of the other
+    workers' reach meanwhile: with a shared consumer that stalls every worker but one.)"""
     from nats.errors import Error as NatsError
 
     try:
         got: list[Msg] = await psub.fetch(1, timeout=wait)
     except (NatsError, TimeoutError):
         return []
-    if most > 1:
-        with contextlib.suppress(NatsError, TimeoutError):
-            got += await psub.fetch(most - 1, timeout=0.005)  # what is there, at once
+    more = min(most - 1, got[0].metadata.num_pending)
+    if more > 0:
+        with contextlib.suppress(NatsError, TimeoutError):  # another worker took them
+            got += await psub.fetch(more, timeout=0.005)
     return got
 
 
