@@ -17,14 +17,14 @@ import nats
 import pytest
 from nats.js.client import JetStreamContext
 
-from genie import AgentOptions, Runtime
+from genie import AgentOptions, BaseAgent, Context, MemoryAuditLog, Message, Runtime, handler
 from genie._cli import main
 from genie._errors import ConfigurationError
 from genie._nats import NatsNames, NatsTransport, derived_id
 from genie._nats_server import LocalNatsServer
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 
-from .conftest import DenyTo, Echo, Ping
+from .conftest import DenyTo, Echo, Note, Ping
 
 ROOT = Path(__file__).parents[1]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
@@ -456,3 +456,51 @@ async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_set
     transport._settle(record("m1:echo", None, 1))  # the parent: both applied, in order
     assert (ledger.handled, ledger.in_flight, ledger.delivered) == (2, 0, 2)
     assert correlator.lookup("c1") is None  # settled once, at the end
+
+
+class Forward(BaseAgent):
+    """Passes every Ping on to ``sink`` as a Note."""
+
+    produces = (Note,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Note(text=f"ping {payload.n}"), recipient="sink")
+
+
+async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
+    server: LocalNatsServer,
+) -> None:
+    """The worker admits the outputs it sends: a denied one is never published, and the
+    process that asked hears of it (partial result, the deny in its own audit log)."""
+    names = NatsNames("deny")
+    audit = MemoryAuditLog()
+    entry_t, worker_t = (
+        NatsTransport(server.url, names),
+        NatsTransport(server.url, names, hosted=["fwd", "sink"]),
+    )
+    entry_rt = Runtime(transport=entry_t, policies=[DenyTo("sink")], audit=audit)
+    worker_rt = Runtime(transport=worker_t, policies=[DenyTo("sink")])
+    for rt, t in ((entry_rt, entry_t), (worker_rt, worker_t)):
+        rt.add(Forward("fwd"))
+        rt.add(Echo("sink"))
+        rt.types.register(Note)
+        t.attach(rt)
+        await t.connect()
+    async with worker_rt, entry_rt:
+        result = await entry_rt.ask(
+            entry_rt.message(Ping(n=1), recipient="fwd"), until="pong", timeout=10
+        )
+    for t in (entry_t, worker_t):
+        await t.close()
+    assert result.status == "partial"
+    assert [(m.kind, m.policy, m.agent_id) for m in result.missing] == [
+        ("denied", "deny-to", "sink")
+    ]
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.actor, record.target) == ("deny-to", "sink")
+    s = entry_rt.statistics()
+    assert (s.delivered, s.handled, s.denied, s.in_flight) == (2, 1, 1, 0)
+    async with jetstream(server.url) as js:
+        work = await js.stream_info(names.work)
+    assert work.state.last_seq == 1  # only the Ping to fwd was ever published
