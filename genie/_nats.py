@@ -170,22 +170,25 @@ def derived_id(delivery: str, index: int) -> str:
     return "".join(_LETTERS[b % 26] for b in digest[:20])
 
 
-async def fetch_ready(psub: Any, most: int, wait: float = 1.0) -> list[Msg]:
-    """Up to ``most`` deliveries: wait (up to ``wait`` s) for the first, then take at once
-    as many as the server said were pending behind it. (nats-py's ``fetch(n)`` that finds
-    fewer than n waits out its timeout for the rest, holding what it got out of the other
-    workers' reach meanwhile: with a shared consumer that stalls every worker but one.)"""
+async def fetch_ready(psub: Any, most: int, pending: int = 0, wait: float = 1.0) -> list[Msg]:
+    """Up to ``most`` deliveries in one round trip while the server says ``pending`` more
+    wait (the ``num_pending`` of the last one fetched); else wait up to ``wait`` s for one.
+
+    nats-py's ``fetch(n)`` that finds fewer than n waits out its timeout for the rest,
+    holding what it got out of the other workers' reach meanwhile: a batch is asked for only
+    when the server said it is there, and with a short timeout in case another worker took it.
+    """
     from nats.errors import Error as NatsError
 
+    if pending > 0 and most > 1:
+        with contextlib.suppress(NatsError, TimeoutError):
+            batch: list[Msg] = await psub.fetch(min(most, pending), timeout=0.005)
+            return batch
     try:
-        got: list[Msg] = await psub.fetch(1, timeout=wait)
+        one: list[Msg] = await psub.fetch(1, timeout=wait)
     except (NatsError, TimeoutError):
         return []
-    more = min(most - 1, got[0].metadata.num_pending)
-    if more > 0:
-        with contextlib.suppress(NatsError, TimeoutError):  # another worker took them
-            got += await psub.fetch(more, timeout=0.005)
-    return got
+    return one
 
 
 def _message_json(msg: Message) -> dict[str, Any]:
@@ -591,6 +594,7 @@ class NatsTransport(LocalTransport):
                 await anyio.sleep(0.5)
         limiter = anyio.Semaphore(mb.max_concurrency)
         async with anyio.create_task_group() as tg:
+            pending = 0
             while True:
                 # A fetch for every free slot (the server hands out no more than
                 # max_ack_pending across all workers, so a batch never overdraws it).
@@ -599,7 +603,8 @@ class NatsTransport(LocalTransport):
                 while limiter.value:
                     limiter.acquire_nowait()
                     free += 1
-                batch = await fetch_ready(psub, free)
+                batch = await fetch_ready(psub, free, pending)
+                pending = batch[-1].metadata.num_pending if batch else 0
                 for _ in range(free - len(batch)):
                     limiter.release()
                 for raw in batch:

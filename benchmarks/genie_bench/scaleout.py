@@ -111,8 +111,11 @@ async def _bare_worker(url: str) -> None:
     )
     psub = await js.pull_subscribe("bench.bare.*", durable="bare", stream=STREAM, config=config)
     print("ready", flush=True)
+    pending = 0
     while True:
-        for raw in await fetch_ready(psub, CONCURRENCY):
+        batch = await fetch_ready(psub, CONCURRENCY, pending)
+        pending = batch[-1].metadata.num_pending if batch else 0
+        for raw in batch:
             work()
             hop = int(raw.subject.rsplit(".", 1)[1])
             if hop + 1 < HOPS:
