@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+from anyio.abc import TaskStatus
 
 from ._errors import ConfigurationError
 from ._pipeline_args import add_set, load
@@ -159,7 +160,7 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     async def serve() -> None:
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                await tg.start(_stop_on_signal, tg.cancel_scope)  # before saying we serve
                 async with rt:
                     print(
                         f"genie worker: hosting {', '.join(transport.hosted)} "
@@ -176,8 +177,11 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     return 0
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+async def _stop_on_signal(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         async for _ in signals:
             scope.cancel()
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -504,3 +505,23 @@ async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
     async with jetstream(server.url) as js:
         work = await js.stream_info(names.work)
     assert work.state.last_seq == 1  # only the Ping to fwd was ever published
+
+
+def test_a_worker_stops_on_sigterm_with_exit_0(server: LocalNatsServer) -> None:
+    worker = subprocess.Popen(
+        [os.fspath(GENIE), "worker", os.fspath(FINANCE), "--nats", server.url],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stderr is not None
+    try:
+        line = worker.stderr.readline()  # printed once it serves, signal handler in place
+        assert line.startswith("genie worker: hosting financial_supervisor, ingestor")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0
+        assert worker.stderr.read() == ""  # no traceback
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        worker.stderr.close()
