@@ -69,6 +69,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
+APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 CORRELATION = "Genie-Correlation"
 MSG_ID = "Nats-Msg-Id"
 
@@ -293,6 +294,7 @@ class NatsTransport(LocalTransport):
         self._running: dict[str, _Run] = {}
         self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
         self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
+        self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
         self._by_message: dict[str, _Run] = {}
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
@@ -517,9 +519,10 @@ class NatsTransport(LocalTransport):
             rec = ready.pop()
             self._apply(rec)
             ready += self._held.pop(rec["delivery"], [])
-        corr = self._rt._correlator.lookup(cid) if self._rt is not None else None
-        if corr is None:  # settled: its ids are no longer needed
-            self._applied.pop(cid, None)
+        # Kept after the correlation settles (a record its parent's does not count may still
+        # come, see ``_apply``), for the last APPLIED_KEPT correlations.
+        while len(self._applied) > APPLIED_KEPT:
+            del self._applied[next(iter(self._applied))]
 
     def _apply(self, record: Mapping[str, Any]) -> None:
         """Replay one remote outcome in this process's ledger (see the module docstring)."""
@@ -528,6 +531,18 @@ class NatsTransport(LocalTransport):
         assert rt is not None
         ledger, types = rt._ledger, rt.types
         corr = rt._correlator.get(record["correlation_id"])
+        parent = record.get("parent")
+        if parent is not None:
+            left = self._unclaimed.get(parent, 0)
+            if left > 1:
+                self._unclaimed[parent] = left - 1
+            elif left == 1:
+                del self._unclaimed[parent]
+            else:
+                # A delivery its parent's record does not count (that record is the dead
+                # letter of a worker that died after sending it): open it now, so the
+                # count stays exact.
+                ledger.opened(corr)
         for d in record["denied"]:
             msg = types.parse_message(d["message"])
             ledger.deny(msg, d["consumer"], corr, Decision.deny(d["policy"], d["reason"]))
@@ -536,6 +551,8 @@ class NatsTransport(LocalTransport):
         for reply in record["replies"]:
             rt._dispatcher.route(types.parse_message(reply), corr, (), True)
         spawned = int(record["spawned"])
+        if spawned:
+            self._unclaimed[record["delivery"]] = spawned
         ledger.delivered += spawned
         ledger.in_flight += spawned
         corr.in_flight += spawned

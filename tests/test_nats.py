@@ -459,6 +459,44 @@ async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_set
     assert correlator.lookup("c1") is None  # settled once, at the end
 
 
+async def test_a_record_its_parent_does_not_count_is_opened_so_the_count_stays_exact() -> None:
+    """A worker that dies each time after its outputs are stored but before its outcome record
+    ends as a poison dead letter reporting no outputs; their records still come."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("orphans"))  # never connected
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    transport.attach(rt)
+    ledger = rt._ledger
+    entry = rt.message(Ping(n=1), recipient="echo")
+    ledger.opened(rt._correlator.get(entry.correlation_id))
+    poison = {
+        "delivery": f"{entry.id}:echo",
+        "correlation_id": entry.correlation_id,
+        "agent": "echo",
+        "outcome": "dead_lettered",
+        "kind": "failed",
+        "reason": "delivered 2 times without an outcome",
+        "attempts": 2,
+        "parent": None,
+        "spawned": 0,
+        "denied": [],
+        "shed": [],
+        "replies": [],
+        "message": entry.model_dump(mode="json"),
+    }
+    orphan = {
+        **poison,
+        "delivery": "out-1:echo",
+        "outcome": "handled",
+        "parent": f"{entry.id}:echo",
+        "message": None,
+    }
+    transport._settle(poison)
+    transport._settle(orphan)
+    s = rt.statistics()
+    assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (2, 1, 1, 0)
+
+
 class Forward(BaseAgent):
     """Passes every Ping on to ``sink`` as a Note."""
 
