@@ -200,6 +200,12 @@ def build_report(
         "shed": stats.shed,
         "circuit_open": circuit,
     }
+    if rt.limits.model_budget:  # listed where the pipeline budgets its model calls
+        limits |= {
+            name: tracker.limits_fired[f"limit:{name}"]
+            for name in ("correlation_tokens", "correlation_cost")
+            if getattr(rt.limits, name) is not None
+        }
     messages = {
         "published": stats.published,
         "delivered": stats.delivered,

@@ -38,6 +38,7 @@ class Tracker(Observer):
         self._queued: dict[tuple[str, str], float] = {}
         self.dead_letters: Counter[tuple[str, str, str]] = Counter()  # (kind, reason, agent)
         self.handler_deadlines = 0
+        self.limits_fired: Counter[str] = Counter()  # model budgets refusing a call, by limit
 
     def agent(self, agent_id: str) -> AgentTrack:
         track = self.agents.get(agent_id)
@@ -67,6 +68,9 @@ class Tracker(Observer):
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         self.agent(agent_id).denied += 1
+
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        self.limits_fired[limit] += 1
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         agent = letter.agent_id or "-"

@@ -259,3 +259,21 @@ def test_the_model_budgets_are_pipeline_limits(
         "34: limits.correlation_cost: a cost budget needs the prices of the models: declare "
         "them in llm.prices"
     ]
+
+
+def test_a_simulation_reports_the_model_budget_firing_once_per_session(
+    tmp_path: Path, server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_research(server, monkeypatch, 0)
+    text = RESEARCH.read_text().replace("correlation_tokens: 50000", "correlation_tokens: 10")
+    path = tmp_path / "research.yaml"
+    path.write_text(text.replace("../", str(RESEARCH.parent.parent) + "/"))
+    pipeline = load_pipeline(path, variables={"LLM": "openai"})
+    report = simulate(pipeline, sessions=4, concurrency=2, clock="real", timeout=30)
+    assert server.received == []  # every call was refused before it was sent
+    assert report.sessions.completed == 4  # deep_research answers offline when refused
+    assert report.limits["correlation_tokens"] == 4  # once per session's correlation
+    assert "correlation tokens 4" in report.text()
+    # A pipeline that budgets no model calls lists no model budget.
+    plain = simulate(load_pipeline(ROOT / "config" / "pipelines" / "finance.yaml"), sessions=2)
+    assert "correlation_tokens" not in plain.limits
