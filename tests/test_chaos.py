@@ -159,8 +159,10 @@ async def test_chaos_keeps_the_books_exact() -> None:
     assert (s.in_flight, s.timers_pending) == (0, 0)
     assert returned == asked == 1600  # every ask and gather returned
     assert samples > 20
-    # The chaos reached every path it is meant to.
-    assert s.delivered > 5000
+    # The chaos reached every path it is meant to. How many deliveries that takes varies with
+    # the hash seed (the deny policy hashes ids) and, under load, with handlers overrunning
+    # their deadlines: 4,580 to 6,634 seen; the floor only says the run was not cut short.
+    assert s.delivered > 3000
     kinds = rt.dead_letters.counts
     reached = (s.retries, s.fallbacks, s.shed, s.denied, s.collected, *kinds.values())
     assert min(reached) > 0, (s, kinds)
