@@ -119,7 +119,8 @@ class _Switch(KillSwitch):
 
 class HandlerProvider:
     """``inner`` as one handler call sees it: requests get the context of ``message`` (when
-    they carry none of their own; the correlation is always the message's) and, with a
+    they carry none of their own; the correlation and the causing delivery, ``message`` to
+    ``agent_id``, are always these) and, with a
     ``budget``, the runtime's kill switch keyed by the message's correlation."""
 
     def __init__(
@@ -131,6 +132,7 @@ class HandlerProvider:
     ) -> None:
         self.inner = inner
         self.message = message
+        self.agent_id = agent_id
         self._through: Provider = (
             inner if budget is None else _Switch(inner, budget, agent_id, message)
         )
@@ -144,13 +146,25 @@ class HandlerProvider:
         return self.inner.region
 
     def _governed(self, request: Request) -> Request:
-        msg = self.message
+        msg, agent_id = self.message, self.agent_id
         context = request.context
         if context == _DEFAULT_CONTEXT:
             deadline = anyio.current_effective_deadline()
-            context = CallContext.of(msg, deadline=None if deadline == math.inf else deadline)
-        elif context.correlation_id != msg.correlation_id:
-            context = context.model_copy(update={"correlation_id": msg.correlation_id})
+            context = CallContext.of(
+                msg, deadline=None if deadline == math.inf else deadline, agent_id=agent_id
+            )
+        elif (
+            context.correlation_id != msg.correlation_id
+            or context.message_id != msg.id
+            or context.agent_id != agent_id
+        ):  # whatever else the caller set, the call is this delivery's
+            context = context.model_copy(
+                update={
+                    "correlation_id": msg.correlation_id,
+                    "message_id": msg.id,
+                    "agent_id": agent_id,
+                }
+            )
         else:
             return request
         return request.model_copy(update={"context": context})

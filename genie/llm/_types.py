@@ -52,17 +52,26 @@ class CallContext(BaseModel):
     classification: Classification = Classification.INTERNAL
     correlation_id: str | None = None
     deadline: float | None = None
+    # The delivery that made the call (the message's id, the agent handling it): a tracer
+    # hangs the call's span under that delivery's span.
+    message_id: str | None = None
+    agent_id: str | None = None
 
     @classmethod
-    def of(cls, message: Message, *, deadline: float | None = None) -> CallContext:
-        """The context of a call caused by ``message``: its correlation and classification,
-        and as principal its ``user_id`` metadata (on whose behalf) or else its sender."""
+    def of(
+        cls, message: Message, *, deadline: float | None = None, agent_id: str | None = None
+    ) -> CallContext:
+        """The context of a call caused by ``message`` (delivered to ``agent_id``): its
+        correlation, classification and id, and as principal its ``user_id`` metadata (on
+        whose behalf) or else its sender."""
         user = message.metadata.get("user_id")
         return cls(
             principal=user if isinstance(user, str) and user else message.sender,
             classification=message.classification,
             correlation_id=message.correlation_id,
             deadline=deadline,
+            message_id=message.id,
+            agent_id=agent_id,
         )
 
 

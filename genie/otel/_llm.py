@@ -1,7 +1,9 @@
 """A span per LLM call: a provider wrapper whose calls join the request's trace.
 
-The call's ``context.correlation_id`` (filled from the message that caused it) finds the
-request's span in the ``SpanObserver``; attributes follow the GenAI client conventions.
+The call's context (filled by ``ctx.llm`` from the delivery that made it: its message id,
+agent and correlation) finds that delivery's span in the ``SpanObserver``, and the call's span
+is its child (the request's span when the delivery is unknown); attributes follow the GenAI
+client conventions.
 """
 
 from __future__ import annotations
@@ -44,11 +46,19 @@ class TracedProvider:
             attributes["gen_ai.request.model"] = request.model
         if request.temperature is not None:
             attributes["gen_ai.request.temperature"] = request.temperature
-        cid = request.context.correlation_id
+        context = request.context
+        cid = context.correlation_id
         if cid is not None:
             attributes["gen_ai.conversation.id"] = cid
+        if context.agent_id is not None:
+            attributes["gen_ai.agent.id"] = context.agent_id
         return self._observer.start_child(
-            f"chat {request.model or self._provider.name}", cid, SpanKind.CLIENT, attributes
+            f"chat {request.model or self._provider.name}",
+            cid,
+            SpanKind.CLIENT,
+            attributes,
+            message_id=context.message_id,
+            agent_id=context.agent_id,
         )
 
     @staticmethod

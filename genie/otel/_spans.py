@@ -122,13 +122,45 @@ class SpanObserver(Observer):
         self._done[key] = span.get_span_context()
 
     def start_child(
-        self, name: str, correlation_id: str | None, kind: SpanKind, attributes: Mapping[str, Any]
+        self,
+        name: str,
+        correlation_id: str | None,
+        kind: SpanKind,
+        attributes: Mapping[str, Any],
+        *,
+        message_id: str | None = None,
+        agent_id: str | None = None,
     ) -> Span:
-        """A span under the request ``correlation_id`` (a root of its own when the request is
-        not traced here); the caller ends it. For work beside the deliveries (LLM calls)."""
-        root = self._requests.get(correlation_id) if correlation_id is not None else None
-        context = trace.set_span_in_context(root) if root is not None else None
+        """A span for work a delivery does beside the bus (an LLM call); the caller ends it.
+
+        Its parent is the delivery of ``message_id`` to ``agent_id`` (to any agent when
+        ``agent_id`` is None), else the request ``correlation_id``'s span, else none: a root
+        of its own when the request is not traced here."""
+        ctx = self._delivery(correlation_id, message_id, agent_id)
+        if ctx is None and correlation_id is not None:
+            root = self._requests.get(correlation_id)
+            ctx = root.get_span_context() if root is not None else None
+        context = trace.set_span_in_context(NonRecordingSpan(ctx)) if ctx is not None else None
         return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+
+    def _delivery(
+        self, correlation_id: str | None, message_id: str | None, agent_id: str | None
+    ) -> SpanContext | None:
+        if message_id is None:
+            return None
+        if agent_id is not None:
+            span = self._open.get((message_id, agent_id))
+            return (
+                span.get_span_context()
+                if span is not None
+                else self._done.get((message_id, agent_id))
+            )
+        keys = self._by_correlation.get(correlation_id, ()) if correlation_id else ()
+        for key in keys:  # one request's deliveries: a short list
+            if key[0] == message_id:
+                span = self._open.get(key)
+                return span.get_span_context() if span is not None else self._done.get(key)
+        return None
 
     # --- the hook ----------------------------------------------------------------------------
     def published(self, msg: Message, recipients: int) -> None:

@@ -180,11 +180,13 @@ def test_the_call_context_comes_from_the_causing_message() -> None:
         classification=Classification.PII,
         metadata={"user_id": "u-7"},
     )
-    context = CallContext.of(msg, deadline=12.5)
+    context = CallContext.of(msg, deadline=12.5, agent_id="analyst")
     assert context == CallContext(
         principal="u-7",
         classification=Classification.PII,
         correlation_id=msg.correlation_id,
         deadline=12.5,
+        message_id=msg.id,
+        agent_id="analyst",
     )
     assert CallContext.of(Message.new(Question(), sender="planner")).principal == "planner"

@@ -166,3 +166,12 @@ async def test_served_with_tracing_llm_calls_join_the_request_trace(tmp_path: Pa
     (root,) = [s for s in spans if s.kind is SpanKind.PRODUCER]
     assert {c.context.trace_id for c in calls} == {root.context.trace_id}
     assert all((c.attributes or {})["gen_ai.operation.name"] == "chat" for c in calls)
+    deliveries = {s.context.span_id: s for s in spans if s.kind is SpanKind.CONSUMER}
+    for call in calls:  # under the delivery that made the call, not the request's span
+        assert call.parent is not None
+        made_by = deliveries[call.parent.span_id]
+        attrs = call.attributes or {}
+        assert attrs["gen_ai.agent.id"] == (made_by.attributes or {})["gen_ai.agent.id"]
+        assert made_by.start_time is not None
+        assert call.start_time is not None
+        assert made_by.start_time <= call.start_time

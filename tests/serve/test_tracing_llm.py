@@ -1,14 +1,14 @@
-"""A span per LLM call, in the trace of the request that caused it."""
+"""A span per LLM call, under the span of the delivery that made it."""
 
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from genie import BaseAgent, Context, Message, Runtime, handler
+from genie import BaseAgent, Context, Message, Runtime, TestContext, handler
 from genie.llm import (
     CallContext,
     ChatMessage,
@@ -17,13 +17,24 @@ from genie.llm import (
     Request,
     ScriptedProvider,
 )
-from genie.otel import TracedProvider, trace_runtime
+from genie.otel import SpanObserver, TracedProvider, trace_runtime
 
 from ..conftest import Ping, Pong
 
 
+class Relay(BaseAgent):
+    """Asks the asker about every Ping: the call is then one hop below the request."""
+
+    produces = (Ping, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await ctx.request("asker", payload, timeout=5)
+        return ctx.reply(Pong(n=payload.n))
+
+
 class Asker(BaseAgent):
-    """Asks its model about every Ping, streaming too, and replies Pong."""
+    """Asks its model about every Ping through ``ctx.llm``, streaming too, and replies Pong."""
 
     produces = (Pong,)
 
@@ -33,52 +44,129 @@ class Asker(BaseAgent):
 
     @handler
     async def on_ping(self, payload: Ping, ctx: Context) -> Message:
-        request = Request(
-            messages=(ChatMessage.user("hello"),),
-            model="tiny",
-            context=CallContext.of(ctx.message),
-        )
-        await self.model.complete(request)
-        async with self.model.stream(request) as events:
+        model = ctx.llm(self.model)
+        request = Request(messages=(ChatMessage.user("hello"),), model="tiny")
+        await model.complete(request)
+        async with model.stream(request) as events:
             async for _ in events:
                 pass
         return ctx.reply(Pong(n=payload.n))
 
 
-async def test_llm_calls_are_client_spans_in_the_request_trace() -> None:
+class OwnContext(Asker):
+    """Calls its model directly, with a context of its own naming the message only."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        request = Request(
+            messages=(ChatMessage.user("hello"),), model="tiny", context=CallContext.of(ctx.message)
+        )
+        await self.model.complete(request)
+        return ctx.reply(Pong(n=payload.n))
+
+
+def _traced() -> tuple[Runtime, SpanObserver, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     rt = Runtime()
-    spans = trace_runtime(rt, provider)
-    scripted = ScriptedProvider(["hi there"], name="scripted")
-    rt.add(Asker("asker", TracedProvider(scripted, spans)))
+    return rt, trace_runtime(rt, provider), exporter
+
+
+def _delivery(spans: tuple[ReadableSpan, ...], agent: str) -> ReadableSpan:
+    (span,) = [s for s in spans if s.kind is SpanKind.CONSUMER and s.name == f"process {agent}"]
+    return span
+
+
+async def test_an_llm_call_is_a_child_of_the_delivery_that_made_it() -> None:
+    rt, spans, exporter = _traced()
+    rt.add(Relay("relay"))
+    rt.add(Asker("asker", TracedProvider(ScriptedProvider(["hi there"], name="scripted"), spans)))
     async with rt:
-        result = await rt.ask(rt.message(Ping(n=1), recipient="asker"), timeout=5)
+        result = await rt.ask(rt.message(Ping(n=1), recipient="relay"), timeout=5)
         await rt.wait_idle()
     assert result.replies
     finished = exporter.get_finished_spans()
     calls = [s for s in finished if s.kind is SpanKind.CLIENT]
     assert [s.name for s in calls] == ["chat tiny", "chat tiny"]
     (root,) = [s for s in finished if s.kind is SpanKind.PRODUCER]
+    asker, relay = _delivery(finished, "asker"), _delivery(finished, "relay")
+    assert asker.parent is not None
+    assert asker.parent.span_id == relay.context.span_id
     for call in calls:
         assert call.context.trace_id == root.context.trace_id
         assert call.parent is not None
-        assert call.parent.span_id == root.context.span_id
+        assert call.parent.span_id == asker.context.span_id  # not the request's, nor relay's
     attrs = calls[0].attributes or {}
     assert attrs["gen_ai.operation.name"] == "chat"
     assert attrs["gen_ai.system"] == "scripted"
     assert attrs["gen_ai.request.model"] == "tiny"
+    assert attrs["gen_ai.agent.id"] == "asker"
     assert attrs["gen_ai.conversation.id"] == result.correlation_id
     assert "gen_ai.usage.input_tokens" in attrs
 
 
+async def test_two_requests_calls_stay_under_their_own_deliveries() -> None:
+    rt, spans, exporter = _traced()
+    rt.add(Asker("asker", TracedProvider(ScriptedProvider(["a", "b", "c", "d"]), spans)))
+    async with rt:
+        for n in (1, 2):
+            await rt.ask(rt.message(Ping(n=n), recipient="asker"), timeout=5)
+        await rt.wait_idle()
+    finished = exporter.get_finished_spans()
+    deliveries = [s for s in finished if s.kind is SpanKind.CONSUMER]
+    assert len(deliveries) == 2
+    for delivery in deliveries:
+        under = [
+            s
+            for s in finished
+            if s.kind is SpanKind.CLIENT
+            and s.parent is not None
+            and s.parent.span_id == delivery.context.span_id
+        ]
+        assert len(under) == 2
+        assert {s.context.trace_id for s in under} == {delivery.context.trace_id}
+
+
+async def test_a_context_naming_only_the_message_still_finds_its_delivery() -> None:
+    rt, spans, exporter = _traced()
+    rt.add(OwnContext("asker", TracedProvider(ScriptedProvider(["hi"]), spans)))
+    async with rt:
+        await rt.ask(rt.message(Ping(n=1), recipient="asker"), timeout=5)
+        await rt.wait_idle()
+    finished = exporter.get_finished_spans()
+    (call,) = [s for s in finished if s.kind is SpanKind.CLIENT]
+    assert call.parent is not None
+    assert call.parent.span_id == _delivery(finished, "asker").context.span_id
+
+
+async def test_ctx_llm_names_the_delivery_even_over_a_callers_context() -> None:
+    """Whatever context the handler set, the call is its delivery's (and correlation's)."""
+    msg = Runtime().message(Ping(n=1), recipient="asker")
+    scripted = ScriptedProvider(["x", "y"])
+    model = TestContext("asker", msg).llm(scripted)
+    other = CallContext(principal="someone", correlation_id="else", message_id="m", agent_id="a")
+    await model.complete(Request(messages=(ChatMessage.user("hi"),)))
+    await model.complete(Request(messages=(ChatMessage.user("hi"),), context=other))
+    seen = [r.context for r in scripted.requests]
+    assert len(seen) == 2
+    for context in seen:
+        assert (context.message_id, context.agent_id) == (msg.id, "asker")
+        assert context.correlation_id == msg.correlation_id
+    assert seen[1].principal == "someone"  # what is not the delivery's stays the caller's
+
+
+async def test_a_call_outside_any_traced_request_is_a_root_span() -> None:
+    _rt, spans, exporter = _traced()
+    traced = TracedProvider(ScriptedProvider(["hi"]), spans)
+    context = CallContext(correlation_id="nowhere", message_id="gone", agent_id="nobody")
+    await traced.complete(Request(messages=(ChatMessage.user("hi"),), context=context))
+    (span,) = exporter.get_finished_spans()
+    assert span.parent is None
+
+
 async def test_a_failed_llm_call_is_an_error_span() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    rt = Runtime()
-    spans = trace_runtime(rt, provider)
+    _rt, spans, exporter = _traced()
     boom = ScriptedProvider([ProviderConnectionError("model down", provider="scripted")])
     traced = TracedProvider(boom, spans)
     with pytest.raises(ProviderConnectionError, match="model down"):
