@@ -212,13 +212,24 @@ def create_app(
             raise refused
         return key
 
-    async def body_of(request: Request, key: ApiKey) -> bytes:
+    async def body_of(request: Request, key: ApiKey, metadata: str) -> bytes:
+        """The body; the ``Genie-Metadata`` header counts against the limit with it, as it
+        ends up in the message too."""
         declared = request.headers.get("content-length")
-        too_large = _Refused(413, f"request body over the limit of {settings.max_body} bytes")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body:
-            record("too_large", key.principal, path=request.url.path, bytes=declared)
+        too_large = _Refused(
+            413, f"request body and Genie-Metadata over the limit of {settings.max_body} bytes"
+        )
+        size = len(metadata.encode())
+        if declared is not None and declared.isdigit():
+            if int(declared) + size > settings.max_body:
+                record(
+                    "too_large", key.principal, path=request.url.path, bytes=f"{declared}+{size}"
+                )
+                raise too_large
+        elif size > settings.max_body:
+            record("too_large", key.principal, path=request.url.path, bytes=f"{size} (metadata)")
             raise too_large
-        chunks, size = [], 0
+        chunks = []
         async for chunk in request.stream():
             size += len(chunk)
             if size > settings.max_body:
@@ -237,11 +248,12 @@ def create_app(
     async def prepare(request: Request) -> tuple[_Served, ApiKey, Message, float | None]:
         key = await admit(request)
         served = served_of(request.path_params["name"])
-        raw = await body_of(request, key)
+        header = request.headers.get(METADATA_HEADER, "")
+        raw = await body_of(request, key, header)
         pipeline, rt = served.pipeline, served.runtime
         entry = pipeline.config.entry.type
         data = _json_object(raw or b"{}", "the request body")
-        extra = _json_object(request.headers.get(METADATA_HEADER, "{}"), "header Genie-Metadata")
+        extra = _json_object(header or "{}", "header Genie-Metadata")
         timeout = _timeout(request.query_params.get("timeout"), settings.max_timeout)
         trace = TraceParent.parse(request.headers.get("traceparent"))
         metadata = key.stamp(extra)

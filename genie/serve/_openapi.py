@@ -46,14 +46,26 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-def _refusals() -> dict[str, Any]:
-    return {
+# Either header carries the key: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``.
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
+
+def _v1(operation: dict[str, Any]) -> dict[str, Any]:
+    """``operation`` behind the API keys: the refusals any ``/v1`` request may get, added."""
+    refusals = {
         "401": _error("missing or unknown API key"),
-        "404": _error("no such pipeline"),
-        "413": _error("request body over the size limit"),
         "429": _error("the principal's rate limit is exceeded (see Retry-After)"),
         "503": _error("not ready, or shutting down"),
     }
+    return {
+        **operation,
+        "security": _SECURITY,
+        "responses": {**operation["responses"], **refusals},
+    }
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
@@ -65,7 +77,10 @@ def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
             "description": "server-sent events: accepted, the request's events, then result",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
-        responses: dict[str, Any] = {"200": ok, "400": _error("invalid payload")}
+        responses: dict[str, Any] = {
+            "200": ok,
+            "400": _error("invalid payload, metadata or timeout: names the field"),
+        }
     else:
         result = {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}}
         responses = {
@@ -76,21 +91,26 @@ def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
             "504": {"description": "timed out", "content": result},
         }
     return {
-        "post": {
-            "operationId": f"{name}_ask{'_stream' if stream else ''}",
-            "summary": f"{'Stream' if stream else 'Run'} one request through {name!r}",
-            "parameters": [
-                {"name": "timeout", "in": "query", "schema": {"type": "number"}},
-                {"name": "traceparent", "in": "header", "schema": {"type": "string"}},
-                {"name": "Genie-Metadata", "in": "header", "schema": {"type": "string"}},
-            ],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": schema}},
-            },
-            "responses": {**responses, **_refusals()},
-            "security": [{"bearer": []}],
-        }
+        "post": _v1(
+            {
+                "operationId": f"{name}_ask{'_stream' if stream else ''}",
+                "summary": f"{'Stream' if stream else 'Run'} one request through {name!r}",
+                "parameters": [
+                    {"name": "timeout", "in": "query", "schema": {"type": "number"}},
+                    {"name": "traceparent", "in": "header", "schema": {"type": "string"}},
+                    {"name": "Genie-Metadata", "in": "header", "schema": {"type": "string"}},
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": schema}},
+                },
+                "responses": {
+                    **responses,
+                    "404": _error("no such pipeline"),
+                    "413": _error("request body and Genie-Metadata over the size limit"),
+                },
+            }
+        )
     }
 
 
@@ -100,48 +120,59 @@ def openapi(pipelines: Sequence[Pipeline]) -> dict[str, Any]:
         paths[f"/v1/pipelines/{p.name}/ask"] = _ask(p, stream=False)
         paths[f"/v1/pipelines/{p.name}/ask/stream"] = _ask(p, stream=True)
     plain = {"responses": {"200": {"description": "ok"}, "503": {"description": "not ready"}}}
+    stream = {"text/event-stream": {"schema": {"type": "string"}}}
     paths.update(
         {
             "/v1/pipelines": {
-                "get": {
-                    "summary": "served pipelines with their entry JSON schema",
-                    "security": [{"bearer": []}],
-                    "responses": {"200": {"description": "ok"}, "401": _error("no key")},
-                }
+                "get": _v1(
+                    {
+                        "summary": "served pipelines with their entry JSON schema",
+                        "responses": {"200": {"description": "ok"}},
+                    }
+                )
             },
             "/v1/pipelines/{name}/statistics": {
-                "get": {
-                    "summary": "the runtime's counters",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        {
-                            "name": "name",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {"200": {"description": "ok"}, "404": _error("no pipeline")},
-                }
+                "get": _v1(
+                    {
+                        "summary": "the runtime's counters",
+                        "parameters": [_path_parameter("name")],
+                        "responses": {
+                            "200": {"description": "ok"},
+                            "404": _error("no such pipeline"),
+                        },
+                    }
+                )
             },
             "/v1/streams/{correlation_id}": {
-                "get": {
-                    "summary": "resume a stream after Last-Event-ID",
-                    "security": [{"bearer": []}],
-                    "parameters": [
-                        {
-                            "name": "correlation_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
-                    "responses": {"200": {"description": "text/event-stream"}},
-                }
+                "get": _v1(
+                    {
+                        "summary": "resume a stream after Last-Event-ID",
+                        "parameters": [
+                            _path_parameter("correlation_id"),
+                            {"name": "Last-Event-ID", "in": "header", "schema": _STRING},
+                        ],
+                        "responses": {
+                            "200": {"description": "the frames after it", "content": stream},
+                            "404": _error("no such stream of this key's principal (expired?)"),
+                        },
+                    }
+                )
             },
             "/healthz": {"get": {"summary": "the process is up", **plain}},
             "/readyz": {"get": {"summary": "every runtime has started", **plain}},
             "/metrics": {"get": {"summary": "Prometheus text exposition", **plain}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "this document",
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "the live page (HTML)",
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
         }
     )
     return {
@@ -150,6 +181,9 @@ def openapi(pipelines: Sequence[Pipeline]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {"Error": _ERROR, "Result": _RESULT},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
         },
     }
