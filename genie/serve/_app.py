@@ -253,7 +253,7 @@ def create_app(
         pipeline, rt = served.pipeline, served.runtime
         entry = pipeline.config.entry.type
         data = _json_object(raw or b"{}", "the request body")
-        extra = _json_object(header or "{}", "header Genie-Metadata")
+        extra = _metadata(_json_object(header or "{}", "header Genie-Metadata"))
         timeout = _timeout(request.query_params.get("timeout"), settings.max_timeout)
         trace = TraceParent.parse(request.headers.get("traceparent"))
         metadata = key.stamp(extra)
@@ -489,17 +489,49 @@ def _result_response(result: RunResult) -> Response:
     return response
 
 
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:  # which value counts would depend on the parser reading it
+            raise ValueError(f"key {key!r} given twice")
+        data[key] = value
+    return data
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    """``raw`` as a JSON object, strictly: no NaN or Infinity, no key twice."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     if json_depth_exceeds(text):
         raise _Refused(400, f"{what} is nested too deeply")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
     except ValueError as exc:
         raise _Refused(400, f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise _Refused(400, f"{what} must be a JSON object, not {type(data).__name__}")
     return data
+
+
+def _metadata(extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` if every value is one a message's metadata holds (text, a number, a boolean,
+    null, a list of text); else a 400 naming the key, before the message says it less well."""
+    for key, value in extra.items():
+        if value is None or isinstance(value, str | int | float):  # bool is an int
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            continue
+        kind = "an object" if isinstance(value, dict) else "a list holding more than text"
+        raise _Refused(
+            400,
+            f"header Genie-Metadata: {key!r} must be text, a number, a boolean, null or a list "
+            f"of text, not {kind}",
+            field=f"metadata.{key}",
+        )
+    return extra
 
 
 def _timeout(raw: str | None, ceiling: float) -> float | None:

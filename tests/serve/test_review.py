@@ -181,3 +181,44 @@ def test_a_missing_key_file_is_named_and_exit_2(
     assert code == 2
     assert "Traceback" not in err
     assert f"{missing}: cannot read" in err
+
+
+@pytest.mark.parametrize(
+    ("header", "error", "field"),
+    [
+        ('{"a": {"b": 1}}', "header Genie-Metadata: 'a' must be text", "metadata.a"),
+        ('{"a": [1, "x"]}', "'a' must be text, a number, a boolean, null or a list", "metadata.a"),
+        ('{"a": NaN}', "header Genie-Metadata is not valid JSON: NaN is not JSON", None),
+        ('{"a": "x", "a": "y"}', "Genie-Metadata is not valid JSON: key 'a' given twice", None),
+    ],
+)
+async def test_metadata_a_message_cannot_hold_is_a_400_naming_the_key(
+    tmp_path: Path, header: str, error: str, field: str | None
+) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        r = await client.post(
+            ASK, json=csv_body(), headers={**auth(ALICE), "Genie-Metadata": header}
+        )
+        fine = await client.post(
+            ASK,
+            json=csv_body(),
+            headers={**auth(ALICE), "Genie-Metadata": '{"a": ["x"], "n": 1.5, "z": null}'},
+        )
+    assert r.status_code == 400
+    assert error in r.json()["error"]
+    assert r.json().get("field") == field
+    assert fine.status_code == 200
+
+
+async def test_a_body_with_a_key_twice_or_nan_is_a_400(tmp_path: Path) -> None:
+    """Two parsers may disagree on which of two values counts: the server takes neither."""
+    csv = json.dumps(csv_body()["csv"])
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        twice = await client.post(ASK, content=f'{{"csv": {csv}, "csv": "x"}}', headers=auth(ALICE))
+        nan = await client.post(
+            ASK, content=f'{{"csv": {csv}, "n": Infinity}}', headers=auth(ALICE)
+        )
+    assert twice.status_code == 400
+    assert "the request body is not valid JSON: key 'csv' given twice" in twice.json()["error"]
+    assert nan.status_code == 400
+    assert "Infinity is not JSON" in nan.json()["error"]
