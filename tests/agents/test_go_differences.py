@@ -534,21 +534,24 @@ async def test_prepayment_saving_on_a_deductible_loan_is_after_tax() -> None:
     assert (option.interest_saved, option.net_saving) == (204.02, 142.81)
 
 
-async def test_claim_copay_is_taken_before_the_deductible() -> None:
-    # Go: (55,000 - 5,000 deductible) x 0.9 = 45,000. The port caps and co-pays each item,
-    # then takes the deductible off the total: 55,000 x 0.9 - 5,000 = 44,500.
+async def test_claim_sublimit_caps_the_expense_before_the_deductible_and_copay() -> None:
+    # 150,000 of hospitalisation, a 1 L sublimit, a 10,000 deductible, a 10 % co-pay. Go:
+    # (150,000 - 10,000) x 0.9 = 126,000, then capped at the sublimit: 100,000. The port
+    # admits 100,000 (the sublimit), takes the deductible, then the co-pay:
+    # (100,000 - 10,000) x 0.9 = 81,000.
     terms = {"policy_id": "P", "start_date": "2025-01-01", "sum_insured": 500_000}
-    terms |= {"deductible": 5_000, "coverage": [{"category": "hospitalization", "copay": 0.1}]}
+    rule = {"category": "hospitalization", "copay": 0.1, "sublimit": 100_000}
+    terms |= {"deductible": 10_000, "coverage": [rule]}
     request = ClaimRequest.model_validate(
         {
             "claim_id": "C",
             "policy": terms,
             "incident_date": "2025-06-01",
-            "items": [{"category": "hospitalization", "amount": 55_000}],
+            "items": [{"category": "hospitalization", "amount": 150_000}],
         }
     )
     decision = await ask("claim_adjudicator", request)
-    assert (decision.action, decision.payable) == ("approve_partial", 44_500)
+    assert (decision.action, decision.payable) == ("approve_partial", 81_000)
 
 
 async def test_preauth_room_above_the_limit_cuts_every_charge_in_proportion() -> None:

@@ -53,15 +53,33 @@ async def test_claim_items_sublimit_copay_exclusion_deductible() -> None:
         "dental": 1_000,  # not covered
     }
     out = await adjudicate(claim(items))
-    # 50,000 + 20,000 + 9,000 - 5,000 deductible = 74,000 of 96,000 claimed
-    assert (out.action, out.claimed, out.payable) == ("approve_partial", 96_000, 74_000)
+    # Admitted: 50,000 + 20,000 (the sublimit) + 10,000 = 80,000. The 5,000 deductible is
+    # shared in proportion (3,125, 1,250 and 625), then the pharmacy's 10 % co-pay on its
+    # 9,375 left: 46,875 + 18,750 + 8,437.50 = 74,062.50 of 96,000 claimed.
+    assert (out.action, out.claimed, out.payable) == ("approve_partial", 96_000, 74_062.50)
     assert out.reasons == (
         "room_rent: capped at the sublimit 20,000.00",
-        "pharmacy: 10% co-payment",
         "cosmetic: excluded",
         "dental: not covered",
         "deductible 5,000.00",
+        "pharmacy: 10% co-payment",
     )
+
+
+async def test_claim_deductible_comes_before_the_copay() -> None:
+    # One item, a 10 % co-pay: (55,000 - 5,000) x 0.9 = 45,000 (co-pay first would be
+    # 55,000 x 0.9 - 5,000 = 44,500).
+    policy = {"coverage": [{"category": "hospitalisation", "copay": 0.1}]}
+    out = await adjudicate(claim({"hospitalisation": 55_000}, policy=policy))
+    assert out.payable == 45_000
+
+
+async def test_claim_order_of_items_does_not_move_the_deductible() -> None:
+    # 10,000 of pharmacy (10 % co-pay) and 10,000 of hospitalisation, a 5,000 deductible:
+    # 2,500 off each, so 7,500 x 0.9 + 7,500 = 14,250 whichever item comes first.
+    first = claim({"pharmacy": 10_000, "hospitalisation": 10_000})
+    second = claim({"hospitalisation": 10_000, "pharmacy": 10_000})
+    assert [(await adjudicate(c)).payable for c in (first, second)] == [14_250, 14_250]
 
 
 async def test_claim_waiting_period_edge() -> None:

@@ -46,7 +46,14 @@ def adjudicate(req: ClaimRequest) -> ClaimDecision:
         if diagnosis and word.lower() in diagnosis:
             return decision("deny", 0.0, [f"the diagnosis matches the exclusion {word!r}"])
     rules = {r.category: r for r in terms.coverage}
-    allowed, reasons = 0.0, []
+    # What the policy admits per item (its sublimit caps the expense), then the deductible
+    # off the admitted total, then each item's co-pay on what the deductible leaves of it:
+    # the order Indian health policies state ("co-payment on the admissible claim amount
+    # after the deductible"). The deductible is shared across the items in proportion to
+    # their admitted amounts, so the order of the items cannot change the payout.
+    admitted: list[tuple[float, float]] = []  # (amount admitted, co-pay share)
+    reasons: list[str] = []
+    copays: list[str] = []
     for item in req.items:
         rule = rules.get(item.category)
         if item.category in terms.exclusions:
@@ -61,11 +68,14 @@ def adjudicate(req: ClaimRequest) -> ClaimDecision:
                 reasons.append(f"{item.category}: capped at the sublimit {rule.sublimit:,.2f}")
                 amount = rule.sublimit
             if rule.copay:
-                reasons.append(f"{item.category}: {rule.copay:.0%} co-payment")
-            allowed += amount * (1 - rule.copay)
-    if terms.deductible and allowed:
+                copays.append(f"{item.category}: {rule.copay:.0%} co-payment")
+            admitted.append((amount, rule.copay))
+    total = sum(amount for amount, _ in admitted)
+    if terms.deductible and total:
         reasons.append(f"deductible {terms.deductible:,.2f}")
-    payable = max(0.0, allowed - terms.deductible)
+    left = max(0.0, total - terms.deductible) / total if total else 0.0
+    payable = sum(amount * left * (1 - copay) for amount, copay in admitted)
+    reasons.extend(copays if payable else ())
     remaining = max(0.0, terms.sum_insured - req.paid_this_year)
     if payable > remaining:
         reasons.append(f"capped at the remaining sum insured {remaining:,.2f}")
@@ -82,7 +92,9 @@ class ClaimAdjudicator(BaseAgent):
     """Adjudicates a health claim against the policy's rules given as data: waiting period,
     exclusions (an item's category, or a word of the diagnosis: the whole claim), covered
     categories with sublimits and co-payments, categories covered at network hospitals only,
-    deductible, the sum insured left this year. Pays in full (approve), in part
+    deductible, the sum insured left this year. Each item is capped at its sublimit, the
+    deductible comes off the total (shared in proportion), then each item's co-pay applies
+    to what is left of it. Pays in full (approve), in part
     (approve_partial) or nothing (deny); a claim of Rs 2 lakh or more goes to a human (hitl)
     with the computed amount."""
 
