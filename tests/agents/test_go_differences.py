@@ -14,7 +14,7 @@ from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClie
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
 from genie_agents.fraud.models import KycRequest, Login, SessionCheck, SyntheticCheck
 from genie_agents.fraud.phishing import PhishingCheck
-from genie_agents.insurance.models import ClaimRequest, PreauthRequest
+from genie_agents.insurance.models import ClaimRequest, MotorRequest, PreauthRequest
 from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
@@ -619,3 +619,26 @@ async def test_invoice_problems_hold_or_reject_whatever_go_confidence() -> None:
     printed = invoice.model_copy(update={"lines": (line.model_copy(update={"line_total": 99}),)})
     wrong = InvoicePacket(invoice=printed, po_total=11_800, goods_receipt=(line,))
     assert (await ask("invoice_processor", wrong)).action == "reject"
+
+
+async def test_motor_third_party_is_the_tariff_not_a_share_of_the_idv() -> None:
+    # A 5 L IDV renewed at 25 % NCB with zero-dep. Go: base 3 % = 15,000, own damage 70 %
+    # (10,500) x 0.75 = 7,875, third party 30 % (4,500): 12,375, x 1.10 for zero-dep on the
+    # whole = 13,612.50. The port: own damage 15,000 x 0.75 = 11,250, x 1.10 = 12,375, plus
+    # the third-party tariff 2,094 = 14,469.
+    request = MotorRequest(
+        kind="renewal_quote", policy_id="M", idv=500_000, claim_free_years=2, zero_dep=True
+    )
+    quote = await ask("auto_insurance", request)
+    assert (quote.ncb, quote.premium) == (0.25, 14_469)
+
+
+async def test_motor_repair_of_exactly_75_percent_is_not_a_total_loss() -> None:
+    # 3.75 L of repairs on a 5 L IDV. Go (>= 75 %): a total loss, settlement hint 5 L, with
+    # garages. The port (IRDAI: the repair *exceeds* 75 %): a repair, less the Rs 1,000
+    # compulsory deductible, at the city's garages.
+    request = MotorRequest(
+        kind="fnol", policy_id="M", idv=500_000, repair_estimate=375_000, city="Mumbai"
+    )
+    claim = await ask("auto_insurance", request)
+    assert (claim.action, claim.payable, len(claim.garages)) == ("repair", 374_000, 2)

@@ -695,3 +695,99 @@ async def test_invoice_processing_of_go_requests(
 def test_invoice_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
     go = {"invoice": GO_INVOICE, "reference": GO_REFERENCE} | change
     assert error in refused("invoice_packet", go)
+
+
+# --- auto_insurance -----------------------------------------------------------------------------
+GO_MOTOR = {
+    "kind": "renewal_quote",
+    "policy_number": "MOTOR-12345",
+    "vehicle_reg": "MH01AB1234",
+    "idv_rupees": 500_000,
+    "est_repair_cost_rupees": 0,
+    "incident_type": "",
+    "lat": 19.05,
+    "lng": 72.85,
+    "hours_to_expiry": 48,
+    "ncb_pct": 20,
+    "claimed_this_year": False,
+    "zero_dep_addon": True,
+}
+EXPIRING = "expires within 72 hours: driving uninsured is an offence under the Motor Vehicles Act"
+
+
+@pytest.mark.parametrize(
+    ("change", "ncb", "premium", "detail"),
+    [
+        # A clean year: 20 % climbs to 25 %. Own damage 3 % of 5 L = 15,000 x 0.75 = 11,250,
+        # x 1.10 for zero-dep = 12,375, plus 2,094 third party = 14,469. 48 hours left: warned.
+        ({}, 0.25, 14_469, EXPIRING),
+        # A claim this year resets the NCB: 15,000 x 1.10 + 2,094 = 18,594.
+        ({"claimed_this_year": True}, 0.0, 18_594, EXPIRING),
+        # 50 % stays 50 %; no add-on: 7,500 + 2,094 = 9,594. Go's 0 hours is not told.
+        ({"ncb_pct": 50, "zero_dep_addon": False, "hours_to_expiry": 0}, 0.5, 9_594, ""),
+        # 0 % climbs to 20 %: 12,000 x 1.10 + 2,094 = 15,294; 72 hours is not within 72.
+        ({"ncb_pct": 0, "hours_to_expiry": 72}, 0.2, 15_294, ""),
+        # Go matched the kind in any case.
+        ({"kind": "Renewal_Quote"}, 0.25, 14_469, EXPIRING),
+    ],
+)
+async def test_motor_renewal_of_go_requests(
+    change: dict[str, Any], ncb: float, premium: float, detail: str
+) -> None:
+    out = await ask("auto_insurance", parse("motor_request", GO_MOTOR | change))
+    assert (out.policy_id, out.action, out.ncb, out.premium) == (
+        "MOTOR-12345",
+        "quote",
+        ncb,
+        premium,
+    )
+    assert out.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("change", "action", "payable", "garages"),
+    [
+        # Go's example: 4 L of repairs on a 5 L IDV is beyond 75 % (3.75 L): a total loss,
+        # the IDV less the Rs 1,000 deductible.
+        ({"kind": "fnol", "est_repair_cost_rupees": 400_000}, "total_loss", 499_000, ()),
+        # 1 L in Delhi's box: a repair (99,000 after the deductible) at Delhi's garages.
+        (
+            {"kind": "fnol", "est_repair_cost_rupees": 100_000, "lat": 28.6, "lng": 77.2},
+            "repair",
+            99_000,
+            ("Karol Bagh Garage", "Okhla Service Hub"),
+        ),
+        # Roadside in Bengaluru's box; Go sends no IDV (0) for it.
+        (
+            {"kind": "roadside", "idv_rupees": 0, "lat": 12.97, "lng": 77.59},
+            "dispatch",
+            0,
+            ("Koramangala Autoworks", "Whitefield Car Clinic"),
+        ),
+        # Go's zero location (and a point outside every box): no network garage.
+        ({"kind": "roadside", "lat": 0, "lng": 0}, "dispatch", 0, ()),
+        ({"kind": "roadside", "lat": 26.9, "lng": 75.8}, "dispatch", 0, ()),
+    ],
+)
+async def test_motor_claims_and_roadside_located_by_go_coordinates(
+    change: dict[str, Any], action: str, payable: float, garages: tuple[str, ...]
+) -> None:
+    out = await ask("auto_insurance", parse("motor_request", GO_MOTOR | change))
+    assert (out.action, out.payable, out.garages) == (action, payable, garages)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"ncb_pct": 30}, "field 'ncb_pct': the NCB now, a step of the ladder [0, 20, 25"),
+        ({"claimed_this_year": "no"}, "field 'claimed_this_year': true or false"),
+        ({"lat": 95}, "field 'latitude': Input should be less than or equal to 90"),
+        ({"lng": None}, "latitude and longitude: give both or neither"),
+        ({"kind": "fnol", "idv_rupees": 0}, "idv (the insured declared value) is needed for fnol"),
+        ({"hours_to_expiry": -5}, "field 'hours_to_expiry': Input should be greater than or"),
+        ({"claim_free_years": 2}, "field 'claim_free_years': given twice"),
+        ({"city": "Delhi"}, "city 'Delhi', but the coordinates are in mumbai"),
+    ],
+)
+def test_motor_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
+    assert error in refused("motor_request", GO_MOTOR | change)

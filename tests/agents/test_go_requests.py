@@ -50,6 +50,7 @@ GO_SHAPED = {
     "advance_tax_planner",
     "alm_agent",
     "asset_allocator",
+    "auto_insurance",
     "bulk_statement_analyzer",
     "cashflow_underwriter",
     "claim_adjudicator",

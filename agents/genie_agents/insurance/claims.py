@@ -8,6 +8,7 @@ from genie import BaseAgent, Context, Message, Risk, handler
 
 from .._common import money
 from .models import (
+    NCB_LADDER,
     ClaimDecision,
     ClaimRequest,
     MotorRequest,
@@ -186,9 +187,10 @@ class HealthPreauth(BaseAgent):
 
 
 TOTAL_LOSS_SHARE = 0.75
-NCB_LADDER = (0.0, 0.20, 0.25, 0.35, 0.45, 0.50)  # by claim-free years, 5+ keeps 50 %
 OWN_DAMAGE_RATE = 0.03  # of IDV
 THIRD_PARTY_PREMIUM = 2094.0  # private car 1000-1500 cc
+ZERO_DEP_LOADING = 0.10  # of the own-damage premium
+EXPIRY_WARNING_HOURS = 72
 NETWORK_GARAGES = {
     "mumbai": ("Andheri Motors", "Powai Auto Care"),
     "delhi": ("Karol Bagh Garage", "Okhla Service Hub"),
@@ -197,11 +199,13 @@ NETWORK_GARAGES = {
 
 
 class AutoInsurance(BaseAgent):
-    """Motor insurance desk. ``fnol``: a repair above 75 % of the IDV is a total loss (pays the
-    IDV less the deductible), otherwise the repair less the deductible, with network garages in
-    the city. ``roadside``: dispatches help. ``renewal_quote``: own damage 3 % of IDV less the
-    no-claim bonus (0/20/25/35/45/50 % by claim-free years) plus third-party cover. Any other
-    kind answers ``action: unknown``."""
+    """Motor insurance desk. The city is the one given, else the one the coordinates fall in
+    (Delhi, Mumbai, Bengaluru). ``fnol``: a repair above 75 % of the IDV is a total loss (pays
+    the IDV less the deductible), otherwise the repair less the deductible, with network
+    garages in the city. ``roadside``: dispatches help. ``renewal_quote``: own damage 3 % of
+    IDV less the no-claim bonus (0/20/25/35/45/50 % by claim-free years), 10 % more with the
+    zero-depreciation add-on, plus third-party cover; a policy expiring within 72 hours is
+    warned. Any other kind answers ``action: unknown``."""
 
     capabilities = ("motor_insurance",)
     risk = Risk.MEDIUM
@@ -210,25 +214,38 @@ class AutoInsurance(BaseAgent):
     @handler
     async def on_request(self, payload: MotorRequest, ctx: Context) -> Message:
         p = payload
-        garages = NETWORK_GARAGES.get(p.city.casefold(), ())
+        garages = NETWORK_GARAGES.get(p.located_city.casefold(), ())
         base = {"kind": p.kind, "policy_id": p.policy_id}
+        idv = p.idv or 0.0  # the model requires it for fnol and renewal_quote
         if p.kind == "fnol":
-            total_loss = p.repair_estimate > TOTAL_LOSS_SHARE * p.idv
-            gross = p.idv if total_loss else p.repair_estimate
+            total_loss = p.repair_estimate > TOTAL_LOSS_SHARE * idv
+            gross = idv if total_loss else p.repair_estimate
             out = MotorResponse(
                 **base,
                 action="total_loss" if total_loss else "repair",
                 payable=money(max(0.0, gross - p.deductible)),
                 garages=() if total_loss else garages,
-                detail=f"repair {p.repair_estimate / p.idv:.0%} of IDV",
+                detail=f"repair {p.repair_estimate / idv:.0%} of IDV",
             )
         elif p.kind == "roadside":
             where = garages[0] if garages else "the nearest partner"
             out = MotorResponse(**base, action="dispatch", garages=garages, detail=f"from {where}")
         elif p.kind == "renewal_quote":
             ncb = NCB_LADDER[min(p.claim_free_years, len(NCB_LADDER) - 1)]
-            premium = p.idv * OWN_DAMAGE_RATE * (1 - ncb) + THIRD_PARTY_PREMIUM
-            out = MotorResponse(**base, action="quote", premium=money(premium), ncb=ncb)
+            own_damage = idv * OWN_DAMAGE_RATE * (1 - ncb)
+            if p.zero_dep:
+                own_damage *= 1 + ZERO_DEP_LOADING
+            expiring = p.hours_to_expiry is not None and p.hours_to_expiry < EXPIRY_WARNING_HOURS
+            detail = (
+                f"expires within {EXPIRY_WARNING_HOURS} hours: driving uninsured is an offence "
+                "under the Motor Vehicles Act"
+                if expiring
+                else ""
+            )
+            premium = own_damage + THIRD_PARTY_PREMIUM
+            out = MotorResponse(
+                **base, action="quote", premium=money(premium), ncb=ncb, detail=detail
+            )
         else:
             out = MotorResponse(**base, action="unknown", detail=f"unknown kind {p.kind!r}")
         return ctx.emit(out)

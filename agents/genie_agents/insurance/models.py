@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genie import Payload
 
 from .._common import Record
-from .._go import GoValueError, derived, go_names
+from .._go import UNUSED, GoValueError, derived, go_names
 
 __all__ = [
     "ClaimDecision",
@@ -20,9 +20,11 @@ __all__ = [
     "CoverageRule",
     "MotorRequest",
     "MotorResponse",
+    "NCB_LADDER",
     "PolicyTerms",
     "PreauthDecision",
     "PreauthRequest",
+    "city_at",
 ]
 
 
@@ -220,17 +222,110 @@ class PreauthDecision(Payload):
     respond_by: datetime
 
 
+NCB_LADDER = (0.0, 0.20, 0.25, 0.35, 0.45, 0.50)  # by claim-free years, 5+ keeps 50 %
+# Go's placeholder geocoder: a box of latitude and longitude per city with network garages.
+CITY_BOXES = {
+    "delhi": ((28.4, 28.8), (76.8, 77.5)),
+    "mumbai": ((18.9, 19.2), (72.7, 73.1)),
+    "bengaluru": ((12.8, 13.2), (77.4, 77.8)),
+}
+
+
+def city_at(latitude: float, longitude: float) -> str:
+    """The city whose box holds the point (Go's boxes, bounds excluded), or ``""``."""
+    for city, ((south, north), (west, east)) in CITY_BOXES.items():
+        if south < latitude < north and west < longitude < east:
+            return city
+    return ""
+
+
+def _go_motor(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's zeros (an IDV, hours to expiry, a location left out), its kind in any case, and
+    its NCB now with a claim this year as the claim-free years the renewal is priced at."""
+    if isinstance(out.get("kind"), str):
+        out["kind"] = out["kind"].lower()  # Go matched the kind in any case
+    for field in ("idv", "hours_to_expiry"):
+        if out.get(field) == 0:  # Go's omitempty zero: not told
+            del out[field]
+    if out.get("latitude") == 0 and out.get("longitude") == 0:  # Go's zero location
+        del out["latitude"], out["longitude"]
+    if "ncb_pct" not in go and "claimed_this_year" not in go:
+        return out
+    if "claim_free_years" in out:
+        raise GoValueError(
+            "given twice, as 'claim_free_years' and as the Go system's 'ncb_pct' and "
+            "'claimed_this_year': send one",
+            "claim_free_years",
+        )
+    claimed = go.get("claimed_this_year", False)
+    if not isinstance(claimed, bool):
+        raise GoValueError("true or false", "claimed_this_year")
+    ncb = go.get("ncb_pct", 0)
+    steps = [round(share * 100) for share in NCB_LADDER]
+    if isinstance(ncb, bool) or ncb not in steps:
+        raise GoValueError(f"the NCB now, a step of the ladder {steps} (percent)", "ncb_pct")
+    # A clean year climbs one step of the ladder (k claim-free years hold its k-th step);
+    # a claim this year resets it.
+    return out | {"claim_free_years": 0 if claimed else steps.index(ncb) + 1}
+
+
 class MotorRequest(Payload):
     """``kind``: fnol (first notice of loss), roadside or renewal_quote."""
 
     message_type = "motor_request"
     kind: str
     policy_id: str
-    idv: float = Field(gt=0, description="insured declared value")
+    idv: float | None = Field(
+        None, gt=0, description="insured declared value (needed for fnol and renewal_quote)"
+    )
     repair_estimate: float = Field(0.0, ge=0)
     deductible: float = Field(1000.0, ge=0)
     city: str = ""
+    latitude: float | None = Field(None, ge=-90, le=90, description="where the vehicle is")
+    longitude: float | None = Field(None, ge=-180, le=180)
     claim_free_years: int = Field(0, ge=0)
+    zero_dep: bool = Field(False, description="the zero-depreciation add-on (own damage +10 %)")
+    hours_to_expiry: int | None = Field(
+        None, ge=0, description="of the policy renewed: under 72 warns"
+    )
+
+    _go = go_names(
+        {
+            "policy_number": "policy_id",
+            "idv_rupees": "idv",
+            "est_repair_cost_rupees": "repair_estimate",
+            "lat": "latitude",
+            "lng": "longitude",
+            "zero_dep_addon": "zero_dep",
+            "ncb_pct": derived(
+                "with claimed_this_year: claim_free_years (a claim this year: 0; else one "
+                "step up the ladder from this NCB)"
+            ),
+            "claimed_this_year": derived("with ncb_pct: claim_free_years"),
+            "vehicle_reg": UNUSED,
+            "incident_type": UNUSED,  # Go's rules never read it either
+        },
+        then=_go_motor,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MotorRequest:
+        if self.kind in ("fnol", "renewal_quote") and self.idv is None:
+            raise ValueError(f"idv (the insured declared value) is needed for {self.kind}")
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude: give both or neither")
+        if self.latitude is not None and self.longitude is not None and self.city:
+            located = city_at(self.latitude, self.longitude)
+            if located and located != self.city.casefold():
+                raise ValueError(f"city {self.city!r}, but the coordinates are in {located}")
+        return self
+
+    @property
+    def located_city(self) -> str:
+        """The city given, else the one the coordinates fall in (``""``: neither)."""
+        if self.city or self.latitude is None or self.longitude is None:
+            return self.city
+        return city_at(self.latitude, self.longitude)
 
 
 class MotorResponse(Payload):
