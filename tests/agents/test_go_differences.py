@@ -15,7 +15,7 @@ from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
 from genie_agents.fraud.models import KycRequest, Login, SessionCheck, SyntheticCheck
 from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.insurance.models import ClaimRequest, MotorRequest, PreauthRequest
-from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan
+from genie_agents.lending.models import Loan, PrepaymentRequest, SimulateLoan, SmeLoanRequest
 from genie_agents.markets.funds import MfScreenRequest, SipLumpsumRequest, simulate_sip_lumpsum
 from genie_agents.markets.mpc import MpcSummary
 from genie_agents.markets.options import OptionRequest
@@ -642,3 +642,35 @@ async def test_motor_repair_of_exactly_75_percent_is_not_a_total_loss() -> None:
     )
     claim = await ask("auto_insurance", request)
     assert (claim.action, claim.payable, len(claim.garages)) == ("repair", 374_000, 2)
+
+
+def _sme(**changes: Any) -> SmeLoanRequest:
+    application: dict[str, Any] = {
+        "business_id": "B",
+        "gstin": None,
+        "annual_turnover": 20_000_000,
+        "requested_amount": 3_000_000,
+        "tenure_months": 36,
+        "cashflow_score": 0.75,
+        "gst_filing_regular": True,
+        "udyam_registered": True,
+        "sector": "manufacturing",
+    }
+    return SmeLoanRequest.model_validate(application | changes)
+
+
+async def test_sme_irregular_gst_filing_declines() -> None:
+    # Go stored gst_filing_regular and never read it: approved, 30 L at 11.25 %. The port's
+    # GST step declines a filer who missed returns (fewer than 9 of 12, or Go's flag false).
+    offer = await ask("sme_loan_workflow", _sme(gst_filing_regular=False))
+    assert (offer.status, offer.steps[0].status) == ("declined", "failed")
+
+
+async def test_sme_offer_is_capped_by_what_the_surplus_services() -> None:
+    # Go offers min(asked, 30 % of turnover): 30 L. Given monthly flows as well (surplus
+    # 1,00,000 - 80,000 = 20,000 a month), the port also caps at what half the surplus
+    # services over the tenor at the offered 11.25 %: 10,000 x 3,000,000 / 98,571.70 =
+    # 304,347.
+    flows = {"monthly_inflows": (100_000,) * 3, "monthly_outflows": (80_000,) * 3}
+    offer = await ask("sme_loan_workflow", _sme(**flows))
+    assert (offer.status, offer.amount) == ("sanctioned", 304_347)

@@ -791,3 +791,94 @@ async def test_motor_claims_and_roadside_located_by_go_coordinates(
 )
 def test_motor_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
     assert error in refused("motor_request", GO_MOTOR | change)
+
+
+# --- sme_loan_workflow --------------------------------------------------------------------------
+GO_SME = {
+    "borrower_id": "sme-7891",
+    "udyam_registered": True,
+    "sector": "manufacturing",
+    "annual_turnover_rupees": 20_000_000,
+    "gst_filing_regular": True,
+    "requested_amount_rupees": 3_000_000,
+    "requested_tenor_months": 36,
+    "cashflow_score_0_1": 0.75,
+    "collateral_rupees": 0,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "amount", "rate", "months", "emi", "cgtmse"),
+    [
+        # Go's example: 30 L of the 60 L cap (30 % of 2 cr) at 10.5 + (1 - 0.75) x 5 - 0.5
+        # (CGTMSE) = 11.25 %, 36 months: r = 0.009375, (1 + r)^36 = 1.39925, EMI 3,000,000 x
+        # r x 1.39925 / 0.39925 = 98,572 (Go: 98,571.70; its doc's 98,345.67 is not its code's).
+        ({}, "sanctioned", 3_000_000, 11.25, 36, 98_572, True),
+        # 80 L asked: capped at 30 % of turnover, 60 L; twice the EMI.
+        ({"requested_amount_rupees": 8_000_000}, "sanctioned", 6_000_000, 11.25, 36, 197_143, True),
+        # The floor exactly: 10.5 + 0.7 x 5 - 0.5 = 13.5 %.
+        ({"cashflow_score_0_1": 0.30}, "sanctioned", 3_000_000, 13.5, 36, 101_806, True),
+        # Not Udyam-registered, or a sector CGTMSE does not cover: no relief, 11.75 %.
+        ({"udyam_registered": False}, "sanctioned", 3_000_000, 11.75, 36, 99_285, False),
+        ({"sector": "agriculture"}, "sanctioned", 3_000_000, 11.75, 36, 99_285, False),
+        # Go's 0 tenor: the port's 60 months.
+        ({"requested_tenor_months": 0}, "sanctioned", 3_000_000, 11.25, 60, 65_602, True),
+        # Below Go's cash-flow floor of 0.30, and (the port's rule) irregular GST filing.
+        ({"cashflow_score_0_1": 0.29}, "declined", 0, 0, 0, 0, True),
+        ({"gst_filing_regular": False}, "declined", 0, 0, 0, 0, False),
+    ],
+)
+async def test_sme_offer_from_go_applications(
+    change: dict[str, Any],
+    status: str,
+    amount: float,
+    rate: float,
+    months: int,
+    emi: int,
+    cgtmse: bool,
+) -> None:
+    offer = await ask("sme_loan_workflow", parse("sme_loan_request", GO_SME | change))
+    got = (offer.status, offer.amount, offer.annual_rate_pct, offer.tenure_months, offer.emi)
+    assert got == (status, amount, rate, months, emi)
+    assert offer.business_id == "sme-7891"
+    if status == "sanctioned":
+        assert offer.cgtmse == cgtmse
+        assert offer.steps[0].detail == "GST filing regular; no GSTIN given"
+
+
+async def test_sme_decline_names_the_go_input() -> None:
+    for change, detail in (
+        ({"cashflow_score_0_1": 0.29}, "cash-flow score 0.29 below 0.30"),
+        ({"gst_filing_regular": False}, "GST filing not regular (the last 12 returns not all"),
+    ):
+        offer = await ask("sme_loan_workflow", parse("sme_loan_request", GO_SME | change))
+        (failed,) = [s for s in offer.steps if s.status == "failed"]
+        assert failed.detail.startswith(detail)
+
+
+async def test_sme_both_cash_flow_inputs_both_apply() -> None:
+    # Monthly surplus 1,000,000 - 800,000 - 50,000 = 150,000 with Go's score 0.75 (11.25 %,
+    # 36 months): half the surplus, 75,000, services 75,000 x 3,000,000 / 98,571.70 =
+    # 2,282,602 of the 30 L asked.
+    flows = {"monthly_inflows": [1_000_000] * 3, "monthly_outflows": [800_000] * 3}
+    offer = await ask(
+        "sme_loan_workflow", parse("sme_loan_request", GO_SME | flows | {"existing_emi": 50_000})
+    )
+    assert (offer.amount, offer.annual_rate_pct) == (2_282_602, 11.25)
+    assert offer.steps[1].detail == "monthly surplus 150,000.00, cash-flow score 0.75"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"cashflow_score_0_1": 1.5}, "field 'cashflow_score': Input should be less than or"),
+        ({"requested_tenor_months": -3}, "field 'tenure_months': Input should be greater than"),
+        ({"annual_turnover_rupees": 0}, "field 'annual_turnover': Input should be greater than"),
+        ({"gst_returns_on_time": 10}, "gst_filing_regular True disagrees with 10/12 returns"),
+        ({"cashflow_score_0_1": None}, "the cash flow: give monthly_inflows and monthly_outflows"),
+        ({"borrower_id": 7}, "field 'business_id': Input should be a valid string"),
+        ({"sector": ""}, "field 'sector': the borrower's sector (manufacturing, services"),
+    ],
+)
+def test_sme_go_values_refused_naming_the_field(change: dict[str, Any], error: str) -> None:
+    assert error in refused("sme_loan_request", GO_SME | change)

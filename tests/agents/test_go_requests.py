@@ -86,6 +86,7 @@ GO_SHAPED = {
     "rate_watcher",
     "receipt_ocr",
     "sip_vs_lumpsum",
+    "sme_loan_workflow",
     "supply_chain_finance",
     "synthetic_identity_detector",
     "tax_estimator",

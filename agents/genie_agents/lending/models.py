@@ -198,17 +198,77 @@ class PrepaymentPlan(Payload):
     allocation_net_saving: float
 
 
+def _go_sme(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Go's zero tenor (not asked: the port's 60 months); Go's blank sector refused."""
+    if out.get("tenure_months") == 0:
+        del out["tenure_months"]
+    if not out.get("sector"):
+        # Go found a blank sector not covered (no CGTMSE); the port reads a blank one as not
+        # told. A Go request says which, so that a blank cannot mean either silently.
+        raise GoValueError("the borrower's sector (manufacturing, services, trading ...)", "sector")
+    return out
+
+
 class SmeLoanRequest(Payload):
+    """The cash flow is given as monthly inflows and outflows, or as a cash-flow score (Go's,
+    from ``cashflow_underwriter``), or both; the GST record as the returns filed on time, or
+    as whether filing was regular (Go's flag: all of the last 12 on time), or both."""
+
     message_type = "sme_loan_request"
     business_id: str
-    gstin: str
+    gstin: str | None = Field(description="null: none given (Go's request had none)")
     annual_turnover: float = Field(gt=0)
     requested_amount: float = Field(gt=0)
-    monthly_inflows: tuple[float, ...] = Field(min_length=3)
-    monthly_outflows: tuple[float, ...] = Field(min_length=3)
+    monthly_inflows: tuple[float, ...] | None = Field(None, min_length=3)
+    monthly_outflows: tuple[float, ...] | None = Field(None, min_length=3)
     existing_emi: float = Field(0.0, ge=0)
-    gst_returns_on_time: int = Field(ge=0, le=12, description="of the last 12 monthly returns")
+    cashflow_score: float | None = Field(
+        None, ge=0, le=1, description="below 0.30 declines; prices the loan when given"
+    )
+    gst_returns_on_time: int | None = Field(
+        None, ge=0, le=12, description="of the last 12 monthly returns"
+    )
+    gst_filing_regular: bool | None = Field(None, description="all of the last 12 on time")
     micro_or_small: bool = True
+    udyam_registered: bool | None = Field(None, description="false: no CGTMSE guarantee")
+    sector: str = Field("", description="CGTMSE covers manufacturing, services and trading")
+    tenure_months: int | None = Field(None, ge=1, description="asked for; default 60")
+
+    _go = go_names(
+        {
+            "borrower_id": "business_id",
+            "annual_turnover_rupees": "annual_turnover",
+            "requested_amount_rupees": "requested_amount",
+            "requested_tenor_months": GoName("tenure_months", note="0: not asked (60 months)"),
+            "cashflow_score_0_1": "cashflow_score",
+            "collateral_rupees": UNUSED,  # Go's rules never read it either
+        },
+        then=_go_sme,
+        defaults={"gstin": None},  # Go's application named no GSTIN
+    )
+
+    @model_validator(mode="after")
+    def _inputs_given(self) -> SmeLoanRequest:
+        inflows, outflows = self.monthly_inflows, self.monthly_outflows
+        if (inflows is None) != (outflows is None):
+            raise ValueError("monthly_inflows and monthly_outflows: give both or neither")
+        if inflows is not None and outflows is not None and len(inflows) != len(outflows):
+            raise ValueError("monthly_inflows and monthly_outflows cover different months")
+        if self.monthly_inflows is None and self.cashflow_score is None:
+            raise ValueError(
+                "the cash flow: give monthly_inflows and monthly_outflows, or cashflow_score"
+            )
+        if self.gst_returns_on_time is None and self.gst_filing_regular is None:
+            raise ValueError(
+                "the GST record: give gst_returns_on_time (of 12), or gst_filing_regular"
+            )
+        on_time, regular = self.gst_returns_on_time, self.gst_filing_regular
+        if on_time is not None and regular is not None and regular != (on_time == 12):
+            raise ValueError(
+                f"gst_filing_regular {regular} disagrees with {on_time}/12 returns on time: "
+                "send one"
+            )
+        return self
 
 
 class WorkflowStep(Record):
