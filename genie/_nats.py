@@ -50,6 +50,7 @@ from ._transport import Delivery, LocalTransport, delivery_id
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
+    from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
 
     from ._runtime import Runtime
@@ -72,6 +73,7 @@ PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 CORRELATION = "Genie-Correlation"
 MSG_ID = "Nats-Msg-Id"
+INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
 # Where a worker may be told to stop (tests pick the point of death with these).
 Step = str  # "handled" | "outcome" | "published" | "acked"
@@ -110,6 +112,15 @@ class NatsNames:
     def dead(self) -> str:
         return f"{self.work}_DEAD"
 
+    @property
+    def budget(self) -> str:
+        return f"{self.work}_BUDGET"
+
+    def charged(self, correlation_id: str) -> str:
+        """The counter subject of a correlation's deliveries (a hash: any id names one)."""
+        digest = hashlib.sha256(correlation_id.encode()).hexdigest()[:32]
+        return f"genie.{self._ns}.budget.{digest}"
+
     def agent(self, agent_id: str) -> str:
         return f"genie.{self._ns}.agent.{_token(agent_id, 'agent id')}"
 
@@ -126,7 +137,7 @@ class NatsNames:
 async def ensure_streams(
     js: JetStreamContext, names: NatsNames, *, duplicate_window: float
 ) -> None:
-    """Create the namespace's three streams if they are not there (idempotent)."""
+    """Create the namespace's streams if they are not there (idempotent)."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
     from nats.js.errors import BadRequestError
 
@@ -153,6 +164,14 @@ async def ensure_streams(
             subjects=[f"genie.{ns}.dead.*"],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # a counter per correlation: its deliveries, across processes
+            name=names.budget,
+            subjects=[f"genie.{ns}.budget.*"],
+            storage=StorageType.FILE,
+            allow_msg_counter=True,
+            max_age=24 * 3600.0,
             duplicate_window=duplicate_window,
         ),
     )
@@ -205,6 +224,7 @@ class _Run:
     parent: str | None
     outbox: list[tuple[Message, str]] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
+    derived: set[str] = field(default_factory=set)
     denied: list[dict[str, Any]] = field(default_factory=list)
     shed: list[dict[str, Any]] = field(default_factory=list)
     replies: list[dict[str, Any]] = field(default_factory=list)
@@ -212,9 +232,12 @@ class _Run:
     handoffs: list[Handoff] = field(default_factory=list)
 
     def rename(self, msg: Message) -> Message:
+        if msg.id in self.derived:  # an output already renamed (one denied after the fact)
+            return msg
         new = self.renamed.get(msg.id)
         if new is None:
             new = self.renamed[msg.id] = derived_id(self.delivery.id, len(self.renamed))
+            self.derived.add(new)
         return msg.model_copy(update={"id": new})
 
 
@@ -462,26 +485,58 @@ class NatsTransport(LocalTransport):
         await self._retry(self.names.agent(recipient), delivery.encode(), headers)
         self.sent += 1
 
-    async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
         from nats.errors import Error as NatsError
 
         delay = 0.05
         while True:
             try:
-                await self.js.publish(subject, data, headers=headers, timeout=2.0)
+                return await self.js.publish(subject, data, headers=headers, timeout=2.0)
             except (NatsError, TimeoutError) as exc:
                 _log.warning("publish to %s failed (%s); retrying", subject, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-            else:
-                return
+
+    async def _charge(self, correlation_id: str, key: str, n: int) -> int:
+        """Add ``n`` deliveries to the correlation's count, shared by every process (one
+        round trip, atomic on the server); the count just after them. ``key`` (the delivery
+        sent, or the one whose handler sends them) deduplicates: a re-run after a crash is
+        charged once, and gets the count its first run got, so it admits the same outputs."""
+        headers = {MSG_ID: key, INCR: str(n)}
+        ack = await self._retry(self.names.charged(correlation_id), b"", headers)
+        if ack.val is None:  # a duplicate: the count as the first run left it
+            first = await self.js.get_msg(self.names.budget, ack.seq)
+            return int(json.loads(first.data or b"{}")["val"])
+        return int(ack.val)
+
+    async def _admit_charged(
+        self, sent: list[tuple[Message, str]], correlation_id: str, key: str
+    ) -> list[tuple[Message, str]]:
+        """The deliveries of ``sent`` the correlation budget admits across processes (each
+        process admitted them against its own count, which is less); the others are denied
+        by ``limit:budget`` here, exactly as one process denies past the budget."""
+        rt = self._rt
+        assert rt is not None
+        total = await self._charge(correlation_id, key, len(sent))
+        budget = rt.limits.correlation_budget
+        admitted = max(0, min(len(sent), budget - (total - len(sent))))
+        ledger, corr = rt._ledger, rt._correlator.get(correlation_id)
+        for msg, recipient in sent[admitted:]:
+            # It was counted in flight when admitted here: it becomes a denial instead.
+            ledger.delivered -= 1
+            corr.deliveries -= 1
+            ledger.deny(msg, recipient, corr, rt._admission.evaluate(msg, recipient, budget))
+            ledger.closed(corr)
+        return sent[:admitted]
 
     async def _send(self, msg: Message, recipient: str) -> None:
         """A send from outside a handler (the entry publish, a timer). Sends go out on the one
         connection in the order they were made, so the stream keeps it."""
         try:
             await self._ready.wait()
-            await self._publish(msg, recipient, self.origin)
+            delivery = Delivery(msg, recipient).id
+            if await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
+                await self._publish(msg, recipient, self.origin)
         finally:
             self._unsent[recipient] -= 1
 
@@ -670,6 +725,10 @@ class NatsTransport(LocalTransport):
                     await self._run(mb, msg, run)
                     beats.cancel_scope.cancel()
                 self._step("handled", delivery)
+            if run.outbox:
+                run.outbox = await self._admit_charged(
+                    run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
+                )
             # The outcome record and the outputs at once: one round trip, not one each.
             async with anyio.create_task_group() as sends:
                 for out, recipient in run.outbox:

@@ -18,7 +18,16 @@ import nats
 import pytest
 from nats.js.client import JetStreamContext
 
-from genie import AgentOptions, BaseAgent, Context, MemoryAuditLog, Message, Runtime, handler
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Limits,
+    MemoryAuditLog,
+    Message,
+    Runtime,
+    handler,
+)
 from genie._cli import main
 from genie._errors import ConfigurationError
 from genie._nats import NatsNames, NatsTransport, derived_id
@@ -563,3 +572,78 @@ def test_a_worker_stops_on_sigterm_with_exit_0(server: LocalNatsServer) -> None:
             worker.kill()
         worker.wait()
         worker.stderr.close()
+
+
+class Volley(BaseAgent):
+    """Hits every Ping back to ``other``: a loop only a limit stops."""
+
+    def __init__(self, id: str, other: str) -> None:
+        super().__init__(id)
+        self.other = other
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Ping(n=payload.n + 1), recipient=self.other)
+
+
+def volley_runtime(limits: Limits, transport: NatsTransport | None = None) -> Runtime:
+    rt = Runtime(transport=transport, limits=limits, audit=MemoryAuditLog())
+    rt.add(Volley("left", "right"))
+    rt.add(Volley("right", "left"))
+    return rt
+
+
+async def volley(rt: Runtime) -> tuple[str, list[tuple[str, str]], tuple[int, ...]]:
+    result = await rt.ask(rt.message(Ping(n=0), recipient="left"), until="pong", timeout=20)
+    assert isinstance(rt.audit, MemoryAuditLog)
+    limits = [(r.actor, r.target) for r in rt.audit.records if r.action == "limit_fired"]
+    s = rt.statistics()
+    return result.status, limits, (s.delivered, s.handled, s.denied, s.in_flight)
+
+
+@pytest.mark.parametrize(
+    ("limits", "fired"),
+    [
+        (Limits(correlation_budget=7, max_hops=100), "limit:budget"),
+        (Limits(correlation_budget=100, max_hops=5), "limit:hops"),
+    ],
+)
+async def test_a_loop_across_two_workers_stops_at_the_limit_as_in_process(
+    server: LocalNatsServer, limits: Limits, fired: str
+) -> None:
+    """Two workers (each its own runtime and connection: they share only the broker) volley
+    a Ping; the budget is counted across them, so the loop ends where it ends in one
+    process, with the one limit record in the asker's audit log."""
+    async with anyio.create_task_group():
+        in_process = volley_runtime(limits)
+        async with in_process:
+            expected = await volley(in_process)
+    names = NatsNames("volley")
+    transports = [NatsTransport(server.url, names, hosted=[a]) for a in ("left", "right")]
+    transports.append(NatsTransport(server.url, names))  # the entry
+    runtimes = [volley_runtime(limits, t) for t in transports]
+    for rt, t in zip(runtimes, transports, strict=True):
+        t.attach(rt)
+        await t.connect()
+    async with runtimes[0], runtimes[1], runtimes[2]:
+        got = await volley(runtimes[2])
+    for t in transports:
+        await t.close()
+    assert expected[1] == [(fired, "right" if fired == "limit:budget" else "left")]
+    assert got == expected
+
+
+async def test_a_rerun_is_charged_once_and_gets_its_first_count(server: LocalNatsServer) -> None:
+    """A worker killed after charging the budget re-runs the delivery: the server drops the
+    second charge, and the re-run reads the count its first run got (so it admits the same
+    outputs), while another delivery's charge still adds."""
+    transport = NatsTransport(server.url, NatsNames("charge"))
+    await transport.connect()
+    try:
+        assert await transport._charge("c1", "d1/outputs", 3) == 3
+        assert await transport._charge("c1", "d2/outputs", 2) == 5
+        assert await transport._charge("c1", "d1/outputs", 3) == 3  # the re-run
+        assert await transport._charge("c2", "d4/outputs", 1) == 1  # another correlation
+        assert await transport._charge("c1", "d3/outputs", 1) == 6
+    finally:
+        await transport.close()
