@@ -43,6 +43,7 @@ from ._errors import ConfigurationError
 from ._executor import Worker
 from ._mailbox import Handoff, Mailbox, Queued
 from ._message import Message
+from ._nats_consent import NatsConsentLedger
 from ._observe import Observer
 from ._supervisor import Decision
 from ._transport import Delivery, LocalTransport, delivery_id
@@ -111,6 +112,11 @@ class NatsNames:
     @property
     def dead(self) -> str:
         return f"{self.work}_DEAD"
+
+    @property
+    def consent(self) -> str:
+        """The KV bucket of the consent ledger."""
+        return f"{self.work}_CONSENT"
 
     @property
     def budget(self) -> str:
@@ -328,6 +334,7 @@ class NatsTransport(LocalTransport):
         self._rt: Runtime | None = None
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
         self._ready = anyio.Event()
+        self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
 
     # --- wiring ------------------------------------------------------------------------------
     @property
@@ -362,6 +369,7 @@ class NatsTransport(LocalTransport):
             ) from exc
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
+        await self.consent.bind(self._js)
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -392,13 +400,15 @@ class NatsTransport(LocalTransport):
             raise ConfigurationError("NatsTransport.attach(runtime) before starting it")
         self._run_one = run
         self._tg = tg
+        tg.start_soon(self.consent.follow, self.js, name="genie-nats-consent")
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
         for agent_id in self.hosted:
             mb = self.mailboxes[agent_id]
             tg.start_soon(self._consume, mb, name=f"genie-nats-{agent_id}")
 
     async def ready(self) -> None:
-        """Wait until this process receives its outcome records (before the first publish)."""
+        """Wait until this process receives its outcome records and has the consent ledger
+        (before the first publish or fetch)."""
         await self._ready.wait()
 
     # --- the Transport calls -----------------------------------------------------------------
@@ -553,6 +563,7 @@ class NatsTransport(LocalTransport):
             # restart the outcome records flow again within about two seconds.
             idle_heartbeat=1.0,
         )
+        await self.consent.loaded.wait()  # policies admit against the shared ledger
         self._ready.set()
         try:
             async for raw in sub.messages:
@@ -652,6 +663,7 @@ class NatsTransport(LocalTransport):
     async def _consume(self, mb: Mailbox) -> None:
         from nats.errors import Error as NatsError
 
+        await self._ready.wait()  # its outputs are admitted against the shared consent ledger
         while True:  # through broker restarts
             try:
                 psub = await self.js.pull_subscribe(

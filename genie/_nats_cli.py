@@ -93,7 +93,9 @@ def entry_transport(pipeline: Pipeline, args: argparse.Namespace) -> NatsTranspo
 
 
 async def run_over_nats(transport: NatsTransport, rt: Runtime, go: Callable[[], Awaitable[T]]) -> T:
-    """``go`` (which enters ``rt``) with ``transport`` connected around it."""
+    """``go`` (which enters ``rt``) with ``transport`` connected around it, and the
+    pipeline's consent policy asking the namespace's shared ledger."""
+    transport.consent.share(rt.policies)
     transport.attach(rt)
     await transport.connect()
     try:

@@ -1,7 +1,9 @@
-"""Scale-out on NATS JetStream (docs/scale-out.md): the transport, its names, and a local
-server for trying it. Needs the ``nats`` extra (``pip install 'genie-bus[nats]'``)."""
+"""Scale-out on NATS JetStream (docs/scale-out.md): the transport, its names, the consent
+ledger every process shares, and a local server for trying it. Needs the ``nats`` extra
+(``pip install 'genie-bus[nats]'``)."""
 
 from ._nats import NatsNames, NatsTransport
+from ._nats_consent import NatsConsentLedger
 from ._nats_server import LocalNatsServer
 
-__all__ = ["LocalNatsServer", "NatsNames", "NatsTransport"]
+__all__ = ["LocalNatsServer", "NatsConsentLedger", "NatsNames", "NatsTransport"]

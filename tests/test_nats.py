@@ -33,6 +33,7 @@ from genie._errors import ConfigurationError
 from genie._nats import NatsNames, NatsTransport, derived_id
 from genie._nats_server import LocalNatsServer
 from genie.pipeline import Pipeline, RunResult, load_pipeline
+from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
 from .conftest import DenyTo, Echo, Note, Ping
 
@@ -647,3 +648,59 @@ async def test_a_rerun_is_charged_once_and_gets_its_first_count(server: LocalNat
         assert await transport._charge("c1", "d3/outputs", 1) == 6
     finally:
         await transport.close()
+
+
+async def test_a_grant_or_revoke_in_one_process_reaches_the_policies_of_every_process(
+    server: LocalNatsServer,
+) -> None:
+    """The consent ledger is a KV bucket each process follows in memory: a grant in the
+    worker opens the gate in the entry, a revoke in the entry closes it in the worker, and a
+    process started later loads what is granted before it admits anything."""
+    names, user = NatsNames("consent"), "ana.ölund@example.org"  # no KV-safe characters
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    runtimes = []
+    for t in (worker_t, entry_t):
+        # A pipeline file builds its consent policy with an in-memory ledger: shared here.
+        local = InMemoryConsentLedger()
+        local.grant(user, "transactions")  # only this process would see it
+        consent = Consent(local, {"ping": "transactions"})
+        t.consent.share((consent,))
+        runtimes.append(ping_runtime(t, policies=[consent]))
+        await t.connect()
+    worker_rt, entry_rt = runtimes
+    gate = worker_rt.policies[0]
+
+    def ping() -> Message:
+        return entry_rt.message(Ping(n=1), recipient="echo", metadata={"user_id": user})
+
+    async def seen_in_entry() -> bool:
+        return entry_t.consent.has_active(user, "transactions")
+
+    async def closed_in_worker() -> bool:
+        return not gate.evaluate(ping(), "echo").allowed
+
+    async with worker_rt, entry_rt:
+        assert [m.policy for m in (await entry_rt.ask(ping(), timeout=10)).missing] == ["consent"]
+        await worker_t.consent.grant(user, "transactions")
+        await eventually(seen_in_entry, timeout=5)
+        assert (await entry_rt.ask(ping(), timeout=10)).status == "complete"
+        await entry_t.consent.revoke(user, "transactions")
+        await eventually(closed_in_worker, timeout=5)
+        await entry_t.consent.grant("bo", ConsentCategory.PORTFOLIO)
+        late = NatsTransport(server.url, names)
+        ping_runtime(late)
+        await late.connect()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(late.consent.follow, late.js)
+                await late.consent.loaded.wait()
+                assert late.consent.has_active("bo", "portfolio")
+                assert not late.consent.has_active(user, "transactions")
+                tg.cancel_scope.cancel()
+        finally:
+            await late.close()
+    for t in (worker_t, entry_t):
+        await t.close()
