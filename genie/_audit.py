@@ -134,6 +134,28 @@ def _row_hash(prev: str, row: Mapping[str, object], key: bytes | None = None) ->
     return KEYED + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+def chained_row(
+    record: AuditRecord, seq: int, prev: str, key: bytes | None = None
+) -> dict[str, Any]:
+    """``record`` as row ``seq`` of a chain whose last row's hash is ``prev``."""
+    row: dict[str, Any] = {
+        "seq": seq,
+        "occurred_at": _go_time(record.at),
+        "actor": record.actor,
+        "action": record.action,
+        "target": record.target,
+        "details": dict(sorted(record.details.items())),
+        "prev_hash": prev,
+    }
+    row["row_hash"] = _row_hash(prev, row, key)
+    return row
+
+
+def row_line(row: Mapping[str, object]) -> bytes:
+    """A row as its JSONL line (Go's JSON, so hashes match a log the Go system wrote)."""
+    return (_go_json(row) + "\n").encode()
+
+
 class _BadRow(ValueError):
     pass
 
@@ -320,17 +342,9 @@ class JsonlAuditLog:
 
     def _append(self, record: AuditRecord) -> None:
         self._seq += 1
-        row: dict[str, object] = {
-            "seq": self._seq,
-            "occurred_at": _go_time(record.at),
-            "actor": record.actor,
-            "action": record.action,
-            "target": record.target,
-            "details": dict(sorted(record.details.items())),
-            "prev_hash": self._prev,
-        }
-        row["row_hash"] = self._prev = _row_hash(self._prev, row, self._key)
-        self._write((_go_json(row) + "\n").encode())
+        row = chained_row(record, self._seq, self._prev, self._key)
+        self._prev = row["row_hash"]
+        self._write(row_line(row))
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)

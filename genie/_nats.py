@@ -43,6 +43,7 @@ from ._errors import ConfigurationError
 from ._executor import Worker
 from ._mailbox import Handoff, Mailbox, Queued
 from ._message import Message
+from ._nats_audit import NatsAuditLog
 from ._nats_consent import NatsConsentLedger
 from ._observe import Observer
 from ._supervisor import Decision
@@ -114,6 +115,15 @@ class NatsNames:
         return f"{self.work}_DEAD"
 
     @property
+    def audit(self) -> str:
+        """The audit stream (its one subject is ``audit_subject``)."""
+        return f"{self.work}_AUDIT"
+
+    @property
+    def audit_subject(self) -> str:
+        return f"genie.{self._ns}.audit"
+
+    @property
     def consent(self) -> str:
         """The KV bucket of the consent ledger."""
         return f"{self.work}_CONSENT"
@@ -168,6 +178,13 @@ async def ensure_streams(
         StreamConfig(
             name=names.dead,
             subjects=[f"genie.{ns}.dead.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # the audit log: rows chained in stream order, kept for good
+            name=names.audit,
+            subjects=[names.audit_subject],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             duplicate_window=duplicate_window,
@@ -307,6 +324,7 @@ class NatsTransport(LocalTransport):
         max_deliveries: int = 5,
         poll: float = 0.05,
         on_step: StepHook | None = None,
+        audit_key: bytes | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -335,6 +353,8 @@ class NatsTransport(LocalTransport):
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
         self._ready = anyio.Event()
         self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
+        # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
+        self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
 
     # --- wiring ------------------------------------------------------------------------------
     @property
@@ -373,6 +393,7 @@ class NatsTransport(LocalTransport):
 
     async def close(self) -> None:
         if self._nc is not None:
+            await self.audit.drain(self.js)  # the records of the run's last moments
             await self._nc.close()
             self._nc = self._js = None
 
@@ -401,6 +422,7 @@ class NatsTransport(LocalTransport):
         self._run_one = run
         self._tg = tg
         tg.start_soon(self.consent.follow, self.js, name="genie-nats-consent")
+        tg.start_soon(self.audit.run, self.js, name="genie-nats-audit")
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
         for agent_id in self.hosted:
             mb = self.mailboxes[agent_id]

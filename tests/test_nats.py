@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from genie import (
     Runtime,
     handler,
 )
+from genie._audit import AuditRecord, verify_audit_log
 from genie._cli import main
 from genie._errors import ConfigurationError
 from genie._nats import NatsNames, NatsTransport, derived_id
+from genie._nats_audit import as_file, read_chain
 from genie._nats_server import LocalNatsServer
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
@@ -704,3 +707,43 @@ async def test_a_grant_or_revoke_in_one_process_reaches_the_policies_of_every_pr
             await late.close()
     for t in (worker_t, entry_t):
         await t.close()
+
+
+async def test_the_audit_stream_is_one_chain_in_stream_order_across_writers(
+    server: LocalNatsServer,
+) -> None:
+    """Two processes deny at once and write their records to the namespace's audit stream:
+    the rows interleave in one chain that verifies as a JSONL log does; a row removed from
+    the stream breaks the chain at the next one."""
+    names = NatsNames("audited")
+    transports = [NatsTransport(server.url, names) for _ in range(2)]
+    runtimes = []
+    for t in transports:
+        runtimes.append(ping_runtime(t, policies=[DenyTo("echo")], audit=t.audit))
+        await t.connect()
+    async with runtimes[0], runtimes[1]:
+        async with anyio.create_task_group() as tg:
+            for rt in runtimes:
+                for n in range(3):
+                    tg.start_soon(rt.publish, rt.message(Ping(n=n), recipient="echo"))
+        for i in range(10):  # a burst from both at once: they contend for the chain's end
+            for t in transports:
+                t.audit.record(AuditRecord(datetime.now(UTC), "test", "noted", f"r{i}", {}))
+    for t in transports:
+        await t.close()  # writes what is left
+    assert [t.audit.written for t in transports] == [13, 13]
+    async with jetstream(server.url) as js:
+        lines = await read_chain(js, names.audit)
+        with as_file(lines) as path:
+            verdict = verify_audit_log(path)
+        assert (verdict.ok, verdict.rows) == (True, 26)
+        rows = [json.loads(line) for line in lines]
+        assert sorted(r["target"] for r in rows if r["action"] == "denied") == ["echo"] * 6
+        await js.delete_msg(names.audit, 7)
+        with as_file(await read_chain(js, names.audit)) as path:
+            broken = verify_audit_log(path)
+    assert (broken.ok, broken.line, broken.problem) == (
+        False,
+        8,
+        "audit: seq 8 out of order (expected 7)",
+    )
