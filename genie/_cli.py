@@ -50,10 +50,10 @@ def _run(args: argparse.Namespace) -> int:
     llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
-    if args.audit_key_file and not args.audit:
-        raise ConfigurationError("--audit-key-file needs --audit PATH")
+    if args.audit_key_file and not (args.audit or args.nats):
+        raise ConfigurationError("--audit-key-file needs --audit PATH (or --nats URL)")
     try:
-        key = audit_key(args.audit_key_file, os.environ) if args.audit else None
+        key = audit_key(args.audit_key_file, os.environ) if args.audit or args.nats else None
         audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
@@ -65,9 +65,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"cannot write metrics to {args.metrics_out}: {exc.strerror}"
         ) from exc
-    transport = entry_transport(pipeline, args)  # None: in this process
+    # None: in this process. Across processes, without --audit, the namespace's audit stream.
+    transport = entry_transport(pipeline, args, None if audit else key)
     rt = pipeline.runtime(
-        audit=audit,
+        audit=audit if audit is not None or transport is None else transport.audit,
         metrics=bool(metrics_out or args.metrics_port is not None),
         llm=llm,
         transport=transport,
@@ -189,7 +190,12 @@ def _agents(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     key = audit_key(args.key_file, os.environ)
     try:
-        verdict = verify_audit_log(args.file, key=key, anchor=args.anchor)
+        if args.file.startswith("nats://"):
+            from ._nats_cli import verify_audit_stream
+
+            verdict = verify_audit_stream(args.file, key, args.anchor)
+        else:
+            verdict = verify_audit_log(args.file, key=key, anchor=args.anchor)
     except OSError as exc:
         print(f"genie audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -345,7 +351,11 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         "first broken, edited, deleted or reordered row, 2 if the file or the key cannot be "
         "read.",
     )
-    verify.add_argument("file", help="the JSONL audit log")
+    verify.add_argument(
+        "file",
+        help="the JSONL audit log, or nats://HOST:PORT/NAMESPACE for a namespace's audit "
+        "stream (`genie run --nats`; line N is then the stream's row N)",
+    )
     verify.add_argument(
         "--key-file",
         metavar="FILE",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
+from ._audit import AuditVerdict, verify_audit_log
 from ._errors import ConfigurationError
 from ._pipeline_args import add_set, load
 
@@ -70,7 +71,10 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
 
 
 def _transport(
-    pipeline: Pipeline, args: argparse.Namespace, hosted: tuple[str, ...]
+    pipeline: Pipeline,
+    args: argparse.Namespace,
+    hosted: tuple[str, ...],
+    audit_key: bytes | None = None,
 ) -> NatsTransport:
     try:
         from ._nats import NatsNames, NatsTransport
@@ -84,12 +88,54 @@ def _transport(
         hosted=hosted,
         **({"ack_wait": args.ack_wait} if getattr(args, "ack_wait", None) else {}),
         max_deliveries=getattr(args, "max_deliveries", 5),
+        audit_key=audit_key,
     )
 
 
-def entry_transport(pipeline: Pipeline, args: argparse.Namespace) -> NatsTransport | None:
-    """The transport of ``genie run --nats`` (None without it): hosts no agent."""
-    return _transport(pipeline, args, ()) if args.nats else None
+def entry_transport(
+    pipeline: Pipeline, args: argparse.Namespace, audit_key: bytes | None = None
+) -> NatsTransport | None:
+    """The transport of ``genie run --nats`` (None without it): hosts no agent; its audit
+    stream chain is keyed with ``audit_key``."""
+    return _transport(pipeline, args, (), audit_key) if args.nats else None
+
+
+def verify_audit_stream(url: str, key: bytes | None, anchor: str | None) -> AuditVerdict:
+    """``genie audit verify nats://HOST:PORT/NAMESPACE``: the JSONL log's checks, over the
+    namespace's audit stream (line N is its row N)."""
+    server, _, namespace = url.partition("://")[2].partition("/")
+    if not namespace:
+        raise ConfigurationError(f"{url}: name the namespace (nats://HOST:PORT/NAMESPACE)")
+    try:
+        import nats
+
+        from ._nats import NatsNames
+        from ._nats_audit import as_file, read_chain
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"nats:// needs the nats extra: pip install 'genie-bus[nats]' ({exc.name} missing)"
+        ) from exc
+    from nats.errors import Error as NatsError
+    from nats.js.errors import NotFoundError
+
+    stream = NatsNames(namespace).audit
+
+    async def read() -> list[bytes]:
+        try:  # a plain connection: verifying creates nothing
+            nc = await nats.connect(f"nats://{server}", connect_timeout=2, max_reconnect_attempts=0)
+        except (OSError, NatsError, TimeoutError) as exc:
+            raise ConfigurationError(f"cannot reach NATS at nats://{server}") from exc
+        try:
+            return await read_chain(nc.jetstream(), stream)
+        except NotFoundError:
+            raise ConfigurationError(
+                f"{url}: namespace {namespace!r} has no audit stream"
+            ) from None
+        finally:
+            await nc.close()
+
+    with as_file(anyio.run(read)) as path:
+        return verify_audit_log(path, key=key, anchor=anchor)
 
 
 async def run_over_nats(transport: NatsTransport, rt: Runtime, go: Callable[[], Awaitable[T]]) -> T:

@@ -710,7 +710,7 @@ async def test_a_grant_or_revoke_in_one_process_reaches_the_policies_of_every_pr
 
 
 async def test_the_audit_stream_is_one_chain_in_stream_order_across_writers(
-    server: LocalNatsServer,
+    server: LocalNatsServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two processes deny at once and write their records to the namespace's audit stream:
     the rows interleave in one chain that verifies as a JSONL log does; a row removed from
@@ -739,7 +739,18 @@ async def test_the_audit_stream_is_one_chain_in_stream_order_across_writers(
         assert (verdict.ok, verdict.rows) == (True, 26)
         rows = [json.loads(line) for line in lines]
         assert sorted(r["target"] for r in rows if r["action"] == "denied") == ["echo"] * 6
+        verify = ["audit", "verify", f"{server.url}/audited"]
+        assert await anyio.to_thread.run_sync(main, verify) == 0
+        assert capsys.readouterr().out.startswith(f"OK: 26 rows, hash chain intact ({verify[2]})")
         await js.delete_msg(names.audit, 7)
+        assert await anyio.to_thread.run_sync(main, verify) == 1
+        assert capsys.readouterr().out == (
+            f"BROKEN: {verify[2]}:8: audit: seq 8 out of order (expected 7)\n"
+        )
+        assert await anyio.to_thread.run_sync(main, [*verify[:2], f"{server.url}/nobody"]) == 2
+        assert capsys.readouterr().err == (
+            f"genie audit: {server.url}/nobody: namespace 'nobody' has no audit stream\n"
+        )
         with as_file(await read_chain(js, names.audit)) as path:
             broken = verify_audit_log(path)
     assert (broken.ok, broken.line, broken.problem) == (
