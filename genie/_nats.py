@@ -393,7 +393,13 @@ class NatsTransport(LocalTransport):
 
     async def close(self) -> None:
         if self._nc is not None:
-            await self.audit.drain(self.js)  # the records of the run's last moments
+            # The records of the run's last moments, unless the broker stays away.
+            with anyio.move_on_after(10):
+                await self.audit.drain(self.js)
+            if self.audit.queued:
+                _log.error(
+                    "%d audit records not written: the broker is unreachable", self.audit.queued
+                )
             await self._nc.close()
             self._nc = self._js = None
 

@@ -51,6 +51,11 @@ class NatsAuditLog:
         self._tail: tuple[int, int, str] | None = None  # stream seq, row seq, row hash
         self.written = 0
 
+    @property
+    def queued(self) -> int:
+        """Records not written yet."""
+        return len(self._queue)
+
     def record(self, record: AuditRecord) -> None:
         # The id is the record's for good: a publish retried after a lost ack is dropped.
         self._queue.append((uuid.uuid4().hex, record))
