@@ -23,6 +23,7 @@ from genie import (
     AgentOptions,
     BaseAgent,
     Context,
+    GatherResult,
     Limits,
     MemoryAuditLog,
     Message,
@@ -34,15 +35,18 @@ from genie._cli import main
 from genie._errors import ConfigurationError
 from genie._nats import NatsNames, NatsTransport, derived_id
 from genie._nats_audit import as_file, read_chain
+from genie._nats_cli import run_over_nats
 from genie._nats_server import LocalNatsServer
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
 from .conftest import DenyTo, Echo, Note, Ping
+from .pipelines.loopers import Serve
 
 ROOT = Path(__file__).parents[1]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
 HELPER = Path(__file__).parent / "nats_worker.py"
+VOLLEY = Path(__file__).parent / "nats_volley.yaml"
 GENIE = Path(sys.executable).parent / "genie"
 STATEFUL = "financial_supervisor,reporter"  # the fan-in keeps sessions in memory: one worker
 STATELESS = (
@@ -758,3 +762,35 @@ async def test_the_audit_stream_is_one_chain_in_stream_order_across_writers(
         8,
         "audit: seq 8 out of order (expected 7)",
     )
+
+
+async def test_a_loop_across_two_worker_processes_stops_at_the_budget_as_in_process(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    """``genie worker`` processes, one per agent of a looping pair: the budget is counted
+    across them, so the loop stops after as many deliveries as in one process, with one
+    limit record in the entry's audit log."""
+    pipeline = load_pipeline(VOLLEY)
+
+    async def run(transport: NatsTransport | None) -> tuple[object, ...]:
+        audit = MemoryAuditLog()
+        rt = pipeline.runtime(audit=audit, transport=transport)
+        serve = rt.message(Serve(n=0), recipient="server")
+
+        async def go() -> GatherResult:
+            async with rt:
+                return await rt.ask(serve, until="never", timeout=20)
+
+        result = await (go() if transport is None else run_over_nats(transport, rt, go))
+        s = rt.statistics()
+        fired = [(r.actor, r.target) for r in audit.records if r.action == "limit_fired"]
+        return result.status, fired, (s.delivered, s.handled, s.denied, s.in_flight)
+
+    expected = await run(None)
+    for agent in ("server", "returner"):
+        workers.start(
+            [os.fspath(GENIE), "worker", os.fspath(VOLLEY), "--nats", server.url, "--agents", agent]
+        )
+    got = await run(NatsTransport(server.url, NatsNames(pipeline.name)))
+    assert expected == ("partial", [("limit:budget", "returner")], (8, 7, 1, 0))
+    assert got == expected
