@@ -78,7 +78,7 @@ MSG_ID = "Nats-Msg-Id"
 INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
 # Where a worker may be told to stop (tests pick the point of death with these).
-Step = str  # "handled" | "outcome" | "published" | "acked"
+Step = str  # "handled" | "charged" | "outcome" | "published" | "acked"
 StepHook = Callable[[Step, Delivery], None]
 
 
@@ -769,6 +769,7 @@ class NatsTransport(LocalTransport):
                 run.outbox = await self._admit_charged(
                     run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
                 )
+                self._step("charged", delivery)
             # The outcome record and the outputs at once: one round trip, not one each.
             async with anyio.create_task_group() as sends:
                 for out, recipient in run.outbox:

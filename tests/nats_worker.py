@@ -1,6 +1,7 @@
 """``genie worker`` that kills itself (SIGKILL, as a crash) at a chosen point: the NTH
-delivery of AGENT reaching STEP (handled: after the handler's side effects; outcome: after the
-outcome record; published: after the outputs, before the ack). ``-`` for STEP never dies.
+delivery of AGENT reaching STEP (handled: after the handler's side effects; charged: after
+its outputs are charged to the correlation budget; outcome: after the outcome record;
+published: after the outputs, before the ack). ``-`` for STEP never dies.
 
     python tests/nats_worker.py STEP AGENT NTH <genie worker arguments>
 """

@@ -794,3 +794,42 @@ async def test_a_loop_across_two_worker_processes_stops_at_the_budget_as_in_proc
     got = await run(NatsTransport(server.url, NatsNames(pipeline.name)))
     assert expected == ("partial", [("limit:budget", "returner")], (8, 7, 1, 0))
     assert got == expected
+
+
+async def test_a_worker_killed_after_charging_the_budget_is_charged_once(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    """The first server dies right after charging its outputs; the delivery runs again in a
+    second server, whose charge the broker drops as a duplicate (it reads the first total):
+    the loop still stops after exactly the in-process number of deliveries."""
+    pipeline = load_pipeline(VOLLEY)
+    url = server.url
+    flags = ["--nats", url, "--ack-wait", "1"]
+    die = [sys.executable, os.fspath(HELPER), "charged", "server", "1"]  # its first delivery
+    doomed = workers.start([*die, os.fspath(VOLLEY), *flags, "--agents", "server"])
+    workers.start([os.fspath(GENIE), "worker", os.fspath(VOLLEY), *flags, "--agents", "returner"])
+    audit = MemoryAuditLog()
+    transport = NatsTransport(url, NatsNames(pipeline.name))
+    rt = pipeline.runtime(audit=audit, transport=transport)
+
+    async def dead() -> bool:
+        return doomed.poll() is not None
+
+    async def replace_the_dead() -> None:
+        await eventually(dead, timeout=20)
+        workers.start([os.fspath(GENIE), "worker", os.fspath(VOLLEY), *flags, "--agents", "server"])
+
+    async def go() -> GatherResult:
+        async with rt:
+            return await rt.ask(
+                rt.message(Serve(n=0), recipient="server"), until="never", timeout=30
+            )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(replace_the_dead)
+        result = await run_over_nats(transport, rt, go)
+    assert doomed.returncode == -signal.SIGKILL
+    s = rt.statistics()
+    assert result.status == "partial"
+    assert [r.actor for r in audit.records if r.action == "limit_fired"] == ["limit:budget"]
+    assert (s.delivered, s.handled, s.denied, s.in_flight) == (8, 7, 1, 0)
