@@ -833,3 +833,25 @@ async def test_a_worker_killed_after_charging_the_budget_is_charged_once(
     assert result.status == "partial"
     assert [r.actor for r in audit.records if r.action == "limit_fired"] == ["limit:budget"]
     assert (s.delivered, s.handled, s.denied, s.in_flight) == (8, 7, 1, 0)
+
+
+def test_genie_run_over_nats_writes_its_audit_to_the_stream_verify_reads(
+    server: LocalNatsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``genie run --nats`` (no --audit) writes the deny of its entry message to the
+    namespace's audit stream, keyed by GENIE_AUDIT_KEY; ``genie audit verify`` checks it."""
+    data = tmp_path / "in.json"
+    data.write_text('{"n": 999}')  # denied by the pipeline's rule no-999, in this process
+    governed = ROOT / "tests" / "pipelines" / "good" / "governed.yaml"
+    run = ["run", os.fspath(governed), "--input", os.fspath(data), "--nats", server.url]
+    key = "k" * 32
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GENIE_AUDIT_KEY", key)
+        assert main([*run, "--namespace", "gov"]) == 1
+        capsys.readouterr()
+        assert main(["audit", "verify", f"{server.url}/gov"]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"OK: 1 rows, keyed (HMAC-SHA-256) chain intact ({server.url}/gov)"
+    )
+    assert main(["audit", "verify", f"{server.url}/gov"]) == 1  # no key: said so
+    assert "is keyed" in capsys.readouterr().out
