@@ -18,7 +18,10 @@ cross the broker:
   outcome record closes one delivery and opens the ones its handler sent (``spawned``), and
   carries the denials, sheds and replies of that delivery, so ``ask``, its partial results and
   the identity ``delivered == handled + denied + dead_lettered + shed + in_flight`` hold there
-  as in one process.
+  as in one process;
+- shared by every process of the namespace: the correlation budget (a counter stream, charged
+  before outputs are published), the consent ledger (``NatsConsentLedger``) and the audit log
+  (``NatsAuditLog``, one hash chain in stream order).
 """
 
 from __future__ import annotations
