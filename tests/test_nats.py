@@ -622,10 +622,9 @@ async def test_a_loop_across_two_workers_stops_at_the_limit_as_in_process(
     """Two workers (each its own runtime and connection: they share only the broker) volley
     a Ping; the budget is counted across them, so the loop ends where it ends in one
     process, with the one limit record in the asker's audit log."""
-    async with anyio.create_task_group():
-        in_process = volley_runtime(limits)
-        async with in_process:
-            expected = await volley(in_process)
+    in_process = volley_runtime(limits)
+    async with in_process:
+        expected = await volley(in_process)
     names = NatsNames("volley")
     transports = [NatsTransport(server.url, names, hosted=[a]) for a in ("left", "right")]
     transports.append(NatsTransport(server.url, names))  # the entry
