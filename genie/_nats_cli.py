@@ -77,6 +77,8 @@ def _transport(
     audit_key: bytes | None = None,
 ) -> NatsTransport:
     try:
+        import nats  # noqa: F401  (_nats imports it only when it connects: ask for it here)
+
         from ._nats import NatsNames, NatsTransport
     except ImportError as exc:  # nats-py is the optional extra
         raise ConfigurationError(

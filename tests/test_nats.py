@@ -434,6 +434,20 @@ def test_worker_with_an_unknown_agent_is_one_line_and_exit_2(
     ]
 
 
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_without_the_nats_extra_the_commands_name_it_in_one_line(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "nats", None)  # what `import nats` meets without the extra
+    code = main([command, os.fspath(FINANCE), "--nats", "nats://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        f"genie {command}: --nats needs the nats extra: pip install 'genie-bus[nats]' "
+        "(nats missing)"
+    )
+
+
 def test_run_with_an_unreachable_broker_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
