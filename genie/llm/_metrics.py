@@ -5,7 +5,8 @@ every metric is listed in docs/llm.md."""
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -63,30 +64,24 @@ class LLMMetrics(Collector):
         return generate_latest(self.registry).decode("utf-8")
 
     def collect(self) -> Iterator[Metric]:
-        calls = CounterMetricFamily(
+        yield _counter(
             "genie_llm_calls",
             "LLM calls by provider, model and outcome (ok or the error class)",
-            labels=["provider", "model", "outcome"],
+            ["provider", "model", "outcome"],
+            self._calls,
         )
-        for call_key, n in dict(self._calls).items():
-            calls.add_metric(list(call_key), n)
-        yield calls
-        tokens = CounterMetricFamily(
+        yield _counter(
             "genie_llm_tokens",
             "Tokens by provider, model and kind (input, output, cached)",
-            labels=["provider", "model", "kind"],
+            ["provider", "model", "kind"],
+            self._tokens,
         )
-        for token_key, count in dict(self._tokens).items():
-            tokens.add_metric(list(token_key), count)
-        yield tokens
-        cost = CounterMetricFamily(
+        yield _counter(
             "genie_llm_cost",
             "Cost of LLM calls, in the price table's unit",
-            labels=["provider", "model"],
+            ["provider", "model"],
+            self._cost,
         )
-        for key, value in dict(self._cost).items():
-            cost.add_metric(list(key), value)
-        yield cost
         latency = HistogramMetricFamily(
             "genie_llm_call_seconds",
             "LLM call latency, failures included",
@@ -115,14 +110,24 @@ class LLMMetrics(Collector):
             misses.add_metric([stack], stats.misses)
         yield hits
         yield misses
-        refusals = CounterMetricFamily(
+        by_budget: dict[tuple[str], int] = {}
+        for ledger in self._ledgers:
+            budget = (ledger.name,)
+            by_budget[budget] = by_budget.get(budget, 0) + ledger.statistics().refusals
+        yield _counter(
             "genie_llm_budget_refusals",
             "LLM calls refused before sending because a budget would be overrun",
-            labels=["budget"],
+            ["budget"],
+            by_budget,
         )
-        by_budget: dict[str, int] = {}
-        for ledger in self._ledgers:
-            by_budget[ledger.name] = by_budget.get(ledger.name, 0) + ledger.statistics().refusals
-        for budget, n in by_budget.items():
-            refusals.add_metric([budget], n)
-        yield refusals
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], values: Mapping[Any, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label tuple (``values`` copied first: a call may
+    record while Prometheus scrapes)."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in dict(values).items():
+        family.add_metric(list(key), value)
+    return family
