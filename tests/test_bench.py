@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from genie_bench import measure, process, worker, workloads
+from genie_bench import measure, process, report, worker, workloads
 from genie_bench.variants import VARIANTS, build
 
 from genie._cli import main
@@ -100,13 +100,36 @@ def test_quick_run_writes_json_markdown_and_plot(quick: tuple[Path, dict[str, An
     assert "## Against the performance targets" in md
     assert "![latency versus N](latency.png)" in md
     targets = {t["target"]: t for t in results["targets"]}
-    assert "per hop, genie: at most 1.5x the floor" in targets
+    assert "per hop, genie: at most 1.2x the floor" in targets
     assert "| langgraph | 10 | 20 | " in md  # the sample count of each figure
     assert "`sys.flags.dont_write_bytecode`: " in md
-    assert "import genie: under 150 ms" in targets
+    assert "import genie: under 130 ms" in targets
     for t in targets.values():
         at_most = t["measured"] <= t["limit"]
         assert t["met"] == (at_most if t["at_most"] else t["measured"] >= t["limit"])
+
+
+def test_each_peer_is_a_target_of_its_own_and_autogen_counts_its_faster_path() -> None:
+    def row(p50: float) -> dict[str, float]:
+        return {"p50_x_floor": p50, "p99_x_floor": p50}
+
+    fanout = {
+        "genie+policies+metrics": {"50": row(3.0)},
+        "autogen-core": {"50": row(40.0)},
+        "autogen-core+send": {"50": row(27.0)},  # the faster path decides: 9x, missed
+        "agent-framework": {"50": row(36.0)},
+        "langgraph": {"50": row(29.0)},
+    }
+    found = {
+        t["target"]: (round(t["measured"], 2), t["met"])
+        for t in report.targets({"fanout": fanout, "settings": {}})
+    }
+    stem = "fan-out N=50 p50, genie+policies+metrics: at least 10x faster than "
+    assert found == {
+        stem + "autogen-core": (9.0, False),
+        stem + "agent-framework": (12.0, True),
+        stem + "langgraph": (9.67, False),
+    }
 
 
 @pytest.mark.parametrize(
@@ -202,7 +225,7 @@ def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None
     assert all(s["objects"] > 0 and s["blocks"] > 0 and s["rss"] > 0 for s in soak["samples"])
     assert soak["growth"].keys() == {"objects", "blocks", "rss"}
     targets = [t["target"] for t in results["targets"]]
-    assert "soak, 1,600 sessions after warm-up: resident set grew by under 4 MB" in targets
+    assert "soak, 1,600 sessions after warm-up: resident set grew by under 10 MB" in targets
     md = (tmp_path / "results" / "results.md").read_text()
     assert "## Soak: 2,000 simulated sessions (fan-out, declared gather, " in md
     assert "| 2,000 | " in md
