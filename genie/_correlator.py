@@ -504,6 +504,10 @@ class RequestWaiter(_Waiter):
         }
         text = f"request {self._request.type!r} to {recipient!r}: {missing.reason}"
         if missing.kind == "denied":
+            text = (  # names the policy, as every denial does
+                f"request {self._request.type!r} to {recipient!r} denied by "
+                f"{missing.policy}: {missing.reason}"
+            )
             self._fail(DeniedError(text, policy=missing.policy or "", reason=missing.reason, **ids))
         elif missing.kind == "failed":
             self._fail(AgentError(text, **ids))

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ._correlator import Missing, _Correlation
 from ._deadletter import DeadLetter
 from ._errors import ConfigurationError
 from ._executor import Worker
@@ -76,13 +77,14 @@ _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
+REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 CORRELATION = "Genie-Correlation"
 MSG_ID = "Nats-Msg-Id"
 INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
 # Where a worker may be told to stop (tests pick the point of death with these).
-Step = str  # "handled" | "charged" | "outcome" | "published" | "acked"
+Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "acked"
 StepHook = Callable[[Step, Delivery], None]
 
 
@@ -135,6 +137,14 @@ class NatsNames:
     @property
     def budget(self) -> str:
         return f"{self.work}_BUDGET"
+
+    @property
+    def replies(self) -> str:
+        """The answers to ``ctx.request`` calls made in handlers (one subject per request)."""
+        return f"{self.work}_REPLIES"
+
+    def reply(self, request_id: str) -> str:
+        return f"genie.{self._ns}.reply.{_token(request_id, 'message id')}"
 
     def charged(self, correlation_id: str) -> str:
         """The counter subject of a correlation's deliveries (a hash: any id names one)."""
@@ -191,6 +201,14 @@ async def ensure_streams(
             subjects=[names.audit_subject],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # the answer to each request, kept for a re-run of the asking delivery
+            name=names.replies,
+            subjects=[f"genie.{ns}.reply.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=24 * 3600.0,
             duplicate_window=duplicate_window,
         ),
         StreamConfig(  # a counter per correlation: its deliveries, across processes
@@ -262,6 +280,7 @@ class _Run:
     delivery: Delivery
     origin: str
     parent: str | None
+    request: bool = False  # its message is a ``ctx.request``: the answer goes to the asker
     outbox: list[tuple[Message, str]] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
     derived: set[str] = field(default_factory=set)
@@ -270,6 +289,9 @@ class _Run:
     replies: list[dict[str, Any]] = field(default_factory=list)
     dead: DeadLetter | None = None
     handoffs: list[Handoff] = field(default_factory=list)
+    asked: int = 0  # requests its handler sent (published at once, not with the outputs)
+    asking: list[anyio.Event] = field(default_factory=list)  # set once each request is out
+    answered: int = 0  # its answer reached the asker's waiter (a collected reply)
 
     def rename(self, msg: Message) -> Message:
         if msg.id in self.derived:  # an output already renamed (one denied after the fact)
@@ -360,6 +382,10 @@ class NatsTransport(LocalTransport):
         self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
         self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
         self._by_message: dict[str, _Run] = {}
+        # Requests handlers of this process wait for: request id -> the asking delivery, and
+        # the scope that stops waiting for the answer once the handler stops.
+        self._asking: dict[str, tuple[_Run, anyio.CancelScope]] = {}
+        self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
         self._holding: dict[str, int] = {}
@@ -440,6 +466,11 @@ class NatsTransport(LocalTransport):
         self._rt = rt
         if self.hosted:
             rt.add_observer(_Recorder(self))
+            # ``ctx.request`` in a handler: the request crosses the broker at once, and its
+            # answer comes back to this process (``_ask``).
+            services = rt._runner.services
+            self._local_request = services.request
+            services.request = self._request
 
     def start(
         self,
@@ -509,6 +540,13 @@ class NatsTransport(LocalTransport):
             self._running[delivery_id(item.message, recipient)] = run
             return
         msg: Message = item  # type: ignore[assignment]
+        asking = self._asking.get(msg.id)
+        if asking is not None and recipient == msg.recipient:
+            assert self._tg is not None
+            sent = anyio.Event()
+            asking[0].asking.append(sent)
+            self._tg.start_soon(self._ask, asking[0], msg, recipient, asking[1], sent)
+            return
         run = self._run_of(msg)
         if run is not None:
             run.outbox.append((run.rename(msg), recipient))
@@ -535,17 +573,152 @@ class NatsTransport(LocalTransport):
             return None
         return self._running.get(f"{cause}:{msg.sender}") or self._by_message.get(cause)
 
+    # --- requests from handlers: ``ctx.request`` across processes ------------------------------
+    async def _request(self, msg: Message, timeout: float | None) -> Message:
+        """``ctx.request`` of a handler this process runs: the runtime's own request (a
+        waiter, then the send), with the request's id derived from the asking delivery, so a
+        re-run after a crash asks under the same id: the server drops the second request and
+        the re-run reads the first one's answer."""
+        assert self._local_request is not None
+        run = self._run_of(msg)
+        if run is None:
+            return await self._local_request(msg, timeout)
+        msg = run.rename(msg)
+        answer = anyio.CancelScope()
+        self._asking[msg.id] = (run, answer)
+        try:
+            return await self._local_request(msg, timeout)
+        finally:
+            del self._asking[msg.id]
+            answer.cancel()  # the handler stopped waiting (answered, timed out, cancelled)
+
+    async def _ask(
+        self,
+        run: _Run,
+        msg: Message,
+        recipient: str,
+        answer: anyio.CancelScope,
+        sent: anyio.Event,
+    ) -> None:
+        """Send a handler's request (the admitted delivery ``put`` got) and hand its answer
+        to the waiter. Sent as an output of the asking delivery (its origin, its parent), but
+        now, not when the handler returns."""
+        from nats.js.errors import NotFoundError
+
+        rt = self._rt
+        assert rt is not None
+        assert self._nc is not None
+        corr = rt._correlator.get(msg.correlation_id)
+        subject = self.names.reply(msg.id)
+        # Subscribed before the request goes out, so no answer can pass unseen.
+        sub = await self._nc.subscribe(subject)
+        try:
+            with anyio.CancelScope(shield=True):  # its outcome is the asking delivery's count
+                try:
+                    delivery = delivery_id(msg, recipient)
+                    if await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
+                        ack = await self._publish(
+                            msg, recipient, run.origin, run.delivery.id, request=True
+                        )
+                        run.asked += 1
+                        rt._ledger.closed(corr)  # sent: its outcome goes to the origin
+                        self._step("asked", run.delivery)
+                    else:
+                        return  # denied by the budget: the waiter heard of it
+                finally:
+                    sent.set()
+            with answer:
+                stored = None
+                if ack.duplicate:  # asked before, by a run of this delivery that died
+                    with contextlib.suppress(NotFoundError):
+                        stored = await self.js.get_last_msg(self.names.replies, subject)
+                if stored is not None and stored.data:
+                    self._answered(corr, msg, recipient, json.loads(stored.data))
+                    return
+                async for raw in sub.messages:
+                    self._answered(corr, msg, recipient, json.loads(raw.data))
+                    return
+        finally:
+            with anyio.CancelScope(shield=True):
+                await sub.unsubscribe()
+
+    def _answered(
+        self, corr: _Correlation, request: Message, recipient: str, answer: Mapping[str, Any]
+    ) -> None:
+        """Give a request's waiter its answer: the reply (admitted for the asker where it
+        was sent, counted there as collected), or why there is none, as one process does."""
+        rt = self._rt
+        assert rt is not None
+        if "reply" in answer or "refused" in answer:
+            refused = answer.get("refused")
+            body = answer["reply"] if refused is None else refused["message"]
+            reply = rt.types.parse_message(body)
+            for waiter in tuple(corr.waiters):
+                if waiter.consumes and waiter.matches(reply):
+                    if refused is None:
+                        rt._ledger.collect(corr)
+                        waiter.offer(reply)
+                    else:
+                        why = Missing(
+                            waiter.consumer,
+                            "denied",
+                            refused["reason"],
+                            refused["policy"],
+                            reply.sender,
+                            reply.id,
+                        )
+                        waiter.refused(reply, why)
+                    return
+        elif "failed" in answer:
+            reason = answer["failed"]["reason"]
+            if answer["failed"]["kind"] == "cancelled":
+                why = Missing(recipient, "cancelled", reason, None, recipient, request.id)
+            else:
+                why = Missing(recipient, "failed", reason, None, recipient, request.id)
+            rt._correlator.failed(corr, why, request.id, recipient)
+        else:  # handled without an answer
+            rt._correlator.handled(corr, request.id)
+
+    @staticmethod
+    def _answer(run: _Run) -> dict[str, Any]:
+        """What the asker of request ``run`` hears (its handler has run): the first output
+        addressed back to the asker (taken out of the outputs: the asker's waiter consumes
+        it, as in one process; subscribers of its type still get it), or its denial to the
+        asker, or the request's dead letter, or that there was no answer."""
+        asker = run.delivery.message.sender
+        for i, (out, recipient) in enumerate(run.outbox):
+            if recipient == asker and out.recipient == asker:
+                del run.outbox[i]
+                run.answered = 1
+                return {"reply": _message_json(out)}
+        for denied in run.denied:
+            if denied["consumer"] == asker and denied["message"]["recipient"] == asker:
+                denied["notify"] = False  # the waiter is told, not the whole correlation
+                return {"refused": denied}
+        if run.dead is not None:
+            return {"failed": {"kind": run.dead.kind, "reason": run.dead.reason}}
+        return {"no_reply": True}
+
     # --- sending -----------------------------------------------------------------------------
     async def _publish(
-        self, msg: Message, recipient: str, origin: str, parent: str | None = None
-    ) -> None:
+        self,
+        msg: Message,
+        recipient: str,
+        origin: str,
+        parent: str | None = None,
+        *,
+        request: bool = False,
+    ) -> PubAck:
         """Publish one delivery until the stream has it (through a broker restart)."""
         delivery = Delivery(msg, recipient)
         headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
         if parent is not None:
             headers[PARENT] = parent
-        await self._retry(self.names.agent(recipient), delivery.encode(), headers)
+        if request:
+            headers[REQUEST] = "1"
+        ack = await self._retry(self.names.agent(recipient), delivery.encode(), headers)
         self.sent += 1
+        return ack
 
     async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
         from nats.errors import Error as NatsError
@@ -663,11 +836,17 @@ class NatsTransport(LocalTransport):
                 ledger.opened(corr)
         for d in record["denied"]:
             msg = types.parse_message(d["message"])
-            ledger.deny(msg, d["consumer"], corr, Decision.deny(d["policy"], d["reason"]))
+            decision = Decision.deny(d["policy"], d["reason"])
+            ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
         for s in record["shed"]:
             ledger.shed_one(types.parse_message(s["message"]), s["consumer"], corr, s["reason"])
         for reply in record["replies"]:
             rt._dispatcher.route(types.parse_message(reply), corr, (), True)
+        answered = int(record.get("answered", 0))  # collected by the asker's waiter
+        ledger.delivered += answered
+        ledger.handled += answered
+        ledger.collected += answered
+        corr.deliveries += answered
         spawned = int(record["spawned"])
         if spawned:
             self._unclaimed[record["delivery"]] = spawned
@@ -766,7 +945,7 @@ class NatsTransport(LocalTransport):
         times = raw.metadata.num_delivered
         if times > 1:
             self.redelivered += 1
-        run = _Run(delivery, origin, headers.get(PARENT))
+        run = _Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
         msg = delivery.message
         self._running[delivery.id] = run
         self._by_message[msg.id] = run
@@ -789,6 +968,11 @@ class NatsTransport(LocalTransport):
                     await self._run(mb, msg, run)
                     beats.cancel_scope.cancel()
                 self._step("handled", delivery)
+            for sent in run.asking:  # its requests are out (so counted in its record)
+                await sent.wait()
+            answer = self._answer(run) if run.request else None
+            if answer is not None and run.answered:
+                ledger.closed(corr)  # the answer was counted in flight here: it goes out now
             if run.outbox:
                 run.outbox = await self._admit_charged(
                     run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
@@ -798,6 +982,14 @@ class NatsTransport(LocalTransport):
             async with anyio.create_task_group() as sends:
                 for out, recipient in run.outbox:
                     sends.start_soon(self._publish, out, recipient, origin, delivery.id)
+                if answer is not None:
+                    data = json.dumps(answer, separators=(",", ":")).encode()
+                    sends.start_soon(
+                        self._retry,
+                        self.names.reply(msg.id),
+                        data,
+                        {MSG_ID: f"{delivery.id}/answer"},
+                    )
                 await self._record(run, mb.id)
                 self._step("outcome", delivery)
             for out, _ in run.outbox:
@@ -867,7 +1059,8 @@ class NatsTransport(LocalTransport):
             "agent": agent_id,
             "outcome": "handled" if dead is None else "dead_lettered",
             "parent": run.parent,
-            "spawned": len(run.outbox),
+            "spawned": len(run.outbox) + run.asked,
+            "answered": run.answered,
             "denied": run.denied,
             "shed": run.shed,
             "replies": run.replies,
