@@ -48,6 +48,7 @@ from ._executor import Worker
 from ._mailbox import Handoff, Mailbox, Queued
 from ._message import Message
 from ._nats_audit import NatsAuditLog
+from ._nats_cancel import NatsCancellations
 from ._nats_consent import NatsConsentLedger
 from ._observe import Observer
 from ._supervisor import Decision
@@ -143,6 +144,15 @@ class NatsNames:
         """The answers to ``ctx.request`` calls made in handlers (one subject per request)."""
         return f"{self.work}_REPLIES"
 
+    @property
+    def cancelled(self) -> str:
+        """The cancelled correlations (its one subject is ``cancel_subject``)."""
+        return f"{self.work}_CANCELLED"
+
+    @property
+    def cancel_subject(self) -> str:
+        return f"genie.{self._ns}.cancel"
+
     def reply(self, request_id: str) -> str:
         return f"genie.{self._ns}.reply.{_token(request_id, 'message id')}"
 
@@ -206,6 +216,14 @@ async def ensure_streams(
         StreamConfig(  # the answer to each request, kept for a re-run of the asking delivery
             name=names.replies,
             subjects=[f"genie.{ns}.reply.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=24 * 3600.0,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # cancelled correlations, followed by every worker
+            name=names.cancelled,
+            subjects=[names.cancel_subject],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=24 * 3600.0,
@@ -396,6 +414,7 @@ class NatsTransport(LocalTransport):
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
         self._ready = anyio.Event()
         self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
+        self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
         # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
         self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
 
@@ -485,6 +504,9 @@ class NatsTransport(LocalTransport):
         tg.start_soon(self.consent.follow, self.js, name="genie-nats-consent")
         tg.start_soon(self.audit.run, self.js, name="genie-nats-audit")
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
+        if self.hosted:
+            follow = self.cancellations.follow
+            tg.start_soon(follow, self.js, self._cancelled_elsewhere, name="genie-nats-cancel")
         for agent_id in self.hosted:
             mb = self.mailboxes[agent_id]
             tg.start_soon(self._consume, mb, name=f"genie-nats-{agent_id}")
@@ -559,12 +581,27 @@ class NatsTransport(LocalTransport):
         pass  # deliveries run as they arrive from the broker, never from a local queue
 
     def cancel(self, correlation_id: str) -> int:
+        """Cancel here, and tell every worker (the cancel stream): each cancels the handlers
+        it runs for the correlation and dead-letters its deliveries it takes afterwards."""
+        if self._tg is not None and self._js is not None:
+            self._tg.start_soon(self.cancellations.cancel, self._js, correlation_id)
+        return self._cancel_here(correlation_id)
+
+    def _cancel_here(self, correlation_id: str) -> int:
         found = 0
         for worker in self._workers:
             if worker.correlation == correlation_id:
                 worker.cancel()
                 found += 1
         return found
+
+    def _cancelled_elsewhere(self, correlation_id: str) -> None:
+        rt = self._rt
+        assert rt is not None
+        corr = rt._correlator.lookup(correlation_id)
+        if corr is not None and corr.in_flight:
+            corr.cancelled = True  # its handlers end as cancelled dead letters, as in one process
+            self._cancel_here(correlation_id)
 
     def _run_of(self, msg: Message) -> _Run | None:
         """The running delivery ``msg`` is an output of (None: sent from outside a handler)."""
@@ -895,6 +932,7 @@ class NatsTransport(LocalTransport):
         from nats.errors import Error as NatsError
 
         await self._ready.wait()  # its outputs are admitted against the shared consent ledger
+        await self.cancellations.loaded.wait()  # a cancelled correlation's deliveries never run
         while True:  # through broker restarts
             try:
                 psub = await self.js.pull_subscribe(
@@ -950,6 +988,8 @@ class NatsTransport(LocalTransport):
         self._running[delivery.id] = run
         self._by_message[msg.id] = run
         corr = rt._correlator.get(msg.correlation_id)
+        if msg.correlation_id in self.cancellations:
+            corr.cancelled = True  # the runner dead-letters it without running it
         ledger = rt._ledger
         # In flight here from now (the sender counted it delivered, and closed it once sent).
         ledger.in_flight += 1
