@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ._context import Timer
 from ._correlator import Missing, _Correlation
 from ._deadletter import DeadLetter
 from ._errors import ConfigurationError
@@ -79,6 +80,7 @@ _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
+TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: '~')
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 CORRELATION = "Genie-Correlation"
 MSG_ID = "Nats-Msg-Id"
@@ -307,7 +309,9 @@ class _Run:
     replies: list[dict[str, Any]] = field(default_factory=list)
     dead: DeadLetter | None = None
     handoffs: list[Handoff] = field(default_factory=list)
-    asked: int = 0  # requests its handler sent (published at once, not with the outputs)
+    # Requests its handler sent (published at once) and timers it set (reported when they
+    # end): deliveries it opened besides its outputs.
+    asked: int = 0
     asking: list[anyio.Event] = field(default_factory=list)  # set once each request is out
     answered: int = 0  # its answer reached the asker's waiter (a collected reply)
 
@@ -404,6 +408,8 @@ class NatsTransport(LocalTransport):
         # the scope that stops waiting for the answer once the handler stops.
         self._asking: dict[str, tuple[_Run, anyio.CancelScope]] = {}
         self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
+        self._timer_runs: dict[str, _Run] = {}  # pending ``ctx.schedule`` timers, by message id
+        self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
         self._holding: dict[str, int] = {}
@@ -490,6 +496,11 @@ class NatsTransport(LocalTransport):
             services = rt._runner.services
             self._local_request = services.request
             services.request = self._request
+            # ``ctx.schedule``: a timer stays in this process, and is an output of the
+            # delivery that set it, whose origin hears when it ends (``_timer_ended``).
+            self._local_schedule = services.schedule
+            services.schedule = self._schedule
+            rt._timers.on_end = self._timer_ended
 
     def start(
         self,
@@ -602,9 +613,15 @@ class NatsTransport(LocalTransport):
         if corr is not None and corr.in_flight:
             corr.cancelled = True  # its handlers end as cancelled dead letters, as in one process
             self._cancel_here(correlation_id)
+            rt._timers.cancel(correlation_id)
 
     def _run_of(self, msg: Message) -> _Run | None:
-        """The running delivery ``msg`` is an output of (None: sent from outside a handler)."""
+        """The running delivery ``msg`` is an output of (None: sent from outside a handler);
+        for a timer's message, the timer's own delivery."""
+        if self._timer_runs:
+            timer = self._timer_runs.get(msg.id)
+            if timer is not None:
+                return timer
         cause = msg.causation_id
         if cause is None:
             return None
@@ -715,6 +732,45 @@ class NatsTransport(LocalTransport):
             rt._correlator.failed(corr, why, request.id, recipient)
         else:  # handled without an answer
             rt._correlator.handled(corr, request.id)
+
+    # --- timers set by handlers: ``ctx.schedule`` -------------------------------------------
+    def _schedule(self, msg: Message, delay: float) -> Timer:
+        """A timer of a handler this process runs: counted as a delivery its handler sent
+        (so the origin keeps the request open), with an id derived from that delivery."""
+        assert self._local_schedule is not None
+        run = self._run_of(msg)
+        if run is None:
+            return self._local_schedule(msg, delay)
+        msg = run.rename(msg)
+        timer = _Run(Delivery(msg, TIMER), run.origin, run.delivery.id)
+        self._timer_runs[msg.id] = timer
+        self._running[delivery_id(msg, msg.sender)] = timer  # its dead letter, if cancelled
+        run.asked += 1
+        return self._local_schedule(msg, delay)
+
+    def _timer_ended(self, msg: Message) -> None:
+        run = self._timer_runs.pop(msg.id, None)
+        if run is not None:
+            self._running.pop(delivery_id(msg, msg.sender), None)
+            assert self._tg is not None
+            self._tg.start_soon(self._report_timer, run)
+
+    async def _report_timer(self, run: _Run) -> None:
+        """A timer's outcome record (fired, withdrawn, or cancelled), after what it fired."""
+        rt = self._rt
+        assert rt is not None
+        msg = run.delivery.message
+        # Shielded: a timer cut short by the worker's shutdown is still reported.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            if run.outbox:
+                key = f"{run.delivery.id}/outputs"
+                run.outbox = await self._admit_charged(run.outbox, msg.correlation_id, key)
+            async with anyio.create_task_group() as sends:
+                for out, recipient in run.outbox:
+                    sends.start_soon(self._publish, out, recipient, run.origin, run.delivery.id)
+                await self._record(run, msg.sender)
+            for out, _ in run.outbox:
+                rt._ledger.closed(rt._correlator.get(out.correlation_id))
 
     @staticmethod
     def _answer(run: _Run) -> dict[str, Any]:

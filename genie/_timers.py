@@ -30,6 +30,9 @@ class Timers:
         self._tg: TaskGroup | None = None
         self.pending: dict[Timer, str] = {}  # timer -> its correlation id
         self.cut_short = 0  # pending timers the shutdown cancelled
+        # Told each timer's message once its outcome is recorded (a transport that reports
+        # outcomes to another process, genie/_nats.py).
+        self.on_end: Callable[[Message], None] | None = None
 
     def start(self, tg: TaskGroup) -> None:
         self._tg = tg
@@ -52,6 +55,8 @@ class Timers:
     def _withdrawn(self, timer: Timer, msg: Message, corr: _Correlation) -> None:
         if self.pending.pop(timer, None) is not None:  # withdrawn by its agent: its outcome
             self._ledger.handled_one(corr, msg)
+            if self.on_end is not None:
+                self.on_end(msg)
 
     async def _wait(self, timer: Timer, msg: Message, corr: _Correlation, delay: float) -> None:
         agent = msg.sender
@@ -65,6 +70,8 @@ class Timers:
                 self.cut_short += 1
                 reason = "timer pending at shutdown"
                 self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
+                if self.on_end is not None:
+                    self.on_end(msg)
             raise
         if self.pending.pop(timer, None) is None:
             return  # withdrawn, and recorded then
@@ -74,3 +81,5 @@ class Timers:
         else:
             self._fire(msg)  # routed before the timer closes, so the request never looks idle
             self._ledger.handled_one(corr, msg)
+        if self.on_end is not None:
+            self.on_end(msg)
