@@ -262,9 +262,9 @@ class Dispatcher:
             routed = (
                 () if routed == (recipient,) else tuple(r for r in routed if r in self.mailboxes)
             )
-            if not collected:
+            if not collected and not self.transport.forward(msg):
                 ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
-        elif not routed and not collected:
+        elif not routed and not collected and not self.transport.forward(msg):
             ledger.unrouted_letter(msg, "no recipient and no subscriber")
         if obs is not None:
             obs.published(msg, len(routed))

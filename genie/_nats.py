@@ -356,7 +356,8 @@ class _Recorder(Observer):
         if run is None:
             return
         if letter.kind == "unrouted":
-            # Nobody here receives it: a reply for whoever waits in the origin process.
+            # An output of a correlation cancelled here: the origin records it (``forward``
+            # takes every other message nobody here receives, without a dead letter).
             run.replies.append(_message_json(run.rename(msg)))
         elif letter.kind == "shed":
             run.shed.append(
@@ -614,6 +615,15 @@ class NatsTransport(LocalTransport):
             corr.cancelled = True  # its handlers end as cancelled dead letters, as in one process
             self._cancel_here(correlation_id)
             rt._timers.cancel(correlation_id)
+
+    def forward(self, msg: Message) -> bool:
+        """A message nobody here receives, sent by a delivery this process runs: its outcome
+        record carries it to the origin, whose waiters may take it (a reply to the caller)."""
+        run = self._run_of(msg)
+        if run is None:
+            return False
+        run.replies.append(_message_json(run.rename(msg)))
+        return True
 
     def _run_of(self, msg: Message) -> _Run | None:
         """The running delivery ``msg`` is an output of (None: sent from outside a handler);

@@ -80,6 +80,11 @@ class Transport(Protocol):
         """Cancel the handlers running for ``correlation_id``; how many there were."""
         ...
 
+    def forward(self, msg: Message) -> bool:
+        """Take ``msg``, which nobody in this process receives, to the process whose waiters
+        may (True); False: it is unrouted here."""
+        ...
+
 
 class LocalTransport:
     """Mailboxes and executors in this process: the default, and the fast path."""
@@ -127,6 +132,9 @@ class LocalTransport:
 
     def cancel(self, correlation_id: str) -> int:
         return self.executors.cancel(correlation_id) if self.executors is not None else 0
+
+    def forward(self, msg: Message) -> bool:
+        return False  # one process: nobody else could receive it
 
     def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
         """At close: take every queued delivery out, and wake every waiting publisher."""

@@ -53,9 +53,9 @@ def build(
 @asynccontextmanager
 async def processes(
     url: str, namespace: str, audit: MemoryAuditLog | None = None, **kw: Any
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[list[Runtime]]:
     """A worker hosting the asker, one hosting the answerer (each its own runtime and
-    connection: they share only the broker) and the entry; yields the entry's runtime."""
+    connection: they share only the broker) and the entry: their runtimes, the entry last."""
     names = NatsNames(namespace)
     transports = [
         NatsTransport(url, names, hosted=["asker"], ack_wait=2),
@@ -68,7 +68,7 @@ async def processes(
         await t.connect()
     try:
         async with runtimes[0], runtimes[1], runtimes[2]:
-            yield runtimes[2]
+            yield runtimes
             await runtimes[2].wait_idle()
     finally:
         for t in transports:
@@ -101,8 +101,11 @@ async def test_a_handler_in_one_worker_asks_an_agent_in_another(server: LocalNat
     """The answer crosses back to the asking worker, and the entry's accounting is the one
     process's, delivery for delivery."""
     expected = await in_process(21)
-    async with processes(server.url, "ask") as rt:
+    async with processes(server.url, "ask") as (*hosts, rt):
         texts = [await ask(rt, 21) for _ in range(3)]
+        await rt.wait_idle()
+        # A reply to the caller is no dead letter where it is sent: it goes to the caller.
+        assert [(h.statistics().unrouted, len(h.dead_letters)) for h in hosts] == [(0, 0)] * 2
     assert texts == [expected[0]] * 3 == ["answer 42 from answerer"] * 3
     delivered, handled, collected, denied, dead = expected[1]
     assert counts(rt.statistics()) == (3 * delivered, 3 * handled, 3 * collected, 0, 0)
@@ -118,7 +121,7 @@ async def test_a_request_that_times_out_is_reported_to_the_asker(
     """The answerer takes 1.5 s, the asker waits 0.3 s: it hears TimeoutError; the late
     answer is counted once it comes (collected for the asker, nobody waiting), so nothing
     stays in flight."""
-    async with processes(server.url, "late", seconds=1.5, timeout=0.3) as rt:
+    async with processes(server.url, "late", seconds=1.5, timeout=0.3) as (*_hosts, rt):
         assert await ask(rt, 1) == "TimeoutError: "
     s = rt.statistics()
     assert counts(s) == (4, 4, 2, 0, 0)  # question, request, answer, verdict; 2 collected
@@ -129,7 +132,7 @@ async def test_a_denied_request_names_the_policy_to_the_asker(server: LocalNatsS
     policy and its reason, and the entry's audit log has the deny."""
     audit = MemoryAuditLog()
     policies = [DenyTo("answerer", name="no-answers")]
-    async with processes(server.url, "denied", policies=policies, audit=audit) as rt:
+    async with processes(server.url, "denied", policies=policies, audit=audit) as (*_hosts, rt):
         text = await ask(rt, 1)
     assert text == (
         "DeniedError: request 'question' to 'answerer' denied by no-answers: answerer is blocked"
@@ -155,7 +158,7 @@ async def test_an_answer_denied_to_the_asker_names_the_policy(server: LocalNatsS
     expected = await in_process(1, policies=[PolicyFn("no-answer", no_answer)])
     audit = MemoryAuditLog()
     policies = [PolicyFn("no-answer", no_answer)]
-    async with processes(server.url, "refused", policies=policies, audit=audit) as rt:
+    async with processes(server.url, "refused", policies=policies, audit=audit) as (*_hosts, rt):
         text = await ask(rt, 1)
     assert text == expected[0]
     assert text.startswith("DeniedError: the reply 'answer' to request 'question' was denied")
@@ -165,7 +168,7 @@ async def test_an_answer_denied_to_the_asker_names_the_policy(server: LocalNatsS
 
 async def test_a_failed_request_is_an_agent_error_for_the_asker(server: LocalNatsServer) -> None:
     expected = await in_process(13)
-    async with processes(server.url, "failed") as rt:
+    async with processes(server.url, "failed") as (*_hosts, rt):
         text = await ask(rt, 13)
     assert text == expected[0]
     assert text.startswith("AgentError: request 'question' to 'answerer': ValueError: 13")
