@@ -139,6 +139,30 @@ def _start(kind: str, url: str, count: int) -> list[subprocess.Popen[str]]:
     return procs
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used (Linux: /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU per delivery of each process of a measurement: the entry (this process), the
+    workers together, and the server, over the measured run only (not the warm-up)."""
+
+    def __init__(self, server: int, workers: list[int]) -> None:
+        self.pids = {"server": [server], "workers": workers}
+        self.start: dict[str, float] = {}
+
+    def begin(self) -> None:
+        self.start = {k: sum(map(_cpu, v)) for k, v in self.pids.items()}
+        self.start["entry"] = time.process_time()
+
+    def per_delivery_us(self, deliveries: int) -> dict[str, float]:
+        used = {k: sum(map(_cpu, v)) - self.start[k] for k, v in self.pids.items()}
+        used["entry"] = time.process_time() - self.start["entry"]
+        return {f"cpu_us_{k}": v / deliveries * 1e6 for k, v in used.items()}
+
+
 def _stop(procs: list[subprocess.Popen[str]]) -> None:
     for p in procs:
         p.send_signal(signal.SIGKILL)
@@ -157,7 +181,9 @@ def _summary(latencies: list[float], wall: float, requests: int) -> dict[str, fl
     }
 
 
-async def _drive(requests: int, concurrency: int, one: Callable[[int], Any]) -> dict[str, float]:
+async def _drive(
+    requests: int, concurrency: int, one: Callable[[int], Any], cpu: _CpuMeter | None = None
+) -> dict[str, float]:
     latencies: list[float] = []
     todo = iter(range(requests))
 
@@ -167,14 +193,21 @@ async def _drive(requests: int, concurrency: int, one: Callable[[int], Any]) -> 
             await one(n)
             latencies.append(time.perf_counter() - t0)
 
+    if cpu is not None:
+        cpu.begin()
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(lane)
-    return _summary(latencies, time.perf_counter() - started, requests)
+    summary = _summary(latencies, time.perf_counter() - started, requests)
+    if cpu is not None:
+        summary |= cpu.per_delivery_us(requests * HOPS)
+    return summary
 
 
-async def _genie_entry(url: str, requests: int, concurrency: int) -> dict[str, float]:
+async def _genie_entry(
+    url: str, requests: int, concurrency: int, cpu: _CpuMeter | None = None
+) -> dict[str, float]:
     from genie.nats import NatsTransport
 
     transport = NatsTransport(url, _names())
@@ -189,12 +222,14 @@ async def _genie_entry(url: str, requests: int, concurrency: int) -> dict[str, f
                 assert result.status == "complete", result
 
             await _drive(min(requests, 50), concurrency, one)  # warm-up
-            return await _drive(requests, concurrency, one)
+            return await _drive(requests, concurrency, one, cpu)
     finally:
         await transport.close()
 
 
-async def _bare_entry(url: str, requests: int, concurrency: int) -> dict[str, float]:
+async def _bare_entry(
+    url: str, requests: int, concurrency: int, cpu: _CpuMeter | None = None
+) -> dict[str, float]:
     import nats
 
     nc = await nats.connect(url)
@@ -218,7 +253,7 @@ async def _bare_entry(url: str, requests: int, concurrency: int) -> dict[str, fl
 
     try:
         await _drive(min(requests, 50), concurrency, one)
-        return await _drive(requests, concurrency, one)
+        return await _drive(requests, concurrency, one, cpu)
     finally:
         await nc.close()
 
@@ -255,20 +290,24 @@ def measure(
             await nc.close()
 
         asyncio.run(bare_stream())
+        assert server.process is not None
+        server_pid = server.process.pid
         for count in workers:
             progress(f"nats: bare work queue, {count} worker process(es)")
             procs = _start("bare", server.url, count)
             try:
+                cpu = _CpuMeter(server_pid, [p.pid for p in procs])
                 out["bare"][str(count)] = asyncio.run(
-                    _bare_entry(server.url, requests, concurrency)
+                    _bare_entry(server.url, requests, concurrency, cpu)
                 )
             finally:
                 _stop(procs)
             progress(f"nats: genie, {count} worker process(es)")
             procs = _start("worker", server.url, count)
             try:
+                cpu = _CpuMeter(server_pid, [p.pid for p in procs])
                 out["genie"][str(count)] = anyio.run(
-                    _genie_entry, server.url, requests, concurrency
+                    _genie_entry, server.url, requests, concurrency, cpu
                 )
             finally:
                 _stop(procs)
@@ -288,9 +327,10 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "bare":
         asyncio.run(_bare_worker(argv[1]))
         return 0
-    if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [REQUESTS]
+    if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [REQUESTS [WORKERS,..]]
         requests = int(argv[1]) if len(argv) > 1 else 2000
-        print(json.dumps(measure([1, 2, 3], requests, 64, print), indent=2))
+        counts = [int(c) for c in argv[2].split(",")] if len(argv) > 2 else [1, 2, 3]
+        print(json.dumps(measure(counts, requests, 64, print), indent=2))
         return 0
     print("usage: python -m genie_bench.scaleout worker|bare URL | measure [N]", file=sys.stderr)
     return 2
