@@ -86,6 +86,8 @@ CORRELATION = "Genie-Correlation"
 MSG_ID = "Nats-Msg-Id"
 INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
+_Item = tuple[str, bytes, dict[str, str]]  # a publish: subject, data, headers
+
 # Where a worker may be told to stop (tests pick the point of death with these).
 Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "acked"
 StepHook = Callable[[Step, Delivery], None]
@@ -410,6 +412,8 @@ class NatsTransport(LocalTransport):
         self._asking: dict[str, tuple[_Run, anyio.CancelScope]] = {}
         self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
         self._timer_runs: dict[str, _Run] = {}  # pending ``ctx.schedule`` timers, by message id
+        # Running deliveries to beat for: id(raw) -> (raw, beat interval, next beat due).
+        self._alive: dict[int, tuple[Msg, float, float]] = {}
         self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
@@ -517,6 +521,7 @@ class NatsTransport(LocalTransport):
         tg.start_soon(self.audit.run, self.js, name="genie-nats-audit")
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
         if self.hosted:
+            tg.start_soon(self._beat, name="genie-nats-beat")
             follow = self.cancellations.follow
             tg.start_soon(follow, self.js, self._cancelled_elsewhere, name="genie-nats-cancel")
         for agent_id in self.hosted:
@@ -775,10 +780,9 @@ class NatsTransport(LocalTransport):
             if run.outbox:
                 key = f"{run.delivery.id}/outputs"
                 run.outbox = await self._admit_charged(run.outbox, msg.correlation_id, key)
-            async with anyio.create_task_group() as sends:
-                for out, recipient in run.outbox:
-                    sends.start_soon(self._publish, out, recipient, run.origin, run.delivery.id)
-                await self._record(run, msg.sender)
+            sends = self._record_items(run, msg.sender)
+            sends += [self._item(o, r, run.origin, run.delivery.id) for o, r in run.outbox]
+            await self._publish_all(sends)
             for out, _ in run.outbox:
                 rt._ledger.closed(rt._correlator.get(out.correlation_id))
 
@@ -803,6 +807,24 @@ class NatsTransport(LocalTransport):
         return {"no_reply": True}
 
     # --- sending -----------------------------------------------------------------------------
+    def _item(
+        self,
+        msg: Message,
+        recipient: str,
+        origin: str,
+        parent: str | None = None,
+        *,
+        request: bool = False,
+    ) -> _Item:
+        """What publishing the delivery of ``msg`` to ``recipient`` sends."""
+        delivery = Delivery(msg, recipient)
+        headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
+        if parent is not None:
+            headers[PARENT] = parent
+        if request:
+            headers[REQUEST] = "1"
+        return self.names.agent(recipient), delivery.encode(), headers
+
     async def _publish(
         self,
         msg: Message,
@@ -813,15 +835,39 @@ class NatsTransport(LocalTransport):
         request: bool = False,
     ) -> PubAck:
         """Publish one delivery until the stream has it (through a broker restart)."""
-        delivery = Delivery(msg, recipient)
-        headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
-        if parent is not None:
-            headers[PARENT] = parent
-        if request:
-            headers[REQUEST] = "1"
-        ack = await self._retry(self.names.agent(recipient), delivery.encode(), headers)
+        ack = await self._retry(*self._item(msg, recipient, origin, parent, request=request))
         self.sent += 1
         return ack
+
+    async def _publish_all(
+        self, items: list[_Item], recorded: Callable[[], None] | None = None
+    ) -> None:
+        """Publish ``items`` (the first is an outcome record) in one round trip: all are
+        written, then their acks awaited; one not acknowledged within 2 s is published again
+        until it is (the ids deduplicate). ``recorded`` is called once the first is in."""
+        import asyncio
+
+        from nats.errors import Error as NatsError
+
+        futures: list[asyncio.Future[PubAck] | None] = []
+        for subject, data, headers in items:
+            try:
+                futures.append(await self.js.publish_async(subject, data, headers=headers))
+            except NatsError:
+                futures.append(None)  # retried below
+        for i, ((subject, data, headers), future) in enumerate(zip(items, futures, strict=True)):
+            acked = False
+            if future is not None:
+                try:
+                    with anyio.fail_after(2.0):
+                        await future
+                    acked = True
+                except (NatsError, TimeoutError):
+                    future.cancel()  # gives its slot back to nats-py
+            if not acked:
+                await self._retry(subject, data, headers)
+            if i == 0 and recorded is not None:
+                recorded()
 
     async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
         from nats.errors import Error as NatsError
@@ -1069,10 +1115,12 @@ class NatsTransport(LocalTransport):
                 )
                 ledger.dead_letter(mb.id, msg, corr, "failed", reason, None, times - 1)
             else:
-                async with anyio.create_task_group() as beats:
-                    beats.start_soon(self._heartbeat, raw, self._ack_wait(mb))
+                beat = self._ack_wait(mb) / 3
+                self._alive[id(raw)] = (raw, beat, anyio.current_time() + beat)
+                try:
                     await self._run(mb, msg, run)
-                    beats.cancel_scope.cancel()
+                finally:
+                    del self._alive[id(raw)]
                 self._step("handled", delivery)
             for sent in run.asking:  # its requests are out (so counted in its record)
                 await sent.wait()
@@ -1084,20 +1132,14 @@ class NatsTransport(LocalTransport):
                     run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
                 )
                 self._step("charged", delivery)
-            # The outcome record and the outputs at once: one round trip, not one each.
-            async with anyio.create_task_group() as sends:
-                for out, recipient in run.outbox:
-                    sends.start_soon(self._publish, out, recipient, origin, delivery.id)
-                if answer is not None:
-                    data = json.dumps(answer, separators=(",", ":")).encode()
-                    sends.start_soon(
-                        self._retry,
-                        self.names.reply(msg.id),
-                        data,
-                        {MSG_ID: f"{delivery.id}/answer"},
-                    )
-                await self._record(run, mb.id)
-                self._step("outcome", delivery)
+            # The outcome record, the outputs and the answer at once: one round trip.
+            sends = self._record_items(run, mb.id)
+            sends += [self._item(o, r, origin, delivery.id) for o, r in run.outbox]
+            if answer is not None:
+                data = json.dumps(answer, separators=(",", ":")).encode()
+                sends.append((self.names.reply(msg.id), data, {MSG_ID: f"{delivery.id}/answer"}))
+            await self._publish_all(sends, recorded=lambda: self._step("outcome", delivery))
+            self.sent += len(run.outbox)
             for out, _ in run.outbox:
                 ledger.closed(rt._correlator.get(out.correlation_id))
             self._step("published", delivery)
@@ -1142,20 +1184,27 @@ class NatsTransport(LocalTransport):
         mb.push(item)
         mb.scheduled = len(mb.queue)
 
-    async def _heartbeat(self, raw: Msg, ack_wait: float) -> None:
-        """Tell the server the delivery is alive, so a long handler is not redelivered."""
+    async def _beat(self) -> None:
+        """Tell the server which running deliveries are alive (each a third of its ack wait
+        after the last beat), so a long handler is not handed to another worker. One loop
+        for all: a task per delivery cost more than most handlers."""
+        every = min(self._ack_wait(self.mailboxes[a]) for a in self.hosted) / 6
         while True:
-            await anyio.sleep(ack_wait / 3)
-            try:
-                await raw.in_progress()
-            except Exception:  # a broker restart: the next beat tries again
-                _log.debug("in-progress beat failed", exc_info=True)
+            await anyio.sleep(every)
+            now = anyio.current_time()
+            for key, (raw, beat, due) in list(self._alive.items()):
+                if due <= now and key in self._alive:
+                    self._alive[key] = (raw, beat, now + beat)
+                    try:
+                        await raw.in_progress()
+                    except Exception:  # a broker restart: the next beat tries again
+                        _log.debug("in-progress beat failed", exc_info=True)
 
     def _step(self, step: Step, delivery: Delivery) -> None:
         if self.on_step is not None:
             self.on_step(step, delivery)
 
-    async def _record(self, run: _Run, agent_id: str) -> None:
+    def _record_items(self, run: _Run, agent_id: str) -> list[_Item]:
         """The outcome record (to the origin) and the dead letter: exactly once, by id."""
         d = run.delivery
         dead = run.dead
@@ -1182,9 +1231,10 @@ class NatsTransport(LocalTransport):
             }
         data = json.dumps(record, separators=(",", ":")).encode()
         headers = {MSG_ID: d.id, CORRELATION: d.message.correlation_id}
-        await self._retry(self.names.outcome(run.origin), data, headers)
+        items = [(self.names.outcome(run.origin), data, headers)]
         if dead is not None:
-            await self._retry(self.names.dead_letter(agent_id), data, headers)
+            items.append((self.names.dead_letter(agent_id), data, headers))
+        return items
 
     async def _undecodable(
         self, mb: Mailbox, raw: Msg, origin: str, headers: Mapping[str, str], exc: Exception
