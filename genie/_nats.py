@@ -316,6 +316,7 @@ class _Run:
     asked: int = 0
     asking: list[anyio.Event] = field(default_factory=list)  # set once each request is out
     answered: int = 0  # its answer reached the asker's waiter (a collected reply)
+    limits: list[dict[str, str]] = field(default_factory=list)  # model budgets that fired
 
     def rename(self, msg: Message) -> Message:
         if msg.id in self.derived:  # an output already renamed (one denied after the fact)
@@ -334,6 +335,11 @@ class _Recorder(Observer):
 
     def __init__(self, transport: NatsTransport) -> None:
         self.transport = transport
+
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        run = self.transport._running.get(delivery_id(msg, agent_id))
+        if run is not None:  # the origin writes it to its audit log, as it does denials
+            run.limits.append({"limit": limit, "reason": reason, "agent": agent_id})
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         run = self.transport._run_of(msg)
@@ -989,6 +995,13 @@ class NatsTransport(LocalTransport):
             ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
         for s in record["shed"]:
             ledger.shed_one(types.parse_message(s["message"]), s["consumer"], corr, s["reason"])
+        if record.get("limits"):
+            handled = types.parse_message(record["message"])
+            for fired in record["limits"]:
+                limit, agent, reason = fired["limit"], fired["agent"], fired["reason"]
+                ledger.record(limit, "limit_fired", agent, handled, reason)
+                if ledger.observer is not None:
+                    ledger.observer.limit_fired(handled, agent, limit, reason)
         for reply in record["replies"]:
             rt._dispatcher.route(types.parse_message(reply), corr, (), True)
         answered = int(record.get("answered", 0))  # collected by the asker's waiter
@@ -1220,6 +1233,9 @@ class NatsTransport(LocalTransport):
             "shed": run.shed,
             "replies": run.replies,
         }
+        if run.limits:
+            record["limits"] = run.limits
+            record["message"] = _message_json(d.message)
         if dead is not None:
             record |= {
                 "agent": dead.agent_id,

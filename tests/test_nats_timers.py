@@ -1,6 +1,7 @@
-"""``ctx.schedule`` in a worker on a real ``nats-server``: the timer stays in the worker that
-set it, and the process that started the request keeps it open until the timer fires, is
-withdrawn or is cancelled (``rt.cancel`` there), with the accounting of one process."""
+"""``ctx.schedule`` and the model budget in a worker on a real ``nats-server``: the timer
+stays in the worker that set it, and the process that started the request keeps it open until
+the timer fires, is withdrawn or is cancelled (``rt.cancel`` there), with the accounting of one
+process; a model budget that fires there is in that process's audit log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from genie import BaseAgent, Context, Message, Runtime, handler
+from genie import BaseAgent, Context, Limits, MemoryAuditLog, Message, Runtime, handler
 from genie._nats import NatsNames, NatsTransport
 from genie._nats_server import LocalNatsServer
 
@@ -121,4 +122,65 @@ async def test_a_cancelled_request_cancels_its_timer_in_the_worker(
     async with across(server.url, "cancelled") as (worker, entry):
         got = await cancel(entry, worker)
     assert expected == ((2, 1, 0, 1, 0), [("alarm", "cancelled", "timer of a cancelled request")])
+    assert got == expected
+
+
+class Thinker(BaseAgent):
+    """Asks a model once per Ping, within the correlation's token budget."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        from genie.llm import BudgetExceededError
+
+        from .llm.helpers import Scripted, simple_request
+
+        try:
+            await ctx.llm(Scripted(["thought"])).complete(simple_request(max_tokens=64))
+        except BudgetExceededError:
+            return ctx.reply(Pong(n=-1))
+        return ctx.reply(Pong(n=1))
+
+
+async def test_a_model_budget_firing_in_a_worker_is_in_the_origins_audit_log(
+    server: LocalNatsServer,
+) -> None:
+    """The kill switch refuses a worker's model call: its ``limit_fired`` record reaches the
+    process that started the request (whose audit log the entry writes), as in one process."""
+
+    def think(transport: NatsTransport | None, audit: MemoryAuditLog) -> Runtime:
+        rt = Runtime(transport=transport, limits=Limits(correlation_tokens=10), audit=audit)
+        rt.add(Thinker("thinker"))
+        if transport is not None:
+            transport.attach(rt)
+        return rt
+
+    async def go(rt: Runtime, audit: MemoryAuditLog) -> tuple[object, ...]:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="thinker"), timeout=10)
+        pong = result.message.payload
+        assert isinstance(pong, Pong)
+        fired = [(r.actor, r.action, r.target) for r in audit.records]
+        return pong.n, fired
+
+    alone_audit = MemoryAuditLog()
+    alone = think(None, alone_audit)
+    async with alone:
+        expected = await go(alone, alone_audit)
+    names = NatsNames("thinking")
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["thinker"]),
+        NatsTransport(server.url, names),
+    )
+    entry_audit = MemoryAuditLog()
+    worker_rt, entry_rt = think(worker_t, MemoryAuditLog()), think(entry_t, entry_audit)
+    for t in (worker_t, entry_t):
+        await t.connect()
+    try:
+        async with worker_rt, entry_rt:
+            got = await go(entry_rt, entry_audit)
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
+    assert expected == (-1, [("limit:correlation_tokens", "limit_fired", "thinker")])
     assert got == expected
