@@ -678,35 +678,43 @@ class NatsTransport(LocalTransport):
         """Send a handler's request (the admitted delivery ``put`` got) and hand its answer
         to the waiter. Sent as an output of the asking delivery (its origin, its parent), but
         now, not when the handler returns."""
-        from nats.js.errors import NotFoundError
+        from nats.errors import Error as NatsError
 
         rt = self._rt
         assert rt is not None
         assert self._nc is not None
         corr = rt._correlator.get(msg.correlation_id)
         subject = self.names.reply(msg.id)
-        # Subscribed before the request goes out, so no answer can pass unseen.
-        sub = await self._nc.subscribe(subject)
+        sub = None
         try:
             with anyio.CancelScope(shield=True):  # its outcome is the asking delivery's count
                 try:
+                    try:  # before the request goes out, so no answer can pass unseen
+                        sub = await self._nc.subscribe(subject)
+                    except NatsError as exc:  # closing: the request still goes out
+                        _log.warning("cannot follow the answer to %s: %s", msg.id, exc)
                     delivery = delivery_id(msg, recipient)
-                    if await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
-                        ack = await self._publish(
-                            msg, recipient, run.origin, run.delivery.id, request=True
-                        )
-                        run.asked += 1
-                        rt._ledger.closed(corr)  # sent: its outcome goes to the origin
-                        self._step("asked", run.delivery)
-                    else:
+                    if not await self._admit_charged(
+                        [(msg, recipient)], msg.correlation_id, delivery
+                    ):
                         return  # denied by the budget: the waiter heard of it
+                    ack = await self._publish(
+                        msg, recipient, run.origin, run.delivery.id, request=True
+                    )
+                    run.asked += 1
+                    rt._ledger.closed(corr)  # sent: its outcome goes to the origin
+                    self._step("asked", run.delivery)
                 finally:
                     sent.set()
+            if sub is None:
+                return
             with answer:
                 stored = None
                 if ack.duplicate:  # asked before, by a run of this delivery that died
-                    with contextlib.suppress(NotFoundError):
+                    try:
                         stored = await self.js.get_last_msg(self.names.replies, subject)
+                    except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
+                        stored = None
                 if stored is not None and stored.data:
                     self._answered(corr, msg, recipient, json.loads(stored.data))
                     return
@@ -714,8 +722,9 @@ class NatsTransport(LocalTransport):
                     self._answered(corr, msg, recipient, json.loads(raw.data))
                     return
         finally:
-            with anyio.CancelScope(shield=True):
-                await sub.unsubscribe()
+            if sub is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(NatsError):
+                    await sub.unsubscribe()
 
     def _answered(
         self, corr: _Correlation, request: Message, recipient: str, answer: Mapping[str, Any]
