@@ -254,6 +254,7 @@ class NatsTransport(LocalTransport):
         self._timer_runs: dict[str, _Run] = {}  # pending ``ctx.schedule`` timers, by message id
         # Running deliveries to beat for: id(raw) -> (raw, beat interval, next beat due).
         self._alive: dict[int, tuple[Msg, float, float]] = {}
+        self._replaying = False  # applying an outcome record (``_apply``)
         self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
@@ -346,6 +347,7 @@ class NatsTransport(LocalTransport):
             self._local_schedule = services.schedule
             services.schedule = self._schedule
             rt._timers.on_end = self._timer_ended
+            rt._ledger.on_loss = self._loss_notice(rt._ledger.on_loss)
 
     def start(
         self,
@@ -815,6 +817,33 @@ class NatsTransport(LocalTransport):
 
     def _apply(self, record: Mapping[str, Any]) -> None:
         """Replay one remote outcome in this process's ledger (see the module docstring)."""
+        self._replaying = True
+        try:
+            self._replay(record)
+        finally:
+            self._replaying = False
+
+    def _loss_notice(
+        self, notify: Callable[[Message, _Correlation, Missing], None] | None
+    ) -> Callable[[Message, _Correlation, Missing], None] | None:
+        """The runtime's loss notices (``genie.lost``, for declared gathers) for a process that
+        runs deliveries: a loss of a delivery it runs is in that delivery's outcome record,
+        and the origin's replay of it sends the one notice (a second one from here would
+        reach the gather twice)."""
+        if notify is None:
+            return None
+
+        def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
+            if not self._replaying and (
+                self._run_of(msg) is not None
+                or delivery_id(msg, missing.agent_id or "-") in self._running
+            ):
+                return
+            notify(msg, corr, missing)
+
+        return notice
+
+    def _replay(self, record: Mapping[str, Any]) -> None:
         self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
         rt = self._rt
         assert rt is not None

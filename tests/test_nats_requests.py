@@ -22,11 +22,13 @@ from genie.pipeline import load_pipeline
 
 from .conftest import DenyTo, PolicyFn
 from .nats_agents import Answerer, Asker, Question, Verdict
+from .pipelines.loopers import Serve
 from .test_nats import HELPER, Workers, jetstream, stream
 from .test_nats import server as server
 from .test_nats import workers as workers
 
 ASKING = Path(__file__).parent / "nats_asking.yaml"
+GATHER = Path(__file__).parent / "pipelines" / "good" / "gather.yaml"
 
 
 @pytest.fixture
@@ -214,3 +216,47 @@ async def test_a_worker_killed_while_waiting_for_an_answer_asks_once(
     askers = [r for r in records if r["agent"] == "asker"]
     assert [r["spawned"] for r in askers] == [1]
     assert counts(rt.statistics()) == (4, 4, 2, 0, 0)
+
+
+async def test_a_declared_gather_in_a_worker_hears_of_each_loss_once(
+    server: LocalNatsServer,
+) -> None:
+    """A part denied on its way to a declared gather (in a worker, where it is sent) and
+    another denied at the entry: the gather, hosted by another worker, gets one loss notice
+    for each (from the process that started the request), and ends as in one process."""
+    pipeline = load_pipeline(GATHER)
+
+    def no_returns(msg: Message, recipient: str) -> Decision:
+        if msg.type == "return" and recipient == "fan_in":
+            return Decision.deny("no-returns", "returns are held back")
+        return Decision.ALLOW
+
+    policies: list[Policy] = [DenyTo("slow"), PolicyFn("no-returns", no_returns)]
+
+    async def run(entry: Runtime, host: Runtime) -> tuple[object, ...]:
+        result = await pipeline.ask(entry, Serve(n=1), timeout=20)
+        await entry.wait_idle()
+        text = result.output.payload.model_dump()["text"] if result.output else None
+        return result.status, text, host.statistics().mailboxes["fan_in"].handled
+
+    alone = pipeline.runtime(policies=policies)
+    async with alone:
+        expected = await run(alone, alone)
+    names = NatsNames("gathered")
+    transports = [
+        NatsTransport(server.url, names, hosted=["fast", "slow", "collector"]),
+        NatsTransport(server.url, names, hosted=["fan_in"]),
+        NatsTransport(server.url, names),
+    ]
+    runtimes = [pipeline.runtime(policies=policies, transport=t) for t in transports]
+    for rt, t in zip(runtimes, transports, strict=True):
+        t.attach(rt)
+        await t.connect()
+    try:
+        async with runtimes[0], runtimes[1], runtimes[2]:
+            got = await run(runtimes[2], runtimes[1])
+    finally:
+        for t in transports:
+            await t.close()
+    assert expected[2] == 2  # the two loss notices, nothing else
+    assert got == expected
