@@ -170,6 +170,13 @@ async def assert_exact_accounting(
     once.)"""
     names = NatsNames("finance")
     async with jetstream(url) as js:
+
+        async def drained() -> bool:
+            # The request can end before a killed worker's delivery is redelivered and acked
+            # (its outputs and record were in), and an ack follows its record: wait for it.
+            return (await js.stream_info(names.work)).state.messages == 0
+
+        await eventually(drained, timeout=15)
         work = await js.stream_info(names.work)
         records = await stream(js, names.outcomes)
     ids = [r["delivery"] for r in records]
