@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -42,6 +43,9 @@ class Clock:
         # attribute set by ``start`` rather than a method that tests which applies: a message
         # is stamped with it on every hop.
         self.now: Callable[[], datetime] = _wall_now
+        # ``now()`` as a POSIX timestamp: what a message is stamped with (``created_at`` becomes
+        # a datetime only when read, and most never are).
+        self.timestamp: Callable[[], float] = time.time
 
     def start(self) -> None:
         monotonic = self.monotonic = _loop_time()
@@ -52,7 +56,11 @@ class Clock:
         def now() -> datetime:
             return fromtimestamp(base + monotonic(), UTC)
 
+        def timestamp() -> float:
+            return base + monotonic()
+
         self.now = now
+        self.timestamp = timestamp
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ._clock import Clock
-from ._message import Classification, IdSource, Message, MetaValue, Payload, Role
+from ._message import Classification, IdSource, Message, MetaValue, Payload, Role, caused_by
 
 if TYPE_CHECKING:
     from .llm._provider import Provider
@@ -243,15 +243,16 @@ class RuntimeContext(_ContextBase):
     ) -> Message:
         # ``_ContextBase.emit`` with the clock read directly (one call fewer, once a hop).
         services = self._services
-        out = self.last_emitted = self._message.child(
+        out = self.last_emitted = caused_by(
+            self._message,
             payload,
-            sender=self._agent_id,
-            id=services.new_id(),
-            created_at=services.clock.now(),
-            recipient=recipient,
-            role=role,
-            classification=classification,
-            metadata=metadata,
+            self._agent_id,
+            services.new_id(),
+            services.clock.timestamp(),
+            recipient,
+            role,
+            classification,
+            metadata,
         )
         return out
 
@@ -266,15 +267,16 @@ class RuntimeContext(_ContextBase):
         # ``emit`` to the sender, inlined: the common reply builds its message in one call.
         services = self._services
         message = self._message
-        out = self.last_emitted = message.child(
+        out = self.last_emitted = caused_by(
+            message,
             payload,
-            sender=self._agent_id,
-            id=services.new_id(),
-            created_at=services.clock.now(),
-            recipient=message.sender,
-            role=role,
-            classification=classification,
-            metadata=metadata,
+            self._agent_id,
+            services.new_id(),
+            services.clock.timestamp(),
+            message.sender,
+            role,
+            classification,
+            metadata,
         )
         return out
 

@@ -134,7 +134,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def freeze_message(msg: BaseModel) -> None:
+def freeze_message(msg: object) -> None:
     """Freeze a message's metadata and payload in place (see the module docstring)."""
     values = msg.__dict__
     metadata = values["metadata"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import enum
 import functools
 import itertools
@@ -9,9 +10,10 @@ import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from ._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
 from ._freeze import FrozenDict
@@ -85,14 +87,12 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-class Message(BaseModel):
-    """An immutable envelope around one typed payload.
+class _Envelope(BaseModel):
+    """The envelope as a pydantic model: what validates and serializes a ``Message`` at the
+    boundaries (its constructor, ``model_validate``, ``model_dump``, the JSON schema). The
+    runtime's own hot path never builds one (see ``Message``)."""
 
-    ``correlation_id`` is the fan-in key (one per top-level request), ``causation_id`` the id of
-    the message this one answers, ``hops`` how many handlers the request has passed through.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, title="Message")
 
     id: str = Field(default_factory=_fresh_id, min_length=1)
     type: str = Field(min_length=1)
@@ -111,6 +111,8 @@ class Message(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, Message):
+            data = data.__dict__ | {"created_at": data.created_at}
         if isinstance(data, Mapping):
             data = dict(data)
             payload = data.get("payload")
@@ -132,6 +134,151 @@ class Message(BaseModel):
             )
         return self
 
+
+_FIELD_NAMES = tuple(_Envelope.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+_fromtimestamp = datetime.fromtimestamp
+
+
+class Message:
+    """An immutable envelope around one typed payload.
+
+    ``correlation_id`` is the fan-in key (one per top-level request), ``causation_id`` the id of
+    the message this one answers, ``hops`` how many handlers the request has passed through.
+
+    Validated at every boundary (the constructor, ``new``, ``model_validate``, a runtime's
+    ``parse``) by a pydantic model, and serialized by it (``model_dump``, ``model_dump_json``),
+    so the wire and JSONL formats are pydantic's. A message the runtime builds from values it
+    has already checked (``child``, ``top``) is a plain object: its fields are its instance
+    ``__dict__`` and ``created_at`` is kept as the clock's float until read (see
+    docs/decisions.md, issue 19).
+    """
+
+    if TYPE_CHECKING:  # read-only to a type checker, as they are at run time
+
+        @property
+        def id(self) -> str: ...
+        @property
+        def type(self) -> str: ...
+        @property
+        def sender(self) -> str: ...
+        @property
+        def recipient(self) -> str | None: ...
+        @property
+        def correlation_id(self) -> str: ...
+        @property
+        def causation_id(self) -> str | None: ...
+        @property
+        def trace_id(self) -> str: ...
+        @property
+        def role(self) -> Role: ...
+        @property
+        def classification(self) -> Classification: ...
+        @property
+        def hops(self) -> int: ...
+        @property
+        def metadata(self) -> Mapping[str, MetaValue]: ...
+        @property
+        def payload(self) -> Payload: ...
+
+    model_fields: ClassVar[dict[str, FieldInfo]] = _Envelope.model_fields
+
+    def __init__(self, **data: Any) -> None:
+        """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before)."""
+        _set(self, "__dict__", dict(_Envelope(**data).__dict__))
+
+    @property
+    def created_at(self) -> datetime:
+        at = self.__dict__["created_at"]
+        if type(at) is float:  # the clock's reading, converted once, when first read
+            at = self.__dict__["created_at"] = _fromtimestamp(at, UTC)
+        return at  # type: ignore[no-any-return]
+
+    # --- the pydantic model's API, through the boundary model ------------------------------
+    def _model(self) -> _Envelope:
+        fields = self.__dict__.copy()
+        fields["created_at"] = self.created_at
+        return _Envelope.model_construct(**fields)
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        return self._model().model_dump(**options)
+
+    def model_dump_json(self, **options: Any) -> str:
+        return self._model().model_dump_json(**options)
+
+    @property
+    def model_fields_set(self) -> set[str]:
+        return set(_FIELD_NAMES)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Message:
+        if isinstance(obj, Message):
+            return obj  # pydantic's default: an instance is not validated again
+        return cls._of(_Envelope.model_validate(obj, **options))
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes, **options: Any) -> Message:
+        return cls._of(_Envelope.model_validate_json(data, **options))
+
+    @classmethod
+    def model_json_schema(cls, **options: Any) -> dict[str, Any]:
+        return _Envelope.model_json_schema(**options)
+
+    @classmethod
+    def _of(cls, model: _Envelope) -> Message:
+        msg: Message = _new(cls)
+        _set(msg, "__dict__", dict(model.__dict__))
+        return msg
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``)."""
+        fields = copy.deepcopy(self.__dict__) if deep else self.__dict__.copy()
+        if update:
+            unknown = [name for name in update if name not in _Envelope.model_fields]
+            if unknown:
+                raise ValueError(f"Message has no field {unknown[0]!r}")
+            fields.update(update)
+        msg = _new(type(self))
+        _set(msg, "__dict__", fields)
+        return msg
+
+    # --- what a frozen pydantic model does -----------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise ValidationError.from_exception_data(
+            "Message", [{"type": "frozen_instance", "loc": (name,), "input": value}]
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise ValidationError.from_exception_data(
+            "Message", [{"type": "frozen_instance", "loc": (name,), "input": None}]
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        if self is other:
+            return True
+        self.created_at, other.created_at  # noqa: B018  # both as datetimes, then compare
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(self.__dict__["id"])  # equal messages have equal ids
+
+    def __repr_args(self) -> str:
+        self.created_at  # noqa: B018  # as a datetime
+        values = self.__dict__
+        return ", ".join(f"{name}={values[name]!r}" for name in _FIELD_NAMES)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__repr_args()})"
+
+    def __str__(self) -> str:
+        self.created_at  # noqa: B018
+        values = self.__dict__
+        return " ".join(f"{name}={values[name]!r}" for name in _FIELD_NAMES)
+
+    # --- building messages -------------------------------------------------------------------
     @classmethod
     def new(cls, payload: Payload, *, sender: str, **fields: Any) -> Message:
         """A top-level message, validated; fresh id, correlation and trace unless given."""
@@ -139,14 +286,6 @@ class Message(BaseModel):
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
             raise _translate(payload.message_type or type(payload).__name__, exc) from exc
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        # Messages built by _construct share one frozenset of field names (no set allocated
-        # per message); pydantic's copy adds the updated names to it, so give it its own.
-        fields_set: object = self.__pydantic_fields_set__
-        if isinstance(fields_set, frozenset):
-            _set(self, "__pydantic_fields_set__", set(fields_set))
-        return super().model_copy(update=update, deep=deep)
 
     @classmethod
     def top(
@@ -156,9 +295,10 @@ class Message(BaseModel):
         sender: str,
         recipient: str | None,
         role: Role,
-        created_at: datetime,
+        created_at: datetime | float,
     ) -> Message:
         """A top-level message from typed values, as ``new`` would build it, unvalidated.
+        ``created_at``: a datetime in UTC, or a POSIX timestamp.
 
         Falls back to ``new`` (and its error naming the field) for anything it does not check.
         """
@@ -171,21 +311,27 @@ class Message(BaseModel):
             or (recipient is not None and type(recipient) is not str)
         ):
             return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
-        return _construct(
-            id=id,
-            type=kind,
-            sender=sender,
-            recipient=recipient,
-            correlation_id=id,
-            causation_id=None,
-            trace_id=id,
-            role=role,
-            classification=Classification.INTERNAL,
-            hops=0,
-            created_at=created_at,
-            metadata={},
-            payload=payload,
+        msg: Message = _new(Message)
+        _set(
+            msg,
+            "__dict__",
+            {
+                "id": id,
+                "type": kind,
+                "sender": sender,
+                "recipient": recipient,
+                "correlation_id": id,
+                "causation_id": None,
+                "trace_id": id,
+                "role": role,
+                "classification": Classification.INTERNAL,
+                "hops": 0,
+                "created_at": created_at,
+                "metadata": {},
+                "payload": payload,
+            },
         )
+        return msg
 
     def child(
         self,
@@ -193,76 +339,71 @@ class Message(BaseModel):
         *,
         sender: str,
         id: str,
-        created_at: datetime,
+        created_at: datetime | float,
         recipient: str | None = None,
         role: Role = Role.AGENT,
         classification: Classification | None = None,
         metadata: Mapping[str, MetaValue] | None = None,
     ) -> Message:
         """A message caused by this one: correlation and trace inherited, hops + 1.
+        ``created_at``: a datetime in UTC, or a POSIX timestamp (what the runtime passes).
 
         Every field comes from an already validated value, so construction skips validation
         (the hot path); the payload's own type is checked.
         """
-        # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check
-        if Payload not in type(payload).__mro__ or not payload.message_type:
-            raise InvalidMessageError(
-                type(payload).__name__, "payload", "must be a Payload subclass with message_type"
-            )
-        # The parent's fields read from its ``__dict__``: pydantic defines ``__getattr__``, so
-        # every attribute read on a model goes through a slower hook than a dict lookup.
-        parent = self.__dict__
-        meta = parent["metadata"]
-        if metadata or type(meta) is not FrozenDict:
-            meta = dict(meta)
-            if metadata:
-                meta.update({str(k): _freeze(v) for k, v in metadata.items()})
-        # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
-        # ``_construct``, inlined: a handler's every output is built here.
-        msg: Message = _new(Message)
-        _set(
-            msg,
-            "__dict__",
-            {
-                "id": id,
-                "type": payload.message_type,
-                "sender": sender,
-                "recipient": recipient,
-                "correlation_id": parent["correlation_id"],
-                "causation_id": parent["id"],
-                "trace_id": parent["trace_id"],
-                "role": role,
-                "classification": (
-                    parent["classification"] if classification is None else classification
-                ),
-                "hops": parent["hops"] + 1,
-                "created_at": created_at,
-                "metadata": meta,
-                "payload": payload,
-            },
+        return caused_by(
+            self, payload, sender, id, created_at, recipient, role, classification, metadata
         )
-        _set(msg, "__pydantic_fields_set__", _ALL_FIELDS)
-        _set(msg, "__pydantic_extra__", None)
-        _set(msg, "__pydantic_private__", None)
-        return msg
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _construct(**fields: Any) -> Message:
-    # What Message.model_construct does, minus its per-field default handling (~3x slower):
-    # every field is given and already valid. Pydantic reads exactly these four attributes.
+def caused_by(
+    parent: Message,
+    payload: Payload,
+    sender: str,
+    id: str,
+    created_at: datetime | float,
+    recipient: str | None,
+    role: Role,
+    classification: Classification | None,
+    metadata: Mapping[str, MetaValue] | None,
+) -> Message:
+    """``parent.child(...)`` with every argument by position: a handler's contexts build each
+    reply through it (a call with keywords binds them one by one)."""
+    # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check
+    if Payload not in type(payload).__mro__ or not payload.message_type:
+        raise InvalidMessageError(
+            type(payload).__name__, "payload", "must be a Payload subclass with message_type"
+        )
+    fields = parent.__dict__
+    meta = fields["metadata"]
+    if metadata or type(meta) is not FrozenDict:
+        meta = dict(meta)
+        if metadata:
+            meta.update({str(k): _freeze(v) for k, v in metadata.items()})
+    # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
     msg: Message = _new(Message)
-    _set(msg, "__dict__", fields)
-    _set(msg, "__pydantic_fields_set__", _ALL_FIELDS)  # shared; model_copy below copes
-    _set(msg, "__pydantic_extra__", None)
-    _set(msg, "__pydantic_private__", None)
+    _set(
+        msg,
+        "__dict__",
+        {
+            "id": id,
+            "type": payload.message_type,
+            "sender": sender,
+            "recipient": recipient,
+            "correlation_id": fields["correlation_id"],
+            "causation_id": fields["id"],
+            "trace_id": fields["trace_id"],
+            "role": role,
+            "classification": (
+                fields["classification"] if classification is None else classification
+            ),
+            "hops": fields["hops"] + 1,
+            "created_at": created_at,
+            "metadata": meta,
+            "payload": payload,
+        },
+    )
     return msg
-
-
-_ALL_FIELDS = frozenset(Message.model_fields)
 
 
 def _translate(type_name: str, exc: ValidationError) -> InvalidMessageError:

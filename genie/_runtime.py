@@ -257,7 +257,7 @@ class Runtime:
                 notice,
                 sender="genie",
                 id=self._new_id(),
-                created_at=self.clock.now(),
+                created_at=self.clock.timestamp(),
                 role=Role.SYSTEM,
             ),
             False,
@@ -474,7 +474,9 @@ class Runtime:
         if not fields and isinstance(role, Role):
             # The common call (typed values only): build it without pydantic's validation,
             # which costs ~10 µs a request; the checks are the ones validation would make.
-            return Message.top(payload, self._new_id(), sender, recipient, role, self.clock.now())
+            return Message.top(
+                payload, self._new_id(), sender, recipient, role, self.clock.timestamp()
+            )
         fields.setdefault("id", self._new_id())
         fields.setdefault("correlation_id", self._new_id())
         fields.setdefault("trace_id", fields["correlation_id"])

@@ -6,14 +6,18 @@ import pytest
 from pydantic import ValidationError
 
 from genie import (
+    BaseAgent,
     Classification,
     ConfigurationError,
+    Context,
     InvalidMessageError,
     Message,
     MessageTypes,
     Payload,
     Role,
+    Runtime,
     UnknownMessageTypeError,
+    handler,
 )
 
 from .conftest import Note, Ping, Pong
@@ -176,3 +180,145 @@ def test_ids_never_read_as_personal_data() -> None:
         assert not any(c.isdigit() for c in first.partition("-")[0]), first
         msg = Message.new(Ping(n=1), sender="user", metadata={"trace_id": first})
         assert policy.evaluate(msg, "agent").allowed, first
+
+
+# --- the envelope is a plain object; these pin what it keeps of the pydantic model (issue 19) --
+def _fast_and_validated() -> tuple[Message, Message]:
+    """The same message twice: built by the runtime's path (a float timestamp) and validated."""
+    at = datetime(2026, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+    parent = Message.new(Ping(n=1), sender="user", metadata={"region": "in", "roles": ["a"]})
+    fast = parent.child(
+        Pong(n=2), sender="echo", id="c1", created_at=at.timestamp(), recipient="user"
+    )
+    validated = Message.model_validate({**fast.model_dump(), "payload": fast.payload})
+    assert MessageTypes([Pong]).parse_message(fast.model_dump_json()) == validated
+    return fast, validated
+
+
+def test_a_fast_built_message_dumps_as_a_validated_one() -> None:
+    fast, validated = _fast_and_validated()
+    assert type(fast.__dict__["created_at"]) is float or fast.created_at  # built lazily
+    assert fast.model_dump() == validated.model_dump()
+    assert fast.model_dump(mode="json") == validated.model_dump(mode="json")
+    assert fast.model_dump_json() == validated.model_dump_json()
+    # Byte for byte what the pydantic model wrote before the envelope became a plain object.
+    assert fast.model_dump_json() == (
+        '{"id":"c1","type":"pong","sender":"echo","recipient":"user",'
+        f'"correlation_id":"{fast.correlation_id}","causation_id":"{fast.causation_id}",'
+        f'"trace_id":"{fast.trace_id}","role":"agent","classification":"internal","hops":1,'
+        '"created_at":"2026-03-01T12:30:15.250000Z",'
+        '"metadata":{"region":"in","roles":["a"]},"payload":{"n":2}}'
+    )
+
+
+def test_created_at_is_a_utc_datetime_read_back_exactly() -> None:
+    at = datetime(2026, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)
+    fast, _ = _fast_and_validated()
+    assert fast.created_at == at
+    assert fast.created_at.tzinfo is UTC
+    assert fast.created_at is fast.created_at  # converted once
+
+
+def test_equality_compares_every_field() -> None:
+    fast, validated = _fast_and_validated()
+    assert fast == validated
+    assert validated == fast
+    assert hash(fast) == hash(validated)
+    assert len({fast, validated}) == 1
+    changes: dict[str, object] = {
+        "id": "other",
+        "type": "ping",
+        "sender": "x",
+        "recipient": None,
+        "correlation_id": "other",
+        "causation_id": None,
+        "trace_id": "other",
+        "role": Role.TOOL,
+        "classification": Classification.SECRET,
+        "hops": 9,
+        "created_at": datetime(2020, 1, 1, tzinfo=UTC),
+        "metadata": {},
+        "payload": Pong(n=3),
+    }
+    assert set(changes) == set(Message.model_fields)
+    for name, value in changes.items():
+        assert fast.model_copy(update={name: value}) != validated, name
+    assert fast != "c1"
+
+
+def test_a_message_pickles_and_copies_whole() -> None:
+    import copy
+    import pickle
+
+    fast, validated = _fast_and_validated()
+    for msg in (fast, validated):
+        for back in (pickle.loads(pickle.dumps(msg)), copy.copy(msg), copy.deepcopy(msg)):
+            assert back == msg
+            assert type(back) is Message
+            assert back.model_dump_json() == msg.model_dump_json()
+    deep = fast.model_copy(deep=True)
+    assert deep == fast
+    assert deep.payload is not fast.payload
+
+
+def test_a_message_stays_frozen() -> None:
+    fast, validated = _fast_and_validated()
+    for msg in (fast, validated):
+        with pytest.raises(ValidationError, match="frozen"):
+            msg.hops = 3  # type: ignore[misc]
+        with pytest.raises(ValidationError, match="frozen"):
+            del msg.sender
+        with pytest.raises(ValidationError, match="frozen"):
+            msg.extra = 1
+
+
+def test_model_copy_refuses_a_field_the_envelope_has_not() -> None:
+    fast, _ = _fast_and_validated()
+    with pytest.raises(ValueError, match="no field 'colour'"):
+        fast.model_copy(update={"colour": "red"})
+
+
+def test_the_constructor_and_model_validate_still_validate() -> None:
+    with pytest.raises(ValidationError, match="hops"):
+        Message(payload=Ping(), sender="user", hops=-1)
+    with pytest.raises(ValidationError, match="sender"):
+        Message.model_validate({"type": "ping", "payload": Ping()})
+    with pytest.raises(ValidationError, match=r"unexpected|extra"):
+        Message.model_validate({"payload": Ping(), "sender": "u", "colour": "red"})
+    fast, _ = _fast_and_validated()
+    assert Message.model_validate(fast) is fast
+    # Without a registry a payload cannot be typed: validation says so, as it always did.
+    with pytest.raises(ValidationError, match="payload"):
+        Message.model_validate_json(fast.model_dump_json())
+    with pytest.raises(ValidationError, match="typed payload"):
+        Message.model_validate_json(fast.model_dump_json().replace('{"n":2}', "{}"))
+    assert Message.model_json_schema()["title"] == "Message"
+    assert fast.model_fields_set == set(Message.model_fields)
+
+
+def test_repr_names_every_field_as_pydantic_did() -> None:
+    fast, validated = _fast_and_validated()
+    assert repr(fast) == repr(validated)
+    assert repr(fast).startswith("Message(id='c1', type='pong', sender='echo'")
+    assert "created_at=datetime.datetime(2026, 3, 1, 12, 30, 15, 250000" in repr(fast)
+    assert str(fast).startswith("id='c1' type='pong'")
+
+
+class _Echo(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_timestamps_are_utc_and_never_go_back() -> None:
+    async with Runtime([_Echo("echo")]) as rt:
+        stamps = []
+        for n in range(50):
+            request = rt.message(Ping(n=n), sender="user", recipient="echo")
+            reply = (await rt.ask(request)).message
+            stamps += [request.created_at, reply.created_at]
+    assert all(at.tzinfo is UTC for at in stamps)
+    assert stamps == sorted(stamps)
+    assert abs((stamps[-1] - datetime.now(UTC)).total_seconds()) < 60
