@@ -185,6 +185,8 @@ class Dispatcher:
             or (recipient is not None and recipient not in mailboxes)
         ):
             routed = self.route(msg, corr, routed, output)
+            if not routed:  # a reply a waiter took (the fan-in), or nobody to deliver to
+                return
         else:
             # ``route`` for the common case (nobody waits on the correlation, no tap, every
             # recipient known), inlined: this runs once a hop.
