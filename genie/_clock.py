@@ -17,9 +17,15 @@ def _loop_time() -> Callable[[], float]:
     import asyncio
 
     try:
-        return asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
     except RuntimeError:  # not on asyncio: trio (whose MockClock makes it virtual), or ask anyio
         pass
+    else:
+        # The base loop's ``time`` is ``time.monotonic()`` from a Python method: the C function
+        # itself saves a frame on every stamp (a message is stamped once a hop).
+        if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time:
+            return time.monotonic
+        return loop.time
     try:
         import trio
 
