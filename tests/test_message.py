@@ -322,3 +322,45 @@ async def test_timestamps_are_utc_and_never_go_back() -> None:
     assert all(at.tzinfo is UTC for at in stamps)
     assert stamps == sorted(stamps)
     assert abs((stamps[-1] - datetime.now(UTC)).total_seconds()) < 60
+
+
+def test_a_loop_with_a_clock_of_its_own_stamps_messages_with_it() -> None:
+    import asyncio
+
+    from genie._clock import Clock
+
+    class VirtualLoop(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 1_000.0  # a frozen virtual clock: every stamp reads it
+
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def stamps() -> tuple[float, float]:
+        clock = Clock(epoch)
+        clock.start()
+        return clock.timestamp(), clock.monotonic()
+
+    loop = VirtualLoop()
+    try:
+        first, monotonic = loop.run_until_complete(stamps())
+    finally:
+        loop.close()
+    assert monotonic == 1_000.0  # the loop's own time, not time.monotonic
+    assert first == epoch.timestamp()
+
+
+async def test_on_asyncio_s_own_loop_the_clock_is_the_loop_s_time() -> None:
+    import asyncio
+
+    import sniffio
+
+    from genie._clock import Clock
+
+    clock = Clock()
+    clock.start()
+    if sniffio.current_async_library() == "asyncio":
+        loop = asyncio.get_running_loop()
+        before = loop.time()
+        assert before <= clock.monotonic() <= loop.time()
+    assert abs(clock.timestamp() - datetime.now(UTC).timestamp()) < 5
+    assert abs(clock.now().timestamp() - clock.timestamp()) < 5
