@@ -375,34 +375,29 @@ def caused_by(
             type(payload).__name__, "payload", "must be a Payload subclass with message_type"
         )
     fields = parent.__dict__
+    # The parent's fields, copied (one copy of a dict the same shape) and the ones a child
+    # changes set: cheaper than a 13-key dict literal, once a hop.
+    values = fields.copy()
     meta = fields["metadata"]
     if metadata or type(meta) is not FrozenDict:
         meta = dict(meta)
         if metadata:
             meta.update({str(k): _freeze(v) for k, v in metadata.items()})
+        values["metadata"] = meta
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
+    values["id"] = id
+    values["type"] = payload.message_type
+    values["sender"] = sender
+    values["recipient"] = recipient
+    values["causation_id"] = fields["id"]
+    values["role"] = role
+    if classification is not None:
+        values["classification"] = classification
+    values["hops"] = fields["hops"] + 1
+    values["created_at"] = created_at
+    values["payload"] = payload
     msg: Message = _new(Message)
-    _set(
-        msg,
-        "__dict__",
-        {
-            "id": id,
-            "type": payload.message_type,
-            "sender": sender,
-            "recipient": recipient,
-            "correlation_id": fields["correlation_id"],
-            "causation_id": fields["id"],
-            "trace_id": fields["trace_id"],
-            "role": role,
-            "classification": (
-                fields["classification"] if classification is None else classification
-            ),
-            "hops": fields["hops"] + 1,
-            "created_at": created_at,
-            "metadata": meta,
-            "payload": payload,
-        },
-    )
+    _set(msg, "__dict__", values)
     return msg
 
 
