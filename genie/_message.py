@@ -369,8 +369,10 @@ def caused_by(
 ) -> Message:
     """``parent.child(...)`` with every argument by position: a handler's contexts build each
     reply through it (a call with keywords binds them one by one)."""
-    # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check
-    if Payload not in type(payload).__mro__ or not payload.message_type:
+    # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check. The
+    # type name is read once: each read on a pydantic model goes through its ``__getattr__`` hook.
+    kind = payload.message_type if Payload in type(payload).__mro__ else ""
+    if not kind:
         raise InvalidMessageError(
             type(payload).__name__, "payload", "must be a Payload subclass with message_type"
         )
@@ -386,7 +388,7 @@ def caused_by(
         values["metadata"] = meta
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
     values["id"] = id
-    values["type"] = payload.message_type
+    values["type"] = kind
     values["sender"] = sender
     values["recipient"] = recipient
     values["causation_id"] = fields["id"]
