@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 
@@ -306,7 +306,9 @@ class TestContext(_ContextBase):
     ``llm`` gives requests the message's context, without a budget (no runtime: no limits).
     """
 
-    __test__ = False  # not a pytest test class
+    # ClassVar: mypyc makes a plain class-body value a per-instance default, which pytest does
+    # not see on the class.
+    __test__: ClassVar[bool] = False  # not a pytest test class
     __slots__ = ("_now", "_responder", "requests", "scheduled")
 
     def __init__(
