@@ -255,7 +255,7 @@ class Correlator:
         else:
             self.timed_out += 1
         closed = self.closed_criteria
-        closed[gather.correlation_id] = _Criteria(gather._senders, gather._types, gather._where)
+        closed[gather.correlation_id] = gather._criteria
         if len(closed) > self._late_memory:
             closed.popitem(last=False)
         if self.on_gathered is not None and gather._result is not None:
@@ -275,7 +275,7 @@ class Correlator:
         )
 
 
-class Gather(_Criteria, _Waiter):
+class Gather(_Waiter):
     """Collects replies of one correlation; ``await wait()`` for the ``GatherResult``.
 
     Replies are matched by ``types``, ``senders`` and ``where`` (all that are given). With
@@ -301,6 +301,9 @@ class Gather(_Criteria, _Waiter):
         self._senders = frozenset(senders)
         self._types = frozenset(types)
         self._where = where
+        # Held, not inherited: one base class keeps the module compilable with mypyc (no
+        # multiple inheritance of native classes), and a closed gather's memory is this object.
+        self._criteria = _Criteria(self._senders, self._types, where)
         self._keys = sorted(self._senders or self._types)
         self._needed = count if count is not None else (len(self._keys) or 1)
         if self._needed < 1 or (self._keys and self._needed > len(self._keys)):
@@ -318,6 +321,9 @@ class Gather(_Criteria, _Waiter):
         self._done = owner.new_event()
         self._result: GatherResult | None = None
         corr.waiters.append(self)
+
+    def matches(self, msg: Message) -> bool:
+        return self._criteria.matches(msg)
 
     def _key(self, msg: Message) -> str:
         return msg.sender if self._senders else msg.type
@@ -424,10 +430,9 @@ class Gather(_Criteria, _Waiter):
             else:
                 with anyio.CancelScope(deadline=self._deadline):
                     await self._done.wait()
-            if self._result is None:
-                self._finish("timed_out")
-        assert self._result is not None
-        return self._result
+        # expire() reads the result anew: mypy would keep ``_result`` narrowed to None across
+        # the await above, and mypyc compiles that narrowing into a check that fails.
+        return self.expire()
 
     def expire(self) -> GatherResult:
         """End now as timed out (unless it has ended already); the result."""
