@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint typecheck check simulate bench clean
+.PHONY: run test lint typecheck check simulate bench compiled test-compiled clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,23 @@ simulate: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/genie bench
 
+## Opt-in: genie's hot modules compiled with mypyc into build/mypyc (needs a C compiler and the
+## Python headers; docs/benchmarks.md, "Compiled with mypyc"). Use: PYTHONPATH=build/mypyc.
+COMPILED := build/mypyc
+# The compiled tree is a copy of genie/: rebuilt when any of its sources changes.
+$(COMPILED)/.built: $(DEV_STAMP) tools/mypyc_build.py $(shell find genie -name '*.py')
+	$(BIN)/python -c 'import setuptools' 2>/dev/null || $(BIN)/pip install --quiet setuptools
+	$(BIN)/python tools/mypyc_build.py --out $(COMPILED)
+	touch $@
+
+compiled: $(COMPILED)/.built
+
+## The whole test suite against the compiled tree (`-p genie` imports genie before pytest puts
+## the checkout on sys.path, so the compiled package is the one every test gets; GENIE_COMPILED
+## turns on the harness test of `genie bench --compiled`).
+test-compiled: compiled
+	$(BIN)/python tools/mypyc_build.py --check $(COMPILED)
+	PYTHONPATH=$(COMPILED) GENIE_COMPILED=$(abspath $(COMPILED)) $(BIN)/pytest -p genie -q -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(COMPILED) .pytest_cache .mypy_cache .ruff_cache .coverage
