@@ -23,7 +23,15 @@ from genie import ConfigurationError
 from genie._progress import ProgressLine
 
 from . import measure, process, report
-from .variants import PEERS, VARIANTS, UnknownVariantError, available, load_policies
+from .variants import (
+    PEERS,
+    VARIANTS,
+    UnknownVariantError,
+    available,
+    compiled_tree,
+    compiled_twins,
+    load_policies,
+)
 from .workloads import WorkloadError
 
 # Idle agents cost the same with policies, metrics or an envelope: one variant stands for each.
@@ -149,6 +157,12 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         help="the pipeline `genie run` times as a fresh process",
     )
     p.add_argument(
+        "--compiled",
+        metavar="DIR",
+        help="also run each genie variant from the mypyc-compiled tree DIR (`make compiled` "
+        "writes build/mypyc), named VARIANT+mypyc, in the same interleaved rounds",
+    )
+    p.add_argument(
         "--out",
         help="directory for the results (default benchmarks/results; with --quick a new "
         "temporary directory, so a smoke run never replaces the committed results)",
@@ -176,6 +190,7 @@ class Settings:
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"
+    compiled: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -327,7 +342,10 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     speed = "fanout" in s.workloads or "chain" in s.workloads
     if speed and any("policies" in v for v in s.variants):
         load_policies(s.policies)  # a missing or broken file is refused before anything runs
+    compiled = compiled_tree(s.compiled) if s.compiled is not None else None
     names, skipped = available(s.variants)
+    if compiled is not None:
+        names += compiled_twins(names)
     for why in skipped.values():
         print(f"genie bench: {why}", file=sys.stderr)
     if "startup" in s.workloads and not Path(pipeline).is_file():
@@ -341,7 +359,7 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     }
     blob = "x" * s.payload_bytes
     if speed:
-        with measure.children(names, str(Path(s.policies).resolve())) as kids:
+        with measure.children(names, str(Path(s.policies).resolve()), compiled) as kids:
             if "fanout" in s.workloads:
                 results["fanout"] = _fanout(kids, s, blob, progress)
             if "chain" in s.workloads:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .process import child_env
+from .variants import MYPYC
 from .workloads import WorkloadError
 
 Progress = Callable[[str], None]
@@ -36,16 +38,26 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 class Child:
     """One implementation's worker process; ``call`` sends a command and returns its answer."""
 
-    def __init__(self, name: str, policies: str, stderr: IO[bytes]) -> None:
+    def __init__(
+        self, name: str, policies: str, stderr: IO[bytes], compiled: str | None = None
+    ) -> None:
         self.name = name
         self.stderr = stderr
         argv = [sys.executable, "-m", "genie_bench.worker", name, policies]
+        env = child_env()
+        if name.endswith(MYPYC):
+            if compiled is None:
+                raise WorkloadError(f"{name}: no compiled tree given (genie bench --compiled)")
+            # First on the path: its genie (extensions beside the rest's sources) shadows the
+            # installed one; -P below keeps the working directory from shadowing it in turn.
+            env["PYTHONPATH"] = os.pathsep.join((compiled, env["PYTHONPATH"]))
+            argv.insert(1, "-P")
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=child_env(),
+            env=env,
             text=True,
         )
 
@@ -84,13 +96,16 @@ class Child:
 
 
 @contextmanager
-def children(names: Sequence[str], policies: str) -> Iterator[dict[str, Child]]:
-    """A worker per implementation, all started at once (their imports overlap)."""
+def children(
+    names: Sequence[str], policies: str, compiled: str | None = None
+) -> Iterator[dict[str, Child]]:
+    """A worker per implementation, all started at once (their imports overlap); the
+    ``+mypyc`` ones import genie from the ``compiled`` tree."""
     with ExitStack() as stack:
         out = {}
         for name in names:
             stderr = stack.enter_context(tempfile.TemporaryFile())
-            out[name] = child = Child(name, policies, stderr)
+            out[name] = child = Child(name, policies, stderr, compiled)
             stack.callback(child.close)
         yield out
 

@@ -32,8 +32,40 @@ VARIANTS = (
 )
 
 
+# A genie variant run from a mypyc-compiled tree (``genie bench --compiled DIR``, ``make
+# compiled``): the same workload with the compiled tree first on the worker's PYTHONPATH.
+MYPYC = "+mypyc"
+
+
 class UnknownVariantError(ValueError):
     pass
+
+
+def compiled_tree(path: str) -> str:
+    """``path`` resolved, when it holds a genie whose hot modules mypyc compiled; else a clear
+    error (a tree without them would measure pure Python under the compiled name)."""
+    tree = Path(path).resolve()
+    if not any((tree / "genie").glob("_dispatch.*.so")):
+        raise ConfigurationError(
+            f"--compiled: {path} holds no mypyc-compiled genie (build one with `make compiled`)"
+        )
+    return str(tree)
+
+
+def _require_compiled(name: str) -> None:
+    """In a ``+mypyc`` worker: the genie imported is the compiled one, or the run stops."""
+    import importlib.machinery
+
+    import genie._dispatch
+
+    origin = genie._dispatch.__file__ or ""
+    if not origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        raise ConfigurationError(f"{name}: genie was imported from source ({origin})")
+
+
+def compiled_twins(names: Sequence[str]) -> list[str]:
+    """The ``+mypyc`` twin of each genie variant of ``names``."""
+    return [f"{name}{MYPYC}" for name in names if name.startswith("genie")]
 
 
 def missing(name: str) -> str | None:
@@ -53,7 +85,7 @@ def missing(name: str) -> str | None:
 
 def available(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """The variants of ``names`` to run (the floor first), and those skipped with why."""
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if n.removesuffix(MYPYC) not in VARIANTS]
     if unknown:
         raise UnknownVariantError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
     run, skipped = ["asyncio"], {}
@@ -97,6 +129,8 @@ def build(
             module = importlib.import_module(f"{__package__}.{ours}")
             impls.append(getattr(module, attribute))
         else:
+            if name.endswith(MYPYC):
+                _require_compiled(name)
             impls.append(
                 genie(
                     policies if "policies" in name else (),

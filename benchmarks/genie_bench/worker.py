@@ -22,7 +22,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from .variants import build, load_policies
+from .variants import MYPYC, build, load_policies
 from .workloads import Ask, WorkloadError
 
 # A command taking longer than this is a workload that stopped doing the work (a reply that
@@ -89,7 +89,8 @@ async def throughput(ask: Ask, requests: int, concurrency: int) -> float:
 class Worker:
     def __init__(self, name: str, policies: str) -> None:
         impls, _ = build([name], load_policies(policies) if "policies" in name else [])
-        [self.impl] = [i for i in impls if i.name == name]
+        base = name.removesuffix(MYPYC)  # the same implementation, from the compiled tree
+        [self.impl] = [i for i in impls if i.name == base]
         self.stack = AsyncExitStack()
         self.ask: Ask | None = None
         self.clock = GcClock()
