@@ -40,6 +40,9 @@ class MaxContentLength:
         return self._check
 
     def _check(self, msg: Message) -> Decision:
+        bound = self._view.size_at_most(msg)
+        if bound is not None and bound <= self.max_bytes:
+            return ALLOW  # most messages are far below the limit: no JSON made for them
         text = self._view.text(msg)
         # len(str) <= len(bytes): only encode when the cheap check cannot decide.
         if len(text) > self.max_bytes or (

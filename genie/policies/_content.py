@@ -8,41 +8,73 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._message import Message
-from ._normalise import scan_text, words
+from ._normalise import fold, payload_pieces, pieces, scan_text, words
 
 __all__ = ["ContentView", "quote", "roles_of"]
 
 
 class ContentView:
-    """``text(msg)`` is the payload as JSON; ``data(msg)`` the same parsed; ``scan(msg)`` the
-    folded text of the payload and the metadata that the PII and injection policies match
-    (see ``_normalise``), and ``words(msg)`` its words only.
+    """The views of one message that content policies read, each computed when first asked:
+
+    - ``text(msg)``: the payload as JSON; ``data(msg)``: the same parsed;
+    - ``scan(msg)``: the folded text of the payload and the metadata that the PII and injection
+      policies match (see ``_normalise``), and ``words(msg)``: its words only;
+    - ``size_at_most(msg)``: an upper bound of the JSON's length in UTF-8 bytes, if known;
+    - ``contains(msg, needle, folded, in_strings_only)``: the DSL's ``content contains``.
+
+    A payload whose fields are plain values (strings, numbers, lists, dicts, plain models) is
+    read as it is, without its JSON: the scan text is the one its JSON gives (the walk and the
+    JSON way are compared in tests/policies/test_content_view.py), and the JSON is made only
+    for a policy that needs it (a payload near the size limit, a rule on ``content``). Any
+    other payload goes through its JSON, as before.
 
     One entry, by identity: the policies of a composite evaluate the same message one after the
     other (and once per recipient), so each view is computed once, not once per policy. Messages
     are immutable, so a view never goes stale.
     """
 
-    __slots__ = ("_data", "_msg", "_scan", "_text", "_words")
+    __slots__ = ("_bound", "_clean", "_data", "_msg", "_pieces", "_scan", "_text", "_words")
 
     def __init__(self) -> None:
         self._msg: Message | None = None
-        self._text = ""
+        self._text: str | None = None
         self._data: Any = None
         self._scan: str | None = None
         self._words: str | None = None
+        self._pieces: list[str] | None = None  # the payload's, from the walk; None: JSON way
+        self._bound = 0
+        self._clean = False
+
+    def _reset(self, msg: Message) -> None:
+        walked = payload_pieces(msg.payload)
+        if walked is None:
+            self._pieces = None
+        else:
+            self._pieces, self._bound, self._clean = walked
+        self._text = self._data = self._scan = self._words = None
+        self._msg = msg
 
     def text(self, msg: Message) -> str:
         if msg is not self._msg:
-            self._msg = msg
+            self._reset(msg)
+        if self._text is None:
             self._text = msg.payload.model_dump_json()
-            self._data = self._scan = self._words = None
         return self._text
 
+    def data(self, msg: Message) -> Any:
+        text = self.text(msg)
+        if self._data is None:
+            self._data = json.loads(text)
+        return self._data
+
     def scan(self, msg: Message) -> str:
-        data = self.data(msg)
+        if msg is not self._msg:
+            self._reset(msg)
         if self._scan is None:
-            self._scan = scan_text(data, msg.metadata)
+            if self._pieces is None:
+                self._scan = scan_text(self.data(msg), msg.metadata)
+            else:
+                self._scan = fold(" | ".join(self._pieces + pieces(msg.metadata)))
         return self._scan
 
     def words(self, msg: Message) -> str:
@@ -51,11 +83,25 @@ class ContentView:
             self._words = words(scan)
         return self._words
 
-    def data(self, msg: Message) -> Any:
-        text = self.text(msg)
-        if self._data is None:
-            self._data = json.loads(text)
-        return self._data
+    def size_at_most(self, msg: Message) -> int | None:
+        """At least ``len(self.text(msg).encode())``, known without the JSON, or None."""
+        if msg is not self._msg:
+            self._reset(msg)
+        return None if self._pieces is None else self._bound
+
+    def contains(self, msg: Message, needle: str, folded: str, in_strings_only: bool) -> bool:
+        """``needle in text(msg) or folded in scan(msg)``. ``in_strings_only``: the needle can
+        only be found in JSON inside one string (it holds no JSON punctuation, and a character
+        no number or literal has); then, for a payload whose JSON holds its strings as they are,
+        the scan (which holds every string, folded) decides alone."""
+        if msg is not self._msg:
+            self._reset(msg)
+        if self._pieces is not None:  # nothing raises: the order of the two tests is free
+            if folded in self.scan(msg):
+                return True
+            if in_strings_only and self._clean:
+                return False
+        return needle in self.text(msg) or folded in self.scan(msg)
 
 
 def roles_of(metadata: Mapping[str, object]) -> list[str]:

@@ -289,8 +289,29 @@ def _compile(node: _Node, view: ContentView) -> Predicate:
         return lambda m, r: value
     if isinstance(node, _ContentContains):
         needle, folded = node.needle, fold(node.needle)
-        return lambda m, r: needle in view.text(m) or folded in view.scan(m)
+        in_strings = _only_in_strings(needle)
+        return lambda m, r: view.contains(m, needle, folded, in_strings)
     return _comparison(node, _getter(node.left, view), _getter(node.right, view))
+
+
+# What JSON writes outside strings: punctuation, numbers (with exponent and sign) and the
+# literals true, false and null.
+_JSON_PUNCTUATION = frozenset('"\\:,[]{}')
+_NUMBER_OR_LITERAL = frozenset("0123456789+-.eEtruefalsn")
+
+
+def _only_in_strings(needle: str) -> bool:
+    """Whether ``needle`` can be found in an ASCII payload's JSON (nothing escaped) only inside
+    one string: it holds no JSON punctuation and no control character (so a match cannot span
+    two tokens or an escape), and a character that no number or literal has. A needle with
+    other characters is never found in such JSON at all."""
+    if not needle.isascii():
+        return True
+    return (
+        needle.isprintable()
+        and _JSON_PUNCTUATION.isdisjoint(needle)
+        and not _NUMBER_OR_LITERAL.issuperset(needle)
+    )
 
 
 def _comparison(node: _Compare, left: Getter, right: Getter) -> Predicate:

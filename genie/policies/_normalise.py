@@ -23,7 +23,11 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["fold", "scan_text", "squeeze", "words"]
+from pydantic import BaseModel
+
+from .._freeze import FrozenDict, FrozenList
+
+__all__ = ["fold", "payload_pieces", "pieces", "scan_text", "squeeze", "words"]
 
 
 def _table() -> dict[int, int | str | None]:
@@ -146,7 +150,7 @@ def _collect(value: Any, strings: list[str], keys: list[str], numbers: list[str]
     # Depth-first in document order. A mapping's own strings and numbers are read in this
     # loop (most payloads are flat); a nested value goes to ``_nested``. Parsed JSON holds
     # dicts and lists only; exact type checks keep this at about a microsecond a field.
-    if type(value) is not dict:
+    if type(value) is not dict and type(value) is not FrozenDict:  # a message's metadata
         _nested("", value, strings, keys, numbers)
         return
     keys.extend(value)
@@ -186,17 +190,187 @@ def _nested(
             numbers.append(str(int(value)))
 
 
+def pieces(data: Any) -> list[str]:
+    """What ``data`` (parsed JSON, or a mapping) adds to the scan text: its strings joined with a
+    space (so text split across fields reads as one), its keys, and its identifier numbers."""
+    strings: list[str] = []
+    keys: list[str] = []
+    numbers: list[str] = []
+    if type(data) is not dict and type(data) is not FrozenDict and isinstance(data, Mapping):
+        data = dict(data)
+    _collect(data, strings, keys, numbers)
+    return [" ".join(strings), " ".join(keys), *numbers]
+
+
 def scan_text(data: Any, metadata: Mapping[str, object]) -> str:
     """The folded text of a payload (``data``, parsed JSON) and its message's metadata."""
-    pieces: list[str] = []
-    for part in (data, metadata):
-        strings: list[str] = []
-        keys: list[str] = []
-        numbers: list[str] = []
-        if type(part) is not dict and isinstance(part, Mapping):
-            part = dict(part)
-        _collect(part, strings, keys, numbers)
-        # A part's strings join with a space, so text split across fields reads as one; keys,
-        # numbers and the two parts are set apart by " | ", which no number pattern spans.
-        pieces += (" ".join(strings), " ".join(keys), *numbers)
-    return fold(" | ".join(pieces))
+    # Keys, numbers and the two parts are set apart by " | ", which no number pattern spans.
+    return fold(" | ".join(pieces(data) + pieces(metadata)))
+
+
+# --- the same pieces read from the payload model itself, without its JSON --------------------
+
+# Past 30 digits (card numbers have up to 19) an int's JSON is longer than the 32 bytes the bound
+# allows a value, and past 4,300 Python cannot parse it back: the JSON way decides for it.
+_BIG = 10**30
+# A payload with more containers than this goes the JSON way: it bounds the walk (a cycle made
+# with ``model_construct`` fails to dump, as it should) and keeps nesting too deep for
+# ``json.loads`` (which raises) on the path that raises.
+_MAX_CONTAINERS = 64
+# The schema types whose JSON is the Python value as it is (given the exact runtime types the
+# walk accepts); anything else (a typed dict, a dataclass, a root model...) goes the JSON way.
+_PLAIN_SCHEMAS = frozenset(
+    {
+        "model", "model-fields", "model-field", "str", "int", "float", "bool", "none",
+        "nullable", "list", "tuple", "dict", "any", "default", "union", "tagged-union",
+        "literal", "definitions", "definition-ref", "function-after", "function-before",
+        "function-plain", "function-wrap", "no-info", "with-info", "chain", "lax-or-strict",
+        "json-or-python", "enum",
+    }
+)  # fmt: skip
+# Keys of a core schema that change what the JSON holds.
+_SERIALISATION_KEYS = frozenset(
+    {"serialization", "serialization_alias", "serialization_exclude", "serialization_exclude_if"}
+)
+# Keys whose values are not schemas (values, metadata), so not searched.
+_NOT_SCHEMAS = frozenset({"default", "expected", "metadata", "cls", "config", "ref"})
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_models(cls: type[BaseModel]) -> frozenset[type[BaseModel]] | None:
+    """The model classes a payload of class ``cls`` may hold when its JSON is its fields as they
+    are (each model's ``__dict__`` in order, strings, numbers, lists and dicts unchanged), or
+    None when a serializer, an alias, an exclusion, a computed field, a root model, a setting
+    or a schema type could make it differ. Models related by inheritance are refused: a field
+    declared as the base dumps a subclass instance as the base."""
+    models: set[type[BaseModel]] = set()
+    stack: list[Any] = [cls.__pydantic_core_schema__]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack += node
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind is not None and (not isinstance(kind, str) or kind not in _PLAIN_SCHEMAS):
+            return None
+        if not _SERIALISATION_KEYS.isdisjoint(node) or node.get("computed_fields"):
+            return None
+        if kind == "model":
+            config = node.get("config") or {}
+            if node.get("root_model") or config.get("serialize_by_alias"):
+                return None
+            if config.get("ser_json_inf_nan", "null") != "null":
+                return None
+            models.add(node["cls"])
+        stack += (v for k, v in node.items() if k not in _NOT_SCHEMAS)
+    if any(a is not b and issubclass(a, b) for a in models for b in models):
+        return None
+    return frozenset(models)
+
+
+def payload_pieces(payload: BaseModel) -> tuple[list[str], int, bool] | None:
+    """``pieces`` of the payload's JSON, read from the model (no dump, no parse), with an upper
+    bound of the JSON's length in UTF-8 bytes and whether that JSON holds each string as it is
+    (ASCII, nothing escaped); None when the JSON way must decide (see ``_plain_models``, and an
+    unexpected value: an enum, a date, a big number, a string that cannot be encoded)."""
+    models = _plain_models(type(payload))
+    if models is None or payload.__pydantic_extra__:
+        return None
+    strings: list[str] = []
+    keys: list[str] = []
+    numbers: list[str] = []
+    values = payload.__dict__
+    keys.extend(values)
+    others = 0  # values other than strings: at most 32 bytes each, with their punctuation
+    # Depth-first in document order, as ``_collect``: a flat payload never leaves this loop.
+    for field, item in values.items():
+        kind = type(item)
+        if kind is str:
+            strings.append(item)
+            continue
+        others += 1
+        if kind is int:
+            if not -_BIG < item < _BIG:
+                return None
+            if _is_identifier(field):
+                numbers.append(str(item))
+        elif kind is float:
+            if item.is_integer() and _is_identifier(field):
+                numbers.append(str(int(item)))
+        elif kind is not bool and item is not None:
+            counted = _walk_nested(field, item, models, strings, keys, numbers)
+            if counted < 0:
+                return None
+            others += counted
+    text = " ".join(strings)
+    names = " ".join(keys)
+    clean = text.isascii() and names.isascii()
+    if not clean:
+        try:  # a lone surrogate fails the dump: the JSON way then fails as it always did
+            text.encode()
+            names.encode()
+        except UnicodeEncodeError:
+            return None
+    elif (
+        not (text.isprintable() and names.isprintable())
+        or '"' in text
+        or "\\" in text
+        or '"' in names
+        or "\\" in names
+    ):
+        clean = False  # escaped in JSON: up to six bytes a character
+    chars = len(text) + len(names)
+    bound = (chars if clean else 6 * chars) + 4 * (len(strings) + len(keys)) + 32 * others + 2
+    return [text, names, *numbers], bound, clean
+
+
+def _walk_nested(
+    field: str,
+    value: Any,
+    models: frozenset[type[BaseModel]],
+    strings: list[str],
+    keys: list[str],
+    numbers: list[str],
+) -> int:
+    """``_nested`` over model values: how many values other than strings it met, or -1 for a
+    value whose JSON this does not predict."""
+    stack: list[tuple[str, Any]] = [(field, value)]
+    pop, push = stack.pop, stack.extend
+    others = containers = 0
+    while stack:
+        field, value = pop()
+        kind = type(value)
+        if kind is str:
+            strings.append(value)
+            continue
+        others += 1
+        if kind is int:
+            if not -_BIG < value < _BIG:
+                return -1
+            if _is_identifier(field):
+                numbers.append(str(value))
+        elif kind is float:
+            if value.is_integer() and _is_identifier(field):
+                numbers.append(str(int(value)))
+        elif kind is bool or value is None:
+            pass
+        else:
+            containers += 1
+            if containers > _MAX_CONTAINERS:
+                return -1
+            if kind is dict or kind is FrozenDict:
+                if any(type(k) is not str for k in value):
+                    return -1
+                keys.extend(value)
+                push(reversed(value.items()))
+            elif kind is list or kind is tuple or kind is FrozenList:
+                push((field, item) for item in reversed(value))
+            elif kind in models and not value.__pydantic_extra__:
+                items = value.__dict__
+                keys.extend(items)
+                push(reversed(items.items()))
+            else:
+                return -1
+    return others

@@ -5,6 +5,7 @@ match is computed once per message."""
 from __future__ import annotations
 
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,14 @@ class Note(Payload):
     message_type = "note"
     text: str = ""
     extra: tuple[str, ...] = ()
+
+
+class Dated(Payload):
+    """A payload with a date: its scan text is gathered from its JSON."""
+
+    message_type = "dated_note"
+    text: str
+    on: date
 
 
 def note(text: str, **metadata: Any) -> Message:
@@ -110,22 +119,32 @@ def test_an_identifier_number_is_matched(field: str) -> None:
     assert not PIIBlock().evaluate(msg, "a").allowed
 
 
-def test_the_scan_text_is_computed_once_per_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[object] = []
-    real = scan_text
-
-    def counting(data: object, metadata: Any) -> str:
-        calls.append(data)
-        return real(data, metadata)
-
-    monkeypatch.setattr("genie.policies._content.scan_text", counting)
+@pytest.mark.parametrize("plain", [True, False], ids=["walked", "as-json"])
+def test_the_scan_text_is_computed_once_per_message(
+    monkeypatch: pytest.MonkeyPatch, plain: bool
+) -> None:
+    # Every scan text is folded once, whichever way it was gathered (from the payload's fields
+    # or from its JSON): count the folds.
     policies = load_policy_file(POLICY).policies
-    msg = note("What is a SIP?", note="hello")
+    calls: list[str] = []
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return fold(text)
+
+    monkeypatch.setattr("genie.policies._content.fold", counting)
+    monkeypatch.setattr("genie.policies._normalise.fold", counting)
+
+    def message(text: str) -> Message:
+        payload = Note(text=text) if plain else Dated(text=text, on=date(2026, 1, 1))
+        return Message.new(payload, sender="user", metadata={"note": "hello"})
+
+    msg = message("What is a SIP?")
     for recipient in ("a", "b", "c"):
         for policy in policies:
             assert policy.evaluate(msg, recipient).allowed
     assert len(calls) == 1
-    other = note("another")
+    other = message("another")
     for policy in policies:
         policy.evaluate(other, "a")
     assert len(calls) == 2

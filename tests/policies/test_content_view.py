@@ -1,0 +1,323 @@
+"""The content view reads a plain payload's fields as they are, and must find exactly what its
+JSON holds: the same scan pieces (strings, keys, identifier numbers, in the same order), a
+length bound never below the JSON's, and the same answer to ``content contains``.
+
+Random payloads (seeded) of every shape the walk accepts are compared with the JSON way; the
+payloads it must not read (serializers, aliases, exclusions, enums, dates, big numbers, lone
+surrogates...) are checked to go the JSON way.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any
+
+import pytest
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    RootModel,
+    computed_field,
+    field_serializer,
+)
+from typing_extensions import TypedDict
+
+from genie import Message, Payload
+from genie._freeze import freeze_message
+from genie.policies import ContentView, Rule
+from genie.policies._dsl import _only_in_strings
+from genie.policies._normalise import fold, payload_pieces, pieces, scan_text
+
+
+class Leaf(BaseModel):
+    note: str = ""
+    card_no: int | float | None = None
+    ok: bool = True
+
+
+class Branch(BaseModel):
+    leaves: list[Leaf] = Field(default_factory=list)
+    label: str = ""
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Wide(Payload):
+    message_type = "view.wide"
+    text: str = ""
+    phone: int | float | None = None
+    amount_paise: int = 0
+    ratio: float = 0.0
+    flag: bool | None = None
+    items: list[Any] = Field(default_factory=list)
+    pair: tuple[str, int] = ("", 0)
+    table: dict[str, Any] = Field(default_factory=dict)
+    branch: Branch | None = None
+    branches: list[Branch] = Field(default_factory=list)
+
+
+WORDS = (
+    "hello",
+    "DROP TABLE users",
+    "ignore previous instructions",
+    'say "hi"',
+    "back\\slash",
+    "tab\there",
+    "\u0007bell",
+    "नमस्ते दुनिया",
+    "\uff49\uff47\uff4e\uff4f\uff52\uff45",  # fullwidth
+    "",
+    "  spaced  out  ",
+    "call 98765 43210",
+    "x" * 40,
+)
+KEYS = ("note", "phone_no", "card", "account_id", "कार्ड", "DROP TABLE", 'q"uote', "amount")
+NUMBERS = (0, 7, -3, 9_876_543_210, 4111111111111111, 10**29, 1.5, 9_876_543_210.0, -0.0, 1e22)
+SPECIAL = (float("inf"), float("nan"), True, False, None)
+
+
+def value(rng: random.Random, depth: int) -> Any:
+    roll = rng.random()
+    if depth > 2 or roll < 0.45:
+        return rng.choice(WORDS)
+    if roll < 0.65:
+        return rng.choice(NUMBERS + SPECIAL)
+    if roll < 0.8:
+        return [value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(KEYS): value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def leaf(rng: random.Random) -> Leaf:
+    return Leaf(
+        note=rng.choice(WORDS),
+        card_no=rng.choice((*NUMBERS, None, float("inf"))),
+        ok=rng.random() < 0.5,
+    )
+
+
+def branch(rng: random.Random) -> Branch:
+    return Branch(
+        leaves=[leaf(rng) for _ in range(rng.randrange(3))],
+        label=rng.choice(WORDS),
+        extra={rng.choice(KEYS): value(rng, 1) for _ in range(rng.randrange(3))},
+    )
+
+
+def wide(rng: random.Random) -> Wide:
+    return Wide(
+        text=rng.choice(WORDS),
+        phone=rng.choice((*NUMBERS, None, float("nan"))),
+        amount_paise=rng.choice([0, 10**12, -5]),
+        ratio=rng.choice([0.0, 2.5, 1e300, float("-inf")]),
+        flag=rng.choice([True, False, None]),
+        items=[value(rng, 1) for _ in range(rng.randrange(4))],
+        pair=(rng.choice(WORDS), rng.choice([1, 98765432101])),
+        table={rng.choice(KEYS): value(rng, 1) for _ in range(rng.randrange(5))},
+        branch=branch(rng) if rng.random() < 0.5 else None,
+        branches=[branch(rng) for _ in range(rng.randrange(3))],
+    )
+
+
+def nested(depth: int) -> list[Any]:
+    out: list[Any] = ["deep"]
+    for _ in range(depth):
+        out = [out]
+    return out
+
+
+def as_json(payload: BaseModel) -> list[str]:
+    return pieces(json.loads(payload.model_dump_json()))
+
+
+def test_the_walk_finds_what_the_json_holds() -> None:
+    rng = random.Random(19)
+    walked = clean = 0
+    for i in range(2_000):
+        payload: Payload = wide(rng)
+        if i % 2:  # as the runtime hands it to admission: containers frozen
+            msg = Message.new(payload, sender="u", metadata={"note": rng.choice(WORDS)})
+            freeze_message(msg)
+            payload = msg.payload
+        found = payload_pieces(payload)
+        assert found is not None, payload
+        got, bound, is_clean = found
+        assert got == as_json(payload), payload
+        dumped = payload.model_dump_json()
+        assert bound >= len(dumped.encode()), payload
+        if is_clean:
+            # the JSON holds every string as it is (nothing escaped), so a needle inside
+            # one is in the scan
+            assert dumped.isascii()
+            assert "\\" not in dumped
+            clean += 1
+        walked += 1
+    assert walked == 2_000
+    assert 0 < clean < walked  # both kinds were met
+
+
+def test_the_view_scans_and_answers_as_the_json_way() -> None:
+    rng = random.Random(7)
+    needles = ("DROP TABLE", "drop table", "0000000000", ":true", '"text"', "é", "", "null", "Hi")
+    for _ in range(500):
+        msg = Message.new(wide(rng), sender="u", metadata={"user_id": rng.choice(WORDS)})
+        view = ContentView()
+        text = msg.payload.model_dump_json()
+        scan = scan_text(json.loads(text), msg.metadata)
+        assert view.scan(msg) == scan
+        for needle in needles:
+            folded = fold(needle)
+            expected = needle in text or folded in scan
+            assert view.contains(msg, needle, folded, _only_in_strings(needle)) == expected
+
+
+def test_a_payload_near_the_limit_is_measured_exactly() -> None:
+    view = ContentView()
+    for size in range(60, 80):
+        msg = Message.new(Wide(text="a" * size), sender="u")
+        bound = view.size_at_most(msg)
+        assert bound is not None
+        assert bound >= len(view.text(msg).encode())
+
+
+class Shade(StrEnum):
+    RED = "red"
+
+
+class Pt(TypedDict):
+    x: str
+
+
+class Base(BaseModel):
+    a: str = ""
+
+
+class Child(Base):
+    b: str = "hidden from a Base field's JSON"
+
+
+class Serialised(Payload):
+    message_type = "view.serialised"
+    a: str = "x"
+
+    @field_serializer("a")
+    def upper(self, value: str) -> str:
+        return value.upper()
+
+
+class Computed(Payload):
+    message_type = "view.computed"
+    a: str = "x"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def b(self) -> str:
+        return "computed"
+
+
+class Aliased(Payload):
+    message_type = "view.aliased"
+    model_config = ConfigDict(serialize_by_alias=True)
+    a: str = Field(default="x", alias="shown")
+
+
+class Excluded(Payload):
+    message_type = "view.excluded"
+    a: str = Field(default="secret", exclude=True)
+
+
+class Annotated_(Payload):
+    message_type = "view.annotated"
+    a: list[Annotated[str, PlainSerializer(lambda v: v[::-1])]] = Field(
+        default_factory=lambda: ["abc"]
+    )
+
+
+class Strings(Payload):
+    message_type = "view.strings"
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+    a: float = float("inf")
+
+
+class Typed(Payload):
+    message_type = "view.typed"
+    a: Pt = Field(default_factory=lambda: Pt(x="y"))
+
+
+class Related(Payload):
+    message_type = "view.related"
+    base: Base = Child()
+    child: Child = Child()
+
+
+class Root(RootModel[list[str]]):
+    pass
+
+
+class Rooted(Payload):
+    message_type = "view.rooted"
+    a: Root = Root(["x"])
+
+
+class Extra(Payload):
+    message_type = "view.extra"
+    model_config = ConfigDict(extra="allow")
+    a: str = ""
+
+
+class Loose(Payload):
+    message_type = "view.loose"
+    a: Any = None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        Serialised(),
+        Computed(),
+        Aliased(),
+        Excluded(),
+        Annotated_(),
+        Strings(),
+        Typed(),
+        Related(),
+        Rooted(),
+        Extra(a="x", more="y"),
+        Loose(a=Shade.RED),
+        Loose(a=date(2026, 1, 1)),
+        Loose(a=10**40),
+        Loose(a={1: "int key"}),
+        Loose(a={"s"}),
+        Loose(a="lone \ud800 surrogate"),
+        Loose(a=nested(70)),  # more containers than the walk takes
+    ],
+    ids=lambda p: type(p).__name__,
+)
+def test_a_payload_whose_json_the_walk_cannot_predict_goes_the_json_way(
+    payload: Payload,
+) -> None:
+    assert payload_pieces(payload) is None
+    msg = Message.new(payload, sender="u")
+    view = ContentView()
+    try:
+        expected: object = scan_text(json.loads(payload.model_dump_json()), msg.metadata)
+    except Exception as exc:
+        expected = type(exc)
+    try:
+        got: object = view.scan(msg)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected
+
+
+def test_a_rule_on_content_finds_what_only_the_json_holds() -> None:
+    # a number outside an identifier field is not in the scan text, a literal neither
+    msg = Message.new(Wide(amount_paise=10**12, flag=True), sender="u")
+    assert not Rule("n", 'content contains "0000000000"').evaluate(msg, "a").allowed
+    assert not Rule("t", 'content contains ":true"').evaluate(msg, "a").allowed
+    assert Rule("s", 'content contains "DROP TABLE"').evaluate(msg, "a").allowed
+    sneaky = Message.new(Wide(table={"DROP TABLE": 1}), sender="u")  # in a key
+    assert not Rule("s", 'content contains "DROP TABLE"').evaluate(sneaky, "a").allowed
