@@ -4,10 +4,14 @@ and for each further one.
 
     python -m genie_bench.policy_cost               # timeit, microseconds per delivery
     python -m genie_bench.policy_cost --callgrind   # instructions per delivery (valgrind)
+    python -m genie_bench.policy_cost --chain       # instructions per hop, on a runtime
 
 Instructions are counted by running the same process shape three times (0, 1 and 2 recipients
 per message) under callgrind: the differences are the first and the second recipient's cost,
-start-up and message construction cancel out.
+start-up and message construction cancel out. ``--chain`` counts a hop of the chain workload of
+``genie_bench.instructions`` (a message relayed through 50 agents) with and without the default
+policies and metrics, so the policies' and the metrics' share of a hop on a real runtime reads
+as a difference.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from genie import Limits, Message, Payload
+import anyio
+
+from genie import Limits, Message, Payload, Runtime
 from genie._supervisor import Decision, admit
 from genie.policies import load_policy_file
 
@@ -131,6 +137,37 @@ def instructions(shape: str, name: str, recipients: int, messages: int, policies
         return int(summary.group(1))
 
 
+CHAIN_VARIANTS = ("genie", "genie+metrics", "genie+policies", "genie+policies+metrics")
+
+
+async def _chain(variant: str, agents: int, requests: int, policies_path: str) -> None:
+    from genie_bench.instructions import Hop, Relay, Sink
+
+    sink = Sink("sink")
+    relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "sink") for i in range(agents)]
+    policies = load_policy_file(policies_path).policies if "policies" in variant else ()
+    metrics = "metrics" in variant
+    limits = Limits(max_hops=agents + 1)
+    async with Runtime([*relays, sink], limits=limits, policies=policies, metrics=metrics) as rt:
+        for _ in range(20 + requests):  # 20 to warm up, as genie_bench.instructions
+            sink.arrived = anyio.Event()
+            await rt.publish(rt.message(Hop(n=0), sender="caller", recipient="a0"))
+            await sink.arrived.wait()
+
+
+def chain_instructions(variant: str, agents: int, requests: int, policies: str) -> float:
+    """Instructions per hop: two runs of ``requests`` and ``2 * requests`` requests."""
+    from genie_bench.instructions import _callgrind_total
+
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    totals = []
+    for n in (requests, 2 * requests):
+        args = [sys.executable, "-m", "genie_bench.policy_cost", "--policies", policies]
+        args += ["--chain-once", f"{variant}:{agents}:{n}"]
+        totals.append(_callgrind_total(args, env))
+    return (totals[1] - totals[0]) / (requests * agents)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genie_bench.policy_cost")
     parser.add_argument("--policies", default=POLICIES)
@@ -139,8 +176,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--evaluators", default=",".join(EVALUATORS))
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument(
+        "--chain",
+        nargs="?",
+        const=",".join(CHAIN_VARIANTS),
+        help="instructions per hop of a chain of 50 on a runtime, for these variants",
+    )
     parser.add_argument("--once", help=argparse.SUPPRESS)  # name:shape:recipients:messages
+    parser.add_argument("--chain-once", help=argparse.SUPPRESS)  # variant:agents:requests
     args = parser.parse_args(argv)
+    if args.chain_once:
+        variant, agents, requests = args.chain_once.split(":")
+        anyio.run(_chain, variant, int(agents), int(requests), args.policies)
+        return 0
+    if args.chain:
+        if shutil.which("valgrind") is None:
+            print("valgrind is not installed", file=sys.stderr)
+            return 2
+        print("instructions per hop (callgrind, chain of 50, 20 more requests)")
+        for variant in args.chain.split(","):
+            per = chain_instructions(variant, 50, 20, args.policies)
+            print(f"{variant:24} {per:9,.0f}")
+        return 0
     if args.once:
         name, shape, recipients, messages = args.once.split(":")
         gc.disable()  # collections would fall at different points in runs of different lengths
