@@ -40,8 +40,10 @@ class Admission:
         return Decision.ALLOW
 
     def evaluate(self, msg: Message, consumer: str, deliveries: int) -> Decision:
-        decision = admit(msg, consumer, deliveries, self.limits, ())  # the limits
-        if decision.allowed:
+        limits = self.limits
+        if msg.hops > limits.max_hops or deliveries >= limits.correlation_budget:
+            decision = admit(msg, consumer, deliveries, limits, ())  # the limit's deny, worded
+        else:
             decision = self.plan.decide(msg, consumer)
         if decision.allowed:
             self.allowed += 1  # one count per admission; PolicyStatistics derives the rest

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._freeze import FrozenDict
 from .._message import Message
 from ._normalise import fold, payload_pieces, pieces, scan_text, words
 
@@ -33,7 +34,18 @@ class ContentView:
     are immutable, so a view never goes stale.
     """
 
-    __slots__ = ("_bound", "_clean", "_data", "_msg", "_pieces", "_scan", "_text", "_words")
+    __slots__ = (
+        "_bound",
+        "_clean",
+        "_data",
+        "_meta",
+        "_meta_pieces",
+        "_msg",
+        "_pieces",
+        "_scan",
+        "_text",
+        "_words",
+    )
 
     def __init__(self) -> None:
         self._msg: Message | None = None
@@ -44,6 +56,8 @@ class ContentView:
         self._pieces: list[str] | None = None  # the payload's, from the walk; None: JSON way
         self._bound = 0
         self._clean = False
+        self._meta: object = None  # the last frozen metadata read, and its pieces
+        self._meta_pieces: list[str] = []
 
     def _reset(self, msg: Message) -> None:
         walked = payload_pieces(msg.payload)
@@ -74,7 +88,13 @@ class ContentView:
             if self._pieces is None:
                 self._scan = scan_text(self.data(msg), msg.metadata)
             else:
-                self._scan = fold(" | ".join(self._pieces + pieces(msg.metadata)))
+                meta = msg.metadata
+                if meta is not self._meta:
+                    # A FrozenDict cannot change, and replies and outputs share their parent's:
+                    # its pieces are kept for the next message (anything else is read anew).
+                    self._meta_pieces = pieces(meta)
+                    self._meta = meta if type(meta) is FrozenDict else None
+                self._scan = fold(" | ".join(self._pieces + self._meta_pieces))
         return self._scan
 
     def words(self, msg: Message) -> str:

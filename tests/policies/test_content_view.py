@@ -321,3 +321,17 @@ def test_a_rule_on_content_finds_what_only_the_json_holds() -> None:
     assert Rule("s", 'content contains "DROP TABLE"').evaluate(msg, "a").allowed
     sneaky = Message.new(Wide(table={"DROP TABLE": 1}), sender="u")  # in a key
     assert not Rule("s", 'content contains "DROP TABLE"').evaluate(sneaky, "a").allowed
+
+
+def test_metadata_shared_by_messages_is_read_right() -> None:
+    # Outputs share their parent's frozen metadata: the view keeps its pieces, by identity.
+    view = ContentView()
+    first = Message.new(Wide(text="a"), sender="u", metadata={"note": "call 98765 43210"})
+    freeze_message(first)
+    second = Message.new(Wide(text="b"), sender="u")
+    second.__dict__["metadata"] = first.metadata  # as ``derive`` shares it
+    third = Message.new(Wide(text="c"), sender="u", metadata={"note": "nothing"})
+    freeze_message(third)  # equal keys, another object: read anew
+    for msg in (first, second, third, first):
+        expected = scan_text(json.loads(msg.payload.model_dump_json()), msg.metadata)
+        assert view.scan(msg) == expected
