@@ -86,10 +86,14 @@ class DeliveryRunner:
             if breaker is not None and breaker.failures and breaker.tripped:
                 await self._recover(mb, msg, corr, None)
                 return
+            obs = self.ledger.observer
+            started = 0.0
             try:
-                if mb.options.deadline is None and self.ledger.observer is None:
+                if mb.options.deadline is None:
                     # _attempt without a coroutine of its own, for the common case (no
-                    # deadline, nobody observing): it saves ~0.3 µs of a ~9 µs hop.
+                    # deadline): it saves ~0.3 µs of a ~9 µs hop, and metrics keep it.
+                    if obs is not None:
+                        started = self.clock.monotonic()
                     ctx = RuntimeContext(self.services, mb.id, msg)
                     handlers = mb.handlers
                     payload = msg.payload
@@ -119,11 +123,15 @@ class DeliveryRunner:
                         outputs: Sequence[Message] = result
                     else:
                         outputs = self._outputs(mb, msg, result, built)
+                    if obs is not None:
+                        obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
                 else:
                     outputs = await self._attempt(mb, msg)
             except BaseException as exc:
                 if stops_runtime(exc):
                     raise
+                if obs is not None and mb.options.deadline is None:  # _attempt tells its own
+                    obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
                 await self._recover(mb, msg, corr, exc)
                 return
             if breaker is not None and breaker.failures:

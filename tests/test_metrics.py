@@ -226,6 +226,39 @@ async def test_durations_use_the_runtime_clock_and_timeouts_have_their_status() 
     assert total(samples, "genie_handle_duration_seconds_sum") == pytest.approx(7.0, abs=0.01)
 
 
+class SlowThenFails(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await anyio.sleep(payload.n)
+        if payload.n == 3:
+            raise RuntimeError("three seconds, then a failure")
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_durations_without_a_deadline_are_timed_once_per_call() -> None:
+    # No deadline: the runtime's direct path times the handler (issue 19), as _attempt does.
+    async with Runtime(metrics=True) as rt:
+        rt.add(SlowThenFails("slow"), options=AgentOptions(retry=RetryPolicy(attempts=1)))
+        ok = await rt.ask(rt.message(Ping(n=2), recipient="slow"))
+        failed = await rt.ask(rt.message(Ping(n=3), recipient="slow"))
+        assert rt.metrics is not None
+        samples = parse(rt.metrics.text())
+    assert ok.complete
+    assert failed.missing[0].kind == "failed"
+    assert total(samples, "genie_messages_handled_total", agent="slow", status="ok") == 1
+    assert total(samples, "genie_messages_handled_total", agent="slow", status="error") == 1
+    assert total(samples, "genie_handler_exceptions_total", exception="RuntimeError") == 1
+    assert total(samples, "genie_handle_duration_seconds_count") == 2
+    assert total(samples, "genie_handle_duration_seconds_bucket", le="1.0") == 0
+    assert total(samples, "genie_handle_duration_seconds_bucket", le="5.0") == 2
+    assert total(samples, "genie_handle_duration_seconds_sum") == pytest.approx(5.0, abs=0.01)
+
+
 async def test_gathers_and_correlations_are_counted() -> None:
     async with Runtime(metrics=True) as rt:
         rt.add(Echo("echo"))
