@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.chain_once:
         variant, agents, requests = args.chain_once.split(":")
+        gc.disable()  # a collection falls in one run and not the other: ±30k a hop of noise
         anyio.run(_chain, variant, int(agents), int(requests), args.policies)
         return 0
     if args.chain:
