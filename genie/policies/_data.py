@@ -12,7 +12,7 @@ from .._message import Classification, Message
 from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView, quote
-from ._normalise import fold, words
+from ._normalise import compact_words, fold, words
 
 __all__ = ["ClassificationCeiling", "DataResidency", "PIIBlock", "PromptInjection", "has_pii"]
 
@@ -225,11 +225,11 @@ class PromptInjection:
         return self._check
 
     def _check(self, msg: Message) -> Decision:
-        text = self._view.words(msg)
-        compact = text.replace(" ", "")
-        if self._any_compact.search(compact) is None:
+        if self._any_compact.search(compact_words(self._view.scan(msg))) is None:
             return ALLOW  # no phrase, even run together: one search in C rules them all out
+        text = self._view.words(msg)
         spread = _SpreadOut(text)
+        compact = spread.compact
         for phrase in self._phrases:
             # Either way of matching finds the phrase without its spaces in the text without
             # its spaces: one test in C rules out most phrases before the slower ones run.

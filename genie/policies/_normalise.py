@@ -27,7 +27,15 @@ from pydantic import BaseModel
 
 from .._freeze import FrozenDict, FrozenList
 
-__all__ = ["fold", "payload_pieces", "pieces", "scan_text", "squeeze", "words"]
+__all__ = [
+    "compact_words",
+    "fold",
+    "payload_pieces",
+    "pieces",
+    "scan_text",
+    "squeeze",
+    "words",
+]
 
 
 def _table() -> dict[int, int | str | None]:
@@ -128,6 +136,16 @@ def words(folded: str) -> str:
     script are kept; ASCII punctuation becomes a space (look-alike punctuation was folded to
     ASCII)."""
     return squeeze(folded.encode().translate(_WORD_BYTES).decode())
+
+
+_LETTER_BYTES = bytes.maketrans(_LEET.encode(), b"oieastbas")
+_PUNCTUATION_BYTES = _PUNCTUATION.encode()
+
+
+def compact_words(folded: str) -> str:
+    """``words(folded)`` without its spaces, in one translate: what a phrase written with its
+    words run together or split apart is looked for in."""
+    return folded.encode().translate(_LETTER_BYTES, _PUNCTUATION_BYTES).decode()
 
 
 # A number in a field with one of these names is an identifier (a phone, card or account

@@ -4,6 +4,7 @@ match is computed once per message."""
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import date
 from pathlib import Path
@@ -21,7 +22,7 @@ from genie.policies import (
     load_policy_file,
     run_probes,
 )
-from genie.policies._normalise import fold, scan_text, words
+from genie.policies._normalise import compact_words, fold, scan_text, words
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "config" / "policies" / "ai-policy.yaml"
@@ -193,3 +194,17 @@ def test_a_payload_nested_beyond_the_recursion_limit_is_scanned() -> None:
 def test_an_injection_phrase_without_words_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="injection phrase '!!!' has no words to match"):
         PromptInjection(extra_phrases=["sudo mode", "!!!"])
+
+
+def test_the_compact_words_are_the_words_without_spaces() -> None:
+    # PromptInjection rules phrases out on compact_words before it builds the words view.
+    rng = random.Random(19)
+    alphabet = "aZ09 _-.,:;!?@$\t\n\u00a0\u200bé\u0430\uff49\u0966" + "13457"
+    texts = [
+        p["message"].get("content", "")
+        for p in yaml.safe_load(CORPUS.read_text(encoding="utf-8"))["probes"]
+    ]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(40))) for _ in range(3_000)]
+    for text in texts:
+        folded = fold(text)
+        assert compact_words(folded) == words(folded).replace(" ", "")
