@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         const=",".join(CHAIN_VARIANTS),
         help="instructions per hop of a chain of 50 on a runtime, for these variants",
     )
+    parser.add_argument(
+        "--chain-requests", type=int, default=20, help="requests in the shorter run (20)"
+    )
     parser.add_argument("--once", help=argparse.SUPPRESS)  # name:shape:recipients:messages
     parser.add_argument("--chain-once", help=argparse.SUPPRESS)  # variant:agents:requests
     args = parser.parse_args(argv)
@@ -194,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which("valgrind") is None:
             print("valgrind is not installed", file=sys.stderr)
             return 2
-        print("instructions per hop (callgrind, chain of 50, 20 more requests)")
+        more = args.chain_requests
+        print(f"instructions per hop (callgrind, chain of 50, {more} more requests)")
         for variant in args.chain.split(","):
-            per = chain_instructions(variant, 50, 20, args.policies)
+            per = chain_instructions(variant, 50, more, args.policies)
             print(f"{variant:24} {per:9,.0f}")
         return 0
     if args.once:
