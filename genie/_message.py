@@ -12,8 +12,17 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    SerializeAsAny,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import CoreSchema, core_schema
 
 from ._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
 from ._freeze import FrozenDict
@@ -224,6 +233,23 @@ class Message:
     @classmethod
     def model_json_schema(cls, **options: Any) -> dict[str, Any]:
         return _Envelope.model_json_schema(**options)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """A Message as a field of a user's pydantic model: validated and dumped as before."""
+        from_data = core_schema.no_info_after_validator_function(
+            cls._of, handler.generate_schema(_Envelope)
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=from_data,
+            python_schema=core_schema.no_info_wrap_validator_function(
+                lambda value, validate: value if isinstance(value, cls) else validate(value),
+                from_data,
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda msg, info: msg.model_dump(mode=info.mode), info_arg=True
+            ),
+        )
 
     @classmethod
     def _of(cls, model: _Envelope) -> Message:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from genie import (
     BaseAgent,
@@ -294,6 +295,29 @@ def test_the_constructor_and_model_validate_still_validate() -> None:
         Message.model_validate_json(fast.model_dump_json().replace('{"n":2}', "{}"))
     assert Message.model_json_schema()["title"] == "Message"
     assert fast.model_fields_set == set(Message.model_fields)
+
+
+def test_a_message_is_a_field_of_a_users_pydantic_model() -> None:
+    class Report(BaseModel):
+        about: Message
+        note: str = ""
+
+    fast, _ = _fast_and_validated()
+    report = Report(about=fast)
+    assert report.about is fast  # an instance is kept, as pydantic keeps a model
+    assert report.model_dump()["about"] == fast.model_dump()
+    assert json.loads(report.model_dump_json())["about"] == json.loads(fast.model_dump_json())
+    # From data it is validated by the envelope's rules, errors naming the nested field (the
+    # payload typed, as Message.model_validate needs it: a registry parses it from JSON).
+    data = {**fast.model_dump(), "payload": fast.payload}
+    again = Report.model_validate({"about": data})
+    assert again.about == fast
+    assert type(again.about) is Message
+    with pytest.raises(ValidationError, match=r"about\.hops"):
+        Report.model_validate({"about": {**data, "hops": -1}})
+    with pytest.raises(ValidationError, match=r"about\.sender"):
+        Report.model_validate({"about": {"type": "ping", "payload": Ping()}})
+    assert "about" in Report.model_json_schema()["properties"]
 
 
 def test_repr_names_every_field_as_pydantic_did() -> None:
