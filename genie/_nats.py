@@ -31,14 +31,12 @@ cross the broker:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -46,7 +44,6 @@ from anyio.abc import TaskGroup
 
 from ._context import Timer
 from ._correlator import Missing, _Correlation
-from ._deadletter import DeadLetter
 from ._errors import ConfigurationError
 from ._executor import Worker
 from ._mailbox import Handoff, Mailbox, Queued
@@ -54,9 +51,19 @@ from ._message import Message
 from ._nats_audit import NatsAuditLog
 from ._nats_cancel import NatsCancellations
 from ._nats_consent import NatsConsentLedger
+from ._nats_consumer import InProgressBeats, ack_wait_of, consumer_config, fetch_ready
 from ._nats_names import NatsNames, ensure_streams, need_server
-from ._observe import Observer
-from ._supervisor import Decision
+from ._nats_replay import OutcomeReplay
+from ._nats_run import Recorder, Run, answer_of, outcome_items
+from ._nats_wire import (
+    CORRELATION,
+    MSG_ID,
+    ORIGIN,
+    PARENT,
+    REQUEST,
+    NatsPublisher,
+    message_json,
+)
 from ._transport import Delivery, LocalTransport, delivery_id
 
 if TYPE_CHECKING:
@@ -67,148 +74,16 @@ if TYPE_CHECKING:
 
     from ._runtime import Runtime
 
-__all__ = [
-    "NatsNames",
-    "NatsTransport",
-    "Step",
-    "derived_id",
-    "ensure_streams",
-    "fetch_ready",
-    "need_server",
-]
+# fetch_ready: the benchmark's bare work queue fetches as the transport does.
+__all__ = ["NatsNames", "NatsTransport", "Step", "StepHook", "fetch_ready"]
 
 _log = logging.getLogger("genie.nats")
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-ORIGIN = "Genie-Origin"
-PARENT = "Genie-Parent"  # the delivery whose handler sent this one
-REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
 TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: '~')
-APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
-CORRELATION = "Genie-Correlation"
-MSG_ID = "Nats-Msg-Id"
-INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
-
-_Item = tuple[str, bytes, dict[str, str]]  # a publish: subject, data, headers
 
 # Where a worker may be told to stop (tests pick the point of death with these).
 Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "acked"
 StepHook = Callable[[Step, Delivery], None]
-
-
-def derived_id(delivery: str, index: int) -> str:
-    """The id of the ``index``-th output of ``delivery``: the same on every run of it, so the
-    server deduplicates what a killed worker already published. Letters only, like IdSource's
-    (policies scan ids that travel in metadata)."""
-    digest = hashlib.sha256(f"{delivery}/{index}".encode()).digest()
-    return "".join(_LETTERS[b % 26] for b in digest[:20])
-
-
-async def fetch_ready(psub: Any, most: int, pending: int = 0, wait: float = 1.0) -> list[Msg]:
-    """Up to ``most`` deliveries in one round trip while the server says ``pending`` more
-    wait (the ``num_pending`` of the last one fetched); else wait up to ``wait`` s for one.
-
-    nats-py's ``fetch(n)`` that finds fewer than n waits out its timeout for the rest,
-    holding what it got out of the other workers' reach meanwhile: a batch is asked for only
-    when the server said it is there, and with a short timeout in case another worker took it.
-    """
-    from nats.errors import Error as NatsError
-
-    if pending > 0 and most > 1:
-        with contextlib.suppress(NatsError, TimeoutError):
-            batch: list[Msg] = await psub.fetch(min(most, pending), timeout=0.005)
-            return batch
-    try:
-        one: list[Msg] = await psub.fetch(1, timeout=wait)
-    except (NatsError, TimeoutError):
-        return []
-    return one
-
-
-def _message_json(msg: Message) -> dict[str, Any]:
-    return msg.model_dump(mode="json")
-
-
-@dataclass
-class _Run:
-    """One delivery a worker is running: what its handler's outputs became."""
-
-    delivery: Delivery
-    origin: str
-    parent: str | None
-    request: bool = False  # its message is a ``ctx.request``: the answer goes to the asker
-    outbox: list[tuple[Message, str]] = field(default_factory=list)
-    renamed: dict[str, str] = field(default_factory=dict)
-    derived: set[str] = field(default_factory=set)
-    denied: list[dict[str, Any]] = field(default_factory=list)
-    shed: list[dict[str, Any]] = field(default_factory=list)
-    replies: list[dict[str, Any]] = field(default_factory=list)
-    dead: DeadLetter | None = None
-    handoffs: list[Handoff] = field(default_factory=list)
-    # Requests its handler sent (published at once) and timers it set (reported when they
-    # end): deliveries it opened besides its outputs.
-    asked: int = 0
-    asking: list[anyio.Event] = field(default_factory=list)  # set once each request is out
-    answered: int = 0  # its answer reached the asker's waiter (a collected reply)
-    limits: list[dict[str, str]] = field(default_factory=list)  # model budgets that fired
-
-    def rename(self, msg: Message) -> Message:
-        if msg.id in self.derived:  # an output already renamed (one denied after the fact)
-            return msg
-        new = self.renamed.get(msg.id)
-        if new is None:
-            new = self.renamed[msg.id] = derived_id(self.delivery.id, len(self.renamed))
-            self.derived.add(new)
-        return msg.model_copy(update={"id": new})
-
-
-class _Recorder(Observer):
-    """Sees, in a worker, what happens to the outputs of the deliveries it runs."""
-
-    never_raises = True
-
-    def __init__(self, transport: NatsTransport) -> None:
-        self.transport = transport
-
-    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
-        run = self.transport._running.get(delivery_id(msg, agent_id))
-        if run is not None:  # the origin writes it to its audit log, as it does denials
-            run.limits.append({"limit": limit, "reason": reason, "agent": agent_id})
-
-    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
-        run = self.transport._run_of(msg)
-        if run is not None:
-            run.denied.append(
-                {
-                    "message": _message_json(run.rename(msg)),
-                    "consumer": agent_id,
-                    "policy": policy,
-                    "reason": reason,
-                }
-            )
-
-    def dead_lettered(self, letter: DeadLetter) -> None:
-        msg = letter.message
-        if letter.agent_id is not None:
-            own = self.transport._running.get(delivery_id(msg, letter.agent_id))
-            if own is not None and letter.kind in ("failed", "cancelled"):
-                own.dead = letter
-                return
-        run = self.transport._run_of(msg)
-        if run is None:
-            return
-        if letter.kind == "unrouted":
-            # An output of a correlation cancelled here: the origin records it (``forward``
-            # takes every other message nobody here receives, without a dead letter).
-            run.replies.append(_message_json(run.rename(msg)))
-        elif letter.kind == "shed":
-            run.shed.append(
-                {
-                    "message": _message_json(run.rename(msg)),
-                    "consumer": letter.agent_id,
-                    "reason": letter.reason,
-                }
-            )
 
 
 class NatsTransport(LocalTransport):
@@ -242,19 +117,15 @@ class NatsTransport(LocalTransport):
         self.on_step = on_step
         self.origin = uuid.uuid4().hex
         self.sent = self.received = self.redelivered = self.crashed = 0
-        self._running: dict[str, _Run] = {}
-        self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
-        self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
-        self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
-        self._by_message: dict[str, _Run] = {}
+        self._running: dict[str, Run] = {}
+        self._outcomes = OutcomeReplay()  # of the requests this process started
+        self._by_message: dict[str, Run] = {}
         # Requests handlers of this process wait for: request id -> the asking delivery, and
         # the scope that stops waiting for the answer once the handler stops.
-        self._asking: dict[str, tuple[_Run, anyio.CancelScope]] = {}
+        self._asking: dict[str, tuple[Run, anyio.CancelScope]] = {}
         self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
-        self._timer_runs: dict[str, _Run] = {}  # pending ``ctx.schedule`` timers, by message id
-        # Running deliveries to beat for: id(raw) -> (raw, beat interval, next beat due).
-        self._alive: dict[int, tuple[Msg, float, float]] = {}
-        self._replaying = False  # applying an outcome record (``_apply``)
+        self._timer_runs: dict[str, Run] = {}  # pending ``ctx.schedule`` timers, by message id
+        self._beats = InProgressBeats()
         self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
@@ -265,6 +136,7 @@ class NatsTransport(LocalTransport):
         self._rt: Runtime | None = None
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
         self._ready = anyio.Event()
+        self._out = NatsPublisher(names, lambda: self.js)
         self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
         self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
         # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
@@ -336,7 +208,7 @@ class NatsTransport(LocalTransport):
             self.names.agent(agent_id)  # every id must name a subject: fail before starting
         self._rt = rt
         if self.hosted:
-            rt.add_observer(_Recorder(self))
+            rt.add_observer(Recorder(self._running, self._run_of))
             # ``ctx.request`` in a handler: the request crosses the broker at once, and its
             # answer comes back to this process (``_ask``).
             services = rt._runner.services
@@ -469,10 +341,10 @@ class NatsTransport(LocalTransport):
         run = self._run_of(msg)
         if run is None:
             return False
-        run.replies.append(_message_json(run.rename(msg)))
+        run.replies.append(message_json(run.rename(msg)))
         return True
 
-    def _run_of(self, msg: Message) -> _Run | None:
+    def _run_of(self, msg: Message) -> Run | None:
         """The running delivery ``msg`` is an output of (None: sent from outside a handler);
         for a timer's message, the timer's own delivery."""
         if self._timer_runs:
@@ -505,7 +377,7 @@ class NatsTransport(LocalTransport):
 
     async def _ask(
         self,
-        run: _Run,
+        run: Run,
         msg: Message,
         recipient: str,
         answer: anyio.CancelScope,
@@ -608,7 +480,7 @@ class NatsTransport(LocalTransport):
         if run is None:
             return self._local_schedule(msg, delay)
         msg = run.rename(msg)
-        timer = _Run(Delivery(msg, TIMER), run.origin, run.delivery.id)
+        timer = Run(Delivery(msg, TIMER), run.origin, run.delivery.id)
         self._timer_runs[msg.id] = timer
         self._running[delivery_id(msg, msg.sender)] = timer  # its dead letter, if cancelled
         run.asked += 1
@@ -621,7 +493,7 @@ class NatsTransport(LocalTransport):
             assert self._tg is not None
             self._tg.start_soon(self._report_timer, run)
 
-    async def _report_timer(self, run: _Run) -> None:
+    async def _report_timer(self, run: Run) -> None:
         """A timer's outcome record (fired, withdrawn, or cancelled), after what it fired."""
         rt = self._rt
         assert rt is not None
@@ -631,51 +503,13 @@ class NatsTransport(LocalTransport):
             if run.outbox:
                 key = f"{run.delivery.id}/outputs"
                 run.outbox = await self._admit_charged(run.outbox, msg.correlation_id, key)
-            sends = self._record_items(run, msg.sender)
-            sends += [self._item(o, r, run.origin, run.delivery.id) for o, r in run.outbox]
-            await self._publish_all(sends)
+            sends = outcome_items(self.names, run, msg.sender)
+            sends += [self._out.item(o, r, run.origin, run.delivery.id) for o, r in run.outbox]
+            await self._out.publish_all(sends)
             for out, _ in run.outbox:
                 rt._ledger.closed(rt._correlator.get(out.correlation_id))
 
-    @staticmethod
-    def _answer(run: _Run) -> dict[str, Any]:
-        """What the asker of request ``run`` hears (its handler has run): the first output
-        addressed back to the asker (taken out of the outputs: the asker's waiter consumes
-        it, as in one process; subscribers of its type still get it), or its denial to the
-        asker, or the request's dead letter, or that there was no answer."""
-        asker = run.delivery.message.sender
-        for i, (out, recipient) in enumerate(run.outbox):
-            if recipient == asker and out.recipient == asker:
-                del run.outbox[i]
-                run.answered = 1
-                return {"reply": _message_json(out)}
-        for denied in run.denied:
-            if denied["consumer"] == asker and denied["message"]["recipient"] == asker:
-                denied["notify"] = False  # the waiter is told, not the whole correlation
-                return {"refused": denied}
-        if run.dead is not None:
-            return {"failed": {"kind": run.dead.kind, "reason": run.dead.reason}}
-        return {"no_reply": True}
-
     # --- sending -----------------------------------------------------------------------------
-    def _item(
-        self,
-        msg: Message,
-        recipient: str,
-        origin: str,
-        parent: str | None = None,
-        *,
-        request: bool = False,
-    ) -> _Item:
-        """What publishing the delivery of ``msg`` to ``recipient`` sends."""
-        delivery = Delivery(msg, recipient)
-        headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
-        if parent is not None:
-            headers[PARENT] = parent
-        if request:
-            headers[REQUEST] = "1"
-        return self.names.agent(recipient), delivery.encode(), headers
-
     async def _publish(
         self,
         msg: Message,
@@ -686,63 +520,11 @@ class NatsTransport(LocalTransport):
         request: bool = False,
     ) -> PubAck:
         """Publish one delivery until the stream has it (through a broker restart)."""
-        ack = await self._retry(*self._item(msg, recipient, origin, parent, request=request))
+        ack = await self._out.retry(
+            *self._out.item(msg, recipient, origin, parent, request=request)
+        )
         self.sent += 1
         return ack
-
-    async def _publish_all(
-        self, items: list[_Item], recorded: Callable[[], None] | None = None
-    ) -> None:
-        """Publish ``items`` (the first is an outcome record) in one round trip: all are
-        written, then their acks awaited; one not acknowledged within 2 s is published again
-        until it is (the ids deduplicate). ``recorded`` is called once the first is in."""
-        import asyncio
-
-        from nats.errors import Error as NatsError
-
-        futures: list[asyncio.Future[PubAck] | None] = []
-        for subject, data, headers in items:
-            try:
-                futures.append(await self.js.publish_async(subject, data, headers=headers))
-            except NatsError:
-                futures.append(None)  # retried below
-        for i, ((subject, data, headers), future) in enumerate(zip(items, futures, strict=True)):
-            acked = False
-            if future is not None:
-                try:
-                    with anyio.fail_after(2.0):
-                        await future
-                    acked = True
-                except (NatsError, TimeoutError):
-                    future.cancel()  # gives its slot back to nats-py
-            if not acked:
-                await self._retry(subject, data, headers)
-            if i == 0 and recorded is not None:
-                recorded()
-
-    async def _retry(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
-        from nats.errors import Error as NatsError
-
-        delay = 0.05
-        while True:
-            try:
-                return await self.js.publish(subject, data, headers=headers, timeout=2.0)
-            except (NatsError, TimeoutError) as exc:
-                _log.warning("publish to %s failed (%s); retrying", subject, exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    async def _charge(self, correlation_id: str, key: str, n: int) -> int:
-        """Add ``n`` deliveries to the correlation's count, shared by every process (one
-        round trip, atomic on the server); the count just after them. ``key`` (the delivery
-        sent, or the one whose handler sends them) deduplicates: a re-run after a crash is
-        charged once, and gets the count its first run got, so it admits the same outputs."""
-        headers = {MSG_ID: key, INCR: str(n)}
-        ack = await self._retry(self.names.charged(correlation_id), b"", headers)
-        if ack.val is None:  # a duplicate: the count as the first run left it
-            first = await self.js.get_msg(self.names.budget, ack.seq)
-            return int(json.loads(first.data or b"{}")["val"])
-        return int(ack.val)
 
     async def _admit_charged(
         self, sent: list[tuple[Message, str]], correlation_id: str, key: str
@@ -752,7 +534,7 @@ class NatsTransport(LocalTransport):
         by ``limit:budget`` here, exactly as one process denies past the budget."""
         rt = self._rt
         assert rt is not None
-        total = await self._charge(correlation_id, key, len(sent))
+        total = await self._out.charge(correlation_id, key, len(sent))
         budget = rt.limits.correlation_budget
         admitted = max(0, min(len(sent), budget - (total - len(sent))))
         ledger, corr = rt._ledger, rt._correlator.get(correlation_id)
@@ -779,6 +561,8 @@ class NatsTransport(LocalTransport):
     async def _origin_loop(self) -> None:
         from nats.js.api import DeliverPolicy
 
+        rt = self._rt
+        assert rt is not None
         sub = await self.js.subscribe(
             self.names.outcome(self.origin),
             stream=self.names.outcomes,
@@ -792,36 +576,9 @@ class NatsTransport(LocalTransport):
         self._ready.set()
         try:
             async for raw in sub.messages:
-                self._settle(json.loads(raw.data))
+                self._outcomes.settle(rt, json.loads(raw.data))
         finally:
             await sub.unsubscribe()
-
-    def _settle(self, record: Mapping[str, Any]) -> None:
-        """Apply ``record``, once the record of the delivery that sent it is applied (a worker
-        publishes its outcome and its outputs at once, so a child's record may come first:
-        applied before its parent's, it could close the correlation early)."""
-        cid = record["correlation_id"]
-        parent = record.get("parent")
-        if parent is not None and parent not in self._applied.get(cid, ()):
-            self._held.setdefault(parent, []).append(record)
-            return
-        ready = [record]
-        while ready:
-            rec = ready.pop()
-            self._apply(rec)
-            ready += self._held.pop(rec["delivery"], [])
-        # Kept after the correlation settles (a record its parent's does not count may still
-        # come, see ``_apply``), for the last APPLIED_KEPT correlations.
-        while len(self._applied) > APPLIED_KEPT:
-            del self._applied[next(iter(self._applied))]
-
-    def _apply(self, record: Mapping[str, Any]) -> None:
-        """Replay one remote outcome in this process's ledger (see the module docstring)."""
-        self._replaying = True
-        try:
-            self._replay(record)
-        finally:
-            self._replaying = False
 
     def _loss_notice(
         self, notify: Callable[[Message, _Correlation, Missing], None] | None
@@ -834,7 +591,7 @@ class NatsTransport(LocalTransport):
             return None
 
         def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
-            if not self._replaying and (
+            if not self._outcomes.replaying and (
                 self._run_of(msg) is not None
                 or delivery_id(msg, missing.agent_id or "-") in self._running
             ):
@@ -843,88 +600,7 @@ class NatsTransport(LocalTransport):
 
         return notice
 
-    def _replay(self, record: Mapping[str, Any]) -> None:
-        self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
-        rt = self._rt
-        assert rt is not None
-        ledger, types = rt._ledger, rt.types
-        corr = rt._correlator.get(record["correlation_id"])
-        parent = record.get("parent")
-        if parent is not None:
-            left = self._unclaimed.get(parent, 0)
-            if left > 1:
-                self._unclaimed[parent] = left - 1
-            elif left == 1:
-                del self._unclaimed[parent]
-            else:
-                # A delivery its parent's record does not count (that record is the dead
-                # letter of a worker that died after sending it): open it now, so the
-                # count stays exact.
-                ledger.opened(corr)
-        for d in record["denied"]:
-            msg = types.parse_message(d["message"])
-            decision = Decision.deny(d["policy"], d["reason"])
-            ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
-        for s in record["shed"]:
-            ledger.shed_one(types.parse_message(s["message"]), s["consumer"], corr, s["reason"])
-        if record.get("limits"):
-            handled = types.parse_message(record["message"])
-            for fired in record["limits"]:
-                limit, agent, reason = fired["limit"], fired["agent"], fired["reason"]
-                ledger.record(limit, "limit_fired", agent, handled, reason)
-                if ledger.observer is not None:
-                    ledger.observer.limit_fired(handled, agent, limit, reason)
-        for reply in record["replies"]:
-            rt._dispatcher.route(types.parse_message(reply), corr, (), True)
-        answered = int(record.get("answered", 0))  # collected by the asker's waiter
-        ledger.delivered += answered
-        ledger.handled += answered
-        ledger.collected += answered
-        corr.deliveries += answered
-        spawned = int(record["spawned"])
-        if spawned:
-            self._unclaimed[record["delivery"]] = spawned
-        ledger.delivered += spawned
-        ledger.in_flight += spawned
-        corr.in_flight += spawned
-        corr.deliveries += spawned
-        if record["outcome"] == "handled":
-            ledger.handled += 1
-            ledger.closed(corr)
-            return
-        if record.get("message") is None:  # undecodable on arrival: nothing to show
-            ledger.dead_lettered += 1
-            ledger.closed(corr)
-            return
-        ledger.dead_letter(
-            record["agent"],
-            types.parse_message(record["message"]),
-            corr,
-            record["kind"],
-            record["reason"],
-            None,
-            int(record["attempts"]),
-        )
-
     # --- the worker: running deliveries from the broker -----------------------------------------
-    def _consumer_config(self, mb: Mailbox) -> Any:
-        from nats.js.api import AckPolicy, ConsumerConfig
-
-        return ConsumerConfig(
-            durable_name=self.names.consumer(mb.id),
-            filter_subject=self.names.agent(mb.id),
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self._ack_wait(mb),
-            max_ack_pending=mb.max_concurrency,
-            max_deliver=-1,  # we count deliveries ourselves, and end the N-th with term()
-        )
-
-    def _ack_wait(self, mb: Mailbox) -> float:
-        if self.ack_wait is not None:
-            return self.ack_wait
-        deadline = mb.options.deadline
-        return max(2.0, deadline) if deadline is not None else 30.0
-
     async def _consume(self, mb: Mailbox) -> None:
         from nats.errors import Error as NatsError
 
@@ -936,7 +612,7 @@ class NatsTransport(LocalTransport):
                     self.names.agent(mb.id),
                     durable=self.names.consumer(mb.id),
                     stream=self.names.work,
-                    config=self._consumer_config(mb),
+                    config=consumer_config(self.names, mb, self.ack_wait),
                 )
                 break
             except (NatsError, TimeoutError) as exc:
@@ -980,7 +656,7 @@ class NatsTransport(LocalTransport):
         times = raw.metadata.num_delivered
         if times > 1:
             self.redelivered += 1
-        run = _Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
+        run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
         msg = delivery.message
         self._running[delivery.id] = run
         self._by_message[msg.id] = run
@@ -1000,16 +676,12 @@ class NatsTransport(LocalTransport):
                 )
                 ledger.dead_letter(mb.id, msg, corr, "failed", reason, None, times - 1)
             else:
-                beat = self._ack_wait(mb) / 3
-                self._alive[id(raw)] = (raw, beat, anyio.current_time() + beat)
-                try:
+                with self._beats.alive(raw, ack_wait_of(mb, self.ack_wait)):
                     await self._run(mb, msg, run)
-                finally:
-                    del self._alive[id(raw)]
                 self._step("handled", delivery)
             for sent in run.asking:  # its requests are out (so counted in its record)
                 await sent.wait()
-            answer = self._answer(run) if run.request else None
+            answer = answer_of(run) if run.request else None
             if answer is not None and run.answered:
                 ledger.closed(corr)  # the answer was counted in flight here: it goes out now
             if run.outbox:
@@ -1018,12 +690,12 @@ class NatsTransport(LocalTransport):
                 )
                 self._step("charged", delivery)
             # The outcome record, the outputs and the answer at once: one round trip.
-            sends = self._record_items(run, mb.id)
-            sends += [self._item(o, r, origin, delivery.id) for o, r in run.outbox]
+            sends = outcome_items(self.names, run, mb.id)
+            sends += [self._out.item(o, r, origin, delivery.id) for o, r in run.outbox]
             if answer is not None:
                 data = json.dumps(answer, separators=(",", ":")).encode()
                 sends.append((self.names.reply(msg.id), data, {MSG_ID: f"{delivery.id}/answer"}))
-            await self._publish_all(sends, recorded=lambda: self._step("outcome", delivery))
+            await self._out.publish_all(sends, recorded=lambda: self._step("outcome", delivery))
             self.sent += len(run.outbox)
             for out, _ in run.outbox:
                 ledger.closed(rt._correlator.get(out.correlation_id))
@@ -1039,7 +711,7 @@ class NatsTransport(LocalTransport):
             if self._by_message.get(msg.id) is run:
                 del self._by_message[msg.id]
 
-    async def _run(self, mb: Mailbox, msg: Message, run: _Run) -> None:
+    async def _run(self, mb: Mailbox, msg: Message, run: Run) -> None:
         """The delivery (and its handoff to a fallback) through the runtime's own runner."""
         assert self._run_one is not None
         item: Queued = msg
@@ -1070,59 +742,12 @@ class NatsTransport(LocalTransport):
         mb.scheduled = len(mb.queue)
 
     async def _beat(self) -> None:
-        """Tell the server which running deliveries are alive (each a third of its ack wait
-        after the last beat), so a long handler is not handed to another worker. One loop
-        for all: a task per delivery cost more than most handlers."""
-        every = min(self._ack_wait(self.mailboxes[a]) for a in self.hosted) / 6
-        while True:
-            await anyio.sleep(every)
-            now = anyio.current_time()
-            for key, (raw, beat, due) in list(self._alive.items()):
-                if due <= now and key in self._alive:
-                    self._alive[key] = (raw, beat, now + beat)
-                    try:
-                        await raw.in_progress()
-                    except Exception:  # a broker restart: the next beat tries again
-                        _log.debug("in-progress beat failed", exc_info=True)
+        every = min(ack_wait_of(self.mailboxes[a], self.ack_wait) for a in self.hosted) / 6
+        await self._beats.run(every)
 
     def _step(self, step: Step, delivery: Delivery) -> None:
         if self.on_step is not None:
             self.on_step(step, delivery)
-
-    def _record_items(self, run: _Run, agent_id: str) -> list[_Item]:
-        """The outcome record (to the origin) and the dead letter: exactly once, by id."""
-        d = run.delivery
-        dead = run.dead
-        record: dict[str, Any] = {
-            "delivery": d.id,
-            "correlation_id": d.message.correlation_id,
-            "agent": agent_id,
-            "outcome": "handled" if dead is None else "dead_lettered",
-            "parent": run.parent,
-            "spawned": len(run.outbox) + run.asked,
-            "answered": run.answered,
-            "denied": run.denied,
-            "shed": run.shed,
-            "replies": run.replies,
-        }
-        if run.limits:
-            record["limits"] = run.limits
-            record["message"] = _message_json(d.message)
-        if dead is not None:
-            record |= {
-                "agent": dead.agent_id,
-                "kind": dead.kind,
-                "reason": dead.reason,
-                "attempts": dead.attempts,
-                "error_type": dead.error_type,
-                "message": _message_json(d.message),
-            }
-        data = json.dumps(record, separators=(",", ":")).encode()
-        headers = {MSG_ID: d.id, CORRELATION: d.message.correlation_id}
-        items = [(self.names.outcome(run.origin), data, headers)]
-        if dead is not None:
-            items.append((self.names.dead_letter(agent_id), data, headers))
-        return items
 
     async def _undecodable(
         self, mb: Mailbox, raw: Msg, origin: str, headers: Mapping[str, str], exc: Exception
@@ -1148,6 +773,6 @@ class NatsTransport(LocalTransport):
         }
         data = json.dumps(record, separators=(",", ":")).encode()
         out_headers = {MSG_ID: ident}
-        await self._retry(self.names.outcome(origin), data, out_headers)
-        await self._retry(self.names.dead_letter(mb.id), data, out_headers)
+        await self._out.retry(self.names.outcome(origin), data, out_headers)
+        await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
         await raw.term()

@@ -33,10 +33,13 @@ from genie import (
 from genie._audit import AuditRecord, verify_audit_log
 from genie._cli import main
 from genie._errors import ConfigurationError
-from genie._nats import NatsNames, NatsTransport, derived_id, need_server
+from genie._nats import NatsNames, NatsTransport
 from genie._nats_audit import as_file, read_chain
 from genie._nats_cli import run_over_nats
+from genie._nats_names import need_server
+from genie._nats_replay import OutcomeReplay
 from genie._nats_server import LocalNatsServer
+from genie._nats_wire import NatsPublisher, derived_id
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
@@ -490,9 +493,10 @@ async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_set
             "replies": [],
         }
 
-    transport._settle(record("m2:echo", "m1:echo", 0))  # the child first: held
+    outcomes = OutcomeReplay()
+    outcomes.settle(rt, record("m2:echo", "m1:echo", 0))  # the child first: held
     assert (ledger.handled, corr.in_flight) == (0, 1)
-    transport._settle(record("m1:echo", None, 1))  # the parent: both applied, in order
+    outcomes.settle(rt, record("m1:echo", None, 1))  # the parent: both applied, in order
     assert (ledger.handled, ledger.in_flight, ledger.delivered) == (2, 0, 2)
     assert correlator.lookup("c1") is None  # settled once, at the end
 
@@ -529,8 +533,9 @@ async def test_a_record_its_parent_does_not_count_is_opened_so_the_count_stays_e
         "parent": f"{entry.id}:echo",
         "message": None,
     }
-    transport._settle(poison)
-    transport._settle(orphan)
+    outcomes = OutcomeReplay()
+    outcomes.settle(rt, poison)
+    outcomes.settle(rt, orphan)
     s = rt.statistics()
     assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (2, 1, 1, 0)
 
@@ -667,12 +672,13 @@ async def test_a_rerun_is_charged_once_and_gets_its_first_count(server: LocalNat
     outputs), while another delivery's charge still adds."""
     transport = NatsTransport(server.url, NatsNames("charge"))
     await transport.connect()
+    budget = NatsPublisher(transport.names, lambda: transport.js)
     try:
-        assert await transport._charge("c1", "d1/outputs", 3) == 3
-        assert await transport._charge("c1", "d2/outputs", 2) == 5
-        assert await transport._charge("c1", "d1/outputs", 3) == 3  # the re-run
-        assert await transport._charge("c2", "d4/outputs", 1) == 1  # another correlation
-        assert await transport._charge("c1", "d3/outputs", 1) == 6
+        assert await budget.charge("c1", "d1/outputs", 3) == 3
+        assert await budget.charge("c1", "d2/outputs", 2) == 5
+        assert await budget.charge("c1", "d1/outputs", 3) == 3  # the re-run
+        assert await budget.charge("c2", "d4/outputs", 1) == 1  # another correlation
+        assert await budget.charge("c1", "d3/outputs", 1) == 6
     finally:
         await transport.close()
 

@@ -1,0 +1,97 @@
+"""A worker's pull consumer of one agent: its configuration, fetching what is ready, and
+the in-progress beats that keep a long handler's delivery from going to another worker
+(docs/scale-out.md, "The mapping")."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._mailbox import Mailbox
+from ._nats_names import NatsNames
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+__all__ = ["InProgressBeats", "ack_wait_of", "consumer_config", "fetch_ready"]
+
+_log = logging.getLogger("genie.nats")
+
+
+def ack_wait_of(mb: Mailbox, ack_wait: float | None) -> float:
+    """The ack wait of ``mb``'s consumer: ``ack_wait`` if given, else from its deadline."""
+    if ack_wait is not None:
+        return ack_wait
+    deadline = mb.options.deadline
+    return max(2.0, deadline) if deadline is not None else 30.0
+
+
+def consumer_config(names: NatsNames, mb: Mailbox, ack_wait: float | None) -> Any:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    return ConsumerConfig(
+        durable_name=names.consumer(mb.id),
+        filter_subject=names.agent(mb.id),
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_of(mb, ack_wait),
+        max_ack_pending=mb.max_concurrency,
+        max_deliver=-1,  # we count deliveries ourselves, and end the N-th with term()
+    )
+
+
+async def fetch_ready(psub: Any, most: int, pending: int = 0, wait: float = 1.0) -> list[Msg]:
+    """Up to ``most`` deliveries in one round trip while the server says ``pending`` more
+    wait (the ``num_pending`` of the last one fetched); else wait up to ``wait`` s for one.
+
+    nats-py's ``fetch(n)`` that finds fewer than n waits out its timeout for the rest,
+    holding what it got out of the other workers' reach meanwhile: a batch is asked for only
+    when the server said it is there, and with a short timeout in case another worker took it.
+    """
+    from nats.errors import Error as NatsError
+
+    if pending > 0 and most > 1:
+        with contextlib.suppress(NatsError, TimeoutError):
+            batch: list[Msg] = await psub.fetch(min(most, pending), timeout=0.005)
+            return batch
+    try:
+        one: list[Msg] = await psub.fetch(1, timeout=wait)
+    except (NatsError, TimeoutError):
+        return []
+    return one
+
+
+class InProgressBeats:
+    """Tells the server which running deliveries are alive (each a third of its ack wait
+    after the last beat), so a long handler is not handed to another worker. One loop for
+    all: a task per delivery cost more than most handlers."""
+
+    def __init__(self) -> None:
+        # Running deliveries to beat for: id(raw) -> (raw, beat interval, next beat due).
+        self._alive: dict[int, tuple[Msg, float, float]] = {}
+
+    @contextlib.contextmanager
+    def alive(self, raw: Msg, ack_wait: float) -> Iterator[None]:
+        """Beat for ``raw`` while the block runs."""
+        beat = ack_wait / 3
+        self._alive[id(raw)] = (raw, beat, anyio.current_time() + beat)
+        try:
+            yield
+        finally:
+            del self._alive[id(raw)]
+
+    async def run(self, every: float) -> None:
+        """Look for the beats due every ``every`` s, for ever."""
+        while True:
+            await anyio.sleep(every)
+            now = anyio.current_time()
+            for key, (raw, beat, due) in list(self._alive.items()):
+                if due <= now and key in self._alive:
+                    self._alive[key] = (raw, beat, now + beat)
+                    try:
+                        await raw.in_progress()
+                    except Exception:  # a broker restart: the next beat tries again
+                        _log.debug("in-progress beat failed", exc_info=True)

@@ -1,0 +1,115 @@
+"""The origin's side: the outcome records of the requests this process started, replayed in
+its own ledger, so ``ask``, its partial results and the accounting identity hold there as in
+one process (docs/scale-out.md, "The mapping")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._supervisor import Decision
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["APPLIED_KEPT", "OutcomeReplay"]
+
+APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
+
+
+class OutcomeReplay:
+    """Each outcome record closes one delivery and opens the ones its handler sent
+    (``spawned``), and carries the denials, sheds and replies of that delivery."""
+
+    def __init__(self) -> None:
+        self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
+        self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
+        self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
+        self.replaying = False  # applying an outcome record (the loss notices read it)
+
+    def settle(self, rt: Runtime, record: Mapping[str, Any]) -> None:
+        """Apply ``record``, once the record of the delivery that sent it is applied (a worker
+        publishes its outcome and its outputs at once, so a child's record may come first:
+        applied before its parent's, it could close the correlation early)."""
+        cid = record["correlation_id"]
+        parent = record.get("parent")
+        if parent is not None and parent not in self._applied.get(cid, ()):
+            self._held.setdefault(parent, []).append(record)
+            return
+        ready = [record]
+        while ready:
+            rec = ready.pop()
+            self._apply(rt, rec)
+            ready += self._held.pop(rec["delivery"], [])
+        # Kept after the correlation settles (a record its parent's does not count may still
+        # come, see ``_replay``), for the last APPLIED_KEPT correlations.
+        while len(self._applied) > APPLIED_KEPT:
+            del self._applied[next(iter(self._applied))]
+
+    def _apply(self, rt: Runtime, record: Mapping[str, Any]) -> None:
+        self.replaying = True
+        try:
+            self._replay(rt, record)
+        finally:
+            self.replaying = False
+
+    def _replay(self, rt: Runtime, record: Mapping[str, Any]) -> None:
+        self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
+        ledger, types = rt._ledger, rt.types
+        corr = rt._correlator.get(record["correlation_id"])
+        parent = record.get("parent")
+        if parent is not None:
+            left = self._unclaimed.get(parent, 0)
+            if left > 1:
+                self._unclaimed[parent] = left - 1
+            elif left == 1:
+                del self._unclaimed[parent]
+            else:
+                # A delivery its parent's record does not count (that record is the dead
+                # letter of a worker that died after sending it): open it now, so the
+                # count stays exact.
+                ledger.opened(corr)
+        for d in record["denied"]:
+            msg = types.parse_message(d["message"])
+            decision = Decision.deny(d["policy"], d["reason"])
+            ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
+        for s in record["shed"]:
+            ledger.shed_one(types.parse_message(s["message"]), s["consumer"], corr, s["reason"])
+        if record.get("limits"):
+            handled = types.parse_message(record["message"])
+            for fired in record["limits"]:
+                limit, agent, reason = fired["limit"], fired["agent"], fired["reason"]
+                ledger.record(limit, "limit_fired", agent, handled, reason)
+                if ledger.observer is not None:
+                    ledger.observer.limit_fired(handled, agent, limit, reason)
+        for reply in record["replies"]:
+            rt._dispatcher.route(types.parse_message(reply), corr, (), True)
+        answered = int(record.get("answered", 0))  # collected by the asker's waiter
+        ledger.delivered += answered
+        ledger.handled += answered
+        ledger.collected += answered
+        corr.deliveries += answered
+        spawned = int(record["spawned"])
+        if spawned:
+            self._unclaimed[record["delivery"]] = spawned
+        ledger.delivered += spawned
+        ledger.in_flight += spawned
+        corr.in_flight += spawned
+        corr.deliveries += spawned
+        if record["outcome"] == "handled":
+            ledger.handled += 1
+            ledger.closed(corr)
+            return
+        if record.get("message") is None:  # undecodable on arrival: nothing to show
+            ledger.dead_lettered += 1
+            ledger.closed(corr)
+            return
+        ledger.dead_letter(
+            record["agent"],
+            types.parse_message(record["message"]),
+            corr,
+            record["kind"],
+            record["reason"],
+            None,
+            int(record["attempts"]),
+        )
