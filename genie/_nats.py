@@ -37,7 +37,7 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -54,6 +54,7 @@ from ._nats_consent import NatsConsentLedger
 from ._nats_consumer import InProgressBeats, ack_wait_of, consumer_config, fetch_ready
 from ._nats_names import NatsNames, ensure_streams, need_server
 from ._nats_replay import OutcomeReplay
+from ._nats_requests import give_answer
 from ._nats_run import Recorder, Run, answer_of, outcome_items
 from ._nats_wire import (
     CORRELATION,
@@ -424,52 +425,15 @@ class NatsTransport(LocalTransport):
                     except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
                         stored = None
                 if stored is not None and stored.data:
-                    self._answered(corr, msg, recipient, json.loads(stored.data))
+                    give_answer(rt, corr, msg, recipient, json.loads(stored.data))
                     return
                 async for raw in sub.messages:
-                    self._answered(corr, msg, recipient, json.loads(raw.data))
+                    give_answer(rt, corr, msg, recipient, json.loads(raw.data))
                     return
         finally:
             if sub is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(NatsError):
                     await sub.unsubscribe()
-
-    def _answered(
-        self, corr: _Correlation, request: Message, recipient: str, answer: Mapping[str, Any]
-    ) -> None:
-        """Give a request's waiter its answer: the reply (admitted for the asker where it
-        was sent, counted there as collected), or why there is none, as one process does."""
-        rt = self._rt
-        assert rt is not None
-        if "reply" in answer or "refused" in answer:
-            refused = answer.get("refused")
-            body = answer["reply"] if refused is None else refused["message"]
-            reply = rt.types.parse_message(body)
-            for waiter in tuple(corr.waiters):
-                if waiter.consumes and waiter.matches(reply):
-                    if refused is None:
-                        rt._ledger.collect(corr)
-                        waiter.offer(reply)
-                    else:
-                        why = Missing(
-                            waiter.consumer,
-                            "denied",
-                            refused["reason"],
-                            refused["policy"],
-                            reply.sender,
-                            reply.id,
-                        )
-                        waiter.refused(reply, why)
-                    return
-        elif "failed" in answer:
-            reason = answer["failed"]["reason"]
-            if answer["failed"]["kind"] == "cancelled":
-                why = Missing(recipient, "cancelled", reason, None, recipient, request.id)
-            else:
-                why = Missing(recipient, "failed", reason, None, recipient, request.id)
-            rt._correlator.failed(corr, why, request.id, recipient)
-        else:  # handled without an answer
-            rt._correlator.handled(corr, request.id)
 
     # --- timers set by handlers: ``ctx.schedule`` -------------------------------------------
     def _schedule(self, msg: Message, delay: float) -> Timer:
