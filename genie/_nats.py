@@ -291,7 +291,9 @@ class NatsTransport(LocalTransport):
             run = self._running.get(delivery_id(item.message, item.failed_agent))
             assert run is not None, "a handoff comes from a delivery this worker runs"
             run.handoffs.append(item)
-            self._running[delivery_id(item.message, recipient)] = run
+            key = delivery_id(item.message, recipient)
+            self._running[key] = run
+            run.keys.append(key)
             return
         msg: Message = item  # type: ignore[assignment]
         asking = self._asking.get(msg.id)
@@ -623,6 +625,7 @@ class NatsTransport(LocalTransport):
         run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
         msg = delivery.message
         self._running[delivery.id] = run
+        run.keys.append(delivery.id)
         self._by_message[msg.id] = run
         corr = rt._correlator.get(msg.correlation_id)
         if msg.correlation_id in self.cancellations:
@@ -670,8 +673,9 @@ class NatsTransport(LocalTransport):
                 await raw.ack()
             self._step("acked", delivery)
         finally:
-            for key in [k for k, r in self._running.items() if r is run]:
-                del self._running[key]
+            for key in run.keys:
+                if self._running.get(key) is run:
+                    del self._running[key]
             if self._by_message.get(msg.id) is run:
                 del self._by_message[msg.id]
 

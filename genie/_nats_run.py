@@ -39,6 +39,9 @@ class Run:
     replies: list[dict[str, Any]] = field(default_factory=list)
     dead: DeadLetter | None = None
     handoffs: list[Handoff] = field(default_factory=list)
+    # Its keys in the worker's running map (its delivery, its handoffs' deliveries): dropped
+    # when it ends, without scanning a map as large as the worker's concurrency.
+    keys: list[str] = field(default_factory=list)
     # Requests its handler sent (published at once) and timers it set (reported when they
     # end): deliveries it opened besides its outputs.
     asked: int = 0
