@@ -52,19 +52,45 @@ class Observed(Protocol):
 
 
 class _AgentCounts:
-    """What the hot path counts for one agent, by message type (string keys hash once).
+    """What the hot path counts for one agent, by message type.
 
-    ``durations`` holds counts per bucket, not cumulative (one increment per call);
-    ``bisect_left`` puts a value equal to a bound in that bound's bucket, as ``le`` means.
+    Most agents take one message type: the first type enqueued (and the first handled) is
+    counted in this object's own slots, so a delivery reaches one object, not a dict per
+    count; any other type is counted in a dict (string keys hash once) after it, in the order
+    met, so the exposition lists them as it did. ``durations`` holds counts per bucket, not
+    cumulative (one increment per call); ``bisect_left`` puts a value equal to a bound in
+    that bound's bucket, as ``le`` means.
     """
 
-    __slots__ = ("durations", "enqueued", "ok", "seconds")
+    __slots__ = (
+        "durations",
+        "enqueued",
+        "enqueued_n",
+        "enqueued_type",
+        "ok",
+        "ok_n",
+        "ok_type",
+        "seconds",
+    )
 
     def __init__(self, buckets: int) -> None:
-        self.enqueued: dict[str, int] = {}
+        self.enqueued_type: str | None = None
+        self.enqueued_n = 0
+        self.enqueued: dict[str, int] = {}  # the other types
+        self.ok_type: str | None = None
+        self.ok_n = 0
         self.ok: dict[str, int] = {}
         self.durations = [0] * buckets  # one per bound, then +Inf
         self.seconds = 0.0
+
+    def enqueued_counts(self) -> dict[str, int]:
+        """Every type's count, the first type met first (a copy: the scrape's thread)."""
+        first, n = self.enqueued_type, self.enqueued_n
+        return {first: n, **self.enqueued} if first is not None else dict(self.enqueued)
+
+    def ok_counts(self) -> dict[str, int]:
+        first, n = self.ok_type, self.ok_n
+        return {first: n, **self.ok} if first is not None else dict(self.ok)
 
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
@@ -148,14 +174,26 @@ class Metrics(Observer):
         widths[recipients] = widths.get(recipients, 0) + 1
 
     def delivered(self, msg: Message, agent_id: str) -> None:
-        counts = (self._agents.get(agent_id) or self._agent(agent_id)).enqueued
+        agent = self._agents.get(agent_id) or self._agent(agent_id)
         key = msg.type
-        counts[key] = counts.get(key, 0) + 1
+        if key == agent.enqueued_type:
+            agent.enqueued_n += 1
+        elif agent.enqueued_type is None:
+            agent.enqueued_type, agent.enqueued_n = key, 1
+        else:
+            counts = agent.enqueued
+            counts[key] = counts.get(key, 0) + 1
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         agent = self._agents.get(agent_id) or self._agent(agent_id)
-        counts, key = agent.ok, msg.type
-        counts[key] = counts.get(key, 0) + 1
+        key = msg.type
+        if key == agent.ok_type:
+            agent.ok_n += 1
+        elif agent.ok_type is None:
+            agent.ok_type, agent.ok_n = key, 1
+        else:
+            counts = agent.ok
+            counts[key] = counts.get(key, 0) + 1
         agent.durations[bisect_left(self._duration_bounds, duration)] += 1
         agent.seconds += duration
 
@@ -196,9 +234,9 @@ class Metrics(Observer):
         deliveries: dict[tuple[str, ...], int] = {}
         handled = dict(self._handled)
         for agent, counts in agents:
-            for type_, n in dict(counts.enqueued).items():
+            for type_, n in counts.enqueued_counts().items():
                 deliveries[agent, type_] = n
-            for type_, n in dict(counts.ok).items():
+            for type_, n in counts.ok_counts().items():
                 handled[agent, type_, "ok"] = n
         for (agent, type_, _policy), n in dict(self._denied).items():
             deliveries[agent, type_] = deliveries.get((agent, type_), 0) + n

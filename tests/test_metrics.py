@@ -23,13 +23,14 @@ from genie import (
     Limits,
     Message,
     Metrics,
+    Payload,
     RetryPolicy,
     Runtime,
     RuntimeStatistics,
     handler,
 )
 
-from .conftest import DenyTo, Echo, Failing, Ping, Pong, Recorder
+from .conftest import DenyTo, Echo, Failing, Note, Ping, Pong, Recorder
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -326,3 +327,56 @@ async def test_serve_from_python_in_one_call() -> None:
             response = await client.get(server.url)
     assert response.status_code == 200
     assert "genie_in_flight 0.0" in response.text
+
+
+class Both(BaseAgent):
+    """Takes pings and pongs, and notes; emits nothing."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        pass
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        pass
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        pass
+
+
+async def test_an_agent_of_several_types_counts_each_in_the_order_met() -> None:
+    # The first type an agent meets is counted apart from the others (the hot path's slots):
+    # each type's count must still be exact, and the samples listed in the order met, also
+    # when an agent's first handled type is not its first enqueued one (a fallback's).
+    rt = Runtime(metrics=True)
+    rt.add(Both("both"))
+    rt.add(Failing("rescued"), options=AgentOptions(fallback="both"))
+    sent = ["note", "ping", "pong", "ping", "note", "ping"]
+    made: dict[str, Payload] = {"note": Note(text="x"), "ping": Ping(n=1), "pong": Pong(n=1)}
+    async with rt:
+        # ``both`` handles a ping first, by fallback, before anything is enqueued for it.
+        await rt.publish(rt.message(Ping(n=0), sender="t", recipient="rescued"))
+        await rt.wait_idle()
+        for kind in sent:
+            await rt.publish(rt.message(made[kind], sender="t", recipient="both"))
+        await rt.wait_idle()
+        assert rt.metrics is not None
+        text = rt.metrics.text()
+    samples = parse(text)
+    assert total(samples, "genie_deliveries_total", agent="both", type="note") == 2
+    assert total(samples, "genie_deliveries_total", agent="both", type="ping") == 3
+    assert total(samples, "genie_deliveries_total", agent="both", type="pong") == 1
+    ok = {"status": "ok", "agent": "both"}
+    assert total(samples, "genie_messages_handled_total", type="ping", **ok) == 4
+    assert total(samples, "genie_messages_handled_total", type="note", **ok) == 2
+    assert total(samples, "genie_messages_handled_total", type="pong", **ok) == 1
+    assert total(samples, "genie_handle_duration_seconds_count", agent="both") == 7
+    check_accounting(samples, rt.statistics())
+
+    def order(prefix: str) -> list[str]:
+        lines = [ln for ln in text.splitlines() if ln.startswith(prefix)]
+        return [ln.split('type="')[1].split('"')[0] for ln in lines]
+
+    assert order('genie_deliveries_total{agent="both"') == ["note", "ping", "pong"]
+    assert order('genie_messages_handled_total{agent="both"') == ["ping", "note", "pong"]
