@@ -179,7 +179,8 @@ class Metrics(Observer):
         if key == agent.enqueued_type:
             agent.enqueued_n += 1
         elif agent.enqueued_type is None:
-            agent.enqueued_type, agent.enqueued_n = key, 1
+            agent.enqueued_n = 1  # before the type: a scrape never reads a count of 0
+            agent.enqueued_type = key
         else:
             counts = agent.enqueued
             counts[key] = counts.get(key, 0) + 1
@@ -190,7 +191,8 @@ class Metrics(Observer):
         if key == agent.ok_type:
             agent.ok_n += 1
         elif agent.ok_type is None:
-            agent.ok_type, agent.ok_n = key, 1
+            agent.ok_n = 1  # before the type: a scrape never reads a count of 0
+            agent.ok_type = key
         else:
             counts = agent.ok
             counts[key] = counts.get(key, 0) + 1
