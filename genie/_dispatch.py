@@ -178,6 +178,28 @@ class Dispatcher:
         values = msg.__dict__
         recipient = values["recipient"]
         if (
+            corr.waiters
+            and routed == (recipient,)
+            and recipient not in mailboxes
+            and not corr.cancelled
+            and not self.taps
+            and self.correlator.on_gathered is None
+        ):
+            # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
+            # subscribed to the type), which only the correlation's waiters can take. ``route``
+            # for it, inlined: this runs once per gathered reply.
+            if (
+                type(values["metadata"]) is dict
+                or CONTAINER_FIELDS.get(type(values["payload"])) != ()
+            ):
+                freeze_message(msg)
+            ledger.published += 1
+            if not self._offer(msg, corr, output)[0] and not self.transport.forward(msg):
+                ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
+            if ledger.observer is not None:
+                ledger.observer.published(msg, 0)
+            return
+        if (
             corr.cancelled
             or corr.waiters
             or self.taps

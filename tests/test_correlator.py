@@ -304,3 +304,47 @@ async def test_closed_gathers_keep_no_replies() -> None:
         assert (await gather.wait()).complete
         await rt.wait_idle()
         assert rt.statistics().correlations.late_replies == 1
+
+
+async def test_fan_in_path_dead_letters_what_no_waiter_takes_and_feeds_subscribers() -> None:
+    """The fan-in's own path (a reply to a caller outside the runtime, while a gather waits)
+    keeps what the general route does: a reply the gather does not match is counted and
+    dead-lettered, and a subscriber of the reply's type still gets every reply."""
+
+    class PongWatcher(BaseAgent):
+        def __init__(self, id: str) -> None:
+            super().__init__(id)
+            self.seen: list[Message] = []
+
+        @handler
+        async def on_pong(self, payload: Pong, ctx: Context) -> None:
+            self.seen.append(ctx.message)
+
+    async with Runtime([Echo("a"), Echo("b")]) as rt:
+        fan_out(rt, ["a", "b"])
+        msg = rt.message(Ping(n=1), sender="caller")
+        gather = rt.gather(msg.correlation_id, senders=["a"])
+        await rt.publish(msg)
+        only_a = await gather.wait()
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert [m.sender for m in only_a.replies] == ["a"]
+    assert (stats.published, stats.collected, stats.unrouted) == (3, 1, 1)
+    [letter] = list(rt.dead_letters)
+    assert (letter.kind, letter.reason) == ("unrouted", "unknown recipient 'caller'")
+    assert letter.message.sender == "b"
+
+    watcher = PongWatcher("watcher")
+    async with Runtime([Echo("a"), Echo("b"), watcher]) as rt:
+        fan_out(rt, ["a", "b"])
+        rt.subscribe("watcher", "pong")
+        msg = rt.message(Ping(n=2), sender="caller")
+        gather = rt.gather(msg.correlation_id, count=2)
+        await rt.publish(msg)
+        both = await gather.wait()
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert sorted(m.sender for m in both.replies) == ["a", "b"]
+    assert sorted(m.sender for m in watcher.seen) == ["a", "b"]
+    assert stats.unrouted == 0
+    assert list(rt.dead_letters) == []
