@@ -173,17 +173,17 @@ class Dispatcher:
             )
         mailboxes = self.mailboxes
         ledger = self.ledger
-        routed = self.router.recipients(msg)
         # Fields read from the __dict__: pydantic's __getattr__ makes each attribute read a hook.
         values = msg.__dict__
         recipient = values["recipient"]
         if (
             corr.waiters
-            and routed == (recipient,)
+            and recipient is not None
             and recipient not in mailboxes
             and not corr.cancelled
             and not self.taps
             and self.correlator.on_gathered is None
+            and not self.router.subscribers(values["type"])
         ):
             # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
             # subscribed to the type), which only the correlation's waiters can take. ``route``
@@ -199,6 +199,7 @@ class Dispatcher:
             if ledger.observer is not None:
                 ledger.observer.published(msg, 0)
             return
+        routed = self.router.recipients(msg)
         if (
             corr.cancelled
             or corr.waiters

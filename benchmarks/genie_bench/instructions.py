@@ -40,6 +40,7 @@ WORKLOADS = ("chain", "fanout", "components")
 COMPONENTS = (
     "loop",
     "route",
+    "fanin",
     "admission",
     "ledger",
     "payload",
@@ -161,7 +162,9 @@ async def _component(name: str, calls: int) -> None:
 
     The parts: ``loop`` (an empty call: the measuring loop's own cost, to subtract from the
     others), ``route`` (the router's recipients and the dispatcher's route of a reply that no
-    waiter takes), ``admission`` (the check for one consumer, no policies), ``ledger`` (a
+    waiter takes), ``fanin`` (a reply to the caller emitted into its correlation, where a
+    gather takes it: what each gathered reply costs between the handler and the gather),
+    ``admission`` (the check for one consumer, no policies), ``ledger`` (a
     delivery opened and handled), ``payload`` (the handler's ``Pong(n=1)``: pydantic
     validating the reply's payload), ``envelope`` (``ctx.reply``: the reply's ``Message``, its
     id and timestamp), ``dispatch`` (the agent's ``handle``: handler lookup and call, with the
@@ -189,6 +192,18 @@ async def _component(name: str, calls: int) -> None:
 
             def one() -> object:
                 return dispatcher.route(reply, corr, router.recipients(reply), True)
+        elif name == "fanin":
+            # A gather of two senders that only ever hears from one: it takes every reply (the
+            # first is kept) and stays open, so each call is one reply gathered.
+            # The caller is outside the runtime (no agent of its id), as ``rt.gather`` callers are.
+            asked = rt.message(Ping(n=1), sender="outside", recipient="echo")
+            gathered = RuntimeContext(services, "echo", asked).reply(Pong(n=1))
+            gathered_corr = correlator.get(gathered.correlation_id)
+            rt.gather(gathered.correlation_id, senders=["echo", "nobody"])
+
+            def one() -> object:
+                dispatcher.emit(gathered, True, gathered_corr)
+                return None
         elif name == "admission":
 
             def one() -> object:
