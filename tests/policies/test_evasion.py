@@ -22,6 +22,7 @@ from genie.policies import (
     load_policy_file,
     run_probes,
 )
+from genie.policies import _normalise as normalise
 from genie.policies._normalise import compact_words, fold, scan_text, words
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +127,8 @@ def test_the_scan_text_is_computed_once_per_message(
 ) -> None:
     # Every scan text is folded once, whichever way it was gathered (from the payload's fields
     # or from its JSON): count the folds.
+    if not plain and not normalise.__file__.endswith(".py"):
+        pytest.skip("mypyc-compiled _normalise: its own calls do not see a patched fold")
     policies = load_policy_file(POLICY).policies
     calls: list[str] = []
 
