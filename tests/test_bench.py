@@ -236,16 +236,33 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
 ) -> None:
     results = bench(tmp_path, "--workloads", "nats", "--nats-requests", "60")
     nats = results["nats"]
-    for impl in ("genie", "bare"):
-        assert list(nats[impl]) == ["1", "2", "3"]
-        for row in nats[impl].values():
-            assert row["deliveries_per_s"] > 0
-            assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
-    assert nats["genie_over_bare"].keys() == {"1", "2", "3"}
-    targets = [t["target"] for t in results["targets"]]
-    assert "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes" in targets
+    heavy = nats["handler_bound"]
+    for case in (nats, heavy):
+        for impl in ("genie", "bare"):
+            assert list(case[impl]) == ["1", "2", "3"]
+            for row in case[impl].values():
+                assert row["deliveries_per_s"] > 0
+                assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
+                assert row["cpu_us_workers"] > 0
+        assert case["genie_over_bare"].keys() == {"1", "2", "3"}
+        assert case["genie_2_over_1"] > 0
+        assert case["bare_2_over_1"] > 0
+    # The handler-bound case is one: its handler costs many times the light one's.
+    assert heavy["work_sha256_rounds"] > 10 * nats["work_sha256_rounds"]
+    assert heavy["handler_ms"] > 5 * nats["handler_ms"]
+    assert heavy["genie"]["1"]["cpu_us_workers"] > nats["genie"]["1"]["cpu_us_workers"]
+    verdicts = {t["target"]: t["measured"] for t in results["targets"]}
+    light = "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes"
+    assert verdicts[light] == nats["genie_2_over_1"]
+    bound = (
+        "nats, handler-bound (3,500 sha256 rounds a delivery), genie: at least 1.6x the "
+        "deliveries/s from 1 to 2 worker processes"
+    )
+    assert verdicts[bound] == heavy["genie_2_over_1"]
     md = (tmp_path / "results" / "results.md").read_text()
     assert "## Scale-out: NATS JetStream (60 requests through a chain of 2 agents" in md
+    assert "| genie | 3,500 (" in md
+    assert "| bare | 200 (" in md
 
 
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:

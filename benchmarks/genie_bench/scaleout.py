@@ -1,13 +1,18 @@
 """The cross-process workload (``genie bench --workloads nats``; opt-in: it starts its own
 ``nats-server`` and worker processes).
 
-A chain of ``HOPS`` agents, each doing the same small CPU work per delivery, hosted by 1, 2
-and 3 worker processes; the bench process is the entry and keeps ``concurrency`` requests in
-flight. Beside it, in the same run, the floor: a bare nats-py work queue (JetStream publish,
-a durable pull consumer shared by the same number of worker processes, fetch, the same work,
-ack) moving the same number of messages.
+A chain of ``HOPS`` agents, each doing the same CPU work per delivery, hosted by 1, 2 and 3
+worker processes; the bench process is the entry and keeps ``concurrency`` requests in flight.
+Beside it, in the same run, the floor: a bare nats-py work queue (JetStream publish, a durable
+pull consumer shared by the same number of worker processes, fetch, the same work, ack) moving
+the same number of messages.
 
-``python -m genie_bench.scaleout worker URL`` and ``... bare URL`` are the worker children.
+Two cases: a light handler (``LIGHT`` sha256 rounds, about a tenth of a millisecond: the cost
+of the transport dominates) and a handler-bound one (``HEAVY`` rounds, about 2 ms: the case
+scale-out is for, where more worker processes have the handler's work to share).
+
+``python -m genie_bench.scaleout worker URL ROUNDS`` and ``... bare URL ROUNDS`` are the
+worker children.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from genie import AgentOptions, BaseAgent, Context, Message, Payload, Runtime, h
 from .process import child_env
 
 HOPS = 2
-WORK = 200  # sha256 rounds per delivery: a few tens of microseconds of handler work
+LIGHT = 200  # sha256 rounds per delivery: about 0.1 ms of handler work
+HEAVY = 3500  # about 2 ms: a handler-bound chain
 STREAM = "BENCH_BARE"
 CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
 
@@ -48,10 +54,20 @@ class Done(Payload):
     n: int
 
 
-def work() -> None:
+def work(rounds: int) -> None:
     digest = b"genie"
-    for _ in range(WORK):
+    for _ in range(rounds):
         digest = hashlib.sha256(digest).digest()
+
+
+def work_ms(rounds: int) -> float:
+    """The CPU milliseconds ``work(rounds)`` takes here (the median of a few runs)."""
+    times = []
+    for _ in range(7):
+        t0 = time.process_time()
+        work(rounds)
+        times.append(time.process_time() - t0)
+    return statistics.median(times) * 1e3
 
 
 class Hop(BaseAgent):
@@ -59,23 +75,24 @@ class Hop(BaseAgent):
 
     produces = (Job, Done)
 
-    def __init__(self, id: str, next_hop: str | None) -> None:
+    def __init__(self, id: str, next_hop: str | None, rounds: int) -> None:
         super().__init__(id)
         self.next_hop = next_hop
+        self.rounds = rounds
 
     @handler
     async def on_job(self, payload: Job, ctx: Context) -> Message:
-        work()
+        work(self.rounds)
         if self.next_hop is not None:
             return ctx.emit(Job(n=payload.n), recipient=self.next_hop)
         return ctx.emit(Done(n=payload.n), recipient="user")
 
 
-def chain(transport: Any) -> Runtime:
+def chain(transport: Any, rounds: int) -> Runtime:
     rt = Runtime(transport=transport)
     for i in range(HOPS):
         nxt = f"hop{i + 1}" if i + 1 < HOPS else None
-        rt.add(Hop(f"hop{i}", nxt), options=AgentOptions(max_concurrency=CONCURRENCY))
+        rt.add(Hop(f"hop{i}", nxt, rounds), options=AgentOptions(max_concurrency=CONCURRENCY))
     return rt
 
 
@@ -86,11 +103,11 @@ def _names() -> Any:
 
 
 # --- the children --------------------------------------------------------------------------------
-async def _genie_worker(url: str) -> None:
+async def _genie_worker(url: str, rounds: int) -> None:
     from genie.nats import NatsTransport
 
     transport = NatsTransport(url, _names(), hosted=[f"hop{i}" for i in range(HOPS)])
-    rt = chain(transport)
+    rt = chain(transport, rounds)
     transport.attach(rt)
     await transport.connect()
     async with rt:
@@ -98,7 +115,7 @@ async def _genie_worker(url: str) -> None:
         await anyio.sleep_forever()
 
 
-async def _bare_worker(url: str) -> None:
+async def _bare_worker(url: str, rounds: int) -> None:
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -116,7 +133,7 @@ async def _bare_worker(url: str) -> None:
         batch = await fetch_ready(psub, CONCURRENCY, pending)
         pending = batch[-1].metadata.num_pending if batch else 0
         for raw in batch:
-            work()
+            work(rounds)
             hop = int(raw.subject.rsplit(".", 1)[1])
             if hop + 1 < HOPS:
                 await js.publish(f"bench.bare.{hop + 1}", raw.data)
@@ -126,10 +143,10 @@ async def _bare_worker(url: str) -> None:
 
 
 # --- the measurement -----------------------------------------------------------------------------
-def _start(kind: str, url: str, count: int) -> list[subprocess.Popen[str]]:
+def _start(kind: str, url: str, count: int, rounds: int) -> list[subprocess.Popen[str]]:
     procs = []
     for _ in range(count):
-        cmd = [sys.executable, "-m", "genie_bench.scaleout", kind, url]
+        cmd = [sys.executable, "-m", "genie_bench.scaleout", kind, url, str(rounds)]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env())
         procs.append(p)
     for p in procs:
@@ -206,12 +223,12 @@ async def _drive(
 
 
 async def _genie_entry(
-    url: str, requests: int, concurrency: int, cpu: _CpuMeter | None = None
+    url: str, requests: int, concurrency: int, rounds: int, cpu: _CpuMeter | None = None
 ) -> dict[str, float]:
     from genie.nats import NatsTransport
 
     transport = NatsTransport(url, _names())
-    rt = chain(transport)
+    rt = chain(transport, rounds)
     transport.attach(rt)
     await transport.connect()
     try:
@@ -258,22 +275,66 @@ async def _bare_entry(
         await nc.close()
 
 
-def measure(
-    workers: list[int], requests: int, concurrency: int, progress: Callable[[str], None]
+def _case(
+    url: str,
+    server_pid: int,
+    workers: list[int],
+    requests: int,
+    concurrency: int,
+    rounds: int,
+    progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Genie on NATS and the bare work queue, with each worker count; ratios in one run."""
+    """Genie and the bare queue with each worker count, ``rounds`` of work per delivery."""
+    out: dict[str, Any] = {
+        "work_sha256_rounds": rounds,
+        "handler_ms": work_ms(rounds),
+        "genie": {},
+        "bare": {},
+    }
+    for count in workers:
+        progress(f"nats: bare work queue, {count} worker process(es), {rounds} rounds")
+        procs = _start("bare", url, count, rounds)
+        try:
+            cpu = _CpuMeter(server_pid, [p.pid for p in procs])
+            out["bare"][str(count)] = asyncio.run(_bare_entry(url, requests, concurrency, cpu))
+        finally:
+            _stop(procs)
+        progress(f"nats: genie, {count} worker process(es), {rounds} rounds")
+        procs = _start("worker", url, count, rounds)
+        try:
+            cpu = _CpuMeter(server_pid, [p.pid for p in procs])
+            out["genie"][str(count)] = anyio.run(
+                _genie_entry, url, requests, concurrency, rounds, cpu
+            )
+        finally:
+            _stop(procs)
+    for impl in ("genie", "bare"):
+        rows = out[impl]
+        if "1" in rows and "2" in rows:
+            ratio = rows["2"]["deliveries_per_s"] / rows["1"]["deliveries_per_s"]
+            out[f"{impl}_2_over_1"] = ratio
+    g, b = out["genie"], out["bare"]
+    out["genie_over_bare"] = {
+        k: g[k]["deliveries_per_s"] / b[k]["deliveries_per_s"] for k in g if k in b
+    }
+    return out
+
+
+def measure(
+    workers: list[int],
+    requests: int,
+    concurrency: int,
+    progress: Callable[[str], None],
+    *,
+    handler_bound: bool = True,
+) -> dict[str, Any]:
+    """Genie on NATS and the bare work queue, with each worker count, with the light handler
+    (the rows at the top level) and the handler-bound one (``handler_bound``, unless told
+    not to); ratios in one run."""
     from nats.js.api import RetentionPolicy, StreamConfig
 
     from genie.nats import LocalNatsServer
 
-    out: dict[str, Any] = {
-        "hops": HOPS,
-        "work_sha256_rounds": WORK,
-        "requests": requests,
-        "concurrency": concurrency,
-        "genie": {},
-        "bare": {},
-    }
     with (
         tempfile.TemporaryDirectory(prefix="genie-bench-nats-") as store,
         LocalNatsServer(Path(store)) as server,
@@ -291,48 +352,32 @@ def measure(
 
         asyncio.run(bare_stream())
         assert server.process is not None
-        server_pid = server.process.pid
-        for count in workers:
-            progress(f"nats: bare work queue, {count} worker process(es)")
-            procs = _start("bare", server.url, count)
-            try:
-                cpu = _CpuMeter(server_pid, [p.pid for p in procs])
-                out["bare"][str(count)] = asyncio.run(
-                    _bare_entry(server.url, requests, concurrency, cpu)
-                )
-            finally:
-                _stop(procs)
-            progress(f"nats: genie, {count} worker process(es)")
-            procs = _start("worker", server.url, count)
-            try:
-                cpu = _CpuMeter(server_pid, [p.pid for p in procs])
-                out["genie"][str(count)] = anyio.run(
-                    _genie_entry, server.url, requests, concurrency, cpu
-                )
-            finally:
-                _stop(procs)
-    g, b = out["genie"], out["bare"]
-    if "1" in g and "2" in g:
-        out["genie_2_over_1"] = g["2"]["deliveries_per_s"] / g["1"]["deliveries_per_s"]
-    out["genie_over_bare"] = {
-        k: g[k]["deliveries_per_s"] / b[k]["deliveries_per_s"] for k in g if k in b
-    }
+        pid = server.process.pid
+        args = (server.url, pid, workers, requests, concurrency)
+        out: dict[str, Any] = {"hops": HOPS, "requests": requests, "concurrency": concurrency}
+        out |= _case(*args, LIGHT, progress)
+        if handler_bound:
+            out["handler_bound"] = _case(*args, HEAVY, progress)
     return out
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "worker":
-        anyio.run(_genie_worker, argv[1])
+    if len(argv) == 3 and argv[0] == "worker":
+        anyio.run(_genie_worker, argv[1], int(argv[2]))
         return 0
-    if len(argv) == 2 and argv[0] == "bare":
-        asyncio.run(_bare_worker(argv[1]))
+    if len(argv) == 3 and argv[0] == "bare":
+        asyncio.run(_bare_worker(argv[1], int(argv[2])))
         return 0
-    if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [REQUESTS [WORKERS,..]]
-        requests = int(argv[1]) if len(argv) > 1 else 2000
-        counts = [int(c) for c in argv[2].split(",")] if len(argv) > 2 else [1, 2, 3]
-        print(json.dumps(measure(counts, requests, 64, print), indent=2))
+    if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [N [W,..]] [--light]
+        light = "--light" in argv  # the light handler only (A/B runs of the transport's cost)
+        args = [a for a in argv[1:] if a != "--light"]
+        requests = int(args[0]) if args else 2000
+        counts = [int(c) for c in args[1].split(",")] if len(args) > 1 else [1, 2, 3]
+        results = measure(counts, requests, 64, print, handler_bound=not light)
+        print(json.dumps(results, indent=2))
         return 0
-    print("usage: python -m genie_bench.scaleout worker|bare URL | measure [N]", file=sys.stderr)
+    usage = "usage: python -m genie_bench.scaleout worker|bare URL ROUNDS | measure [N [W,..]]"
+    print(usage, file=sys.stderr)
     return 2
 
 
