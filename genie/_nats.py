@@ -87,6 +87,13 @@ Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "acked
 StepHook = Callable[[Step, Delivery], None]
 
 
+def _opens_its_correlation(msg: Message, recipient: str) -> bool:
+    """``msg`` starts its correlation (its id is the correlation's, nothing caused it) and
+    goes to ``recipient`` alone (addressed to it): its one delivery is the correlation's
+    first. A message to a topic has a delivery per subscriber: charged one by one."""
+    return msg.correlation_id == msg.id and msg.causation_id is None and msg.recipient == recipient
+
+
 class NatsTransport(LocalTransport):
     """Moves admitted deliveries through JetStream; runs the deliveries of ``hosted`` agents.
 
@@ -518,7 +525,15 @@ class NatsTransport(LocalTransport):
         try:
             await self._ready.wait()
             delivery = Delivery(msg, recipient).id
-            if await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
+            if _opens_its_correlation(msg, recipient):
+                # Nothing of its correlation exists before it, so its charge cannot be refused
+                # (the budget admitted it here, so it is at least 1): the charge goes out just
+                # before it, in the same round trip, and on the same connection, so the
+                # counter has it before anything it causes is charged.
+                charge = self._out.charge_item(msg.correlation_id, delivery, 1)
+                await self._out.publish_all([charge, self._out.item(msg, recipient, self.origin)])
+                self.sent += 1
+            elif await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
                 await self._publish(msg, recipient, self.origin)
         finally:
             self._unsent[recipient] -= 1

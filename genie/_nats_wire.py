@@ -86,9 +86,9 @@ class NatsPublisher:
     async def publish_all(
         self, items: list[Item], recorded: Callable[[], None] | None = None
     ) -> None:
-        """Publish ``items`` (the first is an outcome record) in one round trip: all are
-        written, then their acks awaited; one not acknowledged within 2 s is published again
-        until it is (the ids deduplicate). ``recorded`` is called once the first is in."""
+        """Publish ``items`` in one round trip, in their order: all are written, then their
+        acks awaited; one not acknowledged within 2 s is published again until it is (the ids
+        deduplicate). ``recorded`` is called once the first (an outcome record) is in."""
         from nats.errors import Error as NatsError
 
         js = self._js()
@@ -134,13 +134,16 @@ class NatsPublisher:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def charge_item(self, correlation_id: str, key: str, n: int) -> Item:
+        """What adding ``n`` deliveries to the correlation's count sends (see ``charge``)."""
+        return self.names.charged(correlation_id), b"", {MSG_ID: key, INCR: str(n)}
+
     async def charge(self, correlation_id: str, key: str, n: int) -> int:
         """Add ``n`` deliveries to the correlation's count, shared by every process (one
         round trip, atomic on the server); the count just after them. ``key`` (the delivery
         sent, or the one whose handler sends them) deduplicates: a re-run after a crash is
         charged once, and gets the count its first run got, so it admits the same outputs."""
-        headers = {MSG_ID: key, INCR: str(n)}
-        ack = await self.retry(self.names.charged(correlation_id), b"", headers)
+        ack = await self.retry(*self.charge_item(correlation_id, key, n))
         if ack.val is None:  # a duplicate: the count as the first run left it
             first = await self._js().get_msg(self.names.budget, ack.seq)
             return int(json.loads(first.data or b"{}")["val"])

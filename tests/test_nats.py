@@ -639,6 +639,9 @@ async def volley(rt: Runtime) -> tuple[str, list[tuple[str, str]], tuple[int, ..
     ("limits", "fired"),
     [
         (Limits(correlation_budget=7, max_hops=100), "limit:budget"),
+        # The root's charge rides with its publish: stored before the worker charges the
+        # root's output, or that output would be admitted at a count of 1.
+        (Limits(correlation_budget=1, max_hops=100), "limit:budget"),
         (Limits(correlation_budget=100, max_hops=5), "limit:hops"),
     ],
 )
@@ -664,6 +667,47 @@ async def test_a_loop_across_two_workers_stops_at_the_limit_as_in_process(
         await t.close()
     assert expected[1] == [(fired, "right" if fired == "limit:budget" else "left")]
     assert got == expected
+
+
+async def test_a_message_that_opens_its_correlation_is_charged_with_its_publish(
+    server: LocalNatsServer,
+) -> None:
+    """The entry's root message to one agent is charged in the same round trip as its
+    publish, and charged all the same: the correlation's count on the broker is 1 (the
+    reply to the caller crosses in the outcome record, uncharged); a second send into the
+    correlation (not its root) is charged before it goes out, and adds."""
+    names = NatsNames("rootcharge")
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    runtimes = []
+    for t in (worker_t, entry_t):
+        rt = Runtime(transport=t)
+        rt.add(Echo("echo"))
+        t.attach(rt)
+        await t.connect()
+        runtimes.append(rt)
+
+    async def count(correlation_id: str) -> int:
+        last = await entry_t.js.get_last_msg(names.budget, names.charged(correlation_id))
+        return int(json.loads(last.data or b"{}")["val"])
+
+    rt = runtimes[1]
+    try:
+        async with runtimes[0], rt:
+            first = rt.message(Ping(n=1), recipient="echo")
+            result = await rt.ask(first, timeout=10)
+            assert result.status == "complete"
+            assert await count(first.correlation_id) == 1
+            again = rt.message(Ping(n=2), recipient="echo", correlation_id=first.correlation_id)
+            assert again.correlation_id != again.id
+            assert (await rt.ask(again, timeout=10)).status == "complete"
+            assert await count(first.correlation_id) == 2
+            assert entry_t.sent == 2
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
 
 
 async def test_a_rerun_is_charged_once_and_gets_its_first_count(server: LocalNatsServer) -> None:
