@@ -255,13 +255,13 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
     light = "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes"
     assert verdicts[light] == nats["genie_2_over_1"]
     bound = (
-        "nats, handler-bound (3,500 sha256 rounds a delivery), genie: at least 1.6x the "
+        "nats, handler-bound (6,000 sha256 rounds a delivery), genie: at least 1.6x the "
         "deliveries/s from 1 to 2 worker processes"
     )
     assert verdicts[bound] == heavy["genie_2_over_1"]
     md = (tmp_path / "results" / "results.md").read_text()
     assert "## Scale-out: NATS JetStream (60 requests through a chain of 2 agents" in md
-    assert "| genie | 3,500 (" in md
+    assert "| genie | 6,000 (" in md
     assert "| bare | 200 (" in md
 
 

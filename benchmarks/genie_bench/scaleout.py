@@ -39,7 +39,7 @@ from .process import child_env
 
 HOPS = 2
 LIGHT = 200  # sha256 rounds per delivery: about 0.1 ms of handler work
-HEAVY = 3500  # about 2 ms: a handler-bound chain
+HEAVY = 6000  # about 2 ms (0.3 to 0.6 µs a round here): a handler-bound chain
 STREAM = "BENCH_BARE"
 CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
 
