@@ -136,7 +136,9 @@ class NatsTransport(LocalTransport):
         self._beats = InProgressBeats()
         self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
+        self._sends: Counter[str] = Counter()  # every send from outside a handler, ever
         self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
+        self._rereading: set[str] = set()  # recipients whose room is being read again
         self._holding: dict[str, int] = {}
         self._tg: TaskGroup | None = None
         self._locks: dict[str, anyio.Lock] = {}
@@ -257,9 +259,16 @@ class NatsTransport(LocalTransport):
 
     # --- the Transport calls -----------------------------------------------------------------
     def has_room(self, recipient: str) -> bool:
-        # Only a stream request can tell; ``publish_nowait`` cannot wait for one, so it is
-        # refused while a publisher of this process waits for that recipient.
-        return not self._holding.get(recipient)
+        """``publish_nowait`` cannot wait for a stream request: it answers from the count last
+        read (at the start, then at most ``poll`` old: an older one is read again in the
+        background) less this process's sends since, and refuses while a publisher of this
+        process waits for that recipient (first come, first served)."""
+        if self._holding.get(recipient):
+            return False
+        free, read_at = self._room.get(recipient, (self._capacity_left(recipient, 0), -math.inf))
+        if anyio.current_time() - read_at > self.poll:
+            self._read_again(recipient)
+        return free >= 1
 
     def try_hold(self, recipient: str) -> bool:
         return False  # the stream decides: always ``wait_for_room``
@@ -274,11 +283,8 @@ class NatsTransport(LocalTransport):
                 # than ``poll``: one stream request per burst, not one per publish.
                 free, read_at = self._room.get(recipient, (0, -math.inf))
                 while free < 1 or anyio.current_time() - read_at > self.poll:
-                    subject = self.names.agent(recipient)
-                    info = await self.js.stream_info(self.names.work, subjects_filter=subject)
-                    queued = (info.state.subjects or {}).get(subject, 0)
-                    free = self.mailboxes[recipient].capacity - queued - self._unsent[recipient]
-                    read_at = anyio.current_time()
+                    await self._read_room(self.names.agent(recipient))
+                    free, read_at = self._room[recipient]
                     if free < 1:
                         await anyio.sleep(self.poll)
                 self._room[recipient] = (free - 1, read_at)
@@ -288,6 +294,53 @@ class NatsTransport(LocalTransport):
 
     def release(self, recipient: str) -> None:
         self._holding[recipient] -= 1
+
+    def _capacity_left(self, recipient: str, queued: int, unsent: int | None = None) -> int:
+        """Free slots of ``recipient`` with ``queued`` deliveries in the stream, less what
+        this process has sent that the stream may not hold yet (``unsent``, else all not
+        stored yet)."""
+        if unsent is None:
+            unsent = self._unsent[recipient]
+        return self.mailboxes[recipient].capacity - queued - unsent
+
+    async def _read_room(self, subjects: str) -> None:
+        """Read the stream's count of deliveries for the agents on ``subjects`` (one agent's
+        subject, or every agent's) into ``_room``, in one request."""
+        agents = [
+            (agent_id, subject)
+            for agent_id in self.mailboxes
+            if subjects in (subject := self.names.agent(agent_id), self.names.agents)
+        ]
+        # The count is taken between the request and its answer: a send stored in that
+        # window may be in it or not, so it is counted as not stored (one slot too few,
+        # until the next reading), and so is every send made meanwhile.
+        before = {a: (self._unsent[a], self._sends[a]) for a, _ in agents}
+        info = await self.js.stream_info(self.names.work, subjects_filter=subjects)
+        queued = info.state.subjects or {}
+        now = anyio.current_time()
+        for agent_id, subject in agents:
+            unsent, sends = before[agent_id]
+            unsent += self._sends[agent_id] - sends
+            free = self._capacity_left(agent_id, queued.get(subject, 0), unsent)
+            self._room[agent_id] = (free, now)
+
+    def _read_again(self, recipient: str) -> None:
+        """Read ``recipient``'s count again in the background (once at a time)."""
+        if self._tg is None or recipient in self._rereading:
+            return
+
+        async def read() -> None:
+            from nats.errors import Error as NatsError
+
+            try:
+                await self._read_room(self.names.agent(recipient))
+            except (NatsError, TimeoutError) as exc:  # the next call tries again
+                _log.debug("cannot read the room of %s: %s", recipient, exc)
+            finally:
+                self._rereading.discard(recipient)
+
+        self._rereading.add(recipient)
+        self._tg.start_soon(read)
 
     def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
         if reserved:
@@ -315,7 +368,13 @@ class NatsTransport(LocalTransport):
             run.outbox.append((run.rename(msg), recipient))
         else:
             assert self._tg is not None, "a runtime sends only once started"
+            if not reserved:  # ``publish_nowait`` (or a timer): a slot of the last reading
+                free, read_at = self._room.get(
+                    recipient, (self._capacity_left(recipient, 0), -math.inf)
+                )
+                self._room[recipient] = (free - 1, read_at)
             self._unsent[recipient] += 1
+            self._sends[recipient] += 1
             self._tg.start_soon(self._send, msg, recipient)
 
     def schedule(self, mb: Mailbox) -> None:
@@ -540,6 +599,7 @@ class NatsTransport(LocalTransport):
 
     # --- the origin: outcome records of the requests this process started -----------------------
     async def _origin_loop(self) -> None:
+        from nats.errors import Error as NatsError
         from nats.js.api import DeliverPolicy
 
         rt = self._rt
@@ -554,6 +614,8 @@ class NatsTransport(LocalTransport):
             idle_heartbeat=1.0,
         )
         await self.consent.loaded.wait()  # policies admit against the shared ledger
+        with contextlib.suppress(NatsError, TimeoutError):  # else read at the first use
+            await self._read_room(self.names.agents)  # publish_nowait answers from the start
         self._ready.set()
         try:
             async for raw in sub.messages:

@@ -93,6 +93,11 @@ class NatsNames:
     def agent(self, agent_id: str) -> str:
         return f"genie.{self._ns}.agent.{_token(agent_id, 'agent id')}"
 
+    @property
+    def agents(self) -> str:
+        """The subjects of every agent's deliveries (a filter)."""
+        return f"genie.{self._ns}.agent.*"
+
     def consumer(self, agent_id: str) -> str:
         return _token(agent_id, "agent id").replace("~", "_")
 
@@ -114,7 +119,7 @@ async def ensure_streams(
     configs = (
         StreamConfig(
             name=names.work,
-            subjects=[f"genie.{ns}.agent.*"],
+            subjects=[names.agents],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,

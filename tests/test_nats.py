@@ -28,6 +28,7 @@ from genie import (
     MemoryAuditLog,
     Message,
     Runtime,
+    WouldBlockError,
     handler,
 )
 from genie._audit import AuditRecord, verify_audit_log
@@ -707,6 +708,68 @@ async def test_a_message_that_opens_its_correlation_is_charged_with_its_publish(
             assert entry_t.sent == 2
     finally:
         for t in (worker_t, entry_t):
+            await t.close()
+
+
+async def test_publish_nowait_pushes_back_on_what_the_stream_holds(
+    server: LocalNatsServer,
+) -> None:
+    """``publish_nowait`` refuses (``WouldBlockError``) once the recipient's subject holds
+    ``mailbox_size`` deliveries: after this process's own sends at once, and after another
+    process's as read from the stream (when it starts, then at most ``poll`` old); once a
+    worker drains the subject, it takes messages again."""
+    names = NatsNames("nowait")
+
+    def runtime(transport: NatsTransport) -> Runtime:
+        rt = Runtime(transport=transport)
+        rt.add(Echo("echo"), options=AgentOptions(mailbox_size=3))
+        transport.attach(rt)
+        return rt
+
+    first_t, second_t = NatsTransport(server.url, names), NatsTransport(server.url, names)
+    worker_t = NatsTransport(server.url, names, hosted=["echo"])
+    first, second, worker_rt = runtime(first_t), runtime(second_t), runtime(worker_t)
+
+    async def queued() -> int:
+        subject = names.agent("echo")
+        info = await first_t.js.stream_info(names.work, subjects_filter=subject)
+        return (info.state.subjects or {}).get(subject, 0)
+
+    async def second_publishes() -> bool:
+        try:
+            second.publish_nowait(second.message(Ping(n=9), recipient="echo"))
+        except WouldBlockError:
+            return False
+        return True
+
+    async def all_done() -> bool:
+        return first.statistics().in_flight == second.statistics().in_flight == 0
+
+    for t in (first_t, second_t, worker_t):
+        await t.connect()
+    try:
+        async with first:
+            await first_t.ready()
+            for n in range(3):
+                first.publish_nowait(first.message(Ping(n=n), recipient="echo"))
+            with pytest.raises(WouldBlockError):
+                first.publish_nowait(first.message(Ping(n=3), recipient="echo"))
+
+            async def three_queued() -> bool:
+                return await queued() == 3
+
+            await eventually(three_queued)
+            async with second:  # it starts with the stream holding three
+                await second_t.ready()
+                assert not await second_publishes()
+                assert await queued() == 3
+                async with worker_rt:
+                    await eventually(second_publishes)
+                    await eventually(all_done)
+            stats = first.statistics()  # the fourth was never admitted
+            assert (stats.delivered, stats.handled, stats.in_flight) == (3, 3, 0)
+    finally:
+        for t in (first_t, second_t, worker_t):
             await t.close()
 
 
