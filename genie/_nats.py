@@ -283,7 +283,7 @@ class NatsTransport(LocalTransport):
                 # than ``poll``: one stream request per burst, not one per publish.
                 free, read_at = self._room.get(recipient, (0, -math.inf))
                 while free < 1 or anyio.current_time() - read_at > self.poll:
-                    await self._read_room(self.names.agent(recipient))
+                    await self._read_room(recipient)
                     free, read_at = self._room[recipient]
                     if free < 1:
                         await anyio.sleep(self.poll)
@@ -303,14 +303,12 @@ class NatsTransport(LocalTransport):
             unsent = self._unsent[recipient]
         return self.mailboxes[recipient].capacity - queued - unsent
 
-    async def _read_room(self, subjects: str) -> None:
-        """Read the stream's count of deliveries for the agents on ``subjects`` (one agent's
-        subject, or every agent's) into ``_room``, in one request."""
-        agents = [
-            (agent_id, subject)
-            for agent_id in self.mailboxes
-            if subjects in (subject := self.names.agent(agent_id), self.names.agents)
-        ]
+    async def _read_room(self, recipient: str | None = None) -> None:
+        """Read the stream's count of deliveries for ``recipient`` (None: every agent) into
+        ``_room``, in one request."""
+        ids = self.mailboxes if recipient is None else (recipient,)
+        agents = [(agent_id, self.names.agent(agent_id)) for agent_id in ids]
+        subjects = self.names.agents if recipient is None else agents[0][1]
         # The count is taken between the request and its answer: a send stored in that
         # window may be in it or not, so it is counted as not stored (one slot too few,
         # until the next reading), and so is every send made meanwhile.
@@ -333,7 +331,7 @@ class NatsTransport(LocalTransport):
             from nats.errors import Error as NatsError
 
             try:
-                await self._read_room(self.names.agent(recipient))
+                await self._read_room(recipient)
             except (NatsError, TimeoutError) as exc:  # the next call tries again
                 _log.debug("cannot read the room of %s: %s", recipient, exc)
             finally:
@@ -615,7 +613,7 @@ class NatsTransport(LocalTransport):
         )
         await self.consent.loaded.wait()  # policies admit against the shared ledger
         with contextlib.suppress(NatsError, TimeoutError):  # else read at the first use
-            await self._read_room(self.names.agents)  # publish_nowait answers from the start
+            await self._read_room()  # publish_nowait answers from the start
         self._ready.set()
         try:
             async for raw in sub.messages:
