@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import sys
 from collections import deque
@@ -72,6 +71,8 @@ def _go_time(at: datetime) -> str:
 def _go_json(value: object) -> str:
     """JSON as Go's encoding/json writes it: compact, map keys sorted, <>& and U+2028/9
     escaped, other non-ASCII as UTF-8. Hashes then match a log written by the Go system."""
+    import json  # only a file-backed log writes JSON: not loaded by `import genie`
+
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(raw, escaped)
@@ -182,6 +183,8 @@ def _parse_row(raw: bytes) -> dict[str, Any]:
         raise _BadRow(f"not UTF-8 (byte {exc.start})") from None
     if json_depth_exceeds(text, 2):
         raise _BadRow("not an audit row (nested too deeply)")
+    import json
+
     try:
         row = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except _BadRow:

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint
 
 from ._mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = ["Executors", "Worker"]
 
@@ -52,7 +55,7 @@ class Executors:
         self,
         tg: TaskGroup,
         run_one: Callable[[Mailbox, Worker], Awaitable[None]],
-        new_event: Callable[[], anyio.Event] = anyio.Event,
+        new_event: Callable[[], anyio.Event],
         *,
         batch: int = 16,
         max_idle: int = 4,

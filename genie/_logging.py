@@ -7,7 +7,6 @@ formatters here print them, as text for people or as one JSON object per line fo
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -46,6 +45,8 @@ class JsonFormatter(logging.Formatter):
                 doc[name] = value
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
+        import json  # loaded with the first JSON record, not by `import genie`
+
         return json.dumps(doc, default=str)
 
 

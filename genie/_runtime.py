@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint
 
 from ._admission import Admission
@@ -51,6 +50,8 @@ from ._timers import Timers
 from ._transport import LocalTransport
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ._metrics import Metrics
     from .llm._cost import PriceTable
 

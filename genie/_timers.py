@@ -8,14 +8,17 @@ as a cancelled dead letter when its request is cancelled or the runtime closes f
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskGroup
 
 from ._context import Timer
 from ._correlator import Correlator, _Correlation
 from ._ledger import Ledger
 from ._message import Message
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = ["Timers"]
 

@@ -11,17 +11,18 @@ decodes each delivery through the message-type registry and hands it to the same
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
-from anyio.abc import TaskGroup
 
 from ._executor import Executors, Worker
 from ._mailbox import Mailbox, Queued
 from ._message import Message, MessageTypes
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = ["Delivery", "LocalTransport", "Transport", "delivery_id"]
 
@@ -43,12 +44,16 @@ class Delivery:
         return delivery_id(self.message, self.recipient)
 
     def encode(self) -> bytes:
+        import json  # only a transport between processes encodes: not loaded by `import genie`
+
         body = {"recipient": self.recipient, "message": self.message.model_dump(mode="json")}
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes | str, types: MessageTypes) -> Delivery:
         """Validate the envelope and its payload through ``types`` (what the receiver hosts)."""
+        import json
+
         body = json.loads(data)
         return cls(types.parse_message(body["message"]), str(body["recipient"]))
 

@@ -1,0 +1,117 @@
+"""``import genie`` leaves out what only a rarely used part needs (issue 19, import time).
+
+Pinned without a clock: a fresh interpreter imports genie and reports which modules that import
+loaded, so a later change that brings one of them back to start-up fails here, not only in a
+benchmark run on a quiet machine. Each lazily loaded part is then used, to show it still works.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import genie
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What `import genie` used to load and a user who only builds a runtime does not need at import,
+# with what it costs (callgrind, `import genie` from bytecode: 689 M instructions before).
+LAZY = {
+    # anyio's synchronization primitives (5 dataclasses), loaded by an `anyio.Event` default
+    # nobody used; the runtime takes its backend's own event class when it starts: 22 M.
+    "anyio._core._synchronization",
+    # `anyio.abc.TaskGroup` was imported for annotations only: 3 M.
+    "anyio.abc",
+    "anyio._core._tasks",
+    # only a file-backed audit log, a transport between processes and the JSON log formatter
+    # write JSON: 5 M.
+    "json",
+}
+
+
+def loaded_by(code: str) -> set[str]:
+    """The modules a fresh interpreter loaded while running ``code`` (not those it started
+    with: a coverage hook in site-packages may import json before the code runs)."""
+    probe = (
+        "import sys\n_before = set(sys.modules)\n"
+        + code
+        + "\nprint(' '.join(sorted(set(sys.modules) - _before)))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
+    argv = [sys.executable, "-c", probe]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_import_genie_leaves_the_lazy_modules_out() -> None:
+    loaded = loaded_by("import genie")
+    assert "genie._runtime" in loaded  # the probe sees what the import loads
+    assert loaded & LAZY == set()
+
+
+def test_every_public_name_imports_from_a_fresh_interpreter() -> None:
+    names = ", ".join(genie.__all__)
+    loaded = loaded_by(f"from genie import {names}")
+    assert "genie._metrics" in loaded  # the lazily loaded names did load
+
+
+def test_a_runtime_started_after_import_loads_what_it_needs() -> None:
+    # The laziness moves the cost to first use; it must not break first use.
+    code = """
+import anyio
+from genie import BaseAgent, Context, Message, Payload, Runtime, handler
+
+class Ping(Payload):
+    message_type = "lazy_ping"
+    n: int
+
+class Pong(Payload):
+    message_type = "lazy_pong"
+    n: int
+
+class Echo(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n + 1))
+
+async def main() -> None:
+    async with Runtime() as rt:
+        rt.add(Echo("echo"), subscribe=["lazy_ping"])
+        result = await rt.ask(rt.message(Ping(n=1)), timeout=5)
+        assert result.message.payload == Pong(n=2), result
+
+anyio.run(main)
+"""
+    assert "anyio._core._synchronization" in loaded_by(code)
+
+
+def test_the_json_users_load_json_when_they_run(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    code = f"""
+import logging
+from datetime import UTC, datetime
+from genie import JsonFormatter, JsonlAuditLog, verify_audit_log
+from genie._audit import AuditRecord
+from genie import Message, MessageTypes
+from genie._transport import Delivery
+from tests.conftest import Ping
+
+record = logging.makeLogRecord({{"msg": "hello", "agent_id": "a"}})
+assert '"agent_id": "a"' in JsonFormatter().format(record)
+
+audit = JsonlAuditLog({str(log)!r})
+audit.record(AuditRecord(datetime.now(UTC), "policy", "deny", "msg-1", {{"why": "test"}}))
+audit.close()
+assert verify_audit_log({str(log)!r}).ok
+
+sent = Delivery(Message.new(Ping(n=1), sender="user"), "echo")
+assert Delivery.decode(sent.encode(), MessageTypes([Ping])) == sent
+"""
+    loaded = loaded_by(code)
+    assert "json" in loaded
+    assert log.read_text().count("\n") == 1
