@@ -11,11 +11,13 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from genie_bench import measure, process, report, worker, workloads
+from genie_bench.cli import Settings
 from genie_bench.variants import VARIANTS, build
 
 from genie._cli import main
@@ -395,3 +397,72 @@ def test_the_gc_clock_counts_the_collections_and_their_time_while_registered() -
     assert clock.collections == meter.collections == 2
     assert 0 < meter.gc <= meter.wall
     assert meter.cpu > 0
+
+
+def test_the_compiled_twins_are_judged_apart_and_never_stand_for_the_pure_variants() -> None:
+    def row(p50: float, throughput: float = 0.4) -> dict[str, float]:
+        return {"p50_x_floor": p50, "p99_x_floor": p50, "throughput_x_floor": throughput}
+
+    results: dict[str, Any] = {
+        "settings": {"concurrency": 64, "compiled": "build/mypyc", "startup_repeats": 1},
+        "fanout": {
+            "asyncio": {"50": row(1.0, 1.0)},
+            "genie": {"50": row(1.7, 0.38)},
+            "genie+policies+metrics": {"50": row(3.0)},
+            "autogen-core": {"50": row(27.0)},
+            "genie+mypyc": {"50": row(1.5, 0.52)},
+            # genie+policies+metrics has no twin in this run: nothing is judged in its name
+        },
+        "chain": {
+            "asyncio": {"x_floor": 1.0},
+            "genie": {"x_floor": 1.25},
+            "genie+policies+metrics": {"x_floor": 2.2},
+            "genie+mypyc": {"x_floor": 1.1},
+        },
+        "startup": {"import": {"genie": {"median_ms": 120.0}}},
+    }
+    pure = report.targets(results)
+    compiled = report.compiled_targets(results)
+    assert report.targets(results) == pure  # judging the twins changes nothing of the pure
+    found = {t["target"]: (t["measured"], t["met"], t["pure"]) for t in compiled}
+    assert found == {
+        "per hop, genie+mypyc: at most 1.2x the floor": (1.1, True, 1.25),
+        "fan-out N=50 p50, genie+mypyc: at most 1.6x the floor": (1.5, True, 1.7),
+        "fan-out N=50 p99, genie+mypyc: at most 2.0x the floor": (1.5, True, 1.7),
+        "throughput N=50, 64 in flight, genie+mypyc: at least half the floor's deliveries/s": (
+            0.52,
+            True,
+            0.38,
+        ),
+    }
+    # The pure verdicts stay the pure variants' own.
+    by_target = {t["target"]: t["measured"] for t in pure}
+    assert by_target["per hop, genie: at most 1.2x the floor"] == 1.25
+    assert by_target["import genie: under 130 ms"] == 120.0
+    assert not any("mypyc" in t for t in by_target)
+
+    environment = {"date": "today", "python": "3.11", "machine": "x86_64", "cpus": 2}
+    environment |= {"genie": "0.1.0", "commit": "abc", "packages": {}}
+    md = report.markdown(
+        {
+            "command": "genie bench --compiled build/mypyc",
+            "settings": asdict(Settings(compiled="build/mypyc")),
+            "environment": environment,
+            "targets": pure,
+            "compiled_targets": compiled,
+        }
+    )
+    pure_table = md.index("## Against the performance targets")
+    twins_table = md.index("## What compiling the hot modules buys")
+    assert pure_table < twins_table  # below the issue's table, never in it
+    assert "mypyc" not in md[pure_table:twins_table]
+    assert (
+        "| per hop, genie+mypyc: at most 1.2x the floor | 1.10 x floor | met | 1.25 x floor |" in md
+    )
+    assert "`--compiled build/mypyc`" in md
+
+
+def test_a_run_without_compiled_twins_has_no_compiled_verdicts() -> None:
+    row = {"p50_x_floor": 1.7, "p99_x_floor": 2.1, "throughput_x_floor": 0.4}
+    fanout = {"asyncio": {"50": row}, "genie": {"50": row}}
+    assert report.compiled_targets({"settings": {}, "fanout": fanout}) == []

@@ -397,6 +397,8 @@ def write(results: report.Results, out: Path) -> list[Path]:
             results["skipped"]["plot"] = why
             print(f"genie bench: {why}", file=sys.stderr)
     results["targets"] = report.targets(results)
+    if results["settings"].get("compiled"):
+        results["compiled_targets"] = report.compiled_targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(report.markdown(results), encoding="utf-8")
     return [out / "results.json", out / "results.md", *written]

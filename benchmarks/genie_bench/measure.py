@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .process import child_env
-from .variants import MYPYC
+from .report import MYPYC
 from .workloads import WorkloadError
 
 Progress = Callable[[str], None]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from genie import ConfigurationError, Policy
 
+from .report import MYPYC
 from .workloads import ANYIO, ENVELOPE, FLOOR, Implementation, genie
 
 # A peer: the package a user installs, the module a user imports (its import is timed too),
@@ -30,11 +31,6 @@ VARIANTS = (
     "genie+gcfreeze",
     *PEERS,
 )
-
-
-# A genie variant run from a mypyc-compiled tree (``genie bench --compiled DIR``, ``make
-# compiled``): the same workload with the compiled tree first on the worker's PYTHONPATH.
-MYPYC = "+mypyc"
 
 
 class UnknownVariantError(ValueError):

@@ -22,7 +22,8 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from .variants import MYPYC, build, load_policies
+from .report import MYPYC
+from .variants import build, load_policies
 from .workloads import Ask, WorkloadError
 
 # A command taking longer than this is a workload that stopped doing the work (a reply that
