@@ -11,6 +11,9 @@ warm-up cancel out). Workloads, without policies or metrics (the runtime's own c
   sink; reported per hop.
 - ``fanout``: one request to ``--n`` subscribers, each replying, gathered by the caller
   (``rt.gather`` then ``rt.publish``); reported per request.
+- ``throughput``: the ``fanout`` request with 64 of them under way at once, as the harness's
+  throughput workload runs it, ten times ``--requests`` requests (so that 64 are in flight);
+  reported per request.
 - ``components``: the pieces of one delivery, each called alone on a running runtime's own
   objects (see ``COMPONENTS``); reported per call.
 
@@ -35,7 +38,7 @@ from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 
 __all__ = ["COMPONENTS", "WORKLOADS", "count", "main"]
 
-WORKLOADS = ("chain", "fanout", "components")
+WORKLOADS = ("chain", "fanout", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
 COMPONENTS = (
     "loop",
@@ -157,6 +160,29 @@ async def _fanout(n: int, requests: int) -> None:
                 raise RuntimeError(f"fan-out gathered {len(result.replies)} of {n} replies")
 
 
+async def _throughput(n: int, requests: int, in_flight: int = 64) -> None:
+    """``_fanout``'s request with ``in_flight`` of them under way at once (each client asks
+    again as soon as its gather completes), ``_WARMUP + requests`` in all."""
+    workers = [Worker(f"w{i}", i) for i in range(n)]
+    async with Runtime(workers) as rt:
+        for worker in workers:
+            rt.subscribe(worker.id, Request.message_type)
+        started = iter(range(_WARMUP + requests))
+
+        async def client() -> None:
+            for seq in started:
+                msg = rt.message(Request(seq=seq), sender="caller")
+                gather = rt.gather(msg.correlation_id, count=n)
+                await rt.publish(msg)
+                result = await gather.wait()
+                if len(result.replies) != n:
+                    raise RuntimeError(f"throughput gathered {len(result.replies)} of {n}")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(in_flight):
+                tg.start_soon(client)
+
+
 async def _component(name: str, calls: int) -> None:
     """Calls one part of a delivery ``calls`` times on a running runtime's own objects.
 
@@ -242,6 +268,8 @@ def _child(workload: str, size: int, requests: int, component: str) -> None:
         anyio.run(_chain, size, requests)
     elif workload == "fanout":
         anyio.run(_fanout, size, requests)
+    elif workload == "throughput":
+        anyio.run(_throughput, size, requests)
     else:
         anyio.run(_component, component, requests)
 
@@ -333,6 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif workload == "fanout":
             per = count("fanout", size=args.n, requests=args.requests, pythonpath=args.pythonpath)
             print(f"fan-out N={args.n}: {per:,.0f} instructions per request")
+        elif workload == "throughput":
+            per = count(
+                "throughput", size=args.n, requests=10 * args.requests, pythonpath=args.pythonpath
+            )
+            print(
+                f"throughput N={args.n}, 64 in flight: {per:,.0f} instructions per request "
+                f"({per / args.n:,.0f} per recipient: its delivery and its reply's)"
+            )
         else:
             calls = args.requests * 50
             for component in COMPONENTS:
