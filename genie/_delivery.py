@@ -308,16 +308,15 @@ class DeliveryRunner:
                     stamped.append(out)
                 continue
             # What ctx.emit builds shares the input's very strings: identity first (cheap).
-            fields = out.__dict__
             if not (
-                (fields["causation_id"] is msg.id or fields["causation_id"] == msg.id)
-                and fields["hops"] == hops
+                (out.causation_id is msg.id or out.causation_id == msg.id)
+                and out.hops == hops
                 and (
-                    fields["correlation_id"] is msg.correlation_id
-                    or fields["correlation_id"] == msg.correlation_id
+                    out.correlation_id is msg.correlation_id
+                    or out.correlation_id == msg.correlation_id
                 )
-                and (fields["trace_id"] is msg.trace_id or fields["trace_id"] == msg.trace_id)
-                and (fields["sender"] is mb.id or fields["sender"] == mb.id)
+                and (out.trace_id is msg.trace_id or out.trace_id == msg.trace_id)
+                and (out.sender is mb.id or out.sender == mb.id)
             ):
                 if stamped is None:
                     stamped = list(result[:i])

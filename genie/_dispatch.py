@@ -173,9 +173,7 @@ class Dispatcher:
             )
         mailboxes = self.mailboxes
         ledger = self.ledger
-        # Fields read from the __dict__: pydantic's __getattr__ makes each attribute read a hook.
-        values = msg.__dict__
-        recipient = values["recipient"]
+        recipient = msg.recipient
         if (
             corr.waiters
             and recipient is not None
@@ -183,15 +181,12 @@ class Dispatcher:
             and not corr.cancelled
             and not self.taps
             and self.correlator.on_gathered is None
-            and not self.router.subscribers(values["type"])
+            and not self.router.subscribers(msg.type)
         ):
             # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
             # subscribed to the type), which only the correlation's waiters can take. ``route``
             # for it, inlined: this runs once per gathered reply.
-            if (
-                type(values["metadata"]) is dict
-                or CONTAINER_FIELDS.get(type(values["payload"])) != ()
-            ):
+            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
                 freeze_message(msg)
             ledger.published += 1
             if not self._offer(msg, corr, output)[0] and not self.transport.forward(msg):
@@ -213,10 +208,7 @@ class Dispatcher:
         else:
             # ``route`` for the common case (nobody waits on the correlation, no tap, every
             # recipient known), inlined: this runs once a hop.
-            if (
-                type(values["metadata"]) is dict
-                or CONTAINER_FIELDS.get(type(values["payload"])) != ()
-            ):
+            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
                 freeze_message(msg)  # else nothing to freeze (the common case: no call)
             ledger.published += 1
             if self.correlator.closed_criteria:
@@ -227,7 +219,7 @@ class Dispatcher:
         limits = admission.limits
         # ``Admission.check`` decides without a call when there are no policies and the limits
         # hold (the budget is checked per recipient: each delivery counts against it).
-        free = not admission.policies and values["hops"] <= limits.max_hops
+        free = not admission.policies and msg.hops <= limits.max_hops
         budget = limits.correlation_budget
         put = self.transport.put
         for rid in routed:

@@ -16,7 +16,8 @@ import decimal
 import enum
 import types
 import typing
-from typing import Any, NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn, Protocol
 
 from pydantic import BaseModel
 
@@ -134,13 +135,22 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def freeze_message(msg: object) -> None:
+class _Enveloped(Protocol):
+    """What ``freeze_message`` reads of a ``Message`` (which this module cannot import)."""
+
+    @property
+    def metadata(self) -> Mapping[str, object]: ...
+    @property
+    def payload(self) -> BaseModel: ...
+
+
+def freeze_message(msg: _Enveloped) -> None:
     """Freeze a message's metadata and payload in place (see the module docstring)."""
-    values = msg.__dict__
-    metadata = values["metadata"]
+    metadata = msg.metadata
     if type(metadata) is dict:
-        values["metadata"] = FrozenDict(metadata) if metadata else _EMPTY
-    payload = values["payload"]
+        # A message is frozen to its users: its slot is set past its own ``__setattr__``.
+        _set(msg, "metadata", FrozenDict(metadata) if metadata else _EMPTY)
+    payload = msg.payload
     names = CONTAINER_FIELDS.get(type(payload))  # inlined: this runs for every message
     if names is None:
         names = _fields(type(payload))
@@ -149,6 +159,7 @@ def freeze_message(msg: object) -> None:
 
 
 _EMPTY = FrozenDict()
+_set = object.__setattr__
 
 
 def freeze_payload(payload: BaseModel) -> None:

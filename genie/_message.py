@@ -6,6 +6,7 @@ import copy
 import enum
 import functools
 import itertools
+import operator
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -121,7 +122,7 @@ class _Envelope(BaseModel):
     @classmethod
     def _normalise(cls, data: Any) -> Any:
         if isinstance(data, Message):
-            data = data.__dict__ | {"created_at": data.created_at}
+            data = data._fields()
         if isinstance(data, Mapping):
             data = dict(data)
             payload = data.get("payload")
@@ -145,12 +146,42 @@ class _Envelope(BaseModel):
 
 
 _FIELD_NAMES = tuple(_Envelope.model_fields)
+# A message's storage: a slot per field, in the envelope's order; ``created_at`` is a property
+# over the slot ``_created_at`` (the clock's float until read).
+_SLOTS = tuple("_created_at" if name == "created_at" else name for name in _FIELD_NAMES)
+_slot_values = operator.attrgetter(*_SLOTS)  # every slot, as a tuple, in one C call
 _new = object.__new__
 _set = object.__setattr__
 _fromtimestamp = datetime.fromtimestamp
 
 
-class Message:
+class _Fields:
+    """A message's slots, writable: the runtime fills a new message as one of these (a slot
+    store CPython specializes, which it cannot through ``Message``'s own ``__setattr__``), then
+    makes it a ``Message`` by assigning its class (the two have the same layout)."""
+
+    __slots__ = (*_SLOTS, "__weakref__")
+
+
+_set_created_at = _Fields._created_at.__set__  # type: ignore[attr-defined]
+
+
+def _filled(cls: type[Message], values: Iterable[Any]) -> Message:
+    """A ``cls`` whose slots hold ``values`` (in ``_SLOTS`` order), unvalidated: the
+    boundaries' path (validated models, copies, pickles), where a subclass of ``Message`` can
+    come (which may not have ``_Fields``' layout, so its slots are set one by one)."""
+    msg: Message = _new(cls)
+    for slot, value in zip(_SLOTS, values, strict=True):
+        _set(msg, slot, value)
+    return msg
+
+
+def _rebuilt(cls: type[Message], values: tuple[Any, ...]) -> Message:
+    """Unpickles a message (``Message.__reduce__``)."""
+    return _filled(cls, values)
+
+
+class Message(_Fields):
     """An immutable envelope around one typed payload.
 
     ``correlation_id`` is the fan-in key (one per top-level request), ``causation_id`` the id of
@@ -159,10 +190,11 @@ class Message:
     Validated at every boundary (the constructor, ``new``, ``model_validate``, a runtime's
     ``parse``) by a pydantic model, and serialized by it (``model_dump``, ``model_dump_json``),
     so the wire and JSONL formats are pydantic's. A message the runtime builds from values it
-    has already checked (``child``, ``top``) is a plain object: its fields are its instance
-    ``__dict__`` and ``created_at`` is kept as the clock's float until read (see
-    docs/decisions.md, issue 19).
+    has already checked (``child``, ``top``) is a plain object: its fields are slots and
+    ``created_at`` is kept as the clock's float until read (see docs/decisions.md, issue 19).
     """
+
+    __slots__ = ()
 
     if TYPE_CHECKING:  # read-only to a type checker, as they are at run time
 
@@ -191,24 +223,32 @@ class Message:
         @property
         def payload(self) -> Payload: ...
 
+        _created_at: datetime | float
+
     model_fields: ClassVar[dict[str, FieldInfo]] = _Envelope.model_fields
 
     def __init__(self, **data: Any) -> None:
         """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before)."""
-        _set(self, "__dict__", dict(_Envelope(**data).__dict__))
+        values = _Envelope(**data).__dict__
+        for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
+            _set(self, slot, values[name])
 
     @property
     def created_at(self) -> datetime:
-        at = self.__dict__["created_at"]
+        at = self._created_at
         if type(at) is float:  # the clock's reading, converted once, when first read
-            at = self.__dict__["created_at"] = _fromtimestamp(at, UTC)
-        return at  # type: ignore[no-any-return]
+            at = _fromtimestamp(at, UTC)
+            _set_created_at(self, at)
+        return at  # type: ignore[return-value]
+
+    def _fields(self) -> dict[str, Any]:
+        """Every field by name, ``created_at`` as a datetime."""
+        self.created_at  # noqa: B018  # as a datetime
+        return dict(zip(_FIELD_NAMES, _slot_values(self), strict=True))
 
     # --- the pydantic model's API, through the boundary model ------------------------------
     def _model(self) -> _Envelope:
-        fields = self.__dict__.copy()
-        fields["created_at"] = self.created_at
-        return _Envelope.model_construct(**fields)
+        return _Envelope.model_construct(**self._fields())
 
     def model_dump(self, **options: Any) -> dict[str, Any]:
         return self._model().model_dump(**options)
@@ -253,21 +293,25 @@ class Message:
 
     @classmethod
     def _of(cls, model: _Envelope) -> Message:
-        msg: Message = _new(cls)
-        _set(msg, "__dict__", dict(model.__dict__))
-        return msg
+        values = model.__dict__
+        return _filled(cls, [values[name] for name in _FIELD_NAMES])
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``)."""
-        fields = copy.deepcopy(self.__dict__) if deep else self.__dict__.copy()
+        values = dict(zip(_FIELD_NAMES, _slot_values(self), strict=True))
+        if deep:
+            values = copy.deepcopy(values)
         if update:
             unknown = [name for name in update if name not in _Envelope.model_fields]
             if unknown:
                 raise ValueError(f"Message has no field {unknown[0]!r}")
-            fields.update(update)
-        msg = _new(type(self))
-        _set(msg, "__dict__", fields)
-        return msg
+            values.update(update)
+        return _filled(type(self), values.values())  # type: ignore[return-value]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle and ``copy`` by value: the default would restore the slots through the
+        # frozen ``__setattr__``.
+        return _rebuilt, (type(self), _slot_values(self))
 
     # --- what a frozen pydantic model does -----------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -285,24 +329,20 @@ class Message:
             return NotImplemented
         if self is other:
             return True
+        if type(self) is not type(other):
+            return False
         self.created_at, other.created_at  # noqa: B018  # both as datetimes, then compare
-        return type(self) is type(other) and self.__dict__ == other.__dict__
+        return _slot_values(self) == _slot_values(other)
 
     def __hash__(self) -> int:
-        return hash(self.__dict__["id"])  # equal messages have equal ids
-
-    def __repr_args(self) -> str:
-        self.created_at  # noqa: B018  # as a datetime
-        values = self.__dict__
-        return ", ".join(f"{name}={values[name]!r}" for name in _FIELD_NAMES)
+        return hash(self.id)  # equal messages have equal ids
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.__repr_args()})"
+        values = self._fields()
+        return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in values.items())})"
 
     def __str__(self) -> str:
-        self.created_at  # noqa: B018
-        values = self.__dict__
-        return " ".join(f"{name}={values[name]!r}" for name in _FIELD_NAMES)
+        return " ".join(f"{name}={value!r}" for name, value in self._fields().items())
 
     # --- building messages -------------------------------------------------------------------
     @classmethod
@@ -337,26 +377,22 @@ class Message:
             or (recipient is not None and type(recipient) is not str)
         ):
             return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
-        msg: Message = _new(Message)
-        _set(
-            msg,
-            "__dict__",
-            {
-                "id": id,
-                "type": kind,
-                "sender": sender,
-                "recipient": recipient,
-                "correlation_id": id,
-                "causation_id": None,
-                "trace_id": id,
-                "role": role,
-                "classification": Classification.INTERNAL,
-                "hops": 0,
-                "created_at": created_at,
-                "metadata": {},
-                "payload": payload,
-            },
-        )
+        fields: Any = _new(_Fields)  # made a Message below (see ``_Fields``)
+        fields.id = id
+        fields.type = kind
+        fields.sender = sender
+        fields.recipient = recipient
+        fields.correlation_id = id
+        fields.causation_id = None
+        fields.trace_id = id
+        fields.role = role
+        fields.classification = Classification.INTERNAL
+        fields.hops = 0
+        fields._created_at = created_at
+        fields.metadata = {}
+        fields.payload = payload
+        fields.__class__ = Message
+        msg: Message = fields
         return msg
 
     def child(
@@ -402,30 +438,28 @@ def caused_by(
         raise InvalidMessageError(
             type(payload).__name__, "payload", "must be a Payload subclass with message_type"
         )
-    fields = parent.__dict__
-    # The parent's fields, copied (one copy of a dict the same shape) and the ones a child
-    # changes set: cheaper than a 13-key dict literal, once a hop.
-    values = fields.copy()
-    meta = fields["metadata"]
+    meta = parent.metadata
     if metadata or type(meta) is not FrozenDict:
         meta = dict(meta)
         if metadata:
             meta.update({str(k): _freeze(v) for k, v in metadata.items()})
-        values["metadata"] = meta
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
-    values["id"] = id
-    values["type"] = kind
-    values["sender"] = sender
-    values["recipient"] = recipient
-    values["causation_id"] = fields["id"]
-    values["role"] = role
-    if classification is not None:
-        values["classification"] = classification
-    values["hops"] = fields["hops"] + 1
-    values["created_at"] = created_at
-    values["payload"] = payload
-    msg: Message = _new(Message)
-    _set(msg, "__dict__", values)
+    fields: Any = _new(_Fields)  # made a Message below (see ``_Fields``)
+    fields.id = id
+    fields.type = kind
+    fields.sender = sender
+    fields.recipient = recipient
+    fields.correlation_id = parent.correlation_id
+    fields.causation_id = parent.id
+    fields.trace_id = parent.trace_id
+    fields.role = role
+    fields.classification = parent.classification if classification is None else classification
+    fields.hops = parent.hops + 1
+    fields._created_at = created_at
+    fields.metadata = meta
+    fields.payload = payload
+    fields.__class__ = Message
+    msg: Message = fields
     return msg
 
 

@@ -198,7 +198,9 @@ def _fast_and_validated() -> tuple[Message, Message]:
 
 def test_a_fast_built_message_dumps_as_a_validated_one() -> None:
     fast, validated = _fast_and_validated()
-    assert type(fast.__dict__["created_at"]) is float or fast.created_at  # built lazily
+    lazy = validated.child(Pong(n=2), sender="echo", id="c2", created_at=1.5)
+    assert type(lazy._created_at) is float  # converted when first read
+    assert lazy.created_at == datetime.fromtimestamp(1.5, UTC)
     assert fast.model_dump() == validated.model_dump()
     assert fast.model_dump(mode="json") == validated.model_dump(mode="json")
     assert fast.model_dump_json() == validated.model_dump_json()
@@ -271,6 +273,45 @@ def test_a_message_stays_frozen() -> None:
             del msg.sender
         with pytest.raises(ValidationError, match="frozen"):
             msg.extra = 1
+
+
+def test_a_message_is_slotted_and_its_class_cannot_be_swapped() -> None:
+    import weakref
+
+    fast, validated = _fast_and_validated()
+    for msg in (fast, validated):
+        assert not hasattr(msg, "__dict__")  # one object per message, no field dict
+        assert weakref.ref(msg)() is msg
+        with pytest.raises(ValidationError, match="frozen"):
+            msg.__class__ = Tagged
+        assert type(msg) is Message
+
+
+class Tagged(Message):
+    """A user's subclass of the envelope (module level: it pickles)."""
+
+
+def test_a_subclass_of_message_keeps_its_class_through_copies() -> None:
+    import copy
+    import pickle
+
+    tagged = Tagged.new(Ping(n=1), sender="user", metadata={"k": "v"})
+    assert type(tagged) is Tagged
+    for back in (
+        pickle.loads(pickle.dumps(tagged)),
+        copy.copy(tagged),
+        copy.deepcopy(tagged),
+        tagged.model_copy(update={"hops": 2}),
+        Tagged.model_validate({**tagged.model_dump(), "payload": tagged.payload}),
+    ):
+        assert type(back) is Tagged
+        assert back.model_dump() | {"hops": 0} == tagged.model_dump()
+    with pytest.raises(ValidationError, match="frozen"):
+        tagged.hops = 1  # type: ignore[misc]
+    # Equal fields, another class: not equal, as two pydantic models of two classes were not.
+    assert tagged != Message.model_validate({**tagged.model_dump(), "payload": tagged.payload})
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert type(tagged.child(Pong(n=2), sender="echo", id="c", created_at=at)) is Message
 
 
 def test_model_copy_refuses_a_field_the_envelope_has_not() -> None:

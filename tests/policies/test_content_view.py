@@ -329,7 +329,7 @@ def test_metadata_shared_by_messages_is_read_right() -> None:
     first = Message.new(Wide(text="a"), sender="u", metadata={"note": "call 98765 43210"})
     freeze_message(first)
     second = Message.new(Wide(text="b"), sender="u")
-    second.__dict__["metadata"] = first.metadata  # as ``derive`` shares it
+    object.__setattr__(second, "metadata", first.metadata)  # as ``derive`` shares it
     third = Message.new(Wide(text="c"), sender="u", metadata={"note": "nothing"})
     freeze_message(third)  # equal keys, another object: read anew
     for msg in (first, second, third, first):
