@@ -141,7 +141,14 @@ class DeliveryRunner:
             for out in outputs:
                 emit(out, True, corr)  # stamped with ``msg``'s correlation
             mb.handled += 1
-            self.ledger.handled_one(corr, msg)
+            ledger = self.ledger
+            if corr.requests or corr.in_flight == 1 or ledger.in_flight == 1:
+                ledger.handled_one(corr, msg)  # a request watches, or something settles
+            else:
+                # ``Ledger.handled_one`` when nothing settles: once a delivery, no call.
+                ledger.handled += 1
+                ledger.in_flight -= 1
+                corr.in_flight -= 1
         except BaseException as exc:
             # Only what stops the runtime gets here, always before the delivery's outcome.
             agent = handoff.failed_agent if handoff is not None else mb.id
