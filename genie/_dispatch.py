@@ -181,7 +181,8 @@ class Dispatcher:
             and not corr.cancelled
             and not self.taps
             and self.correlator.on_gathered is None
-            and not self.router.subscribers(msg.type)
+            # no subscriber of the type (one not looked up yet takes ``route``, which does)
+            and not self.router.cache.get(msg.type, True)
         ):
             # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
             # subscribed to the type), which only the correlation's waiters can take. ``route``

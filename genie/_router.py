@@ -35,7 +35,9 @@ class Router:
     def __init__(self) -> None:
         self._exact: dict[str, list[str]] = {}
         self._patterns: list[tuple[str, str]] = []
-        self._cache: dict[str, tuple[str, ...]] = {}
+        # Subscribers by type, filled by ``subscribers``; read directly by the dispatcher's hot
+        # path (a miss there calls ``subscribers``). Cleared when the subscriptions change.
+        self.cache: dict[str, tuple[str, ...]] = {}
 
     def subscribe(self, agent_id: str, pattern: str) -> None:
         if any(ch in pattern for ch in "*?["):
@@ -45,28 +47,28 @@ class Router:
             subs = self._exact.setdefault(pattern, [])
             if agent_id not in subs:
                 subs.append(agent_id)
-        self._cache.clear()
+        self.cache.clear()
 
     def unsubscribe_all(self, agent_id: str) -> None:
         for subs in self._exact.values():
             if agent_id in subs:
                 subs.remove(agent_id)
         self._patterns = [(p, a) for p, a in self._patterns if a != agent_id]
-        self._cache.clear()
+        self.cache.clear()
 
     def subscribers(self, type_name: str) -> tuple[str, ...]:
-        found = self._cache.get(type_name)
+        found = self.cache.get(type_name)
         if found is None:
             ids = list(self._exact.get(type_name, ()))
             for pattern, agent_id in self._patterns:
                 if agent_id not in ids and fnmatch.fnmatchcase(type_name, pattern):
                     ids.append(agent_id)
-            found = self._cache[type_name] = tuple(ids)
+            found = self.cache[type_name] = tuple(ids)
         return found
 
     def recipients(self, msg: Message) -> tuple[str, ...]:
         """Direct recipient first, then subscribers of the type, without duplicates."""
-        subs = self._cache.get(msg.type)  # ``subscribers``, inlined for a known type
+        subs = self.cache.get(msg.type)  # ``subscribers``, inlined for a known type
         if subs is None:
             subs = self.subscribers(msg.type)
         direct = msg.recipient

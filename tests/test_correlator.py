@@ -348,3 +348,40 @@ async def test_fan_in_path_dead_letters_what_no_waiter_takes_and_feeds_subscribe
     assert sorted(m.sender for m in watcher.seen) == ["a", "b"]
     assert stats.unrouted == 0
     assert list(rt.dead_letters) == []
+
+
+async def test_fan_in_path_sees_a_subscription_made_after_replies_of_the_type_went_by() -> None:
+    """The fan-in's path reads the router's cache of subscribers by type: a subscription made
+    once replies of that type were gathered (their type cached with nobody subscribed) must
+    reach the next ones, by exact type and by pattern."""
+
+    class PongWatcher(BaseAgent):
+        def __init__(self, id: str) -> None:
+            super().__init__(id)
+            self.seen: list[str] = []
+
+        @handler
+        async def on_pong(self, payload: Pong, ctx: Context) -> None:
+            self.seen.append(ctx.message.sender)
+
+    exact, pattern = PongWatcher("exact"), PongWatcher("pattern")
+    async with Runtime([Echo("a"), Echo("b"), exact, pattern]) as rt:
+        fan_out(rt, ["a", "b"])
+
+        async def gathered() -> list[str]:
+            msg = rt.message(Ping(n=1), sender="caller")
+            gather = rt.gather(msg.correlation_id, count=2)
+            await rt.publish(msg)
+            replies = (await gather.wait()).replies
+            await rt.wait_idle()
+            return sorted(m.sender for m in replies)
+
+        assert await gathered() == ["a", "b"]  # nobody subscribed to pong yet
+        rt.subscribe("exact", "pong")
+        assert await gathered() == ["a", "b"]
+        rt.subscribe("pattern", "po*")
+        assert await gathered() == ["a", "b"]
+        stats = rt.statistics()
+    assert sorted(exact.seen) == ["a", "a", "b", "b"]
+    assert sorted(pattern.seen) == ["a", "b"]
+    assert stats.unrouted == 0
