@@ -9,7 +9,7 @@ import itertools
 import operator
 import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -150,6 +150,7 @@ _FIELD_NAMES = tuple(_Envelope.model_fields)
 # over the slot ``_created_at`` (the clock's float until read).
 _SLOTS = tuple("_created_at" if name == "created_at" else name for name in _FIELD_NAMES)
 _slot_values = operator.attrgetter(*_SLOTS)  # every slot, as a tuple, in one C call
+_FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 _new = object.__new__
 _set = object.__setattr__
 _fromtimestamp = datetime.fromtimestamp
@@ -166,11 +167,32 @@ class _Fields:
 _set_created_at = _Fields._created_at.__set__  # type: ignore[attr-defined]
 
 
-def _filled(cls: type[Message], values: Iterable[Any]) -> Message:
+def _filled(cls: type[Message], values: Sequence[Any]) -> Message:
     """A ``cls`` whose slots hold ``values`` (in ``_SLOTS`` order), unvalidated: the
-    boundaries' path (validated models, copies, pickles), where a subclass of ``Message`` can
-    come (which may not have ``_Fields``' layout, so its slots are set one by one)."""
-    msg: Message = _new(cls)
+    boundaries' path (validated models, copies, pickles)."""
+    if cls is Message:
+        fields: Any = _new(_Fields)  # made a Message below (see ``_Fields``)
+        (
+            fields.id,
+            fields.type,
+            fields.sender,
+            fields.recipient,
+            fields.correlation_id,
+            fields.causation_id,
+            fields.trace_id,
+            fields.role,
+            fields.classification,
+            fields.hops,
+            fields._created_at,
+            fields.metadata,
+            fields.payload,
+        ) = values
+        fields.__class__ = Message
+        msg: Message = fields
+        return msg
+    # A user's subclass may not have ``_Fields``' layout (a ``__dict__`` of its own), so its
+    # class cannot be assigned: its slots are set one by one.
+    msg = _new(cls)
     for slot, value in zip(_SLOTS, values, strict=True):
         _set(msg, slot, value)
     return msg
@@ -298,15 +320,17 @@ class Message(_Fields):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``)."""
-        values = dict(zip(_FIELD_NAMES, _slot_values(self), strict=True))
+        values: Sequence[Any] = _slot_values(self)
         if deep:
             values = copy.deepcopy(values)
         if update:
-            unknown = [name for name in update if name not in _Envelope.model_fields]
-            if unknown:
-                raise ValueError(f"Message has no field {unknown[0]!r}")
-            values.update(update)
-        return _filled(type(self), values.values())  # type: ignore[return-value]
+            values = list(values)
+            for name, value in update.items():
+                at = _FIELD_INDEX.get(name)
+                if at is None:
+                    raise ValueError(f"Message has no field {name!r}")
+                values[at] = value
+        return _filled(type(self), values)  # type: ignore[return-value]
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle and ``copy`` by value: the default would restore the slots through the
