@@ -583,26 +583,44 @@ class MessageTypes:
 
         An envelope nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
         if isinstance(data, str | bytes):
-            import json
+            text = data.decode() if isinstance(data, bytes) else data
+            if json_depth_exceeds(text):
+                raise _too_deep(top_level_type(text) or "<unknown>")
+            return self.parse_bounded_message(_load_json(text))
+        if isinstance(data, Mapping) and isinstance(data.get("type"), str):
+            _check_depth(data["type"], data)
+        return self.parse_bounded_message(data)
 
-            try:
-                text = data.decode() if isinstance(data, bytes) else data
-                if json_depth_exceeds(text):
-                    raise _too_deep(top_level_type(text) or "<unknown>")
-                data = json.loads(text)
-            except ValueError as exc:
-                raise InvalidMessageError("<unknown>", "<root>", f"not JSON: {exc}") from exc
+    def parse_bounded_message(self, data: object) -> Message:
+        """``parse_message`` of an envelope whose nesting the caller has already bounded to
+        ``MAX_DEPTH`` (for instance by checking the JSON text it was loaded from), so neither
+        the envelope nor the payload inside it is walked again for depth."""
         if not isinstance(data, Mapping):
             raise InvalidMessageError("<unknown>", "<root>", "a message is a JSON object")
         type_name = data.get("type")
         if not isinstance(type_name, str):
             raise InvalidMessageError("<unknown>", "type", "a message needs a string 'type'")
-        _check_depth(type_name, data)
-        payload = self.parse_payload(type_name, data.get("payload", {}))
+        raw = data.get("payload", {})
+        if isinstance(raw, str | bytes):
+            payload = self.parse_payload(type_name, raw)  # JSON text inside: its own check
+        else:
+            try:
+                payload = self.get(type_name).model_validate(raw)
+            except ValidationError as exc:
+                raise _translate(type_name, exc) from exc
         try:
             return Message.model_validate({**data, "payload": payload})
         except ValidationError as exc:
             raise _translate(type_name, exc) from exc
+
+
+def _load_json(text: str) -> object:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidMessageError("<unknown>", "<root>", f"not JSON: {exc}") from exc
 
 
 def _too_deep(type_name: str) -> InvalidMessageError:

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from ._errors import InvalidMessageError
 from ._executor import Executors, Worker
 from ._mailbox import Mailbox, Queued
 from ._message import Message, MessageTypes
+from ._nesting import MAX_DEPTH, json_depth_exceeds
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -51,11 +53,21 @@ class Delivery:
 
     @classmethod
     def decode(cls, data: bytes | str, types: MessageTypes) -> Delivery:
-        """Validate the envelope and its payload through ``types`` (what the receiver hosts)."""
+        """Validate the envelope and its payload through ``types`` (what the receiver hosts).
+
+        The whole text's nesting is checked once, before it is parsed: the message sits one
+        level down, so ``MAX_DEPTH + 1`` bounds it as ``parse_message`` would."""
         import json
 
-        body = json.loads(data)
-        return cls(types.parse_message(body["message"]), str(body["recipient"]))
+        text = data.decode() if isinstance(data, bytes) else data
+        if json_depth_exceeds(text, MAX_DEPTH + 1):
+            raise InvalidMessageError(
+                "<unknown>",
+                "message",
+                f"nested deeper than {MAX_DEPTH} levels of arrays and objects",
+            )
+        body = json.loads(text)
+        return cls(types.parse_bounded_message(body["message"]), str(body["recipient"]))
 
 
 class Transport(Protocol):

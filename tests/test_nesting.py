@@ -107,3 +107,35 @@ def test_deep_input_file_is_exit_2_naming_the_type(
         f"genie run: {bad} does not fit the entry payload: invalid 'serve' message: "
         f"field '<root>': {TOO_DEEP}\n"
     )
+
+
+def test_a_delivery_is_bounded_as_its_message() -> None:
+    """A delivery across processes checks its text once, then its message is not walked again:
+    the limit stays exactly parse_message's, and a hostile depth is refused, never a
+    RecursionError from the JSON parser."""
+    from genie._message import Message
+    from genie._transport import Delivery
+
+    types = MessageTypes([Blob])
+
+    def delivery(data: Any) -> str:
+        message = Message(type="blob", sender="u", payload=Blob(data=data))
+        return Delivery(message, "agent").encode().decode()
+
+    fits = deep_value(MAX_DEPTH - 2)
+    assert Delivery.decode(delivery(fits), types).message.payload == Blob(data=fits)
+    for text in (delivery(deep_value(MAX_DEPTH - 1)), '{"message": ' + deep_text(DEEP) + "}"):
+        with pytest.raises(InvalidMessageError, match=TOO_DEEP):
+            Delivery.decode(text, types)
+        with pytest.raises(InvalidMessageError, match=TOO_DEEP):
+            Delivery.decode(text.encode(), types)
+
+
+def test_a_payload_given_as_json_text_inside_an_envelope_is_checked() -> None:
+    types = MessageTypes([Blob])
+    inner = '{"data": ' + deep_text(DEEP) + "}"
+    for parse in (types.parse_message, types.parse_bounded_message):
+        with pytest.raises(InvalidMessageError, match=TOO_DEEP):
+            parse({"type": "blob", "sender": "u", "payload": inner})
+    ok = types.parse_bounded_message({"type": "blob", "sender": "u", "payload": '{"data": [1]}'})
+    assert ok.payload == Blob(data=[1])
