@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol
 
 from ._errors import (
@@ -17,6 +16,10 @@ from ._errors import (
     UnhandledMessageError,
 )
 from ._message import Message
+from ._record import Record
+
+# Records set their slots past their frozen __setattr__, as a frozen dataclass's __init__ does.
+_set = object.__setattr__
 
 __all__ = [
     "AgentOptions",
@@ -32,15 +35,21 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(Record):
     """The outcome of admission: allowed, or denied by ``policy`` for ``reason``."""
 
+    __slots__ = ("allowed", "policy", "reason")
+    __match_args__ = ("allowed", "policy", "reason")
     allowed: bool
-    policy: str = ""
-    reason: str = ""
+    policy: str
+    reason: str
 
     ALLOW: ClassVar[Decision]
+
+    def __init__(self, allowed: bool, policy: str = "", reason: str = "") -> None:
+        _set(self, "allowed", allowed)
+        _set(self, "policy", policy)
+        _set(self, "reason", reason)
 
     @classmethod
     def deny(cls, policy: str, reason: str) -> Decision:
@@ -64,8 +73,7 @@ class Policy(Protocol):
     def evaluate(self, msg: Message, recipient: str) -> Decision: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(Record):
     """The kill switch: a message storm stops at the hop limit or the correlation's budget,
     a model-calling loop at the correlation's token or cost budget.
 
@@ -76,15 +84,42 @@ class Limits:
     reserved before it is sent (see docs/llm.md); the cost is in the price table's unit.
     """
 
-    max_hops: int = 32
-    correlation_budget: int = 10_000
-    # A ``ctx.request`` without a timeout of its own waits at most this long, so two agents
-    # requesting each other (each blocked, each the other's only worker) cannot wedge for ever.
-    request_timeout: float = 60.0
-    correlation_tokens: int | None = None
-    correlation_cost: float | None = None
+    __slots__ = (
+        "correlation_budget",
+        "correlation_cost",
+        "correlation_tokens",
+        "max_hops",
+        "request_timeout",
+    )
+    __match_args__ = (
+        "max_hops",
+        "correlation_budget",
+        "request_timeout",
+        "correlation_tokens",
+        "correlation_cost",
+    )
+    max_hops: int
+    correlation_budget: int
+    request_timeout: float
+    correlation_tokens: int | None
+    correlation_cost: float | None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        max_hops: int = 32,
+        correlation_budget: int = 10_000,
+        # A ``ctx.request`` without a timeout of its own waits at most this long, so two
+        # agents requesting each other (each blocked, each the other's only worker) cannot
+        # wedge for ever.
+        request_timeout: float = 60.0,
+        correlation_tokens: int | None = None,
+        correlation_cost: float | None = None,
+    ) -> None:
+        _set(self, "max_hops", max_hops)
+        _set(self, "correlation_budget", correlation_budget)
+        _set(self, "request_timeout", request_timeout)
+        _set(self, "correlation_tokens", correlation_tokens)
+        _set(self, "correlation_cost", correlation_cost)
         if self.max_hops < 1 or self.correlation_budget < 1:
             raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
         if not self.request_timeout > 0:
@@ -142,17 +177,23 @@ def admit(
     return Decision.ALLOW
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyStatistics:
+class PolicyStatistics(Record):
     """Admission outcomes since the runtime started (deliveries, fallbacks and taps).
 
     ``allowed`` counts admissions every policy allowed; ``denied`` counts denials by policy
     name, including the limits (``limit:hops``, ``limit:budget``).
     """
 
+    __slots__ = ("allowed", "denied", "policies")
+    __match_args__ = ("policies", "allowed", "denied")
     policies: tuple[str, ...]
     allowed: int
     denied: Mapping[str, int]
+
+    def __init__(self, policies: tuple[str, ...], allowed: int, denied: Mapping[str, int]) -> None:
+        _set(self, "policies", policies)
+        _set(self, "allowed", allowed)
+        _set(self, "denied", denied)
 
     def decisions(self) -> dict[tuple[str, str], int]:
         """``(policy, "allow" | "deny")`` -> count, per policy of the set.
@@ -193,8 +234,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Record):
     """How often a failed handler is tried again, and after how long (exponential backoff).
 
     ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
@@ -202,13 +242,27 @@ class RetryPolicy:
     handler, open circuit, a limit that refused a model call) are retried.
     """
 
-    attempts: int = 1
-    backoff: float = 0.05
-    multiplier: float = 2.0
-    max_backoff: float = 5.0
-    retry_on: tuple[type[Exception], ...] = (Exception,)
+    __slots__ = ("attempts", "backoff", "max_backoff", "multiplier", "retry_on")
+    __match_args__ = ("attempts", "backoff", "multiplier", "max_backoff", "retry_on")
+    attempts: int
+    backoff: float
+    multiplier: float
+    max_backoff: float
+    retry_on: tuple[type[Exception], ...]
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        attempts: int = 1,
+        backoff: float = 0.05,
+        multiplier: float = 2.0,
+        max_backoff: float = 5.0,
+        retry_on: tuple[type[Exception], ...] = (Exception,),
+    ) -> None:
+        _set(self, "attempts", attempts)
+        _set(self, "backoff", backoff)
+        _set(self, "multiplier", multiplier)
+        _set(self, "max_backoff", max_backoff)
+        _set(self, "retry_on", retry_on)
         if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
             raise ConfigurationError(
                 "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
@@ -226,12 +280,21 @@ class RetryPolicy:
         return float(min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff))
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
+class BreakerPolicy(Record):
     """Open after ``failure_threshold`` consecutive failures; try again after ``reset_after``."""
 
-    failure_threshold: int = 5
-    reset_after: float = 30.0
+    __slots__ = ("failure_threshold", "reset_after")
+    __match_args__ = ("failure_threshold", "reset_after")
+    failure_threshold: int
+    reset_after: float
+
+    def __init__(self, failure_threshold: int = 5, reset_after: float = 30.0) -> None:
+        _set(self, "failure_threshold", failure_threshold)
+        _set(self, "reset_after", reset_after)
+
+
+_NO_RETRY = RetryPolicy()
+_DEFAULT_BREAKER = BreakerPolicy()
 
 
 class CircuitBreaker:
@@ -284,8 +347,7 @@ class CircuitBreaker:
 Overflow = Literal["overdraft", "shed"]
 
 
-@dataclass(frozen=True, slots=True)
-class AgentOptions:
+class AgentOptions(Record):
     """How the runtime hosts one agent.
 
     ``mailbox_size`` bounds what outside publishers can queue (they wait, or get
@@ -294,15 +356,50 @@ class AgentOptions:
     ``"shed"`` they are shed, recorded and reported to waiting gathers.
     """
 
-    mailbox_size: int = 1024
-    max_concurrency: int = 1
-    deadline: float | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)
-    fallback: str | None = None
-    overflow: Overflow = "overdraft"
+    __slots__ = (
+        "breaker",
+        "deadline",
+        "fallback",
+        "mailbox_size",
+        "max_concurrency",
+        "overflow",
+        "retry",
+    )
+    __match_args__ = (
+        "mailbox_size",
+        "max_concurrency",
+        "deadline",
+        "retry",
+        "breaker",
+        "fallback",
+        "overflow",
+    )
+    mailbox_size: int
+    max_concurrency: int
+    deadline: float | None
+    retry: RetryPolicy
+    breaker: BreakerPolicy | None
+    fallback: str | None
+    overflow: Overflow
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        mailbox_size: int = 1024,
+        max_concurrency: int = 1,
+        deadline: float | None = None,
+        # Frozen values: one default instance serves every options object.
+        retry: RetryPolicy = _NO_RETRY,
+        breaker: BreakerPolicy | None = _DEFAULT_BREAKER,
+        fallback: str | None = None,
+        overflow: Overflow = "overdraft",
+    ) -> None:
+        _set(self, "mailbox_size", mailbox_size)
+        _set(self, "max_concurrency", max_concurrency)
+        _set(self, "deadline", deadline)
+        _set(self, "retry", retry)
+        _set(self, "breaker", breaker)
+        _set(self, "fallback", fallback)
+        _set(self, "overflow", overflow)
         if self.mailbox_size < 1 or self.max_concurrency < 1:
             raise ConfigurationError("mailbox_size and max_concurrency must be at least 1")
         if self.deadline is not None and self.deadline <= 0:

@@ -3,7 +3,6 @@ options, and one policy that denies the configured fraction of deliveries."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,8 +108,7 @@ class Injector:
         aid = agent.id
         capacity = self._capacity.get(aid)
         if capacity is not None:
-            options = dataclasses.replace(
-                options,
+            options = options.replace(
                 mailbox_size=capacity.capacity,
                 overflow=capacity.overflow or options.overflow,
             )
