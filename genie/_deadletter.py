@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from ._message import Message
+from ._record import Record, set_field
 
 __all__ = ["DeadLetter", "DeadLetters"]
 
 DeadLetterKind = Literal["failed", "cancelled", "shed", "unrouted"]
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(Record):
     """The original ``message``, where it was going, and why it ended here.
 
     ``kind``: ``failed`` (handler, retries and fallback exhausted), ``cancelled`` (runtime closed
@@ -24,6 +23,8 @@ class DeadLetter:
     recipient, unknown recipient).
     """
 
+    __slots__ = ("agent_id", "at", "attempts", "error_type", "kind", "message", "reason")
+    __match_args__ = ("message", "agent_id", "kind", "reason", "error_type", "attempts", "at")
     message: Message
     agent_id: str | None
     kind: DeadLetterKind
@@ -31,6 +32,24 @@ class DeadLetter:
     error_type: str | None
     attempts: int
     at: datetime
+
+    def __init__(
+        self,
+        message: Message,
+        agent_id: str | None,
+        kind: DeadLetterKind,
+        reason: str,
+        error_type: str | None,
+        attempts: int,
+        at: datetime,
+    ) -> None:
+        set_field(self, "message", message)
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "kind", kind)
+        set_field(self, "reason", reason)
+        set_field(self, "error_type", error_type)
+        set_field(self, "attempts", attempts)
+        set_field(self, "at", at)
 
 
 class DeadLetters:

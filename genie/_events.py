@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
@@ -20,6 +19,7 @@ from ._correlator import GatherResult
 from ._deadletter import DeadLetter
 from ._message import Message
 from ._observe import Observer
+from ._record import Record, set_field
 
 __all__ = ["Event", "EventKind", "EventStream"]
 
@@ -37,8 +37,7 @@ EventKind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(Record):
     """One thing that happened to a request. ``at`` is the runtime clock, in seconds.
 
     ``agent_id`` is the sender for ``published``, else the agent concerned. ``count`` is the
@@ -50,17 +49,69 @@ class Event:
     payloads.
     """
 
+    __slots__ = (
+        "agent_id",
+        "at",
+        "correlation_id",
+        "count",
+        "duration",
+        "hops",
+        "kind",
+        "message_id",
+        "message_type",
+        "policy",
+        "reason",
+    )
+    __match_args__ = (
+        "kind",
+        "at",
+        "correlation_id",
+        "agent_id",
+        "message_type",
+        "message_id",
+        "hops",
+        "duration",
+        "count",
+        "policy",
+        "reason",
+    )
     kind: EventKind
     at: float
     correlation_id: str
-    agent_id: str | None = None
-    message_type: str | None = None
-    message_id: str | None = None
-    hops: int = 0
-    duration: float | None = None
-    count: int | None = None
-    policy: str | None = None
-    reason: str | None = None
+    agent_id: str | None
+    message_type: str | None
+    message_id: str | None
+    hops: int
+    duration: float | None
+    count: int | None
+    policy: str | None
+    reason: str | None
+
+    def __init__(
+        self,
+        kind: EventKind,
+        at: float,
+        correlation_id: str,
+        agent_id: str | None = None,
+        message_type: str | None = None,
+        message_id: str | None = None,
+        hops: int = 0,
+        duration: float | None = None,
+        count: int | None = None,
+        policy: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        set_field(self, "kind", kind)
+        set_field(self, "at", at)
+        set_field(self, "correlation_id", correlation_id)
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "message_type", message_type)
+        set_field(self, "message_id", message_id)
+        set_field(self, "hops", hops)
+        set_field(self, "duration", duration)
+        set_field(self, "count", count)
+        set_field(self, "policy", policy)
+        set_field(self, "reason", reason)
 
     def line(self, origin: float = 0.0) -> str:
         """One line of a timeline, ``origin`` being the time of its first event."""

@@ -10,10 +10,14 @@ which reads the fields from ``__match_args__`` at call time: nothing is compiled
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
+from collections.abc import Mapping
+from dataclasses import FrozenInstanceError, asdict, is_dataclass
 from typing import Any, ClassVar, Self
 
-__all__ = ["Record"]
+__all__ = ["Record", "set_field"]
+
+# A record's __init__ sets its slots past its frozen __setattr__, as a frozen dataclass's does.
+set_field = object.__setattr__
 
 
 class Record:
@@ -60,3 +64,20 @@ class Record:
         if unknown:
             raise TypeError(f"{type(self).__qualname__} has no field {sorted(unknown)[0]!r}")
         return type(self)(**(values | changes))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, the records, dataclasses, mappings and sequences in them made
+        plain too (what ``dataclasses.asdict`` gave: the statistics endpoint serves this)."""
+        return {name: _plain(getattr(self, name)) for name in self.__match_args__}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.as_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_plain(item) for item in value)
+    return value

@@ -12,7 +12,6 @@ import enum
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -43,6 +42,7 @@ from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
 from ._model_calls import ModelCalls
 from ._observe import Observer, Observers
+from ._record import Record, set_field
 from ._router import Router, Tap
 from ._statistics import RuntimeStatistics
 from ._supervisor import AgentOptions, Limits, Policy
@@ -69,15 +69,36 @@ class RuntimeState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
-class ShutdownReport:
+class ShutdownReport(Record):
     """What was still in flight when the runtime closed (all of it is in the dead letters)."""
 
+    __slots__ = ("by_agent", "cancelled_running", "cancelled_timers", "discarded_queued", "drained")
+    __match_args__ = (
+        "drained",
+        "cancelled_running",
+        "discarded_queued",
+        "by_agent",
+        "cancelled_timers",
+    )
     drained: bool
     cancelled_running: int
     discarded_queued: int
     by_agent: Mapping[str, int]
-    cancelled_timers: int = 0
+    cancelled_timers: int
+
+    def __init__(
+        self,
+        drained: bool,
+        cancelled_running: int,
+        discarded_queued: int,
+        by_agent: Mapping[str, int],
+        cancelled_timers: int = 0,
+    ) -> None:
+        set_field(self, "drained", drained)
+        set_field(self, "cancelled_running", cancelled_running)
+        set_field(self, "discarded_queued", discarded_queued)
+        set_field(self, "by_agent", by_agent)
+        set_field(self, "cancelled_timers", cancelled_timers)
 
 
 class Runtime:

@@ -16,10 +16,7 @@ from ._errors import (
     UnhandledMessageError,
 )
 from ._message import Message
-from ._record import Record
-
-# Records set their slots past their frozen __setattr__, as a frozen dataclass's __init__ does.
-_set = object.__setattr__
+from ._record import Record, set_field
 
 __all__ = [
     "AgentOptions",
@@ -47,9 +44,9 @@ class Decision(Record):
     ALLOW: ClassVar[Decision]
 
     def __init__(self, allowed: bool, policy: str = "", reason: str = "") -> None:
-        _set(self, "allowed", allowed)
-        _set(self, "policy", policy)
-        _set(self, "reason", reason)
+        set_field(self, "allowed", allowed)
+        set_field(self, "policy", policy)
+        set_field(self, "reason", reason)
 
     @classmethod
     def deny(cls, policy: str, reason: str) -> Decision:
@@ -115,11 +112,11 @@ class Limits(Record):
         correlation_tokens: int | None = None,
         correlation_cost: float | None = None,
     ) -> None:
-        _set(self, "max_hops", max_hops)
-        _set(self, "correlation_budget", correlation_budget)
-        _set(self, "request_timeout", request_timeout)
-        _set(self, "correlation_tokens", correlation_tokens)
-        _set(self, "correlation_cost", correlation_cost)
+        set_field(self, "max_hops", max_hops)
+        set_field(self, "correlation_budget", correlation_budget)
+        set_field(self, "request_timeout", request_timeout)
+        set_field(self, "correlation_tokens", correlation_tokens)
+        set_field(self, "correlation_cost", correlation_cost)
         if self.max_hops < 1 or self.correlation_budget < 1:
             raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
         if not self.request_timeout > 0:
@@ -191,9 +188,9 @@ class PolicyStatistics(Record):
     denied: Mapping[str, int]
 
     def __init__(self, policies: tuple[str, ...], allowed: int, denied: Mapping[str, int]) -> None:
-        _set(self, "policies", policies)
-        _set(self, "allowed", allowed)
-        _set(self, "denied", denied)
+        set_field(self, "policies", policies)
+        set_field(self, "allowed", allowed)
+        set_field(self, "denied", denied)
 
     def decisions(self) -> dict[tuple[str, str], int]:
         """``(policy, "allow" | "deny")`` -> count, per policy of the set.
@@ -258,11 +255,11 @@ class RetryPolicy(Record):
         max_backoff: float = 5.0,
         retry_on: tuple[type[Exception], ...] = (Exception,),
     ) -> None:
-        _set(self, "attempts", attempts)
-        _set(self, "backoff", backoff)
-        _set(self, "multiplier", multiplier)
-        _set(self, "max_backoff", max_backoff)
-        _set(self, "retry_on", retry_on)
+        set_field(self, "attempts", attempts)
+        set_field(self, "backoff", backoff)
+        set_field(self, "multiplier", multiplier)
+        set_field(self, "max_backoff", max_backoff)
+        set_field(self, "retry_on", retry_on)
         if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
             raise ConfigurationError(
                 "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
@@ -289,8 +286,8 @@ class BreakerPolicy(Record):
     reset_after: float
 
     def __init__(self, failure_threshold: int = 5, reset_after: float = 30.0) -> None:
-        _set(self, "failure_threshold", failure_threshold)
-        _set(self, "reset_after", reset_after)
+        set_field(self, "failure_threshold", failure_threshold)
+        set_field(self, "reset_after", reset_after)
 
 
 _NO_RETRY = RetryPolicy()
@@ -393,13 +390,13 @@ class AgentOptions(Record):
         fallback: str | None = None,
         overflow: Overflow = "overdraft",
     ) -> None:
-        _set(self, "mailbox_size", mailbox_size)
-        _set(self, "max_concurrency", max_concurrency)
-        _set(self, "deadline", deadline)
-        _set(self, "retry", retry)
-        _set(self, "breaker", breaker)
-        _set(self, "fallback", fallback)
-        _set(self, "overflow", overflow)
+        set_field(self, "mailbox_size", mailbox_size)
+        set_field(self, "max_concurrency", max_concurrency)
+        set_field(self, "deadline", deadline)
+        set_field(self, "retry", retry)
+        set_field(self, "breaker", breaker)
+        set_field(self, "fallback", fallback)
+        set_field(self, "overflow", overflow)
         if self.mailbox_size < 1 or self.max_concurrency < 1:
             raise ConfigurationError("mailbox_size and max_concurrency must be at least 1")
         if self.deadline is not None and self.deadline <= 0:

@@ -12,7 +12,6 @@ decodes each delivery through the message-type registry and hands it to the same
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -22,6 +21,8 @@ from ._executor import Executors, Worker
 from ._mailbox import Mailbox, Queued
 from ._message import Message, MessageTypes
 from ._nesting import MAX_DEPTH, json_depth_exceeds
+
+from ._record import Record, set_field
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -34,12 +35,17 @@ def delivery_id(msg: Message, recipient: str) -> str:
     return f"{msg.id}:{recipient}"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(Record):
     """One admitted message for one recipient, as it would cross a process boundary."""
 
+    __slots__ = ("message", "recipient")
+    __match_args__ = ("message", "recipient")
     message: Message
     recipient: str
+
+    def __init__(self, message: Message, recipient: str) -> None:
+        set_field(self, "message", message)
+        set_field(self, "recipient", recipient)
 
     @property
     def id(self) -> str:

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -343,7 +343,7 @@ def create_app(
     async def statistics(request: Request) -> Response:
         await admit(request)
         served = served_of(request.path_params["name"])
-        return JSONResponse(asdict(served.runtime.statistics()))
+        return JSONResponse(served.runtime.statistics().as_dict())
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
