@@ -21,7 +21,6 @@ from ._executor import Executors, Worker
 from ._mailbox import Mailbox, Queued
 from ._message import Message, MessageTypes
 from ._nesting import MAX_DEPTH, json_depth_exceeds
-
 from ._record import Record, set_field
 
 if TYPE_CHECKING:
