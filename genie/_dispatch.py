@@ -110,10 +110,11 @@ class Dispatcher:
         try:
             for rid in routed:
                 if rid in self.mailboxes and not self.transport.has_room(rid):
-                    mb = self.mailboxes[rid]
+                    # The transport decided (across processes it counts the stream, not
+                    # this process's queue), so the message names the bound, not a count.
                     raise WouldBlockError(
                         f"cannot publish {msg.type!r} now: the mailbox of {rid!r} is full "
-                        f"({len(mb.queue)}/{mb.capacity}); use publish() to wait",
+                        f"(capacity {self.mailboxes[rid].capacity}); use publish() to wait",
                         message_id=msg.id,
                         agent_id=rid,
                         correlation_id=msg.correlation_id,
