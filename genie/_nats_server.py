@@ -4,6 +4,7 @@ a store directory of the caller's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -34,11 +35,15 @@ def server_binary() -> str:
 
 class LocalNatsServer:
     """``nats-server -js`` on 127.0.0.1, its store in ``store``; ``port`` 0 picks a free one
-    (read from the ports file), which ``restart`` keeps."""
+    (read from the ports file), which ``restart`` keeps. With ``monitor``, the server's HTTP
+    monitoring also listens on a free port of 127.0.0.1 (``monitor_url``: ``/varz``,
+    ``/jsz``), for counting what the server does."""
 
-    def __init__(self, store: Path, port: int = 0) -> None:
+    def __init__(self, store: Path, port: int = 0, *, monitor: bool = False) -> None:
         self.store = store
         self.port = port
+        self.monitor = monitor
+        self.monitor_url: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,6 +58,8 @@ class LocalNatsServer:
             old.unlink()
         args = [server_binary(), "-a", "127.0.0.1", "-p", str(self.port or -1), "-js"]
         args += ["-sd", os.fspath(self.store / "js"), "--ports_file_dir", os.fspath(ports)]
+        if self.monitor:
+            args += ["-m", "-1"]
         log = open(self.store / "server.log", "ab")  # noqa: SIM115  # the child owns it
         self.process = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()
@@ -62,9 +69,14 @@ class LocalNatsServer:
                 raise ConfigurationError(f"nats-server exited: see {self.store / 'server.log'}")
             for found in ports.glob("*.ports"):
                 text = found.read_text()
-                if "nats" in text:  # written whole once the server listens
-                    url = text.split('"nats":["', 1)[1].split('"', 1)[0]
-                    self.port = int(url.rsplit(":", 1)[1])
+                try:
+                    urls = json.loads(text)
+                except ValueError:  # not written whole yet
+                    continue
+                if "nats" in urls:
+                    self.port = int(urls["nats"][0].rsplit(":", 1)[1])
+                    if self.monitor:
+                        self.monitor_url = urls["monitoring"][0]
                     return
             time.sleep(0.01)
         self.stop()

@@ -246,6 +246,12 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
                 assert row["deliveries_per_s"] > 0
                 assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
                 assert row["cpu_us_workers"] > 0
+                # Counted by the server: every delivery stored once in its work stream.
+                msgs = row["server_msgs"]
+                assert msgs["in_msgs"] > 1
+                assert msgs["out_msgs"] > 1
+                stream = "GENIE_BENCH" if impl == "genie" else "BENCH_BARE"
+                assert msgs[f"stored {stream}"] == 1.0
         assert case["genie_over_bare"].keys() == {"1", "2", "3"}
         assert case["genie_2_over_1"] > 0
         assert case["bare_2_over_1"] > 0
@@ -265,6 +271,7 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
     assert "## Scale-out: NATS JetStream (60 requests through a chain of 2 agents" in md
     assert "| genie | 6,000 (" in md
     assert "| bare | 200 (" in md
+    assert "server msgs/delivery: in / out / stored" in md
 
 
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:

@@ -214,6 +214,15 @@ def _f(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _server_msgs(counts: dict[str, float] | None) -> str:
+    """The nats-server's messages in and out and the messages its streams stored, per
+    delivery (results without them, from before they were counted: a dash)."""
+    if not counts:
+        return "-"
+    stored = sum(v for k, v in counts.items() if k.startswith("stored "))
+    return f"{counts['in_msgs']:.2f} / {counts['out_msgs']:.2f} / {stored:.2f}"
+
+
 def markdown(results: Results) -> str:
     s = results["settings"]
     env = results["environment"]
@@ -401,6 +410,7 @@ def markdown(results: Results) -> str:
                 _f(v["p50_hop_ms"], 2),
                 _f(v["p99_hop_ms"], 2),
                 " / ".join(_f(v[f"cpu_us_{p}"], 0) for p in ("server", "workers", "entry")),
+                _server_msgs(v.get("server_msgs")),
             ]
             for case in cases
             for impl in ("genie", "bare")
@@ -408,6 +418,7 @@ def markdown(results: Results) -> str:
         ]
         header = ["", "handler: sha256 rounds", "workers", "deliveries/s", "p50 ms/hop"]
         header += ["p99 ms/hop", "CPU µs/delivery: server / workers / entry"]
+        header += ["server msgs/delivery: in / out / stored"]
         lines += _table(header, rows)
     if results.get("targets"):
         lines += ["## Against the performance targets", ""]

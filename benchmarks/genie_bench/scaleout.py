@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,22 +163,50 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _server_counts(monitor: str) -> dict[str, float]:
+    """What the server has done so far (its HTTP monitoring): messages in and out (every
+    publish, pull request, ack, pub ack, delivery), JetStream API calls, and the messages each
+    stream has stored (its last sequence: a duplicate dropped by its id is not stored)."""
+    with urllib.request.urlopen(f"{monitor}/varz", timeout=5) as r:
+        varz = json.load(r)
+    with urllib.request.urlopen(f"{monitor}/jsz?streams=true", timeout=5) as r:
+        jsz = json.load(r)
+    counts = {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"], "api": jsz["api"]["total"]}
+    for account in jsz.get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            counts[f"stored {stream['name']}"] = stream["state"]["last_seq"]
+    return counts
+
+
 class _CpuMeter:
     """CPU per delivery of each process of a measurement: the entry (this process), the
-    workers together, and the server, over the measured run only (not the warm-up)."""
+    workers together, and the server, over the measured run only (not the warm-up); and the
+    server's messages per delivery (``server_msgs``), from its monitoring."""
 
-    def __init__(self, server: int, workers: list[int]) -> None:
+    def __init__(self, server: int, workers: list[int], monitor: str | None = None) -> None:
         self.pids = {"server": [server], "workers": workers}
+        self.monitor = monitor
         self.start: dict[str, float] = {}
+        self.counts: dict[str, float] = {}
 
     def begin(self) -> None:
+        if self.monitor is not None:
+            self.counts = _server_counts(self.monitor)
         self.start = {k: sum(map(_cpu, v)) for k, v in self.pids.items()}
         self.start["entry"] = time.process_time()
 
-    def per_delivery_us(self, deliveries: int) -> dict[str, float]:
+    def per_delivery_us(self, deliveries: int) -> dict[str, Any]:
         used = {k: sum(map(_cpu, v)) - self.start[k] for k, v in self.pids.items()}
         used["entry"] = time.process_time() - self.start["entry"]
-        return {f"cpu_us_{k}": v / deliveries * 1e6 for k, v in used.items()}
+        out: dict[str, Any] = {f"cpu_us_{k}": v / deliveries * 1e6 for k, v in used.items()}
+        if self.monitor is not None:
+            now = _server_counts(self.monitor)
+            out["server_msgs"] = {
+                k: round((v - self.counts.get(k, 0)) / deliveries, 3)
+                for k, v in now.items()
+                if v != self.counts.get(k, 0)
+            }
+        return out
 
 
 def _stop(procs: list[subprocess.Popen[str]]) -> None:
@@ -188,7 +217,7 @@ def _stop(procs: list[subprocess.Popen[str]]) -> None:
             p.stdout.close()
 
 
-def _summary(latencies: list[float], wall: float, requests: int) -> dict[str, float]:
+def _summary(latencies: list[float], wall: float, requests: int) -> dict[str, Any]:
     per_hop = sorted(x / HOPS for x in latencies)
     q = statistics.quantiles(per_hop, n=100, method="inclusive")
     return {
@@ -200,7 +229,7 @@ def _summary(latencies: list[float], wall: float, requests: int) -> dict[str, fl
 
 async def _drive(
     requests: int, concurrency: int, one: Callable[[int], Any], cpu: _CpuMeter | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     latencies: list[float] = []
     todo = iter(range(requests))
 
@@ -224,7 +253,7 @@ async def _drive(
 
 async def _genie_entry(
     url: str, requests: int, concurrency: int, rounds: int, cpu: _CpuMeter | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     from genie.nats import NatsTransport
 
     transport = NatsTransport(url, _names())
@@ -246,7 +275,7 @@ async def _genie_entry(
 
 async def _bare_entry(
     url: str, requests: int, concurrency: int, cpu: _CpuMeter | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     import nats
 
     nc = await nats.connect(url)
@@ -278,6 +307,7 @@ async def _bare_entry(
 def _case(
     url: str,
     server_pid: int,
+    monitor: str | None,
     workers: list[int],
     requests: int,
     concurrency: int,
@@ -295,14 +325,14 @@ def _case(
         progress(f"nats: bare work queue, {count} worker process(es), {rounds} rounds")
         procs = _start("bare", url, count, rounds)
         try:
-            cpu = _CpuMeter(server_pid, [p.pid for p in procs])
+            cpu = _CpuMeter(server_pid, [p.pid for p in procs], monitor)
             out["bare"][str(count)] = asyncio.run(_bare_entry(url, requests, concurrency, cpu))
         finally:
             _stop(procs)
         progress(f"nats: genie, {count} worker process(es), {rounds} rounds")
         procs = _start("worker", url, count, rounds)
         try:
-            cpu = _CpuMeter(server_pid, [p.pid for p in procs])
+            cpu = _CpuMeter(server_pid, [p.pid for p in procs], monitor)
             out["genie"][str(count)] = anyio.run(
                 _genie_entry, url, requests, concurrency, rounds, cpu
             )
@@ -337,7 +367,7 @@ def measure(
 
     with (
         tempfile.TemporaryDirectory(prefix="genie-bench-nats-") as store,
-        LocalNatsServer(Path(store)) as server,
+        LocalNatsServer(Path(store), monitor=True) as server,
     ):
 
         async def bare_stream() -> None:
@@ -353,7 +383,7 @@ def measure(
         asyncio.run(bare_stream())
         assert server.process is not None
         pid = server.process.pid
-        args = (server.url, pid, workers, requests, concurrency)
+        args = (server.url, pid, server.monitor_url, workers, requests, concurrency)
         out: dict[str, Any] = {"hops": HOPS, "requests": requests, "concurrency": concurrency}
         out |= _case(*args, LIGHT, progress)
         if handler_bound:
