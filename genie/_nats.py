@@ -62,6 +62,7 @@ from ._nats_wire import (
     ORIGIN,
     PARENT,
     REQUEST,
+    UNCHARGED,
     NatsPublisher,
     message_json,
 )
@@ -133,6 +134,9 @@ class NatsTransport(LocalTransport):
         self._asking: dict[str, tuple[Run, anyio.CancelScope]] = {}
         self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
         self._timer_runs: dict[str, Run] = {}  # pending ``ctx.schedule`` timers, by message id
+        # Correlations whose root this process runs, published uncharged (``_send``): the
+        # first charge made here for the correlation adds the root's 1 (``_admit_charged``).
+        self._owed: dict[str, int] = {}
         self._beats = InProgressBeats()
         self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
@@ -548,10 +552,11 @@ class NatsTransport(LocalTransport):
         parent: str | None = None,
         *,
         request: bool = False,
+        uncharged: bool = False,
     ) -> PubAck:
         """Publish one delivery until the stream has it (through a broker restart)."""
         ack = await self._out.retry(
-            *self._out.item(msg, recipient, origin, parent, request=request)
+            *self._out.item(msg, recipient, origin, parent, request=request, uncharged=uncharged)
         )
         self.sent += 1
         return ack
@@ -561,10 +566,12 @@ class NatsTransport(LocalTransport):
     ) -> list[tuple[Message, str]]:
         """The deliveries of ``sent`` the correlation budget admits across processes (each
         process admitted them against its own count, which is less); the others are denied
-        by ``limit:budget`` here, exactly as one process denies past the budget."""
+        by ``limit:budget`` here, exactly as one process denies past the budget. The first
+        charge made for a correlation whose root runs here uncharged adds the root too."""
         rt = self._rt
         assert rt is not None
-        total = await self._out.charge(correlation_id, key, len(sent))
+        owed = self._owed.pop(correlation_id, 0)
+        total = await self._out.charge(correlation_id, key, len(sent) + owed)
         budget = rt.limits.correlation_budget
         admitted = max(0, min(len(sent), budget - (total - len(sent))))
         ledger, corr = rt._ledger, rt._correlator.get(correlation_id)
@@ -584,12 +591,10 @@ class NatsTransport(LocalTransport):
             delivery = Delivery(msg, recipient).id
             if _opens_its_correlation(msg, recipient):
                 # Nothing of its correlation exists before it, so its charge cannot be refused
-                # (the budget admitted it here, so it is at least 1): the charge goes out just
-                # before it, in the same round trip, and on the same connection, so the
-                # counter has it before anything it causes is charged.
-                charge = self._out.charge_item(msg.correlation_id, delivery, 1)
-                await self._out.publish_all([charge, self._out.item(msg, recipient, self.origin)])
-                self.sent += 1
+                # (the budget admitted it here, so it is at least 1), and nothing else of it can
+                # be charged before its handler sends something: it goes out uncharged, and the
+                # worker that runs it adds it to its first charge (one stream write less).
+                await self._publish(msg, recipient, self.origin, uncharged=True)
             elif await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
                 await self._publish(msg, recipient, self.origin)
         finally:
@@ -703,6 +708,8 @@ class NatsTransport(LocalTransport):
         run.keys.append(delivery.id)
         self._by_message[msg.id] = run
         corr = rt._correlator.get(msg.correlation_id)
+        if UNCHARGED in headers:
+            self._owed[msg.correlation_id] = 1
         if msg.correlation_id in self.cancellations:
             corr.cancelled = True  # the runner dead-letters it without running it
         ledger = rt._ledger
@@ -733,6 +740,10 @@ class NatsTransport(LocalTransport):
                 self._step("charged", delivery)
             # The outcome record, the outputs and the answer at once: one round trip.
             sends = outcome_items(self.names, run, mb.id)
+            owed = self._owed.pop(msg.correlation_id, 0)
+            if owed:  # an uncharged root that charged nothing: counted now, as it ends
+                key = f"{delivery.id}/root"
+                sends.append(self._out.charge_item(msg.correlation_id, key, owed))
             sends += [self._out.item(o, r, origin, delivery.id) for o, r in run.outbox]
             if answer is not None:
                 data = json.dumps(answer, separators=(",", ":")).encode()
@@ -748,6 +759,8 @@ class NatsTransport(LocalTransport):
                 await raw.ack()
             self._step("acked", delivery)
         finally:
+            if UNCHARGED in headers:
+                self._owed.pop(msg.correlation_id, None)
             for key in run.keys:
                 if self._running.get(key) is run:
                     del self._running[key]

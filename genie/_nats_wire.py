@@ -26,6 +26,7 @@ __all__ = [
     "ORIGIN",
     "PARENT",
     "REQUEST",
+    "UNCHARGED",
     "Item",
     "NatsPublisher",
     "derived_id",
@@ -39,6 +40,9 @@ ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
 CORRELATION = "Genie-Correlation"
+# A delivery that opens its correlation, published uncharged: the worker that runs it adds it
+# to the correlation's count with its first charge (``NatsTransport._admit_charged``).
+UNCHARGED = "Genie-Uncharged"
 MSG_ID = "Nats-Msg-Id"
 INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
@@ -73,6 +77,7 @@ class NatsPublisher:
         parent: str | None = None,
         *,
         request: bool = False,
+        uncharged: bool = False,
     ) -> Item:
         """What publishing the delivery of ``msg`` to ``recipient`` sends."""
         delivery = Delivery(msg, recipient)
@@ -81,6 +86,8 @@ class NatsPublisher:
             headers[PARENT] = parent
         if request:
             headers[REQUEST] = "1"
+        if uncharged:
+            headers[UNCHARGED] = "1"
         return self.names.agent(recipient), delivery.encode(), headers
 
     async def publish_all(

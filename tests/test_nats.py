@@ -44,7 +44,7 @@ from genie._nats_wire import NatsPublisher, derived_id
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
-from .conftest import DenyTo, Echo, Note, Ping
+from .conftest import DenyTo, Echo, Note, Ping, Pong
 from .pipelines.loopers import Serve
 
 ROOT = Path(__file__).parents[1]
@@ -640,8 +640,8 @@ async def volley(rt: Runtime) -> tuple[str, list[tuple[str, str]], tuple[int, ..
     ("limits", "fired"),
     [
         (Limits(correlation_budget=7, max_hops=100), "limit:budget"),
-        # The root's charge rides with its publish: stored before the worker charges the
-        # root's output, or that output would be admitted at a count of 1.
+        # The root goes out uncharged: its worker adds it to the charge of its output, or
+        # that output would be admitted at a count of 1.
         (Limits(correlation_budget=1, max_hops=100), "limit:budget"),
         (Limits(correlation_budget=100, max_hops=5), "limit:hops"),
     ],
@@ -670,42 +670,73 @@ async def test_a_loop_across_two_workers_stops_at_the_limit_as_in_process(
     assert got == expected
 
 
-async def test_a_message_that_opens_its_correlation_is_charged_with_its_publish(
+class Relay(BaseAgent):
+    """Passes every Ping on to ``echo``, and takes its Pong: the root's handler sends one
+    output."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Ping(n=payload.n), recipient="echo")
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        pass
+
+
+async def test_a_message_that_opens_its_correlation_is_charged_by_its_worker(
     server: LocalNatsServer,
 ) -> None:
-    """The entry's root message to one agent is charged in the same round trip as its
-    publish, and charged all the same: the correlation's count on the broker is 1 (the
-    reply to the caller crosses in the outcome record, uncharged); a second send into the
-    correlation (not its root) is charged before it goes out, and adds."""
+    """The entry's root message to one agent goes out uncharged, and is charged all the same
+    by the worker that runs it: with its handler's outputs in one write when it sends some
+    (a relay: the count is 2 after one write), alone as it ends when it sends nothing (an
+    echo whose reply crosses in the outcome record, uncharged: the count is 1). A second
+    send into the correlation (not its root) is charged before it goes out, and adds."""
     names = NatsNames("rootcharge")
+    acked = {"relay": anyio.Event(), "echo": anyio.Event()}
+
+    def on_step(step: str, delivery: Any) -> None:
+        if step == "acked" and delivery.message.correlation_id == delivery.message.id:
+            acked[delivery.recipient].set()  # its charges are stored: the ack comes after
+
     worker_t, entry_t = (
-        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names, hosted=["echo", "relay"], on_step=on_step),
         NatsTransport(server.url, names),
     )
     runtimes = []
     for t in (worker_t, entry_t):
         rt = Runtime(transport=t)
         rt.add(Echo("echo"))
+        rt.add(Relay("relay"))
         t.attach(rt)
         await t.connect()
         runtimes.append(rt)
 
-    async def count(correlation_id: str) -> int:
-        last = await entry_t.js.get_last_msg(names.budget, names.charged(correlation_id))
-        return int(json.loads(last.data or b"{}")["val"])
+    async def charged(correlation_id: str) -> tuple[int, int]:
+        """The correlation's count, and how many writes made it."""
+        subject = names.charged(correlation_id)
+        last = await entry_t.js.get_last_msg(names.budget, subject)
+        info = await entry_t.js.stream_info(names.budget, subjects_filter=subject)
+        writes = (info.state.subjects or {})[subject]
+        return int(json.loads(last.data or b"{}")["val"]), writes
 
     rt = runtimes[1]
     try:
         async with runtimes[0], rt:
+            relayed = rt.message(Ping(n=1), recipient="relay")
+            result = await rt.ask(relayed, timeout=10)  # ends with no reply, as in one process
+            assert [m.kind for m in result.missing] == ["no_reply"]
+            await acked["relay"].wait()
+            # The root and relay's Ping in one write, echo's Pong in another.
+            assert await charged(relayed.correlation_id) == (3, 2)
             first = rt.message(Ping(n=1), recipient="echo")
-            result = await rt.ask(first, timeout=10)
-            assert result.status == "complete"
-            assert await count(first.correlation_id) == 1
+            assert (await rt.ask(first, timeout=10)).status == "complete"
+            await acked["echo"].wait()
+            assert await charged(first.correlation_id) == (1, 1)
             again = rt.message(Ping(n=2), recipient="echo", correlation_id=first.correlation_id)
             assert again.correlation_id != again.id
             assert (await rt.ask(again, timeout=10)).status == "complete"
-            assert await count(first.correlation_id) == 2
-            assert entry_t.sent == 2
+            assert await charged(first.correlation_id) == (2, 2)
+            assert entry_t.sent == 3
     finally:
         for t in (worker_t, entry_t):
             await t.close()
