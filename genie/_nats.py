@@ -53,7 +53,7 @@ from ._nats_cancel import NatsCancellations
 from ._nats_consent import NatsConsentLedger
 from ._nats_consumer import InProgressBeats, ack_wait_of, consumer_config, fetch_ready
 from ._nats_names import NatsNames, ensure_streams, need_server
-from ._nats_replay import OutcomeReplay
+from ._nats_replay import OutcomeReplay, load_record
 from ._nats_requests import give_answer
 from ._nats_run import Recorder, Run, answer_of, outcome_items
 from ._nats_wire import (
@@ -275,7 +275,17 @@ class NatsTransport(LocalTransport):
         return free >= 1
 
     def try_hold(self, recipient: str) -> bool:
-        return False  # the stream decides: always ``wait_for_room``
+        """A slot of the last reading, taken at once when it is fresh (at most ``poll`` old),
+        shows room, and no publisher of this process waits for ``recipient``: what
+        ``wait_for_room`` would do without waiting. Else ``wait_for_room`` reads again."""
+        if self._holding.get(recipient) or not self._ready.is_set():
+            return False
+        free, read_at = self._room.get(recipient, (0, -math.inf))
+        if free < 1 or anyio.current_time() - read_at > self.poll:
+            return False
+        self._room[recipient] = (free - 1, read_at)
+        self._holding[recipient] = 1
+        return True
 
     async def wait_for_room(self, recipient: str) -> None:
         lock = self._locks.setdefault(recipient, anyio.Lock())
@@ -587,16 +597,18 @@ class NatsTransport(LocalTransport):
         """A send from outside a handler (the entry publish, a timer). Sends go out on the one
         connection in the order they were made, so the stream keeps it."""
         try:
-            await self._ready.wait()
-            delivery = Delivery(msg, recipient).id
+            if not self._ready.is_set():  # set once for good: no checkpoint per send after
+                await self._ready.wait()
             if _opens_its_correlation(msg, recipient):
                 # Nothing of its correlation exists before it, so its charge cannot be refused
                 # (the budget admitted it here, so it is at least 1), and nothing else of it can
                 # be charged before its handler sends something: it goes out uncharged, and the
                 # worker that runs it adds it to its first charge (one stream write less).
                 await self._publish(msg, recipient, self.origin, uncharged=True)
-            elif await self._admit_charged([(msg, recipient)], msg.correlation_id, delivery):
-                await self._publish(msg, recipient, self.origin)
+            else:
+                key = delivery_id(msg, recipient)
+                if await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
+                    await self._publish(msg, recipient, self.origin)
         finally:
             self._unsent[recipient] -= 1
 
@@ -622,7 +634,7 @@ class NatsTransport(LocalTransport):
         self._ready.set()
         try:
             async for raw in sub.messages:
-                self._outcomes.settle(rt, json.loads(raw.data))
+                self._outcomes.settle(rt, *load_record(raw.data))
         finally:
             await sub.unsubscribe()
 

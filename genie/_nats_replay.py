@@ -4,17 +4,32 @@ one process (docs/scale-out.md, "The mapping")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._nesting import MAX_DEPTH, json_depth_exceeds
 from ._supervisor import Decision
 
 if TYPE_CHECKING:
+    from ._message import Message
     from ._runtime import Runtime
 
-__all__ = ["APPLIED_KEPT", "OutcomeReplay"]
+__all__ = ["APPLIED_KEPT", "OutcomeReplay", "load_record"]
 
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
+# The messages a record carries sit at least one level down (its own ``message``), so a
+# record whose text nests at most this deep holds no message deeper than ``MAX_DEPTH``.
+_BOUNDED = MAX_DEPTH + 1
+
+
+def load_record(data: bytes) -> tuple[dict[str, Any], bool]:
+    """An outcome record from its JSON, and whether its text bounds every message in it to
+    ``MAX_DEPTH`` (then they are parsed without walking each for depth: one check of the
+    text instead of one walk per message)."""
+    text = data.decode()
+    record: dict[str, Any] = json.loads(text)
+    return record, not json_depth_exceeds(text, _BOUNDED)
 
 
 class OutcomeReplay:
@@ -23,39 +38,43 @@ class OutcomeReplay:
 
     def __init__(self) -> None:
         self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
-        self._held: dict[str, list[Mapping[str, Any]]] = {}  # parent delivery -> records
+        # parent delivery -> its children's records (each with its ``bounded``)
+        self._held: dict[str, list[tuple[Mapping[str, Any], bool]]] = {}
         self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
         self.replaying = False  # applying an outcome record (the loss notices read it)
 
-    def settle(self, rt: Runtime, record: Mapping[str, Any]) -> None:
+    def settle(self, rt: Runtime, record: Mapping[str, Any], bounded: bool = False) -> None:
         """Apply ``record``, once the record of the delivery that sent it is applied (a worker
         publishes its outcome and its outputs at once, so a child's record may come first:
-        applied before its parent's, it could close the correlation early)."""
+        applied before its parent's, it could close the correlation early). ``bounded``: its
+        messages are known to nest at most ``MAX_DEPTH`` (``load_record``)."""
         cid = record["correlation_id"]
         parent = record.get("parent")
         if parent is not None and parent not in self._applied.get(cid, ()):
-            self._held.setdefault(parent, []).append(record)
+            self._held.setdefault(parent, []).append((record, bounded))
             return
-        ready = [record]
+        ready = [(record, bounded)]
         while ready:
-            rec = ready.pop()
-            self._apply(rt, rec)
+            rec, rec_bounded = ready.pop()
+            self._apply(rt, rec, rec_bounded)
             ready += self._held.pop(rec["delivery"], [])
         # Kept after the correlation settles (a record its parent's does not count may still
         # come, see ``_replay``), for the last APPLIED_KEPT correlations.
         while len(self._applied) > APPLIED_KEPT:
             del self._applied[next(iter(self._applied))]
 
-    def _apply(self, rt: Runtime, record: Mapping[str, Any]) -> None:
+    def _apply(self, rt: Runtime, record: Mapping[str, Any], bounded: bool) -> None:
         self.replaying = True
         try:
-            self._replay(rt, record)
+            self._replay(rt, record, bounded)
         finally:
             self.replaying = False
 
-    def _replay(self, rt: Runtime, record: Mapping[str, Any]) -> None:
+    def _replay(self, rt: Runtime, record: Mapping[str, Any], bounded: bool) -> None:
         self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
-        ledger, types = rt._ledger, rt.types
+        ledger = rt._ledger
+        parse: Callable[[Any], Message]
+        parse = rt.types.parse_bounded_message if bounded else rt.types.parse_message
         corr = rt._correlator.get(record["correlation_id"])
         parent = record.get("parent")
         if parent is not None:
@@ -70,20 +89,20 @@ class OutcomeReplay:
                 # count stays exact.
                 ledger.opened(corr)
         for d in record["denied"]:
-            msg = types.parse_message(d["message"])
+            msg = parse(d["message"])
             decision = Decision.deny(d["policy"], d["reason"])
             ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
         for s in record["shed"]:
-            ledger.shed_one(types.parse_message(s["message"]), s["consumer"], corr, s["reason"])
+            ledger.shed_one(parse(s["message"]), s["consumer"], corr, s["reason"])
         if record.get("limits"):
-            handled = types.parse_message(record["message"])
+            handled = parse(record["message"])
             for fired in record["limits"]:
                 limit, agent, reason = fired["limit"], fired["agent"], fired["reason"]
                 ledger.record(limit, "limit_fired", agent, handled, reason)
                 if ledger.observer is not None:
                     ledger.observer.limit_fired(handled, agent, limit, reason)
         for reply in record["replies"]:
-            rt._dispatcher.route(types.parse_message(reply), corr, (), True)
+            rt._dispatcher.route(parse(reply), corr, (), True)
         answered = int(record.get("answered", 0))  # collected by the asker's waiter
         ledger.delivered += answered
         ledger.handled += answered
@@ -106,7 +125,7 @@ class OutcomeReplay:
             return
         ledger.dead_letter(
             record["agent"],
-            types.parse_message(record["message"]),
+            parse(record["message"]),
             corr,
             record["kind"],
             record["reason"],

@@ -16,7 +16,7 @@ from ._deadletter import DeadLetter
 from ._mailbox import Handoff
 from ._message import Message
 from ._nats_names import NatsNames
-from ._nats_wire import CORRELATION, MSG_ID, Item, derived_id, message_json
+from ._nats_wire import MSG_ID, Item, derived_id, message_json
 from ._observe import Observer
 from ._transport import Delivery, delivery_id
 
@@ -158,7 +158,8 @@ def outcome_items(names: NatsNames, run: Run, agent_id: str) -> list[Item]:
             "message": message_json(d.message),
         }
     data = json.dumps(record, separators=(",", ":")).encode()
-    headers = {MSG_ID: d.id, CORRELATION: d.message.correlation_id}
+    # The id alone: the record carries the rest, and every header costs its reader a parse.
+    headers = {MSG_ID: d.id}
     items = [(names.outcome(run.origin), data, headers)]
     if dead is not None:
         items.append((names.dead_letter(agent_id), data, headers))

@@ -24,9 +24,11 @@ from genie import (
     BaseAgent,
     Context,
     GatherResult,
+    InvalidMessageError,
     Limits,
     MemoryAuditLog,
     Message,
+    Payload,
     Runtime,
     WouldBlockError,
     handler,
@@ -38,9 +40,10 @@ from genie._nats import NatsNames, NatsTransport
 from genie._nats_audit import as_file, read_chain
 from genie._nats_cli import run_over_nats
 from genie._nats_names import need_server
-from genie._nats_replay import OutcomeReplay
+from genie._nats_replay import OutcomeReplay, load_record
 from genie._nats_server import LocalNatsServer
 from genie._nats_wire import NatsPublisher, derived_id
+from genie._nesting import MAX_DEPTH
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
@@ -539,6 +542,58 @@ async def test_a_record_its_parent_does_not_count_is_opened_so_the_count_stays_e
     outcomes.settle(rt, orphan)
     s = rt.statistics()
     assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (2, 1, 1, 0)
+
+
+class Nested(Payload):
+    message_type = "nested"
+    value: Any
+
+
+@pytest.mark.parametrize("where", ["message", "replies"])
+async def test_a_record_carrying_a_message_too_deep_is_refused_as_in_one_process(
+    where: str,
+) -> None:
+    """The entry checks a record's text once and then parses its messages without walking
+    each: a message nested past ``MAX_DEPTH`` (as the record's own message or as a reply)
+    is still refused, one just within it still parsed."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("deep"))  # never connected
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    rt.types.register(Nested)
+    transport.attach(rt)
+
+    def record_with(depth: int) -> bytes:
+        nested: Any = 0
+        for _ in range(depth - 2):  # the envelope and its payload are two levels
+            nested = [nested]
+        msg = rt.message(Nested(value=nested), recipient="echo").model_dump(mode="json")
+        record = {
+            "delivery": "m:echo",
+            "correlation_id": "c",
+            "agent": "echo",
+            "outcome": "dead_lettered",
+            "kind": "failed",
+            "reason": "r",
+            "attempts": 1,
+            "parent": None,
+            "spawned": 0,
+            "denied": [],
+            "shed": [],
+            "replies": [msg] if where == "replies" else [],
+            "message": msg,
+        }
+        return json.dumps(record).encode()
+
+    assert load_record(record_with(3))[1]  # the common case: bounded by its text
+    # At the limit: the record's own message one level down is within the text bound, a
+    # reply two levels down is past it, and walked: both parse.
+    record, bounded = load_record(record_with(MAX_DEPTH))
+    assert bounded == (where == "message")
+    OutcomeReplay().settle(rt, record, bounded)
+    record, bounded = load_record(record_with(MAX_DEPTH + 1))
+    assert not bounded
+    with pytest.raises(InvalidMessageError, match="nested deeper than 64"):
+        OutcomeReplay().settle(rt, record, bounded)
 
 
 class Forward(BaseAgent):
