@@ -53,7 +53,7 @@ from ._nats_cancel import NatsCancellations
 from ._nats_consent import NatsConsentLedger
 from ._nats_consumer import InProgressBeats, ack_wait_of, consumer_config, fetch_ready
 from ._nats_names import NatsNames, ensure_streams, need_server
-from ._nats_replay import OutcomeReplay, load_record
+from ._nats_replay import OutcomeReplay, load_record, what_it_was
 from ._nats_requests import give_answer
 from ._nats_run import Recorder, Run, answer_of, outcome_items
 from ._nats_wire import (
@@ -823,6 +823,7 @@ class NatsTransport(LocalTransport):
         """A delivery this worker cannot read: to the dead letters as it came, then term."""
         ident = headers.get(MSG_ID, f"{raw.metadata.sequence.stream}")
         _log.error("undecodable delivery %s for %s: %s", ident, mb.id, exc)
+        text = raw.data.decode(errors="replace")
         record = {
             "delivery": ident,
             "correlation_id": headers.get(CORRELATION, ident),
@@ -837,7 +838,8 @@ class NatsTransport(LocalTransport):
             "shed": [],
             "replies": [],
             "message": None,
-            "raw": raw.data.decode(errors="replace"),
+            "about": what_it_was(text, ident),  # for the origin's audit row
+            "raw": text,
         }
         data = json.dumps(record, separators=(",", ":")).encode()
         out_headers = {MSG_ID: ident}

@@ -8,6 +8,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._audit import AuditRecord
+from ._correlator import Missing, _Correlation
 from ._nesting import MAX_DEPTH, json_depth_exceeds
 from ._supervisor import Decision
 
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from ._message import Message
     from ._runtime import Runtime
 
-__all__ = ["APPLIED_KEPT", "OutcomeReplay", "load_record"]
+__all__ = ["APPLIED_KEPT", "UNKNOWN", "OutcomeReplay", "load_record", "what_it_was"]
 
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 # The messages a record carries sit at least one level down (its own ``message``), so a
@@ -119,9 +121,8 @@ class OutcomeReplay:
             ledger.handled += 1
             ledger.closed(corr)
             return
-        if record.get("message") is None:  # undecodable on arrival: nothing to show
-            ledger.dead_lettered += 1
-            ledger.closed(corr)
+        if record.get("message") is None:  # undecodable on arrival: no message to keep
+            self._undecodable(rt, corr, record)
             return
         ledger.dead_letter(
             record["agent"],
@@ -132,3 +133,50 @@ class OutcomeReplay:
             None,
             int(record["attempts"]),
         )
+
+    @staticmethod
+    def _undecodable(rt: Runtime, corr: _Correlation, record: Mapping[str, Any]) -> None:
+        """A delivery its worker could not read: a dead letter with its audit row, as one
+        process records an invalid output, and its waiters hear why it failed. (The dead
+        letter itself, its raw text, is in the dead-letter stream: there is no message to
+        keep in this process's list.)"""
+        ledger = rt._ledger
+        agent, reason = record["agent"], record["reason"]
+        about = record.get("about") or {}
+        message_id = about.get("message_id") or record["delivery"]
+        details = {
+            "message_id": message_id,
+            "message_type": about.get("message_type") or UNKNOWN,
+            "sender": about.get("sender") or UNKNOWN,
+            "correlation_id": record["correlation_id"],
+            "reason": reason,
+        }
+        ledger.audit.record(
+            AuditRecord(ledger.clock.now(), agent, "dead_letter:failed", agent, details)
+        )
+        ledger.dead_lettered += 1
+        if corr.waiters:
+            missing = Missing(agent, "failed", reason, None, agent, message_id)
+            rt._correlator.failed(corr, missing, message_id, agent)
+        ledger.closed(corr)
+
+
+UNKNOWN = "<undecodable>"
+
+
+def what_it_was(text: str, delivery: str) -> dict[str, str]:
+    """What can be read of an undecodable delivery for its audit row: its message's id
+    (else the one in its delivery id), type and sender, each where it is a string."""
+    about = {"message_id": delivery.rsplit(":", 1)[0]}
+    if json_depth_exceeds(text, MAX_DEPTH + 1):
+        return about  # too deep to load safely: nothing more is read
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return about
+    msg = data.get("message") if isinstance(data, dict) else None
+    if isinstance(msg, dict):
+        for key, field in (("message_id", "id"), ("message_type", "type"), ("sender", "sender")):
+            if isinstance(msg.get(field), str):
+                about[key] = msg[field]
+    return about

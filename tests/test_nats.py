@@ -40,7 +40,7 @@ from genie._nats import NatsNames, NatsTransport
 from genie._nats_audit import as_file, read_chain
 from genie._nats_cli import run_over_nats
 from genie._nats_names import need_server
-from genie._nats_replay import OutcomeReplay, load_record
+from genie._nats_replay import OutcomeReplay, load_record, what_it_was
 from genie._nats_server import LocalNatsServer
 from genie._nats_wire import NatsPublisher, derived_id
 from genie._nesting import MAX_DEPTH
@@ -392,6 +392,85 @@ async def test_a_full_mailbox_pushes_back_on_an_outside_publisher(server: LocalN
         await host.close()
         assert rt.statistics().delivered == 3  # the one cancelled while waiting never was
     await sender.close()
+
+
+class StrictPing(Payload):
+    """The worker's ``ping``: a field the entry's ``Ping`` lacks (two versions of a pipeline)."""
+
+    message_type = "ping"
+    n: int
+    stamp: str
+
+
+class StrictEcho(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: StrictPing, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
+    server: LocalNatsServer,
+) -> None:
+    """A delivery its worker cannot read (here a message of another version of the type)
+    is not run: it is a dead letter in the dead-letter stream, with its raw text, and in
+    the process that sent it one ``dead_letter:failed`` audit row naming the message, the
+    agent and why, as one process records an invalid message; the asker hears it failed,
+    and the accounting stays exact."""
+    names = NatsNames("undecodable")
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    worker_rt = Runtime(transport=worker_t)
+    worker_rt.add(StrictEcho("echo"))
+    audit = MemoryAuditLog()
+    entry_rt = Runtime(transport=entry_t, audit=audit)
+    entry_rt.add(Echo("echo"))
+    for rt, t in ((worker_rt, worker_t), (entry_rt, entry_t)):
+        t.attach(rt)
+        await t.connect()
+    try:
+        async with worker_rt, entry_rt:
+            msg = entry_rt.message(Ping(n=7), recipient="echo")
+            result = await entry_rt.ask(msg, timeout=10)
+            s = entry_rt.statistics()
+            async with jetstream(server.url) as js:
+                dead = await stream(js, names.dead)
+                left = (await js.stream_info(names.work)).state.messages
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
+    assert result.status == "partial"
+    [missing] = result.missing
+    assert (missing.kind, missing.agent_id, missing.message_id) == ("failed", "echo", msg.id)
+    assert missing.reason.startswith("undecodable delivery: InvalidMessageError")
+    assert "stamp" in missing.reason
+    assert (s.delivered, s.dead_lettered, s.handled, s.in_flight) == (1, 1, 0, 0)
+    rows = [r for r in audit.records if r.action.startswith("dead_letter")]
+    assert [(r.actor, r.action, r.target) for r in rows] == [("echo", "dead_letter:failed", "echo")]
+    assert rows[0].details == {
+        "message_id": msg.id,
+        "message_type": "ping",
+        "sender": msg.sender,
+        "correlation_id": msg.correlation_id,
+        "reason": missing.reason,
+    }
+    [letter] = dead
+    assert letter["reason"] == missing.reason
+    assert json.loads(letter["raw"])["message"]["payload"] == {"n": 7, "sender_tag": ""}
+    assert left == 0  # terminated: never delivered again
+
+
+def test_what_can_be_read_of_an_undecodable_delivery() -> None:
+    """Its audit row names what is there to read, and no more: the message's id, type and
+    sender where they are strings, else the id its delivery id carries."""
+    body = {"message": {"id": "m1", "type": "ping", "sender": 3}, "recipient": "echo"}
+    assert what_it_was(json.dumps(body), "m1:echo") == {"message_id": "m1", "message_type": "ping"}
+    assert what_it_was("not json", "m2:echo") == {"message_id": "m2"}
+    assert what_it_was("[" * 100_000, "m3:echo") == {"message_id": "m3"}
+    assert what_it_was('["a list"]', "m4:echo") == {"message_id": "m4"}
 
 
 async def test_a_denied_message_is_never_published(server: LocalNatsServer) -> None:
