@@ -233,12 +233,21 @@ def test_finance_across_three_workers_gives_the_in_process_report(
 async def test_kill_9_of_a_worker_mid_run_loses_nothing(
     server: LocalNatsServer, workers: Workers, local_report: str
 ) -> None:
+    """The doomed worker is the only one hosting the stateless agents until it dies on its
+    third analyzer delivery (so it surely dies mid-run: with two from the start, the other
+    could take every analyzer delivery); the second starts then, and takes over."""
     pipeline = load_pipeline(FINANCE)
     worker(workers, server.url, STATEFUL)
     doomed = worker(workers, server.url, STATELESS, die=("handled", "analyzer", 3))
-    worker(workers, server.url, STATELESS)
+
+    async def take_over() -> None:
+        await anyio.to_thread.run_sync(doomed.wait)
+        worker(workers, server.url, STATELESS)
+
     async with entry(server.url, pipeline) as rt:
-        results = await ask_many(rt, pipeline, 20)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take_over)
+            results = await ask_many(rt, pipeline, 20)
         assert [r.status for r in results] == ["ok"] * 20
         assert {r.output.payload.model_dump()["text"] for r in results if r.output} == {
             local_report
