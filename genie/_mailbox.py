@@ -4,12 +4,12 @@ hundred bytes (its queue is allocated by its first message)."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import anyio
 
 from ._agent import Agent, handler_table
 from ._message import Message, Payload
+from ._record import Record, set_field
 from ._supervisor import AgentOptions, CircuitBreaker
 
 __all__ = ["Handoff", "Mailbox", "MailboxStatistics"]
@@ -41,8 +41,33 @@ _NO_MESSAGES: deque[Queued] = deque()
 _NO_WAITERS: deque[anyio.Event] = deque()
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxStatistics:
+class MailboxStatistics(Record):
+    __slots__ = (
+        "active",
+        "agent_id",
+        "capacity",
+        "circuit",
+        "depth",
+        "failed",
+        "handled",
+        "high_water",
+        "max_concurrency",
+        "overdrafts",
+        "waiting_publishers",
+    )
+    __match_args__ = (
+        "agent_id",
+        "depth",
+        "capacity",
+        "max_concurrency",
+        "active",
+        "waiting_publishers",
+        "high_water",
+        "overdrafts",
+        "handled",
+        "failed",
+        "circuit",
+    )
     agent_id: str
     depth: int
     capacity: int
@@ -54,6 +79,32 @@ class MailboxStatistics:
     handled: int
     failed: int
     circuit: str
+
+    def __init__(
+        self,
+        agent_id: str,
+        depth: int,
+        capacity: int,
+        max_concurrency: int,
+        active: int,
+        waiting_publishers: int,
+        high_water: int,
+        overdrafts: int,
+        handled: int,
+        failed: int,
+        circuit: str,
+    ) -> None:
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "depth", depth)
+        set_field(self, "capacity", capacity)
+        set_field(self, "max_concurrency", max_concurrency)
+        set_field(self, "active", active)
+        set_field(self, "waiting_publishers", waiting_publishers)
+        set_field(self, "high_water", high_water)
+        set_field(self, "overdrafts", overdrafts)
+        set_field(self, "handled", handled)
+        set_field(self, "failed", failed)
+        set_field(self, "circuit", circuit)
 
 
 class Mailbox:

@@ -24,11 +24,15 @@ from genie import (
     AuditVerdict,
     BreakerPolicy,
     ConfigurationError,
+    CorrelatorStatistics,
     DeadLetter,
     Decision,
     Event,
+    GatherResult,
     Limits,
+    MailboxStatistics,
     Message,
+    Missing,
     PolicyStatistics,
     RetryPolicy,
     Runtime,
@@ -39,6 +43,27 @@ from genie._transport import Delivery
 
 from .conftest import Echo, Ping
 
+CORRELATOR_FIELDS = (
+    "correlations_active",
+    "gathers_pending",
+    "gathers_complete",
+    "gathers_partial",
+    "gathers_timed_out",
+    "late_replies",
+)
+MAILBOX_COUNTS = (
+    "depth",
+    "capacity",
+    "max_concurrency",
+    "active",
+    "waiting_publishers",
+    "high_water",
+    "overdrafts",
+    "handled",
+    "failed",
+)
+# The fields in their order (the statistics endpoint's JSON keeps it).
+MAILBOX = ("agent_id", *MAILBOX_COUNTS, "circuit")
 MESSAGE = Message(type="ping", sender="a", recipient="b", payload=Ping(n=1))
 AT = datetime(2026, 11, 22, 21, 0, tzinfo=UTC)
 
@@ -98,6 +123,31 @@ SAMPLES: list[tuple[type[Record], dict[str, Any], dict[str, Any]]] = [
         },
     ),
     (Delivery, {"message": MESSAGE, "recipient": "b"}, {"message": MESSAGE, "recipient": "c"}),
+    (
+        Missing,
+        {"key": "b", "kind": "failed", "reason": "boom"},
+        {"key": "c", "kind": "denied", "reason": "no", "policy": "rbac", "message_id": "m"},
+    ),
+    (
+        GatherResult,
+        {"correlation_id": "c", "status": "complete", "replies": (MESSAGE,), "missing": ()},
+        {
+            "correlation_id": "c",
+            "status": "partial",
+            "replies": (),
+            "missing": (Missing("b", "shed", "full"),),
+        },
+    ),
+    (
+        CorrelatorStatistics,
+        dict.fromkeys(CORRELATOR_FIELDS, 0),
+        dict.fromkeys(CORRELATOR_FIELDS, 1),
+    ),
+    (
+        MailboxStatistics,
+        dict.fromkeys(MAILBOX_COUNTS, 0) | {"agent_id": "b", "circuit": "closed"},
+        dict.fromkeys(MAILBOX_COUNTS, 2) | {"agent_id": "b", "circuit": "open"},
+    ),
 ]
 IDS = [cls.__name__ for cls, _, _ in SAMPLES]
 
@@ -215,8 +265,15 @@ def test_the_statistics_endpoint_dict_is_what_dataclasses_asdict_gave() -> None:
             "allowed": stats.policies.allowed,
             "denied": {},
         }
-        assert plain["mailboxes"]["echo"] == dataclasses.asdict(stats.mailboxes["echo"])
-        assert plain["correlations"] == dataclasses.asdict(stats.correlations)
+        echo = stats.mailboxes["echo"]
+        # In the dataclasses' field order, as `dataclasses.asdict` gave them.
+        assert list(plain["mailboxes"]["echo"].items()) == [
+            (name, getattr(echo, name)) for name in MAILBOX
+        ]
+        assert plain["mailboxes"]["echo"]["handled"] == 1
+        assert list(plain["correlations"].items()) == [
+            (name, getattr(stats.correlations, name)) for name in CORRELATOR_FIELDS
+        ]
         assert json.loads(json.dumps(plain))["mailboxes"]["echo"]["agent_id"] == "echo"
 
     anyio.run(main)
