@@ -18,7 +18,6 @@ from pydantic import (
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
-    SerializeAsAny,
     ValidationError,
     model_validator,
 )
@@ -97,55 +96,79 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-class _Envelope(BaseModel):
-    """The envelope as a pydantic model: what validates and serializes a ``Message`` at the
-    boundaries (its constructor, ``model_validate``, ``model_dump``, the JSON schema). The
-    runtime's own hot path never builds one (see ``Message``)."""
+@functools.cache
+def _envelope() -> type[BaseModel]:
+    """The envelope as a pydantic model, built when first asked for: only the boundaries need
+    it, and building it (13 fields, two validators, ``SerializeAsAny``'s module) is about 14 M
+    instructions that ``import genie`` no longer pays (issue 19)."""
+    from pydantic import SerializeAsAny
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, title="Message")
+    class _Envelope(BaseModel):
+        """The envelope as a pydantic model: what validates and serializes a ``Message`` at the
+        boundaries (its constructor, ``model_validate``, ``model_dump``, the JSON schema). The
+        runtime's own hot path never builds one (see ``Message``)."""
 
-    id: str = Field(default_factory=_fresh_id, min_length=1)
-    type: str = Field(min_length=1)
-    sender: str = Field(min_length=1)
-    recipient: str | None = None
-    correlation_id: str = Field(default_factory=_fresh_id, min_length=1)
-    causation_id: str | None = None
-    trace_id: str = Field(default_factory=_fresh_id, min_length=1)
-    role: Role = Role.AGENT
-    classification: Classification = Classification.INTERNAL
-    hops: int = Field(default=0, ge=0)
-    created_at: datetime = Field(default_factory=_utcnow)
-    metadata: Mapping[str, MetaValue] = Field(default_factory=dict)
-    payload: SerializeAsAny[Payload]
+        model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, title="Message")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _normalise(cls, data: Any) -> Any:
-        if isinstance(data, Message):
-            data = data._fields()
-        if isinstance(data, Mapping):
-            data = dict(data)
-            payload = data.get("payload")
-            if isinstance(payload, Payload) and "type" not in data:
-                data["type"] = payload.message_type
-            meta = data.get("metadata")
-            if isinstance(meta, Mapping):
-                data["metadata"] = {str(k): _freeze(v) for k, v in meta.items()}
-        return data
+        id: str = Field(default_factory=_fresh_id, min_length=1)
+        type: str = Field(min_length=1)
+        sender: str = Field(min_length=1)
+        recipient: str | None = None
+        correlation_id: str = Field(default_factory=_fresh_id, min_length=1)
+        causation_id: str | None = None
+        trace_id: str = Field(default_factory=_fresh_id, min_length=1)
+        role: Role = Role.AGENT
+        classification: Classification = Classification.INTERNAL
+        hops: int = Field(default=0, ge=0)
+        created_at: datetime = Field(default_factory=_utcnow)
+        metadata: Mapping[str, MetaValue] = Field(default_factory=dict)
+        payload: SerializeAsAny[Payload]
 
-    @model_validator(mode="after")
-    def _payload_matches_type(self) -> Self:
-        if type(self.payload) is Payload:
-            raise ValueError(f"message {self.type!r} needs a typed payload, not a bare Payload")
-        if self.payload.message_type != self.type:
-            raise ValueError(
-                f"payload {type(self.payload).__name__} is registered as "
-                f"{self.payload.message_type!r}, not {self.type!r}"
-            )
-        return self
+        @model_validator(mode="before")
+        @classmethod
+        def _normalise(cls, data: Any) -> Any:
+            if isinstance(data, Message):
+                data = data._fields()
+            if isinstance(data, Mapping):
+                data = dict(data)
+                payload = data.get("payload")
+                if isinstance(payload, Payload) and "type" not in data:
+                    data["type"] = payload.message_type
+                meta = data.get("metadata")
+                if isinstance(meta, Mapping):
+                    data["metadata"] = {str(k): _freeze(v) for k, v in meta.items()}
+            return data
+
+        @model_validator(mode="after")
+        def _payload_matches_type(self) -> Self:
+            if type(self.payload) is Payload:
+                raise ValueError(f"message {self.type!r} needs a typed payload, not a bare Payload")
+            if self.payload.message_type != self.type:
+                raise ValueError(
+                    f"payload {type(self.payload).__name__} is registered as "
+                    f"{self.payload.message_type!r}, not {self.type!r}"
+                )
+            return self
+
+    return _Envelope
 
 
-_FIELD_NAMES = tuple(_Envelope.model_fields)
+# The envelope model's fields, in order (a test holds them to the model's).
+_FIELD_NAMES = (
+    "id",
+    "type",
+    "sender",
+    "recipient",
+    "correlation_id",
+    "causation_id",
+    "trace_id",
+    "role",
+    "classification",
+    "hops",
+    "created_at",
+    "metadata",
+    "payload",
+)
 # A message's storage: a slot per field, in the envelope's order; ``created_at`` is a property
 # over the slot ``_created_at`` (the clock's float until read).
 _SLOTS = tuple("_created_at" if name == "created_at" else name for name in _FIELD_NAMES)
@@ -154,6 +177,13 @@ _FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 _new = object.__new__
 _set = object.__setattr__
 _fromtimestamp = datetime.fromtimestamp
+
+
+class _EnvelopeFields:
+    """``Message.model_fields``: the envelope model's, read from it when asked for."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, FieldInfo]:
+        return _envelope().model_fields
 
 
 class _Fields:
@@ -247,11 +277,11 @@ class Message(_Fields):
 
         _created_at: datetime | float
 
-    model_fields: ClassVar[dict[str, FieldInfo]] = _Envelope.model_fields
+    model_fields: ClassVar[_EnvelopeFields] = _EnvelopeFields()
 
     def __init__(self, **data: Any) -> None:
         """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before)."""
-        values = _Envelope(**data).__dict__
+        values = _envelope()(**data).__dict__
         for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
             _set(self, slot, values[name])
 
@@ -269,8 +299,8 @@ class Message(_Fields):
         return dict(zip(_FIELD_NAMES, _slot_values(self), strict=True))
 
     # --- the pydantic model's API, through the boundary model ------------------------------
-    def _model(self) -> _Envelope:
-        return _Envelope.model_construct(**self._fields())
+    def _model(self) -> BaseModel:
+        return _envelope().model_construct(**self._fields())
 
     def model_dump(self, **options: Any) -> dict[str, Any]:
         return self._model().model_dump(**options)
@@ -286,21 +316,21 @@ class Message(_Fields):
     def model_validate(cls, obj: Any, **options: Any) -> Message:
         if isinstance(obj, Message):
             return obj  # pydantic's default: an instance is not validated again
-        return cls._of(_Envelope.model_validate(obj, **options))
+        return cls._of(_envelope().model_validate(obj, **options))
 
     @classmethod
     def model_validate_json(cls, data: str | bytes, **options: Any) -> Message:
-        return cls._of(_Envelope.model_validate_json(data, **options))
+        return cls._of(_envelope().model_validate_json(data, **options))
 
     @classmethod
     def model_json_schema(cls, **options: Any) -> dict[str, Any]:
-        return _Envelope.model_json_schema(**options)
+        return _envelope().model_json_schema(**options)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         """A Message as a field of a user's pydantic model: validated and dumped as before."""
         from_data = core_schema.no_info_after_validator_function(
-            cls._of, handler.generate_schema(_Envelope)
+            cls._of, handler.generate_schema(_envelope())
         )
         return core_schema.json_or_python_schema(
             json_schema=from_data,
@@ -314,7 +344,7 @@ class Message(_Fields):
         )
 
     @classmethod
-    def _of(cls, model: _Envelope) -> Message:
+    def _of(cls, model: BaseModel) -> Message:
         values = model.__dict__
         return _filled(cls, [values[name] for name in _FIELD_NAMES])
 
