@@ -41,8 +41,6 @@ from ._errors import UnknownRecipientError as UnknownRecipientError
 from ._errors import WouldBlockError as WouldBlockError
 from ._events import Event as Event
 from ._events import EventStream as EventStream
-from ._logging import JsonFormatter as JsonFormatter
-from ._logging import configure_logging as configure_logging
 from ._losses import Lost as Lost
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Classification as Classification
@@ -67,17 +65,22 @@ from ._supervisor import RetryPolicy as RetryPolicy
 if _TYPE_CHECKING:
     from ._catalogue import AgentSpec as AgentSpec
     from ._catalogue import Catalogue as Catalogue
+    from ._logging import JsonFormatter as JsonFormatter
+    from ._logging import configure_logging as configure_logging
     from ._metrics import Metrics as Metrics
     from ._metrics import MetricsServer as MetricsServer
 
 # Loaded when first asked for: prometheus-client takes ~80 ms to import; the catalogue (inspect,
 # a pydantic model built per agent) serves pipelines and the CLI, not a program that builds its
-# runtime itself.
+# runtime itself; the log formatters need `logging` (14 M instructions), which genie's own
+# loggers import when they first write (genie/_log.py).
 _LAZY = {
     "Metrics": "._metrics",
     "MetricsServer": "._metrics",
     "AgentSpec": "._catalogue",
     "Catalogue": "._catalogue",
+    "JsonFormatter": "._logging",
+    "configure_logging": "._logging",
 }
 
 

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import anyio
 
 from ._clock import Clock
+from ._log import message_logger
 from ._message import Classification, IdSource, Message, MetaValue, Payload, Role, caused_by
 
 if TYPE_CHECKING:
+    import logging
+
     from .llm._provider import Provider
 
 __all__ = ["Context", "ContextServices", "RuntimeContext", "TestContext", "Timer"]
-
-_log = logging.getLogger("genie.agent")
-
-
-class _MessageLogger(logging.LoggerAdapter[logging.Logger]):
-    """Adds the message's fields to every record and keeps the caller's own ``extra``
-    (a plain ``LoggerAdapter`` replaces it before Python 3.13)."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
-        return msg, kwargs
 
 
 class Context(Protocol):
@@ -148,8 +139,8 @@ class _ContextBase:
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        return _MessageLogger(
-            _log,
+        return message_logger(
+            "genie.agent",
             {
                 "agent_id": self._agent_id,
                 "correlation_id": self._message.correlation_id,

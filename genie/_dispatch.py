@@ -10,7 +10,6 @@ ledger. Outside publishers wait for room (``publish``) or are refused before any
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from ._admission import Admission
@@ -24,6 +23,7 @@ from ._errors import (
 )
 from ._freeze import CONTAINER_FIELDS, freeze_message
 from ._ledger import Ledger, fields
+from ._log import lazy_logger
 from ._message import Message, MessageTypes
 from ._router import Router, Tap
 from ._supervisor import Decision
@@ -31,7 +31,7 @@ from ._transport import LocalTransport
 
 __all__ = ["Dispatcher"]
 
-_log = logging.getLogger("genie.runtime")
+_log = lazy_logger("genie.runtime")
 
 
 class Dispatcher:

@@ -12,7 +12,6 @@ the notice to whoever waits on the correlation, so no path can record half of on
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from ._audit import AuditRecord, AuditSink
 from ._clock import Clock
 from ._correlator import Correlator, Missing, _Correlation
 from ._deadletter import DeadLetter, DeadLetterKind, DeadLetters
+from ._log import lazy_logger
 from ._message import Message
 from ._supervisor import Decision
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Ledger"]
 
-_log = logging.getLogger("genie.runtime")
+_log = lazy_logger("genie.runtime")
 
 
 class Ledger:

@@ -14,10 +14,6 @@ from typing import Literal, TextIO
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
-# A library's records go where the application sends them: with no logging configured they are
-# not printed through logging's last resort (a simulation dead-letters thousands on purpose).
-logging.getLogger("genie").addHandler(logging.NullHandler())
-
 FIELDS = ("agent_id", "message_type", "correlation_id")
 _TEXT = (
     "%(asctime)s %(levelname)s %(name)s "

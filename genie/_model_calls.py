@@ -10,12 +10,12 @@ unless it catches it. ``genie.llm`` is imported with the first model call, never
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from ._correlator import Correlator
 from ._errors import ConfigurationError
 from ._ledger import Ledger, fields
+from ._log import lazy_logger
 from ._message import Message
 from ._supervisor import Limits
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelCalls"]
 
-_log = logging.getLogger("genie.runtime")
+_log = lazy_logger("genie.runtime")
 
 
 class ModelCalls:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import uuid
 from collections import Counter
@@ -46,6 +45,7 @@ from ._context import Timer
 from ._correlator import Missing, _Correlation
 from ._errors import ConfigurationError
 from ._executor import Worker
+from ._log import lazy_logger
 from ._mailbox import Handoff, Mailbox, Queued
 from ._message import Message
 from ._nats_audit import NatsAuditLog
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 # fetch_ready: the benchmark's bare work queue fetches as the transport does.
 __all__ = ["NatsNames", "NatsTransport", "Step", "StepHook", "fetch_ready"]
 
-_log = logging.getLogger("genie.nats")
+_log = lazy_logger("genie.nats")
 
 TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: '~')
 

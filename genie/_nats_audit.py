@@ -11,7 +11,6 @@ nats://HOST:PORT/NAMESPACE`` walks it with the JSONL log's checks (docs/scale-ou
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -23,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._audit import GENESIS, AuditRecord, chained_row, check_audit_key, row_line
+from ._log import lazy_logger
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
 __all__ = ["NatsAuditLog", "read_chain"]
 
-_log = logging.getLogger("genie.nats")
+_log = lazy_logger("genie.nats")
 EXPECTED_LAST = "Nats-Expected-Last-Sequence"
 MSG_ID = "Nats-Msg-Id"
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: another writer appended first

@@ -9,19 +9,20 @@ a plain subject, so a worker that starts (or reconnects) later still knows what 
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
 
+from ._log import lazy_logger
+
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
 __all__ = ["NatsCancellations"]
 
-_log = logging.getLogger("genie.nats")
+_log = lazy_logger("genie.nats")
 MSG_ID = "Nats-Msg-Id"
 
 

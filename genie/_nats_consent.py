@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from typing import TYPE_CHECKING
 
 import anyio
 
 from ._errors import ConfigurationError
+from ._log import lazy_logger
 from .policies._compliance import Consent
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["NatsConsentLedger"]
 
 _DELETED = ("DEL", "PURGE")
-_log = logging.getLogger("genie.nats")
+_log = lazy_logger("genie.nats")
 
 
 def _key(user_id: str, category: str) -> str:

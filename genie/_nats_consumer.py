@@ -5,12 +5,12 @@ the in-progress beats that keep a long handler's delivery from going to another 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._log import lazy_logger
 from ._mailbox import Mailbox
 from ._nats_names import NatsNames
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InProgressBeats", "ack_wait_of", "consumer_config", "fetch_ready"]
 
-_log = logging.getLogger("genie.nats")
+_log = lazy_logger("genie.nats")
 
 
 def ack_wait_of(mb: Mailbox, ack_wait: float | None) -> float:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._log import lazy_logger
 from ._message import Message
 from ._nats_names import NatsNames
 from ._transport import Delivery
@@ -33,7 +33,7 @@ __all__ = [
     "message_json",
 ]
 
-_log = logging.getLogger("genie.nats")
+_log = lazy_logger("genie.nats")
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "Genie-Origin"

@@ -7,16 +7,16 @@ why metrics and event streams are observers rather than counters in the hot path
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from ._correlator import GatherResult
 from ._deadletter import DeadLetter
+from ._log import lazy_logger
 from ._message import Message
 
 __all__ = ["Observer"]
 
-_log = logging.getLogger("genie.runtime")
+_log = lazy_logger("genie.runtime")
 
 
 class Observer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import gc
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -37,6 +36,7 @@ from ._errors import (
 )
 from ._events import EventHub, EventStream
 from ._ledger import Ledger
+from ._log import lazy_logger
 from ._losses import Lost
 from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Runtime", "RuntimeState", "RuntimeStatistics", "ShutdownReport"]
 
-_log = logging.getLogger("genie.runtime")
+_log = lazy_logger("genie.runtime")
 
 CLOSE_TIMEOUT = 5.0  # seconds each ``on_close`` callback may take at shutdown
 

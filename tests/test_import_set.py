@@ -32,6 +32,9 @@ LAZY = {
     # `SerializeAsAny`'s module, for the envelope model's payload field: the model (with its
     # 13 fields and two validators) is built when a boundary first needs it: 14 M.
     "pydantic.functional_serializers",
+    # `logging` (with `traceback` and `string`): genie's loggers import it when they first
+    # write (genie/_log.py), the log formatters when first asked for: 14 M.
+    "logging",
 }
 
 
@@ -111,6 +114,70 @@ assert len(_SLOTS) == len(_FIELD_NAMES)
 assert Message(**{name: getattr(fast, name) for name in _FIELD_NAMES}) == fast
 """
     assert "pydantic.functional_serializers" in loaded_by(code)
+
+
+def test_genie_records_stay_quiet_without_logging_configured() -> None:
+    # The NullHandler that keeps genie's records from logging's last resort is hung when the
+    # first one is written; a dead letter (WARNING) and an agent's own warning, with no logging
+    # configured, print nothing, as when it was hung at import.
+    code = """
+import sys
+import anyio
+from genie import BaseAgent, Context, Message, Payload, Runtime, handler
+
+class Ping(Payload):
+    message_type = "quiet_ping"
+    n: int
+
+class Loud(BaseAgent):
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        ctx.logger.warning("agent warning %d", payload.n)
+        if payload.n == 2:
+            raise ValueError("boom")  # dead-lettered as failed
+
+async def main() -> None:
+    async with Runtime() as rt:
+        rt.add(Loud("loud"), subscribe=["quiet_ping"])
+        await rt.ask(rt.message(Ping(n=1)), timeout=0.5)
+        await rt.publish(rt.message(Ping(n=2)))
+        await anyio.sleep(0.1)
+        assert [d.kind for d in rt.dead_letters] == ["failed"]
+
+assert "logging" not in sys.modules
+anyio.run(main)
+import logging
+assert [type(h) for h in logging.getLogger("genie").handlers] == [logging.NullHandler]
+"""
+    argv = [sys.executable, "-c", code]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+
+
+def test_a_lazy_logger_is_the_logger_it_stands_for() -> None:
+    import logging
+
+    from genie._log import lazy_logger
+
+    records: list[logging.LogRecord] = []
+    real = logging.getLogger("genie.test_lazy_logger")
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    real.addHandler(handler)
+    try:
+        log = lazy_logger("genie.test_lazy_logger")
+        log.warning("one %d", 1, extra={"agent_id": "a"})
+        real.setLevel(logging.ERROR)  # read at each call, not kept from the first
+        log.warning("two")
+        assert log.level == logging.ERROR
+        log.error("three")
+        assert [r.getMessage() for r in records] == ["one 1", "three"]
+        assert records[0].agent_id == "a"  # type: ignore[attr-defined]
+        assert log.name == real.name == "genie.test_lazy_logger"
+    finally:
+        real.removeHandler(handler)
+        real.setLevel(logging.NOTSET)
 
 
 def test_the_json_users_load_json_when_they_run(tmp_path: Path) -> None:

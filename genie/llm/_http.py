@@ -4,13 +4,13 @@ errors and the providers' error statuses become :mod:`genie.llm` errors."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 
+from .._log import lazy_logger
 from ._errors import (
     EXCERPT_LIMIT,
     AuthenticationError,
@@ -27,7 +27,7 @@ from ._types import Request, Response
 
 __all__ = ["HTTPAdapter", "Redactor", "drain", "iter_ndjson", "iter_sse"]
 
-logger = logging.getLogger("genie.llm")
+logger = lazy_logger("genie.llm")
 
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -10,13 +9,14 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
+from .._log import lazy_logger
 from ._errors import LLMError
 from ._provider import Provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
 
 __all__ = ["Shadow", "ShadowResult", "ShadowStatistics"]
 
-logger = logging.getLogger("genie.llm")
+logger = lazy_logger("genie.llm")
 
 
 @dataclass(frozen=True, slots=True)

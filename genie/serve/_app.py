@@ -8,7 +8,6 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from .._errors import (
     RuntimeClosedError,
     did_you_mean,
 )
+from .._log import lazy_logger
 from .._message import Message
 from .._metrics import Metrics
 from .._nesting import json_depth_exceeds
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUS", "ServeSettings", "create_app"]
 
-_log = logging.getLogger("genie.serve")
+_log = lazy_logger("genie.serve")
 
 # The HTTP status of each run status: the output (200), a denial (403), a timeout (504), and
 # a pipeline that ended without its output (502: the server is a gateway to the pipeline).
