@@ -161,9 +161,13 @@ def test_a_lazy_logger_is_the_logger_it_stands_for() -> None:
     from genie._log import lazy_logger
 
     records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
     real = logging.getLogger("genie.test_lazy_logger")
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = Keep()
     real.addHandler(handler)
     try:
         log = lazy_logger("genie.test_lazy_logger")
