@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-from anyio.lowlevel import checkpoint
 
 from ._admission import Admission
 from ._agent import Agent, BaseAgent, agent_risk
@@ -35,6 +34,7 @@ from ._errors import (
     UnknownRecipientError,
 )
 from ._events import EventHub, EventStream
+from ._executor import checkpoint
 from ._ledger import Ledger
 from ._log import lazy_logger
 from ._losses import Lost

@@ -26,6 +26,9 @@ LAZY = {
     # `anyio.abc.TaskGroup` was imported for annotations only: 3 M.
     "anyio.abc",
     "anyio._core._tasks",
+    # `anyio.lowlevel`, for `checkpoint` only: the executor and the runtime take
+    # `anyio.sleep(0)`, the same checkpoint; a started runtime's backend loads it: 4 M.
+    "anyio.lowlevel",
     # only a file-backed audit log, a transport between processes and the JSON log formatter
     # write JSON: 5 M.
     "json",
