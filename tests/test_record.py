@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import pickle
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,8 +182,9 @@ def test_a_record_shows_compares_and_hashes_as_its_dataclass(
     assert a != b
     assert a != ref(**one)
     assert a.__eq__(object()) is NotImplemented
-    subclass = type(cls.__name__, (cls,), {"__slots__": ()})  # same name, fields, values
-    assert a != subclass(**one)
+    if str(sys.modules[cls.__module__].__file__).endswith(".py"):  # mypyc's classes are final
+        subclass = type(cls.__name__, (cls,), {"__slots__": ()})  # same name, fields, values
+        assert a != subclass(**one)
     hashable = all(not isinstance(v, dict) for v in one.values())
     if hashable:
         assert hash(a) == hash(a2) == hash(ref(**one))
