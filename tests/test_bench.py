@@ -65,6 +65,12 @@ def test_quick_run_measures_every_implementation_on_every_workload(
             assert row["throughput_requests"] == 2 * 10  # two rounds of max(C, 10 requests)
             assert row["throughput_batches"] == 2
             assert row["throughput_cpu_us_per_delivery"] > 0
+            # Each round's own figures, in order, so drift within the run can be read back.
+            assert len(row["rounds"]) == 2
+            for this_round in row["rounds"]:
+                assert 0 < this_round["p50_us"] <= row["p999_us"]
+                assert this_round["cpu_us"] > 0
+                assert this_round["requests_per_s"] > 0
     assert results["fanout"]["asyncio"]["10"]["p50_x_floor"] == 1.0
     assert list(results["chain"]) == list(VARIANTS)
     for row in results["chain"].values():

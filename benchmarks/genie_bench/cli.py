@@ -114,7 +114,7 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         help="seconds of sequential requests per implementation and N (default 60): one "
         "slower than that takes fewer samples, as the table's count shows",
     )
-    p.add_argument("--rounds", type=_positive, help="interleaved rounds (default 10)")
+    p.add_argument("--rounds", type=_positive, help="interleaved rounds (default 50)")
     p.add_argument("--concurrency", type=_positive, help="requests in flight (default 64)")
     p.add_argument("--chain", type=_positive, help="agents in the per-hop chain (default 1000)")
     p.add_argument("--chain-rounds", type=_positive, help="rounds through the chain (default 30)")
@@ -175,7 +175,7 @@ class Settings:
     n: list[int] = field(default_factory=lambda: [1, 10, 50, 100, 1000])
     requests: int = 1000
     budget: float = 60.0
-    rounds: int = 10
+    rounds: int = 50
     concurrency: int = 64
     chain: int = 1000
     chain_rounds: int = 30
@@ -240,8 +240,8 @@ def _x_floor(values: dict[str, float], key: str) -> dict[str, dict[str, float]]:
 
 def _fanout(
     kids: dict[str, measure.Child], s: Settings, blob: str, progress: ProgressLine
-) -> dict[str, dict[str, dict[str, float]]]:
-    out: dict[str, dict[str, dict[str, float]]] = {name: {} for name in kids}
+) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in kids}
     for n in s.n:
         got = measure.fanout(
             kids,
@@ -276,6 +276,7 @@ def _fanout(
                 # per delivery with C in flight
                 "throughput_cpu_us_per_delivery": throughput_cost["cpu_us"] / n,
                 "throughput_gc_us_per_delivery": throughput_cost["gc_us"] / n,
+                "rounds": got.rounds[name],
             }
     return out
 

@@ -155,6 +155,9 @@ class FanoutResult:
     throughput: dict[str, list[float]] = field(default_factory=dict)  # requests per second
     latency_cost: dict[str, Cost] = field(default_factory=dict)
     throughput_cost: dict[str, Cost] = field(default_factory=dict)
+    # per round, in order: the slice's p50 and CPU per request, and the batch's rate, so that
+    # drift within a run (or a mode an implementation settles in) shows in the results
+    rounds: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
 
 def fanout(
@@ -178,20 +181,28 @@ def fanout(
     for name in names:
         out.latencies[name], out.throughput[name] = [], []
         out.latency_cost[name], out.throughput_cost[name] = Cost(), Cost()
+        out.rounds[name] = []
     for r in range(rounds):
         for name in _rotated(names, r):
             progress(f"fan-out N={n}: round {r + 1}/{rounds}, {name}")
             child = kids[name]
             got = child.call("latency", count=per_round, budget_s=budget_s / rounds)
-            out.latencies[name] += got["samples"]
-            out.latency_cost[name].add(got, len(got["samples"]))
+            samples = got["samples"]
+            out.latencies[name] += samples
+            out.latency_cost[name].add(got, len(samples))
+            this_round = {
+                "p50_us": percentile(sorted(samples), 50) * 1e6,
+                "cpu_us": got["cpu_s"] / len(samples) * 1e6,
+            }
+            out.rounds[name].append(this_round)
             if out.throughput_cost[name].wall_s >= budget_s:
                 continue  # a slow implementation's batches used its budget: the median so far
             # At least C requests, so that C are in flight; as many as the latency slice did.
-            batch = max(concurrency, len(got["samples"]))
+            batch = max(concurrency, len(samples))
             got = child.call("throughput", requests=batch, concurrency=concurrency)
             out.throughput[name].append(got["requests_per_s"])
             out.throughput_cost[name].add(got, batch)
+            this_round["requests_per_s"] = got["requests_per_s"]
     each(kids, "stop")
     return out
 
