@@ -63,7 +63,12 @@ class DeliveryRunner:
 
     async def run(self, mb: Mailbox, worker: Worker) -> None:
         """Run the next delivery queued in ``mb`` to its outcome."""
-        item = mb.pop()
+        # ``Mailbox.pop``, inlined: once a delivery.
+        mb.scheduled -= 1
+        mb.active += 1
+        item = mb.queue.popleft()
+        if mb.waiters:
+            mb.wake_publishers()
         handoff: Handoff | None = None
         if type(item) is Handoff:  # never subclassed; cheaper than isinstance, once a hop
             handoff, msg = item, item.message
@@ -88,6 +93,7 @@ class DeliveryRunner:
                 return
             obs = self.ledger.observer
             started = 0.0
+            single: Message | None = None  # the only output, if it needs no check
             try:
                 if mb.options.deadline is None:
                     # _attempt without a coroutine of its own, for the common case (no
@@ -102,29 +108,29 @@ class DeliveryRunner:
                         # ``BaseAgent.handle``, fused: the handler for the payload's very type
                         # is called here, one coroutine instead of two.
                         returned = await getattr(mb.agent, name)(payload, ctx)
-                        if returned is None:
-                            result: Sequence[Message] = ()
+                        built = ctx.last_emitted
+                        if (
+                            returned is built
+                            and built is not None
+                            and type(built.payload) in self._known_payloads
+                        ):
+                            # ``_outputs`` for the common case, decided without a call: the
+                            # one message this delivery's own context built, of a registered
+                            # type, returned alone (a reply, an emit).
+                            single = built
+                            outputs: Sequence[Message] = ()
+                        elif returned is None:
+                            outputs = ()
                         elif type(returned) is Message or isinstance(returned, Message):
-                            result = (returned,)
+                            outputs = self._outputs(mb, msg, (returned,), built)
                         else:
-                            result = returned
+                            outputs = self._outputs(mb, msg, returned, built)
                     else:
                         result = await mb.agent.handle(msg, ctx)
-                    built = ctx.last_emitted
-                    if (
-                        type(result) is tuple
-                        and len(result) == 1
-                        and built is not None
-                        and result[0] is built
-                        and type(built.payload) in self._known_payloads
-                    ):
-                        # ``_outputs`` for the common case, decided without a call: the one
-                        # message this delivery's own context built, of a registered type.
-                        outputs: Sequence[Message] = result
-                    else:
-                        outputs = self._outputs(mb, msg, result, built)
+                        outputs = self._outputs(mb, msg, result, ctx.last_emitted)
                     if obs is not None:
-                        obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
+                        count = len(outputs) if single is None else 1
+                        obs.handled(msg, mb.id, self.clock.monotonic() - started, count)
                 else:
                     outputs = await self._attempt(mb, msg)
             except BaseException as exc:
@@ -136,10 +142,13 @@ class DeliveryRunner:
                 return
             if breaker is not None and breaker.failures:
                 breaker.record_success()
-            # ``_succeed``, inlined: once a hop
-            emit = self.dispatcher.emit
-            for out in outputs:
-                emit(out, True, corr)  # stamped with ``msg``'s correlation
+            # ``_succeed``, inlined: once a hop (outputs are stamped with ``msg``'s correlation)
+            if single is not None:
+                self.dispatcher.emit(single, True, corr)
+            else:
+                emit = self.dispatcher.emit
+                for out in outputs:
+                    emit(out, True, corr)
             mb.handled += 1
             ledger = self.ledger
             if corr.requests or corr.in_flight == 1 or ledger.in_flight == 1:
@@ -165,7 +174,10 @@ class DeliveryRunner:
             raise
         finally:
             worker.correlation = None
-            if mb.done():
+            # ``Mailbox.done``, inlined: once a delivery.
+            mb.active -= 1
+            if mb.scheduled < len(mb.queue) and mb.scheduled + mb.active < mb.max_concurrency:
+                mb.scheduled += 1
                 self.transport.schedule(mb)
 
     async def _recover(

@@ -113,7 +113,9 @@ class Mailbox:
     ``scheduled`` counts this mailbox's tokens in the executors' ready queue, ``active`` the
     handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
     and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
-    messages of one agent start in arrival order.
+    messages of one agent start in arrival order. ``push`` hands out tokens; the delivery
+    runner takes a message for a token (``scheduled`` to ``active``) and, when its handler is
+    done, hands out the next token (``DeliveryRunner.run``, where both run once a delivery).
 
     Outside publishers never take the queue past ``capacity``: a publisher woken from
     ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
@@ -182,27 +184,12 @@ class Mailbox:
             return True
         return False
 
-    def pop(self) -> Queued:
-        self.scheduled -= 1
-        self.active += 1
-        msg = self.queue.popleft()
-        if self.waiters:
-            self._wake()
-        return msg
-
-    def _wake(self) -> None:
+    def wake_publishers(self) -> None:
+        """A slot freed: the publishers waiting for room go next, as many as fit."""
         # The longest-waiting publishers go next, each with a slot reserved for it.
         while self.waiters and len(self.queue) + self.reserved < self.capacity:
             self.reserved += 1
             self.waiters.popleft().set()
-
-    def done(self) -> bool:
-        """A handler finished; True if the mailbox should be scheduled again."""
-        self.active -= 1
-        if self.scheduled < len(self.queue) and self.scheduled + self.active < self.max_concurrency:
-            self.scheduled += 1
-            return True
-        return False
 
     async def wait_for_room(self) -> None:
         """Wait (FIFO among publishers) for a slot; on return one is reserved for the caller,
@@ -226,7 +213,7 @@ class Mailbox:
     def release(self) -> None:
         """Give back a reserved slot without using it."""
         self.reserved -= 1
-        self._wake()
+        self.wake_publishers()
 
     def wake_all(self) -> None:
         """The runtime closed: every waiting publisher wakes (to ``RuntimeClosedError``)."""

@@ -425,3 +425,31 @@ async def test_a_publish_cancelled_while_waiting_for_room_changes_nothing() -> N
         await rt.wait_idle()
         await rt.publish(rt.message(Ping(n=3), recipient="rec"))  # the slot was given back
     accounted(rt.statistics())
+
+
+class Chooser(BaseAgent):
+    """Builds two replies and returns what ``payload.n`` picks: none, the first, the last
+    (what its context built last), both, or the last in a list."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message | list[Message] | None:
+        first, last = ctx.reply(Pong(n=1)), ctx.reply(Pong(n=2))
+        return {0: None, 1: first, 2: last, 3: [first, last], 4: [last]}[payload.n]
+
+
+@pytest.mark.parametrize(("pick", "sent"), [(0, []), (1, [1]), (2, [2]), (3, [1, 2]), (4, [2])])
+async def test_only_what_a_handler_returns_is_sent(pick: int, sent: list[int]) -> None:
+    async with Runtime([Chooser("chooser")]) as rt:
+        msg = rt.message(Ping(n=pick), recipient="chooser")
+        gather = rt.gather(msg.correlation_id, count=max(len(sent), 1), timeout=5)
+        await rt.publish(msg)
+        got = await gather.wait()  # ends at the count, or partial when nothing is in flight
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert [m.payload.n for m in got.replies] == sent  # type: ignore[attr-defined]
+    assert all(m.causation_id == got.replies[0].causation_id for m in got.replies)
+    assert stats.handled == 1 + len(sent)  # the ping, and each reply the gather took
+    assert stats.dead_lettered == 0
+    accounted(stats)
