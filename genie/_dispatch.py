@@ -191,7 +191,27 @@ class Dispatcher:
             if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
                 freeze_message(msg)
             ledger.published += 1
-            if not self._offer(msg, corr, output)[0] and not self.transport.forward(msg):
+            waiters = corr.waiters
+            limits = self.admission.limits
+            if (
+                len(waiters) == 1
+                and not self.admission.policies
+                and msg.hops <= limits.max_hops
+                and corr.deliveries < limits.correlation_budget
+            ):
+                # ``_offer`` for one waiter, admitted without a call (no policies, the limits
+                # hold): a gather's reply, once per gathered reply.
+                waiter = waiters[0]
+                taken = (output or not waiter.consumes) and waiter.matches(msg)
+                if taken:
+                    ledger.delivered += 1
+                    ledger.handled += 1
+                    ledger.collected += 1
+                    corr.deliveries += 1
+                    waiter.offer(msg)
+            else:
+                taken = self._offer(msg, corr, output)[0]
+            if not taken and not self.transport.forward(msg):
                 ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
             if ledger.observer is not None:
                 ledger.observer.published(msg, 0)

@@ -15,6 +15,7 @@ from genie import (
     BaseAgent,
     Context,
     DeniedError,
+    Limits,
     Message,
     Runtime,
     handler,
@@ -385,3 +386,32 @@ async def test_fan_in_path_sees_a_subscription_made_after_replies_of_the_type_we
     assert sorted(exact.seen) == ["a", "a", "b", "b"]
     assert sorted(pattern.seen) == ["a", "b"]
     assert stats.unrouted == 0
+
+
+async def test_fan_in_path_admits_each_waiter_and_spends_the_budget() -> None:
+    """Two gathers on one correlation both get every reply; a reply past the correlation's
+    budget is denied to the gather (named in its result), not collected."""
+    async with Runtime([Echo("a"), Echo("b")]) as rt:
+        fan_out(rt, ["a", "b"])
+        msg = rt.message(Ping(n=1), sender="caller")
+        first = rt.gather(msg.correlation_id, senders=["a", "b"])
+        second = rt.gather(msg.correlation_id, count=2)
+        await rt.publish(msg)
+        got = [await first.wait(), await second.wait()]
+        await rt.wait_idle()
+    assert [sorted(m.sender for m in r.replies) for r in got] == [["a", "b"], ["a", "b"]]
+    assert rt.statistics().collected == 4
+
+    async with Runtime([Echo("a"), Echo("b")], limits=Limits(correlation_budget=3)) as rt:
+        fan_out(rt, ["a", "b"])
+        msg = rt.message(Ping(n=1), sender="caller")
+        gather = rt.gather(msg.correlation_id, senders=["a", "b"])
+        await rt.publish(msg)  # two deliveries: one reply fits the budget of three
+        result = await gather.wait()
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert len(result.replies) == 1
+    [lost] = result.missing
+    assert lost.kind == "denied"
+    assert "budget" in lost.reason
+    assert (stats.collected, stats.denied) == (1, 1)
