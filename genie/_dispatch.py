@@ -80,26 +80,25 @@ class Dispatcher:
         admission = self.admission
         limits = admission.limits
         free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
+        budget = limits.correlation_budget
         put = transport.put
         try:
             for rid in self.route(msg, corr, routed, output=False):
                 held.remove(rid)
-                if free and corr.deliveries < limits.correlation_budget:
-                    decision = Decision.ALLOW
-                else:
+                if not free or corr.deliveries >= budget:
                     decision = admission.check(msg, rid, corr)
-                if decision.allowed:
-                    # ``_deliver`` and ``Ledger.opened``, inlined: once per recipient
-                    ledger.delivered += 1
-                    ledger.in_flight += 1
-                    corr.in_flight += 1
-                    corr.deliveries += 1
-                    put(msg, rid, reserved=True)
-                    if ledger.observer is not None:
-                        ledger.observer.delivered(msg, rid)
-                else:
-                    transport.release(rid)
-                    ledger.deny(msg, rid, corr, decision)
+                    if not decision.allowed:
+                        transport.release(rid)
+                        ledger.deny(msg, rid, corr, decision)
+                        continue
+                # ``_deliver`` and ``Ledger.opened``, inlined: once per recipient
+                ledger.delivered += 1
+                ledger.in_flight += 1
+                corr.in_flight += 1
+                corr.deliveries += 1
+                put(msg, rid, reserved=True)
+                if ledger.observer is not None:
+                    ledger.observer.delivered(msg, rid)
         finally:
             for rid in held:  # taken by a waiter in its agent's place
                 transport.release(rid)

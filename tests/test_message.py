@@ -183,6 +183,19 @@ def test_ids_never_read_as_personal_data() -> None:
         assert policy.evaluate(msg, "agent").allowed, first
 
 
+def test_ids_are_a_seeded_prefix_and_a_hex_counter() -> None:
+    from genie._message import IdSource
+
+    ids = IdSource(7)
+    got = [ids() for _ in range(17)]
+    prefix = got[0].removesuffix("1")
+    assert prefix.endswith("-")
+    suffixes = [g.removeprefix(prefix) for g in got]
+    assert suffixes == [*"123456789abcdef", "10", "11"]
+    assert IdSource(7)() == got[0]  # seeded: reproducible
+    assert IdSource(8)() != got[0]
+
+
 # --- the envelope is a plain object; these pin what it keeps of the pydantic model (issue 19) --
 def _fast_and_validated() -> tuple[Message, Message]:
     """The same message twice: built by the runtime's path (a float timestamp) and validated."""
