@@ -486,10 +486,9 @@ def caused_by(
     """``parent.child(...)`` with every argument by position: a handler's contexts build each
     reply through it (a call with keywords binds them one by one)."""
     # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check. The
-    # type name is a class variable, read from the class: a read on the instance goes through
-    # pydantic's ``__getattr__`` hook.
-    cls = type(payload)
-    kind = cls.message_type if Payload in cls.__mro__ else ""
+    # type name is read once: each read on a pydantic model goes through its ``__getattr__`` hook
+    # (on its class too: pydantic's metaclass has one, and reading the class costs twice as much).
+    kind = payload.message_type if Payload in type(payload).__mro__ else ""
     if not kind:
         raise InvalidMessageError(
             type(payload).__name__, "payload", "must be a Payload subclass with message_type"
