@@ -14,6 +14,7 @@ from .._message import Message
 from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView, quote, roles_of
+from ._screen import ScreenPart
 
 __all__ = ["MaxContentLength", "RBAC", "RequiredMetadata", "RiskGate", "Tenant"]
 
@@ -38,6 +39,9 @@ class MaxContentLength:
 
     def _plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
+
+    def _screen_part(self, message_type: str) -> ScreenPart:
+        return ScreenPart(self._view, max_bytes=self.max_bytes)
 
     def _check(self, msg: Message) -> Decision:
         bound = self._view.size_at_most(msg)

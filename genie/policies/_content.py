@@ -97,6 +97,15 @@ class ContentView:
                 self._scan = fold(" | ".join(self._pieces + self._meta_pieces))
         return self._scan
 
+    def walked(self, msg: Message) -> tuple[str, int, bool] | None:
+        """For a payload read without its JSON: the scan, ``size_at_most`` and whether the JSON
+        holds each string as it is (see ``contains``); None for a payload read through JSON."""
+        if msg is not self._msg:
+            self._reset(msg)
+        if self._pieces is None:
+            return None
+        return self.scan(msg) if self._scan is None else self._scan, self._bound, self._clean
+
     def words(self, msg: Message) -> str:
         scan = self.scan(msg)
         if self._words is None:

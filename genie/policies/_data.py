@@ -13,6 +13,7 @@ from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView, quote
 from ._normalise import compact_words, fold, words
+from ._screen import ScreenPart
 
 __all__ = ["ClassificationCeiling", "DataResidency", "PIIBlock", "PromptInjection", "has_pii"]
 
@@ -186,6 +187,9 @@ class PIIBlock:
     def _plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
 
+    def _screen_part(self, message_type: str) -> ScreenPart:
+        return ScreenPart(self._view, pii=True)
+
     def _check(self, msg: Message) -> Decision:
         if msg.metadata.get("pii_acknowledged") == "true":
             return ALLOW
@@ -223,6 +227,9 @@ class PromptInjection:
 
     def _plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
+
+    def _screen_part(self, message_type: str) -> ScreenPart:
+        return ScreenPart(self._view, phrases=tuple(p.compact for p in self._phrases))
 
     def _check(self, msg: Message) -> Decision:
         if self._any_compact.search(compact_words(self._view.scan(msg))) is None:

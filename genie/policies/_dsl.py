@@ -35,6 +35,7 @@ from .._policy_plan import DeliveryCheck, PlanStep
 from .._supervisor import Decision
 from ._content import ContentView
 from ._normalise import fold
+from ._screen import ScreenPart
 
 __all__ = ["MAX_DEPTH", "Rule", "RuleError", "compile_rule"]
 
@@ -447,6 +448,16 @@ class Rule:
             check: DeliveryCheck = lambda m, r: decide(predicate, m, r)  # noqa: E731
             return lambda m: check
         return lambda m: decide(predicate, m, "")
+
+    def _screen_part(self, message_type: str) -> ScreenPart | None:
+        """A deny rule that is one ``content contains`` (for this type) whose needle JSON can
+        hold only inside a string: it allows a walked payload whose scan lacks the needle."""
+        tree = _specialise(self._tree, message_type)
+        if self.allow or not isinstance(tree, _ContentContains):
+            return None
+        if not _only_in_strings(tree.needle):
+            return None
+        return ScreenPart(self._view, needle=fold(tree.needle))
 
     def _decide(self, predicate: Predicate, msg: Message, recipient: str) -> Decision:
         try:

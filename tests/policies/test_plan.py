@@ -372,7 +372,8 @@ def test_a_policy_that_never_applies_to_a_type_costs_nothing() -> None:
     plan = PolicyPlan(policies)
     msg = Message.new(note("chat", "hello"), sender="user")
     assert plan.decide(msg, "agent").allowed
-    kept = {p.name for p, _ in plan._by_type["chat"]}
+    steps, clear, unscreened = plan._by_type["chat"]
+    kept = {p.name for p, _ in steps}
     # the type-scoped policies and the rules about other types are gone; the content and
     # recipient checks remain
     assert kept == {
@@ -385,6 +386,11 @@ def test_a_policy_that_never_applies_to_a_type_costs_nothing() -> None:
         "sql-in-content",
     }
     assert plan._checks == ()  # an internal message to anyone: nothing left per recipient
+    # the content checks share one screen: clean text skips them
+    assert {p.name for p, _ in unscreened} == {"classification", "data_residency", "risk_gate"}
+    assert clear is not None
+    assert not clear(msg)  # extra fields: read through JSON, so not screened
+    assert clear(Message.new(PLAIN["chat"](content="hello"), sender="user"))
 
 
 def test_the_message_checks_run_once_for_all_recipients() -> None:
@@ -412,7 +418,7 @@ def test_a_rule_about_the_recipient_is_decided_per_recipient() -> None:
     assert plan.decide(chat, "agent").allowed
     other = Message.new(note("raw_dump", "x"), sender="user")
     assert plan.decide(other, "vault").allowed
-    assert plan._by_type["raw_dump"] == ()
+    assert plan._by_type["raw_dump"] == ((), None, ())
 
 
 # --- through the real bus: the same traffic, the same audit trail and statistics ------------
