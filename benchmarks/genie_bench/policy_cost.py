@@ -4,6 +4,7 @@ and for each further one.
 
     python -m genie_bench.policy_cost               # timeit, microseconds per delivery
     python -m genie_bench.policy_cost --callgrind   # instructions per delivery (valgrind)
+    python -m genie_bench.policy_cost --callgrind --shapes reply --evaluators plan
     python -m genie_bench.policy_cost --chain       # instructions per hop, on a runtime
 
 Instructions are counted by running the same process shape three times (0, 1 and 2 recipients
@@ -17,6 +18,7 @@ as a difference.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import re
@@ -31,11 +33,12 @@ from pathlib import Path
 import anyio
 
 from genie import Limits, Message, Payload, Runtime
+from genie._freeze import freeze_message
 from genie._supervisor import Decision, admit
 from genie.policies import load_policy_file
 
 POLICIES = "config/policies/ai-policy.yaml"
-SHAPES = ("40B", "30fields")
+SHAPES = ("40B", "30fields", "reply")
 EVALUATORS = ("reference", "plan")
 
 
@@ -50,9 +53,29 @@ class Wide(Payload):
     fields: dict[str, str | int]
 
 
+class Reply(Payload):
+    message_type = "bench.reply"
+    seq: int
+    agent: int
+    blob: str = ""
+
+
+@functools.cache
+def _request() -> Message:
+    request = Message.new(Small(seq=0, blob="x" * 20), sender="caller")
+    freeze_message(request)  # as routing does: its replies share its frozen metadata
+    return request
+
+
 def message(shape: str, seq: int) -> Message:
-    """A message like the harness's (40 bytes of JSON), or a 30-field record."""
+    """A message like the harness's (40 bytes of JSON), a 30-field record, or a reply of the
+    fan-out (each a new message, its metadata its request's)."""
     payload: Payload
+    if shape == "reply":
+        reply = Reply(seq=0, agent=seq % 50, blob="x" * 20)
+        msg = _request().child(reply, sender=f"w{seq % 50}", id=f"r{seq}", created_at=0.0)
+        freeze_message(msg)
+        return msg
     if shape == "40B":
         payload = Small(seq=seq, blob="x" * 20)
     else:
