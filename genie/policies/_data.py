@@ -35,8 +35,11 @@ class ClassificationCeiling:
             {k: Classification(v) for k, v in (allowed_to or {}).items()}
         )
         self.default_ceiling = Classification(default_ceiling)
-        # A message at or below every ceiling passes whoever receives it.
-        self._lowest = min(c.rank for c in (self.default_ceiling, *self.allowed_to.values()))
+        # A message at or below every ceiling passes whoever receives it. Kept as the members,
+        # tested with ``in`` (identity first): ``rank`` is a property and an enum's hash is a
+        # Python call, so this costs a tenth of comparing ranks.
+        lowest = min(c.rank for c in (self.default_ceiling, *self.allowed_to.values()))
+        self._passes_all = tuple(c for c in Classification if c.rank <= lowest)
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         ceiling = self.allowed_to.get(recipient, self.default_ceiling)
@@ -48,7 +51,7 @@ class ClassificationCeiling:
         return self._for_message
 
     def _for_message(self, msg: Message) -> Decision | DeliveryCheck:
-        return ALLOW if msg.classification.rank <= self._lowest else self.evaluate
+        return ALLOW if msg.classification in self._passes_all else self.evaluate
 
 
 class DataResidency:
