@@ -4,8 +4,11 @@ backends."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import anyio
 import pytest
+import trio.testing
 from anyio import wait_all_tasks_blocked
 
 from genie import (
@@ -453,3 +456,31 @@ async def test_only_what_a_handler_returns_is_sent(pick: int, sent: list[int]) -
     assert stats.handled == 1 + len(sent)  # the ping, and each reply the gather took
     assert stats.dead_lettered == 0
     accounted(stats)
+
+
+# --- issue 19, fifth pass: what the throughput shortcuts could break ---------------------------
+class Stamps(BaseAgent):
+    """Replies after ``delay`` seconds of the runtime's clock."""
+
+    produces = (Pong,)
+    delay = 2.5
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await ctx.sleep(self.delay)
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_a_reply_is_stamped_with_the_runtime_s_clock_epoch_plus_loop_time() -> None:
+    # The context computes ``Clock.timestamp`` itself: it must read the same virtual time.
+    from genie._clock import Clock
+
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+    async with Runtime([Stamps("stamps")], clock=Clock(epoch)) as rt:
+        asked = rt.message(Ping(n=1), recipient="stamps")
+        result = await rt.ask(asked)
+        assert result.message.created_at == epoch + timedelta(seconds=Stamps.delay)
+        assert rt.clock.timestamp() == result.message.created_at.timestamp()

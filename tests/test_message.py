@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -442,3 +443,37 @@ async def test_on_asyncio_s_own_loop_the_clock_is_the_loop_s_time() -> None:
         assert before <= clock.monotonic() <= loop.time()
     assert abs(clock.timestamp() - datetime.now(UTC).timestamp()) < 5
     assert abs(clock.now().timestamp() - clock.timestamp()) < 5
+
+
+def test_a_reply_s_type_is_its_own_class_s_even_after_its_parent_s() -> None:
+    # caused_by remembers each payload class's type name: a subclass must not get its
+    # parent's, one that sets none inherits it, and what is not a Payload is refused each time.
+    class Louder(Pong):
+        message_type = "pong.louder"
+
+    class Same(Pong):
+        pass
+
+    class NotAPayload(BaseModel):
+        message_type: ClassVar[str] = "pong"
+
+    parent = Message.new(Ping(n=1), sender="user")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(2):  # the second time from what was remembered
+        assert parent.child(Pong(n=1), sender="a", id="1", created_at=at).type == "pong"
+        assert parent.child(Louder(n=1), sender="a", id="2", created_at=at).type == "pong.louder"
+        assert parent.child(Same(n=1), sender="a", id="3", created_at=at).type == "pong"
+        with pytest.raises(InvalidMessageError, match="must be a Payload subclass"):
+            parent.child(NotAPayload(), sender="a", id="4", created_at=at)  # type: ignore[arg-type]
+        with pytest.raises(InvalidMessageError, match="must be a Payload subclass"):
+            parent.child(Payload(), sender="a", id="5", created_at=at)
+
+
+def test_ids_count_on_past_one_hex_digit_without_a_gap() -> None:
+    from genie._message import IdSource
+
+    ids = IdSource(3)
+    got = [ids() for _ in range(4097)]
+    prefix = got[0].removesuffix("1")
+    assert [int(g.removeprefix(prefix), 16) for g in got] == list(range(1, 4098))
+    assert got[-1] == prefix + "1001"
