@@ -242,25 +242,47 @@ def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None
 def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
     tmp_path: Path,
 ) -> None:
-    results = bench(tmp_path, "--workloads", "nats", "--nats-requests", "60")
+    from genie_bench.scaleout import HEAVY, ROUNDS
+
+    results = bench(tmp_path, "--workloads", "nats", "--nats-requests", "80")
     nats = results["nats"]
     heavy = nats["handler_bound"]
+    # 80 requests over the rounds with the light handler, a quarter with the heavy one.
+    assert (nats["requests"], nats["rounds"]) == (80, ROUNDS)
+    assert (heavy["requests"], heavy["rounds"]) == (2 * ROUNDS, ROUNDS)
     for case in (nats, heavy):
         for impl in ("genie", "bare"):
             assert list(case[impl]) == ["1", "2", "3"]
-            for row in case[impl].values():
-                assert row["deliveries_per_s"] > 0
+            for k, row in case[impl].items():
+                # The median of one figure per round, inside that round's range.
+                assert len(row["rounds"]) == ROUNDS
+                assert row["deliveries_per_s_min"] <= row["deliveries_per_s"]
+                assert row["deliveries_per_s"] <= row["deliveries_per_s_max"]
                 assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
                 assert row["cpu_us_workers"] > 0
-                # Counted by the server: every delivery stored once in its work stream.
+                assert row["cpu_us_idle"] >= 0
+                # Counted by the server: every delivery stored once in its work stream, the
+                # configuration's own (the others' streams took nothing in its rounds).
                 msgs = row["server_msgs"]
                 assert msgs["in_msgs"] > 1
                 assert msgs["out_msgs"] > 1
-                stream = "GENIE_BENCH" if impl == "genie" else "BENCH_BARE"
+                stream = f"GENIE_GENIE{k}" if impl == "genie" else f"BENCH_BARE{k}"
                 assert msgs[f"stored {stream}"] == 1.0
+                assert not [s for s in msgs if s.startswith("stored ") and s[7:] != stream
+                            and not s[7:].startswith(f"{stream}_")]  # fmt: skip
         assert case["genie_over_bare"].keys() == {"1", "2", "3"}
-        assert case["genie_2_over_1"] > 0
+        # Each ratio is the median of the rounds' ratios, not a ratio of medians.
+        genie, spread = case["genie"], case["genie_2_over_1_spread"]
+        per_round = sorted(
+            two / one for two, one in zip(genie["2"]["rounds"], genie["1"]["rounds"], strict=True)
+        )
+        assert spread["min"] == per_round[0]
+        assert spread["max"] == per_round[-1]
+        assert case["genie_2_over_1"] == spread["median"]
+        assert spread["min"] <= spread["median"] <= spread["max"]
         assert case["bare_2_over_1"] > 0
+        for k, ratio in case["genie_over_bare"].items():
+            assert ratio == case["genie_over_bare_spread"][k]["median"]
     # The handler-bound case is one: its handler costs many times the light one's.
     assert heavy["work_sha256_rounds"] > 10 * nats["work_sha256_rounds"]
     assert heavy["handler_ms"] > 5 * nats["handler_ms"]
@@ -269,15 +291,20 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
     light = "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes"
     assert verdicts[light] == nats["genie_2_over_1"]
     bound = (
-        "nats, handler-bound (6,000 sha256 rounds a delivery), genie: at least 1.6x the "
+        f"nats, handler-bound ({HEAVY:,} sha256 rounds a delivery), genie: at least 1.6x the "
         "deliveries/s from 1 to 2 worker processes"
     )
     assert verdicts[bound] == heavy["genie_2_over_1"]
     md = (tmp_path / "results" / "results.md").read_text()
-    assert "## Scale-out: NATS JetStream (60 requests through a chain of 2 agents" in md
-    assert "| genie | 6,000 (" in md
+    assert (
+        "## Scale-out: NATS JetStream (80 requests through a chain of 2 agents, "
+        f"{nats['concurrency']} in flight, worker processes on loopback; {ROUNDS} alternating "
+        "rounds, median and range)"
+    ) in md
+    assert f"| genie | {HEAVY:,} (" in md
     assert "| bare | 200 (" in md
     assert "server msgs/delivery: in / out / stored" in md
+    assert f"| {HEAVY:,} | genie 2 over 1 | {heavy['genie_2_over_1']:,.2f} | " in md
 
 
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:

@@ -124,7 +124,10 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         "--soak-sessions", type=_positive, help="simulated sessions of the soak (default 100000)"
     )
     p.add_argument(
-        "--nats-requests", type=_positive, help="requests of the nats workload (default 2000)"
+        "--nats-requests",
+        type=_positive,
+        help="requests of each nats configuration over its rounds (default 8000; the "
+        "handler-bound case a quarter)",
     )
     p.add_argument("--payload-bytes", type=int, default=0, help="text carried by each message")
     p.add_argument(
@@ -186,7 +189,7 @@ class Settings:
     workloads: list[str] = field(default_factory=lambda: list(DEFAULT_WORKLOADS))
     soak_sessions: int = 100_000
     serve_requests: int = 500
-    nats_requests: int = 2000
+    nats_requests: int = 8000
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"

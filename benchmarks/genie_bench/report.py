@@ -223,6 +223,15 @@ def _server_msgs(counts: dict[str, float] | None) -> str:
     return f"{counts['in_msgs']:.2f} / {counts['out_msgs']:.2f} / {stored:.2f}"
 
 
+def _range(low: float | None, high: float | None, digits: int) -> str:
+    return "-" if low is None or high is None else f"{_f(low, digits)} - {_f(high, digits)}"
+
+
+def _spread(spread: dict[str, float]) -> str:
+    """A ratio's range over the rounds (results from before rounds: a dash)."""
+    return _range(spread.get("min"), spread.get("max"), 2)
+
+
 def markdown(results: Results) -> str:
     s = results["settings"]
     env = results["environment"]
@@ -394,10 +403,13 @@ def markdown(results: Results) -> str:
         lines += _table(["clients", "requests", "requests/s", "p50 ms", "p99 ms"], rows)
     nats = results.get("nats")
     if nats:
+        rounds = nats.get("rounds")
         lines += [
             f"## Scale-out: NATS JetStream ({nats['requests']:,} requests through a chain of "
             f"{nats['hops']} agents, {nats['concurrency']} in flight, worker processes on "
-            "loopback)",
+            "loopback"
+            + (f"; {rounds} alternating rounds, median and range" if rounds else "")
+            + ")",
             "",
         ]
         cases = [nats, *([nats["handler_bound"]] if "handler_bound" in nats else [])]
@@ -407,6 +419,7 @@ def markdown(results: Results) -> str:
                 f"{case['work_sha256_rounds']:,} ({_f(case['handler_ms'], 2)} ms)",
                 k,
                 _f(v["deliveries_per_s"]),
+                _range(v.get("deliveries_per_s_min"), v.get("deliveries_per_s_max"), 0),
                 _f(v["p50_hop_ms"], 2),
                 _f(v["p99_hop_ms"], 2),
                 " / ".join(_f(v[f"cpu_us_{p}"], 0) for p in ("server", "workers", "entry")),
@@ -416,10 +429,27 @@ def markdown(results: Results) -> str:
             for impl in ("genie", "bare")
             for k, v in case[impl].items()
         ]
-        header = ["", "handler: sha256 rounds", "workers", "deliveries/s", "p50 ms/hop"]
-        header += ["p99 ms/hop", "CPU µs/delivery: server / workers / entry"]
+        header = ["", "handler: sha256 rounds", "workers", "deliveries/s", "range"]
+        header += ["p50 ms/hop", "p99 ms/hop", "CPU µs/delivery: server / workers / entry"]
         header += ["server msgs/delivery: in / out / stored"]
         lines += _table(header, rows)
+        ratios = []
+        for case in cases:
+            handler = f"{case['work_sha256_rounds']:,}"
+            for what, key in (
+                ("genie 2 over 1", "genie_2_over_1"),
+                ("bare 2 over 1", "bare_2_over_1"),
+            ):
+                spread = case.get(f"{key}_spread", {})
+                ratios.append([handler, what, _f(case[key], 2), _spread(spread)])
+            for k, ratio in case["genie_over_bare"].items():
+                spread = case.get("genie_over_bare_spread", {}).get(k, {})
+                ratios.append(
+                    [handler, f"genie / bare, {k} worker(s)", _f(ratio, 2), _spread(spread)]
+                )
+        if rounds:
+            lines += ["Ratios, each from the pair of configurations of the same round:", ""]
+        lines += _table(["handler: sha256 rounds", "ratio", "median", "range"], ratios)
     if results.get("targets"):
         lines += ["## Against the performance targets", ""]
         rows = [

@@ -41,7 +41,6 @@ from .process import child_env
 HOPS = 2
 LIGHT = 200  # sha256 rounds per delivery: about 0.1 ms of handler work
 HEAVY = 6000  # about 2 ms (0.3 to 0.6 µs a round here): a handler-bound chain
-STREAM = "BENCH_BARE"
 CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
 
 
@@ -97,17 +96,11 @@ def chain(transport: Any, rounds: int) -> Runtime:
     return rt
 
 
-def _names() -> Any:
-    from genie.nats import NatsNames
-
-    return NatsNames("bench")
-
-
 # --- the children --------------------------------------------------------------------------------
-async def _genie_worker(url: str, rounds: int) -> None:
-    from genie.nats import NatsTransport
+async def _genie_worker(url: str, rounds: int, namespace: str) -> None:
+    from genie.nats import NatsNames, NatsTransport
 
-    transport = NatsTransport(url, _names(), hosted=[f"hop{i}" for i in range(HOPS)])
+    transport = NatsTransport(url, NatsNames(namespace), hosted=[f"hop{i}" for i in range(HOPS)])
     rt = chain(transport, rounds)
     transport.attach(rt)
     await transport.connect()
@@ -116,7 +109,11 @@ async def _genie_worker(url: str, rounds: int) -> None:
         await anyio.sleep_forever()
 
 
-async def _bare_worker(url: str, rounds: int) -> None:
+def _bare_stream(prefix: str) -> str:
+    return f"BENCH_{prefix.upper()}"
+
+
+async def _bare_worker(url: str, rounds: int, prefix: str) -> None:
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -125,9 +122,10 @@ async def _bare_worker(url: str, rounds: int) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     config = ConsumerConfig(
-        durable_name="bare", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=CONCURRENCY
+        durable_name=prefix, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=CONCURRENCY
     )
-    psub = await js.pull_subscribe("bench.bare.*", durable="bare", stream=STREAM, config=config)
+    stream = _bare_stream(prefix)
+    psub = await js.pull_subscribe(f"{prefix}.job.*", durable=prefix, stream=stream, config=config)
     print("ready", flush=True)
     pending = 0
     while True:
@@ -137,24 +135,24 @@ async def _bare_worker(url: str, rounds: int) -> None:
             work(rounds)
             hop = int(raw.subject.rsplit(".", 1)[1])
             if hop + 1 < HOPS:
-                await js.publish(f"bench.bare.{hop + 1}", raw.data)
+                await js.publish(f"{prefix}.job.{hop + 1}", raw.data)
             else:
-                await nc.publish(f"bench.done.{raw.data.decode()}", b"")
+                await nc.publish(f"{prefix}.done.{raw.data.decode()}", b"")
             await raw.ack()
 
 
 # --- the measurement -----------------------------------------------------------------------------
-def _start(kind: str, url: str, count: int, rounds: int) -> list[subprocess.Popen[str]]:
-    procs = []
-    for _ in range(count):
-        cmd = [sys.executable, "-m", "genie_bench.scaleout", kind, url, str(rounds)]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=child_env())
-        procs.append(p)
+def _start(argv: list[str], count: int) -> list[subprocess.Popen[str]]:
+    cmd = [sys.executable, "-m", "genie_bench.scaleout", *argv]
+    env = child_env()
+    return [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(count)]
+
+
+def _ready(procs: list[subprocess.Popen[str]]) -> None:
     for p in procs:
         assert p.stdout is not None
         if p.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"scale-out {kind} worker did not start")
-    return procs
+            raise RuntimeError(f"scale-out worker {p.args!r} did not start")
 
 
 def _cpu(pid: int) -> float:
@@ -179,33 +177,28 @@ def _server_counts(monitor: str) -> dict[str, float]:
 
 
 class _CpuMeter:
-    """CPU per delivery of each process of a measurement: the entry (this process), the
-    workers together, and the server, over the measured run only (not the warm-up); and the
-    server's messages per delivery (``server_msgs``), from its monitoring."""
+    """The CPU seconds each process of a measured round used: the entry (this process), the
+    round's workers together, the server, and the other configurations' workers, idle then
+    (``idle``: what keeping them started costs the round); and the server's messages in that
+    round (from its monitoring)."""
 
-    def __init__(self, server: int, workers: list[int], monitor: str | None = None) -> None:
-        self.pids = {"server": [server], "workers": workers}
+    def __init__(self, server: int, workers: list[int], idle: list[int], monitor: str) -> None:
+        self.pids = {"server": [server], "workers": workers, "idle": idle}
         self.monitor = monitor
         self.start: dict[str, float] = {}
         self.counts: dict[str, float] = {}
 
     def begin(self) -> None:
-        if self.monitor is not None:
-            self.counts = _server_counts(self.monitor)
+        self.counts = _server_counts(self.monitor)
         self.start = {k: sum(map(_cpu, v)) for k, v in self.pids.items()}
         self.start["entry"] = time.process_time()
 
-    def per_delivery_us(self, deliveries: int) -> dict[str, Any]:
-        used = {k: sum(map(_cpu, v)) - self.start[k] for k, v in self.pids.items()}
-        used["entry"] = time.process_time() - self.start["entry"]
-        out: dict[str, Any] = {f"cpu_us_{k}": v / deliveries * 1e6 for k, v in used.items()}
-        if self.monitor is not None:
-            now = _server_counts(self.monitor)
-            out["server_msgs"] = {
-                k: round((v - self.counts.get(k, 0)) / deliveries, 3)
-                for k, v in now.items()
-                if v != self.counts.get(k, 0)
-            }
+    def used(self) -> dict[str, float]:
+        out = {k: sum(map(_cpu, v)) - self.start[k] for k, v in self.pids.items()}
+        out["entry"] = time.process_time() - self.start["entry"]
+        now = _server_counts(self.monitor)
+        for k, v in now.items():
+            out[f"msgs {k}"] = v - self.counts.get(k, 0)
         return out
 
 
@@ -217,19 +210,11 @@ def _stop(procs: list[subprocess.Popen[str]]) -> None:
             p.stdout.close()
 
 
-def _summary(latencies: list[float], wall: float, requests: int) -> dict[str, Any]:
-    per_hop = sorted(x / HOPS for x in latencies)
-    q = statistics.quantiles(per_hop, n=100, method="inclusive")
-    return {
-        "deliveries_per_s": requests * HOPS / wall,
-        "p50_hop_ms": q[49] * 1e3,
-        "p99_hop_ms": q[98] * 1e3,
-    }
-
-
 async def _drive(
     requests: int, concurrency: int, one: Callable[[int], Any], cpu: _CpuMeter | None = None
 ) -> dict[str, Any]:
+    """``requests`` requests, ``concurrency`` in flight: the wall time, each request's latency
+    and (with ``cpu``) what each process used meanwhile."""
     latencies: list[float] = []
     todo = iter(range(requests))
 
@@ -245,18 +230,21 @@ async def _drive(
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(lane)
-    summary = _summary(latencies, time.perf_counter() - started, requests)
+    out: dict[str, Any] = {"wall": time.perf_counter() - started, "latencies": latencies}
     if cpu is not None:
-        summary |= cpu.per_delivery_us(requests * HOPS)
-    return summary
+        out["used"] = cpu.used()
+    return out
+
+
+WARM_UP = 50  # requests each round's fresh entry sends before its measured ones
 
 
 async def _genie_entry(
-    url: str, requests: int, concurrency: int, rounds: int, cpu: _CpuMeter | None = None
+    url: str, namespace: str, requests: int, concurrency: int, rounds: int, cpu: _CpuMeter
 ) -> dict[str, Any]:
-    from genie.nats import NatsTransport
+    from genie.nats import NatsNames, NatsTransport
 
-    transport = NatsTransport(url, _names())
+    transport = NatsTransport(url, NatsNames(namespace))
     rt = chain(transport, rounds)
     transport.attach(rt)
     await transport.connect()
@@ -267,14 +255,14 @@ async def _genie_entry(
                 result = await rt.ask(rt.message(Job(n=n), recipient="hop0"), timeout=60)
                 assert result.status == "complete", result
 
-            await _drive(min(requests, 50), concurrency, one)  # warm-up
+            await _drive(min(requests, WARM_UP), concurrency, one)
             return await _drive(requests, concurrency, one, cpu)
     finally:
         await transport.close()
 
 
 async def _bare_entry(
-    url: str, requests: int, concurrency: int, cpu: _CpuMeter | None = None
+    url: str, prefix: str, requests: int, concurrency: int, cpu: _CpuMeter
 ) -> dict[str, Any]:
     import nats
 
@@ -287,67 +275,124 @@ async def _bare_entry(
         if fut is not None:
             fut.set_result(None)
 
-    await nc.subscribe("bench.done.*", cb=done)
+    await nc.subscribe(f"{prefix}.done.*", cb=done)
     seq = iter(range(10**9))
 
     async def one(n: int) -> None:
         key = str(next(seq))
         fut = asyncio.get_running_loop().create_future()
         waiting[key] = fut
-        await js.publish("bench.bare.0", key.encode())
+        await js.publish(f"{prefix}.job.0", key.encode())
         await asyncio.wait_for(fut, 60)
 
     try:
-        await _drive(min(requests, 50), concurrency, one)
+        await _drive(min(requests, WARM_UP), concurrency, one)
         return await _drive(requests, concurrency, one, cpu)
     finally:
         await nc.close()
 
 
+def _middle(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _row(measured: list[dict[str, Any]], requests: int) -> dict[str, Any]:
+    """One configuration over its rounds: the median deliveries/s with the spread and each
+    round's, the latencies of every round pooled, and CPU and server messages per delivery
+    over all rounds together."""
+    rates = [requests * HOPS / m["wall"] for m in measured]
+    per_hop = sorted(x / HOPS for m in measured for x in m["latencies"])
+    q = statistics.quantiles(per_hop, n=100, method="inclusive")
+    deliveries = requests * HOPS * len(measured)
+    used = {k: sum(m["used"][k] for m in measured) for k in measured[0]["used"]}
+    row: dict[str, Any] = {
+        "deliveries_per_s": statistics.median(rates),
+        "deliveries_per_s_min": min(rates),
+        "deliveries_per_s_max": max(rates),
+        "rounds": rates,
+        "p50_hop_ms": q[49] * 1e3,
+        "p99_hop_ms": q[98] * 1e3,
+    }
+    for k in ("server", "workers", "entry", "idle"):
+        row[f"cpu_us_{k}"] = used[k] / deliveries * 1e6
+    row["server_msgs"] = {
+        k.removeprefix("msgs "): round(v / deliveries, 3)
+        for k, v in used.items()
+        if k.startswith("msgs ") and v
+    }
+    return row
+
+
+def _ratios(a: list[float], b: list[float]) -> dict[str, float]:
+    """The ratio of two configurations round by round (each pair measured back to back)."""
+    return _middle([x / y for x, y in zip(a, b, strict=True)])
+
+
 def _case(
     url: str,
     server_pid: int,
-    monitor: str | None,
+    monitor: str,
     workers: list[int],
     requests: int,
     concurrency: int,
     rounds: int,
+    work_rounds: int,
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Genie and the bare queue with each worker count, ``rounds`` of work per delivery."""
+    """Genie and the bare queue with each worker count, ``work_rounds`` of work per delivery:
+    every configuration's workers started once (a namespace, or a bare stream, of its own),
+    then ``rounds`` rounds in which each configuration in turn, in a rotating order, runs
+    ``requests`` requests from a fresh entry while the others idle."""
+    configs = [(impl, count) for count in workers for impl in ("bare", "genie")]
+    procs: dict[tuple[str, int], list[subprocess.Popen[str]]] = {}
+    progress(f"nats: starting {2 * sum(workers)} worker processes, {work_rounds} sha256 rounds")
+    try:
+        for impl, count in configs:
+            name = f"{impl}{count}"
+            kind = "worker" if impl == "genie" else "bare"
+            procs[impl, count] = _start([kind, url, str(work_rounds), name], count)
+        for group in procs.values():
+            _ready(group)
+        measured: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in configs}
+        for r in range(rounds):
+            progress(f"nats: round {r + 1}/{rounds}, {work_rounds} sha256 rounds")
+            shift = r % len(configs)
+            for impl, count in configs[shift:] + configs[:shift]:
+                mine = [p.pid for p in procs[impl, count]]
+                idle = [p.pid for c, g in procs.items() if c != (impl, count) for p in g]
+                cpu = _CpuMeter(server_pid, mine, idle, monitor)
+                name = f"{impl}{count}"
+                if impl == "genie":
+                    args = (url, name, requests, concurrency, work_rounds, cpu)
+                    measured[impl, count].append(anyio.run(_genie_entry, *args))
+                else:
+                    coro = _bare_entry(url, name, requests, concurrency, cpu)
+                    measured[impl, count].append(asyncio.run(coro))
+    finally:
+        for group in procs.values():
+            _stop(group)
     out: dict[str, Any] = {
-        "work_sha256_rounds": rounds,
-        "handler_ms": work_ms(rounds),
-        "genie": {},
-        "bare": {},
+        "work_sha256_rounds": work_rounds,
+        "handler_ms": work_ms(work_rounds),
+        "requests": requests * rounds,
+        "rounds": rounds,
     }
-    for count in workers:
-        progress(f"nats: bare work queue, {count} worker process(es), {rounds} rounds")
-        procs = _start("bare", url, count, rounds)
-        try:
-            cpu = _CpuMeter(server_pid, [p.pid for p in procs], monitor)
-            out["bare"][str(count)] = asyncio.run(_bare_entry(url, requests, concurrency, cpu))
-        finally:
-            _stop(procs)
-        progress(f"nats: genie, {count} worker process(es), {rounds} rounds")
-        procs = _start("worker", url, count, rounds)
-        try:
-            cpu = _CpuMeter(server_pid, [p.pid for p in procs], monitor)
-            out["genie"][str(count)] = anyio.run(
-                _genie_entry, url, requests, concurrency, rounds, cpu
-            )
-        finally:
-            _stop(procs)
     for impl in ("genie", "bare"):
-        rows = out[impl]
-        if "1" in rows and "2" in rows:
-            ratio = rows["2"]["deliveries_per_s"] / rows["1"]["deliveries_per_s"]
-            out[f"{impl}_2_over_1"] = ratio
+        out[impl] = {str(c): _row(measured[impl, c], requests) for c in workers}
+    for impl in ("genie", "bare"):
+        if 1 in workers and 2 in workers:
+            spread = _ratios(out[impl]["2"]["rounds"], out[impl]["1"]["rounds"])
+            out[f"{impl}_2_over_1"] = spread["median"]
+            out[f"{impl}_2_over_1_spread"] = spread
     g, b = out["genie"], out["bare"]
-    out["genie_over_bare"] = {
-        k: g[k]["deliveries_per_s"] / b[k]["deliveries_per_s"] for k in g if k in b
-    }
+    spreads = {k: _ratios(g[k]["rounds"], b[k]["rounds"]) for k in g}
+    out["genie_over_bare"] = {k: v["median"] for k, v in spreads.items()}
+    out["genie_over_bare_spread"] = spreads
     return out
+
+
+ROUNDS = 10  # alternating rounds per case
+HEAVY_SHARE = 4  # the handler-bound case runs a quarter of the requests: each costs ~30x
 
 
 def measure(
@@ -357,10 +402,13 @@ def measure(
     progress: Callable[[str], None],
     *,
     handler_bound: bool = True,
+    rounds: int = ROUNDS,
 ) -> dict[str, Any]:
     """Genie on NATS and the bare work queue, with each worker count, with the light handler
-    (the rows at the top level) and the handler-bound one (``handler_bound``, unless told
-    not to); ratios in one run."""
+    (the rows at the top level, ``requests`` requests per configuration) and the
+    handler-bound one (``handler_bound``, unless told not to; a quarter of the requests),
+    each configuration's requests spread over ``rounds`` alternating rounds; ratios from the
+    same rounds. One server for the whole run."""
     from nats.js.api import RetentionPolicy, StreamConfig
 
     from genie.nats import LocalNatsServer
@@ -370,43 +418,50 @@ def measure(
         LocalNatsServer(Path(store), monitor=True) as server,
     ):
 
-        async def bare_stream() -> None:
+        async def bare_streams() -> None:
             import nats
 
             nc = await nats.connect(server.url)
-            config = StreamConfig(
-                name=STREAM, subjects=["bench.bare.*"], retention=RetentionPolicy.WORK_QUEUE
-            )
-            await nc.jetstream().add_stream(config)
+            for count in workers:
+                prefix = f"bare{count}"
+                config = StreamConfig(
+                    name=_bare_stream(prefix),
+                    subjects=[f"{prefix}.job.*"],
+                    retention=RetentionPolicy.WORK_QUEUE,
+                )
+                await nc.jetstream().add_stream(config)
             await nc.close()
 
-        asyncio.run(bare_stream())
+        asyncio.run(bare_streams())
         assert server.process is not None
+        assert server.monitor_url is not None
         pid = server.process.pid
-        args = (server.url, pid, server.monitor_url, workers, requests, concurrency)
-        out: dict[str, Any] = {"hops": HOPS, "requests": requests, "concurrency": concurrency}
-        out |= _case(*args, LIGHT, progress)
+        args = (server.url, pid, server.monitor_url, workers)
+        out: dict[str, Any] = {"hops": HOPS, "concurrency": concurrency}
+        each = max(1, requests // rounds)
+        out |= _case(*args, each, concurrency, rounds, LIGHT, progress)
         if handler_bound:
-            out["handler_bound"] = _case(*args, HEAVY, progress)
+            heavy = max(1, requests // HEAVY_SHARE // rounds)
+            out["handler_bound"] = _case(*args, heavy, concurrency, rounds, HEAVY, progress)
     return out
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[0] == "worker":
-        anyio.run(_genie_worker, argv[1], int(argv[2]))
+    if len(argv) == 4 and argv[0] == "worker":
+        anyio.run(_genie_worker, argv[1], int(argv[2]), argv[3])
         return 0
-    if len(argv) == 3 and argv[0] == "bare":
-        asyncio.run(_bare_worker(argv[1], int(argv[2])))
+    if len(argv) == 4 and argv[0] == "bare":
+        asyncio.run(_bare_worker(argv[1], int(argv[2]), argv[3]))
         return 0
     if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [N [W,..]] [--light]
         light = "--light" in argv  # the light handler only (A/B runs of the transport's cost)
         args = [a for a in argv[1:] if a != "--light"]
-        requests = int(args[0]) if args else 2000
+        requests = int(args[0]) if args else 8000
         counts = [int(c) for c in args[1].split(",")] if len(args) > 1 else [1, 2, 3]
-        results = measure(counts, requests, 64, print, handler_bound=not light)
+        results = measure(counts, requests, CONCURRENCY, print, handler_bound=not light)
         print(json.dumps(results, indent=2))
         return 0
-    usage = "usage: python -m genie_bench.scaleout worker|bare URL ROUNDS | measure [N [W,..]]"
+    usage = "usage: python -m genie_bench.scaleout worker|bare URL ROUNDS NAME | measure [N [W,..]]"
     print(usage, file=sys.stderr)
     return 2
 
