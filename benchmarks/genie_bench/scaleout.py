@@ -8,8 +8,13 @@ pull consumer shared by the same number of worker processes, fetch, the same wor
 the same number of messages.
 
 Two cases: a light handler (``LIGHT`` sha256 rounds, about a tenth of a millisecond: the cost
-of the transport dominates) and a handler-bound one (``HEAVY`` rounds, about 2 ms: the case
+of the transport dominates) and a handler-bound one (``HEAVY`` rounds, about 3.7 ms: the case
 scale-out is for, where more worker processes have the handler's work to share).
+
+Every configuration (genie or bare, 1, 2 or 3 workers) has its workers started once, in a
+namespace or a bare stream of its own on one server; then in each of ``ROUNDS`` rounds each
+configuration in turn (a rotating order) runs its share of the requests from a fresh entry
+while the others idle, so a change of the machine's speed hits every configuration alike.
 
 ``python -m genie_bench.scaleout worker URL ROUNDS`` and ``... bare URL ROUNDS`` are the
 worker children.
@@ -40,7 +45,10 @@ from .process import child_env
 
 HOPS = 2
 LIGHT = 200  # sha256 rounds per delivery: about 0.1 ms of handler work
-HEAVY = 6000  # about 2 ms (0.3 to 0.6 µs a round here): a handler-bound chain
+# About 3.7 ms (0.3 to 0.6 µs a round here): a handler-bound chain, whose worker spends about
+# nine times what the server and the entry spend per delivery (docs/decisions.md, "Issue 21
+# (interleaved rounds, handler-bound scaling)").
+HEAVY = 12_000
 CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
 
 
