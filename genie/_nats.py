@@ -36,7 +36,7 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -53,7 +53,7 @@ from ._nats_cancel import NatsCancellations
 from ._nats_consent import NatsConsentLedger
 from ._nats_consumer import InProgressBeats, ack_wait_of, consumer_config, fetch_ready
 from ._nats_names import NatsNames, ensure_streams, need_server
-from ._nats_replay import OutcomeReplay, load_record, what_it_was
+from ._nats_replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from ._nats_requests import give_answer
 from ._nats_run import Recorder, Run, answer_of, outcome_items
 from ._nats_wire import (
@@ -824,7 +824,8 @@ class NatsTransport(LocalTransport):
         ident = headers.get(MSG_ID, f"{raw.metadata.sequence.stream}")
         _log.error("undecodable delivery %s for %s: %s", ident, mb.id, exc)
         text = raw.data.decode(errors="replace")
-        record = {
+        about = what_it_was(text, ident)
+        record: dict[str, Any] = {
             "delivery": ident,
             "correlation_id": headers.get(CORRELATION, ident),
             "agent": mb.id,
@@ -838,11 +839,13 @@ class NatsTransport(LocalTransport):
             "shed": [],
             "replies": [],
             "message": None,
-            "about": what_it_was(text, ident),  # for the origin's audit row
+            "about": about,  # for the origin's audit row
             "raw": text,
         }
         data = json.dumps(record, separators=(",", ":")).encode()
         out_headers = {MSG_ID: ident}
         await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
+        if self._rt is not None:  # inspectable here too, as a dead letter of this process
+            record_undecodable(self._rt._ledger, mb.id, about, record, text)
         await raw.term()

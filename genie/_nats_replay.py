@@ -8,16 +8,28 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from ._audit import AuditRecord
 from ._correlator import Missing, _Correlation
+from ._deadletter import DeadLetter
+from ._message import Message, Payload
 from ._nesting import MAX_DEPTH, json_depth_exceeds
 from ._supervisor import Decision
 
 if TYPE_CHECKING:
-    from ._message import Message
+    from ._ledger import Ledger
     from ._runtime import Runtime
 
-__all__ = ["APPLIED_KEPT", "UNKNOWN", "OutcomeReplay", "load_record", "what_it_was"]
+__all__ = [
+    "APPLIED_KEPT",
+    "UNKNOWN",
+    "OutcomeReplay",
+    "Undecodable",
+    "load_record",
+    "record_undecodable",
+    "what_it_was",
+]
 
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 # The messages a record carries sit at least one level down (its own ``message``), so a
@@ -136,29 +148,66 @@ class OutcomeReplay:
 
     @staticmethod
     def _undecodable(rt: Runtime, corr: _Correlation, record: Mapping[str, Any]) -> None:
-        """A delivery its worker could not read: a dead letter with its audit row, as one
-        process records an invalid output, and its waiters hear why it failed. (The dead
-        letter itself, its raw text, is in the dead-letter stream: there is no message to
-        keep in this process's list.)"""
+        """A delivery its worker could not read: a dead letter with its audit row, and its
+        waiters hear why it failed."""
         ledger = rt._ledger
         agent, reason = record["agent"], record["reason"]
         about = record.get("about") or {}
-        message_id = about.get("message_id") or record["delivery"]
-        details = {
-            "message_id": message_id,
-            "message_type": about.get("message_type") or UNKNOWN,
-            "sender": about.get("sender") or UNKNOWN,
-            "correlation_id": record["correlation_id"],
-            "reason": reason,
-        }
-        ledger.audit.record(
-            AuditRecord(ledger.clock.now(), agent, "dead_letter:failed", agent, details)
-        )
+        record_undecodable(ledger, agent, about, record, str(record.get("raw", "")))
         ledger.dead_lettered += 1
         if corr.waiters:
+            message_id = about.get("message_id") or record["delivery"]
             missing = Missing(agent, "failed", reason, None, agent, message_id)
             rt._correlator.failed(corr, missing, message_id, agent)
         ledger.closed(corr)
+
+
+class Undecodable(Payload):
+    """The message of the dead letter of a delivery its worker could not read: the
+    delivery's text as it came, and the message type it names (``<undecodable>`` where it
+    names none). Its envelope has the message's id and sender as far as the text shows them."""
+
+    message_type = "genie.undecodable"
+
+    text: str
+    declared_type: str
+
+
+def record_undecodable(
+    ledger: Ledger, agent: str, about: Mapping[str, str], record: Mapping[str, Any], text: str
+) -> DeadLetter:
+    """An undecodable delivery for ``agent`` in a process's dead letters, its dead-letter
+    metric and its audit log (the row names the message as the text shows it), as one
+    process keeps an invalid delivery; ``record`` is the worker's outcome record of it."""
+    reason = record["reason"]
+    message_id = about.get("message_id") or record["delivery"]
+    sender = about.get("sender") or UNKNOWN
+    details = {
+        "message_id": message_id,
+        "message_type": about.get("message_type") or UNKNOWN,
+        "sender": sender,
+        "correlation_id": record["correlation_id"],
+        "reason": reason,
+    }
+    ledger.audit.record(
+        AuditRecord(ledger.clock.now(), agent, "dead_letter:failed", agent, details)
+    )
+    payload = Undecodable(text=text, declared_type=details["message_type"])
+    try:
+        msg = Message(
+            id=message_id,
+            sender=sender,
+            recipient=agent,
+            correlation_id=record["correlation_id"],
+            payload=payload,
+        )
+    except ValidationError:  # ids or a sender the envelope refuses: the payload keeps them
+        msg = Message(sender=UNKNOWN, recipient=agent, payload=payload)
+    letter = DeadLetter(msg, agent, "failed", reason, None, 0, ledger.clock.now())
+    ledger.dead_letters.add(letter)
+    if ledger.observer is not None:
+        ledger.observer.dead_lettered(letter)
+    return letter
 
 
 UNKNOWN = "<undecodable>"

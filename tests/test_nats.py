@@ -18,6 +18,7 @@ import anyio
 import nats
 import pytest
 from nats.js.client import JetStreamContext
+from prometheus_client import CollectorRegistry
 
 from genie import (
     AgentOptions,
@@ -28,6 +29,7 @@ from genie import (
     Limits,
     MemoryAuditLog,
     Message,
+    Metrics,
     Payload,
     Runtime,
     WouldBlockError,
@@ -40,10 +42,11 @@ from genie._nats import NatsNames, NatsTransport
 from genie._nats_audit import as_file, read_chain
 from genie._nats_cli import run_over_nats
 from genie._nats_names import need_server
-from genie._nats_replay import OutcomeReplay, load_record, what_it_was
+from genie._nats_replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from genie._nats_server import LocalNatsServer
 from genie._nats_wire import NatsPublisher, derived_id
 from genie._nesting import MAX_DEPTH
+from genie.nats import Undecodable
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
@@ -426,16 +429,18 @@ async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
     is not run: it is a dead letter in the dead-letter stream, with its raw text, and in
     the process that sent it one ``dead_letter:failed`` audit row naming the message, the
     agent and why, as one process records an invalid message; the asker hears it failed,
-    and the accounting stays exact."""
+    and the accounting stays exact. Both the worker that saw it and the process that sent
+    it keep it in ``rt.dead_letters`` and count it in their dead-letter metric."""
     names = NatsNames("undecodable")
     worker_t, entry_t = (
         NatsTransport(server.url, names, hosted=["echo"]),
         NatsTransport(server.url, names),
     )
-    worker_rt = Runtime(transport=worker_t)
+    registries = CollectorRegistry(), CollectorRegistry()
+    worker_rt = Runtime(transport=worker_t, metrics=Metrics(registries[0]))
     worker_rt.add(StrictEcho("echo"))
     audit = MemoryAuditLog()
-    entry_rt = Runtime(transport=entry_t, audit=audit)
+    entry_rt = Runtime(transport=entry_t, audit=audit, metrics=Metrics(registries[1]))
     entry_rt.add(Echo("echo"))
     for rt, t in ((worker_rt, worker_t), (entry_rt, entry_t)):
         t.attach(rt)
@@ -470,6 +475,34 @@ async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
     assert letter["reason"] == missing.reason
     assert json.loads(letter["raw"])["message"]["payload"] == {"n": 7, "sender_tag": ""}
     assert left == 0  # terminated: never delivered again
+    for rt, registry in zip((worker_rt, entry_rt), registries, strict=True):
+        [kept] = rt.dead_letters
+        assert (kept.agent_id, kept.kind, kept.reason, kept.attempts) == (
+            "echo", "failed", missing.reason, 0
+        )  # fmt: skip
+        assert (kept.message.id, kept.message.sender) == (msg.id, msg.sender)
+        assert (kept.message.recipient, kept.message.correlation_id) == ("echo", msg.id)
+        assert isinstance(kept.message.payload, Undecodable)
+        assert kept.message.payload.declared_type == "ping"
+        assert kept.message.payload.text == letter["raw"]  # the delivery as it came
+        assert rt.dead_letters.counts == {"failed": 1}
+        sample = {"agent": "echo", "reason": "failed"}
+        assert registry.get_sample_value("genie_dead_letters_total", sample) == 1
+
+
+def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
+    """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
+    the envelope gets ids of its own, the payload keeps the text."""
+    ledger = Runtime()._ledger
+    # An empty correlation id (a header present but empty) is one the envelope refuses.
+    record = {"delivery": "x:echo", "correlation_id": "", "reason": "undecodable delivery: X"}
+    about = {"message_id": "", "sender": "s" * 10_000}
+    letter = record_undecodable(ledger, "echo", about, record, '{"message": {"id": ""}}')
+    assert letter.message.id
+    assert letter.message.sender == "<undecodable>"
+    assert isinstance(letter.message.payload, Undecodable)
+    assert letter.message.payload.text == '{"message": {"id": ""}}'
+    assert list(ledger.dead_letters) == [letter]
 
 
 def test_what_can_be_read_of_an_undecodable_delivery() -> None:
