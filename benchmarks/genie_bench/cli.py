@@ -53,6 +53,7 @@ QUICK: dict[str, object] = {
     "chain_rounds": 3,
     "idle": 500,
     "startup_repeats": 1,
+    "nats_requests": 400,
 }
 
 
