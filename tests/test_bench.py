@@ -260,7 +260,7 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
                 assert row["deliveries_per_s"] <= row["deliveries_per_s_max"]
                 assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
                 assert row["cpu_us_workers"] > 0
-                assert row["cpu_us_idle"] >= 0
+                assert row["cpu_us_idle"] == 0  # the other configurations stopped meanwhile
                 # Counted by the server: every delivery stored once in its work stream, the
                 # configuration's own (the others' streams took nothing in its rounds).
                 msgs = row["server_msgs"]

@@ -14,7 +14,8 @@ scale-out is for, where more worker processes have the handler's work to share).
 Every configuration (genie or bare, 1, 2 or 3 workers) has its workers started once, in a
 namespace or a bare stream of its own on one server; then in each of ``ROUNDS`` rounds each
 configuration in turn (a rotating order) runs its share of the requests from a fresh entry
-while the others idle, so a change of the machine's speed hits every configuration alike.
+while the others' workers are stopped (SIGSTOP), so a change of the machine's speed hits
+every configuration alike.
 
 ``python -m genie_bench.scaleout worker URL ROUNDS`` and ``... bare URL ROUNDS`` are the
 worker children.
@@ -186,8 +187,8 @@ def _server_counts(monitor: str) -> dict[str, float]:
 
 class _CpuMeter:
     """The CPU seconds each process of a measured round used: the entry (this process), the
-    round's workers together, the server, and the other configurations' workers, idle then
-    (``idle``: what keeping them started costs the round); and the server's messages in that
+    round's workers together, the server, and the other configurations' workers, stopped
+    then (``idle``: zero unless a signal went astray); and the server's messages in that
     round (from its monitoring)."""
 
     def __init__(self, server: int, workers: list[int], idle: list[int], monitor: str) -> None:
@@ -208,6 +209,11 @@ class _CpuMeter:
         for k, v in now.items():
             out[f"msgs {k}"] = v - self.counts.get(k, 0)
         return out
+
+
+def _signal(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        os.kill(pid, signum)
 
 
 def _stop(procs: list[subprocess.Popen[str]]) -> None:
@@ -350,7 +356,7 @@ def _case(
     """Genie and the bare queue with each worker count, ``work_rounds`` of work per delivery:
     every configuration's workers started once (a namespace, or a bare stream, of its own),
     then ``rounds`` rounds in which each configuration in turn, in a rotating order, runs
-    ``requests`` requests from a fresh entry while the others idle."""
+    ``requests`` requests from a fresh entry while the others' workers are stopped."""
     configs = [(impl, count) for count in workers for impl in ("bare", "genie")]
     procs: dict[tuple[str, int], list[subprocess.Popen[str]]] = {}
     progress(f"nats: starting {2 * sum(workers)} worker processes, {work_rounds} sha256 rounds")
@@ -368,6 +374,10 @@ def _case(
             for impl, count in configs[shift:] + configs[:shift]:
                 mine = [p.pid for p in procs[impl, count]]
                 idle = [p.pid for c, g in procs.items() if c != (impl, count) for p in g]
+                # Only this configuration's workers may run: the others' idle fetches would
+                # take a little of the cores, which the CPU-bound configurations need most.
+                _signal(idle, signal.SIGSTOP)
+                _signal(mine, signal.SIGCONT)
                 cpu = _CpuMeter(server_pid, mine, idle, monitor)
                 name = f"{impl}{count}"
                 if impl == "genie":
@@ -378,7 +388,7 @@ def _case(
                     measured[impl, count].append(asyncio.run(coro))
     finally:
         for group in procs.values():
-            _stop(group)
+            _stop(group)  # SIGKILL ends a stopped process too
     out: dict[str, Any] = {
         "work_sha256_rounds": work_rounds,
         "handler_ms": work_ms(work_rounds),
