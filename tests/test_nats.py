@@ -450,6 +450,13 @@ async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
             msg = entry_rt.message(Ping(n=7), recipient="echo")
             result = await entry_rt.ask(msg, timeout=10)
             s = entry_rt.statistics()
+
+            async def worker_kept_it() -> bool:
+                # The worker keeps its letter once the outcome (which answers the ask) and
+                # the dead letter are published: after the answer, not before it.
+                return bool(worker_rt.dead_letters)
+
+            await eventually(worker_kept_it, timeout=5)
             async with jetstream(server.url) as js:
                 dead = await stream(js, names.dead)
                 left = (await js.stream_info(names.work)).state.messages
