@@ -39,9 +39,6 @@ from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from ._errors import UnknownRecipientError as UnknownRecipientError
 from ._errors import WouldBlockError as WouldBlockError
-from ._events import Event as Event
-from ._events import EventStream as EventStream
-from ._losses import Lost as Lost
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._message import Classification as Classification
 from ._message import Message as Message
@@ -53,7 +50,6 @@ from ._router import Tap as Tap
 from ._runtime import Runtime as Runtime
 from ._runtime import RuntimeState as RuntimeState
 from ._runtime import ShutdownReport as ShutdownReport
-from ._statistics import RuntimeStatistics as RuntimeStatistics
 from ._supervisor import AgentOptions as AgentOptions
 from ._supervisor import BreakerPolicy as BreakerPolicy
 from ._supervisor import Decision as Decision
@@ -65,15 +61,21 @@ from ._supervisor import RetryPolicy as RetryPolicy
 if _TYPE_CHECKING:
     from ._catalogue import AgentSpec as AgentSpec
     from ._catalogue import Catalogue as Catalogue
+    from ._events import Event as Event
+    from ._events import EventStream as EventStream
     from ._logging import JsonFormatter as JsonFormatter
     from ._logging import configure_logging as configure_logging
+    from ._losses import Lost as Lost
     from ._metrics import Metrics as Metrics
     from ._metrics import MetricsServer as MetricsServer
+    from ._statistics import RuntimeStatistics as RuntimeStatistics
 
 # Loaded when first asked for: prometheus-client takes ~80 ms to import; the catalogue (inspect,
 # a pydantic model built per agent) serves pipelines and the CLI, not a program that builds its
 # runtime itself; the log formatters need `logging` (14 M instructions), which genie's own
-# loggers import when they first write (genie/_log.py).
+# loggers import when they first write (genie/_log.py). A runtime loads the rest when it first
+# needs them: the `Lost` model when an agent subscribes to loss notices, the event stream at
+# `rt.events()`, the statistics record at `rt.statistics()` (issue 19, import time).
 _LAZY = {
     "Metrics": "._metrics",
     "MetricsServer": "._metrics",
@@ -81,6 +83,10 @@ _LAZY = {
     "Catalogue": "._catalogue",
     "JsonFormatter": "._logging",
     "configure_logging": "._logging",
+    "Event": "._events",
+    "EventStream": "._events",
+    "Lost": "._losses",
+    "RuntimeStatistics": "._statistics",
 }
 
 

@@ -18,10 +18,11 @@ __all__ = ["MAX_DEPTH", "json_depth_exceeds", "top_level_type", "value_depth_exc
 # every level can cost a parser, a validator and a serialiser a few frames each.
 MAX_DEPTH = 64
 
+# Patterns, compiled by `re` (and kept in its cache) when a document first has enough brackets
+# to be scanned, not at `import genie` (1 M instructions for the three; issue 19).
 _STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
-_TOKEN = re.compile(_STRING + r"|[\[\]{}:,]")
-_STRINGS = re.compile(_STRING)
-_BRACKETS = re.compile(r"[\[\]{}]")
+_TOKEN = _STRING + r"|[\[\]{}:,]"
+_BRACKETS = r"[\[\]{}]"
 
 
 def json_depth_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
@@ -30,7 +31,7 @@ def json_depth_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
     if text.count("[") + text.count("{") <= limit:
         return False  # the common case: too few brackets to be too deep, no scan
     depth = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+    for bracket in re.findall(_BRACKETS, re.sub(_STRING, "", text)):
         if bracket in "[{":
             depth += 1
             if depth > limit:
@@ -65,7 +66,7 @@ def top_level_type(text: str) -> str | None:
     depth = 0
     key: str | None = None
     expect_value = False
-    for match in _TOKEN.finditer(text):
+    for match in re.finditer(_TOKEN, text):
         token = match.group()
         if token in "[{":
             depth += 1

@@ -33,18 +33,15 @@ from ._errors import (
     UnknownMessageTypeError,
     UnknownRecipientError,
 )
-from ._events import EventHub, EventStream
 from ._executor import checkpoint
 from ._ledger import Ledger
 from ._log import lazy_logger
-from ._losses import Lost
 from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
 from ._model_calls import ModelCalls
 from ._observe import Observer, Observers
 from ._record import Record, set_field
 from ._router import Router, Tap
-from ._statistics import RuntimeStatistics
 from ._supervisor import AgentOptions, Limits, Policy
 from ._timers import Timers
 from ._transport import LocalTransport
@@ -52,12 +49,19 @@ from ._transport import LocalTransport
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from ._events import EventHub, EventStream
     from ._metrics import Metrics
+    from ._statistics import RuntimeStatistics
     from .llm._cost import PriceTable
 
-__all__ = ["Runtime", "RuntimeState", "RuntimeStatistics", "ShutdownReport"]
+__all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
 
 _log = lazy_logger("genie.runtime")
+
+# `Lost.message_type`: the `Lost` model (2.5 M instructions to define, with its module) loads
+# when an agent subscribes to loss notices; the event stream's module when `events` is first
+# called; the statistics record when `statistics` is (issue 19, import time).
+_LOST = "genie.lost"
 
 CLOSE_TIMEOUT = 5.0  # seconds each ``on_close`` callback may take at shutdown
 
@@ -250,15 +254,19 @@ class Runtime:
 
     def _watch_losses(self) -> None:
         # Loss notices cost nothing until an agent subscribes to them (see _losses.py).
-        if self._router.subscribers(Lost.message_type):
+        if self._router.subscribers(_LOST):
+            from ._losses import Lost
+
             self.types.register(Lost)
             self._ledger.on_loss = self._notify_loss
         else:
             self._ledger.on_loss = None
 
     def _notify_loss(self, msg: Message, corr: _Correlation, missing: Missing) -> None:
+        from ._losses import Lost  # loaded by `_watch_losses`, which set this hook
+
         if (
-            msg.type == Lost.message_type  # a lost notice is not told about: no loops
+            msg.type == _LOST  # a lost notice is not told about: no loops
             or corr.cancelled
             or self._state is not RuntimeState.RUNNING
         ):
@@ -328,6 +336,8 @@ class Runtime:
         if self._state is RuntimeState.CLOSED:
             raise RuntimeClosedError("cannot stream events: the runtime is closed")
         if self._hub is None:
+            from ._events import EventHub
+
             self._hub = EventHub(self.clock, self.add_observer, self.remove_observer)
         return self._hub.open(correlation_id, buffer)
 
@@ -638,6 +648,8 @@ class Runtime:
 
     # --- introspection -----------------------------------------------------------------------
     def statistics(self) -> RuntimeStatistics:
+        from ._statistics import RuntimeStatistics
+
         ex = self._transport.executors
         ledger = self._ledger
         return RuntimeStatistics(

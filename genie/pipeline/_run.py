@@ -23,7 +23,8 @@ from .._losses import Lost
 from .._message import Message, Payload, _too_deep, _translate
 from .._nesting import json_depth_exceeds
 from .._observe import Observer
-from .._runtime import Runtime, RuntimeStatistics
+from .._runtime import Runtime
+from .._statistics import RuntimeStatistics
 from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
 from .._yamlconf import ConfigFileError, parse_yaml
 from ._gather import Gathered, GatherNode
