@@ -89,6 +89,8 @@ def test_quick_run_measures_every_implementation_on_every_workload(
         "langgraph.graph",
     ]
     assert all(row["modules_without_bytecode"] == 0 for row in imports.values())
+    assert startup["pydantic_floor"]["modules_without_bytecode"] == 0
+    assert startup["pydantic_floor"]["median_ms"] > 0
     assert startup["finance_run"]["median_ms"] > startup["interpreter"]["median_ms"]
     env = results["environment"]
     for package in ("autogen-core", "agent-framework-core", "langgraph"):
@@ -372,7 +374,7 @@ def test_start_up_is_timed_from_bytecode_and_the_check_sees_when_it_is_not(
 ) -> None:
     env = process.child_env(tmp_path / "empty")  # a prefix with no bytecode, none written
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    code = process.IMPORT.format("genie")
+    code = process.IMPORT.format("import genie")
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
@@ -381,6 +383,30 @@ def test_start_up_is_timed_from_bytecode_and_the_check_sees_when_it_is_not(
     assert without == 0
     assert len(samples) == 2
     assert all(s > 0 for s in samples)
+    floor, without = process.code_seconds(process.PYDANTIC_FLOOR, 1, tmp_path / "filled")
+    assert without == 0
+    assert floor[0] > 0
+
+
+def test_the_start_up_table_shows_the_floor_under_import_genie() -> None:
+    environment = {"date": "today", "python": "3.11", "machine": "x86_64", "cpus": 2}
+    environment |= {"genie": "0.1.0", "commit": "abc", "packages": {}}
+    md = report.markdown(
+        {
+            "command": "genie bench --workloads startup",
+            "settings": asdict(Settings()),
+            "environment": environment,
+            "startup": {
+                "interpreter": {"median_ms": 20.0, "best_ms": 19.0},
+                "import": {"genie": {"median_ms": 120.0, "best_ms": 110.0}},
+                "pydantic_floor": {"median_ms": 105.0, "best_ms": 98.0},
+            },
+        }
+    )
+    genie_row = md.index("`import genie`")
+    floor_row = md.index("pydantic and one model like `Payload` (the floor under `import genie`)")
+    assert genie_row < floor_row
+    assert "105" in md[floor_row:].splitlines()[0]
 
 
 def test_from_python_a_sweep_is_settings_run_and_write(tmp_path: Path) -> None:

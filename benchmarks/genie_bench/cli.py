@@ -333,6 +333,14 @@ def _startup(s: Settings, names: list[str], progress: ProgressLine) -> dict[str,
                 **process.summary(samples),
                 "modules_without_bytecode": from_source,
             }
+        # The reference under `import genie`, timed as it is: its verdict's margin can be no
+        # larger than the gap between the two.
+        progress("start-up: pydantic and one model (the floor under import genie)")
+        samples, from_source = process.code_seconds(process.PYDANTIC_FLOOR, r, pycache)
+        out["pydantic_floor"] = {
+            **process.summary(samples),
+            "modules_without_bytecode": from_source,
+        }
         if Path(s.pipeline).is_file():
             progress(f"start-up: genie run {s.pipeline}")
             argv = [*process.genie_command(), "run", s.pipeline]

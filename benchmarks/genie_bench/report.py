@@ -366,6 +366,9 @@ def markdown(results: Results) -> str:
             ["interpreter start (`python -c pass`)", *_ms(startup["interpreter"])],
             *[[f"`import {m}`", *_ms(v)] for m, v in startup["import"].items()],
         ]
+        if "pydantic_floor" in startup:
+            floor = "pydantic and one model like `Payload` (the floor under `import genie`)"
+            rows.append([floor, *_ms(startup["pydantic_floor"])])
         if "finance_run" in startup:
             rows.append(["`genie run config/pipelines/finance.yaml`", *_ms(startup["finance_run"])])
         lines += _table(["what", "median ms", "best ms"], rows)
