@@ -178,7 +178,12 @@ class DeliveryRunner:
             mb.active -= 1
             if mb.scheduled < len(mb.queue) and mb.scheduled + mb.active < mb.max_concurrency:
                 mb.scheduled += 1
-                self.transport.schedule(mb)
+                # ``LocalTransport.schedule``, inlined: once a delivery while the agent has a
+                # backlog. Only local executors run from a queue (a transport without them,
+                # such as NATS, marks every queued item scheduled, so this never runs there).
+                executors = self.transport.executors
+                if executors is not None:
+                    executors.schedule(mb)
 
     async def _recover(
         self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException | None

@@ -12,7 +12,7 @@ from ._message import Message, Payload
 from ._record import Record, set_field
 from ._supervisor import AgentOptions, CircuitBreaker
 
-__all__ = ["Handoff", "Mailbox", "MailboxStatistics"]
+__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics"]
 
 
 class Handoff:
@@ -35,9 +35,10 @@ class Handoff:
 Queued = Message | Handoff
 
 # An empty deque takes 760 bytes, so a mailbox that never held a message (or never had a
-# publisher waiting) shares these instead: nothing ever appends to them, the mailbox swaps in
-# its own deque first. 10,000 idle agents cost ~1.5 KB less each.
-_NO_MESSAGES: deque[Queued] = deque()
+# publisher waiting) shares these instead: nothing ever appends to them, the mailbox (or
+# ``LocalTransport.put``, which inlines ``push``) swaps in its own deque first. 10,000 idle
+# agents cost ~1.5 KB less each.
+NO_MESSAGES: deque[Queued] = deque()
 _NO_WAITERS: deque[anyio.Event] = deque()
 
 
@@ -113,9 +114,10 @@ class Mailbox:
     ``scheduled`` counts this mailbox's tokens in the executors' ready queue, ``active`` the
     handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
     and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
-    messages of one agent start in arrival order. ``push`` hands out tokens; the delivery
-    runner takes a message for a token (``scheduled`` to ``active``) and, when its handler is
-    done, hands out the next token (``DeliveryRunner.run``, where both run once a delivery).
+    messages of one agent start in arrival order. ``push`` hands out tokens (``LocalTransport.put``
+    inlines it); the delivery runner takes a message for a token (``scheduled`` to ``active``)
+    and, when its handler is done, hands out the next token (``DeliveryRunner.run``, where both
+    run once a delivery).
 
     Outside publishers never take the queue past ``capacity``: a publisher woken from
     ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
@@ -151,7 +153,7 @@ class Mailbox:
         self.capacity = options.mailbox_size
         self.max_concurrency = options.max_concurrency
         self.breaker = CircuitBreaker(options.breaker) if options.breaker else None
-        self.queue = _NO_MESSAGES
+        self.queue = NO_MESSAGES
         self.waiters = _NO_WAITERS
         self.scheduled = 0
         self.reserved = 0
@@ -173,7 +175,7 @@ class Mailbox:
     def push(self, msg: Queued) -> bool:
         """Queue ``msg``; True if the executors should get a new token for this mailbox."""
         queue = self.queue
-        if queue is _NO_MESSAGES:
+        if queue is NO_MESSAGES:
             queue = self.queue = deque()
         queue.append(msg)
         depth = len(queue)
