@@ -147,6 +147,14 @@ class _Waiter:
     def offer(self, msg: Message) -> None:
         raise NotImplementedError
 
+    def take(self, msg: Message) -> bool:
+        """``offer`` ``msg`` if it ``matches``; whether it did (a lone waiter admitted without
+        a call: the dispatcher's fan-in, once per gathered reply)."""
+        if self.matches(msg):
+            self.offer(msg)
+            return True
+        return False
+
     def refused(self, msg: Message, missing: Missing) -> None:
         """Admission denied ``msg`` to this waiter's consumer."""
 
@@ -392,6 +400,26 @@ class Gather(_Waiter):
         if self._types and msg.type not in self._types:
             return False
         return self._where is None or self._where(msg)
+
+    def take(self, msg: Message) -> bool:
+        # ``matches`` then ``offer``, inlined (two calls fewer per gathered reply).
+        if msg.causation_id is None:
+            return False
+        if self._senders and msg.sender not in self._senders:
+            return False
+        if self._types and msg.type not in self._types:
+            return False
+        if self._where is not None and not self._where(msg):
+            return False
+        if self._keys:
+            self._replies.setdefault(msg.sender if self._senders else msg.type, msg)
+            arrived = len(self._replies)
+        else:
+            self._extra.append(msg)
+            arrived = len(self._extra)
+        if arrived >= self._needed:
+            self._finish("complete")
+        return True
 
     def _key(self, msg: Message) -> str:
         return msg.sender if self._senders else msg.type

@@ -201,13 +201,12 @@ class Dispatcher:
                 # ``_offer`` for one waiter, admitted without a call (no policies, the limits
                 # hold): a gather's reply, once per gathered reply.
                 waiter = waiters[0]
-                taken = (output or not waiter.consumes) and waiter.matches(msg)
-                if taken:
+                taken = (output or not waiter.consumes) and waiter.take(msg)
+                if taken:  # counted once taken: nothing in ``take`` reads the counts
                     ledger.delivered += 1
                     ledger.handled += 1
                     ledger.collected += 1
                     corr.deliveries += 1
-                    waiter.offer(msg)
             else:
                 taken = self._offer(msg, corr, output)[0]
             if not taken and not self.transport.forward(msg):

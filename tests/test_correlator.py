@@ -415,3 +415,46 @@ async def test_fan_in_path_admits_each_waiter_and_spends_the_budget() -> None:
     assert lost.kind == "denied"
     assert "budget" in lost.reason
     assert (stats.collected, stats.denied) == (1, 1)
+
+
+class PongAndNote(BaseAgent):
+    produces = (Pong, Note)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        return [ctx.reply(Pong(n=payload.n)), ctx.reply(Note(text=self.id))]
+
+
+@pytest.mark.parametrize(
+    ("criteria", "taken", "collected"),
+    [
+        # keyed by sender: a's second reply is taken (counted) but keeps its first
+        ({"senders": ["a", "b"]}, ["a:pong", "b:pong"], 3),
+        ({"senders": ["b"]}, ["b:pong"], 1),
+        ({"types": ["note"]}, ["a:note"], 1),
+        ({"count": 1, "where": lambda m: m.sender == "b" and m.type == "note"}, ["b:note"], 1),
+        ({"count": 4}, ["a:note", "a:pong", "b:note", "b:pong"], 4),
+    ],
+)
+async def test_a_lone_gather_takes_only_what_it_matches(
+    criteria: dict[str, Any], taken: list[str], collected: int
+) -> None:
+    """One gather, no policies: the fan-in hands each reply to the gather's own match and
+    offer in one call; what it does not take is an unrouted letter (the caller is no agent).
+    Twice: the first reply of a type goes the general way (its subscribers not looked up
+    yet), the second round all the short way."""
+    async with Runtime([PongAndNote("a"), PongAndNote("b")]) as rt:
+        fan_out(rt, ["a", "b"])
+        for round in range(2):
+            msg = rt.message(Ping(n=round), sender="caller")
+            gather = rt.gather(msg.correlation_id, **criteria)
+            before = rt.statistics()
+            await rt.publish(msg)
+            result = await gather.wait()
+            await rt.wait_idle()
+            stats = rt.statistics()
+            assert result.status == "complete"
+            assert sorted(f"{m.sender}:{m.type}" for m in result.replies) == taken
+            assert stats.collected - before.collected == collected
+            assert stats.unrouted - before.unrouted == 4 - collected
+            assert stats.delivered == stats.handled + stats.denied + stats.dead_lettered
