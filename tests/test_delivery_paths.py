@@ -484,3 +484,38 @@ async def test_a_reply_is_stamped_with_the_runtime_s_clock_epoch_plus_loop_time(
         result = await rt.ask(asked)
         assert result.message.created_at == epoch + timedelta(seconds=Stamps.delay)
         assert rt.clock.timestamp() == result.message.created_at.timestamp()
+
+
+# --- issue 19, sixth pass: a context built without ``__init__`` -------------------------------
+class Introspect(BaseAgent):
+    """Replies with what its context says, then checks a second delivery gets a fresh one."""
+
+    produces = (Note,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.contexts: list[Context] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.contexts.append(ctx)
+        seen = f"{ctx.agent_id}:{ctx.message.id}:{ctx.message.payload.n}"  # type: ignore[attr-defined]
+        return ctx.reply(Note(text=seen))
+
+
+@pytest.mark.parametrize("deadline", [None, 5.0])  # the fused path, and ``_attempt``'s
+async def test_each_handler_call_gets_its_own_filled_context(deadline: float | None) -> None:
+    agent = Introspect("intro")
+    async with Runtime() as rt:
+        rt.add(agent, options=AgentOptions(deadline=deadline))
+        replies = []
+        for n in (1, 2):
+            msg = rt.message(Ping(n=n), sender="caller", recipient="intro")
+            result = await rt.ask(msg)
+            replies.append((msg.id, result.message))
+    for n, (asked_id, reply) in enumerate(replies, 1):
+        assert reply.payload == Note(text=f"intro:{asked_id}:{n}")
+        assert (reply.causation_id, reply.sender, reply.recipient) == (asked_id, "intro", "caller")
+    first, second = agent.contexts
+    assert first is not second
+    assert first.message.payload.n == 1  # type: ignore[attr-defined]  # kept, not reused
