@@ -201,7 +201,7 @@ def _filled(cls: type[Message], values: Sequence[Any]) -> Message:
     """A ``cls`` whose slots hold ``values`` (in ``_SLOTS`` order), unvalidated: the
     boundaries' path (validated models, copies, pickles)."""
     if cls is Message:
-        fields: Any = _new(_Fields)  # made a Message below (see ``_Fields``)
+        fields: Any = _Fields()  # made a Message below (see ``_Fields``)
         (
             fields.id,
             fields.type,
@@ -431,7 +431,7 @@ class Message(_Fields):
             or (recipient is not None and type(recipient) is not str)
         ):
             return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
-        fields: Any = _new(_Fields)  # made a Message below (see ``_Fields``)
+        fields: Any = _Fields()  # made a Message below (see ``_Fields``)
         fields.id = id
         fields.type = kind
         fields.sender = sender
@@ -514,7 +514,7 @@ def caused_by(
         if metadata:
             meta.update({str(k): _freeze(v) for k, v in metadata.items()})
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
-    fields: Any = _new(_Fields)  # made a Message below (see ``_Fields``)
+    fields: Any = _Fields()  # made a Message below (see ``_Fields``)
     fields.id = id
     fields.type = kind
     fields.sender = sender
