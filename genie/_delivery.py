@@ -178,12 +178,15 @@ class DeliveryRunner:
             mb.active -= 1
             if mb.scheduled < len(mb.queue) and mb.scheduled + mb.active < mb.max_concurrency:
                 mb.scheduled += 1
-                # ``LocalTransport.schedule``, inlined: once a delivery while the agent has a
-                # backlog. Only local executors run from a queue (a transport without them,
-                # such as NATS, marks every queued item scheduled, so this never runs there).
+                # Back in the executors' ready queue, once a delivery while the agent has a
+                # backlog. Not ``Executors.schedule``: the executor running this delivery is
+                # free once this returns and takes from that queue next, so there is no idle
+                # executor to wake nor a monitor to tell. Only local executors run from a
+                # queue (a transport without them, such as NATS, marks every queued item
+                # scheduled, so this never runs there).
                 executors = self.transport.executors
                 if executors is not None:
-                    executors.schedule(mb)
+                    executors.ready.append(mb)
 
     async def _recover(
         self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException | None

@@ -184,3 +184,43 @@ async def test_idle_mailboxes_share_nothing_once_messages_and_publishers_arrive(
     assert [p.n for p in a.seen] == [0, 1, 2]
     assert [p.n for p in b.seen] == [9]
     assert [p.n for p in c.seen] == [7]
+
+
+class Counted(BaseAgent):
+    """Records every Ping; ``done`` is set at the ``expected``-th."""
+
+    def __init__(self, id: str, expected: int) -> None:
+        super().__init__(id)
+        self.seen: list[int] = []
+        self.expected = expected
+        self.done = anyio.Event()
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.seen.append(payload.n)
+        if len(self.seen) == self.expected:
+            self.done.set()
+
+
+async def test_a_backlog_drains_while_other_handlers_block() -> None:
+    """A handler done with a backlog puts its mailbox back on the ready queue without waking
+    anyone (the executor that ran it takes from that queue next). So the backlog must still
+    drain, in order and past the executors' yields (every 64 handlers), while other agents'
+    handlers block every executor the runtime had before."""
+    gate = anyio.Event()
+    blocked = [Recorder(f"blocked{i}", gate) for i in range(6)]
+    busy = Counted("busy", 300)
+    async with Runtime([*blocked, busy]) as rt:
+        for agent in blocked:
+            await rt.publish(rt.message(Ping(n=0), recipient=agent.id))
+        await wait_all_tasks_blocked()
+        assert all(agent.active == 1 for agent in blocked)
+        for n in range(300):
+            await rt.publish(rt.message(Ping(n=n), recipient="busy"))
+        with anyio.fail_after(10):
+            await busy.done.wait()
+        assert busy.seen == list(range(300))
+        assert all(agent.active == 1 for agent in blocked)  # still blocked meanwhile
+        gate.set()
+        await drain(rt)
+    assert all(len(agent.seen) == 1 for agent in blocked)
