@@ -619,6 +619,21 @@ class NatsTransport(LocalTransport):
 
         rt = self._rt
         assert rt is not None
+        failed: list[Exception] = []
+        stop = anyio.Event()
+
+        async def apply(raw: Msg) -> None:
+            # A callback, not ``async for raw in sub.messages``: nats-py's iterator starts a
+            # task and an ``asyncio.wait`` per message; its callback loop takes each record
+            # from the same queue, in the same order, with one await.
+            if failed:
+                return
+            try:
+                self._outcomes.settle(rt, *load_record(raw.data))
+            except Exception as exc:  # ends the runtime, as it did from the loop itself
+                failed.append(exc)
+                stop.set()
+
         sub = await self.js.subscribe(
             self.names.outcome(self.origin),
             stream=self.names.outcomes,
@@ -627,16 +642,17 @@ class NatsTransport(LocalTransport):
             # Two missed beats and the client recreates the consumer: after a broker
             # restart the outcome records flow again within about two seconds.
             idle_heartbeat=1.0,
+            cb=apply,
         )
-        await self.consent.loaded.wait()  # policies admit against the shared ledger
-        with contextlib.suppress(NatsError, TimeoutError):  # else read at the first use
-            await self._read_room()  # publish_nowait answers from the start
-        self._ready.set()
         try:
-            async for raw in sub.messages:
-                self._outcomes.settle(rt, *load_record(raw.data))
+            await self.consent.loaded.wait()  # policies admit against the shared ledger
+            with contextlib.suppress(NatsError, TimeoutError):  # else read at the first use
+                await self._read_room()  # publish_nowait answers from the start
+            self._ready.set()
+            await stop.wait()
+            raise failed[0]
         finally:
-            await sub.unsubscribe()
+            await sub.unsubscribe()  # stops the callback's task before its first await
 
     def _loss_notice(
         self, notify: Callable[[Message, _Correlation, Missing], None] | None

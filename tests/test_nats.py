@@ -547,6 +547,29 @@ async def test_a_denied_message_is_never_published(server: LocalNatsServer) -> N
     await sender.close()
 
 
+async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
+    server: LocalNatsServer,
+) -> None:
+    """The records are applied by a nats-py callback, whose errors nats-py would only log:
+    a record that breaks the replay still ends the runtime, as the loop did, not skipped."""
+    names = NatsNames("pings")
+    sender = NatsTransport(server.url, names)
+    rt = ping_runtime(sender)
+    await sender.connect()
+    caught: list[BaseException] = []
+    try:
+        with anyio.fail_after(10):
+            async with rt:
+                async with jetstream(server.url) as js:
+                    await js.publish(names.outcome(sender.origin), b'{"delivery":"x"}')
+                await anyio.sleep_forever()
+    except* KeyError as group:
+        caught += group.exceptions
+    finally:
+        await sender.close()
+    assert [str(e) for e in caught] == ["'correlation_id'"]
+
+
 # --- small promises -----------------------------------------------------------------------------
 def test_output_ids_are_derived_from_the_input_delivery() -> None:
     assert derived_id("abc-1:analyzer", 0) == derived_id("abc-1:analyzer", 0)
