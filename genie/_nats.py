@@ -389,9 +389,6 @@ class NatsTransport(LocalTransport):
             self._sends[recipient] += 1
             self._tg.start_soon(self._send, msg, recipient)
 
-    def schedule(self, mb: Mailbox) -> None:
-        pass  # deliveries run as they arrive from the broker, never from a local queue
-
     def cancel(self, correlation_id: str) -> int:
         """Cancel here, and tell every worker (the cancel stream): each cancels the handlers
         it runs for the correlation and dead-letters its deliveries it takes afterwards."""
