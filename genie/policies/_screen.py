@@ -13,9 +13,15 @@ Each test is a superset of what its check looks for, read on the same text view:
 - PII (``has_pii``): a phone, account or card number needs ten ASCII digits, an e-mail an ``@``
   or a closing bracket; so a scan with fewer than ten digits and none of ``@])}>`` is clear.
 - injection (``PromptInjection``): it allows when no phrase without its spaces is in
-  ``compact_words(scan)``; the screen searches the same bytes for every phrase at once.
+  ``compact_words(scan)``. Each phrase needs one letter that the compact view keeps as it is
+  and makes from no other character (``v`` for "ignore previous instructions"): a scan with
+  none of those letters is clear; else one regex searches the compact bytes for every phrase.
 - ``content contains``: for a walked payload whose JSON holds its strings as they are, the
   folded needle absent from the scan decides (``ContentView.contains``).
+
+The PII and phrase tests start with one translate of the scan's bytes that marks the digits,
+the e-mail characters and those letters (and nothing else): when nothing is marked, or only a
+few digits, that is all it takes (a Python ``re`` search costs several translates to start).
 """
 
 from __future__ import annotations
@@ -30,9 +36,16 @@ from ._normalise import _LETTER_BYTES, _PUNCTUATION_BYTES
 
 __all__ = ["Screen", "ScreenPart"]
 
-# Every byte but the ASCII digits and the characters an e-mail is written with (UTF-8 bytes
-# at or above 0x80 are never these).
-_NOT_PII_TRIGGERS = bytes(c for c in range(256) if chr(c) not in "0123456789@])}>")
+# What the marks of a scan's bytes are (see ``Screen.clear``): a PII trigger is an ASCII digit or
+# a character an e-mail is written with (UTF-8 bytes at or above 0x80 are never these).
+_DIGIT, _EMAIL, _LETTER, _NOTHING = b"0@p "
+_PII_TRIGGERS = {**dict.fromkeys(b"0123456789", _DIGIT), **dict.fromkeys(b"@])}>", _EMAIL)}
+# The letters a phrase may be screened by, rarest in English first: the compact view keeps
+# them as they are and makes them from no other character (its leet digits become the letters
+# o, i, e, a, s, t and b). Digits are left out: they are marked for the PII test.
+_SCREEN_LETTERS = b"zqxjkvpygfwmucldrhn"
+# What the compact view keeps of ASCII: a phrase without a screening letter needs one of these.
+_KEPT = bytes(c for c in range(256) if c not in _PUNCTUATION_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +70,30 @@ class ScreenPart:
 class Screen:
     """The joined parts of one message type's content checks (see the module docstring)."""
 
-    __slots__ = ("_max_bytes", "_needles", "_phrases", "_pii", "_view")
+    __slots__ = ("_digits_clear", "_marks", "_max_bytes", "_needles", "_phrases", "_view")
 
     def __init__(self, parts: Sequence[ScreenPart]) -> None:
         self._view = parts[0].view
         limits = [p.max_bytes for p in parts if p.max_bytes is not None]
         # Walked payloads only (see ``clear``): their bound is known, so the limit always applies.
         self._max_bytes = min(limits) if limits else None
-        self._pii = any(p.pii for p in parts)
         self._needles = tuple(dict.fromkeys(p.needle for p in parts if p.needle is not None))
-        phrases = tuple(dict.fromkeys(q for p in parts for q in p.phrases))
-        self._phrases = (
-            re.compile(b"|".join(re.escape(q.encode()) for q in phrases)).search
-            if phrases
-            else None
-        )
+        phrases = tuple(dict.fromkeys(q.encode() for p in parts for q in p.phrases))
+        self._phrases = re.compile(b"|".join(map(re.escape, phrases))).search if phrases else None
+        marks = bytearray(_NOTHING for _ in range(256))
+        if any(p.pii for p in parts):
+            for byte, mark in _PII_TRIGGERS.items():
+                marks[byte] = mark
+        needed = [_letters_needed(phrase) for phrase in phrases]
+        for byte in b"".join(needed):
+            if marks[byte] == _NOTHING:  # a digit stays a digit, counted for the PII test
+                marks[byte] = _LETTER
+        self._marks = bytes(marks)
+        # Digits alone make no phrase with a screening letter (the leet digits read as o, i,
+        # e, a, s, t and b), so a scan whose only marks are a few digits is clear. (A phrase
+        # without one marks every letter, and a walked payload's scan holds its field names:
+        # this guards the screen's own promise rather than a path messages take.)
+        self._digits_clear = _KEPT not in needed
 
     def clear(self, msg: Message) -> bool:
         """True when every check of the screen allows ``msg``; False when any may deny it."""
@@ -88,9 +110,25 @@ class Screen:
                 if needle in scan:
                     return False
         data = scan.encode()
-        if self._pii:
-            triggers = data.translate(None, _NOT_PII_TRIGGERS)
-            if triggers and (len(triggers) >= 10 or not triggers.isdigit()):
+        marks = data.translate(self._marks)
+        if marks.isspace():  # no digit, no e-mail character, no letter a phrase needs
+            return True
+        marks = marks.replace(b" ", b"")
+        if marks.isdigit():  # digits only (marked for the PII test)
+            if len(marks) >= 10:
                 return False
-        phrases = self._phrases
+            if self._digits_clear:
+                return True
+        elif b"@" in marks or marks.count(_DIGIT) >= 10:
+            return False  # the PII check may deny
+        phrases = self._phrases  # a letter some phrase needs: the phrases themselves decide
         return phrases is None or phrases(data.translate(_LETTER_BYTES, _PUNCTUATION_BYTES)) is None
+
+
+def _letters_needed(phrase: bytes) -> bytes:
+    """Bytes one of which every match of ``phrase`` in the compact view holds: its rarest
+    screening letter, or (a phrase without one) every byte the compact view keeps."""
+    for letter in _SCREEN_LETTERS:
+        if letter in phrase:
+            return bytes((letter,))
+    return _KEPT
