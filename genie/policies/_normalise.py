@@ -119,7 +119,10 @@ def squeeze(text: str) -> str:
 def fold(text: str) -> str:
     """``text`` as a matcher should see it (see the module docstring). Idempotent."""
     if text.isascii():  # nothing for NFKD or the table: case and spaces in one translate
-        return squeeze(text.encode().translate(_ASCII_FOLD_BYTES).decode())
+        text = text.encode().translate(_ASCII_FOLD_BYTES).decode()
+        while "  " in text:  # ``squeeze``, inline: most messages take this path
+            text = text.replace("  ", " ")
+        return text.strip(" ")
     text = _TO_FOLD.sub(_fold_char, unicodedata.normalize("NFKD", text))
     # As UTF-8 bytes, for the reason given at _WORD_BYTES (split() and join() take 4 ms here).
     return squeeze(text.casefold().encode().translate(_SPACE_BYTES).decode())
@@ -261,6 +264,18 @@ _NOT_SCHEMAS = frozenset({"default", "expected", "metadata", "cls", "config", "r
 
 
 @functools.lru_cache(maxsize=256)
+def _walkable(
+    cls: type[BaseModel],
+) -> tuple[frozenset[type[BaseModel]], frozenset[str], frozenset[str]] | None:
+    """``_plain_models(cls)``, the class's fields and which of them are identifiers (one cached
+    call per payload instead of one per numeric field), or None."""
+    models = _plain_models(cls)
+    if models is None:
+        return None
+    fields = frozenset(cls.model_fields)
+    return models, fields, frozenset(name for name in fields if _is_identifier(name))
+
+
 def _plain_models(cls: type[BaseModel]) -> frozenset[type[BaseModel]] | None:
     """The model classes a payload of class ``cls`` may hold when its JSON is its fields as they
     are (each model's ``__dict__`` in order, strings, numbers, lists and dicts unchanged), or
@@ -299,9 +314,10 @@ def payload_pieces(payload: BaseModel) -> tuple[list[str], int, bool] | None:
     bound of the JSON's length in UTF-8 bytes and whether that JSON holds each string as it is
     (ASCII, nothing escaped); None when the JSON way must decide (see ``_plain_models``, and an
     unexpected value: an enum, a date, a big number, a string that cannot be encoded)."""
-    models = _plain_models(type(payload))
-    if models is None or payload.__pydantic_extra__:
+    facts = _walkable(type(payload))
+    if facts is None or payload.__pydantic_extra__:
         return None
+    models, fields, identifiers = facts  # a key of ``__dict__`` not a field is asked by name
     strings: list[str] = []
     keys: list[str] = []
     numbers: list[str] = []
@@ -318,10 +334,12 @@ def payload_pieces(payload: BaseModel) -> tuple[list[str], int, bool] | None:
         if kind is int:
             if not -_BIG < item < _BIG:
                 return None
-            if _is_identifier(field):
+            if field in identifiers or (field not in fields and _is_identifier(field)):
                 numbers.append(str(item))
         elif kind is float:
-            if item.is_integer() and _is_identifier(field):
+            if item.is_integer() and (
+                field in identifiers or (field not in fields and _is_identifier(field))
+            ):
                 numbers.append(str(int(item)))
         elif kind is not bool and item is not None:
             counted = _walk_nested(field, item, models, strings, keys, numbers)
@@ -330,20 +348,14 @@ def payload_pieces(payload: BaseModel) -> tuple[list[str], int, bool] | None:
             others += counted
     text = " ".join(strings)
     names = " ".join(keys)
-    clean = text.isascii() and names.isascii()
+    both = text + names  # each test below once, on both (a str method call costs as much)
+    clean = both.isascii()
     if not clean:
         try:  # a lone surrogate fails the dump: the JSON way then fails as it always did
-            text.encode()
-            names.encode()
+            both.encode()
         except UnicodeEncodeError:
             return None
-    elif (
-        not (text.isprintable() and names.isprintable())
-        or '"' in text
-        or "\\" in text
-        or '"' in names
-        or "\\" in names
-    ):
+    elif not both.isprintable() or '"' in both or "\\" in both:
         clean = False  # escaped in JSON: up to six bytes a character
     chars = len(text) + len(names)
     bound = (chars if clean else 6 * chars) + 4 * (len(strings) + len(keys)) + 32 * others + 2
