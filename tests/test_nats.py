@@ -133,7 +133,10 @@ async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
     try:
         yield nc.jetstream()
     finally:
-        await nc.close()
+        # Shielded: a runtime that fails while this connection is open cancels the test's
+        # body, and a close cut short leaves the socket to the garbage collector.
+        with anyio.CancelScope(shield=True):
+            await nc.close()
 
 
 async def stream(js: JetStreamContext, name: str) -> list[dict[str, Any]]:
