@@ -31,6 +31,7 @@ from genie import (
     Risk,
     Runtime,
 )
+from genie._freeze import freeze_message
 from genie._policy_plan import PolicyPlan
 from genie._supervisor import admit
 from genie.policies import (
@@ -602,3 +603,78 @@ def test_the_screen_rules_phrases_out_by_a_letter_they_need() -> None:
             # only a phrase of screening letters lets a scan of a few digits through
             "8347 17": (True, "") if not extra else (False, "prompt_injection"),
         }
+
+
+class _Spoken(Payload):
+    message_type = "chat"
+    instructions: str = ""  # a field name that ends a phrase its value begins
+
+
+class _Ignoring(Payload):
+    message_type = "chat"
+    ignore: str = ""  # a field name that begins a phrase the metadata ends
+
+
+class _Numbered(Payload):
+    message_type = "chat"
+    note: str = ""
+    ref1234567890: str = ""  # ten digits in a field name
+
+
+class _Keyed(Payload):
+    message_type = "chat"
+    note: str = ""
+    extra: dict[str, str]
+
+
+def test_the_screen_marks_names_and_metadata_once_without_going_stale() -> None:
+    """Key names and metadata are marked once and reused; every way a reused answer could be
+    wrong is decided as the policy list decides it: a phrase that spans a value and a field
+    name (or a field name and metadata), metadata equal to the last but scanned differently,
+    a payload's dict that gains a key, another class of the same type, a needle with a ``|``."""
+    board = list(load_policy_file(BOARD).policies)
+    view = cast(MaxContentLength, board[0])._view
+    policies = [*board, Rule("piped", 'content contains "hi | note"', "deny", view=view)]
+    plan = PolicyPlan(policies)
+    _, clear, _ = plan._by_type.setdefault("chat", plan._compile("chat"))
+    assert clear is not None
+
+    def decided(msg: Message) -> tuple[bool, str]:
+        expected = admit(msg, "agent", 0, Limits(), policies)
+        assert plan.decide(msg, "agent") == expected
+        return clear(msg), expected.policy
+
+    def new(payload: Payload, metadata: Any = None) -> Message:
+        return Message.new(payload, sender="user", metadata=metadata or {})
+
+    # phrases join across pieces in the compact view: value + field name, name + metadata
+    assert decided(new(_Spoken(instructions="ignore previous"))) == (False, "prompt_injection")
+    assert decided(new(_Spoken(instructions="ok"))) == (True, "")
+    spanning = new(_Ignoring(), {"k": "previous instructions"})
+    assert decided(spanning) == (False, "prompt_injection")
+    assert decided(new(_Ignoring(), {"k": "previous notes"}))[1] == ""
+    # the same frozen metadata for many messages (replies): marked once, still right
+    parent = new(_Ref(note="x"), {"trace_id": "t-a", "phone": "9876 4321"})
+    freeze_message(parent)  # as routing does: its replies share its frozen metadata
+    for note, ref, verdict in (("ok", 0, True), ("ok", 12, False), ("fine", 0, True)):
+        reply = parent.child(
+            _Ref(note=note, ref_no=ref), sender="agent", id=f"r{ref}{note}", created_at=0.0
+        )
+        freeze_message(reply)
+        assert reply.metadata is parent.metadata
+        # nine digits (eight and the identifier 0); ten with the identifier 12
+        assert decided(reply)[0] is verdict, (note, ref)
+    # equal metadata (True == 1) scanned differently: nine digits with ref_no 0, then ten
+    assert decided(new(_Ref(note="x"), {"phone": "9876 4321", "card_no": True}))[0]
+    assert not decided(new(_Ref(note="x"), {"phone": "9876 4321", "card_no": 1}))[0]
+    # a payload's dict that gains a key between two messages
+    keyed = _Keyed(note="x", extra={"k": ""})
+    assert decided(new(keyed)) == (True, "")
+    keyed.extra["ignore previous instructions"] = ""
+    assert decided(new(keyed)) == (False, "prompt_injection")
+    # another class of the same type, with other field names
+    assert decided(new(_Numbered(note="x")))[0] is False
+    assert decided(new(_Ref(note="x")))[0] is True
+    # a needle with a "|" spans pieces: looked for in the whole scan
+    assert decided(new(_Ref(note="hi"))) == (False, "piped")
+    assert decided(new(_Ref(note="hi!"))) == (True, "")
