@@ -66,6 +66,8 @@ class ContentView:
         else:
             self._pieces, self._bound, self._clean = walked
         self._text = self._data = self._scan = self._words = None
+        if type(self._meta) is not FrozenDict:
+            self._meta = None
         self._msg = msg
 
     def text(self, msg: Message) -> str:
@@ -88,23 +90,29 @@ class ContentView:
             if self._pieces is None:
                 self._scan = scan_text(self.data(msg), msg.metadata)
             else:
-                meta = msg.metadata
-                if meta is not self._meta:
-                    # A FrozenDict cannot change, and replies and outputs share their parent's:
-                    # its pieces are kept for the next message (anything else is read anew).
-                    self._meta_pieces = pieces(meta)
-                    self._meta = meta if type(meta) is FrozenDict else None
-                self._scan = fold(" | ".join(self._pieces + self._meta_pieces))
+                self._scan = fold(" | ".join(self._pieces + self._metadata_pieces(msg)))
         return self._scan
 
-    def walked(self, msg: Message) -> tuple[str, int, bool] | None:
-        """For a payload read without its JSON: the scan, ``size_at_most`` and whether the JSON
-        holds each string as it is (see ``contains``); None for a payload read through JSON."""
+    def _metadata_pieces(self, msg: Message) -> list[str]:
+        meta = msg.metadata
+        if meta is not self._meta:
+            # A FrozenDict cannot change, and replies and outputs share their parent's: its
+            # pieces are kept (the same list) for the next message; anything else is read
+            # once per message (``_reset`` forgets it).
+            self._meta_pieces = pieces(meta)
+            self._meta = meta
+        return self._meta_pieces
+
+    def parts(self, msg: Message) -> tuple[list[str], list[str], int, bool] | None:
+        """For a payload read without its JSON: the pieces its scan is folded from (the
+        payload's ``[strings, keys, *numbers]`` and the metadata's), ``size_at_most`` and
+        whether the JSON holds each string as it is; None for a payload read through JSON.
+        The metadata's list is the same object while the message's frozen metadata is."""
         if msg is not self._msg:
             self._reset(msg)
         if self._pieces is None:
             return None
-        return self.scan(msg) if self._scan is None else self._scan, self._bound, self._clean
+        return self._pieces, self._metadata_pieces(msg), self._bound, self._clean
 
     def words(self, msg: Message) -> str:
         scan = self.scan(msg)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from .._message import Message
 from ._content import ContentView
-from ._normalise import _LETTER_BYTES, _PUNCTUATION_BYTES
+from ._normalise import _LETTER_BYTES, _PUNCTUATION_BYTES, fold
 
 __all__ = ["Screen", "ScreenPart"]
 
@@ -44,8 +44,12 @@ _PII_TRIGGERS = {**dict.fromkeys(b"0123456789", _DIGIT), **dict.fromkeys(b"@])}>
 # them as they are and makes them from no other character (its leet digits become the letters
 # o, i, e, a, s, t and b). Digits are left out: they are marked for the PII test.
 _SCREEN_LETTERS = b"zqxjkvpygfwmucldrhn"
+# Every ASCII letter, rarest first: a needle is screened by its rarest.
+_ALL_LETTERS = _SCREEN_LETTERS + b"beaoist"
 # What the compact view keeps of ASCII: a phrase without a screening letter needs one of these.
 _KEPT = bytes(c for c in range(256) if c not in _PUNCTUATION_BYTES)
+# Distinct key names (joined) whose marks a screen keeps; past this it starts again.
+_KEYS_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,18 @@ class ScreenPart:
 class Screen:
     """The joined parts of one message type's content checks (see the module docstring)."""
 
-    __slots__ = ("_digits_clear", "_marks", "_max_bytes", "_needles", "_phrases", "_view")
+    __slots__ = (
+        "_digits_clear",
+        "_keys",
+        "_marks",
+        "_max_bytes",
+        "_meta",
+        "_meta_marks",
+        "_needles",
+        "_phrases",
+        "_pieces_marks",
+        "_view",
+    )
 
     def __init__(self, parts: Sequence[ScreenPart]) -> None:
         self._view = parts[0].view
@@ -94,21 +109,73 @@ class Screen:
         # without one marks every letter, and a walked payload's scan holds its field names:
         # this guards the screen's own promise rather than a path messages take.)
         self._digits_clear = _KEPT not in needed
+        # The marks of the scan's pieces (see ``clear``): the same table, read on raw ASCII
+        # (which ``fold`` only lowercases and spaces), with a letter of each needle marked too,
+        # so that a letter mark sends the message to the whole scan. None: a needle without an
+        # ASCII letter, then every message takes the whole scan.
+        self._pieces_marks: bytes | None = None
+        for needle in self._needles:
+            letters = [c for c in _ALL_LETTERS if c in needle.encode()]
+            if not letters:
+                break
+            if marks[letters[0]] == _NOTHING:  # its rarest letter
+                marks[letters[0]] = _LETTER
+        else:
+            for upper in range(0x41, 0x5B):  # A-Z as their folded a-z
+                marks[upper] = marks[upper + 0x20]
+            self._pieces_marks = bytes(marks)
+        self._keys: dict[str, bytes] = {}  # the marks of key names met, by their joined text
+        self._meta: list[str] | None = None  # the last metadata's pieces (by identity)
+        self._meta_marks = b""
 
     def clear(self, msg: Message) -> bool:
-        """True when every check of the screen allows ``msg``; False when any may deny it."""
-        walked = self._view.walked(msg)
-        if walked is None:  # the JSON way: the checks run one by one
+        """True when every check of the screen allows ``msg``; False when any may deny it.
+
+        The scan is ``fold`` of its pieces joined by `` | ``, and fold maps each character alone
+        (spaces aside, which mark nothing), so the scan's marks are its pieces' marks. The key
+        names and the metadata, the same for most messages of a type, are marked once; a
+        message's own strings and numbers are marked as they are when ASCII (no fold). When
+        those marks hold a letter (a phrase's or a needle's), the whole scan decides."""
+        parts = self._view.parts(msg)
+        if parts is None:  # the JSON way: the checks run one by one
             return False
-        scan, bound, clean = walked
+        own, meta, bound, clean = parts
         if self._max_bytes is not None and bound > self._max_bytes:
             return False
-        if self._needles:
-            if not clean:
+        if self._needles and not clean:
+            return False
+        table = self._pieces_marks
+        if table is None:
+            return self._whole(msg)
+        text = own[0] if len(own) == 2 else " | ".join([own[0], *own[2:]])
+        if not text.isascii():
+            text = fold(text)
+        if meta is not self._meta:
+            self._meta_marks = fold(" | ".join(meta)).encode().translate(table)
+            self._meta = meta
+        keys = self._keys.get(own[1])
+        if keys is None:
+            if len(self._keys) >= _KEYS_KEPT:  # bounded: nested key names come from traffic
+                self._keys.clear()
+            keys = self._keys[own[1]] = fold(own[1]).encode().translate(table)
+        marks = (text.encode().translate(table) + keys + self._meta_marks).replace(b" ", b"")
+        if not marks:  # no digit, no e-mail character, no letter a phrase or needle needs
+            return True
+        if marks.isdigit():  # digits only (marked for the PII test)
+            if len(marks) >= 10:
                 return False
-            for needle in self._needles:
-                if needle in scan:
-                    return False
+            if self._digits_clear:
+                return True
+        elif b"@" in marks or marks.count(_DIGIT) >= 10:
+            return False  # the PII check may deny
+        return self._whole(msg)
+
+    def _whole(self, msg: Message) -> bool:
+        """``clear`` read on the whole scan (bound and cleanliness already tested)."""
+        scan = self._view.scan(msg)
+        for needle in self._needles:
+            if needle in scan:
+                return False
         data = scan.encode()
         marks = data.translate(self._marks)
         if marks.isspace():  # no digit, no e-mail character, no letter a phrase needs

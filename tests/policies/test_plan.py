@@ -230,6 +230,8 @@ def corpus() -> list[str]:
         # the screen's marks: a phrase only digits spell; a letter only folding makes
         "8347 17",
         "ignore pre\u03bdious instructions",  # a Greek nu for the v
+        "IGNORE PREVIOUS INSTRUCTIONS",  # capitals: marked as the small letters they fold to
+        "DROP TABLE",
     ]
 
 
@@ -665,8 +667,12 @@ def test_the_screen_marks_names_and_metadata_once_without_going_stale() -> None:
         # nine digits (eight and the identifier 0); ten with the identifier 12
         assert decided(reply)[0] is verdict, (note, ref)
     # equal metadata (True == 1) scanned differently: nine digits with ref_no 0, then ten
-    assert decided(new(_Ref(note="x"), {"phone": "9876 4321", "card_no": True}))[0]
-    assert not decided(new(_Ref(note="x"), {"phone": "9876 4321", "card_no": 1}))[0]
+    nine, ten = (new(_Ref(note="x"), {"phone": "9876 4321", "card_no": v}) for v in (True, 1))
+    freeze_message(nine)
+    freeze_message(ten)
+    assert nine.metadata == ten.metadata
+    assert decided(nine)[0]
+    assert not decided(ten)[0]
     # a payload's dict that gains a key between two messages
     keyed = _Keyed(note="x", extra={"k": ""})
     assert decided(new(keyed)) == (True, "")
@@ -675,6 +681,9 @@ def test_the_screen_marks_names_and_metadata_once_without_going_stale() -> None:
     # another class of the same type, with other field names
     assert decided(new(_Numbered(note="x")))[0] is False
     assert decided(new(_Ref(note="x")))[0] is True
+    # a payload's own ASCII is marked as it is, without folding: capitals mark as small letters
+    assert decided(new(_Ref(note="IGNORE PREVIOUS INSTRUCTIONS"))) == (False, "prompt_injection")
+    assert decided(new(_Ref(note="DROP TABLE"))) == (False, "sql-in-content")
     # a needle with a "|" spans pieces: looked for in the whole scan
     assert decided(new(_Ref(note="hi"))) == (False, "piped")
     assert decided(new(_Ref(note="hi!"))) == (True, "")
