@@ -7,14 +7,14 @@ why metrics and event streams are observers rather than counters in the hot path
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._correlator import GatherResult
 from ._deadletter import DeadLetter
 from ._log import lazy_logger
 from ._message import Message
 
-__all__ = ["Observer"]
+__all__ = ["Observer", "gather_listener"]
 
 _log = lazy_logger("genie.runtime")
 
@@ -71,6 +71,10 @@ class Observers(Observer):
     def __init__(self, observers: Iterable[Observer], errors: int = 0) -> None:
         self._all = tuple(observers)
         self.errors = errors
+
+    @property
+    def members(self) -> tuple[Observer, ...]:
+        return self._all
 
     def _failed(self, obs: Observer, event: str) -> None:
         self.errors += 1
@@ -130,3 +134,23 @@ class Observers(Observer):
 
     def closed(self) -> None:
         self._each("closed")
+
+
+def _hears_gathers(observer: Observer) -> bool:
+    # A bound method of ``Observer.gathered`` itself is the default no-op; an instance
+    # attribute (no ``__func__``) or an override is someone listening.
+    return getattr(observer.gathered, "__func__", None) is not Observer.gathered
+
+
+def gather_listener(observer: Observer | None) -> Callable[[GatherResult], None] | None:
+    """What the runtime's correlator should call when a fan-in finishes: ``observer.gathered``,
+    or None when nobody in ``observer`` overrides ``gathered``.
+
+    Told of gathers, the runtime holds them back so that each is reported after the
+    ``published`` of the reply that completed it, which sends every gathered reply through the
+    general route; metrics alone (which count no gathers) would pay that path on every reply
+    of a fan-out (~1.2 µs a reply at N = 1000) for an order nobody reads."""
+    if observer is None:
+        return None
+    members = observer.members if isinstance(observer, Observers) else (observer,)
+    return observer.gathered if any(_hears_gathers(obs) for obs in members) else None

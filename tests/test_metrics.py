@@ -20,15 +20,18 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    GatherResult,
     Limits,
     Message,
     Metrics,
+    Observer,
     Payload,
     RetryPolicy,
     Runtime,
     RuntimeStatistics,
     handler,
 )
+from genie._observe import Observers, gather_listener
 
 from .conftest import DenyTo, Echo, Failing, Note, Ping, Pong, Recorder
 
@@ -271,6 +274,8 @@ async def test_gathers_and_correlations_are_counted() -> None:
     assert ok.status == "complete"
     assert late.status == "partial"
     assert total(samples, "genie_gathers_total", status="complete") == 1
+    assert total(samples, "genie_messages_published_total", type="pong") == 1
+    assert total(samples, "genie_fanout_width_bucket", le="0.0") == 1  # the reply: to no agent
     assert total(samples, "genie_gathers_total", status="partial") == 1
     assert total(samples, "genie_gathers_pending") == 0
     assert total(samples, "genie_correlations_active") == 0
@@ -380,3 +385,60 @@ async def test_an_agent_of_several_types_counts_each_in_the_order_met() -> None:
 
     assert order('genie_deliveries_total{agent="both"') == ["note", "ping", "pong"]
     assert order('genie_messages_handled_total{agent="both"') == ["ping", "note", "pong"]
+
+
+class Heard(Observer):
+    """Writes down, in order, the replies published and the gathers finished."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def published(self, msg: Message, recipients: int) -> None:
+        self.events.append(f"published {msg.type}")
+
+    def gathered(self, result: GatherResult) -> None:
+        self.events.append(f"gathered {result.status}")
+
+
+class HeardMetrics(Metrics):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gathers: list[str] = []
+
+    def gathered(self, result: GatherResult) -> None:
+        self.gathers.append(result.status)
+
+
+def test_the_runtime_listens_for_gathers_only_when_an_observer_does() -> None:
+    # Metrics count no gathers: the runtime must not hold gathers back for them (issue 19),
+    # and must for anyone who listens, alone, beside metrics, or set on the instance.
+    assert gather_listener(None) is None
+    assert gather_listener(Metrics()) is None
+    assert gather_listener(Observers([Metrics(), Observer()])) is None
+    assert gather_listener(Heard()) is not None
+    assert gather_listener(HeardMetrics()) is not None
+    assert gather_listener(Observers([Metrics(), Heard()])) is not None
+    patched = Observer()
+    patched.gathered = lambda result: None  # type: ignore[method-assign]
+    assert gather_listener(patched) is not None
+    # The runtime wires it so (a private attribute: what decides the gathered reply's path).
+    assert Runtime(metrics=True)._correlator.on_gathered is None
+    assert Runtime(metrics=HeardMetrics())._correlator.on_gathered is not None
+
+
+async def test_gathers_are_heard_beside_metrics_after_the_reply_that_ends_them() -> None:
+    heard = Heard()
+    alone = HeardMetrics()
+    async with Runtime(metrics=True) as rt, Runtime(metrics=alone) as other:
+        rt.add_observer(heard)
+        for runtime in (rt, other):
+            runtime.add(Echo("echo"))
+            result = await runtime.ask(runtime.message(Ping(), recipient="echo"))
+            assert result.complete
+        assert rt.metrics is not None
+        samples = parse(rt.metrics.text())
+    assert heard.events == ["published ping", "published pong", "gathered complete"]
+    assert alone.gathers == ["complete"]
+    assert total(samples, "genie_gathers_total", status="complete") == 1
+    assert total(samples, "genie_messages_published_total", type="pong") == 1
+    assert total(samples, "genie_fanout_width_bucket", le="0.0") == 1  # the reply: to no agent
