@@ -9,9 +9,11 @@ Every metric is listed in docs/observability.md.
 
 from __future__ import annotations
 
+import math
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
@@ -59,7 +61,9 @@ class _AgentCounts:
     count; any other type is counted in a dict (string keys hash once) after it, in the order
     met, so the exposition lists them as it did. ``durations`` holds counts per bucket, not
     cumulative (one increment per call); ``bisect_left`` puts a value equal to a bound in
-    that bound's bucket, as ``le`` means.
+    that bound's bucket, as ``le`` means. The first bucket's count, where nearly every call
+    of a pure-Python handler falls, is a slot of its own (``fastest``): a call in it touches
+    neither the list nor its items, two more cold lines when 1,000 agents take turns.
     """
 
     __slots__ = (
@@ -67,6 +71,7 @@ class _AgentCounts:
         "enqueued",
         "enqueued_n",
         "enqueued_type",
+        "fastest",
         "ok",
         "ok_n",
         "ok_type",
@@ -80,7 +85,8 @@ class _AgentCounts:
         self.ok_type: str | None = None
         self.ok_n = 0
         self.ok: dict[str, int] = {}
-        self.durations = [0] * buckets  # one per bound, then +Inf
+        self.durations = [0] * buckets  # one per bound, then +Inf; the first in ``fastest``
+        self.fastest = 0
         self.seconds = 0.0
 
     def enqueued_counts(self) -> dict[str, int]:
@@ -92,12 +98,26 @@ class _AgentCounts:
         first, n = self.ok_type, self.ok_n
         return {first: n, **self.ok} if first is not None else dict(self.ok)
 
+    def duration_counts(self) -> list[int]:
+        counts = list(self.durations)
+        counts[0] += self.fastest
+        return counts
+
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
     out, running = [], 0
     for bound, n in zip((*(repr(float(b)) for b in bounds), "+Inf"), counts, strict=True):
         running += n
         out.append((bound, float(running)))
+    return out
+
+
+def _rising(name: str, bounds: Sequence[float]) -> tuple[float, ...]:
+    """``bounds``, checked: a duration's bucket is found by bisection, which needs them in
+    order (and a scrape's ``le`` labels must rise)."""
+    out = tuple(bounds)
+    if any(math.isnan(b) for b in out) or not all(low < high for low, high in pairwise(out)):
+        raise ConfigurationError(f"{name} must rise strictly: {list(out)}")
     return out
 
 
@@ -123,8 +143,11 @@ class Metrics(Observer):
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.runtime: Observed | None = None
-        self._duration_bounds = tuple(duration_buckets)
-        self._fanout_bounds = tuple(fanout_buckets)
+        self._duration_bounds = _rising("duration_buckets", duration_buckets)
+        self._fanout_bounds = _rising("fanout_buckets", fanout_buckets)
+        # Durations at or under it go to ``_AgentCounts.fastest`` without a ``bisect`` (with no
+        # bounds, the first bucket is +Inf and takes every duration).
+        self._first_bound = self._duration_bounds[0] if self._duration_bounds else math.inf
         self._published: dict[str, int] = {}
         self._agents: dict[str, _AgentCounts] = {}
         self._handled: dict[tuple[str, ...], int] = {}  # errors and timeouts (ok is per agent)
@@ -174,7 +197,9 @@ class Metrics(Observer):
         widths[recipients] = widths.get(recipients, 0) + 1
 
     def delivered(self, msg: Message, agent_id: str) -> None:
-        agent = self._agents.get(agent_id) or self._agent(agent_id)
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = self._agent(agent_id)
         key = msg.type
         if key == agent.enqueued_type:
             agent.enqueued_n += 1
@@ -186,7 +211,9 @@ class Metrics(Observer):
             counts[key] = counts.get(key, 0) + 1
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
-        agent = self._agents.get(agent_id) or self._agent(agent_id)
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = self._agent(agent_id)
         key = msg.type
         if key == agent.ok_type:
             agent.ok_n += 1
@@ -196,7 +223,10 @@ class Metrics(Observer):
         else:
             counts = agent.ok
             counts[key] = counts.get(key, 0) + 1
-        agent.durations[bisect_left(self._duration_bounds, duration)] += 1
+        if duration <= self._first_bound:
+            agent.fastest += 1
+        else:
+            agent.durations[bisect_left(self._duration_bounds, duration)] += 1
         agent.seconds += duration
 
     def _agent(self, agent_id: str) -> _AgentCounts:
@@ -283,7 +313,7 @@ class Metrics(Observer):
             labels=["agent"],
         )
         for agent, counts in agents:
-            buckets = _cumulative(self._duration_bounds, list(counts.durations))
+            buckets = _cumulative(self._duration_bounds, counts.duration_counts())
             durations.add_metric([agent], buckets, counts.seconds)
         yield durations
         widths = dict(self._widths)
