@@ -130,8 +130,9 @@ class Metrics(Observer):
 
     ``registry`` defaults to a new ``CollectorRegistry`` of its own; pass
     ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime per
-    process can export). ``serve(port)`` exposes ``/metrics``, ``text()`` renders it,
-    ``write(path)`` saves it.
+    process can export). ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the
+    histograms' upper bounds, rising strictly, or ``ConfigurationError``. ``serve(port)``
+    exposes ``/metrics``, ``text()`` renders it, ``write(path)`` saves it.
     """
 
     def __init__(
