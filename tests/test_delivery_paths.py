@@ -14,6 +14,7 @@ from anyio import wait_all_tasks_blocked
 from genie import (
     AgentOptions,
     BaseAgent,
+    Classification,
     Context,
     Decision,
     DeniedError,
@@ -21,6 +22,7 @@ from genie import (
     MemoryAuditLog,
     Message,
     Payload,
+    Role,
     Runtime,
     RuntimeStatistics,
     WouldBlockError,
@@ -519,3 +521,65 @@ async def test_each_handler_call_gets_its_own_filled_context(deadline: float | N
     first, second = agent.contexts
     assert first is not second
     assert first.message.payload.n == 1  # type: ignore[attr-defined]  # kept, not reused
+
+
+# --- issue 19, seventh pass: the context's options by position --------------------------------
+class Dressed(BaseAgent):
+    """Replies and emits with every option set, by keyword (as the Context protocol has it)."""
+
+    produces = (Note, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        return [
+            ctx.emit(
+                Note(text="aside"),
+                recipient="auditor",
+                role=Role.TOOL,
+                classification=Classification.PII,
+                metadata={"lane": "emit"},
+            ),
+            ctx.reply(
+                Pong(n=payload.n),
+                role=Role.EVALUATOR,
+                classification=Classification.PUBLIC,
+                metadata={"lane": "reply"},
+            ),
+        ]
+
+
+class Keeper(BaseAgent):
+    """Keeps every Note message it is delivered, whole."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.kept: list[Message] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        self.kept.append(ctx.message)
+
+
+async def test_a_reply_and_an_emit_carry_every_option_given_by_keyword() -> None:
+    # RuntimeContext takes the options by position too (a cheaper call): each must still land
+    # in its own field, whatever order the context passes them on in.
+    keeper = Keeper("auditor")
+    async with Runtime([Dressed("dressed"), keeper]) as rt:
+        asked = rt.message(Ping(n=3), sender="caller", recipient="dressed")
+        result = await rt.ask(asked)
+        await rt.wait_idle()
+    reply = result.message
+    assert reply.payload == Pong(n=3)
+    assert (reply.recipient, reply.role, reply.classification) == (
+        "caller",
+        Role.EVALUATOR,
+        Classification.PUBLIC,
+    )
+    assert dict(reply.metadata) == {"lane": "reply"}
+    (aside,) = keeper.kept
+    assert (aside.recipient, aside.role, aside.classification) == (
+        "auditor",
+        Role.TOOL,
+        Classification.PII,
+    )
+    assert dict(aside.metadata) == {"lane": "emit"}
