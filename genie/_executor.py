@@ -134,7 +134,9 @@ class Executors:
         ready = self.ready
         run_one = self._run_one
         batch = self._batch
-        done = 0
+        # Handlers left before the next yield, counted down: a count kept below 257 is one of
+        # CPython's cached small ints (``done += 1`` past 256 allocated an int a delivery).
+        left = batch
         with worker.scope:
             while True:
                 while ready:
@@ -146,8 +148,9 @@ class Executors:
                     await run_one(mailbox, worker)
                     if worker.cancelled:
                         return True  # even if the handler swallowed it: never reuse the scope
-                    done += 1
-                    if done % batch == 0:
+                    left -= 1
+                    if not left:
+                        left = batch
                         self._yielding += 1
                         try:
                             await checkpoint()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -224,3 +226,48 @@ async def test_a_backlog_drains_while_other_handlers_block() -> None:
         gate.set()
         await drain(rt)
     assert all(len(agent.seen) == 1 for agent in blocked)
+
+
+class Looper(BaseAgent):
+    """Sends itself the next Ping until the ``last``-th, never awaiting: only the executor's
+    own yields let another task run meanwhile."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, last: int) -> None:
+        super().__init__(id)
+        self.seen = 0
+        self.last = last
+        self.done = anyio.Event()
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message | None:
+        self.seen += 1
+        if payload.n == self.last:
+            self.done.set()
+            return None
+        return ctx.emit(Ping(n=payload.n + 1), recipient=self.id)
+
+
+async def test_an_executor_yields_every_64_handlers_of_a_long_backlog(
+    anyio_backend_name: str,
+) -> None:
+    # Issue 19, seventh pass: the executor counts down to its next yield. Another task must
+    # get a turn at least every 64 handlers of a run that never awaits, and not much more
+    # often (a yield is a turn of the event loop, about a delivery's cost).
+    looper = Looper("looper", 1000)
+    limits = Limits(max_hops=2000, correlation_budget=2000)
+    async with Runtime([looper], limits=limits) as rt:
+        await rt.publish(rt.message(Ping(n=1), recipient="looper"))
+        seen_at = [looper.seen]
+        with anyio.fail_after(10):
+            while not looper.done.is_set():
+                await anyio.lowlevel.checkpoint()
+                seen_at.append(looper.seen)
+        await drain(rt)
+    steps = [b - a for a, b in itertools.pairwise(seen_at) if b != a]
+    assert looper.seen == 1000
+    # trio runs each ready task once per batch in a random order, so the executor may take
+    # two turns between two of this task's: up to 128 handlers apart there.
+    assert max(steps) <= (64 if anyio_backend_name == "asyncio" else 128), steps
+    assert len(steps) >= 1000 // 128, steps
