@@ -9,7 +9,7 @@ from typing import Any
 
 from .._freeze import FrozenDict
 from .._message import Message
-from ._normalise import fold, payload_pieces, pieces, scan_text, words
+from ._normalise import Shapes, fold, payload_pieces, pieces, scan_text, words
 
 __all__ = ["ContentView", "quote", "roles_of"]
 
@@ -43,6 +43,7 @@ class ContentView:
         "_msg",
         "_pieces",
         "_scan",
+        "_shapes",
         "_text",
         "_words",
     )
@@ -58,9 +59,10 @@ class ContentView:
         self._clean = False
         self._meta: object = None  # the last frozen metadata read, and its pieces
         self._meta_pieces: list[str] = []
+        self._shapes: Shapes = {}  # what the walk read of each payload class
 
     def _reset(self, msg: Message) -> None:
-        walked = payload_pieces(msg.payload)
+        walked = payload_pieces(msg.payload, self._shapes)
         if walked is None:
             self._pieces = None
         else:

@@ -30,6 +30,7 @@ from .._freeze import FrozenDict, FrozenList
 __all__ = [
     "compact_words",
     "fold",
+    "Shapes",
     "payload_pieces",
     "pieces",
     "scan_text",
@@ -240,6 +241,7 @@ def scan_text(data: Any, metadata: Mapping[str, object]) -> str:
 # Past 30 digits (card numbers have up to 19) an int's JSON is longer than the 32 bytes the bound
 # allows a value, and past 4,300 Python cannot parse it back: the JSON way decides for it.
 _BIG = 10**30
+_NEGATIVE_BIG = -_BIG
 # A payload with more containers than this goes the JSON way: it bounds the walk (a cycle made
 # with ``model_construct`` fails to dump, as it should) and keeps nesting too deep for
 # ``json.loads`` (which raises) on the path that raises.
@@ -263,25 +265,13 @@ _SERIALISATION_KEYS = frozenset(
 _NOT_SCHEMAS = frozenset({"default", "expected", "metadata", "cls", "config", "ref"})
 
 
-@functools.lru_cache(maxsize=256)
-def _walkable(
-    cls: type[BaseModel],
-) -> tuple[frozenset[type[BaseModel]], frozenset[str], frozenset[str]] | None:
-    """``_plain_models(cls)``, the class's fields and which of them are identifiers (one cached
-    call per payload instead of one per numeric field), or None."""
-    models = _plain_models(cls)
-    if models is None:
-        return None
-    fields = frozenset(cls.model_fields)
-    return models, fields, frozenset(name for name in fields if _is_identifier(name))
-
-
-def _plain_models(cls: type[BaseModel]) -> frozenset[type[BaseModel]] | None:
-    """The model classes a payload of class ``cls`` may hold when its JSON is its fields as they
-    are (each model's ``__dict__`` in order, strings, numbers, lists and dicts unchanged), or
-    None when a serializer, an alias, an exclusion, a computed field, a root model, a setting
-    or a schema type could make it differ. Models related by inheritance are refused: a field
-    declared as the base dumps a subclass instance as the base."""
+def _plain_models(cls: type[BaseModel]) -> dict[type[BaseModel], frozenset[str]] | None:
+    """The model classes (with their fields) a payload of class ``cls`` may hold when its JSON
+    is its fields as they are (each model's ``__dict__`` in order, strings, numbers, lists and
+    dicts unchanged), or None when a serializer, an alias, an exclusion, a computed field, a
+    root model, a setting or a schema type could make it differ. Models related by
+    inheritance are refused: a field declared as the base dumps a subclass instance as the
+    base."""
     models: set[type[BaseModel]] = set()
     stack: list[Any] = [cls.__pydantic_core_schema__]
     while stack:
@@ -306,66 +296,133 @@ def _plain_models(cls: type[BaseModel]) -> frozenset[type[BaseModel]] | None:
         stack += (v for k, v in node.items() if k not in _NOT_SCHEMAS)
     if any(a is not b and issubclass(a, b) for a in models for b in models):
         return None
-    return frozenset(models)
+    # A key of ``__dict__`` that is not a field is not in the JSON: the walk asks by these.
+    return {model: frozenset(model.model_fields) for model in models}
 
 
-def payload_pieces(payload: BaseModel) -> tuple[list[str], int, bool] | None:
+class _Shape:
+    """One payload class as the walk reads it: its plain models (None: the JSON way), its
+    fields in order (what a validated payload's ``__dict__`` holds), which of them are
+    identifiers, and their names joined, with what ``_clean`` says of them."""
+
+    __slots__ = (
+        "extra",
+        "field_set",
+        "fields",
+        "identifiers",
+        "identifying",
+        "models",
+        "names",
+        "names_clean",
+    )
+
+    def __init__(self, cls: type[BaseModel]) -> None:
+        self.models = _plain_models(cls)
+        self.fields = tuple(cls.model_fields)
+        self.field_set = frozenset(self.fields)
+        self.identifiers = frozenset(name for name in self.fields if _is_identifier(name))
+        self.identifying = tuple(name in self.identifiers for name in self.fields)
+        self.names = " ".join(self.fields)
+        self.names_clean = _clean(self.names)
+        # Only a class that allows extra fields dumps its ``__pydantic_extra__``.
+        self.extra = cls.model_config.get("extra") == "allow"
+
+
+Shapes = dict[type[BaseModel], _Shape]
+"""What the walk has read of each payload class, by class object (``payload_pieces``)."""
+
+# Classes kept in a ``Shapes``: bounded by the program's classes, not by traffic; past this
+# (classes made at run time) it starts again.
+_SHAPES_KEPT = 256
+
+
+def _clean(text: str) -> bool | None:
+    """Whether JSON holds ``text`` as it is (printable ASCII, nothing escaped); None when it
+    cannot encode it (a lone surrogate: the JSON way then fails, as it always did)."""
+    if text.isascii():
+        return text.isprintable() and '"' not in text and "\\" not in text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return None
+    return False
+
+
+def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, bool] | None:
     """``pieces`` of the payload's JSON, read from the model (no dump, no parse), with an upper
     bound of the JSON's length in UTF-8 bytes and whether that JSON holds each string as it is
     (ASCII, nothing escaped); None when the JSON way must decide (see ``_plain_models``, and an
-    unexpected value: an enum, a date, a big number, a string that cannot be encoded)."""
-    facts = _walkable(type(payload))
-    if facts is None or payload.__pydantic_extra__:
+    unexpected value: an enum, a date, a big number, a string that cannot be encoded).
+
+    What depends on the payload's class alone is read once into ``shapes``."""
+    cls = type(payload)
+    shape = shapes.get(cls)
+    if shape is None:
+        if len(shapes) >= _SHAPES_KEPT:
+            shapes.clear()
+        shape = shapes[cls] = _Shape(cls)
+    models = shape.models
+    if models is None or (shape.extra and payload.__pydantic_extra__):
         return None
-    models, fields, identifiers = facts  # a key of ``__dict__`` not a field is asked by name
-    strings: list[str] = []
-    keys: list[str] = []
-    numbers: list[str] = []
     values = payload.__dict__
-    keys.extend(values)
+    fields, identifying = shape.fields, shape.identifying
+    # The class's names hold while ``__dict__`` holds its fields in order (a payload made with
+    # ``model_construct`` may miss one); a key that is not a field (``model_copy`` adds one)
+    # is not in the JSON, which the JSON way then shows.
+    same = len(values) == len(fields)
+    strings: list[str] = []
+    keys: list[str] = []  # nested keys, after the top-level ones
+    numbers: list[str] = []
     others = 0  # values other than strings: at most 32 bytes each, with their punctuation
+    at = 0
     # Depth-first in document order, as ``_collect``: a flat payload never leaves this loop.
     for field, item in values.items():
+        if not same or field != fields[at]:
+            if field not in shape.field_set:
+                return None
+            same = False
         kind = type(item)
         if kind is str:
             strings.append(item)
-            continue
-        others += 1
-        if kind is int:
-            if not -_BIG < item < _BIG:
-                return None
-            if field in identifiers or (field not in fields and _is_identifier(field)):
-                numbers.append(str(item))
-        elif kind is float:
-            if item.is_integer() and (
-                field in identifiers or (field not in fields and _is_identifier(field))
-            ):
-                numbers.append(str(int(item)))
-        elif kind is not bool and item is not None:
-            counted = _walk_nested(field, item, models, strings, keys, numbers)
-            if counted < 0:
-                return None
-            others += counted
+        else:
+            others += 1
+            if kind is int:
+                if not _NEGATIVE_BIG < item < _BIG:
+                    return None
+                if identifying[at] if same else field in shape.identifiers:
+                    numbers.append(str(item))
+            elif kind is float:
+                if item.is_integer() and (identifying[at] if same else field in shape.identifiers):
+                    numbers.append(str(int(item)))
+            elif kind is not bool and item is not None:
+                counted = _walk_nested(field, item, models, strings, keys, numbers)
+                if counted < 0:
+                    return None
+                others += counted
+        at += 1  # noqa: SIM113
     text = " ".join(strings)
-    names = " ".join(keys)
-    both = text + names  # each test below once, on both (a str method call costs as much)
-    clean = both.isascii()
-    if not clean:
-        try:  # a lone surrogate fails the dump: the JSON way then fails as it always did
-            both.encode()
-        except UnicodeEncodeError:
-            return None
-    elif not both.isprintable() or '"' in both or "\\" in both:
-        clean = False  # escaped in JSON: up to six bytes a character
+    clean: bool | None
+    if same and not keys and shape.names_clean:
+        names = shape.names
+        if text.isascii():
+            clean = text.isprintable() and '"' not in text and "\\" not in text
+        else:
+            clean = _clean(text)
+    else:
+        names = " ".join([*values, *keys])
+        clean = _clean(text + names)
+    if clean is None:
+        return None
     chars = len(text) + len(names)
-    bound = (chars if clean else 6 * chars) + 4 * (len(strings) + len(keys)) + 32 * others + 2
+    bound = 4 * (len(strings) + len(values) + len(keys)) + 32 * others + 2
+    bound += chars if clean else 6 * chars
     return [text, names, *numbers], bound, clean
 
 
 def _walk_nested(
     field: str,
     value: Any,
-    models: frozenset[type[BaseModel]],
+    models: dict[type[BaseModel], frozenset[str]],
     strings: list[str],
     keys: list[str],
     numbers: list[str],
@@ -403,8 +460,11 @@ def _walk_nested(
                 push(reversed(value.items()))
             elif kind is list or kind is tuple or kind is FrozenList:
                 push((field, item) for item in reversed(value))
-            elif kind in models and not value.__pydantic_extra__:
-                items = value.__dict__
+            elif (
+                kind in models
+                and not value.__pydantic_extra__
+                and models[kind].issuperset(items := value.__dict__)
+            ):
                 keys.extend(items)
                 push(reversed(items.items()))
             else:

@@ -142,7 +142,7 @@ def test_the_walk_finds_what_the_json_holds() -> None:
             msg = Message.new(payload, sender="u", metadata={"note": rng.choice(WORDS)})
             freeze_message(msg)
             payload = msg.payload
-        found = payload_pieces(payload)
+        found = payload_pieces(payload, {})
         assert found is not None, payload
         got, bound, is_clean = found
         assert got == as_json(payload), payload
@@ -299,7 +299,7 @@ class Loose(Payload):
 def test_a_payload_whose_json_the_walk_cannot_predict_goes_the_json_way(
     payload: Payload,
 ) -> None:
-    assert payload_pieces(payload) is None
+    assert payload_pieces(payload, {}) is None
     msg = Message.new(payload, sender="u")
     view = ContentView()
     try:
