@@ -24,6 +24,7 @@ worker children.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -109,13 +110,101 @@ def chain(transport: Any, rounds: int) -> Runtime:
 async def _genie_worker(url: str, rounds: int, namespace: str) -> None:
     from genie.nats import NatsNames, NatsTransport
 
+    counts = _count_fetches()
     transport = NatsTransport(url, NatsNames(namespace), hosted=[f"hop{i}" for i in range(HOPS)])
     rt = chain(transport, rounds)
     transport.attach(rt)
     await transport.connect()
     async with rt:
+        await _answer_counts(url, namespace, lambda: counts)
         print("ready", flush=True)
         await anyio.sleep_forever()
+
+
+@dataclasses.dataclass
+class FetchCounts:
+    """What a worker fetched and started: pull requests, the deliveries they brought, the
+    deliveries started, the seconds they waited between fetch and start (summed), and the
+    largest batch."""
+
+    fetches: int = 0
+    fetched: int = 0
+    started: int = 0
+    unstarted_seconds: float = 0.0
+    largest_batch: int = 0
+
+    def fetched_now(self, batch: list[Any]) -> None:
+        self.fetches += 1
+        self.fetched += len(batch)
+        self.largest_batch = max(self.largest_batch, len(batch))
+
+    def add(self, other: FetchCounts) -> None:
+        for f in ("fetches", "fetched", "started", "unstarted_seconds"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.largest_batch = max(self.largest_batch, other.largest_batch)
+
+
+def _count_fetches() -> FetchCounts:
+    """Count this genie worker's fetches and starts by wrapping the transport's fetch and
+    delivery (not its own statistics: the same wrapping counts a tree from before them, so
+    an A/B runs this file against both)."""
+    import genie._nats as transport_module
+
+    counts = FetchCounts()
+    fetched_at: dict[int, float] = {}
+    fetch, deliver = transport_module.fetch_ready, transport_module.NatsTransport._deliver
+
+    async def counted_fetch(*args: Any, **kwargs: Any) -> Any:
+        batch = await fetch(*args, **kwargs)
+        now = time.monotonic()
+        counts.fetched_now(batch)
+        for raw in batch:
+            fetched_at[id(raw)] = now
+        return batch
+
+    async def counted_deliver(self: Any, mb: Any, raw: Any) -> None:
+        counts.started += 1
+        counts.unstarted_seconds += time.monotonic() - fetched_at.pop(id(raw), time.monotonic())
+        await deliver(self, mb, raw)
+
+    transport_module.fetch_ready = counted_fetch
+    transport_module.NatsTransport._deliver = counted_deliver  # type: ignore[method-assign]
+    return counts
+
+
+def _counts_subject(name: str) -> str:
+    return f"bench.counts.{name}"
+
+
+async def _answer_counts(url: str, name: str, counts: Callable[[], FetchCounts]) -> None:
+    """Answer the bench's requests for this worker's fetch counts (on a connection of its
+    own: the worker's is the one measured)."""
+    import nats
+
+    nc = await nats.connect(url)
+
+    async def answer(msg: Any) -> None:
+        await msg.respond(json.dumps(dataclasses.asdict(counts())).encode())
+
+    await nc.subscribe(_counts_subject(name), cb=answer)
+
+
+async def _gather_counts(url: str, name: str, workers: int) -> FetchCounts:
+    """The fetch counts of a configuration's ``workers`` workers together."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, max_msgs=workers)
+        await nc.publish(_counts_subject(name), b"", reply=inbox)
+        total = FetchCounts()
+        for _ in range(workers):
+            msg = await sub.next_msg(timeout=5)
+            total.add(FetchCounts(**json.loads(msg.data)))
+        return total
+    finally:
+        await nc.close()
 
 
 def _bare_stream(prefix: str) -> str:
@@ -135,12 +224,18 @@ async def _bare_worker(url: str, rounds: int, prefix: str) -> None:
     )
     stream = _bare_stream(prefix)
     psub = await js.pull_subscribe(f"{prefix}.job.*", durable=prefix, stream=stream, config=config)
+    counts = FetchCounts()
+    await _answer_counts(url, prefix, lambda: counts)
     print("ready", flush=True)
     pending = 0
     while True:
         batch = await fetch_ready(psub, CONCURRENCY, pending)
+        fetched_at = time.monotonic()
+        counts.fetched_now(batch)
         pending = batch[-1].metadata.num_pending if batch else 0
         for raw in batch:
+            counts.started += 1
+            counts.unstarted_seconds += time.monotonic() - fetched_at
             work(rounds)
             hop = int(raw.subject.rsplit(".", 1)[1])
             if hop + 1 < HOPS:
@@ -191,23 +286,32 @@ class _CpuMeter:
     then (``idle``: zero unless a signal went astray); and the server's messages in that
     round (from its monitoring)."""
 
-    def __init__(self, server: int, workers: list[int], idle: list[int], monitor: str) -> None:
+    def __init__(
+        self, server: int, workers: list[int], idle: list[int], monitor: str, url: str, name: str
+    ) -> None:
         self.pids = {"server": [server], "workers": workers, "idle": idle}
         self.monitor = monitor
+        self.url, self.name = url, name
         self.start: dict[str, float] = {}
         self.counts: dict[str, float] = {}
+        self.fetch = FetchCounts()
 
-    def begin(self) -> None:
+    async def begin(self) -> None:
+        self.fetch = await _gather_counts(self.url, self.name, len(self.pids["workers"]))
         self.counts = _server_counts(self.monitor)
         self.start = {k: sum(map(_cpu, v)) for k, v in self.pids.items()}
         self.start["entry"] = time.process_time()
 
-    def used(self) -> dict[str, float]:
+    async def used(self) -> dict[str, float]:
         out = {k: sum(map(_cpu, v)) - self.start[k] for k, v in self.pids.items()}
         out["entry"] = time.process_time() - self.start["entry"]
         now = _server_counts(self.monitor)
         for k, v in now.items():
             out[f"msgs {k}"] = v - self.counts.get(k, 0)
+        fetch = await _gather_counts(self.url, self.name, len(self.pids["workers"]))
+        for k in ("fetches", "fetched", "started", "unstarted_seconds"):
+            out[f"fetch {k}"] = getattr(fetch, k) - getattr(self.fetch, k)
+        out["fetch largest_batch"] = fetch.largest_batch
         return out
 
 
@@ -239,14 +343,14 @@ async def _drive(
             latencies.append(time.perf_counter() - t0)
 
     if cpu is not None:
-        cpu.begin()
+        await cpu.begin()
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for _ in range(concurrency):
             tg.start_soon(lane)
     out: dict[str, Any] = {"wall": time.perf_counter() - started, "latencies": latencies}
     if cpu is not None:
-        out["used"] = cpu.used()
+        out["used"] = await cpu.used()
     return out
 
 
@@ -329,6 +433,14 @@ def _row(measured: list[dict[str, Any]], requests: int) -> dict[str, Any]:
     }
     for k in ("server", "workers", "entry", "idle"):
         row[f"cpu_us_{k}"] = used[k] / deliveries * 1e6
+    # The fetch sizing's counts: pull requests per delivery, the mean time a delivery waited
+    # in a worker between its fetch and its start (out of the other workers' reach), and the
+    # largest batch a worker fetched since it started.
+    started = sum(m["used"]["fetch started"] for m in measured) or 1
+    row["fetches_per_delivery"] = sum(m["used"]["fetch fetches"] for m in measured) / started
+    unstarted_s = sum(m["used"]["fetch unstarted_seconds"] for m in measured)
+    row["unstarted_ms_per_delivery"] = unstarted_s / started * 1e3
+    row["largest_batch"] = max(m["used"]["fetch largest_batch"] for m in measured)
     row["server_msgs"] = {
         k.removeprefix("msgs "): round(v / deliveries, 3)
         for k, v in used.items()
@@ -365,8 +477,9 @@ def _case(
             name = f"{impl}{count}"
             kind = "worker" if impl == "genie" else "bare"
             procs[impl, count] = _start([kind, url, str(work_rounds), name], count)
-        for group in procs.values():
-            _ready(group)
+            # One configuration at a time: a dozen workers creating their consumers at once
+            # on a loaded machine timed out their JetStream requests at start-up.
+            _ready(procs[impl, count])
         measured: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in configs}
         for r in range(rounds):
             progress(f"nats: round {r + 1}/{rounds}, {work_rounds} sha256 rounds")
@@ -378,8 +491,8 @@ def _case(
                 # take a little of the cores, which the CPU-bound configurations need most.
                 _signal(idle, signal.SIGSTOP)
                 _signal(mine, signal.SIGCONT)
-                cpu = _CpuMeter(server_pid, mine, idle, monitor)
                 name = f"{impl}{count}"
+                cpu = _CpuMeter(server_pid, mine, idle, monitor, url, name)
                 if impl == "genie":
                     args = (url, name, requests, concurrency, work_rounds, cpu)
                     measured[impl, count].append(anyio.run(_genie_entry, *args))
@@ -420,13 +533,14 @@ def measure(
     progress: Callable[[str], None],
     *,
     handler_bound: bool = True,
+    light: bool = True,
     rounds: int = ROUNDS,
 ) -> dict[str, Any]:
     """Genie on NATS and the bare work queue, with each worker count, with the light handler
-    (the rows at the top level, ``requests`` requests per configuration) and the
-    handler-bound one (``handler_bound``, unless told not to; a quarter of the requests),
-    each configuration's requests spread over ``rounds`` alternating rounds; ratios from the
-    same rounds. One server for the whole run."""
+    (the rows at the top level, ``requests`` requests per configuration; unless ``light`` is
+    false) and the handler-bound one (``handler_bound``, unless told not to; a quarter of the
+    requests), each configuration's requests spread over ``rounds`` alternating rounds;
+    ratios from the same rounds. One server for the whole run."""
     from nats.js.api import RetentionPolicy, StreamConfig
 
     from genie.nats import LocalNatsServer
@@ -456,32 +570,54 @@ def measure(
         pid = server.process.pid
         args = (server.url, pid, server.monitor_url, workers)
         out: dict[str, Any] = {"hops": HOPS, "concurrency": concurrency}
-        each = max(1, requests // rounds)
-        out |= _case(*args, each, concurrency, rounds, LIGHT, progress)
+        if light:
+            each = max(1, requests // rounds)
+            out |= _case(*args, each, concurrency, rounds, LIGHT, progress)
         if handler_bound:
             heavy = max(1, requests // HEAVY_SHARE // rounds)
             out["handler_bound"] = _case(*args, heavy, concurrency, rounds, HEAVY, progress)
     return out
 
 
+USAGE = """\
+usage: python -m genie_bench.scaleout measure [N [W,...]] [--light | --heavy]
+       python -m genie_bench.scaleout worker|bare URL ROUNDS NAME   (the bench's children)
+
+measure: N requests per configuration (default 8000; the handler-bound case runs a quarter),
+W,... the worker counts (default 1,2,3); --light the light handler only, --heavy the
+handler-bound one only. Prints progress, then the results as JSON."""
+
+
+def _measure_args(args: list[str]) -> tuple[int, list[int], bool, bool] | None:
+    """``measure``'s arguments: requests, worker counts, light, handler-bound; None if they
+    are not of its form."""
+    flags = [a for a in args if a.startswith("-")]
+    rest = [a for a in args if not a.startswith("-")]
+    if len(flags) > 1 or not set(flags) <= {"--light", "--heavy"} or len(rest) > 2:
+        return None
+    numbers = rest[:1] + (rest[1].split(",") if len(rest) > 1 else [])
+    if not all(n.isdigit() and int(n) > 0 for n in numbers):
+        return None
+    requests = int(rest[0]) if rest else 8000
+    counts = [int(c) for c in rest[1].split(",")] if len(rest) > 1 else [1, 2, 3]
+    return requests, counts, "--heavy" not in flags, "--light" not in flags
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) == 4 and argv[0] == "worker":
-        anyio.run(_genie_worker, argv[1], int(argv[2]), argv[3])
+    if len(argv) == 4 and argv[0] in ("worker", "bare") and argv[2].isdigit():
+        if argv[0] == "worker":
+            anyio.run(_genie_worker, argv[1], int(argv[2]), argv[3])
+        else:
+            asyncio.run(_bare_worker(argv[1], int(argv[2]), argv[3]))
         return 0
-    if len(argv) == 4 and argv[0] == "bare":
-        asyncio.run(_bare_worker(argv[1], int(argv[2]), argv[3]))
-        return 0
-    if len(argv) >= 1 and argv[0] == "measure":  # by hand: measure [N [W,..]] [--light]
-        light = "--light" in argv  # the light handler only (A/B runs of the transport's cost)
-        args = [a for a in argv[1:] if a != "--light"]
-        requests = int(args[0]) if args else 8000
-        counts = [int(c) for c in args[1].split(",")] if len(args) > 1 else [1, 2, 3]
-        results = measure(counts, requests, CONCURRENCY, print, handler_bound=not light)
-        print(json.dumps(results, indent=2))
-        return 0
-    usage = "usage: python -m genie_bench.scaleout worker|bare URL ROUNDS NAME | measure [N [W,..]]"
-    print(usage, file=sys.stderr)
-    return 2
+    parsed = _measure_args(argv[1:]) if argv[:1] == ["measure"] else None
+    if parsed is None:
+        print(USAGE, file=sys.stderr)
+        return 0 if argv in (["--help"], ["-h"]) else 2
+    requests, counts, light, heavy = parsed
+    results = measure(counts, requests, CONCURRENCY, print, handler_bound=heavy, light=light)
+    print(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
