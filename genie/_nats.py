@@ -44,14 +44,21 @@ from anyio.abc import TaskGroup
 from ._context import Timer
 from ._correlator import Missing, _Correlation
 from ._errors import ConfigurationError
-from ._executor import Worker
+from ._executor import Worker, checkpoint
 from ._log import lazy_logger
 from ._mailbox import Handoff, Mailbox, Queued
 from ._message import Message
 from ._nats_audit import NatsAuditLog
 from ._nats_cancel import NatsCancellations
 from ._nats_consent import NatsConsentLedger
-from ._nats_consumer import InProgressBeats, ack_wait_of, consumer_config, fetch_ready
+from ._nats_consumer import (
+    FetchCounts,
+    InProgressBeats,
+    ack_wait_of,
+    batch_limit,
+    consumer_config,
+    fetch_ready,
+)
 from ._nats_names import NatsNames, ensure_streams, need_server
 from ._nats_replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from ._nats_requests import give_answer
@@ -138,6 +145,8 @@ class NatsTransport(LocalTransport):
         # first charge made here for the correlation adds the root's 1 (``_admit_charged``).
         self._owed: dict[str, int] = {}
         self._beats = InProgressBeats()
+        # Per hosted agent: what its consumer pulled and started (an A/B of fetch sizing).
+        self.fetching: dict[str, FetchCounts] = {}
         self._local_schedule: Callable[[Message, float], Timer] | None = None
         self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
         self._sends: Counter[str] = Counter()  # every send from outside a handler, ever
@@ -690,24 +699,51 @@ class NatsTransport(LocalTransport):
                 _log.warning("cannot bind the consumer of %s (%s); retrying", mb.id, exc)
                 await anyio.sleep(0.5)
         limiter = anyio.Semaphore(mb.max_concurrency)
+        counts = self.fetching[mb.id] = FetchCounts()
         async with anyio.create_task_group() as tg:
             pending = 0
+            most = 1  # the first batch: one, to learn how fast this loop starts deliveries
+            pace = 0.0  # the seconds of the loop per delivery the last batch took to start
             while True:
-                # A fetch for every free slot (the server hands out no more than
-                # max_ack_pending across all workers, so a batch never overdraws it).
+                # A fetch for what the worker can start now: its free slots (the server hands
+                # out no more than max_ack_pending across all workers), at most what it
+                # started in FETCH_AHEAD at the last batch's pace, and only once every
+                # delivery fetched before has started. What it cannot start soon stays in
+                # the stream for the other workers (docs/scale-out.md, "Fetch sizing").
                 await limiter.acquire()
                 free = 1
                 while limiter.value:
                     limiter.acquire_nowait()
                     free += 1
-                batch = await fetch_ready(psub, free, pending)
+                batch = await fetch_ready(psub, min(free, most), pending, late=pace)
+                fetched_at = anyio.current_time()
+                counts.fetches += 1
+                counts.fetched += len(batch)
+                counts.unstarted = len(batch)
+                counts.most_unstarted = max(counts.most_unstarted, len(batch))
                 pending = batch[-1].metadata.num_pending if batch else 0
                 for _ in range(free - len(batch)):
                     limiter.release()
                 for raw in batch:
-                    tg.start_soon(self._one, mb, raw, limiter)
+                    tg.start_soon(self._one, mb, raw, limiter, counts, fetched_at)
+                # The batch starts in the loop's next turn (each handler up to its first
+                # wait), before the next fetch; its outputs are written together after it.
+                await checkpoint()
+                if batch:
+                    pace = (anyio.current_time() - fetched_at) / len(batch)
+                    most = batch_limit(pace, mb.max_concurrency)
 
-    async def _one(self, mb: Mailbox, raw: Msg, limiter: anyio.Semaphore) -> None:
+    async def _one(
+        self,
+        mb: Mailbox,
+        raw: Msg,
+        limiter: anyio.Semaphore,
+        counts: FetchCounts,
+        fetched_at: float,
+    ) -> None:
+        counts.started += 1
+        counts.unstarted -= 1
+        counts.unstarted_seconds += anyio.current_time() - fetched_at
         try:
             await self._deliver(mb, raw)
         finally:
