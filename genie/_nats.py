@@ -71,6 +71,7 @@ from ._nats_wire import (
     REQUEST,
     UNCHARGED,
     NatsPublisher,
+    bound,
     message_json,
 )
 from ._transport import Delivery, LocalTransport, delivery_id
@@ -640,15 +641,18 @@ class NatsTransport(LocalTransport):
                 failed.append(exc)
                 stop.set()
 
-        sub = await self.js.subscribe(
-            self.names.outcome(self.origin),
-            stream=self.names.outcomes,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            # Two missed beats and the client recreates the consumer: after a broker
-            # restart the outcome records flow again within about two seconds.
-            idle_heartbeat=1.0,
-            cb=apply,
+        sub = await bound(
+            "follow this process's outcome records",
+            lambda: self.js.subscribe(
+                self.names.outcome(self.origin),
+                stream=self.names.outcomes,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                # Two missed beats and the client recreates the consumer: after a broker
+                # restart the outcome records flow again within about two seconds.
+                idle_heartbeat=1.0,
+                cb=apply,
+            ),
         )
         try:
             await self.consent.loaded.wait()  # policies admit against the shared ledger
@@ -682,22 +686,18 @@ class NatsTransport(LocalTransport):
 
     # --- the worker: running deliveries from the broker -----------------------------------------
     async def _consume(self, mb: Mailbox) -> None:
-        from nats.errors import Error as NatsError
 
         await self._ready.wait()  # its outputs are admitted against the shared consent ledger
         await self.cancellations.loaded.wait()  # a cancelled correlation's deliveries never run
-        while True:  # through broker restarts
-            try:
-                psub = await self.js.pull_subscribe(
-                    self.names.agent(mb.id),
-                    durable=self.names.consumer(mb.id),
-                    stream=self.names.work,
-                    config=consumer_config(self.names, mb, self.ack_wait),
-                )
-                break
-            except (NatsError, TimeoutError) as exc:
-                _log.warning("cannot bind the consumer of %s (%s); retrying", mb.id, exc)
-                await anyio.sleep(0.5)
+        psub = await bound(
+            f"bind the consumer of {mb.id}",
+            lambda: self.js.pull_subscribe(
+                self.names.agent(mb.id),
+                durable=self.names.consumer(mb.id),
+                stream=self.names.work,
+                config=consumer_config(self.names, mb, self.ack_wait),
+            ),
+        )
         limiter = anyio.Semaphore(mb.max_concurrency)
         counts = self.fetching[mb.id] = FetchCounts()
         async with anyio.create_task_group() as tg:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._log import lazy_logger
+from ._nats_wire import bound
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -69,15 +70,21 @@ class NatsCancellations:
         id as it comes; set ``loaded`` once what the stream held is in."""
         from nats.js.api import DeliverPolicy
 
-        if (await js.stream_info(self.stream)).state.messages == 0:
-            self.loaded.set()
-        sub = await js.subscribe(
-            self.subject,
-            stream=self.stream,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            idle_heartbeat=1.0,  # two missed beats and the client recreates the consumer
+        info = await bound(
+            f"read the cancel stream {self.stream}", lambda: js.stream_info(self.stream)
         )
+        sub = await bound(
+            f"follow the cancel stream {self.stream}",
+            lambda: js.subscribe(
+                self.subject,
+                stream=self.stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                idle_heartbeat=1.0,  # two missed beats and the client recreates the consumer
+            ),
+        )
+        if info.state.messages == 0:
+            self.loaded.set()  # loaded, and followed from here on
         try:
             async for raw in sub.messages:
                 correlation_id = raw.data.decode(errors="replace")

@@ -16,6 +16,7 @@ import anyio
 
 from ._errors import ConfigurationError
 from ._log import lazy_logger
+from ._nats_wire import bound
 from .policies._compliance import Consent
 
 if TYPE_CHECKING:
@@ -91,15 +92,19 @@ class NatsConsentLedger:
 
         stream = f"KV_{self.bucket}"
         prefix = f"$KV.{self.bucket}."
-        if (await js.stream_info(stream)).state.messages == 0:
-            self.loaded.set()
-        sub = await js.subscribe(
-            f"{prefix}>",
-            stream=stream,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            idle_heartbeat=1.0,  # two missed beats and the client recreates the consumer
+        info = await bound(f"read the consent bucket {self.bucket}", lambda: js.stream_info(stream))
+        sub = await bound(
+            f"follow the consent bucket {self.bucket}",
+            lambda: js.subscribe(
+                f"{prefix}>",
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                idle_heartbeat=1.0,  # two missed beats and the client recreates the consumer
+            ),
         )
+        if info.state.messages == 0:
+            self.loaded.set()  # loaded, and followed from here on
         try:
             async for raw in sub.messages:
                 key = raw.subject[len(prefix) :]

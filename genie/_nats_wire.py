@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
 
+_T = TypeVar("_T")
+
 __all__ = [
     "CORRELATION",
     "MSG_ID",
@@ -29,6 +31,7 @@ __all__ = [
     "UNCHARGED",
     "Item",
     "NatsPublisher",
+    "bound",
     "derived_id",
     "message_json",
 ]
@@ -155,3 +158,20 @@ class NatsPublisher:
             first = await self._js().get_msg(self.names.budget, ack.seq)
             return int(json.loads(first.data or b"{}")["val"])
         return int(ack.val)
+
+
+async def bound(what: str, request: Callable[[], Awaitable[_T]]) -> _T:
+    """``request`` (a JetStream API request a process makes to start: a consumer, a stream's
+    state) made again until the server answers, as a worker always bound its consumers: a
+    request that fails or times out (a slow or restarting broker, this process stopped and
+    resumed mid-request) is logged and retried, not the end of the process."""
+    from nats.errors import Error as NatsError
+
+    delay = 0.05
+    while True:
+        try:
+            return await request()
+        except (NatsError, TimeoutError) as exc:
+            _log.warning("cannot %s (%s); retrying", what, exc)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -11,6 +11,7 @@ import pytest
 
 from genie import BaseAgent, Context, Runtime, handler
 from genie._nats import NatsNames, NatsTransport
+from genie._nats_cancel import NatsCancellations
 from genie._nats_server import LocalNatsServer
 
 from .conftest import Ping
@@ -108,3 +109,35 @@ async def test_cancel_reaches_handlers_in_two_workers_and_the_queued_deliveries(
     )
     assert got == expected
     assert [list(started(rt)) for rt in runtimes[:2]] == [[1, 0], [0, 1]]  # the queued never ran
+
+
+async def test_a_follower_outlasts_a_missing_stream_and_says_loaded_only_once_following(
+    server: LocalNatsServer,
+) -> None:
+    """A follower's start-up requests are retried, not fatal: before, a JetStream request that
+    failed or timed out (a process stopped and resumed mid-request, a broker restarting) ended
+    the whole worker. Here the stream is missing at first; the follower waits for it, says
+    ``loaded`` only then, and hears a cancel appended after."""
+    from nats.js.api import StreamConfig
+
+    names = NatsNames("late")
+    follower = NatsCancellations(names.cancelled, names.cancel_subject)
+    heard: list[str] = []
+    cancelled = anyio.Event()
+
+    def on_cancel(correlation_id: str) -> None:
+        heard.append(correlation_id)
+        cancelled.set()
+
+    async with jetstream(server.url) as js, anyio.create_task_group() as tg:
+        tg.start_soon(follower.follow, js, on_cancel)
+        await anyio.sleep(0.3)  # several refused requests
+        assert not follower.loaded.is_set()
+        await js.add_stream(StreamConfig(name=names.cancelled, subjects=[names.cancel_subject]))
+        with anyio.fail_after(5):
+            await follower.loaded.wait()
+        await follower.cancel(js, "corr-1")
+        with anyio.fail_after(5):
+            await cancelled.wait()
+        assert heard == ["corr-1"]
+        tg.cancel_scope.cancel()
