@@ -116,6 +116,7 @@ async def _genie_worker(url: str, rounds: int, namespace: str) -> None:
     transport.attach(rt)
     await transport.connect()
     async with rt:
+        await transport.ready()  # following its streams: the bench may stop it from now on
         await _answer_counts(url, namespace, lambda: counts)
         print("ready", flush=True)
         await anyio.sleep_forever()
