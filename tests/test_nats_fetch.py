@@ -128,8 +128,10 @@ async def test_a_waiting_worker_still_fetches_for_its_free_slots(
     worker, took = await backlog_then_work(server, "waiting", lambda: Waiting("a"))
     counts = worker.fetching["a"]
     assert counts.fetched == counts.started == BACKLOG
-    # Its handlers leave the loop free: after the first one, the rest come in one batch and
-    # wait together (serially they would take BACKLOG * 0.2 s = 8 s).
-    assert counts.most_unstarted >= BACKLOG - 1
-    assert counts.fetches <= 3
+    # Its handlers leave the loop free: after the first one, the rest come in a few large
+    # batches and wait together (serially they would take BACKLOG * 0.2 s = 8 s). Not one
+    # batch: on a loaded machine nats-py's fetch returns what came within its timeout (20 of
+    # 39 in one CI run), and the worker asks again at once.
+    assert counts.most_unstarted > math.floor(FETCH_AHEAD / BUSY)  # more than a busy one holds
+    assert counts.fetches <= BACKLOG // 4
     assert took < BACKLOG * BUSY * 10 / 4
