@@ -31,13 +31,18 @@ class Admission:
         """The decision for one delivery; without policies and within limits it costs two
         comparisons (the hot path)."""
         limits = self.limits
-        if (
-            self.policies
-            or msg.hops > limits.max_hops
-            or corr.deliveries >= limits.correlation_budget
-        ):
+        if msg.hops > limits.max_hops or corr.deliveries >= limits.correlation_budget:
             return self.evaluate(msg, consumer, corr.deliveries)
-        return Decision.ALLOW
+        if not self.policies:
+            return Decision.ALLOW
+        # ``evaluate`` within the limits, inlined: one Python call less per delivery (~500
+        # instructions, a fan-out's request pays it once per recipient).
+        decision = self.plan.decide(msg, consumer)
+        if decision.allowed:
+            self.allowed += 1
+        else:
+            self.denials[decision.policy] += 1
+        return decision
 
     def evaluate(self, msg: Message, consumer: str, deliveries: int) -> Decision:
         limits = self.limits
