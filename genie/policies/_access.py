@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
+from typing import ClassVar
 
 from .._agent import Risk
 from .._errors import ConfigurationError
@@ -60,6 +61,9 @@ class RequiredMetadata:
     """For the listed types (all when empty), each key must be present and, if a string, not
     blank."""
 
+    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
+    _plan_memo: ClassVar[bool] = True
+
     def __init__(self, required: Iterable[str], applies_to: Iterable[str] = ()) -> None:
         self.required = tuple(required)
         self.applies_to = frozenset(applies_to)
@@ -94,6 +98,8 @@ class RBAC:
     ``admin`` passes everything when ``admin_bypass``."""
 
     name = "rbac"
+    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
+    _plan_memo: ClassVar[bool] = True
 
     def __init__(
         self, roles_by_type: Mapping[str, Iterable[str]], admin_bypass: bool = False
@@ -126,6 +132,8 @@ class Tenant:
     ``expected_tenant`` is set it must match. ``admin`` bypasses when ``admin_bypass``."""
 
     name = "tenant"
+    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
+    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, applies_to: Iterable[str] = (), admin_bypass: bool = False) -> None:
         self.applies_to = frozenset(applies_to)
@@ -164,6 +172,10 @@ class RiskGate:
     """
 
     name = "risk_gate"
+    # The plan step reads the envelope and which agents are high-risk, which ``bind_agents``
+    # changes (one more ``_plan_version``): see PolicyPlan.
+    _plan_memo: ClassVar[bool] = True
+    _plan_version = 0
 
     def __init__(
         self, roles: Iterable[str], risk_of: Callable[[str], Risk | None] | None = None
@@ -176,10 +188,12 @@ class RiskGate:
         self._risk: dict[str, Risk] = {}
         self._high: frozenset[str] = frozenset()
         self._risk_of = risk_of
+        self._plan_version = 0  # an instance attribute: the plan reads it per delivery
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)
         self._high = frozenset(a for a, risk in self._risk.items() if risk is Risk.HIGH)
+        self._plan_version += 1  # what the plan prepared from the old table is stale
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         risk = self._risk_of(recipient) if self._risk_of else self._risk.get(recipient)

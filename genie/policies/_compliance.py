@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .._errors import ConfigurationError
 from .._message import Message
@@ -60,6 +60,9 @@ class Consent:
     """A message type mapped to a consent category needs ``user_id`` with active consent."""
 
     name = "consent"
+    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
+    # The ledger is asked by the check it leaves, for every delivery.
+    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, ledger: ConsentLedger, type_to_category: Mapping[str, str]) -> None:
         self.ledger = ledger

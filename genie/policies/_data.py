@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import ClassVar
 
 from .._errors import ConfigurationError
 from .._message import Classification, Message
@@ -25,6 +26,8 @@ class ClassificationCeiling:
     else ``default_ceiling``)."""
 
     name = "classification"
+    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
+    _plan_memo: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -59,6 +62,8 @@ class DataResidency:
     and public data only when ``allow_cross_border_for_public``. ``on-prem`` stays home."""
 
     name = "data_residency"
+    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
+    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, home_region: str = "in", allow_cross_border_for_public: bool = True) -> None:
         self.home_region = home_region
