@@ -110,7 +110,38 @@ class PolicyPlan:
         watched = self._watched
         # The preparation holds while what its steps read is unchanged (a risk gate's table).
         if msg is not self._msg or (watched is not None and watched._plan_version != self._seen):
-            self._prepare(msg)
+            plan = self._by_type.get(msg.type)
+            if plan is None:
+                plan = self._by_type[msg.type] = self._compile(msg.type)
+            steps, clear, unscreened, memo, watched = plan
+            if clear is not None:
+                try:
+                    if clear(msg):
+                        steps = unscreened  # the screened checks would all allow
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except BaseException:  # the checks then run one by one, and say why
+                    pass
+            now = 0 if watched is None else watched._plan_version  # before the steps read it
+            if memo is None or steps is not unscreened:
+                checks, verdict = self._run(msg, steps, None, now)
+            else:
+                # Only steps that read the envelope remain: the same envelope, the same answer.
+                # (In line: a Python call less for most replies of a fan-out.)
+                meta = msg.metadata
+                seen = memo.get(id(meta))
+                if (
+                    seen is not None
+                    and seen[0] is meta
+                    and seen[1] is msg.classification
+                    and seen[2] == now
+                ):
+                    checks, verdict = seen[3], seen[4]
+                else:
+                    checks, verdict = self._run(msg, steps, memo, now)
+            # Set together, once the steps ran: a step interrupted leaves the last message's.
+            self._checks, self._verdict, self._msg = checks, verdict, msg
+            self._watched, self._seen = watched, now
         policy = None  # the policy whose check runs, named if it raises
         try:
             for policy, check in self._checks:  # noqa: B007
@@ -123,34 +154,11 @@ class PolicyPlan:
             return refusal(cast(Policy, policy), exc)
         return self._verdict
 
-    def _prepare(self, msg: Message) -> None:
-        plan = self._by_type.get(msg.type)
-        if plan is None:
-            plan = self._by_type[msg.type] = self._compile(msg.type)
-        steps, clear, unscreened, memo, watched = plan
-        if clear is not None:
-            try:
-                if clear(msg):
-                    steps = unscreened  # the screened checks would all allow
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:  # the checks then run one by one, and say why
-                pass
-        meta = msg.metadata
-        now = 0 if watched is None else watched._plan_version  # before the steps read it
-        self._watched, self._seen = watched, now
-        if memo is not None and steps is unscreened:
-            # Only steps that read the envelope remain: the same envelope, the same answer.
-            seen = memo.get(id(meta))
-            if (
-                seen is not None
-                and seen[0] is meta
-                and seen[1] is msg.classification
-                and seen[2] == now
-            ):
-                self._checks, self._verdict, self._msg = seen[3], seen[4], msg
-                return
-        checks: list[tuple[Policy, DeliveryCheck]] = []
+    def _run(
+        self, msg: Message, steps: _Steps, memo: _Memo | None, now: int
+    ) -> tuple[_Checks, Decision]:
+        """Run ``msg``'s steps: the checks they leave and the verdict; into ``memo`` if given."""
+        left: list[tuple[Policy, DeliveryCheck]] = []
         verdict = ALLOW
         raised = False
         for policy, step in steps:
@@ -167,12 +175,14 @@ class PolicyPlan:
                     continue
                 verdict = out  # later policies cannot decide: this deny comes first
                 break
-            checks.append((policy, out))
-        self._checks, self._verdict, self._msg = tuple(checks), verdict, msg
-        if memo is not None and steps is unscreened and not raised and _unchanging(meta):
+            left.append((policy, out))
+        checks = tuple(left)
+        meta = msg.metadata
+        if memo is not None and not raised and _unchanging(meta):
             if len(memo) >= _MEMO_SIZE:
                 memo.clear()  # envelopes come from traffic: keep the newest
-            memo[id(meta)] = (meta, msg.classification, now, self._checks, verdict)
+            memo[id(meta)] = (meta, msg.classification, now, checks, verdict)
+        return checks, verdict
 
     def _compile(self, message_type: str) -> _TypePlan:
         steps: list[tuple[Policy, PlanStep]] = []
