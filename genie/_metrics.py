@@ -104,6 +104,27 @@ class _AgentCounts:
         return counts
 
 
+class _TypeCounts:
+    """How often one message type was published, by fan-out width: nearly every message goes
+    to no agent (a reply the caller gathers) or to one, so those two widths are slots (an
+    increment on an object found by one lookup); the others are in a dict. The type's count is
+    their sum, taken when scraped."""
+
+    __slots__ = ("one", "wide", "zero")
+
+    def __init__(self, recipients: int) -> None:
+        # Made with its first message counted: a scrape never reads a count of 0.
+        self.zero = 1 if recipients == 0 else 0
+        self.one = 1 if recipients == 1 else 0
+        self.wide: dict[int, int] = {recipients: 1} if recipients > 1 else {}
+
+    def widths(self) -> dict[int, int]:
+        """Messages by width (a copy: the scrape's thread)."""
+        out = dict(self.wide)
+        out[0], out[1] = self.zero, self.one
+        return out
+
+
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
     out, running = [], 0
     for bound, n in zip((*(repr(float(b)) for b in bounds), "+Inf"), counts, strict=True):
@@ -149,7 +170,7 @@ class Metrics(Observer):
         # Durations at or under it go to ``_AgentCounts.fastest`` without a ``bisect`` (with no
         # bounds, the first bucket is +Inf and takes every duration).
         self._first_bound = self._duration_bounds[0] if self._duration_bounds else math.inf
-        self._published: dict[str, int] = {}
+        self._published: dict[str, _TypeCounts] = {}
         self._agents: dict[str, _AgentCounts] = {}
         self._handled: dict[tuple[str, ...], int] = {}  # errors and timeouts (ok is per agent)
         self._exceptions: dict[tuple[str, ...], int] = {}
@@ -157,7 +178,6 @@ class Metrics(Observer):
         self._dead: dict[tuple[str, ...], int] = {}
         self._shed: dict[tuple[str, ...], int] = {}
         self._limits: dict[tuple[str, ...], int] = {}  # model-call limits (not admission's)
-        self._widths: dict[int, int] = {}  # bucketed when scraped: cheaper than per message
         self.registry.register(_Collector(self))
 
     def bind(self, runtime: Observed) -> None:
@@ -190,16 +210,27 @@ class Metrics(Observer):
     # --- the observer hook (on the runtime's loop: dict increments only) -------------------------
     never_raises = True
 
-    # published, delivered and handled run for every delivery: their increments are inlined.
+    # published, delivered and handled run for every delivery: their increments are inlined,
+    # and the lookups are subscripts (CPython specializes them for a dict, not ``get``).
     def published(self, msg: Message, recipients: int) -> None:
-        counts, key = self._published, msg.type
-        counts[key] = counts.get(key, 0) + 1
-        widths = self._widths
-        widths[recipients] = widths.get(recipients, 0) + 1
+        key = msg.type
+        try:
+            counts = self._published[key]
+        except KeyError:
+            self._published[key] = _TypeCounts(recipients)
+            return
+        if recipients == 0:
+            counts.zero += 1
+        elif recipients == 1:
+            counts.one += 1
+        else:
+            wide = counts.wide
+            wide[recipients] = wide.get(recipients, 0) + 1
 
     def delivered(self, msg: Message, agent_id: str) -> None:
-        agent = self._agents.get(agent_id)
-        if agent is None:
+        try:
+            agent = self._agents[agent_id]
+        except KeyError:
             agent = self._agent(agent_id)
         key = msg.type
         if key == agent.enqueued_type:
@@ -212,8 +243,9 @@ class Metrics(Observer):
             counts[key] = counts.get(key, 0) + 1
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
-        agent = self._agents.get(agent_id)
-        if agent is None:
+        try:
+            agent = self._agents[agent_id]
+        except KeyError:
             agent = self._agent(agent_id)
         key = msg.type
         if key == agent.ok_type:
@@ -258,8 +290,9 @@ class Metrics(Observer):
     def collect(self) -> Iterator[Metric]:
         # Copies first, each one atomic: the scrape runs on the server's thread.
         agents = list(self._agents.items())
+        types = [(type_, counts.widths()) for type_, counts in list(self._published.items())]
         published: dict[tuple[str, ...], int] = {
-            (type_,): n for type_, n in dict(self._published).items()
+            (type_,): sum(widths.values()) for type_, widths in types
         }
         yield _counter(
             "genie_messages_published", "Messages published, by type.", ["type"], published
@@ -317,7 +350,10 @@ class Metrics(Observer):
             buckets = _cumulative(self._duration_bounds, counts.duration_counts())
             durations.add_metric([agent], buckets, counts.seconds)
         yield durations
-        widths = dict(self._widths)
+        widths: dict[int, int] = {}
+        for _type, by_width in types:
+            for width, n in by_width.items():
+                widths[width] = widths.get(width, 0) + n
         per_bucket = [0] * (len(self._fanout_bounds) + 1)
         for width, n in widths.items():
             per_bucket[bisect_left(self._fanout_bounds, width)] += n

@@ -26,7 +26,7 @@ from genie import (
     Runtime,
     handler,
 )
-from genie._metrics import DURATION_BUCKETS
+from genie._metrics import DURATION_BUCKETS, FANOUT_BUCKETS
 
 from .conftest import Note, Ping, Pong
 
@@ -152,6 +152,60 @@ def test_many_agents_many_types_and_every_bound_count_as_the_reference(seed: int
     assert samples(text, "genie_handle_duration_seconds") == reference.histogram()
 
 
+class PublishedReference:
+    """``genie_messages_published`` and ``genie_fanout_width``, counted the plain way."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.types: dict[str, int] = {}  # in the order first published
+        self.widths: list[int] = []
+
+    def published(self, type_: str, recipients: int) -> None:
+        self.types[type_] = self.types.get(type_, 0) + 1
+        self.widths.append(recipients)
+
+    def samples(self) -> tuple[list[Sample], list[Sample]]:
+        by_type = [
+            ("genie_messages_published_total", {"type": t}, float(n)) for t, n in self.types.items()
+        ]
+        name = "genie_fanout_width"
+        widths: list[Sample] = [
+            (f"{name}_bucket", {"le": repr(float(b))}, float(sum(1 for w in self.widths if w <= b)))
+            for b in self.bounds
+        ]
+        widths.append((f"{name}_bucket", {"le": "+Inf"}, float(len(self.widths))))
+        widths.append((f"{name}_count", {}, float(len(self.widths))))
+        widths.append((f"{name}_sum", {}, float(sum(self.widths))))
+        return by_type, widths
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_published_counts_by_type_and_width_as_the_reference(seed: int) -> None:
+    # Mostly widths 0 and 1 (the replies a caller gathers, a hop), the rest on, either side of
+    # and past the bounds; several types, each first met at any width; scraped as it goes, so
+    # a type is never shown with a count it has not reached.
+    rng = random.Random(seed)
+    metrics = Metrics()
+    reference = PublishedReference(tuple(float(b) for b in FANOUT_BUCKETS))
+    made = [Ping(), Pong(), Note(text="x"), Odd(), Even()]
+    wide = [w for b in FANOUT_BUCKETS for w in (b - 1, b, b + 1) if w > 1] + [5000]
+    for i in range(4000):
+        msg = Message.new(rng.choice(made), sender="t")
+        roll = rng.random()
+        recipients = 0 if roll < 0.5 else 1 if roll < 0.75 else rng.choice(wide)
+        metrics.published(msg, recipients)
+        reference.published(msg.type, recipients)
+        if i % 397 == 0:
+            by_type, widths = reference.samples()
+            text = metrics.text()
+            assert samples(text, "genie_messages_published") == by_type
+            assert samples(text, "genie_fanout_width") == widths
+    by_type, widths = reference.samples()
+    text = metrics.text()
+    assert samples(text, "genie_messages_published") == by_type
+    assert samples(text, "genie_fanout_width") == widths
+
+
 def test_a_duration_equal_to_a_bound_is_in_that_bound_with_buckets_of_your_own() -> None:
     bounds = (0.25, 0.5, 2.0)
     metrics = Metrics(duration_buckets=bounds)
@@ -241,6 +295,10 @@ async def test_two_runtimes_with_the_same_agents_never_share_counts() -> None:
 
 class Odd(Payload):
     message_type = "odd"
+
+
+class Even(Payload):
+    message_type = "even"
 
 
 def test_an_agent_met_only_by_a_failure_is_listed_with_its_duration() -> None:
