@@ -10,7 +10,7 @@ ledger. Outside publishers wait for room (``publish``) or are refused before any
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ._admission import Admission
 from ._correlator import Correlator, Missing, _Correlation
@@ -54,6 +54,9 @@ class Dispatcher:
         self.correlator = correlator
         self.check_open = check_open
         self.taps: list[Tap] = []
+        # Set by the runtime when its observers take a publish's deliveries in one call
+        # (``deliveries_listener``); else each is told to ``observer.delivered``.
+        self.delivered_many: Callable[[Message, Sequence[str]], None] | None = None
 
     # --- from outside ------------------------------------------------------------------------
     async def publish(self, msg: Message) -> None:
@@ -82,6 +85,8 @@ class Dispatcher:
         free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
         budget = limits.correlation_budget
         put = transport.put
+        batch = self.delivered_many
+        told: list[str] | None = [] if batch is not None else None
         try:
             for rid in self.route(msg, corr, routed, output=False):
                 held.remove(rid)
@@ -97,11 +102,15 @@ class Dispatcher:
                 corr.in_flight += 1
                 corr.deliveries += 1
                 put(msg, rid, reserved=True)
-                if ledger.observer is not None:
+                if told is not None:
+                    told.append(rid)
+                elif ledger.observer is not None:
                     ledger.observer.delivered(msg, rid)
         finally:
             for rid in held:  # taken by a waiter in its agent's place
                 transport.release(rid)
+            if batch is not None and told:
+                batch(msg, told)  # before the correlation is released, as each was
             self._released(corr)
 
     def publish_nowait(self, msg: Message) -> None:

@@ -89,6 +89,15 @@ class _AgentCounts:
         self.fastest = 0
         self.seconds = 0.0
 
+    def enqueued_other(self, key: str) -> None:
+        """Count a delivery of ``key`` when it is not the first type (or there is none yet)."""
+        if self.enqueued_type is None:
+            self.enqueued_n = 1  # before the type: a scrape never reads a count of 0
+            self.enqueued_type = key
+        else:
+            counts = self.enqueued
+            counts[key] = counts.get(key, 0) + 1
+
     def enqueued_counts(self) -> dict[str, int]:
         """Every type's count, the first type met first (a copy: the scrape's thread)."""
         first, n = self.enqueued_type, self.enqueued_n
@@ -235,12 +244,22 @@ class Metrics(Observer):
         key = msg.type
         if key == agent.enqueued_type:
             agent.enqueued_n += 1
-        elif agent.enqueued_type is None:
-            agent.enqueued_n = 1  # before the type: a scrape never reads a count of 0
-            agent.enqueued_type = key
         else:
-            counts = agent.enqueued
-            counts[key] = counts.get(key, 0) + 1
+            agent.enqueued_other(key)
+
+    def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
+        # ``delivered`` for each, in one call (a publish to many agents).
+        key = msg.type
+        agents = self._agents
+        for agent_id in agent_ids:
+            try:
+                agent = agents[agent_id]
+            except KeyError:
+                agent = self._agent(agent_id)
+            if key == agent.enqueued_type:
+                agent.enqueued_n += 1
+            else:
+                agent.enqueued_other(key)
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         try:

@@ -7,14 +7,14 @@ why metrics and event streams are observers rather than counters in the hot path
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ._correlator import GatherResult
 from ._deadletter import DeadLetter
 from ._log import lazy_logger
 from ._message import Message
 
-__all__ = ["Observer", "gather_listener"]
+__all__ = ["Observer", "deliveries_listener", "gather_listener"]
 
 _log = lazy_logger("genie.runtime")
 
@@ -37,6 +37,14 @@ class Observer:
 
     def delivered(self, msg: Message, agent_id: str) -> None:
         """``msg`` was admitted and queued in the mailbox of ``agent_id``."""
+
+    def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
+        """``msg``, published from outside, was admitted and queued in the mailboxes of
+        ``agent_ids`` (in that order): a ``delivered`` for each, told in one call once the
+        publish is done. The default calls ``delivered`` for each; override both to take a
+        fan-out at once. The runtime calls it only when every observer overrides it."""
+        for agent_id in agent_ids:
+            self.delivered(msg, agent_id)
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         """Admission refused ``msg`` to ``agent_id``: ``policy`` (or ``limit:hops`` /
@@ -106,6 +114,13 @@ class Observers(Observer):
             except Exception:
                 self._failed(obs, "handled")
 
+    def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
+        for obs in self._all:
+            try:
+                obs.delivered_many(msg, agent_ids)
+            except Exception:
+                self._failed(obs, "delivered_many")
+
     # The rest happen once per failure or per request: one generic path is enough.
     def _each(self, event: str, *args: object) -> None:
         for obs in self._all:
@@ -136,10 +151,14 @@ class Observers(Observer):
         self._each("closed")
 
 
-def _hears_gathers(observer: Observer) -> bool:
-    # A bound method of ``Observer.gathered`` itself is the default no-op; an instance
-    # attribute (no ``__func__``) or an override is someone listening.
-    return getattr(observer.gathered, "__func__", None) is not Observer.gathered
+def _overrides(observer: Observer, hook: str) -> bool:
+    # A bound method of ``Observer``'s own is the default; an instance attribute (no
+    # ``__func__``) or an override is someone listening.
+    return getattr(getattr(observer, hook), "__func__", None) is not getattr(Observer, hook)
+
+
+def _members(observer: Observer) -> tuple[Observer, ...]:
+    return observer.members if isinstance(observer, Observers) else (observer,)
 
 
 def gather_listener(observer: Observer | None) -> Callable[[GatherResult], None] | None:
@@ -152,5 +171,21 @@ def gather_listener(observer: Observer | None) -> Callable[[GatherResult], None]
     of a fan-out (~1.2 µs a reply at N = 1000) for an order nobody reads."""
     if observer is None:
         return None
-    members = observer.members if isinstance(observer, Observers) else (observer,)
-    return observer.gathered if any(_hears_gathers(obs) for obs in members) else None
+    hears = any(_overrides(obs, "gathered") for obs in _members(observer))
+    return observer.gathered if hears else None
+
+
+def deliveries_listener(
+    observer: Observer | None,
+) -> Callable[[Message, Sequence[str]], None] | None:
+    """What a publish from outside should call with the agents it delivered to, once it is
+    done: ``observer.delivered_many``, or None (then each delivery is told to ``delivered`` as
+    it happens) unless every observer in ``observer`` overrides ``delivered_many``.
+
+    One call instead of one per agent saves a call per delivery of a fan-out; an observer
+    that did not ask for it keeps hearing each delivery in its place among the publish's
+    denials."""
+    if observer is None:
+        return None
+    takes = all(_overrides(obs, "delivered_many") for obs in _members(observer))
+    return observer.delivered_many if takes else None

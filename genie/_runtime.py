@@ -39,7 +39,7 @@ from ._log import lazy_logger
 from ._mailbox import Handoff, Mailbox
 from ._message import IdSource, Message, MessageTypes, MetaValue, Payload, Role
 from ._model_calls import ModelCalls
-from ._observe import Observer, Observers, gather_listener
+from ._observe import Observer, Observers, deliveries_listener, gather_listener
 from ._record import Record, set_field
 from ._router import Router, Tap
 from ._supervisor import AgentOptions, Limits, Policy
@@ -324,6 +324,7 @@ class Runtime:
             observer = self._observers[0]  # the built-in ones skip the guard: ~1 µs a delivery
         self._ledger.observer = observer
         self._correlator.on_gathered = gather_listener(observer)
+        self._dispatcher.delivered_many = deliveries_listener(observer)
 
     def events(self, correlation_id: str | None = None, *, buffer: int = 1024) -> EventStream:
         """A live stream of what happens to one request (or, without an id, to all of them).

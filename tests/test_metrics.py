@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import anyio
 import httpx
@@ -31,7 +32,7 @@ from genie import (
     RuntimeStatistics,
     handler,
 )
-from genie._observe import Observers, gather_listener
+from genie._observe import Observers, deliveries_listener, gather_listener
 
 from .conftest import DenyTo, Echo, Failing, Note, Ping, Pong, Recorder
 
@@ -442,3 +443,94 @@ async def test_gathers_are_heard_beside_metrics_after_the_reply_that_ends_them()
     assert total(samples, "genie_gathers_total", status="complete") == 1
     assert total(samples, "genie_messages_published_total", type="pong") == 1
     assert total(samples, "genie_fanout_width_bucket", le="0.0") == 1  # the reply: to no agent
+
+
+class Told(Observer):
+    """Writes down, in order, the deliveries and denials it is told of, one call a line."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def delivered(self, msg: Message, agent_id: str) -> None:
+        self.events.append(f"delivered {agent_id}")
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        self.events.append(f"denied {agent_id}")
+
+
+class ToldAtOnce(Told):
+    def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
+        self.events.append(f"delivered {' '.join(agent_ids)}")
+
+
+class Breaks(ToldAtOnce):
+    def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
+        raise RuntimeError("broken observer")
+
+
+def test_a_publish_is_told_at_once_only_when_every_observer_takes_it() -> None:
+    assert deliveries_listener(None) is None
+    assert deliveries_listener(Metrics()) is not None
+    assert deliveries_listener(ToldAtOnce()) is not None
+    assert deliveries_listener(Observers([Metrics(), ToldAtOnce()])) is not None
+    assert deliveries_listener(Told()) is None
+    assert deliveries_listener(Observers([Metrics(), Told()])) is None
+    assert deliveries_listener(Observers([Metrics(), Observer()])) is None
+    patched = Told()
+    patched.delivered_many = lambda msg, agent_ids: None  # type: ignore[method-assign]
+    assert deliveries_listener(patched) is not None
+    # The runtime wires it so, and unwires it when an observer that does not take it joins.
+    rt = Runtime(metrics=True)
+    assert rt._dispatcher.delivered_many is not None
+    told = Told()
+    rt.add_observer(told)
+    assert rt._dispatcher.delivered_many is None
+    rt.remove_observer(told)
+    assert rt._dispatcher.delivered_many is not None
+
+
+async def fan_out_with_denials(*observers: Observer) -> Runtime:
+    """Five subscribers of ``ping``, two denied; a ping published from outside, handled."""
+    rt = Runtime(policies=[DenyTo("a1", "a3")], metrics=True)
+    async with rt:
+        for observer in observers:
+            rt.add_observer(observer)
+        for i in range(5):
+            rt.add(Recorder(f"a{i}"), subscribe=["ping"])
+        await rt.publish(rt.message(Ping(), sender="caller"))
+        await wait_all_tasks_blocked()
+    return rt
+
+
+async def test_a_publish_told_at_once_names_exactly_the_agents_admitted() -> None:
+    # Beside the metrics (which take it at once too): one call, after the denials, with the
+    # admitted agents in order; the counts say what the runtime's accounting says.
+    at_once = ToldAtOnce()
+    rt = await fan_out_with_denials(at_once)
+    assert at_once.events == ["denied a1", "denied a3", "delivered a0 a2 a4"]
+    assert rt.metrics is not None
+    samples = parse(rt.metrics.text())
+    check_accounting(samples, rt.statistics())
+    assert {a: total(samples, "genie_deliveries_total", agent=a) for a in ("a0", "a1", "a2")} == {
+        "a0": 1,
+        "a1": 1,  # a denied delivery is a delivery (``genie_deliveries_denied`` says why)
+        "a2": 1,
+    }
+    assert total(samples, "genie_messages_handled_total", status="ok") == 3
+
+
+async def test_an_observer_that_does_not_take_it_hears_each_delivery_in_its_place() -> None:
+    told = Told()
+    rt = await fan_out_with_denials(told)
+    assert told.events == ["delivered a0", "denied a1", "delivered a2", "denied a3", "delivered a4"]
+    assert rt.metrics is not None  # counted per call beside it, the same
+    check_accounting(parse(rt.metrics.text()), rt.statistics())
+
+
+async def test_an_observer_that_breaks_on_a_publish_told_at_once_harms_nothing() -> None:
+    at_once = ToldAtOnce()
+    rt = await fan_out_with_denials(Breaks(), at_once)
+    assert at_once.events == ["denied a1", "denied a3", "delivered a0 a2 a4"]
+    assert rt.statistics().observer_errors == 1
+    assert rt.metrics is not None
+    check_accounting(parse(rt.metrics.text()), rt.statistics())

@@ -120,8 +120,9 @@ def near_bounds(bounds: tuple[float, ...]) -> list[float]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_many_agents_many_types_and_every_bound_count_as_the_reference(seed: int) -> None:
     # More than 256 agents (rows past the small-int cache), a few of them meeting several
-    # types, some first met by a handled or failed call; durations on every bound, a float
-    # either side of it, zero and past the last bound; the hooks called as the runtime does.
+    # types, some first met by a handled or failed call, some in a publish to many;
+    # durations on every bound, a float either side of it, zero and past the last bound; the
+    # hooks called as the runtime does.
     rng = random.Random(seed)
     metrics = Metrics()
     reference = Reference(DURATION_BUCKETS)
@@ -135,7 +136,13 @@ def test_many_agents_many_types_and_every_bound_count_as_the_reference(seed: int
         msg = Message.new(made[type_], sender="t")
         seconds = rng.choice(durations) if rng.random() < 0.7 else rng.uniform(0, 2e-5)
         what = rng.random()
-        if what < 0.45:
+        if what < 0.1:
+            # a publish to several agents (a repeat among them, as a list from outside may)
+            many = [*rng.sample(agents, rng.randint(1, 6)), agent]
+            metrics.delivered_many(msg, many)
+            for each in many:
+                reference.delivered(each, type_)
+        elif what < 0.45:
             metrics.delivered(msg, agent)
             reference.delivered(agent, type_)
         elif what < 0.9:
