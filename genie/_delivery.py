@@ -99,7 +99,10 @@ class DeliveryRunner:
                     # _attempt without a coroutine of its own, for the common case (no
                     # deadline): it saves ~0.3 µs of a ~9 µs hop, and metrics keep it.
                     if obs is not None:
-                        started = self.clock.monotonic()
+                        # A local, not ``self.clock.monotonic()``: CPython cannot specialize a
+                        # method call on a function held by an instance, and read twice.
+                        tick = self.clock.monotonic
+                        started = tick()
                     ctx = runtime_context(self.services, mb.id, msg)
                     handlers = mb.handlers
                     payload = msg.payload
@@ -130,7 +133,7 @@ class DeliveryRunner:
                         outputs = self._outputs(mb, msg, result, ctx.last_emitted)
                     if obs is not None:
                         count = len(outputs) if single is None else 1
-                        obs.handled(msg, mb.id, self.clock.monotonic() - started, count)
+                        obs.handled(msg, mb.id, tick() - started, count)
                 else:
                     outputs = await self._attempt(mb, msg)
             except BaseException as exc:
