@@ -151,24 +151,6 @@ class _TypeCounts:
         return out
 
 
-class _Fanout:
-    """A publish of one type to many agents that comes again (a fan-out to its subscribers):
-    the agents (a copy of the list) and how many times it came again, counted here once a
-    publish, added to each agent's count of the type when scraped."""
-
-    __slots__ = ("agents", "n", "type")
-
-    def __init__(self, type_: str, agents: list[str]) -> None:
-        self.type = type_
-        self.agents = agents
-        self.n = 0
-
-
-# At most so many fan-outs remembered (each holds its list of agents): past it, a publish to
-# many that is not one of them is counted agent by agent, as it always may be.
-_MAX_FANOUTS = 64
-
-
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
     out, running = [], 0
     for bound, n in zip((*(repr(float(b)) for b in bounds), "+Inf"), counts, strict=True):
@@ -218,8 +200,6 @@ class Metrics(Observer):
         self._ranges = list(pairwise((-math.inf, *self._duration_bounds, math.inf)))
         self._published: dict[str, _TypeCounts] = {}
         self._agents: dict[str, _AgentCounts] = {}
-        self._fanouts: dict[str, _Fanout] = {}  # by type: the last publish to many
-        self._repeats: list[_Fanout] = []  # every fan-out remembered (the scrape adds them)
         self._handled: dict[tuple[str, ...], int] = {}  # errors and timeouts (ok is per agent)
         self._exceptions: dict[tuple[str, ...], int] = {}
         self._denied: dict[tuple[str, ...], int] = {}
@@ -287,14 +267,8 @@ class Metrics(Observer):
             agent.enqueued_other(key)
 
     def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
-        # ``delivered`` for each, in one call (a publish to many agents). The same type to the
-        # same agents again (the runtime's lists compare in C) is one increment, not one per
-        # agent: the scrape adds it to each agent's count.
+        # ``delivered`` for each, in one call (a publish to many agents).
         key = msg.type
-        fanout = self._fanouts.get(key)
-        if fanout is not None and fanout.agents == agent_ids:
-            fanout.n += 1
-            return
         agents = self._agents
         for agent_id in agent_ids:
             try:
@@ -305,13 +279,6 @@ class Metrics(Observer):
                 agent.enqueued_n += 1
             else:
                 agent.enqueued_other(key)
-        # Remembered once each agent has the type (the order the scrape lists them in).
-        if fanout is not None and fanout.n == 0:
-            self._repeats.remove(fanout)  # it counted nothing: forgetting it loses nothing
-            del self._fanouts[key]
-        if len(self._repeats) < _MAX_FANOUTS:
-            fanout = self._fanouts[key] = _Fanout(key, list(agent_ids))
-            self._repeats.append(fanout)
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         try:
@@ -362,9 +329,7 @@ class Metrics(Observer):
 
     # --- the scrape ----------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
-        # Copies first, each one atomic: the scrape runs on the server's thread. The fan-outs
-        # before the agents: each agent of a fan-out was met before it was remembered.
-        repeats = list(self._repeats)
+        # Copies first, each one atomic: the scrape runs on the server's thread.
         agents = list(self._agents.items())
         types = [(type_, counts.widths()) for type_, counts in list(self._published.items())]
         published: dict[tuple[str, ...], int] = {
@@ -380,11 +345,6 @@ class Metrics(Observer):
                 deliveries[agent, type_] = n
             for type_, n in counts.ok_counts().items():
                 handled[agent, type_, "ok"] = n
-        for repeat in repeats:
-            again, type_ = repeat.n, repeat.type
-            if again:
-                for agent in repeat.agents:
-                    deliveries[agent, type_] = deliveries.get((agent, type_), 0) + again
         for (agent, type_, _policy), n in dict(self._denied).items():
             deliveries[agent, type_] = deliveries.get((agent, type_), 0) + n
         for key, n in dict(self._shed).items():
