@@ -303,14 +303,15 @@ def _plain_models(cls: type[BaseModel]) -> dict[type[BaseModel], frozenset[str]]
 class _Shape:
     """One payload class as the walk reads it: its plain models (None: the JSON way), its
     fields in order (what a validated payload's ``__dict__`` holds), which of them are
-    identifiers, and their names joined, with what ``_clean`` says of them."""
+    identifiers, their names joined with what ``_clean`` says of them, and the JSON bound of
+    a flat payload of it without its strings."""
 
     __slots__ = (
+        "bound",
         "extra",
         "field_set",
         "fields",
         "identifiers",
-        "identifying",
         "models",
         "names",
         "names_clean",
@@ -321,9 +322,14 @@ class _Shape:
         self.fields = tuple(cls.model_fields)
         self.field_set = frozenset(self.fields)
         self.identifiers = frozenset(name for name in self.fields if _is_identifier(name))
-        self.identifying = tuple(name in self.identifiers for name in self.fields)
         self.names = " ".join(self.fields)
-        self.names_clean = _clean(self.names)
+        # (pydantic refuses a field name UTF-8 cannot encode, so never None)
+        self.names_clean = _clean(self.names) is True
+        # A flat payload's JSON without its strings' text: braces, and each field's name,
+        # quotes, colon and comma with a value of at most 32 bytes (a string's quotes, any
+        # other value but a nested one): see ``payload_pieces``.
+        names_bytes = len(self.names) if self.names_clean else 6 * len(self.names)
+        self.bound = 2 + names_bytes + 36 * len(self.fields)
         # Only a class that allows extra fields dumps its ``__pydantic_extra__``.
         self.extra = cls.model_config.get("extra") == "allow"
 
@@ -334,6 +340,10 @@ Shapes = dict[type[BaseModel], _Shape]
 # Classes kept in a ``Shapes``: bounded by the program's classes, not by traffic; past this
 # (classes made at run time) it starts again.
 _SHAPES_KEPT = 256
+# An int's JSON is at most 32 bytes below ``_BIG``; these (the ints CPython keeps in one
+# digit) are compared without a call.
+_SMALL = 2**30 - 1
+_NEGATIVE_SMALL = -_SMALL
 
 
 def _clean(text: str) -> bool | None:
@@ -365,15 +375,15 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, 
     if models is None or (shape.extra and payload.__pydantic_extra__):
         return None
     values = payload.__dict__
-    fields, identifying = shape.fields, shape.identifying
+    fields, identifiers = shape.fields, shape.identifiers
     # The class's names hold while ``__dict__`` holds its fields in order (a payload made with
     # ``model_construct`` may miss one); a key that is not a field (``model_copy`` adds one)
     # is not in the JSON, which the JSON way then shows.
     same = len(values) == len(fields)
     strings: list[str] = []
     keys: list[str] = []  # nested keys, after the top-level ones
-    numbers: list[str] = []
-    others = 0  # values other than strings: at most 32 bytes each, with their punctuation
+    found = ["", ""]  # the strings joined, the names joined, then the identifier numbers
+    nested = 0  # the values nested values hold, and those: at most 32 bytes each
     at = 0
     # Depth-first in document order, as ``_collect``: a flat payload never leaves this loop.
     for field, item in values.items():
@@ -381,42 +391,44 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, 
             if field not in shape.field_set:
                 return None
             same = False
+        at += 1  # noqa: SIM113
         kind = type(item)
         if kind is str:
             strings.append(item)
-        else:
-            others += 1
-            if kind is int:
-                if not _NEGATIVE_BIG < item < _BIG:
-                    return None
-                if identifying[at] if same else field in shape.identifiers:
-                    numbers.append(str(item))
-            elif kind is float:
-                if item.is_integer() and (identifying[at] if same else field in shape.identifiers):
-                    numbers.append(str(int(item)))
-            elif kind is not bool and item is not None:
-                counted = _walk_nested(field, item, models, strings, keys, numbers)
-                if counted < 0:
-                    return None
-                others += counted
-        at += 1  # noqa: SIM113
+        elif kind is int:
+            if not _NEGATIVE_SMALL <= item <= _SMALL and not _NEGATIVE_BIG < item < _BIG:
+                return None
+            if field in identifiers:
+                found.append(str(item))
+        elif kind is float:
+            if item.is_integer() and field in identifiers:
+                found.append(str(int(item)))
+        elif kind is not bool and item is not None:
+            counted = _walk_nested(field, item, models, strings, keys, found)
+            if counted < 0:
+                return None
+            nested += counted
     text = " ".join(strings)
     clean: bool | None
-    if same and not keys and shape.names_clean:
-        names = shape.names
+    if same and not nested:  # flat: the class's names and bound hold
         if text.isascii():
             clean = text.isprintable() and '"' not in text and "\\" not in text
         else:
             clean = _clean(text)
-    else:
-        names = " ".join([*values, *keys])
-        clean = _clean(text + names)
+            if clean is None:
+                return None
+        found[0], found[1] = text, shape.names
+        bound = shape.bound + (len(text) if clean else 6 * len(text))
+        return found, bound, clean and shape.names_clean
+    names = " ".join([*values, *keys])
+    clean = _clean(text + names)
     if clean is None:
         return None
     chars = len(text) + len(names)
-    bound = 4 * (len(strings) + len(values) + len(keys)) + 32 * others + 2
+    bound = 4 * (len(strings) + len(values) + len(keys)) + 32 * (len(values) + nested) + 2
     bound += chars if clean else 6 * chars
-    return [text, names, *numbers], bound, clean
+    found[0], found[1] = text, names
+    return found, bound, clean
 
 
 def _walk_nested(

@@ -122,6 +122,37 @@ def wide(rng: random.Random) -> Wide:
     )
 
 
+class Flat(Payload):
+    """No nested value: the walk takes its names and its JSON bound from the class."""
+
+    message_type = "view.flat"
+    note: str = ""
+    card_no: int | float | None = None
+    amount_paise: int | float = 0
+    ok: bool | None = None
+    title: str = ""
+
+
+class Counts(Payload):
+    """Ints only: their JSON (31 bytes at most, below the walk's bound) fills its bound."""
+
+    message_type = "view.counts"
+    a: int = 0
+    b: int = 0
+    c: int = 0
+
+
+class Named(Payload):
+    """A field name JSON holds as it is but not as ASCII (three UTF-8 bytes a letter)."""
+
+    message_type = "view.named"
+    कार्डकार्डकार्डकार्डकार्ड: str = ""
+
+
+# Strings JSON escapes, or writes in more bytes than characters, many times over.
+ESCAPED = ('"' * 40, "\\" * 40, "\x01" * 40, "\x7f" * 40, "é" * 40, "\U0001f600" * 40)
+
+
 def nested(depth: int) -> list[Any]:
     out: list[Any] = ["deep"]
     for _ in range(depth):
@@ -157,6 +188,35 @@ def test_the_walk_finds_what_the_json_holds() -> None:
         walked += 1
     assert walked == 2_000
     assert 0 < clean < walked  # both kinds were met
+
+
+def test_a_flat_payload_is_walked_as_its_json_holds() -> None:
+    rng = random.Random(23)
+    strings = WORDS + ESCAPED
+    # the ints around the walk's bounds (one CPython digit; 30 decimal digits), and floats
+    numbers = (*NUMBERS, 10**30 - 1, -(10**30) + 1, 2**30 - 1, 2**30, -(2**30), float("nan"))
+    payloads: list[Payload] = [
+        Flat(
+            note=rng.choice(strings),
+            card_no=rng.choice((*numbers, None, float("inf"))),
+            amount_paise=rng.choice(numbers),
+            ok=rng.choice((True, False, None)),
+            title=rng.choice(strings),
+        )
+        for _ in range(1_000)
+    ]
+    payloads += [Named(कार्डकार्डकार्डकार्डकार्ड=text) for text in strings]
+    payloads += [Flat(amount_paise=n, card_no=n) for n in numbers]
+    payloads += [Counts(a=n, b=n, c=n) for n in numbers if type(n) is int]
+    for payload in payloads:
+        found = payload_pieces(payload, {})
+        assert found is not None, payload
+        got, bound, is_clean = found
+        assert got == as_json(payload), payload
+        dumped = payload.model_dump_json()
+        assert bound >= len(dumped.encode()), payload
+        # clean: JSON holds every string (names too) as it is, which its text shows
+        assert is_clean == (dumped.isascii() and dumped.isprintable() and "\\" not in dumped)
 
 
 def test_the_view_scans_and_answers_as_the_json_way() -> None:
