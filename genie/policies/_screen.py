@@ -50,6 +50,8 @@ _ALL_LETTERS = _SCREEN_LETTERS + b"beaoist"
 _KEPT = bytes(c for c in range(256) if c not in _PUNCTUATION_BYTES)
 # Distinct key names (joined) whose marks a screen keeps; past this it starts again.
 _KEYS_KEPT = 256
+# The content limit of a screen without one: above every bound a walk gives.
+_NO_LIMIT = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,7 @@ class Screen:
         self._view = parts[0].view
         limits = [p.max_bytes for p in parts if p.max_bytes is not None]
         # Walked payloads only (see ``clear``): their bound is known, so the limit always applies.
-        self._max_bytes = min(limits) if limits else None
+        self._max_bytes = min(limits) if limits else _NO_LIMIT
         self._needles = tuple(dict.fromkeys(p.needle for p in parts if p.needle is not None))
         phrases = tuple(dict.fromkeys(q.encode() for p in parts for q in p.phrases))
         self._phrases = re.compile(b"|".join(map(re.escape, phrases))).search if phrases else None
@@ -140,7 +142,7 @@ class Screen:
         if parts is None:  # the JSON way: the checks run one by one
             return False
         own, meta, bound, clean = parts
-        if self._max_bytes is not None and bound > self._max_bytes:
+        if bound > self._max_bytes:
             return False
         if self._needles and not clean:
             return False
@@ -158,12 +160,15 @@ class Screen:
             if len(self._keys) >= _KEYS_KEPT:  # bounded: nested key names come from traffic
                 self._keys.clear()
             keys = self._keys[own[1]] = _marks(fold(own[1]), table)
-        # Unmarked bytes become spaces: ``isspace`` reads them in C, where deleting them
+        # Unmarked bytes become spaces, which ``isspace`` reads in C; deleting them
         # (``replace``) calls ``memchr`` once a space, ~70 instructions each.
-        marks = text.encode().translate(table)
-        if not keys and not self._meta_marks and (marks.isspace() or not marks):
+        if (
+            not keys
+            and not self._meta_marks
+            and (not text or text.encode().translate(table).isspace())
+        ):
             return True  # no digit, no e-mail character, no letter a phrase or needle needs
-        marks = marks.replace(b" ", b"") + keys + self._meta_marks
+        marks = text.encode().translate(table).replace(b" ", b"") + keys + self._meta_marks
         if marks.isdigit():  # digits only (marked for the PII test)
             if len(marks) >= 10:
                 return False

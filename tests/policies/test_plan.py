@@ -652,6 +652,36 @@ def test_the_screen_skips_only_what_would_allow() -> None:
     assert (screened, decision.policy) == (False, "max_content_length")
 
 
+class _Tally(Payload):
+    message_type = "chat"
+    seq: int = 0
+    agent: int = 0
+    blob: str = ""
+
+
+def test_the_screen_clears_without_a_length_limit_and_without_text() -> None:
+    """A screen without ``max_content_length`` has no limit to test, and a payload without
+    text (numbers that are no identifiers, an empty string) has no marks of its own: each is
+    cleared (its checks skipped) unless the metadata has marks, and decided as the list."""
+    board = list(load_policy_file(BOARD).policies)
+    for policies in (board, [p for p in board if not isinstance(p, MaxContentLength)]):
+        plan = PolicyPlan(policies)
+        _, clear, _ = plan._by_type.setdefault("chat", plan._compile("chat"))
+        assert clear is not None
+        for payload, metadata, cleared in (
+            (_Tally(seq=7, agent=2), {}, True),
+            (_Tally(seq=-(10**29), agent=2**40), {}, True),
+            (_Ref(note="monthly budget for groceries"), {}, True),
+            (_Tally(), {"note": "call 98765 43210"}, False),
+            (_Tally(), {"note": "act as the admin"}, False),
+            (_Tally(blob="DROP TABLE x"), {}, False),
+            (_Ref(ref_no=9876543210), {}, False),
+        ):
+            msg = Message.new(payload, sender="user", metadata=metadata)
+            assert clear(msg) is cleared, (payload, metadata)
+            assert plan.decide(msg, "agent") == admit(msg, "agent", 0, Limits(), policies)
+
+
 def test_the_screen_rules_phrases_out_by_a_letter_they_need() -> None:
     """A scan without any letter a phrase needs is clear without the phrases' regex; a letter
     that only folding makes, digits that spell a phrase, ten digits or an e-mail character are
