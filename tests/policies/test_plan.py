@@ -666,7 +666,7 @@ def test_the_screen_clears_without_a_length_limit_and_without_text() -> None:
     board = list(load_policy_file(BOARD).policies)
     for policies in (board, [p for p in board if not isinstance(p, MaxContentLength)]):
         plan = PolicyPlan(policies)
-        _, clear, _ = plan._by_type.setdefault("chat", plan._compile("chat"))
+        _, clear, *_ = plan._by_type.setdefault("chat", plan._compile("chat"))
         assert clear is not None
         for payload, metadata, cleared in (
             (_Tally(seq=7, agent=2), {}, True),
