@@ -532,3 +532,15 @@ def test_a_run_without_compiled_twins_has_no_compiled_verdicts() -> None:
     row = {"p50_x_floor": 1.7, "p99_x_floor": 2.1, "throughput_x_floor": 0.4}
     fanout = {"asyncio": {"50": row}, "genie": {"50": row}}
     assert report.compiled_targets({"settings": {}, "fanout": fanout}) == []
+
+
+def test_policy_cost_fanout_once_runs_each_variant_on_a_real_runtime() -> None:
+    """``policy_cost --fanout`` counts instructions per reply over ``--fanout-once`` runs; each
+    run is the harness's fan-out on a runtime, which checks that every reply came back."""
+    from genie_bench import policy_cost
+
+    try:
+        for variant in policy_cost.CHAIN_VARIANTS:
+            assert policy_cost.main(["--fanout-once", f"{variant}:20:2"]) == 0
+    finally:
+        gc.enable()  # the run turns the collector off, as it would in its own process

@@ -6,13 +6,15 @@ and for each further one.
     python -m genie_bench.policy_cost --callgrind   # instructions per delivery (valgrind)
     python -m genie_bench.policy_cost --callgrind --shapes reply --evaluators plan
     python -m genie_bench.policy_cost --chain       # instructions per hop, on a runtime
+    python -m genie_bench.policy_cost --fanout      # instructions per reply, fan-out of 1,000
 
 Instructions are counted by running the same process shape three times (0, 1 and 2 recipients
 per message) under callgrind: the differences are the first and the second recipient's cost,
 start-up and message construction cancel out. ``--chain`` counts a hop of the chain workload of
 ``genie_bench.instructions`` (a message relayed through 50 agents) with and without the default
 policies and metrics, so the policies' and the metrics' share of a hop on a real runtime reads
-as a difference.
+as a difference. ``--fanout`` does the same for a reply of the harness's fan-out (``genie bench``'s
+``fanout`` workload and variants: a request to N agents, each replying, gathered).
 """
 
 from __future__ import annotations
@@ -191,6 +193,28 @@ def chain_instructions(variant: str, agents: int, requests: int, policies: str) 
     return (totals[1] - totals[0]) / (requests * agents)
 
 
+async def _fanout(variant: str, n: int, requests: int, policies_path: str) -> None:
+    from genie_bench.workloads import genie
+
+    policies = load_policy_file(policies_path).policies if "policies" in variant else ()
+    async with genie(policies, "metrics" in variant).fanout(n, "") as ask:
+        for _ in range(3 + requests):  # 3 to warm up
+            await ask()
+
+
+def fanout_instructions(variant: str, n: int, requests: int, policies: str) -> float:
+    """Instructions per reply: two runs of ``requests`` and ``2 * requests`` requests."""
+    from genie_bench.instructions import _callgrind_total
+
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    totals = []
+    for count in (requests, 2 * requests):
+        args = [sys.executable, "-m", "genie_bench.policy_cost", "--policies", policies]
+        args += ["--fanout-once", f"{variant}:{n}:{count}"]
+        totals.append(_callgrind_total(args, env))
+    return (totals[1] - totals[0]) / (requests * n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m genie_bench.policy_cost")
     parser.add_argument("--policies", default=POLICIES)
@@ -208,9 +232,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chain-requests", type=int, default=20, help="requests in the shorter run (20)"
     )
+    parser.add_argument(
+        "--fanout",
+        nargs="?",
+        const=",".join(CHAIN_VARIANTS),
+        help="instructions per reply of a fan-out on a runtime, for these variants",
+    )
+    parser.add_argument("--fanout-n", type=int, default=1000, help="fan-out width (1000)")
+    parser.add_argument(
+        "--fanout-requests", type=int, default=10, help="requests in the shorter run (10)"
+    )
     parser.add_argument("--once", help=argparse.SUPPRESS)  # name:shape:recipients:messages
     parser.add_argument("--chain-once", help=argparse.SUPPRESS)  # variant:agents:requests
+    parser.add_argument("--fanout-once", help=argparse.SUPPRESS)  # variant:n:requests
     args = parser.parse_args(argv)
+    if args.fanout_once:
+        variant, n, requests = args.fanout_once.split(":")
+        gc.disable()  # a collection falls in one run and not the other
+        anyio.run(_fanout, variant, int(n), int(requests), args.policies)
+        return 0
+    if args.fanout:
+        if shutil.which("valgrind") is None:
+            print("valgrind is not installed", file=sys.stderr)
+            return 2
+        n, more = args.fanout_n, args.fanout_requests
+        print(f"instructions per reply (callgrind, fan-out of {n}, {more} more requests)")
+        for variant in args.fanout.split(","):
+            per = fanout_instructions(variant, n, more, args.policies)
+            print(f"{variant:24} {per:9,.0f}")
+        return 0
     if args.chain_once:
         variant, agents, requests = args.chain_once.split(":")
         gc.disable()  # a collection falls in one run and not the other: ±30k a hop of noise
