@@ -182,15 +182,21 @@ async def _chain(variant: str, agents: int, requests: int, policies_path: str) -
 
 def chain_instructions(variant: str, agents: int, requests: int, policies: str) -> float:
     """Instructions per hop: two runs of ``requests`` and ``2 * requests`` requests."""
+    return _per_delivery("--chain-once", variant, agents, requests, policies)
+
+
+def _per_delivery(once: str, variant: str, width: int, requests: int, policies: str) -> float:
+    """Instructions per delivery of ``once`` runs (``width`` deliveries a request): the
+    difference of a run of ``requests`` and one of ``2 * requests``."""
     from genie_bench.instructions import _callgrind_total
 
     env = dict(os.environ, PYTHONHASHSEED="0")
     totals = []
     for n in (requests, 2 * requests):
         args = [sys.executable, "-m", "genie_bench.policy_cost", "--policies", policies]
-        args += ["--chain-once", f"{variant}:{agents}:{n}"]
+        args += [once, f"{variant}:{width}:{n}"]
         totals.append(_callgrind_total(args, env))
-    return (totals[1] - totals[0]) / (requests * agents)
+    return (totals[1] - totals[0]) / (requests * width)
 
 
 async def _fanout(variant: str, n: int, requests: int, policies_path: str) -> None:
@@ -204,15 +210,7 @@ async def _fanout(variant: str, n: int, requests: int, policies_path: str) -> No
 
 def fanout_instructions(variant: str, n: int, requests: int, policies: str) -> float:
     """Instructions per reply: two runs of ``requests`` and ``2 * requests`` requests."""
-    from genie_bench.instructions import _callgrind_total
-
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    totals = []
-    for count in (requests, 2 * requests):
-        args = [sys.executable, "-m", "genie_bench.policy_cost", "--policies", policies]
-        args += ["--fanout-once", f"{variant}:{n}:{count}"]
-        totals.append(_callgrind_total(args, env))
-    return (totals[1] - totals[0]) / (requests * n)
+    return _per_delivery("--fanout-once", variant, n, requests, policies)
 
 
 def main(argv: list[str] | None = None) -> int:
