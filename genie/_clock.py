@@ -52,11 +52,15 @@ class Clock:
         # ``now()`` as a POSIX timestamp: what a message is stamped with (``created_at`` becomes
         # a datetime only when read, and most never are).
         self.timestamp: Callable[[], float] = time.time
+        # What ``timestamp()`` adds to ``monotonic()`` once started: a handler's context reads
+        # the two and adds them itself (``RuntimeContext.reply``), a frame less once a reply.
+        # ``timestamp`` is defined as exactly that sum, so both give the same float.
+        self.base = 0.0
 
     def start(self) -> None:
         monotonic = self.monotonic = _loop_time()
         epoch = self._epoch or datetime.now(UTC)
-        base = epoch.timestamp() - monotonic()
+        base = self.base = epoch.timestamp() - monotonic()
         fromtimestamp = datetime.fromtimestamp
 
         def now() -> datetime:

@@ -238,12 +238,13 @@ class RuntimeContext(_ContextBase):
     ) -> Message:
         # ``_ContextBase.emit`` with the clock read directly (one call fewer, once a hop).
         services = self._services
+        clock = services.clock
         out = self.last_emitted = caused_by(
             self._message,
             payload,
             self._agent_id,
             services.new_id(),
-            services.clock.timestamp(),
+            clock.base + clock.monotonic(),  # ``clock.timestamp()`` without its frame
             recipient,
             role,
             classification,
@@ -261,12 +262,13 @@ class RuntimeContext(_ContextBase):
         # ``emit`` to the sender, inlined: the common reply builds its message in one call.
         services = self._services
         message = self._message
+        clock = services.clock
         out = self.last_emitted = caused_by(
             message,
             payload,
             self._agent_id,
             services.new_id(),
-            services.clock.timestamp(),
+            clock.base + clock.monotonic(),  # ``clock.timestamp()`` without its frame
             message.sender,
             role,
             classification,

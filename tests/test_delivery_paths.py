@@ -470,20 +470,25 @@ class Stamps(BaseAgent):
     @handler
     async def on_ping(self, payload: Ping, ctx: Context) -> Message:
         await ctx.sleep(self.delay)
-        return ctx.reply(Pong(n=payload.n))
+        if payload.n == 1:
+            return ctx.reply(Pong(n=payload.n))
+        return ctx.emit(Pong(n=payload.n), recipient=ctx.message.sender)
 
 
 @pytest.mark.parametrize(
     "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
 )
-async def test_a_reply_is_stamped_with_the_runtime_s_clock_epoch_plus_loop_time() -> None:
-    # The context computes ``Clock.timestamp`` itself: it must read the same virtual time.
+@pytest.mark.parametrize("n", [1, 2], ids=["reply", "emit"])
+async def test_a_reply_is_stamped_with_the_runtime_s_clock_epoch_plus_loop_time(n: int) -> None:
+    # The context computes ``Clock.timestamp`` itself (``base + monotonic()``, issue 19's
+    # eighth pass): it must read the same virtual time, to the bit, by ``reply`` and ``emit``.
     from genie._clock import Clock
 
     epoch = datetime(2026, 1, 1, tzinfo=UTC)
     async with Runtime([Stamps("stamps")], clock=Clock(epoch)) as rt:
-        asked = rt.message(Ping(n=1), recipient="stamps")
+        asked = rt.message(Ping(n=n), recipient="stamps")
         result = await rt.ask(asked)
+        assert result.message.payload == Pong(n=n)
         assert result.message.created_at == epoch + timedelta(seconds=Stamps.delay)
         assert rt.clock.timestamp() == result.message.created_at.timestamp()
 
