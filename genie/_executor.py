@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
@@ -42,7 +42,7 @@ checkpoint = functools.partial(anyio.sleep, 0)
 class Worker:
     """One executor task: the cancel scope its handlers run in, and whom they run for."""
 
-    __slots__ = ("cancelled", "correlation", "scope")
+    __slots__ = ("cancelled", "correlation", "left", "scope")
 
     def __init__(self) -> None:
         self.scope = anyio.CancelScope()
@@ -50,6 +50,10 @@ class Worker:
         # ``scope.cancel_called``, as a plain attribute: the executor reads it after every
         # handler, and only ``cancel`` cancels this scope.
         self.cancelled = False
+        # Handlers left before the executor's next yield, counted down (``Executors.turn``): a
+        # count kept below 257 is one of CPython's cached small ints (``done += 1`` past 256
+        # allocated an int a delivery).
+        self.left = 0
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -134,9 +138,7 @@ class Executors:
         ready = self.ready
         run_one = self._run_one
         batch = self._batch
-        # Handlers left before the next yield, counted down: a count kept below 257 is one of
-        # CPython's cached small ints (``done += 1`` past 256 allocated an int a delivery).
-        left = batch
+        worker.left = batch
         with worker.scope:
             while True:
                 while ready:
@@ -145,12 +147,12 @@ class Executors:
                         # The handler may block while others wait: let the monitor judge.
                         self._signalled = True
                         self._signal.set()
+                    # Runs ``mailbox``'s delivery and the rest of this worker's turn (``turn``).
                     await run_one(mailbox, worker)
                     if worker.cancelled:
                         return True  # even if the handler swallowed it: never reuse the scope
-                    left -= 1
-                    if not left:
-                        left = batch
+                    if not worker.left:
+                        worker.left = batch
                         self._yielding += 1
                         try:
                             await checkpoint()
@@ -166,3 +168,25 @@ class Executors:
                     if event in self._idle:
                         self._idle.remove(event)
         return True  # run_one re-raised the cancellation of this scope, which ends here
+
+    def turn(self, worker: Worker, first: Mailbox) -> Iterator[Mailbox]:
+        """The mailboxes ``worker`` runs one delivery of, in a row, from ``first``: the runner
+        loops over them (``DeliveryRunner.run``), so consecutive deliveries need no coroutine
+        each. The order and the stops are ``_work``'s own: the ready queue's next mailbox,
+        until it is empty, ``worker`` is cancelled (checked after each delivery, before it
+        counts) or its ``left`` handlers before a yield are done; ``_work`` then does what it
+        did after each ``run_one`` (return, yield). A delivery that raises ends the turn."""
+        ready = self.ready
+        mailbox = first
+        while True:
+            yield mailbox
+            if worker.cancelled:
+                return
+            worker.left -= 1
+            if not worker.left or not ready:
+                return
+            mailbox = ready.popleft()
+            if ready and not self._signalled and not self._idle:
+                # As in ``_work``: the handler may block while others wait.
+                self._signalled = True
+                self._signal.set()

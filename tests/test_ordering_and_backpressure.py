@@ -271,3 +271,52 @@ async def test_an_executor_yields_every_64_handlers_of_a_long_backlog(
     # two turns between two of this task's: up to 128 handlers apart there.
     assert max(steps) <= (64 if anyio_backend_name == "asyncio" else 128), steps
     assert len(steps) >= 1000 // 128, steps
+
+
+class Quitter(BaseAgent):
+    """Cancels its own request from inside its handler and returns without awaiting: the
+    cancellation reaches the executor's scope, never this handler."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.rt: Runtime | None = None
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        assert self.rt is not None
+        self.rt.cancel(ctx.message.correlation_id)
+
+
+class Answerer(BaseAgent):
+    """Answers after a checkpoint, where a cancelled scope around it would raise."""
+
+    produces = (Ping,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await anyio.lowlevel.checkpoint()
+        return ctx.reply(Ping(n=payload.n))
+
+
+async def test_after_a_cancelled_handler_the_next_ready_mailbox_runs_in_a_fresh_scope() -> None:
+    # Issue 19, eighth pass: the runner runs an executor's turn (its next ready mailboxes) in
+    # one loop (``Executors.turn``). A request cancelled while its handler runs here cancels
+    # the executor's scope; the turn must end there, as ``_work`` did after each ``run_one``,
+    # so the next mailbox in the queue runs in a new scope, not in the cancelled one (where
+    # it would be cancelled at its first await and dead-lettered).
+    quitter, answerer = Quitter("quitter"), Answerer("answerer")
+    async with Runtime([quitter, answerer]) as rt:
+        quitter.rt = rt
+        await wait_all_tasks_blocked()
+        first = rt.message(Ping(n=1), recipient="quitter")
+        second = rt.message(Ping(n=2), recipient="answerer")
+        gather = rt.gather(second.correlation_id, count=1, timeout=3)
+        rt.publish_nowait(first)  # not a checkpoint: both wait before any executor runs
+        rt.publish_nowait(second)
+        assert rt.statistics().ready == 2  # one behind the other: one executor's turn
+        result = await gather.wait()
+        await drain(rt)
+        stats = rt.statistics()
+    assert [m.payload.n for m in result.replies] == [2]  # type: ignore[attr-defined]
+    assert stats.dead_lettered == 0
+    assert stats.handled == 3  # the two pings and the answer the gather took
