@@ -70,6 +70,13 @@ class DeliveryRunner:
         executor yields, stay the executors' to say: ``turn`` takes them as their own loop did.
         """
         executors = self.transport.executors
+        # Read once a turn, not once a delivery: none is replaced while the runtime runs (the
+        # observer is, when one is added: it is read per delivery).
+        ledger = self.ledger
+        active = self.correlator.active
+        services = self.services
+        known = self._known_payloads
+        emit = self.dispatcher.emit
         for mb in (first,) if executors is None else executors.turn(worker, first):
             # ``Mailbox.pop``, inlined: once a delivery.
             mb.scheduled -= 1
@@ -83,7 +90,7 @@ class DeliveryRunner:
             else:
                 msg = item  # type: ignore[assignment]  # mypy narrows only the positive type() test
             cid = msg.correlation_id  # one read: pydantic's __getattr__ makes each read a hook
-            corr = self.correlator.active.get(cid) or self.correlator.get(cid)
+            corr = active.get(cid) or self.correlator.get(cid)
             worker.correlation = cid
             try:
                 if corr.cancelled:
@@ -99,7 +106,7 @@ class DeliveryRunner:
                 if breaker is not None and breaker.failures and breaker.tripped:
                     await self._recover(mb, msg, corr, None)
                     continue
-                obs = self.ledger.observer
+                obs = ledger.observer
                 started = 0.0
                 single: Message | None = None  # the only output, if it needs no check
                 try:
@@ -111,7 +118,7 @@ class DeliveryRunner:
                             # ``self.clock.monotonic()``, a call of a function an instance holds.
                             tick = self.clock.monotonic
                             started = tick()
-                        ctx = runtime_context(self.services, mb.id, msg)
+                        ctx = runtime_context(services, mb.id, msg)
                         handlers = mb.handlers
                         payload = msg.payload
                         name = handlers.get(type(payload)) if handlers is not None else None
@@ -123,7 +130,7 @@ class DeliveryRunner:
                             if (
                                 returned is built
                                 and built is not None
-                                and type(built.payload) in self._known_payloads
+                                and type(built.payload) in known
                             ):
                                 # ``_outputs`` for the common case, decided without a call: the
                                 # one message this delivery's own context built, of a registered
@@ -155,13 +162,11 @@ class DeliveryRunner:
                     breaker.record_success()
                 # ``_succeed``, inlined: once a hop (outputs are stamped with ``msg``'s correlation)
                 if single is not None:
-                    self.dispatcher.emit(single, True, corr)
+                    emit(single, True, corr)
                 else:
-                    emit = self.dispatcher.emit
                     for out in outputs:
                         emit(out, True, corr)
                 mb.handled += 1
-                ledger = self.ledger
                 if corr.requests or corr.in_flight == 1 or ledger.in_flight == 1:
                     ledger.handled_one(corr, msg)  # a request watches, or something settles
                 else:
