@@ -64,19 +64,20 @@ class Dispatcher:
         waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
         routed, corr = self._validate(msg)
         transport = self.transport
+        mailboxes = self.mailboxes
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
-        held: list[str] = []
+        held = 0  # the agents of ``routed[:held]`` hold a slot
         try:
-            for rid in routed:
-                if rid in self.mailboxes:
-                    if not transport.try_hold(rid):  # the common case does not await
-                        await transport.wait_for_room(rid)
-                    held.append(rid)
+            held = transport.hold(routed, 0)  # the common case holds them all and never awaits
+            while held < len(routed):
+                await transport.wait_for_room(routed[held])  # gives its slot back if cancelled
+                held = transport.hold(routed, held + 1)
             self.check_open()
         except BaseException:
-            for rid in held:
-                transport.release(rid)
+            for rid in routed[:held]:
+                if rid in mailboxes:
+                    transport.release(rid)
             self._released(corr)
             raise
         ledger = self.ledger
@@ -87,13 +88,16 @@ class Dispatcher:
         put = transport.put
         batch = self.delivered_many
         told: list[str] | None = [] if batch is not None else None
+        admitted: tuple[str, ...] = ()
+        done = 0  # the slots of ``admitted[:done]`` were used or given back
         try:
-            for rid in self.route(msg, corr, routed, output=False):
-                held.remove(rid)
+            admitted = self.route(msg, corr, routed, False)
+            for rid in admitted:
                 if not free or corr.deliveries >= budget:
                     decision = admission.check(msg, rid, corr)
                     if not decision.allowed:
                         transport.release(rid)
+                        done += 1
                         ledger.deny(msg, rid, corr, decision)
                         continue
                 # ``_deliver`` and ``Ledger.opened``, inlined: once per recipient
@@ -102,13 +106,21 @@ class Dispatcher:
                 corr.in_flight += 1
                 corr.deliveries += 1
                 put(msg, rid, reserved=True)
+                done += 1
                 if told is not None:
                     told.append(rid)
                 elif ledger.observer is not None:
                     ledger.observer.delivered(msg, rid)
         finally:
-            for rid in held:  # taken by a waiter in its agent's place
+            # The slots nobody used: a waiter took the message in its agent's place (``route``
+            # left the agent out), or a call above raised.
+            for rid in admitted[done:]:
                 transport.release(rid)
+            if admitted is not routed:
+                kept = set(admitted)
+                for rid in routed:
+                    if rid in mailboxes and rid not in kept:
+                        transport.release(rid)
             if batch is not None and told:
                 batch(msg, told)  # before the correlation is released, as each was
             self._released(corr)

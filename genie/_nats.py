@@ -35,7 +35,7 @@ import json
 import math
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -284,7 +284,13 @@ class NatsTransport(LocalTransport):
             self._read_again(recipient)
         return free >= 1
 
-    def try_hold(self, recipient: str) -> bool:
+    def hold(self, recipients: Sequence[str], start: int) -> int:
+        for i in range(start, len(recipients)):
+            if recipients[i] in self.mailboxes and not self._try_hold(recipients[i]):
+                return i
+        return len(recipients)
+
+    def _try_hold(self, recipient: str) -> bool:
         """A slot of the last reading, taken at once when it is fresh (at most ``poll`` old),
         shows room, and no publisher of this process waits for ``recipient``: what
         ``wait_for_room`` would do without waiting. Else ``wait_for_room`` reads again."""

@@ -12,7 +12,7 @@ decodes each delivery through the message-type registry and hands it to the same
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -87,16 +87,19 @@ class Transport(Protocol):
         """Wait, first come first served, for a slot for ``recipient``, and hold it."""
         ...
 
-    def try_hold(self, recipient: str) -> bool:
-        """Hold a slot for ``recipient`` if one is free now, with nobody waiting ahead."""
+    def hold(self, recipients: Sequence[str], start: int) -> int:
+        """From ``recipients[start]`` on, hold a slot for each agent of this runtime while
+        one is free now with nobody waiting ahead; the index of the first it could not hold
+        (``len(recipients)``: all held). Ids that are no agent here are passed over."""
         ...
 
     def release(self, recipient: str) -> None:
-        """Give back a slot ``wait_for_room`` or ``try_hold`` held, unused."""
+        """Give back a slot ``wait_for_room`` or ``hold`` held, unused."""
         ...
 
     def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
-        """Queue an admitted delivery (``reserved``: in the slot ``wait_for_room`` held)."""
+        """Queue an admitted delivery (``reserved``: in the slot ``wait_for_room`` or ``hold``
+        held)."""
         ...
 
     def cancel(self, correlation_id: str) -> int:
@@ -131,12 +134,17 @@ class LocalTransport:
     async def wait_for_room(self, recipient: str) -> None:
         await self.mailboxes[recipient].wait_for_room()
 
-    def try_hold(self, recipient: str) -> bool:
-        mb = self.mailboxes[recipient]
-        if not mb.waiters and len(mb.queue) + mb.reserved < mb.capacity:  # ``has_room``, inlined
+    def hold(self, recipients: Sequence[str], start: int) -> int:
+        # One call a publish, not one a recipient: this runs for each of a fan-out's agents.
+        mailboxes = self.mailboxes
+        for i in range(start, len(recipients)):
+            mb = mailboxes.get(recipients[i])
+            if mb is None:
+                continue
+            if mb.waiters or len(mb.queue) + mb.reserved >= mb.capacity:  # ``has_room``, inlined
+                return i
             mb.reserved += 1
-            return True
-        return False
+        return len(recipients)
 
     def release(self, recipient: str) -> None:
         self.mailboxes[recipient].release()
