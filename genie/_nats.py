@@ -370,9 +370,15 @@ class NatsTransport(LocalTransport):
         self._rereading.add(recipient)
         self._tg.start_soon(read)
 
-    def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
-        if reserved:
+    def put(self, item: Queued, recipient: str) -> None:
+        self._put(item, recipient, False)
+
+    def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
+        for recipient in recipients:
             self._holding[recipient] -= 1
+            self._put(item, recipient, True)
+
+    def _put(self, item: Queued, recipient: str, reserved: bool) -> None:
         if type(item) is Handoff:
             # The fallback runs here, inside the failed delivery (every process hosts every
             # agent's code): its outcome is that delivery's outcome.

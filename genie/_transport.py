@@ -97,9 +97,13 @@ class Transport(Protocol):
         """Give back a slot ``wait_for_room`` or ``hold`` held, unused."""
         ...
 
-    def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
-        """Queue an admitted delivery (``reserved``: in the slot ``wait_for_room`` or ``hold``
-        held)."""
+    def put(self, item: Queued, recipient: str) -> None:
+        """Queue an admitted delivery (no slot was held for it)."""
+        ...
+
+    def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
+        """Queue an admitted delivery for each of ``recipients``, in order, each in the slot
+        ``hold`` or ``wait_for_room`` held for it."""
         ...
 
     def cancel(self, correlation_id: str) -> int:
@@ -149,10 +153,8 @@ class LocalTransport:
     def release(self, recipient: str) -> None:
         self.mailboxes[recipient].release()
 
-    def put(self, item: Queued, recipient: str, *, reserved: bool = False) -> None:
+    def put(self, item: Queued, recipient: str) -> None:
         mb = self.mailboxes[recipient]
-        if reserved:
-            mb.reserved -= 1
         # ``Mailbox.push``, inlined: once a delivery (the same steps, in the same order).
         queue = mb.queue
         if queue is NO_MESSAGES:
@@ -165,6 +167,25 @@ class LocalTransport:
             mb.scheduled += 1
             if self.executors is not None:
                 self.executors.schedule(mb)
+
+    def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
+        # ``put`` for each, its slot given back first: one call a publish, not one a recipient.
+        mailboxes = self.mailboxes
+        executors = self.executors
+        for rid in recipients:
+            mb = mailboxes[rid]
+            mb.reserved -= 1
+            queue = mb.queue
+            if queue is NO_MESSAGES:
+                queue = mb.queue = deque()
+            queue.append(item)
+            depth = len(queue)
+            if depth > mb.high_water:
+                mb.high_water = depth
+            if mb.scheduled + mb.active < mb.max_concurrency and mb.scheduled < depth:
+                mb.scheduled += 1
+                if executors is not None:
+                    executors.schedule(mb)
 
     def cancel(self, correlation_id: str) -> int:
         return self.executors.cancel(correlation_id) if self.executors is not None else 0
