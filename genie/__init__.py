@@ -2,25 +2,16 @@
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from ._agent import Agent as Agent
-from ._agent import BaseAgent as BaseAgent
-from ._agent import Risk as Risk
-from ._agent import handler as handler
-from ._audit import AuditRecord as AuditRecord
-from ._audit import AuditSink as AuditSink
-from ._audit import AuditVerdict as AuditVerdict
-from ._audit import JsonlAuditLog as JsonlAuditLog
-from ._audit import MemoryAuditLog as MemoryAuditLog
-from ._audit import verify_audit_log as verify_audit_log
-from ._clock import Clock as Clock
-from ._context import Context as Context
-from ._context import TestContext as TestContext
-from ._context import Timer as Timer
-from ._correlator import CorrelatorStatistics as CorrelatorStatistics
-from ._correlator import Gather as Gather
-from ._correlator import GatherResult as GatherResult
-from ._correlator import Missing as Missing
-from ._deadletter import DeadLetter as DeadLetter
+from ._agent.agent import Agent as Agent
+from ._agent.agent import BaseAgent as BaseAgent
+from ._agent.agent import Risk as Risk
+from ._agent.agent import handler as handler
+from ._agent.context import Context as Context
+from ._agent.context import TestContext as TestContext
+from ._agent.context import Timer as Timer
+from ._base.clock import Clock as Clock
+from ._base.resilience import BreakerPolicy as BreakerPolicy
+from ._base.resilience import RetryPolicy as RetryPolicy
 from ._errors import AgentError as AgentError
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import ConfigurationError as ConfigurationError
@@ -39,36 +30,45 @@ from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from ._errors import UnknownRecipientError as UnknownRecipientError
 from ._errors import WouldBlockError as WouldBlockError
-from ._mailbox import MailboxStatistics as MailboxStatistics
-from ._message import Classification as Classification
-from ._message import Message as Message
-from ._message import MessageTypes as MessageTypes
-from ._message import Payload as Payload
-from ._message import Role as Role
-from ._observe import Observer as Observer
-from ._router import Tap as Tap
-from ._runtime import Runtime as Runtime
-from ._runtime import RuntimeState as RuntimeState
-from ._runtime import ShutdownReport as ShutdownReport
-from ._supervisor import AgentOptions as AgentOptions
-from ._supervisor import BreakerPolicy as BreakerPolicy
-from ._supervisor import Decision as Decision
-from ._supervisor import Limits as Limits
-from ._supervisor import Policy as Policy
-from ._supervisor import PolicyStatistics as PolicyStatistics
-from ._supervisor import RetryPolicy as RetryPolicy
+from ._message.envelope import Classification as Classification
+from ._message.envelope import Message as Message
+from ._message.envelope import MessageTypes as MessageTypes
+from ._message.envelope import Payload as Payload
+from ._message.envelope import Role as Role
+from ._runtime.audit import AuditRecord as AuditRecord
+from ._runtime.audit import AuditSink as AuditSink
+from ._runtime.audit import AuditVerdict as AuditVerdict
+from ._runtime.audit import JsonlAuditLog as JsonlAuditLog
+from ._runtime.audit import MemoryAuditLog as MemoryAuditLog
+from ._runtime.audit import verify_audit_log as verify_audit_log
+from ._runtime.correlator import CorrelatorStatistics as CorrelatorStatistics
+from ._runtime.correlator import Gather as Gather
+from ._runtime.correlator import GatherResult as GatherResult
+from ._runtime.correlator import Missing as Missing
+from ._runtime.deadletter import DeadLetter as DeadLetter
+from ._runtime.local.mailbox import MailboxStatistics as MailboxStatistics
+from ._runtime.observe.observer import Observer as Observer
+from ._runtime.options import AgentOptions as AgentOptions
+from ._runtime.policy import Decision as Decision
+from ._runtime.policy import Limits as Limits
+from ._runtime.policy import Policy as Policy
+from ._runtime.policy import PolicyStatistics as PolicyStatistics
+from ._runtime.router import Tap as Tap
+from ._runtime.runtime import Runtime as Runtime
+from ._runtime.runtime import RuntimeState as RuntimeState
+from ._runtime.runtime import ShutdownReport as ShutdownReport
 
 if _TYPE_CHECKING:
-    from ._catalogue import AgentSpec as AgentSpec
-    from ._catalogue import Catalogue as Catalogue
-    from ._events import Event as Event
-    from ._events import EventStream as EventStream
-    from ._logging import JsonFormatter as JsonFormatter
-    from ._logging import configure_logging as configure_logging
-    from ._losses import Lost as Lost
-    from ._metrics import Metrics as Metrics
-    from ._metrics import MetricsServer as MetricsServer
-    from ._statistics import RuntimeStatistics as RuntimeStatistics
+    from ._agent.catalogue import AgentSpec as AgentSpec
+    from ._agent.catalogue import Catalogue as Catalogue
+    from ._base.log_format import JsonFormatter as JsonFormatter
+    from ._base.log_format import configure_logging as configure_logging
+    from ._runtime.losses import Lost as Lost
+    from ._runtime.observe.events import Event as Event
+    from ._runtime.observe.events import EventStream as EventStream
+    from ._runtime.observe.metrics import Metrics as Metrics
+    from ._runtime.observe.metrics import MetricsServer as MetricsServer
+    from ._runtime.statistics import RuntimeStatistics as RuntimeStatistics
 
 # Loaded when first asked for: prometheus-client takes ~80 ms to import; the catalogue (inspect,
 # a pydantic model built per agent) serves pipelines and the CLI, not a program that builds its
@@ -77,16 +77,16 @@ if _TYPE_CHECKING:
 # needs them: the `Lost` model when an agent subscribes to loss notices, the event stream at
 # `rt.events()`, the statistics record at `rt.statistics()` (issue 19, import time).
 _LAZY = {
-    "Metrics": "._metrics",
-    "MetricsServer": "._metrics",
-    "AgentSpec": "._catalogue",
-    "Catalogue": "._catalogue",
-    "JsonFormatter": "._logging",
-    "configure_logging": "._logging",
-    "Event": "._events",
-    "EventStream": "._events",
-    "Lost": "._losses",
-    "RuntimeStatistics": "._statistics",
+    "Metrics": "._runtime.observe.metrics",
+    "MetricsServer": "._runtime.observe.metrics",
+    "AgentSpec": "._agent.catalogue",
+    "Catalogue": "._agent.catalogue",
+    "JsonFormatter": "._base.log_format",
+    "configure_logging": "._base.log_format",
+    "Event": "._runtime.observe.events",
+    "EventStream": "._runtime.observe.events",
+    "Lost": "._runtime.losses",
+    "RuntimeStatistics": "._runtime.statistics",
 }
 
 

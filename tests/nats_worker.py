@@ -12,9 +12,9 @@ import os
 import signal
 import sys
 
-from genie._cli import build_parser
-from genie._nats_cli import _worker
-from genie._transport import Delivery
+from genie._cli.main import build_parser
+from genie._runtime.transport import Delivery
+from genie.nats._cli import _worker
 
 
 def main() -> int:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from genie import AuditRecord, JsonlAuditLog, Runtime, verify_audit_log
-from genie._audit import AuditLogError
-from genie._cli import main
+from genie._cli.main import main
+from genie._runtime.audit import AuditLogError
 
 from .conftest import DenyTo, Echo, Ping
 
@@ -96,7 +96,7 @@ def test_reorder_is_found(tmp_path: Path) -> None:
 
 
 def test_rehashed_edit_still_breaks_the_next_link(tmp_path: Path) -> None:
-    from genie._audit import _go_json, _row_hash
+    from genie._runtime.audit import _go_json, _row_hash
 
     path = tmp_path / "audit.jsonl"
     write_log(path)
@@ -407,7 +407,7 @@ def test_keyed_chain_verifies_with_its_key_only(tmp_path: Path) -> None:
 
 def rewrite_chain(path: Path, key: bytes | None, edit: str) -> None:
     """What an attacker with write access does: edit a row, recompute every hash."""
-    from genie._audit import _go_json, _row_hash
+    from genie._runtime.audit import _go_json, _row_hash
 
     prev, out = "genesis", []
     for line in rows(path):
@@ -435,7 +435,7 @@ def test_a_rewritten_chain_fools_the_plain_chain_not_the_keyed_one(tmp_path: Pat
 
 
 def forge_row(path: Path, key: bytes | None) -> None:
-    from genie._audit import _go_json, _row_hash
+    from genie._runtime.audit import _go_json, _row_hash
 
     last = json.loads(rows(path)[-1])
     row: dict[str, Any] = {

@@ -20,7 +20,7 @@ from genie_bench import measure, process, report, worker, workloads
 from genie_bench.cli import Settings
 from genie_bench.variants import VARIANTS, build
 
-from genie._cli import main
+from genie._cli.main import main
 
 from .conftest import DenyTo
 
@@ -191,7 +191,7 @@ def run_without(module: str, tmp_path: Path, *args: str) -> subprocess.Completed
     """`genie bench --quick` in a child where ``module`` cannot be imported."""
     code = (
         f"import sys; sys.modules[{module!r}] = None\n"
-        "from genie._cli import main\n"
+        "from genie._cli.main import main\n"
         f"sys.exit(main(['bench', '--quick', '--out', {str(tmp_path)!r}, *{list(args)!r}]))"
     )
     return subprocess.run(

@@ -19,9 +19,9 @@ import pytest
 from genie_bench import measure, workloads
 from genie_bench.variants import build, compiled_twins
 
-import genie._dispatch
+import genie._runtime.dispatch
 from genie import ConfigurationError
-from genie._cli import main
+from genie._cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = str(ROOT / "config/policies/ai-policy.yaml")
@@ -47,7 +47,7 @@ def test_each_genie_variant_gets_a_compiled_twin_and_no_other() -> None:
 def test_a_compiled_variant_runs_only_on_a_compiled_genie() -> None:
     # Under `make test-compiled` this process has the compiled genie; otherwise its sources,
     # and the +mypyc variant must not run on them.
-    origin = genie._dispatch.__file__ or ""
+    origin = genie._runtime.dispatch.__file__ or ""
     if origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
         assert [impl.name for impl in build(["genie+mypyc"], [])[0]] == ["asyncio", "genie"]
     else:
@@ -70,7 +70,7 @@ def test_a_compiled_worker_imports_from_the_tree_and_stops_when_it_is_not_compil
             child.close()
     why = str(caught.value)
     assert "genie was imported from source" in why
-    assert str(tmp_path / "genie" / "_dispatch.py") in why
+    assert str(tmp_path / "genie" / "_runtime" / "dispatch.py") in why
 
 
 def test_a_compiled_variant_without_a_tree_is_an_error() -> None:

@@ -17,8 +17,8 @@ from genie import (
     Payload,
     handler,
 )
-from genie._catalogue import import_object, spec_for
-from genie._catalogue_page import catalogue_markdown
+from genie._agent.catalogue import import_object, spec_for
+from genie._cli.catalogue_page import catalogue_markdown
 
 from .conftest import Ping, Pong
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from genie._catalogue import Catalogue
-from genie._cli import SIGPIPE_EXIT, main
+from genie._agent.catalogue import Catalogue
+from genie._cli.main import SIGPIPE_EXIT, main
 
 ROOT = Path(__file__).resolve().parent.parent
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
@@ -85,7 +85,7 @@ def plugged(tmp_path: Path, *argv: str, broken: bool = False) -> subprocess.Comp
     if broken:
         entries += "broken = genie_hello_missing:main\n"
     (info / "entry_points.txt").write_text(entries)
-    code = "import sys; from genie._cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from genie._cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *argv],
         capture_output=True,
@@ -118,7 +118,7 @@ def test_the_library_never_imports_the_harness(capsys: pytest.CaptureFixture[str
     # `genie bench` is the harness's own entry point (genie.commands); the CLI imports it only
     # to run it or to print its help line.
     code = (
-        "import sys; from genie._cli import main\n"
+        "import sys; from genie._cli.main import main\n"
         f"assert main(['validate', {str(FINANCE)!r}]) == 0\n"
         "assert 'genie_bench' not in sys.modules, 'imported'\n"
         "import genie, genie.simulation, genie.pipeline, genie.policies\n"

@@ -482,7 +482,7 @@ class Stamps(BaseAgent):
 async def test_a_reply_is_stamped_with_the_runtime_s_clock_epoch_plus_loop_time(n: int) -> None:
     # The context computes ``Clock.timestamp`` itself (``base + monotonic()``, issue 19's
     # eighth pass): it must read the same virtual time, to the bit, by ``reply`` and ``emit``.
-    from genie._clock import Clock
+    from genie._base.clock import Clock
 
     epoch = datetime(2026, 1, 1, tzinfo=UTC)
     async with Runtime([Stamps("stamps")], clock=Clock(epoch)) as rt:

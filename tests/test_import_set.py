@@ -41,9 +41,9 @@ LAZY = {
     # The `Lost` model (seven fields: 2.5 M to define), loaded when an agent subscribes to
     # loss notices; the event stream at `rt.events()`; the statistics record at
     # `rt.statistics()`: 4.4 M with their modules.
-    "genie._losses",
-    "genie._events",
-    "genie._statistics",
+    "genie._runtime.losses",
+    "genie._runtime.observe.events",
+    "genie._runtime.statistics",
     # `fcntl`, a C extension, for the file-backed audit log's lock only: 0.6 M.
     "fcntl",
 }
@@ -66,14 +66,14 @@ def loaded_by(code: str) -> set[str]:
 
 def test_import_genie_leaves_the_lazy_modules_out() -> None:
     loaded = loaded_by("import genie")
-    assert "genie._runtime" in loaded  # the probe sees what the import loads
+    assert "genie._runtime.runtime" in loaded  # the probe sees what the import loads
     assert loaded & LAZY == set()
 
 
 def test_every_public_name_imports_from_a_fresh_interpreter() -> None:
     names = ", ".join(genie.__all__)
     loaded = loaded_by(f"from genie import {names}")
-    assert "genie._metrics" in loaded  # the lazily loaded names did load
+    assert "genie._runtime.observe.metrics" in loaded  # the lazily loaded names did load
 
 
 def test_a_runtime_started_after_import_loads_what_it_needs() -> None:
@@ -132,8 +132,9 @@ async def main() -> None:
         rt.add(Fails("fails"), subscribe=["lazy_loss_ping"])
         await rt.publish(rt.message(Ping(n=1)))
         await anyio.sleep(0.05)
-        assert "genie._losses" not in sys.modules  # nobody listens: no notice, no model
-        assert "genie._events" not in sys.modules and "genie._statistics" not in sys.modules
+        assert "genie._runtime.losses" not in sys.modules  # nobody listens: no notice, no model
+        assert "genie._runtime.observe.events" not in sys.modules
+        assert "genie._runtime.statistics" not in sys.modules
         from genie import Lost
 
         class Watcher(BaseAgent):
@@ -154,14 +155,18 @@ async def main() -> None:
 
 anyio.run(main)
 """
-    assert {"genie._losses", "genie._events", "genie._statistics"} <= loaded_by(code)
+    assert {
+        "genie._runtime.losses",
+        "genie._runtime.observe.events",
+        "genie._runtime.statistics",
+    } <= loaded_by(code)
 
 
 def test_the_envelope_model_is_built_at_the_first_boundary() -> None:
     code = """
 import sys
 from genie import Message, Payload, Role
-from genie._message import _FIELD_NAMES, _SLOTS
+from genie._message.envelope import _FIELD_NAMES, _SLOTS
 
 class Ping(Payload):
     message_type = "ping"
@@ -218,7 +223,7 @@ assert [type(h) for h in logging.getLogger("genie").handlers] == [logging.NullHa
 def test_a_lazy_logger_is_the_logger_it_stands_for() -> None:
     import logging
 
-    from genie._log import lazy_logger
+    from genie._base.log import lazy_logger
 
     records: list[logging.LogRecord] = []
 
@@ -250,9 +255,9 @@ def test_the_json_users_load_json_when_they_run(tmp_path: Path) -> None:
 import logging
 from datetime import UTC, datetime
 from genie import JsonFormatter, JsonlAuditLog, verify_audit_log
-from genie._audit import AuditRecord
+from genie._runtime.audit import AuditRecord
 from genie import Message, MessageTypes
-from genie._transport import Delivery
+from genie._runtime.transport import Delivery
 from tests.conftest import Ping
 
 record = logging.makeLogRecord({{"msg": "hello", "agent_id": "a"}})

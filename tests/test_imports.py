@@ -27,8 +27,8 @@ def test_import_genie_loads_no_heavy_module() -> None:
         "genie.llm",
         "genie.pipeline",
         "genie.policies",
-        "genie._catalogue",
-        "genie._metrics",
+        "genie._agent.catalogue",
+        "genie._runtime.observe.metrics",
         "prometheus_client",
         "yaml",
         "difflib",
@@ -41,7 +41,7 @@ def test_import_genie_loads_no_heavy_module() -> None:
 def test_genie_run_of_the_finance_pipeline_imports_only_its_agents() -> None:
     run = """
 import contextlib, io, sys
-from genie._cli import cli
+from genie._cli.main import cli
 sys.argv = ["genie", "run", "config/pipelines/finance.yaml"]
 report = io.StringIO()
 with contextlib.redirect_stdout(report):

@@ -32,7 +32,7 @@ from genie import (
     RuntimeStatistics,
     handler,
 )
-from genie._observe import Observers, deliveries_listener, gather_listener
+from genie._runtime.observe.observer import Observers, deliveries_listener, gather_listener
 
 from .conftest import DenyTo, Echo, Failing, Note, Ping, Pong, Recorder
 

@@ -26,7 +26,7 @@ from genie import (
     Runtime,
     handler,
 )
-from genie._metrics import DURATION_BUCKETS, FANOUT_BUCKETS
+from genie._runtime.observe.metrics import DURATION_BUCKETS, FANOUT_BUCKETS
 
 from .conftest import Note, Ping, Pong
 

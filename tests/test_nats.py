@@ -35,18 +35,18 @@ from genie import (
     WouldBlockError,
     handler,
 )
-from genie._audit import AuditRecord, verify_audit_log
-from genie._cli import main
+from genie._base.nesting import MAX_DEPTH
+from genie._cli.main import main
 from genie._errors import ConfigurationError
-from genie._nats import NatsNames, NatsTransport
-from genie._nats_audit import as_file, read_chain
-from genie._nats_cli import run_over_nats
-from genie._nats_names import need_server
-from genie._nats_replay import OutcomeReplay, load_record, record_undecodable, what_it_was
-from genie._nats_server import LocalNatsServer
-from genie._nats_wire import NatsPublisher, derived_id
-from genie._nesting import MAX_DEPTH
+from genie._runtime.audit import AuditRecord, verify_audit_log
 from genie.nats import Undecodable
+from genie.nats._audit import as_file, read_chain
+from genie.nats._cli import run_over_nats
+from genie.nats._names import need_server
+from genie.nats._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
+from genie.nats._wire import NatsPublisher, derived_id
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 

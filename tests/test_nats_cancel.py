@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from genie import BaseAgent, Context, Runtime, handler
-from genie._nats import NatsNames, NatsTransport
-from genie._nats_cancel import NatsCancellations
-from genie._nats_server import LocalNatsServer
+from genie.nats._cancel import NatsCancellations
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
 
 from .conftest import Ping
 from .test_nats import eventually, jetstream

@@ -14,9 +14,9 @@ import nats
 import pytest
 
 from genie import AgentOptions, BaseAgent, Context, Message, Runtime, handler
-from genie._nats import NatsNames, NatsTransport
-from genie._nats_consumer import FETCH_AHEAD
-from genie._nats_server import LocalNatsServer
+from genie.nats._consumer import FETCH_AHEAD
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
 
 from .conftest import Ping, Pong
 from .test_nats import eventually

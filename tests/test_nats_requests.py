@@ -16,8 +16,8 @@ import anyio
 import pytest
 
 from genie import Decision, Limits, MemoryAuditLog, Message, Policy, Runtime, RuntimeStatistics
-from genie._nats import NatsNames, NatsTransport
-from genie._nats_server import LocalNatsServer
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
 from genie.pipeline import load_pipeline
 
 from .conftest import DenyTo, PolicyFn

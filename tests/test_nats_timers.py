@@ -12,8 +12,8 @@ import anyio
 import pytest
 
 from genie import BaseAgent, Context, Limits, MemoryAuditLog, Message, Runtime, handler
-from genie._nats import NatsNames, NatsTransport
-from genie._nats_server import LocalNatsServer
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
 
 from .conftest import Note, Ping, Pong
 from .test_nats import eventually

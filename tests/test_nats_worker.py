@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from genie import AgentOptions, BaseAgent, Context, Message, Runtime, handler
-from genie._nats import NatsNames, NatsTransport
-from genie._nats_server import LocalNatsServer
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
 
 from .conftest import Ping, Pong
 from .test_nats import eventually

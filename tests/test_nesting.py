@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from genie import InvalidMessageError, MessageTypes, Payload, Runtime
-from genie._cli import main
-from genie._nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
+from genie._base.nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
+from genie._cli.main import main
 
 GOOD = Path(__file__).parent / "pipelines" / "good"
 DEEP = 100_000
@@ -113,8 +113,8 @@ def test_a_delivery_is_bounded_as_its_message() -> None:
     """A delivery across processes checks its text once, then its message is not walked again:
     the limit stays exactly parse_message's, and a hostile depth is refused, never a
     RecursionError from the JSON parser."""
-    from genie._message import Message
-    from genie._transport import Delivery
+    from genie._message.envelope import Message
+    from genie._runtime.transport import Delivery
 
     types = MessageTypes([Blob])
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from genie import BaseAgent, Context, Runtime, configure_logging, handler
-from genie._cli import main
+from genie._cli.main import main
 
 from .conftest import Ping
 from .test_metrics import parse, total

@@ -39,8 +39,8 @@ from genie import (
     Runtime,
     ShutdownReport,
 )
-from genie._record import Record
-from genie._transport import Delivery
+from genie._base.record import Record
+from genie._runtime.transport import Delivery
 
 from .conftest import Echo, Ping
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from genie import _yamlconf
-from genie._cli import main
-from genie._yamlconf import (
+from genie._base import yamlconf as _yamlconf
+from genie._base.yamlconf import (
     MAX_BYTES,
     MAX_DEPTH,
     MAX_NODES,
@@ -20,6 +19,7 @@ from genie._yamlconf import (
     read_yaml,
     sorted_problems,
 )
+from genie._cli.main import main
 
 LOADERS = {"default": _yamlconf._Loader, "python": _yamlconf._PyLoader}
 

@@ -28,16 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 #   field (mypyc issue 1122), and the module fails to import; its hot part is two small
 #   functions.
 HOT = (
-    "genie/_dispatch.py",
-    "genie/_delivery.py",
-    "genie/_ledger.py",
-    "genie/_correlator.py",
-    "genie/_router.py",
-    "genie/_admission.py",
-    "genie/_context.py",
-    "genie/_executor.py",
-    "genie/_mailbox.py",
-    "genie/_policy_plan.py",
+    "genie/_runtime/dispatch.py",
+    "genie/_runtime/delivery.py",
+    "genie/_runtime/ledger.py",
+    "genie/_runtime/correlator.py",
+    "genie/_runtime/router.py",
+    "genie/_runtime/admission.py",
+    "genie/_agent/context.py",
+    "genie/_runtime/local/executor.py",
+    "genie/_runtime/local/mailbox.py",
+    "genie/_runtime/policy_plan.py",
     "genie/policies/_normalise.py",
 )
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genie import ConfigurationError
-from genie._progress import ProgressLine
+from genie._base.progress import ProgressLine
 
 from . import measure, process, report
 from .variants import (

@@ -197,7 +197,7 @@ async def _component(name: str, calls: int) -> None:
     payload and envelope it builds), ``delivery`` (a whole round trip: a ping to an echo agent
     and its pong back to an agent, two deliveries, for scale).
     """
-    from genie import _context
+    from genie._agent import context as _context
 
     # A tree before issue 19's sixth pass builds its contexts by ``RuntimeContext(...)``.
     new_context: Callable[..., _context.RuntimeContext] = getattr(

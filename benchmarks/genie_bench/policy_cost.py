@@ -35,8 +35,8 @@ from pathlib import Path
 import anyio
 
 from genie import Limits, Message, Payload, Runtime
-from genie._freeze import freeze_message
-from genie._supervisor import Decision, admit
+from genie._message.freeze import freeze_message
+from genie._runtime.policy import Decision, admit
 from genie.policies import load_policy_file
 
 POLICIES = "config/policies/ai-policy.yaml"
@@ -94,7 +94,9 @@ def message(shape: str, seq: int) -> Message:
 def evaluator(name: str, policies_path: str) -> Callable[[Message, str], Decision]:
     policies = tuple(load_policy_file(policies_path).policies)
     if name == "plan":
-        from genie._policy_plan import PolicyPlan  # not there before issue 19: import late
+        from genie._runtime.policy_plan import (
+            PolicyPlan,  # not there before issue 19: import late
+        )
 
         return PolicyPlan(policies).decide
     limits = Limits()

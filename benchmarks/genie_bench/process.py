@@ -148,7 +148,7 @@ def genie_command() -> list[str]:
     script = Path(sys.executable).with_name("genie")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from genie._cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from genie._cli.main import main; sys.exit(main())"]
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -149,7 +149,7 @@ def _count_fetches() -> FetchCounts:
     """Count this genie worker's fetches and starts by wrapping the transport's fetch and
     delivery (not its own statistics: the same wrapping counts a tree from before them, so
     an A/B runs this file against both)."""
-    import genie._nats as transport_module
+    import genie.nats._transport as transport_module
 
     counts = FetchCounts()
     fetched_at: dict[int, float] = {}
@@ -216,7 +216,7 @@ async def _bare_worker(url: str, rounds: int, prefix: str) -> None:
     import nats
     from nats.js.api import AckPolicy, ConsumerConfig
 
-    from genie._nats import fetch_ready  # the same fetch as the transport's
+    from genie.nats._transport import fetch_ready  # the same fetch as the transport's
 
     nc = await nats.connect(url)
     js = nc.jetstream()

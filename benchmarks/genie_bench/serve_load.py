@@ -86,7 +86,17 @@ def serve_load(requests: int, root: Path = Path()) -> dict[str, Any]:
         "GENIE_API_KEYS": f"{{keys: [{{principal: bench, key: {KEY}, roles: [user]}}]}}",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "genie._cli", "serve", PIPELINE, "--port", "0", "--rate", "1e9"],
+        [
+            sys.executable,
+            "-m",
+            "genie._cli",
+            "serve",
+            PIPELINE,
+            "--port",
+            "0",
+            "--rate",
+            "1e9",
+        ],
         cwd=root,
         env=env,
         stderr=subprocess.PIPE,

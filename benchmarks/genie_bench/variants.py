@@ -52,9 +52,9 @@ def _require_compiled(name: str) -> None:
     """In a ``+mypyc`` worker: the genie imported is the compiled one, or the run stops."""
     import importlib.machinery
 
-    import genie._dispatch
+    import genie._runtime.dispatch
 
-    origin = genie._dispatch.__file__ or ""
+    origin = genie._runtime.dispatch.__file__ or ""
     if not origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
         raise ConfigurationError(f"{name}: genie was imported from source ({origin})")
 

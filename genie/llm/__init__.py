@@ -2,7 +2,6 @@
 that are themselves providers (retry, deadline, circuit, fallback, cache, shadow, cost,
 budgets, residency, the kill switch). See docs/llm.md."""
 
-from ._anthropic import AnthropicProvider as AnthropicProvider
 from ._budget import DailyTokenBudget as DailyTokenBudget
 from ._cache import Cache as Cache
 from ._cache import CacheStatistics as CacheStatistics
@@ -31,22 +30,23 @@ from ._errors import ProviderUnavailableError as ProviderUnavailableError
 from ._errors import RateLimitedError as RateLimitedError
 from ._errors import ResidencyDeniedError as ResidencyDeniedError
 from ._fallback import Fallback as Fallback
-from ._gemini import GeminiProvider as GeminiProvider
 from ._killswitch import KillSwitch as KillSwitch
 from ._ledger import BudgetLedger as BudgetLedger
 from ._ledger import LedgerStatistics as LedgerStatistics
 from ._ledger import Remaining as Remaining
 from ._ledger import Reservation as Reservation
 from ._metrics import LLMMetrics as LLMMetrics
-from ._ollama import OllamaProvider as OllamaProvider
-from ._openai import OpenAIProvider as OpenAIProvider
 from ._provider import EventStream as EventStream
 from ._provider import Provider as Provider
 from ._provider import complete_by_streaming as complete_by_streaming
+from ._providers.anthropic import AnthropicProvider as AnthropicProvider
+from ._providers.gemini import GeminiProvider as GeminiProvider
+from ._providers.ollama import OllamaProvider as OllamaProvider
+from ._providers.openai import OpenAIProvider as OpenAIProvider
+from ._providers.scripted import ScriptedProvider as ScriptedProvider
 from ._residency import Residency as Residency
 from ._residency import residency_refusal as residency_refusal
 from ._retry import Retry as Retry
-from ._scripted import ScriptedProvider as ScriptedProvider
 from ._shadow import Shadow as Shadow
 from ._shadow import ShadowResult as ShadowResult
 from ._shadow import ShadowStatistics as ShadowStatistics

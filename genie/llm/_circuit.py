@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 
-from .._supervisor import BreakerPolicy, CircuitBreaker
+from .._base.resilience import BreakerPolicy, CircuitBreaker
 from ._clock import loop_time
 from ._errors import (
     LLMCircuitOpenError,

@@ -10,25 +10,25 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .._base.yamlconf import ConfigFileError, read_yaml, validate
 from .._errors import ConfigurationError, did_you_mean
-from .._yamlconf import ConfigFileError, read_yaml, validate
-from ._anthropic import AnthropicProvider
 from ._budget import DailyTokenBudget
 from ._cache import Cache
 from ._circuit import Circuit
 from ._cost import CallRecord, CostObserver, Price, PriceTable
 from ._deadline import Deadline
 from ._fallback import Fallback
-from ._gemini import GeminiProvider
-from ._http import HTTPAdapter
 from ._ledger import BudgetLedger
 from ._metrics import LLMMetrics
-from ._ollama import OllamaProvider
-from ._openai import OpenAIProvider
 from ._provider import Provider
+from ._providers.anthropic import AnthropicProvider
+from ._providers.gemini import GeminiProvider
+from ._providers.http import HTTPAdapter
+from ._providers.ollama import OllamaProvider
+from ._providers.openai import OpenAIProvider
+from ._providers.scripted import ScriptedProvider
 from ._residency import Residency
 from ._retry import Retry
-from ._scripted import ScriptedProvider
 from ._types import Response, ToolCall
 
 __all__ = ["LLMConfig", "LLMStacks", "build_stacks", "load_llm_config"]

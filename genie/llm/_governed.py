@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from .._message import Message
+from .._message.envelope import Message
 from ._cost import PriceTable
 from ._errors import BudgetExceededError
 from ._killswitch import KillSwitch

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import TaskGroup
 
-from .._log import lazy_logger
+from .._base.log import lazy_logger
 from ._errors import LLMError
 from ._provider import Provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._message import Classification, Message
+from .._message.envelope import Classification, Message
 from ._errors import EXCERPT_LIMIT, ProviderResponseError
 
 __all__ = [

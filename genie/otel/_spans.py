@@ -29,11 +29,11 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from .._correlator import GatherResult
-from .._deadletter import DeadLetter
-from .._message import Message
-from .._observe import Observer
-from .._runtime import Runtime
+from .._message.envelope import Message
+from .._runtime.correlator import GatherResult
+from .._runtime.deadletter import DeadLetter
+from .._runtime.observe.observer import Observer
+from .._runtime.runtime import Runtime
 
 __all__ = ["SpanObserver", "trace_runtime"]
 

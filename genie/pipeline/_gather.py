@@ -22,11 +22,11 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._agent import Risk
-from .._context import Context, Timer
+from .._agent.agent import Risk
+from .._agent.context import Context, Timer
 from .._errors import AgentError
-from .._losses import Lost
-from .._message import Message, Payload
+from .._message.envelope import Message, Payload
+from .._runtime.losses import Lost
 
 __all__ = [
     "GatherDeadline",

@@ -15,12 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .._agent import Agent
-from .._catalogue import AgentSpec, Catalogue, import_object, spec_for
-from .._errors import ConfigurationError, did_you_mean
-from .._message import Payload
-from .._supervisor import Policy
-from .._yamlconf import (
+from .._agent.agent import Agent
+from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
+from .._base.yamlconf import (
     ConfigFileError,
     Loc,
     is_under,
@@ -30,6 +27,9 @@ from .._yamlconf import (
     sorted_problems,
     validate,
 )
+from .._errors import ConfigurationError, did_you_mean
+from .._message.envelope import Payload
+from .._runtime.policy import Policy
 from ..policies._board import BoardPolicy, build_policies, load_policy_file
 from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
@@ -278,7 +278,7 @@ class _Checker:
         ]
         if not all(known):
             return None
-        from ..llm._scripted import ScriptedProvider  # the file has an llm: section
+        from ..llm._providers.scripted import ScriptedProvider  # the file has an llm: section
 
         stand_ins = [ScriptedProvider(name=name) for name in names]
         params["llm"] = stand_ins if panel else stand_ins[0]

@@ -12,28 +12,30 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from .._agent import Agent
-from .._audit import AuditSink
-from .._catalogue import AgentSpec
-from .._clock import Clock
-from .._correlator import GatherResult, Missing
-from .._deadletter import DeadLetter
+from .._agent.agent import Agent
+from .._agent.catalogue import AgentSpec
+from .._base.clock import Clock
+from .._base.nesting import json_depth_exceeds
+from .._base.resilience import RetryPolicy
+from .._base.yamlconf import ConfigFileError, parse_yaml
 from .._errors import ConfigurationError
-from .._losses import Lost
-from .._message import Message, Payload, _too_deep, _translate
-from .._nesting import json_depth_exceeds
-from .._observe import Observer
-from .._runtime import Runtime
-from .._statistics import RuntimeStatistics
-from .._supervisor import AgentOptions, Limits, Policy, RetryPolicy
-from .._yamlconf import ConfigFileError, parse_yaml
+from .._message.envelope import Message, Payload, _too_deep, _translate
+from .._runtime.audit import AuditSink
+from .._runtime.correlator import GatherResult, Missing
+from .._runtime.deadletter import DeadLetter
+from .._runtime.losses import Lost
+from .._runtime.observe.observer import Observer
+from .._runtime.options import AgentOptions
+from .._runtime.policy import Limits, Policy
+from .._runtime.runtime import Runtime
+from .._runtime.statistics import RuntimeStatistics
 from ._gather import Gathered, GatherNode
 from ._graph import Graph
 from ._schema import AgentDecl, PipelineFile
 
 if TYPE_CHECKING:
-    from .._metrics import Metrics
-    from .._transport import LocalTransport
+    from .._runtime.local.transport import LocalTransport
+    from .._runtime.observe.metrics import Metrics
     from ..llm._config import LLMConfig, LLMStacks
 
 __all__ = ["Denial", "InputError", "Pipeline", "RunResult"]

@@ -18,8 +18,8 @@ from pydantic import (
     model_validator,
 )
 
-from .._agent import Risk
-from .._yamlconf import Loc, is_under, problems
+from .._agent.agent import Risk
+from .._base.yamlconf import Loc, is_under, problems
 
 __all__ = [
     "AgentDecl",

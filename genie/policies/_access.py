@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
-from .._agent import Risk
+from .._agent.agent import Risk
 from .._errors import ConfigurationError
-from .._message import Message
-from .._policy_plan import DeliveryCheck, PlanStep
-from .._supervisor import Decision
+from .._message.envelope import Message
+from .._runtime.policy import Decision
+from .._runtime.policy_plan import DeliveryCheck, PlanStep
 from ._content import ContentView, quote, roles_of
 from ._screen import ScreenPart
 

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._base.yamlconf import ConfigFileError, Loc, line_of, load_model
 from .._errors import ConfigurationError
-from .._message import Classification
-from .._supervisor import Policy
-from .._yamlconf import ConfigFileError, Loc, line_of, load_model
+from .._message.envelope import Classification
+from .._runtime.policy import Policy
 from ._access import RBAC, MaxContentLength, RequiredMetadata, RiskGate, Tenant
 from ._compliance import Consent, ConsentLedger, Explainability, InMemoryConsentLedger, JsonSchema
 from ._content import ContentView

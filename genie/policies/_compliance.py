@@ -8,9 +8,9 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
 from .._errors import ConfigurationError
-from .._message import Message
-from .._policy_plan import DeliveryCheck, PlanStep
-from .._supervisor import Decision
+from .._message.envelope import Message
+from .._runtime.policy import Decision
+from .._runtime.policy_plan import DeliveryCheck, PlanStep
 from ._content import ContentView, quote
 
 __all__ = [

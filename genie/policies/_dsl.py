@@ -30,9 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._errors import ConfigurationError
-from .._message import Message
-from .._policy_plan import DeliveryCheck, PlanStep
-from .._supervisor import Decision
+from .._message.envelope import Message
+from .._runtime.policy import Decision
+from .._runtime.policy_plan import DeliveryCheck, PlanStep
 from ._content import ContentView
 from ._normalise import fold
 from ._screen import ScreenPart

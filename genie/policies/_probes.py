@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._agent import Risk
-from .._message import Classification, Message, Payload
-from .._supervisor import Limits, admit
-from .._yamlconf import load_model
+from .._agent.agent import Risk
+from .._base.yamlconf import load_model
+from .._message.envelope import Classification, Message, Payload
+from .._runtime.policy import Limits, admit
 from ._board import PolicySet
 
 __all__ = ["ProbeReport", "run_probes"]

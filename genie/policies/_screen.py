@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._message import Message
+from .._message.envelope import Message
 from ._content import ContentView
 from ._normalise import _LETTER_BYTES, _PUNCTUATION_BYTES, fold
 

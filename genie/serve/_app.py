@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .._audit import AuditRecord, AuditSink, MemoryAuditLog
+from .._base.log import lazy_logger
+from .._base.nesting import json_depth_exceeds
 from .._errors import (
     ConfigurationError,
     GenieError,
@@ -30,12 +31,11 @@ from .._errors import (
     RuntimeClosedError,
     did_you_mean,
 )
-from .._log import lazy_logger
-from .._message import Message
-from .._metrics import Metrics
-from .._nesting import json_depth_exceeds
-from .._observe import Observer
-from .._runtime import Runtime
+from .._message.envelope import Message
+from .._runtime.audit import AuditRecord, AuditSink, MemoryAuditLog
+from .._runtime.observe.metrics import Metrics
+from .._runtime.observe.observer import Observer
+from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, RunResult
 from ._exposition import exposition
 from ._keys import ApiKey, KeyRing

@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from .._metrics import Metrics
+from .._runtime.observe.metrics import Metrics
 
 __all__ = ["exposition"]
 

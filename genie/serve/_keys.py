@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .._base.yamlconf import ConfigFileError, load_model, parse_yaml, validate
 from .._errors import ConfigurationError
-from .._yamlconf import ConfigFileError, load_model, parse_yaml, validate
 
 __all__ = ["SERVER_OWNED", "ApiKey", "KeyRing", "load_keys"]
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import anyio
 
-from .._events import Event
-from .._message import Message
-from .._observe import Observer
-from .._runtime import Runtime
-from .._supervisor import Policy
+from .._message.envelope import Message
+from .._runtime.observe.events import Event
+from .._runtime.observe.observer import Observer
+from .._runtime.policy import Policy
+from .._runtime.runtime import Runtime
 
 __all__ = ["Recording", "Recordings", "StreamGate", "event_json", "frame"]
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._pipeline_args import add_set, load
-from .._progress import ProgressLine
+from .._base.progress import ProgressLine
+from ..pipeline._args import add_set, load
 from ._run import Progress, simulate
 from ._settings import SimulationError
 from ._units import duration

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._agent import Agent, BaseAgent
-from .._context import Context
-from .._message import Message
-from .._supervisor import AgentOptions, Decision
+from .._agent.agent import Agent, BaseAgent
+from .._agent.context import Context
+from .._message.envelope import Message
+from .._runtime.options import AgentOptions
+from .._runtime.policy import Decision
 from ._faults import Fault, FaultKind, InjectedFailure, Latency, by_agent, stream
 
 __all__ = ["DenyFraction", "Injector"]

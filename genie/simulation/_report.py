@@ -17,7 +17,7 @@ from ._settings import Settings
 from ._units import duration, seconds
 
 if TYPE_CHECKING:
-    from .._runtime import Runtime
+    from .._runtime.runtime import Runtime
     from ..pipeline import Pipeline
     from ._inject import Injector
     from ._track import Tracker

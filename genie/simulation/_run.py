@@ -22,12 +22,12 @@ from typing import Any
 
 import anyio
 
-from .._audit import MemoryAuditLog
-from .._clock import Clock
-from .._deadletter import DeadLetters
+from .._base.clock import Clock
 from .._errors import ConfigurationError
-from .._message import Payload
-from .._runtime import Runtime
+from .._message.envelope import Payload
+from .._runtime.audit import MemoryAuditLog
+from .._runtime.deadletter import DeadLetters
+from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, load_pipeline
 from ..pipeline._run import run_status
 from ._faults import Fault, parse_fault, resolve

@@ -7,10 +7,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._deadletter import DeadLetter
 from .._errors import HandlerTimeoutError
-from .._message import Message
-from .._observe import Observer
+from .._message.envelope import Message
+from .._runtime.deadletter import DeadLetter
+from .._runtime.observe.observer import Observer
 from ._histogram import Histogram
 
 __all__ = ["AgentTrack", "Tracker"]

@@ -19,7 +19,7 @@ from genie_agents.finance.models import (
 )
 from genie_agents.finance.report import format_amount, render_report
 
-from genie._cli import main
+from genie._cli.main import main
 
 from .helpers import call
 

@@ -27,7 +27,7 @@ from genie.llm import (
     Tool,
     ToolCall,
 )
-from genie.llm._scripted import Answer
+from genie.llm._providers.scripted import Answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "sk-test-0123456789abcdef"

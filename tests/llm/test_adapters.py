@@ -30,7 +30,7 @@ from genie.llm import (
     ToolCall,
     Usage,
 )
-from genie.llm._http import HTTPAdapter
+from genie.llm._providers.http import HTTPAdapter
 
 from .helpers import (
     API_KEY,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genie import ConfigurationError
-from genie._yamlconf import ConfigFileError
+from genie._base.yamlconf import ConfigFileError
 from genie.llm import BudgetExceededError, CallContext, Deadline
 from genie.llm._config import LLMConfig, build_stacks, load_llm_config
 

@@ -30,7 +30,7 @@ from genie.llm import (
     StreamEvent,
     complete_by_streaming,
 )
-from genie.llm._http import HTTPAdapter
+from genie.llm._providers.http import HTTPAdapter
 
 from .helpers import API_KEY, Sleeps, read_into, simple_request, texts
 from .server import ProviderServer, Reply, sse

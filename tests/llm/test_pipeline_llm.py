@@ -12,10 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from genie._cli import main
+from genie._base.yamlconf import ConfigFileError
+from genie._cli.main import main
 from genie._errors import ConfigurationError
-from genie._yamlconf import ConfigFileError
-from genie.llm._http import HTTPAdapter
+from genie.llm._providers.http import HTTPAdapter
 from genie.pipeline import load_pipeline
 from genie.simulation import simulate
 

@@ -24,7 +24,7 @@ from genie import (
     TestContext,
     handler,
 )
-from genie._events import Event
+from genie._runtime.observe.events import Event
 from genie.llm import (
     BudgetExceededError,
     CallContext,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genie._cli import main
-from genie._yamlconf import ConfigFileError
+from genie._base.yamlconf import ConfigFileError
+from genie._cli.main import main
 from genie.pipeline import load_pipeline
 
 BROKEN = Path(__file__).parent / "broken"

@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from genie._cli import main
-from genie._yamlconf import ConfigFileError
+from genie._base.yamlconf import ConfigFileError
+from genie._cli.main import main
 from genie.pipeline import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

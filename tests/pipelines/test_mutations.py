@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from genie._cli import main
+from genie._cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((ROOT / "config" / "pipelines").glob("*.yaml"))

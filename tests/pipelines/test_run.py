@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from genie import verify_audit_log
-from genie._cli import main
+from genie._cli.main import main
 from genie.pipeline import InputError, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

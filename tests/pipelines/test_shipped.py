@@ -11,7 +11,7 @@ import anyio
 import pytest
 import yaml
 
-from genie._cli import main
+from genie._cli.main import main
 from genie.pipeline import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from genie import Classification, Message
-from genie._cli import main
-from genie._deadletter import DeadLetter, DeadLetters
-from genie._yamlconf import ConfigFileError
+from genie._base.yamlconf import ConfigFileError
+from genie._cli.main import main
+from genie._runtime.deadletter import DeadLetter, DeadLetters
 from genie.policies import DataResidency, load_policy_file, run_probes
 
 from .test_policies import msg

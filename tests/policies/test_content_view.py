@@ -28,7 +28,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from genie import Message, Payload
-from genie._freeze import freeze_message
+from genie._message.freeze import freeze_message
 from genie.policies import ContentView, Rule
 from genie.policies._dsl import _only_in_strings
 from genie.policies._normalise import fold, payload_pieces, pieces, scan_text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genie._cli import main
+from genie._cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"

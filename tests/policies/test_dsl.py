@@ -19,7 +19,7 @@ from genie import (
     Runtime,
     handler,
 )
-from genie._supervisor import Limits, admit
+from genie._runtime.policy import Limits, admit
 from genie.policies import Rule, RuleError, compile_rule
 from genie.policies._dsl import MAX_DEPTH
 

@@ -31,9 +31,9 @@ from genie import (
     Risk,
     Runtime,
 )
-from genie._freeze import FrozenDict, freeze_message
-from genie._policy_plan import PolicyPlan
-from genie._supervisor import admit
+from genie._message.freeze import FrozenDict, freeze_message
+from genie._runtime.policy import admit
+from genie._runtime.policy_plan import PolicyPlan
 from genie.policies import (
     ClassificationCeiling,
     DataResidency,

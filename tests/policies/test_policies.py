@@ -183,7 +183,7 @@ def test_consent() -> None:
 
 
 def test_consent_ledger_error_denies_through_the_runtime_admission() -> None:
-    from genie._supervisor import Limits, admit
+    from genie._runtime.policy import Limits, admit
 
     class Broken:
         def has_active(self, user_id: str, category: str) -> bool:

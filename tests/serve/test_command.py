@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genie._cli import main
+from genie._cli.main import main
 
 from .conftest import KEYS, ROOT
 

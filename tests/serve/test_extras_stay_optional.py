@@ -15,10 +15,10 @@ EXTRAS = ("starlette", "uvicorn", "opentelemetry")
     "code",
     [
         "import genie",
-        "import genie.pipeline, genie._cli; genie._cli.build_parser()",
-        "import genie._cli, contextlib, io\n"
+        "import genie.pipeline, genie._cli.main; genie._cli.main.build_parser()",
+        "import genie._cli.main, contextlib, io\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
-        "    genie._cli.main(['--help'])",
+        "    genie._cli.main.main(['--help'])",
     ],
 )
 def test_no_extra_is_imported(code: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from genie import ConfigurationError
-from genie._yamlconf import ConfigFileError
+from genie._base.yamlconf import ConfigFileError
 from genie.serve import load_keys
 
 

@@ -11,7 +11,7 @@ import pytest
 from starlette.routing import Route
 
 from genie import MemoryAuditLog, Runtime
-from genie._cli import main
+from genie._cli.main import main
 from genie.serve import ServeSettings, create_app
 
 from .conftest import ALICE, BOB, ROOT, auth, csv_body, finance, keyring, serving, sse

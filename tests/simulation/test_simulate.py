@@ -67,7 +67,15 @@ def test_same_seed_same_report_byte_for_byte() -> None:
     again = simulate(FINANCE, sessions=150, concurrency=8, seed=11, faults=FAULTS).json()
     assert again == first
     # Another process, another hash seed, the command line: the same bytes.
-    command = [sys.executable, "-m", "genie._cli", "simulate", str(FINANCE), "--sessions", "150"]
+    command = [
+        sys.executable,
+        "-m",
+        "genie._cli",
+        "simulate",
+        str(FINANCE),
+        "--sessions",
+        "150",
+    ]
     command += ["--concurrency", "8", "--seed", "11", "--json", "-q"]
     for spec in FAULTS:
         command += ["--fault", spec]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genie._cli import main
+from genie._cli.main import main
 from genie.simulation import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`genie simulate` in a child where ``module`` cannot be imported."""
     code = (
         f"import sys; sys.modules[{module!r}] = None\n"
-        "from genie._cli import main\n"
+        "from genie._cli.main import main\n"
         f"sys.exit(main(['simulate', {str(CHAIN)!r}, '--sessions', '3', *{list(args)!r}]))"
     )
     return subprocess.run(

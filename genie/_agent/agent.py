@@ -1,0 +1,147 @@
+"""The Agent protocol, and a base class that dispatches on the payload's type."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+from .._errors import ConfigurationError, UnhandledMessageError
+from .._message.envelope import Message, Payload
+from .context import Context
+
+__all__ = ["Agent", "BaseAgent", "Risk", "agent_risk", "handler", "handler_table"]
+
+
+class Risk(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the runtime needs of an agent.
+
+    ``handle`` returns zero or more messages (built with ``ctx.reply`` / ``ctx.emit``); it never
+    calls another agent. It may raise: the supervisor retries, falls back or dead-letters, and
+    no exception reaches the runtime or another agent. It can be unit-tested with a
+    ``TestContext``, no runtime needed.
+
+    Optional attributes the runtime reads when present: ``risk`` (a ``Risk``, default low),
+    ``tier`` (a string, default ``"prototype"``), ``consumes`` and ``produces`` (payload models,
+    registered with the runtime's message types), and two async hooks: ``on_start()``, awaited
+    once the runtime runs (if one raises, the runtime stops everything and re-raises), and
+    ``on_stop()``, awaited after it has stopped (an error there is logged).
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Sequence[str]: ...
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]: ...
+
+
+def agent_risk(agent: Agent) -> Risk:
+    return Risk(getattr(agent, "risk", Risk.LOW))
+
+
+_P = TypeVar("_P", bound=Payload)
+HandlerResult = Message | Sequence[Message] | None
+_Method = Callable[[Any, _P, Context], Awaitable[HandlerResult]]
+
+
+def handler(method: _Method[_P]) -> _Method[_P]:
+    """Mark a ``BaseAgent`` method as the handler for the payload type in its annotation::
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message: ...
+    """
+    method.__genie_handler__ = True  # type: ignore[attr-defined]
+    return method
+
+
+class BaseAgent:
+    """A convenience base: ``@handler`` methods are chosen by the payload's type (and its bases).
+
+    ``consumes`` is derived from the handlers; set ``produces`` to the payload models the agent
+    emits so the runtime registers them and tools can draw the graph.
+    """
+
+    capabilities: Sequence[str] = ()
+    risk: Risk = Risk.LOW
+    produces: ClassVar[tuple[type[Payload], ...]] = ()
+    _handlers: ClassVar[dict[type[Payload], str]] = {}
+
+    def __init__(self, id: str, *, name: str | None = None) -> None:
+        self.id = id
+        self.name = name or id
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers = dict(cls._handlers)
+        for attr, func in vars(cls).items():
+            if getattr(func, "__genie_handler__", False):
+                handlers[_payload_type(cls, attr, func)] = attr
+        cls._handlers = handlers
+
+    @classmethod
+    def consumes(cls) -> tuple[type[Payload], ...]:
+        return tuple(cls._handlers)
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        payload = msg.payload
+        handlers = self._handlers
+        name = handlers.get(type(payload))  # the common case: a handler for the very type
+        if name is None:
+            for klass in type(payload).__mro__[1:]:
+                name = handlers.get(klass)
+                if name is not None:
+                    break
+        if name is not None:
+            result = await getattr(self, name)(payload, ctx)
+            if result is None:
+                return ()
+            if type(result) is Message or isinstance(result, Message):
+                return (result,)
+            return typing.cast(Sequence[Message], result)
+        raise UnhandledMessageError(
+            f"agent {self.id!r} has no handler for message type {msg.type!r} "
+            f"(it handles {sorted(p.message_type for p in self._handlers)})",
+            message_id=msg.id,
+            agent_id=self.id,
+            correlation_id=msg.correlation_id,
+        )
+
+
+def handler_table(agent: Agent) -> dict[type[Payload], str] | None:
+    """``BaseAgent``'s handlers by payload type when ``agent`` dispatches with
+    ``BaseAgent.handle`` unchanged (the runtime then calls the handler itself, one coroutine
+    instead of two); None for any other agent, whose ``handle`` is called."""
+    if getattr(getattr(agent, "handle", None), "__func__", None) is not BaseAgent.handle:
+        return None
+    return typing.cast(BaseAgent, agent)._handlers
+
+
+def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:
+    where = f"{cls.__qualname__}.{attr}"
+    params = list(inspect.signature(func).parameters)
+    if len(params) != 3:
+        raise ConfigurationError(f"handler {where} must take (self, payload, ctx)")
+    try:
+        hints = typing.get_type_hints(func)
+    except NameError as exc:
+        raise ConfigurationError(f"handler {where}: cannot resolve annotations ({exc})") from exc
+    model = hints.get(params[1])
+    if not (isinstance(model, type) and issubclass(model, Payload) and model.message_type):
+        raise ConfigurationError(
+            f"handler {where}: annotate '{params[1]}' with a Payload model that sets message_type"
+        )
+    return model

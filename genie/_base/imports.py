@@ -1,0 +1,59 @@
+"""Importing the modules a configuration file names, from the file's own folder first.
+
+A module found in the folder is imported as a submodule of a package made for that folder
+(``_genie_folder_<hash>``) whose path is the folder alone. So nothing is added to ``sys.path``,
+two folders may each hold a ``household.py`` without one shadowing the other, and a module there
+imports its siblings relatively (``from . import helpers``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from .._errors import ConfigurationError
+
+__all__ = ["import_module"]
+
+
+def import_module(name: str, folder: Path | None = None) -> ModuleType:
+    """Import ``name``: from ``folder`` when it holds ``name.py`` or a package ``name/``, else
+    as installed. Raises ConfigurationError naming the module and whatever its import raised."""
+    top = name.split(".", 1)[0]
+    if folder is not None and top.isidentifier() and _holds(folder, top):
+        qualified = f"{_folder_package(folder)}.{name}"
+    else:
+        qualified = name
+    try:
+        return importlib.import_module(qualified)
+    except ImportError as exc:
+        why = str(exc).replace(qualified.removesuffix(name), "")  # the folder package is ours
+        raise ConfigurationError(f"cannot import module {name!r}: {why}") from exc
+    except Exception as exc:  # the module's own code failed: any error, reported as its own
+        raise ConfigurationError(
+            f"importing module {name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+        ) from exc
+
+
+def _holds(folder: Path, top: str) -> bool:
+    return (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()
+
+
+def _folder_package(folder: Path) -> str:
+    resolved = folder.resolve()
+    name = "_genie_folder_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    if name not in sys.modules:
+        package = ModuleType(name, f"the modules beside the configuration files in {resolved}")
+        package.__path__ = [str(resolved)]
+        sys.modules[name] = package
+        importlib.invalidate_caches()  # the folder may have been written since a finder looked
+    return name
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""

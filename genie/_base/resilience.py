@@ -1,0 +1,138 @@
+"""Failure handling shared by the runtime and the LLM layer: how often to retry, and a
+circuit breaker that stops calling what keeps failing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .._errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    InvalidOutputError,
+    LimitExceededError,
+    MessageError,
+    UnhandledMessageError,
+)
+from .record import Record, set_field
+
+__all__ = ["NOT_RETRYABLE", "BreakerPolicy", "CircuitBreaker", "RetryPolicy"]
+
+
+# Errors that a retry cannot fix: the same input fails the same way.
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (
+    MessageError,
+    InvalidOutputError,
+    UnhandledMessageError,
+    CircuitOpenError,
+    LimitExceededError,
+)
+
+
+class RetryPolicy(Record):
+    """How often a failed handler is tried again, and after how long (exponential backoff).
+
+    ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
+    ``retry_on`` and not of the built-in non-retryable errors (validation, bad output, no
+    handler, open circuit, a limit that refused a model call) are retried.
+    """
+
+    __slots__ = ("attempts", "backoff", "max_backoff", "multiplier", "retry_on")
+    __match_args__ = ("attempts", "backoff", "multiplier", "max_backoff", "retry_on")
+    attempts: int
+    backoff: float
+    multiplier: float
+    max_backoff: float
+    retry_on: tuple[type[Exception], ...]
+
+    def __init__(
+        self,
+        attempts: int = 1,
+        backoff: float = 0.05,
+        multiplier: float = 2.0,
+        max_backoff: float = 5.0,
+        retry_on: tuple[type[Exception], ...] = (Exception,),
+    ) -> None:
+        set_field(self, "attempts", attempts)
+        set_field(self, "backoff", backoff)
+        set_field(self, "multiplier", multiplier)
+        set_field(self, "max_backoff", max_backoff)
+        set_field(self, "retry_on", retry_on)
+        if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
+            raise ConfigurationError(
+                "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
+            )
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        return (
+            attempt < self.attempts
+            and isinstance(exc, self.retry_on)
+            and not isinstance(exc, NOT_RETRYABLE)
+        )
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+
+
+class BreakerPolicy(Record):
+    """Open after ``failure_threshold`` consecutive failures; try again after ``reset_after``."""
+
+    __slots__ = ("failure_threshold", "reset_after")
+    __match_args__ = ("failure_threshold", "reset_after")
+    failure_threshold: int
+    reset_after: float
+
+    def __init__(self, failure_threshold: int = 5, reset_after: float = 30.0) -> None:
+        set_field(self, "failure_threshold", failure_threshold)
+        set_field(self, "reset_after", reset_after)
+
+
+_NO_RETRY = RetryPolicy()
+_DEFAULT_BREAKER = BreakerPolicy()
+
+
+class CircuitBreaker:
+    """Per-agent breaker: closed → open (calls refused) → half-open (one trial) → closed."""
+
+    __slots__ = ("_opened_at", "_trial", "failures", "policy")
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        # Consecutive failures (read-only outside the breaker). A plain attribute, not a
+        # property: the supervisor reads it after every handler, and only a breaker with
+        # failures can be tripped, so one read decides the common case.
+        self.failures = 0
+        self._opened_at: float | None = None
+        self._trial = False
+
+    @property
+    def tripped(self) -> bool:
+        """Open or half-open: calls must ask ``allow`` first (never without ``failures``)."""
+        return self._opened_at is not None
+
+    @property
+    def state(self) -> Literal["closed", "open", "half_open"]:
+        if self._opened_at is None:
+            return "closed"
+        return "half_open" if self._trial else "open"
+
+    def allow(self, now: float) -> bool:
+        if self._opened_at is None:
+            return True
+        if self._trial:
+            return False  # one trial call at a time while half-open
+        if now - self._opened_at >= self.policy.reset_after:
+            self._trial = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self._opened_at = None
+        self._trial = False
+
+    def record_failure(self, now: float) -> None:
+        self.failures += 1
+        if self._trial or self.failures >= self.policy.failure_threshold:
+            self._opened_at = now
+            self._trial = False

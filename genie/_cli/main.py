@@ -1,0 +1,454 @@
+"""The ``genie`` command: a thin layer over the library.
+
+Exit codes: 0 success, 1 the run failed (denied, failed, timed out), 2 usage or configuration
+error. Errors print one clear line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+import anyio
+
+from .._agent.catalogue import Catalogue
+from .._base.log_format import configure_logging
+from .._base.yamlconf import ConfigFileError
+from .._errors import ConfigurationError, GenieError
+from .._message.envelope import Payload
+from .._runtime.audit import JsonlAuditLog, audit_key, verify_audit_log
+from .._runtime.observe.events import TIMELINE_HEADER, EventStream
+from .._runtime.runtime import Runtime
+from ..nats._cli import add_run_options as add_nats_run_options
+from ..nats._cli import add_worker, entry_transport, run_over_nats
+from ..pipeline import Pipeline, RunResult
+from ..pipeline._args import add_set as _add_set
+from ..pipeline._args import load as _load
+from ..simulation._command import add_parser as add_simulate
+from . import plugins as _installed_commands
+from .catalogue_page import catalogue_markdown
+from .serve import add_parser as add_serve
+
+if TYPE_CHECKING:
+    from ..llm import LLMStacks
+
+__all__ = ["cli", "main"]
+
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
+SIGPIPE_EXIT = 141
+
+
+def _run(args: argparse.Namespace) -> int:
+    pipeline = _load(args)
+    payload = pipeline.entry_payload(pipeline.read_input(args.input), args.input or "the input")
+    llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
+    # Everything that can fail is opened before the run starts, so a bad path or a busy port
+    # costs nothing and loses nothing.
+    if args.audit_key_file and not (args.audit or args.nats):
+        raise ConfigurationError("--audit-key-file needs --audit PATH (or --nats URL)")
+    try:
+        key = audit_key(args.audit_key_file, os.environ) if args.audit or args.nats else None
+        audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
+    try:
+        metrics_out = open(args.metrics_out, "w", encoding="utf-8") if args.metrics_out else None  # noqa: SIM115
+    except OSError as exc:
+        if audit is not None:
+            audit.close()
+        raise ConfigurationError(
+            f"cannot write metrics to {args.metrics_out}: {exc.strerror}"
+        ) from exc
+    # None: in this process. Across processes, without --audit, the namespace's audit stream.
+    transport = entry_transport(pipeline, args, None if audit else key)
+    rt = pipeline.runtime(
+        audit=audit if audit is not None or transport is None else transport.audit,
+        metrics=bool(metrics_out or args.metrics_port is not None),
+        llm=llm,
+        transport=transport,
+    )
+    server = None
+    try:
+        if args.metrics_port is not None:
+            assert rt.metrics is not None
+            server = rt.metrics.serve(args.metrics_port, args.metrics_host)
+            print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
+        go = functools.partial(
+            _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None, llm
+        )
+        result = anyio.run(go) if transport is None else anyio.run(run_over_nats, transport, rt, go)
+    finally:
+        if server is not None:
+            server.close()
+        if metrics_out is not None:
+            if rt.metrics is not None:
+                metrics_out.write(rt.metrics.text())
+            metrics_out.close()
+        if audit is not None:
+            audit.close()
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    elif result.output is not None:
+        print(_render(result.output.payload), end="")
+    if result.status != "ok" or result.denials:
+        print(f"genie run: {pipeline.name}: the run ended {result.status}", file=sys.stderr)
+        for d in result.denials:
+            print(
+                f"  denied: {d.type} to {d.recipient} by policy {d.policy}: {d.reason}",
+                file=sys.stderr,
+            )
+    if result.status != "ok":
+        for m in result.missing:
+            if m.kind != "denied" or result.output is not None:
+                # A denial that ended the run is printed above, with its message type; a
+                # partial output names each part it lacks, and why.
+                at = f" to {m.agent_id}" if m.agent_id and m.agent_id != m.key else ""
+                by = f" (policy {m.policy})" if m.policy else ""
+                print(f"  {m.key}: {m.kind}{at}{by}: {m.reason}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+async def _go(
+    pipeline: Pipeline,
+    rt: Runtime,
+    payload: Payload,
+    timeout: float | None,
+    trace: TextIO | None,
+    llm: LLMStacks | None = None,
+) -> RunResult:
+    """One request through ``rt``; with ``trace``, its timeline is printed there live. The
+    ``llm`` stacks are closed at the end, in the loop that used them."""
+    stream = rt.events(buffer=65_536) if trace is not None else None
+    try:
+        async with anyio.create_task_group() as tg:
+            if stream is not None:
+                assert trace is not None
+                tg.start_soon(_print_trace, stream, trace)
+            async with rt:
+                result = await pipeline.ask(rt, payload, timeout=timeout)
+    finally:
+        if llm is not None:
+            await llm.aclose()
+    return result
+
+
+async def _print_trace(stream: EventStream, out: TextIO) -> None:
+    print(TIMELINE_HEADER, file=out)
+    origin: float | None = None
+    async for event in stream:
+        origin = event.at if origin is None else origin
+        print(event.line(origin), file=out)
+
+
+def _render(payload: Payload) -> str:
+    """A payload whose one field is text prints as that text; anything else as JSON."""
+    data = payload.model_dump(mode="json")
+    if len(data) == 1:
+        (value,) = data.values()
+        if isinstance(value, str):
+            return value if value.endswith("\n") else value + "\n"
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _validate(args: argparse.Namespace) -> int:
+    pipeline = _load(args)
+    graph = pipeline.graph
+    print(
+        f"OK: {args.pipeline}: pipeline {pipeline.name!r}, {len(graph.nodes)} agents, "
+        f"{len(graph.edges())} edges, entry {graph.entry.type!r} -> {graph.entry.target!r}, "
+        f"output {graph.output!r}"
+    )
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    graph = _load(args).graph
+    print(graph.mermaid() if args.format == "mermaid" else graph.text(), end="")
+    return 0
+
+
+def _agents(args: argparse.Namespace) -> int:
+    catalogue = Catalogue.installed()
+    if args.json:
+        print(json.dumps([spec.describe() for spec in catalogue], indent=2))
+    elif args.markdown:
+        print(catalogue_markdown(catalogue), end="")
+    else:
+        for spec in catalogue:
+            consumes = ", ".join(spec.describe()["consumes"])
+            produces = ", ".join(spec.describe()["produces"])
+            print(f"{spec.name:<28} {spec.risk!s:<6} {consumes} -> {produces}")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    key = audit_key(args.key_file, os.environ)
+    try:
+        if args.file.startswith("nats://"):
+            from ..nats._cli import verify_audit_stream
+
+            verdict = verify_audit_stream(args.file, key, args.anchor)
+        else:
+            verdict = verify_audit_log(args.file, key=key, anchor=args.anchor)
+    except OSError as exc:
+        print(f"genie audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if verdict.ok:
+        chain = "keyed (HMAC-SHA-256) chain" if verdict.keyed else "hash chain"
+        recovered = ", ".join(str(n) for n in verdict.recovered)
+        print(
+            f"OK: {verdict.rows} rows, {chain} intact ({args.file})"
+            + (f", torn lines recovered: {recovered}" if recovered else "")
+            + f"\nlast row_hash: {verdict.last_hash}"
+        )
+        return 0
+    where = f"{args.file}:{verdict.line}" if verdict.line is not None else args.file
+    print(f"BROKEN: {where}: {verdict.problem}")
+    return 1
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from ..policies import load_policy_file, run_probes
+
+    report = run_probes(load_policy_file(args.policy), args.probes)
+    if args.json:
+        print(report.as_json())
+    else:
+        unexpected = set(report.unexpected_allows) | set(report.unexpected_denies)
+        for name, outcome in report.details.items():
+            bad = name in unexpected or f"{name} (wrong reason)" in unexpected
+            print(f"{'UNEXPECTED' if bad else 'ok':10s} {name}: {outcome}")
+        if report.passed:
+            print(f"OK: all {report.total} probes denied / allowed as expected.")
+        else:
+            print(
+                f"FAILED: {len(report.unexpected_allows)} unexpected allow(s), "
+                f"{len(report.unexpected_denies)} unexpected deny(s) of {report.total} probes"
+            )
+    return 0 if report.passed else 1
+
+
+def build_parser(installed: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The parser of the built-in commands, and of ``installed`` ones (name: help line) for
+    ``genie --help`` and the list of choices; those parse their own arguments."""
+    parser = argparse.ArgumentParser(
+        prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log warnings (dead letters, denies)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run one request through a pipeline and print its output",
+        description="Load PIPELINE, send one request built from its entry and the input, and "
+        "print the output message (its text, or JSON). Exit 0 when the output arrives, 1 when "
+        "the run is denied, fails or times out, 2 for a bad pipeline or input.",
+    )
+    run.add_argument("pipeline", help="pipeline YAML (e.g. config/pipelines/finance.yaml)")
+    run.add_argument(
+        "--input",
+        metavar="PATH",
+        help="input file, or - for stdin (default: the pipeline's entry.input.default)",
+    )
+    _add_set(run)
+    run.add_argument("--json", action="store_true", help="print the result as a JSON object")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait for the output (default: the pipeline's timeout)",
+    )
+    run.add_argument(
+        "--audit",
+        metavar="PATH",
+        help="append the run's audit records to this hash-chained JSONL log",
+    )
+    run.add_argument(
+        "--audit-key-file",
+        metavar="FILE",
+        help="key the audit chain with HMAC-SHA-256 using the key in FILE (default: the "
+        "GENIE_AUDIT_KEY variable when set, else an unkeyed SHA-256 chain)",
+    )
+    run.add_argument(
+        "--trace", action="store_true", help="print the run's timeline (every event) on stderr"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus /metrics on port N while the run lasts (0: any free port)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    run.add_argument(
+        "--metrics-out",
+        metavar="PATH",
+        help="write the final Prometheus text exposition to PATH",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log records as text or as one JSON object per line (on stderr)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default: error; -v means info)",
+    )
+    add_nats_run_options(run)
+    run.set_defaults(func=_run)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a pipeline without running it",
+        description="Check PIPELINE: schema, agents, message types, routes, fallbacks, "
+        "governance and that the output is reachable. Exit 0 when valid, 2 with every error.",
+    )
+    validate.add_argument("pipeline", help="pipeline YAML")
+    _add_set(validate)
+    validate.set_defaults(func=_validate)
+
+    graph = commands.add_parser(
+        "graph",
+        help="print the routing graph of a pipeline",
+        description="Every edge sender --type--> recipient of PIPELINE, as text or Mermaid.",
+    )
+    graph.add_argument("pipeline", help="pipeline YAML")
+    graph.add_argument("--format", choices=("text", "mermaid"), default="text")
+    _add_set(graph)
+    graph.set_defaults(func=_graph)
+
+    agents = commands.add_parser(
+        "agents",
+        help="list the agent catalogue",
+        description="Every installed catalogue agent: name, risk, capabilities, the message "
+        "types it consumes and produces, and its parameters.",
+    )
+    fmt = agents.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="as a JSON array")
+    fmt.add_argument("--markdown", action="store_true", help="as the docs/agents.md page")
+    agents.set_defaults(func=_agents)
+
+    audit = commands.add_parser("audit", help="work with audit logs", description="Audit logs.")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check an audit log's hash chain",
+        description="Walk the hash chain of a JSONL audit log. Exit 0 if intact, 1 at the "
+        "first broken, edited, deleted or reordered row, 2 if the file or the key cannot be "
+        "read.",
+    )
+    verify.add_argument(
+        "file",
+        help="the JSONL audit log, or nats://HOST:PORT/NAMESPACE for a namespace's audit "
+        "stream (`genie run --nats`; line N is then the stream's row N)",
+    )
+    verify.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="the log is keyed (HMAC-SHA-256) with the key in FILE (default: the "
+        "GENIE_AUDIT_KEY variable when set)",
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="HASH",
+        help="a row_hash noted earlier (the last one verify printed): fail unless the log "
+        "still holds that row, so rows removed at the end are found",
+    )
+    verify.set_defaults(func=_audit_verify)
+
+    policy = commands.add_parser("policy", help="work with policy files", description="Policies.")
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    check = policy_commands.add_parser(
+        "check",
+        help="run red-team probes against a policy file",
+        description="Load POLICY (a board policy file) and evaluate each probe of PROBES. "
+        "Exit 1 on any unexpected allow or deny, 2 if a file is invalid.",
+    )
+    check.add_argument("policy", help="board policy YAML (e.g. config/policies/ai-policy.yaml)")
+    check.add_argument("--probes", required=True, help="probes YAML")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=_policy_check)
+
+    add_simulate(commands)
+    add_serve(commands)
+    add_worker(commands)
+
+    for name, summary in (installed or {}).items():
+        commands.add_parser(name, help=summary, add_help=False)
+    parser.set_defaults(builtin=frozenset(commands.choices) - set(installed or ()))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    name = argv[at] if at < len(argv) else ""
+    if name not in parser.get_default("builtin"):
+        # Another package's command (`genie bench`), help, or a typo: only now read the
+        # entry points (they cost a scan of the installed packages).
+        commands = _installed_commands.installed()
+        entry = commands.get(name)
+        if entry is not None:
+            command: _installed_commands.Command = entry.load()
+            return command(argv[at + 1 :], f"genie {name}")
+        parser = build_parser({n: _installed_commands.summary(e) for n, e in commands.items()})
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    # The command reports failures itself; the log repeats them only when asked to.
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.ERROR
+    if getattr(args, "log_level", None):
+        level = getattr(logging, args.log_level.upper())
+    root = logging.getLogger()
+    saved_level = root.level
+    handler = configure_logging(getattr(args, "log_format", "text"), level)
+    try:
+        code: int = args.func(args)
+    except ConfigFileError as exc:
+        if args.debug:
+            raise
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        n = len(exc.problems)
+        print(f"genie {args.command}: {n} problem{'s' if n > 1 else ''}", file=sys.stderr)
+        return 2
+    except GenieError as exc:
+        if args.debug:
+            raise
+        print(f"genie {args.command}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        root.removeHandler(handler)  # main() may be called again in one process (tests)
+        root.setLevel(saved_level)
+    return code
+
+
+def cli() -> int:
+    """The ``genie`` console script: ``main()``, and a reader that goes away early
+    (``genie agents | head``) ends the command quietly instead of with a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()  # output still in the buffer meets the closed pipe here
+    except BrokenPipeError:
+        # As Python's docs advise (library/signal, "Note on SIGPIPE"): point stdout at devnull
+        # so the interpreter's own flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return SIGPIPE_EXIT
+    return code

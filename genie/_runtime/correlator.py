@@ -1,0 +1,642 @@
+"""Fan-in by correlation id: gathers (N of M replies) and request/reply.
+
+The correlator keeps, per correlation, how many deliveries are still in flight. A gather ends
+when it has what it expects; when every expected sender has replied or is known lost (denied,
+failed, shed); when nothing of the correlation is in flight any more (so no further reply can
+come); or at its deadline. A failed branch never makes the caller wait for the deadline, and the
+branches still working are waited for, so the partial result holds everything that could arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import anyio
+
+from .._base.clock import Clock
+from .._base.record import Record, set_field
+from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError
+from .._message.envelope import Message
+
+__all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
+
+MissingKind = Literal["denied", "failed", "shed", "no_route", "cancelled", "timed_out", "no_reply"]
+
+
+class Missing(Record):
+    """Why an expected reply is absent. ``key`` is the sender or type expected, or ``"reply"``."""
+
+    __slots__ = ("agent_id", "key", "kind", "message_id", "policy", "reason")
+    __match_args__ = ("key", "kind", "reason", "policy", "agent_id", "message_id")
+    key: str
+    kind: MissingKind
+    reason: str
+    policy: str | None
+    agent_id: str | None
+    message_id: str | None
+
+    def __init__(
+        self,
+        key: str,
+        kind: MissingKind,
+        reason: str,
+        policy: str | None = None,
+        agent_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        set_field(self, "key", key)
+        set_field(self, "kind", kind)
+        set_field(self, "reason", reason)
+        set_field(self, "policy", policy)
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "message_id", message_id)
+
+
+class GatherResult(Record):
+    """What a gather collected. ``status``: ``complete`` (expectation met), ``partial`` (the
+    rest can no longer arrive) or ``timed_out``."""
+
+    __slots__ = ("correlation_id", "missing", "replies", "status")
+    __match_args__ = ("correlation_id", "status", "replies", "missing")
+    correlation_id: str
+    status: Literal["complete", "partial", "timed_out"]
+    replies: tuple[Message, ...]
+    missing: tuple[Missing, ...]
+
+    def __init__(
+        self,
+        correlation_id: str,
+        status: Literal["complete", "partial", "timed_out"],
+        replies: tuple[Message, ...],
+        missing: tuple[Missing, ...],
+    ) -> None:
+        set_field(self, "correlation_id", correlation_id)
+        set_field(self, "status", status)
+        set_field(self, "replies", replies)
+        set_field(self, "missing", missing)
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def message(self) -> Message:
+        """The first reply; raises ``LookupError`` naming what is missing when there is none."""
+        if not self.replies:
+            why = "; ".join(f"{m.key}: {m.kind}: {m.reason}" for m in self.missing) or "none"
+            raise LookupError(f"no reply for correlation {self.correlation_id} ({why})")
+        return self.replies[0]
+
+
+class CorrelatorStatistics(Record):
+    __slots__ = (
+        "correlations_active",
+        "gathers_complete",
+        "gathers_partial",
+        "gathers_pending",
+        "gathers_timed_out",
+        "late_replies",
+    )
+    __match_args__ = (
+        "correlations_active",
+        "gathers_pending",
+        "gathers_complete",
+        "gathers_partial",
+        "gathers_timed_out",
+        "late_replies",
+    )
+    correlations_active: int
+    gathers_pending: int
+    gathers_complete: int
+    gathers_partial: int
+    gathers_timed_out: int
+    late_replies: int
+
+    def __init__(
+        self,
+        correlations_active: int,
+        gathers_pending: int,
+        gathers_complete: int,
+        gathers_partial: int,
+        gathers_timed_out: int,
+        late_replies: int,
+    ) -> None:
+        set_field(self, "correlations_active", correlations_active)
+        set_field(self, "gathers_pending", gathers_pending)
+        set_field(self, "gathers_complete", gathers_complete)
+        set_field(self, "gathers_partial", gathers_partial)
+        set_field(self, "gathers_timed_out", gathers_timed_out)
+        set_field(self, "late_replies", late_replies)
+
+
+class _Waiter:
+    """Something waiting on a correlation: a gather or a request.
+
+    ``consumer`` is whom the waiter collects for: admission decides each offer under that id.
+    """
+
+    consumes = False  # a consumed reply is not routed to its recipient's mailbox
+    consumer = "user"
+
+    def matches(self, msg: Message) -> bool:
+        raise NotImplementedError
+
+    def offer(self, msg: Message) -> None:
+        raise NotImplementedError
+
+    def take(self, msg: Message) -> bool:
+        """``offer`` ``msg`` if it ``matches``; whether it did (a lone waiter admitted without
+        a call: the dispatcher's fan-in, once per gathered reply)."""
+        if self.matches(msg):
+            self.offer(msg)
+            return True
+        return False
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        """Admission denied ``msg`` to this waiter's consumer."""
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        pass
+
+    def on_handled(self, message_id: str) -> None:
+        pass
+
+    def on_quiescent(self) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        """The runtime is closing: stop waiting."""
+
+
+class _Criteria:
+    """What a gather matches replies by. The correlator remembers only this of a closed gather
+    (not the gather, which holds every reply) to count late replies."""
+
+    __slots__ = ("_senders", "_types", "_where")
+
+    def __init__(
+        self,
+        senders: frozenset[str],
+        types: frozenset[str],
+        where: Callable[[Message], bool] | None,
+    ) -> None:
+        self._senders = senders
+        self._types = types
+        self._where = where
+
+    def matches(self, msg: Message) -> bool:
+        # A gather collects what agents produce. A message with no cause is published from
+        # outside: the request the gather was opened for, never one of its replies.
+        if msg.causation_id is None:
+            return False
+        if self._senders and msg.sender not in self._senders:
+            return False
+        if self._types and msg.type not in self._types:
+            return False
+        return self._where is None or self._where(msg)
+
+
+class _Correlation:
+    __slots__ = ("cancelled", "deliveries", "id", "in_flight", "on_release", "requests", "waiters")
+
+    def __init__(self, cid: str) -> None:
+        self.id = cid
+        self.in_flight = 0
+        self.deliveries = 0  # counted against the correlation budget
+        self.waiters: list[_Waiter] = []
+        self.requests = 0  # how many waiters are requests (they watch for handled messages)
+        self.cancelled = False
+        # Told the id when the correlation ends (its model budget is forgotten with it).
+        self.on_release: Callable[[str], None] | None = None
+
+
+class Correlator:
+    """Owned by one runtime; see the module docstring."""
+
+    def __init__(self, clock: Clock, late_memory: int = 4096) -> None:
+        self._clock = clock
+        # Read directly by the runtime's hot path; only the correlator adds and removes.
+        self.active: dict[str, _Correlation] = {}
+        # What recently closed gathers matched, so replies that arrive after them are counted
+        # as late (the criteria only: a gather holds all its replies).
+        self.closed_criteria: OrderedDict[str, _Criteria] = OrderedDict()
+        self._late_memory = late_memory
+        self.pending = 0
+        self.complete = 0
+        self.partial = 0
+        self.timed_out = 0
+        self.late = 0
+        self.on_gathered: Callable[[GatherResult], None] | None = None  # the runtime's observer
+        self.new_event: Callable[[], anyio.Event] = anyio.Event  # the runtime's, once started
+        # Gathers that end while a message is being offered are reported after the runtime
+        # reports that message, so an event stream reads published -> gathered.
+        self._holding = False
+        self.held: list[GatherResult] = []
+
+    # --- bookkeeping called by the runtime -------------------------------------------------
+    def get(self, cid: str) -> _Correlation:
+        corr = self.active.get(cid)
+        if corr is None:
+            corr = self.active[cid] = _Correlation(cid)
+        return corr
+
+    def lookup(self, cid: str) -> _Correlation | None:
+        return self.active.get(cid)
+
+    def hold(self) -> None:
+        """Gathers that end from now until ``flush`` are reported then (see ``held``)."""
+        self._holding = True
+
+    def flush(self) -> None:
+        self._holding = False
+        held, self.held = self.held, []
+        for result in held:
+            if self.on_gathered is not None:
+                self.on_gathered(result)
+
+    def check_late(self, msg: Message) -> None:
+        """Count ``msg`` if a closed gather of its correlation would have taken it (callers on
+        the hot path test ``closed_criteria`` first)."""
+        criteria = self.closed_criteria.get(msg.correlation_id)
+        if criteria is not None and criteria.matches(msg):
+            self.late += 1
+
+    def failed(self, corr: _Correlation, missing: Missing, message_id: str, recipient: str) -> None:
+        for waiter in tuple(corr.waiters):
+            waiter.on_failure(missing, message_id, recipient)
+
+    def handled(self, corr: _Correlation, message_id: str) -> None:
+        for waiter in tuple(corr.waiters):
+            waiter.on_handled(message_id)
+
+    def settle(self, corr: _Correlation) -> None:
+        """Called when the correlation has nothing in flight."""
+        for waiter in tuple(corr.waiters):
+            waiter.on_quiescent()
+        self.release(corr)
+
+    def close_all(self, reason: str) -> None:
+        for corr in list(self.active.values()):
+            for waiter in tuple(corr.waiters):
+                waiter.close(reason)
+
+    def release(self, corr: _Correlation) -> None:
+        if corr.in_flight == 0 and not corr.waiters:
+            self.active.pop(corr.id, None)
+            on_release = corr.on_release
+            if on_release is not None:
+                corr.on_release = None
+                on_release(corr.id)
+
+    def remove(self, corr: _Correlation, waiter: _Waiter) -> None:
+        if waiter in corr.waiters:
+            corr.waiters.remove(waiter)
+            if waiter.consumes:
+                corr.requests -= 1
+        self.release(corr)
+
+    # --- public API ------------------------------------------------------------------------
+    def gather(
+        self,
+        correlation_id: str,
+        *,
+        count: int | None = None,
+        senders: Iterable[str] = (),
+        types: Iterable[str] = (),
+        where: Callable[[Message], bool] | None = None,
+        timeout: float | None = None,
+        consumer: str = "user",
+    ) -> Gather:
+        gather = Gather(self, self.get(correlation_id), count, senders, types, where, timeout)
+        gather.consumer = consumer
+        self.pending += 1
+        return gather
+
+    def closed(self, gather: Gather, status: str) -> None:
+        self.pending -= 1
+        if status == "complete":
+            self.complete += 1
+        elif status == "partial":
+            self.partial += 1
+        else:
+            self.timed_out += 1
+        closed = self.closed_criteria
+        closed[gather.correlation_id] = gather._criteria
+        if len(closed) > self._late_memory:
+            closed.popitem(last=False)
+        if self.on_gathered is not None and gather._result is not None:
+            if self._holding:
+                self.held.append(gather._result)
+            else:
+                self.on_gathered(gather._result)
+
+    def statistics(self) -> CorrelatorStatistics:
+        return CorrelatorStatistics(
+            correlations_active=len(self.active),
+            gathers_pending=self.pending,
+            gathers_complete=self.complete,
+            gathers_partial=self.partial,
+            gathers_timed_out=self.timed_out,
+            late_replies=self.late,
+        )
+
+
+class Gather(_Waiter):
+    """Collects replies of one correlation; ``await wait()`` for the ``GatherResult``.
+
+    Replies are matched by ``types``, ``senders`` and ``where`` (all that are given). With
+    ``senders`` (or ``types``) each sender (type) counts once and ``count`` defaults to all of
+    them (N of M); otherwise ``count`` defaults to 1. Create the gather before publishing the
+    request (``Runtime.ask`` does both); the correlation's quiescence only ends it once ``wait``
+    has been called, so publishing several messages first is safe.
+    """
+
+    def __init__(
+        self,
+        owner: Correlator,
+        corr: _Correlation,
+        count: int | None,
+        senders: Iterable[str],
+        types: Iterable[str],
+        where: Callable[[Message], bool] | None,
+        timeout: float | None,
+    ) -> None:
+        self._owner = owner
+        self._corr = corr
+        self.correlation_id = corr.id
+        self._senders = frozenset(senders)
+        self._types = frozenset(types)
+        self._where = where
+        # Held, not inherited: one base class keeps the module compilable with mypyc (no
+        # multiple inheritance of native classes), and a closed gather's memory is this object.
+        self._criteria = _Criteria(self._senders, self._types, where)
+        self._keys = sorted(self._senders or self._types)
+        self._needed = count if count is not None else (len(self._keys) or 1)
+        if self._needed < 1 or (self._keys and self._needed > len(self._keys)):
+            raise ValueError(
+                f"gather: count must be between 1 and {len(self._keys) or 'any'}, "
+                f"got {self._needed}"
+            )
+        self._deadline = math.inf if timeout is None else owner._clock.monotonic() + timeout
+        self._replies: dict[str, Message] = {}
+        self._extra: list[Message] = []  # replies in count mode (no keys)
+        self._lost: dict[str, Missing] = {}
+        self._failures: list[Missing] = []
+        self._denied = 0  # replies admission refused to the consumer
+        self._armed = False
+        self._done = owner.new_event()
+        self._result: GatherResult | None = None
+        corr.waiters.append(self)
+
+    def matches(self, msg: Message) -> bool:
+        # ``_Criteria.matches``, inlined (one call fewer per gathered reply).
+        if msg.causation_id is None:
+            return False
+        if self._senders and msg.sender not in self._senders:
+            return False
+        if self._types and msg.type not in self._types:
+            return False
+        return self._where is None or self._where(msg)
+
+    def take(self, msg: Message) -> bool:
+        # ``matches`` then ``offer``, inlined (two calls fewer per gathered reply).
+        if msg.causation_id is None:
+            return False
+        if self._senders and msg.sender not in self._senders:
+            return False
+        if self._types and msg.type not in self._types:
+            return False
+        if self._where is not None and not self._where(msg):
+            return False
+        if self._keys:
+            self._replies.setdefault(msg.sender if self._senders else msg.type, msg)
+            arrived = len(self._replies)
+        else:
+            self._extra.append(msg)
+            arrived = len(self._extra)
+        if arrived >= self._needed:
+            self._finish("complete")
+        return True
+
+    def _key(self, msg: Message) -> str:
+        return msg.sender if self._senders else msg.type
+
+    def _arrived(self) -> int:
+        return len(self._replies) if self._keys else len(self._extra)
+
+    def offer(self, msg: Message) -> None:
+        if self._keys:
+            self._replies.setdefault(self._key(msg), msg)
+            arrived = len(self._replies)
+        else:
+            self._extra.append(msg)
+            arrived = len(self._extra)
+        if arrived >= self._needed:
+            self._finish("complete")
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        key = self._key(msg) if self._keys else "reply"
+        lost = Missing(
+            key, missing.kind, missing.reason, missing.policy, missing.agent_id, missing.message_id
+        )
+        if self._keys:
+            if key not in self._replies and key not in self._lost:
+                self._lost[key] = lost
+        elif len(self._failures) < 64:
+            self._failures.append(lost)
+        self._denied += 1
+        # The reply will not arrive, and nothing else can stand in for it when it was the last
+        # the gather could get: a denied reply is known to the waiter at once.
+        if self._keys:
+            if len(self._replies) + len(self._lost) == len(self._keys):
+                self._finish("partial")
+        elif self._arrived() + self._denied >= self._needed:
+            self._finish("partial")
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        if self._senders and recipient in self._senders:
+            if recipient not in self._replies and recipient not in self._lost:
+                self._lost[recipient] = Missing(
+                    recipient,
+                    missing.kind,
+                    missing.reason,
+                    missing.policy,
+                    missing.agent_id,
+                    missing.message_id,
+                )
+                # Every expected sender has answered or is known lost: nothing more can come.
+                if len(self._replies) + len(self._lost) == len(self._keys):
+                    self._finish("partial")
+        elif len(self._failures) < 64:
+            self._failures.append(missing)
+
+    def on_quiescent(self) -> None:
+        if self._armed:
+            self._finish("complete" if self._arrived() >= self._needed else "partial")
+
+    def _missing(self, kind: Literal["timed_out", "no_reply"]) -> tuple[Missing, ...]:
+        out = list(self._lost.values())
+        if self._keys:
+            reason = "no reply before the deadline" if kind == "timed_out" else "no reply"
+            out += [
+                Missing(k, kind, reason)
+                for k in self._keys
+                if k not in self._replies and k not in self._lost
+            ]
+            out += self._failures
+        else:
+            short = self._needed - len(self._extra)
+            out += self._failures
+            if short > 0 and (kind == "timed_out" or not self._failures):
+                reason = (
+                    f"{short} of {self._needed} replies did not arrive before the deadline"
+                    if kind == "timed_out"
+                    else f"{short} of {self._needed} replies never came (nothing left in flight)"
+                )
+                out.append(Missing("reply", kind, reason))
+        return tuple(out)
+
+    def _finish(self, status: Literal["complete", "partial", "timed_out"]) -> None:
+        if self._result is not None:
+            return
+        replies = tuple(self._replies.values()) if self._keys else tuple(self._extra)
+        missing = (
+            ()
+            if status == "complete" and not self._keys
+            else self._missing("timed_out" if status == "timed_out" else "no_reply")
+        )
+        if status == "complete" and self._keys:
+            missing = tuple(m for m in missing if m.kind != "no_reply")
+        self._result = GatherResult(self.correlation_id, status, replies, missing)
+        self._owner.remove(self._corr, self)
+        self._owner.closed(self, status)
+        self._done.set()
+
+    async def wait(self) -> GatherResult:
+        """Wait for the outcome (arms the gather: quiescence may now end it)."""
+        self._armed = True
+        if self._result is None and self._corr.in_flight == 0:
+            self.on_quiescent()
+        if self._result is None:
+            if self._deadline == math.inf:  # a cancel scope costs ~5 µs a request
+                await self._done.wait()
+            else:
+                with anyio.CancelScope(deadline=self._deadline):
+                    await self._done.wait()
+        # expire() reads the result anew: mypy would keep ``_result`` narrowed to None across
+        # the await above, and mypyc compiles that narrowing into a check that fails.
+        return self.expire()
+
+    def expire(self) -> GatherResult:
+        """End now as timed out (unless it has ended already); the result."""
+        self._finish("timed_out")
+        assert self._result is not None
+        return self._result
+
+    def cancel(self, reason: str = "cancelled by the caller") -> None:
+        """Stop waiting: the gather ends partial, with ``reason`` among what is missing."""
+        if len(self._failures) < 64:
+            self._failures.append(Missing("reply", "cancelled", reason))
+        self._finish("partial")
+
+    def close(self, reason: str) -> None:
+        self.cancel(reason)
+
+
+class RequestWaiter(_Waiter):
+    """Waits for the reply to one request: the first message the responder's handler returns
+    that is caused by the request and addressed to the requester. It is consumed (not put in
+    the requester's mailbox); everything else the responder returns is routed as usual."""
+
+    consumes = True
+
+    def __init__(self, owner: Correlator, corr: _Correlation, request: Message) -> None:
+        self._owner = owner
+        self._corr = corr
+        self._request = request
+        self.consumer = request.sender
+        self._done = owner.new_event()
+        self.reply: Message | None = None
+        self.error: Exception | None = None
+        corr.waiters.append(self)
+        corr.requests += 1
+
+    def matches(self, msg: Message) -> bool:
+        return (
+            msg.causation_id == self._request.id
+            and msg.recipient == self.consumer
+            and self.reply is None
+            and self.error is None
+        )
+
+    def offer(self, msg: Message) -> None:
+        if self.reply is None and self.error is None:
+            self.reply = msg
+            self._done.set()
+
+    def _fail(self, error: Exception) -> None:
+        if self.reply is None and self.error is None:
+            self.error = error
+            self._done.set()
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        self._fail(
+            DeniedError(
+                f"the reply {msg.type!r} to request {self._request.type!r} was denied to "
+                f"{self.consumer!r} by {missing.policy}: {missing.reason}",
+                policy=missing.policy or "",
+                reason=missing.reason,
+                message_id=msg.id,
+                agent_id=self.consumer,
+                correlation_id=msg.correlation_id,
+            )
+        )
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        if message_id != self._request.id:
+            return
+        ids = {
+            "message_id": message_id,
+            "agent_id": recipient,
+            "correlation_id": self._request.correlation_id,
+        }
+        text = f"request {self._request.type!r} to {recipient!r}: {missing.reason}"
+        if missing.kind == "denied":
+            text = (  # names the policy, as every denial does
+                f"request {self._request.type!r} to {recipient!r} denied by "
+                f"{missing.policy}: {missing.reason}"
+            )
+            self._fail(DeniedError(text, policy=missing.policy or "", reason=missing.reason, **ids))
+        elif missing.kind == "failed":
+            self._fail(AgentError(text, **ids))
+        else:
+            self._fail(DeliveryError(text, **ids))
+
+    def on_handled(self, message_id: str) -> None:
+        if message_id == self._request.id and self.reply is None:
+            self._fail(
+                AgentError(
+                    f"request {self._request.type!r}: {self._request.recipient!r} handled it "
+                    "without replying",
+                    message_id=message_id,
+                    agent_id=self._request.recipient,
+                    correlation_id=self._request.correlation_id,
+                )
+            )
+
+    def close(self, reason: str) -> None:
+        self._fail(RuntimeClosedError(f"request {self._request.type!r}: {reason}"))
+
+    async def wait(self, timeout: float | None) -> Message:
+        try:
+            with anyio.fail_after(timeout):
+                await self._done.wait()
+        finally:
+            self._owner.remove(self._corr, self)
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply

@@ -1,0 +1,86 @@
+"""Dead letters: what could not be handled or delivered, with the reason, kept for inspection."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Literal
+
+from .._base.record import Record, set_field
+from .._message.envelope import Message
+
+__all__ = ["DeadLetter", "DeadLetters"]
+
+DeadLetterKind = Literal["failed", "cancelled", "shed", "unrouted"]
+
+
+class DeadLetter(Record):
+    """The original ``message``, where it was going, and why it ended here.
+
+    ``kind``: ``failed`` (handler, retries and fallback exhausted), ``cancelled`` (runtime closed
+    or correlation cancelled before it ran), ``shed`` (overflow policy), ``unrouted`` (no
+    recipient, unknown recipient).
+    """
+
+    __slots__ = ("agent_id", "at", "attempts", "error_type", "kind", "message", "reason")
+    __match_args__ = ("message", "agent_id", "kind", "reason", "error_type", "attempts", "at")
+    message: Message
+    agent_id: str | None
+    kind: DeadLetterKind
+    reason: str
+    error_type: str | None
+    attempts: int
+    at: datetime
+
+    def __init__(
+        self,
+        message: Message,
+        agent_id: str | None,
+        kind: DeadLetterKind,
+        reason: str,
+        error_type: str | None,
+        attempts: int,
+        at: datetime,
+    ) -> None:
+        set_field(self, "message", message)
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "kind", kind)
+        set_field(self, "reason", reason)
+        set_field(self, "error_type", error_type)
+        set_field(self, "attempts", attempts)
+        set_field(self, "at", at)
+
+
+class DeadLetters:
+    """A bounded store of recent dead letters plus exact counts of all of them by kind.
+
+    ``retention`` (the board file's ``data.retention_days``) drops letters older than that:
+    they hold message payloads.
+    """
+
+    def __init__(self, capacity: int = 10_000, retention: timedelta | None = None) -> None:
+        self._items: deque[DeadLetter] = deque(maxlen=capacity)
+        self.counts: Counter[str] = Counter()
+        self.retention = retention
+
+    def add(self, letter: DeadLetter) -> None:
+        if self.retention is not None:
+            oldest = letter.at - self.retention
+            while self._items and self._items[0].at < oldest:
+                self._items.popleft()
+        self._items.append(letter)
+        self.counts[letter.kind] += 1
+
+    def __iter__(self) -> Iterator[DeadLetter]:
+        return iter(tuple(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def for_correlation(self, correlation_id: str) -> list[DeadLetter]:
+        return [d for d in self._items if d.message.correlation_id == correlation_id]

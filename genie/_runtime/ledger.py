@@ -1,0 +1,239 @@
+"""The ledger: the accounting identity in one class, and the one place outcomes are recorded.
+
+A delivery is one message to one consumer (an agent's mailbox, a waiter, a timer). It is
+counted ``delivered`` when admission has decided, and ends in exactly one outcome: handled,
+denied, dead-lettered or shed. So at every moment::
+
+    delivered == handled + denied + dead_lettered + shed + in_flight
+
+Each outcome is written here, with its audit record, dead letter, log line, observer call and
+the notice to whoever waits on the correlation, so no path can record half of one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._base.clock import Clock
+from .._base.log import lazy_logger
+from .._message.envelope import Message
+from .audit import AuditRecord, AuditSink
+from .correlator import Correlator, Missing, _Correlation
+from .deadletter import DeadLetter, DeadLetterKind, DeadLetters
+from .policy import Decision
+
+if TYPE_CHECKING:
+    from .observe.observer import Observer
+
+__all__ = ["Ledger"]
+
+_log = lazy_logger("genie.runtime")
+
+
+class Ledger:
+    """Counts of one runtime; ``observer`` is the runtime's (None when nobody observes)."""
+
+    def __init__(
+        self, clock: Clock, audit: AuditSink, dead_letters: DeadLetters, correlator: Correlator
+    ) -> None:
+        self.clock = clock
+        self.audit = audit
+        self.dead_letters = dead_letters
+        self.correlator = correlator
+        self.observer: Observer | None = None
+        # Set by the runtime while an agent subscribes to loss notices (see _losses.py).
+        self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
+        self.published = self.delivered = self.handled = self.denied = 0
+        self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
+        self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
+        self.collected = 0
+        self.cut_short: Counter[str] = Counter()  # running deliveries the shutdown cancelled
+        self._idle: list[anyio.Event] = []
+
+    # --- the identity ------------------------------------------------------------------------
+    def opened(self, corr: _Correlation) -> None:
+        """A delivery was admitted: it is in flight until ``closed``."""
+        self.delivered += 1
+        self.in_flight += 1
+        corr.in_flight += 1
+        corr.deliveries += 1
+
+    def closed(self, corr: _Correlation) -> None:
+        """A delivery that was in flight has its outcome (counted by the caller)."""
+        self.in_flight -= 1
+        corr.in_flight -= 1
+        if corr.in_flight == 0:
+            if self.observer is not None:
+                self.observer.settled(corr.id)
+            self.correlator.settle(corr)
+        if self.in_flight == 0 and self._idle:
+            for event in self._idle:
+                event.set()
+            self._idle.clear()
+
+    async def wait_idle(self) -> None:
+        if self.in_flight:
+            event = anyio.Event()
+            self._idle.append(event)
+            try:
+                await event.wait()
+            finally:
+                if event in self._idle:
+                    self._idle.remove(event)
+
+    # --- outcomes ----------------------------------------------------------------------------
+    def handled_one(self, corr: _Correlation, msg: Message) -> None:
+        self.handled += 1
+        if corr.requests:
+            self.correlator.handled(corr, msg.id)
+        # ``closed``, inlined: this runs once a hop.
+        self.in_flight -= 1
+        corr.in_flight -= 1
+        if corr.in_flight == 0:
+            if self.observer is not None:
+                self.observer.settled(corr.id)
+            self.correlator.settle(corr)
+        if self.in_flight == 0 and self._idle:
+            for event in self._idle:
+                event.set()
+            self._idle.clear()
+
+    def collect(self, corr: _Correlation) -> None:
+        """A waiter (gather, ask, request) took a message: a delivery handled at once."""
+        self.delivered += 1
+        self.handled += 1
+        self.collected += 1
+        corr.deliveries += 1
+
+    def deny(
+        self,
+        msg: Message,
+        consumer: str,
+        corr: _Correlation,
+        decision: Decision,
+        *,
+        notify: bool = True,
+    ) -> None:
+        """A delivery refused by admission (it was never in flight). ``notify``: tell the
+        correlation's waiters (a refused waiter is told by the dispatcher itself)."""
+        self.delivered += 1
+        corr.deliveries += 1
+        self.denied += 1
+        action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
+        self.record(decision.policy, action, consumer, msg, decision.reason)
+        _log.info(
+            "denied %s %s to %s by %s: %s",
+            msg.type,
+            msg.id,
+            consumer,
+            decision.policy,
+            decision.reason,
+            extra=fields(consumer, msg),
+        )
+        if self.observer is not None:
+            self.observer.denied(msg, consumer, decision.policy, decision.reason)
+        if notify and (corr.waiters or self.on_loss is not None):
+            missing = Missing(
+                consumer, "denied", decision.reason, decision.policy, consumer, msg.id
+            )
+            self.lost(msg, consumer, corr, missing)
+
+    def shed_one(self, msg: Message, consumer: str, corr: _Correlation, reason: str) -> None:
+        """A delivery dropped by an overflow policy (it was never in flight)."""
+        self.delivered += 1
+        corr.deliveries += 1
+        self.shed += 1
+        self.store(consumer, msg, "shed", reason, None, 0)
+        if corr.waiters or self.on_loss is not None:
+            missing = Missing(consumer, "shed", reason, None, consumer, msg.id)
+            self.lost(msg, consumer, corr, missing)
+
+    def dead_letter(
+        self,
+        consumer: str,
+        msg: Message,
+        corr: _Correlation,
+        kind: DeadLetterKind,
+        reason: str,
+        error: BaseException | None,
+        attempts: int,
+        *,
+        log: bool = True,
+    ) -> None:
+        """A delivery in flight ends as a dead letter."""
+        self.dead_lettered += 1
+        self.store(consumer, msg, kind, reason, error, attempts, log=log)
+        if corr.waiters or self.on_loss is not None:
+            missing = Missing(
+                consumer,
+                "failed" if kind == "failed" else "cancelled",
+                reason,
+                None,
+                consumer,
+                msg.id,
+            )
+            self.lost(msg, consumer, corr, missing)  # before closing: a notice keeps it open
+        self.closed(corr)
+
+    def lost(self, msg: Message, consumer: str, corr: _Correlation, missing: Missing) -> None:
+        """Tell the correlation's waiters, and the loss hook, that a delivery is lost."""
+        if corr.waiters:
+            self.correlator.failed(corr, missing, msg.id, consumer)
+        if self.on_loss is not None:
+            self.on_loss(msg, corr, missing)
+
+    def unrouted_letter(self, msg: Message, reason: str) -> None:
+        """A message nobody could receive (not a delivery: it has no consumer)."""
+        self.unrouted += 1
+        self.store(msg.recipient, msg, "unrouted", reason, None, 0)
+
+    def store(
+        self,
+        consumer: str | None,
+        msg: Message,
+        kind: DeadLetterKind,
+        reason: str,
+        error: BaseException | None,
+        attempts: int,
+        *,
+        log: bool = True,
+    ) -> None:
+        error_type = type(error).__name__ if error is not None else None
+        letter = DeadLetter(msg, consumer, kind, reason, error_type, attempts, self.clock.now())
+        self.dead_letters.add(letter)
+        if self.observer is not None:
+            self.observer.dead_lettered(letter)
+        self.record(consumer or "router", f"dead_letter:{kind}", consumer or "-", msg, reason)
+        if log:
+            _log.warning(
+                "dead letter (%s) %s %s for %s: %s",
+                kind,
+                msg.type,
+                msg.id,
+                consumer,
+                reason,
+                extra=fields(consumer, msg),
+            )
+
+    def record(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
+        details = {
+            "message_id": msg.id,
+            "message_type": msg.type,
+            "sender": msg.sender,
+            "correlation_id": msg.correlation_id,
+            "reason": reason,
+        }
+        self.audit.record(AuditRecord(self.clock.now(), actor, action, target, details))
+
+
+def fields(agent_id: str | None, msg: Message) -> dict[str, str]:
+    """The fields every runtime log record carries (see docs/observability.md)."""
+    return {
+        "agent_id": agent_id or "-",
+        "message_type": msg.type,
+        "correlation_id": msg.correlation_id,
+    }

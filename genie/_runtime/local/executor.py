@@ -1,0 +1,192 @@
+"""The executor pool: a few tasks that run mailboxes from one ready queue.
+
+Why not a task per agent: an idle agent would then hold a parked task (several KB), and
+starting a task per burst costs ~25 µs under anyio, several times a whole hop of the raw asyncio
+floor. Here an executor that finishes a handler takes the next ready mailbox at once, so a chain
+of agents runs without a task switch per hop. It yields every ``batch`` messages (64) so other
+tasks (publishers, timers) get their turn: a yield is a turn of the event loop, which costs
+about as many instructions as a delivery, so at 16 yields were ~6% of a delivery's cost.
+
+Handlers may block (sleep, request, I/O). So that blocked handlers never starve ready work, a
+monitor task adds an executor whenever work is ready and no executor is free to take it (all
+are inside blocked handlers). Executors beyond ``max_idle`` that find nothing to do exit, so an
+idle runtime holds only a handful of tasks.
+
+Each executor runs its handlers inside a cancel scope of its own and says which correlation it
+is working for (``Worker.correlation``), so cancelling a request cancels exactly the handlers
+running for it: the scope is replaced after it has been used.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+__all__ = ["Executors", "Worker"]
+
+# `anyio.sleep(0)` is `anyio.lowlevel.checkpoint()` on both backends (asyncio's `sleep(0)`,
+# trio's checkpoint), without importing `anyio.lowlevel` at `import genie` (8.5 M
+# instructions; the backend loads it when a runtime starts).
+checkpoint = functools.partial(anyio.sleep, 0)
+
+
+class Worker:
+    """One executor task: the cancel scope its handlers run in, and whom they run for."""
+
+    __slots__ = ("cancelled", "correlation", "left", "scope")
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.correlation: str | None = None
+        # ``scope.cancel_called``, as a plain attribute: the executor reads it after every
+        # handler, and only ``cancel`` cancels this scope.
+        self.cancelled = False
+        # Handlers left before the executor's next yield, counted down (``Executors.turn``): a
+        # count kept below 257 is one of CPython's cached small ints (``done += 1`` past 256
+        # allocated an int a delivery).
+        self.left = 0
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.scope.cancel()
+
+
+class Executors:
+    def __init__(
+        self,
+        tg: TaskGroup,
+        run_one: Callable[[Mailbox, Worker], Awaitable[None]],
+        new_event: Callable[[], anyio.Event],
+        *,
+        batch: int = 64,
+        max_idle: int = 4,
+    ) -> None:
+        self._tg = tg
+        self._run_one = run_one
+        self._new_event = new_event
+        self._batch = batch
+        self._max_idle = max_idle
+        self.ready: deque[Mailbox] = deque()
+        self._idle: deque[anyio.Event] = deque()
+        self._yielding = 0
+        self.count = 0
+        self.workers: set[Worker] = set()
+        self._signal = new_event()
+        self._signalled = False
+
+    def start(self) -> None:
+        self._tg.start_soon(self._monitor, name="genie-executor-monitor")
+        self._spawn()
+
+    def schedule(self, mailbox: Mailbox) -> None:
+        self.ready.append(mailbox)
+        if self._idle:
+            self._idle.popleft().set()
+        elif not self._signalled:
+            self._signalled = True
+            self._signal.set()
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def _spawn(self) -> None:
+        self.count += 1
+        self._tg.start_soon(self._executor, name="genie-executor")
+
+    async def _monitor(self) -> None:
+        while True:
+            await self._signal.wait()
+            self._signal = self._new_event()
+            self._signalled = False
+            # Everyone who could take the work is blocked inside a handler: add a hand.
+            if self.ready and not self._idle and not self._yielding:
+                self._spawn()
+
+    def cancel(self, correlation_id: str) -> int:
+        """Cancel the handlers running for ``correlation_id``; how many there were."""
+        found = 0
+        for worker in self.workers:
+            if worker.correlation == correlation_id:
+                worker.cancel()
+                found += 1
+        return found
+
+    async def _executor(self) -> None:
+        worker = Worker()
+        self.workers.add(worker)
+        try:
+            while await self._work(worker):
+                worker.scope = anyio.CancelScope()  # the last one cancelled a request's handler
+                worker.cancelled = False
+        finally:
+            self.workers.discard(worker)
+            self.count -= 1
+
+    async def _work(self, worker: Worker) -> bool:
+        """Run ready mailboxes until idle for good (False) or a request's handler running here
+        was cancelled (True: a scope is entered once, so the caller makes a new one)."""
+        ready = self.ready
+        run_one = self._run_one
+        batch = self._batch
+        worker.left = batch
+        with worker.scope:
+            while True:
+                while ready:
+                    mailbox = ready.popleft()
+                    if ready and not self._signalled and not self._idle:
+                        # The handler may block while others wait: let the monitor judge.
+                        self._signalled = True
+                        self._signal.set()
+                    # Runs ``mailbox``'s delivery and the rest of this worker's turn (``turn``).
+                    await run_one(mailbox, worker)
+                    if worker.cancelled:
+                        return True  # even if the handler swallowed it: never reuse the scope
+                    if not worker.left:
+                        worker.left = batch
+                        self._yielding += 1
+                        try:
+                            await checkpoint()
+                        finally:
+                            self._yielding -= 1
+                if len(self._idle) >= self._max_idle:
+                    return False
+                event = self._new_event()
+                self._idle.append(event)
+                try:
+                    await event.wait()
+                finally:
+                    if event in self._idle:
+                        self._idle.remove(event)
+        return True  # run_one re-raised the cancellation of this scope, which ends here
+
+    def turn(self, worker: Worker, first: Mailbox) -> Iterator[Mailbox]:
+        """The mailboxes ``worker`` runs one delivery of, in a row, from ``first``: the runner
+        loops over them (``DeliveryRunner.run``), so consecutive deliveries need no coroutine
+        each. The order and the stops are ``_work``'s own: the ready queue's next mailbox,
+        until it is empty, ``worker`` is cancelled (checked after each delivery, before it
+        counts) or its ``left`` handlers before a yield are done; ``_work`` then does what it
+        did after each ``run_one`` (return, yield). A delivery that raises ends the turn."""
+        ready = self.ready
+        mailbox = first
+        while True:
+            yield mailbox
+            if worker.cancelled:
+                return
+            worker.left -= 1
+            if not worker.left or not ready:
+                return
+            mailbox = ready.popleft()
+            if ready and not self._signalled and not self._idle:
+                # As in ``_work``: the handler may block while others wait.
+                self._signalled = True
+                self._signal.set()

@@ -1,0 +1,240 @@
+"""A bounded FIFO mailbox per agent. It holds messages, not tasks: an idle agent costs a few
+hundred bytes (its queue is allocated by its first message)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import anyio
+
+from ..._agent.agent import Agent, handler_table
+from ..._base.record import Record, set_field
+from ..._base.resilience import CircuitBreaker
+from ..._message.envelope import Message, Payload
+from ..options import AgentOptions
+
+__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics"]
+
+
+class Handoff:
+    """A delivery its agent failed, handed to that agent's fallback: queued in the fallback's
+    mailbox like a message, so the fallback's concurrency, order and statistics hold. It is
+    the same delivery (still in flight), not a new one."""
+
+    __slots__ = ("attempts", "error", "failed_agent", "message", "reason")
+
+    def __init__(
+        self, message: Message, failed_agent: str, reason: str, error: BaseException, attempts: int
+    ) -> None:
+        self.message = message
+        self.failed_agent = failed_agent
+        self.reason = reason
+        self.error = error
+        self.attempts = attempts
+
+
+Queued = Message | Handoff
+
+# An empty deque takes 760 bytes, so a mailbox that never held a message (or never had a
+# publisher waiting) shares these instead: nothing ever appends to them, the mailbox (or
+# ``LocalTransport.put``, which inlines ``push``) swaps in its own deque first. 10,000 idle
+# agents cost ~1.5 KB less each.
+NO_MESSAGES: deque[Queued] = deque()
+_NO_WAITERS: deque[anyio.Event] = deque()
+
+
+class MailboxStatistics(Record):
+    __slots__ = (
+        "active",
+        "agent_id",
+        "capacity",
+        "circuit",
+        "depth",
+        "failed",
+        "handled",
+        "high_water",
+        "max_concurrency",
+        "overdrafts",
+        "waiting_publishers",
+    )
+    __match_args__ = (
+        "agent_id",
+        "depth",
+        "capacity",
+        "max_concurrency",
+        "active",
+        "waiting_publishers",
+        "high_water",
+        "overdrafts",
+        "handled",
+        "failed",
+        "circuit",
+    )
+    agent_id: str
+    depth: int
+    capacity: int
+    max_concurrency: int
+    active: int
+    waiting_publishers: int
+    high_water: int
+    overdrafts: int
+    handled: int
+    failed: int
+    circuit: str
+
+    def __init__(
+        self,
+        agent_id: str,
+        depth: int,
+        capacity: int,
+        max_concurrency: int,
+        active: int,
+        waiting_publishers: int,
+        high_water: int,
+        overdrafts: int,
+        handled: int,
+        failed: int,
+        circuit: str,
+    ) -> None:
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "depth", depth)
+        set_field(self, "capacity", capacity)
+        set_field(self, "max_concurrency", max_concurrency)
+        set_field(self, "active", active)
+        set_field(self, "waiting_publishers", waiting_publishers)
+        set_field(self, "high_water", high_water)
+        set_field(self, "overdrafts", overdrafts)
+        set_field(self, "handled", handled)
+        set_field(self, "failed", failed)
+        set_field(self, "circuit", circuit)
+
+
+class Mailbox:
+    """One agent's queue and the bookkeeping the executors need.
+
+    ``scheduled`` counts this mailbox's tokens in the executors' ready queue, ``active`` the
+    handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
+    and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
+    messages of one agent start in arrival order. ``push`` hands out tokens (``LocalTransport.put``
+    inlines it); the delivery runner takes a message for a token (``scheduled`` to ``active``)
+    and, when its handler is done, hands out the next token (``DeliveryRunner.run``, where both
+    run once a delivery).
+
+    Outside publishers never take the queue past ``capacity``: a publisher woken from
+    ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
+    and ``len(queue) + reserved <= capacity`` for them. Sends from handlers (overdraft) may go
+    past it; they never wait.
+    """
+
+    __slots__ = (
+        "active",
+        "agent",
+        "breaker",
+        "capacity",
+        "failed",
+        "handled",
+        "handlers",
+        "high_water",
+        "id",
+        "max_concurrency",
+        "options",
+        "overdrafts",
+        "queue",
+        "reserved",
+        "scheduled",
+        "waiters",
+    )
+
+    def __init__(self, agent: Agent, options: AgentOptions) -> None:
+        self.agent = agent
+        # Read once, when the agent is added: a BaseAgent's handler table (see handler_table).
+        self.handlers: dict[type[Payload], str] | None = handler_table(agent)
+        self.id = agent.id
+        self.options = options
+        self.capacity = options.mailbox_size
+        self.max_concurrency = options.max_concurrency
+        self.breaker = CircuitBreaker(options.breaker) if options.breaker else None
+        self.queue = NO_MESSAGES
+        self.waiters = _NO_WAITERS
+        self.scheduled = 0
+        self.reserved = 0
+        self.active = 0
+        self.high_water = 0
+        self.overdrafts = 0
+        self.handled = 0
+        self.failed = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.queue) >= self.capacity
+
+    @property
+    def has_room(self) -> bool:
+        """Room for an outside publisher now, with nobody waiting ahead of it."""
+        return not self.waiters and len(self.queue) + self.reserved < self.capacity
+
+    def push(self, msg: Queued) -> bool:
+        """Queue ``msg``; True if the executors should get a new token for this mailbox."""
+        queue = self.queue
+        if queue is NO_MESSAGES:
+            queue = self.queue = deque()
+        queue.append(msg)
+        depth = len(queue)
+        if depth > self.high_water:
+            self.high_water = depth
+        if self.scheduled + self.active < self.max_concurrency and self.scheduled < depth:
+            self.scheduled += 1
+            return True
+        return False
+
+    def wake_publishers(self) -> None:
+        """A slot freed: the publishers waiting for room go next, as many as fit."""
+        # The longest-waiting publishers go next, each with a slot reserved for it.
+        while self.waiters and len(self.queue) + self.reserved < self.capacity:
+            self.reserved += 1
+            self.waiters.popleft().set()
+
+    async def wait_for_room(self) -> None:
+        """Wait (FIFO among publishers) for a slot; on return one is reserved for the caller,
+        who must push (then drop the reservation) or ``release`` it before its next checkpoint."""
+        if self.has_room:
+            self.reserved += 1
+            return
+        event = anyio.Event()
+        if self.waiters is _NO_WAITERS:
+            self.waiters = deque()
+        self.waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event in self.waiters:
+                self.waiters.remove(event)
+            else:
+                self.release()  # we were woken but leave: pass the turn on
+            raise
+
+    def release(self) -> None:
+        """Give back a reserved slot without using it."""
+        self.reserved -= 1
+        self.wake_publishers()
+
+    def wake_all(self) -> None:
+        """The runtime closed: every waiting publisher wakes (to ``RuntimeClosedError``)."""
+        while self.waiters:
+            self.reserved += 1
+            self.waiters.popleft().set()
+
+    def statistics(self) -> MailboxStatistics:
+        return MailboxStatistics(
+            agent_id=self.id,
+            depth=len(self.queue),
+            capacity=self.capacity,
+            max_concurrency=self.max_concurrency,
+            active=self.active,
+            waiting_publishers=len(self.waiters),
+            high_water=self.high_water,
+            overdrafts=self.overdrafts,
+            handled=self.handled,
+            failed=self.failed,
+            circuit=self.breaker.state if self.breaker else "none",
+        )

@@ -1,0 +1,33 @@
+"""Loss notices: the runtime tells the subscribers of ``genie.lost`` that a delivery was lost.
+
+A delivery is lost when admission denies it, it ends as a ``failed`` or ``cancelled`` dead
+letter, or an overflow policy sheds it. When some agent subscribes to ``genie.lost``, the
+runtime sends, at once and through the one routing path, a ``Lost`` message caused by the lost
+one, in its correlation: so an agent waiting for the work of that correlation (a pipeline's
+declared gather) stops waiting for what cannot come. Nothing is sent when nobody subscribes, for
+the loss of a notice itself, for a cancelled request, or once the runtime is closing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .._message.envelope import Payload
+
+__all__ = ["Lost"]
+
+
+class Lost(Payload):
+    """A delivery of this correlation was lost: the message (its id, type and sender), the
+    consumer it was going to, how it was lost and why (a denial names its policy; the reason
+    of a failure is the error's text)."""
+
+    message_type = "genie.lost"
+
+    message_id: str
+    type_name: str
+    sender: str
+    consumer: str
+    kind: Literal["denied", "failed", "shed", "cancelled"]
+    reason: str
+    policy: str | None = None

@@ -1,0 +1,96 @@
+"""The runtime's side of ``ctx.llm``: each handler's governed provider, and the records of the
+model budgets (``Limits.correlation_tokens`` / ``correlation_cost``) when they fire.
+
+A firing is recorded like the hop limit's and the delivery budget's: an audit record (actor
+``limit:correlation_tokens`` or ``limit:correlation_cost``, action ``limit_fired``), a log
+line, and the observers (a ``limit_fired`` event, the ``genie_limits_fired`` metric). The
+refused handler then fails with the refusal (not retried), a dead letter naming the limit,
+unless it catches it. ``genie.llm`` is imported with the first model call, never before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._base.log import lazy_logger
+from .._errors import ConfigurationError
+from .._message.envelope import Message
+from .correlator import Correlator
+from .ledger import Ledger, fields
+from .policy import Limits
+
+if TYPE_CHECKING:
+    from ..llm._cost import PriceTable
+    from ..llm._governed import CorrelationBudget, Firing
+    from ..llm._provider import Provider
+
+__all__ = ["ModelCalls"]
+
+_log = lazy_logger("genie.runtime")
+
+
+class ModelCalls:
+    """One runtime's model calls: ``provider`` is what ``ctx.llm`` returns."""
+
+    def __init__(
+        self, limits: Limits, prices: PriceTable | None, ledger: Ledger, correlator: Correlator
+    ) -> None:
+        if limits.correlation_cost is not None and prices is None:
+            raise ConfigurationError(
+                "limits: correlation_cost needs a price table to bound a call's cost before it "
+                "is sent: Runtime(prices=...) or the pipeline's llm.prices"
+            )
+        self._limits = limits
+        self._prices = prices
+        self._ledger = ledger
+        self._correlator = correlator
+        self._budget: CorrelationBudget | None = None
+
+    @property
+    def budget(self) -> CorrelationBudget | None:
+        """The per-correlation budgets (None until the first model call, or without limits)."""
+        return self._budget
+
+    def provider(self, provider: Provider, agent_id: str, message: Message) -> Provider:
+        from ..llm._governed import HandlerProvider
+
+        budget = self._budget
+        if budget is None and self._limits.model_budget:
+            budget = self._budget = self._new_budget()
+        return HandlerProvider(provider, message, agent_id, budget)
+
+    def _new_budget(self) -> CorrelationBudget:
+        from ..llm._cost import PriceTable
+        from ..llm._governed import CorrelationBudget
+
+        return CorrelationBudget(
+            max_tokens=self._limits.correlation_tokens,
+            max_cost=self._limits.correlation_cost,
+            prices=self._prices or PriceTable(),
+            on_fire=self._fire,
+            track=self._track,
+        )
+
+    def _track(self, correlation_id: str) -> None:
+        corr = self._correlator.lookup(correlation_id)
+        budget = self._budget
+        assert budget is not None
+        if corr is None:  # a call outside any delivery (a context kept past its handler)
+            return
+        corr.on_release = budget.forget
+
+    def _fire(self, firing: Firing) -> None:
+        msg, agent_id = firing.message, firing.agent_id
+        ledger = self._ledger
+        ledger.record(firing.limit, "limit_fired", agent_id, msg, firing.reason)
+        _log.warning(
+            "%s fired in %s handling %s %s: %s",
+            firing.limit,
+            agent_id,
+            msg.type,
+            msg.id,
+            firing.reason,
+            extra=fields(agent_id, msg),
+        )
+        if ledger.observer is not None:
+            ledger.observer.limit_fired(msg, agent_id, firing.limit, firing.reason)

@@ -1,0 +1,346 @@
+"""Live event streams: what happens to one request, as it happens (the Go system's event tap).
+
+A stream is a bounded buffer fed by an observer. Pushing never waits: when the reader falls
+behind, events are dropped and counted, and the reader gets one ``dropped`` event saying how
+many were lost, where they were lost. A slow reader therefore never slows the runtime.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal, Self
+
+import anyio
+
+from ..._base.clock import Clock
+from ..._base.record import Record, set_field
+from ..._message.envelope import Message
+from ..correlator import GatherResult
+from ..deadletter import DeadLetter
+from .observer import Observer
+
+__all__ = ["Event", "EventKind", "EventStream"]
+
+EventKind = Literal[
+    "published",
+    "delivered",
+    "denied",
+    "limit_fired",
+    "handled",
+    "failed",
+    "dead_lettered",
+    "gathered",
+    "settled",
+    "dropped",
+]
+
+
+class Event(Record):
+    """One thing that happened to a request. ``at`` is the runtime clock, in seconds.
+
+    ``agent_id`` is the sender for ``published``, else the agent concerned. ``count`` is the
+    fan-out width (``published``), the outputs (``handled``), the replies (``gathered``) or the
+    events lost (``dropped``). ``reason`` says why for denials, failures and dead letters, and
+    how a fan-in ended for ``gathered``. ``policy`` names the policy or limit for ``denied``,
+    the limit for ``limit_fired`` (a model call refused by the correlation's token or cost
+    budget, while ``agent_id`` handled the message). Events carry ids and types, never
+    payloads.
+    """
+
+    __slots__ = (
+        "agent_id",
+        "at",
+        "correlation_id",
+        "count",
+        "duration",
+        "hops",
+        "kind",
+        "message_id",
+        "message_type",
+        "policy",
+        "reason",
+    )
+    __match_args__ = (
+        "kind",
+        "at",
+        "correlation_id",
+        "agent_id",
+        "message_type",
+        "message_id",
+        "hops",
+        "duration",
+        "count",
+        "policy",
+        "reason",
+    )
+    kind: EventKind
+    at: float
+    correlation_id: str
+    agent_id: str | None
+    message_type: str | None
+    message_id: str | None
+    hops: int
+    duration: float | None
+    count: int | None
+    policy: str | None
+    reason: str | None
+
+    def __init__(
+        self,
+        kind: EventKind,
+        at: float,
+        correlation_id: str,
+        agent_id: str | None = None,
+        message_type: str | None = None,
+        message_id: str | None = None,
+        hops: int = 0,
+        duration: float | None = None,
+        count: int | None = None,
+        policy: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        set_field(self, "kind", kind)
+        set_field(self, "at", at)
+        set_field(self, "correlation_id", correlation_id)
+        set_field(self, "agent_id", agent_id)
+        set_field(self, "message_type", message_type)
+        set_field(self, "message_id", message_id)
+        set_field(self, "hops", hops)
+        set_field(self, "duration", duration)
+        set_field(self, "count", count)
+        set_field(self, "policy", policy)
+        set_field(self, "reason", reason)
+
+    def line(self, origin: float = 0.0) -> str:
+        """One line of a timeline, ``origin`` being the time of its first event."""
+        detail = {
+            "published": f"to {self.count or 'no'} agent{'' if self.count == 1 else 's'}",
+            "delivered": "queued",
+            "denied": f"by {self.policy}: {self.reason}",
+            "limit_fired": f"{self.policy}: {self.reason}",
+            "handled": f"{_ms(self.duration)}, {self.count} out",
+            "failed": f"{_ms(self.duration)}, {self.reason}",
+            "dead_lettered": self.reason,
+            "gathered": f"{self.reason}, {self.count} repl{'y' if self.count == 1 else 'ies'}",
+            "settled": "nothing in flight",
+            "dropped": f"{self.count} events lost: the reader fell behind",
+        }[self.kind]
+        return (
+            f"{(self.at - origin) * 1000:9.3f} ms  {self.kind:<13} {self.agent_id or '':<26} "
+            f"{self.message_type or '':<26} {detail}"
+        ).rstrip()
+
+
+# The column titles of ``Event.line``, aligned with it.
+TIMELINE_HEADER = f"{'time':>12}  {'event':<13} {'agent':<26} {'message':<26} detail"
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{(seconds or 0.0) * 1000:.3f} ms"
+
+
+class EventStream:
+    """An async iterator of ``Event``; see ``Runtime.events``. ``dropped`` counts lost events."""
+
+    def __init__(self, hub: EventHub, correlation_id: str | None, buffer: int) -> None:
+        self.correlation_id = correlation_id
+        self.buffer = buffer
+        self.dropped = 0
+        self._hub = hub
+        self._events: deque[Event] = deque()
+        self._lost = 0  # dropped since the reader last heard about it
+        self._lost_at: Event | None = None
+        self._ended = False
+        self._wakeup: anyio.Event | None = None
+
+    def _push(self, event: Event) -> None:
+        if self._ended:
+            return
+        if len(self._events) >= self.buffer:
+            self.dropped += 1
+            self._lost += 1
+            if self._lost_at is None:
+                self._lost_at = event
+            return
+        if self._lost:
+            self._events.append(self._gap())
+        self._events.append(event)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _gap(self) -> Event:
+        first = self._lost_at
+        assert first is not None
+        gap = Event("dropped", first.at, first.correlation_id, count=self._lost)
+        self._lost, self._lost_at = 0, None
+        return gap
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._events:
+            if self._ended:
+                if self._lost:
+                    return self._gap()
+                raise StopAsyncIteration
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._events.popleft()
+
+    async def aclose(self) -> None:
+        """Stop listening; events already buffered can still be read."""
+        self._hub.detach(self)
+        self._end()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class EventHub(Observer):
+    """The runtime's one observer for all its streams; attached only while a stream is open."""
+
+    never_raises = True
+
+    def __init__(
+        self,
+        clock: Clock,
+        attach: Callable[[Observer], None],
+        detach: Callable[[Observer], None],
+    ) -> None:
+        self._clock = clock
+        self._attach = attach  # the runtime's add_observer / remove_observer
+        self._detach = detach
+        self._by_correlation: dict[str, list[EventStream]] = {}
+        self._everything: list[EventStream] = []
+        self._attached = False
+
+    def open(self, correlation_id: str | None, buffer: int) -> EventStream:
+        if buffer < 1:
+            raise ValueError(f"an event stream needs a buffer of at least 1, got {buffer}")
+        stream = EventStream(self, correlation_id, buffer)
+        if not self._attached:
+            self._attach(self)
+            self._attached = True
+        if correlation_id is None:
+            self._everything.append(stream)
+        else:
+            self._by_correlation.setdefault(correlation_id, []).append(stream)
+        return stream
+
+    def detach(self, stream: EventStream) -> None:
+        cid = stream.correlation_id
+        listeners = self._everything if cid is None else self._by_correlation.get(cid, [])
+        if stream in listeners:
+            listeners.remove(stream)
+        if cid is not None and not listeners:
+            self._by_correlation.pop(cid, None)
+        self._detach_if_idle()
+
+    def _detach_if_idle(self) -> None:
+        if self._attached and not self._by_correlation and not self._everything:
+            self._detach(self)  # no stream open: the hot path pays nothing
+            self._attached = False
+
+    def _listeners(self, cid: str) -> list[EventStream]:
+        mine = self._by_correlation.get(cid)
+        if mine is None:
+            return self._everything
+        return mine + self._everything if self._everything else mine
+
+    def _send(self, listeners: list[EventStream], event: Event) -> None:
+        for stream in listeners:
+            stream._push(event)
+
+    def _about(
+        self,
+        kind: EventKind,
+        msg: Message,
+        agent_id: str,
+        *,
+        duration: float | None = None,
+        count: int | None = None,
+        policy: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        listeners = self._listeners(msg.correlation_id)
+        if listeners:
+            event = Event(
+                kind,
+                self._clock.monotonic(),
+                msg.correlation_id,
+                agent_id,
+                msg.type,
+                msg.id,
+                msg.hops,
+                duration,
+                count,
+                policy,
+                reason,
+            )
+            self._send(listeners, event)
+
+    def published(self, msg: Message, recipients: int) -> None:
+        self._about("published", msg, msg.sender, count=recipients)
+
+    def delivered(self, msg: Message, agent_id: str) -> None:
+        self._about("delivered", msg, agent_id)
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        self._about("denied", msg, agent_id, policy=policy, reason=reason)
+
+    def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
+        self._about("limit_fired", msg, agent_id, policy=limit, reason=reason)
+
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        self._about("handled", msg, agent_id, duration=duration, count=outputs)
+
+    def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        self._about("failed", msg, agent_id, duration=duration, reason=reason)
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        reason = f"{letter.kind}: {letter.reason}"
+        self._about("dead_lettered", letter.message, letter.agent_id or "-", reason=reason)
+
+    def gathered(self, result: GatherResult) -> None:
+        listeners = self._listeners(result.correlation_id)
+        if listeners:
+            missing = "; ".join(f"{m.key} {m.kind}" for m in result.missing)
+            status = f"{result.status} (missing: {missing})" if missing else result.status
+            at = self._clock.monotonic()
+            event = Event(
+                "gathered", at, result.correlation_id, count=len(result.replies), reason=status
+            )
+            self._send(listeners, event)
+
+    def settled(self, correlation_id: str) -> None:
+        listeners = self._listeners(correlation_id)
+        if not listeners:
+            return
+        self._send(listeners, Event("settled", self._clock.monotonic(), correlation_id))
+        for stream in self._by_correlation.pop(correlation_id, ()):
+            stream._end()  # the request is over; streams of everything go on
+        self._detach_if_idle()
+
+    def closed(self) -> None:
+        for stream in [*self._everything, *(s for ss in self._by_correlation.values() for s in ss)]:
+            stream._end()
+        self._everything.clear()
+        self._by_correlation.clear()
+        self._detach_if_idle()

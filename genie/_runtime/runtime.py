@@ -1,0 +1,680 @@
+"""The runtime: a facade that wires the rooms of the data flow (docs/architecture.md).
+
+publish -> ``Dispatcher`` (route, admission for each consumer) -> ``LocalTransport`` (mailbox,
+executors) -> ``DeliveryRunner`` (the supervised handler call) -> outputs back to the
+``Dispatcher``. The ``Ledger`` records every outcome, so that
+``delivered == handled + denied + dead_lettered + shed + in_flight`` holds at every moment.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+
+from .._agent.agent import Agent, BaseAgent, agent_risk
+from .._agent.context import ContextServices
+from .._base.clock import Clock
+from .._base.log import lazy_logger
+from .._base.record import Record, set_field
+from .._errors import (
+    ConfigurationError,
+    DuplicateAgentError,
+    RuntimeClosedError,
+    UnknownMessageTypeError,
+    UnknownRecipientError,
+)
+from .._message.envelope import IdSource, Message, MessageTypes, MetaValue, Payload, Role
+from .admission import Admission
+from .audit import AuditSink, MemoryAuditLog
+from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
+from .deadletter import DeadLetters
+from .delivery import DeliveryRunner
+from .dispatch import Dispatcher
+from .ledger import Ledger
+from .local.executor import checkpoint
+from .local.mailbox import Handoff, Mailbox
+from .local.transport import LocalTransport
+from .model_calls import ModelCalls
+from .observe.observer import Observer, Observers, deliveries_listener, gather_listener
+from .options import AgentOptions
+from .policy import Limits, Policy
+from .router import Router, Tap
+from .timers import Timers
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ..llm._cost import PriceTable
+    from .observe.events import EventHub, EventStream
+    from .observe.metrics import Metrics
+    from .statistics import RuntimeStatistics
+
+__all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
+
+_log = lazy_logger("genie.runtime")
+
+# `Lost.message_type`: the `Lost` model (2.5 M instructions to define, with its module) loads
+# when an agent subscribes to loss notices; the event stream's module when `events` is first
+# called; the statistics record when `statistics` is (issue 19, import time).
+_LOST = "genie.lost"
+
+CLOSE_TIMEOUT = 5.0  # seconds each ``on_close`` callback may take at shutdown
+
+
+class RuntimeState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class ShutdownReport(Record):
+    """What was still in flight when the runtime closed (all of it is in the dead letters)."""
+
+    __slots__ = ("by_agent", "cancelled_running", "cancelled_timers", "discarded_queued", "drained")
+    __match_args__ = (
+        "drained",
+        "cancelled_running",
+        "discarded_queued",
+        "by_agent",
+        "cancelled_timers",
+    )
+    drained: bool
+    cancelled_running: int
+    discarded_queued: int
+    by_agent: Mapping[str, int]
+    cancelled_timers: int
+
+    def __init__(
+        self,
+        drained: bool,
+        cancelled_running: int,
+        discarded_queued: int,
+        by_agent: Mapping[str, int],
+        cancelled_timers: int = 0,
+    ) -> None:
+        set_field(self, "drained", drained)
+        set_field(self, "cancelled_running", cancelled_running)
+        set_field(self, "discarded_queued", discarded_queued)
+        set_field(self, "by_agent", by_agent)
+        set_field(self, "cancelled_timers", cancelled_timers)
+
+
+class Runtime:
+    """Hosts agents and moves messages between them. Use it as ``async with Runtime(...)``.
+
+    On exit it waits up to ``drain_timeout`` seconds for in-flight work (when the block ended
+    without an exception), then cancels what is left; ``shutdown_report`` says what that was.
+    ``prices`` (a ``genie.llm.PriceTable``) prices the model calls handlers make through
+    ``ctx.llm``; ``limits.correlation_cost`` needs it.
+
+    ``freeze_gc=True`` (opt-in, off by default) collects garbage once the runtime has started
+    (after the agents' ``on_start``) and calls ``gc.freeze()``: what exists then (modules,
+    agents, their data) is never scanned again by the garbage collector, so a collection costs
+    what the requests in flight allocated, not the whole heap. It is process-wide: objects that
+    were alive at start-up and die later are not reclaimed until ``gc.unfreeze()``, which the
+    runtime calls when it closes.
+    """
+
+    def __init__(
+        self,
+        agents: Iterable[Agent] = (),
+        *,
+        types: MessageTypes | None = None,
+        policies: Sequence[Policy] = (),
+        limits: Limits | None = None,
+        defaults: AgentOptions | None = None,
+        clock: Clock | None = None,
+        audit: AuditSink | None = None,
+        seed: int | None = None,
+        drain_timeout: float = 10.0,
+        dead_letter_capacity: int = 10_000,
+        retention: timedelta | None = None,
+        metrics: bool | Metrics = False,
+        prices: PriceTable | None = None,
+        freeze_gc: bool = False,
+        transport: LocalTransport | None = None,
+    ) -> None:
+        self.types = types if types is not None else MessageTypes()
+        self.policies: tuple[Policy, ...] = tuple(policies)
+        self.limits = limits or Limits()
+        self.defaults = defaults or AgentOptions()
+        self.clock = clock or Clock()
+        self.audit: AuditSink = audit if audit is not None else MemoryAuditLog()
+        self.drain_timeout = drain_timeout
+        self.freeze_gc = freeze_gc
+        self.shutdown_report: ShutdownReport | None = None
+        self._new_id = IdSource(seed)
+        self._state = RuntimeState.NEW
+        self._tg: TaskGroup | None = None
+        # The rooms, in the order a message meets them.
+        self._router = Router()
+        self._correlator = Correlator(self.clock)
+        self._admission = Admission(self.limits, self.policies)
+        dead_letters = DeadLetters(dead_letter_capacity, retention)
+        self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
+        # Another transport (NATS, genie/_nats.py) moves admitted deliveries elsewhere; its
+        # mailboxes still hold every agent, so routing and admission stay here.
+        self._transport = transport if transport is not None else LocalTransport()
+        self._mailboxes = self._transport.mailboxes
+        self._dispatcher = Dispatcher(
+            self.types,
+            self._router,
+            self._transport,
+            self._admission,
+            self._ledger,
+            self._correlator,
+            self._check_open,
+        )
+        self._timers = Timers(self._ledger, self._correlator, self._fire)
+        self._model_calls = ModelCalls(self.limits, prices, self._ledger, self._correlator)
+        services = ContextServices(
+            self.clock,
+            self._new_id.next,
+            self._request,
+            self._timers.schedule,
+            self._model_calls.provider,
+        )
+        self._runner = DeliveryRunner(
+            self.clock,
+            self.types,
+            self._ledger,
+            self._correlator,
+            self._admission,
+            self._dispatcher,
+            self._transport,
+            services,
+        )
+        self._closers: list[Callable[[], Awaitable[object]]] = []
+        self._observers: list[Observer] = []
+        self._guarded: Observers | None = None  # counts what the observers raised
+        self._hub: EventHub | None = None
+        self.metrics: Metrics | None = None
+        if metrics:
+            from .observe.metrics import Metrics  # prometheus-client loads only when metrics are on
+
+            self.metrics = Metrics() if metrics is True else metrics
+            self.metrics.bind(self)
+        for agent in agents:
+            self.add(agent)
+
+    @property
+    def state(self) -> RuntimeState:
+        return self._state
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Recent dead letters (the original message, where it was going, why it ended)."""
+        return self._ledger.dead_letters
+
+    @dead_letters.setter
+    def dead_letters(self, store: DeadLetters) -> None:
+        self._ledger.dead_letters = store  # e.g. a smaller store for a long simulation
+
+    # --- wiring ------------------------------------------------------------------------------
+    def add(
+        self,
+        agent: Agent,
+        *,
+        subscribe: Iterable[str] = (),
+        options: AgentOptions | None = None,
+    ) -> None:
+        """Host ``agent``; ``subscribe`` lists message types or patterns (``finance.*``)."""
+        if not isinstance(agent, Agent) or not isinstance(agent.id, str) or not agent.id:
+            raise ConfigurationError(
+                f"{agent!r} is not an Agent: it needs a non-empty str id, name, capabilities "
+                "and an async handle(msg, ctx)"
+            )
+        if agent.id in self._mailboxes:
+            raise DuplicateAgentError(
+                f"agent id {agent.id!r} is already registered in this runtime", agent_id=agent.id
+            )
+        options = options or self.defaults
+        if options.fallback is not None and options.fallback == agent.id:
+            raise ConfigurationError(f"agent {agent.id!r} cannot be its own fallback")
+        models: list[type[Payload]] = list(getattr(agent, "produces", ()))
+        if isinstance(agent, BaseAgent):
+            models += agent.consumes()
+        self.types.register(*models)
+        self._mailboxes[agent.id] = Mailbox(agent, options)
+        for pattern in subscribe:
+            self._router.subscribe(agent.id, pattern)
+        self._watch_losses()
+
+    def subscribe(self, agent_id: str, *patterns: str) -> None:
+        self._mailbox(agent_id)
+        for pattern in patterns:
+            self._router.subscribe(agent_id, pattern)
+        self._watch_losses()
+
+    def _watch_losses(self) -> None:
+        # Loss notices cost nothing until an agent subscribes to them (see _losses.py).
+        if self._router.subscribers(_LOST):
+            from .losses import Lost
+
+            self.types.register(Lost)
+            self._ledger.on_loss = self._notify_loss
+        else:
+            self._ledger.on_loss = None
+
+    def _notify_loss(self, msg: Message, corr: _Correlation, missing: Missing) -> None:
+        from .losses import Lost  # loaded by `_watch_losses`, which set this hook
+
+        if (
+            msg.type == _LOST  # a lost notice is not told about: no loops
+            or corr.cancelled
+            or self._state is not RuntimeState.RUNNING
+        ):
+            return
+        notice = Lost(
+            message_id=msg.id,
+            type_name=msg.type,
+            sender=msg.sender,
+            consumer=missing.agent_id or "-",
+            kind=missing.kind,  # the ledger tells only denied, failed, shed, cancelled
+            reason=missing.reason,
+            policy=missing.policy,
+        )
+        # Routed like a handler's output, at once: it is in flight before the loss settles
+        # the correlation, so whoever waits on it hears of the loss before the request ends.
+        self._dispatcher.emit(
+            msg.child(
+                notice,
+                sender="genie",
+                id=self._new_id(),
+                created_at=self.clock.timestamp(),
+                role=Role.SYSTEM,
+            ),
+            False,
+        )
+
+    def on_close(self, close: Callable[[], Awaitable[object]]) -> None:
+        """Await ``close()`` when the runtime stops, after the agents' ``on_stop`` (say, the
+        ``aclose`` of the model clients its agents use); in the order given, each error logged."""
+        self._closers.append(close)
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        """Pattern or type -> subscribed agent ids (for graphs and docs)."""
+        return self._router.subscriptions()
+
+    def add_tap(self, tap: Tap) -> None:
+        self._dispatcher.taps.append(tap)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Tell ``observer`` what happens to every message from now on (see ``Observer``)."""
+        self._observers.append(observer)
+        self._rebuild_observer()
+
+    def remove_observer(self, observer: Observer) -> None:
+        self._observers.remove(observer)
+        self._rebuild_observer()
+
+    def _rebuild_observer(self) -> None:
+        errors = self._guarded.errors if self._guarded is not None else 0
+        self._guarded = Observers(self._observers, errors)
+        observer: Observer | None = self._guarded
+        if not self._observers:
+            observer = None
+        elif len(self._observers) == 1 and self._observers[0].never_raises:
+            observer = self._observers[0]  # the built-in ones skip the guard: ~1 µs a delivery
+        self._ledger.observer = observer
+        self._correlator.on_gathered = gather_listener(observer)
+        self._dispatcher.delivered_many = deliveries_listener(observer)
+
+    def events(self, correlation_id: str | None = None, *, buffer: int = 1024) -> EventStream:
+        """A live stream of what happens to one request (or, without an id, to all of them).
+
+        Use it as ``async with rt.events(msg.correlation_id) as events`` before publishing,
+        then ``async for event in events``. It ends when nothing of the correlation is in
+        flight (or the runtime closes). It holds at most ``buffer`` events: a slow reader never
+        slows the runtime, it loses events and is told how many (a ``dropped`` event).
+        """
+        if self._state is RuntimeState.CLOSED:
+            raise RuntimeClosedError("cannot stream events: the runtime is closed")
+        if self._hub is None:
+            from .observe.events import EventHub
+
+            self._hub = EventHub(self.clock, self.add_observer, self.remove_observer)
+        return self._hub.open(correlation_id, buffer)
+
+    def agents(self) -> list[Agent]:
+        return [mb.agent for mb in self._mailboxes.values()]
+
+    def _mailbox(self, agent_id: str) -> Mailbox:
+        try:
+            return self._mailboxes[agent_id]
+        except KeyError:
+            raise UnknownRecipientError(
+                f"no agent {agent_id!r} in this runtime", agent_id=agent_id
+            ) from None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        if self._state is not RuntimeState.NEW:
+            raise RuntimeClosedError("a runtime can be started once")
+        for mb in self._mailboxes.values():
+            fallback = mb.options.fallback
+            if fallback is not None and fallback not in self._mailboxes:
+                raise ConfigurationError(
+                    f"agent {mb.id!r} has fallback {fallback!r}, which is not registered"
+                )
+        risks = {agent_id: agent_risk(mb.agent) for agent_id, mb in self._mailboxes.items()}
+        for policy in self.policies:
+            bind = getattr(policy, "bind_agents", None)
+            if bind is not None:
+                bind(risks)  # e.g. the risk gate learns which agents are high-risk
+        self.clock.start()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        # anyio.Event() asks sniffio for the backend on every call (~2 µs); the backend's own
+        # class, taken once, builds the same event. Gathers and executors make one per request.
+        new_event: Callable[[], anyio.Event] = type(anyio.Event())
+        self._correlator.new_event = new_event
+        self._transport.start(tg, self._runner.run, new_event)
+        self._timers.start(tg)
+        self._state = RuntimeState.RUNNING
+        try:
+            for mb in self._mailboxes.values():
+                on_start = getattr(mb.agent, "on_start", None)
+                if on_start is not None:
+                    await on_start()
+        except BaseException:
+            # Nothing may keep running: close as if the block had failed, then re-raise.
+            await self._stop(drain=False)
+            raise
+        if self.freeze_gc:
+            gc.collect()
+            gc.freeze()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self._stop(drain=exc_type is None)
+        return None
+
+    async def _stop(self, *, drain: bool) -> None:
+        assert self._tg is not None
+        ledger = self._ledger
+        try:
+            if drain and ledger.in_flight:
+                with anyio.move_on_after(self.drain_timeout):
+                    await ledger.wait_idle()
+        finally:
+            self._state = RuntimeState.CLOSING
+            self._tg.cancel_scope.cancel()
+            try:
+                # The group is cancelled already; the caller's own exception (if any) is not
+                # passed in, so it propagates as itself rather than inside an ExceptionGroup.
+                await self._tg.__aexit__(None, None, None)
+            finally:
+                # What the cancellation cut short was recorded as it happened (the group may
+                # have been cancelled before this, by a handler's SystemExit, say).
+                self._close(ledger.cut_short, self._timers.cut_short)
+                if self.freeze_gc:
+                    gc.unfreeze()
+                await self._stop_agents()
+
+    def _close(self, running: Mapping[str, int], timers: int) -> None:
+        by_agent = dict(running)
+        discarded = 0
+        for mb, item in self._transport.drain_queues():
+            msg, agent = (
+                (item.message, item.failed_agent) if isinstance(item, Handoff) else (item, mb.id)
+            )
+            discarded += 1
+            by_agent[mb.id] = by_agent.get(mb.id, 0) + 1
+            corr = self._correlator.get(msg.correlation_id)
+            self._ledger.dead_letter(
+                agent, msg, corr, "cancelled", "discarded at shutdown", None, 0, log=False
+            )
+        self._state = RuntimeState.CLOSED
+        drained = not (running or discarded or timers)
+        self._correlator.close_all("the runtime closed")
+        self.shutdown_report = ShutdownReport(
+            drained, sum(running.values()), discarded, by_agent, timers
+        )
+        if self._ledger.observer is not None:
+            self._ledger.observer.closed()
+        if not drained:
+            _log.warning(
+                "runtime closed with work in flight: %d running handlers cancelled, "
+                "%d queued messages discarded, %d timers cancelled (see dead letters)",
+                sum(running.values()),
+                discarded,
+                timers,
+                extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
+            )
+
+    async def _stop_agents(self) -> None:
+        for mb in self._mailboxes.values():
+            on_stop = getattr(mb.agent, "on_stop", None)
+            if on_stop is None:
+                continue
+            try:
+                await on_stop()
+            except Exception:
+                _log.exception(
+                    "on_stop of agent %r failed",
+                    mb.id,
+                    extra={"agent_id": mb.id, "message_type": "-", "correlation_id": "-"},
+                )
+        for close in self._closers:
+            try:
+                # Shielded: a runtime stopped by a cancellation still closes its clients.
+                with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                    await close()
+            except Exception:
+                _log.exception(
+                    "closing %r failed",
+                    close,
+                    extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
+                )
+
+    def _check_open(self) -> None:
+        if self._state is not RuntimeState.RUNNING:
+            what = "not started yet" if self._state is RuntimeState.NEW else "closed"
+            raise RuntimeClosedError(f"cannot publish: the runtime is {what}")
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is in flight (no delivery queued or running, no timer pending).
+
+        New work published meanwhile is waited for too. Guard it with a timeout of your own
+        (``anyio.fail_after``) when an agent may keep the runtime busy for ever.
+        """
+        await self._ledger.wait_idle()
+
+    # --- building messages -------------------------------------------------------------------
+    def message(
+        self,
+        payload: Payload,
+        *,
+        sender: str = "user",
+        recipient: str | None = None,
+        role: Role = Role.USER,
+        **fields: Any,
+    ) -> Message:
+        """A top-level message stamped with this runtime's ids and clock."""
+        if not fields and isinstance(role, Role):
+            # The common call (typed values only): build it without pydantic's validation,
+            # which costs ~10 µs a request; the checks are the ones validation would make.
+            return Message.top(
+                payload, self._new_id(), sender, recipient, role, self.clock.timestamp()
+            )
+        fields.setdefault("id", self._new_id())
+        fields.setdefault("correlation_id", self._new_id())
+        fields.setdefault("trace_id", fields["correlation_id"])
+        fields.setdefault("created_at", self.clock.now())
+        return Message.new(payload, sender=sender, recipient=recipient, role=role, **fields)
+
+    def parse(
+        self,
+        type_name: str,
+        payload: Mapping[str, Any] | str | bytes,
+        *,
+        sender: str = "user",
+        recipient: str | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+        **fields: Any,
+    ) -> Message:
+        """Like ``message`` from a type name and raw data, validated through ``types``."""
+        return self.message(
+            self.types.parse_payload(type_name, payload),
+            sender=sender,
+            recipient=recipient,
+            metadata=metadata or {},
+            **fields,
+        )
+
+    # --- publishing --------------------------------------------------------------------------
+    async def publish(self, msg: Message) -> None:
+        """Deliver ``msg`` to its recipients, waiting while a recipient's mailbox is full.
+
+        Raises ``UnknownMessageTypeError``, ``UnknownRecipientError``, ``NoRouteError`` or
+        ``RuntimeClosedError`` before anything is delivered. Denials are not errors here: they
+        are recorded and reported to the correlation's gathers. It is a checkpoint, as anyio's
+        memory streams: it yields first, and cancelled before the message is in (while it
+        waits for room, say), nothing happened.
+        """
+        await checkpoint()
+        await self._dispatcher.publish(msg)
+
+    def publish_nowait(self, msg: Message) -> None:
+        """Like ``publish`` but raises ``WouldBlockError`` if it would wait; then nothing
+        happened (no delivery, no count, no tap, no policy evaluated)."""
+        self._dispatcher.publish_nowait(msg)
+
+    def _fire(self, msg: Message) -> None:
+        self._dispatcher.emit(msg, False)
+
+    # --- fan-in ------------------------------------------------------------------------------
+    def gather(
+        self,
+        correlation_id: str,
+        *,
+        count: int | None = None,
+        senders: Iterable[str] = (),
+        types: Iterable[str] = (),
+        where: Callable[[Message], bool] | None = None,
+        timeout: float | None = None,
+        consumer: str = "user",
+    ) -> Gather:
+        """Start collecting replies of ``correlation_id`` (see ``Gather``); then publish.
+
+        Each reply passes admission for ``consumer`` (whom the gather collects for) first.
+        """
+        return self._correlator.gather(
+            correlation_id,
+            count=count,
+            senders=senders,
+            types=types,
+            where=where,
+            timeout=timeout,
+            consumer=consumer,
+        )
+
+    async def ask(
+        self,
+        msg: Message,
+        *,
+        until: str | Callable[[Message], bool] | None = None,
+        timeout: float | None = None,
+    ) -> GatherResult:
+        """Publish ``msg`` and wait for the message that ends the request.
+
+        That is the first message of its correlation of type ``until`` (a type name), or
+        matching ``until`` (a predicate), or by default addressed back to ``msg.sender``; it
+        passes admission for ``msg.sender`` first. The result is partial at once when a deny
+        or failure leaves nothing in flight. ``timeout`` bounds the whole call (waiting for
+        mailbox room included). On timeout, or when the caller is cancelled, the request is
+        cancelled (``cancel``).
+        """
+        where: Callable[[Message], bool]
+        if until is None:
+            sender = msg.sender
+            where = lambda m: m.recipient == sender  # noqa: E731
+        elif isinstance(until, str):
+            type_name = until
+            where = lambda m: m.type == type_name  # noqa: E731
+        else:
+            where = until
+        gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
+        published = False
+        try:
+            # No checkpoint before publishing: waiting for the reply is one.
+            if timeout is None:  # a cancel scope costs ~5 µs a request
+                await self._dispatcher.publish(msg)
+                published = True
+                return await gather.wait()
+            with anyio.move_on_after(timeout):
+                await self._dispatcher.publish(msg)
+                published = True
+                return await gather.wait()
+            result = gather.expire()
+        except BaseException:
+            gather.cancel("the caller was cancelled" if published else "publish failed")
+            self.cancel(msg.correlation_id)
+            raise
+        self.cancel(msg.correlation_id)  # timed out: what is left of the request stops
+        return result
+
+    def cancel(self, correlation_id: str) -> None:
+        """Stop a request: its running handlers are cancelled, its queued work and pending
+        timers end as cancelled dead letters, its further outputs are not delivered."""
+        corr = self._correlator.lookup(correlation_id)
+        if corr is not None and corr.in_flight:
+            corr.cancelled = True
+            self._transport.cancel(correlation_id)
+            self._timers.cancel(correlation_id)
+
+    async def _request(self, msg: Message, timeout: float | None) -> Message:
+        self._check_open()
+        recipient = msg.recipient
+        assert recipient is not None
+        self._mailbox(recipient)
+        if not self.types.is_registered(msg.payload):
+            raise UnknownMessageTypeError(msg.type, self.types.names())
+        waiter = RequestWaiter(self._correlator, self._correlator.get(msg.correlation_id), msg)
+        self._dispatcher.emit(msg, False)
+        return await waiter.wait(self.limits.request_timeout if timeout is None else timeout)
+
+    # --- introspection -----------------------------------------------------------------------
+    def statistics(self) -> RuntimeStatistics:
+        from .statistics import RuntimeStatistics
+
+        ex = self._transport.executors
+        ledger = self._ledger
+        return RuntimeStatistics(
+            published=ledger.published,
+            delivered=ledger.delivered,
+            handled=ledger.handled,
+            collected=ledger.collected,
+            denied=ledger.denied,
+            dead_lettered=ledger.dead_lettered,
+            shed=ledger.shed,
+            in_flight=ledger.in_flight,
+            unrouted=ledger.unrouted,
+            retries=ledger.retries,
+            fallbacks=ledger.fallbacks,
+            taps_denied=ledger.taps_denied,
+            tap_errors=ledger.tap_errors,
+            observer_errors=self._guarded.errors if self._guarded is not None else 0,
+            timers_pending=len(self._timers.pending),
+            executors=ex.count if ex else 0,
+            idle_executors=ex.idle if ex else 0,
+            ready=len(ex.ready) if ex else 0,
+            # A copy first: the metrics endpoint reads this from its own thread.
+            mailboxes={mb.id: mb.statistics() for mb in list(self._mailboxes.values())},
+            policies=self._admission.statistics(),
+            correlations=self._correlator.statistics(),
+        )

@@ -1,0 +1,88 @@
+"""Timers (``ctx.schedule``): a pending timer is a delivery in flight, with its own outcome.
+
+Scheduling counts one delivery (to the timer). It ends handled when the timer fires (its
+message is then routed like any other) or when the agent withdraws it (``Timer.cancel()``), and
+as a cancelled dead letter when its request is cancelled or the runtime closes first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._agent.context import Timer
+from .._message.envelope import Message
+from .correlator import Correlator, _Correlation
+from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+__all__ = ["Timers"]
+
+
+class Timers:
+    def __init__(
+        self, ledger: Ledger, correlator: Correlator, fire: Callable[[Message], None]
+    ) -> None:
+        self._ledger = ledger
+        self._correlator = correlator
+        self._fire = fire
+        self._tg: TaskGroup | None = None
+        self.pending: dict[Timer, str] = {}  # timer -> its correlation id
+        self.cut_short = 0  # pending timers the shutdown cancelled
+        # Told each timer's message once its outcome is recorded (a transport that reports
+        # outcomes to another process, genie/_nats.py).
+        self.on_end: Callable[[Message], None] | None = None
+
+    def start(self, tg: TaskGroup) -> None:
+        self._tg = tg
+
+    def schedule(self, msg: Message, delay: float) -> Timer:
+        assert self._tg is not None, "contexts exist only while the runtime runs"
+        corr = self._correlator.get(msg.correlation_id)
+        self._ledger.opened(corr)
+        timer = Timer(lambda: self._withdrawn(timer, msg, corr))
+        self.pending[timer] = corr.id
+        self._tg.start_soon(self._wait, timer, msg, corr, delay)
+        return timer
+
+    def cancel(self, correlation_id: str) -> None:
+        """The request was cancelled: its pending timers end as cancelled dead letters."""
+        for timer, cid in list(self.pending.items()):
+            if cid == correlation_id and timer._scope is not None:
+                timer._scope.cancel()
+
+    def _withdrawn(self, timer: Timer, msg: Message, corr: _Correlation) -> None:
+        if self.pending.pop(timer, None) is not None:  # withdrawn by its agent: its outcome
+            self._ledger.handled_one(corr, msg)
+            if self.on_end is not None:
+                self.on_end(msg)
+
+    async def _wait(self, timer: Timer, msg: Message, corr: _Correlation, delay: float) -> None:
+        agent = msg.sender
+        try:
+            with anyio.CancelScope() as scope:
+                timer._scope = scope
+                if not timer.cancelled and not corr.cancelled:
+                    await anyio.sleep(delay)
+        except BaseException:
+            if self.pending.pop(timer, None) is not None:
+                self.cut_short += 1
+                reason = "timer pending at shutdown"
+                self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
+                if self.on_end is not None:
+                    self.on_end(msg)
+            raise
+        if self.pending.pop(timer, None) is None:
+            return  # withdrawn, and recorded then
+        if corr.cancelled:
+            reason = "timer of a cancelled request"
+            self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
+        else:
+            self._fire(msg)  # routed before the timer closes, so the request never looks idle
+            self._ledger.handled_one(corr, msg)
+        if self.on_end is not None:
+            self.on_end(msg)

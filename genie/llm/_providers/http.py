@@ -1,0 +1,286 @@
+"""What the HTTP adapters share: one ``httpx.AsyncClient`` each, and the one place where httpx's
+errors and the providers' error statuses become :mod:`genie.llm` errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+
+from ..._base.log import lazy_logger
+from .._errors import (
+    EXCERPT_LIMIT,
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+from .._provider import EventStream
+from .._types import Request, Response
+
+__all__ = ["HTTPAdapter", "Redactor", "drain", "iter_ndjson", "iter_sse"]
+
+logger = lazy_logger("genie.llm")
+
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id")
+
+
+class Redactor:
+    """Blanks a secret wherever it would be shown: error text, excerpts, log lines."""
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, *secrets: str | None) -> None:
+        # Short values are not worth hiding and would blank ordinary words.
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the provider asked us to wait: ``retry-after-ms`` (OpenAI, Anthropic) first,
+    then ``Retry-After`` in seconds. An HTTP date is not honoured (the backoff applies)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def error_for(provider: str, response: httpx.Response, body: str, redact: Redactor) -> LLMError:
+    """The error for an error status: the class decides what retry and fallback do."""
+    status = response.status_code
+    cls: type[ProviderError]
+    if status == 429:
+        cls = RateLimitedError
+    elif status in (408, 409) or status >= 500:
+        cls = ProviderUnavailableError
+    elif status in (401, 403):
+        cls = AuthenticationError
+    else:
+        cls = BadRequestError
+    excerpt = redact(" ".join(body.split())[:EXCERPT_LIMIT])
+    rid = next((response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None)
+    return cls(
+        provider=provider,
+        status=status,
+        request_id=rid,
+        excerpt=excerpt,
+        retry_after=retry_after(response.headers),
+    )
+
+
+class HTTPAdapter:
+    """Base of the HTTP adapters: a client, a name and region, and the error boundary.
+
+    Pass ``client`` to share connection settings or to test over ``httpx.MockTransport``;
+    otherwise the adapter makes its own and :meth:`aclose` closes it.
+    """
+
+    default_base_url = ""
+    default_model = ""
+    default_region = "us"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        name: str | None = None,
+        region: str | None = None,
+        timeout: float = 60.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._name = name or type(self).__name__.removesuffix("Provider").lower()
+        self._region = region or self.default_region
+        self.model = model or self.default_model
+        self._redact = Redactor(api_key)
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._base_url = (base_url or self.default_base_url).rstrip("/")
+        self._headers = self.auth_headers(api_key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r}, base_url={self._base_url!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def region(self) -> str:
+        return self._region
+
+    def auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {}
+
+    async def complete(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def stream(self, request: Request) -> EventStream:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    @contextmanager
+    def _boundary(self) -> Iterator[None]:
+        """httpx's exceptions become ours here, and only here, with the key blanked out."""
+        try:
+            yield
+        except LLMError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise ProviderConnectionError(
+                f"{self._name}: no answer in time ({type(exc).__name__})", provider=self._name
+            ) from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            detail = self._redact(str(exc)) or type(exc).__name__
+            raise ProviderConnectionError(
+                f"{self._name}: connection failed: {detail}", provider=self._name
+            ) from None
+
+    def _request_id(self, response: httpx.Response) -> str | None:
+        return next(
+            (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
+        )
+
+    async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """POST JSON, return the JSON object answered and the provider's request id."""
+        with self._boundary():
+            response = await self._client.post(
+                self._base_url + path, json=body, headers=self._headers
+            )
+            if response.is_error:
+                raise self._failed(response, response.text)
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise ProviderResponseError(
+                    f"{self._name}: the answer is not a JSON object: "
+                    f"{self._redact(response.text[:EXCERPT_LIMIT])!r}",
+                    provider=self._name,
+                )
+            return data, self._request_id(response)
+
+    def _failed(self, response: httpx.Response, body: str) -> LLMError:
+        err = error_for(self._name, response, body, self._redact)
+        logger.warning("llm call failed: %s", err)
+        return err
+
+    @asynccontextmanager
+    async def _stream_lines(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[AsyncIterator[str], str | None]]:
+        """POST JSON and stream the answer's lines; an error status raises on entry."""
+        with self._boundary():
+            request = self._client.build_request(
+                "POST", self._base_url + path, json=body, headers=self._headers
+            )
+            response = await self._client.send(request, stream=True)
+        try:
+            if response.is_error:
+                with self._boundary():
+                    text = (await response.aread()).decode("utf-8", "replace")
+                raise self._failed(response, text)
+
+            async def lines() -> AsyncGenerator[str, None]:
+                # Only whole lines: every streamed format here ends each line, so a part-line
+                # at the end means the connection broke, whatever the part happens to parse as.
+                rest = ""
+                with self._boundary():
+                    async for text in response.aiter_text():
+                        *whole, rest = (rest + text).split("\n")
+                        for line in whole:
+                            yield line.removesuffix("\r")
+                if rest:
+                    raise ProviderConnectionError(
+                        f"{self._name}: the stream ended before the end of a line",
+                        provider=self._name,
+                    )
+
+            async with aclosing(lines()) as reader:
+                yield reader, self._request_id(response)
+        finally:
+            await response.aclose()
+
+    def _failed_in_stream(self, detail: object) -> ProviderConnectionError:
+        """An error the provider sent inside a stream that had started (status 200): the
+        stream is lost, like a dropped connection (retried only before its first event)."""
+        excerpt = self._redact(str(detail))[:EXCERPT_LIMIT]
+        return ProviderConnectionError(
+            f"{self._name}: the stream failed: {excerpt}", provider=self._name
+        )
+
+    def _malformed(self, what: str, raw: str) -> ProviderResponseError:
+        return ProviderResponseError(
+            f"{self._name}: malformed {what}: {self._redact(raw[:EXCERPT_LIMIT])!r}",
+            provider=self._name,
+        )
+
+    def _json(self, what: str, raw: str) -> dict[str, Any]:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            raise self._malformed(what, raw) from None
+        if not isinstance(data, dict):
+            raise self._malformed(what, raw)
+        return data
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncGenerator[tuple[str, str], None]:
+    """Server-sent events as ``(event, data)``; ``event`` is ``message`` when unnamed."""
+    event, data = "message", list[str]()
+    async for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+    # An event without its closing blank line is incomplete and is not dispatched (the SSE
+    # specification): the reader then sees the stream end without its terminal event.
+
+
+async def drain(lines: AsyncIterator[str], limit: int = 64) -> None:
+    """Reads what follows a stream's terminal event (a blank line, then the end of the body),
+    so every iterator under it, httpx's included, finishes instead of being dropped half-read
+    (trio warns about each such generator). Bounded: a server that keeps sending after its
+    terminal event is left to the connection's close."""
+    for _ in range(limit):
+        if await anext(lines, None) is None:
+            return
+
+
+async def iter_ndjson(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
+    """The non-blank lines of newline-delimited JSON."""
+    async for line in lines:
+        if line.strip():
+            yield line

@@ -1,0 +1,137 @@
+"""The audit log of a namespace as a JetStream stream, hash-chained in stream order.
+
+Every process that writes appends rows to one stream; each row is a ``JsonlAuditLog`` row
+(the same fields and hash), and the chain is the stream's order: a row is published only if
+the stream's last sequence is still the one whose hash it links to
+(``Nats-Expected-Last-Sequence``), so writers in many processes interleave in one valid
+chain, as writers of one JSONL file do under its lock. ``genie audit verify
+nats://HOST:PORT/NAMESPACE`` walks it with the JSONL log's checks (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._base.log import lazy_logger
+from .._runtime.audit import GENESIS, AuditRecord, chained_row, check_audit_key, row_line
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
+__all__ = ["NatsAuditLog", "read_chain"]
+
+_log = lazy_logger("genie.nats")
+EXPECTED_LAST = "Nats-Expected-Last-Sequence"
+MSG_ID = "Nats-Msg-Id"
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: another writer appended first
+
+
+class NatsAuditLog:
+    """An ``AuditSink`` whose rows go to ``stream`` (subject ``subject``), chained there.
+
+    ``record`` is synchronous (as every sink's): it queues the record, and ``run`` (a task
+    ``NatsTransport`` starts) appends the queue in order; ``drain`` appends what is left
+    (``NatsTransport.close`` calls it, so a run's records are all written before it ends).
+    """
+
+    def __init__(self, stream: str, subject: str, *, key: bytes | None = None) -> None:
+        self.stream, self.subject = stream, subject
+        self._key = None if key is None else check_audit_key(key, "given")
+        self._queue: deque[tuple[str, AuditRecord]] = deque()
+        self._wake = anyio.Event()
+        self._tail: tuple[int, int, str] | None = None  # stream seq, row seq, row hash
+        self.written = 0
+
+    @property
+    def queued(self) -> int:
+        """Records not written yet."""
+        return len(self._queue)
+
+    def record(self, record: AuditRecord) -> None:
+        # The id is the record's for good: a publish retried after a lost ack is dropped.
+        self._queue.append((uuid.uuid4().hex, record))
+        self._wake.set()
+
+    async def run(self, js: JetStreamContext) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.drain(js)
+
+    async def drain(self, js: JetStreamContext) -> None:
+        """Append every queued record, in order."""
+        while self._queue:
+            await self._append(js, *self._queue[0])
+            self._queue.popleft()
+            self.written += 1
+
+    async def _append(self, js: JetStreamContext, msg_id: str, record: AuditRecord) -> None:
+        from nats.errors import Error as NatsError
+        from nats.js.errors import APIError
+
+        delay = 0.05
+        while True:
+            try:
+                if self._tail is None:
+                    self._tail = await _last_row(js, self.stream)
+                last_seq, seq, prev = self._tail
+                row = chained_row(record, seq + 1, prev, self._key)
+                headers = {MSG_ID: msg_id, EXPECTED_LAST: str(last_seq)}
+                ack = await js.publish(self.subject, row_line(row), headers=headers)
+            except APIError as exc:
+                self._tail = None  # another writer appended first: link to its row
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    continue
+                _log.warning("audit stream %s: %s; retrying", self.stream, exc)
+            except (NatsError, TimeoutError) as exc:
+                self._tail = None
+                _log.warning("audit stream %s: %s; retrying", self.stream, exc)
+            else:
+                # A duplicate is this record, already in (its first ack was lost).
+                self._tail = None if ack.duplicate else (ack.seq, seq + 1, row["row_hash"])
+                return
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+async def _last_row(js: JetStreamContext, stream: str) -> tuple[int, int, str]:
+    last = (await js.stream_info(stream)).state.last_seq
+    if last == 0:
+        return 0, 0, GENESIS
+    row: dict[str, Any] = json.loads((await js.get_msg(stream, last)).data or b"{}")
+    return last, int(row["seq"]), str(row["row_hash"])
+
+
+async def read_chain(js: JetStreamContext, stream: str) -> list[bytes]:
+    """The stream's rows in stream order, as JSONL lines: line N is stream sequence N (a
+    removed row is an empty line; the check of the next row finds it missing)."""
+    from nats.js.errors import NotFoundError
+
+    state = (await js.stream_info(stream)).state
+    lines: list[bytes] = []
+    for seq in range(1, state.last_seq + 1):
+        try:
+            data = (await js.get_msg(stream, seq)).data or b""
+        except NotFoundError:
+            data = b""  # deleted (or aged out): the next row's link breaks
+        lines.append(data.rstrip(b"\n") + b"\n")
+    return lines
+
+
+@contextmanager
+def as_file(lines: list[bytes]) -> Iterator[Path]:
+    """``lines`` in a temporary JSONL file (for ``verify_audit_log``, whose line numbers are
+    then the stream's sequence numbers)."""
+    with TemporaryDirectory(prefix="genie-audit-") as tmp:
+        path = Path(tmp) / "audit.jsonl"
+        path.write_bytes(b"".join(lines))
+        yield path

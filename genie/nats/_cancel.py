@@ -1,0 +1,99 @@
+"""Cancelled correlations of a namespace, shared by every process through a JetStream stream.
+
+``Runtime.cancel`` (and an ``ask`` that times out) in one process appends the correlation id
+to the namespace's cancel stream; every worker follows the stream into memory, cancels the
+handlers it runs for that correlation, and dead-letters the correlation's deliveries it takes
+afterwards without running them (kind ``cancelled``, as one process does). A stream and not
+a plain subject, so a worker that starts (or reconnects) later still knows what was cancelled.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._base.log import lazy_logger
+from ._wire import bound
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
+__all__ = ["NatsCancellations"]
+
+_log = lazy_logger("genie.nats")
+MSG_ID = "Nats-Msg-Id"
+
+
+class NatsCancellations:
+    """The cancelled correlations of the stream ``stream`` (one subject, ``subject``).
+
+    ``NatsTransport`` makes one per process (``transport.cancellations``); ``follow`` keeps the
+    last ``kept`` ids in memory (the stream keeps them a day), so the check a worker makes per
+    delivery never waits for the broker.
+    """
+
+    def __init__(self, stream: str, subject: str, *, kept: int = 100_000) -> None:
+        self.stream = stream
+        self.subject = subject
+        self._kept = kept
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self.loaded = anyio.Event()  # what the stream held when following began is in memory
+
+    def __contains__(self, correlation_id: str) -> bool:
+        return correlation_id in self._cancelled
+
+    async def cancel(self, js: JetStreamContext, correlation_id: str) -> None:
+        """Append ``correlation_id`` (once: a second cancel of it is dropped by the server)."""
+        from nats.errors import Error as NatsError
+
+        delay = 0.05
+        while True:
+            try:
+                await js.publish(
+                    self.subject,
+                    correlation_id.encode(),
+                    headers={MSG_ID: f"cancel:{correlation_id}"},
+                    timeout=2.0,
+                )
+            except (NatsError, TimeoutError) as exc:
+                _log.warning("cannot publish the cancel of %s (%s); retrying", correlation_id, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            else:
+                return
+
+    async def follow(self, js: JetStreamContext, on_cancel: Callable[[str], None]) -> None:
+        """Keep the stream in memory (through broker restarts), telling ``on_cancel`` of each
+        id as it comes; set ``loaded`` once what the stream held is in."""
+        from nats.js.api import DeliverPolicy
+
+        info = await bound(
+            f"read the cancel stream {self.stream}", lambda: js.stream_info(self.stream)
+        )
+        sub = await bound(
+            f"follow the cancel stream {self.stream}",
+            lambda: js.subscribe(
+                self.subject,
+                stream=self.stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                idle_heartbeat=1.0,  # two missed beats and the client recreates the consumer
+            ),
+        )
+        if info.state.messages == 0:
+            self.loaded.set()  # loaded, and followed from here on
+        try:
+            async for raw in sub.messages:
+                correlation_id = raw.data.decode(errors="replace")
+                if correlation_id not in self._cancelled:
+                    self._cancelled[correlation_id] = None
+                    if len(self._cancelled) > self._kept:
+                        self._cancelled.popitem(last=False)
+                    on_cancel(correlation_id)
+                if raw.metadata.num_pending == 0:
+                    self.loaded.set()
+        finally:
+            await sub.unsubscribe()

@@ -1,0 +1,237 @@
+"""The command line of scale-out: ``genie run PIPELINE --nats URL`` (the entry process) and
+``genie worker PIPELINE --nats URL [--agents a,b]`` (docs/scale-out.md).
+
+Where the broker is, and which process hosts which agents, are flags and not YAML: the same
+pipeline file runs in one process and across many, and only the deployment differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._errors import ConfigurationError
+from .._runtime.audit import AuditVerdict, verify_audit_log
+from ..pipeline._args import add_set, load
+
+if TYPE_CHECKING:
+    from .._runtime.runtime import Runtime
+    from ..pipeline import Pipeline
+    from ._transport import NatsTransport, StepHook
+
+__all__ = ["add_run_options", "add_worker", "entry_transport", "run_over_nats"]
+
+T = TypeVar("T")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not > 0")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        required=required,
+        help="run across processes on this NATS JetStream server (e.g. nats://127.0.0.1:4222); "
+        "see docs/scale-out.md",
+    )
+    parser.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="streams and subjects of this name (default: the pipeline's name)",
+    )
+
+
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """``genie run``'s scale-out flags (without them it runs in this process)."""
+    _add_broker(run, required=False)
+
+
+def _transport(
+    pipeline: Pipeline,
+    args: argparse.Namespace,
+    hosted: tuple[str, ...],
+    audit_key: bytes | None = None,
+) -> NatsTransport:
+    try:
+        import nats  # noqa: F401  (_nats imports it only when it connects: ask for it here)
+
+        from ._transport import NatsNames, NatsTransport
+    except ImportError as exc:  # nats-py is the optional extra
+        raise ConfigurationError(
+            f"--nats needs the nats extra: pip install 'genie-bus[nats]' ({exc.name} missing)"
+        ) from exc
+    return NatsTransport(
+        args.nats,
+        NatsNames(args.namespace or pipeline.name),
+        hosted=hosted,
+        **({"ack_wait": args.ack_wait} if getattr(args, "ack_wait", None) else {}),
+        max_deliveries=getattr(args, "max_deliveries", 5),
+        audit_key=audit_key,
+    )
+
+
+def entry_transport(
+    pipeline: Pipeline, args: argparse.Namespace, audit_key: bytes | None = None
+) -> NatsTransport | None:
+    """The transport of ``genie run --nats`` (None without it): hosts no agent; its audit
+    stream chain is keyed with ``audit_key``."""
+    return _transport(pipeline, args, (), audit_key) if args.nats else None
+
+
+def verify_audit_stream(url: str, key: bytes | None, anchor: str | None) -> AuditVerdict:
+    """``genie audit verify nats://HOST:PORT/NAMESPACE``: the JSONL log's checks, over the
+    namespace's audit stream (line N is its row N)."""
+    server, _, namespace = url.partition("://")[2].partition("/")
+    if not namespace:
+        raise ConfigurationError(f"{url}: name the namespace (nats://HOST:PORT/NAMESPACE)")
+    try:
+        import nats
+
+        from ._audit import as_file, read_chain
+        from ._transport import NatsNames
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"nats:// needs the nats extra: pip install 'genie-bus[nats]' ({exc.name} missing)"
+        ) from exc
+    from nats.errors import Error as NatsError
+    from nats.js.errors import NotFoundError
+
+    stream = NatsNames(namespace).audit
+
+    async def read() -> list[bytes]:
+        try:  # a plain connection: verifying creates nothing
+            nc = await nats.connect(f"nats://{server}", connect_timeout=2, max_reconnect_attempts=0)
+        except (OSError, NatsError, TimeoutError) as exc:
+            raise ConfigurationError(f"cannot reach NATS at nats://{server}") from exc
+        try:
+            return await read_chain(nc.jetstream(), stream)
+        except NotFoundError:
+            raise ConfigurationError(
+                f"{url}: namespace {namespace!r} has no audit stream"
+            ) from None
+        finally:
+            await nc.close()
+
+    with as_file(anyio.run(read)) as path:
+        return verify_audit_log(path, key=key, anchor=anchor)
+
+
+async def run_over_nats(transport: NatsTransport, rt: Runtime, go: Callable[[], Awaitable[T]]) -> T:
+    """``go`` (which enters ``rt``) with ``transport`` connected around it, and the
+    pipeline's consent policy asking the namespace's shared ledger."""
+    transport.consent.share(rt.policies)
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        return await go()
+    finally:
+        await transport.close()
+
+
+def add_worker(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="host a pipeline's agents for `genie run --nats` (scale-out)",
+        description="Load PIPELINE and run the deliveries of its agents (all, or --agents) "
+        "from the NATS JetStream server until interrupted (Ctrl-C, SIGTERM). Start as many as "
+        "you like: workers hosting the same agent share its deliveries. An agent that keeps "
+        "state in memory between deliveries (the finance supervisor's fan-in) must be hosted "
+        "by one worker only. Exit 0 when stopped, 2 for a bad pipeline or an unreachable "
+        "server.",
+    )
+    worker.add_argument("pipeline", help="pipeline YAML (the same file as `genie run`'s)")
+    _add_broker(worker, required=True)
+    worker.add_argument(
+        "--agents",
+        metavar="A,B",
+        help="host only these agents (comma-separated ids; default: every agent)",
+    )
+    worker.add_argument(
+        "--ack-wait",
+        type=_positive,
+        metavar="S",
+        help="seconds before the server hands an unacknowledged delivery (a dead worker's) to "
+        "another worker (default: the agent's deadline, at least 2 s; 30 s without one)",
+    )
+    worker.add_argument(
+        "--max-deliveries",
+        type=_whole,
+        default=5,
+        metavar="N",
+        help="a delivery handed out N times without an outcome (its worker died each time) "
+        "becomes a dead letter (default 5)",
+    )
+    add_set(worker)
+    worker.set_defaults(func=_worker)
+
+
+def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
+    """``genie worker``; ``on_step`` is told each step of each delivery (tests die there)."""
+    pipeline = load(args)
+    agents = [d.id for d in pipeline.config.agents]
+    hosted = tuple(a.strip() for a in args.agents.split(",") if a.strip()) if args.agents else ()
+    for agent_id in hosted:
+        if agent_id not in agents:
+            raise ConfigurationError(
+                f"--agents: pipeline {pipeline.name!r} has no agent {agent_id!r} "
+                f"(it has {', '.join(agents)})"
+            )
+    if args.agents is not None and not hosted:
+        raise ConfigurationError("--agents: name at least one agent")
+    llm = pipeline.llm_stacks()
+    transport = _transport(pipeline, args, hosted or tuple(agents))
+    transport.on_step = on_step
+    rt = pipeline.runtime(llm=llm, transport=transport)
+
+    async def serve() -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(_stop_on_signal, tg.cancel_scope)  # before saying we serve
+                async with rt:
+                    print(
+                        f"genie worker: hosting {', '.join(transport.hosted)} "
+                        f"on {args.nats} (namespace {transport.names.namespace})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    await anyio.sleep_forever()
+        finally:
+            if llm is not None:
+                await llm.aclose()
+
+    anyio.run(run_over_nats, transport, rt, serve)
+    return 0
+
+
+async def _stop_on_signal(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return

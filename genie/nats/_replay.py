@@ -1,0 +1,231 @@
+"""The origin's side: the outcome records of the requests this process started, replayed in
+its own ledger, so ``ask``, its partial results and the accounting identity hold there as in
+one process (docs/scale-out.md, "The mapping")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from .._base.nesting import MAX_DEPTH, json_depth_exceeds
+from .._message.envelope import Message, Payload
+from .._runtime.audit import AuditRecord
+from .._runtime.correlator import Missing, _Correlation
+from .._runtime.deadletter import DeadLetter
+from .._runtime.policy import Decision
+
+if TYPE_CHECKING:
+    from .._runtime.ledger import Ledger
+    from .._runtime.runtime import Runtime
+
+__all__ = [
+    "APPLIED_KEPT",
+    "UNKNOWN",
+    "OutcomeReplay",
+    "Undecodable",
+    "load_record",
+    "record_undecodable",
+    "what_it_was",
+]
+
+APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
+# The messages a record carries sit at least one level down (its own ``message``), so a
+# record whose text nests at most this deep holds no message deeper than ``MAX_DEPTH``.
+_BOUNDED = MAX_DEPTH + 1
+
+
+def load_record(data: bytes) -> tuple[dict[str, Any], bool]:
+    """An outcome record from its JSON, and whether its text bounds every message in it to
+    ``MAX_DEPTH`` (then they are parsed without walking each for depth: one check of the
+    text instead of one walk per message)."""
+    text = data.decode()
+    record: dict[str, Any] = json.loads(text)
+    return record, not json_depth_exceeds(text, _BOUNDED)
+
+
+class OutcomeReplay:
+    """Each outcome record closes one delivery and opens the ones its handler sent
+    (``spawned``), and carries the denials, sheds and replies of that delivery."""
+
+    def __init__(self) -> None:
+        self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
+        # parent delivery -> its children's records (each with its ``bounded``)
+        self._held: dict[str, list[tuple[Mapping[str, Any], bool]]] = {}
+        self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
+        self.replaying = False  # applying an outcome record (the loss notices read it)
+
+    def settle(self, rt: Runtime, record: Mapping[str, Any], bounded: bool = False) -> None:
+        """Apply ``record``, once the record of the delivery that sent it is applied (a worker
+        publishes its outcome and its outputs at once, so a child's record may come first:
+        applied before its parent's, it could close the correlation early). ``bounded``: its
+        messages are known to nest at most ``MAX_DEPTH`` (``load_record``)."""
+        cid = record["correlation_id"]
+        parent = record.get("parent")
+        if parent is not None and parent not in self._applied.get(cid, ()):
+            self._held.setdefault(parent, []).append((record, bounded))
+            return
+        ready = [(record, bounded)]
+        while ready:
+            rec, rec_bounded = ready.pop()
+            self._apply(rt, rec, rec_bounded)
+            ready += self._held.pop(rec["delivery"], [])
+        # Kept after the correlation settles (a record its parent's does not count may still
+        # come, see ``_replay``), for the last APPLIED_KEPT correlations.
+        while len(self._applied) > APPLIED_KEPT:
+            del self._applied[next(iter(self._applied))]
+
+    def _apply(self, rt: Runtime, record: Mapping[str, Any], bounded: bool) -> None:
+        self.replaying = True
+        try:
+            self._replay(rt, record, bounded)
+        finally:
+            self.replaying = False
+
+    def _replay(self, rt: Runtime, record: Mapping[str, Any], bounded: bool) -> None:
+        self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
+        ledger = rt._ledger
+        parse: Callable[[Any], Message]
+        parse = rt.types.parse_bounded_message if bounded else rt.types.parse_message
+        corr = rt._correlator.get(record["correlation_id"])
+        parent = record.get("parent")
+        if parent is not None:
+            left = self._unclaimed.get(parent, 0)
+            if left > 1:
+                self._unclaimed[parent] = left - 1
+            elif left == 1:
+                del self._unclaimed[parent]
+            else:
+                # A delivery its parent's record does not count (that record is the dead
+                # letter of a worker that died after sending it): open it now, so the
+                # count stays exact.
+                ledger.opened(corr)
+        for d in record["denied"]:
+            msg = parse(d["message"])
+            decision = Decision.deny(d["policy"], d["reason"])
+            ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
+        for s in record["shed"]:
+            ledger.shed_one(parse(s["message"]), s["consumer"], corr, s["reason"])
+        if record.get("limits"):
+            handled = parse(record["message"])
+            for fired in record["limits"]:
+                limit, agent, reason = fired["limit"], fired["agent"], fired["reason"]
+                ledger.record(limit, "limit_fired", agent, handled, reason)
+                if ledger.observer is not None:
+                    ledger.observer.limit_fired(handled, agent, limit, reason)
+        for reply in record["replies"]:
+            rt._dispatcher.route(parse(reply), corr, (), True)
+        answered = int(record.get("answered", 0))  # collected by the asker's waiter
+        ledger.delivered += answered
+        ledger.handled += answered
+        ledger.collected += answered
+        corr.deliveries += answered
+        spawned = int(record["spawned"])
+        if spawned:
+            self._unclaimed[record["delivery"]] = spawned
+        ledger.delivered += spawned
+        ledger.in_flight += spawned
+        corr.in_flight += spawned
+        corr.deliveries += spawned
+        if record["outcome"] == "handled":
+            ledger.handled += 1
+            ledger.closed(corr)
+            return
+        if record.get("message") is None:  # undecodable on arrival: no message to keep
+            self._undecodable(rt, corr, record)
+            return
+        ledger.dead_letter(
+            record["agent"],
+            parse(record["message"]),
+            corr,
+            record["kind"],
+            record["reason"],
+            None,
+            int(record["attempts"]),
+        )
+
+    @staticmethod
+    def _undecodable(rt: Runtime, corr: _Correlation, record: Mapping[str, Any]) -> None:
+        """A delivery its worker could not read: a dead letter with its audit row, and its
+        waiters hear why it failed."""
+        ledger = rt._ledger
+        agent, reason = record["agent"], record["reason"]
+        about = record.get("about") or {}
+        record_undecodable(ledger, agent, about, record, str(record.get("raw", "")))
+        ledger.dead_lettered += 1
+        if corr.waiters:
+            message_id = about.get("message_id") or record["delivery"]
+            missing = Missing(agent, "failed", reason, None, agent, message_id)
+            rt._correlator.failed(corr, missing, message_id, agent)
+        ledger.closed(corr)
+
+
+class Undecodable(Payload):
+    """The message of the dead letter of a delivery its worker could not read: the
+    delivery's text as it came, and the message type it names (``<undecodable>`` where it
+    names none). Its envelope has the message's id and sender as far as the text shows them."""
+
+    message_type = "genie.undecodable"
+
+    text: str
+    declared_type: str
+
+
+def record_undecodable(
+    ledger: Ledger, agent: str, about: Mapping[str, str], record: Mapping[str, Any], text: str
+) -> DeadLetter:
+    """An undecodable delivery for ``agent`` in a process's dead letters, its dead-letter
+    metric and its audit log (the row names the message as the text shows it), as one
+    process keeps an invalid delivery; ``record`` is the worker's outcome record of it."""
+    reason = record["reason"]
+    message_id = about.get("message_id") or record["delivery"]
+    sender = about.get("sender") or UNKNOWN
+    details = {
+        "message_id": message_id,
+        "message_type": about.get("message_type") or UNKNOWN,
+        "sender": sender,
+        "correlation_id": record["correlation_id"],
+        "reason": reason,
+    }
+    ledger.audit.record(
+        AuditRecord(ledger.clock.now(), agent, "dead_letter:failed", agent, details)
+    )
+    payload = Undecodable(text=text, declared_type=details["message_type"])
+    try:
+        msg = Message(
+            id=message_id,
+            sender=sender,
+            recipient=agent,
+            correlation_id=record["correlation_id"],
+            payload=payload,
+        )
+    except ValidationError:  # ids or a sender the envelope refuses: the payload keeps them
+        msg = Message(sender=UNKNOWN, recipient=agent, payload=payload)
+    letter = DeadLetter(msg, agent, "failed", reason, None, 0, ledger.clock.now())
+    ledger.dead_letters.add(letter)
+    if ledger.observer is not None:
+        ledger.observer.dead_lettered(letter)
+    return letter
+
+
+UNKNOWN = "<undecodable>"
+
+
+def what_it_was(text: str, delivery: str) -> dict[str, str]:
+    """What can be read of an undecodable delivery for its audit row: its message's id
+    (else the one in its delivery id), type and sender, each where it is a string."""
+    about = {"message_id": delivery.rsplit(":", 1)[0]}
+    if json_depth_exceeds(text, MAX_DEPTH + 1):
+        return about  # too deep to load safely: nothing more is read
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return about
+    msg = data.get("message") if isinstance(data, dict) else None
+    if isinstance(msg, dict):
+        for key, field in (("message_id", "id"), ("message_type", "type"), ("sender", "sender")):
+            if isinstance(msg.get(field), str):
+                about[key] = msg[field]
+    return about

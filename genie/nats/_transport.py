@@ -1,0 +1,913 @@
+"""The NATS JetStream transport: the same pipeline across processes (docs/scale-out.md).
+
+Every process builds the whole pipeline, so routing and admission run where a message is sent
+(denied data never leaves the process), exactly as in one process. Only admitted deliveries
+cross the broker:
+
+- one work-queue stream per namespace (``GENIE_<NS>``), a subject per recipient agent
+  (``genie.<ns>.agent.<id>``), ``Delivery.id`` as ``Nats-Msg-Id``, so the server drops a
+  publish it already has (a re-run after a crash);
+- one durable pull consumer per agent, bound by every worker that hosts it, with
+  ``max_ack_pending`` = the agent's ``max_concurrency`` and explicit acks;
+- a worker runs a delivery through the same ``DeliveryRunner``, then, in this order, records
+  the outcome (a stream of outcome records, addressed to the process that started the request),
+  publishes a dead letter if there is one, publishes the outputs, and only then acks. A handler's
+  outputs get ids derived from its input delivery, so whatever a killed worker published is
+  published again under the same ids, and deduplicated;
+- the process that started a request (the origin) keeps the request's accounting: each
+  outcome record closes one delivery and opens the ones its handler sent (``spawned``), and
+  carries the denials, sheds and replies of that delivery, so ``ask``, its partial results and
+  the identity ``delivered == handled + denied + dead_lettered + shed + in_flight`` hold there
+  as in one process;
+- shared by every process of the namespace: the correlation budget (a counter stream, charged
+  before outputs are published), the consent ledger (``NatsConsentLedger``) and the audit log
+  (``NatsAuditLog``, one hash chain in stream order);
+- a handler's ``ctx.request`` is published at once, and its answer comes back to the asking
+  process through the replies stream; its ``ctx.schedule`` timers wait in the worker, counted
+  as its outputs until they end; ``rt.cancel`` reaches every worker through the cancel stream
+  (``NatsCancellations``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._agent.context import Timer
+from .._base.log import lazy_logger
+from .._errors import ConfigurationError
+from .._message.envelope import Message
+from .._runtime.correlator import Missing, _Correlation
+from .._runtime.local.executor import Worker, checkpoint
+from .._runtime.local.mailbox import Handoff, Mailbox, Queued
+from .._runtime.local.transport import LocalTransport
+from .._runtime.transport import Delivery, delivery_id
+from ._audit import NatsAuditLog
+from ._cancel import NatsCancellations
+from ._consent import NatsConsentLedger
+from ._consumer import (
+    FetchCounts,
+    InProgressBeats,
+    ack_wait_of,
+    batch_limit,
+    consumer_config,
+    fetch_ready,
+)
+from ._names import NatsNames, ensure_streams, need_server
+from ._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
+from ._requests import give_answer
+from ._run import Recorder, Run, answer_of, outcome_items
+from ._wire import (
+    CORRELATION,
+    MSG_ID,
+    ORIGIN,
+    PARENT,
+    REQUEST,
+    UNCHARGED,
+    NatsPublisher,
+    bound,
+    message_json,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js.api import PubAck
+    from nats.js.client import JetStreamContext
+
+    from .._runtime.runtime import Runtime
+
+# fetch_ready: the benchmark's bare work queue fetches as the transport does.
+__all__ = ["NatsNames", "NatsTransport", "Step", "StepHook", "fetch_ready"]
+
+_log = lazy_logger("genie.nats")
+
+TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: '~')
+
+# Where a worker may be told to stop (tests pick the point of death with these).
+Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "acked"
+StepHook = Callable[[Step, Delivery], None]
+
+
+def _opens_its_correlation(msg: Message, recipient: str) -> bool:
+    """``msg`` starts its correlation (its id is the correlation's, nothing caused it) and
+    goes to ``recipient`` alone (addressed to it): its one delivery is the correlation's
+    first. A message to a topic has a delivery per subscriber: charged one by one."""
+    return msg.correlation_id == msg.id and msg.causation_id is None and msg.recipient == recipient
+
+
+class NatsTransport(LocalTransport):
+    """Moves admitted deliveries through JetStream; runs the deliveries of ``hosted`` agents.
+
+    Pass it to ``Runtime(transport=...)`` (or ``Pipeline.runtime``), ``attach`` the runtime,
+    ``connect``, then enter the runtime; ``close`` after it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        names: NatsNames,
+        *,
+        hosted: Iterable[str] = (),
+        ack_wait: float | None = None,
+        max_deliveries: int = 5,
+        poll: float = 0.05,
+        on_step: StepHook | None = None,
+        audit_key: bytes | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self.names = names
+        self.hosted = tuple(hosted)
+        self.ack_wait = ack_wait
+        self.max_deliveries = max_deliveries
+        self.poll = poll
+        self.on_step = on_step
+        self.origin = uuid.uuid4().hex
+        self.sent = self.received = self.redelivered = self.crashed = 0
+        self._running: dict[str, Run] = {}
+        self._outcomes = OutcomeReplay()  # of the requests this process started
+        self._by_message: dict[str, Run] = {}
+        # Requests handlers of this process wait for: request id -> the asking delivery, and
+        # the scope that stops waiting for the answer once the handler stops.
+        self._asking: dict[str, tuple[Run, anyio.CancelScope]] = {}
+        self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
+        self._timer_runs: dict[str, Run] = {}  # pending ``ctx.schedule`` timers, by message id
+        # Correlations whose root this process runs, published uncharged (``_send``): the
+        # first charge made here for the correlation adds the root's 1 (``_admit_charged``).
+        self._owed: dict[str, int] = {}
+        self._beats = InProgressBeats()
+        # Per hosted agent: what its consumer pulled and started (an A/B of fetch sizing).
+        self.fetching: dict[str, FetchCounts] = {}
+        self._local_schedule: Callable[[Message, float], Timer] | None = None
+        self._unsent: Counter[str] = Counter()  # sent from outside a handler, not yet stored
+        self._sends: Counter[str] = Counter()  # every send from outside a handler, ever
+        self._room: dict[str, tuple[int, float]] = {}  # free slots as last read, and when
+        self._rereading: set[str] = set()  # recipients whose room is being read again
+        self._holding: dict[str, int] = {}
+        self._tg: TaskGroup | None = None
+        self._locks: dict[str, anyio.Lock] = {}
+        self._workers: set[Worker] = set()
+        self._rt: Runtime | None = None
+        self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
+        self._ready = anyio.Event()
+        self._out = NatsPublisher(names, lambda: self.js)
+        self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
+        self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
+        # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
+        self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
+
+    # --- wiring ------------------------------------------------------------------------------
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise ConfigurationError("NatsTransport.connect() first")
+        return self._js
+
+    async def connect(
+        self, *, duplicate_window: float = 120.0, connect_timeout: float = 3.0
+    ) -> None:
+        """Connect (reconnecting for ever after that) and create the streams if need be."""
+        import nats
+        from nats.errors import Error as NatsError
+
+        async def quiet(exc: Exception) -> None:  # nats-py logs a traceback per attempt
+            _log.warning("NATS at %s: %s", self.url, exc or type(exc).__name__)
+
+        try:
+            # It retries for ever (broker restarts): the first connection gets a bound.
+            with anyio.fail_after(connect_timeout):
+                self._nc = await nats.connect(
+                    self.url,
+                    connect_timeout=1,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.2,
+                    error_cb=quiet,
+                )
+        except (OSError, NatsError, TimeoutError) as exc:
+            raise ConfigurationError(
+                f"cannot reach NATS at {self.url} within {connect_timeout:g}s"
+            ) from exc
+        version = self._nc.connected_server_version
+        try:
+            need_server(self.url, version.major, version.minor)
+        except ConfigurationError:
+            await self.close()
+            raise
+        self._js = self._nc.jetstream()
+        await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
+        await self.consent.bind(self._js)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            # The records of the run's last moments, unless the broker stays away.
+            with anyio.move_on_after(10):
+                if self._js is not None:
+                    await self.audit.drain(self._js)
+            if self.audit.queued:
+                _log.error(
+                    "%d audit records not written: the broker is unreachable", self.audit.queued
+                )
+            await self._nc.close()
+            self._nc = self._js = None
+
+    def attach(self, rt: Runtime) -> None:
+        """Bind the runtime whose ledger, correlator and dispatcher this transport serves."""
+        for agent_id in self.hosted:
+            if agent_id not in self.mailboxes:
+                raise ConfigurationError(
+                    f"cannot host agent {agent_id!r}: the pipeline has no such agent "
+                    f"(it has {', '.join(sorted(self.mailboxes))})"
+                )
+        for agent_id in self.mailboxes:
+            self.names.agent(agent_id)  # every id must name a subject: fail before starting
+        self._rt = rt
+        if self.hosted:
+            rt.add_observer(Recorder(self._running, self._run_of))
+            # ``ctx.request`` in a handler: the request crosses the broker at once, and its
+            # answer comes back to this process (``_ask``).
+            services = rt._runner.services
+            self._local_request = services.request
+            services.request = self._request
+            # ``ctx.schedule``: a timer stays in this process, and is an output of the
+            # delivery that set it, whose origin hears when it ends (``_timer_ended``).
+            self._local_schedule = services.schedule
+            services.schedule = self._schedule
+            rt._timers.on_end = self._timer_ended
+            rt._ledger.on_loss = self._loss_notice(rt._ledger.on_loss)
+
+    def start(
+        self,
+        tg: TaskGroup,
+        run: Callable[[Mailbox, Worker], Awaitable[None]],
+        new_event: Callable[[], anyio.Event],
+    ) -> None:
+        if self._rt is None:
+            raise ConfigurationError("NatsTransport.attach(runtime) before starting it")
+        self._run_one = run
+        self._tg = tg
+        tg.start_soon(self.consent.follow, self.js, name="genie-nats-consent")
+        tg.start_soon(self.audit.run, self.js, name="genie-nats-audit")
+        tg.start_soon(self._origin_loop, name="genie-nats-origin")
+        if self.hosted:
+            tg.start_soon(self._beat, name="genie-nats-beat")
+            follow = self.cancellations.follow
+            tg.start_soon(follow, self.js, self._cancelled_elsewhere, name="genie-nats-cancel")
+        for agent_id in self.hosted:
+            mb = self.mailboxes[agent_id]
+            tg.start_soon(self._consume, mb, name=f"genie-nats-{agent_id}")
+
+    async def ready(self) -> None:
+        """Wait until this process receives its outcome records and has the consent ledger
+        (before the first publish or fetch)."""
+        await self._ready.wait()
+
+    # --- the Transport calls -----------------------------------------------------------------
+    def has_room(self, recipient: str) -> bool:
+        """``publish_nowait`` cannot wait for a stream request: it answers from the count last
+        read (at the start, then at most ``poll`` old: an older one is read again in the
+        background) less this process's sends since, and refuses while a publisher of this
+        process waits for that recipient (first come, first served)."""
+        if self._holding.get(recipient):
+            return False
+        free, read_at = self._room.get(recipient, (self._capacity_left(recipient, 0), -math.inf))
+        if anyio.current_time() - read_at > self.poll:
+            self._read_again(recipient)
+        return free >= 1
+
+    def hold(self, recipients: Sequence[str], start: int) -> int:
+        for i in range(start, len(recipients)):
+            if recipients[i] in self.mailboxes and not self._try_hold(recipients[i]):
+                return i
+        return len(recipients)
+
+    def _try_hold(self, recipient: str) -> bool:
+        """A slot of the last reading, taken at once when it is fresh (at most ``poll`` old),
+        shows room, and no publisher of this process waits for ``recipient``: what
+        ``wait_for_room`` would do without waiting. Else ``wait_for_room`` reads again."""
+        if self._holding.get(recipient) or not self._ready.is_set():
+            return False
+        free, read_at = self._room.get(recipient, (0, -math.inf))
+        if free < 1 or anyio.current_time() - read_at > self.poll:
+            return False
+        self._room[recipient] = (free - 1, read_at)
+        self._holding[recipient] = 1
+        return True
+
+    async def wait_for_room(self, recipient: str) -> None:
+        lock = self._locks.setdefault(recipient, anyio.Lock())
+        self._holding[recipient] = self._holding.get(recipient, 0) + 1
+        try:
+            await self._ready.wait()  # outcome records reach us before anything is sent
+            async with lock:  # first come, first served in this process
+                # The count is read again when the slots it showed are used up or it is older
+                # than ``poll``: one stream request per burst, not one per publish.
+                free, read_at = self._room.get(recipient, (0, -math.inf))
+                while free < 1 or anyio.current_time() - read_at > self.poll:
+                    await self._read_room(recipient)
+                    free, read_at = self._room[recipient]
+                    if free < 1:
+                        await anyio.sleep(self.poll)
+                self._room[recipient] = (free - 1, read_at)
+        except BaseException:
+            self._holding[recipient] -= 1
+            raise
+
+    def release(self, recipient: str) -> None:
+        self._holding[recipient] -= 1
+
+    def _capacity_left(self, recipient: str, queued: int, unsent: int | None = None) -> int:
+        """Free slots of ``recipient`` with ``queued`` deliveries in the stream, less what
+        this process has sent that the stream may not hold yet (``unsent``, else all not
+        stored yet)."""
+        if unsent is None:
+            unsent = self._unsent[recipient]
+        return self.mailboxes[recipient].capacity - queued - unsent
+
+    async def _read_room(self, recipient: str | None = None) -> None:
+        """Read the stream's count of deliveries for ``recipient`` (None: every agent) into
+        ``_room``, in one request."""
+        ids = self.mailboxes if recipient is None else (recipient,)
+        agents = [(agent_id, self.names.agent(agent_id)) for agent_id in ids]
+        subjects = self.names.agents if recipient is None else agents[0][1]
+        # The count is taken between the request and its answer: a send stored in that
+        # window may be in it or not, so it is counted as not stored (one slot too few,
+        # until the next reading), and so is every send made meanwhile.
+        before = {a: (self._unsent[a], self._sends[a]) for a, _ in agents}
+        info = await self.js.stream_info(self.names.work, subjects_filter=subjects)
+        queued = info.state.subjects or {}
+        now = anyio.current_time()
+        for agent_id, subject in agents:
+            unsent, sends = before[agent_id]
+            unsent += self._sends[agent_id] - sends
+            free = self._capacity_left(agent_id, queued.get(subject, 0), unsent)
+            self._room[agent_id] = (free, now)
+
+    def _read_again(self, recipient: str) -> None:
+        """Read ``recipient``'s count again in the background (once at a time)."""
+        if self._tg is None or recipient in self._rereading:
+            return
+
+        async def read() -> None:
+            from nats.errors import Error as NatsError
+
+            try:
+                await self._read_room(recipient)
+            except (NatsError, TimeoutError) as exc:  # the next call tries again
+                _log.debug("cannot read the room of %s: %s", recipient, exc)
+            finally:
+                self._rereading.discard(recipient)
+
+        self._rereading.add(recipient)
+        self._tg.start_soon(read)
+
+    def put(self, item: Queued, recipient: str) -> None:
+        self._put(item, recipient, False)
+
+    def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
+        for recipient in recipients:
+            self._holding[recipient] -= 1
+            self._put(item, recipient, True)
+
+    def _put(self, item: Queued, recipient: str, reserved: bool) -> None:
+        if type(item) is Handoff:
+            # The fallback runs here, inside the failed delivery (every process hosts every
+            # agent's code): its outcome is that delivery's outcome.
+            run = self._running.get(delivery_id(item.message, item.failed_agent))
+            assert run is not None, "a handoff comes from a delivery this worker runs"
+            run.handoffs.append(item)
+            key = delivery_id(item.message, recipient)
+            self._running[key] = run
+            run.keys.append(key)
+            return
+        msg: Message = item  # type: ignore[assignment]
+        asking = self._asking.get(msg.id)
+        if asking is not None and recipient == msg.recipient:
+            assert self._tg is not None
+            sent = anyio.Event()
+            asking[0].asking.append(sent)
+            self._tg.start_soon(self._ask, asking[0], msg, recipient, asking[1], sent)
+            return
+        run = self._run_of(msg)
+        if run is not None:
+            run.outbox.append((run.rename(msg), recipient))
+        else:
+            assert self._tg is not None, "a runtime sends only once started"
+            if not reserved:  # ``publish_nowait`` (or a timer): a slot of the last reading
+                free, read_at = self._room.get(
+                    recipient, (self._capacity_left(recipient, 0), -math.inf)
+                )
+                self._room[recipient] = (free - 1, read_at)
+            self._unsent[recipient] += 1
+            self._sends[recipient] += 1
+            self._tg.start_soon(self._send, msg, recipient)
+
+    def cancel(self, correlation_id: str) -> int:
+        """Cancel here, and tell every worker (the cancel stream): each cancels the handlers
+        it runs for the correlation and dead-letters its deliveries it takes afterwards."""
+        if self._tg is not None and self._js is not None:
+            self._tg.start_soon(self.cancellations.cancel, self._js, correlation_id)
+        return self._cancel_here(correlation_id)
+
+    def _cancel_here(self, correlation_id: str) -> int:
+        found = 0
+        for worker in self._workers:
+            if worker.correlation == correlation_id:
+                worker.cancel()
+                found += 1
+        return found
+
+    def _cancelled_elsewhere(self, correlation_id: str) -> None:
+        rt = self._rt
+        assert rt is not None
+        corr = rt._correlator.lookup(correlation_id)
+        if corr is not None and corr.in_flight:
+            corr.cancelled = True  # its handlers end as cancelled dead letters, as in one process
+            self._cancel_here(correlation_id)
+            rt._timers.cancel(correlation_id)
+
+    def forward(self, msg: Message) -> bool:
+        """A message nobody here receives, sent by a delivery this process runs: its outcome
+        record carries it to the origin, whose waiters may take it (a reply to the caller)."""
+        run = self._run_of(msg)
+        if run is None:
+            return False
+        run.replies.append(message_json(run.rename(msg)))
+        return True
+
+    def _run_of(self, msg: Message) -> Run | None:
+        """The running delivery ``msg`` is an output of (None: sent from outside a handler);
+        for a timer's message, the timer's own delivery."""
+        if self._timer_runs:
+            timer = self._timer_runs.get(msg.id)
+            if timer is not None:
+                return timer
+        cause = msg.causation_id
+        if cause is None:
+            return None
+        return self._running.get(f"{cause}:{msg.sender}") or self._by_message.get(cause)
+
+    # --- requests from handlers: ``ctx.request`` across processes ------------------------------
+    async def _request(self, msg: Message, timeout: float | None) -> Message:
+        """``ctx.request`` of a handler this process runs: the runtime's own request (a
+        waiter, then the send), with the request's id derived from the asking delivery, so a
+        re-run after a crash asks under the same id: the server drops the second request and
+        the re-run reads the first one's answer."""
+        assert self._local_request is not None
+        run = self._run_of(msg)
+        if run is None:
+            return await self._local_request(msg, timeout)
+        msg = run.rename(msg)
+        answer = anyio.CancelScope()
+        self._asking[msg.id] = (run, answer)
+        try:
+            return await self._local_request(msg, timeout)
+        finally:
+            del self._asking[msg.id]
+            answer.cancel()  # the handler stopped waiting (answered, timed out, cancelled)
+
+    async def _ask(
+        self,
+        run: Run,
+        msg: Message,
+        recipient: str,
+        answer: anyio.CancelScope,
+        sent: anyio.Event,
+    ) -> None:
+        """Send a handler's request (the admitted delivery ``put`` got) and hand its answer
+        to the waiter. Sent as an output of the asking delivery (its origin, its parent), but
+        now, not when the handler returns."""
+        from nats.errors import Error as NatsError
+
+        rt = self._rt
+        assert rt is not None
+        assert self._nc is not None
+        corr = rt._correlator.get(msg.correlation_id)
+        subject = self.names.reply(msg.id)
+        sub = None
+        try:
+            with anyio.CancelScope(shield=True):  # its outcome is the asking delivery's count
+                try:
+                    try:  # before the request goes out, so no answer can pass unseen
+                        sub = await self._nc.subscribe(subject)
+                    except NatsError as exc:  # closing: the request still goes out
+                        _log.warning("cannot follow the answer to %s: %s", msg.id, exc)
+                    delivery = delivery_id(msg, recipient)
+                    if not await self._admit_charged(
+                        [(msg, recipient)], msg.correlation_id, delivery
+                    ):
+                        return  # denied by the budget: the waiter heard of it
+                    ack = await self._publish(
+                        msg, recipient, run.origin, run.delivery.id, request=True
+                    )
+                    run.asked += 1
+                    rt._ledger.closed(corr)  # sent: its outcome goes to the origin
+                    self._step("asked", run.delivery)
+                finally:
+                    sent.set()
+            if sub is None:
+                return
+            with answer:
+                stored = None
+                if ack.duplicate:  # asked before, by a run of this delivery that died
+                    try:
+                        stored = await self.js.get_last_msg(self.names.replies, subject)
+                    except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
+                        stored = None
+                if stored is not None and stored.data:
+                    give_answer(rt, corr, msg, recipient, json.loads(stored.data))
+                    return
+                async for raw in sub.messages:
+                    give_answer(rt, corr, msg, recipient, json.loads(raw.data))
+                    return
+        finally:
+            if sub is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(NatsError):
+                    await sub.unsubscribe()
+
+    # --- timers set by handlers: ``ctx.schedule`` -------------------------------------------
+    def _schedule(self, msg: Message, delay: float) -> Timer:
+        """A timer of a handler this process runs: counted as a delivery its handler sent
+        (so the origin keeps the request open), with an id derived from that delivery."""
+        assert self._local_schedule is not None
+        run = self._run_of(msg)
+        if run is None:
+            return self._local_schedule(msg, delay)
+        msg = run.rename(msg)
+        timer = Run(Delivery(msg, TIMER), run.origin, run.delivery.id)
+        self._timer_runs[msg.id] = timer
+        self._running[delivery_id(msg, msg.sender)] = timer  # its dead letter, if cancelled
+        run.asked += 1
+        return self._local_schedule(msg, delay)
+
+    def _timer_ended(self, msg: Message) -> None:
+        run = self._timer_runs.pop(msg.id, None)
+        if run is not None:
+            self._running.pop(delivery_id(msg, msg.sender), None)
+            assert self._tg is not None
+            self._tg.start_soon(self._report_timer, run)
+
+    async def _report_timer(self, run: Run) -> None:
+        """A timer's outcome record (fired, withdrawn, or cancelled), after what it fired."""
+        rt = self._rt
+        assert rt is not None
+        msg = run.delivery.message
+        # Shielded: a timer cut short by the worker's shutdown is still reported.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            if run.outbox:
+                key = f"{run.delivery.id}/outputs"
+                run.outbox = await self._admit_charged(run.outbox, msg.correlation_id, key)
+            sends = outcome_items(self.names, run, msg.sender)
+            sends += [self._out.item(o, r, run.origin, run.delivery.id) for o, r in run.outbox]
+            await self._out.publish_all(sends)
+            for out, _ in run.outbox:
+                rt._ledger.closed(rt._correlator.get(out.correlation_id))
+
+    # --- sending -----------------------------------------------------------------------------
+    async def _publish(
+        self,
+        msg: Message,
+        recipient: str,
+        origin: str,
+        parent: str | None = None,
+        *,
+        request: bool = False,
+        uncharged: bool = False,
+    ) -> PubAck:
+        """Publish one delivery until the stream has it (through a broker restart)."""
+        ack = await self._out.retry(
+            *self._out.item(msg, recipient, origin, parent, request=request, uncharged=uncharged)
+        )
+        self.sent += 1
+        return ack
+
+    async def _admit_charged(
+        self, sent: list[tuple[Message, str]], correlation_id: str, key: str
+    ) -> list[tuple[Message, str]]:
+        """The deliveries of ``sent`` the correlation budget admits across processes (each
+        process admitted them against its own count, which is less); the others are denied
+        by ``limit:budget`` here, exactly as one process denies past the budget. The first
+        charge made for a correlation whose root runs here uncharged adds the root too."""
+        rt = self._rt
+        assert rt is not None
+        owed = self._owed.pop(correlation_id, 0)
+        total = await self._out.charge(correlation_id, key, len(sent) + owed)
+        budget = rt.limits.correlation_budget
+        admitted = max(0, min(len(sent), budget - (total - len(sent))))
+        ledger, corr = rt._ledger, rt._correlator.get(correlation_id)
+        for msg, recipient in sent[admitted:]:
+            # It was counted in flight when admitted here: it becomes a denial instead.
+            ledger.delivered -= 1
+            corr.deliveries -= 1
+            ledger.deny(msg, recipient, corr, rt._admission.evaluate(msg, recipient, budget))
+            ledger.closed(corr)
+        return sent[:admitted]
+
+    async def _send(self, msg: Message, recipient: str) -> None:
+        """A send from outside a handler (the entry publish, a timer). Sends go out on the one
+        connection in the order they were made, so the stream keeps it."""
+        try:
+            if not self._ready.is_set():  # set once for good: no checkpoint per send after
+                await self._ready.wait()
+            if _opens_its_correlation(msg, recipient):
+                # Nothing of its correlation exists before it, so its charge cannot be refused
+                # (the budget admitted it here, so it is at least 1), and nothing else of it can
+                # be charged before its handler sends something: it goes out uncharged, and the
+                # worker that runs it adds it to its first charge (one stream write less).
+                await self._publish(msg, recipient, self.origin, uncharged=True)
+            else:
+                key = delivery_id(msg, recipient)
+                if await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
+                    await self._publish(msg, recipient, self.origin)
+        finally:
+            self._unsent[recipient] -= 1
+
+    # --- the origin: outcome records of the requests this process started -----------------------
+    async def _origin_loop(self) -> None:
+        from nats.errors import Error as NatsError
+        from nats.js.api import DeliverPolicy
+
+        rt = self._rt
+        assert rt is not None
+        failed: list[Exception] = []
+        stop = anyio.Event()
+
+        async def apply(raw: Msg) -> None:
+            # A callback, not ``async for raw in sub.messages``: nats-py's iterator starts a
+            # task and an ``asyncio.wait`` per message; its callback loop takes each record
+            # from the same queue, in the same order, with one await.
+            if failed:
+                return
+            try:
+                self._outcomes.settle(rt, *load_record(raw.data))
+            except Exception as exc:  # ends the runtime, as it did from the loop itself
+                failed.append(exc)
+                stop.set()
+
+        sub = await bound(
+            "follow this process's outcome records",
+            lambda: self.js.subscribe(
+                self.names.outcome(self.origin),
+                stream=self.names.outcomes,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+                # Two missed beats and the client recreates the consumer: after a broker
+                # restart the outcome records flow again within about two seconds.
+                idle_heartbeat=1.0,
+                cb=apply,
+            ),
+        )
+        try:
+            await self.consent.loaded.wait()  # policies admit against the shared ledger
+            with contextlib.suppress(NatsError, TimeoutError):  # else read at the first use
+                await self._read_room()  # publish_nowait answers from the start
+            self._ready.set()
+            await stop.wait()
+            raise failed[0]
+        finally:
+            await sub.unsubscribe()  # stops the callback's task before its first await
+
+    def _loss_notice(
+        self, notify: Callable[[Message, _Correlation, Missing], None] | None
+    ) -> Callable[[Message, _Correlation, Missing], None] | None:
+        """The runtime's loss notices (``genie.lost``, for declared gathers) for a process that
+        runs deliveries: a loss of a delivery it runs is in that delivery's outcome record,
+        and the origin's replay of it sends the one notice (a second one from here would
+        reach the gather twice)."""
+        if notify is None:
+            return None
+
+        def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
+            if not self._outcomes.replaying and (
+                self._run_of(msg) is not None
+                or delivery_id(msg, missing.agent_id or "-") in self._running
+            ):
+                return
+            notify(msg, corr, missing)
+
+        return notice
+
+    # --- the worker: running deliveries from the broker -----------------------------------------
+    async def _consume(self, mb: Mailbox) -> None:
+
+        await self._ready.wait()  # its outputs are admitted against the shared consent ledger
+        await self.cancellations.loaded.wait()  # a cancelled correlation's deliveries never run
+        psub = await bound(
+            f"bind the consumer of {mb.id}",
+            lambda: self.js.pull_subscribe(
+                self.names.agent(mb.id),
+                durable=self.names.consumer(mb.id),
+                stream=self.names.work,
+                config=consumer_config(self.names, mb, self.ack_wait),
+            ),
+        )
+        limiter = anyio.Semaphore(mb.max_concurrency)
+        counts = self.fetching[mb.id] = FetchCounts()
+        async with anyio.create_task_group() as tg:
+            pending = 0
+            most = 1  # the first batch: one, to learn how fast this loop starts deliveries
+            pace = 0.0  # the seconds of the loop per delivery the last batch took to start
+            while True:
+                # A fetch for what the worker can start now: its free slots (the server hands
+                # out no more than max_ack_pending across all workers), at most what it
+                # started in FETCH_AHEAD at the last batch's pace, and only once every
+                # delivery fetched before has started. What it cannot start soon stays in
+                # the stream for the other workers (docs/scale-out.md, "Fetch sizing").
+                await limiter.acquire()
+                free = 1
+                while limiter.value:
+                    limiter.acquire_nowait()
+                    free += 1
+                batch = await fetch_ready(psub, min(free, most), pending, late=pace)
+                fetched_at = anyio.current_time()
+                counts.fetches += 1
+                counts.fetched += len(batch)
+                counts.unstarted = len(batch)
+                counts.most_unstarted = max(counts.most_unstarted, len(batch))
+                pending = batch[-1].metadata.num_pending if batch else 0
+                for _ in range(free - len(batch)):
+                    limiter.release()
+                for raw in batch:
+                    tg.start_soon(self._one, mb, raw, limiter, counts, fetched_at)
+                # The batch starts in the loop's next turn (each handler up to its first
+                # wait), before the next fetch; its outputs are written together after it.
+                await checkpoint()
+                if batch:
+                    pace = (anyio.current_time() - fetched_at) / len(batch)
+                    most = batch_limit(pace, mb.max_concurrency)
+
+    async def _one(
+        self,
+        mb: Mailbox,
+        raw: Msg,
+        limiter: anyio.Semaphore,
+        counts: FetchCounts,
+        fetched_at: float,
+    ) -> None:
+        counts.started += 1
+        counts.unstarted -= 1
+        counts.unstarted_seconds += anyio.current_time() - fetched_at
+        try:
+            await self._deliver(mb, raw)
+        finally:
+            limiter.release()
+
+    async def _deliver(self, mb: Mailbox, raw: Msg) -> None:
+        rt = self._rt
+        assert rt is not None
+        headers = raw.headers or {}
+        origin = headers.get(ORIGIN, "none")
+        self.received += 1
+        try:
+            delivery = Delivery.decode(raw.data, rt.types)
+        except Exception as exc:
+            await self._undecodable(mb, raw, origin, headers, exc)
+            return
+        times = raw.metadata.num_delivered
+        if times > 1:
+            self.redelivered += 1
+        run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
+        msg = delivery.message
+        self._running[delivery.id] = run
+        run.keys.append(delivery.id)
+        self._by_message[msg.id] = run
+        corr = rt._correlator.get(msg.correlation_id)
+        if UNCHARGED in headers:
+            self._owed[msg.correlation_id] = 1
+        if msg.correlation_id in self.cancellations:
+            corr.cancelled = True  # the runner dead-letters it without running it
+        ledger = rt._ledger
+        # In flight here from now (the sender counted it delivered, and closed it once sent).
+        ledger.in_flight += 1
+        corr.in_flight += 1
+        try:
+            if times > self.max_deliveries:
+                self.crashed += 1
+                reason = (
+                    f"delivered {times - 1} times without an outcome (the worker running it "
+                    "stopped each time)"
+                )
+                ledger.dead_letter(mb.id, msg, corr, "failed", reason, None, times - 1)
+            else:
+                with self._beats.alive(raw, ack_wait_of(mb, self.ack_wait)):
+                    await self._run(mb, msg, run)
+                self._step("handled", delivery)
+            for sent in run.asking:  # its requests are out (so counted in its record)
+                await sent.wait()
+            answer = answer_of(run) if run.request else None
+            if answer is not None and run.answered:
+                ledger.closed(corr)  # the answer was counted in flight here: it goes out now
+            if run.outbox:
+                run.outbox = await self._admit_charged(
+                    run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
+                )
+                self._step("charged", delivery)
+            # The outcome record, the outputs and the answer at once: one round trip.
+            sends = outcome_items(self.names, run, mb.id)
+            owed = self._owed.pop(msg.correlation_id, 0)
+            if owed:  # an uncharged root that charged nothing: counted now, as it ends
+                key = f"{delivery.id}/root"
+                sends.append(self._out.charge_item(msg.correlation_id, key, owed))
+            sends += [self._out.item(o, r, origin, delivery.id) for o, r in run.outbox]
+            if answer is not None:
+                data = json.dumps(answer, separators=(",", ":")).encode()
+                sends.append((self.names.reply(msg.id), data, {MSG_ID: f"{delivery.id}/answer"}))
+            await self._out.publish_all(sends, recorded=lambda: self._step("outcome", delivery))
+            self.sent += len(run.outbox)
+            for out, _ in run.outbox:
+                ledger.closed(rt._correlator.get(out.correlation_id))
+            self._step("published", delivery)
+            if times > self.max_deliveries:
+                await raw.term()
+            else:
+                await raw.ack()
+            self._step("acked", delivery)
+        finally:
+            if UNCHARGED in headers:
+                self._owed.pop(msg.correlation_id, None)
+            for key in run.keys:
+                if self._running.get(key) is run:
+                    del self._running[key]
+            if self._by_message.get(msg.id) is run:
+                del self._by_message[msg.id]
+
+    async def _run(self, mb: Mailbox, msg: Message, run: Run) -> None:
+        """The delivery (and its handoff to a fallback) through the runtime's own runner."""
+        assert self._run_one is not None
+        item: Queued = msg
+        while True:
+            worker = Worker()
+            self._workers.add(worker)
+            try:
+                self._queue(mb, item)
+                with worker.scope:
+                    await self._run_one(mb, worker)
+            finally:
+                self._workers.discard(worker)
+            if not run.handoffs:
+                return
+            handoff = run.handoffs.pop(0)
+            item, mb = handoff, self._fallback_of(handoff)
+
+    def _fallback_of(self, handoff: Handoff) -> Mailbox:
+        fallback = self.mailboxes[handoff.failed_agent].options.fallback
+        assert fallback is not None
+        return self.mailboxes[fallback]
+
+    @staticmethod
+    def _queue(mb: Mailbox, item: Queued) -> None:
+        # No executors here: the runner pops the item at once (before its first await), so
+        # every queued item counts as scheduled, and ``done`` never asks for another run.
+        mb.push(item)
+        mb.scheduled = len(mb.queue)
+
+    async def _beat(self) -> None:
+        every = min(ack_wait_of(self.mailboxes[a], self.ack_wait) for a in self.hosted) / 6
+        await self._beats.run(every)
+
+    def _step(self, step: Step, delivery: Delivery) -> None:
+        if self.on_step is not None:
+            self.on_step(step, delivery)
+
+    async def _undecodable(
+        self, mb: Mailbox, raw: Msg, origin: str, headers: Mapping[str, str], exc: Exception
+    ) -> None:
+        """A delivery this worker cannot read: to the dead letters as it came, then term."""
+        ident = headers.get(MSG_ID, f"{raw.metadata.sequence.stream}")
+        _log.error("undecodable delivery %s for %s: %s", ident, mb.id, exc)
+        text = raw.data.decode(errors="replace")
+        about = what_it_was(text, ident)
+        record: dict[str, Any] = {
+            "delivery": ident,
+            "correlation_id": headers.get(CORRELATION, ident),
+            "agent": mb.id,
+            "outcome": "dead_lettered",
+            "kind": "failed",
+            "reason": f"undecodable delivery: {type(exc).__name__}: {exc}",
+            "attempts": 0,
+            "parent": headers.get(PARENT),
+            "spawned": 0,
+            "denied": [],
+            "shed": [],
+            "replies": [],
+            "message": None,
+            "about": about,  # for the origin's audit row
+            "raw": text,
+        }
+        data = json.dumps(record, separators=(",", ":")).encode()
+        out_headers = {MSG_ID: ident}
+        await self._out.retry(self.names.outcome(origin), data, out_headers)
+        await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
+        if self._rt is not None:  # inspectable here too, as a dead letter of this process
+            record_undecodable(self._rt._ledger, mb.id, about, record, text)
+        await raw.term()

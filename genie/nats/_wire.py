@@ -1,0 +1,177 @@
+"""What travels on NATS besides the streams' names: the headers a delivery carries, the ids
+of a handler's outputs, and publishing until the stream has it (docs/scale-out.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from .._base.log import lazy_logger
+from .._message.envelope import Message
+from .._runtime.transport import Delivery
+from ._names import NatsNames
+
+if TYPE_CHECKING:
+    from nats.js.api import PubAck
+    from nats.js.client import JetStreamContext
+
+_T = TypeVar("_T")
+
+__all__ = [
+    "CORRELATION",
+    "MSG_ID",
+    "ORIGIN",
+    "PARENT",
+    "REQUEST",
+    "UNCHARGED",
+    "Item",
+    "NatsPublisher",
+    "bound",
+    "derived_id",
+    "message_json",
+]
+
+_log = lazy_logger("genie.nats")
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+ORIGIN = "Genie-Origin"
+PARENT = "Genie-Parent"  # the delivery whose handler sent this one
+REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
+CORRELATION = "Genie-Correlation"
+# A delivery that opens its correlation, published uncharged: the worker that runs it adds it
+# to the correlation's count with its first charge (``NatsTransport._admit_charged``).
+UNCHARGED = "Genie-Uncharged"
+MSG_ID = "Nats-Msg-Id"
+INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
+
+Item = tuple[str, bytes, dict[str, str]]  # a publish: subject, data, headers
+
+
+def derived_id(delivery: str, index: int) -> str:
+    """The id of the ``index``-th output of ``delivery``: the same on every run of it, so the
+    server deduplicates what a killed worker already published. Letters only, like IdSource's
+    (policies scan ids that travel in metadata)."""
+    digest = hashlib.sha256(f"{delivery}/{index}".encode()).digest()
+    return "".join(_LETTERS[b % 26] for b in digest[:20])
+
+
+def message_json(msg: Message) -> dict[str, Any]:
+    return msg.model_dump(mode="json")
+
+
+class NatsPublisher:
+    """Publishes to a namespace's streams, each publish retried until the stream has it
+    (through a broker restart: the ids deduplicate a publish that did arrive)."""
+
+    def __init__(self, names: NatsNames, js: Callable[[], JetStreamContext]) -> None:
+        self.names = names
+        self._js = js  # the connection's, read at each publish (``connect`` makes it)
+
+    def item(
+        self,
+        msg: Message,
+        recipient: str,
+        origin: str,
+        parent: str | None = None,
+        *,
+        request: bool = False,
+        uncharged: bool = False,
+    ) -> Item:
+        """What publishing the delivery of ``msg`` to ``recipient`` sends."""
+        delivery = Delivery(msg, recipient)
+        headers = {MSG_ID: delivery.id, ORIGIN: origin, CORRELATION: msg.correlation_id}
+        if parent is not None:
+            headers[PARENT] = parent
+        if request:
+            headers[REQUEST] = "1"
+        if uncharged:
+            headers[UNCHARGED] = "1"
+        return self.names.agent(recipient), delivery.encode(), headers
+
+    async def publish_all(
+        self, items: list[Item], recorded: Callable[[], None] | None = None
+    ) -> None:
+        """Publish ``items`` in one round trip, in their order: all are written, then their
+        acks awaited; one not acknowledged within 2 s is published again until it is (the ids
+        deduplicate). ``recorded`` is called once the first (an outcome record) is in."""
+        from nats.errors import Error as NatsError
+
+        js = self._js()
+        futures: list[asyncio.Future[PubAck] | None] = []
+        for subject, data, headers in items:
+            try:
+                futures.append(await js.publish_async(subject, data, headers=headers))
+            except NatsError:
+                futures.append(None)  # retried below
+        # One 2 s window for all the acks (they went out together): a cancel scope per ack
+        # cost more than the rest of the wait.
+        stored = 0
+        with anyio.move_on_after(2.0):
+            for future in futures:
+                if future is None:
+                    break
+                try:
+                    await future
+                except (NatsError, TimeoutError):
+                    break
+                stored += 1
+                if stored == 1 and recorded is not None:
+                    recorded()
+        for i in range(stored, len(items)):
+            future = futures[i]
+            if future is not None and not future.done():
+                future.cancel()  # gives its slot back to nats-py
+            if future is None or future.cancelled() or future.exception() is not None:
+                await self.retry(*items[i])
+            if i == 0 and recorded is not None:
+                recorded()
+
+    async def retry(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
+        """Publish one message until the stream acknowledges it."""
+        from nats.errors import Error as NatsError
+
+        delay = 0.05
+        while True:
+            try:
+                return await self._js().publish(subject, data, headers=headers, timeout=2.0)
+            except (NatsError, TimeoutError) as exc:
+                _log.warning("publish to %s failed (%s); retrying", subject, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def charge_item(self, correlation_id: str, key: str, n: int) -> Item:
+        """What adding ``n`` deliveries to the correlation's count sends (see ``charge``)."""
+        return self.names.charged(correlation_id), b"", {MSG_ID: key, INCR: str(n)}
+
+    async def charge(self, correlation_id: str, key: str, n: int) -> int:
+        """Add ``n`` deliveries to the correlation's count, shared by every process (one
+        round trip, atomic on the server); the count just after them. ``key`` (the delivery
+        sent, or the one whose handler sends them) deduplicates: a re-run after a crash is
+        charged once, and gets the count its first run got, so it admits the same outputs."""
+        ack = await self.retry(*self.charge_item(correlation_id, key, n))
+        if ack.val is None:  # a duplicate: the count as the first run left it
+            first = await self._js().get_msg(self.names.budget, ack.seq)
+            return int(json.loads(first.data or b"{}")["val"])
+        return int(ack.val)
+
+
+async def bound(what: str, request: Callable[[], Awaitable[_T]]) -> _T:
+    """``request`` (a JetStream API request a process makes to start: a consumer, a stream's
+    state) made again until the server answers, as a worker always bound its consumers: a
+    request that fails or times out (a slow or restarting broker, this process stopped and
+    resumed mid-request) is logged and retried, not the end of the process."""
+    from nats.errors import Error as NatsError
+
+    delay = 0.05
+    while True:
+        try:
+            return await request()
+        except (NatsError, TimeoutError) as exc:
+            _log.warning("cannot %s (%s); retrying", what, exc)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 1.0)
