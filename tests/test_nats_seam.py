@@ -47,6 +47,14 @@ def test_no_module_of_the_nats_package_reads_the_runtimes_privates() -> None:
     assert {name: found for name, found in reads.items() if found} == {}
 
 
+def test_a_correlation_is_a_handle_the_package_only_passes_back() -> None:
+    """What a correlation holds (its waiters, its counts) is the runtime's to read and write."""
+    for module in sorted(NATS.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                assert node.value.id != "corr", f"{module.name}: {ast.unparse(node)}"
+
+
 def test_the_check_sees_a_private_read() -> None:
     assert private_reads("rt._ledger.closed(corr)\n") != []
     assert private_reads("self._rt._correlator.get(cid)\n") != []

@@ -162,7 +162,8 @@ class Runtime:
         self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
         # Another transport (NATS, genie/nats/) moves admitted deliveries elsewhere; its
         # mailboxes still hold every agent, so routing and admission stay here. The dispatcher
-        # and the runner name LocalTransport's type, and ask no more than a NATS one answers.
+        # and the runner still name LocalTransport's type; what they ask of it, a transport
+        # between processes answers too (``start``, ``mailboxes``, ``executors``).
         self._transport = LocalTransport() if transport is None else cast(LocalTransport, transport)
         self._mailboxes = self._transport.mailboxes
         self._dispatcher = Dispatcher(
