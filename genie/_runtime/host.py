@@ -61,21 +61,19 @@ class TransportHost(Protocol):
         """Every agent of this runtime by id, with its capacity, concurrency and options."""
         ...
 
-    # --- between the runtime and its handlers ---------------------------------------------------
-    def reroute_context_calls(
-        self, request: RequestCall, schedule: ScheduleCall
+    # --- a worker: this process runs deliveries other processes sent --------------------------
+    def serve_as_worker(
+        self,
+        request: RequestCall,
+        schedule: ScheduleCall,
+        timer_ended: Callable[[Message], None],
+        reported_elsewhere: Callable[[Message, Missing], bool],
     ) -> tuple[RequestCall, ScheduleCall]:
-        """Handlers' ``ctx.request`` and ``ctx.schedule`` go to these from now on; the
-        runtime's own are returned, for the calls the transport passes on to them."""
-        ...
-
-    def on_timer_end(self, hook: Callable[[Message], None]) -> None:
-        """Tell ``hook`` each timer's message once the timer's outcome is recorded."""
-        ...
-
-    def quiet_loss_notices(self, reported_elsewhere: Callable[[Message, Missing], bool]) -> None:
-        """Send no loss notice (``genie.lost``) for a loss ``reported_elsewhere`` says another
-        process's outcome record reports (the origin sends the one notice as it replays it)."""
+        """From now on handlers' ``ctx.request`` and ``ctx.schedule`` go to ``request`` and
+        ``schedule`` (the runtime's own are returned, for the calls they pass on), each
+        timer's message goes to ``timer_ended`` once its outcome is recorded, and no loss
+        notice (``genie.lost``) is sent for a loss ``reported_elsewhere`` says an outcome
+        record carries to the origin (whose replay of it sends the one notice)."""
         ...
 
     # --- correlations ------------------------------------------------------------------------
@@ -229,27 +227,26 @@ class RuntimeHost:
     def mailboxes(self) -> Mapping[str, Mailbox]:
         return self._mailboxes
 
-    def reroute_context_calls(
-        self, request: RequestCall, schedule: ScheduleCall
+    def serve_as_worker(
+        self,
+        request: RequestCall,
+        schedule: ScheduleCall,
+        timer_ended: Callable[[Message], None],
+        reported_elsewhere: Callable[[Message, Missing], bool],
     ) -> tuple[RequestCall, ScheduleCall]:
         services = self._services
         own = services.request, services.schedule
         services.request, services.schedule = request, schedule
-        return own
-
-    def on_timer_end(self, hook: Callable[[Message], None]) -> None:
-        self._timers.on_end = hook
-
-    def quiet_loss_notices(self, reported_elsewhere: Callable[[Message, Missing], bool]) -> None:
+        self._timers.on_end = timer_ended
         notify = self._ledger.on_loss
-        if notify is None:
-            return  # nobody listens for losses
+        if notify is not None:  # somebody listens for losses
 
-        def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
-            if not reported_elsewhere(msg, missing):
-                notify(msg, corr, missing)
+            def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
+                if not reported_elsewhere(msg, missing):
+                    notify(msg, corr, missing)
 
-        self._ledger.on_loss = notice
+            self._ledger.on_loss = notice
+        return own
 
     def correlation(self, correlation_id: str) -> Correlation:
         return self._correlator.get(correlation_id)

@@ -274,12 +274,11 @@ class NatsTransport:
             # ``ctx.request`` in a handler: the request crosses the broker at once, and its
             # answer comes back to this process (``_ask``). ``ctx.schedule``: a timer stays in
             # this process, and is an output of the delivery that set it, whose origin hears
-            # when it ends (``_timer_ended``).
-            self._local_request, self._local_schedule = host.reroute_context_calls(
-                self._request, self._schedule
+            # when it ends (``_timer_ended``). A loss of a delivery run here is in its outcome
+            # record, and the origin sends its notice (``_reported_elsewhere``).
+            self._local_request, self._local_schedule = host.serve_as_worker(
+                self._request, self._schedule, self._timer_ended, self._reported_elsewhere
             )
-            host.on_timer_end(self._timer_ended)
-            host.quiet_loss_notices(self._reported_elsewhere)
 
     def start(
         self,
