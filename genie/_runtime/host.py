@@ -116,7 +116,7 @@ class TransportHost(Protocol):
         ``limit:budget`` denial here."""
         ...
 
-    # --- outcomes another process reports -----------------------------------------------------
+    # --- outcomes: a worker's own, and those another process reports -----------------------
     def handled(self, corr: Correlation) -> None:
         """A delivery in flight here was handled (in another process)."""
         ...
@@ -170,8 +170,9 @@ class TransportHost(Protocol):
 
     # --- replies and answers that come back -----------------------------------------------------
     def reply_arrived(self, reply: Message, corr: Correlation) -> None:
-        """A reply nobody received where it was sent: offered to this runtime's waiters and
-        routed as if sent here (it was counted and admitted there)."""
+        """A reply nobody received where it was sent, carried here by its outcome record: routed
+        to this runtime's waiters and taps (no agent) as one process routes a handler's
+        reply to its caller."""
         ...
 
     def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
