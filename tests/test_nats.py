@@ -503,16 +503,18 @@ async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
     """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
     the envelope gets ids of its own, the payload keeps the text."""
-    ledger = Runtime()._ledger
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("hostile"))  # never connected
+    rt = Runtime(transport=transport)
     # An empty correlation id (a header present but empty) is one the envelope refuses.
     record = {"delivery": "x:echo", "correlation_id": "", "reason": "undecodable delivery: X"}
     about = {"message_id": "", "sender": "s" * 10_000}
-    letter = record_undecodable(ledger, "echo", about, record, '{"message": {"id": ""}}')
+    text = '{"message": {"id": ""}}'
+    letter = record_undecodable(transport._served(), "echo", about, record, text)
     assert letter.message.id
     assert letter.message.sender == "<undecodable>"
     assert isinstance(letter.message.payload, Undecodable)
     assert letter.message.payload.text == '{"message": {"id": ""}}'
-    assert list(ledger.dead_letters) == [letter]
+    assert list(rt.dead_letters) == [letter]
 
 
 def test_what_can_be_read_of_an_undecodable_delivery() -> None:
@@ -651,10 +653,10 @@ async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_set
             "replies": [],
         }
 
-    outcomes = OutcomeReplay()
-    outcomes.settle(rt, record("m2:echo", "m1:echo", 0))  # the child first: held
+    outcomes, host = OutcomeReplay(), transport._served()
+    outcomes.settle(host, record("m2:echo", "m1:echo", 0))  # the child first: held
     assert (ledger.handled, corr.in_flight) == (0, 1)
-    outcomes.settle(rt, record("m1:echo", None, 1))  # the parent: both applied, in order
+    outcomes.settle(host, record("m1:echo", None, 1))  # the parent: both applied, in order
     assert (ledger.handled, ledger.in_flight, ledger.delivered) == (2, 0, 2)
     assert correlator.lookup("c1") is None  # settled once, at the end
 
@@ -692,8 +694,8 @@ async def test_a_record_its_parent_does_not_count_is_opened_so_the_count_stays_e
         "message": None,
     }
     outcomes = OutcomeReplay()
-    outcomes.settle(rt, poison)
-    outcomes.settle(rt, orphan)
+    outcomes.settle(transport._served(), poison)
+    outcomes.settle(transport._served(), orphan)
     s = rt.statistics()
     assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (2, 1, 1, 0)
 
@@ -743,11 +745,11 @@ async def test_a_record_carrying_a_message_too_deep_is_refused_as_in_one_process
     # reply two levels down is past it, and walked: both parse.
     record, bounded = load_record(record_with(MAX_DEPTH))
     assert bounded == (where == "message")
-    OutcomeReplay().settle(rt, record, bounded)
+    OutcomeReplay().settle(transport._served(), record, bounded)
     record, bounded = load_record(record_with(MAX_DEPTH + 1))
     assert not bounded
     with pytest.raises(InvalidMessageError, match="nested deeper than 64"):
-        OutcomeReplay().settle(rt, record, bounded)
+        OutcomeReplay().settle(transport._served(), record, bounded)
 
 
 class Forward(BaseAgent):

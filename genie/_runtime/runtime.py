@@ -13,7 +13,7 @@ import gc
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import anyio
 
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .observe.events import EventHub, EventStream
     from .observe.metrics import Metrics
     from .statistics import RuntimeStatistics
+    from .transport import Transport
 
 __all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
 
@@ -139,7 +140,7 @@ class Runtime:
         metrics: bool | Metrics = False,
         prices: PriceTable | None = None,
         freeze_gc: bool = False,
-        transport: LocalTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -159,9 +160,11 @@ class Runtime:
         self._admission = Admission(self.limits, self.policies)
         dead_letters = DeadLetters(dead_letter_capacity, retention)
         self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
-        # Another transport (NATS, genie/_nats.py) moves admitted deliveries elsewhere; its
-        # mailboxes still hold every agent, so routing and admission stay here.
-        self._transport = transport if transport is not None else LocalTransport()
+        # Another transport (NATS, genie/nats/) moves admitted deliveries elsewhere; its
+        # mailboxes still hold every agent, so routing and admission stay here. The dispatcher
+        # and the runner still name LocalTransport's type; what they ask of it, a transport
+        # between processes answers too (``start``, ``mailboxes``, ``executors``).
+        self._transport = LocalTransport() if transport is None else cast(LocalTransport, transport)
         self._mailboxes = self._transport.mailboxes
         self._dispatcher = Dispatcher(
             self.types,
@@ -191,6 +194,23 @@ class Runtime:
             self._transport,
             services,
         )
+        if transport is not None and not isinstance(transport, LocalTransport):
+            # A transport between processes reaches this runtime through its host alone.
+            from .host import HostedTransport, RuntimeHost
+
+            if isinstance(transport, HostedTransport):
+                transport.bind(
+                    RuntimeHost(
+                        self.types,
+                        self.limits,
+                        self._mailboxes,
+                        self._ledger,
+                        self._admission,
+                        self._dispatcher,
+                        self._timers,
+                        services,
+                    )
+                )
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised

@@ -34,8 +34,8 @@ from ._graph import Graph
 from ._schema import AgentDecl, PipelineFile
 
 if TYPE_CHECKING:
-    from .._runtime.local.transport import LocalTransport
     from .._runtime.observe.metrics import Metrics
+    from .._runtime.transport import Transport
     from ..llm._config import LLMConfig, LLMStacks
 
 __all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
@@ -230,7 +230,7 @@ class Pipeline:
         metrics: bool | Metrics = False,
         adapt: Callable[[Agent, AgentOptions], tuple[Agent, AgentOptions]] | None = None,
         llm: LLMStacks | None = None,
-        transport: LocalTransport | None = None,
+        transport: Transport | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
