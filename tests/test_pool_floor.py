@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from genie_bench import workloads
+from genie_bench.variants import VARIANTS, build
 from genie_bench.worker import throughput
 from pydantic import model_validator
 
@@ -37,6 +38,13 @@ class Pools(list[Any]):
 
         monkeypatch.setattr(workloads, "_Pool", Counted)
         return self
+
+
+def test_the_pool_floor_runs_in_every_run_beside_the_asyncio_floor() -> None:
+    assert VARIANTS[:2] == ("asyncio", "pool")
+    impls, _ = build(["genie"], [])
+    assert [impl.name for impl in impls] == ["asyncio", "pool", "genie"]
+    assert impls[1].idle is not None  # memory per idle agent too
 
 
 @pytest.mark.parametrize("n", [1, 7, 50])
