@@ -10,7 +10,9 @@ in one event loop and measured interleaved:
 - ``idle(count)``: ``count`` agents ready for work and given none (memory).
 
 The raw asyncio floor: an ``asyncio.Queue`` and a task per agent, a dict of futures for the
-fan-in, nothing else. ``asyncio+envelope`` is the same floor carrying the envelope any bus must
+fan-in, nothing else. The pool floor: genie's design with nothing else (a deque per agent, one
+executor task draining a ready deque of them, the same fan-in), the limit of that design.
+``asyncio+envelope`` is the same floor carrying the envelope any bus must
 carry (ids, correlation, causation, a timestamp, the type), so that what a bus must pay is told
 apart from what it chose. The peers live in ``peer.py`` (autogen-core), ``maf.py`` (the Microsoft
 Agent Framework) and ``langgraph_peer.py``.
