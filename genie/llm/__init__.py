@@ -31,6 +31,7 @@ from ._errors import RateLimitedError as RateLimitedError
 from ._errors import ResidencyDeniedError as ResidencyDeniedError
 from ._fallback import Fallback as Fallback
 from ._killswitch import KillSwitch as KillSwitch
+from ._killswitch import billed as billed
 from ._ledger import BudgetLedger as BudgetLedger
 from ._ledger import LedgerStatistics as LedgerStatistics
 from ._ledger import Remaining as Remaining
@@ -128,6 +129,7 @@ __all__ = [
     "ToolCallDelta",
     "Usage",
     "UsageEvent",
+    "billed",
     "build_stacks",
     "complete_by_streaming",
     "load_llm_config",

@@ -7,15 +7,33 @@ from contextlib import aclosing, asynccontextmanager
 
 from anyio.lowlevel import checkpoint
 
+from .._base.log import lazy_logger
 from ._cost import PriceTable
-from ._errors import LLMError
+from ._errors import AllProvidersFailedError, LLMError, ProviderError, ProviderResponseError
 from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider, models_of
 from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
 
-__all__ = ["KillSwitch", "by_correlation"]
+__all__ = ["KillSwitch", "billed", "by_correlation"]
+
+logger = lazy_logger("genie.llm")
 
 UNCORRELATED = "(uncorrelated)"
+
+
+def billed(error: BaseException) -> bool:
+    """Whether a call that ended in ``error`` may have been billed by its provider.
+
+    Only two outcomes prove it was not: nothing was sent (a refusal, an open circuit, a
+    connection that was never made: ``sent`` is False), or the provider refused the request
+    with a 4xx before processing it. A 5xx may come after the model read the prompt (a
+    gateway's 502 or 504), and a cancellation or a lost connection after the request left
+    cannot tell what the provider did, so all of those are billed."""
+    if isinstance(error, AllProvidersFailedError):
+        return any(billed(e) for e in error.errors)
+    if isinstance(error, LLMError) and not error.sent:
+        return False
+    return not (isinstance(error, ProviderError) and error.status < 500)
 
 
 def by_correlation(context: CallContext) -> str:
@@ -38,8 +56,11 @@ class KillSwitch:
     price is refused then: its cost could not be bounded. A call that does not fit raises
     :class:`BudgetExceededError` and nothing is sent. An answer settles to its reported usage
     (estimated from its text if the provider reported none), priced by the answer's model (or
-    as reserved, when the table does not know it); an error status or a refusal further in
-    is released (not billed); a stream that broke off settles to the prompt plus what arrived.
+    as reserved, when the table does not know it). A call that ended without an answer is
+    released only when :func:`billed` proves nothing was billed; otherwise it is charged as the
+    provider bills it: the prompt estimate (a call cancelled, timed out or cut off after its
+    request left), the prompt plus what arrived (a stream), or the whole reservation (a 2xx
+    answer that could not be read: the model did the work).
     """
 
     def __init__(
@@ -120,6 +141,20 @@ class KillSwitch:
             cost = self._cost(request, usage)  # cannot refuse now: the reservation priced it
         reservation.settle(tokens=usage.total, cost=cost)
 
+    def _cut_off(
+        self, reservation: Reservation, request: Request, prompt: int, error: BaseException
+    ) -> None:
+        """Settles a call that ended in ``error`` (an exception or a cancellation)."""
+        if not billed(error):
+            reservation.release()
+        elif isinstance(error, ProviderResponseError):
+            reservation.settle(tokens=reservation.tokens, cost=reservation.cost)
+        else:
+            prompt_cost = 0.0
+            if reservation.cost:
+                prompt_cost = self._cost(request, Usage(input_tokens=prompt))
+            reservation.settle(tokens=prompt, cost=prompt_cost)
+
     async def complete(self, request: Request) -> Response:
         prompt = request.prompt_estimate()
         try:
@@ -131,8 +166,8 @@ class KillSwitch:
             raise
         try:
             response = await self.inner.complete(request)
-        except BaseException:
-            reservation.release()
+        except BaseException as error:  # a cancellation included: it is settled, then re-raised
+            self._cut_off(reservation, request, prompt, error)
             raise
         self._settle(reservation, request, prompt, response)
         return response
@@ -146,19 +181,26 @@ class KillSwitch:
             await checkpoint()  # as in complete
             raise
         acc = Accumulator(self.name, request.model or "")
+        ended: BaseException | None = None
         try:
             async with (
                 self.inner.stream(request) as events,
                 aclosing(self._watched(events, acc, reservation, request, prompt)) as reader,
             ):
                 yield reader
+        except BaseException as error:  # a cancellation included: it is settled, then re-raised
+            ended = error
+            raise
         finally:
             if not reservation.settled:
-                if acc.text or acc.usage.total:
-                    # Tokens went out before the break: the prompt and what arrived are spent.
-                    self._settle(reservation, request, prompt, _partial(acc))
-                else:
+                if ended is not None and not billed(ended):
                     reservation.release()
+                elif isinstance(ended, ProviderResponseError):
+                    self._cut_off(reservation, request, prompt, ended)
+                else:
+                    # The request left: the prompt is spent, and whatever arrived before the
+                    # stream stopped (broken, cancelled, or left unread by its reader).
+                    self._settle(reservation, request, prompt, _partial(acc))
 
     async def _watched(
         self,

@@ -148,6 +148,15 @@ class HTTPAdapter:
             yield
         except LLMError:
             raise
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection, so no request: the provider cannot have billed this call.
+            detail = self._redact(str(exc)) or type(exc).__name__
+            error = ProviderConnectionError(
+                f"{self._name}: connection failed before the request left: {detail}",
+                provider=self._name,
+            )
+            error.sent = False
+            raise error from None
         except httpx.TimeoutException as exc:
             raise ProviderConnectionError(
                 f"{self._name}: no answer in time ({type(exc).__name__})", provider=self._name
