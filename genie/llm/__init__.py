@@ -30,6 +30,7 @@ from ._errors import ProviderUnavailableError as ProviderUnavailableError
 from ._errors import RateLimitedError as RateLimitedError
 from ._errors import ResidencyDeniedError as ResidencyDeniedError
 from ._fallback import Fallback as Fallback
+from ._killswitch import USAGE_SLACK as USAGE_SLACK
 from ._killswitch import KillSwitch as KillSwitch
 from ._killswitch import billed as billed
 from ._ledger import BudgetLedger as BudgetLedger
@@ -128,6 +129,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "USAGE_SLACK",
     "UsageEvent",
     "billed",
     "build_stacks",

@@ -14,11 +14,17 @@ from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider, models_of
 from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
 
-__all__ = ["KillSwitch", "billed", "by_correlation"]
+__all__ = ["USAGE_SLACK", "KillSwitch", "billed", "by_correlation"]
 
 logger = lazy_logger("genie.llm")
 
 UNCORRELATED = "(uncorrelated)"
+
+USAGE_SLACK = 3
+"""A reported usage may reach this many times the call's reservation. The prompt estimate
+counts one token per 3 bytes, and no tokenizer of the providers here spends more than one
+token per byte, so an honest report stays under it; a report above it (or a negative count)
+is not believed."""
 
 
 def billed(error: BaseException) -> bool:
@@ -56,7 +62,9 @@ class KillSwitch:
     price is refused then: its cost could not be bounded. A call that does not fit raises
     :class:`BudgetExceededError` and nothing is sent. An answer settles to its reported usage
     (estimated from its text if the provider reported none), priced by the answer's model (or
-    as reserved, when the table does not know it). A call that ended without an answer is
+    as reserved, when the table does not know it). A usage that cannot be true (a negative
+    count, more than :data:`USAGE_SLACK` times the reservation) is charged the reservation and
+    counted in the ledger's ``usage_violations``. A call that ended without an answer is
     released only when :func:`billed` proves nothing was billed; otherwise it is charged as the
     provider bills it: the prompt estimate (a call cancelled, timed out or cut off after its
     request left), the prompt plus what arrived (a stream), or the whole reservation (a 2xx
@@ -134,12 +142,39 @@ class KillSwitch:
                 output_tokens=usage.output_tokens or _tokens_of(response.text),
                 cached_tokens=usage.cached_tokens,
             )
+        if not self._believable(reservation, usage):
+            self._violated(reservation, request, usage)
+            return
         # The answer's own model first; one the table does not know (OpenAI answers with a
         # dated name) is priced as the call was reserved, at the dearest it could reach.
         cost = self.prices.cost(response.model, usage) if response.model else None
         if cost is None:
             cost = self._cost(request, usage)  # cannot refuse now: the reservation priced it
         reservation.settle(tokens=usage.total, cost=cost)
+
+    @staticmethod
+    def _believable(reservation: Reservation, usage: Usage) -> bool:
+        counts = (usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        return (
+            min(counts) >= 0
+            and usage.cached_tokens <= usage.input_tokens
+            and usage.total <= USAGE_SLACK * reservation.tokens
+        )
+
+    def _violated(self, reservation: Reservation, request: Request, usage: Usage) -> None:
+        # A provider's report is not allowed to refund the budget (a negative count) or to
+        # wreck it (a count beyond any tokenizer): the worst case the call reserved is charged.
+        logger.warning(
+            "llm usage not believed: %s reported %d input, %d output, %d cached tokens for a "
+            "call that reserved %d (correlation %s); the reservation is charged",
+            self.name,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_tokens,
+            reservation.tokens,
+            request.context.correlation_id,
+        )
+        reservation.violated()
 
     def _cut_off(
         self, reservation: Reservation, request: Request, prompt: int, error: BaseException

@@ -1,12 +1,14 @@
-"""Model calls are settled as providers bill them (issue 35, item 1): a call cut off
-after its request left pays at least its prompt, and the reservation goes back only when
-nothing was sent or the provider refused the request before processing it. Every call here
-crosses a real socket to 127.0.0.1."""
+"""Model calls are settled as providers bill them (issue 35, items 1 and 2): a call cut off
+after its request left pays at least its prompt, the reservation goes back only when nothing
+was sent or the provider refused the request before processing it, and a usage report that
+cannot be true is not believed. Every call here crosses a real socket to 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -20,9 +22,11 @@ from genie.llm import (
     CallContext,
     ChatMessage,
     KillSwitch,
+    OllamaProvider,
     OpenAIProvider,
     Provider,
     ProviderConnectionError,
+    ProviderResponseError,
     ProviderUnavailableError,
     Request,
 )
@@ -38,6 +42,12 @@ SLOW = Reply(chunks=(fixture("openai_response.json"),), first_byte_delay=2.0)
 
 def in_correlation(request: Request = QUESTION, cid: str = "c1") -> Request:
     return request.model_copy(update={"context": CallContext(correlation_id=cid)})
+
+
+def answer_with_usage(**usage: Any) -> Reply:
+    body = json.loads(fixture("openai_response.json"))
+    body["usage"] = usage
+    return Reply(chunks=(json.dumps(body).encode(),))
 
 
 @pytest.fixture
@@ -181,3 +191,60 @@ async def test_only_a_call_never_sent_or_refused_before_processing_is_given_back
     # A 2xx the client cannot read was worked on: the worst case is charged.
     assert ledger.remaining("c1").tokens == 10_000 - PROMPT - WORST
     assert ledger.statistics().open_reservations == 0
+
+
+async def test_negative_usage_does_not_refund_the_budget(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    lie = answer_with_usage(prompt_tokens=-1000, completion_tokens=-1000, total_tokens=-2000)
+    server.script("/v1/chat/completions", *[lie] * 200)
+    ledger = BudgetLedger(max_tokens=5 * WORST, name="correlation")
+    switch = KillSwitch(model, ledger)
+    answered = 0
+
+    async def ask_until_refused() -> None:
+        nonlocal answered
+        for _ in range(200):
+            await switch.complete(in_correlation())
+            answered += 1
+
+    with pytest.raises(BudgetExceededError):
+        await ask_until_refused()
+    assert answered == len(server.received) == 5
+    assert ledger.statistics().usage_violations == 5
+
+
+async def test_usage_beyond_any_tokenizer_is_charged_the_reservation_not_believed(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    server.script(
+        "/v1/chat/completions",
+        answer_with_usage(prompt_tokens=10**15, completion_tokens=5),
+        answer_with_usage(
+            prompt_tokens=10, completion_tokens=5, prompt_tokens_details={"cached_tokens": -7}
+        ),
+    )
+    ledger = BudgetLedger(max_tokens=10 * WORST, name="correlation")
+    switch = KillSwitch(model, ledger)
+    await switch.complete(in_correlation())
+    await switch.complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 8 * WORST
+    assert ledger.statistics().usage_violations == 2
+    await switch.complete(in_correlation())  # the canned answer: 138 tokens, believed
+    assert ledger.remaining("c1").tokens == 8 * WORST - 138
+
+
+async def test_usage_counts_that_are_not_numbers_make_a_malformed_answer_not_a_traceback(
+    server: ProviderServer,
+) -> None:
+    body = json.loads(fixture("ollama_response.json"))
+    body["prompt_eval_count"] = "lots"
+    server.script("/api/chat", Reply(chunks=(json.dumps(body).encode(),)))
+    ollama = OllamaProvider(base_url=server.url)
+    ledger = BudgetLedger(max_tokens=10 * WORST, name="correlation")
+    try:
+        with pytest.raises(ProviderResponseError, match="malformed chat answer"):
+            await KillSwitch(ollama, ledger).complete(in_correlation())
+    finally:
+        await ollama.aclose()
+    assert ledger.remaining("c1").tokens == 9 * WORST  # a 2xx that cannot be read: the worst
