@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import secrets
 import sys
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -25,6 +26,8 @@ __all__ = [
     "JsonlAuditLog",
     "MemoryAuditLog",
     "audit_key",
+    "create_audit_key",
+    "key_beside",
     "read_audit_key",
     "verify_audit_log",
 ]
@@ -125,6 +128,25 @@ def read_audit_key(path: str | Path) -> bytes:
     except OSError as exc:
         raise AuditLogError(f"cannot read audit key {path}: {exc.strerror}") from exc
     return check_audit_key(key, str(path))
+
+
+def key_beside(log: str | Path) -> Path:
+    """Where a log's own key lives when none is given: ``<log>.key``. ``genie serve`` makes
+    it for a new log, and ``genie audit verify`` uses it when it is there."""
+    return Path(f"{log}.key")
+
+
+def create_audit_key(path: str | Path) -> bytes:
+    """A new random key (64 hex characters) written to ``path``, which must not exist,
+    readable and writable by its owner only."""
+    key = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise AuditLogError(f"cannot create audit key {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as file:
+        file.write(key + b"\n")
+    return key
 
 
 def check_audit_key(key: bytes, where: str) -> bytes:
