@@ -26,8 +26,6 @@ class ClassificationCeiling:
     else ``default_ceiling``)."""
 
     name = "classification"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -50,8 +48,18 @@ class ClassificationCeiling:
             return Decision.deny(self.name, "classification exceeds recipient ceiling")
         return ALLOW
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return ClassificationCeiling
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._for_message
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _for_message(self, msg: Message) -> Decision | DeliveryCheck:
         return ALLOW if msg.classification in self._passes_all else self.evaluate
@@ -62,8 +70,6 @@ class DataResidency:
     and public data only when ``allow_cross_border_for_public``. ``on-prem`` stays home."""
 
     name = "data_residency"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, home_region: str = "in", allow_cross_border_for_public: bool = True) -> None:
         self.home_region = home_region
@@ -72,8 +78,18 @@ class DataResidency:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return DataResidency
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         region = msg.metadata.get("region")
@@ -192,10 +208,17 @@ class PIIBlock:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return PIIBlock
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
 
-    def _screen_part(self, message_type: str) -> ScreenPart:
+    def screen_part(self, message_type: str) -> ScreenPart:
         return ScreenPart(self._view, pii=True)
 
     def _check(self, msg: Message) -> Decision:
@@ -233,10 +256,17 @@ class PromptInjection:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return PromptInjection
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
 
-    def _screen_part(self, message_type: str) -> ScreenPart:
+    def screen_part(self, message_type: str) -> ScreenPart:
         return ScreenPart(self._view, phrases=tuple(p.compact for p in self._phrases))
 
     def _check(self, msg: Message) -> Decision:
