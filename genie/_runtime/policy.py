@@ -42,7 +42,8 @@ Decision.ALLOW = Decision(True)
 class Policy(Protocol):
     """A governance rule, evaluated for every delivery before the recipient's mailbox.
 
-    ``evaluate`` is synchronous and pure (it runs on the hot path). It returns
+    ``evaluate`` is synchronous and pure (it runs for every delivery, before the recipient's
+    mailbox, and ``PolicyPlan`` may run its parts once per message). It returns
     ``Decision.ALLOW`` or ``Decision.deny(self.name, reason)``. If it raises, the delivery is
     denied (fail closed) with a reason that names the exception.
     """

@@ -54,9 +54,10 @@ class MaxContentLength:
     def _check(self, msg: Message) -> Decision:
         bound = self._view.size_at_most(msg)
         if bound is not None and bound <= self.max_bytes:
-            return ALLOW  # most messages are far below the limit: no JSON made for them
+            return ALLOW  # the JSON is no longer than the bound: under the limit
         text = self._view.text(msg)
-        # len(str) <= len(bytes): only encode when the cheap check cannot decide.
+        # A character is one to four UTF-8 bytes: the bytes are counted only when the
+        # characters leave the limit in between.
         if len(text) > self.max_bytes or (
             len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes
         ):

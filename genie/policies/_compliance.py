@@ -34,8 +34,9 @@ class ConsentCategory(enum.StrEnum):
 
 
 class ConsentLedger(Protocol):
-    """Where consent lives. ``has_active`` is called on the hot path: keep it fast (a real
-    ledger caches); if it raises, the delivery is denied."""
+    """Where consent lives. ``has_active`` is asked for every delivery of a mapped type, in
+    admission, before the recipient's mailbox: it answers at once, without waiting on I/O (a
+    real ledger keeps the answers it serves). If it raises, the delivery is denied."""
 
     def has_active(self, user_id: str, category: str) -> bool: ...
 

@@ -36,9 +36,8 @@ class ClassificationCeiling:
             {k: Classification(v) for k, v in (allowed_to or {}).items()}
         )
         self.default_ceiling = Classification(default_ceiling)
-        # A message at or below every ceiling passes whoever receives it. Kept as the members,
-        # tested with ``in`` (identity first): ``rank`` is a property and an enum's hash is a
-        # Python call, so this costs a tenth of comparing ranks.
+        # A message at or below every ceiling passes whoever receives it, so the plan leaves
+        # no check per recipient for a message classified as one of these.
         lowest = min(c.rank for c in (self.default_ceiling, *self.allowed_to.values()))
         self._passes_all = tuple(c for c in Classification if c.rank <= lowest)
 
@@ -165,9 +164,9 @@ def _grouped_pii(groups: list[str]) -> bool:
 
 def has_pii(scan: str) -> bool:
     """Whether folded scan text holds a phone, account or card number, or an e-mail address."""
-    # A cheap superset first: with separators deleted and digits as 0, a number of either kind
-    # leaves ten 0s in a row. One translate of the UTF-8 bytes (where digits and separators
-    # are single ASCII bytes) costs microseconds on 64 KiB, a regex search ms.
+    # A superset first: with separators deleted and digits as 0, a number of either kind
+    # leaves ten 0s in a row, so text without such a run holds no phone, account or card
+    # number and only the e-mail pattern is left to search.
     if b"0000000000" in scan.encode().translate(_DIGITS_AS_ZERO, b" -()+"):
         if _DIGIT_RUN.search(scan):
             return True
@@ -271,13 +270,13 @@ class PromptInjection:
 
     def _check(self, msg: Message) -> Decision:
         if self._any_compact.search(compact_words(self._view.scan(msg))) is None:
-            return ALLOW  # no phrase, even run together: one search in C rules them all out
+            return ALLOW  # no phrase, not even with its words run together
         text = self._view.words(msg)
         spread = _SpreadOut(text)
         compact = spread.compact
         for phrase in self._phrases:
             # Either way of matching finds the phrase without its spaces in the text without
-            # its spaces: one test in C rules out most phrases before the slower ones run.
+            # its spaces: a phrase absent from it cannot match, whatever its spacing.
             if phrase.compact not in compact:
                 continue
             if (phrase.words in text or spread.holds(phrase.compact)) and (
