@@ -37,86 +37,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
+from typing import NamedTuple, cast
 
 from .._message.envelope import Classification, Message
 from .._message.freeze import FrozenDict
-from .policy import Decision, Policy, refusal
+from .policy import (
+    Decision,
+    DeliveryCheck,
+    PlannedPolicy,
+    PlanStep,
+    Policy,
+    ScreenPart,
+    VersionedPolicy,
+    refusal,
+)
 
-__all__ = [
-    "DeliveryCheck",
-    "PlanStep",
-    "PlannedPolicy",
-    "PolicyPlan",
-    "Screen",
-    "ScreenPart",
-    "VersionedPolicy",
-]
+__all__ = ["Check", "PolicyPlan", "Preparation", "Step", "TypePlan"]
 
 ALLOW = Decision.ALLOW
-
-DeliveryCheck = Callable[[Message, str], Decision]
-"""What is left of a policy for each recipient of one message."""
-
-PlanStep = Callable[[Message], "Decision | DeliveryCheck"]
-"""A policy's work on one message: a decision, or the check each recipient still needs."""
-
-
-class Screen(Protocol):
-    def clear(self, msg: Message) -> bool:
-        """True only when every check the screen was built from allows ``msg``."""
-        ...
-
-
-class ScreenPart(Protocol):
-    """What one check needs to allow a message. Parts of one ``group`` are screened together
-    (``screen``)."""
-
-    @property
-    def group(self) -> object: ...
-
-    def screen(self, parts: Sequence[Any]) -> Screen: ...
-
-
-@runtime_checkable
-class PlannedPolicy(Policy, Protocol):
-    """A policy that opts into the compiled plan, promising that the plan decides as its
-    ``evaluate`` does for every message and recipient.
-
-    The plan trusts these members only on an instance of ``plan_class`` itself: a subclass
-    inherits them but may decide differently (it overrides ``evaluate``), so it runs as an
-    opaque step unless it names itself as ``plan_class``.
-    """
-
-    @property
-    def plan_class(self) -> type:
-        """The class whose ``evaluate`` the plan step reproduces."""
-        ...
-
-    @property
-    def plan_reads_envelope(self) -> bool:
-        """True when the steps read only the message's type, classification and metadata
-        (and what a ``VersionedPolicy`` counts), so the same envelope gets the same answer."""
-        ...
-
-    def plan_step(self, message_type: str) -> PlanStep | None:
-        """The policy's work on a message of this type, or None when it allows every one."""
-        ...
-
-    def screen_part(self, message_type: str) -> ScreenPart | None:
-        """What the step needs to allow a message of this type, checked with the other content
-        checks' parts; None when it has no such part. A message the screen clears skips the
-        step, so the part must never clear a message the step would deny or fail on."""
-        ...
-
-
-@runtime_checkable
-class VersionedPolicy(Protocol):
-    """A planned policy whose step reads what changes at run time (the risk gate's table):
-    each change adds one to ``plan_version``, and the plan reads it for every delivery."""
-
-    @property
-    def plan_version(self) -> int: ...
 
 
 class Step(NamedTuple):

@@ -12,8 +12,7 @@ from typing import ClassVar
 from .._agent.agent import Risk
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote, roles_of
 from ._screen import ScreenPart
 

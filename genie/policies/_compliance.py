@@ -9,8 +9,7 @@ from typing import Any, ClassVar, Protocol
 
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote
 
 __all__ = [

@@ -10,8 +10,7 @@ from typing import ClassVar
 
 from .._errors import ConfigurationError
 from .._message.envelope import Classification, Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote
 from ._normalise import compact_words, fold, words
 from ._screen import ScreenPart

@@ -32,8 +32,7 @@ from typing import ClassVar
 
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView
 from ._normalise import fold
 from ._screen import ScreenPart

@@ -32,8 +32,8 @@ from genie import (
     Runtime,
 )
 from genie._message.freeze import FrozenDict, freeze_message
-from genie._runtime.policy import admit
-from genie._runtime.policy_plan import PlannedPolicy, PolicyPlan, TypePlan
+from genie._runtime.policy import PlannedPolicy, admit
+from genie._runtime.policy_plan import PolicyPlan, TypePlan
 from genie.policies import (
     RBAC,
     ClassificationCeiling,
