@@ -35,11 +35,11 @@ the risk gate's table, which are read for every delivery.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
-from .._message.envelope import Classification, Message
+from .._message.envelope import Classification, Message, MetaValue
 from .._message.freeze import FrozenDict
 from .policy import (
     Decision,
@@ -75,7 +75,7 @@ class Preparation(NamedTuple):
     """A message's steps run: the checks left for its recipients and the verdict if they all
     allow, with the envelope it was made from (so the same envelope can reuse it)."""
 
-    metadata: object  # held, so the key by its identity is not reused
+    metadata: Mapping[str, MetaValue]  # held, so the key by its identity is not reused
     classification: Classification
     version: int  # what versioned steps read, when they read it
     checks: tuple[Check, ...]
