@@ -237,17 +237,28 @@ class _Compiled:
 
 def _compiled(policy: Policy, message_type: str) -> _Compiled | None:
     """``policy`` as a step for ``message_type``; None when it allows every such message."""
-    if not isinstance(policy, PlannedPolicy) or policy.plan_class is not type(policy):
+    planned = _planned(policy)
+    if planned is None:
         return _Compiled(Step(policy, _opaque(policy)), None, False, None)
-    run = policy.plan_step(message_type)
+    run = planned.plan_step(message_type)
     if run is None:
         return None
     return _Compiled(
-        Step(policy, run),
-        policy.screen_part(message_type),
-        bool(policy.plan_reads_envelope),
-        policy if isinstance(policy, VersionedPolicy) else None,
+        Step(planned, run),
+        planned.screen_part(message_type),
+        bool(planned.plan_reads_envelope),
+        planned if isinstance(planned, VersionedPolicy) else None,
     )
+
+
+def _planned(policy: Policy) -> PlannedPolicy | None:
+    """``policy`` when the plan may compile it: it opts in, for its own class."""
+    try:
+        if isinstance(policy, PlannedPolicy) and policy.plan_class is type(policy):
+            return policy
+    except Exception:  # a member that cannot be read: the policy runs as written, in order
+        pass
+    return None
 
 
 class _Versions:

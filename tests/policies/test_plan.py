@@ -1082,6 +1082,36 @@ def test_metadata_that_can_change_is_never_memoised() -> None:
     assert len(memo) == 1
 
 
+def test_a_policy_whose_members_raise_when_read_runs_as_written() -> None:
+    class Moody:
+        """Looks planned, but reading its plan (or its name) raises."""
+
+        plan_reads_envelope = True
+
+        @property
+        def name(self) -> str:
+            raise RuntimeError("no name today")
+
+        @property
+        def plan_class(self) -> type[object]:
+            raise RuntimeError("no plan today")
+
+        def evaluate(self, msg: Message, recipient: str) -> Decision:
+            return Decision.deny("moody", "not today") if recipient == "vault" else Decision.ALLOW
+
+        def plan_step(self, message_type: str) -> Callable[[Message], Decision]:
+            raise AssertionError("never compiled")
+
+        def screen_part(self, message_type: str) -> None:
+            return None
+
+    policies: list[Policy] = [Moody()]
+    plan = PolicyPlan(policies)
+    msg = Message.new(note("chat", "hello"), sender="user")
+    for recipient in ("agent", "vault"):
+        assert plan.decide(msg, recipient) == admit(msg, recipient, 0, Limits(), policies)
+
+
 def test_a_step_that_raises_is_not_memoised_and_names_its_policy() -> None:
     class Flaky:
         """A policy the plan trusts with the memo, whose step fails once."""
