@@ -1,10 +1,11 @@
-"""Admission's vocabulary: a policy, its decision, the limits, and ``admit`` (fail closed)."""
+"""Admission's vocabulary: a policy, its decision, how it opts into the compiled plan, the
+limits, and ``admit`` (fail closed)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .._base.record import Record, set_field
 from .._errors import (
@@ -12,7 +13,20 @@ from .._errors import (
 )
 from .._message.envelope import Message
 
-__all__ = ["Decision", "Limits", "Policy", "PolicyStatistics", "admit", "refusal"]
+__all__ = [
+    "Decision",
+    "DeliveryCheck",
+    "Limits",
+    "PlanStep",
+    "PlannedPolicy",
+    "Policy",
+    "PolicyStatistics",
+    "Screen",
+    "ScreenPart",
+    "VersionedPolicy",
+    "admit",
+    "refusal",
+]
 
 
 class Decision(Record):
@@ -42,7 +56,8 @@ Decision.ALLOW = Decision(True)
 class Policy(Protocol):
     """A governance rule, evaluated for every delivery before the recipient's mailbox.
 
-    ``evaluate`` is synchronous and pure (it runs on the hot path). It returns
+    ``evaluate`` is synchronous and pure (the plan may run what depends on the message alone
+    once for all its recipients: ``PlannedPolicy``). It returns
     ``Decision.ALLOW`` or ``Decision.deny(self.name, reason)``. If it raises, the delivery is
     denied (fail closed) with a reason that names the exception.
     """
@@ -51,6 +66,74 @@ class Policy(Protocol):
     def name(self) -> str: ...
 
     def evaluate(self, msg: Message, recipient: str) -> Decision: ...
+
+
+# --- how a policy opts into the compiled plan (``PolicyPlan``) ------------------------------
+
+DeliveryCheck = Callable[[Message, str], Decision]
+"""What is left of a policy for each recipient of one message."""
+
+PlanStep = Callable[[Message], "Decision | DeliveryCheck"]
+"""A policy's work on one message: a decision, or the check each recipient still needs."""
+
+
+class Screen(Protocol):
+    def clear(self, msg: Message) -> bool:
+        """True only when every check the screen was built from allows ``msg``."""
+        ...
+
+
+class ScreenPart(Protocol):
+    """What one check needs to allow a message. Parts of one ``group`` are screened together
+    (``screen``)."""
+
+    @property
+    def group(self) -> object: ...
+
+    def screen(self, parts: Sequence[Any]) -> Screen: ...
+
+
+@runtime_checkable
+class PlannedPolicy(Policy, Protocol):
+    """A policy that opts into the compiled plan (``PolicyPlan``), promising that the plan
+    decides as its ``evaluate`` does for every message and recipient. The plan runs what
+    depends on the message alone once per message, and for each recipient only what depends
+    on the recipient; a policy that does not opt in is asked about every delivery.
+
+    The plan trusts these members only on an instance of ``plan_class`` itself: a subclass
+    inherits them but may decide differently (it overrides ``evaluate``), so it runs as an
+    opaque step unless it names itself as ``plan_class``.
+    """
+
+    @property
+    def plan_class(self) -> type[object]:
+        """The class whose ``evaluate`` the plan step reproduces."""
+        ...
+
+    @property
+    def plan_reads_envelope(self) -> bool:
+        """True when the steps read only the message's type, classification and metadata
+        (and what a ``VersionedPolicy`` counts), so the same envelope gets the same answer."""
+        ...
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
+        """The policy's work on a message of this type, or None when it allows every one."""
+        ...
+
+    def screen_part(self, message_type: str) -> ScreenPart | None:
+        """What the step needs to allow a message of this type, checked with the other content
+        checks' parts; None when it has no such part. A message the screen clears skips the
+        step, so the part must never clear a message the step would deny or fail on."""
+        ...
+
+
+@runtime_checkable
+class VersionedPolicy(Protocol):
+    """A planned policy whose step reads what changes at run time (the risk gate's table):
+    each change adds one to ``plan_version``, and the plan reads it for every delivery."""
+
+    @property
+    def plan_version(self) -> int: ...
 
 
 class Limits(Record):
