@@ -1,15 +1,12 @@
-"""The message envelope, typed payloads and the registry that maps type names to payload models."""
+"""The message envelope: ``Message``, and ``caused_by``, which builds a message's reply."""
 
 from __future__ import annotations
 
 import copy
-import enum
 import functools
-import itertools
 import operator
-import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -24,64 +21,11 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
-from .._base.nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
-from .._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
+from .._errors import InvalidMessageError
 from .freeze import FrozenDict
+from .payload import Classification, MetaValue, Payload, Role, freeze_meta, invalid_message
 
-__all__ = [
-    "Classification",
-    "IdSource",
-    "Message",
-    "MessageTypes",
-    "MetaValue",
-    "Payload",
-    "Role",
-]
-
-# Metadata values are immutable so that a shallow copy per message is a real copy: a message can
-# never see a change made through another message's metadata (the Go bus shared one map).
-MetaValue = str | int | float | bool | None | tuple[str, ...]
-
-
-class Role(enum.StrEnum):
-    USER = "user"
-    SYSTEM = "system"
-    AGENT = "agent"
-    TOOL = "tool"
-    OBSERVER = "observer"
-    EVALUATOR = "evaluator"
-
-
-class Classification(enum.StrEnum):
-    """Data classification, ordered: public < internal < pii < secret."""
-
-    PUBLIC = "public"
-    INTERNAL = "internal"
-    PII = "pii"
-    SECRET = "secret"
-
-    @property
-    def rank(self) -> int:
-        return _RANKS[self]
-
-
-_RANKS = {c: i for i, c in enumerate(Classification)}
-
-
-class Payload(BaseModel):
-    """Base of every message payload: a frozen model registered under one message type name.
-
-    Subclasses set ``message_type``; the name and the model then map one to one::
-
-        class ForecastResult(Payload):
-            message_type = "forecast_result"
-            monthly_net_cents: int
-    """
-
-    # Schemas are built on first use: a catalogue of 57 agents imports ~100 models and would
-    # otherwise pay for all of them at start-up.
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-    message_type: ClassVar[str] = ""
+__all__ = ["Message", "caused_by"]
 
 
 def _fresh_id() -> str:
@@ -90,10 +34,6 @@ def _fresh_id() -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _freeze(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 @functools.cache
@@ -136,7 +76,7 @@ def _envelope() -> type[BaseModel]:
                     data["type"] = payload.message_type
                 meta = data.get("metadata")
                 if isinstance(meta, Mapping):
-                    data["metadata"] = {str(k): _freeze(v) for k, v in meta.items()}
+                    data["metadata"] = {str(k): freeze_meta(v) for k, v in meta.items()}
             return data
 
         @model_validator(mode="after")
@@ -405,7 +345,7 @@ class Message(_Fields):
         try:
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
-            raise _translate(payload.message_type or type(payload).__name__, exc) from exc
+            raise invalid_message(payload.message_type or type(payload).__name__, exc) from exc
 
     @classmethod
     def top(
@@ -517,7 +457,7 @@ def caused_by(
     if metadata or type(meta) is not FrozenDict:
         meta = dict(meta)
         if metadata:
-            meta.update({str(k): _freeze(v) for k, v in metadata.items()})
+            meta.update({str(k): freeze_meta(v) for k, v in metadata.items()})
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
     fields: Any = _Fields()  # made a Message below (see ``_Fields``)
     fields.id = id
@@ -536,165 +476,3 @@ def caused_by(
     fields.__class__ = Message
     msg: Message = fields
     return msg
-
-
-def _translate(type_name: str, exc: ValidationError) -> InvalidMessageError:
-    err = exc.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in err["loc"]) or "<root>"
-    return InvalidMessageError(type_name, field, err["msg"])
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-# Ids made at once by an ``IdSource`` (see its ``__init__``): ~15 KB of strings ahead at most.
-_BATCH = 256
-
-
-class IdSource:
-    """Message ids for one runtime: a random prefix and a counter.
-
-    Cheaper than a UUID per message, unique across runtimes in a process (the prefix), and
-    reproducible when seeded (simulations). The prefix is letters only: an id travels in
-    metadata (``trace_id``) that the policies scan, and a hex prefix that happened to be all
-    digits (1 in 280) read as a 12-digit identity number and denied the request.
-    """
-
-    def __init__(self, seed: int | None = None) -> None:
-        bits = random.Random(seed).getrandbits(48) if seed is not None else uuid.uuid4().int
-        bits &= 2**48 - 1
-        letters = []
-        for _ in range(11):  # 26**11 > 2**48
-            bits, digit = divmod(bits, 26)
-            letters.append(_LETTERS[digit])
-        self._prefix = "".join(letters) + "-"
-        # ``prefix + format(n, "x")`` for n = 1, 2, ... built by C callables only: calling it
-        # runs no Python frame (an id is taken for every message). The ids are made _BATCH at
-        # a time, by one ``%`` of a template holding the prefix _BATCH times and one split:
-        # an id by its own ``%`` (through ``str.__mod__``'s wrapper, the template parsed each
-        # time) cost ~1,550 instructions, ~1,000 this way, ~900 taken by the iterator's own
-        # ``__next__`` rather than ``functools.partial(next, ids)``. The prefix is letters and
-        # a dash, so nothing to escape, and no id holds a newline.
-        template = "\n".join([self._prefix + "%x"] * _BATCH)
-        firsts = itertools.count(1, _BATCH)
-        counters = map(range, firsts, itertools.count(1 + _BATCH, _BATCH))
-        batches = map(template.__mod__, map(tuple, counters))
-        ids = itertools.chain.from_iterable(map(str.split, batches, itertools.repeat("\n")))
-        self.next: Callable[[], str] = ids.__next__
-
-    def __call__(self) -> str:
-        return self.next()
-
-
-class MessageTypes:
-    """A registry of payload models by message type name, owned by one runtime.
-
-    Boundaries (YAML, CLI, wire) parse through it, so an unknown type or a bad field fails
-    there with an error that names both.
-    """
-
-    def __init__(self, models: Iterable[type[Payload]] = ()) -> None:
-        self._models: dict[str, type[Payload]] = {}
-        self.register(*models)
-
-    def register(self, *models: type[Payload]) -> None:
-        """Register payload models; a second model under a taken name is a ConfigurationError."""
-        for model in models:
-            name = getattr(model, "message_type", "")
-            if not (isinstance(model, type) and issubclass(model, Payload)) or not name:
-                raise ConfigurationError(
-                    f"cannot register {model!r}: a payload model is a Payload subclass "
-                    "that sets message_type"
-                )
-            taken = self._models.get(name)
-            if taken is not None and taken is not model:
-                raise ConfigurationError(
-                    f"message type {name!r} is already registered to "
-                    f"{taken.__module__}.{taken.__qualname__}; one type name maps to one model"
-                )
-            self._models[name] = model
-
-    def get(self, name: str) -> type[Payload]:
-        try:
-            return self._models[name]
-        except KeyError:
-            raise UnknownMessageTypeError(name, sorted(self._models)) from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._models
-
-    def names(self) -> list[str]:
-        return sorted(self._models)
-
-    def is_registered(self, payload: Payload) -> bool:
-        return self._models.get(payload.message_type) is type(payload)
-
-    def parse_payload(self, name: str, data: Mapping[str, Any] | str | bytes) -> Payload:
-        """Validate ``data`` (a mapping or JSON text) as the payload of message type ``name``.
-
-        Data nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
-        model = self.get(name)
-        _check_depth(name, data)
-        try:
-            if isinstance(data, str | bytes):
-                return model.model_validate_json(data)
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise _translate(name, exc) from exc
-
-    def parse_message(self, data: Mapping[str, Any] | str | bytes) -> Message:
-        """Validate a whole envelope (as produced by ``Message.model_dump(mode="json")``).
-
-        An envelope nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
-        if isinstance(data, str | bytes):
-            text = data.decode() if isinstance(data, bytes) else data
-            if json_depth_exceeds(text):
-                raise _too_deep(top_level_type(text) or "<unknown>")
-            return self.parse_bounded_message(_load_json(text))
-        if isinstance(data, Mapping) and isinstance(data.get("type"), str):
-            _check_depth(data["type"], data)
-        return self.parse_bounded_message(data)
-
-    def parse_bounded_message(self, data: object) -> Message:
-        """``parse_message`` of an envelope whose nesting the caller has already bounded to
-        ``MAX_DEPTH`` (for instance by checking the JSON text it was loaded from), so neither
-        the envelope nor the payload inside it is walked again for depth."""
-        if not isinstance(data, Mapping):
-            raise InvalidMessageError("<unknown>", "<root>", "a message is a JSON object")
-        type_name = data.get("type")
-        if not isinstance(type_name, str):
-            raise InvalidMessageError("<unknown>", "type", "a message needs a string 'type'")
-        raw = data.get("payload", {})
-        if isinstance(raw, str | bytes):
-            payload = self.parse_payload(type_name, raw)  # JSON text inside: its own check
-        else:
-            try:
-                payload = self.get(type_name).model_validate(raw)
-            except ValidationError as exc:
-                raise _translate(type_name, exc) from exc
-        try:
-            return Message.model_validate({**data, "payload": payload})
-        except ValidationError as exc:
-            raise _translate(type_name, exc) from exc
-
-
-def _load_json(text: str) -> object:
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidMessageError("<unknown>", "<root>", f"not JSON: {exc}") from exc
-
-
-def _too_deep(type_name: str) -> InvalidMessageError:
-    return InvalidMessageError(
-        type_name, "<root>", f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
-    )
-
-
-def _check_depth(type_name: str, data: Mapping[str, Any] | str | bytes) -> None:
-    if isinstance(data, bytes):
-        data = data.decode(errors="replace")  # brackets are ASCII: replacement changes none
-    if json_depth_exceeds(data) if isinstance(data, str) else value_depth_exceeds(data):
-        raise _too_deep(type_name)

@@ -37,8 +37,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
-from .._message.envelope import Classification, Message
+from .._message.envelope import Message
 from .._message.freeze import FrozenDict
+from .._message.payload import Classification
 from .policy import Decision, Policy, refusal
 
 __all__ = ["DeliveryCheck", "PlanStep", "PolicyPlan", "Screen", "ScreenPart"]

@@ -29,7 +29,10 @@ from .._errors import (
     UnknownMessageTypeError,
     UnknownRecipientError,
 )
-from .._message.envelope import IdSource, Message, MessageTypes, MetaValue, Payload, Role
+from .._message.envelope import Message
+from .._message.ids import IdSource
+from .._message.payload import MetaValue, Payload, Role
+from .._message.types import MessageTypes
 from .admission import Admission
 from .audit import AuditSink, MemoryAuditLog
 from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
 from .._base.record import Record, set_field
 from .._errors import InvalidMessageError
-from .._message.envelope import Message, MessageTypes
+from .._message.envelope import Message
+from .._message.types import MessageTypes
 from .local.mailbox import Queued
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import anyio
 from ..._agent.agent import Agent, handler_table
 from ..._base.record import Record, set_field
 from ..._base.resilience import CircuitBreaker
-from ..._message.envelope import Message, Payload
+from ..._message.envelope import Message
+from ..._message.payload import Payload
 from ..options import AgentOptions
 
 __all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics"]
