@@ -172,7 +172,7 @@ def test_the_fast_path_falls_back_to_validation_for_what_it_does_not_check() -> 
 def test_ids_never_read_as_personal_data() -> None:
     # Ids travel in metadata (the pipelines' trace_id) that the PII policy scans; a hex prefix
     # that happened to be all digits (about 1 seed in 280) read as a 12-digit identity number.
-    from genie._message.envelope import IdSource
+    from genie._message.ids import IdSource
     from genie.policies import PIIBlock
 
     policy = PIIBlock()
@@ -185,7 +185,7 @@ def test_ids_never_read_as_personal_data() -> None:
 
 
 def test_ids_are_a_seeded_prefix_and_a_hex_counter() -> None:
-    from genie._message.envelope import IdSource
+    from genie._message.ids import IdSource
 
     ids = IdSource(7)
     got = [ids() for _ in range(17)]
@@ -470,7 +470,7 @@ def test_a_reply_s_type_is_its_own_class_s_even_after_its_parent_s() -> None:
 
 
 def test_ids_count_on_past_one_hex_digit_without_a_gap() -> None:
-    from genie._message.envelope import IdSource
+    from genie._message.ids import IdSource
 
     ids = IdSource(3)
     got = [ids() for _ in range(4097)]

@@ -250,7 +250,7 @@ def test_default_options_are_equal_and_their_policies_frozen() -> None:
     assert a.retry == RetryPolicy()
     assert a.breaker == BreakerPolicy()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        a.retry.attempts = 5
+        a.retry.attempts = 5  # type: ignore[misc]  # frozen: refused
     assert AgentOptions(breaker=None).breaker is None
 
 

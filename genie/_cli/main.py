@@ -21,7 +21,7 @@ from .._agent.catalogue import Catalogue
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
 from .._errors import ConfigurationError, GenieError
-from .._message.envelope import Payload
+from .._message.payload import Payload
 from .._runtime.audit import (
     JsonlAuditLog,
     audit_key,

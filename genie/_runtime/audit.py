@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from .._base.nesting import json_depth_exceeds
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import ConfigurationError
 
 __all__ = [
@@ -36,22 +36,11 @@ __all__ = [
 class AuditRecord(Record):
     """``actor`` decided ``action`` about ``target`` (e.g. policy ``rbac`` denied a delivery)."""
 
-    __slots__ = ("action", "actor", "at", "details", "target")
-    __match_args__ = ("at", "actor", "action", "target", "details")
     at: datetime
     actor: str
     action: str
     target: str
     details: Mapping[str, str]
-
-    def __init__(
-        self, at: datetime, actor: str, action: str, target: str, details: Mapping[str, str]
-    ) -> None:
-        set_field(self, "at", at)
-        set_field(self, "actor", actor)
-        set_field(self, "action", action)
-        set_field(self, "target", target)
-        set_field(self, "details", details)
 
 
 class AuditSink(Protocol):
@@ -398,33 +387,13 @@ class AuditVerdict(Record):
     ``problem`` name the first fault; ``last_hash`` is the last row's hash (keep it elsewhere
     to detect a later truncation); ``recovered`` the torn lines accounted for."""
 
-    __slots__ = ("keyed", "last_hash", "line", "ok", "problem", "recovered", "rows")
-    __match_args__ = ("ok", "rows", "line", "problem", "last_hash", "keyed", "recovered")
     ok: bool
     rows: int
-    line: int | None
-    problem: str
-    last_hash: str
-    keyed: bool
-    recovered: tuple[int, ...]
-
-    def __init__(
-        self,
-        ok: bool,
-        rows: int,
-        line: int | None = None,
-        problem: str = "",
-        last_hash: str = GENESIS,
-        keyed: bool = False,
-        recovered: tuple[int, ...] = (),
-    ) -> None:
-        set_field(self, "ok", ok)
-        set_field(self, "rows", rows)
-        set_field(self, "line", line)
-        set_field(self, "problem", problem)
-        set_field(self, "last_hash", last_hash)
-        set_field(self, "keyed", keyed)
-        set_field(self, "recovered", recovered)
+    line: int | None = None
+    problem: str = ""
+    last_hash: str = GENESIS
+    keyed: bool = False
+    recovered: tuple[int, ...] = ()
 
 
 def verify_audit_log(

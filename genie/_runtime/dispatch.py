@@ -20,8 +20,9 @@ from .._errors import (
     UnknownRecipientError,
     WouldBlockError,
 )
-from .._message.envelope import Message, MessageTypes
+from .._message.envelope import Message
 from .._message.freeze import CONTAINER_FIELDS, freeze_message
+from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, Missing, _Correlation
 from .ledger import Ledger, fields

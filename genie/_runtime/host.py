@@ -24,7 +24,8 @@ from .deadletter import DeadLetter
 
 if TYPE_CHECKING:
     from .._agent.context import ContextServices, Timer
-    from .._message.envelope import Message, MessageTypes
+    from .._message.envelope import Message
+    from .._message.types import MessageTypes
     from .admission import Admission
     from .deadletter import DeadLetterKind
     from .dispatch import Dispatcher

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import (
     ConfigurationError,
 )
@@ -32,18 +32,11 @@ __all__ = [
 class Decision(Record):
     """The outcome of admission: allowed, or denied by ``policy`` for ``reason``."""
 
-    __slots__ = ("allowed", "policy", "reason")
-    __match_args__ = ("allowed", "policy", "reason")
     allowed: bool
-    policy: str
-    reason: str
+    policy: str = ""
+    reason: str = ""
 
     ALLOW: ClassVar[Decision]
-
-    def __init__(self, allowed: bool, policy: str = "", reason: str = "") -> None:
-        set_field(self, "allowed", allowed)
-        set_field(self, "policy", policy)
-        set_field(self, "reason", reason)
 
     @classmethod
     def deny(cls, policy: str, reason: str) -> Decision:
@@ -147,42 +140,16 @@ class Limits(Record):
     reserved before it is sent (see docs/llm.md); the cost is in the price table's unit.
     """
 
-    __slots__ = (
-        "correlation_budget",
-        "correlation_cost",
-        "correlation_tokens",
-        "max_hops",
-        "request_timeout",
-    )
-    __match_args__ = (
-        "max_hops",
-        "correlation_budget",
-        "request_timeout",
-        "correlation_tokens",
-        "correlation_cost",
-    )
-    max_hops: int
-    correlation_budget: int
-    request_timeout: float
-    correlation_tokens: int | None
-    correlation_cost: float | None
+    max_hops: int = 32
+    correlation_budget: int = 10_000
+    # A ``ctx.request`` without a timeout of its own waits at most this long, so two
+    # agents requesting each other (each blocked, each the other's only worker) cannot
+    # wedge for ever.
+    request_timeout: float = 60.0
+    correlation_tokens: int | None = None
+    correlation_cost: float | None = None
 
-    def __init__(
-        self,
-        max_hops: int = 32,
-        correlation_budget: int = 10_000,
-        # A ``ctx.request`` without a timeout of its own waits at most this long, so two
-        # agents requesting each other (each blocked, each the other's only worker) cannot
-        # wedge for ever.
-        request_timeout: float = 60.0,
-        correlation_tokens: int | None = None,
-        correlation_cost: float | None = None,
-    ) -> None:
-        set_field(self, "max_hops", max_hops)
-        set_field(self, "correlation_budget", correlation_budget)
-        set_field(self, "request_timeout", request_timeout)
-        set_field(self, "correlation_tokens", correlation_tokens)
-        set_field(self, "correlation_cost", correlation_cost)
+    def __post_init__(self) -> None:
         if self.max_hops < 1 or self.correlation_budget < 1:
             raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
         if not self.request_timeout > 0:
@@ -247,16 +214,9 @@ class PolicyStatistics(Record):
     name, including the limits (``limit:hops``, ``limit:budget``).
     """
 
-    __slots__ = ("allowed", "denied", "policies")
-    __match_args__ = ("policies", "allowed", "denied")
     policies: tuple[str, ...]
     allowed: int
     denied: Mapping[str, int]
-
-    def __init__(self, policies: tuple[str, ...], allowed: int, denied: Mapping[str, int]) -> None:
-        set_field(self, "policies", policies)
-        set_field(self, "allowed", allowed)
-        set_field(self, "denied", denied)
 
     def decisions(self) -> dict[tuple[str, str], int]:
         """``(policy, "allow" | "deny")`` -> count, per policy of the set.

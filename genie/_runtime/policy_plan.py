@@ -39,8 +39,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
-from .._message.envelope import Classification, Message, MetaValue
+from .._message.envelope import Message
 from .._message.freeze import FrozenDict
+from .._message.payload import Classification, MetaValue
 from .policy import (
     Decision,
     DeliveryCheck,

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import InvalidMessageError
-from .._message.envelope import Message, MessageTypes
+from .._message.envelope import Message
+from .._message.types import MessageTypes
 from .local.mailbox import Queued
 
 if TYPE_CHECKING:
@@ -34,14 +35,8 @@ def delivery_id(msg: Message, recipient: str) -> str:
 class Delivery(Record):
     """One admitted message for one recipient, as it would cross a process boundary."""
 
-    __slots__ = ("message", "recipient")
-    __match_args__ = ("message", "recipient")
     message: Message
     recipient: str
-
-    def __init__(self, message: Message, recipient: str) -> None:
-        set_field(self, "message", message)
-        set_field(self, "recipient", recipient)
 
     @property
     def id(self) -> str:

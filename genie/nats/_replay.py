@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
-from .._message.envelope import Message, Payload
+from .._message.envelope import Message
+from .._message.payload import Payload
 from .._runtime.deadletter import DeadLetter
 from .._runtime.policy import Decision
 

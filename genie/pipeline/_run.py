@@ -19,7 +19,9 @@ from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
 from .._base.yamlconf import ConfigFileError, parse_yaml
 from .._errors import ConfigurationError
-from .._message.envelope import Message, Payload, _too_deep, _translate
+from .._message.envelope import Message
+from .._message.payload import Payload, invalid_message
+from .._message.types import too_deep
 from .._runtime.audit import AuditSink
 from .._runtime.correlator import GatherResult, Missing
 from .._runtime.deadletter import DeadLetter
@@ -337,7 +339,7 @@ class Pipeline:
                 assert spec.field is not None
                 data[spec.field] = text
             elif json_depth_exceeds(text):  # YAML's flow style nests with brackets too
-                problem = _too_deep(entry.type)
+                problem = too_deep(entry.type)
                 raise InputError(f"{where} does not fit the entry payload: {problem}")
             else:
                 data.update(_parse_object(text, spec.format, where))
@@ -349,7 +351,7 @@ class Pipeline:
             located = _located(exc, entry.type, where)
             if located is not None:
                 raise located from exc
-            problem = _translate(entry.type, exc)
+            problem = invalid_message(entry.type, exc)
             raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
 
     def entry_message(

@@ -9,7 +9,8 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from .._errors import ConfigurationError
-from .._message.envelope import Classification, Message
+from .._message.envelope import Message
+from .._message.payload import Classification
 from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote
 from ._normalise import compact_words, fold, words
