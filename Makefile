@@ -4,12 +4,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Two stamps: `make run` needs only the package and its dependencies (`pip install -e .`);
-# the dev tools (ruff, mypy, pytest, trio, matplotlib, the benchmark's peers) come with the
-# first target that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
+# the dev tools (ruff, mypy, pytest, pytest-xdist, trio, matplotlib) come with the first
+# target that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
+# A third for `make ci`: the dev tools plus the harness's peers (bench) and Playwright (browser).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+ALL_STAMP := $(VENV)/.installed-all
 
-.PHONY: run test lint typecheck check simulate bench compiled test-compiled clean
+# pytest's worker processes (pytest-xdist): one a core. `make test WORKERS=0` runs in one process.
+WORKERS ?= auto
+# The core suite of `make check`: the message path and the fast unit tests; no subprocesses,
+# servers, NATS or browsers.
+CORE_TESTS := tests/base tests/message tests/agent tests/runtime tests/policies \
+	tests/test_public_api.py
+
+.PHONY: run test lint typecheck check ci simulate bench compiled test-compiled clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +31,27 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
+$(ALL_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench,browser]'
+	touch $(ALL_STAMP) $(DEV_STAMP) $(RUN_STAMP)
+
 ## The main job: the finance pipeline on the shipped sample statement.
 run: $(RUN_STAMP)
 	$(BIN)/genie run config/pipelines/finance.yaml
 
-## Lint, type-check, then the whole test suite (what CI runs).
+## Lint, type-check, then the whole test suite, in parallel, with coverage. The tests that
+## need the bench or browser extra skip without them, naming the extra; `make ci` runs them.
 test: lint typecheck
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --cov --cov-report=term
+
+## The inner loop: lint, type-check (mypy's cache makes it incremental), the core suite.
+check: lint typecheck
+	$(BIN)/pytest -n $(WORKERS) -q $(CORE_TESTS)
+
+## What CI runs (.ci/run): `make test` with every extra installed, where a test that would
+## skip for a missing optional package fails instead (GENIE_REQUIRE_ALL, tests/conftest.py).
+ci: $(ALL_STAMP)
+	GENIE_REQUIRE_ALL=1 $(MAKE) --no-print-directory test
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
