@@ -47,7 +47,9 @@ NEEDS_PEERS = requires(*(module for _, module, _, _ in PEERS.values()), extra="b
 
 def peer_param(name: str) -> object:
     """``name`` as a parameter, needing its peer's package when it is a peer."""
-    return pytest.param(name, marks=NEEDS_PEERS) if name in PEERS else name
+    if name not in PEERS:
+        return name
+    return pytest.param(name, marks=requires(PEERS[name][1], extra="bench"))
 
 
 @pytest.fixture(scope="module")
