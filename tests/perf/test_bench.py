@@ -43,6 +43,9 @@ def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
 # The peers the harness compares genie with (the bench extra); the tests of a run that
 # includes them skip without them (make ci installs them).
 NEEDS_PEERS = requires(*(module for _, module, _, _ in PEERS.values()), extra="bench")
+# The tests of the one quick run share it (a module fixture, minutes on a loaded machine): under
+# pytest-xdist they run in one worker (`--dist loadgroup`), so it is made once, not per worker.
+QUICK_RUN = pytest.mark.xdist_group("genie-bench-quick")
 
 
 def peer_param(name: str) -> object:
@@ -59,6 +62,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
 
 
 @NEEDS_PEERS
+@QUICK_RUN
 def test_quick_run_measures_every_implementation_on_every_workload(
     quick: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -115,6 +119,7 @@ def test_quick_run_measures_every_implementation_on_every_workload(
 
 
 @NEEDS_PEERS
+@QUICK_RUN
 def test_quick_run_writes_json_markdown_and_plot(quick: tuple[Path, dict[str, Any]]) -> None:
     out, results = quick
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
