@@ -41,6 +41,8 @@ class _RecordType(type):
     def __new__(
         mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
     ) -> _RecordType:
+        if "__slots__" in namespace:  # a record written out by hand: kept as written
+            return super().__new__(mcls, name, bases, namespace, **kwargs)
         annotations = namespace.get("__annotations__", {})
         fields = [f for f, a in annotations.items() if not _is_class_var(a)]
         inherited: tuple[str, ...] = ()
