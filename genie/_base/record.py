@@ -12,8 +12,8 @@ and ``Record`` gives it what ``@dataclass(frozen=True, slots=True)`` would: slot
 repr, equality and hashing by value, and refusal to change. A ``__post_init__`` checks the
 values, as on a dataclass. Nothing is compiled: ``@dataclass`` writes each class's methods as
 source and runs ``exec`` on it when the module loads, a cost ``import genie`` would pay for
-every record it defines (issue 19); a record's methods are shared, and read its fields from
-``__match_args__`` when called.
+every record it defines (docs/design/imports-and-gc.md); a record's methods are shared,
+and read its fields from ``__match_args__`` when called.
 """
 
 from __future__ import annotations

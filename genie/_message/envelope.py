@@ -38,9 +38,9 @@ def _utcnow() -> datetime:
 
 @functools.cache
 def _envelope() -> type[BaseModel]:
-    """The envelope as a pydantic model, built when first asked for: only the boundaries need
-    it, and building it (13 fields, two validators, ``SerializeAsAny``'s module) is about 14 M
-    instructions that ``import genie`` no longer pays (issue 19)."""
+    """The envelope as a pydantic model, built when first asked for: only the boundaries
+    (input files, the wire, the CLI, a user's constructor call) validate with it, so a program
+    that only routes messages never builds it (docs/design/imports-and-gc.md)."""
     from pydantic import SerializeAsAny
 
     class _Envelope(BaseModel):
@@ -112,7 +112,7 @@ _FIELD_NAMES = (
 # A message's storage: a slot per field, in the envelope's order; ``created_at`` is a property
 # over the slot ``_created_at`` (the clock's float until read).
 _SLOTS = tuple("_created_at" if name == "created_at" else name for name in _FIELD_NAMES)
-_slot_values = operator.attrgetter(*_SLOTS)  # every slot, as a tuple, in one C call
+_slot_values = operator.attrgetter(*_SLOTS)  # every slot, as a tuple: copies and pickles
 _FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
 _new = object.__new__
 _set = object.__setattr__
@@ -127,9 +127,11 @@ class _EnvelopeFields:
 
 
 class _Fields:
-    """A message's slots, writable: the runtime fills a new message as one of these (a slot
-    store CPython specializes, which it cannot through ``Message``'s own ``__setattr__``), then
-    makes it a ``Message`` by assigning its class (the two have the same layout)."""
+    """A message's slots, writable. ``Message`` refuses every assignment, so that no handler
+    can change a message another recipient also holds; the runtime, which builds each message
+    once from values it has already checked, fills one of these and then makes it a
+    ``Message`` by assigning its class (the two have the same layout). This is the one place a
+    message is written; docs/design/message.md says why it is not a pydantic model."""
 
     __slots__ = (*_SLOTS, "__weakref__")
 
@@ -183,7 +185,7 @@ class Message(_Fields):
     ``parse``) by a pydantic model, and serialized by it (``model_dump``, ``model_dump_json``),
     so the wire and JSONL formats are pydantic's. A message the runtime builds from values it
     has already checked (``child``, ``top``) is a plain object: its fields are slots and
-    ``created_at`` is kept as the clock's float until read (see docs/decisions.md, issue 19).
+    ``created_at`` is kept as the clock's float until read (docs/design/message.md).
     """
 
     __slots__ = ()
@@ -413,11 +415,10 @@ class Message(_Fields):
 
 
 # payload class -> its ``message_type``, for the Payload classes that set one. A reply's type is
-# looked up here by its payload's class: the check that it is a Payload and the read of its type
-# cost ~2,000 instructions (every read on a pydantic model or model class goes through a
-# ``__getattr__`` hook), a dict lookup by class ~100. A class's type name is a ClassVar, fixed
-# when it is registered, so it is read once per class; like ``CONTAINER_FIELDS``, the table is
-# of classes, not of runtimes.
+# looked up here by its payload's class rather than read from the class each time (a read on a
+# pydantic model class goes through its attribute hook). A class's type name is a ClassVar,
+# fixed when it is registered, so it is read once per class; like ``CONTAINER_FIELDS``, the
+# table is of classes, not of runtimes: it holds no message and no agent.
 _KINDS: dict[type, str] = {}
 
 
@@ -444,8 +445,7 @@ def caused_by(
     """``parent.child(...)`` with every argument by position: a handler's contexts build each
     reply through it (a call with keywords binds them one by one)."""
     try:
-        # A subscript, not ``dict.get`` (~185 instructions against ~280): once a reply, and
-        # a payload's class is in the table from its first reply on.
+        # A payload's class is in the table from its first reply on.
         kind = _KINDS[type(payload)]
     except KeyError:
         kind = _kind(type(payload))
