@@ -181,11 +181,14 @@ class Message(_Fields):
     ``correlation_id`` is the fan-in key (one per top-level request), ``causation_id`` the id of
     the message this one answers, ``hops`` how many handlers the request has passed through.
 
-    Validated at every boundary (the constructor, ``new``, ``model_validate``, a runtime's
-    ``parse``) by a pydantic model, and serialized by it (``model_dump``, ``model_dump_json``),
-    so the wire and JSONL formats are pydantic's. A message the runtime builds from values it
-    has already checked (``child``, ``top``) is a plain object: its fields are slots and
-    ``created_at`` is kept as the clock's float until read (docs/design/message.md).
+    A slotted class, not a pydantic model (``isinstance(msg, BaseModel)`` is false; see
+    docs/design/message.md). It is validated at every boundary (the constructor, ``new``,
+    ``model_validate``, a runtime's ``parse``) by a pydantic model of the same fields, and
+    serialized by it (``model_dump``, ``model_dump_json``), so the wire and JSONL formats are
+    pydantic's; the ``model_*`` methods are Message's own, named as pydantic names them. A
+    message the runtime builds from values it has already checked (``child``, ``top``) is not
+    validated again: its fields are slots and ``created_at`` is kept as the clock's float until
+    read.
     """
 
     __slots__ = ()
