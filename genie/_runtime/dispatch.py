@@ -1,5 +1,5 @@
-"""The one routing path: every message, from outside or from a handler, goes route -> admission
-for each consumer -> delivery.
+"""The one routing path: every message, from outside or from a handler, goes ``route`` ->
+admission for each consumer -> delivery.
 
 ``route`` names the consumers: the waiters of the correlation that match (gathers, asks, a
 ``ctx.request`` waiting for this very reply), the taps, and the agents (direct recipient and
@@ -10,7 +10,7 @@ ledger. Outside publishers wait for room (``publish``) or are refused before any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .._base.log import lazy_logger
 from .._errors import (
@@ -25,9 +25,9 @@ from .._message.freeze import CONTAINER_FIELDS, freeze_message
 from .admission import Admission
 from .correlator import Correlator, Missing, _Correlation
 from .ledger import Ledger, fields
-from .local.transport import LocalTransport
-from .policy import Decision
+from .local.mailbox import Mailbox
 from .router import Router, Tap
+from .transport import Transport
 
 __all__ = ["Dispatcher"]
 
@@ -39,7 +39,8 @@ class Dispatcher:
         self,
         types: MessageTypes,
         router: Router,
-        transport: LocalTransport,
+        mailboxes: Mapping[str, Mailbox],
+        transport: Transport,
         admission: Admission,
         ledger: Ledger,
         correlator: Correlator,
@@ -47,13 +48,14 @@ class Dispatcher:
     ) -> None:
         self.types = types
         self.router = router
+        self.mailboxes = mailboxes  # the runtime's agents: who is a recipient in this process
         self.transport = transport
-        self.mailboxes = transport.mailboxes
         self.admission = admission
         self.ledger = ledger
         self.correlator = correlator
         self.check_open = check_open
         self.taps: list[Tap] = []
+        self.published = 0  # messages routed (each once, whoever it went to)
         # Set by the runtime when its observers take a publish's deliveries in one call
         # (``deliveries_listener``); else each is told to ``observer.delivered``.
         self.delivered_many: Callable[[Message, Sequence[str]], None] | None = None
@@ -82,9 +84,6 @@ class Dispatcher:
             raise
         ledger = self.ledger
         admission = self.admission
-        limits = admission.limits
-        free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
-        budget = limits.correlation_budget
         batch = self.delivered_many
         observer = ledger.observer
         admitted: tuple[str, ...] = ()
@@ -92,39 +91,28 @@ class Dispatcher:
         told: Sequence[str] = ()  # the agents it was put for, for ``batch``
         try:
             admitted = self.route(msg, corr, routed, False)
-            if (
-                free
-                and corr.deliveries + len(admitted) <= budget
-                and (batch is not None or observer is None)
+            if admission.admits_all(msg, corr, len(admitted)) and (
+                batch is not None or observer is None
             ):
-                # Every recipient admitted without a call (no policies, the limits hold for
-                # all), and nobody told of each as it goes: the counts once, the deliveries in
-                # one call. Nothing runs between the puts (a handler starts at the next
-                # checkpoint), so the counts read the same as when kept one by one.
-                delivered = len(admitted)
-                ledger.delivered += delivered
-                ledger.in_flight += delivered
-                corr.in_flight += delivered
-                corr.deliveries += delivered
+                # Every recipient admitted at once, and nobody told of each as it goes: the
+                # whole fan-out is counted and put in one call each. Nothing runs between the
+                # puts (a handler starts at the next checkpoint), so the counts read the same
+                # as when kept one by one.
+                ledger.opened(corr, len(admitted))
                 transport.put_held(msg, admitted)
-                done = delivered
+                done = len(admitted)
                 told = admitted
             else:
                 each: list[str] = []
                 told = each
                 for rid in admitted:
-                    if not free or corr.deliveries >= budget:
-                        decision = admission.check(msg, rid, corr)
-                        if not decision.allowed:
-                            transport.release(rid)
-                            done += 1
-                            ledger.deny(msg, rid, corr, decision)
-                            continue
-                    # ``_deliver`` and ``Ledger.opened``, inlined: once per recipient
-                    ledger.delivered += 1
-                    ledger.in_flight += 1
-                    corr.in_flight += 1
-                    corr.deliveries += 1
+                    decision = admission.check(msg, rid, corr)
+                    if not decision.allowed:
+                        transport.release(rid)
+                        done += 1
+                        ledger.deny(msg, rid, corr, decision)
+                        continue
+                    ledger.opened(corr)
                     transport.put_held(msg, (rid,))
                     done += 1
                     if batch is not None:
@@ -159,12 +147,8 @@ class Dispatcher:
                         agent_id=rid,
                         correlation_id=msg.correlation_id,
                     )
-            for rid in self.route(msg, corr, routed, output=False):
-                decision = self.admission.check(msg, rid, corr)
-                if decision.allowed:
-                    self._deliver(msg, rid, corr)
-                else:
-                    self.ledger.deny(msg, rid, corr, decision)
+            # Every recipient has room: none is overdrawn or shed.
+            self.emit(msg, False, corr)
         finally:
             self._released(corr)
 
@@ -212,79 +196,17 @@ class Dispatcher:
             corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
                 msg.correlation_id
             )
-        mailboxes = self.mailboxes
-        ledger = self.ledger
-        recipient = msg.recipient
-        if (
-            corr.waiters
-            and recipient is not None
-            and recipient not in mailboxes
-            and not corr.cancelled
-            and not self.taps
-            and self.correlator.on_gathered is None
-            # no subscriber of the type (one not looked up yet takes ``route``, which does)
-            and not self.router.cache.get(msg.type, True)
-        ):
-            # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
-            # subscribed to the type), which only the correlation's waiters can take. ``route``
-            # for it, inlined: this runs once per gathered reply.
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)
-            ledger.published += 1
-            waiters = corr.waiters
-            limits = self.admission.limits
-            if (
-                len(waiters) == 1
-                and not self.admission.policies
-                and msg.hops <= limits.max_hops
-                and corr.deliveries < limits.correlation_budget
-            ):
-                # ``_offer`` for one waiter, admitted without a call (no policies, the limits
-                # hold): a gather's reply, once per gathered reply.
-                waiter = waiters[0]
-                taken = (output or not waiter.consumes) and waiter.take(msg)
-                if taken:  # counted once taken: nothing in ``take`` reads the counts
-                    ledger.delivered += 1
-                    ledger.handled += 1
-                    ledger.collected += 1
-                    corr.deliveries += 1
-            else:
-                taken = self._offer(msg, corr, output)[0]
-            if not taken and not self.transport.forward(msg):
-                ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
-            if ledger.observer is not None:
-                ledger.observer.published(msg, 0)
+        routed = self.route(msg, corr, self.router.recipients(msg), output)
+        if not routed:
             return
-        routed = self.router.recipients(msg)
-        if (
-            corr.cancelled
-            or corr.waiters
-            or self.taps
-            or not routed
-            or (recipient is not None and recipient not in mailboxes)
-        ):
-            routed = self.route(msg, corr, routed, output)
-            if not routed:  # a reply a waiter took (the fan-in), or nobody to deliver to
-                return
-        else:
-            # ``route`` for the common case (nobody waits on the correlation, no tap, every
-            # recipient known), inlined: this runs once a hop.
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)  # else nothing to freeze (the common case: no call)
-            ledger.published += 1
-            if self.correlator.closed_criteria:
-                self.correlator.check_late(msg)
-            if ledger.observer is not None:
-                ledger.observer.published(msg, len(routed))
+        ledger = self.ledger
         admission = self.admission
-        limits = admission.limits
-        # ``Admission.check`` decides without a call when there are no policies and the limits
-        # hold (the budget is checked per recipient: each delivery counts against it).
-        free = not admission.policies and msg.hops <= limits.max_hops
-        budget = limits.correlation_budget
+        mailboxes = self.mailboxes
         put = self.transport.put
+        # One question for the whole fan-out; when its answer is no, each is asked alone.
+        free = admission.admits_all(msg, corr, len(routed))
         for rid in routed:
-            if not free or corr.deliveries >= budget:
+            if not free:
                 decision = admission.check(msg, rid, corr)
                 if not decision.allowed:
                     ledger.deny(msg, rid, corr, decision)
@@ -296,11 +218,7 @@ class Dispatcher:
                     ledger.shed_one(msg, rid, corr, reason)
                     continue
                 mb.overdrafts += 1
-            # ``_deliver`` and ``Ledger.opened``, inlined: this runs once a hop
-            ledger.delivered += 1
-            ledger.in_flight += 1
-            corr.in_flight += 1
-            corr.deliveries += 1
+            ledger.opened(corr)
             put(msg, rid)
             if ledger.observer is not None:
                 ledger.observer.delivered(msg, rid)
@@ -309,12 +227,13 @@ class Dispatcher:
     def route(
         self, msg: Message, corr: _Correlation, routed: tuple[str, ...], output: bool
     ) -> tuple[str, ...]:
-        """Count the message, deliver it to the waiters and taps it concerns; the agents that
-        remain to be admitted."""
+        """The one entry point of routing: count the message, deliver it to the waiters and
+        taps it concerns, record it as unrouted if nobody takes it; the agents of this runtime
+        that remain to be admitted (of ``routed``, the router's recipients)."""
         if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
             freeze_message(msg)  # before any consumer sees it: what was admitted stays so
+        self.published += 1
         ledger = self.ledger
-        ledger.published += 1
         obs = ledger.observer
         if corr.cancelled:
             if obs is not None:
@@ -335,11 +254,11 @@ class Dispatcher:
         if self.taps:
             self._tap(msg)
         recipient = msg.recipient
-        if recipient is not None and recipient not in self.mailboxes:
-            # The common case, a reply to a caller that is not an agent, without a generator.
-            routed = (
-                () if routed == (recipient,) else tuple(r for r in routed if r in self.mailboxes)
-            )
+        mailboxes = self.mailboxes
+        if recipient is not None and recipient not in mailboxes:
+            # A reply to a caller that is not an agent here: only waiters or another process
+            # may take it; subscribers of its type still get it.
+            routed = () if routed == (recipient,) else tuple(r for r in routed if r in mailboxes)
             if not collected and not self.transport.forward(msg):
                 ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
         elif not routed and not collected and not self.transport.forward(msg):
@@ -356,23 +275,15 @@ class Dispatcher:
         collected = consumed = False
         ledger = self.ledger
         admission = self.admission
-        limits = admission.limits
-        free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
+        free = admission.admits_all(msg, corr, len(corr.waiters))
         for waiter in tuple(corr.waiters):
             if (waiter.consumes and not output) or not waiter.matches(msg):
                 continue
             collected = True
             consumed = consumed or waiter.consumes
-            if free and corr.deliveries < limits.correlation_budget:
-                decision = Decision.ALLOW
-            else:
-                decision = admission.check(msg, waiter.consumer, corr)
-            if decision.allowed:
-                # ``Ledger.collect``, inlined: once per gathered reply
-                ledger.delivered += 1
-                ledger.handled += 1
-                ledger.collected += 1
-                corr.deliveries += 1
+            decision = admission.check(msg, waiter.consumer, corr) if not free else None
+            if decision is None or decision.allowed:
+                ledger.collect(corr)
                 waiter.offer(msg)
             else:
                 ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
@@ -392,18 +303,12 @@ class Dispatcher:
     def _tap(self, msg: Message) -> None:
         for tap in self.taps:
             if self.admission.policies and not self.admission.evaluate(msg, tap.id, 0).allowed:
-                self.ledger.taps_denied += 1
+                self.ledger.tap_denied()
                 continue
             try:
                 tap.observe(msg)
             except Exception:
-                self.ledger.tap_errors += 1
+                self.ledger.tap_failed()
                 _log.exception(
                     "tap %r failed on message %s", tap.id, msg.id, extra=fields(tap.id, msg)
                 )
-
-    def _deliver(self, msg: Message, rid: str, corr: _Correlation) -> None:
-        self.ledger.opened(corr)
-        self.transport.put(msg, rid)
-        if self.ledger.observer is not None:
-            self.ledger.observer.delivered(msg, rid)

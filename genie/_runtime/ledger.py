@@ -47,7 +47,7 @@ class Ledger:
         self.observer: Observer | None = None
         # Set by the runtime while an agent subscribes to loss notices (see _losses.py).
         self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
-        self.published = self.delivered = self.handled = self.denied = 0
+        self.delivered = self.handled = self.denied = 0
         self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
@@ -55,15 +55,23 @@ class Ledger:
         self._idle: list[anyio.Event] = []
 
     # --- the identity ------------------------------------------------------------------------
-    def opened(self, corr: _Correlation) -> None:
-        """A delivery was admitted: it is in flight until ``closed``."""
-        self.delivered += 1
-        self.in_flight += 1
-        corr.in_flight += 1
-        corr.deliveries += 1
+    def opened(self, corr: _Correlation, count: int = 1) -> None:
+        """``count`` deliveries of ``corr`` were admitted: each is in flight until ``closed``.
+        A publish counts its whole fan-out in one call: nothing runs between its puts, so the
+        counts read the same as if each were counted as it went."""
+        self.delivered += count
+        self.in_flight += count
+        corr.in_flight += count
+        corr.deliveries += count
 
-    def closed(self, corr: _Correlation) -> None:
-        """A delivery that was in flight has its outcome (counted by the caller)."""
+    def closed(self, corr: _Correlation, handled: Message | None = None) -> None:
+        """A delivery that was in flight has its outcome: ``handled`` (the message, handled;
+        a request waiting on ``corr`` is told first), else one its caller counted. The last
+        one of a correlation settles it; the last one of the runtime wakes ``wait_idle``."""
+        if handled is not None:
+            self.handled += 1
+            if corr.requests:
+                self.correlator.handled(corr, handled.id)
         self.in_flight -= 1
         corr.in_flight -= 1
         if corr.in_flight == 0:
@@ -85,22 +93,29 @@ class Ledger:
                 if event in self._idle:
                     self._idle.remove(event)
 
+    # --- counts that are not outcomes ----------------------------------------------------------
+    def retried(self) -> None:
+        """A failed delivery is attempted again (still the same delivery, still in flight)."""
+        self.retries += 1
+
+    def fell_back(self) -> None:
+        """A fallback agent handled a delivery its agent failed (the outcome is ``handled``)."""
+        self.fallbacks += 1
+
+    def cut_short_by_shutdown(self, agent: str) -> None:
+        """A running delivery of ``agent`` was cancelled by the shutdown."""
+        self.cut_short[agent] += 1
+
+    def tap_denied(self) -> None:
+        self.taps_denied += 1
+
+    def tap_failed(self) -> None:
+        self.tap_errors += 1
+
     # --- outcomes ----------------------------------------------------------------------------
     def handled_one(self, corr: _Correlation, msg: Message) -> None:
-        self.handled += 1
-        if corr.requests:
-            self.correlator.handled(corr, msg.id)
-        # ``closed``, inlined: this runs once a hop.
-        self.in_flight -= 1
-        corr.in_flight -= 1
-        if corr.in_flight == 0:
-            if self.observer is not None:
-                self.observer.settled(corr.id)
-            self.correlator.settle(corr)
-        if self.in_flight == 0 and self._idle:
-            for event in self._idle:
-                event.set()
-            self._idle.clear()
+        """A delivery in flight was handled (``closed`` with the message)."""
+        self.closed(corr, msg)
 
     def collect(self, corr: _Correlation) -> None:
         """A waiter (gather, ask, request) took a message: a delivery handled at once."""

@@ -35,8 +35,7 @@ class Router:
     def __init__(self) -> None:
         self._exact: dict[str, list[str]] = {}
         self._patterns: list[tuple[str, str]] = []
-        # Subscribers by type, filled by ``subscribers``; read directly by the dispatcher's hot
-        # path (a miss there calls ``subscribers``). Cleared when the subscriptions change.
+        # Subscribers by type, filled by ``subscribers``. Cleared when the subscriptions change.
         self.cache: dict[str, tuple[str, ...]] = {}
 
     def subscribe(self, agent_id: str, pattern: str) -> None:
@@ -68,8 +67,8 @@ class Router:
 
     def recipients(self, msg: Message) -> tuple[str, ...]:
         """Direct recipient first, then subscribers of the type, without duplicates."""
-        subs = self.cache.get(msg.type)  # ``subscribers``, inlined for a known type
-        if subs is None:
+        subs = self.cache.get(msg.type)
+        if subs is None:  # a type not looked up since the subscriptions changed
             subs = self.subscribers(msg.type)
         direct = msg.recipient
         if direct is None:

@@ -46,6 +46,7 @@ from .options import AgentOptions
 from .policy import Limits, Policy
 from .router import Router, Tap
 from .timers import Timers
+from .transport import Transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -59,7 +60,7 @@ __all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
 
 _log = lazy_logger("genie.runtime")
 
-# `Lost.message_type`: the `Lost` model (2.5 M instructions to define, with its module) loads
+# `Lost.message_type`: the `Lost` model (costly to define, with its module) loads
 # when an agent subscribes to loss notices; the event stream's module when `events` is first
 # called; the statistics record when `statistics` is (issue 19, import time).
 _LOST = "genie.lost"
@@ -139,7 +140,7 @@ class Runtime:
         metrics: bool | Metrics = False,
         prices: PriceTable | None = None,
         freeze_gc: bool = False,
-        transport: LocalTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -159,13 +160,16 @@ class Runtime:
         self._admission = Admission(self.limits, self.policies)
         dead_letters = DeadLetters(dead_letter_capacity, retention)
         self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
-        # Another transport (NATS, genie/_nats.py) moves admitted deliveries elsewhere; its
-        # mailboxes still hold every agent, so routing and admission stay here.
-        self._transport = transport if transport is not None else LocalTransport()
-        self._mailboxes = self._transport.mailboxes
+        # The agents of this runtime, by id: the registry routing, admission and the supervisor
+        # read. The transport is handed it and moves admitted deliveries into these mailboxes
+        # (another transport, such as NATS, moves them between processes first).
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._transport: Transport = transport if transport is not None else LocalTransport()
+        self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
             self.types,
             self._router,
+            self._mailboxes,
             self._transport,
             self._admission,
             self._ledger,
@@ -188,6 +192,7 @@ class Runtime:
             self._correlator,
             self._admission,
             self._dispatcher,
+            self._mailboxes,
             self._transport,
             services,
         )
@@ -322,7 +327,7 @@ class Runtime:
         if not self._observers:
             observer = None
         elif len(self._observers) == 1 and self._observers[0].never_raises:
-            observer = self._observers[0]  # the built-in ones skip the guard: ~1 µs a delivery
+            observer = self._observers[0]  # a built-in one never raises: no guard to pass
         self._ledger.observer = observer
         self._correlator.on_gathered = gather_listener(observer)
         self._dispatcher.delivered_many = deliveries_listener(observer)
@@ -506,8 +511,8 @@ class Runtime:
     ) -> Message:
         """A top-level message stamped with this runtime's ids and clock."""
         if not fields and isinstance(role, Role):
-            # The common call (typed values only): build it without pydantic's validation,
-            # which costs ~10 µs a request; the checks are the ones validation would make.
+            # The common call (typed values only): build it without pydantic's validation;
+            # the checks are the ones validation would make.
             return Message.top(
                 payload, self._new_id(), sender, recipient, role, self.clock.timestamp()
             )
@@ -612,7 +617,7 @@ class Runtime:
         published = False
         try:
             # No checkpoint before publishing: waiting for the reply is one.
-            if timeout is None:  # a cancel scope costs ~5 µs a request
+            if timeout is None:  # no deadline: no cancel scope of its own
                 await self._dispatcher.publish(msg)
                 published = True
                 return await gather.wait()
@@ -652,10 +657,10 @@ class Runtime:
     def statistics(self) -> RuntimeStatistics:
         from .statistics import RuntimeStatistics
 
-        ex = self._transport.executors
+        workers = self._transport.workers()
         ledger = self._ledger
         return RuntimeStatistics(
-            published=ledger.published,
+            published=self._dispatcher.published,
             delivered=ledger.delivered,
             handled=ledger.handled,
             collected=ledger.collected,
@@ -670,9 +675,9 @@ class Runtime:
             tap_errors=ledger.tap_errors,
             observer_errors=self._guarded.errors if self._guarded is not None else 0,
             timers_pending=len(self._timers.pending),
-            executors=ex.count if ex else 0,
-            idle_executors=ex.idle if ex else 0,
-            ready=len(ex.ready) if ex else 0,
+            executors=workers.executors,
+            idle_executors=workers.idle,
+            ready=workers.ready,
             # A copy first: the metrics endpoint reads this from its own thread.
             mailboxes={mb.id: mb.statistics() for mb in list(self._mailboxes.values())},
             policies=self._admission.statistics(),

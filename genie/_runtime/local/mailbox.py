@@ -35,10 +35,9 @@ class Handoff:
 
 Queued = Message | Handoff
 
-# An empty deque takes 760 bytes, so a mailbox that never held a message (or never had a
-# publisher waiting) shares these instead: nothing ever appends to them, the mailbox (or
-# ``LocalTransport.put``, which inlines ``push``) swaps in its own deque first. 10,000 idle
-# agents cost ~1.5 KB less each.
+# A mailbox that never held a message (or never had a publisher waiting) shares these empty
+# queues, so an idle agent costs no queue of its own: nothing ever appends to them, ``push`` and
+# ``wait_for_room`` swap in the mailbox's own deque first.
 NO_MESSAGES: deque[Queued] = deque()
 _NO_WAITERS: deque[anyio.Event] = deque()
 
@@ -115,10 +114,10 @@ class Mailbox:
     ``scheduled`` counts this mailbox's tokens in the executors' ready queue, ``active`` the
     handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
     and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
-    messages of one agent start in arrival order. ``push`` hands out tokens (``LocalTransport.put``
-    inlines it); the delivery runner takes a message for a token (``scheduled`` to ``active``)
-    and, when its handler is done, hands out the next token (``DeliveryRunner.run``, where both
-    run once a delivery).
+    messages of one agent start in arrival order. ``push`` (the only way in) hands out tokens;
+    the delivery runner (``DeliveryRunner.run``, the only way out) turns a token into a
+    running delivery (``scheduled`` to ``active``) and, when its handler has finished, hands
+    out the next token.
 
     Outside publishers never take the queue past ``capacity``: a publisher woken from
     ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
@@ -173,8 +172,18 @@ class Mailbox:
         """Room for an outside publisher now, with nobody waiting ahead of it."""
         return not self.waiters and len(self.queue) + self.reserved < self.capacity
 
-    def push(self, msg: Queued) -> bool:
-        """Queue ``msg``; True if the executors should get a new token for this mailbox."""
+    def try_hold(self) -> bool:
+        """Hold a slot for an outside publisher if there is room now (``has_room``)."""
+        if self.waiters or len(self.queue) + self.reserved >= self.capacity:
+            return False
+        self.reserved += 1
+        return True
+
+    def push(self, msg: Queued, held: bool = False) -> bool:
+        """Queue ``msg`` (in the slot the publisher held, if ``held``); True if the executors
+        should get a new token for this mailbox. Every delivery enters a mailbox here."""
+        if held:
+            self.reserved -= 1
         queue = self.queue
         if queue is NO_MESSAGES:
             queue = self.queue = deque()
@@ -197,8 +206,7 @@ class Mailbox:
     async def wait_for_room(self) -> None:
         """Wait (FIFO among publishers) for a slot; on return one is reserved for the caller,
         who must push (then drop the reservation) or ``release`` it before its next checkpoint."""
-        if self.has_room:
-            self.reserved += 1
+        if self.try_hold():
             return
         event = anyio.Event()
         if self.waiters is _NO_WAITERS:
