@@ -67,10 +67,19 @@ class DeliveryRunner:
     async def run(self, first: Mailbox, worker: Worker) -> None:
         """Run the next delivery queued in ``first`` to its outcome, then those of the
         mailboxes the transport's ``turn`` names, one after the other in this one call: which
-        mailbox runs next, and when the task yields, stay the transport's to say."""
+        mailbox runs next, and when the task yields, stay the transport's to say.
+
+        Each delivery is attempted here, and only here: the first attempt, each retry (after
+        ``_again`` has waited its backoff and asked the breaker), and a fallback's attempt of a
+        delivery its agent failed (a ``Handoff``). A success is settled here too; a delivery
+        that cannot succeed goes to ``_give_up`` (the fallback, else a dead letter)."""
         transport = self.transport
         correlator = self.correlator
         ready = transport.ready_queue
+        ledger = self.ledger
+        services = self.services
+        known = self._known
+        emit = self.dispatcher.emit
         for mb in transport.turn(worker, first):
             # The token becomes a running delivery: the oldest queued message. Its slot is
             # free, so the publishers waiting for room go next.
@@ -90,37 +99,107 @@ class DeliveryRunner:
             try:
                 if corr.cancelled:
                     agent = handoff.failed_agent if handoff is not None else mb.id
-                    self.ledger.dead_letter(
+                    ledger.dead_letter(
                         agent, msg, corr, "cancelled", "correlation cancelled", None, 0
                     )
-                elif handoff is not None:
-                    await self._fall_back(mb, msg, corr, handoff)
-                elif (breaker := mb.breaker) is not None and breaker.failures and breaker.tripped:
-                    await self._recover(mb, msg, corr, None)
                 else:
-                    try:
-                        outputs = await self._attempt(mb, msg)
-                    except BaseException as exc:
-                        if stops_runtime(exc):
-                            raise
-                        await self._recover(mb, msg, corr, exc)
-                    else:
-                        if breaker is not None and breaker.failures:
-                            breaker.record_success()
-                        self._succeed(mb, msg, corr, outputs)
+                    attempt = 0
+                    breaker = mb.breaker
+                    # A tripped breaker is asked before the first attempt, as before every retry.
+                    error: BaseException | None = None
+                    again = (
+                        handoff is None
+                        and breaker is not None
+                        and breaker.failures > 0
+                        and breaker.tripped
+                    )
+                    while True:
+                        if again:
+                            error = await self._again(mb, msg, error, attempt)
+                            if error is not None:
+                                self._give_up(mb, msg, corr, error, attempt)
+                                break
+                        attempt += 1
+                        obs = ledger.observer
+                        started = self.clock.monotonic() if obs is not None else 0.0
+                        ctx = runtime_context(services, mb.id, msg)
+                        handlers = mb.handlers
+                        name = handlers.get(type(msg.payload)) if handlers is not None else None
+                        try:
+                            # The one call of an agent's handler: a ``BaseAgent``'s handler for the
+                            # payload's very type directly (what its ``handle`` would call), else
+                            # the agent's ``handle``.
+                            if name is None:
+                                pending: Awaitable[object] = mb.agent.handle(msg, ctx)
+                            else:
+                                pending = getattr(mb.agent, name)(msg.payload, ctx)
+                            if mb.options.deadline is None:
+                                returned = await pending
+                            else:
+                                returned = await self._within_deadline(mb, msg, pending)
+                            built = ctx.last_emitted
+                            if (
+                                returned is built
+                                and built is not None
+                                and type(built.payload) in known
+                            ):
+                                # The common reply: the one message this delivery's own context
+                                # built (stamped by construction), of a type already checked.
+                                outputs: Sequence[Message] = (built,)
+                            else:
+                                outputs = self._outputs(mb, msg, returned, built, name is not None)
+                        except BaseException as exc:
+                            if stops_runtime(exc):
+                                raise
+                            if obs is not None:
+                                obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
+                            if handoff is not None:
+                                reason = (
+                                    f"{handoff.reason}; fallback {mb.id!r} failed: "
+                                    f"{type(exc).__name__}: {exc}"
+                                )
+                                ledger.dead_letter(
+                                    handoff.failed_agent,
+                                    msg,
+                                    corr,
+                                    "failed",
+                                    reason,
+                                    handoff.error,
+                                    handoff.attempts,
+                                )
+                                break
+                            error = exc
+                            again = True
+                        else:
+                            if obs is not None:
+                                obs.handled(
+                                    msg, mb.id, self.clock.monotonic() - started, len(outputs)
+                                )
+                            # Handled: the breaker closes, the outputs go out (stamped with
+                            # ``msg``'s correlation, open until this delivery closes), then
+                            # its outcome is recorded.
+                            if handoff is not None:
+                                ledger.fell_back()  # the fallback's own breaker is not its agent's
+                            elif breaker is not None and breaker.failures:
+                                breaker.record_success()
+                            for out in outputs:
+                                emit(out, True, corr)
+                            mb.handled += 1
+                            ledger.closed(corr, msg)
+                            break
             except BaseException as exc:
                 # Only what stops the runtime gets here, always before the delivery's outcome.
                 agent = handoff.failed_agent if handoff is not None else mb.id
                 if corr.cancelled:
                     reason = "correlation cancelled"
                 else:
-                    self.ledger.cut_short_by_shutdown(agent)
+                    ledger.cut_short_by_shutdown(agent)
                     reason = (
                         f"the runtime stopped: {type(exc).__name__}"
                         if isinstance(exc, KeyboardInterrupt | SystemExit)
                         else "cancelled at shutdown"
                     )
-                self.ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
+                ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
                 raise
             finally:
                 worker.correlation = None
@@ -132,42 +211,34 @@ class DeliveryRunner:
                     mb.scheduled += 1
                     ready.append(mb)
 
-    async def _recover(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException | None
-    ) -> None:
-        """After a failed first attempt (or with the breaker tripped): retries with backoff,
-        then the fallback agent, then a dead letter."""
-        retry = mb.options.retry
+    async def _again(
+        self, mb: Mailbox, msg: Message, error: BaseException | None, attempt: int
+    ) -> BaseException | None:
+        """Before another attempt, after ``attempt`` attempts (the last failed with ``error``;
+        None: none failed, the breaker was found tripped): the error to give up with, or None
+        once the retry's backoff has passed and the breaker lets it through."""
         breaker = mb.breaker
-        attempt = 0 if error is None else 1
-        while True:
-            if error is not None:
-                if breaker is not None:
-                    breaker.record_failure(self.clock.monotonic())
-                if not retry.should_retry(error, attempt):
-                    break
-                self.ledger.retried()
-                await anyio.sleep(retry.delay(attempt))
-            attempt += 1
-            if breaker is not None and not breaker.allow(self.clock.monotonic()):
-                error = CircuitOpenError(
-                    f"circuit of agent {mb.id!r} is open after repeated failures",
-                    message_id=msg.id,
-                    agent_id=mb.id,
-                    correlation_id=msg.correlation_id,
-                )
-                break
-            try:
-                outputs = await self._attempt(mb, msg)
-            except BaseException as exc:
-                if stops_runtime(exc):
-                    raise
-                error = exc
-                continue
+        if error is not None:
             if breaker is not None:
-                breaker.record_success()
-            self._succeed(mb, msg, corr, outputs)
-            return
+                breaker.record_failure(self.clock.monotonic())
+            retry = mb.options.retry
+            if not retry.should_retry(error, attempt):
+                return error
+            self.ledger.retried()
+            await anyio.sleep(retry.delay(attempt))
+        if breaker is not None and not breaker.allow(self.clock.monotonic()):
+            return CircuitOpenError(
+                f"circuit of agent {mb.id!r} is open after repeated failures",
+                message_id=msg.id,
+                agent_id=mb.id,
+                correlation_id=msg.correlation_id,
+            )
+        return None
+
+    def _give_up(
+        self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException, attempts: int
+    ) -> None:
+        """The delivery failed for good: on to the agent's fallback, else a dead letter."""
         mb.failed += 1
         reason = f"{type(error).__name__}: {error}"
         fallback = mb.options.fallback
@@ -179,60 +250,10 @@ class DeliveryRunner:
                 fb = self.mailboxes[fallback]
                 if len(fb.queue) >= fb.capacity:
                     fb.overdrafts += 1
-                self.transport.put(Handoff(msg, mb.id, reason, error, attempt), fallback)
+                self.transport.put(Handoff(msg, mb.id, reason, error, attempts), fallback)
                 return
             reason += f"; fallback {fallback!r} denied by {decision.policy}: {decision.reason}"
-        self.ledger.dead_letter(mb.id, msg, corr, "failed", reason, error, attempt)
-
-    async def _fall_back(
-        self, fb: Mailbox, msg: Message, corr: _Correlation, handoff: Handoff
-    ) -> None:
-        try:
-            outputs = await self._attempt(fb, msg)
-        except BaseException as exc:
-            if stops_runtime(exc):
-                raise
-            reason = f"{handoff.reason}; fallback {fb.id!r} failed: {type(exc).__name__}: {exc}"
-            self.ledger.dead_letter(
-                handoff.failed_agent, msg, corr, "failed", reason, handoff.error, handoff.attempts
-            )
-            return
-        self.ledger.fell_back()
-        self._succeed(fb, msg, corr, outputs)
-
-    async def _attempt(self, mb: Mailbox, msg: Message) -> Sequence[Message]:
-        """One attempt of a delivery: the only place an agent's handler is called (the first
-        attempt, each retry, a fallback's). A ``BaseAgent``'s handler for the payload's very
-        type is called directly (what its ``handle`` would call); any other agent's ``handle``
-        is. The observer is told how it went; the outputs come back checked and stamped."""
-        obs = self.ledger.observer
-        started = self.clock.monotonic() if obs is not None else 0.0
-        ctx = runtime_context(self.services, mb.id, msg)
-        handlers = mb.handlers
-        name = handlers.get(type(msg.payload)) if handlers is not None else None
-        try:
-            if name is None:
-                pending: Awaitable[object] = mb.agent.handle(msg, ctx)
-            else:
-                pending = getattr(mb.agent, name)(msg.payload, ctx)
-            if mb.options.deadline is None:
-                returned = await pending
-            else:
-                returned = await self._within_deadline(mb, msg, pending)
-            built = ctx.last_emitted
-            if returned is built and built is not None and type(built.payload) in self._known:
-                # The common reply: the one message this delivery's own context built (stamped
-                # by construction), of a type already checked, returned alone.
-                outputs: Sequence[Message] = (built,)
-            else:
-                outputs = self._outputs(mb, msg, returned, built, name is not None)
-        except BaseException as exc:
-            if obs is not None and not stops_runtime(exc):
-                obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
-            raise
-        if obs is not None:
-            obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
-        return outputs
+        self.ledger.dead_letter(mb.id, msg, corr, "failed", reason, error, attempts)
 
     async def _within_deadline(
         self, mb: Mailbox, msg: Message, pending: Awaitable[object]
@@ -326,12 +347,3 @@ class DeliveryRunner:
             if stamped is not None:
                 stamped.append(out)
         return result if stamped is None else stamped
-
-    def _succeed(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, outputs: Sequence[Message]
-    ) -> None:
-        emit = self.dispatcher.emit
-        for out in outputs:
-            emit(out, True, corr)  # stamped with ``msg``'s correlation
-        mb.handled += 1
-        self.ledger.closed(corr, msg)

@@ -162,15 +162,21 @@ def test_one_function_calls_an_agents_handler() -> None:
         )
 
     sites = _calls(calls_handler)
-    assert {s.where for s in sites} == {"_runtime/delivery.py:DeliveryRunner._attempt"}, sites
+    assert {s.where for s in sites} == {"_runtime/delivery.py:DeliveryRunner.run"}, sites
+    # ... and at one place in it: the first attempt, each retry and a fallback's alike.
+    assert len(sites) == 2  # ``agent.handle(...)`` or ``getattr(agent, name)(...)``
+    lines = {s.node.lineno for s in sites}  # type: ignore[attr-defined]
+    assert max(lines) - min(lines) <= 3, lines
 
 
-def test_every_attempt_goes_through_the_one_call() -> None:
-    callers = {s.function for s in _method_calls("_attempt")}
-    assert callers == {
-        "DeliveryRunner.run",
-        "DeliveryRunner._recover",
-        "DeliveryRunner._fall_back",
+def test_retries_are_decided_in_one_place() -> None:
+    """Whether a failed delivery is tried again (retry policy, backoff, breaker) is
+    ``DeliveryRunner._again``'s to say; what happens when it is not, ``_give_up``'s."""
+    assert {s.where for s in _method_calls("should_retry")} == {
+        "_runtime/delivery.py:DeliveryRunner._again"
+    }
+    assert {s.where for s in _method_calls("_give_up")} == {
+        "_runtime/delivery.py:DeliveryRunner.run"
     }
 
 
@@ -256,8 +262,8 @@ def test_admission_decides_in_one_place() -> None:
 
 
 def test_one_body_settles_a_handled_delivery() -> None:
-    """A delivery's ``handled`` outcome is recorded by ``Ledger.closed`` (with the message),
-    which every path of the supervisor reaches through ``DeliveryRunner._succeed``."""
+    """A delivery's ``handled`` outcome is recorded by ``Ledger.closed`` (with the message):
+    by the supervisor in one place (every attempt's success), and by a timer's end."""
     callers = {
         s.where
         for s in _method_calls("closed")
@@ -265,16 +271,12 @@ def test_one_body_settles_a_handled_delivery() -> None:
         and len(s.node.args) == 2  # type: ignore[attr-defined]
     }
     assert callers == {
-        "_runtime/delivery.py:DeliveryRunner._succeed",
+        "_runtime/delivery.py:DeliveryRunner.run",
         "_runtime/timers.py:Timers._withdrawn",
         "_runtime/timers.py:Timers._wait",
     }
-    succeeders = {s.function for s in _method_calls("_succeed")}
-    assert succeeders == {
-        "DeliveryRunner.run",
-        "DeliveryRunner._recover",
-        "DeliveryRunner._fall_back",
-    }
+    settles = [s for s in _method_calls("closed") if s.path == "_runtime/delivery.py"]
+    assert len(settles) == 1, settles
 
 
 def test_the_message_path_is_typed_against_the_transport_seam() -> None:
