@@ -1,9 +1,11 @@
 """The runtime: a facade that wires the rooms of the data flow (docs/architecture.md).
 
-publish -> ``Dispatcher`` (route, admission for each consumer) -> ``LocalTransport`` (mailbox,
-executors) -> ``DeliveryRunner`` (the supervised handler call) -> outputs back to the
-``Dispatcher``. The ``Ledger`` records every outcome, so that
-``delivered == handled + denied + dead_lettered + shed + in_flight`` holds at every moment.
+publish -> ``Dispatcher`` (route, admission for each consumer) -> a ``Transport`` (by default
+``LocalTransport``: the agents' mailboxes and the executors) -> ``DeliveryRunner`` (the
+supervised handler call) -> outputs back to the ``Dispatcher``. The runtime owns the agents (a
+``Mailbox`` each, by id) and hands that registry to the transport. The ``Ledger`` records
+every outcome, so that ``delivered == handled + denied + dead_lettered + shed + in_flight``
+holds at every moment.
 """
 
 from __future__ import annotations
