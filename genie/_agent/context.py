@@ -306,8 +306,7 @@ class TestContext(_ContextBase):
     ``llm`` gives requests the message's context, without a budget (no runtime: no limits).
     """
 
-    # ClassVar: mypyc makes a plain class-body value a per-instance default, which pytest does
-    # not see on the class.
+    # ClassVar: a class attribute pytest reads on the class, in the compiled build too.
     __test__: ClassVar[bool] = False  # not a pytest test class
     __slots__ = ("_now", "_responder", "requests", "scheduled")
 

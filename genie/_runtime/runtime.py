@@ -380,7 +380,7 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        # anyio.Event() asks sniffio for the backend on every call (~2 µs); the backend's own
+        # anyio.Event() asks sniffio for the backend on every call; the backend's own
         # class, taken once, builds the same event. Gathers and executors make one per request.
         new_event: Callable[[], anyio.Event] = type(anyio.Event())
         self._correlator.new_event = new_event
