@@ -4,12 +4,34 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Two stamps: `make run` needs only the package and its dependencies (`pip install -e .`);
-# the dev tools (ruff, mypy, pytest, trio, matplotlib, the benchmark's peers) come with the
-# first target that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
+# the dev tools (ruff, mypy, pytest, pytest-xdist, trio, matplotlib) come with the first
+# target that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
+# A third for `make ci`: the dev tools plus the harness's peers (bench) and Playwright (browser).
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+ALL_STAMP := $(VENV)/.installed-all
+# And `make bench`: the package with the harness's peers and its plot (the bench extra).
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint typecheck check simulate bench compiled test-compiled clean
+# pytest's worker processes (pytest-xdist): one a core. `make test WORKERS=0` runs in one process.
+WORKERS ?= auto
+# The core suite of `make check`: the message path and the fast unit tests; no subprocesses,
+# servers, NATS or browsers.
+CORE_TESTS := tests/base tests/message tests/agent tests/runtime tests/policies \
+	tests/test_public_api.py
+# Left to `make test`: the randomized soaks of the core (thousands of deliveries or generated
+# cases, seconds of CPU each) and the one core test that starts processes.
+CHECK_SKIPS := \
+	tests/runtime/test_accounting.py::test_accounting_holds_under_load \
+	tests/runtime/test_chaos.py \
+	tests/runtime/test_metrics_counts.py::test_two_runtimes_with_the_same_agents_never_share_counts \
+	tests/runtime/test_metrics_counts.py::test_many_agents_many_types_and_every_bound_count_as_the_reference \
+	tests/runtime/test_audit_log.py::test_two_processes_appending_are_serialised \
+	tests/policies/test_plan.py::test_the_plan_decides_exactly_as_the_policy_list \
+	tests/policies/test_content_view.py::test_the_walk_finds_what_the_json_holds \
+	tests/policies/test_false_alarms.py::test_generated_statements_are_never_denied
+
+.PHONY: run test lint typecheck check ci simulate bench compiled test-compiled clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +44,31 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(DEV_STAMP) $(RUN_STAMP)
 
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
+	touch $(BENCH_STAMP) $(RUN_STAMP)
+
+$(ALL_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench,browser]'
+	touch $(ALL_STAMP) $(DEV_STAMP) $(BENCH_STAMP) $(RUN_STAMP)
+
 ## The main job: the finance pipeline on the shipped sample statement.
 run: $(RUN_STAMP)
 	$(BIN)/genie run config/pipelines/finance.yaml
 
-## Lint, type-check, then the whole test suite (what CI runs).
+## Lint, type-check, then the whole test suite, in parallel, with coverage. The tests that
+## need the bench or browser extra skip without them, naming the extra; `make ci` runs them.
 test: lint typecheck
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --cov --cov-report=term
+
+## The inner loop: lint, type-check (mypy's cache makes it incremental), the core suite.
+check: lint typecheck
+	$(BIN)/pytest -n $(WORKERS) -q $(CORE_TESTS) $(addprefix --deselect ,$(CHECK_SKIPS))
+
+## What CI runs (.ci/run): `make test` with every extra installed, where a test that would
+## skip for a missing optional package fails instead (GENIE_REQUIRE_ALL, tests/conftest.py).
+ci: $(ALL_STAMP)
+	GENIE_REQUIRE_ALL=1 $(MAKE) --no-print-directory test
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -43,7 +83,7 @@ simulate: $(DEV_STAMP)
 		--seed 7 --fault 'latency:*=lognormal,mean=200ms' --out docs/simulation-finance.png
 
 ## The benchmark harness: fan-out/fan-in, per hop, memory, start-up; writes benchmarks/results/.
-bench: $(DEV_STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/genie bench
 
 ## Opt-in: genie's hot modules compiled with mypyc into build/mypyc (needs a C compiler and the

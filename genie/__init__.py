@@ -30,11 +30,11 @@ from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from ._errors import UnknownRecipientError as UnknownRecipientError
 from ._errors import WouldBlockError as WouldBlockError
-from ._message.envelope import Classification as Classification
 from ._message.envelope import Message as Message
-from ._message.envelope import MessageTypes as MessageTypes
-from ._message.envelope import Payload as Payload
-from ._message.envelope import Role as Role
+from ._message.payload import Classification as Classification
+from ._message.payload import Payload as Payload
+from ._message.payload import Role as Role
+from ._message.types import MessageTypes as MessageTypes
 from ._runtime.audit import AuditRecord as AuditRecord
 from ._runtime.audit import AuditSink as AuditSink
 from ._runtime.audit import AuditVerdict as AuditVerdict

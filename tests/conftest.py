@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 import anyio
 import pytest
@@ -24,6 +27,45 @@ class Pong(Payload):
 class Note(Payload):
     message_type = "note"
     text: str
+
+
+# What CI sets (`make ci`): every optional dependency installed, so a test that would skip for
+# a missing one fails instead. A contributor's `make test` (the dev extra only) skips them.
+REQUIRE_ALL = os.environ.get("GENIE_REQUIRE_ALL", "") not in ("", "0")
+
+
+def optional(module: str, extra: str) -> ModuleType:
+    """``module``, an optional dependency of some tests; when it is not installed the caller
+    skips naming the extra that installs it, or fails under ``GENIE_REQUIRE_ALL=1``. Called at
+    a test module's top it skips or fails the whole module."""
+    reason = f"{module} is not installed: pip install -e '.[{extra}]'"
+    if not REQUIRE_ALL:
+        found: ModuleType = pytest.importorskip(module, reason=reason)
+        return found
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pytest.fail(f"{reason} (GENIE_REQUIRE_ALL is set: nothing may skip)", pytrace=False)
+
+
+def requires(*modules: str, extra: str) -> pytest.MarkDecorator:
+    """Mark a test that needs ``modules`` (of the extra ``extra``): ``optional`` for each, as
+    the test is set up (before its fixtures)."""
+    return pytest.mark.requires(*modules, extra=extra)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires"):
+        for module in mark.args:
+            optional(module, mark.kwargs["extra"])
+
+
+def must_skip(reason: str) -> None:
+    """Skip the calling test (or module) for something missing that is not a Python package
+    (a system program), or fail under ``GENIE_REQUIRE_ALL=1``."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (GENIE_REQUIRE_ALL is set: nothing may skip)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

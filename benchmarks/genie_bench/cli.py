@@ -35,7 +35,7 @@ from .variants import (
 from .workloads import WorkloadError
 
 # Idle agents cost the same with policies, metrics or an envelope: one variant stands for each.
-MEMORY_VARIANTS = ("asyncio", "anyio", "genie", "autogen-core")
+MEMORY_VARIANTS = ("asyncio", "pool", "anyio", "genie", "autogen-core")
 
 DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
@@ -95,8 +95,9 @@ def _names(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
 def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Measure Genie against the raw asyncio floor (bare and carrying a bus's "
-        "envelope), raw anyio and the peers a user would pick instead (autogen-core, the "
+        description="Measure Genie against two floors, the raw asyncio floor (a queue and a task "
+        "per agent; also carrying a bus's envelope) and the pool floor (genie's design with "
+        "nothing else), raw anyio and the peers a user would pick instead (autogen-core, the "
         "Microsoft Agent Framework, LangGraph: when installed) in one run, each in a process of "
         "its own: fan-out/fan-in latency and throughput, per-hop cost, with CPU and GC time; "
         "memory per idle agent and start-up. Writes results.json, results.md and latency.png.",
@@ -136,7 +137,7 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         type=_names(VARIANTS, "variant"),
         default=list(VARIANTS),
         help=f"implementations to compare (default all: {','.join(VARIANTS)}); "
-        "the asyncio floor always runs",
+        "both floors, asyncio and pool, always run",
     )
     p.add_argument(
         "--workloads",
@@ -237,9 +238,13 @@ def _environment() -> dict[str, object]:
     }
 
 
-def _x_floor(values: dict[str, float], key: str) -> dict[str, dict[str, float]]:
-    floor = values[report.FLOOR]
-    return {name: {key: v, "x_floor": v / floor} for name, v in values.items()}
+def _x_floors(values: dict[str, float], key: str) -> dict[str, dict[str, float]]:
+    """Each of ``values`` under ``key``, with its ratio to each floor that ``values`` has."""
+    floors = {f: values[f] for f in report.FLOORS if f in values}
+    return {
+        name: {key: v, **{report.RATIO[f]: v / floor for f, floor in floors.items()}}
+        for name, v in values.items()
+    }
 
 
 def _fanout(
@@ -257,24 +262,31 @@ def _fanout(
             budget_s=s.budget,
             progress=progress,
         )
-        floor = measure.latency_summary(got.latencies[report.FLOOR])
-        floor_rate = measure.median(got.throughput[report.FLOOR])
+        floors = {
+            f: (measure.latency_summary(got.latencies[f]), measure.median(got.throughput[f]))
+            for f in report.FLOORS
+            if f in got.latencies
+        }
         for name, samples in got.latencies.items():
             row = measure.latency_summary(samples)
             rate = measure.median(got.throughput[name])
             latency_cost = got.latency_cost[name].per_unit_us()
             throughput_cost = got.throughput_cost[name].per_unit_us()
+            ratios = {}
+            for f, (floor, floor_rate) in floors.items():
+                x = report.RATIO[f]
+                ratios[f"p50_{x}"] = row["p50_us"] / floor["p50_us"]
+                ratios[f"p99_{x}"] = row["p99_us"] / floor["p99_us"]
+                ratios[f"throughput_{x}"] = rate / floor_rate
             out[name][str(n)] = {
                 **row,
-                "p50_x_floor": row["p50_us"] / floor["p50_us"],
-                "p99_x_floor": row["p99_us"] / floor["p99_us"],
+                **ratios,
                 # per sequential request: CPU time and time in the garbage collector
                 "cpu_us": latency_cost["cpu_us"],
                 "gc_us": latency_cost["gc_us"],
                 "gc_collections": latency_cost["gc_collections"],
                 "requests_per_s": rate,
                 "deliveries_per_s": rate * n,
-                "throughput_x_floor": rate / floor_rate,
                 "throughput_requests": got.throughput_cost[name].units,
                 "throughput_batches": len(got.throughput[name]),
                 # per delivery with C in flight
@@ -289,14 +301,14 @@ def _chain(
     kids: dict[str, measure.Child], s: Settings, blob: str, progress: ProgressLine
 ) -> dict[str, dict[str, float]]:
     got = measure.chain(kids, s.chain, blob=blob, rounds=s.chain_rounds, progress=progress)
-    floor = measure.median(got.per_hop[report.FLOOR])
+    floors = {f: measure.median(got.per_hop[f]) for f in report.FLOORS if f in got.per_hop}
     out = {}
     for name, hops in got.per_hop.items():
         cost = got.cost[name].per_unit_us()
         out[name] = {
             "median_us": measure.median(hops) * 1e6,
             "best_us": min(hops) * 1e6,
-            "x_floor": measure.median(hops) / floor,
+            **{report.RATIO[f]: measure.median(hops) / floor for f, floor in floors.items()},
             "cpu_us": cost["cpu_us"],
             "gc_us": cost["gc_us"],
             "samples": len(hops),
@@ -311,7 +323,7 @@ def _memory(names: list[str], s: Settings, progress: ProgressLine) -> dict[str, 
         if name in MEMORY_VARIANTS:
             progress(f"memory: {s.idle:,} idle agents, {name}, fresh process")
             per_agent[name] = process.idle_memory(name, s.idle)
-    return _x_floor(per_agent, "bytes_per_agent") if report.FLOOR in per_agent else {}
+    return _x_floors(per_agent, "bytes_per_agent") if report.FLOOR in per_agent else {}
 
 
 def _startup(s: Settings, names: list[str], progress: ProgressLine) -> dict[str, Any]:

@@ -19,11 +19,19 @@ warm-up cancel out). Workloads, without policies or metrics (the runtime's own c
 
 Only the public API is used by ``chain`` and ``fanout``, so ``--pythonpath`` can point at
 another checkout's tree to compare two versions of genie the same way.
+
+``--variants`` counts the harness's own implementations instead (``genie bench --variants``
+names, without policies: the two floors, ``asyncio`` and ``pool``, genie and the rest) on the
+harness's workloads (``workloads.py``: the same payloads, fan-in checks and chain as ``genie
+bench``), for ``chain``, ``fanout`` and ``throughput``: what genie costs against each floor in
+instructions, which a loaded machine does not blur.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import os
 import re
 import subprocess
@@ -267,8 +275,28 @@ async def _component(name: str, calls: int) -> None:
             one()
 
 
-def _child(workload: str, size: int, requests: int, component: str) -> None:
-    if workload == "chain":
+async def _harness(variant: str, workload: str, size: int, requests: int) -> None:
+    """The harness's implementation ``variant`` doing ``workload`` as ``genie bench`` drives
+    it: ``_WARMUP + requests`` sequential asks (a traversal of the chain, a fan-out and its
+    fan-in), or as many with 64 in flight (``throughput``); each ask checks its own work."""
+    from .variants import build
+    from .worker import throughput
+
+    [impl] = [i for i in build([variant], ())[0] if i.name == variant]
+    shape = impl.chain if workload == "chain" else impl.fanout
+    async with shape(size, "") as ask:
+        if workload == "throughput":
+            await throughput(ask, _WARMUP + requests, 64)
+        else:
+            for _ in range(_WARMUP + requests):
+                await ask()
+
+
+def _child(workload: str, size: int, requests: int, component: str, variant: str = "") -> None:
+    if variant:
+        # asyncio.run, as the harness's workers run: the floors are raw asyncio.
+        asyncio.run(_harness(variant, workload, size, requests))
+    elif workload == "chain":
         anyio.run(_chain, size, requests)
     elif workload == "fanout":
         anyio.run(_fanout, size, requests)
@@ -304,8 +332,10 @@ def count(
     requests: int,
     component: str = "delivery",
     pythonpath: str | None = None,
+    variant: str = "",
 ) -> float:
-    """Instructions per request (``fanout``), per hop (``chain``) or per call (``components``).
+    """Instructions per request (``fanout``), per hop (``chain``) or per call (``components``);
+    of the harness's implementation ``variant`` when given, else of this module's genie.
 
     ``-P``: the working directory is not put on ``sys.path``, so a checkout there cannot
     shadow ``pythonpath``."""
@@ -316,9 +346,23 @@ def count(
     for n in (requests, 2 * requests):
         args = [sys.executable, "-P", "-m", "genie_bench.instructions", "--child", workload]
         args += ["--size", str(size), "--requests", str(n), "--component", component]
+        if variant:
+            args += ["--variant", variant]
         totals.append(_callgrind_total(args, env))
     per = requests * size if workload == "chain" else requests
     return (totals[1] - totals[0]) / per
+
+
+def _variants(text: str) -> list[str]:
+    """The harness's implementations ``--variants`` names: known, and needing no policy file."""
+    from .variants import VARIANTS
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    for name in names:
+        if name not in VARIANTS or "policies" in name:
+            known = ", ".join(v for v in VARIANTS if "policies" not in v)
+            raise argparse.ArgumentTypeError(f"unknown variant {name!r} (known: {known})")
+    return names or [""]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -343,34 +387,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pythonpath", help="a directory put first on PYTHONPATH (another checkout's tree)"
     )
+    parser.add_argument(
+        "--variants",
+        type=_variants,
+        default=[""],
+        help="count these implementations of the harness instead (genie bench's names, "
+        "without policies: e.g. asyncio,pool,genie); chain, fanout and throughput only",
+    )
     parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--component", choices=COMPONENTS, default="delivery", help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.child is not None:
-        _child(args.child, args.size, args.requests, args.component)
+        _child(args.child, args.size, args.requests, args.component, args.variant)
         return 0
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
-    for workload in workloads:
+    if args.variants != [""] and "components" in workloads:
+        parser.error("--variants counts chain, fanout and throughput, not components")
+    for workload, variant in itertools.product(workloads, args.variants):
+        of = f"{variant}, " if variant else ""
         if workload == "chain":
             per = count(
-                "chain", size=args.agents, requests=args.requests, pythonpath=args.pythonpath
+                "chain",
+                size=args.agents,
+                requests=args.requests,
+                pythonpath=args.pythonpath,
+                variant=variant,
             )
-            print(f"chain of {args.agents}: {per:,.0f} instructions per hop")
+            print(f"{of}chain of {args.agents}: {per:,.0f} instructions per hop")
         elif workload == "fanout":
-            per = count("fanout", size=args.n, requests=args.requests, pythonpath=args.pythonpath)
-            print(f"fan-out N={args.n}: {per:,.0f} instructions per request")
-        elif workload == "throughput":
             per = count(
-                "throughput", size=args.n, requests=10 * args.requests, pythonpath=args.pythonpath
+                "fanout",
+                size=args.n,
+                requests=args.requests,
+                pythonpath=args.pythonpath,
+                variant=variant,
             )
             print(
-                f"throughput N={args.n}, 64 in flight: {per:,.0f} instructions per request "
+                f"{of}fan-out N={args.n}: {per:,.0f} instructions per request "
+                f"({per / args.n:,.0f} per recipient)"
+            )
+        elif workload == "throughput":
+            per = count(
+                "throughput",
+                size=args.n,
+                requests=10 * args.requests,
+                pythonpath=args.pythonpath,
+                variant=variant,
+            )
+            print(
+                f"{of}throughput N={args.n}, 64 in flight: {per:,.0f} instructions per request "
                 f"({per / args.n:,.0f} per recipient: its delivery and its reply's)"
             )
         else:

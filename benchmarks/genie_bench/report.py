@@ -1,7 +1,10 @@
 """What a run writes: results.json (every figure and the environment), results.md, latency.png.
 
-Every speed figure is also given as a ratio to the raw asyncio floor of the same run; the
-performance targets (each named in the table) are checked against those ratios.
+Every speed and memory figure is also given as a ratio to each of the two floors of the same
+run: the asyncio floor (a queue and a task per agent, the floor for Python) and the pool floor
+(genie's design with nothing else, the limit of this design). The performance targets (each
+named in the table) are checked against the asyncio floor's ratios; the pool floor's are
+reported beside them, not judged.
 """
 
 from __future__ import annotations
@@ -12,7 +15,17 @@ from typing import Any
 
 Results = dict[str, Any]
 FLOOR = "asyncio"
-REFERENCES = (FLOOR, "asyncio+envelope", "anyio")  # drawn dashed: not buses
+POOL = "pool"
+FLOORS = (FLOOR, POOL)  # both run in every run: every ratio is to each
+# How a ratio to each floor is keyed in results.json: ``p50_x_floor``, ``p50_x_pool``, ... (the
+# asyncio floor's keep the name they had before there were two floors).
+RATIO = {FLOOR: "x_floor", POOL: "x_pool"}
+# What each floor is, in the words the tables use.
+FLOOR_LABELS = {
+    FLOOR: "asyncio floor: a queue and a task per agent, the floor for Python",
+    POOL: "pool floor: genie's design with nothing else, the limit of this design",
+}
+REFERENCES = (*FLOORS, "asyncio+envelope", "anyio")  # drawn dashed: not buses
 # A genie variant run from a mypyc-compiled tree (``genie bench --compiled DIR``, ``make
 # compiled``): the same workload with the compiled tree first on the worker's PYTHONPATH.
 MYPYC = "+mypyc"
@@ -20,16 +33,33 @@ MYPYC = "+mypyc"
 TWIN_WORKLOADS = ("fanout", "chain")
 
 
-def _fanout_target(results: Results, impl: str, n: int, q: str) -> float | None:
+def _fanout_target(results: Results, impl: str, n: int, q: str, floor: str = FLOOR) -> float | None:
     row = results.get("fanout", {}).get(impl, {}).get(str(n))
-    return None if row is None else float(row[f"{q}_x_floor"])
+    value = None if row is None else row.get(f"{q}_{RATIO[floor]}")
+    return None if value is None else float(value)
+
+
+def _pool(row: dict[str, Any] | None, key: str = RATIO[POOL]) -> float | None:
+    """The pool floor's ratio in ``row``; None when that run had no pool floor."""
+    return None if row is None else row.get(key)
 
 
 def targets(results: Results) -> list[dict[str, Any]]:
-    """The performance targets, each with what this run measured; one with no data is left out."""
+    """The performance targets, each with what this run measured; one with no data is left out.
+
+    Each is judged against the asyncio floor, as the targets are stated; ``pool`` is the same
+    figure against the pool floor (None where the target is not a ratio to a floor), reported
+    and not judged until targets are set against it."""
     out: list[dict[str, Any]] = []
 
-    def add(target: str, measured: float | None, limit: float, at_most: bool, unit: str) -> None:
+    def add(
+        target: str,
+        measured: float | None,
+        limit: float,
+        at_most: bool,
+        unit: str,
+        pool: float | None = None,
+    ) -> None:
         if measured is None:
             return
         met = measured <= limit if at_most else measured >= limit
@@ -41,26 +71,29 @@ def targets(results: Results) -> list[dict[str, Any]]:
                 "at_most": at_most,
                 "unit": unit,
                 "met": met,
+                "pool": pool,
             }
         )
 
     chain = results.get("chain", {})
     for impl, limit in (("genie", 1.2), ("genie+policies+metrics", 2.0)):
         add(
-            f"per hop, {impl}: at most {limit}x the floor",
+            f"per hop, {impl}: at most {limit}x the asyncio floor",
             chain[impl]["x_floor"] if impl in chain else None,
             limit,
             True,
-            "x floor",
+            "x asyncio floor",
+            _pool(chain.get(impl)),
         )
     for n in (50, 1000):
         for q, limit in (("p50", 1.6), ("p99", 2.0)):
             add(
-                f"fan-out N={n} {q}, genie: at most {limit}x the floor",
+                f"fan-out N={n} {q}, genie: at most {limit}x the asyncio floor",
                 _fanout_target(results, "genie", n, q),
                 limit,
                 True,
-                "x floor",
+                "x asyncio floor",
+                _fanout_target(results, "genie", n, q, POOL),
             )
     # Each peer a user would pick instead; autogen-core by the faster of its two paths.
     peers = {
@@ -83,11 +116,13 @@ def targets(results: Results) -> list[dict[str, Any]]:
     for n in (50, 1000):
         row = results.get("fanout", {}).get("genie", {}).get(str(n))
         add(
-            f"throughput N={n}, {c} in flight, genie: at least half the floor's deliveries/s",
+            f"throughput N={n}, {c} in flight, genie: at least half the asyncio floor's "
+            "deliveries/s",
             None if row is None else row["throughput_x_floor"],
             0.5,
             False,
-            "x floor",
+            "x asyncio floor",
+            _pool(row, f"throughput_{RATIO[POOL]}"),
         )
     memory = results.get("memory", {})
     add(
@@ -96,6 +131,7 @@ def targets(results: Results) -> list[dict[str, Any]]:
         1024,
         True,
         "bytes",
+        _pool(memory.get("genie")),
     )
     soak = results.get("soak")
     if soak:
@@ -246,10 +282,20 @@ def markdown(results: Results) -> str:
         f"Load average at the start: {_load(env.get('load_average'))}; "
         f"`sys.flags.dont_write_bytecode`: {int(bool(env.get('dont_write_bytecode')))}",
         "",
-        "Every ratio is to the raw asyncio floor measured in the same run (`x floor`: lower is "
-        "better for latency and memory, higher for throughput). Each implementation ran in a "
-        "process of its own, in alternating rounds; CPU is `time.process_time`, GC the time "
-        "spent in collections (`gc.callbacks`), both over the timed work.",
+        "Every ratio is given against each of two floors measured in the same run (`vs "
+        "asyncio floor`, `vs pool floor`: lower is better for latency and memory, higher for "
+        "throughput):",
+        "",
+        f"- **{FLOOR_LABELS[FLOOR]}** (`{FLOOR}`): any Python program doing this work pays "
+        "at least this much. The performance targets are stated, and judged, against it.",
+        f"- **{FLOOR_LABELS[POOL]}** (`{POOL}`): a mailbox per agent and no task, one executor "
+        "task draining a ready deque of mailboxes, the same payloads and fan-in, and none of "
+        "genie's guarantees (no admission, ledger, backpressure or cancellation scopes). Between "
+        "it and genie is what the guarantees cost. Its ratios are reported, not judged.",
+        "",
+        "Each implementation ran in a process of its own, in alternating rounds; CPU is "
+        "`time.process_time`, GC the time spent in collections (`gc.callbacks`), both over the "
+        "timed work.",
         "",
     ]
     for name, why in results.get("skipped", {}).items():
@@ -269,8 +315,10 @@ def markdown(results: Results) -> str:
             "p50 µs",
             "p99 µs",
             "p999 µs",
-            "p50 x floor",
-            "p99 x floor",
+            "p50 vs asyncio floor",
+            "p50 vs pool floor",
+            "p99 vs asyncio floor",
+            "p99 vs pool floor",
             "CPU µs",
             "GC µs",
         ]
@@ -282,8 +330,8 @@ def markdown(results: Results) -> str:
                 _f(r["p50_us"]),
                 _f(r["p99_us"]) + ("" if r["samples"] >= 500 else "†"),
                 _f(r["p999_us"]) + ("" if r["samples"] >= 1000 else "*"),
-                _f(r["p50_x_floor"], 2),
-                _f(r["p99_x_floor"], 2),
+                *_ratios(r, "p50_"),
+                *_ratios(r, "p99_"),
                 _f(r["cpu_us"]),
                 _f(r["gc_us"]),
             ]
@@ -305,7 +353,8 @@ def markdown(results: Results) -> str:
             "N",
             "requests/s",
             "deliveries/s",
-            "x floor",
+            "vs asyncio floor",
+            "vs pool floor",
             "CPU µs/delivery",
             "GC µs/delivery",
         ]
@@ -315,7 +364,7 @@ def markdown(results: Results) -> str:
                 n,
                 _f(r["requests_per_s"], 0),
                 _f(r["deliveries_per_s"], 0),
-                _f(r["throughput_x_floor"], 2),
+                *_ratios(r, "throughput_"),
                 _f(r["throughput_cpu_us_per_delivery"], 2),
                 _f(r["throughput_gc_us_per_delivery"], 2),
             ]
@@ -332,7 +381,8 @@ def markdown(results: Results) -> str:
                 "implementation",
                 "median µs/hop",
                 "best µs/hop",
-                "x floor",
+                "vs asyncio floor",
+                "vs pool floor",
                 "CPU µs/hop",
                 "GC µs/hop",
             ],
@@ -340,7 +390,7 @@ def markdown(results: Results) -> str:
                 k,
                 _f(r["median_us"], 2),
                 _f(r["best_us"], 2),
-                _f(r["x_floor"], 2),
+                *_ratios(r),
                 _f(r["cpu_us"], 2),
                 _f(r["gc_us"], 2),
             ],
@@ -348,8 +398,8 @@ def markdown(results: Results) -> str:
         (
             "memory",
             f"## Memory: RSS per idle agent, {s['idle']:,} agents, fresh process each",
-            ["implementation", "bytes/agent", "x floor"],
-            lambda k, r: [k, _f(r["bytes_per_agent"], 0), _f(r["x_floor"], 2)],
+            ["implementation", "bytes/agent", "vs asyncio floor", "vs pool floor"],
+            lambda k, r: [k, _f(r["bytes_per_agent"], 0), *_ratios(r)],
         ),
     ]
     for key, title, header, row in sections:
@@ -454,12 +504,24 @@ def markdown(results: Results) -> str:
             lines += ["Ratios, each from the pair of configurations of the same round:", ""]
         lines += _table(["handler: sha256 rounds", "ratio", "median", "range"], ratios)
     if results.get("targets"):
-        lines += ["## Against the performance targets", ""]
+        lines += [
+            "## Against the performance targets",
+            "",
+            "Judged against the asyncio floor, as the targets are stated. The last column is the "
+            "same figure against the pool floor: reported, not judged, until targets are set "
+            "against it.",
+            "",
+        ]
         rows = [
-            [t["target"], f"{t['measured']:,.2f} {t['unit']}", "met" if t["met"] else "**missed**"]
+            [
+                t["target"],
+                f"{t['measured']:,.2f} {t['unit']}",
+                "met" if t["met"] else "**missed**",
+                _pool_column(t.get("pool")),
+            ]
             for t in results["targets"]
         ]
-        lines += _table(["target", "measured", ""], rows)
+        lines += _table(["target", "measured", "", "vs pool floor (not judged)"], rows)
     if results.get("compiled_targets"):
         lines += [
             "## What compiling the hot modules buys: the same targets, mypyc-compiled (opt-in)",
@@ -482,6 +544,20 @@ def markdown(results: Results) -> str:
     if results.get("plot"):
         lines += [f"![latency versus N]({results['plot']})", ""]
     return "\n".join(lines)
+
+
+def _ratios(row: dict[str, Any], prefix: str = "") -> list[str]:
+    """``row``'s ratio to each floor, the asyncio floor's first; a dash for one it lacks (a run
+    from before the pool floor)."""
+    out = []
+    for floor in FLOORS:
+        value = row.get(f"{prefix}{RATIO[floor]}")
+        out.append("-" if value is None else _f(value, 2))
+    return out
+
+
+def _pool_column(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f} x pool floor"
 
 
 def _load(average: list[float] | None) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from genie import ConfigurationError, Policy
 
-from .report import MYPYC
-from .workloads import ANYIO, ENVELOPE, FLOOR, Implementation, genie
+from .report import FLOORS, MYPYC
+from .workloads import ANYIO, ENVELOPE, FLOOR, POOL, Implementation, genie
 
 # A peer: the package a user installs, the module a user imports (its import is timed too),
 # and our module and attribute that drive it.
@@ -21,7 +21,7 @@ PEERS = {
     "langgraph": ("langgraph", "langgraph.graph", "langgraph_peer", "PEER"),
 }
 VARIANTS = (
-    "asyncio",
+    *FLOORS,
     "asyncio+envelope",
     "anyio",
     "genie",
@@ -80,13 +80,14 @@ def missing(name: str) -> str | None:
 
 
 def available(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """The variants of ``names`` to run (the floor first), and those skipped with why."""
+    """The variants of ``names`` to run (both floors first: every ratio is to them), and those
+    skipped with why."""
     unknown = [n for n in names if n.removesuffix(MYPYC) not in VARIANTS]
     if unknown:
         raise UnknownVariantError(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
-    run, skipped = ["asyncio"], {}
+    run, skipped = list(FLOORS), {}
     for name in dict.fromkeys(names):
-        if name == "asyncio":
+        if name in FLOORS:
             continue
         why = missing(name)
         if why is None:
@@ -110,12 +111,14 @@ def load_policies(path: str) -> list[Policy]:
 def build(
     names: Sequence[str], policies: Sequence[Policy]
 ) -> tuple[list[Implementation], dict[str, str]]:
-    """The implementations for ``names`` (the floor always first) and what was skipped, why."""
+    """The implementations for ``names`` (the floors always first) and what was skipped, why."""
     run, skipped = available(names)
     impls: list[Implementation] = []
     for name in run:
         if name == "asyncio":
             impls.append(FLOOR)
+        elif name == "pool":
+            impls.append(POOL)
         elif name == "asyncio+envelope":
             impls.append(ENVELOPE)
         elif name == "anyio":

@@ -10,7 +10,9 @@ in one event loop and measured interleaved:
 - ``idle(count)``: ``count`` agents ready for work and given none (memory).
 
 The raw asyncio floor: an ``asyncio.Queue`` and a task per agent, a dict of futures for the
-fan-in, nothing else. ``asyncio+envelope`` is the same floor carrying the envelope any bus must
+fan-in, nothing else. The pool floor: genie's design with nothing else (a deque per agent, one
+executor task draining a ready deque of them, the same fan-in), the limit of that design.
+``asyncio+envelope`` is the same floor carrying the envelope any bus must
 carry (ids, correlation, causation, a timestamp, the type), so that what a bus must pay is told
 apart from what it chose. The peers live in ``peer.py`` (autogen-core), ``maf.py`` (the Microsoft
 Agent Framework) and ``langgraph_peer.py``.
@@ -23,6 +25,7 @@ import itertools
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -90,6 +93,13 @@ class _FanIn:
         if len(replies) == self.n:
             del self.pending[reply.seq]
             future.set_result(replies)
+
+    def fail(self, exc: BaseException) -> None:
+        """Every request waiting fails with ``exc`` (its implementation broke)."""
+        for future, _ in self.pending.values():
+            if not future.done():  # a caller that gave up cancelled its own
+                future.set_exception(WorkloadError(f"the fan-in's implementation failed: {exc!r}"))
+        self.pending.clear()
 
 
 def _check(got: int, want: int, what: str) -> None:
@@ -161,6 +171,178 @@ async def asyncio_idle(count: int) -> AsyncIterator[None]:
         yield
     finally:
         await _cancel_all(tasks)
+
+
+# --- the pool floor: genie's design with nothing else -----------------------------------------
+# A mailbox per agent (a deque, no task) and one executor task that drains a ready deque of
+# mailboxes, awaiting each agent's handler in a loop: the design genie's runtime is built on
+# (genie/_runtime/local), without admission, the ledger, backpressure, cancellation scopes,
+# policies or an envelope. What genie costs above it is what those cost; what it costs above
+# the asyncio floor is also what the design saves or spends.
+
+# An empty deque takes 760 bytes; a mailbox that never held a message shares this one (nothing
+# appends to it: ``_Pool.put`` swaps in the mailbox's own first), as genie's mailboxes do, so
+# that an idle agent is as cheap as the design can make it.
+_NO_MESSAGES: deque[Any] = deque()
+# Deliveries between the executor's yields to the event loop: genie's executors yield every 64
+# so that publishers and timers get their turn under sustained load; a design that never
+# yielded would starve them, which is no limit a bus could run at.
+POOL_BATCH = 64
+
+
+class _Mailbox(Generic[T]):
+    """An agent: its handler and its messages; ``scheduled`` while it is in the ready deque or
+    its handler runs, so it is in the deque at most once (one handler at a time, in order)."""
+
+    __slots__ = ("handler", "messages", "scheduled")
+
+    def __init__(self, handler: Callable[[T], Awaitable[None]]) -> None:
+        self.handler = handler
+        self.messages: deque[T] = _NO_MESSAGES
+        self.scheduled = False
+
+
+class _Pool:
+    """The ready deque and the one executor task draining it."""
+
+    def __init__(self) -> None:
+        self.ready: deque[_Mailbox[Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None  # set while the executor is idle
+        self.deliveries = 0  # handlers run; read by the tests, counted once per executor turn
+
+    def put(self, mailbox: _Mailbox[T], message: T) -> None:
+        messages = mailbox.messages
+        if messages is _NO_MESSAGES:
+            messages = mailbox.messages = deque()
+        messages.append(message)
+        if not mailbox.scheduled:
+            mailbox.scheduled = True
+            self.ready.append(mailbox)
+            waiter = self.waiter
+            if waiter is not None:
+                self.waiter = None
+                waiter.set_result(None)
+
+    def publish(self, mailboxes: Sequence[_Mailbox[T]], message: T) -> None:
+        """``message`` to each of ``mailboxes``: a fan-out in one call, as genie's transport
+        puts one."""
+        ready = self.ready
+        for mailbox in mailboxes:
+            messages = mailbox.messages
+            if messages is _NO_MESSAGES:
+                messages = mailbox.messages = deque()
+            messages.append(message)
+            if not mailbox.scheduled:
+                mailbox.scheduled = True
+                ready.append(mailbox)
+        waiter = self.waiter
+        if waiter is not None and ready:
+            self.waiter = None
+            waiter.set_result(None)
+
+    async def _execute(self) -> None:
+        ready = self.ready
+        loop = asyncio.get_running_loop()
+        while True:
+            done = 0
+            while ready and done < POOL_BATCH:
+                mailbox = ready.popleft()
+                messages = mailbox.messages
+                await mailbox.handler(messages.popleft())
+                done += 1
+                if messages:
+                    ready.append(mailbox)  # its next message after the others' (fair)
+                else:
+                    mailbox.scheduled = False
+            self.deliveries += done
+            if ready:
+                await asyncio.sleep(0)
+            else:
+                self.waiter = loop.create_future()
+                await self.waiter
+
+    @asynccontextmanager
+    async def running(self, failed: Callable[[BaseException], None]) -> AsyncIterator[None]:
+        """The executor runs inside; a handler that raises ends it and is handed to
+        ``failed`` (which fails whoever waits), so a broken floor stops the run loudly."""
+        executor = asyncio.create_task(self._execute())
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                failed(exc)
+
+        executor.add_done_callback(ended)
+        try:
+            yield
+        finally:
+            await _cancel_all([executor])
+
+
+def _pool_worker(fan_in: _FanIn, index: int) -> Callable[[Request], Awaitable[None]]:
+    """The handler of agent ``index``: the reply built as every implementation builds it."""
+
+    async def on_request(req: Request) -> None:
+        fan_in.collect(Reply(seq=req.seq, agent=index, blob=req.blob))
+
+    return on_request
+
+
+@asynccontextmanager
+async def pool_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
+    fan_in = _FanIn(n)
+    pool = _Pool()
+    mailboxes = [_Mailbox(_pool_worker(fan_in, i)) for i in range(n)]
+
+    async def ask() -> None:
+        seq, future = fan_in.open()
+        pool.publish(mailboxes, Request(seq=seq, blob=blob))
+        _check(len(await future), n, "pool replies")
+
+    async with pool.running(fan_in.fail):
+        yield ask
+
+
+@asynccontextmanager
+async def pool_chain(agents: int, blob: str) -> AsyncIterator[Ask]:
+    pool = _Pool()
+    put = pool.put
+    # Where the caller waits, as in the floor; or why the executor stopped.
+    arrived: asyncio.Queue[Hop | BaseException] = asyncio.Queue()
+
+    def relay(outbox: _Mailbox[Hop]) -> Callable[[Hop], Awaitable[None]]:
+        async def on_hop(hop: Hop) -> None:
+            put(outbox, Hop(n=hop.n + 1, blob=hop.blob))
+
+        return on_hop
+
+    async def last(hop: Hop) -> None:
+        arrived.put_nowait(Hop(n=hop.n + 1, blob=hop.blob))
+
+    mailboxes = [_Mailbox(last)]
+    for _ in range(agents - 1):
+        mailboxes.append(_Mailbox(relay(mailboxes[-1])))
+    first = mailboxes[-1]
+
+    async def ask() -> None:
+        put(first, Hop(n=0, blob=blob))
+        got = await arrived.get()
+        if isinstance(got, BaseException):
+            raise WorkloadError(f"the pool floor's executor failed: {got!r}")
+        _check(got.n, agents, "pool hops")
+
+    async with pool.running(arrived.put_nowait):
+        yield ask
+
+
+@asynccontextmanager
+async def pool_idle(count: int) -> AsyncIterator[None]:
+    fan_in = _FanIn(1)
+    pool = _Pool()
+    mailboxes = [_Mailbox(_pool_worker(fan_in, i)) for i in range(count)]
+    async with pool.running(fan_in.fail):
+        await asyncio.sleep(0)  # the executor runs to its first await: idle
+        yield
+    _check(len(mailboxes), count, "pool idle agents")  # held, ready for work, until here
 
 
 # --- raw asyncio carrying an envelope: the floor plus what a bus must carry -----------------
@@ -469,6 +651,15 @@ ANYIO = Implementation(
     anyio_fanout,
     anyio_chain,
     anyio_idle,
+)
+POOL = Implementation(
+    "pool",
+    "the pool floor (genie's design with nothing else): a deque per agent and no task, one "
+    "executor task draining a ready deque of mailboxes and awaiting each handler in a loop, "
+    "a dict of futures for the fan-in",
+    pool_fanout,
+    pool_chain,
+    pool_idle,
 )
 ENVELOPE = Implementation(
     "asyncio+envelope",

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from .._errors import ConfigurationError, UnhandledMessageError
-from .._message.envelope import Message, Payload
+from .._message.envelope import Message
+from .._message.payload import Payload
 from .context import Context
 
 __all__ = ["Agent", "BaseAgent", "Risk", "agent_risk", "handler", "handler_table"]

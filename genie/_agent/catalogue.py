@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from .._base.imports import import_module
 from .._errors import ConfigurationError, did_you_mean
-from .._message.envelope import Payload
+from .._message.payload import Payload
 from .agent import Agent, BaseAgent, Risk
 
 __all__ = ["AgentSpec", "Catalogue", "import_object"]

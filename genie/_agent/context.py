@@ -10,15 +10,9 @@ import anyio
 
 from .._base.clock import Clock
 from .._base.log import message_logger
-from .._message.envelope import (
-    Classification,
-    IdSource,
-    Message,
-    MetaValue,
-    Payload,
-    Role,
-    caused_by,
-)
+from .._message.envelope import Message, caused_by
+from .._message.ids import IdSource
+from .._message.payload import Classification, MetaValue, Payload, Role
 
 if TYPE_CHECKING:
     import logging

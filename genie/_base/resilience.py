@@ -13,7 +13,7 @@ from .._errors import (
     MessageError,
     UnhandledMessageError,
 )
-from .record import Record, set_field
+from .record import Record
 
 __all__ = ["NOT_RETRYABLE", "BreakerPolicy", "CircuitBreaker", "RetryPolicy"]
 
@@ -36,27 +36,13 @@ class RetryPolicy(Record):
     handler, open circuit, a limit that refused a model call) are retried.
     """
 
-    __slots__ = ("attempts", "backoff", "max_backoff", "multiplier", "retry_on")
-    __match_args__ = ("attempts", "backoff", "multiplier", "max_backoff", "retry_on")
-    attempts: int
-    backoff: float
-    multiplier: float
-    max_backoff: float
-    retry_on: tuple[type[Exception], ...]
+    attempts: int = 1
+    backoff: float = 0.05
+    multiplier: float = 2.0
+    max_backoff: float = 5.0
+    retry_on: tuple[type[Exception], ...] = (Exception,)
 
-    def __init__(
-        self,
-        attempts: int = 1,
-        backoff: float = 0.05,
-        multiplier: float = 2.0,
-        max_backoff: float = 5.0,
-        retry_on: tuple[type[Exception], ...] = (Exception,),
-    ) -> None:
-        set_field(self, "attempts", attempts)
-        set_field(self, "backoff", backoff)
-        set_field(self, "multiplier", multiplier)
-        set_field(self, "max_backoff", max_backoff)
-        set_field(self, "retry_on", retry_on)
+    def __post_init__(self) -> None:
         if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
             raise ConfigurationError(
                 "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
@@ -77,14 +63,8 @@ class RetryPolicy(Record):
 class BreakerPolicy(Record):
     """Open after ``failure_threshold`` consecutive failures; try again after ``reset_after``."""
 
-    __slots__ = ("failure_threshold", "reset_after")
-    __match_args__ = ("failure_threshold", "reset_after")
-    failure_threshold: int
-    reset_after: float
-
-    def __init__(self, failure_threshold: int = 5, reset_after: float = 30.0) -> None:
-        set_field(self, "failure_threshold", failure_threshold)
-        set_field(self, "reset_after", reset_after)
+    failure_threshold: int = 5
+    reset_after: float = 30.0
 
 
 _NO_RETRY = RetryPolicy()

@@ -21,8 +21,14 @@ from .._agent.catalogue import Catalogue
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
 from .._errors import ConfigurationError, GenieError
-from .._message.envelope import Payload
-from .._runtime.audit import JsonlAuditLog, audit_key, verify_audit_log
+from .._message.payload import Payload
+from .._runtime.audit import (
+    JsonlAuditLog,
+    audit_key,
+    key_beside,
+    read_audit_key,
+    verify_audit_log,
+)
 from .._runtime.observe.events import TIMELINE_HEADER, EventStream
 from .._runtime.runtime import Runtime
 from ..nats._cli import add_run_options as add_nats_run_options
@@ -189,6 +195,10 @@ def _agents(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     key = audit_key(args.key_file, os.environ)
+    beside = key_beside(args.file)
+    if key is None and not args.file.startswith("nats://") and beside.is_file():
+        key = read_audit_key(beside)  # the key `genie serve` made for this log
+        print(f"key: {beside}")
     try:
         if args.file.startswith("nats://"):
             from ..nats._cli import verify_audit_stream
@@ -207,6 +217,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
             + (f", torn lines recovered: {recovered}" if recovered else "")
             + f"\nlast row_hash: {verdict.last_hash}"
         )
+        if not verdict.keyed:
+            print(
+                "unkeyed: this proves no row was edited, removed or reordered in place, not "
+                "that the log was not rewritten from row 1 or extended: anyone who can write "
+                "it can do that undetected (docs/governance.md)"
+            )
         return 0
     where = f"{args.file}:{verdict.line}" if verdict.line is not None else args.file
     print(f"BROKEN: {where}: {verdict.problem}")
@@ -360,7 +376,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         "--key-file",
         metavar="FILE",
         help="the log is keyed (HMAC-SHA-256) with the key in FILE (default: the "
-        "GENIE_AUDIT_KEY variable when set)",
+        "GENIE_AUDIT_KEY variable when set, else the log's own FILE.key when there)",
     )
     verify.add_argument(
         "--anchor",

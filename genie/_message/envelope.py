@@ -1,15 +1,19 @@
-"""The message envelope, typed payloads and the registry that maps type names to payload models."""
+"""The message envelope: ``Message``, and ``caused_by``, which builds a message's reply.
+
+``Message`` is a frozen slotted object, not a pydantic model: the runtime builds one or two
+for every delivery and reads their fields many times on the way, and a pydantic model is
+slower at both (docs/design/message.md has the measurements). A pydantic model of the same
+fields, ``envelope_model()``, validates and serializes a message at the boundaries, so the
+wire, JSONL and OpenAPI formats are pydantic's.
+"""
 
 from __future__ import annotations
 
 import copy
-import enum
 import functools
-import itertools
 import operator
-import random
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -21,67 +25,13 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
-from .._base.nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
-from .._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
+from .._errors import InvalidMessageError
 from .freeze import FrozenDict
+from .payload import Classification, MetaValue, Payload, Role, freeze_meta, invalid_message
 
-__all__ = [
-    "Classification",
-    "IdSource",
-    "Message",
-    "MessageTypes",
-    "MetaValue",
-    "Payload",
-    "Role",
-]
-
-# Metadata values are immutable so that a shallow copy per message is a real copy: a message can
-# never see a change made through another message's metadata (the Go bus shared one map).
-MetaValue = str | int | float | bool | None | tuple[str, ...]
-
-
-class Role(enum.StrEnum):
-    USER = "user"
-    SYSTEM = "system"
-    AGENT = "agent"
-    TOOL = "tool"
-    OBSERVER = "observer"
-    EVALUATOR = "evaluator"
-
-
-class Classification(enum.StrEnum):
-    """Data classification, ordered: public < internal < pii < secret."""
-
-    PUBLIC = "public"
-    INTERNAL = "internal"
-    PII = "pii"
-    SECRET = "secret"
-
-    @property
-    def rank(self) -> int:
-        return _RANKS[self]
-
-
-_RANKS = {c: i for i, c in enumerate(Classification)}
-
-
-class Payload(BaseModel):
-    """Base of every message payload: a frozen model registered under one message type name.
-
-    Subclasses set ``message_type``; the name and the model then map one to one::
-
-        class ForecastResult(Payload):
-            message_type = "forecast_result"
-            monthly_net_cents: int
-    """
-
-    # Schemas are built on first use: a catalogue of 57 agents imports ~100 models and would
-    # otherwise pay for all of them at start-up.
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-    message_type: ClassVar[str] = ""
+__all__ = ["Message", "caused_by", "envelope_model"]
 
 
 def _fresh_id() -> str:
@@ -92,21 +42,15 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _freeze(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
 @functools.cache
-def _envelope() -> type[BaseModel]:
+def envelope_model() -> type[BaseModel]:
     """The envelope as a pydantic model, built when first asked for: only the boundaries need
-    it, and building it (13 fields, two validators, ``SerializeAsAny``'s module) is about 14 M
-    instructions that ``import genie`` no longer pays (issue 19)."""
+    it, and ``import genie`` does not pay for building it (issue 19)."""
     from pydantic import SerializeAsAny
 
-    class _Envelope(BaseModel):
-        """The envelope as a pydantic model: what validates and serializes a ``Message`` at the
-        boundaries (its constructor, ``model_validate``, ``model_dump``, the JSON schema). The
-        runtime's own hot path never builds one (see ``Message``)."""
+    class MessageModel(BaseModel):
+        """The envelope's rules: what validates and serializes a ``Message`` at the boundaries
+        (its constructor, ``model_validate``, ``model_dump``, the JSON schema)."""
 
         model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, title="Message")
 
@@ -136,7 +80,7 @@ def _envelope() -> type[BaseModel]:
                     data["type"] = payload.message_type
                 meta = data.get("metadata")
                 if isinstance(meta, Mapping):
-                    data["metadata"] = {str(k): _freeze(v) for k, v in meta.items()}
+                    data["metadata"] = {str(k): freeze_meta(v) for k, v in meta.items()}
             return data
 
         @model_validator(mode="after")
@@ -150,11 +94,11 @@ def _envelope() -> type[BaseModel]:
                 )
             return self
 
-    return _Envelope
+    return MessageModel
 
 
-# The envelope model's fields, in order (a test holds them to the model's).
-_FIELD_NAMES = (
+# The envelope's fields, in order (a test holds them to the model's).
+FIELDS = (
     "id",
     "type",
     "sender",
@@ -169,84 +113,36 @@ _FIELD_NAMES = (
     "metadata",
     "payload",
 )
-# A message's storage: a slot per field, in the envelope's order; ``created_at`` is a property
-# over the slot ``_created_at`` (the clock's float until read).
-_SLOTS = tuple("_created_at" if name == "created_at" else name for name in _FIELD_NAMES)
-_slot_values = operator.attrgetter(*_SLOTS)  # every slot, as a tuple, in one C call
-_FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
-_new = object.__new__
-_set = object.__setattr__
+# A message keeps ``created_at`` as it was stamped (the clock's float, from the runtime) in
+# ``_created_at`` until it is first read; every other field under its own name.
+_SLOTS = tuple("_created_at" if name == "created_at" else name for name in FIELDS)
+_slot_values = operator.attrgetter(*_SLOTS)
+_FIELD_INDEX = {name: i for i, name in enumerate(FIELDS)}
 _fromtimestamp = datetime.fromtimestamp
 
 
-class _EnvelopeFields:
-    """``Message.model_fields``: the envelope model's, read from it when asked for."""
-
-    def __get__(self, obj: object, owner: type | None = None) -> dict[str, FieldInfo]:
-        return _envelope().model_fields
-
-
-class _Fields:
-    """A message's slots, writable: the runtime fills a new message as one of these (a slot
-    store CPython specializes, which it cannot through ``Message``'s own ``__setattr__``), then
-    makes it a ``Message`` by assigning its class (the two have the same layout)."""
-
-    __slots__ = (*_SLOTS, "__weakref__")
+def _frozen(name: str, value: object) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "Message", [{"type": "frozen_instance", "loc": (name,), "input": value}]
+    )
 
 
-_set_created_at = _Fields._created_at.__set__  # type: ignore[attr-defined]
-
-
-def _filled(cls: type[Message], values: Sequence[Any]) -> Message:
-    """A ``cls`` whose slots hold ``values`` (in ``_SLOTS`` order), unvalidated: the
-    boundaries' path (validated models, copies, pickles)."""
-    if cls is Message:
-        fields: Any = _Fields()  # made a Message below (see ``_Fields``)
-        (
-            fields.id,
-            fields.type,
-            fields.sender,
-            fields.recipient,
-            fields.correlation_id,
-            fields.causation_id,
-            fields.trace_id,
-            fields.role,
-            fields.classification,
-            fields.hops,
-            fields._created_at,
-            fields.metadata,
-            fields.payload,
-        ) = values
-        fields.__class__ = Message
-        msg: Message = fields
-        return msg
-    # A user's subclass may not have ``_Fields``' layout (a ``__dict__`` of its own), so its
-    # class cannot be assigned: its slots are set one by one.
-    msg = _new(cls)
-    for slot, value in zip(_SLOTS, values, strict=True):
-        _set(msg, slot, value)
-    return msg
-
-
-def _rebuilt(cls: type[Message], values: tuple[Any, ...]) -> Message:
-    """Unpickles a message (``Message.__reduce__``)."""
-    return _filled(cls, values)
-
-
-class Message(_Fields):
+class Message:
     """An immutable envelope around one typed payload.
 
     ``correlation_id`` is the fan-in key (one per top-level request), ``causation_id`` the id of
     the message this one answers, ``hops`` how many handlers the request has passed through.
 
-    Validated at every boundary (the constructor, ``new``, ``model_validate``, a runtime's
-    ``parse``) by a pydantic model, and serialized by it (``model_dump``, ``model_dump_json``),
-    so the wire and JSONL formats are pydantic's. A message the runtime builds from values it
-    has already checked (``child``, ``top``) is a plain object: its fields are slots and
-    ``created_at`` is kept as the clock's float until read (see docs/decisions.md, issue 19).
+    Not a pydantic model: a slotted object whose fields cannot be assigned. Its boundary
+    methods keep the names they had when it was one (``model_validate``, ``model_dump``,
+    ``model_copy``, ...) and delegate to ``envelope_model()``, so a message validates, dumps
+    and appears in JSON schemas exactly as that model; assigning a field raises pydantic's
+    ``ValidationError`` (``frozen_instance``), the error the model raised. A message may be a
+    field of a user's pydantic model. Messages the runtime builds from values it has already
+    checked (``child``, ``top``) skip validation.
     """
 
-    __slots__ = ()
+    __slots__ = (*_SLOTS, "__weakref__")
 
     if TYPE_CHECKING:  # read-only to a type checker, as they are at run time
 
@@ -277,13 +173,13 @@ class Message(_Fields):
 
         _created_at: datetime | float
 
-    model_fields: ClassVar[_EnvelopeFields] = _EnvelopeFields()
+    #: The envelope's field names, in order (what ``model_fields`` listed on the model).
+    model_fields: ClassVar[tuple[str, ...]] = FIELDS
 
     def __init__(self, **data: Any) -> None:
-        """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before)."""
-        values = _envelope()(**data).__dict__
-        for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
-            _set(self, slot, values[name])
+        """Validate ``data`` (pydantic's ``ValidationError`` naming the bad field)."""
+        values = envelope_model()(**data).__dict__
+        _fill(self, *[values[name] for name in FIELDS])
 
     @property
     def created_at(self) -> datetime:
@@ -296,41 +192,45 @@ class Message(_Fields):
     def _fields(self) -> dict[str, Any]:
         """Every field by name, ``created_at`` as a datetime."""
         self.created_at  # noqa: B018  # as a datetime
-        return dict(zip(_FIELD_NAMES, _slot_values(self), strict=True))
+        return dict(zip(FIELDS, _slot_values(self), strict=True))
 
-    # --- the pydantic model's API, through the boundary model ------------------------------
-    def _model(self) -> BaseModel:
-        return _envelope().model_construct(**self._fields())
-
+    # --- the boundaries, through the envelope model ------------------------------------------
     def model_dump(self, **options: Any) -> dict[str, Any]:
+        """The fields as the envelope model dumps them (its options)."""
         return self._model().model_dump(**options)
 
     def model_dump_json(self, **options: Any) -> str:
+        """The envelope as JSON, as the envelope model writes it (its options)."""
         return self._model().model_dump_json(**options)
 
     @property
     def model_fields_set(self) -> set[str]:
-        return set(_FIELD_NAMES)
+        """Every field: a message always holds all of them."""
+        return set(FIELDS)
 
     @classmethod
     def model_validate(cls, obj: Any, **options: Any) -> Message:
+        """A message from a mapping, validated (a message is returned as it is)."""
         if isinstance(obj, Message):
-            return obj  # pydantic's default: an instance is not validated again
-        return cls._of(_envelope().model_validate(obj, **options))
+            return obj
+        return cls._of(envelope_model().model_validate(obj, **options))
 
     @classmethod
     def model_validate_json(cls, data: str | bytes, **options: Any) -> Message:
-        return cls._of(_envelope().model_validate_json(data, **options))
+        """A message from JSON text, validated."""
+        return cls._of(envelope_model().model_validate_json(data, **options))
 
     @classmethod
     def model_json_schema(cls, **options: Any) -> dict[str, Any]:
-        return _envelope().model_json_schema(**options)
+        """The envelope's JSON schema (titled ``Message``)."""
+        return envelope_model().model_json_schema(**options)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        """A Message as a field of a user's pydantic model: validated and dumped as before."""
+        """A message as a field of a user's pydantic model: validated and dumped by the
+        envelope model, an instance kept as it is."""
         from_data = core_schema.no_info_after_validator_function(
-            cls._of, handler.generate_schema(_envelope())
+            cls._of, handler.generate_schema(envelope_model())
         )
         return core_schema.json_or_python_schema(
             json_schema=from_data,
@@ -343,13 +243,18 @@ class Message(_Fields):
             ),
         )
 
+    def _model(self) -> BaseModel:
+        return envelope_model().model_construct(**self._fields())
+
     @classmethod
     def _of(cls, model: BaseModel) -> Message:
         values = model.__dict__
-        return _filled(cls, [values[name] for name in _FIELD_NAMES])
+        msg = _new(cls)
+        _fill(msg, *[values[name] for name in FIELDS])
+        return msg
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``)."""
+        """A copy, with ``update`` (field name -> value) applied unvalidated."""
         values: Sequence[Any] = _slot_values(self)
         if deep:
             values = copy.deepcopy(values)
@@ -360,23 +265,21 @@ class Message(_Fields):
                 if at is None:
                     raise ValueError(f"Message has no field {name!r}")
                 values[at] = value
-        return _filled(type(self), values)  # type: ignore[return-value]
+        msg = _new(type(self))
+        _fill(msg, *values)
+        return msg
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle and ``copy`` by value: the default would restore the slots through the
         # frozen ``__setattr__``.
         return _rebuilt, (type(self), _slot_values(self))
 
-    # --- what a frozen pydantic model does -----------------------------------------------
+    # --- frozen, compared by value -----------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        raise ValidationError.from_exception_data(
-            "Message", [{"type": "frozen_instance", "loc": (name,), "input": value}]
-        )
+        raise _frozen(name, value)
 
     def __delattr__(self, name: str) -> None:
-        raise ValidationError.from_exception_data(
-            "Message", [{"type": "frozen_instance", "loc": (name,), "input": None}]
-        )
+        raise _frozen(name, None)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
@@ -405,7 +308,7 @@ class Message(_Fields):
         try:
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
-            raise _translate(payload.message_type or type(payload).__name__, exc) from exc
+            raise invalid_message(payload.message_type or type(payload).__name__, exc) from exc
 
     @classmethod
     def top(
@@ -431,22 +334,11 @@ class Message(_Fields):
             or (recipient is not None and type(recipient) is not str)
         ):
             return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
-        fields: Any = _Fields()  # made a Message below (see ``_Fields``)
-        fields.id = id
-        fields.type = kind
-        fields.sender = sender
-        fields.recipient = recipient
-        fields.correlation_id = id
-        fields.causation_id = None
-        fields.trace_id = id
-        fields.role = role
-        fields.classification = Classification.INTERNAL
-        fields.hops = 0
-        fields._created_at = created_at
-        fields.metadata = {}
-        fields.payload = payload
-        fields.__class__ = Message
-        msg: Message = fields
+        msg = _new(Message)
+        _fill(
+            msg, id, kind, sender, recipient, id, None, id, role, Classification.INTERNAL,
+            0, created_at, {}, payload,
+        )  # fmt: skip
         return msg
 
     def child(
@@ -472,12 +364,69 @@ class Message(_Fields):
         )
 
 
+_new = object.__new__
+# Each slot's own setter: a message is filled past its frozen ``__setattr__``, field by field.
+(
+    _set_id,
+    _set_type,
+    _set_sender,
+    _set_recipient,
+    _set_correlation_id,
+    _set_causation_id,
+    _set_trace_id,
+    _set_role,
+    _set_classification,
+    _set_hops,
+    _set_created_at,
+    _set_metadata,
+    _set_payload,
+) = [vars(Message)[slot].__set__ for slot in _SLOTS]
+
+
+def _fill(
+    msg: Message,
+    id: str,
+    type: str,
+    sender: str,
+    recipient: str | None,
+    correlation_id: str,
+    causation_id: str | None,
+    trace_id: str,
+    role: Role,
+    classification: Classification,
+    hops: int,
+    created_at: datetime | float,
+    metadata: Mapping[str, MetaValue],
+    payload: Payload,
+) -> None:
+    """Set every field of a new ``msg``, unvalidated."""
+    _set_id(msg, id)
+    _set_type(msg, type)
+    _set_sender(msg, sender)
+    _set_recipient(msg, recipient)
+    _set_correlation_id(msg, correlation_id)
+    _set_causation_id(msg, causation_id)
+    _set_trace_id(msg, trace_id)
+    _set_role(msg, role)
+    _set_classification(msg, classification)
+    _set_hops(msg, hops)
+    _set_created_at(msg, created_at)
+    _set_metadata(msg, metadata)
+    _set_payload(msg, payload)
+
+
+def _rebuilt(cls: type[Message], values: tuple[Any, ...]) -> Message:
+    """Unpickles a message (``Message.__reduce__``)."""
+    msg = _new(cls)
+    _fill(msg, *values)
+    return msg
+
+
 # payload class -> its ``message_type``, for the Payload classes that set one. A reply's type is
-# looked up here by its payload's class: the check that it is a Payload and the read of its type
-# cost ~2,000 instructions (every read on a pydantic model or model class goes through a
-# ``__getattr__`` hook), a dict lookup by class ~100. A class's type name is a ClassVar, fixed
-# when it is registered, so it is read once per class; like ``CONTAINER_FIELDS``, the table is
-# of classes, not of runtimes.
+# looked up here by its payload's class, because checking that it is a Payload and reading its
+# type through pydantic's model class are slow next to a lookup. A class's type name is a
+# ClassVar, fixed when it is registered, so it is read once per class; like
+# ``CONTAINER_FIELDS``, the table is of classes, not of runtimes.
 _KINDS: dict[type, str] = {}
 
 
@@ -502,12 +451,10 @@ def caused_by(
     metadata: Mapping[str, MetaValue] | None,
 ) -> Message:
     """``parent.child(...)`` with every argument by position: a handler's contexts build each
-    reply through it (a call with keywords binds them one by one)."""
+    reply through it."""
     try:
-        # A subscript, not ``dict.get`` (~185 instructions against ~280): once a reply, and
-        # a payload's class is in the table from its first reply on.
         kind = _KINDS[type(payload)]
-    except KeyError:
+    except KeyError:  # the payload class's first reply
         kind = _kind(type(payload))
     if not kind:
         raise InvalidMessageError(
@@ -517,184 +464,23 @@ def caused_by(
     if metadata or type(meta) is not FrozenDict:
         meta = dict(meta)
         if metadata:
-            meta.update({str(k): _freeze(v) for k, v in metadata.items()})
+            meta.update({str(k): freeze_meta(v) for k, v in metadata.items()})
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
-    fields: Any = _Fields()  # made a Message below (see ``_Fields``)
-    fields.id = id
-    fields.type = kind
-    fields.sender = sender
-    fields.recipient = recipient
-    fields.correlation_id = parent.correlation_id
-    fields.causation_id = parent.id
-    fields.trace_id = parent.trace_id
-    fields.role = role
-    fields.classification = parent.classification if classification is None else classification
-    fields.hops = parent.hops + 1
-    fields._created_at = created_at
-    fields.metadata = meta
-    fields.payload = payload
-    fields.__class__ = Message
-    msg: Message = fields
-    return msg
-
-
-def _translate(type_name: str, exc: ValidationError) -> InvalidMessageError:
-    err = exc.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in err["loc"]) or "<root>"
-    return InvalidMessageError(type_name, field, err["msg"])
-
-
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
-# Ids made at once by an ``IdSource`` (see its ``__init__``): ~15 KB of strings ahead at most.
-_BATCH = 256
-
-
-class IdSource:
-    """Message ids for one runtime: a random prefix and a counter.
-
-    Cheaper than a UUID per message, unique across runtimes in a process (the prefix), and
-    reproducible when seeded (simulations). The prefix is letters only: an id travels in
-    metadata (``trace_id``) that the policies scan, and a hex prefix that happened to be all
-    digits (1 in 280) read as a 12-digit identity number and denied the request.
-    """
-
-    def __init__(self, seed: int | None = None) -> None:
-        bits = random.Random(seed).getrandbits(48) if seed is not None else uuid.uuid4().int
-        bits &= 2**48 - 1
-        letters = []
-        for _ in range(11):  # 26**11 > 2**48
-            bits, digit = divmod(bits, 26)
-            letters.append(_LETTERS[digit])
-        self._prefix = "".join(letters) + "-"
-        # ``prefix + format(n, "x")`` for n = 1, 2, ... built by C callables only: calling it
-        # runs no Python frame (an id is taken for every message). The ids are made _BATCH at
-        # a time, by one ``%`` of a template holding the prefix _BATCH times and one split:
-        # an id by its own ``%`` (through ``str.__mod__``'s wrapper, the template parsed each
-        # time) cost ~1,550 instructions, ~1,000 this way, ~900 taken by the iterator's own
-        # ``__next__`` rather than ``functools.partial(next, ids)``. The prefix is letters and
-        # a dash, so nothing to escape, and no id holds a newline.
-        template = "\n".join([self._prefix + "%x"] * _BATCH)
-        firsts = itertools.count(1, _BATCH)
-        counters = map(range, firsts, itertools.count(1 + _BATCH, _BATCH))
-        batches = map(template.__mod__, map(tuple, counters))
-        ids = itertools.chain.from_iterable(map(str.split, batches, itertools.repeat("\n")))
-        self.next: Callable[[], str] = ids.__next__
-
-    def __call__(self) -> str:
-        return self.next()
-
-
-class MessageTypes:
-    """A registry of payload models by message type name, owned by one runtime.
-
-    Boundaries (YAML, CLI, wire) parse through it, so an unknown type or a bad field fails
-    there with an error that names both.
-    """
-
-    def __init__(self, models: Iterable[type[Payload]] = ()) -> None:
-        self._models: dict[str, type[Payload]] = {}
-        self.register(*models)
-
-    def register(self, *models: type[Payload]) -> None:
-        """Register payload models; a second model under a taken name is a ConfigurationError."""
-        for model in models:
-            name = getattr(model, "message_type", "")
-            if not (isinstance(model, type) and issubclass(model, Payload)) or not name:
-                raise ConfigurationError(
-                    f"cannot register {model!r}: a payload model is a Payload subclass "
-                    "that sets message_type"
-                )
-            taken = self._models.get(name)
-            if taken is not None and taken is not model:
-                raise ConfigurationError(
-                    f"message type {name!r} is already registered to "
-                    f"{taken.__module__}.{taken.__qualname__}; one type name maps to one model"
-                )
-            self._models[name] = model
-
-    def get(self, name: str) -> type[Payload]:
-        try:
-            return self._models[name]
-        except KeyError:
-            raise UnknownMessageTypeError(name, sorted(self._models)) from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._models
-
-    def names(self) -> list[str]:
-        return sorted(self._models)
-
-    def is_registered(self, payload: Payload) -> bool:
-        return self._models.get(payload.message_type) is type(payload)
-
-    def parse_payload(self, name: str, data: Mapping[str, Any] | str | bytes) -> Payload:
-        """Validate ``data`` (a mapping or JSON text) as the payload of message type ``name``.
-
-        Data nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
-        model = self.get(name)
-        _check_depth(name, data)
-        try:
-            if isinstance(data, str | bytes):
-                return model.model_validate_json(data)
-            return model.model_validate(data)
-        except ValidationError as exc:
-            raise _translate(name, exc) from exc
-
-    def parse_message(self, data: Mapping[str, Any] | str | bytes) -> Message:
-        """Validate a whole envelope (as produced by ``Message.model_dump(mode="json")``).
-
-        An envelope nested deeper than ``MAX_DEPTH`` (64) levels is refused as invalid."""
-        if isinstance(data, str | bytes):
-            text = data.decode() if isinstance(data, bytes) else data
-            if json_depth_exceeds(text):
-                raise _too_deep(top_level_type(text) or "<unknown>")
-            return self.parse_bounded_message(_load_json(text))
-        if isinstance(data, Mapping) and isinstance(data.get("type"), str):
-            _check_depth(data["type"], data)
-        return self.parse_bounded_message(data)
-
-    def parse_bounded_message(self, data: object) -> Message:
-        """``parse_message`` of an envelope whose nesting the caller has already bounded to
-        ``MAX_DEPTH`` (for instance by checking the JSON text it was loaded from), so neither
-        the envelope nor the payload inside it is walked again for depth."""
-        if not isinstance(data, Mapping):
-            raise InvalidMessageError("<unknown>", "<root>", "a message is a JSON object")
-        type_name = data.get("type")
-        if not isinstance(type_name, str):
-            raise InvalidMessageError("<unknown>", "type", "a message needs a string 'type'")
-        raw = data.get("payload", {})
-        if isinstance(raw, str | bytes):
-            payload = self.parse_payload(type_name, raw)  # JSON text inside: its own check
-        else:
-            try:
-                payload = self.get(type_name).model_validate(raw)
-            except ValidationError as exc:
-                raise _translate(type_name, exc) from exc
-        try:
-            return Message.model_validate({**data, "payload": payload})
-        except ValidationError as exc:
-            raise _translate(type_name, exc) from exc
-
-
-def _load_json(text: str) -> object:
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidMessageError("<unknown>", "<root>", f"not JSON: {exc}") from exc
-
-
-def _too_deep(type_name: str) -> InvalidMessageError:
-    return InvalidMessageError(
-        type_name, "<root>", f"nested deeper than {MAX_DEPTH} levels of arrays and objects"
+    msg = _new(Message)
+    _fill(
+        msg,
+        id,
+        kind,
+        sender,
+        recipient,
+        parent.correlation_id,
+        parent.id,
+        parent.trace_id,
+        role,
+        parent.classification if classification is None else classification,
+        parent.hops + 1,
+        created_at,
+        meta,
+        payload,
     )
-
-
-def _check_depth(type_name: str, data: Mapping[str, Any] | str | bytes) -> None:
-    if isinstance(data, bytes):
-        data = data.decode(errors="replace")  # brackets are ASCII: replacement changes none
-    if json_depth_exceeds(data) if isinstance(data, str) else value_depth_exceeds(data):
-        raise _too_deep(type_name)
+    return msg

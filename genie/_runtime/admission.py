@@ -23,7 +23,8 @@ class Admission:
     def __init__(self, limits: Limits, policies: Sequence[Policy]) -> None:
         self.limits = limits
         self.policies = tuple(policies)
-        self.plan = PolicyPlan(self.policies)  # decides as ``admit`` does, for less
+        # Decides exactly as ``admit`` over the same policies (tests/policies/test_plan.py).
+        self.plan = PolicyPlan(self.policies)
         self.allowed = 0
         self.denials: Counter[str] = Counter()
 
@@ -43,6 +44,17 @@ class Admission:
         if self.admits_all(msg, corr, 1):
             return Decision.ALLOW
         return self.evaluate(msg, consumer, corr.deliveries)
+
+    def within_charged_budget(self, count: int, total: int) -> int:
+        """Of ``count`` deliveries admitted here, how many the correlation's budget admits
+        once every process together has charged ``total`` deliveries including them (the
+        first ones: the budget is charged in order)."""
+        return max(0, min(count, self.limits.correlation_budget - (total - count)))
+
+    def over_charged_budget(self, msg: Message, consumer: str) -> Decision:
+        """The denial of a delivery past the correlation's budget as charged across
+        processes (``within_charged_budget`` left it out), counted as any denial."""
+        return self.evaluate(msg, consumer, self.limits.correlation_budget)
 
     def evaluate(self, msg: Message, consumer: str, deliveries: int) -> Decision:
         limits = self.limits

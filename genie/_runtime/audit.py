@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import secrets
 import sys
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from .._base.nesting import json_depth_exceeds
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import ConfigurationError
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "JsonlAuditLog",
     "MemoryAuditLog",
     "audit_key",
+    "create_audit_key",
+    "key_beside",
     "read_audit_key",
     "verify_audit_log",
 ]
@@ -33,22 +36,11 @@ __all__ = [
 class AuditRecord(Record):
     """``actor`` decided ``action`` about ``target`` (e.g. policy ``rbac`` denied a delivery)."""
 
-    __slots__ = ("action", "actor", "at", "details", "target")
-    __match_args__ = ("at", "actor", "action", "target", "details")
     at: datetime
     actor: str
     action: str
     target: str
     details: Mapping[str, str]
-
-    def __init__(
-        self, at: datetime, actor: str, action: str, target: str, details: Mapping[str, str]
-    ) -> None:
-        set_field(self, "at", at)
-        set_field(self, "actor", actor)
-        set_field(self, "action", action)
-        set_field(self, "target", target)
-        set_field(self, "details", details)
 
 
 class AuditSink(Protocol):
@@ -125,6 +117,25 @@ def read_audit_key(path: str | Path) -> bytes:
     except OSError as exc:
         raise AuditLogError(f"cannot read audit key {path}: {exc.strerror}") from exc
     return check_audit_key(key, str(path))
+
+
+def key_beside(log: str | Path) -> Path:
+    """Where a log's own key lives when none is given: ``<log>.key``. ``genie serve`` makes
+    it for a new log, and ``genie audit verify`` uses it when it is there."""
+    return Path(f"{log}.key")
+
+
+def create_audit_key(path: str | Path) -> bytes:
+    """A new random key (64 hex characters) written to ``path``, which must not exist,
+    readable and writable by its owner only."""
+    key = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise AuditLogError(f"cannot create audit key {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as file:
+        file.write(key + b"\n")
+    return key
 
 
 def check_audit_key(key: bytes, where: str) -> bytes:
@@ -376,33 +387,13 @@ class AuditVerdict(Record):
     ``problem`` name the first fault; ``last_hash`` is the last row's hash (keep it elsewhere
     to detect a later truncation); ``recovered`` the torn lines accounted for."""
 
-    __slots__ = ("keyed", "last_hash", "line", "ok", "problem", "recovered", "rows")
-    __match_args__ = ("ok", "rows", "line", "problem", "last_hash", "keyed", "recovered")
     ok: bool
     rows: int
-    line: int | None
-    problem: str
-    last_hash: str
-    keyed: bool
-    recovered: tuple[int, ...]
-
-    def __init__(
-        self,
-        ok: bool,
-        rows: int,
-        line: int | None = None,
-        problem: str = "",
-        last_hash: str = GENESIS,
-        keyed: bool = False,
-        recovered: tuple[int, ...] = (),
-    ) -> None:
-        set_field(self, "ok", ok)
-        set_field(self, "rows", rows)
-        set_field(self, "line", line)
-        set_field(self, "problem", problem)
-        set_field(self, "last_hash", last_hash)
-        set_field(self, "keyed", keyed)
-        set_field(self, "recovered", recovered)
+    line: int | None = None
+    problem: str = ""
+    last_hash: str = GENESIS
+    keyed: bool = False
+    recovered: tuple[int, ...] = ()
 
 
 def verify_audit_log(

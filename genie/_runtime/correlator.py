@@ -17,7 +17,7 @@ from typing import Literal
 import anyio
 
 from .._base.clock import Clock
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError
 from .._message.envelope import Message
 
@@ -29,54 +29,22 @@ MissingKind = Literal["denied", "failed", "shed", "no_route", "cancelled", "time
 class Missing(Record):
     """Why an expected reply is absent. ``key`` is the sender or type expected, or ``"reply"``."""
 
-    __slots__ = ("agent_id", "key", "kind", "message_id", "policy", "reason")
-    __match_args__ = ("key", "kind", "reason", "policy", "agent_id", "message_id")
     key: str
     kind: MissingKind
     reason: str
-    policy: str | None
-    agent_id: str | None
-    message_id: str | None
-
-    def __init__(
-        self,
-        key: str,
-        kind: MissingKind,
-        reason: str,
-        policy: str | None = None,
-        agent_id: str | None = None,
-        message_id: str | None = None,
-    ) -> None:
-        set_field(self, "key", key)
-        set_field(self, "kind", kind)
-        set_field(self, "reason", reason)
-        set_field(self, "policy", policy)
-        set_field(self, "agent_id", agent_id)
-        set_field(self, "message_id", message_id)
+    policy: str | None = None
+    agent_id: str | None = None
+    message_id: str | None = None
 
 
 class GatherResult(Record):
     """What a gather collected. ``status``: ``complete`` (expectation met), ``partial`` (the
     rest can no longer arrive) or ``timed_out``."""
 
-    __slots__ = ("correlation_id", "missing", "replies", "status")
-    __match_args__ = ("correlation_id", "status", "replies", "missing")
     correlation_id: str
     status: Literal["complete", "partial", "timed_out"]
     replies: tuple[Message, ...]
     missing: tuple[Missing, ...]
-
-    def __init__(
-        self,
-        correlation_id: str,
-        status: Literal["complete", "partial", "timed_out"],
-        replies: tuple[Message, ...],
-        missing: tuple[Missing, ...],
-    ) -> None:
-        set_field(self, "correlation_id", correlation_id)
-        set_field(self, "status", status)
-        set_field(self, "replies", replies)
-        set_field(self, "missing", missing)
 
     @property
     def complete(self) -> bool:
@@ -92,44 +60,12 @@ class GatherResult(Record):
 
 
 class CorrelatorStatistics(Record):
-    __slots__ = (
-        "correlations_active",
-        "gathers_complete",
-        "gathers_partial",
-        "gathers_pending",
-        "gathers_timed_out",
-        "late_replies",
-    )
-    __match_args__ = (
-        "correlations_active",
-        "gathers_pending",
-        "gathers_complete",
-        "gathers_partial",
-        "gathers_timed_out",
-        "late_replies",
-    )
     correlations_active: int
     gathers_pending: int
     gathers_complete: int
     gathers_partial: int
     gathers_timed_out: int
     late_replies: int
-
-    def __init__(
-        self,
-        correlations_active: int,
-        gathers_pending: int,
-        gathers_complete: int,
-        gathers_partial: int,
-        gathers_timed_out: int,
-        late_replies: int,
-    ) -> None:
-        set_field(self, "correlations_active", correlations_active)
-        set_field(self, "gathers_pending", gathers_pending)
-        set_field(self, "gathers_complete", gathers_complete)
-        set_field(self, "gathers_partial", gathers_partial)
-        set_field(self, "gathers_timed_out", gathers_timed_out)
-        set_field(self, "late_replies", late_replies)
 
 
 class _Criteria:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Literal
 
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._message.envelope import Message
 
 __all__ = ["DeadLetter", "DeadLetters"]
@@ -23,8 +23,6 @@ class DeadLetter(Record):
     recipient, unknown recipient).
     """
 
-    __slots__ = ("agent_id", "at", "attempts", "error_type", "kind", "message", "reason")
-    __match_args__ = ("message", "agent_id", "kind", "reason", "error_type", "attempts", "at")
     message: Message
     agent_id: str | None
     kind: DeadLetterKind
@@ -32,24 +30,6 @@ class DeadLetter(Record):
     error_type: str | None
     attempts: int
     at: datetime
-
-    def __init__(
-        self,
-        message: Message,
-        agent_id: str | None,
-        kind: DeadLetterKind,
-        reason: str,
-        error_type: str | None,
-        attempts: int,
-        at: datetime,
-    ) -> None:
-        set_field(self, "message", message)
-        set_field(self, "agent_id", agent_id)
-        set_field(self, "kind", kind)
-        set_field(self, "reason", reason)
-        set_field(self, "error_type", error_type)
-        set_field(self, "attempts", attempts)
-        set_field(self, "at", at)
 
 
 class DeadLetters:

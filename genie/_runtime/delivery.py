@@ -18,7 +18,9 @@ import anyio
 from .._agent.context import ContextServices, runtime_context
 from .._base.clock import Clock
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError
-from .._message.envelope import Message, MessageTypes, Payload
+from .._message.envelope import Message
+from .._message.payload import Payload
+from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, _Correlation
 from .dispatch import Dispatcher

@@ -20,8 +20,9 @@ from .._errors import (
     UnknownRecipientError,
     WouldBlockError,
 )
-from .._message.envelope import Message, MessageTypes
+from .._message.envelope import Message
 from .._message.freeze import CONTAINER_FIELDS, freeze_message
+from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, Missing, _Correlation
 from .ledger import Ledger, fields
@@ -222,6 +223,11 @@ class Dispatcher:
             put(msg, rid)
             if ledger.observer is not None:
                 ledger.observer.delivered(msg, rid)
+
+    def reply_arrived(self, reply: Message, corr: _Correlation) -> None:
+        """A reply nobody received in the process that sent it, carried here: routed to this
+        runtime's waiters and taps only (its agents had it where it was sent)."""
+        self.route(reply, corr, (), True)
 
     # --- the path ----------------------------------------------------------------------------
     def route(

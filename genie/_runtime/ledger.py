@@ -13,7 +13,7 @@ the notice to whoever waits on the correlation, so no path can record half of on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -83,6 +83,23 @@ class Ledger:
                 event.set()
             self._idle.clear()
 
+    def arrived(self, corr: _Correlation) -> None:
+        """A delivery another process admitted (and counted ``delivered``) runs here: in
+        flight here until ``closed``, not delivered a second time."""
+        self.in_flight += 1
+        corr.in_flight += 1
+
+    def withdrawn(
+        self, msg: Message, consumer: str, corr: _Correlation, decision: Decision
+    ) -> None:
+        """A delivery counted in flight (``opened``) that admission refuses after all (the
+        correlation's budget, charged across processes): it ends as the denial ``decision``,
+        as if it had been refused when it was admitted."""
+        self.delivered -= 1
+        corr.deliveries -= 1
+        self.deny(msg, consumer, corr, decision)
+        self.closed(corr)
+
     async def wait_idle(self) -> None:
         if self.in_flight:
             event = anyio.Event()
@@ -117,12 +134,19 @@ class Ledger:
         """A delivery in flight was handled (``closed`` with the message)."""
         self.closed(corr, msg)
 
-    def collect(self, corr: _Correlation) -> None:
-        """A waiter (gather, ask, request) took a message: a delivery handled at once."""
-        self.delivered += 1
+    def handled_elsewhere(self, corr: _Correlation) -> None:
+        """A delivery in flight here was handled in another process (whose requests hear of
+        it there)."""
         self.handled += 1
-        self.collected += 1
-        corr.deliveries += 1
+        self.closed(corr)
+
+    def collect(self, corr: _Correlation, count: int = 1) -> None:
+        """A waiter (gather, ask, request) took a message: a delivery handled at once
+        (``count``: messages waiters of another process took, reported here)."""
+        self.delivered += count
+        self.handled += count
+        self.collected += count
+        corr.deliveries += count
 
     def deny(
         self,
@@ -193,6 +217,40 @@ class Ledger:
             )
             self.lost(msg, consumer, corr, missing)  # before closing: a notice keeps it open
         self.closed(corr)
+
+    def unreadable(
+        self,
+        agent: str,
+        letter: Message,
+        reason: str,
+        details: Mapping[str, str],
+        corr: _Correlation | None,
+    ) -> DeadLetter:
+        """A delivery for ``agent`` nobody could read, kept as the dead letter ``letter``
+        with an audit row of ``details`` (the message as its text shows it). ``corr``: it was
+        in flight, and this dead letter is its outcome (its waiters hear why, with
+        ``details["message_id"]``)."""
+        now = self.clock.now()
+        self.audit.record(AuditRecord(now, agent, "dead_letter:failed", agent, dict(details)))
+        dead = DeadLetter(letter, agent, "failed", reason, None, 0, now)
+        self.dead_letters.add(dead)
+        if self.observer is not None:
+            self.observer.dead_lettered(dead)
+        if corr is not None:
+            self.dead_lettered += 1
+            if corr.waiters:
+                message_id = details["message_id"]
+                missing = Missing(agent, "failed", reason, None, agent, message_id)
+                self.correlator.failed(corr, missing, message_id, agent)
+            self.closed(corr)
+        return dead
+
+    def limit_fired(self, limit: str, agent: str, msg: Message, reason: str) -> None:
+        """A limit stopped ``agent``'s handling of ``msg`` (not an outcome: the handler's
+        delivery ends as it ends): its audit row and observer call."""
+        self.record(limit, "limit_fired", agent, msg, reason)
+        if self.observer is not None:
+            self.observer.limit_fired(msg, agent, limit, reason)
 
     def lost(self, msg: Message, consumer: str, corr: _Correlation, missing: Missing) -> None:
         """Tell the correlation's waiters, and the loss hook, that a delivery is lost."""

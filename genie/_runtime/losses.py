@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .._message.envelope import Payload
+from .._message.payload import Payload
 
 __all__ = ["Lost"]
 

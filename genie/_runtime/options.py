@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._base.resilience import _DEFAULT_BREAKER, _NO_RETRY, BreakerPolicy, RetryPolicy
 from .._errors import ConfigurationError
 
@@ -23,50 +23,16 @@ class AgentOptions(Record):
     ``"shed"`` they are shed, recorded and reported to waiting gathers.
     """
 
-    __slots__ = (
-        "breaker",
-        "deadline",
-        "fallback",
-        "mailbox_size",
-        "max_concurrency",
-        "overflow",
-        "retry",
-    )
-    __match_args__ = (
-        "mailbox_size",
-        "max_concurrency",
-        "deadline",
-        "retry",
-        "breaker",
-        "fallback",
-        "overflow",
-    )
-    mailbox_size: int
-    max_concurrency: int
-    deadline: float | None
-    retry: RetryPolicy
-    breaker: BreakerPolicy | None
-    fallback: str | None
-    overflow: Overflow
+    mailbox_size: int = 1024
+    max_concurrency: int = 1
+    deadline: float | None = None
+    # Frozen values: one default instance serves every options object.
+    retry: RetryPolicy = _NO_RETRY
+    breaker: BreakerPolicy | None = _DEFAULT_BREAKER
+    fallback: str | None = None
+    overflow: Overflow = "overdraft"
 
-    def __init__(
-        self,
-        mailbox_size: int = 1024,
-        max_concurrency: int = 1,
-        deadline: float | None = None,
-        # Frozen values: one default instance serves every options object.
-        retry: RetryPolicy = _NO_RETRY,
-        breaker: BreakerPolicy | None = _DEFAULT_BREAKER,
-        fallback: str | None = None,
-        overflow: Overflow = "overdraft",
-    ) -> None:
-        set_field(self, "mailbox_size", mailbox_size)
-        set_field(self, "max_concurrency", max_concurrency)
-        set_field(self, "deadline", deadline)
-        set_field(self, "retry", retry)
-        set_field(self, "breaker", breaker)
-        set_field(self, "fallback", fallback)
-        set_field(self, "overflow", overflow)
+    def __post_init__(self) -> None:
         if self.mailbox_size < 1 or self.max_concurrency < 1:
             raise ConfigurationError("mailbox_size and max_concurrency must be at least 1")
         if self.deadline is not None and self.deadline <= 0:

@@ -1,35 +1,42 @@
-"""Admission's vocabulary: a policy, its decision, the limits, and ``admit`` (fail closed)."""
+"""Admission's vocabulary: a policy, its decision, how it opts into the compiled plan, the
+limits, and ``admit`` (fail closed)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import ClassVar, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import (
     ConfigurationError,
 )
 from .._message.envelope import Message
 
-__all__ = ["Decision", "Limits", "Policy", "PolicyStatistics", "admit", "refusal"]
+__all__ = [
+    "Decision",
+    "DeliveryCheck",
+    "Limits",
+    "PlanStep",
+    "PlannedPolicy",
+    "Policy",
+    "PolicyStatistics",
+    "Screen",
+    "ScreenPart",
+    "VersionedPolicy",
+    "admit",
+    "refusal",
+]
 
 
 class Decision(Record):
     """The outcome of admission: allowed, or denied by ``policy`` for ``reason``."""
 
-    __slots__ = ("allowed", "policy", "reason")
-    __match_args__ = ("allowed", "policy", "reason")
     allowed: bool
-    policy: str
-    reason: str
+    policy: str = ""
+    reason: str = ""
 
     ALLOW: ClassVar[Decision]
-
-    def __init__(self, allowed: bool, policy: str = "", reason: str = "") -> None:
-        set_field(self, "allowed", allowed)
-        set_field(self, "policy", policy)
-        set_field(self, "reason", reason)
 
     @classmethod
     def deny(cls, policy: str, reason: str) -> Decision:
@@ -42,7 +49,8 @@ Decision.ALLOW = Decision(True)
 class Policy(Protocol):
     """A governance rule, evaluated for every delivery before the recipient's mailbox.
 
-    ``evaluate`` is synchronous and pure (it runs on the hot path). It returns
+    ``evaluate`` is synchronous and pure (the plan may run what depends on the message alone
+    once for all its recipients: ``PlannedPolicy``). It returns
     ``Decision.ALLOW`` or ``Decision.deny(self.name, reason)``. If it raises, the delivery is
     denied (fail closed) with a reason that names the exception.
     """
@@ -51,6 +59,74 @@ class Policy(Protocol):
     def name(self) -> str: ...
 
     def evaluate(self, msg: Message, recipient: str) -> Decision: ...
+
+
+# --- how a policy opts into the compiled plan (``PolicyPlan``) ------------------------------
+
+DeliveryCheck = Callable[[Message, str], Decision]
+"""What is left of a policy for each recipient of one message."""
+
+PlanStep = Callable[[Message], "Decision | DeliveryCheck"]
+"""A policy's work on one message: a decision, or the check each recipient still needs."""
+
+
+class Screen(Protocol):
+    def clear(self, msg: Message) -> bool:
+        """True only when every check the screen was built from allows ``msg``."""
+        ...
+
+
+class ScreenPart(Protocol):
+    """What one check needs to allow a message. Parts of one ``group`` are screened together
+    (``screen``)."""
+
+    @property
+    def group(self) -> object: ...
+
+    def screen(self, parts: Sequence[Any]) -> Screen: ...
+
+
+@runtime_checkable
+class PlannedPolicy(Policy, Protocol):
+    """A policy that opts into the compiled plan (``PolicyPlan``), promising that the plan
+    decides as its ``evaluate`` does for every message and recipient. The plan runs what
+    depends on the message alone once per message, and for each recipient only what depends
+    on the recipient; a policy that does not opt in is asked about every delivery.
+
+    The plan trusts these members only on an instance of ``plan_class`` itself: a subclass
+    inherits them but may decide differently (it overrides ``evaluate``), so it runs as an
+    opaque step unless it names itself as ``plan_class``.
+    """
+
+    @property
+    def plan_class(self) -> type[object]:
+        """The class whose ``evaluate`` the plan step reproduces."""
+        ...
+
+    @property
+    def plan_reads_envelope(self) -> bool:
+        """True when the steps read only the message's type, classification and metadata
+        (and what a ``VersionedPolicy`` counts), so the same envelope gets the same answer."""
+        ...
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
+        """The policy's work on a message of this type, or None when it allows every one."""
+        ...
+
+    def screen_part(self, message_type: str) -> ScreenPart | None:
+        """What the step needs to allow a message of this type, checked with the other content
+        checks' parts; None when it has no such part. A message the screen clears skips the
+        step, so the part must never clear a message the step would deny or fail on."""
+        ...
+
+
+@runtime_checkable
+class VersionedPolicy(Protocol):
+    """A planned policy whose step reads what changes at run time (the risk gate's table):
+    each change adds one to ``plan_version``, and the plan reads it for every delivery."""
+
+    @property
+    def plan_version(self) -> int: ...
 
 
 class Limits(Record):
@@ -64,42 +140,16 @@ class Limits(Record):
     reserved before it is sent (see docs/llm.md); the cost is in the price table's unit.
     """
 
-    __slots__ = (
-        "correlation_budget",
-        "correlation_cost",
-        "correlation_tokens",
-        "max_hops",
-        "request_timeout",
-    )
-    __match_args__ = (
-        "max_hops",
-        "correlation_budget",
-        "request_timeout",
-        "correlation_tokens",
-        "correlation_cost",
-    )
-    max_hops: int
-    correlation_budget: int
-    request_timeout: float
-    correlation_tokens: int | None
-    correlation_cost: float | None
+    max_hops: int = 32
+    correlation_budget: int = 10_000
+    # A ``ctx.request`` without a timeout of its own waits at most this long, so two
+    # agents requesting each other (each blocked, each the other's only worker) cannot
+    # wedge for ever.
+    request_timeout: float = 60.0
+    correlation_tokens: int | None = None
+    correlation_cost: float | None = None
 
-    def __init__(
-        self,
-        max_hops: int = 32,
-        correlation_budget: int = 10_000,
-        # A ``ctx.request`` without a timeout of its own waits at most this long, so two
-        # agents requesting each other (each blocked, each the other's only worker) cannot
-        # wedge for ever.
-        request_timeout: float = 60.0,
-        correlation_tokens: int | None = None,
-        correlation_cost: float | None = None,
-    ) -> None:
-        set_field(self, "max_hops", max_hops)
-        set_field(self, "correlation_budget", correlation_budget)
-        set_field(self, "request_timeout", request_timeout)
-        set_field(self, "correlation_tokens", correlation_tokens)
-        set_field(self, "correlation_cost", correlation_cost)
+    def __post_init__(self) -> None:
         if self.max_hops < 1 or self.correlation_budget < 1:
             raise ConfigurationError("limits: max_hops and correlation_budget must be at least 1")
         if not self.request_timeout > 0:
@@ -164,16 +214,9 @@ class PolicyStatistics(Record):
     name, including the limits (``limit:hops``, ``limit:budget``).
     """
 
-    __slots__ = ("allowed", "denied", "policies")
-    __match_args__ = ("policies", "allowed", "denied")
     policies: tuple[str, ...]
     allowed: int
     denied: Mapping[str, int]
-
-    def __init__(self, policies: tuple[str, ...], allowed: int, denied: Mapping[str, int]) -> None:
-        set_field(self, "policies", policies)
-        set_field(self, "allowed", allowed)
-        set_field(self, "denied", denied)
 
     def decisions(self) -> dict[tuple[str, str], int]:
         """``(policy, "allow" | "deny")`` -> count, per policy of the set.

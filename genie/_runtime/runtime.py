@@ -23,7 +23,7 @@ from .._agent.agent import Agent, BaseAgent, agent_risk
 from .._agent.context import ContextServices
 from .._base.clock import Clock
 from .._base.log import lazy_logger
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import (
     ConfigurationError,
     DuplicateAgentError,
@@ -31,7 +31,10 @@ from .._errors import (
     UnknownMessageTypeError,
     UnknownRecipientError,
 )
-from .._message.envelope import IdSource, Message, MessageTypes, MetaValue, Payload, Role
+from .._message.envelope import Message
+from .._message.ids import IdSource
+from .._message.payload import MetaValue, Payload, Role
+from .._message.types import MessageTypes
 from .admission import Admission
 from .audit import AuditSink, MemoryAuditLog
 from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from .observe.events import EventHub, EventStream
     from .observe.metrics import Metrics
     from .statistics import RuntimeStatistics
+    from .transport import Transport
 
 __all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
 
@@ -80,33 +84,11 @@ class RuntimeState(enum.Enum):
 class ShutdownReport(Record):
     """What was still in flight when the runtime closed (all of it is in the dead letters)."""
 
-    __slots__ = ("by_agent", "cancelled_running", "cancelled_timers", "discarded_queued", "drained")
-    __match_args__ = (
-        "drained",
-        "cancelled_running",
-        "discarded_queued",
-        "by_agent",
-        "cancelled_timers",
-    )
     drained: bool
     cancelled_running: int
     discarded_queued: int
     by_agent: Mapping[str, int]
-    cancelled_timers: int
-
-    def __init__(
-        self,
-        drained: bool,
-        cancelled_running: int,
-        discarded_queued: int,
-        by_agent: Mapping[str, int],
-        cancelled_timers: int = 0,
-    ) -> None:
-        set_field(self, "drained", drained)
-        set_field(self, "cancelled_running", cancelled_running)
-        set_field(self, "discarded_queued", discarded_queued)
-        set_field(self, "by_agent", by_agent)
-        set_field(self, "cancelled_timers", cancelled_timers)
+    cancelled_timers: int = 0
 
 
 class Runtime:
@@ -198,6 +180,21 @@ class Runtime:
             self._transport,
             services,
         )
+        if transport is not None and not isinstance(transport, LocalTransport):
+            # A transport between processes reaches this runtime through its host alone.
+            from .host import HostedTransport, RuntimeHost
+
+            if isinstance(transport, HostedTransport):
+                transport.bind(
+                    RuntimeHost(
+                        self.types,
+                        self._ledger,
+                        self._admission,
+                        self._dispatcher,
+                        self._timers,
+                        services,
+                    )
+                )
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
-from .._base.record import Record, set_field
+from .._base.record import Record
 from .._errors import InvalidMessageError
-from .._message.envelope import Message, MessageTypes
+from .._message.envelope import Message
+from .._message.types import MessageTypes
 from .local.executor import Worker
 from .local.mailbox import Mailbox, Queued
 
@@ -38,14 +39,8 @@ def delivery_id(msg: Message, recipient: str) -> str:
 class Delivery(Record):
     """One admitted message for one recipient, as it would cross a process boundary."""
 
-    __slots__ = ("message", "recipient")
-    __match_args__ = ("message", "recipient")
     message: Message
     recipient: str
-
-    def __init__(self, message: Message, recipient: str) -> None:
-        set_field(self, "message", message)
-        set_field(self, "recipient", recipient)
 
     @property
     def id(self) -> str:
@@ -79,16 +74,9 @@ class Delivery(Record):
 class WorkerCounts(Record):
     """How many tasks a transport runs handlers on now (``Transport.workers``)."""
 
-    __slots__ = ("executors", "idle", "ready")
-    __match_args__ = ("executors", "idle", "ready")
     executors: int
     idle: int
     ready: int
-
-    def __init__(self, executors: int, idle: int, ready: int) -> None:
-        set_field(self, "executors", executors)
-        set_field(self, "idle", idle)
-        set_field(self, "ready", ready)
 
 
 NO_WORKERS = WorkerCounts(0, 0, 0)

@@ -30,7 +30,9 @@ from ._errors import ProviderUnavailableError as ProviderUnavailableError
 from ._errors import RateLimitedError as RateLimitedError
 from ._errors import ResidencyDeniedError as ResidencyDeniedError
 from ._fallback import Fallback as Fallback
+from ._killswitch import USAGE_SLACK as USAGE_SLACK
 from ._killswitch import KillSwitch as KillSwitch
+from ._killswitch import billed as billed
 from ._ledger import BudgetLedger as BudgetLedger
 from ._ledger import LedgerStatistics as LedgerStatistics
 from ._ledger import Remaining as Remaining
@@ -127,7 +129,9 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "USAGE_SLACK",
     "UsageEvent",
+    "billed",
     "build_stacks",
     "complete_by_streaming",
     "load_llm_config",

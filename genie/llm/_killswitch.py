@@ -7,15 +7,39 @@ from contextlib import aclosing, asynccontextmanager
 
 from anyio.lowlevel import checkpoint
 
+from .._base.log import lazy_logger
 from ._cost import PriceTable
-from ._errors import LLMError
+from ._errors import AllProvidersFailedError, LLMError, ProviderError, ProviderResponseError
 from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider, models_of
 from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
 
-__all__ = ["KillSwitch", "by_correlation"]
+__all__ = ["USAGE_SLACK", "KillSwitch", "billed", "by_correlation"]
+
+logger = lazy_logger("genie.llm")
 
 UNCORRELATED = "(uncorrelated)"
+
+USAGE_SLACK = 3
+"""A reported usage may reach this many times the call's reservation. The prompt estimate
+counts one token per 3 bytes, and no tokenizer of the providers here spends more than one
+token per byte, so an honest report stays under it; a report above it (or a negative count)
+is not believed."""
+
+
+def billed(error: BaseException) -> bool:
+    """Whether a call that ended in ``error`` may have been billed by its provider.
+
+    Only two outcomes prove it was not: nothing was sent (a refusal, an open circuit, a
+    connection that was never made: ``sent`` is False), or the provider refused the request
+    with a 4xx before processing it. A 5xx may come after the model read the prompt (a
+    gateway's 502 or 504), and a cancellation or a lost connection after the request left
+    cannot tell what the provider did, so all of those are billed."""
+    if isinstance(error, AllProvidersFailedError):
+        return any(billed(e) for e in error.errors)
+    if isinstance(error, LLMError) and not error.sent:
+        return False
+    return not (isinstance(error, ProviderError) and error.status < 500)
 
 
 def by_correlation(context: CallContext) -> str:
@@ -38,8 +62,13 @@ class KillSwitch:
     price is refused then: its cost could not be bounded. A call that does not fit raises
     :class:`BudgetExceededError` and nothing is sent. An answer settles to its reported usage
     (estimated from its text if the provider reported none), priced by the answer's model (or
-    as reserved, when the table does not know it); an error status or a refusal further in
-    is released (not billed); a stream that broke off settles to the prompt plus what arrived.
+    as reserved, when the table does not know it). A usage that cannot be true (a negative
+    count, more than :data:`USAGE_SLACK` times the reservation) is charged the reservation and
+    counted in the ledger's ``usage_violations``. A call that ended without an answer is
+    released only when :func:`billed` proves nothing was billed; otherwise it is charged as the
+    provider bills it: the prompt estimate (a call cancelled, timed out or cut off after its
+    request left), the prompt plus what arrived (a stream), or the whole reservation (a 2xx
+    answer that could not be read: the model did the work).
     """
 
     def __init__(
@@ -113,12 +142,53 @@ class KillSwitch:
                 output_tokens=usage.output_tokens or _tokens_of(response.text),
                 cached_tokens=usage.cached_tokens,
             )
+        if not self._believable(reservation, usage):
+            self._violated(reservation, request, usage)
+            return
         # The answer's own model first; one the table does not know (OpenAI answers with a
         # dated name) is priced as the call was reserved, at the dearest it could reach.
         cost = self.prices.cost(response.model, usage) if response.model else None
         if cost is None:
             cost = self._cost(request, usage)  # cannot refuse now: the reservation priced it
         reservation.settle(tokens=usage.total, cost=cost)
+
+    @staticmethod
+    def _believable(reservation: Reservation, usage: Usage) -> bool:
+        counts = (usage.input_tokens, usage.output_tokens, usage.cached_tokens)
+        return (
+            min(counts) >= 0
+            and usage.cached_tokens <= usage.input_tokens
+            and usage.total <= USAGE_SLACK * reservation.tokens
+        )
+
+    def _violated(self, reservation: Reservation, request: Request, usage: Usage) -> None:
+        # A provider's report is not allowed to refund the budget (a negative count) or to
+        # wreck it (a count beyond any tokenizer): the worst case the call reserved is charged.
+        logger.warning(
+            "llm usage not believed: %s reported %d input, %d output, %d cached tokens for a "
+            "call that reserved %d (correlation %s); the reservation is charged",
+            self.name,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cached_tokens,
+            reservation.tokens,
+            request.context.correlation_id,
+        )
+        reservation.violated()
+
+    def _cut_off(
+        self, reservation: Reservation, request: Request, prompt: int, error: BaseException
+    ) -> None:
+        """Settles a call that ended in ``error`` (an exception or a cancellation)."""
+        if not billed(error):
+            reservation.release()
+        elif isinstance(error, ProviderResponseError):
+            reservation.settle(tokens=reservation.tokens, cost=reservation.cost)
+        else:
+            prompt_cost = 0.0
+            if reservation.cost:
+                prompt_cost = self._cost(request, Usage(input_tokens=prompt))
+            reservation.settle(tokens=prompt, cost=prompt_cost)
 
     async def complete(self, request: Request) -> Response:
         prompt = request.prompt_estimate()
@@ -131,8 +201,8 @@ class KillSwitch:
             raise
         try:
             response = await self.inner.complete(request)
-        except BaseException:
-            reservation.release()
+        except BaseException as error:  # a cancellation included: it is settled, then re-raised
+            self._cut_off(reservation, request, prompt, error)
             raise
         self._settle(reservation, request, prompt, response)
         return response
@@ -146,19 +216,26 @@ class KillSwitch:
             await checkpoint()  # as in complete
             raise
         acc = Accumulator(self.name, request.model or "")
+        ended: BaseException | None = None
         try:
             async with (
                 self.inner.stream(request) as events,
                 aclosing(self._watched(events, acc, reservation, request, prompt)) as reader,
             ):
                 yield reader
+        except BaseException as error:  # a cancellation included: it is settled, then re-raised
+            ended = error
+            raise
         finally:
             if not reservation.settled:
-                if acc.text or acc.usage.total:
-                    # Tokens went out before the break: the prompt and what arrived are spent.
-                    self._settle(reservation, request, prompt, _partial(acc))
-                else:
+                if ended is not None and not billed(ended):
                     reservation.release()
+                elif isinstance(ended, ProviderResponseError):
+                    self._cut_off(reservation, request, prompt, ended)
+                else:
+                    # The request left: the prompt is spent, and whatever arrived before the
+                    # stream stopped (broken, cancelled, or left unread by its reader).
+                    self._settle(reservation, request, prompt, _partial(acc))
 
     async def _watched(
         self,

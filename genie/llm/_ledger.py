@@ -24,6 +24,8 @@ class LedgerStatistics:
     tokens_used: int
     cost_used: float
     refusals: int
+    usage_violations: int = 0
+    """Answers whose reported usage could not be true, charged their reservation instead."""
 
 
 class _Account:
@@ -59,6 +61,7 @@ class BudgetLedger:
         self.name = name
         self._accounts: dict[str, _Account] = {}
         self._refusals = 0
+        self._violations = 0
 
     def remaining(self, key: str) -> Remaining:
         a = self._accounts.get(key) or _Account()
@@ -132,6 +135,7 @@ class BudgetLedger:
             tokens_used=sum(a.tokens_used for a in accounts),
             cost_used=sum(a.cost_used for a in accounts),
             refusals=self._refusals,
+            usage_violations=self._violations,
         )
 
 
@@ -156,3 +160,9 @@ class Reservation:
 
     def release(self) -> None:
         self.settle(tokens=0, cost=0.0)
+
+    def violated(self) -> None:
+        """Charges the whole reservation for a call whose reported usage was not believed,
+        and counts it in the ledger's ``usage_violations``."""
+        self.settle(tokens=self.tokens, cost=self.cost)
+        self._ledger._violations += 1

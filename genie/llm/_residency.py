@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
-from .._message.envelope import Classification
+from .._message.payload import Classification
 from ._errors import ResidencyDeniedError
 from ._provider import Provider
 from ._types import Request, Response, StreamEvent

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._message.envelope import Classification, Message
+from .._message.envelope import Message
+from .._message.payload import Classification
 from ._errors import EXCERPT_LIMIT, ProviderResponseError
 
 __all__ = [

@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
-from .._message.envelope import Message, Payload
-from .._runtime.audit import AuditRecord
-from .._runtime.correlator import Missing, _Correlation
+from .._message.envelope import Message
+from .._message.payload import Payload
 from .._runtime.deadletter import DeadLetter
 from .._runtime.policy import Decision
 
 if TYPE_CHECKING:
-    from .._runtime.ledger import Ledger
-    from .._runtime.runtime import Runtime
+    from .._runtime.host import Correlation, TransportHost
 
 __all__ = [
     "APPLIED_KEPT",
@@ -57,7 +55,7 @@ class OutcomeReplay:
         self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
         self.replaying = False  # applying an outcome record (the loss notices read it)
 
-    def settle(self, rt: Runtime, record: Mapping[str, Any], bounded: bool = False) -> None:
+    def settle(self, host: TransportHost, record: Mapping[str, Any], bounded: bool = False) -> None:
         """Apply ``record``, once the record of the delivery that sent it is applied (a worker
         publishes its outcome and its outputs at once, so a child's record may come first:
         applied before its parent's, it could close the correlation early). ``bounded``: its
@@ -70,26 +68,26 @@ class OutcomeReplay:
         ready = [(record, bounded)]
         while ready:
             rec, rec_bounded = ready.pop()
-            self._apply(rt, rec, rec_bounded)
+            self._apply(host, rec, rec_bounded)
             ready += self._held.pop(rec["delivery"], [])
         # Kept after the correlation settles (a record its parent's does not count may still
         # come, see ``_replay``), for the last APPLIED_KEPT correlations.
         while len(self._applied) > APPLIED_KEPT:
             del self._applied[next(iter(self._applied))]
 
-    def _apply(self, rt: Runtime, record: Mapping[str, Any], bounded: bool) -> None:
+    def _apply(self, host: TransportHost, record: Mapping[str, Any], bounded: bool) -> None:
         self.replaying = True
         try:
-            self._replay(rt, record, bounded)
+            self._replay(host, record, bounded)
         finally:
             self.replaying = False
 
-    def _replay(self, rt: Runtime, record: Mapping[str, Any], bounded: bool) -> None:
+    def _replay(self, host: TransportHost, record: Mapping[str, Any], bounded: bool) -> None:
         self._applied.setdefault(record["correlation_id"], set()).add(record["delivery"])
-        ledger = rt._ledger
+        types = host.types
         parse: Callable[[Any], Message]
-        parse = rt.types.parse_bounded_message if bounded else rt.types.parse_message
-        corr = rt._correlator.get(record["correlation_id"])
+        parse = types.parse_bounded_message if bounded else types.parse_message
+        corr = host.correlation(record["correlation_id"])
         parent = record.get("parent")
         if parent is not None:
             left = self._unclaimed.get(parent, 0)
@@ -101,65 +99,41 @@ class OutcomeReplay:
                 # A delivery its parent's record does not count (that record is the dead
                 # letter of a worker that died after sending it): open it now, so the
                 # count stays exact.
-                ledger.opened(corr)
+                host.opened(corr)
         for d in record["denied"]:
             msg = parse(d["message"])
             decision = Decision.deny(d["policy"], d["reason"])
-            ledger.deny(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
+            host.denied(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
         for s in record["shed"]:
-            ledger.shed_one(parse(s["message"]), s["consumer"], corr, s["reason"])
+            host.shed(parse(s["message"]), s["consumer"], corr, s["reason"])
         if record.get("limits"):
             handled = parse(record["message"])
             for fired in record["limits"]:
-                limit, agent, reason = fired["limit"], fired["agent"], fired["reason"]
-                ledger.record(limit, "limit_fired", agent, handled, reason)
-                if ledger.observer is not None:
-                    ledger.observer.limit_fired(handled, agent, limit, reason)
+                host.limit_fired(fired["limit"], fired["agent"], handled, fired["reason"])
         for reply in record["replies"]:
-            rt._dispatcher.route(parse(reply), corr, (), True)
+            host.reply_arrived(parse(reply), corr)
         answered = int(record.get("answered", 0))  # collected by the asker's waiter
-        ledger.delivered += answered
-        ledger.handled += answered
-        ledger.collected += answered
-        corr.deliveries += answered
+        if answered:
+            host.collected(corr, answered)
         spawned = int(record["spawned"])
         if spawned:
             self._unclaimed[record["delivery"]] = spawned
-        ledger.delivered += spawned
-        ledger.in_flight += spawned
-        corr.in_flight += spawned
-        corr.deliveries += spawned
+            host.opened(corr, spawned)
         if record["outcome"] == "handled":
-            ledger.handled += 1
-            ledger.closed(corr)
+            host.handled(corr)
             return
         if record.get("message") is None:  # undecodable on arrival: no message to keep
-            self._undecodable(rt, corr, record)
+            about, text = record.get("about") or {}, str(record.get("raw", ""))
+            record_undecodable(host, record["agent"], about, record, text, corr)
             return
-        ledger.dead_letter(
+        host.dead_lettered(
             record["agent"],
             parse(record["message"]),
             corr,
             record["kind"],
             record["reason"],
-            None,
             int(record["attempts"]),
         )
-
-    @staticmethod
-    def _undecodable(rt: Runtime, corr: _Correlation, record: Mapping[str, Any]) -> None:
-        """A delivery its worker could not read: a dead letter with its audit row, and its
-        waiters hear why it failed."""
-        ledger = rt._ledger
-        agent, reason = record["agent"], record["reason"]
-        about = record.get("about") or {}
-        record_undecodable(ledger, agent, about, record, str(record.get("raw", "")))
-        ledger.dead_lettered += 1
-        if corr.waiters:
-            message_id = about.get("message_id") or record["delivery"]
-            missing = Missing(agent, "failed", reason, None, agent, message_id)
-            rt._correlator.failed(corr, missing, message_id, agent)
-        ledger.closed(corr)
 
 
 class Undecodable(Payload):
@@ -174,11 +148,18 @@ class Undecodable(Payload):
 
 
 def record_undecodable(
-    ledger: Ledger, agent: str, about: Mapping[str, str], record: Mapping[str, Any], text: str
+    host: TransportHost,
+    agent: str,
+    about: Mapping[str, str],
+    record: Mapping[str, Any],
+    text: str,
+    corr: Correlation | None = None,
 ) -> DeadLetter:
     """An undecodable delivery for ``agent`` in a process's dead letters, its dead-letter
     metric and its audit log (the row names the message as the text shows it), as one
-    process keeps an invalid delivery; ``record`` is the worker's outcome record of it."""
+    process keeps an invalid delivery; ``record`` is the worker's outcome record of it.
+    ``corr``: at the origin, where the delivery was in flight: this dead letter is its
+    outcome, and its waiters hear why it failed."""
     reason = record["reason"]
     message_id = about.get("message_id") or record["delivery"]
     sender = about.get("sender") or UNKNOWN
@@ -189,9 +170,6 @@ def record_undecodable(
         "correlation_id": record["correlation_id"],
         "reason": reason,
     }
-    ledger.audit.record(
-        AuditRecord(ledger.clock.now(), agent, "dead_letter:failed", agent, details)
-    )
     payload = Undecodable(text=text, declared_type=details["message_type"])
     try:
         msg = Message(
@@ -203,11 +181,7 @@ def record_undecodable(
         )
     except ValidationError:  # ids or a sender the envelope refuses: the payload keeps them
         msg = Message(sender=UNKNOWN, recipient=agent, payload=payload)
-    letter = DeadLetter(msg, agent, "failed", reason, None, 0, ledger.clock.now())
-    ledger.dead_letters.add(letter)
-    if ledger.observer is not None:
-        ledger.observer.dead_lettered(letter)
-    return letter
+    return host.unreadable(agent, msg, reason, details, corr)
 
 
 UNKNOWN = "<undecodable>"

@@ -34,8 +34,8 @@ import contextlib
 import json
 import math
 import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,11 +45,10 @@ from .._agent.context import Timer
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.correlator import Missing, _Correlation
+from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
-from .._runtime.local.transport import LocalTransport
-from .._runtime.transport import Delivery, delivery_id
+from .._runtime.transport import Delivery, WorkerCounts, delivery_id
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
@@ -83,6 +82,7 @@ if TYPE_CHECKING:
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
 
+    from .._runtime.host import TransportHost
     from .._runtime.runtime import Runtime
 
 # fetch_ready: the benchmark's bare work queue fetches as the transport does.
@@ -104,11 +104,15 @@ def _opens_its_correlation(msg: Message, recipient: str) -> bool:
     return msg.correlation_id == msg.id and msg.causation_id is None and msg.recipient == recipient
 
 
-class NatsTransport(LocalTransport):
+class NatsTransport:
     """Moves admitted deliveries through JetStream; runs the deliveries of ``hosted`` agents.
 
     Pass it to ``Runtime(transport=...)`` (or ``Pipeline.runtime``), ``attach`` the runtime,
     ``connect``, then enter the runtime; ``close`` after it.
+
+    A peer of ``LocalTransport``: it answers every call of the ``Transport`` protocol itself,
+    and reaches the runtime only through the host the runtime binds it to
+    (``genie/_runtime/host.py``).
     """
 
     def __init__(
@@ -123,7 +127,12 @@ class NatsTransport(LocalTransport):
         on_step: StepHook | None = None,
         audit_key: bytes | None = None,
     ) -> None:
-        super().__init__()
+        # The runtime's agents by id, once it ``attach_agents``: every process knows them all,
+        # and runs the deliveries of the ``hosted`` ones its consumers take.
+        self._agents: Mapping[str, Mailbox] = {}
+        # The runner hands a finished delivery's next token out here; it never has one to hand
+        # out (``_queue``: each delivery runs as it is queued), so this stays empty.
+        self.ready_queue: deque[Mailbox] = deque()
         self.url = url
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -158,7 +167,8 @@ class NatsTransport(LocalTransport):
         self._tg: TaskGroup | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._workers: set[Worker] = set()
-        self._rt: Runtime | None = None
+        self._host: TransportHost | None = None  # the runtime's, from ``bind``
+        self._attached = False
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
         self._ready = anyio.Event()
         self._out = NatsPublisher(names, lambda: self.js)
@@ -221,30 +231,44 @@ class NatsTransport(LocalTransport):
             await self._nc.close()
             self._nc = self._js = None
 
+    # --- wiring by the runtime ----------------------------------------------------------------
+    def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
+        self._agents = mailboxes
+
+    def bind(self, host: TransportHost) -> None:
+        """The runtime's host: what this transport reads and records of the runtime (the
+        runtime binds it when it is given this transport)."""
+        self._host = host
+
+    def _served(self) -> TransportHost:
+        if self._host is None:
+            raise ConfigurationError("give the NatsTransport to Runtime(transport=...) first")
+        return self._host
+
     def attach(self, rt: Runtime) -> None:
-        """Bind the runtime whose ledger, correlator and dispatcher this transport serves."""
+        """Serve ``rt`` (built with ``transport=`` this one): check the agents it hosts, and
+        take its handlers' requests and timers across the broker."""
+        host = self._served()
+        agents = self._agents
         for agent_id in self.hosted:
-            if agent_id not in self.mailboxes:
+            if agent_id not in agents:
                 raise ConfigurationError(
                     f"cannot host agent {agent_id!r}: the pipeline has no such agent "
-                    f"(it has {', '.join(sorted(self.mailboxes))})"
+                    f"(it has {', '.join(sorted(agents))})"
                 )
-        for agent_id in self.mailboxes:
+        for agent_id in agents:
             self.names.agent(agent_id)  # every id must name a subject: fail before starting
-        self._rt = rt
+        self._attached = True
         if self.hosted:
             rt.add_observer(Recorder(self._running, self._run_of))
             # ``ctx.request`` in a handler: the request crosses the broker at once, and its
-            # answer comes back to this process (``_ask``).
-            services = rt._runner.services
-            self._local_request = services.request
-            services.request = self._request
-            # ``ctx.schedule``: a timer stays in this process, and is an output of the
-            # delivery that set it, whose origin hears when it ends (``_timer_ended``).
-            self._local_schedule = services.schedule
-            services.schedule = self._schedule
-            rt._timers.on_end = self._timer_ended
-            rt._ledger.on_loss = self._loss_notice(rt._ledger.on_loss)
+            # answer comes back to this process (``_ask``). ``ctx.schedule``: a timer stays in
+            # this process, and is an output of the delivery that set it, whose origin hears
+            # when it ends (``_timer_ended``). A loss of a delivery run here is in its outcome
+            # record, and the origin sends its notice (``_reported_elsewhere``).
+            self._local_request, self._local_schedule = host.serve_as_worker(
+                self._request, self._schedule, self._timer_ended, self._reported_elsewhere
+            )
 
     def start(
         self,
@@ -252,7 +276,7 @@ class NatsTransport(LocalTransport):
         run: Callable[[Mailbox, Worker], Awaitable[None]],
         new_event: Callable[[], anyio.Event],
     ) -> None:
-        if self._rt is None:
+        if not self._attached:
             raise ConfigurationError("NatsTransport.attach(runtime) before starting it")
         self._run_one = run
         self._tg = tg
@@ -264,8 +288,11 @@ class NatsTransport(LocalTransport):
             follow = self.cancellations.follow
             tg.start_soon(follow, self.js, self._cancelled_elsewhere, name="genie-nats-cancel")
         for agent_id in self.hosted:
-            mb = self.mailboxes[agent_id]
+            mb = self._agents[agent_id]
             tg.start_soon(self._consume, mb, name=f"genie-nats-{agent_id}")
+
+    def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
+        return (first,)  # each delivery runs in the task of the consumer that took it
 
     async def ready(self) -> None:
         """Wait until this process receives its outcome records and has the consent ledger
@@ -286,8 +313,9 @@ class NatsTransport(LocalTransport):
         return free >= 1
 
     def hold(self, recipients: Sequence[str], start: int) -> int:
+        agents = self._agents
         for i in range(start, len(recipients)):
-            if recipients[i] in self.mailboxes and not self._try_hold(recipients[i]):
+            if recipients[i] in agents and not self._try_hold(recipients[i]):
                 return i
         return len(recipients)
 
@@ -332,12 +360,12 @@ class NatsTransport(LocalTransport):
         stored yet)."""
         if unsent is None:
             unsent = self._unsent[recipient]
-        return self.mailboxes[recipient].capacity - queued - unsent
+        return self._agents[recipient].capacity - queued - unsent
 
     async def _read_room(self, recipient: str | None = None) -> None:
         """Read the stream's count of deliveries for ``recipient`` (None: every agent) into
         ``_room``, in one request."""
-        ids = self.mailboxes if recipient is None else (recipient,)
+        ids = self._agents if recipient is None else (recipient,)
         agents = [(agent_id, self.names.agent(agent_id)) for agent_id in ids]
         subjects = self.names.agents if recipient is None else agents[0][1]
         # The count is taken between the request and its answer: a send stored in that
@@ -428,13 +456,18 @@ class NatsTransport(LocalTransport):
         return found
 
     def _cancelled_elsewhere(self, correlation_id: str) -> None:
-        rt = self._rt
-        assert rt is not None
-        corr = rt._correlator.lookup(correlation_id)
-        if corr is not None and corr.in_flight:
-            corr.cancelled = True  # its handlers end as cancelled dead letters, as in one process
-            self._cancel_here(correlation_id)
-            rt._timers.cancel(correlation_id)
+        if self._served().cancelled_elsewhere(correlation_id):
+            self._cancel_here(correlation_id)  # its handlers end as cancelled dead letters
+
+    def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
+        """Nothing: a delivery leaves its mailbox for the runner as it is queued (``_run``),
+        what the broker still holds stays there for the next worker, and a publisher waits
+        for room in the stream (``wait_for_room``), not in a mailbox."""
+        return iter(())
+
+    def workers(self) -> WorkerCounts:
+        """Each delivery runs in a task of its own: as many as run now, none idle."""
+        return WorkerCounts(len(self._workers), 0, 0)
 
     def forward(self, msg: Message) -> bool:
         """A message nobody here receives, sent by a delivery this process runs: its outcome
@@ -489,10 +522,9 @@ class NatsTransport(LocalTransport):
         now, not when the handler returns."""
         from nats.errors import Error as NatsError
 
-        rt = self._rt
-        assert rt is not None
+        host = self._served()
         assert self._nc is not None
-        corr = rt._correlator.get(msg.correlation_id)
+        corr = host.correlation(msg.correlation_id)
         subject = self.names.reply(msg.id)
         sub = None
         try:
@@ -511,7 +543,7 @@ class NatsTransport(LocalTransport):
                         msg, recipient, run.origin, run.delivery.id, request=True
                     )
                     run.asked += 1
-                    rt._ledger.closed(corr)  # sent: its outcome goes to the origin
+                    host.left(corr)  # sent: its outcome goes to the origin
                     self._step("asked", run.delivery)
                 finally:
                     sent.set()
@@ -525,10 +557,10 @@ class NatsTransport(LocalTransport):
                     except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
                         stored = None
                 if stored is not None and stored.data:
-                    give_answer(rt, corr, msg, recipient, json.loads(stored.data))
+                    give_answer(host, corr, msg, recipient, json.loads(stored.data))
                     return
                 async for raw in sub.messages:
-                    give_answer(rt, corr, msg, recipient, json.loads(raw.data))
+                    give_answer(host, corr, msg, recipient, json.loads(raw.data))
                     return
         finally:
             if sub is not None:
@@ -559,8 +591,7 @@ class NatsTransport(LocalTransport):
 
     async def _report_timer(self, run: Run) -> None:
         """A timer's outcome record (fired, withdrawn, or cancelled), after what it fired."""
-        rt = self._rt
-        assert rt is not None
+        host = self._served()
         msg = run.delivery.message
         # Shielded: a timer cut short by the worker's shutdown is still reported.
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -571,7 +602,7 @@ class NatsTransport(LocalTransport):
             sends += [self._out.item(o, r, run.origin, run.delivery.id) for o, r in run.outbox]
             await self._out.publish_all(sends)
             for out, _ in run.outbox:
-                rt._ledger.closed(rt._correlator.get(out.correlation_id))
+                host.left(host.correlation(out.correlation_id))
 
     # --- sending -----------------------------------------------------------------------------
     async def _publish(
@@ -598,20 +629,10 @@ class NatsTransport(LocalTransport):
         process admitted them against its own count, which is less); the others are denied
         by ``limit:budget`` here, exactly as one process denies past the budget. The first
         charge made for a correlation whose root runs here uncharged adds the root too."""
-        rt = self._rt
-        assert rt is not None
+        host = self._served()
         owed = self._owed.pop(correlation_id, 0)
         total = await self._out.charge(correlation_id, key, len(sent) + owed)
-        budget = rt.limits.correlation_budget
-        admitted = max(0, min(len(sent), budget - (total - len(sent))))
-        ledger, corr = rt._ledger, rt._correlator.get(correlation_id)
-        for msg, recipient in sent[admitted:]:
-            # It was counted in flight when admitted here: it becomes a denial instead.
-            ledger.delivered -= 1
-            corr.deliveries -= 1
-            ledger.deny(msg, recipient, corr, rt._admission.evaluate(msg, recipient, budget))
-            ledger.closed(corr)
-        return sent[:admitted]
+        return sent[: host.admit_charged(sent, host.correlation(correlation_id), total)]
 
     async def _send(self, msg: Message, recipient: str) -> None:
         """A send from outside a handler (the entry publish, a timer). Sends go out on the one
@@ -637,8 +658,7 @@ class NatsTransport(LocalTransport):
         from nats.errors import Error as NatsError
         from nats.js.api import DeliverPolicy
 
-        rt = self._rt
-        assert rt is not None
+        host = self._served()
         failed: list[Exception] = []
         stop = anyio.Event()
 
@@ -649,7 +669,7 @@ class NatsTransport(LocalTransport):
             if failed:
                 return
             try:
-                self._outcomes.settle(rt, *load_record(raw.data))
+                self._outcomes.settle(host, *load_record(raw.data))
             except Exception as exc:  # ends the runtime, as it did from the loop itself
                 failed.append(exc)
                 stop.set()
@@ -677,25 +697,15 @@ class NatsTransport(LocalTransport):
         finally:
             await sub.unsubscribe()  # stops the callback's task before its first await
 
-    def _loss_notice(
-        self, notify: Callable[[Message, _Correlation, Missing], None] | None
-    ) -> Callable[[Message, _Correlation, Missing], None] | None:
-        """The runtime's loss notices (``genie.lost``, for declared gathers) for a process that
-        runs deliveries: a loss of a delivery it runs is in that delivery's outcome record,
-        and the origin's replay of it sends the one notice (a second one from here would
-        reach the gather twice)."""
-        if notify is None:
-            return None
-
-        def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
-            if not self._outcomes.replaying and (
-                self._run_of(msg) is not None
-                or delivery_id(msg, missing.agent_id or "-") in self._running
-            ):
-                return
-            notify(msg, corr, missing)
-
-        return notice
+    def _reported_elsewhere(self, msg: Message, missing: Missing) -> bool:
+        """Whether the runtime's loss notice (``genie.lost``, for declared gathers) of this
+        loss is another process's to send: a loss of a delivery this process runs is in that
+        delivery's outcome record, and the origin's replay of it sends the one notice (a
+        second one from here would reach the gather twice)."""
+        return not self._outcomes.replaying and (
+            self._run_of(msg) is not None
+            or delivery_id(msg, missing.agent_id or "-") in self._running
+        )
 
     # --- the worker: running deliveries from the broker -----------------------------------------
     async def _consume(self, mb: Mailbox) -> None:
@@ -763,13 +773,12 @@ class NatsTransport(LocalTransport):
             limiter.release()
 
     async def _deliver(self, mb: Mailbox, raw: Msg) -> None:
-        rt = self._rt
-        assert rt is not None
+        host = self._served()
         headers = raw.headers or {}
         origin = headers.get(ORIGIN, "none")
         self.received += 1
         try:
-            delivery = Delivery.decode(raw.data, rt.types)
+            delivery = Delivery.decode(raw.data, host.types)
         except Exception as exc:
             await self._undecodable(mb, raw, origin, headers, exc)
             return
@@ -781,15 +790,12 @@ class NatsTransport(LocalTransport):
         self._running[delivery.id] = run
         run.keys.append(delivery.id)
         self._by_message[msg.id] = run
-        corr = rt._correlator.get(msg.correlation_id)
+        corr = host.correlation(msg.correlation_id)
         if UNCHARGED in headers:
             self._owed[msg.correlation_id] = 1
-        if msg.correlation_id in self.cancellations:
-            corr.cancelled = True  # the runner dead-letters it without running it
-        ledger = rt._ledger
-        # In flight here from now (the sender counted it delivered, and closed it once sent).
-        ledger.in_flight += 1
-        corr.in_flight += 1
+        # In flight here from now (the sender counted it delivered, and closed it once sent);
+        # a cancelled correlation's delivery is dead-lettered without running.
+        host.arrived(corr, cancelled=msg.correlation_id in self.cancellations)
         try:
             if times > self.max_deliveries:
                 self.crashed += 1
@@ -797,7 +803,7 @@ class NatsTransport(LocalTransport):
                     f"delivered {times - 1} times without an outcome (the worker running it "
                     "stopped each time)"
                 )
-                ledger.dead_letter(mb.id, msg, corr, "failed", reason, None, times - 1)
+                host.dead_lettered(mb.id, msg, corr, "failed", reason, times - 1)
             else:
                 with self._beats.alive(raw, ack_wait_of(mb, self.ack_wait)):
                     await self._run(mb, msg, run)
@@ -806,7 +812,7 @@ class NatsTransport(LocalTransport):
                 await sent.wait()
             answer = answer_of(run) if run.request else None
             if answer is not None and run.answered:
-                ledger.closed(corr)  # the answer was counted in flight here: it goes out now
+                host.left(corr)  # the answer was counted in flight here: it goes out now
             if run.outbox:
                 run.outbox = await self._admit_charged(
                     run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
@@ -825,7 +831,7 @@ class NatsTransport(LocalTransport):
             await self._out.publish_all(sends, recorded=lambda: self._step("outcome", delivery))
             self.sent += len(run.outbox)
             for out, _ in run.outbox:
-                ledger.closed(rt._correlator.get(out.correlation_id))
+                host.left(host.correlation(out.correlation_id))
             self._step("published", delivery)
             if times > self.max_deliveries:
                 await raw.term()
@@ -860,19 +866,23 @@ class NatsTransport(LocalTransport):
             item, mb = handoff, self._fallback_of(handoff)
 
     def _fallback_of(self, handoff: Handoff) -> Mailbox:
-        fallback = self.mailboxes[handoff.failed_agent].options.fallback
+        agents = self._agents
+        fallback = agents[handoff.failed_agent].options.fallback
         assert fallback is not None
-        return self.mailboxes[fallback]
+        return agents[fallback]
 
     @staticmethod
     def _queue(mb: Mailbox, item: Queued) -> None:
-        # No executors here: the runner pops the item at once (before its first await), so
-        # every queued item counts as scheduled, and ``done`` never asks for another run.
-        mb.push(item)
-        mb.scheduled = len(mb.queue)
+        # The runner takes the item at once (before its first await), in the task of the
+        # consumer that fetched it: it runs now, even where ``push`` gave no token (a
+        # fallback's handoff while the fallback runs its own deliveries), since the
+        # consumers bound the concurrency (``max_ack_pending``).
+        if not mb.push(item):
+            mb.run_now()
 
     async def _beat(self) -> None:
-        every = min(ack_wait_of(self.mailboxes[a], self.ack_wait) for a in self.hosted) / 6
+        agents = self._agents
+        every = min(ack_wait_of(agents[a], self.ack_wait) for a in self.hosted) / 6
         await self._beats.run(every)
 
     def _step(self, step: Step, delivery: Delivery) -> None:
@@ -908,6 +918,6 @@ class NatsTransport(LocalTransport):
         out_headers = {MSG_ID: ident}
         await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
-        if self._rt is not None:  # inspectable here too, as a dead letter of this process
-            record_undecodable(self._rt._ledger, mb.id, about, record, text)
+        if self._host is not None:  # inspectable here too, as a dead letter of this process
+            record_undecodable(self._host, mb.id, about, record, text)
         await raw.term()

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._agent.agent import Risk
 from .._agent.context import Context, Timer
 from .._errors import AgentError
-from .._message.envelope import Message, Payload
+from .._message.envelope import Message
+from .._message.payload import Payload
 from .._runtime.losses import Lost
 
 __all__ = [

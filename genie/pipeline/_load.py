@@ -28,7 +28,7 @@ from .._base.yamlconf import (
     validate,
 )
 from .._errors import ConfigurationError, did_you_mean
-from .._message.envelope import Payload
+from .._message.payload import Payload
 from .._runtime.policy import Policy
 from ..policies._board import BoardPolicy, build_policies, load_policy_file
 from ..policies._dsl import Rule

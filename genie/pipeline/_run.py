@@ -19,7 +19,9 @@ from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
 from .._base.yamlconf import ConfigFileError, parse_yaml
 from .._errors import ConfigurationError
-from .._message.envelope import Message, Payload, _too_deep, _translate
+from .._message.envelope import Message
+from .._message.payload import Payload, invalid_message
+from .._message.types import too_deep
 from .._runtime.audit import AuditSink
 from .._runtime.correlator import GatherResult, Missing
 from .._runtime.deadletter import DeadLetter
@@ -34,8 +36,8 @@ from ._graph import Graph
 from ._schema import AgentDecl, PipelineFile
 
 if TYPE_CHECKING:
-    from .._runtime.local.transport import LocalTransport
     from .._runtime.observe.metrics import Metrics
+    from .._runtime.transport import Transport
     from ..llm._config import LLMConfig, LLMStacks
 
 __all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
@@ -230,7 +232,7 @@ class Pipeline:
         metrics: bool | Metrics = False,
         adapt: Callable[[Agent, AgentOptions], tuple[Agent, AgentOptions]] | None = None,
         llm: LLMStacks | None = None,
-        transport: LocalTransport | None = None,
+        transport: Transport | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
@@ -337,7 +339,7 @@ class Pipeline:
                 assert spec.field is not None
                 data[spec.field] = text
             elif json_depth_exceeds(text):  # YAML's flow style nests with brackets too
-                problem = _too_deep(entry.type)
+                problem = too_deep(entry.type)
                 raise InputError(f"{where} does not fit the entry payload: {problem}")
             else:
                 data.update(_parse_object(text, spec.format, where))
@@ -349,7 +351,7 @@ class Pipeline:
             located = _located(exc, entry.type, where)
             if located is not None:
                 raise located from exc
-            problem = _translate(entry.type, exc)
+            problem = invalid_message(entry.type, exc)
             raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
 
     def entry_message(

@@ -12,8 +12,7 @@ from typing import ClassVar
 from .._agent.agent import Risk
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote, roles_of
 from ._screen import ScreenPart
 
@@ -38,18 +37,26 @@ class MaxContentLength:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return MaxContentLength
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
 
-    def _screen_part(self, message_type: str) -> ScreenPart:
+    def screen_part(self, message_type: str) -> ScreenPart:
         return ScreenPart(self._view, max_bytes=self.max_bytes)
 
     def _check(self, msg: Message) -> Decision:
         bound = self._view.size_at_most(msg)
         if bound is not None and bound <= self.max_bytes:
-            return ALLOW  # most messages are far below the limit: no JSON made for them
+            return ALLOW  # the JSON is no longer than the bound: under the limit
         text = self._view.text(msg)
-        # len(str) <= len(bytes): only encode when the cheap check cannot decide.
+        # A character is one to four UTF-8 bytes: the bytes are counted only when the
+        # characters leave the limit in between.
         if len(text) > self.max_bytes or (
             len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes
         ):
@@ -60,9 +67,6 @@ class MaxContentLength:
 class RequiredMetadata:
     """For the listed types (all when empty), each key must be present and, if a string, not
     blank."""
-
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, required: Iterable[str], applies_to: Iterable[str] = ()) -> None:
         self.required = tuple(required)
@@ -75,10 +79,20 @@ class RequiredMetadata:
             return ALLOW
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return RequiredMetadata
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         if (self.applies_to and message_type not in self.applies_to) or not self.required:
             return None
         return self._check
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         meta = msg.metadata
@@ -98,8 +112,6 @@ class RBAC:
     ``admin`` passes everything when ``admin_bypass``."""
 
     name = "rbac"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(
         self, roles_by_type: Mapping[str, Iterable[str]], admin_bypass: bool = False
@@ -112,8 +124,18 @@ class RBAC:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return RBAC
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check if self.roles_by_type.get(message_type) else None
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         needed = self.roles_by_type.get(msg.type)
@@ -132,8 +154,6 @@ class Tenant:
     ``expected_tenant`` is set it must match. ``admin`` bypasses when ``admin_bypass``."""
 
     name = "tenant"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, applies_to: Iterable[str] = (), admin_bypass: bool = False) -> None:
         self.applies_to = frozenset(applies_to)
@@ -144,10 +164,20 @@ class Tenant:
             return ALLOW
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return Tenant
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         if self.applies_to and message_type not in self.applies_to:
             return None
         return self._check
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         meta = msg.metadata
@@ -172,10 +202,6 @@ class RiskGate:
     """
 
     name = "risk_gate"
-    # The plan step reads the envelope and which agents are high-risk, which ``bind_agents``
-    # changes (one more ``_plan_version``): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
-    _plan_version = 0
 
     def __init__(
         self, roles: Iterable[str], risk_of: Callable[[str], Risk | None] | None = None
@@ -188,12 +214,13 @@ class RiskGate:
         self._risk: dict[str, Risk] = {}
         self._high: frozenset[str] = frozenset()
         self._risk_of = risk_of
-        self._plan_version = 0  # an instance attribute: the plan reads it per delivery
+        # Counts the tables bound: what the plan prepared from an older table is stale.
+        self.plan_version = 0
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)
         self._high = frozenset(a for a, risk in self._risk.items() if risk is Risk.HIGH)
-        self._plan_version += 1  # what the plan prepared from the old table is stale
+        self.plan_version += 1
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         risk = self._risk_of(recipient) if self._risk_of else self._risk.get(recipient)
@@ -201,10 +228,22 @@ class RiskGate:
             return ALLOW
         return self._deny(recipient)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``, ``VersionedPolicy``): the same decisions as
+    # ``evaluate``. The step reads the envelope and which agents are high-risk, which
+    # ``bind_agents`` changes (one more ``plan_version``).
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return RiskGate
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         if self._risk_of is not None:
             return lambda msg: self.evaluate  # the caller's lookup runs for every delivery
         return self._roles_checked
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _roles_checked(self, msg: Message) -> Decision | DeliveryCheck:
         if not self._high or self.roles.intersection(roles_of(msg.metadata)):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._base.yamlconf import ConfigFileError, Loc, line_of, load_model
 from .._errors import ConfigurationError
-from .._message.envelope import Classification
+from .._message.payload import Classification
 from .._runtime.policy import Policy
 from ._access import RBAC, MaxContentLength, RequiredMetadata, RiskGate, Tenant
 from ._compliance import Consent, ConsentLedger, Explainability, InMemoryConsentLedger, JsonSchema

@@ -9,8 +9,7 @@ from typing import Any, ClassVar, Protocol
 
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote
 
 __all__ = [
@@ -34,8 +33,9 @@ class ConsentCategory(enum.StrEnum):
 
 
 class ConsentLedger(Protocol):
-    """Where consent lives. ``has_active`` is called on the hot path: keep it fast (a real
-    ledger caches); if it raises, the delivery is denied."""
+    """Where consent lives. ``has_active`` is asked for every delivery of a mapped type, in
+    admission, before the recipient's mailbox: it answers at once, without waiting on I/O (a
+    real ledger keeps the answers it serves). If it raises, the delivery is denied."""
 
     def has_active(self, user_id: str, category: str) -> bool: ...
 
@@ -60,9 +60,6 @@ class Consent:
     """A message type mapped to a consent category needs ``user_id`` with active consent."""
 
     name = "consent"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    # The ledger is asked by the check it leaves, for every delivery.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, ledger: ConsentLedger, type_to_category: Mapping[str, str]) -> None:
         self.ledger = ledger
@@ -72,8 +69,20 @@ class Consent:
         check = self._user_checked(msg)
         return check if isinstance(check, Decision) else check(msg, recipient)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    # The step reads the envelope; the ledger is asked by the check it leaves, for
+    # every delivery.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return Consent
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._user_checked if message_type in self.type_to_category else None
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _user_checked(self, msg: Message) -> Decision | DeliveryCheck:
         category = self.type_to_category.get(msg.type)
@@ -119,8 +128,18 @@ class Explainability:
             return ALLOW
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return Explainability
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check if message_type in self.applies_to else None
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         data = self._view.data(msg)
@@ -238,8 +257,18 @@ class JsonSchema:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return JsonSchema
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check if message_type in self.schemas else None
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         schema = self.schemas.get(msg.type)

@@ -9,9 +9,9 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from .._errors import ConfigurationError
-from .._message.envelope import Classification, Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._message.envelope import Message
+from .._message.payload import Classification
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote
 from ._normalise import compact_words, fold, words
 from ._screen import ScreenPart
@@ -26,8 +26,6 @@ class ClassificationCeiling:
     else ``default_ceiling``)."""
 
     name = "classification"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -38,9 +36,8 @@ class ClassificationCeiling:
             {k: Classification(v) for k, v in (allowed_to or {}).items()}
         )
         self.default_ceiling = Classification(default_ceiling)
-        # A message at or below every ceiling passes whoever receives it. Kept as the members,
-        # tested with ``in`` (identity first): ``rank`` is a property and an enum's hash is a
-        # Python call, so this costs a tenth of comparing ranks.
+        # A message at or below every ceiling passes whoever receives it, so the plan leaves
+        # no check per recipient for a message classified as one of these.
         lowest = min(c.rank for c in (self.default_ceiling, *self.allowed_to.values()))
         self._passes_all = tuple(c for c in Classification if c.rank <= lowest)
 
@@ -50,8 +47,18 @@ class ClassificationCeiling:
             return Decision.deny(self.name, "classification exceeds recipient ceiling")
         return ALLOW
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return ClassificationCeiling
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._for_message
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _for_message(self, msg: Message) -> Decision | DeliveryCheck:
         return ALLOW if msg.classification in self._passes_all else self.evaluate
@@ -62,8 +69,6 @@ class DataResidency:
     and public data only when ``allow_cross_border_for_public``. ``on-prem`` stays home."""
 
     name = "data_residency"
-    # The plan step reads the envelope only (type, classification, metadata): see PolicyPlan.
-    _plan_memo: ClassVar[bool] = True
 
     def __init__(self, home_region: str = "in", allow_cross_border_for_public: bool = True) -> None:
         self.home_region = home_region
@@ -72,8 +77,18 @@ class DataResidency:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = True
+
+    @property
+    def plan_class(self) -> type[object]:
+        return DataResidency
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
+
+    def screen_part(self, message_type: str) -> None:
+        return None  # no content check to screen
 
     def _check(self, msg: Message) -> Decision:
         region = msg.metadata.get("region")
@@ -149,9 +164,9 @@ def _grouped_pii(groups: list[str]) -> bool:
 
 def has_pii(scan: str) -> bool:
     """Whether folded scan text holds a phone, account or card number, or an e-mail address."""
-    # A cheap superset first: with separators deleted and digits as 0, a number of either kind
-    # leaves ten 0s in a row. One translate of the UTF-8 bytes (where digits and separators
-    # are single ASCII bytes) costs microseconds on 64 KiB, a regex search ms.
+    # A superset first: with separators deleted and digits as 0, a number of either kind
+    # leaves ten 0s in a row, so text without such a run holds no phone, account or card
+    # number and only the e-mail pattern is left to search.
     if b"0000000000" in scan.encode().translate(_DIGITS_AS_ZERO, b" -()+"):
         if _DIGIT_RUN.search(scan):
             return True
@@ -192,10 +207,17 @@ class PIIBlock:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return PIIBlock
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
 
-    def _screen_part(self, message_type: str) -> ScreenPart:
+    def screen_part(self, message_type: str) -> ScreenPart:
         return ScreenPart(self._view, pii=True)
 
     def _check(self, msg: Message) -> Decision:
@@ -233,21 +255,28 @@ class PromptInjection:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return PromptInjection
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         return self._check
 
-    def _screen_part(self, message_type: str) -> ScreenPart:
+    def screen_part(self, message_type: str) -> ScreenPart:
         return ScreenPart(self._view, phrases=tuple(p.compact for p in self._phrases))
 
     def _check(self, msg: Message) -> Decision:
         if self._any_compact.search(compact_words(self._view.scan(msg))) is None:
-            return ALLOW  # no phrase, even run together: one search in C rules them all out
+            return ALLOW  # no phrase, not even with its words run together
         text = self._view.words(msg)
         spread = _SpreadOut(text)
         compact = spread.compact
         for phrase in self._phrases:
             # Either way of matching finds the phrase without its spaces in the text without
-            # its spaces: one test in C rules out most phrases before the slower ones run.
+            # its spaces: a phrase absent from it cannot match, whatever its spacing.
             if phrase.compact not in compact:
                 continue
             if (phrase.words in text or spread.holds(phrase.compact)) and (

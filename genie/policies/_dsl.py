@@ -28,11 +28,11 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.policy import Decision
-from .._runtime.policy_plan import DeliveryCheck, PlanStep
+from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView
 from ._normalise import fold
 from ._screen import ScreenPart
@@ -439,7 +439,14 @@ class Rule:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._decide(self._predicate, msg, recipient)
 
-    def _plan_step(self, message_type: str) -> PlanStep | None:
+    # The compiled plan (``PlannedPolicy``): the same decisions as ``evaluate``.
+    plan_reads_envelope: ClassVar[bool] = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return Rule
+
+    def plan_step(self, message_type: str) -> PlanStep | None:
         tree = _specialise(self._tree, message_type)
         if tree == _Const(False) or (self.allow and _cannot_raise(tree)):
             return None  # never denies a message of this type
@@ -449,7 +456,7 @@ class Rule:
             return lambda m: check
         return lambda m: decide(predicate, m, "")
 
-    def _screen_part(self, message_type: str) -> ScreenPart | None:
+    def screen_part(self, message_type: str) -> ScreenPart | None:
         """A deny rule that is one ``content contains`` (for this type) whose needle JSON can
         hold only inside a string: it allows a walked payload whose scan lacks the needle."""
         tree = _specialise(self._tree, message_type)

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._agent.agent import Risk
 from .._base.yamlconf import load_model
-from .._message.envelope import Classification, Message, Payload
+from .._message.envelope import Message
+from .._message.payload import Classification, Payload
 from .._runtime.policy import Limits, admit
 from ._board import PolicySet
 

@@ -8,6 +8,7 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as Message_
 
 from .._base.log import lazy_logger
 from .._base.nesting import json_depth_exceeds
@@ -39,9 +43,9 @@ from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, RunResult
 from ._exposition import exposition
 from ._keys import ApiKey, KeyRing
-from ._limits import RateLimits
+from ._limits import FailedAuth, RateLimits
 from ._openapi import openapi
-from ._page import PAGE
+from ._page import PAGE, PAGE_HEADERS
 from ._stream import Recording, Recordings, StreamGate, event_json, resume_point
 from ._tracecontext import TraceParent
 
@@ -66,6 +70,9 @@ STATUS = {
     "no_output": 502,
 }
 METADATA_HEADER = "genie-metadata"
+MAX_HEADER_BYTES = 16 * 1024
+"""The request line and headers together, as docs/serve.md states (431 past it): enforced
+here, whatever the HTTP parser in front would let through."""
 SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last events
 
 
@@ -73,9 +80,11 @@ SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last even
 class ServeSettings:
     """``rate`` requests a second per principal (``burst`` at once; a key may set its own),
     ``max_body`` bytes a request, ``max_timeout`` seconds a caller may ask to wait, the last
-    ``replay`` recorded streams kept for reconnection (``stream_frames`` frames each: at a
-    few hundred bytes a frame, about 40 MB at most by default), and a comment line on a stream
-    every ``heartbeat`` seconds without a frame (so proxies keep an idle stream open)."""
+    ``replay`` recorded streams of each principal kept for reconnection (``stream_frames``
+    frames each: a few hundred bytes a frame), a comment line on a stream every ``heartbeat``
+    seconds without a frame (so proxies keep an idle stream open), and per client address
+    ``auth_failures`` failed authentications at once, then ``auth_failure_rate`` a second,
+    before its requests are refused with 429 (so keys cannot be guessed at speed)."""
 
     rate: float = 10.0
     burst: int | None = None
@@ -84,6 +93,8 @@ class ServeSettings:
     replay: int = 128
     stream_frames: int = 1024
     heartbeat: float = 15.0
+    auth_failures: int = 10
+    auth_failure_rate: float = 1.0
 
 
 class _Refused(Exception):
@@ -161,6 +172,7 @@ def create_app(
             )
     state = ServerState()
     limits = RateLimits(settings.rate, settings.burst)
+    failures = FailedAuth(settings.auth_failure_rate, settings.auth_failures)
     recordings = Recordings(settings.replay)
 
     @asynccontextmanager
@@ -189,20 +201,28 @@ def create_app(
     async def admit(request: Request) -> ApiKey:
         if state.draining or not state.ready:
             raise _Refused(503, "the server is not ready or is shutting down")
-        presented = request.headers.get("x-api-key")
-        auth = request.headers.get("authorization", "")
-        if presented is None and auth.lower().startswith("bearer "):
-            presented = auth[7:].strip()
+        address = request.client.host if request.client else "(unknown)"
+        now = anyio.current_time()
+        wait = failures.wait(address, now)
+        if wait:
+            refused = _Refused(
+                429, "too many failed authentications from this address; retry later"
+            )
+            refused.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+            raise refused
+        presented = _credential(request)
         if not presented:
             refused = _Refused(401, "missing API key: send 'Authorization: Bearer KEY'")
             refused.headers["WWW-Authenticate"] = "Bearer"
             raise refused
         key = keys.find(presented)
         if key is None:
+            if failures.failed(address, now):
+                record("auth_throttled", address, path=request.url.path)
             refused = _Refused(401, "unknown API key")
             refused.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             raise refused
-        wait = limits.take(key.principal, anyio.current_time(), key.rate, key.burst)
+        wait = limits.take(key.principal, now, key.rate, key.burst)
         if wait:
             record("rate_limited", key.principal, path=request.url.path)
             refused = _Refused(
@@ -212,15 +232,15 @@ def create_app(
             raise refused
         return key
 
-    async def body_of(request: Request, key: ApiKey, metadata: str) -> bytes:
+    async def body_of(request: Request, key: ApiKey, metadata: bytes) -> bytes:
         """The body; the ``Genie-Metadata`` header counts against the limit with it, as it
         ends up in the message too."""
         declared = request.headers.get("content-length")
         too_large = _Refused(
             413, f"request body and Genie-Metadata over the limit of {settings.max_body} bytes"
         )
-        size = len(metadata.encode())
-        if declared is not None and declared.isdigit():
+        size = len(metadata)
+        if declared is not None and declared.isascii() and declared.isdigit():
             if int(declared) + size > settings.max_body:
                 record(
                     "too_large", key.principal, path=request.url.path, bytes=f"{declared}+{size}"
@@ -248,12 +268,16 @@ def create_app(
     async def prepare(request: Request) -> tuple[_Served, ApiKey, Message, float | None]:
         key = await admit(request)
         served = served_of(request.path_params["name"])
-        header = request.headers.get(METADATA_HEADER, "")
+        headers = request.headers.getlist(METADATA_HEADER)
+        if len(headers) > 1:
+            raise _Refused(400, "header Genie-Metadata given twice: send one")
+        # Header values reach us as Latin-1 text: their bytes are read as UTF-8, strictly.
+        header = headers[0].encode("latin-1") if headers else b""
         raw = await body_of(request, key, header)
         pipeline, rt = served.pipeline, served.runtime
         entry = pipeline.config.entry.type
         data = _json_object(raw or b"{}", "the request body")
-        extra = _metadata(_json_object(header or "{}", "header Genie-Metadata"))
+        extra = _metadata(_json_object(header or b"{}", "header Genie-Metadata"))
         timeout = _timeout(request.query_params.get("timeout"), settings.max_timeout)
         trace = TraceParent.parse(request.headers.get("traceparent"))
         metadata = key.stamp(extra)
@@ -282,6 +306,9 @@ def create_app(
             except GenieError as exc:
                 _log.exception("%s %s failed", request.method, request.url.path)
                 response = _json_error(500, str(exc))
+            except Exception:  # a fault of ours: logged, and still a JSON answer
+                _log.exception("%s %s failed", request.method, request.url.path)
+                response = _json_error(500, "internal error (logged on the server)")
             key = (route, str(response.status_code))
             state.counts[key] = state.counts.get(key, 0) + 1
             return response
@@ -329,9 +356,9 @@ def create_app(
     async def resume(request: Request) -> Response:
         key = await admit(request)
         cid = request.path_params["correlation_id"]
-        rec = recordings.get(cid)
         # Another principal's stream is as unknown as one that never was.
-        if rec is None or rec.principal != key.principal:
+        rec = recordings.get(cid, key.principal)
+        if rec is None:
             raise _Refused(404, f"no stream {cid!r} to resume (expired, or never started)")
         after = resume_point(request.headers.get("last-event-id"), cid)
         return _sse(rec, after, settings.heartbeat)
@@ -367,7 +394,7 @@ def create_app(
         return JSONResponse(openapi([by_name[n] for n in names]))
 
     async def page(request: Request) -> Response:
-        return HTMLResponse(PAGE)
+        return HTMLResponse(PAGE, headers=PAGE_HEADERS)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -391,7 +418,12 @@ def create_app(
         ),
         Route("/v1/streams/{correlation_id}", guarded("resume", resume), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: not_found},
+        middleware=[Middleware(_Edge)],
+    )
     app.state.genie = state
     return app
 
@@ -472,6 +504,55 @@ async def _run_recorded(
         await events.aclose()
 
 
+def _credential(request: Request) -> str | None:
+    """The API key the request presents; two (two headers, or one header twice) are refused:
+    which one counts would depend on the proxy or the parser reading them."""
+    given = request.headers.getlist("x-api-key")
+    authorization = request.headers.getlist("authorization")
+    if len(given) + len(authorization) > 1:
+        raise _Refused(
+            400,
+            "two credentials in one request: send one key, as Authorization: Bearer KEY "
+            "or X-API-Key: KEY",
+        )
+    if given:
+        return given[0]
+    if authorization and authorization[0][:7].lower() == "bearer ":
+        return authorization[0][7:].strip()
+    return None
+
+
+class _Edge:
+    """What every request meets first: a header block over MAX_HEADER_BYTES is a 431 (the
+    limit docs/serve.md states, whatever the parser in front allowed), and every answer says
+    ``X-Content-Type-Options: nosniff``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if size > MAX_HEADER_BYTES:
+            refused = _json_error(
+                431, f"the request line and headers are over {MAX_HEADER_BYTES} bytes"
+            )
+            await refused(scope, receive, send)
+            return
+
+        async def send_nosniff(message: Message_) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
+
+
 def _sse(
     rec: Recording, after: int, heartbeat: float, headers: Mapping[str, str] | None = None
 ) -> Response:
@@ -502,13 +583,29 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
-    """``raw`` as a JSON object, strictly: no NaN or Infinity, no key twice."""
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as infinity: no JSON number means that
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """``raw`` as a JSON object, strictly: UTF-8, no NaN or Infinity (written, or a number
+    too large for a float), no key twice."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Refused(400, f"{what} is not UTF-8 (byte {exc.start})") from None
     if json_depth_exceeds(text):
         raise _Refused(400, f"{what} is nested too deeply")
     try:
-        data = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+        data = json.loads(
+            text,
+            object_pairs_hook=_strict_object,
+            parse_constant=_no_constant,
+            parse_float=_finite,
+        )
     except ValueError as exc:
         raise _Refused(400, f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

@@ -53,8 +53,13 @@ _SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 def _v1(operation: dict[str, Any]) -> dict[str, Any]:
     """``operation`` behind the API keys: the refusals any ``/v1`` request may get, added."""
     refusals = {
+        "400": _error("two credentials in one request (send one key)"),
         "401": _error("missing or unknown API key"),
-        "429": _error("the principal's rate limit is exceeded (see Retry-After)"),
+        "429": _error(
+            "the principal's rate limit is exceeded, or too many failed authentications "
+            "from this address (see Retry-After)"
+        ),
+        "431": _error("the request line and headers are over 16 KiB"),
         "503": _error("not ready, or shutting down"),
     }
     return {

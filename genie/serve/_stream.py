@@ -151,25 +151,29 @@ class Recording:
 
 
 class Recordings:
-    """The recent recordings by correlation id: at most ``capacity``, the oldest finished one
-    forgotten first (a live one is never forgotten)."""
+    """The recent recordings of each principal by correlation id: at most ``capacity`` a
+    principal, its oldest finished one forgotten first (a live one is never forgotten), so one
+    principal's burst of requests cannot push another's streams out."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._all: OrderedDict[str, Recording] = OrderedDict()
+        self._of: dict[str, OrderedDict[str, Recording]] = {}
 
     def open(self, correlation_id: str, principal: str, limit: int) -> Recording:
         rec = Recording(correlation_id, principal, limit)
-        self._all[correlation_id] = rec
-        while len(self._all) > self.capacity:
-            oldest = next((cid for cid, r in self._all.items() if r.done), None)
+        kept = self._of.setdefault(principal, OrderedDict())
+        kept[correlation_id] = rec
+        while len(kept) > self.capacity:
+            oldest = next((cid for cid, r in kept.items() if r.done), None)
             if oldest is None:
                 break
-            del self._all[oldest]
+            del kept[oldest]
         return rec
 
-    def get(self, correlation_id: str) -> Recording | None:
-        return self._all.get(correlation_id)
+    def get(self, correlation_id: str, principal: str) -> Recording | None:
+        """``principal``'s recording of ``correlation_id``; another principal's is None."""
+        kept = self._of.get(principal)
+        return None if kept is None else kept.get(correlation_id)
 
 
 def resume_point(last_event_id: str | None, correlation_id: str) -> int:
@@ -178,6 +182,8 @@ def resume_point(last_event_id: str | None, correlation_id: str) -> int:
     if not last_event_id:
         return -1
     cid, _, n = last_event_id.rpartition(":")
-    if cid != correlation_id or not n.isdigit():
+    # ASCII digits, and few: str.isdigit takes "²" and "٣", which int() refuses, and a
+    # number of thousands of digits is no frame index (int() refuses it too).
+    if cid != correlation_id or not (n.isascii() and n.isdigit() and len(n) <= 9):
         return -1
     return int(n)

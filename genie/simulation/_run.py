@@ -24,7 +24,7 @@ import anyio
 
 from .._base.clock import Clock
 from .._errors import ConfigurationError
-from .._message.envelope import Payload
+from .._message.payload import Payload
 from .._runtime.audit import MemoryAuditLog
 from .._runtime.deadletter import DeadLetters
 from .._runtime.runtime import Runtime

@@ -9,6 +9,7 @@ import trio.testing
 
 from genie import Classification, GenieError, Message, Payload
 from genie.llm import (
+    BadRequestError,
     BudgetExceededError,
     BudgetLedger,
     CallContext,
@@ -125,14 +126,21 @@ async def test_a_looping_agent_is_stopped_at_its_budget_with_one_refusal() -> No
     assert ledger.statistics().tokens_used == calls * USED.total
 
 
-async def test_an_error_status_is_released_and_a_broken_stream_pays_for_what_arrived() -> None:
+async def test_a_4xx_is_released_a_5xx_pays_its_prompt_a_broken_stream_what_arrived() -> None:
+    refused = Scripted([BadRequestError(provider="p", status=400, request_id=None, excerpt="")])
+    ledger = BudgetLedger(max_tokens=1000)
+    with pytest.raises(BadRequestError):
+        await KillSwitch(refused, ledger).complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 1000  # refused before processing: not billed
+
     failing = Scripted(
         [ProviderUnavailableError(provider="p", status=503, request_id=None, excerpt="")]
     )
-    ledger = BudgetLedger(max_tokens=1000)
     with pytest.raises(ProviderUnavailableError):
         await KillSwitch(failing, ledger).complete(in_correlation())
-    assert ledger.remaining("c1").tokens == 1000
+    # A 5xx may come after the model read the prompt (a gateway's 502 or 504).
+    assert ledger.remaining("c1").tokens == 1000 - in_correlation().prompt_estimate()
+    ledger.forget("c1")
 
     breaking = Scripted(["x" * 300], chunk=30, break_after=2)
     request = simple_request(max_tokens=500, context=CallContext(correlation_id="c1"))

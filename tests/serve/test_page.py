@@ -12,10 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-from playwright.async_api import async_playwright, expect
-
+from ..conftest import must_skip, optional
 from .conftest import ALICE, ROOT, csv_body, finance, keyring, serving
+
+optional("playwright", "browser")
+from playwright.async_api import async_playwright, expect  # noqa: E402 (after the skip)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -29,9 +30,8 @@ FLAGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+if not Path(CHROMIUM).exists():
+    must_skip("Debian's chromium is not installed (.ci/run installs it)")
 
 
 async def test_live_page_shows_the_timeline_and_counters(tmp_path: Path) -> None:

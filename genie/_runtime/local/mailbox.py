@@ -8,9 +8,10 @@ from collections import deque
 import anyio
 
 from ..._agent.agent import Agent, handler_table
-from ..._base.record import Record, set_field
+from ..._base.record import Record
 from ..._base.resilience import CircuitBreaker
-from ..._message.envelope import Message, Payload
+from ..._message.envelope import Message
+from ..._message.payload import Payload
 from ..options import AgentOptions
 
 __all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics"]
@@ -43,32 +44,6 @@ _NO_WAITERS: deque[anyio.Event] = deque()
 
 
 class MailboxStatistics(Record):
-    __slots__ = (
-        "active",
-        "agent_id",
-        "capacity",
-        "circuit",
-        "depth",
-        "failed",
-        "handled",
-        "high_water",
-        "max_concurrency",
-        "overdrafts",
-        "waiting_publishers",
-    )
-    __match_args__ = (
-        "agent_id",
-        "depth",
-        "capacity",
-        "max_concurrency",
-        "active",
-        "waiting_publishers",
-        "high_water",
-        "overdrafts",
-        "handled",
-        "failed",
-        "circuit",
-    )
     agent_id: str
     depth: int
     capacity: int
@@ -80,32 +55,6 @@ class MailboxStatistics(Record):
     handled: int
     failed: int
     circuit: str
-
-    def __init__(
-        self,
-        agent_id: str,
-        depth: int,
-        capacity: int,
-        max_concurrency: int,
-        active: int,
-        waiting_publishers: int,
-        high_water: int,
-        overdrafts: int,
-        handled: int,
-        failed: int,
-        circuit: str,
-    ) -> None:
-        set_field(self, "agent_id", agent_id)
-        set_field(self, "depth", depth)
-        set_field(self, "capacity", capacity)
-        set_field(self, "max_concurrency", max_concurrency)
-        set_field(self, "active", active)
-        set_field(self, "waiting_publishers", waiting_publishers)
-        set_field(self, "high_water", high_water)
-        set_field(self, "overdrafts", overdrafts)
-        set_field(self, "handled", handled)
-        set_field(self, "failed", failed)
-        set_field(self, "circuit", circuit)
 
 
 class Mailbox:
@@ -195,6 +144,13 @@ class Mailbox:
             self.scheduled += 1
             return True
         return False
+
+    def run_now(self) -> None:
+        """Give the message just pushed a token that ``push`` did not (the agent already runs
+        ``max_concurrency`` handlers), for a transport that runs each delivery as it queues
+        it and bounds the concurrency itself (NATS: the consumers' ``max_ack_pending``): it
+        may take ``scheduled + active`` past ``max_concurrency`` for that delivery."""
+        self.scheduled += 1
 
     def wake_publishers(self) -> None:
         """A slot freed: the publishers waiting for room go next, as many as fit."""

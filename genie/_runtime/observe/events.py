@@ -15,7 +15,7 @@ from typing import Literal, Self
 import anyio
 
 from ..._base.clock import Clock
-from ..._base.record import Record, set_field
+from ..._base.record import Record
 from ..._message.envelope import Message
 from ..correlator import GatherResult
 from ..deadletter import DeadLetter
@@ -49,69 +49,17 @@ class Event(Record):
     payloads.
     """
 
-    __slots__ = (
-        "agent_id",
-        "at",
-        "correlation_id",
-        "count",
-        "duration",
-        "hops",
-        "kind",
-        "message_id",
-        "message_type",
-        "policy",
-        "reason",
-    )
-    __match_args__ = (
-        "kind",
-        "at",
-        "correlation_id",
-        "agent_id",
-        "message_type",
-        "message_id",
-        "hops",
-        "duration",
-        "count",
-        "policy",
-        "reason",
-    )
     kind: EventKind
     at: float
     correlation_id: str
-    agent_id: str | None
-    message_type: str | None
-    message_id: str | None
-    hops: int
-    duration: float | None
-    count: int | None
-    policy: str | None
-    reason: str | None
-
-    def __init__(
-        self,
-        kind: EventKind,
-        at: float,
-        correlation_id: str,
-        agent_id: str | None = None,
-        message_type: str | None = None,
-        message_id: str | None = None,
-        hops: int = 0,
-        duration: float | None = None,
-        count: int | None = None,
-        policy: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        set_field(self, "kind", kind)
-        set_field(self, "at", at)
-        set_field(self, "correlation_id", correlation_id)
-        set_field(self, "agent_id", agent_id)
-        set_field(self, "message_type", message_type)
-        set_field(self, "message_id", message_id)
-        set_field(self, "hops", hops)
-        set_field(self, "duration", duration)
-        set_field(self, "count", count)
-        set_field(self, "policy", policy)
-        set_field(self, "reason", reason)
+    agent_id: str | None = None
+    message_type: str | None = None
+    message_id: str | None = None
+    hops: int = 0
+    duration: float | None = None
+    count: int | None = None
+    policy: str | None = None
+    reason: str | None = None
 
     def line(self, origin: float = 0.0) -> str:
         """One line of a timeline, ``origin`` being the time of its first event."""

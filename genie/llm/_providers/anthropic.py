@@ -19,7 +19,6 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_sse
 
@@ -157,7 +156,7 @@ class AnthropicProvider(HTTPAdapter):
                     model = message.get("model") or model
                     rid = rid or message.get("id")
                     usage.update(message.get("usage") or {})
-                    yield UsageEvent(usage=_usage(usage))
+                    yield self._usage_event(_usage, usage)
                 elif event == "content_block_start":
                     block = payload.get("content_block") or {}
                     index = payload.get("index", 0)
@@ -184,7 +183,7 @@ class AnthropicProvider(HTTPAdapter):
                     if output is not None and reason == "tool_calls":
                         reason = "stop"
                     usage.update(payload.get("usage") or {})
-                    yield UsageEvent(usage=_usage(usage))
+                    yield self._usage_event(_usage, usage)
                 elif event == "message_stop":
                     yield Finish(reason=reason, model=model, request_id=rid)
                     await drain(lines)

@@ -19,7 +19,6 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_sse
 
@@ -190,7 +189,7 @@ class GeminiProvider(HTTPAdapter):
                     )
                     calls_seen += 1
                 if chunk.get("usageMetadata"):
-                    yield UsageEvent(usage=_usage(chunk["usageMetadata"]))
+                    yield self._usage_event(_usage, chunk["usageMetadata"])
                 if reason is not None:
                     yield Finish(reason=reason, model=model, request_id=rid)
                     await drain(lines)

@@ -4,7 +4,7 @@ errors and the providers' error statuses become :mod:`genie.llm` errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from .._errors import (
     RateLimitedError,
 )
 from .._provider import EventStream
-from .._types import Request, Response
+from .._types import Request, Response, Usage, UsageEvent
 
 __all__ = ["HTTPAdapter", "Redactor", "drain", "iter_ndjson", "iter_sse"]
 
@@ -148,6 +148,15 @@ class HTTPAdapter:
             yield
         except LLMError:
             raise
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # No connection, so no request: the provider cannot have billed this call.
+            detail = self._redact(str(exc)) or type(exc).__name__
+            error = ProviderConnectionError(
+                f"{self._name}: connection failed before the request left: {detail}",
+                provider=self._name,
+            )
+            error.sent = False
+            raise error from None
         except httpx.TimeoutException as exc:
             raise ProviderConnectionError(
                 f"{self._name}: no answer in time ({type(exc).__name__})", provider=self._name
@@ -231,6 +240,15 @@ class HTTPAdapter:
         return ProviderConnectionError(
             f"{self._name}: the stream failed: {excerpt}", provider=self._name
         )
+
+    def _usage_event(self, parse: Callable[[Any], Usage], raw: Any) -> UsageEvent:
+        """A usage event from the wire's counts; counts that are not numbers (a string, a
+        fraction) make the answer malformed. Whether they can be true is the kill switch's
+        question (it does not let a negative count refund a budget)."""
+        try:
+            return UsageEvent(usage=parse(raw))
+        except (TypeError, ValueError):
+            raise self._malformed("usage", json.dumps(raw, default=str)) from None
 
     def _malformed(self, what: str, raw: str) -> ProviderResponseError:
         return ProviderResponseError(

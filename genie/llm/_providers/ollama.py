@@ -19,7 +19,6 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_ndjson
 
@@ -111,7 +110,7 @@ class OllamaProvider(HTTPAdapter):
                 model=data.get("model") or request.model or self.model,
                 request_id=rid,
             )
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise self._malformed("chat answer", json.dumps(data)) from None
 
     @asynccontextmanager
@@ -146,7 +145,7 @@ class OllamaProvider(HTTPAdapter):
                     )
                     calls_seen += 1
                 if chunk.get("done"):
-                    yield UsageEvent(usage=_usage(chunk))
+                    yield self._usage_event(_usage, chunk)
                     reason = _reason(chunk, calls_seen > 0)
                     yield Finish(reason=reason, model=chunk.get("model") or model, request_id=rid)
                     await drain(lines)

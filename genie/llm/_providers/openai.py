@@ -19,7 +19,6 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_sse
 
@@ -166,7 +165,7 @@ class OpenAIProvider(HTTPAdapter):
                 model = chunk.get("model") or model
                 rid = rid or chunk.get("id")
                 if chunk.get("usage"):
-                    yield UsageEvent(usage=_usage(chunk["usage"]))
+                    yield self._usage_event(_usage, chunk["usage"])
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     if delta.get("content"):

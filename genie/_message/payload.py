@@ -1,0 +1,72 @@
+"""What a message carries: the typed payload, the sender's role, the data's classification and
+the metadata values an envelope may hold."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._errors import InvalidMessageError
+
+__all__ = ["Classification", "MetaValue", "Payload", "Role", "freeze_meta", "invalid_message"]
+
+# Metadata values are immutable so that a shallow copy per message is a real copy: a message can
+# never see a change made through another message's metadata (the Go bus shared one map).
+MetaValue = str | int | float | bool | None | tuple[str, ...]
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    SYSTEM = "system"
+    AGENT = "agent"
+    TOOL = "tool"
+    OBSERVER = "observer"
+    EVALUATOR = "evaluator"
+
+
+class Classification(enum.StrEnum):
+    """Data classification, ordered: public < internal < pii < secret."""
+
+    PUBLIC = "public"
+    INTERNAL = "internal"
+    PII = "pii"
+    SECRET = "secret"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+
+_RANKS = {c: i for i, c in enumerate(Classification)}
+
+
+class Payload(BaseModel):
+    """Base of every message payload: a frozen model registered under one message type name.
+
+    Subclasses set ``message_type``; the name and the model then map one to one::
+
+        class ForecastResult(Payload):
+            message_type = "forecast_result"
+            monthly_net_cents: int
+    """
+
+    # Schemas are built on first use: a catalogue of 57 agents imports ~100 models and would
+    # otherwise pay for all of them at start-up.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    message_type: ClassVar[str] = ""
+
+
+def freeze_meta(value: Any) -> Any:
+    """A metadata value as a message keeps it: a list of roles becomes a tuple, so no message
+    can see it change through another's."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def invalid_message(type_name: str, exc: ValidationError) -> InvalidMessageError:
+    """Pydantic's report on a message of type ``type_name`` as genie's error, naming the type
+    and the first field at fault."""
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in err["loc"]) or "<root>"
+    return InvalidMessageError(type_name, field, err["msg"])

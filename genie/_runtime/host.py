@@ -1,0 +1,341 @@
+"""What a transport between processes needs from the runtime it serves, declared in one place.
+
+A transport that moves deliveries to other processes (``genie.nats``) still keeps this
+runtime's books: the deliveries it runs for other processes are in flight here, the outcomes
+other processes report for the requests this process started are recorded here, and the
+replies and answers that come back reach the waiters here. ``TransportHost`` lists those
+needs in the runtime's own words; ``RuntimeHost`` answers them from the runtime's parts (the
+ledger, the correlator, admission, the dispatcher, the timers, the handlers' services). The
+runtime builds one for a transport that asks for it (``HostedTransport.bind``), so the
+transport reads nothing of the runtime but this.
+
+A ``Correlation`` is a handle the transport gets from ``correlation`` and passes back: what it
+holds is the runtime's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+from .correlator import Missing, _Correlation
+
+if TYPE_CHECKING:
+    from .._agent.context import ContextServices, Timer
+    from .._message.envelope import Message
+    from .._message.types import MessageTypes
+    from .admission import Admission
+    from .deadletter import DeadLetter, DeadLetterKind
+    from .dispatch import Dispatcher
+    from .ledger import Ledger
+    from .policy import Decision
+    from .timers import Timers
+
+__all__ = [
+    "Correlation",
+    "HostedTransport",
+    "RequestCall",
+    "RuntimeHost",
+    "ScheduleCall",
+    "TransportHost",
+]
+
+Correlation: TypeAlias = _Correlation
+RequestCall: TypeAlias = "Callable[[Message, float | None], Awaitable[Message]]"
+ScheduleCall: TypeAlias = "Callable[[Message, float], Timer]"
+
+
+class TransportHost(Protocol):
+    """The runtime as a transport between processes sees it."""
+
+    # --- what the runtime hosts (its agents come with ``Transport.attach_agents``) ----------
+    @property
+    def types(self) -> MessageTypes:
+        """The message types this runtime reads: a delivery from the broker is decoded here."""
+        ...
+
+    # --- a worker: this process runs deliveries other processes sent --------------------------
+    def serve_as_worker(
+        self,
+        request: RequestCall,
+        schedule: ScheduleCall,
+        timer_ended: Callable[[Message], None],
+        reported_elsewhere: Callable[[Message, Missing], bool],
+    ) -> tuple[RequestCall, ScheduleCall]:
+        """From now on handlers' ``ctx.request`` and ``ctx.schedule`` go to ``request`` and
+        ``schedule`` (the runtime's own are returned, for the calls they pass on), each
+        timer's message goes to ``timer_ended`` once its outcome is recorded, and no loss
+        notice (``genie.lost``) is sent for a loss ``reported_elsewhere`` says an outcome
+        record carries to the origin (whose replay of it sends the one notice)."""
+        ...
+
+    # --- correlations ------------------------------------------------------------------------
+    def correlation(self, correlation_id: str) -> Correlation:
+        """The correlation ``correlation_id`` in this runtime (begun here if it is new)."""
+        ...
+
+    def cancelled_elsewhere(self, correlation_id: str) -> bool:
+        """Another process cancelled ``correlation_id``: if anything of it is in flight here,
+        its deliveries end as cancelled dead letters and its pending timers are cancelled
+        (True); False: nothing of it is here."""
+        ...
+
+    # --- deliveries that cross processes --------------------------------------------------------
+    def arrived(self, corr: Correlation, *, cancelled: bool) -> None:
+        """A delivery the sending process counted delivered runs here: in flight here until
+        its outcome. ``cancelled``: its correlation was cancelled, so it ends unrun."""
+        ...
+
+    def left(self, corr: Correlation) -> None:
+        """A delivery in flight here went to another process, which reports its outcome to
+        the process that started the request: its part here is closed."""
+        ...
+
+    def opened(self, corr: Correlation, count: int = 1) -> None:
+        """Deliveries another process admitted for a request this process started: in flight
+        here until their outcome records come."""
+        ...
+
+    def collected(self, corr: Correlation, count: int) -> None:
+        """Messages a waiter took in another process: deliveries handled at once."""
+        ...
+
+    def admit_charged(
+        self, sent: Sequence[tuple[Message, str]], corr: Correlation, total: int
+    ) -> int:
+        """Of ``sent`` (each counted in flight here, to its recipient), how many the
+        correlation budget admits now that every process together has charged ``total``
+        deliveries including these: the first ones are admitted, each of the rest becomes a
+        ``limit:budget`` denial here."""
+        ...
+
+    # --- outcomes: a worker's own, and those another process reports -----------------------
+    def handled(self, corr: Correlation) -> None:
+        """A delivery in flight here was handled (in another process)."""
+        ...
+
+    def denied(
+        self,
+        msg: Message,
+        consumer: str,
+        corr: Correlation,
+        decision: Decision,
+        *,
+        notify: bool = True,
+    ) -> None:
+        """A delivery refused by admission where it was sent (never in flight); ``notify``:
+        its correlation's waiters hear of it."""
+        ...
+
+    def shed(self, msg: Message, consumer: str, corr: Correlation, reason: str) -> None:
+        """A delivery an overflow policy dropped where it was sent (never in flight)."""
+        ...
+
+    def limit_fired(self, limit: str, agent: str, msg: Message, reason: str) -> None:
+        """A limit stopped ``agent``'s handling of ``msg``: its audit row and observer call."""
+        ...
+
+    def dead_lettered(
+        self,
+        consumer: str,
+        msg: Message,
+        corr: Correlation,
+        kind: DeadLetterKind,
+        reason: str,
+        attempts: int,
+    ) -> None:
+        """A delivery in flight here ended as a dead letter."""
+        ...
+
+    def unreadable(
+        self,
+        agent: str,
+        letter: Message,
+        reason: str,
+        details: Mapping[str, str],
+        corr: Correlation | None = None,
+    ) -> DeadLetter:
+        """A delivery for ``agent`` nobody could read, kept as the dead letter ``letter``
+        with an audit row of ``details`` (the message as its text shows it). ``corr``: the
+        delivery was in flight here, and its outcome is this dead letter (its waiters hear
+        why, with ``details["message_id"]``)."""
+        ...
+
+    # --- replies and answers that come back -----------------------------------------------------
+    def reply_arrived(self, reply: Message, corr: Correlation) -> None:
+        """A reply nobody received where it was sent, carried here by its outcome record: routed
+        to this runtime's waiters and taps (no agent) as one process routes a handler's
+        reply to its caller."""
+        ...
+
+    def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
+        """The answer to a handler's request, from another process: the first request waiter
+        it matches takes it (a delivery collected here), or, where ``refusal`` refused it for
+        the asker, hears why."""
+        ...
+
+    def request_ended(
+        self, corr: Correlation, request_id: str, recipient: str, missing: Missing | None
+    ) -> None:
+        """The request ``request_id`` ended in another process without an answer: handled
+        (``missing`` is None) or lost as ``missing`` says. Its waiters hear it."""
+        ...
+
+
+@runtime_checkable
+class HostedTransport(Protocol):
+    """A transport the runtime hands its host to, as it is built."""
+
+    def bind(self, host: TransportHost) -> None: ...
+
+
+class RuntimeHost:
+    """``TransportHost`` from the runtime's parts (one per runtime that has such a transport)."""
+
+    def __init__(
+        self,
+        types: MessageTypes,
+        ledger: Ledger,
+        admission: Admission,
+        dispatcher: Dispatcher,
+        timers: Timers,
+        services: ContextServices,
+    ) -> None:
+        self._types = types
+        self._ledger = ledger
+        self._correlator = ledger.correlator
+        self._admission = admission
+        self._dispatcher = dispatcher
+        self._timers = timers
+        self._services = services
+
+    @property
+    def types(self) -> MessageTypes:
+        return self._types
+
+    def serve_as_worker(
+        self,
+        request: RequestCall,
+        schedule: ScheduleCall,
+        timer_ended: Callable[[Message], None],
+        reported_elsewhere: Callable[[Message, Missing], bool],
+    ) -> tuple[RequestCall, ScheduleCall]:
+        services = self._services
+        own = services.request, services.schedule
+        services.request, services.schedule = request, schedule
+        self._timers.on_end = timer_ended
+        notify = self._ledger.on_loss
+        if notify is not None:  # somebody listens for losses
+
+            def notice(msg: Message, corr: _Correlation, missing: Missing) -> None:
+                if not reported_elsewhere(msg, missing):
+                    notify(msg, corr, missing)
+
+            self._ledger.on_loss = notice
+        return own
+
+    def correlation(self, correlation_id: str) -> Correlation:
+        return self._correlator.get(correlation_id)
+
+    def cancelled_elsewhere(self, correlation_id: str) -> bool:
+        corr = self._correlator.lookup(correlation_id)
+        if corr is None or not corr.in_flight:
+            return False
+        corr.cancelled = True  # its handlers end as cancelled dead letters, as in one process
+        self._timers.cancel(correlation_id)
+        return True
+
+    def arrived(self, corr: Correlation, *, cancelled: bool) -> None:
+        if cancelled:
+            corr.cancelled = True  # the runner dead-letters it without running it
+        self._ledger.arrived(corr)
+
+    def left(self, corr: Correlation) -> None:
+        self._ledger.closed(corr)
+
+    def opened(self, corr: Correlation, count: int = 1) -> None:
+        self._ledger.opened(corr, count)
+
+    def collected(self, corr: Correlation, count: int) -> None:
+        self._ledger.collect(corr, count)
+
+    def admit_charged(
+        self, sent: Sequence[tuple[Message, str]], corr: Correlation, total: int
+    ) -> int:
+        admission = self._admission
+        admitted = admission.within_charged_budget(len(sent), total)
+        for msg, recipient in sent[admitted:]:
+            # It was counted in flight when admitted here: it becomes a denial instead.
+            denial = admission.over_charged_budget(msg, recipient)
+            self._ledger.withdrawn(msg, recipient, corr, denial)
+        return admitted
+
+    def handled(self, corr: Correlation) -> None:
+        self._ledger.handled_elsewhere(corr)
+
+    def denied(
+        self,
+        msg: Message,
+        consumer: str,
+        corr: Correlation,
+        decision: Decision,
+        *,
+        notify: bool = True,
+    ) -> None:
+        self._ledger.deny(msg, consumer, corr, decision, notify=notify)
+
+    def shed(self, msg: Message, consumer: str, corr: Correlation, reason: str) -> None:
+        self._ledger.shed_one(msg, consumer, corr, reason)
+
+    def limit_fired(self, limit: str, agent: str, msg: Message, reason: str) -> None:
+        self._ledger.limit_fired(limit, agent, msg, reason)
+
+    def dead_lettered(
+        self,
+        consumer: str,
+        msg: Message,
+        corr: Correlation,
+        kind: DeadLetterKind,
+        reason: str,
+        attempts: int,
+    ) -> None:
+        self._ledger.dead_letter(consumer, msg, corr, kind, reason, None, attempts)
+
+    def unreadable(
+        self,
+        agent: str,
+        letter: Message,
+        reason: str,
+        details: Mapping[str, str],
+        corr: Correlation | None = None,
+    ) -> DeadLetter:
+        return self._ledger.unreadable(agent, letter, reason, details, corr)
+
+    def reply_arrived(self, reply: Message, corr: Correlation) -> None:
+        self._dispatcher.reply_arrived(reply, corr)
+
+    def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
+        for waiter in tuple(corr.waiters):
+            if waiter.consumes and waiter.matches(answer):
+                if refusal is None:
+                    self._ledger.collect(corr)
+                    waiter.offer(answer)
+                else:
+                    why = Missing(
+                        waiter.consumer,
+                        "denied",
+                        refusal.reason,
+                        refusal.policy,
+                        answer.sender,
+                        answer.id,
+                    )
+                    waiter.refused(answer, why)
+                return
+
+    def request_ended(
+        self, corr: Correlation, request_id: str, recipient: str, missing: Missing | None
+    ) -> None:
+        if missing is None:
+            self._correlator.handled(corr, request_id)
+        else:
+            self._correlator.failed(corr, missing, request_id, recipient)

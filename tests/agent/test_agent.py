@@ -1,0 +1,121 @@
+"""Agents are unit-tested by calling handle() with a TestContext: no runtime needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from genie import (
+    Agent,
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    Message,
+    TestContext,
+    UnhandledMessageError,
+    handler,
+)
+
+from ..conftest import Echo, Note, Ping, Pong
+
+
+async def test_agent_handles_without_a_bus() -> None:
+    echo = Echo("echo")
+    request = Message.new(Ping(n=4), sender="user", recipient="echo")
+    out = await echo.handle(request, TestContext("echo", request))
+    assert len(out) == 1
+    assert out[0].payload == Pong(n=4)
+    assert out[0].recipient == "user"
+    assert out[0].causation_id == request.id
+    assert isinstance(echo, Agent)
+
+
+async def test_dispatch_follows_payload_subclasses() -> None:
+    class SpecialPing(Ping):
+        message_type = "special_ping"
+
+    echo = Echo("echo")
+    request = Message.new(SpecialPing(n=2), sender="user")
+    out = await echo.handle(request, TestContext("echo", request))
+    assert out[0].payload == Pong(n=2)
+
+
+async def test_unhandled_payload_is_an_error() -> None:
+    echo = Echo("echo")
+    request = Message.new(Note(text="hi"), sender="user")
+    with pytest.raises(UnhandledMessageError, match="no handler for message type 'note'"):
+        await echo.handle(request, TestContext("echo", request))
+
+
+def test_consumes_is_derived_from_handlers() -> None:
+    assert Echo.consumes() == (Ping,)
+
+
+def test_handler_needs_a_payload_annotation() -> None:
+    with pytest.raises(ConfigurationError, match="annotate 'payload'"):
+
+        class Bad(BaseAgent):
+            @handler  # type: ignore[type-var]
+            async def on_x(self, payload: int, ctx: Context) -> None: ...
+
+
+async def test_test_context_request_uses_the_responder() -> None:
+    class Asker(BaseAgent):
+        produces = (Note,)
+
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+            answer = await ctx.request("echo", Ping(n=payload.n + 1))
+            assert isinstance(answer.payload, Pong)
+            return ctx.reply(Note(text=f"echo said {answer.payload.n}"))
+
+    async def responder(req: Message) -> Message:
+        assert isinstance(req.payload, Ping)
+        return req.child(Pong(n=req.payload.n), sender="echo", id="r", created_at=req.created_at)
+
+    request = Message.new(Ping(n=1), sender="user")
+    ctx = TestContext("asker", request, responder=responder)
+    out = await Asker("asker").handle(request, ctx)
+    assert out[0].payload == Note(text="echo said 2")
+    assert [r.recipient for r in ctx.requests] == ["echo"]
+
+
+async def test_test_context_sleep_advances_its_clock() -> None:
+    request = Message.new(Ping(), sender="user")
+    ctx = TestContext("a", request)
+    before = ctx.now()
+    await ctx.sleep(3600)
+    assert (ctx.now() - before).total_seconds() == 3600
+
+
+async def test_the_runtime_dispatches_as_handle_would() -> None:
+    # The runtime calls a BaseAgent's handler itself (one coroutine fewer); an agent that
+    # overrides handle, or whose handle was replaced before it was added, is called through it,
+    # and a payload subclass still finds its base's handler.
+    from genie import Runtime
+
+    class SpecialPing(Ping):
+        message_type = "special_ping"
+
+    class Wrapping(Echo):
+        async def handle(self, msg: Message, ctx: Context) -> list[Message]:
+            return [ctx.reply(Note(text=f"wrapped {msg.type}"))]
+
+    patched = Echo("patched")
+
+    async def replaced(msg: Message, ctx: Context) -> list[Message]:
+        return [ctx.reply(Note(text="replaced"))]
+
+    patched.handle = replaced  # type: ignore[method-assign]
+    agents = [Echo("echo"), Wrapping("wrapping"), patched]
+    async with Runtime(agents) as rt:
+        rt.types.register(SpecialPing, Note)
+        got = [
+            (await rt.ask(rt.message(payload, recipient=agent))).message.payload
+            for payload, agent in [
+                (Ping(n=1), "echo"),
+                (SpecialPing(n=2), "echo"),
+                (Ping(n=3), "wrapping"),
+                (Ping(n=4), "patched"),
+            ]
+        ]
+    assert got == [Pong(n=1), Pong(n=2), Note(text="wrapped ping"), Note(text="replaced")]

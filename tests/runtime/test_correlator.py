@@ -1,0 +1,460 @@
+"""Fan-in: N of M replies, partial results with reasons, request/reply, late replies."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from genie import (
+    AgentError,
+    AgentOptions,
+    BaseAgent,
+    Context,
+    DeniedError,
+    Limits,
+    Message,
+    Runtime,
+    handler,
+)
+
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, Pong
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+class SlowEcho(Echo):
+    def __init__(self, id: str, seconds: float) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await ctx.sleep(self.seconds)
+        return ctx.reply(Pong(n=payload.n))
+
+
+def fan_out(rt: Runtime, ids: list[str]) -> None:
+    for agent_id in ids:
+        rt.subscribe(agent_id, "ping")
+
+
+async def test_gather_all_replies_by_sender() -> None:
+    ids = [f"e{i}" for i in range(10)]
+    async with Runtime([Echo(i) for i in ids]) as rt:
+        fan_out(rt, ids)
+        msg = rt.message(Ping(n=1))
+        gather = rt.gather(msg.correlation_id, senders=ids, timeout=5)
+        await rt.publish(msg)
+        result = await gather.wait()
+    assert result.status == "complete"
+    assert sorted(m.sender for m in result.replies) == sorted(ids)
+    assert result.missing == ()
+
+
+async def test_denied_branch_completes_the_fan_in_at_once() -> None:
+    ids = ["a", "b", "c"]
+    agents = [Echo("a"), SlowEcho("b", seconds=1.0), Echo("c")]
+    async with Runtime(agents, policies=[DenyTo("c", name="no-c")]) as rt:
+        fan_out(rt, ids)
+        msg = rt.message(Ping(n=2))
+        gather = rt.gather(msg.correlation_id, senders=ids, timeout=60)
+        started = anyio.current_time()
+        await rt.publish(msg)
+        result = await gather.wait()
+        elapsed = anyio.current_time() - started
+    assert elapsed < 2  # waited for the slow branch, not for the 60 s deadline
+    assert result.status == "partial"
+    assert sorted(m.sender for m in result.replies) == ["a", "b"]
+    [missing] = result.missing
+    assert (missing.key, missing.kind, missing.policy) == ("c", "denied", "no-c")
+    assert missing.reason == "c is blocked"
+
+
+async def test_n_of_m_ends_when_every_sender_is_accounted_for() -> None:
+    ids = ["a", "b", "c"]
+    agents = [SlowEcho("a", 5.0), Failing("b"), Failing("c")]
+    async with Runtime(agents) as rt:
+        fan_out(rt, ids)
+        msg = rt.message(Ping(n=3))
+        gather = rt.gather(msg.correlation_id, senders=ids, count=2, timeout=1000)
+        started = anyio.current_time()
+        await rt.publish(msg)
+        result = await gather.wait()
+        assert anyio.current_time() - started < 6  # not the 1000 s deadline
+    assert result.status == "partial"
+    assert [m.sender for m in result.replies] == ["a"]
+    assert {(m.key, m.kind) for m in result.missing} == {("b", "failed"), ("c", "failed")}
+
+
+async def test_two_of_three_completes_without_the_slowest() -> None:
+    agents = [Echo("a"), Echo("b"), SlowEcho("c", 50.0)]
+    async with Runtime(agents) as rt:
+        fan_out(rt, ["a", "b", "c"])
+        msg = rt.message(Ping(n=3))
+        gather = rt.gather(msg.correlation_id, senders=["a", "b", "c"], count=2)
+        await rt.publish(msg)
+        started = anyio.current_time()
+        result = await gather.wait()
+        assert anyio.current_time() - started < 1
+    assert result.status == "complete"
+    assert sorted(m.sender for m in result.replies) == ["a", "b"]
+    assert result.missing == ()
+
+
+async def test_deadline_returns_what_arrived_and_what_timed_out() -> None:
+    agents = [Echo("fast"), SlowEcho("slow", 30.0)]
+    async with Runtime(agents) as rt:
+        fan_out(rt, ["fast", "slow"])
+        msg = rt.message(Ping(n=4))
+        gather = rt.gather(msg.correlation_id, senders=["fast", "slow"], timeout=5)
+        await rt.publish(msg)
+        result = await gather.wait()
+        assert result.status == "timed_out"
+        assert [m.sender for m in result.replies] == ["fast"]
+        [missing] = result.missing
+        assert (missing.key, missing.kind) == ("slow", "timed_out")
+        await anyio.sleep(60)  # the slow reply arrives after the deadline: late, counted
+        assert rt.statistics().correlations.late_replies == 1
+
+
+async def test_gather_by_types_and_predicate() -> None:
+    class Both(BaseAgent):
+        produces = (Pong, Note)
+
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+            return [ctx.reply(Pong(n=payload.n)), ctx.reply(Note(text=str(payload.n)))]
+
+    async with Runtime([Both("both")]) as rt:
+        msg = rt.message(Ping(n=5), recipient="both")
+        by_type = rt.gather(msg.correlation_id, types=["pong", "note"])
+        by_predicate = rt.gather(
+            msg.correlation_id, where=lambda m: isinstance(m.payload, Note), timeout=5
+        )
+        await rt.publish(msg)
+        types_result, predicate_result = await by_type.wait(), await by_predicate.wait()
+    assert sorted(m.type for m in types_result.replies) == ["note", "pong"]
+    assert [m.payload for m in predicate_result.replies] == [Note(text="5")]
+
+
+async def test_count_mode_ends_when_nothing_is_left_in_flight() -> None:
+    ids = ["a", "b", "c"]
+    async with Runtime([Echo("a"), Failing("b"), Echo("c")]) as rt:
+        fan_out(rt, ids)
+        msg = rt.message(Ping(n=6))
+        gather = rt.gather(msg.correlation_id, count=3, where=lambda m: m.type == "pong")
+        await rt.publish(msg)
+        result = await gather.wait()
+    assert result.status == "partial"
+    assert len(result.replies) == 2
+    assert [(m.agent_id, m.kind) for m in result.missing] == [("b", "failed")]
+
+
+async def test_a_gather_collects_replies_not_the_request_it_was_opened_for() -> None:
+    ids = ["a", "b", "c"]
+    async with Runtime([Echo(i) for i in ids]) as rt:
+        fan_out(rt, ids)
+        msg = rt.message(Ping(n=7), sender="caller")
+        gather = rt.gather(msg.correlation_id, count=3)
+        await rt.publish(msg)
+        result = await gather.wait()
+        stats = rt.statistics()
+    assert result.status == "complete"
+    assert sorted(m.sender for m in result.replies) == ids
+    assert all(m.type == "pong" for m in result.replies)
+    # The third reply was collected, not dead-lettered as unrouted.
+    assert stats.unrouted == 0
+    assert list(rt.dead_letters) == []
+
+
+async def test_ask_returns_the_final_message() -> None:
+    async with Runtime([Echo("echo")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=9), recipient="echo"), until="pong")
+    assert result.complete
+    assert result.message.payload == Pong(n=9)
+
+
+async def test_ask_timeout_cancels_outstanding_work() -> None:
+    slow = SlowEcho("slow", 10.0)
+    async with Runtime([slow]) as rt:
+        msgs = [rt.message(Ping(n=i), recipient="slow") for i in range(3)]
+        # Same correlation: the second and third wait in the mailbox behind the first.
+        first, rest = (
+            msgs[0],
+            [m.model_copy(update={"correlation_id": msgs[0].correlation_id}) for m in msgs[1:]],
+        )
+        for m in rest:
+            await rt.publish(m)
+        result = await rt.ask(first, timeout=5)
+        assert result.status == "timed_out"
+        await rt.wait_idle()
+        assert rt.clock.monotonic() < 6  # the running handler was cancelled, not waited for
+    cancelled = [d for d in rt.dead_letters if d.kind == "cancelled"]
+    # The running handler and the queued work of the timed-out request: none of it ran on.
+    assert sorted(d.message.id for d in cancelled) == sorted(m.id for m in msgs)
+    assert all(d.reason == "correlation cancelled" for d in cancelled)
+
+
+class Asker(BaseAgent):
+    produces = (Note,)
+
+    def __init__(self, id: str, target: str, timeout: float | None = None) -> None:
+        super().__init__(id)
+        self.target = target
+        self.timeout = timeout
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        try:
+            answer = await ctx.request(self.target, Ping(n=payload.n), timeout=self.timeout)
+        except DeniedError as exc:
+            return ctx.reply(Note(text=f"denied by {exc.policy}"))
+        except AgentError as exc:
+            return ctx.reply(Note(text=f"failed: {exc}"))
+        except TimeoutError:
+            return ctx.reply(Note(text="timed out"))
+        assert isinstance(answer.payload, Pong)
+        return ctx.reply(Note(text=f"got {answer.payload.n} from {answer.sender}"))
+
+
+async def test_request_reply_inside_a_handler() -> None:
+    async with Runtime([Asker("asker", "echo"), Echo("echo")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=11), recipient="asker"))
+    assert result.message.payload == Note(text="got 11 from echo")
+    # the reply went to the waiting request, not into the asker's mailbox: two deliveries to
+    # agents, two collected (echo's reply by the request, the asker's note by the ask)
+    s = rt.statistics()
+    assert (s.delivered, s.collected) == (4, 2)
+    assert rt.statistics().mailboxes["asker"].handled == 1
+
+
+async def test_request_failures_raise_at_once() -> None:
+    agents = [Asker("a1", "blocked"), Asker("a2", "broken"), Asker("a3", "mute", timeout=3)]
+
+    class Mute(BaseAgent):
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> None:
+            await ctx.sleep(100)
+
+    async with Runtime(agents, policies=[DenyTo("blocked", name="firewall")]) as rt:
+        rt.add(Echo("blocked"))
+        rt.add(Failing("broken"))
+        rt.add(Mute("mute"), options=AgentOptions())
+        texts = []
+        for asker in ("a1", "a2", "a3"):
+            result = await rt.ask(rt.message(Ping(), recipient=asker))
+            assert isinstance(result.message.payload, Note)
+            texts.append(result.message.payload.text)
+    assert texts[0] == "denied by firewall"
+    assert texts[1].startswith("failed: request 'ping' to 'broken': RuntimeError: boom #1")
+    assert texts[2] == "timed out"
+
+
+async def test_request_answered_by_silence_is_an_error() -> None:
+    class Silent(BaseAgent):
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> None:
+            return None
+
+    async with Runtime([Asker("asker", "silent"), Silent("silent")]) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="asker"))
+    assert isinstance(result.message.payload, Note)
+    assert result.message.payload.text.endswith("handled it without replying")
+
+
+async def test_gathers_do_not_leak() -> None:
+    async with Runtime([Echo("echo")]) as rt:
+        for n in range(200):
+            await rt.ask(rt.message(Ping(n=n), recipient="echo"))
+        await rt.wait_idle()
+        stats = rt.statistics().correlations
+    assert stats.correlations_active == 0
+    assert stats.gathers_pending == 0
+    assert stats.gathers_complete == 200
+
+
+async def test_closed_gathers_keep_no_replies() -> None:
+    # The correlator remembers recently closed gathers (to count late replies); it used to
+    # keep each whole gather with all its replies, ~4,096 of them: +270 MB over 6,000
+    # fan-out requests of 50 replies. Only the matching criteria may stay once results are gone.
+    ids = [f"e{i}" for i in range(10)]
+    async with Runtime([Echo(i) for i in ids]) as rt:
+        fan_out(rt, ids)
+        for n in range(100):
+            msg = rt.message(Ping(n=n))
+            gather = rt.gather(msg.correlation_id, count=len(ids))
+            await rt.publish(msg)
+            assert len((await gather.wait()).replies) == len(ids)
+        del gather
+        await rt.wait_idle()
+        gc.collect()
+        # The echo agents keep the pings they received; nothing should keep the pongs.
+        kept = sum(1 for o in gc.get_objects() if type(o) is Message and o.type == "pong")
+        assert kept == 0, f"{kept} replies still referenced after 100 closed gathers"
+        # What matching needs is kept: of two awaited senders, the one after the first is late.
+        msg = rt.message(Ping(n=0))
+        gather = rt.gather(msg.correlation_id, senders=["e0", "e1"], count=1)
+        await rt.publish(msg)
+        assert (await gather.wait()).complete
+        await rt.wait_idle()
+        assert rt.statistics().correlations.late_replies == 1
+
+
+async def test_fan_in_path_dead_letters_what_no_waiter_takes_and_feeds_subscribers() -> None:
+    """The fan-in's own path (a reply to a caller outside the runtime, while a gather waits)
+    keeps what the general route does: a reply the gather does not match is counted and
+    dead-lettered, and a subscriber of the reply's type still gets every reply."""
+
+    class PongWatcher(BaseAgent):
+        def __init__(self, id: str) -> None:
+            super().__init__(id)
+            self.seen: list[Message] = []
+
+        @handler
+        async def on_pong(self, payload: Pong, ctx: Context) -> None:
+            self.seen.append(ctx.message)
+
+    async with Runtime([Echo("a"), Echo("b")]) as rt:
+        fan_out(rt, ["a", "b"])
+        msg = rt.message(Ping(n=1), sender="caller")
+        gather = rt.gather(msg.correlation_id, senders=["a"])
+        await rt.publish(msg)
+        only_a = await gather.wait()
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert [m.sender for m in only_a.replies] == ["a"]
+    assert (stats.published, stats.collected, stats.unrouted) == (3, 1, 1)
+    [letter] = list(rt.dead_letters)
+    assert (letter.kind, letter.reason) == ("unrouted", "unknown recipient 'caller'")
+    assert letter.message.sender == "b"
+
+    watcher = PongWatcher("watcher")
+    async with Runtime([Echo("a"), Echo("b"), watcher]) as rt:
+        fan_out(rt, ["a", "b"])
+        rt.subscribe("watcher", "pong")
+        msg = rt.message(Ping(n=2), sender="caller")
+        gather = rt.gather(msg.correlation_id, count=2)
+        await rt.publish(msg)
+        both = await gather.wait()
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert sorted(m.sender for m in both.replies) == ["a", "b"]
+    assert sorted(m.sender for m in watcher.seen) == ["a", "b"]
+    assert stats.unrouted == 0
+    assert list(rt.dead_letters) == []
+
+
+async def test_fan_in_path_sees_a_subscription_made_after_replies_of_the_type_went_by() -> None:
+    """The fan-in's path reads the router's cache of subscribers by type: a subscription made
+    once replies of that type were gathered (their type cached with nobody subscribed) must
+    reach the next ones, by exact type and by pattern."""
+
+    class PongWatcher(BaseAgent):
+        def __init__(self, id: str) -> None:
+            super().__init__(id)
+            self.seen: list[str] = []
+
+        @handler
+        async def on_pong(self, payload: Pong, ctx: Context) -> None:
+            self.seen.append(ctx.message.sender)
+
+    exact, pattern = PongWatcher("exact"), PongWatcher("pattern")
+    async with Runtime([Echo("a"), Echo("b"), exact, pattern]) as rt:
+        fan_out(rt, ["a", "b"])
+
+        async def gathered() -> list[str]:
+            msg = rt.message(Ping(n=1), sender="caller")
+            gather = rt.gather(msg.correlation_id, count=2)
+            await rt.publish(msg)
+            replies = (await gather.wait()).replies
+            await rt.wait_idle()
+            return sorted(m.sender for m in replies)
+
+        assert await gathered() == ["a", "b"]  # nobody subscribed to pong yet
+        rt.subscribe("exact", "pong")
+        assert await gathered() == ["a", "b"]
+        rt.subscribe("pattern", "po*")
+        assert await gathered() == ["a", "b"]
+        stats = rt.statistics()
+    assert sorted(exact.seen) == ["a", "a", "b", "b"]
+    assert sorted(pattern.seen) == ["a", "b"]
+    assert stats.unrouted == 0
+
+
+async def test_fan_in_path_admits_each_waiter_and_spends_the_budget() -> None:
+    """Two gathers on one correlation both get every reply; a reply past the correlation's
+    budget is denied to the gather (named in its result), not collected."""
+    async with Runtime([Echo("a"), Echo("b")]) as rt:
+        fan_out(rt, ["a", "b"])
+        msg = rt.message(Ping(n=1), sender="caller")
+        first = rt.gather(msg.correlation_id, senders=["a", "b"])
+        second = rt.gather(msg.correlation_id, count=2)
+        await rt.publish(msg)
+        got = [await first.wait(), await second.wait()]
+        await rt.wait_idle()
+    assert [sorted(m.sender for m in r.replies) for r in got] == [["a", "b"], ["a", "b"]]
+    assert rt.statistics().collected == 4
+
+    async with Runtime([Echo("a"), Echo("b")], limits=Limits(correlation_budget=3)) as rt:
+        fan_out(rt, ["a", "b"])
+        msg = rt.message(Ping(n=1), sender="caller")
+        gather = rt.gather(msg.correlation_id, senders=["a", "b"])
+        await rt.publish(msg)  # two deliveries: one reply fits the budget of three
+        result = await gather.wait()
+        await rt.wait_idle()
+        stats = rt.statistics()
+    assert len(result.replies) == 1
+    [lost] = result.missing
+    assert lost.kind == "denied"
+    assert "budget" in lost.reason
+    assert (stats.collected, stats.denied) == (1, 1)
+
+
+class PongAndNote(BaseAgent):
+    produces = (Pong, Note)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        return [ctx.reply(Pong(n=payload.n)), ctx.reply(Note(text=self.id))]
+
+
+@pytest.mark.parametrize(
+    ("criteria", "taken", "collected"),
+    [
+        # keyed by sender: a's second reply is taken (counted) but keeps its first
+        ({"senders": ["a", "b"]}, ["a:pong", "b:pong"], 3),
+        ({"senders": ["b"]}, ["b:pong"], 1),
+        ({"types": ["note"]}, ["a:note"], 1),
+        ({"count": 1, "where": lambda m: m.sender == "b" and m.type == "note"}, ["b:note"], 1),
+        ({"count": 4}, ["a:note", "a:pong", "b:note", "b:pong"], 4),
+    ],
+)
+async def test_a_lone_gather_takes_only_what_it_matches(
+    criteria: dict[str, Any], taken: list[str], collected: int
+) -> None:
+    """One gather, no policies: the fan-in hands each reply to the gather's own match and
+    offer in one call; what it does not take is an unrouted letter (the caller is no agent).
+    Twice: the first reply of a type goes the general way (its subscribers not looked up
+    yet), the second round all the short way."""
+    async with Runtime([PongAndNote("a"), PongAndNote("b")]) as rt:
+        fan_out(rt, ["a", "b"])
+        for round in range(2):
+            msg = rt.message(Ping(n=round), sender="caller")
+            gather = rt.gather(msg.correlation_id, **criteria)
+            before = rt.statistics()
+            await rt.publish(msg)
+            result = await gather.wait()
+            await rt.wait_idle()
+            stats = rt.statistics()
+            assert result.status == "complete"
+            assert sorted(f"{m.sender}:{m.type}" for m in result.replies) == taken
+            assert stats.collected - before.collected == collected
+            assert stats.unrouted - before.unrouted == 4 - collected
+            assert stats.delivered == stats.handled + stats.denied + stats.dead_lettered

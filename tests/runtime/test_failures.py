@@ -1,0 +1,194 @@
+"""Deadlines, retries, fallback, dead letters and the circuit breaker, on virtual time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    BreakerPolicy,
+    Context,
+    Message,
+    RetryPolicy,
+    Runtime,
+    handler,
+)
+
+from ..conftest import Echo, Failing, Note, Ping, Pong, Recorder
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+async def drain(rt: Runtime) -> None:
+    with anyio.fail_after(1000):
+        await rt.wait_idle()
+
+
+class Slow(BaseAgent):
+    produces = (Pong,)
+
+    def __init__(self, id: str, seconds: float) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+        self.finished = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await ctx.sleep(self.seconds)
+        self.finished += 1
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_deadline_cancels_a_slow_handler() -> None:
+    slow = Slow("slow", seconds=60)
+    async with Runtime() as rt:
+        rt.add(slow, options=AgentOptions(deadline=2.0))
+        started = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(n=1), recipient="slow"))
+        elapsed = anyio.current_time() - started
+    assert slow.finished == 0  # the handler really stopped
+    assert 2.0 <= elapsed < 3.0
+    assert result.status == "partial"
+    [missing] = result.missing
+    assert missing.kind == "failed"
+    assert "HandlerTimeoutError" in missing.reason
+    assert "2s deadline" in missing.reason
+    [letter] = list(rt.dead_letters)
+    assert letter.error_type == "HandlerTimeoutError"
+    assert letter.message.payload == Ping(n=1)
+
+
+async def test_retry_with_backoff_then_success() -> None:
+    flaky = Failing("flaky", failures=2)
+    options = AgentOptions(retry=RetryPolicy(attempts=3, backoff=1.0, multiplier=2.0))
+    async with Runtime() as rt:
+        rt.add(flaky, options=options)
+        started = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(n=5), recipient="flaky"))
+        elapsed = anyio.current_time() - started
+    assert result.message.payload == Pong(n=5)
+    assert flaky.calls == 3
+    assert 3.0 <= elapsed < 3.5  # backoff 1 s then 2 s
+    s = rt.statistics()
+    assert (s.retries, s.handled - s.collected, s.dead_lettered) == (2, 1, 0)
+
+
+async def test_retry_then_fallback() -> None:
+    options = AgentOptions(retry=RetryPolicy(attempts=2, backoff=0.1), fallback="backup")
+    broken, backup = Failing("primary"), Echo("backup")
+    async with Runtime() as rt:
+        rt.add(broken, options=options)
+        rt.add(backup)
+        result = await rt.ask(rt.message(Ping(n=8), recipient="primary"))
+    assert broken.calls == 2
+    assert result.message.payload == Pong(n=8)
+    assert result.message.sender == "backup"
+    s = rt.statistics()
+    assert (s.fallbacks, s.handled - s.collected, s.dead_lettered, s.retries) == (1, 1, 0, 1)
+    assert s.mailboxes["backup"].handled == 1  # the fallback ran through its own mailbox
+
+
+async def test_retry_then_fallback_then_dead_letter() -> None:
+    options = AgentOptions(retry=RetryPolicy(attempts=2, backoff=0.1), fallback="backup")
+    async with Runtime() as rt:
+        rt.add(Failing("primary"), options=options)
+        rt.add(Failing("backup"))
+        request = rt.message(Ping(n=9), recipient="primary")
+        result = await rt.ask(request)
+    assert result.status == "partial"
+    [letter] = list(rt.dead_letters)
+    assert letter.kind == "failed"
+    assert letter.agent_id == "primary"
+    assert letter.message == request  # the original message, inspectable
+    assert letter.attempts == 2
+    assert letter.reason == (
+        "RuntimeError: boom #2; fallback 'backup' failed: RuntimeError: boom #1"
+    )
+    s = rt.statistics()
+    assert s.delivered == s.dead_lettered == 1
+
+
+async def test_errors_that_cannot_heal_are_not_retried() -> None:
+    class ReturnsText(BaseAgent):
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> Any:
+            return "not messages"
+
+    async with Runtime() as rt:
+        rt.add(ReturnsText("bad"), options=AgentOptions(retry=RetryPolicy(attempts=5)))
+        rt.add(Echo("fine"))
+        await rt.publish(rt.message(Ping(), recipient="bad"))
+        await drain(rt)
+        # the runtime and the other agents keep working
+        assert (await rt.ask(rt.message(Ping(n=2), recipient="fine"))).complete
+    [letter] = list(rt.dead_letters)
+    assert letter.error_type == "InvalidOutputError"
+    assert "returned str from handle()" in letter.reason
+    assert rt.statistics().retries == 0
+
+
+async def test_unregistered_output_type_is_a_handler_failure() -> None:
+    class Leaky(BaseAgent):  # emits Note without listing it in produces
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+            return ctx.reply(Note(text="x"))
+
+    async with Runtime() as rt:
+        rt.add(Leaky("leaky"))
+        await rt.publish(rt.message(Ping(), recipient="leaky"))
+        await drain(rt)
+    [letter] = list(rt.dead_letters)
+    assert "'note'" in letter.reason
+    assert "not registered" in letter.reason
+
+
+async def test_circuit_breaker_opens_and_recovers() -> None:
+    flaky = Failing("flaky", failures=3)
+    options = AgentOptions(breaker=BreakerPolicy(failure_threshold=3, reset_after=30.0))
+    async with Runtime() as rt:
+        rt.add(flaky, options=options)
+        for n in range(5):
+            await rt.publish(rt.message(Ping(n=n), recipient="flaky"))
+        await drain(rt)
+        assert flaky.calls == 3  # the last two were refused without calling the handler
+        assert rt.statistics().mailboxes["flaky"].circuit == "open"
+        letters = list(rt.dead_letters)
+        assert [d.error_type for d in letters] == ["RuntimeError"] * 3 + ["CircuitOpenError"] * 2
+
+        await anyio.sleep(31)  # virtual time: the breaker lets one trial through
+        result = await rt.ask(rt.message(Ping(n=7), recipient="flaky"))
+        assert result.message.payload == Pong(n=7)
+        assert rt.statistics().mailboxes["flaky"].circuit == "closed"
+
+
+async def test_half_open_failure_reopens() -> None:
+    options = AgentOptions(breaker=BreakerPolicy(failure_threshold=1, reset_after=10.0))
+    broken = Failing("broken")
+    async with Runtime() as rt:
+        rt.add(broken, options=options)
+        await rt.ask(rt.message(Ping(), recipient="broken"))
+        await anyio.sleep(11)
+        await rt.ask(rt.message(Ping(), recipient="broken"))  # the trial fails
+        assert rt.statistics().mailboxes["broken"].circuit == "open"
+        await rt.ask(rt.message(Ping(), recipient="broken"))
+    assert broken.calls == 2
+
+
+async def test_a_handler_exception_never_reaches_other_agents() -> None:
+    rec = Recorder("rec")
+    async with Runtime([Failing("bad"), rec]) as rt:
+        for n in range(20):
+            await rt.publish(rt.message(Ping(n=n), recipient="bad"))
+            await rt.publish(rt.message(Ping(n=n), recipient="rec"))
+        await drain(rt)
+    assert [p.n for p in rec.seen] == list(range(20))
+    s = rt.statistics()
+    assert (s.dead_lettered, s.handled) == (20, 20)

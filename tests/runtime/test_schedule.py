@@ -1,0 +1,96 @@
+"""Context.schedule: a message to oneself on the runtime clock, counted as work in flight."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from genie import BaseAgent, Context, Message, Payload, Runtime, TestContext, Timer, handler
+
+from ..conftest import Note, Ping
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+class Alarm(Payload):
+    message_type = "alarm"
+
+
+class Sleepy(BaseAgent):
+    """On a ping, sets an alarm ``delay`` seconds out (cancelled if ``cancel``); on the alarm,
+    notes the time it rang."""
+
+    produces = (Alarm, Note)
+
+    def __init__(self, id: str, delay: float, cancel: bool = False) -> None:
+        super().__init__(id)
+        self.delay = delay
+        self.cancel = cancel
+        self.timers: list[Timer] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        timer = ctx.schedule(self.delay, Alarm())
+        self.timers.append(timer)
+        if self.cancel:
+            timer.cancel()
+            timer.cancel()  # idempotent
+
+    @handler
+    async def on_alarm(self, payload: Alarm, ctx: Context) -> Message:
+        assert ctx.message.recipient == self.id
+        return ctx.emit(Note(text=f"rang at {anyio.current_time():g}"), recipient="user")
+
+
+async def test_the_alarm_rings_after_the_delay_in_the_same_correlation() -> None:
+    async with Runtime([Sleepy("sleepy", delay=30)]) as rt:
+        start = anyio.current_time()
+        request = rt.message(Ping(), recipient="sleepy")
+        result = await rt.ask(request)
+        assert result.complete
+        note = result.message
+        assert note.correlation_id == request.correlation_id
+        assert note.payload == Note(text=f"rang at {start + 30:g}")
+    stats = rt.statistics()
+    assert stats.in_flight == 0
+    # the ping, the timer (it fired), the alarm, and the note the ask collected
+    assert (stats.delivered, stats.handled, stats.collected) == (4, 4, 1)
+
+
+async def test_a_cancelled_alarm_never_rings_and_releases_the_request() -> None:
+    async with Runtime([Sleepy("sleepy", delay=30, cancel=True)]) as rt:
+        start = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(), recipient="sleepy"), timeout=3600)
+        assert result.status == "partial"  # quiescent at once: nothing pending, no reply
+        assert anyio.current_time() == start
+    stats = rt.statistics()
+    assert (stats.delivered, stats.handled) == (2, 2)  # the ping, the timer (withdrawn)
+    assert rt.shutdown_report is not None
+    assert rt.shutdown_report.drained
+
+
+async def test_shutdown_cancels_pending_alarms() -> None:
+    async with Runtime([Sleepy("sleepy", delay=10_000)], drain_timeout=1) as rt:
+        await rt.publish(rt.message(Ping(), recipient="sleepy"))
+        await trio.testing.wait_all_tasks_blocked()
+    assert rt.statistics().in_flight == 0
+    assert rt.shutdown_report is not None
+    assert not rt.shutdown_report.drained
+
+
+async def test_test_context_records_instead_of_waiting() -> None:
+    agent = Sleepy("sleepy", delay=5)
+    msg = Message.new(Ping(), sender="user")
+    ctx = TestContext("sleepy", msg)
+    assert await agent.handle(msg, ctx) == ()
+    ((delay, alarm, timer),) = ctx.scheduled
+    assert delay == 5
+    assert alarm.payload == Alarm()
+    assert alarm.recipient == "sleepy"
+    assert timer is agent.timers[0]
