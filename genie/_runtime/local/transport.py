@@ -12,7 +12,7 @@ import anyio
 from ..._message.envelope import Message
 from ..transport import NO_WORKERS, WorkerCounts
 from .executor import Executors, Worker
-from .mailbox import Mailbox, Queued
+from .mailbox import Mailbox, Queued, push
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -63,17 +63,15 @@ class LocalTransport:
         self.mailboxes[recipient].release()
 
     def put(self, item: Queued, recipient: str) -> None:
-        mb = self.mailboxes[recipient]
-        if mb.push(item) and self.executors is not None:
-            self.executors.schedule(mb)
+        tokens = push(item, (self.mailboxes[recipient],), False, self.ready_queue)
+        if tokens and self.executors is not None:
+            self.executors.owed(tokens)
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
-        mailboxes = self.mailboxes
-        executors = self.executors
-        for rid in recipients:
-            mb = mailboxes[rid]
-            if mb.push(item, True) and executors is not None:
-                executors.schedule(mb)
+        boxes = map(self.mailboxes.__getitem__, recipients)
+        tokens = push(item, boxes, True, self.ready_queue)
+        if tokens and self.executors is not None:
+            self.executors.owed(tokens)
 
     def cancel(self, correlation_id: str) -> int:
         return self.executors.cancel(correlation_id) if self.executors is not None else 0
