@@ -29,7 +29,7 @@ from genie import (
 )
 from genie._message.envelope import Message as Envelope
 from genie._runtime.local.executor import Worker
-from genie._runtime.local.mailbox import Handoff, Mailbox, Queued, push
+from genie._runtime.local.mailbox import Handoff, Mailbox, Queued, hold, push
 from genie._runtime.transport import RunDelivery, Transport, WorkerCounts
 
 from ..conftest import Echo, Failing, Ping, Pong, Recorder
@@ -91,11 +91,7 @@ class DequeTransport:
         await self.mailboxes[recipient].wait_for_room()
 
     def hold(self, recipients: Sequence[str], start: int) -> int:
-        for i in range(start, len(recipients)):
-            mb = self.mailboxes.get(recipients[i])
-            if mb is not None and not mb.try_hold():
-                return i
-        return len(recipients)
+        return start + hold([self.mailboxes.get(r) for r in recipients[start:]])
 
     def release(self, recipient: str) -> None:
         self.mailboxes[recipient].release()

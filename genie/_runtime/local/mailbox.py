@@ -15,7 +15,7 @@ from ..._message.envelope import Message
 from ..._message.payload import Payload
 from ..options import AgentOptions
 
-__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics", "push"]
+__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics", "hold", "push"]
 
 
 class Handoff:
@@ -122,13 +122,6 @@ class Mailbox:
         """Room for an outside publisher now, with nobody waiting ahead of it."""
         return not self.waiters and len(self.queue) + self.reserved < self.capacity
 
-    def try_hold(self) -> bool:
-        """Hold a slot for an outside publisher if there is room now (``has_room``)."""
-        if self.waiters or len(self.queue) + self.reserved >= self.capacity:
-            return False
-        self.reserved += 1
-        return True
-
     def wake_publishers(self) -> None:
         """A slot freed: the publishers waiting for room go next, as many as fit."""
         # The longest-waiting publishers go next, each with a slot reserved for it.
@@ -139,7 +132,7 @@ class Mailbox:
     async def wait_for_room(self) -> None:
         """Wait (FIFO among publishers) for a slot; on return one is reserved for the caller,
         who must push (then drop the reservation) or ``release`` it before its next checkpoint."""
-        if self.try_hold():
+        if hold((self,)):
             return
         event = anyio.Event()
         if self.waiters is _NO_WAITERS:
@@ -179,6 +172,22 @@ class Mailbox:
             failed=self.failed,
             circuit=self.breaker.state if self.breaker else "none",
         )
+
+
+def hold(boxes: Iterable[Mailbox | None]) -> int:
+    """Hold a slot for an outside publisher in each of ``boxes`` in turn (None: no agent of
+    this runtime, passed over) while one is free now with nobody waiting ahead (``has_room``):
+    one mailbox's or a whole publish's fan-out in one call. Returns how many of ``boxes`` it
+    passed: all of them when every slot was held, else the index of the first without room
+    (the publisher waits for that one, ``wait_for_room``)."""
+    passed = 0
+    for mb in boxes:
+        if mb is not None:
+            if mb.waiters or len(mb.queue) + mb.reserved >= mb.capacity:
+                return passed
+            mb.reserved += 1
+        passed += 1
+    return passed
 
 
 def push(item: Queued, boxes: Iterable[Mailbox], held: bool, ready: deque[Mailbox] | None) -> int:

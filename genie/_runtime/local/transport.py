@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import anyio
@@ -12,7 +13,7 @@ import anyio
 from ..._message.envelope import Message
 from ..transport import NO_WORKERS, WorkerCounts
 from .executor import Executors, Worker
-from .mailbox import Mailbox, Queued, push
+from .mailbox import Mailbox, Queued, hold, push
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -52,12 +53,7 @@ class LocalTransport:
         await self.mailboxes[recipient].wait_for_room()
 
     def hold(self, recipients: Sequence[str], start: int) -> int:
-        mailboxes = self.mailboxes
-        for i in range(start, len(recipients)):
-            mb = mailboxes.get(recipients[i])
-            if mb is not None and not mb.try_hold():
-                return i
-        return len(recipients)
+        return start + hold(map(self.mailboxes.get, islice(recipients, start, None)))
 
     def release(self, recipient: str) -> None:
         self.mailboxes[recipient].release()
