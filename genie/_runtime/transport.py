@@ -97,12 +97,11 @@ class Transport(Protocol):
       ``release``. A slot held is later used by ``put_held`` or given back by ``release``.
     - Queue each admitted delivery: ``put`` (a send from a handler, a timer, a request: never
       waits, may overdraw) and ``put_held`` (a publish, in its held slots). A transport that
-      runs deliveries in this process queues an item with ``push`` (``local/mailbox.py``: in
-      one mailbox or a whole fan-out), which appends each mailbox given a new token (the
-      agent may start one more handler) to ``ready_queue`` and says how many; the transport
-      arranges for the ``run`` it was given in ``start`` to be called once for each.
-      ``run`` takes the oldest queued item itself, so the calls for one mailbox may come in
-      any order and from any task.
+      runs deliveries in this process queues an item with ``Mailbox.push`` and, when that
+      returns True (a new token: the agent may start one more handler), arranges for the
+      ``run`` it was given in ``start`` to be called with that mailbox. ``run`` takes the
+      oldest queued item itself, so the calls for one mailbox may come in any order and from
+      any task.
     - Run: ``run(mailbox, worker)`` runs one delivery to its outcome, then asks ``turn``
       which mailboxes to run next in the same call. ``worker`` is a ``Worker`` per task that
       calls ``run``, so that ``cancel`` can find the handlers of one correlation. When a

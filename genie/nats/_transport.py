@@ -47,7 +47,7 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
-from .._runtime.local.mailbox import Handoff, Mailbox, Queued, push
+from .._runtime.local.mailbox import Handoff, Mailbox, Queued
 from .._runtime.transport import Delivery, WorkerCounts, delivery_id
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
@@ -131,8 +131,7 @@ class NatsTransport:
         # and runs the deliveries of the ``hosted`` ones its consumers take.
         self._agents: Mapping[str, Mailbox] = {}
         # The runner hands a finished delivery's next token out here; it never has one to hand
-        # out (``_queue``: each delivery runs as it is queued, with a token of its own), so
-        # this stays empty.
+        # out (``_queue``: each delivery runs as it is queued), so this stays empty.
         self.ready_queue: deque[Mailbox] = deque()
         self.url = url
         self._nc: Client | None = None
@@ -875,9 +874,11 @@ class NatsTransport:
     @staticmethod
     def _queue(mb: Mailbox, item: Queued) -> None:
         # The runner takes the item at once (before its first await), in the task of the
-        # consumer that fetched it: it runs now (a token whatever the agent runs already: a
-        # fallback's handoff too), since the consumers bound the concurrency.
-        push(item, (mb,), False, None)
+        # consumer that fetched it: it runs now, even where ``push`` gave no token (a
+        # fallback's handoff while the fallback runs its own deliveries), since the
+        # consumers bound the concurrency (``max_ack_pending``).
+        if not mb.push(item):
+            mb.run_now()
 
     async def _beat(self) -> None:
         agents = self._agents

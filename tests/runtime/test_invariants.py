@@ -179,28 +179,15 @@ def test_retries_are_decided_in_one_place() -> None:
 
 
 def test_one_body_queues_into_a_mailbox() -> None:
-    """Every delivery enters a mailbox by ``push`` (``local/mailbox.py``), for one recipient or
-    a whole fan-out; the transports call it (the local one's ``put`` and ``put_held``, NATS's
-    ``_queue`` for a delivery its consumer took)."""
+    """Every delivery enters a mailbox by ``Mailbox.push``; the transports call it (the local
+    one's ``put`` and ``put_held``, NATS's ``_queue`` for a delivery its consumer took)."""
     appends = [
         s
         for s in _method_calls("append")
         if ast.unparse(s.node.func.value).split(".")[-1] == "queue"  # type: ignore[attr-defined]
     ]
-    assert {s.where for s in appends} == {"_runtime/local/mailbox.py:push"}, appends
-    importers = {
-        s.path
-        for s in _walk()
-        if isinstance(s.node, ast.ImportFrom)
-        and (s.node.module or "").endswith("mailbox")
-        and any(alias.name == "push" for alias in s.node.names)
-    }
-    pushers = {
-        s.where
-        for s in _calls(lambda c: isinstance(c.func, ast.Name) and c.func.id == "push")
-        if s.path in importers
-    }
-    assert {s.where for s in _method_calls("push")} == set()  # no method of that name left
+    assert {s.where for s in appends} == {"_runtime/local/mailbox.py:Mailbox.push"}, appends
+    pushers = {s.where for s in _method_calls("push")}
     assert pushers == {
         "_runtime/local/transport.py:LocalTransport.put",
         "_runtime/local/transport.py:LocalTransport.put_held",

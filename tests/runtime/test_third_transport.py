@@ -1,7 +1,7 @@
 """A third transport, written from the ``Transport`` protocol's docstrings alone, carries a
 real runtime: publish, gather, ask, a failing handler's dead letter, backpressure.
 
-``DequeTransport`` queues each delivery in the agent's mailbox (``push``, as the
+``DequeTransport`` queues each delivery in the agent's mailbox (``Mailbox.push``, as the
 protocol says), keeps the mailboxes owed a run in one plain deque, and runs every delivery in
 one task of its own. It records each delivery it is handed, so the tests can see that the
 runtime went through it and nothing else. (One task: a handler waiting on another agent would
@@ -29,7 +29,7 @@ from genie import (
 )
 from genie._message.envelope import Message as Envelope
 from genie._runtime.local.executor import Worker
-from genie._runtime.local.mailbox import Handoff, Mailbox, Queued, hold, push
+from genie._runtime.local.mailbox import Handoff, Mailbox, Queued, hold
 from genie._runtime.transport import RunDelivery, Transport, WorkerCounts
 
 from ..conftest import Echo, Failing, Ping, Pong, Recorder
@@ -76,7 +76,8 @@ class DequeTransport:
             await self._wake.wait()
             self._wake = self._new_event()
 
-    def _owed(self) -> None:
+    def _owed(self, mb: Mailbox) -> None:
+        self.ready_queue.append(mb)
         if self._wake is not None:
             self._wake.set()
 
@@ -99,14 +100,16 @@ class DequeTransport:
     # --- queueing ----------------------------------------------------------------------------
     def put(self, item: Queued, recipient: str) -> None:
         self._record(item, recipient, False)
-        if push(item, (self.mailboxes[recipient],), False, self.ready_queue):
-            self._owed()
+        mb = self.mailboxes[recipient]
+        if mb.push(item):
+            self._owed(mb)
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
         for recipient in recipients:
             self._record(item, recipient, True)
-        if push(item, [self.mailboxes[r] for r in recipients], True, self.ready_queue):
-            self._owed()
+            mb = self.mailboxes[recipient]
+            if mb.push(item, True):
+                self._owed(mb)
 
     def _record(self, item: Queued, recipient: str, held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item

@@ -87,14 +87,11 @@ class Executors:
         self._tg.start_soon(self._monitor, name="genie-executor-monitor")
         self._spawn()
 
-    def owed(self, count: int) -> None:
-        """``count`` mailboxes were appended to the ready queue (``push``): as many idle
-        executors wake; if fewer are idle, the monitor judges whether to add one."""
-        idle = self._idle
-        while count and idle:
-            idle.popleft().set()
-            count -= 1
-        if count and not self._signalled:
+    def schedule(self, mailbox: Mailbox) -> None:
+        self.ready.append(mailbox)
+        if self._idle:
+            self._idle.popleft().set()
+        elif not self._signalled:
             self._signalled = True
             self._signal.set()
 

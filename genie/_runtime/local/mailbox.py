@@ -15,7 +15,7 @@ from ..._message.envelope import Message
 from ..._message.payload import Payload
 from ..options import AgentOptions
 
-__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics", "hold", "push"]
+__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics", "hold"]
 
 
 class Handoff:
@@ -122,6 +122,30 @@ class Mailbox:
         """Room for an outside publisher now, with nobody waiting ahead of it."""
         return not self.waiters and len(self.queue) + self.reserved < self.capacity
 
+    def push(self, msg: Queued, held: bool = False) -> bool:
+        """Queue ``msg`` (in the slot the publisher held, if ``held``); True if the executors
+        should get a new token for this mailbox. Every delivery enters a mailbox here."""
+        if held:
+            self.reserved -= 1
+        queue = self.queue
+        if queue is NO_MESSAGES:
+            queue = self.queue = deque()
+        queue.append(msg)
+        depth = len(queue)
+        if depth > self.high_water:
+            self.high_water = depth
+        if self.scheduled + self.active < self.max_concurrency and self.scheduled < depth:
+            self.scheduled += 1
+            return True
+        return False
+
+    def run_now(self) -> None:
+        """Give the message just pushed a token that ``push`` did not (the agent already runs
+        ``max_concurrency`` handlers), for a transport that runs each delivery as it queues
+        it and bounds the concurrency itself (NATS: the consumers' ``max_ack_pending``): it
+        may take ``scheduled + active`` past ``max_concurrency`` for that delivery."""
+        self.scheduled += 1
+
     def wake_publishers(self) -> None:
         """A slot freed: the publishers waiting for room go next, as many as fit."""
         # The longest-waiting publishers go next, each with a slot reserved for it.
@@ -188,33 +212,3 @@ def hold(boxes: Iterable[Mailbox | None]) -> int:
             mb.reserved += 1
         passed += 1
     return passed
-
-
-def push(item: Queued, boxes: Iterable[Mailbox], held: bool, ready: deque[Mailbox] | None) -> int:
-    """Queue ``item`` in each of ``boxes``, in the slot its publisher held if ``held``: every
-    delivery enters a mailbox here, one recipient's or a whole publish's fan-out in one call.
-
-    A mailbox whose agent may start one more handler (``scheduled + active <
-    max_concurrency``, with a queued item no token takes yet) gets a token and is appended to
-    ``ready``: it is owed one run. ``ready`` None: the caller runs each item at once (NATS, whose
-    consumers bound the concurrency), so every mailbox gets a token, past ``max_concurrency``
-    if need be. Returns how many tokens were handed out."""
-    tokens = 0
-    for mb in boxes:
-        if held:
-            mb.reserved -= 1
-        queue = mb.queue
-        if queue is NO_MESSAGES:
-            queue = mb.queue = deque()
-        queue.append(item)
-        depth = len(queue)
-        if depth > mb.high_water:
-            mb.high_water = depth
-        if ready is None:
-            mb.scheduled += 1
-            tokens += 1
-        elif mb.scheduled + mb.active < mb.max_concurrency and mb.scheduled < depth:
-            mb.scheduled += 1
-            ready.append(mb)
-            tokens += 1
-    return tokens

@@ -13,7 +13,7 @@ import anyio
 from ..._message.envelope import Message
 from ..transport import NO_WORKERS, WorkerCounts
 from .executor import Executors, Worker
-from .mailbox import Mailbox, Queued, hold, push
+from .mailbox import Mailbox, Queued, hold
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -59,15 +59,17 @@ class LocalTransport:
         self.mailboxes[recipient].release()
 
     def put(self, item: Queued, recipient: str) -> None:
-        tokens = push(item, (self.mailboxes[recipient],), False, self.ready_queue)
-        if tokens and self.executors is not None:
-            self.executors.owed(tokens)
+        mb = self.mailboxes[recipient]
+        if mb.push(item) and self.executors is not None:
+            self.executors.schedule(mb)
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
-        boxes = map(self.mailboxes.__getitem__, recipients)
-        tokens = push(item, boxes, True, self.ready_queue)
-        if tokens and self.executors is not None:
-            self.executors.owed(tokens)
+        mailboxes = self.mailboxes
+        executors = self.executors
+        for rid in recipients:
+            mb = mailboxes[rid]
+            if mb.push(item, True) and executors is not None:
+                executors.schedule(mb)
 
     def cancel(self, correlation_id: str) -> int:
         return self.executors.cancel(correlation_id) if self.executors is not None else 0
