@@ -70,12 +70,13 @@ if _TYPE_CHECKING:
     from ._runtime.observe.metrics import MetricsServer as MetricsServer
     from ._runtime.statistics import RuntimeStatistics as RuntimeStatistics
 
-# Loaded when first asked for: prometheus-client takes ~80 ms to import; the catalogue (inspect,
-# a pydantic model built per agent) serves pipelines and the CLI, not a program that builds its
-# runtime itself; the log formatters need `logging` (14 M instructions), which genie's own
-# loggers import when they first write (genie/_log.py). A runtime loads the rest when it first
-# needs them: the `Lost` model when an agent subscribes to loss notices, the event stream at
-# `rt.events()`, the statistics record at `rt.statistics()` (issue 19, import time).
+# Loaded when first asked for (docs/design/imports-and-gc.md): prometheus-client serves only a
+# runtime with metrics on; the catalogue (inspect, a pydantic model built per agent) serves
+# pipelines and the CLI, not a program that builds its runtime itself; the log formatters need
+# `logging`, which genie's own loggers import when they first write (genie/_base/log.py). A
+# runtime loads the rest when it first needs them: the `Lost` model when an agent subscribes
+# to loss notices, the event stream at `rt.events()`, the statistics record at
+# `rt.statistics()`.
 _LAZY = {
     "Metrics": "._runtime.observe.metrics",
     "MetricsServer": "._runtime.observe.metrics",

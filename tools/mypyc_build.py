@@ -4,7 +4,7 @@ The tree (default ``build/mypyc``) is a copy of the ``genie`` package in which t
 ``HOT`` are C extensions (their sources removed, so nothing can load them by mistake); put it
 first on ``PYTHONPATH`` and ``import genie`` loads them. The default install never runs this:
 it needs mypy (the dev extra, which ships mypyc), a C compiler and the Python headers. See
-docs/benchmarks.md, "Compiled with mypyc", for what it buys and docs/decisions.md (issue 19)
+docs/benchmarks.md, "Compiled with mypyc", for what it buys and docs/design/mypyc.md
 for why it stays opt-in.
 
 ``python tools/mypyc_build.py --check DIR`` says whether ``DIR`` is such a tree, as imported by

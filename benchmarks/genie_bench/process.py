@@ -94,7 +94,8 @@ sources = [
 print(t, sum(not os.path.exists(importlib.util.cache_from_source(o)) for o in sources))"""
 
 
-# What `import genie` cannot go below while `Payload` is a pydantic model (issue 19): pydantic
+# What `import genie` cannot go below while `Payload` is a pydantic model
+# (docs/design/imports-and-gc.md): pydantic
 # and one model defined as `Payload` is (frozen, its schema deferred). Defining any model
 # imports `pydantic.fields`, `pydantic.types` and `annotated_types`, about a fifth of it.
 PYDANTIC_FLOOR = """from typing import ClassVar

@@ -171,7 +171,8 @@ def targets(results: Results) -> list[dict[str, Any]]:
         if heavy:
             # Not the target (that is the light rows above, missed on 2 cores: the
             # transport's own CPU per delivery leaves no core free): the same ratios where
-            # the handler's work dominates, the case scale-out is for (docs/decisions.md).
+            # the handler's work dominates, the case scale-out is for
+            # (docs/design/nats-transport.md).
             what = f"nats, handler-bound ({heavy['work_sha256_rounds']:,} sha256 rounds a delivery)"
             add(
                 f"{what}, genie: at least 1.6x the deliveries/s from 1 to 2 worker processes",

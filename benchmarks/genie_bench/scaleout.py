@@ -48,8 +48,7 @@ from .process import child_env
 HOPS = 2
 LIGHT = 200  # sha256 rounds per delivery: about 0.1 ms of handler work
 # About 3.7 ms (0.3 to 0.6 µs a round here): a handler-bound chain, whose worker spends about
-# nine times what the server and the entry spend per delivery (docs/decisions.md, "Issue 21
-# (interleaved rounds, handler-bound scaling)").
+# nine times what the server and the entry spend per delivery (docs/scale-out.md#numbers).
 HEAVY = 12_000
 CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
 

@@ -41,7 +41,7 @@ def compiled_tree(path: str) -> str:
     """``path`` resolved, when it holds a genie whose hot modules mypyc compiled; else a clear
     error (a tree without them would measure pure Python under the compiled name)."""
     tree = Path(path).resolve()
-    if not any((tree / "genie").glob("_dispatch.*.so")):
+    if not any((tree / "genie" / "_runtime").glob("dispatch.*.so")):
         raise ConfigurationError(
             f"--compiled: {path} holds no mypyc-compiled genie (build one with `make compiled`)"
         )

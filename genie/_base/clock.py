@@ -21,8 +21,8 @@ def _loop_time() -> Callable[[], float]:
     except RuntimeError:  # not on asyncio: trio (whose MockClock makes it virtual), or ask anyio
         pass
     else:
-        # The base loop's ``time`` is ``time.monotonic()`` from a Python method: the C function
-        # itself saves a frame on every stamp (a message is stamped once a hop).
+        # The base loop's ``time`` is ``time.monotonic()`` behind a method: the clock reads the
+        # same time without it (a message is stamped once a hop).
         if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time:
             return time.monotonic
         return loop.time
@@ -53,7 +53,7 @@ class Clock:
         # a datetime only when read, and most never are).
         self.timestamp: Callable[[], float] = time.time
         # What ``timestamp()`` adds to ``monotonic()`` once started: a handler's context reads
-        # the two and adds them itself (``RuntimeContext.reply``), a frame less once a reply.
+        # the two and adds them itself (``RuntimeContext.reply``).
         # ``timestamp`` is defined as exactly that sum, so both give the same float.
         self.base = 0.0
 

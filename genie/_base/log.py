@@ -1,7 +1,7 @@
-"""Genie's own loggers, made when they first write (issue 19, import time).
+"""Genie's own loggers, made when they first write (docs/design/imports-and-gc.md).
 
-``import logging`` (with the ``traceback`` and ``string`` modules it brings) is about 14 M
-instructions, and ``import genie`` needs none of it: the runtime's modules hold a
+``import logging`` brings the ``traceback`` and ``string`` modules, and a program that never
+logs needs none of it: the runtime's modules hold a
 ``lazy_logger(name)`` stand-in, whose first use imports ``logging``, hangs genie's ``NullHandler``
 on the ``genie`` logger and keeps the real logger's method it was asked for, so every later
 ``_log.info`` is one attribute look-up, as on the logger itself.

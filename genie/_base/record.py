@@ -12,8 +12,8 @@ and ``Record`` gives it what ``@dataclass(frozen=True, slots=True)`` would: slot
 repr, equality and hashing by value, and refusal to change. A ``__post_init__`` checks the
 values, as on a dataclass. Nothing is compiled: ``@dataclass`` writes each class's methods as
 source and runs ``exec`` on it when the module loads, a cost ``import genie`` would pay for
-every record it defines (issue 19); a record's methods are shared, and read its fields from
-``__match_args__`` when called.
+every record it defines (docs/design/imports-and-gc.md); a record's methods are shared,
+and read its fields from ``__match_args__`` when called.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class _RecordType(type):
     def __new__(
         mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
     ) -> _RecordType:
+        if "__slots__" in namespace:  # a record written out by hand: kept as written
+            return super().__new__(mcls, name, bases, namespace, **kwargs)
         annotations = namespace.get("__annotations__", {})
         fields = [f for f, a in annotations.items() if not _is_class_var(a)]
         inherited: tuple[str, ...] = ()

@@ -1,11 +1,4 @@
-"""The message envelope: ``Message``, and ``caused_by``, which builds a message's reply.
-
-``Message`` is a frozen slotted object, not a pydantic model: the runtime builds one or two
-for every delivery and reads their fields many times on the way, and a pydantic model is
-slower at both (docs/design/message.md has the measurements). A pydantic model of the same
-fields, ``envelope_model()``, validates and serializes a message at the boundaries, so the
-wire, JSONL and OpenAPI formats are pydantic's.
-"""
+"""The message envelope: ``Message``, and ``caused_by``, which builds a message's reply."""
 
 from __future__ import annotations
 
@@ -25,13 +18,14 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
 from .._errors import InvalidMessageError
 from .freeze import FrozenDict
 from .payload import Classification, MetaValue, Payload, Role, freeze_meta, invalid_message
 
-__all__ = ["Message", "caused_by", "envelope_model"]
+__all__ = ["Message", "caused_by"]
 
 
 def _fresh_id() -> str:
@@ -43,14 +37,16 @@ def _utcnow() -> datetime:
 
 
 @functools.cache
-def envelope_model() -> type[BaseModel]:
-    """The envelope as a pydantic model, built when first asked for: only the boundaries need
-    it, and ``import genie`` does not pay for building it (issue 19)."""
+def _envelope() -> type[BaseModel]:
+    """The envelope as a pydantic model, built when first asked for: only the boundaries
+    (input files, the wire, the CLI, a user's constructor call) validate with it, so a program
+    that only routes messages never builds it (docs/design/imports-and-gc.md)."""
     from pydantic import SerializeAsAny
 
-    class MessageModel(BaseModel):
-        """The envelope's rules: what validates and serializes a ``Message`` at the boundaries
-        (its constructor, ``model_validate``, ``model_dump``, the JSON schema)."""
+    class _Envelope(BaseModel):
+        """The envelope as a pydantic model: what validates and serializes a ``Message`` at the
+        boundaries (its constructor, ``model_validate``, ``model_dump``, the JSON schema). The
+        runtime's own hot path never builds one (see ``Message``)."""
 
         model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, title="Message")
 
@@ -94,11 +90,11 @@ def envelope_model() -> type[BaseModel]:
                 )
             return self
 
-    return MessageModel
+    return _Envelope
 
 
-# The envelope's fields, in order (a test holds them to the model's).
-FIELDS = (
+# The envelope model's fields, in order (a test holds them to the model's).
+_FIELD_NAMES = (
     "id",
     "type",
     "sender",
@@ -113,36 +109,89 @@ FIELDS = (
     "metadata",
     "payload",
 )
-# A message keeps ``created_at`` as it was stamped (the clock's float, from the runtime) in
-# ``_created_at`` until it is first read; every other field under its own name.
-_SLOTS = tuple("_created_at" if name == "created_at" else name for name in FIELDS)
-_slot_values = operator.attrgetter(*_SLOTS)
-_FIELD_INDEX = {name: i for i, name in enumerate(FIELDS)}
+# A message's storage: a slot per field, in the envelope's order; ``created_at`` is a property
+# over the slot ``_created_at`` (the clock's float until read).
+_SLOTS = tuple("_created_at" if name == "created_at" else name for name in _FIELD_NAMES)
+_slot_values = operator.attrgetter(*_SLOTS)  # every slot, as a tuple: copies and pickles
+_FIELD_INDEX = {name: i for i, name in enumerate(_FIELD_NAMES)}
+_new = object.__new__
+_set = object.__setattr__
 _fromtimestamp = datetime.fromtimestamp
 
 
-def _frozen(name: str, value: object) -> ValidationError:
-    return ValidationError.from_exception_data(
-        "Message", [{"type": "frozen_instance", "loc": (name,), "input": value}]
-    )
+class _EnvelopeFields:
+    """``Message.model_fields``: the envelope model's, read from it when asked for."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, FieldInfo]:
+        return _envelope().model_fields
 
 
-class Message:
+class _Fields:
+    """A message's slots, writable. ``Message`` refuses every assignment, so that no handler
+    can change a message another recipient also holds; the runtime, which builds each message
+    once from values it has already checked, fills one of these and then makes it a
+    ``Message`` by assigning its class (the two have the same layout). This is the one place a
+    message is written; docs/design/message.md says why it is not a pydantic model."""
+
+    __slots__ = (*_SLOTS, "__weakref__")
+
+
+_set_created_at = _Fields._created_at.__set__  # type: ignore[attr-defined]
+
+
+def _filled(cls: type[Message], values: Sequence[Any]) -> Message:
+    """A ``cls`` whose slots hold ``values`` (in ``_SLOTS`` order), unvalidated: the
+    boundaries' path (validated models, copies, pickles)."""
+    if cls is Message:
+        fields: Any = _Fields()  # made a Message below (see ``_Fields``)
+        (
+            fields.id,
+            fields.type,
+            fields.sender,
+            fields.recipient,
+            fields.correlation_id,
+            fields.causation_id,
+            fields.trace_id,
+            fields.role,
+            fields.classification,
+            fields.hops,
+            fields._created_at,
+            fields.metadata,
+            fields.payload,
+        ) = values
+        fields.__class__ = Message
+        msg: Message = fields
+        return msg
+    # A user's subclass may not have ``_Fields``' layout (a ``__dict__`` of its own), so its
+    # class cannot be assigned: its slots are set one by one.
+    msg = _new(cls)
+    for slot, value in zip(_SLOTS, values, strict=True):
+        _set(msg, slot, value)
+    return msg
+
+
+def _rebuilt(cls: type[Message], values: tuple[Any, ...]) -> Message:
+    """Unpickles a message (``Message.__reduce__``)."""
+    return _filled(cls, values)
+
+
+class Message(_Fields):
     """An immutable envelope around one typed payload.
 
     ``correlation_id`` is the fan-in key (one per top-level request), ``causation_id`` the id of
     the message this one answers, ``hops`` how many handlers the request has passed through.
 
-    Not a pydantic model: a slotted object whose fields cannot be assigned. Its boundary
-    methods keep the names they had when it was one (``model_validate``, ``model_dump``,
-    ``model_copy``, ...) and delegate to ``envelope_model()``, so a message validates, dumps
-    and appears in JSON schemas exactly as that model; assigning a field raises pydantic's
-    ``ValidationError`` (``frozen_instance``), the error the model raised. A message may be a
-    field of a user's pydantic model. Messages the runtime builds from values it has already
-    checked (``child``, ``top``) skip validation.
+    A slotted class, not a pydantic model (``isinstance(msg, BaseModel)`` is false; see
+    docs/design/message.md). It is validated at every boundary (the constructor, ``new``,
+    ``model_validate``, a runtime's ``parse``) by a pydantic model of the same fields, and
+    serialized by it (``model_dump``, ``model_dump_json``), so the wire and JSONL formats are
+    pydantic's; the ``model_*`` methods are Message's own, named as pydantic names them. A
+    message the runtime builds from values it has already checked (``child``, ``top``) is not
+    validated again: its fields are slots and ``created_at`` is kept as the clock's float until
+    read.
     """
 
-    __slots__ = (*_SLOTS, "__weakref__")
+    __slots__ = ()
 
     if TYPE_CHECKING:  # read-only to a type checker, as they are at run time
 
@@ -173,13 +222,13 @@ class Message:
 
         _created_at: datetime | float
 
-    #: The envelope's field names, in order (what ``model_fields`` listed on the model).
-    model_fields: ClassVar[tuple[str, ...]] = FIELDS
+    model_fields: ClassVar[_EnvelopeFields] = _EnvelopeFields()
 
     def __init__(self, **data: Any) -> None:
-        """Validate ``data`` (pydantic's ``ValidationError`` naming the bad field)."""
-        values = envelope_model()(**data).__dict__
-        _fill(self, *[values[name] for name in FIELDS])
+        """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before)."""
+        values = _envelope()(**data).__dict__
+        for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
+            _set(self, slot, values[name])
 
     @property
     def created_at(self) -> datetime:
@@ -192,45 +241,41 @@ class Message:
     def _fields(self) -> dict[str, Any]:
         """Every field by name, ``created_at`` as a datetime."""
         self.created_at  # noqa: B018  # as a datetime
-        return dict(zip(FIELDS, _slot_values(self), strict=True))
+        return dict(zip(_FIELD_NAMES, _slot_values(self), strict=True))
 
-    # --- the boundaries, through the envelope model ------------------------------------------
+    # --- the pydantic model's API, through the boundary model ------------------------------
+    def _model(self) -> BaseModel:
+        return _envelope().model_construct(**self._fields())
+
     def model_dump(self, **options: Any) -> dict[str, Any]:
-        """The fields as the envelope model dumps them (its options)."""
         return self._model().model_dump(**options)
 
     def model_dump_json(self, **options: Any) -> str:
-        """The envelope as JSON, as the envelope model writes it (its options)."""
         return self._model().model_dump_json(**options)
 
     @property
     def model_fields_set(self) -> set[str]:
-        """Every field: a message always holds all of them."""
-        return set(FIELDS)
+        return set(_FIELD_NAMES)
 
     @classmethod
     def model_validate(cls, obj: Any, **options: Any) -> Message:
-        """A message from a mapping, validated (a message is returned as it is)."""
         if isinstance(obj, Message):
-            return obj
-        return cls._of(envelope_model().model_validate(obj, **options))
+            return obj  # pydantic's default: an instance is not validated again
+        return cls._of(_envelope().model_validate(obj, **options))
 
     @classmethod
     def model_validate_json(cls, data: str | bytes, **options: Any) -> Message:
-        """A message from JSON text, validated."""
-        return cls._of(envelope_model().model_validate_json(data, **options))
+        return cls._of(_envelope().model_validate_json(data, **options))
 
     @classmethod
     def model_json_schema(cls, **options: Any) -> dict[str, Any]:
-        """The envelope's JSON schema (titled ``Message``)."""
-        return envelope_model().model_json_schema(**options)
+        return _envelope().model_json_schema(**options)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        """A message as a field of a user's pydantic model: validated and dumped by the
-        envelope model, an instance kept as it is."""
+        """A Message as a field of a user's pydantic model: validated and dumped as before."""
         from_data = core_schema.no_info_after_validator_function(
-            cls._of, handler.generate_schema(envelope_model())
+            cls._of, handler.generate_schema(_envelope())
         )
         return core_schema.json_or_python_schema(
             json_schema=from_data,
@@ -243,18 +288,13 @@ class Message:
             ),
         )
 
-    def _model(self) -> BaseModel:
-        return envelope_model().model_construct(**self._fields())
-
     @classmethod
     def _of(cls, model: BaseModel) -> Message:
         values = model.__dict__
-        msg = _new(cls)
-        _fill(msg, *[values[name] for name in FIELDS])
-        return msg
+        return _filled(cls, [values[name] for name in _FIELD_NAMES])
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy, with ``update`` (field name -> value) applied unvalidated."""
+        """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``)."""
         values: Sequence[Any] = _slot_values(self)
         if deep:
             values = copy.deepcopy(values)
@@ -265,21 +305,23 @@ class Message:
                 if at is None:
                     raise ValueError(f"Message has no field {name!r}")
                 values[at] = value
-        msg = _new(type(self))
-        _fill(msg, *values)
-        return msg
+        return _filled(type(self), values)  # type: ignore[return-value]
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle and ``copy`` by value: the default would restore the slots through the
         # frozen ``__setattr__``.
         return _rebuilt, (type(self), _slot_values(self))
 
-    # --- frozen, compared by value -----------------------------------------------------------
+    # --- what a frozen pydantic model does -----------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        raise _frozen(name, value)
+        raise ValidationError.from_exception_data(
+            "Message", [{"type": "frozen_instance", "loc": (name,), "input": value}]
+        )
 
     def __delattr__(self, name: str) -> None:
-        raise _frozen(name, None)
+        raise ValidationError.from_exception_data(
+            "Message", [{"type": "frozen_instance", "loc": (name,), "input": None}]
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
@@ -334,11 +376,22 @@ class Message:
             or (recipient is not None and type(recipient) is not str)
         ):
             return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
-        msg = _new(Message)
-        _fill(
-            msg, id, kind, sender, recipient, id, None, id, role, Classification.INTERNAL,
-            0, created_at, {}, payload,
-        )  # fmt: skip
+        fields: Any = _Fields()  # made a Message below (see ``_Fields``)
+        fields.id = id
+        fields.type = kind
+        fields.sender = sender
+        fields.recipient = recipient
+        fields.correlation_id = id
+        fields.causation_id = None
+        fields.trace_id = id
+        fields.role = role
+        fields.classification = Classification.INTERNAL
+        fields.hops = 0
+        fields._created_at = created_at
+        fields.metadata = {}
+        fields.payload = payload
+        fields.__class__ = Message
+        msg: Message = fields
         return msg
 
     def child(
@@ -364,69 +417,11 @@ class Message:
         )
 
 
-_new = object.__new__
-# Each slot's own setter: a message is filled past its frozen ``__setattr__``, field by field.
-(
-    _set_id,
-    _set_type,
-    _set_sender,
-    _set_recipient,
-    _set_correlation_id,
-    _set_causation_id,
-    _set_trace_id,
-    _set_role,
-    _set_classification,
-    _set_hops,
-    _set_created_at,
-    _set_metadata,
-    _set_payload,
-) = [vars(Message)[slot].__set__ for slot in _SLOTS]
-
-
-def _fill(
-    msg: Message,
-    id: str,
-    type: str,
-    sender: str,
-    recipient: str | None,
-    correlation_id: str,
-    causation_id: str | None,
-    trace_id: str,
-    role: Role,
-    classification: Classification,
-    hops: int,
-    created_at: datetime | float,
-    metadata: Mapping[str, MetaValue],
-    payload: Payload,
-) -> None:
-    """Set every field of a new ``msg``, unvalidated."""
-    _set_id(msg, id)
-    _set_type(msg, type)
-    _set_sender(msg, sender)
-    _set_recipient(msg, recipient)
-    _set_correlation_id(msg, correlation_id)
-    _set_causation_id(msg, causation_id)
-    _set_trace_id(msg, trace_id)
-    _set_role(msg, role)
-    _set_classification(msg, classification)
-    _set_hops(msg, hops)
-    _set_created_at(msg, created_at)
-    _set_metadata(msg, metadata)
-    _set_payload(msg, payload)
-
-
-def _rebuilt(cls: type[Message], values: tuple[Any, ...]) -> Message:
-    """Unpickles a message (``Message.__reduce__``)."""
-    msg = _new(cls)
-    _fill(msg, *values)
-    return msg
-
-
 # payload class -> its ``message_type``, for the Payload classes that set one. A reply's type is
-# looked up here by its payload's class, because checking that it is a Payload and reading its
-# type through pydantic's model class are slow next to a lookup. A class's type name is a
-# ClassVar, fixed when it is registered, so it is read once per class; like
-# ``CONTAINER_FIELDS``, the table is of classes, not of runtimes.
+# looked up here by its payload's class rather than read from the class each time (a read on a
+# pydantic model class goes through its attribute hook). A class's type name is a ClassVar,
+# fixed when it is registered, so it is read once per class; like ``CONTAINER_FIELDS``, the
+# table is of classes, not of runtimes: it holds no message and no agent.
 _KINDS: dict[type, str] = {}
 
 
@@ -451,10 +446,11 @@ def caused_by(
     metadata: Mapping[str, MetaValue] | None,
 ) -> Message:
     """``parent.child(...)`` with every argument by position: a handler's contexts build each
-    reply through it."""
+    reply through it (a call with keywords binds them one by one)."""
     try:
+        # A payload's class is in the table from its first reply on.
         kind = _KINDS[type(payload)]
-    except KeyError:  # the payload class's first reply
+    except KeyError:
         kind = _kind(type(payload))
     if not kind:
         raise InvalidMessageError(
@@ -466,21 +462,20 @@ def caused_by(
         if metadata:
             meta.update({str(k): freeze_meta(v) for k, v in metadata.items()})
     # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
-    msg = _new(Message)
-    _fill(
-        msg,
-        id,
-        kind,
-        sender,
-        recipient,
-        parent.correlation_id,
-        parent.id,
-        parent.trace_id,
-        role,
-        parent.classification if classification is None else classification,
-        parent.hops + 1,
-        created_at,
-        meta,
-        payload,
-    )
+    fields: Any = _Fields()  # made a Message below (see ``_Fields``)
+    fields.id = id
+    fields.type = kind
+    fields.sender = sender
+    fields.recipient = recipient
+    fields.correlation_id = parent.correlation_id
+    fields.causation_id = parent.id
+    fields.trace_id = parent.trace_id
+    fields.role = role
+    fields.classification = parent.classification if classification is None else classification
+    fields.hops = parent.hops + 1
+    fields._created_at = created_at
+    fields.metadata = meta
+    fields.payload = payload
+    fields.__class__ = Message
+    msg: Message = fields
     return msg

@@ -151,7 +151,7 @@ def freeze_message(msg: _Enveloped) -> None:
         # A message is frozen to its users: its slot is set past its own ``__setattr__``.
         _set(msg, "metadata", FrozenDict(metadata) if metadata else _EMPTY)
     payload = msg.payload
-    names = CONTAINER_FIELDS.get(type(payload))  # inlined: this runs for every message
+    names = CONTAINER_FIELDS.get(type(payload))  # a payload class's frozen fields, found once
     if names is None:
         names = _fields(type(payload))
     if names:

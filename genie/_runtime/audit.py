@@ -245,7 +245,7 @@ if sys.platform != "win32":
 
     @contextlib.contextmanager
     def _locked(file: BinaryIO) -> Iterator[None]:
-        import fcntl  # a C extension, 0.6 M instructions to load: only a file-backed log locks
+        import fcntl  # only a file-backed log locks: loaded when one opens
 
         fcntl.flock(file.fileno(), fcntl.LOCK_EX)
         try:

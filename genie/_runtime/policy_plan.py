@@ -36,7 +36,6 @@ the risk gate's table, which are read for every delivery.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, cast
 
 from .._message.envelope import Message
@@ -73,8 +72,9 @@ class Check(NamedTuple):
 
 
 class Preparation(NamedTuple):
-    """A message's steps run: the checks left for its recipients and the verdict if they all
-    allow, with the envelope it was made from (so the same envelope can reuse it)."""
+    """What the steps left for a message whose steps read only its envelope, remembered for
+    the next message with the same envelope: the checks left for its recipients and the
+    verdict if they all allow."""
 
     metadata: Mapping[str, MetaValue]  # held, so the key by its identity is not reused
     classification: Classification
@@ -83,15 +83,25 @@ class Preparation(NamedTuple):
     verdict: Decision
 
 
-@dataclass(frozen=True, slots=True)
 class TypePlan:
-    """The plan for one message type."""
+    """The plan for one message type, made once when its first message comes and never
+    changed (a small class, as every class on genie's import path: no dataclass)."""
 
-    steps: tuple[Step, ...]  # every step that can decide a message of the type, in order
-    clear: Callable[[Message], bool] | None  # the screen of its content checks, if any
-    unscreened: tuple[Step, ...]  # the steps left for a message the screen clears
-    memo: dict[int, Preparation] | None  # by the metadata's identity; None: a step reads more
-    watched: VersionedPolicy | None  # what the steps read that changes at run time
+    __slots__ = ("clear", "memo", "steps", "unscreened", "watched")
+
+    def __init__(
+        self,
+        steps: tuple[Step, ...],
+        clear: Callable[[Message], bool] | None,
+        unscreened: tuple[Step, ...],
+        memo: dict[int, Preparation] | None,
+        watched: VersionedPolicy | None,
+    ) -> None:
+        self.steps = steps  # every step that can decide a message of the type, in order
+        self.clear = clear  # the screen of its content checks, if any
+        self.unscreened = unscreened  # the steps left for a message the screen clears
+        self.memo = memo  # by the metadata's identity; None: a step reads more than that
+        self.watched = watched  # what the steps read that changes at run time
 
 
 _MEMO_SIZE = 256  # distinct metadata in flight at once (a fan-out's replies share one)
@@ -123,6 +133,9 @@ class PolicyPlan:
         watched = self._watched
         # The preparation holds while what its steps read is unchanged (a risk gate's table).
         if msg is not self._msg or (watched is not None and watched.plan_version != self._seen):
+            # Forgotten until the new preparation is whole: a step interrupted (Ctrl-C) leaves
+            # no half-made preparation that a later delivery of ``msg`` could take as done.
+            self._msg = None
             plan = self._by_type.get(msg.type)
             if plan is None:
                 plan = self._by_type[msg.type] = self._compile(msg.type)
@@ -138,7 +151,7 @@ class PolicyPlan:
             watched = plan.watched
             now = 0 if watched is None else watched.plan_version  # before the steps read it
             if memo is None or steps is not unscreened:
-                prepared = self._run(msg, steps, None, now)
+                self._prepare(msg, steps, None, now)
             else:
                 # Only steps that read the envelope remain: the same envelope, the same answer.
                 meta = msg.metadata
@@ -149,12 +162,10 @@ class PolicyPlan:
                     and seen.classification is msg.classification
                     and seen.version == now
                 ):
-                    prepared = seen
+                    self._checks, self._verdict = seen.checks, seen.verdict
                 else:
-                    prepared = self._run(msg, steps, memo, now)
-            # Set together, once the steps ran: a step interrupted leaves the last message's.
-            self._checks, self._verdict, self._msg = prepared.checks, prepared.verdict, msg
-            self._watched, self._seen = watched, now
+                    self._prepare(msg, steps, memo, now)
+            self._msg, self._watched, self._seen = msg, watched, now
         policy = None  # the policy whose check runs, named if it raises
         try:
             for policy, check in self._checks:  # noqa: B007
@@ -167,10 +178,11 @@ class PolicyPlan:
             return refusal(cast(Policy, policy), exc)
         return self._verdict
 
-    def _run(
+    def _prepare(
         self, msg: Message, steps: tuple[Step, ...], memo: dict[int, Preparation] | None, now: int
-    ) -> Preparation:
-        """Run ``msg``'s steps: the checks they leave and the verdict; into ``memo`` if given."""
+    ) -> None:
+        """Run ``msg``'s steps and keep what they leave for its recipients (and the verdict if
+        all those allow), remembered in ``memo`` when given and the envelope cannot change."""
         left: list[Check] = []
         verdict = ALLOW
         raised = False
@@ -189,13 +201,13 @@ class PolicyPlan:
                 verdict = out  # later policies cannot decide: this deny comes first
                 break
             left.append(Check(policy, out))
+        checks = tuple(left)
         meta = msg.metadata
-        prepared = Preparation(meta, msg.classification, now, tuple(left), verdict)
         if memo is not None and not raised and _unchanging(meta):
             if len(memo) >= _MEMO_SIZE:
                 memo.clear()  # envelopes come from traffic: keep the newest
-            memo[id(meta)] = prepared
-        return prepared
+            memo[id(meta)] = Preparation(meta, msg.classification, now, checks, verdict)
+        self._checks, self._verdict = checks, verdict
 
     def _compile(self, message_type: str) -> TypePlan:
         compiled = [_compiled(policy, message_type) for policy in self.policies]
@@ -226,14 +238,22 @@ class PolicyPlan:
         return TypePlan(steps, clear, unscreened, memo, watched)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class _Compiled:
     """One policy compiled for a message type, before the type's screen is chosen."""
 
-    step: Step
-    part: ScreenPart | None  # what it needs to allow a message, screened with the others
-    reads_envelope: bool
-    versioned: VersionedPolicy | None
+    __slots__ = ("part", "reads_envelope", "step", "versioned")
+
+    def __init__(
+        self,
+        step: Step,
+        part: ScreenPart | None,
+        reads_envelope: bool,
+        versioned: VersionedPolicy | None,
+    ) -> None:
+        self.step = step
+        self.part = part  # what it needs to allow a message, screened with the others
+        self.reads_envelope = reads_envelope
+        self.versioned = versioned
 
 
 def _compiled(policy: Policy, message_type: str) -> _Compiled | None:

@@ -68,7 +68,7 @@ _log = lazy_logger("genie.runtime")
 
 # `Lost.message_type`: the `Lost` model (costly to define, with its module) loads
 # when an agent subscribes to loss notices; the event stream's module when `events` is first
-# called; the statistics record when `statistics` is (issue 19, import time).
+# called; the statistics record when `statistics` is (docs/design/imports-and-gc.md).
 _LOST = "genie.lost"
 
 CLOSE_TIMEOUT = 5.0  # seconds each ``on_close`` callback may take at shutdown

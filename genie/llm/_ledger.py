@@ -86,7 +86,6 @@ class BudgetLedger:
         account = self._accounts.get(key)
         if account is None:
             account = self._accounts[key] = _Account()
-        # ``remaining``, inlined: this runs before every call under a budget.
         for limit, asked, most, spent in (
             ("tokens", tokens, self.max_tokens, account.tokens_used + account.tokens_reserved),
             ("cost", cost, self.max_cost, account.cost_used + account.cost_reserved),

@@ -166,8 +166,7 @@ def test_the_envelope_model_is_built_at_the_first_boundary() -> None:
     code = """
 import sys
 from genie import Message, Payload, Role
-from genie._message.envelope import FIELDS as _FIELD_NAMES
-from genie._message.envelope import _SLOTS
+from genie._message.envelope import _FIELD_NAMES, _SLOTS
 
 class Ping(Payload):
     message_type = "ping"
