@@ -259,7 +259,21 @@ class RuntimeContext(_ContextBase):
         classification: Classification | None = None,
         metadata: Mapping[str, MetaValue] | None = None,
     ) -> Message:
-        return self.emit(payload, self._message.sender, role, classification, metadata)
+        # ``emit`` to the sender of the message being handled, built by the same ``caused_by``.
+        message = self._message
+        services = self._services
+        out = self.last_emitted = caused_by(
+            message,
+            payload,
+            self._agent_id,
+            services.new_id(),
+            services.clock.timestamp(),
+            message.sender,
+            role,
+            classification,
+            metadata,
+        )
+        return out
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
@@ -314,7 +328,7 @@ class TestContext(_ContextBase):
     ) -> None:
         self._agent_id = agent_id
         self._message = message
-        self._new_id = IdSource(seed=0)
+        self._new_id = IdSource(seed=0).next
         self.last_emitted = None
         self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
         self._responder = responder

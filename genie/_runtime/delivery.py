@@ -81,7 +81,7 @@ class DeliveryRunner:
         ledger = self.ledger
         services = self.services
         known = self._known
-        emit = self.dispatcher.emit
+        route = self.dispatcher.route
         for mb in transport.turn(worker, first):
             # The token becomes a running delivery: the oldest queued message. Its slot is
             # free, so the publishers waiting for room go next.
@@ -185,7 +185,7 @@ class DeliveryRunner:
                             elif breaker is not None and breaker.failures:
                                 breaker.record_success()
                             for out in outputs:
-                                emit(out, True, corr)
+                                route(out, True, corr)
                             mb.handled += 1
                             ledger.closed(corr, msg)
                             break

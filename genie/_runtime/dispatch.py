@@ -67,7 +67,6 @@ class Dispatcher:
         waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
         routed, corr = self._validate(msg)
         transport = self.transport
-        mailboxes = self.mailboxes
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
         held = 0  # the agents of ``routed[:held]`` hold a slot
@@ -79,59 +78,13 @@ class Dispatcher:
             self.check_open()
         except BaseException:
             for rid in routed[:held]:
-                if rid in mailboxes:
+                if rid in self.mailboxes:
                     transport.release(rid)
             self._released(corr)
             raise
-        ledger = self.ledger
-        admission = self.admission
-        batch = self.delivered_many
-        observer = ledger.observer
-        admitted: tuple[str, ...] = ()
-        done = 0  # the slots of ``admitted[:done]`` were used or given back
-        told: Sequence[str] = ()  # the agents it was put for, for ``batch``
         try:
-            admitted = self.route(msg, corr, routed, False)
-            if admission.admits_all(msg, corr, len(admitted)) and (
-                batch is not None or observer is None
-            ):
-                # Every recipient admitted at once, and nobody told of each as it goes: the
-                # whole fan-out is counted and put in one call each. Nothing runs between the
-                # puts (a handler starts at the next checkpoint), so the counts read the same
-                # as when kept one by one.
-                ledger.opened(corr, len(admitted))
-                transport.put_held(msg, admitted)
-                done = len(admitted)
-                told = admitted
-            else:
-                each: list[str] = []
-                told = each
-                for rid in admitted:
-                    decision = admission.check(msg, rid, corr)
-                    if not decision.allowed:
-                        transport.release(rid)
-                        done += 1
-                        ledger.deny(msg, rid, corr, decision)
-                        continue
-                    ledger.opened(corr)
-                    transport.put_held(msg, (rid,))
-                    done += 1
-                    if batch is not None:
-                        each.append(rid)
-                    elif observer is not None:
-                        observer.delivered(msg, rid)
+            self.route(msg, False, corr, routed, True)
         finally:
-            # The slots nobody used: a waiter took the message in its agent's place (``route``
-            # left the agent out), or a call above raised.
-            for rid in admitted[done:]:
-                transport.release(rid)
-            if admitted is not routed:
-                kept = set(admitted)
-                for rid in routed:
-                    if rid in mailboxes and rid not in kept:
-                        transport.release(rid)
-            if batch is not None and told:
-                batch(msg, told)  # before the correlation is released, as each was
             self._released(corr)
 
     def publish_nowait(self, msg: Message) -> None:
@@ -149,7 +102,7 @@ class Dispatcher:
                         correlation_id=msg.correlation_id,
                     )
             # Every recipient has room: none is overdrawn or shed.
-            self.emit(msg, False, corr)
+            self.route(msg, False, corr, routed)
         finally:
             self._released(corr)
 
@@ -173,7 +126,7 @@ class Dispatcher:
                 agent_id=direct,
                 correlation_id=msg.correlation_id,
             )
-        routed = self.router.recipients(msg)
+        routed = self.router.recipients(msg.type, direct)
         if not routed and not awaited:
             raise NoRouteError(
                 f"cannot publish {msg.type!r}: it has no recipient and no agent subscribes to it",
@@ -187,124 +140,167 @@ class Dispatcher:
             self.ledger.observer.settled(corr.id)  # everything was denied or collected
         self.correlator.release(corr)
 
-    # --- from handlers, timers and requests --------------------------------------------------
-    def emit(self, msg: Message, output: bool = True, corr: _Correlation | None = None) -> None:
-        """Send without waiting: a full mailbox is overdrawn (counted) or sheds, per its
-        options. ``output``: ``msg`` is what a handler returned (so it may answer a request).
-        ``corr``: ``msg``'s correlation, if the caller holds it (an output of a delivery in
-        flight: stamped with the input's correlation, which stays active until handled)."""
+    # --- the path ----------------------------------------------------------------------------
+    def route(
+        self,
+        msg: Message,
+        output: bool = True,
+        corr: _Correlation | None = None,
+        routed: tuple[str, ...] | None = None,
+        held: bool = False,
+    ) -> None:
+        """The one routing path of every message: count it, deliver it to the correlation's
+        waiters that match (gathers, asks, a ``ctx.request`` waiting for this very reply) and
+        to the taps, record it as unrouted if nobody takes it, then admit and queue it for
+        each agent of ``routed`` (the router's recipients, looked up when None).
+
+        ``output``: a handler returned ``msg`` (so it may answer a request). ``corr``: its
+        correlation, if the caller holds it (a delivery's outputs share its input's). ``held``:
+        an outside publish holds a slot in the mailbox of each agent of ``routed``; each slot
+        is used or given back here, whatever happens. Otherwise nothing waits: a full mailbox
+        is overdrawn (counted) or sheds, per its options, so cycles of agents cannot deadlock.
+        """
         if corr is None:
             corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
                 msg.correlation_id
             )
-        routed = self.route(msg, corr, self.router.recipients(msg), output)
-        if not routed:
-            return
-        ledger = self.ledger
-        admission = self.admission
-        mailboxes = self.mailboxes
-        put = self.transport.put
-        # One question for the whole fan-out; when its answer is no, each is asked alone.
-        free = admission.admits_all(msg, corr, len(routed))
-        for rid in routed:
-            if not free:
-                decision = admission.check(msg, rid, corr)
-                if not decision.allowed:
-                    ledger.deny(msg, rid, corr, decision)
-                    continue
-            mb = mailboxes[rid]
-            if len(mb.queue) >= mb.capacity:
-                if mb.options.overflow == "shed":
-                    reason = f"mailbox of {rid!r} full ({mb.capacity}); overflow policy 'shed'"
-                    ledger.shed_one(msg, rid, corr, reason)
-                    continue
-                mb.overdrafts += 1
-            ledger.opened(corr)
-            put(msg, rid)
-            if ledger.observer is not None:
-                ledger.observer.delivered(msg, rid)
+        if routed is None:
+            routed = self.router.recipients(msg.type, msg.recipient)
+        agents = routed
+        put = 0  # the agents of ``agents[:put]`` had their delivery queued or refused
+        try:
+            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
+                freeze_message(msg)  # before any consumer sees it: what was admitted stays so
+            self.published += 1
+            ledger = self.ledger
+            obs = ledger.observer
+            if corr.cancelled:
+                if obs is not None:
+                    obs.published(msg, 0)
+                ledger.unrouted_letter(msg, "correlation cancelled")
+                agents = ()
+                return
+            admission = self.admission
+            waiters = corr.waiters
+            # One question for everyone the message may reach; when its answer is no, each
+            # delivery is asked alone.
+            free = admission.admits_all(msg, corr, len(waiters) + len(agents))
+            taken = holding = False
+            if waiters:
+                # Only an observer is told of gathers, so only for one is the order kept.
+                holding = self.correlator.on_gathered is not None
+                if holding:
+                    self.correlator.hold()
+                for waiter in tuple(waiters):
+                    if (waiter.consumes and not output) or not waiter.matches(msg):
+                        continue
+                    taken = True
+                    if waiter.consumes:
+                        # The request's waiter takes (or is refused) the reply in its agent's
+                        # place; subscribers of the type still get it.
+                        agents = tuple(r for r in agents if r != msg.recipient)
+                    decision = None if free else admission.check(msg, waiter.consumer, corr)
+                    if decision is None or decision.allowed:
+                        ledger.collect(corr)
+                        waiter.offer(msg)
+                    else:
+                        ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
+                        waiter.refused(
+                            msg,
+                            Missing(
+                                waiter.consumer,
+                                "denied",
+                                decision.reason,
+                                decision.policy,
+                                msg.sender,
+                                msg.id,
+                            ),
+                        )
+            elif self.correlator.closed_criteria:
+                self.correlator.check_late(msg)
+            if self.taps:
+                self._tap(msg)
+            recipient = msg.recipient
+            mailboxes = self.mailboxes
+            if recipient is not None and recipient not in mailboxes:
+                # A reply to a caller that is not an agent here: only waiters or another
+                # process may take it; subscribers of its type still get it.
+                agents = (
+                    () if agents == (recipient,) else tuple(r for r in agents if r in mailboxes)
+                )
+                if not taken and not self.transport.forward(msg):
+                    ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
+            elif not agents and not taken and not self.transport.forward(msg):
+                ledger.unrouted_letter(msg, "no recipient and no subscriber")
+            if obs is not None:
+                obs.published(msg, len(agents))
+            if holding:
+                self.correlator.flush()
+            if not agents:
+                return
+            # Admit and queue the message for each agent.
+            transport = self.transport
+            batch = self.delivered_many
+            if free and held and (batch is not None or obs is None):
+                # Every recipient admitted at once, each in the slot held for it, and nobody
+                # told of each as it goes: the whole fan-out is counted and queued in one call
+                # each. Nothing runs between the puts (a handler starts at the next
+                # checkpoint), so the counts read the same as when kept one by one.
+                ledger.opened(corr, len(agents))
+                transport.put_held(msg, agents)
+                put = len(agents)
+                if batch is not None:
+                    batch(msg, agents)
+                return
+            told: list[str] = []
+            for rid in agents:
+                if not free:
+                    decision = admission.check(msg, rid, corr)
+                    if not decision.allowed:
+                        if held:
+                            transport.release(rid)
+                        put += 1
+                        ledger.deny(msg, rid, corr, decision)
+                        continue
+                if held:
+                    ledger.opened(corr)
+                    transport.put_held(msg, (rid,))
+                else:
+                    mb = mailboxes[rid]
+                    if len(mb.queue) >= mb.capacity:
+                        if mb.options.overflow == "shed":
+                            put += 1
+                            reason = (
+                                f"mailbox of {rid!r} full ({mb.capacity}); overflow policy 'shed'"
+                            )
+                            ledger.shed_one(msg, rid, corr, reason)
+                            continue
+                        mb.overdrafts += 1
+                    ledger.opened(corr)
+                    transport.put(msg, rid)
+                put += 1
+                if batch is not None:
+                    told.append(rid)
+                elif obs is not None:
+                    obs.delivered(msg, rid)
+            if told and batch is not None:
+                batch(msg, told)
+        finally:
+            if held:
+                # The slots nobody used: a waiter took the message in its agent's place, the
+                # delivery was refused, or a call above raised.
+                for rid in agents[put:]:
+                    self.transport.release(rid)
+                if agents is not routed:
+                    kept = set(agents)
+                    for rid in routed:
+                        if rid not in kept and rid in self.mailboxes:
+                            self.transport.release(rid)
 
     def reply_arrived(self, reply: Message, corr: _Correlation) -> None:
         """A reply nobody received in the process that sent it, carried here: routed to this
         runtime's waiters and taps only (its agents had it where it was sent)."""
-        self.route(reply, corr, (), True)
-
-    # --- the path ----------------------------------------------------------------------------
-    def route(
-        self, msg: Message, corr: _Correlation, routed: tuple[str, ...], output: bool
-    ) -> tuple[str, ...]:
-        """The one entry point of routing: count the message, deliver it to the waiters and
-        taps it concerns, record it as unrouted if nobody takes it; the agents of this runtime
-        that remain to be admitted (of ``routed``, the router's recipients)."""
-        if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-            freeze_message(msg)  # before any consumer sees it: what was admitted stays so
-        self.published += 1
-        ledger = self.ledger
-        obs = ledger.observer
-        if corr.cancelled:
-            if obs is not None:
-                obs.published(msg, 0)
-            ledger.unrouted_letter(msg, "correlation cancelled")
-            return ()
-        collected = holding = False
-        if corr.waiters:
-            # Only an observer is told of gathers, so only for one is the order kept.
-            holding = self.correlator.on_gathered is not None
-            if holding:
-                self.correlator.hold()
-            collected, consumed = self._offer(msg, corr, output)
-            if consumed:  # the request waiter stands in for its agent; subscribers still get it
-                routed = tuple(r for r in routed if r != msg.recipient)
-        elif self.correlator.closed_criteria:
-            self.correlator.check_late(msg)
-        if self.taps:
-            self._tap(msg)
-        recipient = msg.recipient
-        mailboxes = self.mailboxes
-        if recipient is not None and recipient not in mailboxes:
-            # A reply to a caller that is not an agent here: only waiters or another process
-            # may take it; subscribers of its type still get it.
-            routed = () if routed == (recipient,) else tuple(r for r in routed if r in mailboxes)
-            if not collected and not self.transport.forward(msg):
-                ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
-        elif not routed and not collected and not self.transport.forward(msg):
-            ledger.unrouted_letter(msg, "no recipient and no subscriber")
-        if obs is not None:
-            obs.published(msg, len(routed))
-        if holding:
-            self.correlator.flush()
-        return routed
-
-    def _offer(self, msg: Message, corr: _Correlation, output: bool) -> tuple[bool, bool]:
-        """Deliver ``msg`` to each matching waiter, admitted for the waiter's consumer: (some
-        waiter took it or was refused it, a request waiter took it in its agent's place)."""
-        collected = consumed = False
-        ledger = self.ledger
-        admission = self.admission
-        free = admission.admits_all(msg, corr, len(corr.waiters))
-        for waiter in tuple(corr.waiters):
-            if (waiter.consumes and not output) or not waiter.matches(msg):
-                continue
-            collected = True
-            consumed = consumed or waiter.consumes
-            decision = admission.check(msg, waiter.consumer, corr) if not free else None
-            if decision is None or decision.allowed:
-                ledger.collect(corr)
-                waiter.offer(msg)
-            else:
-                ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
-                waiter.refused(
-                    msg,
-                    Missing(
-                        waiter.consumer,
-                        "denied",
-                        decision.reason,
-                        decision.policy,
-                        msg.sender,
-                        msg.id,
-                    ),
-                )
-        return collected, consumed
+        self.route(reply, True, corr, ())
 
     def _tap(self, msg: Message) -> None:
         for tap in self.taps:

@@ -135,7 +135,7 @@ class Runtime:
         self.drain_timeout = drain_timeout
         self.freeze_gc = freeze_gc
         self.shutdown_report: ShutdownReport | None = None
-        self._new_id = IdSource(seed)
+        self._new_id = IdSource(seed).next
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
         # The rooms, in the order a message meets them.
@@ -164,7 +164,7 @@ class Runtime:
         self._model_calls = ModelCalls(self.limits, prices, self._ledger, self._correlator)
         services = ContextServices(
             self.clock,
-            self._new_id.next,
+            self._new_id,
             self._request,
             self._timers.schedule,
             self._model_calls.provider,
@@ -287,7 +287,7 @@ class Runtime:
         )
         # Routed like a handler's output, at once: it is in flight before the loss settles
         # the correlation, so whoever waits on it hears of the loss before the request ends.
-        self._dispatcher.emit(
+        self._dispatcher.route(
             msg.child(
                 notice,
                 sender="genie",
@@ -559,7 +559,7 @@ class Runtime:
         self._dispatcher.publish_nowait(msg)
 
     def _fire(self, msg: Message) -> None:
-        self._dispatcher.emit(msg, False)
+        self._dispatcher.route(msg, False)
 
     # --- fan-in ------------------------------------------------------------------------------
     def gather(
@@ -649,7 +649,7 @@ class Runtime:
         if not self.types.is_registered(msg.payload):
             raise UnknownMessageTypeError(msg.type, self.types.names())
         waiter = RequestWaiter(self._correlator, self._correlator.get(msg.correlation_id), msg)
-        self._dispatcher.emit(msg, False)
+        self._dispatcher.route(msg, False)
         return await waiter.wait(self.limits.request_timeout if timeout is None else timeout)
 
     # --- introspection -----------------------------------------------------------------------

@@ -223,7 +223,7 @@ def test_only_the_mailbox_and_the_runner_keep_its_token_counts() -> None:
 def test_routing_has_one_entry_point() -> None:
     """docs/architecture.md: "the one routing path". A message is counted, frozen and shown
     to the observer as published in ``Dispatcher.route`` only, and everything that sends
-    (publish, publish_nowait, emit) goes through it."""
+    (publish, publish_nowait, handlers' outputs, requests, timers) goes through it."""
     counters = {s.where for s in _walk() for t in _written(s.node) if t.attr == "published"}
     assert counters == {
         "_runtime/dispatch.py:Dispatcher.__init__",
@@ -236,13 +236,20 @@ def test_routing_has_one_entry_point() -> None:
     assert freezers == {"_runtime/dispatch.py:Dispatcher.route"}
     routers = {s.where for s in _method_calls("route") if s.path.startswith(("_runtime/", "nats/"))}
     assert routers == {
-        "_runtime/dispatch.py:Dispatcher.publish",
-        "_runtime/dispatch.py:Dispatcher.emit",  # publish_nowait, emit: handlers, timers
+        "_runtime/dispatch.py:Dispatcher.publish",  # in the slots it held
+        "_runtime/dispatch.py:Dispatcher.publish_nowait",
         "_runtime/dispatch.py:Dispatcher.reply_arrived",  # from another process, for waiters
+        "_runtime/runtime.py:Runtime._request",  # a handler's ctx.request
+        "_runtime/runtime.py:Runtime._fire",  # a timer
+        "_runtime/runtime.py:Runtime._notify_loss",  # a loss notice
     }
-    assert {s.where for s in _method_calls("emit") if s.path == "_runtime/dispatch.py"} == {
-        "_runtime/dispatch.py:Dispatcher.publish_nowait"
-    }
+    # A delivery's outputs (the runner holds ``route`` bound once per turn).
+    runner = Path(ROOT, "_runtime", "delivery.py").read_text()
+    assert "route = self.dispatcher.route" in runner
+    # No second way in: the dispatcher has no other sending method.
+    from genie._runtime.dispatch import Dispatcher
+
+    assert not hasattr(Dispatcher, "emit")
 
 
 def test_admission_decides_in_one_place() -> None:
