@@ -50,7 +50,6 @@ WORKLOADS = ("chain", "fanout", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
 COMPONENTS = (
     "loop",
-    "route",
     "fanin",
     "admission",
     "ledger",
@@ -195,8 +194,7 @@ async def _component(name: str, calls: int) -> None:
     """Calls one part of a delivery ``calls`` times on a running runtime's own objects.
 
     The parts: ``loop`` (an empty call: the measuring loop's own cost, to subtract from the
-    others), ``route`` (the dispatcher's route of a reply that no waiter takes, to no
-    agent), ``fanin`` (a reply to the caller emitted into its correlation, where a gather
+    others), ``fanin`` (a reply to the caller emitted into its correlation, where a gather
     takes it: what each gathered reply costs between the handler and the gather),
     ``admission`` (the check for one consumer, no policies), ``ledger`` (a
     delivery opened and handled), ``payload`` (the handler's ``Pong(n=1)``: pydantic
@@ -224,11 +222,6 @@ async def _component(name: str, calls: int) -> None:
         if name == "loop":
 
             def one() -> object:  # the measuring loop's own cost, to subtract from the others
-                return None
-        elif name == "route":
-
-            def one() -> object:  # routed to nobody: the waiters, taps and counts alone
-                dispatcher.route(reply, True, corr, ())
                 return None
         elif name == "fanin":
             # A gather of two senders that only ever hears from one: it takes every reply (the
