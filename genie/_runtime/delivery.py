@@ -126,15 +126,15 @@ class DeliveryRunner:
                         started = self.clock.monotonic() if obs is not None else 0.0
                         ctx = runtime_context(services, mb.id, msg)
                         handlers = mb.handlers
-                        name = handlers.get(type(msg.payload)) if handlers is not None else None
+                        bound = handlers.get(type(msg.payload)) if handlers is not None else None
                         try:
                             # The one call of an agent's handler: a ``BaseAgent``'s handler for the
                             # payload's very type directly (what its ``handle`` would call), else
                             # the agent's ``handle``.
-                            if name is None:
+                            if bound is None:
                                 pending: Awaitable[object] = mb.agent.handle(msg, ctx)
                             else:
-                                pending = getattr(mb.agent, name)(msg.payload, ctx)
+                                pending = bound(msg.payload, ctx)
                             if mb.options.deadline is None:
                                 returned = await pending
                             else:
@@ -149,7 +149,7 @@ class DeliveryRunner:
                                 # built (stamped by construction), of a type already checked.
                                 outputs: Sequence[Message] = (built,)
                             else:
-                                outputs = self._outputs(mb, msg, returned, built, name is not None)
+                                outputs = self._outputs(mb, msg, returned, built, bound is not None)
                         except BaseException as exc:
                             if stops_runtime(exc):
                                 raise

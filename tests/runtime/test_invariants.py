@@ -144,25 +144,40 @@ def test_only_the_ledger_counts_a_correlations_deliveries() -> None:
 
 def test_one_function_calls_an_agents_handler() -> None:
     """docs/architecture.md: the supervisor is "the only place a handler is called"."""
+    # Names bound to a ``BaseAgent`` handler: a local taken from a mailbox's handler table.
+    bound = {
+        (s.path, s.function, target.id)
+        for s in _walk()
+        if isinstance(s.node, ast.Assign) and "handlers.get(" in ast.unparse(s.node.value)
+        for target in s.node.targets
+        if isinstance(target, ast.Name)
+    }
 
-    def calls_handler(call: ast.Call) -> bool:
+    def calls_handler(site: Site) -> bool:
+        call = site.node
+        if not isinstance(call, ast.Call):
+            return False
         func = call.func
         # ``<...>.agent.handle(...)``: an agent's ``handle``
         if isinstance(func, ast.Attribute) and func.attr == "handle":
             return ast.unparse(func.value).endswith("agent")
-        # ``getattr(<...>.agent, name)(...)``: a ``BaseAgent`` handler, called directly
-        return (
+        # ``getattr(<...>.agent, name)(...)``: a ``BaseAgent`` handler looked up by name
+        if (
             isinstance(func, ast.Call)
             and isinstance(func.func, ast.Name)
             and func.func.id == "getattr"
             and len(func.args) == 2
             and ast.unparse(func.args[0]).endswith("agent")
-        )
+        ):
+            return True
+        # ``handler(payload, ctx)``: a ``BaseAgent`` handler from the table, already bound
+        return isinstance(func, ast.Name) and (site.path, site.function, func.id) in bound
 
-    sites = _calls(calls_handler)
+    sites = [s for s in _walk() if calls_handler(s)]
+    assert bound, "the runner no longer takes handlers from the table: update this test"
     assert {s.where for s in sites} == {"_runtime/delivery.py:DeliveryRunner.run"}, sites
     # ... and at one place in it: the first attempt, each retry and a fallback's alike.
-    assert len(sites) == 2  # ``agent.handle(...)`` or ``getattr(agent, name)(...)``
+    assert len(sites) == 2  # ``agent.handle(...)`` or the bound handler
     lines = {s.node.lineno for s in sites}  # type: ignore[attr-defined]
     assert max(lines) - min(lines) <= 3, lines
 

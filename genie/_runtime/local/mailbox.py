@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import anyio
 
-from ..._agent.agent import Agent, handler_table
+from ..._agent.agent import Agent, BoundHandler, handler_table
 from ..._base.record import Record
 from ..._base.resilience import CircuitBreaker
 from ..._message.envelope import Message
@@ -96,8 +96,8 @@ class Mailbox:
 
     def __init__(self, agent: Agent, options: AgentOptions) -> None:
         self.agent = agent
-        # Read once, when the agent is added: a BaseAgent's handler table (see handler_table).
-        self.handlers: dict[type[Payload], str] | None = handler_table(agent)
+        # Read once, when the agent is added: a BaseAgent's handlers, bound (see handler_table).
+        self.handlers: dict[type[Payload], BoundHandler] | None = handler_table(agent)
         self.id = agent.id
         self.options = options
         self.capacity = options.mailbox_size
