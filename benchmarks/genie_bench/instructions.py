@@ -50,7 +50,6 @@ WORKLOADS = ("chain", "fanout", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
 COMPONENTS = (
     "loop",
-    "route",
     "fanin",
     "admission",
     "ledger",
@@ -195,9 +194,8 @@ async def _component(name: str, calls: int) -> None:
     """Calls one part of a delivery ``calls`` times on a running runtime's own objects.
 
     The parts: ``loop`` (an empty call: the measuring loop's own cost, to subtract from the
-    others), ``route`` (the router's recipients and the dispatcher's route of a reply that no
-    waiter takes), ``fanin`` (a reply to the caller emitted into its correlation, where a
-    gather takes it: what each gathered reply costs between the handler and the gather),
+    others), ``fanin`` (a reply to the caller emitted into its correlation, where a gather
+    takes it: what each gathered reply costs between the handler and the gather),
     ``admission`` (the check for one consumer, no policies), ``ledger`` (a
     delivery opened and handled), ``payload`` (the handler's ``Pong(n=1)``: pydantic
     validating the reply's payload), ``envelope`` (``ctx.reply``: the reply's ``Message``, its
@@ -225,11 +223,6 @@ async def _component(name: str, calls: int) -> None:
 
             def one() -> object:  # the measuring loop's own cost, to subtract from the others
                 return None
-        elif name == "route":
-            router = rt._router
-
-            def one() -> object:
-                return dispatcher.route(reply, corr, router.recipients(reply), True)
         elif name == "fanin":
             # A gather of two senders that only ever hears from one: it takes every reply (the
             # first is kept) and stays open, so each call is one reply gathered.
@@ -240,7 +233,7 @@ async def _component(name: str, calls: int) -> None:
             rt.gather(gathered.correlation_id, senders=["echo", "nobody"])
 
             def one() -> object:
-                dispatcher.emit(gathered, True, gathered_corr)
+                dispatcher.route(gathered, True, gathered_corr)
                 return None
         elif name == "admission":
 

@@ -13,7 +13,7 @@ from .._message.envelope import Message
 from .._message.payload import Payload
 from .context import Context
 
-__all__ = ["Agent", "BaseAgent", "Risk", "agent_risk", "handler", "handler_table"]
+__all__ = ["Agent", "BaseAgent", "BoundHandler", "Risk", "agent_risk", "handler", "handler_table"]
 
 
 class Risk(enum.StrEnum):
@@ -122,13 +122,20 @@ class BaseAgent:
         )
 
 
-def handler_table(agent: Agent) -> dict[type[Payload], str] | None:
-    """``BaseAgent``'s handlers by payload type when ``agent`` dispatches with
+# A ``BaseAgent`` handler bound to its agent: ``await handler(payload, ctx)``.
+BoundHandler = Callable[[Any, Context], Awaitable[object]]
+
+
+def handler_table(agent: Agent) -> dict[type[Payload], BoundHandler] | None:
+    """``BaseAgent``'s handlers by payload type, bound to ``agent``, when it dispatches with
     ``BaseAgent.handle`` unchanged (the runtime then calls the handler itself, one coroutine
     instead of two); None for any other agent, whose ``handle`` is called."""
     if getattr(getattr(agent, "handle", None), "__func__", None) is not BaseAgent.handle:
         return None
-    return typing.cast(BaseAgent, agent)._handlers
+    return {
+        payload: getattr(agent, name)
+        for payload, name in typing.cast(BaseAgent, agent)._handlers.items()
+    }
 
 
 def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:

@@ -38,29 +38,31 @@ def _loop_time() -> Callable[[], float]:
 class Clock:
     """Reads time from the running event loop, so trio's ``MockClock`` makes it virtual.
 
-    ``now()`` is ``epoch`` plus the loop time elapsed since the runtime started. With a fixed
-    ``epoch`` and a virtual loop clock, timestamps are reproducible.
+    Durations and deadlines read the loop's clock (``monotonic``). Timestamps (``now()``) are
+    the wall clock on a real-time loop; with a fixed ``epoch``, or a loop whose clock is not
+    real time (a virtual clock), they are ``epoch`` plus the loop time elapsed since the runtime
+    started, so a virtual run's timestamps are reproducible.
     """
 
     def __init__(self, epoch: datetime | None = None) -> None:
         self._epoch = epoch
         self.monotonic: Callable[[], float] = _unstarted
-        # ``now()``: the wall clock until the runtime starts, then ``epoch`` plus loop time. An
+        # ``now()``: the wall clock, or (see above) ``epoch`` plus loop time once started. An
         # attribute set by ``start`` rather than a method that tests which applies: a message
         # is stamped with it on every hop.
         self.now: Callable[[], datetime] = _wall_now
         # ``now()`` as a POSIX timestamp: what a message is stamped with (``created_at`` becomes
         # a datetime only when read, and most never are).
         self.timestamp: Callable[[], float] = time.time
-        # What ``timestamp()`` adds to ``monotonic()`` once started: a handler's context reads
-        # the two and adds them itself (``RuntimeContext.reply``).
-        # ``timestamp`` is defined as exactly that sum, so both give the same float.
-        self.base = 0.0
 
     def start(self) -> None:
         monotonic = self.monotonic = _loop_time()
+        if self._epoch is None and monotonic is time.monotonic:
+            # Real time, from no fixed epoch: stamps are the wall clock itself (``now`` and
+            # ``timestamp`` stay as they were before the start).
+            return
         epoch = self._epoch or datetime.now(UTC)
-        base = self.base = epoch.timestamp() - monotonic()
+        base = epoch.timestamp() - monotonic()
         fromtimestamp = datetime.fromtimestamp
 
         def now() -> datetime:

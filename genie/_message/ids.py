@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
+from collections.abc import Callable
 
 __all__ = ["IdSource"]
 
@@ -20,7 +21,7 @@ class IdSource:
     digits (1 in 280) read as a 12-digit identity number and denied the request.
     """
 
-    __slots__ = ("_counter", "_prefix")
+    __slots__ = ("_prefix", "next")
 
     def __init__(self, seed: int | None = None) -> None:
         bits = random.Random(seed).getrandbits(48) if seed is not None else uuid.uuid4().int
@@ -30,10 +31,12 @@ class IdSource:
             bits, digit = divmod(bits, 26)
             letters.append(_LETTERS[digit])
         self._prefix = "".join(letters) + "-"
-        self._counter = itertools.count(1)
+        # The next id: the prefix and the counter in hex (the prefix is letters only, so the
+        # template holds no other conversion). Built from the standard library's iterators,
+        # so taking an id runs no Python frame: every message takes one.
+        self.next: Callable[[], str] = map(
+            (self._prefix + "%x").__mod__, itertools.count(1)
+        ).__next__
 
-    def next(self) -> str:
-        """The next id."""
-        return f"{self._prefix}{next(self._counter):x}"
-
-    __call__ = next
+    def __call__(self) -> str:
+        return self.next()

@@ -28,23 +28,33 @@ class Admission:
         self.allowed = 0
         self.denials: Counter[str] = Counter()
 
-    def check(self, msg: Message, consumer: str, corr: _Correlation) -> Decision:
-        """The decision for one delivery: the limits, then the policies' plan, its decision
-        counted as ``evaluate`` counts it. With no policies, a delivery within the limits is
-        allowed at once."""
+    def admits_all(self, msg: Message, corr: _Correlation, count: int) -> bool:
+        """Whether ``count`` more deliveries of ``msg`` are all allowed without asking anyone:
+        no policies, and the hop limit and the correlation's budget hold for every one of
+        them. One call decides a whole fan-out; when it says no, ``check`` decides each."""
         limits = self.limits
-        if msg.hops > limits.max_hops or corr.deliveries >= limits.correlation_budget:
-            return self.evaluate(msg, consumer, corr.deliveries)
-        if not self.policies:
+        return (
+            not self.policies
+            and msg.hops <= limits.max_hops
+            and corr.deliveries + count <= limits.correlation_budget
+        )
+
+    def check(self, msg: Message, consumer: str, corr: _Correlation) -> Decision:
+        """The decision for one delivery to ``consumer`` (the limits, then the policies)."""
+        if self.admits_all(msg, corr, 1):
             return Decision.ALLOW
-        # Within the limits the plan decides, as in ``evaluate``: every consumer of a message
-        # passes the same policies, in order, and the first deny is the one recorded.
-        decision = self.plan.decide(msg, consumer)
-        if decision.allowed:
-            self.allowed += 1
-        else:
-            self.denials[decision.policy] += 1
-        return decision
+        return self.evaluate(msg, consumer, corr.deliveries)
+
+    def within_charged_budget(self, count: int, total: int) -> int:
+        """Of ``count`` deliveries admitted here, how many the correlation's budget admits
+        once every process together has charged ``total`` deliveries including them (the
+        first ones: the budget is charged in order)."""
+        return max(0, min(count, self.limits.correlation_budget - (total - count)))
+
+    def over_charged_budget(self, msg: Message, consumer: str) -> Decision:
+        """The denial of a delivery past the correlation's budget as charged across
+        processes (``within_charged_budget`` left it out), counted as any denial."""
+        return self.evaluate(msg, consumer, self.limits.correlation_budget)
 
     def evaluate(self, msg: Message, consumer: str, deliveries: int) -> Decision:
         limits = self.limits

@@ -68,45 +68,6 @@ class CorrelatorStatistics(Record):
     late_replies: int
 
 
-class _Waiter:
-    """Something waiting on a correlation: a gather or a request.
-
-    ``consumer`` is whom the waiter collects for: admission decides each offer under that id.
-    """
-
-    consumes = False  # a consumed reply is not routed to its recipient's mailbox
-    consumer = "user"
-
-    def matches(self, msg: Message) -> bool:
-        raise NotImplementedError
-
-    def offer(self, msg: Message) -> None:
-        raise NotImplementedError
-
-    def take(self, msg: Message) -> bool:
-        """``offer`` ``msg`` if it ``matches``; whether it did (a lone waiter admitted without
-        a call: the dispatcher's fan-in, once per gathered reply)."""
-        if self.matches(msg):
-            self.offer(msg)
-            return True
-        return False
-
-    def refused(self, msg: Message, missing: Missing) -> None:
-        """Admission denied ``msg`` to this waiter's consumer."""
-
-    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
-        pass
-
-    def on_handled(self, message_id: str) -> None:
-        pass
-
-    def on_quiescent(self) -> None:
-        pass
-
-    def close(self, reason: str) -> None:
-        """The runtime is closing: stop waiting."""
-
-
 class _Criteria:
     """What a gather matches replies by. The correlator remembers only this of a closed gather
     (not the gather, which holds every reply) to count late replies."""
@@ -135,6 +96,35 @@ class _Criteria:
         return self._where is None or self._where(msg)
 
 
+class _Waiter(_Criteria):
+    """Something waiting on a correlation: a gather or a request.
+
+    ``consumer`` is whom the waiter collects for: admission decides each offer under that id.
+    A gather matches by its criteria (it is one); a request overrides ``matches``.
+    """
+
+    consumes = False  # a consumed reply is not routed to its recipient's mailbox
+    consumer = "user"
+
+    def offer(self, msg: Message) -> None:
+        raise NotImplementedError
+
+    def refused(self, msg: Message, missing: Missing) -> None:
+        """Admission denied ``msg`` to this waiter's consumer."""
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        pass
+
+    def on_handled(self, message_id: str) -> None:
+        pass
+
+    def on_quiescent(self) -> None:
+        pass
+
+    def close(self, reason: str) -> None:
+        """The runtime is closing: stop waiting."""
+
+
 class _Correlation:
     __slots__ = ("cancelled", "deliveries", "id", "in_flight", "on_release", "requests", "waiters")
 
@@ -154,7 +144,7 @@ class Correlator:
 
     def __init__(self, clock: Clock, late_memory: int = 4096) -> None:
         self._clock = clock
-        # Read directly by the runtime's hot path; only the correlator adds and removes.
+        # Read directly by the dispatcher and the runner; only the correlator adds and removes.
         self.active: dict[str, _Correlation] = {}
         # What recently closed gathers matched, so replies that arrive after them are counted
         # as late (the criteria only: a gather holds all its replies).
@@ -195,7 +185,7 @@ class Correlator:
 
     def check_late(self, msg: Message) -> None:
         """Count ``msg`` if a closed gather of its correlation would have taken it (callers on
-        the hot path test ``closed_criteria`` first)."""
+        the message path test ``closed_criteria`` first)."""
         criteria = self.closed_criteria.get(msg.correlation_id)
         if criteria is not None and criteria.matches(msg):
             self.late += 1
@@ -303,11 +293,9 @@ class Gather(_Waiter):
         self._owner = owner
         self._corr = corr
         self.correlation_id = corr.id
-        self._senders = frozenset(senders)
-        self._types = frozenset(types)
-        self._where = where
-        # Held, not inherited: one base class keeps the module compilable with mypyc (no
-        # multiple inheritance of native classes), and a closed gather's memory is this object.
+        _Criteria.__init__(self, frozenset(senders), frozenset(types), where)
+        # What a closed gather's memory keeps: its criteria alone, not the gather and its
+        # replies.
         self._criteria = _Criteria(self._senders, self._types, where)
         self._keys = sorted(self._senders or self._types)
         self._needed = count if count is not None else (len(self._keys) or 1)
@@ -326,36 +314,6 @@ class Gather(_Waiter):
         self._done = owner.new_event()
         self._result: GatherResult | None = None
         corr.waiters.append(self)
-
-    def matches(self, msg: Message) -> bool:
-        # ``_Criteria.matches``, inlined (one call fewer per gathered reply).
-        if msg.causation_id is None:
-            return False
-        if self._senders and msg.sender not in self._senders:
-            return False
-        if self._types and msg.type not in self._types:
-            return False
-        return self._where is None or self._where(msg)
-
-    def take(self, msg: Message) -> bool:
-        # ``matches`` then ``offer``, inlined (two calls fewer per gathered reply).
-        if msg.causation_id is None:
-            return False
-        if self._senders and msg.sender not in self._senders:
-            return False
-        if self._types and msg.type not in self._types:
-            return False
-        if self._where is not None and not self._where(msg):
-            return False
-        if self._keys:
-            self._replies.setdefault(msg.sender if self._senders else msg.type, msg)
-            arrived = len(self._replies)
-        else:
-            self._extra.append(msg)
-            arrived = len(self._extra)
-        if arrived >= self._needed:
-            self._finish("complete")
-        return True
 
     def _key(self, msg: Message) -> str:
         return msg.sender if self._senders else msg.type
@@ -457,13 +415,13 @@ class Gather(_Waiter):
         if self._result is None and self._corr.in_flight == 0:
             self.on_quiescent()
         if self._result is None:
-            if self._deadline == math.inf:  # a cancel scope costs ~5 µs a request
+            if self._deadline == math.inf:  # no deadline: no cancel scope of its own
                 await self._done.wait()
             else:
                 with anyio.CancelScope(deadline=self._deadline):
                     await self._done.wait()
-        # expire() reads the result anew: mypy would keep ``_result`` narrowed to None across
-        # the await above, and mypyc compiles that narrowing into a check that fails.
+        # expire() reads the result anew: ``_finish`` set it while this waited, whatever the
+        # test above narrowed it to.
         return self.expire()
 
     def expire(self) -> GatherResult:

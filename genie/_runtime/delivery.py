@@ -1,5 +1,6 @@
 """The supervisor at work: runs one delivery to its end (deadline, retries with backoff, circuit
-breaker, fallback, dead letter), through one invocation path for every handler call.
+breaker, fallback, dead letter), through one invocation path for every handler call
+(``DeliveryRunner._attempt``, the only place an agent's handler is called).
 
 Whatever a handler raises is a failure of that delivery, except what stops the runtime: its own
 cancellation (of the runtime, or of the request the handler works for) and ``KeyboardInterrupt``
@@ -10,11 +11,11 @@ cancellation (of the runtime, or of the request the handler works for) and ``Key
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 import anyio
 
-from .._agent.context import ContextServices, RuntimeContext, runtime_context
+from .._agent.context import ContextServices, runtime_context
 from .._base.clock import Clock
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError
 from .._message.envelope import Message
@@ -26,7 +27,7 @@ from .dispatch import Dispatcher
 from .ledger import Ledger
 from .local.executor import Worker
 from .local.mailbox import Handoff, Mailbox
-from .local.transport import LocalTransport
+from .transport import Transport
 
 __all__ = ["DeliveryRunner", "stops_runtime"]
 
@@ -50,7 +51,8 @@ class DeliveryRunner:
         correlator: Correlator,
         admission: Admission,
         dispatcher: Dispatcher,
-        transport: LocalTransport,
+        mailboxes: Mapping[str, Mailbox],
+        transport: Transport,
         services: ContextServices,
     ) -> None:
         self.clock = clock
@@ -59,192 +61,186 @@ class DeliveryRunner:
         self.correlator = correlator
         self.admission = admission
         self.dispatcher = dispatcher
+        self.mailboxes = mailboxes  # the runtime's agents (a fallback is looked up here)
         self.transport = transport
         self.services = services
-        self._known_payloads: set[type[Payload]] = set()
+        self._known: set[type[Payload]] = set()  # output payload types checked registered
 
     async def run(self, first: Mailbox, worker: Worker) -> None:
-        """Run the next delivery queued in ``first`` to its outcome; on the local executors, then
-        the next deliveries of the executor's turn (``Executors.turn``), one loop for all.
+        """Run the next delivery queued in ``first`` to its outcome, then those of the
+        mailboxes the transport's ``turn`` names, one after the other in this one call: which
+        mailbox runs next, and when the task yields, stay the transport's to say.
 
-        Why a loop: a coroutine per delivery (this one, which awaits the handler's) cost ~1,000
-        instructions more than a turn of a loop. Which mailbox runs next, and when the
-        executor yields, stay the executors' to say: ``turn`` takes them as their own loop did.
-        """
-        executors = self.transport.executors
-        # Read once a turn, not once a delivery: none is replaced while the runtime runs (the
-        # observer is, when one is added: it is read per delivery).
+        Each delivery is attempted here, and only here: the first attempt, each retry (after
+        ``_again`` has waited its backoff and asked the breaker), and a fallback's attempt of a
+        delivery its agent failed (a ``Handoff``). A success is settled here too; a delivery
+        that cannot succeed goes to ``_give_up`` (the fallback, else a dead letter)."""
+        transport = self.transport
+        correlator = self.correlator
+        ready = transport.ready_queue
         ledger = self.ledger
-        active = self.correlator.active
         services = self.services
-        known = self._known_payloads
-        emit = self.dispatcher.emit
-        for mb in (first,) if executors is None else executors.turn(worker, first):
-            # ``Mailbox.pop``, inlined: once a delivery.
+        known = self._known
+        route = self.dispatcher.route
+        for mb in transport.turn(worker, first):
+            # The token becomes a running delivery: the oldest queued message. Its slot is
+            # free, so the publishers waiting for room go next.
             mb.scheduled -= 1
             mb.active += 1
             item = mb.queue.popleft()
             if mb.waiters:
                 mb.wake_publishers()
-            handoff: Handoff | None = None
-            if type(item) is Handoff:  # never subclassed; cheaper than isinstance, once a hop
-                handoff, msg = item, item.message
+            if isinstance(item, Handoff):
+                handoff: Handoff | None = item
+                msg = item.message
             else:
-                msg = item  # type: ignore[assignment]  # mypy narrows only the positive type() test
-            cid = msg.correlation_id  # one read: pydantic's __getattr__ makes each read a hook
-            corr = active.get(cid) or self.correlator.get(cid)
+                handoff, msg = None, item
+            cid = msg.correlation_id
+            corr = correlator.active.get(cid) or correlator.get(cid)
             worker.correlation = cid
             try:
                 if corr.cancelled:
                     agent = handoff.failed_agent if handoff is not None else mb.id
-                    self.ledger.dead_letter(
+                    ledger.dead_letter(
                         agent, msg, corr, "cancelled", "correlation cancelled", None, 0
                     )
-                elif handoff is not None:
-                    # (Branches, not ``continue``: mypyc cannot compile a ``continue`` inside a
-                    # try/finally.)
-                    await self._fall_back(mb, msg, corr, handoff)
-                elif (breaker := mb.breaker) is not None and breaker.failures and breaker.tripped:
-                    await self._recover(mb, msg, corr, None)
                 else:
-                    obs = ledger.observer
-                    started = 0.0
-                    single: Message | None = None  # the only output, if it needs no check
-                    try:
-                        if mb.options.deadline is None:
-                            # _attempt without a coroutine of its own, for the common case (no
-                            # deadline): it saves ~0.3 µs of a ~9 µs hop, and metrics keep it.
-                            if obs is not None:
-                                # A local, read twice: CPython cannot specialize
-                                # ``self.clock.monotonic()``, a call of a function an instance
-                                # holds.
-                                tick = self.clock.monotonic
-                                started = tick()
-                            ctx = runtime_context(services, mb.id, msg)
-                            handlers = mb.handlers
-                            payload = msg.payload
-                            name = handlers.get(type(payload)) if handlers is not None else None
-                            if name is not None:
-                                # ``BaseAgent.handle``, fused: the handler for the payload's very
-                                # type is called here, one coroutine instead of two.
-                                returned = await getattr(mb.agent, name)(payload, ctx)
-                                built = ctx.last_emitted
-                                if (
-                                    returned is built
-                                    and built is not None
-                                    and type(built.payload) in known
-                                ):
-                                    # ``_outputs`` for the common case, decided without a call: the
-                                    # one message this delivery's own context built, of a registered
-                                    # type, returned alone (a reply, an emit).
-                                    single = built
-                                    outputs: Sequence[Message] = ()
-                                elif returned is None:
-                                    outputs = ()
-                                elif type(returned) is Message or isinstance(returned, Message):
-                                    outputs = self._outputs(mb, msg, (returned,), built)
-                                else:
-                                    outputs = self._outputs(mb, msg, returned, built)
+                    attempt = 0
+                    breaker = mb.breaker
+                    # A tripped breaker is asked before the first attempt, as before every retry.
+                    error: BaseException | None = None
+                    again = (
+                        handoff is None
+                        and breaker is not None
+                        and breaker.failures > 0
+                        and breaker.tripped
+                    )
+                    while True:
+                        if again:
+                            error = await self._again(mb, msg, error, attempt)
+                            if error is not None:
+                                self._give_up(mb, msg, corr, error, attempt)
+                                break
+                        attempt += 1
+                        obs = ledger.observer
+                        started = self.clock.monotonic() if obs is not None else 0.0
+                        ctx = runtime_context(services, mb.id, msg)
+                        handlers = mb.handlers
+                        bound = handlers.get(type(msg.payload)) if handlers is not None else None
+                        try:
+                            # The one call of an agent's handler: a ``BaseAgent``'s handler for the
+                            # payload's very type directly (what its ``handle`` would call), else
+                            # the agent's ``handle``.
+                            if bound is None:
+                                pending: Awaitable[object] = mb.agent.handle(msg, ctx)
                             else:
-                                result = await mb.agent.handle(msg, ctx)
-                                outputs = self._outputs(mb, msg, result, ctx.last_emitted)
+                                pending = bound(msg.payload, ctx)
+                            if mb.options.deadline is None:
+                                returned = await pending
+                            else:
+                                returned = await self._within_deadline(mb, msg, pending)
+                            built = ctx.last_emitted
+                            if (
+                                returned is built
+                                and built is not None
+                                and type(built.payload) in known
+                            ):
+                                # The common reply: the one message this delivery's own context
+                                # built (stamped by construction), of a type already checked.
+                                outputs: Sequence[Message] = (built,)
+                            else:
+                                outputs = self._outputs(mb, msg, returned, built, bound is not None)
+                        except BaseException as exc:
+                            if stops_runtime(exc):
+                                raise
                             if obs is not None:
-                                count = len(outputs) if single is None else 1
-                                obs.handled(msg, mb.id, tick() - started, count)
+                                obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
+                            if handoff is not None:
+                                reason = (
+                                    f"{handoff.reason}; fallback {mb.id!r} failed: "
+                                    f"{type(exc).__name__}: {exc}"
+                                )
+                                ledger.dead_letter(
+                                    handoff.failed_agent,
+                                    msg,
+                                    corr,
+                                    "failed",
+                                    reason,
+                                    handoff.error,
+                                    handoff.attempts,
+                                )
+                                break
+                            error = exc
+                            again = True
                         else:
-                            outputs = await self._attempt(mb, msg)
-                    except BaseException as exc:
-                        if stops_runtime(exc):
-                            raise
-                        if (
-                            obs is not None and mb.options.deadline is None
-                        ):  # _attempt tells its own
-                            obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
-                        await self._recover(mb, msg, corr, exc)
-                    else:
-                        if breaker is not None and breaker.failures:
-                            breaker.record_success()
-                        # ``_succeed``, inlined: once a hop (outputs are stamped with ``msg``'s
-                        # correlation)
-                        if single is not None:
-                            emit(single, True, corr)
-                        else:
+                            if obs is not None:
+                                obs.handled(
+                                    msg, mb.id, self.clock.monotonic() - started, len(outputs)
+                                )
+                            # Handled: the breaker closes, the outputs go out (stamped with
+                            # ``msg``'s correlation, open until this delivery closes), then
+                            # its outcome is recorded.
+                            if handoff is not None:
+                                ledger.fell_back()  # the fallback's own breaker is not its agent's
+                            elif breaker is not None and breaker.failures:
+                                breaker.record_success()
                             for out in outputs:
-                                emit(out, True, corr)
-                        mb.handled += 1
-                        if corr.requests or corr.in_flight == 1 or ledger.in_flight == 1:
-                            ledger.handled_one(corr, msg)  # a request watches, or something settles
-                        else:
-                            # ``Ledger.handled_one`` when nothing settles: once a delivery, no call.
-                            ledger.handled += 1
-                            ledger.in_flight -= 1
-                            corr.in_flight -= 1
+                                route(out, True, corr)
+                            mb.handled += 1
+                            ledger.closed(corr, msg)
+                            break
             except BaseException as exc:
                 # Only what stops the runtime gets here, always before the delivery's outcome.
                 agent = handoff.failed_agent if handoff is not None else mb.id
                 if corr.cancelled:
                     reason = "correlation cancelled"
                 else:
-                    self.ledger.cut_short[agent] += 1
+                    ledger.cut_short_by_shutdown(agent)
                     reason = (
                         f"the runtime stopped: {type(exc).__name__}"
                         if isinstance(exc, KeyboardInterrupt | SystemExit)
                         else "cancelled at shutdown"
                     )
-                self.ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
+                ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
                 raise
             finally:
                 worker.correlation = None
-                # ``Mailbox.done``, inlined: once a delivery.
+                # The delivery has its outcome: the next token, if messages wait without one
+                # and the agent may run another handler (``scheduled <= len(queue)``,
+                # ``scheduled + active <= max_concurrency``).
                 mb.active -= 1
                 if mb.scheduled < len(mb.queue) and mb.scheduled + mb.active < mb.max_concurrency:
                     mb.scheduled += 1
-                    # Back in the executors' ready queue, once a delivery while the agent has a
-                    # backlog. Not ``Executors.schedule``: the executor running this delivery is
-                    # free once this returns and takes from that queue next, so there is no idle
-                    # executor to wake nor a monitor to tell. Only local executors run from a
-                    # queue (a transport without them, such as NATS, marks every queued item
-                    # scheduled, so this never runs there).
-                    executors = self.transport.executors
-                    if executors is not None:
-                        executors.ready.append(mb)
+                    ready.append(mb)
 
-    async def _recover(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException | None
-    ) -> None:
-        """After a failed first attempt (or with the breaker tripped): retries with backoff,
-        then the fallback agent, then a dead letter."""
-        retry = mb.options.retry
+    async def _again(
+        self, mb: Mailbox, msg: Message, error: BaseException | None, attempt: int
+    ) -> BaseException | None:
+        """Before another attempt, after ``attempt`` attempts (the last failed with ``error``;
+        None: none failed, the breaker was found tripped): the error to give up with, or None
+        once the retry's backoff has passed and the breaker lets it through."""
         breaker = mb.breaker
-        attempt = 0 if error is None else 1
-        while True:
-            if error is not None:
-                if breaker is not None:
-                    breaker.record_failure(self.clock.monotonic())
-                if not retry.should_retry(error, attempt):
-                    break
-                self.ledger.retries += 1
-                await anyio.sleep(retry.delay(attempt))
-            attempt += 1
-            if breaker is not None and not breaker.allow(self.clock.monotonic()):
-                error = CircuitOpenError(
-                    f"circuit of agent {mb.id!r} is open after repeated failures",
-                    message_id=msg.id,
-                    agent_id=mb.id,
-                    correlation_id=msg.correlation_id,
-                )
-                break
-            try:
-                outputs = await self._attempt(mb, msg)
-            except BaseException as exc:
-                if stops_runtime(exc):
-                    raise
-                error = exc
-                continue
+        if error is not None:
             if breaker is not None:
-                breaker.record_success()
-            self._succeed(mb, msg, corr, outputs)
-            return
+                breaker.record_failure(self.clock.monotonic())
+            retry = mb.options.retry
+            if not retry.should_retry(error, attempt):
+                return error
+            self.ledger.retried()
+            await anyio.sleep(retry.delay(attempt))
+        if breaker is not None and not breaker.allow(self.clock.monotonic()):
+            return CircuitOpenError(
+                f"circuit of agent {mb.id!r} is open after repeated failures",
+                message_id=msg.id,
+                agent_id=mb.id,
+                correlation_id=msg.correlation_id,
+            )
+        return None
+
+    def _give_up(
+        self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException, attempts: int
+    ) -> None:
+        """The delivery failed for good: on to the agent's fallback, else a dead letter."""
         mb.failed += 1
         reason = f"{type(error).__name__}: {error}"
         fallback = mb.options.fallback
@@ -253,57 +249,23 @@ class DeliveryRunner:
             if decision.allowed:
                 # The same delivery goes on in the fallback's mailbox (still in flight); a
                 # handoff never waits, like any send from a handler.
-                fb = self.transport.mailboxes[fallback]
+                fb = self.mailboxes[fallback]
                 if len(fb.queue) >= fb.capacity:
                     fb.overdrafts += 1
-                self.transport.put(Handoff(msg, mb.id, reason, error, attempt), fallback)
+                self.transport.put(Handoff(msg, mb.id, reason, error, attempts), fallback)
                 return
             reason += f"; fallback {fallback!r} denied by {decision.policy}: {decision.reason}"
-        self.ledger.dead_letter(mb.id, msg, corr, "failed", reason, error, attempt)
+        self.ledger.dead_letter(mb.id, msg, corr, "failed", reason, error, attempts)
 
-    async def _fall_back(
-        self, fb: Mailbox, msg: Message, corr: _Correlation, handoff: Handoff
-    ) -> None:
-        try:
-            outputs = await self._attempt(fb, msg)
-        except BaseException as exc:
-            if stops_runtime(exc):
-                raise
-            reason = f"{handoff.reason}; fallback {fb.id!r} failed: {type(exc).__name__}: {exc}"
-            self.ledger.dead_letter(
-                handoff.failed_agent, msg, corr, "failed", reason, handoff.error, handoff.attempts
-            )
-            return
-        self.ledger.fallbacks += 1
-        self._succeed(fb, msg, corr, outputs)
-
-    async def _attempt(self, mb: Mailbox, msg: Message) -> Sequence[Message]:
-        """One handler call (``run`` inlines the first attempt of the common case)."""
-        obs = self.ledger.observer
-        started = self.clock.monotonic() if obs is not None else 0.0
-        ctx = runtime_context(self.services, mb.id, msg)
-        result: object
-        try:
-            if mb.options.deadline is None:
-                result = await mb.agent.handle(msg, ctx)
-            else:
-                result = await self._handle_with_deadline(mb, msg, ctx)
-            outputs = self._outputs(mb, msg, result, ctx.last_emitted)
-        except BaseException as exc:
-            if obs is not None and not stops_runtime(exc):
-                obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
-            raise
-        if obs is not None:
-            obs.handled(msg, mb.id, self.clock.monotonic() - started, len(outputs))
-        return outputs
-
-    async def _handle_with_deadline(self, mb: Mailbox, msg: Message, ctx: RuntimeContext) -> object:
-        # A cancel scope costs several µs, so only agents with a deadline pay for one.
+    async def _within_deadline(
+        self, mb: Mailbox, msg: Message, pending: Awaitable[object]
+    ) -> object:
+        # Only agents with a deadline pay for a cancel scope of their own.
         deadline = mb.options.deadline
         assert deadline is not None
         result: object = None
         with anyio.CancelScope(deadline=self.clock.monotonic() + deadline) as scope:
-            result = await mb.agent.handle(msg, ctx)
+            result = await pending
         if scope.cancelled_caught:
             raise HandlerTimeoutError(
                 f"agent {mb.id!r} overran its {deadline:g}s deadline on {msg.type!r}",
@@ -314,13 +276,21 @@ class DeliveryRunner:
         return result
 
     def _outputs(
-        self, mb: Mailbox, msg: Message, result: object, built: Message | None
+        self, mb: Mailbox, msg: Message, result: object, built: Message | None, typed: bool
     ) -> Sequence[Message]:
         """Check what a handler returned, and stamp it: correlation, trace, causation, hops and
         sender always come from the input, whatever the handler built (so no output escapes the
         hop limit or the correlation's budget). ``built``: the last message this delivery's own
-        context built, stamped right by construction."""
-        if not isinstance(result, (list, tuple)):  # the tuple form is faster than list | tuple
+        context built, stamped right by construction. ``typed``: a ``BaseAgent`` handler
+        returned it, which may also return one message or None (as ``BaseAgent.handle``
+        takes them)."""
+        known = self._known
+        if typed:
+            if result is None:
+                return ()
+            if isinstance(result, Message):
+                result = (result,)
+        if not isinstance(result, (list, tuple)):
             raise InvalidOutputError(
                 f"agent {mb.id!r} returned {type(result).__name__} from handle(); "
                 "it must return a list or tuple of Message",
@@ -328,7 +298,6 @@ class DeliveryRunner:
                 agent_id=mb.id,
                 correlation_id=msg.correlation_id,
             )
-        known = self._known_payloads
         hops = msg.hops + 1
         stamped: list[Message] | None = None
         for i, out in enumerate(result):
@@ -380,12 +349,3 @@ class DeliveryRunner:
             if stamped is not None:
                 stamped.append(out)
         return result if stamped is None else stamped
-
-    def _succeed(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, outputs: Sequence[Message]
-    ) -> None:
-        emit = self.dispatcher.emit
-        for out in outputs:
-            emit(out, True, corr)  # stamped with ``msg``'s correlation
-        mb.handled += 1
-        self.ledger.handled_one(corr, msg)

@@ -1,5 +1,5 @@
-"""The one routing path: every message, from outside or from a handler, goes route -> admission
-for each consumer -> delivery.
+"""The one routing path: every message, from outside or from a handler, goes ``route`` ->
+admission for each consumer -> delivery.
 
 ``route`` names the consumers: the waiters of the correlation that match (gathers, asks, a
 ``ctx.request`` waiting for this very reply), the taps, and the agents (direct recipient and
@@ -10,7 +10,7 @@ ledger. Outside publishers wait for room (``publish``) or are refused before any
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .._base.log import lazy_logger
 from .._errors import (
@@ -26,9 +26,9 @@ from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, Missing, _Correlation
 from .ledger import Ledger, fields
-from .local.transport import LocalTransport
-from .policy import Decision
+from .local.mailbox import Mailbox
 from .router import Router, Tap
+from .transport import Transport
 
 __all__ = ["Dispatcher"]
 
@@ -40,7 +40,8 @@ class Dispatcher:
         self,
         types: MessageTypes,
         router: Router,
-        transport: LocalTransport,
+        mailboxes: Mapping[str, Mailbox],
+        transport: Transport,
         admission: Admission,
         ledger: Ledger,
         correlator: Correlator,
@@ -48,13 +49,14 @@ class Dispatcher:
     ) -> None:
         self.types = types
         self.router = router
+        self.mailboxes = mailboxes  # the runtime's agents: who is a recipient in this process
         self.transport = transport
-        self.mailboxes = transport.mailboxes
         self.admission = admission
         self.ledger = ledger
         self.correlator = correlator
         self.check_open = check_open
         self.taps: list[Tap] = []
+        self.published = 0  # messages routed (each once, whoever it went to)
         # Set by the runtime when its observers take a publish's deliveries in one call
         # (``deliveries_listener``); else each is told to ``observer.delivered``.
         self.delivered_many: Callable[[Message, Sequence[str]], None] | None = None
@@ -65,7 +67,6 @@ class Dispatcher:
         waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
         routed, corr = self._validate(msg)
         transport = self.transport
-        mailboxes = self.mailboxes
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
         held = 0  # the agents of ``routed[:held]`` hold a slot
@@ -77,73 +78,13 @@ class Dispatcher:
             self.check_open()
         except BaseException:
             for rid in routed[:held]:
-                if rid in mailboxes:
+                if rid in self.mailboxes:
                     transport.release(rid)
             self._released(corr)
             raise
-        ledger = self.ledger
-        admission = self.admission
-        limits = admission.limits
-        free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
-        budget = limits.correlation_budget
-        batch = self.delivered_many
-        observer = ledger.observer
-        admitted: tuple[str, ...] = ()
-        done = 0  # the slots of ``admitted[:done]`` were used or given back
-        told: Sequence[str] = ()  # the agents it was put for, for ``batch``
         try:
-            admitted = self.route(msg, corr, routed, False)
-            if (
-                free
-                and corr.deliveries + len(admitted) <= budget
-                and (batch is not None or observer is None)
-            ):
-                # Every recipient admitted without a call (no policies, the limits hold for
-                # all), and nobody told of each as it goes: the counts once, the deliveries in
-                # one call. Nothing runs between the puts (a handler starts at the next
-                # checkpoint), so the counts read the same as when kept one by one.
-                delivered = len(admitted)
-                ledger.delivered += delivered
-                ledger.in_flight += delivered
-                corr.in_flight += delivered
-                corr.deliveries += delivered
-                transport.put_held(msg, admitted)
-                done = delivered
-                told = admitted
-            else:
-                each: list[str] = []
-                told = each
-                for rid in admitted:
-                    if not free or corr.deliveries >= budget:
-                        decision = admission.check(msg, rid, corr)
-                        if not decision.allowed:
-                            transport.release(rid)
-                            done += 1
-                            ledger.deny(msg, rid, corr, decision)
-                            continue
-                    # ``_deliver`` and ``Ledger.opened``, inlined: once per recipient
-                    ledger.delivered += 1
-                    ledger.in_flight += 1
-                    corr.in_flight += 1
-                    corr.deliveries += 1
-                    transport.put_held(msg, (rid,))
-                    done += 1
-                    if batch is not None:
-                        each.append(rid)
-                    elif observer is not None:
-                        observer.delivered(msg, rid)
+            self.route(msg, False, corr, routed, True)
         finally:
-            # The slots nobody used: a waiter took the message in its agent's place (``route``
-            # left the agent out), or a call above raised.
-            for rid in admitted[done:]:
-                transport.release(rid)
-            if admitted is not routed:
-                kept = set(admitted)
-                for rid in routed:
-                    if rid in mailboxes and rid not in kept:
-                        transport.release(rid)
-            if batch is not None and told:
-                batch(msg, told)  # before the correlation is released, as each was
             self._released(corr)
 
     def publish_nowait(self, msg: Message) -> None:
@@ -160,12 +101,8 @@ class Dispatcher:
                         agent_id=rid,
                         correlation_id=msg.correlation_id,
                     )
-            for rid in self.route(msg, corr, routed, output=False):
-                decision = self.admission.check(msg, rid, corr)
-                if decision.allowed:
-                    self._deliver(msg, rid, corr)
-                else:
-                    self.ledger.deny(msg, rid, corr, decision)
+            # Every recipient has room: none is overdrawn or shed.
+            self.route(msg, False, corr, routed)
         finally:
             self._released(corr)
 
@@ -189,7 +126,7 @@ class Dispatcher:
                 agent_id=direct,
                 correlation_id=msg.correlation_id,
             )
-        routed = self.router.recipients(msg)
+        routed = self.router.recipients(msg.type, direct)
         if not routed and not awaited:
             raise NoRouteError(
                 f"cannot publish {msg.type!r}: it has no recipient and no agent subscribes to it",
@@ -203,208 +140,179 @@ class Dispatcher:
             self.ledger.observer.settled(corr.id)  # everything was denied or collected
         self.correlator.release(corr)
 
-    # --- from handlers, timers and requests --------------------------------------------------
-    def emit(self, msg: Message, output: bool = True, corr: _Correlation | None = None) -> None:
-        """Send without waiting: a full mailbox is overdrawn (counted) or sheds, per its
-        options. ``output``: ``msg`` is what a handler returned (so it may answer a request).
-        ``corr``: ``msg``'s correlation, if the caller holds it (an output of a delivery in
-        flight: stamped with the input's correlation, which stays active until handled)."""
+    # --- the path ----------------------------------------------------------------------------
+    def route(
+        self,
+        msg: Message,
+        output: bool = True,
+        corr: _Correlation | None = None,
+        routed: tuple[str, ...] | None = None,
+        held: bool = False,
+    ) -> None:
+        """The one routing path of every message: count it, deliver it to the correlation's
+        waiters that match (gathers, asks, a ``ctx.request`` waiting for this very reply) and
+        to the taps, record it as unrouted if nobody takes it, then admit and queue it for
+        each agent of ``routed`` (the router's recipients, looked up when None).
+
+        ``output``: a handler returned ``msg`` (so it may answer a request). ``corr``: its
+        correlation, if the caller holds it (a delivery's outputs share its input's). ``held``:
+        an outside publish holds a slot in the mailbox of each agent of ``routed``; each slot
+        is used or given back here, whatever happens. Otherwise nothing waits: a full mailbox
+        is overdrawn (counted) or sheds, per its options, so cycles of agents cannot deadlock.
+        """
         if corr is None:
             corr = self.correlator.active.get(msg.correlation_id) or self.correlator.get(
                 msg.correlation_id
             )
-        mailboxes = self.mailboxes
-        ledger = self.ledger
-        recipient = msg.recipient
-        if (
-            corr.waiters
-            and recipient is not None
-            and recipient not in mailboxes
-            and not corr.cancelled
-            and not self.taps
-            and self.correlator.on_gathered is None
-            # no subscriber of the type (one not looked up yet takes ``route``, which does)
-            and not self.router.cache.get(msg.type, True)
-        ):
-            # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
-            # subscribed to the type), which only the correlation's waiters can take. ``route``
-            # for it, inlined: this runs once per gathered reply.
+        if routed is None:
+            routed = self.router.recipients(msg.type, msg.recipient)
+        agents = routed
+        put = 0  # the agents of ``agents[:put]`` had their delivery queued or refused
+        try:
             if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)
-            ledger.published += 1
-            waiters = corr.waiters
-            limits = self.admission.limits
-            if (
-                len(waiters) == 1
-                and not self.admission.policies
-                and msg.hops <= limits.max_hops
-                and corr.deliveries < limits.correlation_budget
-            ):
-                # ``_offer`` for one waiter, admitted without a call (no policies, the limits
-                # hold): a gather's reply, once per gathered reply.
-                waiter = waiters[0]
-                taken = (output or not waiter.consumes) and waiter.take(msg)
-                if taken:  # counted once taken: nothing in ``take`` reads the counts
-                    ledger.delivered += 1
-                    ledger.handled += 1
-                    ledger.collected += 1
-                    corr.deliveries += 1
-            else:
-                taken = self._offer(msg, corr, output)[0]
-            if not taken and not self.transport.forward(msg):
-                ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
-            if ledger.observer is not None:
-                ledger.observer.published(msg, 0)
-            return
-        routed = self.router.recipients(msg)
-        if (
-            corr.cancelled
-            or corr.waiters
-            or self.taps
-            or not routed
-            or (recipient is not None and recipient not in mailboxes)
-        ):
-            routed = self.route(msg, corr, routed, output)
-            if not routed:  # a reply a waiter took (the fan-in), or nobody to deliver to
+                freeze_message(msg)  # before any consumer sees it: what was admitted stays so
+            self.published += 1
+            ledger = self.ledger
+            obs = ledger.observer
+            if corr.cancelled:
+                if obs is not None:
+                    obs.published(msg, 0)
+                ledger.unrouted_letter(msg, "correlation cancelled")
+                agents = ()
                 return
-        else:
-            # ``route`` for the common case (nobody waits on the correlation, no tap, every
-            # recipient known), inlined: this runs once a hop.
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)  # else nothing to freeze (the common case: no call)
-            ledger.published += 1
-            if self.correlator.closed_criteria:
+            admission = self.admission
+            waiters = corr.waiters
+            # One question for everyone the message may reach; when its answer is no, each
+            # delivery is asked alone.
+            free = admission.admits_all(msg, corr, len(waiters) + len(agents))
+            taken = holding = False
+            if waiters:
+                # Only an observer is told of gathers, so only for one is the order kept.
+                holding = self.correlator.on_gathered is not None
+                if holding:
+                    self.correlator.hold()
+                # A waiter that takes what it waits for leaves the list: walk a copy of it,
+                # unless it is the lone waiter (then nothing comes after it).
+                for waiter in waiters if len(waiters) == 1 else tuple(waiters):
+                    if (waiter.consumes and not output) or not waiter.matches(msg):
+                        continue
+                    taken = True
+                    if waiter.consumes:
+                        # The request's waiter takes (or is refused) the reply in its agent's
+                        # place; subscribers of the type still get it.
+                        agents = tuple(r for r in agents if r != msg.recipient)
+                    decision = None if free else admission.check(msg, waiter.consumer, corr)
+                    if decision is None or decision.allowed:
+                        ledger.collect(corr)
+                        waiter.offer(msg)
+                    else:
+                        ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
+                        waiter.refused(
+                            msg,
+                            Missing(
+                                waiter.consumer,
+                                "denied",
+                                decision.reason,
+                                decision.policy,
+                                msg.sender,
+                                msg.id,
+                            ),
+                        )
+            elif self.correlator.closed_criteria:
                 self.correlator.check_late(msg)
-            if ledger.observer is not None:
-                ledger.observer.published(msg, len(routed))
-        admission = self.admission
-        limits = admission.limits
-        # ``Admission.check`` decides without a call when there are no policies and the limits
-        # hold (the budget is checked per recipient: each delivery counts against it).
-        free = not admission.policies and msg.hops <= limits.max_hops
-        budget = limits.correlation_budget
-        put = self.transport.put
-        for rid in routed:
-            if not free or corr.deliveries >= budget:
-                decision = admission.check(msg, rid, corr)
-                if not decision.allowed:
-                    ledger.deny(msg, rid, corr, decision)
-                    continue
-            mb = mailboxes[rid]
-            if len(mb.queue) >= mb.capacity:
-                if mb.options.overflow == "shed":
-                    reason = f"mailbox of {rid!r} full ({mb.capacity}); overflow policy 'shed'"
-                    ledger.shed_one(msg, rid, corr, reason)
-                    continue
-                mb.overdrafts += 1
-            # ``_deliver`` and ``Ledger.opened``, inlined: this runs once a hop
-            ledger.delivered += 1
-            ledger.in_flight += 1
-            corr.in_flight += 1
-            corr.deliveries += 1
-            put(msg, rid)
-            if ledger.observer is not None:
-                ledger.observer.delivered(msg, rid)
-
-    # --- the path ----------------------------------------------------------------------------
-    def route(
-        self, msg: Message, corr: _Correlation, routed: tuple[str, ...], output: bool
-    ) -> tuple[str, ...]:
-        """Count the message, deliver it to the waiters and taps it concerns; the agents that
-        remain to be admitted."""
-        if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-            freeze_message(msg)  # before any consumer sees it: what was admitted stays so
-        ledger = self.ledger
-        ledger.published += 1
-        obs = ledger.observer
-        if corr.cancelled:
-            if obs is not None:
-                obs.published(msg, 0)
-            ledger.unrouted_letter(msg, "correlation cancelled")
-            return ()
-        collected = holding = False
-        if corr.waiters:
-            # Only an observer is told of gathers, so only for one is the order kept.
-            holding = self.correlator.on_gathered is not None
-            if holding:
-                self.correlator.hold()
-            collected, consumed = self._offer(msg, corr, output)
-            if consumed:  # the request waiter stands in for its agent; subscribers still get it
-                routed = tuple(r for r in routed if r != msg.recipient)
-        elif self.correlator.closed_criteria:
-            self.correlator.check_late(msg)
-        if self.taps:
-            self._tap(msg)
-        recipient = msg.recipient
-        if recipient is not None and recipient not in self.mailboxes:
-            # The common case, a reply to a caller that is not an agent, without a generator.
-            routed = (
-                () if routed == (recipient,) else tuple(r for r in routed if r in self.mailboxes)
-            )
-            if not collected and not self.transport.forward(msg):
-                ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
-        elif not routed and not collected and not self.transport.forward(msg):
-            ledger.unrouted_letter(msg, "no recipient and no subscriber")
-        if obs is not None:
-            obs.published(msg, len(routed))
-        if holding:
-            self.correlator.flush()
-        return routed
-
-    def _offer(self, msg: Message, corr: _Correlation, output: bool) -> tuple[bool, bool]:
-        """Deliver ``msg`` to each matching waiter, admitted for the waiter's consumer: (some
-        waiter took it or was refused it, a request waiter took it in its agent's place)."""
-        collected = consumed = False
-        ledger = self.ledger
-        admission = self.admission
-        limits = admission.limits
-        free = not admission.policies and msg.hops <= limits.max_hops  # as in ``emit``
-        for waiter in tuple(corr.waiters):
-            if (waiter.consumes and not output) or not waiter.matches(msg):
-                continue
-            collected = True
-            consumed = consumed or waiter.consumes
-            if free and corr.deliveries < limits.correlation_budget:
-                decision = Decision.ALLOW
-            else:
-                decision = admission.check(msg, waiter.consumer, corr)
-            if decision.allowed:
-                # ``Ledger.collect``, inlined: once per gathered reply
-                ledger.delivered += 1
-                ledger.handled += 1
-                ledger.collected += 1
-                corr.deliveries += 1
-                waiter.offer(msg)
-            else:
-                ledger.deny(msg, waiter.consumer, corr, decision, notify=False)
-                waiter.refused(
-                    msg,
-                    Missing(
-                        waiter.consumer,
-                        "denied",
-                        decision.reason,
-                        decision.policy,
-                        msg.sender,
-                        msg.id,
-                    ),
+            if self.taps:
+                self._tap(msg)
+            recipient = msg.recipient
+            mailboxes = self.mailboxes
+            if recipient is not None and recipient not in mailboxes:
+                # A reply to a caller that is not an agent here: only waiters or another
+                # process may take it; subscribers of its type still get it.
+                agents = (
+                    () if agents == (recipient,) else tuple(r for r in agents if r in mailboxes)
                 )
-        return collected, consumed
+                if not taken and not self.transport.forward(msg):
+                    ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
+            elif not agents and not taken and not self.transport.forward(msg):
+                ledger.unrouted_letter(msg, "no recipient and no subscriber")
+            if obs is not None:
+                obs.published(msg, len(agents))
+            if holding:
+                self.correlator.flush()
+            if not agents:
+                return
+            # Admit and queue the message for each agent.
+            transport = self.transport
+            batch = self.delivered_many
+            if free and held and (batch is not None or obs is None):
+                # Every recipient admitted at once, each in the slot held for it, and nobody
+                # told of each as it goes: the whole fan-out is counted and queued in one call
+                # each. Nothing runs between the puts (a handler starts at the next
+                # checkpoint), so the counts read the same as when kept one by one.
+                ledger.opened(corr, len(agents))
+                transport.put_held(msg, agents)
+                put = len(agents)
+                if batch is not None:
+                    batch(msg, agents)
+                return
+            told: list[str] = []
+            for rid in agents:
+                if not free:
+                    decision = admission.check(msg, rid, corr)
+                    if not decision.allowed:
+                        if held:
+                            transport.release(rid)
+                        put += 1
+                        ledger.deny(msg, rid, corr, decision)
+                        continue
+                if held:
+                    ledger.opened(corr)
+                    transport.put_held(msg, (rid,))
+                else:
+                    mb = mailboxes[rid]
+                    if len(mb.queue) >= mb.capacity:
+                        if mb.options.overflow == "shed":
+                            put += 1
+                            reason = (
+                                f"mailbox of {rid!r} full ({mb.capacity}); overflow policy 'shed'"
+                            )
+                            ledger.shed_one(msg, rid, corr, reason)
+                            continue
+                        mb.overdrafts += 1
+                    ledger.opened(corr)
+                    transport.put(msg, rid)
+                put += 1
+                if batch is not None:
+                    told.append(rid)
+                elif obs is not None:
+                    obs.delivered(msg, rid)
+            if told and batch is not None:
+                batch(msg, told)
+        finally:
+            if held:
+                # The slots nobody used: a waiter took the message in its agent's place, the
+                # delivery was refused, or a call above raised.
+                for rid in agents[put:]:
+                    self.transport.release(rid)
+                if agents is not routed:
+                    kept = set(agents)
+                    for rid in routed:
+                        if rid not in kept and rid in self.mailboxes:
+                            self.transport.release(rid)
+
+    def reply_arrived(self, reply: Message, corr: _Correlation) -> None:
+        """A reply nobody received in the process that sent it, carried here: routed to this
+        runtime's waiters and taps only (its agents had it where it was sent)."""
+        self.route(reply, True, corr, ())
 
     def _tap(self, msg: Message) -> None:
         for tap in self.taps:
             if self.admission.policies and not self.admission.evaluate(msg, tap.id, 0).allowed:
-                self.ledger.taps_denied += 1
+                self.ledger.tap_denied()
                 continue
             try:
                 tap.observe(msg)
             except Exception:
-                self.ledger.tap_errors += 1
+                self.ledger.tap_failed()
                 _log.exception(
                     "tap %r failed on message %s", tap.id, msg.id, extra=fields(tap.id, msg)
                 )
-
-    def _deliver(self, msg: Message, rid: str, corr: _Correlation) -> None:
-        self.ledger.opened(corr)
-        self.transport.put(msg, rid)
-        if self.ledger.observer is not None:
-            self.ledger.observer.delivered(msg, rid)

@@ -18,20 +18,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
-from .audit import AuditRecord
 from .correlator import Missing, _Correlation
-from .deadletter import DeadLetter
 
 if TYPE_CHECKING:
     from .._agent.context import ContextServices, Timer
     from .._message.envelope import Message
     from .._message.types import MessageTypes
     from .admission import Admission
-    from .deadletter import DeadLetterKind
+    from .deadletter import DeadLetter, DeadLetterKind
     from .dispatch import Dispatcher
     from .ledger import Ledger
-    from .local.mailbox import Mailbox
-    from .policy import Decision, Limits
+    from .policy import Decision
     from .timers import Timers
 
 __all__ = [
@@ -51,15 +48,10 @@ ScheduleCall: TypeAlias = "Callable[[Message, float], Timer]"
 class TransportHost(Protocol):
     """The runtime as a transport between processes sees it."""
 
-    # --- what the runtime hosts ----------------------------------------------------------------
+    # --- what the runtime hosts (its agents come with ``Transport.attach_agents``) ----------
     @property
     def types(self) -> MessageTypes:
         """The message types this runtime reads: a delivery from the broker is decoded here."""
-        ...
-
-    @property
-    def mailboxes(self) -> Mapping[str, Mailbox]:
-        """Every agent of this runtime by id, with its capacity, concurrency and options."""
         ...
 
     # --- a worker: this process runs deliveries other processes sent --------------------------
@@ -203,8 +195,6 @@ class RuntimeHost:
     def __init__(
         self,
         types: MessageTypes,
-        limits: Limits,
-        mailboxes: Mapping[str, Mailbox],
         ledger: Ledger,
         admission: Admission,
         dispatcher: Dispatcher,
@@ -212,8 +202,6 @@ class RuntimeHost:
         services: ContextServices,
     ) -> None:
         self._types = types
-        self._limits = limits
-        self._mailboxes = mailboxes
         self._ledger = ledger
         self._correlator = ledger.correlator
         self._admission = admission
@@ -224,10 +212,6 @@ class RuntimeHost:
     @property
     def types(self) -> MessageTypes:
         return self._types
-
-    @property
-    def mailboxes(self) -> Mapping[str, Mailbox]:
-        return self._mailboxes
 
     def serve_as_worker(
         self,
@@ -264,37 +248,30 @@ class RuntimeHost:
     def arrived(self, corr: Correlation, *, cancelled: bool) -> None:
         if cancelled:
             corr.cancelled = True  # the runner dead-letters it without running it
-        self._ledger.in_flight += 1
-        corr.in_flight += 1
+        self._ledger.arrived(corr)
 
     def left(self, corr: Correlation) -> None:
         self._ledger.closed(corr)
 
     def opened(self, corr: Correlation, count: int = 1) -> None:
-        for _ in range(count):
-            self._ledger.opened(corr)
+        self._ledger.opened(corr, count)
 
     def collected(self, corr: Correlation, count: int) -> None:
-        for _ in range(count):
-            self._ledger.collect(corr)
+        self._ledger.collect(corr, count)
 
     def admit_charged(
         self, sent: Sequence[tuple[Message, str]], corr: Correlation, total: int
     ) -> int:
-        ledger = self._ledger
-        budget = self._limits.correlation_budget
-        admitted = max(0, min(len(sent), budget - (total - len(sent))))
+        admission = self._admission
+        admitted = admission.within_charged_budget(len(sent), total)
         for msg, recipient in sent[admitted:]:
             # It was counted in flight when admitted here: it becomes a denial instead.
-            ledger.delivered -= 1
-            corr.deliveries -= 1
-            ledger.deny(msg, recipient, corr, self._admission.evaluate(msg, recipient, budget))
-            ledger.closed(corr)
+            denial = admission.over_charged_budget(msg, recipient)
+            self._ledger.withdrawn(msg, recipient, corr, denial)
         return admitted
 
     def handled(self, corr: Correlation) -> None:
-        self._ledger.handled += 1
-        self._ledger.closed(corr)
+        self._ledger.handled_elsewhere(corr)
 
     def denied(
         self,
@@ -311,10 +288,7 @@ class RuntimeHost:
         self._ledger.shed_one(msg, consumer, corr, reason)
 
     def limit_fired(self, limit: str, agent: str, msg: Message, reason: str) -> None:
-        ledger = self._ledger
-        ledger.record(limit, "limit_fired", agent, msg, reason)
-        if ledger.observer is not None:
-            ledger.observer.limit_fired(msg, agent, limit, reason)
+        self._ledger.limit_fired(limit, agent, msg, reason)
 
     def dead_lettered(
         self,
@@ -335,25 +309,10 @@ class RuntimeHost:
         details: Mapping[str, str],
         corr: Correlation | None = None,
     ) -> DeadLetter:
-        ledger = self._ledger
-        ledger.audit.record(
-            AuditRecord(ledger.clock.now(), agent, "dead_letter:failed", agent, dict(details))
-        )
-        dead = DeadLetter(letter, agent, "failed", reason, None, 0, ledger.clock.now())
-        ledger.dead_letters.add(dead)
-        if ledger.observer is not None:
-            ledger.observer.dead_lettered(dead)
-        if corr is not None:
-            ledger.dead_lettered += 1
-            if corr.waiters:
-                message_id = details["message_id"]
-                missing = Missing(agent, "failed", reason, None, agent, message_id)
-                self._correlator.failed(corr, missing, message_id, agent)
-            ledger.closed(corr)
-        return dead
+        return self._ledger.unreadable(agent, letter, reason, details, corr)
 
     def reply_arrived(self, reply: Message, corr: Correlation) -> None:
-        self._dispatcher.route(reply, corr, (), True)
+        self._dispatcher.reply_arrived(reply, corr)
 
     def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
         for waiter in tuple(corr.waiters):

@@ -13,7 +13,7 @@ the notice to whoever waits on the correlation, so no path can record half of on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -47,7 +47,7 @@ class Ledger:
         self.observer: Observer | None = None
         # Set by the runtime while an agent subscribes to loss notices (see _losses.py).
         self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
-        self.published = self.delivered = self.handled = self.denied = 0
+        self.delivered = self.handled = self.denied = 0
         self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
@@ -55,15 +55,23 @@ class Ledger:
         self._idle: list[anyio.Event] = []
 
     # --- the identity ------------------------------------------------------------------------
-    def opened(self, corr: _Correlation) -> None:
-        """A delivery was admitted: it is in flight until ``closed``."""
-        self.delivered += 1
-        self.in_flight += 1
-        corr.in_flight += 1
-        corr.deliveries += 1
+    def opened(self, corr: _Correlation, count: int = 1) -> None:
+        """``count`` deliveries of ``corr`` were admitted: each is in flight until ``closed``.
+        A publish counts its whole fan-out in one call: nothing runs between its puts, so the
+        counts read the same as if each were counted as it went."""
+        self.delivered += count
+        self.in_flight += count
+        corr.in_flight += count
+        corr.deliveries += count
 
-    def closed(self, corr: _Correlation) -> None:
-        """A delivery that was in flight has its outcome (counted by the caller)."""
+    def closed(self, corr: _Correlation, handled: Message | None = None) -> None:
+        """A delivery that was in flight has its outcome: ``handled`` (the message, handled;
+        a request waiting on ``corr`` is told first), else one its caller counted. The last
+        one of a correlation settles it; the last one of the runtime wakes ``wait_idle``."""
+        if handled is not None:
+            self.handled += 1
+            if corr.requests:
+                self.correlator.handled(corr, handled.id)
         self.in_flight -= 1
         corr.in_flight -= 1
         if corr.in_flight == 0:
@@ -74,6 +82,23 @@ class Ledger:
             for event in self._idle:
                 event.set()
             self._idle.clear()
+
+    def arrived(self, corr: _Correlation) -> None:
+        """A delivery another process admitted (and counted ``delivered``) runs here: in
+        flight here until ``closed``, not delivered a second time."""
+        self.in_flight += 1
+        corr.in_flight += 1
+
+    def withdrawn(
+        self, msg: Message, consumer: str, corr: _Correlation, decision: Decision
+    ) -> None:
+        """A delivery counted in flight (``opened``) that admission refuses after all (the
+        correlation's budget, charged across processes): it ends as the denial ``decision``,
+        as if it had been refused when it was admitted."""
+        self.delivered -= 1
+        corr.deliveries -= 1
+        self.deny(msg, consumer, corr, decision)
+        self.closed(corr)
 
     async def wait_idle(self) -> None:
         if self.in_flight:
@@ -85,29 +110,43 @@ class Ledger:
                 if event in self._idle:
                     self._idle.remove(event)
 
+    # --- counts that are not outcomes ----------------------------------------------------------
+    def retried(self) -> None:
+        """A failed delivery is attempted again (still the same delivery, still in flight)."""
+        self.retries += 1
+
+    def fell_back(self) -> None:
+        """A fallback agent handled a delivery its agent failed (the outcome is ``handled``)."""
+        self.fallbacks += 1
+
+    def cut_short_by_shutdown(self, agent: str) -> None:
+        """A running delivery of ``agent`` was cancelled by the shutdown."""
+        self.cut_short[agent] += 1
+
+    def tap_denied(self) -> None:
+        self.taps_denied += 1
+
+    def tap_failed(self) -> None:
+        self.tap_errors += 1
+
     # --- outcomes ----------------------------------------------------------------------------
     def handled_one(self, corr: _Correlation, msg: Message) -> None:
-        self.handled += 1
-        if corr.requests:
-            self.correlator.handled(corr, msg.id)
-        # ``closed``, inlined: this runs once a hop.
-        self.in_flight -= 1
-        corr.in_flight -= 1
-        if corr.in_flight == 0:
-            if self.observer is not None:
-                self.observer.settled(corr.id)
-            self.correlator.settle(corr)
-        if self.in_flight == 0 and self._idle:
-            for event in self._idle:
-                event.set()
-            self._idle.clear()
+        """A delivery in flight was handled (``closed`` with the message)."""
+        self.closed(corr, msg)
 
-    def collect(self, corr: _Correlation) -> None:
-        """A waiter (gather, ask, request) took a message: a delivery handled at once."""
-        self.delivered += 1
+    def handled_elsewhere(self, corr: _Correlation) -> None:
+        """A delivery in flight here was handled in another process (whose requests hear of
+        it there)."""
         self.handled += 1
-        self.collected += 1
-        corr.deliveries += 1
+        self.closed(corr)
+
+    def collect(self, corr: _Correlation, count: int = 1) -> None:
+        """A waiter (gather, ask, request) took a message: a delivery handled at once
+        (``count``: messages waiters of another process took, reported here)."""
+        self.delivered += count
+        self.handled += count
+        self.collected += count
+        corr.deliveries += count
 
     def deny(
         self,
@@ -178,6 +217,40 @@ class Ledger:
             )
             self.lost(msg, consumer, corr, missing)  # before closing: a notice keeps it open
         self.closed(corr)
+
+    def unreadable(
+        self,
+        agent: str,
+        letter: Message,
+        reason: str,
+        details: Mapping[str, str],
+        corr: _Correlation | None,
+    ) -> DeadLetter:
+        """A delivery for ``agent`` nobody could read, kept as the dead letter ``letter``
+        with an audit row of ``details`` (the message as its text shows it). ``corr``: it was
+        in flight, and this dead letter is its outcome (its waiters hear why, with
+        ``details["message_id"]``)."""
+        now = self.clock.now()
+        self.audit.record(AuditRecord(now, agent, "dead_letter:failed", agent, dict(details)))
+        dead = DeadLetter(letter, agent, "failed", reason, None, 0, now)
+        self.dead_letters.add(dead)
+        if self.observer is not None:
+            self.observer.dead_lettered(dead)
+        if corr is not None:
+            self.dead_lettered += 1
+            if corr.waiters:
+                message_id = details["message_id"]
+                missing = Missing(agent, "failed", reason, None, agent, message_id)
+                self.correlator.failed(corr, missing, message_id, agent)
+            self.closed(corr)
+        return dead
+
+    def limit_fired(self, limit: str, agent: str, msg: Message, reason: str) -> None:
+        """A limit stopped ``agent``'s handling of ``msg`` (not an outcome: the handler's
+        delivery ends as it ends): its audit row and observer call."""
+        self.record(limit, "limit_fired", agent, msg, reason)
+        if self.observer is not None:
+            self.observer.limit_fired(msg, agent, limit, reason)
 
     def lost(self, msg: Message, consumer: str, corr: _Correlation, missing: Missing) -> None:
         """Tell the correlation's waiters, and the loss hook, that a delivery is lost."""

@@ -81,8 +81,7 @@ class ModelCalls:
 
     def _fire(self, firing: Firing) -> None:
         msg, agent_id = firing.message, firing.agent_id
-        ledger = self._ledger
-        ledger.record(firing.limit, "limit_fired", agent_id, msg, firing.reason)
+        self._ledger.limit_fired(firing.limit, agent_id, msg, firing.reason)
         _log.warning(
             "%s fired in %s handling %s %s: %s",
             firing.limit,
@@ -92,5 +91,3 @@ class ModelCalls:
             firing.reason,
             extra=fields(agent_id, msg),
         )
-        if ledger.observer is not None:
-            ledger.observer.limit_fired(msg, agent_id, firing.limit, firing.reason)

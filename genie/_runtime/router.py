@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 from typing import Protocol
 
 from .._message.envelope import Message
@@ -29,15 +30,19 @@ class Tap(Protocol):
 class Router:
     """Subscriptions by exact type or by pattern (``finance.*``, fnmatch syntax).
 
-    Recipients for a type are computed once and cached until the subscriptions change.
+    Recipients for a type (and a direct recipient) are computed once and cached until the
+    subscriptions change: every message asks, and few distinct questions are ever asked.
     """
 
     def __init__(self) -> None:
         self._exact: dict[str, list[str]] = {}
         self._patterns: list[tuple[str, str]] = []
-        # Subscribers by type, filled by ``subscribers``; read directly by the dispatcher's hot
-        # path (a miss there calls ``subscribers``). Cleared when the subscriptions change.
+        # Subscribers by type, filled by ``subscribers``. Cleared when the subscriptions change.
         self.cache: dict[str, tuple[str, ...]] = {}
+        # ``recipients(type, direct)``: direct recipient first, then the subscribers of the
+        # type, without duplicates. Answered from a bounded table of the last questions (a
+        # direct recipient may be any caller's name), emptied when the subscriptions change.
+        self.recipients = functools.lru_cache(maxsize=4096)(self._recipients)
 
     def subscribe(self, agent_id: str, pattern: str) -> None:
         if any(ch in pattern for ch in "*?["):
@@ -48,6 +53,7 @@ class Router:
             if agent_id not in subs:
                 subs.append(agent_id)
         self.cache.clear()
+        self.recipients.cache_clear()
 
     def unsubscribe_all(self, agent_id: str) -> None:
         for subs in self._exact.values():
@@ -55,6 +61,7 @@ class Router:
                 subs.remove(agent_id)
         self._patterns = [(p, a) for p, a in self._patterns if a != agent_id]
         self.cache.clear()
+        self.recipients.cache_clear()
 
     def subscribers(self, type_name: str) -> tuple[str, ...]:
         found = self.cache.get(type_name)
@@ -66,12 +73,8 @@ class Router:
             found = self.cache[type_name] = tuple(ids)
         return found
 
-    def recipients(self, msg: Message) -> tuple[str, ...]:
-        """Direct recipient first, then subscribers of the type, without duplicates."""
-        subs = self.cache.get(msg.type)  # ``subscribers``, inlined for a known type
-        if subs is None:
-            subs = self.subscribers(msg.type)
-        direct = msg.recipient
+    def _recipients(self, type_name: str, direct: str | None) -> tuple[str, ...]:
+        subs = self.subscribers(type_name)
         if direct is None:
             return subs
         if not subs:

@@ -1,9 +1,11 @@
 """The runtime: a facade that wires the rooms of the data flow (docs/architecture.md).
 
-publish -> ``Dispatcher`` (route, admission for each consumer) -> ``LocalTransport`` (mailbox,
-executors) -> ``DeliveryRunner`` (the supervised handler call) -> outputs back to the
-``Dispatcher``. The ``Ledger`` records every outcome, so that
-``delivered == handled + denied + dead_lettered + shed + in_flight`` holds at every moment.
+publish -> ``Dispatcher`` (route, admission for each consumer) -> a ``Transport`` (by default
+``LocalTransport``: the agents' mailboxes and the executors) -> ``DeliveryRunner`` (the
+supervised handler call) -> outputs back to the ``Dispatcher``. The runtime owns the agents (a
+``Mailbox`` each, by id) and hands that registry to the transport. The ``Ledger`` records
+every outcome, so that ``delivered == handled + denied + dead_lettered + shed + in_flight``
+holds at every moment.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import gc
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
@@ -49,6 +51,7 @@ from .options import AgentOptions
 from .policy import Limits, Policy
 from .router import Router, Tap
 from .timers import Timers
+from .transport import Transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -63,7 +66,7 @@ __all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
 
 _log = lazy_logger("genie.runtime")
 
-# `Lost.message_type`: the `Lost` model (2.5 M instructions to define, with its module) loads
+# `Lost.message_type`: the `Lost` model (costly to define, with its module) loads
 # when an agent subscribes to loss notices; the event stream's module when `events` is first
 # called; the statistics record when `statistics` is (docs/design/imports-and-gc.md).
 _LOST = "genie.lost"
@@ -132,7 +135,7 @@ class Runtime:
         self.drain_timeout = drain_timeout
         self.freeze_gc = freeze_gc
         self.shutdown_report: ShutdownReport | None = None
-        self._new_id = IdSource(seed)
+        self._new_id = IdSource(seed).next
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
         # The rooms, in the order a message meets them.
@@ -141,15 +144,16 @@ class Runtime:
         self._admission = Admission(self.limits, self.policies)
         dead_letters = DeadLetters(dead_letter_capacity, retention)
         self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
-        # Another transport (NATS, genie/nats/) moves admitted deliveries elsewhere; its
-        # mailboxes still hold every agent, so routing and admission stay here. The dispatcher
-        # and the runner still name LocalTransport's type; what they ask of it, a transport
-        # between processes answers too (``start``, ``mailboxes``, ``executors``).
-        self._transport = LocalTransport() if transport is None else cast(LocalTransport, transport)
-        self._mailboxes = self._transport.mailboxes
+        # The agents of this runtime, by id: the registry routing, admission and the supervisor
+        # read. The transport is handed it and moves admitted deliveries into these mailboxes
+        # (another transport, such as NATS, moves them between processes first).
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._transport: Transport = transport if transport is not None else LocalTransport()
+        self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
             self.types,
             self._router,
+            self._mailboxes,
             self._transport,
             self._admission,
             self._ledger,
@@ -160,7 +164,7 @@ class Runtime:
         self._model_calls = ModelCalls(self.limits, prices, self._ledger, self._correlator)
         services = ContextServices(
             self.clock,
-            self._new_id.next,
+            self._new_id,
             self._request,
             self._timers.schedule,
             self._model_calls.provider,
@@ -172,6 +176,7 @@ class Runtime:
             self._correlator,
             self._admission,
             self._dispatcher,
+            self._mailboxes,
             self._transport,
             services,
         )
@@ -183,8 +188,6 @@ class Runtime:
                 transport.bind(
                     RuntimeHost(
                         self.types,
-                        self.limits,
-                        self._mailboxes,
                         self._ledger,
                         self._admission,
                         self._dispatcher,
@@ -284,7 +287,7 @@ class Runtime:
         )
         # Routed like a handler's output, at once: it is in flight before the loss settles
         # the correlation, so whoever waits on it hears of the loss before the request ends.
-        self._dispatcher.emit(
+        self._dispatcher.route(
             msg.child(
                 notice,
                 sender="genie",
@@ -323,7 +326,7 @@ class Runtime:
         if not self._observers:
             observer = None
         elif len(self._observers) == 1 and self._observers[0].never_raises:
-            observer = self._observers[0]  # the built-in ones skip the guard: ~1 µs a delivery
+            observer = self._observers[0]  # a built-in one never raises: no guard to pass
         self._ledger.observer = observer
         self._correlator.on_gathered = gather_listener(observer)
         self._dispatcher.delivered_many = deliveries_listener(observer)
@@ -374,7 +377,7 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        # anyio.Event() asks sniffio for the backend on every call (~2 µs); the backend's own
+        # anyio.Event() asks sniffio for the backend on every call; the backend's own
         # class, taken once, builds the same event. Gathers and executors make one per request.
         new_event: Callable[[], anyio.Event] = type(anyio.Event())
         self._correlator.new_event = new_event
@@ -507,8 +510,8 @@ class Runtime:
     ) -> Message:
         """A top-level message stamped with this runtime's ids and clock."""
         if not fields and isinstance(role, Role):
-            # The common call (typed values only): build it without pydantic's validation,
-            # which costs ~10 µs a request; the checks are the ones validation would make.
+            # The common call (typed values only): build it without pydantic's validation;
+            # the checks are the ones validation would make.
             return Message.top(
                 payload, self._new_id(), sender, recipient, role, self.clock.timestamp()
             )
@@ -556,7 +559,7 @@ class Runtime:
         self._dispatcher.publish_nowait(msg)
 
     def _fire(self, msg: Message) -> None:
-        self._dispatcher.emit(msg, False)
+        self._dispatcher.route(msg, False)
 
     # --- fan-in ------------------------------------------------------------------------------
     def gather(
@@ -613,7 +616,7 @@ class Runtime:
         published = False
         try:
             # No checkpoint before publishing: waiting for the reply is one.
-            if timeout is None:  # a cancel scope costs ~5 µs a request
+            if timeout is None:  # no deadline: no cancel scope of its own
                 await self._dispatcher.publish(msg)
                 published = True
                 return await gather.wait()
@@ -646,17 +649,17 @@ class Runtime:
         if not self.types.is_registered(msg.payload):
             raise UnknownMessageTypeError(msg.type, self.types.names())
         waiter = RequestWaiter(self._correlator, self._correlator.get(msg.correlation_id), msg)
-        self._dispatcher.emit(msg, False)
+        self._dispatcher.route(msg, False)
         return await waiter.wait(self.limits.request_timeout if timeout is None else timeout)
 
     # --- introspection -----------------------------------------------------------------------
     def statistics(self) -> RuntimeStatistics:
         from .statistics import RuntimeStatistics
 
-        ex = self._transport.executors
+        workers = self._transport.workers()
         ledger = self._ledger
         return RuntimeStatistics(
-            published=ledger.published,
+            published=self._dispatcher.published,
             delivered=ledger.delivered,
             handled=ledger.handled,
             collected=ledger.collected,
@@ -671,9 +674,9 @@ class Runtime:
             tap_errors=ledger.tap_errors,
             observer_errors=self._guarded.errors if self._guarded is not None else 0,
             timers_pending=len(self._timers.pending),
-            executors=ex.count if ex else 0,
-            idle_executors=ex.idle if ex else 0,
-            ready=len(ex.ready) if ex else 0,
+            executors=workers.executors,
+            idle_executors=workers.idle,
+            ready=workers.ready,
             # A copy first: the metrics endpoint reads this from its own thread.
             mailboxes={mb.id: mb.statistics() for mb in list(self._mailboxes.values())},
             policies=self._admission.statistics(),

@@ -57,7 +57,7 @@ class Timers:
 
     def _withdrawn(self, timer: Timer, msg: Message, corr: _Correlation) -> None:
         if self.pending.pop(timer, None) is not None:  # withdrawn by its agent: its outcome
-            self._ledger.handled_one(corr, msg)
+            self._ledger.closed(corr, msg)
             if self.on_end is not None:
                 self.on_end(msg)
 
@@ -83,6 +83,6 @@ class Timers:
             self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
         else:
             self._fire(msg)  # routed before the timer closes, so the request never looks idle
-            self._ledger.handled_one(corr, msg)
+            self._ledger.closed(corr, msg)
         if self.on_end is not None:
             self.on_end(msg)

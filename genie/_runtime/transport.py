@@ -11,20 +11,24 @@ decodes each delivery through the message-type registry and hands it to the same
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
+
+import anyio
 
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
 from .._base.record import Record
 from .._errors import InvalidMessageError
 from .._message.envelope import Message
 from .._message.types import MessageTypes
-from .local.mailbox import Queued
+from .local.executor import Worker
+from .local.mailbox import Mailbox, Queued
 
 if TYPE_CHECKING:
-    pass
+    from anyio.abc import TaskGroup
 
-__all__ = ["Delivery", "Transport", "delivery_id"]
+__all__ = ["NO_WORKERS", "Delivery", "RunDelivery", "Transport", "WorkerCounts", "delivery_id"]
 
 
 def delivery_id(msg: Message, recipient: str) -> str:
@@ -67,15 +71,73 @@ class Delivery(Record):
         return cls(types.parse_bounded_message(body["message"]), str(body["recipient"]))
 
 
+class WorkerCounts(Record):
+    """How many tasks a transport runs handlers on now (``Transport.workers``)."""
+
+    executors: int
+    idle: int
+    ready: int
+
+
+NO_WORKERS = WorkerCounts(0, 0, 0)
+
+RunDelivery = Callable[[Mailbox, Worker], Awaitable[None]]
+
+
 class Transport(Protocol):
-    """Moves admitted deliveries to the recipient's worker (see the module docstring)."""
+    """Moves admitted deliveries to the recipient's worker and runs them there.
+
+    The runtime owns its agents: each agent's ``Mailbox`` (its options, its handler table, its
+    queue and the counts the executors keep), by id, in one registry the runtime hands over
+    with ``attach_agents`` before anything else. Routing and admission have decided before a
+    transport is called: it never chooses recipients, never refuses a delivery and never
+    counts an outcome (the ledger does). Its duties:
+
+    - Bounded room for outside publishers: ``has_room``, ``wait_for_room``, ``hold``,
+      ``release``. A slot held is later used by ``put_held`` or given back by ``release``.
+    - Queue each admitted delivery: ``put`` (a send from a handler, a timer, a request: never
+      waits, may overdraw) and ``put_held`` (a publish, in its held slots). A transport that
+      runs deliveries in this process queues an item with ``Mailbox.push`` and, when that
+      returns True (a new token: the agent may start one more handler), arranges for the
+      ``run`` it was given in ``start`` to be called with that mailbox. ``run`` takes the
+      oldest queued item itself, so the calls for one mailbox may come in any order and from
+      any task.
+    - Run: ``run(mailbox, worker)`` runs one delivery to its outcome, then asks ``turn``
+      which mailboxes to run next in the same call. ``worker`` is a ``Worker`` per task that
+      calls ``run``, so that ``cancel`` can find the handlers of one correlation. When a
+      delivery ends with more queued for its agent and room for another handler, the runner
+      hands out the token itself: it appends the mailbox to ``ready_queue``.
+    - ``cancel``, ``forward``, ``drain_queues`` and ``workers`` as documented below.
+    """
+
+    ready_queue: deque[Mailbox]
+    """Mailboxes that hold a token: each is owed one ``run`` call. The runner appends to it
+    from inside ``run`` (the task is free as soon as ``run`` returns, so nobody is woken);
+    the transport takes them in order, in ``turn`` or once ``run`` has returned."""
+
+    def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
+        """The runtime's agent registry, read (never changed) by the transport from now on;
+        called once, when the runtime is built. Agents added later appear in it."""
+        ...
+
+    def start(self, tg: TaskGroup, run: RunDelivery, new_event: Callable[[], anyio.Event]) -> None:
+        """The runtime started: run deliveries with ``run`` in tasks of ``tg`` from now on
+        (``new_event`` builds an event of the running backend). Cancelling ``tg`` stops it."""
+        ...
+
+    def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
+        """The mailboxes ``run`` runs one delivery of, in a row, in one call: ``first``, then
+        whatever this transport would have ``run`` next on the same task (``(first,)``: one
+        delivery a call). ``run`` stops early if a delivery raises."""
+        ...
 
     def has_room(self, recipient: str) -> bool:
         """An outside publisher could put a delivery for ``recipient`` now without waiting."""
         ...
 
     async def wait_for_room(self, recipient: str) -> None:
-        """Wait, first come first served, for a slot for ``recipient``, and hold it."""
+        """Wait, first come first served, for a slot for ``recipient``, and hold it. Cancelled
+        while waiting, nothing is held."""
         ...
 
     def hold(self, recipients: Sequence[str], start: int) -> int:
@@ -89,7 +151,8 @@ class Transport(Protocol):
         ...
 
     def put(self, item: Queued, recipient: str) -> None:
-        """Queue an admitted delivery (no slot was held for it)."""
+        """Queue an admitted delivery (no slot was held for it): it never waits, and may take
+        the queue past its capacity (the dispatcher counted the overdraft or shed it)."""
         ...
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
@@ -104,4 +167,13 @@ class Transport(Protocol):
     def forward(self, msg: Message) -> bool:
         """Take ``msg``, which nobody in this process receives, to the process whose waiters
         may (True); False: it is unrouted here."""
+        ...
+
+    def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
+        """At close, after ``tg`` ended: take out every delivery still queued, with its
+        mailbox (each becomes a dead letter), and wake every publisher waiting for room."""
+        ...
+
+    def workers(self) -> WorkerCounts:
+        """The tasks that run handlers now, for ``Runtime.statistics``."""
         ...

@@ -34,7 +34,7 @@ import contextlib
 import json
 import math
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,7 @@ from .._message.envelope import Message
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
-from .._runtime.local.transport import LocalTransport
-from .._runtime.transport import Delivery, delivery_id
+from .._runtime.transport import Delivery, WorkerCounts, delivery_id
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
@@ -128,9 +127,12 @@ class NatsTransport:
         on_step: StepHook | None = None,
         audit_key: bytes | None = None,
     ) -> None:
-        # Where the runtime registers its agents: a local transport that is never started
-        # (this process runs the deliveries its consumers take, not an executor pool).
-        self._local = LocalTransport()
+        # The runtime's agents by id, once it ``attach_agents``: every process knows them all,
+        # and runs the deliveries of the ``hosted`` ones its consumers take.
+        self._agents: Mapping[str, Mailbox] = {}
+        # The runner hands a finished delivery's next token out here; it never has one to hand
+        # out (``_queue``: each delivery runs as it is queued), so this stays empty.
+        self.ready_queue: deque[Mailbox] = deque()
         self.url = url
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -229,21 +231,9 @@ class NatsTransport:
             await self._nc.close()
             self._nc = self._js = None
 
-    # --- what the runtime reads of its transport besides the Transport calls -----------------
-    @property
-    def mailboxes(self) -> dict[str, Mailbox]:
-        """Where the runtime registers its agents."""
-        return self._local.mailboxes
-
-    @property
-    def executors(self) -> None:
-        """None: each delivery a consumer takes runs in that consumer's task group."""
-        return None
-
-    def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
-        """At close: what is left in the mailboxes (as a rule nothing: a delivery a consumer
-        takes leaves its mailbox for the runner as it is queued)."""
-        return self._local.drain_queues()
+    # --- wiring by the runtime ----------------------------------------------------------------
+    def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
+        self._agents = mailboxes
 
     def bind(self, host: TransportHost) -> None:
         """The runtime's host: what this transport reads and records of the runtime (the
@@ -259,7 +249,7 @@ class NatsTransport:
         """Serve ``rt`` (built with ``transport=`` this one): check the agents it hosts, and
         take its handlers' requests and timers across the broker."""
         host = self._served()
-        agents = host.mailboxes
+        agents = self._agents
         for agent_id in self.hosted:
             if agent_id not in agents:
                 raise ConfigurationError(
@@ -297,10 +287,12 @@ class NatsTransport:
             tg.start_soon(self._beat, name="genie-nats-beat")
             follow = self.cancellations.follow
             tg.start_soon(follow, self.js, self._cancelled_elsewhere, name="genie-nats-cancel")
-        agents = self._served().mailboxes
         for agent_id in self.hosted:
-            mb = agents[agent_id]
+            mb = self._agents[agent_id]
             tg.start_soon(self._consume, mb, name=f"genie-nats-{agent_id}")
+
+    def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
+        return (first,)  # each delivery runs in the task of the consumer that took it
 
     async def ready(self) -> None:
         """Wait until this process receives its outcome records and has the consent ledger
@@ -321,7 +313,7 @@ class NatsTransport:
         return free >= 1
 
     def hold(self, recipients: Sequence[str], start: int) -> int:
-        agents = self._served().mailboxes
+        agents = self._agents
         for i in range(start, len(recipients)):
             if recipients[i] in agents and not self._try_hold(recipients[i]):
                 return i
@@ -368,12 +360,12 @@ class NatsTransport:
         stored yet)."""
         if unsent is None:
             unsent = self._unsent[recipient]
-        return self._served().mailboxes[recipient].capacity - queued - unsent
+        return self._agents[recipient].capacity - queued - unsent
 
     async def _read_room(self, recipient: str | None = None) -> None:
         """Read the stream's count of deliveries for ``recipient`` (None: every agent) into
         ``_room``, in one request."""
-        ids = self._served().mailboxes if recipient is None else (recipient,)
+        ids = self._agents if recipient is None else (recipient,)
         agents = [(agent_id, self.names.agent(agent_id)) for agent_id in ids]
         subjects = self.names.agents if recipient is None else agents[0][1]
         # The count is taken between the request and its answer: a send stored in that
@@ -466,6 +458,16 @@ class NatsTransport:
     def _cancelled_elsewhere(self, correlation_id: str) -> None:
         if self._served().cancelled_elsewhere(correlation_id):
             self._cancel_here(correlation_id)  # its handlers end as cancelled dead letters
+
+    def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
+        """Nothing: a delivery leaves its mailbox for the runner as it is queued (``_run``),
+        what the broker still holds stays there for the next worker, and a publisher waits
+        for room in the stream (``wait_for_room``), not in a mailbox."""
+        return iter(())
+
+    def workers(self) -> WorkerCounts:
+        """Each delivery runs in a task of its own: as many as run now, none idle."""
+        return WorkerCounts(len(self._workers), 0, 0)
 
     def forward(self, msg: Message) -> bool:
         """A message nobody here receives, sent by a delivery this process runs: its outcome
@@ -864,20 +866,22 @@ class NatsTransport:
             item, mb = handoff, self._fallback_of(handoff)
 
     def _fallback_of(self, handoff: Handoff) -> Mailbox:
-        agents = self._served().mailboxes
+        agents = self._agents
         fallback = agents[handoff.failed_agent].options.fallback
         assert fallback is not None
         return agents[fallback]
 
     @staticmethod
     def _queue(mb: Mailbox, item: Queued) -> None:
-        # No executors here: the runner pops the item at once (before its first await), so
-        # every queued item counts as scheduled, and ``done`` never asks for another run.
-        mb.push(item)
-        mb.scheduled = len(mb.queue)
+        # The runner takes the item at once (before its first await), in the task of the
+        # consumer that fetched it: it runs now, even where ``push`` gave no token (a
+        # fallback's handoff while the fallback runs its own deliveries), since the
+        # consumers bound the concurrency (``max_ack_pending``).
+        if not mb.push(item):
+            mb.run_now()
 
     async def _beat(self) -> None:
-        agents = self._served().mailboxes
+        agents = self._agents
         every = min(ack_wait_of(agents[a], self.ack_wait) for a in self.hosted) / 6
         await self._beats.run(every)
 

@@ -72,11 +72,21 @@ def test_nats_transport_is_a_peer_of_local_transport() -> None:
 
 
 def test_the_runtime_binds_its_host_to_a_transport_between_processes() -> None:
-    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("seam"))  # never connected
-    rt = Runtime([Echo("echo")], transport=transport)
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("seam"), hosted=["echo"])
+    rt = Runtime([Echo("echo")], transport=transport)  # never connected
     host: TransportHost = transport._served()
     assert isinstance(host, RuntimeHost)
-    assert set(host.mailboxes) == {"echo"}
+    transport.attach(rt)  # hosts "echo": the runtime attached its agents
+
+
+def test_the_runtime_hands_its_agents_to_the_transport() -> None:
+    """The registry is the runtime's (``attach_agents``): an agent added later is there too,
+    and a hosted id that is no agent is refused when attached."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("seam"), hosted=["late"])
+    rt = Runtime([Echo("echo")], transport=transport)
+    with pytest.raises(ConfigurationError, match=r"cannot host agent 'late'.*\(it has echo\)"):
+        transport.attach(rt)
+    rt.add(Echo("late"))
     transport.attach(rt)
 
 

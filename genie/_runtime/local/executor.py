@@ -1,11 +1,11 @@
 """The executor pool: a few tasks that run mailboxes from one ready queue.
 
 Why not a task per agent: an idle agent would then hold a parked task (several KB), and
-starting a task per burst costs ~25 µs under anyio, several times a whole hop of the raw asyncio
-floor. Here an executor that finishes a handler takes the next ready mailbox at once, so a chain
-of agents runs without a task switch per hop. It yields every ``batch`` messages (64) so other
-tasks (publishers, timers) get their turn: a yield is a turn of the event loop, which costs
-about as many instructions as a delivery, so at 16 yields were ~6% of a delivery's cost.
+starting a task per burst costs more than a whole hop. Here an executor that finishes a handler
+takes the next ready mailbox at once, so a chain of agents runs without a task switch per hop.
+It yields every ``batch`` messages (64) so other tasks (publishers, timers) get their turn: a
+yield is a turn of the event loop, about what a delivery costs, so it comes once a batch and
+not once a delivery.
 
 Handlers may block (sleep, request, I/O). So that blocked handlers never starve ready work, a
 monitor task adds an executor whenever work is ready and no executor is free to take it (all
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Executors", "Worker"]
 
 # `anyio.sleep(0)` is `anyio.lowlevel.checkpoint()` on both backends (asyncio's `sleep(0)`,
-# trio's checkpoint), without importing `anyio.lowlevel` at `import genie` (8.5 M
-# instructions; the backend loads it when a runtime starts).
+# trio's checkpoint), without importing `anyio.lowlevel` at `import genie` (the backend loads
+# it when a runtime starts).
 checkpoint = functools.partial(anyio.sleep, 0)
 
 
@@ -50,9 +50,7 @@ class Worker:
         # ``scope.cancel_called``, as a plain attribute: the executor reads it after every
         # handler, and only ``cancel`` cancels this scope.
         self.cancelled = False
-        # Handlers left before the executor's next yield, counted down (``Executors.turn``): a
-        # count kept below 257 is one of CPython's cached small ints (``done += 1`` past 256
-        # allocated an int a delivery).
+        # Handlers left before the executor's next yield, counted down (``Executors.turn``).
         self.left = 0
 
     def cancel(self) -> None:
@@ -66,6 +64,7 @@ class Executors:
         tg: TaskGroup,
         run_one: Callable[[Mailbox, Worker], Awaitable[None]],
         new_event: Callable[[], anyio.Event],
+        ready: deque[Mailbox] | None = None,
         *,
         batch: int = 64,
         max_idle: int = 4,
@@ -75,7 +74,8 @@ class Executors:
         self._new_event = new_event
         self._batch = batch
         self._max_idle = max_idle
-        self.ready: deque[Mailbox] = deque()
+        # Mailboxes with a token, in the order their deliveries run.
+        self.ready: deque[Mailbox] = deque() if ready is None else ready
         self._idle: deque[anyio.Event] = deque()
         self._yielding = 0
         self.count = 0

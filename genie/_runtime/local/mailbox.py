@@ -4,17 +4,18 @@ hundred bytes (its queue is allocated by its first message)."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 import anyio
 
-from ..._agent.agent import Agent, handler_table
+from ..._agent.agent import Agent, BoundHandler, handler_table
 from ..._base.record import Record
 from ..._base.resilience import CircuitBreaker
 from ..._message.envelope import Message
 from ..._message.payload import Payload
 from ..options import AgentOptions
 
-__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics"]
+__all__ = ["NO_MESSAGES", "Handoff", "Mailbox", "MailboxStatistics", "hold"]
 
 
 class Handoff:
@@ -36,10 +37,9 @@ class Handoff:
 
 Queued = Message | Handoff
 
-# An empty deque takes 760 bytes, so a mailbox that never held a message (or never had a
-# publisher waiting) shares these instead: nothing ever appends to them, the mailbox (or
-# ``LocalTransport.put``, which inlines ``push``) swaps in its own deque first. 10,000 idle
-# agents cost ~1.5 KB less each.
+# A mailbox that never held a message (or never had a publisher waiting) shares these empty
+# queues, so an idle agent costs no queue of its own: nothing ever appends to them, ``push`` and
+# ``wait_for_room`` swap in the mailbox's own deque first.
 NO_MESSAGES: deque[Queued] = deque()
 _NO_WAITERS: deque[anyio.Event] = deque()
 
@@ -64,10 +64,10 @@ class Mailbox:
     ``scheduled`` counts this mailbox's tokens in the executors' ready queue, ``active`` the
     handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
     and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
-    messages of one agent start in arrival order. ``push`` hands out tokens (``LocalTransport.put``
-    inlines it); the delivery runner takes a message for a token (``scheduled`` to ``active``)
-    and, when its handler is done, hands out the next token (``DeliveryRunner.run``, where both
-    run once a delivery).
+    messages of one agent start in arrival order. ``push`` (the only way in) hands out tokens;
+    the delivery runner (``DeliveryRunner.run``, the only way out) turns a token into a
+    running delivery (``scheduled`` to ``active``) and, when its handler has finished, hands
+    out the next token.
 
     Outside publishers never take the queue past ``capacity``: a publisher woken from
     ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
@@ -96,8 +96,8 @@ class Mailbox:
 
     def __init__(self, agent: Agent, options: AgentOptions) -> None:
         self.agent = agent
-        # Read once, when the agent is added: a BaseAgent's handler table (see handler_table).
-        self.handlers: dict[type[Payload], str] | None = handler_table(agent)
+        # Read once, when the agent is added: a BaseAgent's handlers, bound (see handler_table).
+        self.handlers: dict[type[Payload], BoundHandler] | None = handler_table(agent)
         self.id = agent.id
         self.options = options
         self.capacity = options.mailbox_size
@@ -122,8 +122,11 @@ class Mailbox:
         """Room for an outside publisher now, with nobody waiting ahead of it."""
         return not self.waiters and len(self.queue) + self.reserved < self.capacity
 
-    def push(self, msg: Queued) -> bool:
-        """Queue ``msg``; True if the executors should get a new token for this mailbox."""
+    def push(self, msg: Queued, held: bool = False) -> bool:
+        """Queue ``msg`` (in the slot the publisher held, if ``held``); True if the executors
+        should get a new token for this mailbox. Every delivery enters a mailbox here."""
+        if held:
+            self.reserved -= 1
         queue = self.queue
         if queue is NO_MESSAGES:
             queue = self.queue = deque()
@@ -136,6 +139,13 @@ class Mailbox:
             return True
         return False
 
+    def run_now(self) -> None:
+        """Give the message just pushed a token that ``push`` did not (the agent already runs
+        ``max_concurrency`` handlers), for a transport that runs each delivery as it queues
+        it and bounds the concurrency itself (NATS: the consumers' ``max_ack_pending``): it
+        may take ``scheduled + active`` past ``max_concurrency`` for that delivery."""
+        self.scheduled += 1
+
     def wake_publishers(self) -> None:
         """A slot freed: the publishers waiting for room go next, as many as fit."""
         # The longest-waiting publishers go next, each with a slot reserved for it.
@@ -146,8 +156,7 @@ class Mailbox:
     async def wait_for_room(self) -> None:
         """Wait (FIFO among publishers) for a slot; on return one is reserved for the caller,
         who must push (then drop the reservation) or ``release`` it before its next checkpoint."""
-        if self.has_room:
-            self.reserved += 1
+        if hold((self,)):
             return
         event = anyio.Event()
         if self.waiters is _NO_WAITERS:
@@ -187,3 +196,19 @@ class Mailbox:
             failed=self.failed,
             circuit=self.breaker.state if self.breaker else "none",
         )
+
+
+def hold(boxes: Iterable[Mailbox | None]) -> int:
+    """Hold a slot for an outside publisher in each of ``boxes`` in turn (None: no agent of
+    this runtime, passed over) while one is free now with nobody waiting ahead (``has_room``):
+    one mailbox's or a whole publish's fan-out in one call. Returns how many of ``boxes`` it
+    passed: all of them when every slot was held, else the index of the first without room
+    (the publisher waits for that one, ``wait_for_room``)."""
+    passed = 0
+    for mb in boxes:
+        if mb is not None:
+            if mb.waiters or len(mb.queue) + mb.reserved >= mb.capacity:
+                return passed
+            mb.reserved += 1
+        passed += 1
+    return passed

@@ -4,14 +4,16 @@ process."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import anyio
 
 from ..._message.envelope import Message
+from ..transport import NO_WORKERS, WorkerCounts
 from .executor import Executors, Worker
-from .mailbox import NO_MESSAGES, Mailbox, Queued
+from .mailbox import Mailbox, Queued, hold
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -23,8 +25,14 @@ class LocalTransport:
     """Mailboxes and executors in this process: the default, and the fast path."""
 
     def __init__(self) -> None:
-        self.mailboxes: dict[str, Mailbox] = {}
+        # The runtime's agent registry once ``attach_agents``ed; empty until then.
+        self.mailboxes: Mapping[str, Mailbox] = {}
         self.executors: Executors | None = None
+        # The executors' ready queue: mailboxes with a token, run in this order.
+        self.ready_queue: deque[Mailbox] = deque()
+
+    def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
+        self.mailboxes = mailboxes
 
     def start(
         self,
@@ -32,8 +40,11 @@ class LocalTransport:
         run: Callable[[Mailbox, Worker], Awaitable[None]],
         new_event: Callable[[], anyio.Event],
     ) -> None:
-        self.executors = Executors(tg, run, new_event)
+        self.executors = Executors(tg, run, new_event, self.ready_queue)
         self.executors.start()
+
+    def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
+        return (first,) if self.executors is None else self.executors.turn(worker, first)
 
     def has_room(self, recipient: str) -> bool:
         return self.mailboxes[recipient].has_room
@@ -42,53 +53,23 @@ class LocalTransport:
         await self.mailboxes[recipient].wait_for_room()
 
     def hold(self, recipients: Sequence[str], start: int) -> int:
-        # One call a publish, not one a recipient: this runs for each of a fan-out's agents.
-        mailboxes = self.mailboxes
-        for i in range(start, len(recipients)):
-            mb = mailboxes.get(recipients[i])
-            if mb is None:
-                continue
-            if mb.waiters or len(mb.queue) + mb.reserved >= mb.capacity:  # ``has_room``, inlined
-                return i
-            mb.reserved += 1
-        return len(recipients)
+        return start + hold(map(self.mailboxes.get, islice(recipients, start, None)))
 
     def release(self, recipient: str) -> None:
         self.mailboxes[recipient].release()
 
     def put(self, item: Queued, recipient: str) -> None:
         mb = self.mailboxes[recipient]
-        # ``Mailbox.push``, inlined: once a delivery (the same steps, in the same order).
-        queue = mb.queue
-        if queue is NO_MESSAGES:
-            queue = mb.queue = deque()
-        queue.append(item)
-        depth = len(queue)
-        if depth > mb.high_water:
-            mb.high_water = depth
-        if mb.scheduled + mb.active < mb.max_concurrency and mb.scheduled < depth:
-            mb.scheduled += 1
-            if self.executors is not None:
-                self.executors.schedule(mb)
+        if mb.push(item) and self.executors is not None:
+            self.executors.schedule(mb)
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
-        # ``put`` for each, its slot given back first: one call a publish, not one a recipient.
         mailboxes = self.mailboxes
         executors = self.executors
         for rid in recipients:
             mb = mailboxes[rid]
-            mb.reserved -= 1
-            queue = mb.queue
-            if queue is NO_MESSAGES:
-                queue = mb.queue = deque()
-            queue.append(item)
-            depth = len(queue)
-            if depth > mb.high_water:
-                mb.high_water = depth
-            if mb.scheduled + mb.active < mb.max_concurrency and mb.scheduled < depth:
-                mb.scheduled += 1
-                if executors is not None:
-                    executors.schedule(mb)
+            if mb.push(item, True) and executors is not None:
+                executors.schedule(mb)
 
     def cancel(self, correlation_id: str) -> int:
         return self.executors.cancel(correlation_id) if self.executors is not None else 0
@@ -102,3 +83,9 @@ class LocalTransport:
             while mb.queue:
                 yield mb, mb.queue.popleft()
             mb.wake_all()
+
+    def workers(self) -> WorkerCounts:
+        ex = self.executors
+        if ex is None:
+            return NO_WORKERS
+        return WorkerCounts(ex.count, ex.idle, len(ex.ready))
