@@ -93,6 +93,10 @@ class NatsNames:
     def agent(self, agent_id: str) -> str:
         return f"genie.{self._ns}.agent.{_token(agent_id, 'agent id')}"
 
+    def presence(self, agent_id: str) -> str:
+        """Where the workers hosting ``agent_id`` answer who hosts it (core NATS, no stream)."""
+        return f"genie.{self._ns}.hosts.{_token(agent_id, 'agent id')}"
+
     @property
     def agents(self) -> str:
         """The subjects of every agent's deliveries (a filter)."""
