@@ -276,6 +276,9 @@ class NatsTransport:
         self._attached = True
         if self.hosted:
             rt.add_observer(Recorder(self._running, self._run_of))
+            # Handlers' model calls count their correlation's token and cost budgets on the
+            # budget stream's counters too, so that workers together cannot overrun them.
+            host.share_model_budgets(self._out)
             # ``ctx.request`` in a handler: the request crosses the broker at once, and its
             # answer comes back to this process (``_ask``). ``ctx.schedule``: a timer stays in
             # this process, and is an output of the delivery that set it, whose origin hears
