@@ -32,7 +32,7 @@ from .._runtime.audit import (
 from .._runtime.observe.events import TIMELINE_HEADER, EventStream
 from .._runtime.runtime import Runtime
 from ..nats._cli import add_run_options as add_nats_run_options
-from ..nats._cli import add_worker, entry_transport, run_over_nats
+from ..nats._cli import add_worker, ask_over_nats, entry_transport, run_over_nats
 from ..pipeline import Pipeline, RunResult
 from ..pipeline._args import add_set as _add_set
 from ..pipeline._args import load as _load
@@ -48,6 +48,9 @@ __all__ = ["cli", "main"]
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
 SIGPIPE_EXIT = 141
+# Seconds `genie run` waits, after its request timed out, for the request's cancelled work to
+# report (docs/cli.md): its whole wait is --timeout plus at most this.
+CANCELLED_DRAIN = 2.0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,7 +91,12 @@ def _run(args: argparse.Namespace) -> int:
         go = functools.partial(
             _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None, llm
         )
-        result = anyio.run(go) if transport is None else anyio.run(run_over_nats, transport, rt, go)
+        stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
+        if transport is None:
+            result = anyio.run(go)
+        else:
+            asking = functools.partial(ask_over_nats, transport, go)
+            result, stuck = anyio.run(run_over_nats, transport, rt, asking)
     finally:
         if server is not None:
             server.close()
@@ -117,6 +125,13 @@ def _run(args: argparse.Namespace) -> int:
                 at = f" to {m.agent_id}" if m.agent_id and m.agent_id != m.key else ""
                 by = f" (policy {m.policy})" if m.policy else ""
                 print(f"  {m.key}: {m.kind}{at}{by}: {m.reason}", file=sys.stderr)
+        for agent_id, waiting in stuck.items():
+            print(
+                f"  {agent_id}: no worker hosts it; {waiting} "
+                f"{'delivery waits' if waiting == 1 else 'deliveries wait'} for it in the stream "
+                f"(genie worker {args.pipeline} --nats {args.nats} --agents {agent_id})",
+                file=sys.stderr,
+            )
     return 0 if result.ok else 1
 
 
@@ -138,6 +153,11 @@ async def _go(
                 tg.start_soon(_print_trace, stream, trace)
             async with rt:
                 result = await pipeline.ask(rt, payload, timeout=timeout)
+                if result.status == "timed_out":
+                    # The request was cancelled: its handlers stop at once here, and within a
+                    # broker round trip in workers. A delivery waiting for an agent no worker
+                    # hosts never reports, so the wait for the rest is short and bounded.
+                    rt.drain_timeout = min(rt.drain_timeout, CANCELLED_DRAIN)
     finally:
         if llm is not None:
             await llm.aclose()

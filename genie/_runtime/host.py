@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from .._agent.context import ContextServices, Timer
     from .._message.envelope import Message
     from .._message.types import MessageTypes
+    from ..llm._shared import SharedCounters
     from .admission import Admission
     from .deadletter import DeadLetter, DeadLetterKind
     from .dispatch import Dispatcher
     from .ledger import Ledger
+    from .model_calls import ModelCalls
     from .policy import Decision
     from .timers import Timers
 
@@ -67,6 +69,13 @@ class TransportHost(Protocol):
         timer's message goes to ``timer_ended`` once its outcome is recorded, and no loss
         notice (``genie.lost``) is sent for a loss ``reported_elsewhere`` says an outcome
         record carries to the origin (whose replay of it sends the one notice)."""
+        ...
+
+    def share_model_budgets(self, counters: SharedCounters) -> None:
+        """The model budgets of handlers' calls (``Limits.correlation_tokens`` and
+        ``correlation_cost``) are counted on ``counters`` too, which every process shares:
+        a call is refused when all processes together would overrun its correlation's
+        budget, and the first refusal anywhere fires the limit."""
         ...
 
     # --- correlations ------------------------------------------------------------------------
@@ -200,6 +209,7 @@ class RuntimeHost:
         dispatcher: Dispatcher,
         timers: Timers,
         services: ContextServices,
+        model_calls: ModelCalls,
     ) -> None:
         self._types = types
         self._ledger = ledger
@@ -208,6 +218,7 @@ class RuntimeHost:
         self._dispatcher = dispatcher
         self._timers = timers
         self._services = services
+        self._model_calls = model_calls
 
     @property
     def types(self) -> MessageTypes:
@@ -233,6 +244,9 @@ class RuntimeHost:
 
             self._ledger.on_loss = notice
         return own
+
+    def share_model_budgets(self, counters: SharedCounters) -> None:
+        self._model_calls.share(counters)
 
     def correlation(self, correlation_id: str) -> Correlation:
         return self._correlator.get(correlation_id)

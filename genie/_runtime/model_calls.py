@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..llm._cost import PriceTable
     from ..llm._governed import CorrelationBudget, Firing
     from ..llm._provider import Provider
+    from ..llm._shared import SharedCounters
 
 __all__ = ["ModelCalls"]
 
@@ -45,6 +46,14 @@ class ModelCalls:
         self._ledger = ledger
         self._correlator = correlator
         self._budget: CorrelationBudget | None = None
+        self._shared: SharedCounters | None = None
+
+    def share(self, counters: SharedCounters) -> None:
+        """Count the model budgets on ``counters`` too, shared with every process of the
+        deployment (a transport between processes gives them: genie.nats)."""
+        self._shared = counters
+        if self._budget is not None:
+            self._budget.share(counters)
 
     @property
     def budget(self) -> CorrelationBudget | None:
@@ -63,13 +72,16 @@ class ModelCalls:
         from ..llm._cost import PriceTable
         from ..llm._governed import CorrelationBudget
 
-        return CorrelationBudget(
+        budget = CorrelationBudget(
             max_tokens=self._limits.correlation_tokens,
             max_cost=self._limits.correlation_cost,
             prices=self._prices or PriceTable(),
             on_fire=self._fire,
             track=self._track,
         )
+        if self._shared is not None:
+            budget.share(self._shared)
+        return budget
 
     def _track(self, correlation_id: str) -> None:
         corr = self._correlator.lookup(correlation_id)

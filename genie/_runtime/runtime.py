@@ -193,6 +193,7 @@ class Runtime:
                         self._dispatcher,
                         self._timers,
                         services,
+                        self._model_calls,
                     )
                 )
         self._closers: list[Callable[[], Awaitable[object]]] = []

@@ -6,6 +6,10 @@ principal and deadline) and, when the runtime's ``Limits`` set ``correlation_tok
 is sent. The first refusal of a correlation fires the limit (the runtime records it once);
 from then on every call of that correlation is refused at once, whether it would fit or not,
 so a handler that catches the refusal and loops is stopped as well.
+
+With counters every process of a deployment shares (genie.nats's), a correlation's budget is
+one across processes (``_shared.py``): each call is held there too, after its own process's
+ledger, and settles there what it used; only the first refusal anywhere fires the limit.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import anyio
+from anyio.lowlevel import checkpoint
 
 from .._message.envelope import Message
 from ._cost import PriceTable
-from ._errors import BudgetExceededError
+from ._errors import BudgetExceededError, LLMError
 from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider
+from ._shared import SharedBudget, SharedCounters
 from ._types import CallContext, Request, Response, StreamEvent
 
 __all__ = ["CorrelationBudget", "HandlerProvider"]
@@ -64,6 +70,16 @@ class CorrelationBudget:
         self._track = track
         self._tracked: set[str] = set()
         self._fired: dict[str, BudgetExceededError] = {}
+        self.shared: SharedBudget | None = None  # across processes (``share``)
+        # Per correlation, per delivery: how many calls its handler reserved (the n-th
+        # call's key on the shared counters is the same when a crashed delivery runs again).
+        self._calls: dict[str, dict[str, int]] = {}
+        # The calls held on the shared counters: their correlation and key there.
+        self._held: dict[Reservation, tuple[str, str]] = {}
+
+    def share(self, counters: SharedCounters) -> None:
+        """Count the budgets on ``counters`` too, shared with every process."""
+        self.shared = SharedBudget(counters, self.ledger)
 
     def fired(self, correlation_id: str) -> str | None:
         """The limit that fired for ``correlation_id``, if one did."""
@@ -74,11 +90,62 @@ class CorrelationBudget:
         self.ledger.forget(correlation_id)
         self._fired.pop(correlation_id, None)
         self._tracked.discard(correlation_id)
+        self._calls.pop(correlation_id, None)
 
     def reserve(
         self, switch: KillSwitch, request: Request, prompt: int, agent_id: str, message: Message
     ) -> Reservation:
+        """The call's worst case held in this process's ledger, or the refusal (the first
+        of a correlation fires the limit)."""
+        self._begin(message.correlation_id, switch.name)
+        try:
+            return KillSwitch.reserve(switch, request, prompt)
+        except BudgetExceededError as refused:
+            self._refused(refused, agent_id, message, first=True)
+            raise
+
+    async def hold(
+        self, switch: KillSwitch, request: Request, prompt: int, agent_id: str, message: Message
+    ) -> Reservation:
+        """``reserve``, then, with shared counters, the same worst case held on them: a call
+        this process admits is refused when every process together would overrun the
+        budget. Only the first refusal anywhere fires the limit."""
+        shared = self.shared
+        if shared is None:
+            return self.reserve(switch, request, prompt, agent_id, message)
         cid = message.correlation_id
+        self._begin(cid, switch.name)
+        calls = self._calls.setdefault(cid, {})
+        delivery = f"{message.id}:{agent_id}"  # the delivery's id (genie.nats's Delivery.id)
+        calls[delivery] = n = calls.get(delivery, 0) + 1
+        key = f"{delivery}/llm/{n}"
+        try:
+            reservation = KillSwitch.reserve(switch, request, prompt)
+        except BudgetExceededError as refused:
+            # Refused by this process's own count, so the shared one is over as well: tripped
+            # there, so that every process refuses from now on.
+            first = await shared.trip(cid, refused.limit, key)
+            self._refused(refused, agent_id, message, first)
+            raise
+        try:
+            refusal = await shared.hold(cid, key, reservation, switch.name)
+        except BaseException:
+            reservation.release()
+            raise
+        if refusal is None:
+            self._held[reservation] = cid, key
+            return reservation
+        reservation.release()
+        self._refused(refusal[0], agent_id, message, refusal[1])
+        raise refusal[0]
+
+    async def settled(self, reservation: Reservation) -> None:
+        """What a call held on the shared counters is settled there too, to what it used."""
+        held = self._held.pop(reservation, None)
+        if held is not None and self.shared is not None:
+            await self.shared.settle(*held, reservation)
+
+    def _begin(self, cid: str, provider: str) -> None:
         first = self._fired.get(cid)
         if first is not None:
             raise BudgetExceededError(
@@ -86,7 +153,7 @@ class CorrelationBudget:
                 key=cid,
                 requested=0,
                 remaining=0,
-                provider=switch.name,
+                provider=provider,
                 correlation_id=cid,
                 message=f"llm call refused: the {first.limit} limit of correlation {cid} fired "
                 f"already ({first}); no further model call of it is sent",
@@ -94,12 +161,15 @@ class CorrelationBudget:
         if cid not in self._tracked:
             self._tracked.add(cid)
             self._track(cid)
-        try:
-            return KillSwitch.reserve(switch, request, prompt)
-        except BudgetExceededError as refused:
-            self._fired[cid] = refused
+
+    def _refused(
+        self, refused: BudgetExceededError, agent_id: str, message: Message, first: bool
+    ) -> None:
+        """Every later call of the correlation is refused here at once; the first refusal
+        of all fires the limit (its audit record, event and metric)."""
+        self._fired[message.correlation_id] = refused
+        if first:
             self._on_fire(Firing(f"limit:{refused.limit}", agent_id, message, str(refused)))
-            raise
 
 
 class _Switch(KillSwitch):
@@ -115,6 +185,18 @@ class _Switch(KillSwitch):
 
     def reserve(self, request: Request, prompt: int) -> Reservation:
         return self.budget.reserve(self, request, prompt, self.agent_id, self.message)
+
+    async def hold(self, request: Request, prompt: int) -> Reservation:
+        if self.budget.shared is None:
+            return await super().hold(request, prompt)
+        try:
+            return await self.budget.hold(self, request, prompt, self.agent_id, self.message)
+        except LLMError:
+            await checkpoint()  # as KillSwitch.hold: a refused loop still yields
+            raise
+
+    async def settled(self, reservation: Reservation) -> None:
+        await self.budget.settled(reservation)
 
 
 class HandlerProvider:

@@ -190,31 +190,38 @@ class KillSwitch:
                 prompt_cost = self._cost(request, Usage(input_tokens=prompt))
             reservation.settle(tokens=prompt, cost=prompt_cost)
 
-    async def complete(self, request: Request) -> Response:
-        prompt = request.prompt_estimate()
+    async def hold(self, request: Request, prompt: int) -> Reservation:
+        """The call's reservation (``reserve``), or its refusal. A subclass may hold it in a
+        budget elsewhere too (the runtime's, shared across processes), and then hears of its
+        settlement in ``settled``."""
         try:
-            reservation = self.reserve(request, prompt)
+            return self.reserve(request, prompt)
         except LLMError:
             # A refusal still yields to the loop: a handler that loops on refusals cannot
             # starve the other tasks, and its deadline or a cancel can stop it.
             await checkpoint()
             raise
+
+    async def settled(self, reservation: Reservation) -> None:
+        """Called once each reservation ``hold`` made is settled (nothing to do here)."""
+
+    async def complete(self, request: Request) -> Response:
+        prompt = request.prompt_estimate()
+        reservation = await self.hold(request, prompt)
         try:
             response = await self.inner.complete(request)
         except BaseException as error:  # a cancellation included: it is settled, then re-raised
             self._cut_off(reservation, request, prompt, error)
+            await self.settled(reservation)
             raise
         self._settle(reservation, request, prompt, response)
+        await self.settled(reservation)
         return response
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         prompt = request.prompt_estimate()
-        try:
-            reservation = self.reserve(request, prompt)
-        except LLMError:
-            await checkpoint()  # as in complete
-            raise
+        reservation = await self.hold(request, prompt)
         acc = Accumulator(self.name, request.model or "")
         ended: BaseException | None = None
         try:
@@ -236,6 +243,7 @@ class KillSwitch:
                     # The request left: the prompt is spent, and whatever arrived before the
                     # stream stopped (broken, cancelled, or left unread by its reader).
                     self._settle(reservation, request, prompt, _partial(acc))
+            await self.settled(reservation)
 
     async def _watched(
         self,

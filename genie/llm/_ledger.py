@@ -140,9 +140,10 @@ class BudgetLedger:
 
 class Reservation:
     """A worst case held in a ledger until :meth:`settle` (or :meth:`release`, for a call
-    that was not charged). Settling twice is an error: a cost must not be counted twice."""
+    that was not charged). Settling twice is an error: a cost must not be counted twice.
+    Once settled, ``used_tokens`` and ``used_cost`` are what it was charged."""
 
-    __slots__ = ("_ledger", "cost", "key", "settled", "tokens")
+    __slots__ = ("_ledger", "cost", "key", "settled", "tokens", "used_cost", "used_tokens")
 
     def __init__(self, ledger: BudgetLedger, key: str, tokens: int, cost: float) -> None:
         self._ledger = ledger
@@ -150,11 +151,14 @@ class Reservation:
         self.tokens = tokens
         self.cost = cost
         self.settled = False
+        self.used_tokens = 0
+        self.used_cost = 0.0
 
     def settle(self, *, tokens: int, cost: float = 0.0) -> None:
         if self.settled:
             raise RuntimeError(f"the reservation for {self.key!r} is already settled")
         self.settled = True
+        self.used_tokens, self.used_cost = tokens, cost
         self._ledger._settle(self, tokens, cost)
 
     def release(self) -> None:

@@ -19,13 +19,14 @@ from anyio.abc import TaskStatus
 from .._errors import ConfigurationError
 from .._runtime.audit import AuditVerdict, verify_audit_log
 from ..pipeline._args import add_set, load
+from ._presence import unhosted_warning
 
 if TYPE_CHECKING:
     from .._runtime.runtime import Runtime
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, RunResult
     from ._transport import NatsTransport, StepHook
 
-__all__ = ["add_run_options", "add_worker", "entry_transport", "run_over_nats"]
+__all__ = ["add_run_options", "add_worker", "ask_over_nats", "entry_transport", "run_over_nats"]
 
 T = TypeVar("T")
 
@@ -75,6 +76,7 @@ def _transport(
     args: argparse.Namespace,
     hosted: tuple[str, ...],
     audit_key: bytes | None = None,
+    on_unhosted: Callable[[list[str]], None] | None = None,
 ) -> NatsTransport:
     try:
         import nats  # noqa: F401  (_nats imports it only when it connects: ask for it here)
@@ -91,6 +93,7 @@ def _transport(
         **({"ack_wait": args.ack_wait} if getattr(args, "ack_wait", None) else {}),
         max_deliveries=getattr(args, "max_deliveries", 5),
         audit_key=audit_key,
+        on_unhosted=on_unhosted,
     )
 
 
@@ -98,8 +101,27 @@ def entry_transport(
     pipeline: Pipeline, args: argparse.Namespace, audit_key: bytes | None = None
 ) -> NatsTransport | None:
     """The transport of ``genie run --nats`` (None without it): hosts no agent; its audit
-    stream chain is keyed with ``audit_key``."""
-    return _transport(pipeline, args, (), audit_key) if args.nats else None
+    stream chain is keyed with ``audit_key``; agents no worker hosts are named on stderr as
+    soon as the run publishes."""
+    if not args.nats:
+        return None
+
+    def warn(agents: list[str]) -> None:
+        namespace = args.namespace or pipeline.name
+        print(f"genie run: {unhosted_warning(namespace, agents)}", file=sys.stderr, flush=True)
+
+    return _transport(pipeline, args, (), audit_key, warn)
+
+
+async def ask_over_nats(
+    transport: NatsTransport, go: Callable[[], Awaitable[RunResult]]
+) -> tuple[RunResult, dict[str, int]]:
+    """``go`` (one request of ``genie run --nats``), and, when it did not end ok, the agents
+    no worker hosts that deliveries wait for (each with how many wait), asked as it ends."""
+    result = await go()
+    if result.ok:
+        return result, {}
+    return result, {a: n for a, n in (await transport.unhosted()).items() if n}
 
 
 def verify_audit_stream(url: str, key: bytes | None, anchor: str | None) -> AuditVerdict:
@@ -212,6 +234,7 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
             async with anyio.create_task_group() as tg:
                 await tg.start(_stop_on_signal, tg.cancel_scope)  # before saying we serve
                 async with rt:
+                    await transport.serving()  # its consumers are bound: it serves now
                     print(
                         f"genie worker: hosting {', '.join(transport.hosted)} "
                         f"on {args.nats} (namespace {transport.names.namespace})",

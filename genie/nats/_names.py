@@ -85,13 +85,18 @@ class NatsNames:
     def reply(self, request_id: str) -> str:
         return f"genie.{self._ns}.reply.{_token(request_id, 'message id')}"
 
-    def charged(self, correlation_id: str) -> str:
-        """The counter subject of a correlation's deliveries (a hash: any id names one)."""
+    def charged(self, correlation_id: str, what: str = "") -> str:
+        """The counter subject of a correlation's deliveries, or of ``what`` (its model
+        ``tokens`` or ``cost``): a hash, so any id names one."""
         digest = hashlib.sha256(correlation_id.encode()).hexdigest()[:32]
-        return f"genie.{self._ns}.budget.{digest}"
+        return f"genie.{self._ns}.budget.{digest}{'-' if what else ''}{what}"
 
     def agent(self, agent_id: str) -> str:
         return f"genie.{self._ns}.agent.{_token(agent_id, 'agent id')}"
+
+    def presence(self, agent_id: str) -> str:
+        """Where the workers hosting ``agent_id`` answer who hosts it (core NATS, no stream)."""
+        return f"genie.{self._ns}.hosts.{_token(agent_id, 'agent id')}"
 
     @property
     def agents(self) -> str:

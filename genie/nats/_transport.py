@@ -61,6 +61,7 @@ from ._consumer import (
     fetch_ready,
 )
 from ._names import NatsNames, ensure_streams, need_server
+from ._presence import Presence, unhosted, unhosted_warning
 from ._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from ._requests import give_answer
 from ._run import Recorder, Run, answer_of, outcome_items
@@ -126,6 +127,7 @@ class NatsTransport:
         poll: float = 0.05,
         on_step: StepHook | None = None,
         audit_key: bytes | None = None,
+        on_unhosted: Callable[[list[str]], None] | None = None,
     ) -> None:
         # The runtime's agents by id, once it ``attach_agents``: every process knows them all,
         # and runs the deliveries of the ``hosted`` ones its consumers take.
@@ -171,6 +173,9 @@ class NatsTransport:
         self._attached = False
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
         self._ready = anyio.Event()
+        # Who hosts which agent: this worker answers for its own; agents no worker hosts,
+        # found when this process publishes, go to ``on_unhosted`` (by default a warning).
+        self._presence = Presence(names, self.origin, self.hosted, on_unhosted or self._warn)
         self._out = NatsPublisher(names, lambda: self.js)
         self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
         self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
@@ -261,6 +266,9 @@ class NatsTransport:
         self._attached = True
         if self.hosted:
             rt.add_observer(Recorder(self._running, self._run_of))
+            # Handlers' model calls count their correlation's token and cost budgets on the
+            # budget stream's counters too, so that workers together cannot overrun them.
+            host.share_model_budgets(self._out)
             # ``ctx.request`` in a handler: the request crosses the broker at once, and its
             # answer comes back to this process (``_ask``). ``ctx.schedule``: a timer stays in
             # this process, and is an output of the delivery that set it, whose origin hears
@@ -298,6 +306,31 @@ class NatsTransport:
         """Wait until this process receives its outcome records and has the consent ledger
         (before the first publish or fetch)."""
         await self._ready.wait()
+
+    async def serving(self) -> None:
+        """Wait until this worker takes the deliveries of every agent it hosts (their
+        consumers are bound, and it answers who hosts them)."""
+        await self._presence.serving.wait()
+
+    async def unhosted(self, agents: Iterable[str] | None = None) -> dict[str, int]:
+        """The agents of ``agents`` (every agent of the runtime by default) no running worker
+        hosts now, each with the number of deliveries waiting for it in the stream."""
+        if self._nc is None:
+            raise ConfigurationError("NatsTransport.connect() first")
+        ids = list(self._agents if agents is None else agents)
+        found = await unhosted(self._nc, self.names, ids)
+        if not found:
+            return {}
+        info = await self.js.stream_info(self.names.work, subjects_filter=self.names.agents)
+        queued = info.state.subjects or {}
+        return {a: queued.get(self.names.agent(a), 0) for a in found}
+
+    def _warn(self, agents: list[str]) -> None:
+        _log.warning("%s", unhosted_warning(self.names.namespace, agents))
+
+    async def _check_hosts(self) -> None:
+        if self._nc is not None:
+            await self._presence.check(self._nc, self._agents)
 
     # --- the Transport calls -----------------------------------------------------------------
     def has_room(self, recipient: str) -> bool:
@@ -431,6 +464,8 @@ class NatsTransport:
             run.outbox.append((run.rename(msg), recipient))
         else:
             assert self._tg is not None, "a runtime sends only once started"
+            if self._presence.due():  # in the background: a publish never waits for it
+                self._tg.start_soon(self._check_hosts)
             if not reserved:  # ``publish_nowait`` (or a timer): a slot of the last reading
                 free, read_at = self._room.get(
                     recipient, (self._capacity_left(recipient, 0), -math.inf)
@@ -724,6 +759,8 @@ class NatsTransport:
         limiter = anyio.Semaphore(mb.max_concurrency)
         counts = self.fetching[mb.id] = FetchCounts()
         async with anyio.create_task_group() as tg:
+            assert self._nc is not None
+            tg.start_soon(self._presence.answer, self._nc, mb.id)  # it serves the agent now
             pending = 0
             most = 1  # the first batch: one, to learn how fast this loop starts deliveries
             pace = 0.0  # the seconds of the loop per delivery the last batch took to start

@@ -144,16 +144,17 @@ class NatsPublisher:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def charge_item(self, correlation_id: str, key: str, n: int) -> Item:
-        """What adding ``n`` deliveries to the correlation's count sends (see ``charge``)."""
-        return self.names.charged(correlation_id), b"", {MSG_ID: key, INCR: str(n)}
+    def charge_item(self, correlation_id: str, key: str, n: int, what: str = "") -> Item:
+        """What adding ``n`` to a correlation's count sends (see ``charge``)."""
+        return self.names.charged(correlation_id, what), b"", {MSG_ID: key, INCR: str(n)}
 
-    async def charge(self, correlation_id: str, key: str, n: int) -> int:
-        """Add ``n`` deliveries to the correlation's count, shared by every process (one
-        round trip, atomic on the server); the count just after them. ``key`` (the delivery
+    async def charge(self, correlation_id: str, key: str, n: int, what: str = "") -> int:
+        """Add ``n`` (negative to take away) to the correlation's count of its deliveries (or
+        of ``what``: its model budgets' ``tokens`` and ``cost``), shared by every process (one
+        round trip, atomic on the server); the count just after. ``key`` (the delivery
         sent, or the one whose handler sends them) deduplicates: a re-run after a crash is
         charged once, and gets the count its first run got, so it admits the same outputs."""
-        ack = await self.retry(*self.charge_item(correlation_id, key, n))
+        ack = await self.retry(*self.charge_item(correlation_id, key, n, what))
         if ack.val is None:  # a duplicate: the count as the first run left it
             first = await self._js().get_msg(self.names.budget, ack.seq)
             return int(json.loads(first.data or b"{}")["val"])

@@ -1,0 +1,97 @@
+"""An agent no worker hosts, on a real ``nats-server``: the sender is told at once which
+agent it is, a worker that starts late still gets the deliveries, and ``genie run --timeout``
+ends at its timeout plus a short bounded wait, naming the agent."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from genie import Runtime
+from genie._cli.main import main
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
+
+from ..conftest import Echo, Ping
+from .test_nats import FINANCE, eventually
+from .test_nats import server as server
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py runs on asyncio only
+
+
+def build(transport: NatsTransport) -> Runtime:
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    rt.add(Echo("other"))
+    transport.attach(rt)
+    return rt
+
+
+async def test_a_publish_names_the_agents_no_worker_hosts_and_a_late_worker_still_serves(
+    server: LocalNatsServer,
+) -> None:
+    names = NatsNames("presence")
+    told: list[list[str]] = []
+    entry_t = NatsTransport(server.url, names, on_unhosted=told.append)
+    worker_t = NatsTransport(server.url, names, hosted=["echo"])
+    late_t = NatsTransport(server.url, names, hosted=["other"])
+    entry, worker, late = build(entry_t), build(worker_t), build(late_t)
+    for t in (entry_t, worker_t, late_t):
+        await t.connect()
+    try:
+        async with worker, entry:
+            await worker_t.serving()
+            answered = await entry.ask(entry.message(Ping(n=1), recipient="echo"), timeout=10)
+            assert answered.status == "complete"
+
+            async def told_once() -> bool:
+                return bool(told)
+
+            await eventually(told_once, timeout=5)
+            assert told == [["other"]]  # the agent with a worker is not named
+            assert await entry_t.unhosted() == {"other": 0}
+
+            stuck = await entry.ask(entry.message(Ping(n=2), recipient="other"), timeout=1)
+            assert stuck.status == "timed_out"
+            assert await entry_t.unhosted() == {"other": 1}  # its delivery waits for a worker
+
+            async with late:
+                await late_t.serving()
+                assert await entry_t.unhosted() == {}
+                served = await entry.ask(entry.message(Ping(n=3), recipient="other"), timeout=10)
+                assert served.status == "complete"
+            # A worker that stopped no longer answers for the agent it hosted (the count may
+            # still hold the last delivery: its ack follows its outcome record).
+            assert list(await entry_t.unhosted(["other", "echo"])) == ["other"]
+        assert told == [["other"]]  # once: no second warning while nothing changed
+    finally:
+        for t in (entry_t, worker_t, late_t):
+            await t.close()
+
+
+def test_genie_run_with_no_worker_names_the_agent_and_ends_at_its_timeout(
+    server: LocalNatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    timeout = 2
+    started = time.monotonic()
+    code = main(["run", os.fspath(FINANCE), "--nats", server.url, "--timeout", str(timeout)])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 1, err
+    # The deadline, at most 2 s for the cancelled request to report, and connecting and
+    # closing (the wait used to be the 10 s drain on top of the deadline).
+    assert elapsed < timeout + 2 + 3, err
+    # Named at once, before the deadline passed; then the run's end names it again.
+    assert lines[0].startswith(
+        "genie run: no worker hosts agents 'financial_supervisor', 'ingestor'"
+    ), err
+    assert lines[1] == "genie run: finance: the run ended timed_out", err
+    assert lines[-1].startswith(
+        "  financial_supervisor: no worker hosts it; 1 delivery waits for it in the stream"
+    ), err
