@@ -116,6 +116,11 @@ def test_missing_input_file(capsys: Capture) -> None:
         ("date,description,amount,type\n2026-01-01,x,inf,credit\n", 2, "amount 'inf'"),
         ("date,description,amount,type\n2026-01-01,x,1e300,credit\n", 2, "amount '1e300'"),
         (
+            "date,description,amount,type\n2026-01-01,Refund,-450,credit\n",
+            2,
+            "amount '-450' is money out but the type says credit",
+        ),
+        (
             'date,description,amount,type\n2026-01-01,"a\nb",1,debit\n2026-01-01,x,1e9999,debit\n',
             4,
             "amount '1e9999'",
