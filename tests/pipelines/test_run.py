@@ -98,7 +98,7 @@ def test_input_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> N
 def test_missing_input_file(capsys: Capture) -> None:
     assert main(["run", str(FINANCE), "--input", "no/such.csv"]) == 2
     err = capsys.readouterr().err
-    assert err == "genie run: cannot read input no/such.csv: No such file or directory\n"
+    assert err == "genie run: cannot read input no/such.csv: does not exist\n"
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,10 @@ def test_input_that_is_not_utf8_or_has_a_bom(tmp_path: Path, capsys: Capture) ->
     latin = tmp_path / "latin1.csv"
     latin.write_bytes(b"date,description,amount,type\n2026-01-01,Caf\xe9,1,debit\n")
     assert main(["run", str(FINANCE), "--input", str(latin)]) == 2
-    assert capsys.readouterr().err == (f"genie run: {latin}, line 2: not UTF-8 text (byte 43)\n")
+    assert capsys.readouterr().err == (
+        f"genie run: {latin}, line 2: not UTF-8: byte 0xe9 at offset 43 (column 15); "
+        "save the file as UTF-8\n"
+    )
     bom = tmp_path / "excel.csv"
     sample = (ROOT / "config" / "data" / "sample.csv").read_text()
     bom.write_text(sample, encoding="utf-8-sig")  # a spreadsheet's export
