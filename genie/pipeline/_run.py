@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from .._base.clock import Clock
 from .._base.files import FileRefusedError, decode_utf8, read_bounded
 from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
+from .._base.strict_json import loads_strict
 from .._base.yamlconf import ConfigFileError, parse_yaml
 from .._errors import ConfigurationError
 from .._message.envelope import Message
@@ -505,7 +505,7 @@ def _text(raw: bytes, name: str) -> str:
 def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = loads_strict(text)  # as `genie serve` reads a request's body
         except ValueError as exc:
             raise InputError(f"{where} is not valid JSON: {exc}") from exc
     else:

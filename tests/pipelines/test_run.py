@@ -215,6 +215,9 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 JSON_ENTRY = GOOD / "json_entry.yaml"
 YAML_ENTRY = FINANCE.with_name("treasury.yaml")
+LENDING = FINANCE.with_name("lending.yaml")
+# An infinite monthly debt service was read as a number, and the loan approved.
+LOAN = (ROOT / "config" / "data" / "loan-application.json").read_text()
 
 
 @pytest.mark.parametrize(
@@ -224,6 +227,10 @@ YAML_ENTRY = FINANCE.with_name("treasury.yaml")
         (JSON_ENTRY, "in.json", '{"m": 1}', "field 'm': Extra inputs are not permitted"),
         (JSON_ENTRY, "in.json", "{not json", "is not valid JSON"),
         (JSON_ENTRY, "in.json", "[1, 2]", "must hold a JSON object of payload fields"),
+        # strict, as genie serve reads a body: one reading for every reader of the input
+        (JSON_ENTRY, "in.json", '{"n": 1, "n": 2}', "is not valid JSON: key 'n' given twice"),
+        (JSON_ENTRY, "in.json", '{"n": NaN}', "is not valid JSON: NaN is not JSON"),
+        (LENDING, "in.json", LOAN.replace("13000", "1e309"), "number 1e309 is out of range"),
         # YAML inputs are read within the configuration files' bounds (a billion laughs is
         # refused at the alias that crosses them), duplicate keys refused.
         (YAML_ENTRY, "in.yaml", LAUGHS, "in.yaml:5: more than 20,000 values"),
