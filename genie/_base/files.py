@@ -7,9 +7,9 @@ what it is, before anything is parsed:
 - only a regular file is read. A directory, a named pipe (whose open would wait for a writer
   for ever), a socket or a device (``/dev/zero`` never ends) is refused by name, also behind a
   symbolic link;
-- the size is checked on the open file before reading, and reading stops one byte past the
-  bound, so a file that grows while it is read, or that says it is empty (``/proc``), is
-  refused without being held in memory;
+- the size is checked before reading, and reading stops one byte past the bound, so a file
+  that grows while it is read, or that says it is empty (``/proc``), is refused without being
+  held in memory;
 - text is UTF-8, with or without a byte order mark; other bytes are named with their offset,
   line and column, UTF-16 by name.
 
@@ -97,9 +97,13 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them. Raises
     FileRefusedError: not a regular file, cannot be opened, or larger than ``limit`` (``size``
     set; the problem says ``is N bytes``)."""
-    # Opened before it is looked at, so what is checked is what is read (a path swapped for a
-    # pipe in between is seen as a pipe); non-blocking, so opening a pipe with no writer
-    # returns at once instead of waiting for one.
+    # Looked at before it is opened (opening a device may act on it: a tape rewinds, a modem
+    # hangs up) and again once open, so what is checked is what is read (a path swapped for a
+    # pipe in between is seen as a pipe). Non-blocking, so opening a pipe swapped in returns
+    # at once instead of waiting for a writer.
+    problem = file_problem(path)
+    if problem is not None:
+        raise FileRefusedError(path, problem)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
