@@ -60,6 +60,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def shown(value: str, limit: int = 40) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters (``'99999...'``): an error
+    quotes what it refuses, and a 5,000-digit amount or a 100 MB line must not become the
+    message."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
+
+
 class GenieError(Exception):
     """Root of every error Genie raises."""
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["EARTH_RADIUS_KM", "Record", "haversine_km", "median", "money"]
+__all__ = ["EARTH_RADIUS_KM", "Record", "haversine_km", "median", "money", "shown"]
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -16,6 +16,13 @@ class Record(BaseModel):
     """A value inside a payload: frozen, unknown fields refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """``value`` quoted for an error, cut to ``limit`` characters (``'99999...'``): what a
+    refusal quotes must not make it as long as the input (the library's rule, in its
+    ``_errors.shown``; the catalogue imports only genie's public API)."""
+    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

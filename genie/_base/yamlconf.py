@@ -3,8 +3,8 @@
 A configuration file is read by a bounded loader, so a hostile or broken file is refused with its
 file and line in well under a second instead of exhausting memory, the stack or the clock:
 
-- at most ``MAX_BYTES`` bytes, checked before parsing;
-- UTF-8 only (a BOM is allowed); anything else names the byte, its offset and its line;
+- a regular file of at most ``MAX_BYTES`` bytes in UTF-8, checked before parsing
+  (``files.py``: a directory, a pipe or a device is named as what it is);
 - at most ``MAX_DEPTH`` nested collections, checked while composing (the composer and the
   walkers after it recurse once per level);
 - at most ``MAX_NODES`` values counted as if every alias were copied out, checked at each alias,
@@ -32,7 +32,8 @@ from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from .._errors import ConfigurationError, did_you_mean
+from .._errors import ConfigurationError, did_you_mean, shown
+from .files import FileRefusedError, decode_utf8, read_bounded
 
 __all__ = [
     "MAX_BYTES",
@@ -137,8 +138,7 @@ class _Bounded(Composer, SafeConstructor, Resolver):
             return super().construct_object(node, deep)
         except (ValueError, OverflowError) as exc:  # a bad date, a 5,000-digit integer
             text = node.value if isinstance(node, yaml.ScalarNode) else node.tag
-            shown = repr(text if len(text) <= 40 else text[:37] + "...")
-            raise _Refused(node.start_mark.line + 1, f"{shown}: {exc}") from exc
+            raise _Refused(node.start_mark.line + 1, f"{shown(text)}: {exc}") from exc
 
 
 class _PyLoader(Reader, Scanner, Parser, _Bounded):
@@ -164,31 +164,13 @@ else:
     _Loader = _CLoader
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigFileError([f"{path}:1: the file is UTF-16; save it as UTF-8"])
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigFileError(
-            [
-                f"{path}:{line}: not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
-                f"(column {column}); save the file as UTF-8"
-            ]
-        ) from None
-
-
 def _read(path: Path) -> str:
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_BYTES + 1)  # no more than the bound, even from a pipe or a device
-    except OSError as exc:
-        raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    if len(raw) > MAX_BYTES:
-        raise ConfigFileError([f"{path}:1: {_TOO_LARGE}"])
-    return _decode(path, raw)
+        return decode_utf8(read_bounded(path, MAX_BYTES), path)
+    except FileRefusedError as exc:
+        if exc.size is not None:
+            raise ConfigFileError([f"{path}:1: {_TOO_LARGE}"]) from None
+        raise ConfigFileError([str(exc)]) from None
 
 
 _TOO_LARGE = f"the file is larger than {MAX_BYTES // 1024} KiB, the limit for a configuration file"

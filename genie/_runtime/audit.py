@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from .._base.files import FileRefusedError, read_bounded
 from .._base.nesting import json_depth_exceeds
 from .._base.record import Record
 from .._errors import ConfigurationError
@@ -84,6 +85,9 @@ def _go_json(value: object) -> str:
 GENESIS = "genesis"
 KEYED = "hmac-sha256:"  # the prefix of every hash in a keyed chain
 MIN_KEY_BYTES = 16
+# A key file holds one key (`openssl rand -hex 32` writes 65 bytes); a larger file is a mistake
+# (the wrong path), refused before it is read.
+MAX_KEY_FILE_BYTES = 4096
 FIELDS = frozenset(
     ("seq", "occurred_at", "actor", "action", "target", "details", "prev_hash", "row_hash")
 )
@@ -111,11 +115,17 @@ def audit_key(file: str | Path | None, environ: Mapping[str, str]) -> bytes | No
 
 def read_audit_key(path: str | Path) -> bytes:
     """The key in ``path``: its bytes, surrounding whitespace stripped (so the text of
-    ``openssl rand -hex 32 > key`` is the key), at least MIN_KEY_BYTES long."""
+    ``openssl rand -hex 32 > key`` is the key), at least MIN_KEY_BYTES long; a regular file of
+    at most MAX_KEY_FILE_BYTES."""
     try:
-        key = Path(path).read_bytes().strip()
-    except OSError as exc:
-        raise AuditLogError(f"cannot read audit key {path}: {exc.strerror}") from exc
+        key = read_bounded(path, MAX_KEY_FILE_BYTES).strip()
+    except FileRefusedError as exc:
+        if exc.size is not None:
+            raise AuditLogError(
+                f"audit key {path} {exc.problem}: a key file holds one key, at most "
+                f"{MAX_KEY_FILE_BYTES:,} bytes"
+            ) from None
+        raise AuditLogError(f"cannot read audit key {path}: {exc.problem}") from None
     return check_audit_key(key, str(path))
 
 

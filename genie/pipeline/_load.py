@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
+from .._base.files import file_problem
 from .._base.yamlconf import (
     ConfigFileError,
     Loc,
@@ -483,9 +484,10 @@ class _Checker:
             )
         if entry.input is not None and entry.input.default is not None:
             default = self.path.parent / entry.input.default
-            if not default.is_file():
+            problem = file_problem(default, entry.input.max_bytes, "entry.input.max_bytes")
+            if problem is not None:
                 self.fail(
-                    ("entry", "input", "default"), f"input file {os.fspath(default)} does not exist"
+                    ("entry", "input", "default"), f"input file {os.fspath(default)} {problem}"
                 )
         return model
 
@@ -498,10 +500,9 @@ class _Checker:
         retention = None
         if gov.file is not None:
             policy_path = self.path.parent / gov.file
-            if not policy_path.is_file():
-                self.fail(
-                    ("governance", "file"), f"policy file {os.fspath(policy_path)} does not exist"
-                )
+            problem = file_problem(policy_path)
+            if problem is not None:
+                self.fail(("governance", "file"), f"policy file {os.fspath(policy_path)} {problem}")
             else:
                 try:
                     found = load_policy_file(policy_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,8 +14,10 @@ from pydantic import ValidationError
 from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec
 from .._base.clock import Clock
+from .._base.files import FileRefusedError, decode_utf8, read_bounded
 from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
+from .._base.strict_json import loads_strict
 from .._base.yamlconf import ConfigFileError, parse_yaml
 from .._errors import ConfigurationError
 from .._message.envelope import Message
@@ -33,7 +34,7 @@ from .._runtime.runtime import Runtime
 from .._runtime.statistics import RuntimeStatistics
 from ._gather import Gathered, GatherNode
 from ._graph import Graph
-from ._schema import AgentDecl, PipelineFile
+from ._schema import MAX_INPUT_BYTES, AgentDecl, PipelineFile
 
 if TYPE_CHECKING:
     from .._runtime.observe.metrics import Metrics
@@ -301,29 +302,45 @@ class Pipeline:
     # --- input ---------------------------------------------------------------------------------
     def read_input(self, source: str | None = None, text: str | None = None) -> str | None:
         """The input text: ``text`` if given, else the file ``source`` (``-`` is stdin), else the
-        entry's default file (relative to the pipeline). Raises InputError."""
+        entry's default file (relative to the pipeline). A file is read only if it is a regular
+        file of at most ``entry.input.max_bytes``, in UTF-8 (a byte order mark is dropped), with
+        no NUL character. Raises InputError naming the file (and the line, for its text)."""
         if text is not None:
             return text
         spec = self.config.entry.input
+        limit = spec.max_bytes if spec is not None else MAX_INPUT_BYTES
         if source is None:
             if spec is None or spec.default is None:
                 return None
             path = (self.path.parent / spec.default).resolve()
         elif source == "-":
-            import sys
-
-            return sys.stdin.read()
+            return self._read_stdin(limit)
         else:
             path = Path(source)
         try:
-            return path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read input {os.fspath(path)}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            line = exc.object[: exc.start].count(b"\n") + 1
+            raw = read_bounded(path, limit)
+        except FileRefusedError as exc:
+            if exc.size is not None:
+                raise InputError(self._too_large(f"input {exc.path}", exc.problem, limit)) from None
+            raise InputError(f"cannot read input {exc.path}: {exc.problem}") from None
+        return _text(raw, os.fspath(path))
+
+    def _read_stdin(self, limit: int) -> str:
+        import sys
+
+        stream = getattr(sys.stdin, "buffer", None)  # a program may have given a text stream
+        raw = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode()
+        if len(raw) > limit:
             raise InputError(
-                f"{os.fspath(path)}, line {line}: not UTF-8 text (byte {exc.start})", line=line
-            ) from exc
+                self._too_large("standard input", f"is more than {limit:,} bytes", limit)
+            )
+        return _text(raw, "standard input")
+
+    def _too_large(self, what: str, problem: str, limit: int) -> str:
+        return (
+            f"{what} {problem}: the limit for an input of pipeline {self.name!r} is {limit:,} "
+            f"bytes (entry.input.max_bytes in {os.fspath(self.path)})"
+        )
 
     def entry_payload(self, text: str | None, where: str = "the input") -> Payload:
         """The entry payload: the file's ``payload`` plus the input mapped onto it."""
@@ -469,10 +486,26 @@ def _located(exc: ValidationError, type_name: str, where: str) -> InputError | N
     return InputError(f"{where}, line {line}: {problem} ({type_name}.{field})", line=line)
 
 
+def _text(raw: bytes, name: str) -> str:
+    """An input file's bytes as text; refused, naming the line, when they are not UTF-8 text."""
+    try:
+        text = decode_utf8(raw, name)
+    except FileRefusedError as exc:
+        raise InputError(f"{name}, line {exc.line}: {exc.problem}", line=exc.line) from None
+    nul = text.find("\0")
+    if nul >= 0:  # no text format holds one: a binary file, or UTF-16 without its mark
+        line = text.count("\n", 0, nul) + 1
+        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        raise InputError(
+            f"{name}, line {line}: a NUL character (column {column}): not a text file", line=line
+        )
+    return text
+
+
 def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = loads_strict(text)  # as `genie serve` reads a request's body
         except ValueError as exc:
             raise InputError(f"{where} is not valid JSON: {exc}") from exc
     else:

@@ -128,13 +128,21 @@ class Limits(_Model):
     correlation_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
+# The largest input file a run reads, unless the pipeline says otherwise: the request size
+# `genie serve` takes by default (--max-body), so a file is bounded as a request is. The shipped
+# inputs are under 2 KB; the shipped board policy stops content past 256 KiB anyway.
+MAX_INPUT_BYTES = 1 << 20
+
+
 class Input(_Model):
     """How the run's input file becomes the entry payload: its text into ``field``, or (with
-    ``format: json`` / ``yaml``) an object whose keys are payload fields."""
+    ``format: json`` / ``yaml``) an object whose keys are payload fields. A file larger than
+    ``max_bytes`` is refused before it is read."""
 
     field: str | None = None
     format: Literal["text", "json", "yaml"] = "text"
     default: str | None = None  # a path, relative to the pipeline file
+    max_bytes: int = Field(default=MAX_INPUT_BYTES, ge=1)
 
     @model_validator(mode="after")
     def _field_for_text(self) -> Input:

@@ -7,8 +7,6 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from starlette.types import Message as Message_
 
 from .._base.log import lazy_logger
 from .._base.nesting import json_depth_exceeds
+from .._base.strict_json import loads_strict
 from .._errors import (
     ConfigurationError,
     GenieError,
@@ -570,26 +569,6 @@ def _result_response(result: RunResult) -> Response:
     return response
 
 
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:  # which value counts would depend on the parser reading it
-            raise ValueError(f"key {key!r} given twice")
-        data[key] = value
-    return data
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 reads as infinity: no JSON number means that
-        raise ValueError(f"number {text[:32]} is out of range")
-    return value
-
-
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     """``raw`` as a JSON object, strictly: UTF-8, no NaN or Infinity (written, or a number
     too large for a float), no key twice."""
@@ -600,12 +579,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     if json_depth_exceeds(text):
         raise _Refused(400, f"{what} is nested too deeply")
     try:
-        data = json.loads(
-            text,
-            object_pairs_hook=_strict_object,
-            parse_constant=_no_constant,
-            parse_float=_finite,
-        )
+        data = loads_strict(text)
     except ValueError as exc:
         raise _Refused(400, f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

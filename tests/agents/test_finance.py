@@ -4,6 +4,7 @@ against hand-computed cases, edge cases and error paths of the reference §7.2."
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ from genie_agents.finance.models import (
     Transaction,
 )
 from genie_agents.finance.report import go_json, render_report
-from genie_agents.finance.statement import MAX_AMOUNT, StatementError, parse_statement
+from genie_agents.finance.statement import MAX_AMOUNT, MAX_ROWS, StatementError, parse_statement
 from genie_agents.support import Fallback
 from pydantic import ValidationError
 
@@ -87,7 +88,7 @@ def test_decimal_amounts_add_up_to_the_cent() -> None:
     # every two-decimal amount up to 1000.00 survives exactly (float truncation lost 1 in 5)
     cents = range(0, 100_001, 7)
     text = HEAD + "".join(f"2026-01-01,x,{c // 100}.{c % 100:02d},credit\n" for c in cents)
-    assert [t.amount_cents for t in parse_statement(text)] == list(cents)
+    assert [t.amount_cents for t in parse_statement(text, max_rows=len(cents))] == list(cents)
 
 
 def test_a_byte_order_mark_is_skipped() -> None:
@@ -124,7 +125,15 @@ def test_a_byte_order_mark_is_skipped() -> None:
         (HEAD + '2026-01-01,x,"12,34",debit', 2, "amount '12,34' is not a decimal number"),
         (HEAD + "2026-01-01,x,1000000000000.01,credit", 2, "larger than the limit"),
         (HEAD + "2026-01-01,x,-9" + "9" * 40 + ",debit", 2, "larger than the limit"),
-        (HEAD + "2026-01-01,x,12.349,debit", 2, "amount 12.349 has more than two decimal"),
+        (HEAD + "2026-01-01,x,12.349,debit", 2, "amount '12.349' has more than two decimal"),
+        # a sign that says the opposite of the type: Go made -450 credit a 450 expense
+        (HEAD + "2026-01-01,x,-450,credit", 2, "amount '-450' is money out but the type says"),
+        (HEAD + "2026-01-01,x,+450,debit", 2, "amount '+450' is money in but the type says debit"),
+        (
+            "date,description,amount,type,amount\n2026-01-01,x,1,debit,2\n",
+            1,
+            'column "amount" is given twice (columns 3 and 5)',
+        ),
         (HEAD + "2026-01-01,x,1,debit,\n", 2, "5 columns, expected 4"),
         (HEAD + "2026-01-01,x,1,debit\n\n\n2026-01-01,x,1,dbit\n", 5, "type 'dbit'"),
         (
@@ -147,6 +156,50 @@ def test_bad_statements_name_the_file_line(text: str, line: int, problem: str) -
     assert str(caught.value) == f"bad.csv:{line}: {caught.value.problem}"
     with pytest.raises(ValueError, match=f"^line {line}: .*" + re.escape(problem)):
         parse_statement(text)  # a StatementError is a ValueError; without a name, the line
+
+
+NINES = "9" * 37  # a quoted value keeps its first 37 characters, then "..."
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("2026-01-01,x,{long},debit", f"amount '{NINES}...' is larger than the limit"),
+        ("2026-01-01,x,1{long}x,debit", f"amount '1{NINES[1:]}...' is not a decimal"),
+        ("2026-01-01,x,1.{long},debit", f"amount '1.{NINES[2:]}...' has more than two"),
+        ("2026-01-01,x,1,{long}", f"type '{NINES}...' is neither debit nor credit"),
+        ("{long},x,1,debit", f"date '{NINES}...' is not a real day"),
+    ],
+)
+def test_a_long_value_is_cut_in_the_message(row: str, problem: str) -> None:
+    """The adversary's 5,000-digit amount was echoed whole; a value is quoted up to 40
+    characters, so a refusal stays one readable line whatever the row holds."""
+    with pytest.raises(StatementError) as caught:
+        parse_statement(HEAD + row.format(long="9" * 5000) + "\n", source="bad.csv")
+    assert caught.value.problem.startswith(problem)
+    assert len(str(caught.value)) < 120
+
+
+def test_a_statement_is_read_up_to_its_row_limit_and_no_further() -> None:
+    rows = "".join(f"2026-01-0{d},x,1,debit\n" for d in range(1, 4))
+    assert len(parse_statement(HEAD + rows, max_rows=3)) == 3
+    # Past the limit nothing more is read: the broken row after it is never reached.
+    with pytest.raises(StatementError, match=r"^bad\.csv:4: more than 2 transactions") as caught:
+        parse_statement(HEAD + rows + '2026-01-04,"unclosed,1,debit\n', "bad.csv", max_rows=2)
+    assert caught.value.problem == (
+        "more than 2 transactions, the limit for one statement; split it by period"
+    )
+
+
+def test_at_the_real_row_limit_a_million_rows_cost_no_more_than_one_past_it() -> None:
+    """At MAX_ROWS the statement is read; one row more is refused at its line, and a million
+    rows past it cost no more than that one (they are never parsed)."""
+    row = "2026-01-03,Swiggy order,450,debit\n"
+    assert len(parse_statement(HEAD + row * MAX_ROWS)) == MAX_ROWS
+    started = time.process_time()
+    with pytest.raises(StatementError, match=f"^line {MAX_ROWS + 2}: more than 10,000 trans"):
+        parse_statement(HEAD + row * 1_000_000)
+    assert time.process_time() - started < 1.0
 
 
 def test_the_largest_amount_is_accepted() -> None:

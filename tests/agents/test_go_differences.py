@@ -12,6 +12,7 @@ import pytest
 from genie_agents.advisory.models import AssetAllocationRequest, EmergencyFundRequest
 from genie_agents.connectors.aa import AaFetcher, AaFetchRequest, InMemoryFIClient
 from genie_agents.connectors.voice import VoiceAsrChunk, VoiceStreaming
+from genie_agents.finance.statement import StatementError, parse_statement
 from genie_agents.fraud.models import KycRequest, Login, SessionCheck, SyntheticCheck
 from genie_agents.fraud.phishing import PhishingCheck
 from genie_agents.insurance.models import ClaimRequest, MotorRequest, PreauthRequest
@@ -674,3 +675,13 @@ async def test_sme_offer_is_capped_by_what_the_surplus_services() -> None:
     flows = {"monthly_inflows": (100_000,) * 3, "monthly_outflows": (80_000,) * 3}
     offer = await ask("sme_loan_workflow", _sme(**flows))
     assert (offer.status, offer.amount) == ("sanctioned", 304_347)
+
+
+def test_a_sign_against_the_type_is_refused() -> None:
+    # Go: cents = int64(-450 * 100) = -45000, and only a debit with cents > 0 is negated, so
+    # the credit stays -45000: a 450 expense. The port refuses the row, naming its line.
+    head = "date,description,amount,type\n"
+    with pytest.raises(StatementError, match=r"^line 2: amount '-450' is money out but the type"):
+        parse_statement(head + "2026-01-01,Refund,-450,credit\n")
+    (debit,) = parse_statement(head + "2026-01-01,Rent,-450,debit\n")  # agrees: 450 out
+    assert debit.amount_cents == -45_000

@@ -198,7 +198,7 @@ async def test_finance_question_takes_the_csv_from_go_metadata() -> None:
     assert go == FinanceQuestion(question="How much rent?", csv=None)
     assert await one(sup, go, metadata={"csv": csv}) == IngestCsv(csv=csv)
     bad = csv + "2026-01-02,X,12.345,debit\n"
-    with pytest.raises(ValueError, match=r"financial_supervisor: line 3: amount 12\.345 has more"):
+    with pytest.raises(ValueError, match=r"financial_supervisor: line 3: amount '12\.345' has"):
         await one(sup, go, metadata={"csv": bad})
     with pytest.raises(ValueError, match="financial_supervisor: no csv, in the payload or in"):
         await one(sup, go)

@@ -167,7 +167,7 @@ def test_unreadable_values_are_refused_with_their_line(
 
 
 def test_a_directory_cannot_be_read(tmp_path: Path) -> None:
-    assert refused(tmp_path) == [f"{tmp_path}: cannot read: Is a directory"]
+    assert refused(tmp_path) == [f"{tmp_path}: is a directory"]
 
 
 @pytest.mark.usefixtures("loader")

@@ -98,7 +98,7 @@ def test_input_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> N
 def test_missing_input_file(capsys: Capture) -> None:
     assert main(["run", str(FINANCE), "--input", "no/such.csv"]) == 2
     err = capsys.readouterr().err
-    assert err == "genie run: cannot read input no/such.csv: No such file or directory\n"
+    assert err == "genie run: cannot read input no/such.csv: does not exist\n"
 
 
 @pytest.mark.parametrize(
@@ -115,6 +115,11 @@ def test_missing_input_file(capsys: Capture) -> None:
         ("date,description,amount,type\n2026-01-01,x,NaN,debit\n", 2, "amount 'NaN'"),
         ("date,description,amount,type\n2026-01-01,x,inf,credit\n", 2, "amount 'inf'"),
         ("date,description,amount,type\n2026-01-01,x,1e300,credit\n", 2, "amount '1e300'"),
+        (
+            "date,description,amount,type\n2026-01-01,Refund,-450,credit\n",
+            2,
+            "amount '-450' is money out but the type says credit",
+        ),
         (
             'date,description,amount,type\n2026-01-01,"a\nb",1,debit\n2026-01-01,x,1e9999,debit\n',
             4,
@@ -143,7 +148,10 @@ def test_input_that_is_not_utf8_or_has_a_bom(tmp_path: Path, capsys: Capture) ->
     latin = tmp_path / "latin1.csv"
     latin.write_bytes(b"date,description,amount,type\n2026-01-01,Caf\xe9,1,debit\n")
     assert main(["run", str(FINANCE), "--input", str(latin)]) == 2
-    assert capsys.readouterr().err == (f"genie run: {latin}, line 2: not UTF-8 text (byte 43)\n")
+    assert capsys.readouterr().err == (
+        f"genie run: {latin}, line 2: not UTF-8: byte 0xe9 at offset 43 (column 15); "
+        "save the file as UTF-8\n"
+    )
     bom = tmp_path / "excel.csv"
     sample = (ROOT / "config" / "data" / "sample.csv").read_text()
     bom.write_text(sample, encoding="utf-8-sig")  # a spreadsheet's export
@@ -207,6 +215,9 @@ LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 JSON_ENTRY = GOOD / "json_entry.yaml"
 YAML_ENTRY = FINANCE.with_name("treasury.yaml")
+LENDING = FINANCE.with_name("lending.yaml")
+# An infinite monthly debt service was read as a number, and the loan approved.
+LOAN = (ROOT / "config" / "data" / "loan-application.json").read_text()
 
 
 @pytest.mark.parametrize(
@@ -216,6 +227,10 @@ YAML_ENTRY = FINANCE.with_name("treasury.yaml")
         (JSON_ENTRY, "in.json", '{"m": 1}', "field 'm': Extra inputs are not permitted"),
         (JSON_ENTRY, "in.json", "{not json", "is not valid JSON"),
         (JSON_ENTRY, "in.json", "[1, 2]", "must hold a JSON object of payload fields"),
+        # strict, as genie serve reads a body: one reading for every reader of the input
+        (JSON_ENTRY, "in.json", '{"n": 1, "n": 2}', "is not valid JSON: key 'n' given twice"),
+        (JSON_ENTRY, "in.json", '{"n": NaN}', "is not valid JSON: NaN is not JSON"),
+        (LENDING, "in.json", LOAN.replace("13000", "1e309"), "number 1e309 is out of range"),
         # YAML inputs are read within the configuration files' bounds (a billion laughs is
         # refused at the alias that crosses them), duplicate keys refused.
         (YAML_ENTRY, "in.yaml", LAUGHS, "in.yaml:5: more than 20,000 values"),

@@ -505,7 +505,10 @@ def test_key_from_a_file_or_the_environment(
     ("argv", "error"),
     [
         (["audit", "verify", "LOG", "--key-file", "KEY"], "audit key KEY is too short (5 bytes"),
-        (["audit", "verify", "LOG", "--key-file", "NOKEY"], "cannot read audit key NOKEY: No such"),
+        (
+            ["audit", "verify", "LOG", "--key-file", "NOKEY"],
+            "cannot read audit key NOKEY: does not exist",
+        ),
         (["run", str(FINANCE), "--audit", "LOG", "--audit-key-file", "KEY"], "too short"),
         (["run", str(FINANCE), "--audit-key-file", "KEY"], "--audit-key-file needs --audit"),
     ],

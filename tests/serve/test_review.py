@@ -180,7 +180,7 @@ def test_a_missing_key_file_is_named_and_exit_2(
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" not in err
-    assert f"{missing}: cannot read" in err
+    assert f"{missing}: does not exist" in err
 
 
 @pytest.mark.parametrize(
