@@ -21,7 +21,6 @@ from .._errors import (
     WouldBlockError,
 )
 from .._message.envelope import Message
-from .._message.freeze import CONTAINER_FIELDS, freeze_message
 from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, Missing, _Correlation
@@ -229,8 +228,6 @@ class Dispatcher:
             # The fan-in: a reply to a caller outside the runtime (no agent of that id, nobody
             # subscribed to the type), which only the correlation's waiters can take. ``route``
             # for it, inlined: this runs once per gathered reply.
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)
             ledger.published += 1
             waiters = corr.waiters
             limits = self.admission.limits
@@ -270,8 +267,6 @@ class Dispatcher:
         else:
             # ``route`` for the common case (nobody waits on the correlation, no tap, every
             # recipient known), inlined: this runs once a hop.
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)  # else nothing to freeze (the common case: no call)
             ledger.published += 1
             if self.correlator.closed_criteria:
                 self.correlator.check_late(msg)
@@ -311,9 +306,7 @@ class Dispatcher:
         self, msg: Message, corr: _Correlation, routed: tuple[str, ...], output: bool
     ) -> tuple[str, ...]:
         """Count the message, deliver it to the waiters and taps it concerns; the agents that
-        remain to be admitted."""
-        if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-            freeze_message(msg)  # before any consumer sees it: what was admitted stays so
+        remain to be admitted. (The message was frozen when it was built.)"""
         ledger = self.ledger
         ledger.published += 1
         obs = ledger.observer
