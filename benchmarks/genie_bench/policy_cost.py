@@ -35,7 +35,6 @@ from pathlib import Path
 import anyio
 
 from genie import Limits, Message, Payload, Runtime
-from genie._message.freeze import freeze_message
 from genie._runtime.policy import Decision, admit
 from genie.policies import load_policy_file
 
@@ -64,9 +63,8 @@ class Reply(Payload):
 
 @functools.cache
 def _request() -> Message:
-    request = Message.new(Small(seq=0, blob="x" * 20), sender="caller")
-    freeze_message(request)  # as routing does: its replies share its frozen metadata
-    return request
+    # frozen when built: its replies share its metadata
+    return Message.new(Small(seq=0, blob="x" * 20), sender="caller")
 
 
 def message(shape: str, seq: int) -> Message:
@@ -75,9 +73,7 @@ def message(shape: str, seq: int) -> Message:
     payload: Payload
     if shape == "reply":
         reply = Reply(seq=0, agent=seq % 50, blob="x" * 20)
-        msg = _request().child(reply, sender=f"w{seq % 50}", id=f"r{seq}", created_at=0.0)
-        freeze_message(msg)
-        return msg
+        return _request().child(reply, sender=f"w{seq % 50}", id=f"r{seq}", created_at=0.0)
     if shape == "40B":
         payload = Small(seq=seq, blob="x" * 20)
     else:

@@ -22,8 +22,9 @@ from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
 from .._errors import InvalidMessageError
-from .freeze import FrozenDict
-from .payload import Classification, MetaValue, Payload, Role, freeze_meta, invalid_message
+from .freeze import freeze_message, freeze_payload, frozen_metadata, needs_freezing
+from .frozen import NO_METADATA, FrozenDict
+from .payload import Classification, MetaValue, Payload, Role, invalid_message
 
 __all__ = ["Message", "caused_by"]
 
@@ -76,7 +77,7 @@ def _envelope() -> type[BaseModel]:
                     data["type"] = payload.message_type
                 meta = data.get("metadata")
                 if isinstance(meta, Mapping):
-                    data["metadata"] = {str(k): freeze_meta(v) for k, v in meta.items()}
+                    data["metadata"] = {str(k): v for k, v in meta.items()}
             return data
 
         @model_validator(mode="after")
@@ -161,12 +162,13 @@ def _filled(cls: type[Message], values: Sequence[Any]) -> Message:
         ) = values
         fields.__class__ = Message
         msg: Message = fields
-        return msg
-    # A user's subclass may not have ``_Fields``' layout (a ``__dict__`` of its own), so its
-    # class cannot be assigned: its slots are set one by one.
-    msg = _new(cls)
-    for slot, value in zip(_SLOTS, values, strict=True):
-        _set(msg, slot, value)
+    else:
+        # A user's subclass may not have ``_Fields``' layout (a ``__dict__`` of its own), so
+        # its class cannot be assigned: its slots are set one by one.
+        msg = _new(cls)
+        for slot, value in zip(_SLOTS, values, strict=True):
+            _set(msg, slot, value)
+    freeze_message(msg)  # new values (a copy's update, a validated model's): frozen
     return msg
 
 
@@ -229,6 +231,7 @@ class Message(_Fields):
         values = _envelope()(**data).__dict__
         for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
             _set(self, slot, values[name])
+        freeze_message(self)
 
     @property
     def created_at(self) -> datetime:
@@ -367,10 +370,13 @@ class Message(_Fields):
 
         Falls back to ``new`` (and its error naming the field) for anything it does not check.
         """
-        kind = getattr(payload, "message_type", "")
+        kind = _KINDS.get(type(payload))  # a class with nothing to freeze, once it is known
+        if kind is None:
+            kind = _kind(type(payload))
+            if kind:
+                freeze_payload(payload, kind)
         if (
-            not isinstance(payload, Payload)
-            or not kind
+            not kind
             or type(sender) is not str
             or not sender
             or (recipient is not None and type(recipient) is not str)
@@ -388,7 +394,7 @@ class Message(_Fields):
         fields.classification = Classification.INTERNAL
         fields.hops = 0
         fields._created_at = created_at
-        fields.metadata = {}
+        fields.metadata = NO_METADATA
         fields.payload = payload
         fields.__class__ = Message
         msg: Message = fields
@@ -417,19 +423,22 @@ class Message(_Fields):
         )
 
 
-# payload class -> its ``message_type``, for the Payload classes that set one. A reply's type is
-# looked up here by its payload's class rather than read from the class each time (a read on a
-# pydantic model class goes through its attribute hook). A class's type name is a ClassVar,
-# fixed when it is registered, so it is read once per class; like ``CONTAINER_FIELDS``, the
-# table is of classes, not of runtimes: it holds no message and no agent.
+# payload class -> its ``message_type``, for the Payload classes that set one and whose payloads
+# have nothing to freeze (only scalar fields). A message's type is looked up here by its
+# payload's class rather than read from the class each time (a read on a pydantic model class
+# goes through its attribute hook), and a class found here needs no freezing: the common
+# message pays one lookup for both. A class's type name is a ClassVar, fixed when it is
+# registered, so it is read once per class; the table is of classes, not of runtimes: it holds
+# no message and no agent.
 _KINDS: dict[type, str] = {}
 
 
 def _kind(cls: type) -> str:
-    """``cls.message_type`` if ``cls`` is a Payload that sets one (then remembered), else ``""``."""
+    """``cls.message_type`` if ``cls`` is a Payload that sets one, else ``""``; remembered in
+    ``_KINDS`` when its payloads have nothing to freeze."""
     # ``Payload in __mro__``: what isinstance decides here, without pydantic's ABC check.
     kind: str = cls.message_type if Payload in cls.__mro__ else ""  # type: ignore[attr-defined]
-    if kind:
+    if kind and not needs_freezing(cls):
         _KINDS[cls] = kind
     return kind
 
@@ -448,20 +457,19 @@ def caused_by(
     """``parent.child(...)`` with every argument by position: a handler's contexts build each
     reply through it (a call with keywords binds them one by one)."""
     try:
-        # A payload's class is in the table from its first reply on.
+        # A payload's class is in the table from its first reply on, if it has nothing to freeze.
         kind = _KINDS[type(payload)]
     except KeyError:
         kind = _kind(type(payload))
-    if not kind:
-        raise InvalidMessageError(
-            type(payload).__name__, "payload", "must be a Payload subclass with message_type"
-        )
+        if not kind:
+            raise InvalidMessageError(
+                type(payload).__name__, "payload", "must be a Payload subclass with message_type"
+            ) from None
+        freeze_payload(payload, kind)
     meta = parent.metadata
     if metadata or type(meta) is not FrozenDict:
-        meta = dict(meta)
-        if metadata:
-            meta.update({str(k): freeze_meta(v) for k, v in metadata.items()})
-    # else: the parent's metadata, frozen when it was routed, is shared (it cannot change)
+        meta = frozen_metadata(kind, meta, metadata)
+    # else: the parent's metadata, frozen, is shared (it cannot change)
     fields: Any = _Fields()  # made a Message below (see ``_Fields``)
     fields.id = id
     fields.type = kind

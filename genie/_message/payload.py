@@ -4,13 +4,13 @@ the metadata values an envelope may hold."""
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import InvalidMessageError
 
-__all__ = ["Classification", "MetaValue", "Payload", "Role", "freeze_meta", "invalid_message"]
+__all__ = ["Classification", "MetaValue", "Payload", "Role", "invalid_message"]
 
 # Metadata values are immutable so that a shallow copy per message is a real copy: a message can
 # never see a change made through another message's metadata (the Go bus shared one map).
@@ -56,12 +56,6 @@ class Payload(BaseModel):
     # otherwise pay for all of them at start-up.
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     message_type: ClassVar[str] = ""
-
-
-def freeze_meta(value: Any) -> Any:
-    """A metadata value as a message keeps it: a list of roles becomes a tuple, so no message
-    can see it change through another's."""
-    return tuple(value) if isinstance(value, list) else value
 
 
 def invalid_message(type_name: str, exc: ValidationError) -> InvalidMessageError:

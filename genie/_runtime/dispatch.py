@@ -21,7 +21,6 @@ from .._errors import (
     WouldBlockError,
 )
 from .._message.envelope import Message
-from .._message.freeze import CONTAINER_FIELDS, freeze_message
 from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, Missing, _Correlation
@@ -169,8 +168,6 @@ class Dispatcher:
         agents = routed
         put = 0  # the agents of ``agents[:put]`` had their delivery queued or refused
         try:
-            if type(msg.metadata) is dict or CONTAINER_FIELDS.get(type(msg.payload)) != ():
-                freeze_message(msg)  # before any consumer sees it: what was admitted stays so
             self.published += 1
             ledger = self.ledger
             obs = ledger.observer

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, cast
 
 from .._message.envelope import Message
-from .._message.freeze import FrozenDict
+from .._message.frozen import FrozenDict
 from .._message.payload import Classification, MetaValue
 from .policy import (
     Decision,

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._message.envelope import Message
-from .._message.freeze import FrozenDict
+from .._message.frozen import FrozenDict
 from ._normalise import Shapes, fold, payload_pieces, pieces, scan_text, words
 
 __all__ = ["ContentView", "quote", "roles_of"]

@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .._message.freeze import FrozenDict, FrozenList
+from .._message.frozen import FrozenDict, FrozenList
 
 __all__ = [
     "compact_words",

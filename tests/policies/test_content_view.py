@@ -28,19 +28,20 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from genie import Message, Payload
-from genie._message.freeze import freeze_message
 from genie.policies import ContentView, Rule
 from genie.policies._dsl import _only_in_strings
 from genie.policies._normalise import fold, payload_pieces, pieces, scan_text
 
 
 class Leaf(BaseModel):
+    model_config = ConfigDict(frozen=True)  # a value inside a payload: frozen
     note: str = ""
     card_no: int | float | None = None
     ok: bool = True
 
 
 class Branch(BaseModel):
+    model_config = ConfigDict(frozen=True)  # a value inside a payload: frozen
     leaves: list[Leaf] = Field(default_factory=list)
     label: str = ""
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -169,9 +170,8 @@ def test_the_walk_finds_what_the_json_holds() -> None:
     walked = clean = 0
     for i in range(2_000):
         payload: Payload = wide(rng)
-        if i % 2:  # as the runtime hands it to admission: containers frozen
+        if i % 2:  # as a message holds it: containers frozen
             msg = Message.new(payload, sender="u", metadata={"note": rng.choice(WORDS)})
-            freeze_message(msg)
             payload = msg.payload
         found = payload_pieces(payload, {})
         assert found is not None, payload
@@ -252,6 +252,7 @@ class Pt(TypedDict):
 
 
 class Base(BaseModel):
+    model_config = ConfigDict(frozen=True)  # a value inside a payload: frozen
     a: str = ""
 
 
@@ -314,7 +315,7 @@ class Related(Payload):
 
 
 class Root(RootModel[list[str]]):
-    pass
+    model_config = ConfigDict(frozen=True)  # a value inside a payload: frozen
 
 
 class Rooted(Payload):
@@ -387,11 +388,9 @@ def test_metadata_shared_by_messages_is_read_right() -> None:
     # Outputs share their parent's frozen metadata: the view keeps its pieces, by identity.
     view = ContentView()
     first = Message.new(Wide(text="a"), sender="u", metadata={"note": "call 98765 43210"})
-    freeze_message(first)
     second = Message.new(Wide(text="b"), sender="u")
     object.__setattr__(second, "metadata", first.metadata)  # as ``derive`` shares it
-    third = Message.new(Wide(text="c"), sender="u", metadata={"note": "nothing"})
-    freeze_message(third)  # equal keys, another object: read anew
+    third = Message.new(Wide(text="c"), sender="u", metadata={"note": "nothing"})  # read anew
     for msg in (first, second, third, first):
         expected = scan_text(json.loads(msg.payload.model_dump_json()), msg.metadata)
         assert view.scan(msg) == expected

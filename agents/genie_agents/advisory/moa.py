@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
 from genie.llm import BudgetExceededError, ChatMessage, LLMError, Provider, Request
@@ -82,6 +82,8 @@ class MoaRecommendRequest(Payload):
 
 
 class Candidate(BaseModel):
+    model_config = ConfigDict(frozen=True)  # a value inside a payload: frozen, as payloads are
+
     panellist: str
     text: str = ""
     error: str = ""

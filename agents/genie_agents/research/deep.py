@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from genie import BaseAgent, Context, DeniedError, Message, Payload, Risk, handler
 from genie.llm import (
@@ -44,6 +44,8 @@ DISCLAIMERS = {
 
 
 class Citation(BaseModel):
+    model_config = ConfigDict(frozen=True)  # a value inside a payload: frozen, as payloads are
+
     title: str
     url: str = ""
     quote: str = ""
