@@ -671,6 +671,8 @@ class Runtime:
             tap_errors=ledger.tap_errors,
             observer_errors=self._guarded.errors if self._guarded is not None else 0,
             timers_pending=len(self._timers.pending),
+            timers_set=self._timers.scheduled,
+            timers_handled=self._timers.handled,
             executors=ex.count if ex else 0,
             idle_executors=ex.idle if ex else 0,
             ready=len(ex.ready) if ex else 0,
