@@ -125,6 +125,7 @@ def as_json(report: Report, samples: list[Sample], warm: int) -> dict[str, objec
     return {
         "sessions": report.sessions.total,
         "completed": report.sessions.completed,
+        "partial": report.sessions.partial,  # a failed or denied branch left out of the bundle
         "failures_injected": report.faults[0]["injected"],
         "denied": report.agents["right"].denied,
         "warm_up": warm,

@@ -675,6 +675,8 @@ class Runtime:
             tap_errors=ledger.tap_errors,
             observer_errors=self._guarded.errors if self._guarded is not None else 0,
             timers_pending=len(self._timers.pending),
+            timers_set=self._timers.scheduled,
+            timers_handled=self._timers.handled,
             executors=workers.executors,
             idle_executors=workers.idle,
             ready=workers.ready,

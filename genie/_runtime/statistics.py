@@ -17,8 +17,9 @@ class RuntimeStatistics(Record):
 
     ``delivered == handled + denied + dead_lettered + shed + in_flight`` always holds; a
     delivery is a message to one consumer (an agent, a waiter, a timer). ``handled`` counts
-    handler calls that returned, the timers that fired or were withdrawn and the ``collected``
-    messages a waiter (``ask``, ``gather``, ``ctx.request``) took.
+    handler calls that returned, the timers that fired or were withdrawn (``timers_handled``)
+    and the ``collected`` messages a waiter (``ask``, ``gather``, ``ctx.request``) took. So the
+    deliveries to agents' mailboxes are ``delivered - collected - timers_set - denied - shed``.
     """
 
     published: int
@@ -36,6 +37,8 @@ class RuntimeStatistics(Record):
     tap_errors: int
     observer_errors: int
     timers_pending: int
+    timers_set: int
+    timers_handled: int
     executors: int
     idle_executors: int
     ready: int

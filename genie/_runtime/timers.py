@@ -33,6 +33,10 @@ class Timers:
         self._tg: TaskGroup | None = None
         self.pending: dict[Timer, str] = {}  # timer -> its correlation id
         self.cut_short = 0  # pending timers the shutdown cancelled
+        # Every timer is a delivery: these tell the runtime's ``delivered`` and ``handled``
+        # apart from the agents' deliveries and handler calls in a report.
+        self.scheduled = 0
+        self.handled = 0  # timers that fired or were withdrawn
         # Told each timer's message once its outcome is recorded (a transport that reports
         # outcomes to another process, genie/_nats.py).
         self.on_end: Callable[[Message], None] | None = None
@@ -44,6 +48,7 @@ class Timers:
         assert self._tg is not None, "contexts exist only while the runtime runs"
         corr = self._correlator.get(msg.correlation_id)
         self._ledger.opened(corr)
+        self.scheduled += 1
         timer = Timer(lambda: self._withdrawn(timer, msg, corr))
         self.pending[timer] = corr.id
         self._tg.start_soon(self._wait, timer, msg, corr, delay)
@@ -57,6 +62,7 @@ class Timers:
 
     def _withdrawn(self, timer: Timer, msg: Message, corr: _Correlation) -> None:
         if self.pending.pop(timer, None) is not None:  # withdrawn by its agent: its outcome
+            self.handled += 1
             self._ledger.closed(corr, msg)
             if self.on_end is not None:
                 self.on_end(msg)
@@ -83,6 +89,7 @@ class Timers:
             self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
         else:
             self._fire(msg)  # routed before the timer closes, so the request never looks idle
+            self.handled += 1
             self._ledger.closed(corr, msg)
         if self.on_end is not None:
             self.on_end(msg)

@@ -10,10 +10,11 @@ from ._gather import GatherTimeoutError as GatherTimeoutError
 from ._graph import Edge as Edge
 from ._graph import Graph as Graph
 from ._load import load_pipeline as load_pipeline
-from ._run import Denial as Denial
 from ._run import InputError as InputError
 from ._run import Pipeline as Pipeline
 from ._run import RunResult as RunResult
+from ._tally import Denial as Denial
+from ._tally import RunStatistics as RunStatistics
 
 __all__ = [
     "Denial",
@@ -24,5 +25,6 @@ __all__ = [
     "InputError",
     "Pipeline",
     "RunResult",
+    "RunStatistics",
     "load_pipeline",
 ]

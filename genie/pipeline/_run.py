@@ -27,7 +27,6 @@ from .._runtime.audit import AuditSink
 from .._runtime.correlator import GatherResult, Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.losses import Lost
-from .._runtime.observe.observer import Observer
 from .._runtime.options import AgentOptions
 from .._runtime.policy import Limits, Policy
 from .._runtime.runtime import Runtime
@@ -35,13 +34,14 @@ from .._runtime.statistics import RuntimeStatistics
 from ._gather import Gathered, GatherNode
 from ._graph import Graph
 from ._schema import MAX_INPUT_BYTES, AgentDecl, PipelineFile
+from ._tally import Denial, RunStatistics, RunTally, from_runtime, handled_elsewhere
 
 if TYPE_CHECKING:
     from .._runtime.observe.metrics import Metrics
     from .._runtime.transport import Transport
     from ..llm._config import LLMConfig, LLMStacks
 
-__all__ = ["Denial", "InputError", "Pipeline", "RunResult"]
+__all__ = ["InputError", "Pipeline", "RunResult"]
 
 RunStatus = Literal["ok", "partial", "fallback", "denied", "failed", "timed_out", "no_output"]
 
@@ -55,54 +55,24 @@ class InputError(ConfigurationError):
         self.line = line
 
 
-@dataclass(frozen=True, slots=True)
-class Denial:
-    """A delivery of the run that admission refused: which message, to whom, why."""
-
-    type: str
-    recipient: str
-    policy: str
-    reason: str
-
-
-class _Watch(Observer):
-    """Collects, while a run is asked, the denials of its correlation (the first 64: a storm
-    of them says no more than its first few) and the parts its declared gathers bundled
-    without (each once, with why)."""
-
-    never_raises = True
-
-    def __init__(self, correlation_id: str) -> None:
-        self.correlation_id = correlation_id
-        self.seen: list[Denial] = []
-        self.missing: dict[str, Missing] = {}
-
-    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
-        if msg.correlation_id == self.correlation_id and len(self.seen) < 64:
-            self.seen.append(Denial(msg.type, agent_id, policy, reason))
-
-    def published(self, msg: Message, recipients: int) -> None:
-        bundle = msg.payload
-        if msg.correlation_id == self.correlation_id and isinstance(bundle, Gathered):
-            for part, why in bundle.why.items():
-                self.missing.setdefault(
-                    part, Missing(part, why.kind, why.reason, why.policy, why.agent)
-                )
-
-
 @dataclass(frozen=True)
 class RunResult:
     """How one request ended. ``status``: ``ok`` (the output arrived), ``partial`` (it
     arrived, built by a declared gather without some parts: ``missing`` names each, with why),
     ``fallback`` (a message to the caller that is not the output, e.g. a fallback notice),
     ``denied``, ``failed``, ``timed_out``, or ``no_output`` (everything finished without
-    producing the output)."""
+    producing the output).
+
+    ``stats`` counts this request only, as ``dead_letters`` and ``denials`` list it, when the
+    result was made; ``runtime`` is the statistics of the whole runtime then (in a runtime
+    that serves many requests, all of theirs)."""
 
     status: RunStatus
     correlation_id: str
     output: Message | None
     missing: tuple[Missing, ...]
-    stats: RuntimeStatistics
+    stats: RunStatistics
+    runtime: RuntimeStatistics
     dead_letters: tuple[DeadLetter, ...] = field(default=())
     denials: tuple[Denial, ...] = field(default=())
 
@@ -113,7 +83,6 @@ class RunResult:
 
     def as_json(self) -> dict[str, Any]:
         """The ``genie run --json`` document (see docs/cli.md)."""
-        s = self.stats
         return {
             "status": self.status,
             "correlation_id": self.correlation_id,
@@ -142,17 +111,7 @@ class RunResult:
                 {"type": d.type, "recipient": d.recipient, "policy": d.policy, "reason": d.reason}
                 for d in self.denials
             ],
-            "stats": {
-                "published": s.published,
-                "delivered": s.delivered,
-                "handled": s.handled,
-                "collected": s.collected,
-                "denied": s.denied,
-                "dead_lettered": s.dead_lettered,
-                "shed": s.shed,
-                "retries": s.retries,
-                "fallbacks": s.fallbacks,
-            },
+            "stats": self.stats.as_dict(),
         }
 
 
@@ -423,8 +382,8 @@ class Pipeline:
         """Send one entry ``payload`` through a running runtime of this pipeline (or a request
         message built by ``entry_message``, to know its ids before it is sent)."""
         msg = payload if isinstance(payload, Message) else self.entry_message(rt, payload)
-        watch = _Watch(msg.correlation_id)
-        rt.add_observer(watch)
+        tally = RunTally(msg.correlation_id)
+        rt.add_observer(tally)
         try:
             result = await rt.ask(
                 msg,
@@ -432,19 +391,20 @@ class Pipeline:
                 timeout=timeout if timeout is not None else self.config.timeout,
             )
         finally:
-            rt.remove_observer(watch)
+            rt.remove_observer(tally)
         reply = result.replies[0] if result.replies else None
-        status = run_status(reply, result, self.config.output)
-        if status == "ok" and watch.missing:
-            status = "partial"
+        runtime = rt.statistics()
+        # Agents in other processes report outcomes as records, which no observer is told of.
+        elsewhere = handled_elsewhere(runtime) > 0
         return RunResult(
-            status=status,
+            status=run_status(reply, result, self.config.output, partial=bool(tally.missing)),
             correlation_id=msg.correlation_id,
             output=reply,
-            missing=(*result.missing, *watch.missing.values()),
-            stats=rt.statistics(),
-            dead_letters=tuple(rt.dead_letters.for_correlation(msg.correlation_id)),
-            denials=tuple(watch.seen),
+            missing=(*result.missing, *tally.missing.values()),
+            stats=from_runtime(runtime) if elsewhere else tally.statistics(len(result.replies)),
+            runtime=runtime,
+            dead_letters=tuple(tally.dead_letters),
+            denials=tuple(tally.denials),
         )
 
     def ends(self, request: Message) -> Callable[[Message], bool]:
@@ -459,10 +419,15 @@ def _stacks_of(decl: AgentDecl) -> list[str]:
     return [decl.llm] if isinstance(decl.llm, str) else decl.llm
 
 
-def run_status(reply: Message | None, result: GatherResult, output: str) -> RunStatus:
-    """How a request ended, from what ended it (``reply``) and its gather's result."""
+def run_status(
+    reply: Message | None, result: GatherResult, output: str, *, partial: bool = False
+) -> RunStatus:
+    """How a request ended, from what ended it (``reply``) and its gather's result;
+    ``partial``: a declared gather of the request bundled without some parts."""
     if reply is not None:
-        return "ok" if reply.type == output else "fallback"
+        if reply.type != output:
+            return "fallback"
+        return "partial" if partial else "ok"
     if result.status == "timed_out":
         return "timed_out"
     kinds = {m.kind for m in result.missing}

@@ -35,12 +35,14 @@ def plot(
     *,
     title: str,
     sessions: int,
+    outcomes: Mapping[str, int],
     bins: Sequence[tuple[float, float, int]],
     marks: Mapping[str, float],
     queueing: Mapping[str, tuple[float, float]],
 ) -> None:
-    """``bins``: (low, high, sessions) of end-to-end latency; ``marks``: p50, p99 and max;
-    ``queueing``: each agent's (mean, p99) queueing delay."""
+    """``outcomes``: how many sessions ended each way (they sum to ``sessions``); ``bins``:
+    (low, high, sessions) of end-to-end latency; ``marks``: p50, p99 and max; ``queueing``:
+    each agent's (mean, p99) queueing delay."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
     shown = [(low, high, n) for low, high, n in bins if high > 1e-9]
@@ -57,7 +59,8 @@ def plot(
             left.axvline(value, color="k", linestyle=style, label=f"{name} {seconds(value)}")
     left.set_xlabel("end-to-end latency (s, log scale)")
     left.set_ylabel("sessions")
-    left.set_title(f"{sessions:,} sessions: latency distribution")
+    ended = ", ".join(f"{n:,} {name}" for name, n in outcomes.items())
+    left.set_title(f"{sessions:,} sessions ({ended}): latency distribution", fontsize=10)
     if max(marks.values(), default=0) > 0:
         left.legend()
     names = list(queueing)

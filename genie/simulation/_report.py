@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from ._inject import Injector
     from ._track import Tracker
 
-__all__ = ["AgentFigures", "Distribution", "Outcomes", "Report", "build_report"]
+__all__ = ["OUTCOMES", "AgentFigures", "Distribution", "Outcomes", "Report", "build_report"]
+
+OUTCOMES = ("completed", "partial", "fallback", "denied", "failed", "timed_out")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Outcomes:
 
     total: int
     completed: int  # the pipeline's output arrived
+    partial: int  # it arrived, built by a declared gather without some of its parts
     fallback: int  # a fallback notice reached the caller instead
     denied: int  # a policy or limit denied a delivery the output needed
     failed: int  # a handler failed for good (or the flow ended without the output)
@@ -132,11 +135,14 @@ class Report:
 
         s = self.settings
         faults = ", ".join(f.spec for f in s.faults) or "no faults"
+        o = self.sessions
+        ended = {name: getattr(o, name) for name in OUTCOMES}
         plot(
             path,
             title=f"genie simulate {self.pipeline}: {s.sessions:,} sessions, concurrency "
             f"{s.concurrency}, seed {s.seed}, {s.clock} clock; {faults}",
-            sessions=self.sessions.total,
+            sessions=o.total,
+            outcomes={name.replace("_", " "): n for name, n in ended.items() if n},
             bins=self.latency_bins,
             marks={"p50": self.latency.p50, "p99": self.latency.p99, "max": self.latency.max},
             queueing={a: (f.queueing.mean, f.queueing.p99) for a, f in self.agents.items()},
@@ -206,13 +212,25 @@ def build_report(
             for name in ("correlation_tokens", "correlation_cost")
             if getattr(rt.limits, name) is not None
         }
+    # The runtime's own counts, each delivery in one place: the rows' deliveries and calls
+    # are the agents' parts of ``delivered`` and ``handled`` (the rest: what the sessions' asks
+    # collected, the timers agents set, and what never reached a mailbox).
     messages = {
         "published": stats.published,
         "delivered": stats.delivered,
-        "handled": stats.handled,
+        "to_agents": (
+            stats.delivered - stats.collected - stats.timers_set - stats.denied - stats.shed
+        ),
+        "collected": stats.collected,
+        "timers": stats.timers_set,
         "denied": stats.denied,
-        "dead_lettered": stats.dead_lettered,
+        # refused to the sessions' asks (the caller is no agent, so it has no row)
+        "denied_to_caller": sum(t.denied for aid, t in tracker.agents.items() if aid not in ids),
         "shed": stats.shed,
+        "handled": stats.handled,
+        "handled_by_agents": sum(mb.handled for mb in mailboxes.values()),
+        "timers_handled": stats.timers_handled,
+        "dead_lettered": stats.dead_lettered,
         "in_flight": stats.in_flight,
         "unrouted": stats.unrouted,
         "retries": stats.retries,
@@ -256,10 +274,10 @@ def _render(r: Report) -> str:
     o = r.sessions
     out += [
         "",
-        f"{'sessions':<16}{'total':>8}{'completed':>11}{'fallback':>10}{'denied':>8}"
-        f"{'failed':>8}{'timed out':>11}",
-        f"{'':<16}{o.total:>8,}{o.completed:>11,}{o.fallback:>10,}{o.denied:>8,}"
-        f"{o.failed:>8,}{o.timed_out:>11,}",
+        f"{'sessions':<16}{'total':>8}{'completed':>11}{'partial':>9}{'fallback':>10}"
+        f"{'denied':>8}{'failed':>8}{'timed out':>11}",
+        f"{'':<16}{o.total:>8,}{o.completed:>11,}{o.partial:>9,}{o.fallback:>10,}"
+        f"{o.denied:>8,}{o.failed:>8,}{o.timed_out:>11,}",
         "",
         f"latency         {_spread(r.latency)}  (end to end)",
         "",
@@ -288,17 +306,44 @@ def _render(r: Report) -> str:
     out.append(f"limits fired    {fired}")
     out += _faults(r)
     m = r.messages
-    balanced = m["delivered"] == m["handled"] + m["denied"] + m["dead_lettered"] + m["shed"]
-    out.append(
-        "messages        "
-        + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in m.items())
-        + (
-            "  (delivered = handled + denied + dead-lettered + shed)"
-            if balanced
-            else "  (ACCOUNTING DOES NOT BALANCE)"
-        )
+    balanced = (
+        m["delivered"]
+        == m["handled"] + m["denied"] + m["dead_lettered"] + m["shed"] + m["in_flight"]
     )
+    rows = _row_sums(r)
+    out += [
+        f"messages        published {m['published']:,}, unrouted {m['unrouted']:,}, "
+        f"retries {m['retries']:,}, fallbacks {m['fallbacks']:,}",
+        f"  delivered     {m['delivered']:,} = {m['to_agents']:,} to agents + "
+        f"{m['collected']:,} collected by sessions + {m['timers']:,} timers + "
+        f"{m['denied']:,} denied ({m['denied_to_caller']:,} to the caller) + {m['shed']:,} shed"
+        + _check(rows["deliveries"] == m["to_agents"], "to agents", rows["deliveries"]),
+        f"  handled       {m['handled']:,} = {m['handled_by_agents']:,} by agents + "
+        f"{m['collected']:,} collected + {m['timers_handled']:,} timers"
+        + _check(
+            m["handled"] == m["handled_by_agents"] + m["collected"] + m["timers_handled"]
+            and rows["handled"] == m["handled_by_agents"],
+            "by agents",
+            rows["handled"],
+        ),
+        f"  accounting    delivered {m['delivered']:,} = handled {m['handled']:,} + denied "
+        f"{m['denied']:,} + dead lettered {m['dead_lettered']:,} + shed {m['shed']:,} + "
+        f"in flight {m['in_flight']:,}" + ("" if balanced else "  (ACCOUNTING DOES NOT BALANCE)"),
+    ]
     return "\n".join(out) + "\n"
+
+
+def _row_sums(r: Report) -> dict[str, int]:
+    """The agent rows' columns summed."""
+    return {
+        column: sum(getattr(a, column) for a in r.agents.values())
+        for column in ("deliveries", "handled", "failed", "denied")
+    }
+
+
+def _check(holds: bool, what: str, rows: int) -> str:
+    """Nothing when the agent rows sum to their total; else says so, loudly."""
+    return "" if holds else f"  (THE AGENT ROWS DO NOT ADD UP: {what} {rows:,})"
 
 
 def _faults(r: Report) -> list[str]:

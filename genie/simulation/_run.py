@@ -33,16 +33,16 @@ from ..pipeline._run import run_status
 from ._faults import Fault, parse_fault, resolve
 from ._histogram import Histogram
 from ._inject import Injector
-from ._report import Outcomes, Report, build_report
+from ._report import OUTCOMES, Outcomes, Report, build_report
 from ._settings import ClockKind, Settings, SimulationError
 from ._track import Tracker
 from ._virtual import VirtualTimeLoop
 
 __all__ = ["OUTCOMES", "Progress", "simulate"]
 
-OUTCOMES = ("completed", "fallback", "denied", "failed", "timed_out")
 _OUTCOME = {
     "ok": "completed",
+    "partial": "partial",
     "fallback": "fallback",
     "denied": "denied",
     "failed": "failed",
@@ -184,6 +184,7 @@ class _Run:
         self.latency = Histogram()
         self.done = 0
         self.began = 0.0
+        self.tracker: Tracker | None = None
 
     async def main(self) -> Report:
         s = self.settings
@@ -200,7 +201,7 @@ class _Run:
         # the last few (a long run would otherwise hold up to 10,000 of each).
         rt.dead_letters = DeadLetters(KEEP, rt.dead_letters.retention)
         async with rt:
-            tracker = Tracker(clock.monotonic)
+            tracker = self.tracker = Tracker(clock.monotonic)
             rt.add_observer(tracker)
             self.began = clock.monotonic()
             await self.drive(rt, clock)
@@ -225,14 +226,17 @@ class _Run:
                 tg.start_soon(self.worker, rt, clock, sessions)
 
     async def worker(self, rt: Runtime, clock: Clock, sessions: Iterator[int]) -> None:
-        pipeline, s = self.pipeline, self.settings
+        pipeline, s, tracker = self.pipeline, self.settings, self.tracker
+        assert tracker is not None
         for session in sessions:
             msg = pipeline.entry_message(rt, self.inputs.payload(session))
             started = clock.monotonic()
+            tracker.open_session(msg.correlation_id)
             # On timeout ask cancels the session's queued work (dead-lettered, never run).
             result = await rt.ask(msg, until=pipeline.ends(msg), timeout=s.timeout)
+            partial = tracker.close_session(msg.correlation_id)
             reply = result.replies[0] if result.replies else None
-            status = run_status(reply, result, pipeline.config.output)
+            status = run_status(reply, result, pipeline.config.output, partial=partial)
             now = clock.monotonic()
             self.latency.add(now - started)
             self.outcomes[_OUTCOME[status]] += 1

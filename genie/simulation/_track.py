@@ -1,5 +1,6 @@
 """What the simulation measures per agent, through the runtime's observer hook: deliveries,
-handler calls, busy time, queueing delay (mailbox to handler start) and dead letters."""
+handler calls, busy time, queueing delay (mailbox to handler start) and dead letters; and
+which sessions in flight a declared gather answered without some of its parts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .._errors import HandlerTimeoutError
 from .._message.envelope import Message
 from .._runtime.deadletter import DeadLetter
 from .._runtime.observe.observer import Observer
+from ..pipeline._gather import Gathered
 from ._histogram import Histogram
 
 __all__ = ["AgentTrack", "Tracker"]
@@ -39,6 +41,20 @@ class Tracker(Observer):
         self.dead_letters: Counter[tuple[str, str, str]] = Counter()  # (kind, reason, agent)
         self.handler_deadlines = 0
         self.limits_fired: Counter[str] = Counter()  # model budgets refusing a call, by limit
+        # Sessions in flight (by correlation): True once a gather bundled without a part.
+        self._sessions: dict[str, bool] = {}
+
+    def open_session(self, correlation_id: str) -> None:
+        self._sessions[correlation_id] = False
+
+    def close_session(self, correlation_id: str) -> bool:
+        """Forget the session; True when a declared gather of it bundled without a part."""
+        return self._sessions.pop(correlation_id, False)
+
+    def published(self, msg: Message, recipients: int) -> None:
+        bundle = msg.payload
+        if isinstance(bundle, Gathered) and bundle.why and msg.correlation_id in self._sessions:
+            self._sessions[msg.correlation_id] = True
 
     def agent(self, agent_id: str) -> AgentTrack:
         track = self.agents.get(agent_id)

@@ -111,7 +111,7 @@ async def test_the_research_pipeline_runs_offline_through_its_tool_agent() -> No
     ]
     assert brief["summary"].startswith("A regulated entity files a suspicious transaction report")
     # each search was a delivery of the runtime to the corpus agent
-    assert result.stats.mailboxes["corpus_search"].handled == 2
+    assert result.runtime.mailboxes["corpus_search"].handled == 2
 
 
 def test_a_missing_key_stops_the_run_at_start(

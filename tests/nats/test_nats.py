@@ -234,6 +234,11 @@ def test_finance_across_three_workers_gives_the_in_process_report(
     report = json.loads(out.stdout)
     assert report["status"] == "ok"
     assert report["output"]["payload"]["text"] == local_report
+    # The request's books, filled by the workers' outcome records: its 13 deliveries to agents
+    # as in one process (tests/pipelines/test_run.py); the calls are the workers' to count.
+    stats = report["stats"]
+    assert (stats["delivered"], stats["handled"], stats["in_flight"]) == (13, 13, 0)
+    assert (stats["calls"], stats["failed"], stats["collected"]) == (None, None, 1)
 
 
 async def test_kill_9_of_a_worker_mid_run_loses_nothing(

@@ -272,7 +272,8 @@ def test_the_soak_samples_memory_over_simulated_sessions(tmp_path: Path) -> None
     results = bench(tmp_path, "--workloads", "soak", "--soak-sessions", "2000")
     soak = results["soak"]
     assert (soak["sessions"], soak["warm_up"]) == (2000, 400)
-    assert soak["completed"] + soak["denied"] >= 1990  # denials strand the gather; few fail
+    # The gather answers without a failed or denied branch (partial); few sessions fail.
+    assert soak["completed"] + soak["partial"] + soak["denied"] >= 1990
     assert [s["sessions"] for s in soak["samples"]] == list(range(200, 2001, 200))
     assert all(s["objects"] > 0 and s["blocks"] > 0 and s["rss"] > 0 for s in soak["samples"])
     assert soak["growth"].keys() == {"objects", "blocks", "rss"}

@@ -149,8 +149,11 @@ async def test_python_a_denied_branch_ends_at_once(tmp_path: Path) -> None:
         "no-branch",
         "forecaster",
     )
-    s = result.stats
-    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight
+    r = result.runtime
+    assert r.delivered == r.handled + r.denied + r.dead_lettered + r.shed + r.in_flight
+    s = result.stats  # the run's own: its deliveries to agents, and the one it was denied
+    assert s.delivered == s.handled + s.dead_lettered + s.in_flight
+    assert s.denied == len(result.denials) == 1
 
 
 async def test_python_a_failed_branch_names_the_error(tmp_path: Path) -> None:

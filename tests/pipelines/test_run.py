@@ -68,10 +68,11 @@ def test_json_output(capsys: Capture) -> None:
     assert data["missing"] == data["dead_letters"] == []
     assert data["correlation_id"]
     stats = data["stats"]
-    # 9 hops plus the analysis fanned out to 4 recipients: 13 deliveries, all handled, and
-    # the answer the caller's ask collected.
-    assert stats["delivered"] == stats["handled"] == 14
-    assert stats["denied"] == stats["dead_lettered"] == stats["shed"] == 0
+    # 9 hops plus the analysis fanned out to 4 recipients: 13 deliveries to agents, 13
+    # handler calls that returned; and the answer the caller's ask collected.
+    assert stats["delivered"] == stats["handled"] == stats["calls"] == 13
+    assert stats["collected"] == 1
+    assert stats["denied"] == stats["dead_lettered"] == stats["shed"] == stats["in_flight"] == 0
 
 
 def test_set_overrides_a_variable(capsys: Capture) -> None:

@@ -54,7 +54,8 @@ async def test_live_page_shows_the_timeline_and_counters(tmp_path: Path) -> None
             await expect(page.locator("#timeline tr.result")).to_have_count(1, timeout=10_000)
             await expect(page.locator("#status")).to_have_text("ok")
             rows = await page.locator("#timeline tbody tr").all_inner_texts()
-            await expect(page.locator("#counters td", has_text="handled")).to_have_count(1)
+            handled = page.locator("#counters td").get_by_text("handled", exact=True)
+            await expect(handled).to_have_count(1)
             shot = tmp_path / "serve-live-page.png"
             await page.screenshot(path=str(shot), full_page=False)
         finally:

@@ -25,7 +25,7 @@ FINANCE = Path(__file__).resolve().parents[2] / "config" / "pipelines" / "financ
 def accounted(r: Report) -> None:
     """Every session ends in exactly one state; every delivery in exactly one outcome."""
     o = r.sessions
-    assert o.completed + o.fallback + o.denied + o.failed + o.timed_out == o.total
+    assert o.completed + o.partial + o.fallback + o.denied + o.failed + o.timed_out == o.total
     assert r.latency.count == o.total
     m = r.messages
     assert m["in_flight"] == 0

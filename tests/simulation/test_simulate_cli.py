@@ -28,7 +28,9 @@ def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
         assert any(line.startswith(heading) for line in out.splitlines()), heading
     assert "financial_supervisor" in out
     assert "fault           error:recommender=0.2 at recommender: " in out
-    assert "(delivered = handled + denied + dead-lettered + shed)" in out
+    assert "  accounting    delivered " in out
+    assert "ACCOUNTING DOES NOT BALANCE" not in out
+    assert "DO NOT ADD UP" not in out
     # The progress line (a line per tenth when stderr is not a terminal) and a summary.
     assert "simulate finance: 60/60 sessions (" in err
     assert "genie simulate: 60 sessions in " in err
