@@ -25,6 +25,7 @@ from ._errors import InvalidOutputError as InvalidOutputError
 from ._errors import LimitExceededError as LimitExceededError
 from ._errors import MessageError as MessageError
 from ._errors import NoRouteError as NoRouteError
+from ._errors import PublishFromHandlerError as PublishFromHandlerError
 from ._errors import RuntimeClosedError as RuntimeClosedError
 from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
@@ -147,6 +148,7 @@ __all__ = [
     "Payload",
     "Policy",
     "PolicyStatistics",
+    "PublishFromHandlerError",
     "RetryPolicy",
     "Risk",
     "Role",

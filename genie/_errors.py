@@ -13,6 +13,8 @@
     │   ├── UnknownRecipientError     the direct recipient is not registered
     │   ├── NoRouteError              nobody would receive the message
     │   ├── WouldBlockError           publish_nowait into a full mailbox
+    │   ├── PublishFromHandlerError   publish, publish_nowait or ask called inside a handler
+    │   │                             of the same runtime: a handler returns its messages
     │   └── DeniedError               admission refused it (policy or limit)
     ├── LimitExceededError            a limit refused work in a handler (a model call over
     │                                 its correlation's budget): never retried
@@ -44,6 +46,7 @@ __all__ = [
     "LimitExceededError",
     "MessageError",
     "NoRouteError",
+    "PublishFromHandlerError",
     "RuntimeClosedError",
     "UnhandledMessageError",
     "UnknownMessageTypeError",
@@ -135,6 +138,15 @@ class NoRouteError(DeliveryError):
 
 class WouldBlockError(DeliveryError):
     """``publish_nowait`` found a recipient's mailbox full."""
+
+
+class PublishFromHandlerError(DeliveryError):
+    """``publish``, ``publish_nowait`` or ``ask`` was called inside a handler of the same
+    runtime, or in a task the handler started. Such a send would begin a request of its own,
+    outside the hop limit, the correlation budget and the handler's delivery: a handler sends
+    by returning its messages (``ctx.emit``, ``ctx.reply``) or with ``ctx.request``. Nothing
+    was sent. The agent's retry policy never retries it: the same send would be refused
+    again."""
 
 
 class DeniedError(DeliveryError):

@@ -11,6 +11,7 @@ from .._errors import (
     InvalidOutputError,
     LimitExceededError,
     MessageError,
+    PublishFromHandlerError,
     UnhandledMessageError,
 )
 from .record import Record
@@ -25,6 +26,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     UnhandledMessageError,
     CircuitOpenError,
     LimitExceededError,
+    PublishFromHandlerError,
 )
 
 
@@ -33,7 +35,8 @@ class RetryPolicy(Record):
 
     ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
     ``retry_on`` and not of the built-in non-retryable errors (validation, bad output, no
-    handler, open circuit, a limit that refused a model call) are retried.
+    handler, open circuit, a limit that refused a model call, a send the runtime refused
+    inside a handler) are retried.
     """
 
     attempts: int = 1

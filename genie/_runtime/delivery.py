@@ -11,7 +11,9 @@ cancellation (of the runtime, or of the request the handler works for) and ``Key
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import copy_context
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -23,11 +25,14 @@ from .._message.payload import Payload
 from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, _Correlation
-from .dispatch import Dispatcher
+from .dispatch import HANDLING, Dispatcher
 from .ledger import Ledger
 from .local.executor import Worker
 from .local.mailbox import Handoff, Mailbox
 from .transport import Transport
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = ["DeliveryRunner", "stops_runtime"]
 
@@ -66,6 +71,16 @@ class DeliveryRunner:
         self.services = services
         self._known: set[type[Payload]] = set()  # output payload types checked registered
 
+    def start(self, tg: TaskGroup, new_event: Callable[[], anyio.Event]) -> None:
+        """The runtime started: the transport runs deliveries with ``run`` from now on.
+
+        The tasks it starts here run this runtime's handlers, and so does every task they or
+        a handler start (a task begins with a copy of its starter's context): they are marked
+        so once, here (``HANDLING``), and a turn of ``run`` finds its task marked already."""
+        marked = copy_context()
+        marked.run(HANDLING.set, self.dispatcher)
+        marked.run(self.transport.start, tg, self.run, new_event)
+
     async def run(self, first: Mailbox, worker: Worker) -> None:
         """Run the next delivery queued in ``first`` to its outcome, then those of the
         mailboxes the transport's ``turn`` names, one after the other in this one call: which
@@ -75,6 +90,15 @@ class DeliveryRunner:
         ``_again`` has waited its backoff and asked the breaker), and a fallback's attempt of a
         delivery its agent failed (a ``Handoff``). A success is settled here too; a delivery
         that cannot succeed goes to ``_give_up`` (the fallback, else a dead letter)."""
+        if HANDLING.get() is not self.dispatcher:
+            # A task the transport did not start in ``start``: marked for this turn alone,
+            # so that its handlers' sends are refused as anywhere (``check_caller``).
+            marked = HANDLING.set(self.dispatcher)
+            try:
+                await self.run(first, worker)
+            finally:
+                HANDLING.reset(marked)
+            return
         transport = self.transport
         correlator = self.correlator
         ready = transport.ready_queue

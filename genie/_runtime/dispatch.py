@@ -6,16 +6,22 @@ admission for each consumer -> delivery.
 subscribers). Each consumer is admitted under its own id and each delivery is recorded by the
 ledger. Outside publishers wait for room (``publish``) or are refused before anything happens
 (``publish_nowait``); handler outputs never wait, so cycles of agents cannot deadlock.
+
+A handler is no outside publisher: inside a handler of this runtime (or a task it started)
+``publish``, ``publish_nowait`` and ``ask`` are refused (``check_caller``), so every send of a
+handler is one of its outputs, stamped with its correlation, causation and hops.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 
 from .._base.log import lazy_logger
 from .._errors import (
     ConfigurationError,
     NoRouteError,
+    PublishFromHandlerError,
     UnknownMessageTypeError,
     UnknownRecipientError,
     WouldBlockError,
@@ -29,9 +35,16 @@ from .local.mailbox import Mailbox
 from .router import Router, Tap
 from .transport import Transport
 
-__all__ = ["Dispatcher"]
+__all__ = ["HANDLING", "Dispatcher"]
 
 _log = lazy_logger("genie.runtime")
+
+# Whose handlers the running task works for: the dispatcher of their runtime, else None. The
+# runner sets it for the tasks that run handlers (``DeliveryRunner.start`` and ``run``), and a
+# task starts with a copy of its starter's value, so the tasks a handler starts work for it
+# too. Each runtime compares it with itself alone: to another runtime, a handler is an
+# outside caller.
+HANDLING: ContextVar[Dispatcher | None] = ContextVar("genie_handling", default=None)
 
 
 class Dispatcher:
@@ -64,7 +77,7 @@ class Dispatcher:
     async def publish(self, msg: Message) -> None:
         """Wait for room if need be, then put the message in at once. Cancelled while
         waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
-        routed, corr = self._validate(msg)
+        routed, corr = self._validate(msg, "publish")
         transport = self.transport
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
@@ -87,7 +100,7 @@ class Dispatcher:
             self._released(corr)
 
     def publish_nowait(self, msg: Message) -> None:
-        routed, corr = self._validate(msg)
+        routed, corr = self._validate(msg, "publish_nowait")
         try:
             for rid in routed:
                 if rid in self.mailboxes and not self.transport.has_room(rid):
@@ -105,8 +118,25 @@ class Dispatcher:
         finally:
             self._released(corr)
 
-    def _validate(self, msg: Message) -> tuple[tuple[str, ...], _Correlation]:
+    def check_caller(self, verb: str, msg: Message) -> None:
+        """Refuse ``rt.<verb>(msg)`` inside a handler of this runtime, before anything
+        happens: its send would begin a request of its own (no hops, a budget of its own),
+        and an awaited publish could wait for room only the handler's own worker can make."""
+        if HANDLING.get() is self:
+            raise PublishFromHandlerError(
+                f"rt.{verb}() refused {msg.type!r}: it was called inside a handler of this "
+                "runtime (or in a task the handler started), and a handler sends only its "
+                "outputs, which carry its correlation, causation and hop count. Return the "
+                "message from the handler (ctx.emit or ctx.reply builds it), or await "
+                "ctx.request(...) for an answer",
+                message_id=msg.id,
+                agent_id=msg.recipient,
+                correlation_id=msg.correlation_id,
+            )
+
+    def _validate(self, msg: Message, verb: str) -> tuple[tuple[str, ...], _Correlation]:
         """Check an outside publish; raises before any side effect."""
+        self.check_caller(verb, msg)
         self.check_open()
         if not self.types.is_registered(msg.payload):
             if msg.type in self.types:

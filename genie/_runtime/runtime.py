@@ -382,7 +382,7 @@ class Runtime:
         # class, taken once, builds the same event. Gathers and executors make one per request.
         new_event: Callable[[], anyio.Event] = type(anyio.Event())
         self._correlator.new_event = new_event
-        self._transport.start(tg, self._runner.run, new_event)
+        self._runner.start(tg, new_event)
         self._timers.start(tg)
         self._state = RuntimeState.RUNNING
         try:
@@ -545,11 +545,12 @@ class Runtime:
     async def publish(self, msg: Message) -> None:
         """Deliver ``msg`` to its recipients, waiting while a recipient's mailbox is full.
 
-        Raises ``UnknownMessageTypeError``, ``UnknownRecipientError``, ``NoRouteError`` or
-        ``RuntimeClosedError`` before anything is delivered. Denials are not errors here: they
-        are recorded and reported to the correlation's gathers. It is a checkpoint, as anyio's
-        memory streams: it yields first, and cancelled before the message is in (while it
-        waits for room, say), nothing happened.
+        Raises ``UnknownMessageTypeError``, ``UnknownRecipientError``, ``NoRouteError``,
+        ``RuntimeClosedError``, or ``PublishFromHandlerError`` inside a handler of this runtime
+        (a handler returns its messages instead), before anything is delivered. Denials are
+        not errors here: they are recorded and reported to the correlation's gathers. It is a
+        checkpoint, as anyio's memory streams: it yields first, and cancelled before the
+        message is in (while it waits for room, say), nothing happened.
         """
         await checkpoint()
         await self._dispatcher.publish(msg)
@@ -602,8 +603,12 @@ class Runtime:
         passes admission for ``msg.sender`` first. The result is partial at once when a deny
         or failure leaves nothing in flight. ``timeout`` bounds the whole call (waiting for
         mailbox room included). On timeout, or when the caller is cancelled, the request is
-        cancelled (``cancel``).
+        cancelled (``cancel``). Inside a handler of this runtime it raises
+        ``PublishFromHandlerError``: a handler asks with ``ctx.request``.
         """
+        # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
+        # the correlation, which may be the handler's own.
+        self._dispatcher.check_caller("ask", msg)
         where: Callable[[Message], bool]
         if until is None:
             sender = msg.sender

@@ -122,7 +122,12 @@ class Transport(Protocol):
 
     def start(self, tg: TaskGroup, run: RunDelivery, new_event: Callable[[], anyio.Event]) -> None:
         """The runtime started: run deliveries with ``run`` in tasks of ``tg`` from now on
-        (``new_event`` builds an event of the running backend). Cancelling ``tg`` stops it."""
+        (``new_event`` builds an event of the running backend). Cancelling ``tg`` stops it.
+
+        The tasks started here, and the tasks they start, count as running this runtime's
+        handlers: the runtime's public ``publish``, ``publish_nowait`` and ``ask`` refuse
+        them, so none of them may publish through it. (``run`` called in any other task marks
+        it for that call alone, at a small cost per call.)"""
         ...
 
     def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:

@@ -886,6 +886,57 @@ async def test_a_loop_across_two_workers_stops_at_the_limit_as_in_process(
     assert got == expected
 
 
+class Restarter(BaseAgent):
+    """Publishes every Ping again through its runtime: a loop that would begin a request of
+    its own at each turn, out of reach of both limits, if the runtime let it."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.rt: Runtime | None = None
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        assert self.rt is not None
+        await self.rt.publish(self.rt.message(Ping(n=payload.n + 1), recipient=self.id))
+
+
+async def test_a_handler_a_worker_runs_cannot_publish_around_its_outputs(
+    server: LocalNatsServer,
+) -> None:
+    """A worker runs a delivery through the runtime's own runner, so a handler there is
+    refused ``rt.publish`` as in one process: the loop stops at its first turn, a failure
+    the asker hears of."""
+    names = NatsNames("gate")
+    entry_t = NatsTransport(server.url, names)
+    worker_t = NatsTransport(server.url, names, hosted=["loop"])
+    runtimes = []
+    for t in (entry_t, worker_t):
+        rt = Runtime(transport=t, limits=Limits(max_hops=8, correlation_budget=50))
+        agent = Restarter("loop")
+        agent.rt = rt
+        rt.add(agent)
+        t.attach(rt)
+        await t.connect()
+        runtimes.append(rt)
+    entry_rt, worker_rt = runtimes
+    async with worker_rt, entry_rt:
+        result = await entry_rt.ask(
+            entry_rt.message(Ping(n=0), recipient="loop"), until="pong", timeout=10
+        )
+    for t in (entry_t, worker_t):
+        await t.close()
+    assert result.status == "partial"
+    [missing] = result.missing
+    assert (missing.kind, missing.agent_id) == ("failed", "loop")
+    assert missing.reason.startswith(
+        "PublishFromHandlerError: rt.publish() refused 'ping': it was called inside a handler"
+    )
+    assert worker_rt.statistics().published == 0  # nothing was published in the worker
+    async with jetstream(server.url) as js:
+        work = await js.stream_info(names.work)
+    assert work.state.last_seq == 1  # only the asker's Ping was ever published
+
+
 class Relay(BaseAgent):
     """Passes every Ping on to ``echo``, and takes its Pong: the root's handler sends one
     output."""

@@ -327,3 +327,53 @@ def test_the_message_path_is_typed_against_the_transport_seam() -> None:
             if arg.arg == "transport" and arg.annotation is not None
         }
         assert annotations == {"Transport"}, (rel, annotations)
+
+
+def test_every_public_send_refuses_a_handler_in_one_place() -> None:
+    """docs/semantics.md, "A handler sends only through its outputs": ``publish``,
+    ``publish_nowait`` and ``ask`` ask ``Dispatcher.check_caller`` before anything happens,
+    and the one mark it reads is set by the runner alone: on the tasks the transport starts,
+    and for a turn of any other task that runs handlers."""
+    checkers = {s.where for s in _method_calls("check_caller")}
+    assert checkers == {
+        "_runtime/dispatch.py:Dispatcher._validate",  # publish and publish_nowait
+        "_runtime/runtime.py:Runtime.ask",  # before its gather, then publish
+    }
+    validators = {s.where for s in _method_calls("_validate")}
+    assert validators == {
+        "_runtime/dispatch.py:Dispatcher.publish",
+        "_runtime/dispatch.py:Dispatcher.publish_nowait",
+    }
+    # The mark: once on the tasks the transport starts (their copy of the context), and for
+    # a turn of any other task that calls ``run``.
+    markers = {
+        s.where
+        for s in _walk()
+        if isinstance(s.node, ast.Attribute)
+        and s.node.attr == "set"
+        and ast.unparse(s.node.value) == "HANDLING"
+    }
+    assert markers == {
+        "_runtime/delivery.py:DeliveryRunner.start",
+        "_runtime/delivery.py:DeliveryRunner.run",
+    }
+    starters = {
+        s.where
+        for s in _walk()
+        if isinstance(s.node, ast.Attribute)
+        and s.node.attr == "start"
+        and ast.unparse(s.node.value).endswith("transport")
+    }
+    assert starters == {"_runtime/delivery.py:DeliveryRunner.start"}
+    # What the runtime's public API sends from outside goes through those two publishes.
+    senders = {
+        s.where
+        for name in ("publish", "publish_nowait")
+        for s in _method_calls(name)
+        if "_dispatcher" in ast.unparse(s.node.func.value)  # type: ignore[attr-defined]
+    }
+    assert senders == {
+        "_runtime/runtime.py:Runtime.publish",
+        "_runtime/runtime.py:Runtime.publish_nowait",
+        "_runtime/runtime.py:Runtime.ask",
+    }

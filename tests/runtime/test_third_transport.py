@@ -23,6 +23,7 @@ from genie import (
     BaseAgent,
     Context,
     Message,
+    PublishFromHandlerError,
     Runtime,
     WouldBlockError,
     handler,
@@ -269,3 +270,61 @@ async def test_backpressure_through_it() -> None:
         assert [p.n for p in rec.seen] == [0, 1, 3]
         assert rt.statistics().mailboxes["rec"].high_water == 1  # never past the bound
         _identity_holds(rt)
+
+
+class LateDequeTransport(DequeTransport):
+    """``DequeTransport`` whose task starts late: at the first delivery it is handed, in the
+    task of whoever routed it (here the test's own), not in ``start``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tg: TaskGroup | None = None
+
+    def start(self, tg: TaskGroup, run: RunDelivery, new_event: Callable[[], anyio.Event]) -> None:
+        self._run = run
+        self._new_event = new_event
+        self._wake = new_event()
+        self._tg = tg
+
+    def _owed(self, mb: Mailbox) -> None:
+        if not self.started:
+            assert self._tg is not None
+            self.started = True
+            self._tg.start_soon(self._loop, name="late-deque-transport")
+        super()._owed(mb)
+
+
+async def test_handlers_in_a_task_started_outside_start_are_marked_for_their_turn() -> None:
+    """The runner marks the tasks a transport starts in ``start`` as running this runtime's
+    handlers (docs/semantics.md, "A handler sends only through its outputs"); a task started
+    anywhere else is marked by ``run`` for each turn. So the handler's own publish is refused,
+    and the test's task, which started that task, publishes as before."""
+
+    class Resender(BaseAgent):
+        def __init__(self, id: str) -> None:
+            super().__init__(id)
+            self.rt: Runtime | None = None
+            self.errors: list[PublishFromHandlerError] = []
+
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> None:
+            assert self.rt is not None
+            try:
+                self.rt.publish_nowait(self.rt.message(Ping(n=1), recipient="rec"))
+            except PublishFromHandlerError as exc:
+                self.errors.append(exc)
+
+    rec, resender = Recorder("rec"), Resender("resender")
+    transport = LateDequeTransport()
+    async with Runtime([rec, resender], transport=transport) as rt:
+        resender.rt = rt
+        assert not transport.started
+        await rt.publish(rt.message(Ping(), recipient="resender"))  # starts its task, here
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        rt.publish_nowait(rt.message(Ping(n=2), recipient="rec"))  # this task is not marked
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert transport.started
+    assert len(resender.errors) == 1
+    assert [p.n for p in rec.seen] == [2]
