@@ -138,28 +138,30 @@ class Screen:
         names and the metadata, the same for most messages of a type, are marked once; a
         message's own strings and numbers are marked as they are when ASCII (no fold). When
         those marks hold a letter (a phrase's or a needle's), the whole scan decides."""
-        parts = self._view.parts(msg)
-        if parts is None:  # the JSON way: the checks run one by one
+        payload = self._view.payload_pieces(msg)
+        if payload is None:  # the JSON way: the checks run one by one
             return False
-        own, meta, bound, clean = parts
-        if bound > self._max_bytes:
+        if payload.size_at_most > self._max_bytes:
             return False
-        if self._needles and not clean:
+        if self._needles and not payload.strings_as_is:
             return False
         table = self._pieces_marks
         if table is None:
             return self._whole(msg)
-        text = own[0] if len(own) == 2 else " | ".join([own[0], *own[2:]])
+        numbers = payload.numbers
+        text = " | ".join([payload.strings, *numbers]) if numbers else payload.strings
         if not text.isascii():
             text = fold(text)
+        meta = self._view.metadata_pieces(msg)
         if meta is not self._meta:
             self._meta_marks = _marks(fold(" | ".join(meta)), table)
             self._meta = meta
-        keys = self._keys.get(own[1])
+        names = payload.keys
+        keys = self._keys.get(names)
         if keys is None:
             if len(self._keys) >= _KEYS_KEPT:  # bounded: nested key names come from traffic
                 self._keys.clear()
-            keys = self._keys[own[1]] = _marks(fold(own[1]), table)
+            keys = self._keys[names] = _marks(fold(names), table)
         # Unmarked bytes become spaces: text that is all spaces then has nothing a check
         # looks for, and only text with marks needs them counted.
         if (
