@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._message.envelope import Message
+from .._message.freeze import FrozenDict
 from ._content import ContentView
 from ._normalise import _LETTER_BYTES, _PUNCTUATION_BYTES, fold
 
@@ -127,7 +128,7 @@ class Screen:
                 marks[upper] = marks[upper + 0x20]
             self._pieces_marks = bytes(marks)
         self._keys: dict[str, bytes] = {}  # the marks of key names met, by their joined text
-        self._meta: list[str] | None = None  # the last metadata's pieces (by identity)
+        self._meta: object = None  # the last frozen metadata marked (by identity)
         self._meta_marks = b""
 
     def clear(self, msg: Message) -> bool:
@@ -152,10 +153,12 @@ class Screen:
         text = " | ".join([payload.strings, *numbers]) if numbers else payload.strings
         if not text.isascii():
             text = fold(text)
-        meta = self._view.metadata_pieces(msg)
+        meta = msg.metadata
         if meta is not self._meta:
-            self._meta_marks = _marks(fold(" | ".join(meta)), table)
-            self._meta = meta
+            self._meta_marks = _marks(fold(" | ".join(self._view.metadata_pieces(msg))), table)
+            # A frozen mapping cannot change: its marks hold for the next message sharing it
+            # (a fan-out's replies share their request's).
+            self._meta = meta if type(meta) is FrozenDict else None
         names = payload.keys
         keys = self._keys.get(names)
         if keys is None:
