@@ -9,7 +9,7 @@ from typing import Any
 
 from .._message.envelope import Message
 from .._message.frozen import FrozenDict
-from ._normalise import Shapes, fold, payload_pieces, pieces, scan_text, words
+from ._normalise import PayloadPieces, Shapes, fold, payload_pieces, pieces, scan_text, words
 
 __all__ = ["ContentView", "quote", "roles_of"]
 
@@ -21,7 +21,9 @@ class ContentView:
     - ``scan(msg)``: the folded text of the payload and the metadata that the PII and injection
       policies match (see ``_normalise``), and ``words(msg)``: its words only;
     - ``size_at_most(msg)``: an upper bound of the JSON's length in UTF-8 bytes, if known;
-    - ``contains(msg, needle, folded, in_strings_only)``: the DSL's ``content contains``.
+    - ``contains(msg, needle, folded, in_strings_only)``: the DSL's ``content contains``;
+    - ``payload_pieces(msg)`` and ``metadata_pieces(msg)``: what the scan is folded from, read
+      by the content screen (``_screen``).
 
     A payload whose fields are plain values (strings, numbers, lists, dicts, plain models) is
     read as it is, without its JSON: the scan text is the one its JSON gives (the walk and the
@@ -35,16 +37,14 @@ class ContentView:
     """
 
     __slots__ = (
-        "_bound",
-        "_clean",
         "_data",
         "_meta",
         "_meta_pieces",
         "_msg",
-        "_pieces",
         "_scan",
         "_shapes",
         "_text",
+        "_walked",
         "_words",
     )
 
@@ -54,19 +54,13 @@ class ContentView:
         self._data: Any = None
         self._scan: str | None = None
         self._words: str | None = None
-        self._pieces: list[str] | None = None  # the payload's, from the walk; None: JSON way
-        self._bound = 0
-        self._clean = False
+        self._walked: PayloadPieces | None = None  # None: the payload goes the JSON way
         self._meta: object = None  # the last frozen metadata read, and its pieces
         self._meta_pieces: list[str] = []
         self._shapes: Shapes = {}  # what the walk read of each payload class
 
     def _reset(self, msg: Message) -> None:
-        walked = payload_pieces(msg.payload, self._shapes)
-        if walked is None:
-            self._pieces = None
-        else:
-            self._pieces, self._bound, self._clean = walked
+        self._walked = payload_pieces(msg.payload, self._shapes)
         self._text = self._data = self._scan = self._words = None
         if type(self._meta) is not FrozenDict:
             self._meta = None
@@ -89,13 +83,29 @@ class ContentView:
         if msg is not self._msg:
             self._reset(msg)
         if self._scan is None:
-            if self._pieces is None:
+            walked = self._walked
+            if walked is None:
                 self._scan = scan_text(self.data(msg), msg.metadata)
             else:
-                self._scan = fold(" | ".join(self._pieces + self._metadata_pieces(msg)))
+                self._scan = fold(
+                    " | ".join(
+                        [walked.strings, walked.keys, *walked.numbers, *self.metadata_pieces(msg)]
+                    )
+                )
         return self._scan
 
-    def _metadata_pieces(self, msg: Message) -> list[str]:
+    def payload_pieces(self, msg: Message) -> PayloadPieces | None:
+        """What the scan takes from a payload read without its JSON; None for a payload read
+        through its JSON."""
+        if msg is not self._msg:
+            self._reset(msg)
+        return self._walked
+
+    def metadata_pieces(self, msg: Message) -> list[str]:
+        """What the scan takes from the message's metadata (``pieces``): the same list while
+        the metadata is the same frozen mapping."""
+        if msg is not self._msg:
+            self._reset(msg)
         meta = msg.metadata
         if meta is not self._meta:
             # A FrozenDict cannot change, and replies and outputs share their parent's: its
@@ -104,17 +114,6 @@ class ContentView:
             self._meta_pieces = pieces(meta)
             self._meta = meta
         return self._meta_pieces
-
-    def parts(self, msg: Message) -> tuple[list[str], list[str], int, bool] | None:
-        """For a payload read without its JSON: the pieces its scan is folded from (the
-        payload's ``[strings, keys, *numbers]`` and the metadata's), ``size_at_most`` and
-        whether the JSON holds each string as it is; None for a payload read through JSON.
-        The metadata's list is the same object while the message's frozen metadata is."""
-        if msg is not self._msg:
-            self._reset(msg)
-        if self._pieces is None:
-            return None
-        return self._pieces, self._metadata_pieces(msg), self._bound, self._clean
 
     def words(self, msg: Message) -> str:
         scan = self.scan(msg)
@@ -126,7 +125,8 @@ class ContentView:
         """At least ``len(self.text(msg).encode())``, known without the JSON, or None."""
         if msg is not self._msg:
             self._reset(msg)
-        return None if self._pieces is None else self._bound
+        walked = self._walked
+        return None if walked is None else walked.size_at_most
 
     def contains(self, msg: Message, needle: str, folded: str, in_strings_only: bool) -> bool:
         """``needle in text(msg) or folded in scan(msg)``. ``in_strings_only``: the needle can
@@ -135,10 +135,11 @@ class ContentView:
         the scan (which holds every string, folded) decides alone."""
         if msg is not self._msg:
             self._reset(msg)
-        if self._pieces is not None:  # nothing raises: the order of the two tests is free
+        walked = self._walked
+        if walked is not None:  # nothing raises: the order of the two tests is free
             if folded in self.scan(msg):
                 return True
-            if in_strings_only and self._clean:
+            if in_strings_only and walked.strings_as_is:
                 return False
         return needle in self.text(msg) or folded in self.scan(msg)
 

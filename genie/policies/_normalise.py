@@ -21,7 +21,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -30,6 +30,7 @@ from .._message.frozen import FrozenDict, FrozenList
 __all__ = [
     "compact_words",
     "fold",
+    "PayloadPieces",
     "Shapes",
     "payload_pieces",
     "pieces",
@@ -359,11 +360,28 @@ def _clean(text: str) -> bool | None:
     return False
 
 
-def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, bool] | None:
-    """``pieces`` of the payload's JSON, read from the model (no dump, no parse), with an upper
-    bound of the JSON's length in UTF-8 bytes and whether that JSON holds each string as it is
-    (ASCII, nothing escaped); None when the JSON way must decide (see ``_plain_models``, and an
-    unexpected value: an enum, a date, a big number, a string that cannot be encoded).
+class PayloadPieces(NamedTuple):
+    """What the scan reads of a payload, read from the model without its JSON
+    (``payload_pieces``): the pieces that JSON gives (``pieces``), and what is known of the
+    JSON without making it."""
+
+    strings: str  # its strings joined with a space, so text split across fields reads as one
+    keys: str  # its field names, then its nested keys, joined with a space
+    numbers: tuple[str, ...]  # its identifier numbers (phone, card, account), in order
+    size_at_most: int  # at least the length of its JSON in UTF-8 bytes
+    strings_as_is: bool  # its JSON holds each string (names too) as it is: ASCII, none escaped
+
+
+# One ``PayloadPieces`` is made for every message the policies screen, from values the walk
+# has already put in field order: it is filled as the tuple it is, since the constructor the
+# class is given would add a call to every message and check nothing.
+_pieces_of = tuple.__new__
+
+
+def payload_pieces(payload: BaseModel, shapes: Shapes) -> PayloadPieces | None:
+    """The payload's pieces, read from the model (no dump, no parse); None when the JSON way
+    must decide (see ``_plain_models``, and an unexpected value: an enum, a date, a big
+    number, a string that cannot be encoded).
 
     What depends on the payload's class alone is read once into ``shapes``."""
     cls = type(payload)
@@ -383,7 +401,7 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, 
     same = len(values) == len(fields)
     strings: list[str] = []
     keys: list[str] = []  # nested keys, after the top-level ones
-    found = ["", ""]  # the strings joined, the names joined, then the identifier numbers
+    numbers: list[str] = []  # the identifier numbers
     nested = 0  # the values nested values hold, and those: at most 32 bytes each
     at = 0
     # Depth-first in document order, as ``_collect``: a flat payload never leaves this loop.
@@ -400,12 +418,12 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, 
             if not _NEGATIVE_SMALL <= item <= _SMALL and not _NEGATIVE_BIG < item < _BIG:
                 return None
             if field in identifiers:
-                found.append(str(item))
+                numbers.append(str(item))
         elif kind is float:
             if item.is_integer() and field in identifiers:
-                found.append(str(int(item)))
+                numbers.append(str(int(item)))
         elif kind is not bool and item is not None:
-            counted = _walk_nested(field, item, models, strings, keys, found)
+            counted = _walk_nested(field, item, models, strings, keys, numbers)
             if counted < 0:
                 return None
             nested += counted
@@ -418,18 +436,19 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> tuple[list[str], int, 
             clean = _clean(text)
             if clean is None:
                 return None
-        found[0], found[1] = text, shape.names
+        names = shape.names
         bound = shape.bound + (len(text) if clean else 6 * len(text))
-        return found, bound, clean and shape.names_clean
-    names = " ".join([*values, *keys])
-    clean = _clean(text + names)
-    if clean is None:
-        return None
-    chars = len(text) + len(names)
-    bound = 4 * (len(strings) + len(values) + len(keys)) + 32 * (len(values) + nested) + 2
-    bound += chars if clean else 6 * chars
-    found[0], found[1] = text, names
-    return found, bound, clean
+        as_is = clean and shape.names_clean
+    else:
+        names = " ".join([*values, *keys])
+        clean = _clean(text + names)
+        if clean is None:
+            return None
+        chars = len(text) + len(names)
+        bound = 4 * (len(strings) + len(values) + len(keys)) + 32 * (len(values) + nested) + 2
+        bound += chars if clean else 6 * chars
+        as_is = clean
+    return _pieces_of(PayloadPieces, (text, names, tuple(numbers) if numbers else (), bound, as_is))
 
 
 def _walk_nested(

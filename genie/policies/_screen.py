@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._message.envelope import Message
+from .._message.frozen import FrozenDict
 from ._content import ContentView
 from ._normalise import _LETTER_BYTES, _PUNCTUATION_BYTES, fold
 
@@ -127,7 +128,7 @@ class Screen:
                 marks[upper] = marks[upper + 0x20]
             self._pieces_marks = bytes(marks)
         self._keys: dict[str, bytes] = {}  # the marks of key names met, by their joined text
-        self._meta: list[str] | None = None  # the last metadata's pieces (by identity)
+        self._meta: object = None  # the last frozen metadata marked (by identity)
         self._meta_marks = b""
 
     def clear(self, msg: Message) -> bool:
@@ -138,28 +139,32 @@ class Screen:
         names and the metadata, the same for most messages of a type, are marked once; a
         message's own strings and numbers are marked as they are when ASCII (no fold). When
         those marks hold a letter (a phrase's or a needle's), the whole scan decides."""
-        parts = self._view.parts(msg)
-        if parts is None:  # the JSON way: the checks run one by one
+        payload = self._view.payload_pieces(msg)
+        if payload is None:  # the JSON way: the checks run one by one
             return False
-        own, meta, bound, clean = parts
-        if bound > self._max_bytes:
+        if payload.size_at_most > self._max_bytes:
             return False
-        if self._needles and not clean:
+        if self._needles and not payload.strings_as_is:
             return False
         table = self._pieces_marks
         if table is None:
             return self._whole(msg)
-        text = own[0] if len(own) == 2 else " | ".join([own[0], *own[2:]])
+        numbers = payload.numbers
+        text = " | ".join([payload.strings, *numbers]) if numbers else payload.strings
         if not text.isascii():
             text = fold(text)
+        meta = msg.metadata
         if meta is not self._meta:
-            self._meta_marks = _marks(fold(" | ".join(meta)), table)
-            self._meta = meta
-        keys = self._keys.get(own[1])
+            self._meta_marks = _marks(fold(" | ".join(self._view.metadata_pieces(msg))), table)
+            # A frozen mapping cannot change: its marks hold for the next message sharing it
+            # (a fan-out's replies share their request's).
+            self._meta = meta if type(meta) is FrozenDict else None
+        names = payload.keys
+        keys = self._keys.get(names)
         if keys is None:
             if len(self._keys) >= _KEYS_KEPT:  # bounded: nested key names come from traffic
                 self._keys.clear()
-            keys = self._keys[own[1]] = _marks(fold(own[1]), table)
+            keys = self._keys[names] = _marks(fold(names), table)
         # Unmarked bytes become spaces: text that is all spaces then has nothing a check
         # looks for, and only text with marks needs them counted.
         if (

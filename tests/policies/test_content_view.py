@@ -175,11 +175,10 @@ def test_the_walk_finds_what_the_json_holds() -> None:
             payload = msg.payload
         found = payload_pieces(payload, {})
         assert found is not None, payload
-        got, bound, is_clean = found
-        assert got == as_json(payload), payload
+        assert [found.strings, found.keys, *found.numbers] == as_json(payload), payload
         dumped = payload.model_dump_json()
-        assert bound >= len(dumped.encode()), payload
-        if is_clean:
+        assert found.size_at_most >= len(dumped.encode()), payload
+        if found.strings_as_is:
             # the JSON holds every string as it is (nothing escaped), so a needle inside
             # one is in the scan
             assert dumped.isascii()
@@ -211,12 +210,13 @@ def test_a_flat_payload_is_walked_as_its_json_holds() -> None:
     for payload in payloads:
         found = payload_pieces(payload, {})
         assert found is not None, payload
-        got, bound, is_clean = found
-        assert got == as_json(payload), payload
+        assert [found.strings, found.keys, *found.numbers] == as_json(payload), payload
         dumped = payload.model_dump_json()
-        assert bound >= len(dumped.encode()), payload
-        # clean: JSON holds every string (names too) as it is, which its text shows
-        assert is_clean == (dumped.isascii() and dumped.isprintable() and "\\" not in dumped)
+        assert found.size_at_most >= len(dumped.encode()), payload
+        # JSON holds every string (names too) as it is, which its text shows
+        assert found.strings_as_is == (
+            dumped.isascii() and dumped.isprintable() and "\\" not in dumped
+        )
 
 
 def test_the_view_scans_and_answers_as_the_json_way() -> None:

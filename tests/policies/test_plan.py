@@ -31,6 +31,7 @@ from genie import (
     Risk,
     Runtime,
 )
+from genie._message.freeze import freeze_message
 from genie._message.frozen import FrozenDict
 from genie._runtime.policy import PlannedPolicy, admit
 from genie._runtime.policy_plan import PolicyPlan
@@ -415,6 +416,38 @@ def test_the_plan_decides_exactly_as_the_policy_list() -> None:
     assert {"user-first", "user-last", "strict_pii", "to-pay", "score", "small-chat"} <= denied_by
     assert {"big-number", "json-true", "escaped-drop", "max_content_length"} <= denied_by
     assert "" in denied_by  # and many deliveries were allowed
+
+
+class _Short(Payload):
+    message_type = "chat"
+    a: str = ""  # a name and a value that mark nothing: the metadata's marks decide alone
+
+
+def test_the_screen_marks_each_frozen_metadata_anew() -> None:
+    """The screen keeps the marks of the last frozen metadata for the messages that share it
+    (a fan-out's replies); a message with other frozen metadata is screened on its own, and
+    unfrozen metadata is read for every message."""
+    policies = list(load_policy_file(BOARD).policies)
+    plan = PolicyPlan(policies)
+    clear = plan._by_type.setdefault("chat", plan._compile("chat")).clear
+    assert clear is not None
+    shared = Message.new(_Short(a="a"), sender="user", metadata={"k": "12345"})
+    freeze_message(shared)
+    for digits, frozen, verdict in (
+        ("12345", True, True),
+        ("1234567890", True, False),  # a phone number in other frozen metadata
+        ("12345", False, True),
+        ("1234567890", False, False),
+    ):
+        msg = Message.new(_Short(a="a"), sender="user", metadata={"k": digits})
+        if frozen:
+            freeze_message(msg)
+        for again in (shared, msg, shared):
+            expected = admit(again, "agent", 0, Limits(), policies)
+            assert plan.decide(again, "agent") == expected
+        assert clear(shared) is True
+        assert clear(msg) is verdict, (digits, frozen)
+        assert clear(msg) is verdict  # asked again: the marks kept are its own
 
 
 def test_replies_sharing_metadata_are_decided_as_the_policy_list() -> None:
