@@ -5,8 +5,9 @@ worker that hosts the agent starts. But a sender that is not told waits out its 
 deadline and hears only ``timed_out``. So every worker answers, for each agent it hosts, on
 that agent's presence subject (core NATS, a queue group: one answer is enough), from the
 moment its consumer is bound until it stops; a process asks there, and the server itself
-answers "no responders" at once when nobody listens. A worker busy with its handlers may
-answer late, but a late answer still means somebody hosts the agent.
+answers "no responders" at once when nobody listens. A probe that nobody answers in time was
+heard by a worker busy with its handlers, or by one that had just stopped (the server may still
+route a probe to a subscription for a moment after it was removed): it is asked again.
 """
 
 from __future__ import annotations
@@ -29,35 +30,44 @@ __all__ = ["Presence", "unhosted", "unhosted_warning"]
 
 QUEUE = "genie-hosts"  # the workers of an agent answer as one
 # How long a probe waits for an answer. The server answers at once when nobody hosts the
-# agent; a worker that does may be late (its loop runs handlers), which still says it hosts.
+# agent; a worker that does may be late (its loop runs handlers).
 PROBE_WAIT = 0.5
 RECHECK = 10.0  # seconds before a process that keeps publishing asks again
 # The server may say "no responders" for a moment after it acknowledged a subscription
 # (seen with nats-server 2.15: about 1 probe in 20 made at once after the worker's flush,
 # never a second probe): "nobody hosts it" is believed only when said twice, this far apart.
 AGAIN = 0.02
+# And it may route a probe to a subscription for a moment after the worker removed it (seen
+# under load: the probe then times out): probes that time out are made again, this many in
+# all. Only when every one times out is the agent taken as hosted by a busy worker.
+PROBES = 3
 
 
 async def unhosted(nc: Client, names: NatsNames, agents: Iterable[str]) -> list[str]:
-    """The agents of ``agents`` no running worker hosts now (one probe each, at once)."""
+    """The agents of ``agents`` no running worker hosts now (probed together, each at most
+    ``PROBES`` times: under ``PROBES * PROBE_WAIT`` seconds in all)."""
     from nats.errors import Error as NatsError
     from nats.errors import NoRespondersError
 
     found: list[str] = []
 
     async def probe(agent_id: str) -> None:
-        for pause in (AGAIN, None):
+        nobody = 0  # "no responders" answers so far
+        for _ in range(PROBES):
             try:
                 await nc.request(names.presence(agent_id), b"", timeout=PROBE_WAIT)
             except NoRespondersError:
-                if pause is None:
+                nobody += 1
+                if nobody == 2:
                     found.append(agent_id)
-                else:
-                    await anyio.sleep(pause)
-                    continue
-            except (NatsError, TimeoutError):
-                pass  # somebody listens, or the broker is away: nothing to say about it
-            return
+                    return
+                await anyio.sleep(AGAIN)
+            except TimeoutError:
+                continue  # a busy worker, or one that just stopped: ask again
+            except NatsError:
+                return  # the broker is away: nothing to say about it
+            else:
+                return  # a worker answered: it hosts the agent
 
     ids = list(agents)
     async with anyio.create_task_group() as tg:

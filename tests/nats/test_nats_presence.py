@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import time
 
+import anyio
 import pytest
 
 from genie import Runtime
 from genie._cli.main import main
+from genie.nats._presence import PROBE_WAIT, PROBES, QUEUE, unhosted
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
@@ -95,3 +97,36 @@ def test_genie_run_with_no_worker_names_the_agent_and_ends_at_its_timeout(
     assert lines[-1].startswith(
         "  financial_supervisor: no worker hosts it; 1 delivery waits for it in the stream"
     ), err
+
+
+async def test_a_probe_that_times_out_is_made_again(server: LocalNatsServer) -> None:
+    """A probe nobody answers in time may have reached a worker that was stopping (the server
+    can route it to a subscription just removed): it is asked again, and "nobody" said twice
+    after it names the agent. Silence on every probe is a busy worker: the agent is hosted."""
+    import nats
+
+    names = NatsNames("probes")
+    nc = await nats.connect(server.url)
+    try:
+
+        async def silent(_: object) -> None:
+            pass  # hears the probe, never answers: a worker busy with its handlers
+
+        busy = await nc.subscribe(names.presence("busy"), queue=QUEUE, cb=silent)
+        stopping = await nc.subscribe(names.presence("stopping"), queue=QUEUE, cb=silent)
+        await nc.flush()
+
+        async def stop_soon() -> None:
+            await anyio.sleep(PROBE_WAIT / 2)  # while the first probe waits for its answer
+            await stopping.unsubscribe()
+            await nc.flush()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_soon)
+            started = anyio.current_time()
+            found = await unhosted(nc, names, ["busy", "stopping", "gone"])
+        assert found == ["stopping", "gone"]
+        assert anyio.current_time() - started < PROBES * PROBE_WAIT + 0.5  # bounded
+        await busy.unsubscribe()
+    finally:
+        await nc.close()
