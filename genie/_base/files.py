@@ -22,10 +22,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import BinaryIO
 
 from .._errors import ConfigurationError
 
-__all__ = ["FileRefusedError", "decode_utf8", "file_problem", "read_bounded"]
+__all__ = ["FileRefusedError", "decode_utf8", "file_problem", "open_regular", "read_bounded"]
 
 
 class FileRefusedError(ConfigurationError):
@@ -93,10 +94,10 @@ def file_problem(
     return problem
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them. Raises
-    FileRefusedError: not a regular file, cannot be opened, or larger than ``limit`` (``size``
-    set; the problem says ``is N bytes``)."""
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened to read its bytes, once it is seen to be a regular file. Raises
+    FileRefusedError: not a regular file, or cannot be opened. For a file read as a stream
+    (an audit log); ``read_bounded`` reads a whole file within a bound."""
     # Looked at before it is opened (opening a device may act on it: a tape rewinds, a modem
     # hangs up) and again once open, so what is checked is what is read (a path swapped for a
     # pipe in between is seen as a pipe). Non-blocking, so opening a pipe swapped in returns
@@ -110,18 +111,27 @@ def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
     except OSError as exc:
         raise FileRefusedError(path, _open_problem(path, exc)) from None
     try:
-        found = os.fstat(fd)
-        problem = _not_regular(path, found.st_mode)
-        if problem is not None:
-            raise FileRefusedError(path, problem)
-        if found.st_size > limit:
-            raise FileRefusedError(path, f"is {found.st_size:,} bytes", size=found.st_size)
-        with open(fd, "rb", closefd=False) as file:
-            raw = file.read(limit + 1)  # a file growing while read stops one byte past
+        problem = _not_regular(path, os.fstat(fd).st_mode)
     except OSError as exc:
-        raise FileRefusedError(path, f"cannot be read: {exc.strerror or exc}") from None
-    finally:
+        problem = f"cannot be read: {exc.strerror or exc}"
+    if problem is not None:
         os.close(fd)
+        raise FileRefusedError(path, problem)
+    return open(fd, "rb")
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them. Raises
+    FileRefusedError: not a regular file, cannot be opened, or larger than ``limit`` (``size``
+    set; the problem says ``is N bytes``)."""
+    with open_regular(path) as file:
+        try:
+            size = os.fstat(file.fileno()).st_size
+            if size > limit:
+                raise FileRefusedError(path, f"is {size:,} bytes", size=size)
+            raw = file.read(limit + 1)  # a file growing while read stops one byte past
+        except OSError as exc:
+            raise FileRefusedError(path, f"cannot be read: {exc.strerror or exc}") from None
     if len(raw) > limit:
         raise FileRefusedError(path, f"grew past {limit:,} bytes while read", size=len(raw))
     return raw

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 
 from .._agent.catalogue import Catalogue
+from .._base.files import FileRefusedError
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
 from .._errors import ConfigurationError, GenieError
@@ -226,6 +227,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
             verdict = verify_audit_stream(args.file, key, args.anchor)
         else:
             verdict = verify_audit_log(args.file, key=key, anchor=args.anchor)
+    except FileRefusedError as exc:  # a directory, a named pipe: named, not waited on
+        print(f"genie audit verify: cannot read {args.file}: {exc.problem}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"genie audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .._base.files import FileRefusedError, read_bounded
+from .._base.files import FileRefusedError, open_regular, read_bounded
 from .._base.nesting import json_depth_exceeds
 from .._base.record import Record
 from .._errors import ConfigurationError
@@ -411,8 +411,9 @@ def verify_audit_log(
 ) -> AuditVerdict:
     """Walk the chain; report the first line that is not a row, or whose hash, link or
     sequence is wrong. With ``key``, every row must carry its HMAC. With ``anchor`` (a
-    row_hash noted earlier), the chain must still hold that row. Raises OSError when the
-    file cannot be read."""
+    row_hash noted earlier), the chain must still hold that row. Raises FileRefusedError when
+    ``path`` is not a regular file or cannot be opened (a named pipe is refused, not waited
+    on), OSError when reading it fails."""
     prev, rows = GENESIS, 0
     recovered: list[int] = []
     torn: tuple[int, bytes, str] | None = None  # a line that is not a row, pending
@@ -421,7 +422,7 @@ def verify_audit_log(
         return AuditVerdict(False, rows, line, problem, prev, key is not None, tuple(recovered))
 
     anchored = anchor is None or anchor == GENESIS
-    with Path(path).open("rb") as f:
+    with open_regular(path) as f:
         for lineno, raw in enumerate(f, start=1):
             line = raw.rstrip(b"\n")
             if not line.strip():

@@ -265,3 +265,16 @@ def test_a_json_input_may_start_with_a_byte_order_mark(tmp_path: Path, capsys: C
         with_bom.split('"correlation_id"')[0]
         == capsys.readouterr().out.split('"correlation_id"')[0]
     )
+
+
+def test_an_audit_log_to_verify_that_is_not_a_file_is_named(
+    tmp_path: Path, fifo: Path, null_link: Path, capsys: Capture
+) -> None:
+    """``genie audit verify`` streams a log of any size, so it has no size bound, but a named
+    pipe is refused at once, as every other file the CLI reads (it used to wait for a writer)."""
+    for path, problem in [(fifo, FIFO), (null_link, NULL), (tmp_path, "is a directory")]:
+        assert in_time(["audit", "verify", str(path)], fifo) == 2
+        assert capsys.readouterr().err == f"genie audit verify: cannot read {path}: {problem}\n"
+    missing = tmp_path / "missing.jsonl"
+    assert main(["audit", "verify", str(missing)]) == 2
+    assert capsys.readouterr().err == f"genie audit verify: cannot read {missing}: does not exist\n"
