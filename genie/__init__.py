@@ -30,6 +30,7 @@ from ._errors import RuntimeClosedError as RuntimeClosedError
 from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from ._errors import UnknownRecipientError as UnknownRecipientError
+from ._errors import WaitFromHandlerError as WaitFromHandlerError
 from ._errors import WouldBlockError as WouldBlockError
 from ._message.envelope import Message as Message
 from ._message.payload import Classification as Classification
@@ -163,6 +164,7 @@ __all__ = [
     "UnhandledMessageError",
     "UnknownMessageTypeError",
     "UnknownRecipientError",
+    "WaitFromHandlerError",
     "WouldBlockError",
     "configure_logging",
     "handler",

@@ -149,6 +149,12 @@ class PublishFromHandlerError(DeliveryError):
     again."""
 
 
+class WaitFromHandlerError(DeliveryError):
+    """``rt.wait_idle()`` was awaited inside a handler of the same runtime, or in a task the
+    handler started. The runtime is idle only once every delivery has ended, this handler's
+    own among them, so the wait could never end: it is refused at once."""
+
+
 class DeniedError(DeliveryError):
     """Admission refused the message; ``policy`` names the rule that decided."""
 

@@ -13,6 +13,7 @@ from .._errors import (
     MessageError,
     PublishFromHandlerError,
     UnhandledMessageError,
+    WaitFromHandlerError,
 )
 from .record import Record
 
@@ -27,6 +28,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     CircuitOpenError,
     LimitExceededError,
     PublishFromHandlerError,
+    WaitFromHandlerError,
 )
 
 
@@ -35,8 +37,8 @@ class RetryPolicy(Record):
 
     ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
     ``retry_on`` and not of the built-in non-retryable errors (validation, bad output, no
-    handler, open circuit, a limit that refused a model call, a send the runtime refused
-    inside a handler) are retried.
+    handler, open circuit, a limit that refused a model call, a send or a wait the
+    runtime refused inside a handler) are retried.
     """
 
     attempts: int = 1

@@ -30,6 +30,7 @@ from .._errors import (
     RuntimeClosedError,
     UnknownMessageTypeError,
     UnknownRecipientError,
+    WaitFromHandlerError,
 )
 from .._message.envelope import Message
 from .._message.ids import IdSource
@@ -40,7 +41,7 @@ from .audit import AuditSink, MemoryAuditLog
 from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
 from .deadletter import DeadLetters
 from .delivery import DeliveryRunner
-from .dispatch import Dispatcher
+from .dispatch import HANDLING, Dispatcher
 from .ledger import Ledger
 from .local.executor import checkpoint
 from .local.mailbox import Handoff, Mailbox
@@ -496,7 +497,17 @@ class Runtime:
 
         New work published meanwhile is waited for too. Guard it with a timeout of your own
         (``anyio.fail_after``) when an agent may keep the runtime busy for ever.
+
+        Raises WaitFromHandlerError inside a handler of this runtime (or a task it started):
+        the runtime is idle only once that handler has returned, so the wait could not end.
         """
+        if HANDLING.get() is self._dispatcher:
+            raise WaitFromHandlerError(
+                "rt.wait_idle() refused: it was awaited inside a handler of this runtime (or "
+                "in a task the handler started), and the runtime is idle only once that "
+                "handler has returned. Wait for what the handler needs instead: await "
+                "ctx.request(...) for an answer"
+            )
         await self._ledger.wait_idle()
 
     # --- building messages -------------------------------------------------------------------

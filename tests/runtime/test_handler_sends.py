@@ -25,6 +25,7 @@ from genie import (
     PublishFromHandlerError,
     RetryPolicy,
     Runtime,
+    WaitFromHandlerError,
     handler,
 )
 
@@ -300,3 +301,45 @@ async def test_a_handler_never_waits_for_room_in_its_own_full_mailbox() -> None:
     assert agent.seen == [0, 1]
     [error] = agent.errors
     assert_refused(error, "publish")
+
+
+class Waiter(BaseAgent):
+    """On a Ping, awaits ``rt.wait_idle()`` of ``rt``: its own runtime, or another."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.rt: Runtime | None = None
+        self.outcomes: list[str] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        assert self.rt is not None
+        with anyio.fail_after(STALL):  # it used to wait for its own delivery to end: for ever
+            try:
+                await self.rt.wait_idle()
+            except WaitFromHandlerError as exc:
+                self.outcomes.append(str(exc).split(":")[0])
+                raise
+        self.outcomes.append("idle")
+
+
+async def test_waiting_for_idleness_inside_a_handler_is_refused_not_a_deadlock() -> None:
+    """The runtime is idle only once the handler has returned, so ``rt.wait_idle()`` awaited in
+    a handler could never end: refused at once, a ``failed`` dead letter, never retried. In
+    another runtime the handler waits like any outside caller."""
+    waiter = Waiter("w")
+    retry = AgentOptions(retry=RetryPolicy(attempts=3, backoff=0))
+    async with Runtime([Echo("e")]) as other, Runtime() as rt:
+        rt.add(waiter, options=retry)
+        waiter.rt = rt
+        await rt.publish(rt.message(Ping(), recipient="w"))
+        with anyio.fail_after(STALL):
+            await rt.wait_idle()
+        assert waiter.outcomes == ["rt.wait_idle() refused"]  # once: not retried
+        [letter] = rt.dead_letters
+        assert (letter.kind, letter.error_type) == ("failed", "WaitFromHandlerError")
+        waiter.rt = other
+        await rt.publish(rt.message(Ping(), recipient="w"))
+        with anyio.fail_after(STALL):
+            await rt.wait_idle()
+        assert waiter.outcomes[1:] == ["idle"]
