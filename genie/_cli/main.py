@@ -39,6 +39,7 @@ from ..pipeline._args import add_set as _add_set
 from ..pipeline._args import load as _load
 from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
+from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .serve import add_parser as add_serve
 
@@ -60,13 +61,18 @@ def _run(args: argparse.Namespace) -> int:
     llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
-    if args.audit_key_file and not (args.audit or args.nats):
-        raise ConfigurationError("--audit-key-file needs --audit PATH (or --nats URL)")
+    if args.nats and not args.audit:  # the namespace's audit stream, keyed when a key is given
+        if args.audit_unkeyed:
+            raise ConfigurationError("--audit-unkeyed needs --audit PATH")
+        key, keyed_how = audit_key(args.audit_key_file, os.environ), ""
+    else:
+        key, keyed_how = audit_log_key(args)
     try:
-        key = audit_key(args.audit_key_file, os.environ) if args.audit or args.nats else None
         audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
+    if keyed_how and (args.audit_unkeyed or "new key" in keyed_how):
+        print(f"genie run: audit log {args.audit} {keyed_how}", file=sys.stderr)
     try:
         metrics_out = open(args.metrics_out, "w", encoding="utf-8") if args.metrics_out else None  # noqa: SIM115
     except OSError as exc:
@@ -306,17 +312,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         metavar="S",
         help="seconds to wait for the output (default: the pipeline's timeout)",
     )
-    run.add_argument(
-        "--audit",
-        metavar="PATH",
-        help="append the run's audit records to this hash-chained JSONL log",
-    )
-    run.add_argument(
-        "--audit-key-file",
-        metavar="FILE",
-        help="key the audit chain with HMAC-SHA-256 using the key in FILE (default: the "
-        "GENIE_AUDIT_KEY variable when set, else an unkeyed SHA-256 chain)",
-    )
+    add_audit_options(run)
     run.add_argument(
         "--trace", action="store_true", help="print the run's timeline (every event) on stderr"
     )

@@ -12,11 +12,11 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
 from ..pipeline._args import _variables
+from .audit_key import add_audit_options, audit_log_key
 
 __all__ = ["add_parser"]
 
@@ -48,20 +48,7 @@ def add_parser(commands: Any) -> None:
     serve.add_argument(
         "--drain", type=float, default=10.0, metavar="S", help="seconds to drain on stop (10)"
     )
-    serve.add_argument(
-        "--audit",
-        metavar="PATH",
-        help="append audit records to this hash-chained JSONL log, keyed (HMAC-SHA-256) with "
-        "--audit-key-file, else GENIE_AUDIT_KEY, else PATH.key (made for a new log)",
-    )
-    serve.add_argument(
-        "--audit-key-file", metavar="FILE", help="the key of the --audit log's chain"
-    )
-    serve.add_argument(
-        "--audit-unkeyed",
-        action="store_true",
-        help="write a plain SHA-256 chain (anyone who can write the log can rewrite it)",
-    )
+    add_audit_options(serve)
     serve.add_argument(
         "--otel",
         choices=("console", "global"),
@@ -118,49 +105,6 @@ def _tracing(mode: str | None) -> Any:
     return provider
 
 
-def _audit_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
-    """The key of the served audit log and a sentence saying where it came from.
-
-    A served log is keyed unless ``--audit-unkeyed`` says otherwise: a plain chain can be
-    rewritten from row 1, or extended, by anyone who can write the file, and still verify.
-    Without ``--audit-key-file`` or GENIE_AUDIT_KEY the key is ``PATH.key``, made (owner
-    only) for a new log; a log that exists without one is refused, since a new key could
-    not continue it."""
-    from .._runtime.audit import audit_key, create_audit_key, key_beside, read_audit_key
-
-    if not args.audit:
-        if args.audit_key_file or args.audit_unkeyed:
-            option = "--audit-key-file" if args.audit_key_file else "--audit-unkeyed"
-            raise ConfigurationError(f"{option} needs --audit PATH")
-        return None, ""
-    if args.audit_unkeyed:
-        if args.audit_key_file:
-            raise ConfigurationError("--audit-unkeyed and --audit-key-file exclude each other")
-        return None, (
-            "is unkeyed (--audit-unkeyed): a plain SHA-256 chain, which anyone who can write "
-            "the file can rewrite or extend undetected"
-        )
-    key = audit_key(args.audit_key_file, os.environ)
-    if key is not None:
-        source = args.audit_key_file or "the GENIE_AUDIT_KEY variable"
-        return key, f"is keyed (HMAC-SHA-256) with the key in {source}"
-    beside = key_beside(args.audit)
-    if beside.exists():
-        return read_audit_key(beside), f"is keyed (HMAC-SHA-256) with the key in {beside}"
-    log = Path(args.audit)
-    if log.exists() and log.stat().st_size:
-        raise ConfigurationError(
-            f"audit log {log} exists and has no key beside it ({beside}): give its key "
-            "(--audit-key-file or GENIE_AUDIT_KEY), or --audit-unkeyed to continue a plain "
-            "chain, or start a new log"
-        )
-    beside.parent.mkdir(parents=True, exist_ok=True)
-    return create_audit_key(beside), (
-        f"is keyed (HMAC-SHA-256) with a new key written to {beside}: keep a copy where the "
-        f"server cannot write, and verify with genie audit verify {log} --key-file COPY"
-    )
-
-
 def _not_cancelled(record: logging.LogRecord) -> bool:
     import asyncio
 
@@ -190,7 +134,7 @@ def _serve(args: argparse.Namespace) -> int:
         if value <= 0:
             raise ConfigurationError(f"{name} must be positive, not {value:g}")
     settings = ServeSettings(rate=args.rate, burst=args.burst, max_body=args.max_body)
-    key, keyed_how = _audit_key(args)
+    key, keyed_how = audit_log_key(args)
     try:
         audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
     except OSError as exc:

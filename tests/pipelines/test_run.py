@@ -13,6 +13,7 @@ import pytest
 
 from genie import verify_audit_log
 from genie._cli.main import main
+from genie._runtime.audit import read_audit_key
 from genie.pipeline import InputError, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,10 +173,33 @@ def test_denied_run_names_the_policy_and_is_audited(tmp_path: Path, capsys: Capt
         "denied: finance_question to financial_supervisor by policy "
         'required_metadata[finance_question]: empty metadata key "user_id"'
     ) in err
-    assert verify_audit_log(log).ok
+    # Keyed by default, as a served log: the key is made beside a new log, and said where.
+    key = log.with_name("audit.jsonl.key")
+    assert (
+        f"genie run: audit log {log} is keyed (HMAC-SHA-256) with a new key written to {key}" in err
+    )
+    assert not verify_audit_log(log).ok  # a keyed chain does not pass as a plain one
+    verdict = verify_audit_log(log, key=read_audit_key(key))
+    assert (verdict.ok, verdict.keyed) == (True, True)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["action"] for r in rows] == ["denied"]
-    assert main(["audit", "verify", str(log)]) == 0
+    assert main(["audit", "verify", str(log)]) == 0  # finds the key beside the log
+    # The next run continues the chain with the same key, and says nothing more about it.
+    assert main(["run", str(FINANCE), "--set", "GENIE_USER= ", "--audit", str(log)]) == 1
+    assert "audit log" not in capsys.readouterr().err
+    assert verify_audit_log(log, key=read_audit_key(key)).rows == 2
+
+
+def test_an_unkeyed_run_log_is_asked_for_and_said(tmp_path: Path, capsys: Capture) -> None:
+    log = tmp_path / "audit.jsonl"
+    argv = ["run", str(FINANCE), "--set", "GENIE_USER= ", "--audit", str(log), "--audit-unkeyed"]
+    assert main(argv) == 1
+    assert "is unkeyed (--audit-unkeyed)" in capsys.readouterr().err
+    assert verify_audit_log(log).ok
+    assert not log.with_name("audit.jsonl.key").exists()
+    # A plain log exists: a keyed run over it is refused, naming the way out.
+    assert main(argv[:-1]) == 2
+    assert "exists and has no key beside it" in capsys.readouterr().err
 
 
 def test_unwritable_audit_log(tmp_path: Path, capsys: Capture) -> None:

@@ -306,8 +306,8 @@ def test_a_run_after_a_crash_mid_write(tmp_path: Path, capsys: pytest.CaptureFix
     log = tmp_path / "audit.jsonl"
     write_log(log, 2)
     tear(log, 50)
-    code = main(["run", str(FINANCE), "--set", "GENIE_USER= ", "--audit", str(log)])
-    assert code == 1  # denied, as without the torn line; no traceback
+    argv = ["run", str(FINANCE), "--set", "GENIE_USER= ", "--audit", str(log), "--audit-unkeyed"]
+    assert main(argv) == 1  # denied, as without the torn line; no traceback
     assert "Traceback" not in capsys.readouterr().err
     verdict = verify_audit_log(log)
     assert (verdict.ok, verdict.rows, verdict.recovered) == (True, 4, (3,))
@@ -322,7 +322,7 @@ def test_an_unreadable_last_row_is_refused_in_one_line(
         f.write("not a row\n")
     with pytest.raises(AuditLogError, match=r"audit.jsonl: line 3: not JSON"):
         JsonlAuditLog(log)
-    assert main(["run", str(FINANCE), "--audit", str(log)]) == 2
+    assert main(["run", str(FINANCE), "--audit", str(log), "--audit-unkeyed"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"genie run: cannot continue audit log {log}: line 3: not JSON")
     assert err.count("\n") == 1

@@ -1,0 +1,77 @@
+"""The key of an ``--audit`` log, for every command that writes one (``genie run``, ``genie
+serve``): keyed by default, since a plain chain can be rewritten or extended by anyone who can
+write the file and still verify (docs/governance.md, "A keyed chain")."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .._errors import ConfigurationError
+from .._runtime.audit import audit_key, create_audit_key, key_beside, read_audit_key
+
+__all__ = ["add_audit_options", "audit_log_key"]
+
+
+def add_audit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--audit",
+        metavar="PATH",
+        help="append audit records to this hash-chained JSONL log, keyed (HMAC-SHA-256) with "
+        "--audit-key-file, else GENIE_AUDIT_KEY, else PATH.key (made for a new log)",
+    )
+    parser.add_argument(
+        "--audit-key-file", metavar="FILE", help="the key of the --audit log's chain"
+    )
+    parser.add_argument(
+        "--audit-unkeyed",
+        action="store_true",
+        help="write a plain SHA-256 chain (anyone who can write the log can rewrite it)",
+    )
+
+
+def audit_log_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
+    """The key of the ``--audit`` log (of ``genie run`` or ``genie serve``) and a sentence
+    saying where it came from.
+
+    A log is keyed unless ``--audit-unkeyed`` says otherwise: a plain chain can be
+    rewritten from row 1, or extended, by anyone who can write the file, and still verify.
+    Without ``--audit-key-file`` or GENIE_AUDIT_KEY the key is ``PATH.key``, made (owner
+    only) for a new log; a log that exists without one is refused, since a new key could
+    not continue it."""
+    if not args.audit:
+        if args.audit_key_file or args.audit_unkeyed:
+            option = "--audit-key-file" if args.audit_key_file else "--audit-unkeyed"
+            raise ConfigurationError(f"{option} needs --audit PATH")
+        return None, ""
+    if args.audit_unkeyed:
+        if args.audit_key_file:
+            raise ConfigurationError("--audit-unkeyed and --audit-key-file exclude each other")
+        return None, (
+            "is unkeyed (--audit-unkeyed): a plain SHA-256 chain, which anyone who can write "
+            "the file can rewrite or extend undetected"
+        )
+    key = audit_key(args.audit_key_file, os.environ)
+    if key is not None:
+        source = args.audit_key_file or "the GENIE_AUDIT_KEY variable"
+        return key, f"is keyed (HMAC-SHA-256) with the key in {source}"
+    beside = key_beside(args.audit)
+    if beside.exists():
+        return read_audit_key(beside), f"is keyed (HMAC-SHA-256) with the key in {beside}"
+    log = Path(args.audit)
+    if log.exists() and log.stat().st_size:
+        raise ConfigurationError(
+            f"audit log {log} exists and has no key beside it ({beside}): give its key "
+            "(--audit-key-file or GENIE_AUDIT_KEY), or --audit-unkeyed to continue a plain "
+            "chain, or start a new log"
+        )
+    try:  # the key goes beside the log: where the log cannot be written, neither can it
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        key = create_audit_key(beside)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open audit log {log}: {exc.strerror}") from None
+    return key, (
+        f"is keyed (HMAC-SHA-256) with a new key written to {beside}: keep a copy where the "
+        f"process cannot write, and verify with genie audit verify {log} --key-file COPY"
+    )
