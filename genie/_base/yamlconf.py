@@ -228,12 +228,14 @@ def read_yaml(path: Path) -> Document:
     return parse_yaml(_read(path), path)
 
 
-def parse_yaml(text: str, path: str | Path) -> Document:
+def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Document:
     """Parse ``text`` (the content of ``path``, which names it in problems: a file, or any
     source such as ``<stdin>``) within the module's bounds; raises ConfigFileError naming the
-    line."""
-    if len(text) > MAX_BYTES:
-        raise ConfigFileError([f"{path}:1: {_TOO_LARGE}"])
+    line. ``max_bytes``: a run's input has its pipeline's own size limit (checked when it was
+    read); aliases, depth and duplicate keys are bounded as for a configuration file."""
+    if len(text) > max_bytes:
+        too_large = _TOO_LARGE if max_bytes == MAX_BYTES else f"larger than {max_bytes:,} bytes"
+        raise ConfigFileError([f"{path}:1: {too_large}"])
     lines: dict[Loc, int] = {}
     dupes: dict[tuple[yaml.Node, yaml.Node], Loc] = {}
     loader = None

@@ -318,7 +318,7 @@ class Pipeline:
                 problem = too_deep(entry.type)
                 raise InputError(f"{where} does not fit the entry payload: {problem}")
             else:
-                data.update(_parse_object(text, spec.format, where))
+                data.update(_parse_object(text, spec.format, where, spec.max_bytes))
         elif spec is not None and spec.format == "text":
             raise InputError(f"pipeline {self.name!r} needs an input (--input PATH or -)")
         try:
@@ -467,7 +467,7 @@ def _text(raw: bytes, name: str) -> str:
     return text
 
 
-def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
+def _parse_object(text: str, fmt: str, where: str, max_bytes: int) -> dict[str, Any]:
     if fmt == "json":
         try:
             data = loads_strict(text)  # as `genie serve` reads a request's body
@@ -475,9 +475,9 @@ def _parse_object(text: str, fmt: str, where: str) -> dict[str, Any]:
             raise InputError(f"{where} is not valid JSON: {exc}") from exc
     else:
         # The configuration files' bounded loader: an input is no more trusted than they are
-        # (aliases, depth, size, duplicate keys).
+        # (aliases, depth, duplicate keys), within the input's own size limit.
         try:
-            document = parse_yaml(text, where)
+            document = parse_yaml(text, where, max_bytes)
         except ConfigFileError as exc:
             raise InputError(str(exc)) from None
         if document.problems:

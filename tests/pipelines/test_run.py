@@ -354,3 +354,17 @@ def test_inline_governance_and_risk_override(
     if policy is not None:
         (missing,) = result["missing"]
         assert (missing["kind"], missing["policy"], missing["reason"]) == ("denied", policy, reason)
+
+
+def test_a_yaml_input_has_its_pipelines_size_limit(tmp_path: Path, capsys: Capture) -> None:
+    """A YAML input is bounded by ``entry.input.max_bytes`` (1 MiB by default), not by the
+    configuration files' 256 KiB: a 300 KB snapshot runs; past the limit, it names the limit."""
+    snapshot = (ROOT / "config" / "data" / "treasury-snapshot.yaml").read_text()
+    padding = "".join(f"# desk note {i:06d}: {'x' * 80}\n" for i in range(3300))
+    big = tmp_path / "snapshot.yaml"
+    big.write_text(padding + snapshot)
+    assert 256 * 1024 < big.stat().st_size < 1 << 20
+    assert main(["run", str(YAML_ENTRY), "--input", str(big)]) == 0, capsys.readouterr().err
+    text = big.read_text()
+    payload = load_pipeline(YAML_ENTRY).entry_payload(text)  # from Python, the same bound
+    assert payload.model_dump()["var"]["horizon_days"] == 10
