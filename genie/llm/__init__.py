@@ -33,6 +33,7 @@ from ._fallback import Fallback as Fallback
 from ._killswitch import USAGE_SLACK as USAGE_SLACK
 from ._killswitch import KillSwitch as KillSwitch
 from ._killswitch import billed as billed
+from ._killswitch import count_attempt as count_attempt
 from ._ledger import BudgetLedger as BudgetLedger
 from ._ledger import LedgerStatistics as LedgerStatistics
 from ._ledger import Remaining as Remaining
@@ -132,6 +133,7 @@ __all__ = [
     "USAGE_SLACK",
     "UsageEvent",
     "billed",
+    "count_attempt",
     "build_stacks",
     "complete_by_streaming",
     "load_llm_config",

@@ -12,6 +12,7 @@ from ._errors import (
     LLMError,
     ResidencyDeniedError,
 )
+from ._killswitch import billed, count_attempt
 from ._provider import Provider
 from ._residency import residency_refusal
 from ._types import Request, Response, StreamEvent
@@ -75,11 +76,16 @@ class Fallback:
                 errors.append(refused)
                 continue
             try:
-                return await provider.complete(request)
+                response = await provider.complete(request)
             except _FINAL:
+                _count(errors, answered=True)
                 raise
             except LLMError as exc:
                 errors.append(exc)
+            else:
+                _count(errors, answered=True)
+                return response
+        _count(errors, answered=False)
         raise AllProvidersFailedError(errors)
 
     @asynccontextmanager
@@ -97,16 +103,29 @@ class Fallback:
                     first = await anext(events, None)
                 except _FINAL:
                     await attempt.aclose()
+                    _count(errors, answered=True)
                     raise
                 except LLMError as exc:
                     await attempt.aclose()
                     errors.append(exc)
                     continue
+                _count(errors, answered=True)
                 stack.push_async_exit(attempt)
                 async with aclosing(_prepend(first, events)) as reader:
                     yield reader
                 return
+            _count(errors, answered=False)
             raise AllProvidersFailedError(errors)
+
+
+def _count(errors: list[LLMError], *, answered: bool) -> None:
+    """Tell the kill switch above of the providers that failed before the chain ended. When
+    a later provider answered (or refused), each failure is an earlier attempt. When all
+    failed, the switch charges the chain's error as one billed call if any provider's was
+    (``billed``): the other billed failures are the earlier attempts."""
+    tried = errors if answered else [e for e in errors if billed(e)][1:]
+    for error in tried:
+        count_attempt(error)
 
 
 async def _prepend(

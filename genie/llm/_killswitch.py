@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 
 from anyio.lowlevel import checkpoint
 
@@ -14,7 +15,7 @@ from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider, models_of
 from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
 
-__all__ = ["USAGE_SLACK", "KillSwitch", "billed", "by_correlation"]
+__all__ = ["USAGE_SLACK", "KillSwitch", "billed", "by_correlation", "count_attempt"]
 
 logger = lazy_logger("genie.llm")
 
@@ -40,6 +41,31 @@ def billed(error: BaseException) -> bool:
     if isinstance(error, LLMError) and not error.sent:
         return False
     return not (isinstance(error, ProviderError) and error.status < 500)
+
+
+# The attempts of the call a switch is making that failed before its last one and that their
+# provider may have billed: a layer that tries again (``Retry``, ``Fallback``) counts each one
+# here, and the nearest switch above charges each its prompt, as it charges a call cut off.
+# Set for the duration of each switch's call, in the calling task: two calls never share one.
+_ATTEMPTS: ContextVar[list[BaseException] | None] = ContextVar("genie_llm_attempts", default=None)
+
+
+def count_attempt(error: BaseException) -> None:
+    """Tell the kill switch above (if any) of a failed attempt its caller tries again after
+    (or falls back from): charged its prompt if its provider may have billed it."""
+    attempts = _ATTEMPTS.get()
+    if attempts is not None and billed(error):
+        attempts.append(error)
+
+
+@contextmanager
+def _counting() -> Iterator[list[BaseException]]:
+    attempts: list[BaseException] = []
+    token = _ATTEMPTS.set(attempts)
+    try:
+        yield attempts
+    finally:
+        _ATTEMPTS.reset(token)
 
 
 def by_correlation(context: CallContext) -> str:
@@ -131,6 +157,15 @@ class KillSwitch:
             correlation_id=request.context.correlation_id,
         )
 
+    def _earlier(
+        self, reservation: Reservation, request: Request, prompt: int, attempts: int
+    ) -> None:
+        """Adds to what ``reservation`` will be charged the prompts of ``attempts`` earlier
+        failed attempts of the call that their providers may have billed."""
+        if attempts:
+            cost = self._cost(request, Usage(input_tokens=prompt)) if reservation.cost else 0.0
+            reservation.before(tokens=attempts * prompt, cost=attempts * cost)
+
     def _settle(
         self, reservation: Reservation, request: Request, prompt: int, response: Response
     ) -> None:
@@ -209,7 +244,11 @@ class KillSwitch:
         prompt = request.prompt_estimate()
         reservation = await self.hold(request, prompt)
         try:
-            response = await self.inner.complete(request)
+            with _counting() as attempts:
+                try:
+                    response = await self.inner.complete(request)
+                finally:
+                    self._earlier(reservation, request, prompt, len(attempts))
         except BaseException as error:  # a cancellation included: it is settled, then re-raised
             self._cut_off(reservation, request, prompt, error)
             await self.settled(reservation)
@@ -225,11 +264,15 @@ class KillSwitch:
         acc = Accumulator(self.name, request.model or "")
         ended: BaseException | None = None
         try:
-            async with (
-                self.inner.stream(request) as events,
-                aclosing(self._watched(events, acc, reservation, request, prompt)) as reader,
-            ):
-                yield reader
+            async with AsyncExitStack() as stack:
+                # The attempts before the first event are made as the stream opens.
+                with _counting() as attempts:
+                    try:
+                        events = await stack.enter_async_context(self.inner.stream(request))
+                    finally:
+                        self._earlier(reservation, request, prompt, len(attempts))
+                watched = self._watched(events, acc, reservation, request, prompt)
+                yield await stack.enter_async_context(aclosing(watched))
         except BaseException as error:  # a cancellation included: it is settled, then re-raised
             ended = error
             raise

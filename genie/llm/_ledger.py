@@ -143,7 +143,16 @@ class Reservation:
     that was not charged). Settling twice is an error: a cost must not be counted twice.
     Once settled, ``used_tokens`` and ``used_cost`` are what it was charged."""
 
-    __slots__ = ("_ledger", "cost", "key", "settled", "tokens", "used_cost", "used_tokens")
+    __slots__ = (
+        "_before",
+        "_ledger",
+        "cost",
+        "key",
+        "settled",
+        "tokens",
+        "used_cost",
+        "used_tokens",
+    )
 
     def __init__(self, ledger: BudgetLedger, key: str, tokens: int, cost: float) -> None:
         self._ledger = ledger
@@ -153,11 +162,18 @@ class Reservation:
         self.settled = False
         self.used_tokens = 0
         self.used_cost = 0.0
+        self._before = (0, 0.0)
+
+    def before(self, *, tokens: int, cost: float = 0.0) -> None:
+        """What the call spent before its last attempt (earlier attempts its provider may
+        have billed): added to whatever it is settled to, a release included."""
+        self._before = (tokens, cost)
 
     def settle(self, *, tokens: int, cost: float = 0.0) -> None:
         if self.settled:
             raise RuntimeError(f"the reservation for {self.key!r} is already settled")
         self.settled = True
+        tokens, cost = tokens + self._before[0], cost + self._before[1]
         self.used_tokens, self.used_cost = tokens, cost
         self._ledger._settle(self, tokens, cost)
 

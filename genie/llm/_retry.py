@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 import anyio
 
 from ._errors import LLMError, ProviderError
+from ._killswitch import count_attempt
 from ._provider import Provider
 from ._types import Request, Response, StreamEvent
 
@@ -82,6 +83,7 @@ class Retry:
                 wait = self.delay(attempt, exc)
                 if wait is None:
                     raise
+                count_attempt(exc)  # tried again: the switch above charges what it spent
             await self._sleep(wait)
             attempt += 1
 
@@ -100,6 +102,7 @@ class Retry:
                     wait = self.delay(attempt, exc)
                     if wait is None:
                         raise
+                    count_attempt(exc)
                 else:
                     stack.push_async_exit(attempt_stack)
                     break

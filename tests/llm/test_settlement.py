@@ -16,11 +16,13 @@ import pytest
 from genie import AgentOptions, BaseAgent, Context, Limits, Message, Payload, RetryPolicy, Runtime
 from genie import handler as on
 from genie.llm import (
+    AllProvidersFailedError,
     BadRequestError,
     BudgetExceededError,
     BudgetLedger,
     CallContext,
     ChatMessage,
+    Fallback,
     KillSwitch,
     OllamaProvider,
     OpenAIProvider,
@@ -29,6 +31,7 @@ from genie.llm import (
     ProviderResponseError,
     ProviderUnavailableError,
     Request,
+    Retry,
 )
 
 from .helpers import API_KEY, fixture
@@ -248,3 +251,88 @@ async def test_usage_counts_that_are_not_numbers_make_a_malformed_answer_not_a_t
     finally:
         await ollama.aclose()
     assert ledger.remaining("c1").tokens == 9 * WORST  # a 2xx that cannot be read: the worst
+
+
+# --- attempts before the last: a retry, a fallback --------------------------------------------
+GATEWAY = Reply(status=502, chunks=(b'{"error": "gw"}',))
+THROTTLED = Reply(status=429, chunks=(b'{"error": "slow down"}',), headers={"retry-after": "0"})
+CANNED = 138  # the tokens the canned answer reports
+
+
+async def test_a_retrys_earlier_billed_attempts_are_charged_to_the_switch_above(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    """A 5xx may follow the model's work, so each attempt a ``Retry`` makes again after one
+    pays its prompt, as a lone call ending in it does; an attempt refused with a 4xx is free.
+    Before, the switch above a retry charged only the last attempt."""
+    ledger = BudgetLedger(max_tokens=10_000, name="correlation")
+    switch = KillSwitch(Retry(model, attempts=4, backoff=0, jitter=0), ledger)
+    server.script("/v1/chat/completions", GATEWAY, THROTTLED, GATEWAY)  # then the canned answer
+    await switch.complete(in_correlation())
+    assert len(server.received) == 4
+    assert ledger.remaining("c1").tokens == 10_000 - CANNED - 2 * PROMPT
+
+    server.script("/v1/chat/completions", GATEWAY, GATEWAY, GATEWAY, GATEWAY)
+    with pytest.raises(ProviderUnavailableError):
+        await switch.complete(in_correlation(cid="c2"))
+    assert ledger.remaining("c2").tokens == 10_000 - 4 * PROMPT  # every attempt, the last too
+    assert ledger.statistics().open_reservations == 0
+
+
+async def test_a_streams_attempts_before_its_first_event_are_charged(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    ledger = BudgetLedger(max_tokens=10_000, name="correlation")
+    switch = KillSwitch(Retry(model, attempts=3, backoff=0, jitter=0), ledger)
+
+    async def read(cid: str) -> int:
+        async with switch.stream(in_correlation(cid=cid)) as events:
+            async for _ in events:
+                pass
+        left = ledger.remaining(cid).tokens
+        assert left is not None
+        return 10_000 - left
+
+    alone = await read("c1")
+    server.script("/v1/chat/completions", GATEWAY, GATEWAY)
+    assert await read("c2") == alone + 2 * PROMPT
+
+
+async def test_a_fallbacks_failed_providers_are_charged_once_each(server: ProviderServer) -> None:
+    ledger = BudgetLedger(max_tokens=10_000, name="correlation")
+    first, second, third = (
+        OpenAIProvider(
+            base_url=server.url, api_key=API_KEY, model="gpt-4.1-mini", name=name, region="in"
+        )
+        for name in ("first", "second", "third")
+    )
+    try:
+        switch = KillSwitch(Fallback(first, second, third), ledger)
+        server.script("/v1/chat/completions", GATEWAY, THROTTLED)  # the third answers
+        await switch.complete(in_correlation())
+        assert ledger.remaining("c1").tokens == 10_000 - CANNED - PROMPT
+
+        # All three fail, two of them billed: two prompts (the chain's error was one).
+        server.script("/v1/chat/completions", GATEWAY, THROTTLED, GATEWAY)
+        with pytest.raises(AllProvidersFailedError):
+            await switch.complete(in_correlation(cid="c2"))
+        assert ledger.remaining("c2").tokens == 10_000 - 2 * PROMPT
+    finally:
+        for provider in (first, second, third):
+            await provider.aclose()
+
+
+async def test_a_handlers_model_retries_count_against_its_correlation(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    """Through ``ctx.llm`` the runtime's correlation budget is the switch above the stack: the
+    first call's two gateway errors leave no room for a second call's worst case."""
+    server.script("/v1/chat/completions", GATEWAY, GATEWAY)  # then canned answers
+    budget = CANNED + 2 * PROMPT + WORST - 1
+    stack = Retry(model, attempts=3, backoff=0, jitter=0)
+    async with Runtime([Impatient("asker", stack)], limits=Limits(correlation_tokens=budget)) as rt:
+        result = await rt.ask(rt.message(Ask(calls=2), recipient="asker"), timeout=10)
+    asked = result.message.payload
+    assert isinstance(asked, Asked)
+    assert (asked.sent, asked.refused) == (1, 1)  # before: (2, 0), the retries were free
+    assert len(server.received) == 3
