@@ -36,10 +36,11 @@ def test_the_default_loader_parses_with_libyaml() -> None:
 
 
 def refused(path: Path) -> list[str]:
-    started = time.perf_counter()
+    # CPU time: a hostile file must not make the reader work; a busy machine only waits.
+    started = time.process_time()
     with pytest.raises(ConfigFileError) as caught:
         read_yaml(path)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     return caught.value.problems
 
 
@@ -111,22 +112,34 @@ def test_a_file_over_the_size_bound_is_refused_before_parsing(tmp_path: Path) ->
     )
 
 
-def test_a_file_at_the_size_bound_loads_within_a_second_of_cpu(tmp_path: Path) -> None:
-    # About as many values as the node bound allows, in as many bytes as the size bound allows.
-    # CPU time, not wall time: the bound guards against work that grows faster than the file,
-    # and a busy machine stretches wall time without any such growth.
+def test_a_file_at_the_size_bound_loads_in_time_linear_in_its_size(tmp_path: Path) -> None:
+    # About as many values as the node bound allows, in as many bytes as the size bound allows,
+    # against an eighth of it. CPU time, not wall time, and a ratio measured in the same run,
+    # not a number of seconds: the bound guards against work that grows faster than the file,
+    # and a busy machine or coverage's tracing slows both files alike.
     row = "k{:05d}: [{}, {}]\n"
-    rows = [row.format(i, "x" * 14, "y" * 14) for i in range(MAX_NODES // 4 - 10)]
-    text = "".join(rows)
-    text += "# " + "z" * (MAX_BYTES - len(text) - 3) + "\n"
-    assert len(text.encode()) == MAX_BYTES
-    path = write(tmp_path, text)
-    started = time.process_time()
-    doc = read_yaml(path)
-    assert time.process_time() - started < 1.0
-    assert len(doc.data) == len(rows)
-    path.write_text(text + " ")
-    refused(path)
+
+    def sample(rows: int, size: int) -> tuple[Path, str]:
+        text = "".join(row.format(i, "x" * 14, "y" * 14) for i in range(rows))
+        text += "# " + "z" * (size - len(text) - 3) + "\n"
+        assert len(text.encode()) == size
+        return write(tmp_path, text, f"{rows}.yaml"), text
+
+    def cpu(path: Path) -> float:
+        best = float("inf")
+        for _ in range(3):  # the least of three: a preempted run is not the parser's time
+            started = time.process_time()
+            read_yaml(path)
+            best = min(best, time.process_time() - started)
+        return best
+
+    rows = MAX_NODES // 4 - 10
+    full, text = sample(rows, MAX_BYTES)
+    eighth, _ = sample(rows // 8, MAX_BYTES // 8)
+    assert len(read_yaml(full).data) == rows
+    assert cpu(full) < 16 * cpu(eighth)  # 8 times the file: at most twice linear
+    full.write_text(text + " ")
+    refused(full)
 
 
 def test_non_utf8_names_the_byte_its_offset_and_line(tmp_path: Path) -> None:
@@ -229,9 +242,9 @@ def test_every_command_refuses_hostile_files_with_exit_2_in_a_second(
     path = tmp_path / f"{kind}.yaml"
     HOSTILE[kind](path)
     extra = ["--probes", str(path)] if command[0] == "policy" else []
-    started = time.perf_counter()
+    started = time.process_time()  # the work done, not the machine's load
     assert main([*command, str(path), *extra]) == 2
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:")
     assert "Traceback" not in err

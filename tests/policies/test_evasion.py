@@ -190,12 +190,12 @@ def test_a_view_never_serves_another_messages_text() -> None:
     ids=["email-backtracking", "many-ats", "digit-chain", "card-groups", "glued-digits", "zw"],
 )
 def test_hostile_text_is_scanned_in_linear_time(hostile: str) -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # the work done, not the machine's load
     policies = load_policy_file(POLICY).policies
     msg = note(hostile[:130_000])
     for policy in policies:
         policy.evaluate(msg, "a")
-    assert time.perf_counter() - started < 3.0  # seconds, on a busy machine; 0.3 s measured
+    assert time.process_time() - started < 3.0  # seconds of CPU; 0.3 s measured
 
 
 def test_a_payload_nested_beyond_the_recursion_limit_is_scanned() -> None:
