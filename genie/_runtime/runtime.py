@@ -47,6 +47,7 @@ from .local.mailbox import Handoff, Mailbox
 from .local.transport import LocalTransport
 from .model_calls import ModelCalls
 from .observe.observer import Observer, Observers, deliveries_listener, gather_listener
+from .offload import DEFAULT_THREADS, Offload
 from .options import AgentOptions
 from .policy import Limits, Policy
 from .router import Router, Tap
@@ -105,6 +106,11 @@ class Runtime:
     what the requests in flight allocated, not the whole heap. It is process-wide: objects that
     were alive at start-up and die later are not reclaimed until ``gc.unfreeze()``, which the
     runtime calls when it closes.
+
+    ``threads`` bounds the worker threads its plain ``def`` handlers run in, all agents
+    together (each agent also by its ``max_concurrency``); ``processes`` sizes the process pool
+    of the agents with ``AgentOptions(offload="process")`` (default: one per core), started on
+    first use and shut down when the runtime closes. See docs/agents.md, "Handler signatures".
     """
 
     def __init__(
@@ -125,6 +131,8 @@ class Runtime:
         prices: PriceTable | None = None,
         freeze_gc: bool = False,
         transport: Transport | None = None,
+        threads: int = DEFAULT_THREADS,
+        processes: int | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -148,6 +156,8 @@ class Runtime:
         # read. The transport is handed it and moves admitted deliveries into these mailboxes
         # (another transport, such as NATS, moves them between processes first).
         self._mailboxes: dict[str, Mailbox] = {}
+        # Where plain ``def`` handlers run: this runtime's own threads and process pool.
+        self._offload = Offload(self.types, threads, processes)
         self._transport: Transport = transport if transport is not None else LocalTransport()
         self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
@@ -196,7 +206,7 @@ class Runtime:
                         self._model_calls,
                     )
                 )
-        self._closers: list[Callable[[], Awaitable[object]]] = []
+        self._closers: list[Callable[[], Awaitable[object]]] = [self._offload.aclose]
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised
         self._hub: EventHub | None = None
@@ -247,7 +257,7 @@ class Runtime:
         if isinstance(agent, BaseAgent):
             models += agent.consumes()
         self.types.register(*models)
-        self._mailboxes[agent.id] = Mailbox(agent, options)
+        self._mailboxes[agent.id] = Mailbox(agent, options, self._offload.binder(agent, options))
         for pattern in subscribe:
             self._router.subscribe(agent.id, pattern)
         self._watch_losses()
@@ -689,4 +699,5 @@ class Runtime:
             mailboxes={mb.id: mb.statistics() for mb in list(self._mailboxes.values())},
             policies=self._admission.statistics(),
             correlations=self._correlator.statistics(),
+            offload=self._offload.statistics(),
         )
