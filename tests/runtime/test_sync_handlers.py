@@ -102,8 +102,11 @@ class Counter:
 
 
 class Raises(BaseAgent):
+    thread: int | None = None
+
     @handler
     def on_work(self, payload: Work, ctx: Context) -> None:
+        self.thread = threading.get_ident()
         raise ZeroDivisionError(f"cannot divide {payload.n} by zero")
 
 
@@ -262,8 +265,10 @@ async def test_cancelling_a_request_gives_its_thread_up() -> None:
 
 
 async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
-    async with Runtime([Raises("raises")]) as rt:
+    raises = Raises("raises")
+    async with Runtime([raises]) as rt:
         result = await rt.ask(rt.message(Work(n=5), recipient="raises"))
+    assert raises.thread not in (None, threading.get_ident())  # it ran in a thread
     [dead] = rt.dead_letters
     assert dead.error_type == "ZeroDivisionError"
     assert dead.reason == "ZeroDivisionError: cannot divide 5 by zero"
