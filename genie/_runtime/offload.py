@@ -37,6 +37,7 @@ import anyio
 
 from .._agent.agent import Agent, bound_sync_handlers
 from .._agent.context import Context, Timer, _ContextBase
+from .._base.imports import folder_packages, restore_folder_packages
 from .._base.record import Record
 from .._errors import ConfigurationError, InvalidOutputError, UnknownMessageTypeError
 from .._message.envelope import Message
@@ -290,7 +291,7 @@ class ThreadContext:
 class ProcessHandler:
     """A plain ``def`` handler run in its runtime's process pool (see the module docstring)."""
 
-    __slots__ = ("agent_id", "name", "offload", "pickled", "type_name")
+    __slots__ = ("agent_id", "folders", "name", "offload", "pickled", "type_name")
 
     def __init__(
         self, offload: Offload, agent: BaseAgent, name: str, payload_type: type[Payload]
@@ -302,6 +303,9 @@ class ProcessHandler:
         self.agent_id = agent.id
         self.name = name
         self.type_name = _importable(payload_type, where)
+        # Classes of a module beside a pipeline file live in a package made for its folder:
+        # the child makes the same one before it imports them.
+        self.folders = folder_packages(type(agent).__module__, payload_type.__module__)
         try:
             self.pickled = pickle.dumps(agent)
         except Exception as exc:
@@ -315,7 +319,9 @@ class ProcessHandler:
         offload = self.offload
         pool = offload.pool()
         wire = Delivery(ctx.message, self.agent_id).encode()
-        future = pool.submit(_in_child, self.pickled, self.name, self.type_name, wire, ctx.now())
+        future = pool.submit(
+            _in_child, self.folders, self.pickled, self.name, self.type_name, wire, ctx.now()
+        )
         offload.submitted(future)
         try:
             returned = await anyio.to_thread.run_sync(
@@ -380,11 +386,14 @@ def _import(path: str) -> Any:
     return found
 
 
-def _in_child(pickled: bytes, name: str, type_path: str, wire: bytes, now: datetime) -> list[str]:
+def _in_child(
+    folders: dict[str, str], pickled: bytes, name: str, type_path: str, wire: bytes, now: datetime
+) -> list[str]:
     """In the child: rebuild the message through a registry of its payload's model, call the
     handler, return its outputs as JSON envelopes."""
     import pickle
 
+    restore_folder_packages(folders)
     agent = pickle.loads(pickled)
     model = _import(type_path)
     delivery = Delivery.decode(wire, MessageTypes([model]))
