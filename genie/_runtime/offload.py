@@ -56,8 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Offload", "OffloadStatistics", "ProcessHandler", "ThreadContext", "ThreadHandler"]
 
-DEFAULT_THREADS = 40  # anyio's own default for its worker threads
-
 
 class OffloadStatistics(Record):
     """The runtime's plain ``def`` handlers off the event loop, now and since it started."""
@@ -68,23 +66,28 @@ class OffloadStatistics(Record):
     processes: int  # handler calls in the process pool now, abandoned ones included
     abandoned: int  # calls given up (deadline, cancel) while running: their results discarded
 
+    @classmethod
+    def unused(cls, threads: int, processes: int | None) -> OffloadStatistics:
+        """A runtime none of whose agents has a plain ``def`` handler."""
+        return cls(
+            thread_limit=threads,
+            threads=0,
+            process_limit=processes or _cores(),
+            processes=0,
+            abandoned=0,
+        )
+
 
 class Offload:
     """One runtime's threads and process pool for plain ``def`` handlers (no global state: each
     runtime builds its own)."""
 
     def __init__(self, types: MessageTypes, threads: int, processes: int | None) -> None:
-        if threads < 1:
-            raise ConfigurationError(f"threads must be at least 1, not {threads}")
-        if processes is not None and processes < 1:
-            raise ConfigurationError(f"processes must be at least 1 or None, not {processes}")
-        import os
-
         self.types = types
         self.threads = anyio.CapacityLimiter(threads)
         # anyio's own limit is not ours to take: the slots are held (and given back) by us.
         self.unlimited = anyio.CapacityLimiter(math.inf)
-        self.process_limit = processes or os.cpu_count() or 1
+        self.process_limit = processes or _cores()
         self.abandoned = 0
         self._calls: set[Future[Any]] = set()  # submitted to the pool, finished or not
         self._pool: ProcessPoolExecutor | None = None
@@ -139,6 +142,12 @@ class Offload:
             processes=sum(not call.done() for call in self._calls),
             abandoned=self.abandoned,
         )
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
 
 
 class _Slots:
