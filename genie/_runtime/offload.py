@@ -128,7 +128,8 @@ class Offload:
             pool.shutdown(wait=False, cancel_futures=True)
 
     async def aclose(self) -> None:
-        """The runtime stopped: the pool's children finish what they run, then exit."""
+        """The runtime stopped: the pool's children finish what they run, then exit (the
+        runtime waits for that as long as for any ``on_close``, then leaves them to it)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             shutdown = functools.partial(pool.shutdown, wait=True, cancel_futures=True)
@@ -300,7 +301,7 @@ class ThreadContext:
 class ProcessHandler:
     """A plain ``def`` handler run in its runtime's process pool (see the module docstring)."""
 
-    __slots__ = ("agent_id", "folders", "name", "offload", "pickled", "type_name")
+    __slots__ = ("agent_id", "folders", "offload", "pickled", "type_name")
 
     def __init__(
         self, offload: Offload, agent: BaseAgent, name: str, payload_type: type[Payload]
@@ -310,13 +311,13 @@ class ProcessHandler:
         where = f"agent {agent.id!r} (offload='process')"
         self.offload = offload
         self.agent_id = agent.id
-        self.name = name
         self.type_name = _importable(payload_type, where)
         # Classes of a module beside a pipeline file live in a package made for its folder:
         # the child makes the same one before it imports them.
         self.folders = folder_packages(type(agent).__module__, payload_type.__module__)
         try:
-            self.pickled = pickle.dumps(agent)
+            # The handler bound to a copy of its agent, taken now.
+            self.pickled = pickle.dumps(getattr(agent, name))
         except Exception as exc:
             raise ConfigurationError(
                 f"{where}: the agent cannot be pickled to run in a process "
@@ -328,9 +329,7 @@ class ProcessHandler:
         offload = self.offload
         pool = offload.pool()
         wire = Delivery(ctx.message, self.agent_id).encode()
-        future = pool.submit(
-            _in_child, self.folders, self.pickled, self.name, self.type_name, wire, ctx.now()
-        )
+        future = pool.submit(_in_child, self.folders, self.pickled, self.type_name, wire, ctx.now())
         offload.submitted(future)
         try:
             returned = await anyio.to_thread.run_sync(
@@ -396,19 +395,19 @@ def _import(path: str) -> Any:
 
 
 def _in_child(
-    folders: dict[str, str], pickled: bytes, name: str, type_path: str, wire: bytes, now: datetime
+    folders: dict[str, str], pickled: bytes, type_path: str, wire: bytes, now: datetime
 ) -> list[str]:
     """In the child: rebuild the message through a registry of its payload's model, call the
     handler, return its outputs as JSON envelopes."""
     import pickle
 
     restore_folder_packages(folders)
-    agent = pickle.loads(pickled)
+    handler = pickle.loads(pickled)
     model = _import(type_path)
     delivery = Delivery.decode(wire, MessageTypes([model]))
     msg = delivery.message
     ctx = ProcessContext(delivery.recipient, msg, now)
-    result = getattr(agent, name)(msg.payload, ctx)
+    result = handler(msg.payload, ctx)
     if result is None:
         result = ()
     elif isinstance(result, Message):
