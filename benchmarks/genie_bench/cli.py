@@ -140,7 +140,7 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     p.add_argument(
         "--cpu-rounds",
         type=_positive,
-        help="pure-Python loop rounds each agent of the cpu workload burns (default 200000)",
+        help="pure-Python loop rounds each agent of the cpu workload burns (default 1000000)",
     )
     p.add_argument("--payload-bytes", type=int, default=0, help="text carried by each message")
     p.add_argument(
@@ -206,7 +206,7 @@ class Settings:
     serve_requests: int = 500
     nats_requests: int = 8000
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
-    cpu_rounds: int = 200_000
+    cpu_rounds: int = 1_000_000
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"

@@ -163,7 +163,7 @@ async def _stall(in_thread: bool, block_ms: float, asks: int) -> dict[str, float
 def measure(
     cores: int,
     agents: int = 8,
-    rounds: int = 200_000,
+    rounds: int = 1_000_000,
     requests: int = 5,
     block_ms: float = 200.0,
     asks: int = 20,

@@ -135,6 +135,14 @@ def targets(results: Results) -> list[dict[str, Any]]:
             False,
             "x in-loop",
         )
+        seconds = cpu["seconds_per_request"]
+        add(
+            "cpu, genie processes: at least 0.9x the speed of concurrent.futures processes",
+            seconds["concurrent.futures processes"] / seconds["genie processes"],
+            0.9,
+            False,
+            "x concurrent.futures",
+        )
         add(
             f"cpu, an agent's worst latency while another blocks {cpu['block_ms']:g} ms in a "
             "thread: at most a tenth of the block",

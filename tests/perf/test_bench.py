@@ -372,6 +372,9 @@ def test_the_cpu_workload_runs_each_way_beside_concurrent_futures(tmp_path: Path
     assert cpu["stall"]["in-loop"]["max_ms"] >= cpu["block_ms"] * 0.9
     targets = {t["target"] for t in results["targets"]}
     assert "cpu, genie processes: at least 1.6x genie in-loop on 2 cores" in targets
+    assert "cpu, genie processes: at least 0.9x the speed of concurrent.futures processes" in (
+        targets
+    )
     markdown = (tmp_path / "results" / "results.md").read_text()
     assert "## CPU-bound handlers: fan-out to 8 agents" in markdown
     assert "| concurrent.futures processes |" in markdown
