@@ -12,16 +12,19 @@ Stall: one agent blocks for ``block_ms`` (``time.sleep``, as a blocking library 
 in a thread or on the event loop, while another agent answers ``asks`` small requests one after
 the other; the other agent's latency tells whether the blocked handler stalled it.
 
-Each case builds its own runtime in this process; the pools start (and are warmed by one
-request) before anything is timed.
+All ways run in one event loop, each with its own runtime or pool, in interleaved rounds (one
+request of each per round); the pools start, and are warmed by one round, before anything is
+timed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -99,42 +102,73 @@ class LoopBlocker(BaseAgent):
         time.sleep(payload.seconds)  # noqa: ASYNC251 (the blocking call this measures)
 
 
-async def _genie_fanout(mode: str, agents: int, rounds: int, requests: int, cores: int) -> float:
-    """Seconds per request of ``mode``, after one untimed request (pools started)."""
+Request = Callable[[], Awaitable[None]]
+
+
+@asynccontextmanager
+async def _genie(mode: str, agents: int, rounds: int, cores: int) -> AsyncIterator[Request]:
+    """One request of genie's ``mode``: fanned out to ``agents`` burners, all replies checked."""
     kind = LoopBurner if mode == "in-loop" else SyncBurner
     options = AgentOptions(offload="process" if mode == "processes" else "thread")
+    expected = burn(rounds)
     async with Runtime(threads=cores, processes=cores) as rt:
         for i in range(agents):
             rt.add(kind(f"burner{i}"), subscribe=[Burn.message_type], options=options)
-        expected = burn(rounds)
-        times = []
-        for seq in range(requests + 1):
-            msg = rt.message(Burn(seq=seq, rounds=rounds), sender="caller")
-            started = time.perf_counter()
+
+        async def request() -> None:
+            msg = rt.message(Burn(seq=0, rounds=rounds), sender="caller")
             gather = rt.gather(msg.correlation_id, count=agents, timeout=600)
             await rt.publish(msg)
             result = await gather.wait()
-            elapsed = time.perf_counter() - started
             totals = [m.payload.total for m in result.replies if isinstance(m.payload, Burned)]
             if totals != [expected] * agents:
                 raise WorkloadError(f"cpu, genie {mode}: {len(totals)} of {agents} replies right")
-            if seq:
-                times.append(elapsed)
-    return statistics.median(times)
+
+        yield request
 
 
-def _pool_fanout(pool: Executor, agents: int, rounds: int, requests: int) -> float:
+@asynccontextmanager
+async def _pool(processes: bool, agents: int, rounds: int, cores: int) -> AsyncIterator[Request]:
+    """One request through ``concurrent.futures`` directly: the same burns, mapped on a pool."""
     expected = burn(rounds)
-    times = []
-    for seq in range(requests + 1):
-        started = time.perf_counter()
-        totals = list(pool.map(burn, [rounds] * agents))
-        elapsed = time.perf_counter() - started
-        if totals != [expected] * agents:
+    if processes:
+        import multiprocessing
+
+        spawn = multiprocessing.get_context("spawn")  # as genie's pool starts its children
+        pool: Executor = ProcessPoolExecutor(cores, mp_context=spawn)
+    else:
+        pool = ThreadPoolExecutor(cores)
+
+    async def request() -> None:
+        futures = [asyncio.wrap_future(pool.submit(burn, rounds)) for _ in range(agents)]
+        if list(await asyncio.gather(*futures)) != [expected] * agents:
             raise WorkloadError("cpu, concurrent.futures: wrong totals")
-        if seq:
-            times.append(elapsed)
-    return statistics.median(times)
+
+    with pool:
+        yield request
+
+
+async def _fanout(agents: int, rounds: int, requests: int, cores: int) -> dict[str, float]:
+    """Median seconds per request of each way, in interleaved rounds (one request of each per
+    round, so that what else the machine does weighs on all alike), after one untimed round."""
+    async with AsyncExitStack() as stack:
+        ways: dict[str, Request] = {}
+        for mode in MODES:
+            ways[f"genie {mode}"] = await stack.enter_async_context(
+                _genie(mode, agents, rounds, cores)
+            )
+        for name in ("threads", "processes"):
+            ways[f"concurrent.futures {name}"] = await stack.enter_async_context(
+                _pool(name == "processes", agents, rounds, cores)
+            )
+        times: dict[str, list[float]] = {name: [] for name in ways}
+        for round_ in range(requests + 1):
+            for name, request in ways.items():
+                started = time.perf_counter()
+                await request()
+                if round_:
+                    times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 async def _stall(in_thread: bool, block_ms: float, asks: int) -> dict[str, float]:
@@ -174,21 +208,12 @@ def measure(
     one = burn(rounds)
     burn_ms = (time.perf_counter() - started) * 1000
     del one
-    seconds: dict[str, float] = {}
-    for mode in MODES:
-        progress(f"cpu: genie {mode}, {agents} agents x {burn_ms:.0f} ms, {cores} cores")
-        seconds[f"genie {mode}"] = anyio.run(_genie_fanout, mode, agents, rounds, requests, cores)
-    for name, pool_type in (("threads", ThreadPoolExecutor), ("processes", ProcessPoolExecutor)):
-        progress(f"cpu: concurrent.futures {name}, {cores} workers")
-        if pool_type is ProcessPoolExecutor:
-            import multiprocessing
-
-            spawn = multiprocessing.get_context("spawn")  # as genie's pool starts its children
-            pool: Executor = ProcessPoolExecutor(cores, mp_context=spawn)
-        else:
-            pool = ThreadPoolExecutor(cores)
-        with pool:
-            seconds[f"concurrent.futures {name}"] = _pool_fanout(pool, agents, rounds, requests)
+    progress(
+        f"cpu: {agents} agents x {burn_ms:.0f} ms, in-loop, threads, processes and "
+        f"concurrent.futures on {cores} cores, {requests} rounds"
+    )
+    # asyncio: the concurrent.futures baseline awaits its futures with asyncio.wrap_future.
+    seconds = anyio.run(_fanout, agents, rounds, requests, cores, backend="asyncio")
     progress(f"cpu: stall, one agent blocking {block_ms:g} ms")
     stall = {
         "thread": anyio.run(_stall, True, block_ms, asks),
@@ -213,8 +238,8 @@ def markdown(cpu: dict[str, Any]) -> list[str]:
         f"## CPU-bound handlers: fan-out to {cpu['agents']} agents, each burning "
         f"{cpu['burn_ms']:.0f} ms of pure-Python CPU, {cpu['cores']} cores",
         "",
-        "Median wall time of a request over "
-        f"{cpu['requests']} requests (pools warm); speed-up against genie's in-loop handlers.",
+        f"Median wall time of a request over {cpu['requests']} interleaved rounds (pools warm); "
+        "speed-up against genie's in-loop handlers.",
         "",
         "| how | ms per request | speed-up |",
         "| --- | ---: | ---: |",
