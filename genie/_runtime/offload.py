@@ -39,7 +39,12 @@ from .._agent.agent import Agent, bound_sync_handlers
 from .._agent.context import Context, Timer, _ContextBase
 from .._base.imports import folder_packages, restore_folder_packages
 from .._base.record import Record
-from .._errors import ConfigurationError, InvalidOutputError, UnknownMessageTypeError
+from .._errors import (
+    AgentError,
+    ConfigurationError,
+    InvalidOutputError,
+    UnknownMessageTypeError,
+)
 from .._message.envelope import Message
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
@@ -196,7 +201,7 @@ class ThreadHandler:
                 self._run,
                 slots,
                 payload,
-                ThreadContext(ctx),
+                ThreadContext(ctx, slots),
                 abandon_on_cancel=True,
                 limiter=self.offload.unlimited,
             )
@@ -230,12 +235,28 @@ class ThreadContext:
     ``reply``, ``emit``, ``schedule``) is carried to the event loop and done there, as in an
     ``async def`` handler (the clock may be trio's, or virtual); ``logger``, ``agent_id`` and
     ``message`` are read here. The async methods are awaited on the loop by the handler itself:
-    ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``."""
+    ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``.
 
-    __slots__ = ("_ctx",)
+    Once the delivery has given its thread up, what would reach the runtime (``schedule``,
+    ``request``, ``llm``) is refused: a late thread leaves nothing behind."""
 
-    def __init__(self, ctx: Context) -> None:
+    __slots__ = ("_ctx", "_slots")
+
+    def __init__(self, ctx: Context, slots: _Slots) -> None:
         self._ctx = ctx
+        self._slots = slots
+
+    def _check(self, what: str) -> None:
+        # On the event loop, where the delivery's task marks its thread given up.
+        if self._slots.abandoned:
+            msg = self._ctx.message
+            raise AgentError(
+                f"agent {self._ctx.agent_id!r}: ctx.{what} refused, the delivery gave this "
+                "thread up (its deadline passed, or its request was cancelled)",
+                message_id=msg.id,
+                agent_id=self._ctx.agent_id,
+                correlation_id=msg.correlation_id,
+            )
 
     @property
     def agent_id(self) -> str:
@@ -284,7 +305,11 @@ class ThreadContext:
         return anyio.from_thread.run_sync(build, payload)
 
     def schedule(self, delay: float, payload: Payload) -> Timer:
-        return anyio.from_thread.run_sync(self._ctx.schedule, delay, payload)
+        return anyio.from_thread.run_sync(self._schedule, delay, payload)
+
+    def _schedule(self, delay: float, payload: Payload) -> Timer:
+        self._check("schedule")
+        return self._ctx.schedule(delay, payload)
 
     async def sleep(self, seconds: float) -> None:
         await self._ctx.sleep(seconds)
@@ -292,9 +317,14 @@ class ThreadContext:
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
+        self._check("request")
         return await self._ctx.request(recipient, payload, timeout=timeout)
 
     def llm(self, provider: Provider) -> Provider:
+        return anyio.from_thread.run_sync(self._llm, provider)
+
+    def _llm(self, provider: Provider) -> Provider:
+        self._check("llm")
         return self._ctx.llm(provider)
 
 

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from genie import (
+    AgentError,
     AgentOptions,
     BaseAgent,
     ConfigurationError,
@@ -245,6 +246,43 @@ async def test_a_deadline_gives_the_thread_up_and_discards_its_late_result() -> 
         assert stats.dead_lettered == 2
         settled(rt)
     assert blocker.finished == 2
+
+
+class LateScheduler(BaseAgent):
+    """Waits for ``gate``, then tries to schedule a timer: after its deadline, if it is late."""
+
+    def __init__(self, id: str, gate: threading.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.done = threading.Event()
+        self.refused = ""
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        try:
+            self.gate.wait(WAIT)
+            ctx.schedule(1.0, payload)
+        except AgentError as exc:
+            self.refused = str(exc)
+        finally:
+            self.done.set()
+
+
+async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
+    gate = threading.Event()
+    late = LateScheduler("late", gate)
+    async with Runtime() as rt:
+        rt.add(late, options=AgentOptions(deadline=0.2))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
+        assert "HandlerTimeoutError" in result.missing[0].reason
+        gate.set()
+        assert await anyio.to_thread.run_sync(late.done.wait, WAIT)
+        assert rt.statistics().timers_set == 0  # nothing was scheduled for the dead delivery
+        settled(rt)
+    assert late.refused == (
+        "agent 'late': ctx.schedule refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )
 
 
 async def test_cancelling_a_request_gives_its_thread_up() -> None:
