@@ -17,6 +17,7 @@ from genie import (
     ConfigurationError,
     Context,
     Message,
+    OffloadStatistics,
     Payload,
     Runtime,
     handler,
@@ -143,6 +144,13 @@ async def test_a_sync_handler_runs_in_a_thread_and_returns_its_outputs() -> None
         assert reply.causation_id == msg.id
         assert rt.statistics().offload.threads == 0
         settled(rt)
+
+
+def test_a_runtime_without_plain_def_handlers_reports_the_limits_it_would_use() -> None:
+    stats = Runtime([Echo("echo")], threads=3, processes=2).statistics().offload
+    assert stats == OffloadStatistics(
+        thread_limit=3, threads=0, process_limit=2, processes=0, abandoned=0
+    )
 
 
 async def test_a_blocking_sync_handler_does_not_stall_other_agents() -> None:
