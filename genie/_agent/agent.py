@@ -88,7 +88,7 @@ def handler(method: Callable[..., Any]) -> Callable[..., Any]:
 
     A plain ``def`` handler runs off the event loop, in a worker thread (or a process, with
     ``AgentOptions(offload="process")``), so it may block or burn CPU without stalling the
-    other agents (see docs/agents.md, "Handler signatures").
+    other agents (see docs/concepts.md, "Handler signatures").
     """
     method.__genie_handler__ = True  # type: ignore[attr-defined]
     return method

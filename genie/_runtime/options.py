@@ -25,7 +25,7 @@ class AgentOptions(Record):
 
     ``offload`` says where the agent's plain ``def`` handlers run: ``"thread"`` (default), a
     worker thread of the runtime; ``"process"``, the runtime's process pool, for CPU-bound work
-    (payloads cross as JSON through the message-type registry; see docs/agents.md). An
+    (payloads cross as JSON through the message-type registry; see docs/concepts.md). An
     ``async def`` handler always runs on the event loop.
     """
 

@@ -121,7 +121,7 @@ class Runtime:
     ``threads`` bounds the worker threads its plain ``def`` handlers run in, all agents
     together (each agent also by its ``max_concurrency``); ``processes`` sizes the process pool
     of the agents with ``AgentOptions(offload="process")`` (default: one per core), started on
-    first use and shut down when the runtime closes. See docs/agents.md, "Handler signatures".
+    first use and shut down when the runtime closes. See docs/concepts.md, "Handler signatures".
     """
 
     def __init__(
