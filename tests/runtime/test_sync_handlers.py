@@ -321,17 +321,6 @@ async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason(
     assert result.missing[0].reason == dead.reason
 
 
-def test_a_test_context_calls_a_sync_handler() -> None:
-    from genie import TestContext
-
-    async def main() -> list[Message]:
-        msg = Runtime().message(Work(n=4), recipient="sq")
-        return list(await Square("sq").handle(msg, TestContext("sq", msg)))
-
-    [out] = anyio.run(main)
-    assert out.payload == Done(n=16, pid=os.getpid())
-
-
 # --- processes --------------------------------------------------------------------------------
 PROCESS = AgentOptions(offload="process")
 
