@@ -70,6 +70,7 @@ if _TYPE_CHECKING:
     from ._runtime.observe.events import EventStream as EventStream
     from ._runtime.observe.metrics import Metrics as Metrics
     from ._runtime.observe.metrics import MetricsServer as MetricsServer
+    from ._runtime.offload import OffloadStatistics as OffloadStatistics
     from ._runtime.statistics import RuntimeStatistics as RuntimeStatistics
 
 # Loaded when first asked for (docs/design/imports-and-gc.md): prometheus-client serves only a
@@ -89,6 +90,7 @@ _LAZY = {
     "Event": "._runtime.observe.events",
     "EventStream": "._runtime.observe.events",
     "Lost": "._runtime.losses",
+    "OffloadStatistics": "._runtime.offload",
     "RuntimeStatistics": "._runtime.statistics",
 }
 
@@ -146,6 +148,7 @@ __all__ = [
     "Missing",
     "NoRouteError",
     "Observer",
+    "OffloadStatistics",
     "Payload",
     "Policy",
     "PolicyStatistics",

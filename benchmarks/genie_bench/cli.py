@@ -42,7 +42,7 @@ DEFAULT_WORKLOADS = ("fanout", "chain", "memory", "startup")
 # The soak takes minutes (100,000 simulated sessions), serve needs the serve extra and a server
 # process, and nats starts a nats-server and worker processes (docs/scale-out.md): they run only
 # when named.
-WORKLOADS = (*DEFAULT_WORKLOADS, "soak", "serve", "nats")
+WORKLOADS = (*DEFAULT_WORKLOADS, "soak", "serve", "nats", "cpu")
 QUICK: dict[str, object] = {
     "n": [1, 10],
     "requests": 20,
@@ -54,6 +54,7 @@ QUICK: dict[str, object] = {
     "idle": 500,
     "startup_repeats": 1,
     "nats_requests": 400,
+    "cpu_rounds": 20_000,
 }
 
 
@@ -131,6 +132,16 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         help="requests of each nats configuration over its rounds (default 8000; the "
         "handler-bound case a quarter)",
     )
+    p.add_argument(
+        "--cores",
+        type=_positive,
+        help="processes and threads of the cpu workload's pools (default: this machine's CPUs)",
+    )
+    p.add_argument(
+        "--cpu-rounds",
+        type=_positive,
+        help="pure-Python loop rounds each agent of the cpu workload burns (default 1000000)",
+    )
     p.add_argument("--payload-bytes", type=int, default=0, help="text carried by each message")
     p.add_argument(
         "--variants",
@@ -146,7 +157,9 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         help=f"what to measure (default: {','.join(DEFAULT_WORKLOADS)}); soak (memory over "
         "--soak-sessions simulated sessions, minutes), serve (genie serve under 1, 16 and "
         "64 clients, --serve-requests each) and nats (across 1, 2 and 3 worker processes on a "
-        "local nats-server, beside a bare nats-py work queue) only when named",
+        "local nats-server, beside a bare nats-py work queue) and cpu (CPU-bound and blocking "
+        "handlers in-loop, in threads and in processes, beside concurrent.futures, on "
+        "--cores) only when named",
     )
     p.add_argument(
         "--serve-requests", type=_positive, help="asks per concurrency level of serve (500)"
@@ -192,6 +205,8 @@ class Settings:
     soak_sessions: int = 100_000
     serve_requests: int = 500
     nats_requests: int = 8000
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    cpu_rounds: int = 1_000_000
     quick: bool = False
     policies: str = "config/policies/ai-policy.yaml"
     pipeline: str = "config/pipelines/finance.yaml"
@@ -405,6 +420,10 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
         from . import scaleout  # needs the nats extra; only when asked for
 
         results["nats"] = scaleout.measure([1, 2, 3], s.nats_requests, s.concurrency, progress)
+    if "cpu" in s.workloads:
+        from . import cpu
+
+        results["cpu"] = cpu.measure(s.cores, rounds=s.cpu_rounds, progress=progress)
     return results
 
 

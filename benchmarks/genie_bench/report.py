@@ -124,6 +124,33 @@ def targets(results: Results) -> list[dict[str, Any]]:
             "x asyncio floor",
             _pool(row, f"throughput_{RATIO[POOL]}"),
         )
+    cpu = results.get("cpu")
+    if cpu:
+        # Processes spread CPU-bound handlers over the cores; 80% of linear is the bar.
+        cores = cpu["cores"]
+        add(
+            f"cpu, genie processes: at least {0.8 * cores:g}x genie in-loop on {cores} cores",
+            cpu["speedup_over_in_loop"]["genie processes"],
+            0.8 * cores,
+            False,
+            "x in-loop",
+        )
+        seconds = cpu["seconds_per_request"]
+        add(
+            "cpu, genie processes: at least 0.9x the speed of concurrent.futures processes",
+            seconds["concurrent.futures processes"] / seconds["genie processes"],
+            0.9,
+            False,
+            "x concurrent.futures",
+        )
+        add(
+            f"cpu, an agent's worst latency while another blocks {cpu['block_ms']:g} ms in a "
+            "thread: at most a tenth of the block",
+            cpu["stall"]["thread"]["max_ms"],
+            cpu["block_ms"] / 10,
+            True,
+            "ms",
+        )
     memory = results.get("memory", {})
     add(
         "memory per idle agent, genie: at most 1 KB",
@@ -423,6 +450,10 @@ def markdown(results: Results) -> str:
         if "finance_run" in startup:
             rows.append(["`genie run config/pipelines/finance.yaml`", *_ms(startup["finance_run"])])
         lines += _table(["what", "median ms", "best ms"], rows)
+    if results.get("cpu"):
+        from .cpu import markdown as cpu_markdown
+
+        lines += cpu_markdown(results["cpu"])
     soak = results.get("soak")
     if soak:
         lines += [

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
+
+import anyio
 
 from .._errors import ConfigurationError, UnhandledMessageError
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .context import Context
 
-__all__ = ["Agent", "BaseAgent", "BoundHandler", "Risk", "agent_risk", "handler", "handler_table"]
+__all__ = [
+    "Agent",
+    "BaseAgent",
+    "BoundHandler",
+    "Risk",
+    "SyncBinder",
+    "agent_risk",
+    "bound_sync_handlers",
+    "handler",
+    "handler_table",
+]
 
 
 class Risk(enum.StrEnum):
@@ -57,13 +70,25 @@ def agent_risk(agent: Agent) -> Risk:
 _P = TypeVar("_P", bound=Payload)
 HandlerResult = Message | Sequence[Message] | None
 _Method = Callable[[Any, _P, Context], Awaitable[HandlerResult]]
+_SyncMethod = Callable[[Any, _P, Context], HandlerResult]
 
 
-def handler(method: _Method[_P]) -> _Method[_P]:
+@overload
+def handler(method: _Method[_P]) -> _Method[_P]: ...
+@overload
+def handler(method: _SyncMethod[_P]) -> _SyncMethod[_P]: ...
+def handler(method: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a ``BaseAgent`` method as the handler for the payload type in its annotation::
 
     @handler
     async def on_question(self, payload: Question, ctx: Context) -> Message: ...
+
+    @handler
+    def on_invoice(self, payload: Invoice, ctx: Context) -> Message: ...  # runs in a thread
+
+    A plain ``def`` handler runs off the event loop, in a worker thread (or a process, with
+    ``AgentOptions(offload="process")``), so it may block or burn CPU without stalling the
+    other agents (see docs/concepts.md, "Handler signatures").
     """
     method.__genie_handler__ = True  # type: ignore[attr-defined]
     return method
@@ -80,6 +105,8 @@ class BaseAgent:
     risk: Risk = Risk.LOW
     produces: ClassVar[tuple[type[Payload], ...]] = ()
     _handlers: ClassVar[dict[type[Payload], str]] = {}
+    # The handlers written as a plain ``def``: they run off the event loop.
+    _sync_handlers: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, id: str, *, name: str | None = None) -> None:
         self.id = id
@@ -88,10 +115,16 @@ class BaseAgent:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         handlers = dict(cls._handlers)
+        sync = set(cls._sync_handlers)
         for attr, func in vars(cls).items():
             if getattr(func, "__genie_handler__", False):
                 handlers[_payload_type(cls, attr, func)] = attr
+                if _is_sync(cls, attr, func):
+                    sync.add(attr)
+                else:
+                    sync.discard(attr)
         cls._handlers = handlers
+        cls._sync_handlers = frozenset(sync)
 
     @classmethod
     def consumes(cls) -> tuple[type[Payload], ...]:
@@ -107,7 +140,13 @@ class BaseAgent:
                 if name is not None:
                     break
         if name is not None:
-            result = await getattr(self, name)(payload, ctx)
+            if name in self._sync_handlers:
+                # Called directly (a test, or a subclass's own ``handle``): a thread of
+                # anyio's default pool; the runtime binds its own limits (``handler_table``).
+                call = functools.partial(getattr(self, name), payload, ctx)
+                result = await anyio.to_thread.run_sync(call)
+            else:
+                result = await getattr(self, name)(payload, ctx)
             if result is None:
                 return ()
             if type(result) is Message or isinstance(result, Message):
@@ -124,18 +163,50 @@ class BaseAgent:
 
 # A ``BaseAgent`` handler bound to its agent: ``await handler(payload, ctx)``.
 BoundHandler = Callable[[Any, Context], Awaitable[object]]
+# Binds a plain ``def`` handler (``agent``, its attribute name, its payload type) as a
+# ``BoundHandler`` that runs it off the event loop: the runtime's threads or processes.
+SyncBinder = Callable[["BaseAgent", str, type[Payload]], BoundHandler]
 
 
-def handler_table(agent: Agent) -> dict[type[Payload], BoundHandler] | None:
+def handler_table(agent: Agent, bind_sync: SyncBinder) -> dict[type[Payload], BoundHandler] | None:
     """``BaseAgent``'s handlers by payload type, bound to ``agent``, when it dispatches with
     ``BaseAgent.handle`` unchanged (the runtime then calls the handler itself, one coroutine
-    instead of two); None for any other agent, whose ``handle`` is called."""
-    if getattr(getattr(agent, "handle", None), "__func__", None) is not BaseAgent.handle:
+    instead of two); None for any other agent, whose ``handle`` is called. A plain ``def``
+    handler is bound once, here, by ``bind_sync``: the runtime's one call site awaits it like
+    any other."""
+    base = _dispatching(agent)
+    if base is None:
         return None
     return {
-        payload: getattr(agent, name)
-        for payload, name in typing.cast(BaseAgent, agent)._handlers.items()
+        payload: bind_sync(base, name, payload)
+        if name in base._sync_handlers
+        else getattr(agent, name)
+        for payload, name in base._handlers.items()
     }
+
+
+def bound_sync_handlers(agent: Agent) -> frozenset[str]:
+    """The plain ``def`` handlers ``handler_table`` binds with its ``bind_sync`` (none when the
+    agent's own ``handle`` dispatches)."""
+    base = _dispatching(agent)
+    return frozenset() if base is None else base._sync_handlers
+
+
+def _dispatching(agent: Agent) -> BaseAgent | None:
+    if getattr(getattr(agent, "handle", None), "__func__", None) is not BaseAgent.handle:
+        return None
+    return typing.cast(BaseAgent, agent)
+
+
+def _is_sync(cls: type, attr: str, func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return False
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        raise ConfigurationError(
+            f"handler {cls.__qualname__}.{attr} is a generator: a handler returns its "
+            "messages (async def or def, returning a Message, a list of them, or None)"
+        )
+    return True
 
 
 def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:

@@ -17,7 +17,9 @@ from types import ModuleType
 
 from .._errors import ConfigurationError
 
-__all__ = ["import_module"]
+__all__ = ["folder_packages", "import_module", "restore_folder_packages"]
+
+_FOLDER = "_genie_folder_"
 
 
 def import_module(name: str, folder: Path | None = None) -> ModuleType:
@@ -45,13 +47,32 @@ def _holds(folder: Path, top: str) -> bool:
 
 def _folder_package(folder: Path) -> str:
     resolved = folder.resolve()
-    name = "_genie_folder_" + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    name = _FOLDER + hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
     if name not in sys.modules:
         package = ModuleType(name, f"the modules beside the configuration files in {resolved}")
         package.__path__ = [str(resolved)]
         sys.modules[name] = package
         importlib.invalidate_caches()  # the folder may have been written since a finder looked
     return name
+
+
+def folder_packages(*modules: str) -> dict[str, str]:
+    """The folder packages (name -> folder) that ``modules`` live in, for another process to
+    make the same ones (``restore_folder_packages``) before it imports them."""
+    out = {}
+    for module in modules:
+        top = module.split(".", 1)[0]
+        if top.startswith(_FOLDER) and top in sys.modules:
+            out[top] = sys.modules[top].__path__[0]
+    return out
+
+
+def restore_folder_packages(packages: dict[str, str]) -> None:
+    for name, folder in packages.items():
+        if name not in sys.modules:
+            package = ModuleType(name, f"the modules beside the configuration files in {folder}")
+            package.__path__ = [folder]
+            sys.modules[name] = package
 
 
 def _where(exc: BaseException) -> str:

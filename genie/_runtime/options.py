@@ -8,10 +8,11 @@ from .._base.record import Record
 from .._base.resilience import _DEFAULT_BREAKER, _NO_RETRY, BreakerPolicy, RetryPolicy
 from .._errors import ConfigurationError
 
-__all__ = ["AgentOptions", "Overflow"]
+__all__ = ["AgentOptions", "OffloadTo", "Overflow"]
 
 
 Overflow = Literal["overdraft", "shed"]
+OffloadTo = Literal["thread", "process"]
 
 
 class AgentOptions(Record):
@@ -21,6 +22,11 @@ class AgentOptions(Record):
     ``WouldBlockError``). Sends from handlers never wait, so cycles cannot deadlock: with
     ``overflow="overdraft"`` (default) they are queued past the bound and counted; with
     ``"shed"`` they are shed, recorded and reported to waiting gathers.
+
+    ``offload`` says where the agent's plain ``def`` handlers run: ``"thread"`` (default), a
+    worker thread of the runtime; ``"process"``, the runtime's process pool, for CPU-bound work
+    (payloads cross as JSON through the message-type registry; see docs/concepts.md). An
+    ``async def`` handler always runs on the event loop.
     """
 
     mailbox_size: int = 1024
@@ -31,6 +37,7 @@ class AgentOptions(Record):
     breaker: BreakerPolicy | None = _DEFAULT_BREAKER
     fallback: str | None = None
     overflow: Overflow = "overdraft"
+    offload: OffloadTo = "thread"
 
     def __post_init__(self) -> None:
         if self.mailbox_size < 1 or self.max_concurrency < 1:
@@ -41,3 +48,5 @@ class AgentOptions(Record):
             raise ConfigurationError(
                 f"overflow must be 'overdraft' or 'shed', not {self.overflow!r}"
             )
+        if self.offload not in ("thread", "process"):
+            raise ConfigurationError(f"offload must be 'thread' or 'process', not {self.offload!r}")

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 
-from .._agent.agent import Agent, BaseAgent, agent_risk
+from .._agent.agent import (
+    Agent,
+    BaseAgent,
+    BoundHandler,
+    SyncBinder,
+    agent_risk,
+    bound_sync_handlers,
+)
 from .._agent.context import ContextServices
 from .._base.clock import Clock
 from .._base.log import lazy_logger
@@ -60,6 +67,7 @@ if TYPE_CHECKING:
     from ..llm._cost import PriceTable
     from .observe.events import EventHub, EventStream
     from .observe.metrics import Metrics
+    from .offload import Offload
     from .statistics import RuntimeStatistics
     from .transport import Transport
 
@@ -92,6 +100,10 @@ class ShutdownReport(Record):
     cancelled_timers: int = 0
 
 
+def _no_sync_handlers(agent: BaseAgent, name: str, payload: type[Payload]) -> BoundHandler:
+    raise AssertionError("only an agent with plain def handlers has them bound")
+
+
 class Runtime:
     """Hosts agents and moves messages between them. Use it as ``async with Runtime(...)``.
 
@@ -106,6 +118,11 @@ class Runtime:
     what the requests in flight allocated, not the whole heap. It is process-wide: objects that
     were alive at start-up and die later are not reclaimed until ``gc.unfreeze()``, which the
     runtime calls when it closes.
+
+    ``threads`` bounds the worker threads its plain ``def`` handlers run in, all agents
+    together (each agent also by its ``max_concurrency``); ``processes`` sizes the process pool
+    of the agents with ``AgentOptions(offload="process")`` (default: one per core), started on
+    first use and shut down when the runtime closes. See docs/concepts.md, "Handler signatures".
     """
 
     def __init__(
@@ -126,6 +143,8 @@ class Runtime:
         prices: PriceTable | None = None,
         freeze_gc: bool = False,
         transport: Transport | None = None,
+        threads: int = 40,
+        processes: int | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -149,6 +168,15 @@ class Runtime:
         # read. The transport is handed it and moves admitted deliveries into these mailboxes
         # (another transport, such as NATS, moves them between processes first).
         self._mailboxes: dict[str, Mailbox] = {}
+        # Where plain ``def`` handlers run: this runtime's own threads and process pool, made
+        # when the first agent that has such handlers is added.
+        if threads < 1:
+            raise ConfigurationError(f"threads must be at least 1, not {threads}")
+        if processes is not None and processes < 1:
+            raise ConfigurationError(f"processes must be at least 1 or None, not {processes}")
+        self._threads = threads
+        self._processes = processes
+        self._offload: Offload | None = None
         self._transport: Transport = transport if transport is not None else LocalTransport()
         self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
@@ -244,11 +272,21 @@ class Runtime:
         options = options or self.defaults
         if options.fallback is not None and options.fallback == agent.id:
             raise ConfigurationError(f"agent {agent.id!r} cannot be its own fallback")
+        # Plain def handlers are bound to this runtime's threads or processes (refused here,
+        # before anything is registered, if they cannot run there).
+        bind_sync: SyncBinder = _no_sync_handlers
+        if options.offload != "thread" or bound_sync_handlers(agent):
+            if self._offload is None:
+                from .offload import Offload
+
+                self._offload = Offload(self.types, self._threads, self._processes)
+                self._closers.insert(0, self._offload.aclose)
+            bind_sync = self._offload.binder(agent, options)
         models: list[type[Payload]] = list(getattr(agent, "produces", ()))
         if isinstance(agent, BaseAgent):
             models += agent.consumes()
         self.types.register(*models)
-        self._mailboxes[agent.id] = Mailbox(agent, options)
+        self._mailboxes[agent.id] = Mailbox(agent, options, bind_sync)
         for pattern in subscribe:
             self._router.subscribe(agent.id, pattern)
         self._watch_losses()
@@ -671,6 +709,7 @@ class Runtime:
 
     # --- introspection -----------------------------------------------------------------------
     def statistics(self) -> RuntimeStatistics:
+        from .offload import OffloadStatistics
         from .statistics import RuntimeStatistics
 
         workers = self._transport.workers()
@@ -700,4 +739,9 @@ class Runtime:
             mailboxes={mb.id: mb.statistics() for mb in list(self._mailboxes.values())},
             policies=self._admission.statistics(),
             correlations=self._correlator.statistics(),
+            offload=(
+                self._offload.statistics()
+                if self._offload is not None
+                else OffloadStatistics.unused(self._threads, self._processes)
+            ),
         )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from .._base.record import Record
 from .correlator import CorrelatorStatistics
 from .local.mailbox import MailboxStatistics
+from .offload import OffloadStatistics
 from .policy import PolicyStatistics
 
 __all__ = ["RuntimeStatistics"]
@@ -45,3 +46,4 @@ class RuntimeStatistics(Record):
     mailboxes: Mapping[str, MailboxStatistics]
     policies: PolicyStatistics
     correlations: CorrelatorStatistics
+    offload: OffloadStatistics

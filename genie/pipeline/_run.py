@@ -180,6 +180,7 @@ class Pipeline:
             retry=retry,
             fallback=decl.fallback,
             overflow=decl.overflow,
+            offload=decl.offload,
         )
 
     def runtime(

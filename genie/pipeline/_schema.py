@@ -75,6 +75,7 @@ class AgentDecl(_Model):
     fallback: str | None = None
     risk: Risk | None = None
     overflow: Literal["overdraft", "shed"] = "overdraft"
+    offload: Literal["thread", "process"] = "thread"  # where plain def handlers run
     # The stack of the file's ``llm:`` section the agent calls; a list for a panel of them.
     llm: Name | list[Name] | None = None
 

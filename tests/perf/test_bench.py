@@ -352,6 +352,34 @@ def test_the_nats_workload_measures_genie_and_the_bare_queue_per_worker_count(
     assert f"| {HEAVY:,} | genie 2 over 1 | {heavy['genie_2_over_1']:,.2f} | " in md
 
 
+def test_the_cpu_workload_runs_each_way_beside_concurrent_futures(tmp_path: Path) -> None:
+    results = bench(tmp_path, "--workloads", "cpu", "--cores", "2", "--cpu-rounds", "2000")
+    cpu = results["cpu"]
+    assert (cpu["cores"], cpu["burn_rounds"], cpu["agents"]) == (2, 2000, 8)
+    ways = [
+        "genie in-loop",
+        "genie threads",
+        "genie processes",
+        "concurrent.futures threads",
+        "concurrent.futures processes",
+    ]
+    assert list(cpu["seconds_per_request"]) == ways
+    assert all(s > 0 for s in cpu["seconds_per_request"].values())
+    assert cpu["speedup_over_in_loop"]["genie in-loop"] == 1.0
+    for how in ("thread", "in-loop"):
+        assert cpu["stall"][how]["asks"] == 20
+    # The loop itself was blocked for the whole block: the harness saw it.
+    assert cpu["stall"]["in-loop"]["max_ms"] >= cpu["block_ms"] * 0.9
+    targets = {t["target"] for t in results["targets"]}
+    assert "cpu, genie processes: at least 1.6x genie in-loop on 2 cores" in targets
+    assert "cpu, genie processes: at least 0.9x the speed of concurrent.futures processes" in (
+        targets
+    )
+    markdown = (tmp_path / "results" / "results.md").read_text()
+    assert "## CPU-bound handlers: fan-out to 8 agents" in markdown
+    assert "| concurrent.futures processes |" in markdown
+
+
 def test_without_matplotlib_the_plot_is_skipped_and_the_rest_written(tmp_path: Path) -> None:
     done = run_without("matplotlib", tmp_path, "--workloads", "fanout", "--variants", "genie")
     assert done.returncode == 0, done.stderr

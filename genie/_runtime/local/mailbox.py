@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import anyio
 
-from ..._agent.agent import Agent, BoundHandler, handler_table
+from ..._agent.agent import Agent, BoundHandler, SyncBinder, handler_table
 from ..._base.record import Record
 from ..._base.resilience import CircuitBreaker
 from ..._message.envelope import Message
@@ -94,10 +94,11 @@ class Mailbox:
         "waiters",
     )
 
-    def __init__(self, agent: Agent, options: AgentOptions) -> None:
+    def __init__(self, agent: Agent, options: AgentOptions, bind_sync: SyncBinder) -> None:
         self.agent = agent
-        # Read once, when the agent is added: a BaseAgent's handlers, bound (see handler_table).
-        self.handlers: dict[type[Payload], BoundHandler] | None = handler_table(agent)
+        # Read once, when the agent is added: a BaseAgent's handlers, bound (see handler_table);
+        # its plain ``def`` handlers by ``bind_sync``, to run off the event loop.
+        self.handlers: dict[type[Payload], BoundHandler] | None = handler_table(agent, bind_sync)
         self.id = agent.id
         self.options = options
         self.capacity = options.mailbox_size

@@ -1,0 +1,491 @@
+"""Plain ``def`` handlers, run off the event loop: in worker threads, or in a process pool.
+
+A ``BaseAgent`` handler written as a plain ``def`` is bound once, when its agent is added, as a
+handler of another kind (``ThreadHandler`` or ``ProcessHandler``): the runner's one call site
+awaits it like any ``async def`` handler, so deadlines, retries, the breaker, fallbacks and dead
+letters are the same for every handler.
+
+Threads. Each call takes a slot of its agent's limiter (``max_concurrency``) and one of its
+runtime's (``Runtime(threads=...)``); two runtimes never share one. A thread cannot be
+interrupted: at the handler's deadline, or when its request or the runtime is cancelled, the
+delivery is given up at once (its outcome recorded as for an ``async def`` handler: a timeout,
+a cancelled dead letter) and the thread is abandoned (anyio's ``abandon_on_cancel``). It runs on
+to its end, still holding both slots, so the limits count the threads that really run; what it
+returns then is discarded, and ``OffloadStatistics.abandoned`` counts it.
+
+Processes (``AgentOptions(offload="process")``). The message crosses to a child process as JSON
+and is rebuilt there through the message-type registry (the payload's model imported by its
+name); the handler runs on a copy of the agent pickled when it was added; its outputs come back
+as JSON, are validated through the runtime's registry and built again by the delivery's own
+context (ids, time, correlation from this runtime). The child's context builds messages
+(``reply``, ``emit``, ``now``, ``logger``) and refuses the rest (``request``, ``schedule``,
+``sleep``, ``llm``): they need the runtime, which stays in the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import math
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._agent.agent import Agent, bound_sync_handlers
+from .._agent.context import Context, Timer, _ContextBase
+from .._base.imports import folder_packages, restore_folder_packages
+from .._base.record import Record
+from .._errors import (
+    AgentError,
+    ConfigurationError,
+    InvalidOutputError,
+    UnknownMessageTypeError,
+)
+from .._message.envelope import Message
+from .._message.ids import IdSource
+from .._message.payload import Classification, MetaValue, Payload, Role
+from .._message.types import MessageTypes
+from .options import AgentOptions
+from .transport import Delivery
+
+if TYPE_CHECKING:
+    import logging
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from .._agent.agent import BaseAgent, SyncBinder
+    from ..llm._provider import Provider
+
+__all__ = ["Offload", "OffloadStatistics", "ProcessHandler", "ThreadContext", "ThreadHandler"]
+
+
+class OffloadStatistics(Record):
+    """The runtime's plain ``def`` handlers off the event loop, now and since it started."""
+
+    thread_limit: int
+    threads: int  # handler threads running now, abandoned ones included
+    process_limit: int
+    processes: int  # handler calls in the process pool now, abandoned ones included
+    abandoned: int  # calls given up (deadline, cancel) while running: their results discarded
+
+    @classmethod
+    def unused(cls, threads: int, processes: int | None) -> OffloadStatistics:
+        """A runtime none of whose agents has a plain ``def`` handler."""
+        return cls(
+            thread_limit=threads,
+            threads=0,
+            process_limit=processes or _cores(),
+            processes=0,
+            abandoned=0,
+        )
+
+
+class Offload:
+    """One runtime's threads and process pool for plain ``def`` handlers (no global state: each
+    runtime builds its own)."""
+
+    def __init__(self, types: MessageTypes, threads: int, processes: int | None) -> None:
+        self.types = types
+        self.threads = anyio.CapacityLimiter(threads)
+        # anyio's own limit is not ours to take: the slots are held (and given back) by us.
+        self.unlimited = anyio.CapacityLimiter(math.inf)
+        self.process_limit = processes or _cores()
+        self.abandoned = 0
+        self._calls: set[Future[Any]] = set()  # submitted to the pool, finished or not
+        self._pool: ProcessPoolExecutor | None = None
+
+    def binder(self, agent: Agent, options: AgentOptions) -> SyncBinder:
+        """How ``agent``'s plain ``def`` handlers are bound (``handler_table``). Refuses
+        ``offload="process"`` for an agent with none."""
+        if options.offload == "process" and not bound_sync_handlers(agent):
+            raise ConfigurationError(
+                f"agent {agent.id!r} has offload='process' but no plain def @handler to run "
+                "there (async def handlers and an agent's own handle() run on the event loop)"
+            )
+        if options.offload == "process":
+            return functools.partial(ProcessHandler, self)
+        agent_limit = anyio.CapacityLimiter(options.max_concurrency)
+        return functools.partial(ThreadHandler, self, agent_limit)
+
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # Spawned, not forked: the parent runs an event loop and threads, which a fork
+            # would copy mid-flight.
+            self._pool = ProcessPoolExecutor(
+                self.process_limit, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def submitted(self, call: Future[Any]) -> None:
+        self._calls = {c for c in self._calls if not c.done()}
+        self._calls.add(call)
+
+    def broken(self, pool: ProcessPoolExecutor) -> None:
+        """A child died: the pool is unusable; the next call starts a new one."""
+        if self._pool is pool:
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """The runtime stopped: the pool's children finish what they run, then exit (the
+        runtime waits for that as long as for any ``on_close``, then leaves them to it)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            shutdown = functools.partial(pool.shutdown, wait=True, cancel_futures=True)
+            await anyio.to_thread.run_sync(shutdown, abandon_on_cancel=True)
+
+    def statistics(self) -> OffloadStatistics:
+        return OffloadStatistics(
+            thread_limit=int(self.threads.total_tokens),
+            threads=self.threads.borrowed_tokens,
+            process_limit=self.process_limit,
+            processes=sum(not call.done() for call in self._calls),
+            abandoned=self.abandoned,
+        )
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+class _Slots:
+    """The limiter slots one handler thread holds. The delivery's task gives them back when the
+    thread returns; once the delivery has given the thread up, the thread itself does, when it
+    ends (``done`` and ``abandoned`` are read and set under ``lock`` by both sides)."""
+
+    __slots__ = ("abandoned", "done", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+        self.abandoned = False
+
+
+class ThreadHandler:
+    """A plain ``def`` handler bound to its agent, run in a worker thread under its agent's and
+    its runtime's limits (see the module docstring)."""
+
+    __slots__ = ("agent_limit", "method", "offload")
+
+    def __init__(
+        self,
+        offload: Offload,
+        agent_limit: anyio.CapacityLimiter,
+        agent: BaseAgent,
+        name: str,
+        payload_type: type[Payload],
+    ) -> None:
+        self.offload = offload
+        self.agent_limit = agent_limit
+        self.method = getattr(agent, name)
+
+    async def __call__(self, payload: Payload, ctx: Context) -> object:
+        slots = _Slots()
+        runtime_limit = self.offload.threads
+        await self.agent_limit.acquire_on_behalf_of(slots)
+        try:
+            await runtime_limit.acquire_on_behalf_of(slots)
+        except BaseException:
+            self.agent_limit.release_on_behalf_of(slots)
+            raise
+        try:
+            return await anyio.to_thread.run_sync(
+                self._run,
+                slots,
+                payload,
+                ThreadContext(ctx, slots),
+                abandon_on_cancel=True,
+                limiter=self.offload.unlimited,
+            )
+        finally:
+            with slots.lock:
+                slots.abandoned = not slots.done
+            if slots.abandoned:
+                self.offload.abandoned += 1
+            else:
+                self._release(slots)
+
+    def _run(self, slots: _Slots, payload: Payload, ctx: ThreadContext) -> object:
+        try:
+            return self.method(payload, ctx)
+        finally:
+            with slots.lock:
+                slots.done = True
+                abandoned = slots.abandoned
+            if abandoned:
+                # If the runtime's event loop has ended, its limiters have gone with it.
+                with contextlib.suppress(RuntimeError):
+                    anyio.from_thread.run_sync(self._release, slots)
+
+    def _release(self, slots: _Slots) -> None:
+        self.offload.threads.release_on_behalf_of(slots)
+        self.agent_limit.release_on_behalf_of(slots)
+
+
+class ThreadContext:
+    """The context of a handler in a thread. What reads the runtime clock or its ids (``now``,
+    ``reply``, ``emit``, ``schedule``) is carried to the event loop and done there, as in an
+    ``async def`` handler (the clock may be trio's, or virtual); ``logger``, ``agent_id`` and
+    ``message`` are read here. The async methods are awaited on the loop by the handler itself:
+    ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``.
+
+    Once the delivery has given its thread up, what would reach the runtime (``schedule``,
+    ``request``, ``llm``) is refused: a late thread leaves nothing behind."""
+
+    __slots__ = ("_ctx", "_slots")
+
+    def __init__(self, ctx: Context, slots: _Slots) -> None:
+        self._ctx = ctx
+        self._slots = slots
+
+    def _check(self, what: str) -> None:
+        # On the event loop, where the delivery's task marks its thread given up.
+        if self._slots.abandoned:
+            msg = self._ctx.message
+            raise AgentError(
+                f"agent {self._ctx.agent_id!r}: ctx.{what} refused, the delivery gave this "
+                "thread up (its deadline passed, or its request was cancelled)",
+                message_id=msg.id,
+                agent_id=self._ctx.agent_id,
+                correlation_id=msg.correlation_id,
+            )
+
+    @property
+    def agent_id(self) -> str:
+        return self._ctx.agent_id
+
+    @property
+    def message(self) -> Message:
+        return self._ctx.message
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._ctx.logger
+
+    def now(self) -> datetime:
+        return anyio.from_thread.run_sync(self._ctx.now)
+
+    def reply(
+        self,
+        payload: Payload,
+        *,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        build = functools.partial(
+            self._ctx.reply, role=role, classification=classification, metadata=metadata
+        )
+        return anyio.from_thread.run_sync(build, payload)
+
+    def emit(
+        self,
+        payload: Payload,
+        *,
+        recipient: str | None = None,
+        role: Role = Role.AGENT,
+        classification: Classification | None = None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
+        build = functools.partial(
+            self._ctx.emit,
+            recipient=recipient,
+            role=role,
+            classification=classification,
+            metadata=metadata,
+        )
+        return anyio.from_thread.run_sync(build, payload)
+
+    def schedule(self, delay: float, payload: Payload) -> Timer:
+        return anyio.from_thread.run_sync(self._schedule, delay, payload)
+
+    def _schedule(self, delay: float, payload: Payload) -> Timer:
+        self._check("schedule")
+        return self._ctx.schedule(delay, payload)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._ctx.sleep(seconds)
+
+    async def request(
+        self, recipient: str, payload: Payload, *, timeout: float | None = None
+    ) -> Message:
+        self._check("request")
+        return await self._ctx.request(recipient, payload, timeout=timeout)
+
+    def llm(self, provider: Provider) -> Provider:
+        return anyio.from_thread.run_sync(self._llm, provider)
+
+    def _llm(self, provider: Provider) -> Provider:
+        self._check("llm")
+        return self._ctx.llm(provider)
+
+
+class ProcessHandler:
+    """A plain ``def`` handler run in its runtime's process pool (see the module docstring)."""
+
+    __slots__ = ("agent_id", "folders", "offload", "pickled", "type_name")
+
+    def __init__(
+        self, offload: Offload, agent: BaseAgent, name: str, payload_type: type[Payload]
+    ) -> None:
+        import pickle  # only agents whose handlers run in processes pay for it
+
+        where = f"agent {agent.id!r} (offload='process')"
+        self.offload = offload
+        self.agent_id = agent.id
+        self.type_name = _importable(payload_type, where)
+        # Classes of a module beside a pipeline file live in a package made for its folder:
+        # the child makes the same one before it imports them.
+        self.folders = folder_packages(type(agent).__module__, payload_type.__module__)
+        try:
+            # The handler bound to a copy of its agent, taken now.
+            self.pickled = pickle.dumps(getattr(agent, name))
+        except Exception as exc:
+            raise ConfigurationError(
+                f"{where}: the agent cannot be pickled to run in a process "
+                f"({type(exc).__name__}: {exc}); keep clients, locks and open files out of "
+                "its attributes, or run its handlers in threads"
+            ) from exc
+
+    async def __call__(self, payload: Payload, ctx: Context) -> object:
+        offload = self.offload
+        pool = offload.pool()
+        wire = Delivery(ctx.message, self.agent_id).encode()
+        future = pool.submit(_in_child, self.folders, self.pickled, self.type_name, wire, ctx.now())
+        offload.submitted(future)
+        try:
+            returned = await anyio.to_thread.run_sync(
+                future.result, abandon_on_cancel=True, limiter=offload.unlimited
+            )
+        except BaseException as exc:
+            from concurrent.futures.process import BrokenProcessPool
+
+            if isinstance(exc, BrokenProcessPool):
+                offload.broken(pool)
+            if not future.done() and not future.cancel():
+                offload.abandoned += 1  # it runs on in its child; what it returns is dropped
+            raise
+        outputs = []
+        for text in returned:
+            try:
+                out = offload.types.parse_message(text)
+            except UnknownMessageTypeError as exc:
+                raise InvalidOutputError(
+                    f"agent {self.agent_id!r} emitted {exc.type_name!r} from its process, "
+                    "which is not registered: list it in the agent's produces",
+                    message_id=ctx.message.id,
+                    agent_id=self.agent_id,
+                    correlation_id=ctx.message.correlation_id,
+                ) from exc
+            # Built again here: this runtime's ids, time, correlation and causation.
+            outputs.append(
+                ctx.emit(
+                    out.payload,
+                    recipient=out.recipient,
+                    role=out.role,
+                    classification=out.classification,
+                    metadata=out.metadata,
+                )
+            )
+        return outputs
+
+
+def _importable(model: type[Payload], where: str) -> str:
+    """``module:qualname`` of ``model``, checked to name that very class in a fresh process."""
+    path = f"{model.__module__}:{model.__qualname__}"
+    found: object = None
+    if "<locals>" not in model.__qualname__:
+        try:
+            found = _import(path)
+        except (ImportError, AttributeError):
+            found = None
+    if found is not model:
+        raise ConfigurationError(
+            f"{where}: its payload type {model.__qualname__} ({model.message_type!r}) cannot "
+            f"be imported by name as {path} in another process; define it at the top level "
+            "of a module"
+        )
+    return path
+
+
+def _import(path: str) -> Any:
+    module, _, qualname = path.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _in_child(
+    folders: dict[str, str], pickled: bytes, type_path: str, wire: bytes, now: datetime
+) -> list[str]:
+    """In the child: rebuild the message through a registry of its payload's model, call the
+    handler, return its outputs as JSON envelopes."""
+    import pickle
+
+    restore_folder_packages(folders)
+    handler = pickle.loads(pickled)
+    model = _import(type_path)
+    delivery = Delivery.decode(wire, MessageTypes([model]))
+    msg = delivery.message
+    ctx = ProcessContext(delivery.recipient, msg, now)
+    result = handler(msg.payload, ctx)
+    if result is None:
+        result = ()
+    elif isinstance(result, Message):
+        result = (result,)
+    if not isinstance(result, list | tuple) or not all(isinstance(m, Message) for m in result):
+        raise InvalidOutputError(
+            f"agent {delivery.recipient!r} returned {type(result).__name__} from its handler; "
+            "it must return a Message, a list or tuple of Message, or None",
+            message_id=msg.id,
+            agent_id=delivery.recipient,
+            correlation_id=msg.correlation_id,
+        )
+    return [m.model_dump_json() for m in result]
+
+
+class ProcessContext(_ContextBase):
+    """The context of a handler in a child process: it builds messages; what needs the runtime
+    (which stays in the parent) is refused, naming the method."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, agent_id: str, message: Message, now: datetime) -> None:
+        self._agent_id = agent_id
+        self._message = message
+        self._new_id = IdSource().next  # ids of this side only: the parent builds them again
+        self.last_emitted = None
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now  # the runtime clock's time when the delivery was sent to the process
+
+    def _refuse(self, what: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"agent {self._agent_id!r} runs in a process (offload='process'): ctx.{what} needs "
+            "the runtime, which stays in the parent; return messages instead, or run the "
+            "handler in a thread"
+        )
+
+    def schedule(self, delay: float, payload: Payload) -> Timer:
+        raise self._refuse("schedule")
+
+    async def sleep(self, seconds: float) -> None:
+        raise self._refuse("sleep")
+
+    async def request(
+        self, recipient: str, payload: Payload, *, timeout: float | None = None
+    ) -> Message:
+        raise self._refuse("request")
+
+    def llm(self, provider: Provider) -> Provider:
+        raise self._refuse("llm")

@@ -1,0 +1,419 @@
+"""Plain ``def`` handlers: in the runtime's threads (limits per agent and per runtime, deadlines
+and cancellation given up at once) and in its process pool (payloads through the registry)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import anyio
+import pytest
+
+from genie import (
+    AgentError,
+    AgentOptions,
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    Message,
+    OffloadStatistics,
+    Payload,
+    Runtime,
+    handler,
+)
+
+from ..conftest import Echo, Ping, Pong
+
+WAIT = 10.0  # what a blocked thread waits at most: a test that fails does not hang
+
+
+class Work(Payload):
+    message_type = "sync.work"
+    n: int
+    tags: tuple[str, ...] = ()
+
+
+class Done(Payload):
+    message_type = "sync.done"
+    n: int
+    pid: int
+    tags: tuple[str, ...] = ()
+
+
+class Unregistered(Payload):
+    message_type = "sync.unregistered"
+    n: int = 0
+
+
+class Square(BaseAgent):
+    """A plain def handler: replies with n squared and the process it ran in."""
+
+    produces = (Done,)
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> Message:
+        return ctx.reply(Done(n=payload.n * payload.n, pid=os.getpid(), tags=payload.tags))
+
+
+class Blocker(BaseAgent):
+    """Blocks its thread on ``gate`` (a threading.Event), counting the threads inside."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, gate: threading.Event, counter: Counter) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.counter = counter
+        self.finished = 0
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.counter.enter()
+        try:
+            self.gate.wait(WAIT)
+        finally:
+            self.counter.leave()
+        self.finished += 1
+        return ctx.reply(Pong(n=payload.n))
+
+
+class Counter:
+    """Threads inside handlers now, the most at once, and an event when ``wanted`` are in."""
+
+    def __init__(self, wanted: int) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.most = 0
+        self.wanted = wanted
+        self.reached = threading.Event()
+
+    def enter(self) -> None:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            if self.inside >= self.wanted:
+                self.reached.set()
+
+    def leave(self) -> None:
+        with self.lock:
+            self.inside -= 1
+
+    async def wait(self) -> None:
+        assert await anyio.to_thread.run_sync(self.reached.wait, WAIT)
+
+
+class Raises(BaseAgent):
+    thread: int | None = None
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        self.thread = threading.get_ident()
+        raise ZeroDivisionError(f"cannot divide {payload.n} by zero")
+
+
+class Requests(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        ctx.schedule(1.0, payload)
+
+
+class EmitsUnregistered(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> Message:
+        return ctx.reply(Unregistered(n=payload.n))
+
+
+class AsyncOnly(BaseAgent):
+    @handler
+    async def on_work(self, payload: Work, ctx: Context) -> None:
+        return None
+
+
+def settled(rt: Runtime) -> None:
+    s = rt.statistics()
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight
+
+
+async def test_a_sync_handler_runs_in_a_thread_and_returns_its_outputs() -> None:
+    async with Runtime([Square("sq")]) as rt:
+        msg = rt.message(Work(n=7, tags=("a",)), recipient="sq")
+        [reply] = (await rt.ask(msg)).replies
+        assert reply.payload == Done(n=49, pid=os.getpid(), tags=("a",))
+        assert reply.sender == "sq"
+        assert reply.causation_id == msg.id
+        assert rt.statistics().offload.threads == 0
+        settled(rt)
+
+
+def test_a_runtime_without_plain_def_handlers_reports_the_limits_it_would_use() -> None:
+    stats = Runtime([Echo("echo")], threads=3, processes=2).statistics().offload
+    assert stats == OffloadStatistics(
+        thread_limit=3, threads=0, process_limit=2, processes=0, abandoned=0
+    )
+
+
+async def test_a_blocking_sync_handler_does_not_stall_other_agents() -> None:
+    gate, counter = threading.Event(), Counter(1)
+    blocker = Blocker("blocker", gate, counter)
+    async with Runtime([blocker, Echo("echo")]) as rt:
+        await rt.publish(rt.message(Ping(n=1), recipient="blocker"))
+        await counter.wait()
+        with anyio.fail_after(5):
+            for n in range(20):
+                result = await rt.ask(rt.message(Ping(n=n), recipient="echo"))
+                assert [m.payload for m in result.replies] == [Pong(n=n)]
+        assert blocker.finished == 0  # the others ran while it was still blocked
+        gate.set()
+        with anyio.fail_after(WAIT):
+            await rt.wait_idle()
+    assert blocker.finished == 1
+    settled(rt)
+
+
+async def test_an_agent_never_runs_more_threads_than_its_concurrency() -> None:
+    gate, counter = threading.Event(), Counter(2)
+    blocker = Blocker("blocker", gate, counter)
+    async with Runtime() as rt:
+        rt.add(blocker, options=AgentOptions(max_concurrency=2))
+        for n in range(6):
+            await rt.publish(rt.message(Ping(n=n), recipient="blocker"))
+        await counter.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert rt.statistics().offload.threads == 2
+        gate.set()
+        with anyio.fail_after(WAIT):
+            await rt.wait_idle()
+    assert counter.most == 2
+    assert blocker.finished == 6
+
+
+async def test_the_runtime_bounds_its_threads_across_agents() -> None:
+    gate, counter = threading.Event(), Counter(2)
+    agents = [Blocker(f"b{i}", gate, counter) for i in range(4)]
+    async with Runtime(agents, threads=2) as rt:
+        for agent in agents:
+            await rt.publish(rt.message(Ping(n=1), recipient=agent.id))
+        await counter.wait()
+        await anyio.wait_all_tasks_blocked()
+        stats = rt.statistics().offload
+        assert (stats.threads, stats.thread_limit) == (2, 2)
+        assert sum(m.active for m in rt.statistics().mailboxes.values()) == 4  # two wait
+        gate.set()
+        with anyio.fail_after(WAIT):
+            await rt.wait_idle()
+    assert counter.most == 2
+    assert [a.finished for a in agents] == [1, 1, 1, 1]
+
+
+async def test_two_runtimes_do_not_share_their_thread_limits() -> None:
+    gate, counter = threading.Event(), Counter(1)
+    async with (
+        Runtime([Blocker("blocker", gate, counter)], threads=1) as one,
+        Runtime([Square("sq")], threads=1) as two,
+    ):
+        await one.publish(one.message(Ping(n=1), recipient="blocker"))
+        await counter.wait()
+        with anyio.fail_after(5):
+            result = await two.ask(two.message(Work(n=3), recipient="sq"))
+        assert [m.payload.n for m in result.replies] == [9]  # type: ignore[attr-defined]
+        gate.set()
+        with anyio.fail_after(WAIT):
+            await one.wait_idle()
+
+
+async def test_a_deadline_gives_the_thread_up_and_discards_its_late_result() -> None:
+    gate, counter = threading.Event(), Counter(1)
+    blocker = Blocker("blocker", gate, counter)
+    async with Runtime() as rt:
+        rt.add(blocker, options=AgentOptions(deadline=0.2))
+        started = anyio.current_time()
+        msg = rt.message(Ping(n=1), recipient="blocker")
+        result = await rt.ask(msg)
+        assert anyio.current_time() - started < WAIT / 2  # not when the thread ended
+        [missing] = result.missing
+        assert missing.kind == "failed"
+        assert "HandlerTimeoutError" in missing.reason
+        [dead] = rt.dead_letters
+        assert dead.message == msg
+        assert dead.error_type == "HandlerTimeoutError"
+        stats = rt.statistics()
+        assert stats.offload.abandoned == 1
+        assert stats.offload.threads == 1  # the abandoned thread still holds its slot
+        # So the agent's next delivery waits for that slot, and overruns its own deadline.
+        again = await rt.ask(rt.message(Ping(n=2), recipient="blocker"))
+        assert "HandlerTimeoutError" in again.missing[0].reason
+        assert counter.most == 1
+        assert rt.statistics().offload.abandoned == 1  # it never got a thread
+        gate.set()  # the thread ends; its reply goes nowhere, its slot comes back
+        third = await rt.ask(rt.message(Ping(n=3), recipient="blocker"))
+        assert [m.payload for m in third.replies] == [Pong(n=3)]
+        stats = rt.statistics()
+        assert stats.offload.threads == 0
+        assert stats.handled - stats.collected == 1  # the third only
+        assert stats.dead_lettered == 2
+        settled(rt)
+    assert blocker.finished == 2
+
+
+class LateScheduler(BaseAgent):
+    """Waits for ``gate``, then tries to schedule a timer: after its deadline, if it is late."""
+
+    def __init__(self, id: str, gate: threading.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.done = threading.Event()
+        self.refused = ""
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        try:
+            self.gate.wait(WAIT)
+            ctx.schedule(1.0, payload)
+        except AgentError as exc:
+            self.refused = str(exc)
+        finally:
+            self.done.set()
+
+
+async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
+    gate = threading.Event()
+    late = LateScheduler("late", gate)
+    async with Runtime() as rt:
+        rt.add(late, options=AgentOptions(deadline=0.2))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
+        assert "HandlerTimeoutError" in result.missing[0].reason
+        gate.set()
+        assert await anyio.to_thread.run_sync(late.done.wait, WAIT)
+        assert rt.statistics().timers_set == 0  # nothing was scheduled for the dead delivery
+        settled(rt)
+    assert late.refused == (
+        "agent 'late': ctx.schedule refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )
+
+
+async def test_cancelling_a_request_gives_its_thread_up() -> None:
+    gate, counter = threading.Event(), Counter(1)
+    blocker = Blocker("blocker", gate, counter)
+    async with Runtime([blocker]) as rt:
+        msg = rt.message(Ping(n=1), recipient="blocker")
+        await rt.publish(msg)
+        await counter.wait()
+        rt.cancel(msg.correlation_id)
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        [dead] = rt.dead_letters
+        assert (dead.message, dead.kind, dead.reason) == (msg, "cancelled", "correlation cancelled")
+        assert rt.statistics().offload.abandoned == 1
+        settled(rt)
+        gate.set()
+
+
+async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
+    raises = Raises("raises")
+    async with Runtime([raises]) as rt:
+        result = await rt.ask(rt.message(Work(n=5), recipient="raises"))
+    assert raises.thread not in (None, threading.get_ident())  # it ran in a thread
+    [dead] = rt.dead_letters
+    assert dead.error_type == "ZeroDivisionError"
+    assert dead.reason == "ZeroDivisionError: cannot divide 5 by zero"
+    assert result.missing[0].reason == dead.reason
+
+
+# --- processes --------------------------------------------------------------------------------
+PROCESS = AgentOptions(offload="process")
+
+
+async def test_a_process_handler_round_trips_payloads_through_the_registry() -> None:
+    async with Runtime(processes=1) as rt:
+        rt.add(Square("sq"), options=PROCESS)
+        msg = rt.message(Work(n=12, tags=("x", "y")), recipient="sq")
+        [reply] = (await rt.ask(msg)).replies
+        assert isinstance(reply.payload, Done)
+        assert (reply.payload.n, reply.payload.tags) == (144, ("x", "y"))
+        assert reply.payload.pid != os.getpid()  # it ran in a child process
+        # Built again by this runtime: its ids, and the request's correlation and causation.
+        assert reply.sender == "sq"
+        assert reply.causation_id == msg.id
+        assert reply.correlation_id == msg.correlation_id
+        assert reply.hops == 1
+        assert rt.statistics().offload.process_limit == 1
+        settled(rt)
+
+
+async def test_a_failing_process_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
+    async with Runtime(processes=1) as rt:
+        rt.add(Raises("raises"), options=PROCESS)
+        await rt.ask(rt.message(Work(n=5), recipient="raises"))
+        rt.add(Requests("requests"), options=PROCESS)
+        await rt.ask(rt.message(Work(n=1), recipient="requests"))
+        rt.add(EmitsUnregistered("emits"), options=PROCESS)
+        await rt.ask(rt.message(Work(n=1), recipient="emits"))
+    raises, requests, emits = rt.dead_letters
+    assert raises.error_type == "ZeroDivisionError"
+    assert raises.reason == "ZeroDivisionError: cannot divide 5 by zero"
+    assert requests.error_type == "ConfigurationError"
+    assert "runs in a process (offload='process'): ctx.schedule needs the runtime" in (
+        requests.reason
+    )
+    assert emits.error_type == "InvalidOutputError"
+    assert "emitted 'sync.unregistered' from its process, which is not registered" in (emits.reason)
+
+
+def _local_payload() -> type[Payload]:
+    class Local(Payload):
+        message_type = "sync.local"
+
+    return Local
+
+
+Local = _local_payload()  # a class a child process cannot import by its name
+
+
+class LocalAgent(BaseAgent):
+    @handler
+    def on_local(self, payload: Local, ctx: Context) -> None:  # type: ignore[valid-type]
+        return None
+
+
+async def test_process_offload_refuses_what_cannot_cross_to_a_process() -> None:
+    rt = Runtime()
+    with pytest.raises(ConfigurationError, match=r"payload type .*Local \('sync.local'\) cannot"):
+        rt.add(LocalAgent("local"), options=PROCESS)
+    unpicklable = Square("sq")
+    unpicklable.lock = threading.Lock()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match=r"agent 'sq' .*cannot be pickled"):
+        rt.add(unpicklable, options=PROCESS)
+    with pytest.raises(ConfigurationError, match=r"agent 'a' has offload='process' but no plain"):
+        rt.add(AsyncOnly("a"), options=PROCESS)
+    with pytest.raises(ConfigurationError, match=r"offload must be 'thread' or 'process'"):
+        AgentOptions(offload="fork")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"threads must be at least 1"):
+        Runtime(threads=0)
+
+
+def test_a_blocked_loop_is_what_the_thread_replaces() -> None:
+    """The time a blocking handler takes is spent in its thread, not on the event loop."""
+
+    class Sleeper(BaseAgent):
+        @handler
+        def on_work(self, payload: Work, ctx: Context) -> None:
+            time.sleep(0.3)
+
+    async def main() -> float:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg, Runtime([Sleeper("s")]) as rt:
+            tg.start_soon(tick)
+            await rt.ask(rt.message(Work(n=1), recipient="s"))
+            tg.cancel_scope.cancel()
+        return ticks
+
+    assert anyio.run(main) >= 10  # the loop ticked all along
