@@ -132,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
                 at = f" to {m.agent_id}" if m.agent_id and m.agent_id != m.key else ""
                 by = f" (policy {m.policy})" if m.policy else ""
                 print(f"  {m.key}: {m.kind}{at}{by}: {m.reason}", file=sys.stderr)
+        _show_tracebacks(result, args.debug, f"genie --debug run {args.pipeline}")
         for agent_id, waiting in stuck.items():
             print(
                 f"  {agent_id}: no worker hosts it; {waiting} "
@@ -140,6 +141,22 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0 if result.ok else 1
+
+
+def _show_tracebacks(result: RunResult, debug: bool, again: str) -> None:
+    """Where each failed handler raised: with ``--debug`` its traceback (genie's frames
+    folded), else one line saying how to see it."""
+    failed = [d for d in result.dead_letters if d.traceback is not None]
+    if not failed:
+        return
+    if not debug:
+        print(f"  (a handler failed: {again} ... shows where it raised)", file=sys.stderr)
+        return
+    for letter in failed:
+        assert letter.traceback is not None
+        print(f"  {letter.agent_id}: the traceback of its last attempt:", file=sys.stderr)
+        for line in letter.traceback.splitlines():
+            print(f"    {line}", file=sys.stderr)
 
 
 async def _go(

@@ -21,6 +21,10 @@ class DeadLetter(Record):
     ``kind``: ``failed`` (handler, retries and fallback exhausted), ``cancelled`` (runtime closed
     or correlation cancelled before it ran), ``shed`` (overflow policy), ``unrouted`` (no
     recipient, unknown recipient).
+
+    ``tracebacks``: for a ``failed`` letter, the traceback of each of its last attempts (at
+    most three, oldest first, each at most 4,000 characters), genie's and the event loop's
+    frames folded so that each starts with the line of the handler's code that raised.
     """
 
     message: Message
@@ -30,6 +34,12 @@ class DeadLetter(Record):
     error_type: str | None
     attempts: int
     at: datetime
+    tracebacks: tuple[str, ...] = ()
+
+    @property
+    def traceback(self) -> str | None:
+        """The traceback of the last attempt, if the letter is a handler's failure."""
+        return self.tracebacks[-1] if self.tracebacks else None
 
 
 class DeadLetters:

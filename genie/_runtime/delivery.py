@@ -26,6 +26,7 @@ from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, _Correlation
 from .dispatch import HANDLING, Dispatcher
+from .failure import remember_attempt
 from .ledger import Ledger
 from .local.executor import Worker
 from .local.mailbox import Handoff, Mailbox
@@ -141,9 +142,10 @@ class DeliveryRunner:
                     )
                     while True:
                         if again:
-                            error = await self._again(mb, msg, error, attempt)
-                            if error is not None:
-                                self._give_up(mb, msg, corr, error, attempt)
+                            # ``error``: the last attempt's failure, kept for the next one's.
+                            given_up = await self._again(mb, msg, error, attempt)
+                            if given_up is not None:
+                                self._give_up(mb, msg, corr, given_up, attempt)
                                 break
                         attempt += 1
                         obs = ledger.observer
@@ -194,6 +196,8 @@ class DeliveryRunner:
                                     handoff.attempts,
                                 )
                                 break
+                            if error is not None:  # a retry failed too: keep both tracebacks
+                                remember_attempt(exc, error)
                             error = exc
                             again = True
                         else:
@@ -253,12 +257,15 @@ class DeliveryRunner:
             self.ledger.retried()
             await anyio.sleep(retry.delay(attempt))
         if breaker is not None and not breaker.allow(self.clock.monotonic()):
-            return CircuitOpenError(
+            opened = CircuitOpenError(
                 f"circuit of agent {mb.id!r} is open after repeated failures",
                 message_id=msg.id,
                 agent_id=mb.id,
                 correlation_id=msg.correlation_id,
             )
+            if error is not None:
+                remember_attempt(opened, error)  # the failures that kept it open
+            return opened
         return None
 
     def _give_up(

@@ -152,8 +152,11 @@ class TransportHost(Protocol):
         kind: DeadLetterKind,
         reason: str,
         attempts: int,
+        error_type: str | None = None,
+        tracebacks: tuple[str, ...] = (),
     ) -> None:
-        """A delivery in flight here ended as a dead letter."""
+        """A delivery in flight here ended as a dead letter (in another process: the error's
+        type and tracebacks came with its outcome record)."""
         ...
 
     def unreadable(
@@ -312,8 +315,13 @@ class RuntimeHost:
         kind: DeadLetterKind,
         reason: str,
         attempts: int,
+        error_type: str | None = None,
+        tracebacks: tuple[str, ...] = (),
     ) -> None:
-        self._ledger.dead_letter(consumer, msg, corr, kind, reason, None, attempts)
+        elsewhere = (error_type, tracebacks)
+        self._ledger.dead_letter(
+            consumer, msg, corr, kind, reason, None, attempts, elsewhere=elsewhere
+        )
 
     def unreadable(
         self,

@@ -24,6 +24,7 @@ from .._message.envelope import Message
 from .audit import AuditRecord, AuditSink
 from .correlator import Correlator, Missing, _Correlation
 from .deadletter import DeadLetter, DeadLetterKind, DeadLetters
+from .failure import attempts_of
 from .policy import Decision
 
 if TYPE_CHECKING:
@@ -202,10 +203,12 @@ class Ledger:
         attempts: int,
         *,
         log: bool = True,
+        elsewhere: tuple[str | None, tuple[str, ...]] = (None, ()),
     ) -> None:
-        """A delivery in flight ends as a dead letter."""
+        """A delivery in flight ends as a dead letter. ``elsewhere``: the error's type and
+        tracebacks, when it was raised in another process (``error`` is None)."""
         self.dead_lettered += 1
-        self.store(consumer, msg, kind, reason, error, attempts, log=log)
+        self.store(consumer, msg, kind, reason, error, attempts, log=log, elsewhere=elsewhere)
         if corr.waiters or self.on_loss is not None:
             missing = Missing(
                 consumer,
@@ -274,14 +277,24 @@ class Ledger:
         attempts: int,
         *,
         log: bool = True,
+        elsewhere: tuple[str | None, tuple[str, ...]] = (None, ()),
     ) -> None:
-        error_type = type(error).__name__ if error is not None else None
-        letter = DeadLetter(msg, consumer, kind, reason, error_type, attempts, self.clock.now())
+        if error is None:
+            error_type, tracebacks = elsewhere
+        else:
+            error_type = type(error).__name__
+            tracebacks = attempts_of(error) if kind == "failed" else ()
+        letter = DeadLetter(
+            msg, consumer, kind, reason, error_type, attempts, self.clock.now(), tracebacks
+        )
         self.dead_letters.add(letter)
         if self.observer is not None:
             self.observer.dead_lettered(letter)
         self.record(consumer or "router", f"dead_letter:{kind}", consumer or "-", msg, reason)
         if log:
+            extra = fields(consumer, msg)
+            if tracebacks:  # where the handler's code raised: a field of a JSON log line
+                extra["traceback"] = tracebacks[-1]
             _log.warning(
                 "dead letter (%s) %s %s for %s: %s",
                 kind,
@@ -289,7 +302,7 @@ class Ledger:
                 msg.id,
                 consumer,
                 reason,
-                extra=fields(consumer, msg),
+                extra=extra,
             )
 
     def record(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:

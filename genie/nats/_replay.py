@@ -133,6 +133,8 @@ class OutcomeReplay:
             record["kind"],
             record["reason"],
             int(record["attempts"]),
+            record.get("error_type"),
+            tuple(str(t) for t in record.get("tracebacks", ())),
         )
 
 

@@ -155,6 +155,7 @@ def outcome_items(names: NatsNames, run: Run, agent_id: str) -> list[Item]:
             "reason": dead.reason,
             "attempts": dead.attempts,
             "error_type": dead.error_type,
+            "tracebacks": list(dead.tracebacks),  # bounded: a few, each at most 4,000 chars
             "message": message_json(d.message),
         }
     data = json.dumps(record, separators=(",", ":")).encode()

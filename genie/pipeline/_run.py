@@ -81,8 +81,10 @@ class RunResult:
         """The output arrived (``ok`` or ``partial``)."""
         return self.status in ("ok", "partial")
 
-    def as_json(self) -> dict[str, Any]:
-        """The ``genie run --json`` document (see docs/cli.md)."""
+    def as_json(self, tracebacks: bool = True) -> dict[str, Any]:
+        """The ``genie run --json`` document (see docs/cli.md); without ``tracebacks``, the
+        dead letters do not say where a handler raised (a served answer to a principal not
+        allowed to see it)."""
         return {
             "status": self.status,
             "correlation_id": self.correlation_id,
@@ -104,7 +106,13 @@ class RunResult:
                 for m in self.missing
             ],
             "dead_letters": [
-                {"agent": d.agent_id, "type": d.message.type, "kind": d.kind, "reason": d.reason}
+                {
+                    "agent": d.agent_id,
+                    "type": d.message.type,
+                    "kind": d.kind,
+                    "reason": d.reason,
+                    **({"tracebacks": list(d.tracebacks)} if tracebacks else {}),
+                }
                 for d in self.dead_letters
             ],
             "denials": [

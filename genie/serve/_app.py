@@ -327,7 +327,7 @@ def create_app(
             del state.in_flight[id(flight)]
         if state.draining:
             state.completed_while_draining += 1
-        return _result_response(result)
+        return _result_response(result, key.tracebacks)
 
     async def ask_stream(request: Request) -> Response:
         served, key, msg, timeout = await prepare(request)
@@ -481,7 +481,7 @@ async def _run_recorded(
         async def pump() -> None:
             async for event in events:
                 if event.message_id is None or event.message_id in admitted:
-                    rec.add(event.kind, event_json(event, origin))
+                    rec.add(event.kind, event_json(event, origin, key.tracebacks))
             settled.set()
 
         async with anyio.create_task_group() as tg:
@@ -497,7 +497,8 @@ async def _run_recorded(
             with anyio.move_on_after(SETTLE_WAIT):
                 await settled.wait()
             tg.cancel_scope.cancel()
-        rec.add("result", {"http_status": STATUS[result.status], **result.as_json()}, last=True)
+        answer = result.as_json(tracebacks=key.tracebacks)
+        rec.add("result", {"http_status": STATUS[result.status], **answer}, last=True)
     finally:
         served.gate.unwatch(msg.correlation_id, admitted)
         await events.aclose()
@@ -562,8 +563,8 @@ def _sse(
     )
 
 
-def _result_response(result: RunResult) -> Response:
-    response = JSONResponse(result.as_json(), status_code=STATUS[result.status])
+def _result_response(result: RunResult, tracebacks: bool) -> Response:
+    response = JSONResponse(result.as_json(tracebacks), status_code=STATUS[result.status])
     if result.status == "denied" and result.denials:
         response.headers["Genie-Denied-By"] = result.denials[0].policy
     return response

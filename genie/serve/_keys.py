@@ -45,6 +45,7 @@ class _KeyDecl(BaseModel):
     grants: tuple[str, ...] = ()
     rate: float | None = Field(default=None, gt=0, description="requests per second")
     burst: int | None = Field(default=None, ge=1)
+    tracebacks: bool = False  # answers say where a failed handler raised (developers only)
 
     @model_validator(mode="after")
     def _one_secret(self) -> _KeyDecl:
@@ -73,6 +74,7 @@ class ApiKey:
     grants: frozenset[str]
     rate: float | None  # requests per second; None: the server's default
     burst: int | None
+    tracebacks: bool = False  # its answers carry failed handlers' tracebacks
 
     def stamp(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
         """``metadata`` from the caller, with the server-owned keys it may not set dropped and
@@ -124,6 +126,7 @@ def _ring(parsed: _KeyFile, where: str) -> KeyRing:
             frozenset(decl.grants),
             decl.rate,
             decl.burst,
+            decl.tracebacks,
         )
     return KeyRing(keys)
 

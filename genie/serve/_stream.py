@@ -80,9 +80,10 @@ class StreamGate(Observer):
                 admitted.add(msg.id)
 
 
-def event_json(event: Event, origin: float) -> dict[str, Any]:
-    """An event as the stream sends it: times in milliseconds from the request's start."""
-    return {
+def event_json(event: Event, origin: float, tracebacks: bool = False) -> dict[str, Any]:
+    """An event as the stream sends it: times in milliseconds from the request's start; a
+    failed handler's traceback only with ``tracebacks`` (the principal's key allows it)."""
+    data = {
         "kind": event.kind,
         "at_ms": round((event.at - origin) * 1000, 3),
         "agent": event.agent_id,
@@ -94,6 +95,9 @@ def event_json(event: Event, origin: float) -> dict[str, Any]:
         "policy": event.policy,
         "reason": event.reason,
     }
+    if tracebacks and event.traceback is not None:
+        data["traceback"] = event.traceback
+    return data
 
 
 def frame(event: str, data: Mapping[str, Any], id: str | None = None) -> bytes:

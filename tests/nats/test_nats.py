@@ -932,6 +932,12 @@ async def test_a_handler_a_worker_runs_cannot_publish_around_its_outputs(
         "PublishFromHandlerError: rt.publish() refused 'ping': it was called inside a handler"
     )
     assert worker_rt.statistics().published == 0  # nothing was published in the worker
+    # The asker's dead letter, from the worker's outcome record, says where it raised.
+    [letter] = entry_rt.dead_letters
+    assert letter.error_type == "PublishFromHandlerError"
+    assert letter.traceback is not None
+    assert letter.traceback.startswith(f"{__file__}:")
+    assert " in on_ping: PublishFromHandlerError: rt.publish() refused" in letter.traceback
     async with jetstream(server.url) as js:
         work = await js.stream_info(names.work)
     assert work.state.last_seq == 1  # only the asker's Ping was ever published

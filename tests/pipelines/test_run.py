@@ -368,3 +368,69 @@ def test_a_yaml_input_has_its_pipelines_size_limit(tmp_path: Path, capsys: Captu
     text = big.read_text()
     payload = load_pipeline(YAML_ENTRY).entry_payload(text)  # from Python, the same bound
     assert payload.model_dump()["var"]["horizon_days"] == 10
+
+
+FAILING = """
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Question(Payload):
+    message_type = "question"
+    n: int = 0
+
+
+class Answer(Payload):
+    message_type = "answer"
+    value: int
+
+
+class Divider(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.reply(Answer(value=ratio(payload.n)))
+
+
+def ratio(n: int) -> int:
+    return 100 // n
+"""
+
+
+def failing_pipeline(tmp_path: Path) -> Path:
+    (tmp_path / "tb_divider.py").write_text(FAILING)
+    path = tmp_path / "divide.yaml"
+    path.write_text(
+        "agents:\n  - id: a\n    use: tb_divider:Divider\n"
+        "entry: {type: question, to: a}\noutput: answer\n"
+    )
+    return path
+
+
+def test_a_failed_handler_shows_where_it_raised(tmp_path: Path, capsys: Capture) -> None:
+    """Issue 36, item 1: the line of the user's module, from the CLI and in --json; without
+    --debug, one line says how to see it."""
+    path = failing_pipeline(tmp_path)
+    module = tmp_path / "tb_divider.py"
+    lines = FAILING.splitlines()
+    raising, calling = (
+        lines.index("    return 100 // n") + 1,
+        lines.index("        return ctx.reply(Answer(value=ratio(payload.n)))") + 1,
+    )
+    raised = f"{module}:{raising} in ratio: ZeroDivisionError: integer division or modulo by zero"
+    assert main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "  a: failed: ZeroDivisionError: integer division or modulo by zero\n" in err
+    assert f"  (a handler failed: genie --debug run {path} ... shows where it raised)" in err
+    assert str(module) not in err
+
+    assert main(["--debug", "run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"    {raised}\n" in err
+    assert f'      File "{module}", line {calling}, in on_question\n' in err
+    assert "genie/_runtime" not in err
+
+    assert main(["run", str(path), "--json"]) == 1
+    [letter] = json.loads(capsys.readouterr().out)["dead_letters"]
+    [traceback] = letter["tracebacks"]
+    assert traceback.startswith(raised)

@@ -46,7 +46,8 @@ class Event(Record):
     how a fan-in ended for ``gathered``. ``policy`` names the policy or limit for ``denied``,
     the limit for ``limit_fired`` (a model call refused by the correlation's token or cost
     budget, while ``agent_id`` handled the message). Events carry ids and types, never
-    payloads.
+    payloads. ``traceback``: for a ``dead_lettered`` handler failure, where it raised (the
+    dead letter's last traceback); a server sends it only to principals allowed to see it.
     """
 
     kind: EventKind
@@ -60,6 +61,7 @@ class Event(Record):
     count: int | None = None
     policy: str | None = None
     reason: str | None = None
+    traceback: str | None = None
 
     def line(self, origin: float = 0.0) -> str:
         """One line of a timeline, ``origin`` being the time of its first event."""
@@ -225,6 +227,7 @@ class EventHub(Observer):
         count: int | None = None,
         policy: str | None = None,
         reason: str | None = None,
+        traceback: str | None = None,
     ) -> None:
         listeners = self._listeners(msg.correlation_id)
         if listeners:
@@ -240,6 +243,7 @@ class EventHub(Observer):
                 count,
                 policy,
                 reason,
+                traceback,
             )
             self._send(listeners, event)
 
@@ -264,7 +268,13 @@ class EventHub(Observer):
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         reason = f"{letter.kind}: {letter.reason}"
-        self._about("dead_lettered", letter.message, letter.agent_id or "-", reason=reason)
+        self._about(
+            "dead_lettered",
+            letter.message,
+            letter.agent_id or "-",
+            reason=reason,
+            traceback=letter.traceback,
+        )
 
     def gathered(self, result: GatherResult) -> None:
         listeners = self._listeners(result.correlation_id)

@@ -1,0 +1,95 @@
+"""Why a handler failed, as the person who wrote it reads it: its traceback, kept with the
+dead letter (docs/semantics.md, "Dead letters").
+
+A traceback of a failed delivery runs through the event loop, the runtime's delivery loop and
+the handler's own code. The frames of genie and of the event loop (anyio, asyncio, trio) say
+nothing a handler's author can act on, so each run of them is folded into one line, and the
+text starts with the line that raised in the author's own code. Each attempt of a retried
+delivery keeps its traceback (the last ``KEPT``), each cut to ``MAX_CHARS``: a dead letter is
+kept in memory and may be sent to a client, so it stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+
+import anyio
+
+__all__ = ["KEPT", "MAX_CHARS", "attempts_of", "format_failure", "remember_attempt"]
+
+KEPT = 3  # the tracebacks of a retried delivery's last attempts
+MAX_CHARS = 4_000  # of one traceback; the middle is cut, the raising line always kept
+
+_GENIE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_LOOPS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+    for module in (anyio, __import__("asyncio"))
+    if module.__file__
+)
+_PLUMBING = (_GENIE, *_LOOPS, f"{os.sep}trio{os.sep}", f"{os.sep}contextlib.py")
+# Where a retried delivery's earlier failures are kept: on the failure that followed them.
+_EARLIER = "__genie_earlier_attempts__"
+
+
+def _is_plumbing(filename: str) -> bool:
+    return any(part in filename for part in _PLUMBING)
+
+
+def _folded(n: int) -> str:
+    return f"  [{n} frame{'s' if n > 1 else ''} of genie and the event loop]\n"
+
+
+def format_failure(error: BaseException) -> str:
+    """``error``'s traceback with genie's and the event loop's frames folded: first the line
+    of the handler's code that raised (``file:line in function: Type: message``), then the
+    traceback, at most ``MAX_CHARS`` long."""
+    summary = traceback.extract_tb(error.__traceback__)
+    lines: list[str] = []
+    folded = 0
+    raised_at = None
+    for frame in summary:
+        if _is_plumbing(frame.filename):
+            folded += 1
+            continue
+        if folded:
+            lines.append(_folded(folded))
+            folded = 0
+        lines.extend(traceback.format_list([frame]))
+        raised_at = frame
+    if folded:
+        lines.append(_folded(folded))
+    what = "".join(traceback.format_exception_only(type(error), error)).strip()
+    said = f"{type(error).__name__}: {error}"  # as the dead letter's reason says it
+    head = (
+        f"{raised_at.filename}:{raised_at.lineno} in {raised_at.name}: {said}\n"
+        if raised_at is not None
+        else f"{said}\n"
+    )
+    text = head + "Traceback (most recent call last):\n" + "".join(lines) + what
+    if len(text) > MAX_CHARS:
+        keep = MAX_CHARS // 2
+        cut = len(text) - 2 * keep
+        text = f"{text[:keep]}\n  [... {cut:,} characters cut ...]\n{text[-keep:]}"
+    return text
+
+
+def remember_attempt(failure: BaseException, earlier: BaseException) -> None:
+    """``failure`` ended an attempt of a delivery whose previous attempt ended in ``earlier``:
+    keep the tracebacks of both (the last ``KEPT``) for its dead letter."""
+    if failure is earlier:
+        return  # the same exception raised again: one traceback
+    kept = (*getattr(earlier, _EARLIER, ()), format_failure(earlier))[-(KEPT - 1) :]
+    # An exception class with slots and no room keeps its own traceback only.
+    with contextlib.suppress(AttributeError):
+        setattr(failure, _EARLIER, kept)
+
+
+def attempts_of(error: BaseException | None) -> tuple[str, ...]:
+    """The tracebacks of the attempts that ended in ``error``, oldest first (``error``'s
+    last, unless the runtime made it without raising it: an open circuit)."""
+    if error is None:
+        return ()
+    earlier: tuple[str, ...] = getattr(error, _EARLIER, ())
+    return earlier if error.__traceback__ is None else (*earlier, format_failure(error))

@@ -1,0 +1,126 @@
+"""A failed handler's dead letter says where it raised (issue 36, item 1): the traceback of
+each of its last attempts, genie's and the event loop's frames folded, so that the first
+line read is the line of the handler's own code."""
+
+from __future__ import annotations
+
+import inspect
+
+import anyio
+
+from genie import AgentOptions, BaseAgent, BreakerPolicy, Context, RetryPolicy, Runtime, handler
+from genie._runtime.failure import KEPT, MAX_CHARS, format_failure
+
+from ..conftest import Ping
+
+
+def divide(n: int) -> int:
+    return 100 // n  # the line every traceback here must name
+
+
+DIVIDE_LINE = inspect.getsourcelines(divide)[1] + 1
+
+
+class Divider(BaseAgent):
+    """Divides by the ping's number; a ping of 0 fails in ``divide``."""
+
+    def __init__(self, id: str, message: str = "") -> None:
+        super().__init__(id)
+        self.message = message
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        await anyio.lowlevel.checkpoint()  # a frame of the event loop between, too
+        if self.message:
+            raise ValueError(self.message)
+        divide(payload.n)
+
+
+async def dead_letters(agent: BaseAgent, options: AgentOptions | None = None) -> Runtime:
+    async with Runtime() as rt:
+        rt.add(agent, options=options)
+        await rt.publish(rt.message(Ping(n=0), recipient=agent.id))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    return rt
+
+
+async def test_the_letter_starts_with_the_line_that_raised_and_folds_genie() -> None:
+    rt = await dead_letters(Divider("d"))
+    [letter] = rt.dead_letters
+    assert letter.tracebacks == (letter.traceback,)
+    assert letter.traceback is not None
+    first, *rest = letter.traceback.splitlines()
+    assert first == (
+        f"{__file__}:{DIVIDE_LINE} in divide: ZeroDivisionError: integer division or modulo by zero"
+    )
+    text = "\n".join(rest)
+    assert "frames of genie and the event loop]" in text or "frame of genie" in text
+    assert "genie/_runtime" not in text  # folded, not listed
+    assert "anyio" not in text
+    assert f'File "{__file__}", line {DIVIDE_LINE}, in divide' in text
+    assert text.endswith("ZeroDivisionError: integer division or modulo by zero")
+
+
+async def test_each_retry_keeps_its_traceback_the_last_few_and_bounded() -> None:
+    retry = AgentOptions(retry=RetryPolicy(attempts=KEPT + 2, backoff=0))
+    rt = await dead_letters(Divider("d"), retry)
+    [letter] = rt.dead_letters
+    assert letter.attempts == KEPT + 2
+    assert len(letter.tracebacks) == KEPT  # the last attempts only
+    assert all(t.startswith(f"{__file__}:{DIVIDE_LINE} in divide") for t in letter.tracebacks)
+
+    huge = "x" * (10 * MAX_CHARS)  # a failure whose message is a payload dumped whole
+    rt = await dead_letters(Divider("d", message=huge))
+    [letter] = rt.dead_letters
+    assert letter.traceback is not None
+    assert len(letter.traceback) < MAX_CHARS + 100
+    assert "characters cut" in letter.traceback
+    assert letter.traceback.endswith("x")
+
+
+async def test_a_circuit_that_opened_keeps_the_failures_that_opened_it() -> None:
+    options = AgentOptions(
+        retry=RetryPolicy(attempts=5, backoff=0),
+        breaker=BreakerPolicy(failure_threshold=2, reset_after=60),
+    )
+    rt = await dead_letters(Divider("d"), options)
+    [letter] = rt.dead_letters
+    assert letter.error_type == "CircuitOpenError"
+    assert letter.tracebacks  # the circuit was made, not raised: the failures before it
+    assert all("in divide: ZeroDivisionError" in t for t in letter.tracebacks)
+
+
+async def test_only_a_handlers_failure_has_a_traceback_and_events_carry_it() -> None:
+    gate = anyio.Event()
+
+    class Waiting(BaseAgent):
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> None:
+            await gate.wait()
+
+    async with Runtime([Divider("d"), Waiting("w")]) as rt:
+        msg = rt.message(Ping(n=0), recipient="d")
+        events = rt.events(msg.correlation_id)
+        await rt.publish(msg)
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+            async for event in events:
+                if event.kind == "dead_lettered":
+                    break
+        waiting = rt.message(Ping(n=1), recipient="w")
+        await rt.publish(waiting)
+        rt.cancel(waiting.correlation_id)
+        gate.set()
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert event.traceback is not None
+    assert event.traceback.startswith(f"{__file__}:")
+    by_kind = {letter.kind: letter for letter in rt.dead_letters}
+    assert by_kind["failed"].traceback == event.traceback
+    assert by_kind["cancelled"].tracebacks == ()
+
+
+def test_an_exception_never_raised_has_no_frames_to_show() -> None:
+    text = format_failure(ValueError("made, not raised"))
+    assert text.splitlines()[0] == "ValueError: made, not raised"
