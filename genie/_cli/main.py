@@ -208,6 +208,10 @@ def _render(payload: Payload) -> str:
 
 def _validate(args: argparse.Namespace) -> int:
     pipeline = _load(args)
+    if args.strict and pipeline.warnings:
+        raise ConfigFileError(list(pipeline.warnings))  # each one, then the count
+    for warning in pipeline.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     graph = pipeline.graph
     print(
         f"OK: {args.pipeline}: pipeline {pipeline.name!r}, {len(graph.nodes)} agents, "
@@ -371,6 +375,11 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         "governance and that the output is reachable. Exit 0 when valid, 2 with every error.",
     )
     validate.add_argument("pipeline", help="pipeline YAML")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the file for its warnings too (a type no agent takes, say)",
+    )
     _add_set(validate)
     validate.set_defaults(func=_validate)
 

@@ -322,9 +322,15 @@ class DeliveryRunner:
             if isinstance(result, Message):
                 result = (result,)
         if not isinstance(result, (list, tuple)):
+            what = type(result).__name__
+            if isinstance(result, Payload):  # the likeliest slip: the payload, unwrapped
+                takes = f"a payload, not a message: return ctx.reply({what}(...)) or ctx.emit"
+            elif typed:
+                takes = "a handler returns a Message, a list or tuple of them, or None"
+            else:
+                takes = "handle() returns a list or tuple of Message"
             raise InvalidOutputError(
-                f"agent {mb.id!r} returned {type(result).__name__} from handle(); "
-                "it must return a list or tuple of Message",
+                f"agent {mb.id!r} returned {what}; {takes}",
                 message_id=msg.id,
                 agent_id=mb.id,
                 correlation_id=msg.correlation_id,

@@ -37,6 +37,7 @@ from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
 from ._schema import AgentDecl, PipelineFile, _Model, validate_file
+from ._signatures import handler_problems, returns_messages
 
 if TYPE_CHECKING:
     from ..llm._config import LLMConfig
@@ -172,6 +173,7 @@ class _Checker:
         self.types: dict[str, type[Payload]] = {}
         self.gathers: dict[str, type[Gathered]] = {}
         self.instances: dict[str, Agent] = {}
+        self.warnings: list[str] = []  # what fails every run without stopping it
         self.llm: LLMConfig | None = None
         # Types an agent that failed to load might bring: any type of the catalogue when it was
         # a catalogue name, any type at all (None) when it was a module:Class.
@@ -193,6 +195,9 @@ class _Checker:
             return
         self.problems.append(f"{self.path}:{line_of(self.lines, loc)}: {_key(loc)}: {reason}")
 
+    def warn(self, loc: Loc, reason: str) -> None:
+        self.warnings.append(f"{self.path}:{line_of(self.lines, loc)}: {_key(loc)}: {reason}")
+
     def pipeline(self) -> Pipeline:
         self.check_llm()
         self.check_model_limits()
@@ -210,7 +215,7 @@ class _Checker:
         if self.problems:
             raise ConfigFileError(sorted_problems(self.problems))
         assert entry_model is not None
-        return Pipeline(
+        pipeline = Pipeline(
             self.path,
             self.config,
             self.specs,
@@ -222,6 +227,8 @@ class _Checker:
             inputs,
             self.llm,
         )
+        pipeline.warnings = tuple(sorted_problems(self.warnings))
+        return pipeline
 
     # --- the llm: section ----------------------------------------------------------------------
     def check_llm(self) -> None:
@@ -325,6 +332,8 @@ class _Checker:
             # The class is known, so its types are, even if its parameters are wrong.
             for model in (*spec.consumes, *spec.produces):
                 self.add_type(model, (*at, "use"))
+            for problem in handler_problems(spec.factory):  # fails every delivery it handles
+                self.fail((*at, "use"), problem)
             params = self.llm_params(decl, spec, at)
             if params is None:
                 continue
@@ -605,11 +614,57 @@ class _Checker:
                         f"nothing in this pipeline produces {pattern!r}",
                     )
         output = self.config.output
+        reached, types = graph.reachable()
+        # An agent whose handlers return messages but that declares none it produces: what
+        # it sends cannot be routed (nor its types known), and that is why the output is
+        # never reached. Named at the agent, where the fix is.
+        silent = [
+            (i, decl)
+            for i, decl in enumerate(self.config.agents)
+            if decl.id in reached
+            and decl.id in self.specs
+            and not self.specs[decl.id].produces
+            and returns_messages(self.specs[decl.id].factory)
+        ]
+        if silent and output not in types:
+            for i, decl in silent:
+                self.fail(
+                    ("agents", i, "use"),
+                    f"agent {decl.id!r} returns messages but its class "
+                    f"{self.specs[decl.id].factory.__name__} declares no produces, so output "
+                    f"{output!r} is never reached: list the payload types it returns "
+                    "(produces = (...,))",
+                )
+            return
         if not self.known_type(output, ("output",)):
             return
-        reached, types = graph.reachable()
+        self.check_unrouted(graph, reached)
         if output in types:
             return
         loop = graph.cycle(reached)
         why = f"; the flow loops ({' -> '.join(loop)}) and never produces it" if loop else ""
         self.fail(("output",), f"output {output!r} cannot be reached from the entry{why}")
+
+    def check_unrouted(self, graph: Graph, reached: set[str]) -> None:
+        """Warn of each type a reached agent produces that no agent takes and that is not the
+        output: each one is dead-lettered, unrouted, unless a ``ctx.request`` awaits it."""
+        takers = {
+            t for spec in self.specs.values() for t in (p.message_type for p in spec.consumes)
+        }
+        any_taker = any(spec.consumes_any for spec in self.specs.values())
+        for i, decl in enumerate(self.config.agents):
+            spec = self.specs.get(decl.id)
+            if spec is None or decl.id not in reached or spec.passes_through:
+                continue
+            node = graph.nodes[decl.id]
+            for type_name in sorted(node.produces):
+                if type_name == self.config.output or type_name in takers or any_taker:
+                    continue
+                if graph.recipients(type_name) or dict(node.sends_to).get(type_name):
+                    continue
+                self.warn(
+                    ("agents", i, "use"),
+                    f"agent {decl.id!r} produces {type_name!r}, which no agent takes and which "
+                    "is not the output: each one is dead-lettered (unrouted), unless a "
+                    "ctx.request awaits it",
+                )

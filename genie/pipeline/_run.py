@@ -141,6 +141,9 @@ class Pipeline:
         llm: LLMConfig | None = None,
     ) -> None:
         self.path = path
+        # What fails every run without stopping it (a type no agent takes), as file:line:
+        # key: reason; ``genie validate --strict`` refuses the file for them.
+        self.warnings: tuple[str, ...] = ()
         self.config = config
         self.specs = dict(specs)
         self.gathers = dict(gathers)

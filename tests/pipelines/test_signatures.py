@@ -1,0 +1,186 @@
+"""``genie validate`` reads the agents' handler signatures and declarations, and refuses at the
+agent's line what would fail every run (issue 36, item 3); a type nobody takes is a warning,
+an error under ``--strict``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie import BaseAgent, Context, Runtime, handler
+from genie._cli.main import main
+from genie.pipeline import load_pipeline
+
+from ..conftest import Ping, Pong
+
+Capture = pytest.CaptureFixture[str]
+
+TYPES = """
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Question(Payload):
+    message_type = "question"
+    n: int = 1
+
+
+class Answer(Payload):
+    message_type = "answer"
+    value: int
+
+
+class Aside(Payload):
+    message_type = "aside"
+"""
+
+AGENTS = {
+    "good": """
+class Agent_(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.reply(Answer(value=payload.n))
+""",
+    "sync": """
+class Agent_(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.reply(Answer(value=payload.n))
+""",
+    "payload": """
+class Agent_(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Answer:
+        return Answer(value=payload.n)
+""",
+    "text": """
+class Agent_(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> list[str] | None:
+        return None
+""",
+    "no_produces": """
+class Agent_(BaseAgent):
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.reply(Answer(value=payload.n))
+""",
+    "unrouted": """
+class Agent_(BaseAgent):
+    produces = (Answer, Aside)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> list[Message]:
+        return [ctx.reply(Answer(value=payload.n)), ctx.emit(Aside())]
+""",
+}
+
+
+def pipeline(tmp_path: Path, kind: str) -> Path:
+    module = f"sig_{kind}"
+    (tmp_path / f"{module}.py").write_text(TYPES + AGENTS[kind])
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(
+        "# a one-agent pipeline\n"
+        "agents:\n"
+        "  - id: a\n"
+        f"    use: {module}:Agent_\n"
+        "entry: {type: question, to: a}\n"
+        "output: answer\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("kind", ["good", "sync"])
+def test_a_message_returning_handler_async_or_plain_validates(
+    tmp_path: Path, capsys: Capture, kind: str
+) -> None:
+    path = pipeline(tmp_path, kind)
+    assert main(["validate", str(path), "--strict"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(f"OK: {path}")
+    assert out.err == ""
+    result = anyio.run(load_pipeline(path).run)
+    assert result.ok  # and it runs
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        (
+            "payload",
+            "handler Agent_.on_question returns Answer, a payload, where the runtime takes a "
+            "Message: return ctx.reply(Answer(...)) or ctx.emit(...) and annotate -> Message",
+        ),
+        (
+            "text",
+            "handler Agent_.on_question returns list, where the runtime takes a Message, a list "
+            "or tuple of them, or None",
+        ),
+        (
+            "no_produces",
+            "agent 'a' returns messages but its class Agent_ declares no produces, so output "
+            "'answer' is never reached: list the payload types it returns (produces = (...,))",
+        ),
+    ],
+)
+def test_what_fails_every_run_is_refused_at_the_agents_line(
+    tmp_path: Path, capsys: Capture, kind: str, problem: str
+) -> None:
+    path = pipeline(tmp_path, kind)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"{path}:4: agents.0.use: {problem}\ngenie validate: 1 problem\n"
+
+
+def test_a_type_nobody_takes_is_a_warning_and_strict_refuses_it(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    path = pipeline(tmp_path, "unrouted")
+    warning = (
+        f"{path}:4: agents.0.use: agent 'a' produces 'aside', which no agent takes and which "
+        "is not the output: each one is dead-lettered (unrouted), unless a ctx.request awaits it"
+    )
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr()
+    assert out.err == f"warning: {warning}\n"
+    assert out.out.startswith("OK: ")
+    assert load_pipeline(path).warnings == (warning,)
+    assert main(["validate", str(path), "--strict"]) == 2
+    assert capsys.readouterr().err == f"{warning}\ngenie validate: 1 problem\n"
+    # What the warning says is what a run does.
+    result = anyio.run(load_pipeline(path).run)
+    assert [(d.kind, d.message.type) for d in result.dead_letters] == [("unrouted", "aside")]
+
+
+def test_a_payload_returned_at_run_time_says_to_wrap_it(tmp_path: Path) -> None:
+    """What ``genie validate`` refuses, the runtime names the same way, for a handler whose
+    annotation did not say (an agent built in Python, past the validator)."""
+
+    class Unwrapped(BaseAgent):
+        produces = (Pong,)
+
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context):  # type: ignore[no-untyped-def]
+            return Pong(n=payload.n)
+
+    async def run() -> str:
+        async with Runtime([Unwrapped("u")]) as rt:
+            await rt.publish(rt.message(Ping(), recipient="u"))
+            await rt.wait_idle()
+        [letter] = rt.dead_letters
+        return letter.reason
+
+    assert anyio.run(run) == (
+        "InvalidOutputError: agent 'u' returned Pong; a payload, not a message: "
+        "return ctx.reply(Pong(...)) or ctx.emit"
+    )
