@@ -219,7 +219,17 @@ def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payloa
     except NameError as exc:
         raise ConfigurationError(f"handler {where}: cannot resolve annotations ({exc})") from exc
     model = hints.get(params[1])
-    if not (isinstance(model, type) and issubclass(model, Payload) and model.message_type):
+    if isinstance(model, type) and issubclass(model, Payload) and not model.message_type:
+        # A base of models (genie.pipeline.Gathered, a payload base of your own) names no
+        # message type, so nothing could be routed to this handler by it.
+        name = model.__name__
+        raise ConfigurationError(
+            f"handler {where}: '{params[1]}' is annotated with {name}, a base of payload "
+            f"models with no message_type of its own; annotate it with a subclass that sets "
+            f'one (class Bundle({name}): message_type = "bundle"), the type the sender '
+            "emits (for a declared gather, its emit.type)"
+        )
+    if not (isinstance(model, type) and issubclass(model, Payload)):
         raise ConfigurationError(
             f"handler {where}: annotate '{params[1]}' with a Payload model that sets message_type"
         )

@@ -75,6 +75,12 @@ def restore_folder_packages(packages: dict[str, str]) -> None:
             sys.modules[name] = package
 
 
+_GENIE = str(Path(__file__).resolve().parents[1])
+
+
 def _where(exc: BaseException) -> str:
+    """Where the module's own code raised: the innermost frame outside genie (a handler's
+    class refused as it is defined points at the class, not at genie's check)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    own = [f for f in frames if not f.filename.startswith(_GENIE)] or frames
+    return f" ({own[-1].filename}:{own[-1].lineno})" if own else ""

@@ -184,3 +184,86 @@ def test_a_payload_returned_at_run_time_says_to_wrap_it(tmp_path: Path) -> None:
         "InvalidOutputError: agent 'u' returned Pong; a payload, not a message: "
         "return ctx.reply(Pong(...)) or ctx.emit"
     )
+
+
+GATHER = """
+from genie import BaseAgent, Context, Message, Payload, handler
+from genie.pipeline import Gathered
+
+
+class Question(Payload):
+    message_type = "question"
+
+
+class Part(Payload):
+    message_type = "part"
+    v: int = 1
+
+
+class Answer(Payload):
+    message_type = "answer"
+    parts: int
+
+
+class Worker(BaseAgent):
+    produces = (Part,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.emit(Part())
+"""
+REPORTER = """
+{bundle}
+
+class Reporter(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_bundle(self, payload: {annotation}, ctx: Context) -> Message:
+        return ctx.emit(Answer(parts=len(payload.parts)))
+"""
+GATHER_YAML = """agents:
+  - {id: w, use: MODULE:Worker}
+  - {id: r, use: MODULE:Reporter}
+gathers:
+  - id: g
+    expect: {types: [part]}
+    deadline: 2s
+    emit: {type: bundle, to: r}
+entry: {type: question, to: w}
+routes: {part: [g]}
+output: answer
+"""
+
+
+def test_a_gathers_bundle_is_received_by_a_subclass_with_its_type(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    """Issue 36, item 6: annotating with ``Gathered`` itself names the fix at the class's line
+    (it used to be a bare 'annotate with a model that sets message_type' at genie's own
+    line); the documented subclass validates and runs."""
+    plain = GATHER + REPORTER.format(bundle="", annotation="Gathered")
+    (tmp_path / "gather_plain.py").write_text(plain)
+    path = tmp_path / "plain.yaml"
+    path.write_text(GATHER_YAML.replace("MODULE", "gather_plain"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    line = plain.splitlines().index("class Reporter(BaseAgent):") + 1
+    assert (
+        "handler Reporter.on_bundle: 'payload' is annotated with Gathered, a base of payload "
+        "models with no message_type of its own; annotate it with a subclass that sets one "
+        '(class Bundle(Gathered): message_type = "bundle"), the type the sender emits (for a '
+        f"declared gather, its emit.type) ({tmp_path / 'gather_plain.py'}:{line})"
+    ) in err
+
+    bundle = 'class Bundle(Gathered):\n    message_type = "bundle"\n'
+    (tmp_path / "gather_sub.py").write_text(
+        GATHER + REPORTER.format(bundle=bundle, annotation="Bundle")
+    )
+    path = tmp_path / "sub.yaml"
+    path.write_text(GATHER_YAML.replace("MODULE", "gather_sub"))
+    assert main(["validate", str(path), "--strict"]) == 0
+    result = anyio.run(load_pipeline(path).run)
+    assert result.status == "ok"
+    assert result.output is not None
+    assert result.output.payload.model_dump() == {"parts": 1}
