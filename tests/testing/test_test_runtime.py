@@ -1,0 +1,98 @@
+"""``genie.testing.TestRuntime``: a whole app in one ``async with`` (issue 36, item 4), on
+both backends, with faults, a recorded conversation, idleness awaited without polling, and
+virtual time."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie import BaseAgent, ConfigurationError, Context, Message, handler
+from genie.testing import VIRTUAL_TIME, TestRuntime
+
+from ..conftest import Echo, Ping, Pong, Recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+
+
+async def test_agents_in_one_async_with_and_their_conversation_recorded() -> None:
+    async with TestRuntime([Echo("echo"), Recorder("sink")]) as app:
+        answered = await app.ask(Ping(n=7), to="echo")
+        await app.publish(Ping(n=8), to="sink")
+        await app.idle()
+        assert answered.complete
+        [reply] = answered.replies
+        assert reply.payload == Pong(n=7)
+        assert [m.payload for m in app.received("echo")] == [Ping(n=7)]
+        assert app.emitted("echo") == [reply]
+        assert [m.payload for m in app.received("sink")] == [Ping(n=8)]
+        assert app.emitted("sink") == []
+        with pytest.raises(ConfigurationError, match=r"no agent 'eco' .*did you mean 'echo'"):
+            app.received("eco")
+
+
+async def test_a_pipeline_runs_as_genie_run_runs_it() -> None:
+    async with TestRuntime(FINANCE) as app:
+        result = await app.run()  # the entry's default input: the sample statement
+        assert result.status == "ok"
+        assert [m.type for m in app.received("financial_supervisor")][:1] == ["finance_question"]
+        assert app.emitted("reporter")[-1].type == "final_report"
+
+
+async def test_faults_are_the_simulations_and_named_in_the_result() -> None:
+    async with TestRuntime(FINANCE, faults=["error:forecaster=1"]) as app:
+        result = await app.run()
+    assert result.status == "failed"  # the supervisor needs every part
+    [letter] = result.dead_letters
+    assert letter.agent_id == "forecaster"
+    assert letter.error_type == "InjectedFailure"
+
+
+class Stuck(BaseAgent):
+    """Never finishes a delivery."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_idle_returns_when_work_ends_and_names_what_never_ends() -> None:
+    async with TestRuntime([Echo("echo")]) as app:
+        started = time.monotonic()
+        await app.publish(Ping(), to="echo")
+        await app.idle()  # no polling loop: the ledger's own wake-up
+        assert time.monotonic() - started < 1
+    async with TestRuntime([Stuck("stuck")], timeout=0.2) as app:
+        await app.publish(Ping(), to="stuck")
+        with pytest.raises(TimeoutError, match=r"still busy after 0.2s: 1 deliveries in flight"):
+            await app.idle()
+
+
+def test_outside_async_with_it_says_so() -> None:
+    app = TestRuntime([Echo("echo")])
+    with pytest.raises(ConfigurationError, match="use 'async with' first"):
+        app.runtime  # noqa: B018
+
+
+class Sleeper(BaseAgent):
+    """Answers after an hour."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await anyio.sleep(3600)
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
+async def test_virtual_time_makes_an_hour_take_no_time() -> None:
+    started = time.monotonic()
+    async with TestRuntime([Sleeper("slow")], timeout=7200) as app:
+        answered = await app.ask(Ping(n=1), to="slow")
+    assert answered.complete
+    assert time.monotonic() - started < 5  # an hour of the runtime's clock
