@@ -41,6 +41,7 @@ from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
 from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
+from .init import add_parser as add_init
 from .serve import add_parser as add_serve
 
 if TYPE_CHECKING:
@@ -392,6 +393,8 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     graph.add_argument("--format", choices=("text", "mermaid"), default="text")
     _add_set(graph)
     graph.set_defaults(func=_graph)
+
+    add_init(commands)
 
     agents = commands.add_parser(
         "agents",

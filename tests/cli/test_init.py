@@ -1,0 +1,68 @@
+"""``genie init DIR`` writes a starter project that passes its own test and runs, from a folder
+outside the clone, with genie as installed (issue 36)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genie._cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+Capture = pytest.CaptureFixture[str]
+
+
+def outside(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user's shell: nothing points at the clone."""
+    assert ROOT not in tmp_path.parents
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GENIE_USER")}
+
+
+def test_the_starter_project_passes_its_own_test_and_runs(tmp_path: Path, capsys: Capture) -> None:
+    project = tmp_path / "my-app"
+    assert main(["init", str(project)]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == f"wrote {project / 'agents.py'}"
+    env = outside(tmp_path)
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "4 passed" in tested.stdout  # two tests, each on asyncio and trio
+    genie = shutil.which("genie", path=str(Path(sys.executable).parent))
+    assert genie is not None
+    ran = subprocess.run(
+        [genie, "run", "pipeline.yaml", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert '"words": 7' in ran.stdout
+
+
+def test_init_overwrites_nothing(tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "agents.py").write_text("# mine\n")
+    assert main(["init", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"genie init: {tmp_path} already has agents.py: genie init writes only into a new or "
+        "empty folder, and overwrites nothing\n"
+    )
+    assert (tmp_path / "agents.py").read_text() == "# mine\n"
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert main(["init", str(afile)]) == 2
+    assert capsys.readouterr().err == f"genie init: {afile} exists and is not a folder\n"
