@@ -12,10 +12,9 @@ kept in memory and may be sent to a client, so it stays small.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import traceback
-
-import anyio
 
 __all__ = ["KEPT", "MAX_CHARS", "attempts_of", "format_failure", "remember_attempt"]
 
@@ -23,11 +22,16 @@ KEPT = 3  # the tracebacks of a retried delivery's last attempts
 MAX_CHARS = 4_000  # of one traceback; the middle is cut, the raising line always kept
 
 _GENIE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_LOOPS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__)) + os.sep
-    for module in (anyio, __import__("asyncio"))
-    if module.__file__
-)
+
+
+def _package_dir(name: str) -> str | None:
+    # Found without importing it: ``import genie`` must not load asyncio (and logging).
+    spec = importlib.util.find_spec(name)
+    origin = spec.origin if spec is not None else None
+    return os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
+
+
+_LOOPS = tuple(d for d in map(_package_dir, ("anyio", "asyncio")) if d is not None)
 _PLUMBING = (_GENIE, *_LOOPS, f"{os.sep}trio{os.sep}", f"{os.sep}contextlib.py")
 # Where a retried delivery's earlier failures are kept: on the failure that followed them.
 _EARLIER = "__genie_earlier_attempts__"
