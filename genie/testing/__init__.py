@@ -185,7 +185,8 @@ class TestRuntime:
 
     async def run(self, input: str | Payload | None = None) -> RunResult:
         """One request through the pipeline, as ``genie run`` sends it: ``input`` text (read
-        as the entry's input format), an entry payload, or the entry's default input."""
+        as the entry's input format), an entry payload, or the entry's default input. It
+        ends at the pipeline's own ``timeout``, as a run does."""
         pipeline = self.pipeline
         if pipeline is None:
             raise ConfigurationError("run() needs a pipeline: this test runtime hosts agents")
@@ -193,7 +194,7 @@ class TestRuntime:
             payload = input
         else:
             payload = pipeline.entry_payload(pipeline.read_input(text=input))
-        return await pipeline.ask(self.runtime, payload, timeout=self.timeout)
+        return await pipeline.ask(self.runtime, payload)
 
     async def idle(self) -> None:
         """Wait until nothing is in flight (no delivery queued or running, no timer set)."""

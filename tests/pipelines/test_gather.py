@@ -12,6 +12,7 @@ import trio.testing
 
 from genie import Decision, Message
 from genie.pipeline import load_pipeline
+from genie.testing import TestRuntime
 
 GATHER = Path(__file__).parent / "good" / "gather.yaml"
 
@@ -22,10 +23,9 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
 
 
 async def run(**variables: str) -> tuple[Any, Any]:
-    pipeline = load_pipeline(GATHER, variables=variables)
-    async with pipeline.runtime() as rt:
-        result = await pipeline.ask(rt, pipeline.entry_payload(None))
-        fan_in = next(a for a in rt.agents() if a.id == "fan_in")
+    async with TestRuntime(load_pipeline(GATHER, variables=variables)) as app:
+        result = await app.run()
+        fan_in = next(a for a in app.runtime.agents() if a.id == "fan_in")
     return result, fan_in
 
 
