@@ -37,6 +37,7 @@ from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
 from ._schema import AgentDecl, PipelineFile, _Model, validate_file
+from ._shipped import shipped_pipelines
 from ._signatures import handler_problems, returns_messages
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def load_pipeline(
 
     Raises ``ConfigFileError`` listing every problem found.
     """
-    path = Path(path)
+    path = _located(Path(path))
     doc = read_yaml(path)
     env = {**os.environ, **(variables or {})}
     unset: list[tuple[Loc, str]] = []
@@ -121,6 +122,21 @@ def load_pipeline(
         raise ConfigFileError(sorted_problems(found))
     catalogue = catalogue or Catalogue.installed()
     return _Checker(path, config, doc.lines, catalogue, found, [*quiet, *pruned]).pipeline()
+
+
+def _located(path: Path) -> Path:
+    """``path``, or the shipped pipeline it names (``finance``: no folder, no suffix, no such
+    file here); a file that is nowhere is refused naming the shipped ones."""
+    if path.exists():
+        return path
+    shipped = shipped_pipelines()
+    if len(path.parts) == 1 and not path.suffix and path.name in shipped:
+        return shipped[path.name]
+    names = ", ".join(shipped) or "none installed"
+    hint = did_you_mean(path.stem, shipped) if len(path.parts) == 1 else ""
+    raise ConfigFileError(
+        [f"{path}: does not exist{hint}; the shipped pipelines, by name (genie run NAME): {names}"]
+    )
 
 
 def takes_panel(annotation: Any) -> bool:
