@@ -1,5 +1,6 @@
-"""The wheel a user installs runs the shipped pipelines by name, in any folder (issue 36,
-item 5): they are package data (``genie_agents/config/``), not files of the clone."""
+"""The wheel a user installs runs the shipped pipelines by name, and ``genie bench``, in any
+folder (issue 36, item 5): they are package data (``genie_agents/config/``), not files of the
+clone."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 @pytest.mark.xdist_group("wheel")
-def test_an_installed_wheel_runs_finance_by_name_outside_the_clone(tmp_path: Path) -> None:
+def test_an_installed_wheel_runs_finance_and_the_bench_outside_the_clone(tmp_path: Path) -> None:
     built = subprocess.run(
         [
             sys.executable,
@@ -93,3 +94,15 @@ def test_an_installed_wheel_runs_finance_by_name_outside_the_clone(tmp_path: Pat
     )
     assert missing.returncode == 2
     assert missing.stderr.startswith("financ: does not exist (did you mean 'finance'?)")
+    # The harness too: its pipeline and policies are the shipped ones.
+    chain = ("--workloads", "chain", "--out", str(user / "results"))
+    bench = subprocess.run(
+        [str(python), "-m", "genie._cli", "bench", "--quick", "--variants", "genie", *chain],
+        cwd=user,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert (user / "results" / "results.json").is_file()

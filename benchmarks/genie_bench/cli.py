@@ -21,6 +21,7 @@ from typing import Any
 
 from genie import ConfigurationError
 from genie._base.progress import ProgressLine
+from genie.pipeline._shipped import shipped_file
 
 from . import measure, process, report
 from .variants import (
@@ -33,6 +34,10 @@ from .variants import (
     load_policies,
 )
 from .workloads import WorkloadError
+
+# The shipped files, wherever genie is installed: `genie bench` runs in any folder.
+POLICIES = shipped_file("policies/ai-policy.yaml")
+PIPELINE = shipped_file("pipelines/finance.yaml")
 
 # Idle agents cost the same with policies, metrics or an envelope: one variant stands for each.
 MEMORY_VARIANTS = ("asyncio", "pool", "anyio", "genie", "autogen-core")
@@ -166,13 +171,13 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--policies",
-        default="config/policies/ai-policy.yaml",
-        help="the default policy set for the +policies variants",
+        default=str(POLICIES),
+        help="the default policy set for the +policies variants (the shipped board file)",
     )
     p.add_argument(
         "--pipeline",
-        default="config/pipelines/finance.yaml",
-        help="the pipeline `genie run` times as a fresh process",
+        default=str(PIPELINE),
+        help="the pipeline `genie run` times as a fresh process (the shipped finance)",
     )
     p.add_argument(
         "--compiled",
@@ -208,8 +213,8 @@ class Settings:
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     cpu_rounds: int = 1_000_000
     quick: bool = False
-    policies: str = "config/policies/ai-policy.yaml"
-    pipeline: str = "config/pipelines/finance.yaml"
+    policies: str = str(POLICIES)
+    pipeline: str = str(PIPELINE)
     compiled: str | None = None
 
     @classmethod

@@ -19,7 +19,7 @@ MODES = ("untraced", "imported", "traced")
 async def _asks(mode: str) -> float:
     from genie.pipeline import load_pipeline
 
-    pipeline = load_pipeline("config/pipelines/finance.yaml")
+    pipeline = load_pipeline("finance")
     payload = pipeline.entry_payload(pipeline.read_input())
     async with pipeline.runtime() as rt:
         if mode != "untraced":

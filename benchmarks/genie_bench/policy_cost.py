@@ -36,9 +36,10 @@ import anyio
 
 from genie import Limits, Message, Payload, Runtime
 from genie._runtime.policy import Decision, admit
+from genie.pipeline._shipped import shipped_file
 from genie.policies import load_policy_file
 
-POLICIES = "config/policies/ai-policy.yaml"
+POLICIES = str(shipped_file("policies/ai-policy.yaml"))
 SHAPES = ("40B", "30fields", "reply")
 EVALUATORS = ("reference", "plan")
 

@@ -27,7 +27,7 @@ __all__ = ["CONCURRENCY", "serve_load"]
 
 CONCURRENCY = (1, 16, 64)
 KEY = "bench-key-0123456789"
-PIPELINE = "config/pipelines/finance.yaml"
+PIPELINE = "finance"
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["shipped_pipelines"]
+__all__ = ["shipped_file", "shipped_pipelines"]
 
 
 def _config() -> Path | None:
@@ -23,6 +23,13 @@ def _config() -> Path | None:
         if folder.is_dir():
             return folder
     return None
+
+
+def shipped_file(relative: str) -> Path:
+    """A shipped file by its path under ``config/`` (``policies/ai-policy.yaml``), or that
+    relative path itself when genie ships none (a tree without the catalogue)."""
+    folder = _config()
+    return folder.parent / relative if folder is not None else Path("config", relative)
 
 
 def shipped_pipelines() -> dict[str, Path]:
