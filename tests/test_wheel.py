@@ -65,6 +65,18 @@ def test_an_installed_wheel_runs_finance_and_the_bench_outside_the_clone(tmp_pat
     user = tmp_path / "somewhere"
     user.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def genie(*argv: str) -> subprocess.CompletedProcess[str]:
+        """``genie ARGV`` in the fresh environment, from a folder outside the clone."""
+        return subprocess.run(
+            [str(python), "-m", "genie._cli", *argv],
+            cwd=user,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     where = subprocess.run(
         [str(python), "-c", "import genie, genie_agents; print(genie.__file__)"],
         cwd=user,
@@ -74,35 +86,13 @@ def test_an_installed_wheel_runs_finance_and_the_bench_outside_the_clone(tmp_pat
         check=True,
     ).stdout
     assert where.startswith(target)  # the wheel's genie, not the clone's
-    ran = subprocess.run(
-        [str(python), "-m", "genie._cli", "run", "finance"],
-        cwd=user,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = genie("run", "finance")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("Genie Financial Report")
-    missing = subprocess.run(
-        [str(python), "-m", "genie._cli", "run", "financ"],
-        cwd=user,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = genie("run", "financ")
     assert missing.returncode == 2
     assert missing.stderr.startswith("financ: does not exist (did you mean 'finance'?)")
     # The harness too: its pipeline and policies are the shipped ones.
-    chain = ("--workloads", "chain", "--out", str(user / "results"))
-    bench = subprocess.run(
-        [str(python), "-m", "genie._cli", "bench", "--quick", "--variants", "genie", *chain],
-        cwd=user,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bench = genie("bench", "--quick", "--variants", "genie", "--workloads", "chain", "--out", "r")
     assert bench.returncode == 0, bench.stderr
-    assert (user / "results" / "results.json").is_file()
+    assert (user / "r" / "results.json").is_file()
