@@ -48,5 +48,13 @@ class AgentOptions(Record):
             raise ConfigurationError(
                 f"overflow must be 'overdraft' or 'shed', not {self.overflow!r}"
             )
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy, not {self.retry!r} (the default retries nothing)"
+            )
+        if self.breaker is not None and not isinstance(self.breaker, BreakerPolicy):
+            raise ConfigurationError(
+                f"breaker must be a BreakerPolicy or None, not {self.breaker!r}"
+            )
         if self.offload not in ("thread", "process"):
             raise ConfigurationError(f"offload must be 'thread' or 'process', not {self.offload!r}")

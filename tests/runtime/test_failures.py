@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ from genie import (
     AgentOptions,
     BaseAgent,
     BreakerPolicy,
+    ConfigurationError,
     Context,
     Message,
     RetryPolicy,
@@ -194,3 +196,20 @@ async def test_a_handler_exception_never_reaches_other_agents() -> None:
     assert [p.n for p in rec.seen] == list(range(20))
     s = rt.statistics()
     assert (s.dead_lettered, s.handled) == (20, 20)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"retry": None}, "retry must be a RetryPolicy, not None"),
+        ({"retry": 3}, "retry must be a RetryPolicy, not 3"),
+        ({"breaker": "off"}, "breaker must be a BreakerPolicy or None, not 'off'"),
+    ],
+)
+def test_options_of_the_wrong_kind_are_refused_when_made(
+    options: dict[str, Any], says: str
+) -> None:
+    """Untyped code passing ``retry=None`` is told so at once, not by a crash in the first
+    failure's retry."""
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        AgentOptions(**options)
