@@ -66,6 +66,9 @@ if _TYPE_CHECKING:
     from ._base.log_format import JsonFormatter as JsonFormatter
     from ._base.log_format import configure_logging as configure_logging
     from ._runtime.losses import Lost as Lost
+    from ._runtime.model_text import ModelText as ModelText
+    from ._runtime.model_text import ModelTextStream as ModelTextStream
+    from ._runtime.model_text import TextChunk as TextChunk
     from ._runtime.observe.events import Event as Event
     from ._runtime.observe.events import EventStream as EventStream
     from ._runtime.observe.metrics import Metrics as Metrics
@@ -78,8 +81,8 @@ if _TYPE_CHECKING:
 # pipelines and the CLI, not a program that builds its runtime itself; the log formatters need
 # `logging`, which genie's own loggers import when they first write (genie/_base/log.py). A
 # runtime loads the rest when it first needs them: the `Lost` model when an agent subscribes
-# to loss notices, the event stream at `rt.events()`, the statistics record at
-# `rt.statistics()`.
+# to loss notices, the event stream at `rt.events()`, model text at `rt.model_text()`, the
+# statistics record at `rt.statistics()`.
 _LAZY = {
     "Metrics": "._runtime.observe.metrics",
     "MetricsServer": "._runtime.observe.metrics",
@@ -90,6 +93,9 @@ _LAZY = {
     "Event": "._runtime.observe.events",
     "EventStream": "._runtime.observe.events",
     "Lost": "._runtime.losses",
+    "ModelText": "._runtime.model_text",
+    "ModelTextStream": "._runtime.model_text",
+    "TextChunk": "._runtime.model_text",
     "OffloadStatistics": "._runtime.offload",
     "RuntimeStatistics": "._runtime.statistics",
 }
@@ -146,6 +152,8 @@ __all__ = [
     "Metrics",
     "MetricsServer",
     "Missing",
+    "ModelText",
+    "ModelTextStream",
     "NoRouteError",
     "Observer",
     "OffloadStatistics",
@@ -163,6 +171,7 @@ __all__ = [
     "ShutdownReport",
     "Tap",
     "TestContext",
+    "TextChunk",
     "Timer",
     "UnhandledMessageError",
     "UnknownMessageTypeError",

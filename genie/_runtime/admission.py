@@ -68,6 +68,12 @@ class Admission:
             self.denials[decision.policy] += 1
         return decision
 
+    def judge(self, msg: Message, reader: str) -> Decision:
+        """The policies' decision on ``msg`` for ``reader`` when ``msg`` is no delivery (model
+        text on its way out, judged at each release): the limits are not asked and nothing is
+        counted, as the text is judged again and again while it grows."""
+        return self.plan.decide(msg, reader)
+
     def statistics(self) -> PolicyStatistics:
         return PolicyStatistics(
             tuple(getattr(p, "name", type(p).__name__) for p in self.policies),

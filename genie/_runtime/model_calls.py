@@ -10,20 +10,25 @@ unless it catches it. ``genie.llm`` is imported with the first model call, never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
 from .._message.envelope import Message
+from .admission import Admission
 from .correlator import Correlator
 from .ledger import Ledger, fields
-from .policy import Limits
+from .observe.observer import Observer
+from .policy import Decision, Limits
 
 if TYPE_CHECKING:
     from ..llm._cost import PriceTable
     from ..llm._governed import CorrelationBudget, Firing
     from ..llm._provider import Provider
     from ..llm._shared import SharedCounters
+    from .model_text import ModelTextHub, ModelTextStream, TextCall
 
 __all__ = ["ModelCalls"]
 
@@ -31,10 +36,17 @@ _log = lazy_logger("genie.runtime")
 
 
 class ModelCalls:
-    """One runtime's model calls: ``provider`` is what ``ctx.llm`` returns."""
+    """One runtime's model calls: ``provider`` is what ``ctx.llm`` returns; ``read_text``
+    relays what they stream to a reader, governed (genie/_runtime/model_text.py)."""
 
     def __init__(
-        self, limits: Limits, prices: PriceTable | None, ledger: Ledger, correlator: Correlator
+        self,
+        limits: Limits,
+        prices: PriceTable | None,
+        ledger: Ledger,
+        correlator: Correlator,
+        admission: Admission,
+        clock: Clock,
     ) -> None:
         if limits.correlation_cost is not None and prices is None:
             raise ConfigurationError(
@@ -45,8 +57,11 @@ class ModelCalls:
         self._prices = prices
         self._ledger = ledger
         self._correlator = correlator
+        self._admission = admission
+        self._clock = clock
         self._budget: CorrelationBudget | None = None
         self._shared: SharedCounters | None = None
+        self._text: ModelTextHub | None = None  # made when the first reader opens
 
     def share(self, counters: SharedCounters) -> None:
         """Count the model budgets on ``counters`` too, shared with every process of the
@@ -66,7 +81,55 @@ class ModelCalls:
         budget = self._budget
         if budget is None and self._limits.model_budget:
             budget = self._budget = self._new_budget()
-        return HandlerProvider(provider, message, agent_id, budget)
+        return HandlerProvider(provider, message, agent_id, budget, self.text_call)
+
+    def text_call(self, agent_id: str, message: Message) -> TextCall | None:
+        """The relay of a model call ``agent_id``'s handler of ``message`` streams, when
+        someone reads its correlation's model text."""
+        text = self._text
+        return None if text is None else text.call(agent_id, message)
+
+    def read_text(
+        self,
+        correlation_id: str,
+        reader: str,
+        hold_back: int | None,
+        attach: Callable[[Observer], None],
+        detach: Callable[[Observer], None],
+    ) -> ModelTextStream:
+        if self._text is None:
+            from .model_text import ModelTextHub  # loaded by the first reader, not by a runtime
+
+            self._text = ModelTextHub(self._judge, attach, detach)
+        return self._text.open(correlation_id, reader, hold_back)
+
+    def _judge(self, call: TextCall, text: str, reader: str) -> Decision:
+        """Whether ``reader`` may see ``text``, all of ``call``'s text so far: the policies'
+        decision on it as a message from the agent to the reader (a denial is audited)."""
+        from .model_text import ModelText
+
+        if not self._admission.policies:
+            return Decision.ALLOW
+        msg = call.message.child(
+            ModelText(text=text),
+            sender=call.agent_id,
+            id=f"{call.message.id}/text/{call.number}",
+            created_at=self._clock.timestamp(),
+            recipient=reader,
+        )
+        decision = self._admission.judge(msg, reader)
+        if not decision.allowed:
+            self._ledger.record(decision.policy, "denied", reader, msg, decision.reason)
+            _log.info(
+                "model text of %s call %d denied to %s by %s: %s",
+                call.agent_id,
+                call.number,
+                reader,
+                decision.policy,
+                decision.reason,
+                extra=fields(reader, msg),
+            )
+        return decision
 
     def _new_budget(self) -> CorrelationBudget:
         from ..llm._cost import PriceTable

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ..llm._cost import PriceTable
+    from .model_text import ModelTextStream
     from .observe.events import EventHub, EventStream
     from .observe.metrics import Metrics
     from .offload import Offload
@@ -190,7 +191,9 @@ class Runtime:
             self._check_open,
         )
         self._timers = Timers(self._ledger, self._correlator, self._fire)
-        self._model_calls = ModelCalls(self.limits, prices, self._ledger, self._correlator)
+        self._model_calls = ModelCalls(
+            self.limits, prices, self._ledger, self._correlator, self._admission, self.clock
+        )
         services = ContextServices(
             self.clock,
             self._new_id,
@@ -386,6 +389,26 @@ class Runtime:
 
             self._hub = EventHub(self.clock, self.add_observer, self.remove_observer)
         return self._hub.open(correlation_id, buffer)
+
+    def model_text(
+        self, correlation_id: str, *, reader: str, hold_back: int | None = 64
+    ) -> ModelTextStream:
+        """The text the model calls of one request stream (``ctx.llm(p).stream(...)``), as
+        ``reader`` (a principal, or an agent id) may see it: ``TextChunk`` after ``TextChunk``.
+
+        Use it as ``async with rt.model_text(cid, reader="alice") as text`` before publishing,
+        then ``async for chunk in text``. Every release is judged by the runtime's policies as a
+        ``model_text`` message from the agent to ``reader`` holding all of that call's text so
+        far, and the last ``hold_back`` characters are held until more arrives or the call
+        ends (``None``: only a whole call's text is released, once it ends); a denial ends the
+        call's text for this reader. It ends when nothing of the correlation is in flight.
+        Model calls made in other processes (genie.nats) are not relayed.
+        """
+        if self._state is RuntimeState.CLOSED:
+            raise RuntimeClosedError("cannot read model text: the runtime is closed")
+        return self._model_calls.read_text(
+            correlation_id, reader, hold_back, self.add_observer, self.remove_observer
+        )
 
     def agents(self) -> list[Agent]:
         return [mb.agent for mb in self._mailboxes.values()]

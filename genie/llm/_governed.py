@@ -15,9 +15,10 @@ ledger, and settles there what it used; only the first refusal anywhere fires th
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.lowlevel import checkpoint
@@ -29,7 +30,10 @@ from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider
 from ._shared import SharedBudget, SharedCounters
-from ._types import CallContext, Request, Response, StreamEvent
+from ._types import CallContext, Finish, Request, Response, StreamEvent, TextDelta
+
+if TYPE_CHECKING:
+    from .._runtime.model_text import TextCall
 
 __all__ = ["CorrelationBudget", "HandlerProvider"]
 
@@ -203,7 +207,9 @@ class HandlerProvider:
     """``inner`` as one handler call sees it: requests get the context of ``message`` (when
     they carry none of their own; the correlation and the causing delivery, ``message`` to
     ``agent_id``, are always these) and, with a
-    ``budget``, the runtime's kill switch keyed by the message's correlation."""
+    ``budget``, the runtime's kill switch keyed by the message's correlation. ``relay`` gives
+    what a stream's text is told to while someone reads the correlation's model text
+    (``Runtime.model_text``)."""
 
     def __init__(
         self,
@@ -211,10 +217,12 @@ class HandlerProvider:
         message: Message,
         agent_id: str,
         budget: CorrelationBudget | None,
+        relay: Callable[[str, Message], TextCall | None] | None = None,
     ) -> None:
         self.inner = inner
         self.message = message
         self.agent_id = agent_id
+        self._relay = relay
         self._through: Provider = (
             inner if budget is None else _Switch(inner, budget, agent_id, message)
         )
@@ -254,5 +262,33 @@ class HandlerProvider:
     async def complete(self, request: Request) -> Response:
         return await self._through.complete(self._governed(request))
 
-    def stream(self, request: Request) -> AbstractAsyncContextManager[AsyncIterator[StreamEvent]]:
-        return self._through.stream(self._governed(request))
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        governed = self._governed(request)
+        call = None if self._relay is None else self._relay(self.agent_id, self.message)
+        if call is None:
+            async with self._through.stream(governed) as events:
+                yield events
+            return
+        try:
+            async with (
+                self._through.stream(governed) as events,
+                aclosing(_relayed(events, call)) as relayed,
+            ):
+                yield relayed
+        except BaseException as error:  # a refusal, a failure or a cancellation ends it
+            call.end(None, error)
+            raise
+        call.end(None)  # left before the model finished: what came is the call's text
+
+
+async def _relayed(
+    events: AsyncIterator[StreamEvent], call: TextCall
+) -> AsyncGenerator[StreamEvent, None]:
+    """``events``, their text told to ``call`` as it passes to the handler."""
+    async for event in events:
+        if isinstance(event, TextDelta):
+            call.add(event.text)
+        elif isinstance(event, Finish):
+            call.end(event.reason)
+        yield event

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import aclosing, asynccontextmanager
+
+from anyio.lowlevel import checkpoint
 
 from .._errors import LLMError
 from .._provider import events_of
@@ -17,7 +19,8 @@ Answer = Response | str | LLMError | Callable[[Request], Response]
 class ScriptedProvider:
     """Answers each call with the next item of ``script`` and repeats the last one, as Go's
     mock does: a :class:`Response`, a text, an error to raise, or a function of the request.
-    Every request is kept in ``requests``. Streams send the text in ``chunk``-sized deltas."""
+    Every request is kept in ``requests``. Streams send the text in ``chunk``-sized deltas,
+    letting the event loop run other tasks between two, as a stream from a server does."""
 
     def __init__(
         self,
@@ -63,5 +66,12 @@ class ScriptedProvider:
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        async with aclosing(events_of(self._next(request), self.chunk)) as reader:
+        async with aclosing(_paced(events_of(self._next(request), self.chunk))) as reader:
             yield reader
+
+
+async def _paced(events: AsyncGenerator[StreamEvent, None]) -> AsyncGenerator[StreamEvent, None]:
+    async with aclosing(events):
+        async for event in events:
+            await checkpoint()
+            yield event
