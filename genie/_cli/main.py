@@ -45,6 +45,7 @@ from .init import add_parser as add_init
 from .serve import add_parser as add_serve
 
 if TYPE_CHECKING:
+    from .._runtime.model_text import ModelTextStream
     from ..llm import LLMStacks
 
 __all__ = ["cli", "main"]
@@ -97,7 +98,14 @@ def _run(args: argparse.Namespace) -> int:
             server = rt.metrics.serve(args.metrics_port, args.metrics_host)
             print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
         go = functools.partial(
-            _go, pipeline, rt, payload, args.timeout, sys.stderr if args.trace else None, llm
+            _go,
+            pipeline,
+            rt,
+            payload,
+            args.timeout,
+            sys.stderr if args.trace else None,
+            llm,
+            sys.stderr if args.stream_text else None,
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         if transport is None:
@@ -167,8 +175,10 @@ async def _go(
     timeout: float | None,
     trace: TextIO | None,
     llm: LLMStacks | None = None,
+    text: TextIO | None = None,
 ) -> RunResult:
-    """One request through ``rt``; with ``trace``, its timeline is printed there live. The
+    """One request through ``rt``; with ``trace``, its timeline is printed there live, and
+    with ``text`` the text its model calls stream, as the request's sender may see it. The
     ``llm`` stacks are closed at the end, in the loop that used them."""
     stream = rt.events(buffer=65_536) if trace is not None else None
     try:
@@ -177,7 +187,11 @@ async def _go(
                 assert trace is not None
                 tg.start_soon(_print_trace, stream, trace)
             async with rt:
-                result = await pipeline.ask(rt, payload, timeout=timeout)
+                msg = pipeline.entry_message(rt, payload)
+                if text is not None:
+                    said = rt.model_text(msg.correlation_id, reader=msg.sender)
+                    tg.start_soon(_print_text, said, text)
+                result = await pipeline.ask(rt, msg, timeout=timeout)
                 if result.status == "timed_out":
                     # The request was cancelled: its handlers stop at once here, and within a
                     # broker round trip in workers. A delivery waiting for an agent no worker
@@ -195,6 +209,26 @@ async def _print_trace(stream: EventStream, out: TextIO) -> None:
     async for event in stream:
         origin = event.at if origin is None else origin
         print(event.line(origin), file=out)
+
+
+async def _print_text(text: ModelTextStream, out: TextIO) -> None:
+    """Each model call's text as it is released, then a line saying how it ended."""
+    fresh = True  # at the start of a line
+    async with text:
+        async for chunk in text:
+            if chunk.kind == "text":
+                out.write(chunk.text)
+                fresh = chunk.text.endswith("\n")
+            else:
+                how = (
+                    f"the rest denied by {chunk.policy}: {chunk.reason}"
+                    if chunk.kind == "denied"
+                    else f"ended: {chunk.finish or chunk.error or 'left unread'}"
+                )
+                lead = "" if fresh else "\n"
+                out.write(f"{lead}[{chunk.agent_id} call {chunk.call} {how}]\n")
+                fresh = True
+            out.flush()
 
 
 def _render(payload: Payload) -> str:
@@ -337,6 +371,11 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     add_audit_options(run)
     run.add_argument(
         "--trace", action="store_true", help="print the run's timeline (every event) on stderr"
+    )
+    run.add_argument(
+        "--stream-text",
+        action="store_true",
+        help="print the text the model calls stream on stderr as it comes, governed",
     )
     run.add_argument(
         "--metrics-port",

@@ -48,6 +48,14 @@ def add_parser(commands: Any) -> None:
     serve.add_argument(
         "--drain", type=float, default=10.0, metavar="S", help="seconds to drain on stop (10)"
     )
+    serve.add_argument(
+        "--hold-back",
+        type=_hold_back,
+        default=64,
+        metavar="N",
+        help="characters of streamed model text held until more arrives, so a policy judges "
+        "them whole (64); 'end': each model call's text only once it ended",
+    )
     add_audit_options(serve)
     serve.add_argument(
         "--otel",
@@ -63,6 +71,14 @@ def add_parser(commands: Any) -> None:
         help="set ${KEY} in the pipeline files (over the environment); repeatable",
     )
     serve.set_defaults(func=_serve)
+
+
+def _hold_back(value: str) -> int | None:
+    if value == "end":
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"a number of characters, or 'end', not {value!r}")
+    return int(value)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -133,7 +149,9 @@ def _serve(args: argparse.Namespace) -> int:
     for name, value in numbers.items():
         if value <= 0:
             raise ConfigurationError(f"{name} must be positive, not {value:g}")
-    settings = ServeSettings(rate=args.rate, burst=args.burst, max_body=args.max_body)
+    settings = ServeSettings(
+        rate=args.rate, burst=args.burst, max_body=args.max_body, hold_back=args.hold_back
+    )
     key, keyed_how = audit_log_key(args)
     try:
         audit = JsonlAuditLog(args.audit, key=key) if args.audit else None

@@ -45,7 +45,14 @@ from ._keys import ApiKey, KeyRing
 from ._limits import FailedAuth, RateLimits
 from ._openapi import openapi
 from ._page import PAGE, PAGE_HEADERS
-from ._stream import Recording, Recordings, StreamGate, event_json, resume_point
+from ._stream import (
+    Recording,
+    Recordings,
+    StreamGate,
+    event_json,
+    resume_point,
+    text_json,
+)
 from ._tracecontext import TraceParent
 
 if TYPE_CHECKING:
@@ -83,7 +90,10 @@ class ServeSettings:
     frames each: a few hundred bytes a frame), a comment line on a stream every ``heartbeat``
     seconds without a frame (so proxies keep an idle stream open), and per client address
     ``auth_failures`` failed authentications at once, then ``auth_failure_rate`` a second,
-    before its requests are refused with 429 (so keys cannot be guessed at speed)."""
+    before its requests are refused with 429 (so keys cannot be guessed at speed). A stream
+    carries the text its model calls stream, each release judged for the principal with the
+    last ``hold_back`` characters held until more arrives (None: a call's text only once it
+    ended, judged whole; see ``Runtime.model_text``)."""
 
     rate: float = 10.0
     burst: int | None = None
@@ -94,6 +104,13 @@ class ServeSettings:
     heartbeat: float = 15.0
     auth_failures: int = 10
     auth_failure_rate: float = 1.0
+    hold_back: int | None = 64
+
+    def __post_init__(self) -> None:
+        if self.hold_back is not None and self.hold_back < 0:
+            raise ValueError(
+                f"hold_back must be 0 or more characters, or None, not {self.hold_back}"
+            )
 
 
 class _Refused(Exception):
@@ -338,7 +355,7 @@ def create_app(
 
         async def run() -> None:
             try:
-                await _run_recorded(served, key, msg, timeout, rec)
+                await _run_recorded(served, key, msg, timeout, rec, settings.hold_back)
             except anyio.get_cancelled_exc_class():
                 state.cut.append(flight)
                 raise
@@ -467,16 +484,24 @@ def _spans(tracing: TracerProvider | bool, stacks: LLMStacks | None) -> Observer
 
 
 async def _run_recorded(
-    served: _Served, key: ApiKey, msg: Message, timeout: float | None, rec: Recording
+    served: _Served,
+    key: ApiKey,
+    msg: Message,
+    timeout: float | None,
+    rec: Recording,
+    hold_back: int | None,
 ) -> None:
-    """Run ``msg``, recording its events (those the principal may see) and then its result."""
+    """Run ``msg``, recording its events and the text of its model calls (what the principal
+    may see), and then its result."""
     rt = served.runtime
     admitted = served.gate.watch(msg.correlation_id, key.principal)
     events = rt.events(msg.correlation_id, buffer=4096)
+    text = rt.model_text(msg.correlation_id, reader=key.principal, hold_back=hold_back)
     origin = rt.clock.monotonic()
     rec.add("accepted", {"correlation_id": msg.correlation_id, "trace_id": msg.trace_id})
     try:
         settled = anyio.Event()
+        spoken = anyio.Event()
 
         async def pump() -> None:
             async for event in events:
@@ -484,8 +509,14 @@ async def _run_recorded(
                     rec.add(event.kind, event_json(event, origin, key.tracebacks))
             settled.set()
 
+        async def speak() -> None:
+            async for chunk in text:
+                rec.add(*text_json(chunk))
+            spoken.set()
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(pump)
+            tg.start_soon(speak)
             try:
                 result = await served.pipeline.ask(rt, msg, timeout=timeout)
             except GenieError as exc:
@@ -496,12 +527,14 @@ async def _run_recorded(
             # them only briefly (the stream ends when the request settles).
             with anyio.move_on_after(SETTLE_WAIT):
                 await settled.wait()
+                await spoken.wait()
             tg.cancel_scope.cancel()
         answer = result.as_json(tracebacks=key.tracebacks)
         rec.add("result", {"http_status": STATUS[result.status], **answer}, last=True)
     finally:
         served.gate.unwatch(msg.correlation_id, admitted)
         await events.aclose()
+        await text.aclose()
 
 
 def _credential(request: Request) -> str | None:

@@ -21,12 +21,13 @@ from typing import Any
 import anyio
 
 from .._message.envelope import Message
+from .._runtime.model_text import TextChunk
 from .._runtime.observe.events import Event
 from .._runtime.observe.observer import Observer
 from .._runtime.policy import Policy
 from .._runtime.runtime import Runtime
 
-__all__ = ["Recording", "Recordings", "StreamGate", "event_json", "frame"]
+__all__ = ["Recording", "Recordings", "StreamGate", "event_json", "frame", "text_json"]
 
 
 class StreamGate(Observer):
@@ -98,6 +99,22 @@ def event_json(event: Event, origin: float, tracebacks: bool = False) -> dict[st
     if tracebacks and event.traceback is not None:
         data["traceback"] = event.traceback
     return data
+
+
+def text_json(chunk: TextChunk) -> tuple[str, dict[str, Any]]:
+    """A piece of model text as the stream sends it: ``text`` (the next released piece),
+    ``text_denied`` (a policy refused the rest of the call to this principal) or ``text_end``
+    (the call ended: its finish reason, or the type of the error and the limit that ended it)."""
+    data: dict[str, Any] = {
+        "agent": chunk.agent_id,
+        "message_id": chunk.message_id,
+        "call": chunk.call,
+    }
+    if chunk.kind == "text":
+        return "text", {**data, "text": chunk.text}
+    if chunk.kind == "denied":
+        return "text_denied", {**data, "policy": chunk.policy, "reason": chunk.reason}
+    return "text_end", {**data, "finish": chunk.finish, "error": chunk.error, "limit": chunk.policy}
 
 
 def frame(event: str, data: Mapping[str, Any], id: str | None = None) -> bytes:

@@ -170,15 +170,28 @@ def test_one_set_points_it_at_an_openai_compatible_server(
 
 
 def _openai(message: dict[str, object]) -> Reply:
-    body = {
-        "id": "r",
-        "model": "gpt-test",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
-    }
-    return Reply(chunks=(json.dumps(body).encode(),), headers={"content-type": "application/json"})
+    """A chat completion as the OpenAI API streams it (the research agent streams its calls):
+    the message as one delta, its finish, its usage, then ``[DONE]``."""
+    delta: dict[str, object] = {"role": "assistant", **message}
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+    chunks: list[dict[str, object]] = [
+        {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+        {
+            "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "tool_calls" if calls else "stop"}
+            ]
+        },
+        {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}},
+    ]
+    lines = [
+        f"data: {json.dumps({'id': 'r', 'model': 'gpt-test', **chunk})}\n\n".encode()
+        for chunk in chunks
+    ]
+    return Reply(
+        chunks=(*lines, b"data: [DONE]\n\n"), headers={"content-type": "text/event-stream"}
+    )
 
 
 def test_genie_validate_names_the_unknown_stack(
@@ -277,3 +290,19 @@ def test_a_simulation_reports_the_model_budget_firing_once_per_session(
     # A pipeline that budgets no model calls lists no model budget.
     plain = simulate(load_pipeline(ROOT / "config" / "pipelines" / "finance.yaml"), sessions=2)
     assert "correlation_tokens" not in plain.limits
+
+
+def test_genie_run_stream_text_prints_the_model_text_as_it_comes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "research", "--stream-text"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "[deep_research call 1 ended: tool_calls]",  # the search step has no text
+        "A regulated entity files a suspicious transaction report (STR) with FIU-IND within 7 "
+        "days of concluding a transaction is suspicious, a cash transaction report (CTR) for "
+        "cash of Rs 10 lakh or more, and a counterfeit currency report (CCR) within 7 days; the "
+        "RBI master directions on KYC set these duties per topic.",
+        "[deep_research call 2 ended: stop]",
+    ]
+    assert "A regulated entity files" in captured.out  # the output, as without the flag

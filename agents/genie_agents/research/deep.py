@@ -18,6 +18,7 @@ from genie.llm import (
     Request,
     Tool,
     ToolCall,
+    complete_by_streaming,
 )
 
 from .._go import go_unset
@@ -201,14 +202,16 @@ class DeepResearch(BaseAgent):
         messages = [ChatMessage.user(payload.question.strip())]
         citations: list[Citation] = []
         for step in range(1, payload.max_steps + 1):
-            response = await llm.complete(
+            # Streamed, so that a client of ``genie serve`` reads the answer as it is written.
+            response = await complete_by_streaming(
+                llm,
                 Request(
                     system=SYSTEM,
                     messages=tuple(messages),
                     model=self.model,
                     tools=(_SEARCH,),
                     max_tokens=self.max_tokens,
-                )
+                ),
             )
             if not response.tool_calls:
                 return ResearchBrief(
