@@ -29,6 +29,7 @@ VARIANTS = (
     "genie+metrics",
     "genie+policies+metrics",
     "genie+gcfreeze",
+    "genie+store",
     *PEERS,
 )
 
@@ -135,6 +136,7 @@ def build(
                     policies if "policies" in name else (),
                     "metrics" in name,
                     freeze_gc="gcfreeze" in name,
+                    store="store" in name,
                 )
             )
     return impls, skipped

@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -583,27 +585,38 @@ class Sink(BaseAgent):
         self.arrived.put_nowait(payload)
 
 
-def genie(policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False) -> Implementation:
-    """Genie's runtime, with or without a policy set, metrics and ``freeze_gc``: one variant
-    each."""
+def genie(
+    policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False, store: bool = False
+) -> Implementation:
+    """Genie's runtime, with or without a policy set, metrics, ``freeze_gc`` and a durable
+    store (a SQLite file in a temporary folder, made for each run): one variant each."""
     # Passed only when asked for, so the harness still drives a genie without the option.
-    options: dict[str, Any] = {"freeze_gc": True} if freeze_gc else {}
+    fixed: dict[str, Any] = {"freeze_gc": True} if freeze_gc else {}
+
+    @contextmanager
+    def with_store() -> Iterator[dict[str, Any]]:
+        if not store:
+            yield fixed
+            return
+        with tempfile.TemporaryDirectory(prefix="genie-bench-") as folder:
+            yield {**fixed, "store": Path(folder) / "store.db"}
 
     @asynccontextmanager
     async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
         workers = [Worker(f"w{i}", i) for i in range(n)]
-        async with Runtime(workers, policies=policies, metrics=metrics, **options) as rt:
-            for worker in workers:
-                rt.subscribe(worker.id, Request.message_type)
+        with with_store() as options:
+            async with Runtime(workers, policies=policies, metrics=metrics, **options) as rt:
+                for worker in workers:
+                    rt.subscribe(worker.id, Request.message_type)
 
-            async def ask() -> None:
-                msg = rt.message(Request(seq=0, blob=blob), sender="caller")
-                gather = rt.gather(msg.correlation_id, count=n)
-                await rt.publish(msg)
-                result = await gather.wait()
-                _check(len(result.replies), n, f"genie replies ({result.status})")
+                async def ask() -> None:
+                    msg = rt.message(Request(seq=0, blob=blob), sender="caller")
+                    gather = rt.gather(msg.correlation_id, count=n)
+                    await rt.publish(msg)
+                    result = await gather.wait()
+                    _check(len(result.replies), n, f"genie replies ({result.status})")
 
-            yield ask
+                yield ask
 
     @asynccontextmanager
     async def chain(agents: int, blob: str) -> AsyncIterator[Ask]:
@@ -612,15 +625,17 @@ def genie(policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False) ->
         relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "sink") for i in range(agents)]
         sink = Sink("sink")
         limits = Limits(max_hops=agents + 1)
-        async with Runtime(
-            [*relays, sink], policies=policies, limits=limits, metrics=metrics, **options
-        ) as rt:
+        with with_store() as options:
+            async with Runtime(
+                [*relays, sink], policies=policies, limits=limits, metrics=metrics, **options
+            ) as rt:
 
-            async def ask() -> None:
-                await rt.publish(rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0"))
-                _check((await sink.arrived.get()).n, agents, "genie hops")
+                async def ask() -> None:
+                    hop = rt.message(Hop(n=0, blob=blob), sender="caller", recipient="a0")
+                    await rt.publish(hop)
+                    _check((await sink.arrived.get()).n, agents, "genie hops")
 
-            yield ask
+                yield ask
 
     @asynccontextmanager
     async def idle(count: int) -> AsyncIterator[None]:
@@ -629,11 +644,13 @@ def genie(policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False) ->
             yield
 
     name = "genie" + ("+policies" if policies else "") + ("+metrics" if metrics else "")
-    name += "+gcfreeze" if freeze_gc else ""
+    name += ("+gcfreeze" if freeze_gc else "") + ("+store" if store else "")
     what = ["no policies" if not policies else f"the default policy set ({len(policies)})"]
     what.append("metrics on" if metrics else "metrics off")
     if freeze_gc:
         what.append("gc.freeze() after start-up (Runtime(freeze_gc=True))")
+    if store:
+        what.append("every delivery kept in a SQLite store until it ends (Runtime(store=...))")
     return Implementation(name, f"Genie's Runtime, {', '.join(what)}", fanout, chain, idle)
 
 

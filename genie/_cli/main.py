@@ -85,11 +85,16 @@ def _run(args: argparse.Namespace) -> int:
         ) from exc
     # None: in this process. Across processes, without --audit, the namespace's audit stream.
     transport = entry_transport(pipeline, args, None if audit else key)
+    if transport is not None and args.store:
+        raise ConfigurationError(
+            "--store keeps a run's deliveries in this process; with --nats JetStream keeps them"
+        )
     rt = pipeline.runtime(
         audit=audit if audit is not None or transport is None else transport.audit,
         metrics=bool(metrics_out or args.metrics_port is not None),
         llm=llm,
         transport=transport,
+        store=args.store,
     )
     server = None
     try:
@@ -109,10 +114,15 @@ def _run(args: argparse.Namespace) -> int:
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         if transport is None:
-            result = anyio.run(go)
+            results = anyio.run(go)
         else:
-            asking = functools.partial(ask_over_nats, transport, go)
+
+            async def one() -> RunResult:  # without a store: one request
+                return (await go())[0]
+
+            asking = functools.partial(ask_over_nats, transport, one)
             result, stuck = anyio.run(run_over_nats, transport, rt, asking)
+            results = [result]
     finally:
         if server is not None:
             server.close()
@@ -122,6 +132,13 @@ def _run(args: argparse.Namespace) -> int:
             metrics_out.close()
         if audit is not None:
             audit.close()
+    return max(_report(pipeline, args, result, stuck) for result in results)
+
+
+def _report(
+    pipeline: Pipeline, args: argparse.Namespace, result: RunResult, stuck: Mapping[str, int]
+) -> int:
+    """Print how a run ended (its output on stdout, the rest on stderr); its exit status."""
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
     elif result.output is not None:
@@ -176,10 +193,12 @@ async def _go(
     trace: TextIO | None,
     llm: LLMStacks | None = None,
     text: TextIO | None = None,
-) -> RunResult:
-    """One request through ``rt``; with ``trace``, its timeline is printed there live, and
-    with ``text`` the text its model calls stream, as the request's sender may see it. The
-    ``llm`` stacks are closed at the end, in the loop that used them."""
+) -> list[RunResult]:
+    """One request through ``rt``, or, when its store kept requests a killed run left
+    unfinished, those requests resumed instead (each result, in order). With ``trace``, the
+    timeline is printed there live, and with ``text`` the text its model calls stream, as the
+    request's sender may see it. The ``llm`` stacks are closed at the end, in the loop that
+    used them."""
     stream = rt.events(buffer=65_536) if trace is not None else None
     try:
         async with anyio.create_task_group() as tg:
@@ -187,6 +206,15 @@ async def _go(
                 assert trace is not None
                 tg.start_soon(_print_trace, stream, trace)
             async with rt:
+                unfinished = rt.unfinished()
+                if unfinished:
+                    print(
+                        f"genie run: resuming {len(unfinished)} unfinished "
+                        f"request{'s' if len(unfinished) > 1 else ''} kept in the store "
+                        "(the new request is not sent)",
+                        file=sys.stderr,
+                    )
+                    return [await pipeline.resume(rt, m, timeout=timeout) for m in unfinished]
                 msg = pipeline.entry_message(rt, payload)
                 if text is not None:
                     said = rt.model_text(msg.correlation_id, reader=msg.sender)
@@ -200,7 +228,7 @@ async def _go(
     finally:
         if llm is not None:
             await llm.aclose()
-    return result
+    return [result]
 
 
 async def _print_trace(stream: EventStream, out: TextIO) -> None:
@@ -371,6 +399,12 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     add_audit_options(run)
     run.add_argument(
         "--trace", action="store_true", help="print the run's timeline (every event) on stderr"
+    )
+    run.add_argument(
+        "--store",
+        metavar="PATH",
+        help="keep the run's deliveries in the SQLite file PATH until they end; a run killed "
+        "midway is resumed by the next run on PATH (docs/durability.md)",
     )
     run.add_argument(
         "--stream-text",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .dispatch import Dispatcher
     from .ledger import Ledger
     from .model_calls import ModelCalls
+    from .observe.observer import Observer
     from .policy import Decision
     from .timers import Timers
 
@@ -69,6 +70,11 @@ class TransportHost(Protocol):
         timer's message goes to ``timer_ended`` once its outcome is recorded, and no loss
         notice (``genie.lost``) is sent for a loss ``reported_elsewhere`` says an outcome
         record carries to the origin (whose replay of it sends the one notice)."""
+        ...
+
+    def watch(self, observer: Observer) -> None:
+        """Tell ``observer`` what happens to every message from now on: a transport that keeps
+        deliveries (durable mode) learns there when each one ends."""
         ...
 
     def share_model_budgets(self, counters: SharedCounters) -> None:
@@ -213,8 +219,10 @@ class RuntimeHost:
         timers: Timers,
         services: ContextServices,
         model_calls: ModelCalls,
+        watch: Callable[[Observer], None],
     ) -> None:
         self._types = types
+        self._watch = watch
         self._ledger = ledger
         self._correlator = ledger.correlator
         self._admission = admission
@@ -247,6 +255,9 @@ class RuntimeHost:
 
             self._ledger.on_loss = notice
         return own
+
+    def watch(self, observer: Observer) -> None:
+        self._watch(observer)
 
     def share_model_budgets(self, counters: SharedCounters) -> None:
         self._model_calls.share(counters)

@@ -14,6 +14,7 @@ import enum
 import gc
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
+from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -124,6 +125,10 @@ class Runtime:
     together (each agent also by its ``max_concurrency``); ``processes`` sizes the process pool
     of the agents with ``AgentOptions(offload="process")`` (default: one per core), started on
     first use and shut down when the runtime closes. See docs/concepts.md, "Handler signatures".
+
+    ``store`` (a file path) keeps every admitted delivery in a SQLite file until it ends, so
+    that a process killed mid-request resumes it when started again on the same file
+    (``unfinished``); see docs/durability.md.
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class Runtime:
         transport: Transport | None = None,
         threads: int = 40,
         processes: int | None = None,
+        store: str | PathLike[str] | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -178,6 +184,16 @@ class Runtime:
         self._threads = threads
         self._processes = processes
         self._offload: Offload | None = None
+        if store is not None:
+            if transport is not None:
+                raise ConfigurationError(
+                    "give a store or a transport, not both: a store is kept by the transport"
+                )
+            from .durable.transport import DurableTransport
+
+            transport = DurableTransport(store)
+        self._observers: list[Observer] = []
+        self._guarded: Observers | None = None  # counts what the observers raised
         self._transport: Transport = transport if transport is not None else LocalTransport()
         self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
@@ -226,11 +242,10 @@ class Runtime:
                         self._timers,
                         services,
                         self._model_calls,
+                        self.add_observer,
                     )
                 )
         self._closers: list[Callable[[], Awaitable[object]]] = []
-        self._observers: list[Observer] = []
-        self._guarded: Observers | None = None  # counts what the observers raised
         self._hub: EventHub | None = None
         self.metrics: Metrics | None = None
         if metrics:
@@ -389,6 +404,14 @@ class Runtime:
 
             self._hub = EventHub(self.clock, self.add_observer, self.remove_observer)
         return self._hub.open(correlation_id, buffer)
+
+    def unfinished(self) -> list[Message]:
+        """With a store (``Runtime(store=path)``): the requests published from outside that
+        had not settled when the store was last used (the process was killed, or stopped with
+        work in flight). ``resume`` runs each again and waits for its end (``genie run
+        --store`` resumes them all). Without a store: none."""
+        unfinished = getattr(self._transport, "unfinished", None)
+        return [] if unfinished is None else list(unfinished())
 
     def model_text(
         self, correlation_id: str, *, reader: str, hold_back: int | None = 64
@@ -678,9 +701,30 @@ class Runtime:
         cancelled (``cancel``). Inside a handler of this runtime it raises
         ``PublishFromHandlerError``: a handler asks with ``ctx.request``.
         """
+        return await self._ask("ask", msg, until, timeout)
+
+    async def resume(
+        self,
+        msg: Message,
+        *,
+        until: str | Callable[[Message], bool] | None = None,
+        timeout: float | None = None,
+    ) -> GatherResult:
+        """Run again what the store kept of the request ``msg`` (one of ``unfinished()``), and
+        wait, as ``ask`` does, for the message that ends it; ``msg`` itself is not sent again.
+        A request nobody resumes stays in the store for a later start."""
+        return await self._ask("resume", msg, until, timeout)
+
+    async def _ask(
+        self,
+        how: str,
+        msg: Message,
+        until: str | Callable[[Message], bool] | None,
+        timeout: float | None,
+    ) -> GatherResult:
         # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
         # the correlation, which may be the handler's own.
-        self._dispatcher.check_caller("ask", msg)
+        self._dispatcher.check_caller(how, msg)
         where: Callable[[Message], bool]
         if until is None:
             sender = msg.sender
@@ -691,16 +735,22 @@ class Runtime:
         else:
             where = until
         gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
-        published = False
+        published = how == "resume"
+        if published:
+            replay = getattr(self._transport, "replay", None)
+            if replay is not None:
+                replay(msg.correlation_id)  # its kept deliveries, now that the gather waits
         try:
             # No checkpoint before publishing: waiting for the reply is one.
             if timeout is None:  # no deadline: no cancel scope of its own
-                await self._dispatcher.publish(msg)
-                published = True
+                if not published:
+                    await self._dispatcher.publish(msg)
+                    published = True
                 return await gather.wait()
             with anyio.move_on_after(timeout):
-                await self._dispatcher.publish(msg)
-                published = True
+                if not published:
+                    await self._dispatcher.publish(msg)
+                    published = True
                 return await gather.wait()
             result = gather.expire()
         except BaseException:

@@ -28,7 +28,16 @@ from .local.mailbox import Mailbox, Queued
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["NO_WORKERS", "Delivery", "RunDelivery", "Transport", "WorkerCounts", "delivery_id"]
+__all__ = [
+    "NO_WORKERS",
+    "Delivery",
+    "RunDelivery",
+    "Transport",
+    "WorkerCounts",
+    "delivery_id",
+    "delivery_json",
+    "message_json",
+]
 
 
 def delivery_id(msg: Message, recipient: str) -> str:
@@ -47,10 +56,7 @@ class Delivery(Record):
         return delivery_id(self.message, self.recipient)
 
     def encode(self) -> bytes:
-        import json  # only a transport between processes encodes: not loaded by `import genie`
-
-        body = {"recipient": self.recipient, "message": self.message.model_dump(mode="json")}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return delivery_json(self.recipient, message_json(self.message)).encode()
 
     @classmethod
     def decode(cls, data: bytes | str, types: MessageTypes) -> Delivery:
@@ -69,6 +75,21 @@ class Delivery(Record):
             )
         body = json.loads(text)
         return cls(types.parse_bounded_message(body["message"]), str(body["recipient"]))
+
+
+def message_json(message: Message) -> str:
+    """``message`` as the JSON a delivery of it carries (dumped once for all its recipients)."""
+    import json  # only a transport that keeps or sends deliveries encodes: not `import genie`
+
+    return json.dumps(message.model_dump(mode="json"), separators=(",", ":"))
+
+
+def delivery_json(recipient: str, message: str) -> str:
+    """The JSON of a delivery to ``recipient`` of the message whose ``message_json`` is
+    ``message``: what ``Delivery.decode`` reads."""
+    import json
+
+    return f'{{"recipient":{json.dumps(recipient)},"message":{message}}}'
 
 
 class WorkerCounts(Record):

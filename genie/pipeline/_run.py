@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -205,12 +206,14 @@ class Pipeline:
         adapt: Callable[[Agent, AgentOptions], tuple[Agent, AgentOptions]] | None = None,
         llm: LLMStacks | None = None,
         transport: Transport | None = None,
+        store: str | PathLike[str] | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
         it is added (simulations inject faults this way). ``llm`` gives the agents their
         models (see ``llm_stacks``, whose stacks the caller closes); without it they are
-        built here from the environment, and closed when the runtime stops."""
+        built here from the environment, and closed when the runtime stops. ``store``: a
+        SQLite file that keeps the deliveries until they end (docs/durability.md)."""
         built = None
         if llm is None:
             llm = built = self.llm_stacks()
@@ -235,6 +238,7 @@ class Pipeline:
             metrics=metrics,
             prices=prices,
             transport=transport,
+            store=store,
         )
         if built is not None:
             rt.on_close(built.aclose)
@@ -394,10 +398,28 @@ class Pipeline:
         """Send one entry ``payload`` through a running runtime of this pipeline (or a request
         message built by ``entry_message``, to know its ids before it is sent)."""
         msg = payload if isinstance(payload, Message) else self.entry_message(rt, payload)
+        return await self._result(rt, msg, timeout, rt.ask)
+
+    async def resume(
+        self, rt: Runtime, request: Message, *, timeout: float | None = None
+    ) -> RunResult:
+        """The result of ``request``, one of ``rt.unfinished()``: a request a process started
+        on the runtime's store and did not finish, resumed by this runtime (docs/durability.md).
+        Call it before the first checkpoint after the runtime started. Its counts are those of
+        the part run here."""
+        return await self._result(rt, request, timeout, rt.resume)
+
+    async def _result(
+        self,
+        rt: Runtime,
+        msg: Message,
+        timeout: float | None,
+        ask: Callable[..., Awaitable[GatherResult]],
+    ) -> RunResult:
         tally = RunTally(msg.correlation_id)
         rt.add_observer(tally)
         try:
-            result = await rt.ask(
+            result = await ask(
                 msg,
                 until=self.ends(msg),
                 timeout=timeout if timeout is not None else self.config.timeout,

@@ -339,7 +339,7 @@ def test_every_public_send_refuses_a_handler_in_one_place() -> None:
     checkers = {s.where for s in _method_calls("check_caller")}
     assert checkers == {
         "_runtime/dispatch.py:Dispatcher._validate",  # publish and publish_nowait
-        "_runtime/runtime.py:Runtime.ask",  # before its gather, then publish
+        "_runtime/runtime.py:Runtime._ask",  # ask and resume: before the gather
     }
     validators = {s.where for s in _method_calls("_validate")}
     assert validators == {
@@ -377,5 +377,5 @@ def test_every_public_send_refuses_a_handler_in_one_place() -> None:
     assert senders == {
         "_runtime/runtime.py:Runtime.publish",
         "_runtime/runtime.py:Runtime.publish_nowait",
-        "_runtime/runtime.py:Runtime.ask",
+        "_runtime/runtime.py:Runtime._ask",  # ask (resume sends nothing)
     }

@@ -1,0 +1,1 @@
+"""Durable mode: deliveries and requests kept in a store, resumed after a crash."""

@@ -1,0 +1,263 @@
+"""Durable mode as a transport: this process's mailboxes and executors, with every admitted
+delivery written to the store before it is queued, and its end written with what it produced.
+
+``put`` and ``put_held`` never wait (the runtime's contract): a delivery joins the batch being
+made, and the writer task writes the batch in one transaction off the loop, then queues its
+deliveries. What a handler's outputs put and the end of the delivery that made them reach the
+same batch (the runner records both in one step, without a checkpoint between), so a crash
+leaves either the delivery, to run again, or its outputs, never both or neither.
+
+A runtime started on the store lists the requests that had not settled (``unfinished``), and
+``replay`` queues the deliveries a request left once its caller waits for its end again
+(``Runtime.resume``): at least once, so a handler with effects outside uses the delivery id,
+``message.id:agent``, as its idempotency key. A delivery cut short by a shutdown (drained past
+``drain_timeout``, or still queued) stays in the store as a crash would leave it; a delivery
+whose correlation was cancelled ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from os import PathLike
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ..._base.log import lazy_logger
+from ..._message.envelope import Message
+from ..deadletter import DeadLetter
+from ..local.executor import Worker
+from ..local.mailbox import Handoff, Mailbox, Queued
+from ..local.transport import LocalTransport
+from ..observe.observer import Observer
+from ..transport import Delivery, WorkerCounts, delivery_id, delivery_json, message_json
+from .store import Batch, DeliveryStore
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ..host import TransportHost
+
+__all__ = ["DurableTransport"]
+
+_log = lazy_logger("genie.runtime")
+
+# Dead letters that are a stop of this process, not an end of the delivery: it runs again at
+# the next start.
+_STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopped")
+
+
+class DurableTransport(Observer):
+    """A ``LocalTransport`` whose deliveries are kept in the SQLite file at ``path`` until they
+    end (``Runtime(store=path)``)."""
+
+    never_raises = True
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.store = DeliveryStore(path)
+        self.local = LocalTransport()
+        self.ready_queue = self.local.ready_queue
+        self._host: TransportHost | None = None
+        self._batch = Batch()
+        self._queued: list[tuple[Queued, Sequence[str], bool]] = []  # written with the batch
+        self._wake = anyio.Event()
+        self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
+        self._fallbacks: dict[str, str] = {}  # a handoff's delivery id -> the original's
+        self._kept: set[str] = set()  # correlations with a delivery cut short by the stop
+        self._requests_kept: set[str] = set()  # requests written (until they settle)
+        self._dumped: tuple[Message | None, str] = None, ""  # the last message encoded
+        self._requests = self.store.requests()  # as the store was found
+        self._pending: dict[str, list[tuple[str, str, str]]] = {}  # by correlation, until replayed
+        for row in self.store.pending():
+            self._pending.setdefault(row[1], []).append(row)
+        self.resumed = 0  # deliveries queued again at start
+        self.writes = 0  # transactions written
+
+    def unfinished(self) -> list[Message]:
+        """The requests published from outside that had not settled when the store was last
+        used: their outputs are what a restarted caller waits for."""
+        assert self._host is not None
+        types = self._host.types
+        return [types.parse_bounded_message(json.loads(body)) for _, _, body in self._requests]
+
+    # --- the runtime's side -----------------------------------------------------------------
+    def bind(self, host: TransportHost) -> None:
+        self._host = host
+        host.watch(self)
+
+    def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
+        self.local.attach_agents(mailboxes)
+
+    def start(
+        self,
+        tg: TaskGroup,
+        run: Callable[[Mailbox, Worker], Awaitable[None]],
+        new_event: Callable[[], anyio.Event],
+    ) -> None:
+        self.local.start(tg, run, new_event)
+        self._wake = new_event()
+        tg.start_soon(self._writer)
+
+    def replay(self, correlation_id: str) -> int:
+        """Queue again the deliveries of ``correlation_id`` the store kept (written already:
+        straight to the mailboxes); how many. Once: a second call finds none."""
+        host = self._host
+        assert host is not None
+        kept = self._pending.pop(correlation_id, [])
+        for did, cid, body in kept:
+            try:
+                delivery = Delivery.decode(body, host.types)
+            except Exception as exc:  # a type this runtime no longer hosts, say
+                _log.warning(
+                    "store %s: delivery %s cannot be resumed: %s",
+                    self.store.path,
+                    did,
+                    exc,
+                    extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
+                )
+                continue
+            if delivery.recipient not in self.local.mailboxes:
+                _log.warning(
+                    "store %s: delivery %s is for %r, which this runtime does not host",
+                    self.store.path,
+                    did,
+                    delivery.recipient,
+                    extra={
+                        "agent_id": delivery.recipient,
+                        "message_type": "-",
+                        "correlation_id": cid,
+                    },
+                )
+                continue
+            if did != delivery.id:  # a handoff to a fallback: ends as its original
+                self._fallbacks[delivery.id] = did
+            host.arrived(host.correlation(cid), cancelled=False)
+            self.local.put(delivery.message, delivery.recipient)
+            self.resumed += 1
+        return len(kept)
+
+    async def _writer(self) -> None:
+        """Write each batch in one transaction, then queue its deliveries."""
+        while True:
+            if not self._batch:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                continue
+            # Shielded: a write begun is finished, so what it holds is queued below or at
+            # close (``drain_queues``), never lost in between.
+            with anyio.CancelScope(shield=True):
+                batch, self._batch = self._batch, Batch()
+                queued, self._queued = self._queued, []
+                self._writing = queued
+                await anyio.to_thread.run_sync(self.store.write, batch)
+                self.writes += 1
+                self._writing = []
+            for item, recipients, held in queued:
+                if held:
+                    self.local.put_held(item, recipients)
+                else:
+                    self.local.put(item, recipients[0])
+
+    # --- the transport calls ----------------------------------------------------------------
+    def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
+        return self.local.turn(worker, first)
+
+    def has_room(self, recipient: str) -> bool:
+        return self.local.has_room(recipient)
+
+    async def wait_for_room(self, recipient: str) -> None:
+        await self.local.wait_for_room(recipient)
+
+    def hold(self, recipients: Sequence[str], start: int) -> int:
+        return self.local.hold(recipients, start)
+
+    def release(self, recipient: str) -> None:
+        self.local.release(recipient)
+
+    def put(self, item: Queued, recipient: str) -> None:
+        self._keep(item, (recipient,), False)
+
+    def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
+        msg = item.message if isinstance(item, Handoff) else item
+        cid = msg.correlation_id
+        if msg.hops == 0 and cid not in self._requests_kept:
+            # A request from outside: its output is what a restart waits for.
+            self._requests_kept.add(cid)
+            self._batch.requests.append((cid, cid, self._json(msg)))
+        self._keep(item, recipients, True)
+
+    def _json(self, msg: Message) -> str:
+        """``message_json(msg)``, once for the recipients of a fan-out put one by one."""
+        last, dumped = self._dumped
+        if last is not msg:
+            dumped = message_json(msg)
+            self._dumped = msg, dumped
+        return dumped
+
+    def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
+        msg = item.message if isinstance(item, Handoff) else item
+        cid, dumped, puts = msg.correlation_id, self._json(msg), self._batch.puts
+        for rid in recipients:
+            did = delivery_id(msg, rid)
+            if isinstance(item, Handoff):  # the fallback's delivery replaces its agent's row
+                original = delivery_id(msg, item.failed_agent)
+                self._fallbacks[did] = original
+                did = original
+            puts.append((did, cid, delivery_json(rid, dumped)))
+        self._queued.append((item, recipients, held))
+        self._wake.set()
+
+    def cancel(self, correlation_id: str) -> int:
+        return self.local.cancel(correlation_id)
+
+    def forward(self, msg: Message) -> bool:
+        return False
+
+    def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
+        """At close: what was queued, and what waits to be written (written now: it stays in
+        the store for the next start)."""
+        if self._batch:
+            self.store.write(self._batch)
+            self._batch = Batch()
+        mailboxes = self.local.mailboxes
+        for item, recipients, _ in (*self._writing, *self._queued):
+            for rid in recipients:
+                yield mailboxes[rid], item
+        self._writing, self._queued = [], []
+        yield from self.local.drain_queues()
+
+    def workers(self) -> WorkerCounts:
+        return self.local.workers()
+
+    # --- outcomes: the end of each delivery -------------------------------------------------
+    def _ended(self, did: str) -> None:
+        self._batch.ended.append(self._fallbacks.pop(did, did))
+        self._wake.set()
+
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        self._ended(delivery_id(msg, agent_id))
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
+            return  # never queued: nothing was kept
+        if letter.kind == "cancelled" and letter.reason.startswith(_STOPPED):
+            self._kept.add(letter.message.correlation_id)
+            return  # this process stopped: it runs again at the next start
+        did = delivery_id(letter.message, letter.agent_id)
+        for handoff in [h for h, original in self._fallbacks.items() if original == did]:
+            del self._fallbacks[handoff]  # its fallback failed too: the delivery ends here
+        self._ended(did)
+
+    def settled(self, correlation_id: str) -> None:
+        if correlation_id in self._kept:
+            return  # settled by the stop alone: the request resumes at the next start
+        self._requests_kept.discard(correlation_id)
+        self._batch.settled.append(correlation_id)
+        self._wake.set()
+
+    def closed(self) -> None:
+        if self._batch:
+            self.store.write(self._batch)
+            self._batch = Batch()
+        self.store.close()

@@ -1,0 +1,197 @@
+"""The crash drill (issue 37): ``genie run --store`` killed with SIGKILL at every write of its
+store, before the write and after it, then run again on the same store. Each time the
+request is resumed and completes, its output is the one an uninterrupted run prints, no
+handler's effect is applied twice for a delivery id, the store ends empty, and the audit
+log, written by both processes, verifies. Killed after its last write, a request has ended
+(its output unprinted): the next run sends a new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genie._cli.main import main
+
+AGENTS = '''
+"""A chain of four steps; each applies its effect once per delivery id (its idempotency
+key) to a ledger file, and counts every attempt."""
+
+import os
+from pathlib import Path
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+LEDGER = Path(os.environ["DRILL_LEDGER"])
+
+
+class Step(Payload):
+    message_type = "step"
+    n: int
+    total: int = 0
+
+
+class Total(Payload):
+    message_type = "total"
+    total: int
+
+
+def apply_once(ctx: Context, amount: int) -> None:
+    key = f"{ctx.message.id}:{ctx.agent_id}"
+    with LEDGER.open("a+") as ledger:
+        ledger.seek(0)
+        seen = {line.split()[1] for line in ledger if line.startswith("effect ")}
+        ledger.write(f"attempt {key}\\n")
+        if key not in seen:
+            ledger.write(f"effect {key} {amount}\\n")
+
+
+class Stepper(BaseAgent):
+    produces = (Step, Total)
+
+    @handler
+    async def on_step(self, payload: Step, ctx: Context) -> Message:
+        apply_once(ctx, payload.n)
+        total = payload.total + payload.n
+        if payload.n == 4:
+            return ctx.emit(Total(total=total))
+        return ctx.emit(Step(n=payload.n + 1, total=total))
+'''
+
+PIPELINE = """
+name: drill
+agents:
+  - id: stepper
+    use: drill_agents:Stepper
+routes:
+  step: [stepper]
+entry:
+  type: step
+  to: stepper
+  payload: {n: 1}
+output: total
+timeout: 20s
+"""
+
+HARNESS = """
+import os, signal, sys
+from genie._runtime.durable.store import DeliveryStore
+from genie._cli.main import main
+
+mode, at = sys.argv[1], int(sys.argv[2])
+write = DeliveryStore.write
+count = 0
+
+def killing(self, batch):
+    global count
+    count += 1
+    if mode == "before" and count == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(self, batch)
+    if mode == "after" and count == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+DeliveryStore.write = killing
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def run(tmp_path: Path, mode: str, at: int) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DRILL_LEDGER": str(tmp_path / "ledger.txt"),
+        "PYTHONPATH": str(tmp_path),
+    }
+    command = [
+        sys.executable,
+        str(tmp_path / "harness.py"),
+        mode,
+        str(at),
+        "run",
+        str(tmp_path / "drill.yaml"),
+        "--store",
+        str(tmp_path / "drill.db"),
+        "--audit",
+        str(tmp_path / "audit.jsonl"),
+        "--json",
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def drill(tmp_path: Path) -> Path:
+    (tmp_path / "drill_agents.py").write_text(AGENTS)
+    (tmp_path / "drill.yaml").write_text(PIPELINE)
+    (tmp_path / "harness.py").write_text(HARNESS)
+    return tmp_path
+
+
+def effects(folder: Path) -> list[str]:
+    lines = (folder / "ledger.txt").read_text().splitlines()
+    return [line.split()[1] for line in lines if line.startswith("effect ")]
+
+
+def stored(folder: Path) -> tuple[int, int]:
+    db = sqlite3.connect(folder / "drill.db")
+    try:
+        counts = [
+            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("deliveries", "requests")
+        ]
+    finally:
+        db.close()
+    return counts[0], counts[1]
+
+
+def test_an_uninterrupted_run_leaves_an_empty_store(drill: Path) -> None:
+    done = run(drill, "never", 0)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"]["payload"] == {"total": 10}
+    assert len(effects(drill)) == 4
+    assert stored(drill) == (0, 0)
+
+
+WRITES = 5  # an uninterrupted run writes its store this often (checked below)
+
+
+@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("at", range(1, WRITES + 1))
+def test_a_run_killed_at_any_write_is_resumed_and_applies_each_effect_once(
+    drill: Path, mode: str, at: int
+) -> None:
+    killed = run(drill, mode, at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = run(drill, "never", 0)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["output"]["payload"] == {"total": 10}
+    keys = effects(drill)
+    assert len(keys) == len(set(keys))  # no delivery's effect twice
+    if "resuming 1 unfinished request" in again.stderr:
+        assert len(keys) == 4  # the one request, finished
+    elif mode == "before" and at == 1:
+        assert len(keys) == 4  # killed before its request was kept: the next run is the first
+    else:
+        # Killed after its last write: the request had ended (its output unprinted), and the
+        # next run is a new request with deliveries of its own.
+        assert (mode, at) == ("after", WRITES)
+        assert len(keys) == 8
+    assert stored(drill) == (0, 0)
+    assert main(["audit", "verify", str(drill / "audit.jsonl")]) == 0
+
+
+def test_the_drill_reaches_every_write(drill: Path) -> None:
+    """``WRITES`` is every write an uninterrupted run makes: killed after the last one, the
+    next run finds nothing to resume."""
+    killed = run(drill, "after", WRITES + 1)
+    assert killed.returncode == 0, killed.stderr
+    killed = run(drill, "after", WRITES)
+    assert killed.returncode == -signal.SIGKILL
+    again = run(drill, "never", 0)
+    assert "resuming" not in again.stderr
