@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -55,6 +56,12 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="characters of streamed model text held until more arrives, so a policy judges "
         "them whole (64); 'end': each model call's text only once it ended",
+    )
+    serve.add_argument(
+        "--store",
+        metavar="DIR",
+        help="keep each pipeline's deliveries in DIR/NAME.db until they end; a server killed "
+        "midway resumes its requests when started again on DIR (docs/durability.md)",
     )
     add_audit_options(serve)
     serve.add_argument(
@@ -149,8 +156,23 @@ def _serve(args: argparse.Namespace) -> int:
     for name, value in numbers.items():
         if value <= 0:
             raise ConfigurationError(f"{name} must be positive, not {value:g}")
+    store = None
+    if args.store:
+        store = Path(args.store)
+        try:
+            store.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"--store {args.store}: {exc.strerror}") from exc
+        from .._runtime.durable.store import DeliveryStore
+
+        for pipeline in pipelines:  # in use, or no database: said before anything listens
+            DeliveryStore(store / f"{pipeline.name}.db").close()
     settings = ServeSettings(
-        rate=args.rate, burst=args.burst, max_body=args.max_body, hold_back=args.hold_back
+        rate=args.rate,
+        burst=args.burst,
+        max_body=args.max_body,
+        hold_back=args.hold_back,
+        store=store,
     )
     key, keyed_how = audit_log_key(args)
     try:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -105,6 +106,7 @@ class ServeSettings:
     auth_failures: int = 10
     auth_failure_rate: float = 1.0
     hold_back: int | None = 64
+    store: Path | None = None  # a folder: each pipeline's deliveries kept in NAME.db there
 
     def __post_init__(self) -> None:
         if self.hold_back is not None and self.hold_back < 0:
@@ -197,7 +199,11 @@ def create_app(
         try:
             async with anyio.create_task_group() as tg:
                 state.tasks = tg
-                async with _runtimes(pipelines, stacks, sink, state, observers, tracing):
+                async with _runtimes(
+                    pipelines, stacks, sink, state, observers, tracing, settings.store
+                ):
+                    for served in state.served.values():
+                        resume_kept(served, tg)
                     state.ready = True
                     try:
                         yield
@@ -208,6 +214,25 @@ def create_app(
             for s in stacks:
                 if s is not None:
                     await s.aclose()
+
+    def resume_kept(served: _Served, tg: TaskGroup) -> None:
+        """Run to their end the requests a killed server left in the store, each recorded
+        for its principal, who reconnects to ``GET /v1/streams/{correlation_id}``."""
+        for request in served.runtime.unfinished():
+            principal = str(request.metadata.get("user_id") or request.sender)
+            key = keys.of(principal) or ApiKey(principal, (), None, frozenset(), None, None)
+            rec = recordings.open(request.correlation_id, principal, settings.stream_frames)
+            _log.info(
+                "resuming request %s of %s from the store",
+                request.correlation_id,
+                principal,
+                extra={
+                    "agent_id": "-",
+                    "message_type": request.type,
+                    "correlation_id": request.correlation_id,
+                },
+            )
+            tg.start_soon(_resumed, served, key, request, rec, settings.hold_back)
 
     def record(action: str, principal: str, **details: str) -> None:
         state.rejected[action] = state.rejected.get(action, 0) + 1
@@ -355,7 +380,9 @@ def create_app(
 
         async def run() -> None:
             try:
-                await _run_recorded(served, key, msg, timeout, rec, settings.hold_back)
+                await _run_recorded(
+                    served, key, msg, timeout, rec, settings.hold_back, served.pipeline.ask
+                )
             except anyio.get_cancelled_exc_class():
                 state.cut.append(flight)
                 raise
@@ -452,21 +479,28 @@ async def _runtimes(
     state: ServerState,
     observers: Callable[[str, Runtime], object] | None,
     tracing: TracerProvider | bool,
+    store: Path | None,
 ) -> AsyncIterator[None]:
-    """Every pipeline's runtime, started (and closed, draining, on the way out)."""
+    """Every pipeline's runtime, started (and closed, draining, on the way out); with a
+    ``store`` folder, each keeps its deliveries in ``NAME.db`` there."""
     if not pipelines:
         yield
         return
     pipeline, rest = pipelines[0], pipelines[1:]
     spans = _spans(tracing, stacks[0]) if tracing is not False else None
-    rt = pipeline.runtime(audit=sink, metrics=Metrics(), llm=stacks[0])
+    rt = pipeline.runtime(
+        audit=sink,
+        metrics=Metrics(),
+        llm=stacks[0],
+        store=None if store is None else store / f"{pipeline.name}.db",
+    )
     if spans is not None:
         rt.add_observer(spans)
     if observers is not None:
         observers(pipeline.name, rt)
     async with rt:
         state.served[pipeline.name] = _Served(pipeline, rt, StreamGate(rt, pipeline.policies))
-        async with _runtimes(rest, stacks[1:], sink, state, observers, tracing):
+        async with _runtimes(rest, stacks[1:], sink, state, observers, tracing, store):
             yield
 
 
@@ -483,6 +517,15 @@ def _spans(tracing: TracerProvider | bool, stacks: LLMStacks | None) -> Observer
     return spans
 
 
+async def _resumed(
+    served: _Served, key: ApiKey, request: Message, rec: Recording, hold_back: int | None
+) -> None:
+    try:
+        await _run_recorded(served, key, request, None, rec, hold_back, served.pipeline.resume)
+    finally:
+        rec.finish()
+
+
 async def _run_recorded(
     served: _Served,
     key: ApiKey,
@@ -490,9 +533,11 @@ async def _run_recorded(
     timeout: float | None,
     rec: Recording,
     hold_back: int | None,
+    run: Callable[..., Awaitable[RunResult]],
 ) -> None:
-    """Run ``msg``, recording its events and the text of its model calls (what the principal
-    may see), and then its result."""
+    """Run ``msg`` (``run``: the pipeline's ``ask``, or ``resume`` for a request kept in the
+    store), recording its events and the text of its model calls (what the principal may
+    see), and then its result."""
     rt = served.runtime
     admitted = served.gate.watch(msg.correlation_id, key.principal)
     events = rt.events(msg.correlation_id, buffer=4096)
@@ -518,7 +563,7 @@ async def _run_recorded(
             tg.start_soon(pump)
             tg.start_soon(speak)
             try:
-                result = await served.pipeline.ask(rt, msg, timeout=timeout)
+                result = await run(rt, msg, timeout=timeout)
             except GenieError as exc:
                 tg.cancel_scope.cancel()
                 rec.add("error", {"error": str(exc)}, last=True)

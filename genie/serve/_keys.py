@@ -107,6 +107,11 @@ class KeyRing:
     def principals(self) -> list[str]:
         return sorted({k.principal for k in self._by_digest.values()})
 
+    def of(self, principal: str) -> ApiKey | None:
+        """A key of ``principal`` (its settings: a request resumed after a restart is
+        recorded for it), or None when it has none any more."""
+        return next((k for k in self._by_digest.values() if k.principal == principal), None)
+
     def __len__(self) -> int:
         return len(self._by_digest)
 

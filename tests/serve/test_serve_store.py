@@ -1,0 +1,138 @@
+"""``genie serve --store``: a server killed with SIGKILL while a streamed request waits in a
+handler is started again on the same store; the request runs on from where it stopped, and
+the client that asked reconnects to its stream and reads the result (issue 37)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+
+from .conftest import ALICE, auth, sse
+
+AGENTS = '''
+"""Step 1 -> 2 -> 3; step 2 waits for the file GO (the test makes it after the kill). Each
+step's effect is applied once per delivery id."""
+
+import os
+from pathlib import Path
+
+import anyio
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+FOLDER = Path(os.environ["DRILL_FOLDER"])
+
+
+class Step(Payload):
+    message_type = "step"
+    n: int
+
+
+class Total(Payload):
+    message_type = "total"
+    steps: int
+
+
+class Stepper(BaseAgent):
+    produces = (Step, Total)
+
+    @handler
+    async def on_step(self, payload: Step, ctx: Context) -> Message:
+        if payload.n == 2:
+            while not (FOLDER / "GO").exists():
+                await anyio.sleep(0.02)
+        key = f"{ctx.message.id}:{ctx.agent_id}"
+        with (FOLDER / "effects.txt").open("a") as effects:
+            effects.write(key + "\\n")
+        if payload.n == 3:
+            return ctx.emit(Total(steps=3))
+        return ctx.emit(Step(n=payload.n + 1))
+'''
+
+PIPELINE = """
+name: steps
+agents:
+  - id: stepper
+    use: steps_agents:Stepper
+routes:
+  step: [stepper]
+entry:
+  type: step
+  to: stepper
+  payload: {n: 1}
+output: total
+timeout: 30s
+"""
+
+
+def start(folder: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **os.environ,
+        "GENIE_API_KEYS": f"{{keys: [{{principal: alice, key: {ALICE}}}]}}",
+        "DRILL_FOLDER": str(folder),
+        "PYTHONPATH": str(folder),
+    }
+    command = [sys.executable, "-m", "genie._cli", "serve", str(folder / "steps.yaml")]
+    command += ["--port", "0", "--store", str(folder / "store")]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
+    assert found, line
+    return proc, found.group(1)
+
+
+async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_result(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "steps_agents.py").write_text(AGENTS)
+    (tmp_path / "steps.yaml").write_text(PIPELINE)
+    proc, url = start(tmp_path)
+    frames: list[str] = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            # Listening already: the request waits in the backlog until the runtimes started.
+            ask = client.stream(
+                "POST", "/v1/pipelines/steps/ask/stream", json={}, headers=auth(ALICE)
+            )
+            async with ask as response:
+                assert response.status_code == 200
+                location = response.headers["location"]
+                async for line in response.aiter_lines():
+                    frames.append(line)
+                    if '"kind":"delivered"' in line and '"hops":1' in line:
+                        break  # step 2 is queued (kept): its handler waits for GO
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert "result" not in "\n".join(frames)
+    (tmp_path / "GO").touch()
+
+    proc, url = start(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            with anyio.fail_after(20):
+                resumed = await client.get(location, headers=auth(ALICE))
+                other = await client.get(
+                    location, headers={"Authorization": "Bearer nobody-key-000000000"}
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert resumed.status_code == 200, resumed.text
+    [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
+    assert result["status"] == "ok"
+    assert result["output"]["payload"] == {"steps": 3}  # type: ignore[index]
+    assert other.status_code == 401
+    effects = (tmp_path / "effects.txt").read_text().split()
+    assert len(effects) == len(set(effects)) == 3  # each step once, whatever the kill
