@@ -65,6 +65,11 @@ if _TYPE_CHECKING:
     from ._agent.catalogue import Catalogue as Catalogue
     from ._base.log_format import JsonFormatter as JsonFormatter
     from ._base.log_format import configure_logging as configure_logging
+    from ._runtime.approvals import Approval as Approval
+    from ._runtime.approvals import ApprovalDecision as ApprovalDecision
+    from ._runtime.approvals import ApprovalRefusedError as ApprovalRefusedError
+    from ._runtime.approvals import ApprovalRequest as ApprovalRequest
+    from ._runtime.approvals import Approvals as Approvals
     from ._runtime.losses import Lost as Lost
     from ._runtime.model_text import ModelText as ModelText
     from ._runtime.model_text import ModelTextStream as ModelTextStream
@@ -93,6 +98,11 @@ _LAZY = {
     "Event": "._runtime.observe.events",
     "EventStream": "._runtime.observe.events",
     "Lost": "._runtime.losses",
+    "Approval": "._runtime.approvals",
+    "ApprovalDecision": "._runtime.approvals",
+    "ApprovalRefusedError": "._runtime.approvals",
+    "ApprovalRequest": "._runtime.approvals",
+    "Approvals": "._runtime.approvals",
     "ModelText": "._runtime.model_text",
     "ModelTextStream": "._runtime.model_text",
     "TextChunk": "._runtime.model_text",
@@ -114,6 +124,11 @@ __all__ = [
     "AgentError",
     "AgentOptions",
     "AgentSpec",
+    "Approval",
+    "ApprovalDecision",
+    "ApprovalRefusedError",
+    "ApprovalRequest",
+    "Approvals",
     "AuditRecord",
     "AuditSink",
     "AuditVerdict",

@@ -66,12 +66,15 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ..llm._cost import PriceTable
+    from .approvals import Approvals
     from .model_text import ModelTextStream
     from .observe.events import EventHub, EventStream
     from .observe.metrics import Metrics
     from .offload import Offload
     from .statistics import RuntimeStatistics
     from .transport import Transport
+
+_APPROVAL = "genie.approval_request"  # ApprovalRequest's type: its desk is added with it
 
 __all__ = ["Runtime", "RuntimeState", "ShutdownReport"]
 
@@ -247,6 +250,7 @@ class Runtime:
                 )
         self._closers: list[Callable[[], Awaitable[object]]] = []
         self._hub: EventHub | None = None
+        self._approvals: Approvals | None = None
         self.metrics: Metrics | None = None
         if metrics:
             from .observe.metrics import Metrics  # prometheus-client loads only when metrics are on
@@ -308,6 +312,12 @@ class Runtime:
         for pattern in subscribe:
             self._router.subscribe(agent.id, pattern)
         self._watch_losses()
+        if (
+            self._approvals is None
+            and agent.id != "approvals"  # the desk itself
+            and any(m.message_type == _APPROVAL for m in models)
+        ):
+            _ = self.approvals  # an agent asks for approvals: the desk takes them
 
     def subscribe(self, agent_id: str, *patterns: str) -> None:
         self._mailbox(agent_id)
@@ -404,6 +414,19 @@ class Runtime:
 
             self._hub = EventHub(self.clock, self.add_observer, self.remove_observer)
         return self._hub.open(correlation_id, buffer)
+
+    @property
+    def approvals(self) -> Approvals:
+        """The approvals waiting for a person, and the answers to them (see
+        genie/_runtime/approvals.py and docs/durability.md): the desk, agent ``approvals``, is
+        added with the first agent that produces an ``ApprovalRequest``, or here."""
+        if self._approvals is None:
+            from .approvals import ApprovalDesk, ApprovalRequest, Approvals
+
+            desk = ApprovalDesk(self.clock, self.audit)
+            self.add(desk, subscribe=(ApprovalRequest.message_type,))
+            self._approvals = Approvals(desk, self.publish_nowait, self._new_id, self.clock)
+        return self._approvals
 
     def unfinished(self) -> list[Message]:
         """With a store (``Runtime(store=path)``): the requests published from outside that

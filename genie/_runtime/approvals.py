@@ -1,0 +1,286 @@
+"""Human in the loop: a request paused until a person approves or rejects a step.
+
+A handler asks by emitting an ``ApprovalRequest`` (``ctx.emit(ApprovalRequest(...))``). The
+runtime's approval desk, the agent ``approvals``, takes it and holds its correlation open while
+the approval is pending. The hold is a timer, so ``ask`` and ``wait_idle`` wait for it as for
+any work in flight. A person answers through ``Runtime.approvals``: the answer is a message from
+that principal to the desk, governed like any other (the policies see it and may deny it). The
+desk checks that the answerer may answer, records the decision in the audit log (who, what,
+when) and sends an ``ApprovalDecision`` to the agent that asked. The first answer wins. An
+approval can carry a deadline: when it passes, the request is rejected, or escalated once to
+another role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from .._agent.agent import BaseAgent, handler
+from .._agent.context import Context, Timer
+from .._base.clock import Clock
+from .._base.record import Record
+from .._errors import GenieError
+from .._message.envelope import Message
+from .._message.payload import Payload, Role
+from .audit import AuditRecord, AuditSink
+
+__all__ = [
+    "DESK",
+    "Approval",
+    "ApprovalAnswer",
+    "ApprovalDecision",
+    "ApprovalDesk",
+    "ApprovalRefusedError",
+    "ApprovalRequest",
+    "Approvals",
+]
+
+DESK = "approvals"  # the desk's agent id
+FOREVER = 10 * 365 * 86400.0  # the hold of an approval without a deadline, in seconds
+
+
+class ApprovalRequest(Payload):
+    """What a handler emits to pause its request for a person. ``role`` (one of the answerer's
+    ``user_roles``) or ``principal`` (the answerer's ``user_id``) says who may answer (neither:
+    anyone). After ``deadline`` seconds unanswered it is rejected, or, with ``escalate_to``,
+    offered once to that role for another ``deadline``."""
+
+    message_type = "genie.approval_request"
+    subject: str
+    role: str | None = None
+    principal: str | None = None
+    deadline: float | None = None
+    escalate_to: str | None = None
+    details: str = ""
+
+
+class ApprovalAnswer(Payload):
+    """A person's answer, sent to the desk (``Runtime.approvals`` builds it)."""
+
+    message_type = "genie.approval_answer"
+    approval_id: str
+    approved: bool
+    reason: str = ""
+
+
+class ApprovalTimeout(Payload):
+    """The desk's own timer: the approval's deadline passed."""
+
+    message_type = "genie.approval_timeout"
+    approval_id: str
+    round: int
+
+
+class ApprovalDecision(Payload):
+    """The decision, sent to the agent that asked: ``by`` is the principal who answered, or
+    ``deadline`` when nobody did in time."""
+
+    message_type = "genie.approval_decision"
+    approval_id: str
+    approved: bool
+    by: str
+    reason: str = ""
+
+
+class Approval(Record):
+    """A pending approval as ``Runtime.approvals.pending()`` lists it. ``id`` is the id of its
+    request message; ``agent_id`` asked for it; ``role``/``principal`` may answer it now
+    (after an escalation, the role escalated to); ``deadline_at`` is a runtime clock time."""
+
+    id: str
+    correlation_id: str
+    agent_id: str
+    subject: str
+    role: str | None
+    principal: str | None
+    deadline_at: float | None
+    escalated: bool
+    details: str
+
+
+class ApprovalRefusedError(GenieError):
+    """An answer refused: no such pending approval, or the answerer may not answer it."""
+
+
+class _Pending:
+    __slots__ = ("approval", "request", "round", "timer")
+
+    def __init__(self, approval: Approval, request: Message, timer: Timer) -> None:
+        self.approval = approval
+        self.request = request
+        self.timer = timer
+        self.round = 0
+
+
+class ApprovalDesk(BaseAgent):
+    """The runtime's agent ``approvals``: holds each pending approval and decides it."""
+
+    produces = (ApprovalDecision, ApprovalTimeout)
+
+    def __init__(self, clock: Clock, audit: AuditSink) -> None:
+        super().__init__(DESK)
+        self.clock = clock
+        self.audit = audit
+        self.pending: dict[str, _Pending] = {}
+        # The ids of the answers ``Approvals`` sent: an answer an agent made up is ignored.
+        self.issued: set[str] = set()
+
+    @handler
+    async def on_request(self, payload: ApprovalRequest, ctx: Context) -> None:
+        msg = ctx.message
+        delay = payload.deadline if payload.deadline is not None else FOREVER
+        timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=0))
+        approval = Approval(
+            msg.id,
+            msg.correlation_id,
+            msg.sender,
+            payload.subject,
+            payload.role,
+            payload.principal,
+            None if payload.deadline is None else self.clock.monotonic() + payload.deadline,
+            False,
+            payload.details,
+        )
+        self.pending[msg.id] = _Pending(approval, msg, timer)
+        self._record(msg.sender, "approval_requested", approval, payload.subject)
+
+    @handler
+    async def on_answer(self, payload: ApprovalAnswer, ctx: Context) -> Message | None:
+        if ctx.message.id not in self.issued:
+            return None  # not a person's answer: an agent's output, or a replay
+        self.issued.discard(ctx.message.id)
+        pending = self.pending.get(payload.approval_id)
+        by = ctx.message.sender
+        if pending is None:
+            return None  # answered already: the first answer won
+        refusal = may_answer(pending.approval, by, roles_of(ctx.message.metadata))
+        if refusal is not None:  # checked before it was sent; the policies may differ
+            self._record(by, "approval_refused", pending.approval, refusal)
+            return None
+        return self._decide(pending, ctx, payload.approved, by, payload.reason)
+
+    @handler
+    async def on_timeout(self, payload: ApprovalTimeout, ctx: Context) -> Message | None:
+        pending = self.pending.get(payload.approval_id)
+        if pending is None or pending.round != payload.round:
+            return None
+        request = pending.request.payload
+        assert isinstance(request, ApprovalRequest)
+        if request.escalate_to is not None and not pending.approval.escalated:
+            pending.round += 1
+            delay = request.deadline or FOREVER
+            pending.timer = ctx.schedule(
+                delay, ApprovalTimeout(approval_id=payload.approval_id, round=pending.round)
+            )
+            pending.approval = pending.approval.replace(
+                role=request.escalate_to,
+                principal=None,
+                escalated=True,
+                deadline_at=self.clock.monotonic() + delay,
+            )
+            self._record("deadline", "approval_escalated", pending.approval, request.escalate_to)
+            return None
+        return self._decide(pending, ctx, False, "deadline", "nobody answered in time")
+
+    def _decide(
+        self, pending: _Pending, ctx: Context, approved: bool, by: str, reason: str
+    ) -> Message:
+        del self.pending[pending.approval.id]
+        if by != "deadline":
+            pending.timer.cancel()
+        action = "approved" if approved else "rejected"
+        self._record(by, action, pending.approval, reason)
+        decision = ApprovalDecision(
+            approval_id=pending.approval.id, approved=approved, by=by, reason=reason
+        )
+        return ctx.emit(decision, recipient=pending.approval.agent_id)
+
+    def _record(self, actor: str, action: str, approval: Approval, reason: str) -> None:
+        details = {
+            "approval_id": approval.id,
+            "correlation_id": approval.correlation_id,
+            "agent": approval.agent_id,
+            "subject": approval.subject,
+            "reason": reason,
+        }
+        self.audit.record(AuditRecord(self.clock.now(), actor, action, approval.id, details))
+
+
+def roles_of(metadata: Mapping[str, object]) -> tuple[str, ...]:
+    """The answerer's roles: ``user_roles`` as a list or a comma-separated string."""
+    roles = metadata.get("user_roles")
+    if isinstance(roles, str):
+        return tuple(r.strip() for r in roles.split(",") if r.strip())
+    if isinstance(roles, tuple | list):
+        return tuple(str(r) for r in roles)
+    return ()
+
+
+def may_answer(approval: Approval, principal: str, roles: tuple[str, ...]) -> str | None:
+    """Why ``principal`` with ``roles`` may not answer ``approval`` (None: they may)."""
+    if approval.principal is not None and principal != approval.principal:
+        return f"only {approval.principal} may answer it"
+    if approval.role is not None and approval.role not in roles:
+        return f"it needs the role {approval.role!r}, which {principal} does not hold"
+    return None
+
+
+class Approvals:
+    """A runtime's pending approvals, and the answers people give (``Runtime.approvals``)."""
+
+    def __init__(
+        self,
+        desk: ApprovalDesk,
+        publish: Callable[[Message], object],
+        new_id: Callable[[], str],
+        clock: Clock,
+    ) -> None:
+        self._desk = desk
+        self._publish = publish
+        self._new_id = new_id
+        self._clock = clock
+
+    def pending(self) -> list[Approval]:
+        """The approvals waiting for a person, oldest first."""
+        return [p.approval for p in self._desk.pending.values()]
+
+    def approve(
+        self, approval_id: str, *, by: str, roles: tuple[str, ...] = (), reason: str = ""
+    ) -> Message:
+        """Answer yes as the principal ``by`` holding ``roles`` (the server's or the CLI's word
+        for who is asking); the answer message sent. Raises ``ApprovalRefusedError`` when there
+        is no such pending approval or ``by`` may not answer it (audited)."""
+        return self._answer(approval_id, True, by, roles, reason)
+
+    def reject(
+        self, approval_id: str, *, by: str, roles: tuple[str, ...] = (), reason: str = ""
+    ) -> Message:
+        """Answer no (see ``approve``)."""
+        return self._answer(approval_id, False, by, roles, reason)
+
+    def _answer(
+        self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
+    ) -> Message:
+        pending = self._desk.pending.get(approval_id)
+        if pending is None:
+            raise ApprovalRefusedError(f"no pending approval {approval_id!r}")
+        refusal = may_answer(pending.approval, by, roles)
+        if refusal is not None:
+            self._desk._record(by, "approval_refused", pending.approval, refusal)
+            raise ApprovalRefusedError(f"{by} may not answer approval {approval_id}: {refusal}")
+        answer = pending.request.child(
+            ApprovalAnswer(approval_id=approval_id, approved=approved, reason=reason),
+            sender=by,
+            id=self._new_id(),
+            created_at=self._clock.timestamp(),
+            recipient=DESK,
+            role=Role.USER,
+            metadata={**pending.request.metadata, "user_id": by, "user_roles": roles},
+        )
+        self._desk.issued.add(answer.id)
+        try:
+            self._publish(answer)
+        except BaseException:
+            self._desk.issued.discard(answer.id)
+            raise
+        return answer

@@ -1,0 +1,266 @@
+"""Human in the loop (issue 37): a request paused for a person, answered through
+``Runtime.approvals``, governed and audited; who may answer, the first answer winning, the
+deadline rejecting or escalating, and answers an agent makes up."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+
+from genie import (
+    ApprovalDecision,
+    ApprovalRefusedError,
+    ApprovalRequest,
+    AuditRecord,
+    BaseAgent,
+    Context,
+    Decision,
+    GatherResult,
+    MemoryAuditLog,
+    Message,
+    Payload,
+    Runtime,
+    handler,
+)
+from genie._runtime.approvals import ApprovalAnswer
+
+from ..conftest import PolicyFn
+
+
+class Pay(Payload):
+    message_type = "pay"
+    amount: int
+    deadline: float | None = None
+    escalate_to: str | None = None
+    principal: str | None = None
+
+
+class Paid(Payload):
+    message_type = "paid"
+    approved: bool
+    by: str
+    reason: str = ""
+
+
+class Payer(BaseAgent):
+    """Asks a treasurer before it pays; answers the caller with the decision."""
+
+    produces = (ApprovalRequest, Paid)
+
+    @handler
+    async def on_pay(self, payload: Pay, ctx: Context) -> Message:
+        return ctx.emit(
+            ApprovalRequest(
+                subject=f"pay Rs {payload.amount}",
+                role=None if payload.principal else "treasurer",
+                principal=payload.principal,
+                deadline=payload.deadline,
+                escalate_to=payload.escalate_to,
+            )
+        )
+
+    @handler
+    async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
+        paid = Paid(approved=decision.approved, by=decision.by, reason=decision.reason)
+        return ctx.emit(paid, recipient="user")
+
+
+class Forger(BaseAgent):
+    """Answers every approval request itself: what an agent must not be able to do."""
+
+    produces = (ApprovalAnswer,)
+
+    @handler
+    async def on_request(self, request: ApprovalRequest, ctx: Context) -> Message:
+        return ctx.emit(
+            ApprovalAnswer(approval_id=ctx.message.id, approved=True), recipient="approvals"
+        )
+
+
+async def asking(rt: Runtime, pay: Pay, results: list[GatherResult]) -> None:
+    results.append(await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=10))
+
+
+async def test_a_request_waits_for_a_person_and_goes_on_with_the_answer() -> None:
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=500), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        assert (approval.agent_id, approval.subject, approval.role) == (
+            "payer",
+            "pay Rs 500",
+            "treasurer",
+        )
+        assert not results  # paused: the ask waits
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason="in budget")
+    [result] = results
+    assert [m.payload for m in result.replies] == [
+        Paid(approved=True, by="alice", reason="in budget")
+    ]
+    assert rt.approvals.pending() == []
+    actions = [(r.actor, r.action, r.target) for r in audit.records]
+    assert actions == [
+        ("payer", "approval_requested", approval.id),
+        ("alice", "approved", approval.id),
+    ]
+
+
+async def test_a_rejection_reaches_the_agent() -> None:
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=9_00_000), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.reject(approval.id, by="alice", roles=("treasurer",), reason="too large")
+    assert [m.payload for m in results[0].replies] == [
+        Paid(approved=False, by="alice", reason="too large")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pay", "by", "roles", "why"),
+    [
+        (
+            Pay(amount=1),
+            "eve",
+            ("clerk",),
+            "it needs the role 'treasurer', which eve does not hold",
+        ),
+        (Pay(amount=1), "eve", (), "it needs the role 'treasurer', which eve does not hold"),
+        (Pay(amount=1, principal="cfo"), "alice", ("treasurer",), "only cfo may answer it"),
+    ],
+)
+async def test_an_answer_by_someone_who_may_not_is_refused_and_audited(
+    pay: Pay, by: str, roles: tuple[str, ...], why: str
+) -> None:
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, pay, results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        with pytest.raises(ApprovalRefusedError, match=why):
+            rt.approvals.approve(approval.id, by=by, roles=roles)
+        assert rt.approvals.pending() == [approval]  # still waiting for the right person
+        refused = [r for r in audit.records if r.action == "approval_refused"]
+        assert [(r.actor, r.details["reason"]) for r in refused] == [(by, why)]
+        rt.approvals.approve(approval.id, by="cfo", roles=("treasurer",))
+    assert results[0].replies[0].payload.approved  # type: ignore[attr-defined]
+
+
+async def test_an_unknown_or_answered_approval_is_refused() -> None:
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        with pytest.raises(ApprovalRefusedError, match="no pending approval 'nope'"):
+            rt.approvals.approve("nope", by="alice")
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+        await wait_all_tasks_blocked()
+        with pytest.raises(ApprovalRefusedError, match="no pending approval"):
+            rt.approvals.reject(approval.id, by="alice", roles=("treasurer",))
+    assert results[0].replies[0].payload.approved  # type: ignore[attr-defined]
+
+
+async def test_two_answers_at_once_the_first_wins() -> None:
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.reject(approval.id, by="bob", roles=("treasurer",))
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))  # before bob's ran
+    assert [m.payload for m in results[0].replies] == [Paid(approved=False, by="bob")]
+
+
+async def test_past_its_deadline_an_approval_is_rejected() -> None:
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt:
+        await asking(rt, Pay(amount=5, deadline=0.05), results)
+        assert rt.approvals.pending() == []
+    assert [m.payload for m in results[0].replies] == [
+        Paid(approved=False, by="deadline", reason="nobody answered in time")
+    ]
+    assert [r.action for r in audit.records] == ["approval_requested", "rejected"]
+
+
+class Watched(MemoryAuditLog):
+    """An audit log that says when an approval was escalated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.escalated = anyio.Event()
+
+    def record(self, record: AuditRecord) -> None:
+        super().record(record)
+        if record.action == "approval_escalated":
+            self.escalated.set()
+
+
+async def test_past_its_deadline_an_approval_is_escalated_once() -> None:
+    audit = Watched()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5, deadline=0.05, escalate_to="cfo"), results)
+        with anyio.fail_after(5):
+            await audit.escalated.wait()
+        [approval] = rt.approvals.pending()
+        assert approval.role == "cfo"
+        with pytest.raises(ApprovalRefusedError):
+            rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+        rt.approvals.approve(approval.id, by="carol", roles=("cfo",))
+    assert [m.payload for m in results[0].replies] == [Paid(approved=True, by="carol")]
+    assert [r.action for r in audit.records] == [
+        "approval_requested",
+        "approval_escalated",
+        "approval_refused",
+        "approved",
+    ]
+
+
+async def test_an_answer_an_agent_makes_up_is_ignored() -> None:
+    results: list[GatherResult] = []
+    rt = Runtime([Payer("payer"), Forger("forger")])
+    rt.subscribe("forger", ApprovalRequest.message_type)
+    async with rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()  # the forger's answer changed nothing
+        rt.approvals.reject(approval.id, by="alice", roles=("treasurer",))
+    assert [m.payload for m in results[0].replies] == [Paid(approved=False, by="alice")]
+
+
+def no_answers_from(principal: str) -> PolicyFn:
+    def evaluate(msg: Message, recipient: str) -> Decision:
+        if msg.type == "genie.approval_answer" and msg.metadata.get("user_id") == principal:
+            return Decision.deny("four-eyes", f"{principal} raised the payment")
+        return Decision.ALLOW
+
+    return PolicyFn("four-eyes", evaluate)
+
+
+async def test_an_answer_is_governed_like_any_message() -> None:
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    policies = [no_answers_from("mallory")]
+    async with (
+        Runtime([Payer("payer")], audit=audit, policies=policies) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.approve(approval.id, by="mallory", roles=("treasurer",))
+        await wait_all_tasks_blocked()
+        assert rt.approvals.pending() == [approval]  # the policy kept her answer out
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+    assert [m.payload for m in results[0].replies] == [Paid(approved=True, by="alice")]
+    denied = [r for r in audit.records if r.action == "denied"]
+    assert [(r.actor, r.target, r.details["sender"]) for r in denied] == [
+        ("four-eyes", "approvals", "mallory")
+    ]
