@@ -39,6 +39,7 @@ from ..pipeline._args import add_set as _add_set
 from ..pipeline._args import load as _load
 from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
+from .approvals import add_parser as add_approvals
 from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
@@ -132,7 +133,23 @@ def _run(args: argparse.Namespace) -> int:
             metrics_out.close()
         if audit is not None:
             audit.close()
-    return max(_report(pipeline, args, result, stuck) for result in results)
+    code = max(_report(pipeline, args, result, stuck) for result in results)
+    if args.store:
+        _say_paused(args.store, [r.correlation_id for r in results if r.status == "timed_out"])
+    return code
+
+
+def _say_paused(store: str, correlations: list[str]) -> None:
+    """Which of ``correlations`` wait for a person, and how to answer and resume them."""
+    from .approvals import pending_approvals
+
+    for approval in (a for a in pending_approvals(store) if a["correlation_id"] in correlations):
+        print(
+            f"  paused: approval {approval['id']} ({approval['agent']}: {approval['subject']}) "
+            f"waits for a person: genie approvals approve {approval['id']} --store {store} "
+            f"--as PRINCIPAL; the next genie run --store {store} resumes the request",
+            file=sys.stderr,
+        )
 
 
 def _report(
@@ -523,6 +540,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
 
     add_simulate(commands)
     add_serve(commands)
+    add_approvals(commands)
     add_worker(commands)
 
     for name, summary in (installed or {}).items():

@@ -128,7 +128,13 @@ class ApprovalDesk(BaseAgent):
     @handler
     async def on_request(self, payload: ApprovalRequest, ctx: Context) -> None:
         msg = ctx.message
-        delay = payload.deadline if payload.deadline is not None else FOREVER
+        if msg.id in self.pending:
+            return  # a resumed request asked again: it is pending already
+        delay = FOREVER
+        if payload.deadline is not None:
+            # From when it was asked: a restart in between does not extend it.
+            waited = (self.clock.now() - msg.created_at).total_seconds()
+            delay = max(0.0, payload.deadline - waited)
         timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=0))
         approval = Approval(
             msg.id,
@@ -137,7 +143,7 @@ class ApprovalDesk(BaseAgent):
             payload.subject,
             payload.role,
             payload.principal,
-            None if payload.deadline is None else self.clock.monotonic() + payload.deadline,
+            None if payload.deadline is None else self.clock.monotonic() + delay,
             False,
             payload.details,
         )
@@ -243,6 +249,19 @@ class Approvals:
     def pending(self) -> list[Approval]:
         """The approvals waiting for a person, oldest first."""
         return [p.approval for p in self._desk.pending.values()]
+
+    def answer_left(
+        self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
+    ) -> str | None:
+        """An answer another process left in the store (``genie approvals``): what became of
+        it, or None while its approval is not pending here (its request not resumed yet)."""
+        if approval_id not in self._desk.pending:
+            return None
+        try:
+            self._answer(approval_id, approved, by, roles, reason)
+        except ApprovalRefusedError as refused:
+            return f"refused: {refused}"
+        return "approved" if approved else "rejected"
 
     def approve(
         self, approval_id: str, *, by: str, roles: tuple[str, ...] = (), reason: str = ""

@@ -60,7 +60,7 @@ from .options import AgentOptions
 from .policy import Limits, Policy
 from .router import Router, Tap
 from .timers import Timers
-from .transport import Transport
+from .transport import Keeper, Transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -426,6 +426,8 @@ class Runtime:
             desk = ApprovalDesk(self.clock, self.audit)
             self.add(desk, subscribe=(ApprovalRequest.message_type,))
             self._approvals = Approvals(desk, self.publish_nowait, self._new_id, self.clock)
+            if isinstance(self._transport, Keeper):
+                self._transport.answers_to(self._approvals.answer_left)
         return self._approvals
 
     def unfinished(self) -> list[Message]:
@@ -433,8 +435,8 @@ class Runtime:
         had not settled when the store was last used (the process was killed, or stopped with
         work in flight). ``resume`` runs each again and waits for its end (``genie run
         --store`` resumes them all). Without a store: none."""
-        unfinished = getattr(self._transport, "unfinished", None)
-        return [] if unfinished is None else list(unfinished())
+        transport = self._transport
+        return transport.unfinished() if isinstance(transport, Keeper) else []
 
     def model_text(
         self, correlation_id: str, *, reader: str, hold_back: int | None = 64
@@ -491,6 +493,8 @@ class Runtime:
         new_event: Callable[[], anyio.Event] = type(anyio.Event())
         self._correlator.new_event = new_event
         self._runner.start(tg, new_event)
+        if isinstance(self._transport, Keeper):
+            tg.start_soon(self._transport.take_answers)  # a task of the runtime's, not a handler's
         self._timers.start(tg)
         self._state = RuntimeState.RUNNING
         try:
@@ -525,6 +529,8 @@ class Runtime:
                     await ledger.wait_idle()
         finally:
             self._state = RuntimeState.CLOSING
+            if isinstance(self._transport, Keeper):
+                self._transport.stopping()  # what ends from now on is cut short
             self._tg.cancel_scope.cancel()
             try:
                 # The group is cancelled already; the caller's own exception (if any) is not
@@ -759,10 +765,9 @@ class Runtime:
             where = until
         gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
         published = how == "resume"
-        if published:
-            replay = getattr(self._transport, "replay", None)
-            if replay is not None:
-                replay(msg.correlation_id)  # its kept deliveries, now that the gather waits
+        keeper = self._transport if isinstance(self._transport, Keeper) else None
+        if published and keeper is not None:
+            keeper.replay(msg.correlation_id)  # its kept deliveries, now that the gather waits
         try:
             # No checkpoint before publishing: waiting for the reply is one.
             if timeout is None:  # no deadline: no cancel scope of its own
@@ -780,7 +785,8 @@ class Runtime:
             gather.cancel("the caller was cancelled" if published else "publish failed")
             self.cancel(msg.correlation_id)
             raise
-        self.cancel(msg.correlation_id)  # timed out: what is left of the request stops
+        if keeper is None or not keeper.holds(msg.correlation_id):
+            self.cancel(msg.correlation_id)  # timed out: what is left of the request stops
         return result
 
     def cancel(self, correlation_id: str) -> None:

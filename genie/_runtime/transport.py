@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import anyio
 
@@ -35,6 +35,7 @@ __all__ = [
     "Transport",
     "WorkerCounts",
     "delivery_id",
+    "Keeper",
     "delivery_json",
     "message_json",
 ]
@@ -202,4 +203,37 @@ class Transport(Protocol):
 
     def workers(self) -> WorkerCounts:
         """The tasks that run handlers now, for ``Runtime.statistics``."""
+        ...
+
+
+@runtime_checkable
+class Keeper(Protocol):
+    """A transport that keeps requests across processes' lives (durable mode): what the
+    runtime asks of it besides moving deliveries."""
+
+    def unfinished(self) -> list[Message]:
+        """The requests from outside a previous process left unsettled."""
+        ...
+
+    def replay(self, correlation_id: str) -> int:
+        """Queue again what the store kept of ``correlation_id``; how many deliveries."""
+        ...
+
+    def holds(self, correlation_id: str) -> bool:
+        """``correlation_id`` waits for a person (a pending approval the store keeps): a
+        caller who stops waiting leaves it paused, not cancelled."""
+        ...
+
+    def stopping(self) -> None:
+        """The runtime is stopping: what ends now is cut short, not finished."""
+        ...
+
+    def answers_to(
+        self, answer: Callable[[str, bool, str, tuple[str, ...], str], str | None]
+    ) -> None:
+        """Answers to approvals that other processes leave in the store go to ``answer``."""
+        ...
+
+    async def take_answers(self) -> None:
+        """Until cancelled: hand the answers left in the store to ``answer``."""
         ...

@@ -14,6 +14,7 @@ of the loop produced into one write.
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -22,7 +23,9 @@ from pathlib import Path
 
 from ..._errors import ConfigurationError
 
-__all__ = ["Batch", "DeliveryStore", "Stored"]
+__all__ = ["Batch", "DeliveryStore", "StoreClient", "Stored"]
+
+DESK = "approvals"  # the approval desk's agent id: its kept deliveries are pending approvals
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -34,7 +37,15 @@ CREATE TABLE IF NOT EXISTS requests (
     correlation_id TEXT PRIMARY KEY,
     body TEXT NOT NULL
 );
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    approval_id TEXT NOT NULL,
+    approved INTEGER NOT NULL,
+    answerer TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    outcome TEXT
+);
 """
 
 Stored = tuple[str, str, str]
@@ -56,25 +67,42 @@ class Batch:
         return bool(self.puts or self.ended or self.requests or self.settled)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(SCHEMA)
+    except sqlite3.Error as exc:
+        raise ConfigurationError(f"cannot use {path} as a store: {exc}") from exc
+    return db
+
+
 class DeliveryStore:
     """The deliveries and requests of one runtime in the SQLite file at ``path`` (made if
-    missing). Opened once: a second runtime, in this process or another, on the same file is
-    refused while the first holds it, so two runtimes never resume each other's work."""
+    missing). Held by one runtime at a time (a lock on ``PATH.lock``): a second runtime, in
+    this process or another, is refused while the first holds it, so two runtimes never
+    resume each other's work. Other processes may still read it and leave answers to
+    approvals in it (``StoreClient``)."""
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=0.1
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            # Held until closed: another process opening the file cannot take it.
-            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            self._db.execute("BEGIN EXCLUSIVE")
-            self._db.executescript(SCHEMA)  # commits, and keeps the exclusive lock
-        except sqlite3.Error as exc:
-            raise ConfigurationError(f"cannot use {self.path} as a store: {exc}") from exc
+            self._lockfile = open(f"{self.path}.lock", "a")  # noqa: SIM115 - held until close
+        except OSError as exc:
+            raise ConfigurationError(f"cannot use {self.path} as a store: {exc.strerror}") from exc
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lockfile.close()
+            raise ConfigurationError(
+                f"cannot use {self.path} as a store: another runtime holds it"
+            ) from None
+        try:
+            self._db = _connect(self.path)
+        except ConfigurationError:
+            self._lockfile.close()
+            raise
         self._lock = threading.Lock()  # one write at a time: the writer and a final flush
 
     def pending(self) -> list[Stored]:
@@ -111,9 +139,72 @@ class DeliveryStore:
                 raise
             db.execute("COMMIT")
 
+    def answers(self) -> list[tuple[int, str, bool, str, tuple[str, ...], str]]:
+        """The answers to approvals other processes left, not yet taken: (row, approval id,
+        approved, answerer, roles, reason)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, approval_id, approved, answerer, roles, reason FROM answers "
+                "WHERE outcome IS NULL ORDER BY id"
+            ).fetchall()
+        return [
+            (
+                int(i),
+                str(a),
+                bool(ok),
+                str(by),
+                tuple(r for r in str(roles).split(",") if r),
+                str(w),
+            )
+            for i, a, ok, by, roles, w in rows
+        ]
+
+    def answered(self, row: int, outcome: str) -> None:
+        """Say what became of the answer in ``row`` (its answerer's CLI reads it)."""
+        with self._lock:
+            self._db.execute("UPDATE answers SET outcome = ? WHERE id = ?", (outcome, row))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._lockfile.close()
+
+
+class StoreClient:
+    """Another process's view of a store (``genie approvals``): the approvals it keeps
+    pending, and answers left for the runtime that holds it."""
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigurationError(f"no store at {self.path}")
+        self._db = _connect(self.path)
+
+    def approvals(self) -> list[str]:
+        """The JSON of each pending approval's request delivery (to the desk), oldest first."""
+        rows = self._db.execute(
+            "SELECT body FROM deliveries WHERE id LIKE ? ORDER BY rowid", (f"%:{DESK}",)
+        )
+        return [str(b) for (b,) in rows if '"type":"genie.approval_request"' in str(b)]
+
+    def answer(
+        self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
+    ) -> int:
+        """Leave an answer for the runtime; its row."""
+        cursor = self._db.execute(
+            "INSERT INTO answers (approval_id, approved, answerer, roles, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (approval_id, int(approved), by, ",".join(roles), reason),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def outcome(self, row: int) -> str | None:
+        found = self._db.execute("SELECT outcome FROM answers WHERE id = ?", (row,)).fetchone()
+        return None if found is None or found[0] is None else str(found[0])
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def _delete(db: sqlite3.Connection, table: str, key: str, ids: Iterable[str]) -> None:

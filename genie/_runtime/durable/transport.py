@@ -32,7 +32,7 @@ from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
 from ..observe.observer import Observer
 from ..transport import Delivery, WorkerCounts, delivery_id, delivery_json, message_json
-from .store import Batch, DeliveryStore
+from .store import DESK, Batch, DeliveryStore
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -46,6 +46,13 @@ _log = lazy_logger("genie.runtime")
 # Dead letters that are a stop of this process, not an end of the delivery: it runs again at
 # the next start.
 _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopped")
+# A pending approval is its request's delivery to the desk, kept until the desk's decision.
+_APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
+POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
+
+Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
+"""Takes an answer left in the store (approval id, approved, by, roles, reason): what became
+of it, or None while its approval is not pending here yet."""
 
 
 class DurableTransport(Observer):
@@ -71,6 +78,9 @@ class DurableTransport(Observer):
         self._pending: dict[str, list[tuple[str, str, str]]] = {}  # by correlation, until replayed
         for row in self.store.pending():
             self._pending.setdefault(row[1], []).append(row)
+        self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
+        self._stopping = False
+        self._answer: Answer | None = None
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
 
@@ -80,6 +90,19 @@ class DurableTransport(Observer):
         assert self._host is not None
         types = self._host.types
         return [types.parse_bounded_message(json.loads(body)) for _, _, body in self._requests]
+
+    def holds(self, correlation_id: str) -> bool:
+        if correlation_id in self._held.values():
+            return True
+        kept = self._pending.get(correlation_id, ())
+        return any(did.endswith(f":{DESK}") and _APPROVAL in body for did, _, body in kept)
+
+    def stopping(self) -> None:
+        self._stopping = True
+
+    def answers_to(self, answer: Answer) -> None:
+        """Answers other processes leave in the store (``genie approvals``) go to ``answer``."""
+        self._answer = answer
 
     # --- the runtime's side -----------------------------------------------------------------
     def bind(self, host: TransportHost) -> None:
@@ -98,6 +121,20 @@ class DurableTransport(Observer):
         self.local.start(tg, run, new_event)
         self._wake = new_event()
         tg.start_soon(self._writer)
+
+    async def take_answers(self) -> None:
+        """Take the answers other processes left, while an approval is pending here (run by
+        the runtime outside the handlers' tasks: an answer is published from outside)."""
+        while True:
+            await anyio.sleep(POLL)
+            if not self._held or self._answer is None:
+                continue
+            for row, approval_id, approved, by, roles, reason in await anyio.to_thread.run_sync(
+                self.store.answers
+            ):
+                outcome = self._answer(approval_id, approved, by, roles, reason)
+                if outcome is not None:
+                    await anyio.to_thread.run_sync(self.store.answered, row, outcome)
 
     def replay(self, correlation_id: str) -> int:
         """Queue again the deliveries of ``correlation_id`` the store kept (written already:
@@ -236,7 +273,16 @@ class DurableTransport(Observer):
         self._wake.set()
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        if agent_id == DESK and msg.type == _APPROVAL:
+            self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
+            return
         self._ended(delivery_id(msg, agent_id))
+
+    def published(self, msg: Message, recipients: int) -> None:
+        if msg.type == _DECISION and msg.sender == DESK:
+            approval_id = getattr(msg.payload, "approval_id", "")
+            if self._held.pop(approval_id, None) is not None:
+                self._ended(f"{approval_id}:{DESK}")
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
@@ -252,6 +298,12 @@ class DurableTransport(Observer):
     def settled(self, correlation_id: str) -> None:
         if correlation_id in self._kept:
             return  # settled by the stop alone: the request resumes at the next start
+        held = [a for a, cid in self._held.items() if cid == correlation_id]
+        if held and self._stopping:
+            return  # paused for a person: resumed at the next start
+        for approval_id in held:  # cancelled while paused: the approval goes with it
+            del self._held[approval_id]
+            self._ended(f"{approval_id}:{DESK}")
         self._requests_kept.discard(correlation_id)
         self._batch.settled.append(correlation_id)
         self._wake.set()

@@ -1,0 +1,150 @@
+"""Approvals with a store (issue 37): a request paused for a person survives its process; an
+answer left from another terminal (``genie approvals``) is taken by the runtime that holds the
+request, now or when it is resumed; a deadline counts from the asking, across a restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie import MemoryAuditLog, Runtime
+from genie._cli.main import main
+from genie._runtime.durable.store import StoreClient
+
+from ..runtime.test_approvals import Paid, Pay, Payer
+from .test_store import kept
+
+
+async def pause(path: Path, pay: Pay) -> str:
+    """Ask ``pay`` on a runtime with the store at ``path``, stop waiting while its approval
+    is pending, and close: the request stays paused in the store. Its approval's id."""
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=0.2)
+        assert result.status == "timed_out"
+        [approval] = rt.approvals.pending()
+    deliveries, requests = kept(path)
+    assert deliveries == [f"{approval.id}:approvals"]  # the approval, kept until decided
+    assert len(requests) == 1
+    return approval.id
+
+
+async def resume_one(rt: Runtime) -> Paid:
+    [request] = rt.unfinished()
+    result = await rt.resume(request, until="paid", timeout=10)
+    [reply] = result.replies
+    assert isinstance(reply.payload, Paid)
+    return reply.payload
+
+
+async def test_a_paused_request_is_approved_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    approval_id = await pause(path, Pay(amount=700))
+    audit = MemoryAuditLog()
+    paid: list[Paid] = []
+
+    async def resumed(rt: Runtime) -> None:
+        paid.append(await resume_one(rt))
+
+    async with (
+        Runtime([Payer("payer")], store=path, audit=audit) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(resumed, rt)
+        await anyio.wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        assert approval.id == approval_id  # the same approval, not a new one
+        rt.approvals.approve(approval_id, by="alice", roles=("treasurer",))
+    assert paid == [Paid(approved=True, by="alice")]
+    assert kept(path) == ([], [])
+    assert [r.action for r in audit.records] == ["approval_requested", "approved"]
+
+
+async def test_an_answer_left_in_the_store_is_taken_when_the_request_resumes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    approval_id = await pause(path, Pay(amount=700))
+    client = StoreClient(path)
+    refused = client.answer(approval_id, True, "eve", ("clerk",), "")
+    taken = client.answer(approval_id, False, "alice", ("treasurer",), "over limit")
+    async with Runtime([Payer("payer")], store=path) as rt:
+        paid = await resume_one(rt)
+    assert paid == Paid(approved=False, by="alice", reason="over limit")
+    assert client.outcome(taken) == "rejected"
+    why = "it needs the role 'treasurer', which eve does not hold"
+    assert client.outcome(refused) == f"refused: eve may not answer approval {approval_id}: {why}"
+    client.close()
+    assert kept(path) == ([], [])
+
+
+async def test_a_deadline_counts_from_the_asking_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    await pause(path, Pay(amount=5, deadline=1.0))
+    await anyio.sleep(1.1)  # passed while no process held it
+    async with Runtime([Payer("payer")], store=path) as rt:
+        with anyio.fail_after(0.8):  # at once, not another second
+            paid = await resume_one(rt)
+    assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
+
+
+PIPELINE = """
+name: pay
+agents:
+  - id: payer
+    use: tests.runtime.test_approvals:Payer
+routes:
+  pay: [payer]
+entry:
+  type: pay
+  to: payer
+  payload: {amount: 25000}
+output: paid
+timeout: 30s
+"""
+
+
+def test_genie_approvals_answers_a_waiting_genie_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "pay.yaml").write_text(PIPELINE)
+    store = str(tmp_path / "pay.db")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "genie._cli", "run", str(tmp_path / "pay.yaml"), "--store", store],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        listed: list[str] = []
+        for _ in range(100):  # the run starts, asks, and its approval is written
+            if Path(store).exists():
+                assert main(["approvals", "list", "--store", store]) == 0
+                out = capsys.readouterr().out
+                listed = re.findall(r"^(\S+)  payer: pay Rs 25000  \(role treasurer", out, re.M)
+                if listed:
+                    break
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.1)"], check=True)
+        [approval_id] = listed
+        assert main(["approvals", "approve", approval_id, "--store", store, "--as", "eve"]) == 1
+        assert "refused: eve may not answer" in capsys.readouterr().out
+        argv = ["approvals", "approve", approval_id, "--store", store, "--as", "alice"]
+        assert main([*argv, "--role", "treasurer", "--reason", "in budget"]) == 0
+        assert capsys.readouterr().out == f"{approval_id}: approved\n"
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 0, err
+    assert '"by": "alice"' in out
+    assert main(["approvals", "list", "--store", store]) == 0
+    assert capsys.readouterr().out == f"no approvals pending in {store}\n"
