@@ -36,6 +36,7 @@ from .._errors import (
     did_you_mean,
 )
 from .._message.envelope import Message
+from .._runtime.approvals import DESK, Approval, ApprovalRefusedError, may_answer
 from .._runtime.audit import AuditRecord, AuditSink, MemoryAuditLog
 from .._runtime.observe.metrics import Metrics
 from .._runtime.observe.observer import Observer
@@ -415,6 +416,47 @@ def create_app(
         served = served_of(request.path_params["name"])
         return JSONResponse(served.runtime.statistics().as_dict())
 
+    def with_desk() -> list[tuple[str, Runtime]]:
+        """The served runtimes that take approvals (their pipelines have an agent asking)."""
+        return [
+            (name, served.runtime)
+            for name, served in state.served.items()
+            if any(agent.id == DESK for agent in served.runtime.agents())
+        ]
+
+    async def list_approvals(request: Request) -> Response:
+        key = await admit(request)
+        pending = [
+            {"pipeline": name, **_approval_json(approval)}
+            for name, rt in with_desk()
+            for approval in rt.approvals.pending()
+            if may_answer(approval, key.principal, key.roles) is None
+        ]
+        return JSONResponse({"approvals": pending})
+
+    async def answer_approval(request: Request) -> Response:
+        key = await admit(request)
+        approval_id = request.path_params["approval_id"]
+        verb = request.path_params["verb"]
+        if verb not in ("approve", "reject"):
+            raise _Refused(404, f"POST {request.url.path}: answer with approve or reject")
+        raw = await body_of(request, key, b"")
+        reason = _json_object(raw or b"{}", "the request body").get("reason", "")
+        if not isinstance(reason, str):
+            raise _Refused(400, "'reason' must be text", field="reason")
+        for name, rt in with_desk():
+            if any(a.id == approval_id for a in rt.approvals.pending()):
+                answer = rt.approvals.approve if verb == "approve" else rt.approvals.reject
+                try:
+                    answer(approval_id, by=key.principal, roles=key.roles, reason=reason)
+                except ApprovalRefusedError as refused:
+                    raise _Refused(403, str(refused)) from None
+                outcome = "approved" if verb == "approve" else "rejected"
+                return JSONResponse(
+                    {"approval_id": approval_id, "pipeline": name, "answer": outcome}
+                )
+        raise _Refused(404, f"no pending approval {approval_id!r}")
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -460,6 +502,12 @@ def create_app(
             methods=["GET"],
         ),
         Route("/v1/streams/{correlation_id}", guarded("resume", resume), methods=["GET"]),
+        Route("/v1/approvals", guarded("approvals", list_approvals), methods=["GET"]),
+        Route(
+            "/v1/approvals/{approval_id}/{verb}",
+            guarded("answer", answer_approval),
+            methods=["POST"],
+        ),
     ]
     app = Starlette(
         routes=routes,
@@ -694,6 +742,19 @@ def _timeout(raw: str | None, ceiling: float) -> float | None:
     if not 0 < value <= ceiling:
         raise _Refused(400, f"query 'timeout' must be seconds in (0, {ceiling:g}], not {raw!r}")
     return value
+
+
+def _approval_json(approval: Approval) -> dict[str, Any]:
+    return {
+        "id": approval.id,
+        "correlation_id": approval.correlation_id,
+        "agent": approval.agent_id,
+        "subject": approval.subject,
+        "role": approval.role,
+        "principal": approval.principal,
+        "escalated": approval.escalated,
+        "details": approval.details,
+    }
 
 
 def _describe(pipeline: Pipeline) -> dict[str, Any]:

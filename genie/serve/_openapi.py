@@ -163,6 +163,47 @@ def openapi(pipelines: Sequence[Pipeline]) -> dict[str, Any]:
                     }
                 )
             },
+            "/v1/approvals": {
+                "get": _v1(
+                    {
+                        "summary": "the pending approvals this key's principal may answer",
+                        "responses": {"200": {"description": "ok"}},
+                    }
+                )
+            },
+            "/v1/approvals/{approval_id}/{verb}": {
+                "post": _v1(
+                    {
+                        "summary": "approve or reject (verb) as this key's principal and roles",
+                        "parameters": [
+                            _path_parameter("approval_id"),
+                            {
+                                "name": "verb",
+                                "in": "path",
+                                "required": True,
+                                "schema": {"enum": ["approve", "reject"]},
+                            },
+                        ],
+                        "requestBody": {
+                            "required": False,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"reason": _STRING},
+                                    }
+                                }
+                            },
+                        },
+                        "responses": {
+                            "200": {"description": "the answer was sent"},
+                            "403": _error("this principal may not answer it (audited)"),
+                            "404": _error("no such pending approval"),
+                            "413": _error("request body over the size limit"),
+                        },
+                    }
+                )
+            },
             "/healthz": {"get": {"summary": "the process is up", **plain}},
             "/readyz": {"get": {"summary": "every runtime has started", **plain}},
             "/metrics": {"get": {"summary": "Prometheus text exposition", **plain}},

@@ -1,0 +1,138 @@
+"""Approvals over HTTP (issue 37): ``GET /v1/approvals`` lists what the key's principal may
+answer, ``POST /v1/approvals/{id}/approve|reject`` answers as the server-asserted identity
+(the key's principal and roles), and the live page lists them with buttons, in Chromium."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+import httpx
+
+from genie import MemoryAuditLog
+from genie.pipeline import Pipeline, load_pipeline
+from genie.serve import load_keys
+
+from ..conftest import must_skip, optional
+from .conftest import auth, serving, sse
+
+TREASURER = "tina-key-0123456789ab"  # principal tina, role treasurer
+CLERK = "carl-key-0123456789abc"  # principal carl, role clerk
+KEYS = f"""
+keys:
+  - {{principal: tina, key: {TREASURER}, roles: [treasurer]}}
+  - {{principal: carl, key: {CLERK}, roles: [clerk]}}
+"""
+PIPELINE = """
+name: pay
+agents:
+  - id: payer
+    use: tests.runtime.test_approvals:Payer
+routes:
+  pay: [payer]
+entry:
+  type: pay
+  to: payer
+  payload: {amount: 25000}
+output: paid
+timeout: 30s
+"""
+
+
+def setup(tmp_path: Path) -> tuple[Pipeline, Path]:
+    (tmp_path / "pay.yaml").write_text(PIPELINE)
+    (tmp_path / "keys.yaml").write_text(KEYS)
+    return load_pipeline(tmp_path / "pay.yaml"), tmp_path / "keys.yaml"
+
+
+async def pending(client: httpx.AsyncClient, key: str) -> list[dict[str, object]]:
+    answer = await client.get("/v1/approvals", headers=auth(key))
+    assert answer.status_code == 200
+    approvals: list[dict[str, object]] = answer.json()["approvals"]
+    return approvals
+
+
+async def test_an_approval_is_listed_and_answered_as_the_keys_identity(tmp_path: Path) -> None:
+    pipeline, keys = setup(tmp_path)
+    audit = MemoryAuditLog()
+    async with serving([pipeline], load_keys(keys, {}), audit=audit) as client:
+        streamed: list[httpx.Response] = []
+
+        async def ask() -> None:
+            stream = "/v1/pipelines/pay/ask/stream"
+            streamed.append(await client.post(stream, json={}, headers=auth(CLERK), timeout=60))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await anyio.wait_all_tasks_blocked()  # the request waits at the desk
+            [approval] = await pending(client, TREASURER)
+            assert approval["subject"] == "pay Rs 25000"
+            assert approval["pipeline"] == "pay"
+            assert await pending(client, CLERK) == []  # not his to answer
+            url = f"/v1/approvals/{approval['id']}"
+            refused = await client.post(f"{url}/approve", json={}, headers=auth(CLERK))
+            assert refused.status_code == 403
+            assert "needs the role 'treasurer', which carl does not hold" in refused.json()["error"]
+            unknown = await client.post("/v1/approvals/nope/approve", headers=auth(TREASURER))
+            assert unknown.status_code == 404
+            verb = await client.post(f"{url}/ignore", headers=auth(TREASURER))
+            assert verb.status_code == 404
+            answered = await client.post(
+                f"{url}/approve", json={"reason": "in budget"}, headers=auth(TREASURER)
+            )
+            assert answered.status_code == 200
+            assert answered.json()["answer"] == "approved"
+    [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
+    assert result["status"] == "ok"
+    assert result["output"]["payload"] == {  # type: ignore[index]
+        "approved": True,
+        "by": "tina",
+        "reason": "in budget",
+    }
+    actions = [(r.actor, r.action) for r in audit.records if r.action.startswith(("appr", "rej"))]
+    assert actions == [
+        ("payer", "approval_requested"),
+        ("carl", "approval_refused"),
+        ("tina", "approved"),
+    ]
+
+
+async def test_the_live_page_lists_an_approval_and_its_button_answers_it(tmp_path: Path) -> None:
+    optional("playwright", "browser")
+    from playwright.async_api import async_playwright, expect
+
+    from .test_page import CHROMIUM, FLAGS
+
+    if shutil.which(CHROMIUM) is None:
+        must_skip("Debian's chromium is not installed (.ci/run installs it)")
+    pipeline, keys = setup(tmp_path)
+    async with (
+        serving([pipeline], load_keys(keys, {})) as client,
+        async_playwright() as pw,
+        anyio.create_task_group() as tg,
+    ):
+        streamed: list[httpx.Response] = []
+
+        async def ask() -> None:
+            stream = "/v1/pipelines/pay/ask/stream"
+            streamed.append(await client.post(stream, json={}, headers=auth(CLERK), timeout=60))
+
+        tg.start_soon(ask)
+        browser = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(str(client.base_url))
+            await page.fill("#key", TREASURER)
+            await page.dispatch_event("#key", "change")
+            row = page.locator("#approvals tbody tr")
+            await expect(row).to_have_count(1, timeout=10_000)
+            await expect(row.locator("td").nth(2)).to_have_text("pay Rs 25000")
+            await row.locator("button.approve").click()
+            await expect(row).to_have_count(0, timeout=10_000)  # answered: no longer pending
+        finally:
+            await browser.close()
+    [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
+    assert result["output"]["payload"]["by"] == "tina"  # type: ignore[index]
