@@ -73,13 +73,15 @@ class ApprovalTimeout(Payload):
 
 class ApprovalDecision(Payload):
     """The decision, sent to the agent that asked: ``by`` is the principal who answered, or
-    ``deadline`` when nobody did in time."""
+    ``deadline`` when nobody did in time; ``details`` are the request's, so an agent can go on
+    from the decision alone (its own memory may not have survived a restart)."""
 
     message_type = "genie.approval_decision"
     approval_id: str
     approved: bool
     by: str
     reason: str = ""
+    details: str = ""
 
 
 class Approval(Record):
@@ -197,9 +199,16 @@ class ApprovalDesk(BaseAgent):
         action = "approved" if approved else "rejected"
         self._record(by, action, pending.approval, reason)
         decision = ApprovalDecision(
-            approval_id=pending.approval.id, approved=approved, by=by, reason=reason
+            approval_id=pending.approval.id,
+            approved=approved,
+            by=by,
+            reason=reason,
+            details=pending.approval.details,
         )
-        return ctx.emit(decision, recipient=pending.approval.agent_id)
+        # The request goes on as its requester's: the answerer is named in the decision, and
+        # the policies judge the rest of the request by the identity it began with.
+        identity = dict(pending.request.metadata)
+        return ctx.emit(decision, recipient=pending.approval.agent_id, metadata=identity)
 
     def _record(self, actor: str, action: str, approval: Approval, reason: str) -> None:
         details = {

@@ -667,6 +667,7 @@ class _Checker:
         takers = {
             t for spec in self.specs.values() for t in (p.message_type for p in spec.consumes)
         }
+        takers.add("genie.approval_request")  # the runtime's approval desk takes these
         any_taker = any(spec.consumes_any for spec in self.specs.values())
         for i, decl in enumerate(self.config.agents):
             spec = self.specs.get(decl.id)

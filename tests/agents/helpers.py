@@ -27,10 +27,10 @@ async def one(agent: Any, payload: Payload, **fields: Any) -> Any:
 
 async def ask(name: str, payload: Payload, until: str | None = None) -> Any:
     """The answer of the catalogue agent ``name`` on the real runtime (``until``: the answer's
-    type, by default the one type the agent produces)."""
+    type, by default the one type the agent produces besides approval requests)."""
     spec = Catalogue.installed().get(name)
     if until is None:
-        (produced,) = spec.produces
+        (produced,) = [p for p in spec.produces if p.message_type != "genie.approval_request"]
         until = produced.message_type
     async with Runtime([spec.factory(name)]) as rt:
         result = await rt.ask(rt.message(payload, recipient=name), until=until)

@@ -4,6 +4,7 @@ request, now or when it is resumed; a deadline counts from the asking, across a 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -148,3 +149,27 @@ def test_genie_approvals_answers_a_waiting_genie_run(
     assert '"by": "alice"' in out
     assert main(["approvals", "list", "--store", store]) == 0
     assert capsys.readouterr().out == f"no approvals pending in {store}\n"
+
+
+def test_the_shipped_payments_pipeline_waits_for_a_treasurer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """payment_orchestrator's hold_hitl waits for a person: paused by a short run, approved
+    from the CLI, resumed by the next run, which prints the submitted instruction."""
+    store = str(tmp_path / "payments.db")
+    assert main(["run", "payments", "--store", store, "--set", "TIMEOUT=0.5s"]) == 1
+    err = capsys.readouterr().err
+    assert "paused: approval" in err
+    assert main(["approvals", "list", "--store", store, "--json"]) == 0
+    [listed] = capsys.readouterr().out.splitlines()
+    approval = json.loads(listed)
+    assert approval["subject"] == "pay Rs 75,000.00 to Shree Ganesh Traders by IMPS"
+    assert approval["role"] == "treasurer"
+    argv = ["approvals", "approve", approval["id"], "--store", store, "--as", "tina"]
+    assert main([*argv, "--role", "treasurer", "--reason", "invoice checked", "--wait", "0.3"]) == 0
+    assert "the answer is left in" in capsys.readouterr().err
+    assert main(["run", "payments", "--store", store, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["output"]["payload"]["action"] == "submit"
+    assert out["output"]["payload"]["reason"] == "approved by tina: invoice checked"
+    assert kept(Path(store)) == ([], [])

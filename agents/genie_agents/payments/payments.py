@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
 
 from .models import (
     ConvertCurrency,
@@ -29,18 +29,29 @@ class PaymentOrchestrator(BaseAgent):
     missing idempotency key, or no VPA/account to pay. An untrusted beneficiary at Rs 50,000+
     is held. Rail: UPI up to Rs 1 lakh when a VPA is given; otherwise (account + IFSC) IMPS
     up to Rs 5 lakh and RTGS above when urgent, NEFT when not. Rs 50,000+
-    waits for a human (``hold_hitl``), smaller ones are submitted. A repeated idempotency key
-    replays the first instruction (the last ``remember`` keys are kept)."""
+    needs a human: with ``approval_role``, the payment waits for a person of that role to approve
+    it (docs/durability.md), within ``approval_deadline`` seconds, and is then submitted or
+    rejected; without, it ends as Go's ``hold_hitl`` flag. Smaller ones are submitted. A repeated
+    idempotency key replays the first instruction (the last ``remember`` keys are kept)."""
 
     capabilities = ("route_payment",)
     risk = Risk.HIGH
-    produces = (PaymentInstruction,)
+    produces = (PaymentInstruction, ApprovalRequest)
 
-    def __init__(self, id: str, *, remember: int = 10_000) -> None:
+    def __init__(
+        self,
+        id: str,
+        *,
+        remember: int = 10_000,
+        approval_role: str | None = None,
+        approval_deadline: float | None = None,
+    ) -> None:
         super().__init__(id)
         if remember < 1:
             raise ValueError("remember must be at least 1")
         self.remember = remember
+        self.approval_role = approval_role
+        self.approval_deadline = approval_deadline
         self._seen: OrderedDict[str, PaymentInstruction] = OrderedDict()
 
     @handler
@@ -53,6 +64,31 @@ class PaymentOrchestrator(BaseAgent):
             self._seen[key] = out
             if len(self._seen) > self.remember:
                 self._seen.popitem(last=False)
+        if out.action == "hold_hitl" and self.approval_role is not None:
+            rupees = payload.amount_paise / RUPEE
+            ask = ApprovalRequest(
+                subject=f"pay Rs {rupees:,.2f} to {payload.beneficiary} by {out.rail}",
+                role=self.approval_role,
+                deadline=self.approval_deadline,
+                details=out.model_dump_json(),
+            )
+            return ctx.emit(ask)
+        return ctx.emit(out)
+
+    @handler
+    async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
+        """A held payment, decided: submitted on its rail, or rejected, saying by whom."""
+        held = PaymentInstruction.model_validate_json(decision.details)
+        why = f": {decision.reason}" if decision.reason else ""
+        if decision.approved:
+            out = held.model_copy(
+                update={"action": "submit", "reason": f"approved by {decision.by}{why}"}
+            )
+        else:
+            out = held.model_copy(
+                update={"action": "reject", "reason": f"rejected by {decision.by}{why}"}
+            )
+        self._seen[held.idempotency_key.strip()] = out
         return ctx.emit(out)
 
     def decide(self, p: PaymentRequest) -> PaymentInstruction:
