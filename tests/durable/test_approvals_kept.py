@@ -173,3 +173,22 @@ def test_the_shipped_payments_pipeline_waits_for_a_treasurer(
     assert out["output"]["payload"]["action"] == "submit"
     assert out["output"]["payload"]["reason"] == "approved by tina: invoice checked"
     assert kept(Path(store)) == ([], [])
+
+
+def test_the_shipped_claims_pipeline_waits_for_an_adjuster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """claim_adjudicator's hitl waits for a person; a rejection denies the claim, saying who."""
+    store = str(tmp_path / "claims.db")
+    assert main(["run", "claims", "--store", store, "--set", "TIMEOUT=0.5s"]) == 1
+    capsys.readouterr()
+    assert main(["approvals", "list", "--store", store, "--json"]) == 0
+    approval = json.loads(capsys.readouterr().out)
+    assert approval["subject"] == "claim CLM-2026-0117: pay 224,930.23 of 258,000.00"
+    argv = ["approvals", "reject", approval["id"], "--store", store, "--as", "asha"]
+    assert main([*argv, "--role", "adjuster", "--reason", "pre-existing", "--wait", "0.3"]) == 0
+    capsys.readouterr()
+    assert main(["run", "claims", "--store", store, "--json"]) == 0
+    decision = json.loads(capsys.readouterr().out)["output"]["payload"]
+    assert (decision["action"], decision["payable"]) == ("deny", 0.0)
+    assert decision["reasons"][-1] == "rejected by asha: pre-existing"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
 
 from .._common import money
 from .models import (
@@ -96,16 +96,55 @@ class ClaimAdjudicator(BaseAgent):
     deductible, the sum insured left this year. Each item is capped at its sublimit, the
     deductible comes off the total (shared in proportion), then each item's co-pay applies
     to what is left of it. Pays in full (approve), in part
-    (approve_partial) or nothing (deny); a claim of Rs 2 lakh or more goes to a human (hitl)
-    with the computed amount."""
+    (approve_partial) or nothing (deny); a claim of Rs 2 lakh or more goes to a human with the
+    computed amount: with ``approval_role``, it waits for an adjuster of that role to approve
+    the amount (docs/durability.md), within ``approval_deadline`` seconds; without, it ends as
+    Go's ``hitl`` flag."""
 
     capabilities = ("adjudicate_claim",)
     risk = Risk.HIGH
-    produces = (ClaimDecision,)
+    produces = (ClaimDecision, ApprovalRequest)
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        approval_role: str | None = None,
+        approval_deadline: float | None = None,
+    ) -> None:
+        super().__init__(id)
+        self.approval_role = approval_role
+        self.approval_deadline = approval_deadline
 
     @handler
     async def on_claim(self, payload: ClaimRequest, ctx: Context) -> Message:
-        return ctx.emit(adjudicate(payload))
+        out = adjudicate(payload)
+        if out.action == "hitl" and self.approval_role is not None:
+            ask = ApprovalRequest(
+                subject=f"claim {out.claim_id}: pay {out.payable:,.2f} of {out.claimed:,.2f}",
+                role=self.approval_role,
+                deadline=self.approval_deadline,
+                details=out.model_dump_json(),
+            )
+            return ctx.emit(ask)
+        return ctx.emit(out)
+
+    @handler
+    async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
+        """A claim an adjuster decided: the computed amount paid, or the claim denied."""
+        held = ClaimDecision.model_validate_json(decision.details)
+        why = f": {decision.reason}" if decision.reason else ""
+        if decision.approved and held.payable > 0:
+            action = "approve" if held.payable == held.claimed else "approve_partial"
+            said = f"approved by {decision.by}{why}"
+            out = held.model_copy(update={"action": action, "reasons": (*held.reasons, said)})
+        else:
+            verdict = "nothing payable" if decision.approved else "rejected"
+            said = f"{verdict} by {decision.by}{why}"
+            out = held.model_copy(
+                update={"action": "deny", "payable": 0.0, "reasons": (*held.reasons, said)}
+            )
+        return ctx.emit(out)
 
 
 PREAUTH_TAT = timedelta(hours=1)
