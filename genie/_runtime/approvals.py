@@ -249,15 +249,23 @@ class Approvals:
         publish: Callable[[Message], object],
         new_id: Callable[[], str],
         clock: Clock,
+        live: Callable[[str], bool],
     ) -> None:
         self._desk = desk
         self._publish = publish
         self._new_id = new_id
         self._clock = clock
+        self._live = live  # whether a correlation is still in flight, not cancelled
 
     def pending(self) -> list[Approval]:
-        """The approvals waiting for a person, oldest first."""
-        return [p.approval for p in self._desk.pending.values()]
+        """The approvals waiting for a person, oldest first (an approval whose request was
+        cancelled, or timed out without a store to keep it, is forgotten)."""
+        desk = self._desk
+        for approval_id in [
+            a for a, p in desk.pending.items() if not self._live(p.request.correlation_id)
+        ]:
+            del desk.pending[approval_id]
+        return [p.approval for p in desk.pending.values()]
 
     def answer_left(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
@@ -289,6 +297,7 @@ class Approvals:
     def _answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
     ) -> Message:
+        self.pending()  # forgets those whose request is gone
         pending = self._desk.pending.get(approval_id)
         if pending is None:
             raise ApprovalRefusedError(f"no pending approval {approval_id!r}")

@@ -425,10 +425,16 @@ class Runtime:
 
             desk = ApprovalDesk(self.clock, self.audit)
             self.add(desk, subscribe=(ApprovalRequest.message_type,))
-            self._approvals = Approvals(desk, self.publish_nowait, self._new_id, self.clock)
+            self._approvals = Approvals(
+                desk, self.publish_nowait, self._new_id, self.clock, self._in_flight
+            )
             if isinstance(self._transport, Keeper):
                 self._transport.answers_to(self._approvals.answer_left)
         return self._approvals
+
+    def _in_flight(self, correlation_id: str) -> bool:
+        corr = self._correlator.lookup(correlation_id)
+        return corr is not None and corr.in_flight > 0 and not corr.cancelled
 
     def unfinished(self) -> list[Message]:
         """With a store (``Runtime(store=path)``): the requests published from outside that

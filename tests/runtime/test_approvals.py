@@ -264,3 +264,16 @@ async def test_an_answer_is_governed_like_any_message() -> None:
     assert [(r.actor, r.target, r.details["sender"]) for r in denied] == [
         ("four-eyes", "approvals", "mallory")
     ]
+
+
+async def test_an_approval_of_a_request_that_timed_out_is_forgotten() -> None:
+    """Without a store, a caller that stops waiting cancels the request: its approval is no
+    longer listed, and answering it is refused."""
+    async with Runtime([Payer("payer")]) as rt:
+        result = await rt.ask(
+            rt.message(Pay(amount=5), recipient="payer"), until="paid", timeout=0.1
+        )
+        assert result.status == "timed_out"
+        assert rt.approvals.pending() == []
+        with pytest.raises(ApprovalRefusedError, match="no pending approval"):
+            rt.approvals.approve("anything", by="alice", roles=("treasurer",))
