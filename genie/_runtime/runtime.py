@@ -198,6 +198,8 @@ class Runtime:
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised
         self._transport: Transport = transport if transport is not None else LocalTransport()
+        # A transport that keeps requests across restarts (durable mode), asked once here.
+        self._keeper = self._transport if isinstance(self._transport, Keeper) else None
         self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
             self.types,
@@ -428,8 +430,8 @@ class Runtime:
             self._approvals = Approvals(
                 desk, self.publish_nowait, self._new_id, self.clock, self._in_flight
             )
-            if isinstance(self._transport, Keeper):
-                self._transport.answers_to(self._approvals.answer_left)
+            if self._keeper is not None:
+                self._keeper.answers_to(self._approvals.answer_left)
         return self._approvals
 
     def _in_flight(self, correlation_id: str) -> bool:
@@ -441,8 +443,7 @@ class Runtime:
         had not settled when the store was last used (the process was killed, or stopped with
         work in flight). ``resume`` runs each again and waits for its end (``genie run
         --store`` resumes them all). Without a store: none."""
-        transport = self._transport
-        return transport.unfinished() if isinstance(transport, Keeper) else []
+        return [] if self._keeper is None else self._keeper.unfinished()
 
     def model_text(
         self, correlation_id: str, *, reader: str, hold_back: int | None = 64
@@ -499,8 +500,8 @@ class Runtime:
         new_event: Callable[[], anyio.Event] = type(anyio.Event())
         self._correlator.new_event = new_event
         self._runner.start(tg, new_event)
-        if isinstance(self._transport, Keeper):
-            tg.start_soon(self._transport.take_answers)  # a task of the runtime's, not a handler's
+        if self._keeper is not None:
+            tg.start_soon(self._keeper.take_answers)  # a task of the runtime's, not a handler's
         self._timers.start(tg)
         self._state = RuntimeState.RUNNING
         try:
@@ -535,8 +536,8 @@ class Runtime:
                     await ledger.wait_idle()
         finally:
             self._state = RuntimeState.CLOSING
-            if isinstance(self._transport, Keeper):
-                self._transport.stopping()  # what ends from now on is cut short
+            if self._keeper is not None:
+                self._keeper.stopping()  # what ends from now on is cut short
             self._tg.cancel_scope.cancel()
             try:
                 # The group is cancelled already; the caller's own exception (if any) is not
@@ -771,7 +772,7 @@ class Runtime:
             where = until
         gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
         published = how == "resume"
-        keeper = self._transport if isinstance(self._transport, Keeper) else None
+        keeper = self._keeper
         if published and keeper is not None:
             keeper.replay(msg.correlation_id)  # its kept deliveries, now that the gather waits
         try:
