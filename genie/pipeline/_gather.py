@@ -144,6 +144,9 @@ class GatherNode:
         # (agent, type) -> the parts a delivery of that type to that agent leads to.
         self.feeds = {k: frozenset(v) & set(self.expect) for k, v in (feeds or {}).items()}
         self.produces: tuple[type[Payload], ...] = (emit, GatherDeadline)
+        # A store keeps each delivery to this fan-in until it emits its bundle for the
+        # correlation, so that a restart replays the parts it had (docs/durability.md).
+        self.releases = frozenset((emit.message_type,))
         self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
         # Correlations already emitted or timed out: a straggler must not open a new session.

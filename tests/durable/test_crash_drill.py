@@ -195,3 +195,54 @@ def test_the_drill_reaches_every_write(drill: Path) -> None:
     assert killed.returncode == -signal.SIGKILL
     again = run(drill, "never", 0)
     assert "resuming" not in again.stderr
+
+
+GATHER_WRITES = 8  # an uninterrupted run of finance-gather writes its store this often
+
+
+def run_shipped(folder: Path, mode: str, at: int) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(folder / "harness.py"), mode, str(at), "run"]
+    command += ["finance-gather", "--store", str(folder / "finance.db")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def report() -> str:
+    """What an uninterrupted run of the shipped finance-gather pipeline prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", "genie._cli", "run", "finance-gather"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("at", range(1, GATHER_WRITES + 1))
+def test_the_shipped_fan_in_killed_at_any_write_resumes_to_the_same_report(
+    drill: Path, report: str, mode: str, at: int
+) -> None:
+    """finance-gather's declared gather keeps the parts it collected in the store until it
+    bundles them, so a kill at any write loses none of them: the resumed run prints the
+    report an uninterrupted run prints."""
+    killed = run_shipped(drill, mode, at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    again = run_shipped(drill, "never", 0)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == report
+    db = sqlite3.connect(drill / "finance.db")
+    try:
+        left = [
+            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("deliveries", "requests")
+        ]
+    finally:
+        db.close()
+    assert left == [0, 0]
+
+
+def test_the_fan_in_drill_reaches_every_write(drill: Path) -> None:
+    assert run_shipped(drill, "after", GATHER_WRITES + 1).returncode == 0
+    assert run_shipped(drill, "after", GATHER_WRITES).returncode == -signal.SIGKILL

@@ -79,6 +79,10 @@ class DurableTransport(Observer):
         for row in self.store.pending():
             self._pending.setdefault(row[1], []).append(row)
         self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
+        # A fan-in's parts, kept until it emits for their correlation: (agent, correlation)
+        # -> the delivery ids. An agent is a fan-in when it names the types that release them.
+        self._parts: dict[tuple[str, str], list[str]] = {}
+        self._releases: dict[str, frozenset[str]] = {}
         self._stopping = False
         self._answer: Answer | None = None
         self.resumed = 0  # deliveries queued again at start
@@ -272,17 +276,34 @@ class DurableTransport(Observer):
         self._batch.ended.append(self._fallbacks.pop(did, did))
         self._wake.set()
 
+    def _released_by(self, agent_id: str) -> frozenset[str]:
+        """The types whose publication by ``agent_id`` releases its kept parts (none: it
+        keeps nothing)."""
+        releases = self._releases.get(agent_id)
+        if releases is None:
+            mailbox = self.local.mailboxes.get(agent_id)
+            found = getattr(mailbox.agent, "releases", None) if mailbox is not None else None
+            releases = self._releases[agent_id] = frozenset(found or ())
+        return releases
+
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             return
-        self._ended(delivery_id(msg, agent_id))
+        did = delivery_id(msg, agent_id)
+        if self._released_by(agent_id):  # a fan-in's part: kept until it emits
+            self._parts.setdefault((agent_id, msg.correlation_id), []).append(did)
+            return
+        self._ended(did)
 
     def published(self, msg: Message, recipients: int) -> None:
         if msg.type == _DECISION and msg.sender == DESK:
             approval_id = getattr(msg.payload, "approval_id", "")
             if self._held.pop(approval_id, None) is not None:
                 self._ended(f"{approval_id}:{DESK}")
+        elif msg.type in self._released_by(msg.sender):
+            for did in self._parts.pop((msg.sender, msg.correlation_id), ()):
+                self._ended(did)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
@@ -299,11 +320,15 @@ class DurableTransport(Observer):
         if correlation_id in self._kept:
             return  # settled by the stop alone: the request resumes at the next start
         held = [a for a, cid in self._held.items() if cid == correlation_id]
-        if held and self._stopping:
-            return  # paused for a person: resumed at the next start
+        parts = [key for key in self._parts if key[1] == correlation_id]
+        if (held or parts) and self._stopping:
+            return  # paused for a person, or a fan-in under way: resumed at the next start
         for approval_id in held:  # cancelled while paused: the approval goes with it
             del self._held[approval_id]
             self._ended(f"{approval_id}:{DESK}")
+        for key in parts:  # the fan-in ended without emitting (nothing to bundle, or failed)
+            for did in self._parts.pop(key):
+                self._ended(did)
         self._requests_kept.discard(correlation_id)
         self._batch.settled.append(correlation_id)
         self._wake.set()
