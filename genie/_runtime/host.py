@@ -89,6 +89,15 @@ class TransportHost(Protocol):
         """The correlation ``correlation_id`` in this runtime (begun here if it is new)."""
         ...
 
+    def charged(self, corr: Correlation) -> int:
+        """The deliveries ``corr`` has charged against ``Limits.correlation_budget``."""
+        ...
+
+    def charge(self, corr: Correlation, deliveries: int) -> None:
+        """``corr`` had charged ``deliveries`` before a restart: its budget continues from
+        there (never from less than it has charged here)."""
+        ...
+
     def cancelled_elsewhere(self, correlation_id: str) -> bool:
         """Another process cancelled ``correlation_id``: if anything of it is in flight here,
         its deliveries end as cancelled dead letters and its pending timers are cancelled
@@ -264,6 +273,12 @@ class RuntimeHost:
 
     def correlation(self, correlation_id: str) -> Correlation:
         return self._correlator.get(correlation_id)
+
+    def charged(self, corr: Correlation) -> int:
+        return corr.deliveries
+
+    def charge(self, corr: Correlation, deliveries: int) -> None:
+        self._ledger.charged_before(corr, deliveries)
 
     def cancelled_elsewhere(self, correlation_id: str) -> bool:
         corr = self._correlator.lookup(correlation_id)

@@ -124,6 +124,11 @@ class Ledger:
         """A running delivery of ``agent`` was cancelled by the shutdown."""
         self.cut_short[agent] += 1
 
+    def charged_before(self, corr: _Correlation, deliveries: int) -> None:
+        """``corr`` had charged ``deliveries`` to its budget in an earlier process (a request
+        resumed from a store): its budget continues from there."""
+        corr.deliveries = max(corr.deliveries, deliveries)
+
     def tap_denied(self) -> None:
         self.taps_denied += 1
 

@@ -14,6 +14,8 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    Limits,
+    MemoryAuditLog,
     Message,
     Payload,
     Runtime,
@@ -196,3 +198,25 @@ async def test_two_runtimes_with_stores_of_their_own_never_see_each_other(
 async def test_without_a_store_nothing_is_unfinished() -> None:
     async with Runtime([Chain("chain")]) as rt:
         assert rt.unfinished() == []
+
+
+async def test_a_resumed_request_spends_what_is_left_of_its_budget(tmp_path: Path) -> None:
+    """Steps 0 and 1 ran and step 2 was cut: 3 of the correlation's 4 deliveries were
+    charged. Resumed, step 3 is the fourth, and step 4 would be a fifth: denied, not run."""
+    path = tmp_path / "store.db"
+    limits = Limits(correlation_budget=4)
+    first = Chain("chain", gate=anyio.Event())
+    async with Runtime([first], store=path, limits=limits, drain_timeout=0.01) as rt:
+        await rt.publish(rt.message(Step(n=0), recipient="chain"))
+        with anyio.fail_after(5):
+            await first.waiting.wait()
+    second = Chain("chain")
+    audit = MemoryAuditLog()
+    async with Runtime([second], store=path, limits=limits, audit=audit) as rt2:
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        result = await rt2.resume(request, until="done", timeout=5)
+    assert second.seen == [2, 3]
+    assert not result.complete
+    [denied] = [r for r in audit.records if r.action == "limit_fired"]
+    assert denied.actor == "limit:budget"

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE TABLE IF NOT EXISTS requests (
     correlation_id TEXT PRIMARY KEY,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    charged INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,13 +56,14 @@ Stored = tuple[str, str, str]
 class Batch:
     """What one write makes durable: rows to add and the ids of rows to remove, in order."""
 
-    __slots__ = ("ended", "puts", "requests", "settled")
+    __slots__ = ("charged", "ended", "puts", "requests", "settled")
 
     def __init__(self) -> None:
         self.puts: list[Stored] = []
         self.ended: list[str] = []
         self.requests: list[Stored] = []
         self.settled: list[str] = []
+        self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
 
     def __bool__(self) -> bool:
         return bool(self.puts or self.ended or self.requests or self.settled)
@@ -115,6 +117,11 @@ class DeliveryStore:
         rows = self._db.execute("SELECT correlation_id, body FROM requests ORDER BY rowid")
         return [(str(c), str(c), str(b)) for c, b in rows]
 
+    def charged(self) -> dict[str, int]:
+        """The deliveries each unsettled request had charged to its budget."""
+        rows = self._db.execute("SELECT correlation_id, charged FROM requests")
+        return {str(c): int(n) for c, n in rows}
+
     def write(self, batch: Batch) -> None:
         """Make ``batch`` durable in one transaction (called in a worker thread)."""
         with self._lock:
@@ -131,6 +138,11 @@ class DeliveryStore:
                     db.executemany(
                         "INSERT OR REPLACE INTO requests (correlation_id, body) VALUES (?, ?)",
                         [(cid, body) for _, cid, body in batch.requests],
+                    )
+                if batch.charged:
+                    db.executemany(
+                        "UPDATE requests SET charged = ? WHERE correlation_id = ?",
+                        [(n, cid) for cid, n in batch.charged.items()],
                     )
                 _delete(db, "deliveries", "id", batch.ended)
                 _delete(db, "requests", "correlation_id", batch.settled)

@@ -75,6 +75,7 @@ class DurableTransport(Observer):
         self._requests_kept: set[str] = set()  # requests written (until they settle)
         self._dumped: tuple[Message | None, str] = None, ""  # the last message encoded
         self._requests = self.store.requests()  # as the store was found
+        self._charged = self.store.charged()  # each request's budget spent before
         self._pending: dict[str, list[tuple[str, str, str]]] = {}  # by correlation, until replayed
         for row in self.store.pending():
             self._pending.setdefault(row[1], []).append(row)
@@ -146,6 +147,9 @@ class DurableTransport(Observer):
         host = self._host
         assert host is not None
         kept = self._pending.pop(correlation_id, [])
+        spent = self._charged.pop(correlation_id, 0)
+        if spent:  # its budget continues where it stopped
+            host.charge(host.correlation(correlation_id), spent)
         for did, cid, body in kept:
             try:
                 delivery = Delivery.decode(body, host.types)
@@ -239,6 +243,8 @@ class DurableTransport(Observer):
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
         cid, dumped, puts = msg.correlation_id, self._json(msg), self._batch.puts
+        if self._host is not None:
+            self._batch.charged[cid] = self._host.charged(self._host.correlation(cid))
         for rid in recipients:
             did = delivery_id(msg, rid)
             if isinstance(item, Handoff):  # the fallback's delivery replaces its agent's row
