@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import Literal, Self
-
-import anyio
+from typing import Literal
 
 from .._base.record import Record
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .observe.observer import Observer
+from .observe.reading import Reading
 from .policy import Decision
 
 __all__ = ["ModelText", "ModelTextHub", "ModelTextStream", "TextCall", "TextChunk"]
@@ -124,7 +122,7 @@ class TextCall:
             reader._changed(self)
 
 
-class ModelTextStream:
+class ModelTextStream(Reading):
     """An async iterator of ``TextChunk``: the model text of one correlation that one reader may
     see; see ``Runtime.model_text``. It ends when nothing of the correlation is in flight."""
 
@@ -138,29 +136,18 @@ class ModelTextStream:
     ) -> None:
         if hold_back is not None and hold_back < 0:
             raise ValueError(f"hold_back must be 0 or more characters, or None, not {hold_back}")
+        super().__init__(hub)
         self.correlation_id = correlation_id
         self.reader = reader
         self.hold_back = hold_back
-        self._hub = hub
         self._judge = judge
         self._released: dict[TextCall, int] = {}  # -1 once the call is over for this reader
         self._dirty: dict[TextCall, None] = {}  # calls with news, in the order they had it
         self._out: deque[TextChunk] = deque()
-        self._ended = False
-        self._wakeup: anyio.Event | None = None
 
     def _changed(self, call: TextCall) -> None:
         self._dirty[call] = None
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    def _end(self) -> None:
-        self._ended = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    def __aiter__(self) -> Self:
-        return self
+        self._wake()
 
     async def __anext__(self) -> TextChunk:
         while not self._out:
@@ -172,8 +159,7 @@ class ModelTextStream:
                 continue
             if self._ended:
                 raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            await self._wait()
         return self._out.popleft()
 
     def _review(self, call: TextCall) -> None:
@@ -230,22 +216,6 @@ class ModelTextStream:
             finish,
             error,
         )
-
-    async def aclose(self) -> None:
-        """Stop listening; what was released already can still be read."""
-        self._hub.detach(self)
-        self._end()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class ModelTextHub(Observer):

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import Literal, Self
-
-import anyio
+from typing import Literal
 
 from ..._base.clock import Clock
 from ..._base.record import Record
@@ -20,6 +17,7 @@ from ..._message.envelope import Message
 from ..correlator import GatherResult
 from ..deadletter import DeadLetter
 from .observer import Observer
+from .reading import Reading
 
 __all__ = ["Event", "EventKind", "EventStream"]
 
@@ -91,19 +89,17 @@ def _ms(seconds: float | None) -> str:
     return f"{(seconds or 0.0) * 1000:.3f} ms"
 
 
-class EventStream:
+class EventStream(Reading):
     """An async iterator of ``Event``; see ``Runtime.events``. ``dropped`` counts lost events."""
 
     def __init__(self, hub: EventHub, correlation_id: str | None, buffer: int) -> None:
+        super().__init__(hub)
         self.correlation_id = correlation_id
         self.buffer = buffer
         self.dropped = 0
-        self._hub = hub
         self._events: deque[Event] = deque()
         self._lost = 0  # dropped since the reader last heard about it
         self._lost_at: Event | None = None
-        self._ended = False
-        self._wakeup: anyio.Event | None = None
 
     def _push(self, event: Event) -> None:
         if self._ended:
@@ -117,8 +113,7 @@ class EventStream:
         if self._lost:
             self._events.append(self._gap())
         self._events.append(event)
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._wake()
 
     def _gap(self) -> Event:
         first = self._lost_at
@@ -127,39 +122,14 @@ class EventStream:
         self._lost, self._lost_at = 0, None
         return gap
 
-    def _end(self) -> None:
-        self._ended = True
-        if self._wakeup is not None:
-            self._wakeup.set()
-
-    def __aiter__(self) -> Self:
-        return self
-
     async def __anext__(self) -> Event:
         while not self._events:
             if self._ended:
                 if self._lost:
                     return self._gap()
                 raise StopAsyncIteration
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
+            await self._wait()
         return self._events.popleft()
-
-    async def aclose(self) -> None:
-        """Stop listening; events already buffered can still be read."""
-        self._hub.detach(self)
-        self._end()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class EventHub(Observer):
