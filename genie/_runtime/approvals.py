@@ -83,6 +83,13 @@ class ApprovalDecision(Payload):
     reason: str = ""
     details: str = ""
 
+    def said(self) -> str:
+        """The decision in words: ``approved by tina: invoice checked``."""
+        verdict = "approved" if self.approved else "rejected"
+        return (
+            f"{verdict} by {self.by}: {self.reason}" if self.reason else f"{verdict} by {self.by}"
+        )
+
 
 class Approval(Record):
     """A pending approval as ``Runtime.approvals.pending()`` lists it. ``id`` is the id of its

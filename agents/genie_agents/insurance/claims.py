@@ -133,17 +133,12 @@ class ClaimAdjudicator(BaseAgent):
     async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
         """A claim an adjuster decided: the computed amount paid, or the claim denied."""
         held = ClaimDecision.model_validate_json(decision.details)
-        why = f": {decision.reason}" if decision.reason else ""
+        reasons = (*held.reasons, decision.said())
         if decision.approved and held.payable > 0:
             action = "approve" if held.payable == held.claimed else "approve_partial"
-            said = f"approved by {decision.by}{why}"
-            out = held.model_copy(update={"action": action, "reasons": (*held.reasons, said)})
-        else:
-            verdict = "nothing payable" if decision.approved else "rejected"
-            said = f"{verdict} by {decision.by}{why}"
-            out = held.model_copy(
-                update={"action": "deny", "payable": 0.0, "reasons": (*held.reasons, said)}
-            )
+            out = held.model_copy(update={"action": action, "reasons": reasons})
+        else:  # rejected, or approved with nothing payable
+            out = held.model_copy(update={"action": "deny", "payable": 0.0, "reasons": reasons})
         return ctx.emit(out)
 
 

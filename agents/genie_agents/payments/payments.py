@@ -79,15 +79,8 @@ class PaymentOrchestrator(BaseAgent):
     async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
         """A held payment, decided: submitted on its rail, or rejected, saying by whom."""
         held = PaymentInstruction.model_validate_json(decision.details)
-        why = f": {decision.reason}" if decision.reason else ""
-        if decision.approved:
-            out = held.model_copy(
-                update={"action": "submit", "reason": f"approved by {decision.by}{why}"}
-            )
-        else:
-            out = held.model_copy(
-                update={"action": "reject", "reason": f"rejected by {decision.by}{why}"}
-            )
+        action = "submit" if decision.approved else "reject"
+        out = held.model_copy(update={"action": action, "reason": decision.said()})
         self._seen[held.idempotency_key.strip()] = out
         return ctx.emit(out)
 
