@@ -137,8 +137,9 @@ def effects(folder: Path) -> list[str]:
     return [line.split()[1] for line in lines if line.startswith("effect ")]
 
 
-def stored(folder: Path) -> tuple[int, int]:
-    db = sqlite3.connect(folder / "drill.db")
+def stored(folder: Path, name: str = "drill.db") -> tuple[int, int]:
+    """The deliveries and requests the store ``folder/name`` still keeps."""
+    db = sqlite3.connect(folder / name)
     try:
         counts = [
             db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -232,15 +233,7 @@ def test_the_shipped_fan_in_killed_at_any_write_resumes_to_the_same_report(
     again = run_shipped(drill, "never", 0)
     assert again.returncode == 0, again.stderr
     assert again.stdout == report
-    db = sqlite3.connect(drill / "finance.db")
-    try:
-        left = [
-            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("deliveries", "requests")
-        ]
-    finally:
-        db.close()
-    assert left == [0, 0]
+    assert stored(drill, "finance.db") == (0, 0)
 
 
 def test_the_fan_in_drill_reaches_every_write(drill: Path) -> None:

@@ -15,6 +15,7 @@ from genie.pipeline import Pipeline, load_pipeline
 from genie.serve import load_keys
 
 from ..conftest import must_skip, optional
+from ..durable.test_approvals_kept import PIPELINE
 from .conftest import auth, serving, sse
 
 TREASURER = "tina-key-0123456789ab"  # principal tina, role treasurer
@@ -23,20 +24,6 @@ KEYS = f"""
 keys:
   - {{principal: tina, key: {TREASURER}, roles: [treasurer]}}
   - {{principal: carl, key: {CLERK}, roles: [clerk]}}
-"""
-PIPELINE = """
-name: pay
-agents:
-  - id: payer
-    use: tests.runtime.test_approvals:Payer
-routes:
-  pay: [payer]
-entry:
-  type: pay
-  to: payer
-  payload: {amount: 25000}
-output: paid
-timeout: 30s
 """
 
 
