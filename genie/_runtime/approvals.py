@@ -32,6 +32,7 @@ __all__ = [
     "ApprovalDesk",
     "ApprovalRefusedError",
     "ApprovalRequest",
+    "ApprovalWithdrawn",
     "Approvals",
 ]
 
@@ -69,6 +70,16 @@ class ApprovalTimeout(Payload):
     message_type = "genie.approval_timeout"
     approval_id: str
     round: int
+
+
+class ApprovalWithdrawn(Payload):
+    """The agent that asked no longer needs the answer (a workflow failed while its approval
+    step waited): the desk forgets the approval and answers its agent ``rejected`` by
+    ``withdrawn``."""
+
+    message_type = "genie.approval_withdrawn"
+    approval_id: str
+    reason: str
 
 
 class ApprovalDecision(Payload):
@@ -175,6 +186,13 @@ class ApprovalDesk(BaseAgent):
         return self._decide(pending, ctx, payload.approved, by, payload.reason)
 
     @handler
+    async def on_withdrawn(self, payload: ApprovalWithdrawn, ctx: Context) -> Message | None:
+        pending = self.pending.get(payload.approval_id)
+        if pending is None or pending.approval.agent_id != ctx.message.sender:
+            return None  # decided already, or not the asker's to withdraw
+        return self._decide(pending, ctx, False, "withdrawn", payload.reason)
+
+    @handler
     async def on_timeout(self, payload: ApprovalTimeout, ctx: Context) -> Message | None:
         pending = self.pending.get(payload.approval_id)
         if pending is None or pending.round != payload.round:
@@ -203,7 +221,7 @@ class ApprovalDesk(BaseAgent):
         del self.pending[pending.approval.id]
         if by != "deadline":
             pending.timer.cancel()
-        action = "approved" if approved else "rejected"
+        action = "approved" if approved else "withdrawn" if by == "withdrawn" else "rejected"
         self._record(by, action, pending.approval, reason)
         decision = ApprovalDecision(
             approval_id=pending.approval.id,

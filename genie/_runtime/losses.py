@@ -1,4 +1,6 @@
-"""Loss notices: the runtime tells the subscribers of ``genie.lost`` that a delivery was lost.
+"""Loss and cancellation notices.
+
+The runtime tells the subscribers of ``genie.lost`` that a delivery was lost.
 
 A delivery is lost when admission denies it, it ends as a ``failed`` or ``cancelled`` dead
 letter, or an overflow policy sheds it. When some agent subscribes to ``genie.lost``, the
@@ -6,6 +8,11 @@ runtime sends, at once and through the one routing path, a ``Lost`` message caus
 one, in its correlation: so an agent waiting for the work of that correlation (a pipeline's
 declared gather) stops waiting for what cannot come. Nothing is sent when nobody subscribes, for
 the loss of a notice itself, for a cancelled request, or once the runtime is closing.
+
+When a request is cancelled (``Runtime.cancel``: its caller gave up, or timed out), nothing more
+of its correlation is delivered. The subscribers of ``genie.cancelled`` are then sent a
+``Cancelled`` notice in a correlation of its own, ``<id>.cancel``: the undo of what the request
+did (a workflow's compensations) runs there, governed and counted like any other work.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Literal
 
 from .._message.payload import Payload
 
-__all__ = ["Lost"]
+__all__ = ["Cancelled", "Lost"]
 
 
 class Lost(Payload):
@@ -31,3 +38,13 @@ class Lost(Payload):
     kind: Literal["denied", "failed", "shed", "cancelled"]
     reason: str
     policy: str | None = None
+
+
+class Cancelled(Payload):
+    """The request of ``correlation_id`` was cancelled, for ``reason``. Sent in the correlation
+    ``<correlation_id>.cancel``, so that what it causes is delivered."""
+
+    message_type = "genie.cancelled"
+
+    correlation_id: str
+    reason: str

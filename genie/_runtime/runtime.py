@@ -84,6 +84,7 @@ _log = lazy_logger("genie.runtime")
 # when an agent subscribes to loss notices; the event stream's module when `events` is first
 # called; the statistics record when `statistics` is (docs/design/imports-and-gc.md).
 _LOST = "genie.lost"
+_CANCELLED = "genie.cancelled"  # `Cancelled.message_type`, loaded as `Lost` is
 
 CLOSE_TIMEOUT = 5.0  # seconds each ``on_close`` callback may take at shutdown
 
@@ -329,6 +330,10 @@ class Runtime:
 
     def _watch_losses(self) -> None:
         # Loss notices cost nothing until an agent subscribes to them (see _losses.py).
+        if self._router.subscribers(_CANCELLED):
+            from .losses import Cancelled
+
+            self.types.register(Cancelled)
         if self._router.subscribers(_LOST):
             from .losses import Lost
 
@@ -801,9 +806,28 @@ class Runtime:
         timers end as cancelled dead letters, its further outputs are not delivered."""
         corr = self._correlator.lookup(correlation_id)
         if corr is not None and corr.in_flight:
+            told = corr.cancelled
             corr.cancelled = True
             self._transport.cancel(correlation_id)
             self._timers.cancel(correlation_id)
+            if not told and self._router.subscribers(_CANCELLED):
+                self._notify_cancel(correlation_id)
+
+    def _notify_cancel(self, correlation_id: str) -> None:
+        """Tell the subscribers of ``genie.cancelled``, in a correlation of the notice's own
+        (see losses.py): the cancelled one delivers nothing more."""
+        from .losses import Cancelled  # registered by `_watch_losses`
+
+        if self._state is not RuntimeState.RUNNING:
+            return
+        notice = self.message(
+            Cancelled(correlation_id=correlation_id, reason="the request was cancelled"),
+            sender="genie",
+            role=Role.SYSTEM,
+            correlation_id=f"{correlation_id}.cancel",
+            trace_id=correlation_id,
+        )
+        self._dispatcher.route(notice, False)
 
     async def _request(self, msg: Message, timeout: float | None) -> Message:
         self._check_open()
