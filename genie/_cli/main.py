@@ -160,6 +160,9 @@ def _report(
         print(json.dumps(result.as_json(), indent=2))
     elif result.output is not None:
         print(_render(result.output.payload), end="")
+    unfinished = _workflow_unfinished(result)
+    if unfinished:
+        print(f"genie run: {pipeline.name}: {unfinished}", file=sys.stderr)
     if result.status != "ok" or result.denials:
         print(f"genie run: {pipeline.name}: the run ended {result.status}", file=sys.stderr)
         for d in result.denials:
@@ -183,7 +186,24 @@ def _report(
                 f"(genie worker {args.pipeline} --nats {args.nats} --agents {agent_id})",
                 file=sys.stderr,
             )
-    return 0 if result.ok else 1
+    return 0 if result.ok and not unfinished else 1
+
+
+def _workflow_unfinished(result: RunResult) -> str:
+    """How a workflow that did not complete ended, in words ("" when it completed, or the
+    output is not a workflow's)."""
+    from ..pipeline import WorkflowOutcome
+
+    outcome = result.output.payload if result.output is not None else None
+    if not isinstance(outcome, WorkflowOutcome) or outcome.status == "completed":
+        return ""
+    at = f" at {outcome.failed_step}" if outcome.failed_step else ""
+    undone = ", ".join(outcome.compensated) or "nothing"
+    failed = ", ".join(outcome.not_compensated)
+    return (
+        f"workflow {outcome.workflow} {outcome.status}{at}: {outcome.reason}; compensated: "
+        f"{undone}" + (f"; compensation failed: {failed}" if failed else "")
+    )
 
 
 def _show_tracebacks(result: RunResult, debug: bool, again: str) -> None:

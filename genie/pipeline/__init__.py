@@ -1,4 +1,5 @@
-"""YAML pipelines: agents from the catalogue wired by routes, gathers, governance and limits.
+"""YAML pipelines: agents from the catalogue wired by routes, gathers, workflows, governance
+and limits.
 
 pipeline = load_pipeline("config/pipelines/finance.yaml")
 result = anyio.run(pipeline.run)
@@ -15,6 +16,8 @@ from ._run import Pipeline as Pipeline
 from ._run import RunResult as RunResult
 from ._tally import Denial as Denial
 from ._tally import RunStatistics as RunStatistics
+from ._workflow import WorkflowEvent as WorkflowEvent
+from ._workflow import WorkflowOutcome as WorkflowOutcome
 
 __all__ = [
     "Denial",
@@ -26,5 +29,7 @@ __all__ = [
     "Pipeline",
     "RunResult",
     "RunStatistics",
+    "WorkflowEvent",
+    "WorkflowOutcome",
     "load_pipeline",
 ]

@@ -15,8 +15,9 @@ CALLER_OUTPUT = "(output)"
 
 @dataclass(frozen=True)
 class Node:
-    """An agent or a declared gather. ``consumes`` None means any type; ``sends_to`` maps a
-    produced type to a fixed recipient (a gather's emit)."""
+    """An agent, a declared gather or a workflow. ``consumes`` None means any type;
+    ``sends_to`` pairs a produced type with a fixed recipient (a gather's emit, a workflow's
+    steps)."""
 
     id: str
     kind: str
@@ -60,9 +61,9 @@ class Graph:
         return out
 
     def _out(self, node: Node, type_name: str) -> list[Edge]:
-        fixed = dict(node.sends_to)
-        if type_name in fixed:
-            return [Edge(node.id, type_name, fixed[type_name])]
+        fixed = [to for sent, to in node.sends_to if sent == type_name]
+        if fixed:
+            return [Edge(node.id, type_name, to) for to in fixed]
         targets = list(node.forwards_to) or self.recipients(type_name)
         edges = [Edge(node.id, type_name, t) for t in targets]
         if type_name == self.output:

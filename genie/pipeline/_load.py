@@ -5,6 +5,7 @@ are collected and reported together, each as ``file:line: key: reason``."""
 from __future__ import annotations
 
 import fnmatch
+import graphlib
 import inspect
 import os
 import re
@@ -36,9 +37,20 @@ from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
-from ._schema import AgentDecl, PipelineFile, _Model, validate_file
+from ._schema import AgentDecl, PipelineFile, WorkflowDecl, _Model, validate_file
 from ._shipped import shipped_pipelines
 from ._signatures import handler_problems, returns_messages
+from ._workflow import (
+    STEP_DEADLINE,
+    ApprovalStep,
+    Step,
+    StepDeadline,
+    Workflow,
+    WorkflowDeadline,
+    WorkflowOutcome,
+    outcome_model,
+    template_fields,
+)
 
 if TYPE_CHECKING:
     from ..llm._config import LLMConfig
@@ -188,6 +200,7 @@ class _Checker:
         self.specs: dict[str, AgentSpec] = {}
         self.types: dict[str, type[Payload]] = {}
         self.gathers: dict[str, type[Gathered]] = {}
+        self.workflows: dict[str, Workflow] = {}
         self.instances: dict[str, Agent] = {}
         self.warnings: list[str] = []  # what fails every run without stopping it
         self.llm: LLMConfig | None = None
@@ -220,6 +233,7 @@ class _Checker:
         self.check_agents()
         self.check_gathers()
         ids = self.ids()
+        self.check_workflows(ids)
         self.check_fallbacks(ids)
         self.check_routes(ids)
         self.check_subscriptions()
@@ -242,6 +256,7 @@ class _Checker:
             graph,
             inputs,
             self.llm,
+            self.workflows,
         )
         pipeline.warnings = tuple(sorted_problems(self.warnings))
         return pipeline
@@ -328,6 +343,7 @@ class _Checker:
         seen: dict[str, Loc] = {}
         declared = [("agents", i, a.id) for i, a in enumerate(self.config.agents)]
         declared += [("gathers", i, g.id) for i, g in enumerate(self.config.gathers)]
+        declared += [("workflows", i, w.id) for i, w in enumerate(self.config.workflows)]
         for kind, i, item_id in declared:
             if item_id in seen:
                 first = line_of(self.lines, (*seen[item_id], "id"))
@@ -399,6 +415,121 @@ class _Checker:
             self.add_type(model, ("gathers", i, "emit", "type"))
             self.add_type(GatherDeadline, ("gathers", i))
 
+    def check_workflows(self, ids: Mapping[str, Loc]) -> None:
+        for i, w in enumerate(self.config.workflows):
+            at: Loc = ("workflows", i)
+            model = self.types.get(w.emit.type)
+            if model is None:
+                model = outcome_model(w.emit.type)
+            elif not issubclass(model, WorkflowOutcome):
+                self.fail(
+                    (*at, "emit", "type"),
+                    f"{w.emit.type!r} is {model.__qualname__}, not a workflow outcome; a "
+                    "workflow emits a new type, or one whose model subclasses "
+                    "genie.pipeline.WorkflowOutcome",
+                )
+                continue
+            self.add_type(model, (*at, "emit", "type"))
+            for tick in (StepDeadline, WorkflowDeadline):
+                self.add_type(tick, at)
+            if w.emit.to is not None:
+                self.known_id(w.emit.to, ids, (*at, "emit", "to"), "workflow target")
+            if not self.known_type(w.state, (*at, "state")):
+                continue
+            state = self.types[w.state]
+            steps = [self.check_step(w, i, j, state, ids) for j in range(len(w.steps))]
+            known = [s for s in steps if s is not None]
+            if len(known) == len(steps) and self.check_order(w, i):
+                self.workflows[w.id] = Workflow(state, tuple(known), model)
+
+    def check_step(
+        self, w: WorkflowDecl, i: int, j: int, state: type[Payload], ids: Mapping[str, Loc]
+    ) -> Step | None:
+        decl = w.steps[j]
+        at: Loc = ("workflows", i, "steps", j)
+        fields = state.model_fields
+        if decl.approval is not None:
+            for text in (decl.approval.subject, decl.approval.details):
+                try:
+                    names = template_fields(text)
+                except ValueError as exc:
+                    self.fail((*at, "approval"), f"{text!r} is not a template: {exc}")
+                    return None
+                for name in names:
+                    if name not in fields:
+                        self.fail(
+                            (*at, "approval"),
+                            f"{{{name}}}: {w.state!r} has no field {name!r}"
+                            f"{did_you_mean(name, fields)}",
+                        )
+                        return None
+            a = decl.approval
+            approval = ApprovalStep(a.subject, a.role, a.principal, a.details, a.escalate_to)
+            return Step(decl.id, tuple(decl.after), approval=approval, deadline=decl.deadline)
+        agent = decl.agent or decl.id
+        where = (*at, "agent") if decl.agent else (*at, "id")
+        if not self.known_id(agent, ids, where, "step agent"):
+            return None
+        if agent in self.specs and not self.handles(agent, w.state):
+            self.fail(where, self.not_handled(agent, w.state))
+            return None
+        undo = None
+        if decl.compensate is not None:
+            if not self.known_type(decl.compensate, (*at, "compensate")):
+                return None
+            undo = self.types[decl.compensate]
+            if agent in self.specs and not self.handles(agent, decl.compensate):
+                self.fail((*at, "compensate"), self.not_handled(agent, decl.compensate))
+                return None
+            lacking = [
+                name
+                for name, f in undo.model_fields.items()
+                if f.is_required() and name not in fields
+            ]
+            if lacking:
+                self.fail(
+                    (*at, "compensate"),
+                    f"{decl.compensate!r} is built from the state {w.state!r}, which has no "
+                    f"field {', '.join(map(repr, lacking))}",
+                )
+                return None
+        deadline = decl.deadline if decl.deadline is not None else STEP_DEADLINE
+        return Step(decl.id, tuple(decl.after), agent, deadline=deadline, compensate=undo)
+
+    def check_order(self, w: WorkflowDecl, i: int) -> bool:
+        """Each step's ``after`` names steps of the workflow, and they form no cycle."""
+        steps: dict[str, int] = {}
+        for j, step in enumerate(w.steps):
+            if step.id in steps:
+                first = line_of(self.lines, ("workflows", i, "steps", steps[step.id], "id"))
+                self.fail(
+                    ("workflows", i, "steps", j, "id"),
+                    f"duplicate step {step.id!r} (first on line {first})",
+                )
+                return False
+            steps[step.id] = j
+        ok = True
+        for j, step in enumerate(w.steps):
+            for k, name in enumerate(step.after):
+                if name not in steps:
+                    self.fail(
+                        ("workflows", i, "steps", j, "after", k),
+                        f"no step {name!r} in workflow {w.id!r}{did_you_mean(name, steps)}",
+                    )
+                    ok = False
+        if not ok:
+            return False
+        try:
+            graphlib.TopologicalSorter({s.id: s.after for s in w.steps}).prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(reversed(exc.args[1]))  # each waits for the next
+            self.fail(
+                ("workflows", i, "steps", steps[cycle[0]], "after"),
+                f"the steps wait for each other: {' -> '.join(cycle)}",
+            )
+            return False
+        return True
+
     # --- references ----------------------------------------------------------------------------
     def known_type(self, name: str, at: Loc) -> bool:
         if name in self.types:
@@ -417,6 +548,9 @@ class _Checker:
 
     def handles(self, agent_id: str, type_name: str) -> bool:
         spec = self.specs.get(agent_id)
+        workflow = next((w for w in self.config.workflows if w.id == agent_id), None)
+        if workflow is not None:
+            return type_name == workflow.state
         if spec is None:
             gather = next((g for g in self.config.gathers if g.id == agent_id), None)
             return gather is None or not gather.expect.types or type_name in gather.expect.types
@@ -455,6 +589,9 @@ class _Checker:
 
     def not_handled(self, agent_id: str, type_name: str) -> str:
         spec = self.specs.get(agent_id)
+        workflow = next((w for w in self.config.workflows if w.id == agent_id), None)
+        if workflow is not None:
+            return f"workflow {agent_id!r} takes its state {workflow.state!r}, not {type_name!r}"
         if spec is None:  # a gather that expects other types
             gather = next(g for g in self.config.gathers if g.id == agent_id)
             return (
@@ -605,6 +742,26 @@ class _Checker:
                 frozenset({g.emit.type}),
                 ((g.emit.type, g.emit.to),),
             )
+        for w in self.config.workflows:
+            checked = self.workflows.get(w.id)
+            if checked is None:
+                continue
+            sends = [(w.state, s.agent) for s in checked.steps if s.agent is not None]
+            sends += [
+                (s.compensate.message_type, s.agent)
+                for s in checked.steps
+                if s.compensate is not None and s.agent is not None
+            ]
+            if w.emit.to is not None:
+                sends.append((w.emit.type, w.emit.to))
+            asks = {"genie.approval_request"} if any(s.approval for s in checked.steps) else set()
+            nodes[w.id] = Node(
+                w.id,
+                "workflow",
+                frozenset({w.state}),
+                frozenset({w.emit.type, *(t for t, _ in sends), *asks}),
+                tuple(sends),
+            )
         entry = self.config.entry
         return Graph(
             nodes,
@@ -668,6 +825,7 @@ class _Checker:
             t for spec in self.specs.values() for t in (p.message_type for p in spec.consumes)
         }
         takers.add("genie.approval_request")  # the runtime's approval desk takes these
+        takers |= {w.state for w in self.config.workflows}  # a step's reply
         any_taker = any(spec.consumes_any for spec in self.specs.values())
         for i, decl in enumerate(self.config.agents):
             spec = self.specs.get(decl.id)

@@ -27,7 +27,7 @@ from .._message.types import too_deep
 from .._runtime.audit import AuditSink
 from .._runtime.correlator import GatherResult, Missing
 from .._runtime.deadletter import DeadLetter
-from .._runtime.losses import Lost
+from .._runtime.losses import Cancelled, Lost
 from .._runtime.options import AgentOptions
 from .._runtime.policy import Limits, Policy
 from .._runtime.runtime import Runtime
@@ -36,6 +36,7 @@ from ._gather import Gathered, GatherNode
 from ._graph import Graph
 from ._schema import MAX_INPUT_BYTES, AgentDecl, PipelineFile
 from ._tally import Denial, RunStatistics, RunTally, from_runtime, handled_elsewhere
+from ._workflow import Workflow, WorkflowNode
 
 if TYPE_CHECKING:
     from .._runtime.observe.metrics import Metrics
@@ -140,6 +141,7 @@ class Pipeline:
         graph: Graph,
         inputs: Callable[..., object] | None = None,
         llm: LLMConfig | None = None,
+        workflows: Mapping[str, Workflow] | None = None,
     ) -> None:
         self.path = path
         # What fails every run without stopping it (a type no agent takes), as file:line:
@@ -155,6 +157,7 @@ class Pipeline:
         # simulation.inputs: called as inputs(rng, session, **params) -> the input text
         self.inputs = inputs
         self.llm = llm  # the checked llm: section, if the file has one
+        self.workflows = dict(workflows or {})
 
     def llm_stacks(self, environ: Mapping[str, str] | None = None) -> LLMStacks | None:
         """The providers of the stacks this pipeline's agents name, built now from ``environ``
@@ -269,6 +272,19 @@ class Pipeline:
                 feeds=self.graph.feeds(g.id, by_sender=not g.expect.types),
             )
             rt.add(node, subscribe=[Lost.message_type])
+        for w in self.config.workflows:
+            checked = self.workflows[w.id]
+            flow = WorkflowNode(
+                w.id,
+                state=checked.state,
+                steps=checked.steps,
+                emit=checked.outcome,
+                to=w.emit.to,
+                deadline=w.deadline,
+                clock=rt.clock,
+                audit=rt.audit,
+            )
+            rt.add(flow, subscribe=[Lost.message_type, Cancelled.message_type])
         for type_name, recipients in self.config.routes.items():
             for agent_id in recipients:
                 rt.subscribe(agent_id, type_name)

@@ -29,19 +29,21 @@ __all__ = [
     "Inputs",
     "PipelineFile",
     "Simulation",
+    "StepDecl",
+    "WorkflowDecl",
     "validate_file",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def _seconds(value: Any) -> Any:
-    """``5``, ``2.5``, ``"200ms"``, ``"5s"``, ``"2m"``, ``"1h"`` -> seconds."""
+    """``5``, ``2.5``, ``"200ms"``, ``"5s"``, ``"2m"``, ``"1h"``, ``"2d"`` -> seconds."""
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
-            raise ValueError(f"{value!r} is not a duration (use seconds, or 200ms, 5s, 2m, 1h)")
+            raise ValueError(f"{value!r} is not a duration (use seconds, or 200ms, 5s, 2m, 1h, 2d)")
         return float(match.group(1)) * _UNITS[match.group(2)]
     return value
 
@@ -104,6 +106,55 @@ class GatherDecl(_Model):
     deadline: Seconds
     emit: Emit
     on_timeout: Literal["emit", "fail"] = "emit"
+
+
+class ApprovalDecl(_Model):
+    """An approval step: who may answer (a role, a principal; neither: anyone), what they
+    are asked (``{field}`` of the state filled in), and the role it is offered to once its
+    deadline passes unanswered."""
+
+    subject: str = Field(min_length=1)
+    role: str | None = None
+    principal: str | None = None
+    details: str = ""
+    escalate_to: str | None = None
+
+
+class StepDecl(_Model):
+    """A workflow step: the ``agent`` that runs it (default: the agent with the step's id),
+    or an ``approval``; the steps it comes ``after``; its deadline (an agent's reply, default
+    60s; an approval's answer, default none); the message type that undoes it."""
+
+    id: Name
+    agent: Name | None = None
+    approval: ApprovalDecl | None = None
+    after: list[Name] = []
+    deadline: Seconds | None = None
+    compensate: Name | None = None
+
+    @model_validator(mode="after")
+    def _agent_or_approval(self) -> StepDecl:
+        if self.approval is not None and self.agent is not None:
+            raise ValueError("a step is run by an agent or is an approval, not both")
+        if self.approval is not None and self.compensate is not None:
+            raise ValueError("an approval step has nothing to compensate")
+        return self
+
+
+class WorkflowEmit(_Model):
+    type: Name
+    to: Name | None = None
+
+
+class WorkflowDecl(_Model):
+    """A declared workflow (saga): steps over one ``state`` payload, compensated in reverse
+    on failure, timeout or cancellation; ``emit`` the outcome."""
+
+    id: Name
+    state: Name
+    steps: list[StepDecl] = Field(min_length=1)
+    deadline: Seconds | None = None
+    emit: WorkflowEmit
 
 
 class Governance(_Model):
@@ -179,6 +230,7 @@ class PipelineFile(_Model):
     agents: list[AgentDecl] = Field(min_length=1)
     routes: dict[str, list[str]] = {}
     gathers: list[GatherDecl] = []
+    workflows: list[WorkflowDecl] = []
     governance: Governance | None = None
     limits: Limits = Limits()
     entry: Entry

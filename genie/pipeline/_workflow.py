@@ -1,0 +1,521 @@
+"""A declared workflow: a saga of steps over one typed state, run by the pipeline.
+
+The workflow is a node of the pipeline, as a declared gather is. Its request is the state, a
+payload of the workflow's ``state`` type. Each step is an agent that gets the state and replies
+with it, changed: the fields it changed are the step's result, merged into the state (two
+steps running at once that set one field differently fail the later one). A step starts once
+the steps it comes ``after`` are done, so independent steps run at once. An approval step asks
+a person (the runtime's approval desk) and goes on when they approve.
+
+When a step fails (its handler raised, its delivery was denied, shed or cancelled, it did not
+reply within its deadline, or a person rejected it), no further step starts; once the steps
+still running have ended, each completed step that declares a ``compensate`` message type is
+sent that message, built from the state, one at a time in the reverse order of completion.
+The same happens when the workflow's own deadline passes, and when its request is cancelled:
+the compensations then run in the correlation of the cancellation notice (``<id>.cancel``).
+A compensation that fails is dead-lettered by the runtime, as any failed delivery is, and
+reported in the outcome. The workflow ends by emitting its outcome: the state, the status,
+and the event log, whose every event is also an audit record.
+
+Its messages to steps have ids made from the request's (``<request id>.<step>``): a request
+resumed from a store after a crash sends the same ones, so a step handler's idempotency key
+(the delivery id) holds across the restart (docs/durability.md).
+"""
+
+from __future__ import annotations
+
+import string
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .._agent.agent import Risk
+from .._agent.context import Context, Timer
+from .._base.clock import Clock
+from .._message.envelope import Message
+from .._message.payload import Payload
+from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
+from .._runtime.audit import AuditRecord, AuditSink
+from .._runtime.losses import Cancelled, Lost
+
+__all__ = [
+    "STEP_DEADLINE",
+    "ApprovalStep",
+    "Step",
+    "StepDeadline",
+    "WorkflowDeadline",
+    "WorkflowEvent",
+    "WorkflowNode",
+    "WorkflowOutcome",
+    "Workflow",
+    "outcome_model",
+    "template_fields",
+]
+
+CLOSED_MEMORY = 4096
+STEP_DEADLINE = 60.0  # seconds an agent step may take to reply, unless it says
+P = TypeVar("P", bound=Payload)
+
+EventKind = Literal[
+    "started",
+    "completed",
+    "failed",
+    "awaiting_approval",
+    "approved",
+    "rejected",
+    "compensated",
+    "compensation_failed",
+    "timed_out",
+    "cancelled",
+]
+Status = Literal["completed", "failed", "rejected", "timed_out", "cancelled"]
+
+
+class WorkflowEvent(BaseModel):
+    """One entry of a workflow's event log: ``step`` (the workflow's own id for the events
+    of the whole run: ``timed_out``, ``cancelled``), what happened, when, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: str
+    kind: EventKind
+    at: datetime
+    detail: str = ""
+
+
+class WorkflowOutcome(Payload):
+    """What a workflow emits when it ends. ``status``: ``completed``, or why it did not
+    (``failed``, ``rejected`` by a person, ``timed_out``, ``cancelled``), with the step and
+    the reason; ``state`` is the state as JSON data; ``compensated`` the steps undone, in
+    order; ``not_compensated`` those whose compensation failed (each a dead letter or a
+    denial, named in the event log). A catalogue agent that consumes an outcome declares a
+    subclass with its own ``message_type``."""
+
+    workflow: str
+    status: Status
+    state: dict[str, Any]
+    failed_step: str | None = None
+    reason: str = ""
+    events: tuple[WorkflowEvent, ...] = ()
+    compensated: tuple[str, ...] = ()
+    not_compensated: tuple[str, ...] = ()
+
+    def state_as(self, model: type[P]) -> P:
+        """The state, parsed as ``model`` (the workflow's state type)."""
+        return model.model_validate(self.state)
+
+
+class StepDeadline(Payload):
+    """The tick a workflow schedules to itself for a step (or a compensation) it sent."""
+
+    message_type = "genie.step_deadline"
+    message_id: str
+
+
+class WorkflowDeadline(Payload):
+    """The tick of the workflow's own deadline."""
+
+    message_type = "genie.workflow_deadline"
+
+
+def outcome_model(type_name: str) -> type[WorkflowOutcome]:
+    """A ``WorkflowOutcome`` subclass registered under ``type_name``."""
+    return type(
+        type_name.title().replace("_", "").replace(".", ""),
+        (WorkflowOutcome,),
+        {"message_type": type_name},
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalStep:
+    """Who may approve (a role, a principal), the request's subject and details (templates
+    filled from the state's fields), and the escalation."""
+
+    subject: str
+    role: str | None = None
+    principal: str | None = None
+    details: str = ""
+    escalate_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step: the ``agent`` that runs it, or an ``approval``; the steps it comes ``after``;
+    how long it may take (for an approval, the approval's deadline; None: no limit); the
+    message type that undoes it."""
+
+    id: str
+    after: tuple[str, ...] = ()
+    agent: str | None = None
+    approval: ApprovalStep | None = None
+    deadline: float | None = None
+    compensate: type[Payload] | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A checked workflow declaration: its state type, steps and outcome type."""
+
+    state: type[Payload]
+    steps: tuple[Step, ...]
+    outcome: type[WorkflowOutcome]
+
+
+def template_fields(text: str) -> list[str]:
+    """The state fields ``text`` fills in: ``{a}`` and ``{b[key]}`` -> ``["a", "b"]``."""
+    names = [f for _, f, _, _ in string.Formatter().parse(text) if f]
+    return [n.split("[", 1)[0].split(".", 1)[0] for n in names]
+
+
+@dataclass
+class _Sent:
+    step: str
+    kind: Literal["run", "undo", "approval"]
+    state: dict[str, Any]  # the state as it was sent: the reply's changes are its result
+    timer: Timer | None
+
+
+@dataclass
+class _Session:
+    start_id: str
+    state: dict[str, Any]
+    timer: Timer | None
+    status: dict[str, str]  # step -> waiting, running, awaiting, done, failed
+    sent: dict[str, _Sent] = field(default_factory=dict)
+    writer: dict[str, str] = field(default_factory=dict)  # field -> the step that set it
+    completed: list[str] = field(default_factory=list)  # in the order they completed
+    events: list[WorkflowEvent] = field(default_factory=list)
+    failure: tuple[Status, str | None, str] | None = None
+    undo: list[str] | None = None  # the compensations left, once compensating
+    compensated: list[str] = field(default_factory=list)
+    not_compensated: list[str] = field(default_factory=list)
+
+
+class WorkflowNode:
+    capabilities: Sequence[str] = ("workflow",)
+    risk = Risk.LOW
+    consumes_any: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        state: type[Payload],
+        steps: Sequence[Step],
+        emit: type[WorkflowOutcome],
+        to: str | None = None,
+        deadline: float | None = None,
+        clock: Clock,
+        audit: AuditSink,
+    ) -> None:
+        self.id = self.name = id
+        self.state_model = state
+        self.steps = {s.id: s for s in steps}
+        self.emit_model = emit
+        self.to = to
+        self.deadline = deadline
+        self.clock = clock
+        self.audit = audit
+        undo = [s.compensate for s in steps if s.compensate is not None]
+        asks: list[type[Payload]] = []
+        if any(s.approval for s in steps):
+            asks = [ApprovalRequest, ApprovalWithdrawn]
+        self.produces: tuple[type[Payload], ...] = (
+            emit,
+            state,
+            *dict.fromkeys(undo),
+            *asks,
+            StepDeadline,
+            WorkflowDeadline,
+        )
+        # A store keeps each delivery to the workflow until it emits its outcome for the
+        # correlation, so that a restart replays the run (docs/durability.md).
+        self.releases = frozenset((emit.message_type,))
+        self.ignored = 0
+        self._sessions: dict[str, _Session] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()
+
+    @property
+    def pending(self) -> int:
+        return len(self._sessions)
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        payload = msg.payload
+        if isinstance(payload, Cancelled):
+            return self._cancelled(payload, ctx)
+        session = self._sessions.get(msg.correlation_id)
+        if session is None:
+            if type(payload) is self.state_model and msg.correlation_id not in self._closed:
+                return self._start(msg, ctx)
+            self.ignored += 1
+            return ()
+        out: list[Message] = []
+        if isinstance(payload, Lost):
+            sent = session.sent.pop(payload.message_id, None)
+            if sent is not None:
+                self._ended_badly(ctx, session, sent, f"{payload.kind}: {payload.reason}")
+        elif isinstance(payload, ApprovalDecision):
+            sent = session.sent.pop(payload.approval_id, None)
+            if sent is not None:
+                self._decided(ctx, session, sent, payload)
+        elif isinstance(payload, StepDeadline):
+            sent = session.sent.pop(payload.message_id, None)
+            if sent is not None:
+                sent.timer = None
+                deadline = self.steps[sent.step].deadline
+                self._ended_badly(ctx, session, sent, f"no reply within {deadline:g}s")
+        elif isinstance(payload, WorkflowDeadline):
+            session.timer = None
+            if session.failure is None:
+                why = f"the workflow's {self.deadline:g}s deadline passed"
+                self._event(ctx, session, self.id, "timed_out", why)
+                session.failure = ("timed_out", None, why)
+                self._abandon(ctx, session, "cut short by the workflow's deadline")
+        else:
+            sent = session.sent.get(msg.causation_id or "")
+            if sent is None or sent.kind == "approval":
+                self.ignored += 1
+                return ()
+            del session.sent[msg.causation_id or ""]
+            if sent.timer is not None:
+                sent.timer.cancel()
+            if sent.kind == "undo":
+                session.compensated.append(sent.step)
+                self._event(ctx, session, sent.step, "compensated")
+            else:
+                self._replied(ctx, session, sent, payload)
+        out += self._advance(ctx, session, msg.correlation_id)
+        return out
+
+    # --- the run -------------------------------------------------------------------------------
+    def _start(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        session = self._sessions[msg.correlation_id] = _Session(
+            msg.id,
+            msg.payload.model_dump(mode="json"),
+            None,
+            dict.fromkeys(self.steps, "waiting"),
+        )
+        if self.deadline is not None:
+            session.timer = ctx.schedule(self.deadline, WorkflowDeadline())
+        return self._advance(ctx, session, msg.correlation_id)
+
+    def _advance(self, ctx: Context, session: _Session, key: str) -> list[Message]:
+        """Start what can start; compensate once a failed run has nothing running; end."""
+        out: list[Message] = []
+        if session.failure is None:
+            ready = [
+                step
+                for step in self.steps.values()
+                if session.status[step.id] == "waiting"
+                and all(session.status[d] == "done" for d in step.after)
+            ]
+            out += [self._send(ctx, session, step) for step in ready]
+            if all(s == "done" for s in session.status.values()):
+                return out + self._end(ctx, session, key)
+            return out
+        if any(s == "running" for s in session.status.values()):
+            return out  # their replies, losses or deadlines come first
+        if session.undo is None:
+            for step_id, status in session.status.items():
+                if status == "awaiting":  # nobody waits for the answer now
+                    session.status[step_id] = "failed"
+                    for mid, sent in list(session.sent.items()):
+                        if sent.step == step_id:
+                            del session.sent[mid]
+                            if sent.timer is not None:
+                                sent.timer.cancel()
+                            out.append(self._withdraw(ctx, mid, self._why(session)))
+            session.undo = [
+                s for s in reversed(session.completed) if self.steps[s].compensate is not None
+            ]
+        if any(sent.kind == "undo" for sent in session.sent.values()):
+            return out  # one compensation at a time
+        if session.undo:
+            step = self.steps[session.undo.pop(0)]
+            return [*out, self._send(ctx, session, step, undo=True)]
+        return out + self._end(ctx, session, key)
+
+    def _send(self, ctx: Context, session: _Session, step: Step, undo: bool = False) -> Message:
+        mid = f"{session.start_id}.{step.id}" + (".undo" if undo else "")
+        approval = step.approval
+        if approval is not None:
+            # The desk keeps the deadline (from when it was asked, across a restart) and
+            # rejects or escalates at it.
+            ask = ApprovalRequest(
+                subject=_filled(approval.subject, session.state),
+                role=approval.role,
+                principal=approval.principal,
+                deadline=step.deadline,
+                escalate_to=approval.escalate_to,
+                details=_filled(approval.details, session.state),
+            )
+            session.sent[mid] = _Sent(step.id, "approval", {}, None)
+            session.status[step.id] = "awaiting"
+            self._event(ctx, session, step.id, "awaiting_approval", ask.subject)
+            return self._child(ctx, ask, mid, None)
+        assert step.agent is not None
+        payload: Payload
+        if undo:
+            assert step.compensate is not None
+            fields = step.compensate.model_fields
+            payload = step.compensate.model_validate(
+                {k: v for k, v in session.state.items() if k in fields}
+            )
+        else:
+            payload = self.state_model.model_validate(session.state)
+            session.status[step.id] = "running"
+            self._event(ctx, session, step.id, "started")
+        timer = (
+            None
+            if step.deadline is None
+            else ctx.schedule(step.deadline, StepDeadline(message_id=mid))
+        )
+        session.sent[mid] = _Sent(step.id, "undo" if undo else "run", dict(session.state), timer)
+        return self._child(ctx, payload, mid, step.agent)
+
+    def _child(self, ctx: Context, payload: Payload, mid: str, to: str | None) -> Message:
+        # Its id is the request's and the step's: the same after a restart (see the top).
+        built = ctx.emit(payload, recipient=to)
+        return built.model_copy(update={"id": mid})
+
+    def _replied(self, ctx: Context, session: _Session, sent: _Sent, payload: Payload) -> None:
+        step = sent.step
+        if type(payload) is not self.state_model:
+            state = self.state_model.message_type
+            why = f"replied with {payload.message_type!r}, not the state {state!r}"
+            self._failed(ctx, session, step, why)
+            return
+        new = payload.model_dump(mode="json")
+        changed = {k: v for k, v in new.items() if sent.state.get(k) != v}
+        for key, value in changed.items():
+            now = session.state.get(key)
+            if now != sent.state.get(key) and now != value:  # set meanwhile, otherwise
+                other = session.writer.get(key, "?")
+                self._failed(ctx, session, step, f"set {key!r}, which step {other!r} set too")
+                return
+        for key, value in changed.items():
+            session.state[key] = value
+            session.writer[key] = step
+        session.status[step] = "done"
+        session.completed.append(step)
+        self._event(ctx, session, step, "completed")
+
+    def _decided(
+        self, ctx: Context, session: _Session, sent: _Sent, decision: ApprovalDecision
+    ) -> None:
+        if sent.timer is not None:
+            sent.timer.cancel()
+        if decision.approved:
+            session.status[sent.step] = "done"
+            session.completed.append(sent.step)
+            self._event(ctx, session, sent.step, "approved", decision.said())
+            return
+        session.status[sent.step] = "failed"
+        self._event(ctx, session, sent.step, "rejected", decision.said())
+        if session.failure is None:
+            session.failure = ("rejected", sent.step, decision.said())
+
+    def _ended_badly(self, ctx: Context, session: _Session, sent: _Sent, why: str) -> None:
+        if sent.timer is not None:
+            sent.timer.cancel()
+        if sent.kind == "undo":
+            session.not_compensated.append(sent.step)
+            self._event(ctx, session, sent.step, "compensation_failed", why)
+        else:
+            self._failed(ctx, session, sent.step, why)
+
+    def _failed(self, ctx: Context, session: _Session, step: str, why: str) -> None:
+        session.status[step] = "failed"
+        self._event(ctx, session, step, "failed", why)
+        if session.failure is None:
+            session.failure = ("failed", step, why)
+
+    def _abandon(self, ctx: Context, session: _Session, why: str) -> None:
+        """Stop waiting for the steps still running: they fail (a late reply is ignored)."""
+        for mid, sent in list(session.sent.items()):
+            if sent.kind == "run":
+                del session.sent[mid]
+                if sent.timer is not None:
+                    sent.timer.cancel()
+                session.status[sent.step] = "failed"
+                self._event(ctx, session, sent.step, "failed", why)
+
+    def _cancelled(self, notice: Cancelled, ctx: Context) -> Sequence[Message]:
+        session = self._sessions.pop(notice.correlation_id, None)
+        if session is None:
+            return ()
+        # The cancelled correlation delivers nothing more: what was under way there ended,
+        # and the desk forgets an approval of it by itself.
+        self._abandon(ctx, session, "cut short by the cancellation")
+        for mid, sent in list(session.sent.items()):
+            if sent.timer is not None:
+                sent.timer.cancel()
+            del session.sent[mid]
+            session.status[sent.step] = "failed"
+        if session.timer is not None:
+            session.timer.cancel()
+            session.timer = None
+        key = ctx.message.correlation_id
+        self._sessions[key] = session
+        self._close(notice.correlation_id)
+        self._event(ctx, session, self.id, "cancelled", notice.reason)
+        if session.failure is None:
+            session.failure = ("cancelled", None, notice.reason)
+        return self._advance(ctx, session, key)
+
+    def _withdraw(self, ctx: Context, approval_id: str, why: str) -> Message:
+        return ctx.emit(ApprovalWithdrawn(approval_id=approval_id, reason=why), recipient=DESK)
+
+    def _why(self, session: _Session) -> str:
+        return "the workflow failed" if session.failure is None else session.failure[2]
+
+    def _end(self, ctx: Context, session: _Session, key: str) -> list[Message]:
+        del self._sessions[key]
+        self._close(key)
+        if session.timer is not None:
+            session.timer.cancel()
+        status, step, reason = session.failure or ("completed", None, "")
+        outcome = self.emit_model(
+            workflow=self.id,
+            status=status,
+            state=session.state,
+            failed_step=step,
+            reason=reason,
+            events=tuple(session.events),
+            compensated=tuple(session.compensated),
+            not_compensated=tuple(session.not_compensated),
+        )
+        return [ctx.emit(outcome, recipient=self.to)]
+
+    def _event(
+        self, ctx: Context, session: _Session, step: str, kind: EventKind, detail: str = ""
+    ) -> None:
+        at = self.clock.now()
+        session.events.append(WorkflowEvent(step=step, kind=kind, at=at, detail=detail))
+        self.audit.record(
+            AuditRecord(
+                at,
+                self.id,
+                f"workflow_{kind}",
+                f"{session.start_id}.{step}",
+                {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
+            )
+        )
+
+    def _close(self, key: str) -> None:
+        self._closed[key] = None
+        if len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+
+def _filled(template: str, state: Mapping[str, Any]) -> str:
+    """``template`` with ``{field}`` (``{field[key]}``) filled from the state."""
+    try:
+        return string.Formatter().vformat(template, (), dict(state))
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return template

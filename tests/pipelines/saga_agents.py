@@ -1,0 +1,82 @@
+"""User agents (``module:Class``) for the workflow tests: steps over one ``Trip`` state that
+record what they did (and undid) in a list the test reads, and fail, stall or meet when told."""
+
+from __future__ import annotations
+
+import anyio
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Trip(Payload):
+    message_type = "trip"
+    city: str
+    flight: str = ""
+    hotel: str = ""
+    car: str = ""
+    note: str = ""
+
+
+class Cancel(Payload):
+    """A step's undo, built from the state's fields."""
+
+    message_type = "trip_cancel"
+    city: str
+    flight: str = ""
+    hotel: str = ""
+    car: str = ""
+
+
+class Booker(BaseAgent):
+    """Books ``field`` (sets it on the trip); ``fail`` raises instead, ``stall`` answers that
+    many seconds late, ``undo_fails`` raises when asked to undo; ``meet``: waits until that
+    many bookers have started (so a step can only finish if the others run at once)."""
+
+    produces = (Trip, Cancel)
+    journal: list[str]  # shared by the test: what was done and undone, in order
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        field: str,
+        fail: bool = False,
+        stall: float = 0.0,
+        undo_fails: bool = False,
+        meet: int = 0,
+        journal: list[str] | None = None,
+        value: str = "",
+    ) -> None:
+        super().__init__(id)
+        self.field = field
+        self.fail = fail
+        self.stall = stall
+        self.undo_fails = undo_fails
+        self.meet = meet
+        self.value = value
+        self.journal = journal if journal is not None else JOURNAL
+
+    @handler
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message:
+        self.journal.append(f"start {self.id}")
+        if self.meet:
+            MET.append(self.id)
+            while len(MET) < self.meet:  # noqa: ASYNC110 (a list two agents share)
+                await anyio.sleep(0.001)
+        if self.stall:
+            await anyio.sleep(self.stall)
+        if self.fail:
+            raise RuntimeError(f"{self.id}: no seats left")
+        self.journal.append(f"do {self.id}")
+        return ctx.reply(trip.model_copy(update={self.field: self.value or f"{self.id}-ok"}))
+
+    @handler
+    async def on_cancel(self, cancel: Cancel, ctx: Context) -> Message:
+        if self.undo_fails:
+            raise RuntimeError(f"{self.id}: the refund desk is closed")
+        self.journal.append(f"undo {self.id} {getattr(cancel, self.field)}")
+        return ctx.reply(cancel)
+
+
+JOURNAL: list[str] = []
+MET: list[str] = []

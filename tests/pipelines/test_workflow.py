@@ -1,0 +1,308 @@
+"""Declared workflows (sagas): steps in dependency order, independent ones at once, and on a
+failure, a rejection, a timeout or a cancellation, the completed steps undone in reverse order;
+a failed undo dead-lettered and reported. On both event loops, through the real runtime."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+
+from genie import Runtime
+from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
+
+from . import saga_agents
+from .saga_agents import Trip
+
+pytestmark = pytest.mark.anyio
+
+AGENT = "tests.pipelines.saga_agents:Booker"
+
+
+@pytest.fixture(autouse=True)
+def fresh_journal() -> Iterator[None]:
+    saga_agents.JOURNAL.clear()
+    saga_agents.MET.clear()
+    yield
+    saga_agents.JOURNAL.clear()
+    saga_agents.MET.clear()
+
+
+def trip_pipeline(
+    tmp_path: Path,
+    *,
+    flight: str = "",
+    hotel: str = "",
+    car: str = "",
+    steps: str | None = None,
+    workflow: str = "",
+    timeout: str = "20s",
+) -> Pipeline:
+    """flight and hotel at once, then the car; each undone by a trip_cancel. ``flight`` etc.
+    are extra params of that booker (as YAML flow items, e.g. ``fail: true``)."""
+    steps = (
+        steps
+        or """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [flight, hotel], compensate: trip_cancel}
+    """
+    )
+    text = f"""
+name: trip
+agents:
+  - {{id: flight, use: {AGENT}, params: {{field: flight, {flight}}}}}
+  - {{id: hotel, use: {AGENT}, params: {{field: hotel, {hotel}}}}}
+  - {{id: car, use: {AGENT}, params: {{field: car, {car}}}}}
+workflows:
+  - id: booking
+    state: trip
+    steps:{textwrap.indent(textwrap.dedent(steps), "      ")}
+    emit: {{type: trip_outcome}}
+{workflow}
+entry: {{type: trip, to: booking, payload: {{city: Goa}}}}
+output: trip_outcome
+timeout: {timeout}
+"""
+    path = tmp_path / "trip.yaml"
+    path.write_text(text)
+    return load_pipeline(path)
+
+
+async def run(pipeline: Pipeline) -> tuple[WorkflowOutcome, Any]:
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        assert result.output is not None, result
+        outcome = result.output.payload
+        assert isinstance(outcome, WorkflowOutcome)
+        return outcome, result
+
+
+def kinds(outcome: WorkflowOutcome) -> list[str]:
+    return [f"{e.kind} {e.step}" for e in outcome.events]
+
+
+async def test_steps_run_in_order_and_independent_ones_at_once(tmp_path: Path) -> None:
+    # flight and hotel each wait until both have started: done one after the other, they
+    # could not finish (their deadline would fail the workflow).
+    steps = """
+      - {id: flight, deadline: 2s}
+      - {id: hotel, deadline: 2s}
+      - {id: car, after: [flight, hotel]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight="meet: 2", hotel="meet: 2")
+    outcome, result = await run(pipeline)
+    assert outcome.status == "completed", outcome
+    assert outcome.state_as(Trip) == Trip(
+        city="Goa", flight="flight-ok", hotel="hotel-ok", car="car-ok"
+    )
+    assert saga_agents.JOURNAL[:2] == ["start flight", "start hotel"]
+    assert saga_agents.JOURNAL[-2:] == ["start car", "do car"]
+    assert kinds(outcome)[-2:] == ["started car", "completed car"]
+    assert result.dead_letters == ()
+
+
+async def test_a_failed_step_undoes_the_completed_ones_in_reverse(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel], compensate: trip_cancel}
+    """
+    outcome, result = await run(trip_pipeline(tmp_path, steps=steps, car="fail: true"))
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "car"
+    assert outcome.reason == "failed: RuntimeError: car: no seats left"
+    assert outcome.compensated == ("hotel", "flight")  # reverse order of completion
+    assert saga_agents.JOURNAL[-2:] == ["undo hotel hotel-ok", "undo flight flight-ok"]
+    assert kinds(outcome)[-3:] == ["failed car", "compensated hotel", "compensated flight"]
+    # The failed step itself is a dead letter to inspect, with where it raised.
+    (letter,) = result.dead_letters
+    assert letter.agent_id == "car"
+    assert "no seats left" in letter.reason
+
+
+async def test_a_step_still_running_when_another_fails_is_undone_once_it_completes(
+    tmp_path: Path,
+) -> None:
+    outcome, _ = await run(trip_pipeline(tmp_path, flight="fail: true"))
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "flight"
+    assert outcome.compensated == ("hotel",)
+    assert "start car" not in saga_agents.JOURNAL  # nothing starts after a failure
+
+
+async def test_a_failed_compensation_is_dead_lettered_and_the_rest_still_undone(
+    tmp_path: Path,
+) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel], compensate: trip_cancel}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="undo_fails: true", car="fail: true")
+    outcome, result = await run(pipeline)
+    assert outcome.status == "failed"
+    assert outcome.compensated == ("flight",)
+    assert outcome.not_compensated == ("hotel",)
+    assert "compensation_failed hotel" in kinds(outcome)
+    assert sorted(d.agent_id or "" for d in result.dead_letters) == ["car", "hotel"]
+    undo = next(d for d in result.dead_letters if d.agent_id == "hotel")
+    assert undo.message.type == "trip_cancel"
+    assert "refund desk is closed" in undo.reason
+
+
+async def test_a_step_that_does_not_reply_in_time_fails_the_workflow(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], deadline: 200ms}
+    """
+    outcome, _ = await run(trip_pipeline(tmp_path, steps=steps, hotel="stall: 1"))
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "hotel"
+    assert outcome.reason == "no reply within 0.2s"
+    assert outcome.compensated == ("flight",)
+
+
+async def test_the_workflow_deadline_undoes_what_was_done(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], deadline: 1m}
+    """
+    deadline = "    deadline: 300ms"
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 1", workflow=deadline)
+    outcome, _ = await run(pipeline)
+    assert outcome.status == "timed_out"
+    assert outcome.failed_step is None
+    assert outcome.reason == "the workflow's 0.3s deadline passed"
+    assert outcome.compensated == ("flight",)
+    assert kinds(outcome)[-3:] == ["timed_out booking", "failed hotel", "compensated flight"]
+
+
+async def test_a_cancelled_request_is_compensated_in_a_correlation_of_its_own(
+    tmp_path: Path,
+) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 1")
+    async with pipeline.runtime() as rt:
+        msg = pipeline.entry_message(rt, pipeline.entry_payload(None, "-"))
+        undo = rt.gather(f"{msg.correlation_id}.cancel", types=["trip_outcome"], timeout=10)
+        with anyio.move_on_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.ask, msg)
+                await wait_all_tasks_blocked()  # the flight booked, the hotel under way
+                assert saga_agents.JOURNAL[-1] == "start hotel"
+                tg.cancel_scope.cancel()  # the caller gives up: the request is cancelled
+        outcomes = (await undo.wait()).replies
+        audit = [r.action for r in rt.audit.records]  # type: ignore[attr-defined]
+    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
+    (out,) = outcomes
+    assert out.correlation_id == f"{msg.correlation_id}.cancel"
+    assert isinstance(out.payload, WorkflowOutcome)
+    assert out.payload.status == "cancelled"
+    assert out.payload.compensated == ("flight",)
+    assert "workflow_cancelled" in audit
+    assert "workflow_compensated" in audit
+
+
+async def test_parallel_steps_that_set_one_field_differently_conflict(tmp_path: Path) -> None:
+    text = f"""
+agents:
+  - {{id: a, use: {AGENT}, params: {{field: note, value: window, meet: 2}}}}
+  - {{id: b, use: {AGENT}, params: {{field: note, value: aisle, meet: 2}}}}
+workflows:
+  - id: w
+    state: trip
+    steps: [{{id: a}}, {{id: b}}]
+    emit: {{type: trip_outcome}}
+entry: {{type: trip, to: w, payload: {{city: Goa}}}}
+output: trip_outcome
+"""
+    path = tmp_path / "conflict.yaml"
+    path.write_text(text)
+    outcome, _ = await run(load_pipeline(path))
+    assert outcome.status == "failed"
+    assert outcome.failed_step in ("a", "b")
+    other = "a" if outcome.failed_step == "b" else "b"
+    assert outcome.reason == f"set 'note', which step {other!r} set too"
+
+
+async def test_a_rejected_approval_undoes_the_steps_before_it(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}: {flight}", role: travel_desk}
+      - {id: car, after: [ok]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    async with pipeline.runtime() as rt:
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            (approval,) = rt.approvals.pending()
+            assert approval.subject == "Trip to Goa: flight-ok"
+            assert approval.agent_id == "booking"
+            rt.approvals.reject(approval.id, by="meera", roles=("travel_desk",), reason="too dear")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "rejected"
+    assert outcome.failed_step == "ok"
+    assert outcome.reason == "rejected by meera: too dear"
+    assert outcome.compensated == ("flight",)
+    assert "start car" not in saga_agents.JOURNAL
+
+
+async def test_an_approval_waiting_when_another_step_fails_is_withdrawn(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, approval: {subject: "Trip to {city}", role: travel_desk}}
+      - {id: hotel, after: [flight], deadline: 300ms}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 1")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        assert rt.approvals.pending() == []
+        actions = [r.action for r in rt.audit.records]  # type: ignore[attr-defined]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "hotel"
+    assert "withdrawn" in actions
+
+
+async def test_every_event_is_an_audit_record(tmp_path: Path) -> None:
+    pipeline = trip_pipeline(tmp_path)
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        records = [r for r in rt.audit.records if r.actor == "booking"]  # type: ignore[attr-defined]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert [(r.action, r.details["step"]) for r in records] == [
+        (f"workflow_{e.kind}", e.step) for e in outcome.events
+    ]
+    assert all(r.details["correlation_id"] == result.correlation_id for r in records)
+
+
+async def test_two_runtimes_run_the_same_workflow_apart(tmp_path: Path) -> None:
+    pipeline = trip_pipeline(tmp_path)
+    async with pipeline.runtime() as one, pipeline.runtime() as two:
+        first = await pipeline.ask(one, pipeline.entry_payload(None, "-"))
+        second = await pipeline.ask(two, pipeline.entry_payload(None, "-"))
+    assert first.status == second.status == "ok"
+    assert isinstance(one, Runtime)
+    assert one.statistics().handled == two.statistics().handled
