@@ -3,6 +3,7 @@ clear error, and failing on the real runtime without taking it down."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pytest
@@ -53,12 +54,17 @@ def test_a_payload_that_fails_the_model_names_type_and_field(spec: AgentSpec) ->
 
 
 def required_models(spec: AgentSpec) -> dict[str, object]:
-    """The model an agent cannot be built without (a scripted one; a panel of one)."""
+    """What an agent cannot be built without: its model (a scripted one; a panel of one),
+    the first choice of a required choice (which step of a workflow it runs)."""
+    params: dict[str, object] = {}
+    for name, field in spec.params.model_fields.items():
+        if field.is_required() and typing.get_origin(field.annotation) is typing.Literal:
+            params[name] = typing.get_args(field.annotation)[0]
     field = spec.params.model_fields.get("llm")
     if field is None or not field.is_required():
-        return {}
+        return params
     model = ScriptedProvider()
-    return {"llm": [model] if takes_panel(field.annotation) else model}
+    return {**params, "llm": [model] if takes_panel(field.annotation) else model}
 
 
 class Stranger(Payload):

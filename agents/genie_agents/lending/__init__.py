@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .loans import DebtOptimizer as DebtOptimizer
     from .loans import LoanAdvisor as LoanAdvisor
     from .loans import PrepaymentAdvisor as PrepaymentAdvisor
+    from .sme import SmeLoanStep as SmeLoanStep
     from .sme import SmeLoanWorkflow as SmeLoanWorkflow
 
 # Where each class lives: imported on first use (genie_agents._lazy).
@@ -19,6 +20,7 @@ CLASSES = {
     "DebtOptimizer": ".loans",
     "LoanAdvisor": ".loans",
     "PrepaymentAdvisor": ".loans",
+    "SmeLoanStep": ".sme",
     "SmeLoanWorkflow": ".sme",
 }
 # Catalogue name -> class; genie_agents.register adds them without importing them.
@@ -28,6 +30,7 @@ AGENTS = {
     "prepayment_advisor": "PrepaymentAdvisor",
     "debt_optimizer": "DebtOptimizer",
     "sme_loan_workflow": "SmeLoanWorkflow",
+    "sme_loan_step": "SmeLoanStep",
 }
 
 
@@ -42,5 +45,6 @@ __all__ = [
     "DebtOptimizer",
     "LoanAdvisor",
     "PrepaymentAdvisor",
+    "SmeLoanStep",
     "SmeLoanWorkflow",
 ]

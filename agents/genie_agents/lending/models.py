@@ -25,8 +25,10 @@ __all__ = [
     "PrepaymentPlan",
     "PrepaymentRequest",
     "SimulateLoan",
+    "SmeLoanFile",
     "SmeLoanOffer",
     "SmeLoanRequest",
+    "SmeOfferRelease",
     "UnderwriteRequest",
     "UnderwriteScore",
     "WorkflowStep",
@@ -288,6 +290,35 @@ class SmeLoanOffer(Payload):
     cgtmse: bool
     steps: tuple[WorkflowStep, ...]
     sanction_letter: str = ""
+
+
+class SmeLoanFile(Payload):
+    """The state of the SME loan workflow (config/pipelines/sme-loan.yaml): the request, and
+    what each step found, filled in as the steps run."""
+
+    message_type = "sme_loan_file"
+    request: SmeLoanRequest
+    gst: str = Field("", description="the GST step's finding")
+    surplus: float | None = Field(None, description="the monthly surplus, when flows are given")
+    cashflow: str = Field("", description="the cash-flow step's finding")
+    cgtmse: bool | None = Field(None, description="covered by the CGTMSE guarantee")
+    cgtmse_detail: str = ""
+    amount: float = 0.0
+    annual_rate_pct: float = 0.0
+    tenure_months: int = 0
+    emi: int = 0
+    offer: str = Field("", description="the indicative offer, in words")
+    reservation: str = Field("", description="the lender's hold on the amount, while offered")
+    sanction_letter: str = ""
+
+
+class SmeOfferRelease(Payload):
+    """Undo of the indicative offer: the lender's hold on the amount is released."""
+
+    message_type = "sme_offer_release"
+    request: SmeLoanRequest
+    amount: float
+    reservation: str
 
 
 class Debt(Record):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import statistics
+from typing import Literal, NamedTuple
 
 from genie import BaseAgent, Context, Message, Risk, handler
 
 from ..payments.invoices import GSTIN
 from .loans import emi
-from .models import SmeLoanOffer, SmeLoanRequest, WorkflowStep
+from .models import SmeLoanFile, SmeLoanOffer, SmeLoanRequest, SmeOfferRelease, WorkflowStep
 
-__all__ = ["SmeLoanWorkflow"]
+__all__ = ["SmeLoanStep", "SmeLoanWorkflow"]
 
 CRORE = 10_000_000.0
 CGTMSE_MAX = 5 * CRORE
@@ -21,6 +22,9 @@ BASE_RATE, NO_GUARANTEE_SPREAD, TENURE = 10.5, 1.5, 60
 # With a cash-flow score (Go's pricing): the score's floor, the spread a score of 0 pays over
 # the base, and the guarantee's relief.
 MIN_CASHFLOW_SCORE, SCORE_SPREAD, GUARANTEE_RELIEF = 0.30, 5.0, 0.5
+StepName = Literal[
+    "gst_fetch", "cashflow_analysis", "cgtmse_eligibility", "indicative_offer", "sanction_letter"
+]
 CGTMSE_SECTORS = ("manufacturing", "services", "trading")
 STEPS = (
     "gst_fetch",
@@ -59,7 +63,8 @@ class SmeLoanWorkflow(BaseAgent):
 
     def run(self, p: SmeLoanRequest) -> SmeLoanOffer:
         steps: list[WorkflowStep] = []
-        offer = {"amount": 0.0, "rate": 0.0, "emi": 0, "cgtmse": False}
+        offer = Offer(0.0, 0.0, 0, 0)
+        cgtmse = False
 
         def step(status: str, detail: str) -> None:
             steps.append(
@@ -76,84 +81,182 @@ class SmeLoanWorkflow(BaseAgent):
                 {
                     "business_id": p.business_id,
                     "status": status,
-                    "amount": offer["amount"],
-                    "annual_rate_pct": offer["rate"],
-                    "tenure_months": (p.tenure_months or TENURE) if offer["amount"] else 0,
-                    "emi": offer["emi"],
-                    "cgtmse": offer["cgtmse"],
+                    "amount": offer.amount,
+                    "annual_rate_pct": offer.rate,
+                    "tenure_months": offer.tenure,
+                    "emi": offer.emi,
+                    "cgtmse": cgtmse,
                     "steps": tuple(steps),
                     "sanction_letter": letter,
                 }
             )
 
-        if p.gstin is not None and not GSTIN.fullmatch(p.gstin.strip().upper()):
-            step("failed", f"GSTIN {p.gstin!r} is not valid")
+        try:
+            step("done", gst_check(p))
+            surplus, found = cashflow_check(p)
+            step("done", found)
+        except LoanDeclinedError as declined:
+            step("failed", str(declined))
             return finish("declined")
-        no_gstin = "; no GSTIN given" if p.gstin is None else ""
-        if p.gst_returns_on_time is not None:
-            if p.gst_returns_on_time < MIN_GST_ON_TIME:
-                step("failed", f"{p.gst_returns_on_time}/12 GST returns on time (needs 9)")
-                return finish("declined")
-            step("done", f"{p.gst_returns_on_time}/12 GST returns on time{no_gstin}")
-        elif not p.gst_filing_regular:
-            step("failed", "GST filing not regular (the last 12 returns not all on time)")
-            return finish("declined")
-        else:
-            step("done", f"GST filing regular{no_gstin}")
-        surplus, found = None, []
-        if p.monthly_inflows is not None and p.monthly_outflows is not None:
-            surplus = (
-                statistics.fmean(p.monthly_inflows)
-                - statistics.fmean(p.monthly_outflows)
-                - p.existing_emi
-            )
-            if surplus <= 0:
-                step("failed", f"monthly surplus {surplus:,.2f} after existing EMIs")
-                return finish("declined")
-            found.append(f"monthly surplus {surplus:,.2f}")
-        score = p.cashflow_score
-        if score is not None:
-            if score < MIN_CASHFLOW_SCORE:
-                step("failed", f"cash-flow score {score:.2f} below {MIN_CASHFLOW_SCORE:.2f}")
-                return finish("declined")
-            found.append(f"cash-flow score {score:.2f}")
-        step("done", ", ".join(found))
-        not_eligible = [
-            why
-            for why, fails in (
-                ("not a micro or small enterprise", not p.micro_or_small),
-                ("not Udyam-registered", p.udyam_registered is False),
-                (
-                    f"sector {p.sector!r} not covered",
-                    bool(p.sector) and p.sector.casefold() not in CGTMSE_SECTORS,
-                ),
-                ("above Rs 5 crore", p.requested_amount > CGTMSE_MAX),
-            )
-            if fails
-        ]
-        cgtmse = not not_eligible
-        offer["cgtmse"] = cgtmse
-        step("done", "eligible" if cgtmse else f"not eligible ({', '.join(not_eligible)})")
-        tenure = p.tenure_months or TENURE
-        if score is None:
-            rate = BASE_RATE + (0.0 if cgtmse else NO_GUARANTEE_SPREAD)
-        else:  # the score prices the risk; the guarantee takes some off
-            spread = (1 - score) * SCORE_SPREAD - (GUARANTEE_RELIEF if cgtmse else 0.0)
-            rate = round(BASE_RATE + spread, 2)
-        caps = [p.requested_amount, TURNOVER_SHARE * p.annual_turnover]
-        if surplus is not None:
-            caps.append(SURPLUS_SHARE * surplus / emi(1.0, rate, tenure))
-        amount = round(min(caps))
-        offer.update(amount=float(amount), rate=rate, emi=round(emi(amount, rate, tenure)))
-        limit = "" if amount == p.requested_amount else " (reduced from the request)"
-        step("done", f"Rs {amount:,} at {rate}% for {tenure} months{limit}")
+        cgtmse, why = cgtmse_check(p)
+        step("done", why)
+        offer = price_offer(p, surplus, cgtmse)
+        step("done", offer.detail)
         if not self.auto_approve:
             step("waiting", "awaiting a credit officer")
             return finish("awaiting_approval")
         step("done", "auto-approved")
-        letter = (
-            f"Sanctioned to {p.business_id}: Rs {amount:,} at {rate}% a year for {tenure} "
-            f"months, EMI Rs {offer['emi']:,}" + (", CGTMSE guarantee cover." if cgtmse else ".")
-        )
+        letter = sanction_letter(p, offer, cgtmse)
         step("done", "issued")
         return finish("sanctioned", letter)
+
+
+class SmeLoanStep(BaseAgent):
+    """One step of the SME loan workflow as a pipeline runs it (config/pipelines/sme-loan.yaml):
+    ``step`` is gst_fetch, cashflow_analysis, cgtmse_eligibility, indicative_offer or
+    sanction_letter, each the same check as ``sme_loan_workflow``'s, on the workflow's state.
+    A failed check declines the loan: the step fails, and the workflow compensates.
+    ``indicative_offer`` holds the offered amount in the lender's book (``held``, keyed by the
+    delivery id, so a step run again after a restart holds it once) and releases it when the
+    workflow compensates the offer; ``limit`` caps what the book may hold at once."""
+
+    capabilities = ("sme_lending",)
+    risk = Risk.HIGH
+    produces = (SmeLoanFile,)
+
+    def __init__(self, id: str, *, step: StepName, limit: float = 50 * CRORE) -> None:
+        super().__init__(id)
+        self.step = step
+        self.limit = limit
+        self.held: dict[str, float] = {}  # the reservation (a delivery id) -> the amount
+
+    @handler
+    async def on_file(self, file: SmeLoanFile, ctx: Context) -> Message:
+        p = file.request
+        found: dict[str, object]
+        if self.step == "gst_fetch":
+            found = {"gst": gst_check(p)}
+        elif self.step == "cashflow_analysis":
+            surplus, detail = cashflow_check(p)
+            found = {"surplus": surplus, "cashflow": detail}
+        elif self.step == "cgtmse_eligibility":
+            cgtmse, detail = cgtmse_check(p)
+            found = {"cgtmse": cgtmse, "cgtmse_detail": detail}
+        elif self.step == "indicative_offer":
+            offer = price_offer(p, file.surplus, bool(file.cgtmse))
+            reservation = f"{ctx.message.id}:{self.id}"  # the delivery id: held once
+            if reservation not in self.held:
+                if sum(self.held.values()) + offer.amount > self.limit:
+                    raise LoanDeclinedError(
+                        f"the lender's book cannot hold Rs {round(offer.amount):,} more"
+                    )
+                self.held[reservation] = offer.amount
+            found = {
+                "amount": offer.amount,
+                "annual_rate_pct": offer.rate,
+                "tenure_months": offer.tenure,
+                "emi": offer.emi,
+                "offer": offer.detail,
+                "reservation": reservation,
+            }
+        else:
+            offer = Offer(file.amount, file.annual_rate_pct, file.emi, file.tenure_months)
+            found = {"sanction_letter": sanction_letter(p, offer, bool(file.cgtmse))}
+        return ctx.reply(file.model_copy(update=found))
+
+    @handler
+    async def on_release(self, release: SmeOfferRelease, ctx: Context) -> Message:
+        self.held.pop(release.reservation, None)  # released already: nothing more to do
+        return ctx.reply(release)
+
+
+class LoanDeclinedError(Exception):
+    """A step's check failed: the loan is declined, for the reason given."""
+
+
+class Offer(NamedTuple):
+    amount: float
+    rate: float
+    emi: int
+    tenure: int
+    detail: str = ""
+
+
+def gst_check(p: SmeLoanRequest) -> str:
+    """GST: a valid GSTIN (when given) and 9+ of 12 returns on time (or regular filing)."""
+    if p.gstin is not None and not GSTIN.fullmatch(p.gstin.strip().upper()):
+        raise LoanDeclinedError(f"GSTIN {p.gstin!r} is not valid")
+    no_gstin = "; no GSTIN given" if p.gstin is None else ""
+    if p.gst_returns_on_time is not None:
+        if p.gst_returns_on_time < MIN_GST_ON_TIME:
+            raise LoanDeclinedError(f"{p.gst_returns_on_time}/12 GST returns on time (needs 9)")
+        return f"{p.gst_returns_on_time}/12 GST returns on time{no_gstin}"
+    if not p.gst_filing_regular:
+        raise LoanDeclinedError("GST filing not regular (the last 12 returns not all on time)")
+    return f"GST filing regular{no_gstin}"
+
+
+def cashflow_check(p: SmeLoanRequest) -> tuple[float | None, str]:
+    """The monthly surplus after existing EMIs (when the flows are given), and what was found."""
+    surplus, found = None, []
+    if p.monthly_inflows is not None and p.monthly_outflows is not None:
+        surplus = (
+            statistics.fmean(p.monthly_inflows)
+            - statistics.fmean(p.monthly_outflows)
+            - p.existing_emi
+        )
+        if surplus <= 0:
+            raise LoanDeclinedError(f"monthly surplus {surplus:,.2f} after existing EMIs")
+        found.append(f"monthly surplus {surplus:,.2f}")
+    score = p.cashflow_score
+    if score is not None:
+        if score < MIN_CASHFLOW_SCORE:
+            raise LoanDeclinedError(f"cash-flow score {score:.2f} below {MIN_CASHFLOW_SCORE:.2f}")
+        found.append(f"cash-flow score {score:.2f}")
+    return surplus, ", ".join(found)
+
+
+def cgtmse_check(p: SmeLoanRequest) -> tuple[bool, str]:
+    """Whether the CGTMSE guarantee covers the loan, and why not."""
+    not_eligible = [
+        why
+        for why, fails in (
+            ("not a micro or small enterprise", not p.micro_or_small),
+            ("not Udyam-registered", p.udyam_registered is False),
+            (
+                f"sector {p.sector!r} not covered",
+                bool(p.sector) and p.sector.casefold() not in CGTMSE_SECTORS,
+            ),
+            ("above Rs 5 crore", p.requested_amount > CGTMSE_MAX),
+        )
+        if fails
+    ]
+    if not_eligible:
+        return False, f"not eligible ({', '.join(not_eligible)})"
+    return True, "eligible"
+
+
+def price_offer(p: SmeLoanRequest, surplus: float | None, cgtmse: bool) -> Offer:
+    """The least of the request, 30 % of turnover and what half the surplus can service."""
+    tenure = p.tenure_months or TENURE
+    score = p.cashflow_score
+    if score is None:
+        rate = BASE_RATE + (0.0 if cgtmse else NO_GUARANTEE_SPREAD)
+    else:  # the score prices the risk; the guarantee takes some off
+        spread = (1 - score) * SCORE_SPREAD - (GUARANTEE_RELIEF if cgtmse else 0.0)
+        rate = round(BASE_RATE + spread, 2)
+    caps = [p.requested_amount, TURNOVER_SHARE * p.annual_turnover]
+    if surplus is not None:
+        caps.append(SURPLUS_SHARE * surplus / emi(1.0, rate, tenure))
+    amount = round(min(caps))
+    limit = "" if amount == p.requested_amount else " (reduced from the request)"
+    detail = f"Rs {amount:,} at {rate}% for {tenure} months{limit}"
+    return Offer(float(amount), rate, round(emi(amount, rate, tenure)), tenure, detail)
+
+
+def sanction_letter(p: SmeLoanRequest, offer: Offer, cgtmse: bool) -> str:
+    return (
+        f"Sanctioned to {p.business_id}: Rs {round(offer.amount):,} at {offer.rate}% a year for "
+        f"{offer.tenure} months, EMI Rs {offer.emi:,}"
+        + (", CGTMSE guarantee cover." if cgtmse else ".")
+    )
