@@ -263,6 +263,10 @@ class WorkflowNode:
             sent = session.sent.pop(payload.approval_id, None)
             if sent is not None:
                 self._decided(ctx, session, sent, payload)
+                if payload.by != "withdrawn":
+                    # A run resumed from a store asked again before this decision (replayed)
+                    # reached it: the desk forgets the second asking (nothing if none).
+                    out.append(self._withdraw(ctx, payload.approval_id, "decided already"))
         elif isinstance(payload, StepDeadline):
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:

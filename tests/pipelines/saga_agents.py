@@ -80,3 +80,22 @@ class Booker(BaseAgent):
 
 JOURNAL: list[str] = []
 MET: list[str] = []
+
+
+class Refund(Payload):
+    """An undo that needs a field no trip has: a workflow file using it is refused."""
+
+    message_type = "refund"
+    amount: float
+
+
+class Refunder(BaseAgent):
+    produces = (Trip, Refund)
+
+    @handler
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message:
+        return ctx.reply(trip)
+
+    @handler
+    async def on_refund(self, refund: Refund, ctx: Context) -> Message:
+        return ctx.reply(refund)

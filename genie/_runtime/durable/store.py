@@ -106,6 +106,13 @@ class DeliveryStore:
             self._lockfile.close()
             raise
         self._lock = threading.Lock()  # one write at a time: the writer and a final flush
+        # An answer a stopped process took before its desk's decision was written (the
+        # approval still kept): this process takes it again.
+        self._db.execute(
+            "UPDATE answers SET outcome = NULL WHERE outcome IN ('approved', 'rejected') "
+            "AND approval_id || ? IN (SELECT id FROM deliveries)",
+            (f":{DESK}",),
+        )
 
     def pending(self) -> list[Stored]:
         """The deliveries that had not ended, in the order they were written."""

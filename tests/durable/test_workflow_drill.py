@@ -1,0 +1,188 @@
+"""The crash drill for a workflow with an approval (issue 37): ``genie run --store`` killed with
+SIGKILL at every write of its store, before the write and after it, first while the workflow
+runs up to its approval step, then while the approved workflow finishes; then run again on
+the same store until the request completes. Each time: the workflow completes, each step's
+effect is applied once (its handler keys it by the delivery id), the store ends empty, and
+the audit log, written by every process, verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from genie._cli.approvals import pending_approvals
+from genie._cli.main import main
+
+from .test_crash_drill import HARNESS, effects, stored
+
+AGENTS = '''
+"""Steps that apply their effect once per delivery id to a ledger file."""
+
+import os
+from pathlib import Path
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+LEDGER = Path(os.environ["DRILL_LEDGER"])
+
+
+class Order(Payload):
+    message_type = "order"
+    n: int
+    a: str = ""
+    b: str = ""
+    c: str = ""
+    d: str = ""
+
+
+class Unreserve(Payload):
+    message_type = "unreserve"
+    n: int
+
+
+def apply_once(ctx: Context, what: str) -> None:
+    key = f"{ctx.message.id}:{ctx.agent_id}"
+    with LEDGER.open("a+") as ledger:
+        ledger.seek(0)
+        seen = {line.split()[1] for line in ledger if line.startswith("effect ")}
+        ledger.write(f"attempt {key}\\n")
+        if key not in seen:
+            ledger.write(f"effect {key} {what}\\n")
+
+
+class Stepper(BaseAgent):
+    produces = (Order, Unreserve)
+
+    @handler
+    async def on_order(self, order: Order, ctx: Context) -> Message:
+        apply_once(ctx, ctx.agent_id)
+        return ctx.reply(order.model_copy(update={ctx.agent_id: "done"}))
+
+    @handler
+    async def on_unreserve(self, undo: Unreserve, ctx: Context) -> Message:
+        apply_once(ctx, "undo")
+        return ctx.reply(undo)
+'''
+
+PIPELINE = """
+name: order
+agents:
+  - {id: a, use: drill_agents:Stepper}
+  - {id: b, use: drill_agents:Stepper}
+  - {id: c, use: drill_agents:Stepper}
+  - {id: d, use: drill_agents:Stepper}
+workflows:
+  - id: order
+    state: order
+    steps:
+      - {id: a}
+      - {id: b}
+      - {id: c, after: [a, b], compensate: unreserve}
+      - {id: ok, after: [c], approval: {subject: "order {n}", role: boss}}
+      - {id: d, after: [ok]}
+    emit: {type: order_outcome}
+entry: {type: order, to: order, payload: {n: 7}}
+output: order_outcome
+timeout: ${TIMEOUT:-20s}
+"""
+
+
+@pytest.fixture
+def drill(tmp_path: Path) -> Path:
+    (tmp_path / "drill_agents.py").write_text(AGENTS)
+    (tmp_path / "order.yaml").write_text(PIPELINE)
+    (tmp_path / "harness.py").write_text(HARNESS)
+    return tmp_path
+
+
+def run(folder: Path, mode: str, at: int, timeout: str = "20s") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DRILL_LEDGER": str(folder / "ledger.txt"),
+        "PYTHONPATH": str(folder),
+        "TIMEOUT": timeout,
+    }
+    command = [sys.executable, str(folder / "harness.py"), mode, str(at), "run"]
+    command += [str(folder / "order.yaml"), "--store", str(folder / "order.db")]
+    command += ["--audit", str(folder / "audit.jsonl"), "--json"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+PAUSE = "2s"  # a run that reaches the approval stops waiting after this
+
+
+def pause(folder: Path) -> str:
+    """Run (resuming what the store keeps) until the approval waits: its id."""
+    paused = run(folder, "never", 0, PAUSE)
+    assert paused.returncode == 1, paused.stderr
+    assert "paused: approval" in paused.stderr
+    [approval] = pending_approvals(str(folder / "order.db"))
+    return str(approval["id"])
+
+
+def approve(folder: Path, approval_id: str) -> None:
+    argv = ["approvals", "approve", approval_id, "--store", str(folder / "order.db")]
+    assert main([*argv, "--as", "bo", "--role", "boss", "--wait", "0"]) == 0
+
+
+def finish(folder: Path) -> dict[str, object]:
+    done = run(folder, "never", 0)
+    assert done.returncode == 0, done.stderr
+    outcome: dict[str, object] = json.loads(done.stdout)["output"]["payload"]
+    return outcome
+
+
+ORDER_DONE = {"n": 7, "a": "done", "b": "done", "c": "done", "d": "done"}
+
+
+def check(folder: Path, outcome: dict[str, object]) -> None:
+    assert outcome["status"] == "completed"
+    assert outcome["state"] == ORDER_DONE
+    keys = effects(folder)
+    assert sorted(k.rsplit(":", 1)[1] for k in keys) == ["a", "b", "c", "d"]  # each once
+    assert stored(folder, "order.db") == (0, 0)
+    assert main(["audit", "verify", str(folder / "audit.jsonl")]) == 0
+
+
+def test_an_uninterrupted_workflow_pauses_and_completes(drill: Path) -> None:
+    approve(drill, pause(drill))
+    check(drill, finish(drill))
+
+
+TO_APPROVAL = 7  # writes of a run from the request to its pending approval (checked below)
+AFTER_APPROVAL = 7  # writes of the run that takes the answer and finishes
+
+
+@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("at", range(1, TO_APPROVAL + 1))
+def test_killed_on_its_way_to_the_approval(drill: Path, mode: str, at: int) -> None:
+    killed = run(drill, mode, at, PAUSE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    approve(drill, pause(drill))
+    check(drill, finish(drill))
+
+
+@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("at", range(1, AFTER_APPROVAL + 1))
+def test_killed_while_the_approved_workflow_finishes(drill: Path, mode: str, at: int) -> None:
+    approve(drill, pause(drill))
+    killed = run(drill, mode, at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    if (mode, at) == ("after", AFTER_APPROVAL):
+        # Killed after its last write: the request had ended, its outcome unprinted (the
+        # next run would be a new request).
+        check(drill, {"status": "completed", "state": ORDER_DONE})
+        return
+    check(drill, finish(drill))
+
+
+def test_the_drill_reaches_every_write(drill: Path) -> None:
+    assert run(drill, "after", TO_APPROVAL + 1, PAUSE).returncode == 1  # paused: no more writes
+    approve(drill, pause(drill))
+    assert run(drill, "after", AFTER_APPROVAL + 1).returncode == 0
