@@ -60,11 +60,11 @@ def required_models(spec: AgentSpec) -> dict[str, object]:
     for name, field in spec.params.model_fields.items():
         if field.is_required() and typing.get_origin(field.annotation) is typing.Literal:
             params[name] = typing.get_args(field.annotation)[0]
-    field = spec.params.model_fields.get("llm")
-    if field is None or not field.is_required():
+    llm = spec.params.model_fields.get("llm")
+    if llm is None or not llm.is_required():
         return params
     model = ScriptedProvider()
-    return {**params, "llm": [model] if takes_panel(field.annotation) else model}
+    return {**params, "llm": [model] if takes_panel(llm.annotation) else model}
 
 
 class Stranger(Payload):
