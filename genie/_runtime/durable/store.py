@@ -38,6 +38,14 @@ CREATE TABLE IF NOT EXISTS requests (
     body TEXT NOT NULL,
     charged INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT NOT NULL,
+    what TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    PRIMARY KEY (key, what)
+);
 CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     approval_id TEXT NOT NULL,
@@ -153,10 +161,43 @@ class DeliveryStore:
                     )
                 _delete(db, "deliveries", "id", batch.ended)
                 _delete(db, "requests", "correlation_id", batch.settled)
+                _delete(db, "counters", "correlation_id", batch.settled)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def charge(self, correlation_id: str, key: str, n: int, what: str) -> int:
+        """Add ``n`` to the correlation's count of ``what`` (its model budgets' ``tokens``
+        and ``cost``) and return the count just after; a second charge with ``key`` adds
+        nothing and returns what the first did (``genie.llm``'s ``SharedCounters``: a call
+        run again after a restart is charged once, and the count survives the restart)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                first = db.execute(
+                    "SELECT total FROM counters WHERE key = ? AND what = ?", (key, what)
+                ).fetchone()
+                if first is not None:
+                    total = int(first[0])
+                else:
+                    (before,) = db.execute(
+                        "SELECT COALESCE(SUM(n), 0) FROM counters "
+                        "WHERE correlation_id = ? AND what = ?",
+                        (correlation_id, what),
+                    ).fetchone()
+                    total = int(before) + n
+                    db.execute(
+                        "INSERT INTO counters (key, what, correlation_id, n, total) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (key, what, correlation_id, n, total),
+                    )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return total
 
     def answers(self) -> list[tuple[int, str, bool, str, tuple[str, ...], str]]:
         """The answers to approvals other processes left, not yet taken: (row, approval id,

@@ -113,6 +113,13 @@ class DurableTransport(Observer):
     def bind(self, host: TransportHost) -> None:
         self._host = host
         host.watch(self)
+        # The model budgets of a request count in the store, so that a resumed request
+        # spends only what its calls before the restart left.
+        host.share_model_budgets(self)
+
+    async def charge(self, correlation_id: str, key: str, n: int, /, what: str) -> int:
+        """``genie.llm``'s ``SharedCounters``, kept in the store (``DeliveryStore.charge``)."""
+        return await anyio.to_thread.run_sync(self.store.charge, correlation_id, key, n, what)
 
     def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
         self.local.attach_agents(mailboxes)
