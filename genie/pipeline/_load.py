@@ -440,7 +440,15 @@ class _Checker:
             steps = [self.check_step(w, i, j, state, ids) for j in range(len(w.steps))]
             known = [s for s in steps if s is not None]
             if len(known) == len(steps) and self.check_order(w, i):
-                self.workflows[w.id] = Workflow(state, tuple(known), model)
+                self.workflows[w.id] = flow = Workflow(state, tuple(known), model)
+                needed = flow.hops()
+                if needed > self.config.limits.max_hops:
+                    self.fail(
+                        (*at, "id"),
+                        f"workflow {w.id!r} may need {needed} hops (2 for each step of its "
+                        "longest chain and each compensation, 1 for its outcome), more than "
+                        f"limits.max_hops {self.config.limits.max_hops}: raise it",
+                    )
 
     def check_step(
         self, w: WorkflowDecl, i: int, j: int, state: type[Payload], ids: Mapping[str, Loc]

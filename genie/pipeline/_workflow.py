@@ -165,6 +165,21 @@ class Workflow:
     steps: tuple[Step, ...]
     outcome: type[WorkflowOutcome]
 
+    def hops(self) -> int:
+        """The most hops a run's messages can reach: each step of the longest chain, and
+        each compensation, is a message and its reply; the outcome one more."""
+        depth: dict[str, int] = {}
+        after = {s.id: s.after for s in self.steps}
+
+        def chain(step: str) -> int:
+            if step not in depth:
+                depth[step] = 1 + max((chain(d) for d in after[step]), default=0)
+            return depth[step]
+
+        longest = max(chain(s.id) for s in self.steps)
+        undo = sum(s.compensate is not None for s in self.steps)
+        return 2 * longest + 2 * undo + 1
+
 
 def template_fields(text: str) -> list[str]:
     """The state fields ``text`` fills in: ``{a}`` and ``{b[key]}`` -> ``["a", "b"]``."""

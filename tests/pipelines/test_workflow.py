@@ -42,6 +42,7 @@ def trip_pipeline(
     steps: str | None = None,
     workflow: str = "",
     timeout: str = "20s",
+    top: str = "",
 ) -> Pipeline:
     """flight and hotel at once, then the car; each undone by a trip_cancel. ``flight`` etc.
     are extra params of that booker (as YAML flow items, e.g. ``fail: true``)."""
@@ -68,6 +69,7 @@ workflows:
 entry: {{type: trip, to: booking, payload: {{city: Goa}}}}
 output: trip_outcome
 timeout: {timeout}
+{top}
 """
     path = tmp_path / "trip.yaml"
     path.write_text(text)
@@ -134,6 +136,19 @@ async def test_a_step_still_running_when_another_fails_is_undone_once_it_complet
     assert outcome.failed_step == "flight"
     assert outcome.compensated == ("hotel",)
     assert "start car" not in saga_agents.JOURNAL  # nothing starts after a failure
+
+
+async def test_the_hops_the_loader_asks_for_are_enough(tmp_path: Path) -> None:
+    # 2 x 2 (the longest chain) + 2 x 3 (compensations) + 1: the loader refuses 10.
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel], compensate: trip_cancel}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true", top="limits: {max_hops: 13}")
+    outcome, result = await run(pipeline)
+    assert outcome.compensated == ("hotel", "flight")
+    assert result.denials == ()
 
 
 async def test_a_failed_compensation_is_dead_lettered_and_the_rest_still_undone(
