@@ -320,7 +320,10 @@ class WorkflowNode:
             dict.fromkeys(self.steps, "waiting"),
         )
         if self.deadline is not None:
-            session.timer = ctx.schedule(self.deadline, WorkflowDeadline())
+            # From when the request was made: a restart in between does not extend it.
+            waited = (self.clock.now() - msg.created_at).total_seconds()
+            delay = max(0.0, self.deadline - waited)
+            session.timer = ctx.schedule(delay, WorkflowDeadline())
         return self._advance(ctx, session, msg.correlation_id)
 
     def _advance(self, ctx: Context, session: _Session, key: str) -> list[Message]:

@@ -321,3 +321,29 @@ async def test_two_runtimes_run_the_same_workflow_apart(tmp_path: Path) -> None:
     assert first.status == second.status == "ok"
     assert isinstance(one, Runtime)
     assert one.statistics().handled == two.statistics().handled
+
+
+async def test_the_workflow_deadline_counts_across_a_restart(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], deadline: 1m}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 30", workflow="    deadline: 1s")
+    store = tmp_path / "trip.db"
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
+        await wait_all_tasks_blocked()  # the flight booked, the hotel under way: stopped
+    await anyio.sleep(1.1)  # the deadline passes while no process holds the request
+    rt = pipeline.runtime(store=store)
+    rt.drain_timeout = 0.01  # the hotel, run again, still stalls: not waited for
+    async with rt:
+        [request] = rt.unfinished()
+        with anyio.fail_after(0.8):  # at once, not another second
+            result = await pipeline.resume(rt, request)
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "timed_out"
+    assert outcome.compensated == ("flight",)
