@@ -110,6 +110,12 @@ class TransportHost(Protocol):
         its outcome. ``cancelled``: its correlation was cancelled, so it ends unrun."""
         ...
 
+    def resumed(self, corr: Correlation, msg: Message, agent_id: str) -> None:
+        """A delivery a stopped process admitted on this runtime's store runs again here:
+        counted delivered (the observer told) and in flight, as the stopped process's counts
+        went with it; not charged to the budget again (``charge`` restored what it spent)."""
+        ...
+
     def left(self, corr: Correlation) -> None:
         """A delivery in flight here went to another process, which reports its outcome to
         the process that started the request: its part here is closed."""
@@ -292,6 +298,12 @@ class RuntimeHost:
         if cancelled:
             corr.cancelled = True  # the runner dead-letters it without running it
         self._ledger.arrived(corr)
+
+    def resumed(self, corr: Correlation, msg: Message, agent_id: str) -> None:
+        ledger = self._ledger
+        ledger.resumed(corr)
+        if ledger.observer is not None:
+            ledger.observer.delivered(msg, agent_id)
 
     def left(self, corr: Correlation) -> None:
         self._ledger.closed(corr)

@@ -90,6 +90,14 @@ class Ledger:
         self.in_flight += 1
         corr.in_flight += 1
 
+    def resumed(self, corr: _Correlation) -> None:
+        """A delivery kept by a stopped process runs again here: delivered here (the stopped
+        process's count went with it) and in flight until ``closed``; its charge to the
+        budget was restored with the request's (``charged_before``)."""
+        self.delivered += 1
+        self.in_flight += 1
+        corr.in_flight += 1
+
     def withdrawn(
         self, msg: Message, consumer: str, corr: _Correlation, decision: Decision
     ) -> None:

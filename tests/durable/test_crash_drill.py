@@ -172,6 +172,9 @@ def test_a_run_killed_at_any_write_is_resumed_and_applies_each_effect_once(
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
     assert result["output"]["payload"] == {"total": 10}
+    stats = result["stats"]  # the accounting identity, across the restart
+    assert stats["delivered"] == stats["handled"] + stats["dead_lettered"]
+    assert (stats["in_flight"], stats["fallbacks"]) == (0, 0)
     keys = effects(drill)
     assert len(keys) == len(set(keys))  # no delivery's effect twice
     if "resuming 1 unfinished request" in again.stderr:

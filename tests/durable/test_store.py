@@ -101,9 +101,16 @@ async def test_a_request_cut_by_a_stop_is_resumed_by_the_next_runtime(tmp_path: 
         assert request.id == msg.id
         assert request.payload == Step(n=0)
         result = await rt2.resume(request, until="done")
+        stats = rt2.statistics()
     assert second.seen == [2, 3, 4]  # from where the first stopped, nothing twice
     assert [m.payload for m in result.replies] == [Done(n=4)]
     assert kept(path) == ([], [])
+    # The accounting identity holds in the runtime that resumed: the delivery it ran again
+    # counts as delivered here, as the stopped runtime's counts went with it.
+    assert stats.delivered == (
+        stats.handled + stats.denied + stats.dead_lettered + stats.shed + stats.in_flight
+    )
+    assert stats.in_flight == 0
 
 
 async def test_a_request_nobody_resumes_stays_for_a_later_start(tmp_path: Path) -> None:

@@ -134,8 +134,19 @@ def approve(folder: Path, approval_id: str) -> None:
 def finish(folder: Path) -> dict[str, object]:
     done = run(folder, "never", 0)
     assert done.returncode == 0, done.stderr
-    outcome: dict[str, object] = json.loads(done.stdout)["output"]["payload"]
+    result = json.loads(done.stdout)
+    balanced(result["stats"])
+    outcome: dict[str, object] = result["output"]["payload"]
     return outcome
+
+
+def balanced(stats: dict[str, int]) -> None:
+    """The accounting identity of a run resumed after a kill: every delivery it counted (the
+    kept ones it ran again among them) ended here or is still in flight (a step the replay
+    sent again, whose reply comes after the outcome); none is a fallback's."""
+    assert stats["delivered"] == stats["handled"] + stats["dead_lettered"] + stats["in_flight"]
+    assert stats["in_flight"] >= 0
+    assert stats["fallbacks"] == 0
 
 
 ORDER_DONE = {"n": 7, "a": "done", "b": "done", "c": "done", "d": "done"}

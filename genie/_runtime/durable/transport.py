@@ -184,7 +184,7 @@ class DurableTransport(Observer):
                 continue
             if did != delivery.id:  # a handoff to a fallback: ends as its original
                 self._fallbacks[delivery.id] = did
-            host.arrived(host.correlation(cid), cancelled=False)
+            host.resumed(host.correlation(cid), delivery.message, delivery.recipient)
             self.local.put(delivery.message, delivery.recipient)
             self.resumed += 1
         return len(kept)
