@@ -31,6 +31,7 @@ from .._base.yamlconf import (
 )
 from .._errors import ConfigurationError, did_you_mean
 from .._message.payload import Payload
+from .._runtime.approvals import DESK
 from .._runtime.policy import Policy
 from ..policies._board import BoardPolicy, build_policies, load_policy_file
 from ..policies._dsl import Rule
@@ -345,6 +346,11 @@ class _Checker:
         declared += [("gathers", i, g.id) for i, g in enumerate(self.config.gathers)]
         declared += [("workflows", i, w.id) for i, w in enumerate(self.config.workflows)]
         for kind, i, item_id in declared:
+            if item_id == DESK:
+                self.fail(
+                    (kind, i, "id"),
+                    f"{DESK!r} is the runtime's approval desk: give this one another id",
+                )
             if item_id in seen:
                 first = line_of(self.lines, (*seen[item_id], "id"))
                 self.fail((kind, i, "id"), f"duplicate id {item_id!r} (first on line {first})")
@@ -432,8 +438,13 @@ class _Checker:
             self.add_type(model, (*at, "emit", "type"))
             for tick in (StepDeadline, WorkflowDeadline):
                 self.add_type(tick, at)
-            if w.emit.to is not None:
-                self.known_id(w.emit.to, ids, (*at, "emit", "to"), "workflow target")
+            to = w.emit.to
+            if to is not None and self.known_id(to, ids, (*at, "emit", "to"), "workflow target"):
+                kind = self.node_kind(to)
+                if kind == "workflow":
+                    self.fail((*at, "emit", "to"), f"workflow target {to!r} is a workflow")
+                elif to in self.specs and not self.handles(to, w.emit.type):
+                    self.fail((*at, "emit", "to"), self.not_handled(to, w.emit.type))
             if not self.known_type(w.state, (*at, "state")):
                 continue
             state = self.types[w.state]
@@ -446,8 +457,9 @@ class _Checker:
                     self.fail(
                         (*at, "id"),
                         f"workflow {w.id!r} may need {needed} hops (2 for each step of its "
-                        "longest chain and each compensation, 1 for its outcome), more than "
-                        f"limits.max_hops {self.config.limits.max_hops}: raise it",
+                        "longest chain, 4 for an approval, 2 for each compensation, 2 for its "
+                        f"failure and outcome), more than limits.max_hops "
+                        f"{self.config.limits.max_hops}: raise it",
                     )
 
     def check_step(
@@ -477,6 +489,10 @@ class _Checker:
         agent = decl.agent or decl.id
         where = (*at, "agent") if decl.agent else (*at, "id")
         if not self.known_id(agent, ids, where, "step agent"):
+            return None
+        kind = self.node_kind(agent)
+        if kind is not None:
+            self.fail(where, f"step agent {agent!r} is a {kind}, not an agent")
             return None
         if agent in self.specs and not self.handles(agent, w.state):
             self.fail(where, self.not_handled(agent, w.state))
@@ -564,6 +580,14 @@ class _Checker:
             return gather is None or not gather.expect.types or type_name in gather.expect.types
         return spec.consumes_any or any(p.message_type == type_name for p in spec.consumes)
 
+    def node_kind(self, node_id: str) -> str | None:
+        """``gather`` or ``workflow`` when ``node_id`` is one (None: an agent)."""
+        if node_id in {g.id for g in self.config.gathers}:
+            return "gather"
+        if node_id in {w.id for w in self.config.workflows}:
+            return "workflow"
+        return None
+
     def check_fallbacks(self, ids: Mapping[str, Loc]) -> None:
         for i, decl in enumerate(self.config.agents):
             if decl.fallback is None:
@@ -571,10 +595,10 @@ class _Checker:
             at: Loc = ("agents", i, "fallback")
             if decl.fallback == decl.id:
                 self.fail(at, f"agent {decl.id!r} cannot be its own fallback")
-            elif self.known_id(decl.fallback, ids, at, "fallback agent") and decl.fallback in {
-                g.id for g in self.config.gathers
-            }:
-                self.fail(at, f"fallback {decl.fallback!r} is a gather, not an agent")
+            elif self.known_id(decl.fallback, ids, at, "fallback agent"):
+                kind = self.node_kind(decl.fallback)
+                if kind is not None:
+                    self.fail(at, f"fallback {decl.fallback!r} is a {kind}, not an agent")
 
     def check_routes(self, ids: Mapping[str, Loc]) -> None:
         for type_name, recipients in self.config.routes.items():
@@ -633,7 +657,8 @@ class _Checker:
         if not self.known_type(entry.type, ("entry", "type")):
             return None
         model = self.types[entry.type]
-        if entry.to in self.specs and not self.handles(entry.to, entry.type):
+        takes = entry.to in self.specs or entry.to in {w.id for w in self.config.workflows}
+        if takes and not self.handles(entry.to, entry.type):
             self.fail(("entry", "to"), self.not_handled(entry.to, entry.type))
         fields = model.model_fields
         for key in entry.payload:

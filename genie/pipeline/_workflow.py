@@ -17,13 +17,15 @@ A compensation that fails is dead-lettered by the runtime, as any failed deliver
 reported in the outcome. The workflow ends by emitting its outcome: the state, the status,
 and the event log, whose every event is also an audit record.
 
-Its messages to steps have ids made from the request's (``<request id>.<step>``): a request
-resumed from a store after a crash sends the same ones, so a step handler's idempotency key
-(the delivery id) holds across the restart (docs/durability.md).
+Its messages to steps have ids made from the request's (``<request id>/<workflow>/<step>``): a
+request resumed from a store after a crash sends the same ones, so a step handler's
+idempotency key (the delivery id) holds across the restart (docs/durability.md). Notices are
+taken from the runtime only, decisions from its desk only: an agent cannot approve a step.
 """
 
 from __future__ import annotations
 
+import re
 import string
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._agent.agent import Risk
 from .._agent.context import Context, Timer
@@ -67,6 +69,7 @@ EventKind = Literal[
     "awaiting_approval",
     "approved",
     "rejected",
+    "withdrawn",
     "compensated",
     "compensation_failed",
     "timed_out",
@@ -169,22 +172,38 @@ class Workflow:
         """The most hops a run's messages can reach: each step of the longest chain, and
         each compensation, is a message and its reply; the outcome one more."""
         depth: dict[str, int] = {}
-        after = {s.id: s.after for s in self.steps}
+        steps = {s.id: s for s in self.steps}
 
         def chain(step: str) -> int:
             if step not in depth:
-                depth[step] = 1 + max((chain(d) for d in after[step]), default=0)
+                # An approval: its request, the answer (or a deadline's tick, escalated and
+                # ticking again) and the decision.
+                cost = 4 if steps[step].approval is not None else 2
+                depth[step] = cost + max((chain(d) for d in steps[step].after), default=0)
             return depth[step]
 
         longest = max(chain(s.id) for s in self.steps)
         undo = sum(s.compensate is not None for s in self.steps)
-        return 2 * longest + 2 * undo + 1
+        return longest + 2 * undo + 2
+
+
+_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\[[^\[\]]+\])*$")
 
 
 def template_fields(text: str) -> list[str]:
-    """The state fields ``text`` fills in: ``{a}`` and ``{b[key]}`` -> ``["a", "b"]``."""
-    names = [f for _, f, _, _ in string.Formatter().parse(text) if f]
-    return [n.split("[", 1)[0].split(".", 1)[0] for n in names]
+    """The state fields ``text`` fills in: ``{a}`` and ``{b[key]}`` -> ``["a", "b"]``.
+    Raises ValueError for what would not fill in: ``{}``, ``{a.attr}``, ``{a!x}``."""
+    names = []
+    for _, name, _, conversion in string.Formatter().parse(text):
+        if name is None:
+            continue
+        found = _FIELD.match(name)
+        if found is None:
+            raise ValueError(f"{{{name}}} names no field (write {{field}} or {{field[key]}})")
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"{{{name}!{conversion}}}: the conversion is !r, !s or !a")
+        names.append(found.group(1))
+    return names
 
 
 @dataclass
@@ -261,11 +280,18 @@ class WorkflowNode:
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         payload = msg.payload
+        if not self._trusted(msg):
+            self.ignored += 1
+            return ()
         if isinstance(payload, Cancelled):
             return self._cancelled(payload, ctx)
         session = self._sessions.get(msg.correlation_id)
         if session is None:
-            if type(payload) is self.state_model and msg.correlation_id not in self._closed:
+            if (
+                type(payload) is self.state_model
+                and msg.correlation_id not in self._closed
+                and f"/{self.id}/" not in (msg.causation_id or "")  # a step's late reply
+            ):
                 return self._start(msg, ctx)
             self.ignored += 1
             return ()
@@ -311,6 +337,18 @@ class WorkflowNode:
         out += self._advance(ctx, session, msg.correlation_id)
         return out
 
+    def _trusted(self, msg: Message) -> bool:
+        """Notices come from the runtime, decisions from its desk, ticks from the workflow
+        itself: the same payload from anyone else (an agent's output) is ignored."""
+        payload = msg.payload
+        if isinstance(payload, Lost | Cancelled):
+            return msg.sender == "genie"
+        if isinstance(payload, ApprovalDecision):
+            return msg.sender == DESK
+        if isinstance(payload, StepDeadline | WorkflowDeadline):
+            return msg.sender == self.id
+        return True
+
     # --- the run -------------------------------------------------------------------------------
     def _start(self, msg: Message, ctx: Context) -> Sequence[Message]:
         session = self._sessions[msg.correlation_id] = _Session(
@@ -336,7 +374,10 @@ class WorkflowNode:
                 if session.status[step.id] == "waiting"
                 and all(session.status[d] == "done" for d in step.after)
             ]
-            out += [self._send(ctx, session, step) for step in ready]
+            for step in ready:
+                run = self._send(ctx, session, step)
+                if run is not None:
+                    out.append(run)
             if all(s == "done" for s in session.status.values()):
                 return out + self._end(ctx, session, key)
             return out
@@ -346,6 +387,7 @@ class WorkflowNode:
             for step_id, status in session.status.items():
                 if status == "awaiting":  # nobody waits for the answer now
                     session.status[step_id] = "failed"
+                    self._event(ctx, session, step_id, "withdrawn", self._why(session))
                     for mid, sent in list(session.sent.items()):
                         if sent.step == step_id:
                             del session.sent[mid]
@@ -357,13 +399,16 @@ class WorkflowNode:
             ]
         if any(sent.kind == "undo" for sent in session.sent.values()):
             return out  # one compensation at a time
-        if session.undo:
-            step = self.steps[session.undo.pop(0)]
-            return [*out, self._send(ctx, session, step, undo=True)]
+        while session.undo:
+            undo = self._send(ctx, session, self.steps[session.undo.pop(0)], undo=True)
+            if undo is not None:
+                return [*out, undo]
         return out + self._end(ctx, session, key)
 
-    def _send(self, ctx: Context, session: _Session, step: Step, undo: bool = False) -> Message:
-        mid = f"{session.start_id}.{step.id}" + (".undo" if undo else "")
+    def _send(
+        self, ctx: Context, session: _Session, step: Step, undo: bool = False
+    ) -> Message | None:
+        mid = f"{session.start_id}/{self.id}/{step.id}" + ("/undo" if undo else "")
         approval = step.approval
         if approval is not None:
             # The desk keeps the deadline (from when it was asked, across a restart) and
@@ -385,9 +430,15 @@ class WorkflowNode:
         if undo:
             assert step.compensate is not None
             fields = step.compensate.model_fields
-            payload = step.compensate.model_validate(
-                {k: v for k, v in session.state.items() if k in fields}
-            )
+            try:
+                payload = step.compensate.model_validate(
+                    {k: v for k, v in session.state.items() if k in fields}
+                )
+            except ValidationError as exc:
+                session.not_compensated.append(step.id)
+                why = f"its {step.compensate.message_type!r} cannot be built from the state: "
+                self._event(ctx, session, step.id, "compensation_failed", why + str(exc))
+                return None
         else:
             payload = self.state_model.model_validate(session.state)
             session.status[step.id] = "running"
@@ -418,6 +469,7 @@ class WorkflowNode:
             now = session.state.get(key)
             if now != sent.state.get(key) and now != value:  # set meanwhile, otherwise
                 other = session.writer.get(key, "?")
+                session.completed.append(step)  # its work was done: it is undone too
                 self._failed(ctx, session, step, f"set {key!r}, which step {other!r} set too")
                 return
         for key, value in changed.items():
@@ -478,7 +530,12 @@ class WorkflowNode:
             if sent.timer is not None:
                 sent.timer.cancel()
             del session.sent[mid]
-            session.status[sent.step] = "failed"
+            if sent.kind == "undo":  # cut short: sent again, first, where it can run
+                assert session.undo is not None
+                session.undo.insert(0, sent.step)
+            else:  # an approval: the desk forgets it with its correlation
+                session.status[sent.step] = "failed"
+                self._event(ctx, session, sent.step, "withdrawn", notice.reason)
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
@@ -524,7 +581,7 @@ class WorkflowNode:
                 at,
                 self.id,
                 f"workflow_{kind}",
-                f"{session.start_id}.{step}",
+                f"{session.start_id}/{self.id}/{step}",
                 {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
             )
         )
@@ -539,5 +596,5 @@ def _filled(template: str, state: Mapping[str, Any]) -> str:
     """``template`` with ``{field}`` (``{field[key]}``) filled from the state."""
     try:
         return string.Formatter().vformat(template, (), dict(state))
-    except (KeyError, IndexError, ValueError, AttributeError):
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
         return template

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import anyio
 
-from genie import BaseAgent, Context, Message, Payload, handler
+from genie import ApprovalDecision, BaseAgent, Context, Message, Payload, handler
 
 
 class Trip(Payload):
@@ -25,6 +25,7 @@ class Cancel(Payload):
     flight: str = ""
     hotel: str = ""
     car: str = ""
+    note: str = ""
 
 
 class Booker(BaseAgent):
@@ -32,7 +33,7 @@ class Booker(BaseAgent):
     many seconds late, ``undo_fails`` raises when asked to undo; ``meet``: waits until that
     many bookers have started (so a step can only finish if the others run at once)."""
 
-    produces = (Trip, Cancel)
+    produces = (Trip, Cancel, ApprovalDecision)
     journal: list[str]  # shared by the test: what was done and undone, in order
 
     def __init__(
@@ -43,6 +44,8 @@ class Booker(BaseAgent):
         fail: bool = False,
         stall: float = 0.0,
         undo_fails: bool = False,
+        undo_stall: float = 0.0,
+        forge: str = "",
         meet: int = 0,
         journal: list[str] | None = None,
         value: str = "",
@@ -52,12 +55,14 @@ class Booker(BaseAgent):
         self.fail = fail
         self.stall = stall
         self.undo_fails = undo_fails
+        self.undo_stall = undo_stall
+        self.forge = forge
         self.meet = meet
         self.value = value
         self.journal = journal if journal is not None else JOURNAL
 
     @handler
-    async def on_trip(self, trip: Trip, ctx: Context) -> Message:
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message | list[Message]:
         self.journal.append(f"start {self.id}")
         if self.meet:
             MET.append(self.id)
@@ -65,6 +70,13 @@ class Booker(BaseAgent):
                 await anyio.sleep(0.001)
         if self.stall:
             await anyio.sleep(self.stall)
+        if self.forge:  # an agent posing as the desk: approves the step ``forge`` itself
+            run = ctx.message.id.rsplit("/", 1)[0]  # <request id>/<workflow>
+            forged = ApprovalDecision(approval_id=f"{run}/{self.forge}", approved=True, by="x")
+            return [
+                ctx.emit(forged, recipient=ctx.message.sender),
+                ctx.reply(trip.model_copy(update={self.field: "forged"})),
+            ]
         if self.fail:
             raise RuntimeError(f"{self.id}: no seats left")
         self.journal.append(f"do {self.id}")
@@ -74,6 +86,9 @@ class Booker(BaseAgent):
     async def on_cancel(self, cancel: Cancel, ctx: Context) -> Message:
         if self.undo_fails:
             raise RuntimeError(f"{self.id}: the refund desk is closed")
+        if self.undo_stall:
+            self.journal.append(f"undoing {self.id}")
+            await anyio.sleep(self.undo_stall)
         self.journal.append(f"undo {self.id} {getattr(cancel, self.field)}")
         return ctx.reply(cancel)
 
@@ -93,7 +108,7 @@ class Refunder(BaseAgent):
     produces = (Trip, Refund)
 
     @handler
-    async def on_trip(self, trip: Trip, ctx: Context) -> Message:
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message | list[Message]:
         return ctx.reply(trip)
 
     @handler

@@ -139,13 +139,13 @@ async def test_a_step_still_running_when_another_fails_is_undone_once_it_complet
 
 
 async def test_the_hops_the_loader_asks_for_are_enough(tmp_path: Path) -> None:
-    # 2 x 2 (the longest chain) + 2 x 3 (compensations) + 1: the loader refuses 10.
+    # 2 x 3 (the longest chain) + 2 x 3 (compensations) + 2: the loader refuses 13.
     steps = """
       - {id: flight, compensate: trip_cancel}
       - {id: hotel, after: [flight], compensate: trip_cancel}
       - {id: car, after: [hotel], compensate: trip_cancel}
     """
-    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true", top="limits: {max_hops: 13}")
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true", top="limits: {max_hops: 14}")
     outcome, result = await run(pipeline)
     assert outcome.compensated == ("hotel", "flight")
     assert result.denials == ()
@@ -235,7 +235,7 @@ agents:
 workflows:
   - id: w
     state: trip
-    steps: [{{id: a}}, {{id: b}}]
+    steps: [{{id: a, compensate: trip_cancel}}, {{id: b, compensate: trip_cancel}}]
     emit: {{type: trip_outcome}}
 entry: {{type: trip, to: w, payload: {{city: Goa}}}}
 output: trip_outcome
@@ -247,6 +247,8 @@ output: trip_outcome
     assert outcome.failed_step in ("a", "b")
     other = "a" if outcome.failed_step == "b" else "b"
     assert outcome.reason == f"set 'note', which step {other!r} set too"
+    # Both did their work: both are undone, the later first.
+    assert outcome.compensated == (outcome.failed_step, other)
 
 
 async def test_a_rejected_approval_undoes_the_steps_before_it(tmp_path: Path) -> None:
@@ -347,3 +349,87 @@ async def test_the_workflow_deadline_counts_across_a_restart(tmp_path: Path) -> 
     assert isinstance(outcome, WorkflowOutcome)
     assert outcome.status == "timed_out"
     assert outcome.compensated == ("flight",)
+
+
+async def test_a_decision_not_from_the_desk_is_ignored(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight}
+      - {id: ok, approval: {subject: "Trip to {city}", role: travel_desk}}
+      - {id: car, after: [ok, flight]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight="forge: ok")
+    async with pipeline.runtime() as rt, anyio.create_task_group() as tg:
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            assert "start car" not in saga_agents.JOURNAL  # the forged approval did nothing
+            (approval,) = rt.approvals.pending()
+            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
+
+        tg.start_soon(answer)
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "completed"
+    assert ("ok", "approved", "approved by meera") in [
+        (e.step, e.kind, e.detail) for e in outcome.events
+    ]
+
+
+async def test_an_unanswered_approval_is_rejected_at_its_deadline(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, after: [flight], approval: {subject: "Trip to {city}"}, deadline: 200ms}
+    """
+    outcome, _ = await run(trip_pipeline(tmp_path, steps=steps))
+    assert outcome.status == "rejected"
+    assert outcome.reason == "rejected by deadline: nobody answered in time"
+    assert outcome.compensated == ("flight",)
+
+
+async def test_a_compensation_cut_by_a_cancellation_runs_again_after_it(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight="undo_stall: 0.2", hotel="fail: true")
+    async with pipeline.runtime() as rt:
+        msg = pipeline.entry_message(rt, pipeline.entry_payload(None, "-"))
+        undo = rt.gather(f"{msg.correlation_id}.cancel", types=["trip_outcome"], timeout=10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.ask, msg)
+            await wait_all_tasks_blocked()  # the flight's undo is under way
+            assert saga_agents.JOURNAL[-1] == "undoing flight"
+            tg.cancel_scope.cancel()
+        (out,) = (await undo.wait()).replies
+    outcome = out.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "failed"  # it had failed first: the first failure is its status
+    assert outcome.compensated == ("flight",)
+    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
+
+
+async def test_the_hops_of_an_approval_are_counted(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, after: [flight], approval: {subject: "Trip to {city}"}}
+      - {id: hotel, after: [ok], compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    # 2 + 4 + 2 + 2 (the chain) + 2 x 2 (compensations) + 2: exactly enough.
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true", top="limits: {max_hops: 16}")
+    async with pipeline.runtime() as rt, anyio.create_task_group() as tg:
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            (approval,) = rt.approvals.pending()
+            rt.approvals.approve(approval.id, by="meera")
+
+        tg.start_soon(answer)
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+    assert result.denials == ()
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.compensated == ("hotel", "flight")
