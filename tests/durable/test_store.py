@@ -130,6 +130,22 @@ async def test_a_request_nobody_resumes_stays_for_a_later_start(tmp_path: Path) 
     assert kept(path) == ([], [])
 
 
+async def test_a_request_published_without_waiting_is_kept_as_one(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    rt = Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01)
+    async with rt:
+        msg = rt.message(Step(n=0), recipient="chain")
+        rt.publish_nowait(msg)
+        await anyio.sleep(0.05)
+    async with Runtime([Chain("chain")], store=path) as rt2:
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        assert request.id == msg.id
+        result = await rt2.resume(request, until="done")
+    assert result.complete
+    assert kept(path) == ([], [])
+
+
 async def test_failed_cancelled_denied_and_handed_off_deliveries_end(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     rt = Runtime(store=path, policies=[DenyTo("blocked")])

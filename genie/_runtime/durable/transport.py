@@ -48,6 +48,7 @@ _log = lazy_logger("genie.runtime")
 _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopped")
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
+RUNTIME = "genie"  # the sender of the runtime's own messages (a cancellation's notice)
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
@@ -231,12 +232,6 @@ class DurableTransport(Observer):
         self._keep(item, (recipient,), False)
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
-        msg = item.message if isinstance(item, Handoff) else item
-        cid = msg.correlation_id
-        if msg.hops == 0 and cid not in self._requests_kept:
-            # A request from outside: its output is what a restart waits for.
-            self._requests_kept.add(cid)
-            self._batch.requests.append((cid, cid, self._json(msg)))
         self._keep(item, recipients, True)
 
     def _json(self, msg: Message) -> str:
@@ -250,6 +245,11 @@ class DurableTransport(Observer):
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
         cid, dumped, puts = msg.correlation_id, self._json(msg), self._batch.puts
+        if msg.hops == 0 and msg.sender != RUNTIME and cid not in self._requests_kept:
+            # A request from outside (``publish`` or ``publish_nowait``): its output is what
+            # a restart waits for. The runtime's own notices are not requests.
+            self._requests_kept.add(cid)
+            self._batch.requests.append((cid, cid, dumped))
         if self._host is not None:
             self._batch.charged[cid] = self._host.charged(self._host.correlation(cid))
         for rid in recipients:
