@@ -134,8 +134,17 @@ def _run(args: argparse.Namespace) -> int:
         if audit is not None:
             audit.close()
     code = max(_report(pipeline, args, result, stuck) for result in results)
+    timed_out = [r.correlation_id for r in results if r.status == "timed_out"]
     if args.store:
-        _say_paused(args.store, [r.correlation_id for r in results if r.status == "timed_out"])
+        _say_paused(args.store, timed_out)
+    elif timed_out and any(
+        "genie.approval_request" in node.produces for node in pipeline.graph.nodes.values()
+    ):
+        print(
+            f"  {pipeline.name} may wait for a person's approval: run it with --store PATH, "
+            "and answer from another terminal with genie approvals (docs/durability.md)",
+            file=sys.stderr,
+        )
     return code
 
 
@@ -391,6 +400,10 @@ def _policy_check(args: argparse.Namespace) -> int:
         for name, outcome in report.details.items():
             bad = name in unexpected or f"{name} (wrong reason)" in unexpected
             print(f"{'UNEXPECTED' if bad else 'ok':10s} {name}: {outcome}")
+        if len(report.classes) > 1 or "-" not in report.classes:
+            width = max(len(k) for k in report.classes)
+            for kind, counts in sorted(report.classes.items()):
+                print(f"class {kind:{width}s}  {counts.text()}")
         if report.passed:
             print(f"OK: all {report.total} probes denied / allowed as expected.")
         else:

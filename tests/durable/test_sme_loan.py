@@ -143,3 +143,9 @@ def test_the_cli_says_how_a_rejected_loan_ended(
         "genie run: sme-loan: workflow sme_loan_workflow rejected at human_approval: "
         "rejected by ravi: thin margins; compensated: indicative_offer"
     ) in err
+
+
+def test_without_a_store_the_cli_says_how_to_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "sme-loan", "--set", "TIMEOUT=0.3s"]) == 1
+    err = capsys.readouterr().err
+    assert "sme-loan may wait for a person's approval: run it with --store PATH" in err
