@@ -16,7 +16,7 @@ from .._message.payload import Classification, Payload
 from .._runtime.policy import Limits, admit
 from ._board import PolicySet
 
-__all__ = ["ProbeReport", "run_probes"]
+__all__ = ["ClassCount", "ProbeReport", "run_probes"]
 
 
 class _ProbeMessage(BaseModel):
@@ -32,11 +32,13 @@ class _ProbeMessage(BaseModel):
 
 
 class _Probe(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: str = Field(min_length=1)
     message: _ProbeMessage
     expect: Literal["allow", "deny"]
     reason_contains: str = ""
+    # What the probe tries (injection, pii-card, benign-loans, ...): the report counts by it.
+    kind: str = Field(default="", alias="class")
 
 
 class _ProbeFile(BaseModel):
@@ -51,16 +53,59 @@ class _ProbePayload(Payload):
 
 
 @dataclass
+class ClassCount:
+    """One class of probes: those that must be denied and how many were, those that must be
+    allowed and how many were wrongly denied."""
+
+    must_deny: int = 0
+    denied: int = 0
+    must_allow: int = 0
+    wrongly_denied: int = 0
+
+    @property
+    def recall(self) -> float | None:
+        """The share of the probes to deny that were denied (None: there are none)."""
+        return self.denied / self.must_deny if self.must_deny else None
+
+    def as_dict(self) -> dict[str, int | float | None]:
+        return {
+            "must_deny": self.must_deny,
+            "denied": self.denied,
+            "recall": self.recall,
+            "must_allow": self.must_allow,
+            "wrongly_denied": self.wrongly_denied,
+        }
+
+    def text(self) -> str:
+        parts = []
+        if self.must_deny:
+            parts.append(f"{self.denied}/{self.must_deny} denied ({self.recall:.0%})")
+        if self.must_allow:
+            parts.append(f"{self.wrongly_denied}/{self.must_allow} wrongly denied")
+        return ", ".join(parts)
+
+
+@dataclass
 class ProbeReport:
     total: int = 0
     ok: list[str] = field(default_factory=list)
     unexpected_allows: list[str] = field(default_factory=list)
     unexpected_denies: list[str] = field(default_factory=list)
     details: dict[str, str] = field(default_factory=dict)
+    classes: dict[str, ClassCount] = field(default_factory=dict)  # by the probes' class
 
     @property
     def passed(self) -> bool:
         return not self.unexpected_allows and not self.unexpected_denies
+
+    def count(self, kind: str, expect: str, got: str) -> None:
+        counts = self.classes.setdefault(kind or "-", ClassCount())
+        if expect == "deny":
+            counts.must_deny += 1
+            counts.denied += got == "deny"
+        else:
+            counts.must_allow += 1
+            counts.wrongly_denied += got == "deny"
 
     def as_json(self) -> str:
         return json.dumps(
@@ -69,6 +114,7 @@ class ProbeReport:
                 "unexpected_allows": self.unexpected_allows,
                 "unexpected_denies": self.unexpected_denies,
                 "ok": self.ok,
+                "classes": {k: c.as_dict() for k, c in sorted(self.classes.items())},
             },
             indent=2,
         )
@@ -107,6 +153,7 @@ def run_probes(policy_set: PolicySet, probes_path: str | Path) -> ProbeReport:
             _message(probe.message), probe.message.recipient, 0, Limits(), policy_set.policies
         )
         got = "allow" if decision.allowed else "deny"
+        report.count(probe.kind, probe.expect, got)
         report.details[probe.name] = (
             "allow" if decision.allowed else f"deny by {decision.policy}: {decision.reason}"
         )
