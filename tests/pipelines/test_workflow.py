@@ -433,3 +433,70 @@ async def test_the_hops_of_an_approval_are_counted(tmp_path: Path) -> None:
     outcome = result.output.payload
     assert isinstance(outcome, WorkflowOutcome)
     assert outcome.compensated == ("hotel", "flight")
+
+
+async def test_a_denied_compensation_is_reported_and_the_rest_undone(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel], compensate: trip_cancel}
+    """
+    rule = """governance:
+  rules:
+    - {id: no-hotel-refunds, when: 'type == "trip_cancel" AND to == "hotel"', reason: "no refunds"}
+"""
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true", top=rule)
+    outcome, result = await run(pipeline)
+    assert outcome.compensated == ("flight",)
+    assert outcome.not_compensated == ("hotel",)
+    failed = [e for e in outcome.events if e.kind == "compensation_failed"]
+    assert [(e.step, e.detail) for e in failed] == [("hotel", "denied: no refunds")]
+    assert [(d.type, d.recipient, d.policy) for d in result.denials] == [
+        ("trip_cancel", "hotel", "no-hotel-refunds")
+    ]
+
+
+async def test_a_cancellation_while_an_approval_waits_withdraws_it(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, after: [flight], approval: {subject: "Trip to {city}"}}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    async with pipeline.runtime() as rt:
+        msg = pipeline.entry_message(rt, pipeline.entry_payload(None, "-"))
+        undo = rt.gather(f"{msg.correlation_id}.cancel", types=["trip_outcome"], timeout=10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.ask, msg)
+            await wait_all_tasks_blocked()
+            assert len(rt.approvals.pending()) == 1
+            tg.cancel_scope.cancel()
+        (out,) = (await undo.wait()).replies
+        assert rt.approvals.pending() == []
+    outcome = out.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "cancelled"
+    assert outcome.compensated == ("flight",)
+    assert ("ok", "withdrawn") in [(e.step, e.kind) for e in outcome.events]
+
+
+async def test_a_late_or_second_reply_changes_nothing(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], deadline: 200ms}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 0.5")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()  # the hotel's late reply arrives, to a finished workflow
+        started = [
+            r.details["step"]
+            for r in rt.audit.records  # type: ignore[attr-defined]
+            if r.action == "workflow_started"
+        ]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "failed"
+    assert outcome.compensated == ("flight",)
+    assert started == ["flight", "hotel"]  # the late reply started no second run
+    assert "undo hotel" not in " ".join(saga_agents.JOURNAL)
