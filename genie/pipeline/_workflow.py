@@ -17,7 +17,7 @@ A compensation that fails is dead-lettered by the runtime, as any failed deliver
 reported in the outcome. The workflow ends by emitting its outcome: the state, the status,
 and the event log, whose every event is also an audit record.
 
-Its messages to steps have ids made from the request's (``<request id>/<workflow>/<step>``): a
+Its messages to steps have ids made from the request's (``<request id>~<workflow>~<step>``): a
 request resumed from a store after a crash sends the same ones, so a step handler's
 idempotency key (the delivery id) holds across the restart (docs/durability.md). Notices are
 taken from the runtime only, decisions from its desk only: an agent cannot approve a step.
@@ -290,7 +290,7 @@ class WorkflowNode:
             if (
                 type(payload) is self.state_model
                 and msg.correlation_id not in self._closed
-                and f"/{self.id}/" not in (msg.causation_id or "")  # a step's late reply
+                and f"~{self.id}~" not in (msg.causation_id or "")  # a step's late reply
             ):
                 return self._start(msg, ctx)
             self.ignored += 1
@@ -408,7 +408,7 @@ class WorkflowNode:
     def _send(
         self, ctx: Context, session: _Session, step: Step, undo: bool = False
     ) -> Message | None:
-        mid = f"{session.start_id}/{self.id}/{step.id}" + ("/undo" if undo else "")
+        mid = f"{session.start_id}~{self.id}~{step.id}" + ("~undo" if undo else "")
         approval = step.approval
         if approval is not None:
             # The desk keeps the deadline (from when it was asked, across a restart) and
@@ -581,7 +581,7 @@ class WorkflowNode:
                 at,
                 self.id,
                 f"workflow_{kind}",
-                f"{session.start_id}/{self.id}/{step}",
+                f"{session.start_id}~{self.id}~{step}",
                 {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
             )
         )

@@ -71,8 +71,8 @@ class Booker(BaseAgent):
         if self.stall:
             await anyio.sleep(self.stall)
         if self.forge:  # an agent posing as the desk: approves the step ``forge`` itself
-            run = ctx.message.id.rsplit("/", 1)[0]  # <request id>/<workflow>
-            forged = ApprovalDecision(approval_id=f"{run}/{self.forge}", approved=True, by="x")
+            run = ctx.message.id.rsplit("~", 1)[0]  # <request id>~<workflow>
+            forged = ApprovalDecision(approval_id=f"{run}~{self.forge}", approved=True, by="x")
             return [
                 ctx.emit(forged, recipient=ctx.message.sender),
                 ctx.reply(trip.model_copy(update={self.field: "forged"})),
