@@ -16,7 +16,6 @@ from anyio import wait_all_tasks_blocked
 from genie import Runtime
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
 
-from ..durable.test_store import kept
 from . import saga_agents
 from .saga_agents import Trip
 
@@ -84,14 +83,6 @@ async def run(pipeline: Pipeline) -> tuple[WorkflowOutcome, Any]:
         outcome = result.output.payload
         assert isinstance(outcome, WorkflowOutcome)
         return outcome, result
-
-
-async def journal_ends_with(entry: str) -> None:
-    """Wait until the bookers' journal ends with ``entry`` (the store's writes run in a
-    thread, which ``wait_all_tasks_blocked`` does not wait for)."""
-    with anyio.fail_after(5):
-        while not saga_agents.JOURNAL or saga_agents.JOURNAL[-1] != entry:  # noqa: ASYNC110
-            await anyio.sleep(0.01)
 
 
 def kinds(outcome: WorkflowOutcome) -> list[str]:
@@ -509,45 +500,3 @@ async def test_a_late_or_second_reply_changes_nothing(tmp_path: Path) -> None:
     assert outcome.compensated == ("flight",)
     assert started == ["flight", "hotel"]  # the late reply started no second run
     assert "undo hotel" not in " ".join(saga_agents.JOURNAL)
-
-
-async def test_a_cancelled_workflow_stopped_while_it_undoes_resumes_the_undo(
-    tmp_path: Path,
-) -> None:
-    steps = """
-      - {id: flight, compensate: trip_cancel}
-      - {id: hotel, after: [flight], compensate: trip_cancel}
-      - {id: car, after: [hotel]}
-    """
-    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="undo_stall: 30", car="stall: 30")
-    store = tmp_path / "trip.db"
-    first = pipeline.runtime(store=store)
-    first.drain_timeout = 0.01
-    async with first, anyio.create_task_group() as tg:
-        msg = pipeline.entry_message(first, pipeline.entry_payload(None, "-"))
-        tg.start_soon(first.ask, msg)
-        await journal_ends_with("start car")  # flight and hotel booked, the car under way
-        tg.cancel_scope.cancel()  # cancelled: the undo of the hotel begins, and stalls
-        await journal_ends_with("undoing hotel")
-    # Stopped while undoing: the next runtime resumes the undo (the hotel's again, then the
-    # flight's), from the workflow's messages the store kept with the cancellation.
-    saga_agents.JOURNAL.clear()
-    again = trip_pipeline(tmp_path, steps=steps, car="stall: 30")  # the hotel's desk reopened
-    second = again.runtime(store=store)
-    second.drain_timeout = 0.01
-    async with second:
-        [request] = second.unfinished()
-        assert request.correlation_id == f"{msg.correlation_id}.cancel"
-        with anyio.fail_after(5):
-            result = await again.resume(second, request)
-    assert result.output is not None
-    outcome = result.output.payload
-    assert isinstance(outcome, WorkflowOutcome)
-    assert outcome.status == "cancelled"
-    assert outcome.compensated == ("hotel", "flight")
-    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
-    # The request's steps the replay ran again and the stop cut short belong to no request
-    # left: the next start drops them, and the store is empty.
-    async with again.runtime(store=store) as third:
-        assert third.unfinished() == []
-    assert kept(store) == ([], [])

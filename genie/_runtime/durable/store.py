@@ -64,18 +64,17 @@ Stored = tuple[str, str, str]
 class Batch:
     """What one write makes durable: rows to add and the ids of rows to remove, in order."""
 
-    __slots__ = ("charged", "ended", "moved", "puts", "requests", "settled")
+    __slots__ = ("charged", "ended", "puts", "requests", "settled")
 
     def __init__(self) -> None:
         self.puts: list[Stored] = []
         self.ended: list[str] = []
-        self.moved: list[tuple[str, str]] = []  # (correlation, delivery): kept under another
         self.requests: list[Stored] = []
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
 
     def __bool__(self) -> bool:
-        return bool(self.puts or self.ended or self.requests or self.settled or self.moved)
+        return bool(self.puts or self.ended or self.requests or self.settled)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -159,10 +158,6 @@ class DeliveryStore:
                     db.executemany(
                         "UPDATE requests SET charged = ? WHERE correlation_id = ?",
                         [(n, cid) for cid, n in batch.charged.items()],
-                    )
-                if batch.moved:
-                    db.executemany(
-                        "UPDATE deliveries SET correlation_id = ? WHERE id = ?", batch.moved
                     )
                 _delete(db, "deliveries", "id", batch.ended)
                 _delete(db, "requests", "correlation_id", batch.settled)

@@ -48,7 +48,7 @@ _log = lazy_logger("genie.runtime")
 _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopped")
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
-_CANCELLED = "genie.cancelled"  # a cancelled request's notice: its undo is a request too
+RUNTIME = "genie"  # the sender of the runtime's own messages (a cancellation's notice)
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
@@ -80,19 +80,6 @@ class DurableTransport(Observer):
         self._pending: dict[str, list[tuple[str, str, str]]] = {}  # by correlation, until replayed
         for row in self.store.pending():
             self._pending.setdefault(row[1], []).append(row)
-        # Deliveries no request can resume (the re-run steps of a cancelled request a stop cut
-        # short again): nothing would ever run them, so they end now rather than stay.
-        orphans = set(self._pending) - {cid for cid, _, _ in self._requests}
-        for cid in orphans:
-            rows = self._pending.pop(cid)
-            self._batch.ended += [did for did, _, _ in rows]
-            _log.warning(
-                "store %s: %d deliveries of %s belong to no request left to resume: dropped",
-                self.store.path,
-                len(rows),
-                cid,
-                extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
-            )
         self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
         # A fan-in's parts, kept until it emits for their correlation: (agent, correlation)
         # -> the delivery ids. An agent is a fan-in when it names the types that release them.
@@ -198,10 +185,7 @@ class DurableTransport(Observer):
                 continue
             if did != delivery.id:  # a handoff to a fallback: ends as its original
                 self._fallbacks[delivery.id] = did
-            # In its message's own correlation (kept under another: a cancelled request's
-            # parts, kept with its undo).
-            corr = host.correlation(delivery.message.correlation_id)
-            host.resumed(corr, delivery.message, delivery.recipient)
+            host.resumed(host.correlation(cid), delivery.message, delivery.recipient)
             self.local.put(delivery.message, delivery.recipient)
             self.resumed += 1
         return len(kept)
@@ -261,14 +245,11 @@ class DurableTransport(Observer):
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
         cid, dumped, puts = msg.correlation_id, self._json(msg), self._batch.puts
-        if msg.hops == 0 and cid not in self._requests_kept:
-            # A request (``publish``, ``publish_nowait``, or the runtime's notice of a
-            # cancelled one, whose undo runs in a correlation of its own): its output is what
-            # a restart waits for.
+        if msg.hops == 0 and msg.sender != RUNTIME and cid not in self._requests_kept:
+            # A request from outside (``publish`` or ``publish_nowait``): its output is what
+            # a restart waits for. The runtime's own notices are not requests.
             self._requests_kept.add(cid)
             self._batch.requests.append((cid, cid, dumped))
-            if msg.type == _CANCELLED:
-                self._undo_in(getattr(msg.payload, "correlation_id", ""), cid)
         if self._host is not None:
             self._batch.charged[cid] = self._host.charged(self._host.correlation(cid))
         for rid in recipients:
@@ -280,15 +261,6 @@ class DurableTransport(Observer):
             puts.append((did, cid, delivery_json(rid, dumped)))
         self._queued.append((item, recipients, held))
         self._wake.set()
-
-    def _undo_in(self, cancelled: str, undo: str) -> None:
-        """The fan-ins' parts of the ``cancelled`` request are kept with its undo, ``undo``
-        (a workflow compensates there): released when they emit there, and replayed with it
-        after a crash, so that the workflow rebuilds what it was undoing."""
-        for agent_id, cid in [key for key in self._parts if key[1] == cancelled]:
-            moved = self._parts.pop((agent_id, cid))
-            self._parts.setdefault((agent_id, undo), []).extend(moved)
-            self._batch.moved += [(undo, did) for did in moved]
 
     def cancel(self, correlation_id: str) -> int:
         return self.local.cancel(correlation_id)
