@@ -117,3 +117,54 @@ async def test_a_resumed_request_spends_only_what_its_budget_has_left(
     assert reply.payload.refusals == ("step 2: correlation_tokens",)
     assert kept(path) == ([], [])
     assert counted(path) == 0  # the settled request's counts go with it
+
+
+class Spender(BaseAgent):
+    """Two model calls a step, a refusal noted; the second step waits for ``gate``."""
+
+    produces = (Think, Thought)
+
+    def __init__(self, id: str, llm: OpenAIProvider, gate: anyio.Event | None = None) -> None:
+        super().__init__(id)
+        self.llm, self.gate = llm, gate
+
+    @handler
+    async def on_think(self, think: Think, ctx: Context) -> Message:
+        if think.step == 1 and self.gate is not None:
+            await self.gate.wait()
+        refusals = list(think.refusals)
+        try:
+            await ctx.llm(self.llm).complete(QUESTION)
+        except BudgetExceededError as refused:
+            refusals.append(f"step {think.step}: {refused.limit}")
+        if think.step == 1:
+            return ctx.emit(Thought(refusals=tuple(refusals)), recipient="user")
+        return ctx.emit(Think(step=1, refusals=tuple(refusals)), recipient=self.id)
+
+
+async def test_a_budget_tripped_before_a_restart_refuses_after_it(
+    tmp_path: Path, model: OpenAIProvider
+) -> None:
+    """The limit fired in the first process (its trip kept in the store); the resumed
+    request's next call is refused too, as a refusal, not an error of the store."""
+    path = tmp_path / "store.db"
+    limits = Limits(correlation_tokens=WORST - 1)  # not even one call fits
+    stopped = Runtime(
+        [Spender("spender", model, gate=anyio.Event())],
+        store=path,
+        limits=limits,
+        drain_timeout=0.01,
+    )
+    async with stopped:
+        await stopped.publish(stopped.message(Think(), recipient="spender"))
+        await anyio.sleep(0.3)  # the first call refused (the limit fired); step 1 waits
+    async with Runtime([Spender("spender", model)], store=path, limits=limits) as rt:
+        [request] = rt.unfinished()
+        result = await rt.resume(request, timeout=10)
+    [reply] = result.replies
+    assert isinstance(reply.payload, Thought)
+    assert reply.payload.refusals == (
+        "step 0: correlation_tokens",
+        "step 1: correlation_tokens",
+    )
+    assert kept(path) == ([], [])

@@ -25,6 +25,7 @@ from ..._errors import ConfigurationError
 
 __all__ = ["Batch", "DeliveryStore", "StoreClient", "Stored"]
 
+MAX_COUNT = 2**63 - 1  # SQLite's largest integer
 DESK = "approvals"  # the approval desk's agent id: its kept deliveries are pending approvals
 
 SCHEMA = """
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS counters (
     total INTEGER NOT NULL,
     PRIMARY KEY (key, what)
 );
+CREATE INDEX IF NOT EXISTS counters_by_correlation ON counters (correlation_id, what);
 CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     approval_id TEXT NOT NULL,
@@ -188,11 +190,15 @@ class DeliveryStore:
                         (correlation_id, what),
                     ).fetchone()
                     total = int(before) + n
-                    db.execute(
-                        "INSERT INTO counters (key, what, correlation_id, n, total) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (key, what, correlation_id, n, total),
-                    )
+                    # A count past SQLite's largest integer (a budget tripped once before a
+                    # restart, and tripped again by the fresh process) is past any budget
+                    # already: answered, not kept, so that the stored sum stays in range.
+                    if total <= MAX_COUNT:
+                        db.execute(
+                            "INSERT INTO counters (key, what, correlation_id, n, total) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (key, what, correlation_id, n, total),
+                        )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
