@@ -146,6 +146,22 @@ async def test_a_request_published_without_waiting_is_kept_as_one(tmp_path: Path
     assert kept(path) == ([], [])
 
 
+async def test_a_request_cancelled_while_queued_is_not_resumed(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    first = Chain("chain", gate=anyio.Event())
+    rt = Runtime([first], store=path, drain_timeout=0.01)
+    async with rt:
+        kept_one = rt.message(Step(n=2), recipient="chain")
+        await rt.publish(kept_one)
+        with anyio.fail_after(5):
+            await first.waiting.wait()  # it runs, and holds the agent's one slot
+        dropped = rt.message(Step(n=3), recipient="chain")
+        await rt.publish(dropped)  # queued behind it
+        rt.cancel(dropped.correlation_id)  # cancelled while queued: it ends, stop or not
+    async with Runtime([Chain("chain")], store=path) as rt2:
+        assert [m.id for m in rt2.unfinished()] == [kept_one.id]
+
+
 async def test_failed_cancelled_denied_and_handed_off_deliveries_end(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     rt = Runtime(store=path, policies=[DenyTo("blocked")])

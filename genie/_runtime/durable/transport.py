@@ -86,6 +86,7 @@ class DurableTransport(Observer):
         self._parts: dict[tuple[str, str], list[str]] = {}
         self._releases: dict[str, frozenset[str]] = {}
         self._stopping = False
+        self._cancelled: set[str] = set()  # correlations cancelled here, until they settle
         self._answer: Answer | None = None
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
@@ -263,6 +264,7 @@ class DurableTransport(Observer):
         self._wake.set()
 
     def cancel(self, correlation_id: str) -> int:
+        self._cancelled.add(correlation_id)  # its deliveries end, even those a stop cuts
         return self.local.cancel(correlation_id)
 
     def forward(self, msg: Message) -> bool:
@@ -321,8 +323,13 @@ class DurableTransport(Observer):
     def dead_lettered(self, letter: DeadLetter) -> None:
         if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
             return  # never queued: nothing was kept
-        if letter.kind == "cancelled" and letter.reason.startswith(_STOPPED):
-            self._kept.add(letter.message.correlation_id)
+        cid = letter.message.correlation_id
+        if (
+            letter.kind == "cancelled"
+            and letter.reason.startswith(_STOPPED)
+            and cid not in self._cancelled
+        ):
+            self._kept.add(cid)
             return  # this process stopped: it runs again at the next start
         did = delivery_id(letter.message, letter.agent_id)
         for handoff in [h for h, original in self._fallbacks.items() if original == did]:
@@ -343,6 +350,7 @@ class DurableTransport(Observer):
             for did in self._parts.pop(key):
                 self._ended(did)
         self._requests_kept.discard(correlation_id)
+        self._cancelled.discard(correlation_id)
         self._batch.settled.append(correlation_id)
         self._wake.set()
 
