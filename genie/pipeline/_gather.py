@@ -15,7 +15,6 @@ losses.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
@@ -28,6 +27,7 @@ from .._errors import AgentError
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .._runtime.losses import Lost
+from ._finished import Finished
 
 __all__ = [
     "GatherDeadline",
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-CLOSED_MEMORY = 4096
 P = TypeVar("P", bound=Payload)
 
 
@@ -150,7 +149,7 @@ class GatherNode:
         self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
         # Correlations already emitted or timed out: a straggler must not open a new session.
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._closed = Finished()
 
     @property
     def pending(self) -> int:
@@ -165,7 +164,7 @@ class GatherNode:
             session = self._sessions.pop(key, None)
             if session is None:
                 return ()
-            self._close(key)
+            self._closed.add(key)
             return self._end(ctx, session)
         part = msg.type if self.by == "type" else msg.sender
         if part not in self.expect:
@@ -209,7 +208,7 @@ class GatherNode:
             return ()
         key = ctx.message.correlation_id
         del self._sessions[key]
-        self._close(key)
+        self._closed.add(key)
         session.timer.cancel()
         return self._end(ctx, session)
 
@@ -237,8 +236,3 @@ class GatherNode:
             status="partial" if why else "complete",
         )
         return (ctx.emit(bundle, recipient=self.to),)
-
-    def _close(self, key: str) -> None:
-        self._closed[key] = None
-        if len(self._closed) > CLOSED_MEMORY:
-            self._closed.popitem(last=False)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +42,7 @@ from .._message.payload import Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.losses import Cancelled, Lost
+from ._finished import Finished
 
 __all__ = [
     "STEP_DEADLINE",
@@ -58,7 +58,6 @@ __all__ = [
     "template_fields",
 ]
 
-CLOSED_MEMORY = 4096
 STEP_DEADLINE = 60.0  # seconds an agent step may take to reply, unless it says
 P = TypeVar("P", bound=Payload)
 
@@ -272,7 +271,7 @@ class WorkflowNode:
         self.releases = frozenset((emit.message_type,))
         self.ignored = 0
         self._sessions: dict[str, _Session] = {}
-        self._closed: OrderedDict[str, None] = OrderedDict()
+        self._closed = Finished()
 
     @property
     def pending(self) -> int:
@@ -541,7 +540,7 @@ class WorkflowNode:
             session.timer = None
         key = ctx.message.correlation_id
         self._sessions[key] = session
-        self._close(notice.correlation_id)
+        self._closed.add(notice.correlation_id)
         self._event(ctx, session, self.id, "cancelled", notice.reason)
         if session.failure is None:
             session.failure = ("cancelled", None, notice.reason)
@@ -555,7 +554,7 @@ class WorkflowNode:
 
     def _end(self, ctx: Context, session: _Session, key: str) -> list[Message]:
         del self._sessions[key]
-        self._close(key)
+        self._closed.add(key)
         if session.timer is not None:
             session.timer.cancel()
         status, step, reason = session.failure or ("completed", None, "")
@@ -585,11 +584,6 @@ class WorkflowNode:
                 {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
             )
         )
-
-    def _close(self, key: str) -> None:
-        self._closed[key] = None
-        if len(self._closed) > CLOSED_MEMORY:
-            self._closed.popitem(last=False)
 
 
 def _filled(template: str, state: Mapping[str, Any]) -> str:

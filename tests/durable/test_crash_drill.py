@@ -19,10 +19,9 @@ import pytest
 
 from genie._cli.main import main
 
-AGENTS = '''
-"""A chain of four steps; each applies its effect once per delivery id (its idempotency
-key) to a ledger file, and counts every attempt."""
-
+# The drills' agents apply each effect once per delivery id (their idempotency key) to a
+# ledger file, and count every attempt.
+LEDGER_HELPER = """
 import os
 from pathlib import Path
 
@@ -30,6 +29,24 @@ from genie import BaseAgent, Context, Message, Payload, handler
 
 LEDGER = Path(os.environ["DRILL_LEDGER"])
 
+
+def apply_once(ctx: Context, amount: object) -> None:
+    key = f"{ctx.message.id}:{ctx.agent_id}"
+    with LEDGER.open("a+") as ledger:
+        ledger.seek(0)
+        seen = {line.split()[1] for line in ledger if line.startswith("effect ")}
+        ledger.write(f"attempt {key}\\n")
+        if key not in seen:
+            ledger.write(f"effect {key} {amount}\\n")
+"""
+
+AGENTS = (
+    '''
+"""A chain of four steps; each applies its effect once per delivery id (its idempotency
+key) to a ledger file, and counts every attempt."""
+'''
+    + LEDGER_HELPER
+    + """
 
 class Step(Payload):
     message_type = "step"
@@ -42,16 +59,6 @@ class Total(Payload):
     total: int
 
 
-def apply_once(ctx: Context, amount: int) -> None:
-    key = f"{ctx.message.id}:{ctx.agent_id}"
-    with LEDGER.open("a+") as ledger:
-        ledger.seek(0)
-        seen = {line.split()[1] for line in ledger if line.startswith("effect ")}
-        ledger.write(f"attempt {key}\\n")
-        if key not in seen:
-            ledger.write(f"effect {key} {amount}\\n")
-
-
 class Stepper(BaseAgent):
     produces = (Step, Total)
 
@@ -62,7 +69,8 @@ class Stepper(BaseAgent):
         if payload.n == 4:
             return ctx.emit(Total(total=total))
         return ctx.emit(Step(n=payload.n + 1, total=total))
-'''
+"""
+)
 
 PIPELINE = """
 name: drill

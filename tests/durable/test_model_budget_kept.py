@@ -6,7 +6,6 @@ The model is the OpenAI wire format, served on 127.0.0.1 by the provider test se
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -15,8 +14,8 @@ import pytest
 from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 from genie.llm import BudgetExceededError, ChatMessage, OpenAIProvider, Request
 
-from ..llm.helpers import API_KEY
-from ..llm.server import ProviderServer
+from ..llm.server import model as model
+from ..llm.server import provider as provider
 from .test_store import kept
 
 pytestmark = pytest.mark.anyio
@@ -39,14 +38,16 @@ class Thought(Payload):
 
 
 class Thinker(BaseAgent):
-    """Three steps, each one model call (a refusal noted, the chain goes on). With ``gate``,
-    the second step waits for it before its call: the process stops there."""
+    """Steps 0 to ``last``, each one model call (a refusal noted, the chain goes on). With
+    ``gate``, the second step waits for it before its call: the process stops there."""
 
     produces = (Think, Thought)
 
-    def __init__(self, id: str, llm: OpenAIProvider, gate: anyio.Event | None = None) -> None:
+    def __init__(
+        self, id: str, llm: OpenAIProvider, gate: anyio.Event | None = None, last: int = 2
+    ) -> None:
         super().__init__(id)
-        self.llm, self.gate = llm, gate
+        self.llm, self.gate, self.last = llm, gate, last
 
     @handler
     async def on_think(self, think: Think, ctx: Context) -> Message:
@@ -57,7 +58,7 @@ class Thinker(BaseAgent):
             await ctx.llm(self.llm).complete(QUESTION)
         except BudgetExceededError as refused:
             refusals.append(f"step {think.step}: {refused.limit}")
-        if think.step == 2:
+        if think.step == self.last:
             return ctx.emit(Thought(refusals=tuple(refusals)), recipient="user")
         step = think.step + 1
         return ctx.emit(Think(step=step, refusals=tuple(refusals)), recipient=self.id)
@@ -66,21 +67,6 @@ class Thinker(BaseAgent):
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-def provider() -> Iterator[ProviderServer]:
-    with ProviderServer() as running:
-        yield running
-
-
-@pytest.fixture
-async def model(provider: ProviderServer) -> AsyncIterator[OpenAIProvider]:
-    llm = OpenAIProvider(base_url=provider.url, api_key=API_KEY, model="gpt-4.1-mini")
-    try:
-        yield llm
-    finally:
-        await llm.aclose()
 
 
 def counted(path: Path) -> int:
@@ -119,29 +105,6 @@ async def test_a_resumed_request_spends_only_what_its_budget_has_left(
     assert counted(path) == 0  # the settled request's counts go with it
 
 
-class Spender(BaseAgent):
-    """Two model calls a step, a refusal noted; the second step waits for ``gate``."""
-
-    produces = (Think, Thought)
-
-    def __init__(self, id: str, llm: OpenAIProvider, gate: anyio.Event | None = None) -> None:
-        super().__init__(id)
-        self.llm, self.gate = llm, gate
-
-    @handler
-    async def on_think(self, think: Think, ctx: Context) -> Message:
-        if think.step == 1 and self.gate is not None:
-            await self.gate.wait()
-        refusals = list(think.refusals)
-        try:
-            await ctx.llm(self.llm).complete(QUESTION)
-        except BudgetExceededError as refused:
-            refusals.append(f"step {think.step}: {refused.limit}")
-        if think.step == 1:
-            return ctx.emit(Thought(refusals=tuple(refusals)), recipient="user")
-        return ctx.emit(Think(step=1, refusals=tuple(refusals)), recipient=self.id)
-
-
 async def test_a_budget_tripped_before_a_restart_refuses_after_it(
     tmp_path: Path, model: OpenAIProvider
 ) -> None:
@@ -150,15 +113,15 @@ async def test_a_budget_tripped_before_a_restart_refuses_after_it(
     path = tmp_path / "store.db"
     limits = Limits(correlation_tokens=WORST - 1)  # not even one call fits
     stopped = Runtime(
-        [Spender("spender", model, gate=anyio.Event())],
+        [Thinker("thinker", model, gate=anyio.Event(), last=1)],
         store=path,
         limits=limits,
         drain_timeout=0.01,
     )
     async with stopped:
-        await stopped.publish(stopped.message(Think(), recipient="spender"))
+        await stopped.publish(stopped.message(Think(), recipient="thinker"))
         await anyio.sleep(0.3)  # the first call refused (the limit fired); step 1 waits
-    async with Runtime([Spender("spender", model)], store=path, limits=limits) as rt:
+    async with Runtime([Thinker("thinker", model, last=1)], store=path, limits=limits) as rt:
         [request] = rt.unfinished()
         result = await rt.resume(request, timeout=10)
     [reply] = result.replies

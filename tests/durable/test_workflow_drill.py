@@ -19,18 +19,14 @@ import pytest
 from genie._cli.approvals import pending_approvals
 from genie._cli.main import main
 
-from .test_crash_drill import HARNESS, effects, stored
+from .test_crash_drill import HARNESS, LEDGER_HELPER, effects, stored
 
-AGENTS = '''
+AGENTS = (
+    '''
 """Steps that apply their effect once per delivery id to a ledger file."""
-
-import os
-from pathlib import Path
-
-from genie import BaseAgent, Context, Message, Payload, handler
-
-LEDGER = Path(os.environ["DRILL_LEDGER"])
-
+'''
+    + LEDGER_HELPER
+    + """
 
 class Order(Payload):
     message_type = "order"
@@ -46,16 +42,6 @@ class Unreserve(Payload):
     n: int
 
 
-def apply_once(ctx: Context, what: str) -> None:
-    key = f"{ctx.message.id}:{ctx.agent_id}"
-    with LEDGER.open("a+") as ledger:
-        ledger.seek(0)
-        seen = {line.split()[1] for line in ledger if line.startswith("effect ")}
-        ledger.write(f"attempt {key}\\n")
-        if key not in seen:
-            ledger.write(f"effect {key} {what}\\n")
-
-
 class Stepper(BaseAgent):
     produces = (Order, Unreserve)
 
@@ -68,7 +54,8 @@ class Stepper(BaseAgent):
     async def on_unreserve(self, undo: Unreserve, ctx: Context) -> Message:
         apply_once(ctx, "undo")
         return ctx.reply(undo)
-'''
+"""
+)
 
 PIPELINE = """
 name: order

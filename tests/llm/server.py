@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .helpers import fixture
+import pytest
+
+from genie.llm import OpenAIProvider
+
+from .helpers import API_KEY, fixture
 
 
 @dataclass(frozen=True)
@@ -150,3 +155,20 @@ def sse(*events: dict[str, Any] | str) -> tuple[bytes, ...]:
         b"data: " + (e.encode() if isinstance(e, str) else json.dumps(e).encode()) + b"\n\n"
         for e in events
     )
+
+
+@pytest.fixture
+def provider() -> Iterator[ProviderServer]:
+    """The provider test server, on 127.0.0.1 (imported by the modules that use it)."""
+    with ProviderServer() as running:
+        yield running
+
+
+@pytest.fixture
+async def model(provider: ProviderServer) -> AsyncIterator[OpenAIProvider]:
+    """An OpenAI provider talking to it (model gpt-4.1-mini)."""
+    llm = OpenAIProvider(base_url=provider.url, api_key=API_KEY, model="gpt-4.1-mini")
+    try:
+        yield llm
+    finally:
+        await llm.aclose()

@@ -6,7 +6,6 @@ The model is the OpenAI wire format, served on 127.0.0.1 by the provider test se
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -27,8 +26,9 @@ from genie.llm import BudgetExceededError, ChatMessage, OpenAIProvider, PriceTab
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
-from ..llm.helpers import API_KEY
 from ..llm.server import ProviderServer
+from ..llm.server import model as model
+from ..llm.server import provider as provider
 from .test_nats import jetstream
 from .test_nats import server as server
 
@@ -48,21 +48,6 @@ COST_WORST = (question(100).prompt_estimate() * 1.0 + 100 * 2.0) / 1e6
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # nats-py runs on asyncio only
-
-
-@pytest.fixture
-def provider() -> Iterator[ProviderServer]:
-    with ProviderServer() as running:
-        yield running
-
-
-@pytest.fixture
-async def model(provider: ProviderServer) -> AsyncIterator[OpenAIProvider]:
-    llm = OpenAIProvider(base_url=provider.url, api_key=API_KEY, model="gpt-4.1-mini")
-    try:
-        yield llm
-    finally:
-        await llm.aclose()
 
 
 class Think(Payload):
