@@ -251,6 +251,12 @@ def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Docum
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
+        if "nesting depth" in (exc.problem or ""):
+            # libyaml (PyYAML 6.0.4 on) bounds the nesting itself, below what it scans ahead:
+            # the same refusal as ours, in our words.
+            raise ConfigFileError(
+                [f"{path}:{line}: nested more than {MAX_DEPTH} levels deep"]
+            ) from None
         where = ""
         if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
             where = f" ({exc.context} started on line {exc.context_mark.line + 1})"
