@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Two stamps: `make run` needs only the package and its dependencies (`pip install -e .`);
+# Two stamps: `make run` needs only the package, its dependencies and libphonenumber for the
+# shipped policies (`pip install -e '.[pii]'`);
 # the dev tools (ruff, mypy, pytest, pytest-xdist, trio, matplotlib) come with the first
 # target that needs them. Installing the dev tools also satisfies `run`, so either order installs once.
 # A third for `make ci`: the dev tools plus the harness's peers (bench) and Playwright (browser).
@@ -37,7 +38,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[pii]'
 	touch $(RUN_STAMP)
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python

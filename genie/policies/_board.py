@@ -21,7 +21,8 @@ from .._runtime.policy import Policy
 from ._access import RBAC, MaxContentLength, RequiredMetadata, RiskGate, Tenant
 from ._compliance import Consent, ConsentLedger, Explainability, InMemoryConsentLedger, JsonSchema
 from ._content import ContentView
-from ._data import ClassificationCeiling, DataResidency, PIIBlock, PromptInjection
+from ._data import ClassificationCeiling, DataResidency
+from ._detectors import PIIBlock, PromptInjection, SecretsBlock, SqlBlock
 from ._dsl import Rule
 
 __all__ = ["BoardPolicy", "PolicySet", "load_policy_file"]
@@ -82,6 +83,14 @@ class _Rule(_Section):
     reason: str = ""
 
 
+class _Detectors(_Section):
+    """Genie's content detectors beyond the Go file's: credentials (``secrets_block``) and
+    destructive SQL (``sql_block``)."""
+
+    block_secrets: bool = False
+    block_destructive_sql: bool = False
+
+
 class _RiskGate(_Section):
     roles: list[str] = Field(min_length=1)
 
@@ -93,7 +102,7 @@ class _Tenant(_Section):
 
 class BoardPolicy(_Section):
     """The file's schema: the Go keys, then ours (classification, rules, risk_gate, schemas,
-    tenant, extra_injection_phrases)."""
+    tenant, extra_injection_phrases, detectors)."""
 
     version: str = Field(min_length=1)
     board_approved_on: str = ""
@@ -114,6 +123,7 @@ class BoardPolicy(_Section):
     schemas: dict[str, dict[str, Any]] = {}
     tenant: _Tenant | None = None
     extra_injection_phrases: list[str] = []
+    detectors: _Detectors = _Detectors()
 
 
 @dataclass
@@ -170,6 +180,10 @@ def build_policies(board: BoardPolicy, ledger: ConsentLedger | None = None) -> P
         policies.append(Tenant(board.tenant.applies_to, board.tenant.admin_bypass))
     if board.risk_gate is not None:
         policies.append(RiskGate(board.risk_gate.roles))
+    if board.detectors.block_secrets:
+        policies.append(SecretsBlock(view))
+    if board.detectors.block_destructive_sql:
+        policies.append(SqlBlock(view))
     policies += [Rule(r.id, r.when, r.decision, r.reason, view) for r in board.rules]
     return PolicySet(policies, board, ledger, board.data.retention_days, [p.name for p in policies])
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from .._message.envelope import Message
 from .._message.frozen import FrozenDict
-from ._normalise import PayloadPieces, Shapes, fold, payload_pieces, pieces, scan_text, words
+from ._decode import decoded
+from ._normalise import PayloadPieces, Shapes, fold, payload_pieces, pieces, raw_text, words
 
 __all__ = ["ContentView", "quote", "roles_of"]
 
@@ -41,9 +42,11 @@ class ContentView:
         "_meta",
         "_meta_pieces",
         "_msg",
+        "_raw",
         "_scan",
         "_shapes",
         "_text",
+        "_views",
         "_walked",
         "_words",
     )
@@ -52,7 +55,9 @@ class ContentView:
         self._msg: Message | None = None
         self._text: str | None = None
         self._data: Any = None
+        self._raw: str | None = None
         self._scan: str | None = None
+        self._views: tuple[tuple[str, str], ...] | None = None
         self._words: str | None = None
         self._walked: PayloadPieces | None = None  # None: the payload goes the JSON way
         self._meta: object = None  # the last frozen metadata read, and its pieces
@@ -61,7 +66,7 @@ class ContentView:
 
     def _reset(self, msg: Message) -> None:
         self._walked = payload_pieces(msg.payload, self._shapes)
-        self._text = self._data = self._scan = self._words = None
+        self._text = self._data = self._raw = self._scan = self._words = self._views = None
         if type(self._meta) is not FrozenDict:
             self._meta = None
         self._msg = msg
@@ -79,20 +84,36 @@ class ContentView:
             self._data = json.loads(text)
         return self._data
 
+    def raw(self, msg: Message) -> str:
+        """The text the scan is folded from (``pieces`` of the payload and the metadata, joined
+        by `` | ``), as the message wrote it: what encodings are decoded from."""
+        if msg is not self._msg:
+            self._reset(msg)
+        if self._raw is None:
+            walked = self._walked
+            if walked is None:
+                self._raw = raw_text(self.data(msg), msg.metadata)
+            else:
+                self._raw = " | ".join(
+                    [walked.strings, walked.keys, *walked.numbers, *self.metadata_pieces(msg)]
+                )
+        return self._raw
+
     def scan(self, msg: Message) -> str:
         if msg is not self._msg:
             self._reset(msg)
         if self._scan is None:
-            walked = self._walked
-            if walked is None:
-                self._scan = scan_text(self.data(msg), msg.metadata)
-            else:
-                self._scan = fold(
-                    " | ".join(
-                        [walked.strings, walked.keys, *walked.numbers, *self.metadata_pieces(msg)]
-                    )
-                )
+            self._scan = fold(self.raw(msg))
         return self._scan
+
+    def views(self, msg: Message) -> tuple[tuple[str, str], ...]:
+        """What the detectors read, each (name, folded text): the scan as ``"text"``, then each
+        encoding found in the raw text, decoded (``_decode``)."""
+        scan = self.scan(msg)
+        if self._views is None:
+            found = decoded(self.raw(msg))
+            self._views = (("text", scan), *((name, fold(text)) for name, text in found))
+        return self._views
 
     def payload_pieces(self, msg: Message) -> PayloadPieces | None:
         """What the scan takes from a payload read without its JSON; None for a payload read

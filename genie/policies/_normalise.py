@@ -34,6 +34,7 @@ __all__ = [
     "Shapes",
     "payload_pieces",
     "pieces",
+    "raw_text",
     "scan_text",
     "squeeze",
     "words",
@@ -162,7 +163,7 @@ def compact_words(folded: str) -> str:
 # number), so the PII patterns apply to it; any other number is a quantity (an amount in paise,
 # a count) and is not matched: 10 lakh in paise has ten digits, as a phone number does.
 _IDENTIFIER_FIELD = re.compile(
-    r"(?:^|_)(?:phone|mobile|msisdn|tel|telephone|contact|card|pan|aadhaar|aadhar|account|"
+    r"(?:^|_)(?:phone|mobile|msisdn|tel|telephone|contact|card|pan|aadhaar|aadhar|uid|account|"
     r"acct|iban|ssn|number|num|no|id)(?:_|$)",
     re.IGNORECASE,
 )
@@ -232,10 +233,15 @@ def pieces(data: Any) -> list[str]:
     return [" ".join(strings), " ".join(keys), *numbers]
 
 
+def raw_text(data: Any, metadata: Mapping[str, object]) -> str:
+    """The text of a payload (``data``, parsed JSON) and its message's metadata, unfolded."""
+    # Keys, numbers and the two parts are set apart by " | ", which no number pattern spans.
+    return " | ".join(pieces(data) + pieces(metadata))
+
+
 def scan_text(data: Any, metadata: Mapping[str, object]) -> str:
     """The folded text of a payload (``data``, parsed JSON) and its message's metadata."""
-    # Keys, numbers and the two parts are set apart by " | ", which no number pattern spans.
-    return fold(" | ".join(pieces(data) + pieces(metadata)))
+    return fold(raw_text(data, metadata))
 
 
 # --- the same pieces read from the payload model itself, without its JSON --------------------

@@ -34,7 +34,7 @@ def test_a_denied_entry_is_named_in_text(tmp_path: Path, capsys: Capture) -> Non
     assert err.splitlines() == [
         "genie run: finance: the run ended denied",
         "  denied: finance_question to financial_supervisor by policy pii_block: "
-        "content matched PII pattern",
+        "content matched PII pattern: e-mail address",
     ]
     assert "priya" not in err
 
@@ -49,7 +49,7 @@ def test_a_denied_entry_is_named_in_json(tmp_path: Path, capsys: Capture) -> Non
             "type": "finance_question",
             "recipient": "financial_supervisor",
             "policy": "prompt_injection",
-            "reason": "prompt-injection phrase detected",
+            "reason": "prompt-injection phrase detected: override",
         }
     ]
 

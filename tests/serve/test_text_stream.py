@@ -79,7 +79,10 @@ async def test_what_a_policy_denies_is_never_sent_even_in_part(tmp_path: Path) -
     [denied] = of(frames, "text_denied")
     assert denied["agent"] == "deep_research"
     assert denied["call"] == 2
-    assert (denied["policy"], denied["reason"]) == ("pii_block", "content matched PII pattern")
+    assert (denied["policy"], denied["reason"]) == (
+        "pii_block",
+        "content matched PII pattern: e-mail address",
+    )
 
 
 async def test_a_hold_back_of_none_sends_each_call_whole(tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""Credentials in a folded text (see ``_normalise``: lower case, one space for any whitespace):
+what ``SecretsBlock`` denies.
+
+``find_secret(scan)`` names the first kind it finds, or None:
+
+- **provider keys and tokens**, by the formats their providers document (as detect-secrets'
+  plugins do): AWS access key ids (``AKIA``, ``ASIA``...), GitHub tokens (``ghp_``,
+  ``github_pat_``...), Slack (``xoxb-``...), Stripe (``sk_live_``...), Razorpay (``rzp_live_``),
+  Google API keys (``AIza``), OpenAI and Anthropic keys (``sk-proj-``, ``sk-ant-``), JWTs
+  (three base64url parts, the first two JSON), PEM private key blocks;
+- **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
+  ``AccountKey=...``;
+- **a password given**: after "password", "passwd", "pwd", "passcode", "mot de passe",
+  "contraseña" or "kennwort", a value that looks like one (six characters or more, letters with
+  digits or symbols): "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``;
+- **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215";
+- **a generic key**: after "api key", "secret", "token", "client secret", "access token", "key
+  secret" or "bearer", a value of 16 characters or more with letters and digits whose Shannon
+  entropy is at least 3.5 bits a character (random, not a word).
+
+AWS's documentation keys (ending ``EXAMPLE``) are not credentials and pass. What it cannot see,
+stated plainly: a password or key given with no word before it and no provider format (a
+random string alone could be an id), a PIN in words, a secret split across messages, and a
+provider format it does not know.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+__all__ = ["SECRET_HINT", "find_secret"]
+
+_B = r"(?<![a-z0-9_])"  # a token starts here
+_E = r"(?![a-z0-9_])"
+_PROVIDERS = (
+    ("AWS access key", rf"{_B}(?:akia|asia|abia|acca)(?![a-z0-9]{{12}}example)[a-z0-9]{{16}}{_E}"),
+    ("GitHub token", rf"{_B}(?:gh[pousr]_[a-z0-9]{{36}}|github_pat_[a-z0-9_]{{50,}})"),
+    ("Slack token", rf"{_B}(?:xox[baprs]-[a-z0-9-]{{10,}}|xapp-[0-9]-[a-z0-9-]{{10,}})"),
+    ("Stripe key", rf"{_B}(?:sk|rk|pk)_(?:live|test)_[a-z0-9]{{16,}}"),
+    ("Razorpay key", rf"{_B}rzp_(?:live|test)_[a-z0-9]{{10,}}"),
+    ("Google API key", rf"{_B}aiza[a-z0-9_\-]{{35}}"),
+    ("OpenAI or Anthropic key", rf"{_B}sk-(?:proj-|svcacct-|admin-|ant-)?[a-z0-9_\-]{{32,}}"),
+    ("JWT", rf"{_B}eyj[a-z0-9_\-]{{8,}}\.eyj[a-z0-9_\-]{{8,}}\.[a-z0-9_\-]{{8,}}"),
+    ("private key", r"-----begin (?:[a-z0-9]+ )*private key-----"),
+    ("connection string", r"[a-z][a-z0-9+.\-]{1,20}://[^\s:/@]{1,64}:[^\s/@]{3,128}@[a-z0-9]"),
+    ("connection string", rf"{_B}(?:pwd|password|accountkey|sharedaccesskey)=[^;\s]{{4,}}"),
+)
+_PROVIDER = re.compile("|".join(f"({pattern})" for _, pattern in _PROVIDERS))
+_PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
+
+_PASSWORD = re.compile(
+    r"(?<![a-z])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
+    r"(?: (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
+)
+_PIN = re.compile(
+    r"(?<![a-z])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"
+    r"(?: [a-z]{1,8}){0,4}? ?(?:is|was|hai|:|=|-) ?([0-9]{3,8})(?![0-9])"
+)
+_KEYWORD = re.compile(
+    r"(?<![a-z])(?:api[ _\-]?key|secret(?:[ _\-]?key)?|token|client[ _\-]?secret|"
+    r"access[ _\-]?token|key[ _\-]?secret|auth[ _\-]?token|bearer|secret[ _\-]?access[ _\-]?key)"
+    r"(?: (?:is|was|hai))? ?[:=]? ?['\"]?([a-z0-9_\-+/=.]{16,200})"
+)
+_WORDISH = re.compile(r"[a-z]+")
+
+SECRET_HINT = re.compile(
+    r"akia|asia|abia|acca|gh[pousr]_|github_pat|xox[baprs]-|xapp-|_live_|_test_|rzp_|aiza|sk-|"
+    r"eyj|-----begin|://|pwd|passw|passcode|pass code|mot de passe|contrasena|kennwort|"
+    r"accountkey|sharedaccesskey|(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc|one time password)"
+    r"(?![a-z])|key|secret|token|bearer"
+)
+"""What every recogniser needs in the text: ``find_secret`` finds nothing without a match."""
+
+
+def _entropy(value: str) -> float:
+    counts = Counter(value)
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _looks_like_password(value: str) -> bool:
+    value = value.rstrip(".,;)'\"")
+    if len(value) < 6:
+        return False
+    letters = any(c.isalpha() for c in value)
+    others = any(c.isdigit() or not c.isalnum() for c in value)
+    return letters and others and not value.endswith(":")
+
+
+def find_secret(scan: str) -> str | None:
+    """The kind of credential the folded text holds, or None (see the module docstring)."""
+    if not SECRET_HINT.search(scan):
+        return None
+    m = _PROVIDER.search(scan)
+    if m is not None:
+        return _PROVIDER_KIND[m.lastindex - 1 if m.lastindex else 0]
+    for m in _PASSWORD.finditer(scan):
+        if _looks_like_password(m.group(1)):
+            return "password"
+    if _PIN.search(scan):
+        return "PIN or OTP"
+    for m in _KEYWORD.finditer(scan):
+        value = m.group(1)
+        if (
+            any(c.isdigit() for c in value)
+            and any(c.isalpha() for c in value)
+            and _entropy(value) >= 3.5
+            and max(map(len, _WORDISH.findall(value)), default=0) < 12
+        ):
+            return "API key"
+    return None

@@ -1,0 +1,366 @@
+"""Personal data in a folded text (see ``_normalise``): what ``PIIBlock`` denies.
+
+``find_pii(scan)`` names the first kind it finds, or None. Numbers are taken with their check
+digits wherever a format has them, so an amount, an order id or a reference that happens to be
+long is not personal data:
+
+- **e-mail address**: ``name@domain.tld``, with spaces around ``@``; ``[at]``, ``(at)``,
+  ``[dot]``, ``(dot)``; spelt ``name dot surname at domain dot com`` or ``at the rate`` (Indian
+  English for ``@``), ``underscore`` between name parts; ``name at gmail.com`` for the common
+  mail providers. (``%40`` and ``&#64;`` are decoded before: ``_decode``.)
+- **card number**: 13-19 digits passing the Luhn check, starting as a card does (2-6 or 8),
+  unseparated or in groups of three or more joined by spaces, dashes, dots, slashes,
+  underscores (mixed too), newlines, or the words "then", "and", "finally", "next".
+- **phone number**: an Indian mobile (ten digits from 6-9) in any grouping, after ``+91``,
+  ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or spelt in words ("nine eight two..."; "double
+  four"); an Indian landline with its ``0`` trunk code; any number after ``+`` and a country
+  code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
+  8 to 15 digits after a ``+`` and every ``0`` and ten digits, which denies more, never less).
+- **Aadhaar number**: 12 digits from 2-9, valid by the Verhoeff check, unseparated or 4-4-4.
+- **PAN**: five letters (the fourth the holder's kind: P, C, H, F, A, T, B, L, J or G), four
+  digits, a letter; spaced out, dashed or split into its parts too. A PAN inside a GSTIN (a
+  business's tax id) whose check character is right is the business's, not a person's.
+- **IBAN**: a country code, two check digits and the account, of the country's length, valid by
+  ISO 13616's mod-97 check, unseparated or in groups.
+- **US SSN**: ``ddd-dd-dddd`` (dashes, spaces or dots) with a valid area (not 000, 666 or 900+),
+  group and serial, or nine digits right after "ssn" or "social security".
+
+What it cannot see, stated plainly: a bank account number (no check digit tells it from an
+order id or an amount; the customer's own account is what they write about most), a foreign
+phone number without its ``+`` code ("(415) 555-0132"), a number spelt in Hindi words, names,
+postal addresses and dates of birth, and personal data split across messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from types import ModuleType
+
+__all__ = ["PII_HINT", "find_pii", "might_hold_pii"]
+
+# --- e-mail -----------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[a-z0-9._%+\-]@[a-z0-9.\-]{1,253}\.[a-z]{2,}")
+_BRACKETED = re.compile(r" ?[\[({<] ?(at|dot) ?[\])}>] ?")
+_TLD = (
+    r"(?:com|in|net|org|co|me|io|info|biz|gov|edu|ai|app|dev|uk|us|ae|sg|de|fr|au|ca|jp|nl|"
+    r"es|it|ru|ch|se|no|mail|email|online|xyz|tech)"
+)
+# Parts bounded as an address's are (64 for the name, 63 a domain label): no text makes the
+# search slower than linear.
+_SPELT_EMAIL = re.compile(
+    r"(?<![a-z0-9])[a-z0-9][a-z0-9._\-]{0,63}(?: (?:dot|underscore) [a-z0-9._\-]{1,63}){0,6} "
+    r"(?:at the rate(?: of)?|at) [a-z0-9\-]{1,63}(?: dot [a-z0-9\-]{1,63}){0,4} dot "
+    + _TLD
+    + r"(?![a-z0-9])"
+)
+_PROVIDERS = r"(?:gmail|yahoo|hotmail|outlook|rediffmail|icloud|protonmail|live|aol|zoho|ymail)"
+_AT_PROVIDER = re.compile(
+    r"(?<![a-z0-9])[a-z0-9][a-z0-9._\-]{0,63} (?:at the rate(?: of)?|at) "
+    + _PROVIDERS
+    + r"\.[a-z]{2,}"
+)
+_EMAIL_HINT = r"@|[\[({<] ?(?:at|dot) ?[\])}>]| dot [a-z]| at the rate| at " + _PROVIDERS
+
+
+def _email(scan: str) -> bool:
+    text = scan
+    if "at" in text and any(c in text for c in "])}>"):
+        text = _BRACKETED.sub(lambda m: "@" if m.group(1) == "at" else ".", text)
+    if "@" in text:
+        text = text.replace(" @", "@").replace("@ ", "@")
+        if _EMAIL.search(text):
+            return True
+    return bool(_SPELT_EMAIL.search(scan) or _AT_PROVIDER.search(scan))
+
+
+# --- numbers: digit groups and the gaps between them -------------------------------------------
+
+# What may stand between two groups of one number: one or two separators (with spaces around),
+# or a filler word or two ("4242 then 4242 and finally 4242").
+_GAP = re.compile(r"[ .\-/_()+]{1,4}|(?: ?,? (?:then|and|finally|next|followed by))+ ")
+_RUN = re.compile(r"[0-9]+")
+_WORD_DIGITS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_NUMBER_WORD = re.compile(
+    r"(?<![a-z])(?:(double|triple) )?(zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+    r"(?![a-z])"
+)
+# Nine digits close together (an SSN; every other number here has more), or groups with
+# filler words between: what every number recogniser needs.
+_NUMBER_HINT = (
+    r"[0-9](?:[ .\-/_()+]{0,4}[0-9]){8}"
+    r"|[0-9]{3,}(?: ?,? (?:then|and|finally|next|followed by))+ [0-9]"
+)
+
+
+def _spelt_digits(scan: str) -> str | None:
+    """The text with number words as digits ("nine eight" is "9 8"), when it has two or more."""
+    first = _NUMBER_WORD.search(scan)
+    if first is None or _NUMBER_WORD.search(scan, first.end()) is None:
+        return None
+
+    def digits(m: re.Match[str]) -> str:
+        times = {"double": 2, "triple": 3}.get(m.group(1) or "", 1)
+        return " ".join(_WORD_DIGITS[m.group(2)] * times)
+
+    return _NUMBER_WORD.sub(digits, scan)
+
+
+def _chains(scan: str) -> Iterator[tuple[list[str], list[int]]]:
+    """Each run of digit groups joined by gaps, with where each group starts."""
+    groups: list[str] = []
+    starts: list[int] = []
+    end = 0
+    for m in _RUN.finditer(scan):
+        if groups and not _GAP.fullmatch(scan, end, m.start()):
+            yield groups, starts
+            groups, starts = [], []
+        groups.append(m.group())
+        starts.append(m.start())
+        end = m.end()
+    if groups:
+        yield groups, starts
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+_VERHOEFF_D = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+    [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+    [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+    [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+    [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+]  # fmt: skip
+_VERHOEFF_P = [
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+    [5, 8, 0, 3, 7, 9, 6, 1, 4, 2], [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+    [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+    [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+]  # fmt: skip
+
+
+def _verhoeff(digits: str) -> bool:
+    check = 0
+    for i, ch in enumerate(reversed(digits)):
+        check = _VERHOEFF_D[check][_VERHOEFF_P[i % 8][ord(ch) - 48]]
+    return check == 0
+
+
+@functools.lru_cache(maxsize=1)
+def _phonenumbers() -> ModuleType | None:
+    """libphonenumber's tables (the ``pii`` extra), loaded the first time a number needs them;
+    None when not installed."""
+    try:
+        import phonenumbers
+    except ImportError:
+        return None
+    return phonenumbers
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_abroad(digits: str) -> bool:
+    """Whether ``+digits`` is a valid number of its country (libphonenumber); without it, any
+    number of E.164's length (8 to 15 digits with the country code) after a ``+``."""
+    lib = _phonenumbers()
+    if lib is None:
+        return 8 <= len(digits) <= 15
+    try:
+        number = lib.parse("+" + digits, None)
+    except lib.NumberParseException:
+        return False
+    return bool(lib.is_valid_number(number))
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_landline(digits: str) -> bool:
+    """Whether ``digits`` (with its 0 trunk code) is a valid Indian number (libphonenumber);
+    without it, any 0 and ten digits."""
+    lib = _phonenumbers()
+    if lib is None:
+        return True
+    try:
+        number = lib.parse(digits, "IN")
+    except lib.NumberParseException:
+        return False
+    return bool(lib.is_valid_number(number))
+
+
+def _mobile(digits: str) -> bool:
+    """An Indian mobile, with or without its country or trunk code."""
+    return any(
+        digits.startswith(prefix)
+        and len(digits) == len(prefix) + 10
+        and digits[len(prefix)] in "6789"
+        for prefix in ("0091", "91", "0", "")
+    )
+
+
+_SSN_CONTEXT = re.compile(r"(?:ssn|social security(?: number| no)?)[ :#.\-]*$")
+
+
+def _ssn(groups: list[str], before: str) -> bool:
+    digits = "".join(groups)
+    if len(digits) != 9:
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return False
+    if [len(g) for g in groups] == [3, 2, 4]:
+        return True
+    return len(groups) == 1 and _SSN_CONTEXT.search(before[-30:]) is not None
+
+
+def _number_kind(groups: list[str], international: bool, before: str) -> str | None:
+    """The kind of personal number the consecutive ``groups`` make, or None."""
+    digits = "".join(groups)
+    n = len(digits)
+    if international and 8 <= n <= 15 and _valid_abroad(digits):
+        return "phone number"
+    if _mobile(digits) or (n == 11 and digits[0] == "0" and _valid_landline(digits)):
+        return "phone number"
+    lengths = [len(g) for g in groups]
+    if (
+        13 <= n <= 19
+        and digits[0] in "234568"
+        and (len(groups) == 1 or (lengths[0] == 4 and min(lengths) >= 3))
+        and _luhn(digits)
+    ):
+        return "card number"
+    if n == 12 and digits[0] not in "01" and lengths in ([12], [4, 4, 4]) and _verhoeff(digits):
+        return "Aadhaar number"
+    if _ssn(groups, before):
+        return "US SSN"
+    return None
+
+
+def _isbn(digits: str) -> bool:
+    """A book's number (ISBN-13 from 978 or 979 with its check digit), which is no one's."""
+    if len(digits) != 13 or digits[:3] not in ("978", "979"):
+        return False
+    return sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits)) % 10 == 0
+
+
+def _numbers(scan: str) -> str | None:
+    for groups, starts in _chains(scan):
+        if sum(map(len, groups)) < 9 or _isbn("".join(groups)):
+            continue
+        for i, at in enumerate(starts):
+            total = 0
+            international = "+" in scan[max(0, at - 2) : at]
+            for j in range(i, min(i + 19, len(groups))):
+                total += len(groups[j])
+                if total > 19:
+                    break
+                if total >= 9:
+                    kind = _number_kind(
+                        groups[i : j + 1], international, scan[max(0, at - 40) : at]
+                    )
+                    if kind is not None:
+                        return kind
+    return None
+
+
+# --- PAN and GSTIN ------------------------------------------------------------------------------
+
+_PAN = re.compile(
+    r"(?<![a-z0-9])([a-z]{3}[pcfhatblgj][a-z])[ \-]?([0-9]{4})[ \-]?([a-z])(?![a-z0-9])"
+)
+_GSTIN = re.compile(
+    r"(?<![a-z0-9])[0-9]{2}([a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z])[0-9a-z]z[0-9a-z](?![a-z0-9])"
+)
+_SINGLES = re.compile(r"(?<![a-z0-9])(?:[a-z0-9] ){4,}[a-z0-9](?![a-z0-9])")
+_PAN_HINT = r"[a-z]{3}[pcfhatblgj][a-z][ \-]?[0-9]{4}|(?:[a-z0-9] ){9}"
+_GST_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _gstin_valid(gstin: str) -> bool:
+    total = 0
+    for i, ch in enumerate(gstin[:14]):
+        product = _GST_CHARS.index(ch) * (2 if i % 2 else 1)
+        total += product // 36 + product % 36
+    return _GST_CHARS[(36 - total % 36) % 36] == gstin[14]
+
+
+def _pan(scan: str) -> bool:
+    businesses = {m.group(1) for m in _GSTIN.finditer(scan) if _gstin_valid(m.group())}
+    for text in (scan, _SINGLES.sub(lambda m: m.group().replace(" ", ""), scan)):
+        for m in _PAN.finditer(text):
+            if "".join(m.groups()) not in businesses:
+                return True
+    return False
+
+
+# --- IBAN ---------------------------------------------------------------------------------------
+
+_IBAN_LENGTHS = {
+    "ad": 24, "ae": 23, "al": 28, "at": 20, "az": 28, "ba": 20, "be": 16, "bg": 22, "bh": 22,
+    "br": 29, "ch": 21, "cr": 22, "cy": 28, "cz": 24, "de": 22, "dk": 18, "do": 28, "ee": 20,
+    "eg": 29, "es": 24, "fi": 18, "fo": 18, "fr": 27, "gb": 22, "ge": 22, "gi": 23, "gl": 18,
+    "gr": 27, "gt": 28, "hr": 21, "hu": 28, "ie": 22, "il": 23, "iq": 23, "is": 26, "it": 27,
+    "jo": 30, "kw": 30, "kz": 20, "lb": 28, "li": 21, "lt": 20, "lu": 20, "lv": 21, "mc": 27,
+    "md": 24, "me": 22, "mk": 19, "mr": 27, "mt": 31, "mu": 30, "nl": 18, "no": 15, "pk": 24,
+    "pl": 28, "ps": 29, "pt": 25, "qa": 29, "ro": 24, "rs": 22, "sa": 24, "se": 24, "si": 19,
+    "sk": 24, "sm": 27, "tn": 24, "tr": 26, "ua": 29, "vg": 24, "xk": 20,
+}  # fmt: skip
+_IBAN = re.compile(r"(?<![a-z0-9])([a-z]{2})[0-9]{2}(?:[ \-]?[a-z0-9]){10,32}")
+_IBAN_HINT = r"(?<![a-z0-9])[a-z]{2}[0-9]{2}[ \-]?[a-z0-9]{4}"
+
+
+def _iban(scan: str) -> bool:
+    for m in _IBAN.finditer(scan):
+        length = _IBAN_LENGTHS.get(m.group(1))
+        if length is None:
+            continue
+        compact = m.group().replace(" ", "").replace("-", "")[:length]
+        if len(compact) != length:
+            continue
+        rotated = compact[4:] + compact[:4]
+        if int("".join(str(int(c, 36)) for c in rotated)) % 97 == 1:
+            return True
+    return False
+
+
+# --- all of it ----------------------------------------------------------------------------------
+
+PII_HINT = re.compile("|".join((_EMAIL_HINT, _NUMBER_HINT, _PAN_HINT, _IBAN_HINT)))
+"""What every recogniser needs in the text it reads (``might_hold_pii``)."""
+
+
+def might_hold_pii(scan: str) -> bool:
+    """False only when ``find_pii(scan)`` is None: none of what each recogniser needs is in the
+    text, nor in it with number words as digits."""
+    if PII_HINT.search(scan):
+        return True
+    spelt = _spelt_digits(scan)
+    return spelt is not None and PII_HINT.search(spelt) is not None
+
+
+def find_pii(scan: str) -> str | None:
+    """The kind of personal data the folded text holds, or None (see the module docstring)."""
+    if not might_hold_pii(scan):
+        return None
+    if _email(scan):
+        return "e-mail address"
+    for text in (scan, _spelt_digits(scan)):
+        if text is not None:
+            kind = _numbers(text)
+            if kind is not None:
+                return kind
+    if _pan(scan):
+        return "PAN"
+    if _iban(scan):
+        return "IBAN"
+    return None

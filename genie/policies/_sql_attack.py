@@ -1,0 +1,69 @@
+"""Destructive or exfiltrating SQL in a folded text (see ``_normalise``): what ``SqlBlock``
+denies.
+
+``find_destructive_sql(scan)`` names the first kind it finds, or None: ``DROP`` of a table,
+database, schema or view; ``TRUNCATE``; ``DELETE`` with no filter or an always-true one
+(``WHERE 1=1``); ``UPDATE ... SET`` of a balance, amount, limit, password or role column;
+``UNION SELECT``; the quote tautology that logs in without a password (``' OR '1'='1``);
+a statement stacked after a quote (``'; DROP ...``); ``xp_cmdshell`` and ``EXEC``; SQL built
+from ``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``, ``SLEEP(5)``). SQL
+comments are read as spaces and as nothing (``DR/**/OP``, ``DROP/**/TABLE``).
+
+What it cannot see: SQL that is harmful by its meaning only (a ``SELECT`` of other customers'
+rows), other query languages, and SQL built from pieces across messages. An analyst's
+``SELECT sum(amount) FROM transactions GROUP BY month`` and English ("drop the unused column",
+"delete my old application") pass.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["SQL_HINT", "find_destructive_sql"]
+
+_COMMENT = re.compile(r"/\*.{0,200}?\*/")
+_KINDS = (
+    ("DROP", r"\bdrop\s+(?:table|database|schema|view|index|user)\b"),
+    ("TRUNCATE", r"\btruncate\s+table\b"),
+    (
+        "DELETE without a real filter",
+        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|where\s+(?:1\s*=\s*1|true|'(\w*)'\s*=\s*'\1'))",
+    ),
+    (
+        "UPDATE of money or access",
+        r"\bupdate\s+[\w.\[\]\"`]+\s+set\s+[\w.]*(?:balance|amount|limit|password|salary|credit|"
+        r"role|admin|status|kyc)\w*\s*=",
+    ),
+    ("UNION SELECT", r"\bunion\s+(?:all\s+)?select\b"),
+    (
+        "tautology",
+        r"'\s*\)?\s*or\s+(?:'?(\w+)'?\s*=\s*'?\1'?|true\b)",
+    ),
+    (
+        "stacked query",
+        r"'\s*\)*\s*;\s*(?:drop|delete|update|insert|exec|execute|shutdown|alter|create|grant)\b",
+    ),
+    ("xp_cmdshell", r"\bxp_cmdshell\b"),
+    ("dynamic SQL", r"\bchar\s*\(\s*\d+\s*\)\s*\+\s*char\s*\(\s*\d+\s*\)"),
+    ("time-based probe", r"\bwaitfor\s+delay\b|\bsleep\s*\(\s*\d+\s*\)|\bbenchmark\s*\(\s*\d"),
+)
+_PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _KINDS)
+
+SQL_HINT = re.compile(
+    r"drop|truncate|delete|update|union|'|xp_cmdshell|char\s*\(|waitfor|sleep\s*\(|benchmark"
+)
+"""What every pattern needs: ``find_destructive_sql`` finds nothing without a match."""
+
+
+def find_destructive_sql(scan: str) -> str | None:
+    """The kind of destructive SQL the folded text holds, or None (see the module docstring)."""
+    if not SQL_HINT.search(scan):
+        return None
+    texts = [scan]
+    if "/*" in scan:
+        texts += [_COMMENT.sub(" ", scan), _COMMENT.sub("", scan)]
+    for text in texts:
+        for kind, pattern in _PATTERNS:
+            if pattern.search(text):
+                return kind
+    return None
