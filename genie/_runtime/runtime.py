@@ -173,6 +173,11 @@ class Runtime:
         self._router = Router()
         self._correlator = Correlator(self.clock)
         self._admission = Admission(self.limits, self.policies)
+        # Policies that ask something slow (a classifier) before a message from outside is
+        # admitted: awaited by ``publish`` and ``ask``, never on the message path.
+        self._preparers: tuple[Callable[[Message], Awaitable[None]], ...] = tuple(
+            prepare for p in self.policies if callable(prepare := getattr(p, "prepare", None))
+        )
         dead_letters = DeadLetters(dead_letter_capacity, retention)
         self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
         # The agents of this runtime, by id: the registry routing, admission and the supervisor
@@ -689,6 +694,8 @@ class Runtime:
         message is in (while it waits for room, say), nothing happened.
         """
         await checkpoint()
+        for prepare in self._preparers:
+            await prepare(msg)
         await self._dispatcher.publish(msg)
 
     def publish_nowait(self, msg: Message) -> None:
@@ -775,6 +782,9 @@ class Runtime:
             where = lambda m: m.type == type_name  # noqa: E731
         else:
             where = until
+        if how == "ask":
+            for prepare in self._preparers:
+                await prepare(msg)
         gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
         published = how == "resume"
         keeper = self._keeper

@@ -13,6 +13,9 @@ from ._access import Tenant as Tenant
 from ._board import BoardPolicy as BoardPolicy
 from ._board import PolicySet as PolicySet
 from ._board import load_policy_file as load_policy_file
+from ._classifier import Classifier as Classifier
+from ._classifier import ClassifierPolicy as ClassifierPolicy
+from ._classifier import ModelClassifier as ModelClassifier
 from ._compliance import Consent as Consent
 from ._compliance import ConsentCategory as ConsentCategory
 from ._compliance import ConsentLedger as ConsentLedger
@@ -22,8 +25,10 @@ from ._compliance import JsonSchema as JsonSchema
 from ._content import ContentView as ContentView
 from ._data import ClassificationCeiling as ClassificationCeiling
 from ._data import DataResidency as DataResidency
-from ._data import PIIBlock as PIIBlock
-from ._data import PromptInjection as PromptInjection
+from ._detectors import PIIBlock as PIIBlock
+from ._detectors import PromptInjection as PromptInjection
+from ._detectors import SecretsBlock as SecretsBlock
+from ._detectors import SqlBlock as SqlBlock
 from ._dsl import Rule as Rule
 from ._dsl import RuleError as RuleError
 from ._dsl import compile_rule as compile_rule
@@ -33,6 +38,8 @@ from ._probes import run_probes as run_probes
 __all__ = [
     "RBAC",
     "BoardPolicy",
+    "Classifier",
+    "ClassifierPolicy",
     "ClassificationCeiling",
     "Consent",
     "ConsentCategory",
@@ -43,6 +50,7 @@ __all__ = [
     "InMemoryConsentLedger",
     "JsonSchema",
     "MaxContentLength",
+    "ModelClassifier",
     "PIIBlock",
     "PolicySet",
     "ProbeReport",
@@ -51,6 +59,8 @@ __all__ = [
     "RiskGate",
     "Rule",
     "RuleError",
+    "SecretsBlock",
+    "SqlBlock",
     "Tenant",
     "compile_rule",
     "load_policy_file",
