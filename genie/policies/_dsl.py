@@ -10,9 +10,13 @@ Grammar (keywords case-insensitive, AND/OR short-circuit)::
     OP      = == | != | contains | startsWith | < | > | <= | >=
     term    = "quoted" | 'quoted' | number | field
     field   = type | from | to | role | content | classification | metadata.<key>
+            | payload.<key>[.<key>...]
 
 Tokens are separated by blanks; parentheses stand alone; operators must be blank-separated
 (``a==b`` is one token). ``to`` is the recipient being evaluated (rules run per delivery).
+``payload.amount_paise`` reads a field of the payload (``payload.beneficiary.ifsc`` a nested
+one; missing: ``""``): what the sender wrote, where ``metadata.<key>`` is what a caller may
+claim (docs/governance.md, "Whose word a rule takes").
 An unknown field or operator is an error when the rule is compiled, pointing at the token, and
 so is nesting (parentheses and NOTs) deeper than ``MAX_DEPTH``.
 
@@ -202,7 +206,9 @@ class _Parser:
         if _number(text) is not None:
             return _Term(text, text)
         name = text
-        if name in _FIELDS or (name.startswith("metadata.") and len(name) > len("metadata.")):
+        if name in _FIELDS or any(
+            name.startswith(prefix) and len(name) > len(prefix) for prefix in _KEYED
+        ):
             return _Term(text, None)
         raise self.fail(f"unknown field {name!r}", tok)
 
@@ -210,6 +216,7 @@ class _Parser:
 # --- the rule as a tree: compiled into closures, and specialised for one message type --------
 
 _FIELDS = ("type", "from", "to", "role", "classification", "content")
+_KEYED = ("metadata.", "payload.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +278,20 @@ def _getter(term: _Term, view: ContentView) -> Getter:
         return lambda m, r: m.classification.value
     if name == "content":
         return lambda m, r: view.text(m)
+    if name.startswith("payload."):
+        path = name[len("payload.") :].split(".")
+        return lambda m, r: _stringify(_field_at(view.data(m), path))
     key = name[len("metadata.") :]
     return lambda m, r: _stringify(m.metadata.get(key))
+
+
+def _field_at(data: object, path: list[str]) -> object:
+    """The value at ``path`` in parsed JSON, or None where it leads nowhere."""
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
 
 
 def _compile(node: _Node, view: ContentView) -> Predicate:
@@ -387,9 +406,9 @@ _STATIC: dict[str, Callable[[str, str], bool]] = {
 
 def _cannot_raise(node: _Node) -> bool:
     if isinstance(node, _Compare):
-        return node.op in ("==", "!=", "contains", "startswith") and "content" not in (
-            node.left.text,
-            node.right.text,
+        # Reading the payload (``content``, ``payload.<key>``) dumps it, which can fail.
+        return node.op in ("==", "!=", "contains", "startswith") and not any(
+            t.text == "content" or t.text.startswith("payload.") for t in (node.left, node.right)
         )
     if isinstance(node, _Not):
         return _cannot_raise(node.inner)

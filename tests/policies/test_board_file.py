@@ -58,8 +58,8 @@ def test_the_shipped_file_appends_the_extensions() -> None:
         "schema",
         "tenant",
         "risk_gate",
-        "no-raw-dumps",
-        "sql-in-content",
+        "secrets_block",
+        "sql_block",
         "large-transfer",
     ]
     assert policy_set.names == [*GO_ORDER, *extensions]
@@ -98,16 +98,16 @@ def test_retention_days_is_honoured_by_the_dead_letter_store() -> None:
     [
         (
             ("  block_pii: true", "  block_pii: true\n  block_pi: true"),
-            ":25: data.block_pi: unknown key",
+            ":28: data.block_pi: unknown key",
         ),
         (
             ("  max_content_length_bytes: 262144", "  max_content_length_bytes: lots"),
-            ":21: risk.max_content_length_bytes: Input should be a valid integer",
+            ":24: risk.max_content_length_bytes: Input should be a valid integer",
         ),
         (('version: "0.1.0"', "vesion: 1"), ":3: vesion: unknown key"),
         (
             ('    portfolio_request: "portfolio"', '    portfolio_request: "portfolios"'),
-            ":33: consent.type_to_category.portfolio_request: Input should be",
+            ":36: consent.type_to_category.portfolio_request: Input should be",
         ),
         (
             ("  admin_bypass: true", "  admin_bypass: [yes]"),

@@ -228,3 +228,44 @@ def test_content_contains_still_needs_the_words() -> None:
     # Other fields and operators compare the text as written.
     assert not holds('metadata.note contains "DROP TABLE"', m(note="drop table"))
     assert holds('content contains "DROP"', m("DROP"))
+
+
+class Payment(Payload):
+    message_type = "payment_request"
+    amount_paise: int
+    beneficiary: dict[str, str]
+
+
+def pay(paise: int, **meta: Any) -> Message:
+    beneficiary = {"ifsc": "SBIN0001234"}
+    return Message.new(
+        Payment(amount_paise=paise, beneficiary=beneficiary), sender="user", metadata=meta
+    )
+
+
+def test_payload_fields_are_read_from_the_payload_not_the_metadata() -> None:
+    rule = Rule(
+        "large-transfer",
+        'type == "payment_request" AND payload.amount_paise > 1000000000',
+        reason="transfers above 1 crore need a human",
+    )
+    assert not rule.evaluate(pay(1_000_000_001), "payments").allowed
+    # A caller's claim in the metadata changes nothing: the rule reads what the payment says.
+    assert rule.evaluate(pay(5_000, amount="1"), "payments").allowed
+    assert not rule.evaluate(pay(2_000_000_000, amount="1"), "payments").allowed
+    nested = Rule("sbi-only", 'payload.beneficiary.ifsc startsWith "HDFC"')
+    assert nested.evaluate(pay(1), "payments").allowed
+    assert (
+        not Rule("sbi", 'payload.beneficiary.ifsc startsWith "SBIN"').evaluate(pay(1), "p").allowed
+    )
+    # A field that is not there reads as "", and a numeric compare on it fails closed.
+    missing = Rule("missing", "payload.nothing.here > 1")
+    decision = missing.evaluate(pay(1), "payments")
+    assert decision.reason == (
+        "rule missing: payload.nothing.here is not a number (in payload.nothing.here > 1)"
+    )
+
+
+def test_payload_without_a_key_is_an_error_at_the_token() -> None:
+    with pytest.raises(RuleError, match=r"unknown field 'payload\.'"):
+        compile_rule("r", 'payload. == "x"')

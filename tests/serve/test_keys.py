@@ -82,3 +82,21 @@ def test_two_principals_sharing_a_key_are_refused(tmp_path: Path) -> None:
 def test_no_keys_at_all_refuses_to_serve() -> None:
     with pytest.raises(ConfigurationError, match="genie serve needs API keys"):
         load_keys(None, {})
+
+
+def test_a_caller_cannot_choose_where_its_data_goes(tmp_path: Path) -> None:
+    """``region`` is what data residency reads as the target: a client's is dropped (it could
+    claim "in" for data bound abroad, or send data abroad), unless its key grants it."""
+    path = tmp_path / "keys.yaml"
+    path.write_text(
+        "keys:\n"
+        "  - {principal: app, key: an-app-long-secret}\n"
+        "  - {principal: desk, key: a-desk-long-secret, grants: [region]}\n"
+    )
+    ring = load_keys(path, {})
+    app, desk = ring.find("an-app-long-secret"), ring.find("a-desk-long-secret")
+    assert app is not None
+    assert desk is not None
+    assert "region" not in app.stamp({"region": "us"})
+    assert app.dropped({"region": "us", "q": 1}) == ["region"]
+    assert desk.stamp({"region": "us"})["region"] == "us"
