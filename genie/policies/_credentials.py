@@ -30,7 +30,9 @@ import math
 import re
 from collections import Counter
 
-__all__ = ["SECRET_HINT", "find_secret"]
+from ._normalise import any_of
+
+__all__ = ["find_secret", "might_hold_secret"]
 
 _B = r"(?<![a-z0-9_])"  # a token starts here
 _E = r"(?![a-z0-9_])"
@@ -65,13 +67,22 @@ _KEYWORD = re.compile(
 )
 _WORDISH = re.compile(r"[a-z]+")
 
-SECRET_HINT = re.compile(
-    r"akia|asia|abia|acca|gh[pousr]_|github_pat|xox[baprs]-|xapp-|_live_|_test_|rzp_|aiza|sk-|"
-    r"eyj|-----begin|://|pwd|passw|passcode|pass code|mot de passe|contrasena|kennwort|"
-    r"accountkey|sharedaccesskey|(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc|one time password)"
-    r"(?![a-z])|key|secret|token|bearer"
-)
-"""What every recogniser needs in the text: ``find_secret`` finds nothing without a match."""
+# What every recogniser needs: a provider's prefix or a word before the value.
+_HINT_WORDS = any_of(
+    (
+        "akia", "asia", "abia", "acca", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat",
+        "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-", "_live_", "_test_", "rzp_",
+        "aiza", "sk-", "eyj", "-----begin", "://", "pwd", "passw", "passcode", "pass code",
+        "mot de passe", "contrasena", "kennwort", "accountkey", "sharedaccesskey", "key",
+        "secret", "token", "bearer", "one time password",
+    )
+)  # fmt: skip
+_HINT_SHORT = re.compile(r"(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc)(?![a-z])")
+
+
+def might_hold_secret(scan: str) -> bool:
+    """False only when ``find_secret(scan)`` is None."""
+    return _HINT_WORDS.search(scan) is not None or _HINT_SHORT.search(scan) is not None
 
 
 def _entropy(value: str) -> float:
@@ -91,7 +102,7 @@ def _looks_like_password(value: str) -> bool:
 
 def find_secret(scan: str) -> str | None:
     """The kind of credential the folded text holds, or None (see the module docstring)."""
-    if not SECRET_HINT.search(scan):
+    if not might_hold_secret(scan):
         return None
     m = _PROVIDER.search(scan)
     if m is not None:

@@ -28,7 +28,7 @@ import html
 import re
 from urllib.parse import unquote
 
-__all__ = ["ENCODED", "decoded"]
+__all__ = ["ENCODED", "decoded", "might_be_encoded"]
 
 # Base64 of printable ASCII (0x20-0x7e), group of four by group of four: the first character
 # holds the top six bits of a printable byte (8-31: I-Z, a-f), the second the low two bits of
@@ -55,6 +55,28 @@ _ENTITY_ONE = re.compile(_ENTITY)
 _ESCAPE_ONE = re.compile(_ESCAPE)
 _BINARY_RUN = re.compile(_BINARY)
 _MORSE_RUN = re.compile(_MORSE)
+
+# What each encoding needs, tested before its pattern: base64 a run of twelve characters of its
+# alphabet, hex and base32 of sixteen, binary octets eight 0s and 1s, Morse a dot by a dash.
+_SEGMENTS_BEHIND = (
+    (re.compile(r"[A-Za-z0-9+/_\-]{12}"), _B64_RUN),
+    (re.compile(r"[0-9A-Fa-f]{16}"), _HEX_RUN),
+    (re.compile(r"[A-Z2-7]{16}"), _BASE32_RUN),
+    (re.compile(r"[01]{8}"), _BINARY_RUN),
+)
+
+
+def might_be_encoded(raw: str) -> bool:
+    """Whether ``raw`` may hold an encoded segment: False only when ``decoded(raw)`` is empty
+    (each of ``ENCODED``'s patterns is tried behind what it needs)."""
+    if ("%" in raw and _PERCENT_ONE.search(raw)) or ("&" in raw and _ENTITY_ONE.search(raw)):
+        return True
+    if "\\" in raw and _ESCAPE_ONE.search(raw):
+        return True
+    if any(need.search(raw) and pattern.search(raw) for need, pattern in _SEGMENTS_BEHIND):
+        return True
+    return (".-" in raw or "-." in raw) and _MORSE_RUN.search(raw) is not None
+
 
 _MAX_SEGMENTS = 16  # of each kind, in a message
 _MAX_CHARS = 65536  # decoded, in all
@@ -154,7 +176,7 @@ def _decode_once(raw: str) -> list[tuple[str, str]]:
 def decoded(raw: str) -> list[tuple[str, str]]:
     """The encoded segments of ``raw`` decoded, as (encoding, text) pairs: each encoding's
     segments in one text; an encoding found inside a decoded text is named after both."""
-    if ENCODED.search(raw) is None:
+    if not might_be_encoded(raw):
         return []
     views = _decode_once(raw)
     budget = _MAX_CHARS

@@ -17,12 +17,12 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.policy import Decision, PlanStep
 from ._content import ContentView
-from ._credentials import SECRET_HINT, find_secret
+from ._credentials import find_secret, might_hold_secret
 from ._injection import find_injection, might_inject
 from ._normalise import compact_words, fold, words
 from ._personal import find_pii, might_hold_pii
 from ._screen import ScreenPart
-from ._sql_attack import SQL_HINT, find_destructive_sql
+from ._sql_attack import find_destructive_sql, might_hold_sql
 
 __all__ = ["PIIBlock", "PromptInjection", "SecretsBlock", "SqlBlock"]
 
@@ -35,7 +35,6 @@ class _Detector:
     name: ClassVar[str]
     reason: ClassVar[str]  # the deny reason, followed by what was found
     # What the detector needs in the scan (``ScreenPart``): a text without it is not read.
-    hints: ClassVar[tuple[re.Pattern[str], ...]] = ()
     tests: ClassVar[tuple[Callable[[str], bool], ...]] = ()
     plan_reads_envelope: ClassVar[bool] = False
 
@@ -54,7 +53,7 @@ class _Detector:
         return self._check
 
     def screen_part(self, message_type: str) -> ScreenPart:
-        return ScreenPart(self._view, patterns=self.hints, tests=self.tests, decodes=True)
+        return ScreenPart(self._view, tests=self.tests, decodes=True)
 
     def _check(self, msg: Message) -> Decision:
         for view, text in self._view.views(msg):
@@ -93,7 +92,7 @@ class SecretsBlock(_Detector):
 
     name = "secrets_block"
     reason = "content holds a secret"
-    hints = (SECRET_HINT,)
+    tests = (might_hold_secret,)
 
     def detect(self, text: str) -> str | None:
         return find_secret(text)
@@ -108,7 +107,7 @@ class SqlBlock(_Detector):
 
     name = "sql_block"
     reason = "SQL in message content"
-    hints = (SQL_HINT,)
+    tests = (might_hold_sql,)
 
     def detect(self, text: str) -> str | None:
         return find_destructive_sql(text)
@@ -118,6 +117,9 @@ class SqlBlock(_Detector):
         return SqlBlock
 
 
+# The Go system's phrases, still matched as phrases (split or run together on word boundaries,
+# their punctuation kept); each holds one of the grammar's anchors, so ``might_inject`` screens
+# them too.
 DEFAULT_INJECTION_PHRASES = (
     "ignore previous instructions",
     "ignore prior instructions",
@@ -130,8 +132,8 @@ DEFAULT_INJECTION_PHRASES = (
 
 
 class PromptInjection(_Detector):
-    """Deny content that says what a prompt injection says (``_injection``'s grammar), or holds
-    one of the phrases (the Go system's, and ``extra_phrases``), whatever its case, spacing,
+    """Deny content that says what a prompt injection says (``_injection``'s grammar, which
+    holds the Go system's phrases too), or one of ``extra_phrases``, whatever its case, spacing,
     punctuation or disguise (see ``_normalise``), in any view of the payload or the metadata."""
 
     name = "prompt_injection"
@@ -143,13 +145,17 @@ class PromptInjection(_Detector):
         self._phrases = tuple(_Phrase.of(p) for p in self.phrases)
         # Each way of matching finds the phrase without its spaces in the text without spaces.
         self._any_compact = re.compile("|".join(re.escape(p.compact) for p in self._phrases))
+        # The extra phrases' own screen (the defaults are ``might_inject``'s).
+        extra = [_Phrase.of(p.lower()).compact for p in extra_phrases]
+        self._extra = re.compile("|".join(map(re.escape, extra))) if extra else None
 
     @property
     def plan_class(self) -> type[object]:
         return PromptInjection
 
     def screen_part(self, message_type: str) -> ScreenPart:
-        return ScreenPart(self._view, tests=(might_inject, self._may_hold_phrase), decodes=True)
+        tests = (might_inject,) if self._extra is None else (might_inject, self._may_hold_extra)
+        return ScreenPart(self._view, tests=tests, decodes=True)
 
     def detect(self, text: str) -> str | None:
         kind = find_injection(text)
@@ -157,11 +163,12 @@ class PromptInjection(_Detector):
             return "phrase"
         return kind
 
-    def _may_hold_phrase(self, folded: str) -> bool:
-        return self._any_compact.search(compact_words(folded)) is not None
+    def _may_hold_extra(self, folded: str) -> bool:
+        extra = self._extra
+        return extra is not None and extra.search(compact_words(folded)) is not None
 
     def _holds_phrase(self, folded: str) -> bool:
-        if not self._may_hold_phrase(folded):
+        if self._any_compact.search(compact_words(folded)) is None:
             return False  # no phrase, not even with its words run together
         text = words(folded)
         spread = _SpreadOut(text)

@@ -46,7 +46,7 @@ import codecs
 import re
 from collections.abc import Iterable
 
-from ._normalise import compact_words, fold, words
+from ._normalise import any_of, compact_words, fold, words
 
 __all__ = ["find_injection", "might_inject"]
 
@@ -128,7 +128,7 @@ _THE_ASSISTANT = _Words(
 _ROLES = _Words(
     "dan", "unrestricted", "jailbroken", "jailbreak", "unfiltered", "uncensored", "evil",
     "administrator", "admin", "root", "sysadmin", "superuser", "hacker", "developer", "officer",
-    "manager", "ceo", "cfo", "cto", "chief", "auditor", "grandmother", "grandma", "freegpt",
+    "manager", "chief", "auditor", "grandmother", "grandma", "freegpt",
     "entwicklermodus", "एडमिन", "प्रशासक",
 )  # fmt: skip
 _BE_SOMEONE = _Words(
@@ -176,12 +176,13 @@ _TOLD = re.compile(
 _AUTHORITY = re.compile(
     r"\b(?:your (?:new|real|actual|true) (?:instructions?|task|directives?|orders|rules|purpose|"
     r"job)|(?:follow|obey) only (?:my|me)|answer only to me|everything above (?:this line )?"
-    r"(?:was|is) (?:written|fake|a test|from)|do anything now)\b"
+    r"(?:was|is) (?:written|fake|a test|from)|do anything now|begin override)\b"
 )
 # A turn or tag of a chat format, read in the folded text (its punctuation kept).
 _TEMPLATE = re.compile(
     r"<\s*/?\s*(?:system|sys|assistant|user)\s*>|\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>|"
-    r"<\|\s*im_(?:start|end)|```\s*system|#{1,6}\s*system\b|\bsystem override\b"
+    r"<\|\s*im_(?:start|end)|```\s*system|#{1,6}\s*system\b|\bsystem override\b|"
+    r"\bsystem\s*:\s*you\s+are\s+now\b"
 )
 # The override with every space removed (letters spread out, split by hyphens or newlines).
 _COMPACT_OVERRIDE = re.compile(
@@ -198,19 +199,17 @@ _ANCHORS = sorted(
         "prompt", "wordsabove", "textabove", "linesabove", "messageabove", "messagesabove",
         "everythingabove", "instructionsyouweregiven", "told", "mode", "modus", "yournew",
         "yourreal", "youractual", "yourtrue", "onlymy", "onlyme", "onlytome", "doanythingnow",
-        "sys", "inst", "imstart", "imend", "stopbeing",
+        "sys", "inst", "imstart", "imend", "stopbeing", "beginoverride",
     }
 )  # fmt: skip
 _LEET = str.maketrans("0134578@$", "oieastbas")
-_ANCHOR = re.compile(
-    "|".join(
-        re.escape(w)
-        for a in _ANCHORS
-        for w in {
-            a.translate(_LEET),
-            codecs.encode(a.translate(_LEET), "rot13"),
-            a.translate(_LEET)[::-1],
-        }
+_ANCHOR = any_of(
+    form
+    for anchor in _ANCHORS
+    for form in (
+        anchor.translate(_LEET),
+        codecs.encode(anchor.translate(_LEET), "rot13"),
+        anchor.translate(_LEET)[::-1],
     )
 )
 _QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")

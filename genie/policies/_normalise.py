@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from .._message.frozen import FrozenDict, FrozenList
 
 __all__ = [
+    "any_of",
     "compact_words",
     "fold",
     "PayloadPieces",
@@ -109,6 +110,31 @@ _ASCII_FOLD_BYTES = bytes.maketrans(
     b"\t\n\r\x0b\x0c\x1c\x1d\x1e\x1fABCDEFGHIJKLMNOPQRSTUVWXYZ",
     b" " * 9 + b"abcdefghijklmnopqrstuvwxyz",
 )
+
+
+def any_of(literals: Iterable[str]) -> re.Pattern[str]:
+    """A pattern that finds any of ``literals`` in text, written as a tree of their shared
+    prefixes: Python's ``re`` tries the branches of an alternation one by one at each position,
+    so a few hundred words in a flat list cost a few hundred tries a character, and as a tree
+    one try for each letter that can begin one. A word that another begins with stands for
+    both (``search`` finds the shorter)."""
+    tree: dict[str, Any] = {}
+    for word in sorted(set(literals)):
+        if not word:
+            raise ValueError("an empty literal matches everywhere")
+        node = tree
+        for char in word:
+            node = node.setdefault(char, {})
+        node.clear()  # the word ends here: whatever longer word began with it is implied
+        node[""] = {}
+
+    def branch(node: dict[str, Any]) -> str:
+        if "" in node:
+            return ""
+        alternatives = [re.escape(char) + branch(rest) for char, rest in sorted(node.items())]
+        return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+    return re.compile(branch(tree))
 
 
 def squeeze(text: str) -> str:

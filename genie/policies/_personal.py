@@ -38,6 +38,8 @@ import re
 from collections.abc import Iterator
 from types import ModuleType
 
+from ._normalise import any_of
+
 __all__ = ["PII_HINT", "find_pii", "might_hold_pii"]
 
 # --- e-mail -----------------------------------------------------------------------------------
@@ -338,14 +340,40 @@ def _iban(scan: str) -> bool:
 PII_HINT = re.compile("|".join((_EMAIL_HINT, _NUMBER_HINT, _PAN_HINT, _IBAN_HINT)))
 """What every recogniser needs in the text it reads (``might_hold_pii``)."""
 
+_A_NUMBER_WORD = any_of(_WORD_DIGITS)  # what _NUMBER_WORD needs, found faster
+_EMAIL_NEEDS = re.compile(r"[@\[({<]| dot | at ")
+_EMAIL_HINT_ALONE = re.compile(_EMAIL_HINT)
+_NUMBER_OR_IBAN_HINT = re.compile(f"{_NUMBER_HINT}|{_IBAN_HINT}")
+_PAN_NEEDS = re.compile(r"[0-9]{4}|[0-9] [0-9] [0-9] [0-9]")
+_PAN_HINT_ALONE = re.compile(_PAN_HINT)
+
+
+def _hinted(text: str) -> bool:
+    """``PII_HINT.search(text)``, each part tried behind what it needs: an e-mail an ``@``, a
+    bracket or a spelt "at" or "dot"; a number or an IBAN nine digits; a PAN four in a row."""
+    if _EMAIL_NEEDS.search(text) and _EMAIL_HINT_ALONE.search(text):
+        return True
+    digits = sum(map(text.count, "0123456789"))
+    if digits >= 9 and _NUMBER_OR_IBAN_HINT.search(text):
+        return True
+    return (
+        digits >= 4 and _PAN_NEEDS.search(text) is not None and bool(_PAN_HINT_ALONE.search(text))
+    )
+
 
 def might_hold_pii(scan: str) -> bool:
     """False only when ``find_pii(scan)`` is None: none of what each recogniser needs is in the
-    text, nor in it with number words as digits."""
-    if PII_HINT.search(scan):
+    text (``PII_HINT``), nor in it with number words as digits. Each hint is tried behind a
+    cheaper pattern of what it needs."""
+    if _hinted(scan):
         return True
+    if _A_NUMBER_WORD.search(scan) is None:
+        return False
+    first = _NUMBER_WORD.search(scan)
+    if first is None or _NUMBER_WORD.search(scan, first.end()) is None:
+        return False
     spelt = _spelt_digits(scan)
-    return spelt is not None and PII_HINT.search(spelt) is not None
+    return spelt is not None and _hinted(spelt)
 
 
 def find_pii(scan: str) -> str | None:

@@ -11,11 +11,11 @@ list's order, as without the screen, so the first deny (policy and reason) is un
 
 Each test is a superset of what its check looks for, read on the same text view:
 
-- a detector's hint (``might_hold_pii``, ``SECRET_HINT``, ``SQL_HINT``, ``might_inject``): each
-  detector returns at once when its hint is absent, so a scan without it is one the detector
-  finds nothing in;
+- a detector's hint (``might_hold_pii``, ``might_hold_secret``, ``might_hold_sql``,
+  ``might_inject``): each detector returns at once when its hint is false, so a scan without
+  it is one the detector finds nothing in;
 - decoded views (``_decode``): only what ``ENCODED`` finds in the raw text is decoded, so raw
-  text without a match has no view but the scan;
+  text without a match (``might_be_encoded``) has no view but the scan;
 - ``content contains``: for a walked payload whose JSON holds its strings as they are, the
   folded needle absent from the scan decides (``ContentView.contains``).
 
@@ -24,13 +24,12 @@ A payload read through its JSON (``payload_pieces`` is None) is never clear: its
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._message.envelope import Message
 from ._content import ContentView
-from ._decode import ENCODED
+from ._decode import might_be_encoded
 
 __all__ = ["Screen", "ScreenPart"]
 
@@ -45,9 +44,7 @@ class ScreenPart:
 
     view: ContentView
     max_bytes: int | None = None  # MaxContentLength: the JSON's length at most this
-    # Detectors' triggers on the scan: patterns (joined into one search) and other tests.
-    patterns: tuple[re.Pattern[str], ...] = ()
-    tests: tuple[Callable[[str], object], ...] = ()
+    tests: tuple[Callable[[str], object], ...] = ()  # the detectors' hints, on the scan
     decodes: bool = False  # the check reads decoded views too: no encoded segment in the raw text
     needle: str | None = None  # a ``content contains`` found in JSON only inside one string
 
@@ -71,15 +68,7 @@ class Screen:
         self._max_bytes = min(limits) if limits else _NO_LIMIT
         self._needles = tuple(dict.fromkeys(p.needle for p in parts if p.needle is not None))
         self._decodes = any(p.decodes for p in parts)
-        patterns = tuple(dict.fromkeys(q for p in parts for q in p.patterns))
-        tests = list(dict.fromkeys(t for p in parts for t in p.tests))
-        # Patterns with the same flags are searched as one alternation.
-        by_flags: dict[int, list[str]] = {}
-        for pattern in patterns:
-            by_flags.setdefault(pattern.flags, []).append(f"(?:{pattern.pattern})")
-        for flags, alternatives in by_flags.items():
-            tests.insert(0, re.compile("|".join(alternatives), flags).search)
-        self._tests: tuple[Callable[[str], object], ...] = tuple(tests)
+        self._tests = tuple(dict.fromkeys(t for p in parts for t in p.tests))
 
     def clear(self, msg: Message) -> bool:
         """True when every check of the screen allows ``msg``; False when any may deny it."""
@@ -95,6 +84,6 @@ class Screen:
         for needle in self._needles:
             if needle in scan:
                 return False
-        if self._decodes and ENCODED.search(view.raw(msg)) is not None:
+        if self._decodes and might_be_encoded(view.raw(msg)):
             return False
         return not any(test(scan) for test in self._tests)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["SQL_HINT", "find_destructive_sql"]
+from ._normalise import any_of
+
+__all__ = ["find_destructive_sql", "might_hold_sql"]
 
 _COMMENT = re.compile(r"/\*.{0,200}?\*/")
 _KINDS = (
@@ -49,15 +51,24 @@ _KINDS = (
 )
 _PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _KINDS)
 
-SQL_HINT = re.compile(
-    r"drop|truncate|delete|update|union|'|xp_cmdshell|char\s*\(|waitfor|sleep\s*\(|benchmark"
-)
-"""What every pattern needs: ``find_destructive_sql`` finds nothing without a match."""
+# What every pattern needs: one of its keywords, or a quote with what follows one in an
+# injection (" or ", a ";").
+_KEYWORDS = any_of(
+    ("drop", "truncate", "delete", "update", "union", "xp_cmdshell", "char", "waitfor", "sleep",
+     "benchmark")
+)  # fmt: skip
+
+
+def might_hold_sql(scan: str) -> bool:
+    """False only when ``find_destructive_sql(scan)`` is None."""
+    if "'" in scan and (" or" in scan or ";" in scan):
+        return True
+    return _KEYWORDS.search(scan) is not None
 
 
 def find_destructive_sql(scan: str) -> str | None:
     """The kind of destructive SQL the folded text holds, or None (see the module docstring)."""
-    if not SQL_HINT.search(scan):
+    if not might_hold_sql(scan):
         return None
     texts = [scan]
     if "/*" in scan:

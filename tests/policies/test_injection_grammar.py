@@ -122,3 +122,12 @@ def test_hostile_text_is_linear() -> None:
         start = time.perf_counter()
         find_injection(fold(hostile))
         assert time.perf_counter() - start < 2.0, hostile[:12]
+
+
+def test_the_go_phrases_are_screened_by_the_grammars_hint() -> None:
+    """The Go phrases are matched as phrases, and screened by ``might_inject``: each holds one
+    of the grammar's words, written together as the phrase matcher reads it."""
+    from genie.policies._detectors import DEFAULT_INJECTION_PHRASES, _Phrase
+
+    for phrase in DEFAULT_INJECTION_PHRASES:
+        assert might_inject(_Phrase.of(phrase).compact), phrase
