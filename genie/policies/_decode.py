@@ -58,6 +58,7 @@ _MORSE_RUN = re.compile(_MORSE)
 
 # What each encoding needs, tested before its pattern: base64 a run of twelve characters of its
 # alphabet, hex and base32 of sixteen, binary octets eight 0s and 1s, Morse a dot by a dash.
+_CAPITAL = re.compile("[A-Z]")
 _SEGMENTS_BEHIND = (
     (re.compile(r"[A-Za-z0-9+/_\-]{12}"), _B64_RUN),
     (re.compile(r"[0-9A-Fa-f]{16}"), _HEX_RUN),
@@ -73,7 +74,12 @@ def might_be_encoded(raw: str) -> bool:
         return True
     if "\\" in raw and _ESCAPE_ONE.search(raw):
         return True
-    if any(need.search(raw) and pattern.search(raw) for need, pattern in _SEGMENTS_BEHIND):
+    # base64 of text has capitals (groups of small letters begin Y, Z, G, H, W or X), which
+    # identifiers in snake case do not; base32 is written in them
+    segments = (
+        _SEGMENTS_BEHIND if _CAPITAL.search(raw) else _SEGMENTS_BEHIND[1:2] + _SEGMENTS_BEHIND[3:]
+    )
+    if any(need.search(raw) and pattern.search(raw) for need, pattern in segments):
         return True
     return (".-" in raw or "-." in raw) and _MORSE_RUN.search(raw) is not None
 
@@ -150,6 +156,7 @@ _SEGMENTS = (
 
 
 def _decode_once(raw: str) -> list[tuple[str, str]]:
+    capitals = _CAPITAL.search(raw) is not None
     views: list[tuple[str, str]] = []
     if _ENTITY_ONE.search(raw):
         views.append(("html entities", html.unescape(raw)))
@@ -161,6 +168,8 @@ def _decode_once(raw: str) -> list[tuple[str, str]]:
     if _ESCAPE_ONE.search(raw):
         views.append(("escapes", _ESCAPE_ONE.sub(_escape, raw)))
     for name, pattern, decode in _SEGMENTS:
+        if not capitals and name in ("base64", "base32"):
+            continue  # see ``might_be_encoded``
         found = []
         for at, m in enumerate(pattern.finditer(raw)):
             if at == _MAX_SEGMENTS:

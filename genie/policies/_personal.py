@@ -38,9 +38,7 @@ import re
 from collections.abc import Iterator
 from types import ModuleType
 
-from ._normalise import any_of
-
-__all__ = ["PII_HINT", "find_pii", "might_hold_pii"]
+__all__ = ["find_pii", "might_hold_pii"]
 
 # --- e-mail -----------------------------------------------------------------------------------
 
@@ -318,7 +316,6 @@ _IBAN_LENGTHS = {
     "sk": 24, "sm": 27, "tn": 24, "tr": 26, "ua": 29, "vg": 24, "xk": 20,
 }  # fmt: skip
 _IBAN = re.compile(r"(?<![a-z0-9])([a-z]{2})[0-9]{2}(?:[ \-]?[a-z0-9]){10,32}")
-_IBAN_HINT = r"(?<![a-z0-9])[a-z]{2}[0-9]{2}[ \-]?[a-z0-9]{4}"
 
 
 def _iban(scan: str) -> bool:
@@ -337,24 +334,24 @@ def _iban(scan: str) -> bool:
 
 # --- all of it ----------------------------------------------------------------------------------
 
-PII_HINT = re.compile("|".join((_EMAIL_HINT, _NUMBER_HINT, _PAN_HINT, _IBAN_HINT)))
-"""What every recogniser needs in the text it reads (``might_hold_pii``)."""
 
-_A_NUMBER_WORD = any_of(_WORD_DIGITS)  # what _NUMBER_WORD needs, found faster
-_EMAIL_NEEDS = re.compile(r"[@\[({<]| dot | at ")
+_ADDRESS_CHARS = "@[({<"
 _EMAIL_HINT_ALONE = re.compile(_EMAIL_HINT)
-_NUMBER_OR_IBAN_HINT = re.compile(f"{_NUMBER_HINT}|{_IBAN_HINT}")
+_NUMBER_HINT_ALONE = re.compile(_NUMBER_HINT)
 _PAN_NEEDS = re.compile(r"[0-9]{4}|[0-9] [0-9] [0-9] [0-9]")
 _PAN_HINT_ALONE = re.compile(_PAN_HINT)
 
 
 def _hinted(text: str) -> bool:
-    """``PII_HINT.search(text)``, each part tried behind what it needs: an e-mail an ``@``, a
-    bracket or a spelt "at" or "dot"; a number or an IBAN nine digits; a PAN four in a row."""
-    if _EMAIL_NEEDS.search(text) and _EMAIL_HINT_ALONE.search(text):
+    """What the recognisers need, each hint tried behind what it needs: an e-mail an ``@``, a
+    bracket or a spelt "at" or "dot"; a number nine digits close together (an IBAN's account
+    has them too); a PAN four in a row."""
+    if (
+        any(c in text for c in _ADDRESS_CHARS) or " dot " in text or " at " in text
+    ) and _EMAIL_HINT_ALONE.search(text):
         return True
     digits = sum(map(text.count, "0123456789"))
-    if digits >= 9 and _NUMBER_OR_IBAN_HINT.search(text):
+    if digits >= 9 and _NUMBER_HINT_ALONE.search(text):  # an IBAN's digits are nine close too
         return True
     return (
         digits >= 4 and _PAN_NEEDS.search(text) is not None and bool(_PAN_HINT_ALONE.search(text))
@@ -363,11 +360,13 @@ def _hinted(text: str) -> bool:
 
 def might_hold_pii(scan: str) -> bool:
     """False only when ``find_pii(scan)`` is None: none of what each recogniser needs is in the
-    text (``PII_HINT``), nor in it with number words as digits. Each hint is tried behind a
-    cheaper pattern of what it needs."""
+    text (``_hinted``), nor in it with number words as digits."""
     if _hinted(scan):
         return True
-    if _A_NUMBER_WORD.search(scan) is None:
+    # Spelt, a number needs two number words or more, and nine digits with them ("triple"
+    # counts three).
+    spoken = sum(map(scan.count, _WORD_DIGITS))
+    if spoken < 2 or spoken * 3 + sum(map(scan.count, "0123456789")) < 9:
         return False
     first = _NUMBER_WORD.search(scan)
     if first is None or _NUMBER_WORD.search(scan, first.end()) is None:
