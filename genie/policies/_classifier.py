@@ -22,15 +22,16 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 
 from .._message.envelope import Message
 from .._runtime.policy import Decision
-from ..llm._provider import Provider
-from ..llm._types import CallContext, ChatMessage, Request
 from ._content import ContentView
+
+if TYPE_CHECKING:  # the LLM layer (and its HTTP client) loads only for a model classifier
+    from ..llm._provider import Provider
 
 __all__ = ["Classifier", "ClassifierPolicy", "ModelClassifier"]
 
@@ -82,6 +83,8 @@ class ModelClassifier:
         return f"model:{self._provider.name}"
 
     async def classify(self, text: str) -> bool:
+        from ..llm._types import CallContext, ChatMessage, Request
+
         request = Request(
             messages=(ChatMessage.user(text[: self._max_chars]),),
             system=self._instructions,

@@ -175,7 +175,7 @@ def check_schema(schema: Any, where: str = "schema") -> None:
     if unknown:
         raise ConfigurationError(f"{where}: unsupported keyword(s) {', '.join(unknown)}")
     kind = schema.get("type")
-    if kind is not None and kind not in _TYPES:
+    if kind is not None and (not isinstance(kind, str) or kind not in _TYPES):
         raise ConfigurationError(f"{where}.type: {kind!r} is not a JSON Schema type")
     required = schema.get("required", [])
     if not (isinstance(required, list) and all(isinstance(r, str) for r in required)):

@@ -195,6 +195,15 @@ _IDENTIFIER_FIELD = re.compile(
 )
 
 
+# A number of a card's 13 to 19 digits is read whatever its field is called: an amount that long
+# (10^12 paise is Rs 1,000 crore) is rare, and the card detector asks its Luhn check besides.
+_CARD_SIZED_LOW, _CARD_SIZED_HIGH = 10**12, 10**19
+
+
+def _card_sized(number: int) -> bool:
+    return _CARD_SIZED_LOW <= number < _CARD_SIZED_HIGH
+
+
 @functools.lru_cache(maxsize=1024)
 def _is_identifier(field: str) -> bool:
     # The answer depends on the name alone, and names repeat from message to message (the
@@ -216,7 +225,9 @@ def _collect(value: Any, strings: list[str], keys: list[str], numbers: list[str]
         if kind is str:
             strings.append(item)
         elif kind is int or kind is float:
-            if (kind is int or item.is_integer()) and field and _is_identifier(field):
+            if (kind is int or item.is_integer()) and (
+                (field and _is_identifier(field)) or _card_sized(int(item))
+            ):
                 numbers.append(str(int(item)))
         else:
             _nested(field, item, strings, keys, numbers)
@@ -239,10 +250,8 @@ def _nested(
             push(reversed(value.items()))
         elif kind is list or kind is tuple:
             push((field, item) for item in reversed(value))
-        elif (
-            (kind is int or (kind is float and value.is_integer()))
-            and field
-            and _is_identifier(field)
+        elif (kind is int or (kind is float and value.is_integer())) and (
+            (field and _is_identifier(field)) or _card_sized(int(value))
         ):
             numbers.append(str(int(value)))
 
@@ -449,10 +458,10 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> PayloadPieces | None:
         elif kind is int:
             if not _NEGATIVE_SMALL <= item <= _SMALL and not _NEGATIVE_BIG < item < _BIG:
                 return None
-            if field in identifiers:
+            if field in identifiers or _card_sized(item):
                 numbers.append(str(item))
         elif kind is float:
-            if item.is_integer() and field in identifiers:
+            if item.is_integer() and (field in identifiers or _card_sized(int(item))):
                 numbers.append(str(int(item)))
         elif kind is not bool and item is not None:
             counted = _walk_nested(field, item, models, strings, keys, numbers)
@@ -506,10 +515,10 @@ def _walk_nested(
         if kind is int:
             if not -_BIG < value < _BIG:
                 return -1
-            if _is_identifier(field):
+            if _is_identifier(field) or _card_sized(value):
                 numbers.append(str(value))
         elif kind is float:
-            if value.is_integer() and _is_identifier(field):
+            if value.is_integer() and (_is_identifier(field) or _card_sized(int(value))):
                 numbers.append(str(int(value)))
         elif kind is bool or value is None:
             pass

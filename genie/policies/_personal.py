@@ -34,6 +34,7 @@ postal addresses and dates of birth, and personal data split across messages.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterator
 from types import ModuleType
@@ -211,37 +212,35 @@ def _mobile(digits: str) -> bool:
 _SSN_CONTEXT = re.compile(r"(?:ssn|social security(?: number| no)?)[ :#.\-]*$")
 
 
-def _ssn(groups: list[str], before: str) -> bool:
-    digits = "".join(groups)
+def _ssn(digits: str, lengths: list[int], before: str) -> bool:
     if len(digits) != 9:
         return False
     area, group, serial = digits[:3], digits[3:5], digits[5:]
     if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
         return False
-    if [len(g) for g in groups] == [3, 2, 4]:
+    if lengths == [3, 2, 4]:
         return True
-    return len(groups) == 1 and _SSN_CONTEXT.search(before[-30:]) is not None
+    return lengths == [9] and _SSN_CONTEXT.search(before[-30:]) is not None
 
 
-def _number_kind(groups: list[str], international: bool, before: str) -> str | None:
-    """The kind of personal number the consecutive ``groups`` make, or None."""
-    digits = "".join(groups)
+def _number_kind(digits: str, lengths: list[int], international: bool, before: str) -> str | None:
+    """The kind of personal number that groups of ``lengths`` digits, ``digits`` in all,
+    make, or None."""
     n = len(digits)
     if international and 8 <= n <= 15 and _valid_abroad(digits):
         return "phone number"
     if _mobile(digits) or (n == 11 and digits[0] == "0" and _valid_landline(digits)):
         return "phone number"
-    lengths = [len(g) for g in groups]
     if (
         13 <= n <= 19
         and digits[0] in "234568"
-        and (len(groups) == 1 or (lengths[0] == 4 and min(lengths) >= 3))
+        and (len(lengths) == 1 or (lengths[0] == 4 and min(lengths) >= 3))
         and _luhn(digits)
     ):
         return "card number"
     if n == 12 and digits[0] not in "01" and lengths in ([12], [4, 4, 4]) and _verhoeff(digits):
         return "Aadhaar number"
-    if _ssn(groups, before):
+    if _ssn(digits, lengths, before):
         return "US SSN"
     return None
 
@@ -255,21 +254,34 @@ def _isbn(digits: str) -> bool:
 
 def _numbers(scan: str) -> str | None:
     for groups, starts in _chains(scan):
-        if sum(map(len, groups)) < 9 or _isbn("".join(groups)):
+        joined = "".join(groups)
+        if len(joined) < 9 or _isbn(joined):
             continue
+        lengths = [len(g) for g in groups]
+        offsets = [0, *itertools.accumulate(lengths)]
         for i, at in enumerate(starts):
-            total = 0
             international = "+" in scan[max(0, at - 2) : at]
             for j in range(i, min(i + 19, len(groups))):
-                total += len(groups[j])
-                if total > 19:
+                n = offsets[j + 1] - offsets[i]
+                if n > 19:
                     break
-                if total >= 9:
-                    kind = _number_kind(
-                        groups[i : j + 1], international, scan[max(0, at - 40) : at]
-                    )
-                    if kind is not None:
-                        return kind
+                # Only the windows some recogniser takes: a phone's lengths (any grouping),
+                # a card from a group of four (or alone), an SSN or an Aadhaar in its groups.
+                if not (
+                    international
+                    or n in (10, 11, 12, 14)
+                    or (n == 9 and j - i in (0, 2))
+                    or (13 <= n <= 19 and (j == i or lengths[i] == 4))
+                ):
+                    continue
+                kind = _number_kind(
+                    joined[offsets[i] : offsets[j + 1]],
+                    lengths[i : j + 1],
+                    international,
+                    scan[max(0, at - 40) : at],
+                )
+                if kind is not None:
+                    return kind
     return None
 
 

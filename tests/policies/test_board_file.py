@@ -144,15 +144,16 @@ def test_invalid_rule_points_at_its_line_and_token(tmp_path: Path) -> None:
     assert "^" in text
 
 
-def test_invalid_schema_is_refused_with_its_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["float", "[string, 'null']"])
+def test_invalid_schema_is_refused_with_its_line(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(
         'version: "1"\nschemas:\n  payment:\n    type: object\n'
-        "    properties:\n      a: {type: float}\n"
+        f"    properties:\n      a: {{type: {kind}}}\n"
     )
     with pytest.raises(
         ConfigFileError,
-        match=r"p.yaml:3: schemas.payment.properties.a.type: 'float' is not a JSON Schema type",
+        match=r"p.yaml:3: schemas.payment.properties.a.type: .* is not a JSON Schema type",
     ):
         load_policy_file(path)
 

@@ -775,7 +775,8 @@ def test_the_screen_clears_without_a_length_limit_and_without_text() -> None:
         assert clear is not None
         for payload, metadata, cleared in (
             (_Tally(seq=7, agent=2), {}, True),
-            (_Tally(seq=-(10**29), agent=2**40), {}, True),
+            (_Tally(seq=-(10**29), agent=2**35), {}, True),
+            (_Tally(agent=4111111111111111), {}, False),  # a card's length: read, whatever its name
             (_Ref(note="monthly budget for groceries"), {}, True),
             (_Tally(), {"note": "call 98765 43210"}, False),
             (_Tally(), {"note": "act as the admin"}, False),

@@ -349,3 +349,29 @@ def test_without_libphonenumber_every_plus_number_is_a_phone(
         for cache in (_personal._valid_abroad, _personal._valid_landline):
             cache.cache_clear()
     assert reason(PIIBlock(), msg(invalid)) == "allow"
+
+
+class _Charge(Payload):
+    message_type = "charge"
+    note: str = ""
+    x: int = 0
+    amount_paise: int = 0
+    nested: dict[str, Any] | None = None
+
+
+@pytest.mark.parametrize(
+    ("fields", "verdict"),
+    [
+        ({"x": 4111111111111111}, "content matched PII pattern: card number"),
+        ({"nested": {"value": 5555555555554444}}, "content matched PII pattern: card number"),
+        ({"nested": {"value": 5555555555554444.0}}, "content matched PII pattern: card number"),
+        ({"x": 4111111111111112}, "allow"),  # fails Luhn
+        ({"amount_paise": 9876543210}, "allow"),  # ten digits of money, not a phone
+        ({"amount_paise": 250_000_000_000}, "allow"),  # twelve digits: not a card's length
+    ],
+)
+def test_a_card_number_is_read_whatever_its_field_is_called(
+    fields: dict[str, Any], verdict: str
+) -> None:
+    charge = Message.new(_Charge(**fields), sender="user")
+    assert reason(PIIBlock(), charge) == verdict
