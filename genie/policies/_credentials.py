@@ -30,9 +30,9 @@ import math
 import re
 from collections import Counter
 
-from ._normalise import any_of
+from ._normalise import any_of, compact_words
 
-__all__ = ["find_secret", "might_hold_secret"]
+__all__ = ["HINT_WORDS", "find_secret", "might_hold_secret", "other_hints"]
 
 _B = r"(?<![a-z0-9_])"  # a token starts here
 _E = r"(?![a-z0-9_])"
@@ -67,22 +67,32 @@ _KEYWORD = re.compile(
 )
 _WORDISH = re.compile(r"[a-z]+")
 
-# What every recogniser needs: a provider's prefix or a word before the value.
-_HINT_WORDS = any_of(
-    (
-        "akia", "asia", "abia", "acca", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat",
-        "xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-", "_live_", "_test_", "rzp_",
-        "aiza", "sk-", "eyj", "-----begin", "://", "pwd", "passw", "passcode", "pass code",
-        "mot de passe", "contrasena", "kennwort", "accountkey", "sharedaccesskey", "key",
-        "secret", "token", "bearer", "one time password",
-    )
+# What every recogniser needs, in the text without its spaces and punctuation
+# (``compact_words``): a provider's prefix or a word before the value; besides them, a URL's
+# "://", OpenAI's "sk-", or a PIN, OTP or CVV (``other_hints``).
+HINT_WORDS = (
+    "akia", "asia", "abia", "acca", "ghp", "gho", "ghu", "ghs", "ghr", "githubpat", "xoxb",
+    "xoxp", "xoxa", "xoxr", "xoxs", "xapp", "sklive", "sktest", "rklive", "rktest", "pklive",
+    "pktest", "rzplive", "rzptest", "aiza", "skproj", "sksvcacct", "skadmin", "skant", "eyj",
+    "privatekey", "pwd", "passw", "passcode", "motdepasse", "contrasena", "kennwort",
+    "accountkey", "sharedaccesskey", "apikey", "secret", "token", "bearer",
 )  # fmt: skip
+_HINT_WORDS = any_of(HINT_WORDS)
 _HINT_SHORT = re.compile(r"(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc)(?![a-z])")
+
+
+def other_hints(scan: str) -> bool:
+    """``might_hold_secret`` besides ``HINT_WORDS``."""
+    if "://" in scan or "sk-" in scan:
+        return True
+    return (
+        "pin" in scan or "otp" in scan or "cvv" in scan or "cvc" in scan
+    ) and _HINT_SHORT.search(scan) is not None
 
 
 def might_hold_secret(scan: str) -> bool:
     """False only when ``find_secret(scan)`` is None."""
-    return _HINT_WORDS.search(scan) is not None or _HINT_SHORT.search(scan) is not None
+    return _HINT_WORDS.search(compact_words(scan)) is not None or other_hints(scan)
 
 
 def _entropy(value: str) -> float:

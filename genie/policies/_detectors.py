@@ -16,13 +16,12 @@ from typing import ClassVar
 from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.policy import Decision, PlanStep
+from . import _credentials, _injection, _sql_attack
 from ._content import ContentView
-from ._credentials import find_secret, might_hold_secret
-from ._injection import find_injection, might_inject
+from ._injection import find_injection
 from ._normalise import compact_words, fold, words
 from ._personal import find_pii, might_hold_pii
 from ._screen import ScreenPart
-from ._sql_attack import find_destructive_sql, might_hold_sql
 
 __all__ = ["PIIBlock", "PromptInjection", "SecretsBlock", "SqlBlock"]
 
@@ -35,6 +34,7 @@ class _Detector:
     name: ClassVar[str]
     reason: ClassVar[str]  # the deny reason, followed by what was found
     # What the detector needs in the scan (``ScreenPart``): a text without it is not read.
+    words: ClassVar[tuple[str, ...]] = ()
     tests: ClassVar[tuple[Callable[[str], bool], ...]] = ()
     plan_reads_envelope: ClassVar[bool] = False
 
@@ -53,7 +53,7 @@ class _Detector:
         return self._check
 
     def screen_part(self, message_type: str) -> ScreenPart:
-        return ScreenPart(self._view, tests=self.tests, decodes=True)
+        return ScreenPart(self._view, words=self.words, tests=self.tests, decodes=True)
 
     def _check(self, msg: Message) -> Decision:
         for view, text in self._view.views(msg):
@@ -92,10 +92,11 @@ class SecretsBlock(_Detector):
 
     name = "secrets_block"
     reason = "content holds a secret"
-    tests = (might_hold_secret,)
+    words = _credentials.HINT_WORDS
+    tests = (_credentials.other_hints,)
 
     def detect(self, text: str) -> str | None:
-        return find_secret(text)
+        return _credentials.find_secret(text)
 
     @property
     def plan_class(self) -> type[object]:
@@ -107,10 +108,11 @@ class SqlBlock(_Detector):
 
     name = "sql_block"
     reason = "SQL in message content"
-    tests = (might_hold_sql,)
+    words = _sql_attack.HINT_WORDS
+    tests = (_sql_attack.other_hints,)
 
     def detect(self, text: str) -> str | None:
-        return find_destructive_sql(text)
+        return _sql_attack.find_destructive_sql(text)
 
     @property
     def plan_class(self) -> type[object]:
@@ -154,8 +156,10 @@ class PromptInjection(_Detector):
         return PromptInjection
 
     def screen_part(self, message_type: str) -> ScreenPart:
-        tests = (might_inject,) if self._extra is None else (might_inject, self._may_hold_extra)
-        return ScreenPart(self._view, tests=tests, decodes=True)
+        tests: tuple[Callable[[str], bool], ...] = (_injection.other_hints,)
+        if self._extra is not None:
+            tests += (self._may_hold_extra,)
+        return ScreenPart(self._view, words=_injection.HINT_WORDS, tests=tests, decodes=True)
 
     def detect(self, text: str) -> str | None:
         kind = find_injection(text)

@@ -48,7 +48,7 @@ from collections.abc import Iterable
 
 from ._normalise import any_of, compact_words, fold, words
 
-__all__ = ["find_injection", "might_inject"]
+__all__ = ["HINT_WORDS", "find_injection", "might_inject", "other_hints"]
 
 
 class _Words:
@@ -203,15 +203,22 @@ _ANCHORS = sorted(
     }
 )  # fmt: skip
 _LEET = str.maketrans("0134578@$", "oieastbas")
-_ANCHOR = any_of(
-    form
-    for anchor in _ANCHORS
-    for form in (
-        anchor.translate(_LEET),
-        codecs.encode(anchor.translate(_LEET), "rot13"),
-        anchor.translate(_LEET)[::-1],
+HINT_WORDS = tuple(
+    sorted(
+        {
+            form
+            for anchor in _ANCHORS
+            for form in (
+                anchor.translate(_LEET),
+                codecs.encode(anchor.translate(_LEET), "rot13"),
+                anchor.translate(_LEET)[::-1],
+            )
+        }
     )
 )
+"""What every rule needs, forwards, backwards and in ROT13, in the text without its spaces and
+punctuation (``compact_words``)."""
+_ANCHOR = any_of(HINT_WORDS)
 _QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")
 
 
@@ -240,10 +247,16 @@ def _readings(folded: str) -> Iterable[str]:
         yield codecs.encode(text, "rot13")
 
 
+def other_hints(folded: str) -> bool:
+    """``might_inject`` besides ``HINT_WORDS`` in the text: them in its quoted strings joined."""
+    quoted = _quoted(folded)
+    return quoted is not None and _ANCHOR.search(compact_words(quoted)) is not None
+
+
 def might_inject(folded: str) -> bool:
     """False only when ``find_injection(folded)`` is None: no rule's own word is in any
-    reading of the text (the anchors are searched forwards, backwards and in ROT13)."""
-    return any(_ANCHOR.search(compact_words(source)) for source in _sources(folded))
+    reading of the text (``HINT_WORDS``, in the text and in its quoted strings joined)."""
+    return _ANCHOR.search(compact_words(folded)) is not None or other_hints(folded)
 
 
 def find_injection(folded: str) -> str | None:

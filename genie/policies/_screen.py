@@ -13,7 +13,9 @@ Each test is a superset of what its check looks for, read on the same text view:
 
 - a detector's hint (``might_hold_pii``, ``might_hold_secret``, ``might_hold_sql``,
   ``might_inject``): each detector returns at once when its hint is false, so a scan without
-  it is one the detector finds nothing in;
+  it is one the detector finds nothing in. A hint is words looked for in the scan without its
+  spaces and punctuation, and other tests; the screen looks for every part's words in one
+  search (a tree of their shared prefixes: ``any_of``) and runs the other tests;
 - decoded views (``_decode``): only what ``ENCODED`` finds in the raw text is decoded, so raw
   text without a match (``might_be_encoded``) has no view but the scan;
 - ``content contains``: for a walked payload whose JSON holds its strings as they are, the
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from .._message.envelope import Message
 from ._content import ContentView
 from ._decode import might_be_encoded
+from ._normalise import any_of, compact_words
 
 __all__ = ["Screen", "ScreenPart"]
 
@@ -44,7 +47,10 @@ class ScreenPart:
 
     view: ContentView
     max_bytes: int | None = None  # MaxContentLength: the JSON's length at most this
-    tests: tuple[Callable[[str], object], ...] = ()  # the detectors' hints, on the scan
+    # A detector's hint: words looked for in the scan without its spaces and punctuation
+    # (``compact_words``; the words of all parts in one search), and tests of the scan.
+    words: tuple[str, ...] = ()
+    tests: tuple[Callable[[str], object], ...] = ()
     decodes: bool = False  # the check reads decoded views too: no encoded segment in the raw text
     needle: str | None = None  # a ``content contains`` found in JSON only inside one string
 
@@ -59,7 +65,7 @@ class ScreenPart:
 class Screen:
     """The joined parts of one message type's content checks (see the module docstring)."""
 
-    __slots__ = ("_decodes", "_max_bytes", "_needles", "_tests", "_view")
+    __slots__ = ("_decodes", "_max_bytes", "_needles", "_tests", "_view", "_words")
 
     def __init__(self, parts: Sequence[ScreenPart]) -> None:
         self._view = parts[0].view
@@ -69,6 +75,8 @@ class Screen:
         self._needles = tuple(dict.fromkeys(p.needle for p in parts if p.needle is not None))
         self._decodes = any(p.decodes for p in parts)
         self._tests = tuple(dict.fromkeys(t for p in parts for t in p.tests))
+        words = {w for p in parts for w in p.words}
+        self._words = any_of(words).search if words else None
 
     def clear(self, msg: Message) -> bool:
         """True when every check of the screen allows ``msg``; False when any may deny it."""
@@ -85,5 +93,8 @@ class Screen:
             if needle in scan:
                 return False
         if self._decodes and might_be_encoded(view.raw(msg)):
+            return False
+        words = self._words
+        if words is not None and words(compact_words(scan)) is not None:
             return False
         return not any(test(scan) for test in self._tests)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 
-from ._normalise import any_of
+from ._normalise import any_of, compact_words
 
-__all__ = ["find_destructive_sql", "might_hold_sql"]
+__all__ = ["HINT_WORDS", "find_destructive_sql", "might_hold_sql", "other_hints"]
 
 _COMMENT = re.compile(r"/\*.{0,200}?\*/")
 _KINDS = (
@@ -51,19 +51,24 @@ _KINDS = (
 )
 _PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _KINDS)
 
-# What every pattern needs: one of its keywords, or a quote with what follows one in an
-# injection (" or ", a ";").
-_KEYWORDS = any_of(
-    ("drop", "truncate", "delete", "update", "union", "xp_cmdshell", "char", "waitfor", "sleep",
-     "benchmark")
+# What every pattern needs: one of its keywords, in the text without its spaces and
+# punctuation (``compact_words``), or a quote with what follows one in an injection (" or", a
+# ";": ``other_hints``).
+HINT_WORDS = (
+    "drop", "truncate", "delete", "update", "union", "xpcmdshell", "char", "waitfor", "sleep",
+    "benchmark",
 )  # fmt: skip
+_KEYWORDS = any_of(HINT_WORDS)
+
+
+def other_hints(scan: str) -> bool:
+    """``might_hold_sql`` besides ``HINT_WORDS``."""
+    return "'" in scan and (" or" in scan or ";" in scan)
 
 
 def might_hold_sql(scan: str) -> bool:
     """False only when ``find_destructive_sql(scan)`` is None."""
-    if "'" in scan and (" or" in scan or ";" in scan):
-        return True
-    return _KEYWORDS.search(scan) is not None
+    return _KEYWORDS.search(compact_words(scan)) is not None or other_hints(scan)
 
 
 def find_destructive_sql(scan: str) -> str | None:
