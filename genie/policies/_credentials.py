@@ -54,7 +54,7 @@ _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 
 _PASSWORD = re.compile(
     r"(?<![a-z])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
-    r"(?: (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
+    r"(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
 )
 _PIN = re.compile(
     r"(?<![a-z])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"

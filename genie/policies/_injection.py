@@ -43,6 +43,7 @@ text without spaces, forwards, backwards and in ROT13) is true of every text
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -75,24 +76,38 @@ _SET_ASIDE = _Words(
     "dismiss", "void", "erase", "suspend", "disable", "setaside", "payno", "notfollow",
     "stopfollowing", "stopobeying", "ignor*", "oubli*", "olvid*", "omit*", "omite", "descart*",
     "ignorier*", "vergiss", "vergessen", "missacht*", "umgeh*", "esquec*", "desconsider*",
-    "nefaispas",
+    "nefaispas", "overlook", "overlooking", "unlearn", "ditch", "scrap", "toss", "throwaway",
+    "wipe", "clear", "salta", "saltate", "saltar",
 )  # fmt: skip
 # What the assistant was given: what an override must name.
 _GIVEN = _Words(
     "instruction*", "rule", "rules", "guideline*", "directive*", "prompt", "prompts",
     "constraint*", "restriction*", "policy", "policies", "guardrail*", "programming",
     "configuration", "commands", "orders", "filters", "safeguards", "limitations", "protocols",
+    "guidance", "directions", "preamble", "setup", "conditioning", "training", "rulebook",
     "regle*", "consigne*", "contrainte*", "instruccion*", "regla*", "directrice*",
     "indicacion*", "norma*", "restriccion*", "anweisung*", "regel*", "richtlinie*", "vorgabe*",
     "systemprompt*", "instrucoe*", "regra*", "diretriz*", "niyam", "nirdesh*", "hidayat*",
     "pabandi", "paabandi", "निर्देश*", "नियम*", "सूचना*", "हिदायत*", "पाबंदी*", "आदेश*",
     "வழிமுறை*", "அறிவுறுத்தல்*", "নির্দেশ*", "নিয়ম*",
 )  # fmt: skip
+# "Everything" as what is set aside ("ignore everything you were told", ``sab kuch bhool jao``,
+# "oublie tout ce qu'on t'a dit avant"), with a word that points back at what came before.
+_EVERYTHING = _Words(
+    "everything", "anything", "whatever", "tout", "todo", "alles", "sab", "sabkuch", "kuch",
+    "सब", "सबकुछ",
+)  # fmt: skip
+_BEFORE = _Words(
+    "above", "before", "earlier", "previous", "previously", "prior", "told", "given", "said",
+    "avant", "dit", "anterior", "anteriormente", "vorher", "davor", "bataya", "kaha", "upar",
+    "pehle", "बताया", "कहा", "पहले", "ऊपर",
+)  # fmt: skip
 # Words that point at the assistant's own instructions (the override needs one).
 _PRIOR = _Words(
     "previous", "prior", "preceding", "earlier", "above", "former", "original", "initial",
     "old", "existing", "system", "safety", "content", "default", "hidden", "all", "every",
     "any", "your", "these", "those", "the", "its", "bank", "banks", "given", "precedent*",
+    "whatever", "configured", "programmed",
     "anterior*", "previa*", "previo*", "vorherig*", "bisherig*", "ci", "dessus", "toutes",
     "tous", "les", "tes", "vos", "todas", "todos", "tus", "las", "alle", "deine", "upar",
     "pichle", "pichhle", "pichli", "pichhli", "pichla", "purane", "saare", "sare", "sabhi",
@@ -110,6 +125,7 @@ _SET_ASIDE_AFTER = _Words(
 _VOID = _Words(
     "void", "cancelled", "canceled", "revoked", "null", "obsolete", "invalid", "superseded",
     "overridden", "suspended", "disabled", "lifted", "removed", "off", "khatam", "radd", "रद्द*",
+    "expired",
     "annulees", "annules", "nulas", "ungultig",
 )  # fmt: skip
 _RESTRAINTS = _Words(
@@ -125,6 +141,8 @@ _THE_ASSISTANT = _Words(
     "you", "u", "yourself", "ai", "assistant", "model", "chatbot", "bot", "gpt", "tum", "tu",
     "du", "tienes", "eres", "voce", "तुम*", "तू", "तुझे", "tumhe", "tujhe", "aap",
 )  # fmt: skip
+# What the assistant is told to do with no restrictions ("act without limits").
+_ACT = _Words("act", "respond", "answer", "operate", "behave", "reply", "work", "continue")
 _ROLES = _Words(
     "dan", "unrestricted", "jailbroken", "jailbreak", "unfiltered", "uncensored", "evil",
     "administrator", "admin", "root", "sysadmin", "superuser", "hacker", "developer", "officer",
@@ -136,7 +154,7 @@ _BE_SOMEONE = _Words(
     "roleplay*", "playtherole", "imagine", "behaveas", "tum", "तुम",
 )  # fmt: skip
 _DISCLOSE = _Words(
-    "reveal*", "show", "print", "display", "output", "repeat", "tell", "give", "share",
+    "reveal*", "show", "print", "display", "output", "repeat", "tell", "give", "share", "quote",
     "dump", "leak", "list", "spell", "writeout", "affiche*", "montre*", "revele*", "revela*",
     "muestra*", "ensena*", "zeig*", "gib", "dikhao", "dikha", "batao", "bata", "दिखा*",
     "बता*", "दाखव*", "காட்டு*", "দেখাও*",
@@ -146,7 +164,7 @@ _ON = _Words("enabled", "activated", "active", "on", "true", "engaged", "unlocke
 
 # Multi-word expressions read as one word, so the rules match words one by one.
 _PHRASES = {
-    "set aside": "setaside", "put aside": "setaside", "pay no attention to": "payno",
+    "set aside": "setaside", "put aside": "setaside", "throw away": "throwaway", "pay no attention to": "payno",
     "pay no attention": "payno", "do not follow": "notfollow", "dont follow": "notfollow",
     "don t follow": "notfollow", "no longer follow": "notfollow", "stop following":
     "stopfollowing", "stop obeying": "stopobeying", "ne tiens pas compte": "nefaispas",
@@ -160,6 +178,8 @@ _PHRASES = {
     "সিস্টেম প্রম্পট": "systemprompt", "write out": "writeout", "no longer apply": "void",
     "no longer applies": "void", "don t apply": "void", "do not apply": "void",
     "dont apply": "void", "are void": "void", "is void": "void", "stop being": "stopbeing",
+    "doesn t exist": "void", "don t exist": "void", "does not exist": "void",
+    "do not exist": "void", "n applique plus": "nefaispas", "n appliquez plus": "nefaispas",
 }  # fmt: skip
 _PHRASE = re.compile(
     r"(?<!\S)(?:" + "|".join(re.escape(fold(p)) for p in sorted(_PHRASES, key=len, reverse=True))
@@ -167,16 +187,24 @@ _PHRASE = re.compile(
 )  # fmt: skip
 _PHRASE_OF = {fold(k): v for k, v in _PHRASES.items()}
 # What "extraction" asks for (after ``_PHRASES``), and the forms that need two words.
-_PROMPT_ITSELF = _Words("systemprompt", "systemprompts", "preprompt", "metaprompt")
+_PROMPT_ITSELF = _Words("systemprompt", "systemprompts", "preprompt", "metaprompt", "preamble")
 _SECRET_KIND = _Words("hidden", "secret", "original", "initial", "internal", "confidential")
 _TOLD = re.compile(
     r"\b(?:the (?:words|text|lines|messages?) above|everything above|instructions you were "
-    r"given|were you told before|you were told before|what were you told)\b"
+    r"given|were you told before|you were told before|what were you told|(?:written|said) "
+    r"(?:above|before) (?:this|the|our) (?:conversation|chat|message))\b"
 )
 _AUTHORITY = re.compile(
     r"\b(?:your (?:new|real|actual|true) (?:instructions?|task|directives?|orders|rules|purpose|"
     r"job)|(?:follow|obey) only (?:my|me)|answer only to me|everything above (?:this line )?"
-    r"(?:was|is) (?:written|fake|a test|from)|do anything now|begin override)\b"
+    r"(?:was|is) (?:written|fake|a test|from)|do anything now|begin override|your only "
+    r"(?:rule|job|task|purpose|instruction) (?:now )?is|i am your (?:developer|creator|admin|"
+    r"administrator|owner|programmer)|new system ?(?:message|prompt|instructions?)|"
+    r"(?:rules|instructions|guidelines|guidance) you were (?:given|set up with|configured with|"
+    r"trained on|told) (?:are|is|were) (?:now )?(?:void|cancelled|canceled|revoked|null|"
+    r"obsolete|lifted|removed|gone)|"
+    r"(?:safety|filters?|guardrails|moderation|censorship|restrictions) (?:mode )?(?:is |are )?"
+    r"(?:now )?(?:off|disabled|deactivated|removed))\b"
 )
 # A turn or tag of a chat format, read in the folded text (its punctuation kept).
 _TEMPLATE = re.compile(
@@ -199,7 +227,13 @@ _ANCHORS = sorted(
         "prompt", "wordsabove", "textabove", "linesabove", "messageabove", "messagesabove",
         "everythingabove", "instructionsyouweregiven", "told", "mode", "modus", "yournew",
         "yourreal", "youractual", "yourtrue", "onlymy", "onlyme", "onlytome", "doanythingnow",
-        "sys", "inst", "imstart", "imend", "stopbeing", "beginoverride",
+        "sys", "inst", "imstart", "imend", "stopbeing", "beginoverride", "preamble",
+        # "everything" (its short words are anchored by the verb beside them: "sab bhool")
+        "everything", "anything", "whatever", "tout", "todo", "alles", "sabkuch", "सबकुछ",
+        "bhool", "bhul", "भूल", "youronly", "iamyour", "newsystem", "safety", "filter",
+        "guardrail", "moderation", "censorship", "writtenabove", "writtenbefore", "saidabove",
+        "saidbefore", "youweregiven", "youweresetupwith", "youwereconfiguredwith",
+        "youweretrainedon", "youweretold",
     }
 )  # fmt: skip
 _LEET = str.maketrans("0134578@$", "oieastbas")
@@ -283,6 +317,8 @@ def _rules(text: str) -> str | None:
     for i, token in enumerate(tokens):
         if token in _SET_ASIDE and _overrides(tokens, i):
             return "override"
+        if (token in _SET_ASIDE or token in _SET_ASIDE_AFTER) and _everything(tokens, i):
+            return "override"
         if token in _GIVEN:
             before = tokens[max(0, i - 3) : i]
             after = tokens[i + 1 : i + 5]
@@ -292,9 +328,9 @@ def _rules(text: str) -> str | None:
                 if any(w in _VOID for w in after[:3]):
                     return "void"
         if token in _RESTRAINTS and i > 0:
-            window = tokens[max(0, i - 3) : i]
-            if any(w in _NONE for w in window) and any(
-                w in _THE_ASSISTANT for w in tokens[max(0, i - 9) : i]
+            window = tokens[max(0, i - 4) : i]
+            if (any(w in _NONE for w in window) or "freed" in window) and any(
+                w in _THE_ASSISTANT or w in _ACT for w in tokens[max(0, i - 9) : i]
             ):
                 return "no restrictions"
         if token in _ROLES and any(w in _BE_SOMEONE for w in tokens[max(0, i - 6) : i]):
@@ -331,6 +367,20 @@ def _ignore_karo(after: list[str]) -> bool:
         w.startswith("ignor") and k + 1 < len(after) and after[k + 1] in _LIGHT_VERB
         for k, w in enumerate(after)
     )
+
+
+def _everything(tokens: list[str], at: int) -> bool:
+    """A verb of setting aside with "everything" beside it (before it, in Hindi) and, within
+    eight words, a word pointing back at what came before, not at what the sender said."""
+    near = tokens[max(0, at - 3) : at + 4]
+    if not any(w in _EVERYTHING for w in near):
+        return False
+    after = tokens[at + 1 : at + 9]
+    if any(w in _MINE for w in after) or any(
+        a == "i" and b in ("said", "told", "wrote", "asked") for a, b in itertools.pairwise(after)
+    ):
+        return False
+    return any(w in _BEFORE for w in tokens[max(0, at - 6) : at + 9])
 
 
 def _overrides(tokens: list[str], at: int) -> bool:

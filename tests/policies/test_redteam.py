@@ -81,3 +81,11 @@ def test_the_cli_reports_each_class(capsys: pytest.CaptureFixture[str]) -> None:
         "must_allow": 17,
         "wrongly_denied": 0,
     }
+
+
+def test_the_later_cases_hold() -> None:
+    """The cases written after the detectors (config/policies/redteam/later.yaml): every one
+    denied or allowed as it should be, so what they taught the grammar stays learnt."""
+    report = run_probes(load_policy_file(POLICY), REDTEAM / "later.yaml")
+    assert report.total >= 70
+    assert report.passed, (report.unexpected_allows, report.unexpected_denies)
