@@ -164,7 +164,8 @@ _ON = _Words("enabled", "activated", "active", "on", "true", "engaged", "unlocke
 
 # Multi-word expressions read as one word, so the rules match words one by one.
 _PHRASES = {
-    "set aside": "setaside", "put aside": "setaside", "throw away": "throwaway", "pay no attention to": "payno",
+    "set aside": "setaside", "put aside": "setaside", "throw away": "throwaway",
+    "pay no attention to": "payno",
     "pay no attention": "payno", "do not follow": "notfollow", "dont follow": "notfollow",
     "don t follow": "notfollow", "no longer follow": "notfollow", "stop following":
     "stopfollowing", "stop obeying": "stopobeying", "ne tiens pas compte": "nefaispas",
