@@ -726,6 +726,8 @@ class _Checker:
                 self.problems += exc.problems
             except ConfigurationError as exc:
                 self.fail((*at, "when"), str(exc))
+        if gov.classifier is not None:
+            self.known_stack(gov.classifier.stack, ("governance", "classifier", "stack"))
         return policies, retention
 
     def check_inputs(self) -> Callable[..., object] | None:

@@ -166,6 +166,9 @@ class Pipeline:
         needs no key. None when no agent calls a model. The caller closes them
         (``await stacks.aclose()``)."""
         used = {name for decl in self.config.agents for name in _stacks_of(decl)}
+        screen = self.config.governance and self.config.governance.classifier
+        if screen:
+            used.add(screen.stack)
         if self.llm is None or not used:
             return None
         from ..llm._config import build_stacks  # httpx: only for a pipeline that calls a model
@@ -226,6 +229,20 @@ class Pipeline:
             from ..llm._cost import PriceTable  # the file has an llm: section
 
             prices = PriceTable(prices=self.llm.prices)
+        screen = self.config.governance and self.config.governance.classifier
+        if screen and llm is not None:
+            from ..policies._classifier import ClassifierPolicy, ModelClassifier
+
+            classifier = ModelClassifier(llm[screen.stack], model=screen.model)
+            policies = (
+                *policies,
+                ClassifierPolicy(
+                    classifier,
+                    applies_to=screen.applies_to,
+                    fail=screen.fail,
+                    budget=screen.budget,
+                ),
+            )
         rt = Runtime(
             policies=(*self.policies, *policies),
             limits=Limits(

@@ -157,12 +157,25 @@ class WorkflowDecl(_Model):
     emit: WorkflowEmit
 
 
+class ClassifierDecl(_Model):
+    """The classifier hook (docs/governance.md): a model of the file's ``llm`` stacks judges
+    each message from outside before it is admitted."""
+
+    stack: str = Field(min_length=1)
+    model: str | None = None
+    fail: Literal["open", "closed"] = "closed"
+    budget: Seconds = 0.5
+    applies_to: list[str] = []
+
+
 class Governance(_Model):
-    """A board policy file, or the same document inline, plus extra DSL rules."""
+    """A board policy file, or the same document inline, plus extra DSL rules and a
+    classifier."""
 
     file: str | None = None
     board: dict[str, Any] | None = None
     rules: list[dict[str, Any]] = []
+    classifier: ClassifierDecl | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Governance:

@@ -306,3 +306,50 @@ def test_genie_run_stream_text_prints_the_model_text_as_it_comes(
         "[deep_research call 2 ended: stop]",
     ]
     assert "A regulated entity files" in captured.out  # the output, as without the flag
+
+
+def _screened(tmp_path: Path, verdict: str, extra: str = "") -> Path:
+    """The research pipeline with a classifier on its entry: a scripted model that answers
+    ``verdict`` (the shipped files it names, by their full paths)."""
+    config = RESEARCH.parent.parent
+    text = RESEARCH.read_text()
+    text = text.replace("../policies/", f"{config}/policies/").replace(
+        "../data/", f"{config}/data/"
+    )
+    text = text.replace(
+        "  stacks:\n",
+        f"    screen:\n      kind: scripted\n      answers: [{verdict}]\n  stacks:\n"
+        "    screen: {providers: [screen]}\n",
+        1,
+    )
+    text = text.replace(
+        "governance:\n",
+        f"governance:\n  classifier: {{stack: screen, fail: closed, budget: 2s{extra}}}\n",
+    )
+    path = tmp_path / f"research-{verdict}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_pipeline_file_puts_a_classifier_on_its_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``governance.classifier`` names a stack of the file: the model judges what enters, from
+    the CLI as from Python; its verdict denies, and the shipped policies still run."""
+    unsafe = _screened(tmp_path, "unsafe")
+    assert main(["run", str(unsafe), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "denied"
+    [denial] = result["denials"]
+    assert (denial["policy"], denial["reason"]) == ("classifier", "flagged by model:screen")
+    safe = _screened(tmp_path, "safe")
+    assert main(["run", str(safe), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+
+
+def test_a_classifier_names_a_stack_of_the_file(tmp_path: Path) -> None:
+    text = HEAD + "agents:\n  - id: deep_research\n    use: deep_research\n    llm: research\n"
+    text += TAIL + "governance:\n  classifier: {stack: screne}\n"
+    assert problems_of(tmp_path, text) == [
+        "15: governance.classifier.stack: no llm stack named 'screne' (declared stacks: research)"
+    ]
