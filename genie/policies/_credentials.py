@@ -52,18 +52,20 @@ _PROVIDERS = (
 _PROVIDER = re.compile("|".join(f"({pattern})" for _, pattern in _PROVIDERS))
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 
+# Each keyword is a word of its own: a random id that holds "pwd" or "token" ("k3pwdx9...")
+# names no password.
 _PASSWORD = re.compile(
-    r"(?<![a-z])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
-    r"(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
+    r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
+    r"(?![a-z0-9])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
 )
 _PIN = re.compile(
-    r"(?<![a-z])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"
-    r"(?: [a-z]{1,8}){0,4}? ?(?:is|was|hai|:|=|-) ?([0-9]{3,8})(?![0-9])"
+    r"(?<![a-z0-9])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"
+    r"(?![a-z0-9])(?: [a-z]{1,8}){0,4}? ?(?:is|was|hai|:|=|-) ?([0-9]{3,8})(?![0-9])"
 )
 _KEYWORD = re.compile(
-    r"(?<![a-z])(?:api[ _\-]?key|secret(?:[ _\-]?key)?|token|client[ _\-]?secret|"
+    r"(?<![a-z0-9])(?:api[ _\-]?key|secret(?:[ _\-]?key)?|token|client[ _\-]?secret|"
     r"access[ _\-]?token|key[ _\-]?secret|auth[ _\-]?token|bearer|secret[ _\-]?access[ _\-]?key)"
-    r"(?: (?:is|was|hai))? ?[:=]? ?['\"]?([a-z0-9_\-+/=.]{16,200})"
+    r"(?![a-z0-9])(?: (?:is|was|hai))? ?[:=]? ?['\"]?([a-z0-9_\-+/=.]{16,200})"
 )
 _WORDISH = re.compile(r"[a-z]+")
 
