@@ -58,13 +58,15 @@ _MORSE_RUN = re.compile(_MORSE)
 
 # What each encoding needs, tested before its pattern: base64 a run of twelve characters of its
 # alphabet, hex and base32 of sixteen, binary octets eight 0s and 1s, Morse a dot by a dash.
-_CAPITAL = re.compile("[A-Z]")
+# Each need begins with one class of characters, so that ``re`` skips ahead to where a run can
+# begin instead of trying every position.
 _SEGMENTS_BEHIND = (
-    (re.compile(r"[A-Za-z0-9+/_\-]{12}"), _B64_RUN),
-    (re.compile(r"[0-9A-Fa-f]{16}"), _HEX_RUN),
-    (re.compile(r"[A-Z2-7]{16}"), _BASE32_RUN),
-    (re.compile(r"[01]{8}"), _BINARY_RUN),
+    (re.compile(r"[A-Za-z0-9+/_\-][A-Za-z0-9+/_\-]{11}"), _B64_RUN),
+    (re.compile(r"[0-9A-Fa-f][0-9A-Fa-f]{15}"), _HEX_RUN),
+    (re.compile(r"[A-Z2-7][A-Z2-7]{15}"), _BASE32_RUN),
+    (re.compile(r"[01][01]{7}"), _BINARY_RUN),
 )
+_LOWER_CASE_SEGMENTS = (_SEGMENTS_BEHIND[1], _SEGMENTS_BEHIND[3])
 
 
 def might_be_encoded(raw: str) -> bool:
@@ -76,9 +78,8 @@ def might_be_encoded(raw: str) -> bool:
         return True
     # base64 of text has capitals (groups of small letters begin Y, Z, G, H, W or X), which
     # identifiers in snake case do not; base32 is written in them
-    segments = (
-        _SEGMENTS_BEHIND if _CAPITAL.search(raw) else _SEGMENTS_BEHIND[1:2] + _SEGMENTS_BEHIND[3:]
-    )
+    # (``islower`` is False for text with a capital, and for text without a cased letter)
+    segments = _SEGMENTS_BEHIND if not raw.islower() else _LOWER_CASE_SEGMENTS
     if any(need.search(raw) and pattern.search(raw) for need, pattern in segments):
         return True
     return (".-" in raw or "-." in raw) and _MORSE_RUN.search(raw) is not None
@@ -156,7 +157,7 @@ _SEGMENTS = (
 
 
 def _decode_once(raw: str) -> list[tuple[str, str]]:
-    capitals = _CAPITAL.search(raw) is not None
+    capitals = not raw.islower()  # or no cased letter at all: base64 is looked for
     views: list[tuple[str, str]] = []
     if _ENTITY_ONE.search(raw):
         views.append(("html entities", html.unescape(raw)))

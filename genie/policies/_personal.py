@@ -93,9 +93,11 @@ _NUMBER_WORD = re.compile(
 )
 # Nine digits close together (an SSN; every other number here has more), or groups with
 # filler words between: what every number recogniser needs.
+# Each pattern a search runs over every message begins with one class of characters, so that
+# ``re`` skips ahead to where a match can begin instead of trying every position.
 _NUMBER_HINT = (
-    r"[0-9](?:[ .\-/_()+]{0,4}[0-9]){8}"
-    r"|[0-9]{3,}(?: ?,? (?:then|and|finally|next|followed by))+ [0-9]"
+    r"[0-9](?:(?:[ .\-/_()+]{0,4}[0-9]){8}"
+    r"|[0-9]{2,}(?: ?,? (?:then|and|finally|next|followed by))+ [0-9])"
 )
 
 
@@ -294,7 +296,6 @@ _GSTIN = re.compile(
     r"(?<![a-z0-9])[0-9]{2}([a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z])[0-9a-z]z[0-9a-z](?![a-z0-9])"
 )
 _SINGLES = re.compile(r"(?<![a-z0-9])(?:[a-z0-9] ){4,}[a-z0-9](?![a-z0-9])")
-_PAN_HINT = r"[a-z]{3}[pcfhatblgj][a-z][ \-]?[0-9]{4}|(?:[a-z0-9] ){9}"
 _GST_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -347,17 +348,26 @@ def _iban(scan: str) -> bool:
 # --- all of it ----------------------------------------------------------------------------------
 
 
-_ADDRESS_CHARS = "@[({<"
+_ADDRESS_CHARS = "[({<"
 _EMAIL_HINT_ALONE = re.compile(_EMAIL_HINT)
 _NUMBER_HINT_ALONE = re.compile(_NUMBER_HINT)
-_PAN_NEEDS = re.compile(r"[0-9]{4}|[0-9] [0-9] [0-9] [0-9]")
-_PAN_HINT_ALONE = re.compile(_PAN_HINT)
+_PAN_NEEDS = re.compile(r"[0-9](?:[0-9]{3}| [0-9] [0-9] [0-9])")
+# What a PAN needs, ``[a-z]{3}[pcfhatblgj][a-z][ \-]?[0-9]{4}|(?:[a-z0-9] ){9}``, as two
+# searches that begin with one character each: at its first digit, and at the first space of
+# nine characters written apart.
+_PAN_HINT_AT_DIGITS = re.compile(
+    r"[0-9](?:(?<=[a-z]{3}[pcfhatblgj][a-z][0-9])|(?<=[a-z]{3}[pcfhatblgj][a-z][ \-][0-9]))"
+    r"[0-9]{3}"
+)
+_PAN_HINT_SPACED = re.compile(r" (?<=[a-z0-9] )(?:[a-z0-9] ){8}")
 
 
 def _hinted(text: str) -> bool:
     """What the recognisers need, each hint tried behind what it needs: an e-mail an ``@``, a
     bracket or a spelt "at" or "dot"; a number nine digits close together (an IBAN's account
     has them too); a PAN four in a row."""
+    if "@" in text:
+        return True
     if (
         any(c in text for c in _ADDRESS_CHARS) or " dot " in text or " at " in text
     ) and _EMAIL_HINT_ALONE.search(text):
@@ -366,7 +376,9 @@ def _hinted(text: str) -> bool:
     if digits >= 9 and _NUMBER_HINT_ALONE.search(text):  # an IBAN's digits are nine close too
         return True
     return (
-        digits >= 4 and _PAN_NEEDS.search(text) is not None and bool(_PAN_HINT_ALONE.search(text))
+        digits >= 4
+        and _PAN_NEEDS.search(text) is not None
+        and (_PAN_HINT_AT_DIGITS.search(text) or _PAN_HINT_SPACED.search(text)) is not None
     )
 
 

@@ -22,6 +22,11 @@ Each test is a superset of what its check looks for, read on the same text view:
   folded needle absent from the scan decides (``ContentView.contains``).
 
 A payload read through its JSON (``payload_pieces`` is None) is never clear: its checks run.
+
+Whether the text tests clear is a function of the raw text alone, so the screen remembers the
+raw texts it cleared (``CLEARED_TEXTS`` of at most ``CLEARED_TEXT_LENGTH`` characters, forgotten
+all at once when full): agents repeat themselves (a status, a template, the same field names), and
+a text seen before costs one lookup. A text not seen is tested in full.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ from ._content import ContentView
 from ._decode import might_be_encoded
 from ._normalise import any_of, compact_words
 
-__all__ = ["Screen", "ScreenPart"]
+__all__ = ["CLEARED_TEXTS", "CLEARED_TEXT_LENGTH", "Screen", "ScreenPart"]
+
+CLEARED_TEXTS = 4096
+CLEARED_TEXT_LENGTH = 2048  # the memory the memo can hold: 8 M characters at most
 
 # The content limit of a screen without one: above every bound a walk gives.
 _NO_LIMIT = 2**63
@@ -65,7 +73,7 @@ class ScreenPart:
 class Screen:
     """The joined parts of one message type's content checks (see the module docstring)."""
 
-    __slots__ = ("_decodes", "_max_bytes", "_needles", "_tests", "_view", "_words")
+    __slots__ = ("_cleared", "_decodes", "_max_bytes", "_needles", "_tests", "_view", "_words")
 
     def __init__(self, parts: Sequence[ScreenPart]) -> None:
         self._view = parts[0].view
@@ -77,6 +85,7 @@ class Screen:
         self._tests = tuple(dict.fromkeys(t for p in parts for t in p.tests))
         words = {w for p in parts for w in p.words}
         self._words = any_of(words).search if words else None
+        self._cleared: set[str] = set()  # raw texts that passed every text test
 
     def clear(self, msg: Message) -> bool:
         """True when every check of the screen allows ``msg``; False when any may deny it."""
@@ -88,11 +97,23 @@ class Screen:
             return False
         if self._needles and not payload.strings_as_is:
             return False
-        scan = view.scan(msg)
+        raw = view.raw(msg)
+        if raw in self._cleared:
+            return True
+        if not self._text_clear(raw, view.scan(msg)):
+            return False
+        if len(raw) <= CLEARED_TEXT_LENGTH:
+            if len(self._cleared) >= CLEARED_TEXTS:
+                self._cleared.clear()
+            self._cleared.add(raw)
+        return True
+
+    def _text_clear(self, raw: str, scan: str) -> bool:
+        """The tests that read the text: no needle, no encoded segment, no detector's hint."""
         for needle in self._needles:
             if needle in scan:
                 return False
-        if self._decodes and might_be_encoded(view.raw(msg)):
+        if self._decodes and might_be_encoded(raw):
             return False
         words = self._words
         if words is not None and words(compact_words(scan)) is not None:

@@ -1,0 +1,65 @@
+"""The PII hints are written so that ``re`` can skip to where a match can begin; each must find a
+match exactly where the plain form of its pattern does, or the content screen would clear a
+message the detector denies."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from genie.policies import _personal
+
+_PLAIN_NUMBER = re.compile(
+    r"[0-9](?:[ .\-/_()+]{0,4}[0-9]){8}"
+    r"|[0-9]{3,}(?: ?,? (?:then|and|finally|next|followed by))+ [0-9]"
+)
+_PLAIN_PAN_NEEDS = re.compile(r"[0-9]{4}|[0-9] [0-9] [0-9] [0-9]")
+_PLAIN_PAN = re.compile(r"[a-z]{3}[pcfhatblgj][a-z][ \-]?[0-9]{4}|(?:[a-z0-9] ){9}")
+
+# Pieces that make each pattern's edge cases likely: digits, separators, PAN letters, fillers.
+_PIECES = [
+    *"0123456789",
+    *" .-/_()+,",
+    *"abcpfhtlgjxz",
+    " then ",
+    " and ",
+    " followed by ",
+    "abcpe",
+    "abcpe ",
+    "abcpe-",
+]
+
+
+def _texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choices(_PIECES, k=rng.randint(0, 40))) for _ in range(count)]
+
+
+def test_the_number_hint_finds_what_its_plain_form_finds() -> None:
+    found = 0
+    for text in _texts(20_000, 1):
+        plain = _PLAIN_NUMBER.search(text) is not None
+        assert (_personal._NUMBER_HINT_ALONE.search(text) is not None) == plain, text
+        found += plain
+    assert found > 100  # the corpus reaches the pattern both ways
+
+
+def test_the_pan_hints_find_what_their_plain_forms_find() -> None:
+    needs = hints = 0
+    for text in _texts(20_000, 2):
+        plain_needs = _PLAIN_PAN_NEEDS.search(text) is not None
+        assert (_personal._PAN_NEEDS.search(text) is not None) == plain_needs, text
+        plain = _PLAIN_PAN.search(text) is not None
+        fast = (
+            _personal._PAN_HINT_AT_DIGITS.search(text) or _personal._PAN_HINT_SPACED.search(text)
+        ) is not None
+        assert fast == plain, text
+        needs += plain_needs
+        hints += plain
+    assert needs > 500
+    assert hints > 100
+
+
+def test_a_pan_written_apart_or_glued_is_hinted() -> None:
+    for text in ("pan abcpe1234f", "pan abcpe 1234f", "pan a b c p e 1 2 3 4 f", "abcpe-1234f"):
+        assert _personal._hinted(text), text
