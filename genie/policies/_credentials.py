@@ -40,6 +40,7 @@ _PROVIDERS = (
     ("AWS access key", rf"{_B}(?:akia|asia|abia|acca)(?![a-z0-9]{{12}}example)[a-z0-9]{{16}}{_E}"),
     ("GitHub token", rf"{_B}(?:gh[pousr]_[a-z0-9]{{36}}|github_pat_[a-z0-9_]{{50,}})"),
     ("Slack token", rf"{_B}(?:xox[baprs]-[a-z0-9-]{{10,}}|xapp-[0-9]-[a-z0-9-]{{10,}})"),
+    ("Slack webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/[a-z0-9]{8,}/\w{8,}/"),
     ("Stripe key", rf"{_B}(?:sk|rk|pk)_(?:live|test)_[a-z0-9]{{16,}}"),
     ("Razorpay key", rf"{_B}rzp_(?:live|test)_[a-z0-9]{{10,}}"),
     ("Google API key", rf"{_B}aiza[a-z0-9_\-]{{35}}"),
@@ -53,10 +54,10 @@ _PROVIDER = re.compile("|".join(f"({pattern})" for _, pattern in _PROVIDERS))
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 
 # Each keyword is a word of its own: a random id that holds "pwd" or "token" ("k3pwdx9...")
-# names no password.
+# names no password, and neither does a compound ("a password-protected PDF").
 _PASSWORD = re.compile(
     r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
-    r"(?![a-z0-9])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
+    r"(?![a-z0-9]|-[a-z])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
 )
 _PIN = re.compile(
     r"(?<![a-z0-9])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"
@@ -112,6 +113,12 @@ def _looks_like_password(value: str) -> bool:
     return letters and others and not value.endswith(":")
 
 
+def _wordlike(letters: str) -> bool:
+    """A run of letters long enough to be a word, with a word's share of vowels: random
+    letters (a key's) have about one in five, English words two in five."""
+    return len(letters) >= 12 and sum(map(letters.count, "aeiou")) >= 0.3 * len(letters)
+
+
 def find_secret(scan: str) -> str | None:
     """The kind of credential the folded text holds, or None (see the module docstring)."""
     if not might_hold_secret(scan):
@@ -130,7 +137,7 @@ def find_secret(scan: str) -> str | None:
             any(c.isdigit() for c in value)
             and any(c.isalpha() for c in value)
             and _entropy(value) >= 3.5
-            and max(map(len, _WORDISH.findall(value)), default=0) < 12
+            and not any(_wordlike(run) for run in _WORDISH.findall(value))
         ):
             return "API key"
     return None

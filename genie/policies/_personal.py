@@ -201,6 +201,11 @@ def _valid_landline(digits: str) -> bool:
     return bool(lib.is_valid_number(number))
 
 
+def _north_american(digits: str) -> bool:
+    """A North American number of ten digits: area code and exchange begin with 2 to 9."""
+    return digits[0] in "23456789" and digits[3] in "23456789"
+
+
 def _mobile(digits: str) -> bool:
     """An Indian mobile, with or without its country or trunk code."""
     return any(
@@ -211,7 +216,9 @@ def _mobile(digits: str) -> bool:
     )
 
 
-_SSN_CONTEXT = re.compile(r"(?:ssn|social security(?: number| no)?)[ :#.\-]*$")
+_SSN_CONTEXT = re.compile(
+    r"(?:ssn|social security(?: number| no)?)(?: is| was| number| no)?[ :#.\-]*$"
+)
 
 
 def _ssn(digits: str, lengths: list[int], before: str) -> bool:
@@ -233,10 +240,12 @@ def _number_kind(digits: str, lengths: list[int], international: bool, before: s
         return "phone number"
     if _mobile(digits) or (n == 11 and digits[0] == "0" and _valid_landline(digits)):
         return "phone number"
+    if lengths == [3, 3, 4] and before.endswith("(") and _north_american(digits):
+        return "phone number"  # "(415) 839-2047": an area code in brackets
     if (
         13 <= n <= 19
         and digits[0] in "234568"
-        and (len(lengths) == 1 or (lengths[0] == 4 and min(lengths) >= 3))
+        and (len(lengths) == 1 or min(lengths) >= 3)
         and _luhn(digits)
     ):
         return "card number"
@@ -273,7 +282,7 @@ def _numbers(scan: str) -> str | None:
                     international
                     or n in (10, 11, 12, 14)
                     or (n == 9 and j - i in (0, 2))
-                    or (13 <= n <= 19 and (j == i or lengths[i] == 4))
+                    or (13 <= n <= 19 and (j == i or lengths[i] >= 3))
                 ):
                     continue
                 kind = _number_kind(
@@ -290,7 +299,7 @@ def _numbers(scan: str) -> str | None:
 # --- PAN and GSTIN ------------------------------------------------------------------------------
 
 _PAN = re.compile(
-    r"(?<![a-z0-9])([a-z]{3}[pcfhatblgj][a-z])[ \-]?([0-9]{4})[ \-]?([a-z])(?![a-z0-9])"
+    r"(?<![a-z0-9])([a-z]{3}[pcfhatblgj][a-z])[ .\-]?([0-9]{4})[ .\-]?([a-z])(?![a-z0-9])"
 )
 _GSTIN = re.compile(
     r"(?<![a-z0-9])[0-9]{2}([a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z])[0-9a-z]z[0-9a-z](?![a-z0-9])"
@@ -352,11 +361,11 @@ _ADDRESS_CHARS = "[({<"
 _EMAIL_HINT_ALONE = re.compile(_EMAIL_HINT)
 _NUMBER_HINT_ALONE = re.compile(_NUMBER_HINT)
 _PAN_NEEDS = re.compile(r"[0-9](?:[0-9]{3}| [0-9] [0-9] [0-9])")
-# What a PAN needs, ``[a-z]{3}[pcfhatblgj][a-z][ \-]?[0-9]{4}|(?:[a-z0-9] ){9}``, as two
+# What a PAN needs, ``[a-z]{3}[pcfhatblgj][a-z][ .\-]?[0-9]{4}|(?:[a-z0-9] ){9}``, as two
 # searches that begin with one character each: at its first digit, and at the first space of
 # nine characters written apart.
 _PAN_HINT_AT_DIGITS = re.compile(
-    r"[0-9](?:(?<=[a-z]{3}[pcfhatblgj][a-z][0-9])|(?<=[a-z]{3}[pcfhatblgj][a-z][ \-][0-9]))"
+    r"[0-9](?:(?<=[a-z]{3}[pcfhatblgj][a-z][0-9])|(?<=[a-z]{3}[pcfhatblgj][a-z][ .\-][0-9]))"
     r"[0-9]{3}"
 )
 _PAN_HINT_SPACED = re.compile(r" (?<=[a-z0-9] )(?:[a-z0-9] ){8}")

@@ -23,6 +23,8 @@ class _ProbeMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str = Field(min_length=1)
     content: str = ""
+    # The payload's other fields ("card_number", a nested "document"...), beside ``content``.
+    fields: dict[str, Any] = {}
     repeat: int = Field(default=1, ge=1, le=10_000_000)  # content repeated, for size probes
     recipient: str = "agent"
     recipient_risk: Risk = Risk.LOW
@@ -131,6 +133,7 @@ def _message(probe: _ProbeMessage) -> Message:
         fields = None
     if not isinstance(fields, dict):
         fields = {"content": content}
+    fields.update(probe.fields)
     return Message.new(
         payload_type(**fields),
         sender=probe.sender,

@@ -29,7 +29,7 @@ _KINDS = (
     ("TRUNCATE", r"\btruncate\s+table\b"),
     (
         "DELETE without a real filter",
-        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|where\s+(?:1\s*=\s*1|true|'(\w*)'\s*=\s*'\1'))",
+        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|\|(?!\|)|where\s+(?:1\s*=\s*1|true|'(\w*)'\s*=\s*'\1'))",
     ),
     (
         "UPDATE of money or access",
@@ -47,7 +47,10 @@ _KINDS = (
     ),
     ("xp_cmdshell", r"\bxp_cmdshell\b"),
     ("dynamic SQL", r"\bchar\s*\(\s*\d+\s*\)\s*\+\s*char\s*\(\s*\d+\s*\)"),
-    ("time-based probe", r"\bwaitfor\s+delay\b|\bsleep\s*\(\s*\d+\s*\)|\bbenchmark\s*\(\s*\d"),
+    (
+        "time-based probe",
+        r"\bwaitfor\s+delay\b|(?:\b|(?<=pg_))sleep\s*\(\s*\d+\s*\)|\bbenchmark\s*\(\s*\d",
+    ),
 )
 _PATTERNS = tuple((kind, re.compile(pattern)) for kind, pattern in _KINDS)
 

@@ -14,7 +14,7 @@ _PLAIN_NUMBER = re.compile(
     r"|[0-9]{3,}(?: ?,? (?:then|and|finally|next|followed by))+ [0-9]"
 )
 _PLAIN_PAN_NEEDS = re.compile(r"[0-9]{4}|[0-9] [0-9] [0-9] [0-9]")
-_PLAIN_PAN = re.compile(r"[a-z]{3}[pcfhatblgj][a-z][ \-]?[0-9]{4}|(?:[a-z0-9] ){9}")
+_PLAIN_PAN = re.compile(r"[a-z]{3}[pcfhatblgj][a-z][ .\-]?[0-9]{4}|(?:[a-z0-9] ){9}")
 
 # Pieces that make each pattern's edge cases likely: digits, separators, PAN letters, fillers.
 _PIECES = [
@@ -27,6 +27,7 @@ _PIECES = [
     "abcpe",
     "abcpe ",
     "abcpe-",
+    "abcpe.",
 ]
 
 

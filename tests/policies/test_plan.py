@@ -426,7 +426,7 @@ def test_the_plan_decides_every_red_team_case_as_the_policy_list() -> None:
     JSON-way payloads, in the content and in the metadata: the screen never clears what a
     detector would deny, and the plan decides each as the list does."""
     texts: list[str] = []
-    for name in ("evasive", "benign"):
+    for name in ("evasive", "benign", "later", "holdout-evasive", "holdout-benign"):
         path = ROOT / "config" / "policies" / "redteam" / f"{name}.yaml"
         probes = yaml.safe_load(path.read_text(encoding="utf-8"))["probes"]
         texts += [str(p["message"].get("content", "")) for p in probes]
@@ -443,7 +443,7 @@ def test_the_plan_decides_every_red_team_case_as_the_policy_list() -> None:
             expected = admit(msg, "agent", 0, Limits(), policies)
             assert plan.decide(msg, "agent") == expected, text
             denied += not expected.allowed
-    assert denied > 500
+    assert denied > 1000
 
 
 class _Short(Payload):
