@@ -30,7 +30,7 @@ import math
 import re
 from collections import Counter
 
-from ._normalise import any_of, compact_words
+from ._normalise import Literals, compact_words
 
 __all__ = ["HINT_WORDS", "find_secret", "might_hold_secret", "other_hints"]
 
@@ -80,7 +80,7 @@ HINT_WORDS = (
     "privatekey", "pwd", "passw", "passcode", "motdepasse", "contrasena", "kennwort",
     "accountkey", "sharedaccesskey", "apikey", "secret", "token", "bearer",
 )  # fmt: skip
-_HINT_WORDS = any_of(HINT_WORDS)
+_HINT_WORDS = Literals(HINT_WORDS)
 _HINT_SHORT = re.compile(r"(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc)(?![a-z])")
 
 
@@ -95,7 +95,7 @@ def other_hints(scan: str) -> bool:
 
 def might_hold_secret(scan: str) -> bool:
     """False only when ``find_secret(scan)`` is None."""
-    return _HINT_WORDS.search(compact_words(scan)) is not None or other_hints(scan)
+    return _HINT_WORDS.found_in(compact_words(scan)) or other_hints(scan)
 
 
 def _entropy(value: str) -> float:

@@ -26,6 +26,7 @@ import base64
 import binascii
 import html
 import re
+from collections.abc import Callable
 from urllib.parse import unquote
 
 __all__ = ["ENCODED", "decoded", "might_be_encoded"]
@@ -60,11 +61,20 @@ _MORSE_RUN = re.compile(_MORSE)
 # alphabet, hex and base32 of sixteen, binary octets eight 0s and 1s, Morse a dot by a dash.
 # Each need begins with one class of characters, so that ``re`` skips ahead to where a run can
 # begin instead of trying every position.
-_SEGMENTS_BEHIND = (
-    (re.compile(r"[A-Za-z0-9+/_\-][A-Za-z0-9+/_\-]{11}"), _B64_RUN),
-    (re.compile(r"[0-9A-Fa-f][0-9A-Fa-f]{15}"), _HEX_RUN),
-    (re.compile(r"[A-Z2-7][A-Z2-7]{15}"), _BASE32_RUN),
-    (re.compile(r"[01][01]{7}"), _BINARY_RUN),
+_BINARY_NEED = re.compile(r"[01][01]{7}")
+
+
+def _binary_needs(raw: str) -> bool:
+    """Four octets of binary: 32 zeros and ones at least, eight of them in a row."""
+    data = raw.encode()
+    return len(data) - len(data.translate(None, b"01")) >= 32 and bool(_BINARY_NEED.search(raw))
+
+
+_SEGMENTS_BEHIND: tuple[tuple[Callable[[str], object], re.Pattern[str]], ...] = (
+    (re.compile(r"[A-Za-z0-9+/_\-][A-Za-z0-9+/_\-]{11}").search, _B64_RUN),
+    (re.compile(r"[0-9A-Fa-f][0-9A-Fa-f]{15}").search, _HEX_RUN),
+    (re.compile(r"[A-Z2-7][A-Z2-7]{15}").search, _BASE32_RUN),
+    (_binary_needs, _BINARY_RUN),
 )
 _LOWER_CASE_SEGMENTS = (_SEGMENTS_BEHIND[1], _SEGMENTS_BEHIND[3])
 
@@ -78,9 +88,10 @@ def might_be_encoded(raw: str) -> bool:
         return True
     # base64 of text has capitals (groups of small letters begin Y, Z, G, H, W or X), which
     # identifiers in snake case do not; base32 is written in them
-    # (``islower`` is False for text with a capital, and for text without a cased letter)
-    segments = _SEGMENTS_BEHIND if not raw.islower() else _LOWER_CASE_SEGMENTS
-    if any(need.search(raw) and pattern.search(raw) for need, pattern in segments):
+    # (``islower`` of the bytes is False for text with an ASCII capital, and for text without an
+    # ASCII letter: base64's and base32's alphabets are ASCII)
+    segments = _SEGMENTS_BEHIND if not raw.encode().islower() else _LOWER_CASE_SEGMENTS
+    if any(need(raw) and pattern.search(raw) for need, pattern in segments):
         return True
     return (".-" in raw or "-." in raw) and _MORSE_RUN.search(raw) is not None
 
@@ -157,7 +168,7 @@ _SEGMENTS = (
 
 
 def _decode_once(raw: str) -> list[tuple[str, str]]:
-    capitals = not raw.islower()  # or no cased letter at all: base64 is looked for
+    capitals = not raw.encode().islower()  # or no ASCII letter: base64 is looked for
     views: list[tuple[str, str]] = []
     if _ENTITY_ONE.search(raw):
         views.append(("html entities", html.unescape(raw)))

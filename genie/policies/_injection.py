@@ -47,7 +47,7 @@ import itertools
 import re
 from collections.abc import Iterable
 
-from ._normalise import any_of, compact_words, fold, words
+from ._normalise import Literals, compact_words, fold, words
 
 __all__ = ["HINT_WORDS", "find_injection", "might_inject", "other_hints"]
 
@@ -294,7 +294,7 @@ HINT_WORDS = tuple(
 )
 """What every rule needs, forwards, backwards and in ROT13, in the text without its spaces and
 punctuation (``compact_words``)."""
-_ANCHOR = any_of(HINT_WORDS)
+_ANCHOR = Literals(HINT_WORDS)
 _QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")
 
 
@@ -341,13 +341,13 @@ def _readings(folded: str) -> Iterable[str]:
 def other_hints(folded: str) -> bool:
     """``might_inject`` besides ``HINT_WORDS`` in the text: them in its quoted strings joined."""
     quoted = _quoted(folded)
-    return quoted is not None and _ANCHOR.search(compact_words(quoted)) is not None
+    return quoted is not None and _ANCHOR.found_in(compact_words(quoted))
 
 
 def might_inject(folded: str) -> bool:
     """False only when ``find_injection(folded)`` is None: no rule's own word is in any
     reading of the text (``HINT_WORDS``, in the text and in its quoted strings joined)."""
-    return _ANCHOR.search(compact_words(folded)) is not None or other_hints(folded)
+    return _ANCHOR.found_in(compact_words(folded)) or other_hints(folded)
 
 
 def find_injection(folded: str) -> str | None:
@@ -358,7 +358,7 @@ def find_injection(folded: str) -> str | None:
         return "chat template"
     for text in _readings(folded):
         compact = text.replace(" ", "")
-        if not _ANCHOR.search(compact):
+        if not _ANCHOR.found_in(compact):
             continue
         kind = _rules(_PHRASE.sub(lambda m: _PHRASE_OF[m.group()], text))
         if kind is not None:

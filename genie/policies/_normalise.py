@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from .._message.frozen import FrozenDict, FrozenList
 
 __all__ = [
-    "any_of",
+    "Literals",
     "compact_words",
     "fold",
     "PayloadPieces",
@@ -112,16 +112,35 @@ _ASCII_FOLD_BYTES = bytes.maketrans(
 )
 
 
-def any_of(literals: Iterable[str]) -> re.Pattern[str]:
-    """A pattern that finds any of ``literals`` in text, written as a tree of their shared
-    prefixes: Python's ``re`` tries the branches of an alternation one by one at each position,
-    so a few hundred words in a flat list cost a few hundred tries a character, and as a tree
-    one try for each letter that can begin one. A word that another begins with stands for
-    both (``search`` finds the shorter)."""
-    tree: dict[str, Any] = {}
-    for word in sorted(set(literals)):
-        if not word:
+class Literals:
+    """Whether text holds any of a set of words (``found_in``). With pyahocorasick (the ``fast``
+    extra) one Aho-Corasick automaton reads the text once, whatever the number of words;
+    without it, a regular expression of the words (``pattern``) does, written as a tree of their
+    shared prefixes: Python's ``re`` tries the branches of an alternation one by one at each
+    position, so a few hundred words in a flat list cost a few hundred tries a character, and
+    as a tree one try for each letter that can begin one. Both find the same
+    (tests/policies/test_literals.py)."""
+
+    __slots__ = ("found_in", "pattern")
+
+    def __init__(self, literals: Iterable[str], automaton: bool = True) -> None:
+        words = sorted(set(literals))
+        if not words or not all(words):
             raise ValueError("an empty literal matches everywhere")
+        self.pattern = re.compile(_prefix_tree(words))
+        found_in: Callable[[str], bool] | None = _automaton(words) if automaton else None
+        if found_in is None:
+            search = self.pattern.search
+
+            def found_in(text: str) -> bool:
+                return search(text) is not None
+
+        self.found_in: Callable[[str], bool] = found_in
+
+
+def _prefix_tree(words: list[str]) -> str:
+    tree: dict[str, Any] = {}
+    for word in words:
         node = tree
         for char in word:
             node = node.setdefault(char, {})
@@ -134,7 +153,25 @@ def any_of(literals: Iterable[str]) -> re.Pattern[str]:
         alternatives = [re.escape(char) + branch(rest) for char, rest in sorted(node.items())]
         return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
 
-    return re.compile(branch(tree))
+    return branch(tree)
+
+
+def _automaton(words: list[str]) -> Callable[[str], bool] | None:
+    """``found_in`` by an Aho-Corasick automaton of ``words``; None without pyahocorasick."""
+    try:
+        import ahocorasick
+    except ImportError:
+        return None
+    automaton = ahocorasick.Automaton()
+    for word in words:
+        automaton.add_word(word, None)
+    automaton.make_automaton()
+    matches = automaton.iter
+
+    def found_in(text: str) -> bool:
+        return next(matches(text), None) is not None
+
+    return found_in
 
 
 def squeeze(text: str) -> str:

@@ -39,6 +39,8 @@ import re
 from collections.abc import Iterator
 from types import ModuleType
 
+from ._normalise import Literals
+
 __all__ = ["find_pii", "might_hold_pii"]
 
 # --- e-mail -----------------------------------------------------------------------------------
@@ -357,8 +359,8 @@ def _iban(scan: str) -> bool:
 # --- all of it ----------------------------------------------------------------------------------
 
 
-_ADDRESS_CHARS = "[({<"
 _EMAIL_HINT_ALONE = re.compile(_EMAIL_HINT)
+_ANY_NUMBER_WORD = Literals(_WORD_DIGITS)
 _NUMBER_HINT_ALONE = re.compile(_NUMBER_HINT)
 _PAN_NEEDS = re.compile(r"[0-9](?:[0-9]{3}| [0-9] [0-9] [0-9])")
 # What a PAN needs, ``[a-z]{3}[pcfhatblgj][a-z][ .\-]?[0-9]{4}|(?:[a-z0-9] ){9}``, as two
@@ -371,6 +373,12 @@ _PAN_HINT_AT_DIGITS = re.compile(
 _PAN_HINT_SPACED = re.compile(r" (?<=[a-z0-9] )(?:[a-z0-9] ){8}")
 
 
+def _digits(text: str) -> int:
+    """How many ASCII digits ``text`` holds (``fold`` made every script's digits ASCII)."""
+    data = text.encode()
+    return len(data) - len(data.translate(None, b"0123456789"))
+
+
 def _hinted(text: str) -> bool:
     """What the recognisers need, each hint tried behind what it needs: an e-mail an ``@``, a
     bracket or a spelt "at" or "dot"; a number nine digits close together (an IBAN's account
@@ -378,10 +386,15 @@ def _hinted(text: str) -> bool:
     if "@" in text:
         return True
     if (
-        any(c in text for c in _ADDRESS_CHARS) or " dot " in text or " at " in text
+        "[" in text
+        or "(" in text
+        or "{" in text
+        or "<" in text
+        or " dot " in text
+        or " at " in text
     ) and _EMAIL_HINT_ALONE.search(text):
         return True
-    digits = sum(map(text.count, "0123456789"))
+    digits = _digits(text)
     if digits >= 9 and _NUMBER_HINT_ALONE.search(text):  # an IBAN's digits are nine close too
         return True
     return (
@@ -398,8 +411,10 @@ def might_hold_pii(scan: str) -> bool:
         return True
     # Spelt, a number needs two number words or more, and nine digits with them ("triple"
     # counts three).
+    if not _ANY_NUMBER_WORD.found_in(scan):
+        return False
     spoken = sum(map(scan.count, _WORD_DIGITS))
-    if spoken < 2 or spoken * 3 + sum(map(scan.count, "0123456789")) < 9:
+    if spoken < 2 or spoken * 3 + _digits(scan) < 9:
         return False
     first = _NUMBER_WORD.search(scan)
     if first is None or _NUMBER_WORD.search(scan, first.end()) is None:

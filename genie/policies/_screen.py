@@ -15,7 +15,7 @@ Each test is a superset of what its check looks for, read on the same text view:
   ``might_inject``): each detector returns at once when its hint is false, so a scan without
   it is one the detector finds nothing in. A hint is words looked for in the scan without its
   spaces and punctuation, and other tests; the screen looks for every part's words in one
-  search (a tree of their shared prefixes: ``any_of``) and runs the other tests;
+  search (``Literals``) and runs the other tests;
 - decoded views (``_decode``): only what ``ENCODED`` finds in the raw text is decoded, so raw
   text without a match (``might_be_encoded``) has no view but the scan;
 - ``content contains``: for a walked payload whose JSON holds its strings as they are, the
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from .._message.envelope import Message
 from ._content import ContentView
 from ._decode import might_be_encoded
-from ._normalise import any_of, compact_words
+from ._normalise import Literals, compact_words
 
 __all__ = ["CLEARED_TEXTS", "CLEARED_TEXT_LENGTH", "Screen", "ScreenPart"]
 
@@ -84,7 +84,7 @@ class Screen:
         self._decodes = any(p.decodes for p in parts)
         self._tests = tuple(dict.fromkeys(t for p in parts for t in p.tests))
         words = {w for p in parts for w in p.words}
-        self._words = any_of(words).search if words else None
+        self._words = Literals(words).found_in if words else None
         self._cleared: set[str] = set()  # raw texts that passed every text test
 
     def clear(self, msg: Message) -> bool:
@@ -116,6 +116,6 @@ class Screen:
         if self._decodes and might_be_encoded(raw):
             return False
         words = self._words
-        if words is not None and words(compact_words(scan)) is not None:
+        if words is not None and words(compact_words(scan)):
             return False
         return not any(test(scan) for test in self._tests)

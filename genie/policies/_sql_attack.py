@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from ._normalise import any_of, compact_words
+from ._normalise import Literals, compact_words
 
 __all__ = ["HINT_WORDS", "find_destructive_sql", "might_hold_sql", "other_hints"]
 
@@ -61,7 +61,7 @@ HINT_WORDS = (
     "drop", "truncate", "delete", "update", "union", "xpcmdshell", "char", "waitfor", "sleep",
     "benchmark",
 )  # fmt: skip
-_KEYWORDS = any_of(HINT_WORDS)
+_KEYWORDS = Literals(HINT_WORDS)
 
 
 def other_hints(scan: str) -> bool:
@@ -71,7 +71,7 @@ def other_hints(scan: str) -> bool:
 
 def might_hold_sql(scan: str) -> bool:
     """False only when ``find_destructive_sql(scan)`` is None."""
-    return _KEYWORDS.search(compact_words(scan)) is not None or other_hints(scan)
+    return _KEYWORDS.found_in(compact_words(scan)) or other_hints(scan)
 
 
 def find_destructive_sql(scan: str) -> str | None:
