@@ -119,9 +119,9 @@ class Literals:
     shared prefixes: Python's ``re`` tries the branches of an alternation one by one at each
     position, so a few hundred words in a flat list cost a few hundred tries a character, and
     as a tree one try for each letter that can begin one. Both find the same
-    (tests/policies/test_literals.py)."""
+    (tests/policies/test_literals.py); ``engine`` says which one reads."""
 
-    __slots__ = ("found_in", "pattern")
+    __slots__ = ("engine", "found_in", "pattern")
 
     def __init__(self, literals: Iterable[str], automaton: bool = True) -> None:
         words = sorted(set(literals))
@@ -129,6 +129,7 @@ class Literals:
             raise ValueError("an empty literal matches everywhere")
         self.pattern = re.compile(_prefix_tree(words))
         found_in: Callable[[str], bool] | None = _automaton(words) if automaton else None
+        self.engine = "automaton" if found_in is not None else "expression"
         if found_in is None:
             search = self.pattern.search
 
