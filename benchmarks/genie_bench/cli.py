@@ -32,6 +32,7 @@ from .variants import (
     compiled_tree,
     compiled_twins,
     load_policies,
+    loop_twins,
 )
 from .workloads import WorkloadError
 
@@ -186,6 +187,14 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         "writes build/mypyc), named VARIANT+mypyc, in the same interleaved rounds",
     )
     p.add_argument(
+        "--loop",
+        type=_names(report.LOOPS, "event loop"),
+        default=["asyncio"],
+        help="event loops to run the floors and genie on (default asyncio); asyncio,uvloop "
+        "also runs each on uvloop (the uvloop extra), named NAME@uvloop, in the same "
+        "interleaved rounds, each judged against the floors on its own loop",
+    )
+    p.add_argument(
         "--out",
         help="directory for the results (default benchmarks/results; with --quick a new "
         "temporary directory, so a smoke run never replaces the committed results)",
@@ -216,6 +225,7 @@ class Settings:
     policies: str = str(POLICIES)
     pipeline: str = str(PIPELINE)
     compiled: str | None = None
+    loop: list[str] = field(default_factory=lambda: ["asyncio"])
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -283,9 +293,9 @@ def _fanout(
             progress=progress,
         )
         floors = {
-            f: (measure.latency_summary(got.latencies[f]), measure.median(got.throughput[f]))
-            for f in report.FLOORS
-            if f in got.latencies
+            name: (measure.latency_summary(samples), measure.median(got.throughput[name]))
+            for name, samples in got.latencies.items()
+            if name.removesuffix(report.UVLOOP) in report.FLOORS
         }
         for name, samples in got.latencies.items():
             row = measure.latency_summary(samples)
@@ -293,7 +303,10 @@ def _fanout(
             latency_cost = got.latency_cost[name].per_unit_us()
             throughput_cost = got.throughput_cost[name].per_unit_us()
             ratios = {}
-            for f, (floor, floor_rate) in floors.items():
+            for f, beside in report.floors_beside(name).items():
+                if beside not in floors:
+                    continue
+                floor, floor_rate = floors[beside]
                 x = report.RATIO[f]
                 ratios[f"p50_{x}"] = row["p50_us"] / floor["p50_us"]
                 ratios[f"p99_{x}"] = row["p99_us"] / floor["p99_us"]
@@ -321,14 +334,23 @@ def _chain(
     kids: dict[str, measure.Child], s: Settings, blob: str, progress: ProgressLine
 ) -> dict[str, dict[str, float]]:
     got = measure.chain(kids, s.chain, blob=blob, rounds=s.chain_rounds, progress=progress)
-    floors = {f: measure.median(got.per_hop[f]) for f in report.FLOORS if f in got.per_hop}
+    floors = {
+        name: measure.median(hops)
+        for name, hops in got.per_hop.items()
+        if name.removesuffix(report.UVLOOP) in report.FLOORS
+    }
     out = {}
     for name, hops in got.per_hop.items():
         cost = got.cost[name].per_unit_us()
+        beside = report.floors_beside(name)
         out[name] = {
             "median_us": measure.median(hops) * 1e6,
             "best_us": min(hops) * 1e6,
-            **{report.RATIO[f]: measure.median(hops) / floor for f, floor in floors.items()},
+            **{
+                report.RATIO[f]: measure.median(hops) / floors[b]
+                for f, b in beside.items()
+                if b in floors
+            },
             "cpu_us": cost["cpu_us"],
             "gc_us": cost["gc_us"],
             "samples": len(hops),
@@ -391,6 +413,13 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     names, skipped = available(s.variants)
     if compiled is not None:
         names += compiled_twins(names)
+    on_uvloop = "uvloop" in s.loop
+    if on_uvloop and importlib.util.find_spec("uvloop") is None:
+        on_uvloop = False
+        skipped["uvloop"] = (
+            "uvloop is not installed (pip install 'genie-bus[uvloop]'): the @uvloop twins "
+            "are skipped"
+        )
     for why in skipped.values():
         print(f"genie bench: {why}", file=sys.stderr)
     if "startup" in s.workloads and not Path(pipeline).is_file():
@@ -404,7 +433,8 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     }
     blob = "x" * s.payload_bytes
     if speed:
-        with measure.children(names, str(Path(s.policies).resolve()), compiled) as kids:
+        speed_names = names + (loop_twins(names) if on_uvloop else [])
+        with measure.children(speed_names, str(Path(s.policies).resolve()), compiled) as kids:
             if "fanout" in s.workloads:
                 results["fanout"] = _fanout(kids, s, blob, progress)
             if "chain" in s.workloads:
@@ -448,6 +478,8 @@ def write(results: report.Results, out: Path) -> list[Path]:
     results["targets"] = report.targets(results)
     if results["settings"].get("compiled"):
         results["compiled_targets"] = report.compiled_targets(results)
+    if any(name.endswith(report.UVLOOP) for name in results.get("fanout", {})):
+        results["loop_targets"] = report.loop_targets(results)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(report.markdown(results), encoding="utf-8")
     return [out / "results.json", out / "results.md", *written]

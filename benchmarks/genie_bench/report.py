@@ -31,6 +31,16 @@ REFERENCES = (*FLOORS, "asyncio+envelope", "anyio")  # drawn dashed: not buses
 MYPYC = "+mypyc"
 # The workloads the twins run; memory and start-up measure the pure install only.
 TWIN_WORKLOADS = ("fanout", "chain")
+# A floor or genie variant run on uvloop (``genie bench --loop asyncio,uvloop``): the same
+# workload in a worker whose event loop is uvloop's; its ratios are to the floors on uvloop.
+UVLOOP = "@uvloop"
+LOOPS = ("asyncio", "uvloop")
+
+
+def floors_beside(name: str) -> dict[str, str]:
+    """The floors ``name``'s ratios are to (by floor): those on its own event loop."""
+    suffix = UVLOOP if name.endswith(UVLOOP) else ""
+    return {f: f + suffix for f in FLOORS}
 
 
 def _fanout_target(results: Results, impl: str, n: int, q: str, floor: str = FLOOR) -> float | None:
@@ -264,6 +274,29 @@ def compiled_targets(results: Results) -> list[dict[str, Any]]:
                 label = label.replace(f", {name}:", f", {name}{MYPYC}:", 1)
                 break
         out.append({**verdict, "target": label, "pure": pure.get(verdict["target"])})
+    return out
+
+
+def loop_targets(results: Results) -> list[dict[str, Any]]:
+    """The speed targets judged again on uvloop: each floor and genie variant replaced by its
+    ``@uvloop`` twin, with ``asyncio``, what the variant measured on asyncio; only for what
+    this run measured on both loops. They never replace the asyncio verdicts."""
+    view: Results = {"settings": results.get("settings", {})}
+    twins: list[str] = []
+    for workload in TWIN_WORKLOADS:
+        rows: dict[str, Any] = results.get(workload, {})
+        view[workload] = {
+            name.removesuffix(UVLOOP): row for name, row in rows.items() if name.endswith(UVLOOP)
+        }
+        twins += [n for n in view[workload] if n.startswith("genie")]
+    on_asyncio = {t["target"]: t["measured"] for t in targets(results)}
+    twin_names = sorted(set(twins), key=len, reverse=True)  # genie+policies+metrics first
+    out = []
+    for verdict in targets(view):
+        if not any(f", {name}:" in verdict["target"] for name in twin_names):
+            continue  # a peer's target: the peers run on asyncio only
+        label = verdict["target"] + " (uvloop)"
+        out.append({**verdict, "target": label, "asyncio": on_asyncio.get(verdict["target"])})
     return out
 
 
@@ -573,6 +606,25 @@ def markdown(results: Results) -> str:
             for t in results["compiled_targets"]
         ]
         lines += _table(["target", "measured", "", "pure Python"], rows)
+    if results.get("loop_targets"):
+        lines += [
+            "## On uvloop: the same targets, floors and genie on uvloop (not judged)",
+            "",
+            f"The `{UVLOOP}` twins run the same workloads in workers whose event loop is "
+            "uvloop's (`--loop asyncio,uvloop`), each ratio to the floors on uvloop. The "
+            "verdicts above, on asyncio's own loop, are the ones that count.",
+            "",
+        ]
+        rows = [
+            [
+                t["target"],
+                f"{t['measured']:,.2f} {t['unit']}",
+                "met" if t["met"] else "**missed**",
+                "" if t["asyncio"] is None else f"{t['asyncio']:,.2f} {t['unit']}",
+            ]
+            for t in results["loop_targets"]
+        ]
+        lines += _table(["target", "measured", "", "on asyncio"], rows)
     if results.get("plot"):
         lines += [f"![latency versus N]({results['plot']})", ""]
     return "\n".join(lines)

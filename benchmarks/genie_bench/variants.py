@@ -9,7 +9,7 @@ from pathlib import Path
 
 from genie import ConfigurationError, Policy
 
-from .report import FLOORS, MYPYC
+from .report import FLOORS, MYPYC, UVLOOP
 from .workloads import ANYIO, ENVELOPE, FLOOR, POOL, Implementation, genie
 
 # A peer: the package a user installs, the module a user imports (its import is timed too),
@@ -63,6 +63,15 @@ def _require_compiled(name: str) -> None:
 def compiled_twins(names: Sequence[str]) -> list[str]:
     """The ``+mypyc`` twin of each genie variant of ``names``."""
     return [f"{name}{MYPYC}" for name in names if name.startswith("genie")]
+
+
+def loop_twins(names: Sequence[str]) -> list[str]:
+    """The ``@uvloop`` twin of each floor and pure genie variant of ``names``."""
+    return [
+        f"{name}{UVLOOP}"
+        for name in names
+        if (name in FLOORS or name.startswith("genie")) and not name.endswith(MYPYC)
+    ]
 
 
 def missing(name: str) -> str | None:

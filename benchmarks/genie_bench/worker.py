@@ -22,7 +22,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
-from .report import MYPYC
+from .report import MYPYC, UVLOOP
 from .variants import build, load_policies
 from .workloads import Ask, WorkloadError
 
@@ -89,6 +89,7 @@ async def throughput(ask: Ask, requests: int, concurrency: int) -> float:
 
 class Worker:
     def __init__(self, name: str, policies: str) -> None:
+        name = name.removesuffix(UVLOOP)  # the same implementation, on uvloop (``main``)
         impls, _ = build([name], load_policies(policies) if "policies" in name else [])
         base = name.removesuffix(MYPYC)  # the same implementation, from the compiled tree
         [self.impl] = [i for i in impls if i.name == base]
@@ -179,7 +180,13 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m genie_bench.worker NAME POLICIES", file=sys.stderr)
         return 2
-    asyncio.run(Worker(*argv).serve())
+    loop_factory = None
+    if argv[0].endswith(UVLOOP):
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(Worker(*argv).serve())
     return 0
 
 

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 
 import anyio
 
-__all__ = ["Clock"]
+__all__ = ["REAL_TIME_LOOPS", "Clock"]
+
+# The modules of event loops whose time is the monotonic clock, read coarsely.
+REAL_TIME_LOOPS = frozenset({"uvloop"})
 
 
 def _loop_time() -> Callable[[], float]:
@@ -22,8 +25,15 @@ def _loop_time() -> Callable[[], float]:
         pass
     else:
         # The base loop's ``time`` is ``time.monotonic()`` behind a method: the clock reads the
-        # same time without it (a message is stamped once a hop).
-        if getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time:
+        # same time without it (a message is stamped once a hop). uvloop's is libuv's loop time,
+        # the same monotonic clock read once a loop turn in whole milliseconds: handler
+        # durations and stamps would come out as whole milliseconds, so the clock reads the
+        # monotonic clock itself (deadlines then fire up to a turn late, as libuv's timers do).
+        # Any other loop's time may be virtual: it is the loop's to keep.
+        if (
+            getattr(loop.time, "__func__", None) is asyncio.BaseEventLoop.time
+            or type(loop).__module__ in REAL_TIME_LOOPS
+        ):
             return time.monotonic
         return loop.time
     try:

@@ -43,6 +43,7 @@ from .approvals import add_parser as add_approvals
 from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
+from .loop import add_loop_option, run_on
 from .serve import add_parser as add_serve
 
 if TYPE_CHECKING:
@@ -115,14 +116,14 @@ def _run(args: argparse.Namespace) -> int:
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         if transport is None:
-            results = anyio.run(go)
+            results = run_on(args.loop, go)
         else:
 
             async def one() -> RunResult:  # without a store: one request
                 return (await go())[0]
 
             asking = functools.partial(ask_over_nats, transport, one)
-            result, stuck = anyio.run(run_over_nats, transport, rt, asking)
+            result, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
             results = [result]
     finally:
         if server is not None:
@@ -489,6 +490,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         choices=("debug", "info", "warning", "error"),
         help="log level (default: error; -v means info)",
     )
+    add_loop_option(run)
     add_nats_run_options(run)
     run.set_defaults(func=_run)
 

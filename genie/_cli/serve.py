@@ -18,6 +18,7 @@ from typing import Any
 from .._errors import ConfigurationError
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
+from .loop import add_loop_option, run_on
 
 __all__ = ["add_parser"]
 
@@ -77,6 +78,7 @@ def add_parser(commands: Any) -> None:
         default=[],
         help="set ${KEY} in the pipeline files (over the environment); repeatable",
     )
+    add_loop_option(serve)
     serve.set_defaults(func=_serve)
 
 
@@ -141,7 +143,6 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             "genie serve needs the 'serve' extra: pip install 'genie-bus[serve]'"
         ) from exc
-    import anyio
 
     from .._runtime.audit import JsonlAuditLog
     from ..pipeline import load_pipeline
@@ -209,7 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
     # no-op, so the report below is printed and the exit code is ours.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
-        anyio.run(server.serve, [sock])
+        run_on(args.loop, server.serve, [sock])
     finally:
         signal.signal(signal.SIGTERM, previous)
         sock.close()

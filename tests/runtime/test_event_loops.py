@@ -1,0 +1,146 @@
+"""The runtime on other event loops than asyncio's own (issue 40): uvloop, and a loop whose
+time is virtual. On uvloop, the loop's clock is libuv's, in whole milliseconds, read once a
+loop turn; the runtime's clock reads the monotonic clock instead, so stamps and handler
+durations keep their resolution."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie import BaseAgent, Context, Message, Observer, Runtime, handler
+from genie._base.clock import Clock
+from genie._cli.loop import run_on
+from genie._cli.main import main
+from genie._errors import ConfigurationError
+from tests.conftest import Ping, Pong, requires
+
+ROOT = Path(__file__).resolve().parents[2]
+FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
+UVLOOP = pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+
+
+class Relay(BaseAgent):
+    """Passes a Ping on to ``next``; the last replies to the sender of the first."""
+
+    produces = (Ping, Pong)
+
+    def __init__(self, id: str, next: str | None) -> None:
+        super().__init__(id)
+        self.next = next
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        if self.next is None:
+            return ctx.emit(Pong(n=payload.n), recipient="caller")
+        return ctx.emit(Ping(n=payload.n + 1), recipient=self.next)
+
+
+class Watch(Observer):
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.published_messages: list[Message] = []
+
+    def published(self, msg: Message, recipients: int) -> None:
+        self.published_messages.append(msg)
+
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        self.durations.append(duration)
+
+
+async def _chain_stamps(length: int) -> tuple[list[float], list[float]]:
+    """The stamps of the messages of a chain of ``length`` hops, in order, and the handler
+    durations, on the running loop."""
+    relays = [Relay(f"r{i}", f"r{i + 1}" if i < length - 1 else None) for i in range(length)]
+    watch = Watch()
+    async with Runtime(relays) as rt:
+        rt.add_observer(watch)
+        result = await rt.ask(rt.message(Ping(n=0), sender="caller", recipient="r0"), timeout=10)
+    assert result.replies, result
+    return [m.created_at.timestamp() for m in watch.published_messages], watch.durations
+
+
+@requires("uvloop", extra="uvloop")
+@UVLOOP
+async def test_on_uvloop_stamps_rise_strictly_at_sub_millisecond_spacing() -> None:
+    loop = asyncio.get_running_loop()
+    assert type(loop).__module__ == "uvloop"
+    stamps, durations = await _chain_stamps(30)
+    assert len(stamps) == 31  # the request and 30 hops (the hop limit is 32)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert all(g > 0 for g in gaps), gaps  # strictly increasing: no two in one millisecond
+    assert min(gaps) < 1e-3  # hops are faster than libuv's millisecond
+    # Handler durations are not whole milliseconds (libuv's clock would make most of them 0).
+    assert all(d > 0 for d in durations), durations
+    assert any(d * 1e3 % 1 > 1e-6 for d in durations)
+
+
+@requires("uvloop", extra="uvloop")
+@UVLOOP
+async def test_on_uvloop_the_clock_is_the_monotonic_clock() -> None:
+    clock = Clock()
+    clock.start()
+    assert clock.monotonic is time.monotonic
+    # And deadlines still fire: anyio's timers read libuv's clock, which the runtime's is a
+    # finer reading of.
+    with anyio.move_on_after(0.01) as scope:
+        await anyio.sleep(1)
+    assert scope.cancelled_caught
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop whose time is not real time."""
+
+    def time(self) -> float:
+        return 1_000_000.0 + super().time()
+
+
+def test_a_loop_of_unknown_time_keeps_its_own_clock() -> None:
+    async def clock_of_loop() -> tuple[object, float]:
+        clock = Clock()
+        clock.start()
+        return clock.monotonic, clock.monotonic()
+
+    with asyncio.Runner(loop_factory=VirtualLoop) as runner:
+        monotonic, now = runner.run(clock_of_loop())
+    assert monotonic is not time.monotonic
+    assert now >= 1_000_000.0
+
+
+@requires("uvloop", extra="uvloop")
+def test_genie_run_on_uvloop_runs_the_main_job(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(FINANCE), "--loop", "uvloop"]) == 0
+    assert capsys.readouterr().out.startswith("Genie Financial Report\n")
+
+
+def test_an_unknown_loop_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["run", str(FINANCE), "--loop", "tokio"])
+    assert done.value.code == 2
+    assert "invalid choice: 'tokio'" in capsys.readouterr().err
+
+
+def test_uvloop_asked_for_and_not_installed_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'genie-bus\[uvloop\]'"):
+        run_on("uvloop", anyio.sleep, 0)
+    assert main(["run", str(FINANCE), "--loop", "uvloop"]) == 2
+    err = capsys.readouterr().err
+    assert "uvloop is not installed" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_run_and_serve_take_a_loop(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert "--loop {asyncio,uvloop}" in capsys.readouterr().out
