@@ -68,6 +68,12 @@ class _Words:
     def anchors(self) -> list[str]:
         return [*self.exact, *self.prefixes]
 
+    def __or__(self, other: _Words) -> _Words:
+        joined = _Words()
+        joined.exact = self.exact | other.exact
+        joined.prefixes = self.prefixes + other.prefixes
+        return joined
+
 
 # The verbs of setting aside, after multi-word ones are made one word (``_PHRASES``).
 _SET_ASIDE = _Words(
@@ -277,6 +283,11 @@ _KINDS_OF_WORD = (
     _SET_ASIDE, _GIVEN, _PRIOR, _SET_ASIDE_AFTER, _VOID, _RESTRAINTS, _NONE, _THE_ASSISTANT,
     _ROLES, _BE_SOMEONE, _DISCLOSE, _MODES,
 )  # fmt: skip
+# A word some rule of ``_rules`` starts from; the others are passed over at one lookup each.
+_STARTS_A_RULE = (
+    _SET_ASIDE | _SET_ASIDE_AFTER | _GIVEN | _RESTRAINTS | _ROLES | _PROMPT_ITSELF
+    | _Words("stopbeing", "instruction*", "prompt*", "mode", "modus", "modo")
+)  # fmt: skip
 HINT_WORDS = tuple(
     sorted(
         {
@@ -309,10 +320,9 @@ def _quoted(folded: str) -> str | None:
 def _ones_as_l(folded: str) -> str:
     """Leetspeak writes "1" for "i" and for "l", sometimes in one message ("d15r3g4rd y0ur
     ru135"): each word with a "1" that the words view does not know is read with "l"."""
-    return " ".join(
-        token.replace("1", "l") if "1" in token and not _known(words(token)) else token
-        for token in folded.split(" ")
-    )
+    tokens = folded.split(" ")
+    as_l = {t: t.replace("1", "l") for t in set(tokens) if "1" in t and not _known(words(t))}
+    return " ".join([as_l.get(token, token) for token in tokens])
 
 
 def _known(word: str) -> bool:
@@ -371,7 +381,10 @@ def find_injection(folded: str) -> str | None:
 def _rules(text: str) -> str | None:
     tokens = text.split(" ")
     count = len(tokens)
+    starts = {token for token in set(tokens) if token in _STARTS_A_RULE}  # each word once
     for i, token in enumerate(tokens):
+        if token not in starts:
+            continue
         if token in _SET_ASIDE and _overrides(tokens, i):
             return "override"
         if (token in _SET_ASIDE or token in _SET_ASIDE_AFTER) and _everything(tokens, i):

@@ -208,14 +208,13 @@ def _north_american(digits: str) -> bool:
     return digits[0] in "23456789" and digits[3] in "23456789"
 
 
+_MOBILE_CODE = {10: "", 11: "0", 12: "91", 14: "0091"}  # by length: none, trunk, country
+
+
 def _mobile(digits: str) -> bool:
     """An Indian mobile, with or without its country or trunk code."""
-    return any(
-        digits.startswith(prefix)
-        and len(digits) == len(prefix) + 10
-        and digits[len(prefix)] in "6789"
-        for prefix in ("0091", "91", "0", "")
-    )
+    code = _MOBILE_CODE.get(len(digits))
+    return code is not None and digits.startswith(code) and digits[len(code)] in "6789"
 
 
 _SSN_CONTEXT = re.compile(
@@ -223,7 +222,9 @@ _SSN_CONTEXT = re.compile(
 )
 
 
-def _ssn(digits: str, lengths: list[int], before: str) -> bool:
+def _ssn(digits: str, lengths: list[int], scan: str, at: int) -> bool:
+    """A US social security number at ``at`` in ``scan``: in its 3-2-4 groups, or nine digits
+    after the words that name one."""
     if len(digits) != 9:
         return False
     area, group, serial = digits[:3], digits[3:5], digits[5:]
@@ -231,18 +232,20 @@ def _ssn(digits: str, lengths: list[int], before: str) -> bool:
         return False
     if lengths == [3, 2, 4]:
         return True
-    return lengths == [9] and _SSN_CONTEXT.search(before[-30:]) is not None
+    return lengths == [9] and _SSN_CONTEXT.search(scan, max(0, at - 30), at) is not None
 
 
-def _number_kind(digits: str, lengths: list[int], international: bool, before: str) -> str | None:
+def _number_kind(
+    digits: str, lengths: list[int], international: bool, scan: str, at: int
+) -> str | None:
     """The kind of personal number that groups of ``lengths`` digits, ``digits`` in all,
-    make, or None."""
+    starting at ``at`` in ``scan``, make, or None."""
     n = len(digits)
     if international and 8 <= n <= 15 and _valid_abroad(digits):
         return "phone number"
     if _mobile(digits) or (n == 11 and digits[0] == "0" and _valid_landline(digits)):
         return "phone number"
-    if lengths == [3, 3, 4] and before.endswith("(") and _north_american(digits):
+    if lengths == [3, 3, 4] and scan[at - 1 : at] == "(" and _north_american(digits):
         return "phone number"  # "(415) 839-2047": an area code in brackets
     if (
         13 <= n <= 19
@@ -253,7 +256,7 @@ def _number_kind(digits: str, lengths: list[int], international: bool, before: s
         return "card number"
     if n == 12 and digits[0] not in "01" and lengths in ([12], [4, 4, 4]) and _verhoeff(digits):
         return "Aadhaar number"
-    if _ssn(digits, lengths, before):
+    if _ssn(digits, lengths, scan, at):
         return "US SSN"
     return None
 
@@ -265,6 +268,32 @@ def _isbn(digits: str) -> bool:
     return sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(digits)) % 10 == 0
 
 
+@functools.lru_cache(maxsize=512)
+def _window_lengths(first: str, group: int, international: bool) -> tuple[int, ...]:
+    """The lengths, in digits and shortest first, of the windows some recogniser of
+    ``_number_kind`` could take when a window starts with a group of ``group`` digits whose
+    first is ``first``: the rest never need reading, so a long chain of digits no recogniser
+    could start costs a lookup per group."""
+    lengths: set[int] = set()
+    if international:
+        lengths.update(range(8, 16))  # any country's number
+    if first in "6789":
+        lengths.add(10)  # a mobile
+    if first == "9":
+        lengths.add(12)  # a mobile after 91
+    if first == "0":
+        lengths.update((11, 14))  # a mobile or a landline after 0, a mobile after 0091
+    if first in "23456789" and group == 3:
+        lengths.add(10)  # a North American number, (415) 839-2047
+    if first in "234568" and group >= 3:
+        lengths.update(range(13, 20))  # a card
+    if first in "23456789" and group in (4, 12):
+        lengths.add(12)  # an Aadhaar number
+    if first != "9" and group in (3, 9):
+        lengths.add(9)  # a US SSN
+    return tuple(sorted(lengths))
+
+
 def _numbers(scan: str) -> str | None:
     for groups, starts in _chains(scan):
         joined = "".join(groups)
@@ -272,26 +301,16 @@ def _numbers(scan: str) -> str | None:
             continue
         lengths = [len(g) for g in groups]
         offsets = [0, *itertools.accumulate(lengths)]
+        after = {offset: j for j, offset in enumerate(offsets)}  # a window's end: its groups
         for i, at in enumerate(starts):
             international = "+" in scan[max(0, at - 2) : at]
-            for j in range(i, min(i + 19, len(groups))):
-                n = offsets[j + 1] - offsets[i]
-                if n > 19:
-                    break
-                # Only the windows some recogniser takes: a phone's lengths (any grouping),
-                # a card from a group of four (or alone), an SSN or an Aadhaar in its groups.
-                if not (
-                    international
-                    or n in (10, 11, 12, 14)
-                    or (n == 9 and j - i in (0, 2))
-                    or (13 <= n <= 19 and (j == i or lengths[i] >= 3))
-                ):
+            begin = offsets[i]
+            for n in _window_lengths(groups[i][0], lengths[i], international):
+                end = after.get(begin + n)
+                if end is None:
                     continue
                 kind = _number_kind(
-                    joined[offsets[i] : offsets[j + 1]],
-                    lengths[i : j + 1],
-                    international,
-                    scan[max(0, at - 40) : at],
+                    joined[begin : begin + n], lengths[i:end], international, scan, at
                 )
                 if kind is not None:
                     return kind

@@ -186,8 +186,19 @@ def test_a_view_never_serves_another_messages_text() -> None:
         "1111 " * 26_000,  # every group could start a card
         "1a" * 65_000,
         ("ignore previous" + "\u200b" * 10) * 5_000,
+        " ".join(random.Random(1).choices("12345", k=65_000)),  # leetspeak's l, i, e, a, s
+        "+1 " * 43_000,  # every digit could start a foreign number
     ],
-    ids=["email-backtracking", "many-ats", "digit-chain", "card-groups", "glued-digits", "zw"],
+    ids=[
+        "email-backtracking",
+        "many-ats",
+        "digit-chain",
+        "card-groups",
+        "glued-digits",
+        "zw",
+        "leet-digits",
+        "country-codes",
+    ],
 )
 def test_hostile_text_is_scanned_in_linear_time(hostile: str) -> None:
     started = time.process_time()  # the work done, not the machine's load
