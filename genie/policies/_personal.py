@@ -16,6 +16,7 @@ long is not personal data:
   four"); an Indian landline with its ``0`` trunk code; any number after ``+`` and a country
   code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
   8 to 15 digits after a ``+`` and every ``0`` and ten digits, which denies more, never less).
+  A ``+`` starts a number: digits after a later ``+`` belong to another one.
 - **Aadhaar number**: 12 digits from 2-9, valid by the Verhoeff check, unseparated or 4-4-4.
 - **PAN**: five letters (the fourth the holder's kind: P, C, H, F, A, T, B, L, J or G), four
   digits, a letter; spaced out, dashed or split into its parts too. A PAN inside a GSTIN (a
@@ -302,10 +303,20 @@ def _numbers(scan: str) -> str | None:
         lengths = [len(g) for g in groups]
         offsets = [0, *itertools.accumulate(lengths)]
         after = {offset: j for j, offset in enumerate(offsets)}  # a window's end: its groups
+        # A "+" starts a number: a window may start at one, never span one.
+        plus = ["+" in scan[max(0, at - 2) : at] for at in starts]
+        limit = offsets[-1]
+        limits = [0] * len(groups)
+        for i in range(len(groups) - 1, -1, -1):
+            limits[i] = limit
+            if plus[i]:
+                limit = offsets[i]
         for i, at in enumerate(starts):
-            international = "+" in scan[max(0, at - 2) : at]
+            international = plus[i]
             begin = offsets[i]
             for n in _window_lengths(groups[i][0], lengths[i], international):
+                if begin + n > limits[i]:
+                    break
                 end = after.get(begin + n)
                 if end is None:
                     continue

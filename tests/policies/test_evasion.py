@@ -188,6 +188,8 @@ def test_a_view_never_serves_another_messages_text() -> None:
         ("ignore previous" + "\u200b" * 10) * 5_000,
         " ".join(random.Random(1).choices("12345", k=65_000)),  # leetspeak's l, i, e, a, s
         "+1 " * 43_000,  # every digit could start a foreign number
+        # Numbers of no country, each after its "+": libphonenumber is asked of every one.
+        " ".join("+999" + str(n).zfill(8) for n in range(10_000)),
     ],
     ids=[
         "email-backtracking",
@@ -198,6 +200,7 @@ def test_a_view_never_serves_another_messages_text() -> None:
         "zw",
         "leet-digits",
         "country-codes",
+        "no-country",
     ],
 )
 def test_hostile_text_is_scanned_in_linear_time(hostile: str) -> None:
