@@ -44,6 +44,7 @@ from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
 from .loop import add_loop_option, run_on
+from .mcp import add_parser as add_mcp
 from .serve import add_parser as add_serve
 
 if TYPE_CHECKING:
@@ -575,6 +576,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
 
     add_simulate(commands)
     add_serve(commands)
+    add_mcp(commands)
     add_approvals(commands)
     add_worker(commands)
 

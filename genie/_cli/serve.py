@@ -64,6 +64,12 @@ def add_parser(commands: Any) -> None:
         help="keep each pipeline's deliveries in DIR/NAME.db until they end; a server killed "
         "midway resumes its requests when started again on DIR (docs/durability.md)",
     )
+    serve.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the pipelines as MCP tools at /mcp (streamable HTTP, each call as "
+        "its API key's principal; the 'mcp' extra; docs/tools.md)",
+    )
     add_audit_options(serve)
     serve.add_argument(
         "--otel",
@@ -174,6 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         hold_back=args.hold_back,
         store=store,
+        mcp=args.mcp,
     )
     key, keyed_how = audit_log_key(args)
     try:

@@ -8,7 +8,7 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from ..llm import LLMStacks
+    from ..mcp._http import HttpTools
 
 __all__ = ["STATUS", "ServeSettings", "create_app"]
 
@@ -78,6 +79,7 @@ STATUS = {
     "no_output": 502,
 }
 METADATA_HEADER = "genie-metadata"
+MCP_CALLER = "genie.caller"  # where /mcp leaves the authenticated key in the request's scope
 MAX_HEADER_BYTES = 16 * 1024
 """The request line and headers together, as docs/serve.md states (431 past it): enforced
 here, whatever the HTTP parser in front would let through."""
@@ -108,6 +110,7 @@ class ServeSettings:
     auth_failure_rate: float = 1.0
     hold_back: int | None = 64
     store: Path | None = None  # a folder: each pipeline's deliveries kept in NAME.db there
+    mcp: bool = False  # POST /mcp: the pipelines as MCP tools (the ``mcp`` extra)
 
     def __post_init__(self) -> None:
         if self.hold_back is not None and self.hold_back < 0:
@@ -156,6 +159,7 @@ class ServerState:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, code)
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     tasks: TaskGroup | None = None
+    mcp: HttpTools | None = None  # /mcp's tools while the runtimes run (``ServeSettings.mcp``)
 
 
 def _json_error(status: int, error: str, **extra: Any) -> JSONResponse:
@@ -205,16 +209,31 @@ def create_app(
                 ):
                     for served in state.served.values():
                         resume_kept(served, tg)
-                    state.ready = True
-                    try:
-                        yield
-                    finally:
-                        state.ready = False
-                        tg.cancel_scope.cancel()  # streamed requests still running are cut
+                    async with mcp_tools():
+                        state.ready = True
+                        try:
+                            yield
+                        finally:
+                            state.ready = False
+                            tg.cancel_scope.cancel()  # streamed requests still running are cut
         finally:
             for s in stacks:
                 if s is not None:
                     await s.aclose()
+
+    def mcp_tools() -> AbstractAsyncContextManager[object]:
+        """The served pipelines as MCP tools on ``/mcp``, once their runtimes run."""
+        if not settings.mcp:
+            return nullcontext()
+        from ..mcp import PipelineTools
+        from ..mcp._http import HttpTools
+
+        served = {name: (s.pipeline, s.runtime) for name, s in state.served.items()}
+        tools = PipelineTools(served, sink, max_timeout=settings.max_timeout)
+        state.mcp = HttpTools(
+            tools, lambda request: request.scope[MCP_CALLER], max_body=settings.max_body
+        )
+        return state.mcp.running()
 
     def resume_kept(served: _Served, tg: TaskGroup) -> None:
         """Run to their end the requests a killed server left in the store, each recorded
@@ -476,10 +495,35 @@ def create_app(
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi_json(request: Request) -> Response:
-        return JSONResponse(openapi([by_name[n] for n in names]))
+        return JSONResponse(openapi([by_name[n] for n in names], mcp=settings.mcp))
 
     async def page(request: Request) -> Response:
         return HTMLResponse(PAGE, headers=PAGE_HEADERS)
+
+    async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        """``/mcp``: authenticated and rate-limited as any route, then the request is the MCP
+        SDK's to answer, as the key's principal."""
+        status = 500
+
+        async def counted(message: Message_) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            try:
+                key = await admit(Request(scope, receive))
+            except _Refused as refused:
+                response = _json_error(refused.status, refused.error, **refused.extra)
+                response.headers.update(refused.headers)
+                await response(scope, receive, counted)
+                return
+            assert state.mcp is not None  # set before the server is ready
+            scope[MCP_CALLER] = key
+            await state.mcp.handle(scope, receive, counted)
+        finally:
+            state.counts[("mcp", str(status))] = state.counts.get(("mcp", str(status)), 0) + 1
 
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -509,6 +553,14 @@ def create_app(
             methods=["POST"],
         ),
     ]
+    if settings.mcp:
+        try:
+            import mcp as _sdk  # noqa: F401
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the MCP endpoint needs the 'mcp' extra: pip install 'genie-bus[mcp]'"
+            ) from exc
+        routes.append(Route("/mcp", _Asgi(mcp_endpoint), methods=["POST", "GET", "DELETE"]))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -646,6 +698,17 @@ def _credential(request: Request) -> str | None:
     if authorization and authorization[0][:7].lower() == "bearer ":
         return authorization[0][7:].strip()
     return None
+
+
+class _Asgi:
+    """An ASGI callable as a route's endpoint (Starlette calls a plain function with a
+    ``Request`` and wants a ``Response`` back)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class _Edge:

@@ -119,7 +119,8 @@ def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
     }
 
 
-def openapi(pipelines: Sequence[Pipeline]) -> dict[str, Any]:
+def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, Any]:
+    """The document of the app serving ``pipelines`` (``mcp``: with ``/mcp``)."""
     paths: dict[str, Any] = {}
     for p in pipelines:
         paths[f"/v1/pipelines/{p.name}/ask"] = _ask(p, stream=False)
@@ -221,6 +222,16 @@ def openapi(pipelines: Sequence[Pipeline]) -> dict[str, Any]:
             },
         }
     )
+    if mcp:
+        answer = {"description": "the JSON-RPC answer (MCP streamable HTTP, JSON)"}
+        paths["/mcp"] = {
+            verb: _v1({"summary": summary, "responses": {"200": answer}})
+            for verb, summary in (
+                ("post", "MCP: list the pipelines as tools, call one as this key's principal"),
+                ("get", "MCP: no event stream (the endpoint is stateless)"),
+                ("delete", "MCP: no session to end (the endpoint is stateless)"),
+            )
+        }
     return {
         "openapi": "3.1.0",
         "info": {"title": "genie serve", "version": "1"},

@@ -1,5 +1,5 @@
 """The core never loads the extras: ``import genie``, the CLI's parser and ``genie --help``
-import neither Starlette, uvicorn nor OpenTelemetry (a fresh interpreter each)."""
+import neither Starlette, uvicorn, OpenTelemetry nor the MCP SDK (a fresh interpreter each)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-EXTRAS = ("starlette", "uvicorn", "opentelemetry")
+EXTRAS = ("starlette", "uvicorn", "opentelemetry", "mcp")
 
 
 @pytest.mark.parametrize(

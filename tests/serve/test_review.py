@@ -123,11 +123,13 @@ async def test_two_principals_streaming_at_once_see_only_their_own(tmp_path: Pat
         assert seen[who][-1][2]["status"] == "ok"
 
 
-async def test_the_openapi_document_matches_the_routes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mcp", [False, True], ids=["plain", "mcp"])
+async def test_the_openapi_document_matches_the_routes(tmp_path: Path, mcp: bool) -> None:
     """Every route of the app is in the document with its methods, and nothing else is; every
-    ``/v1`` operation lists the refusals every ``/v1`` request may get."""
+    ``/v1`` operation (and ``/mcp``) lists the refusals every keyed request may get."""
     pipeline = finance(tmp_path)
-    app = create_app([pipeline], keyring(tmp_path))
+    settings = ServeSettings(mcp=mcp)
+    app = create_app([pipeline], keyring(tmp_path), settings=settings)
     routes = {
         re.sub(r"\{name\}", pipeline.name, r.path)
         if r.path.endswith("/ask") or r.path.endswith("/ask/stream")
@@ -135,12 +137,13 @@ async def test_the_openapi_document_matches_the_routes(tmp_path: Path) -> None:
         for r in app.routes
         if isinstance(r, Route)
     }
-    async with serving([pipeline], keyring(tmp_path)) as client:
+    async with serving([pipeline], keyring(tmp_path), settings) as client:
         doc = (await client.get("/openapi.json")).json()
     assert {path: set(ops) for path, ops in doc["paths"].items()} == routes
+    assert ("/mcp" in routes) is mcp
     for path, ops in doc["paths"].items():
         for op in ops.values():
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") or path == "/mcp":
                 assert {"401", "429", "503"} <= set(op["responses"]), path
                 assert op["security"]
             for code, response in op["responses"].items():

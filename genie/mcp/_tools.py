@@ -1,0 +1,207 @@
+"""Pipelines as MCP tools: each pipeline is a tool whose input is its entry payload and whose
+result is the run's result, and each call is one governed request carrying its caller's
+identity, recorded in the audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+
+from .._errors import InvalidMessageError, RuntimeClosedError
+from .._runtime.audit import AuditRecord, AuditSink
+from .._runtime.runtime import Runtime
+from ..pipeline import Pipeline, RunResult
+
+__all__ = ["AssertedCaller", "Caller", "PipelineTools"]
+
+ACTOR = "genie-mcp"  # who writes a tool call's audit record
+
+
+class Caller(Protocol):
+    """Who calls a tool: the identity its request carries (``genie.serve.ApiKey`` is one)."""
+
+    @property
+    def principal(self) -> str: ...
+
+    @property
+    def tracebacks(self) -> bool: ...
+
+    def stamp(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """The request's metadata with the caller's identity written over it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AssertedCaller:
+    """The caller of a server on stdio: its identity is whatever started the server says
+    (``genie mcp --principal NAME --role ROLE``), as nothing on a pipe can prove one."""
+
+    principal: str = "mcp"
+    roles: tuple[str, ...] = ()
+    tracebacks: bool = False
+
+    def stamp(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """The principal as ``user_id``; the roles as ``user_roles`` when any are asserted
+        (else the pipeline's entry says which roles its callers have)."""
+        stamped = {**metadata, "user_id": self.principal}
+        if self.roles:
+            stamped["user_roles"] = ",".join(self.roles)
+        return stamped
+
+
+def entry_defaults(pipeline: Pipeline) -> dict[str, Any]:
+    """What a call need not give: the entry's own payload values, and its default input
+    mapped onto the payload as ``genie run`` does without ``--input``."""
+    spec = pipeline.config.entry.input
+    if spec is None or spec.default is None:
+        return dict(pipeline.config.entry.payload)
+    payload = pipeline.entry_payload(pipeline.read_input())
+    return payload.model_dump(mode="json", exclude_unset=True)
+
+
+def input_schema(pipeline: Pipeline, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry payload's JSON schema; a field with a default is not required of the caller
+    (the entry's own short values are shown as the default, a default input file is named)."""
+    schema = pipeline.entry_model.model_json_schema()
+    properties = schema.get("properties", {})
+    spec = pipeline.config.entry.input
+    for name, value in defaults.items():
+        if name not in properties:
+            continue
+        if spec is not None and spec.default is not None and name == spec.field:
+            note = f"Default: the text of {spec.default} (the pipeline's default input)."
+            described = properties[name].get("description")
+            properties[name] = {
+                **properties[name],
+                "description": f"{described or ''} {note}".strip(),
+            }
+        else:
+            properties[name] = {**properties[name], "default": value}
+    required = [r for r in schema.get("required", ()) if r not in defaults]
+    if required:
+        schema["required"] = required
+    else:
+        schema.pop("required", None)
+    return schema
+
+
+def summary(name: str, result: RunResult) -> str:
+    """One paragraph a model or a person reads first: what came out, what is missing and
+    who denied what, never hidden behind a status."""
+    lines = [f"pipeline {name!r}: {result.status} (correlation {result.correlation_id})"]
+    if result.output is not None:
+        payload = result.output.payload.model_dump(mode="json")
+        lines.append(
+            f"output {result.output.type} from {result.output.sender}: {json.dumps(payload)}"
+        )
+    lines += [f"denied by {d.policy} to {d.recipient}: {d.reason}" for d in result.denials]
+    lines += [f"missing {m.key} ({m.kind}): {m.reason}" for m in result.missing]
+    lines += [f"dead letter at {d.agent_id} ({d.kind}): {d.reason}" for d in result.dead_letters]
+    return "\n".join(lines)
+
+
+class PipelineTools:
+    """The tools of running pipelines, ``{name: (pipeline, runtime)}``: ``server`` is the MCP
+    server (the SDK's low-level ``Server``) that lists and calls them. ``audit`` records each
+    call: who, which pipeline, the correlation, the outcome. ``max_timeout`` bounds a call's
+    wait whatever the pipeline's timeout says (a server's ceiling)."""
+
+    def __init__(
+        self,
+        served: Mapping[str, tuple[Pipeline, Runtime]],
+        audit: AuditSink | None = None,
+        *,
+        max_timeout: float | None = None,
+    ) -> None:
+        self.served = dict(served)
+        # Read once, before the first call: a missing default input is said at start.
+        self.defaults = {name: entry_defaults(p) for name, (p, _) in self.served.items()}
+        self.audit = audit
+        self.max_timeout = max_timeout
+
+    def tools(self) -> list[types.Tool]:
+        return [
+            types.Tool(
+                name=name,
+                description=pipeline.config.description or f"the {name} pipeline",
+                input_schema=input_schema(pipeline, self.defaults[name]),
+            )
+            for name, (pipeline, _) in self.served.items()
+        ]
+
+    async def call(
+        self, name: str, arguments: Mapping[str, Any] | None, caller: Caller
+    ) -> types.CallToolResult:
+        """Run ``name`` once for ``caller``: the arguments over the entry's own values make the
+        entry payload; a mistake in them is an error result naming the field."""
+        found = self.served.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.served)) or "none"
+            return _error(f"no pipeline {name!r} is served (served: {known})")
+        pipeline, rt = found
+        entry = pipeline.config.entry
+        try:
+            given = {**self.defaults[name], **(arguments or {})}
+            payload = rt.types.parse_payload(entry.type, given)
+        except InvalidMessageError as exc:
+            self._record(caller, name, "", "invalid_input", {"field": exc.field or ""})
+            return _error(f"invalid input for pipeline {name!r}: {exc}")
+        msg = pipeline.entry_message(rt, payload, metadata=caller.stamp({"channel": "mcp"}))
+        timeout = pipeline.config.timeout
+        if self.max_timeout is not None:
+            timeout = min(timeout, self.max_timeout) if timeout else self.max_timeout
+        try:
+            result = await pipeline.ask(rt, msg, timeout=timeout)
+        except RuntimeClosedError as exc:
+            self._record(caller, name, msg.correlation_id, "closed", {})
+            return _error(str(exc))
+        denied = {"denied_by": result.denials[0].policy} if result.denials else {}
+        self._record(caller, name, msg.correlation_id, result.status, denied)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=summary(name, result))],
+            structured_content=result.as_json(caller.tracebacks),
+            is_error=not result.ok,
+        )
+
+    def server(self, caller_of: Callable[[ServerRequestContext[Any, Any]], Caller]) -> Server[Any]:
+        """The MCP server of these tools; ``caller_of`` names the caller of each request (from
+        its HTTP request's API key, or the identity the stdio server was started with)."""
+
+        async def list_tools(
+            ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+        ) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=self.tools())
+
+        async def call_tool(
+            ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
+            return await self.call(params.name, params.arguments, caller_of(ctx))
+
+        return Server(
+            "genie",
+            instructions="Each tool runs one Genie pipeline once; its result says what came "
+            "out, what is missing and which policy denied what.",
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+        )
+
+    def _record(
+        self, caller: Caller, name: str, correlation: str, outcome: str, extra: dict[str, str]
+    ) -> None:
+        if self.audit is None:
+            return
+        details = {"principal": caller.principal, "correlation_id": correlation, **extra}
+        self.audit.record(
+            AuditRecord(datetime.now(UTC), ACTOR, f"tool_call:{outcome}", name, details)
+        )
+
+
+def _error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)

@@ -1,0 +1,196 @@
+"""Pipelines as MCP tools, driven by the MCP SDK's own client: over stdio against a real
+``genie mcp`` process, over streamable HTTP against a real ``genie serve`` app on 127.0.0.1,
+and in memory against ``PipelineTools``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from genie import MemoryAuditLog, verify_audit_log
+from genie._cli.main import main
+from genie._runtime.audit import read_audit_key
+from genie.mcp import AssertedCaller, PipelineTools
+from genie.pipeline import load_pipeline
+from genie.serve import ServeSettings
+
+from ..serve.conftest import ALICE, EVE, ROOT, auth, finance, keyring, serving
+
+FINANCE = str(ROOT / "config/pipelines/finance.yaml")
+QUESTION = {"question": "Where did my money go last month?"}
+
+
+# The HTTP tests serve on uvicorn, which runs on asyncio; the others run on both backends.
+ON_ASYNCIO = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+
+
+@asynccontextmanager
+async def http_client(base: str, key: str | None) -> AsyncIterator[Client]:
+    headers = {} if key is None else auth(key)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(part.text for part in result.content)
+
+
+# --- stdio: a real `genie mcp` process ------------------------------------------------------
+
+
+async def test_stdio_lists_and_calls_a_pipeline_as_its_principal(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "genie._cli", "mcp", FINANCE, "--principal", "alice", "--audit", str(audit)],
+        cwd=str(tmp_path),
+    )
+    async with Client(stdio_client(params)) as client:
+        tools = (await client.list_tools()).tools
+        result = await client.call_tool("finance", QUESTION)
+        wrong = await client.call_tool("finance", {"question": 5})
+        unknown = await client.call_tool("nope", {})
+    [tool] = tools
+    assert tool.name == "finance"
+    schema = tool.input_schema
+    assert schema["type"] == "object"
+    assert "question" in schema["properties"]
+    # The sample statement is the default input: nothing is required of the caller.
+    assert "required" not in schema
+    assert "sample.csv" in schema["properties"]["csv"]["description"]
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "ok"
+    assert result.structured_content["output"]["type"] == "final_report"
+    assert "Where did my money go last month?" in text_of(result)
+    assert wrong.is_error
+    assert "field 'question'" in text_of(wrong)
+    assert unknown.is_error
+    assert "no pipeline 'nope' is served (served: finance)" in text_of(unknown)
+    # The audit log, keyed and verifiable, names the caller of each call.
+    rows = [json.loads(line) for line in audit.read_text().splitlines()]
+    calls = [r for r in rows if r["actor"] == "genie-mcp"]
+    assert [(r["action"], r["target"], r["details"]["principal"]) for r in calls] == [
+        ("tool_call:ok", "finance", "alice"),
+        ("tool_call:invalid_input", "finance", "alice"),
+    ]
+    assert calls[0]["details"]["correlation_id"] == result.structured_content["correlation_id"]
+    assert verify_audit_log(audit, key=read_audit_key(tmp_path / "audit.jsonl.key")).ok
+
+
+def test_stdio_refuses_a_bad_setup_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.yaml"
+    assert main(["mcp", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err
+    assert "Traceback" not in err
+    assert main(["mcp", FINANCE, "--principal", "alice bob"]) == 2
+    err = capsys.readouterr().err
+    assert "'alice bob' is not a principal or role name" in err
+
+
+async def test_stdio_roles_asserted_reach_the_policies(tmp_path: Path) -> None:
+    """An asserted role the finance RBAC does not accept is denied, naming the policy."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "genie._cli", "mcp", FINANCE, "--principal", "eve", "--role", "analyst"],
+        cwd=str(tmp_path),
+    )
+    async with Client(stdio_client(params)) as client:
+        result = await client.call_tool("finance", QUESTION)
+    assert result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "denied"
+    assert result.structured_content["denials"][0]["policy"] == "rbac"
+    assert "denied by rbac" in text_of(result)
+
+
+# --- in memory: PipelineTools on a running runtime ------------------------------------------
+
+
+async def test_a_timed_out_run_is_an_error_result_that_says_so() -> None:
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")  # a 1 s agent, 50 ms timeout
+    audit = MemoryAuditLog()
+    async with slow.runtime(audit=audit) as rt:
+        tools = PipelineTools({"slow": (slow, rt)}, audit)
+        async with Client(tools.server(lambda ctx: AssertedCaller("carol"))) as client:
+            result = await client.call_tool("slow", {})
+    assert result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "timed_out"
+    assert "timed_out" in text_of(result)
+    [record] = [r for r in audit.records if r.actor == "genie-mcp"]
+    assert (record.action, record.details["principal"]) == ("tool_call:timed_out", "carol")
+
+
+# --- streamable HTTP: `genie serve --mcp` ---------------------------------------------------
+
+
+@ON_ASYNCIO
+async def test_http_calls_are_their_api_keys_principal(tmp_path: Path) -> None:
+    audit = MemoryAuditLog()
+    settings = ServeSettings(mcp=True)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings, audit) as web:
+        base = str(web.base_url).rstrip("/")
+        async with http_client(base, ALICE) as alice:
+            tools = (await alice.list_tools()).tools
+            ok = await alice.call_tool("finance", QUESTION)
+        async with http_client(base, EVE) as eve:
+            denied = await eve.call_tool("finance", QUESTION)
+        anonymous = await web.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert [t.name for t in tools] == ["finance"]
+    assert not ok.is_error
+    assert ok.structured_content is not None
+    assert ok.structured_content["status"] == "ok"
+    assert denied.is_error
+    assert denied.structured_content is not None
+    assert denied.structured_content["denials"][0]["policy"] == "rbac"
+    assert anonymous.status_code == 401
+    assert "missing API key" in anonymous.json()["error"]
+    calls = [r for r in audit.records if r.actor == "genie-mcp"]
+    assert [(r.action, r.details["principal"]) for r in calls] == [
+        ("tool_call:ok", "alice"),
+        ("tool_call:denied", "eve"),
+    ]
+    assert calls[1].details["denied_by"] == "rbac"
+
+
+@ON_ASYNCIO
+async def test_http_endpoint_is_off_unless_asked_for(tmp_path: Path) -> None:
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as web:
+        r = await web.post("/mcp", json={}, headers=auth(ALICE))
+    assert r.status_code == 404
+
+
+@ON_ASYNCIO
+async def test_http_identity_in_arguments_or_meta_is_not_the_callers(tmp_path: Path) -> None:
+    """eve cannot become alice by what she sends: the payload takes no identity (extra fields
+    are refused), and the request's metadata is written by the server from her key."""
+    settings = ServeSettings(mcp=True)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as web:
+        base = str(web.base_url).rstrip("/")
+        async with http_client(base, EVE) as eve:
+            smuggled = await eve.call_tool("finance", {**QUESTION, "user_id": "alice"})
+            denied = await eve.call_tool(
+                "finance", QUESTION, meta=cast(Any, {"user_roles": "user"})
+            )
+    assert smuggled.is_error
+    assert "field 'user_id'" in text_of(smuggled)
+    assert denied.is_error
+    assert denied.structured_content is not None
+    assert denied.structured_content["denials"][0]["policy"] == "rbac"
