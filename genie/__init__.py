@@ -9,6 +9,11 @@ from ._agent.agent import handler as handler
 from ._agent.context import Context as Context
 from ._agent.context import TestContext as TestContext
 from ._agent.context import Timer as Timer
+from ._agent.tools import ToolOutput as ToolOutput
+from ._agent.tools import Tools as Tools
+from ._agent.tools import ToolServer as ToolServer
+from ._agent.tools import ToolSession as ToolSession
+from ._agent.tools import ToolSpec as ToolSpec
 from ._base.clock import Clock as Clock
 from ._base.resilience import BreakerPolicy as BreakerPolicy
 from ._base.resilience import RetryPolicy as RetryPolicy
@@ -27,6 +32,9 @@ from ._errors import MessageError as MessageError
 from ._errors import NoRouteError as NoRouteError
 from ._errors import PublishFromHandlerError as PublishFromHandlerError
 from ._errors import RuntimeClosedError as RuntimeClosedError
+from ._errors import ToolArgumentsError as ToolArgumentsError
+from ._errors import ToolCallError as ToolCallError
+from ._errors import ToolDeniedError as ToolDeniedError
 from ._errors import UnhandledMessageError as UnhandledMessageError
 from ._errors import UnknownMessageTypeError as UnknownMessageTypeError
 from ._errors import UnknownRecipientError as UnknownRecipientError
@@ -188,6 +196,14 @@ __all__ = [
     "TestContext",
     "TextChunk",
     "Timer",
+    "ToolArgumentsError",
+    "ToolCallError",
+    "ToolDeniedError",
+    "ToolOutput",
+    "ToolServer",
+    "ToolSession",
+    "ToolSpec",
+    "Tools",
     "UnhandledMessageError",
     "UnknownMessageTypeError",
     "UnknownRecipientError",

@@ -7,7 +7,8 @@
     │   └── DuplicateAgentError       an agent id registered twice
     ├── MessageError                  a message failed at a boundary
     │   ├── UnknownMessageTypeError   no payload model is registered under the type
-    │   └── InvalidMessageError       the payload (or envelope) failed validation
+    │   ├── InvalidMessageError       the payload (or envelope) failed validation
+    │   └── ToolArgumentsError        a tool call's arguments do not fit the tool's schema
     ├── DeliveryError                 a message could not be delivered
     │   ├── RuntimeClosedError        publish before start or after close
     │   ├── UnknownRecipientError     the direct recipient is not registered
@@ -16,8 +17,10 @@
     │   ├── PublishFromHandlerError   publish, publish_nowait or ask called inside a handler
     │   │                             of the same runtime: a handler returns its messages
     │   └── DeniedError               admission refused it (policy or limit)
+    │       └── ToolDeniedError       a tool call, or its result, denied: never retried
     ├── LimitExceededError            a limit refused work in a handler (a model call over
     │                                 its correlation's budget): never retried
+    ├── ToolCallError                 a tool server is unknown or unreachable, or failed
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
         ├── InvalidOutputError        handle() returned something that is not a Message
@@ -162,6 +165,37 @@ class DeniedError(DeliveryError):
         super().__init__(message, **ids)
         self.policy = policy
         self.reason = reason
+
+
+class ToolDeniedError(DeniedError):
+    """A policy denied a tool call (``direction`` ``out``: its arguments may not leave) or its
+    result (``in``: the agent may not read it); audited like any denial, never retried."""
+
+    def __init__(self, policy: str, reason: str, direction: str, **ids: str | None) -> None:
+        what = "call" if direction == "out" else "result"
+        super().__init__(
+            f"tool {what} denied by {policy}: {reason}", policy=policy, reason=reason, **ids
+        )
+        self.direction = direction
+
+
+class ToolArgumentsError(MessageError):
+    """A tool call's arguments do not fit the tool's input schema; ``field`` names the first
+    that does not (empty: the arguments as a whole). Nothing was sent."""
+
+    def __init__(self, server: str, tool: str, field: str, problem: str) -> None:
+        where = f"field {field!r}" if field else "the arguments"
+        super().__init__(f"tool {tool!r} of {server!r}: {where}: {problem}")
+        self.server = server
+        self.tool = tool
+        self.field = field
+        self.problem = problem
+
+
+class ToolCallError(GenieError):
+    """A tool could not be called: the server is unknown or unreachable, the tool does not
+    exist, or the call failed on its way. A handler that lets it propagate fails and is
+    retried as its options say."""
 
 
 class LimitExceededError(GenieError):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 
 from .._base.clock import Clock
 from .._base.log import message_logger
+from .._errors import ToolCallError
 from .._message.envelope import Message, caused_by
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
+from .tools import ToolOutput, Tools, ToolSession, ToolSpec
 
 if TYPE_CHECKING:
     import logging
@@ -102,6 +104,15 @@ class Context(Protocol):
         ``Limits.correlation_tokens`` / ``correlation_cost`` before anything is sent. A call
         that does not fit raises ``genie.llm.BudgetExceededError`` (never retried); after the
         first refusal every call of the correlation is refused. See docs/llm.md."""
+        ...
+
+    def tool(self, server: str) -> Tools:
+        """The tools of ``server`` (declared in the pipeline's ``tools:``, or
+        ``Runtime(tools=...)``): ``await ctx.tool("broker").call("get_holdings", {})``. Each
+        call is judged by the policies on its way out (a ``tool_call`` message to
+        ``tool:SERVER``, counted against the correlation's delivery budget) and on its way
+        back (a ``tool_result`` to this agent); a denial raises ``ToolDeniedError``, a call
+        that cannot be made ``ToolCallError``. See docs/tools.md."""
         ...
 
 
@@ -200,7 +211,7 @@ class _ContextBase:
 class ContextServices:
     """What a runtime lends the contexts of its handlers (one per runtime, shared)."""
 
-    __slots__ = ("clock", "llm", "new_id", "request", "schedule")
+    __slots__ = ("clock", "llm", "new_id", "request", "schedule", "tool")
 
     def __init__(
         self,
@@ -209,12 +220,14 @@ class ContextServices:
         request: Callable[[Message, float | None], Awaitable[Message]],
         schedule: Callable[[Message, float], Timer],
         llm: Callable[[Provider, str, Message], Provider],
+        tool: Callable[[str, str, Message], Tools],
     ) -> None:
         self.clock = clock
         self.new_id = new_id
         self.request = request
         self.schedule = schedule
         self.llm = llm  # (provider, agent id, message) -> the provider the handler calls
+        self.tool = tool  # (server, agent id, message) -> the tools the handler calls
 
 
 class RuntimeContext(_ContextBase):
@@ -289,6 +302,9 @@ class RuntimeContext(_ContextBase):
     def llm(self, provider: Provider) -> Provider:
         return self._services.llm(provider, self._agent_id, self._message)
 
+    def tool(self, server: str) -> Tools:
+        return self._services.tool(server, self._agent_id, self._message)
+
 
 def runtime_context(services: ContextServices, agent_id: str, message: Message) -> RuntimeContext:
     """The context of one handler call of ``agent_id`` on ``message`` (one per delivery).
@@ -312,11 +328,12 @@ class TestContext(_ContextBase):
     Time is a fixed, manually advanced clock: ``sleep`` advances it without waiting. ``request``
     calls ``responder`` (if given) with the request message and returns what it returns.
     ``llm`` gives requests the message's context, without a budget (no runtime: no limits).
+    ``tool`` calls the sessions of ``tools`` (by server name) directly, ungoverned.
     """
 
     # ClassVar: a class attribute pytest reads on the class, in the compiled build too.
     __test__: ClassVar[bool] = False  # not a pytest test class
-    __slots__ = ("_now", "_responder", "requests", "scheduled")
+    __slots__ = ("_now", "_responder", "_tools", "requests", "scheduled")
 
     def __init__(
         self,
@@ -325,6 +342,7 @@ class TestContext(_ContextBase):
         *,
         now: datetime | None = None,
         responder: Responder | None = None,
+        tools: Mapping[str, ToolSession] | None = None,
     ) -> None:
         self._agent_id = agent_id
         self._message = message
@@ -332,6 +350,7 @@ class TestContext(_ContextBase):
         self.last_emitted = None
         self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
         self._responder = responder
+        self._tools = dict(tools or {})
         self.requests: list[Message] = []
         self.scheduled: list[tuple[float, Message, Timer]] = []
 
@@ -348,6 +367,12 @@ class TestContext(_ContextBase):
 
         return HandlerProvider(provider, self._message, self._agent_id, None)
 
+    def tool(self, server: str) -> Tools:
+        session = self._tools.get(server)
+        if session is None:
+            raise ToolCallError(f"TestContext has no tool server {server!r}: pass tools=")
+        return _SessionTools(session)
+
     async def sleep(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         await anyio.lowlevel.checkpoint()
@@ -360,3 +385,18 @@ class TestContext(_ContextBase):
         if self._responder is None:
             raise RuntimeError("TestContext.request needs a responder= to answer requests")
         return await self._responder(msg)
+
+
+class _SessionTools:
+    """A session's tools called directly (``TestContext``: no runtime, no policies)."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: ToolSession) -> None:
+        self._session = session
+
+    async def list(self) -> Sequence[ToolSpec]:
+        return await self._session.list_tools()
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
+        return await self._session.call_tool(name, dict(arguments or {}))

@@ -12,6 +12,7 @@ from .._errors import (
     LimitExceededError,
     MessageError,
     PublishFromHandlerError,
+    ToolDeniedError,
     UnhandledMessageError,
     WaitFromHandlerError,
 )
@@ -29,6 +30,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     LimitExceededError,
     PublishFromHandlerError,
     WaitFromHandlerError,
+    ToolDeniedError,
 )
 
 

@@ -176,6 +176,20 @@ class Ledger:
         self.delivered += 1
         corr.deliveries += 1
         self.denied += 1
+        self.refused(msg, consumer, decision)
+        if self.observer is not None:
+            self.observer.denied(msg, consumer, decision.policy, decision.reason)
+        if notify and (corr.waiters or self.on_loss is not None):
+            missing = Missing(
+                consumer, "denied", decision.reason, decision.policy, consumer, msg.id
+            )
+            self.lost(msg, consumer, corr, missing)
+
+    def refused(self, msg: Message, consumer: str, decision: Decision) -> None:
+        """Admission refused ``msg`` to ``consumer``: audited (a limit as ``limit_fired``) and
+        logged. A refused delivery is counted and told to the observers by ``deny``; a tool
+        call or its result is neither (they are no deliveries: the accounting identity and
+        ``genie_deliveries_denied_total`` count deliveries only)."""
         action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
         self.record(decision.policy, action, consumer, msg, decision.reason)
         _log.info(
@@ -187,13 +201,6 @@ class Ledger:
             decision.reason,
             extra=fields(consumer, msg),
         )
-        if self.observer is not None:
-            self.observer.denied(msg, consumer, decision.policy, decision.reason)
-        if notify and (corr.waiters or self.on_loss is not None):
-            missing = Missing(
-                consumer, "denied", decision.reason, decision.policy, consumer, msg.id
-            )
-            self.lost(msg, consumer, corr, missing)
 
     def shed_one(self, msg: Message, consumer: str, corr: _Correlation, reason: str) -> None:
         """A delivery dropped by an overflow policy (it was never in flight)."""

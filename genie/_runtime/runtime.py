@@ -29,6 +29,7 @@ from .._agent.agent import (
     bound_sync_handlers,
 )
 from .._agent.context import ContextServices
+from .._agent.tools import ToolServer
 from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.record import Record
@@ -60,6 +61,7 @@ from .options import AgentOptions
 from .policy import Limits, Policy
 from .router import Router, Tap
 from .timers import Timers
+from .tool_calls import ToolCalls
 from .transport import Keeper, Transport
 
 if TYPE_CHECKING:
@@ -133,6 +135,10 @@ class Runtime:
     ``store`` (a file path) keeps every admitted delivery in a SQLite file until it ends, so
     that a process killed mid-request resumes it when started again on the same file
     (``unfinished``); see docs/durability.md.
+
+    ``tools`` names the tool servers its handlers call (``ctx.tool(name)``; an MCP server is
+    ``genie.mcp.McpServer``): each is connected at its first call and closed with the runtime,
+    and every call passes the policies both ways; see docs/tools.md.
     """
 
     def __init__(
@@ -156,6 +162,7 @@ class Runtime:
         threads: int = 40,
         processes: int | None = None,
         store: str | PathLike[str] | None = None,
+        tools: Mapping[str, ToolServer] | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -221,12 +228,16 @@ class Runtime:
         self._model_calls = ModelCalls(
             self.limits, prices, self._ledger, self._correlator, self._admission, self.clock
         )
+        self._tool_calls = ToolCalls(
+            tools or {}, self._admission, self._ledger, self._correlator, self.clock
+        )
         services = ContextServices(
             self.clock,
             self._new_id,
             self._request,
             self._timers.schedule,
             self._model_calls.provider,
+            self._tool_calls.tools,
         )
         self._runner = DeliveryRunner(
             self.clock,
@@ -513,6 +524,7 @@ class Runtime:
         if self._keeper is not None:
             tg.start_soon(self._keeper.take_answers)  # a task of the runtime's, not a handler's
         self._timers.start(tg)
+        self._tool_calls.start(tg)
         self._state = RuntimeState.RUNNING
         try:
             for mb in self._mailboxes.values():

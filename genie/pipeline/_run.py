@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec
+from .._agent.tools import ToolServer
 from .._base.clock import Clock
 from .._base.files import FileRefusedError, decode_utf8, read_bounded
 from .._base.nesting import json_depth_exceeds
@@ -244,6 +245,7 @@ class Pipeline:
                 ),
             )
         rt = Runtime(
+            tools=self._tool_servers(),
             policies=(*self.policies, *policies),
             limits=Limits(
                 max_hops=limits.max_hops,
@@ -402,6 +404,29 @@ class Pipeline:
             metadata={"trace_id": trace_id or ids.trace_id, **entry.metadata, **(metadata or {})},
             **fields,
         )
+
+    def _tool_servers(self) -> dict[str, ToolServer]:
+        """The file's ``tools:``, as MCP servers (the ``mcp`` extra, loaded only for them)."""
+        if not self.config.tools:
+            return {}
+        try:
+            from ..mcp import McpServer
+        except ImportError:
+            raise ConfigurationError(
+                f"{self.path}: 'tools' needs the 'mcp' extra: pip install 'genie-bus[mcp]'"
+            ) from None
+        folder = self.path.parent
+        return {
+            name: McpServer(
+                url=decl.url,
+                headers=decl.headers,
+                command=tuple(decl.command or ()),
+                env=decl.env,
+                cwd=str(folder / (decl.cwd or ".")) if decl.command else None,
+                timeout=decl.timeout,
+            )
+            for name, decl in self.config.tools.items()
+        }
 
     # --- one request ---------------------------------------------------------------------------
     async def run(

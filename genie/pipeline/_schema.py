@@ -233,6 +233,29 @@ class Inputs(_Model):
     params: dict[str, Any] = {}
 
 
+class ToolServerDecl(_Model):
+    """An MCP server whose tools the agents call (``ctx.tool(NAME)``): ``url`` (streamable
+    HTTP, sent ``headers``) or ``command`` (stdio: run in ``cwd``, by default the pipeline
+    file's folder, with ``env`` added)."""
+
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    headers: dict[str, str] = {}
+    command: list[str] | None = Field(default=None, min_length=1)
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    timeout: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _url_or_command(self) -> ToolServerDecl:
+        if (self.url is None) == (self.command is None):
+            raise ValueError("give either url or command (one, not both)")
+        if self.command is None and (self.env or self.cwd):
+            raise ValueError("env and cwd are for a command (a server on stdio)")
+        if self.url is None and self.headers:
+            raise ValueError("headers are for a url (a server over HTTP)")
+        return self
+
+
 class Simulation(_Model):
     inputs: Inputs | None = None
 
@@ -250,6 +273,7 @@ class PipelineFile(_Model):
     output: Name
     timeout: Seconds = 30.0
     simulation: Simulation = Simulation()
+    tools: dict[Name, ToolServerDecl] = {}
     # Checked by genie.llm's own model, imported only when a file has this section.
     llm: dict[str, Any] | None = None
 

@@ -1,0 +1,236 @@
+"""The runtime's side of ``ctx.tool``: the tool servers' sessions, and every call governed.
+
+A call is judged twice, as two messages of the request it works for (so its metadata, the
+caller's identity among it, is the request's): a ``tool_call`` from the agent to
+``tool:SERVER`` before anything leaves, counted against the correlation's delivery budget
+and the hop limit, and a ``tool_result`` from ``tool:SERVER`` to the agent before the handler
+reads it. A denial raises ``ToolDeniedError`` in the handler and is audited like any other.
+The handler's deadline bounds the call (it runs inside the handler), and a call that fails
+fails the handler, which is retried as its options say.
+
+Sessions open at a server's first call, in a task of the runtime (so a handler that is
+cancelled never takes a session down with it), are shared by every handler, and close when
+the runtime stops. A session that dies is dropped; the next call opens a new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._agent.tools import (
+    ToolOutput,
+    ToolServer,
+    ToolSession,
+    ToolSpec,
+)
+from .._base.clock import Clock
+from .._base.log import lazy_logger
+from .._errors import ToolCallError, ToolDeniedError
+from .._message.envelope import Message
+from .._message.payload import Payload
+from .admission import Admission
+from .correlator import Correlator
+from .ledger import Ledger
+from .policy import Decision
+
+__all__ = ["ToolCall", "ToolCalls", "ToolResult"]
+
+_log = lazy_logger("genie.runtime")
+
+
+class ToolCall(Payload):
+    """What the policies judge before a tool is called: the call, from the agent to
+    ``tool:SERVER``."""
+
+    message_type = "tool_call"
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+
+
+class ToolResult(Payload):
+    """What the policies judge before the agent reads a tool's answer, from ``tool:SERVER``
+    to the agent."""
+
+    message_type = "tool_result"
+    server: str
+    tool: str
+    text: str
+    structured: dict[str, Any] | None = None
+
+
+def consumer_of(server: str) -> str:
+    """The recipient a call to ``server`` is judged for (``to == "tool:broker"`` in a rule)."""
+    return f"tool:{server}"
+
+
+class ToolCalls:
+    """One runtime's tool servers, their sessions, and the governance of each call."""
+
+    def __init__(
+        self,
+        servers: Mapping[str, ToolServer],
+        admission: Admission,
+        ledger: Ledger,
+        correlator: Correlator,
+        clock: Clock,
+    ) -> None:
+        self.servers = dict(servers)
+        self._admission = admission
+        self._ledger = ledger
+        self._correlator = correlator
+        self._clock = clock
+        self._sessions: dict[str, ToolSession] = {}
+        self._opening: dict[str, _Opening] = {}
+        self._tg: TaskGroup | None = None
+        self._numbers = itertools.count(1)
+
+    def start(self, tg: TaskGroup) -> None:
+        self._tg = tg
+
+    def tools(self, server: str, agent_id: str, message: Message) -> GovernedTools:
+        if server not in self.servers:
+            known = ", ".join(sorted(self.servers)) or "none"
+            raise ToolCallError(f"no tool server {server!r} in this runtime (declared: {known})")
+        return GovernedTools(self, server, agent_id, message)
+
+    async def session(self, server: str) -> ToolSession:
+        """The open session to ``server``; the first caller has it opened by a task of the
+        runtime, which every caller then waits for (a caller cancelled meanwhile, by its
+        deadline say, leaves the opening to finish for the others)."""
+        found = self._sessions.get(server)
+        if found is not None:
+            return found
+        opening = self._opening.get(server)
+        if opening is None:
+            if self._tg is None:
+                raise ToolCallError(f"tool server {server!r}: the runtime is not running")
+            opening = self._opening[server] = _Opening()
+            self._tg.start_soon(self._keep, server, opening)
+        await opening.done.wait()
+        if opening.session is None:
+            raise ToolCallError(f"tool server {server!r}: cannot connect: {opening.failure}")
+        return opening.session
+
+    async def _keep(self, server: str, opening: _Opening) -> None:
+        """Open ``server``'s session and hold it until the runtime stops or it dies."""
+        declared = self.servers[server]
+        try:
+            # The opening has the server's timeout (a program that never answers, a URL that
+            # never responds); the session, once open, lives until the runtime stops.
+            with anyio.CancelScope(deadline=anyio.current_time() + declared.timeout) as scope:
+                async with declared.connect() as session:
+                    scope.deadline = math.inf
+                    self._sessions[server] = session
+                    opening.session = session
+                    opening.done.set()
+                    await anyio.sleep_forever()
+            if not opening.done.is_set():
+                opening.failure = f"no session within {declared.timeout:g} s"
+        except Exception as exc:
+            if not opening.done.is_set():
+                opening.failure = f"{type(exc).__name__}: {exc}"
+            else:
+                _log.warning(
+                    "tool server %r: the session ended: %s: %s",
+                    server,
+                    type(exc).__name__,
+                    exc,
+                    extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
+                )
+        finally:
+            self._sessions.pop(server, None)
+            if self._opening.get(server) is opening:
+                del self._opening[server]  # the next call opens a new session
+            opening.done.set()
+
+    def message(self, about: Message, payload: Payload, sender: str, recipient: str) -> Message:
+        return about.child(
+            payload,
+            sender=sender,
+            id=f"{about.id}/tool/{next(self._numbers)}",
+            created_at=self._clock.timestamp(),
+            recipient=recipient,
+        )
+
+    def admit_call(self, msg: Message, consumer: str) -> None:
+        """The call may leave: the limits and the policies for ``consumer``; counted against
+        the correlation's delivery budget. Raises ``ToolDeniedError``."""
+        corr = self._correlator.lookup(msg.correlation_id)
+        deliveries = corr.deliveries if corr is not None else 0
+        decision = self._admission.evaluate(msg, consumer, deliveries)
+        if not decision.allowed:
+            self._refuse(msg, consumer, decision, "out")
+        if corr is not None:
+            corr.deliveries += 1
+
+    def admit_result(self, msg: Message, reader: str) -> None:
+        """The agent may read the result: the policies for ``reader``."""
+        if not self._admission.policies:
+            return
+        decision = self._admission.judge(msg, reader)
+        if not decision.allowed:
+            self._refuse(msg, reader, decision, "in")
+
+    def _refuse(self, msg: Message, consumer: str, decision: Decision, way: str) -> None:
+        self._ledger.refused(msg, consumer, decision)
+        raise ToolDeniedError(
+            decision.policy,
+            decision.reason,
+            way,
+            message_id=msg.id,
+            agent_id=msg.sender if way == "out" else consumer,
+            correlation_id=msg.correlation_id,
+        )
+
+
+class _Opening:
+    """A session being opened: ``done`` once it is open (``session``) or could not be
+    (``failure`` says why)."""
+
+    __slots__ = ("done", "failure", "session")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.session: ToolSession | None = None
+        self.failure = ""
+
+
+class GovernedTools:
+    """``ctx.tool(server)`` in a runtime: each call judged on its way out and on its way
+    back, as messages of the request the handler works for."""
+
+    __slots__ = ("_agent_id", "_calls", "_message", "_server")
+
+    def __init__(self, calls: ToolCalls, server: str, agent_id: str, message: Message) -> None:
+        self._calls = calls
+        self._server = server
+        self._agent_id = agent_id
+        self._message = message
+
+    async def list(self) -> Sequence[ToolSpec]:
+        return await (await self._calls.session(self._server)).list_tools()
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
+        calls, server, agent = self._calls, self._server, self._agent_id
+        given = dict(arguments or {})
+        consumer = consumer_of(server)
+        out = calls.message(
+            self._message, ToolCall(server=server, tool=name, arguments=given), agent, consumer
+        )
+        calls.admit_call(out, consumer)
+        output = await (await calls.session(server)).call_tool(name, given)
+        result = ToolResult(
+            server=server,
+            tool=name,
+            text=output.text,
+            structured=None if output.structured is None else dict(output.structured),
+        )
+        calls.admit_result(calls.message(self._message, result, consumer, agent), agent)
+        return output

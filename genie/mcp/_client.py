@@ -1,0 +1,147 @@
+"""An MCP server as a handler's tool server (``ctx.tool(name)``), through the SDK's client: on
+stdio (a command the runtime starts) or streamable HTTP (a URL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import jsonschema
+import mcp_types as types
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from .._agent.tools import ToolOutput, ToolSession, ToolSpec
+from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError
+
+__all__ = ["McpServer"]
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    """An MCP server: ``url`` (streamable HTTP, sent ``headers``) or ``command`` (stdio: the
+    program and its arguments, run in ``cwd`` with ``env`` added to the SDK's safe default
+    environment). A call waits at most ``timeout`` seconds for its answer (the handler's own
+    deadline may cut it first)."""
+
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    command: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (not self.command):
+            raise ConfigurationError("an MCP server needs exactly one of url and command")
+        if self.timeout <= 0:
+            raise ConfigurationError(
+                f"an MCP server's timeout must be positive, not {self.timeout}"
+            )
+
+    @property
+    def where(self) -> str:
+        return self.url if self.url is not None else " ".join(self.command)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[ToolSession]:
+        if self.url is not None:
+            async with (
+                httpx2.AsyncClient(headers=dict(self.headers), timeout=self.timeout) as http,
+                Client(streamable_http_client(self.url, http_client=http)) as client,
+            ):
+                yield await _McpSession.open(client, self)
+        else:
+            from mcp.client.stdio import get_default_environment
+
+            params = StdioServerParameters(
+                command=self.command[0],
+                args=list(self.command[1:]),
+                env={**get_default_environment(), **self.env},
+                cwd=self.cwd,
+            )
+            async with Client(stdio_client(params)) as client:
+                yield await _McpSession.open(client, self)
+
+
+class _McpSession:
+    """One open client session: the server's tools listed once, each call's arguments
+    checked against its tool's schema before anything is sent."""
+
+    def __init__(self, client: Client, server: McpServer, tools: Sequence[types.Tool]) -> None:
+        self._client = client
+        self._server = server
+        self._specs = {
+            t.name: ToolSpec(
+                name=t.name, description=t.description or "", input_schema=dict(t.input_schema)
+            )
+            for t in tools
+        }
+        self._checks = {
+            t.name: jsonschema.Draft202012Validator(dict(t.input_schema)) for t in tools
+        }
+
+    @classmethod
+    async def open(cls, client: Client, server: McpServer) -> _McpSession:
+        listed = await client.list_tools()
+        return cls(client, server, listed.tools)
+
+    async def list_tools(self) -> Sequence[ToolSpec]:
+        return list(self._specs.values())
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutput:
+        where = self._server.where
+        check = self._checks.get(name)
+        if check is None:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise ToolArgumentsError(where, name, "", f"no such tool (tools: {known})")
+        problem = next(iter(sorted(check.iter_errors(arguments), key=_depth)), None)
+        if problem is not None:
+            raise ToolArgumentsError(where, name, _field(problem), problem.message)
+        try:
+            result = await self._client.call_tool(
+                name, dict(arguments), read_timeout_seconds=self._server.timeout
+            )
+        except Exception as exc:  # the SDK's transport and protocol errors, as one kind
+            detail = f"{type(exc).__name__}: {exc}"
+            raise ToolCallError(f"tool {name!r} of {where}: {detail}") from exc
+        if not isinstance(result, types.CallToolResult):
+            raise ToolCallError(
+                f"tool {name!r} of {where}: it asked for input, which no handler gives"
+            )
+        return ToolOutput(
+            text="\n".join(_text(part) for part in result.content),
+            structured=result.structured_content,
+            is_error=bool(result.is_error),
+        )
+
+
+def _depth(error: jsonschema.ValidationError) -> int:
+    return len(error.absolute_path)
+
+
+def _field(error: jsonschema.ValidationError) -> str:
+    """The argument an error is about: its path, or the property a ``required`` misses."""
+    if error.absolute_path:
+        return ".".join(str(p) for p in error.absolute_path)
+    instance, schema, wanted = error.instance, error.schema, error.validator_value
+    if not isinstance(instance, Mapping):
+        return ""
+    if error.validator == "required" and isinstance(wanted, list):
+        missing = [p for p in wanted if p not in instance]
+        return str(missing[0]) if missing else ""
+    if error.validator == "additionalProperties" and isinstance(schema, Mapping):
+        allowed = schema.get("properties", {})
+        extra = [p for p in instance if p not in allowed]
+        return str(extra[0]) if extra else ""
+    return ""
+
+
+def _text(part: Any) -> str:
+    """A content part as text: text as itself, anything else named by its type."""
+    text = getattr(part, "text", None)
+    return text if isinstance(text, str) else f"[{getattr(part, 'type', 'content')}]"

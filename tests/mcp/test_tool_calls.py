@@ -1,0 +1,298 @@
+"""``ctx.tool(server)``: a handler calls a real MCP server's tools (tests/mcp/broker_server.py,
+started on stdio by the runtime), each call and each result judged by the policies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Limits,
+    MemoryAuditLog,
+    Message,
+    Payload,
+    RetryPolicy,
+    Runtime,
+    TestContext,
+    ToolCallError,
+    handler,
+)
+from genie.mcp import McpServer
+from genie.pipeline import load_pipeline
+from genie.policies import PIIBlock, Rule
+
+HERE = Path(__file__).resolve().parent
+BROKER = McpServer(command=(sys.executable, str(HERE / "broker_server.py")))
+
+
+class Ask(Payload):
+    message_type = "ask_tool"
+    tool: str
+    arguments: dict[str, Any] = {}  # noqa: RUF012  (pydantic copies a field's default)
+
+
+class Answer(Payload):
+    message_type = "tool_answer"
+    text: str
+    is_error: bool
+    structured: dict[str, Any] | None = None
+
+
+class Caller(BaseAgent):
+    """Calls the tool its request names on the server ``broker``, answers with the output."""
+
+    produces = (Answer,)
+
+    @handler
+    async def on_ask(self, p: Ask, ctx: Context) -> Message:
+        out = await ctx.tool("broker").call(p.tool, p.arguments)
+        structured = None if out.structured is None else dict(out.structured)
+        return ctx.reply(Answer(text=out.text, is_error=out.is_error, structured=structured))
+
+
+async def ask(rt: Runtime, tool: str, **arguments: Any) -> Any:
+    result = await rt.ask(
+        rt.message(Ask(tool=tool, arguments=arguments), recipient="caller"), timeout=30
+    )
+    return result.message.payload if result.complete else result.missing[0]
+
+
+async def answered(rt: Runtime, tool: str) -> Any:
+    """The first answer of ``tool`` that arrives, asking again while a short deadline cuts the
+    call (the session may still be opening: seconds at most, on a loaded machine)."""
+    for _ in range(300):
+        answer = await ask(rt, tool)
+        if isinstance(answer, Answer):
+            return answer
+        await anyio.sleep(0.1)
+    raise AssertionError(f"{tool} never answered: {answer}")
+
+
+async def test_a_handler_calls_the_tools_of_one_shared_session() -> None:
+    async with Runtime([Caller("caller")], tools={"broker": BROKER}) as rt:
+        total = await ask(rt, "add", a=2, b=3)
+        first, second = await ask(rt, "pid"), await ask(rt, "pid")
+        failing = await ask(rt, "broken")
+    assert (total.text, total.is_error, total.structured) == ("5", False, {"result": 5})
+    assert first.text == second.text  # one server process served both calls
+    assert failing.is_error  # the tool's own error is its result, for the handler to read
+    assert "broken" in failing.text
+
+
+async def test_bad_arguments_name_the_field_and_are_not_retried() -> None:
+    retrying = AgentOptions(retry=RetryPolicy(attempts=3, backoff=0.01))
+    caller = Caller("caller")
+    async with Runtime(tools={"broker": BROKER}) as rt:
+        rt.add(caller, options=retrying)
+        wrong = await ask(rt, "add", a="two", b=3)
+        missing = await ask(rt, "add", a=2)
+        unknown = await ask(rt, "nope")
+        letters = list(rt.dead_letters)
+    assert "ToolArgumentsError" in wrong.reason
+    assert "field 'a': 'two' is not of type 'integer'" in wrong.reason
+    assert "field 'b': 'b' is a required property" in missing.reason
+    assert "no such tool (tools: add, broken, contact, get_holdings, pid, wait)" in unknown.reason
+    assert [d.attempts for d in letters] == [1, 1, 1]  # a retry would fail the same way
+
+
+async def test_an_unknown_server_is_a_tool_call_error() -> None:
+    class Lost(Caller):
+        @handler
+        async def on_ask(self, p: Ask, ctx: Context) -> Message:
+            await ctx.tool("nowhere").call(p.tool, p.arguments)
+            raise AssertionError("unreachable")
+
+    async with Runtime([Lost("caller")], tools={"broker": BROKER}) as rt:
+        missing = await ask(rt, "add", a=1, b=2)
+    assert "ToolCallError: no tool server 'nowhere' in this runtime (declared: broker)" in (
+        missing.reason
+    )
+
+
+async def test_a_server_that_cannot_start_fails_the_call_and_a_later_one_retries() -> None:
+    dead = McpServer(command=(sys.executable, "-c", "import sys; sys.exit(3)"), timeout=5)
+    async with Runtime([Caller("caller")], tools={"broker": dead}) as rt:
+        first = await ask(rt, "add", a=1, b=2)
+        second = await ask(rt, "add", a=1, b=2)
+    for missing in (first, second):
+        assert missing.kind == "failed"
+        assert "ToolCallError: tool server 'broker': cannot connect" in missing.reason
+
+
+async def test_a_server_that_never_answers_fails_the_call_after_its_timeout() -> None:
+    silent = McpServer(command=(sys.executable, "-c", "import time; time.sleep(60)"), timeout=1)
+    async with Runtime([Caller("caller")], tools={"broker": silent}) as rt:
+        with anyio.fail_after(20):
+            missing = await ask(rt, "add", a=1, b=2)
+    assert "tool server 'broker': cannot connect: no session within 1 s" in missing.reason
+
+
+async def test_what_leaves_is_judged_for_the_server() -> None:
+    """The agent writes an e-mail address into the arguments: the PII policy denies the call
+    before it leaves, names itself, and the audit log records it against tool:broker."""
+
+    class Mailer(Caller):
+        @handler
+        async def on_ask(self, p: Ask, ctx: Context) -> Message:
+            address = f"{p.arguments['name']}@example.com"
+            await ctx.tool("broker").call("contact", {"name": address})
+            raise AssertionError("unreachable")
+
+    audit = MemoryAuditLog()
+    policies = [PIIBlock()]
+    async with Runtime(
+        [Mailer("caller")], tools={"broker": BROKER}, policies=policies, audit=audit
+    ) as rt:
+        denied = await ask(rt, "contact", name="asha.sharma")
+    assert "ToolDeniedError: tool call denied by pii_block" in denied.reason
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.actor, record.target, record.details["message_type"]) == (
+        "pii_block",
+        "tool:broker",
+        "tool_call",
+    )
+
+
+async def test_what_comes_back_is_judged_for_the_agent() -> None:
+    """The tool answers with an e-mail address: the agent may not read it."""
+    audit = MemoryAuditLog()
+    async with Runtime(
+        [Caller("caller")], tools={"broker": BROKER}, policies=[PIIBlock()], audit=audit
+    ) as rt:
+        denied = await ask(rt, "contact", name="Asha")
+    assert "ToolDeniedError: tool result denied by pii_block" in denied.reason
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.target, record.details["message_type"], record.details["sender"]) == (
+        "caller",
+        "tool_result",
+        "tool:broker",
+    )
+
+
+async def test_a_rule_may_keep_an_agent_from_a_server() -> None:
+    rule = Rule("no-broker", 'to == "tool:broker" AND from == "caller"', reason="not for you")
+    async with Runtime([Caller("caller")], tools={"broker": BROKER}, policies=[rule]) as rt:
+        denied = await ask(rt, "add", a=1, b=2)
+    assert "tool call denied by no-broker: not for you" in denied.reason
+
+
+async def test_calls_count_against_the_correlations_budget() -> None:
+    """Three deliveries a request at most: the request itself, then two tool calls; the
+    third is denied by the limit."""
+
+    class Thrice(Caller):
+        @handler
+        async def on_ask(self, p: Ask, ctx: Context) -> Message:
+            for _ in range(3):
+                await ctx.tool("broker").call("add", {"a": 1, "b": 1})
+            return ctx.reply(Answer(text="done", is_error=False))
+
+    limits = Limits(correlation_budget=3)
+    async with Runtime([Thrice("caller")], tools={"broker": BROKER}, limits=limits) as rt:
+        denied = await ask(rt, "add")
+    assert "tool call denied by limit:budget: correlation budget of 3 deliveries" in denied.reason
+
+
+async def test_the_handlers_deadline_cuts_a_call_and_the_session_lives_on() -> None:
+    caller = Caller("caller")
+    async with Runtime(tools={"broker": BROKER}) as rt:
+        rt.add(caller, options=AgentOptions(deadline=1.5, breaker=None))
+        before = await answered(rt, "pid")
+        cut = await ask(rt, "wait", seconds=30)
+        after = await ask(rt, "pid")
+    assert "HandlerTimeoutError" in cut.reason
+    assert after.text == before.text  # the same server process, its session still open
+
+
+async def test_a_deadline_shorter_than_the_opening_leaves_it_to_finish() -> None:
+    """The first call gives up before the server has started; the opening goes on in the
+    runtime, and the next call finds the session open."""
+    caller = Caller("caller")
+    async with Runtime(tools={"broker": BROKER}) as rt:
+        rt.add(caller, options=AgentOptions(deadline=0.05, breaker=None))
+        cut = await ask(rt, "pid")
+        answer = await answered(rt, "pid")
+    assert "HandlerTimeoutError" in cut.reason
+    assert answer.text.isdigit()
+
+
+async def test_a_pipeline_declares_its_tool_servers(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        f"""
+name: tools
+agents:
+  - id: caller
+    use: {__name__}:Caller
+tools:
+  broker:
+    command: [{sys.executable}, {HERE / "broker_server.py"}]
+    timeout: 10
+entry: {{type: ask_tool, to: caller, payload: {{tool: add, arguments: {{a: 20, b: 22}}}}}}
+output: tool_answer
+"""
+    )
+    pipeline = load_pipeline(tmp_path / "p.yaml")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None))
+    assert result.output is not None
+    assert isinstance(result.output.payload, Answer)
+    assert result.output.payload.text == "42"
+
+
+@pytest.mark.parametrize(
+    ("tools", "problem"),
+    [
+        ("  broker: {url: http://x/mcp, command: [a]}", "give either url or command"),
+        ("  broker: {}", "give either url or command"),
+        ("  broker: {url: ftp://x}", "tools.broker.url"),
+        ("  broker: {url: http://x/mcp, env: {A: b}}", "env and cwd are for a command"),
+        ("  b r: {url: http://x/mcp}", "tools.b r"),
+    ],
+)
+def test_a_bad_tools_section_names_the_file_line_and_key(
+    tmp_path: Path, tools: str, problem: str
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"""name: tools
+agents:
+  - id: caller
+    use: {__name__}:Caller
+tools:
+{tools}
+entry: {{type: ask_tool, to: caller}}
+output: tool_answer
+"""
+    )
+    from genie import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_pipeline(path)
+    assert f"{path}:6" in str(raised.value)
+    assert problem in str(raised.value)
+
+
+async def test_a_test_context_calls_a_session_directly() -> None:
+    class Session:
+        async def list_tools(self) -> list[Any]:
+            return []
+
+        async def call_tool(self, name: str, arguments: Any) -> Any:
+            from genie import ToolOutput
+
+            return ToolOutput(text=f"{name}({arguments['a']})")
+
+    msg = Message.new(Ask(tool="add", arguments={"a": 1}), sender="user", recipient="caller")
+    ctx = TestContext("caller", msg, tools={"broker": Session()})
+    [out] = await Caller("caller").handle(msg, ctx)
+    assert isinstance(out.payload, Answer)
+    assert out.payload.text == "add(1)"
+    with pytest.raises(ToolCallError, match="TestContext has no tool server 'other'"):
+        ctx.tool("other")
