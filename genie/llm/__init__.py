@@ -53,6 +53,8 @@ from ._retry import Retry as Retry
 from ._shadow import Shadow as Shadow
 from ._shadow import ShadowResult as ShadowResult
 from ._shadow import ShadowStatistics as ShadowStatistics
+from ._tool_loop import ToolLoop as ToolLoop
+from ._tool_loop import tool_loop as tool_loop
 from ._types import Accumulator as Accumulator
 from ._types import CallContext as CallContext
 from ._types import ChatMessage as ChatMessage
@@ -129,6 +131,7 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolCallDelta",
+    "ToolLoop",
     "Usage",
     "USAGE_SLACK",
     "UsageEvent",
@@ -138,4 +141,5 @@ __all__ = [
     "complete_by_streaming",
     "load_llm_config",
     "residency_refusal",
+    "tool_loop",
 ]
