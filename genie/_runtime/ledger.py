@@ -185,6 +185,11 @@ class Ledger:
             )
             self.lost(msg, consumer, corr, missing)
 
+    def charged(self, corr: _Correlation) -> None:
+        """Work a handler asked for outside the message path (a tool call) was admitted: it
+        counts against the correlation's delivery budget, not as a delivery."""
+        corr.deliveries += 1
+
     def refused(self, msg: Message, consumer: str, decision: Decision) -> None:
         """Admission refused ``msg`` to ``consumer``: audited (a limit as ``limit_fired``) and
         logged. A refused delivery is counted and told to the observers by ``deny``; a tool

@@ -18,10 +18,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from .._agent.tools import (
     ToolOutput,
@@ -38,6 +37,9 @@ from .admission import Admission
 from .correlator import Correlator
 from .ledger import Ledger
 from .policy import Decision
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
 
 __all__ = ["ToolCall", "ToolCalls", "ToolResult"]
 
@@ -168,7 +170,7 @@ class ToolCalls:
         if not decision.allowed:
             self._refuse(msg, consumer, decision, "out")
         if corr is not None:
-            corr.deliveries += 1
+            self._ledger.charged(corr)
 
     def admit_result(self, msg: Message, reader: str) -> None:
         """The agent may read the result: the policies for ``reader``."""

@@ -3,10 +3,12 @@ stdio (a command the runtime starts) or streamable HTTP (a URL)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import httpx2
 import jsonschema
@@ -64,8 +66,22 @@ class McpServer:
                 env={**get_default_environment(), **self.env},
                 cwd=self.cwd,
             )
-            async with Client(stdio_client(params)) as client:
+            async with Client(stdio_client(params, errlog=_server_log())) as client:
                 yield await _McpSession.open(client, self)
+
+
+def _server_log() -> TextIO:
+    """Where a server on stdio writes its log: this process's stderr, or the process's original
+    one when stderr was replaced by something without a file descriptor (a notebook, a test's
+    capture), since the server is a process and needs one."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                return stream
+        except (AttributeError, OSError, ValueError):
+            continue
+    return open(os.devnull, "w")
 
 
 class _McpSession:

@@ -617,3 +617,16 @@ def test_policy_cost_fanout_once_runs_each_variant_on_a_real_runtime() -> None:
             assert policy_cost.main(["--fanout-once", f"{variant}:20:2"]) == 0
     finally:
         gc.enable()  # the run turns the collector off, as it would in its own process
+
+
+def test_tool_cost_measures_every_path(capsys: pytest.CaptureFixture[str]) -> None:
+    """``tool_cost`` makes its calls through each path (a real MCP server on stdio among them)
+    and reports a positive cost for each."""
+    from genie_bench import tool_cost
+
+    assert tool_cost.main(["--calls", "20", "--rounds", "1", "--mcp-calls", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    costs = {line[:20].strip(): float(line[20:33]) for line in lines}
+    assert set(costs) == {"direct", "governed", "governed+policies", "mcp stdio"}
+    assert all(cost > 0 for cost in costs.values())
+    assert costs["direct"] < costs["governed"] < costs["governed+policies"]
