@@ -262,21 +262,23 @@ async def _go(
                         "(the new request is not sent)",
                         file=sys.stderr,
                     )
-                    return [await pipeline.resume(rt, m, timeout=timeout) for m in unfinished]
-                msg = pipeline.entry_message(rt, payload)
-                if text is not None:
-                    said = rt.model_text(msg.correlation_id, reader=msg.sender)
-                    tg.start_soon(_print_text, said, text)
-                result = await pipeline.ask(rt, msg, timeout=timeout)
-                if result.status == "timed_out":
+                    results = [await pipeline.resume(rt, m, timeout=timeout) for m in unfinished]
+                else:
+                    msg = pipeline.entry_message(rt, payload)
+                    if text is not None:
+                        said = rt.model_text(msg.correlation_id, reader=msg.sender)
+                        tg.start_soon(_print_text, said, text)
+                    results = [await pipeline.ask(rt, msg, timeout=timeout)]
+                if any(result.status == "timed_out" for result in results):
                     # The request was cancelled: its handlers stop at once here, and within a
                     # broker round trip in workers. A delivery waiting for an agent no worker
-                    # hosts never reports, so the wait for the rest is short and bounded.
+                    # hosts never reports, nor does one a store keeps for a person's approval,
+                    # so the wait for the rest is short and bounded.
                     rt.drain_timeout = min(rt.drain_timeout, CANCELLED_DRAIN)
     finally:
         if llm is not None:
             await llm.aclose()
-    return [result]
+    return results
 
 
 async def _print_trace(stream: EventStream, out: TextIO) -> None:
