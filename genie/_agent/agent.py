@@ -168,15 +168,15 @@ BoundHandler = Callable[[Any, Context], Awaitable[object]]
 SyncBinder = Callable[["BaseAgent", str, type[Payload]], BoundHandler]
 
 
-def handler_table(agent: Agent, bind_sync: SyncBinder) -> dict[type[Payload], BoundHandler] | None:
+def handler_table(agent: Agent, bind_sync: SyncBinder) -> dict[type[Payload], BoundHandler]:
     """``BaseAgent``'s handlers by payload type, bound to ``agent``, when it dispatches with
     ``BaseAgent.handle`` unchanged (the runtime then calls the handler itself, one coroutine
-    instead of two); None for any other agent, whose ``handle`` is called. A plain ``def``
+    instead of two); empty for any other agent, whose ``handle`` is called. A plain ``def``
     handler is bound once, here, by ``bind_sync``: the runtime's one call site awaits it like
     any other."""
     base = _dispatching(agent)
     if base is None:
-        return None
+        return {}
     return {
         payload: bind_sync(base, name, payload)
         if name in base._sync_handlers

@@ -132,7 +132,8 @@ class _Correlation:
         self.id = cid
         self.in_flight = 0
         self.deliveries = 0  # counted against the correlation budget
-        self.waiters: list[_Waiter] = []
+        # Replaced, never changed in place: whoever walks it meanwhile keeps the one it read.
+        self.waiters: tuple[_Waiter, ...] = ()
         self.requests = 0  # how many waiters are requests (they watch for handled messages)
         self.cancelled = False
         # Told the id when the correlation ends (its model budget is forgotten with it).
@@ -191,22 +192,22 @@ class Correlator:
             self.late += 1
 
     def failed(self, corr: _Correlation, missing: Missing, message_id: str, recipient: str) -> None:
-        for waiter in tuple(corr.waiters):
+        for waiter in corr.waiters:
             waiter.on_failure(missing, message_id, recipient)
 
     def handled(self, corr: _Correlation, message_id: str) -> None:
-        for waiter in tuple(corr.waiters):
+        for waiter in corr.waiters:
             waiter.on_handled(message_id)
 
     def settle(self, corr: _Correlation) -> None:
         """Called when the correlation has nothing in flight."""
-        for waiter in tuple(corr.waiters):
+        for waiter in corr.waiters:
             waiter.on_quiescent()
         self.release(corr)
 
     def close_all(self, reason: str) -> None:
         for corr in list(self.active.values()):
-            for waiter in tuple(corr.waiters):
+            for waiter in corr.waiters:
                 waiter.close(reason)
 
     def release(self, corr: _Correlation) -> None:
@@ -219,7 +220,7 @@ class Correlator:
 
     def remove(self, corr: _Correlation, waiter: _Waiter) -> None:
         if waiter in corr.waiters:
-            corr.waiters.remove(waiter)
+            corr.waiters = tuple(w for w in corr.waiters if w is not waiter)
             if waiter.consumes:
                 corr.requests -= 1
         self.release(corr)
@@ -313,7 +314,7 @@ class Gather(_Waiter):
         self._armed = False
         self._done = owner.new_event()
         self._result: GatherResult | None = None
-        corr.waiters.append(self)
+        corr.waiters += (self,)
 
     def _key(self, msg: Message) -> str:
         return msg.sender if self._senders else msg.type
@@ -455,7 +456,7 @@ class RequestWaiter(_Waiter):
         self._done = owner.new_event()
         self.reply: Message | None = None
         self.error: Exception | None = None
-        corr.waiters.append(self)
+        corr.waiters += (self,)
         corr.requests += 1
 
     def matches(self, msg: Message) -> bool:

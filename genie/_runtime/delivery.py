@@ -135,8 +135,8 @@ class DeliveryRunner:
                     # A tripped breaker is asked before the first attempt, as before every retry.
                     error: BaseException | None = None
                     again = (
-                        handoff is None
-                        and breaker is not None
+                        breaker is not None
+                        and handoff is None
                         and breaker.failures > 0
                         and breaker.tripped
                     )
@@ -151,8 +151,7 @@ class DeliveryRunner:
                         obs = ledger.observer
                         started = self.clock.monotonic() if obs is not None else 0.0
                         ctx = runtime_context(services, mb.id, msg)
-                        handlers = mb.handlers
-                        bound = handlers.get(type(msg.payload)) if handlers is not None else None
+                        bound = mb.handlers.get(type(msg.payload))
                         try:
                             # The one call of an agent's handler: a ``BaseAgent``'s handler for the
                             # payload's very type directly (what its ``handle`` would call), else

@@ -218,9 +218,9 @@ class Dispatcher:
                 holding = self.correlator.on_gathered is not None
                 if holding:
                     self.correlator.hold()
-                # A waiter that takes what it waits for leaves the list: walk a copy of it,
-                # unless it is the lone waiter (then nothing comes after it).
-                for waiter in waiters if len(waiters) == 1 else tuple(waiters):
+                # A waiter that takes what it waits for leaves: ``corr.waiters`` is replaced then,
+                # and this walk goes on over the tuple it read.
+                for waiter in waiters:
                     if (waiter.consumes and not output) or not waiter.matches(msg):
                         continue
                     taken = True

@@ -375,7 +375,7 @@ class RuntimeHost:
         self._dispatcher.reply_arrived(reply, corr)
 
     def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
-        for waiter in tuple(corr.waiters):
+        for waiter in corr.waiters:
             if waiter.consumes and waiter.matches(answer):
                 if refusal is None:
                     self._ledger.collect(corr)

@@ -75,11 +75,11 @@ class Ledger:
                 self.correlator.handled(corr, handled.id)
         self.in_flight -= 1
         corr.in_flight -= 1
-        if corr.in_flight == 0:
+        if not corr.in_flight:
             if self.observer is not None:
                 self.observer.settled(corr.id)
             self.correlator.settle(corr)
-        if self.in_flight == 0 and self._idle:
+        if self._idle and not self.in_flight:
             for event in self._idle:
                 event.set()
             self._idle.clear()

@@ -98,7 +98,7 @@ class Mailbox:
         self.agent = agent
         # Read once, when the agent is added: a BaseAgent's handlers, bound (see handler_table);
         # its plain ``def`` handlers by ``bind_sync``, to run off the event loop.
-        self.handlers: dict[type[Payload], BoundHandler] | None = handler_table(agent, bind_sync)
+        self.handlers: dict[type[Payload], BoundHandler] = handler_table(agent, bind_sync)
         self.id = agent.id
         self.options = options
         self.capacity = options.mailbox_size
