@@ -26,7 +26,7 @@ from genie import (
 )
 from genie.llm import BudgetExceededError, ScriptedProvider
 from genie.memory import SUMMARY_PROMPT, HashingEmbedder, Store, cosine
-from genie.policies import PIIBlock
+from genie.policies import ClassificationCeiling, PIIBlock
 
 Work = Callable[[Context], Awaitable[Any]]
 _workers: weakref.WeakKeyDictionary[Runtime, Worker] = weakref.WeakKeyDictionary()
@@ -342,3 +342,22 @@ async def test_a_test_context_uses_a_store_ungoverned() -> None:
     assert await ctx.memory().kv.get("n", "k") == "alice@example.com"
     with pytest.raises(ConfigurationError, match="no memory 'x' in TestContext"):
         ctx.memory("x")
+
+
+async def test_a_ceiling_decides_which_memory_may_hold_pii() -> None:
+    async def work(ctx: Context) -> Any:
+        await ctx.memory("vault").kv.set("clients", "u1", "income 12 lakh")
+        try:
+            await ctx.memory("default").kv.set("clients", "u1", "income 12 lakh")
+        except MemoryDeniedError as exc:
+            return [exc.policy, exc.reason]
+        return "kept in both"
+
+    ceiling = ClassificationCeiling({"worker": "pii", "user": "pii", "memory:vault": "pii"})
+    stores = {"default": Store(), "vault": Store()}
+    async with Runtime(memory=stores, policies=[ceiling]) as rt:
+        rt.add(Worker(work))
+        result = await rt.ask(rt.message(Go(), recipient="worker", classification="pii"))
+    assert result.message.payload == Done(
+        result=["classification", "classification exceeds recipient ceiling"]
+    )
