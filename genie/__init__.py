@@ -9,6 +9,7 @@ from ._agent.agent import handler as handler
 from ._agent.context import Context as Context
 from ._agent.context import TestContext as TestContext
 from ._agent.context import Timer as Timer
+from ._agent.memory import Memory as Memory
 from ._agent.tools import ToolOutput as ToolOutput
 from ._agent.tools import Tools as Tools
 from ._agent.tools import ToolServer as ToolServer
@@ -28,6 +29,7 @@ from ._errors import HandlerTimeoutError as HandlerTimeoutError
 from ._errors import InvalidMessageError as InvalidMessageError
 from ._errors import InvalidOutputError as InvalidOutputError
 from ._errors import LimitExceededError as LimitExceededError
+from ._errors import MemoryDeniedError as MemoryDeniedError
 from ._errors import MessageError as MessageError
 from ._errors import NoRouteError as NoRouteError
 from ._errors import PublishFromHandlerError as PublishFromHandlerError
@@ -168,7 +170,9 @@ __all__ = [
     "Limits",
     "Lost",
     "MailboxStatistics",
+    "Memory",
     "MemoryAuditLog",
+    "MemoryDeniedError",
     "Message",
     "MessageError",
     "MessageTypes",

@@ -41,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "DeliveryError",
     "DeniedError",
+    "MemoryDeniedError",
     "DuplicateAgentError",
     "GenieError",
     "HandlerTimeoutError",
@@ -176,6 +177,22 @@ class ToolDeniedError(DeniedError):
         super().__init__(
             f"tool {what} denied by {policy}: {reason}", policy=policy, reason=reason, **ids
         )
+        self.direction = direction
+
+
+class MemoryDeniedError(DeniedError):
+    """A policy denied a memory write (``direction`` ``out``: the text may not be stored) or
+    a read (``in``: the agent may not see what was found); audited, never retried."""
+
+    def __init__(self, memory: str, policy: str, reason: str, direction: str, **ids: str | None):
+        what = "write to" if direction == "out" else "read of"
+        super().__init__(
+            f"memory {what} {memory!r} denied by {policy}: {reason}",
+            policy=policy,
+            reason=reason,
+            **ids,
+        )
+        self.memory = memory
         self.direction = direction
 
 

@@ -10,10 +10,11 @@ import anyio
 
 from .._base.clock import Clock
 from .._base.log import message_logger
-from .._errors import ToolCallError
+from .._errors import ConfigurationError, ToolCallError
 from .._message.envelope import Message, caused_by
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
+from .memory import Memory, MemoryStore, memory_of
 from .tools import ToolOutput, Tools, ToolSession, ToolSpec
 
 if TYPE_CHECKING:
@@ -115,6 +116,14 @@ class Context(Protocol):
         that cannot be made ``ToolCallError``. See docs/tools.md."""
         ...
 
+    def memory(self, name: str = "default") -> Memory:
+        """The memory ``name`` (the pipeline's ``memory:``, or ``Runtime(memory=...)``;
+        without either, ``"default"`` is an in-memory store of the runtime's own):
+        ``await ctx.memory().kv.set("prefs", "tone", "brief")``. Each write is judged by the
+        policies before it is stored (a ``memory_write`` to ``memory:NAME``) and audited; a
+        denial raises ``MemoryDeniedError``. See docs/memory.md."""
+        ...
+
 
 class Timer:
     """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent)."""
@@ -211,7 +220,7 @@ class _ContextBase:
 class ContextServices:
     """What a runtime lends the contexts of its handlers (one per runtime, shared)."""
 
-    __slots__ = ("clock", "llm", "new_id", "request", "schedule", "tool")
+    __slots__ = ("clock", "llm", "memory", "new_id", "request", "schedule", "tool")
 
     def __init__(
         self,
@@ -221,6 +230,7 @@ class ContextServices:
         schedule: Callable[[Message, float], Timer],
         llm: Callable[[Provider, str, Message], Provider],
         tool: Callable[[str, str, Message], Tools],
+        memory: Callable[[str, str, Message], Memory] | None = None,
     ) -> None:
         self.clock = clock
         self.new_id = new_id
@@ -228,6 +238,7 @@ class ContextServices:
         self.schedule = schedule
         self.llm = llm  # (provider, agent id, message) -> the provider the handler calls
         self.tool = tool  # (server, agent id, message) -> the tools the handler calls
+        self.memory = memory  # (name, agent id, message) -> the memory the handler uses
 
 
 class RuntimeContext(_ContextBase):
@@ -305,6 +316,12 @@ class RuntimeContext(_ContextBase):
     def tool(self, server: str) -> Tools:
         return self._services.tool(server, self._agent_id, self._message)
 
+    def memory(self, name: str = "default") -> Memory:
+        remember = self._services.memory
+        if remember is None:
+            raise ConfigurationError("this runtime has no memory")
+        return remember(name, self._agent_id, self._message)
+
 
 def runtime_context(services: ContextServices, agent_id: str, message: Message) -> RuntimeContext:
     """The context of one handler call of ``agent_id`` on ``message`` (one per delivery).
@@ -328,12 +345,14 @@ class TestContext(_ContextBase):
     Time is a fixed, manually advanced clock: ``sleep`` advances it without waiting. ``request``
     calls ``responder`` (if given) with the request message and returns what it returns.
     ``llm`` gives requests the message's context, without a budget (no runtime: no limits).
-    ``tool`` calls the sessions of ``tools`` (by server name) directly, ungoverned.
+    ``tool`` calls the sessions of ``tools`` (by server name) directly, ungoverned;
+    ``memory`` uses the stores of ``memory`` (a ``genie.memory.Store``, or stores by name),
+    ungoverned, summarising through the model the store names without a budget.
     """
 
     # ClassVar: a class attribute pytest reads on the class, in the compiled build too.
     __test__: ClassVar[bool] = False  # not a pytest test class
-    __slots__ = ("_now", "_responder", "_tools", "requests", "scheduled")
+    __slots__ = ("_memory", "_now", "_responder", "_tools", "requests", "scheduled")
 
     def __init__(
         self,
@@ -343,6 +362,7 @@ class TestContext(_ContextBase):
         now: datetime | None = None,
         responder: Responder | None = None,
         tools: Mapping[str, ToolSession] | None = None,
+        memory: MemoryStore | Mapping[str, MemoryStore] | None = None,
     ) -> None:
         self._agent_id = agent_id
         self._message = message
@@ -351,6 +371,10 @@ class TestContext(_ContextBase):
         self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
         self._responder = responder
         self._tools = dict(tools or {})
+        stores = memory if isinstance(memory, Mapping) else {"default": memory} if memory else {}
+        self._memory = dict(stores)
+        for name, store in self._memory.items():
+            store.bind(name, None)
         self.requests: list[Message] = []
         self.scheduled: list[tuple[float, Message, Timer]] = []
 
@@ -372,6 +396,9 @@ class TestContext(_ContextBase):
         if session is None:
             raise ToolCallError(f"TestContext has no tool server {server!r}: pass tools=")
         return _SessionTools(session)
+
+    def memory(self, name: str = "default") -> Memory:
+        return Memory(name, memory_of(self._memory, name, "TestContext: pass memory="), _Open(self))
 
     async def sleep(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
@@ -400,3 +427,24 @@ class _SessionTools:
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
         return await self._session.call_tool(name, dict(arguments or {}))
+
+
+class _Open:
+    """A unit test's memory gate: every write and read allowed, nothing audited."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: TestContext) -> None:
+        self._ctx = ctx
+
+    def write(self, kind: str, key: str, text: str) -> str:
+        return self._ctx.message.classification.value
+
+    def read(self, kind: str, key: str, text: str) -> None:
+        pass
+
+    def now(self) -> datetime:
+        return self._ctx.now()
+
+    def llm(self, provider: Provider) -> Provider:
+        return self._ctx.llm(provider)

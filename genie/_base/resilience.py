@@ -10,6 +10,7 @@ from .._errors import (
     ConfigurationError,
     InvalidOutputError,
     LimitExceededError,
+    MemoryDeniedError,
     MessageError,
     PublishFromHandlerError,
     ToolDeniedError,
@@ -31,6 +32,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     PublishFromHandlerError,
     WaitFromHandlerError,
     ToolDeniedError,
+    MemoryDeniedError,
 )
 
 

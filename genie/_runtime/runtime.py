@@ -29,6 +29,7 @@ from .._agent.agent import (
     bound_sync_handlers,
 )
 from .._agent.context import ContextServices
+from .._agent.memory import MemoryStore
 from .._agent.tools import ToolServer
 from .._base.clock import Clock
 from .._base.log import lazy_logger
@@ -55,6 +56,7 @@ from .ledger import Ledger
 from .local.executor import checkpoint
 from .local.mailbox import Handoff, Mailbox
 from .local.transport import LocalTransport
+from .memory_calls import MemoryCalls
 from .model_calls import ModelCalls
 from .observe.observer import Observer, Observers, deliveries_listener, gather_listener
 from .options import AgentOptions
@@ -139,6 +141,10 @@ class Runtime:
     ``tools`` names the tool servers its handlers call (``ctx.tool(name)``; an MCP server is
     ``genie.mcp.McpServer``): each is connected at its first call and closed with the runtime,
     and every call passes the policies both ways; see docs/tools.md.
+
+    ``memory`` is what handlers remember (``ctx.memory(name)``): a ``genie.memory.Store``
+    (named ``"default"``) or stores by name; a sqlite store without a path keeps its tables
+    in ``store``'s file. Every write is judged by the policies first; see docs/memory.md.
     """
 
     def __init__(
@@ -163,6 +169,7 @@ class Runtime:
         processes: int | None = None,
         store: str | PathLike[str] | None = None,
         tools: Mapping[str, ToolServer] | None = None,
+        memory: MemoryStore | Mapping[str, MemoryStore] | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = tuple(policies)
@@ -231,6 +238,14 @@ class Runtime:
         self._tool_calls = ToolCalls(
             tools or {}, self._admission, self._ledger, self._correlator, self.clock
         )
+        self._memory = MemoryCalls(
+            memory if isinstance(memory, Mapping) else {"default": memory} if memory else {},
+            self._admission,
+            self._ledger,
+            self.clock,
+            self._model_calls.provider,
+            None if store is None else str(store),
+        )
         services = ContextServices(
             self.clock,
             self._new_id,
@@ -238,6 +253,7 @@ class Runtime:
             self._timers.schedule,
             self._model_calls.provider,
             self._tool_calls.tools,
+            self._memory.memory,
         )
         self._runner = DeliveryRunner(
             self.clock,
@@ -267,7 +283,7 @@ class Runtime:
                         self.add_observer,
                     )
                 )
-        self._closers: list[Callable[[], Awaitable[object]]] = []
+        self._closers: list[Callable[[], Awaitable[object]]] = [self._memory.aclose]
         self._hub: EventHub | None = None
         self._approvals: Approvals | None = None
         self.metrics: Metrics | None = None

@@ -231,6 +231,7 @@ class _Checker:
     def pipeline(self) -> Pipeline:
         self.check_llm()
         self.check_model_limits()
+        self.check_memory()
         self.check_agents()
         self.check_gathers()
         ids = self.ids()
@@ -282,6 +283,18 @@ class _Checker:
                 ("limits", "correlation_cost"),
                 "a cost budget needs the prices of the models: declare them in llm.prices",
             )
+
+    def check_memory(self) -> None:
+        """Each memory's summariser is a stack of the file; a ``module:callable`` embedder
+        can be found."""
+        for name, decl in self.config.memory.items():
+            if decl.summariser is not None:
+                self.known_stack(decl.summariser, ("memory", name, "summariser"))
+            if decl.embedder != "hashing":
+                try:
+                    import_object(decl.embedder, self.path.parent)
+                except ConfigurationError as exc:
+                    self.fail(("memory", name, "embedder"), str(exc))
 
     def llm_params(self, decl: AgentDecl, spec: AgentSpec, at: Loc) -> dict[str, Any] | None:
         """``decl.params`` for a throwaway instance, with stand-ins for the models the agent

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from .._agent.agent import Agent
-from .._agent.catalogue import AgentSpec
+from .._agent.catalogue import AgentSpec, import_object
+from .._agent.memory import MemoryStore
 from .._agent.tools import ToolServer
 from .._base.clock import Clock
 from .._base.files import FileRefusedError, decode_utf8, read_bounded
@@ -163,13 +164,14 @@ class Pipeline:
     def llm_stacks(self, environ: Mapping[str, str] | None = None) -> LLMStacks | None:
         """The providers of the stacks this pipeline's agents name, built now from ``environ``
         (default: the process environment), so a missing key is a ``ConfigurationError``
-        naming it before the run starts, not at the first call. A provider no agent uses
-        needs no key. None when no agent calls a model. The caller closes them
-        (``await stacks.aclose()``)."""
+        naming it before the run starts, not at the first call. A provider nothing uses needs
+        no key (a memory's summariser counts as used). None when nothing calls a model. The
+        caller closes them (``await stacks.aclose()``)."""
         used = {name for decl in self.config.agents for name in _stacks_of(decl)}
         screen = self.config.governance and self.config.governance.classifier
         if screen:
             used.add(screen.stack)
+        used |= {m.summariser for m in self.config.memory.values() if m.summariser}
         if self.llm is None or not used:
             return None
         from ..llm._config import build_stacks  # httpx: only for a pipeline that calls a model
@@ -246,6 +248,7 @@ class Pipeline:
             )
         rt = Runtime(
             tools=self._tool_servers(),
+            memory=self._memory_stores(llm),
             policies=(*self.policies, *policies),
             limits=Limits(
                 max_hops=limits.max_hops,
@@ -404,6 +407,29 @@ class Pipeline:
             metadata={"trace_id": trace_id or ids.trace_id, **entry.metadata, **(metadata or {})},
             **fields,
         )
+
+    def _memory_stores(self, llm: LLMStacks | None) -> dict[str, MemoryStore]:
+        """The file's ``memory:``, as stores (``genie.memory``, loaded only for them)."""
+        if not self.config.memory:
+            return {}
+        from ..memory import HashingEmbedder, Store
+
+        stores: dict[str, MemoryStore] = {}
+        for name, decl in self.config.memory.items():
+            embedder = HashingEmbedder(decl.dimensions)
+            if decl.embedder != "hashing":
+                embedder = import_object(decl.embedder, self.path.parent)()
+            summariser = None
+            if decl.summariser is not None and llm is not None:
+                summariser = llm[decl.summariser]
+            stores[name] = Store(
+                decl.backend,
+                path=None if decl.path is None else self.path.parent / decl.path,
+                threshold=decl.threshold,
+                embedder=embedder,
+                summariser=summariser,
+            )
+        return stores
 
     def _tool_servers(self) -> dict[str, ToolServer]:
         """The file's ``tools:``, as MCP servers (the ``mcp`` extra, loaded only for them)."""

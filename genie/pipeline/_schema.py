@@ -27,6 +27,7 @@ __all__ = [
     "GatherDecl",
     "Governance",
     "Inputs",
+    "MemoryDecl",
     "PipelineFile",
     "Simulation",
     "StepDecl",
@@ -256,6 +257,29 @@ class ToolServerDecl(_Model):
         return self
 
 
+class MemoryDecl(_Model):
+    """A memory the agents use (``ctx.memory(NAME)``): ``backend`` ``memory`` (this process)
+    or ``sqlite`` (``path``, relative to the pipeline file; without one, the durable store's
+    file of ``genie run --store``); ``threshold`` turns a session keeps before the older half
+    is summarised, through the llm stack ``summariser`` (offline without one); ``embedder``
+    ``hashing`` (offline, ``dimensions`` long) or ``module:callable`` making an Embedder."""
+
+    backend: Literal["memory", "sqlite"] = "memory"
+    path: str | None = Field(default=None, min_length=1)
+    threshold: int = Field(default=20, ge=2)
+    summariser: Name | None = None
+    embedder: str = Field(default="hashing", pattern=r"^(hashing|[\w.]+:[\w.]+)$")
+    dimensions: int = Field(default=256, ge=8, le=65536)
+
+    @model_validator(mode="after")
+    def _path_for_sqlite(self) -> MemoryDecl:
+        if self.path is not None and self.backend != "sqlite":
+            raise ValueError("a path is for the sqlite backend (backend: sqlite)")
+        if self.embedder != "hashing" and "dimensions" in self.model_fields_set:
+            raise ValueError("dimensions are for the hashing embedder")
+        return self
+
+
 class Simulation(_Model):
     inputs: Inputs | None = None
 
@@ -274,6 +298,7 @@ class PipelineFile(_Model):
     timeout: Seconds = 30.0
     simulation: Simulation = Simulation()
     tools: dict[Name, ToolServerDecl] = {}
+    memory: dict[Name, MemoryDecl] = {}
     # Checked by genie.llm's own model, imported only when a file has this section.
     llm: dict[str, Any] | None = None
 

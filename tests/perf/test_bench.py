@@ -630,3 +630,21 @@ def test_tool_cost_measures_every_path(capsys: pytest.CaptureFixture[str]) -> No
     assert set(costs) == {"direct", "governed", "governed+policies", "mcp stdio"}
     assert all(cost > 0 for cost in costs.values())
     assert costs["direct"] < costs["governed"] < costs["governed+policies"]
+
+
+def test_memory_cost_measures_the_replay_and_every_write_path(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``memory_cost``: episodic memory sends fewer prompt tokens than a replayed session once
+    it summarises, and each write path reports a positive cost."""
+    from genie_bench import memory_cost
+
+    assert memory_cost.main(["--turns", "30", "--writes", "20", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    replayed, remembered = (line.split() for line in lines[2:4])
+    assert int(remembered[-2].replace(",", "")) < int(replayed[-2].replace(",", ""))
+    assert int(remembered[-1]) > 0  # it summarised
+    costs = {line[:20].strip(): float(line[20:34]) for line in lines[6:]}
+    assert set(costs) == {"direct", "governed", "governed+policies", "sqlite"}
+    assert all(cost > 0 for cost in costs.values())
+    assert costs["direct"] < costs["governed"]

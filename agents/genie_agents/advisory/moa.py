@@ -15,6 +15,7 @@ from genie import BaseAgent, Context, Message, Payload, Risk, handler
 from genie.llm import BudgetExceededError, ChatMessage, LLMError, Provider, Request
 
 from .._go import go_text
+from .._remember import recalled_context, session_of, user_of
 
 __all__ = [
     "Candidate",
@@ -103,7 +104,10 @@ class MoaRecommendation(Payload):
 class MoaRecommender(BaseAgent):
     """A recommendation by majority: the question to every panellist (``llm``: a list of
     stacks) in parallel (256 tokens, temperature 0.2); identical answers vote, a tie goes to
-    panel order. Fails with ``all panellists failed`` when none answers."""
+    panel order. Fails with ``all panellists failed`` when none answers. With ``memory`` the
+    panel is shown what is on record of the client (facts, the conversation's summary and
+    recent turns) and the winning recommendation is kept: a turn of the conversation and the
+    fact ``last_recommendation``, superseding the one before."""
 
     capabilities = ("moa_recommend",)
     risk = Risk.MEDIUM
@@ -117,8 +121,10 @@ class MoaRecommender(BaseAgent):
         system: str = "You are a careful Indian personal-finance adviser. Answer in one "
         "short recommendation.",
         model: str | None = None,
+        memory: str | None = None,
     ) -> None:
         super().__init__(id)
+        self.memory = memory
         if not llm:
             raise ValueError("empty panel: give llm a list of at least one stack")
         self.panel = llm
@@ -127,8 +133,19 @@ class MoaRecommender(BaseAgent):
 
     @handler
     async def on_request(self, payload: MoaRecommendRequest, ctx: Context) -> Message:
+        system = self.system
+        if self.memory is not None:
+            mem = ctx.memory(self.memory)
+            user = user_of(ctx)
+            known = recalled_context(
+                await mem.episodes.snapshot(session_of(ctx)),
+                [],
+                await mem.facts.current_all(user),
+            )
+            if known:
+                system = f"{system}\n\nWhat is on record of this client:\n{known}"
         request = Request(
-            system=self.system,
+            system=system,
             messages=(ChatMessage.user(payload.question),),
             model=self.model,
             max_tokens=256,
@@ -145,6 +162,13 @@ class MoaRecommender(BaseAgent):
             )
             for p in self.panel
         ]
+        if self.memory is not None:
+            mem = ctx.memory(self.memory)
+            await mem.episodes.append(session_of(ctx), payload.question, role="user")
+            await mem.episodes.append(session_of(ctx), result.text, role=self.id)
+            await mem.facts.record(
+                user_of(ctx), "last_recommendation", result.text, source=f"{self.id}:{winner}"
+            )
         return ctx.emit(
             MoaRecommendation(
                 winner=winner, winner_text=result.text, votes=dict(votes), candidates=candidates

@@ -1,7 +1,10 @@
 """Deep research (Go's ``deep_research``): a ReAct loop over a model, whose tool calls are
 messages to a corpus agent (``ctx.request``), so each is a governed delivery like any other.
 Without a model, or when the model fails, the offline brief asks the corpus agent once per
-corpus, as Go's stub resolver did."""
+corpus, as Go's stub resolver did. With ``memory`` it remembers (``ctx.memory``): the model is
+shown the client's earlier findings that bear on the question and the conversation's summary,
+and each brief is kept (episodes, a semantic entry, the last question as a fact), every write
+judged by the policies first."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from genie.llm import (
 )
 
 from .._go import go_unset
+from .._remember import recalled_context, session_of, topic_key, user_of
 
 __all__ = [
     "CorpusQuery",
@@ -152,12 +156,14 @@ class DeepResearch(BaseAgent):
         llm: Provider | None = None,
         model: str | None = None,
         max_tokens: int = 1024,
+        memory: str | None = None,
     ) -> None:
         super().__init__(id)
         self.tools = tools
         self.llm = llm
         self.model = model
         self.max_tokens = max_tokens
+        self.memory = memory
 
     @handler
     async def on_request(self, payload: ResearchRequest, ctx: Context) -> Message:
@@ -169,7 +175,35 @@ class DeepResearch(BaseAgent):
                 ctx.logger.warning("deep_research: model failed, offline brief: %s", exc)
         if brief is None:
             brief = await self._offline(payload, ctx)
+        await self._remember(ctx, brief)
         return ctx.emit(brief)
+
+    async def _recall(self, ctx: Context, question: str) -> str:
+        """What memory holds that bears on ``question`` (empty without memory)."""
+        if self.memory is None:
+            return ""
+        mem = ctx.memory(self.memory)
+        user = user_of(ctx)
+        return recalled_context(
+            await mem.episodes.snapshot(session_of(ctx)),
+            await mem.semantic.search(user, question, k=3),
+            [],
+        )
+
+    async def _remember(self, ctx: Context, brief: ResearchBrief) -> None:
+        if self.memory is None:
+            return
+        mem = ctx.memory(self.memory)
+        user, session = user_of(ctx), session_of(ctx)
+        await mem.episodes.append(session, brief.question, role="user")
+        await mem.episodes.append(session, brief.summary, role=self.id)
+        await mem.semantic.add(
+            user,
+            topic_key(brief.question),
+            f"{brief.question} {brief.summary}",
+            {"mode": brief.mode, "citations": [c.title for c in brief.citations]},
+        )
+        await mem.facts.record(user, "last_research_question", brief.question, source=self.id)
 
     async def _search(self, ctx: Context, query: CorpusQuery) -> CorpusSnippet:
         answer = await ctx.request(self.tools, query)
@@ -199,7 +233,11 @@ class DeepResearch(BaseAgent):
         """None when the loop ends without an answer (every step spent on tools)."""
         assert self.llm is not None
         llm = ctx.llm(self.llm)
-        messages = [ChatMessage.user(payload.question.strip())]
+        question = payload.question.strip()
+        recalled = await self._recall(ctx, question)
+        if recalled:  # what memory holds, not the whole conversation replayed
+            question = f"What we already know:\n{recalled}\n\nQuestion: {question}"
+        messages = [ChatMessage.user(question)]
         citations: list[Citation] = []
         for step in range(1, payload.max_steps + 1):
             # Streamed, so that a client of ``genie serve`` reads the answer as it is written.

@@ -1,0 +1,266 @@
+"""What a handler remembers, reached through ``ctx.memory(name)`` (``genie.memory`` has the
+stores): a key-value store, episodic memory per session, semantic memory over embeddings and
+long-term facts with supersession.
+
+A ``MemoryStore`` keeps the entries and knows nothing of policies; ``Memory`` is what a
+handler holds: the store's four areas, each write handed to a ``Gate`` first (the runtime's
+judges it as a ``memory_write`` message and audits it; a unit test's lets everything
+through) and each read shown to it after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._base.record import Record
+from .._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..llm._provider import Provider
+
+__all__ = [
+    "Episode",
+    "Fact",
+    "Gate",
+    "Hit",
+    "Memory",
+    "MemoryStore",
+    "Snapshot",
+    "memory_of",
+]
+
+
+class Episode(Record):
+    """One turn of a session: who spoke (``user``, ``assistant``, an agent's id) and what."""
+
+    role: str
+    text: str
+
+
+class Snapshot(Record):
+    """A session as a model should be shown it: the summary of its older turns, then the
+    recent ones as they were."""
+
+    summary: str
+    recent: tuple[Episode, ...]
+
+
+class Hit(Record):
+    """A semantic search's match: the entry and its cosine similarity to the query."""
+
+    key: str
+    text: str
+    meta: Mapping[str, Any]
+    score: float
+
+
+class Fact(Record):
+    """A long-term fact about a user. Recording a fact for the same key supersedes the
+    earlier one (kept in the history); ``recorded_at`` is the runtime clock's time."""
+
+    user: str
+    key: str
+    value: str
+    confidence: float
+    source: str
+    recorded_at: datetime
+    classification: str = "internal"
+
+
+class MemoryStore(Protocol):
+    """Where one memory's entries live, ungoverned (``genie.memory.Store``).
+
+    ``classification`` is what the written entry is classified as (the request's,
+    judged with it), kept with the entry. ``summarise`` is the model the episodic memory
+    summarises through (the handler's ``ctx.llm``), None for the offline summary."""
+
+    @property
+    def summariser(self) -> Provider | None: ...
+
+    def bind(self, name: str, durable_path: str | None) -> None:
+        """The store is the runtime's memory ``name``; ``durable_path`` is the runtime's
+        durable store file (``Runtime(store=...)``), which a persistent store without a path
+        of its own keeps its tables in."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    async def kv_get(self, namespace: str, key: str) -> Any: ...
+
+    async def kv_set(self, namespace: str, key: str, value: Any, classification: str) -> None: ...
+
+    async def kv_delete(self, namespace: str, key: str) -> bool: ...
+
+    async def append(
+        self, session: str, episode: Episode, classification: str, summarise: Provider | None
+    ) -> bool:
+        """True when the older half was summarised."""
+        ...
+
+    async def snapshot(self, session: str) -> Snapshot: ...
+
+    async def add(
+        self, user: str, key: str, text: str, meta: Mapping[str, Any], classification: str
+    ) -> None: ...
+
+    async def search(self, user: str, query: str, k: int) -> list[Hit]: ...
+
+    async def record(self, fact: Fact) -> None: ...
+
+    async def current(self, user: str, key: str) -> Fact | None: ...
+
+    async def current_all(self, user: str) -> list[Fact]: ...
+
+    async def history(self, user: str, key: str) -> list[Fact]: ...
+
+
+class Gate(Protocol):
+    """What a handler's memory asks before a write and after a read (the runtime judges
+    each as a message and audits it). ``write`` returns the classification the entry is
+    stored with; it raises ``MemoryDeniedError`` when a policy refuses."""
+
+    def write(self, kind: str, key: str, text: str) -> str: ...
+
+    def read(self, kind: str, key: str, text: str) -> None: ...
+
+    def now(self) -> datetime: ...
+
+    def llm(self, provider: Provider) -> Provider: ...
+
+
+def _text(value: Any) -> str:
+    """What a policy reads of a value: the text itself, or its JSON (``json`` is loaded by the
+    first handler that remembers, not by ``import genie``)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+class KeyValues:
+    """Values by namespace and key; a value is anything JSON can hold."""
+
+    __slots__ = ("_gate", "_store")
+
+    def __init__(self, store: MemoryStore, gate: Gate) -> None:
+        self._store, self._gate = store, gate
+
+    async def get(self, namespace: str, key: str) -> Any:
+        value = await self._store.kv_get(namespace, key)
+        self._gate.read("kv", f"{namespace}/{key}", "" if value is None else _text(value))
+        return value
+
+    async def set(self, namespace: str, key: str, value: Any) -> None:
+        # A value JSON cannot hold is refused (TypeError) before it is judged.
+        level = self._gate.write("kv", f"{namespace}/{key}", _text(value))
+        await self._store.kv_set(namespace, key, value, level)
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        self._gate.write("kv_delete", f"{namespace}/{key}", "")
+        return await self._store.kv_delete(namespace, key)
+
+
+class Episodes:
+    """A session's turns; past the store's threshold the older half is summarised through
+    the handler's model (``ctx.llm``, so the summary counts against the request's budget)."""
+
+    __slots__ = ("_gate", "_store")
+
+    def __init__(self, store: MemoryStore, gate: Gate) -> None:
+        self._store, self._gate = store, gate
+
+    async def append(self, session: str, text: str, role: str = "user") -> bool:
+        """Keep one turn; True when this append summarised the older half."""
+        level = self._gate.write("episode", session, text)
+        model = self._store.summariser
+        summarise = None if model is None else self._gate.llm(model)
+        return await self._store.append(session, Episode(role, text), level, summarise)
+
+    async def snapshot(self, session: str) -> Snapshot:
+        snap = await self._store.snapshot(session)
+        shown = [snap.summary, *(f"{e.role}: {e.text}" for e in snap.recent)]
+        self._gate.read("episode", session, "\n".join(shown))
+        return snap
+
+
+class Semantic:
+    """Texts per user, found again by meaning: the store's embedder turns each into a
+    vector, and ``search`` ranks them by cosine similarity to the query's."""
+
+    __slots__ = ("_gate", "_store")
+
+    def __init__(self, store: MemoryStore, gate: Gate) -> None:
+        self._store, self._gate = store, gate
+
+    async def add(
+        self, user: str, key: str, text: str, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        given = dict(meta or {})
+        level = self._gate.write("semantic", f"{user}#{key}", f"{text}\n{_text(given)}")
+        await self._store.add(user, key, text, given, level)
+
+    async def search(self, user: str, query: str, k: int = 5) -> list[Hit]:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, not {k}")
+        hits = await self._store.search(user, query, k)
+        self._gate.read("semantic", user, "\n".join(h.text for h in hits))
+        return hits
+
+
+class Facts:
+    """Long-term facts per user: ``record`` supersedes the key's earlier fact, which stays
+    in its ``history``."""
+
+    __slots__ = ("_gate", "_store")
+
+    def __init__(self, store: MemoryStore, gate: Gate) -> None:
+        self._store, self._gate = store, gate
+
+    async def record(
+        self, user: str, key: str, value: str, *, confidence: float = 1.0, source: str = ""
+    ) -> Fact:
+        if not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence must be between 0 and 1, not {confidence}")
+        level = self._gate.write("fact", f"{user}/{key}", f"{key}: {value} ({source})")
+        fact = Fact(user, key, value, confidence, source, self._gate.now(), level)
+        await self._store.record(fact)
+        return fact
+
+    async def current(self, user: str, key: str) -> Fact | None:
+        fact = await self._store.current(user, key)
+        self._gate.read("fact", f"{user}/{key}", "" if fact is None else fact.value)
+        return fact
+
+    async def current_all(self, user: str) -> list[Fact]:
+        facts = await self._store.current_all(user)
+        self._gate.read("fact", user, "\n".join(f"{f.key}: {f.value}" for f in facts))
+        return facts
+
+    async def history(self, user: str, key: str) -> list[Fact]:
+        facts = await self._store.history(user, key)
+        self._gate.read("fact", f"{user}/{key}", "\n".join(f.value for f in facts))
+        return facts
+
+
+class Memory:
+    """One memory as a handler uses it (``ctx.memory(name)``): ``kv``, ``episodes``,
+    ``semantic``, ``facts``. Every write passes the gate before it is stored."""
+
+    __slots__ = ("episodes", "facts", "kv", "name", "semantic")
+
+    def __init__(self, name: str, store: MemoryStore, gate: Gate) -> None:
+        self.name = name
+        self.kv = KeyValues(store, gate)
+        self.episodes = Episodes(store, gate)
+        self.semantic = Semantic(store, gate)
+        self.facts = Facts(store, gate)
+
+
+def memory_of(stores: Mapping[str, MemoryStore], name: str, where: str) -> MemoryStore:
+    """The store ``name``, or an error naming the ones there are."""
+    store = stores.get(name)
+    if store is None:
+        known = ", ".join(sorted(stores)) or "none"
+        raise ConfigurationError(f"no memory {name!r} in {where} (declared: {known})")
+    return store

@@ -1,0 +1,294 @@
+"""Where a store's entries live: in this process (``InMemoryBackend``, the default) or in a
+SQLite file (``SqliteBackend``). A backend's methods are plain calls; the store runs a
+file's off the event loop. Every row is keyed by the memory's name, so that the memories of
+one file (a runtime's durable store holds them all) never mix."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from .._agent.memory import Episode, Fact
+from .._errors import ConfigurationError
+
+__all__ = ["Backend", "InMemoryBackend", "Row", "SqliteBackend"]
+
+T = TypeVar("T")
+Row = tuple[str, str, Mapping[str, Any], list[float]]  # key, text, meta, vector
+
+
+class Backend(Protocol):
+    """One memory's entries (``memory`` names it in a shared file). ``blocking``: its calls
+    wait on a disk, so the store runs them in a worker thread."""
+
+    blocking: bool
+
+    def close(self) -> None: ...
+
+    def kv_get(self, memory: str, namespace: str, key: str) -> str | None: ...
+
+    def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None: ...
+
+    def kv_delete(self, memory: str, namespace: str, key: str) -> bool: ...
+
+    def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
+        """Keep the turn; the number of turns the session now has past its summary."""
+        ...
+
+    def session(self, memory: str, session: str) -> tuple[str, list[Episode]]: ...
+
+    def fold(self, memory: str, session: str, count: int, summary: str) -> None:
+        """Drop the session's ``count`` oldest turns, their ``summary`` added to its own."""
+        ...
+
+    def add(self, memory: str, user: str, row: Row, level: str) -> None: ...
+
+    def rows(self, memory: str, user: str) -> list[Row]: ...
+
+    def record(self, memory: str, fact: Fact) -> None: ...
+
+    def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
+        """The user's facts for ``key`` (None: every key), oldest first."""
+        ...
+
+
+def joined(summary: str, more: str) -> str:
+    """A summary with another part added, on a line of its own (as Go's episodic memory)."""
+    return f"{summary}\n{more}" if summary else more
+
+
+class InMemoryBackend:
+    """Entries in dicts of this process: gone when it ends. One per store, so two runtimes'
+    memories never meet unless they are given the same store."""
+
+    blocking = False
+
+    def __init__(self) -> None:
+        self._kv: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # (memory, session) -> its summary, and its turns with their classifications
+        self._sessions: dict[tuple[str, str], tuple[str, list[tuple[Episode, str]]]] = {}
+        self._rows: dict[tuple[str, str], dict[str, tuple[Row, str]]] = {}
+        self._facts: dict[tuple[str, str], list[Fact]] = {}
+
+    def close(self) -> None:
+        pass
+
+    def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
+        found = self._kv.get((memory, namespace, key))
+        return None if found is None else found[0]
+
+    def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
+        self._kv[memory, namespace, key] = (value, level)
+
+    def kv_delete(self, memory: str, namespace: str, key: str) -> bool:
+        return self._kv.pop((memory, namespace, key), None) is not None
+
+    def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
+        turns = self._sessions.setdefault((memory, session), ("", []))[1]
+        turns.append((episode, level))
+        return len(turns)
+
+    def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
+        summary, turns = self._sessions.get((memory, session), ("", []))
+        return summary, [episode for episode, _ in turns]
+
+    def fold(self, memory: str, session: str, count: int, summary: str) -> None:
+        before, turns = self._sessions.get((memory, session), ("", []))
+        self._sessions[memory, session] = (joined(before, summary), turns[count:])
+
+    def add(self, memory: str, user: str, row: Row, level: str) -> None:
+        self._rows.setdefault((memory, user), {})[row[0]] = (row, level)
+
+    def rows(self, memory: str, user: str) -> list[Row]:
+        return [row for row, _ in self._rows.get((memory, user), {}).values()]
+
+    def record(self, memory: str, fact: Fact) -> None:
+        self._facts.setdefault((memory, fact.user), []).append(fact)
+
+    def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
+        facts = self._facts.get((memory, user), [])
+        return [f for f in facts if key is None or f.key == key]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS memory_kv (
+    memory TEXT, namespace TEXT, key TEXT, value TEXT, classification TEXT,
+    PRIMARY KEY (memory, namespace, key));
+CREATE TABLE IF NOT EXISTS memory_sessions (
+    memory TEXT, session TEXT, summary TEXT, PRIMARY KEY (memory, session));
+CREATE TABLE IF NOT EXISTS memory_episodes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, memory TEXT, session TEXT, role TEXT, text TEXT,
+    classification TEXT);
+CREATE INDEX IF NOT EXISTS memory_episodes_session ON memory_episodes (memory, session, seq);
+CREATE TABLE IF NOT EXISTS memory_semantic (
+    memory TEXT, user TEXT, key TEXT, text TEXT, meta TEXT, vector TEXT, classification TEXT,
+    PRIMARY KEY (memory, user, key));
+CREATE TABLE IF NOT EXISTS memory_facts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, memory TEXT, user TEXT, key TEXT, value TEXT,
+    confidence REAL, source TEXT, recorded_at TEXT, classification TEXT);
+CREATE INDEX IF NOT EXISTS memory_facts_user ON memory_facts (memory, user, key, seq);
+"""
+
+
+class SqliteBackend:
+    """Entries in a SQLite file (WAL, so a runtime's durable store can share it), kept
+    across restarts. One connection, opened at the first call, used by one thread at a time;
+    each write is its own transaction."""
+
+    blocking = True
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            if self._db is None:
+                self._db = self._open()
+            with self._db:  # a transaction: committed, or rolled back on an error
+                return work(self._db)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"memory file {self.path}: cannot open: {exc}") from None
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT value FROM memory_kv WHERE memory=? AND namespace=? AND key=?",
+                (memory, namespace, key),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
+        self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO memory_kv VALUES (?, ?, ?, ?, ?)",
+                (memory, namespace, key, value, level),
+            )
+        )
+
+    def kv_delete(self, memory: str, namespace: str, key: str) -> bool:
+        cur = self._run(
+            lambda db: db.execute(
+                "DELETE FROM memory_kv WHERE memory=? AND namespace=? AND key=?",
+                (memory, namespace, key),
+            )
+        )
+        return cur.rowcount > 0
+
+    def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            db.execute(
+                "INSERT INTO memory_episodes (memory, session, role, text, classification) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (memory, session, episode.role, episode.text, level),
+            )
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM memory_episodes WHERE memory=? AND session=?",
+                (memory, session),
+            ).fetchone()
+            return int(count)
+
+        return self._run(work)
+
+    def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
+        def work(db: sqlite3.Connection) -> tuple[str, list[Episode]]:
+            row = db.execute(
+                "SELECT summary FROM memory_sessions WHERE memory=? AND session=?",
+                (memory, session),
+            ).fetchone()
+            turns = db.execute(
+                "SELECT role, text FROM memory_episodes WHERE memory=? AND session=? ORDER BY seq",
+                (memory, session),
+            ).fetchall()
+            return ("" if row is None else row[0]), [Episode(r, t) for r, t in turns]
+
+        return self._run(work)
+
+    def fold(self, memory: str, session: str, count: int, summary: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT summary FROM memory_sessions WHERE memory=? AND session=?",
+                (memory, session),
+            ).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO memory_sessions VALUES (?, ?, ?)",
+                (memory, session, joined("" if row is None else row[0], summary)),
+            )
+            db.execute(
+                "DELETE FROM memory_episodes WHERE seq IN (SELECT seq FROM memory_episodes "
+                "WHERE memory=? AND session=? ORDER BY seq LIMIT ?)",
+                (memory, session, count),
+            )
+
+        self._run(work)
+
+    def add(self, memory: str, user: str, row: Row, level: str) -> None:
+        key, text, meta, vector = row
+        self._run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO memory_semantic VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (memory, user, key, text, json.dumps(dict(meta)), json.dumps(vector), level),
+            )
+        )
+
+    def rows(self, memory: str, user: str) -> list[Row]:
+        found = self._run(
+            lambda db: db.execute(
+                "SELECT key, text, meta, vector FROM memory_semantic WHERE memory=? AND user=?",
+                (memory, user),
+            ).fetchall()
+        )
+        return [(k, t, json.loads(m), json.loads(v)) for k, t, m, v in found]
+
+    def record(self, memory: str, fact: Fact) -> None:
+        self._run(
+            lambda db: db.execute(
+                "INSERT INTO memory_facts (memory, user, key, value, confidence, source, "
+                "recorded_at, classification) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    memory,
+                    fact.user,
+                    fact.key,
+                    fact.value,
+                    fact.confidence,
+                    fact.source,
+                    fact.recorded_at.isoformat(),
+                    fact.classification,
+                ),
+            )
+        )
+
+    def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
+        query = (
+            "SELECT user, key, value, confidence, source, recorded_at, classification "
+            "FROM memory_facts WHERE memory=? AND user=?"
+        )
+        args: tuple[str, ...] = (memory, user)
+        if key is not None:
+            query, args = query + " AND key=?", (*args, key)
+        found = self._run(lambda db: db.execute(query + " ORDER BY seq", args).fetchall())
+        return [
+            Fact(u, k, v, c, s, datetime.fromisoformat(at), level)
+            for u, k, v, c, s, at, level in found
+        ]

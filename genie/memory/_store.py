@@ -1,0 +1,200 @@
+"""A memory: its four areas over one backend, the embedder of its semantic memory and the
+model its episodic memory summarises through."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from os import PathLike
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._agent.memory import Episode, Fact, Hit, Snapshot
+from .._errors import ConfigurationError
+from ._backends import Backend, InMemoryBackend, SqliteBackend
+from ._embed import Embedder, HashingEmbedder, cosine
+
+if TYPE_CHECKING:
+    from ..llm._provider import Provider
+
+__all__ = ["SUMMARY_PROMPT", "SUMMARY_TOKENS", "Store"]
+
+T = TypeVar("T")
+
+# Go's summariser, word for word: a short paragraph that keeps the facts.
+SUMMARY_PROMPT = (
+    "Summarise the conversation below in one short paragraph. Keep facts; drop pleasantries."
+)
+SUMMARY_TOKENS = 200
+_OFFLINE_CHARS = 80  # of each turn, in the summary made without a model
+
+
+class Store:
+    """One memory (``Runtime(memory=...)``, a pipeline's ``memory:``).
+
+    ``backend``: ``"memory"`` (this process, the default) or ``"sqlite"``: the file at
+    ``path``, or without one the runtime's durable store file (``Runtime(store=...)``).
+    ``threshold``: turns a session keeps before the older half is summarised, through
+    ``summariser`` (a ``genie.llm`` provider, called as the handler's ``ctx.llm``) or, without
+    one, offline (each turn's first words). ``embedder``: the semantic memory's
+    (``HashingEmbedder()`` by default: offline)."""
+
+    def __init__(
+        self,
+        backend: Literal["memory", "sqlite"] | None = None,
+        *,
+        path: str | PathLike[str] | None = None,
+        threshold: int = 20,
+        embedder: Embedder | None = None,
+        summariser: Provider | None = None,
+        summary_model: str | None = None,
+    ) -> None:
+        if backend is None:
+            backend = "memory" if path is None else "sqlite"
+        if backend not in ("memory", "sqlite"):
+            raise ConfigurationError(f"memory backend must be memory or sqlite, not {backend!r}")
+        if backend == "memory" and path is not None:
+            raise ConfigurationError("a path is for the sqlite backend, not memory")
+        if threshold < 2:
+            raise ConfigurationError(f"memory threshold must be at least 2, not {threshold}")
+        self.backend = backend
+        self.path = None if path is None else str(path)
+        self.threshold = threshold
+        self.embedder: Embedder = embedder or HashingEmbedder()
+        self._summariser = summariser
+        self.summary_model = summary_model
+        self.name = "default"
+        self._backend: Backend | None = InMemoryBackend() if backend == "memory" else None
+        self._folding: anyio.Lock | None = None
+
+    @property
+    def summariser(self) -> Provider | None:
+        return self._summariser
+
+    def bind(self, name: str, durable_path: str | None) -> None:
+        """This store is the runtime's memory ``name``; a sqlite store without a path of its
+        own keeps its tables in ``durable_path``, the runtime's durable store."""
+        self.name = name
+        if self.backend == "sqlite" and self.path is None:
+            if durable_path is None:
+                raise ConfigurationError(
+                    f"memory {name!r}: the sqlite backend needs a path, or a runtime with a "
+                    "durable store (Runtime(store=PATH), genie run --store) to share"
+                )
+            self.path = durable_path
+
+    async def aclose(self) -> None:
+        if self._backend is not None and self._backend.blocking:
+            await anyio.to_thread.run_sync(self._backend.close)
+        if self.backend == "sqlite":
+            self._backend = None  # opened again at the next call
+
+    async def _call(self, work: Callable[[Backend], T]) -> T:
+        backend = self._backend
+        if backend is None:
+            if self.path is None:
+                raise ConfigurationError(
+                    f"memory {self.name!r}: the sqlite backend needs a path, or a runtime "
+                    "with a durable store to share"
+                )
+            backend = self._backend = SqliteBackend(self.path)
+        if not backend.blocking:
+            return work(backend)
+        return await anyio.to_thread.run_sync(work, backend)
+
+    # --- key-value -----------------------------------------------------------------------
+    async def kv_get(self, namespace: str, key: str) -> Any:
+        found = await self._call(lambda b: b.kv_get(self.name, namespace, key))
+        return None if found is None else json.loads(found)
+
+    async def kv_set(self, namespace: str, key: str, value: Any, classification: str) -> None:
+        text = json.dumps(value)
+        await self._call(lambda b: b.kv_set(self.name, namespace, key, text, classification))
+
+    async def kv_delete(self, namespace: str, key: str) -> bool:
+        return await self._call(lambda b: b.kv_delete(self.name, namespace, key))
+
+    # --- episodic ------------------------------------------------------------------------
+    async def append(
+        self, session: str, episode: Episode, classification: str, summarise: Provider | None
+    ) -> bool:
+        count = await self._call(lambda b: b.append(self.name, session, episode, classification))
+        if count <= self.threshold:
+            return False
+        if self._folding is None:
+            self._folding = anyio.Lock()
+        async with self._folding:  # one summary at a time: two would fold the same turns
+            _, turns = await self._call(lambda b: b.session(self.name, session))
+            if len(turns) <= self.threshold:
+                return False
+            older = turns[: len(turns) // 2]
+            summary = await self._summarise(older, summarise)
+            await self._call(lambda b: b.fold(self.name, session, len(older), summary))
+        return True
+
+    async def _summarise(self, turns: list[Episode], model: Provider | None) -> str:
+        transcript = "\n".join(f"{t.role}: {t.text}" for t in turns)
+        if model is None:
+            return " ".join(f"{t.role}: {_first_words(t.text)}" for t in turns)
+        from ..llm._types import ChatMessage, Request  # the caller gave a model: llm is loaded
+
+        answer = await model.complete(
+            Request(
+                system=SUMMARY_PROMPT,
+                messages=(ChatMessage.user(transcript),),
+                model=self.summary_model,
+                max_tokens=SUMMARY_TOKENS,
+            )
+        )
+        return answer.text.strip()
+
+    async def snapshot(self, session: str) -> Snapshot:
+        summary, turns = await self._call(lambda b: b.session(self.name, session))
+        return Snapshot(summary, tuple(turns))
+
+    # --- semantic ------------------------------------------------------------------------
+    async def add(
+        self, user: str, key: str, text: str, meta: Mapping[str, Any], classification: str
+    ) -> None:
+        (vector,) = await self.embedder.embed([text])
+        row = (key, text, dict(meta), list(vector))
+        await self._call(lambda b: b.add(self.name, user, row, classification))
+
+    async def search(self, user: str, query: str, k: int) -> list[Hit]:
+        rows = await self._call(lambda b: b.rows(self.name, user))
+        if not rows:
+            return []
+        (wanted,) = await self.embedder.embed([query])
+        scored = []
+        for key, text, meta, vector in rows:
+            if len(vector) != len(wanted):
+                raise ConfigurationError(
+                    f"memory {self.name!r}: entry {user}#{key} was embedded by another "
+                    f"embedder ({len(vector)} dimensions, this one gives {len(wanted)})"
+                )
+            scored.append(Hit(key, text, meta, cosine(wanted, vector)))
+        scored.sort(key=lambda h: (-h.score, h.key))
+        return scored[:k]
+
+    # --- long-term facts -----------------------------------------------------------------
+    async def record(self, fact: Fact) -> None:
+        await self._call(lambda b: b.record(self.name, fact))
+
+    async def current(self, user: str, key: str) -> Fact | None:
+        facts = await self.history(user, key)
+        return facts[-1] if facts else None
+
+    async def current_all(self, user: str) -> list[Fact]:
+        facts = await self._call(lambda b: b.history(self.name, user, None))
+        latest = {f.key: f for f in facts}  # the last recorded of each key supersedes
+        return sorted(latest.values(), key=lambda f: f.recorded_at)
+
+    async def history(self, user: str, key: str) -> list[Fact]:
+        return await self._call(lambda b: b.history(self.name, user, key))
+
+
+def _first_words(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _OFFLINE_CHARS else flat[: _OFFLINE_CHARS - 1] + "…"

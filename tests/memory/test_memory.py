@@ -1,0 +1,363 @@
+"""``ctx.memory``: the four areas on both backends, through a real runtime; every write judged
+by the policies before it is stored, reads and writes in the audit log, summaries through the
+handler's budgeted model, and a file that outlives its runtime."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genie import (
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    Limits,
+    MemoryAuditLog,
+    MemoryDeniedError,
+    Message,
+    Payload,
+    Runtime,
+    TestContext,
+    handler,
+)
+from genie.llm import BudgetExceededError, ScriptedProvider
+from genie.memory import SUMMARY_PROMPT, HashingEmbedder, Store, cosine
+from genie.policies import ClassificationCeiling, PIIBlock
+
+Work = Callable[[Context], Awaitable[Any]]
+_workers: weakref.WeakKeyDictionary[Runtime, Worker] = weakref.WeakKeyDictionary()
+
+
+class Go(Payload):
+    message_type = "memory_go"
+
+
+class Done(Payload):
+    message_type = "memory_done"
+    result: Any = None
+
+
+class Worker(BaseAgent):
+    """Runs the test's ``work`` with its context and answers with what it returned."""
+
+    produces = (Done,)
+
+    def __init__(self, work: Work, id: str = "worker") -> None:
+        super().__init__(id)
+        self.work = work
+
+    @handler
+    async def on_go(self, p: Go, ctx: Context) -> Message:
+        return ctx.reply(Done(result=await self.work(ctx)))
+
+
+async def run(rt: Runtime, work: Work) -> Any:
+    """``work``'s result in a handler of ``rt``, or the reason it failed."""
+    worker = _workers.get(rt)
+    if worker is None:
+        worker = _workers[rt] = Worker(work)
+        rt.add(worker)
+    worker.work = work
+    result = await rt.ask(rt.message(Go(), recipient="worker"), timeout=10)
+    if not result.complete:
+        return result.missing[0].reason
+    done = result.message.payload
+    assert isinstance(done, Done)
+    return done.result
+
+
+def store_of(kind: str, tmp_path: Path, **options: Any) -> Store:
+    return Store(path=tmp_path / "memory.db", **options) if kind == "sqlite" else Store(**options)
+
+
+BACKENDS = pytest.mark.parametrize("kind", ["memory", "sqlite"])
+
+
+@BACKENDS
+async def test_key_values_per_namespace(kind: str, tmp_path: Path) -> None:
+    async def work(ctx: Context) -> Any:
+        kv = ctx.memory().kv
+        await kv.set("prefs", "tone", "brief")
+        await kv.set("limits", "tone", {"max": 3})
+        first = [await kv.get("prefs", "tone"), await kv.get("limits", "tone")]
+        gone = await kv.delete("prefs", "tone")
+        return [*first, gone, await kv.get("prefs", "tone"), await kv.delete("prefs", "tone")]
+
+    async with Runtime(memory=store_of(kind, tmp_path)) as rt:
+        assert await run(rt, work) == ["brief", {"max": 3}, True, None, False]
+
+
+@BACKENDS
+async def test_episodes_past_the_threshold_are_summarised_through_the_handlers_model(
+    kind: str, tmp_path: Path
+) -> None:
+    model = ScriptedProvider(["turns 1 to 3 summarised", "turns 4 to 6 summarised"])
+    store = store_of(kind, tmp_path, threshold=5, summariser=model)
+
+    async def work(ctx: Context) -> Any:
+        folded = [await ctx.memory().episodes.append("s1", f"turn {i}") for i in range(1, 9)]
+        snap = await ctx.memory().episodes.snapshot("s1")
+        other = await ctx.memory().episodes.snapshot("s2")
+        return [folded, snap.summary, [e.text for e in snap.recent], other.summary]
+
+    async with Runtime(memory=store) as rt:
+        folded, summary, recent, other = await run(rt, work)
+    # The sixth turn passes the threshold of 5: its older half (3) is summarised.
+    assert folded == [False] * 5 + [True, False, False]
+    assert summary == "turns 1 to 3 summarised"
+    assert recent == [f"turn {i}" for i in range(4, 9)]
+    assert other == ""
+    (request,) = model.requests
+    assert request.system == SUMMARY_PROMPT
+    assert request.max_tokens == 200
+    assert request.messages[0].text == "user: turn 1\nuser: turn 2\nuser: turn 3"
+    assert request.context.correlation_id  # the handler's ctx.llm gave it the request's context
+
+
+async def test_a_summary_counts_against_the_requests_token_budget() -> None:
+    store = Store(threshold=2, summariser=ScriptedProvider(["a summary"]))
+
+    async def work(ctx: Context) -> Any:
+        for i in range(3):
+            await ctx.memory().episodes.append("s", f"turn {i}")
+
+    async with Runtime(memory=store, limits=Limits(correlation_tokens=50)) as rt:
+        reason = await run(rt, work)
+    assert BudgetExceededError.__name__ in reason
+
+
+async def test_without_a_model_the_summary_is_each_turns_first_words() -> None:
+    async def work(ctx: Context) -> Any:
+        for i in range(3):
+            await ctx.memory().episodes.append("s", f"turn {i} " + "word " * 30, role="user")
+        return (await ctx.memory().episodes.snapshot("s")).summary
+
+    async with Runtime(memory=Store(threshold=2)) as rt:
+        summary = await run(rt, work)
+    assert summary.startswith("user: turn 0 word word")
+    assert summary.endswith("…")
+
+
+@BACKENDS
+async def test_semantic_search_ranks_by_meaning_per_user(kind: str, tmp_path: Path) -> None:
+    async def work(ctx: Context) -> Any:
+        sem = ctx.memory().semantic
+        await sem.add("u1", "str", "suspicious transaction reports go to FIU-IND in 7 days")
+        await sem.add("u1", "kyc", "KYC master directions of the RBI", {"source": "rbi"})
+        await sem.add("u1", "aa", "account aggregators share financial data with consent")
+        await sem.add("u2", "other", "suspicious transaction report deadline")
+        hits = await sem.search("u1", "deadline for a suspicious transaction report", k=2)
+        return [[h.key for h in hits], hits[0].score > hits[1].score, await sem.search("u3", "x")]
+
+    async with Runtime(memory=store_of(kind, tmp_path)) as rt:
+        keys, ordered, nobody = await run(rt, work)
+    assert keys[0] == "str"
+    assert len(keys) == 2
+    assert ordered
+    assert nobody == []
+
+
+async def test_the_offline_embedder_is_deterministic_and_normalised() -> None:
+    embedder = HashingEmbedder(64)
+    (a, b) = await embedder.embed(["reporting deadlines", "reporting deadlines"])
+    assert a == b
+    assert cosine(a, b) == pytest.approx(1.0)
+    assert sum(x * x for x in a) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="dimensions must be at least 8"):
+        HashingEmbedder(2)
+
+
+@BACKENDS
+async def test_a_fact_supersedes_the_earlier_one_and_both_stay_in_history(
+    kind: str, tmp_path: Path
+) -> None:
+    async def work(ctx: Context) -> Any:
+        facts = ctx.memory().facts
+        await facts.record("u1", "risk", "low", confidence=0.6, source="form")
+        await ctx.sleep(1)
+        await facts.record("u1", "city", "Pune", source="chat")
+        await ctx.sleep(1)
+        await facts.record("u1", "risk", "moderate", confidence=0.9, source="advisor")
+        current = await facts.current("u1", "risk")
+        assert current is not None
+        return [
+            (current.value, current.confidence, current.source),
+            [(f.key, f.value) for f in await facts.current_all("u1")],
+            [f.value for f in await facts.history("u1", "risk")],
+            await facts.current("u2", "risk"),
+        ]
+
+    async with Runtime(memory=store_of(kind, tmp_path)) as rt:
+        current, everything, history, nobody = await run(rt, work)
+    assert current == ("moderate", 0.9, "advisor")
+    assert everything == [("city", "Pune"), ("risk", "moderate")]
+    assert history == ["low", "moderate"]
+    assert nobody is None
+
+
+async def test_a_write_with_pii_is_denied_before_it_is_stored_and_audited() -> None:
+    audit = MemoryAuditLog()
+
+    async def write(ctx: Context) -> Any:
+        try:
+            await ctx.memory().kv.set("contacts", "alice", "alice@example.com")
+        except MemoryDeniedError as exc:
+            return [str(exc), exc.policy, exc.direction]
+        return "stored"
+
+    async def read(ctx: Context) -> Any:
+        return await ctx.memory().kv.get("contacts", "alice")
+
+    async with Runtime(memory=Store(), policies=[PIIBlock()], audit=audit) as rt:
+        message, policy, direction = await run(rt, write)
+        found = await run(rt, read)
+    assert policy == "pii_block"
+    assert direction == "out"
+    assert message.startswith("memory write to 'default' denied by pii_block:")
+    assert found is None  # nothing was kept
+    actions = [(r.actor, r.action, r.target) for r in audit.records]
+    assert ("pii_block", "denied", "memory:default") in actions
+    assert ("worker", "memory_read", "memory:default") in actions
+
+
+async def test_an_unhandled_denial_fails_the_handler_once_naming_the_policy() -> None:
+    async def write(ctx: Context) -> Any:
+        await ctx.memory().episodes.append("s", "call me on +91 98200 12345")
+
+    async with Runtime(memory=Store(), policies=[PIIBlock()]) as rt:
+        reason = await run(rt, write)
+    assert "MemoryDeniedError: memory write to 'default' denied by pii_block" in reason
+
+
+async def test_writes_and_reads_are_audited_with_their_kind_and_key() -> None:
+    audit = MemoryAuditLog()
+
+    async def work(ctx: Context) -> Any:
+        await ctx.memory("notes").facts.record("u1", "city", "Pune")
+        return (await ctx.memory("notes").facts.current("u1", "city")) is not None
+
+    async with Runtime(memory={"notes": Store()}, audit=audit) as rt:
+        assert await run(rt, work) is True
+    mine = [r for r in audit.records if r.action.startswith("memory_")]
+    assert [(r.actor, r.action, r.target, r.details["reason"]) for r in mine] == [
+        ("worker", "memory_write", "memory:notes", "fact u1/city"),
+        ("worker", "memory_read", "memory:notes", "fact u1/city"),
+    ]
+
+
+async def test_the_entry_keeps_the_classification_it_was_judged_with() -> None:
+    async def work(ctx: Context) -> Any:
+        fact = await ctx.memory().facts.record("u1", "income", "12 lakh")
+        return fact.classification
+
+    async with Runtime(memory=Store()) as rt:
+        rt.add(Worker(work))
+        msg = rt.message(Go(), recipient="worker", classification="pii")
+        result = await rt.ask(msg, timeout=10)
+    assert result.message.payload == Done(result="pii")
+
+
+async def test_an_unknown_memory_is_named() -> None:
+    async def work(ctx: Context) -> Any:
+        return await ctx.memory("nope").kv.get("a", "b")
+
+    async with Runtime(memory={"notes": Store()}) as rt:
+        reason = await run(rt, work)
+    assert "no memory 'nope' in this runtime (declared: notes)" in reason
+
+
+async def test_two_runtimes_never_share_their_default_memory() -> None:
+    async def write(ctx: Context) -> Any:
+        await ctx.memory().kv.set("n", "k", "one")
+
+    async def read(ctx: Context) -> Any:
+        return await ctx.memory().kv.get("n", "k")
+
+    async with Runtime() as first, Runtime() as second:
+        await run(first, write)
+        assert await run(first, read) == "one"
+        assert await run(second, read) is None
+
+
+async def test_a_file_outlives_its_runtime(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+
+    async def write(ctx: Context) -> Any:
+        mem = ctx.memory()
+        await mem.kv.set("prefs", "tone", "brief")
+        await mem.episodes.append("s1", "hello")
+        await mem.semantic.add("u1", "k", "reporting deadlines")
+        await mem.facts.record("u1", "city", "Pune")
+
+    async def read(ctx: Context) -> Any:
+        mem = ctx.memory()
+        city = await mem.facts.current("u1", "city")
+        return [
+            await mem.kv.get("prefs", "tone"),
+            [e.text for e in (await mem.episodes.snapshot("s1")).recent],
+            [h.key for h in await mem.semantic.search("u1", "deadlines")],
+            None if city is None else city.value,
+        ]
+
+    async with Runtime(memory=Store(path=path)) as rt:
+        await run(rt, write)
+    async with Runtime(memory=Store(path=path)) as rt:
+        assert await run(rt, read) == ["brief", ["hello"], ["k"], "Pune"]
+
+
+async def test_a_sqlite_store_without_a_path_shares_the_durable_store_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "durable.db"
+
+    async def write(ctx: Context) -> Any:
+        await ctx.memory().kv.set("n", "k", [1, 2])
+
+    async def read(ctx: Context) -> Any:
+        return await ctx.memory().kv.get("n", "k")
+
+    async with Runtime(memory=Store("sqlite"), store=path) as rt:
+        await run(rt, write)
+    async with Runtime(memory=Store("sqlite"), store=path) as rt:
+        assert await run(rt, read) == [1, 2]
+
+
+def test_bad_store_settings_are_named() -> None:
+    with pytest.raises(ConfigurationError, match="the sqlite backend needs a path"):
+        Runtime(memory=Store("sqlite"))
+    with pytest.raises(ConfigurationError, match="threshold must be at least 2"):
+        Store(threshold=1)
+    with pytest.raises(ConfigurationError, match="a path is for the sqlite backend"):
+        Store("memory", path="x.db")
+
+
+async def test_a_test_context_uses_a_store_ungoverned() -> None:
+    msg = Runtime().message(Go(), recipient="worker")
+    ctx = TestContext("worker", msg, memory=Store())
+    await ctx.memory().kv.set("n", "k", "alice@example.com")  # no policies here
+    assert await ctx.memory().kv.get("n", "k") == "alice@example.com"
+    with pytest.raises(ConfigurationError, match="no memory 'x' in TestContext"):
+        ctx.memory("x")
+
+
+async def test_a_ceiling_decides_which_memory_may_hold_pii() -> None:
+    async def work(ctx: Context) -> Any:
+        await ctx.memory("vault").kv.set("clients", "u1", "income 12 lakh")
+        try:
+            await ctx.memory("default").kv.set("clients", "u1", "income 12 lakh")
+        except MemoryDeniedError as exc:
+            return [exc.policy, exc.reason]
+        return "kept in both"
+
+    ceiling = ClassificationCeiling({"worker": "pii", "user": "pii", "memory:vault": "pii"})
+    stores = {"default": Store(), "vault": Store()}
+    async with Runtime(memory=stores, policies=[ceiling]) as rt:
+        rt.add(Worker(work))
+        result = await rt.ask(rt.message(Go(), recipient="worker", classification="pii"))
+    assert result.message.payload == Done(
+        result=["classification", "classification exceeds recipient ceiling"]
+    )
