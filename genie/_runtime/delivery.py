@@ -1,6 +1,6 @@
 """The supervisor at work: runs one delivery to its end (deadline, retries with backoff, circuit
 breaker, fallback, dead letter), through one invocation path for every handler call
-(``DeliveryRunner._attempt``, the only place an agent's handler is called).
+(``DeliveryRunner.run``, the only place an agent's handler is called).
 
 Whatever a handler raises is a failure of that delivery, except what stops the runtime: its own
 cancellation (of the runtime, or of the request the handler works for) and ``KeyboardInterrupt``
@@ -108,10 +108,9 @@ class DeliveryRunner:
         known = self._known
         route = self.dispatcher.route
         for mb in transport.turn(worker, first):
-            # The token becomes a running delivery: the oldest queued message. Its slot is
-            # free, so the publishers waiting for room go next.
+            # The token becomes a running delivery (still ``busy``): the oldest queued
+            # message. Its slot is free, so the publishers waiting for room go next.
             mb.scheduled -= 1
-            mb.active += 1
             item = mb.queue.popleft()
             if mb.waiters:
                 mb.wake_publishers()
@@ -130,7 +129,7 @@ class DeliveryRunner:
                         agent, msg, corr, "cancelled", "correlation cancelled", None, 0
                     )
                 else:
-                    attempt = 0
+                    attempt = 0  # attempts that failed so far
                     breaker = mb.breaker
                     # A tripped breaker is asked before the first attempt, as before every retry.
                     error: BaseException | None = None
@@ -147,7 +146,6 @@ class DeliveryRunner:
                             if given_up is not None:
                                 self._give_up(mb, msg, corr, given_up, attempt)
                                 break
-                        attempt += 1
                         obs = ledger.observer
                         started = self.clock.monotonic() if obs is not None else 0.0
                         ctx = runtime_context(services, mb.id, msg)
@@ -172,8 +170,10 @@ class DeliveryRunner:
                             ):
                                 # The common reply: the one message this delivery's own context
                                 # built (stamped by construction), of a type already checked.
-                                outputs: Sequence[Message] = (built,)
+                                single: Message | None = built
+                                outputs: Sequence[Message] = ()
                             else:
+                                single = None
                                 outputs = self._outputs(mb, msg, returned, built, bound is not None)
                         except BaseException as exc:
                             if stops_runtime(exc):
@@ -195,15 +195,15 @@ class DeliveryRunner:
                                     handoff.attempts,
                                 )
                                 break
+                            attempt += 1
                             if error is not None:  # a retry failed too: keep both tracebacks
                                 remember_attempt(exc, error)
                             error = exc
                             again = True
                         else:
                             if obs is not None:
-                                obs.handled(
-                                    msg, mb.id, self.clock.monotonic() - started, len(outputs)
-                                )
+                                count = 1 if single is not None else len(outputs)
+                                obs.handled(msg, mb.id, self.clock.monotonic() - started, count)
                             # Handled: the breaker closes, the outputs go out (stamped with
                             # ``msg``'s correlation, open until this delivery closes), then
                             # its outcome is recorded.
@@ -211,8 +211,11 @@ class DeliveryRunner:
                                 ledger.fell_back()  # the fallback's own breaker is not its agent's
                             elif breaker is not None and breaker.failures:
                                 breaker.record_success()
-                            for out in outputs:
-                                route(out, True, corr)
+                            if single is not None:
+                                route(single, True, corr)
+                            else:
+                                for out in outputs:
+                                    route(out, True, corr)
                             mb.handled += 1
                             ledger.closed(corr, msg)
                             break
@@ -232,13 +235,15 @@ class DeliveryRunner:
                 raise
             finally:
                 worker.correlation = None
-                # The delivery has its outcome: the next token, if messages wait without one
-                # and the agent may run another handler (``scheduled <= len(queue)``,
-                # ``scheduled + active <= max_concurrency``).
-                mb.active -= 1
-                if mb.scheduled < len(mb.queue) and mb.scheduled + mb.active < mb.max_concurrency:
+                # The delivery has its outcome: its token passes to the next message, if one
+                # waits without a token and the agent may go on running as many handlers
+                # (``scheduled <= len(queue)``, ``busy <= max_concurrency``); else it is
+                # given back.
+                if mb.scheduled < len(mb.queue) and mb.busy <= mb.max_concurrency:
                     mb.scheduled += 1
                     ready.append(mb)
+                else:
+                    mb.busy -= 1
 
     async def _again(
         self, mb: Mailbox, msg: Message, error: BaseException | None, attempt: int

@@ -254,9 +254,8 @@ class Dispatcher:
             if recipient is not None and recipient not in mailboxes:
                 # A reply to a caller that is not an agent here: only waiters or another
                 # process may take it; subscribers of its type still get it.
-                agents = (
-                    () if agents == (recipient,) else tuple(r for r in agents if r in mailboxes)
-                )
+                # (The router names a direct recipient first: alone, nobody else is left.)
+                agents = () if len(agents) == 1 else tuple(r for r in agents if r in mailboxes)
                 if not taken and not self.transport.forward(msg):
                     ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
             elif not agents and not taken and not self.transport.forward(msg):
@@ -281,7 +280,8 @@ class Dispatcher:
                 if batch is not None:
                     batch(msg, agents)
                 return
-            told: list[str] = []
+            # The recipients to tell the observers of at once, when they take them so.
+            told: list[str] | None = [] if batch is not None else None
             for rid in agents:
                 if not free:
                     decision = admission.check(msg, rid, corr)
@@ -308,7 +308,7 @@ class Dispatcher:
                     ledger.opened(corr)
                     transport.put(msg, rid)
                 put += 1
-                if batch is not None:
+                if told is not None:
                     told.append(rid)
                 elif obs is not None:
                     obs.delivered(msg, rid)

@@ -8,6 +8,9 @@ denied, dead-lettered or shed. So at every moment::
 
 Each outcome is written here, with its audit record, dead letter, log line, observer call and
 the notice to whoever waits on the correlation, so no path can record half of one.
+
+A message a waiter collects (a gather's part, an ask's answer) is delivered and handled in one
+step: it is counted once, in ``collected``, which both totals include.
 """
 
 from __future__ import annotations
@@ -48,19 +51,28 @@ class Ledger:
         self.observer: Observer | None = None
         # Set by the runtime while an agent subscribes to loss notices (see _losses.py).
         self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
-        self.delivered = self.handled = self.denied = 0
+        # Delivered and handled besides the collected (see ``delivered`` and ``handled``).
+        self._delivered = self._handled = self.denied = 0
         self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
         self.cut_short: Counter[str] = Counter()  # running deliveries the shutdown cancelled
         self._idle: list[anyio.Event] = []
 
+    @property
+    def delivered(self) -> int:
+        return self._delivered + self.collected
+
+    @property
+    def handled(self) -> int:
+        return self._handled + self.collected
+
     # --- the identity ------------------------------------------------------------------------
     def opened(self, corr: _Correlation, count: int = 1) -> None:
         """``count`` deliveries of ``corr`` were admitted: each is in flight until ``closed``.
         A publish counts its whole fan-out in one call: nothing runs between its puts, so the
         counts read the same as if each were counted as it went."""
-        self.delivered += count
+        self._delivered += count
         self.in_flight += count
         corr.in_flight += count
         corr.deliveries += count
@@ -70,7 +82,7 @@ class Ledger:
         a request waiting on ``corr`` is told first), else one its caller counted. The last
         one of a correlation settles it; the last one of the runtime wakes ``wait_idle``."""
         if handled is not None:
-            self.handled += 1
+            self._handled += 1
             if corr.requests:
                 self.correlator.handled(corr, handled.id)
         self.in_flight -= 1
@@ -94,7 +106,7 @@ class Ledger:
         """A delivery kept by a stopped process runs again here: delivered here (the stopped
         process's count went with it) and in flight until ``closed``; its charge to the
         budget was restored with the request's (``charged_before``)."""
-        self.delivered += 1
+        self._delivered += 1
         self.in_flight += 1
         corr.in_flight += 1
 
@@ -104,7 +116,7 @@ class Ledger:
         """A delivery counted in flight (``opened``) that admission refuses after all (the
         correlation's budget, charged across processes): it ends as the denial ``decision``,
         as if it had been refused when it was admitted."""
-        self.delivered -= 1
+        self._delivered -= 1
         corr.deliveries -= 1
         self.deny(msg, consumer, corr, decision)
         self.closed(corr)
@@ -151,14 +163,12 @@ class Ledger:
     def handled_elsewhere(self, corr: _Correlation) -> None:
         """A delivery in flight here was handled in another process (whose requests hear of
         it there)."""
-        self.handled += 1
+        self._handled += 1
         self.closed(corr)
 
     def collect(self, corr: _Correlation, count: int = 1) -> None:
         """A waiter (gather, ask, request) took a message: a delivery handled at once
         (``count``: messages waiters of another process took, reported here)."""
-        self.delivered += count
-        self.handled += count
         self.collected += count
         corr.deliveries += count
 
@@ -173,7 +183,7 @@ class Ledger:
     ) -> None:
         """A delivery refused by admission (it was never in flight). ``notify``: tell the
         correlation's waiters (a refused waiter is told by the dispatcher itself)."""
-        self.delivered += 1
+        self._delivered += 1
         corr.deliveries += 1
         self.denied += 1
         self.refused(msg, consumer, decision)
@@ -209,7 +219,7 @@ class Ledger:
 
     def shed_one(self, msg: Message, consumer: str, corr: _Correlation, reason: str) -> None:
         """A delivery dropped by an overflow policy (it was never in flight)."""
-        self.delivered += 1
+        self._delivered += 1
         corr.deliveries += 1
         self.shed += 1
         self.store(consumer, msg, "shed", reason, None, 0)

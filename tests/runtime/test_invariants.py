@@ -28,7 +28,9 @@ LEDGER_COUNTERS = frozenset(
     {
         "published",
         "delivered",
+        "_delivered",
         "handled",
+        "_handled",
         "collected",
         "denied",
         "dead_lettered",
@@ -43,8 +45,8 @@ LEDGER_COUNTERS = frozenset(
     }
 )
 CORRELATION_COUNTERS = frozenset({"in_flight", "deliveries"})
-# A mailbox's token counts: ``scheduled <= len(queue)``, ``scheduled + active <= max_concurrency``.
-TOKEN_COUNTS = frozenset({"scheduled", "active", "reserved"})
+# A mailbox's token counts: ``scheduled <= len(queue)``, ``busy <= max_concurrency``.
+TOKEN_COUNTS = frozenset({"scheduled", "active", "busy", "reserved"})
 
 
 class Site:

@@ -61,13 +61,14 @@ class MailboxStatistics(Record):
 class Mailbox:
     """One agent's queue and the bookkeeping the executors need.
 
-    ``scheduled`` counts this mailbox's tokens in the executors' ready queue, ``active`` the
-    handlers running now. Invariants: ``scheduled <= len(queue)`` (every token finds a message)
-    and ``scheduled + active <= max_concurrency``; tokens take messages from the front, so the
-    messages of one agent start in arrival order. ``push`` (the only way in) hands out tokens;
-    the delivery runner (``DeliveryRunner.run``, the only way out) turns a token into a
-    running delivery (``scheduled`` to ``active``) and, when its handler has finished, hands
-    out the next token.
+    ``busy`` counts this mailbox's tokens: those waiting in the executors' ready queue
+    (``scheduled``) and those of the handlers running now (``active``, the difference).
+    Invariants: ``scheduled <= len(queue)`` (every token finds a message) and ``busy <=
+    max_concurrency``; tokens take messages from the front, so the messages of one agent start
+    in arrival order. ``push`` (the only way in) hands out tokens; the delivery runner
+    (``DeliveryRunner.run``, the only way out) turns a token into a running delivery (it
+    leaves ``scheduled``, still ``busy``) and, when its handler has finished, passes that
+    token to the next message waiting, or gives it back.
 
     Outside publishers never take the queue past ``capacity``: a publisher woken from
     ``wait_for_room`` holds a ``reserved`` slot until it pushes, so a newcomer cannot take it,
@@ -76,9 +77,9 @@ class Mailbox:
     """
 
     __slots__ = (
-        "active",
         "agent",
         "breaker",
+        "busy",
         "capacity",
         "failed",
         "handled",
@@ -108,11 +109,16 @@ class Mailbox:
         self.waiters = _NO_WAITERS
         self.scheduled = 0
         self.reserved = 0
-        self.active = 0
+        self.busy = 0
         self.high_water = 0
         self.overdrafts = 0
         self.handled = 0
         self.failed = 0
+
+    @property
+    def active(self) -> int:
+        """Handlers of this agent running now."""
+        return self.busy - self.scheduled
 
     @property
     def full(self) -> bool:
@@ -135,8 +141,9 @@ class Mailbox:
         depth = len(queue)
         if depth > self.high_water:
             self.high_water = depth
-        if self.scheduled + self.active < self.max_concurrency and self.scheduled < depth:
+        if self.busy < self.max_concurrency and self.scheduled < depth:
             self.scheduled += 1
+            self.busy += 1
             return True
         return False
 
@@ -144,8 +151,9 @@ class Mailbox:
         """Give the message just pushed a token that ``push`` did not (the agent already runs
         ``max_concurrency`` handlers), for a transport that runs each delivery as it queues
         it and bounds the concurrency itself (NATS: the consumers' ``max_ack_pending``): it
-        may take ``scheduled + active`` past ``max_concurrency`` for that delivery."""
+        may take ``busy`` past ``max_concurrency`` for that delivery."""
         self.scheduled += 1
+        self.busy += 1
 
     def wake_publishers(self) -> None:
         """A slot freed: the publishers waiting for room go next, as many as fit."""
@@ -205,11 +213,10 @@ def hold(boxes: Iterable[Mailbox | None]) -> int:
     one mailbox's or a whole publish's fan-out in one call. Returns how many of ``boxes`` it
     passed: all of them when every slot was held, else the index of the first without room
     (the publisher waits for that one, ``wait_for_room``)."""
-    passed = 0
-    for mb in boxes:
+    passed = -1
+    for passed, mb in enumerate(boxes):
         if mb is not None:
             if mb.waiters or len(mb.queue) + mb.reserved >= mb.capacity:
                 return passed
             mb.reserved += 1
-        passed += 1
-    return passed
+    return passed + 1
