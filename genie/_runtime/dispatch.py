@@ -61,6 +61,7 @@ class Dispatcher:
     ) -> None:
         self.types = types
         self.router = router
+        self.routes = router.table  # the router's answers, read on the routing path
         self.mailboxes = mailboxes  # the runtime's agents: who is a recipient in this process
         self.transport = transport
         self.admission = admission
@@ -194,7 +195,10 @@ class Dispatcher:
                 msg.correlation_id
             )
         if routed is None:
-            routed = self.router.recipients(msg.type, msg.recipient)
+            try:  # the router's answer, when it has given it before
+                routed = self.routes[msg.recipient][msg.type]
+            except KeyError:
+                routed = self.router.recipients(msg.type, msg.recipient)
         agents = routed
         put = 0  # the agents of ``agents[:put]`` had their delivery queued or refused
         try:
@@ -215,7 +219,7 @@ class Dispatcher:
             taken = holding = False
             if waiters:
                 # Only an observer is told of gathers, so only for one is the order kept.
-                holding = self.correlator.on_gathered is not None
+                holding = obs is not None and self.correlator.on_gathered is not None
                 if holding:
                     self.correlator.hold()
                 # A waiter that takes what it waits for leaves: ``corr.waiters`` is replaced then,
@@ -252,10 +256,8 @@ class Dispatcher:
             recipient = msg.recipient
             mailboxes = self.mailboxes
             if recipient is not None and recipient not in mailboxes:
-                # A reply to a caller that is not an agent here: only waiters or another
-                # process may take it; subscribers of its type still get it.
-                # (The router names a direct recipient first: alone, nobody else is left.)
-                agents = () if len(agents) == 1 else tuple(r for r in agents if r in mailboxes)
+                # A reply to a caller that is not an agent here (the router named only the
+                # subscribers of its type): only waiters or another process may take it.
                 if not taken and not self.transport.forward(msg):
                     ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
             elif not agents and not taken and not self.transport.forward(msg):

@@ -184,7 +184,6 @@ class Runtime:
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
         # The rooms, in the order a message meets them.
-        self._router = Router()
         self._correlator = Correlator(self.clock)
         self._admission = Admission(self.limits, self.policies)
         # Policies that ask something slow (a classifier) before a message from outside is
@@ -198,6 +197,7 @@ class Runtime:
         # read. The transport is handed it and moves admitted deliveries into these mailboxes
         # (another transport, such as NATS, moves them between processes first).
         self._mailboxes: dict[str, Mailbox] = {}
+        self._router = Router(self._mailboxes)
         # Where plain ``def`` handlers run: this runtime's own threads and process pool, made
         # when the first agent that has such handlers is added.
         if threads < 1:
@@ -344,6 +344,7 @@ class Runtime:
             models += agent.consumes()
         self.types.register(*models)
         self._mailboxes[agent.id] = Mailbox(agent, options, bind_sync)
+        self._router.agent_added()
         for pattern in subscribe:
             self._router.subscribe(agent.id, pattern)
         self._watch_losses()
