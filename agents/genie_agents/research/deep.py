@@ -314,8 +314,10 @@ class DeepResearch(BaseAgent):
         """The tool's answer as the model reads it, and its citations; a bad call is told to
         the model, which may correct it, rather than failing the request."""
         if call.name not in names:
-            known = ", ".join(sorted(names))
-            return f"error: unknown tool {call.name!r} (tools: {known})", []
+            known = f"tools: {', '.join(sorted(names))}"
+            if len(names) == 1:
+                known = f"the tool is {_SEARCH.name!r}"
+            return f"error: unknown tool {call.name!r} ({known})", []
         if call.name != _SEARCH.name:
             return await self._server_tool(ctx, call.name, call.arguments)
         try:
