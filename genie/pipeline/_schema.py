@@ -253,7 +253,7 @@ class ToolServerDecl(_Model):
     def _url_or_command(self) -> ToolServerDecl:
         given = [self.url, self.command, self.module]
         if sum(g is not None for g in given) != 1:
-            raise ValueError("give one of url, command and module")
+            raise ValueError("give either url or command (or module): exactly one")
         if self.args and self.module is None:
             raise ValueError("args are for a module (a command lists its own)")
         if self.url is not None and (self.env or self.cwd):

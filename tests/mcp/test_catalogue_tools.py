@@ -194,3 +194,12 @@ async def test_the_model_is_told_a_tool_error_and_an_unknown_tool() -> None:
     assert unknown == (
         "error: unknown tool 'web' (tools: corpus_search, get_rates, search_circulars)"
     )
+
+
+def test_without_the_sdk_the_run_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    monkeypatch.setitem(sys.modules, "genie.mcp", None)  # as if the mcp extra were missing
+    assert main(["run", str(PIPELINES / "advice.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "advice.yaml: 'tools' needs the 'mcp' extra: pip install 'genie-bus[mcp]'" in err
