@@ -4,7 +4,9 @@ A call is judged twice, as two messages of the request it works for (so its meta
 caller's identity among it, is the request's): a ``tool_call`` from the agent to
 ``tool:SERVER`` before anything leaves, counted against the correlation's delivery budget
 and the hop limit, and a ``tool_result`` from ``tool:SERVER`` to the agent before the handler
-reads it. A denial raises ``ToolDeniedError`` in the handler and is audited like any other.
+reads it. A denial raises ``ToolDeniedError`` in the handler and is audited like any other;
+an allowed call and result are audited too (``tool_call``, ``tool_result``), as memory's
+writes and reads are.
 The handler's deadline bounds the call (it runs inside the handler), and a call that fails
 fails the handler, which is retried as its options say.
 
@@ -171,14 +173,23 @@ class ToolCalls:
             self._refuse(msg, consumer, decision, "out")
         if corr is not None:
             self._ledger.charged(corr)
+        self._audited(msg, msg.sender, consumer)
 
     def admit_result(self, msg: Message, reader: str) -> None:
         """The agent may read the result: the policies for ``reader``."""
-        if not self._admission.policies:
-            return
-        decision = self._admission.judge(msg, reader)
-        if not decision.allowed:
-            self._refuse(msg, reader, decision, "in")
+        if self._admission.policies:
+            decision = self._admission.judge(msg, reader)
+            if not decision.allowed:
+                self._refuse(msg, reader, decision, "in")
+        self._audited(msg, reader, msg.sender)
+
+    def _audited(self, msg: Message, actor: str, target: str) -> None:
+        """An allowed call (actor the agent, target ``tool:SERVER``) or result (actor the
+        agent that reads it, target ``tool:SERVER``), in the audit log: the tool is the
+        reason."""
+        payload = msg.payload
+        assert isinstance(payload, ToolCall | ToolResult)
+        self._ledger.record(actor, msg.type, target, msg, payload.tool)
 
     def _refuse(self, msg: Message, consumer: str, decision: Decision, way: str) -> None:
         self._ledger.refused(msg, consumer, decision)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -442,17 +443,20 @@ class Pipeline:
                 f"{self.path}: 'tools' needs the 'mcp' extra: pip install 'genie-bus[mcp]'"
             ) from None
         folder = self.path.parent
-        return {
-            name: McpServer(
+        servers: dict[str, ToolServer] = {}
+        for name, decl in self.config.tools.items():
+            command = tuple(decl.command or ())
+            if decl.module is not None:  # this Python: its packages, whatever the PATH
+                command = (sys.executable, "-m", decl.module, *decl.args)
+            servers[name] = McpServer(
                 url=decl.url,
                 headers=decl.headers,
-                command=tuple(decl.command or ()),
+                command=command,
                 env=decl.env,
-                cwd=str(folder / (decl.cwd or ".")) if decl.command else None,
+                cwd=str(folder / (decl.cwd or ".")) if command else None,
                 timeout=decl.timeout,
             )
-            for name, decl in self.config.tools.items()
-        }
+        return servers
 
     # --- one request ---------------------------------------------------------------------------
     async def run(

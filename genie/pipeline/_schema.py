@@ -236,22 +236,28 @@ class Inputs(_Model):
 
 class ToolServerDecl(_Model):
     """An MCP server whose tools the agents call (``ctx.tool(NAME)``): ``url`` (streamable
-    HTTP, sent ``headers``) or ``command`` (stdio: run in ``cwd``, by default the pipeline
-    file's folder, with ``env`` added)."""
+    HTTP, sent ``headers``), ``command`` (stdio: run in ``cwd``, by default the pipeline
+    file's folder, with ``env`` added) or ``module`` (stdio: ``python -m MODULE ARGS...`` with
+    the Python that runs genie, so a server installed beside it is found whatever the PATH)."""
 
     url: str | None = Field(default=None, pattern=r"^https?://")
     headers: dict[str, str] = {}
     command: list[str] | None = Field(default=None, min_length=1)
+    module: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*$")
+    args: list[str] = []
     env: dict[str, str] = {}
     cwd: str | None = None
     timeout: Seconds = 30.0
 
     @model_validator(mode="after")
     def _url_or_command(self) -> ToolServerDecl:
-        if (self.url is None) == (self.command is None):
-            raise ValueError("give either url or command (one, not both)")
-        if self.command is None and (self.env or self.cwd):
-            raise ValueError("env and cwd are for a command (a server on stdio)")
+        given = [self.url, self.command, self.module]
+        if sum(g is not None for g in given) != 1:
+            raise ValueError("give either url or command (or module): exactly one")
+        if self.args and self.module is None:
+            raise ValueError("args are for a module (a command lists its own)")
+        if self.url is not None and (self.env or self.cwd):
+            raise ValueError("env and cwd are for a command or module (a server on stdio)")
         if self.url is None and self.headers:
             raise ValueError("headers are for a url (a server over HTTP)")
         return self

@@ -19,7 +19,11 @@ from genie.llm._providers.http import HTTPAdapter
 from genie.pipeline import load_pipeline
 from genie.simulation import simulate
 
+from ..conftest import requires
 from .server import ProviderServer, Reply
+
+# The research pipeline these tests run calls the catalogue's MCP server (its tools: section).
+pytestmark = requires("mcp", extra="mcp")
 
 ROOT = Path(__file__).resolve().parents[2]
 RESEARCH = ROOT / "config" / "pipelines" / "research.yaml"
@@ -104,10 +108,12 @@ async def test_the_research_pipeline_runs_offline_through_its_tool_agent() -> No
     assert result.output is not None
     brief = result.output.payload.model_dump()
     assert brief["mode"] == "react"
-    assert brief["steps"] == 2  # one step of two searches, then the answer
+    assert brief["steps"] == 2  # one step of three searches, then the answer
     assert [c["title"] for c in brief["citations"]] == [
         "FIU-IND reporting",
         "RBI master directions",
+        "PMLA reporting obligations: STR, CTR, CCR",  # the circulars, an MCP tool's
+        "Master Direction - Know Your Customer (KYC) Direction, 2016",
     ]
     assert brief["summary"].startswith("A regulated entity files a suspicious transaction report")
     # each search was a delivery of the runtime to the corpus agent
@@ -269,7 +275,7 @@ def test_the_model_budgets_are_pipeline_limits(
     assert brief.get("mode") == "offline"  # deep_research falls back to its offline brief
     costly = text.replace("  correlation_tokens: 10", "  correlation_cost: 0.5")
     assert problems_of(tmp_path, costly) == [
-        "34: limits.correlation_cost: a cost budget needs the prices of the models: declare "
+        "38: limits.correlation_cost: a cost budget needs the prices of the models: declare "
         "them in llm.prices"
     ]
 
@@ -301,8 +307,9 @@ def test_genie_run_stream_text_prints_the_model_text_as_it_comes(
         "[deep_research call 1 ended: tool_calls]",  # the search step has no text
         "A regulated entity files a suspicious transaction report (STR) with FIU-IND within 7 "
         "days of concluding a transaction is suspicious, a cash transaction report (CTR) for "
-        "cash of Rs 10 lakh or more, and a counterfeit currency report (CCR) within 7 days; the "
-        "RBI master directions on KYC set these duties per topic.",
+        "cash of Rs 10 lakh or more by the 15th of the following month, and a counterfeit "
+        "currency report (CCR) within 7 days; the RBI master direction on KYC sets these duties "
+        "under the PML Rules.",
         "[deep_research call 2 ended: stop]",
     ]
     assert "A regulated entity files" in captured.out  # the output, as without the flag

@@ -18,6 +18,8 @@ from genie.llm import ScriptedProvider
 from genie.memory import Store
 from genie.pipeline import load_pipeline
 
+from ..conftest import requires
+
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "config" / "pipelines"
 
@@ -37,6 +39,7 @@ def rows(path: Path, query: str) -> list[tuple[Any, ...]]:
         return db.execute(query).fetchall()
 
 
+@requires("mcp", extra="mcp")  # the pipeline calls the catalogue's MCP server too
 def test_research_remembers_across_runs_in_the_store_file(tmp_path: Path, capsys: Capture) -> None:
     store, audit = tmp_path / "run.db", tmp_path / "audit.jsonl"
     options = ("--set", "MEMORY=sqlite", "--store", str(store))
@@ -69,6 +72,7 @@ async def test_the_second_request_shows_the_model_what_the_first_found() -> None
     assert second.endswith("Question: What is a CTR?")
 
 
+@requires("mcp", extra="mcp")  # the pipeline calls the catalogue's MCP server too
 def test_advice_remembers_the_last_recommendation(tmp_path: Path, capsys: Capture) -> None:
     store = tmp_path / "run.db"
     options = ("--set", "MEMORY=sqlite", "--store", str(store))

@@ -14,6 +14,8 @@ import yaml
 from genie._cli.main import main
 from genie.pipeline import load_pipeline
 
+from ..conftest import requires
+
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "config" / "pipelines"
 DATA = ROOT / "config" / "data"
@@ -179,20 +181,32 @@ def test_treasury_short_of_liquidity_is_red(tmp_path: Path, capsys: Capture) -> 
     assert out["lines"][2].startswith("ALM breaches: 1-7d, 8-14d")
 
 
+@requires("mcp", extra="mcp")  # its circulars come from the catalogue's MCP server
 def test_research_sample_is_a_cited_brief_offline(capsys: Capture) -> None:
     code, result = run(capsys, "research")
     assert code == 0
     brief = decision(result)
-    # the scripted model searched fiu_ind and rbi (one step), then answered (a second)
+    # the scripted model searched fiu_ind, rbi and the circulars (one step), then answered
     assert (brief["mode"], brief["steps"]) == ("react", 2)
     assert [c["title"] for c in brief["citations"]] == [
         "FIU-IND reporting",
         "RBI master directions",
+        "PMLA reporting obligations: STR, CTR, CCR",
+        "Master Direction - Know Your Customer (KYC) Direction, 2016",
     ]
     assert brief["question"] == "What must a regulated entity report to FIU-IND, and by when?"
 
 
-@pytest.mark.parametrize("name", ["onboarding", "lending", "treasury", "research"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "onboarding",
+        "lending",
+        "treasury",
+        pytest.param("research", marks=requires("mcp", extra="mcp")),
+        pytest.param("advice", marks=requires("mcp", extra="mcp")),
+    ],
+)
 def test_from_python(name: str) -> None:
     result = anyio.run(load_pipeline(PIPELINES / f"{name}.yaml").run)
     assert result.ok

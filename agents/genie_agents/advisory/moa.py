@@ -4,14 +4,16 @@ at once, the most frequent identical answer wins. ``ask_panel`` is the function;
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from genie import BaseAgent, Context, Message, Payload, Risk, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, ToolDeniedError, handler
 from genie.llm import BudgetExceededError, ChatMessage, LLMError, Provider, Request
 
 from .._go import go_text
@@ -92,13 +94,16 @@ class Candidate(BaseModel):
 
 class MoaRecommendation(Payload):
     """Go's ``Outcome``: the winning panellist (the first in panel order to give the winning
-    text), the votes per distinct answer, and every panellist's answer or error."""
+    text), the votes per distinct answer, and every panellist's answer or error. With a
+    reference server, ``reference`` is the rates the panel was shown (its ``get_rates``
+    answer)."""
 
     message_type = "moa_recommendation"
     winner: str
     winner_text: str
     votes: dict[str, int]
     candidates: list[Candidate]
+    reference: dict[str, Any] | None = None
 
 
 class MoaRecommender(BaseAgent):
@@ -107,7 +112,10 @@ class MoaRecommender(BaseAgent):
     panel order. Fails with ``all panellists failed`` when none answers. With ``memory`` the
     panel is shown what is on record of the client (facts, the conversation's summary and
     recent turns) and the winning recommendation is kept: a turn of the conversation and the
-    fact ``last_recommendation``, superseding the one before."""
+    fact ``last_recommendation``, superseding the one before. With ``reference`` (a tool
+    server, ``ctx.tool(NAME)``, such as ``genie_agents.tools.reference``) the panel is shown
+    its ``get_rates`` answer (policy rates, inflation, deposit rates), a call governed both
+    ways; a denied or failed answer leaves the panel without it."""
 
     capabilities = ("moa_recommend",)
     risk = Risk.MEDIUM
@@ -122,9 +130,11 @@ class MoaRecommender(BaseAgent):
         "short recommendation.",
         model: str | None = None,
         memory: str | None = None,
+        reference: str | None = None,
     ) -> None:
         super().__init__(id)
         self.memory = memory
+        self.reference = reference
         if not llm:
             raise ValueError("empty panel: give llm a list of at least one stack")
         self.panel = llm
@@ -144,6 +154,10 @@ class MoaRecommender(BaseAgent):
             )
             if known:
                 system = f"{system}\n\nWhat is on record of this client:\n{known}"
+        reference = await self._rates(ctx)
+        if reference is not None:
+            shown = json.dumps(reference, sort_keys=True)
+            system = f"{system}\n\nReference rates (per cent a year): {shown}"
         request = Request(
             system=system,
             messages=(ChatMessage.user(payload.question),),
@@ -171,6 +185,26 @@ class MoaRecommender(BaseAgent):
             )
         return ctx.emit(
             MoaRecommendation(
-                winner=winner, winner_text=result.text, votes=dict(votes), candidates=candidates
+                winner=winner,
+                winner_text=result.text,
+                votes=dict(votes),
+                candidates=candidates,
+                reference=reference,
             )
         )
+
+    async def _rates(self, ctx: Context) -> dict[str, Any] | None:
+        """The reference server's rates (None without one, or when the call is denied or the
+        tool fails: the panel then answers without them). A server that cannot be reached
+        fails the handler, retried as its options say."""
+        if self.reference is None:
+            return None
+        try:
+            out = await ctx.tool(self.reference).call("get_rates", {})
+        except ToolDeniedError as exc:
+            ctx.logger.info("moa_recommender: rates denied: %s", exc)
+            return None
+        if out.is_error or out.structured is None:
+            ctx.logger.warning("moa_recommender: get_rates failed: %s", out.text)
+            return None
+        return dict(out.structured)

@@ -4,16 +4,29 @@ Without a model, or when the model fails, the offline brief asks the corpus agen
 corpus, as Go's stub resolver did. With ``memory`` it remembers (``ctx.memory``): the model is
 shown the client's earlier findings that bear on the question and the conversation's summary,
 and each brief is kept (episodes, a semantic entry, the last question as a fact), every write
-judged by the policies first."""
+judged by the policies first. With ``reference`` (an MCP tool server, ``ctx.tool(NAME)``, such
+as ``genie_agents.tools.reference``) the model is offered that server's tools beside the corpus
+search, each call governed both ways, and the offline brief searches its circulars too."""
 
 from __future__ import annotations
 
 import json
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genie import BaseAgent, Context, DeniedError, Message, Payload, Risk, handler
+from genie import (
+    BaseAgent,
+    Context,
+    DeniedError,
+    Message,
+    Payload,
+    Risk,
+    ToolArgumentsError,
+    ToolDeniedError,
+    handler,
+)
 from genie.llm import (
     ChatMessage,
     LLMError,
@@ -142,7 +155,13 @@ class DeepResearch(BaseAgent):
     """A cited research brief: a ReAct loop (at most ``max_steps`` model calls) whose
     ``corpus_search`` tool calls are requests to the ``tools`` agent; offline, or when the
     model fails, one request per corpus and the snippets joined. A search that governance
-    denies is told to the model as the tool's answer (offline: that corpus is skipped)."""
+    denies is told to the model as the tool's answer (offline: that corpus is skipped).
+
+    With ``reference``, a tool server's tools are offered too (``ctx.tool(reference)``); a
+    result with ``results`` (``title``, ``url``, ``text``: ``search_circulars``) is cited. The
+    offline brief adds its ``search_circulars`` for the question. A denial, bad arguments or
+    the tool's own error are told to the model (offline: left out); a server that cannot be
+    reached fails the handler, retried as its options say."""
 
     capabilities = ("deep_research",)
     risk = Risk.MEDIUM
@@ -157,9 +176,11 @@ class DeepResearch(BaseAgent):
         model: str | None = None,
         max_tokens: int = 1024,
         memory: str | None = None,
+        reference: str | None = None,
     ) -> None:
         super().__init__(id)
         self.tools = tools
+        self.reference = reference
         self.llm = llm
         self.model = model
         self.max_tokens = max_tokens
@@ -220,6 +241,13 @@ class DeepResearch(BaseAgent):
                 continue
             parts.append(f"[{corpus}] {found.snippet}")
             citations.append(found.citation)
+        if self.reference is not None:
+            arguments = {"query": payload.question.strip(), "limit": 2}
+            text, cited = await self._server_tool(ctx, "search_circulars", arguments)
+            if not text.startswith("error: "):
+                for citation in cited:
+                    parts.append(f"[{self.reference}] {citation.title}: {citation.quote}")
+                    citations.append(citation)
         return ResearchBrief(
             question=payload.question.strip(),
             summary="\n".join(parts),
@@ -239,6 +267,7 @@ class DeepResearch(BaseAgent):
             question = f"What we already know:\n{recalled}\n\nQuestion: {question}"
         messages = [ChatMessage.user(question)]
         citations: list[Citation] = []
+        offered = (_SEARCH, *await self._server_tools(ctx))
         for step in range(1, payload.max_steps + 1):
             # Streamed, so that a client of ``genie serve`` reads the answer as it is written.
             response = await complete_by_streaming(
@@ -247,7 +276,7 @@ class DeepResearch(BaseAgent):
                     system=SYSTEM,
                     messages=tuple(messages),
                     model=self.model,
-                    tools=(_SEARCH,),
+                    tools=offered,
                     max_tokens=self.max_tokens,
                 ),
             )
@@ -261,25 +290,75 @@ class DeepResearch(BaseAgent):
                     disclaimer=DISCLAIMERS["react"],
                 )
             messages.append(ChatMessage.assistant(response.text, response.tool_calls))
+            names = {t.name for t in offered}
             for call in response.tool_calls:
-                text, cited = await self._tool(ctx, call)
+                text, cited = await self._tool(ctx, call, names)
                 messages.append(ChatMessage.tool_result(call, text))
-                if cited is not None and cited not in citations:
-                    citations.append(cited)
+                citations += [c for c in cited if c not in citations]
         return None
 
-    async def _tool(self, ctx: Context, call: ToolCall) -> tuple[str, Citation | None]:
-        """The tool's answer as the model reads it, and its citation; a bad call is told to
+    async def _server_tools(self, ctx: Context) -> tuple[Tool, ...]:
+        """The reference server's tools, as the model is offered them (none without one)."""
+        if self.reference is None:
+            return ()
+        specs = await ctx.tool(self.reference).list()
+        return tuple(
+            Tool(name=t.name, description=t.description, parameters=dict(t.input_schema))
+            for t in specs
+            if t.name != _SEARCH.name
+        )
+
+    async def _tool(
+        self, ctx: Context, call: ToolCall, names: set[str]
+    ) -> tuple[str, list[Citation]]:
+        """The tool's answer as the model reads it, and its citations; a bad call is told to
         the model, which may correct it, rather than failing the request."""
+        if call.name not in names:
+            known = f"tools: {', '.join(sorted(names))}"
+            if len(names) == 1:
+                known = f"the tool is {_SEARCH.name!r}"
+            return f"error: unknown tool {call.name!r} ({known})", []
         if call.name != _SEARCH.name:
-            return f"error: unknown tool {call.name!r} (the tool is {_SEARCH.name!r})", None
+            return await self._server_tool(ctx, call.name, call.arguments)
         try:
             query = CorpusQuery.model_validate(call.arguments)
         except ValueError as exc:
-            return f"error: bad arguments for {_SEARCH.name}: {exc}", None
+            return f"error: bad arguments for {_SEARCH.name}: {exc}", []
         try:
             found = await self._search(ctx, query)
         except DeniedError as exc:  # the model is told, and may research without it
-            return f"error: denied by policy {exc.policy}: {exc.reason}", None
+            return f"error: denied by policy {exc.policy}: {exc.reason}", []
         text = json.dumps({"snippet": found.snippet, "source": found.citation.model_dump()})
-        return text, found.citation
+        return text, [found.citation]
+
+    async def _server_tool(
+        self, ctx: Context, name: str, arguments: Mapping[str, Any]
+    ) -> tuple[str, list[Citation]]:
+        """A call to the reference server through ``ctx.tool``, governed both ways: its text
+        (or what went wrong, for the model) and the documents it found, as citations."""
+        assert self.reference is not None
+        try:
+            out = await ctx.tool(self.reference).call(name, arguments)
+        except ToolDeniedError as exc:
+            return f"error: denied by policy {exc.policy}: {exc.reason}", []
+        except ToolArgumentsError as exc:
+            return (
+                f"error: bad arguments for {name}: {exc.problem} ({exc.field or 'arguments'})",
+                [],
+            )
+        if out.is_error:
+            return f"error: {out.text}", []
+        return out.text, _cited(out.structured)
+
+
+def _cited(structured: Mapping[str, Any] | None) -> list[Citation]:
+    """The documents of a tool's structured answer (``results``: ``title``, ``url``,
+    ``text``) as citations; nothing for any other answer."""
+    results = (structured or {}).get("results")
+    if not isinstance(results, list):
+        return []
+    return [
+        Citation(title=str(r["title"]), url=str(r.get("url", "")), quote=str(r.get("text", "")))
+        for r in results
+        if isinstance(r, Mapping) and "title" in r
+    ]
