@@ -57,7 +57,10 @@ class Ledger:
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
         self.cut_short: Counter[str] = Counter()  # running deliveries the shutdown cancelled
-        self._idle: list[anyio.Event] = []
+        # ``wait_idle``'s waiters, each woken once no more than its ``besides`` are in flight,
+        # and the largest of those (-1: nobody waits).
+        self._idle: list[tuple[int, anyio.Event]] = []
+        self._idle_at = -1
 
     @property
     def delivered(self) -> int:
@@ -91,10 +94,8 @@ class Ledger:
             if self.observer is not None:
                 self.observer.settled(corr.id)
             self.correlator.settle(corr)
-        if self._idle and not self.in_flight:
-            for event in self._idle:
-                event.set()
-            self._idle.clear()
+        if self._idle and self.in_flight <= self._idle_at:
+            self._wake_idle()
 
     def arrived(self, corr: _Correlation) -> None:
         """A delivery another process admitted (and counted ``delivered``) runs here: in
@@ -121,15 +122,26 @@ class Ledger:
         self.deny(msg, consumer, corr, decision)
         self.closed(corr)
 
-    async def wait_idle(self) -> None:
-        if self.in_flight:
-            event = anyio.Event()
-            self._idle.append(event)
+    async def wait_idle(self, besides: int = 0) -> None:
+        """Until nothing is in flight but ``besides`` deliveries (work the caller knows will
+        not end by waiting, such as approvals waiting for a person)."""
+        if self.in_flight > besides:
+            waiter = (besides, anyio.Event())
+            self._idle.append(waiter)
+            self._idle_at = max(self._idle_at, besides)
             try:
-                await event.wait()
+                await waiter[1].wait()
             finally:
-                if event in self._idle:
-                    self._idle.remove(event)
+                if waiter in self._idle:
+                    self._idle.remove(waiter)
+                    self._idle_at = max((b for b, _ in self._idle), default=-1)
+
+    def _wake_idle(self) -> None:
+        woken = [w for w in self._idle if self.in_flight <= w[0]]
+        for _, event in woken:
+            event.set()
+        self._idle = [w for w in self._idle if w not in woken]
+        self._idle_at = max((b for b, _ in self._idle), default=-1)
 
     # --- counts that are not outcomes ----------------------------------------------------------
     def retried(self) -> None:

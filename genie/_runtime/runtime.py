@@ -119,6 +119,8 @@ class Runtime:
 
     On exit it waits up to ``drain_timeout`` seconds for in-flight work (when the block ended
     without an exception), then cancels what is left; ``shutdown_report`` says what that was.
+    It does not wait for approvals pending with a person: waiting would not end them (a store
+    keeps them for the next start; without one they are cut short and reported).
     ``prices`` (a ``genie.llm.PriceTable``) prices the model calls handlers make through
     ``ctx.llm``; ``limits.correlation_cost`` needs it.
 
@@ -571,8 +573,10 @@ class Runtime:
         ledger = self._ledger
         try:
             if drain and ledger.in_flight:
+                # Each pending approval is one delivery in flight (its hold) that no wait ends.
+                people = len(self._approvals.pending()) if self._approvals is not None else 0
                 with anyio.move_on_after(self.drain_timeout):
-                    await ledger.wait_idle()
+                    await ledger.wait_idle(people)
         finally:
             self._state = RuntimeState.CLOSING
             if self._keeper is not None:

@@ -277,3 +277,38 @@ async def test_an_approval_of_a_request_that_timed_out_is_forgotten() -> None:
         assert rt.approvals.pending() == []
         with pytest.raises(ApprovalRefusedError, match="no pending approval"):
             rt.approvals.approve("anything", by="alice", roles=("treasurer",))
+
+
+async def test_a_stop_does_not_wait_for_a_person_but_for_the_rest() -> None:
+    """The drain waits for work in flight, not for an approval pending with a person (waiting
+    would not end it): the runtime stops once only the approval is left, and reports its hold
+    cut short."""
+    rt = Runtime([Payer("payer")], drain_timeout=30)
+    with anyio.fail_after(10):  # far below the drain timeout
+        async with rt:
+            await rt.publish(rt.message(Pay(amount=500), recipient="payer"))
+            await wait_all_tasks_blocked()
+            assert len(rt.approvals.pending()) == 1
+            assert rt.statistics().in_flight == 1  # its hold, and nothing else
+    assert rt.shutdown_report is not None
+    assert rt.shutdown_report.cancelled_timers == 1
+
+
+async def test_a_stop_still_drains_the_work_beside_a_pending_approval() -> None:
+    """Beside a pending approval, a handler still running is waited for."""
+    done = anyio.Event()
+
+    class Slow(BaseAgent):
+        @handler
+        async def on_pay(self, payload: Pay, ctx: Context) -> None:
+            await anyio.sleep(0.05)
+            done.set()
+
+    async with Runtime([Payer("payer"), Slow("slow")], drain_timeout=30) as rt:
+        await rt.publish(rt.message(Pay(amount=500), recipient="payer"))
+        await wait_all_tasks_blocked()
+        assert len(rt.approvals.pending()) == 1
+        await rt.publish(rt.message(Pay(amount=1), recipient="slow"))
+    assert done.is_set()
+    assert rt.shutdown_report is not None
+    assert rt.shutdown_report.cancelled_timers == 1
