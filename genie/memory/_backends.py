@@ -1,17 +1,20 @@
-"""Where a store's entries live: in this process (``InMemoryBackend``, the default) or in a
-SQLite file (``SqliteBackend``). A backend's methods are plain calls; the store runs a
-file's off the event loop. Every row is keyed by the memory's name, so that the memories of
-one file (a runtime's durable store holds them all) never mix."""
+"""Where a store's entries live: in this process (``InMemoryBackend``, the default), in a
+SQLite file (``SqliteBackend``, its calls in a worker thread: they wait on the disk) or, for
+the processes of a scale-out, in a NATS KV bucket (``genie.nats.NatsMemory``). Every row is
+keyed by the memory's name, so that the memories of one file or bucket (a runtime's durable
+store holds them all) never mix."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import anyio.to_thread
 
 from .._agent.memory import Episode, Fact
 from .._errors import ConfigurationError
@@ -23,36 +26,37 @@ Row = tuple[str, str, Mapping[str, Any], list[float]]  # key, text, meta, vector
 
 
 class Backend(Protocol):
-    """One memory's entries (``memory`` names it in a shared file). ``blocking``: its calls
-    wait on a disk, so the store runs them in a worker thread."""
+    """The entries of the memories it holds (``memory`` names one in a shared file)."""
 
-    blocking: bool
+    async def aclose(self) -> None: ...
 
-    def close(self) -> None: ...
+    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None: ...
 
-    def kv_get(self, memory: str, namespace: str, key: str) -> str | None: ...
+    async def kv_set(
+        self, memory: str, namespace: str, key: str, value: str, level: str
+    ) -> None: ...
 
-    def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None: ...
+    async def kv_delete(self, memory: str, namespace: str, key: str) -> bool: ...
 
-    def kv_delete(self, memory: str, namespace: str, key: str) -> bool: ...
-
-    def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
+    async def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
         """Keep the turn; the number of turns the session now has past its summary."""
         ...
 
-    def session(self, memory: str, session: str) -> tuple[str, list[Episode]]: ...
+    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]: ...
 
-    def fold(self, memory: str, session: str, count: int, summary: str) -> None:
-        """Drop the session's ``count`` oldest turns, their ``summary`` added to its own."""
+    async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
+        """Drop the session's oldest turns, ``older``, their ``summary`` added to its own.
+        (A backend that processes share drops them only if they are still the oldest:
+        another process may have summarised them first.)"""
         ...
 
-    def add(self, memory: str, user: str, row: Row, level: str) -> None: ...
+    async def add(self, memory: str, user: str, row: Row, level: str) -> None: ...
 
-    def rows(self, memory: str, user: str) -> list[Row]: ...
+    async def rows(self, memory: str, user: str) -> list[Row]: ...
 
-    def record(self, memory: str, fact: Fact) -> None: ...
+    async def record(self, memory: str, fact: Fact) -> None: ...
 
-    def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
+    async def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
         """The user's facts for ``key`` (None: every key), oldest first."""
         ...
 
@@ -66,8 +70,6 @@ class InMemoryBackend:
     """Entries in dicts of this process: gone when it ends. One per store, so two runtimes'
     memories never meet unless they are given the same store."""
 
-    blocking = False
-
     def __init__(self) -> None:
         self._kv: dict[tuple[str, str, str], tuple[str, str]] = {}
         # (memory, session) -> its summary, and its turns with their classifications
@@ -75,42 +77,42 @@ class InMemoryBackend:
         self._rows: dict[tuple[str, str], dict[str, tuple[Row, str]]] = {}
         self._facts: dict[tuple[str, str], list[Fact]] = {}
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         pass
 
-    def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
+    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
         found = self._kv.get((memory, namespace, key))
         return None if found is None else found[0]
 
-    def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
+    async def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
         self._kv[memory, namespace, key] = (value, level)
 
-    def kv_delete(self, memory: str, namespace: str, key: str) -> bool:
+    async def kv_delete(self, memory: str, namespace: str, key: str) -> bool:
         return self._kv.pop((memory, namespace, key), None) is not None
 
-    def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
+    async def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
         turns = self._sessions.setdefault((memory, session), ("", []))[1]
         turns.append((episode, level))
         return len(turns)
 
-    def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
+    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
         summary, turns = self._sessions.get((memory, session), ("", []))
         return summary, [episode for episode, _ in turns]
 
-    def fold(self, memory: str, session: str, count: int, summary: str) -> None:
+    async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         before, turns = self._sessions.get((memory, session), ("", []))
-        self._sessions[memory, session] = (joined(before, summary), turns[count:])
+        self._sessions[memory, session] = (joined(before, summary), turns[len(older) :])
 
-    def add(self, memory: str, user: str, row: Row, level: str) -> None:
+    async def add(self, memory: str, user: str, row: Row, level: str) -> None:
         self._rows.setdefault((memory, user), {})[row[0]] = (row, level)
 
-    def rows(self, memory: str, user: str) -> list[Row]:
+    async def rows(self, memory: str, user: str) -> list[Row]:
         return [row for row, _ in self._rows.get((memory, user), {}).values()]
 
-    def record(self, memory: str, fact: Fact) -> None:
+    async def record(self, memory: str, fact: Fact) -> None:
         self._facts.setdefault((memory, fact.user), []).append(fact)
 
-    def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
+    async def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
         facts = self._facts.get((memory, user), [])
         return [f for f in facts if key is None or f.key == key]
 
@@ -137,17 +139,19 @@ CREATE INDEX IF NOT EXISTS memory_facts_user ON memory_facts (memory, user, key,
 
 class SqliteBackend:
     """Entries in a SQLite file (WAL, so a runtime's durable store can share it), kept
-    across restarts. One connection, opened at the first call, used by one thread at a time;
-    each write is its own transaction."""
-
-    blocking = True
+    across restarts. One connection, opened at the first call, used by one worker thread at
+    a time (a call waits on the disk, never on the event loop); each write is its own
+    transaction."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
-    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self._in_thread, work)
+
+    def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             if self._db is None:
                 self._db = self._open()
@@ -164,14 +168,17 @@ class SqliteBackend:
             raise ConfigurationError(f"memory file {self.path}: cannot open: {exc}") from None
         return db
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
-    def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
-        row = self._run(
+    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
+        row = await self._run(
             lambda db: db.execute(
                 "SELECT value FROM memory_kv WHERE memory=? AND namespace=? AND key=?",
                 (memory, namespace, key),
@@ -179,16 +186,16 @@ class SqliteBackend:
         )
         return None if row is None else str(row[0])
 
-    def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
-        self._run(
+    async def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
+        await self._run(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO memory_kv VALUES (?, ?, ?, ?, ?)",
                 (memory, namespace, key, value, level),
             )
         )
 
-    def kv_delete(self, memory: str, namespace: str, key: str) -> bool:
-        cur = self._run(
+    async def kv_delete(self, memory: str, namespace: str, key: str) -> bool:
+        cur = await self._run(
             lambda db: db.execute(
                 "DELETE FROM memory_kv WHERE memory=? AND namespace=? AND key=?",
                 (memory, namespace, key),
@@ -196,7 +203,7 @@ class SqliteBackend:
         )
         return cur.rowcount > 0
 
-    def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
+    async def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
         def work(db: sqlite3.Connection) -> int:
             db.execute(
                 "INSERT INTO memory_episodes (memory, session, role, text, classification) "
@@ -209,9 +216,9 @@ class SqliteBackend:
             ).fetchone()
             return int(count)
 
-        return self._run(work)
+        return await self._run(work)
 
-    def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
+    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
         def work(db: sqlite3.Connection) -> tuple[str, list[Episode]]:
             row = db.execute(
                 "SELECT summary FROM memory_sessions WHERE memory=? AND session=?",
@@ -223,9 +230,9 @@ class SqliteBackend:
             ).fetchall()
             return ("" if row is None else row[0]), [Episode(r, t) for r, t in turns]
 
-        return self._run(work)
+        return await self._run(work)
 
-    def fold(self, memory: str, session: str, count: int, summary: str) -> None:
+    async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         def work(db: sqlite3.Connection) -> None:
             row = db.execute(
                 "SELECT summary FROM memory_sessions WHERE memory=? AND session=?",
@@ -238,22 +245,22 @@ class SqliteBackend:
             db.execute(
                 "DELETE FROM memory_episodes WHERE seq IN (SELECT seq FROM memory_episodes "
                 "WHERE memory=? AND session=? ORDER BY seq LIMIT ?)",
-                (memory, session, count),
+                (memory, session, len(older)),
             )
 
-        self._run(work)
+        await self._run(work)
 
-    def add(self, memory: str, user: str, row: Row, level: str) -> None:
+    async def add(self, memory: str, user: str, row: Row, level: str) -> None:
         key, text, meta, vector = row
-        self._run(
+        await self._run(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO memory_semantic VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (memory, user, key, text, json.dumps(dict(meta)), json.dumps(vector), level),
             )
         )
 
-    def rows(self, memory: str, user: str) -> list[Row]:
-        found = self._run(
+    async def rows(self, memory: str, user: str) -> list[Row]:
+        found = await self._run(
             lambda db: db.execute(
                 "SELECT key, text, meta, vector FROM memory_semantic WHERE memory=? AND user=?",
                 (memory, user),
@@ -261,8 +268,8 @@ class SqliteBackend:
         )
         return [(k, t, json.loads(m), json.loads(v)) for k, t, m, v in found]
 
-    def record(self, memory: str, fact: Fact) -> None:
-        self._run(
+    async def record(self, memory: str, fact: Fact) -> None:
+        await self._run(
             lambda db: db.execute(
                 "INSERT INTO memory_facts (memory, user, key, value, confidence, source, "
                 "recorded_at, classification) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -279,7 +286,7 @@ class SqliteBackend:
             )
         )
 
-    def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
+    async def history(self, memory: str, user: str, key: str | None) -> list[Fact]:
         query = (
             "SELECT user, key, value, confidence, source, recorded_at, classification "
             "FROM memory_facts WHERE memory=? AND user=?"
@@ -287,7 +294,7 @@ class SqliteBackend:
         args: tuple[str, ...] = (memory, user)
         if key is not None:
             query, args = query + " AND key=?", (*args, key)
-        found = self._run(lambda db: db.execute(query + " ORDER BY seq", args).fetchall())
+        found = await self._run(lambda db: db.execute(query + " ORDER BY seq", args).fetchall())
         return [
             Fact(u, k, v, c, s, datetime.fromisoformat(at), level)
             for u, k, v, c, s, at, level in found

@@ -4,12 +4,11 @@ model its episodic memory summarises through."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import anyio.to_thread
 
 from .._agent.memory import Episode, Fact, Hit, Snapshot
 from .._errors import ConfigurationError
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from ..llm._provider import Provider
 
 __all__ = ["SUMMARY_PROMPT", "SUMMARY_TOKENS", "Store"]
-
-T = TypeVar("T")
 
 # Go's summariser, word for word: a short paragraph that keeps the facts.
 SUMMARY_PROMPT = (
@@ -34,8 +31,10 @@ _OFFLINE_CHARS = 80  # of each turn, in the summary made without a model
 class Store:
     """One memory (``Runtime(memory=...)``, a pipeline's ``memory:``).
 
-    ``backend``: ``"memory"`` (this process, the default) or ``"sqlite"``: the file at
-    ``path``, or without one the runtime's durable store file (``Runtime(store=...)``).
+    ``backend``: ``"memory"`` (this process, the default), ``"sqlite"``: the file at
+    ``path``, or without one the runtime's durable store file (``Runtime(store=...)``), or a
+    backend object: ``NatsTransport.memory``, the namespace's KV bucket that every process of
+    a scale-out shares (docs/memory.md).
     ``threshold``: turns a session keeps before the older half is summarised, through
     ``summariser`` (a ``genie.llm`` provider, called as the handler's ``ctx.llm``) or, without
     one, offline (each turn's first words). ``embedder``: the semantic memory's
@@ -43,7 +42,7 @@ class Store:
 
     def __init__(
         self,
-        backend: Literal["memory", "sqlite"] | None = None,
+        backend: Literal["memory", "sqlite"] | Backend | None = None,
         *,
         path: str | PathLike[str] | None = None,
         threshold: int = 20,
@@ -53,20 +52,25 @@ class Store:
     ) -> None:
         if backend is None:
             backend = "memory" if path is None else "sqlite"
-        if backend not in ("memory", "sqlite"):
+        if isinstance(backend, str) and backend not in ("memory", "sqlite"):
             raise ConfigurationError(f"memory backend must be memory or sqlite, not {backend!r}")
-        if backend == "memory" and path is not None:
-            raise ConfigurationError("a path is for the sqlite backend, not memory")
+        if backend != "sqlite" and path is not None:
+            raise ConfigurationError("a path is for the sqlite backend")
         if threshold < 2:
             raise ConfigurationError(f"memory threshold must be at least 2, not {threshold}")
-        self.backend = backend
         self.path = None if path is None else str(path)
         self.threshold = threshold
         self.embedder: Embedder = embedder or HashingEmbedder()
         self._summariser = summariser
         self.summary_model = summary_model
         self.name = "default"
-        self._backend: Backend | None = InMemoryBackend() if backend == "memory" else None
+        # A file's backend is opened at the first call (the path may come from the runtime).
+        self._file = backend == "sqlite"
+        self._backend: Backend | None = None
+        if backend == "memory":
+            self._backend = InMemoryBackend()
+        elif not isinstance(backend, str):
+            self._backend = backend
         self._folding: anyio.Lock | None = None
 
     @property
@@ -77,7 +81,7 @@ class Store:
         """This store is the runtime's memory ``name``; a sqlite store without a path of its
         own keeps its tables in ``durable_path``, the runtime's durable store."""
         self.name = name
-        if self.backend == "sqlite" and self.path is None:
+        if self._file and self.path is None:
             if durable_path is None:
                 raise ConfigurationError(
                     f"memory {name!r}: the sqlite backend needs a path, or a runtime with a "
@@ -86,52 +90,49 @@ class Store:
             self.path = durable_path
 
     async def aclose(self) -> None:
-        if self._backend is not None and self._backend.blocking:
-            await anyio.to_thread.run_sync(self._backend.close)
-        if self.backend == "sqlite":
+        if self._file and self._backend is not None:
+            await self._backend.aclose()
             self._backend = None  # opened again at the next call
 
-    async def _call(self, work: Callable[[Backend], T]) -> T:
-        backend = self._backend
-        if backend is None:
+    @property
+    def _entries(self) -> Backend:
+        if self._backend is None:
             if self.path is None:
                 raise ConfigurationError(
                     f"memory {self.name!r}: the sqlite backend needs a path, or a runtime "
                     "with a durable store to share"
                 )
-            backend = self._backend = SqliteBackend(self.path)
-        if not backend.blocking:
-            return work(backend)
-        return await anyio.to_thread.run_sync(work, backend)
+            self._backend = SqliteBackend(self.path)
+        return self._backend
 
     # --- key-value -----------------------------------------------------------------------
     async def kv_get(self, namespace: str, key: str) -> Any:
-        found = await self._call(lambda b: b.kv_get(self.name, namespace, key))
+        found = await self._entries.kv_get(self.name, namespace, key)
         return None if found is None else json.loads(found)
 
     async def kv_set(self, namespace: str, key: str, value: Any, classification: str) -> None:
         text = json.dumps(value)
-        await self._call(lambda b: b.kv_set(self.name, namespace, key, text, classification))
+        await self._entries.kv_set(self.name, namespace, key, text, classification)
 
     async def kv_delete(self, namespace: str, key: str) -> bool:
-        return await self._call(lambda b: b.kv_delete(self.name, namespace, key))
+        return await self._entries.kv_delete(self.name, namespace, key)
 
     # --- episodic ------------------------------------------------------------------------
     async def append(
         self, session: str, episode: Episode, classification: str, summarise: Provider | None
     ) -> bool:
-        count = await self._call(lambda b: b.append(self.name, session, episode, classification))
+        count = await self._entries.append(self.name, session, episode, classification)
         if count <= self.threshold:
             return False
         if self._folding is None:
             self._folding = anyio.Lock()
         async with self._folding:  # one summary at a time: two would fold the same turns
-            _, turns = await self._call(lambda b: b.session(self.name, session))
+            _, turns = await self._entries.session(self.name, session)
             if len(turns) <= self.threshold:
                 return False
             older = turns[: len(turns) // 2]
             summary = await self._summarise(older, summarise)
-            await self._call(lambda b: b.fold(self.name, session, len(older), summary))
+            await self._entries.fold(self.name, session, older, summary)
         return True
 
     async def _summarise(self, turns: list[Episode], model: Provider | None) -> str:
@@ -151,7 +152,7 @@ class Store:
         return answer.text.strip()
 
     async def snapshot(self, session: str) -> Snapshot:
-        summary, turns = await self._call(lambda b: b.session(self.name, session))
+        summary, turns = await self._entries.session(self.name, session)
         return Snapshot(summary, tuple(turns))
 
     # --- semantic ------------------------------------------------------------------------
@@ -160,10 +161,10 @@ class Store:
     ) -> None:
         (vector,) = await self.embedder.embed([text])
         row = (key, text, dict(meta), list(vector))
-        await self._call(lambda b: b.add(self.name, user, row, classification))
+        await self._entries.add(self.name, user, row, classification)
 
     async def search(self, user: str, query: str, k: int) -> list[Hit]:
-        rows = await self._call(lambda b: b.rows(self.name, user))
+        rows = await self._entries.rows(self.name, user)
         if not rows:
             return []
         (wanted,) = await self.embedder.embed([query])
@@ -180,19 +181,19 @@ class Store:
 
     # --- long-term facts -----------------------------------------------------------------
     async def record(self, fact: Fact) -> None:
-        await self._call(lambda b: b.record(self.name, fact))
+        await self._entries.record(self.name, fact)
 
     async def current(self, user: str, key: str) -> Fact | None:
         facts = await self.history(user, key)
         return facts[-1] if facts else None
 
     async def current_all(self, user: str) -> list[Fact]:
-        facts = await self._call(lambda b: b.history(self.name, user, None))
+        facts = await self._entries.history(self.name, user, None)
         latest = {f.key: f for f in facts}  # the last recorded of each key supersedes
         return sorted(latest.values(), key=lambda f: f.recorded_at)
 
     async def history(self, user: str, key: str) -> list[Fact]:
-        return await self._call(lambda b: b.history(self.name, user, key))
+        return await self._entries.history(self.name, user, key)
 
 
 def _first_words(text: str) -> str:
