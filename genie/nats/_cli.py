@@ -227,7 +227,7 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     llm = pipeline.llm_stacks()
     transport = _transport(pipeline, args, hosted or tuple(agents))
     transport.on_step = on_step
-    rt = pipeline.runtime(llm=llm, transport=transport)
+    rt = pipeline.runtime(llm=llm, transport=transport, shared_memory=transport.memory)
 
     async def serve() -> None:
         try:

@@ -65,6 +65,11 @@ class NatsNames:
         return f"{self.work}_CONSENT"
 
     @property
+    def memory(self) -> str:
+        """The KV bucket of the agents' memories (``genie.memory``)."""
+        return f"{self.work}_MEMORY"
+
+    @property
     def budget(self) -> str:
         return f"{self.work}_BUDGET"
 

@@ -60,6 +60,7 @@ from ._consumer import (
     consumer_config,
     fetch_ready,
 )
+from ._memory import NatsMemory
 from ._names import NatsNames, ensure_streams, need_server
 from ._presence import Presence, unhosted, unhosted_warning
 from ._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
@@ -178,6 +179,8 @@ class NatsTransport:
         self._presence = Presence(names, self.origin, self.hosted, on_unhosted or self._warn)
         self._out = NatsPublisher(names, lambda: self.js)
         self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
+        # The namespace's memories: pass it as ``Store(transport.memory)`` (genie.memory).
+        self.memory = NatsMemory(names.memory)
         self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
         # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
         self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
@@ -222,6 +225,7 @@ class NatsTransport:
         self._js = self._nc.jetstream()
         await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
         await self.consent.bind(self._js)
+        await self.memory.bind(self._js)
 
     async def close(self) -> None:
         if self._nc is not None:

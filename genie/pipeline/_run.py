@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .._runtime.observe.metrics import Metrics
     from .._runtime.transport import Transport
     from ..llm._config import LLMConfig, LLMStacks
+    from ..memory._backends import Backend
 
 __all__ = ["InputError", "Pipeline", "RunResult"]
 
@@ -217,13 +218,16 @@ class Pipeline:
         llm: LLMStacks | None = None,
         transport: Transport | None = None,
         store: str | PathLike[str] | None = None,
+        shared_memory: Backend | None = None,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
         it is added (simulations inject faults this way). ``llm`` gives the agents their
         models (see ``llm_stacks``, whose stacks the caller closes); without it they are
         built here from the environment, and closed when the runtime stops. ``store``: a
-        SQLite file that keeps the deliveries until they end (docs/durability.md)."""
+        SQLite file that keeps the deliveries until they end (docs/durability.md).
+        ``shared_memory``: where the memories of ``backend: nats`` live (``NatsTransport.memory``,
+        the bucket the processes of a scale-out share)."""
         built = None
         if llm is None:
             llm = built = self.llm_stacks()
@@ -249,7 +253,7 @@ class Pipeline:
             )
         rt = Runtime(
             tools=self._tool_servers(),
-            memory=self._memory_stores(llm),
+            memory=self._memory_stores(llm, shared_memory),
             policies=(*self.policies, *policies),
             limits=Limits(
                 max_hops=limits.max_hops,
@@ -409,7 +413,9 @@ class Pipeline:
             **fields,
         )
 
-    def _memory_stores(self, llm: LLMStacks | None) -> dict[str, MemoryStore]:
+    def _memory_stores(
+        self, llm: LLMStacks | None, shared: Backend | None
+    ) -> dict[str, MemoryStore]:
         """The file's ``memory:``, as stores (``genie.memory``, loaded only for them)."""
         if not self.config.memory:
             return {}
@@ -423,8 +429,19 @@ class Pipeline:
             summariser = None
             if decl.summariser is not None and llm is not None:
                 summariser = llm[decl.summariser]
+            backend: Literal["memory", "sqlite"] | Backend
+            if decl.backend != "nats":
+                backend = decl.backend
+            elif shared is not None:
+                backend = shared
+            else:
+                raise ConfigurationError(
+                    f"{self.path}: memory.{name}.backend: nats is the memory the processes "
+                    "of a scale-out share: run the pipeline with genie run --nats URL and "
+                    "genie worker --nats URL"
+                )
             stores[name] = Store(
-                decl.backend,
+                backend,
                 path=None if decl.path is None else self.path.parent / decl.path,
                 threshold=decl.threshold,
                 embedder=embedder,

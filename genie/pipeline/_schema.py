@@ -264,13 +264,15 @@ class ToolServerDecl(_Model):
 
 
 class MemoryDecl(_Model):
-    """A memory the agents use (``ctx.memory(NAME)``): ``backend`` ``memory`` (this process)
-    or ``sqlite`` (``path``, relative to the pipeline file; without one, the durable store's
-    file of ``genie run --store``); ``threshold`` turns a session keeps before the older half
-    is summarised, through the llm stack ``summariser`` (offline without one); ``embedder``
+    """A memory the agents use (``ctx.memory(NAME)``): ``backend`` ``memory`` (this process),
+    ``sqlite`` (``path``, relative to the pipeline file; without one, the durable store's
+    file of ``genie run --store``) or ``nats`` (the namespace's KV bucket, shared by the
+    processes of ``genie run --nats`` and ``genie worker``); ``threshold`` turns a session
+    keeps before the older half is summarised, through the llm stack ``summariser`` (offline
+    without one); ``embedder``
     ``hashing`` (offline, ``dimensions`` long) or ``module:callable`` making an Embedder."""
 
-    backend: Literal["memory", "sqlite"] = "memory"
+    backend: Literal["memory", "sqlite", "nats"] = "memory"
     path: str | None = Field(default=None, min_length=1)
     threshold: int = Field(default=20, ge=2)
     summariser: Name | None = None

@@ -632,6 +632,7 @@ def test_tool_cost_measures_every_path(capsys: pytest.CaptureFixture[str]) -> No
     assert costs["direct"] < costs["governed"] < costs["governed+policies"]
 
 
+@requires("nats", extra="nats")  # the nats row starts a nats-server of the wheel's
 def test_memory_cost_measures_the_replay_and_every_write_path(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -645,6 +646,6 @@ def test_memory_cost_measures_the_replay_and_every_write_path(
     assert int(remembered[-2].replace(",", "")) < int(replayed[-2].replace(",", ""))
     assert int(remembered[-1]) > 0  # it summarised
     costs = {line[:20].strip(): float(line[20:34]) for line in lines[6:]}
-    assert set(costs) == {"direct", "governed", "governed+policies", "sqlite"}
+    assert set(costs) == {"direct", "governed", "governed+policies", "sqlite", "nats"}
     assert all(cost > 0 for cost in costs.values())
     assert costs["direct"] < costs["governed"]
