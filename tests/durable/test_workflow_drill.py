@@ -101,7 +101,7 @@ def run(folder: Path, mode: str, at: int, timeout: str = "20s") -> subprocess.Co
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
-PAUSE = "2s"  # a run that reaches the approval stops waiting after this
+PAUSE = "1s"  # a run that reaches the approval stops waiting after this
 
 
 def pause(folder: Path) -> str:

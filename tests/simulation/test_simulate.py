@@ -63,8 +63,8 @@ FAULTS = [
 
 
 def test_same_seed_same_report_byte_for_byte() -> None:
-    first = simulate(FINANCE, sessions=150, concurrency=8, seed=11, faults=FAULTS).json()
-    again = simulate(FINANCE, sessions=150, concurrency=8, seed=11, faults=FAULTS).json()
+    first = simulate(FINANCE, sessions=60, concurrency=8, seed=11, faults=FAULTS).json()
+    again = simulate(FINANCE, sessions=60, concurrency=8, seed=11, faults=FAULTS).json()
     assert again == first
     # Another process, another hash seed, the command line: the same bytes.
     command = [
@@ -74,7 +74,7 @@ def test_same_seed_same_report_byte_for_byte() -> None:
         "simulate",
         str(FINANCE),
         "--sessions",
-        "150",
+        "60",
     ]
     command += ["--concurrency", "8", "--seed", "11", "--json", "-q"]
     for spec in FAULTS:
@@ -83,7 +83,7 @@ def test_same_seed_same_report_byte_for_byte() -> None:
     out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
     assert json.loads(out)["path"] == str(FINANCE)
     assert out == first
-    other = simulate(FINANCE, sessions=150, concurrency=8, seed=12, faults=FAULTS).json()
+    other = simulate(FINANCE, sessions=60, concurrency=8, seed=12, faults=FAULTS).json()
     assert other != first
 
 
