@@ -110,15 +110,15 @@ wheel-compiled: compiled
 		--out $(COMPILED) --dist $(DIST)
 
 ## The test suite against genie installed from that wheel, in a fresh environment whose other
-## packages are the dev environment's (`-p genie` imports the installed genie before pytest
-## puts the checkout on sys.path; GENIE_COMPILED turns on the harness test of `genie bench
-## --compiled`). COMPILED_TESTS picks files (all by default); the one test that checks genie is
+## packages are the dev environment's (`-P` keeps the checkout off sys.path and `-p genie`
+## imports the installed genie before pytest puts it there; GENIE_COMPILED turns on the
+## harness test of `genie bench --compiled` and the check that the hot modules are compiled). COMPILED_TESTS picks files (all by default); the one test that checks genie is
 ## imported from the checkout cannot pass here.
 COMPILED_ENV := build/compiled-env
 COMPILED_TESTS ?=
 test-compiled: wheel-compiled
 	$(BIN)/python tools/mypyc_build.py --install $(DIST) --env $(COMPILED_ENV)
-	GENIE_COMPILED=$(abspath $(COMPILED)) $(COMPILED_ENV)/bin/python -m pytest -p genie -q \
+	GENIE_COMPILED=$(abspath $(COMPILED)) $(COMPILED_ENV)/bin/python -P -m pytest -p genie -q \
 		-p no:cacheprovider --deselect tests/test_install.py::test_the_distribution_is_not_pyats \
 		$(COMPILED_TESTS)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -91,3 +93,14 @@ def test_without_a_compiled_tree_it_says_what_to_run(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match=r"no compiled tree \(make compiled\)"):
         tool().wheel(pure_wheel(tmp_path), tmp_path / "empty", tmp_path / "dist", ["x.py"])
+
+
+@pytest.mark.skipif(
+    "GENIE_COMPILED" not in os.environ, reason="runs in make test-compiled, on the compiled wheel"
+)
+def test_the_suite_runs_against_the_compiled_modules() -> None:
+    for module in tool().HOT:
+        name = module.removesuffix(".py").replace("/", ".")
+        where = importlib.import_module(name).__file__ or ""
+        assert where.endswith(SUFFIX), f"{name} loaded from {where}"
+        assert "site-packages" in where  # the installed wheel's, not the checkout's
