@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from genie import Decision, MemoryAuditLog, Message, Policy, Runtime
+from collections import Counter
 
-from ..conftest import DenyTo, Echo, Ping, PolicyFn
+from genie import BaseAgent, Context, Decision, MemoryAuditLog, Message, Policy, Runtime, handler
+
+from ..conftest import DenyTo, Echo, Ping, PolicyFn, Pong
 
 
 def broken(msg: Message, recipient: str) -> Decision:
@@ -56,3 +58,67 @@ async def test_policies_run_per_recipient() -> None:
     assert [(m.key, m.kind) for m in result.missing] == [("b", "denied")]
     assert len(a.seen) == 1
     assert b.seen == []
+
+
+class Judged:
+    """A policy that allows everything and counts what it was asked: (message, consumer)."""
+
+    name = "judged"
+
+    def __init__(self, deny: str | None = None) -> None:
+        self.asked: Counter[tuple[str, str, str]] = Counter()
+        self.deny = deny  # a sender whose replies are refused
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        self.asked[msg.type, msg.id, recipient] += 1
+        if msg.type == "pong" and msg.sender == self.deny:
+            return Decision.deny(self.name, "refused reply")
+        return Decision.ALLOW
+
+
+async def test_a_gathered_reply_is_judged_once_on_its_path() -> None:
+    """Admission once per delivery: the request once for each subscriber, each reply once
+    for the gather that collects it, never again when it is offered; a refused reply is one
+    denial and one audit row."""
+    judged = Judged(deny="e3")
+    audit = MemoryAuditLog()
+    agents = [Echo(f"e{i}") for i in range(5)]
+    async with Runtime(agents, policies=[judged], audit=audit) as rt:
+        for agent in agents:
+            rt.subscribe(agent.id, "ping")
+        msg = rt.message(Ping(n=1))
+        gather = rt.gather(msg.correlation_id, senders=[a.id for a in agents])
+        await rt.publish(msg)
+        result = await gather.wait()
+    assert sorted(m.sender for m in result.replies) == ["e0", "e1", "e2", "e4"]
+    assert [(m.key, m.kind) for m in result.missing] == [("e3", "denied")]
+    assert set(judged.asked.values()) == {1}
+    by_type = Counter((kind, consumer) for kind, _, consumer in judged.asked)
+    assert by_type == Counter({("pong", "user"): 5, **{("ping", a.id): 1 for a in agents}})
+    denials = [r for r in audit.records if r.action == "denied"]
+    assert [(r.actor, r.target) for r in denials] == [("judged", "user")]
+    assert rt.statistics().denied == 1
+
+
+class Asker(BaseAgent):
+    produces = (Ping, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        answer = await ctx.request("echo", Ping(n=payload.n + 1))
+        assert isinstance(answer.payload, Pong)
+        return ctx.reply(Pong(n=answer.payload.n))
+
+
+async def test_an_answer_is_judged_once_for_the_asker_and_an_ask_once_for_its_caller() -> None:
+    judged = Judged()
+    async with Runtime([Asker("asker"), Echo("echo")], policies=[judged]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="asker"))
+    assert result.message is not None
+    assert set(judged.asked.values()) == {1}
+    assert sorted((kind, consumer) for kind, _, consumer in judged.asked) == [
+        ("ping", "asker"),  # the caller's request
+        ("ping", "echo"),  # the handler's ctx.request
+        ("pong", "asker"),  # its answer, for the waiting handler: not also for the agent
+        ("pong", "user"),  # the asker's reply, for the caller's ask
+    ]
