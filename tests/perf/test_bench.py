@@ -176,11 +176,56 @@ def test_each_peer_is_a_target_of_its_own_and_autogen_counts_its_faster_path() -
         t["target"]: (round(t["measured"], 2), t["met"])
         for t in report.targets({"fanout": fanout, "settings": {}})
     }
-    stem = "fan-out N=50 p50, genie+policies+metrics: at least 10x faster than "
-    assert found == {
+    stem = "fan-out N=50 p50, genie+policies+metrics: at least 20x faster than "
+    assert {t: v for t, v in found.items() if t.startswith(stem)} == {
         stem + "autogen-core": (9.0, False),
-        stem + "agent-framework": (12.0, True),
+        stem + "agent-framework": (12.0, False),
         stem + "langgraph": (9.67, False),
+    }
+
+
+def test_issue_40s_targets_are_judged_against_the_pool_floor_and_plain_genie() -> None:
+    def genie(p50_x_pool: float, throughput_x_pool: float, p50_us: float) -> dict[str, float]:
+        # (throughput_x_floor: the asyncio floor's ratio, judged by another target)
+        return {
+            "p50_x_pool": p50_x_pool,
+            "throughput_x_pool": throughput_x_pool,
+            "p50_us": p50_us,
+            "throughput_x_floor": 1.0,
+        }
+
+    fanout = {
+        "genie": {"50": genie(1.4, 0.5, 400.0), "1000": genie(3.0, 0.8, 9000.0)},
+        "genie+policies+metrics": {"50": {"p50_us": 900.0}, "1000": {"p50_us": 12_000.0}},
+    }
+    found = {
+        t["target"]: (round(t["measured"], 2), t["met"], t["unit"])
+        for t in report.targets({"fanout": fanout, "settings": {"concurrency": 64}})
+        if "pool floor" in t["target"] or "plain genie" in t["target"]
+    }
+    assert found == {
+        "fan-out N=50 p50, genie: at most 1.5x the pool floor": (1.4, True, "x pool floor"),
+        "fan-out N=1000 p50, genie: at most 1.5x the pool floor": (3.0, False, "x pool floor"),
+        "throughput N=50, 64 in flight, genie: at least 0.7x the pool floor's deliveries/s": (
+            0.5,
+            False,
+            "x pool floor",
+        ),
+        "throughput N=1000, 64 in flight, genie: at least 0.7x the pool floor's deliveries/s": (
+            0.8,
+            True,
+            "x pool floor",
+        ),
+        "fan-out N=50 p50, genie+policies+metrics: at most 2x plain genie": (
+            2.25,
+            False,
+            "x genie",
+        ),
+        "fan-out N=1000 p50, genie+policies+metrics: at most 2x plain genie": (
+            1.33,
+            True,
+            "x genie",
+        ),
     }
 
 
@@ -649,3 +694,38 @@ def test_memory_cost_measures_the_replay_and_every_write_path(
     assert set(costs) == {"direct", "governed", "governed+policies", "sqlite", "nats"}
     assert all(cost > 0 for cost in costs.values())
     assert costs["direct"] < costs["governed"]
+
+
+def test_spread_reports_every_runs_figure_and_not_the_best(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``genie_bench.spread``: each target's figure in every run, its median and range, and
+    how many runs met it; each run kept whole."""
+    from genie_bench import spread
+
+    def judged(measured: float) -> dict[str, Any]:
+        target = "per hop, genie: at most 1.2x the asyncio floor"
+        return {"target": target, "measured": measured, "limit": 1.2, "at_most": True}
+
+    rows = spread.spread(
+        [
+            [judged(1.0) | {"met": True, "unit": "x"}],
+            [],
+            [judged(1.5) | {"met": False, "unit": "x"}],
+        ]
+    )
+    assert [(r["runs"], r["median"], r["min"], r["max"], r["met_runs"]) for r in rows] == [
+        ([1.0, None, 1.5], 1.25, 1.0, 1.5, 1)
+    ]
+    argv = ["--runs", "2", "--out", str(tmp_path), "--"]
+    argv += ["--workloads", "chain", "--chain", "20", "--chain-rounds", "2", "--variants", "genie"]
+    assert spread.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| per hop, genie: at most 1.2x the asyncio floor |" in table
+    kept = [json.loads((tmp_path / f"run-{k}" / "results.json").read_text()) for k in (1, 2)]
+    figures = [r["chain"]["genie"]["x_floor"] for r in kept]
+    [row] = json.loads((tmp_path / "spread.json").read_text())["targets"]
+    assert row["runs"] == figures  # every run, as measured
+    assert (tmp_path / "spread.md").read_text().rstrip("\n") == table.rstrip("\n")
+    with pytest.raises(SystemExit):
+        spread.main(["--runs", "1"])
