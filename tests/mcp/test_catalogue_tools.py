@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,20 +37,12 @@ from genie_agents.tools.reference import DATA, search  # noqa: E402
 from genie import Runtime  # noqa: E402
 from genie.mcp import McpServer  # noqa: E402
 
+from ..memory.test_pipelines import Capture, run  # noqa: E402  # a shipped pipeline, --json
+
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "config" / "pipelines"
 REFERENCE = json.loads(DATA.read_text())
 SERVER = McpServer(command=(sys.executable, "-m", "genie_agents.tools.reference"), timeout=20)
-
-Capture = pytest.CaptureFixture[str]
-
-
-def run(capsys: Capture, name: str, *args: str) -> dict[str, Any]:
-    code = main(["run", str(PIPELINES / f"{name}.yaml"), "--json", *args])
-    result: dict[str, Any] = json.loads(capsys.readouterr().out)
-    assert code == 0, result
-    assert result["status"] == "ok", result
-    return result
 
 
 def audited(path: Path) -> list[tuple[str, str, str, str]]:
