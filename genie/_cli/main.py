@@ -115,18 +115,14 @@ def _run(args: argparse.Namespace) -> int:
             sys.stderr if args.trace else None,
             llm,
             sys.stderr if args.stream_text else None,
+            kept="kept in the store" if transport is None else f"of origin {args.origin}",
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         if transport is None:
             results = run_on(args.loop, go)
         else:
-
-            async def one() -> RunResult:  # without a store: one request
-                return (await go())[0]
-
-            asking = functools.partial(ask_over_nats, transport, one)
-            result, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
-            results = [result]
+            asking = functools.partial(ask_over_nats, transport, go)
+            results, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
     finally:
         if server is not None:
             server.close()
@@ -242,9 +238,11 @@ async def _go(
     trace: TextIO | None,
     llm: LLMStacks | None = None,
     text: TextIO | None = None,
+    kept: str = "kept in the store",
 ) -> list[RunResult]:
-    """One request through ``rt``, or, when its store kept requests a killed run left
-    unfinished, those requests resumed instead (each result, in order). With ``trace``, the
+    """One request through ``rt``, or, when its store (or its named origin on NATS) kept
+    requests a killed run left unfinished, those requests resumed instead (each result, in
+    order; ``kept`` says where they were kept). With ``trace``, the
     timeline is printed there live, and with ``text`` the text its model calls stream, as the
     request's sender may see it. The ``llm`` stacks are closed at the end, in the loop that
     used them."""
@@ -259,7 +257,7 @@ async def _go(
                 if unfinished:
                     print(
                         f"genie run: resuming {len(unfinished)} unfinished "
-                        f"request{'s' if len(unfinished) > 1 else ''} kept in the store "
+                        f"request{'s' if len(unfinished) > 1 else ''} {kept} "
                         "(the new request is not sent)",
                         file=sys.stderr,
                     )

@@ -64,7 +64,7 @@ from .policy import Limits, Policy
 from .router import Router, Tap
 from .timers import Timers
 from .tool_calls import ToolCalls
-from .transport import Keeper, Transport
+from .transport import RUNTIME, Keeper, Transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -400,7 +400,7 @@ class Runtime:
         self._dispatcher.route(
             msg.child(
                 notice,
-                sender="genie",
+                sender=RUNTIME,
                 id=self._new_id(),
                 created_at=self.clock.timestamp(),
                 role=Role.SYSTEM,
@@ -865,7 +865,7 @@ class Runtime:
             return
         notice = self.message(
             Cancelled(correlation_id=correlation_id, reason="the request was cancelled"),
-            sender="genie",
+            sender=RUNTIME,
             role=Role.SYSTEM,
             correlation_id=f"{correlation_id}.cancel",
             trace_id=correlation_id,

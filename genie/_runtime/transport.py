@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_WORKERS",
+    "RUNTIME",
     "Delivery",
     "RunDelivery",
     "Transport",
@@ -39,6 +40,11 @@ __all__ = [
     "delivery_json",
     "message_json",
 ]
+
+
+RUNTIME = "genie"
+"""The sender of the runtime's own messages (a cancellation's notice, a loss's): never a
+request from outside, which a transport that keeps requests keeps."""
 
 
 def delivery_id(msg: Message, recipient: str) -> str:

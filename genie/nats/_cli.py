@@ -69,6 +69,13 @@ def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
 def add_run_options(run: argparse.ArgumentParser) -> None:
     """``genie run``'s scale-out flags (without them it runs in this process)."""
     _add_broker(run, required=False)
+    run.add_argument(
+        "--origin",
+        metavar="NAME",
+        help="with --nats: a name for this entry process; its request is kept in JetStream "
+        "until it ends, and a run killed midway is resumed by the next run of the same NAME "
+        "(docs/durability.md, 'On NATS')",
+    )
 
 
 def _transport(
@@ -94,6 +101,7 @@ def _transport(
         max_deliveries=getattr(args, "max_deliveries", 5),
         audit_key=audit_key,
         on_unhosted=on_unhosted,
+        origin=getattr(args, "origin", None),
     )
 
 
@@ -104,6 +112,8 @@ def entry_transport(
     stream chain is keyed with ``audit_key``; agents no worker hosts are named on stderr as
     soon as the run publishes."""
     if not args.nats:
+        if args.origin:
+            raise ConfigurationError("--origin names an entry process of --nats: give --nats URL")
         return None
 
     def warn(agents: list[str]) -> None:
@@ -114,14 +124,15 @@ def entry_transport(
 
 
 async def ask_over_nats(
-    transport: NatsTransport, go: Callable[[], Awaitable[RunResult]]
-) -> tuple[RunResult, dict[str, int]]:
-    """``go`` (one request of ``genie run --nats``), and, when it did not end ok, the agents
-    no worker hosts that deliveries wait for (each with how many wait), asked as it ends."""
-    result = await go()
-    if result.ok:
-        return result, {}
-    return result, {a: n for a, n in (await transport.unhosted()).items() if n}
+    transport: NatsTransport, go: Callable[[], Awaitable[list[RunResult]]]
+) -> tuple[list[RunResult], dict[str, int]]:
+    """``go`` (the request of ``genie run --nats``, or those it resumes), and, when one did
+    not end ok, the agents no worker hosts that deliveries wait for (each with how many
+    wait), asked as they end."""
+    results = await go()
+    if all(result.ok for result in results):
+        return results, {}
+    return results, {a: n for a, n in (await transport.unhosted()).items() if n}
 
 
 def verify_audit_stream(url: str, key: bytes | None, anchor: str | None) -> AuditVerdict:

@@ -70,6 +70,12 @@ class NatsNames:
         return f"{self.work}_MEMORY"
 
     @property
+    def entry(self) -> str:
+        """The KV bucket of the requests entries with a name of their own sent from outside
+        (``NatsTransport(origin=...)``), kept until they settle."""
+        return f"{self.work}_ENTRY"
+
+    @property
     def budget(self) -> str:
         return f"{self.work}_BUDGET"
 

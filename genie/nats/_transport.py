@@ -48,7 +48,7 @@ from .._message.envelope import Message
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
-from .._runtime.transport import Delivery, WorkerCounts, delivery_id
+from .._runtime.transport import RUNTIME, Delivery, WorkerCounts, delivery_id
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
@@ -60,6 +60,7 @@ from ._consumer import (
     consumer_config,
     fetch_ready,
 )
+from ._entry import EntryRequests, check_origin
 from ._memory import NatsMemory
 from ._names import NatsNames, ensure_streams, need_server
 from ._presence import Presence, unhosted, unhosted_warning
@@ -129,6 +130,7 @@ class NatsTransport:
         on_step: StepHook | None = None,
         audit_key: bytes | None = None,
         on_unhosted: Callable[[list[str]], None] | None = None,
+        origin: str | None = None,
     ) -> None:
         # The runtime's agents by id, once it ``attach_agents``: every process knows them all,
         # and runs the deliveries of the ``hosted`` ones its consumers take.
@@ -145,7 +147,11 @@ class NatsTransport:
         self.max_deliveries = max_deliveries
         self.poll = poll
         self.on_step = on_step
-        self.origin = uuid.uuid4().hex
+        # The subject of the outcome records of the requests this process sends. Named
+        # (``origin``), its requests are kept until they settle, and the next process of that
+        # name resumes those a kill left (``unfinished``, ``replay``).
+        self.origin = uuid.uuid4().hex if origin is None else check_origin(origin)
+        self._entry = None if origin is None else EntryRequests(names.entry, origin)
         self.sent = self.received = self.redelivered = self.crashed = 0
         self._running: dict[str, Run] = {}
         self._outcomes = OutcomeReplay()  # of the requests this process started
@@ -226,6 +232,8 @@ class NatsTransport:
         await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
         await self.consent.bind(self._js)
         await self.memory.bind(self._js)
+        if self._entry is not None:
+            await self._entry.bind(self._js)
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -233,6 +241,8 @@ class NatsTransport:
             with anyio.move_on_after(10):
                 if self._js is not None:
                     await self.audit.drain(self._js)
+                if self._entry is not None:
+                    await self._entry.flush()
             if self.audit.queued:
                 _log.error(
                     "%d audit records not written: the broker is unreachable", self.audit.queued
@@ -248,6 +258,8 @@ class NatsTransport:
         """The runtime's host: what this transport reads and records of the runtime (the
         runtime binds it when it is given this transport)."""
         self._host = host
+        if self._entry is not None:
+            host.watch(self._entry)  # a request that settles is not kept any more
 
     def _served(self) -> TransportHost:
         if self._host is None:
@@ -295,6 +307,8 @@ class NatsTransport:
         tg.start_soon(self.consent.follow, self.js, name="genie-nats-consent")
         tg.start_soon(self.audit.run, self.js, name="genie-nats-audit")
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
+        if self._entry is not None:
+            tg.start_soon(self._entry.run, name="genie-nats-entry")
         if self.hosted:
             tg.start_soon(self._beat, name="genie-nats-beat")
             follow = self.cancellations.follow
@@ -484,6 +498,8 @@ class NatsTransport:
         it runs for the correlation and dead-letters its deliveries it takes afterwards."""
         if self._tg is not None and self._js is not None:
             self._tg.start_soon(self.cancellations.cancel, self._js, correlation_id)
+        if self._entry is not None:
+            self._entry.forget(correlation_id)  # given up by its caller: not resumed
         return self._cancel_here(correlation_id)
 
     def _cancel_here(self, correlation_id: str) -> int:
@@ -679,18 +695,31 @@ class NatsTransport:
         try:
             if not self._ready.is_set():  # set once for good: no checkpoint per send after
                 await self._ready.wait()
-            if _opens_its_correlation(msg, recipient):
-                # Nothing of its correlation exists before it, so its charge cannot be refused
-                # (the budget admitted it here, so it is at least 1), and nothing else of it can
-                # be charged before its handler sends something: it goes out uncharged, and the
-                # worker that runs it adds it to its first charge (one stream write less).
-                await self._publish(msg, recipient, self.origin, uncharged=True)
+            entry = self._entry
+            if entry is not None and msg.hops == 0 and msg.sender != RUNTIME:
+                # A request from outside, of an entry with a name: kept before it goes out,
+                # marked once the stream has it, forgotten when it settles.
+                delivery = Delivery(msg, recipient)
+                await entry.keep(delivery)
+                await self._publish_outside(msg, recipient)
+                await entry.keep(delivery, published=True)
             else:
-                key = delivery_id(msg, recipient)
-                if await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
-                    await self._publish(msg, recipient, self.origin)
+                await self._publish_outside(msg, recipient)
         finally:
             self._unsent[recipient] -= 1
+
+    async def _publish_outside(self, msg: Message, recipient: str) -> None:
+        """One send from outside a handler, charged to its correlation's shared budget."""
+        if _opens_its_correlation(msg, recipient):
+            # Nothing of its correlation exists before it, so its charge cannot be refused
+            # (the budget admitted it here, so it is at least 1), and nothing else of it can
+            # be charged before its handler sends something: it goes out uncharged, and the
+            # worker that runs it adds it to its first charge (one stream write less).
+            await self._publish(msg, recipient, self.origin, uncharged=True)
+        else:
+            key = delivery_id(msg, recipient)
+            if await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
+                await self._publish(msg, recipient, self.origin)
 
     # --- the origin: outcome records of the requests this process started -----------------------
     async def _origin_loop(self) -> None:
@@ -701,14 +730,34 @@ class NatsTransport:
         failed: list[Exception] = []
         stop = anyio.Event()
 
+        entry = self._entry
+        # With a named origin, the stream holds the records of its earlier processes: those of
+        # the requests they left unfinished wait for ``replay``, the others (up to ``before``,
+        # the stream's last record as this process starts) are passed over.
+        before = 0
+        if entry is not None:
+            before = (await self.js.stream_info(self.names.outcomes)).state.last_seq
+
         async def apply(raw: Msg) -> None:
             # A callback, not ``async for raw in sub.messages``: nats-py's iterator starts a
             # task and an ``asyncio.wait`` per message; its callback loop takes each record
             # from the same queue, in the same order, with one await.
+            nonlocal before
             if failed:
                 return
             try:
-                self._outcomes.settle(host, *load_record(raw.data))
+                record, bounded = load_record(raw.data)
+                if entry is not None:
+                    parked = entry.parked.get(record["correlation_id"])
+                    if parked is not None:
+                        parked.append((record, bounded))
+                        return
+                    if before:
+                        if raw.metadata.sequence.stream > before:
+                            before = 0  # past the records written before this process
+                        elif record["correlation_id"] not in entry.earlier:
+                            return  # a request an earlier process of this name saw settle
+                self._outcomes.settle(host, record, bounded)
             except Exception as exc:  # ends the runtime, as it did from the loop itself
                 failed.append(exc)
                 stop.set()
@@ -735,6 +784,55 @@ class NatsTransport:
             raise failed[0]
         finally:
             await sub.unsubscribe()  # stops the callback's task before its first await
+
+    # --- a named origin's requests across its restarts (the runtime's ``Keeper``) -------------
+    def unfinished(self) -> list[Message]:
+        """The requests an earlier process of this origin's name left unsettled (none for an
+        origin without a name)."""
+        if self._entry is None:
+            return []
+        self._entry.decode(self._served().types)
+        return self._entry.unfinished()
+
+    def replay(self, correlation_id: str) -> int:
+        """Take up ``correlation_id`` again: its outside deliveries count as in flight here,
+        one never published goes out now, and the outcome records its workers wrote while no
+        process of this name ran are applied in order; how many deliveries it had."""
+        entry = self._entry
+        if entry is None:
+            return 0
+        host = self._served()
+        entry.decode(host.types)
+        kept = entry.found.pop(correlation_id, [])
+        parked = entry.parked.pop(correlation_id, [])
+        corr = host.correlation(correlation_id)
+        recorded = {record["delivery"] for record, _ in parked}
+        for delivery, published in kept:
+            host.resumed(corr, delivery.message, delivery.recipient)
+            if not published and delivery.id not in recorded:
+                # Killed before the stream's answer came: sent again under the same id, which
+                # the stream drops if it has it (within its duplicate window).
+                assert self._tg is not None, "a runtime resumes only once started"
+                self._unsent[delivery.recipient] += 1
+                self._tg.start_soon(self._send, delivery.message, delivery.recipient)
+        for record, bounded in parked:
+            self._outcomes.settle(host, record, bounded)
+        return len(kept)
+
+    def holds(self, correlation_id: str) -> bool:
+        return False  # approvals are kept by a store (``--store``), not on the broker
+
+    def stopping(self) -> None:
+        if self._entry is not None:
+            self._entry.stopping()  # a request cut short by the stop is resumed next time
+
+    def answers_to(
+        self, answer: Callable[[str, bool, str, tuple[str, ...], str], str | None]
+    ) -> None:
+        pass  # no approval is kept on the broker: answers reach a desk in its own process
+
+    async def take_answers(self) -> None:
+        await anyio.sleep_forever()
 
     def _reported_elsewhere(self, msg: Message, missing: Missing) -> bool:
         """Whether the runtime's loss notice (``genie.lost``, for declared gathers) of this

@@ -31,7 +31,14 @@ from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
 from ..observe.observer import Observer
-from ..transport import Delivery, WorkerCounts, delivery_id, delivery_json, message_json
+from ..transport import (
+    RUNTIME,
+    Delivery,
+    WorkerCounts,
+    delivery_id,
+    delivery_json,
+    message_json,
+)
 from .store import DESK, Batch, DeliveryStore
 
 if TYPE_CHECKING:
@@ -48,7 +55,6 @@ _log = lazy_logger("genie.runtime")
 _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopped")
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
-RUNTIME = "genie"  # the sender of the runtime's own messages (a cancellation's notice)
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
