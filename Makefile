@@ -32,7 +32,7 @@ CHECK_SKIPS := \
 	tests/policies/test_content_view.py::test_the_walk_finds_what_the_json_holds \
 	tests/policies/test_false_alarms.py::test_generated_statements_are_never_denied
 
-.PHONY: run test lint typecheck check ci simulate bench compiled wheel-compiled test-compiled clean
+.PHONY: run test coverage lint typecheck check ci simulate bench compiled wheel-compiled test-compiled clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,9 +57,14 @@ $(ALL_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/genie run config/pipelines/finance.yaml
 
-## Lint, type-check, then the whole test suite, in parallel, with coverage. The tests that
-## need the bench or browser extra skip without them, naming the extra; `make ci` runs them.
+## Lint, type-check, then the whole test suite, in parallel. The tests that need the bench or
+## browser extra skip without them, naming the extra; `make ci` runs them.
 test: lint typecheck
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
+
+## The whole suite with line and branch coverage, and its report (a report, not a gate: it
+## costs the suite about an eighth more time, so `make test` and CI run without it).
+coverage: $(DEV_STAMP)
 	$(BIN)/pytest -n $(WORKERS) --dist loadgroup --cov --cov-report=term
 
 ## The inner loop: lint, type-check (mypy's cache makes it incremental), the core suite.
