@@ -31,7 +31,7 @@ from genie.nats._transport import NatsTransport
 
 from ..conftest import Ping, Pong
 from ..durable.test_crash_drill import AGENTS, PIPELINE
-from .test_nats import FINANCE, GENIE, Workers
+from .test_nats import FINANCE, GENIE, Workers, eventually
 
 HARNESS = """
 import os, signal, sys
@@ -287,9 +287,14 @@ async def test_from_python_an_entry_stopped_midway_is_resumed_by_its_name(
 
             rt = pinger(first := NatsTransport(server.url, names, origin="desk-2"), gate)
             await first.connect()
+            received = worker_side.received
             async with rt:
                 rt.publish_nowait(request.model_copy(update={"id": "r2", "correlation_id": "r2"}))
-                await anyio.sleep(0.3)  # out, and waiting on the gate in the worker
+
+                async def taken() -> bool:  # out, and waiting on the gate in the worker
+                    return worker_side.received > received
+
+                await eventually(taken, timeout=10)
             await first.close()  # stopped with the request in flight: it stays kept
             assert len(await kept_async(server.url, "desk-2", names)) == 1
 
