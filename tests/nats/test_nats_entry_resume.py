@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -32,6 +31,8 @@ from genie.nats._transport import NatsTransport
 from ..conftest import Ping, Pong
 from ..durable.test_crash_drill import AGENTS, PIPELINE
 from .test_nats import FINANCE, GENIE, Workers, eventually
+from .test_nats import server as server
+from .test_nats import workers as workers
 
 HARNESS = """
 import os, signal, sys
@@ -85,22 +86,6 @@ def drill(tmp_path: Path) -> Path:
     (tmp_path / "drill.yaml").write_text(PIPELINE)
     (tmp_path / "harness.py").write_text(HARNESS)
     return tmp_path
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[LocalNatsServer]:
-    with LocalNatsServer(tmp_path / "nats") as s:
-        yield s
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    started = Workers(tmp_path)
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
 
 
 def environment(folder: Path) -> dict[str, str]:
