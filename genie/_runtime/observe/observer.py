@@ -180,12 +180,17 @@ def deliveries_listener(
 ) -> Callable[[Message, Sequence[str]], None] | None:
     """What a publish from outside should call with the agents it delivered to, once it is
     done: ``observer.delivered_many``, or None (then each delivery is told to ``delivered`` as
-    it happens) unless every observer in ``observer`` overrides ``delivered_many``.
+    it happens) unless every observer in ``observer`` that hears deliveries overrides
+    ``delivered_many``.
 
     One call instead of one per agent saves a call per delivery of a fan-out; an observer
     that did not ask for it keeps hearing each delivery in its place among the publish's
-    denials."""
+    denials. An observer that hears no deliveries (the durable store keeps a fan-out by its
+    ``put_held``) does not hold the others to that path."""
     if observer is None:
         return None
-    takes = all(_overrides(obs, "delivered_many") for obs in _members(observer))
+    takes = all(
+        _overrides(obs, "delivered_many") or not _overrides(obs, "delivered")
+        for obs in _members(observer)
+    )
     return observer.delivered_many if takes else None
