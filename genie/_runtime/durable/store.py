@@ -78,6 +78,11 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.puts or self.ended or self.requests or self.settled)
 
+    @property
+    def waited_for(self) -> bool:
+        """Whether deliveries wait for this write before they are queued."""
+        return bool(self.puts or self.requests)
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:

@@ -56,6 +56,9 @@ _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopp
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
+# Seconds a write of ends alone waits for deliveries to ride with it: nobody waits for an
+# end, and a crash before it is written runs its delivery again, as at least once allows.
+LINGER = 0.005
 
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
 """Takes an answer left in the store (approval id, approved, by, roles, reason): what became
@@ -75,7 +78,8 @@ class DurableTransport(Observer):
         self._host: TransportHost | None = None
         self._batch = Batch()
         self._queued: list[tuple[Queued, Sequence[str], bool]] = []  # written with the batch
-        self._wake = anyio.Event()
+        self._wake = anyio.Event()  # something to write
+        self._urgent = anyio.Event()  # deliveries that wait for their write
         self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
         self._fallbacks: dict[str, str] = {}  # a handoff's delivery id -> the original's
         self._kept: set[str] = set()  # correlations with a delivery cut short by the stop
@@ -139,7 +143,7 @@ class DurableTransport(Observer):
         new_event: Callable[[], anyio.Event],
     ) -> None:
         self.local.start(tg, run, new_event)
-        self._wake = new_event()
+        self._wake, self._urgent = new_event(), new_event()
         tg.start_soon(self._writer)
 
     async def take_answers(self) -> None:
@@ -198,15 +202,21 @@ class DurableTransport(Observer):
         return len(kept)
 
     async def _writer(self) -> None:
-        """Write each batch in one transaction, then queue its deliveries."""
+        """Write each batch in one transaction, then queue its deliveries. A batch of ends
+        alone lingers (``LINGER``) for the next deliveries, to be written in their
+        transaction: one write, not two, for each step of a flow."""
         while True:
             if not self._batch:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 continue
+            if not self._batch.waited_for:
+                with anyio.move_on_after(LINGER):
+                    await self._urgent.wait()
             # Shielded: a write begun is finished, so what it holds is queued below or at
             # close (``drain_queues``), never lost in between.
             with anyio.CancelScope(shield=True):
+                self._urgent = anyio.Event()
                 batch, self._batch = self._batch, Batch()
                 queued, self._queued = self._queued, []
                 self._writing = queued
@@ -268,6 +278,7 @@ class DurableTransport(Observer):
             puts.append((did, cid, delivery_json(rid, dumped)))
         self._queued.append((item, recipients, held))
         self._wake.set()
+        self._urgent.set()
 
     def cancel(self, correlation_id: str) -> int:
         self._cancelled.add(correlation_id)  # its deliveries end, even those a stop cuts
