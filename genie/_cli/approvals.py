@@ -58,7 +58,7 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
         client.close()
     pending = []
     for body in bodies:
-        message = json.loads(body)["message"]
+        message = json.loads(body)
         request = message["payload"]
         pending.append(
             {

@@ -46,6 +46,7 @@ from .init import add_parser as add_init
 from .loop import add_loop_option, run_on
 from .mcp import add_parser as add_mcp
 from .serve import add_parser as add_serve
+from .store_sync import add_store_sync_option
 
 if TYPE_CHECKING:
     from .._runtime.model_text import ModelTextStream
@@ -98,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         llm=llm,
         transport=transport,
         store=args.store,
+        store_sync=args.store_sync,
         shared_memory=None if transport is None else transport.memory,
     )
     server = None
@@ -459,6 +461,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         help="keep the run's deliveries in the SQLite file PATH until they end; a run killed "
         "midway is resumed by the next run on PATH (docs/durability.md)",
     )
+    add_store_sync_option(run)
     run.add_argument(
         "--stream-text",
         action="store_true",

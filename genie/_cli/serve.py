@@ -19,6 +19,7 @@ from .._errors import ConfigurationError
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
+from .store_sync import add_store_sync_option
 
 __all__ = ["add_parser"]
 
@@ -64,6 +65,7 @@ def add_parser(commands: Any) -> None:
         help="keep each pipeline's deliveries in DIR/NAME.db until they end; a server killed "
         "midway resumes its requests when started again on DIR (docs/durability.md)",
     )
+    add_store_sync_option(serve)
     serve.add_argument(
         "--mcp",
         action="store_true",
@@ -180,6 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         hold_back=args.hold_back,
         store=store,
+        store_sync=args.store_sync,
         mcp=args.mcp,
     )
     key, keyed_how = audit_log_key(args)

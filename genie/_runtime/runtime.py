@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
 
@@ -138,7 +138,9 @@ class Runtime:
 
     ``store`` (a file path) keeps every admitted delivery in a SQLite file until it ends, so
     that a process killed mid-request resumes it when started again on the same file
-    (``unfinished``); see docs/durability.md.
+    (``unfinished``); ``store_sync`` says when its writes reach the disk: every so many
+    seconds (a write survives a kill of the process at once), or ``"always"`` (each write
+    waits for the disk: it survives a loss of power too); see docs/durability.md.
 
     ``tools`` names the tool servers its handlers call (``ctx.tool(name)``; an MCP server is
     ``genie.mcp.McpServer``): each is connected at its first call and closed with the runtime,
@@ -170,6 +172,7 @@ class Runtime:
         threads: int = 40,
         processes: int | None = None,
         store: str | PathLike[str] | None = None,
+        store_sync: float | Literal["always"] = 1.0,
         tools: Mapping[str, ToolServer] | None = None,
         memory: MemoryStore | Mapping[str, MemoryStore] | None = None,
     ) -> None:
@@ -216,7 +219,7 @@ class Runtime:
                 )
             from .durable.transport import DurableTransport
 
-            transport = DurableTransport(store)
+            transport = DurableTransport(store, store_sync)
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised
         self._transport: Transport = transport if transport is not None else LocalTransport()

@@ -219,13 +219,15 @@ class Pipeline:
         transport: Transport | None = None,
         store: str | PathLike[str] | None = None,
         shared_memory: Backend | None = None,
+        store_sync: float | Literal["always"] = 1.0,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
         ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
         it is added (simulations inject faults this way). ``llm`` gives the agents their
         models (see ``llm_stacks``, whose stacks the caller closes); without it they are
         built here from the environment, and closed when the runtime stops. ``store``: a
-        SQLite file that keeps the deliveries until they end (docs/durability.md).
+        SQLite file that keeps the deliveries until they end, its writes brought to the disk
+        as ``store_sync`` says (docs/durability.md).
         ``shared_memory``: where the memories of ``backend: nats`` live (``NatsTransport.memory``,
         the bucket the processes of a scale-out share)."""
         built = None
@@ -269,6 +271,7 @@ class Pipeline:
             prices=prices,
             transport=transport,
             store=store,
+            store_sync=store_sync,
         )
         if built is not None:
             rt.on_close(built.aclose)

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -110,6 +110,7 @@ class ServeSettings:
     auth_failure_rate: float = 1.0
     hold_back: int | None = 64
     store: Path | None = None  # a folder: each pipeline's deliveries kept in NAME.db there
+    store_sync: float | Literal["always"] = 1.0  # when the stores' writes reach the disk
     mcp: bool = False  # POST /mcp: the pipelines as MCP tools (the ``mcp`` extra)
 
     def __post_init__(self) -> None:
@@ -204,9 +205,7 @@ def create_app(
         try:
             async with anyio.create_task_group() as tg:
                 state.tasks = tg
-                async with _runtimes(
-                    pipelines, stacks, sink, state, observers, tracing, settings.store
-                ):
+                async with _runtimes(pipelines, stacks, sink, state, observers, tracing, settings):
                     for served in state.served.values():
                         resume_kept(served, tg)
                     async with mcp_tools():
@@ -579,10 +578,10 @@ async def _runtimes(
     state: ServerState,
     observers: Callable[[str, Runtime], object] | None,
     tracing: TracerProvider | bool,
-    store: Path | None,
+    settings: ServeSettings,
 ) -> AsyncIterator[None]:
     """Every pipeline's runtime, started (and closed, draining, on the way out); with a
-    ``store`` folder, each keeps its deliveries in ``NAME.db`` there."""
+    ``settings.store`` folder, each keeps its deliveries in ``NAME.db`` there."""
     if not pipelines:
         yield
         return
@@ -592,7 +591,8 @@ async def _runtimes(
         audit=sink,
         metrics=Metrics(),
         llm=stacks[0],
-        store=None if store is None else store / f"{pipeline.name}.db",
+        store=None if settings.store is None else settings.store / f"{pipeline.name}.db",
+        store_sync=settings.store_sync,
     )
     if spans is not None:
         rt.add_observer(spans)
@@ -600,7 +600,7 @@ async def _runtimes(
         observers(pipeline.name, rt)
     async with rt:
         state.served[pipeline.name] = _Served(pipeline, rt, StreamGate(rt, pipeline.policies))
-        async with _runtimes(rest, stacks[1:], sink, state, observers, tracing, store):
+        async with _runtimes(rest, stacks[1:], sink, state, observers, tracing, settings):
             yield
 
 

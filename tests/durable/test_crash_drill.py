@@ -150,8 +150,11 @@ def stored(folder: Path, name: str = "drill.db") -> tuple[int, int]:
     db = sqlite3.connect(folder / name)
     try:
         counts = [
-            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("deliveries", "requests")
+            db.execute(query).fetchone()[0]
+            for query in (
+                "SELECT count(*) FROM messages m, json_each(m.recipients)",
+                "SELECT count(*) FROM requests",
+            )
         ]
     finally:
         db.close()

@@ -107,11 +107,13 @@ async def test_a_failed_check_declines_before_the_offer() -> None:
     assert held == {}
 
 
+@pytest.mark.parametrize("sync", ["1", "always"])
 def test_the_cli_pauses_the_loan_and_the_next_run_sanctions_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sync: str
 ) -> None:
     store = str(tmp_path / "loans.db")
-    assert main(["run", "sme-loan", "--store", store, "--set", "TIMEOUT=0.5s"]) == 1
+    paused = ["run", "sme-loan", "--store", store, "--store-sync", sync]
+    assert main([*paused, "--set", "TIMEOUT=0.5s"]) == 1
     assert "paused: approval" in capsys.readouterr().err
     assert main(["approvals", "list", "--store", store, "--json"]) == 0
     approval = json.loads(capsys.readouterr().out)
@@ -119,11 +121,24 @@ def test_the_cli_pauses_the_loan_and_the_next_run_sanctions_it(
     argv = ["approvals", "approve", approval["id"], "--store", store, "--as", "ravi"]
     assert main([*argv, "--role", "credit_officer", "--wait", "0.3"]) == 0
     capsys.readouterr()
-    assert main(["run", "sme-loan", "--store", store, "--json"]) == 0
+    assert main(["run", "sme-loan", "--store", store, "--store-sync", sync, "--json"]) == 0
     outcome = json.loads(capsys.readouterr().out)["output"]["payload"]
     assert outcome["status"] == "completed"
     assert outcome["state"]["sanction_letter"].startswith("Sanctioned to shree-ganesh-traders")
     assert kept(Path(store)) == ([], [])
+
+
+@pytest.mark.parametrize("sync", ["0", "-1", "never", "nan", "inf"])
+def test_a_store_sync_that_is_no_time_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sync: str
+) -> None:
+    store = str(tmp_path / "loans.db")
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "sme-loan", "--store", store, "--store-sync", sync])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--store-sync: a number of seconds above 0, or 'always', not '{sync}'" in err
+    assert "Traceback" not in err
 
 
 def test_the_cli_says_how_a_rejected_loan_ended(

@@ -3,7 +3,9 @@ runtime started again on the file resumes, and what it refuses."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import threading
 from pathlib import Path
 
 import anyio
@@ -21,7 +23,9 @@ from genie import (
     Runtime,
     handler,
 )
+from genie._runtime.durable.store import DeliveryStore
 from genie._runtime.local.transport import LocalTransport
+from genie._runtime.transport import delivery_json, message_json
 
 from ..conftest import DenyTo, Failing, Ping, Pong
 
@@ -63,7 +67,12 @@ class Chain(BaseAgent):
 def kept(path: Path) -> tuple[list[str], list[str]]:
     db = sqlite3.connect(path)
     try:
-        deliveries = [r[0] for r in db.execute("SELECT id FROM deliveries")]
+        deliveries = [
+            f"{m}:{agent}"
+            for m, agent in db.execute(
+                "SELECT m.id, j.value FROM messages m, json_each(m.recipients) j"
+            )
+        ]
         requests = [r[0] for r in db.execute("SELECT correlation_id FROM requests")]
     finally:
         db.close()
@@ -259,3 +268,171 @@ async def test_a_resumed_request_spends_what_is_left_of_its_budget(tmp_path: Pat
     assert not result.complete
     [denied] = [r for r in audit.records if r.action == "limit_fired"]
     assert denied.actor == "limit:budget"
+
+
+class Held(BaseAgent):
+    """Answers a ping with a pong; with a ``gate``, only once the gate opens."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, gate: anyio.Event | None = None) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.started = anyio.Event()
+        self.answered = anyio.Event()
+        self.seen: list[int] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        self.seen.append(payload.n)
+        self.answered.set()
+        return ctx.reply(Pong(n=payload.n))
+
+
+def messages(path: Path) -> list[tuple[str, str]]:
+    """Each message the store keeps: its id, and the agents whose delivery has not ended
+    (each mapped to the agent it was for), as stored."""
+    db = sqlite3.connect(path)
+    try:
+        return [(str(i), str(r)) for i, r in db.execute("SELECT id, recipients FROM messages")]
+    finally:
+        db.close()
+
+
+async def test_a_fan_out_is_kept_once_with_the_deliveries_that_have_not_ended(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    agents = [Held("a"), Held("b", anyio.Event()), Held("c", anyio.Event())]
+    async with Runtime(agents, store=path, drain_timeout=0.01) as rt:
+        for agent in agents:
+            rt.subscribe(agent.id, "ping")
+        msg = rt.message(Ping(n=5), sender="caller")
+        await rt.publish(msg)
+        with anyio.fail_after(5):
+            await agents[1].started.wait()
+            await agents[2].started.wait()
+            await agents[0].answered.wait()
+    # One row for the three deliveries; a's ended, b's and c's were cut by the stop.
+    assert messages(path) == [(msg.id, '{"b":"b","c":"c"}')]
+    assert kept(path) == ([f"{msg.id}:b", f"{msg.id}:c"], [msg.correlation_id])
+
+    again = [Held("a"), Held("b"), Held("c")]
+    async with Runtime(again, store=path) as rt2:
+        for agent in again:
+            rt2.subscribe(agent.id, "ping")
+        [request] = rt2.unfinished()
+        result = await rt2.resume(request, until=lambda m: len(again[1].seen + again[2].seen) == 2)
+    assert result.complete
+    assert [agent.seen for agent in again] == [[], [5], [5]]  # a's delivery is not run again
+    assert kept(path) == ([], [])
+
+
+async def test_a_fallback_cut_by_a_stop_goes_on_with_its_agents_delivery(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    backup = Held("backup", anyio.Event())
+    rt = Runtime(store=path, drain_timeout=0.01)
+    rt.add(Failing("flaky"), options=AgentOptions(fallback="backup"))
+    rt.add(backup)
+    async with rt:
+        msg = rt.message(Ping(n=3), recipient="flaky")
+        await rt.publish(msg)
+        with anyio.fail_after(5):
+            await backup.started.wait()
+    # The fallback holds flaky's delivery: its id, the idempotency key, stays flaky's.
+    assert messages(path) == [(msg.id, '{"backup":"flaky"}')]
+    assert kept(path) == ([f"{msg.id}:flaky"], [msg.correlation_id])
+
+    resumed = Held("backup")
+    rt2 = Runtime(store=path)
+    rt2.add(Failing("flaky"), options=AgentOptions(fallback="backup"))
+    rt2.add(resumed)
+    async with rt2:
+        [request] = rt2.unfinished()
+        result = await rt2.resume(request, until="pong", timeout=5)
+    assert [m.payload for m in result.replies] == [Pong(n=3)]
+    assert resumed.seen == [3]
+    assert kept(path) == ([], [])
+
+
+async def test_a_store_made_before_messages_were_kept_once_is_taken_over(tmp_path: Path) -> None:
+    # The layout of genie before this one: a row per delivery, the message in each.
+    path = tmp_path / "store.db"
+    staging = Runtime()
+    msg = staging.message(Ping(n=9), sender="caller")
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE deliveries (id TEXT PRIMARY KEY, correlation_id TEXT NOT NULL, "
+        "body TEXT NOT NULL);"
+        "CREATE TABLE requests (correlation_id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+        "charged INTEGER NOT NULL DEFAULT 0);"
+    )
+    body = message_json(msg)
+    db.executemany(
+        "INSERT INTO deliveries VALUES (?, ?, ?)",
+        [(f"{msg.id}:{a}", msg.correlation_id, delivery_json(a, body)) for a in ("a", "b")],
+    )
+    db.execute(
+        "INSERT INTO requests (correlation_id, body) VALUES (?, ?)", (msg.correlation_id, body)
+    )
+    db.commit()
+    db.close()
+
+    agents = [Held("a"), Held("b")]
+    async with Runtime(agents, store=path) as rt:
+        for agent in agents:
+            rt.subscribe(agent.id, "ping")
+        [request] = rt.unfinished()
+        assert request.id == msg.id
+        await rt.resume(request, until=lambda m: len(agents[0].seen + agents[1].seen) == 2)
+    assert [agent.seen for agent in agents] == [[9], [9]]
+    assert kept(path) == ([], [])
+
+
+@pytest.mark.parametrize("sync", [0, -1.0, math.nan, math.inf, "sometimes", True, None])
+def test_a_store_sync_that_is_no_time_is_refused(tmp_path: Path, sync: object) -> None:
+    with pytest.raises(ConfigurationError, match="store_sync must be 'always' or a number"):
+        Runtime(store=tmp_path / "s.db", store_sync=sync)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sync", [0.05, "always"])
+async def test_a_stop_and_a_resume_hold_whatever_the_store_sync(
+    tmp_path: Path, sync: float | str
+) -> None:
+    path = tmp_path / "store.db"
+    first = Chain("chain", gate=anyio.Event())
+    async with Runtime([first], store=path, store_sync=sync, drain_timeout=0.01) as rt:  # type: ignore[arg-type]
+        msg = rt.message(Step(n=0), recipient="chain")
+        await rt.publish(msg)
+        with anyio.fail_after(5):
+            await first.waiting.wait()
+    async with Runtime([Chain("chain")], store=path, store_sync=sync) as rt2:  # type: ignore[arg-type]
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        result = await rt2.resume(request, until="done")
+    assert [m.payload for m in result.replies] == [Done(n=4)]
+    assert kept(path) == ([], [])
+
+
+async def test_writes_are_brought_to_the_disk_every_store_sync_while_there_are_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    first = threading.Event()
+    sync = DeliveryStore.sync
+
+    def counted(store: DeliveryStore) -> None:
+        synced.append(1)
+        sync(store)
+        first.set()
+
+    monkeypatch.setattr(DeliveryStore, "sync", counted)
+    async with Runtime([Chain("chain")], store=tmp_path / "store.db", store_sync=0.02) as rt:
+        rt.types.register(Done)
+        await rt.ask(rt.message(Step(n=0), recipient="chain"), until="done")
+        assert await anyio.to_thread.run_sync(first.wait, 5)
+        await anyio.sleep(0.15)  # idle: nothing more written, nothing more to sync
+        assert len(synced) <= 2

@@ -74,7 +74,7 @@ timeout: 30s
 """
 
 
-def start(folder: Path) -> tuple[subprocess.Popen[str], str]:
+def start(folder: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
     env = {
         **os.environ,
         "GENIE_API_KEYS": f"{{keys: [{{principal: alice, key: {ALICE}}}]}}",
@@ -82,7 +82,7 @@ def start(folder: Path) -> tuple[subprocess.Popen[str], str]:
         "PYTHONPATH": str(folder),
     }
     command = [sys.executable, "-m", "genie._cli", "serve", str(folder / "steps.yaml")]
-    command += ["--port", "0", "--store", str(folder / "store")]
+    command += ["--port", "0", "--store", str(folder / "store"), *options]
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -122,7 +122,8 @@ async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_resu
     assert "result" not in "\n".join(frames)
     (tmp_path / "GO").touch()
 
-    proc, url = start(tmp_path)
+    # Started again with each write waiting for the disk: the same store, either way.
+    proc, url = start(tmp_path, "--store-sync", "always")
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             with anyio.fail_after(20):

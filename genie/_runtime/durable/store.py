@@ -1,20 +1,23 @@
 """The durable store: one SQLite file holding what a crash must not lose.
 
-Two tables. ``deliveries``: each admitted delivery that has not ended, by its delivery id, as
-the JSON a transport between processes sends (``Delivery.encode``); a delivery's row goes when
-it ends (handled, or a dead letter), in the same transaction as the rows of the deliveries its
-handler's outputs made. ``requests``: each request published from outside that has not settled,
-so that a process started again knows whose output to wait for.
+``messages``: each admitted message with a delivery that has not ended, kept once however
+many agents it went to: its JSON, and the agents whose delivery of it has not ended (each
+mapped to the agent the delivery was for: a fallback holds its failed agent's). Deliveries end
+(handled, or a dead letter) in the same transaction as the messages their handlers' outputs
+made; a message goes when its last delivery ends. ``requests``: each request published from
+outside that has not settled, so that a process started again knows whose output to wait for.
 
-The file is opened in WAL mode with ``synchronous=FULL``: a committed batch survives the
-process being killed and the machine losing power. Every write is one transaction, made in a
-worker thread so the event loop never waits on the disk; the transport batches what one turn
-of the loop produced into one write.
+The file is in WAL mode. Every write is one transaction of what one turn of the loop produced.
+By default a write is committed on the loop (``synchronous=NORMAL``: in the file's log, in the
+operating system's cache, so it survives the process being killed), and ``sync`` brings the
+log to the disk, from a thread, about every second. With ``each=True`` every commit waits for
+the disk (``synchronous=FULL``) and is made in a worker thread, so the loop never waits on it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -23,16 +26,17 @@ from pathlib import Path
 
 from ..._errors import ConfigurationError
 
-__all__ = ["Batch", "DeliveryStore", "StoreClient", "Stored"]
+__all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
 
 MAX_COUNT = 2**63 - 1  # SQLite's largest integer
 DESK = "approvals"  # the approval desk's agent id: its kept deliveries are pending approvals
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
+CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
     correlation_id TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    recipients TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS requests (
     correlation_id TEXT PRIMARY KEY,
@@ -59,40 +63,105 @@ CREATE TABLE IF NOT EXISTS answers (
 );
 """
 
-Stored = tuple[str, str, str]
-"""A row: the delivery id (or, for a request, its correlation id), the correlation id, the JSON."""
+Kept = tuple[str, str, str, dict[str, str]]
+"""A message kept: its id, its correlation id, its JSON, and the agents whose delivery of it
+has not ended (each mapped to the agent it was for)."""
+
+Holders = dict[str, str]
 
 
 class Batch:
-    """What one write makes durable: rows to add and the ids of rows to remove, in order."""
+    """What one write makes durable: the messages kept since the last write, the messages
+    whose deliveries ended or moved to a fallback, the requests made and settled. ``seal``
+    reads it into rows on the loop, before the write."""
 
-    __slots__ = ("charged", "ended", "puts", "requests", "settled")
+    __slots__ = (
+        "charged",
+        "deleted",
+        "inserted",
+        "kept",
+        "moved",
+        "requests",
+        "settled",
+        "updated",
+        "waited_for",
+    )
 
     def __init__(self) -> None:
-        self.puts: list[Stored] = []
-        self.ended: list[str] = []
-        self.requests: list[Stored] = []
+        self.kept: dict[str, tuple[str, str]] = {}  # message id -> (correlation id, JSON)
+        self.moved: set[str] = set()  # message ids whose holders changed
+        self.requests: list[tuple[str, str]] = []  # (correlation id, JSON)
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
+        self.waited_for = False  # deliveries wait for this write before they are queued
+        self.inserted: list[tuple[str, str, str, str]] = []
+        self.updated: list[tuple[str, str]] = []
+        self.deleted: list[str] = []
 
     def __bool__(self) -> bool:
-        return bool(self.puts or self.ended or self.requests or self.settled)
+        return bool(self.kept or self.moved or self.requests or self.settled)
 
-    @property
-    def waited_for(self) -> bool:
-        """Whether deliveries wait for this write before they are queued."""
-        return bool(self.puts or self.requests)
+    def seal(self, holders: dict[str, Holders]) -> None:
+        """Read the holders of each message kept or moved as they are now into rows, and
+        forget the messages whose deliveries have all ended."""
+        for mid, (cid, body) in self.kept.items():
+            self.inserted.append((mid, cid, body, _json(holders[mid])))
+        for mid in self.moved.difference(self.kept):
+            left = holders.get(mid)
+            if left:
+                self.updated.append((_json(left), mid))
+            else:
+                holders.pop(mid, None)
+                self.deleted.append(mid)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _json(holders: Holders) -> str:
+    return json.dumps(holders, separators=(",", ":"))
+
+
+def _connect(path: Path, each: bool = False) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={'FULL' if each else 'NORMAL'}")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # ``sync`` checkpoints, off the loop
         db.executescript(SCHEMA)
+        _upgrade(db)
     except sqlite3.Error as exc:
         raise ConfigurationError(f"cannot use {path} as a store: {exc}") from exc
     return db
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Move what a store made by genie before messages were kept once holds (a row per
+    delivery, in ``deliveries``) into ``messages``, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+        ).fetchone()
+        if found is not None:
+            kept: dict[str, tuple[str, str, Holders]] = {}
+            for did, cid, body in db.execute(
+                "SELECT id, correlation_id, body FROM deliveries ORDER BY rowid"
+            ):
+                delivery = json.loads(body)
+                message = delivery["message"]
+                mid = str(message["id"])
+                entry = kept.setdefault(
+                    mid, (str(cid), json.dumps(message, separators=(",", ":")), {})
+                )
+                entry[2][str(delivery["recipient"])] = str(did)[len(mid) + 1 :]
+            db.executemany(
+                "INSERT OR REPLACE INTO messages (id, correlation_id, body, recipients) "
+                "VALUES (?, ?, ?, ?)",
+                [(mid, cid, body, _json(h)) for mid, (cid, body, h) in kept.items()],
+            )
+            db.execute("DROP TABLE deliveries")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class DeliveryStore:
@@ -100,9 +169,9 @@ class DeliveryStore:
     missing). Held by one runtime at a time (a lock on ``PATH.lock``): a second runtime, in
     this process or another, is refused while the first holds it, so two runtimes never
     resume each other's work. Other processes may still read it and leave answers to
-    approvals in it (``StoreClient``)."""
+    approvals in it (``StoreClient``). ``each``: every commit waits for the disk."""
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], each: bool = False) -> None:
         self.path = Path(path)
         try:
             self._lockfile = open(f"{self.path}.lock", "a")  # noqa: SIM115 - held until close
@@ -116,28 +185,31 @@ class DeliveryStore:
                 f"cannot use {self.path} as a store: another runtime holds it"
             ) from None
         try:
-            self._db = _connect(self.path)
+            self._db = _connect(self.path, each)
+            self._syncing = _connect(self.path, each)  # ``sync``'s own, used from a thread
         except ConfigurationError:
             self._lockfile.close()
             raise
+        self.each = each
         self._lock = threading.Lock()  # one write at a time: the writer and a final flush
         # An answer a stopped process took before its desk's decision was written (the
         # approval still kept): this process takes it again.
         self._db.execute(
             "UPDATE answers SET outcome = NULL WHERE outcome IN ('approved', 'rejected') "
-            "AND approval_id || ? IN (SELECT id FROM deliveries)",
-            (f":{DESK}",),
+            "AND approval_id IN (SELECT id FROM messages)"
         )
 
-    def pending(self) -> list[Stored]:
-        """The deliveries that had not ended, in the order they were written."""
-        rows = self._db.execute("SELECT id, correlation_id, body FROM deliveries ORDER BY rowid")
-        return [(str(i), str(c), str(b)) for i, c, b in rows]
+    def pending(self) -> list[Kept]:
+        """The messages with deliveries that had not ended, in the order they were kept."""
+        rows = self._db.execute(
+            "SELECT id, correlation_id, body, recipients FROM messages ORDER BY rowid"
+        )
+        return [(str(i), str(c), str(b), dict(json.loads(r))) for i, c, b, r in rows]
 
-    def requests(self) -> list[Stored]:
-        """The requests published from outside that had not settled."""
+    def requests(self) -> list[tuple[str, str]]:
+        """The requests published from outside that had not settled: (correlation id, JSON)."""
         rows = self._db.execute("SELECT correlation_id, body FROM requests ORDER BY rowid")
-        return [(str(c), str(c), str(b)) for c, b in rows]
+        return [(str(c), str(b)) for c, b in rows]
 
     def charged(self) -> dict[str, int]:
         """The deliveries each unsettled request had charged to its budget."""
@@ -145,34 +217,41 @@ class DeliveryStore:
         return {str(c): int(n) for c, n in rows}
 
     def write(self, batch: Batch) -> None:
-        """Make ``batch`` durable in one transaction (called in a worker thread)."""
+        """Make ``batch`` (sealed) durable in one transaction."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if batch.puts:
+                if batch.inserted:
                     db.executemany(
-                        "INSERT OR REPLACE INTO deliveries (id, correlation_id, body) "
-                        "VALUES (?, ?, ?)",
-                        batch.puts,
+                        "INSERT OR REPLACE INTO messages (id, correlation_id, body, recipients) "
+                        "VALUES (?, ?, ?, ?)",
+                        batch.inserted,
                     )
+                if batch.updated:
+                    db.executemany("UPDATE messages SET recipients = ? WHERE id = ?", batch.updated)
                 if batch.requests:
                     db.executemany(
                         "INSERT OR REPLACE INTO requests (correlation_id, body) VALUES (?, ?)",
-                        [(cid, body) for _, cid, body in batch.requests],
+                        batch.requests,
                     )
                 if batch.charged:
                     db.executemany(
                         "UPDATE requests SET charged = ? WHERE correlation_id = ?",
                         [(n, cid) for cid, n in batch.charged.items()],
                     )
-                _delete(db, "deliveries", "id", batch.ended)
+                _delete(db, "messages", "id", batch.deleted)
                 _delete(db, "requests", "correlation_id", batch.settled)
                 _delete(db, "counters", "correlation_id", batch.settled)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def sync(self) -> None:
+        """Bring what was committed to the disk, and the log's pages into the file (called
+        in a worker thread, on a connection of its own: commits go on meanwhile)."""
+        self._syncing.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def charge(self, correlation_id: str, key: str, n: int, what: str) -> int:
         """Add ``n`` to the correlation's count of ``what`` (its model budgets' ``tokens``
@@ -237,7 +316,8 @@ class DeliveryStore:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._syncing.close()
+            self._db.close()  # the last connection: its log is brought into the file
             self._lockfile.close()
 
 
@@ -252,11 +332,12 @@ class StoreClient:
         self._db = _connect(self.path)
 
     def approvals(self) -> list[str]:
-        """The JSON of each pending approval's request delivery (to the desk), oldest first."""
+        """The JSON of each pending approval's request (kept for the desk), oldest first."""
         rows = self._db.execute(
-            "SELECT body FROM deliveries WHERE id LIKE ? ORDER BY rowid", (f"%:{DESK}",)
+            "SELECT body, recipients FROM messages WHERE body LIKE ? ORDER BY rowid",
+            ('%"type":"genie.approval_request"%',),
         )
-        return [str(b) for (b,) in rows if '"type":"genie.approval_request"' in str(b)]
+        return [str(b) for b, r in rows if DESK in json.loads(r)]
 
     def answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str

@@ -2,10 +2,16 @@
 delivery written to the store before it is queued, and its end written with what it produced.
 
 ``put`` and ``put_held`` never wait (the runtime's contract): a delivery joins the batch being
-made, and the writer task writes the batch in one transaction off the loop, then queues its
-deliveries. What a handler's outputs put and the end of the delivery that made them reach the
-same batch (the runner records both in one step, without a checkpoint between), so a crash
-leaves either the delivery, to run again, or its outputs, never both or neither.
+made, and the writer task writes the batch in one transaction, then queues its deliveries. A
+message is kept once for all the agents it goes to, with those whose delivery has not ended.
+What a handler's outputs put and the end of the delivery that made them reach the same batch
+(the runner records both in one step, without a checkpoint between), so a crash leaves either
+the delivery, to run again, or its outputs, never both or neither.
+
+``sync`` says when a write reaches the disk: a number of seconds (a commit survives a kill of
+the process at once, and a loss of power once the next sync, that many seconds later at most,
+has run), or ``"always"`` (each commit waits for the disk, in a worker thread, before its
+deliveries are queued).
 
 A runtime started on the store lists the requests that had not settled (``unfinished``), and
 ``replay`` queues the deliveries a request left once its caller waits for its end again
@@ -18,35 +24,30 @@ whose correlation was cancelled ends.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
 from ..._base.log import lazy_logger
+from ..._errors import ConfigurationError
 from ..._message.envelope import Message
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
 from ..observe.observer import Observer
-from ..transport import (
-    RUNTIME,
-    Delivery,
-    WorkerCounts,
-    delivery_id,
-    delivery_json,
-    message_json,
-)
-from .store import DESK, Batch, DeliveryStore
+from ..transport import RUNTIME, WorkerCounts, message_json
+from .store import DESK, Batch, DeliveryStore, Holders, Kept
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ..host import TransportHost
 
-__all__ = ["DurableTransport"]
+__all__ = ["DurableTransport", "Sync", "check_sync"]
 
 _log = lazy_logger("genie.runtime")
 
@@ -60,6 +61,22 @@ POLL = 0.25  # seconds between looks for answers other processes left, while one
 # end, and a crash before it is written runs its delivery again, as at least once allows.
 LINGER = 0.005
 
+Sync = float | Literal["always"]
+"""When a write reaches the disk: seconds between syncs, or ``"always"`` (each write)."""
+
+
+def check_sync(sync: object) -> Sync:
+    """``sync`` if it is a ``Sync``: ``"always"``, or a finite number of seconds above 0."""
+    if sync == "always":
+        return "always"
+    number = sync if isinstance(sync, int | float) and not isinstance(sync, bool) else math.nan
+    if math.isfinite(number) and number > 0:
+        return float(number)
+    raise ConfigurationError(
+        f"store_sync must be 'always' or a number of seconds above 0, not {sync!r}"
+    )
+
+
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
 """Takes an answer left in the store (approval id, approved, by, roles, reason): what became
 of it, or None while its approval is not pending here yet."""
@@ -67,12 +84,14 @@ of it, or None while its approval is not pending here yet."""
 
 class DurableTransport(Observer):
     """A ``LocalTransport`` whose deliveries are kept in the SQLite file at ``path`` until they
-    end (``Runtime(store=path)``)."""
+    end (``Runtime(store=path, store_sync=sync)``)."""
 
     never_raises = True
 
-    def __init__(self, path: str | PathLike[str]) -> None:
-        self.store = DeliveryStore(path)
+    def __init__(self, path: str | PathLike[str], sync: Sync = 1.0) -> None:
+        sync = check_sync(sync)
+        self.store = DeliveryStore(path, each=sync == "always")
+        self._every = 1.0 if sync == "always" else float(sync)  # seconds between syncs
         self.local = LocalTransport()
         self.ready_queue = self.local.ready_queue
         self._host: TransportHost | None = None
@@ -81,18 +100,19 @@ class DurableTransport(Observer):
         self._wake = anyio.Event()  # something to write
         self._urgent = anyio.Event()  # deliveries that wait for their write
         self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
-        self._fallbacks: dict[str, str] = {}  # a handoff's delivery id -> the original's
+        # Each message kept, by id: the agents whose delivery of it has not ended, each
+        # mapped to the agent it was for (a fallback stands for the agent that failed).
+        self._holders: dict[str, Holders] = {}
         self._kept: set[str] = set()  # correlations with a delivery cut short by the stop
         self._requests_kept: set[str] = set()  # requests written (until they settle)
-        self._dumped: tuple[Message | None, str] = None, ""  # the last message encoded
         self._requests = self.store.requests()  # as the store was found
         self._charged = self.store.charged()  # each request's budget spent before
-        self._pending: dict[str, list[tuple[str, str, str]]] = {}  # by correlation, until replayed
+        self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
         for row in self.store.pending():
             self._pending.setdefault(row[1], []).append(row)
         self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
         # A fan-in's parts, kept until it emits for their correlation: (agent, correlation)
-        # -> the delivery ids. An agent is a fan-in when it names the types that release them.
+        # -> the message ids. An agent is a fan-in when it names the types that release them.
         self._parts: dict[tuple[str, str], list[str]] = {}
         self._releases: dict[str, frozenset[str]] = {}
         self._stopping = False
@@ -100,19 +120,20 @@ class DurableTransport(Observer):
         self._answer: Answer | None = None
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
+        self._synced = 0  # writes brought to the disk
 
     def unfinished(self) -> list[Message]:
         """The requests published from outside that had not settled when the store was last
         used: their outputs are what a restarted caller waits for."""
         assert self._host is not None
         types = self._host.types
-        return [types.parse_bounded_message(json.loads(body)) for _, _, body in self._requests]
+        return [types.parse_bounded_message(json.loads(body)) for _, body in self._requests]
 
     def holds(self, correlation_id: str) -> bool:
         if correlation_id in self._held.values():
             return True
         kept = self._pending.get(correlation_id, ())
-        return any(did.endswith(f":{DESK}") and _APPROVAL in body for did, _, body in kept)
+        return any(DESK in holders and _APPROVAL in body for _, _, body, holders in kept)
 
     def stopping(self) -> None:
         self._stopping = True
@@ -145,6 +166,7 @@ class DurableTransport(Observer):
         self.local.start(tg, run, new_event)
         self._wake, self._urgent = new_event(), new_event()
         tg.start_soon(self._writer)
+        tg.start_soon(self._syncer)
 
     async def take_answers(self) -> None:
         """Take the answers other processes left, while an approval is pending here (run by
@@ -169,37 +191,37 @@ class DurableTransport(Observer):
         spent = self._charged.pop(correlation_id, 0)
         if spent:  # its budget continues where it stopped
             host.charge(host.correlation(correlation_id), spent)
-        for did, cid, body in kept:
+        found = 0
+        for mid, cid, body, holders in kept:
+            where = {"agent_id": "-", "message_type": "-", "correlation_id": cid}
             try:
-                delivery = Delivery.decode(body, host.types)
+                message = host.types.parse_bounded_message(json.loads(body))
             except Exception as exc:  # a type this runtime no longer hosts, say
                 _log.warning(
-                    "store %s: delivery %s cannot be resumed: %s",
+                    "store %s: message %s cannot be resumed: %s",
                     self.store.path,
-                    did,
+                    mid,
                     exc,
-                    extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
+                    extra=where,
                 )
                 continue
-            if delivery.recipient not in self.local.mailboxes:
-                _log.warning(
-                    "store %s: delivery %s is for %r, which this runtime does not host",
-                    self.store.path,
-                    did,
-                    delivery.recipient,
-                    extra={
-                        "agent_id": delivery.recipient,
-                        "message_type": "-",
-                        "correlation_id": cid,
-                    },
-                )
-                continue
-            if did != delivery.id:  # a handoff to a fallback: ends as its original
-                self._fallbacks[delivery.id] = did
-            host.resumed(host.correlation(cid), delivery.message, delivery.recipient)
-            self.local.put(delivery.message, delivery.recipient)
-            self.resumed += 1
-        return len(kept)
+            self._holders[mid] = holders
+            for recipient in holders:
+                found += 1
+                if recipient not in self.local.mailboxes:
+                    _log.warning(
+                        "store %s: delivery %s:%s is for %r, which this runtime does not host",
+                        self.store.path,
+                        mid,
+                        recipient,
+                        recipient,
+                        extra={**where, "agent_id": recipient},
+                    )
+                    continue
+                host.resumed(host.correlation(cid), message, recipient)
+                self.local.put(message, recipient)
+                self.resumed += 1
+        return found
 
     async def _writer(self) -> None:
         """Write each batch in one transaction, then queue its deliveries. A batch of ends
@@ -218,9 +240,13 @@ class DurableTransport(Observer):
             with anyio.CancelScope(shield=True):
                 self._urgent = anyio.Event()
                 batch, self._batch = self._batch, Batch()
+                batch.seal(self._holders)
                 queued, self._queued = self._queued, []
                 self._writing = queued
-                await anyio.to_thread.run_sync(self.store.write, batch)
+                if self.store.each:  # the disk is waited for, off the loop
+                    await anyio.to_thread.run_sync(self.store.write, batch)
+                else:  # into the log in the system's cache: no thread to wait for
+                    self.store.write(batch)
                 self.writes += 1
                 self._writing = []
             for item, recipients, held in queued:
@@ -228,6 +254,14 @@ class DurableTransport(Observer):
                     self.local.put_held(item, recipients)
                 else:
                     self.local.put(item, recipients[0])
+
+    async def _syncer(self) -> None:
+        """Bring the writes to the disk every ``_every`` seconds while there are any."""
+        while True:
+            await anyio.sleep(self._every)
+            if self._synced != self.writes:
+                self._synced = self.writes
+                await anyio.to_thread.run_sync(self.store.sync)
 
     # --- the transport calls ----------------------------------------------------------------
     def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
@@ -251,31 +285,29 @@ class DurableTransport(Observer):
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
         self._keep(item, recipients, True)
 
-    def _json(self, msg: Message) -> str:
-        """``message_json(msg)``, once for the recipients of a fan-out put one by one."""
-        last, dumped = self._dumped
-        if last is not msg:
-            dumped = message_json(msg)
-            self._dumped = msg, dumped
-        return dumped
-
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
-        cid, dumped, puts = msg.correlation_id, self._json(msg), self._batch.puts
+        mid, cid, batch = msg.id, msg.correlation_id, self._batch
+        holders = self._holders.get(mid)
+        body = message_json(msg) if holders is None else ""
         if msg.hops == 0 and msg.sender != RUNTIME and cid not in self._requests_kept:
             # A request from outside (``publish`` or ``publish_nowait``): its output is what
             # a restart waits for. The runtime's own notices are not requests.
             self._requests_kept.add(cid)
-            self._batch.requests.append((cid, cid, dumped))
+            batch.requests.append((cid, body or message_json(msg)))
         if self._host is not None:
-            self._batch.charged[cid] = self._host.charged(self._host.correlation(cid))
-        for rid in recipients:
-            did = delivery_id(msg, rid)
-            if isinstance(item, Handoff):  # the fallback's delivery replaces its agent's row
-                original = delivery_id(msg, item.failed_agent)
-                self._fallbacks[did] = original
-                did = original
-            puts.append((did, cid, delivery_json(rid, dumped)))
+            batch.charged[cid] = self._host.charged(self._host.correlation(cid))
+        if holders is None:  # kept once, whatever the number of its recipients
+            holders = self._holders[mid] = {}
+            batch.kept[mid] = (cid, body)
+        else:
+            batch.moved.add(mid)
+        if isinstance(item, Handoff):  # the fallback goes on with its agent's delivery
+            holders[recipients[0]] = holders.pop(item.failed_agent, item.failed_agent)
+        else:
+            for rid in recipients:
+                holders[rid] = rid
+        batch.waited_for = True
         self._queued.append((item, recipients, held))
         self._wake.set()
         self._urgent.set()
@@ -290,9 +322,7 @@ class DurableTransport(Observer):
     def drain_queues(self) -> Iterator[tuple[Mailbox, Queued]]:
         """At close: what was queued, and what waits to be written (written now: it stays in
         the store for the next start)."""
-        if self._batch:
-            self.store.write(self._batch)
-            self._batch = Batch()
+        self._flush()
         mailboxes = self.local.mailboxes
         for item, recipients, _ in (*self._writing, *self._queued):
             for rid in recipients:
@@ -304,8 +334,18 @@ class DurableTransport(Observer):
         return self.local.workers()
 
     # --- outcomes: the end of each delivery -------------------------------------------------
-    def _ended(self, did: str) -> None:
-        self._batch.ended.append(self._fallbacks.pop(did, did))
+    def _ended(self, message_id: str, agent_id: str) -> None:
+        """The delivery of ``message_id`` to ``agent_id`` ended (or the delivery that agent
+        stood in for, as a fallback, or that it failed and its fallback failed too)."""
+        holders = self._holders.get(message_id)
+        if holders is None:
+            return
+        if holders.pop(agent_id, None) is None:
+            stood_in = [held for held, was_for in holders.items() if was_for == agent_id]
+            if not stood_in:
+                return
+            del holders[stood_in[0]]
+        self._batch.moved.add(message_id)
         self._wake.set()
 
     def _released_by(self, agent_id: str) -> frozenset[str]:
@@ -322,20 +362,19 @@ class DurableTransport(Observer):
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             return
-        did = delivery_id(msg, agent_id)
         if self._released_by(agent_id):  # a fan-in's part: kept until it emits
-            self._parts.setdefault((agent_id, msg.correlation_id), []).append(did)
+            self._parts.setdefault((agent_id, msg.correlation_id), []).append(msg.id)
             return
-        self._ended(did)
+        self._ended(msg.id, agent_id)
 
     def published(self, msg: Message, recipients: int) -> None:
         if msg.type == _DECISION and msg.sender == DESK:
             approval_id = getattr(msg.payload, "approval_id", "")
             if self._held.pop(approval_id, None) is not None:
-                self._ended(f"{approval_id}:{DESK}")
+                self._ended(approval_id, DESK)
         elif msg.type in self._released_by(msg.sender):
-            for did in self._parts.pop((msg.sender, msg.correlation_id), ()):
-                self._ended(did)
+            for mid in self._parts.pop((msg.sender, msg.correlation_id), ()):
+                self._ended(mid, msg.sender)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
@@ -348,10 +387,7 @@ class DurableTransport(Observer):
         ):
             self._kept.add(cid)
             return  # this process stopped: it runs again at the next start
-        did = delivery_id(letter.message, letter.agent_id)
-        for handoff in [h for h, original in self._fallbacks.items() if original == did]:
-            del self._fallbacks[handoff]  # its fallback failed too: the delivery ends here
-        self._ended(did)
+        self._ended(letter.message.id, letter.agent_id)
 
     def settled(self, correlation_id: str) -> None:
         if correlation_id in self._kept:
@@ -362,17 +398,22 @@ class DurableTransport(Observer):
             return  # paused for a person, or a fan-in under way: resumed at the next start
         for approval_id in held:  # cancelled while paused: the approval goes with it
             del self._held[approval_id]
-            self._ended(f"{approval_id}:{DESK}")
+            self._ended(approval_id, DESK)
         for key in parts:  # the fan-in ended without emitting (nothing to bundle, or failed)
-            for did in self._parts.pop(key):
-                self._ended(did)
+            for mid in self._parts.pop(key):
+                self._ended(mid, key[0])
         self._requests_kept.discard(correlation_id)
         self._cancelled.discard(correlation_id)
         self._batch.settled.append(correlation_id)
         self._wake.set()
 
     def closed(self) -> None:
-        if self._batch:
-            self.store.write(self._batch)
-            self._batch = Batch()
+        self._flush()
         self.store.close()
+
+    def _flush(self) -> None:
+        """Write what waits to be written, now (at close)."""
+        if self._batch:
+            batch, self._batch = self._batch, Batch()
+            batch.seal(self._holders)
+            self.store.write(batch)
