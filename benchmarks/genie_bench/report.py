@@ -54,6 +54,10 @@ def _pool(row: dict[str, Any] | None, key: str = RATIO[POOL]) -> float | None:
     return None if row is None else row.get(key)
 
 
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return None if ours is None or not theirs else ours / theirs
+
+
 def targets(results: Results) -> list[dict[str, Any]]:
     """The performance targets, each with what this run measured; one with no data is left out.
 
@@ -161,6 +165,26 @@ def targets(results: Results) -> list[dict[str, Any]]:
             None if not plain or governed is None else governed / plain,
             2.0,
             True,
+            "x genie",
+        )
+    # Durable mode (issue 37): what keeping each delivery in a store costs, against the
+    # in-memory runtime of the same run.
+    for impl, p50_limit in (("genie+store", 2.0), ("genie+store-always", None)):
+        plain = fanout.get("genie", {}).get("50", {})
+        kept = fanout.get(impl, {}).get("50", {})
+        if p50_limit is not None:
+            add(
+                f"fan-out N=50 p50, {impl}: at most {p50_limit:g}x plain genie",
+                _ratio(kept.get("p50_us"), plain.get("p50_us")),
+                p50_limit,
+                True,
+                "x genie",
+            )
+        add(
+            f"throughput N=50, {c} in flight, {impl}: at least 0.3x plain genie's deliveries/s",
+            _ratio(kept.get("deliveries_per_s"), plain.get("deliveries_per_s")),
+            0.3,
+            False,
             "x genie",
         )
     cpu = results.get("cpu")

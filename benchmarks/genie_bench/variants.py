@@ -30,6 +30,7 @@ VARIANTS = (
     "genie+policies+metrics",
     "genie+gcfreeze",
     "genie+store",
+    "genie+store-always",
     *PEERS,
 )
 
@@ -145,7 +146,7 @@ def build(
                     policies if "policies" in name else (),
                     "metrics" in name,
                     freeze_gc="gcfreeze" in name,
-                    store="store" in name,
+                    store="always" if "store-always" in name else "store" in name,
                 )
             )
     return impls, skipped

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -586,10 +586,14 @@ class Sink(BaseAgent):
 
 
 def genie(
-    policies: Sequence[Policy], metrics: bool, freeze_gc: bool = False, store: bool = False
+    policies: Sequence[Policy],
+    metrics: bool,
+    freeze_gc: bool = False,
+    store: bool | Literal["always"] = False,
 ) -> Implementation:
     """Genie's runtime, with or without a policy set, metrics, ``freeze_gc`` and a durable
-    store (a SQLite file in a temporary folder, made for each run): one variant each."""
+    store (a SQLite file in a temporary folder, made for each run; ``"always"``: each write
+    waits for the disk): one variant each."""
     # Passed only when asked for, so the harness still drives a genie without the option.
     fixed: dict[str, Any] = {"freeze_gc": True} if freeze_gc else {}
 
@@ -599,7 +603,8 @@ def genie(
             yield fixed
             return
         with tempfile.TemporaryDirectory(prefix="genie-bench-") as folder:
-            yield {**fixed, "store": Path(folder) / "store.db"}
+            sync = {"store_sync": "always"} if store == "always" else {}
+            yield {**fixed, "store": Path(folder) / "store.db", **sync}
 
     @asynccontextmanager
     async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
@@ -645,12 +650,15 @@ def genie(
 
     name = "genie" + ("+policies" if policies else "") + ("+metrics" if metrics else "")
     name += ("+gcfreeze" if freeze_gc else "") + ("+store" if store else "")
+    name += "-always" if store == "always" else ""
     what = ["no policies" if not policies else f"the default policy set ({len(policies)})"]
     what.append("metrics on" if metrics else "metrics off")
     if freeze_gc:
         what.append("gc.freeze() after start-up (Runtime(freeze_gc=True))")
     if store:
         what.append("every delivery kept in a SQLite store until it ends (Runtime(store=...))")
+    if store == "always":
+        what.append("each write waiting for the disk (store_sync='always')")
     return Implementation(name, f"Genie's Runtime, {', '.join(what)}", fanout, chain, idle)
 
 
