@@ -125,13 +125,15 @@ async def _genie_worker(url: str, rounds: int, namespace: str) -> None:
 class FetchCounts:
     """What a worker fetched and started: pull requests, the deliveries they brought, the
     deliveries started, the seconds they waited between fetch and start (summed), and the
-    largest batch."""
+    largest batch; and the CPU seconds the worker had used when it answered (its own clock:
+    /proc counts 10 ms ticks, coarser than the CPU of a small round's workers)."""
 
     fetches: int = 0
     fetched: int = 0
     started: int = 0
     unstarted_seconds: float = 0.0
     largest_batch: int = 0
+    cpu_seconds: float = 0.0
 
     def fetched_now(self, batch: list[Any]) -> None:
         self.fetches += 1
@@ -139,7 +141,7 @@ class FetchCounts:
         self.largest_batch = max(self.largest_batch, len(batch))
 
     def add(self, other: FetchCounts) -> None:
-        for f in ("fetches", "fetched", "started", "unstarted_seconds"):
+        for f in ("fetches", "fetched", "started", "unstarted_seconds", "cpu_seconds"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.largest_batch = max(self.largest_batch, other.largest_batch)
 
@@ -184,7 +186,8 @@ async def _answer_counts(url: str, name: str, counts: Callable[[], FetchCounts])
     nc = await nats.connect(url)
 
     async def answer(msg: Any) -> None:
-        await msg.respond(json.dumps(dataclasses.asdict(counts())).encode())
+        now = dataclasses.replace(counts(), cpu_seconds=time.process_time())
+        await msg.respond(json.dumps(dataclasses.asdict(now)).encode())
 
     await nc.subscribe(_counts_subject(name), cb=answer)
 
@@ -282,14 +285,15 @@ def _server_counts(monitor: str) -> dict[str, float]:
 
 class _CpuMeter:
     """The CPU seconds each process of a measured round used: the entry (this process), the
-    round's workers together, the server, and the other configurations' workers, stopped
-    then (``idle``: zero unless a signal went astray); and the server's messages in that
-    round (from its monitoring)."""
+    round's workers together (as they say it), the server, and the other configurations'
+    workers, stopped then (``idle``: zero unless a signal went astray); and the server's
+    messages in that round (from its monitoring)."""
 
     def __init__(
         self, server: int, workers: list[int], idle: list[int], monitor: str, url: str, name: str
     ) -> None:
-        self.pids = {"server": [server], "workers": workers, "idle": idle}
+        self.pids = {"server": [server], "idle": idle}
+        self.workers = len(workers)
         self.monitor = monitor
         self.url, self.name = url, name
         self.start: dict[str, float] = {}
@@ -297,7 +301,7 @@ class _CpuMeter:
         self.fetch = FetchCounts()
 
     async def begin(self) -> None:
-        self.fetch = await _gather_counts(self.url, self.name, len(self.pids["workers"]))
+        self.fetch = await _gather_counts(self.url, self.name, self.workers)
         self.counts = _server_counts(self.monitor)
         self.start = {k: sum(map(_cpu, v)) for k, v in self.pids.items()}
         self.start["entry"] = time.process_time()
@@ -308,7 +312,8 @@ class _CpuMeter:
         now = _server_counts(self.monitor)
         for k, v in now.items():
             out[f"msgs {k}"] = v - self.counts.get(k, 0)
-        fetch = await _gather_counts(self.url, self.name, len(self.pids["workers"]))
+        fetch = await _gather_counts(self.url, self.name, self.workers)
+        out["workers"] = fetch.cpu_seconds - self.fetch.cpu_seconds
         for k in ("fetches", "fetched", "started", "unstarted_seconds"):
             out[f"fetch {k}"] = getattr(fetch, k) - getattr(self.fetch, k)
         out["fetch largest_batch"] = fetch.largest_batch
