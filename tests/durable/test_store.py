@@ -436,3 +436,14 @@ async def test_writes_are_brought_to_the_disk_every_store_sync_while_there_are_a
         assert await anyio.to_thread.run_sync(first.wait, 5)
         await anyio.sleep(0.15)  # idle: nothing more written, nothing more to sync
         assert len(synced) <= 2
+
+
+def test_a_store_of_the_old_layout_that_is_not_genies_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE deliveries (id TEXT PRIMARY KEY, correlation_id TEXT, body TEXT)")
+    db.execute("INSERT INTO deliveries VALUES ('m:a', 'c', 'not json')")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigurationError, match="kept delivery m:a is not genie's"):
+        Runtime(store=path)

@@ -135,23 +135,26 @@ def _connect(path: Path, each: bool = False) -> sqlite3.Connection:
 def _upgrade(db: sqlite3.Connection) -> None:
     """Move what a store made by genie before messages were kept once holds (a row per
     delivery, in ``deliveries``) into ``messages``, in one transaction."""
+    old = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+    if db.execute(old).fetchone() is None:
+        return  # no write lock taken: a runtime may be writing the file meanwhile
     db.execute("BEGIN IMMEDIATE")
     try:
-        found = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
-        ).fetchone()
-        if found is not None:
+        if db.execute(old).fetchone() is not None:  # not moved meanwhile by another
             kept: dict[str, tuple[str, str, Holders]] = {}
             for did, cid, body in db.execute(
                 "SELECT id, correlation_id, body FROM deliveries ORDER BY rowid"
             ):
-                delivery = json.loads(body)
-                message = delivery["message"]
-                mid = str(message["id"])
+                try:
+                    delivery = json.loads(body)
+                    message, recipient = delivery["message"], str(delivery["recipient"])
+                    mid = str(message["id"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise sqlite3.DatabaseError(f"kept delivery {did} is not genie's") from exc
                 entry = kept.setdefault(
                     mid, (str(cid), json.dumps(message, separators=(",", ":")), {})
                 )
-                entry[2][str(delivery["recipient"])] = str(did)[len(mid) + 1 :]
+                entry[2][recipient] = str(did)[len(mid) + 1 :]
             db.executemany(
                 "INSERT OR REPLACE INTO messages (id, correlation_id, body, recipients) "
                 "VALUES (?, ?, ?, ?)",
