@@ -21,7 +21,9 @@ from typing import Literal
 
 from .._message.payload import Payload
 
-__all__ = ["Cancelled", "Lost"]
+__all__ = ["Cancelled", "Lost", "cancellation", "cancelled_request"]
+
+SUFFIX = ".cancel"
 
 
 class Lost(Payload):
@@ -48,3 +50,13 @@ class Cancelled(Payload):
 
     correlation_id: str
     reason: str
+
+
+def cancellation(correlation_id: str) -> str:
+    """The correlation in which the cancellation of ``correlation_id`` is told and undone."""
+    return correlation_id + SUFFIX
+
+
+def cancelled_request(correlation_id: str) -> str | None:
+    """The request whose cancellation ``correlation_id`` is (None: it is not one)."""
+    return correlation_id.removesuffix(SUFFIX) if correlation_id.endswith(SUFFIX) else None

@@ -557,6 +557,8 @@ class Runtime:
             # Nothing may keep running: close as if the block had failed, then re-raise.
             await self._stop(drain=False)
             raise
+        if self._keeper is not None:
+            self._keeper.replay_own()  # a cancelled workflow's compensations, say
         if self.freeze_gc:
             gc.collect()
             gc.freeze()
@@ -854,15 +856,17 @@ class Runtime:
         if corr is not None and corr.in_flight:
             told = corr.cancelled
             corr.cancelled = True
-            self._transport.cancel(correlation_id)
-            self._timers.cancel(correlation_id)
+            # The notice first: a store learns who must take the cancellation before the
+            # request can settle (ending its queued work below may settle it at once).
             if not told and self._router.subscribers(_CANCELLED):
                 self._notify_cancel(correlation_id)
+            self._transport.cancel(correlation_id)
+            self._timers.cancel(correlation_id)
 
     def _notify_cancel(self, correlation_id: str) -> None:
         """Tell the subscribers of ``genie.cancelled``, in a correlation of the notice's own
         (see losses.py): the cancelled one delivers nothing more."""
-        from .losses import Cancelled  # registered by `_watch_losses`
+        from .losses import Cancelled, cancellation  # registered by `_watch_losses`
 
         if self._state is not RuntimeState.RUNNING:
             return
@@ -870,7 +874,7 @@ class Runtime:
             Cancelled(correlation_id=correlation_id, reason="the request was cancelled"),
             sender=RUNTIME,
             role=Role.SYSTEM,
-            correlation_id=f"{correlation_id}.cancel",
+            correlation_id=cancellation(correlation_id),
             trace_id=correlation_id,
         )
         self._dispatcher.route(notice, False)

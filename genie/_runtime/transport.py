@@ -225,6 +225,11 @@ class Keeper(Protocol):
         """Queue again what the store kept of ``correlation_id``; how many deliveries."""
         ...
 
+    def replay_own(self) -> int:
+        """At start: queue again the kept work no caller waits for (what runs in a
+        cancellation's correlation); how many deliveries."""
+        ...
+
     def holds(self, correlation_id: str) -> bool:
         """``correlation_id`` waits for a person (a pending approval the store keeps): a
         caller who stops waiting leaves it paused, not cancelled."""

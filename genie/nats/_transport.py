@@ -819,6 +819,9 @@ class NatsTransport:
             self._outcomes.settle(host, record, bounded)
         return len(kept)
 
+    def replay_own(self) -> int:
+        return 0  # the broker keeps only requests from outside (a cancellation is not one)
+
     def holds(self, correlation_id: str) -> bool:
         return False  # approvals are kept by a store (``--store``), not on the broker
 

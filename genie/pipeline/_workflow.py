@@ -47,6 +47,7 @@ from ._finished import Finished
 __all__ = [
     "STEP_DEADLINE",
     "ApprovalStep",
+    "CarriedRun",
     "Step",
     "StepDeadline",
     "WorkflowDeadline",
@@ -122,6 +123,27 @@ class WorkflowDeadline(Payload):
     """The tick of the workflow's own deadline."""
 
     message_type = "genie.workflow_deadline"
+
+
+class CarriedRun(Payload):
+    """A cancelled run, as the workflow carries it into the cancellation's correlation: a
+    message to itself, so that a store keeps it there once the cancelled request's own
+    messages, from which a restart would rebuild the run, are gone. The compensations left
+    (``undo``, and ``sent``: message id -> step, those under way) resume from it."""
+
+    message_type = "genie.workflow_carried_run"
+
+    cancelled: str  # the correlation of the cancelled request
+    start_id: str
+    state: dict[str, Any]
+    status: dict[str, str]
+    sent: dict[str, str]
+    completed: list[str]
+    events: list[WorkflowEvent]
+    failure: tuple[Status, str | None, str]
+    undo: list[str]
+    compensated: list[str]
+    not_compensated: list[str]
 
 
 def outcome_model(type_name: str) -> type[WorkflowOutcome]:
@@ -263,6 +285,7 @@ class WorkflowNode:
             state,
             *dict.fromkeys(undo),
             *asks,
+            *((CarriedRun,) if undo else ()),
             StepDeadline,
             WorkflowDeadline,
         )
@@ -284,6 +307,8 @@ class WorkflowNode:
             return ()
         if isinstance(payload, Cancelled):
             return self._cancelled(payload, ctx)
+        if isinstance(payload, CarriedRun):
+            return self._carried(payload, ctx)
         session = self._sessions.get(msg.correlation_id)
         if session is None:
             if (
@@ -344,7 +369,7 @@ class WorkflowNode:
             return msg.sender == "genie"
         if isinstance(payload, ApprovalDecision):
             return msg.sender == DESK
-        if isinstance(payload, StepDeadline | WorkflowDeadline):
+        if isinstance(payload, StepDeadline | WorkflowDeadline | CarriedRun):
             return msg.sender == self.id
         return True
 
@@ -544,6 +569,54 @@ class WorkflowNode:
         self._event(ctx, session, self.id, "cancelled", notice.reason)
         if session.failure is None:
             session.failure = ("cancelled", None, notice.reason)
+        out = self._advance(ctx, session, key)
+        if key in self._sessions:  # compensations under way: carried where they run
+            out.append(self._carry(ctx, session, notice.correlation_id))
+        return out
+
+    def _carry(self, ctx: Context, session: _Session, cancelled: str) -> Message:
+        assert session.failure is not None
+        assert session.undo is not None
+        carried = CarriedRun(
+            cancelled=cancelled,
+            start_id=session.start_id,
+            state=session.state,
+            status=session.status,
+            sent={mid: sent.step for mid, sent in session.sent.items()},
+            completed=session.completed,
+            events=session.events,
+            failure=session.failure,
+            undo=session.undo,
+            compensated=session.compensated,
+            not_compensated=session.not_compensated,
+        )
+        return ctx.emit(carried, recipient=self.id)
+
+    def _carried(self, carried: CarriedRun, ctx: Context) -> Sequence[Message]:
+        """A run carried into a cancellation's correlation: nothing when it runs here (this
+        process carried it); the run again when a store resumed it after a restart."""
+        key = ctx.message.correlation_id
+        if key in self._sessions or key in self._closed:
+            return ()
+        session = self._sessions[key] = _Session(
+            carried.start_id,
+            dict(carried.state),
+            None,
+            dict(carried.status),
+            completed=list(carried.completed),
+            events=list(carried.events),
+            failure=carried.failure,
+            undo=list(carried.undo),
+            compensated=list(carried.compensated),
+            not_compensated=list(carried.not_compensated),
+        )
+        for mid, step_id in carried.sent.items():  # its delivery runs again from the store
+            deadline = self.steps[step_id].deadline
+            timer = (
+                None if deadline is None else ctx.schedule(deadline, StepDeadline(message_id=mid))
+            )
+            session.sent[mid] = _Sent(step_id, "undo", dict(carried.state), timer)
+        self._closed.add(carried.cancelled)
         return self._advance(ctx, session, key)
 
     def _withdraw(self, ctx: Context, approval_id: str, why: str) -> Message:

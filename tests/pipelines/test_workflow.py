@@ -4,6 +4,7 @@ a failed undo dead-lettered and reported. On both event loops, through the real 
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -350,6 +351,43 @@ async def test_the_workflow_deadline_counts_across_a_restart(tmp_path: Path) -> 
     assert isinstance(outcome, WorkflowOutcome)
     assert outcome.status == "timed_out"
     assert outcome.compensated == ("flight",)
+
+
+async def test_a_cancelled_runs_compensations_resume_after_a_stop(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    store = tmp_path / "trip.db"
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="stall: 30", flight="undo_stall: 30")
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        msg = pipeline.entry_message(first, pipeline.entry_payload(None, "-"))
+        await first.publish(msg)
+        await wait_all_tasks_blocked()  # the car under way
+        first.cancel(msg.correlation_id)
+        await wait_all_tasks_blocked()  # the hotel undone, the flight's undo under way: stopped
+        assert saga_agents.JOURNAL[-2:] == ["undo hotel hotel-ok", "undoing flight"]
+    assert first.unfinished() == []
+    saga_agents.JOURNAL.clear()
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    rt = pipeline.runtime(store=store)
+    async with rt:
+        assert rt.unfinished() == []  # a cancelled request is no request to resume
+        undo = rt.gather(f"{msg.correlation_id}.cancel", types=["trip_outcome"], timeout=10)
+        (out,) = (await undo.wait()).replies  # resumed at start, with nobody waiting for it
+    outcome = out.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "cancelled"
+    assert outcome.compensated == ("hotel", "flight")
+    assert "undo flight flight-ok" in saga_agents.JOURNAL
+    assert not any(j.startswith(("start", "undo hotel")) for j in saga_agents.JOURNAL)
+    assert rt.statistics().in_flight == 0
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == (0,)
 
 
 async def test_a_decision_not_from_the_desk_is_ignored(tmp_path: Path) -> None:

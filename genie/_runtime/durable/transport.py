@@ -19,6 +19,14 @@ A runtime started on the store lists the requests that had not settled (``unfini
 ``message.id:agent``, as its idempotency key. A delivery cut short by a shutdown (drained past
 ``drain_timeout``, or still queued) stays in the store as a crash would leave it; a delivery
 whose correlation was cancelled ends.
+
+A cancellation is kept once every agent told of it (the subscribers of ``genie.cancelled``)
+has taken the notice: what such an agent kept of the cancelled request (a workflow's run) ends
+with its handling of the notice, which carries what it needs into the notice's correlation;
+the request is no longer one to resume. A crash before that leaves the request as it was,
+resumed by the next start, and the notice is dropped. At start (``replay_own``) the work of
+the cancellations' correlations runs again, with nobody waiting for it, and what a cancelled
+request left in flight ends unrun.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
+from ..losses import cancelled_request
 from ..observe.observer import Observer
 from ..transport import RUNTIME, WorkerCounts, message_json
 from .store import DESK, Batch, DeliveryStore, Holders, Kept
@@ -56,6 +65,7 @@ _log = lazy_logger("genie.runtime")
 _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopped")
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
+_CANCELLED = "genie.cancelled"  # the runtime's notice that a request was cancelled
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 # Seconds a write of ends alone waits for deliveries to ride with it: nobody waits for an
 # end, and a crash before it is written runs its delivery again, as at least once allows.
@@ -80,6 +90,14 @@ def check_sync(sync: object) -> Sync:
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
 """Takes an answer left in the store (approval id, approved, by, roles, reason): what became
 of it, or None while its approval is not pending here yet."""
+
+
+def _cancelled_by(msg: Message) -> str | None:
+    """The request whose cancellation ``msg`` tells, if it is the runtime's notice of one."""
+    if msg.type != _CANCELLED or msg.sender != RUNTIME:
+        return None
+    target = getattr(msg.payload, "correlation_id", None)
+    return target if isinstance(target, str) else None
 
 
 class DurableTransport(Observer):
@@ -107,8 +125,9 @@ class DurableTransport(Observer):
         self._requests_kept: set[str] = set()  # requests written (until they settle)
         self._requests = self.store.requests()  # as the store was found
         self._charged = self.store.charged()  # each request's budget spent before
+        self._found = self.store.pending()  # in the order they were kept
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
-        for row in self.store.pending():
+        for row in self._found:
             self._pending.setdefault(row[1], []).append(row)
         self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
         # A fan-in's parts, kept until it emits for their correlation: (agent, correlation)
@@ -117,6 +136,10 @@ class DurableTransport(Observer):
         self._releases: dict[str, frozenset[str]] = {}
         self._stopping = False
         self._cancelled: set[str] = set()  # correlations cancelled here, until they settle
+        # A cancelled request -> the agents told of it that have not taken the notice yet;
+        # until they all have, it is a request to resume after a crash.
+        self._told: dict[str, set[str]] = {}
+        self._unsettled: set[str] = set()  # settled while its notice was not taken by all
         self._answer: Answer | None = None
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
@@ -187,10 +210,29 @@ class DurableTransport(Observer):
         straight to the mailboxes); how many. Once: a second call finds none."""
         host = self._host
         assert host is not None
-        kept = self._pending.pop(correlation_id, [])
         spent = self._charged.pop(correlation_id, 0)
         if spent:  # its budget continues where it stopped
             host.charge(host.correlation(correlation_id), spent)
+        return self._run_again(self._pending.pop(correlation_id, []))
+
+    def replay_own(self) -> int:
+        """At start: queue again the work kept in the correlations of cancellations (a
+        cancelled workflow's compensations), in the order it was kept, with nobody waiting
+        for it; end unrun what a cancelled request left in flight, and the notices of
+        cancellations not taken before the stop (their requests resume as they were)."""
+        requests = {cid for cid, _ in self._requests}
+        own = {cid for cid in self._pending if cid not in requests}
+        for cid in own:
+            del self._pending[cid]
+        rows, self._found = [row for row in self._found if row[1] in own], []
+        return self._run_again(rows, requests)
+
+    def _run_again(self, kept: Iterable[Kept], requests: set[str] | None = None) -> int:
+        """Queue the deliveries of ``kept`` again; how many. Work no caller waits for (given
+        the ``requests`` a caller may resume) ends unrun when it is what a cancelled request
+        left, or the notice of the cancellation of one of ``requests``."""
+        host = self._host
+        assert host is not None
         found = 0
         for mid, cid, body, holders in kept:
             where = {"agent_id": "-", "message_type": "-", "correlation_id": cid}
@@ -203,6 +245,21 @@ class DurableTransport(Observer):
                     mid,
                     exc,
                     extra=where,
+                )
+                continue
+            if requests is not None and (
+                cancelled_request(cid) is None or _cancelled_by(message) in requests
+            ):
+                self._holders[mid] = {}  # ends with the next write
+                self._batch.moved.add(mid)
+                self._wake.set()
+                why = (
+                    "its request was cancelled"
+                    if message.type != _CANCELLED
+                    else "the request resumes"
+                )
+                _log.info(
+                    "store %s: message %s ends unrun: %s", self.store.path, mid, why, extra=where
                 )
                 continue
             self._holders[mid] = holders
@@ -307,6 +364,10 @@ class DurableTransport(Observer):
         else:
             for rid in recipients:
                 holders[rid] = rid
+            if msg.type == _CANCELLED:
+                target = _cancelled_by(msg)
+                if target is not None:
+                    self._told.setdefault(target, set()).update(recipients)
         batch.waited_for = True
         self._queued.append((item, recipients, held))
         self._wake.set()
@@ -359,6 +420,8 @@ class DurableTransport(Observer):
         return releases
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        if msg.type == _CANCELLED:
+            self._taken(msg, agent_id)
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             return
@@ -387,11 +450,38 @@ class DurableTransport(Observer):
         ):
             self._kept.add(cid)
             return  # this process stopped: it runs again at the next start
+        if letter.message.type == _CANCELLED:
+            self._taken(letter.message, letter.agent_id)
         self._ended(letter.message.id, letter.agent_id)
+
+    def _taken(self, notice: Message, agent_id: str) -> None:
+        """``agent_id`` has taken (or failed on) ``notice`` of a cancellation: what it kept
+        of the cancelled request ends with this delivery, in whose outputs it carried what it
+        needs; once every agent told has, the request is cancelled for good."""
+        target = _cancelled_by(notice)
+        told = self._told.get(target or "")
+        if target is None or told is None or agent_id not in told:
+            return
+        told.discard(agent_id)
+        for mid in self._parts.pop((agent_id, target), ()):
+            self._ended(mid, agent_id)
+        if told:
+            return
+        del self._told[target]
+        if target in self._unsettled:
+            self._unsettled.discard(target)
+            self.settled(target)
+        else:  # still ending: no longer a request to resume, whatever a crash leaves of it
+            self._requests_kept.discard(target)
+            self._batch.settled.append(target)
+            self._wake.set()
 
     def settled(self, correlation_id: str) -> None:
         if correlation_id in self._kept:
             return  # settled by the stop alone: the request resumes at the next start
+        if self._told.get(correlation_id):
+            self._unsettled.add(correlation_id)
+            return  # cancelled, but the cancellation is not taken yet (``_taken``)
         held = [a for a, cid in self._held.items() if cid == correlation_id]
         parts = [key for key in self._parts if key[1] == correlation_id]
         if (held or parts) and self._stopping:
