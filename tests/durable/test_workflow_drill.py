@@ -23,7 +23,10 @@ from .test_crash_drill import HARNESS, LEDGER_HELPER, effects, stored
 
 AGENTS = (
     '''
-"""Steps that apply their effect once per delivery id to a ledger file."""
+"""Steps that apply their effect once per delivery id to a ledger file; ``slow`` stalls
+while DRILL_SLOW is set, until its request is cancelled (the cancellation drill)."""
+
+import anyio
 '''
     + LEDGER_HELPER
     + """
@@ -35,6 +38,7 @@ class Order(Payload):
     b: str = ""
     c: str = ""
     d: str = ""
+    slow: str = ""
 
 
 class Unreserve(Payload):
@@ -47,6 +51,8 @@ class Stepper(BaseAgent):
 
     @handler
     async def on_order(self, order: Order, ctx: Context) -> Message:
+        if ctx.agent_id == "slow" and os.environ.get("DRILL_SLOW"):
+            await anyio.sleep(60)
         apply_once(ctx, ctx.agent_id)
         return ctx.reply(order.model_copy(update={ctx.agent_id: "done"}))
 
@@ -136,7 +142,7 @@ def balanced(stats: dict[str, int]) -> None:
     assert stats["fallbacks"] == 0
 
 
-ORDER_DONE = {"n": 7, "a": "done", "b": "done", "c": "done", "d": "done"}
+ORDER_DONE = {"n": 7, "a": "done", "b": "done", "c": "done", "d": "done", "slow": ""}
 
 
 def check(folder: Path, outcome: dict[str, object]) -> None:
