@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .._message.envelope import Message
 from .._message.payload import Payload
 
-__all__ = ["Cancelled", "Lost", "cancellation", "cancelled_request"]
+__all__ = ["Cancelled", "Lost", "cancellation", "cancelled_request", "notice_of_cancelling"]
 
 SUFFIX = ".cancel"
 
@@ -60,3 +61,12 @@ def cancellation(correlation_id: str) -> str:
 def cancelled_request(correlation_id: str) -> str | None:
     """The request whose cancellation ``correlation_id`` is (None: it is not one)."""
     return correlation_id.removesuffix(SUFFIX) if correlation_id.endswith(SUFFIX) else None
+
+
+def notice_of_cancelling(msg: Message) -> str | None:
+    """The request whose cancellation ``msg`` tells, if it is the runtime's notice of one (a
+    ``Cancelled`` from the runtime; the same payload from an agent tells nothing)."""
+    payload = msg.payload
+    if isinstance(payload, Cancelled) and msg.sender == "genie":
+        return payload.correlation_id
+    return None

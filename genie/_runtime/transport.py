@@ -37,7 +37,9 @@ __all__ = [
     "WorkerCounts",
     "delivery_id",
     "Keeper",
+    "Keeps",
     "delivery_json",
+    "keeps_of",
     "message_json",
 ]
 
@@ -210,6 +212,20 @@ class Transport(Protocol):
     def workers(self) -> WorkerCounts:
         """The tasks that run handlers now, for ``Runtime.statistics``."""
         ...
+
+
+Keeps = Callable[[str], bool]
+"""A fan-in's ``keeps(correlation_id)``: whether it holds a session of that correlation open."""
+
+
+def keeps_of(agent: object) -> Keeps | None:
+    """``agent``'s ``keeps``, if it is a fan-in (a declared gather, a workflow): an agent
+    whose state across deliveries is a session per correlation. A transport that keeps
+    deliveries keeps each one the fan-in took while it keeps the delivery's correlation, so
+    that a restart delivers them again and the session is rebuilt; an agent without
+    ``keeps`` holds nothing across deliveries that a transport keeps."""
+    keeps = getattr(agent, "keeps", None)
+    return keeps if callable(keeps) else None
 
 
 @runtime_checkable

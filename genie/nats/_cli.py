@@ -225,7 +225,7 @@ def add_worker(commands: Any) -> None:
 def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     """``genie worker``; ``on_step`` is told each step of each delivery (tests die there)."""
     pipeline = load(args)
-    agents = [d.id for d in pipeline.config.agents]
+    agents = list(pipeline.graph.nodes)  # a declared gather or workflow is an agent here too
     hosted = tuple(a.strip() for a in args.agents.split(",") if a.strip()) if args.agents else ()
     for agent_id in hosted:
         if agent_id not in agents:

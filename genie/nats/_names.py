@@ -76,6 +76,11 @@ class NatsNames:
         return f"{self.work}_ENTRY"
 
     @property
+    def held(self) -> str:
+        """The KV bucket of what the fan-ins workers host keep (a session's deliveries)."""
+        return f"{self.work}_HELD"
+
+    @property
     def budget(self) -> str:
         return f"{self.work}_BUDGET"
 

@@ -48,7 +48,8 @@ from .._message.envelope import Message
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
-from .._runtime.transport import RUNTIME, Delivery, WorkerCounts, delivery_id
+from .._runtime.losses import cancelled_request, notice_of_cancelling
+from .._runtime.transport import RUNTIME, Delivery, Keeps, WorkerCounts, delivery_id, keeps_of
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
@@ -61,6 +62,7 @@ from ._consumer import (
     fetch_ready,
 )
 from ._entry import EntryRequests, check_origin
+from ._held import Held, HeldDeliveries
 from ._memory import NatsMemory
 from ._names import NatsNames, ensure_streams, need_server
 from ._presence import Presence, unhosted, unhosted_warning
@@ -96,7 +98,9 @@ _log = lazy_logger("genie.nats")
 TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: '~')
 
 # Where a worker may be told to stop (tests pick the point of death with these).
-Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "acked"
+# A fan-in's delivery also: "kept" (written to the held bucket, before the ack) and
+# "released" (its correlation's entries purged, after the ack).
+Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "kept" | "acked"
 StepHook = Callable[[Step, Delivery], None]
 
 
@@ -165,6 +169,13 @@ class NatsTransport:
         # first charge made here for the correlation adds the root's 1 (``_admit_charged``).
         self._owed: dict[str, int] = {}
         self._beats = InProgressBeats()
+        # The fan-ins this worker hosts (``keeps``), what they keep (``HeldDeliveries``):
+        # the correlations each has entries of, and the deliveries taken again at start
+        # (a redelivery of one is acked without running a second time).
+        self._fan_ins: dict[str, Keeps] = {}
+        self._held = HeldDeliveries(names.held)
+        self._holding_cids: set[tuple[str, str]] = set()
+        self._taken_again: set[str] = set()
         # Per hosted agent: what its consumer pulled and started (an A/B of fetch sizing).
         self.fetching: dict[str, FetchCounts] = {}
         self._local_schedule: Callable[[Message, float], Timer] | None = None
@@ -234,6 +245,8 @@ class NatsTransport:
         await self.memory.bind(self._js)
         if self._entry is not None:
             await self._entry.bind(self._js)
+        if self.hosted:
+            await self._held.bind(self._js)
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -279,6 +292,10 @@ class NatsTransport:
                 )
         for agent_id in agents:
             self.names.agent(agent_id)  # every id must name a subject: fail before starting
+        for agent_id in self.hosted:
+            keeps = keeps_of(agents[agent_id].agent)
+            if keeps is not None:
+                self._fan_ins[agent_id] = keeps
         self._attached = True
         if self.hosted:
             rt.add_observer(Recorder(self._running, self._run_of))
@@ -852,6 +869,8 @@ class NatsTransport:
 
         await self._ready.wait()  # its outputs are admitted against the shared consent ledger
         await self.cancellations.loaded.wait()  # a cancelled correlation's deliveries never run
+        if mb.id in self._fan_ins:  # its sessions first, as they were before a kill
+            await self._take_again(mb)
         psub = await bound(
             f"bind the consumer of {mb.id}",
             lambda: self.js.pull_subscribe(
@@ -927,11 +946,12 @@ class NatsTransport:
         times = raw.metadata.num_delivered
         if times > 1:
             self.redelivered += 1
+            if delivery.id in self._taken_again:  # its outcome and outputs are out already
+                await raw.ack()
+                return
         run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
         msg = delivery.message
-        self._running[delivery.id] = run
-        run.keys.append(delivery.id)
-        self._by_message[msg.id] = run
+        self._started(run)
         corr = host.correlation(msg.correlation_id)
         if UNCHARGED in headers:
             self._owed[msg.correlation_id] = 1
@@ -978,16 +998,87 @@ class NatsTransport:
             if times > self.max_deliveries:
                 await raw.term()
             else:
+                kept = await self._keep(mb.id, run)
                 await raw.ack()
-            self._step("acked", delivery)
+                self._step("acked", delivery)
+                if kept:
+                    await self._release(mb.id, msg)
         finally:
             if UNCHARGED in headers:
                 self._owed.pop(msg.correlation_id, None)
-            for key in run.keys:
-                if self._running.get(key) is run:
-                    del self._running[key]
-            if self._by_message.get(msg.id) is run:
-                del self._by_message[msg.id]
+            self._ended(run)
+
+    def _started(self, run: Run) -> None:
+        """``run`` is under way: its outputs, timers and dead letter are found by its ids."""
+        self._running[run.delivery.id] = run
+        run.keys.append(run.delivery.id)
+        self._by_message[run.delivery.message.id] = run
+
+    def _ended(self, run: Run) -> None:
+        for key in run.keys:
+            if self._running.get(key) is run:
+                del self._running[key]
+        mid = run.delivery.message.id
+        if self._by_message.get(mid) is run:
+            del self._by_message[mid]
+
+    # --- fan-ins: their sessions kept across a worker's kill (``_held``) ----------------------
+    async def _keep(self, agent_id: str, run: Run) -> bool:
+        """Write a fan-in's handled delivery to the held bucket while the fan-in keeps its
+        correlation, or while it has entries of it (the one that ends a session is kept
+        until the session's entries go, so a kill in between rebuilds it whole); whether
+        it was written."""
+        keeps = self._fan_ins.get(agent_id)
+        if keeps is None or run.dead is not None:
+            return False
+        msg = run.delivery.message
+        cid = msg.correlation_id
+        if not keeps(cid) and (agent_id, cid) not in self._holding_cids:
+            target = cancelled_request(cid)
+            if target is None or (agent_id, target) not in self._holding_cids:
+                return False  # nothing kept of it: nothing to rebuild
+        await self._held.keep(Held(run.delivery, run.origin, run.parent, run.request))
+        self._holding_cids.add((agent_id, cid))
+        self._step("kept", run.delivery)
+        return True
+
+    async def _release(self, agent_id: str, msg: Message) -> None:
+        """Purge what a fan-in kept of the correlations it keeps no more: ``msg``'s, and the
+        request a cancellation's notice tells of (its run was carried into the notice's)."""
+        keeps = self._fan_ins[agent_id]
+        target = notice_of_cancelling(msg)
+        for cid in (msg.correlation_id, *(() if target is None else (target,))):
+            if (agent_id, cid) in self._holding_cids and not keeps(cid):
+                await self._held.release(agent_id, cid)
+                self._holding_cids.discard((agent_id, cid))
+                self._step("released", Delivery(msg, agent_id))
+
+    async def _take_again(self, mb: Mailbox) -> None:
+        """At start: run again, through the runner, what the fan-in ``mb`` kept, in the
+        order it was kept, publishing nothing (its outputs and outcome records went out
+        before it was kept, under the ids they get again): its sessions are as they were.
+        A timer a session sets again reports under the id it had (the origin passes over a
+        record of a delivery it applied already)."""
+        host = self._served()
+        found = await self._held.found(mb.id, host.types)
+        for held in found:
+            self._holding_cids.add((mb.id, held.delivery.message.correlation_id))
+        for held in found:
+            run = Run(held.delivery, held.origin, held.parent, held.request)
+            msg = held.delivery.message
+            self._taken_again.add(held.delivery.id)
+            self._started(run)
+            corr = host.correlation(msg.correlation_id)
+            host.arrived(corr, cancelled=False)
+            try:
+                await self._run(mb, msg, run)
+            finally:
+                self._ended(run)
+            for out, _ in run.outbox:  # sent before the kill: not again
+                host.left(host.correlation(out.correlation_id))
+            await self._release(mb.id, msg)
+        if found:
+            _log.info("%s: %d kept deliveries taken again", mb.id, len(found))
 
     async def _run(self, mb: Mailbox, msg: Message, run: Run) -> None:
         """The delivery (and its handoff to a fallback) through the runtime's own runner."""

@@ -143,9 +143,6 @@ class GatherNode:
         # (agent, type) -> the parts a delivery of that type to that agent leads to.
         self.feeds = {k: frozenset(v) & set(self.expect) for k, v in (feeds or {}).items()}
         self.produces: tuple[type[Payload], ...] = (emit, GatherDeadline)
-        # A store keeps each delivery to this fan-in until it emits its bundle for the
-        # correlation, so that a restart replays the parts it had (docs/durability.md).
-        self.releases = frozenset((emit.message_type,))
         self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
         # Correlations already emitted or timed out: a straggler must not open a new session.
@@ -154,6 +151,12 @@ class GatherNode:
     @property
     def pending(self) -> int:
         return len(self._sessions)
+
+    def keeps(self, correlation_id: str) -> bool:
+        """Whether a session of ``correlation_id`` is open: a store (or the broker) keeps
+        the deliveries this fan-in took of it until it is not, so that a restart delivers
+        them again and the session is rebuilt (docs/durability.md)."""
+        return correlation_id in self._sessions
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         key = msg.correlation_id

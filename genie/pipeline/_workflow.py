@@ -289,9 +289,6 @@ class WorkflowNode:
             StepDeadline,
             WorkflowDeadline,
         )
-        # A store keeps each delivery to the workflow until it emits its outcome for the
-        # correlation, so that a restart replays the run (docs/durability.md).
-        self.releases = frozenset((emit.message_type,))
         self.ignored = 0
         self._sessions: dict[str, _Session] = {}
         self._closed = Finished()
@@ -299,6 +296,12 @@ class WorkflowNode:
     @property
     def pending(self) -> int:
         return len(self._sessions)
+
+    def keeps(self, correlation_id: str) -> bool:
+        """Whether a run of ``correlation_id`` is under way: a store (or the broker) keeps
+        every message the workflow took of it until it is not, so that a restart delivers
+        them again and the run is rebuilt (docs/durability.md)."""
+        return correlation_id in self._sessions
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         payload = msg.payload

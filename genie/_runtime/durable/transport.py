@@ -46,9 +46,9 @@ from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
-from ..losses import cancelled_request
+from ..losses import cancelled_request, notice_of_cancelling
 from ..observe.observer import Observer
-from ..transport import RUNTIME, WorkerCounts, message_json
+from ..transport import RUNTIME, Keeps, WorkerCounts, keeps_of, message_json
 from .store import DESK, Batch, DeliveryStore, Holders, Kept
 
 if TYPE_CHECKING:
@@ -92,14 +92,6 @@ Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
 of it, or None while its approval is not pending here yet."""
 
 
-def _cancelled_by(msg: Message) -> str | None:
-    """The request whose cancellation ``msg`` tells, if it is the runtime's notice of one."""
-    if msg.type != _CANCELLED or msg.sender != RUNTIME:
-        return None
-    target = getattr(msg.payload, "correlation_id", None)
-    return target if isinstance(target, str) else None
-
-
 class DurableTransport(Observer):
     """A ``LocalTransport`` whose deliveries are kept in the SQLite file at ``path`` until they
     end (``Runtime(store=path, store_sync=sync)``)."""
@@ -130,10 +122,10 @@ class DurableTransport(Observer):
         for row in self._found:
             self._pending.setdefault(row[1], []).append(row)
         self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
-        # A fan-in's parts, kept until it emits for their correlation: (agent, correlation)
-        # -> the message ids. An agent is a fan-in when it names the types that release them.
+        # A fan-in's parts, kept while it keeps their correlation: (agent, correlation) ->
+        # the message ids. An agent is a fan-in when it says what it keeps (``keeps``).
         self._parts: dict[tuple[str, str], list[str]] = {}
-        self._releases: dict[str, frozenset[str]] = {}
+        self._fan_ins: dict[str, Keeps | None] = {}
         self._stopping = False
         self._cancelled: set[str] = set()  # correlations cancelled here, until they settle
         # A cancelled request -> the agents told of it that have not taken the notice yet;
@@ -248,7 +240,7 @@ class DurableTransport(Observer):
                 )
                 continue
             if requests is not None and (
-                cancelled_request(cid) is None or _cancelled_by(message) in requests
+                cancelled_request(cid) is None or notice_of_cancelling(message) in requests
             ):
                 self._holders[mid] = {}  # ends with the next write
                 self._batch.moved.add(mid)
@@ -365,7 +357,7 @@ class DurableTransport(Observer):
             for rid in recipients:
                 holders[rid] = rid
             if msg.type == _CANCELLED:
-                target = _cancelled_by(msg)
+                target = notice_of_cancelling(msg)
                 if target is not None:
                     self._told.setdefault(target, set()).update(recipients)
         batch.waited_for = True
@@ -409,25 +401,23 @@ class DurableTransport(Observer):
         self._batch.moved.add(message_id)
         self._wake.set()
 
-    def _released_by(self, agent_id: str) -> frozenset[str]:
-        """The types whose publication by ``agent_id`` releases its kept parts (none: it
-        keeps nothing)."""
-        releases = self._releases.get(agent_id)
-        if releases is None:
-            mailbox = self.local.mailboxes.get(agent_id)
-            found = getattr(mailbox.agent, "releases", None) if mailbox is not None else None
-            releases = self._releases[agent_id] = frozenset(found or ())
-        return releases
-
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         if msg.type == _CANCELLED:
             self._taken(msg, agent_id)
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             return
-        if self._released_by(agent_id):  # a fan-in's part: kept until it emits
-            self._parts.setdefault((agent_id, msg.correlation_id), []).append(msg.id)
-            return
+        if agent_id not in self._fan_ins:
+            mailbox = self.local.mailboxes.get(agent_id)
+            self._fan_ins[agent_id] = None if mailbox is None else keeps_of(mailbox.agent)
+        keeps = self._fan_ins[agent_id]
+        if keeps is not None:  # a fan-in's part: kept while it keeps the correlation
+            cid = msg.correlation_id
+            if keeps(cid):
+                self._parts.setdefault((agent_id, cid), []).append(msg.id)
+                return
+            for mid in self._parts.pop((agent_id, cid), ()):  # it has emitted, or ended
+                self._ended(mid, agent_id)
         self._ended(msg.id, agent_id)
 
     def published(self, msg: Message, recipients: int) -> None:
@@ -435,9 +425,6 @@ class DurableTransport(Observer):
             approval_id = getattr(msg.payload, "approval_id", "")
             if self._held.pop(approval_id, None) is not None:
                 self._ended(approval_id, DESK)
-        elif msg.type in self._released_by(msg.sender):
-            for mid in self._parts.pop((msg.sender, msg.correlation_id), ()):
-                self._ended(mid, msg.sender)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
@@ -458,7 +445,7 @@ class DurableTransport(Observer):
         """``agent_id`` has taken (or failed on) ``notice`` of a cancellation: what it kept
         of the cancelled request ends with this delivery, in whose outputs it carried what it
         needs; once every agent told has, the request is cancelled for good."""
-        target = _cancelled_by(notice)
+        target = notice_of_cancelling(notice)
         told = self._told.get(target or "")
         if target is None or told is None or agent_id not in told:
             return

@@ -1,0 +1,124 @@
+"""What a fan-in a worker hosts (a declared gather, a workflow) took of a correlation it keeps
+open, kept in the namespace's KV bucket ``GENIE_<NS>_HELD`` until it keeps it no more, so that
+a worker started after a kill rebuilds the fan-in's sessions (docs/durability.md, "On NATS").
+
+A worker runs a fan-in's delivery as any other (outcome record and outputs published), then
+writes it here, then acks it: killed before the write, the delivery waits in the work stream
+for the next worker; after it, the next worker finds it here (and, killed before the ack, in
+the stream too: that redelivery is acked without running again). Once the fan-in no longer
+keeps the correlation (it emitted, or ended the session), the correlation's entries go.
+
+At start, before it fetches anything, the worker runs what it finds again, in the order it was
+written, through the same runner, and publishes nothing of it: its outputs and outcome records
+went out before it was written here, under the ids it gives them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._base.log import lazy_logger
+from .._errors import ConfigurationError
+from .._runtime.transport import Delivery
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
+
+    from .._message.types import MessageTypes
+
+__all__ = ["Held", "HeldDeliveries"]
+
+_log = lazy_logger("genie.nats")
+
+
+@dataclass(frozen=True)
+class Held:
+    """A delivery a fan-in took, as its worker ran it: to whom its outcome went (``origin``),
+    the delivery that sent it (``parent``), and whether it was a ``ctx.request``."""
+
+    delivery: Delivery
+    origin: str
+    parent: str | None
+    request: bool
+
+
+def _hash(text: str, size: int) -> str:
+    # A key token: ids have characters a key may not (':', '~'), and any length.
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+class HeldDeliveries:
+    """The fan-ins' deliveries in the KV bucket ``bucket``: one entry per delivery, keyed
+    ``AGENT.CORRELATION.DELIVERY`` (each a hash), so a correlation's go in one purge."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self._kv: KeyValue | None = None
+        self._js: JetStreamContext | None = None
+
+    def _prefix(self, agent_id: str, correlation_id: str) -> str:
+        return f"{_hash(agent_id, 16)}.{_hash(correlation_id, 32)}"
+
+    async def bind(self, js: JetStreamContext) -> None:
+        """Create the bucket if need be (no expiry: a session may stay open for days)."""
+        from nats.js.api import KeyValueConfig, StorageType
+
+        self._js = js
+        self._kv = await js.create_key_value(
+            KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
+        )
+
+    def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            raise ConfigurationError(f"bucket {self.bucket}: NatsTransport.connect() first")
+        return self._kv
+
+    async def found(self, agent_id: str, types: MessageTypes) -> list[Held]:
+        """What ``agent_id`` took and keeps, in the order it was written; an entry these
+        ``types`` cannot read (a type the pipeline no longer has) is reported and left."""
+        watcher = await self._bucket().watch(f"{_hash(agent_id, 16)}.>", ignore_deletes=True)
+        texts: list[bytes] = []
+        try:
+            # nats-py leaves the watcher's methods unannotated; ``None`` marks the last entry.
+            while (entry := await watcher.updates()) is not None:  # type: ignore[no-untyped-call]
+                if entry.value:
+                    texts.append(entry.value)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return list(self._decoded(agent_id, texts, types))
+
+    def _decoded(self, agent_id: str, texts: list[bytes], types: MessageTypes) -> Iterator[Held]:
+        for text in texts:
+            try:
+                kept = json.loads(text)
+                delivery = Delivery.decode(json.dumps(kept["delivery"]), types)
+                yield Held(delivery, str(kept["origin"]), kept["parent"], bool(kept["request"]))
+            except Exception as exc:
+                _log.warning(
+                    "a delivery %s kept cannot be taken again: %s",
+                    agent_id,
+                    exc,
+                    extra={"agent_id": agent_id, "message_type": "-", "correlation_id": "-"},
+                )
+
+    async def keep(self, held: Held) -> None:
+        """Write ``held`` (once its outputs and outcome record are out, before its ack)."""
+        d = held.delivery
+        prefix = self._prefix(d.recipient, d.message.correlation_id)
+        parent = json.dumps(held.parent)
+        value = (
+            f'{{"origin":{json.dumps(held.origin)},"parent":{parent},'
+            f'"request":{"true" if held.request else "false"},"delivery":{d.encode().decode()}}}'
+        )
+        await self._bucket().put(f"{prefix}.{_hash(d.id, 32)}", value.encode())
+
+    async def release(self, agent_id: str, correlation_id: str) -> None:
+        """Forget what ``agent_id`` kept of ``correlation_id``: one purge of its entries."""
+        assert self._js is not None, "bound first"
+        subject = f"$KV.{self.bucket}.{self._prefix(agent_id, correlation_id)}.>"
+        await self._js.purge_stream(f"KV_{self.bucket}", subject=subject)
