@@ -27,6 +27,7 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.observe.observer import Observer
 from .._runtime.transport import Delivery
+from ._wire import entries
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -94,20 +95,13 @@ class EntryRequests(Observer):
         self._kv = await js.create_key_value(
             KeyValueConfig(bucket=self.bucket, history=1, ttl=KEPT_FOR, storage=StorageType.FILE)
         )
-        watcher = await self._kv.watch(f"{self.origin}.>", ignore_deletes=True)
-        try:
-            # nats-py leaves the watcher's methods unannotated; ``None`` marks the last entry.
-            while (entry := await watcher.updates()) is not None:  # type: ignore[no-untyped-call]
-                if not entry.value:
-                    continue
-                kept = json.loads(entry.value)
-                cid = kept["delivery"]["message"]["correlation_id"]
-                self._found_text.setdefault(cid, []).append((kept["delivery"], kept["published"]))
-                self._keys.setdefault(cid, []).append(entry.key)
-                self.parked.setdefault(cid, [])
-                self.earlier.add(cid)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        for key, value in await entries(self._kv, f"{self.origin}.>"):
+            kept = json.loads(value)
+            cid = kept["delivery"]["message"]["correlation_id"]
+            self._found_text.setdefault(cid, []).append((kept["delivery"], kept["published"]))
+            self._keys.setdefault(cid, []).append(key)
+            self.parked.setdefault(cid, [])
+            self.earlier.add(cid)
 
     def decode(self, types: MessageTypes) -> None:
         """Parse what ``bind`` found through the runtime's message types (once it has them);

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
 from .._runtime.transport import Delivery
+from ._wire import entries
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -81,15 +82,7 @@ class HeldDeliveries:
     async def found(self, agent_id: str, types: MessageTypes) -> list[Held]:
         """What ``agent_id`` took and keeps, in the order it was written; an entry these
         ``types`` cannot read (a type the pipeline no longer has) is reported and left."""
-        watcher = await self._bucket().watch(f"{_hash(agent_id, 16)}.>", ignore_deletes=True)
-        texts: list[bytes] = []
-        try:
-            # nats-py leaves the watcher's methods unannotated; ``None`` marks the last entry.
-            while (entry := await watcher.updates()) is not None:  # type: ignore[no-untyped-call]
-                if entry.value:
-                    texts.append(entry.value)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        texts = [value for _, value in await entries(self._bucket(), f"{_hash(agent_id, 16)}.>")]
         return list(self._decoded(agent_id, texts, types))
 
     def _decoded(self, agent_id: str, texts: list[bytes], types: MessageTypes) -> Iterator[Held]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._agent.memory import Episode, Fact
 from .._errors import ConfigurationError
 from ..memory._backends import Row, joined
+from ._wire import entries
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -94,16 +95,7 @@ class NatsMemory:
     async def _under(self, prefix: str) -> list[Any]:
         """The values of every entry whose key begins with ``prefix``, as one watch reads
         them (one consumer, not a request per key)."""
-        watcher = await self._bucket().watch(f"{prefix}.>", ignore_deletes=True)
-        try:
-            values = []
-            # nats-py leaves the watcher's methods unannotated; ``None`` marks the last entry.
-            while (entry := await watcher.updates()) is not None:  # type: ignore[no-untyped-call]
-                if entry.value:
-                    values.append(json.loads(entry.value))
-            return values
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        return [json.loads(value) for _, value in await entries(self._bucket(), f"{prefix}.>")]
 
     # --- key-value -----------------------------------------------------------------------
     async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:

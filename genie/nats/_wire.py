@@ -19,6 +19,7 @@ from ._names import NatsNames
 if TYPE_CHECKING:
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
 
 _T = TypeVar("_T")
 
@@ -33,6 +34,7 @@ __all__ = [
     "NatsPublisher",
     "bound",
     "derived_id",
+    "entries",
     "message_json",
 ]
 
@@ -62,6 +64,21 @@ def derived_id(delivery: str, index: int) -> str:
 
 def message_json(msg: Message) -> dict[str, Any]:
     return msg.model_dump(mode="json")
+
+
+async def entries(kv: KeyValue, keys: str) -> list[tuple[str, bytes]]:
+    """Every entry of ``kv`` whose key matches ``keys`` (``"origin.>"``), as one watch reads
+    them (one consumer, not a request per key), in the order they were written: (key, value)."""
+    watcher = await kv.watch(keys, ignore_deletes=True)
+    found: list[tuple[str, bytes]] = []
+    try:
+        # nats-py leaves the watcher's methods unannotated; ``None`` marks the last entry.
+        while (entry := await watcher.updates()) is not None:  # type: ignore[no-untyped-call]
+            if entry.value:
+                found.append((entry.key, entry.value))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return found
 
 
 class NatsPublisher:
