@@ -1,7 +1,9 @@
-"""``genie approvals list|approve|reject``: the approvals a store keeps pending, answered from
-another terminal (docs/durability.md). The answer is left in the store; the runtime that holds
-it (a ``genie run --store`` or ``genie serve --store`` waiting for it, or the next one to
-resume the request) takes it, checks who may answer, and records it in its audit log."""
+"""``genie approvals list|approve|reject``: the approvals a store keeps pending, or the desk
+of a scale-out lists in its namespace's bucket (``--nats``), answered from another terminal
+(docs/durability.md). The answer is left in the store (or the bucket); the runtime that holds
+the approval (a ``genie run --store`` or ``genie serve --store`` waiting for it, the next one
+to resume the request, or the ``genie worker`` hosting the desk) takes it, checks who may
+answer, and records it in its audit log."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
+
+import anyio
 
 from .._errors import ConfigurationError
 
@@ -26,13 +31,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="the pending approvals")
-    listing.add_argument("--store", required=True, metavar="PATH", help="the store file")
+    _add_where(listing)
     listing.add_argument("--json", action="store_true", help="as JSON, one object each")
     listing.set_defaults(func=_list)
     for verb in ("approve", "reject"):
         answer = verbs.add_parser(verb, help=f"{verb} a pending approval")
         answer.add_argument("approval", metavar="ID", help="the approval's id (see list)")
-        answer.add_argument("--store", required=True, metavar="PATH", help="the store file")
+        _add_where(answer)
         answer.add_argument("--as", dest="principal", required=True, metavar="PRINCIPAL")
         answer.add_argument(
             "--role", action="append", default=[], metavar="ROLE", help="a role you hold"
@@ -43,9 +48,45 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             type=float,
             default=5.0,
             metavar="S",
-            help="seconds to wait for the runtime to take it (5)",
+            help="seconds to wait for the runtime (or the worker hosting the desk) to take it (5)",
         )
         answer.set_defaults(func=_answer, approved=verb == "approve")
+
+
+def _add_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", metavar="PATH", help="the store file")
+    where.add_argument(
+        "--nats",
+        metavar="URL",
+        help="a scale-out's NATS server (with --namespace): the desk a genie worker hosts",
+    )
+    parser.add_argument("--namespace", metavar="NS", help="with --nats: the namespace")
+
+
+def _where(args: argparse.Namespace) -> str:
+    if args.nats is None:
+        if args.namespace is not None:
+            raise ConfigurationError("--namespace names a namespace of --nats: give --nats URL")
+        return str(args.store)
+    if not args.namespace:
+        raise ConfigurationError("--nats: name the namespace (--namespace, the pipeline's name)")
+    return f"namespace {args.namespace} on {args.nats}"
+
+
+def listed(message: dict[str, Any]) -> dict[str, object]:
+    """A pending approval as ``genie approvals list`` shows it, from its request message."""
+    request = message["payload"]
+    return {
+        "id": message["id"],
+        "agent": message["sender"],
+        "subject": request["subject"],
+        "role": request.get("role"),
+        "principal": request.get("principal"),
+        "asked_at": message["created_at"],
+        "deadline_s": request.get("deadline"),
+        "correlation_id": message["correlation_id"],
+    }
 
 
 def pending_approvals(store: str) -> list[dict[str, object]]:
@@ -56,33 +97,34 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
         bodies = client.approvals()
     finally:
         client.close()
-    pending = []
-    for body in bodies:
-        message = json.loads(body)
-        request = message["payload"]
-        pending.append(
-            {
-                "id": message["id"],
-                "agent": message["sender"],
-                "subject": request["subject"],
-                "role": request.get("role"),
-                "principal": request.get("principal"),
-                "asked_at": message["created_at"],
-                "deadline_s": request.get("deadline"),
-                "correlation_id": message["correlation_id"],
-            }
-        )
-    return pending
+    return [listed(json.loads(body)) for body in bodies]
+
+
+def pending_on_nats(url: str, namespace: str) -> list[dict[str, object]]:
+    """The approvals the desk of ``namespace`` lists as pending (none: no desk has run)."""
+    from ..nats._cli import on_approvals
+
+    async def read() -> list[dict[str, object]] | None:
+        return await on_approvals(url, namespace, lambda bucket: bucket.pending())
+
+    return [listed(m) for m in anyio.run(read) or []]
+
+
+def _pending(args: argparse.Namespace) -> list[dict[str, object]]:
+    if args.nats is not None:
+        return pending_on_nats(args.nats, args.namespace)
+    return pending_approvals(args.store)
 
 
 def _list(args: argparse.Namespace) -> int:
-    pending = pending_approvals(args.store)
+    where = _where(args)
+    pending = _pending(args)
     if args.json:
         for approval in pending:
             print(json.dumps(approval))
         return 0
     if not pending:
-        print(f"no approvals pending in {args.store}")
+        print(f"no approvals pending in {where}")
         return 0
     for a in pending:
         who = f"principal {a['principal']}" if a["principal"] else f"role {a['role'] or 'any'}"
@@ -91,17 +133,34 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _answer(args: argparse.Namespace) -> int:
-    from .._runtime.durable.store import StoreClient
-
-    ids = [a["id"] for a in pending_approvals(args.store)]
+    where = _where(args)
+    ids = [a["id"] for a in _pending(args)]
     if args.approval not in ids:
         known = ", ".join(str(i) for i in ids) or "none"
-        raise ConfigurationError(f"no approval {args.approval!r} pending in {args.store} ({known})")
+        raise ConfigurationError(f"no approval {args.approval!r} pending in {where} ({known})")
+    answer = (args.approval, args.approved, args.principal, tuple(args.role), args.reason)
+    if args.nats is not None:
+        outcome = _answer_on_nats(args, answer)
+        taker = "the genie worker hosting the approval desk takes it when it runs"
+    else:
+        outcome = _answer_in_store(args, answer)
+        taker = f"the runtime that resumes the request takes it (genie run --store {where})"
+    if outcome is None:
+        print(f"genie approvals: the answer is left in {where}: {taker}", file=sys.stderr)
+        return 0
+    print(f"{args.approval}: {outcome}")
+    return 1 if outcome.startswith("refused") else 0
+
+
+Answer = tuple[str, bool, str, tuple[str, ...], str]
+
+
+def _answer_in_store(args: argparse.Namespace, answer: Answer) -> str | None:
+    from .._runtime.durable.store import StoreClient
+
     client = StoreClient(args.store)
     try:
-        row = client.answer(
-            args.approval, args.approved, args.principal, tuple(args.role), args.reason
-        )
+        row = client.answer(*answer)
         deadline = time.monotonic() + args.wait
         outcome = client.outcome(row)
         while outcome is None and time.monotonic() < deadline:
@@ -109,12 +168,23 @@ def _answer(args: argparse.Namespace) -> int:
             outcome = client.outcome(row)
     finally:
         client.close()
-    if outcome is None:
-        print(
-            f"genie approvals: the answer is left in {args.store}: the runtime that resumes "
-            f"the request takes it (genie run --store {args.store})",
-            file=sys.stderr,
-        )
-        return 0
-    print(f"{args.approval}: {outcome}")
-    return 1 if outcome.startswith("refused") else 0
+    return outcome
+
+
+def _answer_on_nats(args: argparse.Namespace, answer: Answer) -> str | None:
+    from ..nats._approvals import NatsApprovals
+    from ..nats._cli import on_approvals
+
+    async def give(bucket: NatsApprovals) -> str | None:
+        await bucket.answer(*answer)
+        deadline = time.monotonic() + args.wait
+        outcome = await bucket.outcome(answer[0])
+        while outcome is None and time.monotonic() < deadline:
+            await anyio.sleep(0.1)  # the worker looks for answers every 0.25 s
+            outcome = await bucket.outcome(answer[0])
+        return outcome
+
+    async def go() -> str | None:
+        return await on_approvals(args.nats, args.namespace, give)
+
+    return anyio.run(go)

@@ -40,6 +40,7 @@ from ..pipeline._args import load as _load
 from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
 from .approvals import add_parser as add_approvals
+from .approvals import pending_approvals, pending_on_nats
 from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
@@ -137,27 +138,38 @@ def _run(args: argparse.Namespace) -> int:
     code = max(_report(pipeline, args, result, stuck) for result in results)
     timed_out = [r.correlation_id for r in results if r.status == "timed_out"]
     if args.store:
-        _say_paused(args.store, timed_out)
+        where = f"--store {args.store}"
+        _say_paused(pending_approvals(args.store), timed_out, where, where)
+    elif args.origin and timed_out:
+        namespace = args.namespace or pipeline.name
+        _say_paused(
+            pending_on_nats(args.nats, namespace),
+            timed_out,
+            f"--nats {args.nats} --namespace {namespace}",
+            f"{args.pipeline} --nats {args.nats} --origin {args.origin}",
+        )
     elif timed_out and any(
         "genie.approval_request" in node.produces for node in pipeline.graph.nodes.values()
     ):
         print(
-            f"  {pipeline.name} may wait for a person's approval: run it with --store PATH, "
-            "and answer from another terminal with genie approvals (docs/durability.md)",
+            f"  {pipeline.name} may wait for a person's approval: run it with --store PATH "
+            "(or --nats URL --origin NAME), and answer from another terminal with genie "
+            "approvals (docs/durability.md)",
             file=sys.stderr,
         )
     return code
 
 
-def _say_paused(store: str, correlations: list[str]) -> None:
-    """Which of ``correlations`` wait for a person, and how to answer and resume them."""
-    from .approvals import pending_approvals
-
-    for approval in (a for a in pending_approvals(store) if a["correlation_id"] in correlations):
+def _say_paused(
+    pending: list[dict[str, object]], correlations: list[str], where: str, resume: str
+) -> None:
+    """Which of ``correlations`` wait for a person (``pending``, the approvals listed
+    ``where``: the store's or the namespace's flags), and how to answer and resume them."""
+    for approval in (a for a in pending if a["correlation_id"] in correlations):
         print(
             f"  paused: approval {approval['id']} ({approval['agent']}: {approval['subject']}) "
-            f"waits for a person: genie approvals approve {approval['id']} --store {store} "
-            f"--as PRINCIPAL; the next genie run --store {store} resumes the request",
+            f"waits for a person: genie approvals approve {approval['id']} {where} "
+            f"--as PRINCIPAL; the next genie run {resume} resumes the request",
             file=sys.stderr,
         )
 

@@ -40,3 +40,7 @@ class IdSource:
 
     def __call__(self) -> str:
         return self.next()
+
+    def minted(self, message_id: str) -> bool:
+        """Whether ``message_id`` is one of this source's (not one a handler chose)."""
+        return message_id.startswith(self._prefix)

@@ -145,6 +145,12 @@ class ApprovalDesk(BaseAgent):
         # The ids of the answers ``Approvals`` sent: an answer an agent made up is ignored.
         self.issued: set[str] = set()
 
+    def keeps(self, correlation_id: str) -> bool:
+        """Whether an approval of ``correlation_id`` is pending here: on NATS, a worker
+        hosting the desk keeps what it took of that correlation until none is, so that a
+        worker started after a kill rebuilds the pending approvals (docs/durability.md)."""
+        return any(p.approval.correlation_id == correlation_id for p in self.pending.values())
+
     @handler
     async def on_request(self, payload: ApprovalRequest, ctx: Context) -> None:
         msg = ctx.message

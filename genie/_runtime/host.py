@@ -57,6 +57,11 @@ class TransportHost(Protocol):
         """The message types this runtime reads: a delivery from the broker is decoded here."""
         ...
 
+    def minted(self, message_id: str) -> bool:
+        """Whether this runtime made ``message_id`` (not a handler that chose its output's
+        id, as a workflow does so that a run rebuilt after a restart sends the same ids)."""
+        ...
+
     # --- a worker: this process runs deliveries other processes sent --------------------------
     def serve_as_worker(
         self,
@@ -235,8 +240,10 @@ class RuntimeHost:
         services: ContextServices,
         model_calls: ModelCalls,
         watch: Callable[[Observer], None],
+        minted: Callable[[str], bool],
     ) -> None:
         self._types = types
+        self.minted = minted
         self._watch = watch
         self._ledger = ledger
         self._correlator = ledger.correlator

@@ -185,7 +185,8 @@ class Runtime:
         self.drain_timeout = drain_timeout
         self.freeze_gc = freeze_gc
         self.shutdown_report: ShutdownReport | None = None
-        self._new_id = IdSource(seed).next
+        self._ids = IdSource(seed)
+        self._new_id = self._ids.next
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
         # The rooms, in the order a message meets them.
@@ -286,6 +287,7 @@ class Runtime:
                         services,
                         self._model_calls,
                         self.add_observer,
+                        self._ids.minted,
                     )
                 )
         self._closers: list[Callable[[], Awaitable[object]]] = [self._memory.aclose]

@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._errors import ConfigurationError
+from .._runtime.approvals import DESK, ApprovalRequest
 from .._runtime.audit import AuditVerdict, verify_audit_log
 from ..pipeline._args import add_set, load
 from ._presence import unhosted_warning
@@ -24,11 +25,20 @@ from ._presence import unhosted_warning
 if TYPE_CHECKING:
     from .._runtime.runtime import Runtime
     from ..pipeline import Pipeline, RunResult
+    from ._approvals import NatsApprovals
     from ._transport import NatsTransport, StepHook
 
-__all__ = ["add_run_options", "add_worker", "ask_over_nats", "entry_transport", "run_over_nats"]
+__all__ = [
+    "add_run_options",
+    "add_worker",
+    "ask_over_nats",
+    "entry_transport",
+    "on_approvals",
+    "run_over_nats",
+]
 
 T = TypeVar("T")
+_APPROVAL = ApprovalRequest.message_type
 
 
 def _positive(text: str) -> float:
@@ -173,6 +183,35 @@ def verify_audit_stream(url: str, key: bytes | None, anchor: str | None) -> Audi
         return verify_audit_log(path, key=key, anchor=anchor)
 
 
+async def on_approvals(
+    url: str, namespace: str, act: Callable[[NatsApprovals], Awaitable[T]]
+) -> T | None:
+    """``act`` on namespace's approvals bucket (``genie approvals ... --nats URL``); None
+    when the namespace has none (no worker hosting its desk has run)."""
+    try:
+        import nats
+
+        from ._approvals import NatsApprovals
+        from ._names import NatsNames
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--nats needs the nats extra: pip install 'genie-bus[nats]' ({exc.name} missing)"
+        ) from exc
+    from nats.errors import Error as NatsError
+
+    try:  # a plain connection: listing creates nothing
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    except (OSError, NatsError, TimeoutError) as exc:
+        raise ConfigurationError(f"cannot reach NATS at {url}") from exc
+    try:
+        approvals = NatsApprovals(NatsNames(namespace).approvals)
+        if not await approvals.open(nc.jetstream()):
+            return None
+        return await act(approvals)
+    finally:
+        await nc.close()
+
+
 async def run_over_nats(transport: NatsTransport, rt: Runtime, go: Callable[[], Awaitable[T]]) -> T:
     """``go`` (which enters ``rt``) with ``transport`` connected around it, and the
     pipeline's consent policy asking the namespace's shared ledger."""
@@ -226,6 +265,8 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     """``genie worker``; ``on_step`` is told each step of each delivery (tests die there)."""
     pipeline = load(args)
     agents = list(pipeline.graph.nodes)  # a declared gather or workflow is an agent here too
+    if any(_APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
+        agents.append(DESK)  # the approval desk: hosted where its asker is, by default
     hosted = tuple(a.strip() for a in args.agents.split(",") if a.strip()) if args.agents else ()
     for agent_id in hosted:
         if agent_id not in agents:

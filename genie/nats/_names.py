@@ -76,6 +76,11 @@ class NatsNames:
         return f"{self.work}_ENTRY"
 
     @property
+    def approvals(self) -> str:
+        """The KV bucket of the desk's pending approvals and people's answers to them."""
+        return f"{self.work}_APPROVALS"
+
+    @property
     def held(self) -> str:
         """The KV bucket of what the fan-ins workers host keep (a session's deliveries)."""
         return f"{self.work}_HELD"

@@ -48,9 +48,14 @@ class Run:
     asking: list[anyio.Event] = field(default_factory=list)  # set once each request is out
     answered: int = 0  # its answer reached the asker's waiter (a collected reply)
     limits: list[dict[str, str]] = field(default_factory=list)  # model budgets that fired
+    # Whether an output's id is the worker runtime's own, renamed to one derived from the
+    # delivery (so that the delivery run again sends the same ids); an id its handler chose
+    # is the same in every run already, and the handler may be waiting for replies to it.
+    minted: Callable[[str], bool] = lambda _: True
+    timers_ended: list[Run] = field(default_factory=list)  # timers its handler withdrew
 
     def rename(self, msg: Message) -> Message:
-        if msg.id in self.derived:  # an output already renamed (one denied after the fact)
+        if msg.id in self.derived or not self.minted(msg.id):  # renamed already, or chosen
             return msg
         new = self.renamed.get(msg.id)
         if new is None:

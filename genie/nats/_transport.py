@@ -36,6 +36,7 @@ import math
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,11 +46,13 @@ from .._agent.context import Timer
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
 from .._message.envelope import Message
+from .._runtime.approvals import DESK, ApprovalAnswer, ApprovalDesk, ApprovalRequest
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
 from .._runtime.losses import cancelled_request, notice_of_cancelling
 from .._runtime.transport import RUNTIME, Delivery, Keeps, WorkerCounts, delivery_id, keeps_of
+from ._approvals import Answer, NatsApprovals
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
@@ -95,7 +98,11 @@ __all__ = ["NatsNames", "NatsTransport", "Step", "StepHook", "fetch_ready"]
 
 _log = lazy_logger("genie.nats")
 
+_APPROVAL = ApprovalRequest.message_type
+_ANSWER = ApprovalAnswer.message_type
 TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: '~')
+# The delivery whose handler runs in this task (a worker runs each in the task that took it).
+_RUNNING: ContextVar[Run | None] = ContextVar("genie_nats_running", default=None)
 
 # Where a worker may be told to stop (tests pick the point of death with these).
 # A fan-in's delivery also: "kept" (written to the held bucket, before the ack) and
@@ -201,6 +208,14 @@ class NatsTransport:
         self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
         # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
         self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
+        # The approval desk's pending list and people's answers (when a worker hosts the
+        # desk, or a named entry's requests may wait for a person).
+        self.approvals = NatsApprovals(names.approvals)
+        self._desk: ApprovalDesk | None = None  # the desk, when this worker hosts it
+        # Its pending approvals' ids -> the origin and delivery of their request: a person's
+        # answer, sent from here, reports to the process that started the request.
+        self._asked_at: dict[str, tuple[str, str]] = {}
+        self._answer: Answer | None = None
 
     # --- wiring ------------------------------------------------------------------------------
     @property
@@ -247,6 +262,8 @@ class NatsTransport:
             await self._entry.bind(self._js)
         if self.hosted:
             await self._held.bind(self._js)
+        if self._desk is not None or (self._entry is not None and DESK in self._agents):
+            await self.approvals.bind(self._js)
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -296,6 +313,13 @@ class NatsTransport:
             keeps = keeps_of(agents[agent_id].agent)
             if keeps is not None:
                 self._fan_ins[agent_id] = keeps
+        if DESK in self.hosted:
+            desk = agents[DESK].agent
+            assert isinstance(desk, ApprovalDesk)
+            # Its approval records are no delivery's outcome (an answer is taken outside any
+            # handler): it writes them to the namespace's audit stream itself.
+            desk.audit = self.audit
+            self._desk = desk
         self._attached = True
         if self.hosted:
             rt.add_observer(Recorder(self._running, self._run_of))
@@ -326,6 +350,8 @@ class NatsTransport:
         tg.start_soon(self._origin_loop, name="genie-nats-origin")
         if self._entry is not None:
             tg.start_soon(self._entry.run, name="genie-nats-entry")
+            if DESK in self._agents:  # which of its requests wait for a person
+                tg.start_soon(self.approvals.follow, self.js, name="genie-nats-approvals")
         if self.hosted:
             tg.start_soon(self._beat, name="genie-nats-beat")
             follow = self.cancellations.follow
@@ -648,7 +674,7 @@ class NatsTransport:
         if run is None:
             return self._local_schedule(msg, delay)
         msg = run.rename(msg)
-        timer = Run(Delivery(msg, TIMER), run.origin, run.delivery.id)
+        timer = Run(Delivery(msg, TIMER), run.origin, run.delivery.id, minted=run.minted)
         self._timer_runs[msg.id] = timer
         self._running[delivery_id(msg, msg.sender)] = timer  # its dead letter, if cancelled
         run.asked += 1
@@ -658,6 +684,15 @@ class NatsTransport:
         run = self._timer_runs.pop(msg.id, None)
         if run is not None:
             self._running.pop(delivery_id(msg, msg.sender), None)
+            ending = _RUNNING.get()  # (a timer's task may have inherited a finished one)
+            alone = not run.outbox  # its record is all it has to publish
+            if alone and ending is not None and self._running.get(ending.delivery.id) is ending:
+                # Ended by a handler running here (withdrawn): reported with that delivery's
+                # outcome record, after it, so the origin never counts the timer's end before
+                # what the handler sent (a person's answer, which the origin did not send,
+                # ends the desk's hold: its record must come first).
+                ending.timers_ended.append(run)
+                return
             assert self._tg is not None
             self._tg.start_soon(self._report_timer, run)
 
@@ -736,7 +771,10 @@ class NatsTransport:
         else:
             key = delivery_id(msg, recipient)
             if await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
-                await self._publish(msg, recipient, self.origin)
+                # A person's answer to the desk here goes as part of the approval's request.
+                asked = self._asked_at.get(msg.causation_id or "") if recipient == DESK else None
+                origin, parent = (self.origin, None) if asked is None else asked
+                await self._publish(msg, recipient, origin, parent)
 
     # --- the origin: outcome records of the requests this process started -----------------------
     async def _origin_loop(self) -> None:
@@ -840,19 +878,22 @@ class NatsTransport:
         return 0  # the broker keeps only requests from outside (a cancellation is not one)
 
     def holds(self, correlation_id: str) -> bool:
-        return False  # approvals are kept by a store (``--store``), not on the broker
+        """Whether a person's approval of ``correlation_id`` is pending (as the approvals
+        bucket lists it): a named entry keeps such a request when its caller stops waiting."""
+        return self._entry is not None and self.approvals.waits(correlation_id)
 
     def stopping(self) -> None:
         if self._entry is not None:
             self._entry.stopping()  # a request cut short by the stop is resumed next time
 
-    def answers_to(
-        self, answer: Callable[[str, bool, str, tuple[str, ...], str], str | None]
-    ) -> None:
-        pass  # no approval is kept on the broker: answers reach a desk in its own process
+    def answers_to(self, answer: Answer) -> None:
+        self._answer = answer  # people's answers in the approvals bucket go to the desk here
 
     async def take_answers(self) -> None:
-        await anyio.sleep_forever()
+        if self._desk is None or self._answer is None:
+            await anyio.sleep_forever()  # the desk is another process's
+        else:
+            await self.approvals.take_answers(self._answer)
 
     def _reported_elsewhere(self, msg: Message, missing: Missing) -> bool:
         """Whether the runtime's loss notice (``genie.lost``, for declared gathers) of this
@@ -949,7 +990,7 @@ class NatsTransport:
             if delivery.id in self._taken_again:  # its outcome and outputs are out already
                 await raw.ack()
                 return
-        run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers)
+        run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers, minted=host.minted)
         msg = delivery.message
         self._started(run)
         corr = host.correlation(msg.correlation_id)
@@ -982,6 +1023,9 @@ class NatsTransport:
                 self._step("charged", delivery)
             # The outcome record, the outputs and the answer at once: one round trip.
             sends = outcome_items(self.names, run, mb.id)
+            for timer in run.timers_ended:  # withdrawn by its handler: ended after it
+                sends += outcome_items(self.names, timer, timer.delivery.message.sender)
+            run.timers_ended.clear()
             owed = self._owed.pop(msg.correlation_id, 0)
             if owed:  # an uncharged root that charged nothing: counted now, as it ends
                 key = f"{delivery.id}/root"
@@ -1003,6 +1047,8 @@ class NatsTransport:
                 self._step("acked", delivery)
                 if kept:
                     await self._release(mb.id, msg)
+                if mb.id == DESK:
+                    await self._list_approvals()
         finally:
             if UNCHARGED in headers:
                 self._owed.pop(msg.correlation_id, None)
@@ -1012,9 +1058,28 @@ class NatsTransport:
         """``run`` is under way: its outputs, timers and dead letter are found by its ids."""
         self._running[run.delivery.id] = run
         run.keys.append(run.delivery.id)
-        self._by_message[run.delivery.message.id] = run
+        msg = run.delivery.message
+        self._by_message[msg.id] = run
+        if run.delivery.recipient == DESK:
+            self._at_the_desk(run)
+
+    def _at_the_desk(self, run: Run) -> None:
+        """A delivery to the desk here: an approval's request is noted (a person's answer to it
+        goes to the request's origin), and an answer this process or a killed one sent for a
+        person is trusted, as the desk trusts the answers its own process sends: it was sent
+        as part of the approval's request (its parent), which an agent's output never is."""
+        msg = run.delivery.message
+        if msg.type == _APPROVAL:
+            self._asked_at[msg.id] = (run.origin, run.delivery.id)
+        elif msg.type == _ANSWER and self._desk is not None:
+            asked = self._asked_at.get(getattr(msg.payload, "approval_id", ""))
+            if asked is not None and run.parent == asked[1]:
+                self._desk.issued.add(msg.id)
 
     def _ended(self, run: Run) -> None:
+        assert self._tg is not None
+        for timer in run.timers_ended:  # its own record was not published (taken again, cut)
+            self._tg.start_soon(self._report_timer, timer)
         for key in run.keys:
             if self._running.get(key) is run:
                 del self._running[key]
@@ -1064,7 +1129,7 @@ class NatsTransport:
         for held in found:
             self._holding_cids.add((mb.id, held.delivery.message.correlation_id))
         for held in found:
-            run = Run(held.delivery, held.origin, held.parent, held.request)
+            run = Run(held.delivery, held.origin, held.parent, held.request, minted=host.minted)
             msg = held.delivery.message
             self._taken_again.add(held.delivery.id)
             self._started(run)
@@ -1079,24 +1144,41 @@ class NatsTransport:
             await self._release(mb.id, msg)
         if found:
             _log.info("%s: %d kept deliveries taken again", mb.id, len(found))
+        if mb.id == DESK:
+            await self._list_approvals()  # the rebuilt desk's, whatever was listed before
+
+    async def _list_approvals(self) -> None:
+        """Make the approvals bucket list what the desk here has pending."""
+        assert self._desk is not None
+        pending = self._desk.pending.items()
+        decided = await self.approvals.list_pending(
+            (approval_id, json.dumps(message_json(p.request), separators=(",", ":")))
+            for approval_id, p in pending
+        )
+        for approval_id in decided:
+            self._asked_at.pop(approval_id, None)
 
     async def _run(self, mb: Mailbox, msg: Message, run: Run) -> None:
         """The delivery (and its handoff to a fallback) through the runtime's own runner."""
         assert self._run_one is not None
         item: Queued = msg
-        while True:
-            worker = Worker()
-            self._workers.add(worker)
-            try:
-                self._queue(mb, item)
-                with worker.scope:
-                    await self._run_one(mb, worker)
-            finally:
-                self._workers.discard(worker)
-            if not run.handoffs:
-                return
-            handoff = run.handoffs.pop(0)
-            item, mb = handoff, self._fallback_of(handoff)
+        running = _RUNNING.set(run)  # a timer its handler ends is reported after its outcome
+        try:
+            while True:
+                worker = Worker()
+                self._workers.add(worker)
+                try:
+                    self._queue(mb, item)
+                    with worker.scope:
+                        await self._run_one(mb, worker)
+                finally:
+                    self._workers.discard(worker)
+                if not run.handoffs:
+                    return
+                handoff = run.handoffs.pop(0)
+                item, mb = handoff, self._fallback_of(handoff)
+        finally:
+            _RUNNING.reset(running)
 
     def _fallback_of(self, handoff: Handoff) -> Mailbox:
         agents = self._agents

@@ -125,7 +125,8 @@ class DurableTransport(Observer):
         # A fan-in's parts, kept while it keeps their correlation: (agent, correlation) ->
         # the message ids. An agent is a fan-in when it says what it keeps (``keeps``).
         self._parts: dict[tuple[str, str], list[str]] = {}
-        self._fan_ins: dict[str, Keeps | None] = {}
+        # The desk keeps an approval's request by its own rule (``_held``), until its decision.
+        self._fan_ins: dict[str, Keeps | None] = {DESK: None}
         self._stopping = False
         self._cancelled: set[str] = set()  # correlations cancelled here, until they settle
         # A cancelled request -> the agents told of it that have not taken the notice yet;

@@ -1,0 +1,193 @@
+"""Approvals across processes: the desk a worker hosts lists its pending approvals in the
+namespace's KV bucket ``GENIE_<NS>_APPROVALS``, and people answer them there from any process
+(``genie approvals ... --nats``, docs/durability.md "On NATS: approvals").
+
+Keys, each the hash of an approval's id (ids have characters a key may not):
+
+- ``pending.<id>``: the approval's request message, as the desk's worker has it pending. The
+  worker writes one when its desk takes a request and deletes it when the desk decides; it is
+  a list for people and for the entry process (a request waiting for a person is not cancelled
+  when its caller's wait ends), not the desk's state: a killed worker's desk is rebuilt from
+  what it took (``_held``), and the list is written again from the rebuilt desk.
+- ``answer.<id>``: a person's answer, left by any process. The worker hosting the desk takes
+  it while the approval is pending there (the answer is then a message from that person to
+  the desk, judged by the policies and audited, as in one process), and writes what became of
+  it (``outcome``) into the same key, which the answering process reads and deletes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._base.log import lazy_logger
+from .._errors import ConfigurationError
+from ._wire import bound, entries
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
+
+__all__ = ["Answer", "NatsApprovals"]
+
+_DELETED = ("DEL", "PURGE")
+_log = lazy_logger("genie.nats")
+POLL = 0.25  # seconds between looks for answers, while the desk here has approvals pending
+
+Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
+"""``Approvals.answer_left``: what became of an answer, or None while it is not pending here."""
+
+
+def _key(kind: str, approval_id: str) -> str:
+    return f"{kind}.{hashlib.sha256(approval_id.encode()).hexdigest()[:40]}"
+
+
+class NatsApprovals:
+    """The namespace's approvals bucket (``transport.approvals``)."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        self._kv: KeyValue | None = None
+        self._listed: dict[str, str] = {}  # the desk here: approval id -> its request's JSON
+        self._read = False  # whether ``_listed`` has what the bucket listed before this process
+        self._waiting: dict[str, set[str]] = {}  # followed: correlation -> approvals pending
+
+    async def bind(self, js: JetStreamContext) -> None:
+        """Create the bucket if it is not there (no expiry: a person may take days)."""
+        from nats.js.api import KeyValueConfig, StorageType
+
+        self._kv = await js.create_key_value(
+            KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
+        )
+
+    async def open(self, js: JetStreamContext) -> bool:
+        """Open the bucket if it is there (False: no desk has run in the namespace)."""
+        from nats.js.errors import BucketNotFoundError
+
+        try:
+            self._kv = await js.key_value(self.bucket)
+        except BucketNotFoundError:
+            return False
+        return True
+
+    def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            raise ConfigurationError(f"bucket {self.bucket}: NatsTransport.connect() first")
+        return self._kv
+
+    async def _entries(self, kind: str) -> list[tuple[str, bytes]]:
+        return await entries(self._bucket(), f"{kind}.>")
+
+    # --- any process: people's side --------------------------------------------------------
+    async def pending(self) -> list[dict[str, Any]]:
+        """The pending approvals' request messages (as JSON objects), oldest first."""
+        requests = [json.loads(value) for _, value in await self._entries("pending")]
+        return sorted(requests, key=lambda m: str(m.get("created_at", "")))
+
+    async def answer(
+        self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
+    ) -> None:
+        """Leave ``by``'s answer for the desk's worker (a later answer replaces one not taken)."""
+        body = {"approval_id": approval_id, "approved": approved, "by": by}
+        body |= {"roles": list(roles), "reason": reason}
+        await self._bucket().put(_key("answer", approval_id), json.dumps(body).encode())
+
+    async def outcome(self, approval_id: str) -> str | None:
+        """What became of the answer left for ``approval_id`` (None: not taken yet); read
+        once: a taken answer is deleted."""
+        from nats.js.errors import KeyNotFoundError
+
+        key = _key("answer", approval_id)
+        try:
+            entry = await self._bucket().get(key)
+        except KeyNotFoundError:
+            return None
+        outcome = json.loads(entry.value or b"{}").get("outcome")
+        if outcome is not None:
+            await self._bucket().delete(key)
+        return None if outcome is None else str(outcome)
+
+    # --- the worker hosting the desk ---------------------------------------------------------
+    async def list_pending(self, requests: Iterable[tuple[str, str]]) -> set[str]:
+        """Make the bucket's list the desk's: ``requests`` are its pending approvals' ids and
+        request messages' JSON; the ids no longer pending. The first call also deletes what a
+        killed worker listed and its rebuilt desk no longer has."""
+        if not self._read:
+            found = await self._entries("pending")
+            self._listed = {json.loads(v)["id"]: v.decode() for _, v in found}
+            self._read = True
+        now = dict(requests)
+        kv = self._bucket()
+        for approval_id, body in now.items():
+            if approval_id not in self._listed:
+                await kv.put(_key("pending", approval_id), body.encode())
+        gone = self._listed.keys() - now.keys()
+        for approval_id in gone:
+            await kv.delete(_key("pending", approval_id))
+        self._listed = now
+        return gone
+
+    async def take_answers(self, answer: Answer) -> None:
+        """Forever: hand the answers people left to ``answer`` while the desk here has
+        approvals pending, and write what became of each taken one."""
+        kv = self._bucket()
+        while True:
+            await anyio.sleep(POLL)
+            if not self._listed:
+                continue
+            for key, value in await self._entries("answer"):
+                body = json.loads(value)
+                if "outcome" in body:
+                    continue  # taken: its answerer reads it
+                outcome = answer(
+                    str(body["approval_id"]),
+                    bool(body["approved"]),
+                    str(body["by"]),
+                    tuple(str(r) for r in body.get("roles", ())),
+                    str(body.get("reason", "")),
+                )
+                if outcome is not None:
+                    await kv.put(key, json.dumps(body | {"outcome": outcome}).encode())
+
+    # --- the entry process: which of its requests wait for a person ---------------------------
+    def waits(self, correlation_id: str) -> bool:
+        """Whether an approval of ``correlation_id`` is pending (as followed)."""
+        return bool(self._waiting.get(correlation_id))
+
+    async def follow(self, js: JetStreamContext) -> None:
+        """Keep which correlations have approvals pending, from the bucket's list."""
+        from nats.js.api import DeliverPolicy
+
+        prefix = f"$KV.{self.bucket}.pending."
+        sub = await bound(
+            f"follow the approvals bucket {self.bucket}",
+            lambda: js.subscribe(
+                f"{prefix}>",
+                stream=f"KV_{self.bucket}",
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                idle_heartbeat=1.0,
+            ),
+        )
+        by_key: dict[str, str] = {}
+        try:
+            async for raw in sub.messages:
+                key = raw.subject[len(prefix) :]
+                if (raw.headers or {}).get("KV-Operation") in _DELETED:
+                    cid = by_key.pop(key, None)
+                    if cid is not None:
+                        self._waiting.get(cid, set()).discard(key)
+                    continue
+                try:
+                    cid = str(json.loads(raw.data)["correlation_id"])
+                except (ValueError, KeyError, TypeError):
+                    _log.warning("approvals bucket %s: entry %r is not ours", self.bucket, key)
+                    continue
+                by_key[key] = cid
+                self._waiting.setdefault(cid, set()).add(key)
+        finally:
+            await sub.unsubscribe()

@@ -1,0 +1,256 @@
+"""Approvals and workflows on NATS (issue 37): a workflow with an approval step run by a
+``genie worker`` for ``genie run --nats URL --origin NAME``. The request pauses at the approval
+(the entry keeps it), ``genie approvals ... --nats`` lists and answers it, and the next ``genie
+run`` of that name finishes it. The drill kills the worker with SIGKILL at each point of the
+workflow's and the desk's life (before and after it keeps a delivery, before and after the ack,
+while the approval is pending, between the answer and the decision, after the decision) and
+starts another: each time the workflow completes, each step's effect is applied once (its
+handler keys it by the delivery id), the approval list and the held bucket end empty, the
+counts hold, and the namespace's audit stream, written by every process, verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie._cli.approvals import pending_on_nats
+from genie._cli.main import main
+from genie.nats._names import NatsNames
+from genie.nats._server import LocalNatsServer
+
+from ..durable.test_crash_drill import effects
+from ..durable.test_workflow_drill import AGENTS, ORDER_DONE, PIPELINE, balanced
+from .test_nats import GENIE, HELPER, Workers, jetstream
+from .test_nats import server as server
+from .test_nats import workers as workers
+
+pytestmark = pytest.mark.xdist_group("nats")
+
+PAUSE = "6"  # seconds a run waits before it leaves the request paused for a person
+Die = tuple[str, str, int]  # the step, the agent, the nth delivery of it reaching the step
+
+
+@pytest.fixture
+def drill(tmp_path: Path) -> Path:
+    (tmp_path / "drill_agents.py").write_text(AGENTS)
+    (tmp_path / "order.yaml").write_text(PIPELINE)
+    return tmp_path
+
+
+def env(folder: Path) -> dict[str, str]:
+    return {**os.environ, "DRILL_LEDGER": str(folder / "ledger.txt"), "PYTHONPATH": str(folder)}
+
+
+def worker(
+    started: Workers, folder: Path, url: str, die: Die = ("-", "-", 0)
+) -> subprocess.Popen[bytes]:
+    """A worker hosting every agent and the desk, serving (its kept sessions taken again)."""
+    step, agent, nth = die
+    cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), str(folder / "order.yaml")]
+    cmd += ["--nats", url, "--ack-wait", "1"]
+    log = folder / f"worker-{len(started)}.log"
+    with log.open("wb") as out:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out, env=env(folder))
+    started.append(p)
+    until(lambda: "genie worker: hosting" in log.read_text(), 30)
+    return p
+
+
+def command(folder: Path, url: str, wait: str) -> list[str]:
+    """``genie run --nats --origin desk`` (resuming what the origin keeps), waiting ``wait``."""
+    run = [str(GENIE), "run", str(folder / "order.yaml"), "--nats", url, "--origin", "desk"]
+    return [*run, "--timeout", wait, "--json"]
+
+
+def run(folder: Path, url: str, wait: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(folder, url, wait), env=env(folder), capture_output=True, text=True, timeout=90
+    )
+
+
+def started(folder: Path, url: str, wait: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        command(folder, url, wait),
+        env=env(folder),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def pending(url: str) -> list[dict[str, object]]:
+    return pending_on_nats(url, "order")
+
+
+def approve(url: str, approval_id: str) -> None:
+    argv = ["approvals", "approve", approval_id, "--nats", url, "--namespace", "order"]
+    assert main([*argv, "--as", "bo", "--role", "boss", "--wait", "10"]) == 0
+
+
+def until(check: Callable[[], object], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def pause(folder: Path, url: str) -> str:
+    """Run until the approval waits (resuming the request if one is kept): its id."""
+    paused = run(folder, url, PAUSE)
+    assert paused.returncode == 1, paused.stderr
+    assert "paused: approval" in paused.stderr, paused.stderr
+    [approval] = pending(url)
+    return str(approval["id"])
+
+
+def finish(folder: Path, url: str) -> None:
+    done = run(folder, url, "30")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    balanced(result["stats"])
+    outcome = result["output"]["payload"]
+    assert outcome["status"] == "completed"
+    assert outcome["state"] == ORDER_DONE
+    assert [e["kind"] for e in outcome["events"] if e["step"] == "ok"] == [
+        "awaiting_approval",
+        "approved",
+    ]
+
+
+def check(folder: Path, url: str) -> None:
+    keys = effects(folder)
+    assert sorted(k.rsplit(":", 1)[1] for k in keys) == ["a", "b", "c", "d"]  # each once
+    assert pending(url) == []
+
+    async def held() -> int:
+        async with jetstream(url) as js:
+            return int((await js.stream_info(f"KV_{NatsNames('order').held}")).state.messages)
+
+    assert anyio.run(held) == 0, "entries left in the held bucket"
+    assert main(["audit", "verify", f"{url}/order"]) == 0
+
+
+def audit_actions(url: str) -> list[tuple[str, str]]:
+    async def read() -> list[tuple[str, str]]:
+        async with jetstream(url) as js:
+            info = await js.stream_info(NatsNames("order").audit)
+            rows = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                row = json.loads((await js.get_msg(NatsNames("order").audit, seq)).data or b"{}")
+                rows.append((str(row["actor"]), str(row["action"])))
+            return rows
+
+    return anyio.run(read)
+
+
+def test_a_workflow_pauses_for_a_person_and_the_next_run_finishes_it(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    url = server.url
+    worker(workers, drill, url)
+    approval_id = pause(drill, url)
+    [listed] = pending(url)
+    assert (listed["agent"], listed["role"]) == ("order", "boss")
+    # Without the role: refused, and audited; the approval stays pending.
+    argv = ["approvals", "approve", approval_id, "--nats", url, "--namespace", "order"]
+    assert main([*argv, "--as", "mallory", "--wait", "10"]) == 1
+    assert [a["id"] for a in pending(url)] == [approval_id]
+    approve(url, approval_id)
+    finish(drill, url)
+    check(drill, url)
+    actions = audit_actions(url)
+    assert ("order", "approval_requested") in actions
+    assert ("mallory", "approval_refused") in actions
+    assert ("bo", "approved") in actions
+
+
+def test_a_run_that_waits_gets_the_answer_given_meanwhile(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    url = server.url
+    worker(workers, drill, url)
+    waiting = started(drill, url, "30")
+    until(lambda: pending(url))
+    [approval] = pending(url)
+    approve(url, str(approval["id"]))
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["output"]["payload"]["state"] == ORDER_DONE
+    check(drill, url)
+
+
+def test_an_entry_killed_while_the_approval_waits_is_resumed_by_its_next_run(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    url = server.url
+    worker(workers, drill, url)
+    entry = started(drill, url, "30")
+    until(lambda: pending(url))
+    entry.kill()  # SIGKILL: the entry's side of the request is in its bucket
+    entry.communicate(timeout=10)
+    assert entry.returncode == -9
+    [approval] = pending(url)
+    approve(url, str(approval["id"]))
+    finish(drill, url)
+    check(drill, url)
+
+
+# Where the worker hosting the workflow, the desk and the steps dies, on the way to the
+# approval (before it is asked) and after it (once the answer is given).
+BEFORE_APPROVAL: list[Die] = [
+    ("handled", "order", 1),  # the workflow took the request; nothing sent yet
+    ("kept", "order", 2),  # a step's reply kept, not acked
+    ("acked", "order", 3),  # the third reply taken: the approval is asked next
+    ("handled", "approvals", 1),  # the desk took the request; its outcome not out
+    ("kept", "approvals", 1),  # kept, not acked
+    ("acked", "approvals", 1),  # pending (the kill while a person is awaited)
+]
+AFTER_APPROVAL: list[Die] = [
+    ("handled", "approvals", 2),  # the answer taken; the decision not out
+    ("published", "approvals", 2),  # the decision out; the answer not acked
+    ("acked", "approvals", 2),  # decided and acked; its session not released
+    ("handled", "order", 5),  # the workflow took the decision; step d not sent
+    ("handled", "d", 1),  # step d applied its effect; its reply not out
+]
+
+
+@pytest.mark.parametrize("die", BEFORE_APPROVAL, ids=lambda d: f"{d[0]}-{d[1]}-{d[2]}")
+def test_a_worker_killed_before_the_approval(
+    server: LocalNatsServer, workers: Workers, drill: Path, die: Die
+) -> None:
+    url = server.url
+    doomed = worker(workers, drill, url, die)
+    running = started(drill, url, PAUSE)
+    assert doomed.wait(timeout=30) == -9
+    worker(workers, drill, url)
+    _, err = running.communicate(timeout=60)
+    assert running.returncode == 1, err
+    assert "paused: approval" in err, err
+    [approval] = pending(url)
+    approve(url, str(approval["id"]))
+    finish(drill, url)
+    check(drill, url)
+
+
+@pytest.mark.parametrize("die", AFTER_APPROVAL, ids=lambda d: f"{d[0]}-{d[1]}-{d[2]}")
+def test_a_worker_killed_after_the_answer(
+    server: LocalNatsServer, workers: Workers, drill: Path, die: Die
+) -> None:
+    url = server.url
+    doomed = worker(workers, drill, url, die)
+    approval_id = pause(drill, url)
+    approve(url, approval_id)
+    assert doomed.wait(timeout=30) == -9
+    worker(workers, drill, url)
+    # The next worker takes the answer again (a delivery its predecessor sent for a person):
+    # nobody answers twice.
+    finish(drill, url)
+    check(drill, url)
