@@ -28,7 +28,7 @@ from genie.nats._server import LocalNatsServer
 
 from ..durable.test_crash_drill import effects
 from ..durable.test_workflow_drill import AGENTS, ORDER_DONE, PIPELINE, balanced
-from .test_nats import GENIE, HELPER, Workers, jetstream
+from .test_nats import GENIE, HELPER, ROOT, Workers, jetstream
 from .test_nats import server as server
 from .test_nats import workers as workers
 
@@ -254,3 +254,26 @@ def test_a_worker_killed_after_the_answer(
     # nobody answers twice.
     finish(drill, url)
     check(drill, url)
+
+
+def test_the_shipped_payment_waits_for_a_treasurer_across_processes(
+    server: LocalNatsServer, workers: Workers, tmp_path: Path
+) -> None:
+    url, payments = server.url, str(ROOT / "config" / "pipelines" / "payments.yaml")
+    with (tmp_path / "worker.log").open("wb") as log:
+        workers.append(
+            subprocess.Popen([str(GENIE), "worker", payments, "--nats", url], stderr=log)
+        )
+    until(lambda: "genie worker: hosting" in (tmp_path / "worker.log").read_text())
+    entry = [str(GENIE), "run", payments, "--nats", url, "--origin", "pay", "--json"]
+    paused = subprocess.run([*entry, "--timeout", "3"], capture_output=True, text=True, timeout=60)
+    assert paused.returncode == 1
+    assert "paused: approval" in paused.stderr
+    [approval] = pending_on_nats(url, "payments")
+    assert (approval["agent"], approval["role"]) == ("payment_orchestrator", "treasurer")
+    argv = ["approvals", "approve", str(approval["id"]), "--nats", url, "--namespace", "payments"]
+    assert main([*argv, "--as", "tina", "--role", "treasurer", "--reason", "invoice checked"]) == 0
+    done = subprocess.run(entry, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    payment = json.loads(done.stdout)["output"]["payload"]
+    assert (payment["action"], payment["reason"]) == ("submit", "approved by tina: invoice checked")
