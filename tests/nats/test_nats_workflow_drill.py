@@ -277,3 +277,30 @@ def test_the_shipped_payment_waits_for_a_treasurer_across_processes(
     assert done.returncode == 0, done.stderr
     payment = json.loads(done.stdout)["output"]["payload"]
     assert (payment["action"], payment["reason"]) == ("submit", "approved by tina: invoice checked")
+
+
+def test_an_approvals_deadline_runs_on_in_the_worker_that_rebuilds_the_desk(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    """Nobody answers: the deadline, counted from the asking, rejects the approval in the
+    worker started after a kill, and the workflow undoes what it did."""
+    url = server.url
+    approval = '{subject: "order {n}", role: boss}'
+    (drill / "order.yaml").write_text(PIPELINE.replace(approval, approval + ", deadline: 4s"))
+    doomed = worker(workers, drill, url, ("acked", "approvals", 1))
+    entry = started(drill, url, "30")
+    assert doomed.wait(timeout=30) == -9
+    worker(workers, drill, url)
+    out, err = entry.communicate(timeout=60)
+    assert entry.returncode == 1, err
+    outcome = json.loads(out)["output"]["payload"]
+    assert outcome["status"] == "rejected", outcome
+    assert outcome["compensated"] == ["c"]
+    assert [e["kind"] for e in outcome["events"] if e["step"] == "ok"] == [
+        "awaiting_approval",
+        "rejected",
+    ]
+    keys = effects(drill)
+    # Each once, keyed <request>~order~<step>[~undo]:<agent>; step c undone, d never run.
+    assert sorted(k.split("~", 2)[2] for k in keys) == ["a:a", "b:b", "c:c", "c~undo:c"]
+    assert pending(url) == []
