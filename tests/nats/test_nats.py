@@ -107,9 +107,10 @@ def worker(
     *,
     die: tuple[str, str, int] = ("-", "-", 0),
     extra: tuple[str, ...] = (),
+    pipeline: Path = FINANCE,
 ) -> subprocess.Popen[bytes]:
     step, agent, nth = die
-    cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), os.fspath(FINANCE)]
+    cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), os.fspath(pipeline)]
     return started.start([*cmd, "--nats", url, "--agents", agents, "--ack-wait", "1", *extra])
 
 
@@ -147,17 +148,21 @@ async def stream(js: JetStreamContext, name: str) -> list[dict[str, Any]]:
     return [json.loads((await js.get_msg(name, seq)).data or b"") for seq in range(first, last + 1)]
 
 
-@pytest.fixture(scope="module")
-def local_report() -> str:
-    """The finance report in one process, the reference for every run across processes."""
+def report_of(pipeline: Path) -> str:
+    """``pipeline``'s report in one process, the reference for its runs across processes."""
 
     async def go() -> RunResult:
-        return await load_pipeline(FINANCE).run()
+        return await load_pipeline(pipeline).run()
 
     result = anyio.run(go)
     assert result.output is not None
     text: str = result.output.payload.model_dump()["text"]
     return text
+
+
+@pytest.fixture(scope="module")
+def local_report() -> str:
+    return report_of(FINANCE)
 
 
 async def ask_many(rt: Runtime, pipeline: Pipeline, n: int) -> list[RunResult]:

@@ -5,10 +5,6 @@ correlation no more, and the next worker takes it again before anything new (aga
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import anyio
 import pytest
 
@@ -16,14 +12,18 @@ from genie.nats._server import LocalNatsServer
 from genie.pipeline import RunResult, load_pipeline
 
 from .test_nats import (
-    HELPER,
     ROOT,
     Workers,
     entry,
     eventually,
     jetstream,
+    report_of,
     stream,
+    worker,
 )
+from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
+from .test_nats import server as server
+from .test_nats import workers as workers
 
 pytestmark = pytest.mark.xdist_group("nats")
 
@@ -32,45 +32,9 @@ STATELESS = "ingestor,normalizer,enricher,analyzer,forecaster,anomaly_detector,r
 FAN_IN = "fan_in,reporter"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"  # nats-py runs on asyncio only
-
-
-@pytest.fixture
-def server(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with LocalNatsServer(tmp_path / "nats") as s:
-        yield s
-
-
-@pytest.fixture
-def workers(tmp_path: Path):  # type: ignore[no-untyped-def]
-    started = Workers(tmp_path)
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-
-
-Die = tuple[str, str, int]  # the step, the agent, the nth delivery of it
-
-
-def gather_worker(started: Workers, url: str, agents: str, die: Die = ("-", "-", 0)):  # type: ignore[no-untyped-def]
-    step, agent, nth = die
-    cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), os.fspath(FINANCE_GATHER)]
-    return started.start([*cmd, "--nats", url, "--agents", agents, "--ack-wait", "1"])
-
-
 @pytest.fixture(scope="module")
 def local_report() -> str:
-    async def go() -> RunResult:
-        return await load_pipeline(FINANCE_GATHER).run()
-
-    result = anyio.run(go)
-    assert result.output is not None
-    text: str = result.output.payload.model_dump()["text"]
-    return text
+    return report_of(FINANCE_GATHER)
 
 
 @pytest.mark.parametrize(
@@ -83,11 +47,11 @@ def local_report() -> str:
     ],
 )
 async def test_a_gathers_worker_killed_midway_the_next_one_rebuilds_its_session(
-    server: LocalNatsServer, workers: Workers, local_report: str, die: Die
+    server: LocalNatsServer, workers: Workers, local_report: str, die: tuple[str, str, int]
 ) -> None:
     pipeline = load_pipeline(FINANCE_GATHER)
-    gather_worker(workers, server.url, STATELESS)
-    doomed = gather_worker(workers, server.url, FAN_IN, die)
+    worker(workers, server.url, STATELESS, pipeline=FINANCE_GATHER)
+    doomed = worker(workers, server.url, FAN_IN, die=die, pipeline=FINANCE_GATHER)
     async with entry(server.url, pipeline) as rt:
         results: list[RunResult] = []
         async with anyio.create_task_group() as tg:
@@ -98,7 +62,7 @@ async def test_a_gathers_worker_killed_midway_the_next_one_rebuilds_its_session(
 
             tg.start_soon(ask)
             assert await anyio.to_thread.run_sync(doomed.wait, 30) == -9
-            gather_worker(workers, server.url, FAN_IN)
+            worker(workers, server.url, FAN_IN, pipeline=FINANCE_GATHER)
         assert results[0].status == "ok", results[0]
         assert results[0].output is not None
         assert results[0].output.payload.model_dump()["text"] == local_report

@@ -28,7 +28,7 @@ from genie.nats._server import LocalNatsServer
 
 from ..durable.test_crash_drill import effects
 from ..durable.test_workflow_drill import AGENTS, ORDER_DONE, PIPELINE, balanced
-from .test_nats import GENIE, HELPER, ROOT, Workers, jetstream
+from .test_nats import GENIE, HELPER, ROOT, Workers, jetstream, stream
 from .test_nats import server as server
 from .test_nats import workers as workers
 
@@ -141,12 +141,8 @@ def check(folder: Path, url: str) -> None:
 def audit_actions(url: str) -> list[tuple[str, str]]:
     async def read() -> list[tuple[str, str]]:
         async with jetstream(url) as js:
-            info = await js.stream_info(NatsNames("order").audit)
-            rows = []
-            for seq in range(info.state.first_seq, info.state.last_seq + 1):
-                row = json.loads((await js.get_msg(NatsNames("order").audit, seq)).data or b"{}")
-                rows.append((str(row["actor"]), str(row["action"])))
-            return rows
+            rows = await stream(js, NatsNames("order").audit)
+        return [(str(row["actor"]), str(row["action"])) for row in rows]
 
     return anyio.run(read)
 
