@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
-from .._runtime.transport import Delivery
+from .._message.envelope import Message
+from .._runtime.losses import cancelled_request, notice_of_cancelling
+from .._runtime.transport import Delivery, Keeps
 from ._wire import entries
 
 if TYPE_CHECKING:
@@ -55,12 +57,38 @@ def _hash(text: str, size: int) -> str:
 
 class HeldDeliveries:
     """The fan-ins' deliveries in the KV bucket ``bucket``: one entry per delivery, keyed
-    ``AGENT.CORRELATION.DELIVERY`` (each a hash), so a correlation's go in one purge."""
+    ``AGENT.CORRELATION.DELIVERY`` (each a hash), so a correlation's go in one purge; and
+    which of a worker's fan-ins keep what (``fan_ins``, each its ``keeps``)."""
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
         self._kv: KeyValue | None = None
         self._js: JetStreamContext | None = None
+        self.fan_ins: dict[str, Keeps] = {}
+        self._holding: set[tuple[str, str]] = set()  # (fan-in, correlation) with entries here
+        # Deliveries taken again at start: a redelivery of one is acked without running.
+        self.taken_again: set[str] = set()
+
+    def holds(self, agent_id: str, correlation_id: str) -> bool:
+        """Whether the fan-in ``agent_id``'s delivery of ``correlation_id`` is to be kept: the
+        fan-in keeps the correlation, or has entries of it (the delivery that ends a session
+        is kept until the session's entries go, so a kill in between rebuilds it whole), or
+        of the request it cancels (a workflow carries its run into the notice's)."""
+        keeps = self.fan_ins.get(agent_id)
+        if keeps is None:
+            return False
+        if keeps(correlation_id) or (agent_id, correlation_id) in self._holding:
+            return True
+        target = cancelled_request(correlation_id)
+        return target is not None and (agent_id, target) in self._holding
+
+    def kept_no_more(self, agent_id: str, msg: Message) -> list[str]:
+        """The correlations whose entries ``agent_id`` no longer needs once it took ``msg``:
+        ``msg``'s, and the request a cancellation's notice tells of."""
+        keeps = self.fan_ins[agent_id]
+        target = notice_of_cancelling(msg)
+        cids = (msg.correlation_id, *(() if target is None else (target,)))
+        return [c for c in cids if (agent_id, c) in self._holding and not keeps(c)]
 
     def _prefix(self, agent_id: str, correlation_id: str) -> str:
         return f"{_hash(agent_id, 16)}.{_hash(correlation_id, 32)}"
@@ -83,7 +111,11 @@ class HeldDeliveries:
         """What ``agent_id`` took and keeps, in the order it was written; an entry these
         ``types`` cannot read (a type the pipeline no longer has) is reported and left."""
         texts = [value for _, value in await entries(self._bucket(), f"{_hash(agent_id, 16)}.>")]
-        return list(self._decoded(agent_id, texts, types))
+        found = list(self._decoded(agent_id, texts, types))
+        for held in found:
+            self._holding.add((agent_id, held.delivery.message.correlation_id))
+            self.taken_again.add(held.delivery.id)
+        return found
 
     def _decoded(self, agent_id: str, texts: list[bytes], types: MessageTypes) -> Iterator[Held]:
         for text in texts:
@@ -109,9 +141,11 @@ class HeldDeliveries:
             f'"request":{"true" if held.request else "false"},"delivery":{d.encode().decode()}}}'
         )
         await self._bucket().put(f"{prefix}.{_hash(d.id, 32)}", value.encode())
+        self._holding.add((d.recipient, d.message.correlation_id))
 
     async def release(self, agent_id: str, correlation_id: str) -> None:
         """Forget what ``agent_id`` kept of ``correlation_id``: one purge of its entries."""
         assert self._js is not None, "bound first"
         subject = f"$KV.{self.bucket}.{self._prefix(agent_id, correlation_id)}.>"
         await self._js.purge_stream(f"KV_{self.bucket}", subject=subject)
+        self._holding.discard((agent_id, correlation_id))

@@ -50,8 +50,7 @@ from .._runtime.approvals import DESK, ApprovalAnswer, ApprovalDesk, ApprovalReq
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
-from .._runtime.losses import cancelled_request, notice_of_cancelling
-from .._runtime.transport import RUNTIME, Delivery, Keeps, WorkerCounts, delivery_id, keeps_of
+from .._runtime.transport import RUNTIME, Delivery, WorkerCounts, delivery_id, keeps_of
 from ._approvals import Answer, NatsApprovals
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
@@ -176,13 +175,8 @@ class NatsTransport:
         # first charge made here for the correlation adds the root's 1 (``_admit_charged``).
         self._owed: dict[str, int] = {}
         self._beats = InProgressBeats()
-        # The fan-ins this worker hosts (``keeps``), what they keep (``HeldDeliveries``):
-        # the correlations each has entries of, and the deliveries taken again at start
-        # (a redelivery of one is acked without running a second time).
-        self._fan_ins: dict[str, Keeps] = {}
+        # The fan-ins this worker hosts, and what they keep across its kill.
         self._held = HeldDeliveries(names.held)
-        self._holding_cids: set[tuple[str, str]] = set()
-        self._taken_again: set[str] = set()
         # Per hosted agent: what its consumer pulled and started (an A/B of fetch sizing).
         self.fetching: dict[str, FetchCounts] = {}
         self._local_schedule: Callable[[Message, float], Timer] | None = None
@@ -312,7 +306,7 @@ class NatsTransport:
         for agent_id in self.hosted:
             keeps = keeps_of(agents[agent_id].agent)
             if keeps is not None:
-                self._fan_ins[agent_id] = keeps
+                self._held.fan_ins[agent_id] = keeps
         if DESK in self.hosted:
             desk = agents[DESK].agent
             assert isinstance(desk, ApprovalDesk)
@@ -910,7 +904,7 @@ class NatsTransport:
 
         await self._ready.wait()  # its outputs are admitted against the shared consent ledger
         await self.cancellations.loaded.wait()  # a cancelled correlation's deliveries never run
-        if mb.id in self._fan_ins:  # its sessions first, as they were before a kill
+        if mb.id in self._held.fan_ins:  # its sessions first, as they were before a kill
             await self._take_again(mb)
         psub = await bound(
             f"bind the consumer of {mb.id}",
@@ -987,7 +981,7 @@ class NatsTransport:
         times = raw.metadata.num_delivered
         if times > 1:
             self.redelivered += 1
-            if delivery.id in self._taken_again:  # its outcome and outputs are out already
+            if delivery.id in self._held.taken_again:  # its outcome and outputs are out already
                 await raw.ack()
                 return
         run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers, minted=host.minted)
@@ -1089,34 +1083,20 @@ class NatsTransport:
 
     # --- fan-ins: their sessions kept across a worker's kill (``_held``) ----------------------
     async def _keep(self, agent_id: str, run: Run) -> bool:
-        """Write a fan-in's handled delivery to the held bucket while the fan-in keeps its
-        correlation, or while it has entries of it (the one that ends a session is kept
-        until the session's entries go, so a kill in between rebuilds it whole); whether
-        it was written."""
-        keeps = self._fan_ins.get(agent_id)
-        if keeps is None or run.dead is not None:
+        """Write a fan-in's handled delivery to the held bucket if it is to be kept (see
+        ``HeldDeliveries.holds``); whether it was written."""
+        delivery = run.delivery
+        if run.dead is not None or not self._held.holds(agent_id, delivery.message.correlation_id):
             return False
-        msg = run.delivery.message
-        cid = msg.correlation_id
-        if not keeps(cid) and (agent_id, cid) not in self._holding_cids:
-            target = cancelled_request(cid)
-            if target is None or (agent_id, target) not in self._holding_cids:
-                return False  # nothing kept of it: nothing to rebuild
-        await self._held.keep(Held(run.delivery, run.origin, run.parent, run.request))
-        self._holding_cids.add((agent_id, cid))
-        self._step("kept", run.delivery)
+        await self._held.keep(Held(delivery, run.origin, run.parent, run.request))
+        self._step("kept", delivery)
         return True
 
     async def _release(self, agent_id: str, msg: Message) -> None:
-        """Purge what a fan-in kept of the correlations it keeps no more: ``msg``'s, and the
-        request a cancellation's notice tells of (its run was carried into the notice's)."""
-        keeps = self._fan_ins[agent_id]
-        target = notice_of_cancelling(msg)
-        for cid in (msg.correlation_id, *(() if target is None else (target,))):
-            if (agent_id, cid) in self._holding_cids and not keeps(cid):
-                await self._held.release(agent_id, cid)
-                self._holding_cids.discard((agent_id, cid))
-                self._step("released", Delivery(msg, agent_id))
+        """Purge what a fan-in kept of the correlations it keeps no more, having taken ``msg``."""
+        for cid in self._held.kept_no_more(agent_id, msg):
+            await self._held.release(agent_id, cid)
+            self._step("released", Delivery(msg, agent_id))
 
     async def _take_again(self, mb: Mailbox) -> None:
         """At start: run again, through the runner, what the fan-in ``mb`` kept, in the
@@ -1127,11 +1107,8 @@ class NatsTransport:
         host = self._served()
         found = await self._held.found(mb.id, host.types)
         for held in found:
-            self._holding_cids.add((mb.id, held.delivery.message.correlation_id))
-        for held in found:
             run = Run(held.delivery, held.origin, held.parent, held.request, minted=host.minted)
             msg = held.delivery.message
-            self._taken_again.add(held.delivery.id)
             self._started(run)
             corr = host.correlation(msg.correlation_id)
             host.arrived(corr, cancelled=False)
