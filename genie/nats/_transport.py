@@ -80,6 +80,7 @@ from ._wire import (
     UNCHARGED,
     NatsPublisher,
     bound,
+    connected,
     message_json,
 )
 
@@ -222,26 +223,7 @@ class NatsTransport:
         self, *, duplicate_window: float = 120.0, connect_timeout: float = 3.0
     ) -> None:
         """Connect (reconnecting for ever after that) and create the streams if need be."""
-        import nats
-        from nats.errors import Error as NatsError
-
-        async def quiet(exc: Exception) -> None:  # nats-py logs a traceback per attempt
-            _log.warning("NATS at %s: %s", self.url, exc or type(exc).__name__)
-
-        try:
-            # It retries for ever (broker restarts): the first connection gets a bound.
-            with anyio.fail_after(connect_timeout):
-                self._nc = await nats.connect(
-                    self.url,
-                    connect_timeout=1,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.2,
-                    error_cb=quiet,
-                )
-        except (OSError, NatsError, TimeoutError) as exc:
-            raise ConfigurationError(
-                f"cannot reach NATS at {self.url} within {connect_timeout:g}s"
-            ) from exc
+        self._nc = await connected(self.url, connect_timeout)
         version = self._nc.connected_server_version
         try:
             need_server(self.url, version.major, version.minor)

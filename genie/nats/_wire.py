@@ -17,6 +17,7 @@ from .._runtime.transport import Delivery
 from ._names import NatsNames
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
@@ -33,6 +34,7 @@ __all__ = [
     "Item",
     "NatsPublisher",
     "bound",
+    "connected",
     "derived_id",
     "entries",
     "message_json",
@@ -64,6 +66,31 @@ def derived_id(delivery: str, index: int) -> str:
 
 def message_json(msg: Message) -> dict[str, Any]:
     return msg.model_dump(mode="json")
+
+
+async def connected(url: str, within: float = 3.0) -> Client:
+    """A connection to the server at ``url`` that reconnects for ever once made, or a
+    one-line ``ConfigurationError`` when none is made within ``within`` seconds (nats-py
+    retries a first connection for ever too, logging a traceback per attempt)."""
+    import nats
+    from nats.errors import Error as NatsError
+
+    from .._errors import ConfigurationError
+
+    async def quiet(exc: Exception) -> None:
+        _log.warning("NATS at %s: %s", url, exc or type(exc).__name__)
+
+    try:
+        with anyio.fail_after(within):
+            return await nats.connect(
+                url,
+                connect_timeout=1,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.2,
+                error_cb=quiet,
+            )
+    except (OSError, NatsError, TimeoutError) as exc:
+        raise ConfigurationError(f"cannot reach NATS at {url} within {within:g}s") from exc
 
 
 async def entries(kv: KeyValue, keys: str) -> list[tuple[str, bytes]]:

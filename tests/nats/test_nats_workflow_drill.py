@@ -300,3 +300,27 @@ def test_an_approvals_deadline_runs_on_in_the_worker_that_rebuilds_the_desk(
     # Each once, keyed <request>~order~<step>[~undo]:<agent>; step c undone, d never run.
     assert sorted(k.split("~", 2)[2] for k in keys) == ["a:a", "b:b", "c:c", "c~undo:c"]
     assert pending(url) == []
+
+
+def test_bad_approval_commands_on_nats_are_one_line_errors(
+    server: LocalNatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.url
+    assert main(["approvals", "list", "--nats", url, "--namespace", "nowhere"]) == 0
+    assert capsys.readouterr().out == f"no approvals pending in namespace nowhere on {url}\n"
+    answer = ["approvals", "approve", "nope", "--as", "bo"]
+    cases = {
+        (*answer, "--nats", url, "--namespace", "nowhere"): "no approval 'nope' pending",
+        (*answer, "--nats", "nats://127.0.0.1:1", "--namespace", "x"): "cannot reach NATS",
+        ("audit", "verify", "nats://127.0.0.1:1/x"): "cannot reach NATS",  # hung before
+        ("approvals", "list", "--nats", url): "--nats: name the namespace",
+        ("approvals", "list", "--store", "x.db", "--namespace", "x"): "--namespace names",
+    }
+    for argv, said in cases.items():
+        started_at = time.monotonic()
+        assert main(list(argv)) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err, (argv, err)
+        assert "Traceback" not in err
+        assert err.count("\n") == 1, err
+        assert time.monotonic() - started_at < 10
