@@ -203,8 +203,8 @@ class NatsTransport:
         self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
         # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
         self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
-        # The approval desk's pending list and people's answers (when a worker hosts the
-        # desk, or a named entry's requests may wait for a person).
+        # The approval desk's pending list and people's answers (bound when the pipeline
+        # has the desk: listed and answered from any of its processes).
         self.approvals = NatsApprovals(names.approvals)
         self._desk: ApprovalDesk | None = None  # the desk, when this worker hosts it
         # Its pending approvals' ids -> the origin and delivery of their request: a person's
@@ -238,7 +238,7 @@ class NatsTransport:
             await self._entry.bind(self._js)
         if self.hosted:
             await self._held.bind(self._js)
-        if self._desk is not None or (self._entry is not None and DESK in self._agents):
+        if DESK in self._agents:  # its pipeline may wait for a person: answer from anywhere
             await self.approvals.bind(self._js)
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -25,10 +26,13 @@ from genie._cli.approvals import pending_on_nats
 from genie._cli.main import main
 from genie.nats._names import NatsNames
 from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsTransport
+from genie.pipeline import RunResult, load_pipeline
 
 from ..durable.test_crash_drill import effects
 from ..durable.test_workflow_drill import AGENTS, ORDER_DONE, PIPELINE, balanced
-from .test_nats import GENIE, HELPER, ROOT, Workers, jetstream, stream
+from .test_nats import GENIE, HELPER, ROOT, Workers, eventually, jetstream, stream
+from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
 from .test_nats import server as server
 from .test_nats import workers as workers
 
@@ -324,3 +328,48 @@ def test_bad_approval_commands_on_nats_are_one_line_errors(
         assert "Traceback" not in err
         assert err.count("\n") == 1, err
         assert time.monotonic() - started_at < 10
+
+
+async def test_an_approval_is_listed_and_answered_from_python(
+    server: LocalNatsServer, workers: Workers, drill: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``transport.approvals`` of a connected entry: the same bucket as the CLI's."""
+    monkeypatch.syspath_prepend(str(drill))  # the drill's agents, for this process too
+    monkeypatch.setenv("DRILL_LEDGER", str(drill / "ledger.txt"))
+    worker(workers, drill, server.url)
+    pipeline = load_pipeline(drill / "order.yaml")
+    transport = NatsTransport(server.url, NatsNames(pipeline.name))
+    rt = pipeline.runtime(transport=transport)
+    transport.attach(rt)
+    await transport.connect()
+    async with rt:
+        payload = pipeline.entry_payload(pipeline.read_input(None))
+        async with anyio.create_task_group() as tg:
+            results: list[RunResult] = []
+
+            async def ask() -> None:
+                results.append(await pipeline.ask(rt, payload, timeout=30))
+
+            tg.start_soon(ask)
+            listed: list[dict[str, Any]] = []
+            outcome: list[str | None] = [None]
+
+            async def asked() -> bool:
+                listed[:] = await transport.approvals.pending()
+                return bool(listed)
+
+            async def answered() -> bool:
+                outcome[0] = await transport.approvals.outcome(listed[0]["id"])
+                return outcome[0] is not None
+
+            await eventually(asked, 20)
+            [request] = listed
+            assert request["sender"] == "order"
+            await transport.approvals.answer(request["id"], True, "bo", ("boss",), "fine")
+            await eventually(answered, 10)
+            assert outcome == ["approved"]
+        [result] = results
+        assert result.status == "ok", result
+        assert result.output is not None
+        assert result.output.payload.model_dump()["state"] == ORDER_DONE
+    await transport.close()
