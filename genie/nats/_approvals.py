@@ -11,21 +11,26 @@ Keys, each the hash of an approval's id (ids have characters a key may not):
   what it took (``_held``), and the list is written again from the rebuilt desk.
 - ``answer.<id>``: a person's answer, left by any process. The worker hosting the desk takes
   it while the approval is pending there (the answer is then a message from that person to
-  the desk, judged by the policies and audited, as in one process), and writes what became of
-  it (``outcome``) into the same key, which the answering process reads and deletes.
+  the desk, judged by the policies and audited, as in one process). What became of it
+  (``outcome``) is written into the same key once the desk has decided the approval (or the
+  answer was refused), which the answering process reads and deletes. Until then the answer
+  stays as it was left, so a worker started after a kill that cut the answer short takes it
+  again: an answer reaches the desk at least once, and the desk decides on the first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
+from .._runtime.approvals import ApprovalDecision
 from ._wire import bound, entries
 
 if TYPE_CHECKING:
@@ -39,7 +44,8 @@ _log = lazy_logger("genie.nats")
 POLL = 0.25  # seconds between looks for answers, while the desk here has approvals pending
 
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
-"""``Approvals.answer_left``: what became of an answer, or None while it is not pending here."""
+"""``Approvals.answer_left``: what became of an answer (``refused: ...``, or sent to the desk),
+or None while its approval is not pending here."""
 
 
 def _key(kind: str, approval_id: str) -> str:
@@ -55,6 +61,7 @@ class NatsApprovals:
         self._listed: dict[str, str] = {}  # the desk here: approval id -> its request's JSON
         self._read = False  # whether ``_listed`` has what the bucket listed before this process
         self._waiting: dict[str, set[str]] = {}  # followed: correlation -> approvals pending
+        self._sent: dict[str, bytes] = {}  # the desk here: answers sent it, key -> as left
 
     async def bind(self, js: JetStreamContext) -> None:
         """Create the bucket if it is not there (no expiry: a person may take days)."""
@@ -93,12 +100,13 @@ class NatsApprovals:
     ) -> None:
         """Leave ``by``'s answer for the desk's worker (a later answer replaces one not taken)."""
         body = {"approval_id": approval_id, "approved": approved, "by": by}
-        body |= {"roles": list(roles), "reason": reason}
+        # ``at``: an answer given again is another answer, even in the same words.
+        body |= {"roles": list(roles), "reason": reason, "at": time.time()}
         await self._bucket().put(_key("answer", approval_id), json.dumps(body).encode())
 
     async def outcome(self, approval_id: str) -> str | None:
-        """What became of the answer left for ``approval_id`` (None: not taken yet); read
-        once: a taken answer is deleted."""
+        """What became of the answer left for ``approval_id`` (None: the approval is not
+        decided yet); read once: a decided answer is deleted."""
         from nats.js.errors import KeyNotFoundError
 
         key = _key("answer", approval_id)
@@ -131,9 +139,35 @@ class NatsApprovals:
         self._listed = now
         return gone
 
+    async def decided(self, decisions: Mapping[str, ApprovalDecision]) -> None:
+        """Tell the answers left for the approvals the desk here decided what became of them
+        (before the deciding delivery is acked: a kill before it has the desk decide again)."""
+        for approval_id, decision in decisions.items():
+            await self._decided(approval_id, decision)
+
+    async def _decided(self, approval_id: str, decision: ApprovalDecision) -> None:
+        from nats.js.errors import KeyNotFoundError
+
+        key = _key("answer", approval_id)
+        self._sent.pop(key, None)
+        try:
+            entry = await self._bucket().get(key)
+        except KeyNotFoundError:
+            return
+        body = json.loads(entry.value or b"{}")
+        if "outcome" in body:
+            return
+        # The answerer's own word, or, when the desk decided otherwise first (another
+        # person, the deadline, the asker withdrawing), the decision that was made.
+        outcome = "approved" if decision.approved else "rejected"
+        if decision.by != body.get("by") or decision.approved != body.get("approved"):
+            outcome = f"decided already: {decision.said()}"
+        await self._bucket().put(key, json.dumps(body | {"outcome": outcome}).encode())
+
     async def take_answers(self, answer: Answer) -> None:
         """Forever: hand the answers people left to ``answer`` while the desk here has
-        approvals pending, and write what became of each taken one."""
+        approvals pending, each once; a refused one's outcome is written at once, a sent
+        one's when the desk decides (``list_pending``)."""
         kv = self._bucket()
         while True:
             await anyio.sleep(POLL)
@@ -141,8 +175,8 @@ class NatsApprovals:
                 continue
             for key, value in await self._entries("answer"):
                 body = json.loads(value)
-                if "outcome" in body:
-                    continue  # taken: its answerer reads it
+                if "outcome" in body or self._sent.get(key) == value:
+                    continue  # decided (its answerer reads it), or sent from here already
                 outcome = answer(
                     str(body["approval_id"]),
                     bool(body["approved"]),
@@ -150,8 +184,12 @@ class NatsApprovals:
                     tuple(str(r) for r in body.get("roles", ())),
                     str(body.get("reason", "")),
                 )
-                if outcome is not None:
+                if outcome is None:
+                    continue  # not pending here
+                if outcome.startswith("refused"):
                     await kv.put(key, json.dumps(body | {"outcome": outcome}).encode())
+                else:
+                    self._sent[key] = value
 
     # --- the entry process: which of its requests wait for a person ---------------------------
     def waits(self, correlation_id: str) -> bool:

@@ -46,7 +46,13 @@ from .._agent.context import Timer
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
 from .._message.envelope import Message
-from .._runtime.approvals import DESK, ApprovalAnswer, ApprovalDesk, ApprovalRequest
+from .._runtime.approvals import (
+    DESK,
+    ApprovalAnswer,
+    ApprovalDecision,
+    ApprovalDesk,
+    ApprovalRequest,
+)
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
@@ -106,7 +112,8 @@ _RUNNING: ContextVar[Run | None] = ContextVar("genie_nats_running", default=None
 
 # Where a worker may be told to stop (tests pick the point of death with these).
 # A fan-in's delivery also: "kept" (written to the held bucket, before the ack) and
-# "released" (its correlation's entries purged, after the ack).
+# "released" (its correlation's entries purged, after the ack). A send from outside a
+# handler (an entry's request, a timer, a person's answer): "sending", before it goes out.
 Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "kept" | "acked"
 StepHook = Callable[[Step, Delivery], None]
 
@@ -116,6 +123,15 @@ def _opens_its_correlation(msg: Message, recipient: str) -> bool:
     goes to ``recipient`` alone (addressed to it): its one delivery is the correlation's
     first. A message to a topic has a delivery per subscriber: charged one by one."""
     return msg.correlation_id == msg.id and msg.causation_id is None and msg.recipient == recipient
+
+
+def decisions(run: Run) -> dict[str, ApprovalDecision]:
+    """The approvals the desk decided in ``run`` (one of its deliveries), by approval id."""
+    return {
+        out.payload.approval_id: out.payload
+        for out, _ in run.outbox
+        if isinstance(out.payload, ApprovalDecision)
+    }
 
 
 class NatsTransport:
@@ -723,6 +739,8 @@ class NatsTransport:
         try:
             if not self._ready.is_set():  # set once for good: no checkpoint per send after
                 await self._ready.wait()
+            if self.on_step is not None:
+                self.on_step("sending", Delivery(msg, recipient))
             entry = self._entry
             if entry is not None and msg.hops == 0 and msg.sender != RUNTIME:
                 # A request from outside, of an entry with a name: kept before it goes out,
@@ -1015,6 +1033,8 @@ class NatsTransport:
             for out, _ in run.outbox:
                 host.left(host.correlation(out.correlation_id))
             self._step("published", delivery)
+            if mb.id == DESK:  # before the ack: a kill before it decides again, and tells
+                await self.approvals.decided(decisions(run))
             if times > self.max_deliveries:
                 await raw.term()
             else:
@@ -1100,6 +1120,8 @@ class NatsTransport:
                 self._ended(run)
             for out, _ in run.outbox:  # sent before the kill: not again
                 host.left(host.correlation(out.correlation_id))
+            if mb.id == DESK:
+                await self.approvals.decided(decisions(run))
             await self._release(mb.id, msg)
         if found:
             _log.info("%s: %d kept deliveries taken again", mb.id, len(found))
@@ -1110,11 +1132,11 @@ class NatsTransport:
         """Make the approvals bucket list what the desk here has pending."""
         assert self._desk is not None
         pending = self._desk.pending.items()
-        decided = await self.approvals.list_pending(
+        gone = await self.approvals.list_pending(
             (approval_id, json.dumps(message_json(p.request), separators=(",", ":")))
             for approval_id, p in pending
         )
-        for approval_id in decided:
+        for approval_id in gone:
             self._asked_at.pop(approval_id, None)
 
     async def _run(self, mb: Mailbox, msg: Message, run: Run) -> None:

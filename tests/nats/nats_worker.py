@@ -1,7 +1,8 @@
 """``genie worker`` that kills itself (SIGKILL, as a crash) at a chosen point: the NTH
 delivery of AGENT reaching STEP (handled: after the handler's side effects; charged: after
 its outputs are charged to the correlation budget; outcome: after the outcome record;
-published: after the outputs, before the ack). ``-`` for STEP never dies.
+published: after the outputs, before the ack; sending: a send from outside a handler, such
+as a person's answer to the desk, before it goes out). ``-`` for STEP never dies.
 
     python tests/nats/nats_worker.py STEP AGENT NTH <genie worker arguments>
 """

@@ -27,6 +27,7 @@ from genie._cli.main import main
 from genie.nats._names import NatsNames
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsTransport
+from genie.nats._wire import entries
 from genie.pipeline import RunResult, load_pipeline
 
 from ..durable.test_crash_drill import effects
@@ -97,6 +98,30 @@ def pending(url: str) -> list[dict[str, object]]:
 def approve(url: str, approval_id: str) -> None:
     argv = ["approvals", "approve", approval_id, "--nats", url, "--namespace", "order"]
     assert main([*argv, "--as", "bo", "--role", "boss", "--wait", "10"]) == 0
+
+
+def approving(folder: Path, url: str, approval_id: str) -> subprocess.Popen[str]:
+    """``genie approvals approve`` in a process of its own, waiting for what became of it."""
+    argv = [str(GENIE), "approvals", "approve", approval_id, "--nats", url]
+    return subprocess.Popen(
+        [*argv, "--namespace", "order", "--as", "bo", "--role", "boss", "--wait", "60"],
+        env=env(folder),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def answers_left(url: str) -> int:
+    """The answers in the approvals bucket (an answer's outcome read by its answerer is
+    deleted)."""
+
+    async def count() -> int:
+        async with jetstream(url) as js:
+            kv = await js.key_value(NatsNames("order").approvals)
+            return len(await entries(kv, "answer.>"))
+
+    return anyio.run(count)
 
 
 def until(check: Callable[[], object], timeout: float = 30) -> None:
@@ -214,6 +239,7 @@ BEFORE_APPROVAL: list[Die] = [
     ("acked", "approvals", 1),  # pending (the kill while a person is awaited)
 ]
 AFTER_APPROVAL: list[Die] = [
+    ("sending", "approvals", 1),  # the answer taken from the bucket; not sent to the desk
     ("handled", "approvals", 2),  # the answer taken; the decision not out
     ("published", "approvals", 2),  # the decision out; the answer not acked
     ("acked", "approvals", 2),  # decided and acked; its session not released
@@ -247,13 +273,19 @@ def test_a_worker_killed_after_the_answer(
     url = server.url
     doomed = worker(workers, drill, url, die)
     approval_id = pause(drill, url)
-    approve(url, approval_id)
+    answering = approving(drill, url, approval_id)
     assert doomed.wait(timeout=30) == -9
     worker(workers, drill, url)
-    # The next worker takes the answer again (a delivery its predecessor sent for a person):
-    # nobody answers twice.
+    # The next worker takes the answer again (left in the bucket until the desk decided, or
+    # a delivery its predecessor sent for a person): nobody answers twice, and the person
+    # who answered learns what became of it across the kill.
+    out, err = answering.communicate(timeout=90)
+    assert (answering.returncode, out) == (0, f"{approval_id}: approved\n"), err
+    assert answers_left(url) == 0
     finish(drill, url)
     check(drill, url)
+    # At least once: a desk rebuilt from kept deliveries writes their rows again.
+    assert ("bo", "approved") in audit_actions(url)
 
 
 def test_the_shipped_payment_waits_for_a_treasurer_across_processes(
