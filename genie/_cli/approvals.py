@@ -149,7 +149,7 @@ def _answer(args: argparse.Namespace) -> int:
         print(f"genie approvals: the answer is left in {where}: {taker}", file=sys.stderr)
         return 0
     print(f"{args.approval}: {outcome}")
-    return 1 if outcome.startswith("refused") else 0
+    return 0 if outcome in ("approved", "rejected") else 1  # refused, or decided already
 
 
 Answer = tuple[str, bool, str, tuple[str, ...], str]
@@ -176,12 +176,12 @@ def _answer_on_nats(args: argparse.Namespace, answer: Answer) -> str | None:
     from ..nats._cli import on_approvals
 
     async def give(bucket: NatsApprovals) -> str | None:
-        await bucket.answer(*answer)
+        key = await bucket.answer(*answer)
         deadline = time.monotonic() + args.wait
-        outcome = await bucket.outcome(answer[0])
+        outcome = await bucket.outcome(key)
         while outcome is None and time.monotonic() < deadline:
             await anyio.sleep(0.1)  # the worker looks for answers every 0.25 s
-            outcome = await bucket.outcome(answer[0])
+            outcome = await bucket.outcome(key)
         return outcome
 
     async def go() -> str | None:

@@ -9,20 +9,28 @@ Keys, each the hash of an approval's id (ids have characters a key may not):
   a list for people and for the entry process (a request waiting for a person is not cancelled
   when its caller's wait ends), not the desk's state: a killed worker's desk is rebuilt from
   what it took (``_held``), and the list is written again from the rebuilt desk.
-- ``answer.<id>``: a person's answer, left by any process. The worker hosting the desk takes
-  it while the approval is pending there (the answer is then a message from that person to
-  the desk, judged by the policies and audited, as in one process). What became of it
-  (``outcome``) is written into the same key once the desk has decided the approval (or the
-  answer was refused), which the answering process reads and deletes. Until then the answer
-  stays as it was left, so a worker started after a kill that cut the answer short takes it
-  again: an answer reaches the desk at least once, and the desk decides on the first.
+- ``answer.<id>.<n>``: a person's answer, left by any process, under a key of its own (two
+  people answering at once never write one key). The worker hosting the desk takes it while
+  the approval is pending there (the answer is then a message from that person to the desk,
+  judged by the policies and audited, as in one process). What became of it (``outcome``) is
+  written into the same key once the desk has decided the approval (or the answer was
+  refused), which the answering process reads and deletes. Until then the answer stays as it
+  was left, so a worker started after a kill that cut the answer short takes it again: an
+  answer reaches the desk at least once, and the desk decides on the first. An answer nobody
+  came back for is deleted after ``KEPT`` seconds; one that is not an answer (written by hand)
+  is refused, not taken.
+
+The worker writes an entry only over the revision it read (a newer write wins), and a NATS
+error while it looks for answers is logged and looked at again on the next poll.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +50,7 @@ __all__ = ["Answer", "NatsApprovals"]
 _DELETED = ("DEL", "PURGE")
 _log = lazy_logger("genie.nats")
 POLL = 0.25  # seconds between looks for answers, while the desk here has approvals pending
+KEPT = 24 * 3600.0  # seconds an answer nobody came back for stays (one for no approval: ``at``)
 
 Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
 """``Approvals.answer_left``: what became of an answer (``refused: ...``, or sent to the desk),
@@ -50,6 +59,27 @@ or None while its approval is not pending here."""
 
 def _key(kind: str, approval_id: str) -> str:
     return f"{kind}.{hashlib.sha256(approval_id.encode()).hexdigest()[:40]}"
+
+
+def _answer_of(value: bytes) -> dict[str, Any] | None:
+    """An answer entry as ``NatsApprovals.answer`` leaves it (None: anything else)."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    fields = (body.get("approval_id"), body.get("by"), body.get("reason", ""))
+    roles = body.get("roles", [])
+    if not (
+        all(isinstance(f, str) for f in fields)
+        and isinstance(body.get("approved"), bool)
+        and isinstance(roles, list)
+        and all(isinstance(r, str) for r in roles)
+        and isinstance(body.get("at", 0.0), int | float)
+    ):
+        return None
+    return body
 
 
 class NatsApprovals:
@@ -97,26 +127,28 @@ class NatsApprovals:
 
     async def answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
-    ) -> None:
-        """Leave ``by``'s answer for the desk's worker (a later answer replaces one not taken)."""
+    ) -> str:
+        """Leave ``by``'s answer for the desk's worker; the answer's key, for ``outcome``."""
         body = {"approval_id": approval_id, "approved": approved, "by": by}
-        # ``at``: an answer given again is another answer, even in the same words.
         body |= {"roles": list(roles), "reason": reason, "at": time.time()}
-        await self._bucket().put(_key("answer", approval_id), json.dumps(body).encode())
+        key = f"{_key('answer', approval_id)}.{uuid.uuid4().hex}"
+        await self._bucket().create(key, json.dumps(body).encode())
+        return key
 
-    async def outcome(self, approval_id: str) -> str | None:
-        """What became of the answer left for ``approval_id`` (None: the approval is not
-        decided yet); read once: a decided answer is deleted."""
-        from nats.js.errors import KeyNotFoundError
+    async def outcome(self, answer: str) -> str | None:
+        """What became of the answer ``answer`` (the key ``answer()`` gave; None: its approval
+        is not decided yet); read once: a decided answer is deleted."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-        key = _key("answer", approval_id)
         try:
-            entry = await self._bucket().get(key)
+            entry = await self._bucket().get(answer)
         except KeyNotFoundError:
             return None
-        outcome = json.loads(entry.value or b"{}").get("outcome")
+        body = json.loads(entry.value or b"{}")
+        outcome = body.get("outcome") if isinstance(body, dict) else None
         if outcome is not None:
-            await self._bucket().delete(key)
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self._bucket().delete(answer, last=entry.revision)
         return None if outcome is None else str(outcome)
 
     # --- the worker hosting the desk ---------------------------------------------------------
@@ -125,8 +157,12 @@ class NatsApprovals:
         request messages' JSON; the ids no longer pending. The first call also deletes what a
         killed worker listed and its rebuilt desk no longer has."""
         if not self._read:
-            found = await self._entries("pending")
-            self._listed = {json.loads(v)["id"]: v.decode() for _, v in found}
+            for key, value in await self._entries("pending"):
+                try:
+                    self._listed[str(json.loads(value)["id"])] = value.decode()
+                except (ValueError, KeyError, TypeError):  # not the desk's: not listed by it
+                    _log.warning("approvals bucket %s: entry %r is not ours", self.bucket, key)
+                    await self._bucket().delete(key)
             self._read = True
         now = dict(requests)
         kv = self._bucket()
@@ -146,50 +182,81 @@ class NatsApprovals:
             await self._decided(approval_id, decision)
 
     async def _decided(self, approval_id: str, decision: ApprovalDecision) -> None:
-        from nats.js.errors import KeyNotFoundError
+        """Each answer left for ``approval_id``: the answerer's own word, or, when the desk
+        decided otherwise first (another person, the deadline, the asker withdrawing), the
+        decision that was made."""
+        for key, value in await self._entries(_key("answer", approval_id)):
+            self._sent.pop(key, None)
+            body = _answer_of(value)
+            if body is None or "outcome" in body:
+                continue
+            outcome = "approved" if decision.approved else "rejected"
+            if decision.by != body["by"] or decision.approved != body["approved"]:
+                outcome = f"decided already: {decision.said()}"
+            await self._settle(key, value, body | {"outcome": outcome})
 
-        key = _key("answer", approval_id)
-        self._sent.pop(key, None)
-        try:
-            entry = await self._bucket().get(key)
-        except KeyNotFoundError:
-            return
-        body = json.loads(entry.value or b"{}")
-        if "outcome" in body:
-            return
-        # The answerer's own word, or, when the desk decided otherwise first (another
-        # person, the deadline, the asker withdrawing), the decision that was made.
-        outcome = "approved" if decision.approved else "rejected"
-        if decision.by != body.get("by") or decision.approved != body.get("approved"):
-            outcome = f"decided already: {decision.said()}"
-        await self._bucket().put(key, json.dumps(body | {"outcome": outcome}).encode())
+    async def _settle(self, key: str, value: bytes, body: dict[str, Any] | None) -> None:
+        """Write ``body`` (None: delete) over the entry ``key`` if it still is ``value``."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        kv = self._bucket()
+        with contextlib.suppress(KeyNotFoundError, KeyWrongLastSequenceError):
+            entry = await kv.get(key)
+            if entry.value != value:
+                return  # written since it was read: a newer write wins
+            if body is None:
+                await kv.delete(key, last=entry.revision)
+            else:
+                await kv.update(key, json.dumps(body).encode(), last=entry.revision)
 
     async def take_answers(self, answer: Answer) -> None:
         """Forever: hand the answers people left to ``answer`` while the desk here has
         approvals pending, each once; a refused one's outcome is written at once, a sent
-        one's when the desk decides (``list_pending``)."""
-        kv = self._bucket()
+        one's when the desk decides (``decided``)."""
+        from nats.errors import Error as NatsError
+
         while True:
             await anyio.sleep(POLL)
             if not self._listed:
                 continue
-            for key, value in await self._entries("answer"):
-                body = json.loads(value)
-                if "outcome" in body or self._sent.get(key) == value:
-                    continue  # decided (its answerer reads it), or sent from here already
-                outcome = answer(
-                    str(body["approval_id"]),
-                    bool(body["approved"]),
-                    str(body["by"]),
-                    tuple(str(r) for r in body.get("roles", ())),
-                    str(body.get("reason", "")),
-                )
-                if outcome is None:
-                    continue  # not pending here
-                if outcome.startswith("refused"):
-                    await kv.put(key, json.dumps(body | {"outcome": outcome}).encode())
-                else:
-                    self._sent[key] = value
+            try:
+                await self._take(answer)
+            except (NatsError, TimeoutError) as exc:  # the broker away: look again next time
+                _log.warning("approvals bucket %s: %r; looking again", self.bucket, exc)
+
+    async def _take(self, answer: Answer) -> None:
+        now = time.time()
+        for key, value in await self._entries("answer"):
+            if self._sent.get(key) == value:
+                continue  # sent from here already: its outcome comes with the decision
+            body = _answer_of(value)
+            if body is None:
+                _log.warning("approvals bucket %s: entry %r is not an answer", self.bucket, key)
+                await self._settle(key, value, {"outcome": "refused: not an answer"})
+                continue
+            old = now - float(body.get("at", 0.0)) > KEPT
+            if "outcome" in body:
+                if old:  # nobody came back for it
+                    await self._settle(key, value, None)
+                continue
+            approval_id = body["approval_id"]
+            if not key.startswith(_key("answer", approval_id) + "."):
+                await self._settle(key, value, body | {"outcome": "refused: not an answer"})
+                continue
+            outcome = answer(
+                approval_id,
+                body["approved"],
+                body["by"],
+                tuple(body.get("roles", ())),
+                body.get("reason", ""),
+            )
+            if outcome is None:  # not pending here
+                if old and approval_id not in self._listed:
+                    await self._settle(key, value, None)
+            elif outcome.startswith("refused"):
+                await self._settle(key, value, body | {"outcome": outcome})
+            else:
+                self._sent[key] = value
 
     # --- the entry process: which of its requests wait for a person ---------------------------
     def waits(self, correlation_id: str) -> bool:

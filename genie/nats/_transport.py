@@ -1033,12 +1033,13 @@ class NatsTransport:
             for out, _ in run.outbox:
                 host.left(host.correlation(out.correlation_id))
             self._step("published", delivery)
+            last = times > self.max_deliveries
+            kept = not last and await self._keep(mb.id, run)
             if mb.id == DESK:  # before the ack: a kill before it decides again, and tells
                 await self.approvals.decided(decisions(run))
-            if times > self.max_deliveries:
+            if last:
                 await raw.term()
             else:
-                kept = await self._keep(mb.id, run)
                 await raw.ack()
                 self._step("acked", delivery)
                 if kept:

@@ -228,6 +228,55 @@ def test_an_entry_killed_while_the_approval_waits_is_resumed_by_its_next_run(
     check(drill, url)
 
 
+def test_answers_given_at_once_and_junk_in_the_bucket(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    """Two people answer at once (each answer has a key of its own: neither is lost), and
+    entries written by hand that are not answers are refused, not taken, while the worker
+    goes on."""
+    url = server.url
+    desk = worker(workers, drill, url)
+    approval_id = pause(drill, url)
+    bucket = NatsNames("order").approvals
+
+    async def junk() -> None:
+        async with jetstream(url) as js:
+            kv = await js.key_value(bucket)
+            await kv.put("answer.x.y", b"not json")
+            forged = {"approval_id": approval_id, "approved": "false", "by": "bo"}
+            await kv.put("answer.x.z", json.dumps(forged).encode())  # not under its key
+            await kv.put("answer.x.w", b"[1, 2]")
+
+    anyio.run(junk)
+    argv = [str(GENIE), "approvals", "approve", approval_id, "--nats", url]
+    argv += ["--namespace", "order", "--wait", "30"]
+    people = [
+        subprocess.Popen(
+            [*argv, "--as", who, *roles], env=env(drill), stdout=subprocess.PIPE, text=True
+        )
+        for who, roles in (("mallory", []), ("bo", ["--role", "boss"]))
+    ]
+    said = [p.communicate(timeout=60)[0] for p in people]
+    assert [p.returncode for p in people] == [1, 0]
+    # Mallory's answer is refused, or finds the approval decided if bo's came first.
+    assert said[0].startswith(
+        (f"{approval_id}: refused: mallory may not answer", f"{approval_id}: decided already")
+    ), said[0]
+    assert said[1] == f"{approval_id}: approved\n"
+    finish(drill, url)
+    check(drill, url)
+    assert desk.poll() is None  # the junk did not stop the worker
+
+    async def left() -> dict[str, str]:
+        async with jetstream(url) as js:
+            kv = await js.key_value(bucket)
+            return {k: json.loads(v)["outcome"] for k, v in await entries(kv, "answer.>")}
+
+    assert anyio.run(left) == dict.fromkeys(
+        ["answer.x.y", "answer.x.z", "answer.x.w"], "refused: not an answer"
+    )
+
+
 # Where the worker hosting the workflow, the desk and the steps dies, on the way to the
 # approval (before it is asked) and after it (once the answer is given).
 BEFORE_APPROVAL: list[Die] = [
@@ -391,13 +440,13 @@ async def test_an_approval_is_listed_and_answered_from_python(
                 return bool(listed)
 
             async def answered() -> bool:
-                outcome[0] = await transport.approvals.outcome(listed[0]["id"])
+                outcome[0] = await transport.approvals.outcome(key)
                 return outcome[0] is not None
 
             await eventually(asked, 20)
             [request] = listed
             assert request["sender"] == "order"
-            await transport.approvals.answer(request["id"], True, "bo", ("boss",), "fine")
+            key = await transport.approvals.answer(request["id"], True, "bo", ("boss",), "fine")
             await eventually(answered, 10)
             assert outcome == ["approved"]
         [result] = results
