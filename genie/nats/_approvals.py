@@ -27,6 +27,7 @@ error while it looks for answers is logged and looked at again on the next poll.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -179,7 +180,9 @@ class NatsApprovals:
         """Tell the answers left for the approvals the desk here decided what became of them
         (before the deciding delivery is acked: a kill before it has the desk decide again)."""
         for approval_id, decision in decisions.items():
-            await self._decided(approval_id, decision)
+            # Retried through a broker's restart: written at the revision read, so once.
+            tell = functools.partial(self._decided, approval_id, decision)
+            await bound(f"tell the answers to {approval_id}", tell)
 
     async def _decided(self, approval_id: str, decision: ApprovalDecision) -> None:
         """Each answer left for ``approval_id``: the answerer's own word, or, when the desk

@@ -26,7 +26,7 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.losses import cancelled_request, notice_of_cancelling
 from .._runtime.transport import Delivery, Keeps
-from ._wire import entries
+from ._wire import bound, entries
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -140,12 +140,18 @@ class HeldDeliveries:
             f'{{"origin":{json.dumps(held.origin)},"parent":{parent},'
             f'"request":{"true" if held.request else "false"},"delivery":{d.encode().decode()}}}'
         )
-        await self._bucket().put(f"{prefix}.{_hash(d.id, 32)}", value.encode())
+        key, kv = f"{prefix}.{_hash(d.id, 32)}", self._bucket()
+        # Retried through a broker's restart (a put of the same value is the same entry):
+        # the delivery is acked only once it is kept.
+        await bound(f"keep a delivery of {d.recipient}", lambda: kv.put(key, value.encode()))
         self._holding.add((d.recipient, d.message.correlation_id))
 
     async def release(self, agent_id: str, correlation_id: str) -> None:
         """Forget what ``agent_id`` kept of ``correlation_id``: one purge of its entries."""
         assert self._js is not None, "bound first"
+        js, stream = self._js, f"KV_{self.bucket}"
         subject = f"$KV.{self.bucket}.{self._prefix(agent_id, correlation_id)}.>"
-        await self._js.purge_stream(f"KV_{self.bucket}", subject=subject)
+        await bound(
+            f"release {agent_id}'s session", lambda: js.purge_stream(stream, subject=subject)
+        )
         self._holding.discard((agent_id, correlation_id))

@@ -84,3 +84,42 @@ async def test_a_gathers_worker_killed_midway_the_next_one_rebuilds_its_session(
     ids = [r["delivery"] for r in records]
     assert len(ids) == len(set(ids)), "an outcome recorded twice"
     assert held.state.messages == 0, "entries left in the held bucket"
+
+
+async def test_a_broker_restart_while_a_fan_in_keeps_is_waited_out(server: LocalNatsServer) -> None:
+    """Keeping a fan-in's delivery, releasing its session and telling an answer what became
+    of it are retried through a broker's restart (the delivery is acked only after them), not
+    the end of the worker."""
+    from genie._message.envelope import Message
+    from genie._message.types import MessageTypes
+    from genie._runtime.approvals import ApprovalDecision
+    from genie._runtime.transport import Delivery
+    from genie.nats._approvals import NatsApprovals
+    from genie.nats._held import Held, HeldDeliveries
+
+    from ..conftest import Ping
+
+    held = HeldDeliveries("GENIE_T_HELD")
+    held.fan_ins["fan_in"] = lambda correlation_id: True
+    approvals = NatsApprovals("GENIE_T_APPROVALS")
+    msg = Message.new(Ping(n=1), sender="a", recipient="fan_in")
+    delivery = Delivery(msg, "fan_in")
+    async with jetstream(server.url) as js:
+        await held.bind(js)
+        await approvals.bind(js)
+        key = await approvals.answer("ap-1", True, "bo", (), "")
+        for step in ("keep", "tell", "release"):
+            server.kill()
+            async with anyio.create_task_group() as tg:
+                if step == "keep":
+                    tg.start_soon(held.keep, Held(delivery, "o", None, False))
+                elif step == "tell":
+                    decision = ApprovalDecision(approval_id="ap-1", approved=True, by="bo")
+                    tg.start_soon(approvals.decided, {"ap-1": decision})
+                else:
+                    tg.start_soon(held.release, "fan_in", msg.correlation_id)
+                await anyio.sleep(0.5)  # the write waits for the broker
+                server.start()
+        # Kept, told, then released: the bucket holds nothing, and the answer its outcome.
+        assert await held.found("fan_in", MessageTypes([Ping])) == []
+        assert await approvals.outcome(key) == "approved"
