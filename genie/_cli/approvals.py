@@ -76,17 +76,20 @@ def _where(args: argparse.Namespace) -> str:
 
 def listed(message: dict[str, Any]) -> dict[str, object]:
     """A pending approval as ``genie approvals list`` shows it, from its request message."""
-    request = message["payload"]
-    return {
-        "id": message["id"],
-        "agent": message["sender"],
-        "subject": request["subject"],
-        "role": request.get("role"),
-        "principal": request.get("principal"),
-        "asked_at": message["created_at"],
-        "deadline_s": request.get("deadline"),
-        "correlation_id": message["correlation_id"],
-    }
+    try:
+        request = message["payload"]
+        return {
+            "id": message["id"],
+            "agent": message["sender"],
+            "subject": request["subject"],
+            "role": request.get("role"),
+            "principal": request.get("principal"),
+            "asked_at": message["created_at"],
+            "deadline_s": request.get("deadline"),
+            "correlation_id": message["correlation_id"],
+        }
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(f"a pending approval that genie did not write: {exc!r}") from None
 
 
 def pending_approvals(store: str) -> list[dict[str, object]]:
@@ -97,7 +100,10 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
         bodies = client.approvals()
     finally:
         client.close()
-    return [listed(json.loads(body)) for body in bodies]
+    try:
+        return [listed(json.loads(body)) for body in bodies]
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot use {store} as a store: {exc}") from None
 
 
 def pending_on_nats(url: str, namespace: str) -> list[dict[str, object]]:

@@ -300,16 +300,16 @@ class Approvals:
 
     def answer_left(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
-    ) -> str | None:
-        """An answer another process left in the store (``genie approvals``): what became of
-        it, or None while its approval is not pending here (its request not resumed yet)."""
+    ) -> Message | str | None:
+        """An answer another process left in the store (``genie approvals``): the answer
+        message sent to the desk (what became of it is the desk's decision), ``refused:
+        WHY``, or None while its approval is not pending here (its request not resumed yet)."""
         if approval_id not in self._desk.pending:
             return None
         try:
-            self._answer(approval_id, approved, by, roles, reason)
+            return self._answer(approval_id, approved, by, roles, reason)
         except ApprovalRefusedError as refused:
             return f"refused: {refused}"
-        return "approved" if approved else "rejected"
 
     def approve(
         self, approval_id: str, *, by: str, roles: tuple[str, ...] = (), reason: str = ""

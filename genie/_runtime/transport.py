@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_WORKERS",
+    "Answer",
     "RUNTIME",
     "Delivery",
     "RunDelivery",
@@ -217,6 +218,11 @@ class Transport(Protocol):
 Keeps = Callable[[str], bool]
 """A fan-in's ``keeps(correlation_id)``: whether it holds a session of that correlation open."""
 
+Answer = Callable[[str, bool, str, tuple[str, ...], str], "Message | str | None"]
+"""``Approvals.answer_left``: a person's answer another process left (approval id, approved,
+by, roles, reason) given to the desk: the answer message sent, ``refused: WHY``, or None
+while its approval is not pending here."""
+
 
 def keeps_of(agent: object) -> Keeps | None:
     """``agent``'s ``keeps``, if it is a fan-in (a declared gather, a workflow): an agent
@@ -255,9 +261,7 @@ class Keeper(Protocol):
         """The runtime is stopping: what ends now is cut short, not finished."""
         ...
 
-    def answers_to(
-        self, answer: Callable[[str, bool, str, tuple[str, ...], str], str | None]
-    ) -> None:
+    def answers_to(self, answer: Answer) -> None:
         """Answers to approvals that other processes leave in the store go to ``answer``."""
         ...
 

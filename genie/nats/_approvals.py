@@ -32,7 +32,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -40,22 +40,19 @@ import anyio
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError
 from .._runtime.approvals import ApprovalDecision
+from .._runtime.transport import Answer
 from ._wire import bound, entries
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
-__all__ = ["Answer", "NatsApprovals"]
+__all__ = ["NatsApprovals"]
 
 _DELETED = ("DEL", "PURGE")
 _log = lazy_logger("genie.nats")
 POLL = 0.25  # seconds between looks for answers, while the desk here has approvals pending
 KEPT = 24 * 3600.0  # seconds an answer nobody came back for stays (one for no approval: ``at``)
-
-Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
-"""``Approvals.answer_left``: what became of an answer (``refused: ...``, or sent to the desk),
-or None while its approval is not pending here."""
 
 
 def _key(kind: str, approval_id: str) -> str:
@@ -256,7 +253,7 @@ class NatsApprovals:
             if outcome is None:  # not pending here
                 if old and approval_id not in self._listed:
                     await self._settle(key, value, None)
-            elif outcome.startswith("refused"):
+            elif isinstance(outcome, str):  # refused
                 await self._settle(key, value, body | {"outcome": outcome})
             else:
                 self._sent[key] = value

@@ -56,8 +56,15 @@ from .._runtime.approvals import (
 from .._runtime.correlator import Missing
 from .._runtime.local.executor import Worker, checkpoint
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
-from .._runtime.transport import RUNTIME, Delivery, WorkerCounts, delivery_id, keeps_of
-from ._approvals import Answer, NatsApprovals
+from .._runtime.transport import (
+    RUNTIME,
+    Answer,
+    Delivery,
+    WorkerCounts,
+    delivery_id,
+    keeps_of,
+)
+from ._approvals import NatsApprovals
 from ._audit import NatsAuditLog
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger

@@ -18,7 +18,7 @@ from genie import MemoryAuditLog, Runtime
 from genie._cli.main import main
 from genie._runtime.durable.store import StoreClient
 
-from ..runtime.test_approvals import Paid, Pay, Payer
+from ..runtime.test_approvals import Paid, Pay, Payer, no_answers_from
 from .test_store import kept
 
 
@@ -82,6 +82,49 @@ async def test_an_answer_left_in_the_store_is_taken_when_the_request_resumes(
     assert client.outcome(refused) == f"refused: eve may not answer approval {approval_id}: {why}"
     client.close()
     assert kept(path) == ([], [])
+
+
+async def test_each_answer_left_is_told_what_became_of_it(tmp_path: Path) -> None:
+    """Answers left at once: one a policy keeps out, two people deciding. Each row says what
+    became of it once the desk has decided, and only the answer that decided says so."""
+    path = tmp_path / "store.db"
+    approval_id = await pause(path, Pay(amount=700))
+    client = StoreClient(path)
+    denied = client.answer(approval_id, True, "mallory", ("treasurer",), "")
+    first = client.answer(approval_id, False, "alice", ("treasurer",), "over limit")
+    second = client.answer(approval_id, True, "bob", ("treasurer",), "")
+    policies = [no_answers_from("mallory")]
+    async with Runtime([Payer("payer")], store=path, policies=policies) as rt:
+        paid = await resume_one(rt)
+    assert paid == Paid(approved=False, by="alice", reason="over limit")
+    assert client.outcome(denied) == "refused: denied by four-eyes: mallory raised the payment"
+    assert client.outcome(first) == "rejected"
+    assert client.outcome(second) == "decided already: rejected by alice: over limit"
+    client.close()
+    assert kept(path) == ([], [])
+
+
+async def test_an_answer_for_an_approval_decided_since_is_refused(tmp_path: Path) -> None:
+    """An answer left for an approval decided in the meantime is refused, not left waiting."""
+    path = tmp_path / "store.db"
+    decided = await pause(path, Pay(amount=700))
+    client = StoreClient(path)
+    async with Runtime([Payer("payer")], store=path) as rt:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(resume_one, rt)
+            await anyio.wait_all_tasks_blocked()
+            rt.approvals.approve(decided, by="alice", roles=("treasurer",))
+        # Another request waits for a person, so the runtime looks at the answers left.
+        waiting = await rt.ask(
+            rt.message(Pay(amount=800), recipient="payer"), until="paid", timeout=0.2
+        )
+        assert waiting.status == "timed_out"
+        late = client.answer(decided, True, "bob", ("treasurer",), "")
+        with anyio.fail_after(5):
+            while client.outcome(late) is None:  # noqa: ASYNC110 (another process's view)
+                await anyio.sleep(0.05)
+    assert client.outcome(late) == f"refused: no pending approval {decided!r} (decided already)"
+    client.close()
 
 
 async def test_a_deadline_counts_from_the_asking_across_a_restart(tmp_path: Path) -> None:

@@ -212,6 +212,62 @@ def test_a_file_that_is_no_database_is_refused(tmp_path: Path) -> None:
         Runtime(store=path)
 
 
+def test_a_database_of_something_else_is_refused_and_left_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --store that names another application's SQLite file (a typo) is refused before
+    anything in it changes: no tables added, its journal mode kept."""
+    from genie._cli.main import main
+
+    path = tmp_path / "crm.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE customers (name TEXT)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError, match=r"crm\.db as a store: it is a database of"):
+        Runtime(store=path)
+    assert main(["approvals", "list", "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "it is a database of something else" in err
+    assert err.count("\n") == 1
+    assert path.read_bytes() == before
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    db.close()
+
+
+async def test_rows_genie_did_not_write_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store another process wrote junk into: each command says which table, in a line."""
+    from genie._cli.main import main
+
+    path = tmp_path / "store.db"
+    async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
+        await rt.publish(rt.message(Step(n=0), recipient="chain"))
+        await anyio.sleep(0.05)
+    for table, junk in (
+        ("requests", "UPDATE requests SET body = 'not json'"),
+        (
+            "messages",
+            "UPDATE messages SET recipients = 'junk', "
+            'body = \'{"type":"genie.approval_request"}\'',
+        ),
+    ):
+        db = sqlite3.connect(path)
+        db.execute(junk)
+        db.commit()
+        db.close()
+        with pytest.raises(ConfigurationError, match=f"a row of {table} is not genie's"):
+            async with Runtime([Chain("chain")], store=path) as again:
+                again.unfinished()
+    assert main(["approvals", "list", "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "a row of messages is not genie's" in err
+    assert err.count("\n") == 1
+
+
 async def test_a_kept_delivery_this_runtime_cannot_read_is_reported_not_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

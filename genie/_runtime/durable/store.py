@@ -76,6 +76,7 @@ class Batch:
     reads it into rows on the loop, before the write."""
 
     __slots__ = (
+        "answered",
         "charged",
         "deleted",
         "inserted",
@@ -93,13 +94,14 @@ class Batch:
         self.requests: list[tuple[str, str]] = []  # (correlation id, JSON)
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
+        self.answered: list[tuple[str, int]] = []  # (what became of it, answer row)
         self.waited_for = False  # deliveries wait for this write before they are queued
         self.inserted: list[tuple[str, str, str, str]] = []
         self.updated: list[tuple[str, str]] = []
         self.deleted: list[str] = []
 
     def __bool__(self) -> bool:
-        return bool(self.kept or self.moved or self.requests or self.settled)
+        return bool(self.kept or self.moved or self.requests or self.settled or self.answered)
 
     def seal(self, holders: dict[str, Holders]) -> None:
         """Read the holders of each message kept or moved as they are now into rows, and
@@ -115,13 +117,30 @@ class Batch:
                 self.deleted.append(mid)
 
 
+def not_genies(path: Path, table: str, exc: Exception) -> ConfigurationError:
+    """A store whose ``table`` has a row genie did not write (``exc``: what reading it said)."""
+    return ConfigurationError(
+        f"cannot use {path} as a store: a row of {table} is not genie's ({exc})"
+    )
+
+
 def _json(holders: Holders) -> str:
     return json.dumps(holders, separators=(",", ":"))
 
 
-def _connect(path: Path, each: bool = False) -> sqlite3.Connection:
+def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.Connection:
+    """A connection to the store at ``path``, made if need be (``made``: it must be one
+    already). A database of something else is refused before anything in it changes."""
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        tables = {
+            str(name)
+            for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if (tables or made) and not tables & {"messages", "deliveries"}:
+            db.close()
+            what = "a database of something else" if tables else "an empty database"
+            raise ConfigurationError(f"cannot use {path} as a store: it is {what}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if each else 'NORMAL'}")
         db.execute("PRAGMA wal_autocheckpoint=0")  # ``sync`` checkpoints, off the loop
@@ -195,19 +214,16 @@ class DeliveryStore:
             raise
         self.each = each
         self._lock = threading.Lock()  # one write at a time: the writer and a final flush
-        # An answer a stopped process took before its desk's decision was written (the
-        # approval still kept): this process takes it again.
-        self._db.execute(
-            "UPDATE answers SET outcome = NULL WHERE outcome IN ('approved', 'rejected') "
-            "AND approval_id IN (SELECT id FROM messages)"
-        )
 
     def pending(self) -> list[Kept]:
         """The messages with deliveries that had not ended, in the order they were kept."""
         rows = self._db.execute(
             "SELECT id, correlation_id, body, recipients FROM messages ORDER BY rowid"
         )
-        return [(str(i), str(c), str(b), dict(json.loads(r))) for i, c, b, r in rows]
+        try:
+            return [(str(i), str(c), str(b), dict(json.loads(r))) for i, c, b, r in rows]
+        except (ValueError, TypeError) as exc:
+            raise not_genies(self.path, "messages", exc) from None
 
     def requests(self) -> list[tuple[str, str]]:
         """The requests published from outside that had not settled: (correlation id, JSON)."""
@@ -242,6 +258,11 @@ class DeliveryStore:
                     db.executemany(
                         "UPDATE requests SET charged = ? WHERE correlation_id = ?",
                         [(n, cid) for cid, n in batch.charged.items()],
+                    )
+                if batch.answered:  # with the decision's end: told once it is durable
+                    db.executemany(
+                        "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
+                        batch.answered,
                     )
                 _delete(db, "messages", "id", batch.deleted)
                 _delete(db, "requests", "correlation_id", batch.settled)
@@ -332,7 +353,7 @@ class StoreClient:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigurationError(f"no store at {self.path}")
-        self._db = _connect(self.path)
+        self._db = _connect(self.path, made=True)
 
     def approvals(self) -> list[str]:
         """The JSON of each pending approval's request (kept for the desk), oldest first."""
@@ -340,7 +361,10 @@ class StoreClient:
             "SELECT body, recipients FROM messages WHERE body LIKE ? ORDER BY rowid",
             ('%"type":"genie.approval_request"%',),
         )
-        return [str(b) for b, r in rows if DESK in json.loads(r)]
+        try:
+            return [str(b) for b, r in rows if DESK in json.loads(r)]
+        except (ValueError, TypeError) as exc:
+            raise not_genies(self.path, "messages", exc) from None
 
     def answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str

@@ -42,14 +42,15 @@ import anyio
 from ..._base.log import lazy_logger
 from ..._errors import ConfigurationError
 from ..._message.envelope import Message
+from ..approvals import ApprovalAnswer, ApprovalDecision
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
 from ..losses import cancelled_request, notice_of_cancelling
 from ..observe.observer import Observer
-from ..transport import RUNTIME, Keeps, WorkerCounts, keeps_of, message_json
-from .store import DESK, Batch, DeliveryStore, Holders, Kept
+from ..transport import RUNTIME, Answer, Keeps, WorkerCounts, keeps_of, message_json
+from .store import DESK, Batch, DeliveryStore, Holders, Kept, not_genies
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -66,6 +67,7 @@ _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopp
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
 _CANCELLED = "genie.cancelled"  # the runtime's notice that a request was cancelled
+_ANSWER = ApprovalAnswer.message_type
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 # Seconds a write of ends alone waits for deliveries to ride with it: nobody waits for an
 # end, and a crash before it is written runs its delivery again, as at least once allows.
@@ -85,11 +87,6 @@ def check_sync(sync: object) -> Sync:
     raise ConfigurationError(
         f"store_sync must be 'always' or a number of seconds above 0, not {sync!r}"
     )
-
-
-Answer = Callable[[str, bool, str, tuple[str, ...], str], "str | None"]
-"""Takes an answer left in the store (approval id, approved, by, roles, reason): what became
-of it, or None while its approval is not pending here yet."""
 
 
 class DurableTransport(Observer):
@@ -115,9 +112,13 @@ class DurableTransport(Observer):
         self._holders: dict[str, Holders] = {}
         self._kept: set[str] = set()  # correlations with a delivery cut short by the stop
         self._requests_kept: set[str] = set()  # requests written (until they settle)
-        self._requests = self.store.requests()  # as the store was found
-        self._charged = self.store.charged()  # each request's budget spent before
-        self._found = self.store.pending()  # in the order they were kept
+        try:
+            self._requests = self.store.requests()  # as the store was found
+            self._charged = self.store.charged()  # each request's budget spent before
+            self._found = self.store.pending()  # in the order they were kept
+        except BaseException:  # a row genie did not write: the store is given back
+            self.store.close()
+            raise
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
         for row in self._found:
             self._pending.setdefault(row[1], []).append(row)
@@ -134,6 +135,11 @@ class DurableTransport(Observer):
         self._told: dict[str, set[str]] = {}
         self._unsettled: set[str] = set()  # settled while its notice was not taken by all
         self._answer: Answer | None = None
+        # Answers taken from the store and sent to the desk, until it decides: their rows, by
+        # answer message id, and each row's (approval id, answerer, approved).
+        self._answer_rows: dict[str, int] = {}
+        self._answering: dict[int, tuple[str, str, bool]] = {}
+        self._ended_now: dict[str, str] | None = None  # ended while being sent (a denial)
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
         self._synced = 0  # writes brought to the disk
@@ -143,7 +149,10 @@ class DurableTransport(Observer):
         used: their outputs are what a restarted caller waits for."""
         assert self._host is not None
         types = self._host.types
-        return [types.parse_bounded_message(json.loads(body)) for _, body in self._requests]
+        try:
+            return [types.parse_bounded_message(json.loads(body)) for _, body in self._requests]
+        except ValueError as exc:  # pydantic's errors are ValueErrors too
+            raise not_genies(self.store.path, "requests", exc) from None
 
     def holds(self, correlation_id: str) -> bool:
         if correlation_id in self._held.values():
@@ -186,7 +195,9 @@ class DurableTransport(Observer):
 
     async def take_answers(self) -> None:
         """Take the answers other processes left, while an approval is pending here (run by
-        the runtime outside the handlers' tasks: an answer is published from outside)."""
+        the runtime outside the handlers' tasks: an answer is published from outside). What
+        became of one sent to the desk is written with the desk's decision, or when the desk
+        took it and decided nothing (``_answer_ended``); a refusal at once."""
         while True:
             await anyio.sleep(POLL)
             if not self._held or self._answer is None:
@@ -194,9 +205,50 @@ class DurableTransport(Observer):
             for row, approval_id, approved, by, roles, reason in await anyio.to_thread.run_sync(
                 self.store.answers
             ):
-                outcome = self._answer(approval_id, approved, by, roles, reason)
-                if outcome is not None:
-                    await anyio.to_thread.run_sync(self.store.answered, row, outcome)
+                if row in self._answering:
+                    continue  # sent: the desk's decision is awaited
+                self._ended_now = {}
+                sent = self._answer(approval_id, approved, by, roles, reason)
+                ended, self._ended_now = self._ended_now, None
+                if isinstance(sent, Message):
+                    if sent.id not in ended:
+                        self._answer_rows[sent.id] = row
+                        self._answering[row] = (approval_id, by, approved)
+                        continue
+                    sent = ended[sent.id]  # admission refused it as it was sent
+                if sent is None and not self._keeps(approval_id):
+                    sent = f"refused: no pending approval {approval_id!r} (decided already)"
+                if sent is not None:
+                    await anyio.to_thread.run_sync(self.store.answered, row, sent)
+
+    def _keeps(self, approval_id: str) -> bool:
+        """Whether the approval ``approval_id`` is kept here, pending or to be resumed."""
+        return approval_id in self._holders or any(
+            kept[0] == approval_id for found in self._pending.values() for kept in found
+        )
+
+    def _answer_ended(self, answer_id: str, outcome: str) -> None:
+        """What became of the answer message ``answer_id``, if it was one taken from the
+        store: written in the next write."""
+        row = self._answer_rows.pop(answer_id, None)
+        if row is None and self._ended_now is not None:
+            self._ended_now[answer_id] = outcome
+        elif row is not None and self._answering.pop(row, None) is not None:
+            self._batch.answered.append((outcome, row))
+            self._wake.set()
+
+    def _decided(self, decision: ApprovalDecision) -> None:
+        """The desk decided: each answer taken for that approval is told, in the write that
+        ends the approval (the answerer's own word, or the decision made otherwise first)."""
+        for row, (approval_id, by, approved) in list(self._answering.items()):
+            if approval_id != decision.approval_id:
+                continue
+            outcome = "approved" if approved else "rejected"
+            if (by, approved) != (decision.by, decision.approved):
+                outcome = f"decided already: {decision.said()}"
+            del self._answering[row]
+            self._batch.answered.append((outcome, row))
+        self._wake.set()
 
     def replay(self, correlation_id: str) -> int:
         """Queue again the deliveries of ``correlation_id`` the store kept (written already:
@@ -405,6 +457,8 @@ class DurableTransport(Observer):
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         if msg.type == _CANCELLED:
             self._taken(msg, agent_id)
+        if agent_id == DESK and msg.type == _ANSWER and not outputs:
+            self._answer_ended(msg.id, "refused: no pending approval (decided already)")
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             return
@@ -423,19 +477,29 @@ class DurableTransport(Observer):
 
     def published(self, msg: Message, recipients: int) -> None:
         if msg.type == _DECISION and msg.sender == DESK:
-            approval_id = getattr(msg.payload, "approval_id", "")
-            if self._held.pop(approval_id, None) is not None:
-                self._ended(approval_id, DESK)
+            decision = msg.payload
+            assert isinstance(decision, ApprovalDecision)
+            if self._held.pop(decision.approval_id, None) is not None:
+                self._ended(decision.approval_id, DESK)
+            if self._answering:
+                self._decided(decision)
+
+    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
+        if agent_id == DESK and msg.type == _ANSWER:
+            self._answer_ended(msg.id, f"refused: denied by {policy}: {reason}")
 
     def dead_lettered(self, letter: DeadLetter) -> None:
-        if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
-            return  # never queued: nothing was kept
         cid = letter.message.correlation_id
-        if (
+        stopped = (
             letter.kind == "cancelled"
             and letter.reason.startswith(_STOPPED)
             and cid not in self._cancelled
-        ):
+        )
+        if letter.message.type == _ANSWER and not stopped:  # a stop: taken again next time
+            self._answer_ended(letter.message.id, f"refused: {letter.kind}: {letter.reason}")
+        if letter.agent_id is None or letter.kind in ("shed", "unrouted"):
+            return  # never queued: nothing was kept
+        if stopped:
             self._kept.add(cid)
             return  # this process stopped: it runs again at the next start
         if letter.message.type == _CANCELLED:
