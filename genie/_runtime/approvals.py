@@ -19,7 +19,7 @@ from .._agent.agent import BaseAgent, handler
 from .._agent.context import Context, Timer
 from .._base.clock import Clock
 from .._base.record import Record
-from .._errors import GenieError
+from .._errors import GenieError, WouldBlockError
 from .._message.envelope import Message
 from .._message.payload import Payload, Role
 from .audit import AuditRecord, AuditSink
@@ -310,6 +310,8 @@ class Approvals:
             return self._answer(approval_id, approved, by, roles, reason)
         except ApprovalRefusedError as refused:
             return f"refused: {refused}"
+        except WouldBlockError:
+            return None  # the desk's mailbox is full: taken at a later look
 
     def approve(
         self, approval_id: str, *, by: str, roles: tuple[str, ...] = (), reason: str = ""

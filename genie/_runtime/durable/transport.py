@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Literal
@@ -202,24 +203,30 @@ class DurableTransport(Observer):
             await anyio.sleep(POLL)
             if not self._held or self._answer is None:
                 continue
-            for row, approval_id, approved, by, roles, reason in await anyio.to_thread.run_sync(
-                self.store.answers
-            ):
-                if row in self._answering:
-                    continue  # sent: the desk's decision is awaited
-                self._ended_now = {}
-                sent = self._answer(approval_id, approved, by, roles, reason)
-                ended, self._ended_now = self._ended_now, None
-                if isinstance(sent, Message):
-                    if sent.id not in ended:
-                        self._answer_rows[sent.id] = row
-                        self._answering[row] = (approval_id, by, approved)
-                        continue
-                    sent = ended[sent.id]  # admission refused it as it was sent
-                if sent is None and not self._keeps(approval_id):
-                    sent = f"refused: no pending approval {approval_id!r} (decided already)"
-                if sent is not None:
-                    await anyio.to_thread.run_sync(self.store.answered, row, sent)
+            try:
+                await self._take(self._answer)
+            except sqlite3.Error as exc:  # another process holds the file: the next look
+                _log.warning("store %s: %s; answers are looked at again", self.store.path, exc)
+
+    async def _take(self, answer: Answer) -> None:
+        for row, approval_id, approved, by, roles, reason in await anyio.to_thread.run_sync(
+            self.store.answers
+        ):
+            if row in self._answering:
+                continue  # sent: the desk's decision is awaited
+            self._ended_now = {}
+            sent = answer(approval_id, approved, by, roles, reason)
+            ended, self._ended_now = self._ended_now, None
+            if isinstance(sent, Message):
+                if sent.id not in ended:
+                    self._answer_rows[sent.id] = row
+                    self._answering[row] = (approval_id, by, approved)
+                    continue
+                sent = ended[sent.id]  # admission refused it as it was sent
+            if sent is None and not self._keeps(approval_id):
+                sent = f"refused: no pending approval {approval_id!r} (decided already)"
+            if sent is not None:
+                await anyio.to_thread.run_sync(self.store.answered, row, sent)
 
     def _keeps(self, approval_id: str) -> bool:
         """Whether the approval ``approval_id`` is kept here, pending or to be resumed."""
