@@ -262,8 +262,15 @@ def roles_of(metadata: Mapping[str, object]) -> tuple[str, ...]:
     return ()
 
 
+RESERVED = ("deadline", "withdrawn", "genie")
+"""Who decides when no person does (the deadline, the asker withdrawing, the runtime): never
+an answerer's name, so a decision's ``by`` and the audit's actor cannot be forged."""
+
+
 def may_answer(approval: Approval, principal: str, roles: tuple[str, ...]) -> str | None:
     """Why ``principal`` with ``roles`` may not answer ``approval`` (None: they may)."""
+    if not principal.strip() or principal in RESERVED:
+        return f"{principal!r} is not a person's name"
     if approval.principal is not None and principal != approval.principal:
         return f"only {approval.principal} may answer it"
     if approval.role is not None and approval.role not in roles:

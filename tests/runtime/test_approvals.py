@@ -131,6 +131,11 @@ async def test_a_rejection_reaches_the_agent() -> None:
         ),
         (Pay(amount=1), "eve", (), "it needs the role 'treasurer', which eve does not hold"),
         (Pay(amount=1, principal="cfo"), "alice", ("treasurer",), "only cfo may answer it"),
+        # The desk's own words for who decided when nobody did: never an answerer's name.
+        *(
+            (Pay(amount=1), name, ("treasurer",), f"'{name}' is not a person's name")
+            for name in ("deadline", "withdrawn", "genie", "", " ")
+        ),
     ],
 )
 async def test_an_answer_by_someone_who_may_not_is_refused_and_audited(
