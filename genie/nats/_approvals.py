@@ -16,9 +16,10 @@ Keys, each the hash of an approval's id (ids have characters a key may not):
   written into the same key once the desk has decided the approval (or the answer was
   refused), which the answering process reads and deletes. Until then the answer stays as it
   was left, so a worker started after a kill that cut the answer short takes it again: an
-  answer reaches the desk at least once, and the desk decides on the first. An answer nobody
-  came back for is deleted after ``KEPT`` seconds; one that is not an answer (written by hand)
-  is refused, not taken.
+  answer reaches the desk at least once, and the desk decides on the first. An answer for an
+  approval neither pending nor listed is refused (decided already); an outcome nobody came
+  back for is deleted ``KEPT`` seconds after the answer; an entry that is not an answer
+  (written by hand) is refused, not taken.
 
 The worker writes an entry only over the revision it read (a newer write wins), and a NATS
 error while it looks for answers is logged and looked at again on the next poll.
@@ -52,7 +53,7 @@ __all__ = ["NatsApprovals"]
 _DELETED = ("DEL", "PURGE")
 _log = lazy_logger("genie.nats")
 POLL = 0.25  # seconds between looks for answers, while the desk here has approvals pending
-KEPT = 24 * 3600.0  # seconds an answer nobody came back for stays (one for no approval: ``at``)
+KEPT = 24 * 3600.0  # seconds an answer's outcome nobody came back for stays (from ``at``)
 
 
 def _key(kind: str, approval_id: str) -> str:
@@ -251,8 +252,9 @@ class NatsApprovals:
                 body.get("reason", ""),
             )
             if outcome is None:  # not pending here
-                if old and approval_id not in self._listed:
-                    await self._settle(key, value, None)
+                if approval_id not in self._listed:  # nor listed: decided since it was
+                    refused = f"refused: no pending approval {approval_id!r} (decided already)"
+                    await self._settle(key, value, body | {"outcome": refused})
             elif isinstance(outcome, str):  # refused
                 await self._settle(key, value, body | {"outcome": outcome})
             else:
