@@ -87,6 +87,7 @@ class NatsApprovals:
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
         self._kv: KeyValue | None = None
+        self._js: JetStreamContext | None = None
         self._listed: dict[str, str] = {}  # the desk here: approval id -> its request's JSON
         self._read = False  # whether ``_listed`` has what the bucket listed before this process
         self._waiting: dict[str, set[str]] = {}  # followed: correlation -> approvals pending
@@ -96,6 +97,7 @@ class NatsApprovals:
         """Create the bucket if it is not there (no expiry: a person may take days)."""
         from nats.js.api import KeyValueConfig, StorageType
 
+        self._js = js
         self._kv = await js.create_key_value(
             KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
         )
@@ -108,6 +110,7 @@ class NatsApprovals:
             self._kv = await js.key_value(self.bucket)
         except BucketNotFoundError:
             return False
+        self._js = js
         return True
 
     def _bucket(self) -> KeyValue:
@@ -116,7 +119,9 @@ class NatsApprovals:
         return self._kv
 
     async def _entries(self, kind: str) -> list[tuple[str, bytes]]:
-        return await entries(self._bucket(), f"{kind}.>")
+        self._bucket()  # bound first
+        assert self._js is not None
+        return await entries(self._js, self.bucket, f"{kind}.>")
 
     # --- any process: people's side --------------------------------------------------------
     async def pending(self) -> list[dict[str, Any]]:

@@ -95,7 +95,7 @@ class EntryRequests(Observer):
         self._kv = await js.create_key_value(
             KeyValueConfig(bucket=self.bucket, history=1, ttl=KEPT_FOR, storage=StorageType.FILE)
         )
-        for key, value in await entries(self._kv, f"{self.origin}.>"):
+        for key, value in await entries(js, self.bucket, f"{self.origin}.>"):
             kept = json.loads(value)
             cid = kept["delivery"]["message"]["correlation_id"]
             self._found_text.setdefault(cid, []).append((kept["delivery"], kept["published"]))

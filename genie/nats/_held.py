@@ -110,7 +110,10 @@ class HeldDeliveries:
     async def found(self, agent_id: str, types: MessageTypes) -> list[Held]:
         """What ``agent_id`` took and keeps, in the order it was written; an entry these
         ``types`` cannot read (a type the pipeline no longer has) is reported and left."""
-        texts = [value for _, value in await entries(self._bucket(), f"{_hash(agent_id, 16)}.>")]
+        self._bucket()  # bound first
+        assert self._js is not None
+        keys = f"{_hash(agent_id, 16)}.>"
+        texts = [value for _, value in await entries(self._js, self.bucket, keys)]
         found = list(self._decoded(agent_id, texts, types))
         for held in found:
             self._holding.add((agent_id, held.delivery.message.correlation_id))

@@ -48,11 +48,13 @@ class NatsMemory:
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
         self._kv: KeyValue | None = None
+        self._js: JetStreamContext | None = None
 
     async def bind(self, js: JetStreamContext) -> None:
         """Create the bucket if it is not there (idempotent); kept on disk by the broker."""
         from nats.js.api import KeyValueConfig, StorageType
 
+        self._js = js
         self._kv = await js.create_key_value(
             KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
         )
@@ -93,9 +95,11 @@ class NatsMemory:
             return new
 
     async def _under(self, prefix: str) -> list[Any]:
-        """The values of every entry whose key begins with ``prefix``, as one watch reads
+        """The values of every entry whose key begins with ``prefix``, as one consumer reads
         them (one consumer, not a request per key)."""
-        return [json.loads(value) for _, value in await entries(self._bucket(), f"{prefix}.>")]
+        self._bucket()  # bound first
+        assert self._js is not None
+        return [json.loads(v) for _, v in await entries(self._js, self.bucket, f"{prefix}.>")]
 
     # --- key-value -----------------------------------------------------------------------
     async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:

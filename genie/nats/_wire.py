@@ -4,6 +4,7 @@ of a handler's outputs, and publishing until the stream has it (docs/scale-out.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
-    from nats.js.kv import KeyValue
 
 _T = TypeVar("_T")
 
@@ -93,18 +93,38 @@ async def connected(url: str, within: float = 3.0) -> Client:
         raise ConfigurationError(f"cannot reach NATS at {url} within {within:g}s") from exc
 
 
-async def entries(kv: KeyValue, keys: str) -> list[tuple[str, bytes]]:
-    """Every entry of ``kv`` whose key matches ``keys`` (``"origin.>"``), as one watch reads
-    them (one consumer, not a request per key), in the order they were written: (key, value)."""
-    watcher = await kv.watch(keys, ignore_deletes=True)
+async def entries(js: JetStreamContext, bucket: str, keys: str) -> list[tuple[str, bytes]]:
+    """Every entry of the KV bucket ``bucket`` whose key matches ``keys`` (``"origin.>"``),
+    in the order they were written: (key, value). Read by one pull consumer (not a request per
+    key) whose pending count, taken before anything is delivered, says how many there are:
+    a KV watch can say it has no more before its first entry is in, on a loaded machine, and
+    a session or a kept request read as missing would be lost."""
+    from nats.errors import Error as NatsError
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=30.0,  # gone by itself if this process dies mid-read
+    )
+    sub = await js.pull_subscribe(prefix + keys, stream=stream, config=config)
     found: list[tuple[str, bytes]] = []
+    name = None
     try:
-        # nats-py leaves the watcher's methods unannotated; ``None`` marks the last entry.
-        while (entry := await watcher.updates()) is not None:  # type: ignore[no-untyped-call]
-            if entry.value:
-                found.append((entry.key, entry.value))
+        info = await sub.consumer_info()
+        name, left = info.name, info.num_pending or 0
+        while left > 0:
+            for msg in await sub.fetch(min(left, 256), timeout=5):
+                left -= 1
+                if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+                    continue  # deleted
+                found.append((msg.subject[len(prefix) :], msg.data))
     finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+        if name is not None:
+            with contextlib.suppress(NatsError, TimeoutError):
+                await js.delete_consumer(stream, name)
+        await sub.unsubscribe()
     return found
 
 

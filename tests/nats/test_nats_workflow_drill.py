@@ -118,8 +118,7 @@ def answers_left(url: str) -> int:
 
     async def count() -> int:
         async with jetstream(url) as js:
-            kv = await js.key_value(NatsNames("order").approvals)
-            return len(await entries(kv, "answer.>"))
+            return len(await entries(js, NatsNames("order").approvals, "answer.>"))
 
     return anyio.run(count)
 
@@ -277,8 +276,8 @@ def test_answers_given_at_once_and_junk_in_the_bucket(
 
     async def left() -> dict[str, str]:
         async with jetstream(url) as js:
-            kv = await js.key_value(bucket)
-            return {k: json.loads(v)["outcome"] for k, v in await entries(kv, "answer.>")}
+            found = await entries(js, bucket, "answer.>")
+            return {k: json.loads(v)["outcome"] for k, v in found}
 
     assert anyio.run(left) == dict.fromkeys(
         ["answer.x.y", "answer.x.z", "answer.x.w"], "refused: not an answer"
