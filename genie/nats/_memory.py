@@ -95,8 +95,8 @@ class NatsMemory:
             return new
 
     async def _under(self, prefix: str) -> list[Any]:
-        """The values of every entry whose key begins with ``prefix``, as one consumer reads
-        them (one consumer, not a request per key)."""
+        """The values of every entry whose key begins with ``prefix``, read by one consumer
+        (not a request per key)."""
         self._bucket()  # bound first
         assert self._js is not None
         return [json.loads(v) for _, v in await entries(self._js, self.bucket, f"{prefix}.>")]
