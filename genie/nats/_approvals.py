@@ -39,10 +39,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._base.log import lazy_logger
-from .._errors import ConfigurationError
 from .._runtime.approvals import ApprovalDecision
 from .._runtime.transport import Answer
-from ._wire import bound, entries
+from ._wire import Bucket, bound
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -86,8 +85,7 @@ class NatsApprovals:
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-        self._kv: KeyValue | None = None
-        self._js: JetStreamContext | None = None
+        self._store = Bucket(bucket)
         self._listed: dict[str, str] = {}  # the desk here: approval id -> its request's JSON
         self._read = False  # whether ``_listed`` has what the bucket listed before this process
         self._waiting: dict[str, set[str]] = {}  # followed: correlation -> approvals pending
@@ -95,33 +93,17 @@ class NatsApprovals:
 
     async def bind(self, js: JetStreamContext) -> None:
         """Create the bucket if it is not there (no expiry: a person may take days)."""
-        from nats.js.api import KeyValueConfig, StorageType
-
-        self._js = js
-        self._kv = await js.create_key_value(
-            KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
-        )
+        await self._store.make(js)
 
     async def open(self, js: JetStreamContext) -> bool:
         """Open the bucket if it is there (False: no desk has run in the namespace)."""
-        from nats.js.errors import BucketNotFoundError
-
-        try:
-            self._kv = await js.key_value(self.bucket)
-        except BucketNotFoundError:
-            return False
-        self._js = js
-        return True
+        return await self._store.open(js)
 
     def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            raise ConfigurationError(f"bucket {self.bucket}: NatsTransport.connect() first")
-        return self._kv
+        return self._store.kv
 
     async def _entries(self, kind: str) -> list[tuple[str, bytes]]:
-        self._bucket()  # bound first
-        assert self._js is not None
-        return await entries(self._js, self.bucket, f"{kind}.>")
+        return await self._store.entries(f"{kind}.>")
 
     # --- any process: people's side --------------------------------------------------------
     async def pending(self) -> list[dict[str, Any]]:

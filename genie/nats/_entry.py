@@ -27,7 +27,7 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.observe.observer import Observer
 from .._runtime.transport import Delivery
-from ._wire import entries
+from ._wire import Bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -66,7 +66,7 @@ class EntryRequests(Observer):
     def __init__(self, bucket: str, origin: str) -> None:
         self.bucket = bucket
         self.origin = check_origin(origin)
-        self._kv: KeyValue | None = None
+        self._store = Bucket(bucket, ttl=KEPT_FOR)
         # Found at start: each unfinished request's deliveries (delivery JSON, published).
         self.found: dict[str, list[tuple[Delivery, bool]]] = {}
         self._found_text: dict[str, list[tuple[Any, bool]]] = {}
@@ -84,18 +84,12 @@ class EntryRequests(Observer):
         return f"{self.origin}.{hashlib.sha256(delivery_id.encode()).hexdigest()[:40]}"
 
     def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            raise ConfigurationError(f"bucket {self.bucket}: NatsTransport.connect() first")
-        return self._kv
+        return self._store.kv
 
     async def bind(self, js: JetStreamContext) -> None:
         """Create the bucket if need be, and read what this origin left unfinished."""
-        from nats.js.api import KeyValueConfig, StorageType
-
-        self._kv = await js.create_key_value(
-            KeyValueConfig(bucket=self.bucket, history=1, ttl=KEPT_FOR, storage=StorageType.FILE)
-        )
-        for key, value in await entries(js, self.bucket, f"{self.origin}.>"):
+        await self._store.make(js)
+        for key, value in await self._store.entries(f"{self.origin}.>"):
             kept = json.loads(value)
             cid = kept["delivery"]["message"]["correlation_id"]
             self._found_text.setdefault(cid, []).append((kept["delivery"], kept["published"]))

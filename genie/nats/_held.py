@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._base.log import lazy_logger
-from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.losses import cancelled_request, notice_of_cancelling
 from .._runtime.transport import Delivery, Keeps
-from ._wire import bound, entries
+from ._wire import Bucket, bound
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -62,8 +61,7 @@ class HeldDeliveries:
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-        self._kv: KeyValue | None = None
-        self._js: JetStreamContext | None = None
+        self._store = Bucket(bucket)
         self.fan_ins: dict[str, Keeps] = {}
         self._holding: set[tuple[str, str]] = set()  # (fan-in, correlation) with entries here
         # Deliveries taken again at start: a redelivery of one is acked without running.
@@ -95,25 +93,15 @@ class HeldDeliveries:
 
     async def bind(self, js: JetStreamContext) -> None:
         """Create the bucket if need be (no expiry: a session may stay open for days)."""
-        from nats.js.api import KeyValueConfig, StorageType
-
-        self._js = js
-        self._kv = await js.create_key_value(
-            KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
-        )
+        await self._store.make(js)
 
     def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            raise ConfigurationError(f"bucket {self.bucket}: NatsTransport.connect() first")
-        return self._kv
+        return self._store.kv
 
     async def found(self, agent_id: str, types: MessageTypes) -> list[Held]:
         """What ``agent_id`` took and keeps, in the order it was written; an entry these
         ``types`` cannot read (a type the pipeline no longer has) is reported and left."""
-        self._bucket()  # bound first
-        assert self._js is not None
-        keys = f"{_hash(agent_id, 16)}.>"
-        texts = [value for _, value in await entries(self._js, self.bucket, keys)]
+        texts = [value for _, value in await self._store.entries(f"{_hash(agent_id, 16)}.>")]
         found = list(self._decoded(agent_id, texts, types))
         for held in found:
             self._holding.add((agent_id, held.delivery.message.correlation_id))
@@ -151,8 +139,7 @@ class HeldDeliveries:
 
     async def release(self, agent_id: str, correlation_id: str) -> None:
         """Forget what ``agent_id`` kept of ``correlation_id``: one purge of its entries."""
-        assert self._js is not None, "bound first"
-        js, stream = self._js, f"KV_{self.bucket}"
+        js, stream = self._store.js, f"KV_{self.bucket}"
         subject = f"$KV.{self.bucket}.{self._prefix(agent_id, correlation_id)}.>"
         await bound(
             f"release {agent_id}'s session", lambda: js.purge_stream(stream, subject=subject)

@@ -19,9 +19,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._agent.memory import Episode, Fact
-from .._errors import ConfigurationError
 from ..memory._backends import Row, joined
-from ._wire import entries
+from ._wire import Bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -47,22 +46,14 @@ class NatsMemory:
 
     def __init__(self, bucket: str) -> None:
         self.bucket = bucket
-        self._kv: KeyValue | None = None
-        self._js: JetStreamContext | None = None
+        self._store = Bucket(bucket, what="memory bucket")
 
     async def bind(self, js: JetStreamContext) -> None:
         """Create the bucket if it is not there (idempotent); kept on disk by the broker."""
-        from nats.js.api import KeyValueConfig, StorageType
-
-        self._js = js
-        self._kv = await js.create_key_value(
-            KeyValueConfig(bucket=self.bucket, history=1, storage=StorageType.FILE)
-        )
+        await self._store.make(js)
 
     def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            raise ConfigurationError(f"memory bucket {self.bucket}: NatsTransport.connect() first")
-        return self._kv
+        return self._store.kv
 
     async def aclose(self) -> None:
         pass  # the transport's connection is the transport's to close
@@ -97,9 +88,7 @@ class NatsMemory:
     async def _under(self, prefix: str) -> list[Any]:
         """The values of every entry whose key begins with ``prefix``, read by one consumer
         (not a request per key)."""
-        self._bucket()  # bound first
-        assert self._js is not None
-        return [json.loads(v) for _, v in await entries(self._js, self.bucket, f"{prefix}.>")]
+        return [json.loads(v) for _, v in await self._store.entries(f"{prefix}.>")]
 
     # --- key-value -----------------------------------------------------------------------
     async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:

@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.js.api import PubAck
     from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
 
 _T = TypeVar("_T")
 
 __all__ = [
     "CORRELATION",
+    "Bucket",
     "MSG_ID",
     "ORIGIN",
     "PARENT",
@@ -126,6 +128,55 @@ async def entries(js: JetStreamContext, bucket: str, keys: str) -> list[tuple[st
                 await js.delete_consumer(stream, name)
         await sub.unsubscribe()
     return found
+
+
+class Bucket:
+    """One of a namespace's KV buckets (one value a key, kept on the broker's disk), made or
+    opened once connected; its entries are read through the same JetStream context."""
+
+    def __init__(self, name: str, *, ttl: float | None = None, what: str = "bucket") -> None:
+        self.name = name
+        self._ttl, self._what = ttl, what  # entries expire after ``ttl`` seconds, if given
+        self._kv: KeyValue | None = None
+        self._js: JetStreamContext | None = None
+
+    async def make(self, js: JetStreamContext) -> None:
+        """Create the bucket if it is not there (idempotent)."""
+        from nats.js.api import KeyValueConfig, StorageType
+
+        config = KeyValueConfig(bucket=self.name, history=1, storage=StorageType.FILE)
+        if self._ttl is not None:
+            config.ttl = self._ttl
+        self._kv, self._js = await js.create_key_value(config), js
+
+    async def open(self, js: JetStreamContext) -> bool:
+        """Open the bucket if it is there (False: nobody has made it)."""
+        from nats.js.errors import BucketNotFoundError
+
+        try:
+            self._kv = await js.key_value(self.name)
+        except BucketNotFoundError:
+            return False
+        self._js = js
+        return True
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            from .._errors import ConfigurationError
+
+            raise ConfigurationError(f"{self._what} {self.name}: NatsTransport.connect() first")
+        return self._kv
+
+    @property
+    def js(self) -> JetStreamContext:
+        self.kv  # noqa: B018 - made or opened first (its error says so)
+        assert self._js is not None
+        return self._js
+
+    async def entries(self, keys: str) -> list[tuple[str, bytes]]:
+        """Its entries under ``keys`` (``"origin.>"``), in the order written (``entries``)."""
+        return await entries(self.js, self.name, keys)
 
 
 class NatsPublisher:
