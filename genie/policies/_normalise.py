@@ -121,17 +121,18 @@ class Literals:
     as a tree one try for each letter that can begin one. Both find the same
     (tests/policies/test_literals.py); ``engine`` says which one reads."""
 
-    __slots__ = ("engine", "found_in", "pattern")
+    __slots__ = ("engine", "found_in")
 
     def __init__(self, literals: Iterable[str], automaton: bool = True) -> None:
         words = sorted(set(literals))
         if not words or not all(words):
             raise ValueError("an empty literal matches everywhere")
-        self.pattern = re.compile(_prefix_tree(words))
         found_in: Callable[[str], bool] | None = _automaton(words) if automaton else None
         self.engine = "automaton" if found_in is not None else "expression"
         if found_in is None:
-            search = self.pattern.search
+            # Only the expression's reader builds the tree: it is the dearer of the two to
+            # make, and a ``genie run`` makes one for each message type's screen.
+            search = re.compile(_prefix_tree(words)).search
 
             def found_in(text: str) -> bool:
                 return search(text) is not None

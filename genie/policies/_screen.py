@@ -31,6 +31,7 @@ a text seen before costs one lookup. A text not seen is tested in full.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,14 @@ CLEARED_TEXT_LENGTH = 2048  # the memory the memo can hold: 8 M characters at mo
 
 # The content limit of a screen without one: above every bound a walk gives.
 _NO_LIMIT = 2**63
+
+
+@functools.lru_cache(maxsize=64)
+def _words_found_in(words: frozenset[str]) -> Callable[[str], bool]:
+    """The search for ``words``, made once for all the screens that look for the same words:
+    the message types of one policy set share their detectors' words, and a search is pure (it
+    holds no message and no runtime's state)."""
+    return Literals(words).found_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +92,8 @@ class Screen:
         self._needles = tuple(dict.fromkeys(p.needle for p in parts if p.needle is not None))
         self._decodes = any(p.decodes for p in parts)
         self._tests = tuple(dict.fromkeys(t for p in parts for t in p.tests))
-        words = {w for p in parts for w in p.words}
-        self._words = Literals(words).found_in if words else None
+        words = frozenset(w for p in parts for w in p.words)
+        self._words = _words_found_in(words) if words else None
         self._cleared: set[str] = set()  # raw texts that passed every text test
 
     def clear(self, msg: Message) -> bool:
