@@ -16,6 +16,7 @@ from ._agent.tools import ToolServer as ToolServer
 from ._agent.tools import ToolSession as ToolSession
 from ._agent.tools import ToolSpec as ToolSpec
 from ._base.clock import Clock as Clock
+from ._base.lazy import lazy_names as _lazy_names
 from ._base.resilience import BreakerPolicy as BreakerPolicy
 from ._base.resilience import RetryPolicy as RetryPolicy
 from ._errors import AgentError as AgentError
@@ -121,12 +122,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'genie' has no attribute {name!r}")
+__getattr__ = _lazy_names(__name__, _LAZY)
 
 
 __all__ = [

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError
-from .._runtime.durable.transport import Sync, check_sync
+
+if TYPE_CHECKING:
+    from .._runtime.durable.transport import Sync
 
 __all__ = ["add_store_sync_option"]
 
 
 def _store_sync(value: str) -> Sync:
+    # The store's module (and sqlite3) only for a run that names a sync: a run without a
+    # store never loads them.
+    from .._runtime.durable.transport import check_sync
+
     try:
         return check_sync(value if value == "always" else float(value))
     except (ValueError, ConfigurationError):

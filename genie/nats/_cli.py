@@ -20,7 +20,6 @@ from .._errors import ConfigurationError
 from .._runtime.approvals import DESK, ApprovalRequest
 from .._runtime.audit import AuditVerdict, verify_audit_log
 from ..pipeline._args import add_set, load
-from ._presence import unhosted_warning
 
 if TYPE_CHECKING:
     from .._runtime.runtime import Runtime
@@ -127,7 +126,10 @@ def entry_transport(
         return None
 
     def warn(agents: list[str]) -> None:
+        from ._presence import unhosted_warning
+
         namespace = args.namespace or pipeline.name
+
         print(f"genie run: {unhosted_warning(namespace, agents)}", file=sys.stderr, flush=True)
 
     return _transport(pipeline, args, (), audit_key, warn)

@@ -6,13 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._base.progress import ProgressLine
 from ..pipeline._args import add_set, load
-from ._run import Progress, simulate
-from ._settings import SimulationError
 from ._units import duration
+
+if TYPE_CHECKING:
+    from ._run import Progress
 
 __all__ = ["add_parser"]
 
@@ -81,7 +82,11 @@ def add_parser(commands: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    # The simulation's modules only for ``genie simulate``: every other command builds this
+    # parser, and a ``genie run`` should not load them.
     from ._plot import pyplot
+    from ._run import simulate
+    from ._settings import SimulationError
 
     pipeline = load(args)
     if args.out is not None:

@@ -28,6 +28,7 @@ from .._errors import ConfigurationError, did_you_mean
 __all__ = [
     "DISTRIBUTIONS",
     "Distribution",
+    "LatencyDistribution",
     "Fault",
     "FaultError",
     "InjectedFailure",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 Distribution = Literal["fixed", "uniform", "exponential", "lognormal"]
+LatencyDistribution = Distribution  # its name in ``genie.simulation``, beside the report's
 DISTRIBUTIONS: tuple[Distribution, ...] = ("fixed", "uniform", "exponential", "lognormal")
 FaultKind = Literal["error", "latency", "capacity", "deny"]
 KINDS: tuple[FaultKind, ...] = ("error", "latency", "capacity", "deny")

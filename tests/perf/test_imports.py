@@ -54,6 +54,17 @@ assert "Genie" in report.getvalue(), report.getvalue()
     loaded = modules_after(run)
     assert "genie_agents.finance.ingest" in loaded  # it did run the pipeline's agents
     assert {"httpx", "genie.llm", "genie_agents.finance.receipts"} & loaded == set()
+    # Another command's machinery stays out: the NATS transport (only --nats's options are
+    # read), a simulation (only `genie simulate`'s options), the durable store and sqlite3.
+    others = {
+        "genie.nats._transport",
+        "genie.nats._wire",
+        "genie.nats._presence",
+        "genie.simulation._run",
+        "genie._runtime.durable.transport",
+        "sqlite3",
+    }
+    assert others & loaded == set()
     # No domain the pipeline does not use, and of support only the fallback.
     agents = {m for m in loaded if m.startswith("genie_agents.") and m.count(".") == 2}
     assert {m.split(".")[1] for m in agents} == {"finance", "support"}
