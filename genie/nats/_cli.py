@@ -129,7 +129,6 @@ def entry_transport(
         from ._presence import unhosted_warning
 
         namespace = args.namespace or pipeline.name
-
         print(f"genie run: {unhosted_warning(namespace, agents)}", file=sys.stderr, flush=True)
 
     return _transport(pipeline, args, (), audit_key, warn)
