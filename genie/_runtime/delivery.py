@@ -130,15 +130,11 @@ class DeliveryRunner:
                     )
                 else:
                     attempt = 0  # attempts that failed so far
-                    breaker = mb.breaker
-                    # A tripped breaker is asked before the first attempt, as before every retry.
+                    # A tripped breaker is asked before the first attempt, as before every
+                    # retry; only a breaker counting failures can be tripped.
+                    failing = mb.failing
                     error: BaseException | None = None
-                    again = (
-                        breaker is not None
-                        and handoff is None
-                        and breaker.failures > 0
-                        and breaker.tripped
-                    )
+                    again = failing is not None and handoff is None and failing.tripped
                     while True:
                         if again:
                             # ``error``: the last attempt's failure, kept for the next one's.
@@ -209,8 +205,9 @@ class DeliveryRunner:
                             # its outcome is recorded.
                             if handoff is not None:
                                 ledger.fell_back()  # the fallback's own breaker is not its agent's
-                            elif breaker is not None and breaker.failures:
-                                breaker.record_success()
+                            elif mb.failing is not None:  # read again: a retry may have set it
+                                mb.failing.record_success()
+                                mb.failing = None
                             if single is not None:
                                 route(single, True, corr)
                             else:
@@ -255,6 +252,7 @@ class DeliveryRunner:
         if error is not None:
             if breaker is not None:
                 breaker.record_failure(self.clock.monotonic())
+                mb.failing = breaker
             retry = mb.options.retry
             if not retry.should_retry(error, attempt):
                 return error

@@ -173,6 +173,44 @@ async def test_circuit_breaker_opens_and_recovers() -> None:
         assert rt.statistics().mailboxes["flaky"].circuit == "closed"
 
 
+class FailsOn(BaseAgent):
+    """Raises on the calls whose numbers are in ``failing`` (1-based), replies otherwise."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, failing: set[int]) -> None:
+        super().__init__(id)
+        self.failing = failing
+        self.calls = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.calls += 1
+        if self.calls in self.failing:
+            raise RuntimeError(f"boom #{self.calls}")
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_a_retry_that_succeeds_closes_the_breaker() -> None:
+    """Failures a retry recovers from are forgotten: the breaker counts consecutive failures,
+    so two deliveries that each fail twice and then succeed never open a breaker of three."""
+    agent = FailsOn("wobbly", failing={1, 2, 4, 5})
+    options = AgentOptions(
+        retry=RetryPolicy(attempts=3, backoff=0.1),
+        breaker=BreakerPolicy(failure_threshold=3, reset_after=30.0),
+    )
+    async with Runtime() as rt:
+        rt.add(agent, options=options)
+        for n in range(2):
+            result = await rt.ask(rt.message(Ping(n=n), recipient="wobbly"))
+            assert result.message.payload == Pong(n=n)
+            assert rt.statistics().mailboxes["wobbly"].circuit == "closed"
+        await drain(rt)
+    assert agent.calls == 6
+    assert not list(rt.dead_letters)
+    assert rt.statistics().retries == 4
+
+
 async def test_half_open_failure_reopens() -> None:
     options = AgentOptions(breaker=BreakerPolicy(failure_threshold=1, reset_after=10.0))
     broken = Failing("broken")

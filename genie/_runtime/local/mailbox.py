@@ -82,6 +82,7 @@ class Mailbox:
         "busy",
         "capacity",
         "failed",
+        "failing",
         "handled",
         "handlers",
         "high_water",
@@ -105,6 +106,10 @@ class Mailbox:
         self.capacity = options.mailbox_size
         self.max_concurrency = options.max_concurrency
         self.breaker = CircuitBreaker(options.breaker) if options.breaker else None
+        # The breaker while it counts failures, else None: the delivery runner asks it before
+        # a first attempt (it may be tripped) and closes it after a success; a breaker without
+        # failures needs neither, so a healthy agent's delivery reads one None.
+        self.failing: CircuitBreaker | None = None
         self.queue = NO_MESSAGES
         self.waiters = _NO_WAITERS
         self.scheduled = 0
