@@ -29,19 +29,28 @@ class Admission:
         self.denials: Counter[str] = Counter()
 
     def admits_all(self, msg: Message, corr: _Correlation, count: int) -> bool:
-        """Whether ``count`` more deliveries of ``msg`` are all allowed without asking anyone:
-        no policies, and the hop limit and the correlation's budget hold for every one of
-        them. One call decides a whole fan-out; when it says no, ``check`` decides each."""
+        """Whether ``count`` more deliveries of ``msg`` are all allowed, whoever receives them:
+        the hop limit and the correlation's budget hold for every one, and the policies (if
+        any) allow ``msg`` with no check left per recipient (``PolicyPlan.allows_all``). One
+        question decides a whole fan-out; when its answer is no, ``check`` decides each. The
+        deliveries it admits are counted by ``passed``."""
         limits = self.limits
         return (
-            not self.policies
-            and msg.hops <= limits.max_hops
+            msg.hops <= limits.max_hops
             and corr.deliveries + count <= limits.correlation_budget
+            and (not self.policies or self.plan.allows_all(msg))
         )
+
+    def passed(self, count: int) -> None:
+        """``count`` deliveries were admitted by ``admits_all``: counted as allowed, as
+        ``evaluate`` counts each it allows, when there are policies to allow them."""
+        if self.policies:
+            self.allowed += count
 
     def check(self, msg: Message, consumer: str, corr: _Correlation) -> Decision:
         """The decision for one delivery to ``consumer`` (the limits, then the policies)."""
         if self.admits_all(msg, corr, 1):
+            self.passed(1)
             return Decision.ALLOW
         return self.evaluate(msg, consumer, corr.deliveries)
 

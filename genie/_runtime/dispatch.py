@@ -216,7 +216,8 @@ class Dispatcher:
             # One question for everyone the message may reach; when its answer is no, each
             # delivery is asked alone.
             free = admission.admits_all(msg, corr, len(waiters) + len(agents))
-            taken = holding = False
+            taken = 0  # waiters that took the message (or were refused it)
+            holding = False
             if waiters:
                 # Only an observer is told of gathers, so only for one is the order kept.
                 holding = obs is not None and self.correlator.on_gathered is not None
@@ -227,7 +228,7 @@ class Dispatcher:
                 for waiter in waiters:
                     if (waiter.consumes and not output) or not waiter.matches(msg):
                         continue
-                    taken = True
+                    taken += 1
                     if waiter.consumes:
                         # The request's waiter takes (or is refused) the reply in its agent's
                         # place; subscribers of the type still get it.
@@ -251,6 +252,8 @@ class Dispatcher:
                         )
             elif self.correlator.closed_criteria:
                 self.correlator.check_late(msg)
+            if free and admission.policies:
+                admission.passed(taken + len(agents))  # each admitted by the one question
             if self.taps:
                 self._tap(msg)
             recipient = msg.recipient

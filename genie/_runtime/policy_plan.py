@@ -8,7 +8,9 @@ a policy scoped to other types is dropped, and a DSL rule is partially evaluated
 and either decides (allow, or the message's first deny) or leaves a check per delivery (a
 classification ceiling, the risk gate, consent). The recipients of one message then pay for
 those checks only, which run in the list's order before the message's first deny, so the first
-deny is the one the list finds.
+deny is the one the list finds. When a message's steps allowed it and left no check, every
+recipient is allowed alike (``allows_all``): admission then asks one question for a whole
+fan-out.
 
 Content checks (the PII, injection, length and ``content contains`` checks of the shipped
 policies) can also say what they need to allow a message (``screen_part``): the plan joins those
@@ -133,39 +135,7 @@ class PolicyPlan:
         watched = self._watched
         # The preparation holds while what its steps read is unchanged (a risk gate's table).
         if msg is not self._msg or (watched is not None and watched.plan_version != self._seen):
-            # Forgotten until the new preparation is whole: a step interrupted (Ctrl-C) leaves
-            # no half-made preparation that a later delivery of ``msg`` could take as done.
-            self._msg = None
-            plan = self._by_type.get(msg.type)
-            if plan is None:
-                plan = self._by_type[msg.type] = self._compile(msg.type)
-            steps, unscreened, memo = plan.steps, plan.unscreened, plan.memo
-            if plan.clear is not None:
-                try:
-                    if plan.clear(msg):
-                        steps = unscreened  # the screened checks would all allow
-                except (KeyboardInterrupt, SystemExit):
-                    raise
-                except BaseException:  # the checks then run one by one, and say why
-                    pass
-            watched = plan.watched
-            now = 0 if watched is None else watched.plan_version  # before the steps read it
-            if memo is None or steps is not unscreened:
-                self._prepare(msg, steps, None, now)
-            else:
-                # Only steps that read the envelope remain: the same envelope, the same answer.
-                meta = msg.metadata
-                seen = memo.get(id(meta))
-                if (
-                    seen is not None
-                    and seen.metadata is meta
-                    and seen.classification is msg.classification
-                    and seen.version == now
-                ):
-                    self._checks, self._verdict = seen.checks, seen.verdict
-                else:
-                    self._prepare(msg, steps, memo, now)
-            self._msg, self._watched, self._seen = msg, watched, now
+            self._ready(msg)
         policy = None  # the policy whose check runs, named if it raises
         try:
             for policy, check in self._checks:  # noqa: B007
@@ -177,6 +147,53 @@ class PolicyPlan:
         except BaseException as exc:  # fail closed, as admit
             return refusal(cast(Policy, policy), exc)
         return self._verdict
+
+    def allows_all(self, msg: Message) -> bool:
+        """Whether ``decide(msg, r)`` allows every recipient ``r``: the steps left no check per
+        recipient and allowed ``msg``. One question for a whole fan-out (the dispatcher then
+        queues it in one call), prepared as ``decide`` prepares it, which then asks nothing
+        again for the same message."""
+        watched = self._watched
+        if msg is not self._msg or (watched is not None and watched.plan_version != self._seen):
+            self._ready(msg)
+        return not self._checks and self._verdict is ALLOW
+
+    def _ready(self, msg: Message) -> None:
+        """Prepare ``msg``: its type's steps run (or their remembered outcome is taken), leaving
+        ``_checks`` for each recipient and the ``_verdict`` if those all allow."""
+        # Forgotten until the new preparation is whole: a step interrupted (Ctrl-C) leaves
+        # no half-made preparation that a later delivery of ``msg`` could take as done.
+        self._msg = None
+        plan = self._by_type.get(msg.type)
+        if plan is None:
+            plan = self._by_type[msg.type] = self._compile(msg.type)
+        steps, unscreened, memo = plan.steps, plan.unscreened, plan.memo
+        if plan.clear is not None:
+            try:
+                if plan.clear(msg):
+                    steps = unscreened  # the screened checks would all allow
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # the checks then run one by one, and say why
+                pass
+        watched = plan.watched
+        now = 0 if watched is None else watched.plan_version  # before the steps read it
+        if memo is None or steps is not unscreened:
+            self._prepare(msg, steps, None, now)
+        else:
+            # Only steps that read the envelope remain: the same envelope, the same answer.
+            meta = msg.metadata
+            seen = memo.get(id(meta))
+            if (
+                seen is not None
+                and seen.metadata is meta
+                and seen.classification is msg.classification
+                and seen.version == now
+            ):
+                self._checks, self._verdict = seen.checks, seen.verdict
+            else:
+                self._prepare(msg, steps, memo, now)
+        self._msg, self._watched, self._seen = msg, watched, now
 
     def _prepare(
         self, msg: Message, steps: tuple[Step, ...], memo: dict[int, Preparation] | None, now: int

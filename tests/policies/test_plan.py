@@ -693,6 +693,80 @@ async def test_the_runtime_audits_and_counts_as_the_policy_list() -> None:
     assert got[1].allowed > 50
 
 
+class Answer(_Any):
+    """What an ``Answering`` agent says: the fields of what it was asked (a type no agent
+    subscribes to, so answers go to the gather alone)."""
+
+    message_type = "answer"
+
+
+class Answering(Sink):
+    """A sink that answers each message with its fields, to whoever sent it."""
+
+    produces = (*Sink.produces, Answer)
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        self.seen += 1
+        return (ctx.reply(Answer(**dict(msg.payload))),)
+
+
+async def run_gathered_traffic(
+    policies: Sequence[Policy], seed: int
+) -> tuple[list[Any], Any, list[int], list[tuple[str, int, list[tuple[str, str, str]]]]]:
+    """``run_traffic`` where every agent answers and the caller gathers the answers: each
+    request is admitted for four agents and each answer for the gather that takes it."""
+    audit = MemoryAuditLog()
+    agents = [
+        Answering("agent"),
+        Answering("vault"),
+        Answering("payments", Risk.HIGH),
+        Answering("advisor"),
+    ]
+    outcomes: list[tuple[str, int, list[tuple[str, str, str]]]] = []
+    async with Runtime(agents, policies=policies, audit=audit, seed=seed) as rt:
+        for agent in agents:
+            rt.subscribe(agent.id, *TYPES)
+        rng = random.Random(seed)
+        texts = corpus()
+        for _ in range(300):
+            msg = random_message(rng, texts, plain_share=0.0)
+            gather = rt.gather(msg.correlation_id, count=len(agents))
+            await rt.publish(msg)
+            result = await gather.wait()
+            missing: list[tuple[str, str, str]] = sorted(
+                (m.key, m.kind, m.policy or "") for m in result.missing
+            )
+            outcomes.append((result.status, len(result.replies), missing))
+        await rt.wait_idle()
+        stats = rt.statistics().policies
+    ids = ("message_id", "correlation_id")
+    trail = [
+        (r.actor, r.action, r.target, {k: v for k, v in r.details.items() if k not in ids})
+        for r in audit.records
+    ]
+    return trail, stats, [a.seen for a in agents], outcomes
+
+
+async def test_a_fan_out_and_its_gathered_answers_are_admitted_as_the_policy_list() -> None:
+    """The plan admits a fan-out with one question when it leaves nothing to check per
+    recipient, and a gathered answer with one more: the audit trail, the policy counts, what
+    each agent handled and what each gather got are those of the list asked per delivery."""
+    ledger = InMemoryConsentLedger()
+    ledger.grant("u1", "portfolio")
+    planned = list(load_policy_file(BOARD, ledger).policies)
+    listed: list[Policy] = [Opaque(p) for p in load_policy_file(BOARD, ledger).policies]
+    got = await run_gathered_traffic(planned, 11)
+    expected = await run_gathered_traffic(listed, 11)
+    assert got == expected
+    _, stats, _, outcomes = got
+    assert stats.allowed > 150
+    assert sum(stats.denied.values()) > 500
+    assert {status for status, _, _ in outcomes} == {"complete", "partial"}
+    refused = {key for _, _, missing in outcomes for key, _, _ in missing}
+    assert "reply" in refused  # answers denied to the gather's consumer
+    assert {"agent", "vault", "payments", "advisor"} <= refused  # and requests to agents
+
+
 def test_the_shipped_policies_settings_are_read_only() -> None:
     """The plan reads a policy's settings once per message type, so they cannot change."""
     ceiling = ClassificationCeiling({"vault": "secret"})
