@@ -474,30 +474,32 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> PayloadPieces | None:
     if models is None or (shape.extra and payload.__pydantic_extra__):
         return None
     values = payload.__dict__
-    fields, identifiers = shape.fields, shape.identifiers
-    # The class's names hold while ``__dict__`` holds its fields in order (a payload made with
-    # ``model_construct`` may miss one); a key that is not a field (``model_copy`` adds one)
-    # is not in the JSON, which the JSON way then shows.
-    same = len(values) == len(fields)
+    identifiers = shape.identifiers
+    # The class's names and bound hold while ``__dict__`` holds its fields in order (a payload
+    # made with ``model_construct`` may miss one); a key that is not a field (``model_copy``
+    # adds one) is not in the JSON, which the JSON way then shows. One comparison of the keys
+    # decides it for the whole payload.
+    same = tuple(values) == shape.fields
+    if not same and not shape.field_set.issuperset(values):
+        return None
     strings: list[str] = []
     keys: list[str] = []  # nested keys, after the top-level ones
     numbers: list[str] = []  # the identifier numbers
     nested = 0  # the values nested values hold, and those: at most 32 bytes each
-    at = 0
     # Depth-first in document order, as ``_collect``: a flat payload never leaves this loop.
     for field, item in values.items():
-        if not same or field != fields[at]:
-            if field not in shape.field_set:
-                return None
-            same = False
-        at += 1  # noqa: SIM113
         kind = type(item)
         if kind is str:
             strings.append(item)
         elif kind is int:
-            if not _NEGATIVE_SMALL <= item <= _SMALL and not _NEGATIVE_BIG < item < _BIG:
+            # A small int is no card number (those have 12 digits or more): only an
+            # identifier's field makes it one of the numbers.
+            if _NEGATIVE_SMALL <= item <= _SMALL:
+                if identifiers and field in identifiers:
+                    numbers.append(str(item))
+            elif not _NEGATIVE_BIG < item < _BIG:
                 return None
-            if field in identifiers or _card_sized(item):
+            elif field in identifiers or _card_sized(item):
                 numbers.append(str(item))
         elif kind is float:
             if item.is_integer() and (field in identifiers or _card_sized(int(item))):
