@@ -25,7 +25,9 @@ FLOOR_LABELS = {
     FLOOR: "asyncio floor: a queue and a task per agent, the floor for Python",
     POOL: "pool floor: genie's design with nothing else, the limit of this design",
 }
-REFERENCES = (*FLOORS, "asyncio+envelope", "anyio")  # drawn dashed: not buses
+# The guarantees floor: the pool floor carrying genie's guarantees inline (``guarantees.py``).
+GUARANTEES = "pool+guarantees"
+REFERENCES = (*FLOORS, "asyncio+envelope", GUARANTEES, "anyio")  # drawn dashed: not buses
 # A genie variant run from a mypyc-compiled tree (``genie bench --compiled DIR``, ``make
 # compiled``): the same workload with the compiled tree first on the worker's PYTHONPATH.
 MYPYC = "+mypyc"
@@ -156,6 +158,45 @@ def targets(results: Results) -> list[dict[str, Any]]:
             0.7,
             False,
             "x pool floor",
+        )
+    # The same bounds against the guarantees floor (``pool+guarantees``: the pool floor
+    # carrying genie's guarantees inline, with no structure): the floor's own ratio to the pool
+    # floor is the least any implementation of the guarantees pays, and genie's ratio to it is
+    # what genie's structure and its other features cost.
+    for n in (50, 1000):
+        add(
+            f"fan-out N={n} p50, pool+guarantees (the guarantees alone): at most 1.5x the pool "
+            "floor",
+            _fanout_target(results, GUARANTEES, n, "p50", POOL),
+            1.5,
+            True,
+            "x pool floor",
+        )
+        add(
+            f"throughput N={n}, {c} in flight, pool+guarantees (the guarantees alone): at least "
+            "0.7x the pool floor's deliveries/s",
+            _pool(fanout.get(GUARANTEES, {}).get(str(n)), f"throughput_{RATIO[POOL]}"),
+            0.7,
+            False,
+            "x pool floor",
+        )
+    for n in (50, 1000):
+        ours = fanout.get("genie", {}).get(str(n), {})
+        floor = fanout.get(GUARANTEES, {}).get(str(n), {})
+        add(
+            f"fan-out N={n} p50, genie: at most 1.5x the guarantees floor",
+            _ratio(ours.get("p50_us"), floor.get("p50_us")),
+            1.5,
+            True,
+            "x guarantees floor",
+        )
+        add(
+            f"throughput N={n}, {c} in flight, genie: at least 0.7x the guarantees floor's "
+            "deliveries/s",
+            _ratio(ours.get("deliveries_per_s"), floor.get("deliveries_per_s")),
+            0.7,
+            False,
+            "x guarantees floor",
         )
     for n in (50, 1000):
         plain = fanout.get("genie", {}).get(str(n), {}).get("p50_us")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from genie import ConfigurationError, Policy
 
+from .guarantees import GUARANTEES
 from .report import FLOORS, MYPYC, UVLOOP
 from .workloads import ANYIO, ENVELOPE, FLOOR, POOL, Implementation, genie
 
@@ -23,6 +24,7 @@ PEERS = {
 VARIANTS = (
     *FLOORS,
     "asyncio+envelope",
+    "pool+guarantees",
     "anyio",
     "genie",
     "genie+policies",
@@ -132,6 +134,8 @@ def build(
             impls.append(POOL)
         elif name == "asyncio+envelope":
             impls.append(ENVELOPE)
+        elif name == "pool+guarantees":
+            impls.append(GUARANTEES)
         elif name == "anyio":
             impls.append(ANYIO)
         elif name in PEERS:

@@ -6,6 +6,7 @@ implementation did the work, the figures are consistent and the files are writte
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import subprocess
@@ -229,6 +230,97 @@ def test_issue_40s_targets_are_judged_against_the_pool_floor_and_plain_genie() -
     }
 
 
+def test_the_guarantees_floor_judges_the_pool_targets_reach_and_genies_structure() -> None:
+    """The guarantees floor's own ratio to the pool floor says whether the pool floor's bounds
+    are within reach of the guarantees; genie's ratio to it is judged by the same bounds."""
+
+    def row(p50_us: float, deliveries_per_s: float, x_pool: float) -> dict[str, float]:
+        return {
+            "p50_us": p50_us,
+            "deliveries_per_s": deliveries_per_s,
+            "p50_x_pool": x_pool,
+            "throughput_x_pool": 1 / x_pool,
+            "throughput_x_floor": 1.0,
+        }
+
+    fanout = {
+        "pool+guarantees": {"50": row(200.0, 200_000.0, 2.0), "1000": row(3000.0, 250_000.0, 1.4)},
+        "genie": {"50": row(280.0, 160_000.0, 2.8), "1000": row(5000.0, 150_000.0, 2.6)},
+    }
+    found = {
+        t["target"]: (round(t["measured"], 2), t["met"], t["unit"])
+        for t in report.targets({"fanout": fanout, "settings": {"concurrency": 64}})
+        if "guarantees" in t["target"]
+    }
+    alone = "pool+guarantees (the guarantees alone)"
+    assert found == {
+        f"fan-out N=50 p50, {alone}: at most 1.5x the pool floor": (2.0, False, "x pool floor"),
+        f"throughput N=50, 64 in flight, {alone}: at least 0.7x the pool floor's deliveries/s": (
+            0.5,
+            False,
+            "x pool floor",
+        ),
+        f"fan-out N=1000 p50, {alone}: at most 1.5x the pool floor": (1.4, True, "x pool floor"),
+        f"throughput N=1000, 64 in flight, {alone}: at least 0.7x the pool floor's deliveries/s": (
+            0.71,
+            True,
+            "x pool floor",
+        ),
+        "fan-out N=50 p50, genie: at most 1.5x the guarantees floor": (
+            1.4,
+            True,
+            "x guarantees floor",
+        ),
+        "throughput N=50, 64 in flight, genie: at least 0.7x the guarantees floor's deliveries/s": (
+            0.8,
+            True,
+            "x guarantees floor",
+        ),
+        "fan-out N=1000 p50, genie: at most 1.5x the guarantees floor": (
+            1.67,
+            False,
+            "x guarantees floor",
+        ),
+        "throughput N=1000, 64 in flight, genie: at least 0.7x the guarantees floor's "
+        "deliveries/s": (0.6, False, "x guarantees floor"),
+    }
+
+
+async def test_the_guarantees_floor_does_the_work_and_keeps_its_books() -> None:
+    """A floor that measures nothing is a defect: its replies answer the request, its hops
+    arrive, a failing handler is isolated and counted, and its accounting balances."""
+    from genie_bench.guarantees import Bus, Gather, Mailbox, guarantees_chain, guarantees_fanout
+    from genie_bench.workloads import Reply, Request
+
+    async with guarantees_fanout(7, "blob") as ask:
+        for _ in range(3):
+            await ask()
+    async with guarantees_chain(40, "blob") as ask:  # past the default hop limit of 32
+        await ask()
+
+    bus = Bus(frozenset({Request, Reply}))
+
+    async def broken(payload: Request, ctx: object) -> None:
+        raise RuntimeError("boom")
+
+    async def fine(payload: Request, ctx: Any) -> Any:
+        return ctx.reply(Reply(seq=payload.seq, agent=1, blob=""))
+
+    bus.mailboxes.update(bad=Mailbox("bad", broken), good=Mailbox("good", fine))
+    bus.subscribers["bench.request"] = (bus.mailboxes["bad"], bus.mailboxes["good"])
+    async with bus.running():
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        msg = bus.message(Request(seq=1), "caller")
+        bus.publish(msg, Gather(1, future))
+        [reply] = await future
+        assert (reply.causation_id, reply.correlation_id, reply.hops) == (msg.id, msg.id, 1)
+        await asyncio.sleep(0)
+    assert (bus.delivered, bus.handled, bus.dead_lettered, bus.collected) == (3, 1, 1, 1)
+    assert bus.identity_holds()
+    assert bus.in_flight == 0
+    assert not bus.correlations
+
+
 def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> None:
     def row(p50_us: float, deliveries_per_s: float) -> dict[str, float]:
         return {"p50_us": p50_us, "deliveries_per_s": deliveries_per_s, "throughput_x_floor": 1.0}
@@ -270,7 +362,8 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
         (["--requests", "1,2"], "argument --requests: '1,2' is not one positive integer"),
         (
             ["--variants", "genie,fast"],
-            "unknown variant 'fast' (known: asyncio, pool, asyncio+envelope, anyio, genie",
+            "unknown variant 'fast' (known: asyncio, pool, asyncio+envelope, pool+guarantees, "
+            "anyio, genie",
         ),
         (["--workloads", "speed"], "unknown workload 'speed' (known: fanout, chain"),
         (["--payload-bytes", "-1"], "--payload-bytes: -1 is negative"),
