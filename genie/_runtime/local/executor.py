@@ -87,11 +87,17 @@ class Executors:
         self._tg.start_soon(self._monitor, name="genie-executor-monitor")
         self._spawn()
 
-    def schedule(self, mailbox: Mailbox) -> None:
-        self.ready.append(mailbox)
-        if self._idle:
-            self._idle.popleft().set()
-        elif not self._signalled:
+    def woken(self, count: int) -> None:
+        """``count`` mailboxes were just put in the ready queue: as many idle executors wake,
+        and the monitor hears of the rest (it adds a hand if everyone is busy). A fan-out is
+        told once, not once a mailbox."""
+        idle = self._idle
+        while idle:
+            idle.popleft().set()
+            count -= 1
+            if not count:
+                return
+        if not self._signalled:
             self._signalled = True
             self._signal.set()
 

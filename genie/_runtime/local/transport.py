@@ -61,15 +61,20 @@ class LocalTransport:
     def put(self, item: Queued, recipient: str) -> None:
         mb = self.mailboxes[recipient]
         if mb.push(item) and self.executors is not None:
-            self.executors.schedule(mb)
+            self.ready_queue.append(mb)
+            self.executors.woken(1)
 
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
         mailboxes = self.mailboxes
         executors = self.executors
+        ready = self.ready_queue
+        before = len(ready)
         for rid in recipients:
             mb = mailboxes[rid]
             if mb.push(item, True) and executors is not None:
-                executors.schedule(mb)
+                ready.append(mb)
+        if executors is not None and len(ready) > before:
+            executors.woken(len(ready) - before)  # of the whole fan-out at once
 
     def cancel(self, correlation_id: str) -> int:
         return self.executors.cancel(correlation_id) if self.executors is not None else 0
