@@ -158,19 +158,20 @@ class DeliveryRunner:
                                 returned = await pending
                             else:
                                 returned = await self._within_deadline(mb, msg, pending)
-                            built = ctx.last_emitted
                             if (
-                                returned is built
-                                and built is not None
-                                and type(built.payload) in known
+                                returned is ctx.last_emitted
+                                and returned is not None
+                                and type(returned.payload) in known
                             ):
                                 # The common reply: the one message this delivery's own context
                                 # built (stamped by construction), of a type already checked.
-                                single: Message | None = built
+                                single: Message | None = returned
                                 outputs: Sequence[Message] = ()
                             else:
                                 single = None
-                                outputs = self._outputs(mb, msg, returned, built, bound is not None)
+                                outputs = self._outputs(
+                                    mb, msg, returned, ctx.last_emitted, bound is not None
+                                )
                         except BaseException as exc:
                             if stops_runtime(exc):
                                 raise

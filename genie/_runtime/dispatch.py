@@ -256,15 +256,15 @@ class Dispatcher:
                 admission.passed(taken + len(agents))  # each admitted by the one question
             if self.taps:
                 self._tap(msg)
-            recipient = msg.recipient
-            mailboxes = self.mailboxes
-            if recipient is not None and recipient not in mailboxes:
-                # A reply to a caller that is not an agent here (the router named only the
-                # subscribers of its type): only waiters or another process may take it.
-                if not taken and not self.transport.forward(msg):
-                    ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
-            elif not agents and not taken and not self.transport.forward(msg):
-                ledger.unrouted_letter(msg, "no recipient and no subscriber")
+            if not taken:  # nobody here took it: another process may, or nobody can
+                recipient = msg.recipient
+                if recipient is not None and recipient not in self.mailboxes:
+                    # A reply to a caller that is not an agent here (the router named only
+                    # the subscribers of its type): only another process may take it.
+                    if not self.transport.forward(msg):
+                        ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
+                elif not agents and not self.transport.forward(msg):
+                    ledger.unrouted_letter(msg, "no recipient and no subscriber")
             if obs is not None:
                 obs.published(msg, len(agents))
             if holding:
@@ -300,7 +300,7 @@ class Dispatcher:
                     ledger.opened(corr)
                     transport.put_held(msg, (rid,))
                 else:
-                    mb = mailboxes[rid]
+                    mb = self.mailboxes[rid]
                     if len(mb.queue) >= mb.capacity:
                         if mb.options.overflow == "shed":
                             put += 1
