@@ -313,7 +313,7 @@ class RuntimeHost:
             ledger.observer.delivered(msg, agent_id)
 
     def left(self, corr: Correlation) -> None:
-        self._ledger.closed(corr)
+        self._ledger.left(corr)
 
     def opened(self, corr: Correlation, count: int = 1) -> None:
         self._ledger.opened(corr, count)

@@ -53,7 +53,10 @@ class Ledger:
         self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
         # Delivered and handled besides the collected (see ``delivered`` and ``handled``).
         self._delivered = self._handled = self.denied = 0
-        self.dead_lettered = self.shed = self.in_flight = self.unrouted = 0
+        self.dead_lettered = self.shed = self.unrouted = 0
+        # Deliveries another process admitted that run here, and deliveries in flight here
+        # whose outcome another process records (see ``in_flight``).
+        self._arrived = self._left = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
         self.cut_short: Counter[str] = Counter()  # running deliveries the shutdown cancelled
@@ -70,13 +73,19 @@ class Ledger:
     def handled(self) -> int:
         return self._handled + self.collected
 
+    @property
+    def in_flight(self) -> int:
+        """What the identity leaves: deliveries admitted (here, or in another process and run
+        here) with no outcome yet. Derived, not kept, so it cannot drift from the counts."""
+        ended = self._handled + self.denied + self.dead_lettered + self.shed + self._left
+        return self._delivered + self._arrived - ended
+
     # --- the identity ------------------------------------------------------------------------
     def opened(self, corr: _Correlation, count: int = 1) -> None:
         """``count`` deliveries of ``corr`` were admitted: each is in flight until ``closed``.
         A publish counts its whole fan-out in one call: nothing runs between its puts, so the
         counts read the same as if each were counted as it went."""
         self._delivered += count
-        self.in_flight += count
         corr.in_flight += count
         corr.deliveries += count
 
@@ -88,7 +97,6 @@ class Ledger:
             self._handled += 1
             if corr.requests:
                 self.correlator.handled(corr, handled.id)
-        self.in_flight -= 1
         corr.in_flight -= 1
         if not corr.in_flight:
             if self.observer is not None:
@@ -100,15 +108,20 @@ class Ledger:
     def arrived(self, corr: _Correlation) -> None:
         """A delivery another process admitted (and counted ``delivered``) runs here: in
         flight here until ``closed``, not delivered a second time."""
-        self.in_flight += 1
+        self._arrived += 1
         corr.in_flight += 1
+
+    def left(self, corr: _Correlation) -> None:
+        """A delivery in flight here whose outcome another process records (what it sent on
+        goes with it): it ends here, counted by that process."""
+        self._left += 1
+        self.closed(corr)
 
     def resumed(self, corr: _Correlation) -> None:
         """A delivery kept by a stopped process runs again here: delivered here (the stopped
         process's count went with it) and in flight until ``closed``; its charge to the
         budget was restored with the request's (``charged_before``)."""
         self._delivered += 1
-        self.in_flight += 1
         corr.in_flight += 1
 
     def withdrawn(
