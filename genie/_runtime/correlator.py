@@ -327,8 +327,9 @@ class Gather(_Waiter):
             self._replies.setdefault(self._key(msg), msg)
             arrived = len(self._replies)
         else:
-            self._extra.append(msg)
-            arrived = len(self._extra)
+            extra = self._extra
+            extra.append(msg)
+            arrived = len(extra)
         if arrived >= self._needed:
             self._finish("complete")
 

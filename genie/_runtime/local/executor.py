@@ -184,15 +184,19 @@ class Executors:
         did after each ``run_one`` (return, yield). A delivery that raises ends the turn."""
         ready = self.ready
         mailbox = first
-        while True:
-            yield mailbox
-            if worker.cancelled:
-                return
-            worker.left -= 1
-            if not worker.left or not ready:
-                return
-            mailbox = ready.popleft()
-            if ready and not self._signalled and not self._idle:
-                # As in ``_work``: the handler may block while others wait.
-                self._signalled = True
-                self._signal.set()
+        left = worker.left  # counted down here, told to ``_work`` when the turn ends
+        try:
+            while True:
+                yield mailbox
+                if worker.cancelled:
+                    return
+                left -= 1
+                if not left or not ready:
+                    return
+                mailbox = ready.popleft()
+                if ready and not self._signalled and not self._idle:
+                    # As in ``_work``: the handler may block while others wait.
+                    self._signalled = True
+                    self._signal.set()
+        finally:
+            worker.left = left
