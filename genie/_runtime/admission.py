@@ -38,7 +38,8 @@ class Admission:
         return (
             msg.hops <= limits.max_hops
             and corr.deliveries + count <= limits.correlation_budget
-            and (not self.policies or self.plan.allows_all(msg))
+            # No consumer here (a message forwarded or unrouted): nothing for the policies.
+            and (not self.policies or not count or self.plan.allows_all(msg))
         )
 
     def passed(self, count: int) -> None:

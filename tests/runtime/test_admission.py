@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import anyio
+
 from genie import BaseAgent, Context, Decision, MemoryAuditLog, Message, Policy, Runtime, handler
 
-from ..conftest import DenyTo, Echo, Ping, PolicyFn, Pong
+from ..conftest import DenyTo, Echo, Note, Ping, PolicyFn, Pong
 
 
 def broken(msg: Message, recipient: str) -> Decision:
@@ -122,3 +124,48 @@ async def test_an_answer_is_judged_once_for_the_asker_and_an_ask_once_for_its_ca
         ("pong", "asker"),  # its answer, for the waiting handler: not also for the agent
         ("pong", "user"),  # the asker's reply, for the caller's ask
     ]
+
+
+class Unplannable:
+    """A policy that opts into the plan and cannot be compiled for notes (it allows every
+    other message): admission raises wherever it is asked about a note."""
+
+    name = "unplannable"
+    plan_reads_envelope = False
+
+    @property
+    def plan_class(self) -> type[object]:
+        return Unplannable
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return Decision.ALLOW
+
+    def plan_step(self, message_type: str) -> None:
+        if message_type == "note":
+            raise RuntimeError("cannot plan notes")
+
+    def screen_part(self, message_type: str) -> None:
+        return None
+
+
+class Announcer(BaseAgent):
+    """Answers a ping with a note nobody subscribes to."""
+
+    produces = (Note,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Note(text="heard"))
+
+
+async def test_a_message_with_no_consumer_asks_the_policies_nothing() -> None:
+    """One question for every consumer of a message, and none when it has none: an output
+    nobody receives is an unrouted letter, whatever asking the policies would have done."""
+    async with Runtime([Announcer("announcer")], policies=[Unplannable()]) as rt:
+        await rt.publish(rt.message(Ping(), recipient="announcer"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        stats = rt.statistics()
+    assert (stats.handled, stats.dead_lettered) == (1, 0)
+    [letter] = list(rt.dead_letters)
+    assert (letter.kind, letter.message.type) == ("unrouted", "note")
