@@ -23,8 +23,9 @@ genie promises:
   ends at its count.
 
 What it leaves out, and genie has: retries and the circuit breaker, deadlines, fallbacks,
-waiting for room, concurrency above one per agent, cancelling a running handler, observers,
-taps, policies, the transport seam, the audit trail. So it is a lower bound of what genie's
+waiting for room, concurrency above one per agent, cancelling a running handler, a hand added
+when every executor is inside a handler that blocks (genie's monitor), observers, taps,
+policies, the transport seam, the audit trail. So it is a lower bound of what genie's
 guarantees cost: genie's ratio to it is what its structure and those features cost, and its
 ratio to the pool floor is the least any implementation of the guarantees can reach.
 """
