@@ -273,6 +273,45 @@ async def test_an_executor_yields_every_64_handlers_of_a_long_backlog(
     assert len(steps) >= 1000 // 128, steps
 
 
+class Logged(BaseAgent):
+    """Writes its id to ``log`` for each Ping, never awaiting."""
+
+    def __init__(self, id: str, log: list[str]) -> None:
+        super().__init__(id)
+        self.log = log
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.log.append(self.id)
+
+
+async def test_an_executor_that_waited_for_work_counts_to_its_next_yield_afresh() -> None:
+    # Waiting for work is a yield: every other task had its turn meanwhile. So a fan-out that
+    # wakes an idle executor runs whole, up to 64 handlers without a yield, whatever the
+    # executor ran before it waited. A count carried over from the first fan-out of 50 would
+    # yield 14 handlers into the second, and a task that was ready would run inside it.
+    log: list[str] = []
+    bystander_at: list[int] = []  # in each fan-out's log: before it (0), after it (50), or in it
+    async with Runtime() as rt:
+        for i in range(50):
+            rt.add(Logged(f"w{i}", log), subscribe=["ping"])
+
+        async def bystander() -> None:
+            log.append("bystander")
+
+        for n in range(3):
+            await drain(rt)
+            await wait_all_tasks_blocked()  # every executor waits for work
+            log.clear()
+            async with anyio.create_task_group() as tg:
+                rt.publish_nowait(rt.message(Ping(n=n)))  # an executor is woken first
+                tg.start_soon(bystander)  # ready behind it (trio: in either order)
+            await drain(rt)
+            assert len(log) == 51
+            bystander_at.append(log.index("bystander"))
+    assert all(at in (0, 50) for at in bystander_at), bystander_at
+
+
 class Quitter(BaseAgent):
     """Cancels its own request from inside its handler and returns without awaiting: the
     cancellation reaches the executor's scope, never this handler."""

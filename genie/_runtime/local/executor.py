@@ -3,9 +3,10 @@
 Why not a task per agent: an idle agent would then hold a parked task (several KB), and
 starting a task per burst costs more than a whole hop. Here an executor that finishes a handler
 takes the next ready mailbox at once, so a chain of agents runs without a task switch per hop.
-It yields every ``batch`` messages (64) so other tasks (publishers, timers) get their turn: a
-yield is a turn of the event loop, about what a delivery costs, so it comes once a batch and
-not once a delivery.
+It yields after ``batch`` handlers (64) without a yield, so other tasks (publishers, timers)
+get their turn: a yield is a turn of the event loop, about what a delivery costs, so it comes
+once a batch and not once a delivery. Waiting for work is a yield too, after which the count
+starts again.
 
 Handlers may block (sleep, request, I/O). So that blocked handlers never starve ready work, a
 monitor task adds an executor whenever work is ready and no executor is free to take it (all
@@ -173,6 +174,9 @@ class Executors:
                 finally:
                     if event in self._idle:
                         self._idle.remove(event)
+                # Waiting was a yield: every other task has had its turn since, so the count
+                # to the next one starts again.
+                worker.left = batch
         return True  # run_one re-raised the cancellation of this scope, which ends here
 
     def turn(self, worker: Worker, first: Mailbox) -> Iterator[Mailbox]:
