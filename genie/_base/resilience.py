@@ -120,6 +120,12 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial = False
 
+    def abandon_trial(self) -> None:
+        """The trial call ended without an outcome (cancelled, or the runtime stopped): it says
+        nothing of the agent's health, so the breaker stays open and the next call may be the
+        trial."""
+        self._trial = False
+
     def record_failure(self, now: float) -> None:
         self.failures += 1
         if self._trial or self.failures >= self.policy.failure_threshold:

@@ -122,6 +122,7 @@ class DeliveryRunner:
             cid = msg.correlation_id
             corr = correlator.active.get(cid) or correlator.get(cid)
             worker.correlation = cid
+            trial = False  # the attempt under way is a half-open breaker's one trial
             try:
                 if corr.cancelled:
                     agent = handoff.failed_agent if handoff is not None else mb.id
@@ -142,6 +143,8 @@ class DeliveryRunner:
                             if given_up is not None:
                                 self._give_up(mb, msg, corr, given_up, attempt)
                                 break
+                            # Let through a half-open breaker: this attempt is its one trial.
+                            trial = mb.breaker is not None and mb.breaker.state == "half_open"
                         obs = ledger.observer
                         started = self.clock.monotonic() if obs is not None else 0.0
                         ctx = runtime_context(services, mb.id, msg)
@@ -193,6 +196,7 @@ class DeliveryRunner:
                                 )
                                 break
                             attempt += 1
+                            trial = False  # a failed trial is recorded (``_again``)
                             if error is not None:  # a retry failed too: keep both tracebacks
                                 remember_attempt(exc, error)
                             error = exc
@@ -219,6 +223,8 @@ class DeliveryRunner:
                             break
             except BaseException as exc:
                 # Only what stops the runtime gets here, always before the delivery's outcome.
+                if trial and mb.breaker is not None:
+                    mb.breaker.abandon_trial()
                 agent = handoff.failed_agent if handoff is not None else mb.id
                 if corr.cancelled:
                     reason = "correlation cancelled"

@@ -224,6 +224,50 @@ async def test_half_open_failure_reopens() -> None:
     assert broken.calls == 2
 
 
+class FailsThenHangs(BaseAgent):
+    """Its first call fails, its second waits an hour, the rest reply."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.calls = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("down")
+        if self.calls == 2:
+            await ctx.sleep(3600)
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_a_cancelled_trial_leaves_the_breaker_open_for_the_next_one() -> None:
+    """A half-open breaker's one trial, cancelled before it ends, says nothing of the agent's
+    health: the breaker stays open, and the next call is the trial (it did refuse every call
+    for good, waiting for an outcome the cancelled trial never gave)."""
+    agent = FailsThenHangs("shaky")
+    options = AgentOptions(breaker=BreakerPolicy(failure_threshold=1, reset_after=10.0))
+    async with Runtime() as rt:
+        rt.add(agent, options=options)
+        await rt.ask(rt.message(Ping(n=1), recipient="shaky"))  # fails: the breaker opens
+        await anyio.sleep(11)
+        trial = rt.message(Ping(n=2), recipient="shaky")
+        await rt.publish(trial)
+        await anyio.sleep(1)
+        assert rt.statistics().mailboxes["shaky"].circuit == "half_open"
+        rt.cancel(trial.correlation_id)
+        await drain(rt)
+        assert rt.statistics().mailboxes["shaky"].circuit == "open"
+        result = await rt.ask(rt.message(Ping(n=3), recipient="shaky"))
+        assert result.message.payload == Pong(n=3)
+        assert rt.statistics().mailboxes["shaky"].circuit == "closed"
+    assert agent.calls == 3
+    assert [d.error_type for d in rt.dead_letters] == ["RuntimeError", None]
+    assert [d.kind for d in rt.dead_letters] == ["failed", "cancelled"]
+
+
 async def test_a_handler_exception_never_reaches_other_agents() -> None:
     rec = Recorder("rec")
     async with Runtime([Failing("bad"), rec]) as rt:
