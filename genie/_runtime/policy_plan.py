@@ -274,19 +274,24 @@ class _Compiled:
 
 
 def _compiled(policy: Policy, message_type: str) -> _Compiled | None:
-    """``policy`` as a step for ``message_type``; None when it allows every such message."""
+    """``policy`` as a step for ``message_type``; None when it allows every such message.
+    A policy that cannot be compiled (its plan raises) runs as written, in order: its
+    ``evaluate`` decides, and fails closed if it raises too."""
     planned = _planned(policy)
-    if planned is None:
-        return _Compiled(Step(policy, _opaque(policy)), None, False, None)
-    run = planned.plan_step(message_type)
-    if run is None:
-        return None
-    return _Compiled(
-        Step(planned, run),
-        planned.screen_part(message_type),
-        bool(planned.plan_reads_envelope),
-        planned if isinstance(planned, VersionedPolicy) else None,
-    )
+    if planned is not None:
+        try:
+            run = planned.plan_step(message_type)
+            if run is None:
+                return None
+            return _Compiled(
+                Step(planned, run),
+                planned.screen_part(message_type),
+                bool(planned.plan_reads_envelope),
+                planned if isinstance(planned, VersionedPolicy) else None,
+            )
+        except Exception:
+            pass
+    return _Compiled(Step(policy, _opaque(policy)), None, False, None)
 
 
 def _planned(policy: Policy) -> PlannedPolicy | None:

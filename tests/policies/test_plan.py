@@ -1269,6 +1269,55 @@ def test_a_policy_whose_members_raise_when_read_runs_as_written() -> None:
         assert plan.decide(msg, recipient) == admit(msg, recipient, 0, Limits(), policies)
 
 
+class Unplannable:
+    """A planned policy that cannot be compiled: its ``plan_step`` or ``screen_part`` raises
+    (``fails``); evaluated as written, it keeps messages from the vault."""
+
+    name = "unplannable"
+    plan_reads_envelope = True
+
+    def __init__(self, fails: str) -> None:
+        self.fails = fails
+
+    @property
+    def plan_class(self) -> type[object]:
+        return Unplannable
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return Decision.deny("unplannable", "no vault") if recipient == "vault" else Decision.ALLOW
+
+    def plan_step(self, message_type: str) -> Callable[[Message], Decision]:
+        if self.fails == "plan_step":
+            raise RuntimeError("cannot plan")
+        return lambda msg: Decision.ALLOW
+
+    def screen_part(self, message_type: str) -> None:
+        if self.fails == "screen_part":
+            raise RuntimeError("cannot screen")
+
+
+@pytest.mark.parametrize("fails", ["plan_step", "screen_part"])
+def test_a_policy_whose_plan_raises_runs_as_written(fails: str) -> None:
+    """A planned policy that cannot be compiled for a type is evaluated as written for it, in
+    its place: what it decides is what the list decides."""
+    msg = Message.new(note("chat", "hello"), sender="user")
+    policies: list[Policy] = [Unplannable(fails)]
+    plan = PolicyPlan(policies)
+    for recipient in ("agent", "vault"):
+        assert plan.decide(msg, recipient) == admit(msg, recipient, 0, Limits(), policies)
+    assert not plan.allows_all(msg)  # its evaluate runs for each recipient
+
+
+async def test_the_runtime_goes_on_when_a_policy_cannot_be_planned() -> None:
+    """Through the bus: the runtime neither stops nor lets anything past the policy, and its
+    audit trail and counts are the list's."""
+    got = await run_traffic([Unplannable("plan_step")], 7)
+    expected = await run_traffic([Opaque(cast(Policy, Unplannable("plan_step")))], 7)
+    assert got == expected
+    assert got[1].denied == {"unplannable": got[1].denied["unplannable"]}
+    assert got[1].denied["unplannable"] > 50
+
+
 def test_a_step_that_raises_is_not_memoised_and_names_its_policy() -> None:
     class Flaky:
         """A policy the plan trusts with the memo, whose step fails once."""
