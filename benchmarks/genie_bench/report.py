@@ -704,7 +704,7 @@ def markdown(results: Results) -> str:
         lines += _table(["target", "measured", "", "pure Python"], rows)
     if results.get("loop_targets"):
         lines += [
-            "## On uvloop: the same targets, floors and genie on uvloop (not judged)",
+            "## On uvloop: the same targets, floors and genie on uvloop (judged, not counted)",
             "",
             f"The `{UVLOOP}` twins run the same workloads in workers whose event loop is "
             "uvloop's (`--loop asyncio,uvloop`), each ratio to the floors on uvloop. The "

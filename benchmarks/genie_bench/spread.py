@@ -1,12 +1,13 @@
 """The targets over several runs of the harness, with their spread, not the best run:
 
-    python -m genie_bench.spread --runs 5 --out spread -- --workloads fanout --n 50,1000
+    python -m genie_bench.spread --runs 5 -- --workloads fanout --n 50,1000
 
 Everything after ``--`` is ``genie bench``'s options. Each run measures afresh (its own
 floors, its own worker processes); each target's figure is reported for every run with its
 median, lowest and highest, and how many runs met it; with ``--loop asyncio,uvloop``, so is
 each target judged again on uvloop (named ``... (uvloop)``). ``DIR/run-K/results.json`` keeps
-each run whole; ``DIR/spread.json`` and ``DIR/spread.md`` the table.
+each run whole; ``DIR/spread.json`` and ``DIR/spread.md`` the table (``DIR``:
+``benchmarks/results/spread`` by default, where the committed spread is).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from genie._base.progress import ProgressLine
 
 from . import report
-from .cli import Settings, build_parser, run
+from .cli import DEFAULT_OUT, Settings, build_parser, run
 
 __all__ = ["main", "spread"]
 
@@ -58,8 +59,20 @@ def spread(runs: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return list(order.values())
 
 
-def markdown(rows: list[dict[str, Any]], command: str) -> str:
-    lines = [f"`{command}`", ""]
+def provenance(runs: Sequence[dict[str, Any]]) -> str:
+    """When and on what the runs were measured: their first and last start, the machine, the
+    commit (every run's, when they differ)."""
+    envs = [r["environment"] for r in runs]
+    first, last = envs[0], envs[-1]
+    commits = ", ".join(dict.fromkeys(e["commit"] for e in envs))
+    return (
+        f"{len(envs)} runs, {first['date']} to {last['date']}; Python {first['python']} on "
+        f"{first['machine']}, {first['cpus']} CPUs; genie {first['genie']} ({commits})"
+    )
+
+
+def markdown(rows: list[dict[str, Any]], command: str, measured: str = "") -> str:
+    lines = [f"`{command}`", "", *([measured, ""] if measured else [])]
     header = ["target", "median", "lowest", "highest", "met in", "each run"]
     body = [
         [
@@ -83,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m genie_bench.spread", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--runs", type=int, default=5, help="runs of the harness (5)")
-    parser.add_argument("--out", default="spread", help="where to write (spread/)")
+    parser.add_argument(
+        "--out",
+        default=str(DEFAULT_OUT / "spread"),
+        help=f"where to write ({DEFAULT_OUT / 'spread'}, replacing the committed spread)",
+    )
     mine = parser.parse_args(own)
     if mine.runs < 2:
         parser.error(f"--runs: a spread needs at least 2 runs, not {mine.runs}")
@@ -91,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(mine.out)
     progress = ProgressLine(sys.stderr)
     per_run = []
+    kept = []
     for k in range(mine.runs):
         progress(f"run {k + 1} of {mine.runs}")
         results = run(settings, progress)
@@ -100,11 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         per_run.append(results["targets"] + results["loop_targets"])
+        kept.append(results)
     progress.done()
     rows = spread(per_run)
     command = " ".join(["python -m genie_bench.spread", *args])
-    (out / "spread.json").write_text(json.dumps({"command": command, "targets": rows}, indent=2))
-    text = markdown(rows, command)
+    measured = provenance(kept)
+    (out / "spread.json").write_text(
+        json.dumps({"command": command, "measured": measured, "targets": rows}, indent=2)
+    )
+    text = markdown(rows, command, measured)
     (out / "spread.md").write_text(text + "\n")
     print(text)
     return 0

@@ -858,5 +858,11 @@ def test_spread_reports_every_runs_figure_and_not_the_best(
         assert row["runs"] == [r["chain"][name]["x_floor"] for r in kept]  # every run, as measured
     assert [r["loop_targets"][0]["measured"] for r in kept] == rows[1]["runs"]
     assert (tmp_path / "spread.md").read_text().rstrip("\n") == table.rstrip("\n")
+    # When and on what: both runs' starts and the commit they measured.
+    measured = json.loads((tmp_path / "spread.json").read_text())["measured"]
+    env = [r["environment"] for r in kept]
+    assert measured.startswith(f"2 runs, {env[0]['date']} to {env[1]['date']}; ")
+    assert measured.endswith(f"({env[0]['commit']})")
+    assert measured in table
     with pytest.raises(SystemExit):
         spread.main(["--runs", "1"])
