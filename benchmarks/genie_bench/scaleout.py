@@ -46,9 +46,9 @@ from genie import AgentOptions, BaseAgent, Context, Message, Payload, Runtime, h
 from .process import child_env
 
 HOPS = 2
-LIGHT = 200  # sha256 rounds per delivery: about 0.1 ms of handler work
-# About 3.7 ms (0.3 to 0.6 µs a round here): a handler-bound chain, whose worker spends about
-# nine times what the server and the entry spend per delivery (docs/scale-out.md#numbers).
+LIGHT = 200  # sha256 rounds per delivery: the transport's cost dominates
+# A handler-bound chain: its worker spends several times what the server and the entry spend
+# per delivery, the case scale-out is for (docs/scale-out.md#numbers has the figures).
 HEAVY = 12_000
 CONCURRENCY = 64  # max_concurrency of each hop = max_ack_pending: room for every worker
 
