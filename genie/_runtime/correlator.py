@@ -115,7 +115,7 @@ class _Waiter(_Criteria):
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
         pass
 
-    def on_handled(self, message_id: str) -> None:
+    def on_handled(self, message_id: str, agent_id: str) -> None:
         pass
 
     def on_quiescent(self) -> None:
@@ -195,9 +195,9 @@ class Correlator:
         for waiter in corr.waiters:
             waiter.on_failure(missing, message_id, recipient)
 
-    def handled(self, corr: _Correlation, message_id: str) -> None:
+    def handled(self, corr: _Correlation, message_id: str, agent_id: str) -> None:
         for waiter in corr.waiters:
-            waiter.on_handled(message_id)
+            waiter.on_handled(message_id, agent_id)
 
     def settle(self, corr: _Correlation) -> None:
         """Called when the correlation has nothing in flight."""
@@ -449,10 +449,20 @@ class RequestWaiter(_Waiter):
 
     consumes = True
 
-    def __init__(self, owner: Correlator, corr: _Correlation, request: Message) -> None:
+    def __init__(
+        self,
+        owner: Correlator,
+        corr: _Correlation,
+        request: Message,
+        responders: frozenset[str],
+    ) -> None:
         self._owner = owner
         self._corr = corr
         self._request = request
+        # Who answers: the recipient, or the fallback its failed delivery is handed to. Other
+        # subscribers of the request's type get it too; what they return or how they fare is
+        # not the answer.
+        self._responders = responders
         self.consumer = request.sender
         self._done = owner.new_event()
         self.reply: Message | None = None
@@ -464,6 +474,7 @@ class RequestWaiter(_Waiter):
         return (
             msg.causation_id == self._request.id
             and msg.recipient == self.consumer
+            and msg.sender in self._responders
             and self.reply is None
             and self.error is None
         )
@@ -492,7 +503,8 @@ class RequestWaiter(_Waiter):
         )
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
-        if message_id != self._request.id:
+        # A handed-off delivery's loss is recorded for the agent that failed it first.
+        if message_id != self._request.id or recipient != self._request.recipient:
             return
         ids = {
             "message_id": message_id,
@@ -511,8 +523,8 @@ class RequestWaiter(_Waiter):
         else:
             self._fail(DeliveryError(text, **ids))
 
-    def on_handled(self, message_id: str) -> None:
-        if message_id == self._request.id and self.reply is None:
+    def on_handled(self, message_id: str, agent_id: str) -> None:
+        if message_id == self._request.id and agent_id in self._responders and self.reply is None:
             self._fail(
                 AgentError(
                     f"request {self._request.type!r}: {self._request.recipient!r} handled it "
@@ -528,11 +540,17 @@ class RequestWaiter(_Waiter):
 
     async def wait(self, timeout: float | None) -> Message:
         try:
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout):
                 await self._done.wait()
         finally:
             self._owner.remove(self._corr, self)
+        # The outcome, even when it came in the loop turn the deadline fell due: a reply taken
+        # (collected, kept out of the requester's mailbox) is never dropped for a timeout.
         if self.error is not None:
             raise self.error
-        assert self.reply is not None
+        if self.reply is None:
+            raise TimeoutError(
+                f"request {self._request.type!r} to {self._request.recipient!r}: no answer "
+                f"within {timeout:g}s"
+            )
         return self.reply

@@ -219,7 +219,7 @@ class DeliveryRunner:
                                 for out in outputs:
                                     route(out, True, corr)
                             mb.handled += 1
-                            ledger.closed(corr, msg)
+                            ledger.closed(corr, msg, mb.id)
                             break
             except BaseException as exc:
                 # Only what stops the runtime gets here, always before the delivery's outcome.

@@ -403,6 +403,6 @@ class RuntimeHost:
         self, corr: Correlation, request_id: str, recipient: str, missing: Missing | None
     ) -> None:
         if missing is None:
-            self._correlator.handled(corr, request_id)
+            self._correlator.handled(corr, request_id, recipient)
         else:
             self._correlator.failed(corr, missing, request_id, recipient)

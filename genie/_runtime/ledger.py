@@ -89,14 +89,15 @@ class Ledger:
         corr.in_flight += count
         corr.deliveries += count
 
-    def closed(self, corr: _Correlation, handled: Message | None = None) -> None:
-        """A delivery that was in flight has its outcome: ``handled`` (the message, handled;
-        a request waiting on ``corr`` is told first), else one its caller counted. The last
-        one of a correlation settles it; the last one of the runtime wakes ``wait_idle``."""
+    def closed(self, corr: _Correlation, handled: Message | None = None, by: str = "") -> None:
+        """A delivery that was in flight has its outcome: ``handled`` (the message, handled
+        by the agent ``by``; a request waiting on ``corr`` is told first), else one its caller
+        counted. The last one of a correlation settles it; the last one of the runtime wakes
+        ``wait_idle``."""
         if handled is not None:
             self._handled += 1
             if corr.requests:
-                self.correlator.handled(corr, handled.id)
+                self.correlator.handled(corr, handled.id, by)
         corr.in_flight -= 1
         if not corr.in_flight:
             if self.observer is not None:
@@ -181,9 +182,9 @@ class Ledger:
         self.tap_errors += 1
 
     # --- outcomes ----------------------------------------------------------------------------
-    def handled_one(self, corr: _Correlation, msg: Message) -> None:
+    def handled_one(self, corr: _Correlation, msg: Message, by: str = "") -> None:
         """A delivery in flight was handled (``closed`` with the message)."""
-        self.closed(corr, msg)
+        self.closed(corr, msg, by)
 
     def handled_elsewhere(self, corr: _Correlation) -> None:
         """A delivery in flight here was handled in another process (whose requests hear of

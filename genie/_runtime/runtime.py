@@ -885,10 +885,13 @@ class Runtime:
         self._check_open()
         recipient = msg.recipient
         assert recipient is not None
-        self._mailbox(recipient)
+        fallback = self._mailbox(recipient).options.fallback
         if not self.types.is_registered(msg.payload):
             raise UnknownMessageTypeError(msg.type, self.types.names())
-        waiter = RequestWaiter(self._correlator, self._correlator.get(msg.correlation_id), msg)
+        # The answer comes from the recipient, or from its fallback if the delivery fails.
+        responders = frozenset((recipient,) if fallback is None else (recipient, fallback))
+        corr = self._correlator.get(msg.correlation_id)
+        waiter = RequestWaiter(self._correlator, corr, msg, responders)
         self._dispatcher.route(msg, False)
         return await waiter.wait(self.limits.request_timeout if timeout is None else timeout)
 

@@ -124,7 +124,8 @@ async def test_a_request_that_times_out_is_reported_to_the_asker(
     answer is counted once it comes (collected for the asker, nobody waiting), so nothing
     stays in flight."""
     async with processes(server.url, "late", seconds=1.5, timeout=0.3) as (*_hosts, rt):
-        assert await ask(rt, 1) == "TimeoutError: "
+        answer = "TimeoutError: request 'question' to 'answerer': no answer within 0.3s"
+        assert await ask(rt, 1) == answer
     s = rt.statistics()
     assert counts(s) == (4, 4, 2, 0, 0)  # question, request, answer, verdict; 2 collected
 

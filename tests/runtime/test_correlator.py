@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 from typing import Any
 
 import anyio
@@ -458,3 +459,87 @@ async def test_a_lone_gather_takes_only_what_it_matches(
             assert stats.collected - before.collected == collected
             assert stats.unrouted - before.unrouted == 4 - collected
             assert stats.delivered == stats.handled + stats.denied + stats.dead_lettered
+
+
+class NoteAsker(BaseAgent):
+    """On a Note, requests a Ping of ``target`` and records what came of it."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, target: str, timeout: float) -> None:
+        super().__init__(id)
+        self.target = target
+        self.timeout = timeout
+        self.outcomes: list[tuple[str, object]] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        try:
+            answer = await ctx.request(self.target, Ping(n=1), timeout=self.timeout)
+        except Exception as exc:
+            self.outcomes.append((type(exc).__name__, str(exc)))
+        else:
+            self.outcomes.append((answer.sender, answer.payload))
+
+
+class Bystander(BaseAgent):
+    """Subscribes to the request's type beside its recipient: keeps quiet, fails, or answers."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, does: str) -> None:
+        super().__init__(id)
+        self.does = does
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message | None:
+        if self.does == "fails":
+            raise RuntimeError("the audit log broke")
+        return ctx.reply(Pong(n=999)) if self.does == "answers" else None
+
+
+@pytest.mark.parametrize("does", ["keeps quiet", "fails", "is denied", "answers"])
+async def test_only_the_recipient_answers_a_request(does: str) -> None:
+    """Another subscriber of the request's type gets the request too, but what it returns or
+    how it fares is not the answer: the requester waits for the recipient's."""
+    asker = NoteAsker("asker", "echo", timeout=10)
+    policies = [DenyTo("audit")] if does == "is denied" else []
+    async with Runtime([asker, SlowEcho("echo", 1.0)], policies=policies) as rt:
+        rt.add(Bystander("audit", does), subscribe=["ping"])
+        await rt.publish(rt.message(Note(text="go"), recipient="asker"))
+        await rt.wait_idle()
+    assert asker.outcomes == [("echo", Pong(n=1))]
+    # The bystander's reply, if any, went where a reply goes: to the asker's mailbox, which
+    # takes no Pong (a dead letter you can inspect), never into the request.
+    letters = [(d.agent_id, d.message.sender) for d in rt.dead_letters]
+    if does == "answers":
+        assert letters == [("asker", "audit")]
+    elif does == "fails":
+        assert letters == [("audit", "asker")]  # the bystander's own failure, recorded
+    else:
+        assert letters == []
+
+
+async def test_a_fallback_answers_a_request_its_agent_failed() -> None:
+    asker = NoteAsker("asker", "broken", timeout=10)
+    async with Runtime([asker, Echo("spare")]) as rt:
+        rt.add(Failing("broken"), options=AgentOptions(fallback="spare"))
+        await rt.publish(rt.message(Note(text="go"), recipient="asker"))
+        await rt.wait_idle()
+    assert asker.outcomes == [("spare", Pong(n=1))]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_reply_due_with_the_requests_deadline_is_the_answer() -> None:
+    """The reply and the request's deadline fall due in one turn of the loop (it was busy):
+    the reply, taken by the request and kept out of the requester's mailbox, is the answer,
+    never dropped for a timeout."""
+    asker = NoteAsker("asker", "echo", timeout=1.0)
+    async with Runtime([asker, SlowEcho("echo", 0.9)]) as rt:
+        await rt.publish(rt.message(Note(text="go"), recipient="asker"))
+        await anyio.sleep(0.5)
+        time.sleep(1.0)  # noqa: ASYNC251 (a blocking call on the loop: both fall due in it)
+        await rt.wait_idle()
+    assert asker.outcomes == [("echo", Pong(n=1))]
+    assert rt.statistics().collected == 1
+    assert not list(rt.dead_letters)
