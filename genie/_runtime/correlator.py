@@ -310,7 +310,6 @@ class Gather(_Waiter):
         self._extra: list[Message] = []  # replies in count mode (no keys)
         self._lost: dict[str, Missing] = {}
         self._failures: list[Missing] = []
-        self._denied = 0  # replies admission refused to the consumer
         self._armed = False
         self._done = owner.new_event()
         self._result: GatherResult | None = None
@@ -324,7 +323,10 @@ class Gather(_Waiter):
 
     def offer(self, msg: Message) -> None:
         if self._keys:
-            self._replies.setdefault(self._key(msg), msg)
+            key = self._key(msg)
+            self._replies.setdefault(key, msg)
+            if self._lost:
+                self._lost.pop(key, None)  # an earlier reply of its type was denied: not missing
             arrived = len(self._replies)
         else:
             extra = self._extra
@@ -343,13 +345,11 @@ class Gather(_Waiter):
                 self._lost[key] = lost
         elif len(self._failures) < 64:
             self._failures.append(lost)
-        self._denied += 1
-        # The reply will not arrive, and nothing else can stand in for it when it was the last
-        # the gather could get: a denied reply is known to the waiter at once.
-        if self._keys:
-            if len(self._replies) + len(self._lost) == len(self._keys):
-                self._finish("partial")
-        elif self._arrived() + self._denied >= self._needed:
+        # An expected sender's reply was denied: when every other sender has answered or is
+        # lost too, nothing more can come, and the gather ends at once. By type or by count,
+        # another reply may still stand in for it (a second branch, the same handler's next
+        # output): the gather ends once nothing of the correlation is in flight.
+        if self._senders and len(self._replies) + len(self._lost) == len(self._keys):
             self._finish("partial")
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:

@@ -15,6 +15,7 @@ from genie import (
     AgentOptions,
     BaseAgent,
     Context,
+    Decision,
     DeniedError,
     Limits,
     Message,
@@ -22,7 +23,7 @@ from genie import (
     handler,
 )
 
-from ..conftest import DenyTo, Echo, Failing, Note, Ping, Pong
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong
 
 
 @pytest.fixture
@@ -543,3 +544,70 @@ async def test_a_reply_due_with_the_requests_deadline_is_the_answer() -> None:
     assert asker.outcomes == [("echo", Pong(n=1))]
     assert rt.statistics().collected == 1
     assert not list(rt.dead_letters)
+
+
+def no_notes_to_the_user() -> PolicyFn:
+    return PolicyFn(
+        "no-notes",
+        lambda m, r: (
+            Decision.deny("no-notes", "notes stay inside")
+            if m.type == "note" and r == "user"
+            else Decision.ALLOW
+        ),
+    )
+
+
+class NoteThenPong(BaseAgent):
+    """Answers with a Note (denied to the user) and then a Pong, in one return."""
+
+    produces = (Note, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> list[Message]:
+        return [ctx.reply(Note(text="internal")), ctx.reply(Pong(n=payload.n))]
+
+
+class QuickNote(BaseAgent):
+    produces = (Note,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Note(text="internal"))
+
+
+async def test_an_ask_whose_first_answer_is_denied_takes_the_next() -> None:
+    """A denied reply ends an ask only when nothing else of the request is in flight: the
+    same handler's next reply is the answer."""
+    async with Runtime([NoteThenPong("a")], policies=[no_notes_to_the_user()]) as rt:
+        result = await rt.ask(rt.message(Ping(n=3), recipient="a"), timeout=10)
+    assert result.status == "complete"
+    assert [r.payload for r in result.replies] == [Pong(n=3)]
+
+
+@pytest.mark.parametrize("by", ["count", "type"])
+async def test_a_denied_reply_waits_for_the_branch_still_working(by: str) -> None:
+    """Gathering one reply (by count, or of a type) while one branch's reply is denied and
+    another branch still works: the second branch's reply completes the gather."""
+    async with Runtime(policies=[no_notes_to_the_user()]) as rt:
+        rt.add(QuickNote("quick"), subscribe=["ping"])
+        rt.add(SlowEcho("slow", 1.0), subscribe=["ping"])
+        msg = rt.message(Ping(n=4))
+        if by == "count":
+            gather = rt.gather(msg.correlation_id, count=1, timeout=10)
+        else:
+            gather = rt.gather(msg.correlation_id, types=["note", "pong"], count=1, timeout=10)
+        await rt.publish(msg)
+        result = await gather.wait()
+    assert result.status == "complete"
+    assert [r.payload for r in result.replies] == [Pong(n=4)]
+    # By type, the gather also says what became of the type it did not get.
+    denied = [(m.key, m.kind, m.policy) for m in result.missing]
+    assert denied == ([("note", "denied", "no-notes")] if by == "type" else [])
+
+
+async def test_a_denied_reply_alone_ends_the_gather_partial_with_the_denial() -> None:
+    async with Runtime([QuickNote("quick")], policies=[no_notes_to_the_user()]) as rt:
+        result = await rt.ask(rt.message(Ping(n=5), recipient="quick"), timeout=10)
+    assert result.status == "partial"
+    [missing] = result.missing
+    assert (missing.kind, missing.policy) == ("denied", "no-notes")
