@@ -64,7 +64,7 @@ from .policy import Limits, Policy
 from .router import Router, Tap
 from .timers import Timers
 from .tool_calls import ToolCalls
-from .transport import RUNTIME, Keeper, Transport
+from .transport import RUNTIME, Keeper, KeptOnPublish, Transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -226,6 +226,8 @@ class Runtime:
         self._transport: Transport = transport if transport is not None else LocalTransport()
         # A transport that keeps requests across restarts (durable mode), asked once here.
         self._keeper = self._transport if isinstance(self._transport, Keeper) else None
+        written = self._transport if isinstance(self._transport, KeptOnPublish) else None
+        self._published_kept = written  # a publish returns once its message is written
         self._transport.attach_agents(self._mailboxes)
         self._dispatcher = Dispatcher(
             self.types,
@@ -731,12 +733,15 @@ class Runtime:
         (a handler returns its messages instead), before anything is delivered. Denials are
         not errors here: they are recorded and reported to the correlation's gathers. It is a
         checkpoint, as anyio's memory streams: it yields first, and cancelled before the
-        message is in (while it waits for room, say), nothing happened.
+        message is in (while it waits for room, say), nothing happened. With a store, it
+        returns once the message is in the store (a kill after that loses nothing of it).
         """
         await checkpoint()
         for prepare in self._preparers:
             await prepare(msg)
         await self._dispatcher.publish(msg)
+        if self._published_kept is not None:
+            await self._published_kept.kept()  # it returns with the message in the store
 
     def publish_nowait(self, msg: Message) -> None:
         """Like ``publish`` but raises ``WouldBlockError`` if it would wait; then nothing

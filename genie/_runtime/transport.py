@@ -38,6 +38,7 @@ __all__ = [
     "WorkerCounts",
     "delivery_id",
     "Keeper",
+    "KeptOnPublish",
     "Keeps",
     "delivery_json",
     "keeps_of",
@@ -232,6 +233,16 @@ def keeps_of(agent: object) -> Keeps | None:
     ``keeps`` holds nothing across deliveries that a transport keeps."""
     keeps = getattr(agent, "keeps", None)
     return keeps if callable(keeps) else None
+
+
+@runtime_checkable
+class KeptOnPublish(Protocol):
+    """A transport that writes what it admits before it queues it (the SQLite store): an
+    outside publish waits for the write of its message before it returns."""
+
+    async def kept(self) -> None:
+        """Return once everything admitted so far is written."""
+        ...
 
 
 @runtime_checkable

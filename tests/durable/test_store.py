@@ -4,7 +4,10 @@ runtime started again on the file resumes, and what it refuses."""
 from __future__ import annotations
 
 import math
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -198,6 +201,47 @@ async def test_a_second_runtime_on_the_same_file_is_refused(tmp_path: Path) -> N
             Runtime([Chain("chain")], store=path)
     async with Runtime([Chain("chain")], store=path):
         pass  # free again once the first closed
+
+
+async def test_a_store_reached_through_a_link_is_the_same_store(tmp_path: Path) -> None:
+    """The lock is the file's, not the path's: a symbolic link to a held store (or a path
+    through ``..``) is refused as the store itself is."""
+    path = tmp_path / "store.db"
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    (tmp_path / "sub").mkdir()
+    async with Runtime([Chain("chain")], store=path):
+        for other in (link, tmp_path / "sub" / ".." / "store.db"):
+            with pytest.raises(ConfigurationError, match="another runtime holds it"):
+                Runtime([Chain("chain")], store=other)
+    async with Runtime([Chain("chain")], store=link):
+        with pytest.raises(ConfigurationError, match="another runtime holds it"):
+            Runtime([Chain("chain")], store=path)
+
+
+async def test_a_damaged_store_is_a_one_line_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A page of the file overwritten (a disk fault, a bad copy) past an intact header: the
+    runtime and the CLI say which file and that it is damaged, with no traceback."""
+    from genie._cli.main import main
+
+    path = tmp_path / "store.db"
+    gate = anyio.Event()
+    async with Runtime([Chain("chain", gate=gate)], store=path, drain_timeout=0.01) as rt:
+        for n in range(2, 300):  # kept work over several pages
+            await rt.publish(rt.message(Step(n=n), recipient="chain"))
+        await anyio.sleep(0.05)
+    assert path.stat().st_size > 3 * 4096
+    with path.open("r+b") as f:
+        f.seek(2 * 4096)
+        f.write(bytes(range(256)) * 16)
+    with pytest.raises(ConfigurationError, match=r"store\.db as a store: it is damaged"):
+        Runtime([Chain("chain")], store=path)
+    assert main(["approvals", "list", "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "as a store: it is damaged" in err
+    assert err.count("\n") == 1
 
 
 def test_a_store_and_a_transport_are_refused_together(tmp_path: Path) -> None:
@@ -503,3 +547,49 @@ def test_a_store_of_the_old_layout_that_is_not_genies_is_refused(tmp_path: Path)
     db.close()
     with pytest.raises(ConfigurationError, match="kept delivery m:a is not genie's"):
         Runtime(store=path)
+
+
+KILLED_AFTER_PUBLISH = """
+import os, signal, sys
+
+import anyio
+
+from genie import BaseAgent, Context, Payload, Runtime, handler
+
+
+class Job(Payload):
+    message_type = "job"
+    n: int
+
+
+class Worker(BaseAgent):
+    @handler
+    async def on_job(self, payload: Job, ctx: Context) -> None:
+        await anyio.sleep(3600)
+
+
+async def main() -> None:
+    sync = sys.argv[2] if sys.argv[2] == "always" else float(sys.argv[2])
+    async with Runtime([Worker("w")], store=sys.argv[1], store_sync=sync) as rt:
+        await rt.publish(rt.message(Job(n=7), recipient="w"))
+        os.kill(os.getpid(), signal.SIGKILL)  # the moment publish returned
+
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.parametrize("sync", ["1", "always"])
+def test_a_publish_that_returned_survives_a_kill(tmp_path: Path, sync: str) -> None:
+    """``await rt.publish(...)`` returns with the message in the store: a process killed the
+    moment it returns leaves the request for the next start."""
+    script = tmp_path / "child.py"
+    script.write_text(KILLED_AFTER_PUBLISH)
+    path = tmp_path / "store.db"
+    child = subprocess.run(
+        [sys.executable, str(script), str(path), sync], capture_output=True, timeout=60
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    [delivery], [request] = kept(path)  # the job's delivery to w, and its request
+    assert delivery.endswith(":w")
+    assert delivery.startswith(request)  # the request's own message: its id is the correlation

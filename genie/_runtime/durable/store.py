@@ -141,6 +141,14 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
             db.close()
             what = "a database of something else" if tables else "an empty database"
             raise ConfigurationError(f"cannot use {path} as a store: it is {what}")
+        if tables:
+            # A damaged page past the schema would fail the first read of the kept work (or
+            # a later write): the whole file is checked once, here, while the store is small.
+            (verdict, *_) = db.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                db.close()
+                found = " ".join(str(verdict).replace("*** in database main ***", "").split())
+                raise ConfigurationError(f"cannot use {path} as a store: it is damaged ({found})")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if each else 'NORMAL'}")
         db.execute("PRAGMA wal_autocheckpoint=0")  # ``sync`` checkpoints, off the loop
@@ -195,8 +203,10 @@ class DeliveryStore:
 
     def __init__(self, path: str | PathLike[str], each: bool = False) -> None:
         self.path = Path(path)
+        # The lock is named by where the file really is: a store reached through a symbolic
+        # link (or ``..``) is the same store, held by one runtime.
         try:
-            self._lockfile = open(f"{self.path}.lock", "a")  # noqa: SIM115 - held until close
+            self._lockfile = open(f"{self.path.resolve()}.lock", "a")  # noqa: SIM115 - held until close
         except OSError as exc:
             raise ConfigurationError(f"cannot use {self.path} as a store: {exc.strerror}") from exc
         try:

@@ -108,6 +108,10 @@ class DurableTransport(Observer):
         self._wake = anyio.Event()  # something to write
         self._urgent = anyio.Event()  # deliveries that wait for their write
         self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
+        # Writes begun and written, and what a publisher waits on for its own (``kept``).
+        self._begun = self._written = 0
+        self._wrote = anyio.Event()
+        self._writer_gone = False  # no write will come: nobody waits for one
         # Each message kept, by id: the agents whose delivery of it has not ended, each
         # mapped to the agent it was for (a fallback stands for the agent that failed).
         self._holders: dict[str, Holders] = {}
@@ -336,33 +340,55 @@ class DurableTransport(Observer):
         """Write each batch in one transaction, then queue its deliveries. A batch of ends
         alone lingers (``LINGER``) for the next deliveries, to be written in their
         transaction: one write, not two, for each step of a flow."""
-        while True:
-            if not self._batch:
-                await self._wake.wait()
-                self._wake = anyio.Event()
-                continue
-            if not self._batch.waited_for:
-                with anyio.move_on_after(LINGER):
-                    await self._urgent.wait()
-            # Shielded: a write begun is finished, so what it holds is queued below or at
-            # close (``drain_queues``), never lost in between.
-            with anyio.CancelScope(shield=True):
-                self._urgent = anyio.Event()
-                batch, self._batch = self._batch, Batch()
-                batch.seal(self._holders)
-                queued, self._queued = self._queued, []
-                self._writing = queued
-                if self.store.each:  # the disk is waited for, off the loop
-                    await anyio.to_thread.run_sync(self.store.write, batch)
-                else:  # into the log in the system's cache: no thread to wait for
-                    self.store.write(batch)
-                self.writes += 1
-                self._writing = []
-            for item, recipients, held in queued:
-                if held:
-                    self.local.put_held(item, recipients)
-                else:
-                    self.local.put(item, recipients[0])
+        try:
+            while True:
+                if not self._batch:
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                    continue
+                if not self._batch.waited_for:
+                    with anyio.move_on_after(LINGER):
+                        await self._urgent.wait()
+                # Shielded: a write begun is finished, so what it holds is queued below or at
+                # close (``drain_queues``), never lost in between.
+                with anyio.CancelScope(shield=True):
+                    self._urgent = anyio.Event()
+                    batch, self._batch = self._batch, Batch()
+                    batch.seal(self._holders)
+                    queued, self._queued = self._queued, []
+                    self._writing = queued
+                    self._begun += 1
+                    if self.store.each:  # the disk is waited for, off the loop
+                        await anyio.to_thread.run_sync(self.store.write, batch)
+                    else:  # into the log in the system's cache: no thread to wait for
+                        self.store.write(batch)
+                    self.writes += 1
+                    self._writing = []
+                    self._wrote_one()
+                for item, recipients, held in queued:
+                    if held:
+                        self.local.put_held(item, recipients)
+                    else:
+                        self.local.put(item, recipients[0])
+        finally:
+            # Stopped or failed: the publishers waiting for a write hear no more will come.
+            self._writer_gone = True
+            self._wrote.set()
+
+    def _wrote_one(self) -> None:
+        self._written += 1
+        wrote, self._wrote = self._wrote, anyio.Event()
+        wrote.set()
+
+    async def kept(self) -> None:
+        """Return once what was admitted so far is written (the write now gathering it has
+        ended): a publish returns with its message in the store. Shielded, as the write is:
+        a publisher cancelled meanwhile has published, and hears of it at its next
+        checkpoint."""
+        due = self._begun + 1  # the batch gathering now is the next write begun
+        with anyio.CancelScope(shield=True):
+            while self._written < due and not self._writer_gone:
+                await self._wrote.wait()
 
     async def _syncer(self) -> None:
         """Bring the writes to the disk every ``_every`` seconds while there are any."""
@@ -565,4 +591,6 @@ class DurableTransport(Observer):
         if self._batch:
             batch, self._batch = self._batch, Batch()
             batch.seal(self._holders)
+            self._begun += 1
             self.store.write(batch)
+            self._wrote_one()
