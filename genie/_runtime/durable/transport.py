@@ -108,8 +108,9 @@ class DurableTransport(Observer):
         self._wake = anyio.Event()  # something to write
         self._urgent = anyio.Event()  # deliveries that wait for their write
         self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
-        # Writes begun and written, and what a publisher waits on for its own (``kept``).
-        self._begun = self._written = 0
+        # Writes begun (``writes``: those written), and what a publisher waits on for its
+        # own (``kept``).
+        self._begun = 0
         self._wrote = anyio.Event()
         self._writer_gone = False  # no write will come: nobody waits for one
         # Each message kept, by id: the agents whose delivery of it has not ended, each
@@ -362,7 +363,6 @@ class DurableTransport(Observer):
                         await anyio.to_thread.run_sync(self.store.write, batch)
                     else:  # into the log in the system's cache: no thread to wait for
                         self.store.write(batch)
-                    self.writes += 1
                     self._writing = []
                     self._wrote_one()
                 for item, recipients, held in queued:
@@ -376,7 +376,7 @@ class DurableTransport(Observer):
             self._wrote.set()
 
     def _wrote_one(self) -> None:
-        self._written += 1
+        self.writes += 1
         wrote, self._wrote = self._wrote, anyio.Event()
         wrote.set()
 
@@ -387,7 +387,7 @@ class DurableTransport(Observer):
         checkpoint."""
         due = self._begun + 1  # the batch gathering now is the next write begun
         with anyio.CancelScope(shield=True):
-            while self._written < due and not self._writer_gone:
+            while self.writes < due and not self._writer_gone:
                 await self._wrote.wait()
 
     async def _syncer(self) -> None:
