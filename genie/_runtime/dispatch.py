@@ -250,7 +250,8 @@ class Dispatcher:
                                 msg.id,
                             ),
                         )
-            elif self.correlator.closed_criteria:
+            if not taken and self.correlator.closed_criteria:
+                # Nobody waiting now took it: late, if a gather that ended would have.
                 self.correlator.check_late(msg)
             if free and admission.policies:
                 admission.passed(taken + len(agents))  # each admitted by the one question

@@ -126,6 +126,22 @@ async def test_deadline_returns_what_arrived_and_what_timed_out() -> None:
         assert rt.statistics().correlations.late_replies == 1
 
 
+async def test_a_late_reply_counts_while_another_waiter_is_open() -> None:
+    # The correlation still has a waiter (a second gather, for something else): the slow reply
+    # is not its to take, and the gather that would have taken it has ended: late.
+    agents = [Echo("fast"), SlowEcho("slow", 30.0)]
+    async with Runtime(agents) as rt:
+        fan_out(rt, ["fast", "slow"])
+        msg = rt.message(Ping(n=4))
+        gather = rt.gather(msg.correlation_id, senders=["fast", "slow"], timeout=5)
+        await rt.publish(msg)
+        assert (await gather.wait()).status == "timed_out"
+        other = rt.gather(msg.correlation_id, senders=["nobody"], timeout=100)
+        await anyio.sleep(60)
+        assert rt.statistics().correlations.late_replies == 1
+        assert (await other.wait()).status == "partial"  # nothing left in flight to answer it
+
+
 async def test_gather_by_types_and_predicate() -> None:
     class Both(BaseAgent):
         produces = (Pong, Note)
