@@ -82,17 +82,24 @@ class Dispatcher:
         transport = self.transport
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
-        held = 0  # the agents of ``routed[:held]`` hold a slot
+        order = routed  # the agents of ``order[:held]`` hold a slot
+        held = 0
         try:
-            held = transport.hold(routed, 0)  # the common case holds them all and never awaits
-            while held < len(routed):
-                await transport.wait_for_room(routed[held])  # gives its slot back if cancelled
-                held = transport.hold(routed, held + 1)
+            held = transport.hold(order, 0)  # the common case holds them all and never awaits
+            if held < len(order):
+                # A publisher waits holding the slots it has: two that took them in opposite
+                # orders would wait for each other for good. Every waiting publisher takes
+                # them in one order, its recipients' ids sorted, so none waits on another
+                # that waits on it.
+                self._release(order[:held])
+                order, held = tuple(sorted(routed)), 0
+                held = transport.hold(order, 0)
+                while held < len(order):
+                    await transport.wait_for_room(order[held])  # gives it back if cancelled
+                    held = transport.hold(order, held + 1)
             self.check_open()
         except BaseException:
-            for rid in routed[:held]:
-                if rid in self.mailboxes:
-                    transport.release(rid)
+            self._release(order[:held])
             self._released(corr)
             raise
         try:
@@ -164,6 +171,12 @@ class Dispatcher:
                 correlation_id=msg.correlation_id,
             )
         return routed, self.correlator.get(msg.correlation_id)
+
+    def _release(self, held: Sequence[str]) -> None:
+        """Give back the slots an outside publisher held for ``held`` (unused)."""
+        for rid in held:
+            if rid in self.mailboxes:
+                self.transport.release(rid)
 
     def _released(self, corr: _Correlation) -> None:
         if corr.in_flight == 0 and self.ledger.observer is not None:

@@ -231,3 +231,36 @@ async def test_a_fan_out_counted_at_once_ends_its_correlation_when_handled() -> 
             0,
             0,
         )
+
+
+async def test_publishers_waiting_in_opposite_orders_never_wait_for_each_other() -> None:
+    """A Ping goes to ``a`` then its subscriber ``b``, a Note to ``b`` then its subscriber
+    ``a``; mailboxes of one slot. A publisher that held its first recipient's slot while it
+    waited for the second's would wait for good on the other publisher, which holds that one
+    and waits for the first (both agents idle)."""
+    agents = {rid: Slotted(rid) for rid in ("a", "b")}
+    published = {"ping": 0, "note": 0}
+    async with Runtime() as rt:
+        for agent in agents.values():
+            rt.add(agent, options=AgentOptions(mailbox_size=1))
+        rt.subscribe("b", Ping.message_type)
+        rt.subscribe("a", Note.message_type)
+
+        async def publish(kind: str) -> None:
+            for n in range(30):
+                if kind == "ping":
+                    await rt.publish(rt.message(Ping(n=n), recipient="a"))
+                else:
+                    await rt.publish(rt.message(Note(text=str(n)), recipient="b"))
+                published[kind] += 1
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(publish, "ping")
+                tg.start_soon(publish, "note")
+            await rt.wait_idle()
+        stats = rt.statistics()
+        assert published == {"ping": 30, "note": 30}
+        assert (stats.delivered, stats.handled, stats.in_flight) == (120, 120, 0)
+        for rid, mb in rt._mailboxes.items():
+            assert (rid, mb.reserved, len(mb.waiters)) == (rid, 0, 0)
