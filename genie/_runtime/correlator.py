@@ -18,7 +18,7 @@ import anyio
 
 from .._base.clock import Clock
 from .._base.record import Record
-from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError
+from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError, described
 from .._message.envelope import Message
 
 __all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
@@ -93,7 +93,17 @@ class _Criteria:
             return False
         if self._types and msg.type not in self._types:
             return False
-        return self._where is None or self._where(msg)
+        if self._where is None:
+            return True
+        try:
+            return bool(self._where(msg))
+        except Exception as exc:  # the caller's predicate: its error is the caller's, not ours
+            self.predicate_raised(exc)
+            return False
+
+    def predicate_raised(self, error: Exception) -> None:
+        """``where`` raised on a message, which is then not matched: an ended gather's memory
+        does not count it late."""
 
 
 class _Waiter(_Criteria):
@@ -313,6 +323,7 @@ class Gather(_Waiter):
         self._armed = False
         self._done = owner.new_event()
         self._result: GatherResult | None = None
+        self._raised: Exception | None = None  # what ``where`` raised, if it did
         corr.waiters += (self,)
 
     def _key(self, msg: Message) -> str:
@@ -369,6 +380,16 @@ class Gather(_Waiter):
         elif len(self._failures) < 64:
             self._failures.append(missing)
 
+    def predicate_raised(self, error: Exception) -> None:
+        """The gather ends, and ``wait`` raises ``error``: the predicate is the caller's code,
+        and its caller hears of its bug at once (the runtime goes on)."""
+        if self._raised is None and self._result is None:
+            self._raised = error
+            if len(self._failures) < 64:
+                reason = f"the gather's where= raised {described(error)}"
+                self._failures.append(Missing("reply", "failed", reason))
+            self._finish("partial")
+
     def on_quiescent(self) -> None:
         if self._armed:
             self._finish("complete" if self._arrived() >= self._needed else "partial")
@@ -422,6 +443,8 @@ class Gather(_Waiter):
             else:
                 with anyio.CancelScope(deadline=self._deadline):
                     await self._done.wait()
+        if self._raised is not None:
+            raise self._raised
         # expire() reads the result anew: ``_finish`` set it while this waited, whatever the
         # test above narrowed it to.
         return self.expire()

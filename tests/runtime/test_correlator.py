@@ -20,6 +20,7 @@ from genie import (
     Limits,
     Message,
     Runtime,
+    RuntimeState,
     handler,
 )
 
@@ -140,6 +141,34 @@ async def test_a_late_reply_counts_while_another_waiter_is_open() -> None:
         await anyio.sleep(60)
         assert rt.statistics().correlations.late_replies == 1
         assert (await other.wait()).status == "partial"  # nothing left in flight to answer it
+
+
+async def test_a_predicate_that_raises_fails_its_caller_not_the_runtime() -> None:
+    def typo(msg: Message) -> bool:
+        return bool(msg.payload.missing_field)  # type: ignore[attr-defined]
+
+    agents = [Echo("echo"), SlowEcho("slow", 5.0)]
+    async with Runtime(agents) as rt:
+        other = rt.message(Ping(n=1), recipient="slow")
+        await rt.publish(other)  # another request, under way meanwhile
+        with pytest.raises(AttributeError, match="missing_field"):
+            await rt.ask(rt.message(Ping(n=2), recipient="echo"), until=typo)
+        msg = rt.message(Ping(n=3), recipient="echo")
+        gather = rt.gather(msg.correlation_id, where=lambda m: 1 / 0 > 0)
+        await rt.publish(msg)
+        with pytest.raises(ZeroDivisionError):
+            await gather.wait()
+        result = gather.expire()
+        assert result.status == "partial"
+        assert [m.reason for m in result.missing] == [
+            "the gather's where= raised ZeroDivisionError: division by zero"
+        ]
+        await rt.wait_idle()
+        stats = rt.statistics()
+        assert rt.state is RuntimeState.RUNNING
+        assert stats.mailboxes["slow"].handled == 1  # the other request went on
+        assert stats.correlations.gathers_partial == 2
+        assert stats.correlations.late_replies == 0  # an ended gather's predicate raises: not late
 
 
 async def test_gather_by_types_and_predicate() -> None:
