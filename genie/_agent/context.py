@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -80,7 +81,9 @@ class Context(Protocol):
     def schedule(self, delay: float, payload: Payload) -> Timer:
         """Deliver ``payload`` to this agent after ``delay`` seconds of runtime clock, in the
         same correlation (a deadline of the agent's own). The pending timer counts as work in
-        flight for the correlation; ``Timer.cancel()`` withdraws it."""
+        flight for the correlation; ``Timer.cancel()`` withdraws it. A delay of 0 or less
+        (a deadline already past) fires at once; one that is not a finite number raises
+        ``ValueError`` here, in the handler."""
         ...
 
     async def request(
@@ -143,6 +146,16 @@ class Timer:
             self._on_cancel()
         if self._scope is not None:
             self._scope.cancel()
+
+
+def timer_delay(delay: float) -> float:
+    """``delay`` as a timer waits it: a past deadline (0 or less) fires at once; what is not a
+    finite number of seconds is the handler's mistake, told in the handler."""
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay):
+        raise ValueError(
+            f"ctx.schedule: the delay must be a finite number of seconds, not {delay!r}"
+        )
+    return max(float(delay), 0.0)
 
 
 class _ContextBase:
@@ -308,6 +321,7 @@ class RuntimeContext(_ContextBase):
         return await self._services.request(self.emit(payload, recipient=recipient), timeout)
 
     def schedule(self, delay: float, payload: Payload) -> Timer:
+        delay = timer_delay(delay)
         return self._services.schedule(self.emit(payload, recipient=self._agent_id), delay)
 
     def llm(self, provider: Provider) -> Provider:
@@ -380,6 +394,7 @@ class TestContext(_ContextBase):
 
     def schedule(self, delay: float, payload: Payload) -> Timer:
         timer = Timer()
+        delay = timer_delay(delay)
         self.scheduled.append((delay, self.emit(payload, recipient=self._agent_id), timer))
         return timer
 

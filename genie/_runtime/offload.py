@@ -44,6 +44,7 @@ from .._errors import (
     ConfigurationError,
     InvalidOutputError,
     UnknownMessageTypeError,
+    described,
 )
 from .._message.envelope import Message
 from .._message.ids import IdSource
@@ -230,6 +231,22 @@ class ThreadHandler:
         self.agent_limit.release_on_behalf_of(slots)
 
 
+class _ThreadTimer(Timer):
+    """The timer of a handler in a thread: withdrawn on the event loop, where the runtime
+    records its outcome and stops its wait, as ``schedule`` set it there."""
+
+    __slots__ = ("_timer",)
+
+    def __init__(self, timer: Timer) -> None:
+        super().__init__()
+        self._timer = timer
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            anyio.from_thread.run_sync(self._timer.cancel)
+            self.cancelled = True
+
+
 class ThreadContext:
     """The context of a handler in a thread. What reads the runtime clock or its ids (``now``,
     ``reply``, ``emit``, ``schedule``) is carried to the event loop and done there, as in an
@@ -309,7 +326,7 @@ class ThreadContext:
 
     def _schedule(self, delay: float, payload: Payload) -> Timer:
         self._check("schedule")
-        return self._ctx.schedule(delay, payload)
+        return _ThreadTimer(self._ctx.schedule(delay, payload))
 
     async def sleep(self, seconds: float) -> None:
         await self._ctx.sleep(seconds)
@@ -351,7 +368,7 @@ class ProcessHandler:
         except Exception as exc:
             raise ConfigurationError(
                 f"{where}: the agent cannot be pickled to run in a process "
-                f"({type(exc).__name__}: {exc}); keep clients, locks and open files out of "
+                f"({described(exc)}); keep clients, locks and open files out of "
                 "its attributes, or run its handlers in threads"
             ) from exc
 

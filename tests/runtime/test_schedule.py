@@ -94,3 +94,28 @@ async def test_test_context_records_instead_of_waiting() -> None:
     assert alarm.payload == Alarm()
     assert alarm.recipient == "sleepy"
     assert timer is agent.timers[0]
+
+
+async def test_a_deadline_already_past_rings_at_once() -> None:
+    # A delay worked out as "deadline - now" goes negative once the deadline has passed.
+    async with Runtime([Sleepy("sleepy", delay=-5)]) as rt:
+        start = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(), recipient="sleepy"))
+        assert result.message.payload == Note(text=f"rang at {start:g}")
+
+
+@pytest.mark.parametrize("delay", [float("nan"), float("inf"), "5", True])
+async def test_a_delay_that_is_no_finite_number_fails_the_handler_not_the_runtime(
+    delay: Any,
+) -> None:
+    async with Runtime([Sleepy("bad", delay=delay), Sleepy("good", delay=1)]) as rt:
+        failed = await rt.ask(rt.message(Ping(), recipient="bad"))
+        rang = await rt.ask(rt.message(Ping(), recipient="good"))
+    [missing] = failed.missing
+    assert missing.reason == (
+        f"ValueError: ctx.schedule: the delay must be a finite number of seconds, not {delay!r}"
+    )
+    assert rang.complete
+    assert rt.statistics().timers_set == 1
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        TestContext("sleepy", Message.new(Ping(), sender="user")).schedule(delay, Alarm())

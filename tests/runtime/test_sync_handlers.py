@@ -293,6 +293,32 @@ async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
     )
 
 
+class ChangesItsMind(BaseAgent):
+    """In a thread, sets a timer and withdraws it at once."""
+
+    produces = (Ping,)
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        if payload.n == 0:
+            timer = ctx.schedule(60.0, Ping(n=1))
+            timer.cancel()
+            timer.cancel()  # idempotent
+            assert timer.cancelled
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_timer_set_in_a_thread_is_withdrawn_on_the_loop() -> None:
+    async with Runtime([ChangesItsMind("fickle")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=0), recipient="fickle"), timeout=WAIT)
+        assert result.status == "partial"  # nothing pending, no reply: at once
+        stats = rt.statistics()
+        assert (stats.timers_set, stats.timers_handled, stats.timers_pending) == (1, 1, 0)
+        assert (stats.dead_lettered, stats.in_flight) == (0, 0)
+        settled(rt)
+    assert list(rt.dead_letters) == []
+
+
 async def test_cancelling_a_request_gives_its_thread_up() -> None:
     gate, counter = threading.Event(), Counter(1)
     blocker = Blocker("blocker", gate, counter)
