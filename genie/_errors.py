@@ -67,6 +67,16 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def described(error: BaseException) -> str:
+    """``Type: message``, as a reason or a dead letter says why: never raises, whatever the
+    exception's own ``__str__`` does (a user's exception class may fail to print)."""
+    try:
+        text = str(error)
+    except BaseException as exc:
+        text = f"<its str() raised {type(exc).__name__}>"
+    return f"{type(error).__name__}: {text}"
+
+
 def shown(value: str, limit: int = 40) -> str:
     """``value`` quoted for a message, cut to ``limit`` characters (``'99999...'``): an error
     quotes what it refuses, and a 5,000-digit amount or a 100 MB line must not become the

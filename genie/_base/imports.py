@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, described
 
 __all__ = ["folder_packages", "import_module", "restore_folder_packages"]
 
@@ -37,7 +37,7 @@ def import_module(name: str, folder: Path | None = None) -> ModuleType:
         raise ConfigurationError(f"cannot import module {name!r}: {why}") from exc
     except Exception as exc:  # the module's own code failed: any error, reported as its own
         raise ConfigurationError(
-            f"importing module {name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+            f"importing module {name!r} raised {described(exc)}{_where(exc)}"
         ) from exc
 
 

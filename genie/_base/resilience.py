@@ -19,7 +19,16 @@ from .._errors import (
 )
 from .record import Record
 
-__all__ = ["NOT_RETRYABLE", "BreakerPolicy", "CircuitBreaker", "RetryPolicy"]
+__all__ = ["NOT_RETRYABLE", "BreakerPolicy", "CircuitBreaker", "RetryPolicy", "at_least"]
+
+
+def at_least(value: object, least: float, *, strictly: bool = False) -> bool:
+    """Whether ``value`` is a number (a bool is not) of at least ``least`` (more than it,
+    ``strictly``). NaN never is: an option of NaN seconds is refused when it is made, not by
+    the first sleep that reads it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value > least if strictly else value >= least
 
 
 # Errors that a retry cannot fix: the same input fails the same way.
@@ -52,9 +61,17 @@ class RetryPolicy(Record):
     retry_on: tuple[type[Exception], ...] = (Exception,)
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
+        if not (
+            isinstance(self.attempts, int)
+            and at_least(self.attempts, 1)
+            and at_least(self.backoff, 0)
+            and at_least(self.multiplier, 1)
+            and at_least(self.max_backoff, 0)
+        ):
             raise ConfigurationError(
-                "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0"
+                "retry: attempts >= 1, backoff >= 0, multiplier >= 1 and max_backoff >= 0 "
+                f"(numbers), not {self.attempts!r}, {self.backoff!r}, {self.multiplier!r}, "
+                f"{self.max_backoff!r}"
             )
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
@@ -74,6 +91,16 @@ class BreakerPolicy(Record):
 
     failure_threshold: int = 5
     reset_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        threshold = self.failure_threshold
+        if not (
+            isinstance(threshold, int) and at_least(threshold, 1) and at_least(self.reset_after, 0)
+        ):
+            raise ConfigurationError(
+                "breaker: failure_threshold >= 1 and reset_after >= 0 (numbers), not "
+                f"{self.failure_threshold!r}, {self.reset_after!r}"
+            )
 
 
 _NO_RETRY = RetryPolicy()

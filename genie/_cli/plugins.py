@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 
+from .._errors import described
+
 __all__ = ["ENTRY_POINT_GROUP", "Command", "installed", "summary"]
 
 ENTRY_POINT_GROUP = "genie.commands"
@@ -28,7 +30,7 @@ def summary(entry: EntryPoint) -> str:
     try:
         command = entry.load()
     except Exception as exc:  # a broken plug-in must not break `genie --help`
-        return f"(from {entry.value}: cannot be loaded: {type(exc).__name__}: {exc})"
+        return f"(from {entry.value}: cannot be loaded: {described(exc)})"
     doc = (getattr(command, "__doc__", None) or "").strip()
     if not doc:
         return f"(from {entry.value})"

@@ -19,7 +19,7 @@ import anyio
 
 from .._agent.context import ContextServices, runtime_context
 from .._base.clock import Clock
-from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError
+from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .._message.types import MessageTypes
@@ -123,14 +123,18 @@ class DeliveryRunner:
             corr = correlator.active.get(cid) or correlator.get(cid)
             worker.correlation = cid
             trial = False  # the attempt under way is a half-open breaker's one trial
+            attempt = 0  # attempts that failed so far
             try:
                 if corr.cancelled:
-                    agent = handoff.failed_agent if handoff is not None else mb.id
+                    agent, attempt = (
+                        (handoff.failed_agent, handoff.attempts)
+                        if handoff is not None
+                        else (mb.id, 0)
+                    )
                     ledger.dead_letter(
-                        agent, msg, corr, "cancelled", "correlation cancelled", None, 0
+                        agent, msg, corr, "cancelled", "correlation cancelled", None, attempt
                     )
                 else:
-                    attempt = 0  # attempts that failed so far
                     # A tripped breaker is asked before the first attempt, as before every
                     # retry; only a breaker counting failures can be tripped.
                     failing = mb.failing
@@ -182,8 +186,7 @@ class DeliveryRunner:
                                 obs.failed(msg, mb.id, self.clock.monotonic() - started, exc)
                             if handoff is not None:
                                 reason = (
-                                    f"{handoff.reason}; fallback {mb.id!r} failed: "
-                                    f"{type(exc).__name__}: {exc}"
+                                    f"{handoff.reason}; fallback {mb.id!r} failed: {described(exc)}"
                                 )
                                 ledger.dead_letter(
                                     handoff.failed_agent,
@@ -235,7 +238,9 @@ class DeliveryRunner:
                         if isinstance(exc, KeyboardInterrupt | SystemExit)
                         else "cancelled at shutdown"
                     )
-                ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)
+                # What failed before it stopped (a retry's backoff, say) is counted still.
+                attempts = handoff.attempts if handoff is not None else attempt
+                ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, attempts)
                 raise
             finally:
                 worker.correlation = None
@@ -282,7 +287,7 @@ class DeliveryRunner:
     ) -> None:
         """The delivery failed for good: on to the agent's fallback, else a dead letter."""
         mb.failed += 1
-        reason = f"{type(error).__name__}: {error}"
+        reason = described(error)
         fallback = mb.options.fallback
         if fallback is not None:
             decision = self.admission.check(msg, fallback, corr)

@@ -16,6 +16,8 @@ import importlib.util
 import os
 import traceback
 
+from .._errors import described
+
 __all__ = ["KEPT", "MAX_CHARS", "attempts_of", "format_failure", "remember_attempt"]
 
 KEPT = 3  # the tracebacks of a retried delivery's last attempts
@@ -65,7 +67,7 @@ def format_failure(error: BaseException) -> str:
     if folded:
         lines.append(_folded(folded))
     what = "".join(traceback.format_exception_only(type(error), error)).strip()
-    said = f"{type(error).__name__}: {error}"  # as the dead letter's reason says it
+    said = described(error)  # as the dead letter's reason says it
     head = (
         f"{raised_at.filename}:{raised_at.lineno} in {raised_at.name}: {said}\n"
         if raised_at is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .._base.record import Record
-from .._base.resilience import _DEFAULT_BREAKER, _NO_RETRY, BreakerPolicy, RetryPolicy
+from .._base.resilience import _DEFAULT_BREAKER, _NO_RETRY, BreakerPolicy, RetryPolicy, at_least
 from .._errors import ConfigurationError
 
 __all__ = ["AgentOptions", "OffloadTo", "Overflow"]
@@ -40,10 +40,16 @@ class AgentOptions(Record):
     offload: OffloadTo = "thread"
 
     def __post_init__(self) -> None:
-        if self.mailbox_size < 1 or self.max_concurrency < 1:
-            raise ConfigurationError("mailbox_size and max_concurrency must be at least 1")
-        if self.deadline is not None and self.deadline <= 0:
-            raise ConfigurationError("deadline must be positive (seconds) or None")
+        for name in ("mailbox_size", "max_concurrency"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and at_least(value, 1)):
+                raise ConfigurationError(
+                    f"{name} must be a whole number of at least 1, not {value!r}"
+                )
+        if self.deadline is not None and not at_least(self.deadline, 0, strictly=True):
+            raise ConfigurationError(
+                f"deadline must be a positive number of seconds or None, not {self.deadline!r}"
+            )
         if self.overflow not in ("overdraft", "shed"):
             raise ConfigurationError(
                 f"overflow must be 'overdraft' or 'shed', not {self.overflow!r}"

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from .._base.record import Record
 from .._errors import (
     ConfigurationError,
+    described,
 )
 from .._message.envelope import Message
 
@@ -237,7 +238,7 @@ class PolicyStatistics(Record):
 
 def refusal(policy: Policy, exc: BaseException) -> Decision:
     """The deny of a policy that raised ``exc``."""
-    return Decision.deny(_policy_name(policy), f"policy raised {type(exc).__name__}: {exc}")
+    return Decision.deny(_policy_name(policy), f"policy raised {described(exc)}")
 
 
 def _policy_name(policy: object) -> str:

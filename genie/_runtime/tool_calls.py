@@ -32,7 +32,7 @@ from .._agent.tools import (
 )
 from .._base.clock import Clock
 from .._base.log import lazy_logger
-from .._errors import ToolCallError, ToolDeniedError
+from .._errors import ToolCallError, ToolDeniedError, described
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .admission import Admission
@@ -139,7 +139,7 @@ class ToolCalls:
                 opening.failure = f"no session within {declared.timeout:g} s"
         except Exception as exc:
             if not opening.done.is_set():
-                opening.failure = f"{type(exc).__name__}: {exc}"
+                opening.failure = described(exc)
             else:
                 _log.warning(
                     "tool server %r: the session ended: %s: %s",

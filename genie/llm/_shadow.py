@@ -10,6 +10,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._base.log import lazy_logger
+from .._errors import described
 from ._errors import LLMError
 from ._provider import Provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
@@ -96,7 +97,7 @@ class Shadow:
                 except Exception as exc:
                     # Whatever breaks on the side stays there: this task shares the caller's
                     # task group, and an exception here would cancel the caller.
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = described(exc)
         finally:
             self._in_flight -= 1
         try:

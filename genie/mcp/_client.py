@@ -18,7 +18,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from .._agent.tools import ToolOutput, ToolSession, ToolSpec
-from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError
+from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError, described
 
 __all__ = ["McpServer"]
 
@@ -123,7 +123,7 @@ class _McpSession:
                 name, dict(arguments), read_timeout_seconds=self._server.timeout
             )
         except Exception as exc:  # the SDK's transport and protocol errors, as one kind
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = described(exc)
             raise ToolCallError(f"tool {name!r} of {where}: {detail}") from exc
         if not isinstance(result, types.CallToolResult):
             raise ToolCallError(

@@ -44,7 +44,7 @@ from anyio.abc import TaskGroup
 
 from .._agent.context import Timer
 from .._base.log import lazy_logger
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, described
 from .._message.envelope import Message
 from .._runtime.approvals import (
     DESK,
@@ -1207,7 +1207,7 @@ class NatsTransport:
             "agent": mb.id,
             "outcome": "dead_lettered",
             "kind": "failed",
-            "reason": f"undecodable delivery: {type(exc).__name__}: {exc}",
+            "reason": f"undecodable delivery: {described(exc)}",
             "attempts": 0,
             "parent": headers.get(PARENT),
             "spawned": 0,

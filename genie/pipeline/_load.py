@@ -29,7 +29,7 @@ from .._base.yamlconf import (
     sorted_problems,
     validate,
 )
-from .._errors import ConfigurationError, did_you_mean
+from .._errors import ConfigurationError, described, did_you_mean
 from .._message.payload import Payload
 from .._runtime.approvals import DESK
 from .._runtime.policy import Policy
@@ -399,7 +399,7 @@ class _Checker:
                 self.fail((*at, "params"), str(exc))
                 continue
             except Exception as exc:  # the class's own constructor failed: its code, its error
-                self.fail((*at, "params"), f"{spec.name}(...) raised {type(exc).__name__}: {exc}")
+                self.fail((*at, "params"), f"{spec.name}(...) raised {described(exc)}")
                 continue
             self.specs[decl.id] = spec
 

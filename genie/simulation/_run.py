@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from .._base.clock import Clock
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, described
 from .._message.payload import Payload
 from .._runtime.audit import MemoryAuditLog
 from .._runtime.deadletter import DeadLetters
@@ -152,8 +152,7 @@ class _Inputs:
             text = self.generator(rng, session, **self.params)
         except Exception as exc:
             raise SimulationError(
-                f"session {session}: the input generator {self.use} raised "
-                f"{type(exc).__name__}: {exc}"
+                f"session {session}: the input generator {self.use} raised {described(exc)}"
             ) from exc
         if not isinstance(text, str):
             raise SimulationError(

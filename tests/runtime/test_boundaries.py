@@ -18,6 +18,7 @@ from genie import (
     Decision,
     Limits,
     Message,
+    RetryPolicy,
     Runtime,
     RuntimeClosedError,
     RuntimeState,
@@ -184,6 +185,69 @@ async def test_a_policy_raising_anything_denies() -> None:
     [missing] = result.missing
     assert (missing.kind, missing.policy) == ("denied", "broken")
     assert missing.reason == "policy raised Weird: policy bug"
+
+
+class Unprintable(Exception):
+    """An error whose text cannot be had: its ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+class RaisesUnprintable(BaseAgent):
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:  # in a thread
+        raise Unprintable
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        raise Unprintable
+
+
+UNPRINTABLE = "Unprintable: <its str() raised RuntimeError>"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        AgentOptions(),
+        AgentOptions(retry=RetryPolicy(attempts=2, backoff=0)),
+        AgentOptions(fallback="also"),
+    ],
+)
+async def test_an_error_that_cannot_print_is_a_failure_all_the_same(
+    options: AgentOptions,
+) -> None:
+    async with Runtime([Echo("echo")]) as rt:
+        rt.add(RaisesUnprintable("odd"), options=options)
+        rt.add(RaisesUnprintable("also"))
+        for payload in (Ping(), Pong()):
+            msg = rt.message(payload, recipient="odd")
+            async with rt.events(msg.correlation_id) as stream:
+                result = await rt.ask(msg)
+                async for event in stream:
+                    if event.kind == "failed":
+                        assert event.reason == UNPRINTABLE
+                    if event.kind == "settled":
+                        break
+            assert result.status == "partial"
+        assert (await rt.ask(rt.message(Ping(n=3), recipient="echo"))).complete
+    reasons = [d.reason for d in rt.dead_letters]
+    if options.fallback:
+        reasons = [r.split("; fallback 'also' failed: ")[1] for r in reasons]
+    assert reasons == [UNPRINTABLE] * 2
+    assert all(UNPRINTABLE in d.tracebacks[-1] for d in rt.dead_letters)
+    accounted(rt.statistics())
+
+
+async def test_a_policy_raising_an_error_that_cannot_print_denies() -> None:
+    def broken(msg: Message, recipient: str) -> Decision:
+        raise Unprintable
+
+    async with Runtime([Echo("echo")], policies=[PolicyFn("broken", broken)]) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="echo"))
+    [missing] = result.missing
+    assert (missing.kind, missing.reason) == ("denied", f"policy raised {UNPRINTABLE}")
 
 
 class Alarmist(BaseAgent):

@@ -286,6 +286,10 @@ async def test_a_handler_exception_never_reaches_other_agents() -> None:
         ({"retry": None}, "retry must be a RetryPolicy, not None"),
         ({"retry": 3}, "retry must be a RetryPolicy, not 3"),
         ({"breaker": "off"}, "breaker must be a BreakerPolicy or None, not 'off'"),
+        ({"deadline": float("nan")}, "deadline must be a positive number of seconds or None"),
+        ({"deadline": "5"}, "deadline must be a positive number of seconds or None, not '5'"),
+        ({"mailbox_size": 2.5}, "mailbox_size must be a whole number of at least 1, not 2.5"),
+        ({"max_concurrency": 0}, "max_concurrency must be a whole number of at least 1"),
     ],
 )
 def test_options_of_the_wrong_kind_are_refused_when_made(
@@ -295,3 +299,33 @@ def test_options_of_the_wrong_kind_are_refused_when_made(
     failure's retry."""
     with pytest.raises(ConfigurationError, match=re.escape(says)):
         AgentOptions(**options)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RetryPolicy(backoff=float("nan")),
+        lambda: RetryPolicy(attempts=2.5),  # type: ignore[arg-type]
+        lambda: RetryPolicy(multiplier=True),
+        lambda: BreakerPolicy(reset_after=float("nan")),
+        lambda: BreakerPolicy(failure_threshold=0),
+    ],
+)
+def test_retry_and_breaker_numbers_are_checked_when_made(make: Any) -> None:
+    """NaN seconds compare false with everything: it used to pass the checks and stop the
+    runtime at the first backoff that slept on it."""
+    with pytest.raises(ConfigurationError, match=r"(retry|breaker): .* \(numbers\), not"):
+        make()
+
+
+async def test_a_retried_delivery_cancelled_in_its_backoff_keeps_its_attempts() -> None:
+    retry = RetryPolicy(attempts=5, backoff=10.0, max_backoff=100.0)
+    async with Runtime() as rt:
+        rt.add(Failing("flaky"), options=AgentOptions(retry=retry))
+        msg = rt.message(Ping(), recipient="flaky")
+        await rt.publish(msg)
+        await anyio.sleep(35)  # attempts at 0, 10, 30: the third backoff (40 s) under way
+        rt.cancel(msg.correlation_id)
+        await drain(rt)
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.attempts, rt.statistics().retries) == ("cancelled", 3, 3)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from ..._base.clock import Clock
 from ..._base.record import Record
+from ..._errors import described
 from ..._message.envelope import Message
 from ..correlator import GatherResult
 from ..deadletter import DeadLetter
@@ -233,7 +234,7 @@ class EventHub(Observer):
         self._about("handled", msg, agent_id, duration=duration, count=outputs)
 
     def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
-        reason = f"{type(error).__name__}: {error}"
+        reason = described(error)
         self._about("failed", msg, agent_id, duration=duration, reason=reason)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
