@@ -10,6 +10,9 @@ file and line in well under a second instead of exhausting memory, the stack or 
 - at most ``MAX_NODES`` values counted as if every alias were copied out, checked at each alias,
   so a few kilobytes of nested aliases ("billion laughs") cannot expand into gigabytes; an alias
   inside the collection it names (a recursive structure) is refused;
+- at most ``MAX_CHARS`` characters in all the strings once each ``${VAR}`` is replaced, counted
+  as if every alias were copied out (checked by the pipeline loader before it substitutes), so
+  a long default or variable repeated by aliases cannot expand into gigabytes either;
 - a key given twice in one mapping is a problem naming both lines (YAML would keep the last one
   silently, and a second ``governance:`` block would replace the first).
 """
@@ -37,6 +40,7 @@ from .files import FileRefusedError, decode_utf8, read_bounded
 
 __all__ = [
     "MAX_BYTES",
+    "MAX_CHARS",
     "MAX_DEPTH",
     "MAX_NODES",
     "ConfigFileError",
@@ -56,6 +60,10 @@ Loc = tuple[str | int, ...]
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 20_000
+# Characters in all of a file's strings after ``${VAR}`` substitution, each alias counted as
+# written out: four times what the largest file holds written out, and a few milliseconds to
+# substitute.
+MAX_CHARS = 1024 * 1024
 
 
 class ConfigFileError(ConfigurationError):
@@ -97,6 +105,9 @@ class _Bounded(Composer, SafeConstructor, Resolver):
         self._depth = 0
         self._expanded = 0  # values so far, counting each alias as a copy of what it names
         self._sizes: dict[yaml.Node, int] = {}  # a composed node's expanded size
+        # The line of each alias, by its place: (id of the collection, position, 0 for an item
+        # or a key, 1 for a value). The composed node of an alias is the node it names.
+        self.alias_lines: dict[tuple[int, int, int], int] = {}
 
     if TYPE_CHECKING:  # from the parser each loader class adds
 
@@ -112,6 +123,10 @@ class _Bounded(Composer, SafeConstructor, Resolver):
             if size is None:
                 raise _Refused(line, f"alias *{event.anchor} is inside the collection it names")
             self._count(size, line)
+            if isinstance(parent, yaml.MappingNode):
+                self.alias_lines[(id(parent), len(parent.value), int(index is not None))] = line
+            elif isinstance(parent, yaml.SequenceNode):
+                self.alias_lines[(id(parent), index, 0)] = line
             return node
         self._depth += 1
         if self._depth > MAX_DEPTH:
@@ -179,33 +194,42 @@ _TOO_LARGE = f"the file is larger than {MAX_BYTES // 1024} KiB, the limit for a 
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def _lines(
-    node: yaml.Node,
-    loc: Loc,
-    out: dict[Loc, int],
-    dupes: dict[tuple[yaml.Node, yaml.Node], Loc],
-    key_of: Callable[[yaml.Node], Any],
-) -> None:
-    """Record the line of every key and item under ``loc``, and each key given twice in one
-    mapping. Keys are compared as the loaded mapping compares them (``key_of`` builds a key's
-    value): ``1`` and ``"1"`` are two keys, ``1``, ``1.0`` and ``true`` one."""
-    out[loc] = node.start_mark.line + 1
+@dataclass
+class _Walk:
+    """What ``_lines`` gathers: the line of every key and item, each key given twice in one
+    mapping (by its mapping and the two positions, as an aliased mapping is walked once per
+    alias: once here), and the line each alias was written on (an alias composes to the very
+    node it names, whose own line is the anchor's)."""
+
+    key_of: Callable[[yaml.Node], Any]
+    alias_lines: dict[tuple[int, int, int], int]
+    out: dict[Loc, int] = field(default_factory=dict)
+    dupes: dict[tuple[int, int, int], tuple[int, int, Loc]] = field(default_factory=dict)
+
+
+def _lines(node: yaml.Node, loc: Loc, walk: _Walk, line: int | None = None) -> None:
+    """Record the line of every key and item under ``loc`` (``line``: where ``node`` was
+    written, when an alias put it there), and each key given twice in one mapping. Keys are
+    compared as the loaded mapping compares them (``key_of`` builds a key's value): ``1`` and
+    ``"1"`` are two keys, ``1``, ``1.0`` and ``true`` one."""
+    walk.out[loc] = line or node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, yaml.Node] = {}
-        for key, value in node.value:
-            line = key.start_mark.line + 1
-            if isinstance(key, yaml.ScalarNode):
-                name = key.value
-                first = seen.setdefault(_MERGE if key.tag == _MERGE else key_of(key), key)
-                if first is not key:  # an aliased mapping is walked once per alias: once here
-                    dupes.setdefault((first, key), (*loc, name))
-            else:
-                name = str(key.start_mark.line)
-            _lines(value, (*loc, name), out, dupes, key_of)
-            out[(*loc, name)] = line
+        seen: dict[Any, tuple[int, int]] = {}
+        for i, (key, value) in enumerate(node.value):
+            at = walk.alias_lines.get((id(node), i, 0)) or key.start_mark.line + 1
+            if not isinstance(key, yaml.ScalarNode):
+                raise _Refused(
+                    at, f"{_key(loc)}: a key is a list or a mapping here; a key is one value"
+                )
+            name = key.value
+            first = seen.setdefault(_MERGE if key.tag == _MERGE else walk.key_of(key), (i, at))
+            if first[0] != i:
+                walk.dupes.setdefault((id(node), first[0], i), (first[1], at, (*loc, name)))
+            _lines(value, (*loc, name), walk, walk.alias_lines.get((id(node), i, 1)))
+            walk.out[(*loc, name)] = at
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _lines(item, (*loc, i), out, dupes, key_of)
+            _lines(item, (*loc, i), walk, walk.alias_lines.get((id(node), i, 0)))
 
 
 def is_under(loc: Loc, prefixes: Sequence[Loc]) -> bool:
@@ -236,15 +260,15 @@ def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Docum
     if len(text) > max_bytes:
         too_large = _TOO_LARGE if max_bytes == MAX_BYTES else f"larger than {max_bytes:,} bytes"
         raise ConfigFileError([f"{path}:1: {too_large}"])
-    lines: dict[Loc, int] = {}
-    dupes: dict[tuple[yaml.Node, yaml.Node], Loc] = {}
     loader = None
+    walk = None
     try:
         loader = _Loader(text)  # the pure-Python reader checks the characters here
         node = loader.get_single_node()
         if node is not None:
             # Before constructing, which merges ``<<`` keys into the mapping's own keys.
-            _lines(node, (), lines, dupes, loader.construct_object)
+            walk = _Walk(loader.construct_object, loader.alias_lines)
+            _lines(node, (), walk)
         data = None if node is None else loader.construct_document(node)
     except _Refused as exc:
         raise ConfigFileError([f"{path}:{exc.line}: {exc.problem}"]) from None
@@ -270,12 +294,14 @@ def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Docum
     finally:
         if loader is not None:
             loader.dispose()
+    if walk is None:
+        return Document(data, {})
     problems = [
-        f"{path}:{second.start_mark.line + 1}: {_key(loc)}: duplicate key "
-        f"(first on line {first.start_mark.line + 1}); YAML would keep only the last one"
-        for (first, second), loc in dupes.items()
+        f"{path}:{second}: {_key(loc)}: duplicate key "
+        f"(first on line {first}); YAML would keep only the last one"
+        for first, second, loc in walk.dupes.values()
     ]
-    return Document(data, lines, sorted_problems(problems))
+    return Document(data, walk.out, sorted_problems(problems))
 
 
 def _key(loc: Loc) -> str:

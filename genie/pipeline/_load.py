@@ -10,7 +10,7 @@ import inspect
 import os
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
 from .._base.files import file_problem
 from .._base.yamlconf import (
+    MAX_CHARS,
     ConfigFileError,
     Loc,
     is_under,
@@ -58,7 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = ["interpolate", "load_pipeline"]
 
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$$``, a variable, or (no group) a ``${`` that starts none: an unclosed or misnamed one.
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
 class _RuleDecl(_Model):
@@ -76,11 +78,34 @@ def interpolate(
     used: set[str] | None = None,
 ) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string (``$$`` is a literal ``$``);
-    the names the file refers to are added to ``used``."""
+    the names the file refers to are added to ``used``. A ``${`` that is not a variable is an
+    error, as is more than ``MAX_CHARS`` characters in all the strings once replaced (each alias
+    counted as written out): nothing is substituted then, so no memory is spent on it."""
+    too_long = _past_limit(data, _Sizer(variables, used), MAX_CHARS)
+    if too_long is not None:
+        errors.append(
+            (
+                too_long,
+                f"the strings come to more than {MAX_CHARS:,} characters once each ${{VAR}} is "
+                "replaced (an alias counts each time it is used); a configuration this large "
+                "is a mistake",
+            )
+        )
+        return None
+    return _substituted(data, variables, errors, at, used)
+
+
+def _substituted(
+    data: Any,
+    variables: Mapping[str, str],
+    errors: list[tuple[Loc, str]],
+    at: Loc,
+    used: set[str] | None,
+) -> Any:
     if isinstance(data, dict):
-        return {k: interpolate(v, variables, errors, (*at, k), used) for k, v in data.items()}
+        return {k: _substituted(v, variables, errors, (*at, k), used) for k, v in data.items()}
     if isinstance(data, list):
-        return [interpolate(v, variables, errors, (*at, i), used) for i, v in enumerate(data)]
+        return [_substituted(v, variables, errors, (*at, i), used) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:
         return data
 
@@ -88,6 +113,9 @@ def interpolate(
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if name is None:
+            errors.append((at, _NOT_A_VARIABLE))
+            return match.group(0)
         if used is not None:
             used.add(name)
         value = variables.get(name)
@@ -99,6 +127,75 @@ def interpolate(
         return value
 
     return _VAR.sub(substitute, data)
+
+
+_NOT_A_VARIABLE = (
+    "'${' starts no variable: write ${NAME} or ${NAME:-default} (a name of letters, digits and "
+    "'_', closed by '}'), or $$ for a literal $"
+)
+
+
+class _Sizer:
+    """The length of a value's strings once substituted, each shared (aliased) value measured
+    once: a file's aliases repeat the very same objects."""
+
+    def __init__(self, variables: Mapping[str, str], used: set[str] | None) -> None:
+        self.variables = variables
+        self.used = used if used is not None else set()  # the names the strings refer to
+        self.sizes: dict[int, int] = {}  # by id: every object lives in the data being measured
+
+    def size(self, data: Any) -> int:
+        known = self.sizes.get(id(data))
+        if known is not None:
+            return known
+        if isinstance(data, dict):
+            n = sum(self.size(v) for v in data.values())
+        elif isinstance(data, list):
+            n = sum(self.size(v) for v in data)
+        elif isinstance(data, str):
+            n = len(data)
+            if "$" in data:
+                for match in _VAR.finditer(data):
+                    n += self.replaced(match) - len(match.group(0))
+        else:
+            n = 0
+        self.sizes[id(data)] = n
+        return n
+
+    def replaced(self, match: re.Match[str]) -> int:
+        if match.group(0) == "$$":
+            return 1
+        name, default = match.group(1), match.group(2)
+        if name is None:
+            return len(match.group(0))
+        self.used.add(name)
+        value = self.variables.get(name)
+        return len(value if value is not None else default or "")
+
+
+def _past_limit(data: Any, sizer: _Sizer, limit: int) -> Loc | None:
+    """Where, in file order, the substituted strings of ``data`` first pass ``limit``
+    characters; None when they do not."""
+    total = 0
+
+    def walk(value: Any, loc: Loc) -> Loc | None:
+        nonlocal total
+        n = sizer.size(value)
+        if total + n <= limit:
+            total += n
+            return None
+        items: Iterable[tuple[str | int, Any]] = ()
+        if isinstance(value, dict):
+            items = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        for key, item in items:
+            found = walk(item, (*loc, key))
+            if found is not None:
+                return found
+        return loc  # the string that passes the limit
+
+    return walk(data, ())
 
 
 def load_pipeline(
@@ -123,6 +220,8 @@ def load_pipeline(
     data = interpolate(doc.data, env, unset, used=used)
     found = [*doc.problems, *_unused(path, variables or {}, used)]
     found += [f"{path}:{line_of(doc.lines, loc)}: {_key(loc)}: {why}" for loc, why in unset]
+    if data is None and doc.data is not None:  # too long to substitute: nothing to check
+        raise ConfigFileError(sorted_problems(found))
     if not isinstance(data, dict):
         found.append(
             f"{path}:1: <top>: a pipeline file is a mapping (agents, routes, entry, output...)"

@@ -232,6 +232,33 @@ def test_lines_of_keys_and_items(tmp_path: Path) -> None:
     assert doc.lines[("a", "c", 1)] == 5
 
 
+@pytest.mark.usefixtures("loader")
+def test_an_alias_is_placed_on_the_line_it_is_written_on(tmp_path: Path) -> None:
+    # An alias composes to the node it names; its own line is where it was written.
+    doc = read_yaml(write(tmp_path, "a: &a [1]\nb:\n  - x\n  - *a\nc: *a\nd: {e: *a}\n"))
+    assert doc.lines[("b", 1)] == 4
+    assert doc.lines[("c",)] == 5
+    assert doc.lines[("d", "e")] == 6
+    assert doc.lines[("a",)] == 1
+
+
+@pytest.mark.usefixtures("loader")
+def test_an_alias_as_a_key_twice_is_a_duplicate_on_its_lines(tmp_path: Path) -> None:
+    doc = read_yaml(write(tmp_path, "k: &k name\n*k : 1\n*k : 2\n"))
+    assert doc.problems == [
+        f"{tmp_path / 'f.yaml'}:3: name: duplicate key (first on line 2); YAML would keep "
+        "only the last one"
+    ]
+
+
+@pytest.mark.usefixtures("loader")
+@pytest.mark.parametrize("key", ["*k", "[1, 2]", "{a: 1}"])
+def test_a_list_or_mapping_as_a_key_is_refused_on_its_line(tmp_path: Path, key: str) -> None:
+    # A key used to be reported at the anchor's line, as YAML's "found unhashable key".
+    path = write(tmp_path, f"k: &k [1, 2, 3]\nm:\n  ? {key}\n  : v\n")
+    assert refused(path) == [f"{path}:3: m: a key is a list or a mapping here; a key is one value"]
+
+
 HOSTILE: dict[str, Callable[[Path], object]] = {
     "laughs": lambda p: p.write_text(laughs(10)),
     "deep": lambda p: p.write_text("agents: " + nested(5000)),

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from genie._base.yamlconf import ConfigFileError
+from genie._base.yamlconf import MAX_CHARS, ConfigFileError
 from genie._cli.main import main
 from genie.pipeline import load_pipeline
 
@@ -261,6 +262,72 @@ def test_without_a_close_name_the_variables_the_file_uses_are_listed(tmp_path: P
 def test_a_variable_used_only_with_a_default_counts_as_used(capsys: Capture) -> None:
     assert main(["validate", str(FINANCE), "--set", "ACCOUNT_ID=acct-9"]) == 0
     capsys.readouterr()
+
+
+PLANNER = "agents: [{id: f, use: forecaster}]\noutput: forecast_result\n"
+
+
+def test_a_default_repeated_by_aliases_is_refused_before_it_is_substituted(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # 160 KB of default and 19,000 aliases took 7.6 s and 3 GB to substitute (2,000 here made
+    # 320 MB): refused at the alias that passes the limit, counting each alias as the default
+    # written out, before anything is substituted.
+    default = "A" * 160_000
+    path = write(
+        tmp_path,
+        "bomb.yaml",
+        PLANNER + "entry:\n  type: analysis_result\n  to: f\n"
+        f'  metadata: {{a: &x "${{GENIE_TEST_SURELY_UNSET:-{default}}}",\n'
+        f"    k: [{', '.join(['*x'] * 2_000)}]}}\n",
+    )
+    started = time.process_time()
+    assert main(["validate", str(path)]) == 2
+    assert time.process_time() - started < 1.0
+    index = (MAX_CHARS // len(default)) - 1  # the alias (k.N) that passes the limit
+    assert capsys.readouterr().err == (
+        f"{path}:7: entry.metadata.k.{index}: the strings come to more than "
+        f"{MAX_CHARS:,} characters once each ${{VAR}} is replaced (an alias counts each time "
+        "it is used); a configuration this large is a mistake\n"
+        "genie validate: 1 problem\n"
+    )
+
+
+def test_a_long_variable_repeated_in_one_string_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        PLANNER + "entry:\n  type: analysis_result\n  to: f\n"
+        f'  metadata: {{text: "{"${BIG}" * 20}"}}\n',
+    )
+    [problem] = problems_of(path, BIG="B" * (MAX_CHARS // 20 + 1))
+    assert problem.startswith(f"{path}:6: entry.metadata.text: the strings come to more than")
+    assert load_pipeline(path, variables={"BIG": "B" * (MAX_CHARS // 20 - 100)})
+
+
+def test_strings_up_to_the_character_limit_load(tmp_path: Path) -> None:
+    # The file's other strings (ids, types, keys' values) count too: fill up to the limit.
+    head = PLANNER + "entry:\n  type: analysis_result\n  to: f\n"
+    other = sum(map(len, ["f", "forecaster", "forecast_result", "analysis_result", "f"]))
+    fill = MAX_CHARS - other
+    at = write(tmp_path, "at.yaml", head + '  metadata: {a: "${FILL}"}\n')
+    assert load_pipeline(at, variables={"FILL": "x" * fill})
+    [problem] = problems_of(at, FILL="x" * (fill + 1))
+    assert "more than 1,048,576 characters" in problem
+
+
+@pytest.mark.parametrize("text", ["${QUESTION", "a ${QUESTION:-b", "${1X}", "${}", "${A B}"])
+def test_a_dollar_brace_that_starts_no_variable_is_refused(tmp_path: Path, text: str) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        PLANNER + f"entry:\n  type: analysis_result\n  to: f\n  metadata: {{q: '{text}'}}\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:6: entry.metadata.q: '${{' starts no variable: write ${{NAME}} or "
+        "${NAME:-default} (a name of letters, digits and '_', closed by '}'), or $$ for a "
+        "literal $"
+    ]
 
 
 # --- agent modules beside the pipeline ---------------------------------------------------------
