@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from .._errors import ConfigurationError
+from .options import seconds_or_zero
 
 __all__ = ["add_parser", "pending_approvals"]
 
@@ -45,7 +46,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         answer.add_argument("--reason", default="", help="said with the decision")
         answer.add_argument(
             "--wait",
-            type=float,
+            type=seconds_or_zero,
             default=5.0,
             metavar="S",
             help="seconds to wait for the runtime (or the worker hosting the desk) to take it (5)",

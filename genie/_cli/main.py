@@ -46,6 +46,7 @@ from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
 from .loop import add_loop_option, run_on
 from .mcp import add_parser as add_mcp
+from .options import Parser, port, seconds
 from .serve import add_parser as add_serve
 from .store_sync import add_store_sync_option
 
@@ -434,7 +435,7 @@ def _policy_check(args: argparse.Namespace) -> int:
 def build_parser(installed: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """The parser of the built-in commands, and of ``installed`` ones (name: help line) for
     ``genie --help`` and the list of choices; those parse their own arguments."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="genie", description="Genie: an in-process, typed, governed multi-agent bus."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -459,7 +460,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     run.add_argument("--json", action="store_true", help="print the result as a JSON object")
     run.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         metavar="S",
         help="seconds to wait for the output (default: the pipeline's timeout)",
     )
@@ -481,7 +482,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     )
     run.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         metavar="N",
         help="serve Prometheus /metrics on port N while the run lasts (0: any free port)",
     )

@@ -19,6 +19,7 @@ from .._errors import ConfigurationError
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
+from .options import byte_count, count, port, rate, seconds
 from .store_sync import add_store_sync_option
 
 __all__ = ["add_parser"]
@@ -35,21 +36,25 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="pipeline YAML files")
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    serve.add_argument("--port", type=port, default=8080, help="port (default 8080; 0: any free)")
     serve.add_argument(
         "--keys",
         metavar="FILE",
         help="API keys YAML (default: the GENIE_API_KEYS variable); see docs/serve.md",
     )
     serve.add_argument(
-        "--rate", type=float, default=10.0, metavar="R", help="requests/s per principal (10)"
+        "--rate", type=rate, default=10.0, metavar="R", help="requests/s per principal (10)"
     )
-    serve.add_argument("--burst", type=int, metavar="N", help="requests at once (default: R)")
+    serve.add_argument("--burst", type=count, metavar="N", help="requests at once (default: R)")
     serve.add_argument(
-        "--max-body", type=int, default=1 << 20, metavar="BYTES", help="request size limit (1 MiB)"
+        "--max-body",
+        type=byte_count,
+        default=1 << 20,
+        metavar="BYTES",
+        help="request size limit (1 MiB)",
     )
     serve.add_argument(
-        "--drain", type=float, default=10.0, metavar="S", help="seconds to drain on stop (10)"
+        "--drain", type=seconds, default=10.0, metavar="S", help="seconds to drain on stop (10)"
     )
     serve.add_argument(
         "--hold-back",
@@ -159,12 +164,6 @@ def _serve(args: argparse.Namespace) -> int:
     variables = _variables(args.set)
     pipelines = [load_pipeline(path, variables=variables) for path in args.pipelines]
     keys = load_keys(args.keys, os.environ)
-    numbers = {"--rate": args.rate, "--drain": args.drain, "--max-body": args.max_body}
-    if args.burst is not None:
-        numbers["--burst"] = args.burst
-    for name, value in numbers.items():
-        if value <= 0:
-            raise ConfigurationError(f"{name} must be positive, not {value:g}")
     store = None
     if args.store:
         store = Path(args.store)

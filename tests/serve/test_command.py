@@ -70,5 +70,9 @@ def test_a_limit_must_be_positive(
 ) -> None:
     keys = tmp_path / "keys.yaml"
     keys.write_text(KEYS)
-    err = _fails([FINANCE, "--keys", str(keys), "--port", "0", option, "0"], capsys)
-    assert err == f"genie serve: {option} must be positive, not 0\n"
+    with pytest.raises(SystemExit) as done:  # refused by the parser, before anything loads
+        main(["serve", FINANCE, "--keys", str(keys), "--port", "0", option, "0"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genie serve: argument {option}: ")
+    assert err.endswith(", not '0' (see genie serve --help)\n")

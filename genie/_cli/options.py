@@ -1,0 +1,86 @@
+"""The parser of every command, and the types of its numeric options.
+
+A mistake in the command line is one line naming the command and the option, and exit code 2,
+before anything is loaded: ``genie run: argument --timeout: a number of seconds above 0, not
+'nan' (see genie run --help)``. Each numeric option is parsed by one of the types here, so NaN,
+an infinity, a negative or an out-of-range value is refused the same way by every command
+instead of failing later with a traceback (a port of 99999 raised ``OverflowError`` when the
+socket was bound) or being taken (a drain of NaN seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+__all__ = [
+    "Parser",
+    "byte_count",
+    "count",
+    "port",
+    "rate",
+    "seconds",
+    "seconds_or_zero",
+]
+
+N = TypeVar("N", int, float)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (the command, the mistake and where the
+    usage is), and whose subcommands report arguments they do not know themselves, with their
+    own name, instead of leaving them to the top-level parser."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, extras = super().parse_known_args(args, namespace)
+        if extras and isinstance(self, _Subparser):
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return found, extras
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", _Subparser)
+        return super().add_subparsers(**kwargs)
+
+
+class _Subparser(Parser):
+    """A command's parser (``genie run``): unknown arguments are its own mistake."""
+
+
+def _number(
+    convert: Callable[[str], N], what: str, low: N, high: N | None = None, *, above: bool = False
+) -> Callable[[str], N]:
+    """An argparse type: ``convert(text)``, finite, at least ``low`` (above it when ``above``)
+    and at most ``high``; otherwise the error says what was expected (``what``)."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except (ValueError, OverflowError):
+            value = None
+        if (
+            value is None
+            or (isinstance(value, float) and not math.isfinite(value))
+            or value < low
+            or (above and value == low)
+            or (high is not None and value > high)
+        ):
+            raise argparse.ArgumentTypeError(f"{what}, not {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names a type by it when it raises something else
+    return parse
+
+
+seconds = _number(float, "a number of seconds above 0", 0.0, above=True)
+seconds_or_zero = _number(float, "a number of seconds, 0 or more", 0.0)
+rate = _number(float, "a number above 0", 0.0, above=True)
+count = _number(int, "a whole number, 1 or more", 1)
+byte_count = _number(int, "a number of bytes, 1 or more", 1)
+port = _number(int, "a port number from 0 to 65535", 0, 65535)
