@@ -126,6 +126,43 @@ class Graph:
         edges, reached, _ = self._walk()
         return reached, {e.type for e in edges if not e.type.startswith("(")}
 
+    def output_path(self) -> tuple[int, list[str]] | None:
+        """The hops of the output on the shortest way from the entry to the caller, and the
+        agents on that way (the entry's recipient first, the output's producer last); None
+        when there is none. Each agent on it is one hop of the output message (each handler's
+        message is one more than the one it handled), but a fallback handles its agent's
+        delivery: no hop. The entry's own message is not the output: an agent must produce
+        it."""
+        start = [(self.entry.target, self.entry.type)]
+        start += [(r, self.entry.type) for r in self.recipients(self.entry.type)]
+        # 0-1 breadth first over deliveries (node, type): a fallback costs no hop.
+        came_from: dict[tuple[str, str], tuple[str, str] | None] = {}
+        hops: dict[tuple[str, str], int] = {}
+        todo: deque[tuple[tuple[str, str], tuple[str, str] | None, int]] = deque(
+            (pair, None, 1) for pair in start
+        )
+        while todo:
+            pair, parent, n = todo.popleft()
+            if pair in hops or pair[0] not in self.nodes:
+                continue
+            hops[pair], came_from[pair] = n, parent
+            node = self.nodes[pair[0]]
+            produced = {pair[1]} if node.passes_through else node.produces
+            for out_type in sorted(produced):
+                for edge in self._out(node, out_type):
+                    if edge.target == CALLER_OUTPUT:
+                        path: list[str] = []
+                        at: tuple[str, str] | None = pair
+                        while at is not None:
+                            path.append(at[0])
+                            at = came_from[at]
+                        return n, path[::-1]
+                    todo.append(((edge.target, out_type), pair, n + 1))
+            fallback = self.fallbacks.get(pair[0])
+            if fallback is not None:
+                todo.appendleft(((fallback, pair[1]), pair, n))
+        return None
+
     def cycle(self, among: set[str]) -> list[str] | None:
         """A cycle of agents among ``among``, as a path that returns to its start."""
         adjacent: dict[str, list[str]] = {}

@@ -766,6 +766,16 @@ class _Checker:
     def check_entry(self, ids: Mapping[str, Loc]) -> type[Payload] | None:
         entry = self.config.entry
         self.known_id(entry.to, ids, ("entry", "to"), "entry recipient")
+        if entry.sender in ids:
+            # As genie serve refuses a principal named like an agent.
+            given = "sender" in entry.model_fields_set
+            self.fail(
+                ("entry", "sender") if given else (*ids[entry.sender], "id"),
+                f"{entry.sender!r} is the entry's sender (entry.sender"
+                f"{'' if given else ', user by default'}) and also an id in this pipeline: the "
+                "policies could not tell the caller from the agent, and what is sent to the "
+                "caller would reach the agent; rename one",
+            )
         if not self.known_type(entry.type, ("entry", "type")):
             return None
         model = self.types[entry.type]
@@ -934,7 +944,8 @@ class _Checker:
                         f"nothing in this pipeline produces {pattern!r}",
                     )
         output = self.config.output
-        reached, types = graph.reachable()
+        reached, _ = graph.reachable()
+        path = graph.output_path()
         # An agent whose handlers return messages but that declares none it produces: what
         # it sends cannot be routed (nor its types known), and that is why the output is
         # never reached. Named at the agent, where the fix is.
@@ -946,7 +957,7 @@ class _Checker:
             and not self.specs[decl.id].produces
             and returns_messages(self.specs[decl.id].factory)
         ]
-        if silent and output not in types:
+        if silent and path is None:
             for i, decl in silent:
                 self.fail(
                     ("agents", i, "use"),
@@ -959,11 +970,28 @@ class _Checker:
         if not self.known_type(output, ("output",)):
             return
         self.check_unrouted(graph, reached)
-        if output in types:
+        if path is not None:
+            self.check_hops(*path)
             return
         loop = graph.cycle(reached)
         why = f"; the flow loops ({' -> '.join(loop)}) and never produces it" if loop else ""
+        if not why and output == self.config.entry.type:
+            why = "; the entry's own message is not the output, and no agent on its way makes one"
         self.fail(("output",), f"output {output!r} cannot be reached from the entry{why}")
+
+    def check_hops(self, hops: int, path: list[str]) -> None:
+        """The output must reach the caller within ``limits.max_hops``: each handler's message
+        is one hop more than the one it handled, and one past the limit is denied."""
+        limit = self.config.limits.max_hops
+        if hops <= limit:
+            return
+        shown = path if len(path) <= 8 else [*path[:4], "...", *path[-3:]]
+        self.fail(
+            ("output",),
+            f"output {self.config.output!r} is {hops} hops from the entry on its shortest way "
+            f"({' -> '.join(shown)}), more than limits.max_hops {limit}: every run would be "
+            "denied at the hop limit; raise limits.max_hops or shorten the way",
+        )
 
     def check_unrouted(self, graph: Graph, reached: set[str]) -> None:
         """Warn of each type a reached agent produces that no agent takes and that is not the

@@ -456,6 +456,136 @@ def test_input_generators_are_found_beside_the_pipeline_too(tmp_path: Path) -> N
     assert load_pipeline(path).inputs is not None
 
 
+# --- what can never succeed --------------------------------------------------------------------
+
+
+STEPS = """
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Ask(Payload):
+    message_type = "ask"
+
+
+class Answer(Payload):
+    message_type = "answer"
+
+
+class Broken(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_ask(self, payload: Ask, ctx: Context) -> Message:
+        raise RuntimeError("down")
+
+
+class Spare(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_ask(self, payload: Ask, ctx: Context) -> Message:
+        return ctx.emit(Answer())
+"""
+
+
+def chain(folder: Path, delays: int, max_hops: int) -> Path:
+    """The entry through ``delays`` pass-through agents to one that answers: the answer, the
+    output, leaves with ``delays + 1`` hops."""
+    write(folder, "steps.py", STEPS)
+    lines = ["agents:"]
+    for i in range(delays):
+        to = f"d{i + 1}" if i + 1 < delays else "answers"
+        lines.append(f"  - {{id: d{i}, use: delay, params: {{mean: 0, to: {to}}}}}")
+    lines += [
+        "  - {id: answers, use: 'steps:Spare'}",
+        "entry: {type: ask, to: d0}",
+        f"limits: {{max_hops: {max_hops}}}",
+        "output: answer",
+    ]
+    return write(folder, f"chain{delays}-{max_hops}.yaml", "\n".join(lines) + "\n")
+
+
+def test_an_output_past_the_hop_limit_is_refused_at_the_limit_it_runs(tmp_path: Path) -> None:
+    # 1,700 agents in a row validated, and every run was denied at the 33rd hop.
+    assert anyio.run(load_pipeline(chain(tmp_path, 4, 5)).run).status == "ok"
+    [problem] = problems_of(chain(tmp_path, 5, 5))
+    assert problem.endswith(
+        "output: output 'answer' is 6 hops from the entry on its shortest way "
+        "(d0 -> d1 -> d2 -> d3 -> d4 -> answers), more than limits.max_hops 5: every run "
+        "would be denied at the hop limit; raise limits.max_hops or shorten the way"
+    )
+    [problem] = problems_of(chain(tmp_path, 40, 32))
+    assert "is 41 hops from the entry on its shortest way (d0 -> d1 -> d2 -> d3 -> ... -> " in (
+        problem
+    )
+    assert "d38 -> d39 -> answers), more than limits.max_hops 32" in problem
+
+
+def test_a_fallback_handles_its_agents_delivery_without_a_hop(tmp_path: Path) -> None:
+    write(tmp_path, "steps.py", STEPS)
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - {id: d0, use: delay, params: {mean: 0, to: broken}}\n"
+        "  - {id: broken, use: 'steps:Broken', fallback: spare}\n"
+        "  - {id: spare, use: 'steps:Spare'}\n"
+        "entry: {type: ask, to: d0}\n"
+        "limits: {max_hops: 2}\n"
+        "output: answer\n",
+    )
+    result = anyio.run(load_pipeline(path).run)
+    assert (result.status, result.output and result.output.sender) == ("ok", "spare")
+
+
+def test_the_entry_is_not_the_output(tmp_path: Path, capsys: Capture) -> None:
+    # Validated OK; every run ended no_output.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents: [{id: f, use: forecaster}]\n"
+        "entry: {type: analysis_result, to: f}\n"
+        "output: analysis_result\n",
+    )
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"{path}:3: output: output 'analysis_result' cannot be reached from the entry; the "
+        "entry's own message is not the output, and no agent on its way makes one\n"
+        "genie validate: 1 problem\n"
+    )
+    # An agent on the way that passes it on does make one.
+    echo = write(
+        tmp_path,
+        "echo.yaml",
+        "agents: [{id: f, use: forecaster}, {id: e, use: echo}]\n"
+        "routes: {analysis_result: [e]}\n"
+        "entry: {type: analysis_result, to: f}\n"
+        "output: analysis_result\n",
+    )
+    assert load_pipeline(echo)
+
+
+@pytest.mark.parametrize(
+    ("decl", "loc"),
+    [
+        ("agents: [{id: user, use: forecaster}]\nentry: {type: analysis_result, to: user}\n", 1),
+        (
+            "agents: [{id: f, use: forecaster}, {id: x, use: echo}]\n"
+            "entry: {type: analysis_result, to: f, sender: x}\n",
+            2,
+        ),
+    ],
+)
+def test_an_id_that_is_the_entrys_sender_is_refused(tmp_path: Path, decl: str, loc: int) -> None:
+    # As genie serve refuses a principal named like an agent.
+    path = write(tmp_path, "p.yaml", decl + "output: forecast_result\n")
+    [problem] = problems_of(path)
+    where = "agents.0.id" if loc == 1 else "entry.sender"
+    assert problem.startswith(f"{path}:{loc}: {where}: ")
+    assert "is the entry's sender" in problem
+    assert "could not tell the caller from the agent" in problem
+
+
 # --- duplicate keys ----------------------------------------------------------------------------
 
 
