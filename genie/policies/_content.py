@@ -95,7 +95,7 @@ class ContentView:
                 self._raw = raw_text(self.data(msg), msg.metadata)
             else:
                 self._raw = " | ".join(
-                    [walked.strings, walked.keys, *walked.numbers, *self.metadata_pieces(msg)]
+                    [walked.strings, walked.keys, *walked.extras, *self.metadata_pieces(msg)]
                 )
         return self._raw
 

@@ -57,7 +57,7 @@ _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 # names no password, and neither does a compound ("a password-protected PDF").
 _PASSWORD = re.compile(
     r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
-    r"(?![a-z0-9]|-[a-z])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
+    r"(?![a-z0-9_]|-[a-z])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
 )
 _PIN = re.compile(
     r"(?<![a-z0-9])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"

@@ -250,31 +250,67 @@ def _is_identifier(field: str) -> bool:
     return _IDENTIFIER_FIELD.search(field) is not None
 
 
-def _collect(value: Any, strings: list[str], keys: list[str], numbers: list[str]) -> None:
+# A field whose name names a credential ("password", "client_secret", "X-API-Key", "upiPin",
+# "otp", "cvv") is read a second time as ``name: value``, its name in words: the scan joins a
+# payload's strings apart from its keys, so without it no detector would see a value next to
+# the word that says what it is, as it does in "password: ...". Only these names are paired
+# (most fields are not, so most payloads read as before), and a number in one is read too.
+_SECRET_FIELD = re.compile(
+    r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|passphrase|secret|token|api ?key|bearer|"
+    r"access ?key|private ?key|account ?key|pin|mpin|otp|cvv2?|cvc2?|kennwort|contrasena|"
+    r"credentials?)(?![a-z0-9])"
+)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _secret_label(field: str) -> str | None:
+    """``name: `` for a field named for a credential (its name in words, lower case: "upiPin"
+    is "upi pin: "), else None."""
+    return _field(field)[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _field(field: str) -> tuple[bool, str | None]:
+    """Whether a number in ``field`` is an identifier, and its ``_secret_label``: one lookup
+    for both, cached by name as ``_is_identifier``."""
+    named = _CAMEL.sub(" ", field).lower().replace("_", " ").replace("-", " ").replace(".", " ")
+    label = f"{named}: " if _SECRET_FIELD.search(named) is not None else None
+    return _IDENTIFIER_FIELD.search(field) is not None, label
+
+
+def _collect(value: Any, strings: list[str], keys: list[str], extras: list[str]) -> None:
     # Depth-first in document order. A mapping's own strings and numbers are read in this
     # loop (most payloads are flat); a nested value goes to ``_nested``. Parsed JSON holds
     # built-in values of exact types only (dicts, lists, strings, numbers), so testing the
     # exact type misses nothing.
     if type(value) is not dict and type(value) is not FrozenDict:  # a message's metadata
-        _nested("", value, strings, keys, numbers)
+        _nested("", value, strings, keys, extras)
         return
     keys.extend(value)
     for field, item in value.items():
         kind = type(item)
         if kind is str:
             strings.append(item)
+            if (label := _field(field)[1]) is not None:
+                extras.append(label + item)
         elif kind is int or kind is float:
-            if (kind is int or item.is_integer()) and (
-                (field and _is_identifier(field)) or _card_sized(int(item))
-            ):
-                numbers.append(str(int(item)))
+            if kind is int or item.is_integer():
+                _number(field, int(item), extras)
         else:
-            _nested(field, item, strings, keys, numbers)
+            _nested(field, item, strings, keys, extras)
 
 
-def _nested(
-    field: str, value: Any, strings: list[str], keys: list[str], numbers: list[str]
-) -> None:
+def _number(field: str, number: int, extras: list[str]) -> None:
+    """An integer of the field ``field``: an identifier's or a card's number, and a
+    credential's as ``name: value``."""
+    identifier, label = _field(field)
+    if identifier or _card_sized(number):
+        extras.append(str(number))
+    if label is not None:
+        extras.append(label + str(number))
+
+
+def _nested(field: str, value: Any, strings: list[str], keys: list[str], extras: list[str]) -> None:
     # With a stack: a payload nested deeper than Python's recursion limit is still scanned,
     # not turned into a RecursionError.
     stack: list[tuple[str, Any]] = [(field, value)]
@@ -284,32 +320,35 @@ def _nested(
         kind = type(value)
         if kind is str:
             strings.append(value)
+            if (label := _field(field)[1]) is not None:
+                extras.append(label + value)
         elif kind is dict:
             keys.extend(value)
             push(reversed(value.items()))
         elif kind is list or kind is tuple:
             push((field, item) for item in reversed(value))
-        elif (kind is int or (kind is float and value.is_integer())) and (
-            (field and _is_identifier(field)) or _card_sized(int(value))
-        ):
-            numbers.append(str(int(value)))
+        elif kind is int or (kind is float and value.is_integer()):
+            _number(field, int(value), extras)
 
 
 def pieces(data: Any) -> list[str]:
     """What ``data`` (parsed JSON, or a mapping) adds to the scan text: its strings joined with a
-    space (so text split across fields reads as one), its keys, and its identifier numbers."""
+    space (so text split across fields reads as one), its keys, then, in document order, its
+    identifier numbers and each value of a field named for a credential as ``name: value``
+    (``_secret_label``)."""
     strings: list[str] = []
     keys: list[str] = []
-    numbers: list[str] = []
+    extras: list[str] = []
     if type(data) is not dict and type(data) is not FrozenDict and isinstance(data, Mapping):
         data = dict(data)
-    _collect(data, strings, keys, numbers)
-    return [" ".join(strings), " ".join(keys), *numbers]
+    _collect(data, strings, keys, extras)
+    return [" ".join(strings), " ".join(keys), *extras]
 
 
 def raw_text(data: Any, metadata: Mapping[str, object]) -> str:
     """The text of a payload (``data``, parsed JSON) and its message's metadata, unfolded."""
-    # Keys, numbers and the two parts are set apart by " | ", which no number pattern spans.
+    # Keys, numbers, pairs and the two parts are set apart by " | ", which no number pattern
+    # spans.
     return " | ".join(pieces(data) + pieces(metadata))
 
 
@@ -397,6 +436,8 @@ class _Shape:
         "models",
         "names",
         "names_clean",
+        "numbered",
+        "secrets",
     )
 
     def __init__(self, cls: type[BaseModel]) -> None:
@@ -404,6 +445,12 @@ class _Shape:
         self.fields = tuple(cls.model_fields)
         self.field_set = frozenset(self.fields)
         self.identifiers = frozenset(name for name in self.fields if _is_identifier(name))
+        # The fields named for a credential, with their ``name: `` (``_secret_label``).
+        self.secrets = {
+            name: label for name in self.fields if (label := _secret_label(name)) is not None
+        }
+        # The fields where a small int is read (most payloads have none).
+        self.numbered = self.identifiers | frozenset(self.secrets)
         self.names = " ".join(self.fields)
         # (pydantic refuses a field name UTF-8 cannot encode, so never None)
         self.names_clean = _clean(self.names) is True
@@ -447,7 +494,9 @@ class PayloadPieces(NamedTuple):
 
     strings: str  # its strings joined with a space, so text split across fields reads as one
     keys: str  # its field names, then its nested keys, joined with a space
-    numbers: tuple[str, ...]  # its identifier numbers (phone, card, account), in order
+    # its identifier numbers (phone, card, account) and its credential fields as
+    # ``name: value``, in document order
+    extras: tuple[str, ...]
     size_at_most: int  # at least the length of its JSON in UTF-8 bytes
     strings_as_is: bool  # its JSON holds each string (names too) as it is: ASCII, none escaped
 
@@ -475,6 +524,8 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> PayloadPieces | None:
         return None
     values = payload.__dict__
     identifiers = shape.identifiers
+    secrets = shape.secrets
+    numbered = shape.numbered
     # The class's names and bound hold while ``__dict__`` holds its fields in order (a payload
     # made with ``model_construct`` may miss one); a key that is not a field (``model_copy``
     # adds one) is not in the JSON, which the JSON way then shows. One comparison of the keys
@@ -484,28 +535,39 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> PayloadPieces | None:
         return None
     strings: list[str] = []
     keys: list[str] = []  # nested keys, after the top-level ones
-    numbers: list[str] = []  # the identifier numbers
+    extras: list[str] = []  # the identifier numbers and the credentials
     nested = 0  # the values nested values hold, and those: at most 32 bytes each
     # Depth-first in document order, as ``_collect``: a flat payload never leaves this loop.
     for field, item in values.items():
         kind = type(item)
         if kind is str:
             strings.append(item)
+            if secrets and field in secrets:
+                extras.append(secrets[field] + item)
         elif kind is int:
             # A small int is no card number (those have 12 digits or more): only an
             # identifier's field makes it one of the numbers.
             if _NEGATIVE_SMALL <= item <= _SMALL:
-                if identifiers and field in identifiers:
-                    numbers.append(str(item))
-            elif not _NEGATIVE_BIG < item < _BIG:
+                if numbered and field in numbered:
+                    if field in identifiers:
+                        extras.append(str(item))
+                    if field in secrets:
+                        extras.append(secrets[field] + str(item))
+                continue
+            if not _NEGATIVE_BIG < item < _BIG:
                 return None
-            elif field in identifiers or _card_sized(item):
-                numbers.append(str(item))
+            if field in identifiers or _card_sized(item):
+                extras.append(str(item))
+            if secrets and field in secrets:
+                extras.append(secrets[field] + str(item))
         elif kind is float:
-            if item.is_integer() and (field in identifiers or _card_sized(int(item))):
-                numbers.append(str(int(item)))
+            if item.is_integer():
+                if field in identifiers or _card_sized(int(item)):
+                    extras.append(str(int(item)))
+                if secrets and field in secrets:
+                    extras.append(secrets[field] + str(int(item)))
         elif kind is not bool and item is not None:
-            counted = _walk_nested(field, item, models, strings, keys, numbers)
+            counted = _walk_nested(field, item, models, strings, keys, extras)
             if counted < 0:
                 return None
             nested += counted
@@ -530,7 +592,7 @@ def payload_pieces(payload: BaseModel, shapes: Shapes) -> PayloadPieces | None:
         bound = 4 * (len(strings) + len(values) + len(keys)) + 32 * (len(values) + nested) + 2
         bound += chars if clean else 6 * chars
         as_is = clean
-    return _pieces_of(PayloadPieces, (text, names, tuple(numbers) if numbers else (), bound, as_is))
+    return _pieces_of(PayloadPieces, (text, names, tuple(extras) if extras else (), bound, as_is))
 
 
 def _walk_nested(
@@ -539,7 +601,7 @@ def _walk_nested(
     models: dict[type[BaseModel], frozenset[str]],
     strings: list[str],
     keys: list[str],
-    numbers: list[str],
+    extras: list[str],
 ) -> int:
     """``_nested`` over model values: how many values other than strings it met, or -1 for a
     value whose JSON this does not predict."""
@@ -551,16 +613,21 @@ def _walk_nested(
         kind = type(value)
         if kind is str:
             strings.append(value)
+            if (label := _field(field)[1]) is not None:
+                extras.append(label + value)
             continue
         others += 1
         if kind is int:
             if not -_BIG < value < _BIG:
                 return -1
-            if _is_identifier(field) or _card_sized(value):
-                numbers.append(str(value))
+            identifier, label = _field(field)
+            if identifier or _card_sized(value):
+                extras.append(str(value))
+            if label is not None:
+                extras.append(label + str(value))
         elif kind is float:
-            if value.is_integer() and (_is_identifier(field) or _card_sized(int(value))):
-                numbers.append(str(int(value)))
+            if value.is_integer():
+                _number(field, int(value), extras)
         elif kind is bool or value is None:
             pass
         else:

@@ -38,6 +38,7 @@ class Leaf(BaseModel):
     note: str = ""
     card_no: int | float | None = None
     ok: bool = True
+    password: str | int = ""  # named for a credential: read as "password: value" too
 
 
 class Branch(BaseModel):
@@ -76,7 +77,10 @@ WORDS = (
     "call 98765 43210",
     "x" * 40,
 )
-KEYS = ("note", "phone_no", "card", "account_id", "कार्ड", "DROP TABLE", 'q"uote', "amount")
+KEYS = (
+    "note", "phone_no", "card", "account_id", "कार्ड", "DROP TABLE", 'q"uote', "amount",
+    "upi_pin", "X-API-Key", "clientSecret",
+)  # fmt: skip
 NUMBERS = (0, 7, -3, 9_876_543_210, 4111111111111111, 10**29, 1.5, 9_876_543_210.0, -0.0, 1e22)
 SPECIAL = (float("inf"), float("nan"), True, False, None)
 
@@ -97,6 +101,7 @@ def leaf(rng: random.Random) -> Leaf:
         note=rng.choice(WORDS),
         card_no=rng.choice((*NUMBERS, None, float("inf"))),
         ok=rng.random() < 0.5,
+        password=rng.choice((*WORDS, 482916)),
     )
 
 
@@ -129,6 +134,7 @@ class Flat(Payload):
     message_type = "view.flat"
     note: str = ""
     card_no: int | float | None = None
+    otp: int | float | str | None = None
     amount_paise: int | float = 0
     ok: bool | None = None
     title: str = ""
@@ -175,7 +181,7 @@ def test_the_walk_finds_what_the_json_holds() -> None:
             payload = msg.payload
         found = payload_pieces(payload, {})
         assert found is not None, payload
-        assert [found.strings, found.keys, *found.numbers] == as_json(payload), payload
+        assert [found.strings, found.keys, *found.extras] == as_json(payload), payload
         dumped = payload.model_dump_json()
         assert found.size_at_most >= len(dumped.encode()), payload
         if found.strings_as_is:
@@ -198,6 +204,7 @@ def test_a_flat_payload_is_walked_as_its_json_holds() -> None:
         Flat(
             note=rng.choice(strings),
             card_no=rng.choice((*numbers, None, float("inf"))),
+            otp=rng.choice((*numbers, *strings, None)),
             amount_paise=rng.choice(numbers),
             ok=rng.choice((True, False, None)),
             title=rng.choice(strings),
@@ -210,7 +217,7 @@ def test_a_flat_payload_is_walked_as_its_json_holds() -> None:
     for payload in payloads:
         found = payload_pieces(payload, {})
         assert found is not None, payload
-        assert [found.strings, found.keys, *found.numbers] == as_json(payload), payload
+        assert [found.strings, found.keys, *found.extras] == as_json(payload), payload
         dumped = payload.model_dump_json()
         assert found.size_at_most >= len(dumped.encode()), payload
         # JSON holds every string (names too) as it is, which its text shows

@@ -290,11 +290,10 @@ def random_message(
     if rng.random() < 0.1:
         payload["nested"] = {"deeper": [rng.choice(texts), {"card": 4111111111111111}]}
     if rng.random() < 0.1:
-        payload["nested"] = {
-            rng.choice(["कार्ड", "card_no", "DROP TABLE", "note"]): rng.choice(
-                [rng.choice(texts), 98765432101, 9876543210.0, 1.5, True, None, 10**20, [1, "x"]]
-            )
-        }
+        key = rng.choice(["कार्ड", "card_no", "DROP TABLE", "note", "upi_pin", "X-Api-Key"])
+        values = [rng.choice(texts), 98765432101, 9876543210.0, 1.5, True, None, 10**20]
+        values += [[1, "x"], 482916, "a8F3kq92LmZ0pXw7Rt5Yb1Nc"]  # a PIN, a key: in their fields
+        payload["nested"] = {key: rng.choice(values)}
     plain = rng.random() < plain_share
     if plain:
         if "recommendations" in payload:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from pydantic import ConfigDict
 
 from genie import (
     BaseAgent,
@@ -19,6 +20,7 @@ from genie import (
     Runtime,
     handler,
 )
+from genie._runtime.policy_plan import PolicyPlan
 from genie.policies import (
     RBAC,
     ClassificationCeiling,
@@ -33,6 +35,7 @@ from genie.policies import (
     PromptInjection,
     RequiredMetadata,
     RiskGate,
+    SecretsBlock,
     Tenant,
 )
 
@@ -382,7 +385,7 @@ def test_message_ids_are_never_personal_data_or_secrets() -> None:
     correlation): ids of thousands of runtimes, and ids whose random prefix begins with a
     keyword, are allowed by every detector."""
     from genie._message.ids import IdSource
-    from genie.policies import SecretsBlock, SqlBlock
+    from genie.policies import SqlBlock
 
     detectors = [PIIBlock(), SecretsBlock(), SqlBlock(), PromptInjection()]
     ids = [IdSource(seed)() for seed in range(3000)]
@@ -394,3 +397,50 @@ def test_message_ids_are_never_personal_data_or_secrets() -> None:
         message = msg(" ".join(chunk), metadata=metadata)
         for detector in detectors:
             assert reason(detector, message) == "allow", (detector.name, chunk)
+
+
+class _Form(Payload):
+    """Declared fields (read from the model) and extra ones (read through its JSON)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    message_type = "form"
+    note: str = ""
+    upi_pin: int | str | None = None
+    login: dict[str, Any] | None = None
+
+
+@pytest.mark.parametrize(
+    ("fields", "metadata", "kind"),
+    [
+        ({"password": "Mumbai@Monsoon2024!"}, {}, "password"),
+        ({"login": {"user": "priya", "password": "Mumbai@Monsoon2024!"}}, {}, "password"),
+        ({"headers": {"X-API-Key": "a8F3kq92LmZ0pXw7Rt5Yb1Nc"}}, {}, "API key"),
+        ({"client_secret": "a8F3kq92LmZ0pXw7Rt5Yb1Nc"}, {}, "API key"),
+        ({"clientSecret": "a8F3kq92LmZ0pXw7Rt5Yb1Nc"}, {}, "API key"),
+        ({"upi_pin": "482916"}, {}, "PIN or OTP"),
+        ({"upi_pin": 482916}, {}, "PIN or OTP"),
+        ({"upiPin": 482916}, {}, "PIN or OTP"),
+        ({"otp": "730215"}, {}, "PIN or OTP"),
+        ({"cvv": "123"}, {}, "PIN or OTP"),
+        ({"cvv": 123.0}, {}, "PIN or OTP"),
+        ({"card": {"cvv": [123]}}, {}, "PIN or OTP"),
+        ({"note": "login"}, {"password": "Mumbai@Monsoon2024!"}, "password"),
+        ({"note": "pay"}, {"upi_pin": 482916}, "PIN or OTP"),
+        # alike, and not credentials
+        ({"password_policy": "minimum 12 characters, one digit"}, {}, None),
+        ({"max_tokens": 1000, "token_count": 4821, "otp_sent": True}, {}, None),
+        ({"secret": "no", "pin_verified": "yes"}, {}, None),
+        ({"note": "my order 482916"}, {"otp_attempts": 3}, None),
+    ],
+)
+def test_a_credential_in_a_field_named_for_it_is_denied(
+    fields: dict[str, Any], metadata: dict[str, Any], kind: str | None
+) -> None:
+    """The value of a field named for a credential reads as "name: value": in the payload
+    (declared or not, nested or not, a string or a number) and in the metadata; the compiled
+    plan's screen never clears one."""
+    message = Message.new(_Form(**fields), sender="user", metadata=metadata)
+    expected = "allow" if kind is None else f"content holds a secret: {kind}"
+    assert reason(SecretsBlock(), message) == expected
+    planned = PolicyPlan([SecretsBlock()]).decide(message, "agent")
+    assert ("allow" if planned.allowed else planned.reason) == expected
