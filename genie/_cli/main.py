@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
@@ -23,6 +23,7 @@ from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
 from .._errors import ConfigurationError, GenieError
 from .._message.payload import Payload
+from .._runtime.approvals import Approval, ApprovalRequest
 from .._runtime.audit import (
     JsonlAuditLog,
     audit_key,
@@ -58,6 +59,7 @@ __all__ = ["cli", "main"]
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
 SIGPIPE_EXIT = 141
+APPROVAL = ApprovalRequest.message_type  # what asks a person (the approval desk takes it)
 # Seconds `genie run` waits, after its request timed out, for the request's cancelled work to
 # report (docs/cli.md): its whole wait is --timeout plus at most this.
 CANCELLED_DRAIN = 2.0
@@ -120,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             llm,
             sys.stderr if args.stream_text else None,
             kept="kept in the store" if transport is None else f"of origin {args.origin}",
+            asked=_asked_hint(pipeline, args) if transport is None else None,
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         if transport is None:
@@ -149,9 +152,7 @@ def _run(args: argparse.Namespace) -> int:
             f"--nats {args.nats} --namespace {namespace}",
             f"{args.pipeline} --nats {args.nats} --origin {args.origin}",
         )
-    elif timed_out and any(
-        "genie.approval_request" in node.produces for node in pipeline.graph.nodes.values()
-    ):
+    elif timed_out and any(APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
         print(
             f"  {pipeline.name} may wait for a person's approval: run it with --store PATH "
             "(or --nats URL --origin NAME), and answer from another terminal with genie "
@@ -254,19 +255,25 @@ async def _go(
     llm: LLMStacks | None = None,
     text: TextIO | None = None,
     kept: str = "kept in the store",
+    asked: Callable[[Approval], str] | None = None,
 ) -> list[RunResult]:
     """One request through ``rt``, or, when its store (or its named origin on NATS) kept
     requests a killed run left unfinished, those requests resumed instead (each result, in
     order; ``kept`` says where they were kept). With ``trace``, the
     timeline is printed there live, and with ``text`` the text its model calls stream, as the
     request's sender may see it. The ``llm`` stacks are closed at the end, in the loop that
-    used them."""
+    used them. With ``asked``, each approval the request asks for is said on stderr as it is
+    asked, in the words ``asked`` gives."""
     stream = rt.events(buffer=65_536) if trace is not None else None
+    approvals = rt.events(buffer=65_536) if asked is not None else None
     try:
         async with anyio.create_task_group() as tg:
             if stream is not None:
                 assert trace is not None
                 tg.start_soon(_print_trace, stream, trace)
+            if approvals is not None:
+                assert asked is not None
+                tg.start_soon(_say_asked, approvals, rt, asked)
             async with rt:
                 unfinished = rt.unfinished()
                 if unfinished:
@@ -293,6 +300,45 @@ async def _go(
         if llm is not None:
             await llm.aclose()
     return results
+
+
+def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Approval], str] | None:
+    """For a pipeline that can ask a person's approval, what to say when it does: how to
+    answer it (with ``--store``), or that this run cannot be answered (without)."""
+    if not any(APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
+        return None
+    name = pipeline.name
+
+    def hint(approval: Approval) -> str:
+        waits = (
+            f"genie run: {name}: approval {approval.id} ({approval.agent_id}: "
+            f"{approval.subject}) waits for a person"
+        )
+        if not args.store:
+            return (
+                f"{waits}, and a run without --store cannot be answered: stop it (Ctrl-C), "
+                f"run genie run {args.pipeline} --store PATH and answer from another terminal "
+                "with genie approvals (docs/workflows.md)"
+            )
+        return (
+            f"{waits}: answer from another terminal with genie approvals approve "
+            f"{approval.id} --store {args.store} --as PRINCIPAL (or reject); this run waits "
+            f"for it until its timeout, and the next genie run {args.pipeline} --store "
+            f"{args.store} resumes the request"
+        )
+
+    return hint
+
+
+async def _say_asked(stream: EventStream, rt: Runtime, asked: Callable[[Approval], str]) -> None:
+    """Each approval a request asks for, said on stderr as soon as the desk has it."""
+    said: set[str] = set()
+    async for event in stream:
+        if event.kind == "handled" and event.message_type == APPROVAL:
+            for approval in rt.approvals.pending():
+                if approval.id not in said:
+                    said.add(approval.id)
+                    print(asked(approval), file=sys.stderr, flush=True)
 
 
 async def _print_trace(stream: EventStream, out: TextIO) -> None:

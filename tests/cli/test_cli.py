@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,77 @@ def test_good_option_values_are_taken() -> None:
     args = build_parser().parse_args([*SERVE, "--port", "65535", "--rate", "0.5", "--burst", "3"])
     assert (args.port, args.rate, args.burst) == (65535, 0.5, 3)
     assert build_parser().parse_args([*ANSWER, "--wait", "0"]).wait == 0
+
+
+def _genie() -> str:
+    exe = shutil.which("genie", path=str(Path(sys.executable).parent))
+    assert exe is not None, "the genie console script is not installed"
+    return exe
+
+
+def _first_line(proc: subprocess.Popen[str], within: float) -> str:
+    """The first line ``proc`` writes on stderr, read within ``within`` seconds."""
+    assert proc.stderr is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        assert sel.select(within), f"nothing on stderr within {within} s"
+    return proc.stderr.readline()
+
+
+def test_a_run_without_a_store_says_at_once_that_nobody_can_answer() -> None:
+    # It printed nothing for the pipeline's 60 s, then said to use --store.
+    proc = subprocess.Popen(
+        [_genie(), "run", "payments", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _first_line(proc, 20)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert line.startswith("genie run: payments: approval ")
+    assert line.endswith(
+        "(payment_orchestrator: pay Rs 75,000.00 to Shree Ganesh Traders by IMPS) waits for a "
+        "person, and a run without --store cannot be answered: stop it (Ctrl-C), run genie run "
+        "payments --store PATH and answer from another terminal with genie approvals "
+        "(docs/workflows.md)\n"
+    )
+
+
+def test_a_run_with_a_store_says_how_to_answer_and_takes_the_answer(tmp_path: Path) -> None:
+    store = str(tmp_path / "payments.db")
+    proc = subprocess.Popen(
+        [_genie(), "run", "payments", "--timeout", "60", "--store", store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _first_line(proc, 20)
+        approval = line.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+        assert line.endswith(
+            f"waits for a person: answer from another terminal with genie approvals approve "
+            f"{approval} --store {store} --as PRINCIPAL (or reject); this run waits for it "
+            f"until its timeout, and the next genie run payments --store {store} resumes the "
+            "request\n"
+        )
+        approve = ["approvals", "approve", approval, "--store", store]
+        answer = subprocess.run(
+            [_genie(), *approve, "--as", "tina", "--role", "treasurer"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (answer.returncode, answer.stdout) == (0, f"{approval}: approved\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["reason"] == "approved by tina"
 
 
 def test_console_script_runs_the_main_job() -> None:
