@@ -6,8 +6,9 @@ what it says to a reader or a language model:
 
 - Unicode NFKD (fullwidth letters, ligatures, circled and mathematical letters, NBSP) and
   the accents it splits off Latin, Greek and Cyrillic letters removed (``ígnóre``);
-- format characters removed (zero-width space and joiners, soft hyphen, bidi controls, BOM);
-  Unicode "tag" characters, which some models read as ASCII, become that ASCII;
+- format characters removed, every one of Unicode's category Cf (zero-width space and
+  joiners, soft hyphen, bidi controls, BOM, interlinear annotation marks...); Unicode "tag"
+  characters, which some models read as ASCII, become that ASCII;
 - common look-alikes (Cyrillic and Greek letters, small capitals) become the Latin letter,
   dashes become ``-``, and every script's decimal digits of the Indian region become 0-9;
 - case folded, whitespace runs (newlines, tabs) collapsed to one space.
@@ -42,18 +43,29 @@ __all__ = [
 ]
 
 
+# Unicode assigns format characters (category Cf) in planes 0, 1 and 14 only: planes 2 and 3
+# hold ideographs, 15 and 16 private use (tests/policies/test_evasion.py reads every plane).
+_FORMAT_PLANES = (range(0x20000), range(0xE0000, 0xE1000))
+
+
 def _table() -> dict[int, int | str | None]:
     table: dict[int, int | str | None] = {}
-    # Format characters: invisible, so they only ever hide text from a matcher.
-    for cp in (0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF):
+    # Format characters (Cf: zero-width spaces and joiners, bidi controls, the soft hyphen,
+    # interlinear annotation marks, musical beams...): invisible, so they only ever hide text
+    # from a matcher. Every one, as this Python's Unicode database has them; and invisible
+    # fillers and selectors of other categories (Hangul fillers, variation selectors).
+    category = unicodedata.category
+    for plane in _FORMAT_PLANES:
+        for cp in plane:
+            if category(chr(cp)) == "Cf":
+                table[cp] = None
+    for cp in (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164):
         table[cp] = None
     for first, last in ((0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0xFE00, 0xFE0F)):
         for cp in range(first, last + 1):
             table[cp] = None
-    table[0xE0001] = None
     for cp in range(0xE0020, 0xE007F):  # tag characters: an invisible copy of ASCII
         table[cp] = cp - 0xE0000
-    table[0xE007F] = None
     for cp in (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0xFE63, 0xFF0D):
         table[cp] = "-"
     for cp in (0x0085, 0x1680, 0x2028, 0x2029):  # spaces NFKC keeps
@@ -89,14 +101,8 @@ _FOLD = {
     chr(k): v if isinstance(v, str) else "" if v is None else chr(v) for k, v in _table().items()
 }
 # The characters to fold (the table's and the combining marks), found one by one: every other
-# character (most of a text in another script) is left as it is. The tag characters, outside
-# the BMP, are one range.
-_TO_FOLD = re.compile(
-    "["
-    + "".join(re.escape(c) for c in _FOLD if c <= "\uffff")
-    + _COMBINING_MARKS
-    + "\U000e0000-\U000e007f]"
-)
+# character (most of a text in another script) is left as it is.
+_TO_FOLD = re.compile("[" + "".join(map(re.escape, _FOLD)) + _COMBINING_MARKS + "]")
 
 
 def _fold_char(m: re.Match[str]) -> str:
