@@ -486,7 +486,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log warnings (dead letters, denies)"
+        "-v", "--verbose", action="store_true", help="log at info level (dead letters, denies)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(

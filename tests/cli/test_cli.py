@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import selectors
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from genie._agent.catalogue import Catalogue
+from genie._cli import plugins
+from genie._cli.audit_key import audit_log_key
 from genie._cli.main import SIGPIPE_EXIT, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -336,3 +339,48 @@ def test_a_reader_that_reads_everything_sees_it_all() -> None:
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert len(json.loads(done.stdout)) == len(Catalogue.installed())
+
+
+def test_the_command_list_of_cli_md_is_what_genie_help_lists(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It listed 8 of the 13 commands, some with words --help does not say.
+    page = (ROOT / "docs" / "cli.md").read_text()
+    [block] = re.findall(r"```\ngenie \[--debug\] \[-v\] COMMAND \.\.\.\n(.*?)```", page, re.S)
+    documented = [tuple(line.split(None, 1)) for line in block.splitlines()]
+    installed = {n: plugins.summary(e) for n, e in plugins.installed().items()}
+    [commands] = [
+        a for a in build_parser(installed)._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    assert documented == [(c.dest, c.help) for c in commands._choices_actions]
+
+
+def test_the_documented_graph_is_what_genie_graph_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reporter's edge was shown last; genie graph prints it fourth.
+    page = (ROOT / "docs" / "pipelines.md").read_text()
+    [block] = re.findall(r"```\n\$ (genie graph .*?)```", page, re.S)
+    command, *shown = block.splitlines()
+    monkeypatch.chdir(ROOT)
+    assert main(command.split()[1:]) == 0
+    assert capsys.readouterr().out.splitlines() == shown
+
+
+def test_verbose_is_described_as_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    # genie --help said "log warnings"; -v logs at info level, as run --help and cli.md say.
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "-v, --verbose  log at info level (dead letters, denies)" in capsys.readouterr().out
+    page = (ROOT / "docs" / "cli.md").read_text()
+    assert "`-v` logs at info level" in " ".join(page.split())
+
+
+def test_serve_md_shows_the_new_audit_key_line_as_printed(tmp_path: Path) -> None:
+    # The page said "where the server cannot write"; the program says "the process".
+    args = argparse.Namespace(
+        audit=str(tmp_path / "audit.jsonl"), audit_key_file=None, audit_unkeyed=False
+    )
+    _, said = audit_log_key(args)
+    line = f"genie serve: audit log audit.jsonl {said}".replace(f"{tmp_path}/", "")
+    assert line in (ROOT / "docs" / "serve.md").read_text().splitlines()

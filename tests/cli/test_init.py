@@ -4,6 +4,7 @@ outside the clone, with genie as installed (issue 36)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,3 +67,49 @@ def test_init_overwrites_nothing(tmp_path: Path, capsys: Capture) -> None:
     afile.write_text("")
     assert main(["init", str(afile)]) == 2
     assert capsys.readouterr().err == f"genie init: {afile} exists and is not a folder\n"
+
+
+def _console(page: str, command: str) -> list[list[str]]:
+    """The lines each ``$ command`` block of ``docs/page`` shows under its command."""
+    text = (ROOT / "docs" / page).read_text()
+    blocks = re.findall(rf"```\n\$ {re.escape(command)}\n(.*?)```", text, flags=re.S)
+    return [str(block).splitlines() for block in blocks]
+
+
+def test_writing_agents_shows_what_the_starter_project_prints(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # The page said '# {"text": "7 words", "words": 7}' and 'genie run: my-app: ...'.
+    project = tmp_path / "my-app"
+    assert main(["init", str(project)]) == 0
+    capsys.readouterr()
+    exe = shutil.which("genie", path=str(Path(sys.executable).parent))
+    assert exe is not None
+
+    def genie(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, *args],
+            cwd=project,
+            env=outside(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    answered, failed = _console("writing-agents.md", "genie run pipeline.yaml")
+    done = genie("run", "pipeline.yaml")
+    assert (done.returncode, done.stdout.splitlines()) == (0, answered)
+    agents = project / "agents.py"
+    lines = agents.read_text().splitlines()
+    assert lines[23] == "        words = len(payload.text.split())"  # line 24, as the page says
+    lines[23] += " // 0"
+    agents.write_text("\n".join(lines) + "\n")
+    done = genie("run", "pipeline.yaml")
+    assert (done.returncode, done.stderr.splitlines()) == (1, failed)
+    done = genie("--debug", "run", "pipeline.yaml")
+    shown = done.stderr.replace(str(tmp_path), "/home/you").splitlines()
+    # After the log's records; Python's own markers under the code line vary by version.
+    printed = shown[shown.index(failed[0]) :]
+    [documented] = _console("writing-agents.md", "genie --debug run pipeline.yaml")
+    assert [s for s in printed if s.strip("~^ ")] == [s for s in documented if s.strip("~^ ")]
