@@ -17,10 +17,13 @@ long is not personal data:
   code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
   8 to 15 digits after a ``+`` and every ``0`` and ten digits, which denies more, never less).
   A ``+`` starts a number: digits after a later ``+`` belong to another one.
-- **Aadhaar number**: 12 digits from 2-9, valid by the Verhoeff check, unseparated or 4-4-4.
+- **Aadhaar number**: 12 digits from 2-9, valid by the Verhoeff check, unseparated or 4-4-4
+  with any separator (":", "|", "*"... too); with a comma or a spaced-out mark only after the
+  word "aadhaar" or "uid" (a list of amounts is written so).
 - **PAN**: five letters (the fourth the holder's kind: P, C, H, F, A, T, B, L, J or G), four
-  digits, a letter; spaced out, dashed or split into its parts too. A PAN inside a GSTIN (a
-  business's tax id) whose check character is right is the business's, not a person's.
+  digits, a letter; spaced out, dashed or dotted between any of its characters, split into its
+  parts or in two pieces across fields too. A PAN inside a GSTIN (a business's tax id) whose
+  check character is right is the business's, not a person's.
 - **IBAN**: a country code, two check digits and the account, of the country's length, valid by
   ISO 13616's mod-97 check, unseparated or in groups.
 - **US SSN**: ``ddd-dd-dddd`` (dashes, spaces or dots) with a valid area (not 000, 666 or 900+),
@@ -262,6 +265,33 @@ def _number_kind(
     return None
 
 
+# An Aadhaar number in its 4-4-4 groups with a separator the chains do not join (":", "|",
+# "*", "~"...): the same one, one or two characters, between the groups, no space. Three years
+# so joined ("2024|2025|2026") are years. With a comma (a list's separator: amounts, years) or
+# spaces around it, only after the word that names one.
+_AADHAAR_APART = re.compile(
+    r"(?<![0-9])([2-9][0-9]{3})([^\w\s,]{1,2})([0-9]{4})\2([0-9]{4})(?![0-9])"
+)
+_AADHAAR_NAMED = re.compile(
+    r"(?<![a-z])(?:aadhaa?r|uidai|uid|आधार)[^0-9]{0,30}?(?<![0-9])([2-9][0-9]{3})\W{1,4}([0-9]{4})\W{1,4}"
+    r"([0-9]{4})(?![0-9])"
+)
+_YEAR = re.compile(r"(?:19|20)[0-9]{2}")
+
+
+def _aadhaar_apart(scan: str) -> bool:
+    """An Aadhaar number in 4-4-4 groups joined by what ``_chains`` does not join."""
+    for m in _AADHAAR_APART.finditer(scan):
+        groups = (m.group(1), m.group(3), m.group(4))
+        if not all(_YEAR.fullmatch(g) for g in groups) and _verhoeff("".join(groups)):
+            return True
+    if "aadha" in scan or "uid" in scan or "आधार" in scan:
+        for m in _AADHAAR_NAMED.finditer(scan):
+            if _verhoeff("".join(m.groups())):
+                return True
+    return False
+
+
 def _isbn(digits: str) -> bool:
     """A book's number (ISBN-13 from 978 or 979 with its check digit), which is no one's."""
     if len(digits) != 13 or digits[:3] not in ("978", "979"):
@@ -330,9 +360,18 @@ def _numbers(scan: str) -> str | None:
 
 # --- PAN and GSTIN ------------------------------------------------------------------------------
 
+# A PAN with a dash, dot, underscore or slash between any two of its characters
+# ("abc-pe-1234-f", "a.b.c.p.e.1.2.3.4.f"), or a space between its letters, digits and last
+# letter ("abcpe 1234 f"): a space between two letters would join words ("due to pay 2500 a").
 _PAN = re.compile(
-    r"(?<![a-z0-9])([a-z]{3}[pcfhatblgj][a-z])[ .\-]?([0-9]{4})[ .\-]?([a-z])(?![a-z0-9])"
+    r"(?<![a-z0-9])([a-z][.\-_/]?[a-z][.\-_/]?[a-z][.\-_/]?[pcfhatblgj][.\-_/]?[a-z])[ .\-_/]?"
+    r"([0-9][.\-_/]?[0-9][.\-_/]?[0-9][.\-_/]?[0-9])[ .\-_/]?([a-z])(?![a-z0-9])"
 )
+_PAN_PLAIN = re.compile(r"[a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z]")
+# Two pieces of a PAN with one space between: a PAN split across two fields, whose strings
+# the scan joins with a space ("abc" and "pe1234f").
+_TWO_PIECES = re.compile(r"(?<![a-z0-9])(?=([a-z0-9]{1,9}) ([a-z0-9]{1,9})(?![a-z0-9]))")
+_NOT_PAN = re.compile(r"[^a-z0-9]")
 _GSTIN = re.compile(
     r"(?<![a-z0-9])[0-9]{2}([a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z])[0-9a-z]z[0-9a-z](?![a-z0-9])"
 )
@@ -352,8 +391,12 @@ def _pan(scan: str) -> bool:
     businesses = {m.group(1) for m in _GSTIN.finditer(scan) if _gstin_valid(m.group())}
     for text in (scan, _SINGLES.sub(lambda m: m.group().replace(" ", ""), scan)):
         for m in _PAN.finditer(text):
-            if "".join(m.groups()) not in businesses:
+            if _NOT_PAN.sub("", "".join(m.groups())) not in businesses:
                 return True
+    for m in _TWO_PIECES.finditer(scan):
+        pan = m.group(1) + m.group(2)
+        if len(pan) == 10 and _PAN_PLAIN.fullmatch(pan) and pan not in businesses:
+            return True
     return False
 
 
@@ -392,15 +435,19 @@ def _iban(scan: str) -> bool:
 _EMAIL_HINT_ALONE = re.compile(_EMAIL_HINT)
 _ANY_NUMBER_WORD = Literals(_WORD_DIGITS)
 _NUMBER_HINT_ALONE = re.compile(_NUMBER_HINT)
-_PAN_NEEDS = re.compile(r"[0-9](?:[0-9]{3}| [0-9] [0-9] [0-9])")
-# What a PAN needs, ``[a-z]{3}[pcfhatblgj][a-z][ .\-]?[0-9]{4}|(?:[a-z0-9] ){9}``, as two
-# searches that begin with one character each: at its first digit, and at the first space of
-# nine characters written apart.
+_PAN_NEEDS = re.compile(r"[0-9](?:[ .\-_/]?[0-9]){3}")
+# What a PAN needs, ``[pcfhatblgj]S?[a-z]S?[0-9](?:S?[0-9]){3}|(?:[a-z0-9] ){9}`` (S a
+# separator, a space too), as two searches that begin with one character each: at its first
+# digit, and at the first space of nine characters written apart.
+_S = "[ .\\-_/]"
 _PAN_HINT_AT_DIGITS = re.compile(
-    r"[0-9](?:(?<=[a-z]{3}[pcfhatblgj][a-z][0-9])|(?<=[a-z]{3}[pcfhatblgj][a-z][ .\-][0-9]))"
-    r"[0-9]{3}"
+    r"[0-9](?:"
+    + "|".join(f"(?<=[pcfhatblgj]{a}[a-z]{b}[0-9])" for a in ("", _S) for b in ("", _S))
+    + r")(?:[ .\-_/]?[0-9]){3}"
 )
 _PAN_HINT_SPACED = re.compile(r" (?<=[a-z0-9] )(?:[a-z0-9] ){8}")
+# What an Aadhaar number in groups joined by other characters needs (``_aadhaar_apart``).
+_AADHAAR_HINT = re.compile(r"[0-9]{4}[^0-9a-z]{1,4}[0-9]{4}[^0-9a-z]{1,4}[0-9]{4}")
 
 
 def _digits(text: str) -> int:
@@ -426,6 +473,8 @@ def _hinted(text: str) -> bool:
         return True
     digits = _digits(text)
     if digits >= 9 and _NUMBER_HINT_ALONE.search(text):  # an IBAN's digits are nine close too
+        return True
+    if digits >= 12 and _AADHAAR_HINT.search(text):
         return True
     return (
         digits >= 4
@@ -464,6 +513,8 @@ def find_pii(scan: str) -> str | None:
             kind = _numbers(text)
             if kind is not None:
                 return kind
+            if _aadhaar_apart(text):
+                return "Aadhaar number"
     if _pan(scan):
         return "PAN"
     if _iban(scan):

@@ -13,13 +13,15 @@ _PLAIN_NUMBER = re.compile(
     r"[0-9](?:[ .\-/_()+]{0,4}[0-9]){8}"
     r"|[0-9]{3,}(?: ?,? (?:then|and|finally|next|followed by))+ [0-9]"
 )
-_PLAIN_PAN_NEEDS = re.compile(r"[0-9]{4}|[0-9] [0-9] [0-9] [0-9]")
-_PLAIN_PAN = re.compile(r"[a-z]{3}[pcfhatblgj][a-z][ .\-]?[0-9]{4}|(?:[a-z0-9] ){9}")
+_PLAIN_PAN_NEEDS = re.compile(r"[0-9](?:[ .\-_/]?[0-9]){3}")
+_PLAIN_PAN = re.compile(
+    r"[pcfhatblgj][ .\-_/]?[a-z][ .\-_/]?[0-9](?:[ .\-_/]?[0-9]){3}|(?:[a-z0-9] ){9}"
+)
 
 # Pieces that make each pattern's edge cases likely: digits, separators, PAN letters, fillers.
 _PIECES = [
     *"0123456789",
-    *" .-/_()+,",
+    *" .-/_()+,:|~*",
     *"abcpfhtlgjxz",
     " then ",
     " and ",
@@ -62,5 +64,23 @@ def test_the_pan_hints_find_what_their_plain_forms_find() -> None:
 
 
 def test_a_pan_written_apart_or_glued_is_hinted() -> None:
-    for text in ("pan abcpe1234f", "pan abcpe 1234f", "pan a b c p e 1 2 3 4 f", "abcpe-1234f"):
+    for text in (
+        "pan abcpe1234f",
+        "pan abcpe 1234f",
+        "pan a b c p e 1 2 3 4 f",
+        "abcpe-1234f",
+        "a-b-c-p-e-1-2-3-4-f",
+        "a.b.c.p.e.1.2.3.4.f",
+        "abc-pe-1234-f",
+        "abc pe1234f",  # split across two fields
+        "abcp e1234f",
+        "abcpe12 34f",
+    ):
         assert _personal._hinted(text), text
+        assert _personal.find_pii(text) == "PAN", text
+
+
+def test_an_aadhaar_number_in_groups_is_hinted() -> None:
+    for text in ("2341:2341:2346", "2341 , 2341 , 2346", "2341|2341|2346", "2341~~2341~~2346"):
+        assert _personal._hinted(text), text
+        assert _personal.find_pii(f"aadhaar {text}") == "Aadhaar number", text
