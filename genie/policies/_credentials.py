@@ -13,7 +13,8 @@ what ``SecretsBlock`` denies.
 - **a password given**: after "password", "passwd", "pwd", "passcode", "mot de passe",
   "contraseña" or "kennwort", a value that looks like one (six characters or more, letters with
   digits or symbols): "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``;
-- **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215";
+- **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215",
+  "UPI PIN = '482916'", "my cvv 123", "my UPI PIN is 4 8 2 9 1 6";
 - **a generic key**: after "api key", "secret", "token", "client secret", "access token", "key
   secret" or "bearer", a value of 16 characters or more with letters and digits whose Shannon
   entropy is at least 3.5 bits a character (random, not a word).
@@ -59,9 +60,15 @@ _PASSWORD = re.compile(
     r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
     r"(?![a-z0-9_]|-[a-z])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
 )
+# A PIN, OTP or CVV given: its name, then either a few words and a verb or a colon ("my UPI
+# PIN, which is", "the OTP you asked for:") or nothing but marks ("UPI PIN = '482916'", "OTP
+# 730215"), then three to eight digits, which may be written apart ("4 8 2 9 1 6",
+# "48-29-16") but are not followed by more.
 _PIN = re.compile(
-    r"(?<![a-z0-9])(?:upi pin|mpin|m-pin|atm pin|card pin|pin|otp|one time password|cvv|cvc)"
-    r"(?![a-z0-9])(?: [a-z]{1,8}){0,4}? ?(?:is|was|hai|:|=|-) ?([0-9]{3,8})(?![0-9])"
+    r"(?<![a-z0-9])(?:(?:upi|atm|card|debit card|credit card|m|transaction|txn|login|secret)"
+    r"[ _\-]pin|mpin|pin|otp|one time password|cvv2?|cvc2?)"
+    r"(?![a-z0-9])(?:,?(?: [a-z]{1,8}){0,4}? ?(?:is|was|hai|are|:|=|-)(?![a-z]))?[ ,:=\-'\"]{0,4}"
+    r"([0-9](?:[ .\-]?[0-9]){2,7})(?![ .\-]?[0-9])"
 )
 _KEYWORD = re.compile(
     r"(?<![a-z0-9])(?:api[ _\-]?key|secret(?:[ _\-]?key)?|token|client[ _\-]?secret|"

@@ -444,3 +444,31 @@ def test_a_credential_in_a_field_named_for_it_is_denied(
     assert reason(SecretsBlock(), message) == expected
     planned = PolicyPlan([SecretsBlock()]).decide(message, "agent")
     assert ("allow" if planned.allowed else planned.reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        ("my UPI PIN is 482916", "content holds a secret: PIN or OTP"),
+        ("UPI PIN 482916", "content holds a secret: PIN or OTP"),
+        ("my UPI PIN, which is 482916", "content holds a secret: PIN or OTP"),
+        ("UPI PIN = '482916'", "content holds a secret: PIN or OTP"),
+        ('my UPI PIN is: "482916"', "content holds a secret: PIN or OTP"),
+        ("my UPI PIN is 4 8 2 9 1 6", "content holds a secret: PIN or OTP"),
+        ("my UPI PIN is 48-29-16", "content holds a secret: PIN or OTP"),
+        ("Your OTP 730215, share it with the agent", "content holds a secret: PIN or OTP"),
+        ("Here's the OTP you asked for: 739204.", "content holds a secret: PIN or OTP"),
+        ("my cvv 123", "content holds a secret: PIN or OTP"),
+        ("ATM-PIN: 4821", "content holds a secret: PIN or OTP"),
+        # a PIN's word with other numbers
+        ("the OTP expires in 10 minutes", "allow"),
+        ("OTP for order 4521 has expired, send a new one", "allow"),
+        ("the OTP went to 98765 43210", "allow"),  # a phone number: PIIBlock's
+        ("reset my UPI PIN please", "allow"),
+    ],
+)
+def test_a_pin_otp_or_cvv_given_is_denied(content: str, verdict: str) -> None:
+    message = msg(content)
+    assert reason(SecretsBlock(), message) == verdict
+    planned = PolicyPlan([SecretsBlock()]).decide(message, "agent")
+    assert ("allow" if planned.allowed else planned.reason) == verdict
