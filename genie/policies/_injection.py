@@ -43,6 +43,7 @@ text without spaces, forwards, backwards and in ROT13) is true of every text
 from __future__ import annotations
 
 import codecs
+import functools
 import itertools
 import re
 from collections.abc import Iterable
@@ -224,6 +225,7 @@ _PHRASE = re.compile(
     + r")(?!\S)"
 )  # fmt: skip
 _PHRASE_OF = {fold(k): v for k, v in _PHRASES.items()}
+_HAS_PHRASE = Literals(_PHRASE_OF)  # a text without any is left as it is (``_PHRASE`` is slow)
 # What "extraction" asks for (after ``_PHRASES``), and the forms that need two words.
 _PROMPT_ITSELF = _Words("systemprompt", "systemprompts", "preprompt", "metaprompt", "preamble")
 _SECRET_KIND = _Words("hidden", "secret", "original", "initial", "internal", "confidential")
@@ -246,6 +248,13 @@ _AUTHORITY = re.compile(
     r"(?:guardrails?|safety filters?|content filters?|moderation|censorship)(?: \S+){0,10} "
     r"(?:are|is|were|was)(?: now)? (?:switchedoff|off|disabled|deactivated|removed|lifted))\b"
 )
+# What each form of ``_TOLD`` and of ``_AUTHORITY`` holds, one of them at least: a text
+# without any is not searched (a long text costs either expression a pass per character).
+_TOLD_NEEDS = ("above", "given", "told", "before")
+_AUTHORITY_NEEDS = (
+    "your", "only", "above", "anything", "override", "new system", "you were", "off",
+    "disabled", "deactivated", "removed", "lifted",
+)  # fmt: skip
 # A turn or tag of a chat format, read in the folded text (its punctuation kept).
 _TEMPLATE = re.compile(
     r"<\s*/?\s*(?:system|sys|assistant|user)\s*>|\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>|"
@@ -306,6 +315,16 @@ HINT_WORDS = tuple(
 """What every rule needs, forwards, backwards and in ROT13, in the text without its spaces and
 punctuation (``compact_words``)."""
 _ANCHOR = Literals(HINT_WORDS)
+# What a reading needs for a rule to apply to it: a rule's own word as the rule reads it, in
+# the reading without its spaces. Each is looked for in the text's own words, forms reversed
+# for the reading backwards and in ROT13 for that one, so a reading that cannot match is
+# never made.
+_RULE_WORDS = {
+    form for anchor in _ANCHORS for form in (anchor.translate(_LEET), anchor.replace("l", "i"))
+}
+_FORWARDS = Literals(_RULE_WORDS)
+_BACKWARDS = Literals(form[::-1] for form in _RULE_WORDS)
+_IN_ROT13 = Literals(codecs.encode(form, "rot13") for form in _RULE_WORDS)
 _QUOTED = re.compile(r"'([^']{1,200})'|\"([^\"]{1,200})\"")
 
 
@@ -325,6 +344,7 @@ def _ones_as_l(folded: str) -> str:
     return " ".join([as_l.get(token, token) for token in tokens])
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _known(word: str) -> bool:
     return any(word in kind for kind in _KINDS_OF_WORD)
 
@@ -339,13 +359,18 @@ def _sources(folded: str) -> Iterable[str]:
         yield quoted
 
 
-def _readings(folded: str) -> Iterable[str]:
-    """The words of each source, forwards, backwards and in ROT13."""
+def _readings(folded: str) -> Iterable[tuple[str, str]]:
+    """The words of each source, forwards, backwards and in ROT13, each with its spaces
+    removed: those that hold a rule's own word."""
     for source in _sources(folded):
         text = words(source)
-        yield text
-        yield text[::-1]
-        yield codecs.encode(text, "rot13")
+        compact = text.replace(" ", "")
+        if _FORWARDS.found_in(compact):
+            yield text, compact
+        if _BACKWARDS.found_in(compact):
+            yield text[::-1], compact[::-1]
+        if _IN_ROT13.found_in(compact):
+            yield codecs.encode(text, "rot13"), codecs.encode(compact, "rot13")
 
 
 def other_hints(folded: str) -> bool:
@@ -364,13 +389,12 @@ def find_injection(folded: str) -> str | None:
     """What kind of injection a folded text holds ("override", "role"...), or None."""
     if not might_inject(folded):
         return None
-    if _TEMPLATE.search(folded):
+    if _may_be_template(folded) and _TEMPLATE.search(folded):
         return "chat template"
-    for text in _readings(folded):
-        compact = text.replace(" ", "")
-        if not _ANCHOR.found_in(compact):
-            continue
-        kind = _rules(_PHRASE.sub(lambda m: _PHRASE_OF[m.group()], text))
+    for text, compact in _readings(folded):
+        if _HAS_PHRASE.found_in(text):
+            text = _PHRASE.sub(lambda m: _PHRASE_OF[m.group()], text)
+        kind = _rules(text)
         if kind is not None:
             return kind
         if _COMPACT_OVERRIDE.search(compact):
@@ -381,7 +405,7 @@ def find_injection(folded: str) -> str | None:
 def _rules(text: str) -> str | None:
     tokens = text.split(" ")
     count = len(tokens)
-    starts = {token for token in set(tokens) if token in _STARTS_A_RULE}  # each word once
+    starts = {token for token in set(tokens) if _starts_a_rule(token)}  # each word once
     for i, token in enumerate(tokens):
         if token not in starts:
             continue
@@ -417,11 +441,27 @@ def _rules(text: str) -> str | None:
                 return "extraction"
         if token in ("mode", "modus", "modo") and _mode_on(tokens, i):
             return "mode"
-    if _TOLD.search(text) and any(w in _DISCLOSE or w == "what" for w in tokens):
+    if (
+        any(word in text for word in _TOLD_NEEDS)
+        and _TOLD.search(text)
+        and any(w in _DISCLOSE or w == "what" for w in tokens)
+    ):
         return "extraction"
-    if _AUTHORITY.search(text):
+    if any(word in text for word in _AUTHORITY_NEEDS) and _AUTHORITY.search(text):
         return "authority"
     return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _starts_a_rule(token: str) -> bool:
+    """``token in _STARTS_A_RULE``, remembered: a prefix test against every prefix of the
+    classes is the dear part of a text's first look, and a vocabulary repeats itself."""
+    return token in _STARTS_A_RULE
+
+
+def _may_be_template(folded: str) -> bool:
+    """False only when ``_TEMPLATE`` cannot match: each of its forms holds one of these."""
+    return any(mark in folded for mark in ("<", "[", "`", "#", "system"))
 
 
 def _mode_on(tokens: list[str], at: int) -> bool:
