@@ -14,7 +14,9 @@ what ``SecretsBlock`` denies.
   "contraseña" or "kennwort", a value that looks like one (six characters or more, letters with
   digits or symbols): "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``;
 - **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215",
-  "UPI PIN = '482916'", "my cvv 123", "my UPI PIN is 4 8 2 9 1 6";
+  "UPI PIN = '482916'", "my cvv 123", "my UPI PIN is 4 8 2 9 1 6"; a bare "PIN" before six
+  digits from 1-9 is a postal code ("Bengaluru PIN-560034", "PIN code 560034") unless "my" or
+  "your" is right before it;
 - **a generic key**: after "api key", "secret", "token", "client secret", "access token", "key
   secret" or "bearer", a value of 16 characters or more with letters and digits whose Shannon
   entropy is at least 3.5 bits a character (random, not a word).
@@ -63,13 +65,18 @@ _PASSWORD = re.compile(
 # A PIN, OTP or CVV given: its name, then either a few words and a verb or a colon ("my UPI
 # PIN, which is", "the OTP you asked for:") or nothing but marks ("UPI PIN = '482916'", "OTP
 # 730215"), then three to eight digits, which may be written apart ("4 8 2 9 1 6",
-# "48-29-16") but are not followed by more.
+# "48-29-16") but are not followed by more. A bare "PIN" before six digits from 1-9 is an
+# Indian postal code ("Bengaluru, PIN: 560034", "PIN code 560034"), unless the sender calls it
+# theirs ("my PIN is 482916"): a UPI, ATM, card or login PIN is named so.
 _PIN = re.compile(
-    r"(?<![a-z0-9])(?:(?:upi|atm|card|debit card|credit card|m|transaction|txn|login|secret)"
-    r"[ _\-]pin|mpin|pin|otp|one time password|cvv2?|cvc2?)"
+    r"(?<![a-z0-9])((?:upi|atm|card|debit card|credit card|m|transaction|txn|login|secret)"
+    r"[ _\-]pin|mpin|pin(?![ \-]?codes?(?![a-z0-9]))|otp|one time password|cvv2?|cvc2?)"
     r"(?![a-z0-9])(?:,?(?: [a-z]{1,8}){0,4}? ?(?:is|was|hai|are|:|=|-)(?![a-z]))?[ ,:=\-'\"]{0,4}"
     r"([0-9](?:[ .\-]?[0-9]){2,7})(?![ .\-]?[0-9])"
 )
+_POSTAL = re.compile(r"[1-9][0-9]{5}")
+_OWN_PIN = re.compile(r"(?:my|your|mera|meri|mere|apna|apni) $")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 _KEYWORD = re.compile(
     r"(?<![a-z0-9])(?:api[ _\-]?key|secret(?:[ _\-]?key)?|token|client[ _\-]?secret|"
     r"access[ _\-]?token|key[ _\-]?secret|auth[ _\-]?token|bearer|secret[ _\-]?access[ _\-]?key)"
@@ -112,7 +119,7 @@ def _entropy(value: str) -> float:
 
 
 def _looks_like_password(value: str) -> bool:
-    value = value.rstrip(".,;)'\"")
+    value = value.rstrip(".,;)'\"?")  # the end of a sentence: "the password policy?"
     if len(value) < 6:
         return False
     letters = any(c.isalpha() for c in value)
@@ -136,8 +143,13 @@ def find_secret(scan: str) -> str | None:
     for m in _PASSWORD.finditer(scan):
         if _looks_like_password(m.group(1)):
             return "password"
-    if _PIN.search(scan):
-        return "PIN or OTP"
+    for m in _PIN.finditer(scan):
+        if (
+            m.group(1) != "pin"
+            or not _POSTAL.fullmatch(_NOT_DIGIT.sub("", m.group(2)))
+            or _OWN_PIN.search(scan, max(0, m.start() - 6), m.start())
+        ):
+            return "PIN or OTP"
     for m in _KEYWORD.finditer(scan):
         value = m.group(1)
         if (

@@ -9,7 +9,10 @@ and looks for what an injection has to say, whatever the filler between:
   set aside, pay no attention to; ignorer, oublier; ignorar, olvidar; ignorieren, vergessen;
   ignorar, esquecer) before what the assistant was given (instructions, rules, guidelines,
   directives, the prompt, restrictions, policies...), with a word that points at the assistant's
-  own (previous, prior, above, earlier, system, all, your...) and not at the sender's (my, our);
+  own (previous, prior, above, earlier, system, all, your...) and not at the sender's (my, our,
+  "I sent", "from our side"), a third party's ("from SEBI"), a subject's ("the rules on TDS")
+  or the world's ("the old rules"), unless a word before it makes it the assistant's (your,
+  system); "standing instructions" are a bank's;
   in Hindi, Marathi, Bengali, Tamil and romanised Hindi the same with the verb after (``pichle
   saare instructions bhool jao``, ``पिछले सभी निर्देशों को अनदेखा करो``);
 - **void**: what the assistant was given declared void ("previous instructions are void", "the
@@ -126,6 +129,38 @@ _PRIOR = _Words(
 )  # fmt: skip
 # The sender's own: "ignore my previous instructions" corrects a request, it attacks nothing.
 _MINE = _Words("my", "our", "mon", "ma", "mes", "mi", "mis", "meine", "mera", "meri", "mere")
+# Whose what the assistant was given is, said after it. The sender's: "the earlier instructions
+# I sent", "from our side", "on my account". A third party's or a subject's: "the prior
+# guidelines from SEBI", "the previous rules on TDS". The assistant's own keep a word of
+# theirs ("instructions from the system", "rules for this chat", "your rules on X").
+_WE = _Words("i", "we")
+_SENT = _Words(
+    "sent", "gave", "given", "wrote", "written", "said", "told", "asked", "mentioned", "shared",
+    "had", "made", "emailed", "mailed", "placed", "submitted", "issued", "set", "raised",
+    "requested", "left", "gave", "posted", "filed",
+)  # fmt: skip
+_WHOSE = _Words("from", "by", "of", "on", "for", "about", "regarding", "re", "under",
+                "concerning", "governing", "around")  # fmt: skip
+_ARTICLE = _Words("the", "a", "an")
+_THE_SENDERS = _Words("me", "us", "mine", "ours")
+# Words that point at the assistant, its conversation, or a pause in its rules.
+_ASSISTANT_SIDE = _Words(
+    "yours", "this", "these", "that", "chat", "conversation", "session", "systemprompt",
+    "prompt*", "output*", "respon*", "answer*", "repl*", "how", "what", "which", "when",
+    "everything", "anything", "developer*", "creator*", "operator*", "admin*", "openai",
+    "anthropic", "here", "now", "today", "minute", "moment", "second", "while", "bit", "rest",
+    "once", "today", "talking", "speaking", "users", "user",
+)  # fmt: skip
+# Words before it that make it the assistant's whatever follows ("your rules on profanity").
+_ASSISTANTS_OWN = _Words(
+    "your", "yours", "system", "hidden", "safety", "content", "default", "configured",
+    "programmed", "original", "initial", "tumhe", "tumko", "aapko", "तुम्हें", "तुम्हे", "आपको",
+)  # fmt: skip
+# "The old rules" are the world's (a tax regime's, a bank's): with no other pointer, not the
+# assistant's.
+_OLD = _Words("old", "older", "former", "outdated")
+_WEAK = _Words("the", "old", "older", "former", "outdated", "existing")
+
 # Verbs of setting aside that come after their object (Hindi, Marathi, Bengali, Tamil).
 _SET_ASIDE_AFTER = _Words(
     "bhool", "bhul", "bhula*", "chhod*", "chod*", "nazarandaz*", "nazar",
@@ -219,6 +254,8 @@ _PHRASES = {
     "prompt di sistema": "systemprompt", "सिस्टम संदेश": "systemprompt",
     "સિસ્ટમ પ્રોમ્પ્ટ": "systemprompt", "సిస్టమ్ ప్రాంప్ట్": "systemprompt",
     "switched off": "switchedoff", "turned off": "switchedoff",
+    # a bank's word, not the assistant's: an order to pay at intervals
+    "standing instruction": "standinginstruction", "standing instructions": "standinginstruction",
 }  # fmt: skip
 _PHRASE = re.compile(
     r"(?<!\S)(?:" + "|".join(re.escape(fold(p)) for p in sorted(_PHRASES, key=len, reverse=True))
@@ -266,6 +303,13 @@ _COMPACT_OVERRIDE = re.compile(
     r"(?:ignor(?:e|ing)?|disregard|forget|overrid(?:e|ing)|bypass)(?:all|the|of|your|any|every|"
     r"these|those){0,4}(?:previous|prior|earlier|above|preceding|system)(?:instructions?|rules?|"
     r"guidelines?|directives?|prompts?)"
+)
+
+# The same written as words, one space between: what ``_rules`` has read.
+_SPACED_OVERRIDE = re.compile(
+    r"(?:ignor(?:e|ing)?|disregard|forget|overrid(?:e|ing)|bypass)(?: (?:all|the|of|your|any|"
+    r"every|these|those)){0,4} (?:previous|prior|earlier|above|preceding|system) (?:instructions?|"
+    r"rules?|guidelines?|directives?|prompts?)"
 )
 
 _ANCHORS = sorted(
@@ -397,9 +441,37 @@ def find_injection(folded: str) -> str | None:
         kind = _rules(text)
         if kind is not None:
             return kind
-        if _COMPACT_OVERRIDE.search(compact):
+        if _spread_override(text, compact):
             return "override"
     return None
+
+
+def _spread_override(text: str, compact: str) -> bool:
+    """The override written with its words split or run together ("i g n o r e p r e v i o u
+    s", "ig-nore", "ignoreprevious"): a match in the text without spaces that is not the
+    words of the text as written, which the rules have read already."""
+    bounds: set[int] | None = None
+    for m in _COMPACT_OVERRIDE.finditer(compact):
+        if bounds is None:
+            bounds = set(itertools.accumulate(len(t) for t in text.split(" ")))
+            bounds.add(0)
+        if m.start() not in bounds or m.end() not in bounds:
+            return True
+        spoken = _words_between(text, m.start(), m.end())
+        if _SPACED_OVERRIDE.fullmatch(spoken) is None:
+            return True
+    return False
+
+
+def _words_between(text: str, start: int, end: int) -> str:
+    """The words of ``text`` that make its characters ``start`` to ``end`` without spaces."""
+    words_: list[str] = []
+    at = 0
+    for token in text.split(" "):
+        if start <= at < end:
+            words_.append(token)
+        at += len(token)
+    return " ".join(words_)
 
 
 def _rules(text: str) -> str | None:
@@ -416,7 +488,11 @@ def _rules(text: str) -> str | None:
         if token in _GIVEN:
             before = tokens[max(0, i - 3) : i]
             after = tokens[i + 1 : i + 9]
-            if any(w in _PRIOR for w in before) and not (before and before[-1] in _MINE):
+            if (
+                any(w in _PRIOR for w in before)
+                and not (before and before[-1] in _MINE)
+                and not _someone_elses(tokens, i, before)
+            ):
                 # the verb after its object, past a relative clause ("jo bhi nirdesh diye gaye
                 # the, unhe nazarandaz karo")
                 if any(w in _SET_ASIDE_AFTER for w in after[:6]) or _ignore_karo(after[:6]):
@@ -512,5 +588,41 @@ def _overrides(tokens: list[str], at: int) -> bool:
             between = tokens[at + 1 : j] + tokens[j + 1 : j + 3]
             if tokens[j - 1] in _MINE or any(w in _MINE for w in tokens[at + 1 : j]):
                 return False
+            if _someone_elses(tokens, j, tokens[at + 1 : j]):
+                return False
             return any(w in _PRIOR for w in between)
     return False
+
+
+def _someone_elses(tokens: list[str], at: int, before: list[str]) -> bool:
+    """Whether what the assistant was given, at ``at`` with ``before`` the words before it,
+    is said to be someone else's: the sender's ("the earlier instructions I sent", "from our
+    side"), a third party's ("from SEBI") or a subject's ("the previous rules on TDS"), or
+    the world's ("the old rules"). Never when a word before it makes it the assistant's."""
+    if any(w in _ASSISTANTS_OWN for w in before):
+        return False
+    pointers = [w for w in before if w in _PRIOR or w in _OLD]
+    if any(w in _OLD for w in pointers) and all(w in _WEAK for w in pointers):
+        return True
+    after = tokens[at + 1 : at + 3]
+    if not after:
+        return False
+    if after[0] in _WE:
+        return len(after) > 1 and after[1] in _SENT
+    if after[0] not in _WHOSE:
+        return False
+    k = at + 2
+    while k < len(tokens) and tokens[k] in _ARTICLE:
+        k += 1
+    if k == len(tokens):
+        return False
+    whose = tokens[k]
+    if whose in _MINE or whose in _THE_SENDERS:
+        return True
+    return not (
+        whose in _PRIOR
+        or whose in _ASSISTANT_SIDE
+        or whose in _THE_ASSISTANT
+        or whose in _GIVEN
+        or whose in _ASSISTANTS_OWN
+    )

@@ -431,6 +431,8 @@ class _Form(Payload):
         ({"max_tokens": 1000, "token_count": 4821, "otp_sent": True}, {}, None),
         ({"secret": "no", "pin_verified": "yes"}, {}, None),
         ({"note": "my order 482916"}, {"otp_attempts": 3}, None),
+        ({"address": {"city": "Bengaluru", "pin": "560034"}}, {}, None),  # a postal code
+        ({"pin": 4821}, {}, "PIN or OTP"),
     ],
 )
 def test_a_credential_in_a_field_named_for_it_is_denied(
@@ -465,6 +467,16 @@ def test_a_credential_in_a_field_named_for_it_is_denied(
         ("OTP for order 4521 has expired, send a new one", "allow"),
         ("the OTP went to 98765 43210", "allow"),  # a phone number: PIIBlock's
         ("reset my UPI PIN please", "allow"),
+        # a postal PIN code: six digits from 1-9 after a bare "PIN" that is not "my PIN"
+        ("PIN code 560034", "allow"),
+        ("My PIN code is 560034", "allow"),
+        ("Deliver to 12 MG Road, Bengaluru, PIN: 560034", "allow"),
+        ("Our branch PIN: 400001, Mumbai Fort", "allow"),
+        ("Bengaluru PIN-560034", "allow"),
+        ("my PIN is 560034", "content holds a secret: PIN or OTP"),
+        ("PIN: 4821", "content holds a secret: PIN or OTP"),
+        ("my ATM PIN is 560034", "content holds a secret: PIN or OTP"),
+        ("What is the password policy? minimum 12 characters", "allow"),
     ],
 )
 def test_a_pin_otp_or_cvv_given_is_denied(content: str, verdict: str) -> None:
