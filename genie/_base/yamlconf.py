@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
@@ -104,6 +105,7 @@ class _Bounded(Composer, SafeConstructor, Resolver):
         Resolver.__init__(self)
         self._depth = 0
         self._expanded = 0  # values so far, counting each alias as a copy of what it names
+        self._aliases = 0  # aliases so far: the bound's message mentions them only if any
         self._sizes: dict[yaml.Node, int] = {}  # a composed node's expanded size
         # The line of each alias, by its place: (id of the collection, position, 0 for an item
         # or a key, 1 for a value). The composed node of an alias is the node it names.
@@ -122,6 +124,7 @@ class _Bounded(Composer, SafeConstructor, Resolver):
             size = None if node is None else self._sizes.get(node)
             if size is None:
                 raise _Refused(line, f"alias *{event.anchor} is inside the collection it names")
+            self._aliases += 1
             self._count(size, line)
             if isinstance(parent, yaml.MappingNode):
                 self.alias_lines[(id(parent), len(parent.value), int(index is not None))] = line
@@ -142,10 +145,11 @@ class _Bounded(Composer, SafeConstructor, Resolver):
     def _count(self, values: int, line: int) -> None:
         self._expanded += values
         if self._expanded > MAX_NODES:
+            counting = " (counting what each alias repeats)" if self._aliases else ""
             raise _Refused(
                 line,
-                f"more than {MAX_NODES:,} values (counting what each alias repeats); "
-                "a configuration this large is a mistake",
+                f"more than {MAX_NODES:,} values{counting}; a configuration this large is a "
+                "mistake",
             )
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
@@ -356,14 +360,39 @@ def problems(
     """Each error of ``exc`` as ``file:line: key: reason``; an unknown key of ``model`` (or of
     the nested model it is in) names the closest known key."""
     out = []
-    for err in exc.errors(include_url=False):
-        loc: Loc = (*at, *err["loc"])
-        reason = err["msg"]
-        if err["type"] == "extra_forbidden":
-            reason = "unknown key" + did_you_mean(str(err["loc"][-1]), _keys_at(model, err["loc"]))
-        reason = reason.removeprefix("Value error, ")
-        out.append(f"{path}:{line_of(lines, loc)}: {_key(loc)}: {reason}")
+    errors = exc.errors(include_url=False)
+    failed = [tuple(err["loc"]) for err in errors]
+    for err in errors:
+        here = tuple(err["loc"])
+        if err["type"] == "too_short" and any(f[: len(here)] == here != f for f in failed):
+            # pydantic counts a list's items after dropping the wrong ones: "at least 1 item,
+            # not 0" only repeats that an item is wrong.
+            continue
+        loc: Loc = (*at, *here)
+        out.append(f"{path}:{line_of(lines, loc)}: {_key(loc)}: {_reason(err, model)}")
     return out
+
+
+# Words for what pydantic says in a programmer's words: a YAML file has lists, not tuples or
+# sets, and mappings, not dictionaries or instances of our classes.
+_AS_LIST = {"tuple_type", "set_type", "frozen_set_type", "list_type"}
+_AS_MAPPING = {"model_type", "dict_type", "dataclass_type", "model_attributes_type"}
+
+
+def _reason(err: ErrorDetails, model: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key" + did_you_mean(str(err["loc"][-1]), _keys_at(model, err["loc"]))
+    if kind in _AS_LIST:
+        given = err.get("input")
+        hint = f" (for one: [{given}])" if isinstance(given, str) and given else ""
+        return f"Input should be a valid list{hint}"
+    if kind in _AS_MAPPING:
+        return "Input should be a valid mapping (key: value, ...)"
+    if kind == "too_short" and "ctx" in err and "Tuple" in err["msg"]:
+        n = err["ctx"]["min_length"]
+        return f"List should have at least {n} item{'' if n == 1 else 's'}"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _keys_at(model: type[BaseModel] | None, loc: Loc) -> list[str]:

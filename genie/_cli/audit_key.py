@@ -45,6 +45,10 @@ def audit_log_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
             option = "--audit-key-file" if args.audit_key_file else "--audit-unkeyed"
             raise ConfigurationError(f"{option} needs --audit PATH")
         return None, ""
+    folder = Path(args.audit).parent
+    if not folder.is_dir():  # a mistyped path: no folders are made for it
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigurationError(f"cannot open audit log {args.audit}: {folder} {what}")
     if args.audit_unkeyed:
         if args.audit_key_file:
             raise ConfigurationError("--audit-unkeyed and --audit-key-file exclude each other")
@@ -67,7 +71,6 @@ def audit_log_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
             "chain, or start a new log"
         )
     try:  # the key goes beside the log: where the log cannot be written, neither can it
-        beside.parent.mkdir(parents=True, exist_ok=True)
         key = create_audit_key(beside)
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {log}: {exc.strerror}") from None

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["interpolate", "load_pipeline"]
 
 # ``$$``, a variable, or (no group) a ``${`` that starts none: an unclosed or misnamed one.
+_WHERE = re.compile(r"^(.*?:\d+: )")  # a problem's file and line
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 
 
@@ -212,6 +213,14 @@ def load_pipeline(
 
     Raises ``ConfigFileError`` listing every problem found.
     """
+    if not os.fspath(path):  # Path("") is the current folder
+        names = ", ".join(shipped_pipelines()) or "none installed"
+        raise ConfigFileError(
+            [
+                f"'': an empty path names no pipeline file; give one, or the name of a shipped "
+                f"pipeline (genie run NAME): {names}"
+            ]
+        )
     path = _located(Path(path))
     doc = read_yaml(path)
     env = {**os.environ, **(variables or {})}
@@ -824,7 +833,7 @@ class _Checker:
                 try:
                     found = load_policy_file(policy_path)
                 except ConfigFileError as exc:
-                    self.problems += exc.problems
+                    self.policy_file_problems(policy_path, exc.problems)
                 else:
                     policies, retention = found.policies, found.retention_days
         elif gov.board is not None:
@@ -851,6 +860,25 @@ class _Checker:
         if gov.classifier is not None:
             self.known_stack(gov.classifier.stack, ("governance", "classifier", "stack"))
         return policies, retention
+
+    def policy_file_problems(self, policy_path: Path, found: list[str]) -> None:
+        """The problems of the policy file ``governance.file`` names, said to be the policy
+        file's: each names its own file and line, and the pipeline's key says how many."""
+        if policy_path.resolve() == self.path.resolve():
+            self.fail(
+                ("governance", "file"),
+                "names this pipeline file; it names a board policy file (version, governance, "
+                "risk, data... as config/policies/ai-policy.yaml), or write the rules here "
+                "under governance.board",
+            )
+            return
+        n = len(found)
+        self.fail(
+            ("governance", "file"),
+            f"policy file {os.fspath(policy_path)} has {n} problem{'s' if n > 1 else ''}, "
+            "each named with the policy file's line",
+        )
+        self.problems += [_WHERE.sub(r"\1policy file: ", p, count=1) for p in found]
 
     def check_inputs(self) -> Callable[..., object] | None:
         decl = self.config.simulation.inputs

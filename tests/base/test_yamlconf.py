@@ -305,3 +305,11 @@ def test_problems_sort_by_file_as_first_named_then_by_line() -> None:
         "p.yaml:10: b: x",
         "policy.yaml:3: c: y",
     ]
+
+
+def test_the_values_bound_speaks_of_aliases_only_in_a_file_that_has_some(tmp_path: Path) -> None:
+    # It said "(counting what each alias repeats)" of a file with no alias.
+    path = write(tmp_path, "a: [" + ", ".join(["1"] * MAX_NODES) + "]\n")
+    assert refused(path) == [
+        f"{path}:1: more than {MAX_NODES:,} values; a configuration this large is a mistake"
+    ]

@@ -384,3 +384,24 @@ def test_serve_md_shows_the_new_audit_key_line_as_printed(tmp_path: Path) -> Non
     _, said = audit_log_key(args)
     line = f"genie serve: audit log audit.jsonl {said}".replace(f"{tmp_path}/", "")
     assert line in (ROOT / "docs" / "serve.md").read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        # "Input should be a valid tuple", then "keys: Tuple should have at least 1 item
+        # after validation, not 0" as a second problem.
+        (
+            "key: 0123456789abcdef, roles: user",
+            "keys.0.roles: Input should be a valid list (for one: [user])",
+        ),
+        ("key: short", "keys.0.key: String should have at least 16 characters"),
+    ],
+)
+def test_a_key_file_mistake_is_one_problem_in_yaml_words(
+    entry: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - {{principal: a, {entry}}}\n")
+    assert main(["serve", str(FINANCE), "--keys", str(keys), "--port", "0"]) == 2
+    assert capsys.readouterr().err == f"{keys}:2: {problem}\ngenie serve: 1 problem\n"

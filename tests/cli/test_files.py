@@ -278,3 +278,19 @@ def test_an_audit_log_to_verify_that_is_not_a_file_is_named(
     missing = tmp_path / "missing.jsonl"
     assert main(["audit", "verify", str(missing)]) == 2
     assert capsys.readouterr().err == f"genie audit verify: cannot read {missing}: does not exist\n"
+
+
+def test_an_audit_log_in_a_missing_folder_is_refused_and_no_folder_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The folders were made, while docs/cli.md said an unwritable --audit is one line, exit 2.
+    log = tmp_path / "no" / "such" / "a.jsonl"
+    assert main(["run", str(FINANCE), "--audit", str(log)]) == 2
+    assert capsys.readouterr().err == (
+        f"genie run: cannot open audit log {log}: {log.parent} does not exist\n"
+    )
+    assert not (tmp_path / "no").exists()
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert main(["run", str(FINANCE), "--audit", str(afile / "a.jsonl")]) == 2
+    assert capsys.readouterr().err.endswith(f": {afile} is not a folder\n")

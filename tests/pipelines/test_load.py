@@ -664,3 +664,50 @@ def test_the_documented_validate_examples_print_what_they_show(
         assert main(argv[1:]) == (0 if shown[0].startswith("OK") else 2)
         captured = capsys.readouterr()
         assert (captured.out + captured.err).splitlines() == shown, command
+
+
+# --- messages in the user's words ----------------------------------------------------------------
+
+
+def test_a_policy_files_problems_are_said_to_be_the_policy_files(tmp_path: Path) -> None:
+    text = "agents: [{id: f, use: forecaster}]\nentry: {type: analysis_result, to: f}\n"
+    itself = write(
+        tmp_path, "p.yaml", text + "governance: {file: p.yaml}\noutput: forecast_result\n"
+    )
+    # It said "p.yaml:3: governance.file: unknown key", the pipeline read as a policy file.
+    assert problems_of(itself) == [
+        f"{itself}:3: governance.file: names this pipeline file; it names a board policy file "
+        "(version, governance, risk, data... as config/policies/ai-policy.yaml), or write the "
+        "rules here under governance.board"
+    ]
+    policy = write(tmp_path, "policy.yaml", "version: '1'\nbogus: 2\n")
+    other = write(
+        tmp_path, "q.yaml", text + "governance: {file: policy.yaml}\noutput: forecast_result\n"
+    )
+    assert problems_of(other) == [
+        f"{other}:3: governance.file: policy file {policy} has 1 problem, each named with the "
+        "policy file's line",
+        f"{policy}:2: policy file: bogus: unknown key",
+    ]
+
+
+def test_shapes_are_named_in_yaml_words_not_by_class(tmp_path: Path) -> None:
+    # "Input should be a valid dictionary or instance of AgentDecl" (of Entry, of Limits).
+    path = write(tmp_path, "p.yaml", "agents: [5]\nentry: 5\nlimits: x\noutput: x\n")
+    mapping = "Input should be a valid mapping (key: value, ...)"
+    assert problems_of(path) == [
+        f"{path}:1: agents.0: {mapping}",
+        f"{path}:2: entry: {mapping}",
+        f"{path}:3: limits: {mapping}",
+    ]
+
+
+def test_an_empty_path_is_named_as_empty(capsys: Capture) -> None:
+    # It said ".: is a directory".
+    assert main(["validate", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "'': an empty path names no pipeline file; give one, or the name of a shipped pipeline "
+        "(genie run NAME): "
+    )
+    assert "finance" in err
