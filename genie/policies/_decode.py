@@ -15,7 +15,9 @@ random token rarely is. Decoding is bounded (``_MAX_SEGMENTS`` segments of each 
 ``_MAX_CHARS`` characters in all), and runs twice, so that an encoding inside another
 (``%2569``, base64 of percent-encoding) is read too.
 
-What it cannot see: an encoding of bytes that are not text (UTF-8 of another script in
+What it cannot see: what lies past its bounds (a segment after the first 16 of its kind,
+16 harmless base64 words in front hide a 17th; text past the budget; a third level of
+nesting), an encoding of bytes that are not text (UTF-8 of another script in
 base64 is read only when the first nine bytes are ASCII), ciphers (ROT13 and reversed text
 are the injection detector's views, see ``_injection``), and any encoding a person invents.
 """
