@@ -54,6 +54,17 @@ _PROVIDERS = (
     ("connection string", rf"{_B}(?:pwd|password|accountkey|sharedaccesskey)=[^;\s]{{4,}}"),
 )
 _PROVIDER = re.compile("|".join(f"({pattern})" for _, pattern in _PROVIDERS))
+# What every match of ``_PROVIDER`` holds, one of these as it is written: a text without any
+# is not searched (each of its forms is tried at every position of a long text).
+_PROVIDER_MARKS = Literals(
+    (
+        "akia", "asia", "abia", "acca", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+        "xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-", "xapp-", "hooks.slack.com/", "sk_live_",
+        "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_", "rzp_live_", "rzp_test_",
+        "aiza", "sk-", "eyj", "-----begin ", "://", "pwd=", "password=", "accountkey=",
+        "sharedaccesskey=",
+    )
+)  # fmt: skip
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 
 # Each keyword is a word of its own: a random id that holds "pwd" or "token" ("k3pwdx9...")
@@ -83,6 +94,18 @@ _KEYWORD = re.compile(
     r"(?![a-z0-9])(?: (?:is|was|hai))? ?[:=]? ?['\"]?([a-z0-9_\-+/=.]{16,200})"
 )
 _WORDISH = re.compile(r"[a-z]+")
+# What every match of ``_PASSWORD``, ``_PIN`` and ``_KEYWORD`` holds, one of these words.
+_PASSWORD_WORDS = (
+    "passw",
+    "pwd",
+    "passcode",
+    "pass code",
+    "mot de passe",
+    "contrasena",
+    "kennwort",
+)
+_PIN_WORDS = ("pin", "otp", "one time password", "cvv", "cvc")
+_KEYWORD_WORDS = ("api", "secret", "token", "bearer")
 
 # What every recogniser needs, in the text without its spaces and punctuation
 # (``compact_words``): a provider's prefix or a word before the value; besides them, a URL's
@@ -137,26 +160,35 @@ def find_secret(scan: str) -> str | None:
     """The kind of credential the folded text holds, or None (see the module docstring)."""
     if not might_hold_secret(scan):
         return None
-    m = _PROVIDER.search(scan)
-    if m is not None:
-        return _PROVIDER_KIND[m.lastindex - 1 if m.lastindex else 0]
-    for m in _PASSWORD.finditer(scan):
-        if _looks_like_password(m.group(1)):
-            return "password"
-    for m in _PIN.finditer(scan):
-        if (
-            m.group(1) != "pin"
-            or not _POSTAL.fullmatch(_NOT_DIGIT.sub("", m.group(2)))
-            or _OWN_PIN.search(scan, max(0, m.start() - 6), m.start())
-        ):
-            return "PIN or OTP"
-    for m in _KEYWORD.finditer(scan):
-        value = m.group(1)
-        if (
-            any(c.isdigit() for c in value)
-            and any(c.isalpha() for c in value)
-            and _entropy(value) >= 3.5
-            and not any(_wordlike(run) for run in _WORDISH.findall(value))
-        ):
-            return "API key"
+    # Each expression runs only on a text holding a word every match of it holds.
+    if _PROVIDER_MARKS.found_in(scan):
+        m = _PROVIDER.search(scan)
+        if m is not None:
+            return _PROVIDER_KIND[m.lastindex - 1 if m.lastindex else 0]
+    if _holds(scan, _PASSWORD_WORDS):
+        for m in _PASSWORD.finditer(scan):
+            if _looks_like_password(m.group(1)):
+                return "password"
+    if _holds(scan, _PIN_WORDS):
+        for m in _PIN.finditer(scan):
+            if (
+                m.group(1) != "pin"
+                or not _POSTAL.fullmatch(_NOT_DIGIT.sub("", m.group(2)))
+                or _OWN_PIN.search(scan, max(0, m.start() - 6), m.start())
+            ):
+                return "PIN or OTP"
+    if _holds(scan, _KEYWORD_WORDS):
+        for m in _KEYWORD.finditer(scan):
+            value = m.group(1)
+            if (
+                any(c.isdigit() for c in value)
+                and any(c.isalpha() for c in value)
+                and _entropy(value) >= 3.5
+                and not any(_wordlike(run) for run in _WORDISH.findall(value))
+            ):
+                return "API key"
     return None
+
+
+def _holds(scan: str, words: tuple[str, ...]) -> bool:
+    return any(word in scan for word in words)

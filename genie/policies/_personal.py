@@ -80,7 +80,8 @@ def _email(scan: str) -> bool:
         text = text.replace(" @", "@").replace("@ ", "@")
         if _EMAIL.search(text):
             return True
-    return bool(_SPELT_EMAIL.search(scan) or _AT_PROVIDER.search(scan))
+    # Spelt, an address says " at " ("priya dot k at gmail dot com", " at the rate").
+    return " at " in scan and bool(_SPELT_EMAIL.search(scan) or _AT_PROVIDER.search(scan))
 
 
 # --- numbers: digit groups and the gaps between them -------------------------------------------
@@ -109,6 +110,8 @@ _NUMBER_HINT = (
 
 def _spelt_digits(scan: str) -> str | None:
     """The text with number words as digits ("nine eight" is "9 8"), when it has two or more."""
+    if not _ANY_NUMBER_WORD.found_in(scan):
+        return None
     first = _NUMBER_WORD.search(scan)
     if first is None or _NUMBER_WORD.search(scan, first.end()) is None:
         return None
@@ -368,9 +371,19 @@ _PAN = re.compile(
     r"([0-9][.\-_/]?[0-9][.\-_/]?[0-9][.\-_/]?[0-9])[ .\-_/]?([a-z])(?![a-z0-9])"
 )
 _PAN_PLAIN = re.compile(r"[a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z]")
-# Two pieces of a PAN with one space between: a PAN split across two fields, whose strings
-# the scan joins with a space ("abc" and "pe1234f").
-_TWO_PIECES = re.compile(r"(?<![a-z0-9])(?=([a-z0-9]{1,9}) ([a-z0-9]{1,9})(?![a-z0-9]))")
+# A PAN in two pieces with one space between: a PAN split across two fields, whose strings
+# the scan joins with a space ("abc" and "pe1234f"), the space after any of its first nine
+# characters. Each match is read where it starts, so that pieces shared by two candidates
+# are tried in both.
+_PAN_CLASSES = ("[a-z]",) * 3 + ("[pcfhatblgj]", "[a-z]") + ("[0-9]",) * 4 + ("[a-z]",)
+# How every PAN in two pieces ends: its four digits (the space among them, perhaps) and its
+# last letter; the search for the pieces is dear, this one is not.
+_PAN_ENDS_APART = re.compile(r"[0-9] ?[0-9] ?[0-9] ?[0-9] ?[a-z](?![a-z0-9])")
+_PAN_IN_TWO = re.compile(
+    r"(?<![a-z0-9])(?=("
+    + "|".join("".join(_PAN_CLASSES[:k]) + " " + "".join(_PAN_CLASSES[k:]) for k in range(1, 10))
+    + r")(?![a-z0-9]))"
+)
 _NOT_PAN = re.compile(r"[^a-z0-9]")
 _GSTIN = re.compile(
     r"(?<![a-z0-9])[0-9]{2}([a-z]{3}[pcfhatblgj][a-z][0-9]{4}[a-z])[0-9a-z]z[0-9a-z](?![a-z0-9])"
@@ -388,16 +401,18 @@ def _gstin_valid(gstin: str) -> bool:
 
 
 def _pan(scan: str) -> bool:
+    """A PAN, written whole, spaced out or in two pieces, that is not the PAN inside one of
+    the text's GSTINs (a business's number, not a person's)."""
+    candidates = [_NOT_PAN.sub("", "".join(m.groups())) for m in _PAN.finditer(scan)]
+    spaced = _SINGLES.sub(lambda m: m.group().replace(" ", ""), scan)
+    if spaced != scan:
+        candidates += (_NOT_PAN.sub("", "".join(m.groups())) for m in _PAN.finditer(spaced))
+    if _PAN_ENDS_APART.search(scan):
+        candidates += (m.group(1).replace(" ", "") for m in _PAN_IN_TWO.finditer(scan))
+    if not candidates:
+        return False
     businesses = {m.group(1) for m in _GSTIN.finditer(scan) if _gstin_valid(m.group())}
-    for text in (scan, _SINGLES.sub(lambda m: m.group().replace(" ", ""), scan)):
-        for m in _PAN.finditer(text):
-            if _NOT_PAN.sub("", "".join(m.groups())) not in businesses:
-                return True
-    for m in _TWO_PIECES.finditer(scan):
-        pan = m.group(1) + m.group(2)
-        if len(pan) == 10 and _PAN_PLAIN.fullmatch(pan) and pan not in businesses:
-            return True
-    return False
+    return any(pan not in businesses for pan in candidates)
 
 
 # --- IBAN ---------------------------------------------------------------------------------------
