@@ -23,10 +23,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
@@ -223,7 +223,7 @@ def _lines(node: yaml.Node, loc: Loc, walk: _Walk, line: int | None = None) -> N
             at = walk.alias_lines.get((id(node), i, 0)) or key.start_mark.line + 1
             if not isinstance(key, yaml.ScalarNode):
                 raise _Refused(
-                    at, f"{_key(loc)}: a key is a list or a mapping here; a key is one value"
+                    at, f"{key_of(loc)}: a key is a list or a mapping here; a key is one value"
                 )
             name = key.value
             first = seen.setdefault(_MERGE if key.tag == _MERGE else walk.key_of(key), (i, at))
@@ -301,15 +301,27 @@ def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Docum
     if walk is None:
         return Document(data, {})
     problems = [
-        f"{path}:{second}: {_key(loc)}: duplicate key "
+        f"{path}:{second}: {key_of(loc)}: duplicate key "
         f"(first on line {first}); YAML would keep only the last one"
         for first, second, loc in walk.dupes.values()
     ]
     return Document(data, walk.out, sorted_problems(problems))
 
 
-def _key(loc: Loc) -> str:
+def key_of(loc: Loc) -> str:
+    """The key at ``loc`` as a problem names it (``rules.2.id``)."""
     return ".".join(str(p) for p in loc) or "<top>"
+
+
+def _no_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"a whole number, not {str(value).lower()}")  # noqa: TRY004 - pydantic reads ValueError
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_no_bool)]
+"""An int field of a YAML file: ``true`` is not 1 (pydantic's lax mode reads it so), while a
+string of digits (what ``${VAR}`` substitution gives) still is a number."""
 
 
 def load_model(path: str | Path, model: type[M]) -> tuple[M, dict[Loc, int]]:
@@ -369,7 +381,7 @@ def problems(
             # not 0" only repeats that an item is wrong.
             continue
         loc: Loc = (*at, *here)
-        out.append(f"{path}:{line_of(lines, loc)}: {_key(loc)}: {_reason(err, model)}")
+        out.append(f"{path}:{line_of(lines, loc)}: {key_of(loc)}: {_reason(err, model)}")
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .._base.yamlconf import ConfigFileError, read_yaml, validate
+from .._base.yamlconf import ConfigFileError, WholeNumber, read_yaml, validate
 from .._errors import ConfigurationError, did_you_mean
 from ._budget import DailyTokenBudget
 from ._cache import Cache
@@ -98,7 +98,7 @@ class ProviderConfig(BaseModel):
 
 class RetryConfig(BaseModel):
     model_config = _STRICT
-    attempts: int = Field(default=3, ge=1)
+    attempts: WholeNumber = Field(default=3, ge=1)
     backoff: float = Field(default=0.5, ge=0)
     multiplier: float = Field(default=2.0, ge=1)
     max_backoff: float = Field(default=20.0, ge=0)
@@ -109,14 +109,14 @@ class RetryConfig(BaseModel):
 
 class CircuitConfig(BaseModel):
     model_config = _STRICT
-    failure_threshold: int = Field(default=5, ge=1)
+    failure_threshold: WholeNumber = Field(default=5, ge=1)
     reset_after: float = Field(default=30.0, gt=0)
 
 
 class CacheConfig(BaseModel):
     model_config = _STRICT
     ttl: float = Field(default=600.0, gt=0)
-    max_entries: int = Field(default=1024, ge=1)
+    max_entries: WholeNumber = Field(default=1024, ge=1)
 
 
 class ResidencyConfig(BaseModel):
@@ -142,7 +142,7 @@ class BudgetsConfig(BaseModel):
     (``limits.correlation_tokens`` / ``correlation_cost``), so they cover every stack."""
 
     model_config = _STRICT
-    daily_tokens_per_principal: int | None = Field(default=None, ge=0)
+    daily_tokens_per_principal: WholeNumber | None = Field(default=None, ge=0)
 
     # Moved to the pipeline's limits: accepted here only to say so, at their own line.
     correlation_tokens: Any = None

@@ -34,7 +34,7 @@ from .._errors import ConfigurationError, described, did_you_mean
 from .._message.payload import Payload
 from .._runtime.approvals import DESK
 from .._runtime.policy import Policy
-from ..policies._board import BoardPolicy, build_policies, load_policy_file
+from ..policies._board import BoardPolicy, board_problems, build_policies, load_policy_file
 from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
@@ -842,8 +842,12 @@ class _Checker:
                 board = validate(
                     BoardPolicy, board_data, self.path, self.lines, ("governance", "board")
                 )
-                found = build_policies(board)
-                policies, retention = found.policies, found.retention_days
+                problems = board_problems(board)
+                for where, problem in problems:
+                    self.fail(("governance", "board", *where), problem)
+                if not problems:
+                    found = build_policies(board)
+                    policies, retention = found.policies, found.retention_days
             except ConfigFileError as exc:
                 self.problems += exc.problems
             except ConfigurationError as exc:

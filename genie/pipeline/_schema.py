@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from .._agent.agent import Risk
-from .._base.yamlconf import Loc, is_under, problems
+from .._base.yamlconf import Loc, WholeNumber, is_under, problems
 
 __all__ = [
     "AgentDecl",
@@ -58,7 +58,7 @@ class _Model(BaseModel):
 
 
 class Retry(_Model):
-    attempts: int = Field(default=1, ge=1)
+    attempts: WholeNumber = Field(default=1, ge=1)
     backoff: Annotated[float, BeforeValidator(_seconds), Field(ge=0)] = 0.05
     multiplier: float = Field(default=2.0, ge=1)
     max_backoff: Annotated[float, BeforeValidator(_seconds), Field(ge=0)] = 5.0
@@ -71,8 +71,8 @@ class AgentDecl(_Model):
     use: str = Field(min_length=1)
     params: dict[str, Any] = {}
     subscribe: list[str] = []
-    mailbox: int = Field(default=1024, ge=1)
-    concurrency: int = Field(default=1, ge=1)
+    mailbox: WholeNumber = Field(default=1024, ge=1)
+    concurrency: WholeNumber = Field(default=1, ge=1)
     deadline: Seconds | None = None
     retry: Retry | None = None
     fallback: str | None = None
@@ -186,11 +186,11 @@ class Governance(_Model):
 
 
 class Limits(_Model):
-    max_hops: int = Field(default=32, ge=1)
-    correlation_budget: int = Field(default=10_000, ge=1)
+    max_hops: WholeNumber = Field(default=32, ge=1)
+    correlation_budget: WholeNumber = Field(default=10_000, ge=1)
     deadline: Seconds | None = None  # the default handler deadline for every agent
     # The kill switch of model calls: tokens and cost (in llm.prices' unit) per correlation.
-    correlation_tokens: int | None = Field(default=None, ge=0)
+    correlation_tokens: WholeNumber | None = Field(default=None, ge=0)
     correlation_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
@@ -208,7 +208,7 @@ class Input(_Model):
     field: str | None = None
     format: Literal["text", "json", "yaml"] = "text"
     default: str | None = None  # a path, relative to the pipeline file
-    max_bytes: int = Field(default=MAX_INPUT_BYTES, ge=1)
+    max_bytes: WholeNumber = Field(default=MAX_INPUT_BYTES, ge=1)
 
     @model_validator(mode="after")
     def _field_for_text(self) -> Input:
@@ -274,10 +274,10 @@ class MemoryDecl(_Model):
 
     backend: Literal["memory", "sqlite", "nats"] = "memory"
     path: str | None = Field(default=None, min_length=1)
-    threshold: int = Field(default=20, ge=2)
+    threshold: WholeNumber = Field(default=20, ge=2)
     summariser: Name | None = None
     embedder: str = Field(default="hashing", pattern=r"^(hashing|[\w.]+:[\w.]+)$")
-    dimensions: int = Field(default=256, ge=8, le=65536)
+    dimensions: WholeNumber = Field(default=256, ge=8, le=65536)
 
     @model_validator(mode="after")
     def _path_for_sqlite(self) -> MemoryDecl:

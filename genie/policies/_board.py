@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._base.yamlconf import ConfigFileError, Loc, line_of, load_model
+from .._base.yamlconf import ConfigFileError, Loc, WholeNumber, key_of, line_of, load_model
 from .._errors import ConfigurationError
 from .._message.payload import Classification
 from .._runtime.policy import Policy
@@ -24,8 +24,9 @@ from ._content import ContentView
 from ._data import ClassificationCeiling, DataResidency
 from ._detectors import PIIBlock, PromptInjection, SecretsBlock, SqlBlock
 from ._dsl import Rule
+from ._normalise import fold, words
 
-__all__ = ["BoardPolicy", "PolicySet", "load_policy_file"]
+__all__ = ["BoardPolicy", "PolicySet", "board_problems", "load_policy_file"]
 
 
 class _Section(BaseModel):
@@ -38,11 +39,11 @@ class _Governance(_Section):
 
 
 class _Risk(_Section):
-    max_content_length_bytes: int = Field(default=262_144, gt=0)
+    max_content_length_bytes: WholeNumber = Field(default=262_144, gt=0)
 
 
 class _Data(_Section):
-    retention_days: int | None = Field(default=None, gt=0)
+    retention_days: WholeNumber | None = Field(default=None, gt=0)
     block_pii: bool = False
     block_prompt_injection: bool = False
 
@@ -188,9 +189,60 @@ def build_policies(board: BoardPolicy, ledger: ConsentLedger | None = None) -> P
     return PolicySet(policies, board, ledger, board.data.retention_days, [p.name for p in policies])
 
 
+# The names of the policies a board file builds (as a deny names them): a rule of the same id
+# would make a deny, and its audit row, say that policy fired.
+_BUILT_IN = (
+    "max_content_length", "rbac", "classification", "data_residency", "pii_block",
+    "prompt_injection", "consent", "explainability", "schema", "tenant", "risk_gate",
+    "secrets_block", "sql_block",
+)  # fmt: skip
+
+
+def board_problems(board: BoardPolicy) -> list[tuple[Loc, str]]:
+    """What the schema lets through and the board cannot mean, each with where it is: a
+    phrase with no words, phrases that nothing reads, two rules of one id, a rule named like
+    a built-in policy."""
+    found: list[tuple[Loc, str]] = []
+    phrases = board.extra_injection_phrases
+    if phrases and not board.data.block_prompt_injection:
+        found.append(
+            (
+                ("extra_injection_phrases",),
+                "nothing reads these phrases: set data.block_prompt_injection: true, or remove "
+                "them",
+            )
+        )
+    for i, phrase in enumerate(phrases):
+        if not words(fold(phrase)).strip():
+            found.append(
+                (("extra_injection_phrases", i), f"injection phrase {phrase!r} has no words")
+            )
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(board.rules):
+        if rule.id in _BUILT_IN:
+            found.append(
+                (
+                    ("rules", i, "id"),
+                    f"{rule.id!r} is the name of a built-in policy: a deny by this rule would "
+                    "read as that policy's; give the rule a name of its own",
+                )
+            )
+        elif rule.id in seen:
+            found.append(
+                (("rules", i, "id"), f"{rule.id!r} is the id of rule {seen[rule.id] + 1} too")
+            )
+        seen.setdefault(rule.id, i)
+    return found
+
+
 def load_policy_file(path: str | Path, ledger: ConsentLedger | None = None) -> PolicySet:
     """Load and build a board policy file; every problem names the file, line and key."""
     board, lines = load_model(path, BoardPolicy)
+    found = sorted(board_problems(board), key=lambda problem: line_of(lines, problem[0]))
+    if found:
+        raise ConfigFileError(
+            [f"{path}:{line_of(lines, at)}: {key_of(at)}: {problem}" for at, problem in found]
+        )
     try:
         return build_policies(board, ledger)
     except ConfigurationError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._base.yamlconf import ConfigFileError, load_model, parse_yaml, validate
+from .._base.yamlconf import ConfigFileError, WholeNumber, load_model, parse_yaml, validate
 from .._errors import ConfigurationError
 
 __all__ = ["SERVER_OWNED", "ApiKey", "KeyRing", "load_keys"]
@@ -47,7 +47,7 @@ class _KeyDecl(BaseModel):
     tenant: str | None = Field(default=None, min_length=1)
     grants: tuple[str, ...] = ()
     rate: float | None = Field(default=None, gt=0, description="requests per second")
-    burst: int | None = Field(default=None, ge=1)
+    burst: WholeNumber | None = Field(default=None, ge=1)
     tracebacks: bool = False  # answers say where a failed handler raised (developers only)
 
     @model_validator(mode="after")

@@ -61,6 +61,27 @@ def test_three_mistakes_give_three_problems_in_file_order(tmp_path: Path) -> Non
     ]
 
 
+def test_true_is_no_count_though_a_variable_of_digits_is(tmp_path: Path) -> None:
+    """pydantic's lax mode reads ``true`` as 1: a mailbox of one, a hop limit of one."""
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - {id: forecaster, use: forecaster, mailbox: true, concurrency: '${N:-2}'}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+        "limits: {max_hops: false}\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:2: agents.0.mailbox: a whole number, not true",
+        f"{path}:5: limits.max_hops: a whole number, not false",
+    ]
+    assert problems_of(path, N="x")[1] == (
+        f"{path}:2: agents.0.concurrency: Input should be a valid integer, unable to parse "
+        "string as an integer"
+    )
+
+
 def test_a_misspelt_agent_does_not_hide_a_misspelt_route(tmp_path: Path) -> None:
     path = write(
         tmp_path,

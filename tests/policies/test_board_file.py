@@ -251,7 +251,8 @@ def test_a_second_data_block_is_refused_with_both_lines(
         "output: forecast_result\n"
     )
     assert main(["validate", str(pipeline)]) == 2
-    assert f"{path}:{second}: data: duplicate key" in capsys.readouterr().err
+    # Through the pipeline, marked as the policy file's key (not the pipeline's ``data``).
+    assert f"{path}:{second}: policy file: data: duplicate key" in capsys.readouterr().err
 
 
 def test_duplicates_and_schema_mistakes_are_reported_together(tmp_path: Path) -> None:
@@ -280,3 +281,60 @@ def test_the_documented_bad_file_gives_the_documented_output(
     argv = [str(PROBES) if a == "config/policies/probes.yaml" else a for a in shlex.split(command)]
     assert main(argv[1:]) == 2
     assert capsys.readouterr().err.splitlines() == shown
+
+
+def test_what_the_schema_lets_through_and_a_board_cannot_mean_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bool is no byte count; a phrase with no words matches nothing; phrases nothing reads;
+    two rules of one id, or a rule named like a built-in policy, make a deny that cannot say
+    which fired. Every problem at once, each at its line and key."""
+    text = go_part(tmp_path).read_text()
+    text = text.replace("max_content_length_bytes: 262144", "max_content_length_bytes: true")
+    text = text.replace("block_prompt_injection: true", "block_prompt_injection: false")
+    path = tmp_path / "board.yaml"
+    path.write_text(
+        text
+        + "rules:\n"
+        + "  - {id: pii_block, when: 'type == \"x\"'}\n"
+        + "  - {id: r1, when: 'type == \"x\"'}\n"
+        + "  - {id: r1, when: 'type == \"y\"'}\n"
+        + 'extra_injection_phrases: ["reveal the vault", "!!!"]\n'
+    )
+    lines = path.read_text().splitlines()
+
+    def line(start: str) -> int:
+        return next(i for i, text in enumerate(lines, 1) if text.lstrip().startswith(start))
+
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert info.value.problems == [
+        f"{path}:{line('max_content_length_bytes')}: risk.max_content_length_bytes: "
+        "a whole number, not true"
+    ]
+    path.write_text(path.read_text().replace("bytes: true", "bytes: 1000"))
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    phrases = line("extra_injection_phrases")
+    assert info.value.problems == [
+        f"{path}:{line('- {id: pii_block')}: rules.0.id: 'pii_block' is the name of a built-in "
+        "policy: a deny by this rule would read as that policy's; give the rule a name of its own",
+        f"{path}:{len(lines) - 1}: rules.2.id: 'r1' is the id of rule 2 too",
+        f"{path}:{phrases}: extra_injection_phrases: nothing reads these phrases: set "
+        "data.block_prompt_injection: true, or remove them",
+        f"{path}:{phrases}: extra_injection_phrases.1: injection phrase '!!!' has no words",
+    ]
+    assert main(["policy", "check", str(path), "--probes", str(PROBES)]) == 2
+    assert "'r1' is the id of rule 2 too" in capsys.readouterr().err
+    # Inline in a pipeline, the same checks, at the pipeline's keys.
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        "governance:\n"
+        "  board: {data: {retention_days: true}, extra_injection_phrases: [vault]}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+    )
+    assert main(["validate", str(pipeline)]) == 2
+    err = capsys.readouterr().err
+    assert f"{pipeline}:3: governance.board.data.retention_days: a whole number, not true" in err
