@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio.abc import TaskStatus
 
+from .._cli.options import count, seconds
 from .._errors import ConfigurationError
 from .._runtime.approvals import DESK, ApprovalRequest
 from .._runtime.audit import AuditVerdict, verify_audit_log
@@ -38,26 +39,6 @@ __all__ = [
 
 T = TypeVar("T")
 _APPROVAL = ApprovalRequest.message_type
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is not > 0")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
 
 
 def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -238,14 +219,14 @@ def add_worker(commands: Any) -> None:
     )
     worker.add_argument(
         "--ack-wait",
-        type=_positive,
+        type=seconds,
         metavar="S",
         help="seconds before the server hands an unacknowledged delivery (a dead worker's) to "
         "another worker (default: the agent's deadline, at least 2 s; 30 s without one)",
     )
     worker.add_argument(
         "--max-deliveries",
-        type=_whole,
+        type=count,
         default=5,
         metavar="N",
         help="a delivery handed out N times without an outcome (its worker died each time) "

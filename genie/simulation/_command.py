@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._base.progress import ProgressLine
+from .._cli.options import seconds
 from ..pipeline._args import add_set, load
 from ._units import duration
 
@@ -68,7 +69,7 @@ def add_parser(commands: Any) -> None:
     )
     sim.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         metavar="S",
         help="seconds a session may take (default: the pipeline's timeout)",
     )
