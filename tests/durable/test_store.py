@@ -26,7 +26,7 @@ from genie import (
     Runtime,
     handler,
 )
-from genie._runtime.durable.store import DeliveryStore
+from genie._runtime.durable.store import DeliveryStore, StoreClient
 from genie._runtime.local.transport import LocalTransport
 from genie._runtime.transport import delivery_json, message_json
 
@@ -217,6 +217,27 @@ async def test_a_store_reached_through_a_link_is_the_same_store(tmp_path: Path) 
     async with Runtime([Chain("chain")], store=link):
         with pytest.raises(ConfigurationError, match="another runtime holds it"):
             Runtime([Chain("chain")], store=path)
+
+
+def test_a_client_started_with_the_runtime_waits_for_its_tables(tmp_path: Path) -> None:
+    """``genie approvals`` may open the file in the moment between a runtime making it and
+    writing its tables: that file is the runtime's store, not an empty database."""
+    path = tmp_path / "store.db"
+    sqlite3.connect(path).close()  # made, no tables yet
+    made: list[DeliveryStore] = []
+    writer = threading.Timer(0.2, lambda: made.append(DeliveryStore(path)))
+    writer.start()
+    try:
+        client = StoreClient(path)
+        assert client.approvals() == []
+    finally:
+        writer.join()
+        for store in made:
+            store.close()
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # and nobody writes it: it is an empty database
+    with pytest.raises(ConfigurationError, match="it is an empty database"):
+        StoreClient(empty)
 
 
 async def test_a_damaged_store_is_a_one_line_error_naming_it(

@@ -20,6 +20,7 @@ import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
@@ -128,6 +129,11 @@ def _json(holders: Holders) -> str:
     return json.dumps(holders, separators=(",", ":"))
 
 
+class _EmptyStore(ConfigurationError):
+    """A store that must exist has no tables (yet: a runtime that has just made the file
+    writes them a moment later)."""
+
+
 def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.Connection:
     """A connection to the store at ``path``, made if need be (``made``: it must be one
     already). A database of something else is refused before anything in it changes."""
@@ -139,8 +145,11 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
         }
         if (tables or made) and not tables & {"messages", "deliveries"}:
             db.close()
-            what = "a database of something else" if tables else "an empty database"
-            raise ConfigurationError(f"cannot use {path} as a store: it is {what}")
+            if not tables:
+                raise _EmptyStore(f"cannot use {path} as a store: it is an empty database")
+            raise ConfigurationError(
+                f"cannot use {path} as a store: it is a database of something else"
+            )
         if tables:
             # A damaged page past the schema would fail the first read of the kept work (or
             # a later write): the whole file is checked once, here, while the store is small.
@@ -363,7 +372,17 @@ class StoreClient:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigurationError(f"no store at {self.path}")
-        self._db = _connect(self.path, made=True)
+        # A runtime makes the file, then its tables: an empty database is looked at again for
+        # a second before it is called one, so a client started with the runtime is not told so.
+        for last in range(20, 0, -1):
+            try:
+                self._db = _connect(self.path, made=True)
+            except _EmptyStore:
+                if last == 1:
+                    raise
+                time.sleep(0.05)
+            else:
+                break
 
     def approvals(self) -> list[str]:
         """The JSON of each pending approval's request (kept for the desk), oldest first."""
