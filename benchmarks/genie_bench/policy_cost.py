@@ -40,7 +40,7 @@ from genie.pipeline._shipped import shipped_file
 from genie.policies import load_policy_file
 
 POLICIES = str(shipped_file("policies/ai-policy.yaml"))
-SHAPES = ("40B", "30fields", "reply")
+SHAPES = ("40B", "30fields", "reply", "statement")
 EVALUATORS = ("reference", "plan")
 
 
@@ -62,6 +62,39 @@ class Reply(Payload):
     blob: str = ""
 
 
+class Statement(Payload):
+    message_type = "bench.statement"
+    transactions: list[dict[str, str | int]]
+
+
+# What the finance pipeline's messages carry from agent to agent: a month of a statement.
+_SPENDING = (
+    ("salary", "income", "credit"), ("rent payment", "housing", "debit"),
+    ("netflix", "entertainment", "debit"), ("mobile recharge", "utilities", "debit"),
+    ("uber ride", "transport", "debit"), ("zomato", "food", "debit"),
+    ("apollo pharmacy", "health", "debit"), ("amazon order", "shopping", "debit"),
+    ("myntra", "shopping", "debit"), ("electricity bill", "utilities", "debit"),
+)  # fmt: skip
+
+
+def _statement(seq: int) -> Statement:
+    """Twenty transactions, 2.6 KB of JSON; the amounts differ from one message to the next,
+    so each is a text the screen has not read before."""
+    return Statement(
+        transactions=[
+            {
+                "id": f"txn-{i + 1:04d}",
+                "date": f"2026-{1 + i // 14:02d}-{1 + i * 2 % 28:02d}",
+                "description": description,
+                "category": category,
+                "direction": direction,
+                "amount_paise": (seq * 7919 + i * 104_729) % 10_000_000,
+            }
+            for i, (description, category, direction) in enumerate(_SPENDING * 2)
+        ]
+    )
+
+
 @functools.cache
 def _request() -> Message:
     # frozen when built: its replies share its metadata
@@ -69,14 +102,16 @@ def _request() -> Message:
 
 
 def message(shape: str, seq: int) -> Message:
-    """A message like the harness's (40 bytes of JSON), a 30-field record, or a reply of the
-    fan-out (each a new message, its metadata its request's)."""
+    """A message like the harness's (40 bytes of JSON), a 30-field record, a reply of the
+    fan-out (each a new message, its metadata its request's), or a finance statement."""
     payload: Payload
     if shape == "reply":
         reply = Reply(seq=0, agent=seq % 50, blob="x" * 20)
         return _request().child(reply, sender=f"w{seq % 50}", id=f"r{seq}", created_at=0.0)
     if shape == "40B":
         payload = Small(seq=seq, blob="x" * 20)
+    elif shape == "statement":
+        payload = _statement(seq)
     else:
         payload = Wide(
             fields={
