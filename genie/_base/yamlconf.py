@@ -19,6 +19,7 @@ file and line in well under a second instead of exhausting memory, the stack or 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -326,6 +327,8 @@ string of digits (what ``${VAR}`` substitution gives) still is a number."""
 
 def load_model(path: str | Path, model: type[M]) -> tuple[M, dict[Loc, int]]:
     """Parse ``path`` into ``model``; raises ConfigFileError listing every problem."""
+    if not os.fspath(path):  # Path("") is the current folder: "is a directory" would puzzle
+        raise ConfigFileError(["'': an empty path names no file"])
     path = Path(path)
     doc = read_yaml(path)
     try:

@@ -732,3 +732,7 @@ def test_an_empty_path_is_named_as_empty(capsys: Capture) -> None:
         "(genie run NAME): "
     )
     assert "finance" in err
+    # Every other configuration file too: a policy file, probes, keys.
+    probes = str(ROOT / "config" / "policies" / "probes.yaml")
+    assert main(["policy", "check", "", "--probes", probes]) == 2
+    assert capsys.readouterr().err.startswith("'': an empty path names no file\n")
