@@ -233,18 +233,25 @@ class ThreadHandler:
 
 class _ThreadTimer(Timer):
     """The timer of a handler in a thread: withdrawn on the event loop, where the runtime
-    records its outcome and stops its wait, as ``schedule`` set it there."""
+    records its outcome and stops its wait, as ``schedule`` set it there. Made on the loop
+    (``ThreadContext._schedule``); kept and cancelled later by an ``async def`` handler, it is
+    on the loop already."""
 
-    __slots__ = ("_timer",)
+    __slots__ = ("_loop_thread", "_timer")
 
     def __init__(self, timer: Timer) -> None:
         super().__init__()
         self._timer = timer
+        self._loop_thread = threading.get_ident()
 
     def cancel(self) -> None:
-        if not self.cancelled:
+        if self.cancelled:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._timer.cancel()
+        else:
             anyio.from_thread.run_sync(self._timer.cancel)
-            self.cancelled = True
+        self.cancelled = True
 
 
 class ThreadContext:

@@ -20,6 +20,7 @@ from genie import (
     OffloadStatistics,
     Payload,
     Runtime,
+    Timer,
     handler,
 )
 
@@ -317,6 +318,43 @@ async def test_a_timer_set_in_a_thread_is_withdrawn_on_the_loop() -> None:
         assert (stats.dead_lettered, stats.in_flight) == (0, 0)
         settled(rt)
     assert list(rt.dead_letters) == []
+
+
+class Reminder(BaseAgent):
+    """Sets a reminder in a thread (``Work``); an ``async def`` handler withdraws it later
+    (``Ping``), on the event loop."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.timers: list[Timer] = []
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        self.timers.append(ctx.schedule(60.0, Pong(n=payload.n)))
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.timers.pop().cancel()
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        raise AssertionError("a withdrawn reminder rang")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_timer_set_in_a_thread_is_withdrawn_later_from_the_loop() -> None:
+    reminder = Reminder("reminder")
+    async with Runtime([reminder]) as rt:
+        # One handler of the agent at a time, in order: the ping comes after the reminder.
+        await rt.publish(rt.message(Work(n=1), recipient="reminder"))
+        await rt.publish(rt.message(Ping(n=1), recipient="reminder"))
+        with anyio.fail_after(WAIT):
+            await rt.wait_idle()
+        stats = rt.statistics()
+        assert (stats.timers_set, stats.timers_handled, stats.timers_pending) == (1, 1, 0)
+        assert (stats.dead_lettered, stats.in_flight) == (0, 0)
 
 
 async def test_cancelling_a_request_gives_its_thread_up() -> None:
