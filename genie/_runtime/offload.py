@@ -29,9 +29,9 @@ import functools
 import importlib
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from ..llm._provider import Provider
 
 __all__ = ["Offload", "OffloadStatistics", "ProcessHandler", "ThreadContext", "ThreadHandler"]
+
+T = TypeVar("T")
 
 
 class OffloadStatistics(Record):
@@ -261,8 +263,9 @@ class ThreadContext:
     ``message`` are read here. The async methods are awaited on the loop by the handler itself:
     ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``.
 
-    Once the delivery has given its thread up, what would reach the runtime (``schedule``,
-    ``request``, ``llm``) is refused: a late thread leaves nothing behind."""
+    Once the delivery has given its thread up, what would reach the runtime (``now``,
+    ``reply``, ``emit``, ``schedule``, ``request``, ``llm``) is refused: a late thread leaves
+    nothing behind, and never waits on a loop that may have ended."""
 
     __slots__ = ("_ctx", "_slots")
 
@@ -270,8 +273,15 @@ class ThreadContext:
         self._ctx = ctx
         self._slots = slots
 
+    def _on_loop(self, what: str, call: Callable[..., T], *args: object) -> T:
+        """``call(*args)`` on the event loop, unless the delivery gave this thread up (read
+        here first: its runtime, and the loop, may be gone by now)."""
+        self._check(what)
+        return anyio.from_thread.run_sync(call, *args)
+
     def _check(self, what: str) -> None:
-        # On the event loop, where the delivery's task marks its thread given up.
+        # In the thread, then again on the event loop, where the delivery's task marks its
+        # thread given up.
         if self._slots.abandoned:
             msg = self._ctx.message
             raise AgentError(
@@ -295,7 +305,7 @@ class ThreadContext:
         return self._ctx.logger
 
     def now(self) -> datetime:
-        return anyio.from_thread.run_sync(self._ctx.now)
+        return self._on_loop("now", self._ctx.now)
 
     def reply(
         self,
@@ -308,7 +318,7 @@ class ThreadContext:
         build = functools.partial(
             self._ctx.reply, role=role, classification=classification, metadata=metadata
         )
-        return anyio.from_thread.run_sync(build, payload)
+        return self._on_loop("reply", build, payload)
 
     def emit(
         self,
@@ -326,10 +336,10 @@ class ThreadContext:
             classification=classification,
             metadata=metadata,
         )
-        return anyio.from_thread.run_sync(build, payload)
+        return self._on_loop("emit", build, payload)
 
     def schedule(self, delay: float, payload: Payload) -> Timer:
-        return anyio.from_thread.run_sync(self._schedule, delay, payload)
+        return self._on_loop("schedule", self._schedule, delay, payload)
 
     def _schedule(self, delay: float, payload: Payload) -> Timer:
         self._check("schedule")
@@ -345,7 +355,7 @@ class ThreadContext:
         return await self._ctx.request(recipient, payload, timeout=timeout)
 
     def llm(self, provider: Provider) -> Provider:
-        return anyio.from_thread.run_sync(self._llm, provider)
+        return self._on_loop("llm", self._llm, provider)
 
     def _llm(self, provider: Provider) -> Provider:
         self._check("llm")
