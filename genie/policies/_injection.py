@@ -321,8 +321,11 @@ _ANCHORS = sorted(
         "everythingabove", "instructionsyouweregiven", "told", "mode", "modus", "yournew",
         "yourreal", "youractual", "yourtrue", "onlymy", "onlyme", "onlytome", "doanythingnow",
         "sys", "inst", "imstart", "imend", "stopbeing", "beginoverride", "preamble",
-        # "everything" (its short words are anchored by the verb beside them: "sab bhool")
+        # "everything" (its short words, "sab", "kuch", are no anchor: three letters are found
+        # in any text run together, "refno" holds "sab" in ROT13); with a short one, the verb
+        # beside it ("sab bhool") or the word for what came before ("ignore sab jo pehle kaha")
         "everything", "anything", "whatever", "tout", "todo", "alles", "sabkuch", "सबकुछ",
+        "pehle", "kaha", "bataya", "पहले", "कहा", "बताया", "ऊपर",
         "bhool", "bhul", "भूल", "youronly", "iamyour", "newsystem", "safety", "filter",
         "guardrail", "moderation", "censorship", "writtenabove", "writtenbefore", "saidabove",
         "saidbefore", "youweregiven", "youweresetupwith", "youwereconfiguredwith",
@@ -435,13 +438,16 @@ def find_injection(folded: str) -> str | None:
         return None
     if _may_be_template(folded) and _TEMPLATE.search(folded):
         return "chat template"
-    for text, compact in _readings(folded):
+    for reading, compact in _readings(folded):
+        text = reading
         if _HAS_PHRASE.found_in(text):
             text = _PHRASE.sub(lambda m: _PHRASE_OF[m.group()], text)
         kind = _rules(text)
         if kind is not None:
             return kind
-        if _spread_override(text, compact):
+        # The reading as written: ``compact`` is its words run together, letter for letter
+        # (a phrase made one word, "you're" as "youare", would move every bound after it).
+        if _spread_override(reading, compact):
             return "override"
     return None
 
