@@ -11,13 +11,15 @@ warm-up cancel out). Workloads, without policies or metrics (the runtime's own c
   sink; reported per hop.
 - ``fanout``: one request to ``--n`` subscribers, each replying, gathered by the caller
   (``rt.gather`` then ``rt.publish``); reported per request.
+- ``ask``: ``rt.ask`` of one agent that replies (a ping and its pong): a request's own cost,
+  which a fan-out shares among its recipients; reported per request.
 - ``throughput``: the ``fanout`` request with 64 of them under way at once, as the harness's
   throughput workload runs it, ten times ``--requests`` requests (so that 64 are in flight);
   reported per request.
 - ``components``: the pieces of one delivery, each called alone on a running runtime's own
   objects (see ``COMPONENTS``); reported per call.
 
-Only the public API is used by ``chain`` and ``fanout``, so ``--pythonpath`` can point at
+Only the public API is used by ``chain``, ``fanout`` and ``ask``, so ``--pythonpath`` can point at
 another checkout's tree to compare two versions of genie the same way.
 
 ``--variants`` counts the harness's own implementations instead (``genie bench --variants``
@@ -46,7 +48,7 @@ from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 
 __all__ = ["COMPONENTS", "WORKLOADS", "count", "main"]
 
-WORKLOADS = ("chain", "fanout", "throughput", "components")
+WORKLOADS = ("chain", "fanout", "ask", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
 COMPONENTS = (
     "loop",
@@ -165,6 +167,15 @@ async def _fanout(n: int, requests: int) -> None:
             result = await gather.wait()
             if len(result.replies) != n:
                 raise RuntimeError(f"fan-out gathered {len(result.replies)} of {n} replies")
+
+
+async def _ask(requests: int) -> None:
+    async with Runtime([Echo("echo")]) as rt:
+        for _ in range(_WARMUP + requests):
+            ping = rt.message(Ping(n=1), sender="caller", recipient="echo")
+            result = await rt.ask(ping)
+            if result.status != "complete":
+                raise RuntimeError(f"ask ended {result.status}")
 
 
 async def _throughput(n: int, requests: int, in_flight: int = 64) -> None:
@@ -293,6 +304,8 @@ def _child(workload: str, size: int, requests: int, component: str, variant: str
         anyio.run(_chain, size, requests)
     elif workload == "fanout":
         anyio.run(_fanout, size, requests)
+    elif workload == "ask":
+        anyio.run(_ask, requests)
     elif workload == "throughput":
         anyio.run(_throughput, size, requests)
     else:
@@ -401,8 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
-    if args.variants != [""] and "components" in workloads:
-        parser.error("--variants counts chain, fanout and throughput, not components")
+    for alone in ("ask", "components"):  # of genie only: the harness has no such workload
+        if args.variants != [""] and alone in workloads:
+            parser.error(f"--variants counts chain, fanout and throughput, not {alone}")
     for workload, variant in itertools.product(workloads, args.variants):
         of = f"{variant}, " if variant else ""
         if workload == "chain":
@@ -426,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{of}fan-out N={args.n}: {per:,.0f} instructions per request "
                 f"({per / args.n:,.0f} per recipient)"
             )
+        elif workload == "ask":
+            per = count("ask", size=1, requests=args.requests, pythonpath=args.pythonpath)
+            print(f"ask: {per:,.0f} instructions per request (a ping and its pong)")
         elif workload == "throughput":
             per = count(
                 "throughput",

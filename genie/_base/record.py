@@ -85,14 +85,21 @@ class Record(metaclass=_RecordType):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self.__match_args__
-        if len(args) > len(fields):
+        given = len(args)
+        if given > len(fields):
             raise TypeError(
-                f"{type(self).__qualname__} takes {len(fields)} fields, {len(args)} were given"
+                f"{type(self).__qualname__} takes {len(fields)} fields, {given} were given"
             )
         for field, value in zip(fields, args, strict=False):
             set_field(self, field, value)
+        if given < len(fields) or kwargs:  # a record made on a hot path gives every field
+            self._set_the_rest(fields[given:], kwargs)
+        self.__post_init__()
+
+    def _set_the_rest(self, fields: tuple[str, ...], kwargs: dict[str, Any]) -> None:
+        """Set ``fields`` (those not given by position) from ``kwargs``, else their defaults."""
         defaults = self._defaults
-        for field in fields[len(args) :]:
+        for field in fields:
             if field in kwargs:
                 set_field(self, field, kwargs.pop(field))
             elif field in defaults:
@@ -101,10 +108,9 @@ class Record(metaclass=_RecordType):
                 raise TypeError(f"{type(self).__qualname__} needs the field {field!r}")
         if kwargs:
             field = next(iter(kwargs))
-            if field in fields:
+            if field in self.__match_args__:
                 raise TypeError(f"{type(self).__qualname__} got {field!r} twice")
             raise TypeError(f"{type(self).__qualname__} has no field {field!r}")
-        self.__post_init__()
 
     def __post_init__(self) -> None:
         """Checks the new record's values; a record whose values need no check has none."""

@@ -11,13 +11,14 @@ cancellation (of the runtime, or of the request the handler works for) and ``Key
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from contextvars import copy_context
 from typing import TYPE_CHECKING
 
 import anyio
 
 from .._agent.context import ContextServices, runtime_context
+from .._base.backend import Backend
 from .._base.clock import Clock
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
@@ -72,7 +73,7 @@ class DeliveryRunner:
         self.services = services
         self._known: set[type[Payload]] = set()  # output payload types checked registered
 
-    def start(self, tg: TaskGroup, new_event: Callable[[], anyio.Event]) -> None:
+    def start(self, tg: TaskGroup, backend: Backend) -> None:
         """The runtime started: the transport runs deliveries with ``run`` from now on.
 
         The tasks it starts here run this runtime's handlers, and so does every task they or
@@ -80,7 +81,7 @@ class DeliveryRunner:
         so once, here (``HANDLING``), and a turn of ``run`` finds its task marked already."""
         marked = copy_context()
         marked.run(HANDLING.set, self.dispatcher)
-        marked.run(self.transport.start, tg, self.run, new_event)
+        marked.run(self.transport.start, tg, self.run, backend)
 
     async def run(self, first: Mailbox, worker: Worker) -> None:
         """Run the next delivery queued in ``first`` to its outcome, then those of the

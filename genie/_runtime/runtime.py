@@ -31,6 +31,7 @@ from .._agent.agent import (
 from .._agent.context import ContextServices
 from .._agent.memory import MemoryStore
 from .._agent.tools import ToolServer
+from .._base.backend import ANY_BACKEND, running_backend
 from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.record import Record
@@ -53,7 +54,6 @@ from .deadletter import DeadLetters
 from .delivery import DeliveryRunner
 from .dispatch import HANDLING, Dispatcher
 from .ledger import Ledger
-from .local.executor import checkpoint
 from .local.mailbox import Handoff, Mailbox
 from .local.transport import LocalTransport
 from .memory_calls import MemoryCalls
@@ -189,6 +189,7 @@ class Runtime:
         self._new_id = self._ids.next
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
+        self._backend = ANY_BACKEND  # the running loop's primitives, once started
         # The rooms, in the order a message meets them.
         self._correlator = Correlator(self.clock)
         self._admission = Admission(self.limits, self.policies)
@@ -542,11 +543,10 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        # anyio.Event() asks sniffio for the backend on every call; the backend's own
-        # class, taken once, builds the same event. Gathers and executors make one per request.
-        new_event: Callable[[], anyio.Event] = type(anyio.Event())
-        self._correlator.new_event = new_event
-        self._runner.start(tg, new_event)
+        # Gathers, requests and executors make an event a request, and a publish yields once.
+        backend = self._backend = running_backend()
+        self._correlator.new_event = backend.new_event
+        self._runner.start(tg, backend)
         if self._keeper is not None:
             tg.start_soon(self._keeper.take_answers)  # a task of the runtime's, not a handler's
         self._timers.start(tg)
@@ -736,7 +736,7 @@ class Runtime:
         message is in (while it waits for room, say), nothing happened. With a store, it
         returns once the message is in the store (a kill after that loses nothing of it).
         """
-        await checkpoint()
+        await self._backend.checkpoint()
         for prepare in self._preparers:
             await prepare(msg)
         await self._dispatcher.publish(msg)

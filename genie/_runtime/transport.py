@@ -15,8 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import anyio
-
+from .._base.backend import Backend
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
 from .._base.record import Record
 from .._errors import InvalidMessageError
@@ -152,9 +151,9 @@ class Transport(Protocol):
         called once, when the runtime is built. Agents added later appear in it."""
         ...
 
-    def start(self, tg: TaskGroup, run: RunDelivery, new_event: Callable[[], anyio.Event]) -> None:
+    def start(self, tg: TaskGroup, run: RunDelivery, backend: Backend) -> None:
         """The runtime started: run deliveries with ``run`` in tasks of ``tg`` from now on
-        (``new_event`` builds an event of the running backend). Cancelling ``tg`` stops it.
+        (``backend``: the running loop's event and checkpoint). Cancelling ``tg`` stops it.
 
         The tasks started here, and the tasks they start, count as running this runtime's
         handlers: the runtime's public ``publish``, ``publish_nowait`` and ``ask`` refuse

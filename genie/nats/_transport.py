@@ -43,6 +43,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._agent.context import Timer
+from .._base.backend import ANY_BACKEND, Backend
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError, described
 from .._message.envelope import Message
@@ -54,7 +55,7 @@ from .._runtime.approvals import (
     ApprovalRequest,
 )
 from .._runtime.correlator import Missing
-from .._runtime.local.executor import Worker, checkpoint
+from .._runtime.local.executor import Worker
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
 from .._runtime.transport import (
     RUNTIME,
@@ -215,6 +216,7 @@ class NatsTransport:
         self._host: TransportHost | None = None  # the runtime's, from ``bind``
         self._attached = False
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
+        self._checkpoint = ANY_BACKEND.checkpoint  # the running loop's, once started
         self._ready = anyio.Event()
         # Who hosts which agent: this worker answers for its own; agents no worker hosts,
         # found when this process publishes, go to ``on_unhosted`` (by default a warning).
@@ -338,11 +340,12 @@ class NatsTransport:
         self,
         tg: TaskGroup,
         run: Callable[[Mailbox, Worker], Awaitable[None]],
-        new_event: Callable[[], anyio.Event],
+        backend: Backend,
     ) -> None:
         if not self._attached:
             raise ConfigurationError("NatsTransport.attach(runtime) before starting it")
         self._run_one = run
+        self._checkpoint = backend.checkpoint
         self._tg = tg
         tg.start_soon(self.consent.follow, self.js, name="genie-nats-consent")
         tg.start_soon(self.audit.run, self.js, name="genie-nats-audit")
@@ -954,7 +957,7 @@ class NatsTransport:
                     tg.start_soon(self._one, mb, raw, limiter, counts, fetched_at)
                 # The batch starts in the loop's next turn (each handler up to its first
                 # wait), before the next fetch; its outputs are written together after it.
-                await checkpoint()
+                await self._checkpoint()
                 if batch:
                     pace = (anyio.current_time() - fetched_at) / len(batch)
                     most = batch_limit(pace, mb.max_concurrency)

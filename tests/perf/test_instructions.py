@@ -7,7 +7,7 @@ import pytest
 from genie_bench import instructions
 
 
-@pytest.mark.parametrize("workload", ["chain", "fanout", "throughput"])
+@pytest.mark.parametrize("workload", ["chain", "fanout", "ask", "throughput"])
 def test_each_workload_runs_and_checks_its_own_replies(workload: str) -> None:
     instructions._child(workload, 5, 3, "delivery")  # raises if a gather came back short
 
@@ -34,6 +34,7 @@ def test_the_harness_implementations_run_each_workload_and_check_it(
         (["--variants", "pool,fast"], "unknown variant 'fast' (known: asyncio, pool, "),
         (["--variants", "genie+policies"], "unknown variant 'genie+policies'"),
         (["--variants", "pool", "--workloads", "components"], "not components"),
+        (["--variants", "genie", "--workloads", "ask"], "not ask"),
     ],
 )
 def test_a_variant_the_counter_cannot_run_is_refused(

@@ -28,6 +28,7 @@ from genie import (
     WouldBlockError,
     handler,
 )
+from genie._base.backend import Backend, Event
 from genie._message.envelope import Message as Envelope
 from genie._runtime.local.executor import Worker
 from genie._runtime.local.mailbox import Handoff, Mailbox, Queued, hold
@@ -48,18 +49,18 @@ class DequeTransport:
         self.delivered: list[tuple[str, str, bool]] = []  # (recipient, message type, held)
         self.started = False
         self._run: RunDelivery | None = None
-        self._wake: anyio.Event | None = None
-        self._new_event: Callable[[], anyio.Event] | None = None
+        self._wake: Event | None = None
+        self._new_event: Callable[[], Event] | None = None
         self._worker = Worker()
 
     # --- the runtime's agents and the task that runs them ------------------------------------
     def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
         self.mailboxes = mailboxes
 
-    def start(self, tg: TaskGroup, run: RunDelivery, new_event: Callable[[], anyio.Event]) -> None:
+    def start(self, tg: TaskGroup, run: RunDelivery, backend: Backend) -> None:
         self._run = run
-        self._new_event = new_event
-        self._wake = new_event()
+        self._new_event = backend.new_event
+        self._wake = backend.new_event()
         self.started = True
         tg.start_soon(self._loop, name="deque-transport")
 
@@ -280,10 +281,10 @@ class LateDequeTransport(DequeTransport):
         super().__init__()
         self._tg: TaskGroup | None = None
 
-    def start(self, tg: TaskGroup, run: RunDelivery, new_event: Callable[[], anyio.Event]) -> None:
+    def start(self, tg: TaskGroup, run: RunDelivery, backend: Backend) -> None:
         self._run = run
-        self._new_event = new_event
-        self._wake = new_event()
+        self._new_event = backend.new_event
+        self._wake = backend.new_event()
         self._tg = tg
 
     def _owed(self, mb: Mailbox) -> None:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
+from ..._base.backend import Backend
 from ..._base.log import lazy_logger
 from ..._errors import ConfigurationError
 from ..._message.envelope import Message
@@ -192,10 +193,10 @@ class DurableTransport(Observer):
         self,
         tg: TaskGroup,
         run: Callable[[Mailbox, Worker], Awaitable[None]],
-        new_event: Callable[[], anyio.Event],
+        backend: Backend,
     ) -> None:
-        self.local.start(tg, run, new_event)
-        self._wake, self._urgent = new_event(), new_event()
+        self.local.start(tg, run, backend)
+        self._wake, self._urgent = anyio.Event(), anyio.Event()
         tg.start_soon(self._writer)
         tg.start_soon(self._syncer)
 

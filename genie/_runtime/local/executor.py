@@ -20,24 +20,19 @@ running for it: the scope is replaced after it has been used.
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import anyio
 
+from ..._base.backend import Backend, Event
 from .mailbox import Mailbox
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
 __all__ = ["Executors", "Worker"]
-
-# `anyio.sleep(0)` is `anyio.lowlevel.checkpoint()` on both backends (asyncio's `sleep(0)`,
-# trio's checkpoint), without importing `anyio.lowlevel` at `import genie` (the backend loads
-# it when a runtime starts).
-checkpoint = functools.partial(anyio.sleep, 0)
 
 
 class Worker:
@@ -64,7 +59,7 @@ class Executors:
         self,
         tg: TaskGroup,
         run_one: Callable[[Mailbox, Worker], Awaitable[None]],
-        new_event: Callable[[], anyio.Event],
+        backend: Backend,
         ready: deque[Mailbox] | None = None,
         *,
         batch: int = 64,
@@ -72,16 +67,17 @@ class Executors:
     ) -> None:
         self._tg = tg
         self._run_one = run_one
-        self._new_event = new_event
+        self._new_event = backend.new_event
+        self._checkpoint = backend.checkpoint
         self._batch = batch
         self._max_idle = max_idle
         # Mailboxes with a token, in the order their deliveries run.
         self.ready: deque[Mailbox] = deque() if ready is None else ready
-        self._idle: deque[anyio.Event] = deque()
+        self._idle: deque[Event] = deque()
         self._yielding = 0
         self.count = 0
         self.workers: set[Worker] = set()
-        self._signal = new_event()
+        self._signal = self._new_event()
         self._signalled = False
 
     def start(self) -> None:
@@ -162,7 +158,7 @@ class Executors:
                         worker.left = batch
                         self._yielding += 1
                         try:
-                            await checkpoint()
+                            await self._checkpoint()
                         finally:
                             self._yielding -= 1
                 if len(self._idle) >= self._max_idle:

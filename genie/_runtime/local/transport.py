@@ -8,8 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from itertools import islice
 from typing import TYPE_CHECKING
 
-import anyio
-
+from ..._base.backend import Backend
 from ..._message.envelope import Message
 from ..transport import NO_WORKERS, WorkerCounts
 from .executor import Executors, Worker
@@ -38,9 +37,9 @@ class LocalTransport:
         self,
         tg: TaskGroup,
         run: Callable[[Mailbox, Worker], Awaitable[None]],
-        new_event: Callable[[], anyio.Event],
+        backend: Backend,
     ) -> None:
-        self.executors = Executors(tg, run, new_event, self.ready_queue)
+        self.executors = Executors(tg, run, backend, self.ready_queue)
         self.executors.start()
 
     def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
