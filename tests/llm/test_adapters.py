@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -372,3 +374,69 @@ async def test_a_blocked_gemini_prompt_finishes_as_content_filter() -> None:
     events: list[StreamEvent] = []
     await read_into(GeminiProvider(client=rec.client()).stream(simple_request()), events)
     assert [e.type for e in events] == ["finish"]
+
+
+# --- every value of the wire format of the wrong shape ------------------------------------------
+# Each value of a provider's checked-in answer and stream, replaced by one of the wrong type: the
+# adapter answers or raises an LLMError (ProviderResponseError for what it cannot read), never
+# a bare AttributeError or pydantic ValidationError that retry, fallback and the kill switch
+# cannot classify.
+
+# One of each JSON type, so whatever a field should be, some replacement is wrong for it.
+WRONG: tuple[object, ...] = ("x", 7, -1.5, [1], {"k": 1}, None, True)
+
+
+def _mutations(value: Any) -> Iterator[Any]:
+    """``value`` with one of its nodes (not the root) replaced by each wrong value in turn."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            for wrong in (*WRONG, *_mutations(inner)):
+                yield {**value, key: wrong}
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            for wrong in (*WRONG, *_mutations(inner)):
+                yield [*value[:i], wrong, *value[i + 1 :]]
+
+
+def _answers(wire: Wire) -> list[bytes]:
+    data = json.loads(fixture(f"{wire.name}_response.json"))
+    return [json.dumps(m).encode() for m in _mutations(data)]
+
+
+def _streams(wire: Wire) -> Iterator[bytes]:
+    """The stream fixture with one event's JSON mutated, for each event and mutation."""
+    raw = fixture(wire.stream_file).decode()
+    lines = raw.split("\n")
+    for i, line in enumerate(lines):
+        prefix = "data: " if wire.stream_type == "text/event-stream" else ""
+        text = line.removeprefix(prefix)
+        if not line.startswith(prefix) or not text.startswith("{"):
+            continue
+        for mutated in _mutations(json.loads(text)):
+            changed = [*lines[:i], prefix + json.dumps(mutated), *lines[i + 1 :]]
+            yield "\n".join(changed).encode()
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_an_answer_of_the_wrong_shape_is_an_llm_error(wire: Wire) -> None:
+    for body in _answers(wire):
+        try:
+            await provider(wire, Recorder(answer(200, body))).complete(rich_request())
+        except LLMError:
+            pass
+        except Exception as error:  # pragma: no cover - the failure being tested for
+            pytest.fail(f"{type(error).__name__}: {error} for {body.decode()}")
+
+
+@HTTPX_HALF_READ
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_a_stream_of_the_wrong_shape_is_an_llm_error(wire: Wire) -> None:
+    for body in _streams(wire):
+        rec = Recorder(answer(200, body, wire.stream_type))
+        events: list[StreamEvent] = []
+        try:
+            await read_into(provider(wire, rec).stream(rich_request()), events)
+        except LLMError:
+            pass
+        except Exception as error:  # pragma: no cover - the failure being tested for
+            pytest.fail(f"{type(error).__name__}: {error} for {body.decode()}")

@@ -19,6 +19,7 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_sse
 
@@ -108,7 +109,7 @@ class AnthropicProvider(HTTPAdapter):
 
     async def complete(self, request: Request) -> Response:
         data, rid = await self._post("/v1/messages", self.body(request, stream=False))
-        try:
+        with self._reading("message", data):
             text = "".join(b["text"] for b in data["content"] if b["type"] == "text")
             calls = [
                 ToolCall(id=b["id"], name=b["name"], arguments=b["input"])
@@ -127,8 +128,6 @@ class AnthropicProvider(HTTPAdapter):
                 model=data.get("model") or request.model or self.model,
                 request_id=rid or data.get("id"),
             )
-        except (KeyError, TypeError, ValueError):
-            raise self._malformed("message", json.dumps(data)) from None
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
@@ -148,54 +147,57 @@ class AnthropicProvider(HTTPAdapter):
         blocks: dict[int, str] = {}  # index -> "text" | "tool_use" | "output"
         async with aclosing(iter_sse(lines)) as parsed:
             async for event, data in parsed:
-                if event == "ping":
-                    continue
-                payload = self._json(f"{event} event", data)
-                if event == "message_start":
-                    message = payload.get("message") or {}
-                    model = message.get("model") or model
-                    rid = rid or message.get("id")
-                    usage.update(message.get("usage") or {})
-                    yield self._usage_event(_usage, usage)
-                elif event == "content_block_start":
-                    block = payload.get("content_block") or {}
-                    index = payload.get("index", 0)
-                    kind = block.get("type", "text")
-                    if kind == "tool_use" and block.get("name") == output:
-                        kind = "output"
-                    blocks[index] = kind
-                    if kind == "tool_use":
-                        yield ToolCallDelta(index=index, id=block.get("id"), name=block.get("name"))
-                elif event == "content_block_delta":
-                    delta = payload.get("delta") or {}
-                    index = payload.get("index", 0)
-                    if delta.get("type") == "text_delta":
-                        yield TextDelta(text=delta.get("text", ""))
-                    elif delta.get("type") == "input_json_delta":
-                        piece = delta.get("partial_json", "")
-                        if blocks.get(index) == "output":
-                            yield TextDelta(text=piece)
-                        else:
-                            yield ToolCallDelta(index=index, arguments=piece)
-                elif event == "message_delta":
-                    stop = (payload.get("delta") or {}).get("stop_reason")
-                    reason = _FINISH.get(stop or "", "other")
-                    if output is not None and reason == "tool_calls":
-                        reason = "stop"
-                    usage.update(payload.get("usage") or {})
-                    yield self._usage_event(_usage, usage)
-                elif event == "message_stop":
-                    yield Finish(reason=reason, model=model, request_id=rid)
-                    await drain(lines)
-                    return
-                elif event == "error":
-                    error = payload.get("error") or {}
-                    raise ProviderUnavailableError(
-                        provider=self.name,
-                        status=529 if error.get("type") == "overloaded_error" else 500,
-                        request_id=rid,
-                        excerpt=self._redact(str(error.get("message", data)))[:512],
-                    )
+                with self._reading(f"{event} event", data):
+                    if event == "ping":
+                        continue
+                    payload = self._json(f"{event} event", data)
+                    if event == "message_start":
+                        message = payload.get("message") or {}
+                        model = message.get("model") or model
+                        rid = rid or message.get("id")
+                        usage.update(message.get("usage") or {})
+                        yield UsageEvent(usage=_usage(usage))
+                    elif event == "content_block_start":
+                        block = payload.get("content_block") or {}
+                        index = payload.get("index", 0)
+                        kind = block.get("type", "text")
+                        if kind == "tool_use" and block.get("name") == output:
+                            kind = "output"
+                        blocks[index] = kind
+                        if kind == "tool_use":
+                            yield ToolCallDelta(
+                                index=index, id=block.get("id"), name=block.get("name")
+                            )
+                    elif event == "content_block_delta":
+                        delta = payload.get("delta") or {}
+                        index = payload.get("index", 0)
+                        if delta.get("type") == "text_delta":
+                            yield TextDelta(text=delta.get("text", ""))
+                        elif delta.get("type") == "input_json_delta":
+                            piece = delta.get("partial_json", "")
+                            if blocks.get(index) == "output":
+                                yield TextDelta(text=piece)
+                            else:
+                                yield ToolCallDelta(index=index, arguments=piece)
+                    elif event == "message_delta":
+                        stop = (payload.get("delta") or {}).get("stop_reason")
+                        reason = _FINISH.get(stop or "", "other")
+                        if output is not None and reason == "tool_calls":
+                            reason = "stop"
+                        usage.update(payload.get("usage") or {})
+                        yield UsageEvent(usage=_usage(usage))
+                    elif event == "message_stop":
+                        yield Finish(reason=reason, model=model, request_id=rid)
+                        await drain(lines)
+                        return
+                    elif event == "error":
+                        error = payload.get("error") or {}
+                        raise ProviderUnavailableError(
+                            provider=self.name,
+                            status=529 if error.get("type") == "overloaded_error" else 500,
+                            request_id=rid,
+                            excerpt=self._redact(str(error.get("message", data)))[:512],
+                        )
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before message_stop", provider=self.name
         )

@@ -19,6 +19,7 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_sse
 
@@ -124,18 +125,18 @@ class GeminiProvider(HTTPAdapter):
     async def complete(self, request: Request) -> Response:
         model = request.model or self.model
         data, rid = await self._post(f"/v1beta/models/{model}:generateContent", self.body(request))
-        if not data.get("candidates"):
-            if "promptFeedback" not in data:
-                raise self._malformed("generateContent answer", json.dumps(data))
-            # The prompt itself was blocked: no candidates, and the reason in promptFeedback.
-            return Response(
-                finish_reason="content_filter",
-                usage=_usage(data.get("usageMetadata")),
-                provider=self.name,
-                model=data.get("modelVersion") or model,
-                request_id=rid or data.get("responseId"),
-            )
-        try:
+        with self._reading("generateContent answer", data):
+            if not data.get("candidates"):
+                if "promptFeedback" not in data:
+                    raise self._malformed("generateContent answer", json.dumps(data))
+                # The prompt itself was blocked: no candidates, and the reason in promptFeedback.
+                return Response(
+                    finish_reason="content_filter",
+                    usage=_usage(data.get("usageMetadata")),
+                    provider=self.name,
+                    model=data.get("modelVersion") or model,
+                    request_id=rid or data.get("responseId"),
+                )
             text, calls, reason = self._decode(data, 0)
             return Response(
                 text=text,
@@ -146,8 +147,6 @@ class GeminiProvider(HTTPAdapter):
                 model=data.get("modelVersion") or model,
                 request_id=rid or data.get("responseId"),
             )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise self._malformed("generateContent answer", json.dumps(data)) from None
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
@@ -165,35 +164,34 @@ class GeminiProvider(HTTPAdapter):
         calls_seen = 0
         async with aclosing(iter_sse(lines)) as parsed:
             async for _, data in parsed:
-                chunk = self._json("stream chunk", data)
-                if "error" in chunk:
-                    raise self._failed_in_stream(chunk["error"])
-                if not chunk.get("candidates") and "promptFeedback" in chunk:
-                    # The prompt itself was blocked: no candidates, the reason in promptFeedback.
-                    yield Finish(reason="content_filter", model=model, request_id=rid)
-                    await drain(lines)
-                    return
-                try:
+                with self._reading("stream chunk", data):
+                    chunk = self._json("stream chunk", data)
+                    if "error" in chunk:
+                        raise self._failed_in_stream(chunk["error"])
+                    if not chunk.get("candidates") and "promptFeedback" in chunk:
+                        # The prompt itself was blocked: no candidates, the reason in
+                        # promptFeedback.
+                        yield Finish(reason="content_filter", model=model, request_id=rid)
+                        await drain(lines)
+                        return
                     text, calls, reason = self._decode(chunk, calls_seen)
-                except (KeyError, TypeError, AttributeError):
-                    raise self._malformed("stream chunk", data) from None
-                model = chunk.get("modelVersion") or model
-                rid = rid or chunk.get("responseId")
-                if text:
-                    yield TextDelta(text=text)
-                for call in calls:
-                    # Gemini sends each call whole, so one delta carries it all.
-                    arguments = json.dumps(call.arguments)
-                    yield ToolCallDelta(
-                        index=calls_seen, id=call.id, name=call.name, arguments=arguments
-                    )
-                    calls_seen += 1
-                if chunk.get("usageMetadata"):
-                    yield self._usage_event(_usage, chunk["usageMetadata"])
-                if reason is not None:
-                    yield Finish(reason=reason, model=model, request_id=rid)
-                    await drain(lines)
-                    return
+                    model = chunk.get("modelVersion") or model
+                    rid = rid or chunk.get("responseId")
+                    if text:
+                        yield TextDelta(text=text)
+                    for call in calls:
+                        # Gemini sends each call whole, so one delta carries it all.
+                        arguments = json.dumps(call.arguments)
+                        yield ToolCallDelta(
+                            index=calls_seen, id=call.id, name=call.name, arguments=arguments
+                        )
+                        calls_seen += 1
+                    if chunk.get("usageMetadata"):
+                        yield UsageEvent(usage=_usage(chunk["usageMetadata"]))
+                    if reason is not None:
+                        yield Finish(reason=reason, model=model, request_id=rid)
+                        await drain(lines)
+                        return
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before a finishReason", provider=self.name
         )

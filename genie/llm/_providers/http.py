@@ -4,7 +4,7 @@ errors and the providers' error statuses become :mod:`genie.llm` errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from .._errors import (
     RateLimitedError,
 )
 from .._provider import EventStream
-from .._types import Request, Response, Usage, UsageEvent
+from .._types import Request, Response
 
 __all__ = ["HTTPAdapter", "Redactor", "drain", "iter_ndjson", "iter_sse"]
 
@@ -241,14 +241,20 @@ class HTTPAdapter:
             f"{self._name}: the stream failed: {excerpt}", provider=self._name
         )
 
-    def _usage_event(self, parse: Callable[[Any], Usage], raw: Any) -> UsageEvent:
-        """A usage event from the wire's counts; counts that are not numbers (a string, a
-        fraction) make the answer malformed. Whether they can be true is the kill switch's
-        question (it does not let a negative count refund a budget)."""
+    @contextmanager
+    def _reading(self, what: str, raw: object) -> Iterator[None]:
+        """Reading a 2xx answer (``raw``: its JSON, or its text): a value of the wrong shape
+        anywhere in it (a string where an object was due, counts that are not numbers) makes it
+        a malformed answer, whichever of Python's or pydantic's errors found it. Whether counts
+        that are numbers can be true is the kill switch's question (it does not let a negative
+        count refund a budget)."""
         try:
-            return UsageEvent(usage=parse(raw))
-        except (TypeError, ValueError):
-            raise self._malformed("usage", json.dumps(raw, default=str)) from None
+            yield
+        except LLMError:
+            raise
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            text = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+            raise self._malformed(what, text) from None
 
     def _malformed(self, what: str, raw: str) -> ProviderResponseError:
         return ProviderResponseError(

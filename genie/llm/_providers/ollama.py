@@ -19,6 +19,7 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_ndjson
 
@@ -98,7 +99,7 @@ class OllamaProvider(HTTPAdapter):
 
     async def complete(self, request: Request) -> Response:
         data, rid = await self._post("/api/chat", self.body(request, stream=False))
-        try:
+        with self._reading("chat answer", data):
             message = data["message"]
             calls = _calls(message, 0)
             return Response(
@@ -110,8 +111,6 @@ class OllamaProvider(HTTPAdapter):
                 model=data.get("model") or request.model or self.model,
                 request_id=rid,
             )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise self._malformed("chat answer", json.dumps(data)) from None
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
@@ -128,28 +127,27 @@ class OllamaProvider(HTTPAdapter):
         calls_seen = 0
         async with aclosing(iter_ndjson(lines)) as parsed:
             async for line in parsed:
-                chunk = self._json("stream line", line)
-                if "error" in chunk:
-                    raise self._failed_in_stream(chunk["error"])
-                try:
+                with self._reading("stream line", line):
+                    chunk = self._json("stream line", line)
+                    if "error" in chunk:
+                        raise self._failed_in_stream(chunk["error"])
                     message = chunk.get("message") or {}
                     calls = _calls(message, calls_seen)
-                except (KeyError, TypeError, AttributeError):
-                    raise self._malformed("stream line", line) from None
-                if message.get("content"):
-                    yield TextDelta(text=message["content"])
-                for call in calls:
-                    arguments = json.dumps(call.arguments)
-                    yield ToolCallDelta(
-                        index=calls_seen, id=call.id, name=call.name, arguments=arguments
-                    )
-                    calls_seen += 1
-                if chunk.get("done"):
-                    yield self._usage_event(_usage, chunk)
-                    reason = _reason(chunk, calls_seen > 0)
-                    yield Finish(reason=reason, model=chunk.get("model") or model, request_id=rid)
-                    await drain(lines)
-                    return
+                    if message.get("content"):
+                        yield TextDelta(text=message["content"])
+                    for call in calls:
+                        arguments = json.dumps(call.arguments)
+                        yield ToolCallDelta(
+                            index=calls_seen, id=call.id, name=call.name, arguments=arguments
+                        )
+                        calls_seen += 1
+                    if chunk.get("done"):
+                        yield UsageEvent(usage=_usage(chunk))
+                        reason = _reason(chunk, calls_seen > 0)
+                        model = chunk.get("model") or model
+                        yield Finish(reason=reason, model=model, request_id=rid)
+                        await drain(lines)
+                        return
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before done", provider=self.name
         )

@@ -19,6 +19,7 @@ from .._types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    UsageEvent,
 )
 from .http import HTTPAdapter, drain, iter_sse
 
@@ -117,7 +118,7 @@ class OpenAIProvider(HTTPAdapter):
 
     async def complete(self, request: Request) -> Response:
         data, rid = await self._post("/v1/chat/completions", self.body(request, stream=False))
-        try:
+        with self._reading("chat completion", data):
             choice = data["choices"][0]
             message = choice["message"]
             calls = tuple(
@@ -137,8 +138,6 @@ class OpenAIProvider(HTTPAdapter):
                 model=data.get("model") or request.model or self.model,
                 request_id=rid or data.get("id"),
             )
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise self._malformed("chat completion", json.dumps(data)) from None
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
@@ -155,31 +154,32 @@ class OpenAIProvider(HTTPAdapter):
         reason: FinishReason | None = None
         async with aclosing(iter_sse(lines)) as parsed:
             async for _, data in parsed:
-                if data == "[DONE]":
-                    yield Finish(reason=reason or "other", model=model, request_id=rid)
-                    await drain(lines)
-                    return
-                chunk = self._json("stream chunk", data)
-                if "error" in chunk:  # vLLM and others report a failure mid-stream this way
-                    raise self._failed_in_stream(chunk["error"])
-                model = chunk.get("model") or model
-                rid = rid or chunk.get("id")
-                if chunk.get("usage"):
-                    yield self._usage_event(_usage, chunk["usage"])
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        yield TextDelta(text=delta["content"])
-                    for call in delta.get("tool_calls") or ():
-                        function = call.get("function") or {}
-                        yield ToolCallDelta(
-                            index=call.get("index", 0),
-                            id=call.get("id"),
-                            name=function.get("name"),
-                            arguments=function.get("arguments") or "",
-                        )
-                    if choice.get("finish_reason"):
-                        reason = _FINISH.get(choice["finish_reason"], "other")
+                with self._reading("stream chunk", data):
+                    if data == "[DONE]":
+                        yield Finish(reason=reason or "other", model=model, request_id=rid)
+                        await drain(lines)
+                        return
+                    chunk = self._json("stream chunk", data)
+                    if "error" in chunk:  # vLLM and others report a failure mid-stream this way
+                        raise self._failed_in_stream(chunk["error"])
+                    model = chunk.get("model") or model
+                    rid = rid or chunk.get("id")
+                    if chunk.get("usage"):
+                        yield UsageEvent(usage=_usage(chunk["usage"]))
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            yield TextDelta(text=delta["content"])
+                        for call in delta.get("tool_calls") or ():
+                            function = call.get("function") or {}
+                            yield ToolCallDelta(
+                                index=call.get("index", 0),
+                                id=call.get("id"),
+                                name=function.get("name"),
+                                arguments=function.get("arguments") or "",
+                            )
+                        if choice.get("finish_reason"):
+                            reason = _FINISH.get(choice["finish_reason"], "other")
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before [DONE]", provider=self.name
         )
