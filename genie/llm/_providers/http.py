@@ -216,12 +216,19 @@ class HTTPAdapter:
             async def lines() -> AsyncGenerator[str, None]:
                 # Only whole lines: every streamed format here ends each line, so a part-line
                 # at the end means the connection broke, whatever the part happens to parse as.
-                rest = ""
+                # A line's pieces are joined once, at its end: a long line (a whole answer or
+                # an inline image in one event) costs its length, not its length squared.
+                rest: list[str] = []
                 with self._boundary():
                     async for text in response.aiter_text():
-                        *whole, rest = (rest + text).split("\n")
-                        for line in whole:
-                            yield line.removesuffix("\r")
+                        *whole, last = text.split("\n")
+                        if whole:
+                            whole[0] = "".join((*rest, whole[0]))
+                            rest.clear()
+                            for line in whole:
+                                yield line.removesuffix("\r")
+                        if last:
+                            rest.append(last)
                 if rest:
                     raise ProviderConnectionError(
                         f"{self._name}: the stream ended before the end of a line",
