@@ -12,7 +12,7 @@ from ._errors import (
     LLMError,
     ResidencyDeniedError,
 )
-from ._killswitch import billed, count_attempt
+from ._killswitch import count_attempt
 from ._provider import Provider
 from ._residency import residency_refusal
 from ._types import Request, Response, StreamEvent
@@ -70,29 +70,24 @@ class Fallback:
 
     async def complete(self, request: Request) -> Response:
         errors: list[LLMError] = []
-        for provider in self.providers:
+        for i, provider in enumerate(self.providers, 1):
             refused = self._refusal(provider, request)
             if refused is not None:
                 errors.append(refused)
                 continue
             try:
-                response = await provider.complete(request)
+                return await provider.complete(request)
             except _FINAL:
-                _count(errors, answered=True)
                 raise
             except LLMError as exc:
-                errors.append(exc)
-            else:
-                _count(errors, answered=True)
-                return response
-        _count(errors, answered=False)
+                self._failed(exc, errors, last=i == len(self.providers))
         raise AllProvidersFailedError(errors)
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         errors: list[LLMError] = []
         async with AsyncExitStack() as stack:
-            for provider in self.providers:
+            for i, provider in enumerate(self.providers, 1):
                 refused = self._refusal(provider, request)
                 if refused is not None:
                     errors.append(refused)
@@ -103,29 +98,25 @@ class Fallback:
                     first = await anext(events, None)
                 except _FINAL:
                     await attempt.aclose()
-                    _count(errors, answered=True)
                     raise
                 except LLMError as exc:
                     await attempt.aclose()
-                    errors.append(exc)
+                    self._failed(exc, errors, last=i == len(self.providers))
                     continue
-                _count(errors, answered=True)
                 stack.push_async_exit(attempt)
                 async with aclosing(_prepend(first, events)) as reader:
                     yield reader
                 return
-            _count(errors, answered=False)
             raise AllProvidersFailedError(errors)
 
-
-def _count(errors: list[LLMError], *, answered: bool) -> None:
-    """Tell the kill switch above of the providers that failed before the chain ended. When
-    a later provider answered (or refused), each failure is an earlier attempt. When all
-    failed, the switch charges the chain's error as one billed call if any provider's was
-    (``billed``): the other billed failures are the earlier attempts."""
-    tried = errors if answered else [e for e in errors if billed(e)][1:]
-    for error in tried:
-        count_attempt(error)
+    @staticmethod
+    def _failed(error: LLMError, errors: list[LLMError], *, last: bool) -> None:
+        """A provider failed with ``error``. Unless it was the chain's last, the kill switch
+        above is told of it as an attempt before the next (``count_attempt``), and may refuse
+        that next one; the last is the chain's own error (``billed`` judges it by that one)."""
+        errors.append(error)
+        if not last:
+            count_attempt(error)
 
 
 async def _prepend(

@@ -143,6 +143,29 @@ class CorrelationBudget:
         self._refused(refusal[0], agent_id, message, refusal[1])
         raise refusal[0]
 
+    def attempted(
+        self,
+        switch: KillSwitch,
+        reservation: Reservation,
+        request: Request,
+        prompt: int,
+        agent_id: str,
+        message: Message,
+    ) -> None:
+        """A failed attempt charged (``KillSwitch.attempted``) before the call tries again:
+        the next attempt is refused when it no longer fits, or when the correlation's limit
+        fired meanwhile (another of its calls was refused), so a call retrying in flight is
+        stopped too. A refusal here fires the limit if none fired before in this process."""
+        cid = message.correlation_id
+        try:
+            KillSwitch.attempted(switch, reservation, request, prompt)
+        except BudgetExceededError as refused:
+            if cid not in self._fired:
+                self._refused(refused, agent_id, message, first=True)
+            raise
+        if not reservation.settled:
+            self._begin(cid, switch.name)
+
     async def settled(self, reservation: Reservation) -> None:
         """What a call held on the shared counters is settled there too, to what it used."""
         held = self._held.pop(reservation, None)
@@ -198,6 +221,9 @@ class _Switch(KillSwitch):
         except LLMError:
             await checkpoint()  # as KillSwitch.hold: a refused loop still yields
             raise
+
+    def attempted(self, reservation: Reservation, request: Request, prompt: int) -> None:
+        self.budget.attempted(self, reservation, request, prompt, self.agent_id, self.message)
 
     async def settled(self, reservation: Reservation) -> None:
         await self.budget.settled(reservation)

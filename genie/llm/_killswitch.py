@@ -35,35 +35,37 @@ def billed(error: BaseException) -> bool:
     connection that was never made: ``sent`` is False), or the provider refused the request
     with a 4xx before processing it. A 5xx may come after the model read the prompt (a
     gateway's 502 or 504), and a cancellation or a lost connection after the request left
-    cannot tell what the provider did, so all of those are billed."""
+    cannot tell what the provider did, so all of those are billed. A fallback chain that failed
+    everywhere is billed as its last provider's error: it told the switch above of each
+    provider before (``count_attempt``)."""
     if isinstance(error, AllProvidersFailedError):
-        return any(billed(e) for e in error.errors)
+        return billed(error.errors[-1])
     if isinstance(error, LLMError) and not error.sent:
         return False
     return not (isinstance(error, ProviderError) and error.status < 500)
 
 
-# The attempts of the call a switch is making that failed before its last one and that their
-# provider may have billed: a layer that tries again (``Retry``, ``Fallback``) counts each one
-# here, and the nearest switch above charges each its prompt, as it charges a call cut off.
-# Set for the duration of each switch's call, in the calling task: two calls never share one.
-_ATTEMPTS: ContextVar[list[BaseException] | None] = ContextVar("genie_llm_attempts", default=None)
+# What a layer that tries again (``Retry``, ``Fallback``) tells the nearest kill switch above
+# of each failed attempt before the next: set by each switch for the duration of its call, in
+# the calling task, so two calls never share it.
+_ATTEMPTS: ContextVar[Callable[[], None] | None] = ContextVar("genie_llm_attempts", default=None)
 
 
 def count_attempt(error: BaseException) -> None:
-    """Tell the kill switch above (if any) of a failed attempt its caller tries again after
-    (or falls back from): charged its prompt if its provider may have billed it."""
-    attempts = _ATTEMPTS.get()
-    if attempts is not None and billed(error):
-        attempts.append(error)
+    """Tell the kill switch above (if any) of a failed attempt its caller is about to try
+    again after (or fall back from): charged its prompt at once if its provider may have billed
+    it, and :class:`BudgetExceededError` raised, for the caller to let go, when the next
+    attempt would no longer fit the budget or the budget's limit fired meanwhile."""
+    attempted = _ATTEMPTS.get()
+    if attempted is not None and billed(error):
+        attempted()
 
 
 @contextmanager
-def _counting() -> Iterator[list[BaseException]]:
-    attempts: list[BaseException] = []
-    token = _ATTEMPTS.set(attempts)
+def _attempts(attempted: Callable[[], None]) -> Iterator[None]:
+    token = _ATTEMPTS.set(attempted)
     try:
-        yield attempts
+        yield
     finally:
         _ATTEMPTS.reset(token)
 
@@ -157,14 +159,23 @@ class KillSwitch:
             correlation_id=request.context.correlation_id,
         )
 
-    def _earlier(
-        self, reservation: Reservation, request: Request, prompt: int, attempts: int
-    ) -> None:
-        """Adds to what ``reservation`` will be charged the prompts of ``attempts`` earlier
-        failed attempts of the call that their providers may have billed."""
-        if attempts:
-            cost = self._cost(request, Usage(input_tokens=prompt)) if reservation.cost else 0.0
-            reservation.before(tokens=attempts * prompt, cost=attempts * cost)
+    def attempted(self, reservation: Reservation, request: Request, prompt: int) -> None:
+        """An attempt of the call that its provider may have billed failed, and the call is
+        about to try again (``count_attempt``): its prompt is charged now, and the next attempt
+        refused when the call's worst case no longer fits beside it. A task the call started
+        that outlives it (a shadow's) is not the call: once the call settled, it is not told."""
+        if reservation.settled:
+            return
+        cost = self._cost(request, Usage(input_tokens=prompt)) if reservation.cost else 0.0
+        reservation.spend(
+            tokens=prompt,
+            cost=cost,
+            provider=self.name,
+            correlation_id=request.context.correlation_id,
+        )
+
+    def _told(self, reservation: Reservation, request: Request, prompt: int) -> Callable[[], None]:
+        return lambda: self.attempted(reservation, request, prompt)
 
     def _settle(
         self, reservation: Reservation, request: Request, prompt: int, response: Response
@@ -244,11 +255,8 @@ class KillSwitch:
         prompt = request.prompt_estimate()
         reservation = await self.hold(request, prompt)
         try:
-            with _counting() as attempts:
-                try:
-                    response = await self.inner.complete(request)
-                finally:
-                    self._earlier(reservation, request, prompt, len(attempts))
+            with _attempts(self._told(reservation, request, prompt)):
+                response = await self.inner.complete(request)
         except BaseException as error:  # a cancellation included: it is settled, then re-raised
             self._cut_off(reservation, request, prompt, error)
             await self.settled(reservation)
@@ -266,11 +274,8 @@ class KillSwitch:
         try:
             async with AsyncExitStack() as stack:
                 # The attempts before the first event are made as the stream opens.
-                with _counting() as attempts:
-                    try:
-                        events = await stack.enter_async_context(self.inner.stream(request))
-                    finally:
-                        self._earlier(reservation, request, prompt, len(attempts))
+                with _attempts(self._told(reservation, request, prompt)):
+                    events = await stack.enter_async_context(self.inner.stream(request))
                 watched = self._watched(events, acc, reservation, request, prompt)
                 yield await stack.enter_async_context(aclosing(watched))
         except BaseException as error:  # a cancellation included: it is settled, then re-raised

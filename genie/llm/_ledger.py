@@ -86,15 +86,36 @@ class BudgetLedger:
         account = self._accounts.get(key)
         if account is None:
             account = self._accounts[key] = _Account()
+        refused = self._refusal(key, account, tokens, cost, provider, correlation_id)
+        if refused is not None:
+            if not account.open and not (account.tokens_used or account.cost_used):
+                del self._accounts[key]  # a refusal opens no account
+            raise refused
+        account.tokens_reserved += tokens
+        account.cost_reserved += cost
+        account.open += 1
+        return Reservation(self, key, tokens, cost)
+
+    def _refusal(
+        self,
+        key: str,
+        account: _Account,
+        tokens: int,
+        cost: float,
+        provider: str,
+        correlation_id: str | None,
+        held: tuple[int, float] = (0, 0.0),
+    ) -> BudgetExceededError | None:
+        """The refusal of ``tokens`` and ``cost`` beside what ``account`` used and holds
+        (less ``held``, the asker's own reservation), or None when they fit."""
         for limit, asked, most, spent in (
             ("tokens", tokens, self.max_tokens, account.tokens_used + account.tokens_reserved),
             ("cost", cost, self.max_cost, account.cost_used + account.cost_reserved),
         ):
+            spent -= held[0] if limit == "tokens" else held[1]
             if most is not None and asked > most - spent:
                 self._refusals += 1
-                if not account.open and not (account.tokens_used or account.cost_used):
-                    del self._accounts[key]  # a refusal opens no account
-                raise BudgetExceededError(
+                return BudgetExceededError(
                     limit=f"{self.name}_{limit}",
                     key=key,
                     requested=asked,
@@ -102,10 +123,21 @@ class BudgetLedger:
                     provider=provider,
                     correlation_id=correlation_id,
                 )
-        account.tokens_reserved += tokens
-        account.cost_reserved += cost
-        account.open += 1
-        return Reservation(self, key, tokens, cost)
+        return None
+
+    def _spend(
+        self, r: Reservation, tokens: int, cost: float, provider: str, correlation_id: str | None
+    ) -> None:
+        account = self._accounts.get(r.key)
+        if account is None:  # forgotten while the call was in flight
+            return
+        account.tokens_used += tokens
+        account.cost_used += cost
+        refused = self._refusal(
+            r.key, account, r.tokens, r.cost, provider, correlation_id, held=(r.tokens, r.cost)
+        )
+        if refused is not None:
+            raise refused
 
     def _settle(self, r: Reservation, tokens: int, cost: float) -> None:
         account = self._accounts.get(r.key)
@@ -144,8 +176,8 @@ class Reservation:
     Once settled, ``used_tokens`` and ``used_cost`` are what it was charged."""
 
     __slots__ = (
-        "_before",
         "_ledger",
+        "_spent",
         "cost",
         "key",
         "settled",
@@ -162,19 +194,29 @@ class Reservation:
         self.settled = False
         self.used_tokens = 0
         self.used_cost = 0.0
-        self._before = (0, 0.0)
+        self._spent = (0, 0.0)
 
-    def before(self, *, tokens: int, cost: float = 0.0) -> None:
-        """What the call spent before its last attempt (earlier attempts its provider may
-        have billed): added to whatever it is settled to, a release included."""
-        self._before = (tokens, cost)
+    def spend(
+        self,
+        *,
+        tokens: int,
+        cost: float = 0.0,
+        provider: str = "",
+        correlation_id: str | None = None,
+    ) -> None:
+        """Charges now what an attempt of the call spent before its next one (an attempt its
+        provider may have billed), and raises :class:`BudgetExceededError` when the call's
+        worst case, still held for the next attempt, no longer fits beside it: the next attempt
+        is then not sent. What was spent is part of ``used_tokens`` and ``used_cost`` once
+        the reservation settles, a release included."""
+        self._spent = (self._spent[0] + tokens, self._spent[1] + cost)
+        self._ledger._spend(self, tokens, cost, provider, correlation_id)
 
     def settle(self, *, tokens: int, cost: float = 0.0) -> None:
         if self.settled:
             raise RuntimeError(f"the reservation for {self.key!r} is already settled")
         self.settled = True
-        tokens, cost = tokens + self._before[0], cost + self._before[1]
-        self.used_tokens, self.used_cost = tokens, cost
+        self.used_tokens, self.used_cost = tokens + self._spent[0], cost + self._spent[1]
         self._ledger._settle(self, tokens, cost)
 
     def release(self) -> None:

@@ -83,8 +83,8 @@ class Retry:
                 wait = self.delay(attempt, exc)
                 if wait is None:
                     raise
-                count_attempt(exc)  # tried again: the switch above charges what it spent
-            await self._sleep(wait)
+                await self._sleep(wait)
+                count_attempt(exc)  # the switch above charges it, and may refuse the next
             attempt += 1
 
     @asynccontextmanager
@@ -102,11 +102,11 @@ class Retry:
                     wait = self.delay(attempt, exc)
                     if wait is None:
                         raise
+                    await self._sleep(wait)
                     count_attempt(exc)
                 else:
                     stack.push_async_exit(attempt_stack)
                     break
-                await self._sleep(wait)
                 attempt += 1
             async with aclosing(_prepend(first, events)) as reader:
                 yield reader

@@ -13,7 +13,17 @@ from typing import Any
 import anyio
 import pytest
 
-from genie import AgentOptions, BaseAgent, Context, Limits, Message, Payload, RetryPolicy, Runtime
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Limits,
+    MemoryAuditLog,
+    Message,
+    Payload,
+    RetryPolicy,
+    Runtime,
+)
 from genie import handler as on
 from genie.llm import (
     AllProvidersFailedError,
@@ -24,6 +34,7 @@ from genie.llm import (
     ChatMessage,
     Fallback,
     KillSwitch,
+    LLMError,
     OllamaProvider,
     OpenAIProvider,
     Provider,
@@ -320,6 +331,77 @@ async def test_a_fallbacks_failed_providers_are_charged_once_each(server: Provid
     finally:
         for provider in (first, second, third):
             await provider.aclose()
+
+
+LONG = Request(messages=(ChatMessage.user("Think about it. " * 200),), max_tokens=10)
+
+
+async def test_a_retry_stops_when_its_next_attempt_would_overrun_the_budget(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    """Each attempt a ``Retry`` makes again is charged as it fails, and refused when the call's
+    worst case no longer fits beside what the attempts spent. Before, a long prompt with a
+    short answer was reserved once and retried four times: the budget was overrun twofold."""
+    prompt = LONG.prompt_estimate()
+    budget = LONG.prompt_estimate() + LONG.max_tokens + prompt  # one call, one failed attempt
+    ledger = BudgetLedger(max_tokens=budget, name="correlation")
+    switch = KillSwitch(Retry(model, attempts=5, backoff=0, jitter=0), ledger)
+    server.script("/v1/chat/completions", *[GATEWAY] * 5)
+    with pytest.raises(BudgetExceededError, match="correlation_tokens") as refused:
+        await switch.complete(in_correlation(LONG))
+    assert isinstance(refused.value.__context__, ProviderUnavailableError)
+    assert len(server.received) == 2
+    assert ledger.remaining("c1").tokens == budget - 2 * prompt  # both attempts were billed
+    assert ledger.statistics().open_reservations == 0
+
+
+class Racing(BaseAgent):
+    """Two calls of one correlation at once: a retrying one, and one that the budget refuses."""
+
+    produces = (Asked,)
+
+    def __init__(self, id: str, retrying: Provider, other: Provider) -> None:
+        super().__init__(id)
+        self.retrying, self.other = retrying, other
+
+    @on
+    async def on_ask(self, payload: Ask, ctx: Context) -> Message:
+        refused = 0
+
+        async def call(provider: Provider, request: Request) -> None:
+            nonlocal refused
+            try:
+                await ctx.llm(provider).complete(request)
+            except BudgetExceededError:
+                refused += 1
+            except LLMError:
+                pass  # the retrying call's provider failed every attempt
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, self.retrying, QUESTION)
+            await anyio.sleep(0.5)  # the first call is retrying by now
+            tg.start_soon(call, self.other, LONG)
+        return ctx.reply(Asked(sent=0, refused=refused))
+
+
+async def test_once_the_limit_fired_a_retrying_call_sends_no_further_attempt(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    """The first refusal of a correlation stops its calls in flight at their next attempt."""
+    waiting = Reply(status=503, chunks=(b"{}",), headers={"retry-after": "1"})
+    server.script("/v1/chat/completions", *[waiting] * 5)
+    retrying = Retry(model, attempts=5, backoff=0, jitter=0)
+    budget = 3 * WORST  # room for the retrying call; none for the long one
+    audit = MemoryAuditLog()
+    async with Runtime(
+        [Racing("racing", retrying, model)], limits=Limits(correlation_tokens=budget), audit=audit
+    ) as rt:
+        result = await rt.ask(rt.message(Ask(), recipient="racing"), timeout=10)
+    asked = result.message.payload
+    assert isinstance(asked, Asked)
+    assert asked.refused == 2  # the long call, then the retrying one at its next attempt
+    assert len(server.received) == 1  # before: all five attempts
+    assert len([r for r in audit.records if r.action == "limit_fired"]) == 1
 
 
 async def test_a_handlers_model_retries_count_against_its_correlation(
