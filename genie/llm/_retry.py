@@ -71,8 +71,11 @@ class Retry:
         asked = error.retry_after if isinstance(error, ProviderError) else None
         if asked is not None:
             return asked if asked <= self.max_retry_after else None
-        base = min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff)
-        return base * (1 - self.jitter * self._rng.random())
+        try:
+            grown = self.backoff * self.multiplier ** (attempt - 1)
+        except OverflowError:  # past any float (2.0 ** 1024): far past the cap
+            grown = self.max_backoff
+        return min(grown, self.max_backoff) * (1 - self.jitter * self._rng.random())
 
     async def complete(self, request: Request) -> Response:
         attempt = 1

@@ -89,6 +89,17 @@ async def test_retry_waits_on_the_clock_by_default() -> None:
     assert anyio.current_time() - started == pytest.approx(1 + 2)
 
 
+async def test_backoff_past_any_float_waits_the_cap_instead_of_overflowing() -> None:
+    """``multiplier ** attempt`` leaves the floats at 2.0 ** 1024: a long run of attempts (or
+    a hostile ``multiplier`` in the file) raised OverflowError out of the retry."""
+    inner = Scripted([unavailable()] * 3 + ["ok"])
+    sleeps = Sleeps()
+    retry = Retry(inner, attempts=5, multiplier=1e308, max_backoff=20, jitter=0, sleep=sleeps)
+    assert (await retry.complete(simple_request())).text == "ok"
+    assert sleeps.waits == [0.5, 20, 20]
+    assert Retry(inner, attempts=2000, jitter=0).delay(1500, unavailable()) == 20
+
+
 async def test_a_stream_is_never_retried_after_its_first_event() -> None:
     inner = Scripted(["abcdefghijklmnop"], chunk=4, break_after=2)
     events: list[StreamEvent] = []
