@@ -115,7 +115,13 @@ class _McpSession:
         if check is None:
             known = ", ".join(sorted(self._specs)) or "none"
             raise ToolArgumentsError(where, name, "", f"no such tool (tools: {known})")
-        problem = next(iter(sorted(check.iter_errors(arguments), key=_depth)), None)
+        try:
+            problem = next(iter(sorted(check.iter_errors(arguments), key=_depth)), None)
+        except Exception as exc:  # the server's schema: a type, a pattern or a $ref that is not
+            detail = described(exc)
+            raise ToolCallError(
+                f"tool {name!r} of {where}: its input schema cannot be checked: {detail}"
+            ) from exc
         if problem is not None:
             raise ToolArgumentsError(where, name, _field(problem), problem.message)
         try:

@@ -296,3 +296,20 @@ async def test_a_test_context_calls_a_session_directly() -> None:
     assert out.payload.text == "add(1)"
     with pytest.raises(ToolCallError, match="TestContext has no tool server 'other'"):
         ctx.tool("other")
+
+
+async def test_a_tool_whose_schema_is_broken_fails_its_call_naming_it() -> None:
+    """A server's schema that cannot be checked (a type that is not one, a pattern that is
+    not a regex, a ``$ref`` to nowhere) fails the call as a ToolCallError naming the tool and
+    sends nothing; it used to escape as jsonschema's or re's own error."""
+    hostile = McpServer(command=(sys.executable, str(HERE / "hostile_server.py")))
+    async with Runtime([Caller("caller")], tools={"broker": hostile}) as rt:
+        fine = await ask(rt, "fine", a="x")
+        broken = [
+            await ask(rt, tool, a="x") for tool in ("bad_type", "bad_pattern", "dangling_ref")
+        ]
+    assert isinstance(fine, Answer)
+    assert fine.text == "called"
+    for tool, missing in zip(("bad_type", "bad_pattern", "dangling_ref"), broken, strict=True):
+        assert f"ToolCallError: tool {tool!r} of " in missing.reason
+        assert "its input schema cannot be checked" in missing.reason
