@@ -18,7 +18,14 @@ import traceback
 
 from .._errors import described
 
-__all__ = ["KEPT", "MAX_CHARS", "attempts_of", "format_failure", "remember_attempt"]
+__all__ = [
+    "KEPT",
+    "MAX_CHARS",
+    "attempts_of",
+    "format_failure",
+    "formatted_there",
+    "remember_attempt",
+]
 
 KEPT = 3  # the tracebacks of a retried delivery's last attempts
 MAX_CHARS = 4_000  # of one traceback; the middle is cut, the raising line always kept
@@ -37,6 +44,9 @@ _LOOPS = tuple(d for d in map(_package_dir, ("anyio", "asyncio")) if d is not No
 _PLUMBING = (_GENIE, *_LOOPS, f"{os.sep}trio{os.sep}", f"{os.sep}contextlib.py")
 # Where a retried delivery's earlier failures are kept: on the failure that followed them.
 _EARLIER = "__genie_earlier_attempts__"
+# The traceback of a failure raised in another process, formatted there (its frames are not
+# this process's): on the exception rebuilt here.
+_THERE = "__genie_formatted_there__"
 
 
 def _is_plumbing(filename: str) -> bool:
@@ -50,7 +60,11 @@ def _folded(n: int) -> str:
 def format_failure(error: BaseException) -> str:
     """``error``'s traceback with genie's and the event loop's frames folded: first the line
     of the handler's code that raised (``file:line in function: Type: message``), then the
-    traceback, at most ``MAX_CHARS`` long."""
+    traceback, at most ``MAX_CHARS`` long (as it was formatted in the process that raised it,
+    for an exception rebuilt here: ``formatted_there``)."""
+    there: str | None = getattr(error, _THERE, None)
+    if there is not None:
+        return there
     summary = traceback.extract_tb(error.__traceback__)
     lines: list[str] = []
     folded = 0
@@ -79,6 +93,14 @@ def format_failure(error: BaseException) -> str:
         cut = len(text) - 2 * keep
         text = f"{text[:keep]}\n  [... {cut:,} characters cut ...]\n{text[-keep:]}"
     return text
+
+
+def formatted_there(error: BaseException, text: str) -> None:
+    """``error`` was rebuilt from one raised in another process, whose traceback, formatted
+    there, is ``text``: its dead letter shows that, not the frames that rebuilt it."""
+    # An exception class with slots and no room keeps the frames that rebuilt it.
+    with contextlib.suppress(AttributeError):
+        setattr(error, _THERE, text)
 
 
 def remember_attempt(failure: BaseException, earlier: BaseException) -> None:

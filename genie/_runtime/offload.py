@@ -50,6 +50,7 @@ from .._message.envelope import Message
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
 from .._message.types import MessageTypes
+from .failure import format_failure, formatted_there
 from .options import AgentOptions
 from .transport import Delivery
 
@@ -407,6 +408,8 @@ class ProcessHandler:
             if not future.done() and not future.cancel():
                 offload.abandoned += 1  # it runs on in its child; what it returns is dropped
             raise
+        if isinstance(returned, _Raised):
+            raise returned.error(self.agent_id, ctx.message)
         outputs = []
         for text in returned:
             try:
@@ -458,11 +461,64 @@ def _import(path: str) -> Any:
     return found
 
 
+class _Raised:
+    """What a handler raised in its child process, as it crosses back to the parent: the
+    exception pickled (None if it does not pickle), its ``Type: message`` and its traceback,
+    formatted in the child. Returned, never raised: an exception the parent's pool cannot
+    unpickle (one whose ``__init__`` takes other arguments than its message, say) would break
+    the whole pool, and with it every call running there."""
+
+    __slots__ = ("pickled", "said", "traceback")
+
+    def __init__(self, error: BaseException) -> None:
+        import pickle
+
+        try:
+            self.pickled: bytes | None = pickle.dumps(error)
+        except Exception:
+            self.pickled = None
+        self.said = described(error)
+        self.traceback = format_failure(error)
+
+    def error(self, agent_id: str, msg: Message) -> Exception:
+        """The exception again, or, when it cannot be rebuilt here (or is no ``Exception``: a
+        child's ``SystemExit`` ends its own process, not the runtime), an ``AgentError``
+        saying what it was; either keeps the child's traceback for the dead letter."""
+        import pickle
+
+        error: object = None
+        if self.pickled is not None:
+            try:
+                error = pickle.loads(self.pickled)
+            except Exception:
+                error = None
+        if not isinstance(error, Exception):
+            error = AgentError(
+                f"agent {agent_id!r}: its handler raised {self.said} in its process, and that "
+                "exception cannot cross back to the runtime (it does not pickle, or it is no "
+                "Exception)",
+                message_id=msg.id,
+                agent_id=agent_id,
+                correlation_id=msg.correlation_id,
+            )
+        formatted_there(error, self.traceback)
+        return error
+
+
 def _in_child(
     folders: dict[str, str], pickled: bytes, type_path: str, wire: bytes, now: datetime
-) -> list[str]:
+) -> list[str] | _Raised:
     """In the child: rebuild the message through a registry of its payload's model, call the
-    handler, return its outputs as JSON envelopes."""
+    handler, return its outputs as JSON envelopes, or what it raised."""
+    try:
+        return _outputs_in_child(folders, pickled, type_path, wire, now)
+    except BaseException as exc:
+        return _Raised(exc)
+
+
+def _outputs_in_child(
+    folders: dict[str, str], pickled: bytes, type_path: str, wire: bytes, now: datetime
+) -> list[str]:
     import pickle
 
     restore_folder_packages(folders)

@@ -430,6 +430,104 @@ async def test_a_failing_process_handler_is_a_dead_letter_with_its_type_and_reas
     assert "emitted 'sync.unregistered' from its process, which is not registered" in (emits.reason)
 
 
+class Picky(Exception):
+    """An exception whose ``__init__`` takes other arguments than its message: it pickles,
+    but unpickling it calls ``Picky("picky 5 2")``, which fails."""
+
+    def __init__(self, n: int, d: int) -> None:
+        super().__init__(f"picky {n} {d}")
+
+
+class RaisesPicky(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        raise Picky(payload.n, 2)
+
+
+class RaisesLocked(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        error = ValueError("holds a lock")
+        error.lock = threading.Lock()  # type: ignore[attr-defined]
+        raise error
+
+
+class Exits(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        raise SystemExit(4)
+
+
+class SlowSquare(BaseAgent):
+    produces = (Done,)
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> Message:
+        time.sleep(1.0)
+        return ctx.reply(Done(n=payload.n * payload.n, pid=os.getpid()))
+
+
+async def test_what_a_process_handler_raises_fails_its_delivery_only() -> None:
+    """An exception the parent could not unpickle broke the whole pool: its delivery failed
+    as BrokenProcessPool, and so did every other call running there. A SystemExit in a child
+    stopped the parent's runtime."""
+    async with Runtime(processes=2) as rt:
+        for agent in (SlowSquare("slow"), RaisesPicky("picky"), RaisesLocked("locked")):
+            rt.add(agent, options=PROCESS)
+        rt.add(Exits("exits"), options=PROCESS)
+        async with anyio.create_task_group() as tg:
+            replies: list[Message] = []
+
+            async def ask_slow() -> None:
+                replies.extend((await rt.ask(rt.message(Work(n=3), recipient="slow"))).replies)
+
+            tg.start_soon(ask_slow)
+            for agent_id in ("picky", "locked", "exits"):
+                await rt.ask(rt.message(Work(n=5), recipient=agent_id))
+        [reply] = replies  # the call beside them ran to its end
+        assert isinstance(reply.payload, Done)
+        assert reply.payload.n == 9
+        settled(rt)
+    picky, locked, exits = rt.dead_letters
+    assert (picky.error_type, locked.error_type, exits.error_type) == ("AgentError",) * 3
+    assert "its handler raised Picky: picky 5 2 in its process, and that exception cannot" in (
+        picky.reason
+    )
+    assert "raised ValueError: holds a lock in its process" in locked.reason
+    assert "raised SystemExit: 4 in its process" in exits.reason
+
+
+class Dies(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        os._exit(3)
+
+
+async def test_a_child_that_dies_fails_its_call_and_the_next_call_gets_a_new_pool() -> None:
+    async with Runtime(processes=1) as rt:
+        rt.add(Dies("dies"), options=PROCESS)
+        rt.add(Square("sq"), options=PROCESS)
+        await rt.ask(rt.message(Work(n=1), recipient="dies"))
+        [reply] = (await rt.ask(rt.message(Work(n=4), recipient="sq"))).replies
+        assert isinstance(reply.payload, Done)
+        assert reply.payload.n == 16
+    [dead] = rt.dead_letters
+    assert dead.error_type == "BrokenProcessPool"
+
+
+async def test_a_process_handlers_dead_letter_says_where_it_raised_in_the_child() -> None:
+    async with Runtime(processes=1) as rt:
+        rt.add(Raises("raises"), options=PROCESS)
+        await rt.ask(rt.message(Work(n=5), recipient="raises"))
+    [dead] = rt.dead_letters
+    assert dead.error_type == "ZeroDivisionError"  # an exception that crosses is itself
+    [traceback] = dead.tracebacks
+    head = traceback.splitlines()[0]
+    assert head.startswith(f"{__file__}:")
+    assert head.endswith("in on_work: ZeroDivisionError: cannot divide 5 by zero")
+    assert "concurrent" not in traceback  # not the frames that carried it back
+
+
 def _local_payload() -> type[Payload]:
     class Local(Payload):
         message_type = "sync.local"
