@@ -137,12 +137,23 @@ class Offload:
             pool.shutdown(wait=False, cancel_futures=True)
 
     async def aclose(self) -> None:
-        """The runtime stopped: the pool's children finish what they run, then exit (the
-        runtime waits for that as long as for any ``on_close``, then leaves them to it)."""
+        """The runtime stopped: the pool's children finish what they run, then exit. The
+        runtime waits for that as long as for any ``on_close``; a child still running then is
+        terminated (what it would return is discarded already), else the interpreter would
+        wait for it at exit, however long it runs."""
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is None:
+            return
+        try:
             shutdown = functools.partial(pool.shutdown, wait=True, cancel_futures=True)
             await anyio.to_thread.run_sync(shutdown, abandon_on_cancel=True)
+        finally:
+            # The pool's children (no public handle on them before Python 3.14's
+            # ``terminate_workers``): each has ended, unless the wait was cut short.
+            children: dict[int, Any] = getattr(pool, "_processes", None) or {}
+            for child in list(children.values()):
+                if child.is_alive():
+                    child.terminate()
 
     def statistics(self) -> OffloadStatistics:
         return OffloadStatistics(

@@ -4,8 +4,11 @@ and cancellation given up at once) and in its process pool (payloads through the
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -526,6 +529,51 @@ async def test_a_process_handlers_dead_letter_says_where_it_raised_in_the_child(
     assert head.startswith(f"{__file__}:")
     assert head.endswith("in on_work: ZeroDivisionError: cannot divide 5 by zero")
     assert "concurrent" not in traceback  # not the frames that carried it back
+
+
+class Sleeps(BaseAgent):
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        time.sleep(payload.n)
+
+
+STUCK_CHILD = """
+import time, anyio
+import genie._runtime.runtime as runtime
+from genie import AgentOptions, Runtime
+from tests.runtime.test_sync_handlers import Sleeps, Work
+
+runtime.CLOSE_TIMEOUT = 0.5  # what the runtime waits for its pool when it closes
+
+async def main() -> None:
+    async with Runtime(processes=1) as rt:
+        rt.add(Sleeps("sleeps"), options=AgentOptions(offload="process", deadline=0.2))
+        await rt.ask(rt.message(Work(n=60), recipient="sleeps"))  # given up at 0.2 s
+        assert rt.statistics().offload.abandoned == 1
+
+if __name__ == "__main__":
+    anyio.run(main)
+"""
+
+
+def test_a_child_still_running_when_the_runtime_closes_does_not_hold_the_process(
+    tmp_path: Path,
+) -> None:
+    """The runtime waited for its pool, then left the child to it; the interpreter then waited
+    for it at exit (here a minute) however long it ran."""
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_CHILD)
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=50
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 20  # start, 0.2 s, 0.5 s of waiting, and out
 
 
 def _local_payload() -> type[Payload]:
