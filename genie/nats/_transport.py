@@ -37,6 +37,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -55,6 +56,7 @@ from .._runtime.approvals import (
     ApprovalRequest,
 )
 from .._runtime.correlator import Missing
+from .._runtime.deadletter import DeadLetter
 from .._runtime.local.executor import Worker
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
 from .._runtime.transport import (
@@ -92,6 +94,8 @@ from ._wire import (
     PARENT,
     REQUEST,
     UNCHARGED,
+    Item,
+    MessageTooLargeError,
     NatsPublisher,
     bound,
     connected,
@@ -221,7 +225,7 @@ class NatsTransport:
         # Who hosts which agent: this worker answers for its own; agents no worker hosts,
         # found when this process publishes, go to ``on_unhosted`` (by default a warning).
         self._presence = Presence(names, self.origin, self.hosted, on_unhosted or self._warn)
-        self._out = NatsPublisher(names, lambda: self.js)
+        self._out = NatsPublisher(names, lambda: self.js, self._max_payload)
         self.consent = NatsConsentLedger(names.consent)  # shared by every process of the namespace
         # The namespace's memories: pass it as ``Store(transport.memory)`` (genie.memory).
         self.memory = NatsMemory(names.memory)
@@ -282,6 +286,11 @@ class NatsTransport:
             self._nc = self._js = None
 
     # --- wiring by the runtime ----------------------------------------------------------------
+    def _max_payload(self) -> int:
+        """The largest message the server takes (its ``max_payload``, 1 MiB unless set)."""
+        assert self._nc is not None, "publishes once connected"
+        return self._nc.max_payload
+
     def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
         self._agents = mailboxes
 
@@ -639,9 +648,14 @@ class NatsTransport:
                         [(msg, recipient)], msg.correlation_id, delivery
                     ):
                         return  # denied by the budget: the waiter heard of it
-                    ack = await self._publish(
-                        msg, recipient, run.origin, run.delivery.id, request=True
-                    )
+                    try:
+                        ack = await self._publish(
+                            msg, recipient, run.origin, run.delivery.id, request=True
+                        )
+                    except MessageTooLargeError as exc:  # the asker hears why, at once
+                        why = type(exc).__name__
+                        host.dead_lettered(recipient, msg, corr, "failed", str(exc), 0, why)
+                        return
                     run.asked += 1
                     host.left(corr)  # sent: its outcome goes to the origin
                     self._step("asked", run.delivery)
@@ -707,9 +721,18 @@ class NatsTransport:
             if run.outbox:
                 key = f"{run.delivery.id}/outputs"
                 run.outbox = await self._admit_charged(run.outbox, msg.correlation_id, key)
-            sends = outcome_items(self.names, run, msg.sender)
-            sends += [self._out.item(o, r, run.origin, run.delivery.id) for o, r in run.outbox]
-            await self._out.publish_all(sends)
+
+            def sends() -> list[Item]:
+                items = outcome_items(self.names, run, msg.sender)
+                return items + [
+                    self._out.item(o, r, run.origin, run.delivery.id) for o, r in run.outbox
+                ]
+
+            try:
+                await self._out.publish_all(sends())
+            except MessageTooLargeError as exc:
+                self._too_large(run, msg.sender, exc)
+                await self._out.publish_all(sends())
             for out, _ in run.outbox:
                 host.left(host.correlation(out.correlation_id))
 
@@ -761,6 +784,11 @@ class NatsTransport:
                 await entry.keep(delivery, published=True)
             else:
                 await self._publish_outside(msg, recipient)
+        except MessageTooLargeError as exc:
+            # It can never reach the stream: its delivery ends here, as a failure saying so.
+            host = self._served()
+            corr = host.correlation(msg.correlation_id)
+            host.dead_lettered(recipient, msg, corr, "failed", str(exc), 0, type(exc).__name__)
         finally:
             self._unsent[recipient] -= 1
 
@@ -1025,20 +1053,34 @@ class NatsTransport:
                     run.outbox, msg.correlation_id, f"{delivery.id}/outputs"
                 )
                 self._step("charged", delivery)
-            # The outcome record, the outputs and the answer at once: one round trip.
-            sends = outcome_items(self.names, run, mb.id)
-            for timer in run.timers_ended:  # withdrawn by its handler: ended after it
-                sends += outcome_items(self.names, timer, timer.delivery.message.sender)
-            run.timers_ended.clear()
             owed = self._owed.pop(msg.correlation_id, 0)
-            if owed:  # an uncharged root that charged nothing: counted now, as it ends
-                key = f"{delivery.id}/root"
-                sends.append(self._out.charge_item(msg.correlation_id, key, owed))
-            sends += [self._out.item(o, r, origin, delivery.id) for o, r in run.outbox]
-            if answer is not None:
-                data = json.dumps(answer, separators=(",", ":")).encode()
-                sends.append((self.names.reply(msg.id), data, {MSG_ID: f"{delivery.id}/answer"}))
-            await self._out.publish_all(sends, recorded=lambda: self._step("outcome", delivery))
+            ended = run.timers_ended  # withdrawn by its handler: ended after it
+            run.timers_ended = []
+
+            def sends() -> list[Item]:
+                # The outcome record, the outputs and the answer at once: one round trip.
+                items = outcome_items(self.names, run, mb.id)
+                for timer in ended:
+                    items += outcome_items(self.names, timer, timer.delivery.message.sender)
+                if owed:  # an uncharged root that charged nothing: counted now, as it ends
+                    key = f"{delivery.id}/root"
+                    items.append(self._out.charge_item(msg.correlation_id, key, owed))
+                items += [self._out.item(o, r, origin, delivery.id) for o, r in run.outbox]
+                if answer is not None:
+                    data = json.dumps(answer, separators=(",", ":")).encode()
+                    reply = self.names.reply(msg.id)
+                    items.append((reply, data, {MSG_ID: f"{delivery.id}/answer"}))
+                return items
+
+            def recorded() -> None:
+                self._step("outcome", delivery)
+
+            try:
+                await self._out.publish_all(sends(), recorded=recorded)
+            except MessageTooLargeError as exc:
+                self._too_large(run, mb.id, exc)
+                answer = answer_of(run) if run.request else None
+                await self._out.publish_all(sends(), recorded=recorded)
             self.sent += len(run.outbox)
             for out, _ in run.outbox:
                 host.left(host.correlation(out.correlation_id))
@@ -1060,6 +1102,30 @@ class NatsTransport:
             if UNCHARGED in headers:
                 self._owed.pop(msg.correlation_id, None)
             self._ended(run)
+
+    def _too_large(self, run: Run, agent_id: str, error: MessageTooLargeError) -> None:
+        """What ``run``'s handler sent cannot cross the broker (an output, or its outcome
+        record with the replies, denials and sheds it carries, is over ``max_payload``): none
+        of it is sent, and the delivery ends as a dead letter saying why. Its handler did
+        run: its side effects stand, and the outputs stay charged to the budget."""
+        host = self._served()
+        for out, _ in run.outbox:  # in flight here until sent: closed, never sent
+            host.left(host.correlation(out.correlation_id))
+        run.outbox.clear()
+        run.replies.clear()
+        run.denied.clear()
+        run.shed.clear()
+        run.answered = 0
+        run.dead = DeadLetter(
+            message=run.delivery.message,
+            agent_id=agent_id,
+            kind="failed",
+            reason=f"its outputs were not sent: {error}",
+            error_type=type(error).__name__,
+            attempts=1,
+            at=datetime.now(UTC),
+        )
+        _log.error("agent %s: %s", agent_id, run.dead.reason)
 
     def _started(self, run: Run) -> None:
         """``run`` is under way: its outputs, timers and dead letter are found by its ids."""

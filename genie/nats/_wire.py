@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._base.log import lazy_logger
+from .._errors import MessageError
 from .._message.envelope import Message
 from .._runtime.transport import Delivery
 from ._names import NatsNames
@@ -34,6 +35,7 @@ __all__ = [
     "REQUEST",
     "UNCHARGED",
     "Item",
+    "MessageTooLargeError",
     "NatsPublisher",
     "bound",
     "connected",
@@ -179,13 +181,42 @@ class Bucket:
         return await entries(self.js, self.name, keys)
 
 
+class MessageTooLargeError(MessageError):
+    """A message over the broker's ``max_payload``: refused before anything of its publish
+    goes out. Never retried, as a broker that is away is: no broker would ever store it."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"the message for {subject} is {size:,} bytes, over the broker's max_payload of "
+            f"{limit:,} bytes (nats-server's max_payload setting): it cannot cross the broker"
+        )
+        self.subject = subject
+        self.size = size
+        self.limit = limit
+
+
 class NatsPublisher:
     """Publishes to a namespace's streams, each publish retried until the stream has it
-    (through a broker restart: the ids deduplicate a publish that did arrive)."""
+    (through a broker restart: the ids deduplicate a publish that did arrive); a message over
+    the broker's ``max_payload`` is refused at once (``MessageTooLargeError``)."""
 
-    def __init__(self, names: NatsNames, js: Callable[[], JetStreamContext]) -> None:
+    def __init__(
+        self,
+        names: NatsNames,
+        js: Callable[[], JetStreamContext],
+        max_payload: Callable[[], int],
+    ) -> None:
         self.names = names
         self._js = js  # the connection's, read at each publish (``connect`` makes it)
+        self._max_payload = max_payload  # the server's, as the connection last heard it
+
+    def check(self, items: list[Item]) -> None:
+        """Raise ``MessageTooLargeError`` for the first of ``items`` over the broker's limit
+        (nats-py refuses it before sending, so a retry could never store it)."""
+        limit = self._max_payload()
+        for subject, data, _ in items:
+            if len(data) > limit:
+                raise MessageTooLargeError(subject, len(data), limit)
 
     def item(
         self,
@@ -216,6 +247,7 @@ class NatsPublisher:
         deduplicate). ``recorded`` is called once the first (an outcome record) is in."""
         from nats.errors import Error as NatsError
 
+        self.check(items)  # before any of them goes out: all or none
         js = self._js()
         futures: list[asyncio.Future[PubAck] | None] = []
         for subject, data, headers in items:
@@ -250,6 +282,7 @@ class NatsPublisher:
         """Publish one message until the stream acknowledges it."""
         from nats.errors import Error as NatsError
 
+        self.check([(subject, data, headers)])
         delay = 0.05
         while True:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -571,6 +572,56 @@ async def test_a_denied_message_is_never_published(server: LocalNatsServer) -> N
     await sender.close()
 
 
+class Doubles(BaseAgent):
+    """Answers a note with its text twice."""
+
+    produces = (Note,)
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> Message:
+        return ctx.reply(Note(text=payload.text * 2))
+
+
+async def test_a_message_over_the_brokers_max_payload_fails_at_once_naming_it(
+    server: LocalNatsServer,
+) -> None:
+    """A request, or a reply, over the server's max_payload (1 MiB) was published again and
+    again, a warning each time: the request timed out, and the agent's consumer, its one
+    delivery never acked, ran nothing more."""
+    names = NatsNames("sizes")
+    worker, sender = (
+        NatsTransport(server.url, names, hosted=["doubles"]),
+        NatsTransport(server.url, names),
+    )
+    worker_rt, rt = Runtime(transport=worker), Runtime(transport=sender)
+    for runtime, transport in ((worker_rt, worker), (rt, sender)):
+        runtime.add(Doubles("doubles"))
+        transport.attach(runtime)
+        await transport.connect()
+    try:
+        async with worker_rt, rt:
+            with anyio.fail_after(10):  # not the asks' 30 s
+                too_large = await rt.ask(
+                    rt.message(Note(text="x" * 1_100_000), recipient="doubles"), timeout=30
+                )
+                reply_too_large = await rt.ask(
+                    rt.message(Note(text="x" * 600_000), recipient="doubles"), timeout=30
+                )
+                fine = await rt.ask(rt.message(Note(text="ab"), recipient="doubles"), timeout=30)
+            assert [m.payload for m in fine.replies] == [Note(text="abab")]
+            s = rt.statistics()
+            assert s.in_flight == 0
+            assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed
+    finally:
+        for transport in (worker, sender):
+            await transport.close()
+    request, reply = (r.missing[0].reason for r in (too_large, reply_too_large))
+    assert re.match(r"the message for genie.sizes.agent.doubles is 1,100,\d{3} bytes", request)
+    assert "over the broker's max_payload of 1,048,576 bytes" in request
+    assert reply.startswith("its outputs were not sent: the message for genie.sizes.outcome.")
+    assert [d.error_type for d in rt.dead_letters] == ["MessageTooLargeError"] * 2
+
+
 async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
     server: LocalNatsServer,
 ) -> None:
@@ -1099,7 +1150,7 @@ async def test_a_rerun_is_charged_once_and_gets_its_first_count(server: LocalNat
     outputs), while another delivery's charge still adds."""
     transport = NatsTransport(server.url, NatsNames("charge"))
     await transport.connect()
-    budget = NatsPublisher(transport.names, lambda: transport.js)
+    budget = NatsPublisher(transport.names, lambda: transport.js, transport._max_payload)
     try:
         assert await budget.charge("c1", "d1/outputs", 3) == 3
         assert await budget.charge("c1", "d2/outputs", 2) == 5
