@@ -525,8 +525,14 @@ def create_app(
             state.counts[("mcp", str(status))] = state.counts.get(("mcp", str(status)), 0) + 1
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        """No such route (404), or not with this method (405, with the ``Allow`` header the
+        routing wrote: HTTP requires it), as JSON like every other refusal."""
         assert isinstance(exc, HTTPException)
-        return _json_error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+        response = _json_error(
+            exc.status_code, f"{request.method} {request.url.path}: {exc.detail}"
+        )
+        response.headers.update(exc.headers or {})
+        return response
 
     routes = [
         Route("/", page, methods=["GET"]),

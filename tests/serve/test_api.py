@@ -220,6 +220,8 @@ async def test_health_ready_metrics_openapi_page(tmp_path: Path) -> None:
     assert nowhere.status_code == 404
     assert "error" in nowhere.json()
     assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"  # HTTP requires it with a 405
+    assert wrong_method.json() == {"error": f"GET {ASK}: Method Not Allowed"}
 
 
 async def test_stream_frames_events_then_result(tmp_path: Path) -> None:
