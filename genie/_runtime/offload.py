@@ -126,9 +126,24 @@ class Offload:
             )
         return self._pool
 
-    def submitted(self, call: Future[Any]) -> None:
+    def submit(
+        self, call: Callable[..., T], *args: object
+    ) -> tuple[ProcessPoolExecutor, Future[T]]:
+        """``call(*args)`` submitted to the pool, and that pool. A pool found broken here (a
+        child died while idle: killed, out of memory) is replaced first: nothing of this
+        call ran, and the pool would refuse every call after it."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self.pool()
+        try:
+            future = pool.submit(call, *args)
+        except BrokenProcessPool:
+            self.broken(pool)
+            pool = self.pool()
+            future = pool.submit(call, *args)
         self._calls = {c for c in self._calls if not c.done()}
-        self._calls.add(call)
+        self._calls.add(future)
+        return pool, future
 
     def broken(self, pool: ProcessPoolExecutor) -> None:
         """A child died: the pool is unusable; the next call starts a new one."""
@@ -403,10 +418,10 @@ class ProcessHandler:
 
     async def __call__(self, payload: Payload, ctx: Context) -> object:
         offload = self.offload
-        pool = offload.pool()
         wire = Delivery(ctx.message, self.agent_id).encode()
-        future = pool.submit(_in_child, self.folders, self.pickled, self.type_name, wire, ctx.now())
-        offload.submitted(future)
+        pool, future = offload.submit(
+            _in_child, self.folders, self.pickled, self.type_name, wire, ctx.now()
+        )
         try:
             returned = await anyio.to_thread.run_sync(
                 future.result, abandon_on_cancel=True, limiter=offload.unlimited

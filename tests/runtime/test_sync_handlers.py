@@ -4,6 +4,7 @@ and cancellation given up at once) and in its process pool (payloads through the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -516,6 +517,22 @@ async def test_a_child_that_dies_fails_its_call_and_the_next_call_gets_a_new_poo
         assert reply.payload.n == 16
     [dead] = rt.dead_letters
     assert dead.error_type == "BrokenProcessPool"
+
+
+async def test_a_child_killed_while_idle_does_not_break_the_calls_after_it() -> None:
+    """The pool, found broken at submit, refused every call after: each failed at once as
+    BrokenProcessPool, and the pool was never replaced."""
+    async with Runtime(processes=1) as rt:
+        rt.add(Square("sq"), options=PROCESS)
+        [first] = (await rt.ask(rt.message(Work(n=2), recipient="sq"))).replies
+        assert isinstance(first.payload, Done)
+        os.kill(first.payload.pid, signal.SIGKILL)  # the child, idle now (an OOM kill)
+        await anyio.sleep(1.0)  # the pool sees it die
+        for n in (3, 4):
+            [reply] = (await rt.ask(rt.message(Work(n=n), recipient="sq"))).replies
+            assert isinstance(reply.payload, Done)
+            assert reply.payload.n == n * n
+    assert list(rt.dead_letters) == []
 
 
 async def test_a_process_handlers_dead_letter_says_where_it_raised_in_the_child() -> None:
