@@ -150,6 +150,8 @@ def _not_cancelled(record: logging.LogRecord) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import anyio
+
     try:
         import uvicorn
     except ImportError as exc:
@@ -203,6 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             state.draining = True
             state.at_signal = len(state.in_flight)
+            state.drain_until = anyio.current_time() + args.drain
             await super().shutdown(sockets)
 
     config = uvicorn.Config(

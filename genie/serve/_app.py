@@ -154,6 +154,7 @@ class ServerState:
     ready: bool = False
     draining: bool = False
     at_signal: int = 0  # requests in flight when the stop began
+    drain_until: float | None = None  # when the stop's drain ends (``anyio.current_time``)
     in_flight: dict[int, _InFlight] = field(default_factory=dict)
     cut: list[_InFlight] = field(default_factory=list)
     completed_while_draining: int = 0
@@ -214,6 +215,7 @@ def create_app(
                             yield
                         finally:
                             state.ready = False
+                            await _drained(state)
                             tg.cancel_scope.cancel()  # streamed requests still running are cut
         finally:
             for s in stacks:
@@ -574,6 +576,17 @@ def create_app(
     )
     app.state.genie = state
     return app
+
+
+async def _drained(state: ServerState) -> None:
+    """Wait, until the drain ends, for the requests still in flight: by now the streamed ones,
+    which run in the app's task group whether or not their clients stay (a client may have
+    left to resume later), so no connection kept the server waiting for them."""
+    if state.drain_until is None:
+        return
+    with anyio.move_on_after(state.drain_until - anyio.current_time()):
+        while state.in_flight:  # noqa: ASYNC110 - set by many routes; a stop is rare
+            await anyio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -93,3 +93,25 @@ async def test_sigterm_drains_then_reports(drain: str, code: int, report: str) -
         assert answer.status_code == 200
     else:
         assert "cut: POST /v1/pipelines/slow/ask (alice)" in err
+
+
+async def test_a_stream_its_client_left_still_drains() -> None:
+    """A streamed request runs on whether or not its client stays (it may resume); with no
+    connection left for uvicorn to wait for, the stop cut it at once, however long the drain."""
+    proc, url = start("--drain", "5")
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            stream = "/v1/pipelines/slow/ask/stream?timeout=5"
+            async with client.stream("POST", stream, json={}, headers=auth(ALICE)) as answer:
+                async for line in answer.aiter_lines():
+                    if line.startswith("event: accepted"):
+                        break  # the client goes: the request runs on
+        await anyio.sleep(0.3)  # the request is in the agent's 1 s sleep
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "1 request(s) in flight at the signal, 1 finished within the 5 s drain, 0 cut" in err
+    assert proc.returncode == 0, err
