@@ -16,7 +16,7 @@ from typing import Literal
 
 import anyio
 
-from .._base.backend import ANY_BACKEND, Event
+from .._base.backend import Event, any_backend
 from .._base.clock import Clock
 from .._base.record import Record
 from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError, described
@@ -168,7 +168,7 @@ class Correlator:
         self.timed_out = 0
         self.late = 0
         self.on_gathered: Callable[[GatherResult], None] | None = None  # the runtime's observer
-        self.new_event: Callable[[], Event] = ANY_BACKEND.new_event  # the runtime's, once started
+        self.new_event: Callable[[], Event] = any_backend().new_event  # the runtime's, once started
         # Gathers that end while a message is being offered are reported after the runtime
         # reports that message, so an event stream reads published -> gathered.
         self._holding = False

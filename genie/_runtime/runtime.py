@@ -31,7 +31,7 @@ from .._agent.agent import (
 from .._agent.context import ContextServices
 from .._agent.memory import MemoryStore
 from .._agent.tools import ToolServer
-from .._base.backend import ANY_BACKEND, running_backend
+from .._base.backend import any_backend, running_backend
 from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.record import Record
@@ -189,7 +189,7 @@ class Runtime:
         self._new_id = self._ids.next
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
-        self._backend = ANY_BACKEND  # the running loop's primitives, once started
+        self._backend = any_backend()  # the running loop's primitives, once started
         # The rooms, in the order a message meets them.
         self._correlator = Correlator(self.clock)
         self._admission = Admission(self.limits, self.policies)

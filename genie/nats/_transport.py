@@ -44,7 +44,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._agent.context import Timer
-from .._base.backend import ANY_BACKEND, Backend
+from .._base.backend import Backend, any_backend
 from .._base.log import lazy_logger
 from .._errors import ConfigurationError, described
 from .._message.envelope import Message
@@ -220,7 +220,7 @@ class NatsTransport:
         self._host: TransportHost | None = None  # the runtime's, from ``bind``
         self._attached = False
         self._run_one: Callable[[Mailbox, Worker], Awaitable[None]] | None = None
-        self._checkpoint = ANY_BACKEND.checkpoint  # the running loop's, once started
+        self._checkpoint = any_backend().checkpoint  # the running loop's, once started
         self._ready = anyio.Event()
         # Who hosts which agent: this worker answers for its own; agents no worker hosts,
         # found when this process publishes, go to ``on_unhosted`` (by default a warning).

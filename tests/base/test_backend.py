@@ -7,7 +7,8 @@ import anyio
 import pytest
 
 from genie import Runtime
-from genie._base.backend import Flag, running_backend
+from genie._base.asyncio_flag import Flag
+from genie._base.backend import running_backend
 from tests.conftest import Echo, Ping
 
 
