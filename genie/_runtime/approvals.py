@@ -156,11 +156,7 @@ class ApprovalDesk(BaseAgent):
         msg = ctx.message
         if msg.id in self.pending:
             return  # a resumed request asked again: it is pending already
-        delay = FOREVER
-        if payload.deadline is not None:
-            # From when it was asked: a restart in between does not extend it.
-            waited = (self.clock.now() - msg.created_at).total_seconds()
-            delay = max(0.0, payload.deadline - waited)
+        delay = self._left(msg, payload.deadline)
         timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=0))
         approval = Approval(
             msg.id,
@@ -207,7 +203,11 @@ class ApprovalDesk(BaseAgent):
         assert isinstance(request, ApprovalRequest)
         if request.escalate_to is not None and not pending.approval.escalated:
             pending.round += 1
-            delay = request.deadline or FOREVER
+            # Another deadline from the first's end, not from now: a restart in between
+            # (which fired the first at once) does not extend it.
+            delay = (
+                self._left(pending.request, 2 * request.deadline) if request.deadline else FOREVER
+            )
             pending.timer = ctx.schedule(
                 delay, ApprovalTimeout(approval_id=payload.approval_id, round=pending.round)
             )
@@ -220,6 +220,14 @@ class ApprovalDesk(BaseAgent):
             self._record("deadline", "approval_escalated", pending.approval, request.escalate_to)
             return None
         return self._decide(pending, ctx, False, "deadline", "nobody answered in time")
+
+    def _left(self, asked: Message, seconds: float | None) -> float:
+        """What is left of ``seconds`` counted from when ``asked`` was asked (a restart in
+        between does not extend it); None: for good."""
+        if seconds is None:
+            return FOREVER
+        waited = (self.clock.now() - asked.created_at).total_seconds()
+        return max(0.0, seconds - waited)
 
     def _decide(
         self, pending: _Pending, ctx: Context, approved: bool, by: str, reason: str

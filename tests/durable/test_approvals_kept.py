@@ -137,6 +137,45 @@ async def test_a_deadline_counts_from_the_asking_across_a_restart(tmp_path: Path
     assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
 
 
+async def test_an_escalation_counts_from_the_asking_across_a_restart(tmp_path: Path) -> None:
+    """Escalated before the stop, its second deadline (two deadlines after the asking)
+    passes while no process holds it: the next start rejects it at once, not a deadline
+    later."""
+    path = tmp_path / "store.db"
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        pay = Pay(amount=5, deadline=0.5, escalate_to="cfo")
+        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=0.8)
+        assert result.status == "timed_out"
+        [approval] = rt.approvals.pending()
+        assert approval.escalated
+    await anyio.sleep(0.4)  # 1.2 s after the asking: past both deadlines
+    async with Runtime([Payer("payer")], store=path) as rt:
+        with anyio.fail_after(0.4):  # at once, not another deadline
+            paid = await resume_one(rt)
+    assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
+
+
+async def test_an_escalation_resumed_keeps_what_is_left_of_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Resumed past its first deadline, the approval is offered to the escalated role at once,
+    for what is left of the second: two deadlines after the asking, not one after the start."""
+    path = tmp_path / "store.db"
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        pay = Pay(amount=5, deadline=1.2, escalate_to="cfo")
+        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=0.1)
+        assert result.status == "timed_out"
+    await anyio.sleep(1.4)  # past the first deadline while no process held it
+    audit = MemoryAuditLog()
+    async with Runtime([Payer("payer")], store=path, audit=audit) as rt:
+        started = anyio.current_time()
+        paid = await resume_one(rt)
+        waited = anyio.current_time() - started
+    assert 0.4 < waited < 1.05  # about 0.85 s left of the escalated round, not 1.2 s
+    assert [r.action for r in audit.records][-2:] == ["approval_escalated", "rejected"]
+    assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
+
+
 PIPELINE = """
 name: pay
 agents:
