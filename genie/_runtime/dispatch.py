@@ -33,7 +33,7 @@ from .correlator import Correlator, Missing, _Correlation
 from .ledger import Ledger, fields
 from .local.mailbox import Mailbox
 from .router import Router, Tap
-from .transport import Transport
+from .transport import KeptOnPublish, Transport
 
 __all__ = ["HANDLING", "Dispatcher"]
 
@@ -64,6 +64,8 @@ class Dispatcher:
         self.routes = router.table  # the router's answers, read on the routing path
         self.mailboxes = mailboxes  # the runtime's agents: who is a recipient in this process
         self.transport = transport
+        # A transport that writes what it admits refuses what it could not write, first.
+        self.check = transport.check if isinstance(transport, KeptOnPublish) else None
         self.admission = admission
         self.ledger = ledger
         self.correlator = correlator
@@ -170,6 +172,8 @@ class Dispatcher:
                 message_id=msg.id,
                 correlation_id=msg.correlation_id,
             )
+        if self.check is not None:
+            self.check(msg)
         return routed, self.correlator.get(msg.correlation_id)
 
     def _release(self, held: Sequence[str]) -> None:

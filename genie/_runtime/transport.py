@@ -243,6 +243,12 @@ class KeptOnPublish(Protocol):
         """Return once everything admitted so far is written."""
         ...
 
+    def check(self, msg: Message) -> None:
+        """Raise ``InvalidMessageError`` if ``msg`` could not be written (a payload with no
+        JSON form), before anything routes it: its publisher, or the handler that made it,
+        fails instead of the write."""
+        ...
+
 
 @runtime_checkable
 class Keeper(Protocol):

@@ -19,6 +19,7 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    InvalidMessageError,
     Limits,
     MemoryAuditLog,
     Message,
@@ -191,6 +192,69 @@ async def test_failed_cancelled_denied_and_handed_off_deliveries_end(tmp_path: P
     assert [m.payload for m in handed.replies] == [Pong(n=2)]
     assert not denied.complete
     assert cancelled.status == "timed_out"
+    assert kept(path) == ([], [])
+
+
+class Blob(Payload):
+    """Bytes that are not UTF-8 have no JSON form: a store cannot keep them."""
+
+    message_type = "blob"
+    data: bytes
+
+
+class Blobs(BaseAgent):
+    """Answers a ping with a blob (``make``: emitted, or set as a timer to itself)."""
+
+    produces = (Blob, Pong)
+
+    def __init__(self, id: str, make: str) -> None:
+        super().__init__(id)
+        self.make = make
+        self.got: list[bytes] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        if payload.n == 0:
+            return ctx.emit(Pong(n=0), recipient="user")
+        if self.make == "timer":
+            ctx.schedule(0, Blob(data=b"\xff"))
+            return ctx.emit(Pong(n=payload.n), recipient="user")
+        return ctx.emit(Blob(data=b"\xff"), recipient=self.id)
+
+    @handler
+    async def on_blob(self, payload: Blob, ctx: Context) -> None:
+        self.got.append(payload.data)
+
+
+async def test_a_message_the_store_cannot_keep_is_refused_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A payload with no JSON form: published from outside, an error naming the store before
+    anything happens; emitted by a handler, its delivery fails (a dead letter saying why);
+    set as a timer, it runs unkept, said in the log. The runtime goes on each time."""
+    path = tmp_path / "store.db"
+    emits, timers = Blobs("emits", "emit"), Blobs("timers", "timer")
+    async with Runtime([emits, timers], store=path) as rt:
+        rt.types.register(Blob)
+        message = rt.message(Blob(data=b"\xff"), recipient="emits")
+        with pytest.raises(InvalidMessageError, match=f"the store {path} cannot keep it"):
+            await rt.publish(message)
+        with pytest.raises(InvalidMessageError, match="cannot keep it"):
+            rt.publish_nowait(message)
+        emitted = await rt.ask(rt.message(Ping(n=1), recipient="emits"), timeout=5)
+        [letter] = list(rt.dead_letters)
+        timed = await rt.ask(rt.message(Ping(n=2), recipient="timers"), timeout=5)
+        await rt.wait_idle()
+        after = await rt.ask(rt.message(Ping(n=0), recipient="emits"), timeout=5)
+    assert not emitted.complete
+    assert (letter.kind, letter.agent_id) == ("failed", "emits")
+    assert f"the store {path} cannot keep it" in letter.reason
+    assert [m.payload for m in timed.replies] == [Pong(n=2)]
+    assert timers.got == [b"\xff"]
+    assert "cannot keep it ('utf-8' codec can't decode byte 0xff" in caplog.text
+    assert "; it runs, unkept" in caplog.text
+    assert [m.payload for m in after.replies] == [Pong(n=0)]
+    assert emits.got == []
     assert kept(path) == ([], [])
 
 

@@ -42,7 +42,7 @@ import anyio
 
 from ..._base.backend import Backend
 from ..._base.log import lazy_logger
-from ..._errors import ConfigurationError
+from ..._errors import ConfigurationError, InvalidMessageError
 from ..._message.envelope import Message
 from ..approvals import ApprovalAnswer, ApprovalDecision
 from ..deadletter import DeadLetter
@@ -105,6 +105,7 @@ class DurableTransport(Observer):
         self.ready_queue = self.local.ready_queue
         self._host: TransportHost | None = None
         self._batch = Batch()
+        self._bodies: dict[str, str] = {}  # JSON of messages checked, until kept or written
         self._queued: list[tuple[Queued, Sequence[str], bool]] = []  # written with the batch
         self._wake = anyio.Event()  # something to write
         self._urgent = anyio.Event()  # deliveries that wait for their write
@@ -344,7 +345,7 @@ class DurableTransport(Observer):
         transaction: one write, not two, for each step of a flow."""
         try:
             while True:
-                if not self._batch:
+                if not self._batch and not self._queued:
                     await self._wake.wait()
                     self._wake = anyio.Event()
                     continue
@@ -357,6 +358,7 @@ class DurableTransport(Observer):
                     self._urgent = anyio.Event()
                     batch, self._batch = self._batch, Batch()
                     batch.seal(self._holders)
+                    self._bodies.clear()  # a message checked and not put: it was not routed
                     queued, self._queued = self._queued, []
                     self._writing = queued
                     self._begun += 1
@@ -421,16 +423,38 @@ class DurableTransport(Observer):
     def put_held(self, item: Queued, recipients: Sequence[str]) -> None:
         self._keep(item, recipients, True)
 
+    def check(self, msg: Message) -> None:
+        """Raise ``InvalidMessageError`` if ``msg`` has no JSON to keep; its JSON is kept for
+        ``_keep`` meanwhile (encoded once)."""
+        self._bodies[msg.id] = self._json(msg)
+
+    def _json(self, msg: Message) -> str:
+        try:
+            return self._bodies.pop(msg.id, None) or message_json(msg)
+        except (ValueError, TypeError) as exc:  # pydantic's and json's: no JSON form
+            problem = f"the store {self.store.path} cannot keep it ({exc})"
+            raise InvalidMessageError(msg.type, "payload", problem) from None
+
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
         mid, cid, batch = msg.id, msg.correlation_id, self._batch
         holders = self._holders.get(mid)
-        body = message_json(msg) if holders is None else ""
+        body = ""
+        if holders is None:
+            try:
+                body = self._json(msg)
+            except InvalidMessageError as exc:  # not checked (a timer's, say): run, unkept
+                where = {"agent_id": recipients[0], "message_type": msg.type}
+                _log.error("%s; it runs, unkept", exc, extra={**where, "correlation_id": cid})
+                self._queued.append((item, recipients, held))
+                self._wake.set()
+                self._urgent.set()
+                return
         if msg.hops == 0 and msg.sender != RUNTIME and cid not in self._requests_kept:
             # A request from outside (``publish`` or ``publish_nowait``): its output is what
             # a restart waits for. The runtime's own notices are not requests.
             self._requests_kept.add(cid)
-            batch.requests.append((cid, body or message_json(msg)))
+            batch.requests.append((cid, body or self._json(msg)))
         if self._host is not None:
             batch.charged[cid] = self._host.charged(self._host.correlation(cid))
         if holders is None:  # kept once, whatever the number of its recipients
