@@ -414,6 +414,30 @@ async def test_a_kept_delivery_this_runtime_cannot_read_is_reported_not_run(
     assert "which this runtime does not host" in caplog.text
 
 
+async def test_a_request_this_runtime_cannot_read_is_reported_and_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request whose type the runtime started on the store does not register (a pipeline
+    that changed): not listed, said in the log with the store's name, and left in the file
+    for a runtime that can read it, which resumes it."""
+    path = tmp_path / "store.db"
+    rt = Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01)
+    async with rt:
+        msg = rt.message(Step(n=0), recipient="chain")
+        await rt.publish(msg)
+        await anyio.sleep(0.05)
+    async with Runtime([Failing("other")], store=path) as other:
+        assert other.unfinished() == []
+    assert f"store {path}: request {msg.correlation_id} cannot be resumed here" in caplog.text
+    assert "unknown message type 'step'" in caplog.text
+    async with Runtime([Chain("chain")], store=path) as rt2:
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        result = await rt2.resume(request, until="done", timeout=5)
+    assert [m.payload for m in result.replies] == [Done(n=4)]
+    assert kept(path) == ([], [])
+
+
 async def test_two_runtimes_with_stores_of_their_own_never_see_each_other(
     tmp_path: Path,
 ) -> None:

@@ -42,7 +42,7 @@ import anyio
 
 from ..._base.backend import Backend
 from ..._base.log import lazy_logger
-from ..._errors import ConfigurationError, InvalidMessageError
+from ..._errors import ConfigurationError, InvalidMessageError, MessageError
 from ..._message.envelope import Message
 from ..approvals import ApprovalAnswer, ApprovalDecision
 from ..deadletter import DeadLetter
@@ -154,13 +154,26 @@ class DurableTransport(Observer):
 
     def unfinished(self) -> list[Message]:
         """The requests published from outside that had not settled when the store was last
-        used: their outputs are what a restarted caller waits for."""
+        used: their outputs are what a restarted caller waits for. One this runtime cannot
+        read (its type is not registered here, or its payload no longer fits its model) is
+        reported and left in the store for a runtime that can, as its kept deliveries are."""
         assert self._host is not None
         types = self._host.types
-        try:
-            return [types.parse_bounded_message(json.loads(body)) for _, body in self._requests]
-        except ValueError as exc:  # pydantic's errors are ValueErrors too
-            raise not_genies(self.store.path, "requests", exc) from None
+        found: list[Message] = []
+        for cid, body in self._requests:
+            try:
+                found.append(types.parse_bounded_message(json.loads(body)))
+            except MessageError as exc:
+                _log.warning(
+                    "store %s: request %s cannot be resumed here: %s; it stays in the store",
+                    self.store.path,
+                    cid,
+                    exc,
+                    extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
+                )
+            except ValueError as exc:  # not JSON: no row genie wrote
+                raise not_genies(self.store.path, "requests", exc) from None
+        return found
 
     def holds(self, correlation_id: str) -> bool:
         if correlation_id in self._held.values():
