@@ -791,8 +791,9 @@ class Runtime:
         passes admission for ``msg.sender`` first. The result is partial at once when a deny
         or failure leaves nothing in flight. ``timeout`` bounds the whole call (waiting for
         mailbox room included). On timeout, or when the caller is cancelled, the request is
-        cancelled (``cancel``). Inside a handler of this runtime it raises
-        ``PublishFromHandlerError``: a handler asks with ``ctx.request``.
+        cancelled (``cancel``), unless a store keeps it paused for a person's approval. Inside
+        a handler of this runtime it raises ``PublishFromHandlerError``: a handler asks with
+        ``ctx.request``.
         """
         return await self._ask("ask", msg, until, timeout)
 
@@ -850,11 +851,16 @@ class Runtime:
             result = gather.expire()
         except BaseException:
             gather.cancel("the caller was cancelled" if published else "publish failed")
-            self.cancel(msg.correlation_id)
+            self._given_up(msg.correlation_id)
             raise
-        if keeper is None or not keeper.holds(msg.correlation_id):
-            self.cancel(msg.correlation_id)  # timed out: what is left of the request stops
+        self._given_up(msg.correlation_id)
         return result
+
+    def _given_up(self, correlation_id: str) -> None:
+        """Its caller stopped waiting (a timeout, a cancellation): what is left of the request
+        stops, unless a store keeps it paused for a person, to be answered and resumed."""
+        if self._keeper is None or not self._keeper.holds(correlation_id):
+            self.cancel(correlation_id)
 
     def cancel(self, correlation_id: str) -> None:
         """Stop a request: its running handlers are cancelled, its queued work and pending

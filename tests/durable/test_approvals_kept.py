@@ -43,6 +43,29 @@ async def resume_one(rt: Runtime) -> Paid:
     return reply.payload
 
 
+async def test_a_caller_cancelled_leaves_a_paused_request_paused(tmp_path: Path) -> None:
+    """A caller that stops waiting by a cancellation (a client that went away from genie
+    serve, a cancel scope around ``ask``) leaves the paused request as its timeout does:
+    the approval is still pending, kept, and answered later the request completes."""
+    path = tmp_path / "store.db"
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        with anyio.move_on_after(0.2):
+            await rt.ask(rt.message(Pay(amount=700), recipient="payer"), until="paid")
+        [approval] = rt.approvals.pending()
+    assert kept(path)[0] == [f"{approval.id}:approvals"]
+    async with Runtime([Payer("payer")], store=path) as rt, anyio.create_task_group() as tg:
+        paid: list[Paid] = []
+
+        async def resumed() -> None:
+            paid.append(await resume_one(rt))
+
+        tg.start_soon(resumed)
+        await anyio.wait_all_tasks_blocked()
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+    assert paid == [Paid(approved=True, by="alice")]
+    assert kept(path) == ([], [])
+
+
 async def test_a_paused_request_is_approved_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     approval_id = await pause(path, Pay(amount=700))
