@@ -19,6 +19,7 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    GenieError,
     InvalidMessageError,
     Limits,
     MemoryAuditLog,
@@ -256,6 +257,41 @@ async def test_a_message_the_store_cannot_keep_is_refused_not_a_crash(
     assert [m.payload for m in after.replies] == [Pong(n=0)]
     assert emits.got == []
     assert kept(path) == ([], [])
+
+
+async def fill_the_disk(path: Path, returned: list[str], refused: list[GenieError]) -> None:
+    """Publish to a runtime on ``path`` whose disk is full from the start, until a publish
+    raises (``refused``); the correlations of those that returned (``returned``)."""
+    async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
+        db = rt._transport.store._db  # type: ignore[attr-defined]
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        db.execute(f"PRAGMA max_page_count = {pages}")  # no page more: the disk is full
+        for n in range(2, 1000):
+            msg = rt.message(Step(n=n), recipient="chain")
+            try:
+                await rt.publish(msg)
+            except GenieError as exc:
+                refused.append(exc)
+                await anyio.sleep_forever()  # the runtime stops with the same error
+            returned.append(msg.correlation_id)
+
+
+async def test_a_write_the_disk_refuses_is_said_to_the_publisher(tmp_path: Path) -> None:
+    """The disk fills up: the publish whose message could not be written raises, naming the
+    store, instead of returning as if it were kept; the runtime stops with the same error
+    (not SQLite's failed rollback); every publish that returned is in the file, which the
+    next runtime opens and resumes."""
+    path = tmp_path / "store.db"
+    returned: list[str] = []
+    refused: list[GenieError] = []
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await fill_the_disk(path, returned, refused)
+    [error] = caught.value.exceptions
+    assert str(error) == f"cannot write the store {path}: database or disk is full"
+    assert [str(e) for e in refused] == [f"{error}; the message is not kept"]
+    assert returned
+    async with Runtime([Chain("chain")], store=path) as again:
+        assert sorted(m.correlation_id for m in again.unfinished()) == sorted(returned)
 
 
 async def test_a_second_runtime_on_the_same_file_is_refused(tmp_path: Path) -> None:

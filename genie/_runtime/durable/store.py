@@ -21,11 +21,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
-from ..._errors import ConfigurationError
+from ..._errors import ConfigurationError, GenieError
 
 __all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
 
@@ -198,7 +199,8 @@ def _upgrade(db: sqlite3.Connection) -> None:
             )
             db.execute("DROP TABLE deliveries")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -254,82 +256,92 @@ class DeliveryStore:
         rows = self._db.execute("SELECT correlation_id, charged FROM requests")
         return {str(c): int(n) for c, n in rows}
 
-    def write(self, batch: Batch) -> None:
-        """Make ``batch`` (sealed) durable in one transaction."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, one at a time. A write SQLite refuses (the disk is full, the
+        file became read-only) is rolled back, if SQLite has not already, and raised as a
+        ``GenieError`` naming the store."""
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
             try:
-                if batch.inserted:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO messages (id, correlation_id, body, recipients) "
-                        "VALUES (?, ?, ?, ?)",
-                        batch.inserted,
-                    )
-                if batch.updated:
-                    db.executemany("UPDATE messages SET recipients = ? WHERE id = ?", batch.updated)
-                if batch.requests:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO requests (correlation_id, body) VALUES (?, ?)",
-                        batch.requests,
-                    )
-                if batch.charged:
-                    db.executemany(
-                        "UPDATE requests SET charged = ? WHERE correlation_id = ?",
-                        [(n, cid) for cid, n in batch.charged.items()],
-                    )
-                if batch.answered:  # with the decision's end: told once it is durable
-                    db.executemany(
-                        "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
-                        batch.answered,
-                    )
-                _delete(db, "messages", "id", batch.deleted)
-                _delete(db, "requests", "correlation_id", batch.settled)
-                _delete(db, "counters", "correlation_id", batch.settled)
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:  # SQLite ends some failed transactions itself
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._cannot_write(exc) from exc
                 raise
-            db.execute("COMMIT")
+
+    def _cannot_write(self, exc: sqlite3.Error) -> GenieError:
+        return GenieError(f"cannot write the store {self.path}: {exc}")
+
+    def write(self, batch: Batch) -> None:
+        """Make ``batch`` (sealed) durable in one transaction."""
+        with self._transaction() as db:
+            if batch.inserted:
+                db.executemany(
+                    "INSERT OR REPLACE INTO messages (id, correlation_id, body, recipients) "
+                    "VALUES (?, ?, ?, ?)",
+                    batch.inserted,
+                )
+            if batch.updated:
+                db.executemany("UPDATE messages SET recipients = ? WHERE id = ?", batch.updated)
+            if batch.requests:
+                db.executemany(
+                    "INSERT OR REPLACE INTO requests (correlation_id, body) VALUES (?, ?)",
+                    batch.requests,
+                )
+            if batch.charged:
+                db.executemany(
+                    "UPDATE requests SET charged = ? WHERE correlation_id = ?",
+                    [(n, cid) for cid, n in batch.charged.items()],
+                )
+            if batch.answered:  # with the decision's end: told once it is durable
+                db.executemany(
+                    "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
+                    batch.answered,
+                )
+            _delete(db, "messages", "id", batch.deleted)
+            _delete(db, "requests", "correlation_id", batch.settled)
+            _delete(db, "counters", "correlation_id", batch.settled)
 
     def sync(self) -> None:
         """Bring what was committed to the disk, and the log's pages into the file (called
         in a worker thread, on a connection of its own: commits go on meanwhile)."""
-        self._syncing.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            self._syncing.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise self._cannot_write(exc) from exc
 
     def charge(self, correlation_id: str, key: str, n: int, what: str) -> int:
         """Add ``n`` to the correlation's count of ``what`` (its model budgets' ``tokens``
         and ``cost``) and return the count just after; a second charge with ``key`` adds
         nothing and returns what the first did (``genie.llm``'s ``SharedCounters``: a call
         run again after a restart is charged once, and the count survives the restart)."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                first = db.execute(
-                    "SELECT total FROM counters WHERE key = ? AND what = ?", (key, what)
+        with self._transaction() as db:
+            first = db.execute(
+                "SELECT total FROM counters WHERE key = ? AND what = ?", (key, what)
+            ).fetchone()
+            if first is not None:
+                total = int(first[0])
+            else:
+                (before,) = db.execute(
+                    "SELECT COALESCE(SUM(n), 0) FROM counters "
+                    "WHERE correlation_id = ? AND what = ?",
+                    (correlation_id, what),
                 ).fetchone()
-                if first is not None:
-                    total = int(first[0])
-                else:
-                    (before,) = db.execute(
-                        "SELECT COALESCE(SUM(n), 0) FROM counters "
-                        "WHERE correlation_id = ? AND what = ?",
-                        (correlation_id, what),
-                    ).fetchone()
-                    total = int(before) + n
-                    # A count past SQLite's largest integer (a budget tripped once before a
-                    # restart, and tripped again by the fresh process) is past any budget
-                    # already: answered, not kept, so that the stored sum stays in range.
-                    if total <= MAX_COUNT:
-                        db.execute(
-                            "INSERT INTO counters (key, what, correlation_id, n, total) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            (key, what, correlation_id, n, total),
-                        )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                total = int(before) + n
+                # A count past SQLite's largest integer (a budget tripped once before a
+                # restart, and tripped again by the fresh process) is past any budget
+                # already: answered, not kept, so that the stored sum stays in range.
+                if total <= MAX_COUNT:
+                    db.execute(
+                        "INSERT INTO counters (key, what, correlation_id, n, total) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (key, what, correlation_id, n, total),
+                    )
         return total
 
     def answers(self) -> list[tuple[int, str, bool, str, tuple[str, ...], str]]:

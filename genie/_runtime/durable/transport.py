@@ -42,7 +42,7 @@ import anyio
 
 from ..._base.backend import Backend
 from ..._base.log import lazy_logger
-from ..._errors import ConfigurationError, InvalidMessageError, MessageError
+from ..._errors import ConfigurationError, GenieError, InvalidMessageError, MessageError
 from ..._message.envelope import Message
 from ..approvals import ApprovalAnswer, ApprovalDecision
 from ..deadletter import DeadLetter
@@ -115,6 +115,7 @@ class DurableTransport(Observer):
         self._begun = 0
         self._wrote = anyio.Event()
         self._writer_gone = False  # no write will come: nobody waits for one
+        self._failure: GenieError | None = None  # why the writer stopped, if a write failed
         # Each message kept, by id: the agents whose delivery of it has not ended, each
         # mapped to the agent it was for (a fallback stands for the agent that failed).
         self._holders: dict[str, Holders] = {}
@@ -386,6 +387,9 @@ class DurableTransport(Observer):
                         self.local.put_held(item, recipients)
                     else:
                         self.local.put(item, recipients[0])
+        except GenieError as exc:  # a write failed (``DeliveryStore._transaction``)
+            self._failure = exc
+            raise
         finally:
             # Stopped or failed: the publishers waiting for a write hear no more will come.
             self._writer_gone = True
@@ -400,11 +404,13 @@ class DurableTransport(Observer):
         """Return once what was admitted so far is written (the write now gathering it has
         ended): a publish returns with its message in the store. Shielded, as the write is:
         a publisher cancelled meanwhile has published, and hears of it at its next
-        checkpoint."""
+        checkpoint. Raises ``GenieError`` if the write failed (and with it the runtime)."""
         due = self._begun + 1  # the batch gathering now is the next write begun
         with anyio.CancelScope(shield=True):
             while self.writes < due and not self._writer_gone:
                 await self._wrote.wait()
+        if self.writes < due and self._failure is not None:
+            raise GenieError(f"{self._failure}; the message is not kept") from self._failure
 
     async def _syncer(self) -> None:
         """Bring the writes to the disk every ``_every`` seconds while there are any."""
