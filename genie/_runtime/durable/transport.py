@@ -165,7 +165,7 @@ class DurableTransport(Observer):
             try:
                 found.append(types.parse_bounded_message(json.loads(body)))
             except MessageError as exc:
-                _log.warning(
+                _log.error(
                     "store %s: request %s cannot be resumed here: %s; it stays in the store",
                     self.store.path,
                     cid,
@@ -312,7 +312,7 @@ class DurableTransport(Observer):
             try:
                 message = host.types.parse_bounded_message(json.loads(body))
             except Exception as exc:  # a type this runtime no longer hosts, say
-                _log.warning(
+                _log.error(
                     "store %s: message %s cannot be resumed: %s",
                     self.store.path,
                     mid,
@@ -339,7 +339,7 @@ class DurableTransport(Observer):
             for recipient in holders:
                 found += 1
                 if recipient not in self.local.mailboxes:
-                    _log.warning(
+                    _log.error(
                         "store %s: delivery %s:%s is for %r, which this runtime does not host",
                         self.store.path,
                         mid,
