@@ -277,7 +277,14 @@ an answerer's name, so a decision's ``by`` and the audit's actor cannot be forge
 
 def may_answer(approval: Approval, principal: str, roles: tuple[str, ...]) -> str | None:
     """Why ``principal`` with ``roles`` may not answer ``approval`` (None: they may)."""
-    if not principal.strip() or principal in RESERVED:
+    # Blank, spaced, with a line break or a terminal's escape in it, or the desk's own word
+    # in another case: a name that would read as something it is not where it is shown.
+    if (
+        not principal
+        or principal != principal.strip()
+        or not principal.isprintable()
+        or principal.lower() in RESERVED
+    ):
         return f"{principal!r} is not a person's name"
     if approval.principal is not None and principal != approval.principal:
         return f"only {approval.principal} may answer it"

@@ -4,6 +4,8 @@ deadline rejecting or escalating, and answers an agent makes up."""
 
 from __future__ import annotations
 
+import re
+
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -131,10 +133,15 @@ async def test_a_rejection_reaches_the_agent() -> None:
         ),
         (Pay(amount=1), "eve", (), "it needs the role 'treasurer', which eve does not hold"),
         (Pay(amount=1, principal="cfo"), "alice", ("treasurer",), "only cfo may answer it"),
-        # The desk's own words for who decided when nobody did: never an answerer's name.
+        # The desk's own words for who decided when nobody did: never an answerer's name,
+        # nor one that reads as one (other case, spaces around it), nor one that writes
+        # something else where it is shown (a line break, a terminal's escape, an invisible).
         *(
-            (Pay(amount=1), name, ("treasurer",), f"'{name}' is not a person's name")
-            for name in ("deadline", "withdrawn", "genie", "", " ")
+            (Pay(amount=1), name, ("treasurer",), f"{name!r} is not a person's name")
+            for name in (
+                *("deadline", "withdrawn", "genie", "", " "),
+                *("deadline ", "Deadline", " alice", "alice\nbob", "\x1b[2Kmallory", "a\u200bb"),
+            )
         ),
     ],
 )
@@ -147,7 +154,7 @@ async def test_an_answer_by_someone_who_may_not_is_refused_and_audited(
         tg.start_soon(asking, rt, pay, results)
         await wait_all_tasks_blocked()
         [approval] = rt.approvals.pending()
-        with pytest.raises(ApprovalRefusedError, match=why):
+        with pytest.raises(ApprovalRefusedError, match=re.escape(why)):
             rt.approvals.approve(approval.id, by=by, roles=roles)
         assert rt.approvals.pending() == [approval]  # still waiting for the right person
         refused = [r for r in audit.records if r.action == "approval_refused"]
