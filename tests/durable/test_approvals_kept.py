@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,34 @@ async def test_an_answer_left_in_the_store_is_taken_when_the_request_resumes(
     assert client.outcome(refused) == f"refused: eve may not answer approval {approval_id}: {why}"
     client.close()
     assert kept(path) == ([], [])
+
+
+async def test_an_answer_written_by_hand_is_refused_and_stops_no_other(tmp_path: Path) -> None:
+    """Rows of the answers table that ``genie approvals`` did not write (an ``approved`` of
+    'no', text that is not UTF-8) are marked ``refused: not an answer`` and never taken; the
+    answer left after them is taken as usual."""
+    path = tmp_path / "store.db"
+    approval_id = await pause(path, Pay(amount=700))
+    db = sqlite3.connect(path)
+    junk: list[int] = []
+    for approved, reason in (("'no'", "''"), ("1", "X'ff'")):
+        row = db.execute(
+            "INSERT INTO answers (approval_id, approved, answerer, roles, reason) "
+            f"VALUES (?, {approved}, 'mallory', 'treasurer', {reason})",
+            (approval_id,),
+        ).lastrowid
+        assert row is not None
+        junk.append(row)
+    db.commit()
+    db.close()
+    client = StoreClient(path)
+    taken = client.answer(approval_id, False, "alice", ("treasurer",), "over limit")
+    async with Runtime([Payer("payer")], store=path) as rt:
+        paid = await resume_one(rt)
+    assert paid == Paid(approved=False, by="alice", reason="over limit")
+    assert [client.outcome(row) for row in junk] == ["refused: not an answer"] * 2
+    assert client.outcome(taken) == "rejected"
+    client.close()
 
 
 async def test_each_answer_left_is_told_what_became_of_it(tmp_path: Path) -> None:

@@ -346,23 +346,30 @@ class DeliveryStore:
 
     def answers(self) -> list[tuple[int, str, bool, str, tuple[str, ...], str]]:
         """The answers to approvals other processes left, not yet taken: (row, approval id,
-        approved, answerer, roles, reason)."""
+        approved, answerer, roles, reason). A row ``StoreClient.answer`` did not write (by
+        hand: ``approved`` not 0 or 1, text that is not UTF-8) is marked ``refused: not an
+        answer`` and never taken, so it cannot stop the answers after it."""
+        taken: list[tuple[int, str, bool, str, tuple[str, ...], str]] = []
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, approval_id, approved, answerer, roles, reason FROM answers "
+                "SELECT id, approved, CAST(approval_id AS BLOB), CAST(answerer AS BLOB), "
+                "CAST(roles AS BLOB), CAST(reason AS BLOB) FROM answers "
                 "WHERE outcome IS NULL ORDER BY id"
             ).fetchall()
-        return [
-            (
-                int(i),
-                str(a),
-                bool(ok),
-                str(by),
-                tuple(r for r in str(roles).split(",") if r),
-                str(w),
-            )
-            for i, a, ok, by, roles, w in rows
-        ]
+            for row, approved, *texts in rows:
+                try:
+                    approval_id, by, roles, reason = (bytes(t).decode() for t in texts)
+                except (ValueError, TypeError):  # not UTF-8, or NULL
+                    approved = None
+                if type(approved) is not int or approved not in (0, 1):
+                    self._db.execute(
+                        "UPDATE answers SET outcome = 'refused: not an answer' WHERE id = ?",
+                        (row,),
+                    )
+                    continue
+                held = tuple(r for r in roles.split(",") if r)
+                taken.append((int(row), approval_id, bool(approved), by, held, reason))
+        return taken
 
     def answered(self, row: int, outcome: str) -> None:
         """Say what became of the answer in ``row`` (its answerer's CLI reads it)."""
