@@ -259,6 +259,41 @@ async def test_a_message_the_store_cannot_keep_is_refused_not_a_crash(
     assert kept(path) == ([], [])
 
 
+class Text(Payload):
+    message_type = "text"
+    text: str
+
+
+class Quoter(BaseAgent):
+    """Answers a ping with a text of ``ping.n`` characters."""
+
+    produces = (Text,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Text(text="x" * payload.n), recipient="user")
+
+
+async def test_a_message_larger_than_a_row_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """A message past what a SQLite row holds (1 GB by default; lowered here) is refused as a
+    message with no JSON form is, before SQLite refuses the write and stops the runtime."""
+    path = tmp_path / "store.db"
+    async with Runtime([Quoter("quoter")], store=path) as rt:
+        rt.types.register(Text)
+        db = rt._transport.store._db  # type: ignore[attr-defined]
+        db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, (1 << 20) + 50_000)  # 50 kB of JSON a row
+        big = rt.message(Text(text="x" * 1_200_000), recipient="quoter")  # past SQLite too
+        with pytest.raises(InvalidMessageError, match=r"its JSON is \d+ bytes, and a row holds"):
+            await rt.publish(big)
+        failed = await rt.ask(rt.message(Ping(n=1_200_000), recipient="quoter"), timeout=5)
+        [letter] = list(rt.dead_letters)
+        fits = await rt.ask(rt.message(Ping(n=40_000), recipient="quoter"), timeout=5)
+    assert not failed.complete
+    assert "and a row holds 50000" in letter.reason
+    assert [m.payload for m in fits.replies] == [Text(text="x" * 40_000)]
+    assert kept(path) == ([], [])
+
+
 async def fill_the_disk(path: Path, returned: list[str], refused: list[GenieError]) -> None:
     """Publish to a runtime on ``path`` whose disk is full from the start, until a publish
     raises (``refused``); the correlations of those that returned (``returned``)."""

@@ -32,6 +32,7 @@ __all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
 
 MAX_COUNT = 2**63 - 1  # SQLite's largest integer
 DESK = "approvals"  # the approval desk's agent id: its kept deliveries are pending approvals
+ROW = 1 << 20  # bytes of a messages row besides its JSON, at most (its ids and agents)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -235,6 +236,11 @@ class DeliveryStore:
             raise
         self.each = each
         self._lock = threading.Lock()  # one write at a time: the writer and a final flush
+
+    def room(self) -> int:
+        """The largest message JSON a row holds: SQLite's limit on a row, less what the rest
+        of the row may take (the ids, and the agents of a large fan-out)."""
+        return self._db.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) - ROW
 
     def pending(self) -> list[Kept]:
         """The messages with deliveries that had not ended, in the order they were kept."""

@@ -448,11 +448,20 @@ class DurableTransport(Observer):
         self._bodies[msg.id] = self._json(msg)
 
     def _json(self, msg: Message) -> str:
+        body = self._bodies.pop(msg.id, None)
+        if body is not None:
+            return body  # checked
         try:
-            return self._bodies.pop(msg.id, None) or message_json(msg)
+            body = message_json(msg)
         except (ValueError, TypeError) as exc:  # pydantic's and json's: no JSON form
-            problem = f"the store {self.store.path} cannot keep it ({exc})"
-            raise InvalidMessageError(msg.type, "payload", problem) from None
+            why = str(exc)
+        else:
+            room = self.store.room()
+            if len(body) <= room:  # JSON is ASCII: its length is its size in bytes
+                return body
+            why = f"its JSON is {len(body)} bytes, and a row holds {room}"
+        problem = f"the store {self.store.path} cannot keep it ({why})"
+        raise InvalidMessageError(msg.type, "payload", problem) from None
 
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
