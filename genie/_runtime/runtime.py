@@ -790,10 +790,11 @@ class Runtime:
         matching ``until`` (a predicate), or by default addressed back to ``msg.sender``; it
         passes admission for ``msg.sender`` first. The result is partial at once when a deny
         or failure leaves nothing in flight. ``timeout`` bounds the whole call (waiting for
-        mailbox room included). On timeout, or when the caller is cancelled, the request is
-        cancelled (``cancel``), unless a store keeps it paused for a person's approval. Inside
-        a handler of this runtime it raises ``PublishFromHandlerError``: a handler asks with
-        ``ctx.request``.
+        mailbox room included). On timeout the request is cancelled (``cancel``), unless a
+        store keeps it paused for a person's approval; when the caller is cancelled too,
+        unless a store (or a named NATS entry) keeps it: it then goes on, and a stop leaves it
+        for the next start. Inside a handler of this runtime it raises
+        ``PublishFromHandlerError``: a handler asks with ``ctx.request``.
         """
         return await self._ask("ask", msg, until, timeout)
 
@@ -851,16 +852,15 @@ class Runtime:
             result = gather.expire()
         except BaseException:
             gather.cancel("the caller was cancelled" if published else "publish failed")
-            self._given_up(msg.correlation_id)
+            # The caller went away (Ctrl-C, a client gone): a request the store keeps goes on,
+            # and a stop leaves it for the next start.
+            if keeper is None or not keeper.keeps(msg.correlation_id):
+                self.cancel(msg.correlation_id)
             raise
-        self._given_up(msg.correlation_id)
+        # Timed out: what is left of the request stops, unless it is paused for a person.
+        if keeper is None or not keeper.holds(msg.correlation_id):
+            self.cancel(msg.correlation_id)
         return result
-
-    def _given_up(self, correlation_id: str) -> None:
-        """Its caller stopped waiting (a timeout, a cancellation): what is left of the request
-        stops, unless a store keeps it paused for a person, to be answered and resumed."""
-        if self._keeper is None or not self._keeper.holds(correlation_id):
-            self.cancel(correlation_id)
 
     def cancel(self, correlation_id: str) -> None:
         """Stop a request: its running handlers are cancelled, its queued work and pending

@@ -268,6 +268,12 @@ class Keeper(Protocol):
         cancellation's correlation); how many deliveries."""
         ...
 
+    def keeps(self, correlation_id: str) -> bool:
+        """``correlation_id`` is a request kept for a later start: a caller cancelled while
+        it waits (Ctrl-C, a client gone) leaves it to go on, and a stop leaves it for the
+        next start, as a kill would."""
+        ...
+
     def holds(self, correlation_id: str) -> bool:
         """``correlation_id`` waits for a person (a pending approval the store keeps): a
         caller who stops waiting leaves it paused, not cancelled."""

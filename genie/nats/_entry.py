@@ -140,6 +140,10 @@ class EntryRequests(Observer):
                 seen.setdefault(delivery.message.id, delivery.message)
         return list(seen.values())
 
+    def keeps(self, correlation_id: str) -> bool:
+        """Whether the bucket keeps ``correlation_id``'s deliveries (until it ends)."""
+        return correlation_id in self._keys
+
     def forget(self, correlation_id: str) -> None:
         """``correlation_id`` ended (settled, or cancelled by its caller): its entries go."""
         keys = self._keys.pop(correlation_id, None)

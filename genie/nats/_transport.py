@@ -909,6 +909,10 @@ class NatsTransport:
     def replay_own(self) -> int:
         return 0  # the broker keeps only requests from outside (a cancellation is not one)
 
+    def keeps(self, correlation_id: str) -> bool:
+        """Whether this named entry keeps ``correlation_id`` for its next process."""
+        return self._entry is not None and self._entry.keeps(correlation_id)
+
     def holds(self, correlation_id: str) -> bool:
         """Whether a person's approval of ``correlation_id`` is pending (as the approvals
         bucket lists it): a named entry keeps such a request when its caller stops waiting."""

@@ -3,7 +3,9 @@ runtime started again on the file resumes, and what it refuses."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import signal
 import sqlite3
 import subprocess
@@ -776,3 +778,100 @@ def test_a_publish_that_returned_survives_a_kill(tmp_path: Path, sync: str) -> N
     [delivery], [request] = kept(path)  # the job's delivery to w, and its request
     assert delivery.endswith(":w")
     assert delivery.startswith(request)  # the request's own message: its id is the correlation
+
+
+async def test_a_caller_cancelled_leaves_a_kept_request_to_go_on(tmp_path: Path) -> None:
+    """A caller that goes away while its request runs (a cancel scope around ``ask``, a
+    client gone from genie serve) does not cancel a request the store keeps: it goes on, and
+    one the stop then cuts short is kept for the next start, as a kill would leave it. A
+    resumed request whose caller goes away again is kept again."""
+    path = tmp_path / "store.db"
+    first = Chain("chain", gate=anyio.Event())
+    async with Runtime([first], store=path, drain_timeout=0.01) as rt:
+        rt.types.register(Done)
+        msg = rt.message(Step(n=0), recipient="chain")
+        with anyio.move_on_after(0.3):
+            await rt.ask(msg, until="done")
+        assert first.seen == [0, 1]  # step 2 waits at the gate, not cancelled
+    assert kept(path)[1] == [msg.correlation_id]
+    async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
+        rt.types.register(Done)
+        [request] = rt.unfinished()
+        with anyio.move_on_after(0.3):
+            await rt.resume(request, until="done")
+    assert kept(path)[1] == [msg.correlation_id]
+    second = Chain("chain")
+    async with Runtime([second], store=path) as rt:
+        rt.types.register(Done)
+        [request] = rt.unfinished()
+        result = await rt.resume(request, until="done", timeout=5)
+    assert second.seen == [2, 3, 4]
+    assert [m.payload for m in result.replies] == [Done(n=4)]
+    assert kept(path) == ([], [])
+
+
+INTERRUPTED = """
+name: slow
+agents:
+  - id: chain
+    use: tests.durable.test_store:Slow
+entry:
+  type: step
+  to: chain
+  payload: {n: 0}
+output: done
+timeout: 60s
+"""
+
+
+class Slow(Chain):
+    """A chain whose step 2 stalls while DRILL_SLOW is set (a run to interrupt)."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id, gate=anyio.Event() if os.environ.get("DRILL_SLOW") else None)
+
+
+def stalled(store: Path) -> bool:
+    """The store keeps one delivery, of a message the request's handlers made (step 2)."""
+    deliveries, requests = kept(store)
+    return len(deliveries) == 1 and len(requests) == 1 and requests[0] not in deliveries[0]
+
+
+def test_genie_run_interrupted_resumes_at_the_next_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C on ``genie run --store`` while its request runs: the request stays in the
+    store, and the same command run again resumes it instead of sending a new one."""
+    from genie._cli.main import main
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "slow.yaml").write_text(INTERRUPTED)
+    store = tmp_path / "slow.db"
+    env = {**os.environ, "PYTHONPATH": str(root), "DRILL_SLOW": "1"}
+    command = [sys.executable, "-m", "genie._cli", "run", str(tmp_path / "slow.yaml")]
+    run = subprocess.Popen(
+        [*command, "--store", str(store)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )
+    try:
+        for _ in range(200):  # until step 2 stalls: steps 0 and 1 ended, and are written
+            if store.exists() and stalled(store):
+                break
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the run never reached step 2")
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    [request] = kept(store)[1]
+    assert main(["run", str(tmp_path / "slow.yaml"), "--store", str(store), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming 1 unfinished request" in captured.err
+    assert json.loads(captured.out)["correlation_id"] == request
+    assert kept(store) == ([], [])

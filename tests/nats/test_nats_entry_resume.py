@@ -20,7 +20,7 @@ import anyio
 import nats
 import pytest
 
-from genie import BaseAgent, Context, Message, Runtime, handler
+from genie import AgentOptions, BaseAgent, Context, Message, Runtime, handler
 from genie._cli.main import main
 from genie._errors import ConfigurationError
 from genie.nats._entry import check_origin
@@ -241,7 +241,7 @@ class Held(BaseAgent):
 
 def pinger(transport: NatsTransport, gate: anyio.Event) -> Runtime:
     rt = Runtime(transport=transport, drain_timeout=0.2)
-    rt.add(Held("held", gate))
+    rt.add(Held("held", gate), options=AgentOptions(max_concurrency=4))  # requests side by side
     transport.attach(rt)
     return rt
 
@@ -269,6 +269,15 @@ async def test_from_python_an_entry_stopped_midway_is_resumed_by_its_name(
             await first.close()
             # A caller that gives up cancels its request: nothing is kept for a later start.
             assert await kept_async(server.url, "desk-1", names) == []
+
+            # A caller cancelled (Ctrl-C) does not give it up: it stays kept.
+            rt = pinger(first := NatsTransport(server.url, names, origin="desk-3"), gate)
+            await first.connect()
+            async with rt:
+                with anyio.move_on_after(0.3):
+                    await rt.ask(request.model_copy(update={"id": "r3", "correlation_id": "r3"}))
+            await first.close()
+            assert len(await kept_async(server.url, "desk-3", names)) == 1
 
             rt = pinger(first := NatsTransport(server.url, names, origin="desk-2"), gate)
             await first.connect()

@@ -176,6 +176,9 @@ class DurableTransport(Observer):
                 raise not_genies(self.store.path, "requests", exc) from None
         return found
 
+    def keeps(self, correlation_id: str) -> bool:
+        return correlation_id in self._requests_kept
+
     def holds(self, correlation_id: str) -> bool:
         if correlation_id in self._held.values():
             return True
@@ -286,6 +289,8 @@ class DurableTransport(Observer):
         spent = self._charged.pop(correlation_id, 0)
         if spent:  # its budget continues where it stopped
             host.charge(host.correlation(correlation_id), spent)
+        if any(cid == correlation_id for cid, _ in self._requests):
+            self._requests_kept.add(correlation_id)  # written before: kept until it settles
         return self._run_again(self._pending.pop(correlation_id, []))
 
     def replay_own(self) -> int:
