@@ -125,11 +125,18 @@ def _run(args: argparse.Namespace) -> int:
             asked=_asked_hint(pipeline, args) if transport is None else None,
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
-        if transport is None:
-            results = run_on(args.loop, go)
-        else:
-            asking = functools.partial(ask_over_nats, transport, go)
-            results, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
+        try:
+            if transport is None:
+                results = run_on(args.loop, go)
+            else:
+                asking = functools.partial(ask_over_nats, transport, go)
+                results, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
+        except KeyboardInterrupt:  # Ctrl-C, as the hint for an approval without a store says
+            kept = f" --store {args.store}" if args.store else ""
+            kept = kept or (f" --nats {args.nats} --origin {args.origin}" if args.origin else "")
+            said = f": what it had not finished is kept; genie run {args.pipeline}{kept} resumes it"
+            print(f"genie run: interrupted{said if kept else ''}", file=sys.stderr)
+            return 130
     finally:
         if server is not None:
             server.close()

@@ -840,8 +840,9 @@ def stalled(store: Path) -> bool:
 def test_genie_run_interrupted_resumes_at_the_next_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Ctrl-C on ``genie run --store`` while its request runs: the request stays in the
-    store, and the same command run again resumes it instead of sending a new one."""
+    """Ctrl-C on ``genie run --store`` while its request runs: a line (not a traceback) says
+    the request stays in the store, and the same command run again resumes it instead of
+    sending a new one."""
     from genie._cli.main import main
 
     root = Path(__file__).resolve().parents[2]
@@ -864,11 +865,17 @@ def test_genie_run_interrupted_resumes_at_the_next_run(
         else:
             raise AssertionError("the run never reached step 2")
         run.send_signal(signal.SIGINT)
-        run.communicate(timeout=30)
+        _, err = run.communicate(timeout=30)
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
+    assert run.returncode == 130
+    assert err.splitlines()[-1] == (
+        "genie run: interrupted: what it had not finished is kept; "
+        f"genie run {tmp_path / 'slow.yaml'} --store {store} resumes it"
+    )
+    assert "Traceback" not in err
     [request] = kept(store)[1]
     assert main(["run", str(tmp_path / "slow.yaml"), "--store", str(store), "--json"]) == 0
     captured = capsys.readouterr()
