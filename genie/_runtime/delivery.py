@@ -108,7 +108,6 @@ class DeliveryRunner:
         services = self.services
         known = self._known
         route = self.dispatcher.route
-        check = self.dispatcher.check
         for mb in transport.turn(worker, first):
             # The token becomes a running delivery (still ``busy``): the oldest queued
             # message. Its slot is free, so the publishers waiting for room go next.
@@ -181,9 +180,6 @@ class DeliveryRunner:
                                 outputs = self._outputs(
                                     mb, msg, returned, ctx.last_emitted, bound is not None
                                 )
-                            if check is not None:  # an output the store cannot keep fails it
-                                for out in outputs if single is None else (single,):
-                                    check(out)
                         except BaseException as exc:
                             if stops_runtime(exc):
                                 raise

@@ -244,9 +244,8 @@ class KeptOnPublish(Protocol):
         ...
 
     def check(self, msg: Message) -> None:
-        """Raise ``InvalidMessageError`` if ``msg`` could not be written (a payload with no
-        JSON form), before anything routes it: its publisher, or the handler that made it,
-        fails instead of the write."""
+        """Raise ``InvalidMessageError`` if ``msg``, published from outside, could not be
+        written (a payload with no JSON form), before anything routes it."""
         ...
 
 
