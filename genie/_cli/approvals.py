@@ -146,12 +146,16 @@ def _answer(args: argparse.Namespace) -> int:
         known = ", ".join(str(i) for i in ids) or "none"
         raise ConfigurationError(f"no approval {args.approval!r} pending in {where} ({known})")
     answer = (args.approval, args.approved, args.principal, tuple(args.role), args.reason)
-    if args.nats is not None:
-        outcome = _answer_on_nats(args, answer)
-        taker = "the genie worker hosting the approval desk takes it when it runs"
-    else:
-        outcome = _answer_in_store(args, answer)
-        taker = f"the runtime that resumes the request takes it (genie run --store {where})"
+    try:
+        if args.nats is not None:
+            outcome = _answer_on_nats(args, answer)
+            taker = "the genie worker hosting the approval desk takes it when it runs"
+        else:
+            outcome = _answer_in_store(args, answer)
+            taker = f"the runtime that resumes the request takes it (genie run --store {where})"
+    except KeyboardInterrupt:
+        print("genie approvals: interrupted before the answer was left", file=sys.stderr)
+        return 130
     if outcome is None:
         print(f"genie approvals: the answer is left in {where}: {taker}", file=sys.stderr)
         return 0
@@ -166,6 +170,7 @@ def _answer_in_store(args: argparse.Namespace, answer: Answer) -> str | None:
     from .._runtime.durable.store import StoreClient
 
     client = StoreClient(args.store)
+    row: int | None = None
     try:
         row = client.answer(*answer)
         deadline = time.monotonic() + args.wait
@@ -173,6 +178,10 @@ def _answer_in_store(args: argparse.Namespace, answer: Answer) -> str | None:
         while outcome is None and time.monotonic() < deadline:
             time.sleep(0.1)
             outcome = client.outcome(row)
+    except KeyboardInterrupt:  # Ctrl-C while it waits: the answer is left, as after --wait
+        if row is None:
+            raise
+        outcome = None
     finally:
         client.close()
     return outcome
@@ -182,8 +191,11 @@ def _answer_on_nats(args: argparse.Namespace, answer: Answer) -> str | None:
     from ..nats._approvals import NatsApprovals
     from ..nats._cli import on_approvals
 
+    left: list[str] = []  # the answer's key, once it is in the bucket
+
     async def give(bucket: NatsApprovals) -> str | None:
         key = await bucket.answer(*answer)
+        left.append(key)
         deadline = time.monotonic() + args.wait
         outcome = await bucket.outcome(key)
         while outcome is None and time.monotonic() < deadline:
@@ -194,4 +206,9 @@ def _answer_on_nats(args: argparse.Namespace, answer: Answer) -> str | None:
     async def go() -> str | None:
         return await on_approvals(args.nats, args.namespace, give)
 
-    return anyio.run(go)
+    try:
+        return anyio.run(go)
+    except KeyboardInterrupt:  # Ctrl-C while it waits: the answer is left, as after --wait
+        if not left:
+            raise
+        return None

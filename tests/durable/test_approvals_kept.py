@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -326,3 +328,49 @@ def test_the_shipped_claims_pipeline_waits_for_an_adjuster(
     decision = json.loads(capsys.readouterr().out)["output"]["payload"]
     assert (decision["action"], decision["payable"]) == ("deny", 0.0)
     assert decision["reasons"][-1] == "rejected by asha: pre-existing"
+
+
+def test_genie_approvals_interrupted_while_it_waits_leaves_the_answer(tmp_path: Path) -> None:
+    """Ctrl-C on ``genie approvals approve`` while it waits for the runtime: the answer is
+    left, as when ``--wait`` passes, said in a line (not a traceback), and the next start
+    takes it."""
+    path = tmp_path / "store.db"
+    approval_id = anyio.run(pause, path, Pay(amount=700))
+    root = Path(__file__).resolve().parents[2]
+    argv = ["approvals", "approve", approval_id, "--store", str(path), "--as", "alice"]
+    answering = subprocess.Popen(
+        [sys.executable, "-m", "genie._cli", *argv, "--role", "treasurer", "--wait", "60"],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )
+    try:
+        for _ in range(400):  # until the answer is left, and the command waits
+            if answers_left(path):
+                break
+            time.sleep(0.05)
+        answering.send_signal(signal.SIGINT)
+        _, err = answering.communicate(timeout=30)
+    finally:
+        if answering.poll() is None:
+            answering.kill()
+            answering.communicate()
+    assert answering.returncode == 0
+    assert "Traceback" not in err
+    assert f"the answer is left in {path}" in err
+
+    async def resumed() -> Paid:
+        async with Runtime([Payer("payer")], store=path) as rt:
+            return await resume_one(rt)
+
+    assert anyio.run(resumed) == Paid(approved=True, by="alice")
+
+
+def answers_left(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        (n,) = db.execute("SELECT COUNT(*) FROM answers").fetchone()
+        return int(n)
+    finally:
+        db.close()
