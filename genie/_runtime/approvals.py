@@ -38,6 +38,10 @@ __all__ = [
 
 DESK = "approvals"  # the desk's agent id
 FOREVER = 10 * 365 * 86400.0  # the hold of an approval without a deadline, in seconds
+# Seconds an approval found past its deadline when the desk takes it (a start after the
+# deadline passed) waits before the deadline decides: the answers given in time and left for
+# it (genie approvals, looked for every quarter second) are taken first.
+GRACE = 0.5
 
 
 class ApprovalRequest(Payload):
@@ -157,6 +161,8 @@ class ApprovalDesk(BaseAgent):
         if msg.id in self.pending:
             return  # a resumed request asked again: it is pending already
         delay = self._left(msg, payload.deadline)
+        if payload.deadline is not None and delay == 0.0:
+            delay = GRACE  # past its deadline already: answers left in time come first
         timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=0))
         approval = Approval(
             msg.id,
@@ -321,13 +327,32 @@ class Approvals:
         return [p.approval for p in desk.pending.values()]
 
     def answer_left(
-        self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
+        self,
+        approval_id: str,
+        approved: bool,
+        by: str,
+        roles: tuple[str, ...],
+        reason: str,
+        given_at: float | None = None,
     ) -> Message | str | None:
-        """An answer another process left in the store (``genie approvals``): the answer
-        message sent to the desk (what became of it is the desk's decision), ``refused:
-        WHY``, or None while its approval is not pending here (its request not resumed yet)."""
-        if approval_id not in self._desk.pending:
+        """An answer another process left in the store (``genie approvals``), ``given_at``
+        (seconds since the epoch): the answer message sent to the desk (what became of it is
+        the desk's decision), ``refused: WHY``, or None while its approval is not pending
+        here (its request not resumed yet). One given after the approval's last deadline is
+        refused: left while no process held the request, it is taken after the deadline
+        passed, and the deadline decides."""
+        pending = self._desk.pending.get(approval_id)
+        if pending is None:
             return None
+        request = pending.request.payload
+        assert isinstance(request, ApprovalRequest)
+        if given_at is not None and request.deadline is not None:
+            rounds = 1 if request.escalate_to is None else 2
+            ends = pending.request.created_at.timestamp() + rounds * request.deadline
+            if given_at > ends:
+                why = "it came after the deadline"
+                self._desk._record(by, "approval_refused", pending.approval, why)
+                return f"refused: the answer came after approval {approval_id}'s deadline"
         try:
             return self._answer(approval_id, approved, by, roles, reason)
         except ApprovalRefusedError as refused:

@@ -237,6 +237,7 @@ class NatsApprovals:
                 body["by"],
                 tuple(body.get("roles", ())),
                 body.get("reason", ""),
+                float(body["at"]) if isinstance(body.get("at"), int | float) else None,
             )
             if outcome is None:  # not pending here
                 if approval_id not in self._listed:  # nor listed: decided since it was

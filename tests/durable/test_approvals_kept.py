@@ -19,6 +19,7 @@ import pytest
 
 from genie import MemoryAuditLog, Runtime
 from genie._cli.main import main
+from genie._runtime.approvals import GRACE
 from genie._runtime.durable.store import StoreClient
 
 from ..runtime.test_approvals import Paid, Pay, Payer, no_answers_from
@@ -191,20 +192,67 @@ async def test_a_deadline_counts_from_the_asking_across_a_restart(tmp_path: Path
     assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
 
 
-async def test_an_escalation_counts_from_the_asking_across_a_restart(tmp_path: Path) -> None:
-    """Escalated before the stop, its second deadline (two deadlines after the asking)
-    passes while no process holds it: the next start rejects it at once, not a deadline
-    later."""
+async def test_an_answer_left_in_time_beats_a_deadline_passed_before_the_restart(
+    tmp_path: Path,
+) -> None:
+    """An answer left in the store before the deadline, while no process held the request,
+    decides the approval at the next start, though the deadline passed meanwhile; one left
+    after the deadline is refused as late, and the deadline decides."""
     path = tmp_path / "store.db"
     async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
-        pay = Pay(amount=5, deadline=0.5, escalate_to="cfo")
-        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=0.8)
+        for pay in (Pay(amount=5, deadline=1.0), Pay(amount=6, deadline=0.2)):
+            await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=0.05)
+        in_time, late = (a.id for a in rt.approvals.pending())
+    client = StoreClient(path)
+    given = client.answer(in_time, True, "alice", ("treasurer",), "in time")
+    await anyio.sleep(0.25)  # the second's deadline passes
+    refused = client.answer(late, True, "alice", ("treasurer",), "too late")
+    await anyio.sleep(0.8)  # the first's deadline passes, with no process holding either
+    async with Runtime([Payer("payer")], store=path) as rt:
+        requests = rt.unfinished()
+        paid = [(await rt.resume(r, until="paid", timeout=10)).replies[0].payload for r in requests]
+    assert paid == [
+        Paid(approved=True, by="alice", reason="in time"),
+        Paid(approved=False, by="deadline", reason="nobody answered in time"),
+    ]
+    assert client.outcome(given) == "approved"
+    assert client.outcome(refused) == f"refused: the answer came after approval {late}'s deadline"
+    client.close()
+
+
+async def test_a_store_whose_answers_do_not_say_when_is_taken_over(tmp_path: Path) -> None:
+    """A store made before answers said when they were given: opened, it gains the column,
+    and an answer left in it before then is taken as given in time."""
+    path = tmp_path / "store.db"
+    approval_id = await pause(path, Pay(amount=700, deadline=3600))
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE answers DROP COLUMN given_at")
+    db.execute(
+        "INSERT INTO answers (approval_id, approved, answerer, roles, reason) "
+        "VALUES (?, 1, 'alice', 'treasurer', '')",
+        (approval_id,),
+    )
+    db.commit()
+    db.close()
+    async with Runtime([Payer("payer")], store=path) as rt:
+        paid = await resume_one(rt)
+    assert paid == Paid(approved=True, by="alice")
+
+
+async def test_an_escalation_counts_from_the_asking_across_a_restart(tmp_path: Path) -> None:
+    """Escalated before the stop, its second deadline (two deadlines after the asking)
+    passes while no process holds it: the next start rejects it once answers left in time
+    had their chance (``GRACE``), not a deadline later."""
+    path = tmp_path / "store.db"
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        pay = Pay(amount=5, deadline=1.0, escalate_to="cfo")
+        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=1.3)
         assert result.status == "timed_out"
         [approval] = rt.approvals.pending()
         assert approval.escalated
-    await anyio.sleep(0.4)  # 1.2 s after the asking: past both deadlines
+    await anyio.sleep(0.8)  # 2.1 s after the asking: past both deadlines
     async with Runtime([Payer("payer")], store=path) as rt:
-        with anyio.fail_after(0.4):  # at once, not another deadline
+        with anyio.fail_after(GRACE + 0.35):  # not another deadline
             paid = await resume_one(rt)
     assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
 

@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS answers (
     answerer TEXT NOT NULL,
     roles TEXT NOT NULL,
     reason TEXT NOT NULL,
-    outcome TEXT
+    outcome TEXT,
+    given_at REAL
 );
 """
 
@@ -165,6 +166,9 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
         db.execute("PRAGMA wal_autocheckpoint=0")  # ``sync`` checkpoints, off the loop
         db.executescript(SCHEMA)
         _upgrade(db)
+        columns = {str(c[1]) for c in db.execute("PRAGMA table_info(answers)")}
+        if "given_at" not in columns:  # a store made before answers said when they were given
+            db.execute("ALTER TABLE answers ADD COLUMN given_at REAL")
     except sqlite3.Error as exc:
         raise ConfigurationError(f"cannot use {path} as a store: {exc}") from exc
     return db
@@ -350,22 +354,24 @@ class DeliveryStore:
                     )
         return total
 
-    def answers(self) -> list[tuple[int, str, bool, str, tuple[str, ...], str]]:
+    def answers(self) -> list[tuple[int, str, bool, str, tuple[str, ...], str, float | None]]:
         """The answers to approvals other processes left, not yet taken: (row, approval id,
-        approved, answerer, roles, reason). A row ``StoreClient.answer`` did not write (by
-        hand: ``approved`` not 0 or 1, text that is not UTF-8) is marked ``refused: not an
-        answer`` and never taken, so it cannot stop the answers after it."""
-        taken: list[tuple[int, str, bool, str, tuple[str, ...], str]] = []
+        approved, answerer, roles, reason, when it was given). A row ``StoreClient.answer``
+        did not write (by hand: ``approved`` not 0 or 1, text that is not UTF-8) is marked
+        ``refused: not an answer`` and never taken, so it cannot stop the answers after it."""
+        taken: list[tuple[int, str, bool, str, tuple[str, ...], str, float | None]] = []
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, approved, CAST(approval_id AS BLOB), CAST(answerer AS BLOB), "
-                "CAST(roles AS BLOB), CAST(reason AS BLOB) FROM answers "
+                "SELECT id, approved, given_at, CAST(approval_id AS BLOB), "
+                "CAST(answerer AS BLOB), CAST(roles AS BLOB), CAST(reason AS BLOB) FROM answers "
                 "WHERE outcome IS NULL ORDER BY id"
             ).fetchall()
-            for row, approved, *texts in rows:
+            for row, approved, given_at, *texts in rows:
                 try:
                     approval_id, by, roles, reason = (bytes(t).decode() for t in texts)
                 except (ValueError, TypeError):  # not UTF-8, or NULL
+                    approved = None
+                if not isinstance(given_at, float | int | None):
                     approved = None
                 if type(approved) is not int or approved not in (0, 1):
                     self._db.execute(
@@ -374,7 +380,8 @@ class DeliveryStore:
                     )
                     continue
                 held = tuple(r for r in roles.split(",") if r)
-                taken.append((int(row), approval_id, bool(approved), by, held, reason))
+                given = None if given_at is None else float(given_at)
+                taken.append((int(row), approval_id, bool(approved), by, held, reason, given))
         return taken
 
     def answered(self, row: int, outcome: str) -> None:
@@ -423,11 +430,11 @@ class StoreClient:
     def answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
     ) -> int:
-        """Leave an answer for the runtime; its row."""
+        """Leave an answer for the runtime, saying when it was given; its row."""
         cursor = self._db.execute(
-            "INSERT INTO answers (approval_id, approved, answerer, roles, reason) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (approval_id, int(approved), by, ",".join(roles), reason),
+            "INSERT INTO answers (approval_id, approved, answerer, roles, reason, given_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (approval_id, int(approved), by, ",".join(roles), reason, time.time()),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid

@@ -108,6 +108,7 @@ class DurableTransport(Observer):
         self._bodies: dict[str, str] = {}  # JSON of messages checked, until kept or written
         self._queued: list[tuple[Queued, Sequence[str], bool]] = []  # written with the batch
         self._wake = anyio.Event()  # something to write
+        self._look = anyio.Event()  # an approval is newly pending: look for its answers now
         self._urgent = anyio.Event()  # deliveries that wait for their write
         self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
         # Writes begun (``writes``: those written), and what a publisher waits on for its
@@ -214,7 +215,7 @@ class DurableTransport(Observer):
         backend: Backend,
     ) -> None:
         self.local.start(tg, run, backend)
-        self._wake, self._urgent = anyio.Event(), anyio.Event()
+        self._wake, self._urgent, self._look = anyio.Event(), anyio.Event(), anyio.Event()
         tg.start_soon(self._writer)
         tg.start_soon(self._syncer)
 
@@ -224,7 +225,9 @@ class DurableTransport(Observer):
         became of one sent to the desk is written with the desk's decision, or when the desk
         took it and decided nothing (``_answer_ended``); a refusal at once."""
         while True:
-            await anyio.sleep(POLL)
+            with anyio.move_on_after(POLL):
+                await self._look.wait()
+            self._look = anyio.Event()
             if not self._held or self._answer is None:
                 continue
             try:
@@ -233,13 +236,13 @@ class DurableTransport(Observer):
                 _log.warning("store %s: %s; answers are looked at again", self.store.path, exc)
 
     async def _take(self, answer: Answer) -> None:
-        for row, approval_id, approved, by, roles, reason in await anyio.to_thread.run_sync(
+        for row, approval_id, approved, by, roles, reason, given in await anyio.to_thread.run_sync(
             self.store.answers
         ):
             if row in self._answering:
                 continue  # sent: the desk's decision is awaited
             self._ended_now = {}
-            sent = answer(approval_id, approved, by, roles, reason)
+            sent = answer(approval_id, approved, by, roles, reason, given)
             ended, self._ended_now = self._ended_now, None
             if isinstance(sent, Message):
                 if sent.id not in ended:
@@ -552,6 +555,7 @@ class DurableTransport(Observer):
             self._answer_ended(msg.id, "refused: no pending approval (decided already)")
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
+            self._look.set()  # answers left for it while no process held it go first
             return
         if agent_id not in self._fan_ins:
             mailbox = self.local.mailboxes.get(agent_id)
