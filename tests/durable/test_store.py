@@ -828,7 +828,10 @@ class Slow(Chain):
 
 def stalled(store: Path) -> bool:
     """The store keeps one delivery, of a message the request's handlers made (step 2)."""
-    deliveries, requests = kept(store)
+    try:
+        deliveries, requests = kept(store)
+    except sqlite3.OperationalError:  # the file is made, its tables not yet
+        return False
     return len(deliveries) == 1 and len(requests) == 1 and requests[0] not in deliveries[0]
 
 
