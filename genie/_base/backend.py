@@ -2,8 +2,8 @@
 an idle executor's) and a checkpoint (a publish's yield), looked up once when a runtime starts.
 
 anyio's own ask sniffio which library runs on every call, and its event wraps the backend's in
-a second object: on asyncio a round trip (``rt.ask`` of an echo agent) paid about a tenth of
-its instructions for them (docs/benchmarks.md, "A request's own cost"). On asyncio, and loops
+a second object: work every request would pay again (docs/benchmarks.md, "A request's own
+cost", has what it came to). On asyncio, and loops
 built on it such as uvloop, the runtime uses ``Flag`` (``asyncio_flag``: an event made of the
 loop's futures) and ``asyncio.sleep(0)``; on any other backend (trio), anyio's. Nothing here
 imports asyncio or anyio's primitives before a runtime asks (``import genie`` stays lean).
