@@ -4,8 +4,11 @@ breaker, fallback, dead letter), through one invocation path for every handler c
 
 Whatever a handler raises is a failure of that delivery, except what stops the runtime: its own
 cancellation (of the runtime, or of the request the handler works for) and ``KeyboardInterrupt``
-/ ``SystemExit``. Those end the delivery as a cancelled dead letter and propagate. A stray
-``CancelledError`` (say, from awaiting a future another task cancelled) is a failure like any.
+/ ``SystemExit`` raised on the event loop's thread. Those end the delivery as a cancelled dead
+letter and propagate. A plain ``def`` handler's ``SystemExit`` or ``KeyboardInterrupt``, raised
+in its worker thread or child process, reaches here as the ``AgentError`` of that delivery
+(``offload``): in Python it ends only the thread that raises it. A stray ``CancelledError``
+(say, from awaiting a future another task cancelled) is a failure like any.
 """
 
 from __future__ import annotations

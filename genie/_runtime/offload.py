@@ -3,7 +3,9 @@
 A ``BaseAgent`` handler written as a plain ``def`` is bound once, when its agent is added, as a
 handler of another kind (``ThreadHandler`` or ``ProcessHandler``): the runner's one call site
 awaits it like any ``async def`` handler, so deadlines, retries, the breaker, fallbacks and dead
-letters are the same for every handler.
+letters are the same for every handler. What the handler raises off the loop fails its delivery
+only: a ``SystemExit`` or ``KeyboardInterrupt`` too, which on the loop's thread would stop the
+runtime, comes back as an ``AgentError`` naming it, with the handler's traceback.
 
 Threads. Each call takes a slot of its agent's limiter (``max_concurrency``) and one of its
 runtime's (``Runtime(threads=...)``); two runtimes never share one. A thread cannot be
@@ -246,6 +248,11 @@ class ThreadHandler:
     def _run(self, slots: _Slots, payload: Payload, ctx: ThreadContext) -> object:
         try:
             return self.method(payload, ctx)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # The handler's own code raised it (Ctrl-C reaches the main thread only): in a
+            # Python thread it ends that thread, never the program, so here it ends this
+            # delivery, as it does in a child process; on the loop it would stop the runtime.
+            raise _ended_thread(exc, ctx) from exc
         finally:
             with slots.lock:
                 slots.done = True
@@ -258,6 +265,22 @@ class ThreadHandler:
     def _release(self, slots: _Slots) -> None:
         self.offload.threads.release_on_behalf_of(slots)
         self.agent_limit.release_on_behalf_of(slots)
+
+
+def _ended_thread(exc: BaseException, ctx: ThreadContext) -> AgentError:
+    """The failure of a delivery whose handler raised ``SystemExit`` or ``KeyboardInterrupt``
+    in its thread, keeping the handler's traceback for the dead letter."""
+    msg = ctx.message
+    error = AgentError(
+        f"agent {ctx.agent_id!r}: its handler raised {described(exc)} in its thread, where it "
+        "fails the delivery and does not stop the runtime (in any Python thread it ends only "
+        "that thread)",
+        message_id=msg.id,
+        agent_id=ctx.agent_id,
+        correlation_id=msg.correlation_id,
+    )
+    formatted_there(error, format_failure(exc))
+    return error
 
 
 class _ThreadTimer(Timer):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -24,6 +25,7 @@ from genie import (
     OffloadStatistics,
     Payload,
     Runtime,
+    RuntimeState,
     Timer,
     handler,
 )
@@ -392,6 +394,61 @@ async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason(
     assert dead.error_type == "ZeroDivisionError"
     assert dead.reason == "ZeroDivisionError: cannot divide 5 by zero"
     assert result.missing[0].reason == dead.reason
+
+
+class Quits(BaseAgent):
+    """Ends its thread as a script would end itself: ``sys.exit(3)``, or Ctrl-C raised by hand."""
+
+    def __init__(self, id: str, stop: Callable[[], None]) -> None:
+        super().__init__(id)
+        self.stop = stop
+        self.thread: int | None = None
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        self.thread = threading.get_ident()
+        self.stop()
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt("by hand")
+
+
+@pytest.mark.parametrize(
+    ("stop", "said"),
+    [(lambda: sys.exit(3), "SystemExit: 3"), (_interrupt, "KeyboardInterrupt: by hand")],
+    ids=["sys.exit", "KeyboardInterrupt"],
+)
+async def test_exiting_in_a_thread_fails_that_delivery_and_the_runtime_goes_on(
+    stop: Callable[[], None], said: str
+) -> None:
+    """Both stopped the whole runtime, as on the event loop's thread: in Python they end only
+    the thread that raises them."""
+    quits = Quits("quits", stop)
+    async with Runtime([quits, Square("sq")]) as rt:
+        result = await rt.ask(rt.message(Work(n=5), recipient="quits"))
+        # The runtime delivers as before, and again to the agent that exited.
+        after = await rt.ask(rt.message(Work(n=4), recipient="sq"))
+        again = await rt.ask(rt.message(Work(n=6), recipient="quits"))
+        assert rt.state is RuntimeState.RUNNING
+        settled(rt)
+    assert quits.thread not in (None, threading.get_ident())  # it ran in a thread
+    [reply] = after.replies
+    assert isinstance(reply.payload, Done)
+    assert reply.payload.n == 16
+    first, second = rt.dead_letters
+    assert (first.kind, first.agent_id, first.error_type) == ("failed", "quits", "AgentError")
+    assert first.reason == (
+        f"AgentError: agent 'quits': its handler raised {said} in its thread, where it fails "
+        "the delivery and does not stop the runtime (in any Python thread it ends only that "
+        "thread)"
+    )
+    assert result.missing[0].reason == first.reason
+    assert second.message.id == again.missing[0].message_id
+    # The traceback is the handler's: it starts where the handler ended its thread.
+    assert first.traceback is not None
+    assert first.traceback.startswith(f"{__file__}:")
+    assert first.traceback.endswith(f"\n{said}")
 
 
 # --- processes --------------------------------------------------------------------------------
