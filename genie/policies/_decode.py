@@ -160,6 +160,21 @@ def _escape(m: re.Match[str]) -> str:
     return chr(int(m.group()[2:], 16))
 
 
+def _escapes(raw: str) -> str:
+    """``raw`` with its ``\\xNN`` and ``\\uNNNN`` escapes decoded, as text: two escapes of a
+    surrogate pair (as JSON writes a character past U+FFFF) are that character, a lone one is
+    U+FFFD, for the views are folded as UTF-8 (``C:\\udata\\ud800x`` is a path, not a
+    message to deny because it cannot be read)."""
+    text = _ESCAPE_ONE.sub(_escape, raw)
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 _SEGMENTS = (
     ("base64", _B64_RUN, _base64),
     ("hex", _HEX_RUN, _hex),
@@ -180,7 +195,7 @@ def _decode_once(raw: str) -> list[tuple[str, str]]:
             text, times = unquote(text), times + 1
         views.append(("percent-encoding", text))
     if _ESCAPE_ONE.search(raw):
-        views.append(("escapes", _ESCAPE_ONE.sub(_escape, raw)))
+        views.append(("escapes", _escapes(raw)))
     for name, pattern, decode in _SEGMENTS:
         if not capitals and name in ("base64", "base32"):
             continue  # see ``might_be_encoded``

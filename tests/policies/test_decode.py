@@ -67,6 +67,15 @@ def test_ordinary_text_has_no_decoded_view(raw: str) -> None:
     assert decoded(raw) == []
 
 
+def test_escaped_surrogates_decode_to_text() -> None:
+    """A ``\\uD800`` escape decoded to a lone surrogate, which no view can be folded from: the
+    policies failed on it and denied an ASCII message (a path, a JSON text quoted as text)."""
+    assert decoded("C:\\temp\\ud800x") == [("escapes", "C:\\temp\ufffdx")]
+    assert decoded("\\ude00 and \\ud83d") == [("escapes", "\ufffd and \ufffd")]
+    # a pair, as JSON escapes a character past U+FFFF, is that character
+    assert decoded("\\ud83d\\ude00 " + PHRASE) == [("escapes", "\U0001f600 " + PHRASE)]
+
+
 def test_what_is_decoded_is_what_the_trigger_sees() -> None:
     rng = random.Random(38)
     alphabet = "abcdefABCXYZ0123456789+/=%&#;\\xu .-"

@@ -162,6 +162,16 @@ def test_pii_block_allows() -> None:
     assert reason(PIIBlock(), acknowledged) == "allow"
 
 
+def test_an_escaped_surrogate_is_read_not_denied() -> None:
+    """Text that writes a surrogate as an escape (``\\ud800``) is ASCII: the policies read it
+    (they raised on its decoded view, and the runtime denied it), and what the escapes hide is
+    still found beside one."""
+    assert reason(PIIBlock(), msg("C:\\temp\\ud800x and \\ud83d\\ude00")) == "allow"
+    hidden = "".join(f"\\u{ord(c):04x}" for c in "a.b@example.com")
+    found = reason(PIIBlock(), msg(f"\\ud800 {hidden}"))
+    assert found == "content matched PII pattern: e-mail address (in escapes)"
+
+
 def test_prompt_injection() -> None:
     policy = PromptInjection(extra_phrases=["sudo mode"])
     assert (
