@@ -30,6 +30,7 @@ from ._errors import HandlerTimeoutError as HandlerTimeoutError
 from ._errors import InvalidMessageError as InvalidMessageError
 from ._errors import InvalidOutputError as InvalidOutputError
 from ._errors import LimitExceededError as LimitExceededError
+from ._errors import MemoryArgumentError as MemoryArgumentError
 from ._errors import MemoryDeniedError as MemoryDeniedError
 from ._errors import MessageError as MessageError
 from ._errors import NoRouteError as NoRouteError
@@ -167,6 +168,7 @@ __all__ = [
     "Lost",
     "MailboxStatistics",
     "Memory",
+    "MemoryArgumentError",
     "MemoryAuditLog",
     "MemoryDeniedError",
     "Message",

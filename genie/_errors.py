@@ -8,7 +8,8 @@
     ├── MessageError                  a message failed at a boundary
     │   ├── UnknownMessageTypeError   no payload model is registered under the type
     │   ├── InvalidMessageError       the payload (or envelope) failed validation
-    │   └── ToolArgumentsError        a tool call's arguments do not fit the tool's schema
+    │   ├── ToolArgumentsError        a tool call's arguments do not fit the tool's schema
+    │   └── MemoryArgumentError       a memory call's argument is not what memory keeps
     ├── DeliveryError                 a message could not be delivered
     │   ├── RuntimeClosedError        publish before start or after close
     │   ├── UnknownRecipientError     the direct recipient is not registered
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidMessageError",
     "InvalidOutputError",
     "LimitExceededError",
+    "MemoryArgumentError",
     "MessageError",
     "NoRouteError",
     "PublishFromHandlerError",
@@ -216,6 +218,21 @@ class ToolArgumentsError(MessageError):
         self.server = server
         self.tool = tool
         self.field = field
+        self.problem = problem
+
+
+class MemoryArgumentError(MessageError, ValueError):
+    """A handler's memory call was given an argument memory does not keep: text that is not
+    valid UTF-8 (a lone surrogate, which no file, bucket or JSON reader holds as text).
+    ``call`` names the call (``kv.set``), ``argument`` the argument (``key``, ``value``);
+    nothing was judged, stored or read, and the agent's retry policy never retries it: the
+    same call would be refused again. A ``ValueError`` too, as such a mistake is in Python."""
+
+    def __init__(self, memory: str, call: str, argument: str, problem: str) -> None:
+        super().__init__(f"memory {memory!r}: {call}: argument {argument!r} {problem}")
+        self.memory = memory
+        self.call = call
+        self.argument = argument
         self.problem = problem
 
 

@@ -6,6 +6,11 @@ A ``MemoryStore`` keeps the entries and knows nothing of policies; ``Memory`` is
 handler holds: the store's four areas, each write handed to a ``Gate`` first (the runtime's
 judges it as a ``memory_write`` message and audits it; a unit test's lets everything
 through) and each read shown to it after.
+
+What a call is given is checked here, before the gate and the store see it: text that UTF-8
+cannot encode (a lone surrogate) is refused with a ``MemoryArgumentError`` naming the argument,
+on every backend alike, rather than failing deep in one of them (SQLite, the NATS bucket's
+names, an embedding provider's request) or making a policy fail closed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._base.record import Record
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, MemoryArgumentError, shown
 
 if TYPE_CHECKING:
     from ..llm._provider import Provider
@@ -138,25 +143,97 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def _lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a code point UTF-8 cannot encode (a lone surrogate), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def _refused(
+    memory: str, call: str, argument: str, text: str, at: int, where: str = ""
+) -> MemoryArgumentError:
+    """The error for ``text`` (``where`` in the argument's value, if not the argument itself)
+    holding a lone surrogate at ``at``."""
+    what = f"{where}, {shown(text)}," if where else shown(text)
+    return MemoryArgumentError(
+        memory,
+        call,
+        argument,
+        f"is not valid UTF-8 text: {what} holds a lone surrogate "
+        f"(U+{ord(text[at]):04X} at index {at})",
+    )
+
+
+def _check_texts(memory: str, call: str, **texts: str) -> None:
+    """Refuses a text argument UTF-8 cannot encode, naming it."""
+    for argument, text in texts.items():
+        if isinstance(text, str) and (at := _lone_surrogate(text)) is not None:
+            raise _refused(memory, call, argument, text, at)
+
+
+# Where an item is in a value: None for the value itself, else (where its container is, the
+# key or index): the path is spelt out only for an item refused.
+_Path = tuple["_Path", object] | None
+
+
+def _spelt(argument: str, path: _Path) -> str:
+    steps: list[str] = []
+    while path is not None:
+        path, step = path
+        steps.append(f"[{step!r}]")
+    return argument + "".join(reversed(steps))
+
+
+def _check_value(memory: str, call: str, argument: str, value: object) -> None:
+    """Refuses a JSON value (one ``json.dumps`` took: no cycle) holding a string, or a key,
+    that UTF-8 cannot encode, naming where (``value['notes'][2]``); walked one item at a time
+    (no recursion, however deep it nests), a mapping's keys before what they hold."""
+    stack: list[tuple[object, _Path]] = [(value, None)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if (at := _lone_surrogate(item)) is not None:
+                where = "" if path is None else _spelt(argument, path)
+                raise _refused(memory, call, argument, item, at, where)
+        elif isinstance(item, Mapping):
+            for key in item:
+                if isinstance(key, str) and (at := _lone_surrogate(key)) is not None:
+                    where = f"a key of {_spelt(argument, path)}"
+                    raise _refused(memory, call, argument, key, at, where)
+            stack.extend((each, (path, key)) for key, each in reversed(list(item.items())))
+        elif isinstance(item, list | tuple):
+            stack.extend((item[i], (path, i)) for i in range(len(item) - 1, -1, -1))
+
+
 class KeyValues:
     """Values by namespace and key; a value is anything JSON can hold."""
 
-    __slots__ = ("_gate", "_store")
+    __slots__ = ("_gate", "_name", "_store")
 
-    def __init__(self, store: MemoryStore, gate: Gate) -> None:
-        self._store, self._gate = store, gate
+    def __init__(self, name: str, store: MemoryStore, gate: Gate) -> None:
+        self._name, self._store, self._gate = name, store, gate
 
     async def get(self, namespace: str, key: str) -> Any:
+        _check_texts(self._name, "kv.get", namespace=namespace, key=key)
         value = await self._store.kv_get(namespace, key)
         self._gate.read("kv", f"{namespace}/{key}", "" if value is None else _text(value))
         return value
 
     async def set(self, namespace: str, key: str, value: Any) -> None:
+        _check_texts(self._name, "kv.set", namespace=namespace, key=key)
         # A value JSON cannot hold is refused (TypeError) before it is judged.
-        level = self._gate.write("kv", f"{namespace}/{key}", _text(value))
+        text = _text(value)
+        _check_value(self._name, "kv.set", "value", value)
+        level = self._gate.write("kv", f"{namespace}/{key}", text)
         await self._store.kv_set(namespace, key, value, level)
 
     async def delete(self, namespace: str, key: str) -> bool:
+        _check_texts(self._name, "kv.delete", namespace=namespace, key=key)
         self._gate.write("kv_delete", f"{namespace}/{key}", "")
         return await self._store.kv_delete(namespace, key)
 
@@ -165,19 +242,21 @@ class Episodes:
     """A session's turns; past the store's threshold the older half is summarised through
     the handler's model (``ctx.llm``, so the summary counts against the request's budget)."""
 
-    __slots__ = ("_gate", "_store")
+    __slots__ = ("_gate", "_name", "_store")
 
-    def __init__(self, store: MemoryStore, gate: Gate) -> None:
-        self._store, self._gate = store, gate
+    def __init__(self, name: str, store: MemoryStore, gate: Gate) -> None:
+        self._name, self._store, self._gate = name, store, gate
 
     async def append(self, session: str, text: str, role: str = "user") -> bool:
         """Keep one turn; True when this append summarised the older half."""
+        _check_texts(self._name, "episodes.append", session=session, text=text, role=role)
         level = self._gate.write("episode", session, text)
         model = self._store.summariser
         summarise = None if model is None else self._gate.llm(model)
         return await self._store.append(session, Episode(role, text), level, summarise)
 
     async def snapshot(self, session: str) -> Snapshot:
+        _check_texts(self._name, "episodes.snapshot", session=session)
         snap = await self._store.snapshot(session)
         shown = [snap.summary, *(f"{e.role}: {e.text}" for e in snap.recent)]
         self._gate.read("episode", session, "\n".join(shown))
@@ -188,19 +267,23 @@ class Semantic:
     """Texts per user, found again by meaning: the store's embedder turns each into a
     vector, and ``search`` ranks them by cosine similarity to the query's."""
 
-    __slots__ = ("_gate", "_store")
+    __slots__ = ("_gate", "_name", "_store")
 
-    def __init__(self, store: MemoryStore, gate: Gate) -> None:
-        self._store, self._gate = store, gate
+    def __init__(self, name: str, store: MemoryStore, gate: Gate) -> None:
+        self._name, self._store, self._gate = name, store, gate
 
     async def add(
         self, user: str, key: str, text: str, meta: Mapping[str, Any] | None = None
     ) -> None:
+        _check_texts(self._name, "semantic.add", user=user, key=key, text=text)
         given = dict(meta or {})
-        level = self._gate.write("semantic", f"{user}#{key}", f"{text}\n{_text(given)}")
+        shown_meta = _text(given)
+        _check_value(self._name, "semantic.add", "meta", given)
+        level = self._gate.write("semantic", f"{user}#{key}", f"{text}\n{shown_meta}")
         await self._store.add(user, key, text, given, level)
 
     async def search(self, user: str, query: str, k: int = 5) -> list[Hit]:
+        _check_texts(self._name, "semantic.search", user=user, query=query)
         if k < 1:
             raise ValueError(f"k must be at least 1, not {k}")
         hits = await self._store.search(user, query, k)
@@ -212,14 +295,15 @@ class Facts:
     """Long-term facts per user: ``record`` supersedes the key's earlier fact, which stays
     in its ``history``."""
 
-    __slots__ = ("_gate", "_store")
+    __slots__ = ("_gate", "_name", "_store")
 
-    def __init__(self, store: MemoryStore, gate: Gate) -> None:
-        self._store, self._gate = store, gate
+    def __init__(self, name: str, store: MemoryStore, gate: Gate) -> None:
+        self._name, self._store, self._gate = name, store, gate
 
     async def record(
         self, user: str, key: str, value: str, *, confidence: float = 1.0, source: str = ""
     ) -> Fact:
+        _check_texts(self._name, "facts.record", user=user, key=key, value=value, source=source)
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence must be between 0 and 1, not {confidence}")
         level = self._gate.write("fact", f"{user}/{key}", f"{key}: {value} ({source})")
@@ -228,16 +312,19 @@ class Facts:
         return fact
 
     async def current(self, user: str, key: str) -> Fact | None:
+        _check_texts(self._name, "facts.current", user=user, key=key)
         fact = await self._store.current(user, key)
         self._gate.read("fact", f"{user}/{key}", "" if fact is None else fact.value)
         return fact
 
     async def current_all(self, user: str) -> list[Fact]:
+        _check_texts(self._name, "facts.current_all", user=user)
         facts = await self._store.current_all(user)
         self._gate.read("fact", user, "\n".join(f"{f.key}: {f.value}" for f in facts))
         return facts
 
     async def history(self, user: str, key: str) -> list[Fact]:
+        _check_texts(self._name, "facts.history", user=user, key=key)
         facts = await self._store.history(user, key)
         self._gate.read("fact", f"{user}/{key}", "\n".join(f.value for f in facts))
         return facts
@@ -251,10 +338,10 @@ class Memory:
 
     def __init__(self, name: str, store: MemoryStore, gate: Gate) -> None:
         self.name = name
-        self.kv = KeyValues(store, gate)
-        self.episodes = Episodes(store, gate)
-        self.semantic = Semantic(store, gate)
-        self.facts = Facts(store, gate)
+        self.kv = KeyValues(name, store, gate)
+        self.episodes = Episodes(name, store, gate)
+        self.semantic = Semantic(name, store, gate)
+        self.facts = Facts(name, store, gate)
 
 
 def memory_of(stores: Mapping[str, MemoryStore], name: str, where: str) -> MemoryStore:

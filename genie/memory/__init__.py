@@ -11,7 +11,8 @@
 A ``Store`` keeps them in this process or in a SQLite file (its own, or the runtime's durable
 store): ``Runtime(memory=Store(path="memory.db"))``, or a pipeline's ``memory:`` section.
 Every write is judged by the runtime's policies as a ``memory_write`` message to
-``memory:NAME`` before it is stored, and audited; a denial raises ``MemoryDeniedError``.
+``memory:NAME`` before it is stored, and audited; a denial raises ``MemoryDeniedError``. Text
+UTF-8 cannot encode (a lone surrogate) is refused before that, with ``MemoryArgumentError``.
 """
 
 from .._agent.memory import Episode as Episode
@@ -20,6 +21,7 @@ from .._agent.memory import Hit as Hit
 from .._agent.memory import Memory as Memory
 from .._agent.memory import MemoryStore as MemoryStore
 from .._agent.memory import Snapshot as Snapshot
+from .._errors import MemoryArgumentError as MemoryArgumentError
 from .._errors import MemoryDeniedError as MemoryDeniedError
 from ._embed import Embedder as Embedder
 from ._embed import HashingEmbedder as HashingEmbedder
@@ -37,6 +39,7 @@ __all__ = [
     "HashingEmbedder",
     "Hit",
     "Memory",
+    "MemoryArgumentError",
     "MemoryDeniedError",
     "MemoryStore",
     "Snapshot",

@@ -12,20 +12,23 @@ from typing import Any
 import pytest
 
 from genie import (
+    AgentOptions,
     BaseAgent,
     ConfigurationError,
     Context,
     Limits,
+    MemoryArgumentError,
     MemoryAuditLog,
     MemoryDeniedError,
     Message,
     Payload,
+    RetryPolicy,
     Runtime,
     TestContext,
     handler,
 )
 from genie.llm import BudgetExceededError, ScriptedProvider
-from genie.memory import SUMMARY_PROMPT, HashingEmbedder, Store, cosine
+from genie.memory import SUMMARY_PROMPT, HashingEmbedder, Memory, Store, cosine
 from genie.policies import ClassificationCeiling, PIIBlock
 
 Work = Callable[[Context], Awaitable[Any]]
@@ -361,3 +364,145 @@ async def test_a_ceiling_decides_which_memory_may_hold_pii() -> None:
     assert result.message.payload == Done(
         result=["classification", "classification exceeds recipient ceiling"]
     )
+
+
+# --- text UTF-8 cannot encode -----------------------------------------------------------------
+BAD = "ab\ud800"  # a lone surrogate: Python text, but no UTF-8, so no file or bucket holds it
+Call = Callable[[Memory], Awaitable[Any]]
+CALLS: list[tuple[str, str, Call]] = [
+    ("kv.get", "namespace", lambda m: m.kv.get(BAD, "k")),
+    ("kv.get", "key", lambda m: m.kv.get("n", BAD)),
+    ("kv.set", "namespace", lambda m: m.kv.set(BAD, "k", 1)),
+    ("kv.set", "key", lambda m: m.kv.set("n", BAD, 1)),
+    ("kv.set", "value", lambda m: m.kv.set("n", "k", BAD)),
+    ("kv.delete", "namespace", lambda m: m.kv.delete(BAD, "k")),
+    ("kv.delete", "key", lambda m: m.kv.delete("n", BAD)),
+    ("episodes.append", "session", lambda m: m.episodes.append(BAD, "hello")),
+    ("episodes.append", "text", lambda m: m.episodes.append("s1", BAD)),
+    ("episodes.append", "role", lambda m: m.episodes.append("s1", "hello", role=BAD)),
+    ("episodes.snapshot", "session", lambda m: m.episodes.snapshot(BAD)),
+    ("semantic.add", "user", lambda m: m.semantic.add(BAD, "k", "text")),
+    ("semantic.add", "key", lambda m: m.semantic.add("u1", BAD, "text")),
+    ("semantic.add", "text", lambda m: m.semantic.add("u1", "k", BAD)),
+    ("semantic.search", "user", lambda m: m.semantic.search(BAD, "text")),
+    ("semantic.search", "query", lambda m: m.semantic.search("u1", BAD)),
+    ("facts.record", "user", lambda m: m.facts.record(BAD, "city", "Pune")),
+    ("facts.record", "key", lambda m: m.facts.record("u1", BAD, "Pune")),
+    ("facts.record", "value", lambda m: m.facts.record("u1", "city", BAD)),
+    ("facts.record", "source", lambda m: m.facts.record("u1", "city", "Pune", source=BAD)),
+    ("facts.current", "user", lambda m: m.facts.current(BAD, "city")),
+    ("facts.current", "key", lambda m: m.facts.current("u1", BAD)),
+    ("facts.current_all", "user", lambda m: m.facts.current_all(BAD)),
+    ("facts.history", "user", lambda m: m.facts.history(BAD, "city")),
+    ("facts.history", "key", lambda m: m.facts.history("u1", BAD)),
+]
+
+
+@BACKENDS
+async def test_text_utf8_cannot_encode_is_refused_naming_the_argument(
+    kind: str, tmp_path: Path
+) -> None:
+    """SQLite raised a bare UnicodeEncodeError from its worker thread, the in-memory store kept
+    what the file could not (and a policy failed on it, closed): every call now refuses it
+    first, on every backend, with nothing judged, stored or audited."""
+    audit = MemoryAuditLog()
+    refused: list[Any] = []
+
+    async def work(ctx: Context) -> Any:
+        # An entry of each area, so a read that went through would find something.
+        mem = ctx.memory()
+        await mem.kv.set("n", "k", "kept")
+        await mem.episodes.append("s1", "kept")
+        await mem.semantic.add("u1", "k", "kept")
+        await mem.facts.record("u1", "city", "kept")
+        for _, _, call in CALLS:
+            try:
+                await call(mem)
+            except MemoryArgumentError as exc:
+                refused.append((exc.call, exc.argument, str(exc)))
+            else:
+                refused.append("not refused")
+        return "done"
+
+    async with Runtime(memory=store_of(kind, tmp_path), audit=audit) as rt:
+        before = len(audit.records)
+        assert await run(rt, work) == "done"
+    assert refused == [
+        (
+            call,
+            argument,
+            f"memory 'default': {call}: argument {argument!r} is not valid UTF-8 text: "
+            "'ab\\ud800' holds a lone surrogate (U+D800 at index 2)",
+        )
+        for call, argument, _ in CALLS
+    ]
+    # The four writes above, and no write or read of the refused calls.
+    records = list(audit.records)[before:]
+    judged = [r.details["reason"] for r in records if r.action.startswith("memory_")]
+    assert judged == ["kv n/k", "episode s1", "semantic u1#k", "fact u1/city"]
+
+
+@BACKENDS
+async def test_a_value_is_refused_naming_where_it_holds_such_text(
+    kind: str, tmp_path: Path
+) -> None:
+    async def work(ctx: Context) -> Any:
+        mem, said = ctx.memory(), []
+        for call in (
+            mem.kv.set("n", "k", {"notes": ["fine", {"by": BAD}]}),
+            mem.kv.set("n", "k", {"tags": {BAD: 1}}),
+            mem.semantic.add("u1", "k", "text", {"source": BAD}),
+            mem.semantic.add("u1", "k", "text", {BAD: "x"}),
+        ):
+            try:
+                await call
+            except MemoryArgumentError as exc:
+                said.append(exc.problem)
+        return said
+
+    async with Runtime(memory=store_of(kind, tmp_path)) as rt:
+        said = await run(rt, work)
+    holds = "'ab\\ud800', holds a lone surrogate (U+D800 at index 2)"
+    assert said == [
+        f"is not valid UTF-8 text: value['notes'][1]['by'], {holds}",
+        f"is not valid UTF-8 text: a key of value['tags'], {holds}",
+        f"is not valid UTF-8 text: meta['source'], {holds}",
+        f"is not valid UTF-8 text: a key of meta, {holds}",
+    ]
+
+
+async def test_such_text_fails_a_handler_once_and_a_reply_quoting_it_passes_the_policies() -> None:
+    """The error is never retried (the same call would be refused again), and its text quotes
+    the argument escaped: a handler that replies with it is not denied by the policies."""
+
+    async def unhandled(ctx: Context) -> Any:
+        await ctx.memory().kv.set("contacts", BAD, "x")
+
+    async def handled(ctx: Context) -> Any:
+        try:
+            await ctx.memory().kv.set("contacts", BAD, "x")
+        except ValueError as exc:  # a MemoryArgumentError is a ValueError too
+            return str(exc)
+        return "stored"
+
+    retry = AgentOptions(retry=RetryPolicy(attempts=3, backoff=0))
+    async with Runtime(memory=Store(), policies=[PIIBlock()]) as rt:
+        rt.add(worker := Worker(unhandled), options=retry)
+        _workers[rt] = worker  # ``run`` uses it
+        reason = await run(rt, unhandled)
+        said = await run(rt, handled)
+    [dead] = rt.dead_letters
+    assert dead.attempts == 1
+    assert dead.error_type == "MemoryArgumentError"
+    assert reason == dead.reason
+    assert reason == (
+        "MemoryArgumentError: memory 'default': kv.set: argument 'key' is not valid UTF-8 "
+        "text: 'ab\\ud800' holds a lone surrogate (U+D800 at index 2)"
+    )
+    assert said == reason.removeprefix("MemoryArgumentError: ")
+
+
+async def test_a_test_context_refuses_such_text_as_the_runtime_does() -> None:
+    ctx = TestContext("worker", Runtime().message(Go(), recipient="worker"), memory=Store())
+    with pytest.raises(MemoryArgumentError, match=r"kv\.set: argument 'key' is not valid UTF-8"):
+        await ctx.memory().kv.set("n", BAD, 1)
