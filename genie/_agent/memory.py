@@ -285,7 +285,9 @@ class Semantic:
     async def search(self, user: str, query: str, k: int = 5) -> list[Hit]:
         _check_texts(self._name, "semantic.search", user=user, query=query)
         if k < 1:
-            raise ValueError(f"k must be at least 1, not {k}")
+            raise MemoryArgumentError(
+                self._name, "semantic.search", "k", f"must be at least 1, not {k}"
+            )
         hits = await self._store.search(user, query, k)
         self._gate.read("semantic", user, "\n".join(h.text for h in hits))
         return hits
@@ -305,7 +307,12 @@ class Facts:
     ) -> Fact:
         _check_texts(self._name, "facts.record", user=user, key=key, value=value, source=source)
         if not 0.0 <= confidence <= 1.0:
-            raise ValueError(f"confidence must be between 0 and 1, not {confidence}")
+            raise MemoryArgumentError(
+                self._name,
+                "facts.record",
+                "confidence",
+                f"must be between 0 and 1, not {confidence}",
+            )
         level = self._gate.write("fact", f"{user}/{key}", f"{key}: {value} ({source})")
         fact = Fact(user, key, value, confidence, source, self._gate.now(), level)
         await self._store.record(fact)

@@ -502,6 +502,30 @@ async def test_such_text_fails_a_handler_once_and_a_reply_quoting_it_passes_the_
     assert said == reason.removeprefix("MemoryArgumentError: ")
 
 
+async def test_a_k_or_a_confidence_out_of_range_is_refused_naming_it() -> None:
+    async def work(ctx: Context) -> Any:
+        mem, said = ctx.memory(), []
+        for call in (
+            mem.semantic.search("u1", "text", k=0),
+            mem.facts.record("u1", "city", "Pune", confidence=1.5),
+            mem.facts.record("u1", "city", "Pune", confidence=float("nan")),
+        ):
+            try:
+                await call
+            except MemoryArgumentError as exc:
+                said.append(str(exc))
+        return [said, await mem.facts.current("u1", "city")]
+
+    async with Runtime(memory=Store()) as rt:
+        said, kept = await run(rt, work)
+    assert said == [
+        "memory 'default': semantic.search: argument 'k' must be at least 1, not 0",
+        "memory 'default': facts.record: argument 'confidence' must be between 0 and 1, not 1.5",
+        "memory 'default': facts.record: argument 'confidence' must be between 0 and 1, not nan",
+    ]
+    assert kept is None
+
+
 async def test_a_test_context_refuses_such_text_as_the_runtime_does() -> None:
     ctx = TestContext("worker", Runtime().message(Go(), recipient="worker"), memory=Store())
     with pytest.raises(MemoryArgumentError, match=r"kv\.set: argument 'key' is not valid UTF-8"):
