@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._base.record import Record
+from .._base.surrogates import lone_surrogate, lone_surrogate_in
 from .._errors import ConfigurationError, MemoryArgumentError, shown
 
 if TYPE_CHECKING:
@@ -143,17 +144,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def _lone_surrogate(text: str) -> int | None:
-    """Where ``text`` holds a code point UTF-8 cannot encode (a lone surrogate), or None."""
-    if text.isascii():
-        return None
-    try:
-        text.encode()
-    except UnicodeEncodeError as exc:
-        return exc.start
-    return None
-
-
 def _refused(
     memory: str, call: str, argument: str, text: str, at: int, where: str = ""
 ) -> MemoryArgumentError:
@@ -172,42 +162,19 @@ def _refused(
 def _check_texts(memory: str, call: str, **texts: str) -> None:
     """Refuses a text argument UTF-8 cannot encode, naming it."""
     for argument, text in texts.items():
-        if isinstance(text, str) and (at := _lone_surrogate(text)) is not None:
+        if isinstance(text, str) and (at := lone_surrogate(text)) is not None:
             raise _refused(memory, call, argument, text, at)
-
-
-# Where an item is in a value: None for the value itself, else (where its container is, the
-# key or index): the path is spelt out only for an item refused.
-_Path = tuple["_Path", object] | None
-
-
-def _spelt(argument: str, path: _Path) -> str:
-    steps: list[str] = []
-    while path is not None:
-        path, step = path
-        steps.append(f"[{step!r}]")
-    return argument + "".join(reversed(steps))
 
 
 def _check_value(memory: str, call: str, argument: str, value: object) -> None:
     """Refuses a JSON value (one ``json.dumps`` took: no cycle) holding a string, or a key,
-    that UTF-8 cannot encode, naming where (``value['notes'][2]``); walked one item at a time
-    (no recursion, however deep it nests), a mapping's keys before what they hold."""
-    stack: list[tuple[object, _Path]] = [(value, None)]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, str):
-            if (at := _lone_surrogate(item)) is not None:
-                where = "" if path is None else _spelt(argument, path)
-                raise _refused(memory, call, argument, item, at, where)
-        elif isinstance(item, Mapping):
-            for key in item:
-                if isinstance(key, str) and (at := _lone_surrogate(key)) is not None:
-                    where = f"a key of {_spelt(argument, path)}"
-                    raise _refused(memory, call, argument, key, at, where)
-            stack.extend((each, (path, key)) for key, each in reversed(list(item.items())))
-        elif isinstance(item, list | tuple):
-            stack.extend((item[i], (path, i)) for i in range(len(item) - 1, -1, -1))
+    that UTF-8 cannot encode, naming where (``value['notes'][2]``)."""
+    found = lone_surrogate_in(value)
+    if found is None:
+        return
+    spelt = argument + "".join(f"[{step!r}]" for step in found.path)
+    where = f"a key of {spelt}" if found.key else spelt if found.path else ""
+    raise _refused(memory, call, argument, found.text, found.at, where)
 
 
 class KeyValues:

@@ -1,0 +1,69 @@
+"""Text UTF-8 cannot encode: a lone surrogate (a code point of U+D800 to U+DFFF without its
+pair). A Python ``str`` holds one (a JSON escape ``"\\ud800"``, bytes of the command line or
+the environment decoded with ``surrogateescape``), but no file, SQLite row, NATS bucket or
+other process's JSON reader holds it as text: where text comes in, it is refused naming where
+it is, rather than failing later in whatever first writes it (a policy reading the message
+as JSON fails closed on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+__all__ = ["Surrogate", "lone_surrogate", "lone_surrogate_in"]
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a code point UTF-8 cannot encode (a lone surrogate), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+class Surrogate(NamedTuple):
+    """The first string of a value holding a lone surrogate: ``text``, the index ``at`` of the
+    surrogate in it, and ``path``, the keys and indexes from the value to the string (to the
+    mapping whose key it is, when ``key``)."""
+
+    path: tuple[object, ...]
+    text: str
+    at: int
+    key: bool
+
+
+# Where an item is in a value: None for the value itself, else (where its container is, the
+# key or index): the path is spelt out only for the string found.
+_Path = tuple["_Path", object] | None
+
+
+def _steps(path: _Path) -> tuple[object, ...]:
+    steps: list[object] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    return tuple(reversed(steps))
+
+
+def lone_surrogate_in(value: object) -> Surrogate | None:
+    """The first string, or mapping key, of a JSON-like value (mappings, lists and tuples; no
+    cycle) that holds a lone surrogate, in document order, a mapping's keys before what they
+    hold; None if there is none. Walked one item at a time: no recursion, however deep."""
+    stack: list[tuple[object, _Path]] = [(value, None)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if (at := lone_surrogate(item)) is not None:
+                return Surrogate(_steps(path), item, at, key=False)
+        elif isinstance(item, Mapping):
+            for key in item:
+                if isinstance(key, str) and (at := lone_surrogate(key)) is not None:
+                    return Surrogate(_steps(path), key, at, key=True)
+            stack.extend((each, (path, key)) for key, each in reversed(list(item.items())))
+        elif isinstance(item, list | tuple):
+            stack.extend((item[i], (path, i)) for i in range(len(item) - 1, -1, -1))
+    return None
