@@ -4,23 +4,77 @@ Where one reader keeps the last of two equal keys and another the first, or one 
 (or ``1e999``, infinity) as a number and another refuses it, a policy can check one value
 while an agent acts on another: an infinite debt service made a loan look affordable. So a key
 given twice, ``NaN``, ``Infinity`` and a number too large for a float are refused, naming it.
+
+So is a string, or a key, that decodes to a lone surrogate (``"\\ud800"``, an escape without
+its pair): Python's reader makes it text that no UTF-8 reader, file or bucket holds, and the
+message made of it failed every policy that reads it as JSON (``"\\ud83d\\ude00"``, a pair,
+is one character and is read as it).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
-__all__ = ["loads_strict"]
+from .._errors import shown
+from .surrogates import lone_surrogate, lone_surrogate_in
+
+__all__ = ["LoneSurrogateError", "loads_strict"]
+
+# An escape of a surrogate (\uD800 to \uDFFF), the one way JSON text in UTF-8 makes one: text
+# without it is read without looking at its strings again.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class LoneSurrogateError(ValueError):
+    """A string or key of the JSON decodes to a lone surrogate; ``path`` is where
+    (``$.items[2].note``; for a key, the object holding it)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(problem)
+        self.path = path
+        self.problem = problem
 
 
 def loads_strict(text: str) -> Any:
     """``text`` as JSON; raises ValueError (``json.JSONDecodeError`` for the syntax) naming a
-    key given twice, a constant that is not JSON or a number out of a float's range."""
-    return json.loads(
+    key given twice, a constant that is not JSON, a number out of a float's range or (as
+    ``LoneSurrogateError``) where a string or key decodes to a lone surrogate."""
+    data = json.loads(
         text, object_pairs_hook=_strict_object, parse_constant=_no_constant, parse_float=_finite
     )
+    if _SURROGATE_ESCAPE.search(text) or lone_surrogate(text) is not None:
+        found = lone_surrogate_in(data)
+        if found is not None:
+            path = _json_path(found.path)
+            where = f"a key of {path}" if found.key else path
+            raise LoneSurrogateError(
+                path,
+                f"{where}: {shown(found.text)} holds a lone surrogate "
+                f"(U+{ord(found.text[found.at]):04X} at index {found.at}), which is no "
+                "character: a \\ud800 to \\udbff escape must be followed by a \\udc00 to "
+                "\\udfff one",
+            )
+    return data
+
+
+def _json_path(steps: tuple[object, ...]) -> str:
+    """The JSONPath of the keys and indexes ``steps`` (``$.items[2].note``, ``$["a b"]``); a
+    key is cut to 40 characters, as an error quotes a value."""
+    spelt = ["$"]
+    for step in steps:
+        if isinstance(step, int):
+            spelt.append(f"[{step}]")
+            continue
+        key = str(step)
+        key = key if len(key) <= 40 else key[:37] + "..."
+        spelt.append(
+            f".{key}" if _NAME.fullmatch(key) else f"[{json.dumps(key, ensure_ascii=False)}]"
+        )
+    return "".join(spelt)
 
 
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

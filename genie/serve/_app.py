@@ -27,7 +27,7 @@ from starlette.types import Message as Message_
 
 from .._base.log import lazy_logger
 from .._base.nesting import json_depth_exceeds
-from .._base.strict_json import loads_strict
+from .._base.strict_json import LoneSurrogateError, loads_strict
 from .._errors import (
     ConfigurationError,
     GenieError,
@@ -780,7 +780,7 @@ def _result_response(result: RunResult, tracebacks: bool) -> Response:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     """``raw`` as a JSON object, strictly: UTF-8, no NaN or Infinity (written, or a number
-    too large for a float), no key twice."""
+    too large for a float), no key twice, no string or key that is a lone surrogate."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -789,6 +789,8 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise _Refused(400, f"{what} is nested too deeply")
     try:
         data = loads_strict(text)
+    except LoneSurrogateError as exc:  # where in the body, for a client that builds it
+        raise _Refused(400, f"{what} is not valid JSON: {exc}", path=exc.path) from exc
     except ValueError as exc:
         raise _Refused(400, f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

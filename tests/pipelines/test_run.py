@@ -274,6 +274,44 @@ def test_input_that_does_not_fit_is_exit_2(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            '"personal-loan"',
+            r'"personal\ud800"',
+            "$.existing_loans[1].loan_id: 'personal\\ud800' holds a lone surrogate "
+            "(U+D800 at index 8), which is no character",
+        ),
+        (
+            '"foreclosure_penalty_pct"',
+            r'"foreclosure\udc00"',
+            "a key of $.existing_loans[1]: 'foreclosure\\udc00' holds a lone surrogate",
+        ),
+    ],
+)
+def test_a_json_input_holding_a_lone_surrogate_is_exit_2_naming_where(
+    tmp_path: Path, capsys: Capture, old: str, new: str, problem: str
+) -> None:
+    """Read as `genie serve` reads a body: the run was denied by a policy that could not read
+    the message ("policy raised PydanticSerializationError"), not refused as its input."""
+    bad = tmp_path / "loan.json"
+    bad.write_text(LOAN.replace(old, new))
+    assert main(["run", str(LENDING), "--input", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genie run: {bad} is not valid JSON: {problem}")
+    assert err.count("\n") == 1  # one line
+    assert "Traceback" not in err
+
+
+def test_a_json_input_with_a_surrogate_pair_runs(tmp_path: Path, capsys: Capture) -> None:
+    good = tmp_path / "loan.json"
+    good.write_text(LOAN.replace('"app-7781"', r'"app-\ud83d\ude00"'))
+    assert main(["run", str(LENDING), "--input", str(good), "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)["output"]
+    assert output["payload"]["applicant_id"] == "app-\U0001f600"  # one character, as sent
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "in.json"
     bad.write_text("{not json")

@@ -94,6 +94,63 @@ async def test_bodies_and_metadata_are_strict_json_in_strict_utf8(
     no_traceback(caplog)
 
 
+async def test_a_lone_surrogate_in_the_body_or_metadata_is_a_400_naming_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``\ud800`` escape decoded to text the policies could not read as JSON: the request
+    was denied (403, "policy raised PydanticSerializationError"), or refused for whatever the
+    payload said next; now it is refused as the JSON it is, with where in it."""
+    csv = json.dumps(csv_body()["csv"])
+    bodies = {
+        "$.question": f'{{"csv": {csv}, "question": "how much \\ud800?"}}',
+        "$.extra.items[1].note": (
+            f'{{"csv": {csv}, "question": "q", "extra": {{"items": [1, {{"note": "\\udfff"}}]}}}}'
+        ),
+        "$": f'{{"csv": {csv}, "question\\udc00": "q"}}',  # a key: of the body itself
+    }
+    audit = MemoryAuditLog()
+    async with serving([finance(tmp_path)], keyring(tmp_path), audit=audit) as client:
+        answers = {
+            path: await client.post(ASK, content=body, headers=auth(ALICE))
+            for path, body in bodies.items()
+        }
+        streamed = await client.post(
+            ASK + "/stream", content=bodies["$.question"], headers=auth(ALICE)
+        )
+        meta = await client.post(
+            ASK, json=csv_body(), headers={**auth(ALICE), "Genie-Metadata": '{"who": "\\ud800"}'}
+        )
+        paired = await client.post(
+            ASK,
+            content=f'{{"csv": {csv}, "question": "how much \\ud83d\\ude00?"}}',
+            headers=auth(ALICE),
+        )
+    for path, answer in [*answers.items(), ("$.question", streamed)]:
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["path"] == path
+        assert answer.json()["error"].startswith(
+            f"the request body is not valid JSON: {'a key of ' if path == '$' else ''}{path}: "
+        )
+        assert "holds a lone surrogate" in answer.json()["error"]
+    assert (
+        answers["$.question"]
+        .json()["error"]
+        .startswith(
+            "the request body is not valid JSON: $.question: 'how much \\ud800?' holds a lone "
+            "surrogate (U+D800 at index 9), which is no character"
+        )
+    )
+    assert meta.status_code == 400, meta.text
+    assert meta.json()["path"] == "$.who"
+    assert meta.json()["error"].startswith("header Genie-Metadata is not valid JSON: $.who: ")
+    # A pair of escapes is one character: the request runs, and its report quotes it.
+    assert paired.status_code == 200, paired.text
+    assert "Question: how much \U0001f600?" in paired.json()["output"]["payload"]["text"]
+    # Refused before a message was made: nothing was judged, so nothing was denied.
+    assert not [r for r in audit.records if "denied" in r.action]
+    no_traceback(caplog)
+
+
 def padded(client: httpx.AsyncClient, size: int) -> httpx.Request:
     """A GET /healthz whose request line and headers come to ``size`` bytes as the server
     counts them (path, and each header's name and value plus 4)."""
