@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
 from .._base.files import file_problem
+from .._base.surrogates import lone_surrogate
 from .._base.yamlconf import (
     MAX_CHARS,
     ConfigFileError,
@@ -30,7 +31,7 @@ from .._base.yamlconf import (
     sorted_problems,
     validate,
 )
-from .._errors import ConfigurationError, described, did_you_mean
+from .._errors import ConfigurationError, described, did_you_mean, shown
 from .._message.payload import Payload
 from .._runtime.approvals import DESK
 from .._runtime.policy import Policy
@@ -125,9 +126,22 @@ def _substituted(
                 return default
             errors.append((at, f"variable ${{{name}}} is not set (export it, or --set {name}=...)"))
             return ""
+        if (bad := lone_surrogate(value)) is not None:
+            # Bytes of the command line or the environment that are not UTF-8 reach Python as
+            # lone surrogates: the message made of them failed every policy reading it as JSON.
+            errors.append((at, _not_text(name, value, bad)))
+            return ""
         return value
 
     return _VAR.sub(substitute, data)
+
+
+def _not_text(name: str, value: str, at: int) -> str:
+    return (
+        f"variable ${{{name}}} is not UTF-8 text: {shown(value)} holds a lone surrogate "
+        f"(U+{ord(value[at]):04X} at index {at}), which --set or the environment makes of bytes "
+        "that are not UTF-8"
+    )
 
 
 _NOT_A_VARIABLE = (

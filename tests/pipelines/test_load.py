@@ -285,6 +285,32 @@ def test_a_variable_used_only_with_a_default_counts_as_used(capsys: Capture) -> 
     capsys.readouterr()
 
 
+def test_a_variable_that_is_not_utf8_text_is_refused_at_its_line(
+    capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--set QUESTION=$'ab\\xff'``: the byte reaches Python as a lone surrogate, and the run
+    was denied by a policy that could not read the question as JSON."""
+    why = "which --set or the environment makes of bytes that are not UTF-8"
+    assert main(["run", str(FINANCE), "--set", "QUESTION=ab\udcff"]) == 2
+    assert capsys.readouterr().err == (
+        f"{FINANCE}:60: entry.payload.question: variable ${{QUESTION}} is not UTF-8 text: "
+        f"'ab\\udcff' holds a lone surrogate (U+DCFF at index 2), {why}\n"
+        "genie run: 1 problem\n"
+    )
+    [problem] = problems_of(FINANCE, QUESTION="ab\ud800")  # from Python, checked the same
+    assert problem.startswith(f"{FINANCE}:60: entry.payload.question: variable ${{QUESTION}}")
+    monkeypatch.setenv("GENIE_USER", "u\udcfe")  # the environment's bytes, as Python reads them
+    assert main(["validate", str(FINANCE)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"{FINANCE}:62: entry.metadata.user_id: variable ${{GENIE_USER}} is not UTF-8 text: "
+        "'u\\udcfe' holds a lone surrogate (U+DCFE at index 1)"
+    )
+    # Text UTF-8 holds, a pair of surrogates included, is substituted as given.
+    monkeypatch.delenv("GENIE_USER")
+    smile = load_pipeline(FINANCE, variables={"QUESTION": "how much \U0001f600?"})
+    assert smile.config.entry.payload["question"] == "how much \U0001f600?"
+
+
 PLANNER = "agents: [{id: f, use: forecaster}]\noutput: forecast_result\n"
 
 
