@@ -15,7 +15,7 @@ from .._errors import ConfigurationError, ToolCallError
 from .._message.envelope import Message, caused_by
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
-from .memory import Memory, MemoryStore, memory_of
+from .memory import Memory, MemoryStore, memory_of, named_stores
 from .tools import ToolOutput, Tools, ToolSession, ToolSpec
 
 if TYPE_CHECKING:
@@ -385,8 +385,7 @@ class TestContext(_ContextBase):
         self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
         self._responder = responder
         self._tools = dict(tools or {})
-        stores = memory if isinstance(memory, Mapping) else {"default": memory} if memory else {}
-        self._memory = dict(stores)
+        self._memory = named_stores(memory, "TestContext(memory=...)")
         for name, store in self._memory.items():
             store.bind(name, None)
         self.requests: list[Message] = []

@@ -35,6 +35,7 @@ __all__ = [
     "MemoryStore",
     "Snapshot",
     "memory_of",
+    "named_stores",
 ]
 
 
@@ -316,6 +317,33 @@ class Memory:
         self.episodes = Episodes(name, store, gate)
         self.semantic = Semantic(name, store, gate)
         self.facts = Facts(name, store, gate)
+
+
+def named_stores(
+    memory: MemoryStore | Mapping[str, MemoryStore] | None, where: str
+) -> dict[str, MemoryStore]:
+    """``memory`` by name (one store alone is ``"default"``), each name checked where it is
+    given (``where``: ``Runtime(memory=...)``): a name is kept in every row of a SQLite file
+    and every key of a NATS bucket, and names the recipient its writes are judged for
+    (``memory:NAME``), so one that is not text, is empty or that UTF-8 cannot encode is a
+    ``ConfigurationError`` here, not a failure at the first call that writes."""
+    stores = memory if isinstance(memory, Mapping) else {"default": memory} if memory else {}
+    for name in stores:
+        if not isinstance(name, str):
+            raise ConfigurationError(
+                f"{where}: a memory name must be text, not {type(name).__name__} ({name!r})"
+            )
+        if not name:
+            raise ConfigurationError(
+                f"{where}: a memory name must not be empty (ctx.memory(name) names the store; "
+                "one store given alone is 'default')"
+            )
+        if (at := lone_surrogate(name)) is not None:
+            raise ConfigurationError(
+                f"{where}: memory name {shown(name)} is not valid UTF-8 text: it holds a lone "
+                f"surrogate (U+{ord(name[at]):04X} at index {at})"
+            )
+    return dict(stores)
 
 
 def memory_of(stores: Mapping[str, MemoryStore], name: str, where: str) -> MemoryStore:

@@ -29,7 +29,7 @@ from .._agent.agent import (
     bound_sync_handlers,
 )
 from .._agent.context import ContextServices
-from .._agent.memory import MemoryStore
+from .._agent.memory import MemoryStore, named_stores
 from .._agent.tools import ToolServer
 from .._base.backend import any_backend, running_backend
 from .._base.clock import Clock
@@ -248,7 +248,7 @@ class Runtime:
             tools or {}, self._admission, self._ledger, self._correlator, self.clock
         )
         self._memory = MemoryCalls(
-            memory if isinstance(memory, Mapping) else {"default": memory} if memory else {},
+            named_stores(memory, "Runtime(memory=...)"),
             self._admission,
             self._ledger,
             self.clock,

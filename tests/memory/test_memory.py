@@ -338,6 +338,49 @@ def test_bad_store_settings_are_named() -> None:
         Store("memory", path="x.db")
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        (
+            "notes\ud800",
+            "memory name 'notes\\ud800' is not valid UTF-8 text: it holds a lone "
+            "surrogate (U+D800 at index 5)",
+        ),
+        (
+            "",
+            "a memory name must not be empty (ctx.memory(name) names the store; one store "
+            "given alone is 'default')",
+        ),
+        (1, "a memory name must be text, not int (1)"),
+    ],
+)
+def test_a_memory_name_no_store_can_keep_is_refused_when_given(
+    name: Any, problem: str, tmp_path: Path
+) -> None:
+    """SQLite keeps the name in every row (it raised UnicodeEncodeError at the first write),
+    NATS in every key and the policies judge writes for ``memory:NAME``: a name that cannot be
+    one is a configuration mistake, named when the runtime is made."""
+    stores = {"fine": Store(), name: Store(path=tmp_path / "memory.db")}
+    with pytest.raises(ConfigurationError) as refused:
+        Runtime(memory=stores)
+    assert str(refused.value) == f"Runtime(memory=...): {problem}"
+    msg = Runtime().message(Go(), recipient="worker")
+    with pytest.raises(ConfigurationError) as refused:
+        TestContext("worker", msg, memory=stores)
+    assert str(refused.value) == f"TestContext(memory=...): {problem}"
+
+
+async def test_a_name_utf8_holds_is_any_text(tmp_path: Path) -> None:
+    name = "notes of Zo\u00eb \U0001f600"
+
+    async def work(ctx: Context) -> Any:
+        await ctx.memory(name).kv.set("n", "k", "kept")
+        return await ctx.memory(name).kv.get("n", "k")
+
+    async with Runtime(memory={name: Store(path=tmp_path / "memory.db")}) as rt:
+        assert await run(rt, work) == "kept"
+
+
 async def test_a_test_context_uses_a_store_ungoverned() -> None:
     msg = Runtime().message(Go(), recipient="worker")
     ctx = TestContext("worker", msg, memory=Store())
