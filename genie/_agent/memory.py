@@ -252,9 +252,14 @@ class Semantic:
 
     async def search(self, user: str, query: str, k: int = 5) -> list[Hit]:
         _check_texts(self._name, "semantic.search", user=user, query=query)
-        if k < 1:
+        # A count of hits: True is an int to Python (it found one hit), and 2.5 or "3" raised
+        # a bare TypeError, here or in the store.
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise MemoryArgumentError(
-                self._name, "semantic.search", "k", f"must be at least 1, not {k}"
+                self._name,
+                "semantic.search",
+                "k",
+                f"must be a whole number of at least 1, not {k!r}",
             )
         hits = await self._store.search(user, query, k)
         self._gate.read("semantic", user, "\n".join(h.text for h in hits))

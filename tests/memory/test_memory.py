@@ -7,7 +7,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -545,11 +545,15 @@ async def test_such_text_fails_a_handler_once_and_a_reply_quoting_it_passes_the_
     assert said == reason.removeprefix("MemoryArgumentError: ")
 
 
-async def test_a_k_or_a_confidence_out_of_range_is_refused_naming_it() -> None:
+async def test_a_k_that_is_no_count_or_a_confidence_out_of_range_is_refused_naming_it() -> None:
     async def work(ctx: Context) -> Any:
         mem, said = ctx.memory(), []
         for call in (
             mem.semantic.search("u1", "text", k=0),
+            # not a count: 2.5 and "3" failed in the store (TypeError), True found one hit
+            mem.semantic.search("u1", "text", k=cast(Any, 2.5)),
+            mem.semantic.search("u1", "text", k=cast(Any, "3")),
+            mem.semantic.search("u1", "text", k=True),
             mem.facts.record("u1", "city", "Pune", confidence=1.5),
             mem.facts.record("u1", "city", "Pune", confidence=float("nan")),
         ):
@@ -561,8 +565,12 @@ async def test_a_k_or_a_confidence_out_of_range_is_refused_naming_it() -> None:
 
     async with Runtime(memory=Store()) as rt:
         said, kept = await run(rt, work)
+    k_is = "memory 'default': semantic.search: argument 'k' must be a whole number of at least 1"
     assert said == [
-        "memory 'default': semantic.search: argument 'k' must be at least 1, not 0",
+        f"{k_is}, not 0",
+        f"{k_is}, not 2.5",
+        f"{k_is}, not '3'",
+        f"{k_is}, not True",
         "memory 'default': facts.record: argument 'confidence' must be between 0 and 1, not 1.5",
         "memory 'default': facts.record: argument 'confidence' must be between 0 and 1, not nan",
     ]
