@@ -279,15 +279,22 @@ class Facts:
         self, user: str, key: str, value: str, *, confidence: float = 1.0, source: str = ""
     ) -> Fact:
         _check_texts(self._name, "facts.record", user=user, key=key, value=value, source=source)
-        if not 0.0 <= confidence <= 1.0:
+        # A number from 0 to 1: "0.5" raised a bare TypeError at the comparison, and True (an
+        # int to Python) was kept as a bool; NaN fails the range. An int is kept as the float
+        # it is, as a SQLite row reads it back.
+        if (
+            isinstance(confidence, bool)
+            or not isinstance(confidence, int | float)
+            or not 0.0 <= confidence <= 1.0
+        ):
             raise MemoryArgumentError(
                 self._name,
                 "facts.record",
                 "confidence",
-                f"must be between 0 and 1, not {confidence}",
+                f"must be a number between 0 and 1, not {confidence!r}",
             )
         level = self._gate.write("fact", f"{user}/{key}", f"{key}: {value} ({source})")
-        fact = Fact(user, key, value, confidence, source, self._gate.now(), level)
+        fact = Fact(user, key, value, float(confidence), source, self._gate.now(), level)
         await self._store.record(fact)
         return fact
 

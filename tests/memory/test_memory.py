@@ -556,6 +556,9 @@ async def test_a_k_that_is_no_count_or_a_confidence_out_of_range_is_refused_nami
             mem.semantic.search("u1", "text", k=True),
             mem.facts.record("u1", "city", "Pune", confidence=1.5),
             mem.facts.record("u1", "city", "Pune", confidence=float("nan")),
+            # not a number: "0.5" failed at the comparison (TypeError), True was kept as a bool
+            mem.facts.record("u1", "city", "Pune", confidence=cast(Any, "0.5")),
+            mem.facts.record("u1", "city", "Pune", confidence=True),
         ):
             try:
                 await call
@@ -566,15 +569,32 @@ async def test_a_k_that_is_no_count_or_a_confidence_out_of_range_is_refused_nami
     async with Runtime(memory=Store()) as rt:
         said, kept = await run(rt, work)
     k_is = "memory 'default': semantic.search: argument 'k' must be a whole number of at least 1"
+    confidence_is = (
+        "memory 'default': facts.record: argument 'confidence' must be a number between 0 and 1"
+    )
     assert said == [
         f"{k_is}, not 0",
         f"{k_is}, not 2.5",
         f"{k_is}, not '3'",
         f"{k_is}, not True",
-        "memory 'default': facts.record: argument 'confidence' must be between 0 and 1, not 1.5",
-        "memory 'default': facts.record: argument 'confidence' must be between 0 and 1, not nan",
+        f"{confidence_is}, not 1.5",
+        f"{confidence_is}, not nan",
+        f"{confidence_is}, not '0.5'",
+        f"{confidence_is}, not True",
     ]
     assert kept is None
+
+
+async def test_a_whole_number_confidence_is_kept_as_the_number_it_is() -> None:
+    async def work(ctx: Context) -> Any:
+        mem = ctx.memory()
+        await mem.facts.record("u1", "city", "Pune", confidence=1)
+        return await mem.facts.current("u1", "city")
+
+    async with Runtime(memory=Store()) as rt:
+        fact = await run(rt, work)
+    assert fact.confidence == 1.0
+    assert type(fact.confidence) is float
 
 
 async def test_a_test_context_refuses_such_text_as_the_runtime_does() -> None:
