@@ -331,16 +331,43 @@ class Memory:
         self.facts = Facts(name, store, gate)
 
 
+# What a store answers to: ``MemoryStore``'s calls, read off the protocol so the check keeps
+# up with it.
+_STORE_CALLS = tuple(call for call in vars(MemoryStore) if not call.startswith("_"))
+
+
+def _not_a_store(store: object) -> str | None:
+    """What is wrong with ``store`` as a memory store, or None: a ``genie.memory.Store``, or
+    another object with every ``MemoryStore`` call (a program's own store), is one."""
+    if isinstance(store, type):  # the class has the calls, but keeps nothing
+        return f"the class {store.__qualname__} itself (make one: {store.__qualname__}(...))"
+    missing = [call for call in _STORE_CALLS if not hasattr(store, call)]
+    if not missing:
+        return None
+    spelt = repr(store)
+    given = f"{type(store).__name__} ({spelt if len(spelt) <= 40 else spelt[:37] + '...'})"
+    if len(missing) < len(_STORE_CALLS):  # meant as a store, but not all of one
+        given += f": it has no {', '.join(missing)}"
+    return given
+
+
 def named_stores(
     memory: MemoryStore | Mapping[str, MemoryStore] | None, where: str
 ) -> dict[str, MemoryStore]:
-    """``memory`` by name (one store alone is ``"default"``), each name checked where it is
-    given (``where``: ``Runtime(memory=...)``): a name is kept in every row of a SQLite file
-    and every key of a NATS bucket, and names the recipient its writes are judged for
-    (``memory:NAME``), so one that is not text, is empty or that UTF-8 cannot encode is a
-    ``ConfigurationError`` here, not a failure at the first call that writes."""
-    stores = memory if isinstance(memory, Mapping) else {"default": memory} if memory else {}
-    for name in stores:
+    """``memory`` by name (one store alone is ``"default"``), each checked where it is given
+    (``where``: ``Runtime(memory=...)``), so a mistake is a ``ConfigurationError`` here, not a
+    failure at the first call that reaches it. A name is kept in every row of a SQLite file and
+    every key of a NATS bucket, and names the recipient its writes are judged for
+    (``memory:NAME``): it must be text, not empty, that UTF-8 can encode. A store must be a
+    ``genie.memory.Store`` or another object with ``MemoryStore``'s calls (a string such as
+    ``"sqlite"`` or a path failed at the first call with an ``AttributeError``)."""
+    alone = not isinstance(memory, Mapping)
+    stores: Mapping[str, MemoryStore]
+    if isinstance(memory, Mapping):
+        stores = memory
+    else:
+        stores = {} if memory is None else {"default": memory}
+    for name, store in stores.items():
         if not isinstance(name, str):
             raise ConfigurationError(
                 f"{where}: a memory name must be text, not {type(name).__name__} ({name!r})"
@@ -354,6 +381,12 @@ def named_stores(
             raise ConfigurationError(
                 f"{where}: memory name {shown(name)} is not valid UTF-8 text: it holds a lone "
                 f"surrogate (U+{ord(name[at]):04X} at index {at})"
+            )
+        if (given := _not_a_store(store)) is not None:
+            what = "the memory store" if alone else f"memory {shown(name)}"
+            raise ConfigurationError(
+                f"{where}: {what} must be a genie.memory.Store (or another object with every "
+                f"genie.memory.MemoryStore call), not {given}"
             )
     return dict(stores)
 

@@ -370,6 +370,69 @@ def test_a_memory_name_no_store_can_keep_is_refused_when_given(
     assert str(refused.value) == f"TestContext(memory=...): {problem}"
 
 
+class HalfStore:
+    """Meant as a store, but with only some of a store's calls."""
+
+    def bind(self, name: str, durable_path: str | None) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def __repr__(self) -> str:
+        return "HalfStore()"
+
+
+STORE_IS = (
+    "must be a genie.memory.Store (or another object with every genie.memory.MemoryStore call), not"
+)
+
+
+@pytest.mark.parametrize(
+    ("memory", "problem"),
+    [
+        ({"notes": "memory.db"}, f"memory 'notes' {STORE_IS} str ('memory.db')"),
+        ("sqlite", f"the memory store {STORE_IS} str ('sqlite')"),
+        (
+            {"notes": Store},
+            f"memory 'notes' {STORE_IS} the class Store itself (make one: Store(...))",
+        ),
+        (
+            {"notes": HalfStore()},
+            f"memory 'notes' {STORE_IS} HalfStore (HalfStore()): it has no summariser, kv_get, "
+            "kv_set, kv_delete, append, snapshot, add, search, record, current, current_all, "
+            "history",
+        ),
+    ],
+)
+def test_a_memory_that_is_no_store_is_refused_when_given(memory: Any, problem: str) -> None:
+    """It failed at the first handler call that reached it, with an AttributeError."""
+    with pytest.raises(ConfigurationError) as refused:
+        Runtime(memory=memory)
+    assert str(refused.value) == f"Runtime(memory=...): {problem}"
+    msg = Runtime().message(Go(), recipient="worker")
+    with pytest.raises(ConfigurationError) as refused:
+        TestContext("worker", msg, memory=memory)
+    assert str(refused.value) == f"TestContext(memory=...): {problem}"
+
+
+class OwnStore:
+    """A program's own store: not a ``genie.memory.Store``, but with every call of one."""
+
+    def __init__(self) -> None:
+        self.kept = Store()
+
+    def __getattr__(self, call: str) -> Any:
+        return getattr(self.kept, call)
+
+
+async def test_a_store_of_a_programs_own_with_every_call_is_taken() -> None:
+    async def work(ctx: Context) -> Any:
+        await ctx.memory("notes").kv.set("n", "k", "kept")
+        return await ctx.memory("notes").kv.get("n", "k")
+
+    async with Runtime(memory={"notes": OwnStore()}) as rt:
+        assert await run(rt, work) == "kept"
+
+
 async def test_a_name_utf8_holds_is_any_text(tmp_path: Path) -> None:
     name = "notes of Zo\u00eb \U0001f600"
 
