@@ -50,9 +50,10 @@ def _steps(path: _Path) -> tuple[object, ...]:
 
 
 def lone_surrogate_in(value: object) -> Surrogate | None:
-    """The first string, or mapping key, of a JSON-like value (mappings, lists and tuples; no
-    cycle) that holds a lone surrogate, in document order, a mapping's keys before what they
-    hold; None if there is none. Walked one item at a time: no recursion, however deep."""
+    """The first string, or mapping key, of a JSON-like value (mappings, lists, tuples and
+    sets, a set by its position as JSON lists it; no cycle) that holds a lone surrogate, in
+    document order, a mapping's keys before what they hold; None if there is none. Walked one
+    item at a time: no recursion, however deep."""
     stack: list[tuple[object, _Path]] = [(value, None)]
     while stack:
         item, path = stack.pop()
@@ -66,4 +67,6 @@ def lone_surrogate_in(value: object) -> Surrogate | None:
             stack.extend((each, (path, key)) for key, each in reversed(list(item.items())))
         elif isinstance(item, list | tuple):
             stack.extend((item[i], (path, i)) for i in range(len(item) - 1, -1, -1))
+        elif isinstance(item, set | frozenset):  # a payload's set field, dumped as a list
+            stack.extend((each, (path, i)) for i, each in reversed(list(enumerate(item))))
     return None

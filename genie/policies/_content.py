@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._base.surrogates import lone_surrogate_in
+from .._errors import InvalidMessageError
 from .._message.envelope import Message
 from .._message.frozen import FrozenDict
 from ._decode import decoded
@@ -25,6 +27,10 @@ class ContentView:
     - ``contains(msg, needle, folded, in_strings_only)``: the DSL's ``content contains``;
     - ``payload_pieces(msg)`` and ``metadata_pieces(msg)``: what the scan is folded from, read
       by the content screen (``_screen``).
+
+    A message holding text UTF-8 cannot encode (a lone surrogate, which a ``str`` built in
+    Python can hold) has no JSON and no scan: asking for them raises ``InvalidMessageError``
+    naming the type and the field (``unreadable``), which the policy asking fails closed with.
 
     A payload whose fields are plain values (strings, numbers, lists, dicts, plain models) is
     read as it is, without its JSON: the scan text is the one its JSON gives (the walk and the
@@ -75,7 +81,18 @@ class ContentView:
         if msg is not self._msg:
             self._reset(msg)
         if self._text is None:
-            self._text = msg.payload.model_dump_json()
+            try:
+                text = msg.payload.model_dump_json()
+            except ValueError:  # pydantic's: a string it cannot encode, or a value with no JSON
+                problem = unreadable(msg)
+                if problem is None:
+                    raise
+                raise problem from None
+            # A key it cannot encode, pydantic writes as U+FFFD instead: the policies would
+            # judge another key than the one delivered. (ASCII text is not searched at all.)
+            if "\ufffd" in text and (problem := unreadable(msg)) is not None:
+                raise problem
+            self._text = text
         return self._text
 
     def data(self, msg: Message) -> Any:
@@ -103,7 +120,14 @@ class ContentView:
         if msg is not self._msg:
             self._reset(msg)
         if self._scan is None:
-            self._scan = fold(self.raw(msg))
+            raw = self.raw(msg)
+            try:
+                self._scan = fold(raw)
+            except UnicodeEncodeError:  # a string of the metadata (the payload's fail its JSON)
+                problem = unreadable(msg)
+                if problem is None:
+                    raise
+                raise problem from None
         return self._scan
 
     def views(self, msg: Message) -> tuple[tuple[str, str], ...]:
@@ -163,6 +187,31 @@ class ContentView:
             if in_strings_only and walked.strings_as_is:
                 return False
         return needle in self.text(msg) or folded in self.scan(msg)
+
+
+def unreadable(msg: Message) -> InvalidMessageError | None:
+    """The error for a message no policy can read as text: a string or key of its payload or
+    metadata holds a lone surrogate, which UTF-8 cannot encode. It names the type and the field
+    (``payload.items.2.note``, ``metadata.user_id``), never the text: a reason goes to the audit
+    trail, so a key on the way is shown only as ``quote`` shows one. None when there is none.
+    A walk of every string, so asked only once the JSON or the fold has failed."""
+    try:
+        payload: object = msg.payload.model_dump()  # keys as they are (the JSON mode's are not)
+    except Exception:  # no plain form either: whatever the JSON raised stands
+        payload = None
+    for top, value in (("payload", payload), ("metadata", msg.metadata)):
+        found = lone_surrogate_in(value)
+        if found is None:
+            continue
+        field = ".".join([top, *(quote(step) for step in found.path)])
+        what = "a key is not" if found.key else "not"
+        return InvalidMessageError(
+            msg.type,
+            field,
+            f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} at "
+            f"index {found.at}): no policy can read it",
+        )
+    return None
 
 
 def roles_of(metadata: Mapping[str, object]) -> list[str]:

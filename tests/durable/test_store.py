@@ -291,6 +291,51 @@ async def test_a_message_larger_than_a_row_is_refused_not_a_crash(tmp_path: Path
     assert kept(path) == ([], [])
 
 
+class Holder(BaseAgent):
+    """Answers a text with the same text; with a ``gate``, waits for it first."""
+
+    produces = (Text,)
+
+    def __init__(self, id: str, gate: anyio.Event | None = None) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.waiting = anyio.Event()
+
+    @handler
+    async def on_text(self, payload: Text, ctx: Context) -> Message:
+        if self.gate is not None:
+            self.waiting.set()
+            await self.gate.wait()
+        return ctx.reply(Text(text=payload.text))
+
+
+async def test_text_utf8_cannot_encode_is_kept_as_its_escape_and_resumed(tmp_path: Path) -> None:
+    """A lone surrogate (a ``str`` built in Python can hold one) has no UTF-8, but the store
+    keeps a message's JSON, which writes it as an ASCII escape (``\\ud800``), read back as the
+    same string: such a message is kept and resumed as any other (the policies, which read it
+    as text, are what refuse it)."""
+    path = tmp_path / "store.db"
+    first = Holder("holder", gate=anyio.Event())  # never opened: the request waits
+    async with Runtime([first], store=path, drain_timeout=0.01) as rt:
+        rt.types.register(Text)
+        await rt.publish(rt.message(Text(text="a\ud800"), recipient="holder"))
+        with anyio.fail_after(5):
+            await first.waiting.wait()
+    db = sqlite3.connect(path)
+    try:
+        [(body,)] = db.execute("SELECT body FROM requests").fetchall()
+    finally:
+        db.close()
+    assert json.loads(body)["payload"] == {"text": "a\ud800"}
+    async with Runtime([Holder("holder")], store=path) as rt2:
+        rt2.types.register(Text)
+        [request] = rt2.unfinished()
+        assert request.payload == Text(text="a\ud800")
+        result = await rt2.resume(request, until="text")
+    assert [m.payload for m in result.replies] == [Text(text="a\ud800")]
+    assert kept(path) == ([], [])
+
+
 async def fill_the_disk(path: Path, returned: list[str], refused: list[GenieError]) -> None:
     """Publish to a runtime on ``path`` whose disk is full from the start, until a publish
     raises (``refused``); the correlations of those that returned (``returned``)."""

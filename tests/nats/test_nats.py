@@ -870,6 +870,47 @@ async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
     assert work.state.last_seq == 1  # only the Ping to fwd was ever published
 
 
+class Repeat(BaseAgent):
+    """Answers a note with the same note; keeps the texts it got."""
+
+    produces = (Note,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.got: list[str] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> Message:
+        self.got.append(payload.text)
+        return ctx.reply(Note(text=payload.text))
+
+
+async def test_text_utf8_cannot_encode_crosses_as_its_escape(server: LocalNatsServer) -> None:
+    """A lone surrogate (a ``str`` built in Python can hold one) has no UTF-8, but a delivery
+    is the message's JSON, which writes it as an ASCII escape (``\\ud800``): it reaches the
+    worker, and its answer the asker, as the same string (the policies, which read it as text,
+    are what refuse it)."""
+    names = NatsNames("surrogate")
+    entry_t, worker_t = (
+        NatsTransport(server.url, names),
+        NatsTransport(server.url, names, hosted=["repeat"]),
+    )
+    entry_rt, worker_rt = Runtime(transport=entry_t), Runtime(transport=worker_t)
+    entry_repeat, worker_repeat = Repeat("repeat"), Repeat("repeat")
+    for rt, t, agent in ((entry_rt, entry_t, entry_repeat), (worker_rt, worker_t, worker_repeat)):
+        rt.add(agent)
+        t.attach(rt)
+        await t.connect()
+    async with worker_rt, entry_rt:
+        result = await entry_rt.ask(
+            entry_rt.message(Note(text="a\ud800"), recipient="repeat"), until="note", timeout=10
+        )
+    for t in (entry_t, worker_t):
+        await t.close()
+    assert [m.payload for m in result.replies] == [Note(text="a\ud800")]
+    assert (entry_repeat.got, worker_repeat.got) == ([], ["a\ud800"])  # it crossed
+
+
 def test_a_worker_stops_on_sigterm_with_exit_0(server: LocalNatsServer) -> None:
     worker = subprocess.Popen(
         [os.fspath(GENIE), "worker", os.fspath(FINANCE), "--nats", server.url],

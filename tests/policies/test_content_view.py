@@ -27,7 +27,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from genie import Message, Payload
+from genie import InvalidMessageError, Message, Payload
 from genie.policies import ContentView, Rule
 from genie.policies._dsl import _only_in_strings
 from genie.policies._normalise import fold, payload_pieces, pieces, scan_text
@@ -359,7 +359,6 @@ class Loose(Payload):
         Loose(a=10**40),
         Loose(a={1: "int key"}),
         Loose(a={"s"}),
-        Loose(a="lone \ud800 surrogate"),
         Loose(a=nested(70)),  # more containers than the walk takes
     ],
     ids=lambda p: type(p).__name__,
@@ -379,6 +378,62 @@ def test_a_payload_whose_json_the_walk_cannot_predict_goes_the_json_way(
     except Exception as exc:
         got = type(exc)
     assert got == expected
+
+
+# Where a message holds text UTF-8 cannot encode (a lone surrogate), and how the view names it.
+NOT_TEXT = "not valid UTF-8 text (a lone surrogate, U+{:04X} at index {}): no policy can read it"
+A_KEY = f"a key is {NOT_TEXT}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "metadata", "field", "problem"),
+    [
+        (Loose(a="lone \ud800 surrogate"), {}, "payload.a", NOT_TEXT.format(0xD800, 5)),
+        (
+            Loose(a={"notes": ["fine", {"by": "x\udc80"}]}),
+            {},
+            "payload.a.notes.1.by",
+            NOT_TEXT.format(0xDC80, 1),
+        ),
+        # pydantic's JSON writes such a key as U+FFFD: the policies would read another key
+        (Loose(a={"k\ud800": 1}), {}, "payload.a", A_KEY.format(0xD800, 1)),
+        (Loose(a=frozenset({"x\ud800"})), {}, "payload.a.0", NOT_TEXT.format(0xD800, 1)),
+        # a key on the way is shown as a deny reason shows a value: free text is not
+        (
+            Loose(a={"a free text key": "x\ud800"}),
+            {},
+            "payload.a.(not shown)",
+            NOT_TEXT.format(0xD800, 1),
+        ),
+        (Loose(a="fine"), {"user_id": "u\ud800"}, "metadata.user_id", NOT_TEXT.format(0xD800, 1)),
+        (Loose(a="fine"), {"u\ud800": "x"}, "metadata", A_KEY.format(0xD800, 1)),
+    ],
+    ids=["value", "nested", "key", "set", "unshown key", "metadata", "metadata key"],
+)
+def test_text_no_policy_can_read_is_named_where_it_is(
+    payload: Payload, metadata: dict[str, str], field: str, problem: str
+) -> None:
+    """Such text has no JSON (pydantic raised a PydanticSerializationError, or wrote a key as
+    U+FFFD) and no scan (the fold raised UnicodeEncodeError): what the view refuses it with
+    names the type and the field, not the text."""
+    msg = Message.new(payload, sender="u", metadata=metadata)
+    if metadata:  # the payload is read without its JSON; the metadata fails the fold
+        reads = [ContentView().scan]
+    else:  # the payload is read the JSON way, where it fails
+        assert payload_pieces(payload, {}) is None
+        reads = [ContentView().text, ContentView().scan]
+    for read in reads:
+        with pytest.raises(InvalidMessageError) as refused:
+            read(msg)
+        assert (refused.value.type_name, refused.value.field) == ("view.loose", field)
+        assert refused.value.problem == problem
+
+
+@pytest.mark.parametrize("payload", [Loose(a="a \ufffd in text"), Loose(a={"\ufffd": 1})])
+def test_a_replacement_character_sent_as_such_is_read(payload: Payload) -> None:
+    msg = Message.new(payload, sender="u")
+    assert "\ufffd" in ContentView().text(msg)
+    assert "\ufffd" in ContentView().scan(msg)
 
 
 def test_a_rule_on_content_finds_what_only_the_json_holds() -> None:
