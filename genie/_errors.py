@@ -135,6 +135,11 @@ class InvalidMessageError(MessageError):
         self.field = field
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[InvalidMessageError], tuple[str, str, str]]:
+        # Pickled from a handler's process as what it is (its arguments, not its text), so
+        # the parent's retry policy still knows it for a mistake a retry cannot fix.
+        return type(self), (self.type_name, self.field, self.problem)
+
 
 class DeliveryError(GenieError):
     """A message could not be delivered."""

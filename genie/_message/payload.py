@@ -4,13 +4,14 @@ the metadata values an envelope may hold."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import InvalidMessageError
 
-__all__ = ["Classification", "MetaValue", "Payload", "Role", "invalid_message"]
+__all__ = ["Classification", "MetaValue", "Payload", "Role", "invalid_message", "unencodable"]
 
 # Metadata values are immutable so that a shallow copy per message is a real copy: a message can
 # never see a change made through another message's metadata (the Go bus shared one map).
@@ -64,3 +65,37 @@ def invalid_message(type_name: str, exc: ValidationError) -> InvalidMessageError
     err = exc.errors(include_url=False)[0]
     field = ".".join(str(p) for p in err["loc"]) or "<root>"
     return InvalidMessageError(type_name, field, err["msg"])
+
+
+def unencodable(
+    type_name: str,
+    payload: BaseModel,
+    metadata: Mapping[str, object],
+    consequence: str,
+    shown: Callable[[object], str] = str,
+) -> InvalidMessageError | None:
+    """The error for a message of type ``type_name`` holding text UTF-8 cannot encode: a string
+    or key of its payload or metadata with a lone surrogate (a ``str`` built in Python can hold
+    one). It names the field (``payload.items.2.note``, ``metadata.user_id``; each key on the way
+    as ``shown`` gives it), never the text, and says what cannot be done (``consequence``); None
+    when there is none. A walk of every string: asked once a JSON dump or an encode has failed,
+    not of every message."""
+    from .._base.surrogates import lone_surrogate_in
+
+    try:
+        plain: object = payload.model_dump()  # keys as they are (the JSON mode's are not)
+    except Exception:  # no plain form either: whatever the dump raised stands
+        plain = None
+    for top, value in (("payload", plain), ("metadata", metadata)):
+        found = lone_surrogate_in(value)
+        if found is None:
+            continue
+        field = ".".join([top, *(shown(step) for step in found.path)])
+        what = "a key is not" if found.key else "not"
+        return InvalidMessageError(
+            type_name,
+            field,
+            f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} at "
+            f"index {found.at}): {consequence}",
+        )
+    return None

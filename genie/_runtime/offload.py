@@ -50,7 +50,7 @@ from .._errors import (
 )
 from .._message.envelope import Message
 from .._message.ids import IdSource
-from .._message.payload import Classification, MetaValue, Payload, Role
+from .._message.payload import Classification, MetaValue, Payload, Role, unencodable
 from .._message.types import MessageTypes
 from .failure import format_failure, formatted_there
 from .options import AgentOptions
@@ -589,7 +589,31 @@ def _outputs_in_child(
             agent_id=delivery.recipient,
             correlation_id=msg.correlation_id,
         )
-    return [m.model_dump_json() for m in result]
+    try:
+        texts = [m.model_dump_json() for m in result]
+    except ValueError:  # pydantic's: a string UTF-8 cannot encode, or a value with no JSON
+        _refuse_unencodable(result)
+        raise
+    # A key UTF-8 cannot encode, pydantic writes as U+FFFD instead: the parent would get
+    # another key than the handler's. (ASCII text is not searched at all.)
+    if any("\ufffd" in text for text in texts):
+        _refuse_unencodable(result)
+    return texts
+
+
+def _refuse_unencodable(outputs: list[Message] | tuple[Message, ...]) -> None:
+    """Raise the ``InvalidMessageError`` naming the first output holding text UTF-8 cannot
+    encode (a lone surrogate) and where, if one does: an output comes back as JSON in UTF-8, so
+    it cannot, and the same output would fail again (never retried)."""
+    for out in outputs:
+        problem = unencodable(
+            out.type,
+            out.payload,
+            out.metadata,
+            "an output comes back from the handler's process as UTF-8 JSON",
+        )
+        if problem is not None:
+            raise problem from None
 
 
 class ProcessContext(_ContextBase):

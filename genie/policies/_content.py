@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._base.surrogates import lone_surrogate_in
 from .._errors import InvalidMessageError
 from .._message.envelope import Message
 from .._message.frozen import FrozenDict
+from .._message.payload import unencodable
 from ._decode import decoded
 from ._normalise import PayloadPieces, Shapes, fold, payload_pieces, pieces, raw_text, words
 
@@ -190,28 +190,10 @@ class ContentView:
 
 
 def unreadable(msg: Message) -> InvalidMessageError | None:
-    """The error for a message no policy can read as text: a string or key of its payload or
-    metadata holds a lone surrogate, which UTF-8 cannot encode. It names the type and the field
-    (``payload.items.2.note``, ``metadata.user_id``), never the text: a reason goes to the audit
-    trail, so a key on the way is shown only as ``quote`` shows one. None when there is none.
-    A walk of every string, so asked only once the JSON or the fold has failed."""
-    try:
-        payload: object = msg.payload.model_dump()  # keys as they are (the JSON mode's are not)
-    except Exception:  # no plain form either: whatever the JSON raised stands
-        payload = None
-    for top, value in (("payload", payload), ("metadata", msg.metadata)):
-        found = lone_surrogate_in(value)
-        if found is None:
-            continue
-        field = ".".join([top, *(quote(step) for step in found.path)])
-        what = "a key is not" if found.key else "not"
-        return InvalidMessageError(
-            msg.type,
-            field,
-            f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} at "
-            f"index {found.at}): no policy can read it",
-        )
-    return None
+    """The error for a message no policy can read as text (``unencodable``: a lone surrogate),
+    naming the type and the field; a key on the way is shown only as ``quote`` shows one, as a
+    reason goes to the audit trail. None when there is none."""
+    return unencodable(msg.type, msg.payload, msg.metadata, "no policy can read it", quote)
 
 
 def roles_of(metadata: Mapping[str, object]) -> list[str]:

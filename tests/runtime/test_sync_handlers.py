@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import Field
 
 from genie import (
     AgentError,
@@ -24,6 +25,7 @@ from genie import (
     Message,
     OffloadStatistics,
     Payload,
+    RetryPolicy,
     Runtime,
     RuntimeState,
     Timer,
@@ -489,6 +491,50 @@ async def test_a_failing_process_handler_is_a_dead_letter_with_its_type_and_reas
     )
     assert emits.error_type == "InvalidOutputError"
     assert "emitted 'sync.unregistered' from its process, which is not registered" in (emits.reason)
+
+
+class Noted(Payload):
+    message_type = "sync.noted"
+    note: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class WritesHalfPairs(BaseAgent):
+    """Work 1: a note holding half of an emoji's surrogate pair; work 2: a key holding one."""
+
+    produces = (Noted,)
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> Message:
+        if payload.n == 1:
+            return ctx.reply(Noted(note="cut \ud83d"))
+        return ctx.reply(Noted(note="fine", counts={"k\ud800": 1}))
+
+
+async def test_an_output_utf8_cannot_encode_is_a_dead_letter_naming_its_field() -> None:
+    """An output crosses back from the child as UTF-8 JSON, which cannot hold a lone
+    surrogate: its delivery failed with pydantic's PydanticSerializationError (retried, as a
+    ValueError), and a key holding one crossed as U+FFFD, another key than the handler's. The
+    dead letter names the output's type and field, and is not retried."""
+    retry = AgentOptions(offload="process", retry=RetryPolicy(attempts=3, backoff=0))
+    async with Runtime(processes=1) as rt:
+        rt.add(WritesHalfPairs("writes"), options=retry)
+        for n in (1, 2):
+            result = await rt.ask(rt.message(Work(n=n), recipient="writes"), timeout=WAIT)
+            assert result.replies == ()
+    value, key = rt.dead_letters
+    assert (value.error_type, value.attempts, key.error_type, key.attempts) == (
+        "InvalidMessageError", 1, "InvalidMessageError", 1
+    )  # fmt: skip
+    comes_back = "an output comes back from the handler's process as UTF-8 JSON"
+    assert value.reason == (
+        "InvalidMessageError: invalid 'sync.noted' message: field 'payload.note': not valid "
+        f"UTF-8 text (a lone surrogate, U+D83D at index 4): {comes_back}"
+    )
+    assert key.reason == (
+        "InvalidMessageError: invalid 'sync.noted' message: field 'payload.counts': a key is "
+        f"not valid UTF-8 text (a lone surrogate, U+D800 at index 1): {comes_back}"
+    )
 
 
 class Picky(Exception):
