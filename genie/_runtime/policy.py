@@ -4,7 +4,7 @@ limits, and ``admit`` (fail closed)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .._base.record import Record
@@ -26,6 +26,7 @@ __all__ = [
     "ScreenPart",
     "VersionedPolicy",
     "admit",
+    "checked_policies",
     "refusal",
 ]
 
@@ -246,3 +247,32 @@ def _policy_name(policy: object) -> str:
         return str(policy.name)  # type: ignore[attr-defined]
     except Exception:
         return type(policy).__name__
+
+
+def checked_policies(policies: object) -> tuple[Policy, ...]:
+    """``Runtime(policies=...)`` as the runtime keeps them, each checked to be a policy when the
+    runtime is made: a mistake there would otherwise show only as every delivery denied (a
+    policy that raises fails closed), far from the line that made it."""
+    if isinstance(policies, str | bytes) or not isinstance(policies, Iterable):
+        hint = " (give () for none)" if policies is None else ""
+        if isinstance(getattr(policies, "policies", None), Sequence):
+            hint = ": give its .policies, the list a policy file builds"
+        raise ConfigurationError(
+            f"Runtime(policies=...) takes a sequence of policies, not {type(policies).__name__}"
+            + hint
+        )
+    kept = tuple(policies)
+    for i, policy in enumerate(kept):
+        if isinstance(policy, type):
+            what = (
+                f"the class {policy.__name__}, not one of its policies: give {policy.__name__}(...)"
+            )
+        elif not callable(getattr(policy, "evaluate", None)):
+            what = (
+                f"not a policy: its type, {type(policy).__name__}, has no "
+                "evaluate(msg, recipient) returning a Decision"
+            )
+        else:
+            continue
+        raise ConfigurationError(f"Runtime(policies=...)[{i}] is {what}")
+    return kept

@@ -60,7 +60,7 @@ from .memory_calls import MemoryCalls
 from .model_calls import ModelCalls
 from .observe.observer import Observer, Observers, deliveries_listener, gather_listener
 from .options import AgentOptions
-from .policy import Limits, Policy
+from .policy import Limits, Policy, checked_policies
 from .router import Router, Tap
 from .timers import Timers
 from .tool_calls import ToolCalls
@@ -177,7 +177,7 @@ class Runtime:
         memory: MemoryStore | Mapping[str, MemoryStore] | None = None,
     ) -> None:
         self.types = types if types is not None else MessageTypes()
-        self.policies: tuple[Policy, ...] = tuple(policies)
+        self.policies: tuple[Policy, ...] = checked_policies(policies)
         self.limits = limits or Limits()
         self.defaults = defaults or AgentOptions()
         self.clock = clock or Clock()

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import anyio
+import pytest
 
-from genie import BaseAgent, Context, Decision, MemoryAuditLog, Message, Policy, Runtime, handler
+from genie import (
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    Decision,
+    MemoryAuditLog,
+    Message,
+    Policy,
+    Runtime,
+    handler,
+)
+from genie.policies import PIIBlock, load_policy_file
 
 from ..conftest import DenyTo, Echo, Note, Ping, PolicyFn, Pong
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def broken(msg: Message, recipient: str) -> Decision:
@@ -169,3 +184,29 @@ async def test_a_message_with_no_consumer_asks_the_policies_nothing() -> None:
     assert (stats.handled, stats.dead_lettered) == (1, 0)
     [letter] = list(rt.dead_letters)
     assert (letter.kind, letter.message.type) == ("unrouted", "note")
+
+
+@pytest.mark.parametrize(
+    ("policies", "says"),
+    [
+        (None, "takes a sequence of policies, not NoneType (give () for none)"),
+        ("pii", "takes a sequence of policies, not str"),
+        (
+            load_policy_file(ROOT / "config/policies/ai-policy.yaml"),
+            "not PolicySet: give its .policies, the list a policy file builds",
+        ),
+        ([PIIBlock], "[0] is the class PIIBlock, not one of its policies: give PIIBlock(...)"),
+        (
+            [PIIBlock(), object()],
+            "[1] is not a policy: its type, object, has no evaluate(msg, recipient)",
+        ),
+    ],
+    ids=["none", "a string", "a policy file", "a class", "not a policy"],
+)
+def test_what_is_no_policy_is_refused_when_the_runtime_is_made(policies: object, says: str) -> None:
+    # Accepted, each would deny every delivery (a policy that raises fails closed) or fail
+    # far from the line that gave it.
+    with pytest.raises(ConfigurationError) as caught:
+        Runtime(policies=policies)  # type: ignore[arg-type]
+    assert says in str(caught.value)
+    assert str(caught.value).startswith("Runtime(policies=...)")
