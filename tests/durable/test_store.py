@@ -242,8 +242,9 @@ async def test_a_message_the_store_cannot_keep_is_refused_not_a_crash(
     async with Runtime([blobs], store=path) as rt:
         rt.types.register(Blob)
         message = rt.message(Blob(data=b"\xff"), recipient="blobs")
-        with pytest.raises(InvalidMessageError, match=f"the store {path} cannot keep it"):
+        with pytest.raises(InvalidMessageError, match=f"the store {path} cannot keep it") as no:
             await rt.publish(message)
+        assert no.value.field == "payload.data"  # the field with no JSON form
         with pytest.raises(InvalidMessageError, match="cannot keep it"):
             rt.publish_nowait(message)
         replied = await rt.ask(rt.message(Ping(n=1), recipient="blobs"), timeout=5)

@@ -469,7 +469,7 @@ class DurableTransport(Observer):
                 return body
             why = f"its JSON is {len(body)} bytes, and a row holds {room}"
         problem = f"the store {self.store.path} cannot keep it ({why})"
-        raise InvalidMessageError(msg.type, "payload", problem) from None
+        raise InvalidMessageError(msg.type, _unkeepable_field(msg), problem) from None
 
     def _keep(self, item: Queued, recipients: Sequence[str], held: bool) -> None:
         msg = item.message if isinstance(item, Handoff) else item
@@ -656,3 +656,16 @@ class DurableTransport(Observer):
             self._begun += 1
             self.store.write(batch)
             self._wrote_one()
+
+
+def _unkeepable_field(msg: Message) -> str:
+    """The field of ``msg`` to name when the store cannot keep it: the payload's first field
+    with no JSON form, else the payload (too big for a row, say). Asked only once the JSON
+    failed, so a message the store keeps pays nothing for it."""
+    payload = msg.payload
+    for name in type(payload).model_fields:
+        try:
+            payload.model_dump_json(include={name})
+        except (ValueError, TypeError):
+            return f"payload.{name}"
+    return "payload"
