@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -762,6 +763,33 @@ async def test_writes_are_brought_to_the_disk_every_store_sync_while_there_are_a
         assert await anyio.to_thread.run_sync(first.wait, 5)
         await anyio.sleep(0.15)  # idle: nothing more written, nothing more to sync
         assert len(synced) <= 2
+
+
+async def test_an_idle_store_costs_no_cpu_however_small_its_store_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store_sync of a microsecond: the sync waits for a write, not for the clock, so a
+    runtime with nothing to write does not spin, and the next write is still brought to the
+    disk."""
+    synced = threading.Event()
+    sync = DeliveryStore.sync
+
+    def counted(store: DeliveryStore) -> None:
+        sync(store)
+        synced.set()
+
+    monkeypatch.setattr(DeliveryStore, "sync", counted)
+    async with Runtime([Chain("chain")], store=tmp_path / "store.db", store_sync=1e-6) as rt:
+        rt.types.register(Done)
+        await rt.ask(rt.message(Step(n=0), recipient="chain"), until="done")
+        assert await anyio.to_thread.run_sync(synced.wait, 5)
+        idle = time.process_time()
+        await anyio.sleep(0.5)
+        idle = time.process_time() - idle
+        synced.clear()
+        await rt.ask(rt.message(Step(n=3), recipient="chain"), until="done")
+        assert await anyio.to_thread.run_sync(synced.wait, 5)
+    assert idle < 0.1  # a spin takes about the whole half second, a wait next to nothing
 
 
 def test_a_store_of_the_old_layout_that_is_not_genies_is_refused(tmp_path: Path) -> None:
