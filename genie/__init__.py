@@ -36,6 +36,7 @@ from ._errors import MessageError as MessageError
 from ._errors import NoRouteError as NoRouteError
 from ._errors import PublishFromHandlerError as PublishFromHandlerError
 from ._errors import RuntimeClosedError as RuntimeClosedError
+from ._errors import StoreError as StoreError
 from ._errors import ToolArgumentsError as ToolArgumentsError
 from ._errors import ToolCallError as ToolCallError
 from ._errors import ToolDeniedError as ToolDeniedError
@@ -194,6 +195,7 @@ __all__ = [
     "RuntimeState",
     "RuntimeStatistics",
     "ShutdownReport",
+    "StoreError",
     "Tap",
     "TestContext",
     "TextChunk",

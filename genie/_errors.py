@@ -22,6 +22,8 @@
     ├── LimitExceededError            a limit refused work in a handler (a model call over
     │                                 its correlation's budget): never retried
     ├── ToolCallError                 a tool server is unknown or unreachable, or failed
+    ├── StoreError                    the durable store could not be written (the disk is
+    │                                 full): the runtime stops with it
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
         ├── InvalidOutputError        handle() returned something that is not a Message
@@ -34,7 +36,8 @@ without parsing the text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "AgentError",
@@ -54,6 +57,7 @@ __all__ = [
     "NoRouteError",
     "PublishFromHandlerError",
     "RuntimeClosedError",
+    "StoreError",
     "UnhandledMessageError",
     "UnknownMessageTypeError",
     "UnknownRecipientError",
@@ -67,6 +71,29 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@contextmanager
+def unwrapped(kind: type[BaseException]) -> Iterator[None]:
+    """Raise the one exception a task group failed with (through groups of one) as itself
+    when it is a ``kind``: genie's own error, a write the store's disk refused say, is one
+    clear error naming what went wrong, not a group for the caller to take apart. Anything
+    else, or more than one, stays a group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        found: BaseException = group
+        while isinstance(found, BaseExceptionGroup) and len(found.exceptions) == 1:
+            found = found.exceptions[0]
+        if not isinstance(found, kind):
+            raise
+        context = group.__context__
+        try:
+            raise found
+        finally:
+            # Its context is what the group interrupted (the caller's own exception, say),
+            # not the group that held it.
+            found.__context__ = context
 
 
 def described(error: BaseException) -> str:
@@ -247,6 +274,17 @@ class ToolCallError(GenieError):
     """A tool could not be called: the server is unknown or unreachable, the tool does not
     exist, or the call failed on its way. A handler that lets it propagate fails and is
     retried as its options say."""
+
+
+class StoreError(GenieError):
+    """A runtime's store (``Runtime(store=PATH)``) could not be written: the disk is full, the
+    file can no longer be written. The runtime stops with it, and a ``publish``
+    waiting for the write that failed raises it; ``path`` names the store. What was written
+    before the failure stays in the file for the next start (docs/durability.md)."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class LimitExceededError(GenieError):

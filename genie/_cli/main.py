@@ -21,7 +21,7 @@ from .._agent.catalogue import Catalogue
 from .._base.files import FileRefusedError
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
-from .._errors import ConfigurationError, GenieError
+from .._errors import ConfigurationError, GenieError, StoreError, unwrapped
 from .._message.payload import Payload
 from .._runtime.approvals import Approval, ApprovalRequest
 from .._runtime.audit import (
@@ -126,17 +126,27 @@ def _run(args: argparse.Namespace) -> int:
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         try:
-            if transport is None:
-                results = run_on(args.loop, go)
-            else:
-                asking = functools.partial(ask_over_nats, transport, go)
-                results, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
+            # The run's own error (a write its store's disk refused, say) stops the task
+            # groups it is raised in: one line, not a group.
+            with unwrapped(GenieError):
+                if transport is None:
+                    results = run_on(args.loop, go)
+                else:
+                    asking = functools.partial(ask_over_nats, transport, go)
+                    results, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
         except KeyboardInterrupt:  # Ctrl-C, as the hint for an approval without a store says
             kept = f" --store {args.store}" if args.store else ""
             kept = kept or (f" --nats {args.nats} --origin {args.origin}" if args.origin else "")
             said = f": what it had not finished is kept; genie run {args.pipeline}{kept} resumes it"
             print(f"genie run: interrupted{said if kept else ''}", file=sys.stderr)
             return 130
+        except StoreError as exc:  # the run failed, not its command line: exit 1
+            if args.debug:
+                raise
+            where = f"genie run {args.pipeline} --store {args.store}"
+            said = f"the run stopped, and what it kept before is in the store: {where} resumes it"
+            print(f"genie run: {exc}; {said}", file=sys.stderr)
+            return 1
     finally:
         if server is not None:
             server.close()

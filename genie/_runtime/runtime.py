@@ -38,10 +38,12 @@ from .._base.record import Record
 from .._errors import (
     ConfigurationError,
     DuplicateAgentError,
+    GenieError,
     RuntimeClosedError,
     UnknownMessageTypeError,
     UnknownRecipientError,
     WaitFromHandlerError,
+    unwrapped,
 )
 from .._message.envelope import Message
 from .._message.ids import IdSource
@@ -594,7 +596,10 @@ class Runtime:
             try:
                 # The group is cancelled already; the caller's own exception (if any) is not
                 # passed in, so it propagates as itself rather than inside an ExceptionGroup.
-                await self._tg.__aexit__(None, None, None)
+                # So does genie's error that stopped a task of the runtime's own (a write the
+                # store's disk refused), once the runtime is closed.
+                with unwrapped(GenieError):
+                    await self._tg.__aexit__(None, None, None)
             finally:
                 # What the cancellation cut short was recorded as it happened (the group may
                 # have been cancelled before this, by a handler's SystemExit, say).
@@ -602,6 +607,10 @@ class Runtime:
                 if self.freeze_gc:
                     gc.unfreeze()
                 await self._stop_agents()
+            # The store failed as the runtime closed: its last write refused.
+            failure = None if self._published_kept is None else self._published_kept.failure()
+            if failure is not None:
+                raise failure
 
     def _close(self, running: Mapping[str, int], timers: int) -> None:
         by_agent = dict(running)

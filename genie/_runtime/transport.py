@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from .._base.backend import Backend
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
 from .._base.record import Record
-from .._errors import InvalidMessageError
+from .._errors import GenieError, InvalidMessageError
 from .._message.envelope import Message
 from .._message.types import MessageTypes
 from .local.executor import Worker
@@ -241,6 +241,11 @@ class KeptOnPublish(Protocol):
 
     async def kept(self) -> None:
         """Return once everything admitted so far is written."""
+        ...
+
+    def failure(self) -> GenieError | None:
+        """Why its writes stopped, if one failed (the disk full): the runtime stops, and
+        raises it once it has closed, as itself."""
         ...
 
     def check(self, msg: Message) -> None:

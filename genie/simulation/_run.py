@@ -9,7 +9,6 @@ pipeline, seed and options replay the same run event for event.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -23,7 +22,7 @@ from typing import Any
 import anyio
 
 from .._base.clock import Clock
-from .._errors import ConfigurationError, described
+from .._errors import ConfigurationError, described, unwrapped
 from .._message.payload import Payload
 from .._runtime.audit import MemoryAuditLog
 from .._runtime.deadletter import DeadLetters
@@ -108,24 +107,10 @@ def simulate(
     run = functools.partial(
         _Run(pipeline, settings, plan, inputs, progress, every or max(1, sessions // 100)).main
     )
-    with _unwrapped():
+    with unwrapped(ConfigurationError):  # a bad generated input stops the run in a group
         if clock == "real":
             return anyio.run(run)
         return anyio.run(run, backend_options={"loop_factory": VirtualTimeLoop})
-
-
-@contextlib.contextmanager
-def _unwrapped() -> Iterator[None]:
-    """A bad generated input stops the run inside a task group: raise it as itself."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        first: BaseException = group
-        while isinstance(first, BaseExceptionGroup) and len(first.exceptions) == 1:
-            first = first.exceptions[0]
-        if isinstance(first, ConfigurationError):
-            raise first from None
-        raise
 
 
 class _Inputs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -22,13 +23,14 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
-    GenieError,
     InvalidMessageError,
     Limits,
     MemoryAuditLog,
     Message,
     Payload,
     Runtime,
+    RuntimeState,
+    StoreError,
     handler,
 )
 from genie._runtime.durable.store import DeliveryStore, StoreClient
@@ -338,39 +340,100 @@ async def test_text_utf8_cannot_encode_is_kept_as_its_escape_and_resumed(tmp_pat
     assert kept(path) == ([], [])
 
 
-async def fill_the_disk(path: Path, returned: list[str], refused: list[GenieError]) -> None:
-    """Publish to a runtime on ``path`` whose disk is full from the start, until a publish
-    raises (``refused``); the correlations of those that returned (``returned``)."""
-    async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
-        db = rt._transport.store._db  # type: ignore[attr-defined]
-        (pages,) = db.execute("PRAGMA page_count").fetchone()
-        db.execute(f"PRAGMA max_page_count = {pages}")  # no page more: the disk is full
+def fill_the_disk(rt: Runtime) -> None:
+    """From now on the disk of ``rt``'s store has no room for another page (its messages)."""
+    db = rt._transport.store._db  # type: ignore[attr-defined]
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+async def publish_until_refused(
+    rt: Runtime, returned: list[str], refused: list[StoreError], *, let_go: bool
+) -> None:
+    """Publish to ``rt``, whose disk is full, until a publish raises (``refused``); the
+    correlations of those that returned (``returned``). ``let_go``: the caller lets the
+    publish's error propagate, instead of waiting for the runtime to stop."""
+    async with rt:
+        fill_the_disk(rt)
         for n in range(2, 1000):
             msg = rt.message(Step(n=n), recipient="chain")
             try:
                 await rt.publish(msg)
-            except GenieError as exc:
+            except StoreError as exc:
                 refused.append(exc)
-                await anyio.sleep_forever()  # the runtime stops with the same error
+                if let_go:
+                    raise
+                await anyio.sleep_forever()  # the runtime stops with the store's error
             returned.append(msg.correlation_id)
 
 
-async def test_a_write_the_disk_refuses_is_said_to_the_publisher(tmp_path: Path) -> None:
+@pytest.mark.parametrize("let_go", [False, True])
+async def test_a_write_the_disk_refuses_stops_the_runtime_with_the_stores_error(
+    tmp_path: Path, let_go: bool
+) -> None:
     """The disk fills up: the publish whose message could not be written raises, naming the
-    store, instead of returning as if it were kept; the runtime stops with the same error
-    (not SQLite's failed rollback); every publish that returned is in the file, which the
-    next runtime opens and resumes."""
+    store, instead of returning as if it were kept; the runtime stops with the store's own
+    error, as itself (not in an ExceptionGroup, not SQLite's failed rollback), whatever the
+    caller did with the publish's; it closes and gives the file back, and every publish that
+    returned is in the file, which the next runtime opens and resumes."""
     path = tmp_path / "store.db"
     returned: list[str] = []
-    refused: list[GenieError] = []
-    with pytest.raises(BaseExceptionGroup) as caught:
-        await fill_the_disk(path, returned, refused)
-    [error] = caught.value.exceptions
+    refused: list[StoreError] = []
+    rt = Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01)
+    with pytest.raises(StoreError) as caught:
+        await publish_until_refused(rt, returned, refused, let_go=let_go)
+    error = caught.value
     assert str(error) == f"cannot write the store {path}: database or disk is full"
+    assert error.path == str(path)
+    assert isinstance(error.__cause__, sqlite3.OperationalError)
     assert [str(e) for e in refused] == [f"{error}; the message is not kept"]
+    assert rt.state is RuntimeState.CLOSED
     assert returned
     async with Runtime([Chain("chain")], store=path) as again:
         assert sorted(m.correlation_id for m in again.unfinished()) == sorted(returned)
+
+
+class Stopping(Chain):
+    """A chain that says whether its ``on_stop`` ran."""
+
+    def __init__(self, id: str, last: int) -> None:
+        super().__init__(id, last)
+        self.stopped = False
+
+    async def on_stop(self) -> None:
+        self.stopped = True
+
+
+async def ask_then_make_read_only(rt: Runtime) -> None:
+    """Ask ``rt``'s chain, and as the answer comes, leave the block with its store no longer
+    writable: the ends of the request's last deliveries are still to be written."""
+    async with rt:
+        rt.types.register(Done)
+        await rt.ask(rt.message(Step(n=1), recipient="chain"), until="done")
+        rt._transport.store._db.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]
+
+
+async def test_a_write_refused_as_the_runtime_closes_is_raised_once_it_has_closed(
+    tmp_path: Path,
+) -> None:
+    """The file can no longer be written just as the caller leaves the block: the write of
+    the last ends, made as the runtime closes (or just before), fails. The runtime still
+    closes whole (its agents stopped, the file given back) and then raises the store's
+    error; the delivery whose end was not written runs again at the next start."""
+    path = tmp_path / "store.db"
+    chain = Stopping("chain", last=1)
+    rt = Runtime([chain], store=path)
+    with pytest.raises(StoreError, match=f"cannot write the store {path}: .*readonly"):
+        await ask_then_make_read_only(rt)
+    assert rt.state is RuntimeState.CLOSED
+    assert chain.stopped
+    again = Chain("chain", last=1)
+    async with Runtime([again], store=path) as rt2:
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        await rt2.resume(request, until="done", timeout=5)
+    assert again.seen == [1]
+    assert kept(path) == ([], [])
 
 
 async def test_a_second_runtime_on_the_same_file_is_refused(tmp_path: Path) -> None:
@@ -953,4 +1016,53 @@ def test_genie_run_interrupted_resumes_at_the_next_run(
     captured = capsys.readouterr()
     assert "resuming 1 unfinished request" in captured.err
     assert json.loads(captured.out)["correlation_id"] == request
+    assert kept(store) == ([], [])
+
+
+class Filling(Chain):
+    """A chain whose step 2 leaves no file of its process room to grow while DRILL_FULL is
+    set: from then on every write that needs more of the disk fails, as on a full disk
+    (Python ignores SIGXFSZ, so such a write fails with EFBIG)."""
+
+    @handler
+    async def on_step(self, payload: Step, ctx: Context) -> Message:
+        if payload.n == 2 and os.environ.get("DRILL_FULL"):
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+        step = await super().on_step(payload, ctx)
+        assert isinstance(step, Message)
+        return step
+
+
+FILLING = INTERRUPTED.replace("name: slow", "name: filling").replace(":Slow", ":Filling")
+
+
+def test_genie_run_whose_store_fails_says_so_in_a_line_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The disk fills up under ``genie run --store``: one line names the store and what
+    SQLite said, and how to resume (no traceback, no ExceptionGroup), exit 1; the same command
+    run again, with room, resumes the request from the step the failed write would have
+    ended, and it completes."""
+    from genie._cli.main import main
+
+    root = Path(__file__).resolve().parents[2]
+    pipeline = tmp_path / "filling.yaml"
+    pipeline.write_text(FILLING)
+    store = tmp_path / "filling.db"
+    command = [sys.executable, "-m", "genie._cli", "run", str(pipeline), "--store", str(store)]
+    env = {**os.environ, "PYTHONPATH": str(root), "DRILL_FULL": "1"}
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr == (
+        f"genie run: cannot write the store {store}: disk I/O error; the run stopped, and what "
+        f"it kept before is in the store: genie run {pipeline} --store {store} resumes it\n"
+    )
+    assert failed.stdout == ""
+    [_], [request] = kept(store)  # step 2's delivery, whose end the failed write held
+    assert main(["run", str(pipeline), "--store", str(store), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming 1 unfinished request" in captured.err
+    result = json.loads(captured.out)
+    assert (result["correlation_id"], result["output"]["payload"]) == (request, {"n": 4})
     assert kept(store) == ([], [])

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
-from ..._errors import ConfigurationError, GenieError
+from ..._errors import ConfigurationError, StoreError
 
 __all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
 
@@ -270,7 +270,7 @@ class DeliveryStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, one at a time. A write SQLite refuses (the disk is full, the
         file became read-only) is rolled back, if SQLite has not already, and raised as a
-        ``GenieError`` naming the store."""
+        ``StoreError`` naming the store."""
         with self._lock:
             db = self._db
             try:
@@ -284,8 +284,8 @@ class DeliveryStore:
                     raise self._cannot_write(exc) from exc
                 raise
 
-    def _cannot_write(self, exc: sqlite3.Error) -> GenieError:
-        return GenieError(f"cannot write the store {self.path}: {exc}")
+    def _cannot_write(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot write the store {self.path}: {exc}", path=str(self.path))
 
     def write(self, batch: Batch) -> None:
         """Make ``batch`` (sealed) durable in one transaction."""

@@ -42,7 +42,7 @@ import anyio
 
 from ..._base.backend import Backend
 from ..._base.log import lazy_logger
-from ..._errors import ConfigurationError, GenieError, InvalidMessageError, MessageError
+from ..._errors import ConfigurationError, InvalidMessageError, MessageError, StoreError
 from ..._message.envelope import Message
 from ..approvals import ApprovalAnswer, ApprovalDecision
 from ..deadletter import DeadLetter
@@ -116,7 +116,9 @@ class DurableTransport(Observer):
         self._begun = 0
         self._wrote = anyio.Event()
         self._writer_gone = False  # no write will come: nobody waits for one
-        self._failure: GenieError | None = None  # why the writer stopped, if a write failed
+        # The store's first failure (a write or a sync the disk refused): the one the runtime
+        # stops with. No write follows it (``_flush``).
+        self._failure: StoreError | None = None
         # Each message kept, by id: the agents whose delivery of it has not ended, each
         # mapped to the agent it was for (a fallback stands for the agent that failed).
         self._holders: dict[str, Holders] = {}
@@ -400,13 +402,25 @@ class DurableTransport(Observer):
                         self.local.put_held(item, recipients)
                     else:
                         self.local.put(item, recipients[0])
-        except GenieError as exc:  # a write failed (``DeliveryStore._transaction``)
-            self._failure = exc
-            raise
+        except StoreError as exc:  # a write failed (``DeliveryStore._transaction``)
+            if self._failed(exc):
+                raise
         finally:
             # Stopped or failed: the publishers waiting for a write hear no more will come.
             self._writer_gone = True
             self._wrote.set()
+
+    def _failed(self, exc: StoreError) -> bool:
+        """Keep ``exc`` as the store's failure if it is the first: then it is the one to raise
+        (the runtime stops with it); a later one follows from it and is not raised, so that
+        the runtime stops with one error, not a group of two."""
+        if self._failure is not None:
+            return False
+        self._failure = exc
+        return True
+
+    def failure(self) -> StoreError | None:
+        return self._failure
 
     def _wrote_one(self) -> None:
         self.writes += 1
@@ -418,13 +432,14 @@ class DurableTransport(Observer):
         """Return once what was admitted so far is written (the write now gathering it has
         ended): a publish returns with its message in the store. Shielded, as the write is:
         a publisher cancelled meanwhile has published, and hears of it at its next
-        checkpoint. Raises ``GenieError`` if the write failed (and with it the runtime)."""
+        checkpoint. Raises ``StoreError`` if the write failed (and with it the runtime)."""
         due = self._begun + 1  # the batch gathering now is the next write begun
         with anyio.CancelScope(shield=True):
             while self.writes < due and not self._writer_gone:
                 await self._wrote.wait()
-        if self.writes < due and self._failure is not None:
-            raise GenieError(f"{self._failure}; the message is not kept") from self._failure
+        failure = self._failure
+        if self.writes < due and failure is not None:
+            raise StoreError(f"{failure}; the message is not kept", path=failure.path) from failure
 
     async def _syncer(self) -> None:
         """Bring the writes to the disk ``_every`` seconds after the first one not brought
@@ -436,7 +451,12 @@ class DurableTransport(Observer):
                 self._unsynced = anyio.Event()
             await anyio.sleep(self._every)
             self._synced = self.writes
-            await anyio.to_thread.run_sync(self.store.sync)
+            try:
+                await anyio.to_thread.run_sync(self.store.sync)
+            except StoreError as exc:
+                if self._failed(exc):
+                    raise
+                return
 
     # --- the transport calls ----------------------------------------------------------------
     def turn(self, worker: Worker, first: Mailbox) -> Iterable[Mailbox]:
@@ -659,13 +679,22 @@ class DurableTransport(Observer):
         self.store.close()
 
     def _flush(self) -> None:
-        """Write what waits to be written, now (at close)."""
-        if self._batch:
-            batch, self._batch = self._batch, Batch()
-            batch.seal(self._holders)
-            self._begun += 1
+        """Write what waits to be written, now (at close). Nothing once a write failed: it
+        held deliveries' ends with the messages their handlers made, so those deliveries run
+        again at the next start, and a later write that ended those messages and kept what
+        they made would have the work done twice. A failure here is kept for the runtime to
+        raise once it has closed (``failure``), not raised in the middle of its close."""
+        if not self._batch or self._failure is not None:
+            return
+        batch, self._batch = self._batch, Batch()
+        batch.seal(self._holders)
+        self._begun += 1
+        try:
             self.store.write(batch)
-            self._wrote_one()
+        except StoreError as exc:
+            self._failed(exc)
+            return
+        self._wrote_one()
 
 
 def _unkeepable_field(msg: Message) -> str:
