@@ -23,7 +23,7 @@
     │                                 its correlation's budget): never retried
     ├── ToolCallError                 a tool server is unknown or unreachable, or failed
     ├── StoreError                    the durable store could not be written (the disk is
-    │                                 full): the runtime stops with it
+    │                                 full, its file removed): the runtime stops with it
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
         ├── InvalidOutputError        handle() returned something that is not a Message
@@ -278,7 +278,7 @@ class ToolCallError(GenieError):
 
 class StoreError(GenieError):
     """A runtime's store (``Runtime(store=PATH)``) could not be written: the disk is full, the
-    file can no longer be written. The runtime stops with it, and a ``publish``
+    file can no longer be written or was removed. The runtime stops with it, and a ``publish``
     waiting for the write that failed raises it; ``path`` names the store. What was written
     before the failure stays in the file for the next start (docs/durability.md)."""
 

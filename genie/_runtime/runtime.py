@@ -607,7 +607,7 @@ class Runtime:
                 if self.freeze_gc:
                     gc.unfreeze()
                 await self._stop_agents()
-            # The store failed as the runtime closed: its last write refused.
+            # The store failed as the runtime closed: its last write refused, its file gone.
             failure = None if self._published_kept is None else self._published_kept.failure()
             if failure is not None:
                 raise failure

@@ -436,6 +436,37 @@ async def test_a_write_refused_as_the_runtime_closes_is_raised_once_it_has_close
     assert kept(path) == ([], [])
 
 
+def remove_store(folder: Path) -> None:
+    """Remove the store ``store.db`` in ``folder``, its log and its index of the log."""
+    for made in folder.glob("store.db*"):
+        made.unlink()
+
+
+async def publish_and_remove(rt: Runtime, folder: Path) -> None:
+    """Publish to ``rt``, remove its store from ``folder``, publish again, and wait half a
+    second (a sync, if one is due)."""
+    async with rt:
+        await rt.publish(rt.message(Step(n=2), recipient="chain"))
+        remove_store(folder)
+        await rt.publish(rt.message(Step(n=2), recipient="chain"))
+        await anyio.sleep(0.5)
+
+
+@pytest.mark.parametrize("sync", [0.01, 3600.0])
+async def test_a_store_removed_while_held_is_an_error_not_a_silent_loss(
+    tmp_path: Path, sync: float
+) -> None:
+    """The file is removed while the runtime holds it: SQLite goes on writing to the removed
+    file and reports nothing, and the next start would find none of it. The runtime stops
+    with the store's error at the next sync, or as it closes, whichever comes first."""
+    path = tmp_path / "store.db"
+    rt = Runtime([Chain("chain", gate=anyio.Event())], store=path, store_sync=sync)
+    rt.drain_timeout = 0.01
+    with pytest.raises(StoreError, match="the file was removed or replaced while the runtime"):
+        await publish_and_remove(rt, tmp_path)
+    assert rt.state is RuntimeState.CLOSED
+
+
 async def test_a_second_runtime_on_the_same_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     async with Runtime([Chain("chain")], store=path):

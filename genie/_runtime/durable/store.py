@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -238,6 +239,7 @@ class DeliveryStore:
         except ConfigurationError:
             self._lockfile.close()
             raise
+        self._file = _identity(self.path)  # the file written, whatever the path names later
         self.each = each
         self._lock = threading.Lock()  # one write at a time: the writer and a final flush
 
@@ -320,10 +322,22 @@ class DeliveryStore:
     def sync(self) -> None:
         """Bring what was committed to the disk, and the log's pages into the file (called
         in a worker thread, on a connection of its own: commits go on meanwhile)."""
+        self.check()
         try:
             self._syncing.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
             raise self._cannot_write(exc) from exc
+
+    def check(self) -> None:
+        """Raise ``StoreError`` if the path no longer names the file written: removed (or
+        replaced) while held, the file takes every write and SQLite reports none failed, but
+        no later start can open what they wrote."""
+        if _identity(self.path) != self._file:
+            raise StoreError(
+                f"cannot write the store {self.path}: the file was removed or replaced while "
+                "the runtime held it, and what it writes is not kept",
+                path=str(self.path),
+            )
 
     def charge(self, correlation_id: str, key: str, n: int, what: str) -> int:
         """Add ``n`` to the correlation's count of ``what`` (its model budgets' ``tokens``
@@ -445,6 +459,15 @@ class StoreClient:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file ``path`` names (its device and inode), or None if it names none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _delete(db: sqlite3.Connection, table: str, key: str, ids: Iterable[str]) -> None:

@@ -676,6 +676,10 @@ class DurableTransport(Observer):
 
     def closed(self) -> None:
         self._flush()
+        try:
+            self.store.check()  # a run shorter than a sync is checked here
+        except StoreError as exc:
+            self._failed(exc)
         self.store.close()
 
     def _flush(self) -> None:
