@@ -208,6 +208,11 @@ def _serve(args: argparse.Namespace) -> int:
             state.drain_until = anyio.current_time() + args.drain
             await super().shutdown(sockets)
 
+        async def on_tick(self, counter: int) -> bool:
+            # A store's write refused stopped the runtimes: the server stops too (exit 1
+            # below), for a supervisor to start it again on the store, which resumes it.
+            return await super().on_tick(counter) or state.failure() is not None
+
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -230,6 +235,14 @@ def _serve(args: argparse.Namespace) -> int:
             audit.close()
         if not isinstance(tracing, bool):
             tracing.shutdown()  # flushes the spans still batched
+    failure = state.failure()
+    if failure is not None:
+        print(
+            f"genie serve: {failure}; the server stopped, and what it kept before is in the "
+            f"store: started again with --store {args.store}, it resumes the requests",
+            file=sys.stderr,
+        )
+        return 1
     cut = state.cut
     print(
         f"genie serve: stopped; {state.at_signal} request(s) in flight at the "

@@ -312,6 +312,14 @@ class Runtime:
         return self._state
 
     @property
+    def failure(self) -> GenieError | None:
+        """Why the runtime stopped on its own, if it did: a write its store's disk refused
+        (the ``StoreError`` that ``async with`` raises once it has closed). Set as soon as
+        the write failed, while the runtime is still stopping: a server asks it to say why
+        its requests ended. None while nothing failed, and without a store."""
+        return None if self._published_kept is None else self._published_kept.failure()
+
+    @property
     def dead_letters(self) -> DeadLetters:
         """Recent dead letters (the original message, where it was going, why it ended)."""
         return self._ledger.dead_letters
@@ -608,7 +616,7 @@ class Runtime:
                     gc.unfreeze()
                 await self._stop_agents()
             # The store failed as the runtime closed: its last write refused, its file gone.
-            failure = None if self._published_kept is None else self._published_kept.failure()
+            failure = self.failure
             if failure is not None:
                 raise failure
 

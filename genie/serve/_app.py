@@ -33,7 +33,9 @@ from .._errors import (
     GenieError,
     InvalidMessageError,
     RuntimeClosedError,
+    StoreError,
     did_you_mean,
+    unwrapped,
 )
 from .._message.envelope import Message
 from .._runtime.approvals import DESK, Approval, ApprovalRefusedError, may_answer
@@ -163,6 +165,22 @@ class ServerState:
     tasks: TaskGroup | None = None
     mcp: HttpTools | None = None  # /mcp's tools while the runtimes run (``ServeSettings.mcp``)
 
+    def failure(self) -> GenieError | None:
+        """What stopped a runtime of the server on its own (a write its store's disk refused),
+        from the moment it failed: then every runtime stops, each request still to answer is
+        a 503 naming it, and ``genie serve`` exits 1 with it so a supervisor restarts it."""
+        for served in self.served.values():
+            if served.runtime.failure is not None:
+                return served.runtime.failure
+        return None
+
+
+def _stopped(failure: GenieError, correlation_id: str | None = None) -> _Refused:
+    """A request the store's failure ended, or refused: a 503 (the server stops, and its
+    restart on the same store resumes what it kept), naming the store and the cause."""
+    extra = {} if correlation_id is None else {"correlation_id": correlation_id}
+    return _Refused(503, f"{failure}; the server is stopping", **extra)
+
 
 def _json_error(status: int, error: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, **extra}, status_code=status)
@@ -203,20 +221,31 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stacks = [p.llm_stacks() for p in pipelines]
+        served = False
         try:
-            async with anyio.create_task_group() as tg:
-                state.tasks = tg
-                async with _runtimes(pipelines, stacks, sink, state, observers, tracing, settings):
-                    for served in state.served.values():
-                        resume_kept(served, tg)
-                    async with mcp_tools():
-                        state.ready = True
-                        try:
-                            yield
-                        finally:
-                            state.ready = False
-                            await _drained(state)
-                            tg.cancel_scope.cancel()  # streamed requests still running are cut
+            with unwrapped(StoreError):
+                async with anyio.create_task_group() as tg:
+                    state.tasks = tg
+                    async with _runtimes(
+                        pipelines, stacks, sink, state, observers, tracing, settings
+                    ):
+                        for kept in state.served.values():
+                            resume_kept(kept, tg)
+                        async with mcp_tools():
+                            state.ready = served = True
+                            try:
+                                yield
+                            finally:
+                                state.ready = False
+                                await _drained(state)
+                                tg.cancel_scope.cancel()  # streamed requests still running are cut
+        except StoreError:
+            # A write its store's disk refused stopped a runtime, and all of them with it:
+            # the server says so (``ServerState.failure``: a 503 to every request, and
+            # ``genie serve`` exits 1), not as the lifespan's traceback while it serves on
+            # without runtimes.
+            if not served:
+                raise
         finally:
             for s in stacks:
                 if s is not None:
@@ -261,6 +290,9 @@ def create_app(
         _log.warning("%s: %s %s", action, principal, details)
 
     async def admit(request: Request) -> ApiKey:
+        failure = state.failure()
+        if failure is not None:
+            raise _stopped(failure)
         if state.draining or not state.ready:
             raise _Refused(503, "the server is not ready or is shutting down")
         address = request.client.host if request.client else "(unknown)"
@@ -364,7 +396,8 @@ def create_app(
                 response = _json_error(refused.status, refused.error, **refused.extra)
                 response.headers.update(refused.headers)
             except RuntimeClosedError as exc:  # a request that arrived as the runtime closed
-                response = _json_error(503, str(exc))
+                failure = state.failure()  # closed by its store's failure: that is the why
+                response = _json_error(503, str(exc if failure is None else _stopped(failure)))
             except GenieError as exc:
                 _log.exception("%s %s failed", request.method, request.url.path)
                 response = _json_error(500, str(exc))
@@ -388,6 +421,9 @@ def create_app(
             raise
         finally:
             del state.in_flight[id(flight)]
+        failure = state.failure()
+        if failure is not None and result.status != "ok":  # ended by the stop it caused
+            raise _stopped(failure, msg.correlation_id)
         if state.draining:
             state.completed_while_draining += 1
         return _result_response(result, key.tracebacks)
@@ -478,9 +514,15 @@ def create_app(
         raise _Refused(404, f"no pending approval {approval_id!r}")
 
     async def healthz(request: Request) -> Response:
+        failure = state.failure()
+        if failure is not None:  # the process stops: a supervisor restarts it
+            return JSONResponse({"status": "failed", "error": str(failure)}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        failure = state.failure()
+        if failure is not None:
+            return JSONResponse({"status": "failed", "error": str(failure)}, status_code=503)
         if state.ready and not state.draining:
             return JSONResponse({"status": "ready", "pipelines": list(state.served)})
         why = "draining" if state.draining else "starting"
@@ -687,6 +729,10 @@ async def _run_recorded(
                 tg.cancel_scope.cancel()
                 rec.add("error", {"error": str(exc)}, last=True)
                 return
+            if rt.failure is not None and result.status != "ok":  # ended by the stop it caused
+                tg.cancel_scope.cancel()
+                rec.add("error", {"error": str(_stopped(rt.failure))}, last=True)
+                return
             # The events of what is still in flight come first, but the result waits for
             # them only briefly (the stream ends when the request settles).
             with anyio.move_on_after(SETTLE_WAIT):
@@ -695,6 +741,10 @@ async def _run_recorded(
             tg.cancel_scope.cancel()
         answer = result.as_json(tracebacks=key.tracebacks)
         rec.add("result", {"http_status": STATUS[result.status], **answer}, last=True)
+    except anyio.get_cancelled_exc_class():
+        if rt.failure is not None:  # cut as the runtimes stop: the stream says why
+            rec.add("error", {"error": str(_stopped(rt.failure))}, last=True)
+        raise
     finally:
         served.gate.unwatch(msg.correlation_id, admitted)
         await events.aclose()

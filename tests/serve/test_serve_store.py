@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -33,6 +36,7 @@ FOLDER = Path(os.environ["DRILL_FOLDER"])
 class Step(Payload):
     message_type = "step"
     n: int
+    note: str = ""
 
 
 class Total(Payload):
@@ -74,7 +78,9 @@ timeout: 30s
 """
 
 
-def start(folder: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+def start(
+    folder: Path, *options: str, preexec_fn: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     env = {
         **os.environ,
         "GENIE_API_KEYS": f"{{keys: [{{principal: alice, key: {ALICE}}}]}}",
@@ -83,7 +89,9 @@ def start(folder: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
     }
     command = [sys.executable, "-m", "genie._cli", "serve", str(folder / "steps.yaml")]
     command += ["--port", "0", "--store", str(folder / "store"), *options]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
+    )
     assert proc.stderr is not None
     line = proc.stderr.readline()
     found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
@@ -141,3 +149,87 @@ async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_resu
     assert other.status_code == 401
     effects = (tmp_path / "effects.txt").read_text().split()
     assert len(effects) == len(set(effects)) == 3  # each step once, whatever the kill
+
+
+def files_stop_growing() -> None:
+    """In the server's process: no file may grow past 256 KiB, so the store's write of a
+    large request fails as on a full disk (Python ignores SIGXFSZ: the write fails with
+    EFBIG, which SQLite reports as a disk I/O error)."""
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+
+
+def requests_kept(store: Path) -> list[str]:
+    db = sqlite3.connect(store)
+    try:
+        return [row[0] for row in db.execute("SELECT correlation_id FROM requests")]
+    finally:
+        db.close()
+
+
+async def test_a_server_whose_store_fails_answers_503_exits_1_and_resumes_on_restart(
+    tmp_path: Path,
+) -> None:
+    """The store's disk refuses a write while ``genie serve --store`` serves: the request
+    whose write failed, and the streamed one waiting in a handler, are told so naming the
+    store file (a 503, an error frame); the process says it in one line, no traceback, and
+    exits 1. Started again on the same store, with room, it resumes the waiting request,
+    whose client reconnects and reads its result."""
+    (tmp_path / "steps_agents.py").write_text(AGENTS)
+    (tmp_path / "steps.yaml").write_text(PIPELINE)
+    store = tmp_path / "store" / "steps.db"
+    proc, url = start(tmp_path, preexec_fn=files_stop_growing)
+    frames: list[str] = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            ask = client.stream(
+                "POST", "/v1/pipelines/steps/ask/stream", json={}, headers=auth(ALICE)
+            )
+            async with ask as response:
+                assert response.status_code == 200
+                location = response.headers["location"]
+                lines = response.aiter_lines()
+                async for line in lines:
+                    frames.append(line)
+                    if '"kind":"delivered"' in line and '"hops":1' in line:
+                        break  # step 2 waits for GO
+                waiting = location.rsplit("/", 1)[1]
+                with anyio.fail_after(10):  # kept: the restart resumes it
+                    while requests_kept(store) != [waiting]:  # noqa: ASYNC110 - another process's file
+                        await anyio.sleep(0.02)
+                big = await client.post(
+                    "/v1/pipelines/steps/ask", json={"note": "x" * 400_000}, headers=auth(ALICE)
+                )
+                frames += [line async for line in lines]
+        with anyio.fail_after(20):
+            while proc.poll() is None:  # noqa: ASYNC110 - a process, not a task, to wait for
+                await anyio.sleep(0.05)
+        _, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    said = f"cannot write the store {store}: disk I/O error; the server is stopping"
+    assert big.status_code == 503, big.text
+    assert big.json()["error"] == said
+    assert sse("\n".join(frames) + "\n")[-1][1:] == ("error", {"error": said})
+    assert proc.returncode == 1
+    assert err == (
+        f"genie serve: cannot write the store {store}: disk I/O error; the server stopped, and "
+        f"what it kept before is in the store: started again with --store {store.parent}, it "
+        "resumes the requests\n"
+    )
+
+    (tmp_path / "GO").touch()
+    proc, url = start(tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            with anyio.fail_after(20):
+                resumed = await client.get(location, headers=auth(ALICE))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert resumed.status_code == 200, resumed.text
+    [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
+    assert result["status"] == "ok"
+    assert result["output"]["payload"] == {"steps": 3}  # type: ignore[index]
