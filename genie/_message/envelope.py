@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
+from .._base.surrogates import lone_surrogate_in
 from .._errors import InvalidMessageError
 from .freeze import freeze_message, freeze_payload, frozen_metadata, needs_freezing
 from .frozen import NO_METADATA, FrozenDict
@@ -350,6 +351,8 @@ class Message(_Fields):
     @classmethod
     def new(cls, payload: Payload, *, sender: str, **fields: Any) -> Message:
         """A top-level message, validated; fresh id, correlation and trace unless given."""
+        if (refused := _lone_surrogate(payload, sender, fields)) is not None:
+            raise refused
         try:
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
@@ -380,6 +383,9 @@ class Message(_Fields):
             or type(sender) is not str
             or not sender
             or (recipient is not None and type(recipient) is not str)
+            # Not ASCII: it may hold a lone surrogate, which ``new`` refuses naming the field.
+            or not sender.isascii()
+            or (recipient is not None and not recipient.isascii())
         ):
             return cls.new(payload, sender=sender, recipient=recipient, role=role, id=id)
         fields: Any = _Fields()  # made a Message below (see ``_Fields``)
@@ -421,6 +427,33 @@ class Message(_Fields):
         return caused_by(
             self, payload, sender, id, created_at, recipient, role, classification, metadata
         )
+
+
+# The envelope's text fields a caller may give: what a lone surrogate is looked for in.
+_TEXT_FIELDS = ("recipient", "id", "correlation_id", "causation_id", "trace_id", "metadata")
+
+
+def _lone_surrogate(
+    payload: Payload, sender: object, fields: Mapping[str, Any]
+) -> InvalidMessageError | None:
+    """The error for an envelope field given by the caller (the sender, an id, a metadata key
+    or value) holding a lone surrogate, naming the field; None if none does. No file, log,
+    bucket or JSON reader holds it as text: the audit log's row for a denial fails on it,
+    a policy reading the message fails closed, so it is refused where the message is built
+    from outside. A reply inherits fields checked here (``caused_by`` checks nothing)."""
+    given = {"sender": sender, **{name: fields[name] for name in _TEXT_FIELDS if name in fields}}
+    if all(type(value) is str and value.isascii() for value in given.values()):
+        return None  # the common message: ASCII names and ids, no metadata
+    found = lone_surrogate_in(given)
+    if found is None:
+        return None
+    what = "a key is not" if found.key else "not"
+    return InvalidMessageError(
+        payload.message_type or type(payload).__name__,
+        ".".join(str(step) for step in found.path),
+        f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} at "
+        f"index {found.at}): no log, file or policy can read it",
+    )
 
 
 # payload class -> its ``message_type``, for the Payload classes that set one and whose payloads

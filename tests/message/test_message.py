@@ -477,3 +477,47 @@ def test_ids_count_on_past_one_hex_digit_without_a_gap() -> None:
     prefix = got[0].removesuffix("1")
     assert [int(g.removeprefix(prefix), 16) for g in got] == list(range(1, 4098))
     assert got[-1] == prefix + "1001"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "problem"),
+    [
+        (
+            {"sender": "\ud800"},
+            "sender",
+            "not valid UTF-8 text (a lone surrogate, U+D800 at index 0)",
+        ),
+        ({"recipient": "echo\udc00"}, "recipient", "U+DC00 at index 4"),
+        ({"correlation_id": "c\ud800"}, "correlation_id", "U+D800 at index 1"),
+        ({"causation_id": "c\ud800"}, "causation_id", "U+D800 at index 1"),
+        ({"trace_id": "\udfff"}, "trace_id", "U+DFFF at index 0"),
+        ({"id": "m-\ud800"}, "id", "U+D800 at index 2"),
+        ({"metadata": {"k": "v\ud800"}}, "metadata.k", "not valid UTF-8"),
+        ({"metadata": {"k": ("a", "\ud800")}}, "metadata.k.1", "not valid UTF-8"),
+        ({"metadata": {"k\ud800": "v"}}, "metadata", "a key is not valid UTF-8 text"),
+    ],
+)
+def test_a_lone_surrogate_in_a_field_from_outside_is_refused_naming_it(
+    fields: dict[str, object], field: str, problem: str
+) -> None:
+    """A caller's sender, recipient, id or metadata holding a lone surrogate: no audit log,
+    file or policy can read it (the audit row of its denial failed with a UnicodeEncodeError),
+    so building the message refuses it, naming the field; the fast path (``rt.message`` with
+    a sender and recipient only) does too."""
+    rt = Runtime()
+    with pytest.raises(InvalidMessageError) as caught:
+        rt.message(Ping(n=1), **fields)  # type: ignore[arg-type]
+    assert (caught.value.type_name, caught.value.field) == ("ping", field)
+    assert problem in caught.value.problem
+    assert caught.value.problem.endswith("no log, file or policy can read it")
+    with pytest.raises(InvalidMessageError, match=field.replace(".", r"\.")):
+        Message.new(Ping(n=1), **{"sender": "user", **fields})  # type: ignore[arg-type]
+
+
+def test_text_that_is_not_ascii_but_whole_is_kept() -> None:
+    rt = Runtime()
+    msg = rt.message(Ping(n=1), sender="usér", recipient="écho")
+    assert (msg.sender, msg.recipient) == ("usér", "écho")
+    pair = "\U0001f600"  # a surrogate pair in UTF-16, one character here
+    msg = rt.message(Ping(n=1), sender=pair, metadata={pair: pair}, correlation_id=pair)
+    assert (msg.sender, dict(msg.metadata), msg.correlation_id) == (pair, {pair: pair}, pair)
