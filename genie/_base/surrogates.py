@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["Surrogate", "lone_surrogate", "lone_surrogate_in"]
+__all__ = ["Surrogate", "lone_surrogate", "lone_surrogate_in", "utf8_text"]
 
 
 def lone_surrogate(text: str) -> int | None:
@@ -23,6 +23,15 @@ def lone_surrogate(text: str) -> int | None:
     except UnicodeEncodeError as exc:
         return exc.start
     return None
+
+
+def utf8_text(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a surrogate pair written as two code points is the one
+    character they make, and a lone surrogate is U+FFFD, as Go's encoders write invalid text.
+    For text that is written whatever it holds (an audit row, a view of decoded escapes)."""
+    if lone_surrogate(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Surrogate(NamedTuple):

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Protocol
 from .._base.files import FileRefusedError, open_regular, read_bounded
 from .._base.nesting import json_depth_exceeds
 from .._base.record import Record
+from .._base.surrogates import utf8_text
 from .._errors import ConfigurationError
 
 __all__ = [
@@ -73,10 +74,12 @@ def _go_time(at: datetime) -> str:
 
 def _go_json(value: object) -> str:
     """JSON as Go's encoding/json writes it: compact, map keys sorted, <>& and U+2028/9
-    escaped, other non-ASCII as UTF-8. Hashes then match a log written by the Go system."""
+    escaped, other non-ASCII as UTF-8, a lone surrogate as U+FFFD (Go's for text that is not
+    UTF-8). Hashes then match a log written by the Go system, and every row can be written:
+    a reason or detail that came from outside (a command line's bytes) is recorded, not lost."""
     import json  # only a file-backed log writes JSON: not loaded by `import genie`
 
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = utf8_text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(raw, escaped)
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
@@ -376,10 +379,11 @@ class JsonlAuditLog:
             self._append(record)
 
     def _append(self, record: AuditRecord) -> None:
-        self._seq += 1
-        row = chained_row(record, self._seq, self._prev, self._key)
-        self._prev = row["row_hash"]
+        # The chain moves on only once its row is written: a row that could not be made or
+        # written leaves no gap in the sequence for verification to find.
+        row = chained_row(record, self._seq + 1, self._prev, self._key)
         self._write(row_line(row))
+        self._seq, self._prev = row["seq"], row["row_hash"]
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)

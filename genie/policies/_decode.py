@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable
 from urllib.parse import unquote
 
+from .._base.surrogates import utf8_text
+
 __all__ = ["ENCODED", "decoded", "might_be_encoded"]
 
 # Base64 of printable ASCII (0x20-0x7e), group of four by group of four: the first character
@@ -165,14 +167,7 @@ def _escapes(raw: str) -> str:
     surrogate pair (as JSON writes a character past U+FFFF) are that character, a lone one is
     U+FFFD, for the views are folded as UTF-8 (``C:\\udata\\ud800x`` is a path, not a
     message to deny because it cannot be read)."""
-    text = _ESCAPE_ONE.sub(_escape, raw)
-    if text.isascii():
-        return text
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+    return utf8_text(_ESCAPE_ONE.sub(_escape, raw))
 
 
 _SEGMENTS = (

@@ -51,6 +51,38 @@ def test_rows_follow_the_go_format(tmp_path: Path) -> None:
     assert verify_audit_log(path).ok
 
 
+def test_text_utf8_cannot_hold_is_written_as_go_writes_it(tmp_path: Path) -> None:
+    """A detail from outside may hold a lone surrogate (a command line's bytes, decoded with
+    surrogateescape): the row is written with U+FFFD in its place, as Go's encoder writes text
+    that is not UTF-8, and the chain verifies; a pair written as two code points is the one
+    character it makes."""
+    path = tmp_path / "audit.jsonl"
+    log = JsonlAuditLog(path)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    log.record(AuditRecord(at, "approvals", "rejected", "pay\udcff", {"reason": "no \udcffgo"}))
+    log.record(AuditRecord(at, "approvals", "approved", "pay", {"reason": "ok \ud83d\ude00"}))
+    log.close()
+    first, second = (json.loads(line) for line in rows(path))
+    assert (first["target"], first["details"]["reason"]) == ("pay\ufffd", "no \ufffdgo")
+    assert second["details"]["reason"] == "ok \U0001f600"
+    assert [first["seq"], second["seq"]] == [1, 2]
+    assert verify_audit_log(path).ok
+
+
+def test_a_row_that_cannot_be_made_leaves_no_gap_in_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = JsonlAuditLog(path)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    log.record(AuditRecord(at, "policy", "denied", "a", {"reason": "first"}))
+    with pytest.raises(TypeError):  # a detail with no JSON form: the caller's mistake
+        log.record(AuditRecord(at, "policy", "denied", "b", {"reason": {1, 2}}))
+    log.record(AuditRecord(at, "policy", "denied", "c", {"reason": "third"}))
+    log.close()
+    assert [json.loads(line)["seq"] for line in rows(path)] == [1, 2]
+    verdict = verify_audit_log(path)
+    assert (verdict.ok, verdict.rows) == (True, 2)
+
+
 def test_reopening_continues_the_chain(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     write_log(path, 3)
