@@ -75,7 +75,7 @@ def test_a_row_that_cannot_be_made_leaves_no_gap_in_the_chain(tmp_path: Path) ->
     at = datetime(2026, 1, 1, tzinfo=UTC)
     log.record(AuditRecord(at, "policy", "denied", "a", {"reason": "first"}))
     with pytest.raises(TypeError):  # a detail with no JSON form: the caller's mistake
-        log.record(AuditRecord(at, "policy", "denied", "b", {"reason": {1, 2}}))
+        log.record(AuditRecord(at, "policy", "denied", "b", {"reason": {1, 2}}))  # type: ignore[dict-item]
     log.record(AuditRecord(at, "policy", "denied", "c", {"reason": "third"}))
     log.close()
     assert [json.loads(line)["seq"] for line in rows(path)] == [1, 2]
