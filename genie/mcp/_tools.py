@@ -111,7 +111,9 @@ class PipelineTools:
     """The tools of running pipelines, ``{name: (pipeline, runtime)}``: ``server`` is the MCP
     server (the SDK's low-level ``Server``) that lists and calls them. ``audit`` records each
     call: who, which pipeline, the correlation, the outcome. ``max_timeout`` bounds a call's
-    wait whatever the pipeline's timeout says (a server's ceiling)."""
+    wait whatever the pipeline's timeout says (a server's ceiling). ``asked`` is told each
+    call's caller and correlation id as its request is sent (``genie serve`` names it to a
+    caller whose call the server stopped under)."""
 
     def __init__(
         self,
@@ -119,12 +121,14 @@ class PipelineTools:
         audit: AuditSink | None = None,
         *,
         max_timeout: float | None = None,
+        asked: Callable[[Caller, str], object] | None = None,
     ) -> None:
         self.served = dict(served)
         # Read once, before the first call: a missing default input is said at start.
         self.defaults = {name: entry_defaults(p) for name, (p, _) in self.served.items()}
         self.audit = audit
         self.max_timeout = max_timeout
+        self.asked = asked
 
     def tools(self) -> list[types.Tool]:
         return [
@@ -157,6 +161,8 @@ class PipelineTools:
         timeout = pipeline.config.timeout
         if self.max_timeout is not None:
             timeout = min(timeout, self.max_timeout) if timeout else self.max_timeout
+        if self.asked is not None:
+            self.asked(caller, msg.correlation_id)
         try:
             result = await pipeline.ask(rt, msg, timeout=timeout)
         except RuntimeClosedError as exc:

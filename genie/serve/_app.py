@@ -182,6 +182,37 @@ def _stopped(failure: GenieError, correlation_id: str | None = None) -> _Refused
     return _Refused(503, f"{failure}; the server is stopping", **extra)
 
 
+def _unavailable(state: ServerState, correlation_id: str | None = None) -> _Refused | None:
+    """The 503 of a request the server cannot take, or cannot finish: its store failed
+    (``_stopped``), or it is starting or stopping. None while it serves."""
+    failure = state.failure()
+    if failure is not None:
+        return _stopped(failure, correlation_id)
+    if state.draining or not state.ready:
+        return _Refused(503, "the server is not ready or is shutting down")
+    return None
+
+
+@dataclass
+class _McpCall:
+    """The caller of one ``/mcp`` request: its key, and the correlation of the tool call it
+    asked, once asked (what a 503 names when the server stops under the call)."""
+
+    key: ApiKey
+    correlation_id: str | None = None
+
+    @property
+    def principal(self) -> str:
+        return self.key.principal
+
+    @property
+    def tracebacks(self) -> bool:
+        return self.key.tracebacks
+
+    def stamp(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        return self.key.stamp(metadata)
+
+
 def _json_error(status: int, error: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, **extra}, status_code=status)
 
@@ -258,8 +289,12 @@ def create_app(
         from ..mcp import PipelineTools
         from ..mcp._http import HttpTools
 
+        def asked(caller: object, correlation_id: str) -> None:
+            assert isinstance(caller, _McpCall)  # as ``mcp_endpoint`` names every caller
+            caller.correlation_id = correlation_id
+
         served = {name: (s.pipeline, s.runtime) for name, s in state.served.items()}
-        tools = PipelineTools(served, sink, max_timeout=settings.max_timeout)
+        tools = PipelineTools(served, sink, max_timeout=settings.max_timeout, asked=asked)
         state.mcp = HttpTools(
             tools, lambda request: request.scope[MCP_CALLER], max_body=settings.max_body
         )
@@ -290,11 +325,9 @@ def create_app(
         _log.warning("%s: %s %s", action, principal, details)
 
     async def admit(request: Request) -> ApiKey:
-        failure = state.failure()
-        if failure is not None:
-            raise _stopped(failure)
-        if state.draining or not state.ready:
-            raise _Refused(503, "the server is not ready or is shutting down")
+        unavailable = _unavailable(state)
+        if unavailable is not None:
+            raise unavailable
         address = request.client.host if request.client else "(unknown)"
         now = anyio.current_time()
         wait = failures.wait(address, now)
@@ -545,8 +578,13 @@ def create_app(
 
     async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         """``/mcp``: authenticated and rate-limited as any route, then the request is the MCP
-        SDK's to answer, as the key's principal."""
+        SDK's to answer, as the key's principal. One the server stops under (a store's
+        failure stopping the runtimes) is answered as an ``ask`` is, not with the SDK's
+        error for a session it ended: a 503 naming the failure, and the correlation of the
+        tool call it cut short."""
         status = 500
+        call: _McpCall | None = None
+        cut: _Refused | None = None  # the SDK's answer replaced by this
 
         async def counted(message: Message_) -> None:
             nonlocal status
@@ -554,17 +592,30 @@ def create_app(
                 status = message["status"]
             await send(message)
 
+        async def unless_cut(message: Message_) -> None:
+            nonlocal cut
+            if message["type"] == "http.response.start" and message["status"] >= 500:
+                assert call is not None
+                cut = _unavailable(state, call.correlation_id)
+            if cut is None:
+                await counted(message)
+
+        async def refuse(refused: _Refused) -> None:
+            response = _json_error(refused.status, refused.error, **refused.extra)
+            response.headers.update(refused.headers)
+            await response(scope, receive, counted)
+
         try:
             try:
                 key = await admit(Request(scope, receive))
             except _Refused as refused:
-                response = _json_error(refused.status, refused.error, **refused.extra)
-                response.headers.update(refused.headers)
-                await response(scope, receive, counted)
+                await refuse(refused)
                 return
             assert state.mcp is not None  # set before the server is ready
-            scope[MCP_CALLER] = key
-            await state.mcp.handle(scope, receive, counted)
+            call = scope[MCP_CALLER] = _McpCall(key)
+            await state.mcp.handle(scope, receive, unless_cut)
+            if cut is not None:
+                await refuse(cut)
         finally:
             state.counts[("mcp", str(status))] = state.counts.get(("mcp", str(status)), 0) + 1
 

@@ -17,7 +17,10 @@ from pathlib import Path
 import anyio
 import httpx
 
-from .conftest import ALICE, auth, sse
+from genie.pipeline import load_pipeline
+from genie.serve import ServeSettings
+
+from .conftest import ALICE, auth, keyring, serving, sse
 
 AGENTS = '''
 """Step 1 -> 2 -> 3; step 2 waits for the file GO (the test makes it after the kill). Each
@@ -233,3 +236,62 @@ async def test_a_server_whose_store_fails_answers_503_exits_1_and_resumes_on_res
     [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
     assert result["status"] == "ok"
     assert result["output"]["payload"] == {"steps": 3}  # type: ignore[index]
+
+
+SLEEPY = """
+name: sleepy
+agents:
+  - id: sleeper
+    use: tests.pipelines.loopers:Sleeper
+    params: {seconds: 60}
+entry: {type: serve, to: sleeper}
+output: return
+timeout: 60s
+"""
+
+
+def tool_call(n: int) -> dict[str, object]:
+    """A JSON-RPC request calling the ``sleepy`` tool, as an MCP client posts it."""
+    params = {"name": "sleepy", "arguments": {}}
+    return {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": params}
+
+
+async def test_an_mcp_call_the_stores_failure_cuts_short_is_answered_as_an_ask_is(
+    tmp_path: Path,
+) -> None:
+    """``/mcp`` on a server whose store file is removed under a waiting tool call (an ask's
+    write after it is what finds it gone): the call, and every ``/mcp`` request after, get
+    the 503 that the ask gets, naming the store and why (the call's with its correlation id,
+    to read after the restart), not the MCP SDK's error for a session it ended."""
+    (tmp_path / "sleepy.yaml").write_text(SLEEPY)
+    folder = tmp_path / "store"
+    store = folder / "sleepy.db"
+    folder.mkdir()
+    settings = ServeSettings(mcp=True, store=folder, store_sync=0.01)
+    headers = {**auth(ALICE), "Accept": "application/json, text/event-stream"}
+    answers: list[httpx.Response] = []
+    sleepy = load_pipeline(tmp_path / "sleepy.yaml")
+    async with serving([sleepy], keyring(tmp_path), settings) as web:
+
+        async def call() -> None:
+            answers.append(await web.post("/mcp", json=tool_call(1), headers=headers))
+
+        assert (await web.get("/readyz")).status_code == 200  # the store is made
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            with anyio.fail_after(10):  # the call's request is kept: the sleeper has it
+                while not requests_kept(store):  # noqa: ASYNC110 - a file, not a task
+                    await anyio.sleep(0.02)
+            [waiting] = requests_kept(store)
+            for made in folder.glob("sleepy.db*"):
+                made.unlink()
+            ask = await web.post("/v1/pipelines/sleepy/ask", json={}, headers=auth(ALICE))
+        after = await web.post("/mcp", json=tool_call(2), headers=headers)
+    said = (
+        f"cannot write the store {store}: the file was removed or replaced while the runtime "
+        "held it, and what it writes is not kept; the server is stopping"
+    )
+    assert (ask.status_code, ask.json()["error"]) == (503, said)
+    [cut] = answers
+    assert (cut.status_code, cut.json()) == (503, {"error": said, "correlation_id": waiting})
+    assert (after.status_code, after.json()) == (503, {"error": said})
