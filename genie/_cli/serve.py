@@ -221,14 +221,26 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     server = Server(config)
+
+    def started(record: logging.LogRecord) -> bool:
+        return state.unstarted is None
+
+    uvicorn_log = logging.getLogger("uvicorn.error")
     # A request cut at the drain deadline is reported below, not as a traceback.
-    logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
+    uvicorn_log.addFilter(_not_cancelled)
+    # A start that failed (a store it cannot use) is said below in one line, with our exit
+    # code: not as uvicorn's lines and its exit (3).
+    uvicorn_log.addFilter(started)
     # uvicorn re-raises the signal it caught once it has stopped; this handler makes that a
     # no-op, so the report below is printed and the exit code is ours.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
     try:
         run_on(args.loop, server.serve, [sock])
+    except SystemExit:
+        if state.unstarted is None:
+            raise
     finally:
+        uvicorn_log.removeFilter(started)
         signal.signal(signal.SIGTERM, previous)
         sock.close()
         if audit is not None:
@@ -236,6 +248,8 @@ def _serve(args: argparse.Namespace) -> int:
         if not isinstance(tracing, bool):
             tracing.shutdown()  # flushes the spans still batched
     failure = state.failure()
+    if failure is None and state.unstarted is not None:
+        raise state.unstarted  # a store it cannot use, say: one line, exit 2
     if failure is not None:
         print(
             f"genie serve: {failure}; the server stopped, and what it kept before is in the "

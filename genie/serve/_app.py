@@ -164,6 +164,7 @@ class ServerState:
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     tasks: TaskGroup | None = None
     mcp: HttpTools | None = None  # /mcp's tools while the runtimes run (``ServeSettings.mcp``)
+    unstarted: GenieError | None = None  # what stopped it starting (a store it cannot use)
 
     def failure(self) -> GenieError | None:
         """What stopped a runtime of the server on its own (a write its store's disk refused),
@@ -251,10 +252,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        stacks = [p.llm_stacks() for p in pipelines]
+        stacks: list[LLMStacks | None] = []
         served = False
         try:
-            with unwrapped(StoreError):
+            with unwrapped(GenieError):
+                stacks.extend(p.llm_stacks() for p in pipelines)  # each kept as made, to close
                 async with anyio.create_task_group() as tg:
                     state.tasks = tg
                     async with _runtimes(
@@ -270,12 +272,17 @@ def create_app(
                                 state.ready = False
                                 await _drained(state)
                                 tg.cancel_scope.cancel()  # streamed requests still running are cut
-        except StoreError:
+        except GenieError as exc:
+            if not served:
+                # It could not start (a store it cannot use, a write its disk refused): the
+                # error is raised as itself, and told to the server as its line (``_Start``).
+                state.unstarted = exc
+                raise
             # A write its store's disk refused stopped a runtime, and all of them with it:
             # the server says so (``ServerState.failure``: a 503 to every request, and
             # ``genie serve`` exits 1), not as the lifespan's traceback while it serves on
             # without runtimes.
-            if not served:
+            if not isinstance(exc, StoreError):
                 raise
         finally:
             for s in stacks:
@@ -665,7 +672,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: not_found},
-        middleware=[Middleware(_Edge)],
+        middleware=[Middleware(_Start, state=state), Middleware(_Edge)],
     )
     app.state.genie = state
     return app
@@ -829,6 +836,29 @@ class _Asgi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+
+
+class _Start:
+    """The server's start: an error of genie's that stopped it (``ServerState.unstarted``: a
+    store it cannot use, say) is told to the server as its one line, where Starlette would
+    send the traceback (uvicorn logs it, and says the start failed)."""
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def said(message: Message_) -> None:
+            unstarted = self.state.unstarted
+            if message["type"] == "lifespan.startup.failed" and unstarted is not None:
+                message = {**message, "message": str(unstarted)}
+            await send(message)
+
+        await self.app(scope, receive, said)
 
 
 class _Edge:

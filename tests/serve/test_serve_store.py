@@ -4,6 +4,7 @@ the client that asked reconnects to its stream and reads the result (issue 37)."
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import resource
@@ -16,11 +17,17 @@ from pathlib import Path
 
 import anyio
 import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
+from genie import ConfigurationError
+from genie._runtime.durable.store import DeliveryStore
 from genie.pipeline import load_pipeline
-from genie.serve import ServeSettings
+from genie.serve import ServeSettings, create_app
 
-from .conftest import ALICE, auth, keyring, serving, sse
+from .conftest import ALICE, auth, free_socket, keyring, serving, sse
 
 AGENTS = '''
 """Step 1 -> 2 -> 3; step 2 waits for the file GO (the test makes it after the kill). Each
@@ -295,3 +302,75 @@ async def test_an_mcp_call_the_stores_failure_cuts_short_is_answered_as_an_ask_i
     [cut] = answers
     assert (cut.status_code, cut.json()) == (503, {"error": said, "correlation_id": waiting})
     assert (after.status_code, after.json()) == (503, {"error": said})
+
+
+@pytest.mark.parametrize(
+    ("table", "junk"),
+    [
+        ("messages", "INSERT INTO messages VALUES ('m', 'c', '{}', 'junk')"),
+        ("requests", "INSERT INTO requests (correlation_id, body) VALUES ('c', 'not json')"),
+    ],
+)
+def test_a_store_found_unusable_as_the_server_starts_is_one_line(
+    tmp_path: Path, table: str, junk: str
+) -> None:
+    """A store that opens, but holds a row genie did not write, is found unusable only as
+    the runtimes start (its kept messages) or resume (its requests), once the server
+    listens: ``genie serve`` says so in one line naming the file and exits 2, as for a store
+    it cannot open, not with uvicorn's traceback of the lifespan and exit 3."""
+    (tmp_path / "steps_agents.py").write_text(AGENTS)
+    (tmp_path / "steps.yaml").write_text(PIPELINE)
+    store = tmp_path / "store" / "steps.db"
+    store.parent.mkdir()
+    DeliveryStore(store).close()
+    db = sqlite3.connect(store)
+    db.execute(junk)
+    db.commit()
+    db.close()
+    proc, _ = start(tmp_path)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert err == (
+        f"genie serve: cannot use {store} as a store: a row of {table} is not genie's "
+        "(Expecting value: line 1 column 1 (char 0))\n"
+    )
+    assert proc.returncode == 2
+
+
+def test_an_app_that_cannot_use_its_store_raises_its_error_and_logs_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``create_app`` with a store folder where a directory stands in the store's place: the
+    lifespan raises the ``ConfigurationError`` naming the file (not a group), and uvicorn,
+    told that line, logs it with no traceback before it gives up the start."""
+    (tmp_path / "sleepy.yaml").write_text(SLEEPY)
+    (tmp_path / "store" / "sleepy.db").mkdir(parents=True)
+    said = f"cannot use {tmp_path / 'store' / 'sleepy.db'} as a store: unable to open database file"
+
+    def app() -> Starlette:
+        settings = ServeSettings(store=tmp_path / "store")
+        sleepy = load_pipeline(tmp_path / "sleepy.yaml")
+        return create_app([sleepy], keyring(tmp_path), settings=settings)
+
+    with pytest.raises(ConfigurationError) as raised, TestClient(app()):
+        pass
+    assert str(raised.value) == said
+
+    served = app()
+    server = uvicorn.Server(uvicorn.Config(served, lifespan="on", log_config=None))
+    sock = free_socket()
+    try:
+        with caplog.at_level(logging.INFO, "uvicorn.error"), pytest.raises(SystemExit):
+            anyio.run(server.serve, [sock])
+    finally:
+        sock.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.getMessage(), r.exc_info) for r in errors] == [
+        (said, None),
+        ("Application startup failed. Exiting.", None),
+    ]
+    assert isinstance(served.state.genie.unstarted, ConfigurationError)
