@@ -115,7 +115,8 @@ A genie pipeline: `pipeline.yaml` routes a question to the agent in `agents.py`,
     genie run pipeline.yaml                  # ask what question.txt asks
     echo "Is it three?" | genie run pipeline.yaml --input -
     pytest                                   # test it (test_pipeline.py)
-    genie serve pipeline.yaml --keys keys.yaml   # serve it (docs/serve.md in genie)
+    genie serve pipeline.yaml --keys keys.yaml   # serve it, with API keys you write in keys.yaml
+                                                 # (docs/serve.md in genie)
 """
 
 FILES = {
