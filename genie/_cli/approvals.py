@@ -141,6 +141,11 @@ def _list(args: argparse.Namespace) -> int:
 
 def _answer(args: argparse.Namespace) -> int:
     where = _where(args)
+    refused = _not_a_name(args.principal)
+    if refused is not None:
+        # The desk refuses such a name whatever the approval; left while no process holds the
+        # request, it would be refused unseen at the next start.
+        raise ConfigurationError(f"--as {refused}")
     ids = [a["id"] for a in _pending(args)]
     if args.approval not in ids:
         known = ", ".join(str(i) for i in ids) or "none"
@@ -164,6 +169,25 @@ def _answer(args: argparse.Namespace) -> int:
 
 
 Answer = tuple[str, bool, str, tuple[str, ...], str]
+
+
+def _not_a_name(principal: str) -> str | None:
+    """Why ``principal`` may answer no approval at all (blank, spaced, unprintable, the
+    desk's own word), by the desk's own rule; None when it is a name."""
+    from .._runtime.approvals import Approval, may_answer
+
+    anyone = Approval(
+        id="",
+        correlation_id="",
+        agent_id="",
+        subject="",
+        role=None,
+        principal=None,
+        deadline_at=None,
+        escalated=False,
+        details="",
+    )
+    return may_answer(anyone, principal, ())
 
 
 def _answer_in_store(args: argparse.Namespace, answer: Answer) -> str | None:

@@ -415,6 +415,22 @@ def test_genie_approvals_interrupted_while_it_waits_leaves_the_answer(tmp_path: 
     assert anyio.run(resumed) == Paid(approved=True, by="alice")
 
 
+@pytest.mark.parametrize("name", ["", " alice", "Deadline", "GENIE", "al\nice"])
+def test_genie_approvals_refuses_a_name_no_person_has_before_leaving_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """An ``--as`` that no answerer can have (blank, spaced, with a line break, the desk's
+    own word) is refused by the command itself, exit 2, and nothing is left in the store.
+    While no process held the request, it was left with exit 0 and refused unseen when the
+    next start took it, the approval still waiting for an answer the person thought given."""
+    path = tmp_path / "store.db"
+    approval_id = anyio.run(pause, path, Pay(amount=700))
+    argv = ["approvals", "approve", approval_id, "--store", str(path), "--as", name]
+    assert main([*argv, "--role", "treasurer", "--wait", "0"]) == 2
+    assert f"--as {name!r} is not a person's name" in capsys.readouterr().err
+    assert answers_left(path) == 0
+
+
 def answers_left(path: Path) -> int:
     db = sqlite3.connect(path)
     try:
