@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
 from .._errors import ConfigurationError
 from .options import seconds_or_zero
 
-__all__ = ["add_parser", "pending_approvals"]
+__all__ = ["add_parser", "pending_approvals", "said_of"]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,17 +94,33 @@ def listed(message: dict[str, Any]) -> dict[str, object]:
 
 
 def pending_approvals(store: str) -> list[dict[str, object]]:
+    """The approvals ``store`` keeps pending, each with the ``answers`` left to it (who left
+    each, and what became of it: None while no runtime has taken it)."""
     from .._runtime.durable.store import StoreClient
 
     client = StoreClient(store)
     try:
         bodies = client.approvals()
+        try:
+            pending = [listed(json.loads(body)) for body in bodies]
+        except ValueError as exc:
+            raise ConfigurationError(f"cannot use {store} as a store: {exc}") from None
+        left = client.answers_left(str(a["id"]) for a in pending)
     finally:
         client.close()
-    try:
-        return [listed(json.loads(body)) for body in bodies]
-    except ValueError as exc:
-        raise ConfigurationError(f"cannot use {store} as a store: {exc}") from None
+    for approval in pending:
+        answers = left.get(str(approval["id"]), [])
+        approval["answers"] = [{"by": by, "outcome": outcome} for by, outcome in answers]
+    return pending
+
+
+def said_of(answer: object) -> str:
+    """What became of an answer ``pending_approvals`` lists, in a sentence."""
+    assert isinstance(answer, dict)
+    outcome = answer["outcome"]
+    if outcome is None:
+        return f"the answer left by {answer['by']} is not taken yet"
+    return f"the answer left by {answer['by']}: {outcome}"
 
 
 def pending_on_nats(url: str, namespace: str) -> list[dict[str, object]]:
@@ -136,6 +152,8 @@ def _list(args: argparse.Namespace) -> int:
     for a in pending:
         who = f"principal {a['principal']}" if a["principal"] else f"role {a['role'] or 'any'}"
         print(f"{a['id']}  {a['agent']}: {a['subject']}  ({who}; asked {a['asked_at']})")
+        for answer in cast(list[object], a.get("answers", [])):
+            print(f"    {said_of(answer)}")
     return 0
 
 

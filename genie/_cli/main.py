@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import anyio
 
@@ -41,7 +41,7 @@ from ..pipeline._args import load as _load
 from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
 from .approvals import add_parser as add_approvals
-from .approvals import pending_approvals, pending_on_nats
+from .approvals import pending_approvals, pending_on_nats, said_of
 from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
@@ -183,7 +183,8 @@ def _say_paused(
     pending: list[dict[str, object]], correlations: list[str], where: str, resume: str
 ) -> None:
     """Which of ``correlations`` wait for a person (``pending``, the approvals listed
-    ``where``: the store's or the namespace's flags), and how to answer and resume them."""
+    ``where``: the store's or the namespace's flags), how to answer and resume them, and
+    what became of the answers left to them (one refused is said to nobody else)."""
     for approval in (a for a in pending if a["correlation_id"] in correlations):
         print(
             f"  paused: approval {approval['id']} ({approval['agent']}: {approval['subject']}) "
@@ -191,6 +192,8 @@ def _say_paused(
             f"--as PRINCIPAL; the next genie run {resume} resumes the request",
             file=sys.stderr,
         )
+        for answer in cast(list[object], approval.get("answers", [])):
+            print(f"    {said_of(answer)}", file=sys.stderr)
 
 
 def _report(
@@ -327,24 +330,44 @@ def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Appro
     name = pipeline.name
 
     def hint(approval: Approval) -> str:
-        waits = (
-            f"genie run: {name}: approval {approval.id} ({approval.agent_id}: "
-            f"{approval.subject}) waits for a person"
+        asked = (
+            f"genie run: {name}: approval {approval.id} ({approval.agent_id}: {approval.subject})"
         )
         if not args.store:
             return (
-                f"{waits}, and a run without --store cannot be answered: stop it (Ctrl-C), "
-                f"run genie run {args.pipeline} --store PATH and answer from another terminal "
-                "with genie approvals (docs/workflows.md)"
+                f"{asked} waits for a person, and a run without --store cannot be answered: "
+                f"stop it (Ctrl-C), run genie run {args.pipeline} --store PATH and answer from "
+                "another terminal with genie approvals (docs/workflows.md)"
             )
-        return (
-            f"{waits}: answer from another terminal with genie approvals approve "
-            f"{approval.id} --store {args.store} --as PRINCIPAL (or reject); this run waits "
-            f"for it until its timeout, and the next genie run {args.pipeline} --store "
-            f"{args.store} resumes the request"
+        answer = (
+            f"answer from another terminal with genie approvals approve {approval.id} --store "
+            f"{args.store} --as PRINCIPAL (or reject); this run waits for it until its timeout, "
+            f"and the next genie run {args.pipeline} --store {args.store} resumes the request"
         )
+        left = _untaken_answer(args.store, approval.id)
+        if left is not None:  # left while no process held the request: taken now
+            return f"{asked} has an answer left by {left}, taken now; if it is refused, {answer}"
+        return f"{asked} waits for a person: {answer}"
 
     return hint
+
+
+def _untaken_answer(store: str, approval_id: str) -> str | None:
+    """Who left an answer to ``approval_id`` in ``store`` that no runtime has taken yet (a
+    resumed request's approval, answered while no process held it); None if nobody did."""
+    import sqlite3
+
+    from .._runtime.durable.store import StoreClient
+
+    try:
+        client = StoreClient(store)
+        try:
+            left = client.answers_left([approval_id]).get(approval_id, [])
+        finally:
+            client.close()
+    except (GenieError, sqlite3.Error):  # the store's trouble is the run's to report
+        return None
+    return next((by for by, outcome in left if outcome is None), None)
 
 
 async def _say_asked(stream: EventStream, rt: Runtime, asked: Callable[[Approval], str]) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -357,6 +358,49 @@ def test_the_shipped_payments_pipeline_waits_for_a_treasurer(
     assert out["output"]["payload"]["action"] == "submit"
     assert out["output"]["payload"]["reason"] == "approved by tina: invoice checked"
     assert kept(Path(store)) == ([], [])
+
+
+def test_an_answer_left_while_nothing_runs_is_shown_and_its_refusal_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An answer left while no process holds the request: ``genie approvals list`` shows it
+    not taken yet; the run that resumes the request says it takes it (not that the approval
+    waits for a person), and, the answerer refused, says so when it pauses again and in the
+    list; the next answer, from a treasurer, is taken and the request completes."""
+    store = str(tmp_path / "payments.db")
+    short = ["--store", store, "--set", "TIMEOUT=0.5s"]
+    assert main(["run", "payments", *short]) == 1
+    capsys.readouterr()
+
+    def listed() -> dict[str, Any]:
+        assert main(["approvals", "list", "--store", store, "--json"]) == 0
+        found: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return found
+
+    approval_id = listed()["id"]
+    argv = ["approvals", "approve", approval_id, "--store", store, "--wait", "0"]
+    assert main([*argv, "--as", "eve"]) == 0
+    capsys.readouterr()
+    assert listed()["answers"] == [{"by": "eve", "outcome": None}]
+    assert main(["approvals", "list", "--store", store]) == 0
+    assert "    the answer left by eve is not taken yet\n" in capsys.readouterr().out
+
+    assert main(["run", "payments", *short]) == 1
+    err = capsys.readouterr().err
+    assert f"approval {approval_id} (" in err
+    assert "has an answer left by eve, taken now; if it is refused, answer from" in err
+    assert "waits for a person: answer from another terminal" not in err
+    refused = f"refused: eve may not answer approval {approval_id}: it needs the role"
+    assert f"    the answer left by eve: {refused}" in err
+    [answer] = listed()["answers"]
+    assert answer["by"] == "eve" and answer["outcome"].startswith(refused)
+
+    assert main([*argv, "--as", "tina", "--role", "treasurer"]) == 0
+    capsys.readouterr()
+    assert main(["run", "payments", "--store", store, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "has an answer left by tina, taken now" in captured.err
+    assert json.loads(captured.out)["output"]["payload"]["action"] == "submit"
 
 
 def test_the_shipped_claims_pipeline_waits_for_an_adjuster(

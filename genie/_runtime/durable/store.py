@@ -457,8 +457,32 @@ class StoreClient:
         found = self._db.execute("SELECT outcome FROM answers WHERE id = ?", (row,)).fetchone()
         return None if found is None or found[0] is None else str(found[0])
 
+    def answers_left(self, approval_ids: Iterable[str]) -> dict[str, list[tuple[str, str | None]]]:
+        """The answers left to each of ``approval_ids``, oldest first, as (answerer, outcome):
+        the outcome None while no runtime has taken the answer, else what became of it
+        (``approved``, ``refused: WHY``...), so the person who left it can be told."""
+        wanted = set(approval_ids)
+        found: dict[str, list[tuple[str, str | None]]] = {}
+        rows = self._db.execute(
+            "SELECT CAST(approval_id AS BLOB), CAST(answerer AS BLOB), outcome FROM answers "
+            "ORDER BY id"
+        )
+        for approval_id, by, outcome in rows:
+            # A row written by hand may hold anything: it is shown as it can be read.
+            key = _text(approval_id)
+            if key in wanted:
+                found.setdefault(key, []).append(
+                    (_text(by), None if outcome is None else str(outcome))
+                )
+        return found
+
     def close(self) -> None:
         self._db.close()
+
+
+def _text(value: object) -> str:
+    """A column read as bytes, as text (what is not UTF-8 shown with U+FFFD)."""
+    return bytes(value).decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
