@@ -168,6 +168,11 @@ class PipelineTools:
         except RuntimeClosedError as exc:
             self._record(caller, name, msg.correlation_id, "closed", {})
             return _error(str(exc))
+        except BaseException:
+            # Cut short (the client gone, the server stopping under it): the call was made,
+            # and the audit trail says so.
+            self._record(caller, name, msg.correlation_id, "cut_short", {})
+            raise
         denied = {"denied_by": result.denials[0].policy} if result.denials else {}
         self._record(caller, name, msg.correlation_id, result.status, denied)
         return types.CallToolResult(

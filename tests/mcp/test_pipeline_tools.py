@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -121,6 +122,23 @@ async def test_stdio_roles_asserted_reach_the_policies(tmp_path: Path) -> None:
 
 
 # --- in memory: PipelineTools on a running runtime ------------------------------------------
+
+
+async def test_a_call_cut_short_is_audited_as_such() -> None:
+    """The caller's task cancelled while the pipeline runs (a client gone, a server stopping):
+    the call is in the audit trail all the same, as cut short."""
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")
+    audit = MemoryAuditLog()
+    sent = anyio.Event()
+    async with slow.runtime(audit=audit) as rt:
+        tools = PipelineTools({"slow": (slow, rt)}, audit, asked=lambda caller, cid: sent.set())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tools.call, "slow", {}, AssertedCaller("carol"))
+            await sent.wait()
+            tg.cancel_scope.cancel()
+    [record] = [r for r in audit.records if r.actor == "genie-mcp"]
+    assert (record.action, record.details["principal"]) == ("tool_call:cut_short", "carol")
+    assert record.details["correlation_id"]
 
 
 async def test_a_timed_out_run_is_an_error_result_that_says_so() -> None:
