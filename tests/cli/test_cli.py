@@ -233,6 +233,24 @@ def test_console_script_runs_the_main_job() -> None:
     assert done.stderr == ""
 
 
+def test_python_dash_m_genie_is_the_command() -> None:
+    """``python -m genie``: the command where the console script is not on the PATH."""
+    done = subprocess.run(
+        [sys.executable, "-m", "genie", "run", "finance"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Genie Financial Report\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "genie", "run", "nope"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+
+
 def test_agents_page_is_current(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["agents", "--markdown"]) == 0
     page = (ROOT / "docs" / "agents.md").read_text()

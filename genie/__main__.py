@@ -1,0 +1,5 @@
+"""``python -m genie``: the ``genie`` command, where its console script is not on the PATH."""
+
+from ._cli.main import cli
+
+raise SystemExit(cli())
