@@ -393,7 +393,8 @@ def test_an_answer_left_while_nothing_runs_is_shown_and_its_refusal_said(
     refused = f"refused: eve may not answer approval {approval_id}: it needs the role"
     assert f"    the answer left by eve: {refused}" in err
     [answer] = listed()["answers"]
-    assert answer["by"] == "eve" and answer["outcome"].startswith(refused)
+    assert answer["by"] == "eve"
+    assert answer["outcome"].startswith(refused)
 
     assert main([*argv, "--as", "tina", "--role", "treasurer"]) == 0
     capsys.readouterr()
