@@ -351,7 +351,10 @@ class Message(_Fields):
     @classmethod
     def new(cls, payload: Payload, *, sender: str, **fields: Any) -> Message:
         """A top-level message, validated; fresh id, correlation and trace unless given."""
-        if (refused := _lone_surrogate(payload, sender, fields)) is not None:
+        given = {"sender": sender}
+        given.update((name, fields[name]) for name in _TEXT_FIELDS if name in fields)
+        refused = _lone_surrogate(payload.message_type or type(payload).__name__, given)
+        if refused is not None:
             raise refused
         try:
             return cls(payload=payload, sender=sender, **fields)
@@ -422,7 +425,8 @@ class Message(_Fields):
         ``created_at``: a datetime in UTC, or a POSIX timestamp (what the runtime passes).
 
         Every field comes from an already validated value, so construction skips validation
-        (the hot path); the payload's own type is checked.
+        (the hot path); the payload's own type is checked, and so is the text the caller gives
+        (``metadata``, a ``recipient`` other than this message's sender), for lone surrogates.
         """
         return caused_by(
             self, payload, sender, id, created_at, recipient, role, classification, metadata
@@ -433,27 +437,49 @@ class Message(_Fields):
 _TEXT_FIELDS = ("recipient", "id", "correlation_id", "causation_id", "trace_id", "metadata")
 
 
-def _lone_surrogate(
-    payload: Payload, sender: object, fields: Mapping[str, Any]
-) -> InvalidMessageError | None:
-    """The error for an envelope field given by the caller (the sender, an id, a metadata key
-    or value) holding a lone surrogate, naming the field; None if none does. No file, log,
-    bucket or JSON reader holds it as text: the audit log's row for a denial fails on it,
-    a policy reading the message fails closed, so it is refused where the message is built
-    from outside. A reply inherits fields checked here (``caused_by`` checks nothing)."""
-    given = {"sender": sender, **{name: fields[name] for name in _TEXT_FIELDS if name in fields}}
-    if all(type(value) is str and value.isascii() for value in given.values()):
-        return None  # the common message: ASCII names and ids, no metadata
+def _lone_surrogate(type_name: str, given: Mapping[str, Any]) -> InvalidMessageError | None:
+    """The error for an envelope field of ``given`` (text fields by name: the sender, the
+    recipient, an id, the metadata) holding a lone surrogate, naming the field; None if none
+    does. No file, log, bucket or JSON reader holds it as text: the audit log's row for a
+    denial fails on it, a policy reading the message fails closed, so it is refused where the
+    message is built, by ``new`` from a caller's fields and by ``caused_by`` from a handler's."""
+    if all(_plain(value) for value in given.values()):
+        return None  # the common message: ASCII names, ids and metadata
     found = lone_surrogate_in(given)
     if found is None:
         return None
     what = "a key is not" if found.key else "not"
     return InvalidMessageError(
-        payload.message_type or type(payload).__name__,
+        type_name,
         ".".join(str(step) for step in found.path),
         f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} at "
         f"index {found.at}): no log, file or policy can read it",
     )
+
+
+def _plain(value: object) -> bool:
+    """Whether ``value``, an envelope field, is ASCII text or None, or metadata whose keys and
+    text (a string, a list or tuple of them) are ASCII and whose other values are numbers,
+    bools or None: it holds no lone surrogate, and is not walked. False for anything else
+    (then the walk says)."""
+    if type(value) is str:
+        return value.isascii()
+    if value is None:
+        return True
+    if type(value) is not dict and not isinstance(value, Mapping):
+        return False
+    for key, item in value.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        if type(item) is str:
+            plain = item.isascii()
+        elif isinstance(item, tuple | list):
+            plain = all(type(text) is str and text.isascii() for text in item)
+        else:  # a number, a bool, None: no text (anything else is walked, then refused)
+            plain = item is None or isinstance(item, int | float)
+        if not plain:
+            return False
+    return True
 
 
 # payload class -> its ``message_type``, for the Payload classes that set one and whose payloads
@@ -499,9 +525,24 @@ def caused_by(
                 type(payload).__name__, "payload", "must be a Payload subclass with message_type"
             ) from None
         freeze_payload(payload, kind)
+    # Text the caller gives, not inherited (a reply's recipient is the parent's sender, checked
+    # where the parent was built): refused as ``new`` refuses a caller's.
+    if (
+        recipient is not parent.sender
+        and recipient is not None
+        and (type(recipient) is not str or not recipient.isascii())
+        and (refused := _lone_surrogate(kind, {"recipient": recipient})) is not None
+    ):
+        raise refused
     meta = parent.metadata
     if metadata or type(meta) is not FrozenDict:
         meta = frozen_metadata(kind, meta, metadata)
+        if (
+            metadata
+            and not _plain(metadata)
+            and (refused := _lone_surrogate(kind, {"metadata": metadata})) is not None
+        ):
+            raise refused
     # else: the parent's metadata, frozen, is shared (it cannot change)
     fields: Any = _Fields()  # made a Message below (see ``_Fields``)
     fields.id = id
