@@ -228,7 +228,13 @@ class Message(_Fields):
     model_fields: ClassVar[_EnvelopeFields] = _EnvelopeFields()
 
     def __init__(self, **data: Any) -> None:
-        """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before)."""
+        """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before); a
+        text field holding a lone surrogate is an ``InvalidMessageError`` naming it."""
+        payload = data.get("payload")
+        if isinstance(payload, Payload):  # else pydantic refuses it
+            refused = _lone_surrogate(payload.message_type or type(payload).__name__, data)
+            if refused is not None:
+                raise refused
         values = _envelope()(**data).__dict__
         for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
             _set(self, slot, values[name])
@@ -298,11 +304,15 @@ class Message(_Fields):
         return _filled(cls, [values[name] for name in _FIELD_NAMES])
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``)."""
+        """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``), but for
+        its text: one holding a lone surrogate is an ``InvalidMessageError`` naming the field."""
         values: Sequence[Any] = _slot_values(self)
         if deep:
             values = copy.deepcopy(values)
         if update:
+            refused = _lone_surrogate(self.type, update)
+            if refused is not None:
+                raise refused
             values = list(values)
             for name, value in update.items():
                 at = _FIELD_INDEX.get(name)
@@ -351,11 +361,6 @@ class Message(_Fields):
     @classmethod
     def new(cls, payload: Payload, *, sender: str, **fields: Any) -> Message:
         """A top-level message, validated; fresh id, correlation and trace unless given."""
-        given = {"sender": sender}
-        given.update((name, fields[name]) for name in _TEXT_FIELDS if name in fields)
-        refused = _lone_surrogate(payload.message_type or type(payload).__name__, given)
-        if refused is not None:
-            raise refused
         try:
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
@@ -434,15 +439,21 @@ class Message(_Fields):
 
 
 # The envelope's text fields a caller may give: what a lone surrogate is looked for in.
-_TEXT_FIELDS = ("recipient", "id", "correlation_id", "causation_id", "trace_id", "metadata")
+_TEXT_FIELDS = frozenset(
+    ("sender", "recipient", "id", "correlation_id", "causation_id", "trace_id", "metadata")
+)
 
 
-def _lone_surrogate(type_name: str, given: Mapping[str, Any]) -> InvalidMessageError | None:
-    """The error for an envelope field of ``given`` (text fields by name: the sender, the
-    recipient, an id, the metadata) holding a lone surrogate, naming the field; None if none
-    does. No file, log, bucket or JSON reader holds it as text: the audit log's row for a
-    denial fails on it, a policy reading the message fails closed, so it is refused where the
-    message is built, by ``new`` from a caller's fields and by ``caused_by`` from a handler's."""
+def _lone_surrogate(type_name: str, fields: Mapping[str, Any]) -> InvalidMessageError | None:
+    """The error for an envelope text field of ``fields`` (by name: the sender, the recipient,
+    an id, the metadata; other fields are not looked at) holding a lone surrogate, naming the
+    field; None if none does. No file, log, bucket or JSON reader holds it as text: the audit
+    log's row for a denial fails on it, a policy reading the message fails closed, so it is
+    refused where the message is built: by the constructor (and so ``new``) and
+    ``model_copy`` from a caller's fields, by ``caused_by`` from a handler's. A message read
+    back (``model_validate``: the durable store's, another process's) is not refused: it is
+    held already, and the policies name what they cannot read."""
+    given = {name: value for name, value in fields.items() if name in _TEXT_FIELDS}
     if all(_plain(value) for value in given.values()):
         return None  # the common message: ASCII names, ids and metadata
     found = lone_surrogate_in(given)

@@ -479,7 +479,8 @@ def test_ids_count_on_past_one_hex_digit_without_a_gap() -> None:
     assert got[-1] == prefix + "1001"
 
 
-@pytest.mark.parametrize(
+# A caller's envelope field holding a lone surrogate: the field named, and what is said of it.
+LONE_SURROGATES = pytest.mark.parametrize(
     ("fields", "field", "problem"),
     [
         (
@@ -497,6 +498,9 @@ def test_ids_count_on_past_one_hex_digit_without_a_gap() -> None:
         ({"metadata": {"k\ud800": "v"}}, "metadata", "a key is not valid UTF-8 text"),
     ],
 )
+
+
+@LONE_SURROGATES
 def test_a_lone_surrogate_in_a_field_from_outside_is_refused_naming_it(
     fields: dict[str, object], field: str, problem: str
 ) -> None:
@@ -521,3 +525,44 @@ def test_text_that_is_not_ascii_but_whole_is_kept() -> None:
     pair = "\U0001f600"  # a surrogate pair in UTF-16, one character here
     msg = rt.message(Ping(n=1), sender=pair, metadata={pair: pair}, correlation_id=pair)
     assert (msg.sender, dict(msg.metadata), msg.correlation_id) == (pair, {pair: pair}, pair)
+
+
+@LONE_SURROGATES
+def test_the_constructor_and_a_copy_refuse_it_too(
+    fields: dict[str, object], field: str, problem: str
+) -> None:
+    """``Message(...)`` validated ``recipient``, ``causation_id`` and the metadata with pydantic,
+    which let a lone surrogate through, and ``model_copy`` does not validate at all: a handler
+    could return such a message. Both refuse it as ``new`` does, naming the field."""
+    built = Message.new(Ping(n=1), sender="user")
+    with pytest.raises(InvalidMessageError) as constructed:
+        Message(payload=Ping(n=1), **{"sender": "user", **fields})
+    with pytest.raises(InvalidMessageError) as copied:
+        built.model_copy(update=fields)
+    for caught in (constructed, copied):
+        assert (caught.value.type_name, caught.value.field) == ("ping", field)
+        assert problem in caught.value.problem
+        assert caught.value.problem.endswith("no log, file or policy can read it")
+
+
+def test_a_copy_of_whole_text_or_of_no_text_is_made() -> None:
+    msg = Message.new(Ping(n=1), sender="user")
+    pair = "\U0001f600"
+    copied = msg.model_copy(update={"recipient": "écho", "metadata": {pair: ("café",)}})
+    assert (copied.recipient, dict(copied.metadata)) == ("écho", {pair: ("café",)})
+    copied = msg.model_copy(update={"hops": 3, "payload": Ping(n=2)})
+    assert (copied.hops, copied.payload) == (3, Ping(n=2))
+    built = Message(payload=Ping(n=1), sender="usér", recipient=pair, metadata={"k": "ü"})
+    assert (built.sender, built.recipient, dict(built.metadata)) == ("usér", pair, {"k": "ü"})
+
+
+def test_a_message_read_back_keeps_what_it_holds() -> None:
+    """A message parsed as the runtime parses the durable store's and another process's JSON,
+    where a lone surrogate is the escape ``\\ud800``: held already, it is not refused (it would
+    be lost), and the policies name what they cannot read of it."""
+    text = (
+        '{"type": "ping", "sender": "user", "recipient": "echo\\udc00", "payload": {"n": 1}, '
+        '"metadata": {"k": "v\\ud800"}}'
+    )
+    msg = MessageTypes([Ping]).parse_message(text)
+    assert (msg.recipient, dict(msg.metadata)) == ("echo\udc00", {"k": "v\ud800"})

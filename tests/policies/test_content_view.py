@@ -416,9 +416,9 @@ def test_text_no_policy_can_read_is_named_where_it_is(
     """Such text has no JSON (pydantic raised a PydanticSerializationError, or wrote a key as
     U+FFFD) and no scan (the fold raised UnicodeEncodeError): what the view refuses it with
     names the type and the field, not the text."""
-    # Metadata from outside is refused when the message is built; a handler's emit may still
-    # add it, as this copy does.
-    msg = Message.new(payload, sender="u").model_copy(update={"metadata": metadata})
+    # Metadata is refused when a caller or a handler builds the message; one read back (the
+    # durable store's, another process's, as the runtime parses them) may still hold it.
+    msg = Message.model_validate({"payload": payload, "sender": "u", "metadata": metadata})
     if metadata:  # the payload is read without its JSON; the metadata fails the fold
         reads = [ContentView().scan]
     else:  # the payload is read the JSON way, where it fails

@@ -57,8 +57,12 @@ def give(way: str, ctx: Context) -> Message:
         return ctx.emit(Said(), recipient="sink", metadata={"roles": ("user", "adm\ud800")})
     if way == "emit recipient":
         return ctx.emit(Said(), recipient="sink\ud800")
-    assert way == "Message.new"
-    return Message.new(Said(), sender="gives", recipient="sink", metadata={"k": "\ud800"})
+    if way == "Message.new":
+        return Message.new(Said(), sender="gives", recipient="sink", metadata={"k": "\ud800"})
+    if way == "Message()":
+        return Message(payload=Said(), sender="gives", recipient="sink\ud800")
+    assert way == "model_copy"
+    return ctx.reply(Said()).model_copy(update={"metadata": {"user_id": "u\ud800"}})
 
 
 # way -> the field named, and where in it the surrogate is
@@ -69,6 +73,8 @@ REFUSED = {
     "emit metadata tuple": ("metadata.roles.1", NOT_TEXT.format(0xD800, 3)),
     "emit recipient": ("recipient", NOT_TEXT.format(0xD800, 4)),
     "Message.new": ("metadata.k", NOT_TEXT.format(0xD800, 0)),
+    "Message()": ("recipient", NOT_TEXT.format(0xD800, 4)),
+    "model_copy": ("metadata.user_id", NOT_TEXT.format(0xD800, 1)),
     "request recipient": ("recipient", NOT_TEXT.format(0xD800, 4)),
 }
 
@@ -154,7 +160,9 @@ async def test_a_lone_surrogate_a_handler_gives_is_its_dead_letter_naming_the_fi
 
 
 @pytest.mark.parametrize("offload", ["thread", "process"])
-@pytest.mark.parametrize("way", ["reply metadata", "emit metadata key", "emit recipient"])
+@pytest.mark.parametrize(
+    "way", ["reply metadata", "emit metadata key", "emit recipient", "model_copy"]
+)
 async def test_a_plain_def_handler_in_a_thread_or_a_process_is_refused_the_same(
     offload: Literal["thread", "process"], way: str
 ) -> None:
