@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds
+from .._errors import InvalidMessageError
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .._runtime.deadletter import DeadLetter
@@ -187,7 +188,8 @@ def record_undecodable(
             correlation_id=record["correlation_id"],
             payload=payload,
         )
-    except ValidationError:  # ids or a sender the envelope refuses: the payload keeps them
+    except (ValidationError, InvalidMessageError):  # ids or a sender the envelope refuses:
+        # the payload keeps them
         msg = Message(sender=UNKNOWN, recipient=agent, payload=payload)
     return host.unreadable(agent, msg, reason, details, corr)
 

@@ -537,6 +537,22 @@ def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -
     assert list(rt.dead_letters) == [letter]
 
 
+@pytest.mark.parametrize(
+    "about", [{"message_id": "m", "sender": "\ud800"}, {"message_id": "m\udc00", "sender": "s"}]
+)
+def test_an_undecodable_letter_with_a_lone_surrogate_in_its_ids_is_a_dead_letter(
+    about: dict[str, str],
+) -> None:
+    """JSON may escape a lone surrogate into a hostile delivery's sender or id: the envelope
+    refuses it by name, and the delivery is a dead letter all the same, not a crash."""
+    transport = NatsTransport("nats://127.0.0.1:1", NatsNames("hostile"))  # never connected
+    rt = Runtime(transport=transport)
+    record = {"delivery": "x:echo", "correlation_id": "c", "reason": "undecodable delivery: X"}
+    letter = record_undecodable(transport._served(), "echo", about, record, "{}")
+    assert letter.message.sender == "<undecodable>"
+    assert list(rt.dead_letters) == [letter]
+
+
 def test_what_can_be_read_of_an_undecodable_delivery() -> None:
     """Its audit row names what is there to read, and no more: the message's id, type and
     sender where they are strings, else the id its delivery id carries."""
