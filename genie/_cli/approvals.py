@@ -115,12 +115,16 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
 
 
 def said_of(answer: object) -> str:
-    """What became of an answer ``pending_approvals`` lists, in a sentence."""
+    """What became of an answer ``pending_approvals`` lists, in a sentence on one line. A
+    store's row may have been written by hand: a name no person has, or an outcome that is
+    not one line of text, is quoted, so that it cannot pass for other lines."""
     assert isinstance(answer, dict)
-    outcome = answer["outcome"]
+    by, outcome = str(answer["by"]), answer["outcome"]
+    shown = by if _not_a_name(by) is None else repr(by)
     if outcome is None:
-        return f"the answer left by {answer['by']} is not taken yet"
-    return f"the answer left by {answer['by']}: {outcome}"
+        return f"the answer left by {shown} is not taken yet"
+    outcome = str(outcome)
+    return f"the answer left by {shown}: {outcome if outcome.isprintable() else repr(outcome)}"
 
 
 def pending_on_nats(url: str, namespace: str) -> list[dict[str, object]]:

@@ -404,6 +404,28 @@ def test_an_answer_left_while_nothing_runs_is_shown_and_its_refusal_said(
     assert json.loads(captured.out)["output"]["payload"]["action"] == "submit"
 
 
+def test_answers_written_into_the_store_by_hand_are_listed_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row of the store's answers genie did not write (a name with a line break in it, an
+    outcome that is not UTF-8) is listed on its own line, quoted: it cannot pass for another
+    answer, and reading it is no traceback."""
+    path = tmp_path / "store.db"
+    approval_id = anyio.run(pause, path, Pay(amount=700))
+    forged = "eve: approved\n    the answer left by tina"
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO answers (approval_id, approved, answerer, roles, reason, outcome) "
+        "VALUES (?, 1, ?, '', '', CAST(x'ff0a41' AS TEXT))",
+        (approval_id, forged),
+    )
+    db.commit()
+    db.close()
+    assert main(["approvals", "list", "--store", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == [f"    the answer left by {forged!r}: '\ufffd\\nA'"]
+
+
 def test_the_shipped_claims_pipeline_waits_for_an_adjuster(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

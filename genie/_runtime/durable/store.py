@@ -464,15 +464,15 @@ class StoreClient:
         wanted = set(approval_ids)
         found: dict[str, list[tuple[str, str | None]]] = {}
         rows = self._db.execute(
-            "SELECT CAST(approval_id AS BLOB), CAST(answerer AS BLOB), outcome FROM answers "
-            "ORDER BY id"
+            "SELECT CAST(approval_id AS BLOB), CAST(answerer AS BLOB), CAST(outcome AS BLOB) "
+            "FROM answers ORDER BY id"
         )
         for approval_id, by, outcome in rows:
             # A row written by hand may hold anything: it is shown as it can be read.
             key = _text(approval_id)
             if key in wanted:
                 found.setdefault(key, []).append(
-                    (_text(by), None if outcome is None else str(outcome))
+                    (_text(by), None if outcome is None else _text(outcome))
                 )
         return found
 
