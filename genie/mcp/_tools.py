@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -168,10 +169,13 @@ class PipelineTools:
         except RuntimeClosedError as exc:
             self._record(caller, name, msg.correlation_id, "closed", {})
             return _error(str(exc))
-        except BaseException:
+        except anyio.get_cancelled_exc_class():
             # Cut short (the client gone, the server stopping under it): the call was made,
             # and the audit trail says so.
             self._record(caller, name, msg.correlation_id, "cut_short", {})
+            raise
+        except Exception as exc:  # the runtime's own failure: said as one, then raised
+            self._record(caller, name, msg.correlation_id, "error", {"error": type(exc).__name__})
             raise
         denied = {"denied_by": result.denials[0].policy} if result.denials else {}
         self._record(caller, name, msg.correlation_id, result.status, denied)

@@ -141,6 +141,26 @@ async def test_a_call_cut_short_is_audited_as_such() -> None:
     assert record.details["correlation_id"]
 
 
+async def test_a_call_the_runtime_fails_is_audited_as_an_error_not_as_cut_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline's ask raising (a fault injected where the runtime would fail): audited as
+    ``tool_call:error`` naming the exception's type, and raised to the caller."""
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")
+    audit = MemoryAuditLog()
+
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise OSError("disk gone")
+
+    async with slow.runtime(audit=audit) as rt:
+        monkeypatch.setattr(slow, "ask", failing)
+        tools = PipelineTools({"slow": (slow, rt)}, audit)
+        with pytest.raises(OSError, match="disk gone"):
+            await tools.call("slow", {}, AssertedCaller("carol"))
+    [record] = [r for r in audit.records if r.actor == "genie-mcp"]
+    assert (record.action, record.details["error"]) == ("tool_call:error", "OSError")
+
+
 async def test_a_timed_out_run_is_an_error_result_that_says_so() -> None:
     slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")  # a 1 s agent, 50 ms timeout
     audit = MemoryAuditLog()
