@@ -71,8 +71,11 @@ def lone_surrogate_in(value: object) -> Surrogate | None:
                 return Surrogate(_steps(path), item, at, key=False)
         elif isinstance(item, Mapping):
             for key in item:
-                if isinstance(key, str) and (at := lone_surrogate(key)) is not None:
-                    return Surrogate(_steps(path), key, at, key=True)
+                # A key is kept as its text (metadata's keys are made ``str(key)``), which a
+                # key that is not exactly a str may spell otherwise than it holds.
+                text = key if type(key) is str else str(key)
+                if (at := lone_surrogate(text)) is not None:
+                    return Surrogate(_steps(path), text, at, key=True)
             stack.extend((each, (path, key)) for key, each in reversed(list(item.items())))
         elif isinstance(item, list | tuple):
             stack.extend((item[i], (path, i)) for i in range(len(item) - 1, -1, -1))

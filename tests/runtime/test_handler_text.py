@@ -10,9 +10,9 @@ serialization error, retried."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import anyio
 import pytest
@@ -242,3 +242,41 @@ def test_a_unit_tests_context_refuses_it_too() -> None:
         assert (refused.value.type_name, refused.value.field) == ("text.said", field)
         assert refused.value.problem == problem + " can read it"
     assert ctx.reply(Said(), metadata={"note": "café"}).metadata == {"note": "café"}
+
+
+class _Spelt:
+    """A metadata key that is no str: the message keeps its text, ``str(key)``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _OtherSpelling(str):
+    """A str whose text, as a key is kept, differs from what it holds."""
+
+    def __str__(self) -> str:
+        return "s\ud800"
+
+
+@pytest.mark.parametrize("key", [_Spelt("k\ud800"), _OtherSpelling("ok")])
+def test_a_key_whose_kept_text_has_a_lone_surrogate_is_refused(key: object) -> None:
+    """The check reads a metadata key as the message keeps it (its ``str``), not as given: a
+    key object that spells a lone surrogate cannot get past it, whichever way it is built."""
+    parent = Message.new(Say(), sender="user")
+    ctx = TestContext("gives", parent)
+    # Typed as a caller gives it by mistake: the annotations ask for str keys.
+    metadata: Any = {key: "v"}
+    builds: list[Callable[[], object]] = [
+        lambda: ctx.reply(Said(), metadata=metadata),
+        lambda: Message(payload=Said(), sender="u", metadata=metadata),
+        lambda: parent.model_copy(update={"metadata": metadata}),
+    ]
+    for build in builds:
+        with pytest.raises(InvalidMessageError) as refused:
+            build()
+        assert refused.value.field == "metadata"
+    plain: Any = {_Spelt("k"): 1}
+    assert ctx.reply(Said(), metadata=plain).metadata == {"k": 1}
