@@ -1,5 +1,6 @@
 """``python -m genie``: the ``genie`` command, where its console script is not on the PATH."""
 
-from ._cli.main import cli
+if __name__ == "__main__":
+    from ._cli.main import cli
 
-raise SystemExit(cli())
+    raise SystemExit(cli())
