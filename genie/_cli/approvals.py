@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import anyio
 
+from .._base.surrogates import lone_surrogate
 from .._errors import ConfigurationError
 from .options import seconds_or_zero
 
@@ -168,6 +169,11 @@ def _answer(args: argparse.Namespace) -> int:
         # The desk refuses such a name whatever the approval; left while no process holds the
         # request, it would be refused unseen at the next start.
         raise ConfigurationError(f"--as {refused}")
+    for option, text in [("--reason", args.reason), *(("--role", role) for role in args.role)]:
+        if (at := lone_surrogate(text)) is not None:
+            # A byte the terminal's encoding could not read (argv holds it as a surrogate):
+            # no store, bucket or audit log can keep it.
+            raise ConfigurationError(f"{option}: not valid text (an undecodable byte at {at})")
     ids = [a["id"] for a in _pending(args)]
     if args.approval not in ids:
         known = ", ".join(str(i) for i in ids) or "none"

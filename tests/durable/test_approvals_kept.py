@@ -426,6 +426,22 @@ def test_answers_written_into_the_store_by_hand_are_listed_one_line_each(
     assert lines[1:] == [f"    the answer left by {forged!r}: '\ufffd\\nA'"]
 
 
+@pytest.mark.parametrize("option", ["--reason", "--role"])
+def test_genie_approvals_refuses_text_that_is_no_text_before_leaving_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    """A byte the terminal could not decode (argv holds it as a lone surrogate) in a reason or
+    a role: one line, exit 2, nothing left, not the store's encoding traceback."""
+    path = tmp_path / "store.db"
+    approval_id = anyio.run(pause, path, Pay(amount=700))
+    argv = ["approvals", "approve", approval_id, "--store", str(path), "--as", "alice"]
+    assert main([*argv, option, "in\udcffbudget", "--wait", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{option}: not valid text (an undecodable byte at 2)" in err
+    assert "Traceback" not in err
+    assert answers_left(path) == 0
+
+
 def test_the_shipped_claims_pipeline_waits_for_an_adjuster(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
