@@ -453,10 +453,12 @@ def _lone_surrogate(type_name: str, fields: Mapping[str, Any]) -> InvalidMessage
     ``model_copy`` from a caller's fields, by ``caused_by`` from a handler's. A message read
     back (``model_validate``: the durable store's, another process's) is not refused: it is
     held already, and the policies name what they cannot read."""
-    given = {name: value for name, value in fields.items() if name in _TEXT_FIELDS}
-    if all(_plain(value) for value in given.values()):
+    for name, value in fields.items():
+        if name in _TEXT_FIELDS and not _plain(value):
+            break
+    else:
         return None  # the common message: ASCII names, ids and metadata
-    found = lone_surrogate_in(given)
+    found = lone_surrogate_in({name: v for name, v in fields.items() if name in _TEXT_FIELDS})
     if found is None:
         return None
     what = "a key is not" if found.key else "not"
