@@ -35,6 +35,7 @@ from .._base.backend import any_backend, running_backend
 from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.record import Record
+from .._base.surrogates import lone_surrogate
 from .._errors import (
     ConfigurationError,
     DuplicateAgentError,
@@ -341,6 +342,11 @@ class Runtime:
             raise ConfigurationError(
                 f"{agent!r} is not an Agent: it needs a non-empty str id, name, capabilities "
                 "and an async handle(msg, ctx)"
+            )
+        if (at := lone_surrogate(agent.id)) is not None:
+            # The sender of all it emits: no log, file or policy could read it.
+            raise ConfigurationError(
+                f"agent id {agent.id!r} is not valid UTF-8 text (a lone surrogate at index {at})"
             )
         if agent.id in self._mailboxes:
             raise DuplicateAgentError(

@@ -20,6 +20,7 @@ import pytest
 from genie import (
     AgentOptions,
     BaseAgent,
+    ConfigurationError,
     Context,
     InvalidMessageError,
     JsonlAuditLog,
@@ -280,3 +281,11 @@ def test_a_key_whose_kept_text_has_a_lone_surrogate_is_refused(key: object) -> N
         assert refused.value.field == "metadata"
     plain: Any = {_Spelt("k"): 1}
     assert ctx.reply(Said(), metadata=plain).metadata == {"k": 1}
+
+
+def test_an_agent_id_with_a_lone_surrogate_is_refused_when_added() -> None:
+    """An agent's id is the sender of everything it emits: refused as the agent is added,
+    naming it, as a caller's sender is when its message is built."""
+    with pytest.raises(ConfigurationError, match=r"agent id 'gives\\ud800' is not valid UTF-8"):
+        Runtime([Gives("gives\ud800", "reply metadata")])
+    Runtime([Gives("gives-café", "reply metadata")])  # whole text is an id like any other
