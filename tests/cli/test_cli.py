@@ -221,31 +221,26 @@ def test_a_run_with_a_store_says_how_to_answer_and_takes_the_answer(tmp_path: Pa
     assert json.loads(out)["reason"] == "approved by tina"
 
 
-def test_console_script_runs_the_main_job() -> None:
+def _command(way: str) -> list[str]:
+    if way == "python -m genie":  # where the console script is not on the PATH
+        return [sys.executable, "-m", "genie"]
     # The script sits beside the interpreter running the tests (the project's virtualenv).
     exe = shutil.which("genie", path=str(Path(sys.executable).parent))
     assert exe is not None, "the genie console script is not installed"
+    return [exe]
+
+
+@pytest.mark.parametrize("way", ["the console script", "python -m genie"])
+def test_the_command_runs_the_main_job_and_refuses_a_mistake_in_a_line(way: str) -> None:
+    command = _command(way)
     done = subprocess.run(
-        [exe, "run", str(FINANCE)], capture_output=True, text=True, timeout=60, check=False
+        [*command, "run", str(FINANCE)], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Genie Financial Report\n")
     assert done.stderr == ""
-
-
-def test_python_dash_m_genie_is_the_command() -> None:
-    """``python -m genie``: the command where the console script is not on the PATH."""
-    done = subprocess.run(
-        [sys.executable, "-m", "genie", "run", "finance"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("Genie Financial Report\n")
     bad = subprocess.run(
-        [sys.executable, "-m", "genie", "run", "nope"], capture_output=True, text=True, timeout=60
+        [*command, "run", "nope"], capture_output=True, text=True, timeout=60, check=False
     )
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr
