@@ -166,23 +166,12 @@ def _serve(args: argparse.Namespace) -> int:
     variables = _variables(args.set)
     pipelines = [load_pipeline(path, variables=variables) for path in args.pipelines]
     keys = load_keys(args.keys, os.environ)
-    store = None
-    if args.store:
-        store = Path(args.store)
-        try:
-            store.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigurationError(f"--store {args.store}: {exc.strerror}") from exc
-        from .._runtime.durable.store import DeliveryStore
-
-        for pipeline in pipelines:  # in use, or no database: said before anything listens
-            DeliveryStore(store / f"{pipeline.name}.db").close()
     settings = ServeSettings(
         rate=args.rate,
         burst=args.burst,
         max_body=args.max_body,
         hold_back=args.hold_back,
-        store=store,
+        store=Path(args.store) if args.store else None,
         store_sync=args.store_sync,
         mcp=args.mcp,
     )
@@ -197,11 +186,17 @@ def _serve(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     names = ", ".join(p.name for p in pipelines)
-    print(f"genie serve: {names} on http://{host}:{port}", file=sys.stderr, flush=True)
-    if keyed_how:
-        print(f"genie serve: audit log {args.audit} {keyed_how}", file=sys.stderr, flush=True)
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            # The runtimes have started (``startup`` exits at once when they cannot): the
+            # first line says where the server answers, once it does.
+            await super().startup(sockets)
+            print(f"genie serve: {names} on http://{host}:{port}", file=sys.stderr, flush=True)
+            if keyed_how:
+                said = f"genie serve: audit log {args.audit} {keyed_how}"
+                print(said, file=sys.stderr, flush=True)
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             state.draining = True
             state.at_signal = len(state.in_flight)

@@ -140,12 +140,30 @@ class _Served:
     gate: StreamGate
 
 
-@dataclass
 class _InFlight:
-    method: str
-    path: str
-    principal: str
-    started: float
+    """One request the server runs, from when it is taken until it is answered: counted as
+    in flight (the stop's report, ``genie_serve_in_flight``, the drain waits for it), then as
+    cut when the drain deadline cancels it, or as finished within the drain."""
+
+    def __init__(self, state: ServerState, method: str, path: str, principal: str) -> None:
+        self.state = state
+        self.method = method
+        self.path = path
+        self.principal = principal
+        state.in_flight[id(self)] = self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        state = self.state
+        del state.in_flight[id(self)]
+        if kind is not None and issubclass(kind, anyio.get_cancelled_exc_class()):
+            state.cut.append(self)  # the drain deadline passed (or the client went away)
+        elif kind is None and state.draining:
+            state.completed_while_draining += 1
 
 
 @dataclass
@@ -256,6 +274,7 @@ def create_app(
         served = False
         try:
             with unwrapped(GenieError):
+                await anyio.to_thread.run_sync(_check_stores, settings.store, names)
                 stacks.extend(p.llm_stacks() for p in pipelines)  # each kept as made, to close
                 async with anyio.create_task_group() as tg:
                     state.tasks = tg
@@ -452,42 +471,27 @@ def create_app(
 
     async def ask(request: Request) -> Response:
         served, key, msg, timeout = await prepare(request)
-        flight = _InFlight("POST", request.url.path, key.principal, anyio.current_time())
-        state.in_flight[id(flight)] = flight
-        try:
+        with _InFlight(state, "POST", request.url.path, key.principal):
             result = await served.pipeline.ask(served.runtime, msg, timeout=timeout)
-        except anyio.get_cancelled_exc_class():
-            state.cut.append(flight)  # the drain deadline passed (or the client went away)
-            raise
-        finally:
-            del state.in_flight[id(flight)]
         failure = state.failure()
         if failure is not None and result.status != "ok":  # ended by the stop it caused
             raise _stopped(failure, msg.correlation_id)
-        if state.draining:
-            state.completed_while_draining += 1
         return _result_response(result, key.tracebacks)
 
     async def ask_stream(request: Request) -> Response:
         served, key, msg, timeout = await prepare(request)
         rec = recordings.open(msg.correlation_id, key.principal, settings.stream_frames)
         assert state.tasks is not None
-        flight = _InFlight("POST", request.url.path, key.principal, anyio.current_time())
-        state.in_flight[id(flight)] = flight
+        flight = _InFlight(state, "POST", request.url.path, key.principal)
 
         async def run() -> None:
             try:
-                await _run_recorded(
-                    served, key, msg, timeout, rec, settings.hold_back, served.pipeline.ask
-                )
-            except anyio.get_cancelled_exc_class():
-                state.cut.append(flight)
-                raise
+                with flight:
+                    await _run_recorded(
+                        served, key, msg, timeout, rec, settings.hold_back, served.pipeline.ask
+                    )
             finally:
-                del state.in_flight[id(flight)]
                 rec.finish()
-            if state.draining:
-                state.completed_while_draining += 1
 
         state.tasks.start_soon(run)
         location = {"Location": f"/v1/streams/{msg.correlation_id}"}
@@ -620,7 +624,8 @@ def create_app(
                 return
             assert state.mcp is not None  # set before the server is ready
             call = scope[MCP_CALLER] = _McpCall(key)
-            await state.mcp.handle(scope, receive, unless_cut)
+            with _InFlight(state, scope["method"], "/mcp", key.principal):
+                await state.mcp.handle(scope, receive, unless_cut)
             if cut is not None:
                 await refuse(cut)
         finally:
@@ -676,6 +681,27 @@ def create_app(
     )
     app.state.genie = state
     return app
+
+
+def _check_stores(folder: Path | None, names: Sequence[str]) -> None:
+    """Each pipeline's store in ``folder`` (made if missing), opened and read once before any
+    runtime starts: a store in use, not genie's, or holding a row genie did not write stops
+    the start before a runtime resumes a request that another store's refusal would cut."""
+    if folder is None:
+        return
+    from .._runtime.durable.store import DeliveryStore  # sqlite3: loaded with a store only
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot make the store folder {folder}: {exc.strerror}") from exc
+    for name in names:
+        store = DeliveryStore(folder / f"{name}.db")
+        try:
+            store.pending()
+            store.requests()
+        finally:
+            store.close()
 
 
 async def _drained(state: ServerState) -> None:

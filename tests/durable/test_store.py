@@ -586,20 +586,19 @@ async def test_rows_genie_did_not_write_are_one_line_errors(
         await rt.publish(rt.message(Step(n=0), recipient="chain"))
         await anyio.sleep(0.05)
     for table, junk in (
-        ("requests", "UPDATE requests SET body = 'not json'"),
+        ("requests", "UPDATE requests SET body = 'not json';"),
         (
             "messages",
-            "UPDATE messages SET recipients = 'junk', "
-            'body = \'{"type":"genie.approval_request"}\'',
+            # (the request's row read first, and found: gone)
+            "DELETE FROM requests; UPDATE messages SET recipients = 'junk', "
+            'body = \'{"type":"genie.approval_request"}\';',
         ),
     ):
         db = sqlite3.connect(path)
-        db.execute(junk)
-        db.commit()
+        db.executescript(junk)
         db.close()
         with pytest.raises(ConfigurationError, match=f"a row of {table} is not genie's"):
-            async with Runtime([Chain("chain")], store=path) as again:
-                again.unfinished()
+            Runtime([Chain("chain")], store=path)
     assert main(["approvals", "list", "--store", str(path)]) == 2
     err = capsys.readouterr().err
     assert "a row of messages is not genie's" in err

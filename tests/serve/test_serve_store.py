@@ -88,9 +88,10 @@ timeout: 30s
 """
 
 
-def start(
+def launch(
     folder: Path, *options: str, preexec_fn: Callable[[], None] | None = None
-) -> tuple[subprocess.Popen[str], str]:
+) -> subprocess.Popen[str]:
+    """``genie serve`` of the pipeline in ``folder``, with its stores in ``folder/store``."""
     env = {
         **os.environ,
         "GENIE_API_KEYS": f"{{keys: [{{principal: alice, key: {ALICE}}}]}}",
@@ -99,9 +100,16 @@ def start(
     }
     command = [sys.executable, "-m", "genie._cli", "serve", str(folder / "steps.yaml")]
     command += ["--port", "0", "--store", str(folder / "store"), *options]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
     )
+
+
+def start(
+    folder: Path, *options: str, preexec_fn: Callable[[], None] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``launch``, once its first line says where it answers: (the process, the URL)."""
+    proc = launch(folder, *options, preexec_fn=preexec_fn)
     assert proc.stderr is not None
     line = proc.stderr.readline()
     found = re.search(r"on (http://127\.0\.0\.1:\d+)", line)
@@ -118,7 +126,6 @@ async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_resu
     frames: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            # Listening already: the request waits in the backlog until the runtimes started.
             ask = client.stream(
                 "POST", "/v1/pipelines/steps/ask/stream", json={}, headers=auth(ALICE)
             )
@@ -314,10 +321,10 @@ async def test_an_mcp_call_the_stores_failure_cuts_short_is_answered_as_an_ask_i
 def test_a_store_found_unusable_as_the_server_starts_is_one_line(
     tmp_path: Path, table: str, junk: str
 ) -> None:
-    """A store that opens, but holds a row genie did not write, is found unusable only as
-    the runtimes start (its kept messages) or resume (its requests), once the server
-    listens: ``genie serve`` says so in one line naming the file and exits 2, as for a store
-    it cannot open, not with uvicorn's traceback of the lifespan and exit 3."""
+    """A store that opens, but holds a row genie did not write (in its kept messages or its
+    requests), is read before any runtime starts: ``genie serve`` says so in one line naming
+    the file and exits 2, as for a store it cannot open, never saying where it answers, and
+    not with uvicorn's traceback of the lifespan and exit 3."""
     (tmp_path / "steps_agents.py").write_text(AGENTS)
     (tmp_path / "steps.yaml").write_text(PIPELINE)
     store = tmp_path / "store" / "steps.db"
@@ -327,7 +334,7 @@ def test_a_store_found_unusable_as_the_server_starts_is_one_line(
     db.execute(junk)
     db.commit()
     db.close()
-    proc, _ = start(tmp_path)
+    proc = launch(tmp_path)
     try:
         _, err = proc.communicate(timeout=30)
     finally:
@@ -374,3 +381,39 @@ def test_an_app_that_cannot_use_its_store_raises_its_error_and_logs_one_line(
         ("Application startup failed. Exiting.", None),
     ]
     assert isinstance(served.state.genie.unstarted, ConfigurationError)
+
+
+def test_an_app_makes_its_store_folder(tmp_path: Path) -> None:
+    """``ServeSettings(store=FOLDER)`` from Python makes a missing folder, as ``genie serve
+    --store`` does, and keeps each pipeline's deliveries in ``FOLDER/NAME.db``."""
+    (tmp_path / "sleepy.yaml").write_text(SLEEPY)
+    folder = tmp_path / "not" / "yet"
+    settings = ServeSettings(store=folder)
+    app = create_app(
+        [load_pipeline(tmp_path / "sleepy.yaml")], keyring(tmp_path), settings=settings
+    )
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        assert (folder / "sleepy.db").is_file()
+
+
+def test_a_store_in_use_is_one_line_and_the_server_never_answers(tmp_path: Path) -> None:
+    """``genie serve --store`` whose store another runtime holds: one line naming it, exit 2,
+    and no line saying where the server answers (it never did)."""
+    (tmp_path / "steps_agents.py").write_text(AGENTS)
+    (tmp_path / "steps.yaml").write_text(PIPELINE)
+    store = tmp_path / "store" / "steps.db"
+    store.parent.mkdir()
+    held = DeliveryStore(store)
+    try:
+        proc = launch(tmp_path)
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        held.close()
+    assert err == f"genie serve: cannot use {store} as a store: another runtime holds it\n"
+    assert proc.returncode == 2

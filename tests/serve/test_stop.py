@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import httpx
@@ -18,9 +19,9 @@ SLOW = "tests/pipelines/good/slow.yaml"  # one agent that sleeps 1 s
 ENV = {**os.environ, "GENIE_API_KEYS": f"{{keys: [{{principal: alice, key: {ALICE}}}]}}"}
 
 
-def start(*args: str) -> tuple[subprocess.Popen[str], str]:
+def start(*args: str, pipeline: str = SLOW) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "genie._cli", "serve", SLOW, "--port", "0", *args],
+        [sys.executable, "-m", "genie._cli", "serve", pipeline, "--port", "0", *args],
         cwd=ROOT,
         env=ENV,
         stderr=subprocess.PIPE,
@@ -115,3 +116,65 @@ async def test_a_stream_its_client_left_still_drains() -> None:
             proc.communicate()
     assert "1 request(s) in flight at the signal, 1 finished within the 5 s drain, 0 cut" in err
     assert proc.returncode == 0, err
+
+
+SLEEPY = """\
+agents:
+  - id: sleeper
+    use: tests.pipelines.loopers:Sleeper
+    params: {seconds: 1}
+entry: {type: serve, to: sleeper}
+output: return
+timeout: 5s
+"""
+
+
+@pytest.mark.parametrize(("drain", "code"), [("5", 0), ("0.2", 1)])
+async def test_an_mcp_call_in_flight_is_drained_and_reported_as_an_ask(
+    tmp_path: Path, drain: str, code: int
+) -> None:
+    """A tool call on ``/mcp`` in flight at SIGTERM is counted in the stop's report, waited
+    for within the drain, and named when the drain's end cuts it, as an ``ask`` is."""
+    pytest.importorskip("mcp")
+    (tmp_path / "sleepy.yaml").write_text(SLEEPY)
+    proc, url = start("--mcp", "--drain", drain, pipeline=str(tmp_path / "sleepy.yaml"))
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "sleepy", "arguments": {}},
+    }
+    headers = {**auth(ALICE), "Accept": "application/json, text/event-stream"}
+    answers: list[httpx.Response | Exception] = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+
+            async def ask() -> None:
+                try:
+                    answers.append(await client.post("/mcp", json=call, headers=headers))
+                except httpx.HTTPError as exc:
+                    answers.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await anyio.sleep(0.3)  # the call is in the agent's 1 s sleep
+                proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, err
+    finished, cut = ("1", "0") if code == 0 else ("0", "1")
+    report = (
+        f"1 request(s) in flight at the signal, {finished} finished within the {drain} s "
+        f"drain, {cut} cut"
+    )
+    assert report in err
+    [answer] = answers
+    if code == 0:
+        assert isinstance(answer, httpx.Response)
+        assert answer.status_code == 200
+        assert answer.json()["result"]["isError"] is False
+    else:
+        assert "cut: POST /mcp (alice)" in err

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from ..._errors import ConfigurationError, StoreError
 
@@ -258,10 +259,14 @@ class DeliveryStore:
         except (ValueError, TypeError) as exc:
             raise not_genies(self.path, "messages", exc) from None
 
-    def requests(self) -> list[tuple[str, str]]:
-        """The requests published from outside that had not settled: (correlation id, JSON)."""
+    def requests(self) -> list[tuple[str, Any]]:
+        """The requests published from outside that had not settled: (correlation id, the
+        message's JSON parsed)."""
         rows = self._db.execute("SELECT correlation_id, body FROM requests ORDER BY rowid")
-        return [(str(c), str(b)) for c, b in rows]
+        try:
+            return [(str(c), json.loads(b)) for c, b in rows]
+        except (ValueError, TypeError) as exc:
+            raise not_genies(self.path, "requests", exc) from None
 
     def charged(self) -> dict[str, int]:
         """The deliveries each unsettled request had charged to its budget."""

@@ -52,7 +52,7 @@ from ..local.transport import LocalTransport
 from ..losses import cancelled_request, notice_of_cancelling
 from ..observe.observer import Observer
 from ..transport import RUNTIME, Answer, Keeps, WorkerCounts, keeps_of, message_json
-from .store import DESK, Batch, DeliveryStore, Holders, Kept, not_genies
+from .store import DESK, Batch, DeliveryStore, Holders, Kept
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -167,7 +167,7 @@ class DurableTransport(Observer):
         found: list[Message] = []
         for cid, body in self._requests:
             try:
-                found.append(types.parse_bounded_message(json.loads(body)))
+                found.append(types.parse_bounded_message(body))
             except MessageError as exc:
                 _log.error(
                     "store %s: request %s cannot be resumed here: %s; it stays in the store",
@@ -176,8 +176,6 @@ class DurableTransport(Observer):
                     exc,
                     extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
                 )
-            except ValueError as exc:  # not JSON: no row genie wrote
-                raise not_genies(self.store.path, "requests", exc) from None
         return found
 
     def keeps(self, correlation_id: str) -> bool:
