@@ -440,17 +440,17 @@ class Message(_Fields):
 
 # The envelope's text fields a caller may give: what a lone surrogate is looked for in.
 _TEXT_FIELDS = frozenset(
-    ("sender", "recipient", "id", "correlation_id", "causation_id", "trace_id", "metadata")
+    ("type", "sender", "recipient", "id", "correlation_id", "causation_id", "trace_id", "metadata")
 )
 
 
 def _lone_surrogate(type_name: str, fields: Mapping[str, Any]) -> InvalidMessageError | None:
-    """The error for an envelope text field of ``fields`` (by name: the sender, the recipient,
-    an id, the metadata; other fields are not looked at) holding a lone surrogate, naming the
-    field; None if none does. No file, log, bucket or JSON reader holds it as text: the audit
-    log's row for a denial fails on it, a policy reading the message fails closed, so it is
-    refused where the message is built: by the constructor (and so ``new``) and
-    ``model_copy`` from a caller's fields, by ``caused_by`` from a handler's. A message read
+    """The error for an envelope text field of ``fields`` (by name: the type, the sender, the
+    recipient, an id, the metadata; other fields are not looked at) holding a lone surrogate,
+    naming the field; None if none does. No file, log, bucket or JSON reader holds it as
+    text: the audit log's row for a denial fails on it, a policy reading the message fails
+    closed, so it is refused where the message is built: by the constructor (and so ``new``)
+    and ``model_copy`` from a caller's fields, by ``caused_by`` from a handler's. A message read
     back (``model_validate``: the durable store's, another process's) is not refused: it is
     held already, and the policies name what they cannot read."""
     for name, value in fields.items():

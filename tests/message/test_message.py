@@ -545,6 +545,17 @@ def test_the_constructor_and_a_copy_refuse_it_too(
         assert caught.value.problem.endswith("no log, file or policy can read it")
 
 
+def test_a_type_given_to_the_constructor_or_a_copy_is_text_too() -> None:
+    """The type, which a constructor or a copy may be given apart from the payload, is read by
+    the audit log and the policies as the other text fields are: refused the same way."""
+    built = Message.new(Ping(n=1), sender="user")
+    with pytest.raises(InvalidMessageError, match="field 'type': not valid UTF-8") as made:
+        Message(payload=Ping(n=1), sender="user", type="p\ud800")
+    with pytest.raises(InvalidMessageError, match=r"U\+DC00 at index 1") as copied:
+        built.model_copy(update={"type": "p\udc00"})
+    assert made.value.field == copied.value.field == "type"
+
+
 def test_a_copy_of_whole_text_or_of_no_text_is_made() -> None:
     msg = Message.new(Ping(n=1), sender="user")
     pair = "\U0001f600"
