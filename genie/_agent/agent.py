@@ -209,10 +209,16 @@ def _is_sync(cls: type, attr: str, func: Callable[..., Any]) -> bool:
     return True
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
 def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:
     where = f"{cls.__qualname__}.{attr}"
-    params = list(inspect.signature(func).parameters)
-    if len(params) != 3:
+    signature = inspect.signature(func).parameters
+    params = list(signature)
+    # The runtime calls handler(payload, ctx) by position: a keyword-only or starred
+    # parameter would make three names that fail every call.
+    if len(params) != 3 or any(p.kind not in _POSITIONAL for p in signature.values()):
         raise ConfigurationError(f"handler {where} must take (self, payload, ctx)")
     try:
         hints = typing.get_type_hints(func)

@@ -58,6 +58,22 @@ def test_handler_needs_a_payload_annotation() -> None:
             async def on_x(self, payload: int, ctx: Context) -> None: ...
 
 
+def test_handler_takes_payload_and_ctx_by_position() -> None:
+    # The runtime calls handler(payload, ctx): a keyword-only or starred parameter passes a
+    # count of three yet fails every delivery, so the class is refused where it is written.
+    with pytest.raises(ConfigurationError, match=r"Bad\.on_ping must take \(self, payload, ctx\)"):
+
+        class Bad(BaseAgent):
+            @handler  # type: ignore[arg-type]
+            async def on_ping(self, payload: Ping, *, ctx: Context) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"Starred\.on_ping must take"):
+
+        class Starred(BaseAgent):
+            @handler
+            async def on_ping(self, payload: Ping, *ctx: Context) -> None: ...
+
+
 async def test_test_context_request_uses_the_responder() -> None:
     class Asker(BaseAgent):
         produces = (Note,)
