@@ -117,6 +117,14 @@ class BaseAgent:
         handlers = dict(cls._handlers)
         sync = set(cls._sync_handlers)
         for attr, func in vars(cls).items():
+            inner = func.__func__ if isinstance(func, staticmethod | classmethod) else None
+            if hasattr(inner, "__genie_handler__"):
+                # The mark is on the function inside: unrefused, the handler would be skipped
+                # and its payload type never routed to this agent.
+                raise ConfigurationError(
+                    f"handler {cls.__qualname__}.{attr} is a {type(func).__name__}: "
+                    "a handler is a plain method taking (self, payload, ctx)"
+                )
             if getattr(func, "__genie_handler__", False):
                 handlers[_payload_type(cls, attr, func)] = attr
                 if _is_sync(cls, attr, func):

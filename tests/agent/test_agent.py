@@ -74,6 +74,16 @@ def test_handler_takes_payload_and_ctx_by_position() -> None:
             async def on_ping(self, payload: Ping, *ctx: Context) -> None: ...
 
 
+@pytest.mark.parametrize("wrap", [staticmethod, classmethod])
+def test_a_handler_under_staticmethod_or_classmethod_is_refused(wrap: type) -> None:
+    # @handler under @staticmethod marks the function inside it, which the class does not
+    # see: the handler would be skipped without a word and its payload type never routed.
+    async def on_ping(owner: object, payload: Ping, ctx: Context) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=rf"Wrapped\.on_ping is a {wrap.__name__}"):
+        type("Wrapped", (BaseAgent,), {"on_ping": wrap(handler(on_ping))})
+
+
 async def test_test_context_request_uses_the_responder() -> None:
     class Asker(BaseAgent):
         produces = (Note,)
