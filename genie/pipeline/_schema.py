@@ -4,6 +4,7 @@ of a file, not only the first ones."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,11 +42,17 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 def _seconds(value: Any) -> Any:
     """``5``, ``2.5``, ``"200ms"``, ``"5s"``, ``"2m"``, ``"1h"``, ``"2d"`` -> seconds."""
+    # pydantic's lax mode reads true as one second, and .inf (or more digits than a float
+    # holds) would wait for ever: refused as genie run --timeout refuses them.
+    if isinstance(value, bool):
+        raise ValueError(f"a number of seconds, not {str(value).lower()}")  # noqa: TRY004 - pydantic reads ValueError
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
             raise ValueError(f"{value!r} is not a duration (use seconds, or 200ms, 5s, 2m, 1h, 2d)")
-        return float(match.group(1)) * _UNITS[match.group(2)]
+        value = float(match.group(1)) * _UNITS[match.group(2)]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a number of seconds, not {value}")
     return value
 
 

@@ -82,6 +82,25 @@ def test_true_is_no_count_though_a_variable_of_digits_is(tmp_path: Path) -> None
     )
 
 
+def test_true_and_infinity_are_no_duration(tmp_path: Path) -> None:
+    """A duration is a finite number of seconds, as ``genie run --timeout`` takes it: pydantic
+    reads ``true`` as one second, and ``.inf`` (or digits past a float) as for ever."""
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - {id: forecaster, use: forecaster, deadline: true, retry: {backoff: .inf}}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+        f"timeout: {'9' * 400}s\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:2: agents.0.deadline: a number of seconds, not true",
+        f"{path}:2: agents.0.retry.backoff: a number of seconds, not inf",
+        f"{path}:5: timeout: a number of seconds, not inf",
+    ]
+
+
 def test_a_misspelt_agent_does_not_hide_a_misspelt_route(tmp_path: Path) -> None:
     path = write(
         tmp_path,
