@@ -108,8 +108,11 @@ def spec_for(
     if not isinstance(factory, type) or not inspect.iscoroutinefunction(
         getattr(factory, "handle", None)
     ):
+        # By the name it was given (a pipeline's use:) when there is one: the repr of a class
+        # beside a pipeline names the package made for its folder, which no file says.
+        shown = repr(name) if name else repr(factory)
         raise ConfigurationError(
-            f"{factory!r} is not an agent class: an agent class has an async handle(msg, ctx)"
+            f"{shown} is not an agent class: an agent class has an async handle(msg, ctx)"
         )
     consumes: tuple[type[Payload], ...] = (
         factory.consumes()

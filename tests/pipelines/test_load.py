@@ -488,6 +488,17 @@ def test_a_missing_submodule_of_a_local_package_is_named_as_written(tmp_path: Pa
     )
 
 
+def test_a_class_beside_the_pipeline_that_is_no_agent_is_named_as_written(tmp_path: Path) -> None:
+    # Not by its repr, which holds the made-up package of the folder (_genie_folder_<hash>).
+    path = household(tmp_path / "payload", "unused")
+    path.write_text(PIPELINE.replace("household:Planner", "household:Ask"))
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: 'household:Ask' is not an agent class: "
+        "an agent class has an async handle(msg, ctx)"
+    )
+
+
 def test_a_module_raising_anything_at_import_is_named_with_the_exception(tmp_path: Path) -> None:
     folder = tmp_path / "raising"
     write(folder, "household.py", "import json\n\njson.loads('{')\n")
