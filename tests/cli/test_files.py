@@ -294,3 +294,15 @@ def test_an_audit_log_in_a_missing_folder_is_refused_and_no_folder_made(
     afile.write_text("")
     assert main(["run", str(FINANCE), "--audit", str(afile / "a.jsonl")]) == 2
     assert capsys.readouterr().err.endswith(f": {afile} is not a folder\n")
+
+
+@pytest.mark.parametrize("keyed", [[], ["--audit-unkeyed"]])
+def test_an_audit_log_that_is_not_a_regular_file_is_named(
+    tmp_path: Path, fifo: Path, null_link: Path, capsys: Capture, keyed: list[str]
+) -> None:
+    # A directory was "an audit log that exists and has no key", a named pipe "None" (after a
+    # key was written beside it), and /dev/null took every record and kept none.
+    for path, problem in [(fifo, FIFO), (null_link, NULL), (tmp_path, "is a directory")]:
+        assert main(["run", str(FINANCE), "--audit", str(path), *keyed]) == 2
+        assert capsys.readouterr().err == f"genie run: cannot open audit log {path}: {problem}\n"
+    assert sorted(tmp_path.iterdir()) == [fifo, null_link]
