@@ -300,7 +300,9 @@ class Simulation(_Model):
 
 
 class PipelineFile(_Model):
-    name: str = ""
+    # A file name (genie serve --store DIR keeps DIR/NAME.db) and a URL segment; empty: the
+    # file's own name.
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]*$")] = ""
     description: str = ""
     agents: list[AgentDecl] = Field(min_length=1)
     routes: dict[str, list[str]] = {}

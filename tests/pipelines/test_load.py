@@ -499,6 +499,19 @@ def test_a_class_beside_the_pipeline_that_is_no_agent_is_named_as_written(tmp_pa
     )
 
 
+def test_a_name_that_is_no_path_segment_is_refused(tmp_path: Path) -> None:
+    """The name is a file name (``genie serve --store DIR`` keeps ``DIR/NAME.db``) and a URL
+    segment (``/v1/pipelines/NAME/ask``): ``../x`` kept its store outside DIR and was served
+    where no request could reach it."""
+    path = household(tmp_path / "named", "unused")
+    path.write_text(PIPELINE + "name: ../escaped\n")
+    assert problems_of(path) == [
+        f"{path}:5: name: String should match pattern '^[A-Za-z0-9_.\\-]*$'"
+    ]
+    path.write_text(PIPELINE + "name: ''\n")  # empty: the file's name, as when it is left out
+    assert load_pipeline(path).name == "pipeline"
+
+
 def test_a_module_raising_anything_at_import_is_named_with_the_exception(tmp_path: Path) -> None:
     folder = tmp_path / "raising"
     write(folder, "household.py", "import json\n\njson.loads('{')\n")
