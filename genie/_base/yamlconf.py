@@ -19,6 +19,7 @@ file and line in well under a second instead of exhausting memory, the stack or 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -228,11 +229,14 @@ def _lines(node: yaml.Node, loc: Loc, walk: _Walk, line: int | None = None) -> N
                     at, f"{key_of(loc)}: a key is a list or a mapping here; a key is one value"
                 )
             name = key.value
-            first = seen.setdefault(_MERGE if key.tag == _MERGE else walk.key_of(key), (i, at))
+            read = _MERGE if key.tag == _MERGE else walk.key_of(key)
+            first = seen.setdefault(read, (i, at))
             if first[0] != i:
                 walk.dupes.setdefault((id(node), first[0], i), (first[1], at, (*loc, name)))
             _lines(value, (*loc, name), walk, walk.alias_lines.get((id(node), i, 1)))
             walk.out[(*loc, name)] = at
+            if not isinstance(read, str):  # on: is true: pydantic names such a key by its value
+                walk.out.setdefault((*loc, read), at)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _lines(item, (*loc, i), walk, walk.alias_lines.get((id(node), i, 0)))
@@ -385,6 +389,16 @@ def problems(
             # not 0" only repeats that an item is wrong.
             continue
         loc: Loc = (*at, *here)
+        key = err.get("input")
+        if (err["type"] == "invalid_key" or here[-1:] == ("[key]",)) and not isinstance(key, str):
+            # pydantic renders the key (true as 1, null as 'None'): found by the value read.
+            mapping = loc[:-1] if err["type"] == "invalid_key" else loc[:-2]
+            out.append(
+                f"{path}:{line_of(lines, (*mapping, key))}: {key_of(mapping)}: a key is text; "
+                f"YAML read this one as {json.dumps(key, default=str)} (unquoted on, off, yes "
+                "and no are true or false, ~ is null): quote it"
+            )
+            continue
         out.append(f"{path}:{line_of(lines, loc)}: {key_of(loc)}: {_reason(err, model)}")
     return out
 

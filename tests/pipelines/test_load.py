@@ -82,6 +82,29 @@ def test_true_is_no_count_though_a_variable_of_digits_is(tmp_path: Path) -> None
     )
 
 
+def test_a_key_yaml_reads_as_no_text_is_named_at_its_line(tmp_path: Path) -> None:
+    """YAML reads an unquoted ``on``, ``no`` or ``~`` as true, false or null: such a key was
+    reported at line 1 (or its mapping's line) as ``1: Keys should be strings``."""
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - id: forecaster\n"
+        "    use: forecaster\n"
+        "    params: {no: 1}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+        "on: push\n"
+        "~: 1\n",
+    )
+    quote = "(unquoted on, off, yes and no are true or false, ~ is null): quote it"
+    assert problems_of(path) == [
+        f"{path}:4: agents.0.params: a key is text; YAML read this one as false {quote}",
+        f"{path}:7: <top>: a key is text; YAML read this one as true {quote}",
+        f"{path}:8: <top>: a key is text; YAML read this one as null {quote}",
+    ]
+
+
 def test_true_and_infinity_are_no_duration(tmp_path: Path) -> None:
     """A duration is a finite number of seconds, as ``genie run --timeout`` takes it: pydantic
     reads ``true`` as one second, and ``.inf`` (or digits past a float) as for ever."""
