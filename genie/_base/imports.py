@@ -25,6 +25,12 @@ _FOLDER = "_genie_folder_"
 def import_module(name: str, folder: Path | None = None) -> ModuleType:
     """Import ``name``: from ``folder`` when it holds ``name.py`` or a package ``name/``, else
     as installed. Raises ConfigurationError naming the module and whatever its import raised."""
+    if name.startswith("."):  # importlib would refuse it naming its own 'package' argument
+        bare = name.lstrip(".")
+        hint = f" (one beside the file is found first: {bare})" if bare else ""
+        raise ConfigurationError(
+            f"cannot import module {name!r}: a module is named without a leading dot{hint}"
+        )
     top = name.split(".", 1)[0]
     if folder is not None and top.isidentifier() and _holds(folder, top):
         qualified = f"{_folder_package(folder)}.{name}"

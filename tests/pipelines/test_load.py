@@ -535,6 +535,17 @@ def test_a_name_that_is_no_path_segment_is_refused(tmp_path: Path) -> None:
     assert load_pipeline(path).name == "pipeline"
 
 
+def test_a_relative_module_name_is_refused_in_words(tmp_path: Path) -> None:
+    # importlib's own refusal named its 'package' argument and a line of importlib.
+    path = household(tmp_path / "dotted", "unused")
+    path.write_text(PIPELINE.replace("household:", ".household:"))
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: cannot import module '.household': a module is named without "
+        "a leading dot (one beside the file is found first: household)"
+    )
+
+
 def test_a_module_raising_anything_at_import_is_named_with_the_exception(tmp_path: Path) -> None:
     folder = tmp_path / "raising"
     write(folder, "household.py", "import json\n\njson.loads('{')\n")
