@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -57,7 +58,23 @@ def _seconds(value: Any) -> Any:
 
 
 Seconds = Annotated[PositiveFloat, BeforeValidator(_seconds)]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _name(value: str) -> str:
+    """An agent's id, a type's or a pipeline's name: a file name and a URL segment as it is."""
+    if _NAME.fullmatch(value) is None:
+        if not value:
+            raise ValueError("a name cannot be empty (letters, digits, _ . and -)")
+        raise ValueError(f"{value!r} is not a name: letters, digits, _ . and - only")
+    return value
+
+
+def _name_or_none(value: str) -> str:
+    return value and _name(value)
+
+
+Name = Annotated[str, AfterValidator(_name)]
 
 
 class _Model(BaseModel):
@@ -302,7 +319,7 @@ class Simulation(_Model):
 class PipelineFile(_Model):
     # A file name (genie serve --store DIR keeps DIR/NAME.db) and a URL segment; empty: the
     # file's own name.
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]*$")] = ""
+    name: Annotated[str, AfterValidator(_name_or_none)] = ""
     description: str = ""
     agents: list[AgentDecl] = Field(min_length=1)
     routes: dict[str, list[str]] = {}

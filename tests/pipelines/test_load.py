@@ -57,7 +57,7 @@ def test_three_mistakes_give_three_problems_in_file_order(tmp_path: Path) -> Non
         f"{path}:4: agents.0.deadlin: unknown key (did you mean 'deadline'?)",
         f"{path}:6: routes.analysis_result.0: route recipient 'forcaster' is not declared "
         "(did you mean 'forecaster'?)",
-        f"{path}:7: entry.sender: String should have at least 1 character",
+        f"{path}:7: entry.sender: a name cannot be empty (letters, digits, _ . and -)",
     ]
 
 
@@ -529,7 +529,7 @@ def test_a_name_that_is_no_path_segment_is_refused(tmp_path: Path) -> None:
     path = household(tmp_path / "named", "unused")
     path.write_text(PIPELINE + "name: ../escaped\n")
     assert problems_of(path) == [
-        f"{path}:5: name: String should match pattern '^[A-Za-z0-9_.\\-]*$'"
+        f"{path}:5: name: '../escaped' is not a name: letters, digits, _ . and - only"
     ]
     path.write_text(PIPELINE + "name: ''\n")  # empty: the file's name, as when it is left out
     assert load_pipeline(path).name == "pipeline"
