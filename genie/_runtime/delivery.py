@@ -30,7 +30,7 @@ from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, _Correlation
 from .dispatch import HANDLING, Dispatcher
-from .failure import remember_attempt
+from .failure import exiting, remember_attempt
 from .ledger import Ledger
 from .local.executor import Worker
 from .local.mailbox import Handoff, Mailbox
@@ -44,8 +44,10 @@ __all__ = ["DeliveryRunner", "stops_runtime"]
 
 def stops_runtime(exc: BaseException) -> bool:
     """True for what must not be handled as a failure (see the module docstring)."""
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
+    if exiting(exc) is not None:
         return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(map(stops_runtime, exc.exceptions))
     # Cancellation that is ours shows as an effective deadline of -inf; a stray one does not.
     return isinstance(exc, anyio.get_cancelled_exc_class()) and (
         anyio.current_effective_deadline() == -math.inf
@@ -237,9 +239,10 @@ class DeliveryRunner:
                     reason = "correlation cancelled"
                 else:
                     ledger.cut_short_by_shutdown(agent)
+                    stopper = exiting(exc)
                     reason = (
-                        f"the runtime stopped: {type(exc).__name__}"
-                        if isinstance(exc, KeyboardInterrupt | SystemExit)
+                        f"the runtime stopped: {type(stopper).__name__}"
+                        if stopper is not None
                         else "cancelled at shutdown"
                     )
                 # What failed before it stopped (a retry's backoff, say) is counted still.

@@ -22,6 +22,7 @@ __all__ = [
     "KEPT",
     "MAX_CHARS",
     "attempts_of",
+    "exiting",
     "format_failure",
     "formatted_there",
     "remember_attempt",
@@ -121,3 +122,16 @@ def attempts_of(error: BaseException | None) -> tuple[str, ...]:
         return ()
     earlier: tuple[str, ...] = getattr(error, _EARLIER, ())
     return earlier if error.__traceback__ is None else (*earlier, format_failure(error))
+
+
+def exiting(exc: BaseException) -> BaseException | None:
+    """The ``KeyboardInterrupt`` or ``SystemExit`` that ``exc`` is, or holds: a task the
+    handler started raises it on the handler's thread too, and its task group hands it on
+    inside a group (trio's always does)."""
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := exiting(inner)) is not None:
+                return found
+    return None

@@ -52,7 +52,7 @@ from .._message.envelope import Message
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role, unencodable
 from .._message.types import MessageTypes
-from .failure import format_failure, formatted_there
+from .failure import exiting, format_failure, formatted_there
 from .options import AgentOptions
 from .transport import Delivery
 
@@ -248,7 +248,9 @@ class ThreadHandler:
     def _run(self, slots: _Slots, payload: Payload, ctx: ThreadContext) -> object:
         try:
             return self.method(payload, ctx)
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except BaseException as exc:
+            if exiting(exc) is None:
+                raise
             # The handler's own code raised it (Ctrl-C reaches the main thread only): in a
             # Python thread it ends that thread, never the program, so here it ends this
             # delivery, as it does in a child process; on the loop it would stop the runtime.

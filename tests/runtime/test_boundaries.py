@@ -390,6 +390,42 @@ async def test_system_exit_in_a_handler_stops_the_runtime_with_a_report() -> Non
     assert rt.statistics().in_flight == 0
 
 
+class ExitsInItsTaskGroup(BaseAgent):
+    """Starts a task that calls ``sys.exit``: on the event loop's thread, as the handler is."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        async def leave() -> None:
+            await checkpoint()
+            raise SystemExit(3)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leave)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio re-raises SystemExit from its loop
+async def test_system_exit_in_a_task_the_handler_started_stops_the_runtime() -> None:
+    # The handler's task group hands it the SystemExit inside a group: it is still an exit.
+    rt = Runtime([ExitsInItsTaskGroup("quitter"), Slow("slow")])
+
+    async def run() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(), recipient="slow"))
+            await rt.publish(rt.message(Ping(), recipient="quitter"))
+            await anyio.sleep(10)
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await run()
+    assert caught.group_contains(SystemExit, depth=None)
+    assert rt.state is RuntimeState.CLOSED
+    letters = {d.agent_id: (d.kind, d.reason) for d in rt.dead_letters}
+    assert letters == {
+        "quitter": ("cancelled", "the runtime stopped: SystemExit"),
+        "slow": ("cancelled", "cancelled at shutdown"),
+    }
+    accounted(rt.statistics())
+
+
 def test_keyboard_interrupt_in_a_handler_stops_the_runtime_on_asyncio() -> None:
     # asyncio lets KeyboardInterrupt out of a task's step and stops its loop, so the runtime
     # closes while asyncio.run cancels what is left: the report must be as complete as on trio.

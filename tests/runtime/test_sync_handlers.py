@@ -416,10 +416,19 @@ def _interrupt() -> None:
     raise KeyboardInterrupt("by hand")
 
 
+def _exit_in_a_group() -> None:
+    # What a pool of the handler's own hands back when one of its workers called sys.exit.
+    raise BaseExceptionGroup("workers", [SystemExit(3)])
+
+
 @pytest.mark.parametrize(
     ("stop", "said"),
-    [(lambda: sys.exit(3), "SystemExit: 3"), (_interrupt, "KeyboardInterrupt: by hand")],
-    ids=["sys.exit", "KeyboardInterrupt"],
+    [
+        (lambda: sys.exit(3), "SystemExit: 3"),
+        (_interrupt, "KeyboardInterrupt: by hand"),
+        (_exit_in_a_group, "BaseExceptionGroup: workers (1 sub-exception)"),
+    ],
+    ids=["sys.exit", "KeyboardInterrupt", "in-a-group"],
 )
 async def test_exiting_in_a_thread_fails_that_delivery_and_the_runtime_goes_on(
     stop: Callable[[], None], said: str
