@@ -99,8 +99,9 @@ def format_failure(error: BaseException) -> str:
 def formatted_there(error: BaseException, text: str) -> None:
     """``error`` was rebuilt from one raised in another process, whose traceback, formatted
     there, is ``text``: its dead letter shows that, not the frames that rebuilt it."""
-    # An exception class with slots and no room keeps the frames that rebuilt it.
-    with contextlib.suppress(AttributeError):
+    # An exception class with slots and no room, or one that refuses attributes its own way,
+    # keeps the frames that rebuilt it.
+    with contextlib.suppress(Exception):
         setattr(error, _THERE, text)
 
 
@@ -110,8 +111,9 @@ def remember_attempt(failure: BaseException, earlier: BaseException) -> None:
     if failure is earlier:
         return  # the same exception raised again: one traceback
     kept = (*getattr(earlier, _EARLIER, ()), format_failure(earlier))[-(KEPT - 1) :]
-    # An exception class with slots and no room keeps its own traceback only.
-    with contextlib.suppress(AttributeError):
+    # An exception class with slots and no room, or one that refuses attributes its own way
+    # (a frozen error), keeps its own traceback only.
+    with contextlib.suppress(Exception):
         setattr(failure, _EARLIER, kept)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 
 import anyio
+import pytest
 
 from genie import AgentOptions, BaseAgent, BreakerPolicy, Context, RetryPolicy, Runtime, handler
 from genie._runtime.failure import KEPT, MAX_CHARS, format_failure
@@ -124,3 +125,34 @@ async def test_only_a_handlers_failure_has_a_traceback_and_events_carry_it() -> 
 def test_an_exception_never_raised_has_no_frames_to_show() -> None:
     text = format_failure(ValueError("made, not raised"))
     assert text.splitlines()[0] == "ValueError: made, not raised"
+
+
+class Frozen(Exception):
+    """Refuses every attribute set on it after it is made, with an error of its own."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise TypeError(f"{type(self).__name__} is frozen")
+
+
+class RaisesFrozen(BaseAgent):
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        raise Frozen("odd")
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+async def test_an_error_that_refuses_attributes_still_fails_only_its_delivery(
+    attempts: int,
+) -> None:
+    options = AgentOptions(retry=RetryPolicy(attempts=attempts, backoff=0))
+    rt = await dead_letters(RaisesFrozen("odd"), options)
+    [letter] = rt.dead_letters  # and the runtime closed as it should
+    assert (letter.kind, letter.reason, letter.attempts) == (
+        "failed",
+        "Frozen: odd",
+        attempts,
+    )
+    assert letter.traceback is not None
+    assert letter.traceback.startswith(f"{__file__}:")
+    s = rt.statistics()
+    assert (s.delivered, s.dead_lettered, s.in_flight, s.retries) == (1, 1, 0, attempts - 1)
