@@ -96,14 +96,28 @@ def unwrapped(kind: type[BaseException]) -> Iterator[None]:
             found.__context__ = context
 
 
+REASON_CHARS = 2_000  # of an error's text in a reason; the middle is cut
+
+
 def described(error: BaseException) -> str:
     """``Type: message``, as a reason or a dead letter says why: never raises, whatever the
-    exception's own ``__str__`` does (a user's exception class may fail to print)."""
+    exception's own ``__str__`` does (a user's exception class may fail to print), and stays
+    short whatever it says (a failure's message may be a whole payload dumped): a reason is
+    kept with its dead letter and audit row, logged, and handed to whoever waited."""
     try:
         text = str(error)
     except BaseException as exc:
         text = f"<its str() raised {type(exc).__name__}>"
-    return f"{type(error).__name__}: {text}"
+    return f"{type(error).__name__}: {middle_cut(text, REASON_CHARS)}"
+
+
+def middle_cut(text: str, limit: int) -> str:
+    """``text``, or when it has more than ``limit`` characters its two ends, saying how much
+    of its middle was cut."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}\n  [... {len(text) - 2 * keep:,} characters cut ...]\n{text[-keep:]}"
 
 
 def shown(value: str, limit: int = 40) -> str:

@@ -16,7 +16,7 @@ import importlib.util
 import os
 import traceback
 
-from .._errors import described
+from .._errors import described, middle_cut
 
 __all__ = [
     "KEPT",
@@ -89,11 +89,7 @@ def format_failure(error: BaseException) -> str:
         else f"{said}\n"
     )
     text = head + "Traceback (most recent call last):\n" + "".join(lines) + what
-    if len(text) > MAX_CHARS:
-        keep = MAX_CHARS // 2
-        cut = len(text) - 2 * keep
-        text = f"{text[:keep]}\n  [... {cut:,} characters cut ...]\n{text[-keep:]}"
-    return text
+    return middle_cut(text, MAX_CHARS)
 
 
 def formatted_there(error: BaseException, text: str) -> None:

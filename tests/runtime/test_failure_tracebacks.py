@@ -156,3 +156,22 @@ async def test_an_error_that_refuses_attributes_still_fails_only_its_delivery(
     assert letter.traceback.startswith(f"{__file__}:")
     s = rt.statistics()
     assert (s.delivered, s.dead_lettered, s.in_flight, s.retries) == (1, 1, 0, attempts - 1)
+
+
+async def test_a_huge_error_message_is_cut_in_the_reason_as_in_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Kept by the dead letter, the audit log and the log line, and handed to the asker.
+    huge = "x" * (100 * MAX_CHARS)
+    async with Runtime([Divider("d", message=huge)]) as rt:
+        result = await rt.ask(rt.message(Ping(n=0), recipient="d"))
+        await rt.wait_idle()
+    [letter] = rt.dead_letters
+    [missing] = result.missing
+    [row] = [r for r in rt.audit.records if r.action == "dead_letter:failed"]  # type: ignore[attr-defined]
+    [line] = [r.getMessage() for r in caplog.records if "dead letter" in r.getMessage()]
+    for reason in (letter.reason, missing.reason, row.details["reason"], line):
+        assert len(reason) < MAX_CHARS
+        assert "characters cut" in reason
+    assert letter.reason.startswith("ValueError: xxx")
+    assert letter.reason.endswith("xxx")
