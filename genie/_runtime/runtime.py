@@ -760,8 +760,11 @@ class Runtime:
         returns once the message is in the store (a kill after that loses nothing of it).
         """
         await self._backend.checkpoint()
-        for prepare in self._preparers:
-            await prepare(msg)
+        if self._preparers:
+            # Refused inside a handler before a preparer shows the text to its classifier.
+            self._dispatcher.check_caller("publish", msg)
+            for prepare in self._preparers:
+                await prepare(msg)
         await self._dispatcher.publish(msg)
         if self._published_kept is not None:
             await self._published_kept.kept()  # it returns with the message in the store

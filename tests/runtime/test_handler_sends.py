@@ -28,6 +28,7 @@ from genie import (
     WaitFromHandlerError,
     handler,
 )
+from genie.policies import ClassifierPolicy
 
 from ..conftest import Echo, Ping, Recorder
 
@@ -146,6 +147,37 @@ async def test_each_send_of_the_public_api_is_refused_inside_a_handler(
     # output built by ctx.emit shares) went on and ended handled, not cancelled.
     s = rt.statistics()
     assert (s.published, s.handled, s.dead_lettered, s.in_flight) == (1, 1, 0, 0)
+
+
+class CountingClassifier:
+    """A classifier that judges every text safe, and counts the texts it was sent."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def classify(self, text: str) -> bool:
+        self.texts.append(text)
+        return False
+
+
+@pytest.mark.parametrize("verb", VERBS)
+async def test_a_refused_send_is_shown_to_no_classifier(verb: Verb) -> None:
+    # The classifier is a policy's question to a model elsewhere: a send refused before
+    # anything is sent asks it nothing.
+    classifier = CountingClassifier()
+    screen = ClassifierPolicy(classifier, fail="open")
+    sender, sink = Sender("s", verb), Echo("sink")
+    async with Runtime([sender, sink], policies=[screen]) as rt:
+        sender.rt = rt
+        await rt.publish(rt.message(Ping(sender_tag="outside"), recipient="s"))
+        with anyio.fail_after(STALL):
+            await rt.wait_idle()
+    [error] = sender.errors
+    assert_refused(error, verb)
+    [text] = classifier.texts  # the outside publish's, and only that
+    assert text.startswith("outside")
 
 
 async def test_a_task_the_handler_started_is_refused_too() -> None:
