@@ -98,11 +98,14 @@ class _Criteria:
             return True
         try:
             return bool(self._where(msg))
-        except Exception as exc:  # the caller's predicate: its error is the caller's, not ours
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # the caller's predicate: its error is the caller's, not ours
+            # Synchronous, so even a CancelledError out of it is its own bug, not a cancellation.
             self.predicate_raised(exc)
             return False
 
-    def predicate_raised(self, error: Exception) -> None:
+    def predicate_raised(self, error: BaseException) -> None:
         """``where`` raised on a message, which is then not matched: an ended gather's memory
         does not count it late."""
 
@@ -324,7 +327,7 @@ class Gather(_Waiter):
         self._armed = False
         self._done = owner.new_event()
         self._result: GatherResult | None = None
-        self._raised: Exception | None = None  # what ``where`` raised, if it did
+        self._raised: BaseException | None = None  # what ``where`` raised, if it did
         corr.waiters += (self,)
 
     def _key(self, msg: Message) -> str:
@@ -381,7 +384,7 @@ class Gather(_Waiter):
         elif len(self._failures) < 64:
             self._failures.append(missing)
 
-    def predicate_raised(self, error: Exception) -> None:
+    def predicate_raised(self, error: BaseException) -> None:
         """The gather ends, and ``wait`` raises ``error``: the predicate is the caller's code,
         and its caller hears of its bug at once (the runtime goes on)."""
         if self._raised is None and self._result is None:

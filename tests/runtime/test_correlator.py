@@ -171,6 +171,25 @@ async def test_a_predicate_that_raises_fails_its_caller_not_the_runtime() -> Non
         assert stats.correlations.late_replies == 0  # an ended gather's predicate raises: not late
 
 
+class Odd(BaseException):
+    """Not an Exception: a caller's bug all the same."""
+
+
+async def test_a_predicate_raising_a_base_exception_fails_its_caller_not_the_runtime() -> None:
+    def odd(msg: Message) -> bool:
+        raise Odd("a predicate's own")
+
+    async with Runtime([Echo("echo")]) as rt:
+        with pytest.raises(Odd):
+            await rt.ask(rt.message(Ping(n=2), recipient="echo"), until=odd)
+        await rt.wait_idle()
+        assert rt.state is RuntimeState.RUNNING
+        stats = rt.statistics()
+    assert stats.mailboxes["echo"].handled == 1  # the reply was routed: its handler returned
+    assert (stats.dead_lettered, stats.in_flight) == (0, 0)
+    assert stats.correlations.gathers_partial == 1
+
+
 async def test_gather_by_types_and_predicate() -> None:
     class Both(BaseAgent):
         produces = (Pong, Note)
