@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import anyio
 
-__all__ = ["REAL_TIME_LOOPS", "Clock"]
+__all__ = ["REAL_TIME_LOOPS", "Clock", "checked_timeout"]
 
 # The modules of event loops whose time is the monotonic clock, read coarsely.
 REAL_TIME_LOOPS = frozenset({"uvloop"})
@@ -94,3 +95,16 @@ def _wall_now() -> datetime:
 
 def _unstarted() -> float:
     raise RuntimeError("the clock starts with its runtime")
+
+
+def checked_timeout(timeout: float | None, what: str) -> float | None:
+    """``timeout`` as ``what`` (``ctx.request``, ``rt.ask``) bounds its wait with it: None,
+    or a number of seconds (0 or less: due at once; infinity: no bound). Anything else is the
+    caller's mistake, told by name before anything is sent or registered."""
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout)
+    ):
+        raise ValueError(
+            f"{what}: the timeout must be a number of seconds or None, not {timeout!r}"
+        )
+    return timeout

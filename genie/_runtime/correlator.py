@@ -17,7 +17,7 @@ from typing import Literal
 import anyio
 
 from .._base.backend import Event, any_backend
-from .._base.clock import Clock
+from .._base.clock import Clock, checked_timeout
 from .._base.record import Record
 from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError, described
 from .._message.envelope import Message
@@ -251,6 +251,7 @@ class Correlator:
         timeout: float | None = None,
         consumer: str = "user",
     ) -> Gather:
+        checked_timeout(timeout, "rt.gather")
         gather = Gather(self, self.get(correlation_id), count, senders, types, where, timeout)
         gather.consumer = consumer
         self.pending += 1

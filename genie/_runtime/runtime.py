@@ -32,7 +32,7 @@ from .._agent.context import ContextServices
 from .._agent.memory import MemoryStore, named_stores
 from .._agent.tools import ToolServer
 from .._base.backend import any_backend, running_backend
-from .._base.clock import Clock
+from .._base.clock import Clock, checked_timeout
 from .._base.log import lazy_logger
 from .._base.record import Record
 from .._base.surrogates import lone_surrogate
@@ -846,6 +846,7 @@ class Runtime:
         # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
         # the correlation, which may be the handler's own.
         self._dispatcher.check_caller(how, msg)
+        checked_timeout(timeout, f"rt.{how}")
         where: Callable[[Message], bool]
         if until is None:
             sender = msg.sender
@@ -920,6 +921,7 @@ class Runtime:
 
     async def _request(self, msg: Message, timeout: float | None) -> Message:
         self._check_open()
+        checked_timeout(timeout, "ctx.request")
         recipient = msg.recipient
         assert recipient is not None
         fallback = self._mailbox(recipient).options.fallback

@@ -610,6 +610,26 @@ async def test_a_reply_due_with_the_requests_deadline_is_the_answer() -> None:
     assert not list(rt.dead_letters)
 
 
+@pytest.mark.parametrize("timeout", [float("nan"), "5", True])
+async def test_a_timeout_that_is_no_number_is_refused_before_anything_is_sent(
+    timeout: Any,
+) -> None:
+    # A request sent and then failed for its timeout would be sent again by each retry.
+    said = f"the timeout must be a number of seconds or None, not {timeout!r}"
+    asker, echo = NoteAsker("asker", "echo", timeout=timeout), Echo("echo")
+    async with Runtime([asker, echo]) as rt:
+        await rt.publish(rt.message(Note(text="go"), recipient="asker"))
+        await rt.wait_idle()
+        assert asker.outcomes == [("ValueError", f"ctx.request: {said}")]
+        with pytest.raises(ValueError, match=f"rt.ask: {said}"):
+            await rt.ask(rt.message(Ping(), recipient="echo"), timeout=timeout)
+        with pytest.raises(ValueError, match=f"rt.gather: {said}"):
+            rt.gather("any", timeout=timeout)
+    assert echo.seen == []  # nothing was sent
+    stats = rt.statistics()
+    assert (stats.delivered, stats.in_flight, stats.correlations.gathers_pending) == (1, 0, 0)
+
+
 def no_notes_to_the_user() -> PolicyFn:
     return PolicyFn(
         "no-notes",
