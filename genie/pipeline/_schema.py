@@ -67,6 +67,8 @@ def _name(value: str) -> str:
         if not value:
             raise ValueError("a name cannot be empty (letters, digits, _ . and -)")
         raise ValueError(f"{value!r} is not a name: letters, digits, _ . and - only")
+    if not value.strip("."):  # a path's . or ..: no URL reaches it, as clients resolve them
+        raise ValueError(f"{value!r} is not a name: dots alone name a folder in a path")
     return value
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._base.progress import ProgressLine
-from .._cli.options import seconds
+from .._cli.options import count, seconds
 from ..pipeline._args import add_set, load
 from ._units import duration
 
@@ -17,16 +17,6 @@ if TYPE_CHECKING:
     from ._run import Progress
 
 __all__ = ["add_parser"]
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
 
 
 def _seed(text: str) -> int:
@@ -52,9 +42,9 @@ def add_parser(commands: Any) -> None:
         "(quote it) for every agent. See docs/simulation.md.",
     )
     sim.add_argument("pipeline", help="pipeline YAML (e.g. config/pipelines/finance.yaml)")
-    sim.add_argument("--sessions", type=_whole, default=1000, metavar="N", help="default 1000")
+    sim.add_argument("--sessions", type=count, default=1000, metavar="N", help="default 1000")
     sim.add_argument(
-        "--concurrency", type=_whole, default=16, metavar="C", help="sessions in flight (16)"
+        "--concurrency", type=count, default=16, metavar="C", help="sessions in flight (16)"
     )
     sim.add_argument("--seed", type=_seed, default=0, metavar="S", help="default 0")
     sim.add_argument(

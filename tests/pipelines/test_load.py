@@ -531,6 +531,10 @@ def test_a_name_that_is_no_path_segment_is_refused(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{path}:5: name: '../escaped' is not a name: letters, digits, _ . and - only"
     ]
+    path.write_text(PIPELINE + "name: '..'\n")
+    assert problems_of(path) == [
+        f"{path}:5: name: '..' is not a name: dots alone name a folder in a path"
+    ]
     path.write_text(PIPELINE + "name: ''\n")  # empty: the file's name, as when it is left out
     assert load_pipeline(path).name == "pipeline"
 
