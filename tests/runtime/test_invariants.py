@@ -343,6 +343,7 @@ def test_every_public_send_refuses_a_handler_in_one_place() -> None:
     assert checkers == {
         "_runtime/dispatch.py:Dispatcher._validate",  # publish and publish_nowait
         "_runtime/runtime.py:Runtime._ask",  # ask and resume: before the gather
+        "_runtime/runtime.py:Runtime.publish",  # with preparers: before a classifier reads it
     }
     validators = {s.where for s in _method_calls("_validate")}
     assert validators == {
