@@ -20,6 +20,7 @@ from ._base.lazy import lazy_names as _lazy_names
 from ._base.resilience import BreakerPolicy as BreakerPolicy
 from ._base.resilience import RetryPolicy as RetryPolicy
 from ._errors import AgentError as AgentError
+from ._errors import AuditWriteError as AuditWriteError
 from ._errors import CircuitOpenError as CircuitOpenError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import DeliveryError as DeliveryError
@@ -130,6 +131,7 @@ __getattr__ = _lazy_names(__name__, _LAZY)
 __all__ = [
     "Agent",
     "AgentError",
+    "AuditWriteError",
     "AgentOptions",
     "AgentSpec",
     "Approval",

@@ -24,6 +24,7 @@
     ├── ToolCallError                 a tool server is unknown or unreachable, or failed
     ├── StoreError                    the durable store could not be written (the disk is
     │                                 full, its file removed): the runtime stops with it
+    ├── AuditWriteError               the audit sink refused a record: the runtime stops
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
         ├── InvalidOutputError        handle() returned something that is not a Message
@@ -41,6 +42,7 @@ from contextlib import contextmanager
 
 __all__ = [
     "AgentError",
+    "AuditWriteError",
     "CircuitOpenError",
     "ConfigurationError",
     "DeliveryError",
@@ -288,6 +290,13 @@ class ToolCallError(GenieError):
     """A tool could not be called: the server is unknown or unreachable, the tool does not
     exist, or the call failed on its way. A handler that lets it propagate fails and is
     retried as its options say."""
+
+
+class AuditWriteError(GenieError):
+    """A runtime's audit sink could not take a record (a full disk under a JSONL log, a sink
+    of your own that raised): the runtime stops with it, as no governed outcome may go on
+    unrecorded. The outcomes the runtime ends while it stops are kept as dead letters and
+    counted, but not offered to the sink again (docs/governance.md)."""
 
 
 class StoreError(GenieError):

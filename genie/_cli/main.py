@@ -21,7 +21,7 @@ from .._agent.catalogue import Catalogue
 from .._base.files import FileRefusedError
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
-from .._errors import ConfigurationError, GenieError, StoreError, unwrapped
+from .._errors import AuditWriteError, ConfigurationError, GenieError, StoreError, unwrapped
 from .._message.payload import Payload
 from .._runtime.approvals import Approval, ApprovalRequest
 from .._runtime.audit import (
@@ -146,6 +146,11 @@ def _run(args: argparse.Namespace) -> int:
             where = f"genie run {args.pipeline} --store {args.store}"
             said = f"the run stopped, and what it kept before is in the store: {where} resumes it"
             print(f"genie run: {exc}; {said}", file=sys.stderr)
+            return 1
+        except AuditWriteError as exc:  # the run failed too (its audit log's disk is full)
+            if args.debug:
+                raise
+            print(f"genie run: {exc}", file=sys.stderr)
             return 1
     finally:
         if server is not None:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, StoreError
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
@@ -245,12 +245,15 @@ def _serve(args: argparse.Namespace) -> int:
     failure = state.failure()
     if failure is None and state.unstarted is not None:
         raise state.unstarted  # a store it cannot use, say: one line, exit 2
-    if failure is not None:
+    if isinstance(failure, StoreError):
         print(
             f"genie serve: {failure}; the server stopped, and what it kept before is in the "
             f"store: started again with --store {args.store}, it resumes the requests",
             file=sys.stderr,
         )
+        return 1
+    if failure is not None:  # its audit log refused a record
+        print(f"genie serve: {failure}", file=sys.stderr)
         return 1
     cut = state.cut
     print(

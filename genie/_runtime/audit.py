@@ -9,7 +9,7 @@ import os
 import secrets
 import sys
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -18,7 +18,7 @@ from .._base.files import FileRefusedError, open_regular, read_bounded
 from .._base.nesting import json_depth_exceeds
 from .._base.record import Record
 from .._base.surrogates import utf8_text
-from .._errors import ConfigurationError
+from .._errors import AuditWriteError, ConfigurationError, described
 
 __all__ = [
     "AuditLogError",
@@ -49,6 +49,38 @@ class AuditSink(Protocol):
     """Where audit records go. ``record`` is synchronous; a durable sink writes through."""
 
     def record(self, record: AuditRecord) -> None: ...
+
+
+class AuditGate:
+    """The runtime's way to its audit sink. The first record the sink refuses (it raises) is
+    kept as the runtime's ``failure`` and stops the runtime (``stop``), which raises it once
+    closed; the records after it are not offered. The record is not raised where it was
+    made: a dead letter, a denial or a count half written would leave the books wrong while
+    the runtime stops."""
+
+    __slots__ = ("failure", "sink", "stop")
+
+    def __init__(self, sink: AuditSink, stop: Callable[[], None]) -> None:
+        self.sink = sink
+        self.stop = stop
+        self.failure: AuditWriteError | None = None
+
+    def record(self, record: AuditRecord) -> None:
+        if self.failure is not None:
+            return
+        try:
+            self.sink.record(record)
+        except Exception as exc:
+            said = (
+                str(exc)
+                if isinstance(exc, AuditWriteError)
+                else f"the audit sink refused a {record.action} record: {described(exc)}"
+            )
+            self.failure = AuditWriteError(
+                f"{said}; the runtime stopped, as nothing governed goes on unrecorded"
+            )
+            self.failure.__cause__ = exc
+            self.stop()
 
 
 class MemoryAuditLog:
@@ -316,6 +348,7 @@ class JsonlAuditLog:
         self._seq = 0
         self._prev = GENESIS
         self._size = 0  # of the file after this writer's last write
+        self._refused = False  # a write the disk refused
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO = self.path.open("a+b")
         try:
@@ -386,14 +419,26 @@ class JsonlAuditLog:
         self._seq, self._prev = row["seq"], row["row_hash"]
 
     def _write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
-        self._size = os.fstat(self._file.fileno()).st_size
+        try:
+            self._file.write(data)
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+            self._size = os.fstat(self._file.fileno()).st_size
+        except OSError as exc:  # a full disk, say: named, for the runtime stops with it
+            self._refused = True
+            raise AuditWriteError(
+                f"cannot write the audit log {self.path}: {exc.strerror}"
+            ) from exc
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            # Closing writes what the refused write left buffered, and is refused the same
+            # way: that failure was said already (and a torn last line is recovered next).
+            if not self._refused:
+                raise
 
 
 class AuditVerdict(Record):

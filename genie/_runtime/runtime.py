@@ -51,7 +51,7 @@ from .._message.ids import IdSource
 from .._message.payload import MetaValue, Payload, Role
 from .._message.types import MessageTypes
 from .admission import Admission
-from .audit import AuditSink, MemoryAuditLog
+from .audit import AuditGate, AuditSink, MemoryAuditLog
 from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
 from .deadletter import DeadLetters
 from .delivery import DeliveryRunner
@@ -202,7 +202,9 @@ class Runtime:
             prepare for p in self.policies if callable(prepare := getattr(p, "prepare", None))
         )
         dead_letters = DeadLetters(dead_letter_capacity, retention)
-        self._ledger = Ledger(self.clock, self.audit, dead_letters, self._correlator)
+        # The first record the sink refuses stops the runtime (``failure``).
+        self._audit = AuditGate(self.audit, self._audit_failed)
+        self._ledger = Ledger(self.clock, self._audit, dead_letters, self._correlator)
         # The agents of this runtime, by id: the registry routing, admission and the supervisor
         # read. The transport is handed it and moves admitted deliveries into these mailboxes
         # (another transport, such as NATS, moves them between processes first).
@@ -315,10 +317,18 @@ class Runtime:
     @property
     def failure(self) -> GenieError | None:
         """Why the runtime stopped on its own, if it did: a write its store's disk refused
-        (the ``StoreError`` that ``async with`` raises once it has closed). Set as soon as
-        the write failed, while the runtime is still stopping: a server asks it to say why
-        its requests ended. None while nothing failed, and without a store."""
+        (a ``StoreError``), or a record its audit sink refused (an ``AuditWriteError``), which
+        ``async with`` raises once it has closed. Set as soon as the write failed, while the
+        runtime is still stopping: a server asks it to say why its requests ended. None while
+        nothing failed."""
+        if self._audit.failure is not None:
+            return self._audit.failure
         return None if self._published_kept is None else self._published_kept.failure()
+
+    def _audit_failed(self) -> None:
+        """The audit sink refused a record: the runtime stops (``failure`` says why)."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -489,7 +499,7 @@ class Runtime:
         if self._approvals is None:
             from .approvals import ApprovalDesk, ApprovalRequest, Approvals
 
-            desk = ApprovalDesk(self.clock, self.audit)
+            desk = ApprovalDesk(self.clock, self._audit)
             self.add(desk, subscribe=(ApprovalRequest.message_type,))
             self._approvals = Approvals(
                 desk, self.publish_nowait, self._new_id, self.clock, self._in_flight
