@@ -550,6 +550,33 @@ def test_a_file_that_is_no_database_is_refused(tmp_path: Path) -> None:
         Runtime(store=path)
 
 
+@pytest.mark.parametrize("kind", ["directory", "named pipe", "device"])
+def test_a_path_that_is_no_file_is_refused_by_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A directory, a named pipe or a device as the store: named by what it is, where SQLite
+    said "unable to open database file" or "disk I/O error" (and /dev/null took the lock file
+    beside it), by the runtime and by ``genie approvals`` alike; nothing is made."""
+    from genie._cli.main import main
+
+    path = tmp_path / "store"
+    if kind == "directory":
+        path.mkdir()
+        said = "it is a directory"
+    elif kind == "named pipe":
+        os.mkfifo(path)
+        said = "it is a named pipe (FIFO), not a regular file"
+    else:
+        path = Path("/dev/null")
+        said = "it is a character device, not a regular file"
+    with pytest.raises(ConfigurationError) as raised:
+        Runtime(store=path)
+    assert str(raised.value) == f"cannot use {path} as a store: {said}"
+    assert main(["approvals", "list", "--store", str(path)]) == 2
+    assert capsys.readouterr().err == f"genie approvals: cannot use {path} as a store: {said}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["store"] if kind != "device" else [])
+
+
 def test_a_database_of_something_else_is_refused_and_left_as_it_was(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -356,7 +356,7 @@ def test_an_app_that_cannot_use_its_store_raises_its_error_and_logs_one_line(
     told that line, logs it with no traceback before it gives up the start."""
     (tmp_path / "sleepy.yaml").write_text(SLEEPY)
     (tmp_path / "store" / "sleepy.db").mkdir(parents=True)
-    said = f"cannot use {tmp_path / 'store' / 'sleepy.db'} as a store: unable to open database file"
+    said = f"cannot use {tmp_path / 'store' / 'sleepy.db'} as a store: it is a directory"
 
     def app() -> Starlette:
         settings = ServeSettings(store=tmp_path / "store")

@@ -28,6 +28,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from ..._base.files import file_problem
 from ..._errors import ConfigurationError, StoreError
 
 __all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
@@ -221,6 +222,9 @@ class DeliveryStore:
 
     def __init__(self, path: str | PathLike[str], each: bool = False) -> None:
         self.path = Path(path)
+        refused = _not_a_store_file(self.path)
+        if refused is not None and os.path.lexists(self.path):  # made if missing
+            raise ConfigurationError(refused)
         # The lock is named by where the file really is: a store reached through a symbolic
         # link (or ``..``) is the same store, held by one runtime.
         try:
@@ -421,8 +425,9 @@ class StoreClient:
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ConfigurationError(f"no store at {self.path}")
+        refused = _not_a_store_file(self.path)
+        if refused is not None:
+            raise ConfigurationError(refused)
         # A runtime makes the file, then its tables: an empty database is looked at again for
         # a second before it is called one, so a client started with the runtime is not told so.
         for last in range(20, 0, -1):
@@ -483,6 +488,18 @@ class StoreClient:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _not_a_store_file(path: Path) -> str | None:
+    """Why ``path`` can hold no store (it is missing, a directory, a device, a pipe), in the
+    words the error says, or None: looked at before SQLite, which says only "disk I/O error"
+    or "unable to open database file" of each."""
+    problem = file_problem(path)
+    if problem is None:
+        return None
+    if problem == "does not exist":
+        return f"no store at {path}"
+    return f"cannot use {path} as a store: it {problem}"
 
 
 def _text(value: object) -> str:
