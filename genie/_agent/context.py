@@ -96,7 +96,9 @@ class Context(Protocol):
         Raises ``DeniedError`` if admission refuses the request or its answer, ``AgentError``
         if the recipient fails it or handles it without answering, ``TimeoutError`` if no
         answer arrives within ``timeout`` seconds (default: the runtime's
-        ``Limits.request_timeout``, so two agents requesting each other cannot wedge).
+        ``Limits.request_timeout``, so two agents requesting each other cannot wedge), and
+        ``DeliveryError`` at once for a request to this agent itself when it has one worker
+        (which runs this handler, so the request could never be taken).
         """
         ...
 

@@ -38,6 +38,7 @@ from .._base.record import Record
 from .._base.surrogates import lone_surrogate
 from .._errors import (
     ConfigurationError,
+    DeliveryError,
     DuplicateAgentError,
     GenieError,
     RuntimeClosedError,
@@ -934,7 +935,17 @@ class Runtime:
         checked_timeout(timeout, "ctx.request")
         recipient = msg.recipient
         assert recipient is not None
-        fallback = self._mailbox(recipient).options.fallback
+        options = self._mailbox(recipient).options
+        if recipient == msg.sender and options.max_concurrency == 1:
+            raise DeliveryError(
+                f"ctx.request to {recipient!r} from {recipient!r} itself: its one worker runs "
+                "this handler, so the request could only wait out its timeout; give the agent "
+                "max_concurrency of 2 or more, or do the work in this handler",
+                message_id=msg.id,
+                agent_id=recipient,
+                correlation_id=msg.correlation_id,
+            )
+        fallback = options.fallback
         if not self.types.is_registered(msg.payload):
             raise UnknownMessageTypeError(msg.type, self.types.names())
         # The answer comes from the recipient, or from its fallback if the delivery fails.

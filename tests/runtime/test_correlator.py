@@ -323,6 +323,37 @@ async def test_request_failures_raise_at_once() -> None:
     assert texts[2] == "timed out"
 
 
+class SelfAsker(BaseAgent):
+    """Answers a pong; asked a ping, it asks itself for the pong."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        answer = await ctx.request(self.id, Pong(n=payload.n), timeout=30)
+        return ctx.reply(answer.payload)
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n + 1))
+
+
+async def test_a_request_to_itself_with_one_worker_fails_at_once() -> None:
+    """Its one worker runs the asking handler, so the request could never be taken before its
+    timeout: refused at once, naming why; with a second worker it is answered."""
+    async with Runtime([SelfAsker("self")]) as rt:
+        with anyio.fail_after(5):
+            result = await rt.ask(rt.message(Ping(n=1), recipient="self"), timeout=30)
+        assert result.status == "partial"  # its one delivery failed: no answer
+        [letter] = rt.dead_letters
+        assert letter.reason.startswith(
+            "DeliveryError: ctx.request to 'self' from 'self' itself: its one worker runs this "
+            "handler"
+        )
+    async with Runtime() as rt:
+        rt.add(SelfAsker("self"), options=AgentOptions(max_concurrency=2))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="self"), timeout=30)
+        assert result.message.payload == Pong(n=2)
+
+
 async def test_request_answered_by_silence_is_an_error() -> None:
     class Silent(BaseAgent):
         @handler
