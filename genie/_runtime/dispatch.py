@@ -361,7 +361,9 @@ class Dispatcher:
                 continue
             try:
                 tap.observe(msg)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # synchronous: even a CancelledError is its own bug
                 self.ledger.tap_failed()
                 _log.exception(
                     "tap %r failed on message %s", tap.id, msg.id, extra=fields(tap.id, msg)

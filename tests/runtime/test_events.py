@@ -204,15 +204,25 @@ def test_a_buffer_must_hold_something() -> None:
         Runtime().events(buffer=0)
 
 
+class Odd(BaseException):
+    """Not an ``Exception``: what a careless observer or tap may raise all the same."""
+
+
 class Broken(Observer):
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
     def published(self, msg: Message, recipients: int) -> None:
-        raise RuntimeError("observer bug")
+        raise self.error
 
 
-async def test_an_observer_that_raises_is_counted_and_changes_nothing() -> None:
+@pytest.mark.parametrize("error", [RuntimeError("observer bug"), Odd("observer bug")])
+async def test_an_observer_that_raises_is_counted_and_changes_nothing(
+    error: BaseException,
+) -> None:
     async with Runtime() as rt:
         rt.add(Echo("echo"))
-        rt.add_observer(Broken())
+        rt.add_observer(Broken(error))
         result = await rt.ask(rt.message(Ping(n=3), recipient="echo"))
         stats = rt.statistics()
     assert result.message.payload == Pong(n=3)

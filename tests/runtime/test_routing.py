@@ -8,15 +8,19 @@ from genie import Message, NoRouteError, Runtime, UnknownRecipientError
 from ..conftest import DenyTo, Echo, Ping, Pong, Recorder
 
 
+class Odd(BaseException):
+    """Not an ``Exception``: what a careless tap may raise all the same."""
+
+
 class ListTap:
-    def __init__(self, id: str, fail: bool = False) -> None:
+    def __init__(self, id: str, fail: BaseException | None = None) -> None:
         self.id = id
         self.fail = fail
         self.seen: list[Message] = []
 
     def observe(self, msg: Message) -> None:
-        if self.fail:
-            raise ValueError("tap broke")
+        if self.fail is not None:
+            raise self.fail
         self.seen.append(msg)
 
 
@@ -48,8 +52,9 @@ async def test_recipient_that_also_subscribes_gets_one_copy() -> None:
     assert len(rec.seen) == 1
 
 
-async def test_taps_see_messages_and_a_failing_tap_changes_nothing() -> None:
-    good, bad = ListTap("good"), ListTap("bad", fail=True)
+@pytest.mark.parametrize("error", [ValueError("tap broke"), Odd("tap broke")])
+async def test_taps_see_messages_and_a_failing_tap_changes_nothing(error: BaseException) -> None:
+    good, bad = ListTap("good"), ListTap("bad", fail=error)
     async with Runtime([Echo("echo")]) as rt:
         rt.add_tap(bad)
         rt.add_tap(good)

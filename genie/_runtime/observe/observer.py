@@ -97,28 +97,36 @@ class Observers(Observer):
         for obs in self._all:
             try:
                 obs.published(msg, recipients)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # synchronous: even a CancelledError is its own bug
                 self._failed(obs, "published")
 
     def delivered(self, msg: Message, agent_id: str) -> None:
         for obs in self._all:
             try:
                 obs.delivered(msg, agent_id)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # synchronous: even a CancelledError is its own bug
                 self._failed(obs, "delivered")
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         for obs in self._all:
             try:
                 obs.handled(msg, agent_id, duration, outputs)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # synchronous: even a CancelledError is its own bug
                 self._failed(obs, "handled")
 
     def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
         for obs in self._all:
             try:
                 obs.delivered_many(msg, agent_ids)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # synchronous: even a CancelledError is its own bug
                 self._failed(obs, "delivered_many")
 
     # The rest happen once per failure or per request: one generic path is enough.
@@ -126,7 +134,9 @@ class Observers(Observer):
         for obs in self._all:
             try:
                 getattr(obs, event)(*args)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # synchronous: even a CancelledError is its own bug
                 self._failed(obs, event)
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
