@@ -857,7 +857,7 @@ class Runtime:
         # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
         # the correlation, which may be the handler's own.
         self._dispatcher.check_caller(how, msg)
-        checked_timeout(timeout, f"rt.{how}")
+        checked_timeout(timeout, "rt.ask" if how == "ask" else "rt.resume")
         where: Callable[[Message], bool]
         if until is None:
             sender = msg.sender
