@@ -12,7 +12,8 @@ fails the handler, which is retried as its options say.
 
 Sessions open at a server's first call, in a task of the runtime (so a handler that is
 cancelled never takes a session down with it), are shared by every handler, and close when
-the runtime stops. A session that dies is dropped; the next call opens a new one.
+the runtime stops. A session that dies is dropped once a call finds it so; a later call opens
+a new one.
 """
 
 from __future__ import annotations
@@ -134,7 +135,12 @@ class ToolCalls:
                     self._sessions[server] = session
                     opening.session = session
                     opening.done.set()
-                    await anyio.sleep_forever()
+                    try:
+                        await anyio.sleep_forever()
+                    finally:
+                        # Dropped before it closes, which takes a while for a server that
+                        # died: a call meanwhile opens a new session, not this dead one.
+                        self._drop(server, opening)
             if not opening.done.is_set():
                 opening.failure = f"no session within {declared.timeout:g} s"
         except Exception as exc:
@@ -149,10 +155,16 @@ class ToolCalls:
                     extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
                 )
         finally:
-            self._sessions.pop(server, None)
-            if self._opening.get(server) is opening:
-                del self._opening[server]  # the next call opens a new session
+            self._drop(server, opening)
             opening.done.set()
+
+    def _drop(self, server: str, opening: _Opening) -> None:
+        """Forget ``opening`` and its session, so that the next call opens a new one; a newer
+        opening that took their place stays."""
+        if self._opening.get(server) is opening:
+            del self._opening[server]
+        if opening.session is not None and self._sessions.get(server) is opening.session:
+            del self._sessions[server]
 
     def message(self, about: Message, payload: Payload, sender: str, recipient: str) -> Message:
         return about.child(

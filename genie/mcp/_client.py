@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import anyio
 import httpx2
 import jsonschema
 import mcp_types as types
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from .._agent.tools import ToolOutput, ToolSession, ToolSpec
 from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError, described
@@ -55,8 +57,9 @@ class McpServer:
             async with (
                 httpx2.AsyncClient(headers=dict(self.headers), timeout=self.timeout) as http,
                 Client(streamable_http_client(self.url, http_client=http)) as client,
+                _held(client, self) as session,
             ):
-                yield await _McpSession.open(client, self)
+                yield session
         else:
             from mcp.client.stdio import get_default_environment
 
@@ -66,8 +69,25 @@ class McpServer:
                 env={**get_default_environment(), **self.env},
                 cwd=self.cwd,
             )
-            async with Client(stdio_client(params, errlog=_server_log())) as client:
-                yield await _McpSession.open(client, self)
+            async with (
+                Client(stdio_client(params, errlog=_server_log())) as client,
+                _held(client, self) as session,
+            ):
+                yield session
+
+
+@asynccontextmanager
+async def _held(client: Client, server: McpServer) -> AsyncIterator[ToolSession]:
+    """The session of ``client`` while its connection lasts. Once a call finds the connection
+    closed (the server's process ended), the holder's wait is cut and ``ToolCallError`` raised:
+    the runtime drops the dead session, and the next call opens a new one."""
+    session = await _McpSession.open(client, server)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(session.watch, tg.cancel_scope)
+        yield session
+        tg.cancel_scope.cancel()
+    if session.lost.is_set():
+        raise ToolCallError(f"tool server {server.where}: the connection closed")
 
 
 def _server_log() -> TextIO:
@@ -100,6 +120,12 @@ class _McpSession:
         self._checks = {
             t.name: jsonschema.Draft202012Validator(dict(t.input_schema)) for t in tools
         }
+        self.lost = anyio.Event()  # a call found the connection closed
+
+    async def watch(self, held: anyio.CancelScope) -> None:
+        """Cancels ``held``, the holder's wait, once the connection is lost."""
+        await self.lost.wait()
+        held.cancel()
 
     @classmethod
     async def open(cls, client: Client, server: McpServer) -> _McpSession:
@@ -129,6 +155,8 @@ class _McpSession:
                 name, dict(arguments), read_timeout_seconds=self._server.timeout
             )
         except Exception as exc:  # the SDK's transport and protocol errors, as one kind
+            if isinstance(exc, MCPError) and exc.code == types.CONNECTION_CLOSED:
+                self.lost.set()
             detail = described(exc)
             raise ToolCallError(f"tool {name!r} of {where}: {detail}") from exc
         if not isinstance(result, types.CallToolResult):

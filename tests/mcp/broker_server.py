@@ -1,6 +1,6 @@
 """A small broker's MCP server on stdio, written with the MCP SDK, for the tests of
 ``ctx.tool``: holdings, a sum, a contact card (personal data), a slow tool, a failing tool,
-and its process id (to see that one session serves every call)."""
+a crash of the whole server, and its process id (to see that one session serves every call)."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ async def wait(seconds: float) -> str:
 def broken() -> str:
     """Always fails."""
     raise ValueError("the broker is down")
+
+
+@server.tool()
+def crash() -> str:
+    """Ends the server's process in the middle of the call, as a crashed server does."""
+    os._exit(1)
 
 
 @server.tool()

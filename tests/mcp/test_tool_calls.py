@@ -98,7 +98,8 @@ async def test_bad_arguments_name_the_field_and_are_not_retried() -> None:
     assert "ToolArgumentsError" in wrong.reason
     assert "field 'a': 'two' is not of type 'integer'" in wrong.reason
     assert "field 'b': 'b' is a required property" in missing.reason
-    assert "no such tool (tools: add, broken, contact, get_holdings, pid, wait)" in unknown.reason
+    tools = "add, broken, contact, crash, get_holdings, pid, wait"
+    assert f"no such tool (tools: {tools})" in unknown.reason
     assert [d.attempts for d in letters] == [1, 1, 1]  # a retry would fail the same way
 
 
@@ -209,6 +210,20 @@ async def test_the_handlers_deadline_cuts_a_call_and_the_session_lives_on() -> N
         after = await ask(rt, "pid")
     assert "HandlerTimeoutError" in cut.reason
     assert after.text == before.text  # the same server process, its session still open
+
+
+async def test_a_server_that_dies_is_started_again_by_a_later_call() -> None:
+    """The server's process ends during a call: that call fails, and the session, dead, is
+    dropped, so a later call starts the server again; every call used to fail with
+    "Connection closed" until the runtime stopped."""
+    async with Runtime(tools={"broker": BROKER}) as rt:
+        rt.add(Caller("caller"), options=AgentOptions(breaker=None))
+        before = await ask(rt, "pid")
+        crashed = await ask(rt, "crash")
+        after = await answered(rt, "pid")
+    assert "ToolCallError: tool 'crash' of " in crashed.reason
+    assert "Connection closed" in crashed.reason
+    assert after.text != before.text  # a new server process
 
 
 async def test_a_deadline_shorter_than_the_opening_leaves_it_to_finish() -> None:

@@ -74,7 +74,7 @@ async def test_the_model_calls_a_tool_and_answers_with_its_result() -> None:
         reply = await answer(rt, "what is 2 + 3?")
     assert (reply.text, reply.steps, reply.answered) == ("the sum is 5", 2, True)
     offered = {tool.name for tool in model.requests[0].tools}
-    assert offered == {"add", "broken", "contact", "get_holdings", "pid", "wait"}
+    assert offered == {"add", "broken", "contact", "crash", "get_holdings", "pid", "wait"}
 
 
 async def test_denials_and_mistakes_are_told_to_the_model() -> None:
