@@ -312,9 +312,13 @@ async def _relayed(
     events: AsyncIterator[StreamEvent], call: TextCall
 ) -> AsyncGenerator[StreamEvent, None]:
     """``events``, their text told to ``call`` as it passes to the handler."""
-    async for event in events:
-        if isinstance(event, TextDelta):
-            call.add(event.text)
-        elif isinstance(event, Finish):
-            call.end(event.reason)
-        yield event
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                call.add(event.text)
+            elif isinstance(event, Finish):
+                call.end(event.reason)
+            yield event
+    except Exception as error:  # the call failed, though its handler may catch it and go on
+        call.end(None, error)
+        raise

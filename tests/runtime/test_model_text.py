@@ -322,6 +322,36 @@ async def test_text_held_back_from_a_failed_call_is_never_released() -> None:
     assert chunks == [TextChunk("end", "writer", msg.id, 1, error="ProviderConnectionError")]
 
 
+async def test_a_failed_call_whose_error_the_handler_catches_releases_nothing_held() -> None:
+    """The handler catches the stream's error inside the stream and answers with what it
+    read: the call failed all the same, so what was held back stays held."""
+
+    class Forgiving(Streamer):
+        @handler
+        async def on_question(self, payload: Question, ctx: Context) -> Message:
+            parts: list[str] = []
+            request = Request(messages=(ChatMessage.user(payload.text),), max_tokens=200)
+            async with ctx.llm(self.llm).stream(request) as events:
+                try:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            parts.append(event.text)
+                except ProviderConnectionError:
+                    pass
+            return ctx.reply(Answer(text="".join(parts)))
+
+    paced = Paced(["The balance is ", "Rs 4,20,000 ", "and rising"], fail_after=2)
+    paced.allow(4)
+    async with Runtime() as rt:
+        rt.add(Forgiving("writer", paced))
+        msg = rt.message(Question(), recipient="writer")
+        async with rt.model_text(msg.correlation_id, reader="alice", hold_back=100) as text:
+            result = await rt.ask(msg)
+            chunks = [chunk async for chunk in text]
+    assert result.replies[0].payload == Answer(text="The balance is Rs 4,20,000 ")
+    assert chunks == [TextChunk("end", "writer", msg.id, 1, error="ProviderConnectionError")]
+
+
 async def test_a_handler_that_stops_reading_ends_the_call_with_what_came() -> None:
     async with Runtime() as rt:
         rt.add(Streamer("writer", ScriptedProvider([ANSWER], chunk=10)))
