@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -195,6 +195,13 @@ class MessageTooLargeError(MessageError):
         self.limit = limit
 
 
+def _header_bytes(headers: Mapping[str, str]) -> int:
+    """The header block nats-py writes for ``headers``: its version line, a line a header
+    and the blank line that ends it."""
+    lines = b"NATS/1.0\r\n\r\n"
+    return len(lines) + sum(len(f"{k}: {v}\r\n".encode()) for k, v in headers.items())
+
+
 class NatsPublisher:
     """Publishes to a namespace's streams, each publish retried until the stream has it
     (through a broker restart: the ids deduplicate a publish that did arrive); a message over
@@ -214,9 +221,15 @@ class NatsPublisher:
         """Raise ``MessageTooLargeError`` for the first of ``items`` over the broker's limit
         (nats-py refuses it before sending, so a retry could never store it)."""
         limit = self._max_payload()
-        for subject, data, _ in items:
-            if len(data) > limit:
-                raise MessageTooLargeError(subject, len(data), limit)
+        for subject, data, headers in items:
+            if len(data) > self.room(headers):
+                raise MessageTooLargeError(subject, len(data) + _header_bytes(headers), limit)
+
+    def room(self, headers: Mapping[str, str]) -> int:
+        """The most data a message with ``headers`` may carry: the broker counts its header
+        block in its max_payload too, and drops the connection of a client that sends more
+        (nats-py checks the data alone)."""
+        return self._max_payload() - _header_bytes(headers)
 
     def item(
         self,

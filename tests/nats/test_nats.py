@@ -638,6 +638,35 @@ async def test_a_message_over_the_brokers_max_payload_fails_at_once_naming_it(
     assert [d.error_type for d in rt.dead_letters] == ["MessageTooLargeError"] * 2
 
 
+async def test_a_message_over_max_payload_with_its_headers_fails_at_once(
+    server: LocalNatsServer,
+) -> None:
+    """The broker counts a message's headers in its max_payload: a delivery whose text fits
+    and whose headers then do not was sent, and the server dropped the connection for it,
+    again at every retry. It is refused at once, as one whose text is over."""
+    names = NatsNames("sizes")
+    sender = NatsTransport(server.url, names)
+    rt = Runtime(transport=sender, drain_timeout=0)
+    rt.add(Doubles("doubles"))
+    sender.attach(rt)
+    await sender.connect()
+    limit = 1 << 20
+    try:
+        async with rt:
+            probe = rt.message(Note(text=""), recipient="doubles")
+            _, empty, _ = sender._out.item(probe, "doubles", sender.origin)
+            msg = rt.message(Note(text="x" * (limit - len(empty))), recipient="doubles")
+            _, data, headers = sender._out.item(msg, "doubles", sender.origin)
+            assert limit - len(str(headers)) < len(data) <= limit
+            with anyio.fail_after(10):
+                result = await rt.ask(msg, timeout=30)
+    finally:
+        await sender.close()
+    [missing] = result.missing
+    assert "over the broker's max_payload of 1,048,576 bytes" in missing.reason
+    assert [d.error_type for d in rt.dead_letters] == ["MessageTooLargeError"]
+
+
 async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
     server: LocalNatsServer,
 ) -> None:
