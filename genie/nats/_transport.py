@@ -1291,10 +1291,26 @@ class NatsTransport:
             "about": about,  # for the origin's audit row
             "raw": text,
         }
-        data = json.dumps(record, separators=(",", ":")).encode()
         out_headers = {MSG_ID: ident}
+        data = _fitted(record, self._out.room(out_headers))
         await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
         if self._host is not None:  # inspectable here too, as a dead letter of this process
             record_undecodable(self._host, mb.id, about, record, text)
         await raw.term()
+
+
+def _fitted(record: dict[str, Any], limit: int) -> bytes:
+    """An undecodable delivery's ``record`` as JSON of at most ``limit`` bytes where its raw
+    text allows: that text, escaped once more, can be over the broker's limit though the
+    delivery was not, and a record that cannot cross the broker would stop the worker with the
+    delivery never termed. So only the head of the text that fits is kept, and ``raw_cut``
+    says how many characters were left out."""
+    data = json.dumps(record, separators=(",", ":")).encode()
+    text: str = record["raw"]
+    kept = len(text)
+    while len(data) > limit and kept:
+        kept = kept * limit // len(data)  # shrinks with the overshoot, so it ends
+        cut = {**record, "raw": text[:kept], "raw_cut": len(text) - kept}
+        data = json.dumps(cut, separators=(",", ":")).encode()
+    return data

@@ -520,6 +520,47 @@ async def test_an_undecodable_delivery_is_a_dead_letter_with_its_audit_row(
         assert registry.get_sample_value("genie_dead_letters_total", sample) == 1
 
 
+async def test_a_large_undecodable_delivery_is_a_dead_letter_with_its_text_cut(
+    server: LocalNatsServer,
+) -> None:
+    """A delivery under the broker's limit whose outcome record, holding its text escaped
+    once more, would be over it: the record keeps the head of the text that fits and says
+    how much it left out, so the worker terms it and the asker hears it failed (the
+    worker's runtime stopped on the record's size, and the delivery came back to every
+    worker hosting the agent)."""
+    names = NatsNames("undecodable")
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    worker_rt = Runtime(transport=worker_t)
+    worker_rt.add(StrictEcho("echo"))
+    entry_rt = Runtime(transport=entry_t)
+    entry_rt.add(Echo("echo"))
+    for rt, t in ((worker_rt, worker_t), (entry_rt, entry_t)):
+        t.attach(rt)
+        await t.connect()
+    quotes = '"' * 400_000  # each one escaped in the delivery, and twice in its record
+    try:
+        async with worker_rt, entry_rt:
+            msg = entry_rt.message(Ping(n=7, sender_tag=quotes), recipient="echo")
+            result = await entry_rt.ask(msg, timeout=10)
+            async with jetstream(server.url) as js:
+                dead = await stream(js, names.dead)
+                left = (await js.stream_info(names.work)).state.messages
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
+    [missing] = result.missing
+    assert (missing.kind, missing.message_id) == ("failed", msg.id)
+    assert missing.reason.startswith("undecodable delivery: InvalidMessageError")
+    [letter] = dead
+    assert letter["raw_cut"] > 0
+    assert letter["raw"].startswith('{"')
+    assert len(letter["raw"]) + letter["raw_cut"] > len(quotes) * 2
+    assert left == 0
+
+
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
     """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
     the envelope gets ids of its own, the payload keeps the text."""
