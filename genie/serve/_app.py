@@ -835,9 +835,10 @@ async def _run_recorded(
         await text.aclose()
 
 
-def _credential(request: Request) -> str | None:
-    """The API key the request presents; two (two headers, or one header twice) are refused:
-    which one counts would depend on the proxy or the parser reading them."""
+def _credential(request: Request) -> bytes | None:
+    """The API key the request presents, as the bytes the client sent (header values reach
+    us as Latin-1 text); two (two headers, or one header twice) are refused: which one
+    counts would depend on the proxy or the parser reading them."""
     given = request.headers.getlist("x-api-key")
     authorization = request.headers.getlist("authorization")
     if len(given) + len(authorization) > 1:
@@ -847,9 +848,9 @@ def _credential(request: Request) -> str | None:
             "or X-API-Key: KEY",
         )
     if given:
-        return given[0]
+        return given[0].encode("latin-1")
     if authorization and authorization[0][:7].lower() == "bearer ":
-        return authorization[0][7:].strip()
+        return authorization[0][7:].strip().encode("latin-1")
     return None
 
 

@@ -104,8 +104,11 @@ class KeyRing:
     def __init__(self, keys: Mapping[str, ApiKey]) -> None:
         self._by_digest = dict(keys)
 
-    def find(self, presented: str) -> ApiKey | None:
-        return self._by_digest.get(digest(presented))
+    def find(self, presented: str | bytes) -> ApiKey | None:
+        """The key ``presented``: text, or the bytes a client sent, digested as they came
+        (as ``printf %s KEY | sha256sum`` digests the key's UTF-8)."""
+        raw = presented if isinstance(presented, bytes) else presented.encode()
+        return self._by_digest.get(hashlib.sha256(raw).hexdigest())
 
     def principals(self) -> list[str]:
         return sorted({k.principal for k in self._by_digest.values()})

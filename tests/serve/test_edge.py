@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from genie import MemoryAuditLog
-from genie.serve import ServeSettings
+from genie.serve import ServeSettings, load_keys
 
 from .conftest import ALICE, BOB, ROOT, auth, csv_body, finance, keyring, serving, sse
 
@@ -188,6 +188,28 @@ async def test_two_credentials_in_one_request_are_refused(tmp_path: Path) -> Non
         assert answer.status_code == 400
         assert answer.json()["error"].startswith("two credentials in one request")
     assert one.status_code == 200
+
+
+async def test_a_key_beyond_ascii_is_the_utf8_bytes_its_digest_was_taken_of(
+    tmp_path: Path,
+) -> None:
+    """docs/serve.md's recipe, ``printf %s "$KEY" | sha256sum``, digests the key's UTF-8:
+    a client sending those bytes was refused (the server hashed the header's bytes read as
+    Latin-1 and written again as UTF-8), and only the key's Latin-1 bytes were taken."""
+    secret = "schl\u00fcssel-\u00e9t\u00e9-0123456789"
+    path = tmp_path / "keys.yaml"
+    sha = hashlib.sha256(secret.encode()).hexdigest()
+    path.write_text(f"keys:\n  - {{principal: zoe, key_sha256: {sha}, roles: [user]}}\n")
+    async with serving([finance(tmp_path)], load_keys(path, {})) as client:
+        utf8 = await client.get("/v1/pipelines", headers=raw(("X-API-Key", secret.encode())))
+        bearer = await client.get(
+            "/v1/pipelines", headers=raw(("Authorization", b"Bearer " + secret.encode()))
+        )
+        latin1 = await client.get(
+            "/v1/pipelines", headers=raw(("X-API-Key", secret.encode("latin-1")))
+        )
+    assert (utf8.status_code, bearer.status_code) == (200, 200)
+    assert latin1.status_code == 401
 
 
 async def test_failed_keys_are_throttled_per_address_with_retry_after(tmp_path: Path) -> None:
