@@ -94,8 +94,10 @@ class ApiKey:
         return sorted(k for k in metadata if k in SERVER_OWNED and k not in self.grants)
 
 
-def digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+def digest(secret: str | bytes) -> str:
+    """A key's SHA-256, of its UTF-8 (or of the bytes a client sent), as ``printf %s KEY |
+    sha256sum`` gives it."""
+    return hashlib.sha256(secret if isinstance(secret, bytes) else secret.encode()).hexdigest()
 
 
 class KeyRing:
@@ -105,10 +107,8 @@ class KeyRing:
         self._by_digest = dict(keys)
 
     def find(self, presented: str | bytes) -> ApiKey | None:
-        """The key ``presented``: text, or the bytes a client sent, digested as they came
-        (as ``printf %s KEY | sha256sum`` digests the key's UTF-8)."""
-        raw = presented if isinstance(presented, bytes) else presented.encode()
-        return self._by_digest.get(hashlib.sha256(raw).hexdigest())
+        """The key ``presented``: text, or the bytes a client sent, digested as they came."""
+        return self._by_digest.get(digest(presented))
 
     def principals(self) -> list[str]:
         return sorted({k.principal for k in self._by_digest.values()})
