@@ -3,6 +3,7 @@ stdio (a command the runtime starts) or streamable HTTP (a URL)."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -117,9 +118,7 @@ class _McpSession:
             )
             for t in tools
         }
-        self._checks = {
-            t.name: jsonschema.Draft202012Validator(dict(t.input_schema)) for t in tools
-        }
+        self._checks = {t.name: _Checker(dict(t.input_schema)) for t in tools}
         self.lost = anyio.Event()  # a call found the connection closed
 
     async def watch(self, held: anyio.CancelScope) -> None:
@@ -168,6 +167,20 @@ class _McpSession:
             structured=result.structured_content,
             is_error=bool(result.is_error),
         )
+
+
+def _json_number(checker: object, value: object) -> bool:
+    """A number JSON can carry: NaN and infinity have no JSON form (the SDK would send them as
+    ``null``, not what the policies judged), so they are no ``number`` here."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The arguments checked as the server will read them: a number is a finite one. (jsonschema
+# annotates its validators but not ``extend``.)
+_Checker = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _json_number),
+)
 
 
 def _depth(error: jsonschema.ValidationError) -> int:

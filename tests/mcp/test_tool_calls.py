@@ -94,13 +94,16 @@ async def test_bad_arguments_name_the_field_and_are_not_retried() -> None:
         wrong = await ask(rt, "add", a="two", b=3)
         missing = await ask(rt, "add", a=2)
         unknown = await ask(rt, "nope")
+        # NaN has no JSON form: sent, it would reach the server as null, not what was judged.
+        endless = await ask(rt, "wait", seconds=float("nan"))
         letters = list(rt.dead_letters)
     assert "ToolArgumentsError" in wrong.reason
     assert "field 'a': 'two' is not of type 'integer'" in wrong.reason
     assert "field 'b': 'b' is a required property" in missing.reason
     tools = "add, broken, contact, crash, get_holdings, pid, wait"
     assert f"no such tool (tools: {tools})" in unknown.reason
-    assert [d.attempts for d in letters] == [1, 1, 1]  # a retry would fail the same way
+    assert "field 'seconds': nan is not of type 'number'" in endless.reason
+    assert [d.attempts for d in letters] == [1, 1, 1, 1]  # a retry would fail the same way
 
 
 async def test_an_unknown_server_is_a_tool_call_error() -> None:
