@@ -84,7 +84,10 @@ class Latency:
         if not 0 <= self.low <= self.high:
             raise ValueError("latency: need 0 <= low <= high")
         self._rng = rng
-        self._mu = math.log(mean) - sigma**2 / 2 if mean > 0 else 0.0
+        try:
+            self._mu = math.log(mean) - sigma**2 / 2 if mean > 0 else 0.0
+        except OverflowError:  # its square is past a float: no mu gives the mean
+            raise ValueError(f"latency: sigma {sigma} is too large") from None
 
     def draw(self) -> float:
         if self.distribution == "fixed" or (self.mean == 0 and self.distribution != "uniform"):

@@ -48,6 +48,7 @@ def test_each_kind_parses() -> None:
         ("latency:x=uniform,mean=1s,low=0s,high=1s", "either mean or low and high"),
         ("latency:x=fixed,mean=soon", "'soon' is not a duration"),
         ("latency:x=lognormal,mean=1s,sigma=0", "sigma > 0"),
+        ("latency:x=lognormal,mean=1s,sigma=1e200", "sigma 1e+200 is too large"),
         ("latency:x=uniform,low=2s,high=1s", "low <= high"),
         ("latency:x=fixed,mean", "'mean' is not key=value"),
         ("capacity:x=0", "capacity '0' is not a whole number >= 1"),
