@@ -74,7 +74,10 @@ class InMemoryBackend:
         self._kv: dict[tuple[str, str, str], tuple[str, str]] = {}
         # (memory, session) -> its summary, and its turns with their classifications
         self._sessions: dict[tuple[str, str], tuple[str, list[tuple[Episode, str]]]] = {}
-        self._rows: dict[tuple[str, str], dict[str, tuple[Row, str]]] = {}
+        # (memory, user) -> key -> its text, meta as JSON, vector and classification: the meta
+        # is kept as text, as a file keeps it, so neither the writer's dict nor a reader's hit
+        # can change the entry after its write was judged.
+        self._rows: dict[tuple[str, str], dict[str, tuple[str, str, list[float], str]]] = {}
         self._facts: dict[tuple[str, str], list[Fact]] = {}
 
     async def aclose(self) -> None:
@@ -104,10 +107,12 @@ class InMemoryBackend:
         self._sessions[memory, session] = (joined(before, summary), turns[len(older) :])
 
     async def add(self, memory: str, user: str, row: Row, level: str) -> None:
-        self._rows.setdefault((memory, user), {})[row[0]] = (row, level)
+        key, text, meta, vector = row
+        self._rows.setdefault((memory, user), {})[key] = (text, json.dumps(meta), vector, level)
 
     async def rows(self, memory: str, user: str) -> list[Row]:
-        return [row for row, _ in self._rows.get((memory, user), {}).values()]
+        entries = self._rows.get((memory, user), {}).items()
+        return [(key, text, json.loads(meta), vector) for key, (text, meta, vector, _) in entries]
 
     async def record(self, memory: str, fact: Fact) -> None:
         self._facts.setdefault((memory, fact.user), []).append(fact)

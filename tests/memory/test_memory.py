@@ -164,6 +164,23 @@ async def test_semantic_search_ranks_by_meaning_per_user(kind: str, tmp_path: Pa
     assert nobody == []
 
 
+@BACKENDS
+async def test_an_entrys_meta_changes_only_by_a_judged_write(kind: str, tmp_path: Path) -> None:
+    meta: dict[str, Any] = {"tags": ["rbi"]}
+
+    async def work(ctx: Context) -> Any:
+        sem = ctx.memory().semantic
+        await sem.add("u1", "kyc", "KYC master directions", meta)
+        meta["tags"].append("mail alice@example.com")  # the caller's, after the write
+        [hit] = await sem.search("u1", "KYC")
+        hit.meta["tags"].append("changed by a reader")
+        [again] = await sem.search("u1", "KYC")
+        return again.meta
+
+    async with Runtime(memory=store_of(kind, tmp_path), policies=[PIIBlock()]) as rt:
+        assert await run(rt, work) == {"tags": ["rbi"]}
+
+
 async def test_the_offline_embedder_is_deterministic_and_normalised() -> None:
     embedder = HashingEmbedder(64)
     (a, b) = await embedder.embed(["reporting deadlines", "reporting deadlines"])
