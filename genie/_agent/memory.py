@@ -145,6 +145,21 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def _entry_text(text: str, meta: Mapping[str, Any]) -> str:
+    """What a policy reads of a semantic entry, written or read: its text, then its meta."""
+    return f"{text}\n{_text(dict(meta))}"
+
+
+def _fact_text(key: str, value: str, source: str) -> str:
+    """What a policy reads of a fact, recorded or read: its key, value and source."""
+    return f"{key}: {value} ({source})"
+
+
+def _facts_text(facts: list[Fact]) -> str:
+    """What a policy reads of the facts a read gives the agent."""
+    return "\n".join(_fact_text(f.key, f.value, f.source) for f in facts)
+
+
 def _refused(
     memory: str, call: str, argument: str, text: str, at: int, where: str = ""
 ) -> MemoryArgumentError:
@@ -245,9 +260,9 @@ class Semantic:
     ) -> None:
         _check_texts(self._name, "semantic.add", user=user, key=key, text=text)
         given = dict(meta or {})
-        shown_meta = _text(given)
+        shown_entry = _entry_text(text, given)
         _check_value(self._name, "semantic.add", "meta", given)
-        level = self._gate.write("semantic", f"{user}#{key}", f"{text}\n{shown_meta}")
+        level = self._gate.write("semantic", f"{user}#{key}", shown_entry)
         await self._store.add(user, key, text, given, level)
 
     async def search(self, user: str, query: str, k: int = 5) -> list[Hit]:
@@ -262,7 +277,8 @@ class Semantic:
                 f"must be a whole number of at least 1, not {k!r}",
             )
         hits = await self._store.search(user, query, k)
-        self._gate.read("semantic", user, "\n".join(h.text for h in hits))
+        # The meta too: the agent is given all of each hit.
+        self._gate.read("semantic", user, "\n".join(_entry_text(h.text, h.meta) for h in hits))
         return hits
 
 
@@ -293,7 +309,7 @@ class Facts:
                 "confidence",
                 f"must be a number between 0 and 1, not {confidence!r}",
             )
-        level = self._gate.write("fact", f"{user}/{key}", f"{key}: {value} ({source})")
+        level = self._gate.write("fact", f"{user}/{key}", _fact_text(key, value, source))
         fact = Fact(user, key, value, float(confidence), source, self._gate.now(), level)
         await self._store.record(fact)
         return fact
@@ -301,19 +317,19 @@ class Facts:
     async def current(self, user: str, key: str) -> Fact | None:
         _check_texts(self._name, "facts.current", user=user, key=key)
         fact = await self._store.current(user, key)
-        self._gate.read("fact", f"{user}/{key}", "" if fact is None else fact.value)
+        self._gate.read("fact", f"{user}/{key}", _facts_text([] if fact is None else [fact]))
         return fact
 
     async def current_all(self, user: str) -> list[Fact]:
         _check_texts(self._name, "facts.current_all", user=user)
         facts = await self._store.current_all(user)
-        self._gate.read("fact", user, "\n".join(f"{f.key}: {f.value}" for f in facts))
+        self._gate.read("fact", user, _facts_text(facts))
         return facts
 
     async def history(self, user: str, key: str) -> list[Fact]:
         _check_texts(self._name, "facts.history", user=user, key=key)
         facts = await self._store.history(user, key)
-        self._gate.read("fact", f"{user}/{key}", "\n".join(f.value for f in facts))
+        self._gate.read("fact", f"{user}/{key}", _facts_text(facts))
         return facts
 
 

@@ -181,6 +181,40 @@ async def test_an_entrys_meta_changes_only_by_a_judged_write(kind: str, tmp_path
         assert await run(rt, work) == {"tags": ["rbi"]}
 
 
+@BACKENDS
+async def test_a_read_is_judged_on_all_it_gives_the_agent(kind: str, tmp_path: Path) -> None:
+    store = store_of(kind, tmp_path)
+    msg = Runtime().message(Go(), recipient="clerk")
+    kept = TestContext("clerk", msg, memory=store)
+    # Written where no policy judged it (a unit test, another process with other policies):
+    # the address is in the entry's meta, and in the fact's source.
+    await kept.memory().semantic.add("u1", "kyc", "KYC checked", {"by": "alice@example.com"})
+    await kept.memory().facts.record("u1", "city", "Pune", source="alice@example.com")
+
+    async def work(ctx: Context) -> Any:
+        facts = ctx.memory().facts
+        reads = {
+            "search": lambda: ctx.memory().semantic.search("u1", "KYC"),
+            "current": lambda: facts.current("u1", "city"),
+            "current_all": lambda: facts.current_all("u1"),
+            "history": lambda: facts.history("u1", "city"),
+        }
+        said = {}
+        for name, read in reads.items():
+            try:
+                await read()
+            except MemoryDeniedError as exc:
+                said[name] = exc.policy
+            else:
+                said[name] = "read"
+        return said
+
+    async with Runtime(memory=store, policies=[PIIBlock()]) as rt:
+        assert await run(rt, work) == dict.fromkeys(
+            ["search", "current", "current_all", "history"], "pii_block"
+        )
+
+
 async def test_the_offline_embedder_is_deterministic_and_normalised() -> None:
     embedder = HashingEmbedder(64)
     (a, b) = await embedder.embed(["reporting deadlines", "reporting deadlines"])
