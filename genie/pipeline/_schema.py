@@ -165,6 +165,11 @@ class StepDecl(_Model):
             raise ValueError("a step is run by an agent or is an approval, not both")
         if self.approval is not None and self.compensate is not None:
             raise ValueError("an approval step has nothing to compensate")
+        if self.approval is not None and self.approval.escalate_to and self.deadline is None:
+            raise ValueError(
+                "escalate_to offers the approval to its role once the step's deadline passes: "
+                "give the step a deadline"
+            )
         return self
 
 

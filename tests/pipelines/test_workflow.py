@@ -15,6 +15,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from genie import Runtime
+from genie._base.yamlconf import ConfigFileError
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
 
 from . import saga_agents
@@ -425,6 +426,23 @@ async def test_an_unanswered_approval_is_rejected_at_its_deadline(tmp_path: Path
     assert outcome.status == "rejected"
     assert outcome.reason == "rejected by deadline: nobody answered in time"
     assert outcome.compensated == ("flight",)
+
+
+def test_an_escalation_without_a_deadline_is_refused(tmp_path: Path) -> None:
+    """``escalate_to`` is offered once the step's deadline passes: without one it would never
+    be, so the file is refused naming the step."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, after: [flight], approval: {subject: "Trip to {city}", escalate_to: head}}
+    """
+    with pytest.raises(ConfigFileError) as raised:
+        trip_pipeline(tmp_path, steps=steps)
+    [problem] = raised.value.problems
+    assert problem.endswith(
+        "escalate_to offers the approval to its role once the step's deadline passes: give the "
+        "step a deadline"
+    )
+    assert "workflows.0.steps.1" in problem
 
 
 async def test_a_compensation_cut_by_a_cancellation_runs_again_after_it(tmp_path: Path) -> None:
