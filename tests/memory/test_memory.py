@@ -193,7 +193,7 @@ async def test_a_read_is_judged_on_all_it_gives_the_agent(kind: str, tmp_path: P
 
     async def work(ctx: Context) -> Any:
         facts = ctx.memory().facts
-        reads = {
+        reads: dict[str, Callable[[], Awaitable[object]]] = {
             "search": lambda: ctx.memory().semantic.search("u1", "KYC"),
             "current": lambda: facts.current("u1", "city"),
             "current_all": lambda: facts.current_all("u1"),
