@@ -10,7 +10,8 @@ long is not personal data:
   mail providers. (``%40`` and ``&#64;`` are decoded before: ``_decode``.)
 - **card number**: 13-19 digits passing the Luhn check, starting as a card does (2-6 or 8),
   unseparated or in groups of three or more joined by spaces, dashes, dots, slashes,
-  underscores (mixed too), newlines, or the words "then", "and", "finally", "next".
+  underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
+  groups of four joined by one other mark repeated ("|", ":", "*", "~", "·").
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping, after ``+91``,
   ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or spelt in words ("nine eight two..."; "double
   four"); an Indian landline with its ``0`` trunk code; any number after ``+`` and a country
@@ -18,8 +19,9 @@ long is not personal data:
   8 to 15 digits after a ``+`` and every ``0`` and ten digits, which denies more, never less).
   A ``+`` starts a number: digits after a later ``+`` belong to another one.
 - **Aadhaar number**: 12 digits from 2-9, valid by the Verhoeff check, unseparated or 4-4-4
-  with any separator (":", "|", "*"... too); with a comma or a spaced-out mark only after the
-  word "aadhaar" or "uid" (a list of amounts is written so).
+  with any separator (":", "|", "*"... too), never three groups of four with a fourth beside
+  them (a 16-digit account's grouping); with a comma or a spaced-out mark only after the word
+  "aadhaar" or "uid" (a list of amounts is written so).
 - **PAN**: five letters (the fourth the holder's kind: P, C, H, F, A, T, B, L, J or G), four
   digits, a letter; spaced out, dashed or dotted between any of its characters, split into its
   parts or in two pieces across fields too. A PAN inside a GSTIN (a business's tax id) whose
@@ -243,10 +245,11 @@ def _ssn(digits: str, lengths: list[int], scan: str, at: int) -> bool:
 
 
 def _number_kind(
-    digits: str, lengths: list[int], international: bool, scan: str, at: int
+    digits: str, lengths: list[int], international: bool, scan: str, at: int, in_fours: bool
 ) -> str | None:
     """The kind of personal number that groups of ``lengths`` digits, ``digits`` in all,
-    starting at ``at`` in ``scan``, make, or None."""
+    starting at ``at`` in ``scan``, make, or None. ``in_fours``: the groups have another group
+    of four digits right before or after them in their chain."""
     n = len(digits)
     if international and 8 <= n <= 15 and _valid_abroad(digits):
         return "phone number"
@@ -261,20 +264,27 @@ def _number_kind(
         and _luhn(digits)
     ):
         return "card number"
-    if n == 12 and digits[0] not in "01" and lengths in ([12], [4, 4, 4]) and _verhoeff(digits):
+    # Three groups of four with a fourth beside them are part of a 16-digit number (a card's
+    # or an account's grouping) or of a list, not an Aadhaar number.
+    if (
+        n == 12
+        and digits[0] not in "01"
+        and (lengths == [12] or (lengths == [4, 4, 4] and not in_fours))
+        and _verhoeff(digits)
+    ):
         return "Aadhaar number"
     if _ssn(digits, lengths, scan, at):
         return "US SSN"
     return None
 
 
-# An Aadhaar number in its 4-4-4 groups with a separator the chains do not join (":", "|",
-# "*", "~"...): the same one, one or two characters, between the groups, no space. Three years
-# so joined ("2024|2025|2026") are years. With a comma (a list's separator: amounts, years) or
-# spaces around it, only after the word that names one.
-_AADHAAR_APART = re.compile(
-    r"(?<![0-9])([2-9][0-9]{3})([^\w\s,]{1,2})([0-9]{4})\2([0-9]{4})(?![0-9])"
-)
+# Groups of four digits joined by a separator the chains do not join (":", "|", "*", "~",
+# "·"...): the same one, one or two characters, between every two groups, no space; the whole
+# run of them. Three groups are an Aadhaar number, four a card's (valid by their checks); a
+# group of four more beside them makes another number, of no kind. Years so joined
+# ("2024|2025|2026") are years. With a comma (a list's separator: amounts, years) or spaces
+# around it, an Aadhaar number only after the word that names one.
+_FOURS_APART = re.compile(r"(?<![0-9])([0-9]{4})([^\w\s,]{1,2})[0-9]{4}(?:\2[0-9]{4})+(?![0-9])")
 _AADHAAR_NAMED = re.compile(
     r"(?<![a-z])(?:aadhaa?r|uidai|uid|आधार)[^0-9]{0,30}?(?<![0-9])([2-9][0-9]{3})\W{1,4}([0-9]{4})\W{1,4}"
     r"([0-9]{4})(?![0-9])"
@@ -282,17 +292,22 @@ _AADHAAR_NAMED = re.compile(
 _YEAR = re.compile(r"(?:19|20)[0-9]{2}")
 
 
-def _aadhaar_apart(scan: str) -> bool:
-    """An Aadhaar number in 4-4-4 groups joined by what ``_chains`` does not join."""
-    for m in _AADHAAR_APART.finditer(scan):
-        groups = (m.group(1), m.group(3), m.group(4))
-        if not all(_YEAR.fullmatch(g) for g in groups) and _verhoeff("".join(groups)):
-            return True
+def _apart(scan: str) -> str | None:
+    """An Aadhaar or card number in groups of four joined by what ``_chains`` does not join."""
+    for m in _FOURS_APART.finditer(scan):
+        groups = m.group().split(m.group(2))
+        if all(_YEAR.fullmatch(g) for g in groups):
+            continue
+        digits = "".join(groups)
+        if len(groups) == 3 and digits[0] not in "01" and _verhoeff(digits):
+            return "Aadhaar number"
+        if len(groups) == 4 and digits[0] in "234568" and _luhn(digits):
+            return "card number"
     if "aadha" in scan or "uid" in scan or "आधार" in scan:
         for m in _AADHAAR_NAMED.finditer(scan):
             if _verhoeff("".join(m.groups())):
-                return True
-    return False
+                return "Aadhaar number"
+    return None
 
 
 def _isbn(digits: str) -> bool:
@@ -353,8 +368,11 @@ def _numbers(scan: str) -> str | None:
                 end = after.get(begin + n)
                 if end is None:
                     continue
+                in_fours = (i > 0 and lengths[i - 1] == 4) or (
+                    end < len(lengths) and lengths[end] == 4
+                )
                 kind = _number_kind(
-                    joined[begin : begin + n], lengths[i:end], international, scan, at
+                    joined[begin : begin + n], lengths[i:end], international, scan, at, in_fours
                 )
                 if kind is not None:
                     return kind
@@ -461,7 +479,7 @@ _PAN_HINT_AT_DIGITS = re.compile(
     + r")(?:[ .\-_/]?[0-9]){3}"
 )
 _PAN_HINT_SPACED = re.compile(r" (?<=[a-z0-9] )(?:[a-z0-9] ){8}")
-# What an Aadhaar number in groups joined by other characters needs (``_aadhaar_apart``).
+# What a number in groups of four joined by other characters needs (``_apart``).
 _AADHAAR_HINT = re.compile(r"[0-9]{4}[^0-9a-z]{1,4}[0-9]{4}[^0-9a-z]{1,4}[0-9]{4}")
 
 
@@ -528,8 +546,9 @@ def find_pii(scan: str) -> str | None:
             kind = _numbers(text)
             if kind is not None:
                 return kind
-            if _aadhaar_apart(text):
-                return "Aadhaar number"
+            kind = _apart(text)
+            if kind is not None:
+                return kind
     if _pan(scan):
         return "PAN"
     if _iban(scan):

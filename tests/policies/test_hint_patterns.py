@@ -84,3 +84,22 @@ def test_an_aadhaar_number_in_groups_is_hinted() -> None:
     for text in ("2341:2341:2346", "2341 , 2341 , 2346", "2341|2341|2346", "2341~~2341~~2346"):
         assert _personal._hinted(text), text
         assert _personal.find_pii(f"aadhaar {text}") == "Aadhaar number", text
+
+
+def test_a_card_number_in_groups_joined_by_a_mark_is_hinted() -> None:
+    for text in (
+        "4539|1488|0343|6467",
+        "5555:5555:5555:4444",
+        "4539\u00b71488\u00b70343\u00b76467",
+    ):
+        assert _personal._hinted(text), text
+        assert _personal.find_pii(text) == "card number", text
+
+
+def test_three_groups_of_four_inside_four_are_no_aadhaar_number() -> None:
+    # 233224538323 and 852064279287 pass Verhoeff; the 16 digits fail Luhn (a loan account)
+    for sep in (" ", "-", ".", "/", ":", "|", "*"):
+        for number in ("2332 2453 8323 6405", "8520 6427 9287 7574"):
+            text = f"loan account {number.replace(' ', sep)}"
+            assert _personal.find_pii(text) is None, text
+    assert _personal.find_pii("aadhaar 2332 2453 8323") == "Aadhaar number"

@@ -23,7 +23,7 @@ DENIED_AT_LEAST = {
     "injection-encoded": 20,
     "injection-multilingual": 20,
     "pii-email": 13,
-    "pii-card": 15,
+    "pii-card": 17,
     "pii-phone": 12,
     "pii-aadhaar": 9,
     "pii-pan": 7,
