@@ -105,6 +105,18 @@ def launch(
     )
 
 
+def refused(folder: Path) -> tuple[int, str]:
+    """``launch``, expected to stop on its own as it starts: its exit code and stderr."""
+    proc = launch(folder)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err
+
+
 def start(
     folder: Path, *options: str, preexec_fn: Callable[[], None] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
@@ -334,18 +346,12 @@ def test_a_store_found_unusable_as_the_server_starts_is_one_line(
     db.execute(junk)
     db.commit()
     db.close()
-    proc = launch(tmp_path)
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    code, err = refused(tmp_path)
     assert err == (
         f"genie serve: cannot use {store} as a store: a row of {table} is not genie's "
         "(Expecting value: line 1 column 1 (char 0))\n"
     )
-    assert proc.returncode == 2
+    assert code == 2
 
 
 def test_an_app_that_cannot_use_its_store_raises_its_error_and_logs_one_line(
@@ -406,14 +412,8 @@ def test_a_store_in_use_is_one_line_and_the_server_never_answers(tmp_path: Path)
     store.parent.mkdir()
     held = DeliveryStore(store)
     try:
-        proc = launch(tmp_path)
-        try:
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        code, err = refused(tmp_path)
     finally:
         held.close()
     assert err == f"genie serve: cannot use {store} as a store: another runtime holds it\n"
-    assert proc.returncode == 2
+    assert code == 2
