@@ -2,19 +2,23 @@
 
 ``find_pii(scan)`` names the first kind it finds, or None. Numbers are taken with their check
 digits wherever a format has them, so an amount, an order id or a reference that happens to be
-long is not personal data:
+long is not personal data. A number said in English words is read as its digits first, words
+said one after another one group, a comma or a dash between them a new group ("four one one
+one, one one one one..." is ``4111 1111...``; "double four" is ``44``), and the same checks
+decide:
 
-- **e-mail address**: ``name@domain.tld``, with spaces around ``@``; ``[at]``, ``(at)``,
-  ``[dot]``, ``(dot)``; spelt ``name dot surname at domain dot com`` or ``at the rate`` (Indian
-  English for ``@``), ``underscore`` between name parts; ``name at gmail.com`` for the common
-  mail providers. (``%40`` and ``&#64;`` are decoded before: ``_decode``.)
+- **e-mail address**: ``name@domain.tld``, with spaces around ``@``; defanged, ``[at]``,
+  ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, ``[@]``, ``(.)``;
+  spelt ``name dot surname at domain dot com`` or ``at the rate`` (Indian English for ``@``),
+  ``underscore`` between name parts; ``name at gmail.com`` for the common mail providers.
+  (``%40`` and ``&#64;`` are decoded before: ``_decode``.)
 - **card number**: 13-19 digits passing the Luhn check, starting as a card does (2-6 or 8),
   unseparated or in groups of three or more joined by spaces, dashes, dots, slashes,
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
   groups of four joined by one other mark repeated ("|", ":", "*", "~", "·").
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping, after ``+91``,
-  ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or spelt in words ("nine eight two..."; "double
-  four"); an Indian landline with its ``0`` trunk code; any number after ``+`` and a country
+  ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or in words ("nine eight two..."); an Indian
+  landline with its ``0`` trunk code; any number after ``+`` and a country
   code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
   8 to 15 digits after a ``+`` and every ``0`` and ten digits, which denies more, never less).
   A ``+`` starts a number: digits after a later ``+`` belong to another one.
@@ -27,14 +31,18 @@ long is not personal data:
   parts or in two pieces across fields too. A PAN inside a GSTIN (a business's tax id) whose
   check character is right is the business's, not a person's.
 - **IBAN**: a country code, two check digits and the account, of the country's length, valid by
-  ISO 13616's mod-97 check, unseparated or in groups.
+  ISO 13616's mod-97 check, unseparated or in groups joined by spaces, dashes, dots, slashes or
+  underscores.
 - **US SSN**: ``ddd-dd-dddd`` (dashes, spaces or dots) with a valid area (not 000, 666 or 900+),
-  group and serial, or nine digits right after "ssn" or "social security".
+  group and serial, or nine digits right after "ssn", "social security" or "social" ("my social
+  is ...").
 
 What it cannot see, stated plainly: a bank account number (no check digit tells it from an
 order id or an amount; the customer's own account is what they write about most), a foreign
-phone number without its ``+`` code ("(415) 555-0132"), a number spelt in Hindi words, names,
-postal addresses and dates of birth, and personal data split across messages.
+phone number without its ``+`` code ("(415) 555-0132"), a number in the words of another
+language than English (Hindi's "do", "teen" and "char" are everyday words of romanised Hindi
+and English, which would make most messages a hint for every recogniser), names, postal
+addresses and dates of birth, and personal data split across messages.
 """
 
 from __future__ import annotations
@@ -52,7 +60,8 @@ __all__ = ["find_pii", "might_hold_pii"]
 # --- e-mail -----------------------------------------------------------------------------------
 
 _EMAIL = re.compile(r"[a-z0-9._%+\-]@[a-z0-9.\-]{1,253}\.[a-z]{2,}")
-_BRACKETED = re.compile(r" ?[\[({<] ?(at|dot) ?[\])}>] ?")
+# A defanged address: "at" or "dot", or the mark itself, in brackets ("priya[@]example[.]com").
+_BRACKETED = re.compile(r" ?[\[({<] ?(at|dot|@|\.) ?[\])}>] ?")
 _TLD = (
     r"(?:com|in|net|org|co|me|io|info|biz|gov|edu|ai|app|dev|uk|us|ae|sg|de|fr|au|ca|jp|nl|"
     r"es|it|ru|ch|se|no|mail|email|online|xyz|tech)"
@@ -76,8 +85,8 @@ _EMAIL_HINT = r"@|[\[({<] ?(?:at|dot) ?[\])}>]| dot [a-z]| at the rate| at " + _
 
 def _email(scan: str) -> bool:
     text = scan
-    if "at" in text and any(c in text for c in "])}>"):
-        text = _BRACKETED.sub(lambda m: "@" if m.group(1) == "at" else ".", text)
+    if any(c in text for c in "])}>"):
+        text = _BRACKETED.sub(lambda m: "@" if m.group(1) in ("at", "@") else ".", text)
     if "@" in text:
         text = text.replace(" @", "@").replace("@ ", "@")
         if _EMAIL.search(text):
@@ -110,8 +119,20 @@ _NUMBER_HINT = (
 )
 
 
+# Number words said one after another are one group of digits, as a number is read out; a
+# pause (a comma, a dash) ends a group: "four one one one, one one one one" is "4111 1111",
+# "one two three, four five, six seven eight nine" is "123 45 6789". The checks of each kind
+# then decide as they do for digits.
+_SPOKEN_DIGIT = r"(?:(?:double|triple) )?(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_SPOKEN = re.compile(
+    r"(?<![a-z])" + _SPOKEN_DIGIT + r"(?![a-z])(?:(?: ?[,\-] ?| )" + _SPOKEN_DIGIT + r"(?![a-z]))*"
+)
+_PAUSE = re.compile(r" ?[,\-] ?")
+
+
 def _spelt_digits(scan: str) -> str | None:
-    """The text with number words as digits ("nine eight" is "9 8"), when it has two or more."""
+    """The text with number words as digits ("nine eight, two" is "98 2"), when it has two or
+    more."""
     if not _ANY_NUMBER_WORD.found_in(scan):
         return None
     first = _NUMBER_WORD.search(scan)
@@ -119,10 +140,14 @@ def _spelt_digits(scan: str) -> str | None:
         return None
 
     def digits(m: re.Match[str]) -> str:
-        times = {"double": 2, "triple": 3}.get(m.group(1) or "", 1)
-        return " ".join(_WORD_DIGITS[m.group(2)] * times)
+        return _WORD_DIGITS[m.group(2)] * {"double": 2, "triple": 3}.get(m.group(1) or "", 1)
 
-    return _NUMBER_WORD.sub(digits, scan)
+    def said(m: re.Match[str]) -> str:
+        return " ".join(
+            "".join(map(digits, _NUMBER_WORD.finditer(group))) for group in _PAUSE.split(m.group())
+        )
+
+    return _SPOKEN.sub(said, scan)
 
 
 def _chains(scan: str) -> Iterator[tuple[list[str], list[int]]]:
@@ -226,8 +251,9 @@ def _mobile(digits: str) -> bool:
     return code is not None and digits.startswith(code) and digits[len(code)] in "6789"
 
 
+# "social" alone is how an American says it ("my social is ...").
 _SSN_CONTEXT = re.compile(
-    r"(?:ssn|social security(?: number| no)?)(?: is| was| number| no)?[ :#.\-]*$"
+    r"(?:ssn|social(?: security)?(?: number| no)?)(?: is| was| number| no)?[ :#.\-]*$"
 )
 
 
@@ -445,7 +471,10 @@ _IBAN_LENGTHS = {
     "pl": 28, "ps": 29, "pt": 25, "qa": 29, "ro": 24, "rs": 22, "sa": 24, "se": 24, "si": 19,
     "sk": 24, "sm": 27, "tn": 24, "tr": 26, "ua": 29, "vg": 24, "xk": 20,
 }  # fmt: skip
-_IBAN = re.compile(r"(?<![a-z0-9])([a-z]{2})[0-9]{2}(?:[ \-]?[a-z0-9]){10,32}")
+# Its characters in groups joined by what joins a number's groups (a space, "-", ".", "/",
+# "_", with spaces around or not), as _GAP does; the mod-97 check decides.
+_IBAN = re.compile(r"(?<![a-z0-9])([a-z]{2})[0-9]{2}(?:(?: ?[.\-/_] ?| )?[a-z0-9]){10,32}")
+_IBAN_MARKS = re.compile(r"[ .\-/_]")
 
 
 def _iban(scan: str) -> bool:
@@ -453,7 +482,7 @@ def _iban(scan: str) -> bool:
         length = _IBAN_LENGTHS.get(m.group(1))
         if length is None:
             continue
-        compact = m.group().replace(" ", "").replace("-", "")[:length]
+        compact = _IBAN_MARKS.sub("", m.group())[:length]
         if len(compact) != length:
             continue
         rotated = compact[4:] + compact[:4]
@@ -541,6 +570,9 @@ def find_pii(scan: str) -> str | None:
         return None
     if _email(scan):
         return "e-mail address"
+    # Before the numbers: an IBAN's account holds digits that may read as a phone number.
+    if _iban(scan):
+        return "IBAN"
     for text in (scan, _spelt_digits(scan)):
         if text is not None:
             kind = _numbers(text)
@@ -551,6 +583,4 @@ def find_pii(scan: str) -> str | None:
                 return kind
     if _pan(scan):
         return "PAN"
-    if _iban(scan):
-        return "IBAN"
     return None
