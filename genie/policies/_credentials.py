@@ -10,9 +10,14 @@ what ``SecretsBlock`` denies.
   (three base64url parts, the first two JSON), PEM private key blocks;
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
   ``AccountKey=...``;
-- **a password given**: after "password", "passwd", "pwd", "passcode", "mot de passe",
-  "contraseña" or "kennwort", a value that looks like one (six characters or more, letters with
-  digits or symbols): "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``;
+- **a password given**: after "password", "passwd", "pwd", "passcode", or the word in the
+  languages the injection grammar reads ("mot de passe", "contraseña", "Passwort", "Kennwort",
+  "parola d'ordine", "senha", "palavra-passe", ``पासवर्ड`` and its Bengali, Gujarati, Tamil and
+  Telugu spellings, ``கடவுச்சொல்``), with a verb or a colon or nothing between ("is", "es",
+  "est", "ist", "é", "è", ``है``, ``आहे``, ``છે``...), a value that looks like one (six
+  characters or more, letters with digits or symbols, not a hyphenated word such as "e-mail"):
+  "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``, "mein Passwort ist
+  Geheim123!";
 - **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215",
   "UPI PIN = '482916'", "my cvv 123", "my UPI PIN is 4 8 2 9 1 6"; a bare "PIN" before six
   digits from 1-9 is a postal code ("Bengaluru PIN-560034", "PIN code 560034") unless "my" or
@@ -33,7 +38,7 @@ import math
 import re
 from collections import Counter
 
-from ._normalise import Literals, compact_words
+from ._normalise import Literals, compact_words, fold
 
 __all__ = ["HINT_WORDS", "find_secret", "might_hold_secret", "other_hints"]
 
@@ -67,12 +72,40 @@ _PROVIDER_MARKS = Literals(
 )  # fmt: skip
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 
+# "Password" in English and in the languages the injection grammar reads (``_injection``),
+# folded as the scan is; and the verbs that give one ("is"), in the same languages.
+_PASSWORD_NAMES = tuple(
+    fold(name)
+    for name in (
+        "password", "passwd", "pwd", "passcode", "pass code",
+        "mot de passe",  # French
+        "contraseña", "clave de acceso",  # Spanish
+        "passwort", "kennwort",  # German
+        "parola d'ordine",  # Italian (which says "password" too)
+        "senha", "palavra-passe", "palavra passe",  # Portuguese
+        "पासवर्ड",  # Hindi, Marathi
+        "পাসওয়ার্ড",  # Bengali
+        "પાસવર્ડ",  # Gujarati
+        "பாஸ்வேர்ட்", "கடவுச்சொல்",  # Tamil
+        "పాస్‌వర్డ్",  # Telugu
+    )
+)  # fmt: skip
+_GIVEN = tuple(
+    fold(verb)
+    for verb in ("is", "was", "hai", "es", "est", "etait", "ist", "war", "lautet", "e", "era",
+                 "है", "था", "आहे", "होता", "છે", "હતો")
+)  # fmt: skip
 # Each keyword is a word of its own: a random id that holds "pwd" or "token" ("k3pwdx9...")
 # names no password, and neither does a compound ("a password-protected PDF").
 _PASSWORD = re.compile(
-    r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|pass code|mot de passe|contrasena|kennwort)"
-    r"(?![a-z0-9_]|-[a-z])(?:(?: [a-z]{1,12}){0,5}? (?:is|was|hai|:|=|-))? ?[:=]? ?(\S{6,64})"
+    r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, _PASSWORD_NAMES)) + r")"
+    r"(?![a-z0-9_]|-[a-z])(?:(?: [a-z]{1,12}){0,5}?(?: (?:"
+    + "|".join(map(re.escape, _GIVEN))
+    + r"|-)| ?[:=]))? ?[:=]? ?(\S{6,64})"
 )
+# A value that is a word written with a hyphen or an apostrophe ("senha e e-mail", "mot de
+# passe : l'ancien") names no password: "é" (is) and "e" (and) are one word once folded.
+_HYPHENATED_WORD = re.compile(r"[a-z]+(?:['\-][a-z]+)+")
 # A PIN, OTP or CVV given: its name, then either a few words and a verb or a colon ("my UPI
 # PIN, which is", "the OTP you asked for:") or nothing but marks ("UPI PIN = '482916'", "OTP
 # 730215"), then three to eight digits, which may be written apart ("4 8 2 9 1 6",
@@ -95,15 +128,7 @@ _KEYWORD = re.compile(
 )
 _WORDISH = re.compile(r"[a-z]+")
 # What every match of ``_PASSWORD``, ``_PIN`` and ``_KEYWORD`` holds, one of these words.
-_PASSWORD_WORDS = (
-    "passw",
-    "pwd",
-    "passcode",
-    "pass code",
-    "mot de passe",
-    "contrasena",
-    "kennwort",
-)
+_PASSWORD_WORDS = ("passw", *_PASSWORD_NAMES)
 _PIN_WORDS = ("pin", "otp", "one time password", "cvv", "cvc")
 _KEYWORD_WORDS = ("api", "secret", "token", "bearer")
 
@@ -114,8 +139,8 @@ HINT_WORDS = (
     "akia", "asia", "abia", "acca", "ghp", "gho", "ghu", "ghs", "ghr", "githubpat", "xoxb",
     "xoxp", "xoxa", "xoxr", "xoxs", "xapp", "sklive", "sktest", "rklive", "rktest", "pklive",
     "pktest", "rzplive", "rzptest", "aiza", "skproj", "sksvcacct", "skadmin", "skant", "eyj",
-    "privatekey", "pwd", "passw", "passcode", "motdepasse", "contrasena", "kennwort",
-    "accountkey", "sharedaccesskey", "apikey", "secret", "token", "bearer",
+    "privatekey", "passw", *map(compact_words, _PASSWORD_NAMES), "accountkey",
+    "sharedaccesskey", "apikey", "secret", "token", "bearer",
 )  # fmt: skip
 _HINT_WORDS = Literals(HINT_WORDS)
 _HINT_SHORT = re.compile(r"(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc)(?![a-z])")
@@ -147,7 +172,7 @@ def _looks_like_password(value: str) -> bool:
         return False
     letters = any(c.isalpha() for c in value)
     others = any(c.isdigit() or not c.isalnum() for c in value)
-    return letters and others and not value.endswith(":")
+    return letters and others and not value.endswith(":") and not _HYPHENATED_WORD.fullmatch(value)
 
 
 def _wordlike(letters: str) -> bool:

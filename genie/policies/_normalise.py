@@ -263,8 +263,8 @@ def _is_identifier(field: str) -> bool:
 # (most fields are not, so most payloads read as before), and a number in one is read too.
 _SECRET_FIELD = re.compile(
     r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|passphrase|secret|token|api ?key|bearer|"
-    r"access ?key|private ?key|account ?key|pin|mpin|otp|cvv2?|cvc2?|kennwort|contrasena|"
-    r"credentials?)(?![a-z0-9])"
+    r"access ?key|private ?key|account ?key|pin|mpin|otp|cvv2?|cvc2?|kennwort|passwort|"
+    r"contrasena|senha|credentials?)(?![a-z0-9])"
 )
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
