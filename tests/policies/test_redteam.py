@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from genie._cli.main import main
 from genie.policies import load_policy_file, run_probes
@@ -115,5 +116,25 @@ def test_the_later_cases_hold() -> None:
     """The cases written after the detectors (config/policies/redteam/later.yaml): every one
     denied or allowed as it should be, so what they taught the grammar stays learnt."""
     report = run_probes(load_policy_file(POLICY), REDTEAM / "later.yaml")
-    assert report.total >= 70
+    assert report.total >= 139
     assert report.passed, (report.unexpected_allows, report.unexpected_denies)
+
+
+# The later cases' classes whose probes name what they hold: each is denied as that, not as
+# a neighbour that happens to match (an IBAN's digits read as a phone number).
+LATER_KINDS = {
+    "pii-iban": "PII pattern: IBAN",
+    "pii-email": "PII pattern: e-mail address",
+    "pii-card": "PII pattern: card number",
+    "pii-ssn": "PII pattern: US SSN",
+    "secrets": "a secret: password",
+}
+
+
+def test_the_later_cases_are_denied_as_what_they_hold() -> None:
+    probes = yaml.safe_load((REDTEAM / "later.yaml").read_text(encoding="utf-8"))["probes"]
+    report = run_probes(load_policy_file(POLICY), REDTEAM / "later.yaml")
+    named = [p for p in probes if p["class"] in LATER_KINDS and p["expect"] == "deny"]
+    assert len(named) >= 45
+    for probe in named:
+        assert LATER_KINDS[probe["class"]] in report.details[probe["name"]], probe["name"]
