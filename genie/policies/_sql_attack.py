@@ -3,11 +3,12 @@ denies.
 
 ``find_destructive_sql(scan)`` names the first kind it finds, or None: ``DROP`` of a table,
 database, schema or view; ``TRUNCATE``; ``DELETE`` with no filter or an always-true one
-(``WHERE 1=1``); ``UPDATE ... SET`` of a balance, amount, limit, password or role column;
-``UNION SELECT``; the quote tautology that logs in without a password (``' OR '1'='1``);
-a statement stacked after a quote (``'; DROP ...``); ``xp_cmdshell`` and ``EXEC``; SQL built
-from ``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``, ``SLEEP(5)``). SQL
-comments are read as spaces and as nothing (``DR/**/OP``, ``DROP/**/TABLE``).
+(``WHERE 1=1``, ``WHERE id = id``); ``UPDATE ... SET`` of a balance, amount, limit, password
+or role column; ``UNION SELECT``; the quote tautology that logs in without a password
+(``' OR '1'='1``); a statement stacked after a quote (``'; DROP ...``); ``xp_cmdshell`` and
+``EXEC``; SQL built from ``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``,
+``SLEEP(5)``). SQL comments are read as spaces and as nothing (``DR/**/OP``,
+``DROP/**/TABLE``).
 
 What it cannot see: SQL that is harmful by its meaning only (a ``SELECT`` of other customers'
 rows), other query languages, and SQL built from pieces across messages. An analyst's
@@ -33,7 +34,10 @@ _KINDS = (
     (
         "DELETE without a real filter",
         ("delete",),
-        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|\|(?!\|)|where\s+(?:1\s*=\s*1|true|'(\w*)'\s*=\s*'\1'))",
+        # an always-true filter: a name or number compared with itself, quoted alike or bare
+        # (``1=1``, ``id = id``, ``'a'='a'``)
+        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|\|(?!\|)|where\s+(?:true\b|"
+        r"(?:(['\"])([\w.]*)\1\s*=\s*\1\2\1|([\w.]+)\s*=\s*\3)(?![\w.'\"])))",
     ),
     (
         "UPDATE of money or access",

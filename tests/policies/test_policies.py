@@ -36,6 +36,7 @@ from genie.policies import (
     RequiredMetadata,
     RiskGate,
     SecretsBlock,
+    SqlBlock,
     Tenant,
 )
 
@@ -395,7 +396,6 @@ def test_message_ids_are_never_personal_data_or_secrets() -> None:
     correlation): ids of thousands of runtimes, and ids whose random prefix begins with a
     keyword, are allowed by every detector."""
     from genie._message.ids import IdSource
-    from genie.policies import SqlBlock
 
     detectors = [PIIBlock(), SecretsBlock(), SqlBlock(), PromptInjection()]
     ids = [IdSource(seed)() for seed in range(3000)]
@@ -494,3 +494,29 @@ def test_a_pin_otp_or_cvv_given_is_denied(content: str, verdict: str) -> None:
     assert reason(SecretsBlock(), message) == verdict
     planned = PolicyPlan([SecretsBlock()]).decide(message, "agent")
     assert ("allow" if planned.allowed else planned.reason) == verdict
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        ("DELETE FROM customers WHERE id=id", "DELETE without a real filter"),
+        ("delete from accounts where account_id = account_id;", "DELETE without a real filter"),
+        ("DELETE FROM users WHERE 2=2", "DELETE without a real filter"),
+        ("DELETE FROM txn WHERE status=status AND branch='x'", "DELETE without a real filter"),
+        ("DELETE FROM c WHERE customers.id = customers.id", "DELETE without a real filter"),
+        ("DELETE FROM loans WHERE 'a'='a'", "DELETE without a real filter"),
+        ("DELETE FROM loans WHERE ''=''", "DELETE without a real filter"),
+        ('DELETE FROM payments WHERE "x"="x"', "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE 1=1;", "DELETE without a real filter"),
+        # a real filter: a column against a value or another column
+        ("DELETE FROM staging WHERE batch_id = 42", None),
+        ("DELETE FROM t WHERE id = id_old", None),
+        ("DELETE FROM t WHERE a.id = b.id", None),
+        ("DELETE FROM t WHERE id = 'id'", None),
+        ("DELETE FROM t WHERE 1 = 10", None),
+    ],
+)
+def test_a_delete_whose_filter_is_always_true_is_denied(content: str, verdict: str | None) -> None:
+    """``WHERE 1=1`` deletes every row, and so does a column compared with itself."""
+    expected = "allow" if verdict is None else f"SQL in message content: {verdict}"
+    assert reason(SqlBlock(), msg(content)) == expected
