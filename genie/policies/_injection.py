@@ -206,6 +206,15 @@ _TOOLS = _Words(
     "navigateur", "navegador", "appli", "aplicacion", "calculatrice", "calculadora", "tableur",
     "mensaje", "mensajes", "correo", "courriel",
 )  # fmt: skip
+# What may point at a tool's rules: an article, in the grammar's languages, and "default".
+_A_TOOLS = _Words(
+    "the", "a", "an", "default", "le", "la", "les", "el", "los", "las", "der", "die", "das",
+    "des", "den", "il", "lo", "gli", "o", "os", "as",
+)  # fmt: skip
+# "This app" may be the assistant itself: a mode said to be on in it is the injection's claim.
+_THIS = _Words(
+    "this", "ce", "cet", "cette", "este", "esta", "dieser", "diese", "dieses", "questo", "questa"
+)  # fmt: skip
 _WHERE = _WHOSE | _Words("in", "inside", "within", "de", "del", "du", "des", "della", "dei")
 
 # Verbs of setting aside that come after their object (Hindi, Marathi, Bengali, Tamil).
@@ -682,9 +691,13 @@ def _not_obeyed(tokens: list[str], at: int, after: list[str]) -> bool:
 
 def _in_a_tool(tokens: list[str], at: int, reach: int) -> bool:
     """Whether what is at ``at`` is said to be one of the sender's tools', after a preposition
-    within ``reach`` words of it ("on my phone", "in the tax calculator")."""
+    within ``reach`` words of it ("on my phone", "in the tax calculator"), not "this" one."""
     return any(
-        tokens[k] in _WHERE and any(w in _TOOLS for w in tokens[k + 1 : k + 4])
+        tokens[k] in _WHERE
+        and any(
+            w in _TOOLS and not any(t in _THIS for t in tokens[k + 1 : k + 1 + n])
+            for n, w in enumerate(tokens[k + 1 : k + 4])
+        )
         for k in range(at + 1, min(at + 1 + reach, len(tokens)))
     )
 
@@ -732,10 +745,12 @@ def _someone_elses(tokens: list[str], at: int, before: list[str]) -> bool:
     Never when a word before it makes it the assistant's."""
     if any(w in _ASSISTANTS_OWN for w in before):
         return False
-    if _in_a_tool(tokens, at, 1):
-        return True
     pointers = [w for w in before if w in _PRIOR or w in _OLD]
     if any(w in _OLD for w in pointers) and all(w in _WEAK for w in pointers):
+        return True
+    # A tool's only when nothing but an article points at it: "ignore all previous
+    # instructions in this email" is the injection an e-mail carries.
+    if all(w in _A_TOOLS for w in pointers) and _in_a_tool(tokens, at, 1):
         return True
     after = tokens[at + 1 : at + 3]
     if not after:
