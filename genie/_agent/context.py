@@ -456,7 +456,7 @@ class _Open:
     def write(self, kind: str, key: str, text: str) -> str:
         return self._ctx.message.classification.value
 
-    def read(self, kind: str, key: str, text: str) -> None:
+    def read(self, kind: str, key: str, text: str, classification: str | None) -> None:
         pass
 
     def now(self) -> datetime:

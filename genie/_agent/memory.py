@@ -15,13 +15,14 @@ names, an embedding provider's request) or making a policy fail closed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._base.record import Record
 from .._base.surrogates import lone_surrogate, lone_surrogate_in
 from .._errors import ConfigurationError, MemoryArgumentError, shown
+from .._message.payload import Classification
 
 if TYPE_CHECKING:
     from ..llm._provider import Provider
@@ -40,27 +41,33 @@ __all__ = [
 
 
 class Episode(Record):
-    """One turn of a session: who spoke (``user``, ``assistant``, an agent's id) and what."""
+    """One turn of a session: who spoke (``user``, ``assistant``, an agent's id) and what,
+    and the classification it was written with."""
 
     role: str
     text: str
+    classification: str = "internal"
 
 
 class Snapshot(Record):
     """A session as a model should be shown it: the summary of its older turns, then the
-    recent ones as they were."""
+    recent ones as they were. ``classification`` is the summary's: the highest of the turns
+    it summarises."""
 
     summary: str
     recent: tuple[Episode, ...]
+    classification: str = "internal"
 
 
 class Hit(Record):
-    """A semantic search's match: the entry and its cosine similarity to the query."""
+    """A semantic search's match: the entry, its cosine similarity to the query and the
+    classification it was written with."""
 
     key: str
     text: str
     meta: Mapping[str, Any]
     score: float
+    classification: str = "internal"
 
 
 class Fact(Record):
@@ -80,8 +87,10 @@ class MemoryStore(Protocol):
     """Where one memory's entries live, ungoverned (``genie.memory.Store``).
 
     ``classification`` is what the written entry is classified as (the request's,
-    judged with it), kept with the entry. ``summarise`` is the model the episodic memory
-    summarises through (the handler's ``ctx.llm``), None for the offline summary."""
+    judged with it), kept with the entry and given back with it by every read (``kv_get``:
+    the value and its classification, None when there is none), so that a read is judged on
+    what was kept. ``summarise`` is the model the episodic memory summarises through (the
+    handler's ``ctx.llm``), None for the offline summary."""
 
     @property
     def summariser(self) -> Provider | None: ...
@@ -94,7 +103,7 @@ class MemoryStore(Protocol):
 
     async def aclose(self) -> None: ...
 
-    async def kv_get(self, namespace: str, key: str) -> Any: ...
+    async def kv_get(self, namespace: str, key: str) -> tuple[Any, str] | None: ...
 
     async def kv_set(self, namespace: str, key: str, value: Any, classification: str) -> None: ...
 
@@ -126,15 +135,23 @@ class MemoryStore(Protocol):
 class Gate(Protocol):
     """What a handler's memory asks before a write and after a read (the runtime judges
     each as a message and audits it). ``write`` returns the classification the entry is
-    stored with; it raises ``MemoryDeniedError`` when a policy refuses."""
+    stored with; ``read`` is given the highest classification of the entries read (None when
+    it found nothing: it is the request's). Either raises ``MemoryDeniedError`` when a policy
+    refuses."""
 
     def write(self, kind: str, key: str, text: str) -> str: ...
 
-    def read(self, kind: str, key: str, text: str) -> None: ...
+    def read(self, kind: str, key: str, text: str, classification: str | None) -> None: ...
 
     def now(self) -> datetime: ...
 
     def llm(self, provider: Provider) -> Provider: ...
+
+
+def highest(classifications: Iterable[str]) -> str | None:
+    """The highest of ``classifications`` (``secret`` above ``pii`` above ``internal`` above
+    ``public``): what data read together is classified as; None for none."""
+    return max(classifications, key=lambda c: Classification(c).rank, default=None)
 
 
 def _text(value: Any) -> str:
@@ -203,8 +220,12 @@ class KeyValues:
 
     async def get(self, namespace: str, key: str) -> Any:
         _check_texts(self._name, "kv.get", namespace=namespace, key=key)
-        value = await self._store.kv_get(namespace, key)
-        self._gate.read("kv", f"{namespace}/{key}", "" if value is None else _text(value))
+        found = await self._store.kv_get(namespace, key)
+        if found is None:
+            self._gate.read("kv", f"{namespace}/{key}", "", None)
+            return None
+        value, level = found
+        self._gate.read("kv", f"{namespace}/{key}", _text(value), level)
         return value
 
     async def set(self, namespace: str, key: str, value: Any) -> None:
@@ -236,13 +257,15 @@ class Episodes:
         level = self._gate.write("episode", session, text)
         model = self._store.summariser
         summarise = None if model is None else self._gate.llm(model)
-        return await self._store.append(session, Episode(role, text), level, summarise)
+        return await self._store.append(session, Episode(role, text, level), level, summarise)
 
     async def snapshot(self, session: str) -> Snapshot:
         _check_texts(self._name, "episodes.snapshot", session=session)
         snap = await self._store.snapshot(session)
         shown = [snap.summary, *(f"{e.role}: {e.text}" for e in snap.recent)]
-        self._gate.read("episode", session, "\n".join(shown))
+        levels = [snap.classification] if snap.summary else []
+        level = highest([*levels, *(e.classification for e in snap.recent)])
+        self._gate.read("episode", session, "\n".join(shown), level)
         return snap
 
 
@@ -278,7 +301,8 @@ class Semantic:
             )
         hits = await self._store.search(user, query, k)
         # The meta too: the agent is given all of each hit.
-        self._gate.read("semantic", user, "\n".join(_entry_text(h.text, h.meta) for h in hits))
+        shown = "\n".join(_entry_text(h.text, h.meta) for h in hits)
+        self._gate.read("semantic", user, shown, highest(h.classification for h in hits))
         return hits
 
 
@@ -317,20 +341,24 @@ class Facts:
     async def current(self, user: str, key: str) -> Fact | None:
         _check_texts(self._name, "facts.current", user=user, key=key)
         fact = await self._store.current(user, key)
-        self._gate.read("fact", f"{user}/{key}", _facts_text([] if fact is None else [fact]))
+        self._gate_facts(f"{user}/{key}", [] if fact is None else [fact])
         return fact
 
     async def current_all(self, user: str) -> list[Fact]:
         _check_texts(self._name, "facts.current_all", user=user)
         facts = await self._store.current_all(user)
-        self._gate.read("fact", user, _facts_text(facts))
+        self._gate_facts(user, facts)
         return facts
 
     async def history(self, user: str, key: str) -> list[Fact]:
         _check_texts(self._name, "facts.history", user=user, key=key)
         facts = await self._store.history(user, key)
-        self._gate.read("fact", f"{user}/{key}", _facts_text(facts))
+        self._gate_facts(f"{user}/{key}", facts)
         return facts
+
+    def _gate_facts(self, key: str, facts: list[Fact]) -> None:
+        """Show the gate the facts a read gives the agent."""
+        self._gate.read("fact", key, _facts_text(facts), highest(f.classification for f in facts))
 
 
 class Memory:

@@ -6,7 +6,9 @@ to ``memory:NAME``: the content detectors read what would be kept, a ceiling dec
 data of that classification may rest there. A denial raises ``MemoryDeniedError`` and is
 audited like any other; an allowed write is audited too (``memory_write``), and the entry
 keeps the classification it was judged with. A read is shown to the policies as a
-``memory_read`` message from ``memory:NAME`` to the agent, and audited (``memory_read``).
+``memory_read`` message from ``memory:NAME`` to the agent, classified as the highest of the
+entries it found were written with (the request's when it found none), and audited
+(``memory_read``).
 Neither is a delivery: the delivery counts and budgets leave them out, as they leave out
 model text.
 
@@ -25,7 +27,7 @@ from .._agent.memory import Memory, MemoryStore, memory_of
 from .._base.clock import Clock
 from .._errors import MemoryDeniedError
 from .._message.envelope import Message
-from .._message.payload import Payload
+from .._message.payload import Classification, Payload
 from .admission import Admission
 from .ledger import Ledger
 
@@ -98,13 +100,23 @@ class MemoryCalls:
         for store in self.stores.values():
             await store.aclose()
 
-    def message(self, about: Message, payload: Payload, sender: str, recipient: str) -> Message:
+    def message(
+        self,
+        about: Message,
+        payload: Payload,
+        sender: str,
+        recipient: str,
+        classification: Classification | None = None,
+    ) -> Message:
+        """A child of ``about`` (its metadata, and its classification unless another is
+        given)."""
         return about.child(
             payload,
             sender=sender,
             id=f"{about.id}/memory/{next(self._numbers)}",
             created_at=self._clock.timestamp(),
             recipient=recipient,
+            classification=classification,
         )
 
     def judge(self, msg: Message, reader: str, memory: str, direction: str) -> None:
@@ -150,10 +162,12 @@ class _RuntimeGate:
         calls.judge(msg, consumer, memory, "out")
         return msg.classification.value
 
-    def read(self, kind: str, key: str, text: str) -> None:
+    def read(self, kind: str, key: str, text: str, classification: str | None) -> None:
         calls, memory = self._calls, self._memory
         payload = MemoryRead(memory=memory, kind=kind, key=key, text=text)
-        msg = calls.message(self._message, payload, consumer_of(memory), self._agent_id)
+        # What is read is classified as it was written, whatever the request reading it.
+        level = None if classification is None else Classification(classification)
+        msg = calls.message(self._message, payload, consumer_of(memory), self._agent_id, level)
         calls.judge(msg, self._agent_id, memory, "in")
 
     def now(self) -> datetime:

@@ -2,7 +2,8 @@
 SQLite file (``SqliteBackend``, its calls in a worker thread: they wait on the disk) or, for
 the processes of a scale-out, in a NATS KV bucket (``genie.nats.NatsMemory``). Every row is
 keyed by the memory's name, so that the memories of one file or bucket (a runtime's durable
-store holds them all) never mix."""
+store holds them all) never mix. Every entry keeps the classification it was written with,
+and a session's summary the highest of the turns it summarises: a read gives them back."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import Any, Protocol, TypeVar
 
 import anyio.to_thread
 
-from .._agent.memory import Episode, Fact
+from .._agent.memory import Episode, Fact, Snapshot, highest
 from .._errors import ConfigurationError
 
 __all__ = ["Backend", "InMemoryBackend", "Row", "SqliteBackend"]
 
 T = TypeVar("T")
-Row = tuple[str, str, Mapping[str, Any], list[float]]  # key, text, meta, vector
+# key, text, meta, vector, classification
+Row = tuple[str, str, Mapping[str, Any], list[float], str]
 
 
 class Backend(Protocol):
@@ -30,7 +32,9 @@ class Backend(Protocol):
 
     async def aclose(self) -> None: ...
 
-    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None: ...
+    async def kv_get(self, memory: str, namespace: str, key: str) -> tuple[str, str] | None:
+        """The value's JSON and its classification."""
+        ...
 
     async def kv_set(
         self, memory: str, namespace: str, key: str, value: str, level: str
@@ -42,15 +46,16 @@ class Backend(Protocol):
         """Keep the turn; the number of turns the session now has past its summary."""
         ...
 
-    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]: ...
+    async def session(self, memory: str, session: str) -> Snapshot: ...
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
-        """Drop the session's oldest turns, ``older``, their ``summary`` added to its own.
-        (A backend that processes share drops them only if they are still the oldest:
-        another process may have summarised them first.)"""
+        """Drop the session's oldest turns, ``older``, their ``summary`` added to its own
+        (classified as the highest of its own and theirs). (A backend that processes share
+        drops them only if they are still the oldest: another process may have summarised
+        them first.)"""
         ...
 
-    async def add(self, memory: str, user: str, row: Row, level: str) -> None: ...
+    async def add(self, memory: str, user: str, row: Row) -> None: ...
 
     async def rows(self, memory: str, user: str) -> list[Row]: ...
 
@@ -66,14 +71,25 @@ def joined(summary: str, more: str) -> str:
     return f"{summary}\n{more}" if summary else more
 
 
+def folded(summary: str, level: str, older: Sequence[Episode]) -> str:
+    """The classification of a summary (``level`` the classification of ``summary`` before)
+    once the turns ``older`` are summarised into it."""
+    before = [level] if summary else []
+    return highest([*before, *(e.classification for e in older)]) or level
+
+
+# A session not yet written: no summary, no turns.
+NO_SESSION = Snapshot("", (), "public")
+
+
 class InMemoryBackend:
     """Entries in dicts of this process: gone when it ends. One per store, so two runtimes'
     memories never meet unless they are given the same store."""
 
     def __init__(self) -> None:
         self._kv: dict[tuple[str, str, str], tuple[str, str]] = {}
-        # (memory, session) -> its summary, and its turns with their classifications
-        self._sessions: dict[tuple[str, str], tuple[str, list[tuple[Episode, str]]]] = {}
+        # (memory, session) -> its summary, and its turns, with their classifications
+        self._sessions: dict[tuple[str, str], Snapshot] = {}
         # (memory, user) -> key -> its text, meta as JSON, vector and classification: the meta
         # is kept as text, as a file keeps it, so neither the writer's dict nor a reader's hit
         # can change the entry after its write was judged.
@@ -83,9 +99,8 @@ class InMemoryBackend:
     async def aclose(self) -> None:
         pass
 
-    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
-        found = self._kv.get((memory, namespace, key))
-        return None if found is None else found[0]
+    async def kv_get(self, memory: str, namespace: str, key: str) -> tuple[str, str] | None:
+        return self._kv.get((memory, namespace, key))
 
     async def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
         self._kv[memory, namespace, key] = (value, level)
@@ -94,25 +109,27 @@ class InMemoryBackend:
         return self._kv.pop((memory, namespace, key), None) is not None
 
     async def append(self, memory: str, session: str, episode: Episode, level: str) -> int:
-        turns = self._sessions.setdefault((memory, session), ("", []))[1]
-        turns.append((episode, level))
-        return len(turns)
+        kept = await self.session(memory, session)
+        recent = (*kept.recent, Episode(episode.role, episode.text, level))
+        self._sessions[memory, session] = Snapshot(kept.summary, recent, kept.classification)
+        return len(recent)
 
-    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
-        summary, turns = self._sessions.get((memory, session), ("", []))
-        return summary, [episode for episode, _ in turns]
+    async def session(self, memory: str, session: str) -> Snapshot:
+        return self._sessions.get((memory, session), NO_SESSION)
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
-        before, turns = self._sessions.get((memory, session), ("", []))
-        self._sessions[memory, session] = (joined(before, summary), turns[len(older) :])
+        kept = await self.session(memory, session)
+        level = folded(kept.summary, kept.classification, older)
+        rest = kept.recent[len(older) :]
+        self._sessions[memory, session] = Snapshot(joined(kept.summary, summary), rest, level)
 
-    async def add(self, memory: str, user: str, row: Row, level: str) -> None:
-        key, text, meta, vector = row
+    async def add(self, memory: str, user: str, row: Row) -> None:
+        key, text, meta, vector, level = row
         self._rows.setdefault((memory, user), {})[key] = (text, json.dumps(meta), vector, level)
 
     async def rows(self, memory: str, user: str) -> list[Row]:
         entries = self._rows.get((memory, user), {}).items()
-        return [(key, text, json.loads(meta), vector) for key, (text, meta, vector, _) in entries]
+        return [(key, text, json.loads(m), vector, c) for key, (text, m, vector, c) in entries]
 
     async def record(self, memory: str, fact: Fact) -> None:
         self._facts.setdefault((memory, fact.user), []).append(fact)
@@ -127,7 +144,7 @@ CREATE TABLE IF NOT EXISTS memory_kv (
     memory TEXT, namespace TEXT, key TEXT, value TEXT, classification TEXT,
     PRIMARY KEY (memory, namespace, key));
 CREATE TABLE IF NOT EXISTS memory_sessions (
-    memory TEXT, session TEXT, summary TEXT, PRIMARY KEY (memory, session));
+    memory TEXT, session TEXT, summary TEXT, classification TEXT, PRIMARY KEY (memory, session));
 CREATE TABLE IF NOT EXISTS memory_episodes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, memory TEXT, session TEXT, role TEXT, text TEXT,
     classification TEXT);
@@ -169,6 +186,11 @@ class SqliteBackend:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            # A file written before a summary kept its classification: its summaries are
+            # read as internal, as an entry of unknown classification is.
+            columns = {str(c[1]) for c in db.execute("PRAGMA table_info(memory_sessions)")}
+            if "classification" not in columns:
+                db.execute("ALTER TABLE memory_sessions ADD COLUMN classification TEXT")
         except sqlite3.Error as exc:
             raise ConfigurationError(f"memory file {self.path}: cannot open: {exc}") from None
         return db
@@ -182,14 +204,15 @@ class SqliteBackend:
                 self._db.close()
                 self._db = None
 
-    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
+    async def kv_get(self, memory: str, namespace: str, key: str) -> tuple[str, str] | None:
         row = await self._run(
             lambda db: db.execute(
-                "SELECT value FROM memory_kv WHERE memory=? AND namespace=? AND key=?",
+                "SELECT value, classification FROM memory_kv "
+                "WHERE memory=? AND namespace=? AND key=?",
                 (memory, namespace, key),
             ).fetchone()
         )
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]))
 
     async def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
         await self._run(
@@ -223,29 +246,24 @@ class SqliteBackend:
 
         return await self._run(work)
 
-    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
-        def work(db: sqlite3.Connection) -> tuple[str, list[Episode]]:
-            row = db.execute(
-                "SELECT summary FROM memory_sessions WHERE memory=? AND session=?",
-                (memory, session),
-            ).fetchone()
+    async def session(self, memory: str, session: str) -> Snapshot:
+        def work(db: sqlite3.Connection) -> Snapshot:
             turns = db.execute(
-                "SELECT role, text FROM memory_episodes WHERE memory=? AND session=? ORDER BY seq",
+                "SELECT role, text, classification FROM memory_episodes "
+                "WHERE memory=? AND session=? ORDER BY seq",
                 (memory, session),
             ).fetchall()
-            return ("" if row is None else row[0]), [Episode(r, t) for r, t in turns]
+            summary, level = _summary(db, memory, session)
+            return Snapshot(summary, tuple(Episode(*turn) for turn in turns), level)
 
         return await self._run(work)
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         def work(db: sqlite3.Connection) -> None:
-            row = db.execute(
-                "SELECT summary FROM memory_sessions WHERE memory=? AND session=?",
-                (memory, session),
-            ).fetchone()
+            before, level = _summary(db, memory, session)
             db.execute(
-                "INSERT OR REPLACE INTO memory_sessions VALUES (?, ?, ?)",
-                (memory, session, joined("" if row is None else row[0], summary)),
+                "INSERT OR REPLACE INTO memory_sessions VALUES (?, ?, ?, ?)",
+                (memory, session, joined(before, summary), folded(before, level, older)),
             )
             db.execute(
                 "DELETE FROM memory_episodes WHERE seq IN (SELECT seq FROM memory_episodes "
@@ -255,8 +273,8 @@ class SqliteBackend:
 
         await self._run(work)
 
-    async def add(self, memory: str, user: str, row: Row, level: str) -> None:
-        key, text, meta, vector = row
+    async def add(self, memory: str, user: str, row: Row) -> None:
+        key, text, meta, vector, level = row
         await self._run(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO memory_semantic VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -267,11 +285,12 @@ class SqliteBackend:
     async def rows(self, memory: str, user: str) -> list[Row]:
         found = await self._run(
             lambda db: db.execute(
-                "SELECT key, text, meta, vector FROM memory_semantic WHERE memory=? AND user=?",
+                "SELECT key, text, meta, vector, classification FROM memory_semantic "
+                "WHERE memory=? AND user=?",
                 (memory, user),
             ).fetchall()
         )
-        return [(k, t, json.loads(m), json.loads(v)) for k, t, m, v in found]
+        return [(k, t, json.loads(m), json.loads(v), c) for k, t, m, v, c in found]
 
     async def record(self, memory: str, fact: Fact) -> None:
         await self._run(
@@ -304,3 +323,14 @@ class SqliteBackend:
             Fact(u, k, v, c, s, datetime.fromisoformat(at), level)
             for u, k, v, c, s, at, level in found
         ]
+
+
+def _summary(db: sqlite3.Connection, memory: str, session: str) -> tuple[str, str]:
+    """The session's summary and its classification."""
+    row = db.execute(
+        "SELECT summary, classification FROM memory_sessions WHERE memory=? AND session=?",
+        (memory, session),
+    ).fetchone()
+    if row is None:
+        return NO_SESSION.summary, NO_SESSION.classification
+    return row[0], row[1] or "internal"

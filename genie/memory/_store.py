@@ -106,9 +106,12 @@ class Store:
         return self._backend
 
     # --- key-value -----------------------------------------------------------------------
-    async def kv_get(self, namespace: str, key: str) -> Any:
+    async def kv_get(self, namespace: str, key: str) -> tuple[Any, str] | None:
         found = await self._entries.kv_get(self.name, namespace, key)
-        return None if found is None else json.loads(found)
+        if found is None:
+            return None
+        text, level = found
+        return json.loads(text), level
 
     async def kv_set(self, namespace: str, key: str, value: Any, classification: str) -> None:
         text = json.dumps(value)
@@ -127,7 +130,7 @@ class Store:
         if self._folding is None:
             self._folding = anyio.Lock()
         async with self._folding:  # one summary at a time: two would fold the same turns
-            _, turns = await self._entries.session(self.name, session)
+            turns = list((await self._entries.session(self.name, session)).recent)
             if len(turns) <= self.threshold:
                 return False
             older = turns[: len(turns) // 2]
@@ -152,16 +155,15 @@ class Store:
         return answer.text.strip()
 
     async def snapshot(self, session: str) -> Snapshot:
-        summary, turns = await self._entries.session(self.name, session)
-        return Snapshot(summary, tuple(turns))
+        return await self._entries.session(self.name, session)
 
     # --- semantic ------------------------------------------------------------------------
     async def add(
         self, user: str, key: str, text: str, meta: Mapping[str, Any], classification: str
     ) -> None:
         (vector,) = await self.embedder.embed([text])
-        row = (key, text, dict(meta), list(vector))
-        await self._entries.add(self.name, user, row, classification)
+        row = (key, text, dict(meta), list(vector), classification)
+        await self._entries.add(self.name, user, row)
 
     async def search(self, user: str, query: str, k: int) -> list[Hit]:
         rows = await self._entries.rows(self.name, user)
@@ -169,13 +171,13 @@ class Store:
             return []
         (wanted,) = await self.embedder.embed([query])
         scored = []
-        for key, text, meta, vector in rows:
+        for key, text, meta, vector, level in rows:
             if len(vector) != len(wanted):
                 raise ConfigurationError(
                     f"memory {self.name!r}: entry {user}#{key} was embedded by another "
                     f"embedder ({len(vector)} dimensions, this one gives {len(wanted)})"
                 )
-            scored.append(Hit(key, text, meta, cosine(wanted, vector)))
+            scored.append(Hit(key, text, meta, cosine(wanted, vector), level))
         scored.sort(key=lambda h: (-h.score, h.key))
         return scored[:k]
 

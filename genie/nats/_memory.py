@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._agent.memory import Episode, Fact
-from ..memory._backends import Row, joined
+from .._agent.memory import Episode, Fact, Snapshot
+from ..memory._backends import NO_SESSION, Row, folded, joined
 from ._wire import Bucket
 
 if TYPE_CHECKING:
@@ -91,9 +91,9 @@ class NatsMemory:
         return [json.loads(v) for _, v in await self._store.entries(f"{prefix}.>")]
 
     # --- key-value -----------------------------------------------------------------------
-    async def kv_get(self, memory: str, namespace: str, key: str) -> str | None:
+    async def kv_get(self, memory: str, namespace: str, key: str) -> tuple[str, str] | None:
         found, _ = await self._get(_key("kv", memory, namespace, key))
-        return None if found is None else str(found[0])
+        return None if found is None else (str(found[0]), str(found[1]))
 
     async def kv_set(self, memory: str, namespace: str, key: str, value: str, level: str) -> None:
         await self._bucket().put(
@@ -124,11 +124,13 @@ class NatsMemory:
         kept = await self._change(_key("session", memory, session), add)
         return len(kept["turns"])
 
-    async def session(self, memory: str, session: str) -> tuple[str, list[Episode]]:
+    async def session(self, memory: str, session: str) -> Snapshot:
         kept, _ = await self._get(_key("session", memory, session))
         if kept is None:
-            return "", []
-        return kept["summary"], [Episode(role, text) for role, text, _ in kept["turns"]]
+            return NO_SESSION
+        turns = tuple(Episode(*turn) for turn in kept["turns"])
+        # A summary kept before its classification was: read as internal.
+        return Snapshot(kept["summary"], turns, kept.get("classification", "internal"))
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         wanted = [[e.role, e.text] for e in older]
@@ -136,22 +138,24 @@ class NatsMemory:
         def drop(current: Any) -> Any:
             if current is None or [t[:2] for t in current["turns"][: len(wanted)]] != wanted:
                 return current  # another process summarised these turns first
+            before = current["summary"]
             return {
-                "summary": joined(current["summary"], summary),
+                "summary": joined(before, summary),
+                "classification": folded(before, current.get("classification", "internal"), older),
                 "turns": current["turns"][len(wanted) :],
             }
 
         await self._change(_key("session", memory, session), drop)
 
     # --- semantic ------------------------------------------------------------------------
-    async def add(self, memory: str, user: str, row: Row, level: str) -> None:
-        key, text, meta, vector = row
+    async def add(self, memory: str, user: str, row: Row) -> None:
+        key, text, meta, vector, level = row
         value = json.dumps([key, text, dict(meta), vector, level])
         await self._bucket().put(_key("semantic", memory, user, key), value.encode())
 
     async def rows(self, memory: str, user: str) -> list[Row]:
         found = await self._under(_key("semantic", memory, user))
-        return [(key, text, meta, vector) for key, text, meta, vector, _ in found]
+        return [(key, text, meta, vector, level) for key, text, meta, vector, level in found]
 
     # --- long-term facts -----------------------------------------------------------------
     async def record(self, memory: str, fact: Fact) -> None:

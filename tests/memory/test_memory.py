@@ -4,6 +4,7 @@ handler's budgeted model, and a file that outlives its runtime."""
 
 from __future__ import annotations
 
+import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -715,3 +716,79 @@ async def test_a_test_context_refuses_such_text_as_the_runtime_does() -> None:
     ctx = TestContext("worker", Runtime().message(Go(), recipient="worker"), memory=Store())
     with pytest.raises(MemoryArgumentError, match=r"kv\.set: argument 'key' is not valid UTF-8"):
         await ctx.memory().kv.set("n", BAD, 1)
+
+
+# --- a read is judged on what was stored --------------------------------------------------------
+READS: dict[str, Work] = {
+    "kv.get": lambda ctx: ctx.memory("vault").kv.get("clients", "u1"),
+    "episodes.snapshot": lambda ctx: ctx.memory("vault").episodes.snapshot("s1"),
+    "semantic.search": lambda ctx: ctx.memory("vault").semantic.search("u1", "income"),
+    "facts.current": lambda ctx: ctx.memory("vault").facts.current("u1", "income"),
+    "facts.current_all": lambda ctx: ctx.memory("vault").facts.current_all("u1"),
+    "facts.history": lambda ctx: ctx.memory("vault").facts.history("u1", "income"),
+}
+
+
+async def fill_the_vault(ctx: Context) -> None:
+    vault = ctx.memory("vault")
+    await vault.kv.set("clients", "u1", "income 12 lakh")
+    for turn in range(3):  # past the threshold of 2: the first turns are in the summary
+        await vault.episodes.append("s1", f"income 12 lakh, turn {turn}")
+    await vault.semantic.add("u1", "income", "income 12 lakh")
+    await vault.facts.record("u1", "income", "12 lakh")
+
+
+async def read_the_vault(ctx: Context) -> dict[str, str]:
+    said = {}
+    for name, read in READS.items():
+        try:
+            await read(ctx)
+        except MemoryDeniedError as exc:
+            said[name] = exc.reason
+        else:
+            said[name] = "read"
+    return said
+
+
+@BACKENDS
+@pytest.mark.parametrize("written", ["pii", "internal"])
+async def test_a_read_is_judged_on_the_classification_its_entries_were_written_with(
+    kind: str, written: str, tmp_path: Path
+) -> None:
+    # The writer may hold PII, and so may the vault; the reader, on an internal request, may
+    # not: what it reads is the data as it was written, not its own request's.
+    ceiling = ClassificationCeiling({"writer": "pii", "user": "pii", "memory:vault": "pii"})
+    audit = MemoryAuditLog()
+    stores = {"vault": store_of(kind, tmp_path, threshold=2)}
+    async with Runtime(memory=stores, policies=[ceiling], audit=audit) as rt:
+        rt.add(Worker(fill_the_vault, id="writer"))
+        asked = rt.message(Go(), recipient="writer", classification=written)
+        assert (await rt.ask(asked, timeout=10)).complete
+        said = await run(rt, read_the_vault)
+    if written == "pii":
+        assert said == dict.fromkeys(READS, "classification exceeds recipient ceiling")
+        denials = [r for r in audit.records if r.action == "denied" and r.target == "worker"]
+        assert len(denials) == len(READS)
+    else:
+        assert said == dict.fromkeys(READS, "read")
+
+
+async def test_a_read_that_finds_nothing_is_judged_as_the_request() -> None:
+    ceiling = ClassificationCeiling({"memory:vault": "pii"})
+    async with Runtime(memory={"vault": Store()}, policies=[ceiling]) as rt:
+        assert await run(rt, read_the_vault) == dict.fromkeys(READS, "read")
+
+
+async def test_a_summary_in_a_file_from_before_its_classification_was_kept_is_internal(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "memory.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE memory_sessions (memory TEXT, session TEXT, summary TEXT)")
+        db.execute("INSERT INTO memory_sessions VALUES ('default', 's1', 'an old summary')")
+    db.close()
+    ctx = TestContext(
+        "worker", Runtime().message(Go(), recipient="worker"), memory=Store(path=path)
+    )
+    snap = await ctx.memory().episodes.snapshot("s1")
+    assert (snap.summary, snap.classification) == ("an old summary", "internal")

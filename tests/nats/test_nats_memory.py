@@ -23,9 +23,12 @@ from genie.memory import Episode, MemoryDeniedError, Store
 from genie.nats import NatsMemory
 from genie.nats._server import LocalNatsServer
 from genie.pipeline import load_pipeline
-from genie.policies import load_policy_file
+from genie.policies import ClassificationCeiling, load_policy_file
 
 from ..conftest import requires
+from ..memory.test_memory import READS, Worker, fill_the_vault, read_the_vault
+from ..memory.test_memory import Go as Asked
+from ..memory.test_memory import run as run_by_worker
 from .test_nats import GENIE, Workers
 from .test_nats import server as server
 from .test_nats import workers as workers
@@ -155,14 +158,13 @@ async def test_a_session_summarised_by_two_processes_at_once_is_folded_once(
     async with connected(server.url) as a, connected(server.url) as b:
         for n in range(6):
             await a.append("m", "s", Episode("user", f"turn {n}"), "internal")
-        summary, turns = await a.session("m", "s")
-        older = turns[:3]
+        older = (await a.session("m", "s")).recent[:3]
         # Both read the same turns and summarised them; both fold.
         await a.fold("m", "s", older, "the first three")
         await b.fold("m", "s", older, "the first three, again")
-        summary, turns = await b.session("m", "s")
-        assert summary == "the first three"
-        assert [t.text for t in turns] == ["turn 3", "turn 4", "turn 5"]
+        kept = await b.session("m", "s")
+        assert kept.summary == "the first three"
+        assert [t.text for t in kept.recent] == ["turn 3", "turn 4", "turn 5"]
         # Through the store: past its threshold the older half goes, once.
         store = Store(b, threshold=4)
         store.bind("m", None)
@@ -179,14 +181,14 @@ async def test_any_text_names_one_entry(server: LocalNatsServer) -> None:
         for n, name in enumerate(names):
             await memory.kv_set(name, name, name, json.dumps(n), "internal")
         for n, name in enumerate(names):
-            assert await memory.kv_get(name, name, name) == json.dumps(n)
+            assert await memory.kv_get(name, name, name) == (json.dumps(n), "internal")
         assert await memory.kv_get("", "", "x") is None
         assert await memory.kv_delete("a.b", "a.b", "a.b")
         assert not await memory.kv_delete("a.b", "a.b", "a.b")
         assert await memory.kv_get("a.b", "a.b", "a.b") is None
-        assert await memory.kv_get(".", ".", ".") == json.dumps(1)  # its neighbour is kept
+        assert await memory.kv_get(".", ".", ".") == (json.dumps(1), "internal")  # kept
         # A memory's name keeps its entries apart from another's in the one bucket.
-        await memory.add("m1", "u", ("k", "t", {}, [1.0]), "internal")
+        await memory.add("m1", "u", ("k", "t", {}, [1.0], "internal"))
         assert await memory.rows("m2", "u") == []
         assert [r[0] for r in await memory.rows("m1", "u")] == ["k"]
 
@@ -207,6 +209,20 @@ async def test_a_write_is_governed_as_in_one_process(server: LocalNatsServer) ->
     async with connected(server.url) as memory:
         assert await run(Store(memory), leak, policies=policies) == "pii_block"
         assert await run(Store(memory), peek) is None  # nothing was stored
+
+
+async def test_a_read_is_judged_on_the_classification_it_was_written_with(
+    server: LocalNatsServer,
+) -> None:
+    ceiling = ClassificationCeiling({"writer": "pii", "user": "pii", "memory:vault": "pii"})
+    async with connected(server.url) as memory:
+        vault = Store(memory, threshold=2)
+        async with Runtime(memory={"vault": vault}, policies=[ceiling]) as rt:
+            rt.add(Worker(fill_the_vault, id="writer"))
+            asked = rt.message(Asked(), recipient="writer", classification="pii")
+            assert (await rt.ask(asked, timeout=10)).complete
+            said = await run_by_worker(rt, read_the_vault)
+    assert said == dict.fromkeys(READS, "classification exceeds recipient ceiling")
 
 
 async def test_a_bucket_not_connected_is_named() -> None:
