@@ -26,7 +26,14 @@ from typing import BinaryIO
 
 from .._errors import ConfigurationError
 
-__all__ = ["FileRefusedError", "decode_utf8", "file_problem", "open_regular", "read_bounded"]
+__all__ = [
+    "FileRefusedError",
+    "decode_utf8",
+    "file_problem",
+    "open_regular",
+    "read_bounded",
+    "write_problem",
+]
 
 
 class FileRefusedError(ConfigurationError):
@@ -92,6 +99,14 @@ def file_problem(
     if problem is None and limit is not None and found.st_size > limit:
         problem = f"is {found.st_size:,} bytes, over {limit_name} ({limit:,})"
     return problem
+
+
+def write_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a file the CLI writes (an audit log, the metrics) cannot be ``path``: what is there
+    when it is no regular file (``is a named pipe (FIFO), not a regular file``: its open would
+    wait for a reader for ever; a directory or a device keeps nothing), or None: a regular
+    file, or nothing yet (the file is made)."""
+    return file_problem(path) if os.path.exists(path) else None
 
 
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:

@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .._base.files import file_problem
+from .._base.files import write_problem
 from .._errors import ConfigurationError
 from .._runtime.audit import audit_key, create_audit_key, key_beside, read_audit_key
 
@@ -52,7 +52,7 @@ def audit_log_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {folder} {what}")
     # The next run continues the chain from the log's last row: a directory, a named pipe or
     # a device (/dev/null would take every record and keep none) cannot hold it.
-    if os.path.exists(args.audit) and (problem := file_problem(args.audit)):
+    if problem := write_problem(args.audit):
         raise ConfigurationError(f"cannot open audit log {args.audit}: {problem}")
     if args.audit_unkeyed:
         if args.audit_key_file:

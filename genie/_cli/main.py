@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO, cast
 import anyio
 
 from .._agent.catalogue import Catalogue
-from .._base.files import FileRefusedError
+from .._base.files import FileRefusedError, write_problem
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
 from .._errors import AuditWriteError, ConfigurationError, GenieError, StoreError, unwrapped
@@ -65,12 +65,25 @@ APPROVAL = ApprovalRequest.message_type  # what asks a person (the approval desk
 CANCELLED_DRAIN = 2.0
 
 
+def _standard_stream(path: str) -> bool:
+    """Whether ``path`` is this command's own standard output or error (``/dev/stdout``, a
+    pipe or a terminal): open already, so writing it waits for no reader."""
+    try:
+        found = os.stat(path)
+        return any(os.path.samestat(found, os.fstat(fd)) for fd in (1, 2))
+    except OSError:  # no such path, or no such stream
+        return False
+
+
 def _run(args: argparse.Namespace) -> int:
     pipeline = _load(args)
     payload = pipeline.entry_payload(pipeline.read_input(args.input), args.input or "the input")
     llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
+    out = args.metrics_out
+    if out and not _standard_stream(out) and (problem := write_problem(out)):
+        raise ConfigurationError(f"cannot write metrics to {out}: {problem}")
     if args.nats and not args.audit:  # the namespace's audit stream, keyed when a key is given
         if args.audit_unkeyed:
             raise ConfigurationError("--audit-unkeyed needs --audit PATH")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from genie._cli.main import main
 
 from ..conftest import Ping
 from ..runtime.test_metrics import parse, total
+from .test_cli import _genie
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = str(ROOT / "config" / "pipelines" / "finance.yaml")
@@ -221,3 +224,39 @@ async def test_a_pipeline_run_from_python_fills_the_metrics_you_pass() -> None:
     assert total(samples, "genie_messages_published_total") == result.stats.published
     stats = result.stats
     assert total(samples, "genie_deliveries_total") == stats.delivered
+
+
+@pytest.mark.parametrize("kind", ["a named pipe (FIFO)", "a directory", "a character device"])
+def test_a_metrics_out_that_is_no_regular_file_is_refused_before_the_run(
+    kind: str, tmp_path: Path
+) -> None:
+    # A named pipe would hold the command until something reads it (for ever, from a script);
+    # a directory or a device keeps nothing.
+    where = {"a directory": tmp_path, "a character device": Path("/dev/null")}
+    target = where.get(kind, tmp_path / "metrics.fifo")
+    if kind == "a named pipe (FIFO)":
+        os.mkfifo(target)
+    done = subprocess.run(
+        [_genie(), "run", FINANCE, "--metrics-out", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    what = "is a directory" if kind == "a directory" else f"is {kind}, not a regular file"
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"genie run: cannot write metrics to {target}: {what}\n"
+
+
+def test_metrics_out_may_be_the_commands_own_standard_output() -> None:
+    # /dev/stdout is already open, a pipe here: writing it waits for no reader.
+    done = subprocess.run(
+        [_genie(), "run", FINANCE, "--json", "--metrics-out", "/dev/stdout"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert total(parse(done.stdout.split("\n{")[0]), "genie_gathers_total", status="complete") == 1
