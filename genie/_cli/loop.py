@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import warnings
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, TypeVarTuple
+from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 
 from .._errors import ConfigurationError
+from .._runtime.failure import exiting
 
 __all__ = ["LOOPS", "add_loop_option", "run_on"]
 
@@ -33,12 +36,37 @@ def run_on(loop: str, func: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
     asked for and not installed."""
     if loop not in LOOPS:
         raise ConfigurationError(f"unknown event loop {loop!r} (known: {', '.join(LOOPS)})")
-    uvloop = loop == "uvloop"
-    if uvloop:
+    new_loop = asyncio.new_event_loop
+    if loop == "uvloop":
         try:
-            import uvloop as _installed  # noqa: F401
+            import uvloop
         except ImportError:
             raise ConfigurationError(
                 "--loop uvloop: uvloop is not installed (pip install 'genie-bus[uvloop]')"
             ) from None
-    return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": uvloop})
+        new_loop = uvloop.new_event_loop
+
+    def made() -> asyncio.AbstractEventLoop:
+        created = new_loop()
+        created.set_exception_handler(_exits_said)
+        return created
+
+    try:
+        return anyio.run(func, *args, backend="asyncio", backend_options={"loop_factory": made})
+    except (SystemExit, KeyboardInterrupt):
+        # A task started just before the exit, which asyncio then cancelled before its first
+        # step, holds a coroutine never awaited: Python would say so as the process ends, of
+        # an exit the command says already.
+        warnings.filterwarnings("ignore", "coroutine '.*' was never awaited", RuntimeWarning)
+        raise
+
+
+def _exits_said(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio lets a handler's ``sys.exit()`` or ``KeyboardInterrupt`` out of the task that
+    raised it (``run_on`` raises it, for the command to say in a line), then logs each task
+    that held it too ("unhandled exception during asyncio.run() shutdown"): a traceback of
+    what the command says already. Anything else is logged as asyncio logs it."""
+    found = context.get("exception")
+    if isinstance(found, BaseException) and exiting(found) is not None:
+        return
+    loop.default_exception_handler(context)

@@ -65,6 +65,14 @@ APPROVAL = ApprovalRequest.message_type  # what asks a person (the approval desk
 CANCELLED_DRAIN = 2.0
 
 
+def _exit_status(exc: SystemExit) -> int:
+    """The status ``sys.exit(code)`` ends a process with, as Python reads ``code``: None is 0,
+    a number is itself, anything else (a message) is 1."""
+    if exc.code is None:
+        return 0
+    return exc.code if isinstance(exc.code, int) else 1
+
+
 def _standard_stream(path: str) -> bool:
     """Whether ``path`` is this command's own standard output or error (``/dev/stdout``, a
     pipe or a terminal): open already, so writing it waits for no reader."""
@@ -147,6 +155,12 @@ def _run(args: argparse.Namespace) -> int:
                 else:
                     asking = functools.partial(ask_over_nats, transport, go)
                     results, stuck = run_on(args.loop, run_over_nats, transport, rt, asking)
+        except SystemExit as exc:  # a handler's sys.exit() stopped the runtime
+            if args.debug:
+                raise
+            said = "the run stopped, what was in flight cancelled"
+            print(f"genie run: a handler called sys.exit({exc.code!r}): {said}", file=sys.stderr)
+            return _exit_status(exc)
         except KeyboardInterrupt:  # Ctrl-C, as the hint for an approval without a store says
             kept = f" --store {args.store}" if args.store else ""
             kept = kept or (f" --nats {args.nats} --origin {args.origin}" if args.origin else "")

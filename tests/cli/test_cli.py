@@ -420,3 +420,76 @@ def test_a_key_file_mistake_is_one_problem_in_yaml_words(
     keys.write_text(f"keys:\n  - {{principal: a, {entry}}}\n")
     assert main(["serve", str(FINANCE), "--keys", str(keys), "--port", "0"]) == 2
     assert capsys.readouterr().err == f"{keys}:2: {problem}\ngenie serve: 1 problem\n"
+
+
+QUITTERS = """
+import asyncio
+import sys
+
+import anyio
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Question(Payload):
+    message_type = "quit_question"
+
+
+class Plan(Payload):
+    message_type = "quit_plan"
+
+
+class InItsHandler(BaseAgent):
+    produces = (Plan,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        sys.exit(3)
+
+
+class InItsTaskGroup(BaseAgent):
+    produces = (Plan,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        async def leave() -> None:
+            await anyio.sleep(0)
+            sys.exit(3)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leave)
+        return ctx.emit(Plan())
+
+
+class InATaskItCreated(BaseAgent):
+    produces = (Plan,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        async def leave() -> None:
+            sys.exit(3)
+
+        await asyncio.create_task(leave())
+        return ctx.emit(Plan())
+"""
+
+
+@pytest.mark.parametrize("agent", ["InItsHandler", "InItsTaskGroup", "InATaskItCreated"])
+def test_a_handler_that_exits_stops_the_run_in_one_line_with_its_code(
+    agent: str, tmp_path: Path
+) -> None:
+    # asyncio let the exit out of the task that raised it, then logged the run's own task,
+    # which held it too, as "unhandled exception during asyncio.run() shutdown".
+    (tmp_path / "quitters.py").write_text(QUITTERS)
+    pipeline = tmp_path / "quit.yaml"
+    pipeline.write_text(
+        f"agents: [{{id: quitter, use: 'quitters:{agent}'}}]\n"
+        "entry: {type: quit_question, to: quitter}\noutput: quit_plan\n"
+    )
+    done = subprocess.run(
+        [_genie(), "run", str(pipeline)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr == (
+        "genie run: a handler called sys.exit(3): the run stopped, what was in flight cancelled\n"
+    )
