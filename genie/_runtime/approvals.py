@@ -6,7 +6,8 @@ the approval is pending. The hold is a timer, so ``ask`` and ``wait_idle`` wait 
 any work in flight. A person answers through ``Runtime.approvals``: the answer is a message from
 that principal to the desk, governed like any other (the policies see it and may deny it). The
 desk checks that the answerer may answer, records the decision in the audit log (who, what,
-when) and sends an ``ApprovalDecision`` to the agent that asked. The first answer wins. An
+when) and sends an ``ApprovalDecision`` to the agent that asked. The first answer wins; one
+that comes after is recorded too, as too late. An
 approval can carry a deadline: when it passes, the request is rejected, or escalated once to
 another role.
 """
@@ -122,6 +123,10 @@ class Approval(Record):
     details: str
 
 
+# Why an answer that came after its approval was decided changed nothing (the audit's reason).
+TOO_LATE = "too late: it was decided already"
+
+
 class ApprovalRefusedError(GenieError):
     """An answer refused: no such pending approval, or the answerer may not answer it."""
 
@@ -146,8 +151,12 @@ class ApprovalDesk(BaseAgent):
         self.clock = clock
         self.audit = audit
         self.pending: dict[str, _Pending] = {}
-        # The ids of the answers ``Approvals`` sent: an answer an agent made up is ignored.
-        self.issued: set[str] = set()
+        # The answers ``Approvals`` sent, by id, with the approval each answers: an answer an
+        # agent made up is ignored.
+        self.issued: dict[str, str] = {}
+        # Approvals decided while answers to them were on their way: what those answers are
+        # recorded against, as too late, when they come.
+        self._decided: dict[str, Approval] = {}
 
     def keeps(self, correlation_id: str) -> bool:
         """Whether an approval of ``correlation_id`` is pending here: on NATS, a worker
@@ -180,13 +189,13 @@ class ApprovalDesk(BaseAgent):
 
     @handler
     async def on_answer(self, payload: ApprovalAnswer, ctx: Context) -> Message | None:
-        if ctx.message.id not in self.issued:
+        if self.issued.pop(ctx.message.id, None) is None:
             return None  # not a person's answer: an agent's output, or a replay
-        self.issued.discard(ctx.message.id)
         pending = self.pending.get(payload.approval_id)
         by = ctx.message.sender
-        if pending is None:
-            return None  # answered already: the first answer won
+        if pending is None:  # decided already: the first answer won
+            self._too_late(payload.approval_id, by, ctx.message)
+            return None
         refusal = may_answer(pending.approval, by, roles_of(ctx.message.metadata))
         if refusal is not None:  # checked before it was sent; the policies may differ
             self._record(by, "approval_refused", pending.approval, refusal)
@@ -227,6 +236,17 @@ class ApprovalDesk(BaseAgent):
             return None
         return self._decide(pending, ctx, False, "deadline", "nobody answered in time")
 
+    def _too_late(self, approval_id: str, by: str, answer: Message) -> None:
+        """Record ``by``'s answer to an approval decided before it came."""
+        approval = self._decided.get(approval_id)
+        if approval_id not in self.issued.values():  # the last answer on its way
+            self._decided.pop(approval_id, None)
+        if approval is None:  # sent by another process after the decision: what it says
+            approval = Approval(
+                approval_id, answer.correlation_id, "", "", None, None, None, False, ""
+            )
+        self._record(by, "approval_refused", approval, TOO_LATE)
+
     def _left(self, asked: Message, seconds: float | None) -> float:
         """What is left of ``seconds`` counted from when ``asked`` was asked (a restart in
         between does not extend it); None: for good."""
@@ -239,6 +259,8 @@ class ApprovalDesk(BaseAgent):
         self, pending: _Pending, ctx: Context, approved: bool, by: str, reason: str
     ) -> Message:
         del self.pending[pending.approval.id]
+        if pending.approval.id in self.issued.values():
+            self._decided[pending.approval.id] = pending.approval
         if by != "deadline":
             pending.timer.cancel()
         action = "approved" if approved else "withdrawn" if by == "withdrawn" else "rejected"
@@ -394,10 +416,10 @@ class Approvals:
             role=Role.USER,
             metadata={**pending.request.metadata, "user_id": by, "user_roles": roles},
         )
-        self._desk.issued.add(answer.id)
+        self._desk.issued[answer.id] = approval_id
         try:
             self._publish(answer)
         except BaseException:
-            self._desk.issued.discard(answer.id)
+            del self._desk.issued[answer.id]
             raise
         return answer

@@ -1149,9 +1149,10 @@ class NatsTransport:
         if msg.type == _APPROVAL:
             self._asked_at[msg.id] = (run.origin, run.delivery.id)
         elif msg.type == _ANSWER and self._desk is not None:
-            asked = self._asked_at.get(getattr(msg.payload, "approval_id", ""))
+            approval_id = getattr(msg.payload, "approval_id", "")
+            asked = self._asked_at.get(approval_id)
             if asked is not None and run.parent == asked[1]:
-                self._desk.issued.add(msg.id)
+                self._desk.issued[msg.id] = approval_id
 
     def _ended(self, run: Run) -> None:
         assert self._tg is not None

@@ -189,6 +189,35 @@ async def test_two_answers_at_once_the_first_wins() -> None:
     assert [m.payload for m in results[0].replies] == [Paid(approved=False, by="bob")]
 
 
+async def test_every_answer_the_desk_receives_is_audited_the_late_one_as_too_late() -> None:
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+
+        async def answer(by: str, approved: bool) -> None:
+            answering = rt.approvals.approve if approved else rt.approvals.reject
+            answering(approval.id, by=by, roles=("treasurer",))
+
+        async with anyio.create_task_group() as people:  # both sent before the desk ran
+            people.start_soon(answer, "bob", False)
+            people.start_soon(answer, "alice", True)
+    [decided] = [m.payload for m in results[0].replies]
+    assert isinstance(decided, Paid)
+    late = "alice" if decided.by == "bob" else "bob"
+    answers = [
+        (r.actor, r.action, r.details["reason"], r.details["subject"])
+        for r in audit.records
+        if r.action != "approval_requested"
+    ]
+    assert answers == [
+        (decided.by, "approved" if decided.approved else "rejected", "", "pay Rs 5"),
+        (late, "approval_refused", "too late: it was decided already", "pay Rs 5"),
+    ]
+
+
 async def test_past_its_deadline_an_approval_is_rejected() -> None:
     audit = MemoryAuditLog()
     results: list[GatherResult] = []
