@@ -2,6 +2,8 @@
 
 On virtual time every figure comes from the runtime clock and the seed, never from the
 machine, so the JSON document of two runs with the same settings is byte for byte the same.
+A rate over a run in which no time passed (on virtual time, agents given no latency) is None
+(``null``, ``n/a``), not 0: the sessions did end, in no time at all.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ class AgentFigures:
     handled: int  # handler calls that returned
     failed: int  # handler calls that raised (each retry counts)
     denied: int  # deliveries refused by a policy or limit
-    throughput: float  # handler calls that returned, per second of the run
-    utilisation: float  # time in handler calls / (run time x max concurrency)
+    throughput: float | None  # handler calls that returned, per second of the run
+    utilisation: float | None  # time in handler calls / (run time x max concurrency)
     service_time: float  # mean seconds per handler call
     queueing: Distribution  # mailbox to handler start
     mailbox_capacity: int
@@ -90,9 +92,9 @@ class Report:
     latency_bins: tuple[tuple[float, float, int], ...]
 
     @property
-    def throughput(self) -> float:
-        """Sessions ended per second of the run."""
-        return self.sessions.total / self.duration if self.duration > 0 else 0.0
+    def throughput(self) -> float | None:
+        """Sessions ended per second of the run; None when no time passed."""
+        return per_second(self.sessions.total, self.duration)
 
     def as_json(self) -> dict[str, Any]:
         s = self.settings
@@ -161,6 +163,11 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def per_second(count: float, seconds: float) -> float | None:
+    """``count`` per second of ``seconds``; None when no time passed, which gives no rate."""
+    return count / seconds if seconds > 0 else None
+
+
 def build_report(
     pipeline: Pipeline,
     settings: Settings,
@@ -183,8 +190,8 @@ def build_report(
             handled=track.handled,
             failed=track.failed,
             denied=track.denied,
-            throughput=track.handled / duration if duration > 0 else 0.0,
-            utilisation=track.busy / (duration * mb.max_concurrency) if duration > 0 else 0.0,
+            throughput=per_second(track.handled, duration),
+            utilisation=per_second(track.busy, duration * mb.max_concurrency),
             service_time=track.busy / calls if calls else 0.0,
             queueing=Distribution.of(track.queueing),
             mailbox_capacity=mb.capacity,
@@ -269,7 +276,13 @@ def _render(r: Report) -> str:
         f"seed {s.seed}, {s.clock} clock, session timeout {seconds(s.timeout)}",
         "faults: " + (", ".join(f.spec for f in s.faults) or "none"),
         "",
-        f"run time        {duration(r.duration)} ({s.clock}), {r.throughput:.4g} sessions/s",
+        f"run time        {duration(r.duration)} ({s.clock}), "
+        + (
+            "sessions/s n/a: no virtual time passed (give the agents latency: "
+            "--fault 'latency:*=...')"
+            if r.throughput is None
+            else f"{r.throughput:.4g} sessions/s"
+        ),
     ]
     o = r.sessions
     out += [
@@ -291,7 +304,8 @@ def _render(r: Report) -> str:
     for aid, a in r.agents.items():
         out.append(
             f"{aid:<{width}}  {a.deliveries:>9,} {a.handled:>8,} {a.failed:>7,} {a.denied:>7,} "
-            f"{a.throughput:>8.4g} {a.utilisation:>6.1%} {seconds(a.service_time):>9} "
+            f"{_shown(a.throughput, '.4g'):>8} {_shown(a.utilisation, '.1%'):>6} "
+            f"{seconds(a.service_time):>9} "
             f"{seconds(a.queueing.mean):>10} {seconds(a.queueing.p99):>10} "
             f"{f'{a.mailbox_high_water}/{a.mailbox_capacity}':>16}"
         )
@@ -331,6 +345,11 @@ def _render(r: Report) -> str:
         f"in flight {m['in_flight']:,}" + ("" if balanced else "  (ACCOUNTING DOES NOT BALANCE)"),
     ]
     return "\n".join(out) + "\n"
+
+
+def _shown(rate: float | None, spec: str) -> str:
+    """A rate in the table: ``n/a`` where no time passed."""
+    return "n/a" if rate is None else format(rate, spec)
 
 
 def _row_sums(r: Report) -> dict[str, int]:

@@ -135,3 +135,23 @@ def test_out_without_matplotlib_exits_2_before_running(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--out draws a PNG with matplotlib, which is not installed" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_run_in_which_no_virtual_time_passes_has_no_rate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Without latency the agents take no virtual time: every session ends at time 0, and a
+    # rate of 0 sessions/s said the pipeline did nothing.
+    assert main(["simulate", str(FINANCE), *ARGS, "-q"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "run time        0 s (virtual), sessions/s n/a: no virtual time passed (give the agents "
+        "latency: --fault 'latency:*=...')\n" in out
+    )
+    supervisor = next(line for line in out.splitlines() if line.startswith("financial_supervisor"))
+    assert supervisor.split()[5:7] == ["n/a", "n/a"]  # per s, util
+    assert main(["simulate", str(FINANCE), *ARGS, "-q", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["duration"], data["throughput"]) == (0, None)
+    assert data["agents"]["financial_supervisor"]["throughput"] is None
+    assert data["agents"]["financial_supervisor"]["utilisation"] is None
