@@ -13,9 +13,11 @@ what ``SecretsBlock`` denies.
 - **a password given**: after "password", "passwd", "pwd", "passcode", or the word in the
   languages the injection grammar reads ("mot de passe", "contraseña", "Passwort", "Kennwort",
   "parola d'ordine", "senha", "palavra-passe", ``पासवर्ड`` and its Bengali, Gujarati, Tamil and
-  Telugu spellings, ``கடவுச்சொல்``), with a verb or a colon or nothing between ("is", "es",
-  "est", "ist", "é", "è", ``है``, ``आहे``, ``છે``...), a value that looks like one (six
-  characters or more, letters with digits or symbols, not a hyphenated word such as "e-mail"):
+  Telugu spellings, ``கடவுச்சொல்``), then up to five words, long or elided ones too ("del
+  administrador", "des Administratorkontos", "dell'amministratore"), then a verb or a colon
+  or nothing ("is", "es", "est", "ist", "é", "è", ``है``, ``आहे``, ``છે``...), a value that
+  looks like one (six characters or more, letters with digits or symbols, not a hyphenated
+  word such as "e-mail"):
   "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``, "mein Passwort ist
   Geheim123!";
 - **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215",
@@ -96,10 +98,13 @@ _GIVEN = tuple(
                  "है", "था", "आहे", "होता", "છે", "હતો")
 )  # fmt: skip
 # Each keyword is a word of its own: a random id that holds "pwd" or "token" ("k3pwdx9...")
-# names no password, and neither does a compound ("a password-protected PDF").
+# names no password, and neither does a compound ("a password-protected PDF"). Up to five
+# words may come between it and the value, long or elided ones too ("contraseña del
+# administrador:", "Passwort des Administratorkontos:", "parola d'ordine dell'amministratore:"):
+# the value's look decides, not the words'.
 _PASSWORD = re.compile(
     r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, _PASSWORD_NAMES)) + r")"
-    r"(?![a-z0-9_]|-[a-z])(?:(?: [a-z]{1,12}){0,5}?(?: (?:"
+    r"(?![a-z0-9_]|-[a-z])(?:(?: [a-z]{1,24}(?:'[a-z]{1,24})?){0,5}?(?: (?:"
     + "|".join(map(re.escape, _GIVEN))
     + r"|-)| ?[:=]))? ?[:=]? ?(\S{6,64})"
 )

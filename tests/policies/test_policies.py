@@ -461,6 +461,28 @@ def test_a_credential_in_a_field_named_for_it_is_denied(
 @pytest.mark.parametrize(
     ("content", "verdict"),
     [
+        ("contraseña del administrador: Admin#2024", "content holds a secret: password"),
+        ("Passwort des Administratorkontos: Admin#2024", "content holds a secret: password"),
+        (
+            "the password for the reconciliation server is Recon@2025x",
+            "content holds a secret: password",
+        ),
+        ("mot de passe administrateur : Admin#2024", "content holds a secret: password"),
+        ("parola d'ordine dell'amministratore: Admin#2024", "content holds a secret: password"),
+        ("mot de passe de l'administrateur : Admin#2024", "content holds a secret: password"),
+        ("Password requirements for the administrator: at least twelve characters", "allow"),
+        ("reset my contraseña del administrador please", "allow"),
+    ],
+)
+def test_a_password_after_long_words_is_denied(content: str, verdict: str) -> None:
+    """The words between "password" and its value may be long ones ("administrador",
+    German compounds): the value's look decides, not the words' length."""
+    assert reason(SecretsBlock(), msg(content)) == verdict
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
         ("my UPI PIN is 482916", "content holds a secret: PIN or OTP"),
         ("UPI PIN 482916", "content holds a secret: PIN or OTP"),
         ("my UPI PIN, which is 482916", "content holds a secret: PIN or OTP"),
