@@ -17,7 +17,7 @@ what ``SecretsBlock`` denies.
   administrador", "des Administratorkontos", "dell'amministratore"), then a verb or a colon
   or nothing ("is", "es", "est", "ist", "é", "è", ``है``, ``आहे``, ``છે``...), a value that
   looks like one (six characters or more, letters with digits or symbols, not a hyphenated
-  word such as "e-mail"):
+  word such as "e-mail"; an Indian script's vowel signs are part of a word, no symbols):
   "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``, "mein Passwort ist
   Geheim123!";
 - **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215",
@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from unicodedata import category
 
 from ._normalise import Literals, compact_words, fold
 
@@ -176,7 +177,9 @@ def _looks_like_password(value: str) -> bool:
     if len(value) < 6:
         return False
     letters = any(c.isalpha() for c in value)
-    others = any(c.isdigit() or not c.isalnum() for c in value)
+    # The vowel signs and viramas of Indian scripts are marks, not letters, to Unicode, but
+    # they are part of a word ("विसरलो", forgot): only a digit or a symbol makes a password.
+    others = any(c.isdigit() or not (c.isalnum() or category(c)[0] == "M") for c in value)
     return letters and others and not value.endswith(":") and not _HYPHENATED_WORD.fullmatch(value)
 
 

@@ -163,6 +163,19 @@ def test_pii_block_allows() -> None:
     assert reason(PIIBlock(), acknowledged) == "allow"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        "কিভাবে পাসওয়ার্ড পরিবর্তন করব?",  # how do I change the password?
+        "கடவுச்சொல் மறந்துவிட்டேன், என்ன செய்வது?",
+        "పాస్‌వర్డ్ మార్చడం ఎలా?",
+        "माझा पासवर्ड विसरलो, काय करू?",
+    ],
+)
+def test_a_word_of_an_indian_script_after_password_is_no_password(content: str) -> None:
+    assert reason(SecretsBlock(), msg(content)) == "allow"
+
+
 def test_an_escaped_surrogate_is_read_not_denied() -> None:
     """Text that writes a surrogate as an escape (``\\ud800``) is ASCII: the policies read it
     (they raised on its decoded view, and the runtime denied it), and what the escapes hide is
