@@ -4,11 +4,12 @@
 digits wherever a format has them, so an amount, an order id or a reference that happens to be
 long is not personal data. A number said in English words is read as its digits first, words
 said one after another one group, a comma or a dash between them a new group ("four one one
-one, one one one one..." is ``4111 1111...``; "double four" is ``44``), and the same checks
-decide:
+one, one one one one..." is ``4111 1111...``; "double four" is ``44``), words joined by hyphens
+alone one group ("four-one-one-one-..."), and the same checks decide:
 
 - **e-mail address**: ``name@domain.tld``, with spaces around ``@``; defanged, ``[at]``,
-  ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, ``[@]``, ``(.)``;
+  ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, ``[@]``, ``(.)``,
+  at a domain ending as a spelt address's does (``.com``, ``.in``...);
   spelt ``name dot surname at domain dot com`` or ``at the rate`` (Indian English for ``@``),
   ``underscore`` between name parts; ``name at gmail.com`` for the common mail providers.
   (``%40`` and ``&#64;`` are decoded before: ``_decode``.)
@@ -16,7 +17,8 @@ decide:
   unseparated or in groups of three or more joined by spaces, dashes, dots, slashes,
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
   groups of four joined by one other mark repeated ("|", ":", "*", "~", "·").
-- **phone number**: an Indian mobile (ten digits from 6-9) in any grouping, after ``+91``,
+- **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (never groups joined
+  by "/" or "_", or by dots around a year: a reference's parts), after ``+91``,
   ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or in words ("nine eight two..."); an Indian
   landline with its ``0`` trunk code; any number after ``+`` and a country
   code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
@@ -83,13 +85,17 @@ _AT_PROVIDER = re.compile(
 _EMAIL_HINT = r"@|[\[({<] ?(?:at|dot) ?[\])}>]| dot [a-z]| at the rate| at " + _PROVIDERS
 
 
+# A defanged address ends, as a spelt one does, in a domain people write to: "[at]" and "(.)"
+# are also how a note says "at" and ends a sentence ("meet me [at] office (.) tomorrow").
+_DEFANGED_EMAIL = re.compile(r"[a-z0-9._%+\-]@[a-z0-9.\-]{1,253}\." + _TLD + r"(?![a-z0-9\-])")
+
+
 def _email(scan: str) -> bool:
-    text = scan
-    if any(c in text for c in "])}>"):
-        text = _BRACKETED.sub(lambda m: "@" if m.group(1) in ("at", "@") else ".", text)
-    if "@" in text:
-        text = text.replace(" @", "@").replace("@ ", "@")
-        if _EMAIL.search(text):
+    if "@" in scan and _EMAIL.search(scan.replace(" @", "@").replace("@ ", "@")):
+        return True
+    if any(c in scan for c in "])}>"):
+        text = _BRACKETED.sub(lambda m: "@" if m.group(1) in ("at", "@") else ".", scan)
+        if "@" in text and _DEFANGED_EMAIL.search(text.replace(" @", "@").replace("@ ", "@")):
             return True
     # Spelt, an address says " at " ("priya dot k at gmail dot com", " at the rate").
     return " at " in scan and bool(_SPELT_EMAIL.search(scan) or _AT_PROVIDER.search(scan))
@@ -143,9 +149,12 @@ def _spelt_digits(scan: str) -> str | None:
         return _WORD_DIGITS[m.group(2)] * {"double": 2, "triple": 3}.get(m.group(1) or "", 1)
 
     def said(m: re.Match[str]) -> str:
-        return " ".join(
-            "".join(map(digits, _NUMBER_WORD.finditer(group))) for group in _PAUSE.split(m.group())
-        )
+        run = m.group()
+        # Words joined by hyphens alone are written as one word ("four-one-one-one-..."), so
+        # one group: a pause is a comma, a dash between spaces, or a dash between groups of
+        # words ("one two three-four five").
+        groups = [run] if " " not in run and "," not in run else _PAUSE.split(run)
+        return " ".join("".join(map(digits, _NUMBER_WORD.finditer(group))) for group in groups)
 
     return _SPOKEN.sub(said, scan)
 
@@ -271,18 +280,26 @@ def _ssn(digits: str, lengths: list[int], scan: str, at: int) -> bool:
 
 
 def _number_kind(
-    digits: str, lengths: list[int], international: bool, scan: str, at: int, in_fours: bool
+    digits: str,
+    lengths: list[int],
+    international: bool,
+    scan: str,
+    at: int,
+    in_fours: bool,
+    reference: bool,
 ) -> str | None:
     """The kind of personal number that groups of ``lengths`` digits, ``digits`` in all,
     starting at ``at`` in ``scan``, make, or None. ``in_fours``: the groups have another group
-    of four digits right before or after them in their chain."""
+    of four digits right before or after them in their chain; ``reference``: they are joined
+    as a reference's parts are (``_reference``), so they are no phone number."""
     n = len(digits)
-    if international and 8 <= n <= 15 and _valid_abroad(digits):
-        return "phone number"
-    if _mobile(digits) or (n == 11 and digits[0] == "0" and _valid_landline(digits)):
-        return "phone number"
-    if lengths == [3, 3, 4] and scan[at - 1 : at] == "(" and _north_american(digits):
-        return "phone number"  # "(415) 839-2047": an area code in brackets
+    if not reference:
+        if international and 8 <= n <= 15 and _valid_abroad(digits):
+            return "phone number"
+        if _mobile(digits) or (n == 11 and digits[0] == "0" and _valid_landline(digits)):
+            return "phone number"
+        if lengths == [3, 3, 4] and scan[at - 1 : at] == "(" and _north_american(digits):
+            return "phone number"  # "(415) 839-2047": an area code in brackets
     if (
         13 <= n <= 19
         and digits[0] in "234568"
@@ -336,6 +353,16 @@ def _apart(scan: str) -> str | None:
     return None
 
 
+def _reference(groups: list[str], gaps: list[str]) -> bool:
+    """Whether ``groups`` joined by ``gaps`` are a reference's parts rather than a phone's:
+    no one writes a phone number with "/" or "_" between its groups, as references and file
+    names are ("HL/98/2024/0117", "PO_76_2024_1234"), nor with dots around a year
+    ("INV.87.2024.0042")."""
+    if any("/" in gap or "_" in gap for gap in gaps):
+        return True
+    return any("." in gap for gap in gaps) and any(_YEAR.fullmatch(g) for g in groups)
+
+
 def _isbn(digits: str) -> bool:
     """A book's number (ISBN-13 from 978 or 979 with its check digit), which is no one's."""
     if len(digits) != 13 or digits[:3] not in ("978", "979"):
@@ -376,6 +403,8 @@ def _numbers(scan: str) -> str | None:
             continue
         lengths = [len(g) for g in groups]
         offsets = [0, *itertools.accumulate(lengths)]
+        # What joins each group to the next one
+        gaps = [scan[starts[j] + lengths[j] : starts[j + 1]] for j in range(len(groups) - 1)]
         after = {offset: j for j, offset in enumerate(offsets)}  # a window's end: its groups
         # A "+" starts a number: a window may start at one, never span one.
         plus = ["+" in scan[max(0, at - 2) : at] for at in starts]
@@ -397,8 +426,15 @@ def _numbers(scan: str) -> str | None:
                 in_fours = (i > 0 and lengths[i - 1] == 4) or (
                     end < len(lengths) and lengths[end] == 4
                 )
+                reference = end - i > 1 and _reference(groups[i:end], gaps[i : end - 1])
                 kind = _number_kind(
-                    joined[begin : begin + n], lengths[i:end], international, scan, at, in_fours
+                    joined[begin : begin + n],
+                    lengths[i:end],
+                    international,
+                    scan,
+                    at,
+                    in_fours,
+                    reference,
                 )
                 if kind is not None:
                     return kind

@@ -166,6 +166,22 @@ def test_pii_block_allows() -> None:
 @pytest.mark.parametrize(
     "content",
     [
+        "Ref 98/2024/0117 is pending",  # code/year/serial, ten digits from 9
+        "PO_76_2024_1234 was delayed",
+        "Reference FR76_3000_6000_0112_3456_7890_198 failed its check",
+        "INV.87.2024.0042 is unpaid",
+        "version 9.8.2024.0117 crashes",
+        "meet me [at] office (.) tomorrow",  # no address ends in ".tomorrow"
+        "Dinner [at] Taj (.) com-parison of cards",
+    ],
+)
+def test_references_and_bracketed_words_are_not_pii(content: str) -> None:
+    assert reason(PIIBlock(), msg(content)) == "allow"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
         "কিভাবে পাসওয়ার্ড পরিবর্তন করব?",  # how do I change the password?
         "கடவுச்சொல் மறந்துவிட்டேன், என்ன செய்வது?",
         "పాస్‌వర్డ్ మార్చడం ఎలా?",
@@ -174,6 +190,24 @@ def test_pii_block_allows() -> None:
 )
 def test_a_word_of_an_indian_script_after_password_is_no_password(content: str) -> None:
     assert reason(SecretsBlock(), msg(content)) == "allow"
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        ("call 98200 12345", "PII pattern: phone number"),
+        ("reach me at 9876.543.210", "PII pattern: phone number"),
+        (
+            "card four-one-one-one-one-one-one-one-one-one-one-one-one-one-one-one",
+            "PII pattern: card number",
+        ),
+        ("priya[at]example(.)co(.)in", "PII pattern: e-mail address"),
+        ("माझा पासवर्ड Pune$2020 आहे", "a secret: password"),
+    ],
+)
+def test_what_those_look_like_is_still_denied(content: str, kind: str) -> None:
+    policy = SecretsBlock() if "secret" in kind else PIIBlock()
+    assert reason(policy, msg(content)).endswith(kind)
 
 
 def test_an_escaped_surrogate_is_read_not_denied() -> None:
