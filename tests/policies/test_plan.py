@@ -425,7 +425,15 @@ def test_the_plan_decides_every_red_team_case_as_the_policy_list() -> None:
     JSON-way payloads, in the content and in the metadata: the screen never clears what a
     detector would deny, and the plan decides each as the list does."""
     texts: list[str] = []
-    for name in ("evasive", "benign", "later", "holdout-evasive", "holdout-benign"):
+    for name in (
+        "evasive",
+        "benign",
+        "later",
+        "holdout-evasive",
+        "holdout-benign",
+        "holdout2-evasive",
+        "holdout2-benign",
+    ):
         path = ROOT / "config" / "policies" / "redteam" / f"{name}.yaml"
         probes = yaml.safe_load(path.read_text(encoding="utf-8"))["probes"]
         texts += [str(p["message"].get("content", "")) for p in probes]

@@ -138,3 +138,31 @@ def test_the_later_cases_are_denied_as_what_they_hold() -> None:
     assert len(named) >= 45
     for probe in named:
         assert LATER_KINDS[probe["class"]] in report.details[probe["name"]], probe["name"]
+
+
+# The third author's corpus (holdout2-*.yaml), aimed at the reading of number words, of IBANs
+# joined by ".", "/" or "_", of a bracketed "@" or "." and of "password" in other languages:
+# every evasive message denied as what it holds, and none of the business ones.
+HOLDOUT2_KINDS = {
+    "pii-aadhaar": (3, "PII pattern: Aadhaar number"),
+    "pii-card": (8, "PII pattern: card number"),
+    "pii-email": (6, "PII pattern: e-mail address"),
+    "pii-iban": (6, "PII pattern: IBAN"),
+    "pii-phone": (6, "PII pattern: phone number"),
+    "pii-ssn": (2, "PII pattern: US SSN"),
+    "secret-password": (14, "a secret: password"),
+}
+
+
+def test_the_third_authors_corpus_holds() -> None:
+    probes = yaml.safe_load((REDTEAM / "holdout2-evasive.yaml").read_text(encoding="utf-8"))
+    evasive = run_probes(load_policy_file(POLICY), REDTEAM / "holdout2-evasive.yaml")
+    assert evasive.total >= 45
+    assert set(evasive.classes) == set(HOLDOUT2_KINDS)
+    for kind, counts in evasive.classes.items():
+        assert counts.denied >= HOLDOUT2_KINDS[kind][0], (kind, counts.text())
+    for probe in probes["probes"]:
+        assert HOLDOUT2_KINDS[probe["class"]][1] in evasive.details[probe["name"]], probe["name"]
+    benign = run_probes(load_policy_file(POLICY), REDTEAM / "holdout2-benign.yaml")
+    assert benign.total >= 110
+    assert benign.passed, benign.unexpected_denies
