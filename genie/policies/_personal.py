@@ -17,8 +17,8 @@ alone one group ("four-one-one-one-..."), and the same checks decide:
   unseparated or in groups of three or more joined by spaces, dashes, dots, slashes,
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
   groups of four joined by one other mark repeated ("|", ":", "*", "~", "·").
-- **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (never groups joined
-  by "/" or "_", or by dots around a year: a reference's parts), after ``+91``,
+- **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (not groups joined
+  by ".", "/" or "_" around a year: a reference's parts), after ``+91``,
   ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or in words ("nine eight two..."); an Indian
   landline with its ``0`` trunk code; any number after ``+`` and a country
   code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
@@ -354,13 +354,13 @@ def _apart(scan: str) -> str | None:
 
 
 def _reference(groups: list[str], gaps: list[str]) -> bool:
-    """Whether ``groups`` joined by ``gaps`` are a reference's parts rather than a phone's:
-    no one writes a phone number with "/" or "_" between its groups, as references and file
-    names are ("HL/98/2024/0117", "PO_76_2024_1234"), nor with dots around a year
-    ("INV.87.2024.0042")."""
-    if any("/" in gap or "_" in gap for gap in gaps):
-        return True
-    return any("." in gap for gap in gaps) and any(_YEAR.fullmatch(g) for g in groups)
+    """Whether ``groups`` joined by ``gaps`` are a reference's parts rather than a phone's: a
+    year between dots, slashes or underscores ("HL/98/2024/0117", "PO_76_2024_1234",
+    "INV.87.2024.0042"). A phone joined by those marks alone ("98200/12345") is still one:
+    that is how a number is disguised."""
+    return any(_YEAR.fullmatch(g) for g in groups) and any(
+        "." in gap or "/" in gap or "_" in gap for gap in gaps
+    )
 
 
 def _isbn(digits: str) -> bool:
