@@ -37,12 +37,16 @@ class LocalNatsServer:
     """``nats-server -js`` on 127.0.0.1, its store in ``store``; ``port`` 0 picks a free one
     (read from the ports file), which ``restart`` keeps. With ``monitor``, the server's HTTP
     monitoring also listens on a free port of 127.0.0.1 (``monitor_url``: ``/varz``,
-    ``/jsz``), for counting what the server does."""
+    ``/jsz``), for counting what the server does. ``max_payload``: the most bytes a message
+    (its headers and data) may have, where not the server's 1 MiB."""
 
-    def __init__(self, store: Path, port: int = 0, *, monitor: bool = False) -> None:
+    def __init__(
+        self, store: Path, port: int = 0, *, monitor: bool = False, max_payload: int | None = None
+    ) -> None:
         self.store = store
         self.port = port
         self.monitor = monitor
+        self.max_payload = max_payload
         self.monitor_url: str | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -60,6 +64,10 @@ class LocalNatsServer:
         args += ["-sd", os.fspath(self.store / "js"), "--ports_file_dir", os.fspath(ports)]
         if self.monitor:
             args += ["-m", "-1"]
+        if self.max_payload is not None:  # no command-line flag sets it: a config file does
+            config = self.store / "server.conf"
+            config.write_text(f"max_payload: {self.max_payload}\n")
+            args += ["-c", os.fspath(config)]
         log = open(self.store / "server.log", "ab")  # noqa: SIM115  # the child owns it
         self.process = subprocess.Popen(args, stdout=log, stderr=log)
         log.close()
