@@ -46,7 +46,7 @@ from anyio.abc import TaskGroup
 from .._agent.context import Timer
 from .._base.backend import Backend, any_backend
 from .._base.log import lazy_logger
-from .._errors import ConfigurationError, described
+from .._errors import ConfigurationError, described, middle_cut
 from .._message.envelope import Message
 from .._runtime.approvals import (
     DESK,
@@ -1271,8 +1271,10 @@ class NatsTransport:
         self, mb: Mailbox, raw: Msg, origin: str, headers: Mapping[str, str], exc: Exception
     ) -> None:
         """A delivery this worker cannot read: to the dead letters as it came, then term."""
-        ident = headers.get(MSG_ID, f"{raw.metadata.sequence.stream}")
-        _log.error("undecodable delivery %s for %s: %s", ident, mb.id, exc)
+        sequence = f"{raw.metadata.sequence.stream}"
+        ident = headers.get(MSG_ID, sequence)
+        shown = middle_cut(ident, ID_CHARS)
+        _log.error("undecodable delivery %s for %s: %s", shown, mb.id, described(exc))
         text = raw.data.decode(errors="replace")
         about = what_it_was(text, ident)
         record: dict[str, Any] = {
@@ -1292,7 +1294,9 @@ class NatsTransport:
             "about": about,  # for the origin's audit row
             "raw": text,
         }
-        out_headers = {MSG_ID: ident}
+        # The id the streams deduplicate by: a hostile one may be as long as the delivery, and
+        # a header is never cut (the stream's sequence is the same for each try of it).
+        out_headers = {MSG_ID: ident if len(ident) <= ID_CHARS else sequence}
         data = _fitted(record, self._out.room(out_headers))
         await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
@@ -1301,12 +1305,26 @@ class NatsTransport:
         await raw.term()
 
 
+ID_CHARS = 200  # of each id an undecodable delivery's record keeps where it cuts them
+
+
 def _fitted(record: dict[str, Any], limit: int) -> bytes:
-    """An undecodable delivery's ``record`` as JSON of at most ``limit`` bytes where its raw
-    text allows: that text, escaped once more, can be over the broker's limit though the
-    delivery was not, and a record that cannot cross the broker would stop the worker with the
-    delivery never termed. So only the head of the text that fits is kept, and ``raw_cut``
-    says how many characters were left out."""
+    """An undecodable delivery's ``record`` as JSON of at most ``limit`` bytes: a record that
+    cannot cross the broker would stop the worker with the delivery never termed. Its raw
+    text, escaped once more, can be over the limit though the delivery was not
+    (``_text_fitted``). A hostile delivery's own ids (in its headers and its text) may take
+    most of the limit too: where the record is over it even with no text, each id over
+    ``ID_CHARS`` keeps its two ends, ``ids_cut`` names those cut, and the text is fitted
+    again. The ids are cut only then: the origin finds the request by its correlation id."""
+    data = _text_fitted(record, limit)
+    if len(data) > limit:
+        data = _text_fitted(_ids_cut(record), limit)
+    return data
+
+
+def _text_fitted(record: dict[str, Any], limit: int) -> bytes:
+    """``record`` as JSON keeping only the head of its raw text that fits in ``limit`` bytes
+    (all of it where it does), ``raw_cut`` saying how many characters were left out."""
     data = json.dumps(record, separators=(",", ":")).encode()
     text: str = record["raw"]
     kept = len(text)
@@ -1315,3 +1333,19 @@ def _fitted(record: dict[str, Any], limit: int) -> bytes:
         cut = {**record, "raw": text[:kept], "raw_cut": len(text) - kept}
         data = json.dumps(cut, separators=(",", ":")).encode()
     return data
+
+
+def _ids_cut(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with each of its ids (its delivery's, and what its text names) over
+    ``ID_CHARS`` cut to its two ends, and ``ids_cut`` naming those cut."""
+    cut: list[str] = []
+
+    def kept(name: str, value: str | None) -> str | None:
+        if value is None or len(value) <= ID_CHARS:
+            return value
+        cut.append(name)
+        return middle_cut(value, ID_CHARS)
+
+    ids = {name: kept(name, record[name]) for name in ("delivery", "correlation_id", "parent")}
+    about = {name: kept(name, value) for name, value in record["about"].items()}
+    return {**record, **ids, "about": about, "ids_cut": cut}

@@ -38,7 +38,7 @@ from genie import (
 )
 from genie._base.nesting import MAX_DEPTH
 from genie._cli.main import main
-from genie._errors import ConfigurationError
+from genie._errors import ConfigurationError, middle_cut
 from genie._runtime.audit import AuditRecord, verify_audit_log
 from genie.nats import Undecodable
 from genie.nats._audit import as_file, read_chain
@@ -46,8 +46,8 @@ from genie.nats._cli import run_over_nats
 from genie.nats._names import need_server
 from genie.nats._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from genie.nats._server import LocalNatsServer
-from genie.nats._transport import NatsNames, NatsTransport
-from genie.nats._wire import NatsPublisher, derived_id
+from genie.nats._transport import ID_CHARS, NatsNames, NatsTransport
+from genie.nats._wire import CORRELATION, MSG_ID, ORIGIN, PARENT, NatsPublisher, derived_id
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
@@ -559,6 +559,65 @@ async def test_a_large_undecodable_delivery_is_a_dead_letter_with_its_text_cut(
     assert letter["raw"].startswith('{"')
     assert len(letter["raw"]) + letter["raw_cut"] > len(quotes) * 2
     assert left == 0
+
+
+async def test_an_undecodable_delivery_with_ids_near_the_limit_is_a_dead_letter_that_fits(
+    tmp_path: Path,
+) -> None:
+    """A hostile delivery straight on the work stream whose own ids (its headers' and its
+    text's) take most of the broker's max_payload: its record, even without its raw text,
+    would be over the limit (the worker's runtime stopped on it, the delivery never termed).
+    Each such id keeps its two ends, ``ids_cut`` names them, and the worker goes on."""
+    limit = 32 * 1024
+    names = NatsNames("hostile")
+    long = {
+        MSG_ID: "m" * 8_000 + ":echo",
+        CORRELATION: "c" * 8_000,
+        PARENT: "p" * 8_000,
+        ORIGIN: "hostile",
+    }
+    message = {"id": "i" * 3_000, "type": "t" * 2_000, "sender": "s" * 3_000}
+    body = json.dumps({"message": message, "recipient": "echo"}).encode()
+    with LocalNatsServer(tmp_path / "nats", max_payload=limit) as server:
+        worker_t = NatsTransport(server.url, names, hosted=["echo"])
+        worker_rt = Runtime(transport=worker_t)
+        worker_rt.add(Echo("echo"))
+        worker_t.attach(worker_rt)
+        await worker_t.connect()
+        try:
+            async with worker_rt:
+                async with jetstream(server.url) as js:
+                    await js.publish(names.agent("echo"), body, headers=long)
+
+                    async def termed() -> bool:
+                        return (await js.stream_info(names.dead)).state.messages == 1
+
+                    await eventually(termed, timeout=10)
+                    [letter] = await stream(js, names.dead)
+                    left = (await js.stream_info(names.work)).state.messages
+                answer = await worker_rt.ask(worker_rt.message(Ping(n=1), recipient="echo"))
+        finally:
+            await worker_t.close()
+    assert letter["ids_cut"] == [
+        "delivery", "correlation_id", "parent", "message_id", "message_type", "sender"
+    ]  # fmt: skip
+    about = letter["about"]
+    for cut, whole in (
+        (letter["delivery"], long[MSG_ID]),
+        (letter["correlation_id"], long[CORRELATION]),
+        (letter["parent"], long[PARENT]),
+        (about["message_id"], message["id"]),
+        (about["message_type"], message["type"]),
+        (about["sender"], message["sender"]),
+    ):
+        assert cut == middle_cut(whole, ID_CHARS), cut[:300]  # its two ends
+        assert f"[... {len(whole) - ID_CHARS:,} characters cut ...]" in cut
+    assert (letter["raw"], "raw_cut" in letter) == (body.decode(), False)  # room for it now
+    assert letter["reason"].startswith("undecodable delivery: ")
+    assert left == 0  # termed: never delivered again
+    assert isinstance(answer.message.payload, Pong)  # the worker went on
+    [kept] = worker_rt.dead_letters
+    assert kept.kind == "failed"
 
 
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
