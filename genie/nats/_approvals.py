@@ -51,7 +51,7 @@ __all__ = ["NatsApprovals"]
 
 _DELETED = ("DEL", "PURGE")
 _log = lazy_logger("genie.nats")
-POLL = 0.25  # seconds between looks for answers, while the desk here has approvals pending
+POLL = 0.25  # seconds between looks for answers, once the desk here is listed
 KEPT = 24 * 3600.0  # seconds an answer's outcome nobody came back for stays (from ``at``)
 
 
@@ -198,14 +198,16 @@ class NatsApprovals:
                 await kv.update(key, json.dumps(body).encode(), last=entry.revision)
 
     async def take_answers(self, answer: Answer) -> None:
-        """Forever: hand the answers people left to ``answer`` while the desk here has
-        approvals pending, each once; a refused one's outcome is written at once, a sent
-        one's when the desk decides (``decided``)."""
+        """Forever: hand the answers people left to ``answer``, each once; a refused one's
+        outcome is written at once, a sent one's when the desk decides (``decided``)."""
         from nats.errors import Error as NatsError
 
         while True:
             await anyio.sleep(POLL)
-            if not self._listed:
+            # Looked for while nothing is pending here too: an answer left just after the
+            # decision (its answerer listed the approval before it) is refused then. Not
+            # before the desk here is listed: one a killed worker listed waits for it.
+            if not self._read:
                 continue
             try:
                 await self._take(answer)

@@ -24,6 +24,8 @@ import pytest
 
 from genie._cli.approvals import pending_on_nats
 from genie._cli.main import main
+from genie.nats._approvals import NatsApprovals
+from genie.nats._cli import on_approvals
 from genie.nats._names import NatsNames
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsTransport
@@ -261,14 +263,22 @@ def test_answers_given_at_once_and_junk_in_the_bucket(
     ]
     (said, err), (bo_said, bo_err) = [p.communicate(timeout=60) for p in people]
     assert (people[1].returncode, bo_said) == (0, f"{approval_id}: approved\n"), bo_err
-    # Mallory's answer is refused, or finds the approval decided if bo's came first (no
-    # longer listed when her command looked: exit 2).
+    # Mallory's answer is refused, or finds the approval decided if bo's came first: no
+    # longer listed when her command looked (exit 2), decided as it was taken, or decided
+    # before her answer was left.
     if people[0].returncode == 2:
         assert f"no approval {approval_id!r} pending" in err, err
     else:
         assert people[0].returncode == 1, err
         assert said.startswith(
-            (f"{approval_id}: refused: mallory may not answer", f"{approval_id}: decided already")
+            tuple(
+                f"{approval_id}: {outcome}"
+                for outcome in (
+                    "refused: mallory may not answer",
+                    "decided already",
+                    f"refused: no pending approval {approval_id!r} (decided already)",
+                )
+            )
         ), said
     finish(drill, url)
     check(drill, url)
@@ -282,6 +292,36 @@ def test_answers_given_at_once_and_junk_in_the_bucket(
     assert anyio.run(left) == dict.fromkeys(
         ["answer.x.y", "answer.x.z", "answer.x.w"], "refused: not an answer"
     )
+
+
+def test_an_answer_left_just_after_the_decision_is_told_it_came_late(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    """A person lists the approval, another decides it, then the first leaves an answer (a
+    slow process, or two people at once): the desk has nothing pending any more, yet the
+    answer is refused as decided already, not left unanswered (its answerer waited out its
+    --wait and was told the answer is left)."""
+    url = server.url
+    worker(workers, drill, url)
+    approval_id = pause(drill, url)
+    approve(url, approval_id)
+
+    said: list[str] = []
+
+    async def give(bucket: NatsApprovals) -> None:
+        key = await bucket.answer(approval_id, True, "mallory", (), "")
+
+        async def told() -> bool:
+            outcome = await bucket.outcome(key)
+            said.extend([] if outcome is None else [outcome])
+            return bool(said)
+
+        await eventually(told, timeout=30)
+
+    anyio.run(on_approvals, url, "order", give)
+    assert said == [f"refused: no pending approval {approval_id!r} (decided already)"]
+    finish(drill, url)
+    check(drill, url)
 
 
 # Where the worker hosting the workflow, the desk and the steps dies, on the way to the
