@@ -1016,6 +1016,11 @@ class NatsTransport:
         origin = headers.get(ORIGIN, "none")
         self.received += 1
         try:
+            check_origin(origin)  # else its outcome could never be published: retried for ever
+        except ConfigurationError as exc:
+            await self._undecodable(mb, raw, None, headers, exc)
+            return
+        try:
             delivery = Delivery.decode(raw.data, host.types)
         except Exception as exc:
             await self._undecodable(mb, raw, origin, headers, exc)
@@ -1268,9 +1273,15 @@ class NatsTransport:
             self.on_step(step, delivery)
 
     async def _undecodable(
-        self, mb: Mailbox, raw: Msg, origin: str, headers: Mapping[str, str], exc: Exception
+        self,
+        mb: Mailbox,
+        raw: Msg,
+        origin: str | None,
+        headers: Mapping[str, str],
+        exc: Exception,
     ) -> None:
-        """A delivery this worker cannot read: to the dead letters as it came, then term."""
+        """A delivery this worker cannot read: to the dead letters as it came, then term.
+        ``origin``: None where its header names no origin (no process hears such a one)."""
         sequence = f"{raw.metadata.sequence.stream}"
         ident = headers.get(MSG_ID, sequence)
         shown = middle_cut(ident, ID_CHARS)
@@ -1298,7 +1309,8 @@ class NatsTransport:
         # a header is never cut (the stream's sequence is the same for each try of it).
         out_headers = {MSG_ID: ident if len(ident) <= ID_CHARS else sequence}
         data = _fitted(record, self._out.room(out_headers))
-        await self._out.retry(self.names.outcome(origin), data, out_headers)
+        if origin is not None:
+            await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
         if self._host is not None:  # inspectable here too, as a dead letter of this process
             record_undecodable(self._host, mb.id, about, record, text)

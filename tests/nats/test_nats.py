@@ -620,6 +620,41 @@ async def test_an_undecodable_delivery_with_ids_near_the_limit_is_a_dead_letter_
     assert kept.kind == "failed"
 
 
+@pytest.mark.parametrize("origin", ["a.b", "o" * 5_000], ids=["dotted", "long"])
+async def test_a_delivery_whose_origin_names_no_subject_is_a_dead_letter(
+    server: LocalNatsServer, origin: str
+) -> None:
+    """A delivery straight on the work stream whose origin header cannot name the subject of
+    outcome records (no origin has such a name): the worker published its outcome there again
+    and again for ever, holding the agent's slot, and the agent answered nobody else. It is
+    a dead letter naming why, and the worker goes on."""
+    names = NatsNames("hostile")
+    worker_t = NatsTransport(server.url, names, hosted=["echo"])
+    worker_rt = ping_runtime(worker_t)
+    await worker_t.connect()
+    try:
+        async with worker_rt:
+            msg = worker_rt.message(Ping(n=1), recipient="echo")
+            subject, data, headers = worker_t._out.item(msg, "echo", "entry")
+            async with jetstream(server.url) as js:
+                await js.publish(subject, data, headers={**headers, ORIGIN: origin})
+
+                async def termed() -> bool:
+                    return (await js.stream_info(names.dead)).state.messages == 1
+
+                await eventually(termed, timeout=10)
+                [letter] = await stream(js, names.dead)
+                left = (await js.stream_info(names.work)).state.messages
+            with anyio.fail_after(10):
+                answer = await worker_rt.ask(worker_rt.message(Ping(n=2), recipient="echo"))
+    finally:
+        await worker_t.close()
+    assert letter["reason"].startswith("undecodable delivery: ConfigurationError: origin ")
+    assert "use 1 to 64 letters" in letter["reason"]
+    assert left == 0
+    assert isinstance(answer.message.payload, Pong)
+
+
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
     """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
     the envelope gets ids of its own, the payload keeps the text."""
