@@ -73,14 +73,19 @@ def _exit_status(exc: SystemExit) -> int:
     return exc.code if isinstance(exc.code, int) else 1
 
 
-def _standard_stream(path: str) -> bool:
-    """Whether ``path`` is this command's own standard output or error (``/dev/stdout``, a
-    pipe or a terminal): open already, so writing it waits for no reader."""
+def _standard_stream(path: str) -> TextIO | None:
+    """This command's own standard output or error if ``path`` is it (``/dev/stdout``, a pipe,
+    a terminal or a file it was redirected to), else None. It is written through the stream
+    open already: it waits for no reader, and a second open of a redirected file would
+    write from the file's start, over what the stream wrote."""
     try:
         found = os.stat(path)
-        return any(os.path.samestat(found, os.fstat(fd)) for fd in (1, 2))
+        for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+            if os.path.samestat(found, os.fstat(fd)):
+                return stream
     except OSError:  # no such path, or no such stream
-        return False
+        pass
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -90,7 +95,8 @@ def _run(args: argparse.Namespace) -> int:
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
     out = args.metrics_out
-    if out and not _standard_stream(out) and (problem := write_problem(out)):
+    stream = _standard_stream(out) if out else None
+    if out and stream is None and (problem := write_problem(out)):
         raise ConfigurationError(f"cannot write metrics to {out}: {problem}")
     if args.nats and not args.audit:  # the namespace's audit stream, keyed when a key is given
         if args.audit_unkeyed:
@@ -105,13 +111,11 @@ def _run(args: argparse.Namespace) -> int:
     if keyed_how and (args.audit_unkeyed or "new key" in keyed_how):
         print(f"genie run: audit log {args.audit} {keyed_how}", file=sys.stderr)
     try:
-        metrics_out = open(args.metrics_out, "w", encoding="utf-8") if args.metrics_out else None  # noqa: SIM115
+        metrics_out = stream or (open(out, "w", encoding="utf-8") if out else None)  # noqa: SIM115
     except OSError as exc:
         if audit is not None:
             audit.close()
-        raise ConfigurationError(
-            f"cannot write metrics to {args.metrics_out}: {exc.strerror}"
-        ) from exc
+        raise ConfigurationError(f"cannot write metrics to {out}: {exc.strerror}") from exc
     # None: in this process. Across processes, without --audit, the namespace's audit stream.
     transport = entry_transport(pipeline, args, None if audit else key)
     if transport is not None and args.store:
@@ -185,7 +189,10 @@ def _run(args: argparse.Namespace) -> int:
         if metrics_out is not None:
             if rt.metrics is not None:
                 metrics_out.write(rt.metrics.text())
-            metrics_out.close()
+            if metrics_out is stream:  # before the report, which goes after it
+                metrics_out.flush()
+            else:
+                metrics_out.close()
         if audit is not None:
             audit.close()
     code = max(_report(pipeline, args, result, stuck) for result in results)

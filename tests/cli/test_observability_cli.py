@@ -260,3 +260,24 @@ def test_metrics_out_may_be_the_commands_own_standard_output() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert total(parse(done.stdout.split("\n{")[0]), "genie_gathers_total", status="complete") == 1
+
+
+def test_metrics_out_to_standard_output_redirected_to_a_file_keeps_both_whole(
+    tmp_path: Path,
+) -> None:
+    # `genie run P --json --metrics-out /dev/stdout > out.txt`: opened a second time, the file
+    # would be written from its start twice, the report over the metrics.
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:
+        done = subprocess.run(
+            [_genie(), "run", FINANCE, "--json", "--metrics-out", "/dev/stdout"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    metrics, report = out.read_text().split("\n{", 1)
+    assert total(parse(metrics), "genie_gathers_total", status="complete") == 1
+    assert json.loads("{" + report)["status"] == "ok"
