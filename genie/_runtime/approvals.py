@@ -6,8 +6,9 @@ the approval is pending. The hold is a timer, so ``ask`` and ``wait_idle`` wait 
 any work in flight. A person answers through ``Runtime.approvals``: the answer is a message from
 that principal to the desk, governed like any other (the policies see it and may deny it). The
 desk checks that the answerer may answer, records the decision in the audit log (who, what,
-when) and sends an ``ApprovalDecision`` to the agent that asked. The first answer wins; one
-that comes after is recorded too, as too late. An
+when) and sends an ``ApprovalDecision`` to the agent that asked. The first answer wins. Every
+answer refused is recorded too, with who gave it, what it said and why it was refused: one
+that comes after the decision as too late, one to an id the desk does not know as unknown. An
 approval can carry a deadline: when it passes, the request is rejected, or escalated once to
 another role.
 """
@@ -123,8 +124,12 @@ class Approval(Record):
     details: str
 
 
-# Why an answer that came after its approval was decided changed nothing (the audit's reason).
+# Why an answer was refused for its approval's id (the audit's reason): it came after the
+# approval was decided, or the desk does not know the id (never asked here, the request
+# cancelled, or decided longer ago than the desk remembers).
 TOO_LATE = "too late: it was decided already"
+UNKNOWN = "unknown: never asked here, or forgotten"
+DECIDED_KEPT = 1000  # the approvals decided last that the desk remembers, for late answers
 
 
 class ApprovalRefusedError(GenieError):
@@ -154,8 +159,8 @@ class ApprovalDesk(BaseAgent):
         # The answers ``Approvals`` sent, by id, with the approval each answers: an answer an
         # agent made up is ignored.
         self.issued: dict[str, str] = {}
-        # Approvals decided while answers to them were on their way: what those answers are
-        # recorded against, as too late, when they come.
+        # The approvals decided last, oldest first: what an answer that comes after the
+        # decision is recorded against, as too late.
         self._decided: dict[str, Approval] = {}
 
     def keeps(self, correlation_id: str) -> bool:
@@ -193,12 +198,12 @@ class ApprovalDesk(BaseAgent):
             return None  # not a person's answer: an agent's output, or a replay
         pending = self.pending.get(payload.approval_id)
         by = ctx.message.sender
-        if pending is None:  # decided already: the first answer won
-            self._too_late(payload.approval_id, by, ctx.message)
+        if pending is None:  # pending when it was sent: decided since, the first answer won
+            self.refuse(by, payload.approval_id, payload.approved, TOO_LATE, ctx.message)
             return None
         refusal = may_answer(pending.approval, by, roles_of(ctx.message.metadata))
         if refusal is not None:  # checked before it was sent; the policies may differ
-            self._record(by, "approval_refused", pending.approval, refusal)
+            self.refuse(by, payload.approval_id, payload.approved, refusal)
             return None
         return self._decide(pending, ctx, payload.approved, by, payload.reason)
 
@@ -236,16 +241,29 @@ class ApprovalDesk(BaseAgent):
             return None
         return self._decide(pending, ctx, False, "deadline", "nobody answered in time")
 
-    def _too_late(self, approval_id: str, by: str, answer: Message) -> None:
-        """Record ``by``'s answer to an approval decided before it came."""
-        approval = self._decided.get(approval_id)
-        if approval_id not in self.issued.values():  # the last answer on its way
-            self._decided.pop(approval_id, None)
-        if approval is None:  # sent by another process after the decision: what it says
-            approval = Approval(
-                approval_id, answer.correlation_id, "", "", None, None, None, False, ""
-            )
-        self._record(by, "approval_refused", approval, TOO_LATE)
+    def refuse(
+        self,
+        by: str,
+        approval_id: str,
+        approved: bool,
+        why: str | None = None,
+        answer: Message | None = None,
+    ) -> str:
+        """Record ``by``'s answer (``approved``) to ``approval_id`` as refused, ``why``; without
+        a why, it is refused for the id alone: too late when the approval is known decided
+        here, else unknown. The why recorded. ``answer``: the answer's message, whose
+        correlation is its approval's."""
+        approval = self.pending[approval_id].approval if approval_id in self.pending else None
+        approval = approval or self._decided.get(approval_id)
+        if why is None:
+            why = UNKNOWN if approval is None else TOO_LATE
+        if approval is None:
+            cid = "" if answer is None else answer.correlation_id
+            approval = Approval(approval_id, cid, "", "", None, None, None, False, "")
+        self._record(
+            by, "approval_refused", approval, why, answer="approve" if approved else "reject"
+        )
+        return why
 
     def _left(self, asked: Message, seconds: float | None) -> float:
         """What is left of ``seconds`` counted from when ``asked`` was asked (a restart in
@@ -259,8 +277,9 @@ class ApprovalDesk(BaseAgent):
         self, pending: _Pending, ctx: Context, approved: bool, by: str, reason: str
     ) -> Message:
         del self.pending[pending.approval.id]
-        if pending.approval.id in self.issued.values():
-            self._decided[pending.approval.id] = pending.approval
+        self._decided[pending.approval.id] = pending.approval
+        if len(self._decided) > DECIDED_KEPT:
+            del self._decided[next(iter(self._decided))]
         if by != "deadline":
             pending.timer.cancel()
         action = "approved" if approved else "withdrawn" if by == "withdrawn" else "rejected"
@@ -277,7 +296,9 @@ class ApprovalDesk(BaseAgent):
         identity = dict(pending.request.metadata)
         return ctx.emit(decision, recipient=pending.approval.agent_id, metadata=identity)
 
-    def _record(self, actor: str, action: str, approval: Approval, reason: str) -> None:
+    def _record(
+        self, actor: str, action: str, approval: Approval, reason: str, answer: str = ""
+    ) -> None:
         details = {
             "approval_id": approval.id,
             "correlation_id": approval.correlation_id,
@@ -285,6 +306,8 @@ class ApprovalDesk(BaseAgent):
             "subject": approval.subject,
             "reason": reason,
         }
+        if answer:  # a refused answer: what it said (an answer that decided is its action)
+            details["answer"] = answer
         self.audit.record(AuditRecord(self.clock.now(), actor, action, approval.id, details))
 
 
@@ -372,8 +395,7 @@ class Approvals:
             rounds = 1 if request.escalate_to is None else 2
             ends = pending.request.created_at.timestamp() + rounds * request.deadline
             if given_at > ends:
-                why = "it came after the deadline"
-                self._desk._record(by, "approval_refused", pending.approval, why)
+                self._desk.refuse(by, approval_id, approved, "it came after the deadline")
                 return f"refused: the answer came after approval {approval_id}'s deadline"
         try:
             return self._answer(approval_id, approved, by, roles, reason)
@@ -387,7 +409,8 @@ class Approvals:
     ) -> Message:
         """Answer yes as the principal ``by`` holding ``roles`` (the server's or the CLI's word
         for who is asking); the answer message sent. Raises ``ApprovalRefusedError`` when there
-        is no such pending approval or ``by`` may not answer it (audited)."""
+        is no such pending approval (decided already, or unknown) or ``by`` may not answer it:
+        audited either way, with ``by``, the answer and why."""
         return self._answer(approval_id, True, by, roles, reason)
 
     def reject(
@@ -402,10 +425,11 @@ class Approvals:
         self.pending()  # forgets those whose request is gone
         pending = self._desk.pending.get(approval_id)
         if pending is None:
-            raise ApprovalRefusedError(f"no pending approval {approval_id!r}")
+            why = self._desk.refuse(by, approval_id, approved)
+            raise ApprovalRefusedError(f"no pending approval {approval_id!r} ({why})")
         refusal = may_answer(pending.approval, by, roles)
         if refusal is not None:
-            self._desk._record(by, "approval_refused", pending.approval, refusal)
+            self._desk.refuse(by, approval_id, approved, refusal)
             raise ApprovalRefusedError(f"{by} may not answer approval {approval_id}: {refusal}")
         answer = pending.request.child(
             ApprovalAnswer(approval_id=approval_id, approved=approved, reason=reason),

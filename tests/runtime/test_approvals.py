@@ -178,6 +178,32 @@ async def test_an_unknown_or_answered_approval_is_refused() -> None:
     assert results[0].replies[0].payload.approved  # type: ignore[attr-defined]
 
 
+async def test_an_answer_refused_for_its_id_is_audited_with_who_what_and_why() -> None:
+    """An unknown id, or an approval decided already: each refused answer leaves a row in
+    the runtime's audit trail (who answered, what, and why), as a wrong role does."""
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        with pytest.raises(ApprovalRefusedError, match="no pending approval 'nope'"):
+            rt.approvals.approve("nope", by="mallory")
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+        await wait_all_tasks_blocked()
+        with pytest.raises(ApprovalRefusedError, match="decided already"):
+            rt.approvals.reject(approval.id, by="bob", roles=("treasurer",))
+    refused = [
+        (r.actor, r.target, r.details["answer"], r.details["reason"], r.details["agent"])
+        for r in audit.records
+        if r.action == "approval_refused"
+    ]
+    assert refused == [
+        ("mallory", "nope", "approve", "unknown: never asked here, or forgotten", ""),
+        ("bob", approval.id, "reject", "too late: it was decided already", "payer"),
+    ]
+
+
 async def test_two_answers_at_once_the_first_wins() -> None:
     results: list[GatherResult] = []
     async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
