@@ -260,6 +260,8 @@ class ApprovalDesk(BaseAgent):
         if approval is None:
             cid = "" if answer is None else answer.correlation_id
             approval = Approval(approval_id, cid, "", "", None, None, None, False, "")
+            if why != UNKNOWN:  # an approval there was (a worker started after its decision)
+                why += " (its agent and subject are not known here)"
         self._record(
             by, "approval_refused", approval, why, answer="approve" if approved else "reject"
         )

@@ -52,7 +52,12 @@ request from outside, which a transport that keeps requests keeps."""
 
 def delivery_id(msg: Message, recipient: str) -> str:
     """Stable across retries and redeliveries: a message reaches a recipient at most once."""
-    return f"{msg.id}:{recipient}"
+    return delivery_of(msg.id, recipient)
+
+
+def delivery_of(message_id: str, recipient: str) -> str:
+    """``delivery_id`` of the message ``message_id``, known by its id alone."""
+    return f"{message_id}:{recipient}"
 
 
 class Delivery(Record):

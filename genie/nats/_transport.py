@@ -65,6 +65,7 @@ from .._runtime.transport import (
     Delivery,
     WorkerCounts,
     delivery_id,
+    delivery_of,
     keeps_of,
 )
 from ._approvals import NatsApprovals
@@ -1149,14 +1150,15 @@ class NatsTransport:
         """A delivery to the desk here: an approval's request is noted (a person's answer to it
         goes to the request's origin), and an answer this process or a killed one sent for a
         person is trusted, as the desk trusts the answers its own process sends: it was sent
-        as part of the approval's request (its parent), which an agent's output never is."""
+        as part of the approval's request (its parent), which an agent's output never is.
+        Known by the request's id alone, it is trusted after the decision too, or in a worker
+        started after it: the desk records it as too late."""
         msg = run.delivery.message
         if msg.type == _APPROVAL:
             self._asked_at[msg.id] = (run.origin, run.delivery.id)
         elif msg.type == _ANSWER and self._desk is not None:
             approval_id = getattr(msg.payload, "approval_id", "")
-            asked = self._asked_at.get(approval_id)
-            if asked is not None and run.parent == asked[1]:
+            if run.parent == delivery_of(approval_id, DESK):
                 self._desk.issued[msg.id] = approval_id
 
     def _ended(self, run: Run) -> None:

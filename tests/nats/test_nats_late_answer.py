@@ -1,0 +1,119 @@
+"""An answer that reaches the approval desk on NATS after its approval was decided (a copy a
+killed worker sent, redelivered after the decision) leaves its ``too late`` row, against a
+real ``nats-server``: with the approval's agent and subject where the desk knows them, and
+saying they are not known where it cannot (a worker started after the decision)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+
+from genie import GatherResult, Message, Runtime
+from genie._message.payload import Role
+from genie._runtime.approvals import DESK, ApprovalAnswer
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
+
+from ..runtime.test_approvals import Pay, Payer
+from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
+from .test_nats import eventually, jetstream, stream
+from .test_nats import server as server
+
+pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("nats")]
+
+NAMES = NatsNames("late")
+
+
+@asynccontextmanager
+async def desk_worker(url: str) -> AsyncIterator[tuple[Runtime, NatsTransport]]:
+    """A worker hosting the payer and the approval desk (its desk new, as after a start)."""
+    transport = NatsTransport(url, NAMES, hosted=["payer", DESK])
+    rt = Runtime([Payer("payer")], transport=transport)
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        async with rt:
+            yield rt, transport
+    finally:
+        await transport.close()
+
+
+async def refused_rows(url: str) -> list[dict[str, Any]]:
+    async with jetstream(url) as js:
+        rows = await stream(js, NAMES.audit)
+    return [r for r in rows if r["action"] == "approval_refused"]
+
+
+async def late(transport: NatsTransport, request: Message, by: str) -> None:
+    """``by``'s rejection, sent to the desk as part of the approval's request (its delivery
+    to the desk the parent), as the worker that took it from the bucket sent it."""
+    answer = request.child(
+        ApprovalAnswer(approval_id=request.id, approved=False),
+        sender=by,
+        id=f"late-{by}",
+        created_at=request.created_at,
+        recipient=DESK,
+        role=Role.USER,
+        metadata={**request.metadata, "user_id": by, "user_roles": ("treasurer",)},
+    )
+    await transport._publish(answer, DESK, transport.origin, f"{request.id}:{DESK}")
+
+
+async def test_an_answer_after_the_decision_is_audited_with_what_is_known(
+    server: LocalNatsServer,
+) -> None:
+    url = server.url
+    results: list[GatherResult] = []
+    async with desk_worker(url) as (rt, transport):
+        async with anyio.create_task_group() as tg:
+
+            async def asking() -> None:
+                asked = rt.message(Pay(amount=5), recipient="payer")
+                results.append(await rt.ask(asked, until="paid", timeout=20))
+
+            tg.start_soon(asking)
+
+            async def asked() -> bool:
+                await wait_all_tasks_blocked()
+                return bool(rt.approvals.pending())
+
+            await eventually(asked)
+            [approval] = rt.approvals.pending()
+            request = rt.approvals._desk.pending[approval.id].request
+            rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+
+        async def unlisted() -> bool:  # decided, and the worker is done with it
+            return await transport.approvals.pending() == [] and not transport._asked_at
+
+        await eventually(unlisted)
+        await late(transport, request, "bob")  # to the desk that decided it
+
+        async def bobs() -> bool:
+            return any(r["actor"] == "bob" for r in await refused_rows(url))
+
+        await eventually(bobs)
+    async with desk_worker(url) as (_, transport):
+        await late(transport, request, "carol")  # to a desk started after the decision
+
+        async def carols() -> bool:
+            return any(r["actor"] == "carol" for r in await refused_rows(url))
+
+        await eventually(carols)
+    assert results[0].status == "complete"
+    rows = [
+        (r["actor"], r["details"]["answer"], r["details"]["reason"], r["details"]["agent"])
+        for r in await refused_rows(url)
+    ]
+    unknown = "too late: it was decided already (its agent and subject are not known here)"
+    assert rows == [
+        ("bob", "reject", "too late: it was decided already", "payer"),
+        ("carol", "reject", unknown, ""),
+    ]
+    bob, carol = await refused_rows(url)
+    assert bob["details"]["subject"] == "pay Rs 5"
+    assert carol["details"]["correlation_id"] == approval.correlation_id  # the answer's own
