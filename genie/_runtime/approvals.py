@@ -381,16 +381,22 @@ class Approvals:
         roles: tuple[str, ...],
         reason: str,
         given_at: float | None = None,
+        kept: bool = False,
     ) -> Message | str | None:
         """An answer another process left in the store (``genie approvals``), ``given_at``
         (seconds since the epoch): the answer message sent to the desk (what became of it is
         the desk's decision), ``refused: WHY``, or None while its approval is not pending
-        here (its request not resumed yet). One given after the approval's last deadline is
-        refused: left while no process held the request, it is taken after the deadline
-        passed, and the deadline decides."""
+        here but ``kept`` by the transport (its request not resumed yet). One to an approval
+        neither pending nor kept (decided since) is refused, and audited as any refused
+        answer. One given after the approval's last deadline is refused: left while no
+        process held the request, it is taken after the deadline passed, and the deadline
+        decides."""
         pending = self._desk.pending.get(approval_id)
         if pending is None:
-            return None
+            if kept:
+                return None
+            self._desk.refuse(by, approval_id, approved)
+            return f"refused: no pending approval {approval_id!r} (decided already)"
         request = pending.request.payload
         assert isinstance(request, ApprovalRequest)
         if given_at is not None and request.deadline is not None:

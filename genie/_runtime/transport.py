@@ -223,10 +223,13 @@ class Transport(Protocol):
 Keeps = Callable[[str], bool]
 """A fan-in's ``keeps(correlation_id)``: whether it holds a session of that correlation open."""
 
-Answer = Callable[[str, bool, str, tuple[str, ...], str, float | None], "Message | str | None"]
+Answer = Callable[
+    [str, bool, str, tuple[str, ...], str, float | None, bool], "Message | str | None"
+]
 """``Approvals.answer_left``: a person's answer another process left (approval id, approved,
-by, roles, reason, when it was given in seconds since the epoch) given to the desk: the
-answer message sent, ``refused: WHY``, or None while its approval is not pending here."""
+by, roles, reason, when it was given in seconds since the epoch, whether the transport keeps
+its approval) given to the desk: the answer message sent, ``refused: WHY``, or None while its
+approval is kept but not pending here."""
 
 
 def keeps_of(agent: object) -> Keeps | None:

@@ -17,7 +17,7 @@ Keys, each the hash of an approval's id (ids have characters a key may not):
   refused), which the answering process reads and deletes. Until then the answer stays as it
   was left, so a worker started after a kill that cut the answer short takes it again: an
   answer reaches the desk at least once, and the desk decides on the first. An answer for an
-  approval neither pending nor listed is refused (decided already); an outcome nobody came
+  approval neither pending nor listed is refused (decided already: audited); an outcome nobody came
   back for is deleted ``KEPT`` seconds after the answer; an entry that is not an answer
   (written by hand) is refused, not taken.
 
@@ -240,12 +240,11 @@ class NatsApprovals:
                 tuple(body.get("roles", ())),
                 body.get("reason", ""),
                 float(body["at"]) if isinstance(body.get("at"), int | float) else None,
+                approval_id in self._listed,  # listed, not pending here: taken when it is
             )
-            if outcome is None:  # not pending here
-                if approval_id not in self._listed:  # nor listed: decided since it was
-                    refused = f"refused: no pending approval {approval_id!r} (decided already)"
-                    await self._settle(key, value, body | {"outcome": refused})
-            elif isinstance(outcome, str):  # refused
+            if outcome is None:  # listed, not pending here yet
+                continue
+            if isinstance(outcome, str):  # refused (neither pending nor listed: decided since)
                 await self._settle(key, value, body | {"outcome": outcome})
             else:
                 self._sent[key] = value

@@ -161,11 +161,13 @@ async def test_each_answer_left_is_told_what_became_of_it(tmp_path: Path) -> Non
 
 
 async def test_an_answer_for_an_approval_decided_since_is_refused(tmp_path: Path) -> None:
-    """An answer left for an approval decided in the meantime is refused, not left waiting."""
+    """An answer left for an approval decided in the meantime is refused, not left waiting,
+    and audited as too late."""
     path = tmp_path / "store.db"
     decided = await pause(path, Pay(amount=700))
     client = StoreClient(path)
-    async with Runtime([Payer("payer")], store=path) as rt:
+    audit = MemoryAuditLog()
+    async with Runtime([Payer("payer")], store=path, audit=audit) as rt:
         async with anyio.create_task_group() as tg:
             tg.start_soon(resume_one, rt)
             await anyio.wait_all_tasks_blocked()
@@ -181,6 +183,14 @@ async def test_an_answer_for_an_approval_decided_since_is_refused(tmp_path: Path
                 await anyio.sleep(0.05)
     assert client.outcome(late) == f"refused: no pending approval {decided!r} (decided already)"
     client.close()
+    refused = [
+        (r.actor, r.target, r.details["answer"], r.details["reason"], r.details["subject"])
+        for r in audit.records
+        if r.action == "approval_refused"
+    ]
+    assert refused == [
+        ("bob", decided, "approve", "too late: it was decided already", "pay Rs 700")
+    ]
 
 
 async def test_a_deadline_counts_from_the_asking_across_a_restart(tmp_path: Path) -> None:

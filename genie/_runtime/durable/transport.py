@@ -247,7 +247,8 @@ class DurableTransport(Observer):
             if row in self._answering:
                 continue  # sent: the desk's decision is awaited
             self._ended_now = {}
-            sent = answer(approval_id, approved, by, roles, reason, given)
+            kept = self._keeps(approval_id)
+            sent = answer(approval_id, approved, by, roles, reason, given, kept)
             ended, self._ended_now = self._ended_now, None
             if isinstance(sent, Message):
                 if sent.id not in ended:
@@ -255,8 +256,6 @@ class DurableTransport(Observer):
                     self._answering[row] = (approval_id, by, approved)
                     continue
                 sent = ended[sent.id]  # admission refused it as it was sent
-            if sent is None and not self._keeps(approval_id):
-                sent = f"refused: no pending approval {approval_id!r} (decided already)"
             if sent is not None:
                 await anyio.to_thread.run_sync(self.store.answered, row, sent)
 
