@@ -17,7 +17,8 @@ what ``SecretsBlock`` denies.
   administrador", "des Administratorkontos", "dell'amministratore"), then a verb or a colon
   or nothing ("is", "es", "est", "ist", "é", "è", ``है``, ``आहे``, ``છે``...), a value that
   looks like one (six characters or more, letters with digits or symbols, not a hyphenated
-  word such as "e-mail"; an Indian script's vowel signs are part of a word, no symbols):
+  word such as "e-mail" or "end-to-end", but three words of three letters or more joined by
+  hyphens, a passphrase; an Indian script's vowel signs are part of a word, no symbols):
   "password: Mumbai@Monsoon2024!", ``password Tiger#1987kolkata hai``, "mein Passwort ist
   Geheim123!";
 - **a PIN, OTP or CVV given**: "my UPI PIN is 482916", "the OTP I just got is 730215",
@@ -110,8 +111,11 @@ _PASSWORD = re.compile(
     + r"|-)| ?[:=]))? ?[:=]? ?(\S{6,64})"
 )
 # A value that is a word written with a hyphen or an apostrophe ("senha e e-mail", "mot de
-# passe : l'ancien") names no password: "é" (is) and "e" (and) are one word once folded.
+# passe : l'ancien", "end-to-end") names no password: "é" (is) and "e" (and) are one word once
+# folded. Three words or more of three letters or more ("correct-horse-battery-staple") are a
+# passphrase.
 _HYPHENATED_WORD = re.compile(r"[a-z]+(?:['\-][a-z]+)+")
+_PASSPHRASE = re.compile(r"[a-z]{3,}(?:-[a-z]{3,}){2,}")
 # A PIN, OTP or CVV given: its name, then either a few words and a verb or a colon ("my UPI
 # PIN, which is", "the OTP you asked for:") or nothing but marks ("UPI PIN = '482916'", "OTP
 # 730215"), then three to eight digits, which may be written apart ("4 8 2 9 1 6",
@@ -180,7 +184,9 @@ def _looks_like_password(value: str) -> bool:
     # The vowel signs and viramas of Indian scripts are marks, not letters, to Unicode, but
     # they are part of a word ("विसरलो", forgot): only a digit or a symbol makes a password.
     others = any(c.isdigit() or not (c.isalnum() or category(c)[0] == "M") for c in value)
-    return letters and others and not value.endswith(":") and not _HYPHENATED_WORD.fullmatch(value)
+    if _HYPHENATED_WORD.fullmatch(value):
+        return _PASSPHRASE.fullmatch(value) is not None
+    return letters and others and not value.endswith(":")
 
 
 def _wordlike(letters: str) -> bool:

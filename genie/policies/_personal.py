@@ -8,8 +8,9 @@ one, one one one one..." is ``4111 1111...``; "double four" is ``44``), words jo
 alone one group ("four-one-one-one-..."), and the same checks decide:
 
 - **e-mail address**: ``name@domain.tld``, with spaces around ``@``; defanged, ``[at]``,
-  ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, ``[@]``, ``(.)``,
-  at a domain ending as a spelt address's does (``.com``, ``.in``...);
+  ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, glued to the address
+  (``[@]``, ``[.]``), at any domain; a bracketed mark between spaces (``(.)``) at a domain
+  ending as a spelt address's does (``.com``, ``.in``...);
   spelt ``name dot surname at domain dot com`` or ``at the rate`` (Indian English for ``@``),
   ``underscore`` between name parts; ``name at gmail.com`` for the common mail providers.
   (``%40`` and ``&#64;`` are decoded before: ``_decode``.)
@@ -18,11 +19,12 @@ alone one group ("four-one-one-one-..."), and the same checks decide:
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
   groups of four joined by one other mark repeated ("|", ":", "*", "~", "·").
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (not groups joined
-  by ".", "/" or "_" around a year: a reference's parts), after ``+91``,
-  ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or in words ("nine eight two..."); an Indian
-  landline with its ``0`` trunk code; any number after ``+`` and a country
-  code that libphonenumber holds valid for its country (the ``pii`` extra; without it, any
-  8 to 15 digits after a ``+`` and every ``0`` and ten digits, which denies more, never less).
+  by ".", "/" or "_" around a year, a reference's parts, unless a word just before says a
+  phone or a ``+`` starts it), after ``+91``, ``91``, ``0091`` or ``0``, in a ``wa.me/``
+  link, or in words ("nine eight two..."); an Indian landline with its ``0`` trunk code; any
+  number after ``+`` and a country code that libphonenumber holds valid for its country (the
+  ``pii`` extra; without it, any 8 to 15 digits after a ``+`` and every ``0`` and ten digits,
+  which denies more, never less).
   A ``+`` starts a number: digits after a later ``+`` belong to another one.
 - **Aadhaar number**: 12 digits from 2-9, valid by the Verhoeff check, unseparated or 4-4-4
   with any separator (":", "|", "*"... too), never three groups of four with a fourth beside
@@ -85,20 +87,36 @@ _AT_PROVIDER = re.compile(
 _EMAIL_HINT = r"@|[\[({<] ?(?:at|dot) ?[\])}>]| dot [a-z]| at the rate| at " + _PROVIDERS
 
 
-# A defanged address ends, as a spelt one does, in a domain people write to: "[at]" and "(.)"
-# are also how a note says "at" and ends a sentence ("meet me [at] office (.) tomorrow").
+# Otherwise, a defanged address ends, as a spelt one does, in a domain people write to: "[at]"
+# and "(.)" are also how a note says "at" and ends a sentence ("meet me [at] office (.)
+# tomorrow").
 _DEFANGED_EMAIL = re.compile(r"[a-z0-9._%+\-]@[a-z0-9.\-]{1,253}\." + _TLD + r"(?![a-z0-9\-])")
 
 
+# Defanged on purpose, at any domain: "[at]" and "[dot]" spelt out, or the mark itself in
+# brackets glued to the address ("anjali[@]example[.]pl"); a "(.)" between spaces may end a
+# sentence.
+_BRACKETED_WORD = re.compile(r" ?[\[({<] ?(at|dot) ?[\])}>] ?")
+_GLUED_MARK = re.compile(r"(?<=[a-z0-9])[\[({<](@|\.)[\])}>](?=[a-z0-9])")
+
+
 def _email(scan: str) -> bool:
-    if "@" in scan and _EMAIL.search(scan.replace(" @", "@").replace("@ ", "@")):
+    if "@" in scan and _EMAIL.search(_at_joined(scan)):
         return True
     if any(c in scan for c in "])}>"):
-        text = _BRACKETED.sub(lambda m: "@" if m.group(1) in ("at", "@") else ".", scan)
-        if "@" in text and _DEFANGED_EMAIL.search(text.replace(" @", "@").replace("@ ", "@")):
+        text = _GLUED_MARK.sub(r"\1", scan)
+        text = _BRACKETED_WORD.sub(lambda m: "@" if m.group(1) == "at" else ".", text)
+        if "@" in text and _EMAIL.search(_at_joined(text)):
+            return True
+        text = _BRACKETED.sub(lambda m: "@" if m.group(1) in ("at", "@") else ".", text)
+        if "@" in text and _DEFANGED_EMAIL.search(_at_joined(text)):
             return True
     # Spelt, an address says " at " ("priya dot k at gmail dot com", " at the rate").
     return " at " in scan and bool(_SPELT_EMAIL.search(scan) or _AT_PROVIDER.search(scan))
+
+
+def _at_joined(text: str) -> str:
+    return text.replace(" @", "@").replace("@ ", "@")
 
 
 # --- numbers: digit groups and the gaps between them -------------------------------------------
@@ -363,6 +381,18 @@ def _reference(groups: list[str], gaps: list[str]) -> bool:
     )
 
 
+# A number said to be a phone right before it ("my mobile:", "WhatsApp me at", "call") is
+# one, whatever its groups look like.
+_PHONE_SAID = re.compile(
+    r"(?<![a-z])(?:mobile|phone|cell|call|ring|dial|whatsapp|sms|text|reach|contact|tel|"
+    r"number is)(?![a-z])"
+)
+
+
+def _said_a_phone(scan: str, at: int) -> bool:
+    return _PHONE_SAID.search(scan, max(0, at - 30), at) is not None
+
+
 def _isbn(digits: str) -> bool:
     """A book's number (ISBN-13 from 978 or 979 with its check digit), which is no one's."""
     if len(digits) != 13 or digits[:3] not in ("978", "979"):
@@ -426,7 +456,12 @@ def _numbers(scan: str) -> str | None:
                 in_fours = (i > 0 and lengths[i - 1] == 4) or (
                     end < len(lengths) and lengths[end] == 4
                 )
-                reference = end - i > 1 and _reference(groups[i:end], gaps[i : end - 1])
+                reference = (
+                    end - i > 1
+                    and not international
+                    and _reference(groups[i:end], gaps[i : end - 1])
+                    and not _said_a_phone(scan, at)
+                )
                 kind = _number_kind(
                     joined[begin : begin + n],
                     lengths[i:end],

@@ -172,6 +172,7 @@ def test_pii_block_allows() -> None:
         "version 9.8.2024.0117 crashes",
         "meet me [at] office (.) tomorrow",  # no address ends in ".tomorrow"
         "Dinner [at] Taj (.) com-parison of cards",
+        "The file ref is 98/2019/7654 for the pension claim",
     ],
 )
 def test_references_and_bracketed_words_are_not_pii(content: str) -> None:
@@ -204,6 +205,18 @@ def test_a_word_of_an_indian_script_after_password_is_no_password(content: str) 
         ),
         ("priya[at]example(.)co(.)in", "PII pattern: e-mail address"),
         ("माझा पासवर्ड Pune$2020 आहे", "a secret: password"),
+        # a reference's shape is no cover for a number said to be a phone, or after a "+"
+        ("My mobile: 98.2019.7654, call after six", "PII pattern: phone number"),
+        ("WhatsApp me at 9876/54/2024", "PII pattern: phone number"),
+        ("Reach Rahul on 98 / 2019 / 7654 before noon", "PII pattern: phone number"),
+        ("Contact +91.98765.2024.1 for the loan agent", "PII pattern: phone number"),
+        # "[dot]", or a mark glued to the address, at any domain: defanged on purpose
+        ("Reach me at priya.sharma[at]kotak[dot]bank", "PII pattern: e-mail address"),
+        ("Send the KYC copy to vikram (at) web (dot) pt", "PII pattern: e-mail address"),
+        ("My email is anjali[@]example[.]pl", "PII pattern: e-mail address"),
+        # a passphrase: three words or more joined by hyphens
+        ("my password is correct-horse-battery-staple", "a secret: password"),
+        ("senha: gato-preto-azul-mar", "a secret: password"),
     ],
 )
 def test_what_those_look_like_is_still_denied(content: str, kind: str) -> None:
@@ -520,6 +533,8 @@ def test_a_credential_in_a_field_named_for_it_is_denied(
         ("mot de passe de l'administrateur : Admin#2024", "content holds a secret: password"),
         ("Password requirements for the administrator: at least twelve characters", "allow"),
         ("reset my contraseña del administrador please", "allow"),
+        ("Is my password end-to-end encrypted on your side?", "allow"),
+        ("Can I reset the password via e-mail?", "allow"),
     ],
 )
 def test_a_password_after_long_words_is_denied(content: str, verdict: str) -> None:
