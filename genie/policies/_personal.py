@@ -381,10 +381,10 @@ def _reference(groups: list[str], gaps: list[str]) -> bool:
     )
 
 
-# A number said to be a phone right before it ("my mobile:", "WhatsApp me at", "call") is
+# A number said to be a phone right before it ("my mobile:", "WhatsApp me at", "ping me") is
 # one, whatever its groups look like.
 _PHONE_SAID = re.compile(
-    r"(?<![a-z])(?:mobile|phone|cell|call|ring|dial|whatsapp|sms|text|reach|contact|tel|"
+    r"(?<![a-z])(?:mobile|phone|cell|call|ring|dial|whatsapp|sms|text|reach|contact|tel|ping|"
     r"number is)(?![a-z])"
 )
 

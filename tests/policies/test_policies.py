@@ -208,6 +208,7 @@ def test_a_word_of_an_indian_script_after_password_is_no_password(content: str) 
         # a reference's shape is no cover for a number said to be a phone, or after a "+"
         ("My mobile: 98.2019.7654, call after six", "PII pattern: phone number"),
         ("WhatsApp me at 9876/54/2024", "PII pattern: phone number"),
+        ("Ping me on 98/2024/7654 after the call", "PII pattern: phone number"),
         ("Reach Rahul on 98 / 2019 / 7654 before noon", "PII pattern: phone number"),
         ("Contact +91.98765.2024.1 for the loan agent", "PII pattern: phone number"),
         # "[dot]", or a mark glued to the address, at any domain: defanged on purpose
