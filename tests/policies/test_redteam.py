@@ -116,7 +116,7 @@ def test_the_later_cases_hold() -> None:
     """The cases written after the detectors (config/policies/redteam/later.yaml): every one
     denied or allowed as it should be, so what they taught the grammar stays learnt."""
     report = run_probes(load_policy_file(POLICY), REDTEAM / "later.yaml")
-    assert report.total >= 330
+    assert report.total >= 372
     assert report.passed, (report.unexpected_allows, report.unexpected_denies)
 
 
