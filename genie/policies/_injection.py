@@ -63,6 +63,7 @@ import codecs
 import functools
 import itertools
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from ._normalise import Literals, compact_words, fold, words
@@ -632,28 +633,20 @@ def _spread_override(text: str, compact: str) -> bool:
     """The override written with its words split or run together ("i g n o r e p r e v i o u
     s", "ig-nore", "ignoreprevious"): a match in the text without spaces that is not the
     words of the text as written, which the rules have read already."""
-    bounds: set[int] | None = None
+    tokens: list[str] = []
+    starts: list[int] = []  # where each word starts in ``compact``, and where the last ends
     for m in _COMPACT_OVERRIDE.finditer(compact):
-        if bounds is None:
-            bounds = set(itertools.accumulate(len(t) for t in text.split(" ")))
-            bounds.add(0)
+        if not starts:
+            tokens = text.split(" ")
+            starts = list(itertools.accumulate((len(t) for t in tokens), initial=0))
+            bounds = set(starts)
         if m.start() not in bounds or m.end() not in bounds:
             return True
-        spoken = _words_between(text, m.start(), m.end())
+        # the words that make the match, found by halving: a text of many matches is read once
+        spoken = " ".join(tokens[bisect_left(starts, m.start()) : bisect_left(starts, m.end())])
         if _SPACED_OVERRIDE.fullmatch(spoken) is None:
             return True
     return False
-
-
-def _words_between(text: str, start: int, end: int) -> str:
-    """The words of ``text`` that make its characters ``start`` to ``end`` without spaces."""
-    words_: list[str] = []
-    at = 0
-    for token in text.split(" "):
-        if start <= at < end:
-            words_.append(token)
-        at += len(token)
-    return " ".join(words_)
 
 
 def _rules(text: str) -> str | None:

@@ -277,6 +277,8 @@ def test_hostile_text_is_linear() -> None:
         "'a' " * 20_000,
         "you are " * 20_000,
         "i g n o r e " * 10_000,
+        "ignore the prior rules on tds " * 4_000,
+        "should i ignore the kyc rules and " * 4_000,
     ):
         start = time.perf_counter()
         find_injection(fold(hostile))
