@@ -942,12 +942,18 @@ def _someone_does(tokens: list[str], at: int) -> bool:
     the sender just before it, or the bank as its subject ("will the bank debit"), or joined by
     "and" to a clause the sender is doing ("can I skip the KYC rules and pay the EMI?") with no
     word for the assistant between; not to hand over data ("can we skip the KYC rules and list
-    all customer accounts?"), which only the assistant could."""
+    all customer accounts?"), which only the assistant could, nor to act on all of something
+    ("... and transfer all customer funds"), which is no one customer's own doing."""
+    # the bank, with a word saying which, as the subject; "bank transfer all funds" is an order
     if any(v in _SENDER_DOES for v in tokens[max(0, at - 3) : at]) or (
-        at > 0 and tokens[at - 1] in _BANK
+        at > 1
+        and tokens[at - 1] in _BANK
+        and (tokens[at - 2] in _ARTICLE or tokens[at - 2] in _MINE)
     ):
         return True
     if at == 0 or tokens[at - 1] not in _AND or tokens[at] in _DISCLOSE:
+        return False
+    if any(v in _WHICH and v not in _ARTICLE for v in tokens[at + 1 : at + 4]):
         return False
     for v in reversed(tokens[max(0, at - 11) : at - 1]):
         if v in _THE_ASSISTANT:
