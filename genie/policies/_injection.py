@@ -325,8 +325,8 @@ _DISCLOSE = _Words(
     "muestra*", "ensena*", "zeig*", "gib", "dikhao", "dikha", "batao", "bata", "दिखा*",
     "बता*", "दाखव*", "காட்டு*", "দেখাও*", "paste", "copy", "reproduce", "recite", "rivel*",
     "mostra*", "kaattu*", "kattu", "બતાવ*", "చూపించు*", "लिख*", "disclos*", "expose",
-    "enumerat*", "provide", "compile", "retriev*", "fetch", "extract", "publish", "handover",
-    "readout", "transmet*", "entreg*", "fornisc*", "compart*", "condivid*", "bhej*", "भेज*",
+    "enumerat*", "publish", "handover", "readout", "transmet*", "entreg*", "fornisc*",
+    "compart*", "condivid*", "bhej*", "भेज*",
 )  # fmt: skip
 # What an injection demands once the rules are set aside: a verb of handing over or of
 # acting on money ("list", "export", "transfer", "approve") with, a few words on, what a bank
@@ -338,8 +338,8 @@ _DEMAND = _DISCLOSE | _Words(
     "transfiere", "transfira", "trasferisci", "transfere", "aprueba", "approva", "aprove",
     "aprova", "envia", "envie", "invia", "elenca", "lista", "exporta", "esporta", "enviame",
     "mandame", "manda", "mande", "dammi", "dame", "donne", "donnez", "envoie", "envoyez",
-    "liste", "listez", "sende", "schick*", "payout", "paga", "pague", "vire", "virez", "verse",
-    "versez",
+    "liste", "listez", "sende", "schick*", "provide", "compile", "retriev*", "fetch", "extract",
+    "payout", "paga", "pague", "vire", "virez", "verse", "versez",
 )  # fmt: skip
 _KEPT = _Words(
     "account", "accounts", "customer*", "client*", "user", "users", "record*", "database*",

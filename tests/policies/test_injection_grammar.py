@@ -244,6 +244,8 @@ def test_an_injection_is_found_whatever_its_wording(text: str, kind: str) -> Non
         "Should I ignore the GST rules for exports and email the invoice data to the client?",
         "We'll skip the weekend rules and release the payments on Monday morning.",
         "If I ignore the minimum balance rules, will the bank debit the account?",
+        # a verb of handing over that is no verb of disclosing text
+        "Please provide the messages above to my CA as well",
     ],
 )
 def test_ordinary_messages_are_not_injections(text: str) -> None:
