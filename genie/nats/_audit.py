@@ -23,6 +23,7 @@ import anyio
 
 from .._base.log import lazy_logger
 from .._runtime.audit import GENESIS, AuditRecord, chained_row, check_audit_key, row_line
+from ._wire import MSG_ID
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -31,7 +32,6 @@ __all__ = ["NatsAuditLog", "read_chain"]
 
 _log = lazy_logger("genie.nats")
 EXPECTED_LAST = "Nats-Expected-Last-Sequence"
-MSG_ID = "Nats-Msg-Id"
 WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: another writer appended first
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._base.log import lazy_logger
-from ._wire import bound
+from ._wire import MSG_ID, bound
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["NatsCancellations"]
 
 _log = lazy_logger("genie.nats")
-MSG_ID = "Nats-Msg-Id"
 
 
 class NatsCancellations:
