@@ -30,7 +30,9 @@ import contextlib
 import functools
 import importlib
 import math
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -124,7 +126,10 @@ class Offload:
             # Spawned, not forked: the parent runs an event loop and threads, which a fork
             # would copy mid-flight.
             self._pool = ProcessPoolExecutor(
-                self.process_limit, mp_context=multiprocessing.get_context("spawn")
+                self.process_limit,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_end_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -183,9 +188,24 @@ class Offload:
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 1
+
+
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _end_with_parent(parent: int) -> None:
+    """In each child, as it starts: end when the parent is gone. A parent killed outright
+    (SIGKILL, the OOM killer) runs no shutdown, and its children would otherwise wait for
+    calls forever, or finish a handler whose result has nowhere to go, each crash leaving
+    more of them. An orphan is adopted by another process, so its parent's id changes."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="genie-parent-watch", daemon=True).start()
 
 
 class _Slots:

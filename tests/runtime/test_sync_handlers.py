@@ -705,6 +705,84 @@ def test_a_child_still_running_when_the_runtime_closes_does_not_hold_the_process
     assert time.monotonic() - started < 20  # start, 0.2 s, 0.5 s of waiting, and out
 
 
+KILLED_PARENT = """
+import os, sys, anyio
+from genie import AgentOptions, Runtime
+from tests.runtime.test_sync_handlers import Sleeps, Square, Work
+
+async def main() -> None:
+    async with Runtime(processes=2) as rt:
+        rt.add(Square("sq"), options=AgentOptions(offload="process"))
+        rt.add(Sleeps("sleeps"), options=AgentOptions(offload="process"))
+        await rt.publish(rt.message(Work(n=60), recipient="sleeps"))  # a child runs it
+        [done] = (await rt.ask(rt.message(Work(n=2), recipient="sq"))).replies
+        print(done.payload.pid, flush=True)  # another child, idle now
+        await anyio.sleep(60)  # killed in here
+
+if __name__ == "__main__":
+    anyio.run(main)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_pools_children_end_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """A runtime killed outright (SIGKILL: no shutdown runs) leaves no child behind: each
+    notices its parent is gone, the idle one and the one inside a handler alike."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_PARENT)
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        idle = int(parent.stdout.readline())
+        children = _children(parent.pid)
+        deadline = time.monotonic() + WAIT
+        while len(children) < 3 and time.monotonic() < deadline:  # the second child starts
+            time.sleep(0.05)
+            children = _children(parent.pid)
+        assert idle in children
+        assert len(children) == 3  # two children and multiprocessing's resource tracker
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + WAIT
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if _alive(pid)]
+    for pid in left:  # a failed run cleans up after itself
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def _local_payload() -> type[Payload]:
     class Local(Payload):
         message_type = "sync.local"
