@@ -81,6 +81,7 @@ if _TYPE_CHECKING:
     from ._base.log_format import configure_logging as configure_logging
     from ._runtime.approvals import Approval as Approval
     from ._runtime.approvals import ApprovalDecision as ApprovalDecision
+    from ._runtime.approvals import ApprovalNotPendingError as ApprovalNotPendingError
     from ._runtime.approvals import ApprovalRefusedError as ApprovalRefusedError
     from ._runtime.approvals import ApprovalRequest as ApprovalRequest
     from ._runtime.approvals import Approvals as Approvals
@@ -114,6 +115,7 @@ _LAZY = {
     "Lost": "._runtime.losses",
     "Approval": "._runtime.approvals",
     "ApprovalDecision": "._runtime.approvals",
+    "ApprovalNotPendingError": "._runtime.approvals",
     "ApprovalRefusedError": "._runtime.approvals",
     "ApprovalRequest": "._runtime.approvals",
     "Approvals": "._runtime.approvals",
@@ -136,6 +138,7 @@ __all__ = [
     "AgentSpec",
     "Approval",
     "ApprovalDecision",
+    "ApprovalNotPendingError",
     "ApprovalRefusedError",
     "ApprovalRequest",
     "Approvals",

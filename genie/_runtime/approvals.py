@@ -32,6 +32,7 @@ __all__ = [
     "ApprovalAnswer",
     "ApprovalDecision",
     "ApprovalDesk",
+    "ApprovalNotPendingError",
     "ApprovalRefusedError",
     "ApprovalRequest",
     "ApprovalWithdrawn",
@@ -136,6 +137,10 @@ class ApprovalRefusedError(GenieError):
     """An answer refused: no such pending approval, or the answerer may not answer it."""
 
 
+class ApprovalNotPendingError(ApprovalRefusedError):
+    """An answer refused for its id: the approval was decided already, or is unknown."""
+
+
 class _Pending:
     __slots__ = ("approval", "request", "round", "timer")
 
@@ -159,9 +164,12 @@ class ApprovalDesk(BaseAgent):
         # The answers ``Approvals`` sent, by id, with the approval each answers: an answer an
         # agent made up is ignored.
         self.issued: dict[str, str] = {}
-        # The approvals decided last, oldest first: what an answer that comes after the
-        # decision is recorded against, as too late.
-        self._decided: dict[str, Approval] = {}
+        # The approvals decided last, oldest first, with their decisions: what an answer
+        # that comes after the decision is recorded against, as too late, and told.
+        self._decided: dict[str, tuple[Approval, ApprovalDecision]] = {}
+        # Why the desk refused the answers sent to it, by answer message id, the last
+        # DECIDED_KEPT: what the transport tells the person who left the answer.
+        self._refused: dict[str, str] = {}
 
     def keeps(self, correlation_id: str) -> bool:
         """Whether an approval of ``correlation_id`` is pending here: on NATS, a worker
@@ -196,16 +204,21 @@ class ApprovalDesk(BaseAgent):
     async def on_answer(self, payload: ApprovalAnswer, ctx: Context) -> Message | None:
         if self.issued.pop(ctx.message.id, None) is None:
             return None  # not a person's answer: an agent's output, or a replay
-        pending = self.pending.get(payload.approval_id)
+        approval_id, approved = payload.approval_id, payload.approved
+        pending = self.pending.get(approval_id)
         by = ctx.message.sender
         if pending is None:  # pending when it was sent: decided since, the first answer won
-            self.refuse(by, payload.approval_id, payload.approved, TOO_LATE, ctx.message)
+            self._keep_refusal(
+                ctx.message, self.refuse_not_pending(by, approval_id, approved, ctx.message)
+            )
             return None
         refusal = may_answer(pending.approval, by, roles_of(ctx.message.metadata))
         if refusal is not None:  # checked before it was sent; the policies may differ
-            self.refuse(by, payload.approval_id, payload.approved, refusal)
+            self._keep_refusal(
+                ctx.message, self.refuse_answerer(by, approval_id, approved, refusal)
+            )
             return None
-        return self._decide(pending, ctx, payload.approved, by, payload.reason)
+        return self._decide(pending, ctx, approved, by, payload.reason)
 
     @handler
     async def on_withdrawn(self, payload: ApprovalWithdrawn, ctx: Context) -> Message | None:
@@ -254,7 +267,8 @@ class ApprovalDesk(BaseAgent):
         here, else unknown. The why recorded. ``answer``: the answer's message, whose
         correlation is its approval's."""
         approval = self.pending[approval_id].approval if approval_id in self.pending else None
-        approval = approval or self._decided.get(approval_id)
+        if approval is None and approval_id in self._decided:
+            approval = self._decided[approval_id][0]
         if why is None:
             why = UNKNOWN if approval is None else TOO_LATE
         if approval is None:
@@ -266,6 +280,40 @@ class ApprovalDesk(BaseAgent):
             by, "approval_refused", approval, why, answer="approve" if approved else "reject"
         )
         return why
+
+    def refuse_not_pending(
+        self, by: str, approval_id: str, approved: bool, answer: Message | None = None
+    ) -> str:
+        """Refuse (and audit) ``by``'s answer to ``approval_id``, which is not pending here;
+        the refusal as every door says it: ``no pending approval 'ID' (decided already:
+        approved by tina)`` when the desk remembers deciding it, else why it was refused
+        (``unknown: never asked here, or forgotten``). ``answer``: the answer's message, sent
+        while the approval was pending, so decided since (perhaps by another process)."""
+        why = self.refuse(by, approval_id, approved, None if answer is None else TOO_LATE, answer)
+        decision = self.decided(approval_id)
+        if decision is not None:
+            why = f"decided already: {decision.said()}"
+        return f"no pending approval {approval_id!r} ({why})"
+
+    def decided(self, approval_id: str) -> ApprovalDecision | None:
+        """The decision on ``approval_id``, if it is one of the approvals decided last here."""
+        return self._decided[approval_id][1] if approval_id in self._decided else None
+
+    def refuse_answerer(self, by: str, approval_id: str, approved: bool, refusal: str) -> str:
+        """Refuse (and audit) the answer of ``by``, who may not answer ``approval_id``
+        (``refusal``: why not); the refusal in words."""
+        self.refuse(by, approval_id, approved, refusal)
+        return f"{by} may not answer approval {approval_id}: {refusal}"
+
+    def refusal_of(self, answer_id: str) -> str | None:
+        """Why the desk refused the answer message ``answer_id`` it was sent, once (None: it
+        did not, or it is longer ago than the desk remembers)."""
+        return self._refused.pop(answer_id, None)
+
+    def _keep_refusal(self, answer: Message, refusal: str) -> None:
+        self._refused[answer.id] = refusal
+        if len(self._refused) > DECIDED_KEPT:
+            del self._refused[next(iter(self._refused))]
 
     def _left(self, asked: Message, seconds: float | None) -> float:
         """What is left of ``seconds`` counted from when ``asked`` was asked (a restart in
@@ -279,9 +327,6 @@ class ApprovalDesk(BaseAgent):
         self, pending: _Pending, ctx: Context, approved: bool, by: str, reason: str
     ) -> Message:
         del self.pending[pending.approval.id]
-        self._decided[pending.approval.id] = pending.approval
-        if len(self._decided) > DECIDED_KEPT:
-            del self._decided[next(iter(self._decided))]
         if by != "deadline":
             pending.timer.cancel()
         action = "approved" if approved else "withdrawn" if by == "withdrawn" else "rejected"
@@ -293,6 +338,9 @@ class ApprovalDesk(BaseAgent):
             reason=reason,
             details=pending.approval.details,
         )
+        self._decided[pending.approval.id] = (pending.approval, decision)
+        if len(self._decided) > DECIDED_KEPT:
+            del self._decided[next(iter(self._decided))]
         # The request goes on as its requester's: the answerer is named in the decision, and
         # the policies judge the rest of the request by the identity it began with.
         identity = dict(pending.request.metadata)
@@ -373,6 +421,11 @@ class Approvals:
             del desk.pending[approval_id]
         return [p.approval for p in desk.pending.values()]
 
+    def knows(self, approval_id: str) -> bool:
+        """Whether ``approval_id`` is pending here, or one of the approvals the desk decided
+        last (its answer is refused as decided already, not as unknown)."""
+        return approval_id in self._desk.pending or self._desk.decided(approval_id) is not None
+
     def answer_left(
         self,
         approval_id: str,
@@ -387,16 +440,15 @@ class Approvals:
         (seconds since the epoch): the answer message sent to the desk (what became of it is
         the desk's decision), ``refused: WHY``, or None while its approval is not pending
         here but ``kept`` by the transport (its request not resumed yet). One to an approval
-        neither pending nor kept (decided since) is refused, and audited as any refused
-        answer. One given after the approval's last deadline is refused: left while no
-        process held the request, it is taken after the deadline passed, and the deadline
-        decides."""
+        neither pending nor kept (decided since, or unknown here) is refused, and audited, as
+        ``approve`` of it is. One given after the approval's last deadline is refused: left
+        while no process held the request, it is taken after the deadline passed, and the
+        deadline decides."""
         pending = self._desk.pending.get(approval_id)
         if pending is None:
             if kept:
                 return None
-            self._desk.refuse(by, approval_id, approved)
-            return f"refused: no pending approval {approval_id!r} (decided already)"
+            return f"refused: {self._desk.refuse_not_pending(by, approval_id, approved)}"
         request = pending.request.payload
         assert isinstance(request, ApprovalRequest)
         if given_at is not None and request.deadline is not None:
@@ -417,8 +469,8 @@ class Approvals:
     ) -> Message:
         """Answer yes as the principal ``by`` holding ``roles`` (the server's or the CLI's word
         for who is asking); the answer message sent. Raises ``ApprovalRefusedError`` when there
-        is no such pending approval (decided already, or unknown) or ``by`` may not answer it:
-        audited either way, with ``by``, the answer and why."""
+        is no such pending approval (``ApprovalNotPendingError``: decided already, or unknown)
+        or ``by`` may not answer it: audited either way, with ``by``, the answer and why."""
         return self._answer(approval_id, True, by, roles, reason)
 
     def reject(
@@ -433,12 +485,12 @@ class Approvals:
         self.pending()  # forgets those whose request is gone
         pending = self._desk.pending.get(approval_id)
         if pending is None:
-            why = self._desk.refuse(by, approval_id, approved)
-            raise ApprovalRefusedError(f"no pending approval {approval_id!r} ({why})")
+            raise ApprovalNotPendingError(self._desk.refuse_not_pending(by, approval_id, approved))
         refusal = may_answer(pending.approval, by, roles)
         if refusal is not None:
-            self._desk.refuse(by, approval_id, approved, refusal)
-            raise ApprovalRefusedError(f"{by} may not answer approval {approval_id}: {refusal}")
+            raise ApprovalRefusedError(
+                self._desk.refuse_answerer(by, approval_id, approved, refusal)
+            )
         answer = pending.request.child(
             ApprovalAnswer(approval_id=approval_id, approved=approved, reason=reason),
             sender=by,

@@ -17,9 +17,9 @@ Keys, each the hash of an approval's id (ids have characters a key may not):
   refused), which the answering process reads and deletes. Until then the answer stays as it
   was left, so a worker started after a kill that cut the answer short takes it again: an
   answer reaches the desk at least once, and the desk decides on the first. An answer for an
-  approval neither pending nor listed is refused (decided already: audited); an outcome nobody came
-  back for is deleted ``KEPT`` seconds after the answer; an entry that is not an answer
-  (written by hand) is refused, not taken.
+  approval neither pending nor listed is refused, as decided already or unknown, and audited
+  (``Approvals.answer_left``); an outcome nobody came back for is deleted ``KEPT`` seconds
+  after the answer; an entry that is not an answer (written by hand) is refused, not taken.
 
 The worker writes an entry only over the revision it read (a newer write wins), and a NATS
 error while it looks for answers is logged and looked at again on the next poll.
@@ -244,7 +244,7 @@ class NatsApprovals:
             )
             if outcome is None:  # listed, not pending here yet
                 continue
-            if isinstance(outcome, str):  # refused (neither pending nor listed: decided since)
+            if isinstance(outcome, str):  # refused before it reached the desk: told at once
                 await self._settle(key, value, body | {"outcome": outcome})
             else:
                 self._sent[key] = value

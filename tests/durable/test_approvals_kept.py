@@ -162,7 +162,8 @@ async def test_each_answer_left_is_told_what_became_of_it(tmp_path: Path) -> Non
 
 async def test_an_answer_for_an_approval_decided_since_is_refused(tmp_path: Path) -> None:
     """An answer left for an approval decided in the meantime is refused, not left waiting,
-    and audited as too late."""
+    and audited as too late; its outcome says how it was decided. One left for an id never
+    asked is refused as unknown, and audited too."""
     path = tmp_path / "store.db"
     decided = await pause(path, Pay(amount=700))
     client = StoreClient(path)
@@ -178,10 +179,16 @@ async def test_an_answer_for_an_approval_decided_since_is_refused(tmp_path: Path
         )
         assert waiting.status == "timed_out"
         late = client.answer(decided, True, "bob", ("treasurer",), "")
+        unknown = client.answer("nope", False, "mallory", (), "")
         with anyio.fail_after(5):
-            while client.outcome(late) is None:  # noqa: ASYNC110 (another process's view)
+            while client.outcome(unknown) is None:  # noqa: ASYNC110 (another process's view)
                 await anyio.sleep(0.05)
-    assert client.outcome(late) == f"refused: no pending approval {decided!r} (decided already)"
+    assert client.outcome(late) == (
+        f"refused: no pending approval {decided!r} (decided already: approved by alice)"
+    )
+    assert client.outcome(unknown) == (
+        "refused: no pending approval 'nope' (unknown: never asked here, or forgotten)"
+    )
     client.close()
     refused = [
         (r.actor, r.target, r.details["answer"], r.details["reason"], r.details["subject"])
@@ -189,7 +196,8 @@ async def test_an_answer_for_an_approval_decided_since_is_refused(tmp_path: Path
         if r.action == "approval_refused"
     ]
     assert refused == [
-        ("bob", decided, "approve", "too late: it was decided already", "pay Rs 700")
+        ("bob", decided, "approve", "too late: it was decided already", "pay Rs 700"),
+        ("mallory", "nope", "reject", "unknown: never asked here, or forgotten", ""),
     ]
 
 

@@ -117,3 +117,58 @@ async def test_an_answer_after_the_decision_is_audited_with_what_is_known(
     bob, carol = await refused_rows(url)
     assert bob["details"]["subject"] == "pay Rs 5"
     assert carol["details"]["correlation_id"] == approval.correlation_id  # the answer's own
+
+
+async def test_an_answer_left_for_an_id_not_pending_says_why_and_is_audited(
+    server: LocalNatsServer,
+) -> None:
+    """Answers left in the bucket for an approval the desk decided, and for an id nobody
+    asked: each is refused with the decision made, or as unknown, and audited."""
+    url = server.url
+    results: list[GatherResult] = []
+    async with desk_worker(url) as (rt, transport):
+        async with anyio.create_task_group() as tg:
+
+            async def asking() -> None:
+                asked = rt.message(Pay(amount=5), recipient="payer")
+                results.append(await rt.ask(asked, until="paid", timeout=20))
+
+            tg.start_soon(asking)
+
+            async def asked() -> bool:
+                await wait_all_tasks_blocked()
+                return bool(rt.approvals.pending())
+
+            await eventually(asked)
+            [approval] = rt.approvals.pending()
+            rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason="ok")
+
+        async def unlisted() -> bool:  # decided, and the worker is done with it
+            return await transport.approvals.pending() == [] and not transport._asked_at
+
+        await eventually(unlisted)
+        late = await transport.approvals.answer(approval.id, False, "bob", ("treasurer",), "")
+        unknown = await transport.approvals.answer("nope", True, "mallory", (), "")
+        said: dict[str, str] = {}
+
+        async def told() -> bool:
+            for key in (late, unknown):
+                outcome = await transport.approvals.outcome(key)
+                said.update({} if outcome is None else {key: outcome})
+            return len(said) == 2
+
+        await eventually(told)
+    assert results[0].status == "complete"
+    decided = "decided already: approved by alice: ok"
+    assert said == {
+        late: f"refused: no pending approval {approval.id!r} ({decided})",
+        unknown: "refused: no pending approval 'nope' (unknown: never asked here, or forgotten)",
+    }
+    rows = [
+        (r["actor"], r["target"], r["details"]["answer"], r["details"]["reason"])
+        for r in await refused_rows(url)
+    ]
+    assert rows == [
+        ("bob", approval.id, "reject", "too late: it was decided already"),
+        ("mallory", "nope", "approve", "unknown: never asked here, or forgotten"),
+    ]

@@ -204,6 +204,28 @@ async def test_an_answer_refused_for_its_id_is_audited_with_who_what_and_why() -
     ]
 
 
+async def test_an_answer_refused_for_its_id_says_unknown_or_how_it_was_decided() -> None:
+    """An id the desk never asked (or forgot) is refused as unknown, not as decided; one it
+    decided is refused with the decision that was made."""
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        with pytest.raises(ApprovalRefusedError) as unknown:
+            rt.approvals.approve("nope", by="mallory")
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason="in budget")
+        await wait_all_tasks_blocked()
+        with pytest.raises(ApprovalRefusedError) as late:
+            rt.approvals.reject(approval.id, by="bob", roles=("treasurer",))
+    assert (
+        str(unknown.value) == "no pending approval 'nope' (unknown: never asked here, or forgotten)"
+    )
+    assert str(late.value) == (
+        f"no pending approval {approval.id!r} (decided already: approved by alice: in budget)"
+    )
+
+
 async def test_two_answers_at_once_the_first_wins() -> None:
     results: list[GatherResult] = []
     async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
@@ -211,7 +233,14 @@ async def test_two_answers_at_once_the_first_wins() -> None:
         await wait_all_tasks_blocked()
         [approval] = rt.approvals.pending()
         rt.approvals.reject(approval.id, by="bob", roles=("treasurer",))
-        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))  # before bob's ran
+        late = rt.approvals.approve(
+            approval.id, by="alice", roles=("treasurer",)
+        )  # before bob's ran
+        await wait_all_tasks_blocked()
+        # What a store's transport tells the person who left the later answer.
+        assert rt.approvals._desk.refusal_of(late.id) == (
+            f"no pending approval {approval.id!r} (decided already: rejected by bob)"
+        )
     assert [m.payload for m in results[0].replies] == [Paid(approved=False, by="bob")]
 
 

@@ -44,7 +44,7 @@ from ..._base.backend import Backend
 from ..._base.log import lazy_logger
 from ..._errors import ConfigurationError, InvalidMessageError, MessageError, StoreError
 from ..._message.envelope import Message
-from ..approvals import ApprovalAnswer, ApprovalDecision
+from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
@@ -578,8 +578,8 @@ class DurableTransport(Observer):
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         if msg.type == _CANCELLED:
             self._taken(msg, agent_id)
-        if agent_id == DESK and msg.type == _ANSWER and not outputs:
-            self._answer_ended(msg.id, "refused: no pending approval (decided already)")
+        if agent_id == DESK and msg.type == _ANSWER and not outputs:  # the desk refused it
+            self._answer_ended(msg.id, f"refused: {self._refusal(msg)}")
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             self._look.set()  # answers left for it while no process held it go first
@@ -596,6 +596,13 @@ class DurableTransport(Observer):
             for mid in self._parts.pop((agent_id, cid), ()):  # it has emitted, or ended
                 self._ended(mid, agent_id)
         self._ended(msg.id, agent_id)
+
+    def _refusal(self, answer: Message) -> str:
+        """Why the desk refused ``answer``, in the desk's words."""
+        mailbox = self.local.mailboxes.get(DESK)
+        desk = None if mailbox is None else mailbox.agent
+        said = desk.refusal_of(answer.id) if isinstance(desk, ApprovalDesk) else None
+        return said or "the approval desk did not take it (see the audit log)"
 
     def published(self, msg: Message, recipients: int) -> None:
         if msg.type == _DECISION and msg.sender == DESK:
