@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as Message_
 
+from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.nesting import json_depth_exceeds
 from .._base.strict_json import LoneSurrogateError, loads_strict
@@ -38,7 +39,14 @@ from .._errors import (
     unwrapped,
 )
 from .._message.envelope import Message
-from .._runtime.approvals import DESK, Approval, ApprovalRefusedError, may_answer
+from .._runtime.approvals import (
+    DESK,
+    Approval,
+    ApprovalDesk,
+    ApprovalNotPendingError,
+    ApprovalRefusedError,
+    may_answer,
+)
 from .._runtime.audit import AuditRecord, AuditSink, MemoryAuditLog
 from .._runtime.observe.metrics import Metrics
 from .._runtime.observe.observer import Observer
@@ -267,6 +275,7 @@ def create_app(
     limits = RateLimits(settings.rate, settings.burst)
     failures = FailedAuth(settings.auth_failure_rate, settings.auth_failures)
     recordings = Recordings(settings.replay)
+    no_desk = ApprovalDesk(Clock(), sink)  # refuses answers when no pipeline asks for one
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -544,18 +553,24 @@ def create_app(
         reason = _json_object(raw or b"{}", "the request body").get("reason", "")
         if not isinstance(reason, str):
             raise _Refused(400, "'reason' must be text", field="reason")
-        for name, rt in with_desk():
-            if any(a.id == approval_id for a in rt.approvals.pending()):
-                answer = rt.approvals.approve if verb == "approve" else rt.approvals.reject
-                try:
-                    answer(approval_id, by=key.principal, roles=key.roles, reason=reason)
-                except ApprovalRefusedError as refused:
-                    raise _Refused(403, str(refused)) from None
-                outcome = "approved" if verb == "approve" else "rejected"
-                return JSONResponse(
-                    {"approval_id": approval_id, "pipeline": name, "answer": outcome}
-                )
-        raise _Refused(404, f"no pending approval {approval_id!r}")
+        approved = verb == "approve"
+        desks = with_desk()
+        # The desk that has the approval, or decided it. An id none knows is still an answer
+        # someone gave (a stale link, a mistyped id, a guess), refused and audited by one desk,
+        # or, when no pipeline here asks for approvals, by a desk that holds none.
+        knowing = [d for d in desks if d[1].approvals.knows(approval_id)] or desks[:1]
+        if not knowing:
+            raise _Refused(404, no_desk.refuse_not_pending(key.principal, approval_id, approved))
+        name, rt = knowing[0]
+        answer = rt.approvals.approve if approved else rt.approvals.reject
+        try:
+            answer(approval_id, by=key.principal, roles=key.roles, reason=reason)
+        except ApprovalNotPendingError as gone:
+            raise _Refused(404, str(gone)) from None
+        except ApprovalRefusedError as refused:
+            raise _Refused(403, str(refused)) from None
+        outcome = "approved" if approved else "rejected"
+        return JSONResponse({"approval_id": approval_id, "pipeline": name, "answer": outcome})
 
     async def healthz(request: Request) -> Response:
         failure = state.failure()

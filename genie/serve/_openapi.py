@@ -199,7 +199,9 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
                         "responses": {
                             "200": {"description": "the answer was sent"},
                             "403": _error("this principal may not answer it (audited)"),
-                            "404": _error("no such pending approval"),
+                            "404": _error(
+                                "no such pending approval: decided already, or unknown (audited)"
+                            ),
                             "413": _error("request body over the size limit"),
                         },
                     }

@@ -16,7 +16,7 @@ from genie.serve import load_keys
 
 from ..conftest import must_skip, optional
 from ..durable.test_approvals_kept import PIPELINE
-from .conftest import auth, serving, sse
+from .conftest import ALICE, auth, finance, keyring, serving, sse
 
 TREASURER = "tina-key-0123456789ab"  # principal tina, role treasurer
 CLERK = "carl-key-0123456789abc"  # principal carl, role clerk
@@ -72,6 +72,9 @@ async def test_an_approval_is_listed_and_answered_as_the_keys_identity(tmp_path:
             assert "needs the role 'treasurer', which carl does not hold" in refused.json()["error"]
             unknown = await client.post("/v1/approvals/nope/approve", headers=auth(TREASURER))
             assert unknown.status_code == 404
+            assert unknown.json()["error"] == (
+                "no pending approval 'nope' (unknown: never asked here, or forgotten)"
+            )
             verb = await client.post(f"{url}/ignore", headers=auth(TREASURER))
             assert verb.status_code == 404
             answered = await client.post(
@@ -79,6 +82,11 @@ async def test_an_approval_is_listed_and_answered_as_the_keys_identity(tmp_path:
             )
             assert answered.status_code == 200
             assert answered.json()["answer"] == "approved"
+        late = await client.post(f"{url}/reject", headers=auth(TREASURER))
+        assert late.status_code == 404
+        assert late.json()["error"] == (
+            f"no pending approval {approval['id']!r} (decided already: approved by tina: in budget)"
+        )
     [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
     assert result["status"] == "ok"
     assert result["output"]["payload"] == {  # type: ignore[index]
@@ -90,8 +98,39 @@ async def test_an_approval_is_listed_and_answered_as_the_keys_identity(tmp_path:
     assert actions == [
         ("payer", "approval_requested"),
         ("carl", "approval_refused"),
+        ("tina", "approval_refused"),
         ("tina", "approved"),
+        ("tina", "approval_refused"),
     ]
+    refusals = [
+        (r.actor, r.target, r.details["answer"], r.details["reason"])
+        for r in audit.records
+        if r.action == "approval_refused"
+    ]
+    assert refusals[1:] == [
+        ("tina", "nope", "approve", "unknown: never asked here, or forgotten"),
+        ("tina", approval["id"], "reject", "too late: it was decided already"),
+    ]
+
+
+async def test_an_answer_to_a_server_that_asks_for_no_approval_is_audited(
+    tmp_path: Path,
+) -> None:
+    """No pipeline served asks for approvals: an answer is to an id nobody asked, refused
+    as unknown and audited, as on a server that does."""
+    audit = MemoryAuditLog()
+    async with serving([finance(tmp_path)], keyring(tmp_path), audit=audit) as client:
+        unknown = await client.post("/v1/approvals/nope/reject", headers=auth(ALICE))
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == (
+        "no pending approval 'nope' (unknown: never asked here, or forgotten)"
+    )
+    refused = [
+        (r.actor, r.target, r.details["answer"], r.details["reason"])
+        for r in audit.records
+        if r.action == "approval_refused"
+    ]
+    assert refused == [("alice", "nope", "reject", "unknown: never asked here, or forgotten")]
 
 
 async def test_the_live_page_lists_an_approval_and_its_button_answers_it(tmp_path: Path) -> None:
