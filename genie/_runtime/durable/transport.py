@@ -602,7 +602,7 @@ class DurableTransport(Observer):
         mailbox = self.local.mailboxes.get(DESK)
         desk = None if mailbox is None else mailbox.agent
         said = desk.refusal_of(answer.id) if isinstance(desk, ApprovalDesk) else None
-        return said or "the approval desk did not take it (see the audit log)"
+        return said or "the approval desk did not take it"
 
     def published(self, msg: Message, recipients: int) -> None:
         if msg.type == _DECISION and msg.sender == DESK:
