@@ -119,7 +119,8 @@ def middle_cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     keep = limit // 2
-    return f"{text[:keep]}\n  [... {len(text) - 2 * keep:,} characters cut ...]\n{text[-keep:]}"
+    cut = f"[... {len(text) - 2 * keep:,} characters cut ...]"
+    return f"{text[:keep]}\n  {cut}\n{text[len(text) - keep :]}"  # [-0:] would be all of it
 
 
 def shown(value: str, limit: int = 40) -> str:

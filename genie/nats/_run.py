@@ -5,6 +5,7 @@ outcome record that carries all of it to the process that started the request, e
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from .._errors import ConfigurationError, middle_cut
 from .._message.envelope import Message
 from .._runtime.deadletter import DeadLetter
 from .._runtime.local.mailbox import Handoff
@@ -20,7 +22,23 @@ from .._runtime.transport import Delivery, delivery_id
 from ._names import NatsNames
 from ._wire import MSG_ID, Item, derived_id, message_json
 
-__all__ = ["Recorder", "Run", "answer_of", "outcome_items"]
+__all__ = [
+    "ID_CHARS",
+    "MIN_MAX_PAYLOAD",
+    "Recorder",
+    "Run",
+    "answer_of",
+    "fitted",
+    "need_max_payload",
+    "outcome_items",
+]
+
+ID_CHARS = 200  # of each id a record keeps where it cuts them (its two ends)
+LEAST_ID_CHARS = 16  # where even that is too long for the broker's limit
+# The least max_payload genie takes: a record cut as far as ``fitted`` cuts (every id to
+# LEAST_ID_CHARS, its text and notes to nothing) fits in it with its header block, whatever
+# the delivery carried; and so does an ordinary message with its headers.
+MIN_MAX_PAYLOAD = 4096
 
 
 @dataclass
@@ -134,8 +152,11 @@ def answer_of(run: Run) -> dict[str, Any]:
     return {"no_reply": True}
 
 
-def outcome_items(names: NatsNames, run: Run, agent_id: str) -> list[Item]:
-    """The outcome record (to the origin) and the dead letter: exactly once, by id."""
+def outcome_items(
+    names: NatsNames, run: Run, agent_id: str, room: Callable[[Mapping[str, str]], int]
+) -> list[Item]:
+    """The outcome record (to the origin) and the dead letter: exactly once, by id; fitted
+    to ``room``, the most data a message with its headers may carry."""
     d = run.delivery
     dead = run.dead
     record: dict[str, Any] = {
@@ -163,10 +184,146 @@ def outcome_items(names: NatsNames, run: Run, agent_id: str) -> list[Item]:
             "tracebacks": list(dead.tracebacks),  # bounded: a few, each at most 4,000 chars
             "message": message_json(d.message),
         }
-    data = json.dumps(record, separators=(",", ":")).encode()
     # The id alone: the record carries the rest, and every header costs its reader a parse.
-    headers = {MSG_ID: d.id}
+    # A header is never cut: an id longer than a record's ids may be is known by its digest.
+    long = len(d.id.encode()) > ID_CHARS
+    headers = {MSG_ID: hashlib.sha256(d.id.encode()).hexdigest() if long else d.id}
+    data = fitted(record, room(headers))
     items = [(names.outcome(run.origin), data, headers)]
     if dead is not None:
         items.append((names.dead_letter(agent_id), data, headers))
     return items
+
+
+def need_max_payload(url: str, max_payload: int) -> None:
+    """A ConfigurationError (one line) for a server whose ``max_payload`` cannot hold every
+    record genie publishes: refused at connect, not found when a dead letter is lost."""
+    if max_payload < MIN_MAX_PAYLOAD:
+        raise ConfigurationError(
+            f"the NATS server at {url} has a max_payload of {max_payload:,} bytes: genie needs "
+            f"at least {MIN_MAX_PAYLOAD:,} (its dead letters and outcome records must cross "
+            "it); raise max_payload in the server's configuration (1 MiB unless set)"
+        )
+
+
+def fitted(record: dict[str, Any], limit: int) -> bytes:
+    """An outcome record (a dead letter is one) as JSON of at most ``limit`` bytes: a record
+    that cannot cross the broker would stop the worker with its delivery never acked. Only
+    while it is over the limit, and in this order, it is cut, saying what it cut:
+
+    - its tracebacks keep their two ends (each says how much of it was cut);
+    - each id over ``ID_CHARS`` keeps its two ends, ``ids_cut`` naming the ids cut: a
+      hostile delivery's own ids (its headers, its text) may take most of the limit;
+    - a dead letter's message is carried as its text (``raw``, the message ``None``, as an
+      undecodable delivery's), and that text keeps its head, ``raw_cut`` counting the
+      characters left out: a message near the limit, escaped once more or with a traceback
+      beside it, may be over it though its delivery was not;
+    - its reason keeps its two ends (it says how much was cut);
+    - the ids cut keep fewer characters, down to ``LEAST_ID_CHARS``.
+
+    The ids are cut only where needed: the origin finds the request by its correlation id.
+    At ``MIN_MAX_PAYLOAD`` (less the header block) the last step always fits."""
+    whole, data = record, _json(record)
+    steps: tuple[Callable[[dict[str, Any]], Cut], ...] = (
+        lambda r: _tracebacks_cut(r, limit),
+        lambda r: _with_json(_ids_cut(r, whole, ID_CHARS)),
+        lambda r: _message_cut(r, whole, limit),
+        lambda r: _reason_cut(r, limit),
+        lambda r: _shrunk(
+            r, limit, ID_CHARS, lambda kept: _ids_cut(r, whole, max(kept, LEAST_ID_CHARS))
+        ),
+    )
+    for step in steps:
+        if len(data) <= limit:
+            break
+        record, data = step(record)
+    return data
+
+
+Cut = tuple[dict[str, Any], bytes]  # a record and its JSON
+
+
+def _json(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _with_json(record: dict[str, Any]) -> Cut:
+    return record, _json(record)
+
+
+def _shrunk(
+    record: dict[str, Any], limit: int, most: int, cut: Callable[[int], dict[str, Any]]
+) -> Cut:
+    """``cut(kept)`` of ``record``, ``kept`` (the characters kept of what it cuts) starting
+    at ``most`` and less by the overshoot in bytes each time (a character is at least a
+    byte), until the record fits ``limit`` or nothing more can go."""
+    data, kept = _json(record), most
+    while len(data) > limit and kept > 0:
+        kept = max(0, min(kept - (len(data) - limit), kept * limit // len(data)))
+        record, data = _with_json(cut(kept))
+    return record, data
+
+
+def _tracebacks_cut(record: dict[str, Any], limit: int) -> Cut:
+    tracebacks: list[str] = record.get("tracebacks") or []
+    longest = max((len(t) for t in tracebacks), default=0)
+
+    def ends(kept: int) -> dict[str, Any]:
+        return {**record, "tracebacks": [middle_cut(t, kept) for t in tracebacks]}
+
+    return _shrunk(record, limit, longest, ends)
+
+
+def _ids_cut(record: dict[str, Any], whole: Mapping[str, Any], chars: int) -> dict[str, Any]:
+    """``record`` with each id of ``whole`` (the record uncut: its delivery's, its
+    correlation's and its parent's id, and what its message's text names) over ``chars``
+    cut to its two ends, and ``ids_cut`` naming those cut."""
+    cut: list[str] = []
+
+    def kept(name: str, value: str | None) -> str | None:
+        if value is None or len(value) <= chars:
+            return value
+        cut.append(name)
+        return middle_cut(value, chars)
+
+    ids: dict[str, Any] = {name: kept(name, whole[name]) for name in _IDS}
+    if "about" in record:
+        ids["about"] = {name: kept(name, value) for name, value in _about(whole).items()}
+    return {**record, **ids, "ids_cut": cut} if cut else record
+
+
+_IDS = ("delivery", "correlation_id", "parent")
+
+
+def _about(record: Mapping[str, Any]) -> dict[str, str]:
+    """What a record's message is (its id, type and sender), from its message or its text."""
+    from ._replay import what_it_was
+
+    if record.get("message") is None:
+        return dict(record.get("about") or {})
+    return what_it_was(json.dumps({"message": record["message"]}), record["delivery"])
+
+
+def _message_cut(record: dict[str, Any], whole: Mapping[str, Any], limit: int) -> Cut:
+    """A dead letter's message as its text (``raw``), whose head is kept."""
+    if record.get("message") is not None and record.get("outcome") == "dead_lettered":
+        message = json.dumps(record["message"], separators=(",", ":"))
+        as_text = {**record, "message": None, "about": _about(record), "raw": message}
+        record = _ids_cut(as_text, whole, ID_CHARS)
+    if record.get("raw") is None:
+        return _with_json(record)
+    text: str = record["raw"]
+
+    def head(kept: int) -> dict[str, Any]:
+        return {**record, "raw": text[:kept], "raw_cut": len(text) - kept}
+
+    return _shrunk(record, limit, len(text), head)
+
+
+def _reason_cut(record: dict[str, Any], limit: int) -> Cut:
+    reason: str = record.get("reason") or ""
+
+    def ends(kept: int) -> dict[str, Any]:
+        return {**record, "reason": middle_cut(reason, kept)}
+
+    return _shrunk(record, limit, len(reason), ends)

@@ -87,7 +87,7 @@ from ._names import NatsNames, ensure_streams, need_server
 from ._presence import Presence, unhosted, unhosted_warning
 from ._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from ._requests import give_answer
-from ._run import Recorder, Run, answer_of, outcome_items
+from ._run import ID_CHARS, Recorder, Run, answer_of, fitted, need_max_payload, outcome_items
 from ._wire import (
     CORRELATION,
     MSG_ID,
@@ -257,6 +257,7 @@ class NatsTransport:
         version = self._nc.connected_server_version
         try:
             need_server(self.url, version.major, version.minor)
+            need_max_payload(self.url, self._nc.max_payload)
         except ConfigurationError:
             await self.close()
             raise
@@ -724,7 +725,7 @@ class NatsTransport:
                 run.outbox = await self._admit_charged(run.outbox, msg.correlation_id, key)
 
             def sends() -> list[Item]:
-                items = outcome_items(self.names, run, msg.sender)
+                items = outcome_items(self.names, run, msg.sender, self._out.room)
                 return items + [
                     self._out.item(o, r, run.origin, run.delivery.id) for o, r in run.outbox
                 ]
@@ -1069,9 +1070,11 @@ class NatsTransport:
 
             def sends() -> list[Item]:
                 # The outcome record, the outputs and the answer at once: one round trip.
-                items = outcome_items(self.names, run, mb.id)
+                items = outcome_items(self.names, run, mb.id, self._out.room)
                 for timer in ended:
-                    items += outcome_items(self.names, timer, timer.delivery.message.sender)
+                    items += outcome_items(
+                        self.names, timer, timer.delivery.message.sender, self._out.room
+                    )
                 if owed:  # an uncharged root that charged nothing: counted now, as it ends
                     key = f"{delivery.id}/root"
                     items.append(self._out.charge_item(msg.correlation_id, key, owed))
@@ -1310,56 +1313,10 @@ class NatsTransport:
         # The id the streams deduplicate by: a hostile one may be as long as the delivery, and
         # a header is never cut (the stream's sequence is the same for each try of it).
         out_headers = {MSG_ID: ident if len(ident) <= ID_CHARS else sequence}
-        data = _fitted(record, self._out.room(out_headers))
+        data = fitted(record, self._out.room(out_headers))
         if origin is not None:
             await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
         if self._host is not None:  # inspectable here too, as a dead letter of this process
             record_undecodable(self._host, mb.id, about, record, text)
         await raw.term()
-
-
-ID_CHARS = 200  # of each id an undecodable delivery's record keeps where it cuts them
-
-
-def _fitted(record: dict[str, Any], limit: int) -> bytes:
-    """An undecodable delivery's ``record`` as JSON of at most ``limit`` bytes: a record that
-    cannot cross the broker would stop the worker with the delivery never termed. Its raw
-    text, escaped once more, can be over the limit though the delivery was not
-    (``_text_fitted``). A hostile delivery's own ids (in its headers and its text) may take
-    most of the limit too: where the record is over it even with no text, each id over
-    ``ID_CHARS`` keeps its two ends, ``ids_cut`` names those cut, and the text is fitted
-    again. The ids are cut only then: the origin finds the request by its correlation id."""
-    data = _text_fitted(record, limit)
-    if len(data) > limit:
-        data = _text_fitted(_ids_cut(record), limit)
-    return data
-
-
-def _text_fitted(record: dict[str, Any], limit: int) -> bytes:
-    """``record`` as JSON keeping only the head of its raw text that fits in ``limit`` bytes
-    (all of it where it does), ``raw_cut`` saying how many characters were left out."""
-    data = json.dumps(record, separators=(",", ":")).encode()
-    text: str = record["raw"]
-    kept = len(text)
-    while len(data) > limit and kept:
-        kept = kept * limit // len(data)  # shrinks with the overshoot, so it ends
-        cut = {**record, "raw": text[:kept], "raw_cut": len(text) - kept}
-        data = json.dumps(cut, separators=(",", ":")).encode()
-    return data
-
-
-def _ids_cut(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` with each of its ids (its delivery's, and what its text names) over
-    ``ID_CHARS`` cut to its two ends, and ``ids_cut`` naming those cut."""
-    cut: list[str] = []
-
-    def kept(name: str, value: str | None) -> str | None:
-        if value is None or len(value) <= ID_CHARS:
-            return value
-        cut.append(name)
-        return middle_cut(value, ID_CHARS)
-
-    ids = {name: kept(name, record[name]) for name in ("delivery", "correlation_id", "parent")}
-    about = {name: kept(name, value) for name, value in record["about"].items()}
-    return {**record, **ids, "about": about, "ids_cut": cut}

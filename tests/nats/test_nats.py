@@ -45,8 +45,9 @@ from genie.nats._audit import as_file, read_chain
 from genie.nats._cli import run_over_nats
 from genie.nats._names import need_server
 from genie.nats._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
+from genie.nats._run import ID_CHARS
 from genie.nats._server import LocalNatsServer
-from genie.nats._transport import ID_CHARS, NatsNames, NatsTransport
+from genie.nats._transport import NatsNames, NatsTransport
 from genie.nats._wire import CORRELATION, MSG_ID, ORIGIN, PARENT, NatsPublisher, derived_id
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger

@@ -1,0 +1,187 @@
+"""The records a worker publishes for a delivery (its outcome record, its dead letter) fit the
+broker's max_payload whatever the delivery's headers carry, cut where they must be and saying
+what was cut; a broker whose max_payload is too small for them is refused at connect. Against
+a real ``nats-server`` started with the max_payload each test names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie import BaseAgent, Context, Message, Runtime, handler
+from genie._errors import ConfigurationError, middle_cut
+from genie.nats._run import ID_CHARS, MIN_MAX_PAYLOAD, fitted
+from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsNames, NatsTransport
+from genie.nats._wire import MSG_ID, PARENT, _header_bytes
+
+from ..conftest import Echo, Failing, Ping, Pong
+from .test_nats import eventually, jetstream, stream
+
+LIMIT = 32 * 1024
+# A parent header that fits the broker's limit but, each quote escaped, not a record holding it.
+HOSTILE_PARENT = '"' * 16_600
+JUNK = {f"X-Junk-{i}": "j" * 50 for i in range(100)}  # many headers nobody reads
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py runs on asyncio only
+
+
+async def _hosted(url: str, names: NatsNames, agent: BaseAgent) -> tuple[Runtime, NatsTransport]:
+    transport = NatsTransport(url, names, hosted=[agent.id])
+    rt = Runtime(transport=transport)
+    rt.add(agent)
+    transport.attach(rt)
+    await transport.connect()
+    return rt, transport
+
+
+@pytest.mark.parametrize(
+    ("agent", "records"),
+    [(Echo("echo"), "outcomes"), (Failing("echo"), "dead")],
+    ids=["handled", "failed"],
+)
+async def test_a_delivery_with_huge_headers_gets_a_record_that_fits(
+    tmp_path: Path, agent: BaseAgent, records: str
+) -> None:
+    """A decodable delivery straight on the work stream, its Genie-Parent header (and a
+    hundred others) taking most of the broker's max_payload: its outcome record, holding that
+    parent escaped, was over the limit, the worker ended its delivery as "its outputs were not
+    sent", failed to publish that too, and its runtime stopped (the delivery came back to
+    every worker hosting the agent). The record cuts the parent to its two ends, names it in
+    ``ids_cut``, and the worker goes on."""
+    names = NatsNames("hostile")
+    with LocalNatsServer(tmp_path / "nats", max_payload=LIMIT) as server:
+        worker_rt, worker_t = await _hosted(server.url, names, agent)
+        try:
+            async with worker_rt:
+                msg = worker_rt.message(Ping(n=1), recipient="echo")
+                subject, data, headers = worker_t._out.item(msg, "echo", "hostile")
+                async with jetstream(server.url) as js:
+                    await js.publish(
+                        subject, data, headers={**headers, PARENT: HOSTILE_PARENT, **JUNK}
+                    )
+
+                    async def recorded() -> bool:
+                        return (await js.stream_info(names.work)).state.messages == 0
+
+                    await eventually(recorded, timeout=10)
+                    kept = await stream(js, getattr(names, records))
+                with anyio.fail_after(10):
+                    answer = await worker_rt.ask(
+                        worker_rt.message(Ping(n=2), recipient="echo"), timeout=10
+                    )
+        finally:
+            await worker_t.close()
+    [record] = [r for r in kept if r["delivery"] == f"{msg.id}:echo"]
+    assert record["ids_cut"] == ["parent"]
+    assert record["parent"] == middle_cut(HOSTILE_PARENT, ID_CHARS)
+    assert record["outcome"] == ("handled" if records == "outcomes" else "dead_lettered")
+    if records == "outcomes":
+        assert [m.payload for m in answer.replies] == [Pong(n=2)]  # the worker went on
+    else:
+        assert record["reason"] == "RuntimeError: boom #1"  # the handler's own failure
+        assert record["message"]["id"] == msg.id
+        assert {m.reason for m in answer.missing} == {"RuntimeError: boom #2"}  # went on
+
+
+class Verbose(BaseAgent):
+    """Fails with a long message: its reason and traceback take kilobytes."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        raise RuntimeError("no luck: " + "x" * 3_000)
+
+
+async def test_a_dead_letter_over_a_small_max_payload_keeps_its_reason(tmp_path: Path) -> None:
+    """At the smallest max_payload genie takes, a handler's failure whose reason and traceback
+    take kilobytes: its dead letter was over the limit, the worker replaced it by one saying
+    "its outputs were not sent" (the handler's error and its type lost). The record keeps its
+    reason and error type, cuts the middles of its reason and tracebacks to fit and says how
+    many characters it cut."""
+    names = NatsNames("small")
+    with LocalNatsServer(tmp_path / "nats", max_payload=MIN_MAX_PAYLOAD) as server:
+        worker_rt, worker_t = await _hosted(server.url, names, Verbose("verbose"))
+        entry_t = NatsTransport(server.url, names)
+        entry_rt = Runtime(transport=entry_t)
+        entry_rt.add(Verbose("verbose"))
+        entry_t.attach(entry_rt)
+        await entry_t.connect()
+        try:
+            async with worker_rt, entry_rt:
+                msg = entry_rt.message(Ping(n=1), recipient="verbose")
+                with anyio.fail_after(10):
+                    result = await entry_rt.ask(msg, timeout=10)
+                async with jetstream(server.url) as js:
+                    [letter] = await stream(js, names.dead)
+        finally:
+            for t in (worker_t, entry_t):
+                await t.close()
+    [missing] = result.missing
+    assert missing.reason.startswith("RuntimeError: no luck: xxx")
+    assert "characters cut" in missing.reason
+    [dead] = entry_rt.dead_letters
+    assert dead.error_type == "RuntimeError"
+    assert letter["reason"] == missing.reason
+    [traceback] = letter["tracebacks"]
+    assert "RuntimeError: no luck" in traceback  # its end
+    assert re.search(r"\[\.\.\. [\d,]+ characters cut \.\.\.\]", traceback)
+    assert len(json.dumps(letter, separators=(",", ":"))) <= MIN_MAX_PAYLOAD
+    assert letter["message"]["id"] == msg.id  # the message itself still whole
+
+
+@pytest.mark.parametrize("limit", [512, MIN_MAX_PAYLOAD - 1])
+async def test_a_broker_whose_max_payload_is_too_small_is_refused_at_connect(
+    tmp_path: Path, limit: int
+) -> None:
+    """A broker whose max_payload cannot hold the smallest record genie publishes for a
+    delivery: it connected, and the first dead letter could not be published. It is a clear
+    error at connect, naming the server's max_payload and the least genie needs."""
+    with LocalNatsServer(tmp_path / "nats", max_payload=limit) as server:
+        transport = NatsTransport(server.url, NatsNames("tiny"))
+        with pytest.raises(ConfigurationError) as refused:
+            await transport.connect()
+    text = str(refused.value)
+    assert f"max_payload of {limit:,} bytes" in text
+    assert f"at least {MIN_MAX_PAYLOAD:,}" in text
+
+
+def test_the_smallest_record_fits_the_least_max_payload() -> None:
+    """The worst a record can be once cut: every id hostile (a character escaped in twelve
+    bytes), as are its reason, tracebacks and message text: it fits in ``MIN_MAX_PAYLOAD``
+    less its header block (the record's id, at most ``ID_CHARS`` bytes)."""
+    hostile = "\U0001f600" * 50_000
+    record = {
+        "delivery": hostile,
+        "correlation_id": hostile,
+        "agent": "a" * 64,
+        "outcome": "dead_lettered",
+        "parent": hostile,
+        "spawned": 0,
+        "answered": 0,
+        "denied": [],
+        "shed": [],
+        "replies": [],
+        "kind": "failed",
+        "reason": hostile,
+        "attempts": 1,
+        "error_type": "RuntimeError",  # a class name of the worker's own
+        "tracebacks": [hostile] * 5,
+        "message": None,
+        "about": {"message_id": hostile, "message_type": hostile, "sender": hostile},
+        "raw": hostile,
+    }
+    room = MIN_MAX_PAYLOAD - _header_bytes({MSG_ID: "i" * ID_CHARS})
+    data = fitted(record, room)
+    assert len(data) <= room
+    cut = json.loads(data)
+    assert cut["ids_cut"] == [
+        "delivery", "correlation_id", "parent", "message_id", "message_type", "sender"
+    ]  # fmt: skip
+    assert cut["raw_cut"] == len(hostile)
