@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._base.log import lazy_logger
+from .._errors import middle_cut
 from .._message.envelope import Message
 from .._runtime.losses import cancelled_request, notice_of_cancelling
 from .._runtime.transport import Delivery, Keeps
+from ._run import ID_CHARS
 from ._wire import Bucket, bound
 
 if TYPE_CHECKING:
@@ -47,6 +49,14 @@ class Held:
     origin: str
     parent: str | None
     request: bool
+
+
+def _held_value(held: Held, parent: str | None) -> bytes:
+    d = held.delivery
+    return (
+        f'{{"origin":{json.dumps(held.origin)},"parent":{json.dumps(parent)},'
+        f'"request":{"true" if held.request else "false"},"delivery":{d.encode().decode()}}}'
+    ).encode()
 
 
 def _hash(text: str, size: int) -> str:
@@ -122,20 +132,38 @@ class HeldDeliveries:
                     extra={"agent_id": agent_id, "message_type": "-", "correlation_id": "-"},
                 )
 
-    async def keep(self, held: Held) -> None:
-        """Write ``held`` (once its outputs and outcome record are out, before its ack)."""
+    async def keep(self, held: Held, limit: int) -> bool:
+        """Write ``held`` (once its outputs and outcome record are out, before its ack) as a
+        value of at most ``limit`` bytes (the broker's max_payload); whether it was written.
+        A hostile parent (a delivery published by hand) is kept cut to its two ends: only
+        the approval desk reads it, to match an approval's id. A delivery too near the limit
+        to be kept at all is logged, not kept: a kill of its worker loses it from its session
+        (a value over the limit would be refused for ever, its delivery never acked)."""
         d = held.delivery
+        value = _held_value(held, held.parent)
+        if len(value) > limit and held.parent is not None:
+            value = _held_value(held, middle_cut(held.parent, ID_CHARS))
+        if len(value) > limit:
+            _log.error(
+                "a delivery of %s is not kept for its session: kept, it would be %s bytes, "
+                "over the broker's max_payload of %s",
+                d.recipient,
+                f"{len(value):,}",
+                f"{limit:,}",
+                extra={
+                    "agent_id": d.recipient,
+                    "message_type": d.message.type,
+                    "correlation_id": d.message.correlation_id,
+                },
+            )
+            return False
         prefix = self._prefix(d.recipient, d.message.correlation_id)
-        parent = json.dumps(held.parent)
-        value = (
-            f'{{"origin":{json.dumps(held.origin)},"parent":{parent},'
-            f'"request":{"true" if held.request else "false"},"delivery":{d.encode().decode()}}}'
-        )
         key, kv = f"{prefix}.{_hash(d.id, 32)}", self._bucket()
         # Retried through a broker's restart (a put of the same value is the same entry):
         # the delivery is acked only once it is kept.
-        await bound(f"keep a delivery of {d.recipient}", lambda: kv.put(key, value.encode()))
+        await bound(f"keep a delivery of {d.recipient}", lambda: kv.put(key, value))
         self._holding.add((d.recipient, d.message.correlation_id))
+        return True
 
     async def release(self, agent_id: str, correlation_id: str) -> None:
         """Forget what ``agent_id`` kept of ``correlation_id``: one purge of its entries."""

@@ -1182,7 +1182,9 @@ class NatsTransport:
         delivery = run.delivery
         if run.dead is not None or not self._held.holds(agent_id, delivery.message.correlation_id):
             return False
-        await self._held.keep(Held(delivery, run.origin, run.parent, run.request))
+        held = Held(delivery, run.origin, run.parent, run.request)
+        if not await self._held.keep(held, self._max_payload()):
+            return False
         self._step("kept", delivery)
         return True
 

@@ -112,7 +112,7 @@ async def test_a_broker_restart_while_a_fan_in_keeps_is_waited_out(server: Local
             server.kill()
             async with anyio.create_task_group() as tg:
                 if step == "keep":
-                    tg.start_soon(held.keep, Held(delivery, "o", None, False))
+                    tg.start_soon(held.keep, Held(delivery, "o", None, False), 1 << 20)
                 elif step == "tell":
                     decision = ApprovalDecision(approval_id="ap-1", approved=True, by="bo")
                     tg.start_soon(approvals.decided, {"ap-1": decision})

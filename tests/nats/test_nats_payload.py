@@ -185,3 +185,41 @@ def test_the_smallest_record_fits_the_least_max_payload() -> None:
         "delivery", "correlation_id", "parent", "message_id", "message_type", "sender"
     ]  # fmt: skip
     assert cut["raw_cut"] == len(hostile)
+
+
+class Keeper(BaseAgent):
+    """A fan-in that keeps every correlation (its deliveries go to the held bucket)."""
+
+    produces = (Pong,)
+
+    def keeps(self, correlation_id: str) -> bool:
+        return True
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_a_fan_ins_delivery_with_a_huge_parent_is_kept_with_it_cut(tmp_path: Path) -> None:
+    """A fan-in keeps what it took in the held bucket, its parent with it: a hostile parent
+    made the kept value over max_payload, its write was retried for ever, and the fan-in,
+    its one slot taken, answered nobody again. The parent is kept cut to its two ends."""
+    names = NatsNames("hostile")
+    with LocalNatsServer(tmp_path / "nats", max_payload=LIMIT) as server:
+        worker_rt, worker_t = await _hosted(server.url, names, Keeper("keeper"))
+        try:
+            async with worker_rt:
+                msg = worker_rt.message(Ping(n=1), recipient="keeper")
+                subject, data, headers = worker_t._out.item(msg, "keeper", "hostile")
+                async with jetstream(server.url) as js:
+                    await js.publish(subject, data, headers={**headers, PARENT: HOSTILE_PARENT})
+                    with anyio.fail_after(10):
+                        answer = await worker_rt.ask(
+                            worker_rt.message(Ping(n=2), recipient="keeper"), timeout=10
+                        )
+                    kept = [json.loads(v) for _, v in await worker_t._held._store.entries(">")]
+        finally:
+            await worker_t.close()
+    assert [m.payload for m in answer.replies] == [Pong(n=2)]
+    [hostile] = [k for k in kept if k["delivery"]["message"]["id"] == msg.id]
+    assert hostile["parent"] == middle_cut(HOSTILE_PARENT, ID_CHARS)
