@@ -29,6 +29,7 @@ __all__ = [
     "Run",
     "answer_of",
     "fitted",
+    "less_kept",
     "need_max_payload",
     "outcome_items",
 ]
@@ -230,7 +231,7 @@ def fitted(record: dict[str, Any], limit: int) -> bytes:
         lambda r: _message_cut(r, whole, limit),
         lambda r: _reason_cut(r, limit),
         lambda r: _shrunk(
-            r, limit, ID_CHARS, lambda kept: _ids_cut(r, whole, max(kept, LEAST_ID_CHARS))
+            r, limit, _ids_of(whole), lambda kept: _ids_cut(r, whole, max(kept, LEAST_ID_CHARS))
         ),
     )
     for step in steps:
@@ -252,26 +253,35 @@ def _with_json(record: dict[str, Any]) -> Cut:
 
 
 def _shrunk(
-    record: dict[str, Any], limit: int, most: int, cut: Callable[[int], dict[str, Any]]
+    record: dict[str, Any], limit: int, texts: list[str], cut: Callable[[int], dict[str, Any]]
 ) -> Cut:
-    """``cut(kept)`` of ``record``, ``kept`` (the characters kept of what it cuts) starting
-    at ``most`` and less by the overshoot in bytes each time (a character is at least a
-    byte), until the record fits ``limit`` or nothing more can go."""
-    data, kept = _json(record), most
+    """``cut(kept)`` of ``record``, ``kept`` (the characters kept of each of ``texts``, what
+    it cuts) starting at the longest and less each time (``less_kept``), until the record
+    fits ``limit`` or nothing more can go."""
+    data, kept = _json(record), max(map(len, texts), default=0)
     while len(data) > limit and kept > 0:
-        kept = max(0, min(kept - (len(data) - limit), kept * limit // len(data)))
+        kept = less_kept(kept, sum(1 for text in texts if len(text) >= kept), len(data), limit)
         record, data = _with_json(cut(kept))
     return record, data
 
 
+def less_kept(kept: int, cut: int, size: int, limit: int) -> int:
+    """The characters to keep of each of ``cut`` texts, each keeping ``kept`` now, in
+    something of ``size`` bytes that must be at most ``limit``: the overshoot shared among
+    them (a character is at least a byte), or where that cuts more, as much less as the
+    whole is over (escaped characters are several bytes: the overshoot in characters would
+    cut most of a text to shed a little). Always less than ``kept``."""
+    shared = kept - -(-(size - limit) // max(cut, 1))
+    return max(0, shared, kept * limit // size)
+
+
 def _tracebacks_cut(record: dict[str, Any], limit: int) -> Cut:
     tracebacks: list[str] = record.get("tracebacks") or []
-    longest = max((len(t) for t in tracebacks), default=0)
 
     def ends(kept: int) -> dict[str, Any]:
         return {**record, "tracebacks": [middle_cut(t, kept) for t in tracebacks]}
 
-    return _shrunk(record, limit, longest, ends)
+    return _shrunk(record, limit, tracebacks, ends)
 
 
 def _ids_cut(record: dict[str, Any], whole: Mapping[str, Any], chars: int) -> dict[str, Any]:
@@ -293,6 +303,13 @@ def _ids_cut(record: dict[str, Any], whole: Mapping[str, Any], chars: int) -> di
 
 
 _IDS = ("delivery", "correlation_id", "parent")
+
+
+def _ids_of(whole: Mapping[str, Any]) -> list[str]:
+    """The ids ``_ids_cut`` may cut, of the record uncut, each at most ``ID_CHARS`` long
+    (cut once already)."""
+    ids = [whole[name] for name in _IDS] + list(_about(whole).values())
+    return [middle_cut(i, ID_CHARS) for i in ids if i is not None]
 
 
 def _about(record: Mapping[str, Any]) -> dict[str, str]:
@@ -317,7 +334,7 @@ def _message_cut(record: dict[str, Any], whole: Mapping[str, Any], limit: int) -
     def head(kept: int) -> dict[str, Any]:
         return {**record, "raw": text[:kept], "raw_cut": len(text) - kept}
 
-    return _shrunk(record, limit, len(text), head)
+    return _shrunk(record, limit, [text], head)
 
 
 def _reason_cut(record: dict[str, Any], limit: int) -> Cut:
@@ -326,4 +343,4 @@ def _reason_cut(record: dict[str, Any], limit: int) -> Cut:
     def ends(kept: int) -> dict[str, Any]:
         return {**record, "reason": middle_cut(reason, kept)}
 
-    return _shrunk(record, limit, len(reason), ends)
+    return _shrunk(record, limit, [reason], ends)
