@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._base.log import lazy_logger
+from .._errors import middle_cut
 from .._runtime.audit import GENESIS, AuditRecord, chained_row, check_audit_key, row_line
-from ._wire import MSG_ID
+from ._run import less_kept
+from ._wire import MSG_ID, header_bytes
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -41,10 +43,21 @@ class NatsAuditLog:
     ``record`` is synchronous (as every sink's): it queues the record, and ``run`` (a task
     ``NatsTransport`` starts) appends the queue in order; ``drain`` appends what is left
     (``NatsTransport.close`` calls it, so a run's records are all written before it ends).
+    A row over the broker's max_payload (``max_payload`` reads it) is written with its long
+    details cut (``fitted_row``): refused, it would be retried for ever, and no row after it
+    written.
     """
 
-    def __init__(self, stream: str, subject: str, *, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        stream: str,
+        subject: str,
+        *,
+        key: bytes | None = None,
+        max_payload: Callable[[], int] = lambda: 1 << 20,
+    ) -> None:
         self.stream, self.subject = stream, subject
+        self._max_payload = max_payload
         self._key = None if key is None else check_audit_key(key, "given")
         self._queue: deque[tuple[str, AuditRecord]] = deque()
         self._wake = anyio.Event()
@@ -84,8 +97,9 @@ class NatsAuditLog:
                 if self._tail is None:
                     self._tail = await _last_row(js, self.stream)
                 last_seq, seq, prev = self._tail
-                row = chained_row(record, seq + 1, prev, self._key)
                 headers = {MSG_ID: msg_id, EXPECTED_LAST: str(last_seq)}
+                room = self._max_payload() - header_bytes(headers)
+                row = fitted_row(record, seq + 1, prev, self._key, room)
                 ack = await js.publish(self.subject, row_line(row), headers=headers)
             except APIError as exc:
                 self._tail = None  # another writer appended first: link to its row
@@ -101,6 +115,24 @@ class NatsAuditLog:
                 return
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def fitted_row(
+    record: AuditRecord, seq: int, prev: str, key: bytes | None, room: int
+) -> dict[str, Any]:
+    """``record`` as row ``seq`` (``chained_row``) whose line is at most ``room`` bytes where
+    its details can make it so: each detail over the characters kept keeps its two ends (the
+    text says how many it lost), fewer until the line fits, and the detail ``cut`` names
+    those cut. The row is hashed as written: the chain verifies."""
+    row = chained_row(record, seq, prev, key)
+    kept = max((len(v) for v in record.details.values()), default=0)
+    while len(row_line(row)) > room and kept > 0:
+        longer = sum(1 for value in record.details.values() if len(value) >= kept)
+        kept = less_kept(kept, longer, len(row_line(row)), room)
+        details = {name: middle_cut(value, kept) for name, value in record.details.items()}
+        cut = sorted(name for name, value in record.details.items() if len(value) > kept)
+        row = chained_row(record.replace(details={**details, "cut": ",".join(cut)}), seq, prev, key)
+    return row
 
 
 async def _last_row(js: JetStreamContext, stream: str) -> tuple[int, int, str]:

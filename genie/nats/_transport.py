@@ -232,7 +232,9 @@ class NatsTransport:
         self.memory = NatsMemory(names.memory)
         self.cancellations = NatsCancellations(names.cancelled, names.cancel_subject)
         # The namespace's audit stream: pass it as ``Runtime(audit=...)`` to write there.
-        self.audit = NatsAuditLog(names.audit, names.audit_subject, key=audit_key)
+        self.audit = NatsAuditLog(
+            names.audit, names.audit_subject, key=audit_key, max_payload=self._max_payload
+        )
         # The approval desk's pending list and people's answers (bound when the pipeline
         # has the desk: listed and answered from any of its processes).
         self.approvals = NatsApprovals(names.approvals)

@@ -41,6 +41,7 @@ __all__ = [
     "connected",
     "derived_id",
     "entries",
+    "header_bytes",
     "message_json",
 ]
 
@@ -195,7 +196,7 @@ class MessageTooLargeError(MessageError):
         self.limit = limit
 
 
-def _header_bytes(headers: Mapping[str, str]) -> int:
+def header_bytes(headers: Mapping[str, str]) -> int:
     """The header block nats-py writes for ``headers``: its version line, a line a header
     and the blank line that ends it."""
     lines = b"NATS/1.0\r\n\r\n"
@@ -223,13 +224,13 @@ class NatsPublisher:
         limit = self._max_payload()
         for subject, data, headers in items:
             if len(data) > self.room(headers):
-                raise MessageTooLargeError(subject, len(data) + _header_bytes(headers), limit)
+                raise MessageTooLargeError(subject, len(data) + header_bytes(headers), limit)
 
     def room(self, headers: Mapping[str, str]) -> int:
         """The most data a message with ``headers`` may carry: the broker counts its header
         block in its max_payload too, and drops the connection of a client that sends more
         (nats-py checks the data alone)."""
-        return self._max_payload() - _header_bytes(headers)
+        return self._max_payload() - header_bytes(headers)
 
     def item(
         self,

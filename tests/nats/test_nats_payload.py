@@ -17,7 +17,7 @@ from genie._errors import ConfigurationError, middle_cut
 from genie.nats._run import ID_CHARS, MIN_MAX_PAYLOAD, fitted
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
-from genie.nats._wire import MSG_ID, PARENT, _header_bytes
+from genie.nats._wire import MSG_ID, PARENT, header_bytes
 
 from ..conftest import Echo, Failing, Ping, Pong
 from .test_nats import eventually, jetstream, stream
@@ -177,7 +177,7 @@ def test_the_smallest_record_fits_the_least_max_payload() -> None:
         "about": {"message_id": hostile, "message_type": hostile, "sender": hostile},
         "raw": hostile,
     }
-    room = MIN_MAX_PAYLOAD - _header_bytes({MSG_ID: "i" * ID_CHARS})
+    room = MIN_MAX_PAYLOAD - header_bytes({MSG_ID: "i" * ID_CHARS})
     data = fitted(record, room)
     assert len(data) <= room
     cut = json.loads(data)
@@ -223,3 +223,47 @@ async def test_a_fan_ins_delivery_with_a_huge_parent_is_kept_with_it_cut(tmp_pat
     assert [m.payload for m in answer.replies] == [Pong(n=2)]
     [hostile] = [k for k in kept if k["delivery"]["message"]["id"] == msg.id]
     assert hostile["parent"] == middle_cut(HOSTILE_PARENT, ID_CHARS)
+
+
+async def test_an_audit_row_over_max_payload_is_written_cut(tmp_path: Path) -> None:
+    """An audit row whose details (a policy's reason, a dead letter's, ids from outside) are
+    over the broker's max_payload was published again and again, a warning each time: it and
+    every row after it were never written. Each long detail keeps its two ends, ``cut``
+    names them, and the chain still verifies."""
+    from datetime import UTC, datetime
+
+    from genie._runtime.audit import AuditRecord, verify_audit_log
+    from genie.nats._audit import as_file, read_chain
+
+    names = NatsNames("audited")
+    at = datetime.now(UTC)
+    big = AuditRecord(
+        at=at,
+        actor="policy",
+        action="deny",
+        target="echo",
+        details={"reason": '"' * 5_000, "message_id": "m" * 3_000, "short": "kept"},
+    )
+    after = AuditRecord(at=at, actor="policy", action="deny", target="echo", details={})
+    with LocalNatsServer(tmp_path / "nats", max_payload=MIN_MAX_PAYLOAD) as server:
+        transport = NatsTransport(server.url, names)
+        rt = Runtime(transport=transport)
+        transport.attach(rt)
+        await transport.connect()
+        try:
+            transport.audit.record(big)
+            transport.audit.record(after)
+            with anyio.fail_after(10):
+                await transport.audit.drain(transport.js)
+            lines = await read_chain(transport.js, names.audit)
+        finally:
+            await transport.close()
+    rows = [json.loads(line) for line in lines]
+    assert [r["action"] for r in rows] == ["deny", "deny"]
+    details = rows[0]["details"]
+    assert details["cut"] == "message_id,reason"
+    assert details["short"] == "kept"
+    for name in ("message_id", "reason"):
+        assert "characters cut ...]" in details[name]
+    with as_file(lines) as path:
+        verify_audit_log(path)
