@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["COUNTERS", "NatsNames", "ensure_streams", "need_server"]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_REPLY_TOKEN = 128  # the longest request id its answer's subject spells out
 
 
 def _token(name: str, what: str) -> str:
@@ -104,7 +105,14 @@ class NatsNames:
         return f"genie.{self._ns}.cancel"
 
     def reply(self, request_id: str) -> str:
-        return f"genie.{self._ns}.reply.{_token(request_id, 'message id')}"
+        """The subject of the answer to the request ``request_id``: its id where that is a
+        short subject token, else ``%`` and a hash of it (never a token of an id): any id
+        names one, as a delivery published by hand may carry any id, and its worker answers
+        it (an id that named no subject stopped that worker)."""
+        if len(request_id) <= _REPLY_TOKEN and _SAFE.match(request_id):
+            return f"genie.{self._ns}.reply.{request_id.replace('.', '~')}"
+        digest = hashlib.sha256(request_id.encode()).hexdigest()[:32]
+        return f"genie.{self._ns}.reply.%{digest}"
 
     def charged(self, correlation_id: str, what: str = "") -> str:
         """The counter subject of a correlation's deliveries, or of ``what`` (its model

@@ -267,3 +267,42 @@ async def test_an_audit_row_over_max_payload_is_written_cut(tmp_path: Path) -> N
         assert "characters cut ...]" in details[name]
     with as_file(lines) as path:
         verify_audit_log(path)
+
+
+@pytest.mark.parametrize("message_id", ["a b", "i" * 12_000], ids=["not-a-token", "long"])
+async def test_a_request_whose_id_names_no_subject_is_answered(
+    tmp_path: Path, message_id: str
+) -> None:
+    """A delivery straight on the work stream with the Genie-Request header, whose message
+    id cannot be a subject token (a space in it; 12,000 characters, which made the publish's
+    control line too long for the server): its answer's subject was spelled from that id,
+    and the worker's runtime stopped (a ConfigurationError; the server dropping the
+    connection). The answer's subject is a hash of such an id, and the worker goes on."""
+    names = NatsNames("hostile")
+    with LocalNatsServer(tmp_path / "nats", max_payload=LIMIT) as server:
+        worker_rt, worker_t = await _hosted(server.url, names, Echo("echo"))
+        try:
+            async with worker_rt:
+                msg = worker_rt.message(Ping(n=1), recipient="echo", id=message_id)
+                subject, data, headers = worker_t._out.item(msg, "echo", "hostile", request=True)
+                async with jetstream(server.url) as js:
+                    await js.publish(subject, data, headers={**headers, MSG_ID: "by-hand"})
+
+                    async def ran() -> bool:
+                        return (await js.stream_info(names.work)).state.messages == 0
+
+                    await eventually(ran, timeout=10)
+                with anyio.fail_after(10):
+                    answer = await worker_rt.ask(
+                        worker_rt.message(Ping(n=2), recipient="echo"), timeout=10
+                    )
+        finally:
+            await worker_t.close()
+    assert [m.payload for m in answer.replies] == [Pong(n=2)]
+    assert names.reply(message_id).startswith("genie.hostile.reply.%")
+
+
+def test_a_short_request_id_names_its_answers_subject() -> None:
+    names = NatsNames("ns")
+    assert names.reply("abc.def") == "genie.ns.reply.abc~def"
+    assert names.reply("a b") != names.reply("a_b")
