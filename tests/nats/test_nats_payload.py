@@ -1,7 +1,8 @@
-"""The records a worker publishes for a delivery (its outcome record, its dead letter) fit the
-broker's max_payload whatever the delivery's headers carry, cut where they must be and saying
-what was cut; a broker whose max_payload is too small for them is refused at connect. Against
-a real ``nats-server`` started with the max_payload each test names."""
+"""What genie publishes for a delivery (its outcome record, its dead letter, what a fan-in
+keeps, its audit rows, a request's answer) crosses the broker whatever the delivery's headers
+and ids carry: cut to fit max_payload where it must be, saying what was cut; a broker whose
+max_payload is too small for that is refused at connect. Against a real ``nats-server``
+started with the max_payload each test names."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from genie.nats._wire import MSG_ID, PARENT, header_bytes
 
 from ..conftest import Echo, Failing, Ping, Pong
 from .test_nats import eventually, jetstream, stream
+
+pytestmark = pytest.mark.xdist_group("nats")
 
 LIMIT = 32 * 1024
 # A parent header that fits the broker's limit but, each quote escaped, not a record holding it.
@@ -44,11 +47,11 @@ async def _hosted(url: str, names: NatsNames, agent: BaseAgent) -> tuple[Runtime
 
 @pytest.mark.parametrize(
     ("agent", "records"),
-    [(Echo("echo"), "outcomes"), (Failing("echo"), "dead")],
+    [(Echo, "outcomes"), (Failing, "dead")],
     ids=["handled", "failed"],
 )
 async def test_a_delivery_with_huge_headers_gets_a_record_that_fits(
-    tmp_path: Path, agent: BaseAgent, records: str
+    tmp_path: Path, agent: type[Echo | Failing], records: str
 ) -> None:
     """A decodable delivery straight on the work stream, its Genie-Parent header (and a
     hundred others) taking most of the broker's max_payload: its outcome record, holding that
@@ -58,7 +61,7 @@ async def test_a_delivery_with_huge_headers_gets_a_record_that_fits(
     ``ids_cut``, and the worker goes on."""
     names = NatsNames("hostile")
     with LocalNatsServer(tmp_path / "nats", max_payload=LIMIT) as server:
-        worker_rt, worker_t = await _hosted(server.url, names, agent)
+        worker_rt, worker_t = await _hosted(server.url, names, agent("echo"))
         try:
             async with worker_rt:
                 msg = worker_rt.message(Ping(n=1), recipient="echo")
