@@ -376,11 +376,14 @@ def problems(
     lines: dict[Loc, int],
     at: Loc = (),
     model: type[BaseModel] | None = None,
+    errors: Sequence[ErrorDetails] | None = None,
 ) -> list[str]:
-    """Each error of ``exc`` as ``file:line: key: reason``; an unknown key of ``model`` (or of
-    the nested model it is in) names the closest known key."""
+    """Each error of ``exc`` (or those of its ``errors`` given) as ``file:line: key: reason``;
+    an unknown key of ``model`` (or of the nested model it is in) names the closest known
+    key."""
     out = []
-    errors = exc.errors(include_url=False)
+    if errors is None:
+        errors = exc.errors(include_url=False)
     failed = [tuple(err["loc"]) for err in errors]
     for err in errors:
         here = tuple(err["loc"])

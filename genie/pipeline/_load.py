@@ -326,6 +326,7 @@ class _Checker:
         self.workflows: dict[str, Workflow] = {}
         self.instances: dict[str, Agent] = {}
         self.warnings: list[str] = []  # what fails every run without stopping it
+        self.unfilled: list[str] = []  # entry fields only an input or a caller gives
         self.llm: LLMConfig | None = None
         # Types an agent that failed to load might bring: any type of the catalogue when it was
         # a catalogue name, any type at all (None) when it was a module:Class.
@@ -382,7 +383,9 @@ class _Checker:
             self.llm,
             self.workflows,
         )
-        pipeline.warnings = tuple(sorted_problems(self.warnings))
+        pipeline.unfilled = tuple(self.unfilled)
+        unfilled = [f"{p}: genie run without an input fails for it" for p in self.unfilled]
+        pipeline.warnings = tuple(sorted_problems([*self.warnings, *unfilled]))
         return pipeline
 
     # --- the llm: section ----------------------------------------------------------------------
@@ -806,12 +809,7 @@ class _Checker:
         if takes and not self.handles(entry.to, entry.type):
             self.fail(("entry", "to"), self.not_handled(entry.to, entry.type))
         fields = model.model_fields
-        for key in entry.payload:
-            if key not in fields:
-                self.fail(
-                    ("entry", "payload", key),
-                    f"{entry.type!r} has no field {key!r}{did_you_mean(key, fields)}",
-                )
+        self.check_entry_payload(model)
         if (
             entry.input is not None
             and entry.input.field is not None
@@ -830,6 +828,38 @@ class _Checker:
                     ("entry", "input", "default"), f"input file {os.fspath(default)} {problem}"
                 )
         return model
+
+    def check_entry_payload(self, model: type[Payload]) -> None:
+        """Each value of the entry's ``payload`` fits its field. A required field it lacks is
+        given by the run's input when there is one (a text input's ``field``; any field of a
+        JSON or YAML object), else by a caller of genie serve: a warning, as ``genie run``
+        without an input fails for it (``unfilled``)."""
+        entry = self.config.entry
+        try:
+            model.model_validate(entry.payload)
+        except ValidationError as exc:
+            self.entry_payload_problems(model, exc)
+
+    def entry_payload_problems(self, model: type[Payload], exc: ValidationError) -> None:
+        entry = self.config.entry
+        at: Loc = ("entry", "payload")
+        given = entry.input
+        wrong = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            if err["type"] == "extra_forbidden" and len(loc) == 1:
+                key = str(loc[0])
+                self.fail(
+                    (*at, key),
+                    f"{entry.type!r} has no field {key!r}{did_you_mean(key, model.model_fields)}",
+                )
+            elif len(loc) <= 1 and (err["type"] == "missing" or not loc):
+                # What the input (or a served request's body) may give, or make whole.
+                if given is None or (given.format == "text" and loc != (given.field,)):
+                    self.unfilled += problems(exc, self.path, self.lines, at, model, [err])
+            elif not is_under((*at, *loc), self.quiet):
+                wrong.append(err)
+        self.problems += problems(exc, self.path, self.lines, at, model, wrong)
 
     # --- governance ----------------------------------------------------------------------------
     def governance(self) -> tuple[list[Policy], int | None]:

@@ -151,6 +151,9 @@ class Pipeline:
         # What fails every run without stopping it (a type no agent takes), as file:line:
         # key: reason; ``genie validate --strict`` refuses the file for them.
         self.warnings: tuple[str, ...] = ()
+        # The entry's required fields its payload lacks and no declared input gives, each as
+        # file:line: key: reason: a run without an input (or a served body) fails for them.
+        self.unfilled: tuple[str, ...] = ()
         self.config = config
         self.specs = dict(specs)
         self.gathers = dict(gathers)
@@ -383,6 +386,8 @@ class Pipeline:
                 data.update(_parse_object(text, spec.format, where, spec.max_bytes))
         elif spec is not None and spec.format == "text":
             raise InputError(f"pipeline {self.name!r} needs an input (--input PATH or -)")
+        if self.unfilled:  # nothing this run reads gives them
+            raise InputError("\n".join(self.unfilled))
         try:
             return self.entry_model.model_validate(data)
         except ValidationError as exc:

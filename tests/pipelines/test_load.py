@@ -15,7 +15,7 @@ import pytest
 
 from genie._base.yamlconf import MAX_CHARS, ConfigFileError
 from genie._cli.main import main
-from genie.pipeline import load_pipeline
+from genie.pipeline import InputError, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
@@ -712,6 +712,83 @@ def test_an_id_that_is_the_entrys_sender_is_refused(tmp_path: Path, decl: str, l
     assert problem.startswith(f"{path}:{loc}: {where}: ")
     assert "is the entry's sender" in problem
     assert "could not tell the caller from the agent" in problem
+
+
+# --- the entry's payload ------------------------------------------------------------------------
+
+TRENDS = "agents: [{id: t, use: google_trends}]\noutput: trend_signal\n"
+
+
+def test_a_wrong_entry_value_is_named_at_its_line(tmp_path: Path, capsys: Capture) -> None:
+    # It passed validate ("OK"); genie run then said "the input does not fit the entry
+    # payload" with no file, no line and no input.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        TRENDS + "entry:\n  type: trend_request\n  to: t\n  payload:\n    keyword: upi\n"
+        "    window_points: many\n",
+    )
+    wrong = (
+        f"{path}:8: entry.payload.window_points: Input should be a valid integer, unable to "
+        "parse string as an integer"
+    )
+    assert problems_of(path) == [wrong]
+    for command in ("validate", "run"):
+        assert main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(wrong + "\n"), command
+        assert "does not fit" not in err
+        assert "Traceback" not in err
+
+
+def test_a_missing_entry_field_is_a_warning_and_a_run_without_input_names_it(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # A caller of genie serve gives it in the body; genie run has nothing to give it.
+    path = write(
+        tmp_path, "p.yaml", TRENDS + "entry:\n  type: trend_request\n  to: t\n  payload: {}\n"
+    )
+    missing = f"{path}:6: entry.payload.keyword: Field required"
+    assert load_pipeline(path).warnings == (f"{missing}: genie run without an input fails for it",)
+    assert main(["validate", str(path)]) == 0
+    assert f"warning: {missing}" in capsys.readouterr().err
+    assert main(["validate", "--strict", str(path)]) == 2
+    capsys.readouterr()
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"genie run: {missing}\n"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "{field: keyword}",  # the input's text is the keyword
+        "{format: json}",  # the input's object may hold it
+        "{format: yaml}",
+    ],
+)
+def test_a_field_the_input_may_give_is_not_missing(tmp_path: Path, given: str) -> None:
+    path = write(
+        tmp_path, "p.yaml", TRENDS + f"entry: {{type: trend_request, to: t, input: {given}}}\n"
+    )
+    assert load_pipeline(path).warnings == ()
+
+
+def test_a_text_input_gives_its_own_field_only(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents: [{id: c, use: currency_converter}]\noutput: currency_conversion\n"
+        "entry: {type: convert_currency, to: c, input: {field: from_currency}}\n",
+    )
+    pipeline = load_pipeline(path)
+    assert pipeline.unfilled == (
+        f"{path}:3: entry.payload.amount: Field required",
+        f"{path}:3: entry.payload.to_currency: Field required",
+    )
+    with pytest.raises(InputError) as caught:
+        pipeline.entry_payload("USD")
+    assert str(caught.value) == "\n".join(pipeline.unfilled)
 
 
 # --- duplicate keys ----------------------------------------------------------------------------
