@@ -71,11 +71,14 @@ MAX_CHARS = 1024 * 1024
 
 
 class ConfigFileError(ConfigurationError):
-    """A configuration file is wrong; ``problems`` lists each as ``file:line: key: reason``."""
+    """A configuration file is wrong; ``problems`` lists each as ``file:line: key: reason``.
+    ``count`` is how many problems they are, when some of the lines only say where the next
+    ones come from (a pipeline's ``governance.file``, before its policy file's problems)."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], count: int | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+        self.count = len(self.problems) if count is None else count
 
 
 @dataclass(frozen=True)

@@ -760,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        n = len(exc.problems)
+        n = exc.count
         print(f"genie {args.command}: {n} problem{'s' if n > 1 else ''}", file=sys.stderr)
         return 2
     except GenieError as exc:

@@ -327,6 +327,7 @@ class _Checker:
         self.instances: dict[str, Agent] = {}
         self.warnings: list[str] = []  # what fails every run without stopping it
         self.unfilled: list[str] = []  # entry fields only an input or a caller gives
+        self.headings = 0  # lines of ``problems`` that only say where the next ones come from
         self.llm: LLMConfig | None = None
         # Types an agent that failed to load might bring: any type of the catalogue when it was
         # a catalogue name, any type at all (None) when it was a module:Class.
@@ -368,7 +369,8 @@ class _Checker:
         self.check_flow(graph)
         inputs = self.check_inputs()
         if self.problems:
-            raise ConfigFileError(sorted_problems(self.problems))
+            found = sorted_problems(self.problems)
+            raise ConfigFileError(found, len(found) - self.headings)
         assert entry_model is not None
         pipeline = Pipeline(
             self.path,
@@ -926,6 +928,7 @@ class _Checker:
             f"policy file {os.fspath(policy_path)} has {n} problem{'s' if n > 1 else ''}, "
             "each named with the policy file's line",
         )
+        self.headings += 1
         self.problems += [_WHERE.sub(r"\1policy file: ", p, count=1) for p in found]
 
     def check_inputs(self) -> Callable[..., object] | None:

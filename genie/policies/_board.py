@@ -15,15 +15,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._base.yamlconf import ConfigFileError, Loc, WholeNumber, key_of, line_of, load_model
-from .._errors import ConfigurationError
 from .._message.payload import Classification
 from .._runtime.policy import Policy
 from ._access import RBAC, MaxContentLength, RequiredMetadata, RiskGate, Tenant
-from ._compliance import Consent, ConsentLedger, Explainability, InMemoryConsentLedger, JsonSchema
+from ._compliance import (
+    Consent,
+    ConsentLedger,
+    Explainability,
+    InMemoryConsentLedger,
+    JsonSchema,
+    SchemaError,
+    check_schema,
+)
 from ._content import ContentView
 from ._data import ClassificationCeiling, DataResidency
 from ._detectors import PIIBlock, PromptInjection, SecretsBlock, SqlBlock
-from ._dsl import Rule
+from ._dsl import Rule, RuleError, compile_rule
 from ._normalise import fold, words
 
 __all__ = ["BoardPolicy", "PolicySet", "board_problems", "load_policy_file"]
@@ -201,8 +208,19 @@ _BUILT_IN = (
 def board_problems(board: BoardPolicy) -> list[tuple[Loc, str]]:
     """What the schema lets through and the board cannot mean, each with where it is: a
     phrase with no words, phrases that nothing reads, two rules of one id, a rule named like
-    a built-in policy."""
+    a built-in policy, each rule that does not compile and each schema this validator cannot
+    honour (all of them: a board is fixed in one pass, not one mistake at a time)."""
     found: list[tuple[Loc, str]] = []
+    for i, rule in enumerate(board.rules):
+        try:
+            compile_rule(rule.id, rule.when)
+        except RuleError as exc:
+            found.append((("rules", i, "when"), str(exc)))
+    for type_name, schema in board.schemas.items():
+        try:
+            check_schema(schema, ("schemas", type_name))
+        except SchemaError as exc:
+            found.append((exc.at, exc.reason))
     phrases = board.extra_injection_phrases
     if phrases and not board.data.block_prompt_injection:
         found.append(
@@ -243,18 +261,4 @@ def load_policy_file(path: str | Path, ledger: ConsentLedger | None = None) -> P
         raise ConfigFileError(
             [f"{path}:{line_of(lines, at)}: {key_of(at)}: {problem}" for at, problem in found]
         )
-    try:
-        return build_policies(board, ledger)
-    except ConfigurationError as exc:
-        raise ConfigFileError([f"{path}:{_locate(board, lines, str(exc))}: {exc}"]) from exc
-
-
-def _locate(board: BoardPolicy, lines: dict[Loc, int], problem: str) -> int:
-    """The line of the rule or schema a build error names."""
-    for i, rule in enumerate(board.rules):
-        if problem.startswith(f"rule {rule.id}:"):
-            return line_of(lines, ("rules", i, "when"))
-    for type_name in board.schemas:
-        if problem.startswith(f"schemas.{type_name}"):
-            return line_of(lines, ("schemas", type_name))
-    return 1
+    return build_policies(board, ledger)

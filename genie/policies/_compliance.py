@@ -167,34 +167,45 @@ _KEYWORDS = {
 }  # fmt: skip
 
 
-def check_schema(schema: Any, where: str = "schema") -> None:
-    """Refuse a schema this validator cannot honour: unknown keywords or wrong shapes."""
+class SchemaError(ConfigurationError):
+    """A schema this validator cannot honour: ``at`` is where in it (``("schemas",
+    "payment", "type")``), ``reason`` what is wrong there."""
+
+    def __init__(self, at: tuple[str, ...], reason: str) -> None:
+        super().__init__(f"{'.'.join(at)}: {reason}")
+        self.at = at
+        self.reason = reason
+
+
+def check_schema(schema: Any, where: tuple[str, ...] = ("schema",)) -> None:
+    """Refuse a schema this validator cannot honour (``SchemaError``): unknown keywords or
+    wrong shapes."""
     if not isinstance(schema, dict):
-        raise ConfigurationError(f"{where}: a schema is a mapping, got {type(schema).__name__}")
+        raise SchemaError(where, f"a schema is a mapping, got {type(schema).__name__}")
     unknown = sorted(set(schema) - _KEYWORDS)
     if unknown:
-        raise ConfigurationError(f"{where}: unsupported keyword(s) {', '.join(unknown)}")
+        raise SchemaError(where, f"unsupported keyword(s) {', '.join(unknown)}")
     kind = schema.get("type")
     if kind is not None and (not isinstance(kind, str) or kind not in _TYPES):
-        raise ConfigurationError(f"{where}.type: {kind!r} is not a JSON Schema type")
+        raise SchemaError((*where, "type"), f"{kind!r} is not a JSON Schema type")
     required = schema.get("required", [])
     if not (isinstance(required, list) and all(isinstance(r, str) for r in required)):
-        raise ConfigurationError(f"{where}.required: a list of property names")
+        raise SchemaError((*where, "required"), "a list of property names")
     for bound in ("minLength", "maxLength", "minimum", "maximum"):
         if bound in schema and not isinstance(schema[bound], int | float):
-            raise ConfigurationError(f"{where}.{bound}: a number")
+            raise SchemaError((*where, bound), "a number")
     if "enum" in schema and not isinstance(schema["enum"], list):
-        raise ConfigurationError(f"{where}.enum: a list")
+        raise SchemaError((*where, "enum"), "a list")
     props = schema.get("properties", {})
     if not isinstance(props, dict):
-        raise ConfigurationError(f"{where}.properties: a mapping of property schemas")
+        raise SchemaError((*where, "properties"), "a mapping of property schemas")
     for key, sub in props.items():
-        check_schema(sub, f"{where}.properties.{key}")
+        check_schema(sub, (*where, "properties", key))
     if "items" in schema:
-        check_schema(schema["items"], f"{where}.items")
+        check_schema(schema["items"], (*where, "items"))
     extra = schema.get("additionalProperties", True)
     if not isinstance(extra, bool):
-        check_schema(extra, f"{where}.additionalProperties")
+        check_schema(extra, (*where, "additionalProperties"))
 
 
 def _validate(schema: dict[str, Any], value: Any, path: str) -> str | None:
@@ -250,7 +261,7 @@ class JsonSchema:
         self, schemas_by_type: Mapping[str, dict[str, Any]], view: ContentView | None = None
     ) -> None:
         for type_name, schema in schemas_by_type.items():
-            check_schema(schema, f"schemas.{type_name}")
+            check_schema(schema, ("schemas", type_name))
         self.schemas: Mapping[str, dict[str, Any]] = MappingProxyType(dict(schemas_by_type))
         self._view = view or ContentView()
 

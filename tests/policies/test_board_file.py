@@ -15,6 +15,7 @@ from genie import Classification, Message
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
 from genie._runtime.deadletter import DeadLetter, DeadLetters
+from genie.pipeline import load_pipeline
 from genie.policies import DataResidency, load_policy_file, run_probes
 
 from .test_policies import msg
@@ -168,8 +169,75 @@ def test_invalid_rule_points_at_its_line_and_token(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError) as info:
         load_policy_file(path)
     text = str(info.value)
-    assert text.startswith(f"{path}:4: rule bad: unknown field 'tpye' at column 1")
+    assert text.startswith(f"{path}:4: rules.0.when: rule bad: unknown field 'tpye' at column 1")
     assert "^" in text
+
+
+BAD_RULES = (
+    'version: "1"\n'
+    "rules:\n"
+    "  - id: r1\n"
+    "    when: 'payload.text == '\n"  # 4
+    "  - id: r2\n"
+    "    when: 'type = \"x\"'\n"  # 6
+    "  - id: r3\n"
+    "    when: 'payload.text contains'\n"  # 8
+)
+
+
+def test_every_bad_rule_and_schema_is_reported_at_once(tmp_path: Path) -> None:
+    # Only the first was reported; each next one only once the previous was fixed.
+    path = tmp_path / "p.yaml"
+    path.write_text(BAD_RULES + "schemas:\n  a: {type: float}\n  b: {bogus: 1}\n")
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    heads = [p.splitlines()[0] for p in info.value.problems]
+    assert heads == [
+        f"{path}:4: rules.0.when: rule r1: unexpected end of rule at the end",
+        f"{path}:6: rules.1.when: rule r2: unknown operator '=' at column 6",
+        f"{path}:8: rules.2.when: rule r3: unexpected end of rule at the end",
+        f"{path}:10: schemas.a.type: 'float' is not a JSON Schema type",
+        f"{path}:11: schemas.b: unsupported keyword(s) bogus",
+    ]
+
+
+def test_a_pipeline_counts_its_policy_files_problems_not_the_heading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pol.yaml").write_text(BAD_RULES)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        "governance: {file: pol.yaml}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+    )
+    assert main(["validate", str(pipeline)]) == 2
+    err = capsys.readouterr().err
+    for line in (4, 6, 8):
+        assert f"{tmp_path / 'pol.yaml'}:{line}: policy file: rules." in err
+    # The line naming the policy file is no problem of its own: it was counted as one.
+    assert err.endswith("genie validate: 3 problems\n")
+
+
+def test_an_inline_board_reports_every_bad_rule(tmp_path: Path) -> None:
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        "governance:\n"
+        "  board:\n"
+        "    rules:\n"
+        "      - {id: r1, when: 'payload.text == '}\n"
+        "      - {id: r2, when: 'type = \"x\"'}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        load_pipeline(pipeline)
+    assert [p.split(" at ")[0] for p in info.value.problems] == [
+        f"{pipeline}:5: governance.board.rules.0.when: rule r1: unexpected end of rule",
+        f"{pipeline}:6: governance.board.rules.1.when: rule r2: unknown operator '='",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["float", "[string, 'null']"])
@@ -181,7 +249,7 @@ def test_invalid_schema_is_refused_with_its_line(tmp_path: Path, kind: str) -> N
     )
     with pytest.raises(
         ConfigFileError,
-        match=r"p.yaml:3: schemas.payment.properties.a.type: .* is not a JSON Schema type",
+        match=r"p.yaml:6: schemas.payment.properties.a.type: .* is not a JSON Schema type",
     ):
         load_policy_file(path)
 
