@@ -52,7 +52,7 @@ from ._workflow import (
     WorkflowDeadline,
     WorkflowOutcome,
     outcome_model,
-    template_fields,
+    template_problems,
 )
 
 if TYPE_CHECKING:
@@ -611,18 +611,14 @@ class _Checker:
         if decl.approval is not None:
             for text in (decl.approval.subject, decl.approval.details):
                 try:
-                    names = template_fields(text)
+                    unfillable = template_problems(text, state)
                 except ValueError as exc:
                     self.fail((*at, "approval"), f"{text!r} is not a template: {exc}")
                     return None
-                for name in names:
-                    if name not in fields:
-                        self.fail(
-                            (*at, "approval"),
-                            f"{{{name}}}: {w.state!r} has no field {name!r}"
-                            f"{did_you_mean(name, fields)}",
-                        )
-                        return None
+                for problem in unfillable:
+                    self.fail((*at, "approval"), problem)
+                if unfillable:
+                    return None
             a = decl.approval
             approval = ApprovalStep(a.subject, a.role, a.principal, a.details, a.escalate_to)
             return Step(decl.id, tuple(decl.after), approval=approval, deadline=decl.deadline)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 import string
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .._agent.agent import Risk
 from .._agent.context import Context, Timer
 from .._base.clock import Clock
+from .._errors import did_you_mean
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
@@ -57,6 +60,7 @@ __all__ = [
     "Workflow",
     "outcome_model",
     "template_fields",
+    "template_problems",
 ]
 
 STEP_DEADLINE = 60.0  # seconds an agent step may take to reply, unless it says
@@ -208,13 +212,16 @@ class Workflow:
         return longest + 2 * undo + 2
 
 
-_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\[[^\[\]]+\])*$")
+_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[[^\[\]]+\])*)$")
+_INDEX = re.compile(r"\[([^\[\]]+)\]")
 
 
-def template_fields(text: str) -> list[str]:
-    """The state fields ``text`` fills in: ``{a}`` and ``{b[key]}`` -> ``["a", "b"]``.
-    Raises ValueError for what would not fill in: ``{}``, ``{a.attr}``, ``{a!x}``."""
-    names = []
+def template_fields(text: str) -> list[tuple[str, list[str | int]]]:
+    """The state's values ``text`` fills in, each as its field and keys: ``{a}`` and
+    ``{b[key][0]}`` -> ``[("a", []), ("b", ["key", 0])]`` (digits index a list, as
+    ``str.format`` reads them). Raises ValueError for what would not fill in: ``{}``, ``{a.attr}``,
+    ``{a!x}``."""
+    paths: list[tuple[str, list[str | int]]] = []
     for _, name, _, conversion in string.Formatter().parse(text):
         if name is None:
             continue
@@ -223,8 +230,66 @@ def template_fields(text: str) -> list[str]:
             raise ValueError(f"{{{name}}} names no field (write {{field}} or {{field[key]}})")
         if conversion not in (None, "r", "s", "a"):
             raise ValueError(f"{{{name}!{conversion}}}: the conversion is !r, !s or !a")
-        names.append(found.group(1))
-    return names
+        keys = [int(k) if k.isascii() and k.isdigit() else k for k in _INDEX.findall(name)]
+        paths.append((found.group(1), keys))
+    return paths
+
+
+def template_problems(text: str, state: type[Payload]) -> list[str]:
+    """What of ``text`` the state's model says it can never fill: a field it does not have
+    (``{ofer}``), a key the model a field holds does not have (``{request[busines_id]}``), a
+    list indexed by a name or a model by a number. What only a run can tell (a key of a
+    mapping, an index past a list's end) is not checked. Raises ValueError as
+    ``template_fields``."""
+    found = []
+    for field_name, keys in template_fields(text):
+        shown = f"{{{field_name}{''.join(f'[{k}]' for k in keys)}}}"
+        if field_name not in state.model_fields:
+            hint = did_you_mean(field_name, state.model_fields)
+            found.append(f"{shown}: {state.message_type!r} has no field {field_name!r}{hint}")
+            continue
+        annotation: Any = state.model_fields[field_name].annotation
+        held = field_name
+        for key in keys:
+            annotation = _plain(annotation)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                what = f"{held} is a {annotation.__name__}"
+                if isinstance(key, int):
+                    found.append(f"{shown}: {what}: name one of its fields, not a number")
+                    break
+                if key not in annotation.model_fields:
+                    hint = did_you_mean(key, annotation.model_fields)
+                    found.append(f"{shown}: {what}, which has no field {key!r}{hint}")
+                    break
+                annotation = annotation.model_fields[key].annotation
+            elif _is_list(annotation):
+                if not isinstance(key, int):
+                    found.append(f"{shown}: {held} is a list: index it by number")
+                    break
+                args = typing.get_args(annotation)
+                annotation = args[0] if args else Any
+            else:
+                break  # a mapping, or a value only a run can tell
+            held += f"[{key}]"
+    return found
+
+
+def _plain(annotation: Any) -> Any:
+    """``annotation`` without ``Annotated`` and without ``| None``; a union of several kinds
+    stays as it is (what it holds only a run can tell)."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(kinds) == 1:
+            return _plain(kinds[0])
+    return annotation
+
+
+def _is_list(annotation: Any) -> bool:
+    """A list in the state's JSON form: ``list[X]``, ``tuple[X, ...]``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    return origin is list or (origin is tuple and len(args) == 2 and args[1] is Ellipsis)
 
 
 @dataclass
@@ -663,8 +728,23 @@ class WorkflowNode:
 
 
 def _filled(template: str, state: Mapping[str, Any]) -> str:
-    """``template`` with ``{field}`` (``{field[key]}``) filled from the state."""
+    """``template`` with ``{field}`` (``{field[key]}``) filled from the state. A placeholder
+    the state cannot fill (a key its mapping lacks, an index past a list's end: what no check
+    at load can know) stays as written, and the rest is still filled: the approver sees what
+    is known, and which value was not."""
+    formatter = string.Formatter()
+    out = []
     try:
-        return string.Formatter().vformat(template, (), dict(state))
-    except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+        for literal, name, spec, conversion in formatter.parse(template):
+            out.append(literal)
+            if name is None:
+                continue
+            conversion = f"!{conversion}" if conversion else ""
+            written = f"{{{name}{conversion}{f':{spec}' if spec else ''}}}"
+            try:
+                out.append(formatter.vformat(written, (), state))
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError):
+                out.append(written)
+    except ValueError:  # not a template: refused at load, so a hand-built Workflow's
         return template
+    return "".join(out)

@@ -284,6 +284,82 @@ async def test_a_rejected_approval_undoes_the_steps_before_it(tmp_path: Path) ->
     assert "start car" not in saga_agents.JOURNAL
 
 
+async def test_an_approval_subject_fills_what_it_can_and_shows_the_rest_as_written(
+    tmp_path: Path,
+) -> None:
+    # The whole subject was shown raw ("Trip to {city} ...") when one placeholder could not
+    # be filled: an empty note has no first letter, which no check before the run can know.
+    steps = """
+      - {id: flight}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}: {flight} ({note[0]})", role: travel_desk}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    async with pipeline.runtime() as rt:
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            (approval,) = rt.approvals.pending()
+            assert approval.subject == "Trip to Goa: flight-ok ({note[0]})"
+            rt.approvals.reject(approval.id, by="meera", roles=("travel_desk",))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config"
+
+
+def sme_loan_with(tmp_path: Path, subject: str) -> Path:
+    """The shipped sme-loan pipeline, its approval's subject ``subject``, beside the shipped
+    policies and data it names."""
+    for folder in ("policies", "data"):
+        (tmp_path / folder).symlink_to(SHIPPED / folder)
+    text = (SHIPPED / "pipelines" / "sme-loan.yaml").read_text()
+    shipped = 'subject: "Sanction {offer} to {request[business_id]}"'
+    assert shipped in text
+    (tmp_path / "pipelines").mkdir()
+    path = tmp_path / "pipelines" / "sme-loan.yaml"
+    path.write_text(text.replace(shipped, f"subject: {subject!r}"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("subject", "problem"),
+    [
+        (
+            "Sanction {offer} to {request[busines_id]}",
+            "{request[busines_id]}: request is a SmeLoanRequest, which has no field "
+            "'busines_id' (did you mean 'business_id'?)",
+        ),
+        (
+            "{request[monthly_inflows][first]}",
+            "{request[monthly_inflows][first]}: request[monthly_inflows] is a list: index it "
+            "by number",
+        ),
+        (
+            "{request[0]}",
+            "{request[0]}: request is a SmeLoanRequest: name one of its fields, not a number",
+        ),
+    ],
+)
+def test_an_approval_template_key_the_state_does_not_have_is_refused(
+    tmp_path: Path, subject: str, problem: str
+) -> None:
+    path = sme_loan_with(tmp_path, subject)
+    with pytest.raises(ConfigFileError) as caught:
+        load_pipeline(path)
+    (found,) = caught.value.problems
+    assert found.endswith(f": workflows.0.steps.4.approval: {problem}"), found
+
+
+def test_the_keys_the_state_has_are_taken(tmp_path: Path) -> None:
+    subject = "{request[business_id]} {request[monthly_inflows][0]} {request[sector]!r:>10}"
+    assert load_pipeline(sme_loan_with(tmp_path, subject)).workflows
+
+
 async def test_an_approval_waiting_when_another_step_fails_is_withdrawn(tmp_path: Path) -> None:
     steps = """
       - {id: flight, compensate: trip_cancel}
