@@ -49,6 +49,7 @@ __all__ = [
     "ConfigFileError",
     "Document",
     "is_under",
+    "keys_at",
     "load_model",
     "parse_yaml",
     "read_yaml",
@@ -418,7 +419,7 @@ _AS_MAPPING = {"model_type", "dict_type", "dataclass_type", "model_attributes_ty
 def _reason(err: ErrorDetails, model: type[BaseModel] | None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
-        return "unknown key" + did_you_mean(str(err["loc"][-1]), _keys_at(model, err["loc"]))
+        return "unknown key" + did_you_mean(str(err["loc"][-1]), keys_at(model, err["loc"]))
     if kind in _AS_LIST:
         given = err.get("input")
         hint = f" (for one: [{given}])" if isinstance(given, str) and given else ""
@@ -431,7 +432,7 @@ def _reason(err: ErrorDetails, model: type[BaseModel] | None) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _keys_at(model: type[BaseModel] | None, loc: Loc) -> list[str]:
+def keys_at(model: type[BaseModel] | None, loc: Loc) -> list[str]:
     """The keys of the model that holds the last key of ``loc`` (following nested models,
     lists and dicts of models), or none when it cannot be told."""
     for part in loc[:-1]:

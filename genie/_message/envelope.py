@@ -364,7 +364,9 @@ class Message(_Fields):
         try:
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
-            raise invalid_message(payload.message_type or type(payload).__name__, exc) from exc
+            raise invalid_message(
+                payload.message_type or type(payload).__name__, exc, _envelope()
+            ) from exc
 
     @classmethod
     def top(

@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
-from .._errors import InvalidMessageError
+from .._errors import InvalidMessageError, did_you_mean
 
 __all__ = ["Classification", "MetaValue", "Payload", "Role", "invalid_message", "unencodable"]
 
@@ -59,12 +60,37 @@ class Payload(BaseModel):
     message_type: ClassVar[str] = ""
 
 
-def invalid_message(type_name: str, exc: ValidationError) -> InvalidMessageError:
-    """Pydantic's report on a message of type ``type_name`` as genie's error, naming the type
-    and the first field at fault."""
-    err = exc.errors(include_url=False)[0]
-    field = ".".join(str(p) for p in err["loc"]) or "<root>"
-    return InvalidMessageError(type_name, field, err["msg"])
+def invalid_message(
+    type_name: str, exc: ValidationError, model: type[BaseModel]
+) -> InvalidMessageError:
+    """Pydantic's report on a message of type ``type_name`` as genie's error: the type, the
+    first field at fault, then every other problem; a key that is no field of ``model`` (the
+    payload's, or the envelope's) is said to be unknown, with the closest field."""
+    first, *rest = exc.errors(include_url=False)
+    problem = f"unknown field{_closest(first, model)}" if _unknown(first) else first["msg"]
+    for err in rest:
+        field = _field(err)
+        if _unknown(err):
+            problem += f"; unknown field {field!r}{_closest(err, model)}"
+        else:
+            problem += f"; field {field!r}: {err['msg']}"
+    return InvalidMessageError(type_name, _field(first), problem)
+
+
+def _field(err: ErrorDetails) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "<root>"
+
+
+def _unknown(err: ErrorDetails) -> bool:
+    return err["type"] == "extra_forbidden"
+
+
+def _closest(err: ErrorDetails, model: type[BaseModel] | None) -> str:
+    """The field of ``model`` (or of the model nested in it that holds the key) closest to an
+    unknown key, as a hint."""
+    from .._base.yamlconf import keys_at  # read for a mistake only
+
+    return did_you_mean(str(err["loc"][-1]), keys_at(model, err["loc"]))
 
 
 def unencodable(

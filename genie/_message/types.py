@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
 from .._errors import ConfigurationError, InvalidMessageError, UnknownMessageTypeError
 from .envelope import Message
+from .envelope import _envelope as envelope
 from .payload import Payload, invalid_message
 
 __all__ = ["MessageTypes", "too_deep"]
@@ -70,7 +71,7 @@ class MessageTypes:
                 return model.model_validate_json(data)
             return model.model_validate(data)
         except ValidationError as exc:
-            raise invalid_message(name, exc) from exc
+            raise invalid_message(name, exc, model) from exc
 
     def parse_message(self, data: Mapping[str, Any] | str | bytes) -> Message:
         """Validate a whole envelope (as produced by ``Message.model_dump(mode="json")``).
@@ -98,14 +99,15 @@ class MessageTypes:
         if isinstance(raw, str | bytes):
             payload = self.parse_payload(type_name, raw)  # JSON text inside: its own check
         else:
+            model = self.get(type_name)
             try:
-                payload = self.get(type_name).model_validate(raw)
+                payload = model.model_validate(raw)
             except ValidationError as exc:
-                raise invalid_message(type_name, exc) from exc
+                raise invalid_message(type_name, exc, model) from exc
         try:
             return Message.model_validate({**data, "payload": payload})
         except ValidationError as exc:
-            raise invalid_message(type_name, exc) from exc
+            raise invalid_message(type_name, exc, envelope()) from exc
 
 
 def _load_json(text: str) -> object:

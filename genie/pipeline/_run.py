@@ -394,7 +394,7 @@ class Pipeline:
             located = _located(exc, entry.type, where)
             if located is not None:
                 raise located from exc
-            problem = invalid_message(entry.type, exc)
+            problem = invalid_message(entry.type, exc, self.entry_model)
             raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
 
     def entry_message(

@@ -125,6 +125,32 @@ def test_unexpected_payload_field_is_refused() -> None:
         types.parse_payload("note", {"text": "hi", "colour": "red"})
 
 
+def test_every_problem_of_a_payload_is_named_unknown_keys_too() -> None:
+    # It said only "field 'text': Field required", not that 'txt' was no field of it.
+    types = MessageTypes([Note, Ping])
+    with pytest.raises(InvalidMessageError) as info:
+        types.parse_payload("note", {"txt": "hello"})
+    assert str(info.value) == (
+        "invalid 'note' message: field 'text': Field required; unknown field 'txt' "
+        "(did you mean 'text'?)"
+    )
+    assert info.value.field == "text"  # the first at fault, as genie serve's 400 names it
+    with pytest.raises(InvalidMessageError) as info:
+        types.parse_payload("ping", '{"n": "x", "sender_tga": "a", "zzz": 1}')
+    assert str(info.value) == (
+        "invalid 'ping' message: field 'n': Input should be a valid integer, unable to parse "
+        "string as an integer; unknown field 'sender_tga' (did you mean 'sender_tag'?); "
+        "unknown field 'zzz'"
+    )
+    with pytest.raises(InvalidMessageError) as info:
+        types.parse_payload("note", {"text": "hi", "colour": "red"})
+    assert str(info.value) == "invalid 'note' message: field 'colour': unknown field"
+    envelope = {"type": "note", "payload": {"text": "x"}, "sender": "u", "recipent": "a"}
+    with pytest.raises(InvalidMessageError) as info:
+        types.parse_message(envelope)
+    assert str(info.value).endswith("field 'recipent': unknown field (did you mean 'recipient'?)")
+
+
 def test_json_round_trip_through_the_registry() -> None:
     types = MessageTypes([Ping])
     msg = Message.new(Ping(n=7), sender="user", recipient="echo", metadata={"k": "v"})

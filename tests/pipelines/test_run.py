@@ -249,7 +249,7 @@ LOAN = (ROOT / "config" / "data" / "loan-application.json").read_text()
     ("pipeline", "name", "text", "problem"),
     [
         (JSON_ENTRY, "in.json", '{"n": "many"}', "invalid 'serve' message: field 'n'"),
-        (JSON_ENTRY, "in.json", '{"m": 1}', "field 'm': Extra inputs are not permitted"),
+        (JSON_ENTRY, "in.json", '{"m": 1}', "field 'm': unknown field"),
         (JSON_ENTRY, "in.json", "{not json", "is not valid JSON"),
         (JSON_ENTRY, "in.json", "[1, 2]", "must hold a JSON object of payload fields"),
         # strict, as genie serve reads a body: one reading for every reader of the input

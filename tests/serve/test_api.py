@@ -44,6 +44,7 @@ async def test_the_same_document_as_genie_run_json(tmp_path: Path) -> None:
 async def test_invalid_payload_is_400_naming_type_and_field(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
         missing = await client.post(ASK, json={}, headers=auth(ALICE))
+        misspelt = await client.post(ASK, json={"csvv": "a,b"}, headers=auth(ALICE))
         wrong = await client.post(ASK, json={"csv": 12}, headers=auth(ALICE))
         not_json = await client.post(ASK, content=b"{nope", headers=auth(ALICE))
         a_list = await client.post(ASK, json=[1], headers=auth(ALICE))
@@ -55,6 +56,13 @@ async def test_invalid_payload_is_400_naming_type_and_field(tmp_path: Path) -> N
     assert missing.status_code == 400
     assert missing.json() == {
         "error": "invalid 'finance_question' message: field 'csv': Field required",
+        "type": "finance_question",
+        "field": "csv",
+    }
+    # Every problem of the body, an unknown key too, with the first field at fault.
+    assert misspelt.json() == {
+        "error": "invalid 'finance_question' message: field 'csv': Field required; unknown "
+        "field 'csvv' (did you mean 'csv'?)",
         "type": "finance_question",
         "field": "csv",
     }
