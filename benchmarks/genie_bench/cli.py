@@ -21,7 +21,7 @@ from typing import Any
 
 from genie import ConfigurationError
 from genie._base.progress import ProgressLine
-from genie.pipeline._shipped import shipped_file
+from genie._base.shipped import shipped_file
 
 from . import measure, process, report
 from .variants import (

@@ -36,9 +36,9 @@ from pathlib import Path
 import anyio
 
 from genie import BaseAgent, Context, Message, Payload, Runtime, handler
+from genie._base.shipped import shipped_file
 from genie.llm import ChatMessage, Provider, Request, Response, ScriptedProvider
 from genie.memory import Store
-from genie.pipeline._shipped import shipped_file
 from genie.policies import load_policy_file
 
 POLICIES = str(shipped_file("policies/ai-policy.yaml"))

@@ -35,8 +35,8 @@ from pathlib import Path
 import anyio
 
 from genie import Limits, Message, Payload, Runtime
+from genie._base.shipped import shipped_file
 from genie._runtime.policy import Decision, admit
-from genie.pipeline._shipped import shipped_file
 from genie.policies import load_policy_file
 
 POLICIES = str(shipped_file("policies/ai-policy.yaml"))

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 
 from genie import BaseAgent, Context, Message, Payload, Runtime, ToolOutput, ToolSpec, handler
-from genie.pipeline._shipped import shipped_file
+from genie._base.shipped import shipped_file
 from genie.policies import load_policy_file
 
 POLICIES = str(shipped_file("policies/ai-policy.yaml"))

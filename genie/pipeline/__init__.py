@@ -1,7 +1,7 @@
 """YAML pipelines: agents from the catalogue wired by routes, gathers, workflows, governance
 and limits.
 
-pipeline = load_pipeline("config/pipelines/finance.yaml")
+pipeline = load_pipeline("finance")  # a shipped pipeline by name, or a file's path
 result = anyio.run(pipeline.run)
 print(result.output.payload.text)
 """

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
 from .._base.files import file_problem
+from .._base.shipped import located, shipped_pipelines
 from .._base.surrogates import lone_surrogate
 from .._base.yamlconf import (
     MAX_CHARS,
@@ -41,7 +42,6 @@ from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
 from ._schema import AgentDecl, PipelineFile, WorkflowDecl, _Model, validate_file
-from ._shipped import shipped_pipelines
 from ._signatures import handler_problems, returns_messages
 from ._workflow import (
     STEP_DEADLINE,
@@ -235,7 +235,7 @@ def load_pipeline(
                 f"pipeline (genie run NAME): {names}"
             ]
         )
-    path = _located(Path(path))
+    path = located(path, "pipelines", "pipelines, by name (genie run NAME)")
     doc = read_yaml(path)
     env = {**os.environ, **(variables or {})}
     unset: list[tuple[Loc, str]] = []
@@ -257,21 +257,6 @@ def load_pipeline(
         raise ConfigFileError(sorted_problems(found))
     catalogue = catalogue or Catalogue.installed()
     return _Checker(path, config, doc.lines, catalogue, found, [*quiet, *pruned]).pipeline()
-
-
-def _located(path: Path) -> Path:
-    """``path``, or the shipped pipeline it names (``finance``: no folder, no suffix, no such
-    file here); a file that is nowhere is refused naming the shipped ones."""
-    if path.exists():
-        return path
-    shipped = shipped_pipelines()
-    if len(path.parts) == 1 and not path.suffix and path.name in shipped:
-        return shipped[path.name]
-    names = ", ".join(shipped) or "none installed"
-    hint = did_you_mean(path.stem, shipped) if len(path.parts) == 1 else ""
-    raise ConfigFileError(
-        [f"{path}: does not exist{hint}; the shipped pipelines, by name (genie run NAME): {names}"]
-    )
 
 
 def takes_panel(annotation: Any) -> bool:

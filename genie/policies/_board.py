@@ -7,6 +7,7 @@ schemas this validator cannot honour are refused at load with file, line and rea
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._base.shipped import located
 from .._base.yamlconf import ConfigFileError, Loc, WholeNumber, key_of, line_of, load_model
 from .._message.payload import Classification
 from .._runtime.policy import Policy
@@ -254,7 +256,10 @@ def board_problems(board: BoardPolicy) -> list[tuple[Loc, str]]:
 
 
 def load_policy_file(path: str | Path, ledger: ConsentLedger | None = None) -> PolicySet:
-    """Load and build a board policy file; every problem names the file, line and key."""
+    """Load and build a board policy file, or the shipped one ``path`` names (``ai-policy``,
+    when no such file is here); every problem names the file, line and key."""
+    if os.fspath(path):  # '' is refused as naming no file
+        path = located(path, "policies", "policy files, by name")
     board, lines = load_model(path, BoardPolicy)
     found = sorted(board_problems(board), key=lambda problem: line_of(lines, problem[0]))
     if found:

@@ -240,6 +240,26 @@ def test_an_inline_board_reports_every_bad_rule(tmp_path: Path) -> None:
     ]
 
 
+def test_the_shipped_policy_file_is_found_by_name_in_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The documented load_policy_file("config/policies/ai-policy.yaml") ran only in a clone.
+    monkeypatch.chdir(tmp_path)
+    assert load_policy_file("ai-policy").names == load_policy_file(POLICY).names
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file("ai-polcy")
+    assert info.value.problems == [
+        "ai-polcy: does not exist (did you mean 'ai-policy'?); the shipped policy files, by "
+        "name: ai-policy, probes"
+    ]
+    assert main(["policy", "check", "ai-policy", "--probes", str(PROBES)]) == 0
+    capsys.readouterr()
+    # A file of that name here is that file, as for a pipeline.
+    (tmp_path / "ai-policy").write_text("owner: me\n")
+    with pytest.raises(ConfigFileError, match="ai-policy:1: version: Field required"):
+        load_policy_file("ai-policy")
+
+
 @pytest.mark.parametrize("kind", ["float", "[string, 'null']"])
 def test_invalid_schema_is_refused_with_its_line(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "p.yaml"
