@@ -813,10 +813,11 @@ class _Checker:
         return model
 
     def check_entry_payload(self, model: type[Payload]) -> None:
-        """Each value of the entry's ``payload`` fits its field. A required field it lacks is
-        given by the run's input when there is one (a text input's ``field``; any field of a
-        JSON or YAML object), else by a caller of genie serve: a warning, as ``genie run``
-        without an input fails for it (``unfilled``)."""
+        """Each value the entry's ``payload`` gives fits its field: a wrong one is an error. A
+        required field it lacks may come from the run's input (a text input's ``field``, any
+        field of a JSON or YAML object) or from the body of a genie serve request; one that no
+        declared input gives is ``unfilled``: a warning, and ``genie run`` without an input is
+        refused naming it."""
         entry = self.config.entry
         try:
             model.model_validate(entry.payload)
@@ -837,8 +838,10 @@ class _Checker:
                     f"{entry.type!r} has no field {key!r}{did_you_mean(key, model.model_fields)}",
                 )
             elif len(loc) <= 1 and (err["type"] == "missing" or not loc):
-                # What the input (or a served request's body) may give, or make whole.
-                if given is None or (given.format == "text" and loc != (given.field,)):
+                # What the input (or a served request's body) may give, or make whole: a
+                # check of the whole payload may hold once a text input's field is in it.
+                text_lacks = given is not None and given.format == "text" and bool(loc)
+                if given is None or (text_lacks and loc != (given.field,)):
                     self.unfilled += problems(exc, self.path, self.lines, at, model, [err])
             elif not is_under((*at, *loc), self.quiet):
                 wrong.append(err)

@@ -791,6 +791,47 @@ def test_a_text_input_gives_its_own_field_only(tmp_path: Path) -> None:
     assert str(caught.value) == "\n".join(pipeline.unfilled)
 
 
+WHOLE = """
+from pydantic import model_validator
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Ask(Payload):
+    message_type = "ask"
+    text: str = ""
+
+    @model_validator(mode="after")
+    def _asked(self) -> "Ask":
+        if not self.text:
+            raise ValueError("ask something")
+        return self
+
+
+class Answer(Payload):
+    message_type = "answer"
+
+
+class Answers(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_ask(self, payload: Ask, ctx: Context) -> Message:
+        return ctx.emit(Answer())
+"""
+
+
+def test_a_check_of_the_whole_payload_waits_for_a_text_inputs_field(tmp_path: Path) -> None:
+    write(tmp_path, "whole.py", WHOLE)
+    head = "agents: [{id: a, use: 'whole:Answers'}]\noutput: answer\n"
+    given = write(tmp_path, "p.yaml", head + "entry: {type: ask, to: a, input: {field: text}}\n")
+    pipeline = load_pipeline(given)
+    assert pipeline.unfilled == ()
+    assert pipeline.entry_payload("hi").text == "hi"  # type: ignore[attr-defined]
+    bare = write(tmp_path, "q.yaml", head + "entry: {type: ask, to: a}\n")
+    assert load_pipeline(bare).unfilled == (f"{bare}:3: entry.payload: ask something",)
+
+
 # --- duplicate keys ----------------------------------------------------------------------------
 
 
