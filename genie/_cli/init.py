@@ -137,8 +137,8 @@ def init(folder: Path) -> list[Path]:
     taken = [name for name in FILES if (folder / name).exists()]
     if taken:
         raise ConfigurationError(
-            f"{folder} already has {', '.join(taken)}: genie init writes only into a new or "
-            "empty folder, and overwrites nothing"
+            f"{folder} already has {', '.join(taken)}: genie init writes its files into a "
+            "folder that has none of them (other files may be there), and overwrites nothing"
         )
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name) or "genie-app"
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,9 +162,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = commands.add_parser(
         "init",
         help="write a starter project (an agent, a pipeline, a policy, a test)",
-        description="Write a starter project into FOLDER (new or empty): an agent module, a "
-        "pipeline, a policy file, a test on the test runtime, and a README. It passes its "
-        "own test (pytest) and runs (genie run pipeline.yaml) as written.",
+        description="Write a starter project into FOLDER (made if missing; one that has none "
+        "of its files): an agent module, a pipeline, a policy file, a test on the test "
+        "runtime, and a README. It passes its own test (pytest) and runs (genie run "
+        "pipeline.yaml) as written.",
     )
     parser.add_argument("folder", metavar="FOLDER", help="where to write it")
     parser.set_defaults(func=_init)

@@ -55,18 +55,28 @@ def test_the_starter_project_passes_its_own_test_and_runs(tmp_path: Path, capsys
 
 
 def test_init_overwrites_nothing(tmp_path: Path, capsys: Capture) -> None:
+    # The refusal said "writes only into a new or empty folder", though a folder of other
+    # files is taken: it says the rule it applies.
     (tmp_path / "agents.py").write_text("# mine\n")
     assert main(["init", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == (
-        f"genie init: {tmp_path} already has agents.py: genie init writes only into a new or "
-        "empty folder, and overwrites nothing\n"
+        f"genie init: {tmp_path} already has agents.py: genie init writes its files into a "
+        "folder that has none of them (other files may be there), and overwrites nothing\n"
     )
     assert (tmp_path / "agents.py").read_text() == "# mine\n"
     afile = tmp_path / "file"
     afile.write_text("")
     assert main(["init", str(afile)]) == 2
     assert capsys.readouterr().err == f"genie init: {afile} exists and is not a folder\n"
+
+
+def test_init_writes_beside_other_files(tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert main(["init", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    assert (tmp_path / "pipeline.yaml").is_file()
 
 
 def _console(page: str, command: str) -> list[list[str]]:
