@@ -108,6 +108,12 @@ def described(error: BaseException) -> str:
     kept with its dead letter and audit row, logged, and handed to whoever waited."""
     try:
         text = str(error)
+        from pydantic import ValidationError  # here: pydantic's models import this module
+
+        if isinstance(error, ValidationError):  # a payload a handler built, say
+            from ._message.payload import validation_said
+
+            text = validation_said(error)
     except BaseException as exc:
         text = f"<its str() raised {type(exc).__name__}>"
     return f"{type(error).__name__}: {middle_cut(text, REASON_CHARS)}"

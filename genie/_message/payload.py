@@ -12,7 +12,15 @@ from pydantic_core import ErrorDetails
 
 from .._errors import InvalidMessageError, did_you_mean
 
-__all__ = ["Classification", "MetaValue", "Payload", "Role", "invalid_message", "unencodable"]
+__all__ = [
+    "Classification",
+    "MetaValue",
+    "Payload",
+    "Role",
+    "invalid_message",
+    "unencodable",
+    "validation_said",
+]
 
 # Metadata values are immutable so that a shallow copy per message is a real copy: a message can
 # never see a change made through another message's metadata (the Go bus shared one map).
@@ -91,6 +99,29 @@ def _closest(err: ErrorDetails, model: type[BaseModel] | None) -> str:
     from .._base.yamlconf import keys_at  # read for a mistake only
 
     return did_you_mean(str(err["loc"][-1]), keys_at(model, err["loc"]))
+
+
+def validation_said(exc: ValidationError) -> str:
+    """Pydantic's report on a model (a payload a handler built, say) on one line, in the
+    words of ``invalid_message``: a dead letter's reason is read one line each. The model is
+    named by its message type when the payload classes of its name agree on one, else by
+    that name."""
+    title = exc.title
+    types = {model.message_type for model in _payload_classes() if model.__name__ == title}
+    type_name = types.pop() if len(types) == 1 and "" not in types else title
+    more = exc.error_count() - 1
+    said = str(invalid_message(type_name, exc))
+    return " ".join(said.split()) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _payload_classes() -> list[type[Payload]]:
+    found: list[type[Payload]] = []
+    todo = list(Payload.__subclasses__())
+    while todo:
+        model = todo.pop()
+        found.append(model)
+        todo.extend(model.__subclasses__())
+    return found
 
 
 def unencodable(
