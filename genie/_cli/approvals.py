@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from typing import Any, cast
@@ -19,7 +20,7 @@ from .._base.surrogates import lone_surrogate
 from .._errors import ConfigurationError
 from .options import seconds_or_zero
 
-__all__ = ["add_parser", "pending_approvals", "said_of"]
+__all__ = ["add_parser", "answer_command", "pending_approvals", "said_of"]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,6 +116,15 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
     return pending
 
 
+def answer_command(approval_id: object, where: str, role: object, principal: object) -> str:
+    """The command that approves ``approval_id`` (kept ``where``: the store's or the
+    namespace's flags), with the ``--role`` it needs and the principal it names if it names
+    one: it runs as printed once PRINCIPAL is a person's name."""
+    who = shlex.quote(str(principal)) if principal else "PRINCIPAL"
+    needs = f" --role {shlex.quote(str(role))}" if role else ""
+    return f"genie approvals approve {approval_id} {where} --as {who}{needs}"
+
+
 def said_of(answer: object) -> str:
     """What became of an answer ``pending_approvals`` lists, in a sentence on one line. A
     store's row may have been written by hand: a name no person has, or an outcome that is
@@ -185,7 +195,11 @@ def _answer(args: argparse.Namespace) -> int:
             taker = "the genie worker hosting the approval desk takes it when it runs"
         else:
             outcome = _answer_in_store(args, answer)
-            taker = f"the runtime that resumes the request takes it (genie run --store {where})"
+            # The store keeps no pipeline file: the user names the one whose run asked.
+            taker = (
+                f"the runtime that resumes the request takes it: genie run PIPELINE --store "
+                f"{where}, PIPELINE the pipeline file (or name) whose run asked for it"
+            )
     except KeyboardInterrupt:
         print("genie approvals: interrupted before the answer was left", file=sys.stderr)
         return 130

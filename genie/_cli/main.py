@@ -1,12 +1,14 @@
 """The ``genie`` command: a thin layer over the library.
 
-Exit codes: 0 success, 1 the run failed (denied, failed, timed out), 2 usage or configuration
-error. Errors print one clear line; ``--debug`` shows the traceback.
+Exit codes: 0 success, 1 the run failed (denied, failed, timed out, paused), 2 usage or
+configuration error, 3 the output arrived but work of the request was lost (dead letters).
+Errors print one clear line; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -31,6 +33,8 @@ from .._runtime.audit import (
     read_audit_key,
     verify_audit_log,
 )
+from .._runtime.correlator import Missing
+from .._runtime.deadletter import DeadLetter
 from .._runtime.observe.events import TIMELINE_HEADER, EventStream
 from .._runtime.runtime import Runtime
 from ..nats._cli import add_run_options as add_nats_run_options
@@ -41,7 +45,7 @@ from ..pipeline._args import load as _load
 from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
 from .approvals import add_parser as add_approvals
-from .approvals import pending_approvals, pending_on_nats, said_of
+from .approvals import answer_command, pending_approvals, pending_on_nats, said_of
 from .audit_key import add_audit_options, audit_log_key
 from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
@@ -59,6 +63,10 @@ __all__ = ["cli", "main"]
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
 SIGPIPE_EXIT = 141
+# The output arrived, but some of the request's work was lost on the way (a failed side
+# branch, a message nobody could receive): not 0, which says nothing was lost, nor 1, which
+# says the run gave no output (docs/decisions.md).
+LOST_WORK = 3
 APPROVAL = ApprovalRequest.message_type  # what asks a person (the approval desk takes it)
 # Seconds `genie run` waits, after its request timed out, for the request's cancelled work to
 # report (docs/cli.md): its whole wait is --timeout plus at most this.
@@ -163,13 +171,23 @@ def _run(args: argparse.Namespace) -> int:
             if args.debug:
                 raise
             said = "the run stopped, what was in flight cancelled"
-            print(f"genie run: a handler called sys.exit({exc.code!r}): {said}", file=sys.stderr)
+            agent = _stopped_by(rt, exc)
+            who = f"the handler of {agent}" if agent else "a handler"
+            print(f"genie run: {who} called sys.exit({exc.code!r}): {said}", file=sys.stderr)
             return _exit_status(exc)
-        except KeyboardInterrupt:  # Ctrl-C, as the hint for an approval without a store says
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a handler that raised it
             kept = f" --store {args.store}" if args.store else ""
             kept = kept or (f" --nats {args.nats} --origin {args.origin}" if args.origin else "")
             said = f": what it had not finished is kept; genie run {args.pipeline}{kept} resumes it"
-            print(f"genie run: interrupted{said if kept else ''}", file=sys.stderr)
+            agent = _stopped_by(rt, exc)
+            if agent is None:  # the user pressed Ctrl-C, as the hint for an approval says
+                print(f"genie run: interrupted{said if kept else ''}", file=sys.stderr)
+            else:
+                print(
+                    f"genie run: the handler of {agent} raised KeyboardInterrupt: the run "
+                    f"stopped, what was in flight cancelled{said if kept else ''}",
+                    file=sys.stderr,
+                )
             return 130
         except StoreError as exc:  # the run failed, not its command line: exit 1
             if args.debug:
@@ -195,19 +213,33 @@ def _run(args: argparse.Namespace) -> int:
                 metrics_out.close()
         if audit is not None:
             audit.close()
-    code = max(_report(pipeline, args, result, stuck) for result in results)
     timed_out = [r.correlation_id for r in results if r.status == "timed_out"]
+    pending: list[dict[str, object]] = []
+    where = resume = ""  # where the pending approvals are kept, and the run that resumes
     if args.store:
         where = f"--store {args.store}"
-        _say_paused(pending_approvals(args.store), timed_out, where, where)
+        resume = f"{args.pipeline} {where}"
+        pending = pending_approvals(args.store)
     elif args.origin and timed_out:
         namespace = args.namespace or pipeline.name
-        _say_paused(
-            pending_on_nats(args.nats, namespace),
-            timed_out,
-            f"--nats {args.nats} --namespace {namespace}",
-            f"{args.pipeline} --nats {args.nats} --origin {args.origin}",
+        where = f"--nats {args.nats} --namespace {namespace}"
+        resume = f"{args.pipeline} --nats {args.nats} --origin {args.origin}"
+        pending = pending_on_nats(args.nats, namespace)
+    # A request that stopped waiting while a person's approval is pending is kept, not
+    # cancelled: it is paused, and the next run resumes it.
+    paused = [a for a in pending if a["correlation_id"] in timed_out]
+    code = max(
+        _report(
+            pipeline,
+            args,
+            result,
+            stuck,
+            [a for a in paused if a["correlation_id"] == result.correlation_id],
         )
+        for result in results
+    )
+    if pending:
+        _say_paused(paused, where, resume)
     elif timed_out and any(APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
         print(
             f"  {pipeline.name} may wait for a person's approval: run it with --store PATH "
@@ -218,17 +250,16 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _say_paused(
-    pending: list[dict[str, object]], correlations: list[str], where: str, resume: str
-) -> None:
-    """Which of ``correlations`` wait for a person (``pending``, the approvals listed
-    ``where``: the store's or the namespace's flags), how to answer and resume them, and
-    what became of the answers left to them (one refused is said to nobody else)."""
-    for approval in (a for a in pending if a["correlation_id"] in correlations):
+def _say_paused(paused: list[dict[str, object]], where: str, resume: str) -> None:
+    """The approvals paused requests wait for (as listed ``where``: the store's or the
+    namespace's flags), how to answer them and resume the requests (``resume``: the
+    arguments of ``genie run`` that do), and what became of the answers left to them (one
+    refused is said to nobody else)."""
+    for approval in paused:
+        command = answer_command(approval["id"], where, approval["role"], approval["principal"])
         print(
             f"  paused: approval {approval['id']} ({approval['agent']}: {approval['subject']}) "
-            f"waits for a person: genie approvals approve {approval['id']} {where} "
-            f"--as PRINCIPAL; the next genie run {resume} resumes the request",
+            f"waits for a person: {command}; the next genie run {resume} resumes the request",
             file=sys.stderr,
         )
         for answer in cast(list[object], approval.get("answers", [])):
@@ -236,31 +267,63 @@ def _say_paused(
 
 
 def _report(
-    pipeline: Pipeline, args: argparse.Namespace, result: RunResult, stuck: Mapping[str, int]
+    pipeline: Pipeline,
+    args: argparse.Namespace,
+    result: RunResult,
+    stuck: Mapping[str, int],
+    paused: Sequence[Mapping[str, object]] = (),
 ) -> int:
-    """Print how a run ended (its output on stdout, the rest on stderr); its exit status."""
+    """Print how a run ended (its output on stdout, the rest on stderr); its exit status.
+    ``paused``: the approvals a request that stopped waiting is kept for (as
+    ``genie approvals list`` lists them): it is paused, not cancelled."""
     if args.json:
-        print(json.dumps(result.as_json(), indent=2))
+        document = result.as_json()
+        if paused:
+            document["status"] = "paused"
+            document["paused_on"] = [
+                {
+                    "approval": a["id"],
+                    **{k: a[k] for k in ("agent", "subject", "role", "principal")},
+                }
+                for a in paused
+            ]
+        print(json.dumps(document, indent=2))
     elif result.output is not None:
         print(_render(result.output.payload), end="")
     unfinished = _workflow_unfinished(result)
     if unfinished:
         print(f"genie run: {pipeline.name}: {unfinished}", file=sys.stderr)
-    if result.status != "ok" or result.denials:
-        print(f"genie run: {pipeline.name}: the run ended {result.status}", file=sys.stderr)
+    lost = _lost(result)
+    if result.status != "ok" or result.denials or lost:
+        ended = f"the run ended {result.status}"
+        if paused:
+            waits = "approval waits" if len(paused) == 1 else "approvals wait"
+            ended = f"the run paused: {len(paused)} {waits} for a person"
+        elif result.ok and lost:
+            ended += f", and lost work: {len(lost)} dead letter{'s' if len(lost) > 1 else ''}"
+        print(f"genie run: {pipeline.name}: {ended}", file=sys.stderr)
         for d in result.denials:
             print(
                 f"  denied: {d.type} to {d.recipient} by policy {d.policy}: {d.reason}",
                 file=sys.stderr,
             )
-    if result.status != "ok":
+    if result.status != "ok" and not paused:  # a paused run's approvals are said after
         for m in result.missing:
             if m.kind != "denied" or result.output is not None:
                 # A denial that ended the run is printed above, with its message type; a
-                # partial output names each part it lacks, and why.
-                at = f" to {m.agent_id}" if m.agent_id and m.agent_id != m.key else ""
+                # partial output names each part it lacks, and why. A timed-out reply's
+                # reason names the agents the deadline cut short.
+                named = m.agent_id and m.agent_id != m.key and m.kind != "timed_out"
+                at = f" to {m.agent_id}" if named else ""
                 by = f" (policy {m.policy})" if m.policy else ""
                 print(f"  {m.key}: {m.kind}{at}{by}: {m.reason}", file=sys.stderr)
+    for letter in lost:
+        to = f" to {letter.agent_id}" if letter.agent_id else ""
+        print(
+            f"  dead letter: {letter.message.type}{to}: {letter.kind}: {letter.reason}",
+            file=sys.stderr,
+        )
+    if result.status != "ok" or lost:
         _show_tracebacks(result, args.debug, f"genie --debug run {args.pipeline}")
         for agent_id, waiting in stuck.items():
             print(
@@ -269,7 +332,60 @@ def _report(
                 f"(genie worker {args.pipeline} --nats {args.nats} --agents {agent_id})",
                 file=sys.stderr,
             )
-    return 0 if result.ok and not unfinished else 1
+    if not result.ok or unfinished:  # a paused run too: its output has not come yet
+        return 1
+    return LOST_WORK if result.dead_letters else 0
+
+
+def _lost(result: RunResult) -> list[DeadLetter]:
+    """The request's dead letters no line of its ``missing`` says already: a failed side
+    branch, a message nobody could receive, work shed, of a run that may still have ended
+    ok."""
+    said = {(m.agent_id, m.reason) for m in result.missing}
+    return [d for d in result.dead_letters if (d.agent_id, d.reason) not in said]
+
+
+def _with_cut_short(rt: Runtime, result: RunResult) -> RunResult:
+    """``result`` of a request that timed out, its timed-out reply naming the agents whose
+    deliveries were still running or queued at the deadline: the request's cancelled dead
+    letters, which come in after the result is made (the runtime drains them at its close)."""
+    cut_short = list(
+        dict.fromkeys(
+            d.agent_id
+            for d in rt.dead_letters
+            if d.kind == "cancelled"
+            and d.message.correlation_id == result.correlation_id
+            and d.agent_id
+        )
+    )
+    if result.status != "timed_out" or not cut_short:
+        return result
+    agents = ", ".join(cut_short)
+    missing = tuple(
+        Missing(
+            m.key,
+            m.kind,
+            f"{m.reason}; still working then, cancelled: {agents}",
+            m.policy,
+            agents,
+            m.message_id,
+        )
+        if m.kind == "timed_out" and m.agent_id is None
+        else m
+        for m in result.missing
+    )
+    return dataclasses.replace(result, missing=missing)
+
+
+def _stopped_by(rt: Runtime, stopper: BaseException) -> str | None:
+    """The agent whose handler raised ``stopper`` (a ``SystemExit``, a ``KeyboardInterrupt``)
+    on the event loop's thread: its delivery is the cancelled dead letter that says so. None
+    when no handler did (Ctrl-C), or one in a task nobody awaits."""
+    said = f"the runtime stopped: {type(stopper).__name__}"
+    return next(
+        (d.agent_id for d in rt.dead_letters if d.kind == "cancelled" and d.reason == said),
+        None,
+    )
 
 
 def _workflow_unfinished(result: RunResult) -> str:
@@ -358,7 +474,7 @@ async def _go(
     finally:
         if llm is not None:
             await llm.aclose()
-    return results
+    return [_with_cut_short(rt, result) for result in results]
 
 
 def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Approval], str] | None:
@@ -378,10 +494,13 @@ def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Appro
                 f"stop it (Ctrl-C), run genie run {args.pipeline} --store PATH and answer from "
                 "another terminal with genie approvals (docs/workflows.md)"
             )
+        command = answer_command(
+            approval.id, f"--store {args.store}", approval.role, approval.principal
+        )
         answer = (
-            f"answer from another terminal with genie approvals approve {approval.id} --store "
-            f"{args.store} --as PRINCIPAL (or reject); this run waits for it until its timeout, "
-            f"and the next genie run {args.pipeline} --store {args.store} resumes the request"
+            f"answer from another terminal with {command} (or reject); this run waits for it "
+            f"until its timeout, and the next genie run {args.pipeline} --store {args.store} "
+            "resumes the request"
         )
         left = _untaken_answer(args.store, approval.id)
         if left is not None:  # left while no process held the request: taken now
@@ -573,7 +692,9 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         help="run one request through a pipeline and print its output",
         description="Load PIPELINE, send one request built from its entry and the input, and "
         "print the output message (its text, or JSON). Exit 0 when the output arrives, 1 when "
-        "the run is denied, fails or times out, 2 for a bad pipeline or input.",
+        "the run is denied, fails, times out or waits for an approval, 2 for a bad pipeline "
+        "or input, 3 when the output arrives but work of the request was lost (a dead letter, "
+        "each said on stderr).",
     )
     run.add_argument("pipeline", help="pipeline YAML (e.g. config/pipelines/finance.yaml)")
     run.add_argument(

@@ -200,7 +200,8 @@ def test_a_run_with_a_store_says_how_to_answer_and_takes_the_answer(tmp_path: Pa
         approval = line.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
         assert line.endswith(
             f"waits for a person: answer from another terminal with genie approvals approve "
-            f"{approval} --store {store} --as PRINCIPAL (or reject); this run waits for it "
+            f"{approval} --store {store} --as PRINCIPAL --role treasurer (or reject); this run "
+            "waits for it "
             f"until its timeout, and the next genie run payments --store {store} resumes the "
             "request\n"
         )
@@ -490,6 +491,14 @@ def test_a_handler_that_exits_stops_the_run_in_one_line_with_its_code(
         [_genie(), "run", str(pipeline)], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout) == (3, "")
-    assert done.stderr == (
-        "genie run: a handler called sys.exit(3): the run stopped, what was in flight cancelled\n"
-    )
+    # It did not say whose handler. An exit in a task the handler started may leave the
+    # event loop (asyncio lets it out) before the handler's delivery hears of it: then the
+    # runtime cannot tell whose it was, and says "a handler".
+    said = "called sys.exit(3): the run stopped, what was in flight cancelled\n"
+    if agent == "InItsHandler":
+        assert done.stderr == f"genie run: the handler of quitter {said}"
+    else:
+        assert done.stderr in (
+            f"genie run: the handler of quitter {said}",
+            f"genie run: a handler {said}",
+        )

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from genie import BaseAgent, Context, Runtime, configure_logging, handler
-from genie._cli.main import main
+from genie._cli.main import LOST_WORK, main
 
 from ..conftest import Ping
 from ..runtime.test_metrics import parse, total
@@ -113,7 +113,8 @@ def test_json_logs_carry_agent_type_and_correlation(tmp_path: Path, capsys: Capt
     path = tmp_path / "app.json"
     path.write_text(json.dumps(application))
     args = ["run", LENDING, "--json", "--input", str(path), "--set", "ASSESSMENT_DEADLINE=200ms"]
-    assert main([*args, "--log-format", "json", "--log-level", "warning"]) == 0
+    # The output came (partial) and the simulation's failure is lost work: exit 3.
+    assert main([*args, "--log-format", "json", "--log-level", "warning"]) == LOST_WORK
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     # The log records are JSON lines; the run's own summary (the output is partial: the loan

@@ -5,11 +5,14 @@ each in a line that works as printed (docs/cli.md)."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from genie._cli.main import main
+from genie._cli.main import LOST_WORK, main
 
 Capture = pytest.CaptureFixture[str]
 
@@ -108,6 +111,47 @@ def _pipeline(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
+FAN = """
+agents:
+  - {id: pricer, use: 'MOD:Pricer'}
+  - {id: printer, use: 'MOD:Printer'}
+  - {id: ledger, use: 'MOD:Ledger'}
+routes:
+  priced: [ledger, printer]
+entry: {type: order, to: pricer}
+output: receipt
+timeout: 10s
+"""
+
+
+def test_a_failed_side_branch_of_an_ok_run_is_said_with_its_own_exit_code(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # The run printed its output only, exit 0: the ledger's failure was in --json alone.
+    pipeline = _pipeline(tmp_path, FAN)
+    assert main(["run", pipeline]) == LOST_WORK == 3
+    out, err = capsys.readouterr()
+    assert out == "apple\n"
+    assert err.splitlines() == [
+        "genie run: p: the run ended ok, and lost work: 1 dead letter",
+        "  dead letter: priced to ledger: failed: RuntimeError: ledger write failed",
+        f"  (a handler failed: genie --debug run {pipeline} ... shows where it raised)",
+    ]
+
+
+def test_an_unrouted_message_of_an_ok_run_is_said(tmp_path: Path, capsys: Capture) -> None:
+    pipeline = _pipeline(
+        tmp_path,
+        "agents: [{id: pricer, use: 'MOD:MisspeltPricer'}]\n"
+        "entry: {type: order, to: pricer}\noutput: receipt\n",
+    )
+    assert main(["run", pipeline]) == LOST_WORK
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "genie run: p: the run ended ok, and lost work: 1 dead letter"
+    assert err[1].startswith("  dead letter: priced to ledgr: unrouted: ")
+    assert len(err) == 2
+
+
 def test_a_handlers_validation_error_is_one_line(tmp_path: Path, capsys: Capture) -> None:
     # Pydantic's report took four lines, the later ones unindented.
     pipeline = _pipeline(
@@ -124,3 +168,103 @@ def test_a_handlers_validation_error_is_one_line(tmp_path: Path, capsys: Capture
     assert main(["run", pipeline, "--json"]) == 1
     document = json.loads(capsys.readouterr().out)
     assert "\n" not in document["dead_letters"][0]["reason"]
+
+
+def test_a_timed_out_run_names_the_agents_still_working(tmp_path: Path, capsys: Capture) -> None:
+    # It said "1 of 1 replies did not arrive before the deadline", and --json "agent": null.
+    pipeline = _pipeline(
+        tmp_path,
+        "agents:\n  - {id: pricer, use: 'MOD:Pricer'}\n  - {id: worker, use: 'MOD:Slow'}\n"
+        "routes: {priced: [worker]}\nentry: {type: order, to: pricer}\noutput: receipt\n",
+    )
+    assert main(["run", pipeline, "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[1] == (
+        "  reply: timed_out: 1 of 1 replies did not arrive before the deadline; still working "
+        "then, cancelled: worker"
+    )
+    assert main(["run", pipeline, "--timeout", "0.5", "--json"]) == 1
+    [missing] = json.loads(capsys.readouterr().out)["missing"]
+    assert (missing["kind"], missing["agent"]) == ("timed_out", "worker")
+
+
+def _genie() -> str:
+    exe = shutil.which("genie", path=str(Path(sys.executable).parent))
+    assert exe is not None, "the genie console script is not installed"
+    return exe
+
+
+def test_a_keyboard_interrupt_a_handler_raised_names_its_agent(tmp_path: Path) -> None:
+    # It said "genie run: interrupted", as if the user had pressed Ctrl-C.
+    pipeline = _pipeline(
+        tmp_path,
+        "agents: [{id: stopper, use: 'MOD:Interrupter'}]\n"
+        "entry: {type: order, to: stopper}\noutput: receipt\n",
+    )
+    done = subprocess.run(
+        [_genie(), "run", pipeline], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (130, "")
+    assert done.stderr == (
+        "genie run: the handler of stopper raised KeyboardInterrupt: the run stopped, what was "
+        "in flight cancelled\n"
+    )
+
+
+def _paused_payment(store: Path, capsys: Capture, *json_flag: str) -> tuple[int, str, str]:
+    """``genie run payments --store STORE`` that stops waiting while its approval is pending;
+    its exit code, stdout and stderr."""
+    code = main(["run", "payments", "--store", str(store), "--timeout", "1", *json_flag])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_run_paused_on_an_approval_says_so_not_timed_out(tmp_path: Path, capsys: Capture) -> None:
+    # --json said "status": "timed_out" and nothing of the approval the store keeps.
+    store = tmp_path / "pay.db"
+    code, out, err = _paused_payment(store, capsys, "--json")
+    assert code == 1  # no output yet, as before: the status says why
+    document = json.loads(out)
+    assert document["status"] == "paused"
+    [waiting] = document["paused_on"]
+    approval = waiting["approval"]
+    assert waiting == {
+        "approval": approval,
+        "agent": "payment_orchestrator",
+        "subject": "pay Rs 75,000.00 to Shree Ganesh Traders by IMPS",
+        "role": "treasurer",
+        "principal": None,
+    }
+    code, out, err = _paused_payment(store, capsys)  # resumes it, and pauses again
+    assert code == 1
+    lines = err.splitlines()
+    assert "genie run: payments: the run paused: 1 approval waits for a person" in lines
+    assert not any("timed_out" in line for line in lines)
+    assert lines[-1] == (
+        f"  paused: approval {approval} (payment_orchestrator: pay Rs 75,000.00 to Shree "
+        f"Ganesh Traders by IMPS) waits for a person: genie approvals approve {approval} "
+        f"--store {store} --as PRINCIPAL --role treasurer; the next genie run payments --store "
+        f"{store} resumes the request"
+    )
+
+
+def test_the_commands_said_for_an_approval_work_as_printed(tmp_path: Path, capsys: Capture) -> None:
+    # "genie run --store x.db" lacked the pipeline (argparse refuses it), and the answer's
+    # command lacked the --role the approval needs.
+    store = tmp_path / "pay.db"
+    _, _, err = _paused_payment(store, capsys)
+    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
+    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    assert (
+        f"genie approvals approve {approval} --store {store} --as PRINCIPAL --role treasurer "
+        "(or reject)"
+    ) in asked
+    answer = ["approvals", "approve", approval, "--store", str(store), "--as", "tina"]
+    assert main([*answer, "--role", "treasurer", "--wait", "0"]) == 0
+    assert capsys.readouterr().err == (
+        f"genie approvals: the answer is left in {store}: the runtime that resumes the request "
+        f"takes it: genie run PIPELINE --store {store}, PIPELINE the pipeline file (or name) "
+        "whose run asked for it\n"
+    )
+    code, out, _ = _paused_payment(store, capsys)  # resumes the request, which takes it
+    assert (code, json.loads(out)["reason"]) == (0, "approved by tina")
