@@ -65,7 +65,7 @@ __all__ = ["cli", "main"]
 SIGPIPE_EXIT = 141
 # The output arrived, but some of the request's work was lost on the way (a failed side
 # branch, a message nobody could receive): not 0, which says nothing was lost, nor 1, which
-# says the run gave no output (docs/decisions.md).
+# says the run gave no output (docs/design/cli-run-report.md).
 LOST_WORK = 3
 APPROVAL = ApprovalRequest.message_type  # what asks a person (the approval desk takes it)
 # Seconds `genie run` waits, after its request timed out, for the request's cancelled work to
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         for result in results
     )
-    if pending:
+    if where:  # a store, or a named entry: what waits for a person is kept
         _say_paused(paused, where, resume)
     elif timed_out and any(APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
         print(
@@ -349,6 +349,8 @@ def _with_cut_short(rt: Runtime, result: RunResult) -> RunResult:
     """``result`` of a request that timed out, its timed-out reply naming the agents whose
     deliveries were still running or queued at the deadline: the request's cancelled dead
     letters, which come in after the result is made (the runtime drains them at its close)."""
+    if result.status != "timed_out":
+        return result
     cut_short = list(
         dict.fromkeys(
             d.agent_id
@@ -358,7 +360,7 @@ def _with_cut_short(rt: Runtime, result: RunResult) -> RunResult:
             and d.agent_id
         )
     )
-    if result.status != "timed_out" or not cut_short:
+    if not cut_short:
         return result
     agents = ", ".join(cut_short)
     missing = tuple(
