@@ -35,6 +35,7 @@ from .._runtime.audit import (
 )
 from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
+from .._runtime.delivery import CANCELLED_WITH_REQUEST
 from .._runtime.observe.events import TIMELINE_HEADER, EventStream
 from .._runtime.runtime import Runtime
 from ..nats._cli import add_run_options as add_nats_run_options
@@ -355,7 +356,7 @@ def _with_cut_short(rt: Runtime, result: RunResult) -> RunResult:
         dict.fromkeys(
             d.agent_id
             for d in rt.dead_letters
-            if d.kind == "cancelled"
+            if (d.kind, d.reason) == ("cancelled", CANCELLED_WITH_REQUEST)
             and d.message.correlation_id == result.correlation_id
             and d.agent_id
         )

@@ -39,7 +39,11 @@ from .transport import Transport
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["DeliveryRunner", "stops_runtime"]
+__all__ = ["CANCELLED_WITH_REQUEST", "DeliveryRunner", "stops_runtime"]
+
+# The reason of a delivery, queued or running, that its request's cancellation ended (a
+# caller's timeout, ``rt.cancel``): what a deadline cut short, as opposed to a shutdown's.
+CANCELLED_WITH_REQUEST = "correlation cancelled"
 
 
 def stops_runtime(exc: BaseException) -> bool:
@@ -138,7 +142,7 @@ class DeliveryRunner:
                         else (mb.id, 0)
                     )
                     ledger.dead_letter(
-                        agent, msg, corr, "cancelled", "correlation cancelled", None, attempt
+                        agent, msg, corr, "cancelled", CANCELLED_WITH_REQUEST, None, attempt
                     )
                 else:
                     # A tripped breaker is asked before the first attempt, as before every
@@ -236,7 +240,7 @@ class DeliveryRunner:
                     mb.breaker.abandon_trial()
                 agent = handoff.failed_agent if handoff is not None else mb.id
                 if corr.cancelled:
-                    reason = "correlation cancelled"
+                    reason = CANCELLED_WITH_REQUEST
                 else:
                     ledger.cut_short_by_shutdown(agent)
                     stopper = exiting(exc)

@@ -226,6 +226,8 @@ def test_a_run_paused_on_an_approval_says_so_not_timed_out(tmp_path: Path, capsy
     assert code == 1  # no output yet, as before: the status says why
     document = json.loads(out)
     assert document["status"] == "paused"
+    # Nothing was cut short: the desk's timer is kept with the request, not cancelled.
+    assert [m["agent"] for m in document["missing"]] == [None]
     [waiting] = document["paused_on"]
     approval = waiting["approval"]
     assert waiting == {
