@@ -19,7 +19,7 @@ Capture = pytest.CaptureFixture[str]
 AGENTS = """
 import anyio
 
-from genie import BaseAgent, Context, Message, Payload, handler
+from genie import ApprovalRequest, BaseAgent, Context, Message, Payload, handler
 
 
 class Order(Payload):
@@ -90,6 +90,15 @@ class Slow(BaseAgent):
     async def on_priced(self, payload: Priced, ctx: Context) -> Message:
         await anyio.sleep(30)
         return ctx.emit(Receipt(text=payload.item))
+
+
+class SlowAsker(BaseAgent):
+    produces = (ApprovalRequest, Receipt)
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> Message:
+        await anyio.sleep(30)
+        return ctx.emit(ApprovalRequest(subject="pay", role="treasurer"))
 
 
 class Interrupter(BaseAgent):
@@ -270,3 +279,17 @@ def test_the_commands_said_for_an_approval_work_as_printed(tmp_path: Path, capsy
     )
     code, out, _ = _paused_payment(store, capsys)  # resumes the request, which takes it
     assert (code, json.loads(out)["reason"]) == (0, "approved by tina")
+
+
+def test_a_run_with_a_store_is_not_told_to_use_one(tmp_path: Path, capsys: Capture) -> None:
+    # Timed out before its approval was asked, a run with --store was told to run with one.
+    pipeline = _pipeline(
+        tmp_path,
+        "agents: [{id: asker, use: 'MOD:SlowAsker'}]\n"
+        "entry: {type: order, to: asker}\noutput: receipt\n",
+    )
+    store = str(tmp_path / "s.db")
+    assert main(["run", pipeline, "--store", store, "--timeout", "0.5"]) == 1
+    assert "run it with --store PATH" not in capsys.readouterr().err
+    assert main(["run", pipeline, "--timeout", "0.5"]) == 1
+    assert "run it with --store PATH" in capsys.readouterr().err
