@@ -319,17 +319,32 @@ class DeliveryRunner:
         # Only agents with a deadline pay for a cancel scope of their own.
         deadline = mb.options.deadline
         assert deadline is not None
+        due = self.clock.monotonic() + deadline
         result: object = None
-        with anyio.CancelScope(deadline=self.clock.monotonic() + deadline) as scope:
+        with anyio.CancelScope(deadline=due) as scope:
             result = await pending
         if scope.cancelled_caught:
-            raise HandlerTimeoutError(
-                f"agent {mb.id!r} overran its {deadline:g}s deadline on {msg.type!r}",
-                message_id=msg.id,
-                agent_id=mb.id,
-                correlation_id=msg.correlation_id,
+            overran = ""
+        else:
+            # A cancel scope interrupts a handler only where it awaits: one that blocks the
+            # event loop (or shields itself) runs past its deadline all the same. Returned
+            # late, it has overrun like one cancelled, and its outputs are discarded as a
+            # given-up thread's are.
+            late = self.clock.monotonic() - due
+            if late <= 0:
+                return result
+            overran = (
+                f": it returned {late:.3g}s late, having blocked the event loop (or shielded "
+                "itself from cancellation), so it could not be cancelled, and its outputs are "
+                "discarded; run blocking work in a plain def handler (a worker thread) or "
+                "with offload='process'"
             )
-        return result
+        raise HandlerTimeoutError(
+            f"agent {mb.id!r} overran its {deadline:g}s deadline on {msg.type!r}{overran}",
+            message_id=msg.id,
+            agent_id=mb.id,
+            correlation_id=msg.correlation_id,
+        )
 
     def _outputs(
         self, mb: Mailbox, msg: Message, result: object, built: Message | None, typed: bool

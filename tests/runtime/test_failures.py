@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import anyio
@@ -66,6 +67,73 @@ async def test_deadline_cancels_a_slow_handler() -> None:
     [letter] = list(rt.dead_letters)
     assert letter.error_type == "HandlerTimeoutError"
     assert letter.message.payload == Ping(n=1)
+
+
+class BlocksTheLoop(BaseAgent):
+    """An ``async def`` handler that blocks the event loop (``time.sleep``): no cancel scope
+    can interrupt it."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, seconds: float) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+        self.calls = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        self.calls += 1
+        time.sleep(self.seconds)  # noqa: ASYNC251 - the blocking this test is about
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_handler_that_blocks_the_loop_past_its_deadline_fails_by_timeout() -> None:
+    # Real time: the loop really is blocked, so its cancel scope never fires.
+    blocker = BlocksTheLoop("blocker", seconds=0.3)
+    retry = RetryPolicy(attempts=2, backoff=0)
+    async with Runtime() as rt:
+        rt.add(blocker, options=AgentOptions(deadline=0.1, retry=retry))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="blocker"))
+        await drain(rt)
+        stats = rt.statistics()
+    assert blocker.calls == 2  # retried as any timeout
+    assert result.status == "partial"
+    assert result.replies == ()  # its late reply is discarded
+    [missing] = result.missing
+    assert missing.kind == "failed"
+    assert "HandlerTimeoutError" in missing.reason
+    assert "0.1s deadline" in missing.reason
+    assert "blocked the event loop" in missing.reason
+    assert "offload" in missing.reason
+    [letter] = list(rt.dead_letters)
+    assert letter.error_type == "HandlerTimeoutError"
+    assert letter.attempts == 2
+    assert stats.handled == 0
+
+
+class ShieldsItself(BaseAgent):
+    """A handler that shields itself from cancellation, so it returns after its deadline."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(5)
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_a_handler_that_returns_after_its_deadline_fails_by_timeout() -> None:
+    async with Runtime() as rt:
+        rt.add(ShieldsItself("late"), options=AgentOptions(deadline=2.0))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
+    assert result.replies == ()
+    [missing] = result.missing
+    assert "HandlerTimeoutError" in missing.reason
+    assert "2s deadline" in missing.reason
+    [letter] = list(rt.dead_letters)
+    assert letter.error_type == "HandlerTimeoutError"
 
 
 async def test_retry_with_backoff_then_success() -> None:
