@@ -154,7 +154,12 @@ class GenieError(Exception):
 
 
 class ConfigurationError(GenieError):
-    """The runtime, an agent or a pipeline is configured wrongly; nothing was started."""
+    """The runtime, an agent or a pipeline is configured wrongly; nothing was started.
+
+    ``source``: where in the user's code the mistake is (``path:line``) when that is not where
+    it was raised: a handler refused as its class is defined names the line of its ``def``."""
+
+    source: str | None = None
 
 
 class DuplicateAgentError(ConfigurationError):

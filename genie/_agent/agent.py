@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import linecache
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
@@ -114,24 +115,44 @@ class BaseAgent:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        handlers = dict(cls._handlers)
+        own: dict[type[Payload], str] = {}  # this class's own handlers
         sync = set(cls._sync_handlers)
         for attr, func in vars(cls).items():
-            inner = func.__func__ if isinstance(func, staticmethod | classmethod) else None
-            if hasattr(inner, "__genie_handler__"):
+            wrapped = isinstance(func, staticmethod | classmethod)
+            if wrapped and hasattr(func.__func__, "__genie_handler__"):
                 # The mark is on the function inside: unrefused, the handler would be skipped
                 # and its payload type never routed to this agent.
-                raise ConfigurationError(
-                    f"handler {cls.__qualname__}.{attr} is a {type(func).__name__}: "
-                    "a handler is a plain method taking (self, payload, ctx)"
+                raise _refused(
+                    cls,
+                    attr,
+                    func.__func__,
+                    f" is a {type(func).__name__}: a handler is a plain method taking "
+                    "(self, payload, ctx)",
                 )
             if getattr(func, "__genie_handler__", False):
-                handlers[_payload_type(cls, attr, func)] = attr
+                payload = _payload_type(cls, attr, func)
+                twin = own.get(payload)
+                if twin is not None:
+                    # Unrefused, the one defined last would take every such payload, and the
+                    # other would never run.
+                    raise _refused(
+                        cls,
+                        attr,
+                        func,
+                        f" handles {payload.message_type!r} ({payload.__qualname__}), as "
+                        f"{cls.__qualname__}.{twin} does: a class has one handler per payload "
+                        "type (merge them, or give each a payload type of its own)",
+                    )
+                own[payload] = attr
                 if _is_sync(cls, attr, func):
                     sync.add(attr)
                 else:
                     sync.discard(attr)
-        cls._handlers = handlers
+        # A subclass's handler wins over its base's for the same payload type; a base's
+        # handler the subclass redefines (the same name) takes what its new annotation says.
+        redefined = set(own.values())
+        inherited = {p: n for p, n in cls._handlers.items() if n not in redefined}
+        cls._handlers = inherited | own
         cls._sync_handlers = frozenset(sync)
 
     @classmethod
@@ -206,13 +227,38 @@ def _dispatching(agent: Agent) -> BaseAgent | None:
     return typing.cast(BaseAgent, agent)
 
 
+def _refused(cls: type, attr: str, func: Callable[..., Any], problem: str) -> ConfigurationError:
+    """The error refusing handler ``cls.attr`` for ``problem``, located at its ``def``: raised
+    as its class is defined, a traceback would point at the class."""
+    error = ConfigurationError(f"handler {cls.__qualname__}.{attr}{problem}")
+    error.source = _defined_at(func)
+    return error
+
+
+def _defined_at(func: Callable[..., Any]) -> str | None:
+    """``path:line`` of ``func``'s ``def``, when it has Python source."""
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    if code is None:
+        return None
+    # Of a decorated function, the line of its first decorator: its def is further down.
+    number = first = code.co_firstlineno
+    while text := linecache.getline(code.co_filename, number):
+        if text.lstrip().startswith(("def ", "async def ")):
+            return f"{code.co_filename}:{number}"
+        number += 1
+    return f"{code.co_filename}:{first}"  # no source to read
+
+
 def _is_sync(cls: type, attr: str, func: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(func):
         return False
     if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
-        raise ConfigurationError(
-            f"handler {cls.__qualname__}.{attr} is a generator: a handler returns its "
-            "messages (async def or def, returning a Message, a list of them, or None)"
+        raise _refused(
+            cls,
+            attr,
+            func,
+            " is a generator: a handler returns its messages (async def or def, returning a "
+            "Message, a list of them, or None)",
         )
     return True
 
@@ -221,30 +267,35 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 
 def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:
-    where = f"{cls.__qualname__}.{attr}"
     signature = inspect.signature(func).parameters
     params = list(signature)
     # The runtime calls handler(payload, ctx) by position: a keyword-only or starred
     # parameter would make three names that fail every call.
     if len(params) != 3 or any(p.kind not in _POSITIONAL for p in signature.values()):
-        raise ConfigurationError(f"handler {where} must take (self, payload, ctx)")
+        raise _refused(cls, attr, func, " must take (self, payload, ctx)")
     try:
         hints = typing.get_type_hints(func)
     except NameError as exc:
-        raise ConfigurationError(f"handler {where}: cannot resolve annotations ({exc})") from exc
+        raise _refused(cls, attr, func, f": cannot resolve annotations ({exc})") from exc
     model = hints.get(params[1])
     if isinstance(model, type) and issubclass(model, Payload) and not model.message_type:
         # A base of models (genie.pipeline.Gathered, a payload base of your own) names no
         # message type, so nothing could be routed to this handler by it.
         name = model.__name__
-        raise ConfigurationError(
-            f"handler {where}: '{params[1]}' is annotated with {name}, a base of payload "
-            f"models with no message_type of its own; annotate it with a subclass that sets "
-            f'one (class Bundle({name}): message_type = "bundle"), the type the sender '
-            "emits (for a declared gather, its emit.type)"
+        raise _refused(
+            cls,
+            attr,
+            func,
+            f": '{params[1]}' is annotated with {name}, a base of payload models with no "
+            f"message_type of its own; annotate it with a subclass that sets one "
+            f'(class Bundle({name}): message_type = "bundle"), the type the sender emits (for '
+            "a declared gather, its emit.type)",
         )
     if not (isinstance(model, type) and issubclass(model, Payload)):
-        raise ConfigurationError(
-            f"handler {where}: annotate '{params[1]}' with a Payload model that sets message_type"
+        raise _refused(
+            cls,
+            attr,
+            func,
+            f": annotate '{params[1]}' with a Payload model that sets message_type",
         )
     return model

@@ -85,8 +85,11 @@ _GENIE = str(Path(__file__).resolve().parents[1])
 
 
 def _where(exc: BaseException) -> str:
-    """Where the module's own code raised: the innermost frame outside genie (a handler's
-    class refused as it is defined points at the class, not at genie's check)."""
+    """Where the mistake is in the module's own code: the place the error names (a handler
+    refused as its class is defined names its ``def``), else the innermost frame outside
+    genie that raised."""
+    if isinstance(exc, ConfigurationError) and exc.source is not None:
+        return f" ({exc.source})"
     frames = traceback.extract_tb(exc.__traceback__)
     own = [f for f in frames if not f.filename.startswith(_GENIE)] or frames
     return f" ({own[-1].filename}:{own[-1].lineno})" if own else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from genie import (
@@ -82,6 +84,54 @@ def test_a_handler_under_staticmethod_or_classmethod_is_refused(wrap: type) -> N
 
     with pytest.raises(ConfigurationError, match=rf"Wrapped\.on_ping is a {wrap.__name__}"):
         type("Wrapped", (BaseAgent,), {"on_ping": wrap(handler(on_ping))})
+
+
+def test_two_handlers_for_one_payload_type_in_a_class_are_refused() -> None:
+    # Unrefused, the last one defined would take every Ping and the first never run.
+    with pytest.raises(ConfigurationError) as caught:
+
+        class Twice(BaseAgent):
+            @handler
+            async def on_ping(self, payload: Ping, ctx: Context) -> None: ...
+
+            @handler
+            def on_ping_too(self, payload: Ping, ctx: Context) -> None: ...
+
+    said = str(caught.value)
+    assert "Twice.on_ping_too" in said
+    assert "Twice.on_ping " in said
+    assert "'ping'" in said
+
+
+async def test_a_subclass_handler_replaces_its_bases_for_the_same_payload_type() -> None:
+    class Louder(Echo):
+        @handler  # a new name for the type Echo.on_ping handles: this one wins
+        async def on_loud_ping(self, payload: Ping, ctx: Context) -> Message:
+            return ctx.reply(Pong(n=payload.n * 10))
+
+    class Renamed(Echo):
+        @handler  # Echo's own handler redefined: the same name, a payload type of its own
+        async def on_ping(self, payload: Note, ctx: Context) -> Message:  # type: ignore[override]
+            return ctx.reply(Pong(n=len(payload.text)))
+
+    request = Message.new(Ping(n=2), sender="user")
+    out = await Louder("louder").handle(request, TestContext("louder", request))
+    assert [m.payload for m in out] == [Pong(n=20)]
+    assert Louder.consumes() == (Ping,)
+    assert Renamed.consumes() == (Note,)  # its Ping handler was redefined away
+
+
+def test_a_handler_refused_names_the_line_of_its_def() -> None:
+    # Raised as its class is defined, the error's traceback points at the class line.
+    with pytest.raises(ConfigurationError) as caught:
+
+        class Bad(BaseAgent):
+            @handler  # type: ignore[type-var]
+            async def on_unannotated(self, payload: int, ctx: Context) -> None: ...
+
+    lines = Path(__file__).read_text().splitlines()
+    [def_line] = [n for n, line in enumerate(lines, 1) if "def on_" + "unannotated(" in line]
+    assert caught.value.source == f"{__file__}:{def_line}"
 
 
 async def test_test_context_request_uses_the_responder() -> None:

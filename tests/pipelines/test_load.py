@@ -561,6 +561,16 @@ def test_a_module_raising_anything_at_import_is_named_with_the_exception(tmp_pat
     )
 
 
+def test_a_handler_refused_at_import_is_located_at_its_def(tmp_path: Path) -> None:
+    folder = tmp_path / "unannotated"
+    module = AGENT_MODULE.format(said="x").replace("payload: Ask, ctx: Context", "payload, ctx")
+    write(folder, "household.py", module)
+    path = write(folder, "pipeline.yaml", PIPELINE)
+    [def_line] = [n for n, line in enumerate(module.splitlines(), 1) if "async def on_ask" in line]
+    [problem] = problems_of(path)
+    assert problem.endswith(f"({folder / 'household.py'}:{def_line})")
+
+
 def test_a_constructor_raising_anything_is_reported(tmp_path: Path) -> None:
     folder = tmp_path / "ctor"
     module = AGENT_MODULE.format(said="x") + (
