@@ -102,10 +102,11 @@ REASON_CHARS = 2_000  # of an error's text in a reason; the middle is cut
 
 
 def described(error: BaseException) -> str:
-    """``Type: message``, as a reason or a dead letter says why: never raises, whatever the
-    exception's own ``__str__`` does (a user's exception class may fail to print), and stays
-    short whatever it says (a failure's message may be a whole payload dumped): a reason is
-    kept with its dead letter and audit row, logged, and handed to whoever waited."""
+    """``Type: message``, as a reason or a dead letter says why, or ``Type`` alone for an
+    error raised with no message: never raises, whatever the exception's own ``__str__`` does
+    (a user's exception class may fail to print), and stays short whatever it says (a
+    failure's message may be a whole payload dumped): a reason is kept with its dead letter
+    and audit row, logged, and handed to whoever waited."""
     try:
         text = str(error)
         from pydantic import ValidationError  # here: pydantic's models import this module
@@ -116,6 +117,8 @@ def described(error: BaseException) -> str:
             text = validation_said(error)
     except BaseException as exc:
         text = f"<its str() raised {type(exc).__name__}>"
+    if not text.strip():
+        return type(error).__name__
     return f"{type(error).__name__}: {middle_cut(text, REASON_CHARS)}"
 
 

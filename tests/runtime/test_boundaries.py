@@ -240,6 +240,29 @@ async def test_an_error_that_cannot_print_is_a_failure_all_the_same(
     accounted(rt.statistics())
 
 
+class Silent(Exception):
+    """An error raised with no message."""
+
+
+class RaisesSilently(BaseAgent):
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:  # in a thread
+        raise Silent
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        raise NotImplementedError
+
+
+async def test_an_error_with_no_message_is_named_by_its_type_alone() -> None:
+    async with Runtime([RaisesSilently("quiet")]) as rt:
+        for payload in (Ping(), Pong()):
+            await rt.ask(rt.message(payload, recipient="quiet"))
+    letters = list(rt.dead_letters)
+    assert [d.reason for d in letters] == ["Silent", "NotImplementedError"]
+    assert "in on_ping: Silent\n" in letters[0].tracebacks[-1]
+
+
 async def test_a_policy_raising_an_error_that_cannot_print_denies() -> None:
     def broken(msg: Message, recipient: str) -> Decision:
         raise Unprintable
