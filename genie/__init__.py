@@ -34,6 +34,7 @@ from ._errors import LimitExceededError as LimitExceededError
 from ._errors import MemoryArgumentError as MemoryArgumentError
 from ._errors import MemoryDeniedError as MemoryDeniedError
 from ._errors import MessageError as MessageError
+from ._errors import NoReplyError as NoReplyError
 from ._errors import NoRouteError as NoRouteError
 from ._errors import PublishFromHandlerError as PublishFromHandlerError
 from ._errors import RuntimeClosedError as RuntimeClosedError
@@ -185,6 +186,7 @@ __all__ = [
     "Missing",
     "ModelText",
     "ModelTextStream",
+    "NoReplyError",
     "NoRouteError",
     "Observer",
     "OffloadStatistics",

@@ -25,6 +25,7 @@
     ├── StoreError                    the durable store could not be written (the disk is
     │                                 full, its file removed): the runtime stops with it
     ├── AuditWriteError               the audit sink refused a record: the runtime stops
+    ├── NoReplyError                  GatherResult.message with no reply (a LookupError too)
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
         ├── InvalidOutputError        handle() returned something that is not a Message
@@ -39,6 +40,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._runtime.correlator import Missing
 
 __all__ = [
     "AgentError",
@@ -56,6 +61,7 @@ __all__ = [
     "LimitExceededError",
     "MemoryArgumentError",
     "MessageError",
+    "NoReplyError",
     "NoRouteError",
     "PublishFromHandlerError",
     "RuntimeClosedError",
@@ -332,6 +338,22 @@ class LimitExceededError(GenieError):
     refused again."""
 
     limit: str = ""
+
+
+class NoReplyError(GenieError, LookupError):
+    """``GatherResult.message`` read where the gather collected no reply; ``missing`` says
+    why each expected reply is absent (as ``GatherResult.missing`` does). A ``LookupError``
+    too, as it always was."""
+
+    def __init__(self, correlation_id: str, missing: tuple[Missing, ...]) -> None:
+        why = "; ".join(f"{m.key}: {m.kind}: {m.reason}" for m in missing) or "none"
+        super().__init__(
+            f"no reply for correlation {correlation_id} ({why})", correlation_id=correlation_id
+        )
+        self.missing = missing
+
+    def __reduce__(self) -> tuple[type[NoReplyError], tuple[str, tuple[Missing, ...]]]:
+        return type(self), (self.correlation_id or "", self.missing)
 
 
 class AgentError(GenieError):

@@ -19,7 +19,14 @@ import anyio
 from .._base.backend import Event, any_backend
 from .._base.clock import Clock, checked_timeout
 from .._base.record import Record
-from .._errors import AgentError, DeliveryError, DeniedError, RuntimeClosedError, described
+from .._errors import (
+    AgentError,
+    DeliveryError,
+    DeniedError,
+    NoReplyError,
+    RuntimeClosedError,
+    described,
+)
 from .._message.envelope import Message
 
 __all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
@@ -53,10 +60,10 @@ class GatherResult(Record):
 
     @property
     def message(self) -> Message:
-        """The first reply; raises ``LookupError`` naming what is missing when there is none."""
+        """The first reply; raises ``NoReplyError`` (a ``LookupError``) naming what is missing
+        when there is none."""
         if not self.replies:
-            why = "; ".join(f"{m.key}: {m.kind}: {m.reason}" for m in self.missing) or "none"
-            raise LookupError(f"no reply for correlation {self.correlation_id} ({why})")
+            raise NoReplyError(self.correlation_id, self.missing)
         return self.replies[0]
 
 

@@ -18,8 +18,10 @@ from genie import (
     Context,
     Decision,
     DeniedError,
+    GenieError,
     Limits,
     Message,
+    NoReplyError,
     Runtime,
     RuntimeState,
     handler,
@@ -31,6 +33,17 @@ from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+async def test_the_message_of_a_result_with_no_reply_is_a_genie_error_saying_why() -> None:
+    async with Runtime([Failing("broken")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="broken"))
+    with pytest.raises(NoReplyError, match=r"no reply for correlation .*: failed") as caught:
+        result.message  # noqa: B018 - the property raises
+    assert isinstance(caught.value, GenieError)
+    assert isinstance(caught.value, LookupError)  # what it raised before: still caught as one
+    assert caught.value.correlation_id == result.correlation_id
+    assert caught.value.missing == result.missing
 
 
 class SlowEcho(Echo):
