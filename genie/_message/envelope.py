@@ -229,12 +229,19 @@ class Message(_Fields):
 
     def __init__(self, **data: Any) -> None:
         """Validate ``data`` (pydantic's ``ValidationError`` on a bad field, as before); a
-        text field holding a lone surrogate is an ``InvalidMessageError`` naming it."""
+        text field holding a lone surrogate, or a value metadata cannot hold, is an
+        ``InvalidMessageError`` naming it."""
         payload = data.get("payload")
         if isinstance(payload, Payload):  # else pydantic refuses it
-            refused = _lone_surrogate(payload.message_type or type(payload).__name__, data)
+            type_name = payload.message_type or type(payload).__name__
+            refused = _lone_surrogate(type_name, data)
             if refused is not None:
                 raise refused
+            metadata = data.get("metadata")
+            if isinstance(metadata, Mapping) and type(metadata) is not FrozenDict:
+                # Checked as a handler's is, so that the same mistake reads the same words
+                # at every door (pydantic would name the first type of the union it tried).
+                data["metadata"] = frozen_metadata(type_name, metadata)
         values = _envelope()(**data).__dict__
         for name, slot in zip(_FIELD_NAMES, _SLOTS, strict=True):
             _set(self, slot, values[name])

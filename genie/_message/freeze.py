@@ -389,14 +389,27 @@ def frozen_metadata(
 def _meta_value(type_name: str, key: object, value: Any) -> Any:
     if value is None or isinstance(value, str | int | float):
         return value
-    if isinstance(value, tuple | list) and all(isinstance(item, str) for item in value):
-        return value if type(value) is tuple else tuple(value)
+    if isinstance(value, tuple | list):
+        wrong = [item for item in value if not isinstance(item, str)]
+        if not wrong:
+            return value if type(value) is tuple else tuple(value)
+        what = f"{_a(value)} holding {_a(wrong[0])}"
+    else:
+        what = _a(value)
     raise InvalidMessageError(
         type_name,
         f"metadata.{key}",
-        f"a {type(value).__qualname__} is not a metadata value "
-        "(a str, int, float, bool, None or a tuple of str)",
+        f"{what} is not a metadata value; a metadata value is a str, int, float, bool or "
+        "None, or a list or tuple of str",
     )
+
+
+def _a(value: object) -> str:
+    """``value``'s type with its article: ``a list``, ``an int`` (``None`` as itself)."""
+    if value is None:
+        return "None"
+    name = type(value).__qualname__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 class _Enveloped(Protocol):

@@ -400,6 +400,57 @@ async def test_a_bytearray_in_metadata_is_refused() -> None:
     assert (c.value.type_name, c.value.field) == ("freeze.loose", "metadata.k")
 
 
+class Tagger(BaseAgent):
+    """Replies to a Ping with the metadata it is given."""
+
+    produces = (Loose,)
+
+    def __init__(self, id: str, metadata: dict[str, Any]) -> None:
+        super().__init__(id)
+        self.metadata = metadata
+
+    @on
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Loose(value=1), metadata=self.metadata)
+
+
+ALLOWED = "a str, int, float, bool or None, or a list or tuple of str"
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        ([1, 2], "a list holding an int"),
+        (("a", 2.5), "a tuple holding a float"),
+        ({"a": 1}, "a dict"),
+        (object(), "an object"),
+    ],
+)
+async def test_metadata_refused_reads_the_same_at_every_door(value: object, refused: str) -> None:
+    # rt.message and Message.new (pydantic's door, once) and a handler's ctx.reply say the same.
+    problem = f"{refused} is not a metadata value; a metadata value is {ALLOWED}"
+    async with Runtime([Tagger("tagger", {"l": value})]) as rt:
+        with pytest.raises(InvalidMessageError) as outside:
+            rt.message(Loose(value=1), metadata={"l": value})
+        with pytest.raises(InvalidMessageError) as built:
+            Message.new(Loose(value=1), sender="me", metadata={"l": value})
+        result = await rt.ask(rt.message(Ping(), recipient="tagger"))
+    for caught in (outside, built):
+        assert (caught.value.field, caught.value.problem) == ("metadata.l", problem)
+    [missing] = result.missing
+    assert missing.reason.endswith(f"field 'metadata.l': {problem}")
+
+
+async def test_metadata_lists_of_str_become_tuples_at_every_door() -> None:
+    tags = {"tags": ["a", "b"], "n": 1, "x": 0.5, "ok": True, "none": None}
+    async with Runtime([Tagger("tagger", tags)]) as rt:
+        outside = rt.message(Ping(), recipient="tagger", metadata=tags)
+        answer = (await rt.ask(outside)).message
+    frozen = {**tags, "tags": ("a", "b")}
+    assert dict(outside.metadata) == frozen
+    assert dict(answer.metadata) == frozen
+
+
 class Relay(BaseAgent):
     """Passes what it is given on, with metadata no message can hold."""
 
