@@ -28,6 +28,7 @@ from ._errors import DeniedError as DeniedError
 from ._errors import DuplicateAgentError as DuplicateAgentError
 from ._errors import GenieError as GenieError
 from ._errors import HandlerTimeoutError as HandlerTimeoutError
+from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import InvalidMessageError as InvalidMessageError
 from ._errors import InvalidOutputError as InvalidOutputError
 from ._errors import LimitExceededError as LimitExceededError
@@ -166,6 +167,7 @@ __all__ = [
     "GatherResult",
     "GenieError",
     "HandlerTimeoutError",
+    "InvalidArgumentError",
     "InvalidMessageError",
     "InvalidOutputError",
     "LimitExceededError",

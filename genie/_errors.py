@@ -25,6 +25,7 @@
     ├── StoreError                    the durable store could not be written (the disk is
     │                                 full, its file removed): the runtime stops with it
     ├── AuditWriteError               the audit sink refused a record: the runtime stops
+    ├── InvalidArgumentError          a call refused an argument's value (a ValueError too)
     ├── NoReplyError                  GatherResult.message with no reply (a LookupError too)
     └── AgentError                    a handler failed (what dead letters record)
         ├── HandlerTimeoutError       the handler overran its deadline
@@ -56,6 +57,7 @@ __all__ = [
     "DuplicateAgentError",
     "GenieError",
     "HandlerTimeoutError",
+    "InvalidArgumentError",
     "InvalidMessageError",
     "InvalidOutputError",
     "LimitExceededError",
@@ -338,6 +340,12 @@ class LimitExceededError(GenieError):
     refused again."""
 
     limit: str = ""
+
+
+class InvalidArgumentError(GenieError, ValueError):
+    """A call was given an argument it cannot take (a timeout or delay that is no number, a
+    gather's count out of range, an event stream's buffer below 1); a ``ValueError`` too, as
+    Python's own refusals of a value are."""
 
 
 class NoReplyError(GenieError, LookupError):

@@ -11,7 +11,7 @@ import anyio
 
 from .._base.clock import Clock
 from .._base.log import message_logger
-from .._errors import ConfigurationError, ToolCallError
+from .._errors import ConfigurationError, InvalidArgumentError, ToolCallError
 from .._message.envelope import Message, caused_by
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
@@ -83,7 +83,7 @@ class Context(Protocol):
         same correlation (a deadline of the agent's own). The pending timer counts as work in
         flight for the correlation; ``Timer.cancel()`` withdraws it. A delay of 0 or less
         (a deadline already past) fires at once; one that is not a finite number raises
-        ``ValueError`` here, in the handler."""
+        ``InvalidArgumentError`` (a ``ValueError``) here, in the handler."""
         ...
 
     async def request(
@@ -154,7 +154,7 @@ def timer_delay(delay: float) -> float:
     """``delay`` as a timer waits it: a past deadline (0 or less) fires at once; what is not a
     finite number of seconds is the handler's mistake, told in the handler."""
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"ctx.schedule: the delay must be a finite number of seconds, not {delay!r}"
         )
     return max(float(delay), 0.0)

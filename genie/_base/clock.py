@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import anyio
 
+from .._errors import InvalidArgumentError
+
 __all__ = ["REAL_TIME_LOOPS", "Clock", "checked_timeout"]
 
 # The modules of event loops whose time is the monotonic clock, read coarsely.
@@ -104,7 +106,7 @@ def checked_timeout(timeout: float | None, what: str) -> float | None:
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout)
     ):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{what}: the timeout must be a number of seconds or None, not {timeout!r}"
         )
     return timeout

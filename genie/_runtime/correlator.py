@@ -23,6 +23,7 @@ from .._errors import (
     AgentError,
     DeliveryError,
     DeniedError,
+    InvalidArgumentError,
     NoReplyError,
     RuntimeClosedError,
     described,
@@ -323,7 +324,7 @@ class Gather(_Waiter):
         self._keys = sorted(self._senders or self._types)
         self._needed = count if count is not None else (len(self._keys) or 1)
         if self._needed < 1 or (self._keys and self._needed > len(self._keys)):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"gather: count must be between 1 and {len(self._keys) or 'any'}, "
                 f"got {self._needed}"
             )

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from .._base.record import Record
+from .._errors import InvalidArgumentError
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .observe.observer import Observer
@@ -135,7 +136,9 @@ class ModelTextStream(Reading):
         judge: Judge,
     ) -> None:
         if hold_back is not None and hold_back < 0:
-            raise ValueError(f"hold_back must be 0 or more characters, or None, not {hold_back}")
+            raise InvalidArgumentError(
+                f"hold_back must be 0 or more characters, or None, not {hold_back}"
+            )
         super().__init__(hub)
         self.correlation_id = correlation_id
         self.reader = reader

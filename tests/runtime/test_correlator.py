@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -19,11 +20,13 @@ from genie import (
     Decision,
     DeniedError,
     GenieError,
+    InvalidArgumentError,
     Limits,
     Message,
     NoReplyError,
     Runtime,
     RuntimeState,
+    TestContext,
     handler,
 )
 
@@ -664,26 +667,49 @@ async def test_a_timeout_that_is_no_number_is_refused_before_anything_is_sent(
     # The compiled build's signatures (mypyc's, of the hot modules) refuse a value that is no
     # number at all as a TypeError, before the check: refused before anything is sent still.
     compiled = not str(genie._agent.context.__file__).endswith(".py")
-    kinds: tuple[type[Exception], ...] = (ValueError,)
+    kinds: tuple[type[Exception], ...] = (InvalidArgumentError,)
     if compiled and isinstance(timeout, str):
-        kinds = (ValueError, TypeError)
+        kinds = (InvalidArgumentError, TypeError)
     asker, echo = NoteAsker("asker", "echo", timeout=timeout), Echo("echo")
     async with Runtime([asker, echo]) as rt:
         await rt.publish(rt.message(Note(text="go"), recipient="asker"))
         await rt.wait_idle()
         [(kind, why)] = asker.outcomes
         assert kind in {k.__name__ for k in kinds}
-        if kind == "ValueError":
+        if kind == "InvalidArgumentError":
             assert why == f"ctx.request: {said}"
         with pytest.raises(kinds, match=f"rt.ask: {said}"):
             await rt.ask(rt.message(Ping(), recipient="echo"), timeout=timeout)
         with pytest.raises(kinds) as refused:
             rt.gather("any", timeout=timeout)
-        if refused.type is ValueError:
+        if refused.type is InvalidArgumentError:
             assert str(refused.value) == f"rt.gather: {said}"
     assert echo.seen == []  # nothing was sent
     stats = rt.statistics()
     assert (stats.delivered, stats.in_flight, stats.correlations.gathers_pending) == (1, 0, 0)
+
+
+async def test_an_argument_the_runtime_refuses_is_a_genie_error_and_a_value_error() -> None:
+    refusals: list[BaseException] = []
+    async with Runtime([Echo("echo")]) as rt:
+        calls: list[tuple[Callable[[], object], str]] = [
+            (lambda: rt.gather("any", senders=["a", "b"], count=3), "count must be"),
+            (lambda: rt.events(buffer=0), "buffer of at least 1"),
+            (lambda: rt.model_text("c", reader="alice", hold_back=-1), "hold_back"),
+            (
+                lambda: TestContext("t", rt.message(Ping())).schedule(float("nan"), Ping()),
+                "the delay must be",
+            ),
+        ]
+        for call, said in calls:
+            with pytest.raises(ValueError, match=said) as caught:
+                call()
+            refusals.append(caught.value)
+        with pytest.raises(ValueError, match="the timeout must be") as caught:
+            await rt.ask(rt.message(Ping(), recipient="echo"), timeout=float("nan"))
+        refusals.append(caught.value)
+    assert [type(r).__name__ for r in refusals] == ["InvalidArgumentError"] * 5
+    assert all(isinstance(r, GenieError) for r in refusals)
 
 
 def no_notes_to_the_user() -> PolicyFn:

@@ -113,7 +113,8 @@ async def test_a_delay_that_is_no_finite_number_fails_the_handler_not_the_runtim
         rang = await rt.ask(rt.message(Ping(), recipient="good"))
     [missing] = failed.missing
     assert missing.reason == (
-        f"ValueError: ctx.schedule: the delay must be a finite number of seconds, not {delay!r}"
+        "InvalidArgumentError: ctx.schedule: the delay must be a finite number of seconds, "
+        f"not {delay!r}"
     )
     assert rang.complete
     assert rt.statistics().timers_set == 1

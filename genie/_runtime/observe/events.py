@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..._base.clock import Clock
 from ..._base.record import Record
-from ..._errors import described
+from ..._errors import InvalidArgumentError, described
 from ..._message.envelope import Message
 from ..correlator import GatherResult
 from ..deadletter import DeadLetter
@@ -153,7 +153,9 @@ class EventHub(Observer):
 
     def open(self, correlation_id: str | None, buffer: int) -> EventStream:
         if buffer < 1:
-            raise ValueError(f"an event stream needs a buffer of at least 1, got {buffer}")
+            raise InvalidArgumentError(
+                f"an event stream needs a buffer of at least 1, got {buffer}"
+            )
         stream = EventStream(self, correlation_id, buffer)
         if not self._attached:
             self._attach(self)
