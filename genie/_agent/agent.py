@@ -232,6 +232,8 @@ def _refused(cls: type, attr: str, func: Callable[..., Any], problem: str) -> Co
     as its class is defined, a traceback would point at the class."""
     error = ConfigurationError(f"handler {cls.__qualname__}.{attr}{problem}")
     error.source = _defined_at(func)
+    if error.source is not None:  # shown under the traceback, which ends at the class
+        error.add_note(f"the handler is defined at {error.source}")
     return error
 
 

@@ -132,6 +132,7 @@ def test_a_handler_refused_names_the_line_of_its_def() -> None:
     lines = Path(__file__).read_text().splitlines()
     [def_line] = [n for n, line in enumerate(lines, 1) if "def on_" + "unannotated(" in line]
     assert caught.value.source == f"{__file__}:{def_line}"
+    assert caught.value.__notes__ == [f"the handler is defined at {__file__}:{def_line}"]
 
 
 async def test_test_context_request_uses_the_responder() -> None:
