@@ -172,8 +172,10 @@ class BaseAgent:
             if name in self._sync_handlers:
                 # Called directly (a test, or a subclass's own ``handle``): a thread of
                 # anyio's default pool; the runtime binds its own limits (``handler_table``).
+                # A thread cannot be interrupted: at a deadline it is given up, and what it
+                # returns later is discarded, as for the runtime's own threads.
                 call = functools.partial(getattr(self, name), payload, ctx)
-                result = await anyio.to_thread.run_sync(call)
+                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
             else:
                 result = await getattr(self, name)(payload, ctx)
             if result is None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -263,6 +263,39 @@ async def test_a_deadline_gives_the_thread_up_and_discards_its_late_result() -> 
         assert stats.dead_lettered == 2
         settled(rt)
     assert blocker.finished == 2
+
+
+class WaitsInItsOwnHandle(BaseAgent):
+    """Dispatches through its own ``handle`` (``BaseAgent.handle``'s thread, not the
+    runtime's), its plain def handler blocked on ``gate``."""
+
+    def __init__(self, id: str, gate: threading.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.finished = threading.Event()
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.gate.wait(WAIT)
+        self.finished.set()
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        return await super().handle(msg, ctx)
+
+
+async def test_a_deadline_gives_up_the_thread_of_an_agents_own_handle_too() -> None:
+    gate = threading.Event()
+    agent = WaitsInItsOwnHandle("own", gate)
+    async with Runtime() as rt:
+        rt.add(agent, options=AgentOptions(deadline=0.2))
+        started = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(n=1), recipient="own"))
+        assert anyio.current_time() - started < WAIT / 2  # not when the thread ended
+        gate.set()
+    [missing] = result.missing
+    assert "HandlerTimeoutError" in missing.reason
+    assert "0.2s deadline" in missing.reason
+    assert agent.finished.wait(WAIT)  # it ran on, its result discarded
 
 
 class LateScheduler(BaseAgent):
