@@ -69,7 +69,7 @@ class Payload(BaseModel):
 
 
 def invalid_message(
-    type_name: str, exc: ValidationError, model: type[BaseModel]
+    type_name: str, exc: ValidationError, model: type[BaseModel] | None
 ) -> InvalidMessageError:
     """Pydantic's report on a message of type ``type_name`` as genie's error: the type, the
     first field at fault, then every other problem; a key that is no field of ``model`` (the
@@ -107,11 +107,11 @@ def validation_said(exc: ValidationError) -> str:
     named by its message type when the payload classes of its name agree on one, else by
     that name."""
     title = exc.title
-    types = {model.message_type for model in _payload_classes() if model.__name__ == title}
+    models = [model for model in _payload_classes() if model.__name__ == title]
+    types = {model.message_type for model in models}
     type_name = types.pop() if len(types) == 1 and "" not in types else title
-    more = exc.error_count() - 1
-    said = str(invalid_message(type_name, exc))
-    return " ".join(said.split()) + (f" (and {more} more)" if more > 0 else "")
+    model = models[0] if len(models) == 1 else None  # whose fields a hint names
+    return " ".join(str(invalid_message(type_name, exc, model)).split())
 
 
 def _payload_classes() -> list[type[Payload]]:

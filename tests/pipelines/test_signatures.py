@@ -239,8 +239,8 @@ output: answer
 def test_a_gathers_bundle_is_received_by_a_subclass_with_its_type(
     tmp_path: Path, capsys: Capture
 ) -> None:
-    """Issue 36, item 6: annotating with ``Gathered`` itself names the fix at the class's line
-    (it used to be a bare 'annotate with a model that sets message_type' at genie's own
+    """Issue 36, item 6: annotating with ``Gathered`` itself names the fix at the handler's
+    line (it used to be a bare 'annotate with a model that sets message_type' at genie's own
     line); the documented subclass validates and runs."""
     plain = GATHER + REPORTER.format(bundle="", annotation="Gathered")
     (tmp_path / "gather_plain.py").write_text(plain)
@@ -248,7 +248,8 @@ def test_a_gathers_bundle_is_received_by_a_subclass_with_its_type(
     path.write_text(GATHER_YAML.replace("MODULE", "gather_plain"))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    line = plain.splitlines().index("class Reporter(BaseAgent):") + 1
+    lines = plain.splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "async def on_bundle(" in text)
     assert (
         "handler Reporter.on_bundle: 'payload' is annotated with Gathered, a base of payload "
         "models with no message_type of its own; annotate it with a subclass that sets one "
