@@ -136,8 +136,8 @@ def spec_for(
 
 
 def _params_model(factory: type) -> type[BaseModel]:
-    """A model of the constructor's keyword-only parameters, so YAML ``params`` are checked
-    with the same types the class declares."""
+    """A model of the constructor's parameters after the agent's ``id`` (each given by name),
+    so YAML ``params`` are checked with the same types the class declares."""
     init = factory.__init__  # type: ignore[misc]
     try:
         hints = typing.get_type_hints(init)
@@ -146,9 +146,20 @@ def _params_model(factory: type) -> type[BaseModel]:
             f"{factory.__qualname__}: cannot resolve annotations ({exc})"
         ) from exc
     fields: dict[str, Any] = {}
-    for param in list(inspect.signature(init).parameters.values())[1:]:
-        if param.kind is not inspect.Parameter.KEYWORD_ONLY or param.name == "name":
-            continue  # the positional ``id``; ``name`` is display only
+    # After ``self`` and the ``id`` the agent is built with (``create``): the rest by name.
+    for param in list(inspect.signature(init).parameters.values())[2:]:
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            if param.default is inspect.Parameter.empty:
+                raise ConfigurationError(
+                    f"{factory.__qualname__}: parameter {param.name!r} is positional-only, so "
+                    "params cannot set it: "
+                    f"declare it after a '*' (def __init__(self, id, *, {param.name}))"
+                )
+            continue
+        if param.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if param.name == "name":
+            continue  # display only
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (hints.get(param.name, Any), default)
     model: type[BaseModel] = create_model(

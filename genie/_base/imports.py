@@ -40,7 +40,20 @@ def import_module(name: str, folder: Path | None = None) -> ModuleType:
         return importlib.import_module(qualified)
     except ImportError as exc:
         why = str(exc).replace(qualified.removesuffix(name), "")  # the folder package is ours
+        missing = (exc.name or "").split(".", 1)[0]
+        if folder is not None and qualified != name and missing and _holds(folder, missing):
+            # ``import helpers`` in a module beside the file: the folder is no top-level path.
+            file = f"{missing}.py" if (folder / f"{missing}.py").is_file() else f"{missing}/"
+            why += (
+                f" ({file} is beside the pipeline file: a module there imports its neighbours "
+                f"relatively, from .{missing} import ...)"
+            )
         raise ConfigurationError(f"cannot import module {name!r}: {why}") from exc
+    except SyntaxError as exc:  # its own file and line, not importlib's
+        raise ConfigurationError(
+            f"importing module {name!r} raised {type(exc).__name__}: {exc.msg} "
+            f"({exc.filename}:{exc.lineno})"
+        ) from exc
     except Exception as exc:  # the module's own code failed: any error, reported as its own
         raise ConfigurationError(
             f"importing module {name!r} raised {described(exc)}{_where(exc)}"

@@ -971,3 +971,66 @@ def test_an_empty_path_is_named_as_empty(capsys: Capture) -> None:
     probes = str(ROOT / "config" / "policies" / "probes.yaml")
     assert main(["policy", "check", "", "--probes", probes]) == 2
     assert capsys.readouterr().err.startswith("'': an empty path names no file\n")
+
+
+def test_a_constructor_parameter_after_the_id_is_set_by_params_whatever_its_kind(
+    tmp_path: Path,
+) -> None:
+    # Only keyword-only parameters were params: ``rate`` was "an unknown key" when given and a
+    # missing positional argument when not, neither saying why.
+    folder = tmp_path / "positional"
+    module = AGENT_MODULE.format(said="x") + (
+        "\n\nclass Rated(Planner):\n"
+        "    def __init__(self, id: str, rate: int, shown: str = 'r') -> None:\n"
+        "        super().__init__(id)\n"
+        "        self.rate, self.shown = rate, shown\n"
+        "\n    @handler\n"
+        "    async def on_ask(self, payload: Ask, ctx: Context) -> Message:\n"
+        "        return ctx.emit(Answer(text=f'{self.rate}{self.shown}'))\n"
+    )
+    write(folder, "household.py", module)
+    rated = PIPELINE.replace("household:Planner'}", "household:Rated', params: {rate: 7}}")
+    path = write(folder, "pipeline.yaml", rated)
+    assert answer(path) == "7r"
+    path.write_text(PIPELINE.replace("household:Planner", "household:Rated"))
+    [problem] = problems_of(path)
+    assert problem == f"{path}:2: agents.0.params.rate: Field required"
+
+
+def test_a_positional_only_constructor_parameter_is_refused_in_words(tmp_path: Path) -> None:
+    folder = tmp_path / "slash"
+    module = AGENT_MODULE.format(said="x") + (
+        "\n    def __init__(self, id: str, rate: int, /) -> None:\n        super().__init__(id)\n"
+    )
+    write(folder, "household.py", module)
+    path = write(folder, "pipeline.yaml", PIPELINE)
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: Planner: parameter 'rate' is positional-only, "
+        "so params cannot set it: declare it after a '*' (def __init__(self, id, *, rate))"
+    )
+
+
+def test_a_syntax_error_in_a_module_is_located_in_its_file(tmp_path: Path) -> None:
+    # It named a line of importlib: "(<frozen importlib._bootstrap>:241)".
+    folder = tmp_path / "syntax"
+    write(folder, "household.py", "from genie import BaseAgent\n\nclass Planner(BaseAgent)\n")
+    path = write(folder, "pipeline.yaml", PIPELINE)
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: importing module 'household' raised SyntaxError: "
+        f"expected ':' ({folder / 'household.py'}:3)"
+    )
+
+
+def test_a_module_importing_its_neighbour_absolutely_is_told_how(tmp_path: Path) -> None:
+    folder = tmp_path / "absolute"
+    write(folder, "helpers.py", "SAID = 'x'\n")
+    write(folder, "household.py", "from helpers import SAID\n" + AGENT_MODULE.format(said="x"))
+    path = write(folder, "pipeline.yaml", PIPELINE)
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: cannot import module 'household': No module named 'helpers' "
+        "(helpers.py is beside the pipeline file: a module there imports its neighbours "
+        "relatively, from .helpers import ...)"
+    )
