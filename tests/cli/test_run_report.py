@@ -37,7 +37,7 @@ class Receipt(Payload):
     text: str
 
 
-class Answer(Payload):
+class WordCount(Payload):  # a name no other test gives a payload class
     message_type = "answer"
     words: int
 
@@ -76,11 +76,11 @@ class Ledger(BaseAgent):
 
 
 class Counter(BaseAgent):
-    produces = (Answer,)
+    produces = (WordCount,)
 
     @handler
     async def on_order(self, payload: Order, ctx: Context) -> Message:
-        return ctx.emit(Answer(words="many"))  # type: ignore[arg-type]
+        return ctx.emit(WordCount(words="many"))  # type: ignore[arg-type]
 
 
 class Slow(BaseAgent):
