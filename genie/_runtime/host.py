@@ -131,6 +131,14 @@ class TransportHost(Protocol):
         here until their outcome records come."""
         ...
 
+    def ran_here(self, corr: Correlation, sent: int, answered: int) -> None:
+        """The outcome record of a delivery this process sent and ran itself, which opened
+        ``sent`` deliveries and gave ``answered`` answers to an asker's waiter: its outcome,
+        denials and sheds were recorded as it ran; the record counts none of them again,
+        keeps the ``sent`` in flight until their records, counts the answers collected, and
+        closes the delivery."""
+        ...
+
     def collected(self, corr: Correlation, count: int) -> None:
         """Messages a waiter took in another process: deliveries handled at once."""
         ...
@@ -206,10 +214,18 @@ class TransportHost(Protocol):
         reply to its caller."""
         ...
 
-    def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
+    def answer_arrived(
+        self,
+        corr: Correlation,
+        answer: Message,
+        refusal: Decision | None,
+        *,
+        counted: bool = False,
+    ) -> None:
         """The answer to a handler's request, from another process: the first request waiter
-        it matches takes it (a delivery collected here), or, where ``refusal`` refused it for
-        the asker, hears why."""
+        it matches takes it (a delivery collected here, unless ``counted``: this process
+        started the request, and the record of the answering delivery counts it), or, where
+        ``refusal`` refused it for the asker, hears why."""
         ...
 
     def request_ended(
@@ -318,6 +334,9 @@ class RuntimeHost:
     def opened(self, corr: Correlation, count: int = 1) -> None:
         self._ledger.opened(corr, count)
 
+    def ran_here(self, corr: Correlation, sent: int, answered: int) -> None:
+        self._ledger.ran_here(corr, sent, answered)
+
     def collected(self, corr: Correlation, count: int) -> None:
         self._ledger.collect(corr, count)
 
@@ -381,11 +400,19 @@ class RuntimeHost:
     def reply_arrived(self, reply: Message, corr: Correlation) -> None:
         self._dispatcher.reply_arrived(reply, corr)
 
-    def answer_arrived(self, corr: Correlation, answer: Message, refusal: Decision | None) -> None:
+    def answer_arrived(
+        self,
+        corr: Correlation,
+        answer: Message,
+        refusal: Decision | None,
+        *,
+        counted: bool = False,
+    ) -> None:
         for waiter in corr.waiters:
             if waiter.consumes and waiter.matches(answer):
                 if refusal is None:
-                    self._ledger.collect(corr)
+                    if not counted:
+                        self._ledger.collect(corr)
                     waiter.offer(answer)
                 else:
                     why = Missing(

@@ -55,7 +55,8 @@ class Ledger:
         self._delivered = self._handled = self.denied = 0
         self.dead_lettered = self.shed = self.unrouted = 0
         # Deliveries another process admitted that run here, and deliveries in flight here
-        # whose outcome another process records (see ``in_flight``).
+        # whose outcome another process records (see ``in_flight``); in a runtime that asks
+        # agents it hosts across processes, also each part's count of the other's (``ran_here``).
         self._arrived = self._left = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
@@ -117,6 +118,24 @@ class Ledger:
         goes with it): it ends here, counted by that process."""
         self._left += 1
         self.closed(corr)
+
+    def ran_here(self, corr: _Correlation, sent: int, answered: int) -> None:
+        """A delivery this runtime sent across processes and then ran itself (it hosts the
+        agent it asked): its outcome, and the denials and sheds of what its handler sent, were
+        counted as it ran, and the ``sent`` deliveries and ``answered`` answers (to a
+        ``ctx.request``) it opened were counted delivered then handed on (``left``). Its
+        outcome record, which comes back here, counts none of that again: the ``sent`` are in
+        flight again until their own records close them, the answers were collected by their
+        asker, and the delivery ends here as counted where it ran (in that order: never
+        settled early)."""
+        self._arrived += sent
+        corr.in_flight += sent
+        # Each answer: one delivery, collected (as one process counts a request's answer),
+        # not an output opened here and handed on.
+        self._delivered -= answered
+        self._left -= answered
+        self.collected += answered
+        self.left(corr)
 
     def resumed(self, corr: _Correlation) -> None:
         """A delivery kept by a stopped process runs again here: delivered here (the stopped

@@ -54,7 +54,16 @@ class OutcomeReplay:
         # parent delivery -> its children's records (each with its ``bounded``)
         self._held: dict[str, list[tuple[Mapping[str, Any], bool]]] = {}
         self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
+        # Deliveries of this process's requests that it runs itself (it hosts their agent):
+        # its runtime counts each one's outcome as it runs, so their records only reconcile.
+        self._run_here: set[str] = set()
         self.replaying = False  # applying an outcome record (the loss notices read it)
+
+    def runs_here(self, delivery: str) -> None:
+        """This process runs ``delivery``, one of the requests it started: its runtime counts
+        the outcome, the denials and the sheds as the delivery runs, and counts what it sends
+        delivered as it sends it, so its record adds none of that again."""
+        self._run_here.add(delivery)
 
     def settle(self, host: TransportHost, record: Mapping[str, Any], bounded: bool = False) -> None:
         """Apply ``record``, once the record of the delivery that sent it is applied (a worker
@@ -91,6 +100,8 @@ class OutcomeReplay:
             # duplicate window): one delivery, one outcome.
             return
         applied.add(record["delivery"])
+        ran_here = record["delivery"] in self._run_here
+        self._run_here.discard(record["delivery"])
         types = host.types
         parse: Callable[[Any], Message]
         parse = types.parse_bounded_message if bounded else types.parse_message
@@ -107,6 +118,13 @@ class OutcomeReplay:
                 # letter of a worker that died after sending it): open it now, so the
                 # count stays exact.
                 host.opened(corr)
+        spawned = int(record["spawned"])
+        if spawned:
+            self._unclaimed[record["delivery"]] = spawned
+        answered = int(record.get("answered", 0))  # collected by the asker's waiter
+        if ran_here:
+            host.ran_here(corr, spawned, answered)
+            return
         for d in record["denied"]:
             msg = parse(d["message"])
             decision = Decision.deny(d["policy"], d["reason"])
@@ -119,12 +137,9 @@ class OutcomeReplay:
                 host.limit_fired(fired["limit"], fired["agent"], handled, fired["reason"])
         for reply in record["replies"]:
             host.reply_arrived(parse(reply), corr)
-        answered = int(record.get("answered", 0))  # collected by the asker's waiter
         if answered:
             host.collected(corr, answered)
-        spawned = int(record["spawned"])
         if spawned:
-            self._unclaimed[record["delivery"]] = spawned
             host.opened(corr, spawned)
         if record["outcome"] == "handled":
             host.handled(corr)

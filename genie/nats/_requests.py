@@ -23,14 +23,18 @@ def give_answer(
     request: Message,
     recipient: str,
     answer: Mapping[str, Any],
+    *,
+    counted: bool = False,
 ) -> None:
     """Give a request's waiter its answer: the reply (admitted for the asker where it
-    was sent, counted there as collected), or why there is none, as one process does."""
+    was sent, counted there as collected), or why there is none, as one process does.
+    ``counted``: the request's origin is this process, whose replay of the answering
+    delivery's record counts the reply collected (once, whether the waiter took it or not)."""
     if "reply" in answer or "refused" in answer:
         refused = answer.get("refused")
         body = answer["reply"] if refused is None else refused["message"]
         refusal = None if refused is None else Decision.deny(refused["policy"], refused["reason"])
-        host.answer_arrived(corr, host.types.parse_message(body), refusal)
+        host.answer_arrived(corr, host.types.parse_message(body), refusal, counted=counted)
     elif "failed" in answer:
         reason = answer["failed"]["reason"]
         if answer["failed"]["kind"] == "cancelled":

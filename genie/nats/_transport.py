@@ -18,7 +18,8 @@ cross the broker:
   outcome record closes one delivery and opens the ones its handler sent (``spawned``), and
   carries the denials, sheds and replies of that delivery, so ``ask``, its partial results and
   the identity ``delivered == handled + denied + dead_lettered + shed + in_flight`` hold there
-  as in one process;
+  as in one process (an origin that hosts the agent it asks counted the delivery as it ran
+  it: the record it gets from itself only closes it, ``OutcomeReplay.runs_here``);
 - shared by every process of the namespace: the correlation budget (a counter stream, charged
   before outputs are published), the consent ledger (``NatsConsentLedger``) and the audit log
   (``NatsAuditLog``, one hash chain in stream order);
@@ -667,6 +668,9 @@ class NatsTransport:
                     sent.set()
             if sub is None:
                 return
+            # Started by this process: the answering delivery's record, which comes here,
+            # counts the answer collected.
+            counted = run.origin == self.origin
             with answer:
                 stored = None
                 if ack.duplicate:  # asked before, by a run of this delivery that died
@@ -675,10 +679,12 @@ class NatsTransport:
                     except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
                         stored = None
                 if stored is not None and stored.data:
-                    give_answer(host, corr, msg, recipient, json.loads(stored.data))
+                    give_answer(
+                        host, corr, msg, recipient, json.loads(stored.data), counted=counted
+                    )
                     return
                 async for raw in sub.messages:
-                    give_answer(host, corr, msg, recipient, json.loads(raw.data))
+                    give_answer(host, corr, msg, recipient, json.loads(raw.data), counted=counted)
                     return
         finally:
             if sub is not None:
@@ -695,6 +701,8 @@ class NatsTransport:
             return self._local_schedule(msg, delay)
         msg = run.rename(msg)
         timer = Run(Delivery(msg, TIMER), run.origin, run.delivery.id, minted=run.minted)
+        if timer.origin == self.origin:  # its runtime counts the timer as it ends
+            self._outcomes.runs_here(timer.delivery.id)
         self._timer_runs[msg.id] = timer
         self._running[delivery_id(msg, msg.sender)] = timer  # its dead letter, if cancelled
         run.asked += 1
@@ -939,11 +947,13 @@ class NatsTransport:
         """Whether the runtime's loss notice (``genie.lost``, for declared gathers) of this
         loss is another process's to send: a loss of a delivery this process runs is in that
         delivery's outcome record, and the origin's replay of it sends the one notice (a
-        second one from here would reach the gather twice)."""
-        return not self._outcomes.replaying and (
-            self._run_of(msg) is not None
-            or delivery_id(msg, missing.agent_id or "-") in self._running
-        )
+        second one from here would reach the gather twice). Where this process is that origin,
+        the replay adds nothing its runtime counted as the delivery ran, so it sends none:
+        the notice is this one."""
+        if self._outcomes.replaying:
+            return False
+        run = self._run_of(msg) or self._running.get(delivery_id(msg, missing.agent_id or "-"))
+        return run is not None and run.origin != self.origin
 
     # --- the worker: running deliveries from the broker -----------------------------------------
     async def _consume(self, mb: Mailbox) -> None:
@@ -1146,6 +1156,8 @@ class NatsTransport:
         """``run`` is under way: its outputs, timers and dead letter are found by its ids."""
         self._running[run.delivery.id] = run
         run.keys.append(run.delivery.id)
+        if run.origin == self.origin:  # asked by this process: its runtime counts it as it runs
+            self._outcomes.runs_here(run.delivery.id)
         msg = run.delivery.message
         self._by_message[msg.id] = run
         if run.delivery.recipient == DESK:
@@ -1321,6 +1333,8 @@ class NatsTransport:
         if origin is not None:
             await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
-        if self._host is not None:  # inspectable here too, as a dead letter of this process
+        if self._host is not None and origin != self.origin:
+            # Inspectable here too, as a dead letter of this process (where this process sent
+            # it, the record it gets keeps it, once).
             record_undecodable(self._host, mb.id, about, record, text)
         await raw.term()
