@@ -1132,10 +1132,18 @@ class NatsTransport:
         """What ``run``'s handler sent cannot cross the broker (an output, or its outcome
         record with the replies, denials and sheds it carries, is over ``max_payload``): none
         of it is sent, and the delivery ends as a dead letter saying why. Its handler did
-        run: its side effects stand, and the outputs stay charged to the budget."""
+        run: its side effects stand, and the outputs stay charged to the budget. Where this
+        process started the request, its runtime counted the delivery handled as it ran (the
+        record it gets from itself adds nothing): each output is the loss, a dead letter here,
+        as its origin keeps the books of one process."""
         host = self._served()
-        for out, _ in run.outbox:  # in flight here until sent: closed, never sent
-            host.left(host.correlation(out.correlation_id))
+        why = type(error).__name__
+        for out, recipient in run.outbox:  # in flight here until sent: closed, never sent
+            corr = host.correlation(out.correlation_id)
+            if run.origin == self.origin:
+                host.dead_lettered(recipient, out, corr, "failed", f"not sent: {error}", 0, why)
+            else:
+                host.left(corr)
         run.outbox.clear()
         run.replies.clear()
         run.denied.clear()

@@ -244,6 +244,58 @@ async def test_a_runtime_asking_an_agent_it_hosts_counts_as_one_process(
     assert counts["in_flight"] == 0
 
 
+class Inflate(BaseAgent):
+    """Passes every Ping on to ``to`` as a Note over the broker's max_payload (1 MiB)."""
+
+    produces = (Note,)
+
+    def __init__(self, id: str, to: str) -> None:
+        super().__init__(id)
+        self.to = to
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Note(text="x" * 1_100_000), recipient=self.to)
+
+
+async def test_an_output_over_max_payload_of_a_delivery_it_asked_itself_is_one_dead_letter(
+    server: LocalNatsServer,
+) -> None:
+    """The handler ran (handled), and the output it sent could not cross the broker: the
+    output is the loss, a dead letter saying why, once; the identity holds."""
+    names = NatsNames("selfbig")
+    transport = NatsTransport(server.url, names, hosted=["a"])
+    rt = Runtime(transport=transport)
+    rt.add(Inflate("a", to="b"))
+    rt.add(Echo("b"))
+    rt.types.register(Note)
+    transport.attach(rt)
+    await transport.connect()
+    try:
+        async with rt:
+            await transport.serving()
+            result = await ask(rt, "a")
+
+            async def settled() -> bool:
+                return rt.statistics().in_flight <= 0
+
+            await eventually(settled, timeout=10)
+            await anyio.sleep(0.3)
+            s = rt.statistics()
+    finally:
+        await transport.close()
+    [missing] = result.missing
+    assert (missing.kind, missing.agent_id) == ("failed", "b")
+    assert "over the broker's max_payload" in missing.reason
+    [dead] = rt.dead_letters
+    assert (dead.agent_id, dead.error_type, dead.message.type) == (
+        "b",
+        "MessageTooLargeError",
+        "note",
+    )
+    assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (2, 1, 1, 0)
+
+
 async def test_an_undecodable_delivery_naming_its_own_worker_as_origin_is_kept_once(
     server: LocalNatsServer,
 ) -> None:
