@@ -131,6 +131,9 @@ class Approval(Record):
 TOO_LATE = "too late: it was decided already"
 UNKNOWN = "unknown: never asked here, or forgotten"
 DECIDED_KEPT = 1000  # the approvals decided last that the desk remembers, for late answers
+# Why the desk records an approval resumed: the request was asked before a restart, and the
+# store kept it pending (its deadline still counts from the asking).
+RESUMED = "kept pending across a restart"
 
 
 class ApprovalRefusedError(GenieError):
@@ -170,6 +173,11 @@ class ApprovalDesk(BaseAgent):
         # Why the desk refused the answers sent to it, by answer message id, the last
         # DECIDED_KEPT: what the transport tells the person who left the answer.
         self._refused: dict[str, str] = {}
+        # Whether the desk of a process before this one took the approval of this id and
+        # recorded it asked: a store that keeps approvals across restarts says
+        # (``Keeper.asked_before``), so that the desk taking it up again records it
+        # resumed, not asked twice.
+        self.asked_before: Callable[[str], bool] = _never
 
     def keeps(self, correlation_id: str) -> bool:
         """Whether an approval of ``correlation_id`` is pending here: on NATS, a worker
@@ -198,7 +206,10 @@ class ApprovalDesk(BaseAgent):
             payload.details,
         )
         self.pending[msg.id] = _Pending(approval, msg, timer)
-        self._record(msg.sender, "approval_requested", approval, payload.subject)
+        if self.asked_before(msg.id):
+            self._record(DESK, "approval_resumed", approval, RESUMED)
+        else:
+            self._record(msg.sender, "approval_requested", approval, payload.subject)
 
     @handler
     async def on_answer(self, payload: ApprovalAnswer, ctx: Context) -> Message | None:
@@ -359,6 +370,10 @@ class ApprovalDesk(BaseAgent):
         if answer:  # a refused answer: what it said (an answer that decided is its action)
             details["answer"] = answer
         self.audit.record(AuditRecord(self.clock.now(), actor, action, approval.id, details))
+
+
+def _never(approval_id: str) -> bool:
+    return False  # without a store, every approval the desk takes is asked here
 
 
 def roles_of(metadata: Mapping[str, object]) -> tuple[str, ...]:

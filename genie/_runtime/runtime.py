@@ -507,6 +507,7 @@ class Runtime:
             )
             if self._keeper is not None:
                 self._keeper.answers_to(self._approvals.answer_left)
+                desk.asked_before = self._keeper.asked_before
         return self._approvals
 
     def _in_flight(self, correlation_id: str) -> bool:

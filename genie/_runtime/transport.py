@@ -295,6 +295,11 @@ class Keeper(Protocol):
         """The runtime is stopping: what ends now is cut short, not finished."""
         ...
 
+    def asked_before(self, approval_id: str) -> bool:
+        """The approval ``approval_id`` was taken, and audited as asked, by the desk of a
+        process before this one: the desk here takes it up again as resumed."""
+        ...
+
     def answers_to(self, answer: Answer) -> None:
         """Answers to approvals that other processes leave in the store go to ``answer``."""
         ...

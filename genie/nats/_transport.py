@@ -934,6 +934,9 @@ class NatsTransport:
         if self._entry is not None:
             self._entry.stopping()  # a request cut short by the stop is resumed next time
 
+    def asked_before(self, approval_id: str) -> bool:
+        return False  # the entry keeps requests, not the desk's (a worker's) approvals
+
     def answers_to(self, answer: Answer) -> None:
         self._answer = answer  # people's answers in the approvals bucket go to the desk here
 

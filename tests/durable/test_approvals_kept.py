@@ -91,6 +91,61 @@ async def test_a_paused_request_is_approved_after_a_restart(tmp_path: Path) -> N
         rt.approvals.approve(approval_id, by="alice", roles=("treasurer",))
     assert paid == [Paid(approved=True, by="alice")]
     assert kept(path) == ([], [])
+    assert [r.action for r in audit.records] == ["approval_resumed", "approved"]
+
+
+async def test_a_resumed_approval_is_audited_as_resumed_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    """One audit trail across the stop and the resume (as ``genie run --audit`` writes one
+    file): the approval is asked once; the start that takes it up again records that as
+    ``approval_resumed`` (actor: the desk), with the approval's id, agent and subject."""
+    path = tmp_path / "store.db"
+    audit = MemoryAuditLog()
+    async with Runtime([Payer("payer")], store=path, audit=audit, drain_timeout=0.01) as rt:
+        result = await rt.ask(rt.message(Pay(amount=700), recipient="payer"), timeout=0.2)
+        assert result.status == "timed_out"
+        [approval] = rt.approvals.pending()
+    async with (
+        Runtime([Payer("payer")], store=path, audit=audit) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(resume_one, rt)
+        await anyio.wait_all_tasks_blocked()
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+    trail = [(r.actor, r.action, r.target) for r in audit.records if r.target == approval.id]
+    assert trail == [
+        ("payer", "approval_requested", approval.id),
+        ("approvals", "approval_resumed", approval.id),
+        ("alice", "approved", approval.id),
+    ]
+    [resumed] = [r.details for r in audit.records if r.action == "approval_resumed"]
+    assert (resumed["agent"], resumed["subject"]) == ("payer", "pay Rs 700")
+    assert resumed["correlation_id"] == approval.correlation_id
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT * FROM asked").fetchall() == []  # forgotten with its decision
+    db.close()
+
+
+async def test_an_approval_kept_before_the_desk_took_it_is_asked_at_the_resume(
+    tmp_path: Path,
+) -> None:
+    """A request kept on its way to the desk (a stop or a kill before the desk took it)
+    was never asked: the start that delivers it records ``approval_requested``."""
+    path = tmp_path / "store.db"
+    approval_id = await pause(path, Pay(amount=700))
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM asked")  # as a stop before the desk took it leaves the store
+    db.commit()
+    db.close()
+    audit = MemoryAuditLog()
+    async with (
+        Runtime([Payer("payer")], store=path, audit=audit) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(resume_one, rt)
+        await anyio.wait_all_tasks_blocked()
+        rt.approvals.approve(approval_id, by="alice", roles=("treasurer",))
     assert [r.action for r in audit.records] == ["approval_requested", "approved"]
 
 

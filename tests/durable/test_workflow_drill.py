@@ -159,7 +159,7 @@ def test_an_uninterrupted_workflow_pauses_and_completes(drill: Path) -> None:
     check(drill, finish(drill))
 
 
-TO_APPROVAL = 6  # writes of a run from the request to its pending approval (checked below)
+TO_APPROVAL = 7  # writes of a run from the request to its pending approval (checked below)
 AFTER_APPROVAL = 7  # writes of the run that takes the answer and finishes
 
 

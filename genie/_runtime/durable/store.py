@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (key, what)
 );
 CREATE INDEX IF NOT EXISTS counters_by_correlation ON counters (correlation_id, what);
+CREATE TABLE IF NOT EXISTS asked (
+    approval_id TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     approval_id TEXT NOT NULL,
@@ -84,6 +87,7 @@ class Batch:
 
     __slots__ = (
         "answered",
+        "asked",
         "charged",
         "deleted",
         "inserted",
@@ -91,6 +95,7 @@ class Batch:
         "moved",
         "requests",
         "settled",
+        "unasked",
         "updated",
         "waited_for",
     )
@@ -102,17 +107,22 @@ class Batch:
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
         self.answered: list[tuple[str, int]] = []  # (what became of it, answer row)
+        self.asked: list[str] = []  # approvals the desk took since the last write
+        self.unasked: list[str] = []  # approvals taken whose request is no longer kept
         self.waited_for = False  # deliveries wait for this write before they are queued
         self.inserted: list[tuple[str, str, str, str]] = []
         self.updated: list[tuple[str, str]] = []
         self.deleted: list[str] = []
 
     def __bool__(self) -> bool:
-        return bool(self.kept or self.moved or self.requests or self.settled or self.answered)
+        return bool(
+            self.kept or self.moved or self.requests or self.settled or self.answered or self.asked
+        )
 
-    def seal(self, holders: dict[str, Holders]) -> None:
+    def seal(self, holders: dict[str, Holders], asked: set[str]) -> None:
         """Read the holders of each message kept or moved as they are now into rows, and
-        forget the messages whose deliveries have all ended."""
+        forget the messages whose deliveries have all ended (an approval's request among
+        them is forgotten as ``asked`` too)."""
         for mid, (cid, body) in self.kept.items():
             self.inserted.append((mid, cid, body, _json(holders[mid])))
         for mid in self.moved.difference(self.kept):
@@ -122,6 +132,9 @@ class Batch:
             else:
                 holders.pop(mid, None)
                 self.deleted.append(mid)
+                if mid in asked:
+                    asked.discard(mid)
+                    self.unasked.append(mid)
 
 
 def not_genies(path: Path, table: str, exc: Exception) -> ConfigurationError:
@@ -263,6 +276,11 @@ class DeliveryStore:
         except (ValueError, TypeError) as exc:
             raise not_genies(self.path, "messages", exc) from None
 
+    def asked(self) -> set[str]:
+        """The pending approvals a desk took (their request's message ids)."""
+        rows = self._db.execute("SELECT approval_id FROM asked")
+        return {str(approval_id) for (approval_id,) in rows}
+
     def requests(self) -> list[tuple[str, Any]]:
         """The requests published from outside that had not settled: (correlation id, the
         message's JSON parsed)."""
@@ -319,6 +337,11 @@ class DeliveryStore:
                     "UPDATE requests SET charged = ? WHERE correlation_id = ?",
                     [(n, cid) for cid, n in batch.charged.items()],
                 )
+            if batch.asked:
+                db.executemany(
+                    "INSERT OR IGNORE INTO asked (approval_id) VALUES (?)",
+                    ((a,) for a in batch.asked),
+                )
             if batch.answered:  # with the decision's end: told once it is durable
                 db.executemany(
                     "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
@@ -327,6 +350,7 @@ class DeliveryStore:
             _delete(db, "messages", "id", batch.deleted)
             _delete(db, "requests", "correlation_id", batch.settled)
             _delete(db, "counters", "correlation_id", batch.settled)
+            _delete(db, "asked", "approval_id", batch.unasked)
 
     def sync(self) -> None:
         """Bring what was committed to the disk, and the log's pages into the file (called

@@ -128,6 +128,9 @@ class DurableTransport(Observer):
             self._requests = self.store.requests()  # as the store was found
             self._charged = self.store.charged()  # each request's budget spent before
             self._found = self.store.pending()  # in the order they were kept
+            # The pending approvals a desk took: those of a process before this one are
+            # taken up again as resumed (``asked_before``).
+            self._asked = self.store.asked()
         except BaseException:  # a row genie did not write: the store is given back
             self.store.close()
             raise
@@ -189,6 +192,9 @@ class DurableTransport(Observer):
 
     def stopping(self) -> None:
         self._stopping = True
+
+    def asked_before(self, approval_id: str) -> bool:
+        return approval_id in self._asked
 
     def answers_to(self, answer: Answer) -> None:
         """Answers other processes leave in the store (``genie approvals``) go to ``answer``."""
@@ -383,7 +389,7 @@ class DurableTransport(Observer):
                 with anyio.CancelScope(shield=True):
                     self._urgent = anyio.Event()
                     batch, self._batch = self._batch, Batch()
-                    batch.seal(self._holders)
+                    batch.seal(self._holders, self._asked)
                     self._bodies.clear()  # a message checked and not put: it was not routed
                     queued, self._queued = self._queued, []
                     self._writing = queued
@@ -582,6 +588,10 @@ class DurableTransport(Observer):
             self._answer_ended(msg.id, f"refused: {self._refusal(msg)}")
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
+            if msg.id not in self._asked:  # asked: the next start takes it up as resumed
+                self._asked.add(msg.id)
+                self._batch.asked.append(msg.id)
+                self._wake.set()
             self._look.set()  # answers left for it while no process held it go first
             return
         if agent_id not in self._fan_ins:
@@ -695,7 +705,7 @@ class DurableTransport(Observer):
         if not self._batch or self._failure is not None:
             return
         batch, self._batch = self._batch, Batch()
-        batch.seal(self._holders)
+        batch.seal(self._holders, self._asked)
         self._begun += 1
         try:
             self.store.write(batch)
