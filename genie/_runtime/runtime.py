@@ -105,13 +105,16 @@ class RuntimeState(enum.Enum):
 
 
 class ShutdownReport(Record):
-    """What was still in flight when the runtime closed (all of it is in the dead letters)."""
+    """What was still in flight when the runtime closed: what was cut short is in the dead
+    letters; ``kept_timers``, timers of sessions the store keeps (a pending approval's
+    deadline), are not lost (the next start sets them again) and stay in flight."""
 
     drained: bool
     cancelled_running: int
     discarded_queued: int
     by_agent: Mapping[str, int]
     cancelled_timers: int = 0
+    kept_timers: int = 0
 
 
 def _no_sync_handlers(agent: BaseAgent, name: str, payload: type[Payload]) -> BoundHandler:
@@ -247,6 +250,8 @@ class Runtime:
             self._check_open,
         )
         self._timers = Timers(self._ledger, self._correlator, self._fire)
+        if self._keeper is not None:
+            self._timers.keeps_session = self._keeper.keeps_session
         self._model_calls = ModelCalls(
             self.limits, prices, self._ledger, self._correlator, self._admission, self.clock
         )
@@ -655,7 +660,7 @@ class Runtime:
         drained = not (running or discarded or timers)
         self._correlator.close_all("the runtime closed")
         self.shutdown_report = ShutdownReport(
-            drained, sum(running.values()), discarded, by_agent, timers
+            drained, sum(running.values()), discarded, by_agent, timers, self._timers.kept
         )
         if self._ledger.observer is not None:
             self._ledger.observer.closed()

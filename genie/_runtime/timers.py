@@ -2,7 +2,10 @@
 
 Scheduling counts one delivery (to the timer). It ends handled when the timer fires (its
 message is then routed like any other) or when the agent withdraws it (``Timer.cancel()``), and
-as a cancelled dead letter when its request is cancelled or the runtime closes first.
+as a cancelled dead letter when its request is cancelled or the runtime closes first. A timer
+whose agent's session a store keeps for the next start (a pending approval's deadline) is not
+lost when the runtime closes: that start sets it again. It is counted ``kept``, and stays
+pending and in flight here, with no outcome in this process.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class Timers:
         self._tg: TaskGroup | None = None
         self.pending: dict[Timer, str] = {}  # timer -> its correlation id
         self.cut_short = 0  # pending timers the shutdown cancelled
+        self.kept = 0  # pending timers the shutdown left to the store's next start
+        # Whether a store keeps the session of an agent in a correlation for the next start,
+        # which sets the agent's timers in it again (``Keeper.keeps_session``).
+        self.keeps_session: Callable[[str, str], bool] | None = None
         # Every timer is a delivery: these tell the runtime's ``delivered`` and ``handled``
         # apart from the agents' deliveries and handler calls in a report.
         self.scheduled = 0
@@ -75,7 +82,10 @@ class Timers:
                 if not timer.cancelled and not corr.cancelled:
                     await anyio.sleep(delay)
         except BaseException:
-            if self.pending.pop(timer, None) is not None:
+            keeps = self.keeps_session
+            if timer in self.pending and keeps is not None and keeps(agent, corr.id):
+                self.kept += 1
+            elif self.pending.pop(timer, None) is not None:
                 self.cut_short += 1
                 reason = "timer pending at shutdown"
                 self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0)

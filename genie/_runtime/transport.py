@@ -300,6 +300,12 @@ class Keeper(Protocol):
         process before this one: the desk here takes it up again as resumed."""
         ...
 
+    def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
+        """What ``agent_id`` took of ``correlation_id`` is kept for the next start, which
+        delivers it again (a pending approval, a fan-in's parts): the timers the agent set
+        in it are set again then, so a stop loses none of them."""
+        ...
+
     def answers_to(self, answer: Answer) -> None:
         """Answers to approvals that other processes leave in the store go to ``answer``."""
         ...

@@ -937,6 +937,11 @@ class NatsTransport:
     def asked_before(self, approval_id: str) -> bool:
         return False  # the entry keeps requests, not the desk's (a worker's) approvals
 
+    def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
+        # A worker's timer is counted by the process that started its request, which hears
+        # of its end from here: a stop reports it cut short, as it did.
+        return False
+
     def answers_to(self, answer: Answer) -> None:
         self._answer = answer  # people's answers in the approvals bucket go to the desk here
 

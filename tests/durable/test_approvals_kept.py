@@ -149,6 +149,31 @@ async def test_an_approval_kept_before_the_desk_took_it_is_asked_at_the_resume(
     assert [r.action for r in audit.records] == ["approval_requested", "approved"]
 
 
+async def test_a_stop_with_an_approval_pending_keeps_its_deadline_no_dead_letter(
+    tmp_path: Path,
+) -> None:
+    """The approval's deadline is a timer the store keeps (the next start sets it again from
+    the kept approval): a stop loses nothing, so it is no dead letter and no audit row; the
+    shutdown report counts it kept, and the accounting identity holds with it in flight."""
+    path = tmp_path / "store.db"
+    audit = MemoryAuditLog()
+    rt = Runtime([Payer("payer")], store=path, audit=audit, drain_timeout=0.01)
+    async with rt:
+        pay = Pay(amount=700, deadline=3600)
+        result = await rt.ask(rt.message(pay, recipient="payer"), timeout=0.2)
+        assert result.status == "timed_out"
+    assert list(rt.dead_letters) == []
+    assert [r.action for r in audit.records] == ["approval_requested"]
+    report = rt.shutdown_report
+    assert report is not None
+    assert (report.drained, report.cancelled_timers, report.kept_timers) == (True, 0, 1)
+    stats = rt.statistics()
+    assert stats.delivered == (
+        stats.handled + stats.denied + stats.dead_lettered + stats.shed + stats.in_flight
+    )
+    assert (stats.in_flight, stats.timers_pending) == (1, 1)
+
+
 async def test_an_answer_left_in_the_store_is_taken_when_the_request_resumes(
     tmp_path: Path,
 ) -> None:

@@ -1123,3 +1123,41 @@ def test_genie_run_whose_store_fails_says_so_in_a_line_and_resumes(
     result = json.loads(captured.out)
     assert (result["correlation_id"], result["output"]["payload"]) == (request, {"n": 4})
     assert kept(store) == ([], [])
+
+
+class Part(Payload):
+    message_type = "part"
+    name: str
+
+
+async def test_a_fan_ins_deadline_is_kept_at_a_stop_and_set_again(tmp_path: Path) -> None:
+    """A declared gather with one part of two keeps its session in the store: its deadline
+    is a timer the next start sets again (re-running the part), so a stop loses nothing: no
+    dead letter, counted in ``kept_timers``; resumed, the deadline ends the session."""
+    from genie.pipeline._gather import GatherNode, gathered_model
+
+    bundle = gathered_model("bundle")
+
+    def fan(deadline: float) -> GatherNode:
+        return GatherNode(
+            "fan", expect=("a", "b"), by="sender", deadline=deadline, emit=bundle, to="user"
+        )
+
+    path = tmp_path / "store.db"
+    rt = Runtime([fan(3600)], store=path, drain_timeout=0.01)
+    async with rt:
+        rt.types.register(Part)
+        await rt.publish(rt.message(Part(name="a"), recipient="fan", sender="a"))
+        await anyio.wait_all_tasks_blocked()
+        assert rt.statistics().timers_pending == 1
+    assert list(rt.dead_letters) == []
+    assert rt.shutdown_report is not None
+    assert (rt.shutdown_report.cancelled_timers, rt.shutdown_report.kept_timers) == (0, 1)
+    async with Runtime([fan(0.1)], store=path) as rt2:
+        rt2.types.register(Part)
+        [request] = rt2.unfinished()
+        resumed = await rt2.resume(request, until="bundle", timeout=5)
+    [reply] = resumed.replies
+    assert isinstance(reply.payload, bundle)
+    assert (reply.payload.status, reply.payload.missing) == ("partial", ("b",))
+    assert kept(path) == ([], [])

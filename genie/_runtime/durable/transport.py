@@ -196,6 +196,11 @@ class DurableTransport(Observer):
     def asked_before(self, approval_id: str) -> bool:
         return approval_id in self._asked
 
+    def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
+        if agent_id == DESK:
+            return correlation_id in self._held.values()
+        return (agent_id, correlation_id) in self._parts
+
     def answers_to(self, answer: Answer) -> None:
         """Answers other processes leave in the store (``genie approvals``) go to ``answer``."""
         self._answer = answer
