@@ -174,10 +174,10 @@ class ApprovalDesk(BaseAgent):
         # DECIDED_KEPT: what the transport tells the person who left the answer.
         self._refused: dict[str, str] = {}
         # Whether the desk of a process before this one took the approval of this id and
-        # recorded it asked: a store that keeps approvals across restarts says
-        # (``Keeper.asked_before``), so that the desk taking it up again records it
-        # resumed, not asked twice.
-        self.asked_before: Callable[[str], bool] = _never
+        # recorded it asked, and the round it reached there (1: escalated), or None: a store
+        # that keeps approvals across restarts says (``Keeper.asked_before``), so that the
+        # desk taking it up again records it resumed, not asked (or escalated) twice.
+        self.asked_before: Callable[[str], int | None] = _never
 
     def keeps(self, correlation_id: str) -> bool:
         """Whether an approval of ``correlation_id`` is pending here: on NATS, a worker
@@ -190,23 +190,29 @@ class ApprovalDesk(BaseAgent):
         msg = ctx.message
         if msg.id in self.pending:
             return  # a resumed request asked again: it is pending already
-        delay = self._left(msg, payload.deadline)
+        round_before = self.asked_before(msg.id)
+        # Escalated before a restart: taken up escalated, for what is left of its second
+        # deadline, not offered to the first role again nor escalated a second time.
+        escalated = bool(round_before) and payload.escalate_to is not None
+        rounds = 2 if escalated else 1
+        delay = self._left(msg, None if payload.deadline is None else rounds * payload.deadline)
         if payload.deadline is not None and delay == 0.0:
             delay = GRACE  # past its deadline already: answers left in time come first
-        timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=0))
+        timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=rounds - 1))
         approval = Approval(
             msg.id,
             msg.correlation_id,
             msg.sender,
             payload.subject,
-            payload.role,
-            payload.principal,
+            payload.escalate_to if escalated else payload.role,
+            None if escalated else payload.principal,
             None if payload.deadline is None else self.clock.monotonic() + delay,
-            False,
+            escalated,
             payload.details,
         )
-        self.pending[msg.id] = _Pending(approval, msg, timer)
-        if self.asked_before(msg.id):
+        pending = self.pending[msg.id] = _Pending(approval, msg, timer)
+        pending.round = rounds - 1
+        if round_before is not None:
             self._record(DESK, "approval_resumed", approval, RESUMED)
         else:
             self._record(msg.sender, "approval_requested", approval, payload.subject)
@@ -372,8 +378,8 @@ class ApprovalDesk(BaseAgent):
         self.audit.record(AuditRecord(self.clock.now(), actor, action, approval.id, details))
 
 
-def _never(approval_id: str) -> bool:
-    return False  # without a store, every approval the desk takes is asked here
+def _never(approval_id: str) -> int | None:
+    return None  # without a store, every approval the desk takes is asked here
 
 
 def roles_of(metadata: Mapping[str, object]) -> tuple[str, ...]:

@@ -295,9 +295,10 @@ class Keeper(Protocol):
         """The runtime is stopping: what ends now is cut short, not finished."""
         ...
 
-    def asked_before(self, approval_id: str) -> bool:
-        """The approval ``approval_id`` was taken, and audited as asked, by the desk of a
-        process before this one: the desk here takes it up again as resumed."""
+    def asked_before(self, approval_id: str) -> int | None:
+        """The round (0; 1: escalated) the approval ``approval_id`` had reached at the desk
+        of a process before this one, which took it and audited it asked (None: no desk
+        did): the desk here takes it up again as resumed, at that round."""
         ...
 
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:

@@ -934,8 +934,8 @@ class NatsTransport:
         if self._entry is not None:
             self._entry.stopping()  # a request cut short by the stop is resumed next time
 
-    def asked_before(self, approval_id: str) -> bool:
-        return False  # the entry keeps requests, not the desk's (a worker's) approvals
+    def asked_before(self, approval_id: str) -> int | None:
+        return None  # the entry keeps requests, not the desk's (a worker's) approvals
 
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
         # A worker's timer is counted by the process that started its request, which hears

@@ -377,6 +377,36 @@ async def test_an_escalation_resumed_keeps_what_is_left_of_its_deadline(
     assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
 
 
+async def test_an_approval_escalated_before_a_stop_is_resumed_escalated(
+    tmp_path: Path,
+) -> None:
+    """Escalated before the stop, the approval is taken up again escalated: offered to the
+    role escalated to at once, and audited escalated once, across the stop and the resume."""
+    path = tmp_path / "store.db"
+    audit = MemoryAuditLog()
+    async with Runtime([Payer("payer")], store=path, audit=audit, drain_timeout=0.01) as rt:
+        pay = Pay(amount=5, deadline=1.0, escalate_to="cfo")
+        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=1.3)
+        assert result.status == "timed_out"
+        [approval] = rt.approvals.pending()
+        assert approval.escalated
+    async with (
+        Runtime([Payer("payer")], store=path, audit=audit) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(resume_one, rt)
+        await anyio.wait_all_tasks_blocked()
+        [resumed] = rt.approvals.pending()
+        assert (resumed.role, resumed.escalated) == ("cfo", True)
+        rt.approvals.approve(approval.id, by="carol", roles=("cfo",))
+    assert [r.action for r in audit.records if r.target == approval.id] == [
+        "approval_requested",
+        "approval_escalated",
+        "approval_resumed",
+        "approved",
+    ]
+
+
 PIPELINE = """
 name: pay
 agents:

@@ -6,6 +6,9 @@ mapped to the agent the delivery was for: a fallback holds its failed agent's). 
 (handled, or a dead letter) in the same transaction as the messages their handlers' outputs
 made; a message goes when its last delivery ends. ``requests``: each request published from
 outside that has not settled, so that a process started again knows whose output to wait for.
+``asked``: the pending approvals the desk has taken (and audited as asked), and whether it
+escalated them, so that a process started again takes them up as resumed, as they were, not
+asked (or escalated) a second time.
 
 The file is in WAL mode. Every write is one transaction of what one turn of the loop produced.
 By default a write is committed on the loop (``synchronous=NORMAL``: in the file's log, in the
@@ -59,7 +62,8 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 CREATE INDEX IF NOT EXISTS counters_by_correlation ON counters (correlation_id, what);
 CREATE TABLE IF NOT EXISTS asked (
-    approval_id TEXT PRIMARY KEY
+    approval_id TEXT PRIMARY KEY,
+    escalated INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS answers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -90,6 +94,7 @@ class Batch:
         "asked",
         "charged",
         "deleted",
+        "escalated",
         "inserted",
         "kept",
         "moved",
@@ -108,6 +113,7 @@ class Batch:
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
         self.answered: list[tuple[str, int]] = []  # (what became of it, answer row)
         self.asked: list[str] = []  # approvals the desk took since the last write
+        self.escalated: list[str] = []  # approvals taken that the desk escalated since
         self.unasked: list[str] = []  # approvals taken whose request is no longer kept
         self.waited_for = False  # deliveries wait for this write before they are queued
         self.inserted: list[tuple[str, str, str, str]] = []
@@ -116,10 +122,16 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(
-            self.kept or self.moved or self.requests or self.settled or self.answered or self.asked
+            self.kept
+            or self.moved
+            or self.requests
+            or self.settled
+            or self.answered
+            or self.asked
+            or self.escalated
         )
 
-    def seal(self, holders: dict[str, Holders], asked: set[str]) -> None:
+    def seal(self, holders: dict[str, Holders], asked: dict[str, int]) -> None:
         """Read the holders of each message kept or moved as they are now into rows, and
         forget the messages whose deliveries have all ended (an approval's request among
         them is forgotten as ``asked`` too)."""
@@ -132,8 +144,7 @@ class Batch:
             else:
                 holders.pop(mid, None)
                 self.deleted.append(mid)
-                if mid in asked:
-                    asked.discard(mid)
+                if asked.pop(mid, None) is not None:
                     self.unasked.append(mid)
 
 
@@ -276,10 +287,11 @@ class DeliveryStore:
         except (ValueError, TypeError) as exc:
             raise not_genies(self.path, "messages", exc) from None
 
-    def asked(self) -> set[str]:
-        """The pending approvals a desk took (their request's message ids)."""
-        rows = self._db.execute("SELECT approval_id FROM asked")
-        return {str(approval_id) for (approval_id,) in rows}
+    def asked(self) -> dict[str, int]:
+        """The pending approvals a desk took (their request's message ids), each with the
+        round it reached (1: escalated)."""
+        rows = self._db.execute("SELECT approval_id, escalated FROM asked")
+        return {str(approval_id): int(escalated) for approval_id, escalated in rows}
 
     def requests(self) -> list[tuple[str, Any]]:
         """The requests published from outside that had not settled: (correlation id, the
@@ -341,6 +353,11 @@ class DeliveryStore:
                 db.executemany(
                     "INSERT OR IGNORE INTO asked (approval_id) VALUES (?)",
                     ((a,) for a in batch.asked),
+                )
+            if batch.escalated:
+                db.executemany(
+                    "UPDATE asked SET escalated = 1 WHERE approval_id = ?",
+                    ((a,) for a in batch.escalated),
                 )
             if batch.answered:  # with the decision's end: told once it is durable
                 db.executemany(

@@ -44,7 +44,7 @@ from ..._base.backend import Backend
 from ..._base.log import lazy_logger
 from ..._errors import ConfigurationError, InvalidMessageError, MessageError, StoreError
 from ..._message.envelope import Message
-from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk
+from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk, ApprovalTimeout
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
@@ -69,6 +69,7 @@ _STOPPED = ("cancelled at shutdown", "discarded at shutdown", "the runtime stopp
 # A pending approval is its request's delivery to the desk, kept until the desk's decision.
 _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
 _CANCELLED = "genie.cancelled"  # the runtime's notice that a request was cancelled
+_TIMEOUT = ApprovalTimeout.message_type  # an approval's deadline, the desk's own timer
 _ANSWER = ApprovalAnswer.message_type
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 # Seconds a write of ends alone waits for deliveries to ride with it: nobody waits for an
@@ -193,8 +194,8 @@ class DurableTransport(Observer):
     def stopping(self) -> None:
         self._stopping = True
 
-    def asked_before(self, approval_id: str) -> bool:
-        return approval_id in self._asked
+    def asked_before(self, approval_id: str) -> int | None:
+        return self._asked.get(approval_id)
 
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
         if agent_id == DESK:
@@ -591,10 +592,12 @@ class DurableTransport(Observer):
             self._taken(msg, agent_id)
         if agent_id == DESK and msg.type == _ANSWER and not outputs:  # the desk refused it
             self._answer_ended(msg.id, f"refused: {self._refusal(msg)}")
+        if agent_id == DESK and msg.type == _TIMEOUT:
+            self._escalated(msg)
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             if msg.id not in self._asked:  # asked: the next start takes it up as resumed
-                self._asked.add(msg.id)
+                self._asked[msg.id] = 0
                 self._batch.asked.append(msg.id)
                 self._wake.set()
             self._look.set()  # answers left for it while no process held it go first
@@ -611,6 +614,19 @@ class DurableTransport(Observer):
             for mid in self._parts.pop((agent_id, cid), ()):  # it has emitted, or ended
                 self._ended(mid, agent_id)
         self._ended(msg.id, agent_id)
+
+    def _escalated(self, timeout: Message) -> None:
+        """The desk took its first deadline of an approval: still pending, it escalated (else
+        its decision ended it first, in ``published``), written so that the next start takes
+        it up escalated."""
+        deadline = timeout.payload
+        if not isinstance(deadline, ApprovalTimeout) or deadline.round:
+            return
+        approval_id = deadline.approval_id
+        if approval_id in self._held and self._asked.get(approval_id) == 0:
+            self._asked[approval_id] = 1
+            self._batch.escalated.append(approval_id)
+            self._wake.set()
 
     def _refusal(self, answer: Message) -> str:
         """Why the desk refused ``answer``, in the desk's words."""
