@@ -11,6 +11,11 @@ the notice to whoever waits on the correlation, so no path can record half of on
 
 A message a waiter collects (a gather's part, an ask's answer) is delivered and handled in one
 step: it is counted once, in ``collected``, which both totals include.
+
+Across processes each runtime's identity holds on its own counts: a delivery another process
+admitted is delivered here too when it runs here (``arrived``), and one admitted here that
+goes on to run in another process, whose outcome that process reports to the request's
+origin, leaves this runtime's count when it is sent (``left``).
 """
 
 from __future__ import annotations
@@ -54,9 +59,10 @@ class Ledger:
         # Delivered and handled besides the collected (see ``delivered`` and ``handled``).
         self._delivered = self._handled = self.denied = 0
         self.dead_lettered = self.shed = self.unrouted = 0
-        # Deliveries another process admitted that run here, and deliveries in flight here
-        # whose outcome another process records (see ``in_flight``); in a runtime that asks
-        # agents it hosts across processes, also each part's count of the other's (``ran_here``).
+        # Deliveries another process admitted that run here, and deliveries admitted here
+        # that went on to another process which records their outcome (see ``delivered``);
+        # in a runtime that asks agents it hosts across processes, also each part's count of
+        # the other's (``ran_here``).
         self._arrived = self._left = 0
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
@@ -68,7 +74,8 @@ class Ledger:
 
     @property
     def delivered(self) -> int:
-        return self._delivered + self.collected
+        """Deliveries admitted here or run here, less those that went on to run elsewhere."""
+        return self._delivered + self.collected + self._arrived - self._left
 
     @property
     def handled(self) -> int:
@@ -76,10 +83,10 @@ class Ledger:
 
     @property
     def in_flight(self) -> int:
-        """What the identity leaves: deliveries admitted (here, or in another process and run
-        here) with no outcome yet. Derived, not kept, so it cannot drift from the counts."""
-        ended = self._handled + self.denied + self.dead_lettered + self.shed + self._left
-        return self._delivered + self._arrived - ended
+        """What the identity leaves: deliveries counted delivered here with no outcome yet.
+        Derived, not kept, so it cannot drift from the counts."""
+        ended = self.handled + self.denied + self.dead_lettered + self.shed
+        return self.delivered - ended
 
     # --- the identity ------------------------------------------------------------------------
     def opened(self, corr: _Correlation, count: int = 1) -> None:
@@ -108,14 +115,15 @@ class Ledger:
             self._wake_idle()
 
     def arrived(self, corr: _Correlation) -> None:
-        """A delivery another process admitted (and counted ``delivered``) runs here: in
-        flight here until ``closed``, not delivered a second time."""
+        """A delivery another process admitted runs here: delivered here too (this
+        runtime's books count what it runs) and in flight until ``closed``."""
         self._arrived += 1
         corr.in_flight += 1
 
     def left(self, corr: _Correlation) -> None:
         """A delivery in flight here whose outcome another process records (what it sent on
-        goes with it): it ends here, counted by that process."""
+        goes with it): it leaves this runtime's count, delivered and in flight, as that
+        process counts it."""
         self._left += 1
         self.closed(corr)
 
