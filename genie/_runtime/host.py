@@ -111,8 +111,9 @@ class TransportHost(Protocol):
 
     # --- deliveries that cross processes --------------------------------------------------------
     def arrived(self, corr: Correlation, *, cancelled: bool) -> None:
-        """A delivery the sending process counted delivered runs here: in flight here until
-        its outcome. ``cancelled``: its correlation was cancelled, so it ends unrun."""
+        """A delivery the sending process counted delivered runs here: delivered here too,
+        and in flight here until its outcome. ``cancelled``: its correlation was cancelled,
+        so it ends unrun."""
         ...
 
     def resumed(self, corr: Correlation, msg: Message, agent_id: str) -> None:
@@ -123,7 +124,7 @@ class TransportHost(Protocol):
 
     def left(self, corr: Correlation) -> None:
         """A delivery in flight here went to another process, which reports its outcome to
-        the process that started the request: its part here is closed."""
+        the process that started the request: it leaves this runtime's count."""
         ...
 
     def opened(self, corr: Correlation, count: int = 1) -> None:
