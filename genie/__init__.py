@@ -35,7 +35,6 @@ from ._errors import LimitExceededError as LimitExceededError
 from ._errors import MemoryArgumentError as MemoryArgumentError
 from ._errors import MemoryDeniedError as MemoryDeniedError
 from ._errors import MessageError as MessageError
-from ._errors import NoReplyError as NoReplyError
 from ._errors import NoRouteError as NoRouteError
 from ._errors import PublishFromHandlerError as PublishFromHandlerError
 from ._errors import RuntimeClosedError as RuntimeClosedError
@@ -63,6 +62,7 @@ from ._runtime.correlator import CorrelatorStatistics as CorrelatorStatistics
 from ._runtime.correlator import Gather as Gather
 from ._runtime.correlator import GatherResult as GatherResult
 from ._runtime.correlator import Missing as Missing
+from ._runtime.correlator import NoReplyError as NoReplyError
 from ._runtime.deadletter import DeadLetter as DeadLetter
 from ._runtime.local.mailbox import MailboxStatistics as MailboxStatistics
 from ._runtime.observe.observer import Observer as Observer

@@ -39,12 +39,12 @@ without parsing the text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._runtime.correlator import Missing
+    from pydantic_core import ErrorDetails
 
 __all__ = [
     "AgentError",
@@ -63,7 +63,6 @@ __all__ = [
     "LimitExceededError",
     "MemoryArgumentError",
     "MessageError",
-    "NoReplyError",
     "NoRouteError",
     "PublishFromHandlerError",
     "RuntimeClosedError",
@@ -119,15 +118,54 @@ def described(error: BaseException) -> str:
         text = str(error)
         from pydantic import ValidationError  # here: pydantic's models import this module
 
-        if isinstance(error, ValidationError):  # a payload a handler built, say
-            from ._message.payload import validation_said
-
-            text = validation_said(error)
+        if isinstance(error, ValidationError):  # a payload a handler built, say: one line
+            field, problem = validation_problems(error.errors(include_url=False))
+            text = str(InvalidMessageError(_model_named(error.title), field, problem))
     except BaseException as exc:
         text = f"<its str() raised {type(exc).__name__}>"
     if not text.strip():
         return type(error).__name__
     return f"{type(error).__name__}: {middle_cut(text, REASON_CHARS)}"
+
+
+def validation_problems(
+    errors: Sequence[ErrorDetails], hint: Callable[[ErrorDetails], str] | None = None
+) -> tuple[str, str]:
+    """Pydantic's problems on one line: the first field at fault, then every problem, a key
+    that is no field said to be unknown (``hint``: the closest field, as a hint)."""
+    first, *rest = errors
+    problem = f"unknown field{hint(first) if hint else ''}" if _unknown(first) else first["msg"]
+    for err in rest:
+        field = _field(err)
+        if _unknown(err):
+            problem += f"; unknown field {field!r}{hint(err) if hint else ''}"
+        else:
+            problem += f"; field {field!r}: {' '.join(err['msg'].split())}"
+    return _field(first), " ".join(problem.split())
+
+
+def _field(err: ErrorDetails) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "<root>"
+
+
+def _unknown(err: ErrorDetails) -> bool:
+    return err["type"] == "extra_forbidden"
+
+
+def _model_named(title: str) -> str:
+    """The message type of the payload classes named ``title`` when they agree on one (a
+    model's error names its class), else ``title``."""
+    from pydantic import BaseModel
+
+    types: set[object] = set()
+    todo = list(BaseModel.__subclasses__())
+    while todo:
+        model = todo.pop()
+        todo.extend(model.__subclasses__())
+        if model.__name__ == title:
+            types.add(getattr(model, "message_type", None))
+    kind = types.pop() if len(types) == 1 else None
+    return kind if isinstance(kind, str) and kind else title
 
 
 def middle_cut(text: str, limit: int) -> str:
@@ -346,22 +384,6 @@ class InvalidArgumentError(GenieError, ValueError):
     """A call was given an argument it cannot take (a timeout or delay that is no number, a
     gather's count out of range, an event stream's buffer below 1); a ``ValueError`` too, as
     Python's own refusals of a value are."""
-
-
-class NoReplyError(GenieError, LookupError):
-    """``GatherResult.message`` read where the gather collected no reply; ``missing`` says
-    why each expected reply is absent (as ``GatherResult.missing`` does). A ``LookupError``
-    too, as it always was."""
-
-    def __init__(self, correlation_id: str, missing: tuple[Missing, ...]) -> None:
-        why = "; ".join(f"{m.key}: {m.kind}: {m.reason}" for m in missing) or "none"
-        super().__init__(
-            f"no reply for correlation {correlation_id} ({why})", correlation_id=correlation_id
-        )
-        self.missing = missing
-
-    def __reduce__(self) -> tuple[type[NoReplyError], tuple[str, tuple[Missing, ...]]]:
-        return type(self), (self.correlation_id or "", self.missing)
 
 
 class AgentError(GenieError):

@@ -10,7 +10,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
-from .._errors import InvalidMessageError, did_you_mean
+from .._errors import InvalidMessageError, did_you_mean, validation_problems
 
 __all__ = [
     "Classification",
@@ -19,7 +19,6 @@ __all__ = [
     "Role",
     "invalid_message",
     "unencodable",
-    "validation_said",
 ]
 
 # Metadata values are immutable so that a shallow copy per message is a real copy: a message can
@@ -74,23 +73,10 @@ def invalid_message(
     """Pydantic's report on a message of type ``type_name`` as genie's error: the type, the
     first field at fault, then every other problem; a key that is no field of ``model`` (the
     payload's, or the envelope's) is said to be unknown, with the closest field."""
-    first, *rest = exc.errors(include_url=False)
-    problem = f"unknown field{_closest(first, model)}" if _unknown(first) else first["msg"]
-    for err in rest:
-        field = _field(err)
-        if _unknown(err):
-            problem += f"; unknown field {field!r}{_closest(err, model)}"
-        else:
-            problem += f"; field {field!r}: {err['msg']}"
-    return InvalidMessageError(type_name, _field(first), problem)
-
-
-def _field(err: ErrorDetails) -> str:
-    return ".".join(str(p) for p in err["loc"]) or "<root>"
-
-
-def _unknown(err: ErrorDetails) -> bool:
-    return err["type"] == "extra_forbidden"
+    field, problem = validation_problems(
+        exc.errors(include_url=False), lambda err: _closest(err, model)
+    )
+    return InvalidMessageError(type_name, field, problem)
 
 
 def _closest(err: ErrorDetails, model: type[BaseModel] | None) -> str:
@@ -99,29 +85,6 @@ def _closest(err: ErrorDetails, model: type[BaseModel] | None) -> str:
     from .._base.yamlconf import keys_at  # read for a mistake only
 
     return did_you_mean(str(err["loc"][-1]), keys_at(model, err["loc"]))
-
-
-def validation_said(exc: ValidationError) -> str:
-    """Pydantic's report on a model (a payload a handler built, say) on one line, in the
-    words of ``invalid_message``: a dead letter's reason is read one line each. The model is
-    named by its message type when the payload classes of its name agree on one, else by
-    that name."""
-    title = exc.title
-    models = [model for model in _payload_classes() if model.__name__ == title]
-    types = {model.message_type for model in models}
-    type_name = types.pop() if len(types) == 1 and "" not in types else title
-    model = models[0] if len(models) == 1 else None  # whose fields a hint names
-    return " ".join(str(invalid_message(type_name, exc, model)).split())
-
-
-def _payload_classes() -> list[type[Payload]]:
-    found: list[type[Payload]] = []
-    todo = list(Payload.__subclasses__())
-    while todo:
-        model = todo.pop()
-        found.append(model)
-        todo.extend(model.__subclasses__())
-    return found
 
 
 def unencodable(

@@ -23,14 +23,14 @@ from .._errors import (
     AgentError,
     DeliveryError,
     DeniedError,
+    GenieError,
     InvalidArgumentError,
-    NoReplyError,
     RuntimeClosedError,
     described,
 )
 from .._message.envelope import Message
 
-__all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing"]
+__all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing", "NoReplyError"]
 
 MissingKind = Literal["denied", "failed", "shed", "no_route", "cancelled", "timed_out", "no_reply"]
 
@@ -44,6 +44,22 @@ class Missing(Record):
     policy: str | None = None
     agent_id: str | None = None
     message_id: str | None = None
+
+
+class NoReplyError(GenieError, LookupError):
+    """``GatherResult.message`` read where the gather collected no reply; ``missing`` says
+    why each expected reply is absent (as ``GatherResult.missing`` does). A ``LookupError``
+    too, as it always was."""
+
+    def __init__(self, correlation_id: str, missing: tuple[Missing, ...]) -> None:
+        why = "; ".join(f"{m.key}: {m.kind}: {m.reason}" for m in missing) or "none"
+        super().__init__(
+            f"no reply for correlation {correlation_id} ({why})", correlation_id=correlation_id
+        )
+        self.missing = missing
+
+    def __reduce__(self) -> tuple[type[NoReplyError], tuple[str, tuple[Missing, ...]]]:
+        return type(self), (self.correlation_id or "", self.missing)
 
 
 class GatherResult(Record):
