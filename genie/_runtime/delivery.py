@@ -241,6 +241,8 @@ class DeliveryRunner:
                 agent = handoff.failed_agent if handoff is not None else mb.id
                 if corr.cancelled:
                     reason = CANCELLED_WITH_REQUEST
+                elif ledger.kept_at_stop(msg, agent):
+                    raise  # the store runs it again at the next start: not lost
                 else:
                     ledger.cut_short_by_shutdown(agent)
                     stopper = exiting(exc)

@@ -67,6 +67,10 @@ class Ledger:
         self.retries = self.fallbacks = self.taps_denied = self.tap_errors = 0
         self.collected = 0
         self.cut_short: Counter[str] = Counter()  # running deliveries the shutdown cancelled
+        # Deliveries, running or queued, the shutdown left to a store's next start, which
+        # runs them again (``Keeper.keeps_delivery``, asked only at the stop): no outcome here.
+        self.kept = 0
+        self.keeps_delivery: Callable[[Message, str], bool] | None = None
         # ``wait_idle``'s waiters, each woken once no more than its ``besides`` are in flight,
         # and the largest of those (-1: nobody waits).
         self._idle: list[tuple[int, anyio.Event]] = []
@@ -196,6 +200,16 @@ class Ledger:
     def cut_short_by_shutdown(self, agent: str) -> None:
         """A running delivery of ``agent`` was cancelled by the shutdown."""
         self.cut_short[agent] += 1
+
+    def kept_at_stop(self, msg: Message, agent: str) -> bool:
+        """Whether the delivery of ``msg`` to ``agent``, cut short by the shutdown, is kept
+        for the next start: then it is counted kept and stays in flight, as nothing of it is
+        lost; else the caller dead-letters it."""
+        keeps = self.keeps_delivery
+        if keeps is None or not keeps(msg, agent):
+            return False
+        self.kept += 1
+        return True
 
     def charged_before(self, corr: _Correlation, deliveries: int) -> None:
         """``corr`` had charged ``deliveries`` to its budget in an earlier process (a request

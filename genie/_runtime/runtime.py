@@ -107,7 +107,8 @@ class RuntimeState(enum.Enum):
 class ShutdownReport(Record):
     """What was still in flight when the runtime closed: what was cut short is in the dead
     letters; ``kept_timers``, timers of sessions the store keeps (a pending approval's
-    deadline), are not lost (the next start sets them again) and stay in flight."""
+    deadline), and ``kept_deliveries``, deliveries running or queued that the store keeps,
+    are not lost (the next start sets them again, runs them again) and stay in flight."""
 
     drained: bool
     cancelled_running: int
@@ -115,6 +116,7 @@ class ShutdownReport(Record):
     by_agent: Mapping[str, int]
     cancelled_timers: int = 0
     kept_timers: int = 0
+    kept_deliveries: int = 0
 
 
 def _no_sync_handlers(agent: BaseAgent, name: str, payload: type[Payload]) -> BoundHandler:
@@ -252,6 +254,7 @@ class Runtime:
         self._timers = Timers(self._ledger, self._correlator, self._fire)
         if self._keeper is not None:
             self._timers.keeps_session = self._keeper.keeps_session
+            self._ledger.keeps_delivery = self._keeper.keeps_delivery
         self._model_calls = ModelCalls(
             self.limits, prices, self._ledger, self._correlator, self._admission, self.clock
         )
@@ -650,6 +653,8 @@ class Runtime:
             msg, agent = (
                 (item.message, item.failed_agent) if isinstance(item, Handoff) else (item, mb.id)
             )
+            if self._ledger.kept_at_stop(msg, agent):
+                continue  # the store runs it again at the next start: not lost
             discarded += 1
             by_agent[mb.id] = by_agent.get(mb.id, 0) + 1
             corr = self._correlator.get(msg.correlation_id)
@@ -660,7 +665,13 @@ class Runtime:
         drained = not (running or discarded or timers)
         self._correlator.close_all("the runtime closed")
         self.shutdown_report = ShutdownReport(
-            drained, sum(running.values()), discarded, by_agent, timers, self._timers.kept
+            drained,
+            sum(running.values()),
+            discarded,
+            by_agent,
+            timers,
+            self._timers.kept,
+            self._ledger.kept,
         )
         if self._ledger.observer is not None:
             self._ledger.observer.closed()

@@ -307,6 +307,12 @@ class Keeper(Protocol):
         in it are set again then, so a stop loses none of them."""
         ...
 
+    def keeps_delivery(self, message: Message, agent_id: str) -> bool:
+        """The delivery of ``message`` to ``agent_id`` (or to the fallback standing in for
+        it), cut short by the stop, is kept for the next start, which runs it again: the
+        stop loses nothing of it."""
+        ...
+
     def answers_to(self, answer: Answer) -> None:
         """Answers to approvals that other processes leave in the store go to ``answer``."""
         ...

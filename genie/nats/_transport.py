@@ -942,6 +942,11 @@ class NatsTransport:
         # of its end from here: a stop reports it cut short, as it did.
         return False
 
+    def keeps_delivery(self, message: Message, agent_id: str) -> bool:
+        # A worker's delivery cut short is the stream's to redeliver, not this process's to
+        # promise: a stop reports it cut short, as it did.
+        return False
+
     def answers_to(self, answer: Answer) -> None:
         self._answer = answer  # people's answers in the approvals bucket go to the desk here
 

@@ -1161,3 +1161,45 @@ async def test_a_fan_ins_deadline_is_kept_at_a_stop_and_set_again(tmp_path: Path
     assert isinstance(reply.payload, bundle)
     assert (reply.payload.status, reply.payload.missing) == ("partial", ("b",))
     assert kept(path) == ([], [])
+
+
+async def test_deliveries_a_stop_cuts_short_are_kept_not_dead_letters(tmp_path: Path) -> None:
+    """A handler running at the stop and the deliveries queued behind it stay in the store,
+    and the next start runs them: nothing is lost, so none is a dead letter or an audit row;
+    the shutdown report counts them kept, and they stay in flight in the closed runtime's
+    counts. A delivery whose request was cancelled still ends as a dead letter."""
+    path = tmp_path / "store.db"
+    audit = MemoryAuditLog()
+    first = Chain("chain", gate=anyio.Event())  # never opened: the running step waits
+    rt = Runtime([first], store=path, audit=audit, drain_timeout=0.01)
+    async with rt:
+        running = rt.message(Step(n=2), recipient="chain")
+        await rt.publish(running)
+        with anyio.fail_after(5):
+            await first.waiting.wait()  # it runs, and holds the agent's one slot
+        queued = [rt.message(Step(n=3), recipient="chain") for _ in range(2)]
+        for msg in queued:
+            await rt.publish(msg)  # queued behind it
+        dropped = rt.message(Step(n=3), recipient="chain")
+        await rt.publish(dropped)
+        rt.cancel(dropped.correlation_id)
+        await anyio.wait_all_tasks_blocked()
+    assert [(d.message.id, d.kind) for d in rt.dead_letters] == [(dropped.id, "cancelled")]
+    assert [r.action for r in audit.records] == ["dead_letter:cancelled"]
+    report = rt.shutdown_report
+    assert report is not None
+    assert (report.cancelled_running, report.discarded_queued, report.kept_deliveries) == (0, 1, 3)
+    stats = rt.statistics()
+    assert stats.delivered == (
+        stats.handled + stats.denied + stats.dead_lettered + stats.shed + stats.in_flight
+    )
+    assert stats.in_flight == 3
+
+    second = Chain("chain")
+    async with Runtime([second], store=path) as rt2:
+        rt2.types.register(Done)
+        requests = rt2.unfinished()
+        assert sorted(m.id for m in requests) == sorted(m.id for m in [running, *queued])
+        results = [await rt2.resume(m, until="done", timeout=5) for m in requests]
+    assert [[m.payload for m in r.replies] for r in results] == [[Done(n=4)]] * 3
+    assert kept(path) == ([], [])

@@ -202,6 +202,17 @@ class DurableTransport(Observer):
             return correlation_id in self._held.values()
         return (agent_id, correlation_id) in self._parts
 
+    def keeps_delivery(self, message: Message, agent_id: str) -> bool:
+        # Written (``_holders``) and not ended; a cancelled request's deliveries end, stop or
+        # not, and after a failed write what was kept is no longer sure.
+        holders = self._holders.get(message.id)
+        return (
+            holders is not None
+            and agent_id in holders.values()
+            and message.correlation_id not in self._cancelled
+            and self._failure is None
+        )
+
     def answers_to(self, answer: Answer) -> None:
         """Answers other processes leave in the store (``genie approvals``) go to ``answer``."""
         self._answer = answer
