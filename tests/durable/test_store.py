@@ -1203,3 +1203,44 @@ async def test_deliveries_a_stop_cuts_short_are_kept_not_dead_letters(tmp_path: 
         results = [await rt2.resume(m, until="done", timeout=5) for m in requests]
     assert [[m.payload for m in r.replies] for r in results] == [[Done(n=4)]] * 3
     assert kept(path) == ([], [])
+
+
+class Broken(BaseAgent):
+    """Fails every step: its fallback goes on with it."""
+
+    produces = (Step,)
+
+    @handler
+    async def on_step(self, payload: Step, ctx: Context) -> Message:
+        raise RuntimeError("broken")
+
+
+async def test_a_fallbacks_delivery_a_stop_cuts_short_is_kept(tmp_path: Path) -> None:
+    """The fallback runs its failed agent's delivery, under that agent's delivery: cut short
+    by a stop, the store keeps it for the fallback at the next start, no dead letter."""
+    path = tmp_path / "store.db"
+
+    def runtime(backup: Chain) -> Runtime:
+        rt = Runtime(store=path, drain_timeout=0.01)
+        rt.add(Broken("broken"), options=AgentOptions(fallback="backup"))
+        rt.add(backup)
+        return rt
+
+    first = Chain("backup", gate=anyio.Event())
+    rt = runtime(first)
+    async with rt:
+        await rt.publish(rt.message(Step(n=2), recipient="broken"))
+        with anyio.fail_after(5):
+            await first.waiting.wait()
+    assert list(rt.dead_letters) == []
+    assert rt.shutdown_report is not None
+    assert (rt.shutdown_report.cancelled_running, rt.shutdown_report.kept_deliveries) == (0, 1)
+
+    second = Chain("backup")
+    async with runtime(second) as rt2:
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        result = await rt2.resume(request, until="done", timeout=5)
+    assert [m.payload for m in result.replies] == [Done(n=4)]
+    assert second.seen == [2, 3, 4]
+    assert kept(path) == ([], [])
