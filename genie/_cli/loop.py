@@ -16,6 +16,7 @@ from .._runtime.failure import exiting
 __all__ = ["LOOPS", "add_loop_option", "run_on"]
 
 LOOPS = ("asyncio", "uvloop")
+_EXECUTOR_NEVER_RUN = "coroutine 'Executors._executor' was never awaited"
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -52,7 +53,11 @@ def run_on(loop: str, func: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         return created
 
     try:
-        return anyio.run(func, *args, backend="asyncio", backend_options={"loop_factory": made})
+        with warnings.catch_warnings():
+            # The runtime starts an executor only to run it; one it started as a handler's
+            # exit left the loop never ran, and asyncio's teardown drops it unawaited.
+            warnings.filterwarnings("ignore", _EXECUTOR_NEVER_RUN, RuntimeWarning)
+            return anyio.run(func, *args, backend="asyncio", backend_options={"loop_factory": made})
     except (SystemExit, KeyboardInterrupt):
         # A task started just before the exit, which asyncio then cancelled before its first
         # step, holds a coroutine never awaited: Python would say so as the process ends, of
