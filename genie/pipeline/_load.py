@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .._agent.agent import Agent
 from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
 from .._base.files import file_problem
-from .._base.shipped import located, shipped_pipelines
+from .._base.shipped import located, shipped, shipped_pipelines
 from .._base.surrogates import lone_surrogate
 from .._base.yamlconf import (
     MAX_CHARS,
@@ -856,6 +856,10 @@ class _Checker:
         retention = None
         if gov.file is not None:
             policy_path = self.path.parent / gov.file
+            named = Path(gov.file)
+            if not policy_path.exists() and len(named.parts) == 1 and not named.suffix:
+                # A shipped policy file by name (``ai-policy``), as load_policy_file takes it.
+                policy_path = shipped("policies").get(gov.file, policy_path)
             problem = file_problem(policy_path)
             if problem is not None:
                 self.fail(("governance", "file"), f"policy file {os.fspath(policy_path)} {problem}")

@@ -13,9 +13,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from genie._base.shipped import shipped_file
 from genie._base.yamlconf import MAX_CHARS, ConfigFileError
 from genie._cli.main import main
 from genie.pipeline import InputError, load_pipeline
+from genie.policies import load_policy_file
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
@@ -1034,3 +1036,21 @@ def test_a_module_importing_its_neighbour_absolutely_is_told_how(tmp_path: Path)
         "(helpers.py is beside the pipeline file: a module there imports its neighbours "
         "relatively, from .helpers import ...)"
     )
+
+
+def test_governance_file_names_a_shipped_policy_file_when_none_is_beside(tmp_path: Path) -> None:
+    folder = tmp_path / "governed"
+    household(folder, "x")
+    path = write(folder, "pipeline.yaml", PIPELINE + "governance: {file: ai-policy}\n")
+    shipped = load_pipeline(path)
+    assert [p.name for p in shipped.policies] == [
+        p.name for p in load_policy_file(shipped_file("policies/ai-policy.yaml")).policies
+    ]
+    mine = write(folder, "ai-policy", "version: mine\nrules: []\n")  # one beside it wins
+    assert [p.name for p in load_pipeline(path).policies] == [
+        p.name for p in load_policy_file(mine).policies
+    ]
+    assert len(load_pipeline(path).policies) < len(shipped.policies)
+    path.write_text(PIPELINE + "governance: {file: ai-polcy}\n")
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:5: governance.file: policy file {folder / 'ai-polcy'} ")
