@@ -15,7 +15,7 @@ from anyio import wait_all_tasks_blocked
 
 from genie import GatherResult, Message, Runtime
 from genie._message.payload import Role
-from genie._runtime.approvals import DESK, ApprovalAnswer
+from genie._runtime.approvals import DESK, Approval, ApprovalAnswer
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
@@ -64,33 +64,42 @@ async def late(transport: NatsTransport, request: Message, by: str) -> None:
     await transport._publish(answer, DESK, transport.origin, f"{request.id}:{DESK}")
 
 
+async def approved_by_alice(
+    rt: Runtime, transport: NatsTransport, results: list[GatherResult], reason: str
+) -> tuple[Approval, Message]:
+    """A payment asked, approved by alice once it is pending, and its result in ``results``
+    once the worker is done with the approval; the approval and the request that asked it."""
+    async with anyio.create_task_group() as tg:
+
+        async def asking() -> None:
+            asked = rt.message(Pay(amount=5), recipient="payer")
+            results.append(await rt.ask(asked, until="paid", timeout=20))
+
+        tg.start_soon(asking)
+
+        async def asked() -> bool:
+            await wait_all_tasks_blocked()
+            return bool(rt.approvals.pending())
+
+        await eventually(asked)
+        [approval] = rt.approvals.pending()
+        request = rt.approvals._desk.pending[approval.id].request
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason=reason)
+
+    async def unlisted() -> bool:  # decided, and the worker is done with it
+        return await transport.approvals.pending() == [] and not transport._asked_at
+
+    await eventually(unlisted)
+    return approval, request
+
+
 async def test_an_answer_after_the_decision_is_audited_with_what_is_known(
     server: LocalNatsServer,
 ) -> None:
     url = server.url
     results: list[GatherResult] = []
     async with desk_worker(url) as (rt, transport):
-        async with anyio.create_task_group() as tg:
-
-            async def asking() -> None:
-                asked = rt.message(Pay(amount=5), recipient="payer")
-                results.append(await rt.ask(asked, until="paid", timeout=20))
-
-            tg.start_soon(asking)
-
-            async def asked() -> bool:
-                await wait_all_tasks_blocked()
-                return bool(rt.approvals.pending())
-
-            await eventually(asked)
-            [approval] = rt.approvals.pending()
-            request = rt.approvals._desk.pending[approval.id].request
-            rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
-
-        async def unlisted() -> bool:  # decided, and the worker is done with it
-            return await transport.approvals.pending() == [] and not transport._asked_at
-
-        await eventually(unlisted)
+        approval, request = await approved_by_alice(rt, transport, results, "")
         await late(transport, request, "bob")  # to the desk that decided it
 
         async def bobs() -> bool:
@@ -127,26 +136,7 @@ async def test_an_answer_left_for_an_id_not_pending_says_why_and_is_audited(
     url = server.url
     results: list[GatherResult] = []
     async with desk_worker(url) as (rt, transport):
-        async with anyio.create_task_group() as tg:
-
-            async def asking() -> None:
-                asked = rt.message(Pay(amount=5), recipient="payer")
-                results.append(await rt.ask(asked, until="paid", timeout=20))
-
-            tg.start_soon(asking)
-
-            async def asked() -> bool:
-                await wait_all_tasks_blocked()
-                return bool(rt.approvals.pending())
-
-            await eventually(asked)
-            [approval] = rt.approvals.pending()
-            rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason="ok")
-
-        async def unlisted() -> bool:  # decided, and the worker is done with it
-            return await transport.approvals.pending() == [] and not transport._asked_at
-
-        await eventually(unlisted)
+        approval, _ = await approved_by_alice(rt, transport, results, "ok")
         late = await transport.approvals.answer(approval.id, False, "bob", ("treasurer",), "")
         unknown = await transport.approvals.answer("nope", True, "mallory", (), "")
         said: dict[str, str] = {}
