@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import enum
-import functools
 import inspect
 import linecache
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
-
-import anyio
 
 from .._errors import ConfigurationError, UnhandledMessageError
 from .._message.envelope import Message
@@ -170,12 +167,13 @@ class BaseAgent:
                     break
         if name is not None:
             if name in self._sync_handlers:
+                # Imported here: the offload module imports this one.
+                from .._runtime.offload import run_in_thread
+
                 # Called directly (a test, or a subclass's own ``handle``): a thread of
-                # anyio's default pool; the runtime binds its own limits (``handler_table``).
-                # A thread cannot be interrupted: at a deadline it is given up, and what it
-                # returns later is discarded, as for the runtime's own threads.
-                call = functools.partial(getattr(self, name), payload, ctx)
-                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                # anyio's default pool (the runtime binds its own limits, ``handler_table``),
+                # with the context and the deadline the runtime's own threads have.
+                result = await run_in_thread(getattr(self, name), payload, ctx)
             else:
                 result = await getattr(self, name)(payload, ctx)
             if result is None:

@@ -63,9 +63,18 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
     from .._agent.agent import BaseAgent, SyncBinder
+    from .._agent.memory import Memory
+    from .._agent.tools import Tools
     from ..llm._provider import Provider
 
-__all__ = ["Offload", "OffloadStatistics", "ProcessHandler", "ThreadContext", "ThreadHandler"]
+__all__ = [
+    "Offload",
+    "OffloadStatistics",
+    "ProcessHandler",
+    "ThreadContext",
+    "ThreadHandler",
+    "run_in_thread",
+]
 
 T = TypeVar("T")
 
@@ -209,16 +218,71 @@ def _end_with_parent(parent: int) -> None:
 
 
 class _Slots:
-    """The limiter slots one handler thread holds. The delivery's task gives them back when the
-    thread returns; once the delivery has given the thread up, the thread itself does, when it
-    ends (``done`` and ``abandoned`` are read and set under ``lock`` by both sides)."""
+    """One handler thread: whether it has ended and whether its delivery gave it up (``done``
+    and ``abandoned``, read and set under ``lock`` by both sides), and how the limiter slots
+    it holds are given back (``release``, none when it runs in anyio's own pool): by the
+    delivery's task when the thread returns; once the delivery has given it up, by the thread
+    itself, when it ends."""
 
-    __slots__ = ("abandoned", "done", "lock")
+    __slots__ = ("abandoned", "done", "lock", "release")
 
-    def __init__(self) -> None:
+    def __init__(self, release: Callable[[_Slots], None] | None = None) -> None:
         self.lock = threading.Lock()
         self.done = False
         self.abandoned = False
+        self.release = release
+
+
+async def run_in_thread(
+    method: Callable[[Payload, Context], T],
+    payload: Payload,
+    ctx: Context,
+    slots: _Slots | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> T:
+    """``method(payload, ctx)``, a plain ``def`` handler, in a worker thread with the thread's
+    context (``ThreadContext``): the runtime's threads (``ThreadHandler``, its slots taken),
+    or anyio's pool when ``BaseAgent.handle`` reaches the handler (an agent's own ``handle``,
+    a unit test). Either way the delivery gives the thread up at a deadline or cancel, and what
+    the handler raises, an exit too, fails its delivery only (see the module docstring)."""
+    slots = slots or _Slots()
+    try:
+        return await anyio.to_thread.run_sync(
+            _in_thread,
+            method,
+            slots,
+            payload,
+            ThreadContext(ctx, slots),
+            abandon_on_cancel=True,
+            limiter=limiter,
+        )
+    finally:
+        with slots.lock:
+            slots.abandoned = not slots.done
+        if not slots.abandoned and slots.release is not None:
+            slots.release(slots)
+
+
+def _in_thread(
+    method: Callable[[Payload, Context], T], slots: _Slots, payload: Payload, ctx: ThreadContext
+) -> T:
+    try:
+        return method(payload, ctx)
+    except BaseException as exc:
+        if exiting(exc) is None:
+            raise
+        # The handler's own code raised it (Ctrl-C reaches the main thread only): in a Python
+        # thread it ends that thread, never the program, so here it ends this delivery, as it
+        # does in a child process; on the loop it would stop the runtime.
+        raise _ended_thread(exc, ctx) from exc
+    finally:
+        with slots.lock:
+            slots.done = True
+            abandoned = slots.abandoned
+        if abandoned and slots.release is not None:
+            # If the runtime's event loop has ended, its limiters have gone with it.
+            with contextlib.suppress(RuntimeError):
+                anyio.from_thread.run_sync(slots.release, slots)
 
 
 class ThreadHandler:
@@ -240,7 +304,7 @@ class ThreadHandler:
         self.method = getattr(agent, name)
 
     async def __call__(self, payload: Payload, ctx: Context) -> object:
-        slots = _Slots()
+        slots = _Slots(self._release)
         runtime_limit = self.offload.threads
         await self.agent_limit.acquire_on_behalf_of(slots)
         try:
@@ -249,40 +313,11 @@ class ThreadHandler:
             self.agent_limit.release_on_behalf_of(slots)
             raise
         try:
-            return await anyio.to_thread.run_sync(
-                self._run,
-                slots,
-                payload,
-                ThreadContext(ctx, slots),
-                abandon_on_cancel=True,
-                limiter=self.offload.unlimited,
-            )
+            # anyio's own limit is not ours to take: the slots are held (and given back) here.
+            return await run_in_thread(self.method, payload, ctx, slots, self.offload.unlimited)
         finally:
-            with slots.lock:
-                slots.abandoned = not slots.done
             if slots.abandoned:
                 self.offload.abandoned += 1
-            else:
-                self._release(slots)
-
-    def _run(self, slots: _Slots, payload: Payload, ctx: ThreadContext) -> object:
-        try:
-            return self.method(payload, ctx)
-        except BaseException as exc:
-            if exiting(exc) is None:
-                raise
-            # The handler's own code raised it (Ctrl-C reaches the main thread only): in a
-            # Python thread it ends that thread, never the program, so here it ends this
-            # delivery, as it does in a child process; on the loop it would stop the runtime.
-            raise _ended_thread(exc, ctx) from exc
-        finally:
-            with slots.lock:
-                slots.done = True
-                abandoned = slots.abandoned
-            if abandoned:
-                # If the runtime's event loop has ended, its limiters have gone with it.
-                with contextlib.suppress(RuntimeError):
-                    anyio.from_thread.run_sync(self._release, slots)
 
     def _release(self, slots: _Slots) -> None:
         self.offload.threads.release_on_behalf_of(slots)
@@ -432,6 +467,22 @@ class ThreadContext:
     def _llm(self, provider: Provider) -> Provider:
         self._check("llm")
         return self._ctx.llm(provider)
+
+    # What ``tool`` and ``memory`` return is awaited on the loop by the handler itself:
+    # ``anyio.from_thread.run(ctx.tool("broker").call, "get_holdings", {})``.
+    def tool(self, server: str) -> Tools:
+        return self._on_loop("tool", self._tool, server)
+
+    def _tool(self, server: str) -> Tools:
+        self._check("tool")
+        return self._ctx.tool(server)
+
+    def memory(self, name: str = "default") -> Memory:
+        return self._on_loop("memory", self._memory, name)
+
+    def _memory(self, name: str) -> Memory:
+        self._check("memory")
+        return self._ctx.memory(name)
 
 
 class ProcessHandler:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 import anyio
 import pytest
 
 from genie import BaseAgent, ConfigurationError, Context, Message, Runtime, TestContext, handler
 
-from ..conftest import Ping, Pong
+from ..conftest import Echo, Note, Ping, Pong
 
 
 class Plain(BaseAgent):
@@ -57,3 +58,94 @@ def test_a_generator_handler_is_refused_when_the_class_is_made() -> None:
             @handler  # type: ignore[arg-type]
             def on_ping(self, payload: Ping, ctx: Context) -> Iterator[Message]:
                 yield ctx.reply(Pong(n=1))
+
+
+class OwnHandle(Plain):
+    """Dispatches through its own ``handle``, which calls ``BaseAgent.handle``: the runtime
+    calls ``handle``, not the handler, so the plain def handler is reached from the base."""
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        return await super().handle(msg, ctx)
+
+
+class Stamps(BaseAgent):
+    """A plain def handler reading the runtime clock and building its reply in its thread."""
+
+    produces = (Note,)
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.reply(Note(text=ctx.now().isoformat()))
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        return await super().handle(msg, ctx)
+
+
+async def test_a_plain_def_handler_reached_from_an_agents_own_handle_can_reply() -> None:
+    # The runtime hands ``handle`` its own context; on trio, building a reply in a thread with
+    # it as is fails (the clock is the loop's), so the handler gets the thread's context.
+    async with Runtime([OwnHandle("own")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="own"))
+        [reply] = result.replies
+        assert isinstance(reply.payload, Pong)
+        assert reply.payload.n != threading.get_ident()  # it did run in a thread
+        assert not rt.dead_letters
+
+
+async def test_a_plain_def_handler_reached_from_an_agents_own_handle_reads_the_clock() -> None:
+    async with Runtime([Stamps("stamps")]) as rt:
+        msg = rt.message(Ping(n=1), recipient="stamps")
+        [reply] = (await rt.ask(msg)).replies
+        assert isinstance(reply.payload, Note)
+        # Read in the thread before the reply was built, from the same runtime clock.
+        assert msg.created_at <= datetime.fromisoformat(reply.payload.text) <= reply.created_at
+        assert reply.causation_id == msg.id
+        assert not rt.dead_letters
+
+
+class ExitsInItsThread(BaseAgent):
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        raise SystemExit(3)
+
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        return await super().handle(msg, ctx)
+
+
+async def test_exiting_in_a_thread_reached_from_an_agents_own_handle_fails_that_delivery() -> None:
+    # The same body runs it as the runtime's own path: a SystemExit ends the thread's delivery,
+    # never the runtime.
+    async with Runtime([ExitsInItsThread("exits"), Echo("echo")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="exits"))
+        assert "SystemExit" in result.missing[0].reason
+        [dead] = rt.dead_letters
+        assert dead.error_type == "AgentError"
+        again = await rt.ask(rt.message(Ping(n=2), recipient="echo"))
+        assert [m.payload for m in again.replies] == [Pong(n=2)]
+
+
+class Remembers(BaseAgent):
+    """A plain def handler keeping a note in the runtime's memory, awaited on the loop."""
+
+    produces = (Note,)
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        kv = ctx.memory().kv
+        anyio.from_thread.run(kv.set, "pings", "last", payload.n)
+        return ctx.reply(Note(text=str(anyio.from_thread.run(kv.get, "pings", "last"))))
+
+
+class RemembersInItsOwnHandle(Remembers):
+    async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        return await super().handle(msg, ctx)
+
+
+@pytest.mark.parametrize("agent", [Remembers, RemembersInItsOwnHandle])
+async def test_a_plain_def_handler_reaches_its_memory_from_its_thread(
+    agent: type[Remembers],
+) -> None:
+    async with Runtime([agent("mem")]) as rt:
+        [reply] = (await rt.ask(rt.message(Ping(n=5), recipient="mem"))).replies
+        assert reply.payload == Note(text="5")
+        assert not rt.dead_letters
