@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import linecache
+import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
@@ -127,20 +128,21 @@ class BaseAgent:
                     "(self, payload, ctx)",
                 )
             if getattr(func, "__genie_handler__", False):
-                payload = _payload_type(cls, attr, func)
-                twin = own.get(payload)
-                if twin is not None:
-                    # Unrefused, the one defined last would take every such payload, and the
-                    # other would never run.
-                    raise _refused(
-                        cls,
-                        attr,
-                        func,
-                        f" handles {payload.message_type!r} ({payload.__qualname__}), as "
-                        f"{cls.__qualname__}.{twin} does: a class has one handler per payload "
-                        "type (merge them, or give each a payload type of its own)",
-                    )
-                own[payload] = attr
+                # One type, or each member of a union (``Deposit | Withdrawal``).
+                for payload in _payload_types(cls, attr, func):
+                    twin = own.get(payload)
+                    if twin is not None:
+                        # Unrefused, the one defined last would take every such payload, and
+                        # the other would never run.
+                        raise _refused(
+                            cls,
+                            attr,
+                            func,
+                            f" handles {payload.message_type!r} ({payload.__qualname__}), as "
+                            f"{cls.__qualname__}.{twin} does: a class has one handler per "
+                            "payload type (merge them, or give each a payload type of its own)",
+                        )
+                    own[payload] = attr
                 if _is_sync(cls, attr, func):
                     sync.add(attr)
                 else:
@@ -268,7 +270,10 @@ def _is_sync(cls: type, attr: str, func: Callable[..., Any]) -> bool:
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payload]:
+def _payload_types(cls: type, attr: str, func: Callable[..., Any]) -> tuple[type[Payload], ...]:
+    """The payload types handler ``cls.attr`` takes: its payload's annotation, a model or a
+    union of them (``Deposit | Withdrawal``, ``Union[...]``), each refused unless it is a
+    model that names a message type."""
     signature = inspect.signature(func).parameters
     params = list(signature)
     # The runtime calls handler(payload, ctx) by position: a keyword-only or starred
@@ -279,18 +284,48 @@ def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payloa
         hints = typing.get_type_hints(func)
     except NameError as exc:
         raise _refused(cls, attr, func, f": cannot resolve annotations ({exc})") from exc
-    model = hints.get(params[1])
-    if isinstance(model, type) and issubclass(model, Payload) and not model.message_type:
-        # A base of models (genie.pipeline.Gathered, a payload base of your own) names no
-        # message type, so nothing could be routed to this handler by it.
-        name = model.__name__
+    name = params[1]
+    annotation = hints.get(name)
+    origin = typing.get_origin(annotation)
+    if origin is not typing.Union and origin is not types.UnionType:
+        return (_payload_model(cls, attr, func, name, annotation),)
+    members = typing.get_args(annotation)
+    for member in members:
+        if isinstance(member, type) and issubclass(member, Payload):
+            continue
+        if member is type(None):
+            # ``Optional[...]``: it promises a case that never comes, so it is a misreading.
+            shown = "None"
+            why = " (a handler is called with a message's payload, never None)"
+        else:
+            shown, why = getattr(member, "__name__", repr(member)), ""
         raise _refused(
             cls,
             attr,
             func,
-            f": '{params[1]}' is annotated with {name}, a base of payload models with no "
+            f": '{name}' is annotated with a union whose member {shown} is not a Payload "
+            f"model{why}; annotate it with Payload models that set message_type "
+            "(payload: Deposit | Withdrawal)",
+        )
+    return tuple(_payload_model(cls, attr, func, name, member) for member in members)
+
+
+def _payload_model(
+    cls: type, attr: str, func: Callable[..., Any], name: str, model: object
+) -> type[Payload]:
+    """``model``, the annotation of parameter ``name`` (or a member of its union), refused
+    unless it is a Payload model that names a message type."""
+    if isinstance(model, type) and issubclass(model, Payload) and not model.message_type:
+        # A base of models (genie.pipeline.Gathered, a payload base of your own) names no
+        # message type, so nothing could be routed to this handler by it.
+        base = model.__name__
+        raise _refused(
+            cls,
+            attr,
+            func,
+            f": '{name}' is annotated with {base}, a base of payload models with no "
             f"message_type of its own; annotate it with a subclass that sets one "
-            f'(class Bundle({name}): message_type = "bundle"), the type the sender emits (for '
+            f'(class Bundle({base}): message_type = "bundle"), the type the sender emits (for '
             "a declared gather, its emit.type)",
         )
     if not (isinstance(model, type) and issubclass(model, Payload)):
@@ -298,6 +333,6 @@ def _payload_type(cls: type, attr: str, func: Callable[..., Any]) -> type[Payloa
             cls,
             attr,
             func,
-            f": annotate '{params[1]}' with a Payload model that sets message_type",
+            f": annotate '{name}' with a Payload model that sets message_type",
         )
     return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Union
 
 import pytest
 
@@ -12,6 +13,8 @@ from genie import (
     ConfigurationError,
     Context,
     Message,
+    Payload,
+    Runtime,
     TestContext,
     UnhandledMessageError,
     handler,
@@ -196,3 +199,134 @@ async def test_the_runtime_dispatches_as_handle_would() -> None:
             ]
         ]
     assert got == [Pong(n=1), Pong(n=2), Note(text="wrapped ping"), Note(text="replaced")]
+
+
+class Deposit(Payload):
+    message_type = "deposit"
+    cents: int
+
+
+class Withdrawal(Payload):
+    message_type = "withdrawal"
+    cents: int
+
+
+class Teller(BaseAgent):
+    """One handler for two payload types, by a union annotation."""
+
+    produces = (Note,)
+
+    @handler
+    async def on_money(self, payload: Deposit | Withdrawal, ctx: Context) -> Message:
+        return ctx.reply(Note(text=f"{payload.message_type} {payload.cents}"))
+
+
+class OldStyleTeller(BaseAgent):
+    produces = (Note,)
+
+    @handler
+    def on_money(self, payload: Union[Deposit, Withdrawal], ctx: Context) -> Message:  # noqa: UP007
+        return ctx.reply(Note(text=f"{payload.message_type} {payload.cents}"))
+
+
+@pytest.mark.parametrize("teller", [Teller, OldStyleTeller])
+async def test_a_union_annotation_handles_each_member_type(teller: type[BaseAgent]) -> None:
+    assert teller.consumes() == (Deposit, Withdrawal)
+    agent = teller("teller")
+    for payload in (Deposit(cents=5), Withdrawal(cents=7)):
+        request = Message.new(payload, sender="user", recipient="teller")
+        [out] = await agent.handle(request, TestContext("teller", request))
+        assert out.payload == Note(text=f"{payload.message_type} {payload.cents}")
+
+
+async def test_the_runtime_routes_each_member_of_a_union_to_its_handler() -> None:
+    async with Runtime([Teller("teller")]) as rt:
+        # Routed by type (no recipient), as a pipeline's routes do.
+        rt.subscribe("teller", "deposit", "withdrawal")
+        for payload in (Deposit(cents=1), Withdrawal(cents=2)):
+            result = await rt.ask(rt.message(payload))
+            assert [m.payload for m in result.replies] == [
+                Note(text=f"{payload.message_type} {payload.cents}")
+            ]
+        assert not rt.dead_letters
+
+
+def test_a_union_member_handled_twice_is_refused_naming_both_handlers() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+
+        class Twice(BaseAgent):
+            @handler
+            async def on_money(self, payload: Deposit | Withdrawal, ctx: Context) -> None: ...
+
+            @handler
+            async def on_deposit_twice(self, payload: Deposit, ctx: Context) -> None: ...
+
+    said = str(caught.value)
+    assert "Twice.on_deposit_twice handles 'deposit' (Deposit), as " in said
+    assert "Twice.on_money does: a class has one handler per payload type" in said
+    lines = Path(__file__).read_text().splitlines()
+    [def_line] = [n for n, line in enumerate(lines, 1) if "def on_" + "deposit_twice(" in line]
+    assert caught.value.source == f"{__file__}:{def_line}"
+
+
+def test_a_union_member_that_is_not_a_payload_is_refused_naming_it() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+
+        class Bad(BaseAgent):
+            @handler  # type: ignore[type-var]
+            async def on_money(self, payload: Deposit | int, ctx: Context) -> None: ...
+
+    assert str(caught.value).endswith(
+        ".Bad.on_money: 'payload' is annotated with a union whose member int is not a "
+        "Payload model; annotate it with Payload models that set message_type "
+        "(payload: Deposit | Withdrawal)"
+    )
+
+
+def test_optional_is_not_a_payload() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+
+        class Maybe(BaseAgent):
+            @handler  # type: ignore[type-var]
+            async def on_money(self, payload: Deposit | None, ctx: Context) -> None: ...
+
+    assert str(caught.value).endswith(
+        ".Maybe.on_money: 'payload' is annotated with a union whose member None is not a "
+        "Payload model (a handler is called with a message's payload, never None); annotate it "
+        "with Payload models that set message_type (payload: Deposit | Withdrawal)"
+    )
+
+
+class Money(Payload):  # a base of models: no message_type of its own
+    cents: int = 0
+
+
+def test_a_union_member_with_no_message_type_is_refused_naming_it() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"Bad\.on_money: 'payload' is annotated with Money, a base"
+    ):
+
+        class Bad(BaseAgent):
+            @handler
+            async def on_money(self, payload: Deposit | Money, ctx: Context) -> None: ...
+
+
+async def test_a_subclass_takes_one_member_of_its_bases_union() -> None:
+    class Counter(Teller):
+        @handler
+        async def on_deposit(self, payload: Deposit, ctx: Context) -> Message:
+            return ctx.reply(Note(text="counted"))
+
+    class DepositsOnly(Teller):
+        @handler  # Teller's own handler redefined: the Withdrawal it took is no longer handled
+        async def on_money(self, payload: Deposit, ctx: Context) -> Message:  # type: ignore[override]
+            return ctx.reply(Note(text="only"))
+
+    assert set(Counter.consumes()) == {Deposit, Withdrawal}
+    assert DepositsOnly.consumes() == (Deposit,)
+    agent = Counter("c")
+    outs: list[Message] = []
+    for payload in (Deposit(cents=1), Withdrawal(cents=2)):
+        request = Message.new(payload, sender="user")
+        outs += await agent.handle(request, TestContext("c", request))
+    assert [m.payload for m in outs] == [Note(text="counted"), Note(text="withdrawal 2")]

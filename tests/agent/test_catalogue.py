@@ -226,3 +226,21 @@ def test_a_parameter_with_choices_names_them() -> None:
     assert described == {
         "format": {"type": "Literal['text', 'go']", "required": False, "default": "text"}
     }
+
+
+class Either(BaseAgent):
+    """Answers pings and pongs alike."""
+
+    produces = (Pong,)
+
+    @handler
+    async def on_either(self, payload: Ping | Pong, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=payload.n))
+
+
+def test_a_union_handler_consumes_each_member() -> None:
+    spec = spec_for(Either, name="either", domain="test")
+    assert spec.consumes == (Ping, Pong)
+    described = spec.describe()
+    assert described["consumes"] == ["ping", "pong"]
+    assert set(described["schemas"]) == {"ping", "pong"}

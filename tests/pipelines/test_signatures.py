@@ -82,6 +82,17 @@ class Agent_(BaseAgent):
     async def on_question(self, payload: Question, ctx: Context) -> list[Message]:
         return [ctx.reply(Answer(value=payload.n)), ctx.emit(Aside())]
 """,
+    # One handler for two types: the question, and the aside it sends itself, which it takes.
+    "union": """
+class Agent_(BaseAgent):
+    produces = (Answer, Aside)
+
+    @handler
+    async def on_either(self, payload: Question | Aside, ctx: Context) -> Message:
+        if isinstance(payload, Question):
+            return ctx.emit(Aside())
+        return ctx.emit(Answer(value=2))
+""",
 }
 
 
@@ -95,12 +106,13 @@ def pipeline(tmp_path: Path, kind: str) -> Path:
         "  - id: a\n"
         f"    use: {module}:Agent_\n"
         "entry: {type: question, to: a}\n"
-        "output: answer\n"
+        "output: answer\n" + ("routes: {aside: [a]}\n" if kind == "union" else "")
+        # A route is checked against what its recipient handles: each member of a union.
     )
     return path
 
 
-@pytest.mark.parametrize("kind", ["good", "sync"])
+@pytest.mark.parametrize("kind", ["good", "sync", "union"])
 def test_a_message_returning_handler_async_or_plain_validates(
     tmp_path: Path, capsys: Capture, kind: str
 ) -> None:

@@ -516,6 +516,31 @@ async def test_a_process_handler_round_trips_payloads_through_the_registry() -> 
         settled(rt)
 
 
+class SquareEither(BaseAgent):
+    """One plain def handler for two payload types, by a union annotation."""
+
+    produces = (Done,)
+
+    @handler
+    def on_either(self, payload: Work | Ping, ctx: Context) -> Message:
+        return ctx.reply(Done(n=payload.n * payload.n, pid=os.getpid()))
+
+
+@pytest.mark.parametrize("options", [AgentOptions(), PROCESS], ids=["thread", "process"])
+async def test_a_union_handler_runs_off_the_loop_for_each_member_type(
+    options: AgentOptions,
+) -> None:
+    # Each member is bound as a handler of its own: in a process, rebuilt through its model.
+    async with Runtime(processes=1) as rt:
+        rt.add(SquareEither("sq"), options=options)
+        for payload in (Work(n=3), Ping(n=4)):
+            [reply] = (await rt.ask(rt.message(payload, recipient="sq"))).replies
+            assert isinstance(reply.payload, Done)
+            assert reply.payload.n == payload.n * payload.n
+            assert (reply.payload.pid != os.getpid()) == (options.offload == "process")
+        settled(rt)
+
+
 async def test_a_failing_process_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
     async with Runtime(processes=1) as rt:
         rt.add(Raises("raises"), options=PROCESS)
