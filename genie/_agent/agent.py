@@ -14,6 +14,7 @@ from .._errors import ConfigurationError, UnhandledMessageError
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .context import Context
+from .threads import run_in_thread
 
 __all__ = [
     "Agent",
@@ -169,9 +170,6 @@ class BaseAgent:
                     break
         if name is not None:
             if name in self._sync_handlers:
-                # Imported here: the offload module imports this one.
-                from .._runtime.offload import run_in_thread
-
                 # Called directly (a test, or a subclass's own ``handle``): a thread of
                 # anyio's default pool (the runtime binds its own limits, ``handler_table``),
                 # with the context and the deadline the runtime's own threads have.

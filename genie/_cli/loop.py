@@ -10,8 +10,8 @@ from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 
+from .._base.failure import exiting
 from .._errors import ConfigurationError
-from .._runtime.failure import exiting
 
 __all__ = ["LOOPS", "add_loop_option", "run_on"]
 

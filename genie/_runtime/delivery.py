@@ -23,6 +23,7 @@ import anyio
 from .._agent.context import ContextServices, runtime_context
 from .._base.backend import Backend
 from .._base.clock import Clock
+from .._base.failure import exiting, remember_attempt
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
 from .._message.payload import Payload
@@ -30,7 +31,6 @@ from .._message.types import MessageTypes
 from .admission import Admission
 from .correlator import Correlator, _Correlation
 from .dispatch import HANDLING, Dispatcher
-from .failure import exiting, remember_attempt
 from .ledger import Ledger
 from .local.executor import Worker
 from .local.mailbox import Handoff, Mailbox

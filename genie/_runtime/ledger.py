@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._base.clock import Clock
+from .._base.failure import attempts_of
 from .._base.log import lazy_logger
 from .._message.envelope import Message
 from .audit import AuditRecord, AuditSink
 from .correlator import Correlator, Missing, _Correlation
 from .deadletter import DeadLetter, DeadLetterKind, DeadLetters
-from .failure import attempts_of
 from .policy import Decision
 
 if TYPE_CHECKING:

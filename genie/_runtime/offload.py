@@ -26,14 +26,13 @@ context (ids, time, correlation from this runtime). The child's context builds m
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +40,8 @@ import anyio
 
 from .._agent.agent import Agent, bound_sync_handlers
 from .._agent.context import Context, Timer, _ContextBase
+from .._agent.threads import Slots, run_in_thread
+from .._base.failure import format_failure, formatted_there
 from .._base.imports import folder_packages, restore_folder_packages
 from .._base.record import Record
 from .._errors import (
@@ -52,28 +53,22 @@ from .._errors import (
 )
 from .._message.envelope import Message
 from .._message.ids import IdSource
-from .._message.payload import Classification, MetaValue, Payload, Role, unencodable
+from .._message.payload import Payload, unencodable
 from .._message.types import MessageTypes
-from .failure import exiting, format_failure, formatted_there
 from .options import AgentOptions
 from .transport import Delivery
 
 if TYPE_CHECKING:
-    import logging
     from concurrent.futures import Future, ProcessPoolExecutor
 
     from .._agent.agent import BaseAgent, SyncBinder
-    from .._agent.memory import Memory
-    from .._agent.tools import Tools
     from ..llm._provider import Provider
 
 __all__ = [
     "Offload",
     "OffloadStatistics",
     "ProcessHandler",
-    "ThreadContext",
     "ThreadHandler",
-    "run_in_thread",
 ]
 
 T = TypeVar("T")
@@ -217,74 +212,6 @@ def _end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="genie-parent-watch", daemon=True).start()
 
 
-class _Slots:
-    """One handler thread: whether it has ended and whether its delivery gave it up (``done``
-    and ``abandoned``, read and set under ``lock`` by both sides), and how the limiter slots
-    it holds are given back (``release``, none when it runs in anyio's own pool): by the
-    delivery's task when the thread returns; once the delivery has given it up, by the thread
-    itself, when it ends."""
-
-    __slots__ = ("abandoned", "done", "lock", "release")
-
-    def __init__(self, release: Callable[[_Slots], None] | None = None) -> None:
-        self.lock = threading.Lock()
-        self.done = False
-        self.abandoned = False
-        self.release = release
-
-
-async def run_in_thread(
-    method: Callable[[Payload, Context], T],
-    payload: Payload,
-    ctx: Context,
-    slots: _Slots | None = None,
-    limiter: anyio.CapacityLimiter | None = None,
-) -> T:
-    """``method(payload, ctx)``, a plain ``def`` handler, in a worker thread with the thread's
-    context (``ThreadContext``): the runtime's threads (``ThreadHandler``, its slots taken),
-    or anyio's pool when ``BaseAgent.handle`` reaches the handler (an agent's own ``handle``,
-    a unit test). Either way the delivery gives the thread up at a deadline or cancel, and what
-    the handler raises, an exit too, fails its delivery only (see the module docstring)."""
-    slots = slots or _Slots()
-    try:
-        return await anyio.to_thread.run_sync(
-            _in_thread,
-            method,
-            slots,
-            payload,
-            ThreadContext(ctx, slots),
-            abandon_on_cancel=True,
-            limiter=limiter,
-        )
-    finally:
-        with slots.lock:
-            slots.abandoned = not slots.done
-        if not slots.abandoned and slots.release is not None:
-            slots.release(slots)
-
-
-def _in_thread(
-    method: Callable[[Payload, Context], T], slots: _Slots, payload: Payload, ctx: ThreadContext
-) -> T:
-    try:
-        return method(payload, ctx)
-    except BaseException as exc:
-        if exiting(exc) is None:
-            raise
-        # The handler's own code raised it (Ctrl-C reaches the main thread only): in a Python
-        # thread it ends that thread, never the program, so here it ends this delivery, as it
-        # does in a child process; on the loop it would stop the runtime.
-        raise _ended_thread(exc, ctx) from exc
-    finally:
-        with slots.lock:
-            slots.done = True
-            abandoned = slots.abandoned
-        if abandoned and slots.release is not None:
-            # If the runtime's event loop has ended, its limiters have gone with it.
-            with contextlib.suppress(RuntimeError):
-                anyio.from_thread.run_sync(slots.release, slots)
-
-
 class ThreadHandler:
     """A plain ``def`` handler bound to its agent, run in a worker thread under its agent's and
     its runtime's limits (see the module docstring)."""
@@ -304,7 +231,7 @@ class ThreadHandler:
         self.method = getattr(agent, name)
 
     async def __call__(self, payload: Payload, ctx: Context) -> object:
-        slots = _Slots(self._release)
+        slots = Slots(self._release)
         runtime_limit = self.offload.threads
         await self.agent_limit.acquire_on_behalf_of(slots)
         try:
@@ -319,170 +246,9 @@ class ThreadHandler:
             if slots.abandoned:
                 self.offload.abandoned += 1
 
-    def _release(self, slots: _Slots) -> None:
+    def _release(self, slots: Slots) -> None:
         self.offload.threads.release_on_behalf_of(slots)
         self.agent_limit.release_on_behalf_of(slots)
-
-
-def _ended_thread(exc: BaseException, ctx: ThreadContext) -> AgentError:
-    """The failure of a delivery whose handler raised ``SystemExit`` or ``KeyboardInterrupt``
-    in its thread, keeping the handler's traceback for the dead letter."""
-    msg = ctx.message
-    error = AgentError(
-        f"agent {ctx.agent_id!r}: its handler raised {described(exc)} in its thread, where it "
-        "fails the delivery and does not stop the runtime (in any Python thread it ends only "
-        "that thread)",
-        message_id=msg.id,
-        agent_id=ctx.agent_id,
-        correlation_id=msg.correlation_id,
-    )
-    formatted_there(error, format_failure(exc))
-    return error
-
-
-class _ThreadTimer(Timer):
-    """The timer of a handler in a thread: withdrawn on the event loop, where the runtime
-    records its outcome and stops its wait, as ``schedule`` set it there. Made on the loop
-    (``ThreadContext._schedule``); kept and cancelled later by an ``async def`` handler, it is
-    on the loop already."""
-
-    __slots__ = ("_loop_thread", "_timer")
-
-    def __init__(self, timer: Timer) -> None:
-        super().__init__()
-        self._timer = timer
-        self._loop_thread = threading.get_ident()
-
-    def cancel(self) -> None:
-        if self.cancelled:
-            return
-        if threading.get_ident() == self._loop_thread:
-            self._timer.cancel()
-        else:
-            anyio.from_thread.run_sync(self._timer.cancel)
-        self.cancelled = True
-
-
-class ThreadContext:
-    """The context of a handler in a thread. What reads the runtime clock or its ids (``now``,
-    ``reply``, ``emit``, ``schedule``) is carried to the event loop and done there, as in an
-    ``async def`` handler (the clock may be trio's, or virtual); ``logger``, ``agent_id`` and
-    ``message`` are read here. The async methods are awaited on the loop by the handler itself:
-    ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``.
-
-    Once the delivery has given its thread up, what would reach the runtime (``now``,
-    ``reply``, ``emit``, ``schedule``, ``request``, ``llm``) is refused: a late thread leaves
-    nothing behind, and never waits on a loop that may have ended."""
-
-    __slots__ = ("_ctx", "_slots")
-
-    def __init__(self, ctx: Context, slots: _Slots) -> None:
-        self._ctx = ctx
-        self._slots = slots
-
-    def _on_loop(self, what: str, call: Callable[..., T], *args: object) -> T:
-        """``call(*args)`` on the event loop, unless the delivery gave this thread up (read
-        here first: its runtime, and the loop, may be gone by now)."""
-        self._check(what)
-        return anyio.from_thread.run_sync(call, *args)
-
-    def _check(self, what: str) -> None:
-        # In the thread, then again on the event loop, where the delivery's task marks its
-        # thread given up.
-        if self._slots.abandoned:
-            msg = self._ctx.message
-            raise AgentError(
-                f"agent {self._ctx.agent_id!r}: ctx.{what} refused, the delivery gave this "
-                "thread up (its deadline passed, or its request was cancelled)",
-                message_id=msg.id,
-                agent_id=self._ctx.agent_id,
-                correlation_id=msg.correlation_id,
-            )
-
-    @property
-    def agent_id(self) -> str:
-        return self._ctx.agent_id
-
-    @property
-    def message(self) -> Message:
-        return self._ctx.message
-
-    @property
-    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        return self._ctx.logger
-
-    def now(self) -> datetime:
-        return self._on_loop("now", self._ctx.now)
-
-    def reply(
-        self,
-        payload: Payload,
-        *,
-        role: Role = Role.AGENT,
-        classification: Classification | None = None,
-        metadata: Mapping[str, MetaValue] | None = None,
-    ) -> Message:
-        build = functools.partial(
-            self._ctx.reply, role=role, classification=classification, metadata=metadata
-        )
-        return self._on_loop("reply", build, payload)
-
-    def emit(
-        self,
-        payload: Payload,
-        *,
-        recipient: str | None = None,
-        role: Role = Role.AGENT,
-        classification: Classification | None = None,
-        metadata: Mapping[str, MetaValue] | None = None,
-    ) -> Message:
-        build = functools.partial(
-            self._ctx.emit,
-            recipient=recipient,
-            role=role,
-            classification=classification,
-            metadata=metadata,
-        )
-        return self._on_loop("emit", build, payload)
-
-    def schedule(self, delay: float, payload: Payload) -> Timer:
-        return self._on_loop("schedule", self._schedule, delay, payload)
-
-    def _schedule(self, delay: float, payload: Payload) -> Timer:
-        self._check("schedule")
-        return _ThreadTimer(self._ctx.schedule(delay, payload))
-
-    async def sleep(self, seconds: float) -> None:
-        await self._ctx.sleep(seconds)
-
-    async def request(
-        self, recipient: str, payload: Payload, *, timeout: float | None = None
-    ) -> Message:
-        self._check("request")
-        return await self._ctx.request(recipient, payload, timeout=timeout)
-
-    def llm(self, provider: Provider) -> Provider:
-        return self._on_loop("llm", self._llm, provider)
-
-    def _llm(self, provider: Provider) -> Provider:
-        self._check("llm")
-        return self._ctx.llm(provider)
-
-    # What ``tool`` and ``memory`` return is awaited on the loop by the handler itself:
-    # ``anyio.from_thread.run(ctx.tool("broker").call, "get_holdings", {})``.
-    def tool(self, server: str) -> Tools:
-        return self._on_loop("tool", self._tool, server)
-
-    def _tool(self, server: str) -> Tools:
-        self._check("tool")
-        return self._ctx.tool(server)
-
-    def memory(self, name: str = "default") -> Memory:
-        return self._on_loop("memory", self._memory, name)
-
-    def _memory(self, name: str) -> Memory:
-        self._check("memory")
-        return self._ctx.memory(name)
 
 
 class ProcessHandler:

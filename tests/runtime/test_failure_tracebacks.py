@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from genie import AgentOptions, BaseAgent, BreakerPolicy, Context, RetryPolicy, Runtime, handler
-from genie._runtime.failure import KEPT, MAX_CHARS, format_failure
+from genie._base.failure import KEPT, MAX_CHARS, format_failure
 
 from ..conftest import Ping
 
