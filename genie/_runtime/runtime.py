@@ -55,7 +55,7 @@ from .admission import Admission
 from .audit import AuditGate, AuditSink, MemoryAuditLog
 from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
 from .deadletter import DeadLetters
-from .delivery import DeliveryRunner
+from .delivery import CANCELLED_WITH_REQUEST, DeliveryRunner
 from .dispatch import HANDLING, Dispatcher
 from .ledger import Ledger
 from .local.mailbox import Handoff, Mailbox
@@ -658,9 +658,10 @@ class Runtime:
             discarded += 1
             by_agent[mb.id] = by_agent.get(mb.id, 0) + 1
             corr = self._correlator.get(msg.correlation_id)
-            self._ledger.dead_letter(
-                agent, msg, corr, "cancelled", "discarded at shutdown", None, 0, log=False
-            )
+            # Its request was cancelled before the stop: it ends for that, as the worker that
+            # reached it would have said (and a store does not keep it), not for the stop.
+            reason = CANCELLED_WITH_REQUEST if corr.cancelled else "discarded at shutdown"
+            self._ledger.dead_letter(agent, msg, corr, "cancelled", reason, None, 0, log=False)
         self._state = RuntimeState.CLOSED
         drained = not (running or discarded or timers)
         self._correlator.close_all("the runtime closed")

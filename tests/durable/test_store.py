@@ -1205,6 +1205,37 @@ async def test_deliveries_a_stop_cuts_short_are_kept_not_dead_letters(tmp_path: 
     assert kept(path) == ([], [])
 
 
+@pytest.mark.parametrize("durable", [True, False], ids=["store", "plain"])
+async def test_a_cancelled_requests_queued_delivery_says_so_at_a_stop(
+    tmp_path: Path, durable: bool
+) -> None:
+    """A delivery still queued at the stop whose request was cancelled before it reads as the
+    worker would have ended it (``correlation cancelled``), with or without a store; one
+    queued behind the same handler whose request goes on is discarded at the shutdown (or,
+    with a store, kept for the next start)."""
+    first = Chain("chain", gate=anyio.Event())  # never opened: the running step waits
+    rt = Runtime([first], store=tmp_path / "store.db" if durable else None, drain_timeout=0.01)
+    async with rt:
+        await rt.publish(rt.message(Step(n=2), recipient="chain"))
+        with anyio.fail_after(5):
+            await first.waiting.wait()  # it runs, and holds the agent's one slot
+        queued = rt.message(Step(n=3), recipient="chain")
+        await rt.publish(queued)
+        dropped = rt.message(Step(n=3), recipient="chain")
+        await rt.publish(dropped)
+        rt.cancel(dropped.correlation_id)
+        await anyio.wait_all_tasks_blocked()
+    reasons = {d.message.id: (d.kind, d.reason) for d in rt.dead_letters}
+    assert reasons[dropped.id] == ("cancelled", "correlation cancelled")
+    if durable:
+        assert queued.id not in reasons  # kept: it runs at the next start
+    else:
+        assert reasons[queued.id] == ("cancelled", "discarded at shutdown")
+    report = rt.shutdown_report
+    assert report is not None
+    assert report.discarded_queued == (1 if durable else 2)  # not run, whatever the reason
+
+
 class Broken(BaseAgent):
     """Fails every step: its fallback goes on with it."""
 
