@@ -194,12 +194,15 @@ def _answer(args: argparse.Namespace) -> int:
             outcome = _answer_on_nats(args, answer)
             taker = "the genie worker hosting the approval desk takes it when it runs"
         else:
-            outcome = _answer_in_store(args, answer)
-            # The store keeps no pipeline file: the user names the one whose run asked.
-            taker = (
-                f"the runtime that resumes the request takes it: genie run PIPELINE --store "
-                f"{where}, PIPELINE the pipeline file (or name) whose run asked for it"
-            )
+            outcome, pipeline = _answer_in_store(args, answer)
+            if pipeline is not None:
+                resume = f"genie run {shlex.quote(pipeline)} --store {shlex.quote(where)}"
+            else:  # a store made before stores named their pipeline file
+                resume = (
+                    f"genie run PIPELINE --store {where}, PIPELINE the pipeline file (or name) "
+                    "whose run asked for it"
+                )
+            taker = f"the runtime that resumes the request takes it: {resume}"
     except KeyboardInterrupt:
         print("genie approvals: interrupted before the answer was left", file=sys.stderr)
         return 130
@@ -232,12 +235,16 @@ def _not_a_name(principal: str) -> str | None:
     return may_answer(anyone, principal, ())
 
 
-def _answer_in_store(args: argparse.Namespace, answer: Answer) -> str | None:
+def _answer_in_store(args: argparse.Namespace, answer: Answer) -> tuple[str | None, str | None]:
+    """Leave ``answer`` in the store and wait ``--wait`` for what became of it: the outcome
+    (None: not taken yet) and the pipeline file the store names (None: it names none)."""
     from .._runtime.durable.store import StoreClient
 
     client = StoreClient(args.store)
     row: int | None = None
+    pipeline: str | None = None
     try:
+        pipeline = client.pipeline()
         row = client.answer(*answer)
         deadline = time.monotonic() + args.wait
         outcome = client.outcome(row)
@@ -250,7 +257,7 @@ def _answer_in_store(args: argparse.Namespace, answer: Answer) -> str | None:
         outcome = None
     finally:
         client.close()
-    return outcome
+    return outcome, pipeline
 
 
 def _answer_on_nats(args: argparse.Namespace, answer: Answer) -> str | None:

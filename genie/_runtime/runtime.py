@@ -15,6 +15,7 @@ import gc
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -150,6 +151,9 @@ class Runtime:
     (``unfinished``); ``store_sync`` says when its writes reach the disk: every so many
     seconds (a write survives a kill of the process at once), or ``"always"`` (each write
     waits for the disk: it survives a loss of power too); see docs/durability.md.
+    ``store_pipeline``: the pipeline file this runtime runs (``Pipeline.runtime`` gives it),
+    recorded in the store so that ``genie approvals`` can say the command that resumes its
+    requests.
 
     ``tools`` names the tool servers its handlers call (``ctx.tool(name)``; an MCP server is
     ``genie.mcp.McpServer``): each is connected at its first call and closed with the runtime,
@@ -182,6 +186,7 @@ class Runtime:
         processes: int | None = None,
         store: str | PathLike[str] | None = None,
         store_sync: float | Literal["always"] = 1.0,
+        store_pipeline: str | PathLike[str] | None = None,
         tools: Mapping[str, ToolServer] | None = None,
         memory: MemoryStore | Mapping[str, MemoryStore] | None = None,
     ) -> None:
@@ -225,6 +230,8 @@ class Runtime:
         self._threads = threads
         self._processes = processes
         self._offload: Offload | None = None
+        if store is None and store_pipeline is not None:
+            raise ConfigurationError("store_pipeline is recorded in a store: give store too")
         if store is not None:
             if transport is not None:
                 raise ConfigurationError(
@@ -232,7 +239,8 @@ class Runtime:
                 )
             from .durable.transport import DurableTransport
 
-            transport = DurableTransport(store, store_sync)
+            named = None if store_pipeline is None else Path(store_pipeline)
+            transport = DurableTransport(store, store_sync, named)
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised
         self._transport: Transport = transport if transport is not None else LocalTransport()

@@ -230,7 +230,7 @@ class Pipeline:
         models (see ``llm_stacks``, whose stacks the caller closes); without it they are
         built here from the environment, and closed when the runtime stops. ``store``: a
         SQLite file that keeps the deliveries until they end, its writes brought to the disk
-        as ``store_sync`` says (docs/durability.md).
+        as ``store_sync`` says (docs/durability.md), and naming this pipeline's file.
         ``shared_memory``: where the memories of ``backend: nats`` live (``NatsTransport.memory``,
         the bucket the processes of a scale-out share)."""
         built = None
@@ -275,6 +275,7 @@ class Pipeline:
             transport=transport,
             store=store,
             store_sync=store_sync,
+            store_pipeline=None if store is None else self.path,
         )
         if built is not None:
             rt.on_close(built.aclose)

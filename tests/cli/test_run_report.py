@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from genie._cli.main import LOST_WORK, main
+from genie.pipeline import load_pipeline
 
 Capture = pytest.CaptureFixture[str]
 
@@ -270,6 +272,31 @@ def test_the_commands_said_for_an_approval_work_as_printed(tmp_path: Path, capsy
         f"genie approvals approve {approval} --store {store} --as PRINCIPAL --role treasurer "
         "(or reject)"
     ) in asked
+    answer = ["approvals", "approve", approval, "--store", str(store), "--as", "tina"]
+    assert main([*answer, "--role", "treasurer", "--wait", "0"]) == 0
+    # The store names the pipeline file its run was of: the command is whole, as printed.
+    payments = load_pipeline("payments").path.resolve()
+    assert capsys.readouterr().err == (
+        f"genie approvals: the answer is left in {store}: the runtime that resumes the request "
+        f"takes it: genie run {payments} --store {store}\n"
+    )
+    assert main(["run", str(payments), "--store", str(store), "--timeout", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == "approved by tina"
+
+
+def test_a_store_that_names_no_pipeline_file_is_answered_still(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # A store made before stores named their pipeline file: the answer is left all the same,
+    # and the command to resume it names the pipeline as the user must.
+    store = tmp_path / "pay.db"
+    _, _, err = _paused_payment(store, capsys)
+    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
+    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    db = sqlite3.connect(store)
+    db.execute("DROP TABLE about")  # as genie left it before
+    db.commit()
+    db.close()
     answer = ["approvals", "approve", approval, "--store", str(store), "--as", "tina"]
     assert main([*answer, "--role", "treasurer", "--wait", "0"]) == 0
     assert capsys.readouterr().err == (

@@ -36,6 +36,7 @@ from genie import (
 from genie._runtime.durable.store import DeliveryStore, StoreClient
 from genie._runtime.local.transport import LocalTransport
 from genie._runtime.transport import delivery_json, message_json
+from genie.pipeline import load_pipeline
 
 from ..conftest import DenyTo, Failing, Ping, Pong
 
@@ -837,6 +838,50 @@ async def test_a_store_made_before_messages_were_kept_once_is_taken_over(tmp_pat
         await rt.resume(request, until=lambda m: len(agents[0].seen + agents[1].seen) == 2)
     assert [agent.seen for agent in agents] == [[9], [9]]
     assert kept(path) == ([], [])
+
+
+async def test_a_pipeline_run_on_a_store_names_its_file_there(tmp_path: Path) -> None:
+    """``Pipeline.runtime(store=...)`` (the door of ``genie run`` and ``genie serve`` too)
+    records the pipeline file, resolved, so ``genie approvals`` can say the command that
+    resumes its requests; a store made before that (no such table) is taken over, and a
+    runtime of no pipeline file records none."""
+    (tmp_path / "p.yaml").write_text(
+        "agents: [{id: echo, use: 'tests.conftest:Echo'}]\n"
+        "entry: {type: ping, to: echo}\noutput: pong\n"
+    )
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    pipeline = load_pipeline(tmp_path / "link" / "p.yaml")  # resolved: the file itself
+    path = tmp_path / "store.db"
+    async with Runtime(store=path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE about")  # as genie made the file before it named the pipeline
+    db.commit()
+    db.close()
+    client = StoreClient(path)
+    try:
+        assert client.pipeline() is None  # an older file: read as naming none
+    finally:
+        client.close()
+    async with pipeline.runtime(store=path):
+        pass
+    client = StoreClient(path)
+    try:
+        assert client.pipeline() == str((tmp_path / "p.yaml").resolve())
+    finally:
+        client.close()
+    async with Runtime(store=path):  # no pipeline file: what was recorded stays
+        pass
+    client = StoreClient(path)
+    try:
+        assert client.pipeline() == str((tmp_path / "p.yaml").resolve())
+    finally:
+        client.close()
+
+
+def test_a_pipeline_named_for_no_store_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="store_pipeline is recorded in a store"):
+        Runtime(store_pipeline=tmp_path / "p.yaml")
 
 
 @pytest.mark.parametrize("sync", [0, -1.0, math.nan, math.inf, "sometimes", True, None])

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from genie import ConfigurationError
-from genie._runtime.durable.store import DeliveryStore
+from genie._runtime.durable.store import DeliveryStore, StoreClient
 from genie.pipeline import load_pipeline
 from genie.serve import ServeSettings, create_app
 
@@ -401,6 +401,12 @@ def test_an_app_makes_its_store_folder(tmp_path: Path) -> None:
     with TestClient(app) as client:
         assert client.get("/readyz").status_code == 200
         assert (folder / "sleepy.db").is_file()
+    # The store names the pipeline file served, for genie approvals' command that resumes it.
+    store = StoreClient(folder / "sleepy.db")
+    try:
+        assert store.pipeline() == str((tmp_path / "sleepy.yaml").resolve())
+    finally:
+        store.close()
 
 
 def test_a_store_in_use_is_one_line_and_the_server_never_answers(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ made; a message goes when its last delivery ends. ``requests``: each request pub
 outside that has not settled, so that a process started again knows whose output to wait for.
 ``asked``: the pending approvals the desk has taken (and audited as asked), and whether it
 escalated them, so that a process started again takes them up as resumed, as they were, not
-asked (or escalated) a second time.
+asked (or escalated) a second time. ``about``: what the store is of: ``pipeline``, the
+pipeline file (resolved) whose runs it keeps, so that ``genie approvals`` can say the command
+that resumes them. A table missing from a store made by an older genie is made when the file
+is opened (each is ``IF NOT EXISTS``), so an older file reads as naming no pipeline.
 
 The file is in WAL mode. Every write is one transaction of what one turn of the loop produced.
 By default a write is committed on the loop (``synchronous=NORMAL``: in the file's log, in the
@@ -74,6 +77,10 @@ CREATE TABLE IF NOT EXISTS answers (
     reason TEXT NOT NULL,
     outcome TEXT,
     given_at REAL
+);
+CREATE TABLE IF NOT EXISTS about (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
@@ -369,6 +376,12 @@ class DeliveryStore:
             _delete(db, "counters", "correlation_id", batch.settled)
             _delete(db, "asked", "approval_id", batch.unasked)
 
+    def name_pipeline(self, path: str) -> None:
+        """Record that the store keeps the runs of the pipeline file at ``path`` (resolved),
+        replacing the one named before."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO about (key, value) VALUES ('pipeline', ?)", (path,))
+
     def sync(self) -> None:
         """Bring what was committed to the disk, and the log's pages into the file (called
         in a worker thread, on a connection of its own: commits go on meanwhile)."""
@@ -503,6 +516,12 @@ class StoreClient:
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def pipeline(self) -> str | None:
+        """The pipeline file whose runs the store keeps, or None: a store of a runtime that
+        ran no pipeline file, or made before stores named it."""
+        found = self._db.execute("SELECT value FROM about WHERE key = 'pipeline'").fetchone()
+        return None if found is None else _text(found[0])
 
     def outcome(self, row: int) -> str | None:
         found = self._db.execute("SELECT outcome FROM answers WHERE id = ?", (row,)).fetchone()

@@ -36,6 +36,7 @@ import math
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import anyio
@@ -98,7 +99,9 @@ class DurableTransport(Observer):
 
     never_raises = True
 
-    def __init__(self, path: str | PathLike[str], sync: Sync = 1.0) -> None:
+    def __init__(
+        self, path: str | PathLike[str], sync: Sync = 1.0, pipeline: Path | None = None
+    ) -> None:
         sync = check_sync(sync)
         self.store = DeliveryStore(path, each=sync == "always")
         self._every = 1.0 if sync == "always" else float(sync)  # seconds between syncs
@@ -132,7 +135,9 @@ class DurableTransport(Observer):
             # The pending approvals a desk took: those of a process before this one are
             # taken up again as resumed (``asked_before``).
             self._asked = self.store.asked()
-        except BaseException:  # a row genie did not write: the store is given back
+            if pipeline is not None:
+                self.store.name_pipeline(str(pipeline.resolve()))
+        except BaseException:  # a row genie did not write, a write refused: given back
             self.store.close()
             raise
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
