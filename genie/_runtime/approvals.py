@@ -15,7 +15,7 @@ another role.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from .._agent.agent import BaseAgent, handler
 from .._agent.context import Context, Timer
@@ -380,6 +380,26 @@ class ApprovalDesk(BaseAgent):
 
 def _never(approval_id: str) -> int | None:
     return None  # without a store, every approval the desk takes is asked here
+
+
+def rounds_reached(taken: Iterable[Message]) -> dict[str, int]:
+    """The round (0; 1: escalated) each approval reached at a desk that took ``taken``, the
+    deliveries it kept of its pending approvals, in the order it took them: what
+    ``Keeper.asked_before`` says of them to the desk that takes them up again. A first
+    deadline taken while the approval was pending escalated it (a decided approval is
+    kept no more)."""
+    rounds: dict[str, int] = {}
+    for msg in taken:
+        payload = msg.payload
+        if isinstance(payload, ApprovalRequest):
+            rounds.setdefault(msg.id, 0)
+        elif (
+            isinstance(payload, ApprovalTimeout)
+            and payload.round == 0
+            and rounds.get(payload.approval_id) == 0
+        ):
+            rounds[payload.approval_id] = 1
+    return rounds
 
 
 def roles_of(metadata: Mapping[str, object]) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ from .._runtime.approvals import (
     ApprovalDecision,
     ApprovalDesk,
     ApprovalRequest,
+    rounds_reached,
 )
 from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
@@ -243,6 +244,10 @@ class NatsTransport:
         # Its pending approvals' ids -> the origin and delivery of their request: a person's
         # answer, sent from here, reports to the process that started the request.
         self._asked_at: dict[str, tuple[str, str]] = {}
+        # The approvals the desk of a worker before this one took, kept in the held bucket,
+        # and the round each reached there: the desk here takes them up again as resumed, not
+        # asked (or escalated) twice (``asked_before``).
+        self._asked: dict[str, int] = {}
         self._answer: Answer | None = None
 
     # --- wiring ------------------------------------------------------------------------------
@@ -935,12 +940,14 @@ class NatsTransport:
             self._entry.stopping()  # a request cut short by the stop is resumed next time
 
     def asked_before(self, approval_id: str) -> int | None:
-        return None  # the entry keeps requests, not the desk's (a worker's) approvals
+        return self._asked.get(approval_id)
 
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
-        # A worker's timer is counted by the process that started its request, which hears
-        # of its end from here: a stop reports it cut short, as it did.
-        return False
+        # A fan-in's session (the desk's pending approval among them) is kept in the held
+        # bucket, or its delivery waits unacked in the stream: the next worker runs it again,
+        # which sets its timers again under the ids they had. The process that started the
+        # request keeps such a timer in flight until that one ends: no dead letter at a stop.
+        return self._held.holds(agent_id, correlation_id)
 
     def keeps_delivery(self, message: Message, agent_id: str) -> bool:
         # A worker's delivery cut short is the stream's to redeliver, not this process's to
@@ -1237,6 +1244,8 @@ class NatsTransport:
         record of a delivery it applied already)."""
         host = self._served()
         found = await self._held.found(mb.id, host.types)
+        if mb.id == DESK:  # what it had asked (and escalated) before the kill or stop
+            self._asked.update(rounds_reached(h.delivery.message for h in found))
         for held in found:
             run = Run(held.delivery, held.origin, held.parent, held.request, minted=host.minted)
             msg = held.delivery.message
@@ -1267,6 +1276,7 @@ class NatsTransport:
         )
         for approval_id in gone:
             self._asked_at.pop(approval_id, None)
+            self._asked.pop(approval_id, None)
 
     async def _run(self, mb: Mailbox, msg: Message, run: Run) -> None:
         """The delivery (and its handoff to a fallback) through the runtime's own runner."""

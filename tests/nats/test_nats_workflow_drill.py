@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.xdist_group("nats")
 
 PAUSE = "6"  # seconds a run waits before it leaves the request paused for a person
 Die = tuple[str, str, int]  # the step, the agent, the nth delivery of it reaching the step
+NEVER: Die = ("-", "-", 0)
 
 
 @pytest.fixture
@@ -56,9 +58,7 @@ def env(folder: Path) -> dict[str, str]:
     return {**os.environ, "DRILL_LEDGER": str(folder / "ledger.txt"), "PYTHONPATH": str(folder)}
 
 
-def worker(
-    started: Workers, folder: Path, url: str, die: Die = ("-", "-", 0)
-) -> subprocess.Popen[bytes]:
+def worker(started: Workers, folder: Path, url: str, die: Die = NEVER) -> subprocess.Popen[bytes]:
     """A worker hosting every agent and the desk, serving (its kept sessions taken again)."""
     step, agent, nth = die
     cmd = [sys.executable, os.fspath(HELPER), step, agent, str(nth), str(folder / "order.yaml")]
@@ -503,3 +503,71 @@ async def test_an_approval_is_listed_and_answered_from_python(
         assert result.output is not None
         assert result.output.payload.model_dump()["state"] == ORDER_DONE
     await transport.close()
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL", "kept"])
+def test_a_worker_restarted_while_an_approval_waits_resumes_it_asked_once(
+    server: LocalNatsServer, workers: Workers, drill: Path, stop: str
+) -> None:
+    """The worker hosting the desk stops (or is killed: while the person is awaited, or
+    just after it kept the approval, before its ack) while a person is awaited: the worker
+    started next takes the approval up again as resumed (one ``approval_requested`` row,
+    one ``approval_resumed``), and the deadline's timer pending at the stop is kept, no
+    dead letter in the entry that waits for the request."""
+    url = server.url
+    approval = '{subject: "order {n}", role: boss}'
+    (drill / "order.yaml").write_text(PIPELINE.replace(approval, approval + ", deadline: 60s"))
+    first = worker(workers, drill, url, ("kept", "approvals", 1) if stop == "kept" else NEVER)
+    entry = started(drill, url, "60")
+    if stop != "kept":
+        until(lambda: pending(url), 30)
+        first.send_signal(getattr(signal, stop))
+    assert first.wait(timeout=30) == (0 if stop == "SIGTERM" else -9)
+    worker(workers, drill, url)
+    until(lambda: pending(url), 30)
+    [listed] = pending(url)
+    approve(url, str(listed["id"]))
+    out, err = entry.communicate(timeout=60)
+    assert entry.returncode == 0, err
+    result = json.loads(out)
+    assert result["output"]["payload"]["status"] == "completed"
+    assert "dead letter" not in err, err
+    assert result["stats"]["dead_lettered"] == 0, result["stats"]
+    balanced(result["stats"])
+    actions = audit_actions(url)
+    assert [a for a in actions if a[1].startswith("approval_")] == [
+        ("order", "approval_requested"),
+        ("approvals", "approval_resumed"),
+    ], actions
+    assert ("bo", "approved") in actions
+    check(drill, url)
+
+
+def test_an_approval_escalated_before_a_worker_stop_is_resumed_escalated(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    """Escalated before its worker stopped, the approval is taken up escalated by the next
+    worker: offered to the escalated role for what is left of its second deadline, neither
+    offered to the first role again nor escalated a second time."""
+    url = server.url
+    approval = '{subject: "order {n}", role: boss}'
+    escalated = '{subject: "order {n}", role: boss, escalate_to: chief}, deadline: 4s'
+    (drill / "order.yaml").write_text(PIPELINE.replace(approval, escalated))
+    first = worker(workers, drill, url)
+    entry = started(drill, url, "60")
+    until(lambda: ("deadline", "approval_escalated") in audit_actions(url), 30)
+    [listed] = pending(url)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    worker(workers, drill, url)
+    argv = ["approvals", "approve", str(listed["id"]), "--nats", url, "--namespace", "order"]
+    assert main([*argv, "--as", "cy", "--role", "chief", "--wait", "10"]) == 0
+    out, err = entry.communicate(timeout=60)
+    assert entry.returncode == 0, err
+    assert json.loads(out)["output"]["payload"]["status"] == "completed"
+    assert [a for a in audit_actions(url) if a[1].startswith("approval_")] == [
+        ("order", "approval_requested"),
+        ("deadline", "approval_escalated"),
+        ("approvals", "approval_resumed"),
+    ]
+    check(drill, url)
