@@ -59,6 +59,11 @@ class OutcomeReplay:
         self._run_here: set[str] = set()
         self.replaying = False  # applying an outcome record (the loss notices read it)
 
+    def recorded(self, correlation_id: str, delivery: str) -> bool:
+        """Whether the outcome record of ``delivery`` was applied here (for the last
+        ``APPLIED_KEPT`` correlations): its outcome is counted, once."""
+        return delivery in self._applied.get(correlation_id, ())
+
     def runs_here(self, delivery: str) -> None:
         """This process runs ``delivery``, one of the requests it started: its runtime counts
         the outcome, the denials and the sheds as the delivery runs, and counts what it sends

@@ -1062,7 +1062,13 @@ class NatsTransport:
         times = raw.metadata.num_delivered
         if times > 1:
             self.redelivered += 1
-            if delivery.id in self._held.taken_again:  # its outcome and outputs are out already
+            if delivery.id in self._held.taken_again or (
+                # Its request's, here: a worker killed before its ack published its outcome
+                # record, with its outputs in the same write, and this process counted it.
+                # Run here again, its outcome would be counted a second time.
+                origin == self.origin
+                and self._outcomes.recorded(delivery.message.correlation_id, delivery.id)
+            ):  # its outcome and outputs are out already
                 await raw.ack()
                 return
         run = Run(delivery, origin, headers.get(PARENT), REQUEST in headers, minted=host.minted)

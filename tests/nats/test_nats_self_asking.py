@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,9 +21,10 @@ from genie.nats._transport import NatsNames, NatsTransport
 
 from ..conftest import DenyTo, Echo, Failing, Note, Ping, Pong
 from .nats_agents import Answerer, Asker, Question
+from .test_nats import Workers, eventually, jetstream, worker
 from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
-from .test_nats import eventually, jetstream
 from .test_nats import server as server
+from .test_nats import workers as workers
 from .test_nats_timers import Alarm
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("nats")]
@@ -324,3 +326,57 @@ async def test_an_undecodable_delivery_naming_its_own_worker_as_origin_is_kept_o
     [dead] = rt.dead_letters
     assert (dead.agent_id, dead.kind) == ("a", "failed")
     assert dead.reason.startswith("undecodable delivery")
+
+
+ECHO = """\
+agents:
+  - id: echo
+    use: tests.conftest:Echo
+entry: {type: ping, to: echo}
+output: pong
+"""
+
+
+async def test_a_delivery_a_killed_worker_recorded_runs_again_here_and_counts_once(
+    server: LocalNatsServer, workers: Workers, tmp_path: Path
+) -> None:
+    """Another worker ran a delivery this runtime asked, published its outcome record and
+    was killed before its ack: the stream delivers it again, here. Its outcome was counted
+    from that record; the run here counted it a second time (one ``handled`` too many)."""
+    (tmp_path / "echo.yaml").write_text(ECHO)
+    doomed = worker(
+        workers, server.url, "echo", die=("outcome", "echo", 1), pipeline=tmp_path / "echo.yaml"
+    )
+    log = tmp_path / "worker-0.log"
+    while "genie worker: hosting" not in log.read_text():
+        assert doomed.poll() is None, log.read_text()
+        await anyio.sleep(0.05)
+    transport = NatsTransport(server.url, NatsNames("echo"), hosted=["echo"], ack_wait=1)
+    rt = Runtime(transport=transport)
+    rt.add(Echo("echo"))
+    transport.attach(rt)
+    await transport.connect()
+    asked = 0
+    try:
+        async with rt:
+            # Asked until the worker has taken one (each goes to whichever worker pulls it).
+            while doomed.poll() is None:
+                assert asked < 40, "the worker never took a delivery"
+                result = await rt.ask(rt.message(Ping(n=asked), recipient="echo"), timeout=20)
+                assert [r.payload for r in result.replies] == [Pong(n=asked)], result
+                asked += 1
+            assert doomed.wait(timeout=10) == -9  # killed after its outcome record, unacked
+
+            async def taken_again() -> bool:  # redelivered here, and ended
+                return transport.redelivered == 1 and rt.statistics().in_flight == 0
+
+            await eventually(taken_again, 20)
+            await anyio.sleep(0.2)  # a count after it would show
+            s = rt.statistics()
+    finally:
+        await transport.close()
+    # Each request as in one process: its delivery handled, and its reply collected.
+    late = s.correlations.late_replies
+    found = (s.delivered, s.handled, s.collected, s.dead_lettered, s.in_flight, late)
+    assert found == (2 * asked, 2 * asked, asked, 0, 0, 0), s
+    assert list(rt.dead_letters) == []
