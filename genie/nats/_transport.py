@@ -950,9 +950,15 @@ class NatsTransport:
         return self._held.holds(agent_id, correlation_id)
 
     def keeps_delivery(self, message: Message, agent_id: str) -> bool:
-        # A worker's delivery cut short is the stream's to redeliver, not this process's to
-        # promise: a stop reports it cut short, as it did.
-        return False
+        # A delivery this worker took from the stream and has not acked is redelivered to the
+        # next worker (its outcome not yet published, its request's origin still counts it in
+        # flight): a stop loses nothing of it. A cancelled request's is not run again.
+        run = self._running.get(delivery_id(message, agent_id))
+        return (
+            run is not None
+            and run.delivery.recipient != TIMER
+            and message.correlation_id not in self.cancellations
+        )
 
     def answers_to(self, answer: Answer) -> None:
         self._answer = answer  # people's answers in the approvals bucket go to the desk here

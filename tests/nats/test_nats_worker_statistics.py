@@ -224,3 +224,57 @@ async def test_a_delivery_a_runtime_sent_itself_counts_twice_while_it_runs(
     assert identity_holds(running)
     assert (ended.delivered, ended.handled, ended.in_flight) == (1, 1, 0)
     assert identity_holds(ended)
+
+
+async def test_a_delivery_running_at_a_workers_stop_is_kept_for_the_next_worker(
+    server: LocalNatsServer,
+) -> None:
+    """Stopped while its handler runs, the worker has not acked the delivery: the stream
+    gives it to the next worker. Nothing is lost, so the stop counts it in
+    ``kept_deliveries``, in flight, and no dead letter; the next worker runs it, and the
+    origin counts it handled once."""
+    names = NatsNames("wskept")
+    origin_t = NatsTransport(server.url, names)
+    origin = Runtime(transport=origin_t)
+    first_t = NatsTransport(server.url, names, hosted=["probe"], ack_wait=1)
+    first = Runtime(transport=first_t)
+    stuck, free = Held("probe"), Held("probe")
+    free.release.set()
+    for rt, agent in ((origin, Held("probe")), (first, stuck)):
+        rt.add(agent)
+    origin_t.attach(origin)
+    first_t.attach(first)
+    second_t = NatsTransport(server.url, names, hosted=["probe"], ack_wait=1)
+    second = Runtime(transport=second_t)
+    second.add(free)
+    second_t.attach(second)
+    transports = (origin_t, first_t, second_t)
+    for t in transports:
+        await t.connect()
+    try:
+        async with origin:
+            with anyio.CancelScope() as stopping:  # as on SIGTERM: at once, no drain
+                async with first:
+                    await origin.publish(origin.message(Ping(n=1), recipient="probe"))
+                    with anyio.fail_after(10):
+                        await stuck.running.wait()
+                    stopping.cancel()
+            async with second:
+
+                async def handled() -> bool:
+                    return origin.statistics().in_flight == 0
+
+                await eventually(handled, timeout=20)
+            ended = origin.statistics()
+    finally:
+        for t in transports:
+            await t.close()
+    report = first.shutdown_report
+    assert report is not None
+    assert (report.kept_deliveries, report.cancelled_running) == (1, 0), report
+    assert list(first.dead_letters) == []
+    stopped = first.statistics()
+    assert (stopped.delivered, stopped.dead_lettered, stopped.in_flight) == (1, 0, 1)
+    assert identity_holds(stopped)
+    assert (ended.delivered, ended.handled, ended.dead_lettered) == (1, 1, 0)
+    assert list(origin.dead_letters) == []
