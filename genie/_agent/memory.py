@@ -15,7 +15,7 @@ names, an embedding provider's request) or making a policy fail closed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,7 @@ __all__ = [
     "Memory",
     "MemoryStore",
     "Snapshot",
+    "checked",
     "memory_of",
     "named_stores",
 ]
@@ -373,6 +374,36 @@ class Memory:
         self.episodes = Episodes(name, store, gate)
         self.semantic = Semantic(name, store, gate)
         self.facts = Facts(name, store, gate)
+
+
+def checked(memory: Memory, check: Callable[[], None]) -> Memory:
+    """``memory`` whose every read and write first calls ``check``, which raises once the
+    handler may no longer reach the runtime (a thread its delivery gave up): a memory taken in
+    time is refused late all the same."""
+    return Memory(memory.name, memory.kv._store, _Checked(memory.kv._gate, check))
+
+
+class _Checked:
+    """A gate that asks ``check`` before it judges a read or a write."""
+
+    __slots__ = ("_check", "_gate")
+
+    def __init__(self, gate: Gate, check: Callable[[], None]) -> None:
+        self._gate, self._check = gate, check
+
+    def write(self, kind: str, key: str, text: str) -> str:
+        self._check()
+        return self._gate.write(kind, key, text)
+
+    def read(self, kind: str, key: str, text: str, classification: str | None) -> None:
+        self._check()
+        self._gate.read(kind, key, text, classification)
+
+    def now(self) -> datetime:
+        return self._gate.now()
+
+    def llm(self, provider: Provider) -> Provider:
+        return self._gate.llm(provider)
 
 
 # What a store answers to: ``MemoryStore``'s calls, read off the protocol so the check keeps

@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -26,13 +26,14 @@ from .._errors import AgentError, described
 from .._message.envelope import Message
 from .._message.payload import Classification, MetaValue, Payload, Role
 from .context import Context, Timer
+from .memory import checked
 
 if TYPE_CHECKING:
     import logging
 
     from ..llm._provider import Provider
     from .memory import Memory
-    from .tools import Tools
+    from .tools import ToolOutput, Tools, ToolSpec
 
 __all__ = ["Slots", "ThreadContext", "run_in_thread"]
 
@@ -154,7 +155,8 @@ class ThreadContext:
     ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``.
 
     Once the delivery has given its thread up, what would reach the runtime (``now``,
-    ``reply``, ``emit``, ``schedule``, ``request``, ``llm``) is refused: a late thread leaves
+    ``reply``, ``emit``, ``schedule``, ``request``, ``llm``, ``tool``, ``memory``, and the
+    calls of the tools and memory taken before) is refused: a late thread leaves
     nothing behind, and never waits on a loop that may have ended."""
 
     __slots__ = ("_ctx", "_slots")
@@ -258,11 +260,31 @@ class ThreadContext:
 
     def _tool(self, server: str) -> Tools:
         self._check("tool")
-        return self._ctx.tool(server)
+        return _CheckedTools(self._ctx.tool(server), functools.partial(self._check, "tool"))
 
     def memory(self, name: str = "default") -> Memory:
         return self._on_loop("memory", self._memory, name)
 
     def _memory(self, name: str) -> Memory:
         self._check("memory")
-        return self._ctx.memory(name)
+        # Its reads and writes are refused too once the thread is given up: they run later,
+        # on the loop, when the handler awaits them.
+        return checked(self._ctx.memory(name), functools.partial(self._check, "memory"))
+
+
+class _CheckedTools:
+    """A thread's tools of one server: each call, awaited later on the loop, is refused once
+    the delivery gave the thread up, as ``ctx.tool`` itself is."""
+
+    __slots__ = ("_check", "_tools")
+
+    def __init__(self, tools: Tools, check: Callable[[], None]) -> None:
+        self._tools, self._check = tools, check
+
+    async def list(self) -> Sequence[ToolSpec]:
+        self._check()
+        return await self._tools.list()
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
+        self._check()
+        return await self._tools.call(name, arguments)

@@ -4,6 +4,7 @@ started on stdio by the runtime), each call and each result judged by the polici
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import anyio
 import pytest
 
 from genie import (
+    AgentError,
     AgentOptions,
     BaseAgent,
     Context,
@@ -331,3 +333,42 @@ async def test_a_tool_whose_schema_is_broken_fails_its_call_naming_it() -> None:
     for tool, missing in zip(("bad_type", "bad_pattern", "dangling_ref"), broken, strict=True):
         assert f"ToolCallError: tool {tool!r} of " in missing.reason
         assert "its input schema cannot be checked" in missing.reason
+
+
+class LateToolCaller(BaseAgent):
+    """A plain def handler that takes its tools in time, waits for ``gate``, then calls one:
+    after its deadline, if it is late."""
+
+    def __init__(self, id: str, gate: threading.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.done = threading.Event()
+        self.outcome = ""
+
+    @handler
+    def on_ask(self, p: Ask, ctx: Context) -> None:
+        tools = ctx.tool("broker")  # taken before the deadline
+        try:
+            self.gate.wait(10)
+            self.outcome = anyio.from_thread.run(tools.call, p.tool, p.arguments).text
+        except AgentError as exc:
+            self.outcome = str(exc)
+        finally:
+            self.done.set()
+
+
+async def test_a_thread_given_up_cannot_call_the_tools_it_took_in_time() -> None:
+    gate = threading.Event()
+    late = LateToolCaller("late", gate)
+    async with Runtime(tools={"broker": BROKER}) as rt:
+        rt.add(late, options=AgentOptions(deadline=0.2))
+        result = await rt.ask(
+            rt.message(Ask(tool="add", arguments={"a": 1, "b": 2}), recipient="late")
+        )
+        assert "HandlerTimeoutError" in result.missing[0].reason
+        gate.set()
+        assert await anyio.to_thread.run_sync(late.done.wait, 10)
+    assert late.outcome == (
+        "agent 'late': ctx.tool refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )

@@ -31,6 +31,7 @@ from genie import (
     Timer,
     handler,
 )
+from genie.memory import Store
 
 from ..conftest import Echo, Ping, Pong
 
@@ -331,6 +332,46 @@ async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
         settled(rt)
     assert late.refused == (
         "agent 'late': ctx.schedule refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )
+
+
+class LateRememberer(BaseAgent):
+    """Takes its memory in time, waits for ``gate``, then writes through it: after its
+    deadline, if it is late."""
+
+    def __init__(self, id: str, gate: threading.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.done = threading.Event()
+        self.refused = ""
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        kv = ctx.memory().kv  # taken before the deadline
+        try:
+            self.gate.wait(WAIT)
+            anyio.from_thread.run(kv.set, "notes", "late", "written")
+        except AgentError as exc:
+            self.refused = str(exc)
+        finally:
+            self.done.set()
+
+
+async def test_a_thread_given_up_cannot_write_through_the_memory_it_took_in_time() -> None:
+    gate = threading.Event()
+    late = LateRememberer("late", gate)
+    store = Store()
+    async with Runtime(memory=store) as rt:
+        rt.add(late, options=AgentOptions(deadline=0.2))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
+        assert "HandlerTimeoutError" in result.missing[0].reason
+        gate.set()
+        assert await anyio.to_thread.run_sync(late.done.wait, WAIT)
+        settled(rt)
+    assert await store.kv_get("notes", "late") is None  # the late thread left nothing
+    assert late.refused == (
+        "agent 'late': ctx.memory refused, the delivery gave this thread up (its deadline "
         "passed, or its request was cancelled)"
     )
 
