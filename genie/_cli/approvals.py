@@ -199,8 +199,8 @@ def _answer(args: argparse.Namespace) -> int:
                 resume = f"genie run {shlex.quote(pipeline)} --store {shlex.quote(where)}"
             else:  # a store made before stores named their pipeline file
                 resume = (
-                    f"genie run PIPELINE --store {where}, PIPELINE the pipeline file (or name) "
-                    "whose run asked for it"
+                    f"genie run PIPELINE --store {shlex.quote(where)}, PIPELINE the pipeline "
+                    "file (or name) whose run asked for it"
                 )
             taker = f"the runtime that resumes the request takes it: {resume}"
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from shlex import quote
 from typing import TYPE_CHECKING, TextIO, cast
 
 import anyio
@@ -177,9 +178,14 @@ def _run(args: argparse.Namespace) -> int:
             print(f"genie run: {who} called sys.exit({exc.code!r}): {said}", file=sys.stderr)
             return _exit_status(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or a handler that raised it
-            kept = f" --store {args.store}" if args.store else ""
-            kept = kept or (f" --nats {args.nats} --origin {args.origin}" if args.origin else "")
-            said = f": what it had not finished is kept; genie run {args.pipeline}{kept} resumes it"
+            kept = f" --store {quote(args.store)}" if args.store else ""
+            kept = kept or (
+                f" --nats {quote(args.nats)} --origin {quote(args.origin)}" if args.origin else ""
+            )
+            said = (
+                f": what it had not finished is kept; genie run {quote(args.pipeline)}{kept} "
+                "resumes it"
+            )
             agent = _stopped_by(rt, exc)
             if agent is None:  # the user pressed Ctrl-C, as the hint for an approval says
                 print(f"genie run: interrupted{said if kept else ''}", file=sys.stderr)
@@ -193,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         except StoreError as exc:  # the run failed, not its command line: exit 1
             if args.debug:
                 raise
-            where = f"genie run {args.pipeline} --store {args.store}"
+            where = f"genie run {quote(args.pipeline)} --store {quote(args.store)}"
             said = f"the run stopped, and what it kept before is in the store: {where} resumes it"
             print(f"genie run: {exc}; {said}", file=sys.stderr)
             return 1
@@ -218,13 +224,13 @@ def _run(args: argparse.Namespace) -> int:
     pending: list[dict[str, object]] = []
     where = resume = ""  # where the pending approvals are kept, and the run that resumes
     if args.store:
-        where = f"--store {args.store}"
-        resume = f"{args.pipeline} {where}"
+        where = f"--store {quote(args.store)}"
+        resume = f"{quote(args.pipeline)} {where}"
         pending = pending_approvals(args.store)
     elif args.origin and timed_out:
         namespace = args.namespace or pipeline.name
-        where = f"--nats {args.nats} --namespace {namespace}"
-        resume = f"{args.pipeline} --nats {args.nats} --origin {args.origin}"
+        where = f"--nats {quote(args.nats)} --namespace {quote(namespace)}"
+        resume = f"{quote(args.pipeline)} --nats {quote(args.nats)} --origin {quote(args.origin)}"
         pending = pending_on_nats(args.nats, namespace)
     # A request that stopped waiting while a person's approval is pending is kept, not
     # cancelled: it is paused, and the next run resumes it.
@@ -494,15 +500,16 @@ def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Appro
         if not args.store:
             return (
                 f"{asked} waits for a person, and a run without --store cannot be answered: "
-                f"stop it (Ctrl-C), run genie run {args.pipeline} --store PATH and answer from "
-                "another terminal with genie approvals (docs/workflows.md)"
+                f"stop it (Ctrl-C), run genie run {quote(args.pipeline)} --store PATH and answer "
+                "from another terminal with genie approvals (docs/workflows.md)"
             )
         command = answer_command(
-            approval.id, f"--store {args.store}", approval.role, approval.principal
+            approval.id, f"--store {quote(args.store)}", approval.role, approval.principal
         )
         answer = (
             f"answer from another terminal with {command} (or reject); this run waits for it "
-            f"until its timeout, and the next genie run {args.pipeline} --store {args.store} "
+            f"until its timeout, and the next genie run {quote(args.pipeline)} --store "
+            f"{quote(args.store)} "
             "resumes the request"
         )
         left = _untaken_answer(args.store, approval.id)

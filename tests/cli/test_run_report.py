@@ -5,6 +5,7 @@ each in a line that works as printed (docs/cli.md)."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -282,6 +283,31 @@ def test_the_commands_said_for_an_approval_work_as_printed(tmp_path: Path, capsy
     )
     assert main(["run", str(payments), "--store", str(store), "--timeout", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["reason"] == "approved by tina"
+
+
+def test_the_commands_said_for_a_store_path_with_a_space_and_a_quote_run_as_printed(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # The store's path was printed bare: a shell split it at the space, or stopped at the quote.
+    folder = tmp_path / "Tina's runs"
+    folder.mkdir()
+    store = folder / "pay day.db"
+    _, _, err = _paused_payment(store, capsys)
+    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
+    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    answer = asked.split("answer from another terminal with ", 1)[1].split(" (or reject)")[0]
+    assert shlex.split(answer) == [
+        *("genie", "approvals", "approve", approval, "--store", str(store)),
+        *("--as", "PRINCIPAL", "--role", "treasurer"),
+    ]
+    resume = asked.split("the next genie run ", 1)[1].removesuffix(" resumes the request")
+    assert shlex.split(resume) == ["payments", "--store", str(store)]
+    _, _, err = _paused_payment(store, capsys)  # paused again: the report says it once more
+    paused = next(line for line in err.splitlines() if line.startswith("  paused: "))
+    command = paused.split("waits for a person: ", 1)[1].split("; the next genie run ")[0]
+    assert shlex.split(command)[4:6] == ["--store", str(store)]
+    resume = paused.split("; the next genie run ", 1)[1].removesuffix(" resumes the request")
+    assert shlex.split(resume) == ["payments", "--store", str(store)]
 
 
 def test_a_store_that_names_no_pipeline_file_is_answered_still(
