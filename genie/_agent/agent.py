@@ -296,7 +296,9 @@ def _payload_types(cls: type, attr: str, func: Callable[..., Any]) -> tuple[type
             shown = "None"
             why = " (a handler is called with a message's payload, never None)"
         else:
-            shown, why = getattr(member, "__name__", repr(member)), ""
+            # A class by its name; anything else (``list[int]``, ``Literal["x"]``) as written.
+            shown = member.__name__ if isinstance(member, type) else repr(member)
+            why = ""
         raise _refused(
             cls,
             attr,

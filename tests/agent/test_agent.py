@@ -283,6 +283,19 @@ def test_a_union_member_that_is_not_a_payload_is_refused_naming_it() -> None:
     )
 
 
+def test_a_generic_union_member_is_named_whole() -> None:
+    # It was named by its bare class: "member list", for list[int].
+    with pytest.raises(ConfigurationError) as caught:
+
+        class Bad(BaseAgent):
+            @handler  # type: ignore[type-var]
+            async def on_money(self, payload: Deposit | list[int], ctx: Context) -> None: ...
+
+    assert "annotated with a union whose member list[int] is not a Payload model" in str(
+        caught.value
+    )
+
+
 def test_optional_is_not_a_payload() -> None:
     with pytest.raises(ConfigurationError) as caught:
 
