@@ -155,8 +155,8 @@ class ThreadContext:
     ``anyio.from_thread.run(ctx.request, "pricer", Quote(...))``.
 
     Once the delivery has given its thread up, what would reach the runtime (``now``,
-    ``reply``, ``emit``, ``schedule``, ``request``, ``llm``, ``tool``, ``memory``, and the
-    calls of the tools and memory taken before) is refused: a late thread leaves
+    ``reply``, ``emit``, ``schedule``, ``sleep``, ``request``, ``llm``, ``tool``, ``memory``,
+    and the calls of the tools and memory taken before) is refused: a late thread leaves
     nothing behind, and never waits on a loop that may have ended."""
 
     __slots__ = ("_ctx", "_slots")
@@ -238,6 +238,7 @@ class ThreadContext:
         return _ThreadTimer(self._ctx.schedule(delay, payload))
 
     async def sleep(self, seconds: float) -> None:
+        self._check("sleep")
         await self._ctx.sleep(seconds)
 
     async def request(

@@ -336,6 +336,45 @@ async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
     )
 
 
+class LateSleeper(BaseAgent):
+    """Waits for ``gate``, then sleeps on the runtime's clock: after its deadline, if late."""
+
+    def __init__(self, id: str, gate: threading.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.done = threading.Event()
+        self.slept = False
+        self.refused = ""
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        try:
+            self.gate.wait(WAIT)
+            anyio.from_thread.run(ctx.sleep, 0.01)
+            self.slept = True
+        except AgentError as exc:
+            self.refused = str(exc)
+        finally:
+            self.done.set()
+
+
+async def test_a_thread_given_up_cannot_sleep_on_the_runtimes_clock() -> None:
+    gate = threading.Event()
+    late = LateSleeper("late", gate)
+    async with Runtime() as rt:
+        rt.add(late, options=AgentOptions(deadline=0.2))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
+        assert "HandlerTimeoutError" in result.missing[0].reason
+        gate.set()
+        assert await anyio.to_thread.run_sync(late.done.wait, WAIT)
+        settled(rt)
+    assert not late.slept
+    assert late.refused == (
+        "agent 'late': ctx.sleep refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )
+
+
 class LateRememberer(BaseAgent):
     """Takes its memory in time, waits for ``gate``, then writes through it: after its
     deadline, if it is late."""
