@@ -336,7 +336,8 @@ def _report(
             print(
                 f"  {agent_id}: no worker hosts it; {waiting} "
                 f"{'delivery waits' if waiting == 1 else 'deliveries wait'} for it in the stream "
-                f"(genie worker {args.pipeline} --nats {args.nats} --agents {agent_id})",
+                f"(genie worker {quote(args.pipeline)} --nats {quote(args.nats)} "
+                f"--agents {quote(agent_id)})",
                 file=sys.stderr,
             )
     if not result.ok or unfinished:  # a paused run too: its output has not come yet

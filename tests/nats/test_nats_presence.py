@@ -5,7 +5,10 @@ ends at its timeout plus a short bounded wait, naming the agent."""
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -77,11 +80,16 @@ async def test_a_publish_names_the_agents_no_worker_hosts_and_a_late_worker_stil
 
 
 def test_genie_run_with_no_worker_names_the_agent_and_ends_at_its_timeout(
-    server: LocalNatsServer, capsys: pytest.CaptureFixture[str]
+    server: LocalNatsServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    # A pipeline in a folder whose name a shell would split or stop at: the command the run
+    # says to start a worker with runs as printed.
+    config = tmp_path / "Tina's config"
+    shutil.copytree(FINANCE.parent.parent, config)
+    pipeline = config / FINANCE.parent.name / FINANCE.name
     timeout = 2
     started = time.monotonic()
-    code = main(["run", os.fspath(FINANCE), "--nats", server.url, "--timeout", str(timeout)])
+    code = main(["run", os.fspath(pipeline), "--nats", server.url, "--timeout", str(timeout)])
     elapsed = time.monotonic() - started
     err = capsys.readouterr().err
     lines = err.splitlines()
@@ -97,6 +105,11 @@ def test_genie_run_with_no_worker_names_the_agent_and_ends_at_its_timeout(
     assert lines[-1].startswith(
         "  financial_supervisor: no worker hosts it; 1 delivery waits for it in the stream"
     ), err
+    command = lines[-1].split(" in the stream (", 1)[1].removesuffix(")")
+    assert shlex.split(command) == [
+        *("genie", "worker", os.fspath(pipeline), "--nats", server.url),
+        *("--agents", "financial_supervisor"),
+    ], err
 
 
 async def test_a_probe_that_times_out_is_made_again(server: LocalNatsServer) -> None:
