@@ -25,6 +25,7 @@ from .._errors import GenieError, WouldBlockError
 from .._message.envelope import Message
 from .._message.payload import Payload, Role
 from .audit import AuditRecord, AuditSink
+from .transport import DESK
 
 __all__ = [
     "DESK",
@@ -39,7 +40,6 @@ __all__ = [
     "Approvals",
 ]
 
-DESK = "approvals"  # the desk's agent id
 FOREVER = 10 * 365 * 86400.0  # the hold of an approval without a deadline, in seconds
 # Seconds an approval found past its deadline when the desk takes it (a start after the
 # deadline passed) waits before the deadline decides: the answers given in time and left for

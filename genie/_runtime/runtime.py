@@ -69,7 +69,7 @@ from .policy import Limits, Policy, checked_policies
 from .router import Router, Tap
 from .timers import Timers
 from .tool_calls import ToolCalls
-from .transport import RUNTIME, Keeper, KeptOnPublish, Transport
+from .transport import DESK, RESERVED_IDS, RUNTIME, Keeper, KeptOnPublish, Transport
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -365,6 +365,15 @@ class Runtime:
         options: AgentOptions | None = None,
     ) -> None:
         """Host ``agent``; ``subscribe`` lists message types or patterns (``finance.*``)."""
+        agent_id = getattr(agent, "id", None)
+        if isinstance(agent_id, str) and agent_id in RESERVED_IDS:
+            raise ConfigurationError(
+                f"agent id {agent_id!r} is the runtime's own ({RESERVED_IDS[agent_id]}): give "
+                "this agent another id"
+            )
+        self._host(agent, subscribe, options)
+
+    def _host(self, agent: Agent, subscribe: Iterable[str], options: AgentOptions | None) -> None:
         if not isinstance(agent, Agent) or not isinstance(agent.id, str) or not agent.id:
             raise ConfigurationError(
                 f"{agent!r} is not an Agent: it needs a non-empty str id, name, capabilities "
@@ -403,7 +412,7 @@ class Runtime:
         self._watch_losses()
         if (
             self._approvals is None
-            and agent.id != "approvals"  # the desk itself
+            and agent.id != DESK  # the desk itself
             and any(m.message_type == _APPROVAL for m in models)
         ):
             _ = self.approvals  # an agent asks for approvals: the desk takes them
@@ -517,7 +526,7 @@ class Runtime:
             from .approvals import ApprovalDesk, ApprovalRequest, Approvals
 
             desk = ApprovalDesk(self.clock, self._audit)
-            self.add(desk, subscribe=(ApprovalRequest.message_type,))
+            self._host(desk, (ApprovalRequest.message_type,), None)
             self._approvals = Approvals(
                 desk, self.publish_nowait, self._new_id, self.clock, self._in_flight
             )

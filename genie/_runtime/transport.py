@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
 __all__ = [
+    "DESK",
+    "RESERVED_IDS",
     "NO_WORKERS",
     "Answer",
     "RUNTIME",
@@ -48,6 +50,16 @@ __all__ = [
 RUNTIME = "genie"
 """The sender of the runtime's own messages (a cancellation's notice, a loss's): never a
 request from outside, which a transport that keeps requests keeps."""
+
+DESK = "approvals"
+"""The runtime's approval desk: the agent that takes approval requests and sends decisions."""
+
+# Ids the runtime's own messages are sent under, which workflows trust by that name: no agent of
+# a user's may take one (``Runtime.add``, a pipeline's ids), or it could forge them.
+RESERVED_IDS = {
+    RUNTIME: "the sender of its notices of losses and cancellations",
+    DESK: "its approval desk, whose decisions workflows act on",
+}
 
 
 def delivery_id(msg: Message, recipient: str) -> str:

@@ -34,8 +34,8 @@ from .._base.yamlconf import (
 )
 from .._errors import ConfigurationError, described, did_you_mean, shown
 from .._message.payload import Payload
-from .._runtime.approvals import DESK
 from .._runtime.policy import Policy
+from .._runtime.transport import RESERVED_IDS
 from ..policies._board import BoardPolicy, board_problems, build_policies, load_policy_file
 from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
@@ -471,10 +471,11 @@ class _Checker:
         declared += [("gathers", i, g.id) for i, g in enumerate(self.config.gathers)]
         declared += [("workflows", i, w.id) for i, w in enumerate(self.config.workflows)]
         for kind, i, item_id in declared:
-            if item_id == DESK:
+            reserved = RESERVED_IDS.get(item_id)
+            if reserved is not None:
                 self.fail(
                     (kind, i, "id"),
-                    f"{DESK!r} is the runtime's approval desk: give this one another id",
+                    f"{item_id!r} is the runtime's own ({reserved}): give this one another id",
                 )
             if item_id in seen:
                 first = line_of(self.lines, (*seen[item_id], "id"))

@@ -134,6 +134,29 @@ async def test_bad_inputs_get_specific_errors_and_the_runtime_keeps_running() ->
     assert result.message.payload == Pong(n=4)
 
 
+@pytest.mark.parametrize(
+    ("agent_id", "whose"),
+    [
+        ("genie", "the sender of its notices of losses and cancellations"),
+        ("approvals", "its approval desk, whose decisions workflows act on"),
+    ],
+)
+async def test_an_agent_cannot_take_an_id_the_runtimes_own_messages_are_sent_under(
+    agent_id: str, whose: str
+) -> None:
+    # Workflows trust a loss or cancellation notice from "genie" and a decision from
+    # "approvals": an agent of that name could forge them.
+    said = f"agent id {agent_id!r} is the runtime's own ({whose}): give this agent another id"
+    with pytest.raises(ConfigurationError) as refused:
+        Runtime([Echo(agent_id)])
+    assert str(refused.value) == said
+    async with Runtime([Echo("echo")]) as rt:
+        with pytest.raises(ConfigurationError, match="is the runtime's own"):
+            rt.add(Echo(agent_id))
+        _ = rt.approvals  # the runtime's own desk still joins under its name
+        assert "approvals" in rt.statistics().mailboxes
+
+
 async def test_unknown_fallback_refuses_to_start() -> None:
     rt = Runtime()
     rt.add(Echo("echo"), options=AgentOptions(fallback="missing"))

@@ -36,11 +36,11 @@ from typing import Any
 
 from ..._base.files import file_problem
 from ..._errors import ConfigurationError, StoreError
+from ..transport import DESK  # its kept deliveries are pending approvals
 
 __all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
 
 MAX_COUNT = 2**63 - 1  # SQLite's largest integer
-DESK = "approvals"  # the approval desk's agent id: its kept deliveries are pending approvals
 ROW = 1 << 20  # bytes of a messages row besides its JSON, at most (its ids and agents)
 
 SCHEMA = """

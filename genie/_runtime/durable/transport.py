@@ -52,8 +52,8 @@ from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
 from ..losses import cancelled_request, notice_of_cancelling
 from ..observe.observer import Observer
-from ..transport import RUNTIME, Answer, Keeps, WorkerCounts, keeps_of, message_json
-from .store import DESK, Batch, DeliveryStore, Holders, Kept
+from ..transport import DESK, RUNTIME, Answer, Keeps, WorkerCounts, keeps_of, message_json
+from .store import Batch, DeliveryStore, Holders, Kept
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
