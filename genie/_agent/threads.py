@@ -7,7 +7,8 @@ is cancelled, the delivery gives the thread up at once and the thread runs on to
 it returns then is discarded, and what it would do through its context is refused. What the
 handler raises in the thread fails its delivery only: a ``SystemExit`` or
 ``KeyboardInterrupt`` too, which on the loop's thread would stop the runtime, comes back as an
-``AgentError`` naming it, with the handler's traceback.
+``AgentError`` naming it, with the handler's traceback (and so does a ``GeneratorExit``, which
+the wait for the thread would take for its own closing).
 """
 
 from __future__ import annotations
@@ -92,11 +93,13 @@ def _in_thread(
     try:
         return method(payload, ctx)
     except BaseException as exc:
-        if exiting(exc) is None:
+        if exiting(exc) is None and not isinstance(exc, GeneratorExit):
             raise
         # The handler's own code raised it (Ctrl-C reaches the main thread only): in a Python
         # thread it ends that thread, never the program, so here it ends this delivery, as it
-        # does in a child process; on the loop it would stop the runtime.
+        # does in a child process; on the loop it would stop the runtime. A GeneratorExit
+        # handed back to the loop would close the coroutine that waits for the thread (anyio
+        # raises "coroutine ignored GeneratorExit" in the runtime's task group), not fail it.
         raise _ended_thread(exc, ctx) from exc
     finally:
         with slots.lock:

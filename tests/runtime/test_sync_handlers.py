@@ -529,6 +529,12 @@ def _interrupt() -> None:
     raise KeyboardInterrupt("by hand")
 
 
+def _generator_exit() -> None:
+    # Handed back to the loop as itself, it closed the coroutine waiting for the thread, and
+    # the runtime's task group raised "coroutine ignored GeneratorExit".
+    raise GeneratorExit("by hand")
+
+
 def _exit_in_a_group() -> None:
     # What a pool of the handler's own hands back when one of its workers called sys.exit.
     raise BaseExceptionGroup("workers", [SystemExit(3)])
@@ -540,8 +546,9 @@ def _exit_in_a_group() -> None:
         (lambda: sys.exit(3), "SystemExit: 3"),
         (_interrupt, "KeyboardInterrupt: by hand"),
         (_exit_in_a_group, "BaseExceptionGroup: workers (1 sub-exception)"),
+        (_generator_exit, "GeneratorExit: by hand"),
     ],
-    ids=["sys.exit", "KeyboardInterrupt", "in-a-group"],
+    ids=["sys.exit", "KeyboardInterrupt", "in-a-group", "GeneratorExit"],
 )
 async def test_exiting_in_a_thread_fails_that_delivery_and_the_runtime_goes_on(
     stop: Callable[[], None], said: str
