@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from .._agent.tools import ToolOutput, ToolSession, ToolSpec
+from .._base.surrogates import lone_surrogate_in
 from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError, described
 
 __all__ = ["McpServer"]
@@ -149,6 +150,18 @@ class _McpSession:
             ) from exc
         if problem is not None:
             raise ToolArgumentsError(where, name, _field(problem), problem.message)
+        # A str of Python's may hold a lone surrogate, which a schema takes for text: the SDK's
+        # encoder would fail inside the session and close it under every call it carries.
+        found = lone_surrogate_in(arguments)
+        if found is not None:
+            what = "a key is not" if found.key else "not"
+            raise ToolArgumentsError(
+                where,
+                name,
+                ".".join(str(step) for step in found.path),
+                f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} "
+                f"at index {found.at}): it has no JSON form to send",
+            )
         try:
             result = await self._client.call_tool(
                 name, dict(arguments), read_timeout_seconds=self._server.timeout

@@ -108,6 +108,33 @@ async def test_bad_arguments_name_the_field_and_are_not_retried() -> None:
     assert [d.attempts for d in letters] == [1, 1, 1, 1]  # a retry would fail the same way
 
 
+class Garbled(Caller):
+    """Calls ``contact`` with a name that is no text: a lone surrogate, as Python can hold."""
+
+    @handler
+    async def on_ask(self, p: Ask, ctx: Context) -> Message:
+        out = await ctx.tool("broker").call("contact", {"name": "Priya\ud800"})
+        return ctx.reply(Answer(text=out.text, is_error=out.is_error))
+
+
+async def test_arguments_that_are_no_text_are_refused_and_the_session_lives_on() -> None:
+    # Sent, the SDK's encoder failed inside the session, which closed: every call sharing it
+    # failed with "Connection closed", and each retry closed the next one.
+    async with Runtime(tools={"broker": BROKER}) as rt:
+        rt.add(Garbled("garbled"))
+        rt.add(Caller("caller"))
+        before = await ask(rt, "pid")
+        result = await rt.ask(rt.message(Ask(tool="contact"), recipient="garbled"), timeout=30)
+        after = await ask(rt, "pid")
+    [missing] = result.missing
+    assert missing.reason.startswith("ToolArgumentsError: tool 'contact' of ")
+    assert missing.reason.endswith(
+        "broker_server.py': field 'name': not valid UTF-8 text (a lone surrogate, U+D800 at "
+        "index 5): it has no JSON form to send"
+    )
+    assert after.text == before.text  # the same server process, its session still open
+
+
 async def test_an_unknown_server_is_a_tool_call_error() -> None:
     class Lost(Caller):
         @handler
