@@ -331,7 +331,7 @@ def _report(
             file=sys.stderr,
         )
     if result.status != "ok" or lost:
-        _show_tracebacks(result, args.debug, f"genie --debug run {args.pipeline}")
+        _show_tracebacks(result, args.debug, f"genie --debug run {quote(args.pipeline)}")
         for agent_id, waiting in stuck.items():
             print(
                 f"  {agent_id}: no worker hosts it; {waiting} "

@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from .._errors import ConfigurationError, StoreError
@@ -248,7 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
     if isinstance(failure, StoreError):
         print(
             f"genie serve: {failure}; the server stopped, and what it kept before is in the "
-            f"store: started again with --store {args.store}, it resumes the requests",
+            f"store: started again with --store {quote(args.store)}, it resumes the requests",
             file=sys.stderr,
         )
         return 1

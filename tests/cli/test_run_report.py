@@ -151,6 +151,17 @@ def test_a_failed_side_branch_of_an_ok_run_is_said_with_its_own_exit_code(
     ]
 
 
+def test_the_debug_command_said_for_a_failed_handler_runs_as_printed(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # The pipeline file was printed bare: a shell split it at the space, or stopped at the quote.
+    pipeline = Path(_pipeline(tmp_path, FAN)).rename(tmp_path / "Tina's fan.yaml")
+    assert main(["run", str(pipeline)]) == LOST_WORK
+    said = capsys.readouterr().err.splitlines()[-1]
+    command = said.removeprefix("  (a handler failed: ").removesuffix(" ... shows where it raised)")
+    assert shlex.split(command) == ["genie", "--debug", "run", str(pipeline)], said
+
+
 def test_an_unrouted_message_of_an_ok_run_is_said(tmp_path: Path, capsys: Capture) -> None:
     pipeline = _pipeline(
         tmp_path,
