@@ -4,12 +4,14 @@ each in a line that works as printed (docs/cli.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -343,6 +345,89 @@ def test_a_store_that_names_no_pipeline_file_is_answered_still(
     )
     code, out, _ = _paused_payment(store, capsys)  # resumes the request, which takes it
     assert (code, json.loads(out)["reason"]) == (0, "approved by tina")
+
+
+def _older(store: Path) -> None:
+    """``store`` as a genie made it before stores named their pipeline file."""
+    db = sqlite3.connect(store)
+    db.execute("DROP TABLE about")
+    db.commit()
+    db.close()
+
+
+def _tables(store: Path) -> set[str]:
+    db = sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True)
+    try:
+        return {str(n) for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        db.close()
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.open("r+b").close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """``path`` as a file nobody may write: its mode, and where that does not stop the user
+    (root), its immutable attribute; where neither does, the test is skipped, as it could not
+    tell a read-only store from any other."""
+    path.chmod(0o444)
+    immutable = False
+    try:
+        if _writable(path) and shutil.which("chattr"):
+            made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+            immutable = made.returncode == 0
+        if _writable(path):
+            pytest.skip("no way here to make a file read-only to this user")
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o644)
+
+
+def test_an_older_store_is_listed_and_its_tables_made(tmp_path: Path, capsys: Capture) -> None:
+    store = tmp_path / "pay.db"
+    _paused_payment(store, capsys)
+    _older(store)
+    assert main(["approvals", "list", "--store", str(store)]) == 0
+    listed = capsys.readouterr().out
+    assert "payment_orchestrator: pay Rs 75,000.00 to Shree Ganesh Traders by IMPS" in listed
+    assert "about" in _tables(store)  # brought up to date: the next run names its pipeline
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["current", "older"])
+def test_a_store_that_cannot_be_written_is_listed_and_not_answered(
+    tmp_path: Path, capsys: Capture, older: bool
+) -> None:
+    # An older store that could not be written could not be listed: its missing table could
+    # not be made ("attempt to write a readonly database"); an answer to a current one was a
+    # traceback.
+    store = tmp_path / "pay.db"
+    _, _, err = _paused_payment(store, capsys)
+    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
+    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    if older:
+        _older(store)
+    tables = _tables(store)
+    with _read_only(store):
+        assert main(["approvals", "list", "--store", str(store)]) == 0
+        listed = capsys.readouterr().out
+        assert listed.startswith(f"{approval}  payment_orchestrator: pay Rs 75,000.00"), listed
+        answer = ["approvals", "approve", approval, "--store", str(store), "--as", "tina"]
+        assert main([*answer, "--role", "treasurer", "--wait", "0"]) == 2
+        assert capsys.readouterr().err == (
+            f"genie approvals: cannot leave an answer in {store}: it cannot be written "
+            "(attempt to write a readonly database)\n"
+        )
+    assert _tables(store) == tables
+    code, out, _ = _paused_payment(store, capsys)  # nothing was left: it pauses again
+    assert code == 1, out
 
 
 def test_a_run_with_a_store_is_not_told_to_use_one(tmp_path: Path, capsys: Capture) -> None:

@@ -11,7 +11,8 @@ escalated them, so that a process started again takes them up as resumed, as the
 asked (or escalated) a second time. ``about``: what the store is of: ``pipeline``, the
 pipeline file (resolved) whose runs it keeps, so that ``genie approvals`` can say the command
 that resumes them. A table missing from a store made by an older genie is made when the file
-is opened (each is ``IF NOT EXISTS``), so an older file reads as naming no pipeline.
+is opened (each is ``IF NOT EXISTS``), so an older file reads as naming no pipeline; a client
+(``genie approvals``) that cannot write the file reads it as it is, naming none too.
 
 The file is in WAL mode. Every write is one transaction of what one turn of the loop produced.
 By default a write is committed on the loop (``synchronous=NORMAL``: in the file's log, in the
@@ -171,9 +172,20 @@ class _EmptyStore(ConfigurationError):
     writes them a moment later)."""
 
 
+class _CannotWrite(ConfigurationError):
+    """A store that had to be written to be opened (a table or column its genie did not make
+    was to be added, or its layout brought up to date) and cannot be written here: the file,
+    or its disk, is read-only to this user. ``why``: SQLite's words."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.Connection:
     """A connection to the store at ``path``, made if need be (``made``: it must be one
     already). A database of something else is refused before anything in it changes."""
+    db: sqlite3.Connection | None = None
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
         tables = {
@@ -204,8 +216,35 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
         if "given_at" not in columns:  # a store made before answers said when they were given
             db.execute("ALTER TABLE answers ADD COLUMN given_at REAL")
     except sqlite3.Error as exc:
+        if db is not None:
+            db.close()
+        if _refused_write(exc):
+            raise _CannotWrite(f"cannot use {path} as a store: {exc}", str(exc)) from exc
         raise ConfigurationError(f"cannot use {path} as a store: {exc}") from exc
     return db
+
+
+def _refused_write(exc: sqlite3.Error) -> bool:
+    """Whether SQLite refused ``exc``'s statement as a write to a database it may only read."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_READONLY
+
+
+def _reader(path: Path) -> sqlite3.Connection | None:
+    """The store at ``path`` opened to read only, as it is, or None when it cannot be read so:
+    a store of the old layout (``deliveries``) is read only once brought up to date."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    db: sqlite3.Connection | None = None
+    try:
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
+        kept = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
+        if db.execute(kept).fetchone() is not None:
+            return db
+    except sqlite3.Error:
+        pass  # the store's own error, from opening it to write, says what is wrong
+    if db is not None:
+        db.close()
+    return None
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
@@ -475,10 +514,13 @@ class DeliveryStore:
 
 class StoreClient:
     """Another process's view of a store (``genie approvals``): the approvals it keeps
-    pending, and answers left for the runtime that holds it."""
+    pending, and answers left for the runtime that holds it. A store this user cannot write
+    is read as it is: its approvals are listed (a store an older genie made may have no
+    ``about``: it names no pipeline), and an answer is refused, saying why."""
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = Path(path)
+        self._unwritable: str | None = None  # why the store cannot be written, if it cannot
         refused = _not_a_store_file(self.path)
         if refused is not None:
             raise ConfigurationError(refused)
@@ -491,8 +533,18 @@ class StoreClient:
                 if last == 1:
                     raise
                 time.sleep(0.05)
+            except _CannotWrite as exc:
+                reader = _reader(self.path)
+                if reader is None:
+                    raise
+                self._db, self._unwritable = reader, exc.why
+                break
             else:
                 break
+        self._tables = {
+            str(name)
+            for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
 
     def approvals(self) -> list[str]:
         """The JSON of each pending approval's request (kept for the desk), oldest first."""
@@ -509,17 +561,32 @@ class StoreClient:
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
     ) -> int:
         """Leave an answer for the runtime, saying when it was given; its row."""
-        cursor = self._db.execute(
-            "INSERT INTO answers (approval_id, approved, answerer, roles, reason, given_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (approval_id, int(approved), by, ",".join(roles), reason, time.time()),
-        )
+        if self._unwritable is not None:
+            raise self._cannot_answer(self._unwritable)
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO answers (approval_id, approved, answerer, roles, reason, given_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (approval_id, int(approved), by, ",".join(roles), reason, time.time()),
+            )
+        except sqlite3.Error as exc:
+            if _refused_write(exc):  # SQLite opened the file to read only, as it could
+                raise self._cannot_answer(str(exc)) from None
+            # A runtime holding its write lock past the timeout, a damaged page.
+            raise ConfigurationError(f"cannot leave an answer in {self.path}: {exc}") from None
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def _cannot_answer(self, why: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"cannot leave an answer in {self.path}: it cannot be written ({why})"
+        )
 
     def pipeline(self) -> str | None:
         """The pipeline file whose runs the store keeps, or None: a store of a runtime that
         ran no pipeline file, or made before stores named it."""
+        if "about" not in self._tables:  # made before, and read as it is
+            return None
         found = self._db.execute("SELECT value FROM about WHERE key = 'pipeline'").fetchone()
         return None if found is None else _text(found[0])
 
