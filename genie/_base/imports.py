@@ -54,7 +54,10 @@ def import_module(name: str, folder: Path | None = None) -> ModuleType:
             f"importing module {name!r} raised {type(exc).__name__}: {exc.msg} "
             f"({exc.filename}:{exc.lineno})"
         ) from exc
-    except Exception as exc:  # the module's own code failed: any error, reported as its own
+    except KeyboardInterrupt:  # Ctrl-C while it imports: the user's, not the module's
+        raise
+    except BaseException as exc:  # the module's own code failed: any error, reported as its own
+        # ``sys.exit()`` at import too: it would end the command quietly, as if all were well.
         raise ConfigurationError(
             f"importing module {name!r} raised {described(exc)}{_where(exc)}"
         ) from exc

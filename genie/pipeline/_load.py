@@ -511,7 +511,9 @@ class _Checker:
             except ConfigurationError as exc:
                 self.fail((*at, "params"), str(exc))
                 continue
-            except Exception as exc:  # the class's own constructor failed: its code, its error
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # the class's own constructor failed (sys.exit too)
                 self.fail((*at, "params"), f"{spec.name}(...) raised {described(exc)}")
                 continue
             self.specs[decl.id] = spec

@@ -573,17 +573,21 @@ def test_a_handler_refused_at_import_is_located_at_its_def(tmp_path: Path) -> No
     assert problem.endswith(f"({folder / 'household.py'}:{def_line})")
 
 
-def test_a_constructor_raising_anything_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [("KeyError('no config')", "KeyError: 'no config'"), ("SystemExit(0)", "SystemExit: 0")],
+    ids=["KeyError", "sys.exit"],
+)
+def test_a_constructor_raising_anything_is_reported(tmp_path: Path, raised: str, said: str) -> None:
+    # sys.exit(0) in a constructor ended genie validate quietly, with status 0.
     folder = tmp_path / "ctor"
     module = AGENT_MODULE.format(said="x") + (
-        "\n    def __init__(self, id: str) -> None:\n        raise KeyError('no config')\n"
+        f"\n    def __init__(self, id: str) -> None:\n        raise {raised}\n"
     )
     write(folder, "household.py", module)
     path = write(folder, "pipeline.yaml", PIPELINE)
     [problem] = problems_of(path)
-    assert problem == (
-        f"{path}:2: agents.0.params: household:Planner(...) raised KeyError: 'no config'"
-    )
+    assert problem == f"{path}:2: agents.0.params: household:Planner(...) raised {said}"
 
 
 def test_input_generators_are_found_beside_the_pipeline_too(tmp_path: Path) -> None:
