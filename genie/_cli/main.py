@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from shlex import quote
 from typing import TYPE_CHECKING, TextIO, cast
@@ -908,7 +910,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cli() -> int:
     """The ``genie`` console script: ``main()``, and a reader that goes away early
-    (``genie agents | head``) ends the command quietly instead of with a traceback."""
+    (``genie agents | head``) ends the command quietly instead of with a traceback. A thread
+    still running when the command is done (a plain ``def`` handler its delivery gave up) is
+    waited for a moment, then left: the process ends with the command's status."""
     try:
         code = main()
         sys.stdout.flush()  # output still in the buffer meets the closed pipe here
@@ -918,4 +922,39 @@ def cli() -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return SIGPIPE_EXIT
+    left = _threads_left(THREADS_GRACE)
+    if left:
+        # Python's exit would join them, however long they block: the run has ended and said
+        # so, and a thread cannot be interrupted, so the process ends without them.
+        many = len(left) > 1
+        print(
+            f"genie: {len(left)} thread{'s' if many else ''} still running ("
+            f"{', '.join(sorted({t.name for t in left}))}; a plain def handler given up at its "
+            f"deadline or with its request, say): the command ends without waiting for "
+            f"{'them' if many else 'it'}",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
     return code
+
+
+THREADS_GRACE = 2.0  # seconds a finished command waits for threads still running
+
+
+def _threads_left(grace: float) -> list[threading.Thread]:
+    """The threads Python's exit would wait for (not daemons) still running after ``grace``
+    seconds in all; Ctrl-C cuts the wait short."""
+    deadline = time.monotonic() + grace
+    left = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    try:
+        for thread in left:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    return [t for t in left if t.is_alive()]

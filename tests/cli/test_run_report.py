@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from genie.pipeline import load_pipeline
 Capture = pytest.CaptureFixture[str]
 
 AGENTS = """
+import time
+
 import anyio
 
 from genie import ApprovalRequest, BaseAgent, Context, Message, Payload, handler
@@ -64,6 +67,15 @@ class MisspeltPricer(BaseAgent):
             ctx.emit(Priced(item=payload.item), recipient="ledgr"),
             ctx.emit(Receipt(text=payload.item)),
         ]
+
+
+class Stuck(BaseAgent):
+    produces = (Receipt,)
+
+    @handler
+    def on_order(self, payload: Order, ctx: Context) -> Message:
+        time.sleep(60)  # a blocking call that will not return in time
+        return ctx.emit(Receipt(text=payload.item))
 
 
 class Printer(BaseAgent):
@@ -234,6 +246,33 @@ def test_a_keyboard_interrupt_a_handler_raised_names_its_agent(tmp_path: Path) -
         "genie run: the handler of stopper raised KeyboardInterrupt: the run stopped, what was "
         "in flight cancelled\n"
     )
+
+
+def test_a_thread_given_up_does_not_hold_the_command_at_its_exit(tmp_path: Path) -> None:
+    # The run ended at its timeout, but Python's exit joined the handler's thread: the command
+    # ended only when the 60 s sleep did, and Ctrl-C meanwhile printed a traceback.
+    pipeline = _pipeline(
+        tmp_path,
+        "agents: [{id: stuck, use: 'MOD:Stuck'}]\nentry: {type: order, to: stuck}\n"
+        "output: receipt\n",
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [_genie(), "run", pipeline, "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "genie run: p: the run ended timed_out", done.stderr
+    assert lines[-1] == (
+        "genie: 1 thread still running (AnyIO worker thread; a plain def handler given up at "
+        "its deadline or with its request, say): the command ends without waiting for it"
+    )
+    assert took < 30  # start-up, the timeout, 2 s for the cancelled work, 2 s for the thread
 
 
 def _paused_payment(store: Path, capsys: Capture, *json_flag: str) -> tuple[int, str, str]:
