@@ -340,10 +340,8 @@ class Gather(_Waiter):
         self._keys = sorted(self._senders or self._types)
         self._needed = count if count is not None else (len(self._keys) or 1)
         if self._needed < 1 or (self._keys and self._needed > len(self._keys)):
-            raise InvalidArgumentError(
-                f"gather: count must be between 1 and {len(self._keys) or 'any'}, "
-                f"got {self._needed}"
-            )
+            bound = f"between 1 and {len(self._keys)}" if self._keys else "at least 1"
+            raise InvalidArgumentError(f"gather: count must be {bound}, got {self._needed}")
         self._deadline = math.inf if timeout is None else owner._clock.monotonic() + timeout
         self._replies: dict[str, Message] = {}
         self._extra: list[Message] = []  # replies in count mode (no keys)

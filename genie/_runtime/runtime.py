@@ -42,6 +42,7 @@ from .._errors import (
     DeliveryError,
     DuplicateAgentError,
     GenieError,
+    InvalidArgumentError,
     RuntimeClosedError,
     UnknownMessageTypeError,
     UnknownRecipientError,
@@ -898,10 +899,17 @@ class Runtime:
             sender = msg.sender
             where = lambda m: m.recipient == sender  # noqa: E731
         elif isinstance(until, str):
+            if until not in self.types:  # no message of it can be published: none would come
+                raise UnknownMessageTypeError(until, self.types.names())
             type_name = until
             where = lambda m: m.type == type_name  # noqa: E731
-        else:
+        elif callable(until):
             where = until
+        else:
+            raise InvalidArgumentError(
+                f"rt.{how}: until must be a message type's name or a function of a message, "
+                f"got {type(until).__name__}"
+            )
         if how == "ask":
             for prepare in self._preparers:
                 await prepare(msg)

@@ -27,10 +27,11 @@ from genie import (
     Runtime,
     RuntimeState,
     TestContext,
+    UnknownMessageTypeError,
     handler,
 )
 
-from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
 
 
 @pytest.fixture
@@ -262,6 +263,19 @@ async def test_ask_returns_the_final_message() -> None:
         result = await rt.ask(rt.message(Ping(n=9), recipient="echo"), until="pong")
     assert result.complete
     assert result.message.payload == Pong(n=9)
+
+
+async def test_ask_until_a_type_nobody_registered_is_refused_before_anything_is_sent() -> None:
+    # A misspelt type waited for a reply that could never come, and ended "partial".
+    echo = Recorder("echo")
+    async with Runtime([echo, Echo("pinger")]) as rt:
+        with pytest.raises(UnknownMessageTypeError) as refused:
+            await rt.ask(rt.message(Ping(n=9), recipient="echo"), until="pnog")
+        assert str(refused.value) == (
+            "unknown message type 'pnog': no payload model is registered (did you mean 'pong'?)"
+        )
+        assert rt.statistics().delivered == 0
+    assert echo.seen == []
 
 
 async def test_ask_timeout_cancels_outstanding_work() -> None:
@@ -693,7 +707,11 @@ async def test_an_argument_the_runtime_refuses_is_a_genie_error_and_a_value_erro
     refusals: list[BaseException] = []
     async with Runtime([Echo("echo")]) as rt:
         calls: list[tuple[Callable[[], object], str]] = [
-            (lambda: rt.gather("any", senders=["a", "b"], count=3), "count must be"),
+            (
+                lambda: rt.gather("any", senders=["a", "b"], count=3),
+                "^gather: count must be between 1 and 2, got 3$",
+            ),
+            (lambda: rt.gather("any", count=0), "^gather: count must be at least 1, got 0$"),
             (lambda: rt.events(buffer=0), "buffer of at least 1"),
             (lambda: rt.model_text("c", reader="alice", hold_back=-1), "hold_back"),
             (
@@ -708,7 +726,14 @@ async def test_an_argument_the_runtime_refuses_is_a_genie_error_and_a_value_erro
         with pytest.raises(ValueError, match="the timeout must be") as caught:
             await rt.ask(rt.message(Ping(), recipient="echo"), timeout=float("nan"))
         refusals.append(caught.value)
-    assert [type(r).__name__ for r in refusals] == ["InvalidArgumentError"] * 5
+        # A bare TypeError from inside the gather when the first message came.
+        with pytest.raises(ValueError, match=r"^rt\.ask: until must be") as caught:
+            await rt.ask(rt.message(Ping(), recipient="echo"), until=5)  # type: ignore[arg-type]
+        assert str(caught.value) == (
+            "rt.ask: until must be a message type's name or a function of a message, got int"
+        )
+        refusals.append(caught.value)
+    assert [type(r).__name__ for r in refusals] == ["InvalidArgumentError"] * 7
     assert all(isinstance(r, GenieError) for r in refusals)
 
 

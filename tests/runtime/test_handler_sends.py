@@ -280,7 +280,7 @@ async def test_outside_callers_still_publish_while_a_handler_is_refused() -> Non
                 await rt.publish(rt.message(Ping(n=10), sender="plain", recipient="rec"))
                 rt.publish_nowait(rt.message(Ping(n=11), sender="plain", recipient="rec"))
                 result = await rt.ask(
-                    rt.message(Ping(n=12), recipient="s"), until="nothing", timeout=0.5
+                    rt.message(Ping(n=12), recipient="s"), until=lambda m: False, timeout=0.5
                 )
                 assert result.status == "partial"
 
