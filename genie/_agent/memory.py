@@ -194,15 +194,28 @@ def _refused(
 
 
 def _check_texts(memory: str, call: str, **texts: str) -> None:
-    """Refuses a text argument UTF-8 cannot encode, naming it."""
+    """Refuses a text argument that is no text, or that UTF-8 cannot encode, naming it."""
     for argument, text in texts.items():
-        if isinstance(text, str) and (at := lone_surrogate(text)) is not None:
+        if not isinstance(text, str):  # a key of 5 would be stored as another kind of key
+            raise MemoryArgumentError(
+                memory, call, argument, f"is not text (a str): got {type(text).__name__}"
+            )
+        if (at := lone_surrogate(text)) is not None:
             raise _refused(memory, call, argument, text, at)
 
 
 def _check_value(memory: str, call: str, argument: str, value: object) -> None:
-    """Refuses a JSON value (one ``json.dumps`` took: no cycle) holding a string, or a key,
-    that UTF-8 cannot encode, naming where (``value['notes'][2]``)."""
+    """Refuses a JSON value (one ``json.dumps`` took: no cycle) holding NaN or infinity (no
+    JSON has them: a store's reader would refuse the file, a bucket's value), or a string or
+    key that UTF-8 cannot encode, naming where (``value['notes'][2]``)."""
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise MemoryArgumentError(
+            memory, call, argument, "has no JSON form: it holds NaN or infinity"
+        ) from None
     found = lone_surrogate_in(value)
     if found is None:
         return

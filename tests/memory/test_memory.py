@@ -4,6 +4,7 @@ handler's budgeted model, and a file that outlives its runtime."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable
@@ -554,6 +555,56 @@ CALLS: list[tuple[str, str, Call]] = [
     ("facts.history", "user", lambda m: m.facts.history(BAD, "city")),
     ("facts.history", "key", lambda m: m.facts.history("u1", BAD)),
 ]
+
+
+NOT_JSON: list[tuple[str, str, Call, str]] = [
+    ("kv.set", "value", lambda m: m.kv.set("n", "k", math.nan), "has no JSON form"),
+    ("kv.set", "value", lambda m: m.kv.set("n", "k", {"x": [math.inf]}), "has no JSON form"),
+    ("semantic.add", "meta", lambda m: m.semantic.add("u1", "k", "t", {"w": -math.inf}), "has"),
+    (
+        "kv.set",
+        "key",
+        lambda m: m.kv.set("n", 5, "v"),  # type: ignore[arg-type]
+        "is not text (a str): got int",
+    ),
+    (
+        "facts.record",
+        "value",
+        lambda m: m.facts.record("u1", "age", 41),  # type: ignore[arg-type]
+        "is not text",
+    ),
+]
+
+
+@BACKENDS
+async def test_values_json_cannot_hold_and_keys_that_are_no_text_are_refused(
+    kind: str, tmp_path: Path
+) -> None:
+    """NaN and infinity were stored (no JSON has them, as memory's values are said to be) and a
+    key of 5 kept as another kind of key: each is refused, nothing stored or judged."""
+    audit = MemoryAuditLog()
+    refused: list[Any] = []
+
+    async def work(ctx: Context) -> Any:
+        mem = ctx.memory()
+        for _, _, call, _ in NOT_JSON:
+            try:
+                await call(mem)
+            except MemoryArgumentError as exc:
+                refused.append((exc.call, exc.argument, exc.problem))
+            else:
+                refused.append("not refused")
+        return await mem.kv.get("n", "k")
+
+    async with Runtime(memory=store_of(kind, tmp_path), audit=audit) as rt:
+        before = len(audit.records)
+        assert await run(rt, work) is None  # nothing was kept
+    assert [(c, a) for c, a, _ in refused] == [(c, a) for c, a, _, _ in NOT_JSON]
+    for (_, _, problem), (_, _, _, said) in zip(refused, NOT_JSON, strict=True):
+        assert problem.startswith(said), problem
+    # Judged (and so audited) are only the reads at the end: nothing refused was judged.
+    judged = [r.details["reason"] for r in list(audit.records)[before:]]
+    assert judged == ["kv n/k"]
 
 
 @BACKENDS
