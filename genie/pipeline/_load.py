@@ -1001,7 +1001,10 @@ class _Checker:
 
     def check_flow(self, graph: Graph) -> None:
         if self.problems:
-            return  # reachability over a broken graph would only repeat the errors above
+            # Reachability over a broken graph would only repeat the errors above; a misspelt
+            # output is a mistake of its own, said with them.
+            self.known_type(self.config.output, ("output",))
+            return
         producers = {t for n in graph.nodes.values() for t in n.produces} | {self.config.entry.type}
         for type_name in self.config.routes:
             if type_name not in producers:

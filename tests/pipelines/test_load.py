@@ -573,6 +573,23 @@ def test_a_handler_refused_at_import_is_located_at_its_def(tmp_path: Path) -> No
     assert problem.endswith(f"({folder / 'household.py'}:{def_line})")
 
 
+def test_a_misspelt_output_is_reported_beside_a_misspelt_entry(tmp_path: Path) -> None:
+    # Only the entry's mistake was said; the output's came at the next run of validate.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        "entry: {type: analysis_reslt, to: forecaster}\n"
+        "output: forecast_reslt\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:2: entry.type: unknown message type 'analysis_reslt' (did you mean "
+        "'analysis_result'?)",
+        f"{path}:3: output: unknown message type 'forecast_reslt' (did you mean "
+        "'forecast_result'?)",
+    ]
+
+
 @pytest.mark.parametrize(
     ("raised", "said"),
     [("KeyError('no config')", "KeyError: 'no config'"), ("SystemExit(0)", "SystemExit: 0")],
