@@ -184,10 +184,18 @@ def _answer(args: argparse.Namespace) -> int:
             # A byte the terminal's encoding could not read (argv holds it as a surrogate):
             # no store, bucket or audit log can keep it.
             raise ConfigurationError(f"{option}: not valid text (an undecodable byte at {at})")
-    ids = [a["id"] for a in _pending(args)]
+    pending = _pending(args)
+    ids = [a["id"] for a in pending]
     if args.approval not in ids:
         known = ", ".join(str(i) for i in ids) or "none"
         raise ConfigurationError(f"no approval {args.approval!r} pending in {where} ({known})")
+    [asked] = [a for a in pending if a["id"] == args.approval]
+    # Answers left before this one and not taken yet: the first the desk accepts decides.
+    ahead = [
+        str(a["by"])
+        for a in cast(list[dict[str, object]], asked.get("answers", []))
+        if a["outcome"] is None
+    ]
     answer = (args.approval, args.approved, args.principal, tuple(args.role), args.reason)
     try:
         if args.nats is not None:
@@ -207,7 +215,15 @@ def _answer(args: argparse.Namespace) -> int:
         print("genie approvals: interrupted before the answer was left", file=sys.stderr)
         return 130
     if outcome is None:
-        print(f"genie approvals: the answer is left in {where}: {taker}", file=sys.stderr)
+        behind = ""
+        if ahead:
+            names = ", ".join(n if _not_a_name(n) is None else repr(n) for n in ahead)
+            behind = (
+                f" behind {len(ahead)} not taken yet (by {names}): the first answer the desk "
+                "accepts decides, so this one counts only if "
+                f"{'that one is' if len(ahead) == 1 else 'those are'} refused"
+            )
+        print(f"genie approvals: the answer is left in {where}{behind}: {taker}", file=sys.stderr)
         return 0
     print(f"{args.approval}: {outcome}")
     return 0 if outcome in ("approved", "rejected") else 1  # refused, or decided already

@@ -532,6 +532,32 @@ def test_an_answer_left_while_nothing_runs_is_shown_and_its_refusal_said(
     assert json.loads(captured.out)["output"]["payload"]["action"] == "submit"
 
 
+def test_an_answer_left_behind_another_says_the_first_accepted_decides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alice approves, then Bob rejects, while nothing runs: both were told "the answer is
+    left", though the resumed run takes Alice's and Bob's is refused unseen. Bob is told his
+    counts only if hers is refused; the run then goes as said."""
+    store = str(tmp_path / "payments.db")
+    assert main(["run", "payments", "--store", store, "--set", "TIMEOUT=0.5s"]) == 1
+    capsys.readouterr()
+    assert main(["approvals", "list", "--store", store, "--json"]) == 0
+    approval_id = json.loads(capsys.readouterr().out)["id"]
+    answer = ["approvals", "--store", store, "--wait", "0", "--role", "treasurer"]
+    assert main([answer[0], "approve", approval_id, *answer[1:], "--as", "alice"]) == 0
+    first = capsys.readouterr().err
+    assert main([answer[0], "reject", approval_id, *answer[1:], "--as", "bob"]) == 0
+    second = capsys.readouterr().err
+    assert first.startswith(f"genie approvals: the answer is left in {store}: ")
+    assert second.startswith(
+        f"genie approvals: the answer is left in {store} behind 1 not taken yet (by alice): "
+        "the first answer the desk accepts decides, so this one counts only if that one is "
+        "refused: "
+    )
+    assert main(["run", "payments", "--store", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["output"]["payload"]["action"] == "submit"
+
+
 def test_answers_written_into_the_store_by_hand_are_listed_one_line_each(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
