@@ -899,8 +899,6 @@ class Runtime:
             sender = msg.sender
             where = lambda m: m.recipient == sender  # noqa: E731
         elif isinstance(until, str):
-            if until not in self.types:  # no message of it can be published: none would come
-                raise UnknownMessageTypeError(until, self.types.names())
             type_name = until
             where = lambda m: m.type == type_name  # noqa: E731
         elif callable(until):
