@@ -299,29 +299,42 @@ async def test_a_deadline_gives_up_the_thread_of_an_agents_own_handle_too() -> N
     assert agent.finished.wait(WAIT)  # it ran on, its result discarded
 
 
-class LateScheduler(BaseAgent):
-    """Waits for ``gate``, then tries to schedule a timer: after its deadline, if it is late."""
+class Late(BaseAgent):
+    """Waits for ``gate``, then asks ``call`` of its context: after its deadline, if late."""
 
-    def __init__(self, id: str, gate: threading.Event) -> None:
+    def __init__(self, id: str, gate: threading.Event, call: Callable[[Context], None]) -> None:
         super().__init__(id)
         self.gate = gate
+        self.call = call
         self.done = threading.Event()
+        self.went_through = False
         self.refused = ""
 
     @handler
     def on_ping(self, payload: Ping, ctx: Context) -> None:
         try:
             self.gate.wait(WAIT)
-            ctx.schedule(1.0, payload)
+            self.call(ctx)
+            self.went_through = True
         except AgentError as exc:
             self.refused = str(exc)
         finally:
             self.done.set()
 
 
-async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
+@pytest.mark.parametrize(
+    ("what", "call"),
+    [
+        ("schedule", lambda ctx: ctx.schedule(1.0, Ping(n=2))),
+        ("sleep", lambda ctx: anyio.from_thread.run(ctx.sleep, 0.01)),
+    ],
+    ids=["schedule", "sleep"],
+)
+async def test_a_thread_given_up_cannot_reach_the_runtime_any_more(
+    what: str, call: Callable[[Context], None]
+) -> None:
     gate = threading.Event()
-    late = LateScheduler("late", gate)
+    late = Late("late", gate, call)
     async with Runtime() as rt:
         rt.add(late, options=AgentOptions(deadline=0.2))
         result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
@@ -330,47 +343,9 @@ async def test_a_thread_given_up_cannot_reach_the_runtime_any_more() -> None:
         assert await anyio.to_thread.run_sync(late.done.wait, WAIT)
         assert rt.statistics().timers_set == 0  # nothing was scheduled for the dead delivery
         settled(rt)
+    assert not late.went_through
     assert late.refused == (
-        "agent 'late': ctx.schedule refused, the delivery gave this thread up (its deadline "
-        "passed, or its request was cancelled)"
-    )
-
-
-class LateSleeper(BaseAgent):
-    """Waits for ``gate``, then sleeps on the runtime's clock: after its deadline, if late."""
-
-    def __init__(self, id: str, gate: threading.Event) -> None:
-        super().__init__(id)
-        self.gate = gate
-        self.done = threading.Event()
-        self.slept = False
-        self.refused = ""
-
-    @handler
-    def on_ping(self, payload: Ping, ctx: Context) -> None:
-        try:
-            self.gate.wait(WAIT)
-            anyio.from_thread.run(ctx.sleep, 0.01)
-            self.slept = True
-        except AgentError as exc:
-            self.refused = str(exc)
-        finally:
-            self.done.set()
-
-
-async def test_a_thread_given_up_cannot_sleep_on_the_runtimes_clock() -> None:
-    gate = threading.Event()
-    late = LateSleeper("late", gate)
-    async with Runtime() as rt:
-        rt.add(late, options=AgentOptions(deadline=0.2))
-        result = await rt.ask(rt.message(Ping(n=1), recipient="late"))
-        assert "HandlerTimeoutError" in result.missing[0].reason
-        gate.set()
-        assert await anyio.to_thread.run_sync(late.done.wait, WAIT)
-        settled(rt)
-    assert not late.slept
-    assert late.refused == (
-        "agent 'late': ctx.sleep refused, the delivery gave this thread up (its deadline "
+        f"agent 'late': ctx.{what} refused, the delivery gave this thread up (its deadline "
         "passed, or its request was cancelled)"
     )
 
