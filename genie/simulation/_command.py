@@ -82,10 +82,17 @@ def _simulate(args: argparse.Namespace) -> int:
     pipeline = load(args)
     if args.out is not None:
         pyplot()  # matplotlib missing: say so now, not after the run
-        parent = Path(args.out).parent
+        out = Path(args.out)
+        parent = out.parent
         if not parent.is_dir():
             raise SimulationError(
                 f"cannot write {args.out}: {os.fspath(parent)} is not a directory"
+            )
+        # matplotlib would add ".png" to a name without one (a folder's name too), and fail
+        # on another suffix only once the whole run had been made.
+        if out.is_dir() or out.suffix.lower() != ".png":
+            raise SimulationError(
+                f"cannot write {args.out}: --out names the PNG file to draw, ending in .png"
             )
     line = None if args.quiet else ProgressLine(sys.stderr)
 

@@ -85,6 +85,11 @@ def test_set_reaches_the_pipeline_file(capsys: pytest.CaptureFixture[str]) -> No
         (["--timeout", "-1"], "argument --timeout: a number of seconds above 0, not '-1'"),
         (["--timeout", "nan"], "argument --timeout: a number of seconds above 0, not 'nan'"),
         (["--out", "/no/such/dir/sim.png"], "cannot write /no/such/dir/sim.png"),
+        # A .txt failed after the whole run with matplotlib's traceback; a folder's name or a
+        # name without a suffix was written elsewhere, with ".png" added, and said to be here.
+        (["--out", "sim.txt"], "cannot write sim.txt: --out names the PNG file to draw"),
+        (["--out", "sim"], "cannot write sim: --out names the PNG file to draw, ending in .png"),
+        (["--out", "."], "cannot write .: --out names the PNG file to draw, ending in .png"),
     ],
 )
 def test_bad_input_exits_2_naming_the_problem(
