@@ -64,15 +64,24 @@ QUICK: dict[str, object] = {
 }
 
 
+def _items(text: str) -> list[str]:
+    """The comma-separated items of ``text``; an empty one (``1,,2``, ``""``) is a mistake."""
+    items = [v.strip() for v in text.split(",")]
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty list")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
+    return items
+
+
 def _positive_list(text: str) -> list[int]:
+    items = _items(text)
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a comma-separated list of integers"
         ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("empty list")
     for v in values:
         if v < 1:
             raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
@@ -80,15 +89,18 @@ def _positive_list(text: str) -> list[int]:
 
 
 def _positive(text: str) -> int:
-    values = _positive_list(text)
-    if len(values) != 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not one positive integer")
-    return values[0]
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def _names(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
-        names = [v.strip() for v in text.split(",") if v.strip()]
+        names = _items(text)
         for name in names:
             if name not in known:
                 raise argparse.ArgumentTypeError(

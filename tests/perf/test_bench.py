@@ -368,6 +368,12 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
         (["--workloads", "speed"], "unknown workload 'speed' (known: fanout, chain"),
         (["--payload-bytes", "-1"], "--payload-bytes: -1 is negative"),
         (["--budget", "0"], "argument --budget: 0 is not a positive integer"),
+        # An empty list ran the floors alone and wrote a report; an empty item was skipped.
+        (["--variants", ""], "argument --variants: empty list"),
+        (["--workloads", " "], "argument --workloads: empty list"),
+        (["--n", "1,,2"], "argument --n: '1,,2' has an empty item"),
+        (["--rounds", "1.5"], "argument --rounds: '1.5' is not one positive integer"),
+        (["--budget", "nan"], "argument --budget: 'nan' is not one positive integer"),
     ],
 )
 def test_bad_input_is_refused_with_exit_2(
