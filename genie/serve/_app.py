@@ -51,6 +51,7 @@ from .._runtime.audit import AuditRecord, AuditSink, MemoryAuditLog
 from .._runtime.observe.metrics import Metrics
 from .._runtime.observe.observer import Observer
 from .._runtime.runtime import Runtime
+from .._runtime.transport import RESERVED_IDS
 from ..pipeline import Pipeline, RunResult
 from ._exposition import exposition
 from ._keys import ApiKey, KeyRing
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
 __all__ = ["STATUS", "ServeSettings", "create_app"]
 
 _log = lazy_logger("genie.serve")
+SERVER = "genie-serve"  # the actor of the server's own audit records
 
 # The HTTP status of each run status: the output (200), a denial (403), a timeout (504), and
 # a pipeline that ended without its output (502: the server is a gateway to the pipeline).
@@ -264,6 +266,16 @@ def create_app(
     if len(set(names)) != len(names):
         raise ConfigurationError(f"two pipelines share a name: {sorted(names)}")
     by_name = {p.name: p for p in pipelines}
+    # A client's requests are sent under its principal: named as the runtime's own senders
+    # (trusted by workflows, not kept by a store) or as this server's audit actor, it would
+    # pass for them.
+    reserved = {name: f"the runtime's own ({why})" for name, why in RESERVED_IDS.items()}
+    reserved[SERVER] = "this server's own (its actor in the audit log)"
+    taken = sorted(set(reserved) & set(keys.principals()))
+    if taken:
+        raise ConfigurationError(
+            f"principal {taken[0]!r} is {reserved[taken[0]]}: rename the principal"
+        )
     for p in pipelines:
         clash = sorted({d.id for d in p.config.agents} & set(keys.principals()))
         if clash:
@@ -356,7 +368,7 @@ def create_app(
 
     def record(action: str, principal: str, **details: str) -> None:
         state.rejected[action] = state.rejected.get(action, 0) + 1
-        sink.record(AuditRecord(datetime.now(UTC), "genie-serve", action, principal, details))
+        sink.record(AuditRecord(datetime.now(UTC), SERVER, action, principal, details))
         _log.warning("%s: %s %s", action, principal, details)
 
     async def admit(request: Request) -> ApiKey:

@@ -64,6 +64,25 @@ def test_principal_named_like_an_agent(tmp_path: Path, capsys: pytest.CaptureFix
     assert "principal 'reporter' is also an agent of pipeline 'finance'" in err
 
 
+@pytest.mark.parametrize(
+    ("principal", "said"),
+    [
+        ("genie", "the runtime's own (the sender of its notices of losses and cancellations)"),
+        ("approvals", "the runtime's own (its approval desk, whose decisions workflows act on)"),
+        ("genie-serve", "this server's own (its actor in the audit log)"),
+    ],
+)
+def test_a_principal_cannot_take_a_name_the_runtime_or_the_server_uses(
+    principal: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A client's requests are sent under its principal: as "genie" a store did not keep them
+    # (the runtime's own), and as "genie-serve" its audit rows read as the server's.
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"keys:\n  - {{principal: {principal}, key: 0123456789abcdef}}\n")
+    err = _fails([FINANCE, "--keys", str(keys), "--port", "0"], capsys)
+    assert f"principal {principal!r} is {said}: rename the principal" in err
+
+
 @pytest.mark.parametrize("option", ["--max-body", "--burst", "--rate", "--drain"])
 def test_a_limit_must_be_positive(
     option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
