@@ -858,25 +858,21 @@ async def test_a_pipeline_run_on_a_store_names_its_file_there(tmp_path: Path) ->
     db.execute("DROP TABLE about")  # as genie made the file before it named the pipeline
     db.commit()
     db.close()
-    client = StoreClient(path)
-    try:
-        assert client.pipeline() is None  # an older file: read as naming none
-    finally:
-        client.close()
+
+    def named() -> str | None:
+        client = StoreClient(path)
+        try:
+            return client.pipeline()
+        finally:
+            client.close()
+
+    assert named() is None  # an older file: read as naming none
     async with pipeline.runtime(store=path):
         pass
-    client = StoreClient(path)
-    try:
-        assert client.pipeline() == str((tmp_path / "p.yaml").resolve())
-    finally:
-        client.close()
+    assert named() == str((tmp_path / "p.yaml").resolve())
     async with Runtime(store=path):  # no pipeline file: what was recorded stays
         pass
-    client = StoreClient(path)
-    try:
-        assert client.pipeline() == str((tmp_path / "p.yaml").resolve())
-    finally:
-        client.close()
+    assert named() == str((tmp_path / "p.yaml").resolve())
 
 
 def test_a_pipeline_named_for_no_store_is_refused(tmp_path: Path) -> None:
