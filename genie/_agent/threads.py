@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from .._base.clock import waiting_outside
 from .._base.failure import exiting, format_failure, formatted_there
 from .._errors import AgentError, described
 from .._message.envelope import Message
@@ -71,15 +72,16 @@ async def run_in_thread(
     the handler raises, an exit too, fails its delivery only (see the module docstring)."""
     slots = slots or Slots()
     try:
-        return await anyio.to_thread.run_sync(
-            _in_thread,
-            method,
-            slots,
-            payload,
-            ThreadContext(ctx, slots),
-            abandon_on_cancel=True,
-            limiter=limiter,
-        )
+        with waiting_outside():
+            return await anyio.to_thread.run_sync(
+                _in_thread,
+                method,
+                slots,
+                payload,
+                ThreadContext(ctx, slots),
+                abandon_on_cancel=True,
+                limiter=limiter,
+            )
     finally:
         with slots.lock:
             slots.abandoned = not slots.done

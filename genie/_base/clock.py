@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 
 import anyio
 
 from .._errors import InvalidArgumentError
 
-__all__ = ["REAL_TIME_LOOPS", "Clock", "checked_timeout"]
+__all__ = ["REAL_TIME_LOOPS", "Clock", "checked_timeout", "waiting_outside"]
 
 # The modules of event loops whose time is the monotonic clock, read coarsely.
 REAL_TIME_LOOPS = frozenset({"uvloop"})
@@ -89,6 +90,20 @@ class Clock:
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
+
+
+def waiting_outside() -> AbstractContextManager[object]:
+    """Where the runtime waits for work outside its event loop (a handler's thread, a child
+    process, a tool's server, a model over HTTP, a store's disk): a loop whose clock is
+    virtual must not jump past that work to its next timer, so it is told, through its
+    ``waiting_outside()`` (the simulation's loop has one). Any other loop: nothing to do."""
+    import asyncio
+
+    try:
+        announce = getattr(asyncio.get_running_loop(), "waiting_outside", None)
+    except RuntimeError:  # not on asyncio (trio): its MockClock is the test's to set
+        return nullcontext()
+    return nullcontext() if announce is None else announce()
 
 
 def _wall_now() -> datetime:

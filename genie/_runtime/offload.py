@@ -41,6 +41,7 @@ import anyio
 from .._agent.agent import Agent, bound_sync_handlers
 from .._agent.context import Context, Timer, _ContextBase
 from .._agent.threads import Slots, run_in_thread
+from .._base.clock import waiting_outside
 from .._base.failure import format_failure, formatted_there
 from .._base.imports import folder_packages, restore_folder_packages
 from .._base.record import Record
@@ -285,9 +286,10 @@ class ProcessHandler:
             _in_child, self.folders, self.pickled, self.type_name, wire, ctx.now()
         )
         try:
-            returned = await anyio.to_thread.run_sync(
-                future.result, abandon_on_cancel=True, limiter=offload.unlimited
-            )
+            with waiting_outside():
+                returned = await anyio.to_thread.run_sync(
+                    future.result, abandon_on_cancel=True, limiter=offload.unlimited
+                )
         except BaseException as exc:
             from concurrent.futures.process import BrokenProcessPool
 

@@ -31,7 +31,7 @@ from .._agent.tools import (
     ToolSession,
     ToolSpec,
 )
-from .._base.clock import Clock
+from .._base.clock import Clock, waiting_outside
 from .._base.log import lazy_logger
 from .._errors import ToolCallError, ToolDeniedError, described
 from .._message.envelope import Message
@@ -118,7 +118,8 @@ class ToolCalls:
                 raise ToolCallError(f"tool server {server!r}: the runtime is not running")
             opening = self._opening[server] = _Opening()
             self._tg.start_soon(self._keep, server, opening)
-        await opening.done.wait()
+        with waiting_outside():  # the server starting, and its handshake
+            await opening.done.wait()
         if opening.session is None:
             raise ToolCallError(f"tool server {server!r}: cannot connect: {opening.failure}")
         return opening.session
@@ -240,7 +241,9 @@ class GovernedTools:
         self._message = message
 
     async def list(self) -> Sequence[ToolSpec]:
-        return await (await self._calls.session(self._server)).list_tools()
+        session = await self._calls.session(self._server)
+        with waiting_outside():
+            return await session.list_tools()
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
         calls, server, agent = self._calls, self._server, self._agent_id
@@ -250,7 +253,9 @@ class GovernedTools:
             self._message, ToolCall(server=server, tool=name, arguments=given), agent, consumer
         )
         calls.admit_call(out, consumer)
-        output = await (await calls.session(server)).call_tool(name, given)
+        session = await calls.session(server)
+        with waiting_outside():
+            output = await session.call_tool(name, given)
         result = ToolResult(
             server=server,
             tool=name,

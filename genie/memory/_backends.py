@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import anyio.to_thread
 
 from .._agent.memory import Episode, Fact, Snapshot, highest
+from .._base.clock import waiting_outside
 from .._errors import ConfigurationError
 
 __all__ = ["Backend", "InMemoryBackend", "Row", "SqliteBackend"]
@@ -171,7 +172,8 @@ class SqliteBackend:
         self._lock = threading.Lock()
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._in_thread, work)
+        with waiting_outside():
+            return await anyio.to_thread.run_sync(self._in_thread, work)
 
     def _in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:

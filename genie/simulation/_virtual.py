@@ -12,6 +12,14 @@ for the exact same time undefined, so ``call_at`` never schedules two timers for
 A timer asked for an instant already taken is due one float step later (``math.nextafter``),
 so timers asked for the same instant fire in the order they were set. A step is about 1e-16
 of the time, far below the microsecond the report shows.
+
+Work done outside the loop (a handler's thread, a child process, a tool's server, a model
+over HTTP) is invisible to a selector that finds nothing ready: it would jump to the next
+timer, a handler's deadline say, while the thread is still working. So the program announces
+it (``waiting_outside``, which genie's runtime does through ``genie._base.clock``) and, while
+any is announced, the loop waits for it in real time, for at most the next timer's distance:
+compute is free, as on virtual time it always is, and work that hangs is still given up at
+its deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import asyncio
 import heapq
 import math
 import selectors
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import Context
 from typing import TypeVarTuple, Unpack
 
@@ -33,20 +42,28 @@ class _JumpingSelector(selectors.DefaultSelector):
     """Where the loop would block until its next timer, virtual time jumps to that timer.
 
     The loop blocks only when no callback is ready; I/O that is already ready (a thread's
-    wake-up) is served first, without a jump. With no timer at all (``timeout is None``) it
-    really blocks: only a thread or a signal can wake a program then, on any clock.
+    wake-up) is served first, without a jump. While work outside the loop is announced, the
+    selector first waits for it in real time, up to the timer's distance. With no timer at
+    all (``timeout is None``) it really blocks: only a thread or a signal can wake a program
+    then, on any clock.
     """
 
-    def __init__(self, jump: Callable[[float], None]) -> None:
+    def __init__(self, jump: Callable[[float], None], outside: Callable[[], int]) -> None:
         super().__init__()
         self._jump = jump
+        self._outside = outside
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None:
             return super().select(None)
         ready = super().select(0)
-        if not ready and timeout > 0:
-            self._jump(timeout)
+        if ready or timeout <= 0:
+            return ready
+        if self._outside():
+            ready = super().select(timeout)
+            if ready:
+                return ready
+        self._jump(timeout)
         return ready
 
 
@@ -55,8 +72,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     {"loop_factory": VirtualTimeLoop})``. Timers never tie (see the module docstring)."""
 
     def __init__(self) -> None:
-        super().__init__(_JumpingSelector(self._jump))
+        super().__init__(_JumpingSelector(self._jump, lambda: self._outside))
         self._now = 0.0
+        self._outside = 0  # pieces of work outside the loop the program is waiting for
         # Every timer set and not yet passed, by instant: the jump lands exactly on the next
         # one (adding the loop's ``timeout`` would drift by rounding), and an instant held by
         # a timer that is not cancelled is not given to a second one.
@@ -68,6 +86,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._now
+
+    @contextmanager
+    def waiting_outside(self) -> Iterator[None]:
+        """While in this block the program waits for work outside the loop (see the module
+        docstring): the clock does not jump past it unless it outlasts the next timer."""
+        self._outside += 1
+        try:
+            yield
+        finally:
+            self._outside -= 1
 
     def call_at(
         self,

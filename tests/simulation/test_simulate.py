@@ -17,6 +17,8 @@ from genie.pipeline import InputError, load_pipeline
 from genie.simulation import Progress, Report, SimulationError, simulate
 from genie.simulation._faults import stream
 
+from ..conftest import requires
+
 HERE = Path(__file__).parent / "pipelines"
 CHAIN = HERE / "chain.yaml"
 FINANCE = Path(__file__).resolve().parents[2] / "config" / "pipelines" / "finance.yaml"
@@ -176,6 +178,17 @@ def test_real_clock_runs_the_same_flow() -> None:
     assert r.sessions.completed == 20
     assert r.latency.min >= 0.002
     assert r.settings.clock == "real"
+    accounted(r)
+
+
+@requires("mcp", extra="mcp")  # their tools are the catalogue's MCP servers
+@pytest.mark.parametrize("name", ["research", "advice"])
+def test_tool_calls_take_no_virtual_time(name: str) -> None:
+    # A tool's server answers in real time, while a virtual clock would jump to the next
+    # timer (the tool's own timeout): every session then failed with a ToolCallError.
+    r = simulate(FINANCE.parent / f"{name}.yaml", sessions=3, concurrency=2)
+    assert r.sessions.completed == 3, r.dead_letters
+    assert r.duration == 0.0  # compute is free; no latency was injected
     accounted(r)
 
 

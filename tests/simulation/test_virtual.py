@@ -114,6 +114,53 @@ def test_a_thread_wakes_the_loop_without_moving_the_clock() -> None:
     assert run_virtual(main) == (42, 0.0)
 
 
+def test_work_outside_the_loop_takes_no_virtual_time_while_a_timer_waits() -> None:
+    # A deadline is pending while a thread works: the clock must not jump to the deadline
+    # because the loop found nothing ready at once (compute is free on virtual time).
+    async def main() -> tuple[int | None, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+
+        def work() -> int:
+            time.sleep(0.05)
+            return 42
+
+        value = None
+        with anyio.move_on_after(30):
+            with loop.waiting_outside():
+                value = await anyio.to_thread.run_sync(work)
+        return value, anyio.current_time()
+
+    assert run_virtual(main) == (42, 0.0)
+
+
+def test_work_outside_the_loop_still_meets_its_deadline_when_it_hangs() -> None:
+    # Waiting outside lasts at most until the next timer, in real time: a thread that does
+    # not come back in time is given up at its deadline, as on a real clock.
+    async def main() -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        with anyio.move_on_after(0.05) as scope:
+            with loop.waiting_outside():
+                await anyio.to_thread.run_sync(time.sleep, 2, abandon_on_cancel=True)
+        return scope.cancelled_caught, anyio.current_time()
+
+    started = time.monotonic()
+    assert run_virtual(main) == (True, 0.05)
+    assert time.monotonic() - started < 1.5
+
+
+def test_without_outside_work_the_clock_jumps_past_a_thread() -> None:
+    # What the two tests above guard against: unannounced, a thread's work is invisible to
+    # the loop, which jumps to the next timer.
+    async def main() -> bool:
+        with anyio.move_on_after(30) as scope:
+            await anyio.to_thread.run_sync(time.sleep, 0.05, abandon_on_cancel=True)
+        return scope.cancelled_caught
+
+    assert run_virtual(main)
+
+
 def test_cancelled_timers_are_not_kept_until_their_instant() -> None:
     # Session timeouts and deadlines are nearly all cancelled long before they are due; a loop
     # that kept them until their instant would grow with every session of a long run.

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from genie import BaseAgent, ConfigurationError, Context, Message, handler
+from genie import AgentOptions, BaseAgent, ConfigurationError, Context, Message, handler
 from genie.testing import VIRTUAL_TIME, TestRuntime
 
 from ..conftest import Echo, Ping, Pong, Recorder
@@ -96,3 +96,26 @@ async def test_virtual_time_makes_an_hour_take_no_time() -> None:
         answered = await app.ask(Ping(n=1), to="slow")
     assert answered.complete
     assert time.monotonic() - started < 5  # an hour of the runtime's clock
+
+
+class Working(BaseAgent):
+    """A plain ``def`` handler that works for a while in its thread, as real code does."""
+
+    produces = (Pong,)
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        time.sleep(0.05)
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
+async def test_a_handlers_thread_takes_no_virtual_time_under_its_deadline() -> None:
+    # Nothing is ready on the loop while the thread works; a virtual clock that jumped then
+    # would reach the handler's deadline and fail a handler that finishes in 50 ms.
+    async with TestRuntime([Working("worker")], options=AgentOptions(deadline=1.0)) as app:
+        answered = await app.ask(Ping(n=3), to="worker")
+        assert list(app.runtime.dead_letters) == []
+        assert answered.complete
+        assert [r.payload for r in answered.replies] == [Pong(n=3)]
+        assert app.runtime.clock.monotonic() == 0.0

@@ -37,11 +37,12 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 
 from ..._base.backend import Backend
+from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
 from ..._errors import ConfigurationError, InvalidMessageError, MessageError, StoreError
 from ..._message.envelope import Message
@@ -91,6 +92,16 @@ def check_sync(sync: object) -> Sync:
     raise ConfigurationError(
         f"store_sync must be 'always' or a number of seconds above 0, not {sync!r}"
     )
+
+
+T = TypeVar("T")
+
+
+async def _on_disk(work: Callable[..., T], *args: object) -> T:
+    """``work(*args)``, the store's SQLite, in a worker thread: the disk is waited for off the
+    loop (and a virtual clock waits for it too)."""
+    with waiting_outside():
+        return await anyio.to_thread.run_sync(work, *args)
 
 
 class DurableTransport(Observer):
@@ -232,7 +243,7 @@ class DurableTransport(Observer):
 
     async def charge(self, correlation_id: str, key: str, n: int, /, what: str) -> int:
         """``genie.llm``'s ``SharedCounters``, kept in the store (``DeliveryStore.charge``)."""
-        return await anyio.to_thread.run_sync(self.store.charge, correlation_id, key, n, what)
+        return await _on_disk(self.store.charge, correlation_id, key, n, what)
 
     def attach_agents(self, mailboxes: Mapping[str, Mailbox]) -> None:
         self.local.attach_agents(mailboxes)
@@ -269,7 +280,7 @@ class DurableTransport(Observer):
                 _log.warning("store %s: %s; answers are looked at again", self.store.path, exc)
 
     async def _take(self, answer: Answer) -> None:
-        for row, approval_id, approved, by, roles, reason, given in await anyio.to_thread.run_sync(
+        for row, approval_id, approved, by, roles, reason, given in await _on_disk(
             self.store.answers
         ):
             if row in self._answering:
@@ -285,7 +296,7 @@ class DurableTransport(Observer):
                     continue
                 sent = ended[sent.id]  # admission refused it as it was sent
             if sent is not None:
-                await anyio.to_thread.run_sync(self.store.answered, row, sent)
+                await _on_disk(self.store.answered, row, sent)
 
     def _keeps(self, approval_id: str) -> bool:
         """Whether the approval ``approval_id`` is kept here, pending or to be resumed."""
@@ -417,7 +428,7 @@ class DurableTransport(Observer):
                     self._writing = queued
                     self._begun += 1
                     if self.store.each:  # the disk is waited for, off the loop
-                        await anyio.to_thread.run_sync(self.store.write, batch)
+                        await _on_disk(self.store.write, batch)
                     else:  # into the log in the system's cache: no thread to wait for
                         self.store.write(batch)
                     self._writing = []
@@ -477,7 +488,7 @@ class DurableTransport(Observer):
             await anyio.sleep(self._every)
             self._synced = self.writes
             try:
-                await anyio.to_thread.run_sync(self.store.sync)
+                await _on_disk(self.store.sync)
             except StoreError as exc:
                 if self._failed(exc):
                     raise

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
 from .._errors import (
     EXCERPT_LIMIT,
@@ -143,9 +144,11 @@ class HTTPAdapter:
 
     @contextmanager
     def _boundary(self) -> Iterator[None]:
-        """httpx's exceptions become ours here, and only here, with the key blanked out."""
+        """The provider's server is awaited here, and only here: httpx's exceptions become
+        ours, with the key blanked out, and a virtual clock waits for the answer."""
         try:
-            yield
+            with waiting_outside():
+                yield
         except LLMError:
             raise
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
