@@ -180,6 +180,8 @@ def build_report(
 ) -> Report:
     mailboxes = rt.statistics().mailboxes
     ids = [a.id for a in pipeline.config.agents] + [g.id for g in pipeline.config.gathers]
+    # And the runtime's own agents (the approvals desk), so that the rows add up.
+    ids += [aid for aid in mailboxes if aid not in ids]
     agents = {}
     for aid in ids:
         track = tracker.agent(aid)

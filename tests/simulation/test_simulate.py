@@ -192,6 +192,21 @@ def test_tool_calls_take_no_virtual_time(name: str) -> None:
     accounted(r)
 
 
+def test_the_approvals_desk_has_a_row_and_the_rows_add_up() -> None:
+    # A large claim waits for an adjuster's approval; nobody answers in a simulation, so the
+    # session times out. The desk's own deliveries (the request, its deadline) are the
+    # runtime's, and the report's agent rows must still sum to what reached agents.
+    r = simulate(FINANCE.parent / "claims.yaml", sessions=2)
+    assert r.sessions.timed_out == 2
+    desk = r.agents["approvals"]
+    assert desk.deliveries == desk.handled == 2
+    m = r.messages
+    assert sum(a.deliveries for a in r.agents.values()) == m["to_agents"]
+    assert sum(a.handled for a in r.agents.values()) == m["handled_by_agents"]
+    assert "DO NOT ADD UP" not in r.text()
+    accounted(r)
+
+
 def test_progress_is_reported_and_inputs_are_seeded_per_session() -> None:
     seen: list[Progress] = []
     r = simulate(CHAIN, sessions=25, concurrency=3, progress=seen.append, every=10)
