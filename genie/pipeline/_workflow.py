@@ -41,7 +41,7 @@ from .._agent.context import Context, Timer
 from .._base.clock import Clock
 from .._errors import did_you_mean
 from .._message.envelope import Message
-from .._message.payload import Payload
+from .._message.payload import MetaValue, Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.losses import Cancelled, Lost
@@ -314,6 +314,9 @@ class _Session:
     undo: list[str] | None = None  # the compensations left, once compensating
     compensated: list[str] = field(default_factory=list)
     not_compensated: list[str] = field(default_factory=list)
+    # The request's metadata (its principal and roles): its undo runs as the request did,
+    # whatever set it off (a failure, a rejection, the runtime's cancellation notice).
+    metadata: Mapping[str, MetaValue] = field(default_factory=dict)
 
 
 class WorkflowNode:
@@ -448,6 +451,7 @@ class WorkflowNode:
             msg.payload.model_dump(mode="json"),
             None,
             dict.fromkeys(self.steps, "waiting"),
+            metadata=msg.metadata,
         )
         if self.deadline is not None:
             # From when the request was made: a restart in between does not extend it.
@@ -541,11 +545,18 @@ class WorkflowNode:
             else ctx.schedule(step.deadline, StepDeadline(message_id=mid))
         )
         session.sent[mid] = _Sent(step.id, "undo" if undo else "run", dict(session.state), timer)
-        return self._child(ctx, payload, mid, step.agent)
+        return self._child(ctx, payload, mid, step.agent, session.metadata if undo else None)
 
-    def _child(self, ctx: Context, payload: Payload, mid: str, to: str | None) -> Message:
+    def _child(
+        self,
+        ctx: Context,
+        payload: Payload,
+        mid: str,
+        to: str | None,
+        metadata: Mapping[str, MetaValue] | None = None,
+    ) -> Message:
         # Its id is the request's and the step's: the same after a restart (see the top).
-        built = ctx.emit(payload, recipient=to)
+        built = ctx.emit(payload, recipient=to, metadata=metadata)
         return built.model_copy(update={"id": mid})
 
     def _replied(self, ctx: Context, session: _Session, sent: _Sent, payload: Payload) -> None:
@@ -658,7 +669,7 @@ class WorkflowNode:
             compensated=session.compensated,
             not_compensated=session.not_compensated,
         )
-        return ctx.emit(carried, recipient=self.id)
+        return ctx.emit(carried, recipient=self.id, metadata=session.metadata)
 
     def _carried(self, carried: CarriedRun, ctx: Context) -> Sequence[Message]:
         """A run carried into a cancellation's correlation: nothing when it runs here (this
@@ -677,6 +688,7 @@ class WorkflowNode:
             undo=list(carried.undo),
             compensated=list(carried.compensated),
             not_compensated=list(carried.not_compensated),
+            metadata=ctx.message.metadata,  # the request's: carried with it (``_carry``)
         )
         for mid, step_id in carried.sent.items():  # its delivery runs again from the store
             deadline = self.steps[step_id].deadline

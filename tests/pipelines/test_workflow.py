@@ -17,6 +17,7 @@ from anyio import wait_all_tasks_blocked
 from genie import Runtime
 from genie._base.yamlconf import ConfigFileError
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
+from genie.testing import VIRTUAL_TIME, TestRuntime
 
 from . import saga_agents
 from .saga_agents import Trip
@@ -24,6 +25,7 @@ from .saga_agents import Trip
 pytestmark = pytest.mark.anyio
 
 AGENT = "tests.pipelines.saga_agents:Booker"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -633,3 +635,21 @@ async def test_a_late_or_second_reply_changes_nothing(tmp_path: Path) -> None:
     assert outcome.compensated == ("flight",)
     assert started == ["flight", "hotel"]  # the late reply started no second run
     assert "undo hotel" not in " ".join(saga_agents.JOURNAL)
+
+
+@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
+async def test_a_cancelled_requests_undo_runs_as_the_requests_principal() -> None:
+    # sme-loan's risk gate admits the high-risk lending steps for the roles its request
+    # carries. Nobody answers the approval, the pipeline's timeout cancels the request, and
+    # the offer reserved must be released: the release is the request's own undo, so it
+    # carries the request's principal, not the runtime's bare cancellation notice.
+    async with TestRuntime(ROOT / "config" / "pipelines" / "sme-loan.yaml") as app:
+        result = await app.run()
+        assert result.status == "timed_out"
+        await app.idle()
+        received = [m.type for m in app.received("indicative_offer")]
+        audit = [r.action for r in app.runtime.audit.records]  # type: ignore[attr-defined]
+    assert received == ["sme_loan_file", "sme_offer_release"]
+    assert "denied" not in audit
+    assert "workflow_compensation_failed" not in audit
+    assert "workflow_compensated" in audit
