@@ -38,7 +38,9 @@ def add_parser(commands: Any) -> None:
         "on any machine. Exit 0 with a report, 2 for bad options, pipeline or fault spec.",
         epilog="Fault specs (repeatable): error:AGENT=RATE; "
         "latency:AGENT=fixed|uniform|exponential|lognormal,mean=200ms[,sigma=0.5][,low=,high=]; "
-        "capacity:AGENT=N[,overflow=shed|overdraft]; deny:AGENT=FRACTION. AGENT may be * "
+        "capacity:AGENT=N[,overflow=shed|overdraft]; deny:AGENT=FRACTION; "
+        "answer:AGENT=exponential,mean=2h[,approve=0.9] (a person answers AGENT's approvals; "
+        "without it nobody does). AGENT may be * "
         "(quote it) for every agent. See docs/simulation.md.",
     )
     sim.add_argument("pipeline", help="pipeline YAML (e.g. config/pipelines/finance.yaml)")

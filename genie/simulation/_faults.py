@@ -7,7 +7,10 @@ A fault is written ``KIND:AGENT=VALUE[,key=value...]`` (``--fault`` on the comma
   (``fixed``, ``uniform`` with ``low``/``high``, ``exponential`` or ``lognormal``; a bare
   duration such as ``latency:reporter=50ms`` is fixed);
 - ``capacity:reporter=4[,overflow=shed]``: the agent's mailbox holds 4 messages;
-- ``deny:forecaster=0.05``: a policy denies 5 % of the deliveries to the agent.
+- ``deny:forecaster=0.05``: a policy denies 5 % of the deliveries to the agent;
+- ``answer:claim_adjudicator=exponential,mean=2h,approve=0.9``: a person answers each
+  approval the agent asks after a drawn delay (the distributions of ``latency``), approving
+  90 % of them and rejecting the rest (``approve`` defaults to 1). Without it nobody answers.
 
 ``AGENT`` is an agent id of the pipeline, or ``*`` for every agent that has no fault of the
 same kind of its own. Every draw comes from a stream of its own, seeded by the run's seed,
@@ -17,6 +20,7 @@ of an agent fails exactly when the n-th draw of its error stream is below the ra
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,13 +43,14 @@ __all__ = [
 Distribution = Literal["fixed", "uniform", "exponential", "lognormal"]
 LatencyDistribution = Distribution  # its name in ``genie.simulation``, beside the report's
 DISTRIBUTIONS: tuple[Distribution, ...] = ("fixed", "uniform", "exponential", "lognormal")
-FaultKind = Literal["error", "latency", "capacity", "deny"]
-KINDS: tuple[FaultKind, ...] = ("error", "latency", "capacity", "deny")
+FaultKind = Literal["error", "latency", "capacity", "deny", "answer"]
+KINDS: tuple[FaultKind, ...] = ("error", "latency", "capacity", "deny", "answer")
 _FORMS = {
     "error": "error:AGENT=RATE",
     "latency": "latency:AGENT=DISTRIBUTION,mean=DURATION[,sigma=S][,low=D,high=D]",
     "capacity": "capacity:AGENT=N[,overflow=shed|overdraft]",
     "deny": "deny:AGENT=FRACTION",
+    "answer": "answer:AGENT=DISTRIBUTION,mean=DURATION[,sigma=S][,low=D,high=D][,approve=P]",
 }
 
 
@@ -106,7 +111,7 @@ class Fault:
     spec: str
     kind: FaultKind
     agent: str
-    rate: float = 0.0  # error: failure rate; deny: fraction denied
+    rate: float = 0.0  # error: failure rate; deny: fraction denied; answer: fraction approved
     distribution: Distribution = "fixed"
     mean: float = 0.0
     sigma: float = 0.5
@@ -150,15 +155,21 @@ def parse_fault(spec: str) -> Fault:
 
 
 def _build(spec: str, kind: FaultKind, agent: str, head: str, options: dict[str, str]) -> Fault:
-    allowed = {"latency": {"mean", "sigma", "low", "high"}, "capacity": {"overflow"}}
+    drawn = {"mean", "sigma", "low", "high"}
+    allowed = {"latency": drawn, "answer": drawn | {"approve"}, "capacity": {"overflow"}}
     unknown = sorted(set(options) - allowed.get(kind, set()))
     if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r}")
+        raise ValueError(
+            f"unknown option {unknown[0]!r}{did_you_mean(unknown[0], allowed.get(kind, ()))}"
+        )
     if kind in ("error", "deny"):
-        rate = _number(head, "rate" if kind == "error" else "fraction")
-        if not 0 <= rate <= 1:
-            raise ValueError(f"{head} is not between 0 and 1")
-        return Fault(spec, kind, agent, rate=rate)
+        return Fault(
+            spec, kind, agent, rate=_fraction(head, "rate" if kind == "error" else "fraction")
+        )
+    if kind == "answer":
+        approve = _fraction(options.pop("approve", "1"), "approve", option=True)
+        after = _latency(spec, agent, head, options)
+        return dataclasses.replace(after, kind="answer", rate=approve)
     if kind == "capacity":
         if not head.isdigit() or int(head) < 1:
             raise ValueError(f"capacity {head!r} is not a whole number >= 1")
@@ -210,6 +221,14 @@ def _latency(spec: str, agent: str, head: str, options: dict[str, str]) -> Fault
     return fault
 
 
+def _fraction(text: str, what: str, *, option: bool = False) -> float:
+    """A probability, ``what`` by name (an option's value out of range names the option)."""
+    value = _number(text, what)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{what + ' ' if option else ''}{text} is not between 0 and 1")
+    return value
+
+
 def _number(text: str, what: str) -> float:
     try:
         value = float(text)
@@ -230,24 +249,34 @@ def _duration(text: str) -> float:
 
 
 def resolve(
-    faults: Iterable[Fault | str], agents: Sequence[str], gathers: Iterable[str], pipeline: str
+    faults: Iterable[Fault | str],
+    agents: Sequence[str],
+    gathers: Iterable[str],
+    pipeline: str,
+    workflows: Sequence[str] = (),
 ) -> dict[tuple[FaultKind, str], Fault]:
-    """The fault of each kind for each agent: an agent's own fault wins over ``*``.
+    """The fault of each kind for each agent: an agent's own fault wins over ``*``. A
+    workflow asks for approvals as an agent does: ``answer`` faults apply to it too.
 
     Raises ``FaultError`` for an agent the pipeline lacks and for the same kind given twice
     for one agent.
     """
     parsed = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
     gather_ids = set(gathers)
+    askers = [*agents, *workflows]
     given: dict[tuple[FaultKind, str], Fault] = {}
     for fault in parsed:
-        if fault.agent != "*" and fault.agent not in agents:
-            what = (
-                f"{fault.agent!r} is a gather; faults apply to agents"
-                if fault.agent in gather_ids
-                else f"pipeline {pipeline!r} has no agent {fault.agent!r}"
-                f"{did_you_mean(fault.agent, agents)}"
-            )
+        targets = askers if fault.kind == "answer" else agents
+        if fault.agent != "*" and fault.agent not in targets:
+            if fault.agent in gather_ids:
+                what = f"{fault.agent!r} is a gather; faults apply to agents"
+            elif fault.agent in workflows:
+                what = f"{fault.agent!r} is a workflow; of the faults only answer applies to it"
+            else:
+                what = (
+                    f"pipeline {pipeline!r} has no agent {fault.agent!r}"
+                    f"{did_you_mean(fault.agent, targets)}"
+                )
             raise FaultError(f"fault {fault.spec!r}: {what}")
         taken = given.get((fault.kind, fault.agent))
         if taken is not None:
@@ -258,7 +287,7 @@ def resolve(
         given[fault.kind, fault.agent] = fault
     out: dict[tuple[FaultKind, str], Fault] = {}
     for kind in KINDS:
-        for agent in agents:
+        for agent in askers if kind == "answer" else agents:
             chosen = given.get((kind, agent)) or given.get((kind, "*"))
             if chosen is not None:
                 out[kind, agent] = chosen

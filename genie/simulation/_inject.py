@@ -12,6 +12,7 @@ from .._message.envelope import Message
 from .._runtime.options import AgentOptions
 from .._runtime.policy import Decision
 from ._faults import Fault, FaultKind, InjectedFailure, Latency, by_agent, stream
+from ._person import Person
 
 __all__ = ["DenyFraction", "Injector"]
 
@@ -102,6 +103,8 @@ class Injector:
         self._capacity = by_agent(plan, "capacity")
         deny = by_agent(plan, "deny")
         self.policy = DenyFraction(deny, seed) if deny else None
+        answer = by_agent(plan, "answer")
+        self.person = Person(answer, seed) if answer else None
         self.agents: dict[str, _Faulty] = {}
 
     def adapt(self, agent: Agent, options: AgentOptions) -> tuple[Agent, AgentOptions]:
@@ -142,5 +145,7 @@ class Injector:
                 row |= {"capacity": fault.capacity, "overflow": fault.overflow or "pipeline"}
             elif kind == "latency":
                 row |= {"distribution": fault.distribution, "mean": fault.mean}
+            elif kind == "answer" and self.person is not None:
+                row |= self.person.counts(aid)
             out.append(row)
         return out

@@ -93,7 +93,9 @@ def simulate(
         raise SimulationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     parsed = tuple(f if isinstance(f, Fault) else parse_fault(f) for f in faults)
     agents = [a.id for a in pipeline.config.agents]
-    plan = resolve(parsed, agents, [g.id for g in pipeline.config.gathers], pipeline.name)
+    config = pipeline.config
+    gathers, workflows = [g.id for g in config.gathers], [w.id for w in config.workflows]
+    plan = resolve(parsed, agents, gathers, pipeline.name, workflows)
     settings = Settings(
         sessions,
         concurrency,
@@ -188,7 +190,15 @@ class _Run:
             tracker = self.tracker = Tracker(clock.monotonic)
             rt.add_observer(tracker)
             self.began = clock.monotonic()
-            await self.drive(rt, clock)
+            person = self.injector.person
+            if person is None:
+                await self.drive(rt, clock)
+            else:
+                rt.add_observer(person)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(person.run, rt)
+                    await self.drive(rt, clock)
+                    tg.cancel_scope.cancel()
             duration = clock.monotonic() - self.began
         return build_report(
             self.pipeline,

@@ -40,6 +40,8 @@ from .._runtime.runtime import Runtime
 from ..simulation._virtual import VirtualTimeLoop
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ..llm._config import LLMStacks
     from ..pipeline import Pipeline, RunResult
 
@@ -113,13 +115,17 @@ class TestRuntime:
         if self.pipeline is not None:
             ids = [a.id for a in self.pipeline.config.agents]
             gathers = [g.id for g in self.pipeline.config.gathers]
+            workflows = [w.id for w in self.pipeline.config.workflows]
             name = self.pipeline.name
         else:
             ids, gathers, name = [a.id for a in self._agents], [], "the test runtime"
+            workflows = []
         from ..simulation._faults import resolve
         from ..simulation._inject import Injector
 
-        self._injector = Injector(resolve(list(faults), ids, gathers, name), seed)
+        plan = resolve(list(faults), ids, gathers, name, workflows)
+        self._injector = Injector(plan, seed)
+        self._person: TaskGroup | None = None  # runs the answer faults' person
         self._recorder = _Recorder(ids)
         self._limits = limits
         self._options = options
@@ -150,8 +156,15 @@ class TestRuntime:
         rt = self._build()
         rt.drain_timeout = min(rt.drain_timeout, self.timeout)  # a stuck test ends in time
         rt.add_observer(self._recorder)
+        person = self._injector.person
+        if person is not None:
+            rt.add_observer(person)
         await rt.__aenter__()
         self._runtime = rt
+        if person is not None:
+            self._person = anyio.create_task_group()
+            await self._person.__aenter__()
+            self._person.start_soon(person.run, rt)
         return self
 
     async def __aexit__(
@@ -161,7 +174,13 @@ class TestRuntime:
         tb: TracebackType | None,
     ) -> None:
         rt, self._runtime = self.runtime, None
-        await rt.__aexit__(exc_type, exc, tb)
+        tasks, self._person = self._person, None
+        try:
+            if tasks is not None:
+                tasks.cancel_scope.cancel()
+                await tasks.__aexit__(None, None, None)
+        finally:
+            await rt.__aexit__(exc_type, exc, tb)
 
     # --- sending ------------------------------------------------------------------------------
     def message(self, payload: Payload, *, to: str | None = None, **fields: Any) -> Message:

@@ -29,6 +29,14 @@ def test_each_kind_parses() -> None:
     assert (uniform.low, uniform.high) == (0.01, 0.03)
     assert uniform.mean == pytest.approx(0.02)
     assert parse_fault("latency:a=exponential,mean=2").mean == 2.0
+    answer = parse_fault("answer:claim_adjudicator=exponential,mean=2h,approve=0.8")
+    assert (answer.kind, answer.distribution, answer.mean, answer.rate) == (
+        "answer",
+        "exponential",
+        7200.0,
+        0.8,
+    )
+    assert parse_fault("answer:*=30m").rate == 1.0  # approves, unless told otherwise
 
 
 @pytest.mark.parametrize(
@@ -52,6 +60,9 @@ def test_each_kind_parses() -> None:
         ("latency:x=uniform,low=2s,high=1s", "low <= high"),
         ("latency:x=fixed,mean", "'mean' is not key=value"),
         ("capacity:x=0", "capacity '0' is not a whole number >= 1"),
+        ("answer:x=1h,approve=2", "approve 2 is not between 0 and 1"),
+        ("answer:x=1h,approve=yes", "approve 'yes' is not a number"),
+        ("answer:x=soon", "unknown distribution 'soon'"),
         ("capacity:x=4,overflow=drop", "overflow 'drop' is not shed or overdraft"),
     ],
 )
@@ -84,6 +95,18 @@ def test_unknown_agents_gathers_and_repeats_are_errors() -> None:
         resolve(["error:fan_in=0.1"], AGENTS, ["fan_in"], "p")
     with pytest.raises(FaultError, match=re.escape("already given by 'error:analyzer=0.1'")):
         resolve(["error:analyzer=0.1", "error:analyzer=0.2"], AGENTS, [], "p")
+
+
+def test_a_workflow_takes_answer_faults_only() -> None:
+    # A workflow asks for approvals as an agent does; it has no handler to slow or fail.
+    plan = resolve(["answer:*=1h", "error:*=0.1"], AGENTS, [], "p", ["loan_flow"])
+    assert [a for k, a in plan if k == "answer"] == [*AGENTS, "loan_flow"]
+    assert [a for k, a in plan if k == "error"] == AGENTS
+    assert plan["answer", "loan_flow"].mean == 3600.0
+    with pytest.raises(FaultError, match="'loan_flow' is a workflow; of the faults only answer"):
+        resolve(["latency:loan_flow=1s"], AGENTS, [], "p", ["loan_flow"])
+    with pytest.raises(FaultError, match=r"no agent 'loan_flw' \(did you mean 'loan_flow'\?\)"):
+        resolve(["answer:loan_flw=1h"], AGENTS, [], "p", ["loan_flow"])
 
 
 def test_streams_are_per_seed_kind_and_agent() -> None:

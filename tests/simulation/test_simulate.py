@@ -207,6 +207,29 @@ def test_the_approvals_desk_has_a_row_and_the_rows_add_up() -> None:
     accounted(r)
 
 
+def test_a_simulated_person_answers_the_approvals() -> None:
+    # claims asks an adjuster to approve a large claim: with an answer fault a person with
+    # that role answers after a drawn delay, yes or no as drawn, and the sessions end.
+    claims = FINANCE.parent / "claims.yaml"
+    r = simulate(claims, sessions=6, faults=["answer:*=fixed,mean=20s,approve=0.5"], seed=3)
+    [row] = [f for f in r.faults if f["kind"] == "answer"]
+    assert row["asked"] == 6
+    assert row["approved"] + row["rejected"] == 6
+    assert 0 < row["approved"] < 6  # seed 3 draws both answers
+    assert row["too_late"] == 0
+    assert r.sessions.timed_out == 0
+    assert r.latency.min == pytest.approx(20.0)  # the person's delay is the session's time
+    assert f"6 approvals asked: {row['approved']} approved" in r.text()
+    again = simulate(claims, sessions=6, faults=["answer:*=fixed,mean=20s,approve=0.5"], seed=3)
+    assert again.as_json() == r.as_json()  # the same draws, the same answers
+    # Slower than the session timeout: the session has ended, the answer comes too late.
+    late = simulate(claims, sessions=2, faults=["answer:*=2m"])
+    [row] = [f for f in late.faults if f["kind"] == "answer"]
+    assert (row["asked"], row["too_late"], late.sessions.timed_out) == (2, 2, 2)
+    accounted(r)
+    accounted(late)
+
+
 def test_progress_is_reported_and_inputs_are_seeded_per_session() -> None:
     seen: list[Progress] = []
     r = simulate(CHAIN, sessions=25, concurrency=3, progress=seen.append, every=10)

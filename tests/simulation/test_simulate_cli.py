@@ -36,6 +36,21 @@ def test_text_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert "genie simulate: 60 sessions in " in err
 
 
+def test_a_person_answers_a_workflows_approvals(capsys: pytest.CaptureFixture[str]) -> None:
+    # sme-loan's approval is asked by its workflow, which answer faults reach as they reach
+    # agents; the rejected loans release their offers (the workflow's undo).
+    loans = ROOT / "config" / "pipelines" / "sme-loan.yaml"
+    fault = "answer:sme_loan_workflow=uniform,low=5s,high=40s,approve=0.5"
+    assert main(["simulate", str(loans), "--sessions", "8", "-q", "--fault", fault]) == 0
+    out = capsys.readouterr().out
+    [line] = [x for x in out.splitlines() if x.startswith("fault ")]
+    asked = line.split(": ", 1)[1]
+    assert asked.startswith("8 approvals asked: ")
+    assert asked.endswith(" rejected, 0 ended before the answer")
+    assert "DO NOT ADD UP" not in out
+    assert "dead letters    none" in out
+
+
 def test_json_report_is_the_python_report(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", str(FINANCE), *ARGS, *FAULTS, "--json", "-q"]) == 0
     out, err = capsys.readouterr()

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from genie import AgentOptions, BaseAgent, ConfigurationError, Context, Message, handler
+from genie.pipeline import WorkflowOutcome
 from genie.testing import VIRTUAL_TIME, TestRuntime
 
 from ..conftest import Echo, Ping, Pong, Recorder
@@ -119,3 +120,28 @@ async def test_a_handlers_thread_takes_no_virtual_time_under_its_deadline() -> N
         assert answered.complete
         assert [r.payload for r in answered.replies] == [Pong(n=3)]
         assert app.runtime.clock.monotonic() == 0.0
+
+
+@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
+async def test_an_answer_fault_puts_a_person_at_the_approvals_desk() -> None:
+    # sme-loan's workflow asks a credit officer to approve the offer; the simulated person
+    # holding that role answers yes 30 s later (within the pipeline's timeout of 60 s), and
+    # the loan is sanctioned.
+    async with TestRuntime(
+        ROOT / "config" / "pipelines" / "sme-loan.yaml",
+        faults=["answer:sme_loan_workflow=fixed,mean=30s"],
+    ) as app:
+        result = await app.run()
+        assert result.status == "ok", result
+        assert result.output is not None
+        outcome = result.output.payload
+        assert isinstance(outcome, WorkflowOutcome)  # sme_loan_outcome, declared by the workflow
+        [approved] = [
+            e
+            for e in outcome.events
+            if e.step == "human_approval" and e.kind != "awaiting_approval"
+        ]
+        assert approved.kind == "approved"
+        assert approved.detail.startswith("approved by simulated credit_officer")
+        assert outcome.state["sanction_letter"].startswith("Sanctioned to shree-ganesh-traders")
+        assert app.runtime.clock.monotonic() == pytest.approx(30.0)
