@@ -404,7 +404,11 @@ def _tables(store: Path) -> set[str]:
 
 def _writable(path: Path) -> bool:
     try:
-        path.open("r+b").close()
+        if path.is_dir():
+            (path / "probe").touch()
+            (path / "probe").unlink()
+        else:
+            path.open("r+b").close()
     except OSError:
         return False
     return True
@@ -412,10 +416,11 @@ def _writable(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _read_only(path: Path) -> Iterator[None]:
-    """``path`` as a file nobody may write: its mode, and where that does not stop the user
-    (root), its immutable attribute; where neither does, the test is skipped, as it could not
-    tell a read-only store from any other."""
-    path.chmod(0o444)
+    """``path`` as a file (or folder) nobody may write: its mode, and where that does not stop
+    the user (root), its immutable attribute; where neither does, the test is skipped, as it
+    could not tell a read-only store from any other."""
+    mode = path.stat().st_mode & 0o777
+    path.chmod(0o555 if path.is_dir() else 0o444)
     immutable = False
     try:
         if _writable(path) and shutil.which("chattr"):
@@ -427,7 +432,7 @@ def _read_only(path: Path) -> Iterator[None]:
     finally:
         if immutable:
             subprocess.run(["chattr", "-i", str(path)], check=True)
-        path.chmod(0o644)
+        path.chmod(mode)
 
 
 def test_an_older_store_is_listed_and_its_tables_made(tmp_path: Path, capsys: Capture) -> None:
@@ -467,6 +472,35 @@ def test_a_store_that_cannot_be_written_is_listed_and_not_answered(
     assert _tables(store) == tables
     code, out, _ = _paused_payment(store, capsys)  # nothing was left: it pauses again
     assert code == 1, out
+
+
+def test_a_store_in_a_folder_that_cannot_be_written_is_listed(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # A store closed cleanly has no -wal and -shm files beside it, and SQLite makes them to
+    # read it at all: in a read-only folder (a mounted backup, a disk shared read-only) the
+    # store could not be opened ("unable to open database file").
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    store = folder / "pay.db"
+    _, _, err = _paused_payment(store, capsys)
+    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
+    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    db = sqlite3.connect(store)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()  # the last connection: the side files go
+    assert not (folder / "pay.db-wal").exists()
+    with _read_only(folder):
+        assert main(["approvals", "list", "--store", str(store)]) == 0
+        listed = capsys.readouterr().out
+        assert listed.startswith(f"{approval}  payment_orchestrator: pay Rs 75,000.00"), listed
+        answer = ["approvals", "approve", approval, "--store", str(store), "--as", "tina"]
+        assert main([*answer, "--role", "treasurer", "--wait", "0"]) == 2
+        said = capsys.readouterr().err
+        assert said == (
+            f"genie approvals: cannot leave an answer in {store}: it cannot be written "
+            "(unable to open database file: the file or its folder is read-only)\n"
+        )
 
 
 def test_a_run_with_a_store_is_not_told_to_use_one(tmp_path: Path, capsys: Capture) -> None:

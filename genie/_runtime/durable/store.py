@@ -218,13 +218,24 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
     except sqlite3.Error as exc:
         if db is not None:
             db.close()
-        if _refused_write(exc):
-            raise _CannotWrite(f"cannot use {path} as a store: {exc}", str(exc)) from exc
+        if _refused_write(exc, path):
+            why = str(exc) if _readonly(exc) else f"{exc}: the file or its folder is read-only"
+            raise _CannotWrite(f"cannot use {path} as a store: {exc}", why) from exc
         raise ConfigurationError(f"cannot use {path} as a store: {exc}") from exc
     return db
 
 
-def _refused_write(exc: sqlite3.Error) -> bool:
+def _refused_write(exc: sqlite3.Error, path: Path) -> bool:
+    """Whether SQLite refused ``exc``'s statement as a write to a database it may only read,
+    or could not open the file at ``path`` that is there: in a folder it may not write, a
+    store closed cleanly cannot be opened to write (its WAL's side files cannot be made)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return _readonly(exc) or (
+        isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_CANTOPEN and path.is_file()
+    )
+
+
+def _readonly(exc: sqlite3.Error) -> bool:
     """Whether SQLite refused ``exc``'s statement as a write to a database it may only read."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_READONLY
@@ -232,18 +243,24 @@ def _refused_write(exc: sqlite3.Error) -> bool:
 
 def _reader(path: Path) -> sqlite3.Connection | None:
     """The store at ``path`` opened to read only, as it is, or None when it cannot be read so:
-    a store of the old layout (``deliveries``) is read only once brought up to date."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    db: sqlite3.Connection | None = None
-    try:
-        db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
-        kept = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
-        if db.execute(kept).fetchone() is not None:
-            return db
-    except sqlite3.Error:
-        pass  # the store's own error, from opening it to write, says what is wrong
-    if db is not None:
-        db.close()
+    a store of the old layout (``deliveries``) is read only once brought up to date.
+
+    Read-only first; where even that needs a WAL side file the folder cannot hold (a store
+    closed cleanly, in a read-only folder), as a file nothing writes (``immutable``): nobody
+    can write beside it either, so no runtime is writing it."""
+    kept = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
+    for how in ("mode=ro", "immutable=1"):
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?{how}", uri=True, check_same_thread=False, timeout=5.0
+            )
+            if db.execute(kept).fetchone() is not None:
+                return db
+        except sqlite3.Error:
+            pass  # the store's own error, from opening it to write, says what is wrong
+        if db is not None:
+            db.close()
     return None
 
 
@@ -570,7 +587,7 @@ class StoreClient:
                 (approval_id, int(approved), by, ",".join(roles), reason, time.time()),
             )
         except sqlite3.Error as exc:
-            if _refused_write(exc):  # SQLite opened the file to read only, as it could
+            if _refused_write(exc, self.path):  # SQLite opened the file to read only, as it could
                 raise self._cannot_answer(str(exc)) from None
             # A runtime holding its write lock past the timeout, a damaged page.
             raise ConfigurationError(f"cannot leave an answer in {self.path}: {exc}") from None
