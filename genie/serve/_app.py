@@ -699,7 +699,10 @@ def create_app(
             raise ConfigurationError(
                 "the MCP endpoint needs the 'mcp' extra: pip install 'genie-bus[mcp]'"
             ) from exc
-        routes.append(Route("/mcp", _Asgi(mcp_endpoint), methods=["POST", "GET", "DELETE"]))
+        # POST only: stateless, the endpoint has no event stream for a GET to open (the MCP
+        # spec's 405 for that) and no session for a DELETE to end; the SDK would hold a GET
+        # open with nothing to send.
+        routes.append(Route("/mcp", _Asgi(mcp_endpoint), methods=["POST"]))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

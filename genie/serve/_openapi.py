@@ -226,14 +226,9 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
     )
     if mcp:
         answer = {"description": "the JSON-RPC answer (MCP streamable HTTP, JSON)"}
-        paths["/mcp"] = {
-            verb: _v1({"summary": summary, "responses": {"200": answer}})
-            for verb, summary in (
-                ("post", "MCP: list the pipelines as tools, call one as this key's principal"),
-                ("get", "MCP: no event stream (the endpoint is stateless)"),
-                ("delete", "MCP: no session to end (the endpoint is stateless)"),
-            )
-        }
+        # POST only: GET and DELETE are 405 (stateless: no event stream, no session).
+        summary = "MCP: list the pipelines as tools, call one as this key's principal"
+        paths["/mcp"] = {"post": _v1({"summary": summary, "responses": {"200": answer}})}
     return {
         "openapi": "3.1.0",
         "info": {"title": "genie serve", "version": "1"},

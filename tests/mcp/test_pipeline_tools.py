@@ -232,3 +232,25 @@ async def test_http_identity_in_arguments_or_meta_is_not_the_callers(tmp_path: P
     assert denied.is_error
     assert denied.structured_content is not None
     assert denied.structured_content["denials"][0]["policy"] == "rbac"
+
+
+@ON_ASYNCIO
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_http_get_and_delete_are_405_allow_post_at_once(tmp_path: Path, method: str) -> None:
+    """The endpoint is stateless: it offers no event stream for a GET to open (the spec's
+    405) and no session for a DELETE to end, answered at once as the server's other
+    refusals are, not with a stream that never sends anything."""
+    settings = ServeSettings(mcp=True)
+    accept = {"Accept": "application/json, text/event-stream"}
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as web:
+        with anyio.fail_after(5):
+            r = await web.request(method, "/mcp", headers={**auth(ALICE), **accept})
+        after = await web.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={**auth(ALICE), **accept},
+        )
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert r.json() == {"error": f"{method} /mcp: Method Not Allowed"}
+    assert after.status_code == 200  # POST is answered as before
