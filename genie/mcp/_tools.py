@@ -151,10 +151,8 @@ class PipelineTools:
             known = ", ".join(sorted(self.served)) or "none"
             return _error(f"no pipeline {name!r} is served (served: {known})")
         pipeline, rt = found
-        entry = pipeline.config.entry
         try:
-            given = {**self.defaults[name], **(arguments or {})}
-            payload = rt.types.parse_payload(entry.type, given)
+            payload = pipeline.request_payload(rt, {**self.defaults[name], **(arguments or {})})
         except InvalidMessageError as exc:
             self._record(caller, name, "", "invalid_input", {"field": exc.field or ""})
             return _error(f"invalid input for pipeline {name!r}: {exc}")

@@ -23,7 +23,7 @@ from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
 from .._base.strict_json import loads_strict
 from .._base.yamlconf import ConfigFileError, parse_yaml
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, InvalidMessageError
 from .._message.envelope import Message
 from .._message.payload import Payload, invalid_message
 from .._message.types import too_deep
@@ -397,6 +397,22 @@ class Pipeline:
                 raise located from exc
             problem = invalid_message(entry.type, exc, self.entry_model)
             raise InputError(f"{where} does not fit the entry payload: {problem}") from exc
+
+    def request_payload(self, rt: Runtime, given: Mapping[str, Any]) -> Payload:
+        """The entry payload a caller gives as a JSON object (a served request's body, an MCP
+        tool call's arguments), over the entry's own values. The input's field holds the text
+        ``--input`` gives ``genie run``, so a caller gives it as text: null there is refused
+        naming the field, even where the payload type takes null for another shape (Go's bare
+        question, its statement in the metadata), as the run would only fail for want of it.
+        Raises ``InvalidMessageError``."""
+        entry = self.config.entry
+        data = {**entry.payload, **given}
+        spec = entry.input
+        field = spec.field if spec is not None and spec.format == "text" else None
+        if field is not None and field in data and data[field] is None:
+            problem = "must be the pipeline's input, as text, not null"
+            raise InvalidMessageError(entry.type, field, problem)
+        return rt.types.parse_payload(entry.type, data)
 
     def entry_message(
         self,

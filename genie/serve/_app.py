@@ -449,7 +449,6 @@ def create_app(
         header = headers[0].encode("latin-1") if headers else b""
         raw = await body_of(request, key, header)
         pipeline, rt = served.pipeline, served.runtime
-        entry = pipeline.config.entry.type
         data = _json_object(raw or b"{}", "the request body")
         extra = _metadata(_json_object(header or b"{}", "header Genie-Metadata"))
         timeout = _timeout(request.query_params.get("timeout"), settings.max_timeout)
@@ -458,7 +457,7 @@ def create_app(
         if trace is not None:
             metadata["traceparent"] = trace.header()
         try:
-            payload = rt.types.parse_payload(entry, {**pipeline.config.entry.payload, **data})
+            payload = pipeline.request_payload(rt, data)
             msg = pipeline.entry_message(
                 rt, payload, metadata=metadata, trace_id=trace.trace_id if trace else None
             )

@@ -176,6 +176,23 @@ async def test_a_timed_out_run_is_an_error_result_that_says_so() -> None:
     assert (record.action, record.details["principal"]) == ("tool_call:timed_out", "carol")
 
 
+async def test_a_null_input_is_an_invalid_input_naming_the_field() -> None:
+    """The input's field (finance's ``csv``) given as null is the caller's mistake, refused
+    before a run, as a served body's is: not a run that fails for want of the statement."""
+    pipeline = load_pipeline(FINANCE)
+    audit = MemoryAuditLog()
+    async with pipeline.runtime(audit=audit) as rt:
+        tools = PipelineTools({"finance": (pipeline, rt)}, audit)
+        result = await tools.call("finance", {**QUESTION, "csv": None}, AssertedCaller("alice"))
+    assert result.is_error
+    assert text_of(result) == (
+        "invalid input for pipeline 'finance': invalid 'finance_question' message: "
+        "field 'csv': must be the pipeline's input, as text, not null"
+    )
+    [record] = [r for r in audit.records if r.actor == "genie-mcp"]
+    assert (record.action, record.details["field"]) == ("tool_call:invalid_input", "csv")
+
+
 # --- streamable HTTP: `genie serve --mcp` ---------------------------------------------------
 
 

@@ -6,6 +6,8 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from genie import MemoryAuditLog
 from genie.pipeline import load_pipeline
 from genie.serve import STATUS, ServeSettings
@@ -77,6 +79,34 @@ async def test_invalid_payload_is_400_naming_type_and_field(tmp_path: Path) -> N
     assert bad_meta.json()["field"].startswith("metadata")
     assert bad_timeout.status_code == 400
     assert "timeout" in bad_timeout.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (None, "must be the pipeline's input, as text, not null"),
+        (12, "Input should be a valid string"),
+        (True, "Input should be a valid string"),
+        ([], "Input should be a valid string"),
+        ({}, "Input should be a valid string"),
+    ],
+    ids=["null", "number", "boolean", "list", "object"],
+)
+async def test_the_input_field_not_text_is_400_naming_it(
+    tmp_path: Path, value: object, problem: str
+) -> None:
+    """The body carries the entry's input (finance's ``csv``) as the text ``--input`` would
+    give: anything else is the caller's mistake, a 400 naming the field, never a run that
+    fails for want of it (the payload type takes null for Go's shape, where the statement
+    travelled in the metadata)."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        r = await client.post(ASK, json={"csv": value}, headers=auth(ALICE))
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "error": f"invalid 'finance_question' message: field 'csv': {problem}",
+        "type": "finance_question",
+        "field": "csv",
+    }
 
 
 async def test_denial_is_403_naming_the_policy(tmp_path: Path) -> None:
