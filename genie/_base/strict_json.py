@@ -3,7 +3,8 @@
 Where one reader keeps the last of two equal keys and another the first, or one reads ``NaN``
 (or ``1e999``, infinity) as a number and another refuses it, a policy can check one value
 while an agent acts on another: an infinite debt service made a loan look affordable. So a key
-given twice, ``NaN``, ``Infinity`` and a number too large for a float are refused, naming it.
+given twice, ``NaN``, ``Infinity``, a number too large for a float and an integer longer
+than Python converts (4300 digits by default) are refused, naming it.
 
 So is a string, or a key, that decodes to a lone surrogate (``"\\ud800"``, an escape without
 its pair): Python's reader makes it text that no UTF-8 reader, file or bucket holds, and the
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import shown
@@ -41,11 +44,17 @@ class LoneSurrogateError(ValueError):
 
 def loads_strict(text: str) -> Any:
     """``text`` as JSON; raises ValueError (``json.JSONDecodeError`` for the syntax) naming a
-    key given twice, a constant that is not JSON, a number out of a float's range or (as
+    key given twice, a constant that is not JSON, a number out of a float's range, an integer
+    of more digits than Python converts (``sys.get_int_max_str_digits()``) or (as
     ``LoneSurrogateError``) where a string or key decodes to a lone surrogate."""
-    data = json.loads(
-        text, object_pairs_hook=_strict_object, parse_constant=_no_constant, parse_float=_finite
-    )
+    try:
+        data = _decode(text, int)
+    except (_Refused, json.JSONDecodeError):
+        raise
+    except ValueError:
+        # The interpreter's refusal of an integer longer than it converts: read again, each
+        # integer through a check that names it (only now: a call per integer costs time).
+        data = _decode(text, _bounded_int)
     if _SURROGATE_ESCAPE.search(text) or lone_surrogate(text) is not None:
         found = lone_surrogate_in(data)
         if found is not None:
@@ -59,6 +68,20 @@ def loads_strict(text: str) -> Any:
                 "\\udfff one",
             )
     return data
+
+
+class _Refused(ValueError):
+    """What the reader refuses (a key twice, a constant, a number out of range)."""
+
+
+def _decode(text: str, parse_int: Callable[[str], int]) -> Any:
+    return json.loads(
+        text,
+        object_pairs_hook=_strict_object,
+        parse_constant=_no_constant,
+        parse_float=_finite,
+        parse_int=parse_int,
+    )
 
 
 def _json_path(steps: tuple[object, ...]) -> str:
@@ -81,17 +104,27 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key, value in pairs:
         if key in data:  # which value counts would depend on the parser reading it
-            raise ValueError(f"key {key!r} given twice")
+            raise _Refused(f"key {key!r} given twice")
         data[key] = value
     return data
 
 
 def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+    raise _Refused(f"{name} is not JSON")
+
+
+def _bounded_int(text: str) -> int:
+    # Python converts at most sys.get_int_max_str_digits() digits (converting more takes time
+    # that grows faster than the text): past that, the number is refused as too long, named.
+    limit = sys.get_int_max_str_digits()
+    digits = len(text) - text.startswith("-")
+    if limit and digits > limit:
+        raise _Refused(f"number {text[:32]}... is too long: {digits} digits, at most {limit}")
+    return int(text)
 
 
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e999 reads as infinity: no JSON number means that
-        raise ValueError(f"number {text[:32]} is out of range")
+        raise _Refused(f"number {text[:32]} is out of range")
     return value

@@ -91,6 +91,7 @@ def test_the_other_refusals_are_unchanged() -> None:
         ('{"a": 1, "a": 2}', "key 'a' given twice"),
         ('{"a": NaN}', "NaN is not JSON"),
         ('{"a": 1e999}', "number 1e999 is out of range"),
+        ('{"a": ' + "9" * 4301 + "}", r"number 9{32}\.\.\. is too long: 4301 digits, at most 4300"),
     ):
         with pytest.raises(ValueError, match=problem) as refused:
             loads_strict(text)

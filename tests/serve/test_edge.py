@@ -60,6 +60,19 @@ async def test_bodies_and_metadata_are_strict_json_in_strict_utf8(
         huge_number = await client.post(
             ASK, content=f'{{"csv": {csv}, "n": 1e999}}', headers=auth(ALICE)
         )
+        long_int = await client.post(
+            ASK, content=f'{{"csv": {csv}, "n": {"7" * 5000}}}', headers=auth(ALICE)
+        )
+        long_meta = await client.post(
+            ASK,
+            json=csv_body(),
+            headers={**auth(ALICE), "Genie-Metadata": f'{{"n": -{"1" * 4301}}}'},
+        )
+        longest = await client.post(
+            ASK,
+            json=csv_body(),
+            headers={**auth(ALICE), "Genie-Metadata": f'{{"n": {"1" * 4300}}}'},
+        )
         huge_meta = await client.post(
             ASK, json=csv_body(), headers={**auth(ALICE), "Genie-Metadata": '{"n": -1e400}'}
         )
@@ -84,6 +97,16 @@ async def test_bodies_and_metadata_are_strict_json_in_strict_utf8(
     for answer, error in (
         (huge_number, "the request body is not valid JSON: number 1e999 is out of range"),
         (huge_meta, "header Genie-Metadata is not valid JSON: number -1e400 is out of range"),
+        (
+            long_int,
+            "the request body is not valid JSON: number 77777777777777777777777777777777... "
+            "is too long: 5000 digits, at most 4300",
+        ),
+        (
+            long_meta,
+            "header Genie-Metadata is not valid JSON: number -1111111111111111111111111111111... "
+            "is too long: 4301 digits, at most 4300",
+        ),
         (latin1, "the request body is not UTF-8 (byte 12)"),
         (meta_bytes, "header Genie-Metadata is not UTF-8 (byte 9)"),
         (meta_twice, "header Genie-Metadata given twice"),
@@ -91,6 +114,7 @@ async def test_bodies_and_metadata_are_strict_json_in_strict_utf8(
         assert answer.status_code == 400, answer.text
         assert error in answer.json()["error"]
     assert utf8_meta.status_code == 200
+    assert longest.status_code == 200  # as long as an integer may be
     no_traceback(caplog)
 
 
