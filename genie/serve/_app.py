@@ -451,7 +451,7 @@ def create_app(
         pipeline, rt = served.pipeline, served.runtime
         data = _json_object(raw or b"{}", "the request body")
         extra = _metadata(_json_object(header or b"{}", "header Genie-Metadata"))
-        timeout = _timeout(request.query_params.get("timeout"), settings.max_timeout)
+        timeout = _timeout(_query(request, "timeout"), settings.max_timeout)
         trace = TraceParent.parse(request.headers.get("traceparent"))
         metadata = key.stamp(extra)
         if trace is not None:
@@ -1001,6 +1001,15 @@ def _metadata(extra: dict[str, Any]) -> dict[str, Any]:
             field=f"metadata.{key}",
         )
     return extra
+
+
+def _query(request: Request, name: str) -> str | None:
+    """The query parameter ``name``, if given; given twice is refused: which value counts
+    would depend on the proxy or the parser reading them."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise _Refused(400, f"query {name!r} given twice: send it once")
+    return values[0] if values else None
 
 
 def _timeout(raw: str | None, ceiling: float) -> float | None:

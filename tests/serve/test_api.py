@@ -109,6 +109,17 @@ async def test_the_input_field_not_text_is_400_naming_it(
     }
 
 
+async def test_a_query_parameter_given_twice_is_400_naming_it(tmp_path: Path) -> None:
+    """Which of two values counts would depend on the proxy or the parser reading them."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        for path in (ASK, ASK + "/stream"):
+            r = await client.post(
+                path + "?timeout=1&timeout=2", json=csv_body(), headers=auth(ALICE)
+            )
+            assert r.status_code == 400, r.text
+            assert r.json() == {"error": "query 'timeout' given twice: send it once"}
+
+
 async def test_denial_is_403_naming_the_policy(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
         r = await client.post(ASK, json=csv_body(), headers=auth(EVE))
