@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from genie import MemoryAuditLog
@@ -15,6 +16,7 @@ from genie.serve import STATUS, ServeSettings
 from .conftest import ALICE, BOB, EVE, ROOT, auth, csv_body, finance, keyring, serving, sse
 
 ASK = "/v1/pipelines/finance/ask"
+STATS = "/v1/pipelines/slow/statistics"
 
 
 async def test_ask_returns_the_run_json_and_200(tmp_path: Path) -> None:
@@ -136,6 +138,27 @@ async def test_timeout_is_504(tmp_path: Path) -> None:
     assert r.status_code == 504
     assert r.json()["status"] == "timed_out"
     assert STATUS["timed_out"] == 504
+
+
+async def test_a_query_timeout_cuts_the_request_and_answers_no_partial_output(
+    tmp_path: Path,
+) -> None:
+    """What docs/serve.md says of ``?timeout=S`` shorter than the run: a 504 ``timed_out``
+    with no output, counting what the request did by then, and the request cancelled."""
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")  # a 1 s agent
+    async with serving([slow], keyring(tmp_path)) as client:
+        r = await client.post("/v1/pipelines/slow/ask?timeout=0.2", json={}, headers=auth(ALICE))
+        with anyio.fail_after(5):  # the sleeper's call, cancelled, ends as a dead letter
+            while True:
+                stats = (await client.get(STATS, headers=auth(ALICE))).json()
+                if stats["in_flight"] == 0:
+                    break
+                await anyio.sleep(0.02)
+    body = r.json()
+    assert (r.status_code, body["status"], body["output"]) == (504, "timed_out", None)
+    assert [(m["key"], m["kind"]) for m in body["missing"]] == [("reply", "timed_out")]
+    assert (body["stats"]["delivered"], body["stats"]["in_flight"]) == (1, 1)  # cut midway
+    assert (stats["handled"], stats["dead_lettered"]) == (0, 1)
 
 
 async def test_auth_missing_wrong_and_valid(tmp_path: Path) -> None:
