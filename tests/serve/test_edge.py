@@ -199,6 +199,41 @@ async def test_the_header_limit_is_the_documented_16_kib_at_and_past_its_bound(
     no_traceback(caplog)
 
 
+@pytest.mark.parametrize("length", [b"abc", b"-1", b"+5", b"1e3"])
+async def test_a_malformed_content_length_is_uvicorns_plain_400_the_documented_limit(
+    tmp_path: Path, length: bytes
+) -> None:
+    """docs/serve.md's known limit: uvicorn's HTTP parser refuses the request line and
+    headers it cannot frame before any ASGI app is called, so the answer is its plain-text 400,
+    not the server's JSON (and no request of the app is counted)."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        port = client.base_url.port
+        assert port is not None
+        async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+            await sock.send(
+                b"POST "
+                + ASK.encode()
+                + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + ALICE.encode()
+                + b"\r\nContent-Length: "
+                + length
+                + b"\r\n\r\n{}"
+            )
+            answer = b""
+            with anyio.fail_after(5):
+                while True:
+                    try:
+                        answer += await sock.receive()
+                    except (anyio.EndOfStream, anyio.BrokenResourceError):
+                        break
+        metrics = (await client.get("/metrics")).text
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"content-type: text/plain" in head.lower()
+    assert body == b"Invalid HTTP request received."
+    assert 'route="ask"' not in metrics
+
+
 async def test_two_credentials_in_one_request_are_refused(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
         both = await client.get("/v1/pipelines", headers={**auth(ALICE), "X-API-Key": BOB})
