@@ -503,6 +503,30 @@ def test_a_store_in_a_folder_that_cannot_be_written_is_listed(
         )
 
 
+def test_a_store_with_a_log_it_cannot_read_is_not_read_without_it(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # Its write-ahead log holds what is not in the file yet (here: the approval was taken
+    # since): read as an immutable file, without the log, the store would list the approval
+    # as still pending.
+    live = tmp_path / "pay.db"
+    _paused_payment(live, capsys)
+    db = sqlite3.connect(live)
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.execute("DELETE FROM messages WHERE body LIKE '%genie.approval_request%'")
+    db.commit()
+    folder = tmp_path / "backup"  # a copy taken while the log was not checkpointed
+    folder.mkdir()
+    store = folder / "pay.db"
+    shutil.copy(live, store)
+    shutil.copy(tmp_path / "pay.db-wal", folder / "pay.db-wal")
+    db.close()
+    with _read_only(folder):
+        assert main(["approvals", "list", "--store", str(store)]) == 2
+        said = capsys.readouterr().err
+    assert said == f"genie approvals: cannot use {store} as a store: unable to open database file\n"
+
+
 def test_a_run_with_a_store_is_not_told_to_use_one(tmp_path: Path, capsys: Capture) -> None:
     # Timed out before its approval was asked, a run with --store was told to run with one.
     pipeline = _pipeline(

@@ -246,10 +246,13 @@ def _reader(path: Path) -> sqlite3.Connection | None:
     a store of the old layout (``deliveries``) is read only once brought up to date.
 
     Read-only first; where even that needs a WAL side file the folder cannot hold (a store
-    closed cleanly, in a read-only folder), as a file nothing writes (``immutable``): nobody
-    can write beside it either, so no runtime is writing it."""
+    closed cleanly, in a read-only folder), as a file nothing writes (``immutable``), but only
+    while it has no write-ahead log beside it: all of it is in the file then, and a runtime
+    writing it would have made one."""
     kept = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'"
     for how in ("mode=ro", "immutable=1"):
+        if how == "immutable=1" and Path(f"{path}-wal").exists():
+            break
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(
