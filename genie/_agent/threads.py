@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from .._base.clock import waiting_outside
+from .._base.clock import OutsideWork, waiting_outside
 from .._base.failure import exiting, format_failure, formatted_there
 from .._errors import AgentError, described
 from .._message.envelope import Message
@@ -49,13 +49,15 @@ class Slots:
     delivery's task when the thread returns; once the delivery has given it up, by the thread
     itself, when it ends."""
 
-    __slots__ = ("abandoned", "done", "lock", "release")
+    __slots__ = ("abandoned", "done", "lock", "outside", "release")
 
     def __init__(self, release: Callable[[Slots], None] | None = None) -> None:
         self.lock = threading.Lock()
         self.done = False
         self.abandoned = False
         self.release = release
+        # The thread's work as announced to the loop: paused while it waits on the loop.
+        self.outside: OutsideWork | None = None
 
 
 async def run_in_thread(
@@ -72,7 +74,7 @@ async def run_in_thread(
     the handler raises, an exit too, fails its delivery only (see the module docstring)."""
     slots = slots or Slots()
     try:
-        with waiting_outside():
+        with waiting_outside() as slots.outside:
             return await anyio.to_thread.run_sync(
                 _in_thread,
                 method,
@@ -244,13 +246,21 @@ class ThreadContext:
 
     async def sleep(self, seconds: float) -> None:
         self._check("sleep")
-        await self._ctx.sleep(seconds)
+        with self._waiting_on_the_loop():
+            await self._ctx.sleep(seconds)
 
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
         self._check("request")
-        return await self._ctx.request(recipient, payload, timeout=timeout)
+        with self._waiting_on_the_loop():  # the work asked for is the loop's to time
+            return await self._ctx.request(recipient, payload, timeout=timeout)
+
+    def _waiting_on_the_loop(self) -> contextlib.AbstractContextManager[object]:
+        """The thread waits on the loop (its sleep, another agent's reply): no longer work
+        outside the loop that a virtual clock must wait for."""
+        outside = self._slots.outside
+        return contextlib.nullcontext() if outside is None else outside.paused()
 
     def llm(self, provider: Provider) -> Provider:
         return self._on_loop("llm", self._llm, provider)

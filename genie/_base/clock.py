@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
+from typing import Protocol
 
 import anyio
 
 from .._errors import InvalidArgumentError
 
-__all__ = ["REAL_TIME_LOOPS", "Clock", "checked_timeout", "waiting_outside"]
+__all__ = ["REAL_TIME_LOOPS", "Clock", "OutsideWork", "checked_timeout", "waiting_outside"]
 
 # The modules of event loops whose time is the monotonic clock, read coarsely.
 REAL_TIME_LOOPS = frozenset({"uvloop"})
@@ -92,18 +93,37 @@ class Clock:
         await anyio.sleep(seconds)
 
 
-def waiting_outside() -> AbstractContextManager[object]:
+class OutsideWork(Protocol):
+    """A piece of work outside the loop, as ``waiting_outside`` announced it."""
+
+    def paused(self) -> AbstractContextManager[object]:
+        """A block in which the work waits on the loop in turn (a thread's ``ctx.sleep``)."""
+        ...
+
+
+class _Unannounced:
+    """Outside work on a loop that need not be told of it."""
+
+    def paused(self) -> AbstractContextManager[object]:
+        return nullcontext()
+
+
+_UNANNOUNCED = _Unannounced()
+
+
+def waiting_outside(paced: bool = False) -> AbstractContextManager[OutsideWork]:
     """Where the runtime waits for work outside its event loop (a handler's thread, a child
     process, a tool's server, a model over HTTP, a store's disk): a loop whose clock is
     virtual must not jump past that work to its next timer, so it is told, through its
-    ``waiting_outside()`` (the simulation's loop has one). Any other loop: nothing to do."""
+    ``waiting_outside()`` (the simulation's loop has one). ``paced``: work the program polls
+    on the loop's clock, which must go on with it. Any other loop: nothing to do."""
     import asyncio
 
     try:
         announce = getattr(asyncio.get_running_loop(), "waiting_outside", None)
     except RuntimeError:  # not on asyncio (trio): its MockClock is the test's to set
-        return nullcontext()
-    return nullcontext() if announce is None else announce()
+        announce = None
+    return nullcontext(_UNANNOUNCED) if announce is None else announce(paced)
 
 
 def _wall_now() -> datetime:

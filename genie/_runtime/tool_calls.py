@@ -18,6 +18,7 @@ a new one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -130,8 +131,16 @@ class ToolCalls:
         try:
             # The opening has the server's timeout (a program that never answers, a URL that
             # never responds); the session, once open, lives until the runtime stops.
-            with anyio.CancelScope(deadline=anyio.current_time() + declared.timeout) as scope:
+            # The server starting and stopping is work outside the loop (a virtual clock
+            # waits for it); the open session between is not. Its stop is polled on the
+            # loop's clock: paced.
+            with (
+                anyio.CancelScope(deadline=anyio.current_time() + declared.timeout) as scope,
+                contextlib.ExitStack() as outside,
+            ):
+                outside.enter_context(waiting_outside())
                 async with declared.connect() as session:
+                    outside.close()
                     scope.deadline = math.inf
                     self._sessions[server] = session
                     opening.session = session
@@ -142,6 +151,7 @@ class ToolCalls:
                         # Dropped before it closes, which takes a while for a server that
                         # died: a call meanwhile opens a new session, not this dead one.
                         self._drop(server, opening)
+                        outside.enter_context(waiting_outside(paced=True))
             if not opening.done.is_set():
                 opening.failure = f"no session within {declared.timeout:g} s"
         except Exception as exc:

@@ -17,9 +17,12 @@ Work done outside the loop (a handler's thread, a child process, a tool's server
 over HTTP) is invisible to a selector that finds nothing ready: it would jump to the next
 timer, a handler's deadline say, while the thread is still working. So the program announces
 it (``waiting_outside``, which genie's runtime does through ``genie._base.clock``) and, while
-any is announced, the loop waits for it in real time, for at most the next timer's distance:
-compute is free, as on virtual time it always is, and work that hangs is still given up at
-its deadline.
+any is announced, virtual time stands still: the loop waits for the work in real time. Each
+piece of work gets ``OUTSIDE_GRACE`` seconds of real time so; past that it is taken as hung,
+and time goes on without it, so that its deadline still fires. A thread that waits on the
+loop in turn (a ``ctx.sleep``) pauses its piece meanwhile (``Outside.paused``). Work that is
+polled from the loop (a tool server's stop, checked every few milliseconds of the clock) is
+announced ``paced``: the clock goes on with it, at the pace of real time.
 """
 
 from __future__ import annotations
@@ -28,27 +31,58 @@ import asyncio
 import heapq
 import math
 import selectors
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import Context
 from typing import TypeVarTuple, Unpack
 
-__all__ = ["VirtualTimeLoop"]
+__all__ = ["OUTSIDE_GRACE", "Outside", "VirtualTimeLoop"]
 
 _Ts = TypeVarTuple("_Ts")
+
+# Real seconds a piece of outside work may take with virtual time standing still: far above
+# a thread's or a tool call's milliseconds, or a tool server's start, and what a hung one costs.
+OUTSIDE_GRACE = 5.0
+
+
+class Outside:
+    """One piece of work outside the loop that the program waits for, announced to the loop
+    since ``since`` (real time); paused while its thread waits on the loop in turn."""
+
+    __slots__ = ("_loop", "ended", "paced", "since")
+
+    def __init__(self, loop: VirtualTimeLoop, paced: bool) -> None:
+        self._loop = loop
+        self.since = time.monotonic()
+        self.ended = False
+        self.paced = paced
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """While in this block the work waits on the loop (a thread's ``ctx.sleep``): time
+        may go on; its grace starts again when it resumes."""
+        pending = self._loop.outside
+        pending.discard(self)
+        try:
+            yield
+        finally:
+            self.since = time.monotonic()
+            if not self.ended:  # its wait ended meanwhile (a deadline gave the thread up)
+                pending.add(self)
 
 
 class _JumpingSelector(selectors.DefaultSelector):
     """Where the loop would block until its next timer, virtual time jumps to that timer.
 
     The loop blocks only when no callback is ready; I/O that is already ready (a thread's
-    wake-up) is served first, without a jump. While work outside the loop is announced, the
-    selector first waits for it in real time, up to the timer's distance. With no timer at
-    all (``timeout is None``) it really blocks: only a thread or a signal can wake a program
-    then, on any clock.
+    wake-up) is served first, without a jump. While work outside the loop is announced and
+    within its grace, the selector waits for it in real time instead. With no timer at all
+    (``timeout is None``) it really blocks: only a thread or a signal can wake a program then,
+    on any clock.
     """
 
-    def __init__(self, jump: Callable[[float], None], outside: Callable[[], int]) -> None:
+    def __init__(self, jump: Callable[[float], None], outside: set[Outside]) -> None:
         super().__init__()
         self._jump = jump
         self._outside = outside
@@ -59,10 +93,15 @@ class _JumpingSelector(selectors.DefaultSelector):
         ready = super().select(0)
         if ready or timeout <= 0:
             return ready
-        if self._outside():
-            ready = super().select(timeout)
-            if ready:
-                return ready
+        if self._outside:
+            newest = max((w.since for w in self._outside if not w.paced), default=-math.inf)
+            left = newest + OUTSIDE_GRACE - time.monotonic()
+            if left > 0:
+                return super().select(left)  # the clock stands still meanwhile
+            if any(w.paced for w in self._outside):  # the next timer, in real time
+                ready = super().select(timeout)
+                if ready:
+                    return ready
         self._jump(timeout)
         return ready
 
@@ -72,9 +111,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     {"loop_factory": VirtualTimeLoop})``. Timers never tie (see the module docstring)."""
 
     def __init__(self) -> None:
-        super().__init__(_JumpingSelector(self._jump, lambda: self._outside))
+        self.outside: set[Outside] = set()  # the work outside the loop the program waits for
+        super().__init__(_JumpingSelector(self._jump, self.outside))
         self._now = 0.0
-        self._outside = 0  # pieces of work outside the loop the program is waiting for
         # Every timer set and not yet passed, by instant: the jump lands exactly on the next
         # one (adding the loop's ``timeout`` would drift by rounding), and an instant held by
         # a timer that is not cancelled is not given to a second one.
@@ -88,14 +127,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._now
 
     @contextmanager
-    def waiting_outside(self) -> Iterator[None]:
+    def waiting_outside(self, paced: bool = False) -> Iterator[Outside]:
         """While in this block the program waits for work outside the loop (see the module
-        docstring): the clock does not jump past it unless it outlasts the next timer."""
-        self._outside += 1
+        docstring): the clock stands still, for at most ``OUTSIDE_GRACE`` of real time; or,
+        ``paced``, it goes on at the pace of real time."""
+        work = Outside(self, paced)
+        self.outside.add(work)
         try:
-            yield
+            yield work
         finally:
-            self._outside -= 1
+            work.ended = True
+            self.outside.discard(work)
 
     def call_at(
         self,

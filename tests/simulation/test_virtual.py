@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -14,6 +15,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from genie.simulation import _virtual
 from genie.simulation._virtual import VirtualTimeLoop
 
 T = TypeVar("T")
@@ -134,20 +136,81 @@ def test_work_outside_the_loop_takes_no_virtual_time_while_a_timer_waits() -> No
     assert run_virtual(main) == (42, 0.0)
 
 
-def test_work_outside_the_loop_still_meets_its_deadline_when_it_hangs() -> None:
-    # Waiting outside lasts at most until the next timer, in real time: a thread that does
-    # not come back in time is given up at its deadline, as on a real clock.
+def test_work_outside_the_loop_still_meets_its_deadline_when_it_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Past its grace of real time, work outside is taken as hung: time goes on, and a thread
+    # that does not come back is given up at its deadline, as on a real clock.
+    monkeypatch.setattr(_virtual, "OUTSIDE_GRACE", 0.3)
+
     async def main() -> tuple[bool, float]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop, VirtualTimeLoop)
         with anyio.move_on_after(0.05) as scope:
             with loop.waiting_outside():
-                await anyio.to_thread.run_sync(time.sleep, 2, abandon_on_cancel=True)
+                await anyio.to_thread.run_sync(time.sleep, 3, abandon_on_cancel=True)
         return scope.cancelled_caught, anyio.current_time()
 
     started = time.monotonic()
     assert run_virtual(main) == (True, 0.05)
-    assert time.monotonic() - started < 1.5
+    assert 0.3 <= time.monotonic() - started < 2
+
+
+def test_the_clock_stands_still_for_outside_work_whatever_other_timers_wait() -> None:
+    # Other sessions' timers a few milliseconds away: the clock went on with them at the pace
+    # of real time while a thread worked, so a run's report depended on the machine.
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        fired: list[float] = []
+        for n in range(1, 50):
+            loop.call_at(n / 1000, lambda: fired.append(loop.time()))
+        with loop.waiting_outside():
+            await anyio.to_thread.run_sync(time.sleep, 0.1)
+        stood = loop.time()
+        await anyio.sleep(1)
+        return [stood, len(fired)]
+
+    assert run_virtual(main) == [0.0, 49]
+
+
+def test_outside_work_waiting_on_the_loop_lets_the_clock_go_on() -> None:
+    # A thread's ctx.sleep: the thread waits on the loop, whose clock must not stand still.
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+
+        def work() -> None:
+            anyio.from_thread.run(sleeping)
+
+        async def sleeping() -> None:
+            with outside.paused():
+                await anyio.sleep(3)
+
+        with loop.waiting_outside() as outside:
+            await anyio.to_thread.run_sync(work)
+        return loop.time()
+
+    started = time.monotonic()
+    assert run_virtual(main) == 3.0
+    assert time.monotonic() - started < 1
+
+
+def test_paced_outside_work_goes_on_at_the_pace_of_real_time() -> None:
+    # Work the program polls on the clock (a server's stop): each poll waits real time.
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        done = threading.Event()
+        threading.Timer(0.1, done.set).start()
+        polls = 0
+        with loop.waiting_outside(paced=True):
+            while not done.is_set():
+                polls += 1
+                await anyio.sleep(0.01)
+        return polls
+
+    assert 3 < run_virtual(main) < 40
 
 
 def test_without_outside_work_the_clock_jumps_past_a_thread() -> None:

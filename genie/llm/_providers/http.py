@@ -144,11 +144,9 @@ class HTTPAdapter:
 
     @contextmanager
     def _boundary(self) -> Iterator[None]:
-        """The provider's server is awaited here, and only here: httpx's exceptions become
-        ours, with the key blanked out, and a virtual clock waits for the answer."""
+        """httpx's exceptions become ours here, and only here, with the key blanked out."""
         try:
-            with waiting_outside():
-                yield
+            yield
         except LLMError:
             raise
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -178,9 +176,10 @@ class HTTPAdapter:
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """POST JSON, return the JSON object answered and the provider's request id."""
         with self._boundary():
-            response = await self._client.post(
-                self._base_url + path, json=body, headers=self._headers
-            )
+            with waiting_outside():  # the server: a virtual clock waits for it
+                response = await self._client.post(
+                    self._base_url + path, json=body, headers=self._headers
+                )
             if response.is_error:
                 raise self._failed(response, response.text)
             try:
@@ -209,10 +208,11 @@ class HTTPAdapter:
             request = self._client.build_request(
                 "POST", self._base_url + path, json=body, headers=self._headers
             )
-            response = await self._client.send(request, stream=True)
+            with waiting_outside():
+                response = await self._client.send(request, stream=True)
         try:
             if response.is_error:
-                with self._boundary():
+                with self._boundary(), waiting_outside():
                     text = (await response.aread()).decode("utf-8", "replace")
                 raise self._failed(response, text)
 
@@ -222,8 +222,15 @@ class HTTPAdapter:
                 # A line's pieces are joined once, at its end: a long line (a whole answer or
                 # an inline image in one event) costs its length, not its length squared.
                 rest: list[str] = []
+                chunks = response.aiter_text()
                 with self._boundary():
-                    async for text in response.aiter_text():
+                    while True:
+                        # Only the wait for the server is outside the loop, not the time
+                        # the caller takes between lines.
+                        with waiting_outside():
+                            text = await anext(chunks, None)
+                        if text is None:
+                            break
                         *whole, last = text.split("\n")
                         if whole:
                             whole[0] = "".join((*rest, whole[0]))
