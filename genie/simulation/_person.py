@@ -18,7 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._message.envelope import Message
-from .._runtime.approvals import ApprovalRequest
+from .._runtime.approvals import ApprovalRefusedError, ApprovalRequest
 from .._runtime.observe.observer import Observer
 from .._runtime.runtime import Runtime
 from .._runtime.transport import DESK
@@ -35,7 +35,9 @@ class Person(Observer):
         self.faults = dict(faults)
         self._delays = {a: f.latency(stream(seed, "answer", a)) for a, f in faults.items()}
         self._verdicts = {a: stream(seed, "approve", a).random for a in faults}
-        self._counts = {a: dict.fromkeys(("asked", "approved", "rejected"), 0) for a in faults}
+        self._counts = {
+            a: dict.fromkeys(("asked", "approved", "rejected", "refused"), 0) for a in faults
+        }
         self._send: MemoryObjectSendStream[tuple[str, str]]
         self._asked: MemoryObjectReceiveStream[tuple[str, str]]
         self._send, self._asked = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
@@ -46,6 +48,7 @@ class Person(Observer):
             and msg.type == ApprovalRequest.message_type
             and msg.sender in self.faults
         ):
+            self._counts[msg.sender]["asked"] += 1
             with contextlib.suppress(anyio.ClosedResourceError):  # asked as the run ends
                 self._send.send_nowait((msg.id, msg.sender))
 
@@ -54,7 +57,6 @@ class Person(Observer):
         with self._send, self._asked:
             async with anyio.create_task_group() as tg:
                 async for approval_id, agent in self._asked:
-                    self._counts[agent]["asked"] += 1
                     delay = self._delays[agent].draw()
                     approve = self._verdicts[agent]() < self.faults[agent].rate
                     tg.start_soon(self._answer, rt, approval_id, agent, delay, approve)
@@ -69,11 +71,17 @@ class Person(Observer):
         by = approval.principal or f"simulated {approval.role or 'person'}"
         roles = (approval.role,) if approval.role else ()
         answer = rt.approvals.approve if approve else rt.approvals.reject
-        answer(approval_id, by=by, roles=roles, reason=f"simulated ({self.faults[agent].spec})")
+        try:
+            answer(approval_id, by=by, roles=roles, reason=f"simulated ({self.faults[agent].spec})")
+        except ApprovalRefusedError:  # nobody may answer it as asked (a principal "genie")
+            self._counts[agent]["refused"] += 1  # the desk audited why; its deadline decides
+            return
         self._counts[agent]["approved" if approve else "rejected"] += 1
 
     def counts(self, agent: str) -> dict[str, int]:
-        """What the person did for ``agent``'s approvals; ``too_late``: those whose session
-        ended, or whose deadline decided them, before the answer came (or the run ended)."""
+        """What the person did for ``agent``'s approvals; ``refused``: answers the desk
+        refused (the approval names someone nobody may answer as); ``too_late``: those whose
+        session ended, or whose deadline decided them, before the answer came (or the run
+        ended)."""
         n = self._counts[agent]
-        return {**n, "too_late": n["asked"] - n["approved"] - n["rejected"]}
+        return {**n, "too_late": n["asked"] - n["approved"] - n["rejected"] - n["refused"]}

@@ -386,10 +386,12 @@ def _faults(r: Report) -> list[str]:
             seen, hit = sum(x["evaluated"] for x in rows), sum(x["denied"] for x in rows)
             text = f": {hit:,} of {seen:,} deliveries denied ({hit / max(seen, 1):.2%})"
         elif "asked" in counts:
-            n = {k: sum(x[k] for x in rows) for k in ("asked", "approved", "rejected", "too_late")}
+            kinds = ("asked", "approved", "rejected", "refused", "too_late")
+            n = {k: sum(x[k] for x in rows) for k in kinds}
             text = (
                 f": {n['asked']:,} approvals asked: {n['approved']:,} approved, "
                 f"{n['rejected']:,} rejected, {n['too_late']:,} ended before the answer"
+                + (f", {n['refused']:,} answers refused by the desk" if n["refused"] else "")
             )
         out.append(f"fault           {spec} at {where}{text}")
     return out

@@ -230,6 +230,24 @@ def test_a_simulated_person_answers_the_approvals() -> None:
     accounted(late)
 
 
+def test_an_answer_the_desk_refuses_is_counted_not_a_crash(tmp_path: Path) -> None:
+    # An approval role with a trailing space makes a name ("simulated adjuster ") the desk
+    # refuses as no person's: the simulated answer raised out of the run, a traceback.
+    claims = (FINANCE.parent / "claims.yaml").read_text()
+    root = FINANCE.parent.parent
+    claims = claims.replace("approval_role: adjuster", 'approval_role: "adjuster "')
+    claims = claims.replace("../policies/", f"{root}/policies/").replace(
+        "../data/", f"{root}/data/"
+    )
+    path = tmp_path / "claims.yaml"
+    path.write_text(claims)
+    r = simulate(path, sessions=2, faults=["answer:*=10s"])
+    [row] = [f for f in r.faults if f["kind"] == "answer"]
+    assert (row["asked"], row["refused"], row["approved"]) == (2, 2, 0)
+    assert "2 answers refused by the desk" in r.text()
+    assert r.sessions.timed_out == 2  # nobody answered it: the session's timeout ends it
+
+
 def test_progress_is_reported_and_inputs_are_seeded_per_session() -> None:
     seen: list[Progress] = []
     r = simulate(CHAIN, sessions=25, concurrency=3, progress=seen.append, every=10)
