@@ -555,9 +555,13 @@ class WorkflowNode:
         to: str | None,
         metadata: Mapping[str, MetaValue] | None = None,
     ) -> Message:
-        # Its id is the request's and the step's: the same after a restart (see the top).
-        built = ctx.emit(payload, recipient=to, metadata=metadata)
-        return built.model_copy(update={"id": mid})
+        # Its id is the request's and the step's: the same after a restart (see the top). An
+        # undo carries the request's metadata as it was, not merged over what set it off.
+        built = ctx.emit(payload, recipient=to)
+        update: dict[str, object] = {"id": mid}
+        if metadata is not None:
+            update["metadata"] = metadata
+        return built.model_copy(update=update)
 
     def _replied(self, ctx: Context, session: _Session, sent: _Sent, payload: Payload) -> None:
         step = sent.step
@@ -669,7 +673,8 @@ class WorkflowNode:
             compensated=session.compensated,
             not_compensated=session.not_compensated,
         )
-        return ctx.emit(carried, recipient=self.id, metadata=session.metadata)
+        built = ctx.emit(carried, recipient=self.id)
+        return built.model_copy(update={"metadata": session.metadata})  # the request's, as is
 
     def _carried(self, carried: CarriedRun, ctx: Context) -> Sequence[Message]:
         """A run carried into a cancellation's correlation: nothing when it runs here (this

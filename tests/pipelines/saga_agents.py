@@ -49,6 +49,7 @@ class Booker(BaseAgent):
         meet: int = 0,
         journal: list[str] | None = None,
         value: str = "",
+        principal: str = "",
     ) -> None:
         super().__init__(id)
         self.field = field
@@ -59,6 +60,7 @@ class Booker(BaseAgent):
         self.forge = forge
         self.meet = meet
         self.value = value
+        self.principal = principal
         self.journal = journal if journal is not None else JOURNAL
 
     @handler
@@ -90,6 +92,11 @@ class Booker(BaseAgent):
             self.journal.append(f"undoing {self.id}")
             await anyio.sleep(self.undo_stall)
         self.journal.append(f"undo {self.id} {getattr(cancel, self.field)}")
+        if self.principal:  # journals who asked; "claim": its reply claims other roles
+            meta = ctx.message.metadata
+            self.journal.append(f"undo {self.id} as {meta.get('user_id')} {meta.get('user_roles')}")
+        if self.principal == "claim":
+            return ctx.reply(cancel, metadata={"user_id": "mallory", "user_roles": ("admin",)})
         return ctx.reply(cancel)
 
 

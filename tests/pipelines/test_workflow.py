@@ -653,3 +653,23 @@ async def test_a_cancelled_requests_undo_runs_as_the_requests_principal() -> Non
     assert "denied" not in audit
     assert "workflow_compensation_failed" not in audit
     assert "workflow_compensated" in audit
+
+
+async def test_each_undo_carries_the_requests_metadata_exactly(tmp_path: Path) -> None:
+    # The hotel's undo replies claiming roles; the flight's undo, which that reply sets off,
+    # carried the request's user_id merged with the claimed roles: a principal neither had.
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    pipeline = trip_pipeline(
+        tmp_path, steps=steps, flight="principal: seen", hotel="principal: claim", car="fail: true"
+    )
+    async with pipeline.runtime() as rt:
+        msg = pipeline.entry_message(rt, pipeline.entry_payload(None, "-"))
+        msg = msg.model_copy(update={"metadata": {"user_id": "u1"}})
+        result = await rt.ask(msg, until="trip_outcome", timeout=10)
+    assert result.complete
+    undone = [line for line in saga_agents.JOURNAL if " as " in line]
+    assert undone == ["undo hotel as u1 None", "undo flight as u1 None"]
