@@ -283,6 +283,12 @@ def _paused_payment(store: Path, capsys: Capture, *json_flag: str) -> tuple[int,
     return code, out, err
 
 
+def _asked(err: str) -> tuple[str, str]:
+    """The line of a paused payments run's stderr that asks for the approval, and its id."""
+    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
+    return asked, asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+
+
 def test_a_run_paused_on_an_approval_says_so_not_timed_out(tmp_path: Path, capsys: Capture) -> None:
     # --json said "status": "timed_out" and nothing of the approval the store keeps.
     store = tmp_path / "pay.db"
@@ -319,8 +325,7 @@ def test_the_commands_said_for_an_approval_work_as_printed(tmp_path: Path, capsy
     # command lacked the --role the approval needs.
     store = tmp_path / "pay.db"
     _, _, err = _paused_payment(store, capsys)
-    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
-    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    asked, approval = _asked(err)
     assert (
         f"genie approvals approve {approval} --store {store} --as PRINCIPAL --role treasurer "
         "(or reject)"
@@ -345,8 +350,7 @@ def test_the_commands_said_for_a_store_path_with_a_space_and_a_quote_run_as_prin
     folder.mkdir()
     store = folder / "pay day.db"
     _, _, err = _paused_payment(store, capsys)
-    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
-    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    asked, approval = _asked(err)
     answer = asked.split("answer from another terminal with ", 1)[1].split(" (or reject)")[0]
     assert shlex.split(answer) == [
         *("genie", "approvals", "approve", approval, "--store", str(store)),
@@ -369,8 +373,7 @@ def test_a_store_that_names_no_pipeline_file_is_answered_still(
     # and the command to resume it names the pipeline as the user must.
     store = tmp_path / "pay.db"
     _, _, err = _paused_payment(store, capsys)
-    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
-    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    _, approval = _asked(err)
     db = sqlite3.connect(store)
     db.execute("DROP TABLE about")  # as genie left it before
     db.commit()
@@ -454,8 +457,7 @@ def test_a_store_that_cannot_be_written_is_listed_and_not_answered(
     # traceback.
     store = tmp_path / "pay.db"
     _, _, err = _paused_payment(store, capsys)
-    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
-    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    _, approval = _asked(err)
     if older:
         _older(store)
     tables = _tables(store)
@@ -484,8 +486,7 @@ def test_a_store_in_a_folder_that_cannot_be_written_is_listed(
     folder.mkdir()
     store = folder / "pay.db"
     _, _, err = _paused_payment(store, capsys)
-    asked = next(line for line in err.splitlines() if "answer from another terminal" in line)
-    approval = asked.removeprefix("genie run: payments: approval ").split(" ", 1)[0]
+    _, approval = _asked(err)
     db = sqlite3.connect(store)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()  # the last connection: the side files go
