@@ -119,8 +119,7 @@ class ToolCalls:
                 raise ToolCallError(f"tool server {server!r}: the runtime is not running")
             opening = self._opening[server] = _Opening()
             self._tg.start_soon(self._keep, server, opening)
-        with waiting_outside():  # the server starting, and its handshake
-            await opening.done.wait()
+        await opening.done.wait()  # ``_keep`` tells a virtual clock to wait for the opening
         if opening.session is None:
             raise ToolCallError(f"tool server {server!r}: cannot connect: {opening.failure}")
         return opening.session
