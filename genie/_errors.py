@@ -106,6 +106,7 @@ def unwrapped(kind: type[BaseException]) -> Iterator[None]:
 
 
 REASON_CHARS = 2_000  # of an error's text in a reason; the middle is cut
+NAMED_IN_GROUP = 3  # of a group's failures, named in its reason; the rest are counted
 
 
 def described(error: BaseException) -> str:
@@ -113,7 +114,20 @@ def described(error: BaseException) -> str:
     error raised with no message: never raises, whatever the exception's own ``__str__`` does
     (a user's exception class may fail to print), and stays short whatever it says (a
     failure's message may be a whole payload dumped): a reason is kept with its dead letter
-    and audit row, logged, and handed to whoever waited."""
+    and audit row, logged, and handed to whoever waited.
+
+    A group (a task group's failures) names what it holds after its own text: its message
+    says only how many failed, and what failed is what a reader needs."""
+    said = _described_one(error)
+    if isinstance(error, BaseExceptionGroup):
+        held = [described(inner) for inner in error.exceptions[:NAMED_IN_GROUP]]
+        if (more := len(error.exceptions) - NAMED_IN_GROUP) > 0:
+            held.append(f"and {more} more")
+        said = middle_cut(f"{said} ({'; '.join(held)})", REASON_CHARS)
+    return said
+
+
+def _described_one(error: BaseException) -> str:
     try:
         text = str(error)
         from pydantic import ValidationError  # here: pydantic's models import this module

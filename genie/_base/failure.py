@@ -54,42 +54,78 @@ def _is_plumbing(filename: str) -> bool:
     return any(part in filename for part in _PLUMBING)
 
 
+class _Folded(traceback.StackSummary):
+    """One exception's frames, each run of genie's and the event loop's folded into a line."""
+
+    def format(self, **how: object) -> list[str]:
+        lines: list[str] = []
+        run: list[traceback.FrameSummary] = []
+        folded = 0
+        for frame in (*self, None):
+            if frame is not None and not _is_plumbing(frame.filename):
+                if folded:
+                    lines.append(_folded(folded))
+                    folded = 0
+                run.append(frame)
+                continue
+            if run:  # formatted together, so a recursion's repeated lines are said once
+                lines.extend(traceback.StackSummary.from_list(run).format())
+                run = []
+            folded += frame is not None
+        if folded:
+            lines.append(_folded(folded))
+        return lines
+
+
+def _fold(te: traceback.TracebackException) -> traceback.TracebackException:
+    """``te`` with the frames of every exception it shows folded: those of its cause or
+    context, and of each failure a group holds, too."""
+    todo, seen = [te], set()
+    while todo:
+        one = todo.pop()
+        if id(one) in seen:
+            continue
+        seen.add(id(one))
+        one.stack = _Folded(one.stack)
+        todo.extend(t for t in (one.__cause__, one.__context__) if t is not None)
+        todo.extend(one.exceptions or ())
+    return te
+
+
+def _raised_at(error: BaseException) -> traceback.FrameSummary | None:
+    """The last frame of the handler's code in ``error``'s traceback; for a group of one
+    failure (through groups of one), in that failure's, where it was raised."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        inner = error.exceptions[0]
+        if _raised_at(inner) is None:
+            break
+        error = inner
+    own = [f for f in traceback.extract_tb(error.__traceback__) if not _is_plumbing(f.filename)]
+    return own[-1] if own else None
+
+
 def _folded(n: int) -> str:
     return f"  [{n} frame{'s' if n > 1 else ''} of genie and the event loop]\n"
 
 
 def format_failure(error: BaseException) -> str:
-    """``error``'s traceback with genie's and the event loop's frames folded: first the line
-    of the handler's code that raised (``file:line in function: Type: message``), then the
-    traceback, at most ``MAX_CHARS`` long (as it was formatted in the process that raised it,
-    for an exception rebuilt here: ``formatted_there``)."""
+    """``error``'s traceback as Python prints it (what it was raised from, each failure of a
+    group), genie's and the event loop's frames folded: first the line of the handler's code
+    that raised (``file:line in function: Type: message``), then the traceback, at most
+    ``MAX_CHARS`` long (as it was formatted in the process that raised it, for an exception
+    rebuilt here: ``formatted_there``)."""
     there: str | None = getattr(error, _THERE, None)
     if there is not None:
         return there
-    summary = traceback.extract_tb(error.__traceback__)
-    lines: list[str] = []
-    folded = 0
-    raised_at = None
-    for frame in summary:
-        if _is_plumbing(frame.filename):
-            folded += 1
-            continue
-        if folded:
-            lines.append(_folded(folded))
-            folded = 0
-        lines.extend(traceback.format_list([frame]))
-        raised_at = frame
-    if folded:
-        lines.append(_folded(folded))
-    what = "".join(traceback.format_exception_only(type(error), error)).strip()
+    raised_at = _raised_at(error)
     said = described(error)  # as the dead letter's reason says it
     head = (
         f"{raised_at.filename}:{raised_at.lineno} in {raised_at.name}: {said}\n"
         if raised_at is not None
         else f"{said}\n"
     )
-    text = head + "Traceback (most recent call last):\n" + "".join(lines) + what
-    return middle_cut(text, MAX_CHARS)
+    shown = _fold(traceback.TracebackException.from_exception(error)).format()
+    return middle_cut(head + "".join(shown).rstrip("\n"), MAX_CHARS)
 
 
 def formatted_there(error: BaseException, text: str) -> None:

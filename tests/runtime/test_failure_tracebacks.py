@@ -175,3 +175,95 @@ async def test_a_huge_error_message_is_cut_in_the_reason_as_in_the_traceback(
         assert "characters cut" in reason
     assert letter.reason.startswith("ValueError: xxx")
     assert letter.reason.endswith("xxx")
+
+
+def fetch_price() -> None:
+    raise ConnectionError("price service unreachable")  # the line a group's letter names
+
+
+FETCH_LINE = inspect.getsourcelines(fetch_price)[1] + 1
+
+
+class InATaskGroup(BaseAgent):
+    """Starts ``tasks`` tasks that fail in a task group, as a handler calling two services at
+    once does: anyio hands their failures on in an ``ExceptionGroup``."""
+
+    def __init__(self, id: str, tasks: int) -> None:
+        super().__init__(id)
+        self.tasks = tasks
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        async def fails(i: int) -> None:
+            with anyio.CancelScope(shield=True):  # each fails, not cancelled by the first
+                await anyio.lowlevel.checkpoint()
+                if i == 0:
+                    fetch_price()
+                raise KeyError(f"quote-{i}")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(self.tasks):
+                tg.start_soon(fails, i)
+
+
+async def test_a_group_of_one_is_told_by_what_it_holds_and_where_that_raised() -> None:
+    rt = await dead_letters(InATaskGroup("g", tasks=1))
+    [letter] = rt.dead_letters
+    # The group's own text is the event loop's (anyio's or trio's).
+    assert letter.reason.startswith("ExceptionGroup: ")
+    assert letter.reason.endswith(" (1 sub-exception) (ConnectionError: price service unreachable)")
+    assert letter.traceback is not None
+    first, *rest = letter.traceback.splitlines()
+    assert first == f"{__file__}:{FETCH_LINE} in fetch_price: {letter.reason}"
+    text = "\n".join(rest)
+    assert f'File "{__file__}", line {FETCH_LINE}, in fetch_price' in text
+    assert "ConnectionError: price service unreachable" in text
+    assert "/anyio/" not in text  # the task's frames of the event loop folded too
+
+
+async def test_a_group_of_several_names_each_failure_and_shows_each_traceback() -> None:
+    rt = await dead_letters(InATaskGroup("g", tasks=2))
+    [letter] = rt.dead_letters
+    # In the order the tasks failed, which is the event loop's to choose.
+    held = "; ".join(sorted(("ConnectionError: price service unreachable", "KeyError: 'quote-1'")))
+    if "(KeyError" in letter.reason:
+        held = "; ".join(reversed(held.split("; ")))
+    assert letter.reason.startswith("ExceptionGroup: ")
+    assert letter.reason.endswith(" (2 sub-exceptions) (" + held + ")")
+    assert letter.traceback is not None
+    # More than one raised: the letter starts where the handler's own code holds them.
+    assert letter.traceback.splitlines()[0].endswith(f"in on_ping: {letter.reason}")
+    assert f"line {FETCH_LINE}, in fetch_price" in letter.traceback
+    assert "ConnectionError: price service unreachable" in letter.traceback
+    assert "KeyError: 'quote-1'" in letter.traceback
+
+
+def test_a_group_of_many_names_a_few_and_counts_the_rest() -> None:
+    group = ExceptionGroup("many", [ValueError(f"v{i}") for i in range(20)])
+    said = format_failure(group).splitlines()[0]
+    assert said.startswith("ExceptionGroup: many (20 sub-exceptions) (ValueError: v0; ")
+    assert said.endswith("; and 17 more)")
+
+
+class Chained(BaseAgent):
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        try:
+            divide(payload.n)
+        except ZeroDivisionError as e:
+            raise RuntimeError("lookup failed") from e
+
+
+async def test_the_cause_of_a_chained_failure_is_in_its_traceback() -> None:
+    rt = await dead_letters(Chained("c"))
+    [letter] = rt.dead_letters
+    assert letter.reason == "RuntimeError: lookup failed"
+    assert letter.traceback is not None
+    assert letter.traceback.splitlines()[0].endswith("in on_ping: RuntimeError: lookup failed")
+    # As Python prints it: the cause first, then what was raised from it.
+    cause = letter.traceback.index("ZeroDivisionError: integer division or modulo by zero")
+    said = letter.traceback.index("The above exception was the direct cause")
+    assert cause < said
+    assert f"line {DIVIDE_LINE}, in divide" in letter.traceback
+    assert letter.traceback.endswith("RuntimeError: lookup failed")
+    assert "genie/_runtime" not in letter.traceback
