@@ -199,6 +199,42 @@ def shown(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[: limit - 3] + "...")
 
 
+def _escape(code: int) -> str:
+    said = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code))
+    return said or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+# What a terminal acts on rather than shows: C0 and C1 controls (line breaks, escapes that
+# move the cursor, clear the screen or set the window's title), Unicode's line and paragraph
+# separators, and the marks that reorder the text around them.
+_ACTED_ON = {
+    code: _escape(code)
+    for code in (
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        0x2028,
+        0x2029,
+        0x061C,
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+
+
+_ACTED_ON_BUT_LINES = {code: said for code, said in _ACTED_ON.items() if code != ord("\n")}
+
+
+def for_terminal(text: object, *, keep_lines: bool = False) -> str:
+    """``text`` (a reason, a subject, an id: what a handler, a request or a store said) as a
+    terminal may show it in a line of its own: every character a terminal would act on
+    written as its escape (``\\n``, ``\\x1b``), so that it can neither begin a line that
+    seems the command's own nor drive the terminal. The text itself, in JSON, stays as is.
+    ``keep_lines``: a text of several lines (a traceback) keeps its line breaks."""
+    return str(text).translate(_ACTED_ON_BUT_LINES if keep_lines else _ACTED_ON)
+
+
 class GenieError(Exception):
     """Root of every error Genie raises."""
 

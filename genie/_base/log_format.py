@@ -10,7 +10,16 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
+
+from .._errors import for_terminal
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    _ExcInfo = (
+        tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+    )
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
@@ -46,6 +55,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class _TextFormatter(logging.Formatter):
+    """A record on one line, as a terminal shows it safely: what a handler or a message put in
+    it (a failure's reason, an agent's id) cannot begin a line that seems another record, nor
+    drive the terminal. A traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().formatMessage(record))
+
+    def formatException(self, ei: _ExcInfo) -> str:
+        return for_terminal(super().formatException(ei), keep_lines=True)
+
+
 def configure_logging(
     format: Literal["text", "json"] = "text",
     level: int | str = logging.WARNING,
@@ -64,7 +85,7 @@ def configure_logging(
     if format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(_TEXT, defaults=dict.fromkeys(FIELDS, "-")))
+        handler.setFormatter(_TextFormatter(_TEXT, defaults=dict.fromkeys(FIELDS, "-")))
     root.addHandler(handler)
     root.setLevel(level)
     return handler

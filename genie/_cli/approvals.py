@@ -17,7 +17,7 @@ from typing import Any, cast
 import anyio
 
 from .._base.surrogates import lone_surrogate
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, for_terminal
 from .options import seconds_or_zero
 
 __all__ = ["add_parser", "answer_command", "pending_approvals", "said_of"]
@@ -166,7 +166,9 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for a in pending:
         who = f"principal {a['principal']}" if a["principal"] else f"role {a['role'] or 'any'}"
-        print(f"{a['id']}  {a['agent']}: {a['subject']}  ({who}; asked {a['asked_at']})")
+        print(
+            for_terminal(f"{a['id']}  {a['agent']}: {a['subject']}  ({who}; asked {a['asked_at']})")
+        )
         for answer in cast(list[object], a.get("answers", [])):
             print(f"    {said_of(answer)}")
     return 0
@@ -225,7 +227,7 @@ def _answer(args: argparse.Namespace) -> int:
             )
         print(f"genie approvals: the answer is left in {where}{behind}: {taker}", file=sys.stderr)
         return 0
-    print(f"{args.approval}: {outcome}")
+    print(for_terminal(f"{args.approval}: {outcome}"))
     return 0 if outcome in ("approved", "rejected") else 1  # refused, or decided already
 
 

@@ -26,7 +26,14 @@ from .._agent.catalogue import Catalogue
 from .._base.files import FileRefusedError, write_problem
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
-from .._errors import AuditWriteError, ConfigurationError, GenieError, StoreError, unwrapped
+from .._errors import (
+    AuditWriteError,
+    ConfigurationError,
+    GenieError,
+    StoreError,
+    for_terminal,
+    unwrapped,
+)
 from .._message.payload import Payload
 from .._runtime.approvals import Approval, ApprovalRequest
 from .._runtime.audit import (
@@ -203,12 +210,12 @@ def _run(args: argparse.Namespace) -> int:
                 raise
             where = f"genie run {quote(args.pipeline)} --store {quote(args.store)}"
             said = f"the run stopped, and what it kept before is in the store: {where} resumes it"
-            print(f"genie run: {exc}; {said}", file=sys.stderr)
+            print(for_terminal(f"genie run: {exc}; {said}"), file=sys.stderr)
             return 1
         except AuditWriteError as exc:  # the run failed too (its audit log's disk is full)
             if args.debug:
                 raise
-            print(f"genie run: {exc}", file=sys.stderr)
+            print(for_terminal(f"genie run: {exc}"), file=sys.stderr)
             return 1
     finally:
         if server is not None:
@@ -267,8 +274,11 @@ def _say_paused(paused: list[dict[str, object]], where: str, resume: str) -> Non
     for approval in paused:
         command = answer_command(approval["id"], where, approval["role"], approval["principal"])
         print(
-            f"  paused: approval {approval['id']} ({approval['agent']}: {approval['subject']}) "
-            f"waits for a person: {command}; the next genie run {resume} resumes the request",
+            for_terminal(
+                f"  paused: approval {approval['id']} ({approval['agent']}: "
+                f"{approval['subject']}) waits for a person: {command}; the next genie run "
+                f"{resume} resumes the request"
+            ),
             file=sys.stderr,
         )
         for answer in cast(list[object], approval.get("answers", [])):
@@ -301,7 +311,7 @@ def _report(
         print(_render(result.output.payload), end="")
     unfinished = _workflow_unfinished(result)
     if unfinished:
-        print(f"genie run: {pipeline.name}: {unfinished}", file=sys.stderr)
+        print(for_terminal(f"genie run: {pipeline.name}: {unfinished}"), file=sys.stderr)
     lost = _lost(result)
     if result.status != "ok" or result.denials or lost:
         ended = f"the run ended {result.status}"
@@ -313,7 +323,9 @@ def _report(
         print(f"genie run: {pipeline.name}: {ended}", file=sys.stderr)
         for d in result.denials:
             print(
-                f"  denied: {d.type} to {d.recipient} by policy {d.policy}: {d.reason}",
+                for_terminal(
+                    f"  denied: {d.type} to {d.recipient} by policy {d.policy}: {d.reason}"
+                ),
                 file=sys.stderr,
             )
     if result.status != "ok" and not paused:  # a paused run's approvals are said after
@@ -325,11 +337,13 @@ def _report(
                 named = m.agent_id and m.agent_id != m.key and m.kind != "timed_out"
                 at = f" to {m.agent_id}" if named else ""
                 by = f" (policy {m.policy})" if m.policy else ""
-                print(f"  {m.key}: {m.kind}{at}{by}: {m.reason}", file=sys.stderr)
+                print(for_terminal(f"  {m.key}: {m.kind}{at}{by}: {m.reason}"), file=sys.stderr)
     for letter in lost:
         to = f" to {letter.agent_id}" if letter.agent_id else ""
         print(
-            f"  dead letter: {letter.message.type}{to}: {letter.kind}: {letter.reason}",
+            for_terminal(
+                f"  dead letter: {letter.message.type}{to}: {letter.kind}: {letter.reason}"
+            ),
             file=sys.stderr,
         )
     if result.status != "ok" or lost:
@@ -428,8 +442,12 @@ def _show_tracebacks(result: RunResult, debug: bool, again: str) -> None:
         return
     for letter in failed:
         assert letter.traceback is not None
-        print(f"  {letter.agent_id}: the traceback of its last attempt:", file=sys.stderr)
-        for line in letter.traceback.splitlines():
+        print(
+            for_terminal(f"  {letter.agent_id}: the traceback of its last attempt:"),
+            file=sys.stderr,
+        )
+        # Python's lines, each indented under the line above: none can pass for the report's.
+        for line in for_terminal(letter.traceback, keep_lines=True).split("\n"):
             print(f"    {line}", file=sys.stderr)
 
 
@@ -549,7 +567,7 @@ async def _say_asked(stream: EventStream, rt: Runtime, asked: Callable[[Approval
             for approval in rt.approvals.pending():
                 if approval.id not in said:
                     said.add(approval.id)
-                    print(asked(approval), file=sys.stderr, flush=True)
+                    print(for_terminal(asked(approval)), file=sys.stderr, flush=True)
 
 
 async def _print_trace(stream: EventStream, out: TextIO) -> None:
@@ -557,7 +575,7 @@ async def _print_trace(stream: EventStream, out: TextIO) -> None:
     origin: float | None = None
     async for event in stream:
         origin = event.at if origin is None else origin
-        print(event.line(origin), file=out)
+        print(for_terminal(event.line(origin)), file=out)
 
 
 async def _print_text(text: ModelTextStream, out: TextIO) -> None:
@@ -575,7 +593,7 @@ async def _print_text(text: ModelTextStream, out: TextIO) -> None:
                     else f"ended: {chunk.finish or chunk.error or 'left unread'}"
                 )
                 lead = "" if fresh else "\n"
-                out.write(f"{lead}[{chunk.agent_id} call {chunk.call} {how}]\n")
+                out.write(f"{lead}{for_terminal(f'[{chunk.agent_id} call {chunk.call} {how}]')}\n")
                 fresh = True
             out.flush()
 
@@ -900,7 +918,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GenieError as exc:
         if args.debug:
             raise
-        print(f"genie {args.command}: {exc}", file=sys.stderr)
+        # Genie's own message, which may say several problems on lines of their own, quoting
+        # what a request or a store said.
+        print(for_terminal(f"genie {args.command}: {exc}", keep_lines=True), file=sys.stderr)
         return 2
     finally:
         root.removeHandler(handler)  # main() may be called again in one process (tests)

@@ -16,7 +16,7 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from .._errors import ConfigurationError, StoreError
+from .._errors import ConfigurationError, StoreError, for_terminal
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
@@ -248,13 +248,16 @@ def _serve(args: argparse.Namespace) -> int:
         raise state.unstarted  # a store it cannot use, say: one line, exit 2
     if isinstance(failure, StoreError):
         print(
-            f"genie serve: {failure}; the server stopped, and what it kept before is in the "
-            f"store: started again with --store {quote(args.store)}, it resumes the requests",
+            for_terminal(
+                f"genie serve: {failure}; the server stopped, and what it kept before is in "
+                f"the store: started again with --store {quote(args.store)}, it resumes the "
+                "requests"
+            ),
             file=sys.stderr,
         )
         return 1
     if failure is not None:  # its audit log refused a record
-        print(f"genie serve: {failure}", file=sys.stderr)
+        print(for_terminal(f"genie serve: {failure}"), file=sys.stderr)
         return 1
     cut = state.cut
     print(
@@ -264,5 +267,6 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     for flight in cut:
-        print(f"  cut: {flight.method} {flight.path} ({flight.principal})", file=sys.stderr)
+        said = for_terminal(f"  cut: {flight.method} {flight.path} ({flight.principal})")
+        print(said, file=sys.stderr)
     return 1 if cut else 0

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._errors import for_terminal
 from ._histogram import Histogram
 from ._settings import Settings
 from ._units import duration, seconds
@@ -315,7 +316,8 @@ def _render(r: Report) -> str:
     if r.dead_letters:
         out.append("dead letters")
         for d in r.dead_letters:
-            out.append(f"  {d['count']:>8,}  {d['kind']:<9} {d['agent']:<{width}}  {d['reason']}")
+            reason = for_terminal(d["reason"])  # a handler's words, on the report's line
+            out.append(f"  {d['count']:>8,}  {d['kind']:<9} {d['agent']:<{width}}  {reason}")
     else:
         out.append("dead letters    none")
     fired = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in r.limits.items())

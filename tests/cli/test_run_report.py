@@ -118,6 +118,22 @@ class SlowAsker(BaseAgent):
         return ctx.emit(ApprovalRequest(subject="pay", role="treasurer"))
 
 
+class Garbled(BaseAgent):
+    produces = (Receipt,)
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> Message:
+        raise RuntimeError(f"cannot price {payload.item}")
+
+
+class Asker(BaseAgent):
+    produces = (ApprovalRequest, Receipt)
+
+    @handler
+    async def on_order(self, payload: Order, ctx: Context) -> Message:
+        return ctx.emit(ApprovalRequest(subject=f"pay for {payload.item}", role="treasurer"))
+
+
 class Interrupter(BaseAgent):
     produces = (Receipt,)
 
@@ -540,3 +556,76 @@ def test_a_run_with_a_store_is_not_told_to_use_one(tmp_path: Path, capsys: Captu
     assert "run it with --store PATH" not in capsys.readouterr().err
     assert main(["run", pipeline, "--timeout", "0.5"]) == 1
     assert "run it with --store PATH" in capsys.readouterr().err
+
+
+# What a request may carry into a handler's error or an approval's subject: a line break that
+# would forge a line of the report, and escapes that set the terminal's title and clear it.
+GARBLED_ITEM = r'"apple\nok: all fine\e]0;pwned\a\e[2J\e[31mred\e[0m"'
+GARBLED_SHOWN = r"apple\nok: all fine\x1b]0;pwned\x07\x1b[2J\x1b[31mred\x1b[0m"
+GARBLED_RAW = "apple\nok: all fine\x1b]0;pwned\x07\x1b[2J\x1b[31mred\x1b[0m"
+
+
+def _garbled(tmp_path: Path, agent: str) -> str:
+    return _pipeline(
+        tmp_path,
+        f"agents: [{{id: clerk, use: 'MOD:{agent}'}}]\n"
+        f"entry: {{type: order, to: clerk, payload: {{item: {GARBLED_ITEM}}}}}\n"
+        "output: receipt\n",
+    )
+
+
+def _unsafe(text: str) -> list[str]:
+    """The characters of ``text`` that a terminal acts on, but its line ends."""
+    return [c for c in text if (c < " " and c != "\n") or "\x7f" <= c <= "\x9f"]
+
+
+def test_a_handlers_error_reaches_the_terminal_on_one_line_and_inert(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    # It printed the reason raw: three lines, the second a forged "ok: all fine", and the
+    # escapes set the window's title and cleared the screen.
+    pipeline = _garbled(tmp_path, "Garbled")
+    assert main(["-v", "--debug", "run", pipeline]) == 1
+    err = capsys.readouterr().err
+    assert _unsafe(err) == []
+    assert not any(line.startswith("ok: all fine") for line in err.splitlines())
+    said = f"  clerk: failed: RuntimeError: cannot price {GARBLED_SHOWN}"
+    assert said in err.splitlines()
+    # The log's warning of the dead letter is one line too; the traceback keeps Python's lines,
+    # each indented under the line that introduces it.
+    [logged] = [line for line in err.splitlines() if "dead letter (failed)" in line]
+    assert logged.endswith(f"RuntimeError: cannot price {GARBLED_SHOWN}")
+    shown = err.split("  clerk: the traceback of its last attempt:\n", 1)[1]
+    assert all(line.startswith("    ") for line in shown.splitlines())
+    # JSON holds the reason exactly as the handler raised it.
+    assert main(["run", pipeline, "--json"]) == 1
+    [letter] = json.loads(capsys.readouterr().out)["dead_letters"]
+    assert letter["reason"] == f"RuntimeError: cannot price {GARBLED_RAW}"
+
+
+def test_an_approvals_subject_reaches_the_terminal_on_one_line_and_inert(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    pipeline = _garbled(tmp_path, "Asker")
+    store = str(tmp_path / "s.db")
+    assert main(["run", pipeline, "--store", store, "--timeout", "0.5"]) == 1
+    err = capsys.readouterr().err
+    assert _unsafe(err) == []
+    assert not any(line.startswith("ok: all fine") for line in err.splitlines())
+    assert sum(f"(clerk: pay for {GARBLED_SHOWN})" in line for line in err.splitlines()) == 2
+    assert main(["approvals", "list", "--store", store]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert f"  clerk: pay for {GARBLED_SHOWN}  (role treasurer; asked " in line
+    assert main(["approvals", "list", "--store", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["subject"] == f"pay for {GARBLED_RAW}"
+
+
+def test_every_character_a_terminal_acts_on_is_shown_escaped() -> None:
+    from genie._errors import for_terminal
+
+    # C1's CSI and NEL, Unicode's line separator, a right-to-left override: each acts on a
+    # terminal (or on the order it shows the text in) as ESC and a line break do.
+    said = "a\tb\rc\x9b2Jd\x85e\u2028f\u202eg\x7fh"
+    assert for_terminal(said) == r"a\tb\rc\x9b2Jd\x85e\u2028f\u202eg\x7fh"
+    assert for_terminal("Tina's café: ₹75,000 ✓ C:\\runs") == "Tina's café: ₹75,000 ✓ C:\\runs"
+    assert for_terminal("one\ntwo\x1b[2J", keep_lines=True) == "one\ntwo\\x1b[2J"
