@@ -506,7 +506,8 @@ class _Checker:
                 # where pass-through agents forward.
                 self.instances[decl.id] = spec.create(decl.id, params)
             except ValidationError as exc:
-                self.problems += problems(exc, self.path, self.lines, (*at, "params"))
+                where = (*at, "params")
+                self.problems += problems(exc, self.path, self.lines, where, spec.params)
                 continue
             except ConfigurationError as exc:
                 self.fail((*at, "params"), str(exc))

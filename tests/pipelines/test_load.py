@@ -167,6 +167,23 @@ def test_wrong_parameters_do_not_hide_a_misspelt_type(tmp_path: Path) -> None:
     ]
 
 
+def test_a_misspelt_parameter_names_the_closest_the_constructor_takes(tmp_path: Path) -> None:
+    # It said "unknown key" with no hint, as no other key of a pipeline file is said.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - id: anomalies\n"
+        "    use: anomaly_detector\n"
+        "    params: {treshold: 2.5}\n"
+        "entry: {type: analysis_result, to: anomalies}\n"
+        "output: anomalies\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4: agents.0.params.treshold: unknown key (did you mean 'threshold'?)",
+    ]
+
+
 def test_a_missing_entry_or_output_does_not_hide_the_rest(tmp_path: Path) -> None:
     path = write(
         tmp_path,
