@@ -186,6 +186,13 @@ def import_object(reference: str, folder: Path | None = None) -> Any:
     return obj
 
 
+def named_like_a_class(name: str) -> bool:
+    """Whether ``name`` reads as a class's Python path (``prices.Quoter``) or a class's name
+    (``Quoter``) rather than a catalogue name, which is lower case with underscores."""
+    parts = name.split(".")
+    return all(p.isidentifier() for p in parts) and (len(parts) > 1 or name[:1].isupper())
+
+
 class Catalogue:
     """Agent classes by catalogue name."""
 
@@ -248,7 +255,18 @@ class Catalogue:
         return spec
 
     def suggest(self, name: str) -> str:
-        return did_you_mean(name, [*self._specs, *self._references])
+        """The closest name of the catalogue as a hint; for a name with none that reads as a
+        class of the user's own, the ``module:Class`` form that names one."""
+        close = did_you_mean(name, [*self._specs, *self._references])
+        if close or not named_like_a_class(name):
+            return close
+        module, dot, cls = name.rpartition(".")
+        if dot:
+            return f" (a class of your own is named module:Class: did you mean '{module}:{cls}'?)"
+        return (
+            f" (a class of your own is named with its module, 'module:{name}': a .py file beside "
+            "the pipeline file or an importable module)"
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs or name in self._references

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .._agent.agent import Agent
-from .._agent.catalogue import AgentSpec, Catalogue, import_object, spec_for
+from .._agent.catalogue import (
+    AgentSpec,
+    Catalogue,
+    import_object,
+    named_like_a_class,
+    spec_for,
+)
 from .._base.files import file_problem
 from .._base.shipped import located, shipped, shipped_pipelines
 from .._base.surrogates import lone_surrogate
@@ -315,14 +321,14 @@ class _Checker:
         self.headings = 0  # lines of ``problems`` that only say where the next ones come from
         self.llm: LLMConfig | None = None
         # Types an agent that failed to load might bring: any type of the catalogue when it was
-        # a catalogue name, any type at all (None) when it was a module:Class.
+        # a catalogue name, any type at all (None) when it was a module:Class (or read as one).
         self.maybe_types: set[str] | None = set()
 
     def unresolvable(self, use: str) -> None:
         """The class ``use`` names could not be found."""
         if self.maybe_types is None:
             return
-        if ":" in use:
+        if ":" in use or named_like_a_class(use):  # one of the user's own, written wrong
             self.maybe_types = None
         else:
             self.maybe_types |= {

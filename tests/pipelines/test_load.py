@@ -184,6 +184,36 @@ def test_a_misspelt_parameter_names_the_closest_the_constructor_takes(tmp_path: 
     ]
 
 
+@pytest.mark.parametrize(
+    ("use", "hint"),
+    [
+        (
+            "prices.Quoter",
+            "a class of your own is named module:Class: did you mean 'prices:Quoter'?",
+        ),
+        (
+            "Quoter",
+            "a class of your own is named with its module, 'module:Quoter': a .py file beside "
+            "the pipeline file or an importable module",
+        ),
+    ],
+    ids=["dotted", "bare-class"],
+)
+def test_a_class_named_without_its_module_colon_is_told_the_form(
+    tmp_path: Path, use: str, hint: str
+) -> None:
+    # It said only "not in the catalogue", then that the class's types were unknown.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        f"agents: [{{id: quoter, use: {use}}}]\nentry: {{type: quote_asked, to: quoter}}\n"
+        "output: quote\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:1: agents.0.use: agent {use!r} is not in the catalogue ({hint})"
+    ]
+
+
 def test_a_missing_entry_or_output_does_not_hide_the_rest(tmp_path: Path) -> None:
     path = write(
         tmp_path,
