@@ -403,9 +403,14 @@ class TestContext(_ContextBase):
         return self._now
 
     def llm(self, provider: Provider) -> Provider:
+        return self.llm_for(provider, self._message)
+
+    def llm_for(self, provider: Provider, message: Message) -> Provider:
+        """``llm``, its calls caused by ``message`` (the request, or it classified as the data
+        a call sends)."""
         from ..llm._governed import HandlerProvider  # the caller has genie.llm loaded already
 
-        return HandlerProvider(provider, self._message, self._agent_id, None)
+        return HandlerProvider(provider, message, self._agent_id, None)
 
     def tool(self, server: str) -> Tools:
         session = self._tools.get(server)
@@ -462,5 +467,9 @@ class _Open:
     def now(self) -> datetime:
         return self._ctx.now()
 
-    def llm(self, provider: Provider) -> Provider:
-        return self._ctx.llm(provider)
+    def llm(self, provider: Provider, classification: str) -> Provider:
+        # As the runtime's: the call is classified as the data it sends (a residency rule
+        # in a unit test sees what the runtime's would).
+        level = Classification(classification)
+        message = self._ctx.message.model_copy(update={"classification": level})
+        return self._ctx.llm_for(provider, message)

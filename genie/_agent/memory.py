@@ -15,7 +15,7 @@ names, an embedding provider's request) or making a policy fail closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +35,7 @@ __all__ = [
     "Memory",
     "MemoryStore",
     "Snapshot",
+    "Summarising",
     "checked",
     "memory_of",
     "named_stores",
@@ -90,8 +91,8 @@ class MemoryStore(Protocol):
     ``classification`` is what the written entry is classified as (the request's,
     judged with it), kept with the entry and given back with it by every read (``kv_get``:
     the value and its classification, None when there is none), so that a read is judged on
-    what was kept. ``summarise`` is the model the episodic memory summarises through (the
-    handler's ``ctx.llm``), None for the offline summary."""
+    what was kept. ``summarising`` is the handler's memory a session's older turns are
+    summarised through, governed (``Summarising``)."""
 
     @property
     def summariser(self) -> Provider | None: ...
@@ -111,9 +112,14 @@ class MemoryStore(Protocol):
     async def kv_delete(self, namespace: str, key: str) -> bool: ...
 
     async def append(
-        self, session: str, episode: Episode, classification: str, summarise: Provider | None
+        self,
+        session: str,
+        episode: Episode,
+        classification: str,
+        summarising: Summarising | None,
     ) -> bool:
-        """True when the older half was summarised."""
+        """True when the older half was summarised (None for ``summarising``: called outside
+        a handler, ungoverned)."""
         ...
 
     async def snapshot(self, session: str) -> Snapshot: ...
@@ -133,12 +139,24 @@ class MemoryStore(Protocol):
     async def history(self, user: str, key: str) -> list[Fact]: ...
 
 
+class Summarising(Protocol):
+    """How a store summarises a session's older turns for the handler whose append passed
+    the threshold: sending them to a model is a read of them by the agent, judged and audited
+    like any read (``MemoryDeniedError`` when a policy refuses it: the store then leaves the
+    turns as they are)."""
+
+    def model(self, model: Provider, turns: Sequence[Episode]) -> Provider:
+        """``model`` as the handler's ``ctx.llm``, its calls classified as the highest of
+        ``turns`` (what they are sent), once reading them for it was judged."""
+        ...
+
+
 class Gate(Protocol):
     """What a handler's memory asks before a write and after a read (the runtime judges
     each as a message and audits it). ``write`` returns the classification the entry is
     stored with; ``read`` is given the highest classification of the entries read (None when
     it found nothing: it is the request's). Either raises ``MemoryDeniedError`` when a policy
-    refuses."""
+    refuses. ``llm`` is the handler's model for a call sending data of ``classification``."""
 
     def write(self, kind: str, key: str, text: str) -> str: ...
 
@@ -146,13 +164,18 @@ class Gate(Protocol):
 
     def now(self) -> datetime: ...
 
-    def llm(self, provider: Provider) -> Provider: ...
+    def llm(self, provider: Provider, classification: str) -> Provider: ...
 
 
 def highest(classifications: Iterable[str]) -> str | None:
     """The highest of ``classifications`` (``secret`` above ``pii`` above ``internal`` above
     ``public``): what data read together is classified as; None for none."""
     return max(classifications, key=lambda c: Classification(c).rank, default=None)
+
+
+def transcript(turns: Iterable[Episode]) -> str:
+    """What a model or a policy reads of turns: one line each, who spoke and what."""
+    return "\n".join(f"{t.role}: {t.text}" for t in turns)
 
 
 def _text(value: Any) -> str:
@@ -269,9 +292,8 @@ class Episodes:
         """Keep one turn; True when this append summarised the older half."""
         _check_texts(self._name, "episodes.append", session=session, text=text, role=role)
         level = self._gate.write("episode", session, text)
-        model = self._store.summariser
-        summarise = None if model is None else self._gate.llm(model)
-        return await self._store.append(session, Episode(role, text, level), level, summarise)
+        summarising = _Summarising(self._gate, session)
+        return await self._store.append(session, Episode(role, text, level), level, summarising)
 
     async def snapshot(self, session: str) -> Snapshot:
         _check_texts(self._name, "episodes.snapshot", session=session)
@@ -281,6 +303,23 @@ class Episodes:
         level = highest([*levels, *(e.classification for e in snap.recent)])
         self._gate.read("episode", session, "\n".join(shown), level)
         return snap
+
+
+class _Summarising:
+    """A session's summary as a handler's memory governs it (``Summarising``): the turns
+    read out to the model as a ``summary`` read of the session."""
+
+    __slots__ = ("_gate", "_session")
+
+    def __init__(self, gate: Gate, session: str) -> None:
+        self._gate, self._session = gate, session
+
+    def model(self, model: Provider, turns: Sequence[Episode]) -> Provider:
+        # What the model is sent is the turns as they were written, whatever the request
+        # whose append passed the threshold: a residency rule must see that classification.
+        level = highest(t.classification for t in turns) or "internal"
+        self._gate.read("summary", self._session, transcript(turns), level)
+        return self._gate.llm(model, level)
 
 
 class Semantic:
@@ -415,8 +454,8 @@ class _Checked:
     def now(self) -> datetime:
         return self._gate.now()
 
-    def llm(self, provider: Provider) -> Provider:
-        return self._gate.llm(provider)
+    def llm(self, provider: Provider, classification: str) -> Provider:
+        return self._gate.llm(provider, classification)
 
 
 # What a store answers to: ``MemoryStore``'s calls, read off the protocol so the check keeps

@@ -8,7 +8,8 @@ audited like any other; an allowed write is audited too (``memory_write``), and 
 keeps the classification it was judged with. A read is shown to the policies as a
 ``memory_read`` message from ``memory:NAME`` to the agent, classified as the highest of the
 entries it found were written with (the request's when it found none), and audited
-(``memory_read``).
+(``memory_read``). So are the turns a summary is made of, read to be sent to the model
+(kind ``summary``): the model call then carries their classification, not the request's.
 Neither is a delivery: the delivery counts and budgets leave them out, as they leave out
 model text.
 
@@ -173,5 +174,9 @@ class _RuntimeGate:
     def now(self) -> datetime:
         return self._calls._clock.now()
 
-    def llm(self, provider: Provider) -> Provider:
-        return self._calls._llm(provider, self._agent_id, self._message)
+    def llm(self, provider: Provider, classification: str) -> Provider:
+        # The call's context is the request's, but for its classification: what is sent is
+        # the data read, classified as it was written.
+        level = Classification(classification)
+        message = self._message.model_copy(update={"classification": level})
+        return self._calls._llm(provider, self._agent_id, message)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .._agent.memory import Episode, Fact, Hit, Snapshot
-from .._errors import ConfigurationError
+from .._agent.memory import Episode, Fact, Hit, Snapshot, Summarising, transcript
+from .._errors import ConfigurationError, MemoryDeniedError
 from ._backends import Backend, InMemoryBackend, SqliteBackend
 from ._embed import Embedder, HashingEmbedder, cosine
 
@@ -122,7 +122,11 @@ class Store:
 
     # --- episodic ------------------------------------------------------------------------
     async def append(
-        self, session: str, episode: Episode, classification: str, summarise: Provider | None
+        self,
+        session: str,
+        episode: Episode,
+        classification: str,
+        summarising: Summarising | None,
     ) -> bool:
         count = await self._entries.append(self.name, session, episode, classification)
         if count <= self.threshold:
@@ -134,20 +138,27 @@ class Store:
             if len(turns) <= self.threshold:
                 return False
             older = turns[: len(turns) // 2]
-            summary = await self._summarise(older, summarise)
+            try:
+                summary = await self._summarise(older, summarising)
+            except MemoryDeniedError:
+                # Refused and audited: the turns stay as they are, each readable as it was
+                # written, and the next append past the threshold asks again.
+                return False
             await self._entries.fold(self.name, session, older, summary)
         return True
 
-    async def _summarise(self, turns: list[Episode], model: Provider | None) -> str:
-        transcript = "\n".join(f"{t.role}: {t.text}" for t in turns)
+    async def _summarise(self, turns: list[Episode], summarising: Summarising | None) -> str:
+        model = self._summariser
         if model is None:
             return " ".join(f"{t.role}: {_first_words(t.text)}" for t in turns)
+        if summarising is not None:  # None: called outside a handler, ungoverned
+            model = summarising.model(model, turns)
         from ..llm._types import ChatMessage, Request  # the caller gave a model: llm is loaded
 
         answer = await model.complete(
             Request(
                 system=SUMMARY_PROMPT,
-                messages=(ChatMessage.user(transcript),),
+                messages=(ChatMessage.user(transcript(turns)),),
                 model=self.summary_model,
                 max_tokens=SUMMARY_TOKENS,
             )

@@ -29,7 +29,7 @@ from genie import (
     TestContext,
     handler,
 )
-from genie.llm import BudgetExceededError, ScriptedProvider
+from genie.llm import BudgetExceededError, Residency, ScriptedProvider
 from genie.memory import SUMMARY_PROMPT, HashingEmbedder, Memory, Store, cosine
 from genie.policies import ClassificationCeiling, PIIBlock
 
@@ -60,14 +60,16 @@ class Worker(BaseAgent):
         return ctx.reply(Done(result=await self.work(ctx)))
 
 
-async def run(rt: Runtime, work: Work) -> Any:
-    """``work``'s result in a handler of ``rt``, or the reason it failed."""
+async def run(rt: Runtime, work: Work, classification: str = "internal") -> Any:
+    """``work``'s result in a handler of ``rt`` (on a request of ``classification``), or the
+    reason it failed."""
     worker = _workers.get(rt)
     if worker is None:
         worker = _workers[rt] = Worker(work)
         rt.add(worker)
     worker.work = work
-    result = await rt.ask(rt.message(Go(), recipient="worker"), timeout=10)
+    asked = rt.message(Go(), recipient="worker", classification=classification)
+    result = await rt.ask(asked, timeout=10)
     if not result.complete:
         return result.missing[0].reason
     done = result.message.payload
@@ -133,6 +135,81 @@ async def test_a_summary_counts_against_the_requests_token_budget() -> None:
     async with Runtime(memory=store, limits=Limits(correlation_tokens=50)) as rt:
         reason = await run(rt, work)
     assert BudgetExceededError.__name__ in reason
+
+
+def turn(text: str) -> Work:
+    """A handler's work: ``text`` appended to session s1, then what the session holds."""
+
+    async def work(ctx: Context) -> Any:
+        episodes = ctx.memory().episodes
+        await episodes.append("s1", text)
+        snap = await episodes.snapshot("s1")
+        return [snap.summary, [e.text for e in snap.recent]]
+
+    return work
+
+
+@BACKENDS
+async def test_a_summarys_model_call_is_classified_as_the_turns_it_summarises(
+    kind: str, tmp_path: Path
+) -> None:
+    """A PII turn summarised on a public request: the model is sent PII, so the call is
+    classified as the turns are, not as the request that happens to pass the threshold, and
+    the turns read for it are judged and audited as a read."""
+    model = ScriptedProvider(["a summary"], region="in")
+    audit = MemoryAuditLog()
+    store = store_of(kind, tmp_path, threshold=2, summariser=model)
+    async with Runtime(memory=store, audit=audit) as rt:
+        await run(rt, turn("my PAN is ABCDE1234F"), classification="pii")
+        await run(rt, turn("hello"), classification="public")
+        summary, recent = await run(rt, turn("how are you"), classification="public")
+    assert (summary, recent) == ("a summary", ["hello", "how are you"])
+    (request,) = model.requests
+    assert request.messages[0].text == "user: my PAN is ABCDE1234F"
+    assert request.context.classification == "pii"
+    reads = [r for r in audit.records if r.action == "memory_read"]
+    assert [r.details["reason"] for r in reads][:3] == ["episode s1", "episode s1", "summary s1"]
+
+
+async def test_pii_turns_are_never_summarised_by_a_model_outside_the_home_region() -> None:
+    cloud = ScriptedProvider(["a summary"], region="us")
+    store = Store(threshold=2, summariser=Residency(cloud, home_region="in"))
+    async with Runtime(memory=store) as rt:
+        await run(rt, turn("my PAN is ABCDE1234F"), classification="pii")
+        await run(rt, turn("hello"), classification="public")
+        reason = await run(rt, turn("how are you"), classification="public")
+    assert cloud.requests == []
+    assert "ResidencyDeniedError" in reason, reason
+    assert 'classification "pii" cannot leave region "in"' in reason
+    # The refused summary lost nothing: the turns are all there, unsummarised.
+    snap = await store.snapshot("s1")
+    assert [e.text for e in snap.recent] == ["my PAN is ABCDE1234F", "hello", "how are you"]
+
+
+async def test_an_agent_that_may_not_read_the_turns_does_not_summarise_them() -> None:
+    """The turns a summary is made of are read for the agent whose append passed the threshold
+    (its model is sent them): a ceiling that keeps PII from it refuses the read, audited, no
+    model is called and the turns stay as they are."""
+    model = ScriptedProvider(["a summary"])
+    ceiling = ClassificationCeiling({"writer": "pii", "user": "pii", "memory:default": "pii"})
+    audit = MemoryAuditLog()
+    store = Store(threshold=2, summariser=model)
+    async with Runtime(memory=store, policies=[ceiling], audit=audit) as rt:
+        rt.add(Worker(turn("my PAN is ABCDE1234F"), id="writer"))
+        asked = rt.message(Go(), recipient="writer", classification="pii")
+        assert (await rt.ask(asked, timeout=10)).complete
+
+        async def append(ctx: Context) -> Any:
+            return [await ctx.memory().episodes.append("s1", t) for t in ("hello", "bye")]
+
+        assert await run(rt, append) == [False, False]
+    assert model.requests == []
+    denied = [r for r in audit.records if r.action == "denied" and r.target == "worker"]
+    assert [(r.details["message_type"], r.details["reason"]) for r in denied] == [
+        ("memory_read", "classification exceeds recipient ceiling")
+    ]
+    snap = await store.snapshot("s1")
+    assert (snap.summary, len(snap.recent)) == ("", 3)
 
 
 async def test_without_a_model_the_summary_is_each_turns_first_words() -> None:
