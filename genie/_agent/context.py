@@ -458,8 +458,8 @@ class _Open:
     def __init__(self, ctx: TestContext) -> None:
         self._ctx = ctx
 
-    def write(self, kind: str, key: str, text: str) -> str:
-        return self._ctx.message.classification.value
+    def write(self, kind: str, key: str, text: str, classification: str | None = None) -> str:
+        return classification or self._ctx.message.classification.value
 
     def read(self, kind: str, key: str, text: str, classification: str | None) -> None:
         pass

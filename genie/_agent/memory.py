@@ -141,24 +141,29 @@ class MemoryStore(Protocol):
 
 class Summarising(Protocol):
     """How a store summarises a session's older turns for the handler whose append passed
-    the threshold: sending them to a model is a read of them by the agent, judged and audited
-    like any read (``MemoryDeniedError`` when a policy refuses it: the store then leaves the
-    turns as they are)."""
+    the threshold: sending them to a model is a read of them by the agent, and keeping the
+    summary a write, each judged and audited like any other (``MemoryDeniedError`` when a
+    policy refuses: the store then leaves the turns as they are)."""
 
     def model(self, model: Provider, turns: Sequence[Episode]) -> Provider:
         """``model`` as the handler's ``ctx.llm``, its calls classified as the highest of
         ``turns`` (what they are sent), once reading them for it was judged."""
         ...
 
+    def keep(self, summary: str, turns: Sequence[Episode]) -> None:
+        """Judges keeping ``summary`` of ``turns``, classified as the highest of them."""
+        ...
+
 
 class Gate(Protocol):
     """What a handler's memory asks before a write and after a read (the runtime judges
     each as a message and audits it). ``write`` returns the classification the entry is
-    stored with; ``read`` is given the highest classification of the entries read (None when
-    it found nothing: it is the request's). Either raises ``MemoryDeniedError`` when a policy
-    refuses. ``llm`` is the handler's model for a call sending data of ``classification``."""
+    stored with: ``classification`` when given (a summary: the turns'), else the request's;
+    ``read`` is given the highest classification of the entries read (None when it found
+    nothing: it is the request's). Either raises ``MemoryDeniedError`` when a policy refuses.
+    ``llm`` is the handler's model for a call sending data of ``classification``."""
 
-    def write(self, kind: str, key: str, text: str) -> str: ...
+    def write(self, kind: str, key: str, text: str, classification: str | None = None) -> str: ...
 
     def read(self, kind: str, key: str, text: str, classification: str | None) -> None: ...
 
@@ -307,7 +312,8 @@ class Episodes:
 
 class _Summarising:
     """A session's summary as a handler's memory governs it (``Summarising``): the turns
-    read out to the model as a ``summary`` read of the session."""
+    read out to the model as a ``summary`` read of the session, the summary kept as a
+    ``summary`` write."""
 
     __slots__ = ("_gate", "_session")
 
@@ -320,6 +326,12 @@ class _Summarising:
         level = highest(t.classification for t in turns) or "internal"
         self._gate.read("summary", self._session, transcript(turns), level)
         return self._gate.llm(model, level)
+
+    def keep(self, summary: str, turns: Sequence[Episode]) -> None:
+        # The summary holds what the turns held: judged as their classification, as the
+        # backend keeps it (the highest of them and the summary before).
+        level = highest(t.classification for t in turns) or "internal"
+        self._gate.write("summary", self._session, summary, level)
 
 
 class Semantic:
@@ -443,9 +455,9 @@ class _Checked:
     def __init__(self, gate: Gate, check: Callable[[], None]) -> None:
         self._gate, self._check = gate, check
 
-    def write(self, kind: str, key: str, text: str) -> str:
+    def write(self, kind: str, key: str, text: str, classification: str | None = None) -> str:
         self._check()
-        return self._gate.write(kind, key, text)
+        return self._gate.write(kind, key, text, classification)
 
     def read(self, kind: str, key: str, text: str, classification: str | None) -> None:
         self._check()

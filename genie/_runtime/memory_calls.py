@@ -42,7 +42,8 @@ DEFAULT = "default"
 
 class MemoryWrite(Payload):
     """What the policies judge before an entry is kept: ``kind`` (``kv``, ``kv_delete``,
-    ``episode``, ``semantic``, ``fact``), its ``key`` and the ``text`` to be stored."""
+    ``episode``, ``summary``, ``semantic``, ``fact``), its ``key`` and the ``text`` to be
+    stored."""
 
     message_type = "memory_write"
     memory: str
@@ -155,11 +156,12 @@ class _RuntimeGate:
         self._agent_id = agent_id
         self._message = message
 
-    def write(self, kind: str, key: str, text: str) -> str:
+    def write(self, kind: str, key: str, text: str, classification: str | None = None) -> str:
         calls, memory = self._calls, self._memory
         consumer = consumer_of(memory)
         payload = MemoryWrite(memory=memory, kind=kind, key=key, text=text)
-        msg = calls.message(self._message, payload, self._agent_id, consumer)
+        level = None if classification is None else Classification(classification)
+        msg = calls.message(self._message, payload, self._agent_id, consumer, level)
         calls.judge(msg, consumer, memory, "out")
         return msg.classification.value
 

@@ -140,6 +140,8 @@ class Store:
             older = turns[: len(turns) // 2]
             try:
                 summary = await self._summarise(older, summarising)
+                if summarising is not None:
+                    summarising.keep(summary, older)
             except MemoryDeniedError:
                 # Refused and audited: the turns stay as they are, each readable as it was
                 # written, and the next append past the threshold asks again.

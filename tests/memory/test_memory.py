@@ -212,6 +212,39 @@ async def test_an_agent_that_may_not_read_the_turns_does_not_summarise_them() ->
     assert (snap.summary, len(snap.recent)) == ("", 3)
 
 
+async def test_a_summary_is_judged_and_audited_before_it_is_kept() -> None:
+    """The summary is a write, of what the model answered: a policy that refuses it leaves the
+    turns as they were (the session stays readable) and the next append asks again."""
+    model = ScriptedProvider(
+        ["reach the client at bob@example.com", "the client asked about budgets"]
+    )
+    audit = MemoryAuditLog()
+    store = Store(threshold=2, summariser=model)
+
+    async def work(ctx: Context) -> Any:
+        episodes = ctx.memory().episodes
+        folded = [await episodes.append("s1", f"turn {i} about budgets") for i in range(4)]
+        snap = await episodes.snapshot("s1")
+        return [folded, snap.summary, [e.text for e in snap.recent]]
+
+    async with Runtime(memory=store, policies=[PIIBlock()], audit=audit) as rt:
+        folded, summary, recent = await run(rt, work)
+    assert folded == [False, False, False, True]
+    assert summary == "the client asked about budgets"
+    assert recent == ["turn 2 about budgets", "turn 3 about budgets"]
+    assert len(model.requests) == 2
+    rows = [(r.actor, r.action, r.details["reason"]) for r in audit.records]
+    summaries = [row for row in rows if row[2].startswith("summary") or row[1] == "denied"]
+    assert summaries == [
+        ("worker", "memory_read", "summary s1"),
+        ("pii_block", "denied", "content matched PII pattern: e-mail address"),
+        ("worker", "memory_read", "summary s1"),
+        ("worker", "memory_write", "summary s1"),
+    ]
+    denied = next(r for r in audit.records if r.action == "denied")
+    assert (denied.target, denied.details["message_type"]) == ("memory:default", "memory_write")
+
+
 async def test_without_a_model_the_summary_is_each_turns_first_words() -> None:
     async def work(ctx: Context) -> Any:
         for i in range(3):
