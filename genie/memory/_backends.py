@@ -51,9 +51,9 @@ class Backend(Protocol):
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         """Drop the session's oldest turns, ``older``, their ``summary`` added to its own
-        (classified as the highest of its own and theirs). (A backend that processes share
-        drops them only if they are still the oldest: another process may have summarised
-        them first.)"""
+        (classified as the highest of its own and theirs), in one change, and only if they
+        are still the oldest (``still_oldest``): another store on the same file, bucket or
+        backend may have summarised them first, and then nothing changes."""
         ...
 
     async def add(self, memory: str, user: str, row: Row) -> None: ...
@@ -70,6 +70,13 @@ class Backend(Protocol):
 def joined(summary: str, more: str) -> str:
     """A summary with another part added, on a line of its own (as Go's episodic memory)."""
     return f"{summary}\n{more}" if summary else more
+
+
+def still_oldest(turns: Sequence[Episode], older: Sequence[Episode]) -> bool:
+    """Whether ``older``, the turns a summary was made of, are still the first of ``turns``, the
+    session as it is now. Turns are compared by who spoke, what and its classification: equal
+    turns are taken for the same, which they are to the summary (it holds what they hold)."""
+    return len(turns) >= len(older) and all(a == b for a, b in zip(turns, older, strict=False))
 
 
 def folded(summary: str, level: str, older: Sequence[Episode]) -> str:
@@ -120,6 +127,8 @@ class InMemoryBackend:
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         kept = await self.session(memory, session)
+        if not still_oldest(kept.recent, older):
+            return  # another store given this backend summarised them first
         level = folded(kept.summary, kept.classification, older)
         rest = kept.recent[len(older) :]
         self._sessions[memory, session] = Snapshot(joined(kept.summary, summary), rest, level)
@@ -262,15 +271,24 @@ class SqliteBackend:
 
     async def fold(self, memory: str, session: str, older: Sequence[Episode], summary: str) -> None:
         def work(db: sqlite3.Connection) -> None:
+            # Another store on this file may be folding the session too: the write lock is
+            # taken before the turns are read, so none changes between the check and the drop.
+            db.execute("BEGIN IMMEDIATE")
+            oldest = db.execute(
+                "SELECT seq, role, text, classification FROM memory_episodes "
+                "WHERE memory=? AND session=? ORDER BY seq LIMIT ?",
+                (memory, session, len(older)),
+            ).fetchall()
+            if not older or not still_oldest([Episode(*row[1:]) for row in oldest], older):
+                return  # summarised first by another store: the turns are gone
             before, level = _summary(db, memory, session)
             db.execute(
                 "INSERT OR REPLACE INTO memory_sessions VALUES (?, ?, ?, ?)",
                 (memory, session, joined(before, summary), folded(before, level, older)),
             )
             db.execute(
-                "DELETE FROM memory_episodes WHERE seq IN (SELECT seq FROM memory_episodes "
-                "WHERE memory=? AND session=? ORDER BY seq LIMIT ?)",
-                (memory, session, len(older)),
+                "DELETE FROM memory_episodes WHERE memory=? AND session=? AND seq <= ?",
+                (memory, session, oldest[-1][0]),
             )
 
         await self._run(work)

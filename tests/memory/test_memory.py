@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import pytest
 
 from genie import (
@@ -29,8 +30,9 @@ from genie import (
     TestContext,
     handler,
 )
-from genie.llm import BudgetExceededError, Residency, ScriptedProvider
-from genie.memory import SUMMARY_PROMPT, HashingEmbedder, Memory, Store, cosine
+from genie.llm import BudgetExceededError, Request, Residency, Response, ScriptedProvider
+from genie.memory import SUMMARY_PROMPT, Episode, HashingEmbedder, Memory, Store, cosine
+from genie.memory._backends import Backend, InMemoryBackend, SqliteBackend
 from genie.policies import ClassificationCeiling, PIIBlock
 
 Work = Callable[[Context], Awaitable[Any]]
@@ -243,6 +245,79 @@ async def test_a_summary_is_judged_and_audited_before_it_is_kept() -> None:
     ]
     denied = next(r for r in audit.records if r.action == "denied")
     assert (denied.target, denied.details["message_type"]) == ("memory:default", "memory_write")
+
+
+def summary_naming_its_turns(request: Request) -> Response:
+    turns = [line.split(": ", 1)[1] for line in request.messages[0].text.splitlines()]
+    return Response(text="[" + ",".join(turns) + "]")
+
+
+class SlowSummariser(ScriptedProvider):
+    """Names the turns it summarised, after a while: two stores summarising one session at once
+    both read the same older turns."""
+
+    def __init__(self) -> None:
+        super().__init__([summary_naming_its_turns])
+
+    async def complete(self, request: Request) -> Response:
+        await anyio.sleep(0.05)
+        return await super().complete(request)
+
+
+async def test_two_stores_on_one_file_summarise_one_session_keeping_every_turn_once(
+    tmp_path: Path,
+) -> None:
+    """Two runtimes on one SQLite file append to one session at once, each folding it: a fold
+    drops the turns it summarised only if they are still there, so none is lost (dropped, in
+    no summary) or summarised twice."""
+    path = tmp_path / "memory.db"
+
+    def turns(who: str) -> Work:
+        async def work(ctx: Context) -> Any:
+            for n in range(10):
+                await ctx.memory().episodes.append("s", f"{who}{n}")
+
+        return work
+
+    stores = [Store(path=path, threshold=4, summariser=SlowSummariser()) for _ in "ab"]
+    async with (
+        Runtime(memory=stores[0]) as a,
+        Runtime(memory=stores[1]) as b,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(run, a, turns("A"))
+        tg.start_soon(run, b, turns("B"))
+    snap = await Store(path=path).snapshot("s")
+    summarised = [t for part in snap.summary.splitlines() for t in part.strip("[]").split(",")]
+    kept = summarised + [e.text for e in snap.recent]
+    assert sorted(kept) == sorted(f"{who}{n}" for who in "AB" for n in range(10)), snap
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_fold_of_turns_another_store_folded_first_changes_nothing(
+    kind: str, tmp_path: Path
+) -> None:
+    """Two stores on one backend (a file, or one in-memory backend given to both) read the same
+    older turns and both fold them: the second finds them gone and changes nothing."""
+    if kind == "sqlite":
+        first: Backend = SqliteBackend(tmp_path / "memory.db")
+        second: Backend = SqliteBackend(tmp_path / "memory.db")
+    else:
+        first = second = InMemoryBackend()
+    for n in range(6):
+        await first.append("m", "s", Episode("user", f"turn {n}"), "internal")
+    older = (await first.session("m", "s")).recent[:3]
+    await first.fold("m", "s", older, "the first three")
+    await second.append("m", "s", Episode("user", "turn 6"), "internal")
+    await second.fold("m", "s", older, "the first three, again")
+    kept = await second.session("m", "s")
+    assert kept.summary == "the first three"
+    assert [t.text for t in kept.recent] == ["turn 3", "turn 4", "turn 5", "turn 6"]
+    # Turns that are there, but not the oldest, are not dropped either.
+    await first.fold("m", "s", kept.recent[1:3], "turns 4 and 5")
+    assert await first.session("m", "s") == kept
+    for backend in {id(first): first, id(second): second}.values():
+        await backend.aclose()
 
 
 async def test_without_a_model_the_summary_is_each_turns_first_words() -> None:
