@@ -15,10 +15,12 @@ names, an embedding provider's request) or making a policy fail closed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._base.nesting import MAX_DEPTH, json_depth_exceeds
 from .._base.record import Record
 from .._base.surrogates import lone_surrogate, lone_surrogate_in
 from .._errors import ConfigurationError, MemoryArgumentError, shown
@@ -233,23 +235,44 @@ def _check_texts(memory: str, call: str, **texts: str) -> None:
 
 
 def _check_value(memory: str, call: str, argument: str, value: object) -> None:
-    """Refuses a JSON value (one ``json.dumps`` took: no cycle) holding NaN or infinity (no
-    JSON has them: a store's reader would refuse the file, a bucket's value), or a string or
-    key that UTF-8 cannot encode, naming where (``value['notes'][2]``)."""
+    """Refuses a value JSON cannot hold: one of a type it has no form for with a
+    ``TypeError`` (as ``json.dumps``), and with a ``MemoryArgumentError`` one holding NaN or
+    infinity (no JSON has them: a store's reader would refuse the file, a bucket's value), an
+    integer longer than Python writes as text, itself, lists and mappings nested deeper than
+    ``MAX_DEPTH`` (a reader, a policy, a store recurses into each level), or a string or key
+    that UTF-8 cannot encode, naming where (``value['notes'][2]``)."""
     import json
 
+    too_deep = f"is nested deeper than {MAX_DEPTH} levels of lists and mappings"
     try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        raise MemoryArgumentError(
-            memory, call, argument, "has no JSON form: it holds NaN or infinity"
-        ) from None
+        text = json.dumps(value, allow_nan=False)
+    except RecursionError:  # the encoder's own refusal, deep past any reader's
+        raise MemoryArgumentError(memory, call, argument, too_deep) from None
+    except ValueError as exc:
+        raise MemoryArgumentError(memory, call, argument, _no_json_form(exc)) from None
+    if json_depth_exceeds(text):
+        raise MemoryArgumentError(memory, call, argument, too_deep)
     found = lone_surrogate_in(value)
     if found is None:
         return
     spelt = argument + "".join(f"[{step!r}]" for step in found.path)
     where = f"a key of {spelt}" if found.key else spelt if found.path else ""
     raise _refused(memory, call, argument, found.text, found.at, where)
+
+
+def _no_json_form(refused: ValueError) -> str:
+    """What ``json.dumps`` refused in a value, in the words of what the value holds."""
+    said = str(refused)
+    if said.startswith("Out of range float"):
+        return "has no JSON form: it holds NaN or infinity"
+    if said.startswith("Circular reference"):
+        return "has no JSON form: it holds itself"
+    if "integer string conversion" in said:
+        return (
+            f"holds an integer of more than {sys.get_int_max_str_digits()} digits, which "
+            "Python does not write as text (sys.get_int_max_str_digits())"
+        )
+    return f"has no JSON form: {said}"
 
 
 class KeyValues:
@@ -272,9 +295,9 @@ class KeyValues:
 
     async def set(self, namespace: str, key: str, value: Any) -> None:
         _check_texts(self._name, "kv.set", namespace=namespace, key=key)
-        # A value JSON cannot hold is refused (TypeError) before it is judged.
-        text = _text(value)
+        # A value JSON cannot hold is refused before it is judged.
         _check_value(self._name, "kv.set", "value", value)
+        text = _text(value)
         level = self._gate.write("kv", f"{namespace}/{key}", text)
         await self._store.kv_set(namespace, key, value, level)
 
@@ -348,8 +371,8 @@ class Semantic:
     ) -> None:
         _check_texts(self._name, "semantic.add", user=user, key=key, text=text)
         given = dict(meta or {})
-        shown_entry = _entry_text(text, given)
         _check_value(self._name, "semantic.add", "meta", given)
+        shown_entry = _entry_text(text, given)
         level = self._gate.write("semantic", f"{user}#{key}", shown_entry)
         await self._store.add(user, key, text, given, level)
 

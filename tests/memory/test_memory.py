@@ -742,8 +742,50 @@ CALLS: list[tuple[str, str, Call]] = [
 ]
 
 
+def nested(levels: int) -> list[Any]:
+    """A list ``levels`` deep."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def itself() -> list[Any]:
+    """A list that holds itself."""
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
 NOT_JSON: list[tuple[str, str, Call, str]] = [
     ("kv.set", "value", lambda m: m.kv.set("n", "k", math.nan), "has no JSON form"),
+    # An integer Python will not write as text, and nesting past what a reader recurses into,
+    # raised a bare ValueError and RecursionError, which an agent's retry policy retried.
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"n": 10**5000}),
+        "holds an integer of more than 4300 digits",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", nested(100_000)),
+        "is nested deeper than 64 levels",
+    ),
+    ("kv.set", "value", lambda m: m.kv.set("n", "k", nested(65)), "is nested deeper than 64"),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", itself()),
+        "has no JSON form: it holds itself",
+    ),
+    (
+        "semantic.add",
+        "meta",
+        lambda m: m.semantic.add("u1", "k", "t", {"deep": nested(100_000)}),
+        "is nested deeper than 64 levels",
+    ),
     ("kv.set", "value", lambda m: m.kv.set("n", "k", {"x": [math.inf]}), "has no JSON form"),
     ("semantic.add", "meta", lambda m: m.semantic.add("u1", "k", "t", {"w": -math.inf}), "has"),
     (
