@@ -102,7 +102,8 @@ class MemoryStore(Protocol):
     def bind(self, name: str, durable_path: str | None) -> None:
         """The store is the runtime's memory ``name``; ``durable_path`` is the runtime's
         durable store file (``Runtime(store=...)``), which a persistent store without a path
-        of its own keeps its tables in."""
+        of its own keeps its tables in. A store is one memory: ``Store`` refuses a second
+        name (``ConfigurationError``)."""
         ...
 
     async def aclose(self) -> None: ...

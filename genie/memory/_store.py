@@ -64,6 +64,7 @@ class Store:
         self._summariser = summariser
         self.summary_model = summary_model
         self.name = "default"
+        self._bound: str | None = None  # the memory this store is, once a runtime names it
         # A file's backend is opened at the first call (the path may come from the runtime).
         self._file = backend == "sqlite"
         self._backend: Backend | None = None
@@ -79,8 +80,16 @@ class Store:
 
     def bind(self, name: str, durable_path: str | None) -> None:
         """This store is the runtime's memory ``name``; a sqlite store without a path of its
-        own keeps its tables in ``durable_path``, the runtime's durable store."""
-        self.name = name
+        own keeps its tables in ``durable_path``, the runtime's durable store. A store is one
+        memory: its rows are keyed by that name, so under a second name (of this runtime or
+        another) the two memories would read each other's entries; it is refused."""
+        if self._bound is not None and self._bound != name:
+            raise ConfigurationError(
+                f"memory {name!r}: this Store is the memory {self._bound!r} already (of this "
+                f"runtime or another); a store keeps one memory's entries: give {name!r} a "
+                "Store of its own (two stores may share one file)"
+            )
+        self.name = self._bound = name
         if self._file and self.path is None:
             if durable_path is None:
                 raise ConfigurationError(

@@ -524,6 +524,40 @@ async def test_two_runtimes_never_share_their_default_memory() -> None:
         assert await run(second, read) is None
 
 
+@BACKENDS
+async def test_one_store_keeps_one_memory_and_is_refused_under_a_second_name(
+    kind: str, tmp_path: Path
+) -> None:
+    """A store's rows are keyed by the memory's name: one store given under two names (to one
+    runtime or two) took the last name given, and both memories read each other's entries."""
+    store = store_of(kind, tmp_path)
+    with pytest.raises(ConfigurationError) as refused:
+        Runtime(memory={"notes": store, "scratch": store})
+    assert str(refused.value) == (
+        "memory 'scratch': this Store is the memory 'notes' already (of this runtime or "
+        "another); a store keeps one memory's entries: give 'scratch' a Store of its own "
+        "(two stores may share one file)"
+    )
+
+    async def write(ctx: Context) -> Any:
+        await ctx.memory("notes").kv.set("n", "k", "a note")
+
+    async def read(ctx: Context) -> Any:
+        return await ctx.memory("notes").kv.get("n", "k")
+
+    # Under the name it has, it is shared, as a store given to two runtimes is.
+    async with (
+        Runtime(memory={"notes": store}) as first,
+        Runtime(memory={"notes": store}) as second,
+    ):
+        await run(first, write)
+        assert await run(second, read) == "a note"
+    with pytest.raises(ConfigurationError, match="memory 'private': this Store is the memory"):
+        Runtime(memory={"private": store})
+    with pytest.raises(ConfigurationError, match="memory 'default': this Store is the memory"):
+        TestContext("worker", Runtime().message(Go(), recipient="worker"), memory=store)
+
+
 async def test_a_file_outlives_its_runtime(tmp_path: Path) -> None:
     path = tmp_path / "memory.db"
 
