@@ -24,6 +24,7 @@ __all__ = [
     "SyncBinder",
     "agent_risk",
     "bound_sync_handlers",
+    "declared_payloads",
     "handler",
     "handler_table",
 ]
@@ -45,8 +46,10 @@ class Agent(Protocol):
     ``TestContext``, no runtime needed.
 
     Optional attributes the runtime reads when present: ``risk`` (a ``Risk``, default low),
-    ``tier`` (a string, default ``"prototype"``), ``consumes`` and ``produces`` (payload models,
-    registered with the runtime's message types), and two async hooks: ``on_start()``, awaited
+    ``tier`` (a string, default ``"prototype"``), ``consumes`` and ``produces`` (tuples of
+    payload models, registered with the runtime's message types when the agent is added; a
+    ``BaseAgent``'s ``consumes`` comes from its handlers), ``consumes_any`` (takes every type;
+    ``genie validate`` reads it), and two async hooks: ``on_start()``, awaited
     once the runtime runs (if one raises, the runtime stops everything and re-raises), and
     ``on_stop()``, awaited after it has stopped (an error there is logged).
     """
@@ -65,6 +68,44 @@ class Agent(Protocol):
 
 def agent_risk(agent: Agent) -> Risk:
     return Risk(getattr(agent, "risk", Risk.LOW))
+
+
+def declared_payloads(
+    agent: object,
+) -> tuple[tuple[type[Payload], ...], tuple[type[Payload], ...]]:
+    """The payload models an agent, or an agent class, declares it consumes and produces.
+
+    A ``BaseAgent`` consumes what its handlers take; any other agent says so in a ``consumes``
+    attribute, as every agent does in ``produces``. Both are read here, once, so the loader
+    that checks a pipeline and the runtime that registers its types agree. A declaration that
+    is not a tuple of payload models is a ConfigurationError naming it.
+    """
+    cls = agent if isinstance(agent, type) else type(agent)
+    if issubclass(cls, BaseAgent):
+        consumes = cls.consumes()
+    else:
+        consumes = _declared(cls, "consumes", getattr(agent, "consumes", ()))
+    return consumes, _declared(cls, "produces", getattr(agent, "produces", ()))
+
+
+def _declared(cls: type, attribute: str, value: object) -> tuple[type[Payload], ...]:
+    models = tuple(value) if isinstance(value, tuple | list | set | frozenset) else None
+    wrong = value if models is None else next((m for m in models if not _is_model(m)), None)
+    if models is None or wrong is not None:
+        example = getattr(wrong, "__name__", "Answer") if _is_model(wrong) else "Answer"
+        raise ConfigurationError(
+            f"{cls.__qualname__}.{attribute} is {value!r}: it is a tuple of payload models "
+            f"(Payload subclasses that set message_type), e.g. {attribute} = ({example},)"
+        )
+    return typing.cast(tuple[type[Payload], ...], models)
+
+
+def _is_model(value: object) -> bool:
+    return (
+        isinstance(value, type)
+        and issubclass(value, Payload)
+        and bool(getattr(value, "message_type", ""))
+    )
 
 
 _P = TypeVar("_P", bound=Payload)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from .._base.imports import import_module
 from .._errors import ConfigurationError, did_you_mean
 from .._message.payload import Payload
-from .agent import Agent, BaseAgent, Risk
+from .agent import Agent, Risk, declared_payloads
 
 __all__ = ["AgentSpec", "Catalogue", "import_object"]
 
@@ -114,11 +114,7 @@ def spec_for(
         raise ConfigurationError(
             f"{shown} is not an agent class: an agent class has an async handle(msg, ctx)"
         )
-    consumes: tuple[type[Payload], ...] = (
-        factory.consumes()
-        if issubclass(factory, BaseAgent)
-        else tuple(getattr(factory, "consumes", ()))
-    )
+    consumes, produces = declared_payloads(factory)
     doc = inspect.getdoc(factory) or ""
     return AgentSpec(
         name=name or factory.__name__,
@@ -128,7 +124,7 @@ def spec_for(
         capabilities=tuple(getattr(factory, "capabilities", ())),
         risk=Risk(getattr(factory, "risk", Risk.LOW)),
         consumes=consumes,
-        produces=tuple(getattr(factory, "produces", ())),
+        produces=produces,
         consumes_any=bool(getattr(factory, "consumes_any", False)),
         passes_through=bool(getattr(factory, "passes_through", False)),
         params=_params_model(factory),

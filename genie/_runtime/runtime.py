@@ -28,6 +28,7 @@ from .._agent.agent import (
     SyncBinder,
     agent_risk,
     bound_sync_handlers,
+    declared_payloads,
 )
 from .._agent.context import ContextServices
 from .._agent.memory import MemoryStore, named_stores
@@ -402,9 +403,8 @@ class Runtime:
                 self._offload = Offload(self.types, self._threads, self._processes)
                 self._closers.insert(0, self._offload.aclose)
             bind_sync = self._offload.binder(agent, options)
-        models: list[type[Payload]] = list(getattr(agent, "produces", ()))
-        if isinstance(agent, BaseAgent):
-            models += agent.consumes()
+        consumes, produces = declared_payloads(agent)
+        models = (*produces, *consumes)
         self.types.register(*models)
         self._mailboxes[agent.id] = Mailbox(agent, options, bind_sync)
         self._router.agent_added()

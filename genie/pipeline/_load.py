@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .._agent.agent import Agent
+from .._agent.agent import Agent, BaseAgent
 from .._agent.catalogue import (
     AgentSpec,
     Catalogue,
@@ -692,8 +692,31 @@ class _Checker:
         if self.maybe_types is None or name in self.maybe_types:
             return False  # a type of the agent that failed to load, perhaps: not a mistake
         known = {*self.types, *(self.maybe_types or ())}
-        self.fail(at, f"unknown message type {name!r}{did_you_mean(name, known)}")
+        self.fail(
+            at, f"unknown message type {name!r}{did_you_mean(name, known)}{self.undeclared()}"
+        )
         return False
+
+    def undeclared(self) -> str:
+        """Why a type may be unknown: the protocol agents (not ``BaseAgent``s, whose handlers
+        say what they take) that declare no message types at all."""
+        silent = [
+            f"{agent_id!r} ({spec.name})"
+            for agent_id, spec in self.specs.items()
+            if not issubclass(typing.cast(type, spec.factory), BaseAgent)
+            and not (spec.consumes or spec.produces or spec.consumes_any or spec.passes_through)
+        ]
+        if not silent:
+            return ""
+        agents = (
+            f"agent {silent[0]} is not a BaseAgent and declares"
+            if len(silent) == 1
+            else f"agents {', '.join(silent)} are not BaseAgents and declare"
+        )
+        return (
+            f" ({agents} no message types: a protocol agent lists its payload models in "
+            "consumes and produces)"
+        )
 
     def known_id(self, agent_id: str, ids: Mapping[str, Loc], at: Loc, what: str) -> bool:
         if agent_id in ids:
@@ -762,6 +785,12 @@ class _Checker:
                 f"(it expects {gather.expect.types})"
             )
         handled = sorted(p.message_type for p in spec.consumes)
+        if not issubclass(typing.cast(type, spec.factory), BaseAgent):
+            # A protocol agent takes what its ``consumes`` lists, not what its handle reads.
+            return (
+                f"agent {agent_id!r} ({spec.name}) does not declare {type_name!r} in its "
+                f"consumes (it declares {handled})"
+            )
         return (
             f"agent {agent_id!r} ({spec.name}) does not handle {type_name!r} (it handles {handled})"
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._agent.agent import Agent, BaseAgent
+from .._agent.agent import Agent, declared_payloads
 from .._agent.context import Context
 from .._message.envelope import Message
 from .._runtime.options import AgentOptions
@@ -47,8 +47,8 @@ class _Faulty:
         self.id = inner.id
         self.name = inner.name
         self.capabilities = inner.capabilities
-        consumes = inner.consumes() if isinstance(inner, BaseAgent) else []
-        self.produces = (*getattr(inner, "produces", ()), *consumes)
+        # Declared as the agent declares them, so the runtime registers the same types.
+        self.consumes, self.produces = declared_payloads(inner)
         self.latency = latency
         self.draws = draws
 

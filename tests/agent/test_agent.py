@@ -343,3 +343,48 @@ async def test_a_subclass_takes_one_member_of_its_bases_union() -> None:
         request = Message.new(payload, sender="user")
         outs += await agent.handle(request, TestContext("c", request))
     assert [m.payload for m in outs] == [Note(text="counted"), Note(text="withdrawal 2")]
+
+
+class Knock(Payload):
+    message_type = "protocol_knock"
+
+
+class Opened(Payload):
+    message_type = "protocol_opened"
+
+
+class Door:
+    """The Agent protocol without BaseAgent: it declares what it takes and sends."""
+
+    consumes = (Knock,)
+    produces = (Opened,)
+    capabilities = ()
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+        self.name = id
+
+    async def handle(self, msg: Message, ctx: Context) -> list[Message]:
+        return [ctx.reply(Opened())]
+
+
+async def test_a_protocol_agent_s_declared_consumes_are_registered() -> None:
+    """A plain protocol class's ``consumes`` is registered as a BaseAgent's handlers are: a
+    message of that type can be published to it (before, only ``produces`` was)."""
+    async with Runtime([Door("door")]) as rt:
+        result = await rt.ask(rt.message(Knock(), recipient="door"))
+    assert result.message.payload == Opened()
+
+
+@pytest.mark.parametrize("attribute", ["consumes", "produces"])
+def test_a_declaration_that_is_not_a_tuple_of_models_is_refused_naming_it(
+    attribute: str,
+) -> None:
+    """``produces = Answer`` (a model, not a tuple of them) is a ConfigurationError naming the
+    class and the attribute, not a TypeError from deep inside."""
+    lone = type("LoneDoor", (Door,), {attribute: Opened})
+    with pytest.raises(ConfigurationError, match=rf"LoneDoor\.{attribute} .*\(Opened,\)"):
+        Runtime([lone("door")])
+    listed = type("ListedDoor", (Door,), {attribute: ("protocol_opened",)})
+    with pytest.raises(ConfigurationError, match=rf"ListedDoor\.{attribute} .*'protocol_opened'"):
+        Runtime([listed("door")])

@@ -1122,3 +1122,63 @@ def test_governance_file_names_a_shipped_policy_file_when_none_is_beside(tmp_pat
     path.write_text(PIPELINE + "governance: {file: ai-polcy}\n")
     [problem] = problems_of(path)
     assert problem.startswith(f"{path}:5: governance.file: policy file {folder / 'ai-polcy'} ")
+
+
+def test_a_protocol_agent_that_declares_nothing_is_named_by_the_unknown_type(
+    tmp_path: Path,
+) -> None:
+    """A plain protocol class without ``consumes``/``produces`` brings no message types: the
+    unknown entry and output types say which agent could have declared them, and how."""
+    write(
+        tmp_path,
+        "silent_door.py",
+        "class Door:\n"
+        "    capabilities = ()\n"
+        "    def __init__(self, id: str) -> None:\n"
+        "        self.id = self.name = id\n"
+        "    async def handle(self, msg, ctx):\n"
+        "        return []\n",
+    )
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n  - id: door\n    use: silent_door:Door\n"
+        "entry: {type: question, to: door}\noutput: answer\n",
+    )
+    hint = (
+        " (agent 'door' (silent_door:Door) is not a BaseAgent and declares no message types: "
+        "a protocol agent lists its payload models in consumes and produces)"
+    )
+    assert problems_of(path) == [
+        f"{path}:4: entry.type: unknown message type 'question'{hint}",
+        f"{path}:5: output: unknown message type 'answer'{hint}",
+    ]
+
+
+def test_a_protocol_agent_not_declaring_the_entry_type_says_consumes(tmp_path: Path) -> None:
+    """A protocol agent takes what its ``consumes`` lists: the entry it does not list is named
+    against that attribute (a BaseAgent's is against its handlers)."""
+    write(
+        tmp_path,
+        "mute_door.py",
+        "from genie import Payload\n"
+        "class Question(Payload):\n"
+        "    message_type = 'question'\n"
+        "class Door:\n"
+        "    produces = (Question,)\n"
+        "    capabilities = ()\n"
+        "    def __init__(self, id: str) -> None:\n"
+        "        self.id = self.name = id\n"
+        "    async def handle(self, msg, ctx):\n"
+        "        return []\n",
+    )
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n  - id: door\n    use: mute_door:Door\n"
+        "entry: {type: question, to: door}\noutput: question\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4: entry.to: agent 'door' (mute_door:Door) does not declare 'question' in "
+        "its consumes (it declares [])",
+    ]
