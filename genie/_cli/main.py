@@ -333,8 +333,11 @@ def _report(
             if m.kind != "denied" or result.output is not None:
                 # A denial that ended the run is printed above, with its message type; a
                 # partial output names each part it lacks, and why. A timed-out reply's
-                # reason names the agents the deadline cut short.
-                named = m.agent_id and m.agent_id != m.key and m.kind != "timed_out"
+                # reason names the agents the deadline cut short, an output replaced by
+                # another type the agent that replied.
+                named = (
+                    m.agent_id and m.agent_id != m.key and m.kind not in ("timed_out", "no_reply")
+                )
                 at = f" to {m.agent_id}" if named else ""
                 by = f" (policy {m.policy})" if m.policy else ""
                 print(for_terminal(f"  {m.key}: {m.kind}{at}{by}: {m.reason}"), file=sys.stderr)

@@ -1121,9 +1121,17 @@ class _Checker:
                     continue
                 if graph.recipients(type_name) or dict(node.sends_to).get(type_name):
                     continue
+                # The entry's agent replies to the caller, and a run ends on any message to
+                # the caller: without its output, status fallback.
+                replied = (
+                    "a reply of it to the caller ends the run without the output (status "
+                    "fallback); emitted, "
+                    if decl.id == self.config.entry.to
+                    else ""
+                )
                 self.warn(
                     ("agents", i, "use"),
                     f"agent {decl.id!r} produces {type_name!r}, which no agent takes and which "
-                    "is not the output: each one is dead-lettered (unrouted), unless a "
-                    "ctx.request awaits it",
+                    f"is not the output: {replied}each one is dead-lettered (unrouted), unless "
+                    "a ctx.request awaits it",
                 )

@@ -65,7 +65,8 @@ class InputError(ConfigurationError):
 class RunResult:
     """How one request ended. ``status``: ``ok`` (the output arrived), ``partial`` (it
     arrived, built by a declared gather without some parts: ``missing`` names each, with why),
-    ``fallback`` (a message to the caller that is not the output, e.g. a fallback notice),
+    ``fallback`` (a message to the caller that is not the output, e.g. a fallback notice or a
+    reply of another type: ``missing`` names its sender and type),
     ``denied``, ``failed``, ``timed_out``, or ``no_output`` (everything finished without
     producing the output).
 
@@ -557,14 +558,30 @@ class Pipeline:
         finally:
             rt.remove_observer(tally)
         reply = result.replies[0] if result.replies else None
+        output = self.config.output
+        # Ended by a message to the caller that is not the output: named, as no line else
+        # says what came instead.
+        instead = (
+            ()
+            if reply is None or reply.type == output
+            else (
+                Missing(
+                    output,
+                    "no_reply",
+                    f"agent {reply.sender!r} replied {reply.type!r} where the output "
+                    f"{output!r} was expected",
+                    agent_id=reply.sender,
+                ),
+            )
+        )
         runtime = rt.statistics()
         # Agents in other processes report outcomes as records, which no observer is told of.
         elsewhere = handled_elsewhere(runtime) > 0
         return RunResult(
-            status=run_status(reply, result, self.config.output, partial=bool(tally.missing)),
+            status=run_status(reply, result, output, partial=bool(tally.missing)),
             correlation_id=msg.correlation_id,
             output=reply,
-            missing=(*result.missing, *tally.missing.values()),
+            missing=(*result.missing, *tally.missing.values(), *instead),
             stats=from_runtime(runtime) if elsewhere else tally.statistics(len(result.replies)),
             runtime=runtime,
             dead_letters=tuple(tally.dead_letters),

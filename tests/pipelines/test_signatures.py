@@ -82,6 +82,15 @@ class Agent_(BaseAgent):
     async def on_question(self, payload: Question, ctx: Context) -> list[Message]:
         return [ctx.reply(Answer(value=payload.n)), ctx.emit(Aside())]
 """,
+    # Replies with a type of its own, not the output: to the caller, so the run ends on it.
+    "wrong_reply": """
+class Agent_(BaseAgent):
+    produces = (Answer, Aside)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.reply(Aside())
+""",
     # One handler for two types: the question, and the aside it sends itself, which it takes.
     "union": """
 class Agent_(BaseAgent):
@@ -154,14 +163,19 @@ def test_what_fails_every_run_is_refused_at_the_agents_line(
     assert err == f"{path}:4: agents.0.use: {problem}\ngenie validate: 1 problem\n"
 
 
+# The entry's agent: its reply goes to the caller.
+UNTAKEN = (
+    "agent 'a' produces 'aside', which no agent takes and which is not the output: a reply of "
+    "it to the caller ends the run without the output (status fallback); emitted, each one is "
+    "dead-lettered (unrouted), unless a ctx.request awaits it"
+)
+
+
 def test_a_type_nobody_takes_is_a_warning_and_strict_refuses_it(
     tmp_path: Path, capsys: Capture
 ) -> None:
     path = pipeline(tmp_path, "unrouted")
-    warning = (
-        f"{path}:4: agents.0.use: agent 'a' produces 'aside', which no agent takes and which "
-        "is not the output: each one is dead-lettered (unrouted), unless a ctx.request awaits it"
-    )
+    warning = f"{path}:4: agents.0.use: {UNTAKEN}"
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr()
     assert out.err == f"warning: {warning}\n"
@@ -280,3 +294,25 @@ def test_a_gathers_bundle_is_received_by_a_subclass_with_its_type(
     assert result.status == "ok"
     assert result.output is not None
     assert result.output.payload.model_dump() == {"parts": 1}
+
+
+def test_a_reply_of_another_type_than_the_output_is_warned_of_and_named(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    """The entry's agent replying a type that is not the output ends the run with status
+    fallback, though no fallback ran: validate's warning says so, and the run names the agent
+    and the type it replied (before, it said only "the run ended fallback")."""
+    path = pipeline(tmp_path, "wrong_reply")
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().err == f"warning: {path}:4: agents.0.use: {UNTAKEN}\n"
+    reason = "agent 'a' replied 'aside' where the output 'answer' was expected"
+    assert main(["run", str(path)]) == 1
+    assert capsys.readouterr().err == (
+        f"genie run: wrong_reply: the run ended fallback\n  answer: no_reply: {reason}\n"
+    )
+    result = anyio.run(load_pipeline(path).run)
+    assert result.status == "fallback"
+    assert [(m.key, m.kind, m.agent_id, m.reason) for m in result.missing] == [
+        ("answer", "no_reply", "a", reason)
+    ]
+    assert result.dead_letters == ()
