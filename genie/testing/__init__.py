@@ -66,17 +66,34 @@ class _Recorder(Observer):
     def __init__(self, agents: Iterable[str]) -> None:
         self.agents = set(agents)
         self.records: defaultdict[str, AgentRecord] = defaultdict(AgentRecord)
+        self._received: set[tuple[str, str]] = set()  # (agent, message id) recorded
 
     def published(self, msg: Message, recipients: int) -> None:
         if msg.sender in self.agents:
             self.records[msg.sender].emitted.append(msg)
 
     def delivered(self, msg: Message, agent_id: str) -> None:
-        self.records[agent_id].received.append(msg)
+        self._receive(msg, agent_id)
 
     def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
         for agent_id in agent_ids:
-            self.records[agent_id].received.append(msg)
+            self._receive(msg, agent_id)
+
+    # A fallback runs the delivery its agent failed, handed over, not delivered anew: it is
+    # told of as handled (or failed) by the fallback, which received it then.
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        self._handed_over(msg, agent_id)
+
+    def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
+        self._handed_over(msg, agent_id)
+
+    def _handed_over(self, msg: Message, agent_id: str) -> None:
+        if (agent_id, msg.id) not in self._received:
+            self._receive(msg, agent_id)
+
+    def _receive(self, msg: Message, agent_id: str) -> None:
+        self._received.add((agent_id, msg.id))
+        self.records[agent_id].received.append(msg)
 
 
 class TestRuntime:
@@ -230,7 +247,8 @@ class TestRuntime:
 
     # --- reading ------------------------------------------------------------------------------
     def received(self, agent_id: str) -> list[Message]:
-        """Each message delivered to ``agent_id``, in order (a retried delivery once)."""
+        """Each message delivered to ``agent_id``, in order (a retried delivery once; a
+        fallback's, the delivery its agent failed)."""
         self._known(agent_id)
         return list(self._recorder.records[agent_id].received)
 

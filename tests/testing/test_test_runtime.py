@@ -145,3 +145,54 @@ async def test_an_answer_fault_puts_a_person_at_the_approvals_desk() -> None:
         assert approved.detail.startswith("approved by simulated credit_officer")
         assert outcome.state["sanction_letter"].startswith("Sanctioned to shree-ganesh-traders")
         assert app.runtime.clock.monotonic() == pytest.approx(30.0)
+
+
+FALLING_BACK = """
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Question(Payload):
+    message_type = "question"
+
+
+class Answer(Payload):
+    message_type = "answer"
+
+
+class Broken(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        raise RuntimeError("broken")
+
+
+class Stand_in(BaseAgent):
+    produces = (Answer,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.reply(Answer())
+"""
+
+
+async def test_the_delivery_a_fallback_runs_is_received_by_it(tmp_path: Path) -> None:
+    """A fallback gets the message its agent failed (the same delivery, handed over): it is
+    recorded as received by both, each once (before, the fallback's list was empty while it
+    had emitted the answer)."""
+    (tmp_path / "falling_back.py").write_text(FALLING_BACK)
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "agents:\n"
+        "  - {id: counter, use: falling_back:Broken, retry: {attempts: 2, backoff: 1ms},"
+        " fallback: fb}\n"
+        "  - {id: fb, use: falling_back:Stand_in}\n"
+        "entry: {type: question, to: counter}\noutput: answer\n"
+    )
+    async with TestRuntime(path) as app:
+        result = await app.run()
+        assert result.status == "ok"
+        [question] = app.received("counter")  # two attempts, one delivery
+        assert question.type == "question"
+        assert app.received("fb") == [question]
+        assert [m.type for m in app.emitted("fb")] == ["answer"]
