@@ -368,6 +368,8 @@ class Message(_Fields):
     @classmethod
     def new(cls, payload: Payload, *, sender: str, **fields: Any) -> Message:
         """A top-level message, validated; fresh id, correlation and trace unless given."""
+        if not isinstance(payload, Payload):
+            raise _not_a_payload(payload)  # text or a dict has no message_type to name it by
         try:
             return cls(payload=payload, sender=sender, **fields)
         except ValidationError as exc:
@@ -524,6 +526,13 @@ def _kind(cls: type) -> str:
     return kind
 
 
+def _not_a_payload(payload: object) -> InvalidMessageError:
+    """The error for a ``payload`` argument that is not a payload model's instance."""
+    return InvalidMessageError(
+        type(payload).__name__, "payload", "must be a Payload subclass with message_type"
+    )
+
+
 def caused_by(
     parent: Message,
     payload: Payload,
@@ -543,9 +552,7 @@ def caused_by(
     except KeyError:
         kind = _kind(type(payload))
         if not kind:
-            raise InvalidMessageError(
-                type(payload).__name__, "payload", "must be a Payload subclass with message_type"
-            ) from None
+            raise _not_a_payload(payload) from None
         freeze_payload(payload, kind)
     # Text the caller gives, not inherited (a reply's recipient is the parent's sender, checked
     # where the parent was built): refused as ``new`` refuses a caller's.

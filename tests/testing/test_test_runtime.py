@@ -10,7 +10,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from genie import AgentOptions, BaseAgent, ConfigurationError, Context, Message, handler
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    InvalidMessageError,
+    Message,
+    handler,
+)
 from genie.pipeline import WorkflowOutcome
 from genie.testing import VIRTUAL_TIME, TestRuntime
 
@@ -196,3 +204,18 @@ async def test_the_delivery_a_fallback_runs_is_received_by_it(tmp_path: Path) ->
         assert question.type == "question"
         assert app.received("fb") == [question]
         assert [m.type for m in app.emitted("fb")] == ["answer"]
+
+
+async def test_a_payload_that_is_not_a_model_is_an_error_naming_the_argument() -> None:
+    """``app.ask("hello", to=...)`` (text where a payload model goes) names the argument and
+    what it takes, as a handler's ``ctx.reply("hello")`` does (before, an AttributeError of
+    'message_type')."""
+    refused = r"invalid 'str' message: field 'payload': must be a Payload subclass"
+    async with TestRuntime([Echo("echo")]) as app:
+        with pytest.raises(InvalidMessageError, match=refused):
+            await app.ask("hello", to="echo")  # type: ignore[arg-type]
+        with pytest.raises(InvalidMessageError, match=refused):
+            await app.publish("hello", to="echo")  # type: ignore[arg-type]
+        with pytest.raises(InvalidMessageError, match=r"invalid 'dict' message: field 'payload'"):
+            app.runtime.message({"n": 1}, recipient="echo", metadata={})  # type: ignore[arg-type]
+        assert app.received("echo") == []
