@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from genie._cli.main import main
+
+from ..docs.test_docs import ROOT, examples_in
+
 CONFTEST = 'pytest_plugins = ["genie.testing.pytest_plugin"]\n'
 TESTS = """
 import time
@@ -77,3 +81,23 @@ def test_a_project_opting_in_runs_each_test_on_both_backends(tmp_path: Path) -> 
     assert "3 passed" in done.stdout
     assert "backend asyncio" in done.stdout
     assert "backend trio" in done.stdout
+
+
+def test_the_pages_pytest_example_passes_in_a_genie_init_project(tmp_path: Path) -> None:
+    """docs/testing.md's pytest example, pasted into the project ``genie init`` writes (as the
+    page suggests), passes there: it names that project's agent (before, 'forecaster', a
+    FaultError in every run)."""
+    page = (ROOT / "docs" / "testing.md").read_text()
+    [example] = [e.code for e in examples_in(page, "testing.md") if "pipeline.yaml" in e.code]
+    project = tmp_path / "my-app"
+    assert main(["init", str(project)]) == 0
+    (project / "test_page.py").write_text(example)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "7 passed" in done.stdout  # the project's four, and the page's three
