@@ -518,3 +518,15 @@ def test_a_protocol_agent_that_validates_runs(tmp_path: Path, capsys: Capture) -
     capsys.readouterr()
     assert main(["run", str(path), "--json"]) == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["output"]["payload"] == {"words": 3}
+
+
+def test_every_field_of_a_json_dead_letter_is_in_cli_md(tmp_path: Path, capsys: Capture) -> None:
+    """docs/cli.md's ``--json`` table names each key a dead letter has (it left out
+    ``tracebacks``), and each key of the document."""
+    page = (ROOT / "docs" / "cli.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \| (.*) \|$", page, re.M)}
+    assert main(["run", str(failing_pipeline(tmp_path)), "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert set(document) <= set(rows)
+    [letter] = document["dead_letters"]
+    assert set(letter) <= set(re.findall(r"`(\w+)`", rows["dead_letters"])), letter
