@@ -262,6 +262,52 @@ async def test_the_key_is_in_no_error_no_log_line_and_no_repr(
     assert API_KEY not in repr(caught.value.__dict__)
 
 
+def _key_shown(text: str) -> str | None:
+    """The longest beginning of the key (6 characters or more) that ``text`` shows, if any."""
+    return next((API_KEY[:n] for n in range(len(API_KEY), 5, -1) if API_KEY[:n] in text), None)
+
+
+@HTTPX_HALF_READ
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_the_key_is_blanked_before_the_excerpt_is_cut_and_in_the_request_id(
+    wire: Wire, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Blanking after the cut missed a key that straddles it: its beginning stayed readable.
+    caplog.set_level(logging.DEBUG)
+    shown: list[str] = []
+    for pad in (500, 505, 510):
+        straddling = ("x" * pad + API_KEY).encode()
+        for status, body, content_type in (
+            (400, straddling, "text/plain"),
+            (200, straddling, "application/json"),  # not a JSON object
+            (200, json.dumps({"unexpected": "y" * pad + API_KEY}).encode(), "application/json"),
+        ):
+            keyed = wire.cls(
+                api_key=API_KEY, client=Recorder(answer(status, body, content_type)).client()
+            )
+            with pytest.raises(LLMError) as caught:
+                await keyed.complete(simple_request())
+            shown += [str(caught.value), repr(caught.value.__dict__)]
+        line = b"data: " if wire.stream_type == "text/event-stream" else b""
+        if wire.name == "anthropic":
+            line = b"event: message_start\n" + line
+        keyed = wire.cls(
+            api_key=API_KEY,
+            client=Recorder(answer(200, line + straddling + b"\n\n", wire.stream_type)).client(),
+        )
+        with pytest.raises(LLMError) as caught:
+            await read_into(keyed.stream(simple_request()), [])
+        shown += [str(caught.value), repr(caught.value.__dict__)]
+    # A server that echoes the key in its request id header.
+    echoing = answer(400, b'{"error": "bad"}', **{"x-request-id": f"req-{API_KEY}"})
+    keyed = wire.cls(api_key=API_KEY, client=Recorder(echoing).client())
+    with pytest.raises(BadRequestError) as rejected:
+        await keyed.complete(simple_request())
+    assert rejected.value.request_id == "req-[redacted]"
+    shown += [str(rejected.value), repr(rejected.value.__dict__), caplog.text]
+    assert [_key_shown(text) for text in shown] == [None] * len(shown)
+
+
 @HTTPX_HALF_READ
 @pytest.mark.parametrize("wire", WIRES, ids=str)
 async def test_malformed_json_is_a_response_error_not_a_traceback(wire: Wire) -> None:

@@ -196,7 +196,7 @@ class AnthropicProvider(HTTPAdapter):
                             provider=self.name,
                             status=529 if error.get("type") == "overloaded_error" else 500,
                             request_id=rid,
-                            excerpt=self._redact(str(error.get("message", data)))[:512],
+                            excerpt=self._redact.shown(str(error.get("message", data))),
                         )
         raise ProviderConnectionError(
             f"{self.name}: the stream ended before message_stop", provider=self.name

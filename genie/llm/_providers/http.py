@@ -47,6 +47,19 @@ class Redactor:
             text = text.replace(secret, "[redacted]")
         return text
 
+    def shown(self, text: str) -> str:
+        """What is shown of a server's words (a body, an event, a request id): the secret
+        blanked first, then whitespace folded (one log line) and the rest cut to
+        ``EXCERPT_LIMIT``. Cutting first would leave the beginning of a secret that straddles
+        the cut readable."""
+        return " ".join(self(text).split())[:EXCERPT_LIMIT]
+
+
+def request_id(headers: httpx.Headers, redact: Redactor) -> str | None:
+    """The provider's request id, as shown: a server may echo anything in it, the key too."""
+    raw = next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None)
+    return None if raw is None else redact.shown(raw)
+
 
 def retry_after(headers: httpx.Headers) -> float | None:
     """Seconds the provider asked us to wait: ``retry-after-ms`` (OpenAI, Anthropic) first,
@@ -76,13 +89,11 @@ def error_for(provider: str, response: httpx.Response, body: str, redact: Redact
         cls = AuthenticationError
     else:
         cls = BadRequestError
-    excerpt = redact(" ".join(body.split())[:EXCERPT_LIMIT])
-    rid = next((response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None)
     return cls(
         provider=provider,
         status=status,
-        request_id=rid,
-        excerpt=excerpt,
+        request_id=request_id(response.headers, redact),
+        excerpt=redact.shown(body),
         retry_after=retry_after(response.headers),
     )
 
@@ -168,11 +179,6 @@ class HTTPAdapter:
                 f"{self._name}: connection failed: {detail}", provider=self._name
             ) from None
 
-    def _request_id(self, response: httpx.Response) -> str | None:
-        return next(
-            (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
-        )
-
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """POST JSON, return the JSON object answered and the provider's request id."""
         with self._boundary():
@@ -189,10 +195,10 @@ class HTTPAdapter:
             if not isinstance(data, dict):
                 raise ProviderResponseError(
                     f"{self._name}: the answer is not a JSON object: "
-                    f"{self._redact(response.text[:EXCERPT_LIMIT])!r}",
+                    f"{self._redact.shown(response.text)!r}",
                     provider=self._name,
                 )
-            return data, self._request_id(response)
+            return data, request_id(response.headers, self._redact)
 
     def _failed(self, response: httpx.Response, body: str) -> LLMError:
         err = error_for(self._name, response, body, self._redact)
@@ -246,16 +252,16 @@ class HTTPAdapter:
                     )
 
             async with aclosing(lines()) as reader:
-                yield reader, self._request_id(response)
+                yield reader, request_id(response.headers, self._redact)
         finally:
             await response.aclose()
 
     def _failed_in_stream(self, detail: object) -> ProviderConnectionError:
         """An error the provider sent inside a stream that had started (status 200): the
         stream is lost, like a dropped connection (retried only before its first event)."""
-        excerpt = self._redact(str(detail))[:EXCERPT_LIMIT]
         return ProviderConnectionError(
-            f"{self._name}: the stream failed: {excerpt}", provider=self._name
+            f"{self._name}: the stream failed: {self._redact.shown(str(detail))}",
+            provider=self._name,
         )
 
     @contextmanager
@@ -275,7 +281,7 @@ class HTTPAdapter:
 
     def _malformed(self, what: str, raw: str) -> ProviderResponseError:
         return ProviderResponseError(
-            f"{self._name}: malformed {what}: {self._redact(raw[:EXCERPT_LIMIT])!r}",
+            f"{self._name}: malformed {what}: {self._redact.shown(raw)!r}",
             provider=self._name,
         )
 
