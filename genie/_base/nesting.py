@@ -7,10 +7,18 @@ depth first and refuse what is deeper than MAX_DEPTH.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["MAX_DEPTH", "json_depth_exceeds", "top_level_type", "value_depth_exceeds"]
+__all__ = [
+    "MAX_DEPTH",
+    "json_depth_exceeds",
+    "loads_bounded",
+    "top_level_type",
+    "value_depth_exceeds",
+]
 
 # Levels of JSON arrays and objects, the outermost counting 1 (a message envelope is 1, its
 # payload 2). A catalogue message nests fewer than 10 (a gather's bundle is the deepest);
@@ -39,6 +47,15 @@ def json_depth_exceeds(text: str, limit: int = MAX_DEPTH) -> bool:
         else:
             depth -= 1
     return False
+
+
+def loads_bounded(text: str, limit: int = MAX_DEPTH) -> Any:
+    """``text`` as JSON; ValueError (``json.JSONDecodeError`` for the syntax) for what is not
+    JSON or nests deeper than ``limit``, which the parser, or whatever reads the value after
+    it, would end in a RecursionError on."""
+    if json_depth_exceeds(text, limit):
+        raise ValueError(f"nested deeper than {limit} levels of arrays and objects")
+    return json.loads(text)
 
 
 def value_depth_exceeds(value: object, limit: int = MAX_DEPTH) -> bool:

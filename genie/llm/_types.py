@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._base.nesting import loads_bounded
 from .._message.envelope import Message
 from .._message.payload import Classification
 from ._errors import EXCERPT_LIMIT, ProviderResponseError
@@ -348,8 +349,8 @@ class Accumulator:
             raw = "".join(self._calls[index]) or "{}"
             name = self._call_names.get(index, "")
             try:
-                arguments = json.loads(raw)
-            except json.JSONDecodeError:
+                arguments = loads_bounded(raw)
+            except ValueError:
                 arguments = None
             if not isinstance(arguments, dict):
                 raise ProviderResponseError(

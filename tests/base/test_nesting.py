@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from genie import InvalidMessageError, MessageTypes, Payload, Runtime
-from genie._base.nesting import MAX_DEPTH, json_depth_exceeds, top_level_type, value_depth_exceeds
+from genie._base.nesting import (
+    MAX_DEPTH,
+    json_depth_exceeds,
+    loads_bounded,
+    top_level_type,
+    value_depth_exceeds,
+)
 from genie._cli.main import main
 
 GOOD = Path(__file__).parents[1] / "pipelines" / "good"
@@ -139,3 +145,12 @@ def test_a_payload_given_as_json_text_inside_an_envelope_is_checked() -> None:
             parse({"type": "blob", "sender": "u", "payload": inner})
     ok = types.parse_bounded_message({"type": "blob", "sender": "u", "payload": '{"data": [1]}'})
     assert ok.payload == Blob(data=[1])
+
+
+def test_loads_bounded_reads_up_to_the_limit_and_refuses_deeper_naming_it() -> None:
+    assert loads_bounded(deep_text(MAX_DEPTH)) == json.loads(deep_text(MAX_DEPTH))
+    for text in (deep_text(MAX_DEPTH + 1), deep_text(DEEP)):
+        with pytest.raises(ValueError, match=TOO_DEEP):
+            loads_bounded(text)
+    with pytest.raises(json.JSONDecodeError):
+        loads_bounded("[1,")

@@ -32,11 +32,13 @@ from genie.llm import (
     TextDelta,
     ToolCall,
     Usage,
+    complete_by_streaming,
 )
 from genie.llm._providers.http import HTTPAdapter
 
 from .helpers import (
     API_KEY,
+    HTTPX_HALF_READ,
     Recorder,
     Verdict,
     answer,
@@ -45,15 +47,6 @@ from .helpers import (
     rich_request,
     simple_request,
     texts,
-)
-
-# httpx's own stream iterators are async generators: a stream left half-read (an error found
-# mid-stream) leaves them to the garbage collector, and trio warns (encode/httpx#3686, open).
-# Only that warning is ignored, only in the tests of such errors.
-HTTPX_HALF_READ = pytest.mark.filterwarnings(
-    r"ignore:Exception ignored in. <async_generator object "
-    r"(Response\.aiter|ByteStream\.__aiter__|BoundAsyncStream\.__aiter__)"
-    ":pytest.PytestUnraisableExceptionWarning"
 )
 
 
@@ -324,6 +317,52 @@ async def test_malformed_json_is_a_response_error_not_a_traceback(wire: Wire) ->
     with pytest.raises(ProviderResponseError, match="malformed"):
         async with provider(wire, rec).stream(simple_request()) as stream:
             _ = [e async for e in stream]
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # nested past the JSON parser's recursion limit
+
+
+@HTTPX_HALF_READ
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_json_nested_too_deeply_is_a_response_error_not_a_recursion_error(
+    wire: Wire,
+) -> None:
+    for body in (DEEP, '{"choices": ' + DEEP + "}"):
+        rec = Recorder(answer(200, body.encode()))
+        with pytest.raises(ProviderResponseError, match="not a JSON object"):
+            await provider(wire, rec).complete(simple_request())
+    prefix = "data: " if wire.stream_type == "text/event-stream" else ""
+    if wire.name == "anthropic":
+        prefix = "event: message_start\n" + prefix
+    rec = Recorder(answer(200, (prefix + DEEP + "\n\n").encode(), wire.stream_type))
+    with pytest.raises(ProviderResponseError, match="malformed"):
+        await read_into(provider(wire, rec).stream(simple_request()), [])
+
+
+async def test_streamed_tool_arguments_nested_too_deeply_are_a_response_error() -> None:
+    arguments = json.dumps({"x": 1})[:-1] + ', "y": ' + DEEP + "}"
+    chunks = [
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "c1",
+                                "function": {"name": "f", "arguments": arguments},
+                            }
+                        ]
+                    }
+                }
+            ]
+        },
+        {"choices": [{"delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    rec = Recorder(answer(200, body.encode(), "text/event-stream"))
+    with pytest.raises(ProviderResponseError, match="arguments are not a JSON object"):
+        await complete_by_streaming(OpenAIProvider(client=rec.client()), simple_request())
 
 
 async def test_a_refused_connection_is_a_connection_error_naming_the_provider() -> None:

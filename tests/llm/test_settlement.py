@@ -45,7 +45,7 @@ from genie.llm import (
     Retry,
 )
 
-from .helpers import API_KEY, fixture
+from .helpers import API_KEY, HTTPX_HALF_READ, Recorder, answer, fixture
 from .server import ProviderServer, Reply
 
 QUESTION = Request(messages=(ChatMessage.user("Think about it."),), max_tokens=100)
@@ -262,6 +262,29 @@ async def test_usage_counts_that_are_not_numbers_make_a_malformed_answer_not_a_t
     finally:
         await ollama.aclose()
     assert ledger.remaining("c1").tokens == 9 * WORST  # a 2xx that cannot be read: the worst
+
+
+@HTTPX_HALF_READ
+async def test_json_nested_too_deeply_is_a_malformed_answer_charged_the_reservation(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    server.script("/v1/chat/completions", Reply(chunks=(deep,)), Reply(chunks=(deep,)))
+    ledger = BudgetLedger(max_tokens=10 * WORST, name="correlation")
+    with pytest.raises(ProviderResponseError):
+        await KillSwitch(model, ledger).complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 9 * WORST  # a 2xx that cannot be read: the worst
+    with pytest.raises(ProviderResponseError):  # a malformed answer is not tried again
+        await Retry(model, attempts=3, backoff=0.0).complete(in_correlation())
+    assert len(server.received) == 2
+    # The stream's event, over the wire format as sent (a real socket leaves httpcore's
+    # iterators half-read for the collector, which trio reports).
+    sse = Recorder(answer(200, b"data: " + deep + b"\n\n", "text/event-stream"))
+    streamed = OpenAIProvider(client=sse.client())
+    with pytest.raises(ProviderResponseError):
+        async with KillSwitch(streamed, ledger).stream(in_correlation()) as events:
+            _ = [e async for e in events]
+    assert ledger.remaining("c1").tokens == 8 * WORST
 
 
 # --- attempts before the last: a retry, a fallback --------------------------------------------

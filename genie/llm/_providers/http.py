@@ -12,6 +12,7 @@ import httpx
 
 from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
+from ..._base.nesting import loads_bounded
 from .._errors import (
     EXCERPT_LIMIT,
     AuthenticationError,
@@ -189,7 +190,7 @@ class HTTPAdapter:
             if response.is_error:
                 raise self._failed(response, response.text)
             try:
-                data = response.json()
+                data = loads_bounded(response.text)
             except ValueError:
                 data = None
             if not isinstance(data, dict):
@@ -287,8 +288,8 @@ class HTTPAdapter:
 
     def _json(self, what: str, raw: str) -> dict[str, Any]:
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
+            data = loads_bounded(raw)
+        except ValueError:
             raise self._malformed(what, raw) from None
         if not isinstance(data, dict):
             raise self._malformed(what, raw)

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
+from ..._base.nesting import loads_bounded
 from .._errors import ProviderConnectionError
 from .._types import (
     ChatMessage,
@@ -125,7 +126,7 @@ class OpenAIProvider(HTTPAdapter):
                 ToolCall(
                     id=c["id"],
                     name=c["function"]["name"],
-                    arguments=json.loads(c["function"]["arguments"] or "{}"),
+                    arguments=loads_bounded(c["function"]["arguments"] or "{}"),
                 )
                 for c in message.get("tool_calls") or ()
             )
