@@ -6,14 +6,22 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import loop_time
-from ._errors import LLMError
 from ._provider import Provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent, Usage
 
-__all__ = ["CallRecord", "CostObserver", "CostStatistics", "Price", "PriceTable"]
+__all__ = [
+    "CANCELLED",
+    "UNFINISHED",
+    "CallRecord",
+    "CostObserver",
+    "CostStatistics",
+    "Price",
+    "PriceTable",
+]
 
 
 class Price(BaseModel):
@@ -55,9 +63,19 @@ class PriceTable(BaseModel):
         return self.cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
 
 
+CANCELLED = "cancelled"
+"""A call's outcome when it was cancelled: by its caller, or by a deadline outside the observer
+(which raises its own error, out there)."""
+
+UNFINISHED = "unfinished"
+"""A stream's outcome when it closed before its last event without an error: its reader left
+it early."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One call as the observer saw it; ``error`` is the error's class name, or None."""
+    """One call as the observer saw it; ``error`` is None for an answer, else what ended the
+    call: the error's class name, :data:`CANCELLED` or :data:`UNFINISHED`."""
 
     provider: str
     model: str
@@ -66,6 +84,14 @@ class CallRecord:
     seconds: float
     error: str | None
     stream: bool
+
+
+def _ended_by(exc: BaseException) -> str:
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return CANCELLED
+    if isinstance(exc, GeneratorExit):  # the reader's own generator was closed over it
+        return UNFINISHED
+    return type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +106,9 @@ class CostStatistics:
 
 class CostObserver:
     """Prices each answer from ``prices`` (``Response.cost``), adds it to ``statistics()``
-    and hands a :class:`CallRecord` to ``on_call`` (metrics, events), failures included.
-    It never changes an error or an answer's content."""
+    and hands a :class:`CallRecord` to ``on_call`` (metrics, events) for every call, whatever
+    ended it: an error of any kind, a cancellation, a stream its reader left early. It never
+    changes an error, a cancellation or an answer's content."""
 
     def __init__(
         self,
@@ -123,21 +150,10 @@ class CostObserver:
 
     async def complete(self, request: Request) -> Response:
         started = self._clock()
-        model = request.model or ""
         try:
             response = await self.inner.complete(request)
-        except LLMError as exc:
-            self._record(
-                CallRecord(
-                    self.name,
-                    model,
-                    Usage(),
-                    None,
-                    self._clock() - started,
-                    type(exc).__name__,
-                    False,
-                )
-            )
+        except BaseException as exc:  # a cancellation included: recorded, then re-raised
+            self._ended(Accumulator(self.name, request.model or ""), started, exc, stream=False)
             raise
         cost = self.prices.cost(response.model, response.usage)
         self._record(
@@ -163,23 +179,28 @@ class CostObserver:
                 aclosing(self._watched(events, acc, started)) as reader,
             ):
                 yield reader
-        except LLMError as exc:
+        except BaseException as exc:  # a cancellation included: recorded, then re-raised
             if not acc.finished:
-                self._failed(acc, started, exc)
+                self._ended(acc, started, exc, stream=True)
             raise
+        if not acc.finished:
+            self._ended(acc, started, None, stream=True)
 
-    def _failed(self, acc: Accumulator, started: float, exc: LLMError) -> None:
-        # What the provider reported before the failure was still used: it is kept.
-        model = acc.model
+    def _ended(
+        self, acc: Accumulator, started: float, exc: BaseException | None, *, stream: bool
+    ) -> None:
+        """Records a call that ended without its answer, in ``exc`` (None: a stream left
+        early). What the provider reported before it ended was still used: it is kept."""
+        model, usage = acc.model, acc.usage
         self._record(
             CallRecord(
                 self.name,
                 model,
-                acc.usage,
-                self.prices.cost(model, acc.usage),
+                usage,
+                self.prices.cost(model, usage) if usage.total else None,
                 self._clock() - started,
-                type(exc).__name__,
-                True,
+                UNFINISHED if exc is None else _ended_by(exc),
+                stream,
             )
         )
 

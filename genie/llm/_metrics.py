@@ -66,7 +66,7 @@ class LLMMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         yield _counter(
             "genie_llm_calls",
-            "LLM calls by provider, model and outcome (ok or the error class)",
+            "LLM calls by provider, model and outcome (ok, the error class, cancelled, unfinished)",
             ["provider", "model", "outcome"],
             self._calls,
         )

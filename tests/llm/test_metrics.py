@@ -6,11 +6,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import anyio
+import httpx
 import pytest
 
-from genie.llm import BudgetExceededError, CallContext, LLMConfig, LLMMetrics, build_stacks
+from genie.llm import (
+    BudgetExceededError,
+    CallContext,
+    CallRecord,
+    CostObserver,
+    Deadline,
+    LLMConfig,
+    LLMMetrics,
+    LLMTimeoutError,
+    OpenAIProvider,
+    build_stacks,
+)
 
-from .helpers import simple_request
+from .helpers import HTTPX_HALF_READ, fixture, simple_request
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "llm.md"
 
@@ -56,3 +69,66 @@ def test_every_metric_is_documented() -> None:
     documented = DOCS.read_text()
     for name in names:
         assert f"`{name}" in documented, name
+
+
+@HTTPX_HALF_READ  # the stream its reader leaves early
+async def test_every_call_sent_is_recorded_whatever_ended_it() -> None:
+    # A kill switch charges each of these calls: the observer used to record only LLMErrors,
+    # so the metrics missed every one of them.
+    async def reply(request: httpx.Request) -> httpx.Response:
+        asked = request.read().decode()
+        if '"broken"' in asked:
+            raise RuntimeError("a transport's own bug")
+        if '"slow"' in asked:
+            await anyio.sleep(60)
+        if '"stream": true' in asked or '"stream":true' in asked:
+            return httpx.Response(
+                200,
+                content=fixture("openai_stream.txt"),
+                headers={"content-type": "text/event-stream"},
+            )
+        return httpx.Response(200, content=fixture("openai_response.json"))
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    records: list[CallRecord] = []
+    metrics = LLMMetrics()
+
+    def record(call: CallRecord) -> None:
+        records.append(call)
+        metrics.record(call)
+
+    observer = CostObserver(OpenAIProvider(client=client), on_call=record)
+    timed = Deadline(observer, timeout=0.05)
+    slow, broken = simple_request(model="slow"), simple_request(model="broken")
+
+    with pytest.raises(LLMTimeoutError):  # 1: cut by a deadline outside the observer
+        await timed.complete(slow)
+    with pytest.raises(LLMTimeoutError):
+        async with timed.stream(slow) as events:
+            _ = [e async for e in events]
+    with pytest.raises(RuntimeError):  # 2: an error that is not an LLMError
+        await observer.complete(broken)
+    async with observer.stream(simple_request()) as events:  # 3: left after its first event
+        async for _ in events:
+            break
+    with anyio.move_on_after(0.05) as scope:  # 4: cancelled by the caller
+        await observer.complete(slow)
+        raise AssertionError("the cancellation was swallowed")
+    assert scope.cancelled_caught
+    await observer.complete(simple_request())  # and an answer
+    outcomes = [r.error for r in records]
+    assert outcomes == ["cancelled", "cancelled", "RuntimeError", "unfinished", "cancelled", None]
+    assert [r.stream for r in records] == [False, True, False, True, False, False]
+    assert records[0].seconds >= 0.05
+    assert observer.statistics().calls == 6
+    assert observer.statistics().failures == 5
+    text = metrics.text()
+    for model, outcome, count in (
+        ("slow", "cancelled", 3),
+        ("broken", "RuntimeError", 1),
+        ("m-1", "unfinished", 1),
+        ("gpt-4.1-mini-2025-04-14", "ok", 1),  # the answer's model; the others the request's
+    ):
+        labels = {"provider": "openai", "model": model}
+        assert sample(text, "genie_llm_calls_total", outcome=outcome, **labels) == count
+        assert sample(text, "genie_llm_call_seconds_count", **labels) == count
