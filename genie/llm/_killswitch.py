@@ -13,7 +13,16 @@ from ._cost import PriceTable
 from ._errors import AllProvidersFailedError, LLMError, ProviderError, ProviderResponseError
 from ._ledger import BudgetLedger, Reservation
 from ._provider import Provider, models_of
-from ._types import Accumulator, CallContext, Finish, Request, Response, StreamEvent, Usage
+from ._types import (
+    Accumulator,
+    CallContext,
+    Finish,
+    Request,
+    Response,
+    StreamEvent,
+    Usage,
+    estimated_tokens,
+)
 
 __all__ = ["USAGE_SLACK", "KillSwitch", "billed", "by_correlation", "count_attempt"]
 
@@ -74,10 +83,6 @@ def by_correlation(context: CallContext) -> str:
     """The ledger key of the kill switch: the correlation (all calls of one conversation, one
     request, one looping agent share it); calls without one share one account."""
     return context.correlation_id or UNCORRELATED
-
-
-def _tokens_of(text: str) -> int:
-    return -(-len(text.encode()) // 3)  # Request.prompt_estimate's rate
 
 
 class KillSwitch:
@@ -185,7 +190,7 @@ class KillSwitch:
             # A provider that reports no usage (some compatible servers) is charged an estimate.
             usage = Usage(
                 input_tokens=usage.input_tokens or prompt,
-                output_tokens=usage.output_tokens or _tokens_of(response.text),
+                output_tokens=usage.output_tokens or estimated_tokens(response.text),
                 cached_tokens=usage.cached_tokens,
             )
         if not self._believable(reservation, usage):

@@ -8,6 +8,7 @@ import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticSerializationError
 
 from .._base.nesting import loads_bounded
 from .._message.envelope import Message
@@ -171,6 +172,22 @@ class Tool(BaseModel):
         )
 
 
+def estimated_tokens(text: str) -> int:
+    """Tokens of ``text`` at one per 3 UTF-8 bytes, the budgets' cautious rate. A lone
+    surrogate (text a tool's or a model's JSON escape can make, which UTF-8 cannot carry)
+    counts as the 3 bytes of the replacement character it is sent as."""
+    return -(-len(text.encode("utf-8", "surrogatepass")) // 3)
+
+
+def _json_of(model: BaseModel, exclude: set[str] | None = None) -> str:
+    """``model`` as compact JSON. pydantic's writer refuses a string holding a lone surrogate;
+    Python's writes it as an escape, so such a request is still estimated and keyed."""
+    try:
+        return model.model_dump_json(exclude=exclude)
+    except PydanticSerializationError:
+        return json.dumps(model.model_dump(mode="json", exclude=exclude), separators=(",", ":"))
+
+
 class Request(BaseModel):
     """One model call. ``model`` None means the provider's default; ``output`` asks for a JSON
     answer matching that pydantic model (structured output, where the provider supports it)."""
@@ -195,7 +212,7 @@ class Request(BaseModel):
         context is left out), so it can key a cache."""
         # pydantic's serialiser keeps field order, so equal requests give equal text (a dict
         # argument written in another key order only costs a cache miss).
-        text = self.model_dump_json(exclude={"context", "output"})
+        text = _json_of(self, exclude={"context", "output"})
         if self.output is not None:
             text += json.dumps(self.output_schema, sort_keys=True)
         return text
@@ -208,7 +225,7 @@ class Request(BaseModel):
         # text parts only) takes no generator and no JSON.
         parts = [self.system]
         if self.tools:
-            parts += [t.model_dump_json() for t in self.tools]
+            parts += [_json_of(t) for t in self.tools]
         tokens = 8 + 8 * len(self.messages)
         for m in self.messages:
             for part in m.parts:
@@ -217,8 +234,8 @@ class Request(BaseModel):
                 else:
                     tokens += 768
             if m.tool_calls:
-                parts += [c.model_dump_json() for c in m.tool_calls]
-        return tokens + -(-len("".join(parts).encode()) // 3)
+                parts += [_json_of(c) for c in m.tool_calls]
+        return tokens + estimated_tokens("".join(parts))
 
 
 class Usage(BaseModel):

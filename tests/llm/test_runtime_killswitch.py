@@ -368,3 +368,43 @@ async def test_a_panel_stopped_by_the_budget_fails_with_the_refusal_not_retried(
     [letter] = rt.dead_letters
     assert (letter.error_type, letter.attempts) == ("BudgetExceededError", 1)
     assert limit_records(audit) == [("limit:correlation_tokens", "limit_fired", "moa")]
+
+
+class Relay(BaseAgent):
+    """Hands its model a tool's answer holding a lone surrogate (a JSON ``"\\ud800"`` escape
+    without its pair, as a hostile tool server or model can send it)."""
+
+    produces = (Thought,)
+
+    def __init__(self, id: str, llm: Provider) -> None:
+        super().__init__(id)
+        self.llm = llm
+
+    @handler
+    async def on_think(self, payload: Think, ctx: Context) -> Message:
+        said = Request(messages=(ChatMessage.user("tool said: a\ud800b"),), max_tokens=10)
+        if payload.stream:
+            await read_into(ctx.llm(self.llm).stream(said), [])
+        else:
+            await ctx.llm(self.llm).complete(said)
+        return ctx.reply(Thought(calls=1, refusals=[]))
+
+
+async def test_a_lone_surrogate_in_a_prompt_is_sent_the_same_with_and_without_a_budget(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    # The budget's estimate encoded the prompt strictly and failed, before the provider saw it.
+    for limits in (Limits(), Limits(correlation_tokens=10_000)):
+        for stream in (False, True):
+            async with Runtime(limits=limits) as rt:
+                rt.add(Relay("relay", model))
+                result = await rt.ask(rt.message(Think(stream=stream), recipient="relay"))
+            assert (result.status, list(rt.dead_letters)) == ("complete", [])
+    # What UTF-8 cannot carry is sent as U+FFFD, the replacement character.
+    sent = [r.body["messages"][0]["content"] for r in server.received]
+    assert sent == ["tool said: a\ufffdb"] * 4
+    lone = Request(messages=(ChatMessage.user("a\ud800b"),))
+    assert (
+        lone.prompt_estimate()
+        == Request(messages=(ChatMessage.user("a\ufffdb"),)).prompt_estimate()
+    )

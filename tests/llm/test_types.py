@@ -126,3 +126,19 @@ async def test_the_scripted_provider_repeats_its_last_answer() -> None:
     assert got == ["one", "two", "two"]
     with pytest.raises(ValueError, match="at least one"):
         ScriptedProvider([])
+
+
+def test_a_lone_surrogate_anywhere_in_a_request_is_estimated_and_keyed() -> None:
+    # Text UTF-8 cannot carry, as a tool's or a model's JSON escape makes it: the estimate and
+    # the cache key used to raise while writing it.
+    def asked(odd: str) -> Request:
+        call = ToolCall(id="c1", name="search_rbi", arguments={"query": f"a{odd}b"})
+        return rich_request(
+            system=f"x{odd}",
+            messages=(ChatMessage.assistant("", (call,)), ChatMessage.tool_result(call, odd)),
+        )
+
+    lone, replaced = asked("\ud800"), asked("\ufffd")  # as the adapters send it
+    assert lone.prompt_estimate() >= replaced.prompt_estimate()  # cautious, as ever
+    assert lone.canonical() != replaced.canonical()
+    assert lone.canonical().encode()  # a cache key's text is UTF-8

@@ -13,6 +13,7 @@ import httpx
 from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
 from ..._base.nesting import loads_bounded
+from ..._base.surrogates import utf8_text
 from .._errors import (
     EXCERPT_LIMIT,
     AuthenticationError,
@@ -180,13 +181,25 @@ class HTTPAdapter:
                 f"{self._name}: connection failed: {detail}", provider=self._name
             ) from None
 
+    def _request(self, path: str, body: dict[str, Any]) -> httpx.Request:
+        """The POST of ``body`` as JSON, written as httpx writes it (compact UTF-8), except
+        that a lone surrogate (a tool's or a model's ``"\\ud800"`` escape fed back into the
+        conversation) goes as U+FFFD: UTF-8 cannot carry it, and httpx's writer raised a
+        UnicodeEncodeError for it before anything was sent."""
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return self._client.build_request(
+            "POST",
+            self._base_url + path,
+            content=utf8_text(text).encode(),
+            headers={**self._headers, "content-type": "application/json"},
+        )
+
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """POST JSON, return the JSON object answered and the provider's request id."""
         with self._boundary():
+            request = self._request(path, body)
             with waiting_outside():  # the server: a virtual clock waits for it
-                response = await self._client.post(
-                    self._base_url + path, json=body, headers=self._headers
-                )
+                response = await self._client.send(request)
             if response.is_error:
                 raise self._failed(response, response.text)
             try:
@@ -212,9 +225,7 @@ class HTTPAdapter:
     ) -> AsyncIterator[tuple[AsyncIterator[str], str | None]]:
         """POST JSON and stream the answer's lines; an error status raises on entry."""
         with self._boundary():
-            request = self._client.build_request(
-                "POST", self._base_url + path, json=body, headers=self._headers
-            )
+            request = self._request(path, body)
             with waiting_outside():
                 response = await self._client.send(request, stream=True)
         try:
