@@ -7,7 +7,7 @@ import json
 import re
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticSerializationError
 
 from .._base.nesting import loads_bounded
@@ -243,9 +243,11 @@ class Usage(BaseModel):
     provider's prompt cache."""
 
     model_config = _FROZEN
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_tokens: int = 0
+    # Strict: a count is an integer, never text ("10") or a boolean (true), which a lax
+    # reading would believe as a count of 10 or 1.
+    input_tokens: StrictInt = 0
+    output_tokens: StrictInt = 0
+    cached_tokens: StrictInt = 0
 
     @property
     def total(self) -> int:

@@ -365,6 +365,41 @@ async def test_streamed_tool_arguments_nested_too_deeply_are_a_response_error() 
         await complete_by_streaming(OpenAIProvider(client=rec.client()), simple_request())
 
 
+# Where each answer holds the counts the adapter reads (the path to them, then their keys).
+COUNTS = {
+    "openai": (("usage",), ("prompt_tokens", "completion_tokens")),
+    "anthropic": (("usage",), ("input_tokens", "output_tokens", "cache_read_input_tokens")),
+    "gemini": (
+        ("usageMetadata",),
+        ("promptTokenCount", "candidatesTokenCount", "cachedContentTokenCount"),
+    ),
+    "ollama": ((), ("prompt_eval_count", "eval_count")),
+}
+
+
+def _with_count(wire: Wire, key: str, value: object) -> Recorder:
+    """The wire's canned answer with its count ``key`` set to ``value``."""
+    path, _ = COUNTS[wire.name]
+    data = json.loads(fixture(f"{wire.name}_response.json"))
+    holder = data
+    for step in path:
+        holder = holder[step]
+    holder[key] = value
+    return Recorder(answer(200, json.dumps(data).encode()))
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_usage_counts_must_be_integers_not_text_or_booleans(wire: Wire) -> None:
+    # pydantic's lax reading believed "10" and true (as 1), and a sum of counts turned true
+    # into 1 before any check: such an answer is malformed, as a count of "lots" is.
+    for key in COUNTS[wire.name][1]:
+        for wrong in ("10", True, False, 10.5, ""):
+            with pytest.raises(ProviderResponseError, match="malformed"):
+                await provider(wire, _with_count(wire, key, wrong)).complete(simple_request())
+        for absent in (None, 0):  # a count that is null reports none, as one left out
+            await provider(wire, _with_count(wire, key, absent)).complete(simple_request())
+
+
 async def test_a_refused_connection_is_a_connection_error_naming_the_provider() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")

@@ -264,6 +264,22 @@ async def test_usage_counts_that_are_not_numbers_make_a_malformed_answer_not_a_t
     assert ledger.remaining("c1").tokens == 9 * WORST  # a 2xx that cannot be read: the worst
 
 
+async def test_usage_counts_of_text_or_booleans_are_malformed_not_believed(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    # Believed by a lax reading: "10" as 10, true as 1, so the call was charged 11 tokens.
+    server.script(
+        "/v1/chat/completions",
+        answer_with_usage(prompt_tokens="10", completion_tokens=5),
+        answer_with_usage(prompt_tokens=10, completion_tokens=True),
+    )
+    ledger = BudgetLedger(max_tokens=10 * WORST, name="correlation")
+    for _ in range(2):
+        with pytest.raises(ProviderResponseError, match="malformed chat completion"):
+            await KillSwitch(model, ledger).complete(in_correlation())
+    assert ledger.remaining("c1").tokens == 8 * WORST
+
+
 @HTTPX_HALF_READ
 async def test_json_nested_too_deeply_is_a_malformed_answer_charged_the_reservation(
     server: ProviderServer, model: OpenAIProvider

@@ -142,3 +142,10 @@ def test_a_lone_surrogate_anywhere_in_a_request_is_estimated_and_keyed() -> None
     assert lone.prompt_estimate() >= replaced.prompt_estimate()  # cautious, as ever
     assert lone.canonical() != replaced.canonical()
     assert lone.canonical().encode()  # a cache key's text is UTF-8
+
+
+def test_a_usage_count_is_an_integer_not_text_or_a_boolean() -> None:
+    for wrong in ("10", True, 1.0):
+        with pytest.raises(ValidationError):
+            Usage(input_tokens=wrong)
+    assert Usage(input_tokens=10).input_tokens == 10

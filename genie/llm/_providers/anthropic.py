@@ -21,7 +21,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
-from .http import HTTPAdapter, drain, iter_sse
+from .http import HTTPAdapter, count, drain, iter_sse
 
 __all__ = ["AnthropicProvider"]
 
@@ -57,11 +57,11 @@ def _content(m: ChatMessage) -> list[dict[str, Any]]:
 
 def _usage(raw: dict[str, Any] | None) -> Usage:
     raw = raw or {}
-    cached = raw.get("cache_read_input_tokens") or 0
+    cached = count(raw, "cache_read_input_tokens")
     # Anthropic counts cache reads and writes apart from input_tokens; ours includes them.
-    prompt = (raw.get("input_tokens") or 0) + cached + (raw.get("cache_creation_input_tokens") or 0)
+    prompt = count(raw, "input_tokens") + cached + count(raw, "cache_creation_input_tokens")
     return Usage(
-        input_tokens=prompt, output_tokens=raw.get("output_tokens") or 0, cached_tokens=cached
+        input_tokens=prompt, output_tokens=count(raw, "output_tokens"), cached_tokens=cached
     )
 
 

@@ -21,7 +21,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
-from .http import HTTPAdapter, drain, iter_sse
+from .http import HTTPAdapter, count, drain, iter_sse
 
 __all__ = ["GeminiProvider"]
 
@@ -52,9 +52,9 @@ def _parts(m: ChatMessage) -> list[dict[str, Any]]:
 def _usage(raw: dict[str, Any] | None) -> Usage:
     raw = raw or {}
     return Usage(
-        input_tokens=raw.get("promptTokenCount") or 0,
-        output_tokens=(raw.get("candidatesTokenCount") or 0) + (raw.get("thoughtsTokenCount") or 0),
-        cached_tokens=raw.get("cachedContentTokenCount") or 0,
+        input_tokens=count(raw, "promptTokenCount"),
+        output_tokens=count(raw, "candidatesTokenCount") + count(raw, "thoughtsTokenCount"),
+        cached_tokens=count(raw, "cachedContentTokenCount"),
     )
 
 

@@ -4,7 +4,7 @@ errors and the providers' error statuses become :mod:`genie.llm` errors."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from .._errors import (
 from .._provider import EventStream
 from .._types import Request, Response
 
-__all__ = ["HTTPAdapter", "Redactor", "drain", "iter_ndjson", "iter_sse"]
+__all__ = ["HTTPAdapter", "Redactor", "count", "drain", "iter_ndjson", "iter_sse"]
 
 logger = lazy_logger("genie.llm")
 
@@ -61,6 +61,19 @@ def request_id(headers: httpx.Headers, redact: Redactor) -> str | None:
     """The provider's request id, as shown: a server may echo anything in it, the key too."""
     raw = next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None)
     return None if raw is None else redact.shown(raw)
+
+
+def count(raw: Mapping[str, Any], key: str) -> int:
+    """The token count ``raw[key]`` of a provider's usage report: 0 when left out or null.
+    Anything but an integer (text, a fraction, a boolean: JSON's true is no count) raises
+    ValueError, which makes the answer malformed (``HTTPAdapter._reading``); read before any
+    sum, where Python would add true as 1."""
+    value = raw.get(key)
+    if value is None:
+        return 0
+    if type(value) is not int:
+        raise ValueError(f"usage count {key!r} is not an integer: {value!r}")
+    return value
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -279,7 +292,7 @@ class HTTPAdapter:
     @contextmanager
     def _reading(self, what: str, raw: object) -> Iterator[None]:
         """Reading a 2xx answer (``raw``: its JSON, or its text): a value of the wrong shape
-        anywhere in it (a string where an object was due, counts that are not numbers) makes it
+        anywhere in it (a string where an object was due, counts that are not integers) makes it
         a malformed answer, whichever of Python's or pydantic's errors found it. Whether counts
         that are numbers can be true is the kill switch's question (it does not let a negative
         count refund a budget)."""

@@ -21,7 +21,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
-from .http import HTTPAdapter, drain, iter_ndjson
+from .http import HTTPAdapter, count, drain, iter_ndjson
 
 __all__ = ["OllamaProvider"]
 
@@ -58,7 +58,7 @@ def _reason(data: dict[str, Any], calls: bool) -> FinishReason:
 
 def _usage(data: dict[str, Any]) -> Usage:
     return Usage(
-        input_tokens=data.get("prompt_eval_count") or 0, output_tokens=data.get("eval_count") or 0
+        input_tokens=count(data, "prompt_eval_count"), output_tokens=count(data, "eval_count")
     )
 
 

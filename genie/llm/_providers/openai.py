@@ -22,7 +22,7 @@ from .._types import (
     Usage,
     UsageEvent,
 )
-from .http import HTTPAdapter, drain, iter_sse
+from .http import HTTPAdapter, count, drain, iter_sse
 
 __all__ = ["OpenAIProvider"]
 
@@ -65,9 +65,9 @@ def _usage(raw: dict[str, Any] | None) -> Usage:
     raw = raw or {}
     details = raw.get("prompt_tokens_details") or {}
     return Usage(
-        input_tokens=raw.get("prompt_tokens") or 0,
-        output_tokens=raw.get("completion_tokens") or 0,
-        cached_tokens=details.get("cached_tokens") or 0,
+        input_tokens=count(raw, "prompt_tokens"),
+        output_tokens=count(raw, "completion_tokens"),
+        cached_tokens=count(details, "cached_tokens"),
     )
 
 
