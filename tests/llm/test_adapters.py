@@ -191,6 +191,27 @@ async def test_a_stream_that_stops_before_its_end_is_a_connection_error(wire: Wi
 
 
 @pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_what_follows_a_streams_last_event_does_not_lose_the_answer(wire: Wire) -> None:
+    # A stray byte (a part-line) or a reset after the terminal event used to raise "the stream
+    # ended before the end of a line" and lose the whole answer.
+    whole = fixture(wire.stream_file)
+
+    class Reset(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield whole
+            raise httpx.ReadError("connection reset by peer")
+
+    def reset(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Reset(), headers={"content-type": wire.stream_type})
+
+    for rec in (Recorder(answer(200, whole + b"x", wire.stream_type)), Recorder(reset)):
+        response = await complete_by_streaming(provider(wire, rec), rich_request())
+        assert (response.text, response.finish_reason) == ("Hello there", "tool_calls")
+        events = await read_into(provider(wire, rec).stream(simple_request()), [])
+        assert events[-1].type == "finish"
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
 @pytest.mark.parametrize(
     ("status", "error", "retryable"),
     [

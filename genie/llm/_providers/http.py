@@ -345,10 +345,14 @@ async def drain(lines: AsyncIterator[str], limit: int = 64) -> None:
     """Reads what follows a stream's terminal event (a blank line, then the end of the body),
     so every iterator under it, httpx's included, finishes instead of being dropped half-read
     (trio warns about each such generator). Bounded: a server that keeps sending after its
-    terminal event is left to the connection's close."""
-    for _ in range(limit):
-        if await anext(lines, None) is None:
-            return
+    terminal event is left to the connection's close. The answer is whole by then, so a stray
+    part-line or a connection lost after it is logged, not raised: it would lose the answer."""
+    try:
+        for _ in range(limit):
+            if await anext(lines, None) is None:
+                return
+    except ProviderConnectionError as exc:
+        logger.debug("llm stream: ignored what followed its last event: %s", exc)
 
 
 async def iter_ndjson(lines: AsyncIterator[str]) -> AsyncGenerator[str, None]:
