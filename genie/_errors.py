@@ -8,7 +8,7 @@
     ├── MessageError                  a message failed at a boundary
     │   ├── UnknownMessageTypeError   no payload model is registered under the type
     │   ├── InvalidMessageError       the payload (or envelope) failed validation
-    │   ├── ToolArgumentsError        a tool call's arguments do not fit the tool's schema
+    │   ├── ToolArgumentsError        a tool call's arguments do not fit its schema, or JSON
     │   └── MemoryArgumentError       a memory call's argument is not what memory keeps
     ├── DeliveryError                 a message could not be delivered
     │   ├── RuntimeClosedError        publish before start or after close
@@ -368,8 +368,9 @@ class MemoryDeniedError(DeniedError):
 
 
 class ToolArgumentsError(MessageError):
-    """A tool call's arguments do not fit the tool's input schema; ``field`` names the first
-    that does not (empty: the arguments as a whole). Nothing was sent."""
+    """A tool call's arguments do not fit the tool's input schema, or hold what JSON cannot
+    carry exactly (NaN, bytes, a key that is not text, ...); ``field`` names the first that does
+    not, as a path (``a.1``; empty: the arguments as a whole). Nothing was sent."""
 
     def __init__(self, server: str, tool: str, field: str, problem: str) -> None:
         where = f"field {field!r}" if field else "the arguments"

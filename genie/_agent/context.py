@@ -16,7 +16,7 @@ from .._message.envelope import Message, caused_by
 from .._message.ids import IdSource
 from .._message.payload import Classification, MetaValue, Payload, Role
 from .memory import Memory, MemoryStore, memory_of, named_stores
-from .tools import ToolOutput, Tools, ToolSession, ToolSpec
+from .tools import ToolOutput, Tools, ToolSession, ToolSpec, sendable
 
 if TYPE_CHECKING:
     import logging
@@ -416,7 +416,7 @@ class TestContext(_ContextBase):
         session = self._tools.get(server)
         if session is None:
             raise ToolCallError(f"TestContext has no tool server {server!r}: pass tools=")
-        return _SessionTools(session)
+        return _SessionTools(server, session)
 
     def memory(self, name: str = "default") -> Memory:
         return Memory(name, memory_of(self._memory, name, "TestContext: pass memory="), _Open(self))
@@ -438,16 +438,17 @@ class TestContext(_ContextBase):
 class _SessionTools:
     """A session's tools called directly (``TestContext``: no runtime, no policies)."""
 
-    __slots__ = ("_session",)
+    __slots__ = ("_server", "_session")
 
-    def __init__(self, session: ToolSession) -> None:
+    def __init__(self, server: str, session: ToolSession) -> None:
+        self._server = server
         self._session = session
 
     async def list(self) -> Sequence[ToolSpec]:
         return await self._session.list_tools()
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
-        return await self._session.call_tool(name, dict(arguments or {}))
+        return await self._session.call_tool(name, sendable(self._server, name, arguments))
 
 
 class _Open:

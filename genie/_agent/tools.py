@@ -12,10 +12,13 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+from .._base.json_form import unfit_for_json
 from .._base.record import Record
+from .._errors import ToolArgumentsError
 
 __all__ = [
     "ToolOutput",
+    "sendable",
     "ToolServer",
     "ToolSession",
     "ToolSpec",
@@ -68,3 +71,24 @@ class Tools(Protocol):
     async def list(self) -> Sequence[ToolSpec]: ...
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput: ...
+
+
+def sendable(server: str, tool: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A call's ``arguments`` as the dict to judge and send; raises ``ToolArgumentsError``
+    naming where they hold what JSON cannot carry exactly (NaN, bytes, a set, a key that is
+    not text, ...), whatever the tool's schema: an encoder would send something else than
+    was judged (NaN as null), or fail late inside the session, and a policy reading the call
+    as JSON would fail on it. Asked before the call is judged, so nothing is sent, judged,
+    audited or counted."""
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, Mapping):
+        raise ToolArgumentsError(
+            server, tool, "", f"not a mapping of names to values: got {type(arguments).__name__}"
+        )
+    given = dict(arguments)
+    found = unfit_for_json(given)
+    if found is not None:
+        field = ".".join(str(step) for step in found.path)
+        raise ToolArgumentsError(server, tool, field, found.problem)
+    return given

@@ -31,6 +31,7 @@ from .._agent.tools import (
     ToolServer,
     ToolSession,
     ToolSpec,
+    sendable,
 )
 from .._base.clock import Clock, waiting_outside
 from .._base.log import lazy_logger
@@ -256,7 +257,7 @@ class GovernedTools:
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
         calls, server, agent = self._calls, self._server, self._agent_id
-        given = dict(arguments or {})
+        given = sendable(server, name, arguments)
         consumer = consumer_of(server)
         out = calls.message(
             self._message, ToolCall(server=server, tool=name, arguments=given), agent, consumer

@@ -3,7 +3,6 @@ stdio (a command the runtime starts) or streamable HTTP (a URL)."""
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -21,7 +20,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from .._agent.tools import ToolOutput, ToolSession, ToolSpec
-from .._base.surrogates import lone_surrogate_in
 from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError, described
 
 __all__ = ["McpServer"]
@@ -119,7 +117,11 @@ class _McpSession:
             )
             for t in tools
         }
-        self._checks = {t.name: _Checker(dict(t.input_schema)) for t in tools}
+        # The arguments come here checked for what JSON carries (``sendable``: no NaN, bytes
+        # or lone surrogate), so the schema's own types read them as the server will.
+        self._checks = {
+            t.name: jsonschema.Draft202012Validator(dict(t.input_schema)) for t in tools
+        }
         self.lost = anyio.Event()  # a call found the connection closed
 
     async def watch(self, held: anyio.CancelScope) -> None:
@@ -150,18 +152,6 @@ class _McpSession:
             ) from exc
         if problem is not None:
             raise ToolArgumentsError(where, name, _field(problem), problem.message)
-        # A str of Python's may hold a lone surrogate, which a schema takes for text: the SDK's
-        # encoder would fail inside the session and close it under every call it carries.
-        found = lone_surrogate_in(arguments)
-        if found is not None:
-            what = "a key is not" if found.key else "not"
-            raise ToolArgumentsError(
-                where,
-                name,
-                ".".join(str(step) for step in found.path),
-                f"{what} valid UTF-8 text (a lone surrogate, U+{ord(found.text[found.at]):04X} "
-                f"at index {found.at}): it has no JSON form to send",
-            )
         try:
             result = await self._client.call_tool(
                 name, dict(arguments), read_timeout_seconds=self._server.timeout
@@ -180,20 +170,6 @@ class _McpSession:
             structured=result.structured_content,
             is_error=bool(result.is_error),
         )
-
-
-def _json_number(checker: object, value: object) -> bool:
-    """A number JSON can carry: NaN and infinity have no JSON form (the SDK would send them as
-    ``null``, not what the policies judged), so they are no ``number`` here."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# The arguments checked as the server will read them: a number is a finite one. (jsonschema
-# annotates its validators but not ``extend``.)
-_Checker = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _json_number),
-)
 
 
 def _depth(error: jsonschema.ValidationError) -> int:

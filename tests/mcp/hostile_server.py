@@ -1,9 +1,12 @@
 """An MCP server on stdio whose tools' input schemas are broken, as a careless or hostile
 server may list them: a type that is not a type, a pattern that is not a regex, a ``$ref`` to
-nowhere. Written with the SDK's low-level server, which sends whatever schema it is given."""
+nowhere. Written with the SDK's low-level server, which sends whatever schema it is given.
+Its tool ``anything`` takes any object and answers with what it read, and how many calls it
+has read so far."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -17,7 +20,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "bad_pattern": {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}},
     "dangling_ref": {"type": "object", "properties": {"a": {"$ref": "#/$defs/nowhere"}}},
     "fine": {"type": "object", "properties": {"a": {"type": "string"}}},
+    "anything": {"type": "object"},
 }
+CALLS = {"anything": 0}
 
 
 async def list_tools(
@@ -31,7 +36,11 @@ async def list_tools(
 async def call_tool(
     ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
 ) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text="called")])
+    text = "called"
+    if params.name == "anything":
+        CALLS["anything"] += 1
+        text = json.dumps({"calls": CALLS["anything"], "arguments": params.arguments})
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
 
 
 async def main() -> None:

@@ -3,6 +3,7 @@ started on stdio by the runtime), each call and each result judged by the polici
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ from genie import (
     RetryPolicy,
     Runtime,
     TestContext,
+    ToolArgumentsError,
     ToolCallError,
     handler,
 )
@@ -96,7 +98,7 @@ async def test_bad_arguments_name_the_field_and_are_not_retried() -> None:
         wrong = await ask(rt, "add", a="two", b=3)
         missing = await ask(rt, "add", a=2)
         unknown = await ask(rt, "nope")
-        # NaN has no JSON form: sent, it would reach the server as null, not what was judged.
+        # NaN has no JSON form: sent, it reached the server as null, not what was judged.
         endless = await ask(rt, "wait", seconds=float("nan"))
         letters = list(rt.dead_letters)
     assert "ToolArgumentsError" in wrong.reason
@@ -104,7 +106,7 @@ async def test_bad_arguments_name_the_field_and_are_not_retried() -> None:
     assert "field 'b': 'b' is a required property" in missing.reason
     tools = "add, broken, contact, crash, get_holdings, pid, wait"
     assert f"no such tool (tools: {tools})" in unknown.reason
-    assert "field 'seconds': nan is not of type 'number'" in endless.reason
+    assert "field 'seconds': nan is no JSON number" in endless.reason
     assert [d.attempts for d in letters] == [1, 1, 1, 1]  # a retry would fail the same way
 
 
@@ -127,12 +129,62 @@ async def test_arguments_that_are_no_text_are_refused_and_the_session_lives_on()
         result = await rt.ask(rt.message(Ask(tool="contact"), recipient="garbled"), timeout=30)
         after = await ask(rt, "pid")
     [missing] = result.missing
-    assert missing.reason.startswith("ToolArgumentsError: tool 'contact' of ")
-    assert missing.reason.endswith(
-        "broker_server.py': field 'name': not valid UTF-8 text (a lone surrogate, U+D800 at "
-        "index 5): it has no JSON form to send"
+    assert missing.reason == (
+        "ToolArgumentsError: tool 'contact' of 'broker': field 'name': not valid UTF-8 text "
+        "(a lone surrogate, U+D800 at index 5): it has no JSON form"
     )
     assert after.text == before.text  # the same server process, its session still open
+
+
+# Arguments a permissive schema ({"type": "object"}) takes and JSON cannot carry exactly, and
+# what the refusal says of each: sent, NaN reached the server as null and the complex number
+# as "1j" (not what the policies judged), bytes failed as a retried ToolCallError, a
+# 5000-digit integer waited the server's whole timeout, and with a content policy each was a
+# denial by a policy that could not read it.
+UNFIT: dict[str, tuple[Any, str]] = {
+    "nan": ({"a": [1.5, float("nan")]}, "field 'a.1': nan is no JSON number"),
+    "inf": ({"a": {"b": float("-inf")}}, "field 'a.b': -inf is no JSON number"),
+    "complex": ({"a": 1j}, "field 'a': a value of type complex has no JSON form"),
+    "bytes": ({"a": [b"\xff\xfe"]}, "field 'a.0': a value of type bytes has no JSON form"),
+    "set": ({"a": frozenset({1, 2})}, "field 'a': a value of type frozenset has no JSON form"),
+    "bigint": ({"a": 10**5000}, "field 'a': an integer of more than 4300 digits"),
+    "int_key": ({"a": {1: "x"}}, "field 'a': a key of type int is not text"),
+    "surrogate": ({"a": {"b\ud800": 1}}, "field 'a': a key is not valid UTF-8 text"),
+}
+
+
+class Unfit(Caller):
+    """Calls ``anything`` with the arguments of ``UNFIT`` its request names."""
+
+    @handler
+    async def on_ask(self, p: Ask, ctx: Context) -> Message:
+        arguments = UNFIT[p.tool][0] if p.tool in UNFIT else p.arguments
+        out = await ctx.tool("broker").call("anything", arguments)
+        return ctx.reply(Answer(text=out.text, is_error=out.is_error))
+
+
+async def test_arguments_json_cannot_carry_are_refused_whatever_the_schema() -> None:
+    """Refused before anything is judged or sent, naming where, never retried: nothing is
+    audited or counted, and the server reads only the call that can be sent."""
+    hostile = McpServer(command=(sys.executable, str(HERE / "hostile_server.py")), timeout=5)
+    audit = MemoryAuditLog()
+    retrying = AgentOptions(retry=RetryPolicy(attempts=3, backoff=0.01), breaker=None)
+    async with Runtime(
+        tools={"broker": hostile}, policies=[PIIBlock()], audit=audit, metrics=True
+    ) as rt:
+        rt.add(Unfit("caller"), options=retrying)
+        with anyio.fail_after(20):
+            refused = {case: await ask(rt, case) for case in UNFIT}
+            sent = await ask(rt, "sendable", a=[1, {"b": None}], c="text")
+        letters = list(rt.dead_letters)
+    for case, (_, said) in UNFIT.items():
+        reason = refused[case].reason
+        assert reason.startswith("ToolArgumentsError: tool 'anything' of 'broker': "), reason
+        assert said in reason, (case, reason)
+    assert [d.attempts for d in letters] == [1] * len(UNFIT)
+    assert json.loads(sent.text) == {"calls": 1, "arguments": {"a": [1, {"b": None}], "c": "text"}}
+    audited = [r.action for r in audit.records if r.target == "tool:broker"]
+    assert audited == ["tool_call", "tool_result"]  # the call sent, and its answer
 
 
 async def test_an_unknown_server_is_a_tool_call_error() -> None:
@@ -343,6 +395,13 @@ async def test_a_test_context_calls_a_session_directly() -> None:
     assert out.payload.text == "add(1)"
     with pytest.raises(ToolCallError, match="TestContext has no tool server 'other'"):
         ctx.tool("other")
+    # What JSON cannot carry is refused here too, before the session sees it.
+    with pytest.raises(ToolArgumentsError) as refused:
+        await ctx.tool("broker").call("add", {"a": float("nan")})
+    assert str(refused.value) == (
+        "tool 'add' of 'broker': field 'a': nan is no JSON number: NaN and infinity have no "
+        "JSON form"
+    )
 
 
 async def test_a_tool_whose_schema_is_broken_fails_its_call_naming_it() -> None:

@@ -1,0 +1,119 @@
+"""Values JSON carries exactly: what a Python value must be to be sent as JSON and read on the
+other side as the value it was here.
+
+An encoder is lenient where a policy cannot follow: NaN and infinity leave as ``null``, a
+complex number or a date as a string, a set as a list in no given order, a key ``1`` as
+``"1"``; bytes that are not UTF-8, an integer longer than Python converts to text
+(``sys.get_int_max_str_digits()``) and a lone surrogate fail inside whatever encodes them,
+late and far from the mistake. So a value to be sent is walked first, and the first thing in
+it that JSON cannot carry exactly is named with where it is.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import NamedTuple
+
+from .surrogates import lone_surrogate
+
+__all__ = ["Unfit", "unfit_for_json"]
+
+
+class Unfit(NamedTuple):
+    """What JSON cannot carry in a value: ``path``, the keys and indexes from the value to it
+    (to the dict whose key it is, for a key), and ``problem``, what it is."""
+
+    path: tuple[object, ...]
+    problem: str
+
+
+# Where an item is in a value: None for the value itself, else (where its container is, the
+# key or index): the path is spelt out only for what is found.
+_Path = tuple["_Path", object] | None
+
+
+def _steps(path: _Path) -> tuple[object, ...]:
+    steps: list[object] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    return tuple(reversed(steps))
+
+
+def unfit_for_json(value: object) -> Unfit | None:
+    """The first item of ``value`` (in document order, a dict's keys before what they hold)
+    that JSON cannot carry exactly, or None. JSON carries a dict with text keys, a list or a
+    tuple, text UTF-8 encodes, a finite number, a bool and None (a subclass of str, int or
+    float, an enum's member, as its value). Walked one item at a time: no recursion, however
+    deep; a container that holds itself is named, not followed."""
+    # Each entry: an item, where it is, and whether the walk leaves it (a container whose
+    # items were all walked) rather than enters it.
+    stack: list[tuple[object, _Path, bool]] = [(value, None, False)]
+    inside: set[int] = set()  # the containers the walk is in: meeting one again is a cycle
+    while stack:
+        item, path, leaving = stack.pop()
+        if leaving:
+            inside.discard(id(item))
+            continue
+        problem = _problem(item)
+        if problem is None and isinstance(item, dict | list | tuple):
+            if id(item) in inside:
+                problem = "holds itself: JSON has no form for a value that contains itself"
+            elif isinstance(item, dict):
+                problem = _bad_key(item)
+        if problem is not None:
+            return Unfit(_steps(path), problem)
+        if isinstance(item, dict | list | tuple):
+            inside.add(id(item))
+            stack.append((item, path, True))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((each, (path, key), False) for key, each in reversed(list(pairs)))
+    return None
+
+
+def _problem(item: object) -> str | None:
+    """What is wrong with ``item`` itself (not what it holds), or None."""
+    if item is None or isinstance(item, bool | dict | list | tuple):
+        return None
+    if isinstance(item, str):
+        at = lone_surrogate(item)
+        if at is None:
+            return None
+        return (
+            f"not valid UTF-8 text (a lone surrogate, U+{ord(item[at]):04X} at index {at}): "
+            "it has no JSON form"
+        )
+    if isinstance(item, int):
+        limit = sys.get_int_max_str_digits()
+        # Below 3 bits a digit an integer has fewer digits than the limit: exact only past it.
+        if limit and item.bit_length() >= 3 * limit and abs(item) >= 10**limit:
+            return (
+                f"an integer of more than {limit} digits, more than Python converts to text "
+                "(sys.get_int_max_str_digits()): it cannot be encoded"
+            )
+        return None
+    if isinstance(item, float):
+        if math.isfinite(item):
+            return None
+        return f"{item!r} is no JSON number: NaN and infinity have no JSON form"
+    return (
+        f"a value of type {type(item).__name__} has no JSON form (JSON carries a dict with "
+        "text keys, a list, text, a finite number, a bool and None)"
+    )
+
+
+def _bad_key(item: dict[object, object]) -> str | None:
+    for key in item:
+        if not isinstance(key, str):
+            return (
+                f"a key of type {type(key).__name__} is not text: JSON's keys are strings, and "
+                "it would arrive as another key"
+            )
+        at = lone_surrogate(key)
+        if at is not None:
+            return (
+                f"a key is not valid UTF-8 text (a lone surrogate, U+{ord(key[at]):04X} at "
+                f"index {at}): it has no JSON form"
+            )
+    return None
