@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anyio
 
-from .._base.clock import Clock
+from .._base.clock import Clock, seconds, spelt
 from .._base.log import message_logger
 from .._errors import ConfigurationError, InvalidArgumentError, ToolCallError
 from .._message.envelope import Message, caused_by
@@ -153,11 +153,12 @@ class Timer:
 def timer_delay(delay: float) -> float:
     """``delay`` as a timer waits it: a past deadline (0 or less) fires at once; what is not a
     finite number of seconds is the handler's mistake, told in the handler."""
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay):
+    number = seconds(delay)
+    if number is None or math.isinf(number):
         raise InvalidArgumentError(
-            f"ctx.schedule: the delay must be a finite number of seconds, not {delay!r}"
+            f"ctx.schedule: the delay must be a finite number of seconds, not {spelt(delay)}"
         )
-    return max(float(delay), 0.0)
+    return max(number, 0.0)
 
 
 class _ContextBase:

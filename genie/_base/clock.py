@@ -13,7 +13,15 @@ import anyio
 
 from .._errors import InvalidArgumentError
 
-__all__ = ["REAL_TIME_LOOPS", "Clock", "OutsideWork", "checked_timeout", "waiting_outside"]
+__all__ = [
+    "REAL_TIME_LOOPS",
+    "Clock",
+    "OutsideWork",
+    "checked_timeout",
+    "seconds",
+    "spelt",
+    "waiting_outside",
+]
 
 # The modules of event loops whose time is the monotonic clock, read coarsely.
 REAL_TIME_LOOPS = frozenset({"uvloop"})
@@ -138,10 +146,35 @@ def checked_timeout(timeout: float | None, what: str) -> float | None:
     """``timeout`` as ``what`` (``ctx.request``, ``rt.ask``) bounds its wait with it: None,
     or a number of seconds (0 or less: due at once; infinity: no bound). Anything else is the
     caller's mistake, told by name before anything is sent or registered."""
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout)
-    ):
+    if timeout is None:
+        return None
+    number = seconds(timeout)
+    if number is None:
         raise InvalidArgumentError(
-            f"{what}: the timeout must be a number of seconds or None, not {timeout!r}"
+            f"{what}: the timeout must be a number of seconds or None, not {spelt(timeout)}"
         )
-    return timeout
+    return number
+
+
+def seconds(value: object) -> float | None:
+    """``value`` as a float number of seconds (infinity as it is), or None when it is none: a
+    bool, what is not an int or a float (a string, a Decimal), NaN, or an integer no float
+    holds (past 1.8e308, where ``float`` and ``math`` raise OverflowError). Where a timeout or
+    a delay is given, it is read here."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return None if math.isnan(number) else number
+
+
+def spelt(value: object) -> str:
+    """``value`` as an error quotes a refused timeout or delay: its repr, cut to 40 characters;
+    an integer no float holds is said to be one (its repr may be thousands of digits, or more
+    than Python converts)."""
+    if isinstance(value, int) and not isinstance(value, bool) and seconds(value) is None:
+        return "an integer too large for a float"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

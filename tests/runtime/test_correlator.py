@@ -658,12 +658,23 @@ async def test_a_reply_due_with_the_requests_deadline_is_the_answer() -> None:
     assert not list(rt.dead_letters)
 
 
-@pytest.mark.parametrize("timeout", [float("nan"), "5", True])
+@pytest.mark.parametrize(
+    ("timeout", "spelt"),
+    [
+        (float("nan"), "nan"),
+        ("5", "'5'"),
+        (True, "True"),
+        # no float holds it (it raised OverflowError), and its 401 digits are not quoted
+        (10**400, "an integer too large for a float"),
+        ("9" * 100, repr("9" * 100)[:37] + "..."),
+    ],
+    ids=["nan", "text", "bool", "bigint", "long_text"],
+)
 async def test_a_timeout_that_is_no_number_is_refused_before_anything_is_sent(
-    timeout: Any,
+    timeout: Any, spelt: str
 ) -> None:
     # A request sent and then failed for its timeout would be sent again by each retry.
-    said = f"the timeout must be a number of seconds or None, not {timeout!r}"
+    said = f"the timeout must be a number of seconds or None, not {spelt}"
     # The compiled build's signatures (mypyc's, of the hot modules) refuse a value that is no
     # number at all as a TypeError, before the check: refused before anything is sent still.
     compiled = not str(genie._agent.context.__file__).endswith(".py")

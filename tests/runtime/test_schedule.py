@@ -104,9 +104,20 @@ async def test_a_deadline_already_past_rings_at_once() -> None:
         assert result.message.payload == Note(text=f"rang at {start:g}")
 
 
-@pytest.mark.parametrize("delay", [float("nan"), float("inf"), "5", True])
+@pytest.mark.parametrize(
+    ("delay", "spelt"),
+    [
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        ("5", "'5'"),
+        (True, "True"),
+        # no float holds it (it raised OverflowError), and its 401 digits are not quoted
+        (10**400, "an integer too large for a float"),
+    ],
+    ids=["nan", "inf", "text", "bool", "bigint"],
+)
 async def test_a_delay_that_is_no_finite_number_fails_the_handler_not_the_runtime(
-    delay: Any,
+    delay: Any, spelt: str
 ) -> None:
     async with Runtime([Sleepy("bad", delay=delay), Sleepy("good", delay=1)]) as rt:
         failed = await rt.ask(rt.message(Ping(), recipient="bad"))
@@ -114,7 +125,7 @@ async def test_a_delay_that_is_no_finite_number_fails_the_handler_not_the_runtim
     [missing] = failed.missing
     assert missing.reason == (
         "InvalidArgumentError: ctx.schedule: the delay must be a finite number of seconds, "
-        f"not {delay!r}"
+        f"not {spelt}"
     )
     assert rang.complete
     assert rt.statistics().timers_set == 1
