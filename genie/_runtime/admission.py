@@ -72,17 +72,23 @@ class Admission:
             decision = admit(msg, consumer, deliveries, limits, ())  # the limit's deny, worded
         else:
             decision = self.plan.decide(msg, consumer)
+        return self._counted(decision)
+
+    def judge(self, msg: Message, reader: str, *, counted: bool = True) -> Decision:
+        """The policies' decision on ``msg`` for ``reader`` when ``msg`` is no delivery: the
+        limits are not asked (it is charged to no budget). What is judged once (a tool's
+        result, a memory write or read) is counted as a delivery's decision is; model text on
+        its way out, judged at each release, is not (``counted=False``), as the text is judged
+        again and again while it grows."""
+        decision = self.plan.decide(msg, reader)
+        return self._counted(decision) if counted else decision
+
+    def _counted(self, decision: Decision) -> Decision:
         if decision.allowed:
-            self.allowed += 1  # one count per admission; PolicyStatistics derives the rest
+            self.allowed += 1  # one count per decision; PolicyStatistics derives the rest
         else:
             self.denials[decision.policy] += 1
         return decision
-
-    def judge(self, msg: Message, reader: str) -> Decision:
-        """The policies' decision on ``msg`` for ``reader`` when ``msg`` is no delivery (model
-        text on its way out, judged at each release): the limits are not asked and nothing is
-        counted, as the text is judged again and again while it grows."""
-        return self.plan.decide(msg, reader)
 
     def statistics(self) -> PolicyStatistics:
         return PolicyStatistics(

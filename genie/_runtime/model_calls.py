@@ -117,7 +117,7 @@ class ModelCalls:
             created_at=self._clock.timestamp(),
             recipient=reader,
         )
-        decision = self._admission.judge(msg, reader)
+        decision = self._admission.judge(msg, reader, counted=False)
         if not decision.allowed:
             self._ledger.record(decision.policy, "denied", reader, msg, decision.reason)
             _log.info(

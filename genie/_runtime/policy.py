@@ -210,10 +210,12 @@ def admit(
 
 
 class PolicyStatistics(Record):
-    """Admission outcomes since the runtime started (deliveries, fallbacks and taps).
+    """The policies' decisions since the runtime started, on what they decide once:
+    deliveries (to agents, fallbacks, taps and waiters), tool calls and their results, memory
+    writes and reads; not model text, judged again at each release as it grows.
 
-    ``allowed`` counts admissions every policy allowed; ``denied`` counts denials by policy
-    name, including the limits (``limit:hops``, ``limit:budget``).
+    ``allowed`` counts decisions every policy allowed; ``denied`` counts denials by policy
+    name, including the limits (``limit:hops``, ``limit:budget``: deliveries and tool calls).
     """
 
     policies: tuple[str, ...]

@@ -278,8 +278,9 @@ def test_routing_has_one_entry_point() -> None:
 
 def test_admission_decides_in_one_place() -> None:
     """The policies are asked in ``Admission`` only: ``evaluate`` for deliveries, ``judge``
-    for model text on its way out; whether a delivery needs asking at all is
-    ``Admission.admits_all``'s to say (the limits are read there and in ``admit``)."""
+    for what is no delivery (tool results, memory, model text); whether a delivery needs
+    asking at all is ``Admission.admits_all``'s to say (the limits are read there and in
+    ``admit``)."""
     assert {s.where for s in _method_calls("decide") if s.path.startswith("_runtime/")} == {
         "_runtime/admission.py:Admission.evaluate",
         "_runtime/admission.py:Admission.judge",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx
@@ -21,8 +23,10 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    Decision,
     GatherResult,
     Limits,
+    MemoryDeniedError,
     Message,
     Metrics,
     Observer,
@@ -30,11 +34,13 @@ from genie import (
     RetryPolicy,
     Runtime,
     RuntimeStatistics,
+    ToolOutput,
+    ToolSpec,
     handler,
 )
 from genie._runtime.observe.observer import Observers, deliveries_listener, gather_listener
 
-from ..conftest import DenyTo, Echo, Failing, Note, Ping, Pong, Recorder
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -179,6 +185,58 @@ async def test_policy_decisions_follow_the_order_of_the_policies() -> None:
         ("third", "allow"): 3,
         ("third", "deny"): 3,
     }
+
+
+class _Session:
+    """A tool server's session in this process: every call answers "ok"."""
+
+    async def list_tools(self) -> list[ToolSpec]:
+        return [ToolSpec(name="t", description="", input_schema={"type": "object"})]
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutput:
+        return ToolOutput(text="ok")
+
+
+class _Server:
+    timeout = 5.0
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[_Session]:
+        yield _Session()
+
+
+class Keeper(BaseAgent):
+    """Calls a tool twice, writes two entries (the policy denies the one keyed ``secret``)
+    and reads one back."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        for _ in range(2):
+            await ctx.tool("s").call("t", {})
+        kv = ctx.memory().kv
+        await kv.set("n", "a", "v")
+        with pytest.raises(MemoryDeniedError):
+            await kv.set("n", "secret", "v")
+        assert await kv.get("n", "a") == "v"
+
+
+def _no_secret(msg: Message, recipient: str) -> Decision:
+    if msg.type == "memory_write" and getattr(msg.payload, "key", "") == "n/secret":
+        return Decision.deny("no-secret", "not kept")
+    return Decision.ALLOW
+
+
+async def test_policy_decisions_count_what_the_policies_judge_once() -> None:
+    """A delivery, each tool call and its result, each memory write and read: decided once
+    each, each counted (model text, judged again at each release as it grows, is not)."""
+    policy = PolicyFn("no-secret", _no_secret)
+    async with Runtime([Keeper("k")], tools={"s": _Server()}, policies=[policy]) as rt:
+        await rt.publish(rt.message(Ping(), recipient="k"))
+        await rt.wait_idle()
+        decisions = rt.statistics().policies.decisions()
+    assert not list(rt.dead_letters)  # the handler saw each allowed and denied as it says
+    # 1 delivery, 2 tool calls, 2 results, 1 write and 1 read allowed; 1 write denied.
+    assert decisions == {("no-secret", "allow"): 7, ("no-secret", "deny"): 1}
 
 
 class Loop(BaseAgent):

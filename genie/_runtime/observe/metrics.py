@@ -449,7 +449,8 @@ def _from_statistics(rt: Observed, model_limits: dict[tuple[str, ...], int]) -> 
     policies = stats.policies
     decisions = CounterMetricFamily(
         "genie_policy_decisions",
-        "Governance decisions by policy (allow, deny), for deliveries, fallbacks and taps.",
+        "Governance decisions by policy (allow, deny): deliveries (fallbacks, taps and "
+        "waiters too), tool calls and their results, memory writes and reads.",
         labels=["policy", "decision"],
     )
     for (policy, decision), n in policies.decisions().items():
