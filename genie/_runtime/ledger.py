@@ -271,7 +271,8 @@ class Ledger:
         """Admission refused ``msg`` to ``consumer``: audited (a limit as ``limit_fired``) and
         logged. A refused delivery is counted and told to the observers by ``deny``; a tool
         call or its result is neither (they are no deliveries: the accounting identity and
-        ``genie_deliveries_denied_total`` count deliveries only)."""
+        ``genie_deliveries_denied_total`` count deliveries only), though ``Admission`` counted
+        its decision (``genie_policy_decisions``, and ``genie_limits_fired`` for a limit)."""
         action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
         self.record(decision.policy, action, consumer, msg, decision.reason)
         _log.info(

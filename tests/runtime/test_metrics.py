@@ -34,6 +34,7 @@ from genie import (
     RetryPolicy,
     Runtime,
     RuntimeStatistics,
+    ToolDeniedError,
     ToolOutput,
     ToolSpec,
     handler,
@@ -257,6 +258,44 @@ async def test_limits_fired_are_counted_by_limit() -> None:
     assert total(samples, "genie_limits_fired_total", limit="hops") == 1
     assert total(samples, "genie_limits_fired_total", limit="budget") == 0
     assert total(samples, "genie_deliveries_denied_total", policy="limit:hops") == 1
+
+
+class Caller(BaseAgent):
+    """Calls a tool three times, each refusal noted, then replies."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.refused: list[str] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        for _ in range(3):
+            try:
+                await ctx.tool("s").call("t", {})
+            except ToolDeniedError as exc:
+                self.refused.append(exc.policy)
+        return ctx.reply(Pong())
+
+
+async def test_a_tool_call_the_budget_refuses_is_a_limit_fired_not_a_delivery_denied() -> None:
+    """The kill switch at work on a tool call: counted in genie_limits_fired, as a refused
+    delivery is, but no delivery, so not in genie_deliveries_denied_total."""
+    caller = Caller("c")
+    limits = Limits(correlation_budget=2)  # the request, one call; then nothing more
+    async with Runtime([caller], tools={"s": _Server()}, limits=limits, metrics=True) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="c"), timeout=10)
+        assert rt.metrics is not None
+        text = rt.metrics.text()
+        stats = rt.statistics()
+    samples = parse(text)
+    assert caller.refused == ["limit:budget", "limit:budget"]
+    assert [m.policy for m in result.missing] == ["limit:budget"]  # the reply, a delivery
+    assert total(samples, "genie_deliveries_denied_total") == stats.denied == 1
+    assert total(samples, "genie_limits_fired_total", limit="budget") == 2 + 1
+    [helped] = [line for line in text.splitlines() if line.startswith("# HELP genie_limits")]
+    assert "Deliveries and tool calls stopped by the hop limit or the correlation" in helped
 
 
 class Slow(BaseAgent):

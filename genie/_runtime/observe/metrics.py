@@ -458,8 +458,8 @@ def _from_statistics(rt: Observed, model_limits: dict[tuple[str, ...], int]) -> 
     yield decisions
     limits = CounterMetricFamily(
         "genie_limits_fired",
-        "Deliveries stopped by the hop limit or the correlation budget, and correlations "
-        "whose model calls their token or cost budget stopped.",
+        "Deliveries and tool calls stopped by the hop limit or the correlation budget, and "
+        "correlations whose model calls their token or cost budget stopped.",
         labels=["limit"],
     )
     for limit in ("hops", "budget"):
