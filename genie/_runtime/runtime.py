@@ -507,8 +507,9 @@ class Runtime:
 
         Use it as ``async with rt.events(msg.correlation_id) as events`` before publishing,
         then ``async for event in events``. It ends when nothing of the correlation is in
-        flight (or the runtime closes). It holds at most ``buffer`` events: a slow reader never
-        slows the runtime, it loses events and is told how many (a ``dropped`` event).
+        flight (or the runtime closes). It holds at most ``buffer`` events (at least 2): a slow
+        reader never slows the runtime, it loses events and is told how many (a ``dropped``
+        event); the ``settled`` event that ends a request's stream always reaches it.
         """
         if self._state is RuntimeState.CLOSED:
             raise RuntimeClosedError("cannot stream events: the runtime is closed")

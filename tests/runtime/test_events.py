@@ -143,18 +143,18 @@ async def test_a_slow_reader_loses_events_is_told_how_many_and_slows_nothing() -
             assert rt.statistics().handled == 101
             events = await read_all(stream)
     # published + delivered + handled for the ping, 100 x (published, delivered, handled) for
-    # the pongs, settled: 304 in all; ten fit.
-    assert [e.kind for e in events[:10]] == [
+    # the pongs, settled: 304 in all. Ten fit: the first ten came, and at the end the newest
+    # two of them gave way to where the gap is and to the end, which always comes.
+    assert [e.kind for e in events] == [
         "published",
         "delivered",
         "handled",
-        *["published", "delivered"] * 3,
+        *["published", "delivered"] * 2,
         "published",
+        "dropped",
+        "settled",
     ]
-    assert events[10].kind == "dropped"
-    assert events[10].count == 304 - 10
-    assert stream.dropped == 294
-    assert len(events) == 11
+    assert events[8].count == stream.dropped == 304 - 8 - 1
 
 
 async def test_the_lost_events_are_marked_where_they_were_lost() -> None:
@@ -199,9 +199,45 @@ async def test_an_open_stream_ends_when_the_runtime_closes() -> None:
         rt.events()
 
 
-def test_a_buffer_must_hold_something() -> None:
-    with pytest.raises(ValueError, match="buffer of at least 1"):
-        Runtime().events(buffer=0)
+async def test_the_end_reaches_the_reader_whatever_it_lost() -> None:
+    """A full buffer dropped the settled event itself: the reader got a ``dropped`` event and
+    could not tell a request that settled from a stream cut short."""
+    async with Runtime([Echo("echo")]) as rt:
+        msg = rt.message(Ping(), recipient="echo")
+        async with rt.events(msg.correlation_id, buffer=2) as stream:
+            await rt.ask(msg)
+            events = await read_all(stream)
+    # published, delivered, handled, published, gathered: lost; then the end.
+    assert [(e.kind, e.count) for e in events] == [("dropped", 5), ("settled", None)]
+    assert stream.dropped == 5
+
+
+async def test_a_stream_never_holds_more_than_its_buffer_a_gap_included() -> None:
+    """Read from a full buffer, then more events came: the gap and the next event were both
+    taken, one past the buffer."""
+    async with Runtime() as rt:
+        rt.add(Burst("burst"))
+        rt.add(Sink("sink"))
+        stream = rt.events(buffer=3)
+        await rt.publish(rt.message(Ping(n=2), recipient="burst"))
+        await wait_all_tasks_blocked()
+        first = await stream.__anext__()
+        await rt.publish(rt.message(Ping(n=0), recipient="burst"))
+        await wait_all_tasks_blocked()
+        await stream.aclose()
+        held = await read_all(stream)
+    assert first.kind == "published"
+    assert [e.kind for e in held] == ["delivered", "handled", "dropped"]
+
+
+def test_a_buffer_must_hold_a_gap_and_the_end() -> None:
+    for buffer in (0, 1):
+        with pytest.raises(ValueError, match="buffer of at least 2") as refused:
+            Runtime().events(buffer=buffer)
+        assert str(refused.value) == (
+            f"an event stream needs a buffer of at least 2 (room for a dropped event and the "
+            f"end), got {buffer}"
+        )
 
 
 class Odd(BaseException):

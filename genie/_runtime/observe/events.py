@@ -2,7 +2,10 @@
 
 A stream is a bounded buffer fed by an observer. Pushing never waits: when the reader falls
 behind, events are dropped and counted, and the reader gets one ``dropped`` event saying how
-many were lost, where they were lost. A slow reader therefore never slows the runtime.
+many were lost, where they were lost. A slow reader therefore never slows the runtime. The
+buffer bounds what a stream holds, its ``dropped`` events included; a request's ``settled``
+event, which ends its stream, always reaches the reader: the newest events held give way to it
+(and to the ``dropped`` event before it), which is why a buffer holds at least two.
 """
 
 from __future__ import annotations
@@ -105,12 +108,35 @@ class EventStream(Reading):
     def _push(self, event: Event) -> None:
         if self._ended:
             return
-        if len(self._events) >= self.buffer:
-            self.dropped += 1
-            self._lost += 1
-            if self._lost_at is None:
-                self._lost_at = event
+        # A gap is told before the next event taken, in a place of the buffer of its own.
+        if len(self._events) + (2 if self._lost else 1) > self.buffer:
+            self._lose(event)
             return
+        self._take(event)
+
+    def _finish(self, event: Event) -> None:
+        """``event`` ends the stream (its request settled): it always reaches the reader, the
+        newest events held giving way to it and to the gap before it (counted as lost)."""
+        if self._ended:
+            return
+        while self._events and len(self._events) + (2 if self._lost else 1) > self.buffer:
+            newest = self._events.pop()
+            if newest.kind == "dropped":  # a gap given way merges into the one after it
+                self._lost += newest.count or 0
+                self._lost_at = newest
+            else:
+                self._lose(newest)
+                self._lost_at = newest  # now the first of the events lost here
+        self._take(event)
+        self._end()
+
+    def _lose(self, event: Event) -> None:
+        self.dropped += 1
+        self._lost += 1
+        if self._lost_at is None:
+            self._lost_at = event
+
+    def _take(self, event: Event) -> None:
         if self._lost:
             self._events.append(self._gap())
         self._events.append(event)
@@ -152,9 +178,10 @@ class EventHub(Observer):
         self._attached = False
 
     def open(self, correlation_id: str | None, buffer: int) -> EventStream:
-        if buffer < 1:
+        if buffer < 2:
             raise InvalidArgumentError(
-                f"an event stream needs a buffer of at least 1, got {buffer}"
+                "an event stream needs a buffer of at least 2 (room for a dropped event and "
+                f"the end), got {buffer}"
             )
         stream = EventStream(self, correlation_id, buffer)
         if not self._attached:
@@ -264,9 +291,11 @@ class EventHub(Observer):
         listeners = self._listeners(correlation_id)
         if not listeners:
             return
-        self._send(listeners, Event("settled", self._clock.monotonic(), correlation_id))
+        event = Event("settled", self._clock.monotonic(), correlation_id)
+        for stream in self._everything:  # they go on: the event is one more of theirs
+            stream._push(event)
         for stream in self._by_correlation.pop(correlation_id, ()):
-            stream._end()  # the request is over; streams of everything go on
+            stream._finish(event)  # the request is over: its streams end, the end told
         self._detach_if_idle()
 
     def closed(self) -> None:
