@@ -709,7 +709,7 @@ async def test_an_argument_the_runtime_refuses_is_a_genie_error_and_a_value_erro
                 "^gather: count must be between 1 and 2, got 3$",
             ),
             (lambda: rt.gather("any", count=0), "^gather: count must be at least 1, got 0$"),
-            (lambda: rt.events(buffer=0), "buffer of at least 1"),
+            (lambda: rt.events(buffer=0), "buffer of at least 2"),
             (lambda: rt.model_text("c", reader="alice", hold_back=-1), "hold_back"),
             (
                 lambda: TestContext("t", rt.message(Ping())).schedule(float("nan"), Ping()),
