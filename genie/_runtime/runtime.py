@@ -541,6 +541,13 @@ class Runtime:
         corr = self._correlator.lookup(correlation_id)
         return corr is not None and corr.in_flight > 0 and not corr.cancelled
 
+    def in_flight_of(self, correlation_id: str) -> int:
+        """How many deliveries of ``correlation_id`` are in flight in this runtime now: queued,
+        running (retries and fallbacks included) or a pending timer. A declared gather reads
+        it to tell a part still coming from one that cannot come any more."""
+        corr = self._correlator.lookup(correlation_id)
+        return 0 if corr is None else corr.in_flight
+
     def unfinished(self) -> list[Message]:
         """With a store (``Runtime(store=path)``): the requests published from outside that
         had not settled when the store was last used (the process was killed, or stopped with

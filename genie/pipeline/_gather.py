@@ -11,11 +11,17 @@ cancelled delivery that leads to a part (``feeds``, from the pipeline's graph), 
 itself lost on its way here, marks that part lost with the reason, and once every part is here
 or lost the gather ends at once. With no part at all it emits nothing: the run reports the
 losses.
+
+The graph says which parts a delivery can lead to, not which other deliveries still can: two
+agents of one class each lead to every part their class produces. So while other work of the
+request is still in flight (``in_flight``, the runtime's count of its deliveries), a loss only
+puts the part in doubt: it is taken if it comes, and is lost, with the loss's reason, once the
+gather sees nothing else of the request in flight, or at the deadline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -114,6 +120,8 @@ class _Session:
     timer: Timer
     parts: dict[str, Payload] = field(default_factory=dict)
     lost: dict[str, MissingPart] = field(default_factory=dict)
+    # Parts a loss leads to that other work of the request, still in flight, may yet bring.
+    doubtful: dict[str, MissingPart] = field(default_factory=dict)
 
 
 class GatherNode:
@@ -132,6 +140,7 @@ class GatherNode:
         to: str,
         on_timeout: Literal["emit", "fail"] = "emit",
         feeds: Mapping[tuple[str, str], Collection[str]] | None = None,
+        in_flight: Callable[[str], int] | None = None,
     ) -> None:
         self.id = self.name = id
         self.expect = tuple(expect)
@@ -142,6 +151,8 @@ class GatherNode:
         self.on_timeout = on_timeout
         # (agent, type) -> the parts a delivery of that type to that agent leads to.
         self.feeds = {k: frozenset(v) & set(self.expect) for k, v in (feeds or {}).items()}
+        # correlation -> its deliveries in flight in the runtime (None: a loss is final).
+        self.in_flight = in_flight
         self.produces: tuple[type[Payload], ...] = (emit, GatherDeadline)
         self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
@@ -181,6 +192,7 @@ class GatherNode:
             session = self._sessions[key] = _Session(ctx.schedule(self.deadline, GatherDeadline()))
         session.parts.setdefault(part, payload)
         session.lost.pop(part, None)  # it came after all (by another way)
+        session.doubtful.pop(part, None)
         return self._settle(ctx, session)
 
     def _lost(self, lost: Lost, ctx: Context) -> Sequence[Message]:
@@ -194,7 +206,7 @@ class GatherNode:
         if not parts or (session is None and key in self._closed):
             return ()
         if session is None:
-            if parts >= set(self.expect):
+            if parts >= set(self.expect) and not self._more_coming(ctx, None):
                 return ()  # nothing can come: no bundle, the run reports the loss
             session = self._sessions[key] = _Session(ctx.schedule(self.deadline, GatherDeadline()))
         why = MissingPart(
@@ -202,11 +214,24 @@ class GatherNode:
         )
         for part in parts:
             if part not in session.parts:
-                session.lost.setdefault(part, why)
+                session.doubtful.setdefault(part, why)
         return self._settle(ctx, session)
 
+    def _more_coming(self, ctx: Context, session: _Session | None) -> bool:
+        """Whether work of the request besides this delivery and the session's deadline is
+        still in flight, so that a part a loss leads to may yet come by another way."""
+        if self.in_flight is None:
+            return False
+        own = 1 if session is None else 2
+        return self.in_flight(ctx.message.correlation_id) > own
+
     def _settle(self, ctx: Context, session: _Session) -> Sequence[Message]:
-        """End the session once every part is here or lost."""
+        """End the session once every part is here or lost: a part in doubt is lost once
+        nothing else of the request is in flight."""
+        if session.doubtful and not self._more_coming(ctx, session):
+            for part, why in session.doubtful.items():
+                session.lost.setdefault(part, why)
+            session.doubtful.clear()
         if len(session.parts) + len(session.lost) < len(self.expect):
             return ()
         key = ctx.message.correlation_id
@@ -216,7 +241,7 @@ class GatherNode:
         return self._end(ctx, session)
 
     def _end(self, ctx: Context, session: _Session) -> Sequence[Message]:
-        why = dict(session.lost)
+        why = {**session.doubtful, **session.lost}  # a loss in doubt is why it did not come
         for part in self.expect:
             if part not in session.parts and part not in why:
                 reason = f"did not arrive within the {self.deadline:g}s deadline"

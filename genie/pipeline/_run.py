@@ -305,6 +305,7 @@ class Pipeline:
                 to=g.emit.to,
                 on_timeout=g.on_timeout,
                 feeds=self.graph.feeds(g.id, by_sender=not g.expect.types),
+                in_flight=rt.in_flight_of,
             )
             rt.add(node, subscribe=[Lost.message_type])
         for w in self.config.workflows:

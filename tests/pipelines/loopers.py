@@ -79,3 +79,47 @@ class Broken(BaseAgent):
     @handler
     async def on_serve(self, payload: Serve, ctx: Context) -> Message:
         raise RuntimeError(f"broken on serve {payload.n}")
+
+
+class AskA(Payload):
+    message_type = "ask_a"
+
+
+class AskB(Payload):
+    message_type = "ask_b"
+
+
+class PartA(Payload):
+    message_type = "part_a"
+
+
+class PartB(Payload):
+    message_type = "part_b"
+
+
+class Splitter(BaseAgent):
+    produces = (AskA, AskB)
+
+    @handler
+    async def on_serve(self, payload: Serve, ctx: Context) -> list[Message]:
+        return [ctx.emit(AskA()), ctx.emit(AskB())]
+
+
+class Twin(BaseAgent):
+    """One class for two agents, so the graph has each lead to both parts: it answers
+    ``ask_a`` after ``seconds`` and fails every ``ask_b`` at once."""
+
+    produces = (PartA, PartB)
+
+    def __init__(self, id: str, *, seconds: float = 0.5) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+
+    @handler
+    async def on_ask_a(self, payload: AskA, ctx: Context) -> Message:
+        await ctx.sleep(self.seconds)
+        return ctx.emit(PartA())
+
+    @handler
+    async def on_ask_b(self, payload: AskB, ctx: Context) -> Message:
+        raise RuntimeError("twin b refuses")

@@ -91,3 +91,23 @@ def test_feeds_follow_the_graph_to_each_part() -> None:
     assert feeds[("ingestor", "ingest_csv")] == every
     assert not any(agent == "fan_in" for agent, _ in feeds)  # not through the gather
     assert not any(agent == "reporter" for agent, _ in feeds)  # downstream of it
+
+
+TWINS = Path(__file__).parent / "good" / "gather_twins.yaml"
+
+
+async def test_a_loss_waits_for_a_part_still_coming_by_another_way() -> None:
+    # wb's loss leads (by the graph) to both parts, but wa's delivery, still running, can
+    # bring part_a: the gather takes it when it comes, and only then is part_b missing.
+    async with TestRuntime(load_pipeline(TWINS)) as app:
+        started = anyio.current_time()
+        result: Any = await app.run()
+        elapsed = anyio.current_time() - started
+        fan_in: Any = next(a for a in app.runtime.agents() if a.id == "fan_in")
+    assert result.status == "partial"
+    assert result.output.payload.text == "partial: got ['part_a'], missing ['part_b']"
+    assert elapsed == 0.5  # when wa's part came, not at the minute's deadline
+    (missing,) = result.missing
+    assert (missing.key, missing.kind, missing.agent_id) == ("part_b", "failed", "wb")
+    assert "twin b refuses" in missing.reason
+    assert (fan_in.pending, fan_in.late) == (0, 0)
