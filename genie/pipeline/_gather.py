@@ -21,6 +21,7 @@ gather sees nothing else of the request in flight, or at the deadline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
@@ -42,7 +43,13 @@ __all__ = [
     "Gathered",
     "MissingPart",
     "gathered_model",
+    "missing_parts",
 ]
+
+# The metadata key under which a partial bundle names its missing parts (each a MissingPart's
+# JSON with its "part"): children inherit their parent's metadata, so whatever is built from
+# the bundle says it, in any process and after a resume.
+MISSING = "genie.missing_parts"
 
 
 P = TypeVar("P", bound=Payload)
@@ -263,4 +270,20 @@ class GatherNode:
             why={p: why[p] for p in self.expect if p in why},
             status="partial" if why else "complete",
         )
-        return (ctx.emit(bundle, recipient=self.to),)
+        said = ctx.message.metadata.get(MISSING)
+        earlier = said if isinstance(said, tuple) else ()  # an earlier gather's, upstream
+        told = tuple(
+            json.dumps({"part": p, **why[p].model_dump(mode="json")}) for p in bundle.missing
+        )
+        metadata = {MISSING: (*earlier, *told)} if told else None
+        return (ctx.emit(bundle, recipient=self.to, metadata=metadata),)
+
+
+def missing_parts(msg: Message) -> dict[str, MissingPart]:
+    """The parts that ``msg`` was built without, by each partial bundle it descends from."""
+    said = msg.metadata.get(MISSING)
+    out: dict[str, MissingPart] = {}
+    for text in said if isinstance(said, tuple) else ():
+        data = json.loads(text)
+        out.setdefault(data.pop("part"), MissingPart.model_validate(data))
+    return out

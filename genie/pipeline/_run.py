@@ -35,7 +35,7 @@ from .._runtime.options import AgentOptions
 from .._runtime.policy import Limits, Policy
 from .._runtime.runtime import Runtime
 from .._runtime.statistics import RuntimeStatistics
-from ._gather import Gathered, GatherNode
+from ._gather import Gathered, GatherNode, missing_parts
 from ._graph import Graph
 from ._schema import MAX_INPUT_BYTES, AgentDecl, PipelineFile
 from ._tally import Denial, RunStatistics, RunTally, from_runtime, handled_elsewhere
@@ -575,14 +575,21 @@ class Pipeline:
                 ),
             )
         )
+        # Said by the output itself (not by what this process saw): it holds after a resume
+        # and where the gather ran in another process.
+        lacks = missing_parts(reply) if reply is not None else {}
         runtime = rt.statistics()
         # Agents in other processes report outcomes as records, which no observer is told of.
         elsewhere = handled_elsewhere(runtime) > 0
         return RunResult(
-            status=run_status(reply, result, output, partial=bool(tally.missing)),
+            status=run_status(reply, result, output, partial=bool(lacks)),
             correlation_id=msg.correlation_id,
             output=reply,
-            missing=(*result.missing, *tally.missing.values(), *instead),
+            missing=(
+                *result.missing,
+                *(Missing(k, m.kind, m.reason, m.policy, m.agent) for k, m in lacks.items()),
+                *instead,
+            ),
             stats=from_runtime(runtime) if elsewhere else tally.statistics(len(result.replies)),
             runtime=runtime,
             dead_letters=tuple(tally.dead_letters),

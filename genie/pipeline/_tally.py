@@ -1,5 +1,5 @@
-"""What one run did: its counts, denials, dead letters and lost gather parts, from the
-runtime's observer events for its correlation only.
+"""What one run did: its counts, denials and dead letters, from the runtime's observer events
+for its correlation only.
 
 A runtime may serve many requests at once (``genie serve`` runs every request of a pipeline
 in one runtime), so its ``statistics()`` count them all; a run's answer counts only its own.
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 from .._base.record import Record
 from .._message.envelope import Message
-from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.observe.observer import Observer
 from .._runtime.statistics import RuntimeStatistics
-from ._gather import Gathered
 
 __all__ = [
     "DENIALS_KEPT",
@@ -87,7 +85,6 @@ class RunTally(Observer):
         self.n_retries = self.n_fallbacks = self.n_denied = 0
         self.denials: list[Denial] = []
         self.dead_letters: list[DeadLetter] = []
-        self.missing: dict[str, Missing] = {}  # parts a declared gather bundled without
         # (message id, agent) of each delivery queued in a mailbox, and of each one called: a
         # second call of a delivery is a retry; a call of a delivery never queued for that
         # agent is its fallback's.
@@ -98,12 +95,6 @@ class RunTally(Observer):
         if msg.correlation_id != self.correlation_id:
             return
         self.n_published += 1
-        bundle = msg.payload
-        if isinstance(bundle, Gathered):
-            for part, why in bundle.why.items():
-                self.missing.setdefault(
-                    part, Missing(part, why.kind, why.reason, why.policy, why.agent)
-                )
 
     def delivered(self, msg: Message, agent_id: str) -> None:
         if msg.correlation_id == self.correlation_id:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import anyio
+
 from genie import BaseAgent, Context, Message, Payload, handler
 from genie.pipeline import Gathered
 
@@ -67,8 +71,14 @@ class Collector(BaseAgent):
 
     @handler
     async def on_both(self, payload: Both, ctx: Context) -> Message:
-        text = f"{payload.status}: got {sorted(payload.parts)}, missing {list(payload.missing)}"
-        return ctx.emit(Summary(text=text))
+        return ctx.emit(summary(payload))
+
+
+def summary(bundle: Both) -> Summary:
+    """``partial: got ['fast'], missing ['slow']``."""
+    return Summary(
+        text=f"{bundle.status}: got {sorted(bundle.parts)}, missing {list(bundle.missing)}"
+    )
 
 
 class Broken(BaseAgent):
@@ -123,3 +133,18 @@ class Twin(BaseAgent):
     @handler
     async def on_ask_b(self, payload: AskB, ctx: Context) -> Message:
         raise RuntimeError("twin b refuses")
+
+
+class SlowCollector(Collector):
+    """A collector that waits on ``gate`` before it answers (None: at once)."""
+
+    gate: ClassVar[anyio.Event | None] = None
+    waiting: ClassVar[anyio.Event | None] = None  # set when it waits on the gate
+
+    @handler
+    async def on_both(self, payload: Both, ctx: Context) -> Message:
+        if SlowCollector.gate is not None:
+            if SlowCollector.waiting is not None:
+                SlowCollector.waiting.set()
+            await SlowCollector.gate.wait()
+        return ctx.emit(summary(payload))

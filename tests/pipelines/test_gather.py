@@ -14,6 +14,8 @@ from genie import Decision, Message
 from genie.pipeline import load_pipeline
 from genie.testing import TestRuntime
 
+from . import loopers
+
 GATHER = Path(__file__).parent / "good" / "gather.yaml"
 
 
@@ -111,3 +113,29 @@ async def test_a_loss_waits_for_a_part_still_coming_by_another_way() -> None:
     assert (missing.key, missing.kind, missing.agent_id) == ("part_b", "failed", "wb")
     assert "twin b refuses" in missing.reason
     assert (fan_in.pending, fan_in.late) == (0, 0)
+
+
+async def test_a_partial_bundle_is_reported_partial_after_a_resume(tmp_path: Path) -> None:
+    # The gather sent its partial bundle, then the process stopped before the collector
+    # answered: the run that resumes it never saw the bundle sent, yet the output it gets
+    # was built from it, and says so.
+    text = TWINS.read_text().replace("loopers:Collector", "loopers:SlowCollector")
+    path = tmp_path / "twins.yaml"
+    path.write_text(text)
+    pipeline = load_pipeline(path)
+    store = tmp_path / "store.db"
+    loopers.SlowCollector.gate = anyio.Event()  # never opened: the first process stops
+    loopers.SlowCollector.waiting = waiting = anyio.Event()
+    try:
+        async with pipeline.runtime(store=store) as rt:
+            await rt.publish(pipeline.entry_message(rt, pipeline.entry_payload(None)))
+            await waiting.wait()  # the bundle is with the collector
+    finally:
+        loopers.SlowCollector.gate = loopers.SlowCollector.waiting = None
+    async with pipeline.runtime(store=store) as rt:
+        [again] = rt.unfinished()
+        result: Any = await pipeline.resume(rt, again)
+    assert result.output.payload.text == "partial: got ['part_a'], missing ['part_b']"
+    assert result.status == "partial"
+    (missing,) = result.missing
+    assert (missing.key, missing.kind, missing.agent_id) == ("part_b", "failed", "wb")
