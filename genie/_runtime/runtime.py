@@ -555,6 +555,13 @@ class Runtime:
         --store`` resumes them all). Without a store: none."""
         return [] if self._keeper is None else self._keeper.unfinished()
 
+    def taken_before(self, message_id: str, agent_id: str) -> bool:
+        """Whether the fan-in ``agent_id`` (a workflow, a declared gather) handled the message
+        ``message_id`` in a process before this one, with what that handling sent kept (by a
+        store, or the broker): run again so that it rebuilds its session, its handling sends
+        nothing and records nothing a second time. Without a store: never."""
+        return self._keeper is not None and self._keeper.taken_before(message_id, agent_id)
+
     def model_text(
         self, correlation_id: str, *, reader: str, hold_back: int | None = 64
     ) -> ModelTextStream:

@@ -313,6 +313,13 @@ class Keeper(Protocol):
         did): the desk here takes it up again as resumed, at that round."""
         ...
 
+    def taken_before(self, message_id: str, agent_id: str) -> bool:
+        """The fan-in ``agent_id`` handled ``message_id`` in a process before this one, and
+        what that handling sent was kept with it (written to the store, published on the
+        broker): run again to rebuild the fan-in's session, it sends nothing, and records
+        nothing, a second time."""
+        ...
+
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
         """What ``agent_id`` took of ``correlation_id`` is kept for the next start, which
         delivers it again (a pending approval, a fan-in's parts): the timers the agent set

@@ -942,6 +942,11 @@ class NatsTransport:
     def asked_before(self, approval_id: str) -> int | None:
         return self._asked.get(approval_id)
 
+    def taken_before(self, message_id: str, agent_id: str) -> bool:
+        # Taken again from the held bucket at start: written there once its outputs and
+        # outcome record were published (``_take_again`` publishes nothing of it).
+        return delivery_of(message_id, agent_id) in self._held.taken_again
+
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
         # A fan-in's session (the desk's pending approval among them) is kept in the held
         # bucket, or its delivery waits unacked in the stream: the next worker runs it again,

@@ -319,6 +319,7 @@ class Pipeline:
                 deadline=w.deadline,
                 clock=rt.clock,
                 audit=rt.audit,
+                taken_before=rt.taken_before,
             )
             rt.add(flow, subscribe=[Lost.message_type, Cancelled.message_type])
         for type_name, recipients in self.config.routes.items():

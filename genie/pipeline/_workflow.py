@@ -18,9 +18,13 @@ reported in the outcome. The workflow ends by emitting its outcome: the state, t
 and the event log, whose every event is also an audit record.
 
 Its messages to steps have ids made from the request's (``<request id>~<workflow>~<step>``): a
-request resumed from a store after a crash sends the same ones, so a step handler's
-idempotency key (the delivery id) holds across the restart (docs/durability.md). Notices are
-taken from the runtime only, decisions from its desk only: an agent cannot approve a step.
+step whose delivery a crash cut short runs again under the same id, so a step handler's
+idempotency key (the delivery id) holds across the restart (docs/durability.md). A run
+resumed from a store (or, on NATS, by the next worker) is rebuilt from the messages the
+workflow took of it: one that a process before this one handled, with what it sent kept
+(``taken_before``), is handled again to rebuild the run, sending nothing and auditing nothing
+a second time; a step it had started runs again only if its delivery had not ended. Notices
+are taken from the runtime only, decisions from its desk only: an agent cannot approve a step.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import re
 import string
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
@@ -335,6 +339,7 @@ class WorkflowNode:
         deadline: float | None = None,
         clock: Clock,
         audit: AuditSink,
+        taken_before: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.id = self.name = id
         self.state_model = state
@@ -344,6 +349,9 @@ class WorkflowNode:
         self.deadline = deadline
         self.clock = clock
         self.audit = audit
+        # Whether a process before this one handled a message (its id, this workflow's id),
+        # with what it sent kept: the runtime's ``taken_before``.
+        self.taken_before = taken_before or _never
         undo = [s.compensate for s in steps if s.compensate is not None]
         asks: list[type[Payload]] = []
         if any(s.approval for s in steps):
@@ -372,6 +380,15 @@ class WorkflowNode:
         return correlation_id in self._sessions
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        out = self._handle(msg, ctx)
+        # Rebuilding the run: what this handling sends went out the first time, under these
+        # same ids (a step's delivery that had not ended runs again from the store itself).
+        return () if self._rebuilding(ctx) else out
+
+    def _rebuilding(self, ctx: Context) -> bool:
+        return self.taken_before(ctx.message.id, self.id)
+
+    def _handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         payload = msg.payload
         if not self._trusted(msg):
             self.ignored += 1
@@ -399,10 +416,6 @@ class WorkflowNode:
             sent = session.sent.pop(payload.approval_id, None)
             if sent is not None:
                 self._decided(ctx, session, sent, payload)
-                if payload.by != "withdrawn":
-                    # A run resumed from a store asked again before this decision (replayed)
-                    # reached it: the desk forgets the second asking (nothing if none).
-                    out.append(self._withdraw(ctx, payload.approval_id, "decided already"))
         elif isinstance(payload, StepDeadline):
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
@@ -733,6 +746,8 @@ class WorkflowNode:
     ) -> None:
         at = self.clock.now()
         session.events.append(WorkflowEvent(step=step, kind=kind, at=at, detail=detail))
+        if self._rebuilding(ctx):
+            return  # audited when it happened, by the process that handled this message
         self.audit.record(
             AuditRecord(
                 at,
@@ -742,6 +757,10 @@ class WorkflowNode:
                 {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
             )
         )
+
+
+def _never(message_id: str, agent_id: str) -> bool:
+    return False
 
 
 def _filled(template: str, state: Mapping[str, Any]) -> str:

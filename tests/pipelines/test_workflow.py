@@ -14,7 +14,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from genie import Runtime
+from genie import MemoryAuditLog, Runtime
 from genie._base.yamlconf import ConfigFileError
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
 from genie.testing import VIRTUAL_TIME, TestRuntime
@@ -673,3 +673,67 @@ async def test_each_undo_carries_the_requests_metadata_exactly(tmp_path: Path) -
     assert result.complete
     undone = [line for line in saga_agents.JOURNAL if " as " in line]
     assert undone == ["undo hotel as u1 None", "undo flight as u1 None"]
+
+
+async def test_a_resumed_run_does_not_run_or_audit_its_completed_steps_again(
+    tmp_path: Path,
+) -> None:
+    """Paused at its approval, stopped and resumed twice (as ``genie run --store`` run three
+    times): each step ran once, each event is audited once, the approval asked once and
+    taken up as resumed; answered in the third life, the run ends with every event once."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, compensate: trip_cancel}
+      - id: ok
+        after: [flight, hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+      - {id: car, after: [ok]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    store = tmp_path / "trip.db"
+    audit = MemoryAuditLog()
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+        (approval,) = rt.approvals.pending()
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        rt.drain_timeout = 0.01
+        (request,) = rt.unfinished()
+        again = await pipeline.resume(rt, request, timeout=0.5)
+        assert again.output is None
+        assert [a.id for a in rt.approvals.pending()] == [approval.id]
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        (request,) = rt.unfinished()
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            result = await pipeline.resume(rt, request, timeout=10)
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "completed"
+    assert [j for j in saga_agents.JOURNAL if j.startswith("start")] == [
+        "start flight",
+        "start hotel",
+        "start car",
+    ]
+    flow = [(r.action, r.details["step"]) for r in audit.records if r.action[:9] == "workflow_"]
+    assert flow == [(f"workflow_{e.kind}", e.step) for e in outcome.events]
+    assert sorted(flow) == sorted(set(flow))  # each event once
+    asked = [r.action for r in audit.records if r.target == approval.id]
+    assert asked == [
+        "workflow_awaiting_approval",
+        "approval_requested",
+        "approval_resumed",
+        "approval_resumed",
+        "approved",
+        "workflow_approved",
+    ]
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM taken").fetchone() == (0,)  # gone with them

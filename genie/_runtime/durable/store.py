@@ -8,11 +8,15 @@ made; a message goes when its last delivery ends. ``requests``: each request pub
 outside that has not settled, so that a process started again knows whose output to wait for.
 ``asked``: the pending approvals the desk has taken (and audited as asked), and whether it
 escalated them, so that a process started again takes them up as resumed, as they were, not
-asked (or escalated) a second time. ``about``: what the store is of: ``pipeline``, the
-pipeline file (resolved) whose runs it keeps, so that ``genie approvals`` can say the command
-that resumes them. A table missing from a store made by an older genie is made when the file
-is opened (each is ``IF NOT EXISTS``), so an older file reads as naming no pipeline; a client
-(``genie approvals``) that cannot write the file reads it as it is, naming none too.
+asked (or escalated) a second time. ``taken``: the messages a fan-in (a workflow, a declared
+gather) handled of a session it keeps open, each marked in the write of the messages its
+handling made, so that a process started again rebuilds the session from them without
+sending those a second time (a step run again, an approval asked again). ``about``: what the
+store is of: ``pipeline``, the pipeline file (resolved) whose runs it keeps, so that ``genie
+approvals`` can say the command that resumes them. A table missing from a store made by an
+older genie is made when the file is opened (each is ``IF NOT EXISTS``), so an older file
+reads as naming no pipeline and no message taken; a client (``genie approvals``) that cannot
+write the file reads it as it is, naming none too.
 
 The file is in WAL mode. Every write is one transaction of what one turn of the loop produced.
 By default a write is committed on the loop (``synchronous=NORMAL``: in the file's log, in the
@@ -79,6 +83,11 @@ CREATE TABLE IF NOT EXISTS answers (
     outcome TEXT,
     given_at REAL
 );
+CREATE TABLE IF NOT EXISTS taken (
+    message_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (message_id, agent_id)
+);
 CREATE TABLE IF NOT EXISTS about (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -108,6 +117,7 @@ class Batch:
         "moved",
         "requests",
         "settled",
+        "taken",
         "unasked",
         "updated",
         "waited_for",
@@ -123,6 +133,7 @@ class Batch:
         self.asked: list[str] = []  # approvals the desk took since the last write
         self.escalated: list[str] = []  # approvals taken that the desk escalated since
         self.unasked: list[str] = []  # approvals taken whose request is no longer kept
+        self.taken: list[tuple[str, str]] = []  # (message id, fan-in) handled, its outputs here
         self.waited_for = False  # deliveries wait for this write before they are queued
         self.inserted: list[tuple[str, str, str, str]] = []
         self.updated: list[tuple[str, str]] = []
@@ -137,6 +148,7 @@ class Batch:
             or self.answered
             or self.asked
             or self.escalated
+            or self.taken
         )
 
     def seal(self, holders: dict[str, Holders], asked: dict[str, int]) -> None:
@@ -359,6 +371,13 @@ class DeliveryStore:
         rows = self._db.execute("SELECT approval_id, escalated FROM asked")
         return {str(approval_id): int(escalated) for approval_id, escalated in rows}
 
+    def taken(self) -> set[tuple[str, str]]:
+        """The messages kept that a fan-in took, with the messages its handling made: (message
+        id, fan-in)."""
+        return {
+            (str(m), str(a)) for m, a in self._db.execute("SELECT message_id, agent_id FROM taken")
+        }
+
     def requests(self) -> list[tuple[str, Any]]:
         """The requests published from outside that had not settled: (correlation id, the
         message's JSON parsed)."""
@@ -425,12 +444,15 @@ class DeliveryStore:
                     "UPDATE asked SET escalated = 1 WHERE approval_id = ?",
                     ((a,) for a in batch.escalated),
                 )
+            if batch.taken:
+                db.executemany("INSERT OR IGNORE INTO taken VALUES (?, ?)", batch.taken)
             if batch.answered:  # with the decision's end: told once it is durable
                 db.executemany(
                     "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
                     batch.answered,
                 )
             _delete(db, "messages", "id", batch.deleted)
+            _delete(db, "taken", "message_id", batch.deleted)
             _delete(db, "requests", "correlation_id", batch.settled)
             _delete(db, "counters", "correlation_id", batch.settled)
             _delete(db, "asked", "approval_id", batch.unasked)

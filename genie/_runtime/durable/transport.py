@@ -16,7 +16,10 @@ deliveries are queued).
 A runtime started on the store lists the requests that had not settled (``unfinished``), and
 ``replay`` queues the deliveries a request left once its caller waits for its end again
 (``Runtime.resume``): at least once, so a handler with effects outside uses the delivery id,
-``message.id:agent``, as its idempotency key. A delivery cut short by a shutdown (drained past
+``message.id:agent``, as its idempotency key. A fan-in's part (a workflow's step reply, say)
+stays kept while the fan-in keeps its session, and its handling is marked in the write of
+what the handling sent (``taken_before``): replayed, it rebuilds the session and the fan-in
+sends nothing again. A delivery cut short by a shutdown (drained past
 ``drain_timeout``, or still queued) stays in the store as a crash would leave it; a delivery
 whose correlation was cancelled ends.
 
@@ -146,6 +149,10 @@ class DurableTransport(Observer):
             # The pending approvals a desk took: those of a process before this one are
             # taken up again as resumed (``asked_before``).
             self._asked = self.store.asked()
+            # The fan-ins' parts a process handled, whose outputs were written with the mark:
+            # (message id, fan-in). Run again to rebuild a session, a part taken before sends
+            # nothing again (``taken_before``).
+            self._parts_taken = self.store.taken()
             if pipeline is not None:
                 self.store.name_pipeline(str(pipeline.resolve()))
         except BaseException:  # a row genie did not write, a write refused: given back
@@ -212,6 +219,9 @@ class DurableTransport(Observer):
 
     def asked_before(self, approval_id: str) -> int | None:
         return self._asked.get(approval_id)
+
+    def taken_before(self, message_id: str, agent_id: str) -> bool:
+        return (message_id, agent_id) in self._parts_taken
 
     def keeps_session(self, agent_id: str, correlation_id: str) -> bool:
         if agent_id == DESK:
@@ -611,6 +621,7 @@ class DurableTransport(Observer):
             if not stood_in:
                 return
             del holders[stood_in[0]]
+        self._parts_taken.discard((message_id, agent_id))  # its row goes with the message's
         self._batch.moved.add(message_id)
         self._wake.set()
 
@@ -637,6 +648,10 @@ class DurableTransport(Observer):
             cid = msg.correlation_id
             if keeps(cid):
                 self._parts.setdefault((agent_id, cid), []).append(msg.id)
+                if (msg.id, agent_id) not in self._parts_taken:  # written with what it sent
+                    self._parts_taken.add((msg.id, agent_id))
+                    self._batch.taken.append((msg.id, agent_id))
+                    self._wake.set()
                 return
             for mid in self._parts.pop((agent_id, cid), ()):  # it has emitted, or ended
                 self._ended(mid, agent_id)
