@@ -359,7 +359,7 @@ def _report(
                 f"--agents {quote(agent_id)})",
                 file=sys.stderr,
             )
-    if not result.ok or unfinished:  # a paused run too: its output has not come yet
+    if not result.ok:  # a paused run too (its output has not come yet), a failed workflow
         return 1
     return LOST_WORK if result.dead_letters else 0
 

@@ -39,7 +39,7 @@ from ._gather import Gathered, GatherNode, missing_parts
 from ._graph import Graph
 from ._schema import MAX_INPUT_BYTES, AgentDecl, PipelineFile
 from ._tally import Denial, RunStatistics, RunTally, from_runtime, handled_elsewhere
-from ._workflow import Workflow, WorkflowNode
+from ._workflow import Workflow, WorkflowNode, WorkflowOutcome
 
 if TYPE_CHECKING:
     from .._runtime.observe.metrics import Metrics
@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 
 __all__ = ["InputError", "Pipeline", "RunResult"]
 
-RunStatus = Literal["ok", "partial", "fallback", "denied", "failed", "timed_out", "no_output"]
+RunStatus = Literal[
+    "ok", "partial", "workflow_failed", "fallback", "denied", "failed", "timed_out", "no_output"
+]
 
 
 class InputError(ConfigurationError):
@@ -65,6 +67,8 @@ class InputError(ConfigurationError):
 class RunResult:
     """How one request ended. ``status``: ``ok`` (the output arrived), ``partial`` (it
     arrived, built by a declared gather without some parts: ``missing`` names each, with why),
+    ``workflow_failed`` (it arrived: a declared workflow's outcome that says it did not
+    complete, its own ``status`` saying why: failed, rejected, timed_out, cancelled),
     ``fallback`` (a message to the caller that is not the output, e.g. a fallback notice or a
     reply of another type: ``missing`` names its sender and type),
     ``denied``, ``failed``, ``timed_out``, or ``no_output`` (everything finished without
@@ -85,7 +89,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        """The output arrived (``ok`` or ``partial``)."""
+        """The output arrived, and says the run succeeded (``ok`` or ``partial``)."""
         return self.status in ("ok", "partial")
 
     def as_json(self, tracebacks: bool = True) -> dict[str, Any]:
@@ -617,6 +621,9 @@ def run_status(
     if reply is not None:
         if reply.type != output:
             return "fallback"
+        outcome = reply.payload
+        if isinstance(outcome, WorkflowOutcome) and outcome.status != "completed":
+            return "workflow_failed"  # the saga's outcome arrived, and says it failed
         return "partial" if partial else "ok"
     if result.status == "timed_out":
         return "timed_out"

@@ -79,11 +79,13 @@ __all__ = ["STATUS", "ServeSettings", "create_app"]
 _log = lazy_logger("genie.serve")
 SERVER = "genie-serve"  # the actor of the server's own audit records
 
-# The HTTP status of each run status: the output (200), a denial (403), a timeout (504), and
-# a pipeline that ended without its output (502: the server is a gateway to the pipeline).
+# The HTTP status of each run status: the output (200, a workflow's that says it failed too:
+# the body's status says so), a denial (403), a timeout (504), and a pipeline that ended
+# without its output (502: the server is a gateway to the pipeline).
 STATUS = {
     "ok": 200,
     "partial": 200,
+    "workflow_failed": 200,
     "denied": 403,
     "timed_out": 504,
     "failed": 502,

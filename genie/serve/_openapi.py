@@ -24,7 +24,16 @@ _RESULT = {
     "required": ["status", "correlation_id", "output", "missing", "dead_letters", "denials"],
     "properties": {
         "status": {
-            "enum": ["ok", "partial", "fallback", "denied", "failed", "timed_out", "no_output"]
+            "enum": [
+                "ok",
+                "partial",
+                "workflow_failed",
+                "fallback",
+                "denied",
+                "failed",
+                "timed_out",
+                "no_output",
+            ]
         },
         "correlation_id": {"type": "string"},
         "output": {"type": ["object", "null"]},
@@ -89,7 +98,10 @@ def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
     else:
         result = {"application/json": {"schema": {"$ref": "#/components/schemas/Result"}}}
         responses = {
-            "200": {"description": "the output arrived (ok, partial)", "content": result},
+            "200": {
+                "description": "the output arrived (ok, partial, workflow_failed)",
+                "content": result,
+            },
             "400": _error("invalid payload, metadata or timeout: names the field"),
             "403": {"description": "denied: the result names the policy", "content": result},
             "502": {"description": "failed, fallback or no output", "content": result},

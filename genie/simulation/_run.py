@@ -42,6 +42,7 @@ __all__ = ["OUTCOMES", "Progress", "simulate"]
 _OUTCOME = {
     "ok": "completed",
     "partial": "partial",
+    "workflow_failed": "failed",
     "fallback": "fallback",
     "denied": "denied",
     "failed": "failed",

@@ -4,6 +4,7 @@ a failed undo dead-lettered and reported. On both event loops, through the real 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import textwrap
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from anyio import wait_all_tasks_blocked
 
 from genie import MemoryAuditLog, Runtime
 from genie._base.yamlconf import ConfigFileError
+from genie._cli.main import main
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
 from genie.testing import VIRTUAL_TIME, TestRuntime
 
@@ -737,3 +739,30 @@ async def test_a_resumed_run_does_not_run_or_audit_its_completed_steps_again(
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
         assert db.execute("SELECT COUNT(*) FROM taken").fetchone() == (0,)  # gone with them
+
+
+async def test_a_workflow_that_did_not_complete_is_no_ok_run(tmp_path: Path) -> None:
+    """Its outcome arrived, but says the saga failed: the run's status says so too."""
+    outcome, result = await run(trip_pipeline(tmp_path, hotel="fail: true"))
+    assert outcome.status == "failed"
+    assert result.status == "workflow_failed"
+    assert not result.ok
+
+
+def test_genie_run_reports_a_failed_workflow_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trip_pipeline(tmp_path, hotel="fail: true")
+    assert main(["run", str(tmp_path / "trip.yaml"), "--json"]) == 1
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["status"] == "workflow_failed"
+    assert document["output"]["payload"]["status"] == "failed"
+    lines = err.splitlines()
+    assert lines[0] == (
+        "genie run: trip: workflow booking failed at hotel: failed: RuntimeError: hotel: no seats "
+        "left; compensated: flight"
+    )
+    assert lines[1] == "genie run: trip: the run ended workflow_failed"
+    assert lines[2] == "  dead letter: trip to hotel: failed: RuntimeError: hotel: no seats left"
+    assert "ended ok" not in err
