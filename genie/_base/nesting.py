@@ -7,7 +7,6 @@ depth first and refuse what is deeper than MAX_DEPTH.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +54,8 @@ def loads_bounded(text: str, limit: int = MAX_DEPTH) -> Any:
     it, would end in a RecursionError on."""
     if json_depth_exceeds(text, limit):
         raise ValueError(f"nested deeper than {limit} levels of arrays and objects")
+    import json  # only the model adapters parse with it: not loaded by `import genie`
+
     return json.loads(text)
 
 
