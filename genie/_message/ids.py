@@ -1,13 +1,14 @@
-"""Message ids: a runtime's own prefix and a counter."""
+"""Message ids: a runtime's own prefix and a counter, and ids derived from a delivery."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 import uuid
 from collections.abc import Callable
 
-__all__ = ["IdSource"]
+__all__ = ["IdSource", "derived_id"]
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -44,3 +45,12 @@ class IdSource:
     def minted(self, message_id: str) -> bool:
         """Whether ``message_id`` is one of this source's (not one a handler chose)."""
         return message_id.startswith(self._prefix)
+
+
+def derived_id(delivery: str, index: int) -> str:
+    """The id of the ``index``-th message ``delivery`` sends: the same on every run of it, so
+    what a run cut short sent is known again by the run after it (a broker drops it as a
+    duplicate; a store gives back the answer it kept). Letters only, like IdSource's
+    (policies scan ids that travel in metadata)."""
+    digest = hashlib.sha256(f"{delivery}/{index}".encode()).digest()
+    return "".join(_LETTERS[b % 26] for b in digest[:20])

@@ -1007,8 +1007,15 @@ class Runtime:
         # The answer comes from the recipient, or from its fallback if the delivery fails.
         responders = frozenset((recipient,) if fallback is None else (recipient, fallback))
         corr = self._correlator.get(msg.correlation_id)
+        kept = None
+        if self._keeper is not None:  # asked under the id it has on every run of its asker
+            msg, kept = self._keeper.ask(msg)
         waiter = RequestWaiter(self._correlator, corr, msg, responders)
-        self._dispatcher.route(msg, False)
+        if kept is None:
+            self._dispatcher.route(msg, False)
+        else:  # answered before a crash: given again, the answering agent does not run
+            self._ledger.collect(corr)
+            waiter.offer(kept)
         return await waiter.wait(self.limits.request_timeout if timeout is None else timeout)
 
     # --- introspection -----------------------------------------------------------------------

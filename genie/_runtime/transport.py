@@ -336,6 +336,12 @@ class Keeper(Protocol):
         """Answers to approvals that other processes leave in the store go to ``answer``."""
         ...
 
+    def ask(self, request: Message) -> tuple[Message, Message | None]:
+        """A handler's ``ctx.request`` as it is sent (under the id it has on every run of the
+        asking delivery), and the answer kept for it by a run before a restart, if any: the
+        asker gets that one, and the answering agent does not run again."""
+        ...
+
     async def take_answers(self) -> None:
         """Until cancelled: hand the answers left in the store to ``answer``."""
         ...

@@ -926,6 +926,11 @@ class NatsTransport:
     def replay_own(self) -> int:
         return 0  # the broker keeps only requests from outside (a cancellation is not one)
 
+    def ask(self, request: Message) -> tuple[Message, Message | None]:
+        # Renamed already, from the asking delivery (``_request``); its answer kept in the
+        # replies stream is read when the broker drops the request as a duplicate (``_ask``).
+        return request, None
+
     def keeps(self, correlation_id: str) -> bool:
         """Whether this named entry keeps ``correlation_id`` for its next process."""
         return self._entry is not None and self._entry.keeps(correlation_id)

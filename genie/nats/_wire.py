@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,6 +14,7 @@ import anyio
 from .._base.log import lazy_logger
 from .._errors import MessageError
 from .._message.envelope import Message
+from .._message.ids import derived_id
 from .._runtime.transport import Delivery
 from ._names import NatsNames
 
@@ -47,7 +47,6 @@ __all__ = [
 
 _log = lazy_logger("genie.nats")
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
@@ -59,14 +58,6 @@ MSG_ID = "Nats-Msg-Id"
 INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
 Item = tuple[str, bytes, dict[str, str]]  # a publish: subject, data, headers
-
-
-def derived_id(delivery: str, index: int) -> str:
-    """The id of the ``index``-th output of ``delivery``: the same on every run of it, so the
-    server deduplicates what a killed worker already published. Letters only, like IdSource's
-    (policies scan ids that travel in metadata)."""
-    digest = hashlib.sha256(f"{delivery}/{index}".encode()).digest()
-    return "".join(_LETTERS[b % 26] for b in digest[:20])
 
 
 def message_json(msg: Message) -> dict[str, Any]:

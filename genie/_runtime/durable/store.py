@@ -11,12 +11,15 @@ escalated them, so that a process started again takes them up as resumed, as the
 asked (or escalated) a second time. ``taken``: the messages a fan-in (a workflow, a declared
 gather) handled of a session it keeps open, each marked in the write of the messages its
 handling made, so that a process started again rebuilds the session from them without
-sending those a second time (a step run again, an approval asked again). ``about``: what the
-store is of: ``pipeline``, the pipeline file (resolved) whose runs it keeps, so that ``genie
-approvals`` can say the command that resumes them. A table missing from a store made by an
-older genie is made when the file is opened (each is ``IF NOT EXISTS``), so an older file
-reads as naming no pipeline and no message taken; a client (``genie approvals``) that cannot
-write the file reads it as it is, naming none too.
+sending those a second time (a step run again, an approval asked again). ``replies``: the
+answer to each handler's ``ctx.request`` of a request that has not settled, by the request's
+id (derived from the asking delivery), so that the asker run again after a crash is given it,
+and the answering agent does not run twice; an empty body while it is asked and not answered.
+``about``: what the store is of: ``pipeline``, the pipeline file (resolved) whose runs it
+keeps, so that ``genie approvals`` can say the command that resumes them. A table missing from
+a store made by an older genie is made when the file is opened (each is ``IF NOT EXISTS``), so
+an older file reads as naming no pipeline and no message taken; a client (``genie approvals``)
+that cannot write the file reads it as it is, naming none too.
 
 The file is in WAL mode. Every write is one transaction of what one turn of the loop produced.
 By default a write is committed on the loop (``synchronous=NORMAL``: in the file's log, in the
@@ -88,6 +91,11 @@ CREATE TABLE IF NOT EXISTS taken (
     agent_id TEXT NOT NULL,
     PRIMARY KEY (message_id, agent_id)
 );
+CREATE TABLE IF NOT EXISTS replies (
+    request_id TEXT PRIMARY KEY,
+    correlation_id TEXT NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS about (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -108,6 +116,7 @@ class Batch:
 
     __slots__ = (
         "answered",
+        "answers",
         "asked",
         "charged",
         "deleted",
@@ -130,6 +139,9 @@ class Batch:
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
         self.answered: list[tuple[str, int]] = []  # (what became of it, answer row)
+        # Handlers' requests asked, and their answers: (request id, correlation id, the
+        # reply's JSON, or "" while it is not answered), in the order they happened.
+        self.answers: list[tuple[str, str, str]] = []
         self.asked: list[str] = []  # approvals the desk took since the last write
         self.escalated: list[str] = []  # approvals taken that the desk escalated since
         self.unasked: list[str] = []  # approvals taken whose request is no longer kept
@@ -146,6 +158,7 @@ class Batch:
             or self.requests
             or self.settled
             or self.answered
+            or self.answers
             or self.asked
             or self.escalated
             or self.taken
@@ -387,6 +400,12 @@ class DeliveryStore:
         except (ValueError, TypeError) as exc:
             raise not_genies(self.path, "requests", exc) from None
 
+    def replies(self) -> dict[str, tuple[str, str]]:
+        """Handlers' requests asked, and the answers kept to them: request id ->
+        (correlation id, the answer's JSON, or "" when none is kept)."""
+        rows = self._db.execute("SELECT request_id, correlation_id, body FROM replies")
+        return {str(r): (str(c), str(b)) for r, c, b in rows}
+
     def charged(self) -> dict[str, int]:
         """The deliveries each unsettled request had charged to its budget."""
         rows = self._db.execute("SELECT correlation_id, charged FROM requests")
@@ -446,6 +465,12 @@ class DeliveryStore:
                 )
             if batch.taken:
                 db.executemany("INSERT OR IGNORE INTO taken VALUES (?, ?)", batch.taken)
+            if batch.answers:  # with the end of the delivery that answered
+                db.executemany(
+                    "INSERT OR REPLACE INTO replies (request_id, correlation_id, body) "
+                    "VALUES (?, ?, ?)",
+                    batch.answers,
+                )
             if batch.answered:  # with the decision's end: told once it is durable
                 db.executemany(
                     "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
@@ -455,6 +480,7 @@ class DeliveryStore:
             _delete(db, "taken", "message_id", batch.deleted)
             _delete(db, "requests", "correlation_id", batch.settled)
             _delete(db, "counters", "correlation_id", batch.settled)
+            _delete(db, "replies", "correlation_id", batch.settled)
             _delete(db, "asked", "approval_id", batch.unasked)
 
     def name_pipeline(self, path: str) -> None:

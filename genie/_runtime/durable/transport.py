@@ -49,6 +49,7 @@ from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
 from ..._errors import ConfigurationError, InvalidMessageError, MessageError, StoreError
 from ..._message.envelope import Message
+from ..._message.ids import derived_id
 from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk, ApprovalTimeout
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
@@ -56,7 +57,16 @@ from ..local.mailbox import Handoff, Mailbox, Queued
 from ..local.transport import LocalTransport
 from ..losses import cancelled_request, notice_of_cancelling
 from ..observe.observer import Observer
-from ..transport import DESK, RUNTIME, Answer, Keeps, WorkerCounts, keeps_of, message_json
+from ..transport import (
+    DESK,
+    RUNTIME,
+    Answer,
+    Keeps,
+    WorkerCounts,
+    delivery_of,
+    keeps_of,
+    message_json,
+)
 from .store import Batch, DeliveryStore, Holders, Kept
 
 if TYPE_CHECKING:
@@ -107,6 +117,18 @@ async def _on_disk(work: Callable[..., T], *args: object) -> T:
         return await anyio.to_thread.run_sync(work, *args)
 
 
+class _Asked:
+    """The ``ctx.request`` calls of one request's deliveries: how many each delivery asked
+    (its next request's place), who asked each request, and the answers kept, by request."""
+
+    __slots__ = ("answers", "askers", "counts")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}  # asking delivery id -> requests it asked
+        self.askers: dict[str, str] = {}  # request id -> the agent that asked it
+        self.answers: dict[str, str] = {}  # request id -> its answer's JSON
+
+
 class DurableTransport(Observer):
     """A ``LocalTransport`` whose deliveries are kept in the SQLite file at ``path`` until they
     end (``Runtime(store=path, store_sync=sync)``)."""
@@ -153,12 +175,21 @@ class DurableTransport(Observer):
             # (message id, fan-in). Run again to rebuild a session, a part taken before sends
             # nothing again (``taken_before``).
             self._parts_taken = self.store.taken()
+            replies = self.store.replies()
             if pipeline is not None:
                 self.store.name_pipeline(str(pipeline.resolve()))
         except BaseException:  # a row genie did not write, a write refused: given back
             self.store.close()
             raise
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
+        # Handlers' requests, by correlation, until it settles (``ask``).
+        self._requested: dict[str, _Asked] = {}
+        self._unanswered: set[str] = set()  # requests asked before, with no answer kept
+        for request_id, (cid, body) in replies.items():
+            if body:
+                self._requested.setdefault(cid, _Asked()).answers[request_id] = body
+            else:
+                self._unanswered.add(request_id)
         for row in self._found:
             self._pending.setdefault(row[1], []).append(row)
         self._held: dict[str, str] = {}  # a pending approval's id -> its correlation
@@ -242,6 +273,39 @@ class DurableTransport(Observer):
     def answers_to(self, answer: Answer) -> None:
         """Answers other processes leave in the store (``genie approvals``) go to ``answer``."""
         self._answer = answer
+
+    def ask(self, request: Message) -> tuple[Message, Message | None]:
+        """A handler's ``ctx.request``, under the id it has on every run of the asking
+        delivery (derived from that delivery and the request's place in it), and the answer
+        kept for it, if a run of that delivery before a crash was answered: given again,
+        the answering agent does not run twice. The answer is kept (``published``) in the
+        write that ends the answering delivery, so a crash leaves that delivery to run again
+        under the same delivery id, or its answer, never both."""
+        assert self._host is not None
+        assert request.causation_id is not None  # a handler's: caused by its delivery
+        cid = request.correlation_id
+        asked = self._requested.setdefault(cid, _Asked())
+        asking = delivery_of(request.causation_id, request.sender)
+        place = asked.counts.get(asking, 0)
+        asked.counts[asking] = place + 1
+        request = request.model_copy(update={"id": derived_id(asking, place)})
+        body = asked.answers.get(request.id)
+        if body is None:
+            asked.askers[request.id] = request.sender
+            return request, None
+        try:
+            return request, self._host.types.parse_bounded_message(json.loads(body))
+        except Exception as exc:  # a type this runtime no longer hosts: asked again
+            where = {"agent_id": request.sender, "message_type": request.type}
+            _log.error(
+                "store %s: the answer to request %s cannot be read: %s; it is asked again",
+                self.store.path,
+                request.id,
+                exc,
+                extra={**where, "correlation_id": cid},
+            )
+            asked.askers[request.id] = request.sender
+            return request, None
 
     # --- the runtime's side -----------------------------------------------------------------
     def bind(self, host: TransportHost) -> None:
@@ -368,6 +432,15 @@ class DurableTransport(Observer):
         host = self._host
         assert host is not None
         found = 0
+        kept = list(kept)
+        # The deliveries that run again: a request one of them asked while it ran, not
+        # answered, is asked again by that run, under the same id.
+        running = {
+            delivery_of(mid, agent)
+            for mid, _, _, holders in kept
+            for held in holders.items()
+            for agent in held
+        }
         for mid, cid, body, holders in kept:
             where = {"agent_id": "-", "message_type": "-", "correlation_id": cid}
             try:
@@ -378,6 +451,22 @@ class DurableTransport(Observer):
                     self.store.path,
                     mid,
                     exc,
+                    extra=where,
+                )
+                continue
+            asking = message.causation_id
+            if (
+                asking is not None
+                and mid in self._unanswered
+                and delivery_of(asking, message.sender) in running
+            ):
+                self._holders[mid] = {}  # ends with the next write
+                self._batch.moved.add(mid)
+                self._wake.set()
+                _log.info(
+                    "store %s: request %s ends unrun: the delivery that asked it asks again",
+                    self.store.path,
+                    mid,
                     extra=where,
                 )
                 continue
@@ -572,6 +661,11 @@ class DurableTransport(Observer):
         if holders is None:  # kept once, whatever the number of its recipients
             holders = self._holders[mid] = {}
             batch.kept[mid] = (cid, body)
+            asked = self._requested.get(cid)
+            if asked is not None and mid in asked.askers:
+                # A handler's request: listed as asked, so that the next start knows it for
+                # one (its asker, run again, asks it again) until its answer is kept.
+                batch.answers.append((mid, cid, ""))
         else:
             batch.moved.add(mid)
         if isinstance(item, Handoff):  # the fallback goes on with its agent's delivery
@@ -678,6 +772,24 @@ class DurableTransport(Observer):
         return said or "the approval desk did not take it"
 
     def published(self, msg: Message, recipients: int) -> None:
+        asked = self._requested.get(msg.correlation_id)
+        if asked is not None and asked.askers.get(msg.causation_id or "") == msg.recipient:
+            # The answer to a handler's request: kept, in the write that ends the delivery
+            # that answered, for a run of the asker after a crash.
+            request_id = msg.causation_id
+            assert request_id is not None
+            del asked.askers[request_id]
+            try:
+                body = self._json(msg)
+            except InvalidMessageError as exc:  # the asker is answered; a re-run asks again
+                where = {"agent_id": msg.sender, "message_type": msg.type}
+                _log.error(
+                    "%s; it is not kept", exc, extra={**where, "correlation_id": msg.correlation_id}
+                )
+            else:
+                asked.answers[request_id] = body
+                self._batch.answers.append((request_id, msg.correlation_id, body))
+                self._wake.set()
         if msg.type == _DECISION and msg.sender == DESK:
             decision = msg.payload
             assert isinstance(decision, ApprovalDecision)
@@ -748,6 +860,7 @@ class DurableTransport(Observer):
                 self._ended(mid, key[0])
         self._requests_kept.discard(correlation_id)
         self._cancelled.discard(correlation_id)
+        self._requested.pop(correlation_id, None)
         self._batch.settled.append(correlation_id)
         self._wake.set()
 
