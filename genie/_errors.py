@@ -415,11 +415,13 @@ class StoreError(GenieError):
     """A runtime's store (``Runtime(store=PATH)``) could not be written: the disk is full, the
     file can no longer be written or was removed. The runtime stops with it, and a ``publish``
     waiting for the write that failed raises it; ``path`` names the store. What was written
-    before the failure stays in the file for the next start (docs/durability.md)."""
+    before the failure stays in the file for the next start (docs/durability.md), unless
+    ``kept`` is False: the file was removed or replaced, and what was written went with it."""
 
-    def __init__(self, message: str, *, path: str) -> None:
+    def __init__(self, message: str, *, path: str, kept: bool = True) -> None:
         super().__init__(message)
         self.path = path
+        self.kept = kept
 
 
 class LimitExceededError(GenieError):

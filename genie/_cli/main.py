@@ -210,6 +210,8 @@ def _run(args: argparse.Namespace) -> int:
                 raise
             where = f"genie run {quote(args.pipeline)} --store {quote(args.store)}"
             said = f"the run stopped, and what it kept before is in the store: {where} resumes it"
+            if not exc.kept:  # the file is gone: that command would send a new request
+                said = f"the run stopped, and what it kept is not in {args.store}: send it again"
             print(for_terminal(f"genie run: {exc}; {said}"), file=sys.stderr)
             return 1
         except AuditWriteError as exc:  # the run failed too (its audit log's disk is full)

@@ -247,13 +247,14 @@ def _serve(args: argparse.Namespace) -> int:
     if failure is None and state.unstarted is not None:
         raise state.unstarted  # a store it cannot use, say: one line, exit 2
     if isinstance(failure, StoreError):
+        said = (
+            "what it kept before is in the store: started again with --store "
+            f"{quote(args.store)}, it resumes the requests"
+        )
+        if not failure.kept:  # the file is gone, and the requests it kept with it
+            said = f"what it kept is not in {failure.path}: its requests must be sent again"
         print(
-            for_terminal(
-                f"genie serve: {failure}; the server stopped, and what it kept before is in "
-                f"the store: started again with --store {quote(args.store)}, it resumes the "
-                "requests"
-            ),
-            file=sys.stderr,
+            for_terminal(f"genie serve: {failure}; the server stopped, and {said}"), file=sys.stderr
         )
         return 1
     if failure is not None:  # its audit log refused a record

@@ -1166,6 +1166,45 @@ def test_genie_run_whose_store_fails_says_so_in_a_line_and_resumes(
     assert kept(store) == ([], [])
 
 
+class Removing(Chain):
+    """A chain whose step 2 removes the store DRILL_REMOVE names (its log and index too),
+    then waits for a sync to see it."""
+
+    @handler
+    async def on_step(self, payload: Step, ctx: Context) -> Message:
+        store = os.environ.get("DRILL_REMOVE")
+        if payload.n == 2 and store:
+            for made in Path(store).parent.glob(f"{Path(store).name}*"):
+                if made.suffix != ".lock":
+                    made.unlink()
+            await anyio.sleep(2)
+        step = await super().on_step(payload, ctx)
+        assert isinstance(step, Message)
+        return step
+
+
+REMOVING = INTERRUPTED.replace("name: slow", "name: removing").replace(":Slow", ":Removing")
+
+
+def test_genie_run_whose_store_is_removed_says_nothing_is_kept(tmp_path: Path) -> None:
+    """The store is removed under ``genie run --store``: the line says what it kept is gone
+    with the file, not that the same command resumes it (it would send a new request)."""
+    root = Path(__file__).resolve().parents[2]
+    pipeline = tmp_path / "removing.yaml"
+    pipeline.write_text(REMOVING)
+    store = tmp_path / "removing.db"
+    command = [sys.executable, "-m", "genie._cli", "run", str(pipeline), "--store", str(store)]
+    command += ["--store-sync", "0.05"]
+    env = {**os.environ, "PYTHONPATH": str(root), "DRILL_REMOVE": str(store)}
+    failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr == (
+        f"genie run: cannot write the store {store}: the file was removed or replaced while "
+        "the runtime held it, and what it writes is not kept; the run stopped, and what it "
+        f"kept is not in {store}: send it again\n"
+    )
+
+
 class Part(Payload):
     message_type = "part"
     name: str

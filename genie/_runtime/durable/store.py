@@ -507,6 +507,7 @@ class DeliveryStore:
                 f"cannot write the store {self.path}: the file was removed or replaced while "
                 "the runtime held it, and what it writes is not kept",
                 path=str(self.path),
+                kept=False,  # what it wrote before went with the file, too
             )
 
     def charge(self, correlation_id: str, key: str, n: int, what: str) -> int:

@@ -574,7 +574,9 @@ class DurableTransport(Observer):
                 await self._wrote.wait()
         failure = self._failure
         if self.writes < due and failure is not None:
-            raise StoreError(f"{failure}; the message is not kept", path=failure.path) from failure
+            raise StoreError(
+                f"{failure}; the message is not kept", path=failure.path, kept=failure.kept
+            ) from failure
 
     async def _syncer(self) -> None:
         """Bring the writes to the disk ``_every`` seconds after the first one not brought
