@@ -484,7 +484,8 @@ class Approvals:
         neither pending nor kept (decided since, or unknown here) is refused, and audited, as
         ``approve`` of it is. One given after the approval's last deadline is refused: left
         while no process held the request, it is taken after the deadline passed, and the
-        deadline decides."""
+        deadline decides. One taken before the deadline by this runtime's clock was given in
+        time, whatever ``given_at`` (the answering host's clock) says."""
         pending = self._desk.pending.get(approval_id)
         if pending is None:
             if kept:
@@ -495,7 +496,10 @@ class Approvals:
         if given_at is not None and request.deadline is not None:
             rounds = 1 if request.escalate_to is None else 2
             ends = pending.request.created_at.timestamp() + rounds * request.deadline
-            if given_at > ends:
+            # Taken before the deadline by the desk's own clock, it was given in time,
+            # whatever the answering host's clock says: that one is read only for an answer
+            # taken after the deadline (left while no process held the request).
+            if min(given_at, self._clock.now().timestamp()) > ends:
                 self._desk.refuse(by, approval_id, approved, "it came after the deadline")
                 return f"refused: the answer came after approval {approval_id}'s deadline"
         try:

@@ -319,6 +319,42 @@ async def test_an_answer_left_in_time_beats_a_deadline_passed_before_the_restart
     client.close()
 
 
+async def test_an_answer_the_desk_takes_in_time_counts_whatever_the_answerers_clock(
+    tmp_path: Path,
+) -> None:
+    """The answering host's clock runs two hours ahead: its answer says it was given past the
+    deadline, but the desk takes it before the deadline by its own clock, so it was given in
+    time and decides the approval (the answerer's clock is read only for an answer the desk
+    takes after the deadline)."""
+    path = tmp_path / "store.db"
+    async with Runtime([Payer("payer")], store=path) as rt:
+        paid: list[Paid] = []
+
+        async def asker() -> None:
+            done = await rt.ask(
+                rt.message(Pay(amount=5, deadline=3600), recipient="payer"),
+                until="paid",
+                timeout=10,
+            )
+            paid.extend(m.payload for m in done.replies if isinstance(m.payload, Paid))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(asker)
+            with anyio.fail_after(5):
+                while not rt.approvals.pending():  # noqa: ASYNC110 - the desk's list
+                    await anyio.sleep(0.02)
+            [approval] = rt.approvals.pending()
+            db = sqlite3.connect(path)
+            db.execute(
+                "INSERT INTO answers (approval_id, approved, answerer, roles, reason, given_at) "
+                "VALUES (?, 1, 'alice', 'treasurer', 'ahead', ?)",
+                (approval.id, time.time() + 7200),
+            )
+            db.commit()
+            db.close()
+    assert paid == [Paid(approved=True, by="alice", reason="ahead")]
+
+
 async def test_a_store_whose_answers_do_not_say_when_is_taken_over(tmp_path: Path) -> None:
     """A store made before answers said when they were given: opened, it gains the column,
     and an answer left in it before then is taken as given in time."""
