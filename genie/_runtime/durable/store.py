@@ -332,8 +332,11 @@ class DeliveryStore:
     """The deliveries and requests of one runtime in the SQLite file at ``path`` (made if
     missing). Held by one runtime at a time (a lock on ``PATH.lock``): a second runtime, in
     this process or another, is refused while the first holds it, so two runtimes never
-    resume each other's work. Other processes may still read it and leave answers to
-    approvals in it (``StoreClient``). ``each``: every commit waits for the disk."""
+    resume each other's work. Not on the database file itself: SQLite's own locks are on it,
+    and where ``flock`` is made of the same locks (NFS) it would shut out ``genie approvals``;
+    so ``PATH.lock`` removed while held lets a second runtime in (docs/durability.md).
+    Other processes may still read it and leave answers to approvals in it
+    (``StoreClient``). ``each``: every commit waits for the disk."""
 
     def __init__(self, path: str | PathLike[str], each: bool = False) -> None:
         self.path = Path(path)
