@@ -51,6 +51,7 @@ from ..._errors import ConfigurationError, InvalidMessageError, MessageError, St
 from ..._message.envelope import Message
 from ..._message.ids import derived_id
 from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk, ApprovalTimeout
+from ..correlator import RequestWaiter
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
 from ..local.mailbox import Handoff, Mailbox, Queued
@@ -775,7 +776,11 @@ class DurableTransport(Observer):
 
     def published(self, msg: Message, recipients: int) -> None:
         asked = self._requested.get(msg.correlation_id)
-        if asked is not None and asked.askers.get(msg.causation_id or "") == msg.recipient:
+        if (
+            asked is not None
+            and asked.askers.get(msg.causation_id or "") == msg.recipient
+            and self._taken_as_answer(msg)
+        ):
             # The answer to a handler's request: kept, in the write that ends the delivery
             # that answered, for a run of the asker after a crash.
             request_id = msg.causation_id
@@ -799,6 +804,13 @@ class DurableTransport(Observer):
                 self._ended(decision.approval_id, DESK)
             if self._answering:
                 self._decided(decision)
+
+    def _taken_as_answer(self, msg: Message) -> bool:
+        """Whether a request's waiter took ``msg`` as its answer (admitted for the asker):
+        only such an answer is given again, unjudged, to a re-run of the asker."""
+        assert self._host is not None
+        waiters = self._host.correlation(msg.correlation_id).waiters
+        return any(isinstance(w, RequestWaiter) and w.reply is msg for w in waiters)
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
         if agent_id == DESK and msg.type == _ANSWER:
