@@ -179,6 +179,10 @@ class ApprovalDesk(BaseAgent):
         # desk taking it up again records it resumed, not asked (or escalated) twice.
         self.asked_before: Callable[[str], int | None] = _never
 
+    def audit_to(self, sink: AuditSink) -> None:
+        """Record the desk's decisions in ``sink`` (``AuditsItself``)."""
+        self.audit = sink
+
     def keeps(self, correlation_id: str) -> bool:
         """Whether an approval of ``correlation_id`` is pending here: on NATS, a worker
         hosting the desk keeps what it took of that correlation until none is, so that a

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from .._base.files import FileRefusedError, open_regular, read_bounded
 from .._base.nesting import json_depth_exceeds
@@ -25,6 +25,7 @@ __all__ = [
     "AuditRecord",
     "AuditSink",
     "AuditVerdict",
+    "AuditsItself",
     "JsonlAuditLog",
     "MemoryAuditLog",
     "audit_key",
@@ -49,6 +50,18 @@ class AuditSink(Protocol):
     """Where audit records go. ``record`` is synchronous; a durable sink writes through."""
 
     def record(self, record: AuditRecord) -> None: ...
+
+
+@runtime_checkable
+class AuditsItself(Protocol):
+    """An agent that writes audit records of its own, which no delivery's outcome carries:
+    the approval desk's decisions (an answer is taken outside any handler), a workflow's
+    events. The records a worker's runtime makes of a delivery reach the process that started
+    the request in its outcome records, and are written there; these do not. So a transport
+    that hosts such an agent for a deployment of many processes (a NATS worker) gives it the
+    deployment's audit log with ``audit_to``, where its records join the others' chain."""
+
+    def audit_to(self, sink: AuditSink) -> None: ...
 
 
 class AuditGate:

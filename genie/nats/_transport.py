@@ -57,6 +57,7 @@ from .._runtime.approvals import (
     ApprovalRequest,
     rounds_reached,
 )
+from .._runtime.audit import AuditsItself
 from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.local.executor import Worker
@@ -333,12 +334,15 @@ class NatsTransport:
             keeps = keeps_of(agents[agent_id].agent)
             if keeps is not None:
                 self._held.fan_ins[agent_id] = keeps
+        for agent_id in self.hosted:
+            agent = agents[agent_id].agent
+            if isinstance(agent, AuditsItself):
+                # Its records are no delivery's outcome, so they do not reach the origin:
+                # it writes them to the namespace's audit stream itself.
+                agent.audit_to(self.audit)
         if DESK in self.hosted:
             desk = agents[DESK].agent
             assert isinstance(desk, ApprovalDesk)
-            # Its approval records are no delivery's outcome (an answer is taken outside any
-            # handler): it writes them to the namespace's audit stream itself.
-            desk.audit = self.audit
             self._desk = desk
         self._attached = True
         if self.hosted:

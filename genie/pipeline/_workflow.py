@@ -369,6 +369,10 @@ class WorkflowNode:
         self._sessions: dict[str, _Session] = {}
         self._closed = Finished()
 
+    def audit_to(self, sink: AuditSink) -> None:
+        """Record the workflow's events in ``sink`` (``AuditsItself``)."""
+        self.audit = sink
+
     @property
     def pending(self) -> int:
         return len(self._sessions)

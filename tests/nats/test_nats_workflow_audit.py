@@ -1,0 +1,144 @@
+"""A workflow hosted by a ``genie worker`` audits its events to the namespace's audit stream,
+the one ``genie run --nats`` writes: every event of its outcome's event log is a row there,
+once, and the chain verifies. The delivery rows of the same run (a failed step's dead letter)
+are written there once too, by the entry, from the worker's outcome records."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from genie._cli.main import main
+from genie.nats._names import NatsNames
+from genie.nats._server import LocalNatsServer
+
+from .test_nats import GENIE, HELPER, Workers, jetstream, stream
+from .test_nats import server as server
+from .test_nats import workers as workers
+
+pytestmark = pytest.mark.xdist_group("nats")
+
+AGENTS = '''
+"""Steps that mark the state done, one that always fails, and an undo that does nothing."""
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Order(Payload):
+    message_type = "order"
+    n: int
+    a: str = ""
+    b: str = ""
+
+
+class Unreserve(Payload):
+    message_type = "unreserve"
+    n: int
+
+
+class Stepper(BaseAgent):
+    produces = (Order, Unreserve)
+
+    @handler
+    async def on_order(self, order: Order, ctx: Context) -> Message:
+        return ctx.reply(order.model_copy(update={ctx.agent_id: "done"}))
+
+    @handler
+    async def on_unreserve(self, undo: Unreserve, ctx: Context) -> Message:
+        return ctx.reply(undo)
+
+
+class Broken(BaseAgent):
+    produces = (Order,)
+
+    @handler
+    async def on_order(self, order: Order, ctx: Context) -> Message:
+        raise RuntimeError("the warehouse is closed")
+'''
+
+PIPELINE = """
+name: wfaudit
+agents:
+  - {id: a, use: wf_agents:Stepper}
+  - {id: b, use: wf_agents:Stepper}
+  - {id: c, use: wf_agents:Broken}
+workflows:
+  - id: order
+    state: order
+    steps:
+      - {id: a, compensate: unreserve}
+      - {id: b, after: [a], compensate: unreserve}
+      - {id: c, after: [b]}
+    emit: {type: order_outcome}
+entry: {type: order, to: order, payload: {n: 7}}
+output: order_outcome
+timeout: 30s
+"""
+
+
+def audit_rows(url: str) -> list[dict[str, object]]:
+    async def read() -> list[dict[str, object]]:
+        async with jetstream(url) as js:
+            return await stream(js, NatsNames("wfaudit").audit)
+
+    return anyio.run(read)
+
+
+def test_a_workflow_in_a_worker_audits_each_event_once_to_the_namespace_stream(
+    server: LocalNatsServer, workers: Workers, tmp_path: Path
+) -> None:
+    (tmp_path / "wf_agents.py").write_text(AGENTS)
+    pipeline = tmp_path / "wfaudit.yaml"
+    pipeline.write_text(PIPELINE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    log = tmp_path / "worker.log"
+    cmd = [sys.executable, os.fspath(HELPER), "-", "-", "0", os.fspath(pipeline)]
+    with log.open("wb") as err:
+        workers.append(
+            subprocess.Popen(
+                [*cmd, "--nats", server.url, "--ack-wait", "1"],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
+        )
+    until_serving(log)
+    done = subprocess.run(
+        [str(GENIE), "run", str(pipeline), "--nats", server.url, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 1, done.stderr  # the workflow failed, by design
+    outcome = json.loads(done.stdout)["output"]["payload"]
+    assert outcome["status"] == "failed"
+    assert outcome["compensated"] == ["b", "a"]
+    events = [(e["kind"], e["step"]) for e in outcome["events"]]
+    assert ("compensated", "a") in events
+
+    rows = audit_rows(server.url)
+    flow = [row for row in rows if str(row["action"]).startswith("workflow_")]
+    assert Counter(
+        (str(row["action"]), str(row["target"]).rsplit("~", 1)[1]) for row in flow
+    ) == Counter((f"workflow_{kind}", step) for kind, step in events)
+    assert {row["actor"] for row in flow} == {"order"}
+    # The failed step's dead letter: written once, by the entry, from the outcome record.
+    dead = [row for row in rows if str(row["action"]).startswith("dead_letter")]
+    assert len(dead) == 1, dead
+    assert main(["audit", "verify", f"{server.url}/wfaudit"]) == 0
+
+
+def until_serving(log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while "genie worker: hosting" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
