@@ -55,7 +55,7 @@ from .._message.ids import IdSource
 from .._message.payload import MetaValue, Payload, Role
 from .._message.types import MessageTypes
 from .admission import Admission
-from .audit import AuditGate, AuditSink, MemoryAuditLog
+from .audit import AuditGate, AuditSink, AuditsItself, MemoryAuditLog
 from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
 from .deadletter import DeadLetters
 from .delivery import CANCELLED_WITH_REQUEST, DeliveryRunner
@@ -407,6 +407,10 @@ class Runtime:
         models = (*produces, *consumes)
         self.types.register(*models)
         self._mailboxes[agent.id] = Mailbox(agent, options, bind_sync)
+        if isinstance(agent, AuditsItself):
+            # Its records go through the runtime's gate, as a delivery's do: one the sink
+            # refuses stops the runtime, rather than failing the agent's handler.
+            agent.audit_to(self._audit)
         self._router.agent_added()
         for pattern in subscribe:
             self._router.subscribe(agent.id, pattern)

@@ -322,7 +322,6 @@ class Pipeline:
                 to=w.emit.to,
                 deadline=w.deadline,
                 clock=rt.clock,
-                audit=rt.audit,
                 taken_before=rt.taken_before,
             )
             rt.add(flow, subscribe=[Lost.message_type, Cancelled.message_type])

@@ -338,7 +338,6 @@ class WorkflowNode:
         to: str | None = None,
         deadline: float | None = None,
         clock: Clock,
-        audit: AuditSink,
         taken_before: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.id = self.name = id
@@ -348,7 +347,8 @@ class WorkflowNode:
         self.to = to
         self.deadline = deadline
         self.clock = clock
-        self.audit = audit
+        # Where its events are recorded: given by the runtime that hosts it (``audit_to``).
+        self.audit: AuditSink | None = None
         # Whether a process before this one handled a message (its id, this workflow's id),
         # with what it sent kept: the runtime's ``taken_before``.
         self.taken_before = taken_before or _never
@@ -750,8 +750,10 @@ class WorkflowNode:
     ) -> None:
         at = self.clock.now()
         session.events.append(WorkflowEvent(step=step, kind=kind, at=at, detail=detail))
-        if self._rebuilding(ctx):
-            return  # audited when it happened, by the process that handled this message
+        if self._rebuilding(ctx) or self.audit is None:
+            # Audited when it happened, by the process that handled this message (a workflow
+            # runs only in a runtime, which gives it its audit log when it is added).
+            return
         self.audit.record(
             AuditRecord(
                 at,

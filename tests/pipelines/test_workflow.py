@@ -15,7 +15,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from genie import MemoryAuditLog, Runtime
+from genie import AuditRecord, AuditWriteError, MemoryAuditLog, Runtime
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
@@ -395,6 +395,28 @@ async def test_every_event_is_an_audit_record(tmp_path: Path) -> None:
         (f"workflow_{e.kind}", e.step) for e in outcome.events
     ]
     assert all(r.details["correlation_id"] == result.correlation_id for r in records)
+
+
+class _FullDisk:
+    """An audit sink that refuses every record, as a full disk does."""
+
+    def record(self, record: AuditRecord) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_a_workflow_event_the_audit_sink_refuses_stops_the_runtime(tmp_path: Path) -> None:
+    # As for a delivery's record: the runtime stops and says why, rather than the workflow's
+    # handler failing on its own record (a dead letter, and the saga left half done).
+    pipeline = trip_pipeline(tmp_path)
+
+    async def run() -> None:
+        async with pipeline.runtime(audit=_FullDisk()) as rt:
+            await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+            await anyio.sleep(5)  # cut short by the stop
+
+    with pytest.raises(AuditWriteError) as raised:
+        await run()
+    assert str(raised.value).startswith("the audit sink refused a workflow_started record")
 
 
 async def test_two_runtimes_run_the_same_workflow_apart(tmp_path: Path) -> None:
