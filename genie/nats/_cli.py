@@ -8,6 +8,7 @@ pipeline file runs in one process and across many, and only the deployment diffe
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,7 @@ from anyio.abc import TaskStatus
 from .._cli.options import count, seconds
 from .._errors import ConfigurationError
 from .._runtime.approvals import DESK, ApprovalRequest
-from .._runtime.audit import AuditVerdict, verify_audit_log
+from .._runtime.audit import AuditVerdict, audit_key, verify_audit_log
 from ..pipeline._args import add_set, load
 
 if TYPE_CHECKING:
@@ -232,6 +233,13 @@ def add_worker(commands: Any) -> None:
         help="a delivery handed out N times without an outcome (its worker died each time) "
         "becomes a dead letter (default 5)",
     )
+    worker.add_argument(
+        "--audit-key-file",
+        metavar="FILE",
+        help="the key of the namespace's audit stream, the one `genie run --nats` is given "
+        "(default: the GENIE_AUDIT_KEY variable when set, else an unkeyed chain): the records "
+        "this worker's desk and workflows write join that chain",
+    )
     add_set(worker)
     worker.set_defaults(func=_worker)
 
@@ -252,7 +260,8 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     if args.agents is not None and not hosted:
         raise ConfigurationError("--agents: name at least one agent")
     llm = pipeline.llm_stacks()
-    transport = _transport(pipeline, args, hosted or tuple(agents))
+    key = audit_key(args.audit_key_file, os.environ)  # as `genie run --nats` reads it
+    transport = _transport(pipeline, args, hosted or tuple(agents), key)
     transport.on_step = on_step
     rt = pipeline.runtime(llm=llm, transport=transport, shared_memory=transport.memory)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from genie._cli.main import main
 from genie.nats._names import NatsNames
 from genie.nats._server import LocalNatsServer
 
@@ -92,13 +91,17 @@ def audit_rows(url: str) -> list[dict[str, object]]:
     return anyio.run(read)
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
 def test_a_workflow_in_a_worker_audits_each_event_once_to_the_namespace_stream(
-    server: LocalNatsServer, workers: Workers, tmp_path: Path
+    server: LocalNatsServer, workers: Workers, tmp_path: Path, keyed: bool
 ) -> None:
     (tmp_path / "wf_agents.py").write_text(AGENTS)
     pipeline = tmp_path / "wfaudit.yaml"
     pipeline.write_text(PIPELINE)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("GENIE_AUDIT_KEY", None)
+    if keyed:  # the entry and the worker chain the namespace's rows with one key
+        env["GENIE_AUDIT_KEY"] = "k" * 32
     log = tmp_path / "worker.log"
     cmd = [sys.executable, os.fspath(HELPER), "-", "-", "0", os.fspath(pipeline)]
     with log.open("wb") as err:
@@ -134,7 +137,9 @@ def test_a_workflow_in_a_worker_audits_each_event_once_to_the_namespace_stream(
     # The failed step's dead letter: written once, by the entry, from the outcome record.
     dead = [row for row in rows if str(row["action"]).startswith("dead_letter")]
     assert len(dead) == 1, dead
-    assert main(["audit", "verify", f"{server.url}/wfaudit"]) == 0
+    verify = [sys.executable, "-m", "genie._cli", "audit", "verify", f"{server.url}/wfaudit"]
+    verified = subprocess.run(verify, env=env, capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def until_serving(log: Path, timeout: float = 30) -> None:
