@@ -15,7 +15,7 @@ import math
 import sys
 from typing import NamedTuple
 
-from .surrogates import lone_surrogate
+from .surrogates import Where, lone_surrogate, spelt
 
 __all__ = ["Unfit", "unfit_for_json"]
 
@@ -28,19 +28,6 @@ class Unfit(NamedTuple):
     problem: str
 
 
-# Where an item is in a value: None for the value itself, else (where its container is, the
-# key or index): the path is spelt out only for what is found.
-_Path = tuple["_Path", object] | None
-
-
-def _steps(path: _Path) -> tuple[object, ...]:
-    steps: list[object] = []
-    while path is not None:
-        path, step = path
-        steps.append(step)
-    return tuple(reversed(steps))
-
-
 def unfit_for_json(value: object) -> Unfit | None:
     """The first item of ``value`` (in document order, a dict's keys before what they hold)
     that JSON cannot carry exactly, or None. JSON carries a dict with text keys, a list or a
@@ -49,7 +36,7 @@ def unfit_for_json(value: object) -> Unfit | None:
     deep; a container that holds itself is named, not followed."""
     # Each entry: an item, where it is, and whether the walk leaves it (a container whose
     # items were all walked) rather than enters it.
-    stack: list[tuple[object, _Path, bool]] = [(value, None, False)]
+    stack: list[tuple[object, Where, bool]] = [(value, None, False)]
     inside: set[int] = set()  # the containers the walk is in: meeting one again is a cycle
     while stack:
         item, path, leaving = stack.pop()
@@ -63,7 +50,7 @@ def unfit_for_json(value: object) -> Unfit | None:
             elif isinstance(item, dict):
                 problem = _bad_key(item)
         if problem is not None:
-            return Unfit(_steps(path), problem)
+            return Unfit(spelt(path), problem)
         if isinstance(item, dict | list | tuple):
             inside.add(id(item))
             stack.append((item, path, True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-__all__ = ["Surrogate", "lone_surrogate", "lone_surrogate_in", "utf8_text"]
+__all__ = ["Surrogate", "Where", "lone_surrogate", "lone_surrogate_in", "spelt", "utf8_text"]
 
 
 def lone_surrogate(text: str) -> int | None:
@@ -45,12 +45,14 @@ class Surrogate(NamedTuple):
     key: bool
 
 
-# Where an item is in a value: None for the value itself, else (where its container is, the
-# key or index): the path is spelt out only for the string found.
-_Path = tuple["_Path", object] | None
+# Where an item is in a value a walk goes through: None for the value itself, else (where its
+# container is, the key or index). Linked, so that a step costs one tuple, and spelt out
+# (``spelt``) only for the item a walk finds.
+Where = tuple["Where", object] | None
 
 
-def _steps(path: _Path) -> tuple[object, ...]:
+def spelt(path: Where) -> tuple[object, ...]:
+    """The keys and indexes from the value to the item ``path`` leads to, in order."""
     steps: list[object] = []
     while path is not None:
         path, step = path
@@ -63,19 +65,19 @@ def lone_surrogate_in(value: object) -> Surrogate | None:
     sets, a set by its position as JSON lists it; no cycle) that holds a lone surrogate, in
     document order, a mapping's keys before what they hold; None if there is none. Walked one
     item at a time: no recursion, however deep."""
-    stack: list[tuple[object, _Path]] = [(value, None)]
+    stack: list[tuple[object, Where]] = [(value, None)]
     while stack:
         item, path = stack.pop()
         if isinstance(item, str):
             if (at := lone_surrogate(item)) is not None:
-                return Surrogate(_steps(path), item, at, key=False)
+                return Surrogate(spelt(path), item, at, key=False)
         elif isinstance(item, Mapping):
             for key in item:
                 # A key is kept as its text (metadata's keys are made ``str(key)``), which a
                 # key that is not exactly a str may spell otherwise than it holds.
                 text = key if type(key) is str else str(key)
                 if (at := lone_surrogate(text)) is not None:
-                    return Surrogate(_steps(path), text, at, key=True)
+                    return Surrogate(spelt(path), text, at, key=True)
             stack.extend((each, (path, key)) for key, each in reversed(list(item.items())))
         elif isinstance(item, list | tuple):
             stack.extend((item[i], (path, i)) for i in range(len(item) - 1, -1, -1))
