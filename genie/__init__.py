@@ -88,6 +88,7 @@ if _TYPE_CHECKING:
     from ._runtime.approvals import ApprovalRequest as ApprovalRequest
     from ._runtime.approvals import Approvals as Approvals
     from ._runtime.losses import Lost as Lost
+    from ._runtime.losses import Unanswered as Unanswered
     from ._runtime.model_text import ModelText as ModelText
     from ._runtime.model_text import ModelTextStream as ModelTextStream
     from ._runtime.model_text import TextChunk as TextChunk
@@ -102,9 +103,9 @@ if _TYPE_CHECKING:
 # runtime with metrics on; the catalogue (inspect, a pydantic model built per agent) serves
 # pipelines and the CLI, not a program that builds its runtime itself; the log formatters need
 # `logging`, which genie's own loggers import when they first write (genie/_base/log.py). A
-# runtime loads the rest when it first needs them: the `Lost` model when an agent subscribes
-# to loss notices, the event stream at `rt.events()`, model text at `rt.model_text()`, the
-# statistics record at `rt.statistics()`.
+# runtime loads the rest when it first needs them: the `Lost` model (and `Unanswered`) when an
+# agent subscribes to loss notices, the event stream at `rt.events()`, model text at
+# `rt.model_text()`, the statistics record at `rt.statistics()`.
 _LAZY = {
     "Metrics": "._runtime.observe.metrics",
     "MetricsServer": "._runtime.observe.metrics",
@@ -115,6 +116,7 @@ _LAZY = {
     "Event": "._runtime.observe.events",
     "EventStream": "._runtime.observe.events",
     "Lost": "._runtime.losses",
+    "Unanswered": "._runtime.losses",
     "Approval": "._runtime.approvals",
     "ApprovalDecision": "._runtime.approvals",
     "ApprovalNotPendingError": "._runtime.approvals",
@@ -217,6 +219,7 @@ __all__ = [
     "ToolSession",
     "ToolSpec",
     "Tools",
+    "Unanswered",
     "UnhandledMessageError",
     "UnknownMessageTypeError",
     "UnknownRecipientError",

@@ -30,7 +30,14 @@ from .._errors import (
 )
 from .._message.envelope import Message
 
-__all__ = ["CorrelatorStatistics", "Gather", "GatherResult", "Missing", "NoReplyError"]
+__all__ = [
+    "CorrelatorStatistics",
+    "Gather",
+    "GatherResult",
+    "Missing",
+    "NoReplyError",
+    "ReplyWatch",
+]
 
 MissingKind = Literal["denied", "failed", "shed", "no_route", "cancelled", "timed_out", "no_reply"]
 
@@ -142,6 +149,7 @@ class _Waiter(_Criteria):
     """
 
     consumes = False  # a consumed reply is not routed to its recipient's mailbox
+    watches = False  # told when a delivery of the correlation is handled (``on_handled``)
     consumer = "user"
 
     def offer(self, msg: Message) -> None:
@@ -172,7 +180,7 @@ class _Correlation:
         self.deliveries = 0  # counted against the correlation budget
         # Replaced, never changed in place: whoever walks it meanwhile keeps the one it read.
         self.waiters: tuple[_Waiter, ...] = ()
-        self.requests = 0  # how many waiters are requests (they watch for handled messages)
+        self.requests = 0  # how many waiters watch for handled messages (a request's)
         self.cancelled = False
         # Told the id when the correlation ends (its model budget is forgotten with it).
         self.on_release: Callable[[str], None] | None = None
@@ -259,7 +267,7 @@ class Correlator:
     def remove(self, corr: _Correlation, waiter: _Waiter) -> None:
         if waiter in corr.waiters:
             corr.waiters = tuple(w for w in corr.waiters if w is not waiter)
-            if waiter.consumes:
+            if waiter.watches:
                 corr.requests -= 1
         self.release(corr)
 
@@ -498,6 +506,7 @@ class RequestWaiter(_Waiter):
     the requester's mailbox); everything else the responder returns is routed as usual."""
 
     consumes = True
+    watches = True
 
     def __init__(
         self,
@@ -604,3 +613,58 @@ class RequestWaiter(_Waiter):
                 f"within {timeout:g}s"
             )
         return self.reply
+
+
+class ReplyWatch(_Waiter):
+    """Watches one request an agent sent from its handler's outputs, for an agent that goes
+    on rather than waiting (a workflow's step): ``unanswered`` is told (the request, who
+    handled it) the moment its responders (the recipient, or its fallback) handled it
+    without a reply (``Runtime.watch_reply``). It takes no message: it notes the reply as it is
+    routed to the sender, before the handling that returned it ends. It leaves once the request is
+    handled or lost, or once nothing of the correlation is in flight (it was handled before:
+    a run rebuilt after a restart watches what may have ended in an earlier process)."""
+
+    watches = True
+
+    def __init__(
+        self,
+        owner: Correlator,
+        corr: _Correlation,
+        request: Message,
+        responders: frozenset[str],
+        unanswered: Callable[[Message, str], None],
+    ) -> None:
+        self._owner = owner
+        self._corr = corr
+        self._request = request
+        self._responders = responders
+        self._unanswered = unanswered
+        self.consumer = request.sender
+        self.replied = False
+        corr.waiters += (self,)
+        corr.requests += 1
+
+    def matches(self, msg: Message) -> bool:
+        if (
+            msg.causation_id == self._request.id
+            and msg.recipient == self.consumer
+            and msg.sender in self._responders
+        ):
+            self.replied = True
+        return False  # routed on to the sender as if nobody watched
+
+    def on_handled(self, message_id: str, agent_id: str) -> None:
+        if message_id == self._request.id and agent_id in self._responders:
+            self._owner.remove(self._corr, self)
+            if not self.replied:
+                self._unanswered(self._request, agent_id)
+
+    def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
+        if message_id == self._request.id and recipient == self._request.recipient:
+            self._owner.remove(self._corr, self)  # its loss notice tells the sender
+
+    def on_quiescent(self) -> None:
+        self._owner.remove(self._corr, self)
+
+    def close(self, reason: str) -> None:
+        self._owner.remove(self._corr, self)

@@ -9,6 +9,13 @@ one, in its correlation: so an agent waiting for the work of that correlation (a
 declared gather) stops waiting for what cannot come. Nothing is sent when nobody subscribes, for
 the loss of a notice itself, for a cancelled request, or once the runtime is closing.
 
+An agent that sends a request from its handler's outputs and goes on, rather than awaiting
+``ctx.request`` (a workflow's step), asks the runtime to watch it (``Runtime.watch_reply``): when
+the recipient, or its fallback, handles it without replying, the sender is sent an
+``Unanswered`` notice, caused by the request and in its correlation, as the handler returns. A
+reply goes out before the handling that returned it ends, so it reaches the sender first: a
+notice that follows it finds the sender waiting for nothing.
+
 When a request is cancelled (``Runtime.cancel``: its caller gave up, or timed out), nothing more
 of its correlation is delivered. The subscribers of ``genie.cancelled`` are then sent a
 ``Cancelled`` notice in a correlation of its own, ``<id>.cancel``: the undo of what the request
@@ -22,7 +29,14 @@ from typing import Literal
 from .._message.envelope import Message
 from .._message.payload import Payload
 
-__all__ = ["Cancelled", "Lost", "cancellation", "cancelled_request", "notice_of_cancelling"]
+__all__ = [
+    "Cancelled",
+    "Lost",
+    "Unanswered",
+    "cancellation",
+    "cancelled_request",
+    "notice_of_cancelling",
+]
 
 SUFFIX = ".cancel"
 
@@ -41,6 +55,17 @@ class Lost(Payload):
     kind: Literal["denied", "failed", "shed", "cancelled"]
     reason: str
     policy: str | None = None
+
+
+class Unanswered(Payload):
+    """The request ``message_id`` (of type ``type_name``), watched for its sender, was handled
+    by ``consumer`` (its recipient, or the recipient's fallback) without a reply."""
+
+    message_type = "genie.unanswered"
+
+    message_id: str
+    type_name: str
+    consumer: str
 
 
 class Cancelled(Payload):

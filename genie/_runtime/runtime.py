@@ -435,9 +435,11 @@ class Runtime:
 
             self.types.register(Cancelled)
         if self._router.subscribers(_LOST):
-            from .losses import Lost
+            from .losses import Lost, Unanswered
 
-            self.types.register(Lost)
+            # An agent that hears of losses may watch its requests for a reply too
+            # (``watch_reply``): a notice of one kept by a store is read at the next start.
+            self.types.register(Lost, Unanswered)
             self._ledger.on_loss = self._notify_loss
         else:
             self._ledger.on_loss = None
@@ -468,6 +470,47 @@ class Runtime:
                 sender=RUNTIME,
                 id=self._new_id(),
                 created_at=self.clock.timestamp(),
+                role=Role.SYSTEM,
+            ),
+            False,
+        )
+
+    def watch_reply(self, request: Message) -> None:
+        """Tell ``request``'s sender, by an ``Unanswered`` notice (``genie.unanswered``) caused
+        by the request, the moment its recipient (or the recipient's fallback) handles it
+        without replying: for an agent that sends a request among its handler's outputs and
+        goes on (a workflow's step), rather than awaiting ``ctx.request``. Called by that
+        handler, before it returns ``request``. A loss of the request is told by the loss
+        notice (``genie.lost``), as for any delivery; a request to no agent of this runtime
+        (another process's) is not watched."""
+        recipient = request.recipient
+        if recipient is None or recipient not in self._mailboxes:
+            return
+        from .correlator import ReplyWatch
+        from .losses import Unanswered
+
+        self.types.register(Unanswered)
+        fallback = self._mailboxes[recipient].options.fallback
+        responders = frozenset((recipient,) if fallback is None else (recipient, fallback))
+        corr = self._correlator.get(request.correlation_id)
+        ReplyWatch(self._correlator, corr, request, responders, self._notify_unanswered)
+
+    def _notify_unanswered(self, request: Message, handled_by: str) -> None:
+        from .losses import Unanswered  # loaded by `watch_reply`, which watches the request
+
+        corr = self._correlator.lookup(request.correlation_id)
+        if corr is None or corr.cancelled or self._state is not RuntimeState.RUNNING:
+            return
+        notice = Unanswered(message_id=request.id, type_name=request.type, consumer=handled_by)
+        # Routed at once, as a loss notice is: in flight before the handled request settles
+        # the correlation, and after any reply the handler returned.
+        self._dispatcher.route(
+            request.child(
+                notice,
+                sender=RUNTIME,
+                id=self._new_id(),
+                created_at=self.clock.timestamp(),
+                recipient=request.sender,
                 role=Role.SYSTEM,
             ),
             False,

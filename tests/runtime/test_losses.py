@@ -15,10 +15,11 @@ from genie import (
     Message,
     Runtime,
     RuntimeStatistics,
+    Unanswered,
     handler,
 )
 
-from ..conftest import Failing, Ping, PolicyFn, Recorder
+from ..conftest import Failing, Note, Ping, PolicyFn, Pong, Recorder
 
 
 class Watcher(BaseAgent):
@@ -129,3 +130,63 @@ async def test_a_subscriber_hears_of_what_an_overflow_policy_sheds() -> None:
     kinds = [(m.payload.kind, m.payload.consumer) for m in watcher.heard]  # type: ignore[attr-defined]
     assert kinds == [("shed", "sink"), ("shed", "sink")]
     accounted(s)
+
+
+class Asker(BaseAgent):
+    """On a Note, sends a Ping to ``to`` among its outputs, the runtime watching it for a
+    reply; records what comes back (the reply, or the notice that none came)."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, rt: Runtime, to: str) -> None:
+        super().__init__(id)
+        self.rt = rt
+        self.to = to
+        self.heard: list[Message] = []
+        self.sent: list[Message] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> Message:
+        ask = ctx.emit(Ping(n=1), recipient=self.to)
+        self.rt.watch_reply(ask)
+        self.sent.append(ask)
+        return ask
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        self.heard.append(ctx.message)
+
+    @handler
+    async def on_unanswered(self, payload: Unanswered, ctx: Context) -> None:
+        self.heard.append(ctx.message)
+
+
+async def test_a_watched_request_handled_without_a_reply_is_told_at_once() -> None:
+    # A bystander subscribed to the type handles the request too, with no reply of its own:
+    # only the recipient's handling answers for it.
+    async with Runtime() as rt:
+        asker = Asker("asker", rt, "silent")
+        rt.add(asker)
+        rt.add(Recorder("silent"))
+        rt.add(Recorder("bystander"), subscribe=["ping"])
+        await rt.publish(rt.message(Note(text="go"), recipient="asker"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        accounted(rt.statistics())
+    (ask,) = asker.sent
+    (notice,) = asker.heard
+    assert notice.payload == Unanswered(message_id=ask.id, type_name="ping", consumer="silent")
+    assert (notice.sender, notice.recipient, notice.causation_id) == ("genie", "asker", ask.id)
+    assert notice.correlation_id == ask.correlation_id
+
+
+async def test_a_watched_request_that_is_answered_brings_no_notice() -> None:
+    async with Runtime() as rt:
+        asker = Asker("asker", rt, "answers")
+        rt.add(asker)
+        rt.add(Failing("answers", failures=0))
+        await rt.publish(rt.message(Note(text="go"), recipient="asker"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        assert rt.statistics().correlations.correlations_active == 0  # the watch left
+    assert [m.type for m in asker.heard] == ["pong"]
