@@ -323,6 +323,7 @@ class Pipeline:
                 deadline=w.deadline,
                 clock=rt.clock,
                 taken_before=rt.taken_before,
+                watch_reply=rt.watch_reply,
             )
             rt.add(flow, subscribe=[Lost.message_type, Cancelled.message_type])
         for type_name, recipients in self.config.routes.items():

@@ -7,8 +7,9 @@ steps running at once that set one field differently fail the later one). A step
 the steps it comes ``after`` are done, so independent steps run at once. An approval step asks
 a person (the runtime's approval desk) and goes on when they approve.
 
-When a step fails (its handler raised, its delivery was denied, shed or cancelled, it did not
-reply within its deadline, or a person rejected it), no further step starts; once the steps
+When a step fails (its handler raised, its delivery was denied, shed or cancelled, its agent
+handled it without replying or replied with another type, it did not reply within its
+deadline, or a person rejected it), no further step starts; once the steps
 still running have ended, each completed step that declares a ``compensate`` message type is
 sent that message, built from the state, one at a time in the reverse order of completion.
 The same happens when the workflow's own deadline passes, and when its request is cancelled:
@@ -48,7 +49,7 @@ from .._message.envelope import Message
 from .._message.payload import MetaValue, Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
 from .._runtime.audit import AuditRecord, AuditSink
-from .._runtime.losses import Cancelled, Lost
+from .._runtime.losses import Cancelled, Lost, Unanswered
 from ._finished import Finished
 
 __all__ = [
@@ -339,6 +340,7 @@ class WorkflowNode:
         deadline: float | None = None,
         clock: Clock,
         taken_before: Callable[[str, str], bool] | None = None,
+        watch_reply: Callable[[Message], None] | None = None,
     ) -> None:
         self.id = self.name = id
         self.state_model = state
@@ -352,6 +354,9 @@ class WorkflowNode:
         # Whether a process before this one handled a message (its id, this workflow's id),
         # with what it sent kept: the runtime's ``taken_before``.
         self.taken_before = taken_before or _never
+        # Asks the runtime to say at once when a step's agent handled its message without
+        # replying (``Runtime.watch_reply``): else only the step's deadline would tell.
+        self.watch_reply = watch_reply or _unwatched
         undo = [s.compensate for s in steps if s.compensate is not None]
         asks: list[type[Payload]] = []
         if any(s.approval for s in steps):
@@ -416,6 +421,12 @@ class WorkflowNode:
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
                 self._ended_badly(ctx, session, sent, f"{payload.kind}: {payload.reason}")
+        elif isinstance(payload, Unanswered):
+            # Its reply, had it sent one, would have come first: the handling has ended.
+            sent = session.sent.pop(payload.message_id, None)
+            if sent is not None:
+                why = f"{payload.consumer} handled the {payload.type_name} without replying"
+                self._ended_badly(ctx, session, sent, why)
         elif isinstance(payload, ApprovalDecision):
             sent = session.sent.pop(payload.approval_id, None)
             if sent is not None:
@@ -453,7 +464,7 @@ class WorkflowNode:
         """Notices come from the runtime, decisions from its desk, ticks from the workflow
         itself: the same payload from anyone else (an agent's output) is ignored."""
         payload = msg.payload
-        if isinstance(payload, Lost | Cancelled):
+        if isinstance(payload, Lost | Cancelled | Unanswered):
             return msg.sender == "genie"
         if isinstance(payload, ApprovalDecision):
             return msg.sender == DESK
@@ -562,7 +573,10 @@ class WorkflowNode:
             else ctx.schedule(step.deadline, StepDeadline(message_id=mid))
         )
         session.sent[mid] = _Sent(step.id, "undo" if undo else "run", dict(session.state), timer)
-        return self._child(ctx, payload, mid, step.agent, session.metadata if undo else None)
+        child = self._child(ctx, payload, mid, step.agent, session.metadata if undo else None)
+        # Watched when rebuilding too: the step's delivery that had not ended runs again.
+        self.watch_reply(child)
+        return child
 
     def _child(
         self,
@@ -767,6 +781,11 @@ class WorkflowNode:
 
 def _never(message_id: str, agent_id: str) -> bool:
     return False
+
+
+def _unwatched(request: Message) -> None:
+    """No runtime watches the steps' messages: a step that does not reply fails at its
+    deadline."""
 
 
 def _filled(template: str, state: Mapping[str, Any]) -> str:

@@ -31,7 +31,9 @@ class Cancel(Payload):
 class Booker(BaseAgent):
     """Books ``field`` (sets it on the trip); ``fail`` raises instead, ``stall`` answers that
     many seconds late, ``undo_fails`` raises when asked to undo; ``meet``: waits until that
-    many bookers have started (so a step can only finish if the others run at once)."""
+    many bookers have started (so a step can only finish if the others run at once);
+    ``answer``: ``none`` returns nothing, ``emit`` only emits a ``trip_cancel`` to nobody in
+    particular, ``other`` replies with a ``trip_cancel`` (none of them the state)."""
 
     produces = (Trip, Cancel, ApprovalDecision)
     journal: list[str]  # shared by the test: what was done and undone, in order
@@ -50,6 +52,7 @@ class Booker(BaseAgent):
         journal: list[str] | None = None,
         value: str = "",
         principal: str = "",
+        answer: str = "state",
     ) -> None:
         super().__init__(id)
         self.field = field
@@ -61,10 +64,11 @@ class Booker(BaseAgent):
         self.meet = meet
         self.value = value
         self.principal = principal
+        self.answer = answer
         self.journal = journal if journal is not None else JOURNAL
 
     @handler
-    async def on_trip(self, trip: Trip, ctx: Context) -> Message | list[Message]:
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message | list[Message] | None:
         self.journal.append(f"start {self.id}")
         if self.meet:
             MET.append(self.id)
@@ -82,6 +86,11 @@ class Booker(BaseAgent):
         if self.fail:
             raise RuntimeError(f"{self.id}: no seats left")
         self.journal.append(f"do {self.id}")
+        if self.answer == "none":
+            return None
+        if self.answer in ("emit", "other"):
+            cancel = Cancel(**trip.model_dump())
+            return ctx.reply(cancel) if self.answer == "other" else ctx.emit(cancel)
         return ctx.reply(trip.model_copy(update={self.field: self.value or f"{self.id}-ok"}))
 
     @handler
@@ -115,7 +124,7 @@ class Refunder(BaseAgent):
     produces = (Trip, Refund)
 
     @handler
-    async def on_trip(self, trip: Trip, ctx: Context) -> Message | list[Message]:
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message | list[Message] | None:
         return ctx.reply(trip)
 
     @handler
