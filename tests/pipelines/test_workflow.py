@@ -568,6 +568,46 @@ async def test_a_cancelled_runs_compensations_resume_after_a_stop(tmp_path: Path
         assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == (0,)
 
 
+async def test_a_failed_runs_compensations_resume_after_a_stop_each_sent_once(
+    tmp_path: Path,
+) -> None:
+    # The car fails; the hotel is undone, and the flight's undo is under way when the
+    # process stops. Resumed on the same store, the flight's undo (cut short) runs again
+    # under its id, and the hotel's, done before the stop, is not sent again.
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    store = tmp_path / "trip.db"
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true", flight="undo_stall: 30")
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
+        await wait_all_tasks_blocked()  # the hotel undone, the flight's undo under way
+        assert saga_agents.JOURNAL[-2:] == ["undo hotel hotel-ok", "undoing flight"]
+    saga_agents.JOURNAL.clear()
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="fail: true")
+    audit = MemoryAuditLog()
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        [request] = rt.unfinished()
+        with anyio.fail_after(5):
+            result = await pipeline.resume(rt, request)
+        await rt.wait_idle()
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "car"
+    assert outcome.compensated == ("hotel", "flight")
+    assert saga_agents.JOURNAL == ["undo flight flight-ok"]  # nothing else ran again
+    undone = [r.details["step"] for r in audit.records if r.action == "workflow_compensated"]
+    assert undone == ["flight"]  # the hotel's was audited before the stop
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+
+
 async def test_a_decision_not_from_the_desk_is_ignored(tmp_path: Path) -> None:
     steps = """
       - {id: flight}
