@@ -5,6 +5,7 @@ surrogate, an integer too long to convert), named with where it is."""
 from __future__ import annotations
 
 import enum
+import math
 import sys
 from typing import Any
 
@@ -69,9 +70,8 @@ def test_the_longest_integer_python_converts_passes() -> None:
 def test_a_value_that_holds_itself_is_named_not_followed() -> None:
     looped: dict[str, Any] = {"a": [1]}
     looped["a"].append(looped)
-    assert unfit_for_json(looped) == Unfit(
-        ("a", 1), "holds itself: JSON has no form for a value that contains itself"
-    )
+    holds_itself = "holds itself: JSON has no form for a value that contains itself"
+    assert unfit_for_json(looped) == Unfit(("a", 1), holds_itself, "itself", looped)
 
 
 def test_a_deep_value_is_walked_without_recursion() -> None:
@@ -81,3 +81,46 @@ def test_a_deep_value_is_walked_without_recursion() -> None:
     found = unfit_for_json({"a": deep})
     assert found is not None
     assert len(found.path) == 100_001
+
+
+def levels(n: int) -> Any:
+    """A list ``n`` levels deep (the outermost counting 1)."""
+    value: Any = []
+    for _ in range(n - 1):
+        value = [value]
+    return value
+
+
+def test_a_value_nested_past_a_depth_is_named_at_the_first_level_too_deep() -> None:
+    assert unfit_for_json({"a": levels(63)}, depth=64) is None  # 64 with the dict
+    assert unfit_for_json({"a": levels(64)}, depth=None) is None  # no limit unless given
+    value = {"ok": [[1]], "a": levels(100_000)}
+    found = unfit_for_json(value, depth=64)
+    assert found is not None
+    path = ("a",) + (0,) * 63
+    assert found[:3] == (path, "nested deeper than 64 levels of lists and dicts", "deep")
+    item: Any = value
+    for step in path:
+        item = item[step]
+    assert found.item is item  # the list at level 65
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "item"),
+    [
+        ({"a": "x\udfff"}, "text", "x\udfff"),
+        ({"a": {"\ud800": 1}}, "key", "\ud800"),
+        ({"a": {1: 1}}, "key", 1),
+        ({"a": -math.inf}, "number", -math.inf),
+        ({"a": 10**4300}, "integer", 10**4300),
+        ({"a": {1, 2}}, "type", {1, 2}),
+    ],
+    ids=["text", "surrogate-key", "int-key", "number", "integer", "type"],
+)
+def test_what_is_named_says_its_kind_and_the_item_or_key_itself(
+    value: Any, kind: str, item: object
+) -> None:
+    """A caller words its own message from these (memory quotes the text)."""
+    found = unfit_for_json(value)
+    assert found is not None
+    assert (found.kind, found.item) == (kind, item)
