@@ -384,8 +384,10 @@ class ToolArgumentsError(MessageError):
 class MemoryArgumentError(MessageError, ValueError):
     """A handler's memory call was given an argument memory does not keep: text that is not
     valid UTF-8 (a lone surrogate, which no file, bucket or JSON reader holds as text), a
-    search's ``k`` that is not a whole number of at least 1, a fact's confidence that is not
-    a number from 0 to 1.
+    value JSON would not read back as given or cannot hold (a key that is not text, a
+    ``set``, NaN, a value holding itself, ...; ``problem`` says where in it), a search's
+    ``k`` that is not a whole number of at least 1, a fact's confidence that is not a number
+    from 0 to 1.
     ``call`` names the call (``kv.set``), ``argument`` the argument (``key``, ``value``);
     nothing was judged, stored or read, and the agent's retry policy never retries it: the
     same call would be refused again. A ``ValueError`` too, as such a mistake is in Python."""

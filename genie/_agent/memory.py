@@ -8,8 +8,9 @@ judges it as a ``memory_write`` message and audits it; a unit test's lets everyt
 through) and each read shown to it after.
 
 What a call is given is checked here, before the gate and the store see it: text that UTF-8
-cannot encode (a lone surrogate) is refused with a ``MemoryArgumentError`` naming the argument,
-on every backend alike, rather than failing deep in one of them (SQLite, the NATS bucket's
+cannot encode (a lone surrogate), and a value JSON would not read back as given (a key that is
+not text, a set, NaN), are refused with a ``MemoryArgumentError`` naming the argument, on every
+backend alike, rather than failing deep in one of them (SQLite, the NATS bucket's
 names, an embedding provider's request) or making a policy fail closed.
 """
 
@@ -20,9 +21,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._base.nesting import MAX_DEPTH, json_depth_exceeds
+from .._base.json_form import unfit_for_json
+from .._base.nesting import MAX_DEPTH
 from .._base.record import Record
-from .._base.surrogates import lone_surrogate, lone_surrogate_in
+from .._base.surrogates import lone_surrogate
 from .._errors import ConfigurationError, MemoryArgumentError, shown
 from .._message.payload import Classification
 
@@ -236,44 +238,53 @@ def _check_texts(memory: str, call: str, **texts: str) -> None:
 
 
 def _check_value(memory: str, call: str, argument: str, value: object) -> None:
-    """Refuses a value JSON cannot hold: one of a type it has no form for with a
-    ``TypeError`` (as ``json.dumps``), and with a ``MemoryArgumentError`` one holding NaN or
-    infinity (no JSON has them: a store's reader would refuse the file, a bucket's value), an
-    integer longer than Python writes as text, itself, lists and mappings nested deeper than
-    ``MAX_DEPTH`` (a reader, a policy, a store recurses into each level), or a string or key
-    that UTF-8 cannot encode, naming where (``value['notes'][2]``)."""
-    import json
-
-    too_deep = f"is nested deeper than {MAX_DEPTH} levels of lists and mappings"
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except RecursionError:  # the encoder's own refusal, deep past any reader's
-        raise MemoryArgumentError(memory, call, argument, too_deep) from None
-    except ValueError as exc:
-        raise MemoryArgumentError(memory, call, argument, _no_json_form(exc)) from None
-    if json_depth_exceeds(text):
-        raise MemoryArgumentError(memory, call, argument, too_deep)
-    found = lone_surrogate_in(value)
+    """Refuses, with a ``MemoryArgumentError`` naming where (``value['notes'][2]``), a value
+    JSON would not read back as it was given or a reader could not read: a key that is not
+    text (``{1: "a"}`` came back as ``{"1": "a"}``), a type JSON has no form for (a ``set``,
+    an object), NaN or infinity (no JSON has them: a store's reader would refuse the file, a
+    bucket's value), an integer longer than Python writes as text, a value holding itself,
+    lists and mappings nested deeper than ``MAX_DEPTH`` (a reader, a policy, a store recurses
+    into each level), or a string or key that UTF-8 cannot encode. A tuple is kept, as JSON
+    writes it, as a list."""
+    found = unfit_for_json(value, MAX_DEPTH)
     if found is None:
         return
-    spelt = argument + "".join(f"[{step!r}]" for step in found.path)
-    where = f"a key of {spelt}" if found.key else spelt if found.path else ""
-    raise _refused(memory, call, argument, found.text, found.at, where)
-
-
-def _no_json_form(refused: ValueError) -> str:
-    """What ``json.dumps`` refused in a value, in the words of what the value holds."""
-    said = str(refused)
-    if said.startswith("Out of range float"):
-        return "has no JSON form: it holds NaN or infinity"
-    if said.startswith("Circular reference"):
-        return "has no JSON form: it holds itself"
-    if "integer string conversion" in said:
-        return (
-            f"holds an integer of more than {sys.get_int_max_str_digits()} digits, which "
-            "Python does not write as text (sys.get_int_max_str_digits())"
+    item, where = found.item, _where(argument, found.path)
+    if isinstance(item, str) and (at := lone_surrogate(item)) is not None:
+        # Quoted as a text argument is, with where it is when it is not the argument itself.
+        what = f"a key of {where}" if found.kind == "key" else where if found.path else ""
+        raise _refused(memory, call, argument, item, at, what)
+    kind = type(item).__name__
+    if found.kind == "key":
+        problem = (
+            f"has a key that is not text (a str) in {where}: got {kind}, which JSON keeps as "
+            "text (another key)"
         )
-    return f"has no JSON form: {said}"
+    elif found.kind == "number":
+        problem = f"has no JSON form: it holds NaN or infinity ({item!r} at {where})"
+    elif found.kind == "integer":
+        problem = (
+            f"holds an integer of more than {sys.get_int_max_str_digits()} digits (at {where}), "
+            "which Python does not write as text (sys.get_int_max_str_digits())"
+        )
+    elif found.kind == "itself":
+        problem = f"has no JSON form: it holds itself (at {where})"
+    elif found.kind == "deep":
+        problem = f"is nested deeper than {MAX_DEPTH} levels of lists and mappings (at {where})"
+    else:
+        problem = (
+            f"has no JSON form: it holds a value of type {kind} (at {where}); JSON holds "
+            "mappings with text keys, lists, text, finite numbers, booleans and None"
+        )
+    raise MemoryArgumentError(memory, call, argument, problem)
+
+
+def _where(argument: str, path: tuple[object, ...]) -> str:
+    """Where an item is in an argument's value (``value['notes'][2]``): a path of more than
+    eight steps (only nesting too deep has one, as a rule) cut to its first six."""
+    steps = path if len(path) <= 8 else path[:6]
+    spelt = "".join(f"[{shown(step) if isinstance(step, str) else repr(step)}]" for step in steps)
+    return argument + spelt + ("..." if len(steps) < len(path) else "")
 
 
 class KeyValues:

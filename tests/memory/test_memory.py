@@ -941,6 +941,158 @@ async def test_a_value_is_refused_naming_where_it_holds_such_text(
     ]
 
 
+# --- a value JSON would read back as another, or cannot hold: named with where it is -----------
+NOT_TEXT = "which JSON keeps as text (another key)"
+WHERE: list[tuple[str, str, Call, str]] = [
+    # A key that is not text was stored as its JSON text: {1: "a"} read back as {"1": "a"}.
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {1: "a"}),
+        f"has a key that is not text (a str) in value: got int, {NOT_TEXT}",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"a": [{"b": {True: 1}}]}),
+        f"has a key that is not text (a str) in value['a'][0]['b']: got bool, {NOT_TEXT}",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"a": {None: 1}}),
+        f"has a key that is not text (a str) in value['a']: got NoneType, {NOT_TEXT}",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"a": {2.5: 1}}),
+        f"has a key that is not text (a str) in value['a']: got float, {NOT_TEXT}",
+    ),
+    (
+        "semantic.add",
+        "meta",
+        lambda m: m.semantic.add("u1", "k", "t", {3: "x"}),  # type: ignore[dict-item]
+        f"has a key that is not text (a str) in meta: got int, {NOT_TEXT}",
+    ),
+    (
+        "semantic.add",
+        "meta",
+        lambda m: m.semantic.add("u1", "k", "t", {"w": [{3: "x"}]}),
+        f"has a key that is not text (a str) in meta['w'][0]: got int, {NOT_TEXT}",
+    ),
+    # What was refused without saying where, or (a set) with a bare TypeError, names it now.
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"x": [1, math.nan]}),
+        "has no JSON form: it holds NaN or infinity (nan at value['x'][1])",
+    ),
+    (
+        "semantic.add",
+        "meta",
+        lambda m: m.semantic.add("u1", "k", "t", {"w": -math.inf}),
+        "has no JSON form: it holds NaN or infinity (-inf at meta['w'])",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"tags": {"a", "b"}}),
+        "has no JSON form: it holds a value of type set (at value['tags']); JSON holds "
+        "mappings with text keys, lists, text, finite numbers, booleans and None",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"n": [10**5000]}),
+        "holds an integer of more than 4300 digits (at value['n'][0]), which Python does not "
+        "write as text (sys.get_int_max_str_digits())",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"loop": itself()}),
+        "has no JSON form: it holds itself (at value['loop'][0])",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"deep": nested(64)}),  # 65 levels with the mapping
+        "is nested deeper than 64 levels of lists and mappings "
+        "(at value['deep'][0][0][0][0][0]...)",
+    ),
+    (
+        "semantic.add",
+        "meta",
+        lambda m: m.semantic.add("u1", "k", "t", {"deep": nested(100_000)}),
+        "is nested deeper than 64 levels of lists and mappings (at meta['deep'][0][0][0][0][0]...)",
+    ),
+    (
+        "kv.set",
+        "value",
+        lambda m: m.kv.set("n", "k", {"notes": ["a", "b", BAD]}),
+        "is not valid UTF-8 text: value['notes'][2], 'ab\\ud800', holds a lone surrogate "
+        "(U+D800 at index 2)",
+    ),
+]
+
+
+@BACKENDS
+async def test_a_value_json_would_change_or_cannot_hold_is_refused_naming_where(
+    kind: str, tmp_path: Path
+) -> None:
+    """Each is a ``MemoryArgumentError`` (a ``ValueError``, never retried) naming the argument
+    and where in it the problem is; nothing is judged or kept."""
+    audit = MemoryAuditLog()
+    refused: list[Any] = []
+
+    async def work(ctx: Context) -> Any:
+        mem = ctx.memory()
+        for _, _, call, _ in WHERE:
+            try:
+                await call(mem)
+            except MemoryArgumentError as exc:
+                refused.append((exc.call, exc.argument, exc.problem))
+            else:
+                refused.append("not refused")
+        return [await mem.kv.get("n", "k"), await mem.semantic.search("u1", "t")]
+
+    async with Runtime(memory=store_of(kind, tmp_path), audit=audit) as rt:
+        before = len(audit.records)
+        assert await run(rt, work) == [None, []]  # nothing was kept
+    assert refused == [(c, a, said) for c, a, _, said in WHERE]
+    judged = [r.details["reason"] for r in list(audit.records)[before:]]
+    assert judged == ["kv n/k", "semantic u1"]
+
+
+@BACKENDS
+async def test_what_json_carries_is_kept_and_a_tuple_is_read_back_as_a_list(
+    kind: str, tmp_path: Path
+) -> None:
+    """JSON has no tuple: one is kept as the list JSON writes (as a tool's arguments are
+    sent), and read back as that list. The deepest value allowed and a list held twice (no
+    cycle) are kept."""
+    shared = [1, 2]
+    kept = [
+        ({"pair": (1, "a"), "empty": ()}, {"pair": [1, "a"], "empty": []}),
+        ((1, 2), [1, 2]),
+        (nested(64), nested(64)),
+        ({"a": shared, "b": shared}, {"a": [1, 2], "b": [1, 2]}),
+        ({"n": 10**4300 - 1, "x": -0.0, "t": True, "z": None}, None),
+    ]
+
+    async def work(ctx: Context) -> Any:
+        mem, read = ctx.memory(), []
+        for value, _ in kept:
+            await mem.kv.set("n", "k", value)
+            read.append(await mem.kv.get("n", "k"))
+        return read
+
+    async with Runtime(memory=store_of(kind, tmp_path)) as rt:
+        read = await run(rt, work)
+    assert read == [value if back is None else back for value, back in kept]
+
+
 async def test_such_text_fails_a_handler_once_and_a_reply_quoting_it_passes_the_policies() -> None:
     """The error is never retried (the same call would be refused again), and its text quotes
     the argument escaped: a handler that replies with it is not denied by the policies."""
