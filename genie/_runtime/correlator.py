@@ -149,7 +149,9 @@ class _Waiter(_Criteria):
     """
 
     consumes = False  # a consumed reply is not routed to its recipient's mailbox
-    watches = False  # told when a delivery of the correlation is handled (``on_handled``)
+    # Told when a delivery of the correlation is handled (``on_handled``); matches only what
+    # handlers return (a request's reply is an output).
+    watches = False
     consumer = "user"
 
     def offer(self, msg: Message) -> None:
@@ -615,14 +617,34 @@ class RequestWaiter(_Waiter):
         return self.reply
 
 
+class _Watched:
+    """One request ``ReplyWatch`` watches: who may answer it, and the replies its responders
+    routed to its sender so far that were not lost on the way (``lost``: why the last lost
+    one was)."""
+
+    __slots__ = ("lost", "replies", "request", "responders")
+
+    def __init__(self, request: Message, responders: frozenset[str]) -> None:
+        self.request = request
+        self.responders = responders
+        self.replies: list[str] = []
+        self.lost: tuple[str, Missing] | None = None  # the reply's type, why it was lost
+
+
 class ReplyWatch(_Waiter):
-    """Watches one request an agent sent from its handler's outputs, for an agent that goes
-    on rather than waiting (a workflow's step): ``unanswered`` is told (the request, who
-    handled it) the moment its responders (the recipient, or its fallback) handled it
-    without a reply (``Runtime.watch_reply``). It takes no message: it notes the reply as it is
-    routed to the sender, before the handling that returned it ends. It leaves once the request is
-    handled or lost, or once nothing of the correlation is in flight (it was handled before:
-    a run rebuilt after a restart watches what may have ended in an earlier process)."""
+    """Watches the requests agents sent in one correlation from their handlers' outputs, for
+    agents that go on rather than wait (a workflow's steps): ``unanswered`` is told (the
+    request, who handled it, how it went unanswered) the moment a request's responders (the
+    recipient, or its fallback) handled it and no reply reached its sender: none was
+    returned, or each was denied or shed on its way (``Runtime.watch_reply``).
+
+    One per correlation, each request found by its id (a fan-out of watched requests costs
+    each the same), a request watched twice watched once. It takes no message: it notes a
+    reply as the reply is routed to the sender, before the handling that returned it ends,
+    and forgets it if the sender's delivery of it is refused there. A request leaves once it is
+    handled or lost; the watch leaves with its last request, or once nothing of the
+    correlation is in flight (a request handled before: a run rebuilt after a restart
+    watches what may have ended in an earlier process)."""
 
     watches = True
 
@@ -630,41 +652,81 @@ class ReplyWatch(_Waiter):
         self,
         owner: Correlator,
         corr: _Correlation,
-        request: Message,
-        responders: frozenset[str],
-        unanswered: Callable[[Message, str], None],
+        unanswered: Callable[[Message, str, str], None],
     ) -> None:
         self._owner = owner
         self._corr = corr
-        self._request = request
-        self._responders = responders
         self._unanswered = unanswered
-        self.consumer = request.sender
-        self.replied = False
+        self._watched: dict[str, _Watched] = {}  # by the request's id
+        self._replies: dict[str, tuple[str, str]] = {}  # reply id: its request's id, its type
         corr.waiters += (self,)
         corr.requests += 1
 
+    @staticmethod
+    def of(owner: Correlator, corr: _Correlation) -> ReplyWatch | None:
+        """The watch of ``corr``, if it has one."""
+        for waiter in corr.waiters:
+            if isinstance(waiter, ReplyWatch):
+                return waiter
+        return None
+
+    def watch(self, request: Message, responders: frozenset[str]) -> None:
+        if request.id not in self._watched:
+            self._watched[request.id] = _Watched(request, responders)
+
     def matches(self, msg: Message) -> bool:
+        cause = msg.causation_id
+        watched = None if cause is None else self._watched.get(cause)
         if (
-            msg.causation_id == self._request.id
-            and msg.recipient == self.consumer
-            and msg.sender in self._responders
+            watched is not None
+            and msg.recipient == watched.request.sender
+            and msg.sender in watched.responders
         ):
-            self.replied = True
+            watched.replies.append(msg.id)
+            self._replies[msg.id] = (watched.request.id, msg.type)
         return False  # routed on to the sender as if nobody watched
 
     def on_handled(self, message_id: str, agent_id: str) -> None:
-        if message_id == self._request.id and agent_id in self._responders:
-            self._owner.remove(self._corr, self)
-            if not self.replied:
-                self._unanswered(self._request, agent_id)
+        watched = self._watched.get(message_id)
+        if watched is None or agent_id not in watched.responders:
+            return
+        self._forget(watched)
+        if watched.replies:
+            return
+        request = watched.request
+        why = f"handled the {request.type} without replying"
+        if watched.lost is not None:
+            reply, missing = watched.lost
+            how = f"denied by {missing.policy}" if missing.kind == "denied" else missing.kind
+            why = f"handled the {request.type}, but its reply {reply!r} was {how}: {missing.reason}"
+        self._unanswered(request, agent_id, why)
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
-        if message_id == self._request.id and recipient == self._request.recipient:
-            self._owner.remove(self._corr, self)  # its loss notice tells the sender
+        watched = self._watched.get(message_id)
+        if watched is not None:
+            if recipient == watched.request.recipient:
+                self._forget(watched)  # its loss notice tells the sender
+            return
+        noted = self._replies.get(message_id)
+        if noted is None:
+            return
+        watched = self._watched[noted[0]]
+        if recipient == watched.request.sender:  # the reply, refused to the sender
+            del self._replies[message_id]
+            watched.replies.remove(message_id)
+            watched.lost = (noted[1], missing)
+
+    def _forget(self, watched: _Watched) -> None:
+        del self._watched[watched.request.id]
+        for reply in watched.replies:
+            self._replies.pop(reply, None)
+        if not self._watched:
+            self._owner.remove(self._corr, self)
 
     def on_quiescent(self) -> None:
+        self._watched.clear()
+        self._replies.clear()
         self._owner.remove(self._corr, self)
 
     def close(self, reason: str) -> None:
-        self._owner.remove(self._corr, self)
+        self.on_quiescent()

@@ -242,8 +242,10 @@ class Dispatcher:
                     self.correlator.hold()
                 # A waiter that takes what it waits for leaves: ``corr.waiters`` is replaced then,
                 # and this walk goes on over the tuple it read.
+                # A waiter that watches a request takes only a handler's outputs as its reply
+                # (a ``ctx.request`` asking the requester back is none).
                 for waiter in waiters:
-                    if (waiter.consumes and not output) or not waiter.matches(msg):
+                    if (waiter.watches and not output) or not waiter.matches(msg):
                         continue
                     taken += 1
                     if waiter.consumes:

@@ -11,10 +11,11 @@ the loss of a notice itself, for a cancelled request, or once the runtime is clo
 
 An agent that sends a request from its handler's outputs and goes on, rather than awaiting
 ``ctx.request`` (a workflow's step), asks the runtime to watch it (``Runtime.watch_reply``): when
-the recipient, or its fallback, handles it without replying, the sender is sent an
-``Unanswered`` notice, caused by the request and in its correlation, as the handler returns. A
-reply goes out before the handling that returned it ends, so it reaches the sender first: a
-notice that follows it finds the sender waiting for nothing.
+the recipient, or its fallback, handles it and no reply reached the sender (none returned, or
+each denied or shed on its way), the sender is sent an ``Unanswered`` notice, caused by the
+request and in its correlation, as the handler returns. A reply goes out before the handling
+that returned it ends, so it reaches the sender first: a notice that follows it finds the
+sender waiting for nothing.
 
 When a request is cancelled (``Runtime.cancel``: its caller gave up, or timed out), nothing more
 of its correlation is delivered. The subscribers of ``genie.cancelled`` are then sent a
@@ -59,13 +60,17 @@ class Lost(Payload):
 
 class Unanswered(Payload):
     """The request ``message_id`` (of type ``type_name``), watched for its sender, was handled
-    by ``consumer`` (its recipient, or the recipient's fallback) without a reply."""
+    by ``consumer`` (its recipient, or the recipient's fallback) and no reply reached the
+    sender; ``reason`` says how, to follow the consumer's name: ``handled the ping without
+    replying``, or ``handled the ping, but its reply 'pong' was denied by POLICY: WHY`` (or
+    ``was shed: WHY``)."""
 
     message_type = "genie.unanswered"
 
     message_id: str
     type_name: str
     consumer: str
+    reason: str
 
 
 class Cancelled(Payload):

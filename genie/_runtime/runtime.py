@@ -477,31 +477,57 @@ class Runtime:
 
     def watch_reply(self, request: Message) -> None:
         """Tell ``request``'s sender, by an ``Unanswered`` notice (``genie.unanswered``) caused
-        by the request, the moment its recipient (or the recipient's fallback) handles it
-        without replying: for an agent that sends a request among its handler's outputs and
-        goes on (a workflow's step), rather than awaiting ``ctx.request``. Called by that
-        handler, before it returns ``request``. A loss of the request is told by the loss
-        notice (``genie.lost``), as for any delivery; a request to no agent of this runtime
-        (another process's) is not watched."""
+        by the request, the moment its recipient (or the recipient's fallback) handles it and
+        no reply reached the sender (none returned, or each denied or shed on its way): for an
+        agent that sends a request among its handler's outputs and goes on (a workflow's
+        step), rather than awaiting ``ctx.request``. Called by that handler, before it returns
+        ``request`` (built by its ``ctx.emit``, to one agent); watched twice, it is watched
+        once. A loss of the request is told by the loss notice (``genie.lost``), to its
+        subscribers; a request to no agent of this runtime (another process's) is not
+        watched. Raises ``InvalidArgumentError`` outside a handler of this runtime, for a
+        request with no recipient, and for one of another correlation than the handling's."""
+        if HANDLING.get() is not self._dispatcher:
+            raise InvalidArgumentError(
+                f"rt.watch_reply() refused for {request.type!r}: it was called outside a "
+                "handler of this runtime; it watches a request that a handler sends among its "
+                "outputs, and is called inside that handler, before it returns the request"
+            )
         recipient = request.recipient
-        if recipient is None or recipient not in self._mailboxes:
+        if recipient is None:
+            raise InvalidArgumentError(
+                f"rt.watch_reply(): the {request.type!r} has no recipient: a reply is watched "
+                "for a request to one agent (ctx.emit(payload, recipient=...))"
+            )
+        if recipient not in self._mailboxes:
             return
+        corr = self._correlator.lookup(request.correlation_id)
+        if corr is None or not corr.in_flight:
+            # Routed, it would take the handling's correlation: a watch on its own could
+            # only wait for ever.
+            raise InvalidArgumentError(
+                f"rt.watch_reply(): the {request.type!r} is not of the correlation of the "
+                "message being handled: build it with ctx.emit(payload, recipient=...)"
+            )
         from .correlator import ReplyWatch
         from .losses import Unanswered
 
         self.types.register(Unanswered)
         fallback = self._mailboxes[recipient].options.fallback
         responders = frozenset((recipient,) if fallback is None else (recipient, fallback))
-        corr = self._correlator.get(request.correlation_id)
-        ReplyWatch(self._correlator, corr, request, responders, self._notify_unanswered)
+        watch = ReplyWatch.of(self._correlator, corr)
+        if watch is None:
+            watch = ReplyWatch(self._correlator, corr, self._notify_unanswered)
+        watch.watch(request, responders)
 
-    def _notify_unanswered(self, request: Message, handled_by: str) -> None:
+    def _notify_unanswered(self, request: Message, handled_by: str, why: str) -> None:
         from .losses import Unanswered  # loaded by `watch_reply`, which watches the request
 
         corr = self._correlator.lookup(request.correlation_id)
         if corr is None or corr.cancelled or self._state is not RuntimeState.RUNNING:
             return
-        notice = Unanswered(message_id=request.id, type_name=request.type, consumer=handled_by)
+        notice = Unanswered(
+            message_id=request.id, type_name=request.type, consumer=handled_by, reason=why
+        )
         # Routed at once, as a loss notice is: in flight before the handled request settles
         # the correlation, and after any reply the handler returned.
         self._dispatcher.route(
