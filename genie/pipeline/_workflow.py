@@ -425,8 +425,7 @@ class WorkflowNode:
             # Its reply, had it sent one, would have come first: the handling has ended.
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
-                why = f"{payload.consumer} handled the {payload.type_name} without replying"
-                self._ended_badly(ctx, session, sent, why)
+                self._ended_badly(ctx, session, sent, f"{payload.consumer} {payload.reason}")
         elif isinstance(payload, ApprovalDecision):
             sent = session.sent.pop(payload.approval_id, None)
             if sent is not None:

@@ -49,9 +49,14 @@ def trip_pipeline(
     workflow: str = "",
     timeout: str = "20s",
     top: str = "",
+    options: dict[str, str] | None = None,
+    agents: str = "",
 ) -> Pipeline:
     """flight and hotel at once, then the car; each undone by a trip_cancel. ``flight`` etc.
-    are extra params of that booker (as YAML flow items, e.g. ``fail: true``)."""
+    are extra params of that booker (as YAML flow items, e.g. ``fail: true``); ``options``
+    extra keys of an agent (``{"car": "fallback: spare"}``), ``agents`` more agents (YAML
+    flow mappings, one a line)."""
+    extra = {a: f", {o}" for a, o in (options or {}).items()}
     steps = (
         steps
         or """
@@ -63,9 +68,10 @@ def trip_pipeline(
     text = f"""
 name: trip
 agents:
-  - {{id: flight, use: {AGENT}, params: {{field: flight, {flight}}}}}
-  - {{id: hotel, use: {AGENT}, params: {{field: hotel, {hotel}}}}}
-  - {{id: car, use: {AGENT}, params: {{field: car, {car}}}}}
+  - {{id: flight, use: {AGENT}, params: {{field: flight, {flight}}}{extra.get("flight", "")}}}
+  - {{id: hotel, use: {AGENT}, params: {{field: hotel, {hotel}}}{extra.get("hotel", "")}}}
+  - {{id: car, use: {AGENT}, params: {{field: car, {car}}}{extra.get("car", "")}}}
+{textwrap.indent(textwrap.dedent(agents), "  ")}
 workflows:
   - id: booking
     state: trip
@@ -220,6 +226,70 @@ async def test_a_step_handled_without_the_state_fails_at_once(
     assert kinds(outcome)[-3:-2] == ["failed car"]
     assert ("car", "failed", reason) in [(e.step, e.kind, e.detail) for e in outcome.events]
     assert "do car" in saga_agents.JOURNAL
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "reason"),
+    [
+        ("state", "completed", ""),
+        ("none", "failed", "spare handled the trip without replying"),
+    ],
+)
+async def test_a_step_its_agents_fallback_handles_is_answered_by_the_fallback(
+    tmp_path: Path, answer: str, status: str, reason: str
+) -> None:
+    # The car fails; its fallback handles the trip: with the state (the step completes, as
+    # the fallback's), or without a reply (the step fails at once, naming the fallback).
+    pipeline = trip_pipeline(
+        tmp_path,
+        steps=UNANSWERED_STEPS,
+        car="fail: true",
+        options={"car": "fallback: spare"},
+        agents=f"- {{id: spare, use: {AGENT}, params: {{field: car, answer: {answer}}}}}",
+    )
+    with anyio.fail_after(5):
+        outcome, _ = await run(pipeline)
+    assert (outcome.status, outcome.reason) == (status, reason)
+
+
+async def test_a_step_whose_reply_is_denied_fails_at_once_with_the_denial(
+    tmp_path: Path,
+) -> None:
+    # The car replies, but a rule keeps its reply from the workflow: no reply reached it, and
+    # the step fails as the car's handler returns (not at its 30s deadline), saying why.
+    rule = """governance:
+  rules:
+    - {id: no-car-news, when: 'type == "trip" AND from == "car"', reason: "cars are quiet"}
+"""
+    pipeline = trip_pipeline(tmp_path, steps=UNANSWERED_STEPS, top=rule)
+    with anyio.fail_after(5):
+        outcome, result = await run(pipeline)
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "car"
+    assert outcome.reason == (
+        "car handled the trip, but its reply 'trip' was denied by no-car-news: cars are quiet"
+    )
+    assert sorted(outcome.compensated) == ["flight", "hotel"]
+    assert [(d.type, d.recipient) for d in result.denials] == [("trip", "booking")]
+
+
+async def test_two_steps_one_agent_answers_at_once_each_complete(tmp_path: Path) -> None:
+    # One agent runs two steps at once (each can only finish once both have started): each
+    # reply answers its own step, and neither is told unanswered.
+    steps = """
+      - {id: out, agent: flight}
+      - {id: back, agent: flight}
+      - {id: car, after: [out, back], deadline: 30s}
+    """
+    pipeline = trip_pipeline(
+        tmp_path, steps=steps, flight="meet: 2", options={"flight": "concurrency: 2"}
+    )
+    with anyio.fail_after(5):
+        outcome, _ = await run(pipeline)
+    assert outcome.status == "completed", outcome
+    done = [k for k in kinds(outcome) if k.startswith("completed")]
+    assert sorted(done[:2]) == ["completed back", "completed out"]
+    assert done[2:] == ["completed car"]
 
 
 async def test_a_step_handled_without_replying_fails_at_once_when_resumed(
