@@ -485,7 +485,8 @@ class Runtime:
         once. A loss of the request is told by the loss notice (``genie.lost``), to its
         subscribers; a request to no agent of this runtime (another process's) is not
         watched. Raises ``InvalidArgumentError`` outside a handler of this runtime, for a
-        request with no recipient, and for one of another correlation than the handling's."""
+        request with no recipient, for one of another correlation than the handling's, and
+        when its sender, a ``BaseAgent``, has no handler of ``Unanswered``."""
         if HANDLING.get() is not self._dispatcher:
             raise InvalidArgumentError(
                 f"rt.watch_reply() refused for {request.type!r}: it was called outside a "
@@ -511,6 +512,18 @@ class Runtime:
         from .correlator import ReplyWatch
         from .losses import Unanswered
 
+        sender = self._mailboxes.get(request.sender)
+        if (
+            sender is not None
+            and isinstance(sender.agent, BaseAgent)
+            and not issubclass(Unanswered, type(sender.agent).consumes())
+        ):
+            # Else the notice would end as a dead letter of its own, far from the mistake.
+            raise InvalidArgumentError(
+                f"rt.watch_reply(): agent {request.sender!r} has no handler for "
+                f"{Unanswered.message_type!r}, the notice it would be sent: give it a handler "
+                "of genie.Unanswered"
+            )
         self.types.register(Unanswered)
         fallback = self._mailboxes[recipient].options.fallback
         responders = frozenset((recipient,) if fallback is None else (recipient, fallback))

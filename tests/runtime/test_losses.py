@@ -595,3 +595,36 @@ async def test_two_runtimes_hear_only_of_their_own_requests() -> None:
             await two.wait_idle()
     assert unanswered(a1) == [("genie.unanswered", "silent")]
     assert unanswered(a2) == [("pong", "echo")]
+
+
+class Deaf(BaseAgent):
+    """Watches the Ping it sends, with no handler for the notice it would be sent."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, rt: Runtime) -> None:
+        super().__init__(id)
+        self.rt = rt
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> Message:
+        ask = ctx.emit(Ping(n=1), recipient="silent")
+        self.rt.watch_reply(ask)
+        return ask
+
+
+async def test_a_sender_that_cannot_take_the_notice_is_refused_the_watch() -> None:
+    # Else its notice would end as a dead letter of its own, far from the mistake.
+    async with Runtime([Recorder("silent")]) as rt:
+        rt.add(Deaf("deaf", rt))
+        await rt.publish(rt.message(Note(text="go"), recipient="deaf"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        (dead,) = rt.dead_letters
+        assert dead.message.type == "note"
+        assert dead.reason == (
+            "InvalidArgumentError: rt.watch_reply(): agent 'deaf' has no handler for "
+            "'genie.unanswered', the notice it would be sent: give it a handler of "
+            "genie.Unanswered"
+        )
+        assert rt.statistics().correlations.correlations_active == 0
