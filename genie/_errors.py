@@ -387,13 +387,16 @@ class MemoryArgumentError(MessageError, ValueError):
     value JSON would not read back as given or cannot hold (a key that is not text, a
     ``set``, NaN, a value holding itself, ...; ``problem`` says where in it), a search's
     ``k`` that is not a whole number of at least 1, a fact's confidence that is not a number
-    from 0 to 1.
+    from 0 to 1, a semantic entry's meta that is not a mapping, text that is not a ``str``.
     ``call`` names the call (``kv.set``), ``argument`` the argument (``key``, ``value``);
-    nothing was judged, stored or read, and the agent's retry policy never retries it: the
-    same call would be refused again. A ``ValueError`` too, as such a mistake is in Python."""
+    ``memory`` is None when the call is ``ctx.memory(name)`` itself, given a name that is no
+    text: it names no memory. Nothing was judged, stored or read, and the agent's retry policy
+    never retries it: the same call would be refused again. A ``ValueError`` too, as such a
+    mistake is in Python."""
 
-    def __init__(self, memory: str, call: str, argument: str, problem: str) -> None:
-        super().__init__(f"memory {memory!r}: {call}: argument {argument!r} {problem}")
+    def __init__(self, memory: str | None, call: str, argument: str, problem: str) -> None:
+        which = "" if memory is None else f"memory {memory!r}: "
+        super().__init__(f"{which}{call}: argument {argument!r} {problem}")
         self.memory = memory
         self.call = call
         self.argument = argument

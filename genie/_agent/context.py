@@ -420,7 +420,8 @@ class TestContext(_ContextBase):
         return _SessionTools(server, session)
 
     def memory(self, name: str = "default") -> Memory:
-        return Memory(name, memory_of(self._memory, name, "TestContext: pass memory="), _Open(self))
+        name, store = memory_of(self._memory, name, "TestContext: pass memory=")
+        return Memory(name, store, _Open(self))
 
     async def sleep(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)

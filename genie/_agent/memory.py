@@ -7,9 +7,10 @@ handler holds: the store's four areas, each write handed to a ``Gate`` first (th
 judges it as a ``memory_write`` message and audits it; a unit test's lets everything
 through) and each read shown to it after.
 
-What a call is given is checked here, before the gate and the store see it: text that UTF-8
-cannot encode (a lone surrogate), and a value JSON would not read back as given (a key that is
-not text, a set, NaN), are refused with a ``MemoryArgumentError`` naming the argument, on every
+What a call is given is checked here, before the gate and the store see it: an argument of
+another type than the call takes (a key of 5, a meta that is a list), text that UTF-8 cannot
+encode (a lone surrogate), and a value JSON would not read back as given (a key that is not
+text, a set, NaN), are refused with a ``MemoryArgumentError`` naming the argument, on every
 backend alike, rather than failing deep in one of them (SQLite, the NATS bucket's
 names, an embedding provider's request) or making a policy fail closed.
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._base.clock import spelt
 from .._base.json_form import unfit_for_json
 from .._base.nesting import MAX_DEPTH
 from .._base.record import Record
@@ -212,7 +214,7 @@ def _facts_text(facts: list[Fact]) -> str:
 
 
 def _refused(
-    memory: str, call: str, argument: str, text: str, at: int, where: str = ""
+    memory: str | None, call: str, argument: str, text: str, at: int, where: str = ""
 ) -> MemoryArgumentError:
     """The error for ``text`` (``where`` in the argument's value, if not the argument itself)
     holding a lone surrogate at ``at``."""
@@ -226,8 +228,15 @@ def _refused(
     )
 
 
-def _check_texts(memory: str, call: str, **texts: str) -> None:
-    """Refuses a text argument that is no text, or that UTF-8 cannot encode, naming it."""
+def _check_texts(memory: str | None, call: str, **texts: str) -> tuple[str, ...]:
+    """The text arguments ``texts`` as plain ``str``, in order; refuses one that is no text, or
+    that UTF-8 cannot encode, naming it.
+
+    A subclass of ``str`` (an enum's member) is text, and is kept as the text it holds: kept as
+    given, the in-memory store handed the subclass back where SQLite gave a ``str``, and a
+    subclass that says itself otherwise (``class Kind(str, Enum)`` formats as ``Kind.NOTES``) had
+    the gate judge a key the store did not keep."""
+    plain = []
     for argument, text in texts.items():
         if not isinstance(text, str):  # a key of 5 would be stored as another kind of key
             raise MemoryArgumentError(
@@ -235,6 +244,8 @@ def _check_texts(memory: str, call: str, **texts: str) -> None:
             )
         if (at := lone_surrogate(text)) is not None:
             raise _refused(memory, call, argument, text, at)
+        plain.append(str.__str__(text))  # the text itself, whatever the subclass's __str__
+    return tuple(plain)
 
 
 def _check_value(memory: str, call: str, argument: str, value: object) -> None:
@@ -296,7 +307,7 @@ class KeyValues:
         self._name, self._store, self._gate = name, store, gate
 
     async def get(self, namespace: str, key: str) -> Any:
-        _check_texts(self._name, "kv.get", namespace=namespace, key=key)
+        namespace, key = _check_texts(self._name, "kv.get", namespace=namespace, key=key)
         found = await self._store.kv_get(namespace, key)
         if found is None:
             self._gate.read("kv", f"{namespace}/{key}", "", None)
@@ -306,7 +317,7 @@ class KeyValues:
         return value
 
     async def set(self, namespace: str, key: str, value: Any) -> None:
-        _check_texts(self._name, "kv.set", namespace=namespace, key=key)
+        namespace, key = _check_texts(self._name, "kv.set", namespace=namespace, key=key)
         # A value JSON cannot hold is refused before it is judged.
         _check_value(self._name, "kv.set", "value", value)
         text = _text(value)
@@ -314,7 +325,7 @@ class KeyValues:
         await self._store.kv_set(namespace, key, value, level)
 
     async def delete(self, namespace: str, key: str) -> bool:
-        _check_texts(self._name, "kv.delete", namespace=namespace, key=key)
+        namespace, key = _check_texts(self._name, "kv.delete", namespace=namespace, key=key)
         self._gate.write("kv_delete", f"{namespace}/{key}", "")
         return await self._store.kv_delete(namespace, key)
 
@@ -330,13 +341,15 @@ class Episodes:
 
     async def append(self, session: str, text: str, role: str = "user") -> bool:
         """Keep one turn; True when this append summarised the older half."""
-        _check_texts(self._name, "episodes.append", session=session, text=text, role=role)
+        session, text, role = _check_texts(
+            self._name, "episodes.append", session=session, text=text, role=role
+        )
         level = self._gate.write("episode", session, text)
         summarising = _Summarising(self._gate, session)
         return await self._store.append(session, Episode(role, text, level), level, summarising)
 
     async def snapshot(self, session: str) -> Snapshot:
-        _check_texts(self._name, "episodes.snapshot", session=session)
+        (session,) = _check_texts(self._name, "episodes.snapshot", session=session)
         snap = await self._store.snapshot(session)
         shown = [snap.summary, *(f"{e.role}: {e.text}" for e in snap.recent)]
         levels = [snap.classification] if snap.summary else []
@@ -381,15 +394,25 @@ class Semantic:
     async def add(
         self, user: str, key: str, text: str, meta: Mapping[str, Any] | None = None
     ) -> None:
-        _check_texts(self._name, "semantic.add", user=user, key=key, text=text)
-        given = dict(meta or {})
+        user, key, text = _check_texts(self._name, "semantic.add", user=user, key=key, text=text)
+        # Any mapping, kept as the dict it holds; None is none. A list of pairs was kept as the
+        # dict they make, 0 or "" as no meta, and the rest failed inside dict().
+        if meta is not None and not isinstance(meta, Mapping):
+            raise MemoryArgumentError(
+                self._name,
+                "semantic.add",
+                "meta",
+                "is not a mapping (a dict, or another collections.abc.Mapping): got "
+                f"{type(meta).__name__}",
+            )
+        given = {} if meta is None else dict(meta)
         _check_value(self._name, "semantic.add", "meta", given)
         shown_entry = _entry_text(text, given)
         level = self._gate.write("semantic", f"{user}#{key}", shown_entry)
         await self._store.add(user, key, text, given, level)
 
     async def search(self, user: str, query: str, k: int = 5) -> list[Hit]:
-        _check_texts(self._name, "semantic.search", user=user, query=query)
+        user, query = _check_texts(self._name, "semantic.search", user=user, query=query)
         # A count of hits: True is an int to Python (it found one hit), and 2.5 or "3" raised
         # a bare TypeError, here or in the store.
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -397,7 +420,7 @@ class Semantic:
                 self._name,
                 "semantic.search",
                 "k",
-                f"must be a whole number of at least 1, not {k!r}",
+                f"must be a whole number of at least 1, not {spelt(k)}",
             )
         hits = await self._store.search(user, query, k)
         # The meta too: the agent is given all of each hit.
@@ -418,7 +441,9 @@ class Facts:
     async def record(
         self, user: str, key: str, value: str, *, confidence: float = 1.0, source: str = ""
     ) -> Fact:
-        _check_texts(self._name, "facts.record", user=user, key=key, value=value, source=source)
+        user, key, value, source = _check_texts(
+            self._name, "facts.record", user=user, key=key, value=value, source=source
+        )
         # A number from 0 to 1: "0.5" raised a bare TypeError at the comparison, and True (an
         # int to Python) was kept as a bool; NaN fails the range. An int is kept as the float
         # it is, as a SQLite row reads it back.
@@ -431,7 +456,7 @@ class Facts:
                 self._name,
                 "facts.record",
                 "confidence",
-                f"must be a number between 0 and 1, not {confidence!r}",
+                f"must be a number between 0 and 1, not {spelt(confidence)}",
             )
         level = self._gate.write("fact", f"{user}/{key}", _fact_text(key, value, source))
         fact = Fact(user, key, value, float(confidence), source, self._gate.now(), level)
@@ -439,19 +464,19 @@ class Facts:
         return fact
 
     async def current(self, user: str, key: str) -> Fact | None:
-        _check_texts(self._name, "facts.current", user=user, key=key)
+        user, key = _check_texts(self._name, "facts.current", user=user, key=key)
         fact = await self._store.current(user, key)
         self._gate_facts(f"{user}/{key}", [] if fact is None else [fact])
         return fact
 
     async def current_all(self, user: str) -> list[Fact]:
-        _check_texts(self._name, "facts.current_all", user=user)
+        (user,) = _check_texts(self._name, "facts.current_all", user=user)
         facts = await self._store.current_all(user)
         self._gate_facts(user, facts)
         return facts
 
     async def history(self, user: str, key: str) -> list[Fact]:
-        _check_texts(self._name, "facts.history", user=user, key=key)
+        user, key = _check_texts(self._name, "facts.history", user=user, key=key)
         facts = await self._store.history(user, key)
         self._gate_facts(f"{user}/{key}", facts)
         return facts
@@ -565,10 +590,13 @@ def named_stores(
     return dict(stores)
 
 
-def memory_of(stores: Mapping[str, MemoryStore], name: str, where: str) -> MemoryStore:
-    """The store ``name``, or an error naming the ones there are."""
+def memory_of(stores: Mapping[str, MemoryStore], name: str, where: str) -> tuple[str, MemoryStore]:
+    """The memory ``name`` (``ctx.memory(name)``) as plain text, and its store; a name that is
+    no text is a ``MemoryArgumentError`` (a list failed as unhashable, 5 was looked up), one
+    the runtime has not a ``ConfigurationError`` naming the ones it has."""
+    (name,) = _check_texts(None, "ctx.memory", name=name)
     store = stores.get(name)
     if store is None:
         known = ", ".join(sorted(stores)) or "none"
-        raise ConfigurationError(f"no memory {name!r} in {where} (declared: {known})")
-    return store
+        raise ConfigurationError(f"no memory {shown(name)} in {where} (declared: {known})")
+    return name, store

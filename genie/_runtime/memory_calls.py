@@ -95,7 +95,7 @@ class MemoryCalls:
 
             store = self.stores[DEFAULT] = Store()
             store.bind(DEFAULT, self._durable)
-        found = memory_of(self.stores, name, "this runtime")
+        name, found = memory_of(self.stores, name, "this runtime")
         return Memory(name, found, _RuntimeGate(self, name, agent_id, message))
 
     async def aclose(self) -> None:
