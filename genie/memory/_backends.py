@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -194,7 +195,7 @@ class SqliteBackend:
     def _open(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
-            db.execute("PRAGMA journal_mode=WAL")
+            _use_wal(db, patience=5.0)  # as long as the connection waits for a lock
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             # A file written before a summary kept its classification: its summaries are
@@ -343,6 +344,28 @@ class SqliteBackend:
             Fact(u, k, v, c, s, datetime.fromisoformat(at), level)
             for u, k, v, c, s, at, level in found
         ]
+
+
+def _use_wal(db: sqlite3.Connection, patience: float) -> None:
+    """Put ``db``'s file in WAL mode. SQLite waits out another connection's lock (the
+    connection's ``timeout``) for reads and writes, but not for this: while another store is
+    making the same new file (runtimes that share a memory file, started at once), the change
+    fails at once with "database is locked". So it is tried again, as a busy connection is
+    waited for, for up to ``patience`` seconds; then SQLite's error is raised as it is."""
+    deadline = time.monotonic() + patience
+    pause = 0.001
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+        else:
+            return
+        time.sleep(pause)  # in the worker thread that opens the file, as every call runs
+        pause = min(pause * 2, 0.05)
 
 
 def _summary(db: sqlite3.Connection, memory: str, session: str) -> tuple[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from enum import Enum
@@ -293,6 +294,33 @@ async def test_two_stores_on_one_file_summarise_one_session_keeping_every_turn_o
     summarised = [t for part in snap.summary.splitlines() for t in part.strip("[]").split(",")]
     kept = summarised + [e.text for e in snap.recent]
     assert sorted(kept) == sorted(f"{who}{n}" for who in "AB" for n in range(10)), snap
+
+
+def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
+    """SQLite does not wait for a lock to turn a file's journal to WAL: three memory stores
+    opening one new file at the same moment (runtimes sharing a memory file, started at once)
+    each open, rather than one failing with "database is locked" for its timing alone."""
+
+    def open_memory(path: Path, start: threading.Barrier, failed: list[BaseException]) -> None:
+        backend = SqliteBackend(path)
+        start.wait()
+        try:
+            backend._in_thread(lambda db: db.execute("SELECT 1"))
+        except BaseException as exc:  # every failure is the test's finding
+            failed.append(exc)
+        finally:
+            backend._close()
+
+    failed: list[BaseException] = []
+    for n in range(60):
+        start = threading.Barrier(3)
+        args = (tmp_path / f"shared-{n}.db", start, failed)
+        threads = [threading.Thread(target=open_memory, args=args) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failed == []
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
