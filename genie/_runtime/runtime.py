@@ -444,6 +444,23 @@ class Runtime:
         else:
             self._ledger.on_loss = None
 
+    def _notify(self, cause: Message, notice: Payload, recipient: str | None) -> None:
+        """Send the runtime's ``notice`` of what became of ``cause`` (to ``recipient``, else
+        to the notice type's subscribers), caused by it, in its correlation. Routed like a
+        handler's output, at once: it is in flight before what it tells of settles the
+        correlation, so whoever waits on that correlation hears of it before the request ends."""
+        self._dispatcher.route(
+            cause.child(
+                notice,
+                sender=RUNTIME,
+                id=self._new_id(),
+                created_at=self.clock.timestamp(),
+                recipient=recipient,
+                role=Role.SYSTEM,
+            ),
+            False,
+        )
+
     def _notify_loss(self, msg: Message, corr: _Correlation, missing: Missing) -> None:
         from .losses import Lost  # loaded by `_watch_losses`, which set this hook
 
@@ -462,18 +479,7 @@ class Runtime:
             reason=missing.reason,
             policy=missing.policy,
         )
-        # Routed like a handler's output, at once: it is in flight before the loss settles
-        # the correlation, so whoever waits on it hears of the loss before the request ends.
-        self._dispatcher.route(
-            msg.child(
-                notice,
-                sender=RUNTIME,
-                id=self._new_id(),
-                created_at=self.clock.timestamp(),
-                role=Role.SYSTEM,
-            ),
-            False,
-        )
+        self._notify(msg, notice, None)
 
     def watch_reply(self, request: Message) -> None:
         """Tell ``request``'s sender, by an ``Unanswered`` notice (``genie.unanswered``) caused
@@ -541,19 +547,7 @@ class Runtime:
         notice = Unanswered(
             message_id=request.id, type_name=request.type, consumer=handled_by, reason=why
         )
-        # Routed at once, as a loss notice is: in flight before the handled request settles
-        # the correlation, and after any reply the handler returned.
-        self._dispatcher.route(
-            request.child(
-                notice,
-                sender=RUNTIME,
-                id=self._new_id(),
-                created_at=self.clock.timestamp(),
-                recipient=request.sender,
-                role=Role.SYSTEM,
-            ),
-            False,
-        )
+        self._notify(request, notice, request.sender)  # after any reply the handler returned
 
     def on_close(self, close: Callable[[], Awaitable[object]]) -> None:
         """Await ``close()`` when the runtime stops, after the agents' ``on_stop`` (say, the

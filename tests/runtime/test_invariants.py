@@ -264,9 +264,8 @@ def test_routing_has_one_entry_point() -> None:
         "_runtime/dispatch.py:Dispatcher.reply_arrived",  # from another process, for waiters
         "_runtime/runtime.py:Runtime._request",  # a handler's ctx.request
         "_runtime/runtime.py:Runtime._fire",  # a timer
-        "_runtime/runtime.py:Runtime._notify_loss",  # a loss notice
+        "_runtime/runtime.py:Runtime._notify",  # a loss's notice, an unanswered request's
         "_runtime/runtime.py:Runtime._notify_cancel",  # a cancellation notice
-        "_runtime/runtime.py:Runtime._notify_unanswered",  # a watched request's notice
     }
     # A delivery's outputs (the runner holds ``route`` bound once per turn).
     runner = Path(ROOT, "_runtime", "delivery.py").read_text()
