@@ -199,10 +199,14 @@ class SqliteBackend:
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             # A file written before a summary kept its classification: its summaries are
-            # read as internal, as an entry of unknown classification is.
-            columns = {str(c[1]) for c in db.execute("PRAGMA table_info(memory_sessions)")}
-            if "classification" not in columns:
-                db.execute("ALTER TABLE memory_sessions ADD COLUMN classification TEXT")
+            # read as internal, as an entry of unknown classification is. Another store may
+            # be bringing the same file up to date: the column is looked for again under the
+            # write lock, and added once.
+            if not _has_classification(db):
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    if not _has_classification(db):
+                        db.execute("ALTER TABLE memory_sessions ADD COLUMN classification TEXT")
         except sqlite3.Error as exc:
             raise ConfigurationError(f"memory file {self.path}: cannot open: {exc}") from None
         return db
@@ -344,6 +348,13 @@ class SqliteBackend:
             Fact(u, k, v, c, s, datetime.fromisoformat(at), level)
             for u, k, v, c, s, at, level in found
         ]
+
+
+def _has_classification(db: sqlite3.Connection) -> bool:
+    """Whether the file's sessions keep their summary's classification (files made before
+    they did have no such column)."""
+    columns = {str(c[1]) for c in db.execute("PRAGMA table_info(memory_sessions)")}
+    return "classification" in columns
 
 
 def _use_wal(db: sqlite3.Connection, patience: float) -> None:

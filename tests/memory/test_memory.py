@@ -296,12 +296,13 @@ async def test_two_stores_on_one_file_summarise_one_session_keeping_every_turn_o
     assert sorted(kept) == sorted(f"{who}{n}" for who in "AB" for n in range(10)), snap
 
 
-def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
-    """SQLite does not wait for a lock to turn a file's journal to WAL: three memory stores
-    opening one new file at the same moment (runtimes sharing a memory file, started at once)
-    each open, rather than one failing with "database is locked" for its timing alone."""
+def open_at_once(path: Path, stores: int = 3) -> list[BaseException]:
+    """Open ``stores`` memory stores on the file at ``path`` at the same moment, each from a
+    thread of its own; what their opening raised."""
+    start = threading.Barrier(stores)
+    failed: list[BaseException] = []
 
-    def open_memory(path: Path, start: threading.Barrier, failed: list[BaseException]) -> None:
+    def open_memory() -> None:
         backend = SqliteBackend(path)
         start.wait()
         try:
@@ -311,16 +312,41 @@ def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
         finally:
             backend._close()
 
-    failed: list[BaseException] = []
-    for n in range(60):
-        start = threading.Barrier(3)
-        args = (tmp_path / f"shared-{n}.db", start, failed)
-        threads = [threading.Thread(target=open_memory, args=args) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    threads = [threading.Thread(target=open_memory) for _ in range(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failed
+
+
+def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
+    """SQLite does not wait for a lock to turn a file's journal to WAL: three memory stores
+    opening one new file at the same moment (runtimes sharing a memory file, started at once)
+    each open, rather than one failing with "database is locked" for its timing alone."""
+    failed = [exc for n in range(60) for exc in open_at_once(tmp_path / f"shared-{n}.db")]
     assert failed == []
+
+
+def test_stores_opened_at_once_on_an_older_file_bring_it_up_to_date_once(
+    tmp_path: Path,
+) -> None:
+    """A file made before a summary kept its classification gains that column when a store
+    opens it; three stores opening it at once add it once ("duplicate column name" failed
+    the others), and its summaries read as internal."""
+    failed: list[BaseException] = []
+    for n in range(30):
+        path = tmp_path / f"older-{n}.db"
+        assert open_at_once(path, stores=1) == []
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO memory_sessions VALUES ('m', 's', 'old summary', 'pii')")
+            db.execute("ALTER TABLE memory_sessions DROP COLUMN classification")
+        failed += open_at_once(path)
+    assert failed == []
+    backend = SqliteBackend(tmp_path / "older-0.db")
+    snap = anyio.run(backend.session, "m", "s")
+    backend._close()
+    assert (snap.summary, snap.classification) == ("old summary", "internal")
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
