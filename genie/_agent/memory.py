@@ -232,10 +232,9 @@ def _check_texts(memory: str | None, call: str, **texts: str) -> tuple[str, ...]
     """The text arguments ``texts`` as plain ``str``, in order; refuses one that is no text, or
     that UTF-8 cannot encode, naming it.
 
-    A subclass of ``str`` (an enum's member) is text, and is kept as the text it holds: kept as
-    given, the in-memory store handed the subclass back where SQLite gave a ``str``, and a
-    subclass that says itself otherwise (``class Kind(str, Enum)`` formats as ``Kind.NOTES``) had
-    the gate judge a key the store did not keep."""
+    A subclass of ``str`` (an enum's member) is text, and is kept as the text it holds, so that
+    every backend gives back a ``str`` and the gate judges the key the store keeps (``class
+    Kind(str, Enum)`` formats as ``Kind.NOTES``, and holds ``notes``)."""
     plain = []
     for argument, text in texts.items():
         if not isinstance(text, str):  # a key of 5 would be stored as another kind of key
@@ -395,8 +394,8 @@ class Semantic:
         self, user: str, key: str, text: str, meta: Mapping[str, Any] | None = None
     ) -> None:
         user, key, text = _check_texts(self._name, "semantic.add", user=user, key=key, text=text)
-        # Any mapping, kept as the dict it holds; None is none. A list of pairs was kept as the
-        # dict they make, 0 or "" as no meta, and the rest failed inside dict().
+        # Any mapping, kept as the dict it holds; None is none. Nothing else is taken for a
+        # mapping: not a list of pairs (dict() would make one), not 0 or "" (falsy, not none).
         if meta is not None and not isinstance(meta, Mapping):
             raise MemoryArgumentError(
                 self._name,
@@ -444,9 +443,8 @@ class Facts:
         user, key, value, source = _check_texts(
             self._name, "facts.record", user=user, key=key, value=value, source=source
         )
-        # A number from 0 to 1: "0.5" raised a bare TypeError at the comparison, and True (an
-        # int to Python) was kept as a bool; NaN fails the range. An int is kept as the float
-        # it is, as a SQLite row reads it back.
+        # A number from 0 to 1: not "0.5", and not True (an int to Python, but no confidence);
+        # NaN fails the range. An int is kept as the float it is, as a SQLite row reads it back.
         if (
             isinstance(confidence, bool)
             or not isinstance(confidence, int | float)
@@ -592,8 +590,8 @@ def named_stores(
 
 def memory_of(stores: Mapping[str, MemoryStore], name: str, where: str) -> tuple[str, MemoryStore]:
     """The memory ``name`` (``ctx.memory(name)``) as plain text, and its store; a name that is
-    no text is a ``MemoryArgumentError`` (a list failed as unhashable, 5 was looked up), one
-    the runtime has not a ``ConfigurationError`` naming the ones it has."""
+    no text is a ``MemoryArgumentError`` (a list, 5), one the runtime has not a
+    ``ConfigurationError`` naming the ones it has."""
     (name,) = _check_texts(None, "ctx.memory", name=name)
     store = stores.get(name)
     if store is None:
