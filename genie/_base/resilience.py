@@ -8,12 +8,11 @@ from typing import Literal
 from .._errors import (
     CircuitOpenError,
     ConfigurationError,
+    DeniedError,
     InvalidOutputError,
     LimitExceededError,
-    MemoryDeniedError,
     MessageError,
     PublishFromHandlerError,
-    ToolDeniedError,
     UnhandledMessageError,
     WaitFromHandlerError,
 )
@@ -40,8 +39,7 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     LimitExceededError,
     PublishFromHandlerError,
     WaitFromHandlerError,
-    ToolDeniedError,
-    MemoryDeniedError,
+    DeniedError,  # a policy's no: a tool call, a memory write or read, a request, a residency
 )
 
 
@@ -50,8 +48,8 @@ class RetryPolicy(Record):
 
     ``attempts`` counts the first call: 1 means no retry. Only exceptions that are instances of
     ``retry_on`` and not of the built-in non-retryable errors (validation, bad output, no
-    handler, open circuit, a limit that refused a model call, a send or a wait the
-    runtime refused inside a handler) are retried.
+    handler, open circuit, a limit that refused a model call, a policy's denial, a send or a
+    wait the runtime refused inside a handler) are retried.
     """
 
     attempts: int = 1

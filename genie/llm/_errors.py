@@ -14,6 +14,7 @@
         ├── LLMTimeoutError            the call's deadline passed (over all its attempts)
         ├── LLMCircuitOpenError        the provider's circuit breaker is open: nothing was sent
         ├── ResidencyDeniedError       the data may not go to the provider's region: nothing sent
+        │                              (also a genie.DeniedError, policy "residency": never retried)
         ├── BudgetExceededError        a token or cost budget would be overrun: nothing was sent
         │                              (also a genie.LimitExceededError: never retried)
         └── AllProvidersFailedError    every provider of a fallback chain failed or was skipped
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._errors import GenieError, LimitExceededError
+from .._errors import DeniedError, GenieError, LimitExceededError
 
 __all__ = [
     "AllProvidersFailedError",
@@ -120,14 +121,18 @@ class LLMCircuitOpenError(LLMError):
     sent = False
 
 
-class ResidencyDeniedError(LLMError):
-    """The call's classification may not leave the home region for the provider's region."""
+class ResidencyDeniedError(LLMError, DeniedError):
+    """The call's classification may not leave the home region for the provider's region.
+
+    The data-residency rule refused it, as a policy denies a message: it is a
+    :class:`genie.DeniedError` too (``policy`` ``"residency"``, ``reason`` the rule's), caught
+    with the other denials, and an agent's retry policy does not retry it (the same data would
+    be refused again, and each attempt would repeat what the handler did before the call)."""
 
     sent = False
 
     def __init__(self, message: str, *, provider: str, reason: str) -> None:
-        super().__init__(message, provider=provider)
-        self.reason = reason
+        super().__init__(message, provider=provider, policy="residency", reason=reason)
 
 
 class BudgetExceededError(LLMError, LimitExceededError):

@@ -22,6 +22,7 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    DeniedError,
     Limits,
     MemoryArgumentError,
     MemoryAuditLog,
@@ -189,6 +190,38 @@ async def test_pii_turns_are_never_summarised_by_a_model_outside_the_home_region
     # The refused summary lost nothing: the turns are all there, unsummarised.
     snap = await store.snapshot("s1")
     assert [e.text for e in snap.recent] == ["my PAN is ABCDE1234F", "hello", "how are you"]
+
+
+async def test_a_summary_refused_by_residency_is_not_retried_so_the_turn_is_kept_once() -> None:
+    """The residency rule refuses the same turns the same way on every attempt: an agent that
+    retries its failures does not run the handler again for it (each run would keep its turn
+    again), and the handler can catch the refusal as a policy's denial."""
+    cloud = ScriptedProvider(["a summary"], region="us")
+    store = Store(threshold=2, summariser=Residency(cloud, home_region="in"))
+    retry = AgentOptions(retry=RetryPolicy(attempts=3, backoff=0))
+    async with Runtime(memory=store) as rt:
+        rt.add(worker := Worker(turn("my PAN is ABCDE1234F")), options=retry)
+        _workers[rt] = worker  # ``run`` uses it
+        await run(rt, turn("my PAN is ABCDE1234F"), classification="pii")
+        await run(rt, turn("hello"), classification="public")
+        reason = await run(rt, turn("how are you"), classification="public")
+    [dead] = rt.dead_letters
+    assert dead.attempts == 1, reason
+    assert dead.error_type == "ResidencyDeniedError"
+    snap = await store.snapshot("s1")
+    assert [e.text for e in snap.recent] == ["my PAN is ABCDE1234F", "hello", "how are you"]
+
+    async def caught(ctx: Context) -> Any:
+        try:
+            await ctx.memory().episodes.append("s1", "and you?")
+        except DeniedError as denied:  # any policy's refusal, the residency rule's too
+            return denied.policy, denied.reason
+        return "summarised"
+
+    async with Runtime(memory=store) as rt:
+        policy, why = await run(rt, caught, classification="public")
+    assert policy == "residency"
+    assert 'classification "pii" cannot leave region "in"' in why
 
 
 async def test_an_agent_that_may_not_read_the_turns_does_not_summarise_them() -> None:
