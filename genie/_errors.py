@@ -251,6 +251,23 @@ class GenieError(Exception):
         self.agent_id = agent_id
         self.correlation_id = correlation_id
 
+    def __reduce__(self) -> tuple[Callable[..., GenieError], tuple[object, ...]]:
+        # Rebuilt from its parts as they are, not by calling the class with its text again:
+        # many errors' ``__init__`` takes its parts (``MemoryArgumentError(memory, call, ...)``)
+        # or keywords (``policy=``), and one raised in a handler's process must reach the
+        # runtime as what it is, for the retry policy to know it.
+        return _rebuilt, (type(self), self.args, vars(self))
+
+
+def _rebuilt(
+    cls: type[GenieError], args: tuple[object, ...], parts: dict[str, object]
+) -> GenieError:
+    """Unpickles a ``GenieError`` (``GenieError.__reduce__``)."""
+    error = cls.__new__(cls)
+    error.args = args
+    vars(error).update(parts)
+    return error
+
 
 class ConfigurationError(GenieError):
     """The runtime, an agent or a pipeline is configured wrongly; nothing was started.
@@ -288,11 +305,6 @@ class InvalidMessageError(MessageError):
         self.type_name = type_name
         self.field = field
         self.problem = problem
-
-    def __reduce__(self) -> tuple[type[InvalidMessageError], tuple[str, str, str]]:
-        # Pickled from a handler's process as what it is (its arguments, not its text), so
-        # the parent's retry policy still knows it for a mistake a retry cannot fix.
-        return type(self), (self.type_name, self.field, self.problem)
 
 
 class DeliveryError(GenieError):

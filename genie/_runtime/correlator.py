@@ -65,9 +65,6 @@ class NoReplyError(GenieError, LookupError):
         )
         self.missing = missing
 
-    def __reduce__(self) -> tuple[type[NoReplyError], tuple[str, tuple[Missing, ...]]]:
-        return type(self), (self.correlation_id or "", self.missing)
-
 
 class GatherResult(Record):
     """What a gather collected. ``status``: ``complete`` (expectation met), ``partial`` (the
