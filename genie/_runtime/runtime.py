@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from os import PathLike
@@ -206,6 +207,7 @@ class Runtime:
         self._state = RuntimeState.NEW
         self._tg: TaskGroup | None = None
         self._backend = any_backend()  # the running loop's primitives, once started
+        self._loop_thread = threading.get_ident()  # the loop's thread, once started
         # The rooms, in the order a message meets them.
         self._correlator = Correlator(self.clock)
         self._admission = Admission(self.limits, self.policies)
@@ -499,6 +501,13 @@ class Runtime:
                 "handler of this runtime; it watches a request that a handler sends among its "
                 "outputs, and is called inside that handler, before it returns the request"
             )
+        if threading.get_ident() != self._loop_thread:
+            # The watch joins the correlation's waiters, which the loop's deliveries read.
+            raise InvalidArgumentError(
+                f"rt.watch_reply() refused for {request.type!r}: it was called in a handler's "
+                "worker thread (a def handler); call it on the event loop: "
+                "anyio.from_thread.run_sync(rt.watch_reply, request)"
+            )
         recipient = request.recipient
         if recipient is None:
             raise InvalidArgumentError(
@@ -689,6 +698,7 @@ class Runtime:
             if bind is not None:
                 bind(risks)  # e.g. the risk gate learns which agents are high-risk
         self.clock.start()
+        self._loop_thread = threading.get_ident()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg

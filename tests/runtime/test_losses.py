@@ -597,6 +597,56 @@ async def test_two_runtimes_hear_only_of_their_own_requests() -> None:
     assert unanswered(a2) == [("pong", "echo")]
 
 
+class ThreadStep(BaseAgent):
+    """A ``def`` handler, run in a worker thread, that watches the Ping it sends: directly,
+    or on the event loop as the thread's context does its own work."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, rt: Runtime, on_loop: bool) -> None:
+        super().__init__(id)
+        self.rt = rt
+        self.on_loop = on_loop
+        self.heard: list[Message] = []
+
+    @handler
+    def on_note(self, payload: Note, ctx: Context) -> Message:
+        ask = ctx.emit(Ping(n=1), recipient="silent")
+        if self.on_loop:
+            anyio.from_thread.run_sync(self.rt.watch_reply, ask)
+        else:
+            self.rt.watch_reply(ask)
+        return ask
+
+    @handler
+    async def on_unanswered(self, payload: Unanswered, ctx: Context) -> None:
+        self.heard.append(ctx.message)
+
+
+async def test_a_watch_from_a_handlers_thread_is_made_on_the_event_loop_or_refused() -> None:
+    """From a def handler's worker thread the watch changed the correlation's waiters off
+    the event loop, racing the deliveries that read them."""
+    async with Runtime([Recorder("silent")]) as rt:
+        direct, on_loop = ThreadStep("direct", rt, False), ThreadStep("on-loop", rt, True)
+        rt.add(direct)
+        rt.add(on_loop)
+        for agent in (direct, on_loop):
+            await rt.publish(rt.message(Note(text="go"), recipient=agent.id))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        (dead,) = rt.dead_letters
+        assert dead.reason == (
+            "InvalidArgumentError: rt.watch_reply() refused for 'ping': it was called in a "
+            "handler's worker thread (a def handler); call it on the event loop: "
+            "anyio.from_thread.run_sync(rt.watch_reply, request)"
+        )
+        assert direct.heard == []
+        (notice,) = on_loop.heard
+        assert isinstance(notice.payload, Unanswered)
+        assert notice.payload.consumer == "silent"
+        assert rt.statistics().correlations.correlations_active == 0
+
+
 class Deaf(BaseAgent):
     """Watches the Ping it sends, with no handler for the notice it would be sent."""
 
