@@ -41,8 +41,10 @@ class NatsAuditLog:
     """An ``AuditSink`` whose rows go to ``stream`` (subject ``subject``), chained there.
 
     ``record`` is synchronous (as every sink's): it queues the record, and ``run`` (a task
-    ``NatsTransport`` starts) appends the queue in order; ``drain`` appends what is left
-    (``NatsTransport.close`` calls it, so a run's records are all written before it ends).
+    ``NatsTransport`` starts) appends the queue in order; ``drain`` appends what is left, and
+    returns once every record queued before it was called is in the stream (a delivery that
+    made records waits for it before its ack; ``NatsTransport.close`` calls it, so a run's
+    records are all written before it ends).
     A row over the broker's max_payload (``max_payload`` reads it) is written with its long
     details cut (``fitted_row``): refused, it would be retried for ever, and no row after it
     written.
@@ -61,6 +63,7 @@ class NatsAuditLog:
         self._key = None if key is None else check_audit_key(key, "given")
         self._queue: deque[tuple[str, AuditRecord]] = deque()
         self._wake = anyio.Event()
+        self._appending = anyio.Lock()  # one appender at a time: the queue's head is its own
         self._tail: tuple[int, int, str] | None = None  # stream seq, row seq, row hash
         self.written = 0
 
@@ -82,10 +85,11 @@ class NatsAuditLog:
 
     async def drain(self, js: JetStreamContext) -> None:
         """Append every queued record, in order."""
-        while self._queue:
-            await self._append(js, *self._queue[0])
-            self._queue.popleft()
-            self.written += 1
+        async with self._appending:
+            while self._queue:
+                await self._append(js, *self._queue[0])
+                self._queue.popleft()
+                self.written += 1
 
     async def _append(self, js: JetStreamContext, msg_id: str, record: AuditRecord) -> None:
         from nats.errors import Error as NatsError

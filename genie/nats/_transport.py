@@ -1157,6 +1157,11 @@ class NatsTransport:
                 host.left(host.correlation(out.correlation_id))
             self._step("published", delivery)
             last = times > self.max_deliveries
+            if self.audit.queued:
+                # The rows its handler made (a workflow's events, the desk's decisions) are
+                # in the stream before the delivery is kept or acked: a kill after that, which
+                # never runs it again, loses none of them.
+                await self.audit.drain(self.js)
             kept = not last and await self._keep(mb.id, run)
             if mb.id == DESK:  # before the ack: a kill before it decides again, and tells
                 await self.approvals.decided(decisions(run))

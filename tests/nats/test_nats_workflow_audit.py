@@ -12,14 +12,19 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from genie._runtime.transport import Delivery
 from genie.nats._names import NatsNames
 from genie.nats._server import LocalNatsServer
+from genie.nats._transport import NatsTransport
+from genie.pipeline import load_pipeline
 
 from .test_nats import GENIE, HELPER, Workers, jetstream, stream
+from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
 from .test_nats import server as server
 from .test_nats import workers as workers
 
@@ -147,3 +152,47 @@ def until_serving(log: Path, timeout: float = 30) -> None:
     while "genie worker: hosting" not in log.read_text():
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
+
+
+async def test_a_workflow_deliverys_rows_are_in_the_stream_before_it_is_kept_or_acked(
+    server: LocalNatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker queued a run's rows and appended them a moment later, while the delivery
+    that made them was kept and acked without waiting: a worker killed between the two
+    lost the rows for good (the delivery, acked, is never run again)."""
+    (tmp_path / "wf_agents.py").write_text(AGENTS)
+    (tmp_path / "wfaudit.yaml").write_text(PIPELINE)
+    monkeypatch.syspath_prepend(os.fspath(tmp_path))
+    pipeline = load_pipeline(tmp_path / "wfaudit.yaml")
+    names = NatsNames("wfaudit")
+    entry_t = NatsTransport(server.url, names)
+    worker_t = NatsTransport(server.url, names, hosted=["order", "a", "b", "c"])
+    queued: list[tuple[str, int]] = []  # (step, rows not yet appended) of the workflow's
+
+    def count(step: str, delivery: Delivery) -> None:
+        if delivery.recipient == "order" and step in ("kept", "acked"):
+            queued.append((step, worker_t.audit.queued))
+
+    worker_t.on_step = count
+    append = worker_t.audit._append
+
+    async def slow_append(*args: Any) -> None:  # a broker slow to take rows: the window opens
+        await anyio.sleep(0.3)
+        await append(*args)
+
+    monkeypatch.setattr(worker_t.audit, "_append", slow_append)
+    entry_rt, worker_rt = (pipeline.runtime(transport=t) for t in (entry_t, worker_t))
+    for rt, t in ((entry_rt, entry_t), (worker_rt, worker_t)):
+        t.attach(rt)
+        await t.connect()
+    try:
+        async with worker_rt, entry_rt:
+            order = entry_rt.types.parse_payload("order", {"n": 7})
+            request = entry_rt.message(order, sender="caller", recipient="order")
+            result = await entry_rt.ask(request, until="order_outcome", timeout=30)
+    finally:
+        for t in (entry_t, worker_t):
+            await t.close()
+    assert result.status == "complete"
+    assert ("kept", 0) in queued
+    assert [left for _, left in queued] == [0] * len(queued)
