@@ -10,6 +10,7 @@ nats://HOST:PORT/NAMESPACE`` walks it with the JSONL log's checks (docs/scale-ou
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections import deque
@@ -30,7 +31,7 @@ from ._wire import MSG_ID, header_bytes
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
-__all__ = ["NatsAuditLog", "read_chain"]
+__all__ = ["NatsAuditLog", "read_chain", "row_id_of"]
 
 _log = lazy_logger("genie.nats")
 EXPECTED_LAST = "Nats-Expected-Last-Sequence"
@@ -72,9 +73,11 @@ class NatsAuditLog:
         """Records not written yet."""
         return len(self._queue)
 
-    def record(self, record: AuditRecord) -> None:
-        # The id is the record's for good: a publish retried after a lost ack is dropped.
-        self._queue.append((uuid.uuid4().hex, record))
+    def record(self, record: AuditRecord, row_id: str | None = None) -> None:
+        """Queue ``record``. ``row_id`` (``row_id_of``): its id for the broker, which drops a
+        second row of that id within its duplicate window; a new one when None. Either way
+        the id is the record's for good: a publish retried after a lost ack is dropped."""
+        self._queue.append((row_id or uuid.uuid4().hex, record))
         self._wake.set()
 
     async def run(self, js: JetStreamContext) -> None:
@@ -119,6 +122,15 @@ class NatsAuditLog:
                 return
             await anyio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def row_id_of(delivery_id: str, index: int, record: AuditRecord) -> str:
+    """The id of the ``index``-th row a delivery's handler makes, ``record``: the same when
+    the delivery runs again after a kill and makes the same row in the same place (the time
+    it was made aside), so that the broker writes it once; no other row has it."""
+    made = [delivery_id, index, record.actor, record.action, record.target]
+    made.append(sorted(record.details.items()))
+    return hashlib.sha256(json.dumps(made).encode()).hexdigest()[:32]
 
 
 def fitted_row(

@@ -72,6 +72,7 @@ class Run:
     # is the same in every run already, and the handler may be waiting for replies to it.
     minted: Callable[[str], bool] = lambda _: True
     timers_ended: list[Run] = field(default_factory=list)  # timers its handler withdrew
+    rows: int = 0  # audit rows its handler made itself (``row_id_of``)
 
     def rename(self, msg: Message) -> Message:
         if msg.id in self.derived or not self.minted(msg.id):  # renamed already, or chosen

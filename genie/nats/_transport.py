@@ -57,7 +57,7 @@ from .._runtime.approvals import (
     ApprovalRequest,
     rounds_reached,
 )
-from .._runtime.audit import AuditsItself
+from .._runtime.audit import AuditRecord, AuditsItself
 from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.local.executor import Worker
@@ -72,7 +72,7 @@ from .._runtime.transport import (
     keeps_of,
 )
 from ._approvals import NatsApprovals
-from ._audit import NatsAuditLog
+from ._audit import NatsAuditLog, row_id_of
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
 from ._consumer import (
@@ -126,11 +126,34 @@ TIMER = "~timer"  # the recipient of a timer's own delivery (never an agent id: 
 # The delivery whose handler runs in this task (a worker runs each in the task that took it).
 _RUNNING: ContextVar[Run | None] = ContextVar("genie_nats_running", default=None)
 
+
+class _RowsOfDeliveries:
+    """The namespace's audit log as an agent that audits itself writes to it: a row made while
+    a delivery runs is known by that delivery and its place among the delivery's rows
+    (``row_id_of``), so that the delivery run again (its worker killed after its rows were
+    written, before its ack) writes each of them once."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: NatsAuditLog) -> None:
+        self._log = log
+
+    def record(self, record: AuditRecord) -> None:
+        run = _RUNNING.get()
+        if run is None:  # made outside a delivery (a person's answer taken by the desk)
+            self._log.record(record)
+            return
+        run.rows += 1
+        self._log.record(record, row_id_of(run.delivery.id, run.rows, record))
+
+
 # Where a worker may be told to stop (tests pick the point of death with these).
-# A fan-in's delivery also: "kept" (written to the held bucket, before the ack) and
+# A delivery whose handler made audit rows of its own (a workflow's, the desk's): "audited"
+# (its rows in the stream, before it is kept). A fan-in's delivery also: "kept" (written to
+# the held bucket, before the ack) and
 # "released" (its correlation's entries purged, after the ack). A send from outside a
 # handler (an entry's request, a timer, a person's answer): "sending", before it goes out.
-Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "kept" | "acked"
+Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "audited" | ...
 StepHook = Callable[[Step, Delivery], None]
 
 
@@ -339,7 +362,7 @@ class NatsTransport:
             if isinstance(agent, AuditsItself):
                 # Its records are no delivery's outcome, so they do not reach the origin:
                 # it writes them to the namespace's audit stream itself.
-                agent.audit_to(self.audit)
+                agent.audit_to(_RowsOfDeliveries(self.audit))
         if DESK in self.hosted:
             desk = agents[DESK].agent
             assert isinstance(desk, ApprovalDesk)
@@ -1162,6 +1185,7 @@ class NatsTransport:
                 # in the stream before the delivery is kept or acked: a kill after that, which
                 # never runs it again, loses none of them.
                 await self.audit.drain(self.js)
+                self._step("audited", delivery)
             kept = not last and await self._keep(mb.id, run)
             if mb.id == DESK:  # before the ack: a kill before it decides again, and tells
                 await self.approvals.decided(decisions(run))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,10 +97,17 @@ def audit_rows(url: str) -> list[dict[str, object]]:
     return anyio.run(read)
 
 
-@pytest.mark.parametrize("keyed", [False, True], ids=["unkeyed", "keyed"])
+@pytest.mark.parametrize(
+    ("keyed", "die"),
+    [(False, "-"), (True, "-"), (False, "kept"), (False, "audited")],
+    ids=["unkeyed", "keyed", "killed-after-keeping", "killed-after-auditing"],
+)
 def test_a_workflow_in_a_worker_audits_each_event_once_to_the_namespace_stream(
-    server: LocalNatsServer, workers: Workers, tmp_path: Path, keyed: bool
+    server: LocalNatsServer, workers: Workers, tmp_path: Path, keyed: bool, die: str
 ) -> None:
+    """Killed after the rows of the workflow's first delivery were appended but before the
+    delivery was kept, a worker's successor ran it again and wrote its rows a second time.
+    Killed after it was kept, the successor rebuilds the run from it and audits nothing."""
     (tmp_path / "wf_agents.py").write_text(AGENTS)
     pipeline = tmp_path / "wfaudit.yaml"
     pipeline.write_text(PIPELINE)
@@ -107,25 +115,34 @@ def test_a_workflow_in_a_worker_audits_each_event_once_to_the_namespace_stream(
     env.pop("GENIE_AUDIT_KEY", None)
     if keyed:  # the entry and the worker chain the namespace's rows with one key
         env["GENIE_AUDIT_KEY"] = "k" * 32
-    log = tmp_path / "worker.log"
-    cmd = [sys.executable, os.fspath(HELPER), "-", "-", "0", os.fspath(pipeline)]
-    with log.open("wb") as err:
-        workers.append(
-            subprocess.Popen(
+
+    def start_worker(log: Path, dies_at: str) -> subprocess.Popen[bytes]:
+        dies = (dies_at, "order", "1") if dies_at != "-" else ("-", "-", "0")
+        cmd = [sys.executable, os.fspath(HELPER), *dies, os.fspath(pipeline)]
+        with log.open("wb") as err:
+            worker = subprocess.Popen(
                 [*cmd, "--nats", server.url, "--ack-wait", "1"],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=env,
             )
-        )
-    until_serving(log)
-    done = subprocess.run(
+        workers.append(worker)
+        until_serving(log)
+        return worker
+
+    first = start_worker(tmp_path / "worker.log", die)
+    running = subprocess.Popen(
         [str(GENIE), "run", str(pipeline), "--nats", server.url, "--json"],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=90,
     )
+    if die != "-":
+        assert first.wait(timeout=60) == -signal.SIGKILL
+        start_worker(tmp_path / "successor.log", "-")
+    stdout, stderr = running.communicate(timeout=90)
+    done = subprocess.CompletedProcess(running.args, running.returncode, stdout, stderr)
     assert done.returncode == 1, done.stderr  # the workflow failed, by design
     outcome = json.loads(done.stdout)["output"]["payload"]
     assert outcome["status"] == "failed"
@@ -134,6 +151,7 @@ def test_a_workflow_in_a_worker_audits_each_event_once_to_the_namespace_stream(
     assert ("compensated", "a") in events
 
     rows = audit_rows(server.url)
+    print("ROWS", [(r["action"], r["target"]) for r in rows])
     flow = [row for row in rows if str(row["action"]).startswith("workflow_")]
     assert Counter(
         (str(row["action"]), str(row["target"]).rsplit("~", 1)[1]) for row in flow
