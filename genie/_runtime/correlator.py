@@ -617,13 +617,15 @@ class RequestWaiter(_Waiter):
 class _Watched:
     """One request ``ReplyWatch`` watches: who may answer it, and the replies its responders
     routed to its sender so far that were not lost on the way (``lost``: why the last lost
-    one was)."""
+    one was). ``told``: its sender watches it; else it runs again from a store and its sender
+    may watch it again once rebuilt (``ReplyWatch.resumed``)."""
 
-    __slots__ = ("lost", "replies", "request", "responders")
+    __slots__ = ("lost", "replies", "request", "responders", "told")
 
-    def __init__(self, request: Message, responders: frozenset[str]) -> None:
+    def __init__(self, request: Message, responders: frozenset[str], told: bool = True) -> None:
         self.request = request
         self.responders = responders
+        self.told = told
         self.replies: list[str] = []
         self.lost: tuple[str, Missing] | None = None  # the reply's type, why it was lost
 
@@ -641,7 +643,12 @@ class ReplyWatch(_Waiter):
     and forgets it if the sender's delivery of it is refused there. A request leaves once it is
     handled or lost; the watch leaves with its last request, or once nothing of the
     correlation is in flight (a request handled before: a run rebuilt after a restart
-    watches what may have ended in an earlier process)."""
+    watches what may have ended in an earlier process).
+
+    A request run again from a store is watched untold from the start (``resumed``): its
+    sender, rebuilding its run from the messages it kept, watches it again only once it
+    reaches the handling that sent it, and the request's own handling may end before that.
+    How it ended is kept until then (``_ended``), and told when it is watched."""
 
     watches = True
 
@@ -656,6 +663,8 @@ class ReplyWatch(_Waiter):
         self._unanswered = unanswered
         self._watched: dict[str, _Watched] = {}  # by the request's id
         self._replies: dict[str, tuple[str, str]] = {}  # reply id: its request's id, its type
+        # Resumed requests handled, untold, without a reply: who handled each and how.
+        self._ended: dict[str, tuple[str, str]] = {}
         corr.waiters += (self,)
         corr.requests += 1
 
@@ -668,8 +677,21 @@ class ReplyWatch(_Waiter):
         return None
 
     def watch(self, request: Message, responders: frozenset[str]) -> None:
-        if request.id not in self._watched:
+        ended = self._ended.pop(request.id, None)
+        if ended is not None:  # it ran again and ended before its sender was rebuilt
+            self._leave_if_done()
+            self._unanswered(request, *ended)
+            return
+        watched = self._watched.get(request.id)
+        if watched is None:
             self._watched[request.id] = _Watched(request, responders)
+        else:
+            watched.told = True
+
+    def resumed(self, request: Message, responders: frozenset[str]) -> None:
+        """``request`` runs again from a store: watched untold, for its sender to watch again."""
+        if request.id not in self._watched:
+            self._watched[request.id] = _Watched(request, responders, told=False)
 
     def matches(self, msg: Message) -> bool:
         cause = msg.causation_id
@@ -687,8 +709,8 @@ class ReplyWatch(_Waiter):
         watched = self._watched.get(message_id)
         if watched is None or agent_id not in watched.responders:
             return
-        self._forget(watched)
         if watched.replies:
+            self._forget(watched)
             return
         request = watched.request
         why = f"handled the {request.type} without replying"
@@ -696,7 +718,11 @@ class ReplyWatch(_Waiter):
             reply, missing = watched.lost
             how = f"denied by {missing.policy}" if missing.kind == "denied" else missing.kind
             why = f"handled the {request.type}, but its reply {reply!r} was {how}: {missing.reason}"
-        self._unanswered(request, agent_id, why)
+        if not watched.told:
+            self._ended[request.id] = (agent_id, why)
+        self._forget(watched)
+        if watched.told:
+            self._unanswered(request, agent_id, why)
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
         watched = self._watched.get(message_id)
@@ -717,12 +743,16 @@ class ReplyWatch(_Waiter):
         del self._watched[watched.request.id]
         for reply in watched.replies:
             self._replies.pop(reply, None)
-        if not self._watched:
+        self._leave_if_done()
+
+    def _leave_if_done(self) -> None:
+        if not self._watched and not self._ended:
             self._owner.remove(self._corr, self)
 
     def on_quiescent(self) -> None:
         self._watched.clear()
         self._replies.clear()
+        self._ended.clear()
         self._owner.remove(self._corr, self)
 
     def close(self, reason: str) -> None:

@@ -258,9 +258,11 @@ class RuntimeHost:
         model_calls: ModelCalls,
         watch: Callable[[Observer], None],
         minted: Callable[[str], bool],
+        watch_resumed: Callable[[_Correlation, Message], None],
     ) -> None:
         self._types = types
         self.minted = minted
+        self._watch_resumed = watch_resumed
         self._watch = watch
         self._ledger = ledger
         self._correlator = ledger.correlator
@@ -328,6 +330,7 @@ class RuntimeHost:
         ledger.resumed(corr)
         if ledger.observer is not None:
             ledger.observer.delivered(msg, agent_id)
+        self._watch_resumed(corr, msg)
 
     def left(self, corr: Correlation) -> None:
         self._ledger.left(corr)

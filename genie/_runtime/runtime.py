@@ -57,7 +57,15 @@ from .._message.payload import MetaValue, Payload, Role
 from .._message.types import MessageTypes
 from .admission import Admission
 from .audit import AuditGate, AuditSink, AuditsItself, MemoryAuditLog
-from .correlator import Correlator, Gather, GatherResult, Missing, RequestWaiter, _Correlation
+from .correlator import (
+    Correlator,
+    Gather,
+    GatherResult,
+    Missing,
+    ReplyWatch,
+    RequestWaiter,
+    _Correlation,
+)
 from .deadletter import DeadLetters
 from .delivery import CANCELLED_WITH_REQUEST, DeliveryRunner
 from .dispatch import HANDLING, Dispatcher
@@ -317,6 +325,7 @@ class Runtime:
                         self._model_calls,
                         self.add_observer,
                         self._ids.minted,
+                        self._watch_resumed,
                     )
                 )
         self._closers: list[Callable[[], Awaitable[object]]] = [self._memory.aclose]
@@ -524,7 +533,6 @@ class Runtime:
                 f"rt.watch_reply(): the {request.type!r} is not of the correlation of the "
                 "message being handled: build it with ctx.emit(payload, recipient=...)"
             )
-        from .correlator import ReplyWatch
         from .losses import Unanswered
 
         sender = self._mailboxes.get(request.sender)
@@ -540,12 +548,26 @@ class Runtime:
                 "of genie.Unanswered"
             )
         self.types.register(Unanswered)
-        fallback = self._mailboxes[recipient].options.fallback
-        responders = frozenset((recipient,) if fallback is None else (recipient, fallback))
+        self._reply_watch(corr).watch(request, self._responders(recipient))
+
+    def _watch_resumed(self, corr: _Correlation, msg: Message) -> None:
+        """``msg`` runs again from the store: if it is a request of one agent here to another,
+        its sender may watch it again once it has rebuilt its run, maybe after its handling
+        ended (``ReplyWatch.resumed``)."""
+        recipient = msg.recipient
+        if recipient in self._mailboxes and msg.sender in self._mailboxes:
+            self._reply_watch(corr).resumed(msg, self._responders(recipient))
+
+    def _reply_watch(self, corr: _Correlation) -> ReplyWatch:
         watch = ReplyWatch.of(self._correlator, corr)
         if watch is None:
             watch = ReplyWatch(self._correlator, corr, self._notify_unanswered)
-        watch.watch(request, responders)
+        return watch
+
+    def _responders(self, recipient: str) -> frozenset[str]:
+        """Who handles a request to ``recipient``: it, or its fallback."""
+        fallback = self._mailboxes[recipient].options.fallback
+        return frozenset((recipient,) if fallback is None else (recipient, fallback))
 
     def _notify_unanswered(self, request: Message, handled_by: str, why: str) -> None:
         from .losses import Unanswered  # loaded by `watch_reply`, which watches the request

@@ -31,6 +31,7 @@ from genie import (
     Runtime,
     RuntimeState,
     StoreError,
+    Unanswered,
     handler,
 )
 from genie._runtime.durable.store import DeliveryStore, StoreClient
@@ -131,6 +132,64 @@ async def test_a_request_cut_by_a_stop_is_resumed_by_the_next_runtime(tmp_path: 
         stats.handled + stats.denied + stats.dead_lettered + stats.shed + stats.in_flight
     )
     assert stats.in_flight == 0
+
+
+class Teller(BaseAgent):
+    """Tells ``quiet`` a Ping and goes on, without watching it; hears notices."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.heard: list[Unanswered] = []
+
+    @handler
+    async def on_step(self, payload: Step, ctx: Context) -> Message:
+        return ctx.emit(Ping(n=payload.n), recipient="quiet")
+
+    @handler
+    async def on_unanswered(self, payload: Unanswered, ctx: Context) -> None:
+        self.heard.append(payload)
+
+
+class Quiet(BaseAgent):
+    """Takes a Ping and answers nothing; waits at ``gate`` first if it has one."""
+
+    def __init__(self, id: str, gate: anyio.Event | None = None) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.waiting = anyio.Event()
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        if self.gate is not None:
+            self.waiting.set()
+            await self.gate.wait()
+
+
+async def test_a_resumed_request_nobody_watches_again_brings_no_notice(tmp_path: Path) -> None:
+    """A request run again from the store is watched untold, for a sender that rebuilds its
+    run and watches it again: one nobody watches (a message sent on, not a step) is told to
+    nobody, and leaves nothing behind."""
+    path = tmp_path / "store.db"
+    quiet = Quiet("quiet", gate=anyio.Event())  # never opened: the ping is cut by the stop
+    async with Runtime([Teller("teller"), quiet], store=path, drain_timeout=0.01) as rt:
+        msg = rt.message(Step(n=1), recipient="teller")
+        await rt.publish(msg)
+        with anyio.fail_after(5):
+            await quiet.waiting.wait()
+    teller = Teller("teller")
+    async with Runtime([teller, Quiet("quiet")], store=path) as rt2:
+        [request] = rt2.unfinished()
+        rt2.types.register(Unanswered)
+        result = await rt2.resume(request, timeout=0.5)
+        with anyio.fail_after(5):
+            await rt2.wait_idle()
+        stats = rt2.statistics()
+    assert result.replies == ()
+    assert teller.heard == []
+    assert (stats.in_flight, stats.correlations.correlations_active) == (0, 0)
+    assert kept(path) == ([], [])
 
 
 async def test_a_request_nobody_resumes_stays_for_a_later_start(tmp_path: Path) -> None:

@@ -323,6 +323,39 @@ async def test_a_step_handled_without_replying_fails_at_once_when_resumed(
     assert sorted(outcome.compensated) == ["flight", "hotel"]
 
 
+@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["at-once", "while-rebuilding"])
+async def test_a_step_rerun_without_replying_before_the_run_is_rebuilt_fails_at_once(
+    tmp_path: Path, stall: float
+) -> None:
+    """Resumed from the store, the car runs again and returns no reply before (or while) the
+    workflow rebuilds the run up to the car from the messages it kept: the rebuilt workflow
+    watched a step whose handling had ended, and failed it at its deadline only."""
+    pipeline = trip_pipeline(
+        tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
+    )
+    store = tmp_path / "trip.db"
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
+        await wait_all_tasks_blocked()  # the flight and hotel booked, the car under way
+        assert saga_agents.JOURNAL[-1] == "start car"
+    rt = pipeline.runtime(store=store)
+    [car] = [agent for agent in rt.agents() if agent.id == "car"]
+    assert isinstance(car, saga_agents.Booker)
+    car.stall = stall  # this time the car ends first, or while the run is rebuilt
+    async with rt:
+        [request] = rt.unfinished()
+        with anyio.fail_after(5):
+            result = await pipeline.resume(rt, request)
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", "car")
+    assert outcome.reason == "car handled the trip without replying"
+    assert sorted(outcome.compensated) == ["flight", "hotel"]
+
+
 async def test_a_step_that_replies_late_within_its_deadline_completes(tmp_path: Path) -> None:
     steps = """
       - {id: flight, deadline: 30s}
