@@ -292,44 +292,17 @@ async def test_two_steps_one_agent_answers_at_once_each_complete(tmp_path: Path)
     assert done[2:] == ["completed car"]
 
 
+@pytest.mark.parametrize(
+    "stall", [1.0, 0.3, 0.0], ids=["after-the-rebuild", "during-it", "before-it"]
+)
 async def test_a_step_handled_without_replying_fails_at_once_when_resumed(
-    tmp_path: Path,
-) -> None:
-    # Stopped while the car's handler runs; resumed from the store, the car runs again,
-    # returns no reply, and the rebuilt workflow, watching it again, fails it at once. (A
-    # re-run that ends before the workflow is rebuilt up to the car is known at the deadline
-    # only: docs/workflows.md.)
-    pipeline = trip_pipeline(
-        tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
-    )
-    store = tmp_path / "trip.db"
-    first = pipeline.runtime(store=store)
-    first.drain_timeout = 0.01
-    async with first:
-        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
-        await wait_all_tasks_blocked()  # the flight and hotel booked, the car under way
-        assert saga_agents.JOURNAL[-1] == "start car"
-    rt = pipeline.runtime(store=store)
-    async with rt:
-        [request] = rt.unfinished()
-        with anyio.fail_after(5):
-            result = await pipeline.resume(rt, request)
-    assert result.output is not None
-    outcome = result.output.payload
-    assert isinstance(outcome, WorkflowOutcome)
-    assert outcome.status == "failed"
-    assert outcome.failed_step == "car"
-    assert outcome.reason == "car handled the trip without replying"
-    assert sorted(outcome.compensated) == ["flight", "hotel"]
-
-
-@pytest.mark.parametrize("stall", [0.0, 0.3], ids=["at-once", "while-rebuilding"])
-async def test_a_step_rerun_without_replying_before_the_run_is_rebuilt_fails_at_once(
     tmp_path: Path, stall: float
 ) -> None:
-    """Resumed from the store, the car runs again and returns no reply before (or while) the
-    workflow rebuilds the run up to the car from the messages it kept: the rebuilt workflow
-    watched a step whose handling had ended, and failed it at its deadline only."""
+    """Stopped while the car's handler runs; resumed from the store, the car runs again and
+    returns no reply, after, while or before the workflow rebuilds the run up to the car from
+    the messages it kept: the rebuilt workflow, watching it again, fails it at once. (Ended
+    before, it failed at its deadline only: the workflow watched a step whose handling had
+    ended.)"""
     pipeline = trip_pipeline(
         tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
     )
@@ -343,7 +316,7 @@ async def test_a_step_rerun_without_replying_before_the_run_is_rebuilt_fails_at_
     rt = pipeline.runtime(store=store)
     [car] = [agent for agent in rt.agents() if agent.id == "car"]
     assert isinstance(car, saga_agents.Booker)
-    car.stall = stall  # this time the car ends first, or while the run is rebuilt
+    car.stall = stall  # this time the car ends after, during or before the rebuild
     async with rt:
         [request] = rt.unfinished()
         with anyio.fail_after(5):
