@@ -134,6 +134,8 @@ DECIDED_KEPT = 1000  # the approvals decided last that the desk remembers, for l
 # Why the desk records an approval resumed: the request was asked before a restart, and the
 # store kept it pending (its deadline still counts from the asking).
 RESUMED = "kept pending across a restart"
+# Its action: news of the start that took the approval up again, one row at each start.
+RESUMED_ACTION = "approval_resumed"
 
 
 class ApprovalRefusedError(GenieError):
@@ -217,7 +219,7 @@ class ApprovalDesk(BaseAgent):
         pending = self.pending[msg.id] = _Pending(approval, msg, timer)
         pending.round = rounds - 1
         if round_before is not None:
-            self._record(DESK, "approval_resumed", approval, RESUMED)
+            self._record(DESK, RESUMED_ACTION, approval, RESUMED)
         else:
             self._record(msg.sender, "approval_requested", approval, payload.subject)
 

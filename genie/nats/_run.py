@@ -73,6 +73,11 @@ class Run:
     minted: Callable[[str], bool] = lambda _: True
     timers_ended: list[Run] = field(default_factory=list)  # timers its handler withdrew
     rows: int = 0  # audit rows its handler made itself (``row_id_of``)
+    # The start of the worker that took it again from the held bucket (the desk rebuilding
+    # its pending approvals), or None. Such a run replays what was handled before the stop,
+    # and its rows repeat those the delivery made then, but for the approval taken up again:
+    # news of this start, as each start's is of its own.
+    retaken: str | None = None
 
     def rename(self, msg: Message) -> Message:
         if msg.id in self.derived or not self.minted(msg.id):  # renamed already, or chosen

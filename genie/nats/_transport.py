@@ -51,6 +51,7 @@ from .._errors import ConfigurationError, described, middle_cut
 from .._message.envelope import Message
 from .._runtime.approvals import (
     DESK,
+    RESUMED_ACTION,
     ApprovalAnswer,
     ApprovalDecision,
     ApprovalDesk,
@@ -144,7 +145,10 @@ class _RowsOfDeliveries:
             self._log.record(record)
             return
         run.rows += 1
-        self._log.record(record, row_id_of(run.delivery.id, run.rows, record))
+        made_in = run.delivery.id
+        if run.retaken is not None and record.action == RESUMED_ACTION:
+            made_in += f"@{run.retaken}"  # each start's own row, not the last start's again
+        self._log.record(record, row_id_of(made_in, run.rows, record))
 
 
 # Where a worker may be told to stop (tests pick the point of death with these).
@@ -218,6 +222,7 @@ class NatsTransport:
         # name resumes those a kill left (``unfinished``, ``replay``).
         self.origin = uuid.uuid4().hex if origin is None else check_origin(origin)
         self._entry = None if origin is None else EntryRequests(names.entry, origin)
+        self._start = uuid.uuid4().hex  # this process's start, a named origin's too
         self.sent = self.received = self.redelivered = self.crashed = 0
         self._running: dict[str, Run] = {}
         self._outcomes = OutcomeReplay()  # of the requests this process started
@@ -1302,7 +1307,14 @@ class NatsTransport:
         if mb.id == DESK:  # what it had asked (and escalated) before the kill or stop
             self._asked.update(rounds_reached(h.delivery.message for h in found))
         for held in found:
-            run = Run(held.delivery, held.origin, held.parent, held.request, minted=host.minted)
+            run = Run(
+                held.delivery,
+                held.origin,
+                held.parent,
+                held.request,
+                minted=host.minted,
+                retaken=self._start,
+            )
             msg = held.delivery.message
             self._started(run)
             corr = host.correlation(msg.correlation_id)

@@ -585,3 +585,36 @@ def test_an_approval_escalated_before_a_worker_stop_is_resumed_escalated(
         ("approvals", "approval_resumed"),
     ]
     check(drill, url)
+
+
+def test_a_worker_restarted_twice_while_an_approval_waits_audits_each_resumption(
+    server: LocalNatsServer, workers: Workers, drill: Path
+) -> None:
+    """Each worker that takes the approval up again after a stop records it resumed: the
+    second resumption, made by the same kept delivery run again, is another row, not the
+    first one written twice (a broker id taken from the delivery dropped it as a duplicate
+    within the broker's window, and the audit stream lost it)."""
+    url = server.url
+
+    def resumed() -> int:
+        return audit_actions(url).count(("approvals", "approval_resumed"))
+
+    first = worker(workers, drill, url)
+    entry = started(drill, url, "60")
+    until(lambda: pending(url), 30)
+    for times in (1, 2):
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=30) == 0
+        first = worker(workers, drill, url)
+        until(lambda: resumed() >= times, 30)  # noqa: B023 (checked before the loop goes on)
+    [listed] = pending(url)
+    approve(url, str(listed["id"]))
+    out, err = entry.communicate(timeout=60)
+    assert entry.returncode == 0, err
+    assert json.loads(out)["output"]["payload"]["status"] == "completed"
+    assert [a for a in audit_actions(url) if a[1].startswith("approval_")] == [
+        ("order", "approval_requested"),
+        ("approvals", "approval_resumed"),
+        ("approvals", "approval_resumed"),
+    ]
+    assert main(["audit", "verify", f"{url}/order"]) == 0
