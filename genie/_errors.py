@@ -251,22 +251,38 @@ class GenieError(Exception):
         self.agent_id = agent_id
         self.correlation_id = correlation_id
 
-    def __reduce__(self) -> tuple[Callable[..., GenieError], tuple[object, ...]]:
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., GenieError], tuple[object, ...], dict[str, object]]:
         # Rebuilt from its parts as they are, not by calling the class with its text again:
         # many errors' ``__init__`` takes its parts (``MemoryArgumentError(memory, call, ...)``)
         # or keywords (``policy=``), and one raised in a handler's process must reach the
-        # runtime as what it is, for the retry policy to know it.
-        return _rebuilt, (type(self), self.args, vars(self))
+        # runtime as what it is, for the retry policy to know it. Its parts are its state,
+        # set once the error is made (``BaseException.__setstate__``), so that a part that
+        # refers back to the error finds it; a user's error keeps what its slots hold too.
+        return _rebuilt, (type(self), self.args), {**vars(self), **_slotted(self)}
 
 
-def _rebuilt(
-    cls: type[GenieError], args: tuple[object, ...], parts: dict[str, object]
-) -> GenieError:
-    """Unpickles a ``GenieError`` (``GenieError.__reduce__``)."""
+def _rebuilt(cls: type[GenieError], args: tuple[object, ...]) -> GenieError:
+    """Unpickles a ``GenieError`` (``GenieError.__reduce__``); its parts are set after."""
     error = cls.__new__(cls)
     error.args = args
-    vars(error).update(parts)
     return error
+
+
+def _slotted(error: GenieError) -> dict[str, object]:
+    """What the ``__slots__`` of ``error``'s classes hold (a private slot by its mangled name)."""
+    held: dict[str, object] = {}
+    for cls in type(error).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"
+            if hasattr(error, name):
+                held[name] = getattr(error, name)
+    return held
 
 
 class ConfigurationError(GenieError):

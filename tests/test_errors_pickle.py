@@ -10,9 +10,11 @@ keyword arguments (``DeniedError(message, policy=..., reason=...)``).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import pickle
 import pkgutil
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -140,3 +142,42 @@ async def test_a_process_handlers_genie_error_reaches_the_runtime_as_itself() ->
         "MemoryArgumentError: memory 'notes': kv.set: argument 'value' is a set, which JSON "
         "cannot hold"
     )
+
+
+_Again = Callable[[GenieError], Any]
+
+
+def _round_trip(error: GenieError) -> Any:
+    return pickle.loads(pickle.dumps(error))
+
+
+def _named(again: _Again) -> str:
+    return getattr(again, "__name__", "pickle").strip("_")
+
+
+class Coded(GenieError):
+    """A user's error keeping a part in a slot of its own."""
+
+    __slots__ = ("code",)
+    attempts: list[dict[str, object]]  # set on it, in its __dict__
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@pytest.mark.parametrize("again", [copy.copy, copy.deepcopy, _round_trip], ids=_named)
+def test_an_error_keeps_its_slots_and_what_refers_back_to_it(again: _Again) -> None:
+    """A part that refers back to its error (an attempt's record that names the error) was
+    rebuilt before the error was, for pickle and deepcopy: pickle failed to load it, deepcopy
+    made two errors of one. A user's error lost the value in its ``__slots__``."""
+    error = Coded("declined", code=402)
+    error.attempts = [{"error": error, "at": 1}]
+    copied = again(error)
+    assert type(copied) is Coded
+    assert (copied.args, copied.code) == (("declined",), 402)
+    [attempt] = copied.attempts
+    if again is copy.copy:  # shallow: the part itself, as for any exception
+        assert attempt["error"] is error
+    else:
+        assert attempt["error"] is copied
