@@ -87,9 +87,12 @@ class NatsAuditLog:
             await self.drain(js)
 
     async def drain(self, js: JetStreamContext) -> None:
-        """Append every queued record, in order."""
+        """Append every record queued before the call, in order: those queued since (rows
+        other deliveries make meanwhile) are the next drain's, so that a delivery waits for
+        its own rows, not for others' as long as they come."""
+        until = self.written + len(self._queue)  # the queue is first in, first written
         async with self._appending:
-            while self._queue:
+            while self.written < until:
                 await self._append(js, *self._queue[0])
                 self._queue.popleft()
                 self.written += 1

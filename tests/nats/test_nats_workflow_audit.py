@@ -12,12 +12,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from genie._runtime.audit import AuditRecord
 from genie._runtime.transport import Delivery
 from genie.nats._names import NatsNames
 from genie.nats._server import LocalNatsServer
@@ -214,3 +216,46 @@ async def test_a_workflow_deliverys_rows_are_in_the_stream_before_it_is_kept_or_
     assert result.status == "complete"
     assert ("kept", 0) in queued
     assert [left for _, left in queued] == [0] * len(queued)
+
+
+async def test_a_drain_waits_for_the_rows_queued_before_it_not_for_those_after(
+    server: LocalNatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delivery waits for its rows before its ack; it waited for every row queued until the
+    queue was empty, the rows other deliveries made meanwhile too: its ack waited on theirs
+    for as long as they kept coming."""
+    transport = NatsTransport(server.url, NatsNames("drained"))
+    await transport.connect()
+    log = transport.audit
+    append = log._append
+
+    async def slow_append(*args: Any) -> None:  # a broker slow to take rows: the window opens
+        await anyio.sleep(0.2)
+        await append(*args)
+
+    monkeypatch.setattr(log, "_append", slow_append)
+
+    def row(n: int) -> AuditRecord:
+        return AuditRecord(datetime.now(UTC), "order", "workflow_started", f"r{n}", {})
+
+    left: list[int] = []  # rows still queued as the first drain returned
+
+    async def first_delivery() -> None:
+        await log.drain(transport.js)
+        left.append(log.queued)
+
+    try:
+        log.record(row(1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first_delivery)
+            await anyio.sleep(0.05)  # its row is being appended: two more come meanwhile
+            log.record(row(2))
+            log.record(row(3))
+        assert left == [2]
+        await log.drain(transport.js)
+        assert (log.queued, log.written) == (0, 3)
+        async with jetstream(server.url) as js:
+            rows = await stream(js, NatsNames("drained").audit)
+        assert [r["target"] for r in rows] == ["r1", "r2", "r3"]
+    finally:
+        await transport.close()
