@@ -10,7 +10,7 @@ what it says to a reader or a language model:
   joiners, soft hyphen, bidi controls, BOM, interlinear annotation marks...); Unicode "tag"
   characters, which some models read as ASCII, become that ASCII;
 - common look-alikes (Cyrillic and Greek letters, small capitals) become the Latin letter,
-  dashes become ``-``, and every script's decimal digits of the Indian region become 0-9;
+  dashes become ``-``, every script's digits (and enclosed ones NFKD keeps) become 0-9;
 - case folded, whitespace runs (newlines, tabs) collapsed to one space.
 
 The result is computed once per message and shared by every policy (``ContentView.scan``).
@@ -54,11 +54,20 @@ def _table() -> dict[int, int | str | None]:
     # interlinear annotation marks, musical beams...): invisible, so they only ever hide text
     # from a matcher. Every one, as this Python's Unicode database has them; and invisible
     # fillers and selectors of other categories (Hangul fillers, variation selectors).
-    category = unicodedata.category
+    category, decimal, digit = unicodedata.category, unicodedata.decimal, unicodedata.digit
     for plane in _FORMAT_PLANES:
         for cp in plane:
-            if category(chr(cp)) == "Cf":
+            char = chr(cp)
+            kind = category(char)
+            if kind == "Cf":
                 table[cp] = None
+            elif (kind == "Nd" or kind == "No") and cp >= 0x80:
+                # A digit of any script (Khmer, Tibetan, Sinhala, Adlam...) or one NFKD leaves
+                # enclosed (dingbats' ❶ and ➀, the double-circled ⓵) reads as that digit to a
+                # person: a phone or card number written in them is the number.
+                value = decimal(char, None) if kind == "Nd" else digit(char, None)
+                if value is not None and unicodedata.normalize("NFKD", char) == char:
+                    table[cp] = str(value)
     for cp in (0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164):
         table[cp] = None
     for first, last in ((0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0xFE00, 0xFE0F)):
@@ -70,23 +79,32 @@ def _table() -> dict[int, int | str | None]:
         table[cp] = "-"
     for cp in (0x0085, 0x1680, 0x2028, 0x2029):  # spaces NFKC keeps
         table[cp] = " "
+    for cp in (0x1F10B, 0x1F10C):  # circled sans-serif zeros: no digit value in Unicode
+        table[cp] = "0"
+    # The ideographic full stop (and its vertical form) is a dot of a domain name to IDNA, as
+    # browsers and mail clients read "gmail。com": NFKD makes the halfwidth one this one.
+    table[0x3002] = table[0xFE12] = "."
+    # Letters in shapes NFKD leaves enclosed (negative circled 🅐, negative squared 🅰,
+    # regional indicators 🇦, which are letters wherever they do not pair into a flag).
+    for first in (0x1F150, 0x1F170, 0x1F1E6):
+        for offset in range(26):
+            table[first + offset] = chr(ord("a") + offset)
     table.update({0x2018: "'", 0x2019: "'", 0x201C: '"', 0x201D: '"', 0x0964: ".", 0x0965: "."})
-    # Decimal digits of the scripts a message in the Indian region may use (NFKC leaves them).
-    for zero in (0x0660, 0x06F0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66,
-                 0x0CE6, 0x0D66, 0x0E50, 0x1040):  # fmt: skip
-        for digit in range(10):
-            table[zero + digit] = str(digit)
     # Look-alikes (a subset of Unicode's confusables: the letters that pass for Latin ones,
     # and small capitals), mapped before case folding so each case maps to its own look-alike.
     lookalikes = {
-        "a": "аαɑᴀ", "b": "Ьβʙ", "c": "сϲᴄ", "d": "ԁᴅ", "e": "еεҽᴇ", "g": "ɡɢ", "h": "һʜ",  # noqa: RUF001
-        "i": "іιıɩɪ", "j": "јϳᴊ", "k": "κᴋ", "l": "ʟ", "m": "ᴍ", "n": "ηɴ", "o": "оοσօᴏ",  # noqa: RUF001
-        "p": "рρᴘ", "q": "ԛ", "r": "ʀ", "s": "ѕꜱ", "t": "τᴛ", "u": "υսᴜ", "v": "νᴠ",  # noqa: RUF001
+        "a": "аαɑᴀ", "b": "Ьβʙ", "c": "сϲᴄ", "d": "ԁᴅ", "e": "еεҽᴇ", "g": "ɡɢց", "h": "һʜհ",  # noqa: RUF001
+        "i": "іιıɩɪ", "j": "јϳᴊ", "k": "κᴋ", "l": "ʟ", "m": "ᴍ", "n": "ηɴո", "o": "оοσօᴏ",  # noqa: RUF001
+        "p": "рρᴘ", "q": "ԛզ", "r": "ʀ", "s": "ѕꜱ", "t": "τᴛ", "u": "υսᴜ", "v": "νᴠ",  # noqa: RUF001
         "w": "ԝωᴡ", "x": "хχ", "y": "уγʏ", "z": "ᴢ",  # noqa: RUF001
         "A": "АΑ", "B": "ВΒ", "C": "С", "E": "ЕΕ", "H": "НΗ", "I": "ІΙӀ", "J": "Ј",  # noqa: RUF001
-        "K": "КΚ", "M": "МΜ", "N": "Ν", "O": "ОΟ", "P": "РΡ", "S": "Ѕ", "T": "ТΤ",  # noqa: RUF001
-        "X": "ХΧ", "Y": "ҮΥ", "Z": "Ζ",  # noqa: RUF001
+        "K": "КΚ", "M": "МΜ", "N": "Ν", "O": "ОΟՕ", "P": "РΡ", "S": "Ѕ", "T": "ТΤ",  # noqa: RUF001
+        "X": "ХΧ", "Y": "ҮΥ", "Z": "Ζ", "U": "Ս",  # noqa: RUF001
     }  # fmt: skip
+    # Lisu's letters are Latin capitals in shape (its script has no cases), A to Z without Q.
+    lisu = "ꓮꓐꓚꓓꓰꓝꓖꓧꓲꓙꓗꓡꓟꓠꓳꓑꓣꓢꓔꓴꓦꓪꓫꓬꓜ"  # noqa: RUF001
+    for latin, letter in zip("ABCDEFGHIJKLMNOPRSTUVWXYZ", lisu, strict=True):
+        lookalikes[latin] = lookalikes.get(latin, "") + letter
     for latin, others in lookalikes.items():
         for other in others:
             table[ord(other)] = latin
@@ -233,10 +251,11 @@ def compact_words(folded: str) -> str:
 # A number in a field with one of these names is an identifier (a phone, card or account
 # number), so the PII patterns apply to it; any other number is a quantity (an amount in paise,
 # a count) and is not matched: 10 lakh in paise has ten digits, as a phone number does.
+# The name is read as words (``_field``: "phoneNumber", "Mobile-No" and "PAN.number" are
+# "phone number", "mobile no" and "pan number", as "mobile_no" is).
 _IDENTIFIER_FIELD = re.compile(
-    r"(?:^|_)(?:phone|mobile|msisdn|tel|telephone|contact|card|pan|aadhaar|aadhar|uid|account|"
-    r"acct|iban|ssn|number|num|no|id)(?:_|$)",
-    re.IGNORECASE,
+    r"(?:^| )(?:phone|mobile|msisdn|tel|telephone|contact|card|pan|aadhaar|aadhar|uid|account|"
+    r"acct|iban|ssn|number|num|no|id)(?: |$)"
 )
 
 
@@ -249,11 +268,8 @@ def _card_sized(number: int) -> bool:
     return _CARD_SIZED_LOW <= number < _CARD_SIZED_HIGH
 
 
-@functools.lru_cache(maxsize=1024)
 def _is_identifier(field: str) -> bool:
-    # The answer depends on the name alone, and names repeat from message to message (the
-    # memory is bounded: names also come from traffic).
-    return _IDENTIFIER_FIELD.search(field) is not None
+    return _field(field)[0]
 
 
 # A field whose name names a credential ("password", "client_secret", "X-API-Key", "upiPin",
@@ -266,7 +282,8 @@ _SECRET_FIELD = re.compile(
     r"access ?key|private ?key|account ?key|pin|mpin|otp|cvv2?|cvc2?|kennwort|passwort|"
     r"contrasena|senha|credentials?)(?![a-z0-9])"
 )
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Where a name written in camelCase starts a word: "upiPin", "PANNumber", "accountID2".
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def _secret_label(field: str) -> str | None:
@@ -278,10 +295,11 @@ def _secret_label(field: str) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def _field(field: str) -> tuple[bool, str | None]:
     """Whether a number in ``field`` is an identifier, and its ``_secret_label``: one lookup
-    for both, cached by name as ``_is_identifier``."""
+    for both, of the name in words. The answer depends on the name alone, and names repeat
+    from message to message (the memory is bounded: names also come from traffic)."""
     named = _CAMEL.sub(" ", field).lower().replace("_", " ").replace("-", " ").replace(".", " ")
     label = f"{named}: " if _SECRET_FIELD.search(named) is not None else None
-    return _IDENTIFIER_FIELD.search(field) is not None, label
+    return _IDENTIFIER_FIELD.search(named) is not None, label
 
 
 def _collect(value: Any, strings: list[str], keys: list[str], extras: list[str]) -> None:
