@@ -44,7 +44,9 @@ _B64 = rf"(?<![A-Za-z0-9+/_-])(?:{_B64_GROUP}){{3}}[A-Za-z0-9+/_-]*={{0,2}}"
 _HEX = r"(?i:(?<![0-9a-f])(?:[2-7][0-9a-f]){8,}(?![0-9a-f]))"
 _BASE32 = r"(?<![A-Za-z2-7])(?=[A-Z]*[2-7])[A-Z2-7]{16,}={0,6}"
 _PERCENT = r"%[0-9A-Fa-f]{2}"
-_ENTITY = r"(?i:&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,7});)"
+# A numeric reference may end without its ";", as browsers read it (``&#64gmail`` is
+# ``@gmail``, and ``html.unescape`` reads it so); a named one needs it.
+_ENTITY = r"(?i:&(?:#[0-9]{1,7};?|#x[0-9a-f]{1,6};?|[a-z][a-z0-9]{1,7};))"
 _ESCAPE = r"(?i:\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}))"
 _BINARY = r"(?<![01])(?:[01]{8}[ ,]?){4,}"
 _MORSE = r"(?<![.\w-])(?:[.-]{1,7} (?:/ )?){5,}[.-]{1,7}(?![.\w-])"
