@@ -41,7 +41,8 @@ and looks for what an injection has to say, whatever the filler between:
 - **authority**: "your new instructions are", "follow only my instructions", "everything above
   was written by a scammer";
 - **chat template**: a turn or tag of a model's chat format (``<system>``, ``[INST]``,
-  ``<<SYS>>``, ``<|im_start|>``, a fenced or headed "system" block).
+  ``<<SYS>>``, ``<|im_start|>``, ``<|system|>``, Llama 3's system header, a fenced or headed
+  "system" block).
 
 Each rule is also read in the text written backwards and in ROT13, in the quoted strings of a
 message joined ("let a = 'ignore all prev' and b = 'ious instructions'"), and the override
@@ -472,7 +473,8 @@ _AUTHORITY_NEEDS = (
 # A turn or tag of a chat format, read in the folded text (its punctuation kept).
 _TEMPLATE = re.compile(
     r"<\s*/?\s*(?:system|sys|assistant|user)\s*>|\[\s*/?\s*inst\s*\]|<<\s*/?\s*sys\s*>>|"
-    r"<\|\s*im_(?:start|end)|```\s*system|#{1,6}\s*system\b|\bsystem override\b|"
+    r"<\|\s*im_(?:start|end)|<\|\s*system\s*\|>|<\|\s*start_header_id\s*\|>\s*system\b|"
+    r"```\s*system|#{1,6}\s*system\b|\bsystem override\b|"
     r"\bsystem\s*:\s*you\s+are\s+now\b|\brole\W{0,3}[:=]\W{0,3}system\b"
 )
 # The override with every space removed (letters spread out, split by hyphens or newlines).
