@@ -30,7 +30,14 @@ _COMMENT = re.compile(r"/\*.{0,200}?\*/")
 # position, and a long text pays that for each.
 _KINDS = (
     ("DROP", ("drop",), r"\bdrop\s+(?:table|database|schema|view|index|user)\b"),
-    ("TRUNCATE", ("truncate",), r"\btruncate\s+table\b"),
+    # TABLE is optional in PostgreSQL and MySQL: a bare name ended as a statement ends is one
+    # too ("truncate accounts;"), where "truncate the report" and "truncate it;" are English.
+    (
+        "TRUNCATE",
+        ("truncate",),
+        r"\btruncate\s+(?:table\b|(?!(?:it|this|that|them|these|those)\b)[\w.\[\]\"`]+\s*"
+        r"(?:;|--|\bcascade\b|\brestart\s+identity\b))",
+    ),
     (
         "DELETE without a real filter",
         ("delete",),
@@ -54,7 +61,8 @@ _KINDS = (
     (
         "stacked query",
         (";",),
-        r"'\s*\)*\s*;\s*(?:drop|delete|update|insert|exec|execute|shutdown|alter|create|grant)\b",
+        r"'\s*\)*\s*;\s*(?:drop|delete|update|insert|exec|execute|shutdown|alter|create|grant|"
+        r"truncate)\b",
     ),
     ("xp_cmdshell", ("xp_cmdshell",), r"\bxp_cmdshell\b"),
     ("dynamic SQL", ("char",), r"\bchar\s*\(\s*\d+\s*\)\s*\+\s*char\s*\(\s*\d+\s*\)"),
