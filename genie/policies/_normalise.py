@@ -111,6 +111,22 @@ def _table() -> dict[int, int | str | None]:
     return table
 
 
+def _ranges(points: list[int]) -> str:
+    """Sorted code points as the inside of a character class, each run written as a range:
+    Python's ``re`` tries a class's characters past U+FFFF one by one, and the digits and
+    letters of the table come in runs."""
+    out: list[str] = []
+    at = 0
+    while at < len(points):
+        end = at
+        while end + 1 < len(points) and points[end + 1] == points[end] + 1:
+            end += 1
+        first, last = re.escape(chr(points[at])), re.escape(chr(points[end]))
+        out.append(first if end == at else f"{first}-{last}")
+        at = end + 1
+    return "".join(out)
+
+
 # Accents and other combining marks over Latin, Greek and Cyrillic letters (after NFKD, "é" is
 # "e" and a mark), dropped: "ígnóre" reads as "ignore" to a person and to a model. The marks
 # of Indian scripts are letters of their words and stay.
@@ -120,7 +136,7 @@ _FOLD = {
 }
 # The characters to fold (the table's and the combining marks), found one by one: every other
 # character (most of a text in another script) is left as it is.
-_TO_FOLD = re.compile("[" + "".join(map(re.escape, _FOLD)) + _COMBINING_MARKS + "]")
+_TO_FOLD = re.compile("[" + _ranges(sorted(map(ord, _FOLD))) + _COMBINING_MARKS + "]")
 
 
 def _fold_char(m: re.Match[str]) -> str:
