@@ -77,7 +77,8 @@ def _table() -> dict[int, int | str | None]:
         table[cp] = cp - 0xE0000
     for cp in (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0xFE63, 0xFF0D):
         table[cp] = "-"
-    for cp in (0x0085, 0x1680, 0x2028, 0x2029):  # spaces NFKC keeps
+    # Spaces NFKC keeps, and the Braille blank, drawn as a space though Unicode has it a symbol.
+    for cp in (0x0085, 0x1680, 0x2028, 0x2029, 0x2800):
         table[cp] = " "
     for cp in (0x1F10B, 0x1F10C):  # circled sans-serif zeros: no digit value in Unicode
         table[cp] = "0"
