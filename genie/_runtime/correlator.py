@@ -617,15 +617,13 @@ class RequestWaiter(_Waiter):
 class _Watched:
     """One request ``ReplyWatch`` watches: who may answer it, and the replies its responders
     routed to its sender so far that were not lost on the way (``lost``: why the last lost
-    one was). ``told``: its sender watches it; else it runs again from a store and its sender
-    may watch it again once rebuilt (``ReplyWatch.resumed``)."""
+    one was)."""
 
-    __slots__ = ("lost", "replies", "request", "responders", "told")
+    __slots__ = ("lost", "replies", "request", "responders")
 
-    def __init__(self, request: Message, responders: frozenset[str], told: bool = True) -> None:
+    def __init__(self, request: Message, responders: frozenset[str]) -> None:
         self.request = request
         self.responders = responders
-        self.told = told
         self.replies: list[str] = []
         self.lost: tuple[str, Missing] | None = None  # the reply's type, why it was lost
 
@@ -645,10 +643,9 @@ class ReplyWatch(_Waiter):
     correlation is in flight (a request handled before: a run rebuilt after a restart
     watches what may have ended in an earlier process).
 
-    A request run again from a store is watched untold from the start (``resumed``): its
-    sender, rebuilding its run from the messages it kept, watches it again only once it
-    reaches the handling that sent it, and the request's own handling may end before that.
-    How it ended is kept until then (``_ended``), and told when it is watched."""
+    A store keeps with each request that it is watched (``watching``): run again after a
+    restart, it is watched from the start, and its sender told in the write that ends it,
+    not only once its sender, rebuilding its run, watches it again."""
 
     watches = True
 
@@ -663,8 +660,6 @@ class ReplyWatch(_Waiter):
         self._unanswered = unanswered
         self._watched: dict[str, _Watched] = {}  # by the request's id
         self._replies: dict[str, tuple[str, str]] = {}  # reply id: its request's id, its type
-        # Resumed requests handled, untold, without a reply: who handled each and how.
-        self._ended: dict[str, tuple[str, str]] = {}
         corr.waiters += (self,)
         corr.requests += 1
 
@@ -677,21 +672,12 @@ class ReplyWatch(_Waiter):
         return None
 
     def watch(self, request: Message, responders: frozenset[str]) -> None:
-        ended = self._ended.pop(request.id, None)
-        if ended is not None:  # it ran again and ended before its sender was rebuilt
-            self._leave_if_done()
-            self._unanswered(request, *ended)
-            return
-        watched = self._watched.get(request.id)
-        if watched is None:
-            self._watched[request.id] = _Watched(request, responders)
-        else:
-            watched.told = True
-
-    def resumed(self, request: Message, responders: frozenset[str]) -> None:
-        """``request`` runs again from a store: watched untold, for its sender to watch again."""
         if request.id not in self._watched:
-            self._watched[request.id] = _Watched(request, responders, told=False)
+            self._watched[request.id] = _Watched(request, responders)
+
+    def watching(self, message_id: str) -> bool:
+        """Whether the request ``message_id`` is watched (not yet handled or lost)."""
+        return message_id in self._watched
 
     def matches(self, msg: Message) -> bool:
         cause = msg.causation_id
@@ -709,8 +695,8 @@ class ReplyWatch(_Waiter):
         watched = self._watched.get(message_id)
         if watched is None or agent_id not in watched.responders:
             return
+        self._forget(watched)
         if watched.replies:
-            self._forget(watched)
             return
         request = watched.request
         why = f"handled the {request.type} without replying"
@@ -718,11 +704,7 @@ class ReplyWatch(_Waiter):
             reply, missing = watched.lost
             how = f"denied by {missing.policy}" if missing.kind == "denied" else missing.kind
             why = f"handled the {request.type}, but its reply {reply!r} was {how}: {missing.reason}"
-        if not watched.told:
-            self._ended[request.id] = (agent_id, why)
-        self._forget(watched)
-        if watched.told:
-            self._unanswered(request, agent_id, why)
+        self._unanswered(request, agent_id, why)
 
     def on_failure(self, missing: Missing, message_id: str, recipient: str) -> None:
         watched = self._watched.get(message_id)
@@ -743,16 +725,12 @@ class ReplyWatch(_Waiter):
         del self._watched[watched.request.id]
         for reply in watched.replies:
             self._replies.pop(reply, None)
-        self._leave_if_done()
-
-    def _leave_if_done(self) -> None:
-        if not self._watched and not self._ended:
+        if not self._watched:
             self._owner.remove(self._corr, self)
 
     def on_quiescent(self) -> None:
         self._watched.clear()
         self._replies.clear()
-        self._ended.clear()
         self._owner.remove(self._corr, self)
 
     def close(self, reason: str) -> None:

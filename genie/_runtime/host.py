@@ -116,10 +116,19 @@ class TransportHost(Protocol):
         so it ends unrun."""
         ...
 
-    def resumed(self, corr: Correlation, msg: Message, agent_id: str) -> None:
+    def resumed(
+        self, corr: Correlation, msg: Message, agent_id: str, *, watched: bool = False
+    ) -> None:
         """A delivery a stopped process admitted on this runtime's store runs again here:
         counted delivered (the observer told) and in flight, as the stopped process's counts
-        went with it; not charged to the budget again (``charge`` restored what it spent)."""
+        went with it; not charged to the budget again (``charge`` restored what it spent).
+        ``watched``: its sender watched for its reply (``watched``), and it is watched again
+        from the start, so its sender is told if it goes unanswered, whenever it ends."""
+        ...
+
+    def watched(self, msg: Message) -> bool:
+        """Whether ``msg``'s sender watches for its reply (``Runtime.watch_reply``): a store
+        keeps that with it."""
         ...
 
     def left(self, corr: Correlation) -> None:
@@ -259,10 +268,12 @@ class RuntimeHost:
         watch: Callable[[Observer], None],
         minted: Callable[[str], bool],
         watch_resumed: Callable[[_Correlation, Message], None],
+        watched: Callable[[Message], bool],
     ) -> None:
         self._types = types
         self.minted = minted
         self._watch_resumed = watch_resumed
+        self.watched = watched
         self._watch = watch
         self._ledger = ledger
         self._correlator = ledger.correlator
@@ -325,12 +336,15 @@ class RuntimeHost:
             corr.cancelled = True  # the runner dead-letters it without running it
         self._ledger.arrived(corr)
 
-    def resumed(self, corr: Correlation, msg: Message, agent_id: str) -> None:
+    def resumed(
+        self, corr: Correlation, msg: Message, agent_id: str, *, watched: bool = False
+    ) -> None:
         ledger = self._ledger
         ledger.resumed(corr)
         if ledger.observer is not None:
             ledger.observer.delivered(msg, agent_id)
-        self._watch_resumed(corr, msg)
+        if watched:
+            self._watch_resumed(corr, msg)
 
     def left(self, corr: Correlation) -> None:
         self._ledger.left(corr)

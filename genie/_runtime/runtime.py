@@ -326,6 +326,7 @@ class Runtime:
                         self.add_observer,
                         self._ids.minted,
                         self._watch_resumed,
+                        self._watched,
                     )
                 )
         self._closers: list[Callable[[], Awaitable[object]]] = [self._memory.aclose]
@@ -551,12 +552,21 @@ class Runtime:
         self._reply_watch(corr).watch(request, self._responders(recipient))
 
     def _watch_resumed(self, corr: _Correlation, msg: Message) -> None:
-        """``msg`` runs again from the store: if it is a request of one agent here to another,
-        its sender may watch it again once it has rebuilt its run, maybe after its handling
-        ended (``ReplyWatch.resumed``)."""
+        """``msg``, a request its sender watched, runs again from the store: watched again
+        from the start, as it was, whenever its sender (rebuilding its run) watches it again;
+        it may end before."""
+        from .losses import Unanswered
+
         recipient = msg.recipient
-        if recipient in self._mailboxes and msg.sender in self._mailboxes:
-            self._reply_watch(corr).resumed(msg, self._responders(recipient))
+        if recipient in self._mailboxes:
+            self.types.register(Unanswered)
+            self._reply_watch(corr).watch(msg, self._responders(recipient))
+
+    def _watched(self, msg: Message) -> bool:
+        """Whether ``msg``'s sender watches for its reply (``watch_reply``)."""
+        corr = self._correlator.lookup(msg.correlation_id)
+        watch = None if corr is None else ReplyWatch.of(self._correlator, corr)
+        return watch is not None and watch.watching(msg.id)
 
     def _reply_watch(self, corr: _Correlation) -> ReplyWatch:
         watch = ReplyWatch.of(self._correlator, corr)

@@ -3,6 +3,7 @@ runtime started again on the file resumes, and what it refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -135,17 +136,22 @@ async def test_a_request_cut_by_a_stop_is_resumed_by_the_next_runtime(tmp_path: 
 
 
 class Teller(BaseAgent):
-    """Tells ``quiet`` a Ping and goes on, without watching it; hears notices."""
+    """Tells ``quiet`` a Ping and goes on, watching for its reply if it has a runtime
+    (``watch``); hears notices."""
 
     produces = (Ping,)
 
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.heard: list[Unanswered] = []
+        self.watch: Runtime | None = None
 
     @handler
     async def on_step(self, payload: Step, ctx: Context) -> Message:
-        return ctx.emit(Ping(n=payload.n), recipient="quiet")
+        ping = ctx.emit(Ping(n=payload.n), recipient="quiet")
+        if self.watch is not None:
+            self.watch.watch_reply(ping)
+        return ping
 
     @handler
     async def on_unanswered(self, payload: Unanswered, ctx: Context) -> None:
@@ -168,9 +174,8 @@ class Quiet(BaseAgent):
 
 
 async def test_a_resumed_request_nobody_watches_again_brings_no_notice(tmp_path: Path) -> None:
-    """A request run again from the store is watched untold, for a sender that rebuilds its
-    run and watches it again: one nobody watches (a message sent on, not a step) is told to
-    nobody, and leaves nothing behind."""
+    """A request nobody watched (a message sent on, not a step), run again from the store
+    and handled without a reply, is told to nobody, and leaves nothing behind."""
     path = tmp_path / "store.db"
     quiet = Quiet("quiet", gate=anyio.Event())  # never opened: the ping is cut by the stop
     async with Runtime([Teller("teller"), quiet], store=path, drain_timeout=0.01) as rt:
@@ -190,6 +195,39 @@ async def test_a_resumed_request_nobody_watches_again_brings_no_notice(tmp_path:
     assert teller.heard == []
     assert (stats.in_flight, stats.correlations.correlations_active) == (0, 0)
     assert kept(path) == ([], [])
+
+
+async def test_a_watched_request_run_again_tells_its_sender_it_went_unanswered(
+    tmp_path: Path,
+) -> None:
+    """The store keeps that a request is watched: run again after a restart, it is watched
+    from the start, and its sender (which does not run again the handling that sent it) is
+    told when it ends without a reply, as it would have been without the stop. Nothing is
+    left behind."""
+    path = tmp_path / "store.db"
+    teller, quiet = Teller("teller"), Quiet("quiet", gate=anyio.Event())
+    async with Runtime([teller, quiet], store=path, drain_timeout=0.01) as rt:
+        teller.watch = rt
+        await rt.publish(rt.message(Step(n=1), recipient="teller"))
+        with anyio.fail_after(5):
+            await quiet.waiting.wait()
+    teller = Teller("teller")  # watches nothing itself this time
+    async with Runtime([teller, Quiet("quiet")], store=path) as rt2:
+        [request] = rt2.unfinished()
+        await rt2.resume(request, timeout=0.5)
+        with anyio.fail_after(5):
+            await rt2.wait_idle()
+        stats = rt2.statistics()
+    assert [(h.consumer, h.reason) for h in teller.heard] == [
+        ("quiet", "handled the ping without replying")
+    ]
+    assert stats.delivered == (
+        stats.handled + stats.denied + stats.dead_lettered + stats.shed + stats.in_flight
+    )
+    assert (stats.in_flight, stats.correlations.correlations_active) == (0, 0)
+    assert kept(path) == ([], [])
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT * FROM watched").fetchall() == []
 
 
 async def test_a_request_nobody_resumes_stays_for_a_later_start(tmp_path: Path) -> None:

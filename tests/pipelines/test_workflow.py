@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from genie import AuditRecord, AuditWriteError, MemoryAuditLog, Runtime
+from genie import AuditRecord, AuditWriteError, Context, MemoryAuditLog, Message, Runtime
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
@@ -327,6 +327,56 @@ async def test_a_step_handled_without_replying_fails_at_once_when_resumed(
     assert (outcome.status, outcome.failed_step) == ("failed", "car")
     assert outcome.reason == "car handled the trip without replying"
     assert sorted(outcome.compensated) == ["flight", "hotel"]
+
+
+async def test_a_step_rerun_without_replying_then_a_stop_before_the_rebuild_fails_at_once(
+    tmp_path: Path,
+) -> None:
+    """Stopped while the car runs; resumed, the car runs again and returns no reply, and
+    the runtime stops again before the workflow has rebuilt the run up to the car (its
+    handler held at a gate): the car's delivery ended, and the third runtime does not run it
+    again. The notice was written with that end, and the third's workflow takes it, failing
+    the car at once. (How it ended was kept in memory until the workflow watched the car
+    again: lost with the stop, the car failed at its 30s deadline only.)"""
+    pipeline = trip_pipeline(
+        tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
+    )
+    store = tmp_path / "trip.db"
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
+        await wait_all_tasks_blocked()  # the flight and hotel booked, the car under way
+        assert saga_agents.JOURNAL[-1] == "start car"
+    second = pipeline.runtime(store=store)
+    second.drain_timeout = 0.01
+    [car] = [agent for agent in second.agents() if agent.id == "car"]
+    assert isinstance(car, saga_agents.Booker)
+    car.stall = 0.0  # it ends at once this time
+    [workflow] = [agent for agent in second.agents() if agent.id == "booking"]
+    rebuild = workflow.handle
+    gate = anyio.Event()  # never opened: the workflow rebuilds nothing before the stop
+
+    async def held(msg: Message, ctx: Context) -> Sequence[Message]:
+        await gate.wait()
+        return await rebuild(msg, ctx)
+
+    workflow.handle = held  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg, second:
+        [request] = second.unfinished()
+        tg.start_soon(second.resume, request)
+        await wait_all_tasks_blocked()  # the workflow at its gate, the car's delivery ended
+        assert saga_agents.JOURNAL[-1] == "do car"  # without a reply
+    third = pipeline.runtime(store=store)
+    async with third:
+        [request] = third.unfinished()
+        with anyio.fail_after(3):  # well within the car's 30s deadline
+            result = await pipeline.resume(third, request)
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", "car")
+    assert outcome.reason == "car handled the trip without replying"
 
 
 async def test_a_step_that_replies_late_within_its_deadline_completes(tmp_path: Path) -> None:

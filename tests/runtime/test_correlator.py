@@ -29,7 +29,6 @@ from genie import (
     TestContext,
     handler,
 )
-from genie._runtime.correlator import Correlator, ReplyWatch
 
 from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong
 
@@ -800,28 +799,3 @@ async def test_a_denied_reply_alone_ends_the_gather_partial_with_the_denial() ->
     assert result.status == "partial"
     [missing] = result.missing
     assert (missing.kind, missing.policy) == ("denied", "no-notes")
-
-
-def test_a_resumed_request_that_ended_before_it_was_watched_again_is_told_then() -> None:
-    """Run again from a store, a request is watched untold: its handling may end before its
-    sender, rebuilding its run, watches it again. How it ended is kept until then, and told
-    once; a request told is forgotten, and the watch leaves with it."""
-    rt = Runtime()
-    correlator = Correlator(rt.clock)
-    corr = correlator.get("c1")
-    told: list[tuple[str, str, str]] = []
-    watch = ReplyWatch(correlator, corr, lambda req, by, why: told.append((req.id, by, why)))
-    first = rt.message(Ping(n=1), sender="asker", recipient="quiet", correlation_id="c1")
-    second = rt.message(Ping(n=2), sender="asker", recipient="quiet", correlation_id="c1")
-    watch.resumed(first, frozenset({"quiet"}))
-    watch.resumed(second, frozenset({"quiet"}))
-    watch.on_handled(first.id, "quiet")
-    watch.on_handled(second.id, "quiet")
-    assert told == []  # untold: nobody watches them yet
-    assert corr.waiters == (watch,)  # what ended is kept, though nothing is watched now
-    watch.watch(first, frozenset({"quiet"}))
-    assert told == [(first.id, "quiet", "handled the ping without replying")]
-    assert corr.waiters == (watch,)  # the second is kept still
-    watch.watch(second, frozenset({"quiet"}))
-    assert [req for req, _, _ in told] == [first.id, second.id]
-    assert ReplyWatch.of(correlator, corr) is None  # told both: the watch left

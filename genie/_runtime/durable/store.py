@@ -11,7 +11,10 @@ escalated them, so that a process started again takes them up as resumed, as the
 asked (or escalated) a second time. ``taken``: the messages a fan-in (a workflow, a declared
 gather) handled of a session it keeps open, each marked in the write of the messages its
 handling made, so that a process started again rebuilds the session from them without
-sending those a second time (a step run again, an approval asked again). ``replies``: the
+sending those a second time (a step run again, an approval asked again). ``watched``: the
+kept requests whose sender watches for their reply (``Runtime.watch_reply``), marked in the
+write that keeps them, so that a process started again watches each run again from the start
+and tells its sender, in the write that ends it, that it went unanswered. ``replies``: the
 answer to each handler's ``ctx.request`` of a request that has not settled, by the request's
 id (derived from the asking delivery), so that the asker run again after a crash is given it,
 and the answering agent does not run twice; an empty body while it is asked and not answered.
@@ -91,6 +94,9 @@ CREATE TABLE IF NOT EXISTS taken (
     agent_id TEXT NOT NULL,
     PRIMARY KEY (message_id, agent_id)
 );
+CREATE TABLE IF NOT EXISTS watched (
+    message_id TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS replies (
     request_id TEXT PRIMARY KEY,
     correlation_id TEXT NOT NULL,
@@ -130,6 +136,7 @@ class Batch:
         "unasked",
         "updated",
         "waited_for",
+        "watched",
     )
 
     def __init__(self) -> None:
@@ -146,6 +153,7 @@ class Batch:
         self.escalated: list[str] = []  # approvals taken that the desk escalated since
         self.unasked: list[str] = []  # approvals taken whose request is no longer kept
         self.taken: list[tuple[str, str]] = []  # (message id, fan-in) handled, its outputs here
+        self.watched: list[str] = []  # requests kept whose sender watches for their reply
         self.waited_for = False  # deliveries wait for this write before they are queued
         self.inserted: list[tuple[str, str, str, str]] = []
         self.updated: list[tuple[str, str]] = []
@@ -394,6 +402,10 @@ class DeliveryStore:
             (str(m), str(a)) for m, a in self._db.execute("SELECT message_id, agent_id FROM taken")
         }
 
+    def watched(self) -> set[str]:
+        """The requests kept whose sender watches for their reply (their message ids)."""
+        return {str(m) for (m,) in self._db.execute("SELECT message_id FROM watched")}
+
     def requests(self) -> list[tuple[str, Any]]:
         """The requests published from outside that had not settled: (correlation id, the
         message's JSON parsed)."""
@@ -468,6 +480,10 @@ class DeliveryStore:
                 )
             if batch.taken:
                 db.executemany("INSERT OR IGNORE INTO taken VALUES (?, ?)", batch.taken)
+            if batch.watched:
+                db.executemany(
+                    "INSERT OR IGNORE INTO watched VALUES (?)", [(m,) for m in batch.watched]
+                )
             if batch.answers:  # with the end of the delivery that answered
                 db.executemany(
                     "INSERT OR REPLACE INTO replies (request_id, correlation_id, body) "
@@ -481,6 +497,7 @@ class DeliveryStore:
                 )
             _delete(db, "messages", "id", batch.deleted)
             _delete(db, "taken", "message_id", batch.deleted)
+            _delete(db, "watched", "message_id", batch.deleted)
             _delete(db, "requests", "correlation_id", batch.settled)
             _delete(db, "counters", "correlation_id", batch.settled)
             _delete(db, "replies", "correlation_id", batch.settled)

@@ -176,6 +176,9 @@ class DurableTransport(Observer):
             # (message id, fan-in). Run again to rebuild a session, a part taken before sends
             # nothing again (``taken_before``).
             self._parts_taken = self.store.taken()
+            # The requests whose sender watched for their reply: run again, each is watched
+            # from the start (``TransportHost.resumed``).
+            self._watched = self.store.watched()
             replies = self.store.replies()
             if pipeline is not None:
                 self.store.name_pipeline(str(pipeline.resolve()))
@@ -499,7 +502,9 @@ class DurableTransport(Observer):
                         extra={**where, "agent_id": recipient},
                     )
                     continue
-                host.resumed(host.correlation(cid), message, recipient)
+                host.resumed(
+                    host.correlation(cid), message, recipient, watched=mid in self._watched
+                )
                 self.local.put(message, recipient)
                 self.resumed += 1
         return found
@@ -664,6 +669,8 @@ class DurableTransport(Observer):
         if holders is None:  # kept once, whatever the number of its recipients
             holders = self._holders[mid] = {}
             batch.kept[mid] = (cid, body)
+            if self._host is not None and self._host.watched(msg):
+                batch.watched.append(mid)  # with the request: a restart watches it again
             asked = self._requested.get(cid)
             if asked is not None and mid in asked.askers:
                 # A handler's request: listed as asked, so that the next start knows it for
