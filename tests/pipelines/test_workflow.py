@@ -292,6 +292,22 @@ async def test_two_steps_one_agent_answers_at_once_each_complete(tmp_path: Path)
     assert done[2:] == ["completed car"]
 
 
+async def stopped_while_the_car_runs(tmp_path: Path) -> tuple[Pipeline, Path]:
+    """A trip whose car answers nothing, run with a store and stopped while the car's
+    handler runs (the flight and hotel booked): the pipeline and its store."""
+    pipeline = trip_pipeline(
+        tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
+    )
+    store = tmp_path / "trip.db"
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
+        await wait_all_tasks_blocked()
+        assert saga_agents.JOURNAL[-1] == "start car"
+    return pipeline, store
+
+
 @pytest.mark.parametrize(
     "stall", [1.0, 0.3, 0.0], ids=["after-the-rebuild", "during-it", "before-it"]
 )
@@ -303,16 +319,7 @@ async def test_a_step_handled_without_replying_fails_at_once_when_resumed(
     the messages it kept: the rebuilt workflow, watching it again, fails it at once. (Ended
     before, it failed at its deadline only: the workflow watched a step whose handling had
     ended.)"""
-    pipeline = trip_pipeline(
-        tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
-    )
-    store = tmp_path / "trip.db"
-    first = pipeline.runtime(store=store)
-    first.drain_timeout = 0.01
-    async with first:
-        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
-        await wait_all_tasks_blocked()  # the flight and hotel booked, the car under way
-        assert saga_agents.JOURNAL[-1] == "start car"
+    pipeline, store = await stopped_while_the_car_runs(tmp_path)
     rt = pipeline.runtime(store=store)
     [car] = [agent for agent in rt.agents() if agent.id == "car"]
     assert isinstance(car, saga_agents.Booker)
@@ -338,16 +345,7 @@ async def test_a_step_rerun_without_replying_then_a_stop_before_the_rebuild_fail
     again. The notice was written with that end, and the third's workflow takes it, failing
     the car at once. (How it ended was kept in memory until the workflow watched the car
     again: lost with the stop, the car failed at its 30s deadline only.)"""
-    pipeline = trip_pipeline(
-        tmp_path, steps=UNANSWERED_STEPS, car="answer: none, stall: 1", timeout="60s"
-    )
-    store = tmp_path / "trip.db"
-    first = pipeline.runtime(store=store)
-    first.drain_timeout = 0.01
-    async with first:
-        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
-        await wait_all_tasks_blocked()  # the flight and hotel booked, the car under way
-        assert saga_agents.JOURNAL[-1] == "start car"
+    pipeline, store = await stopped_while_the_car_runs(tmp_path)
     second = pipeline.runtime(store=store)
     second.drain_timeout = 0.01
     [car] = [agent for agent in second.agents() if agent.id == "car"]
