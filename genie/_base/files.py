@@ -4,7 +4,8 @@ no larger than a bound, in UTF-8.
 Every file the CLI reads comes through here, so a hostile or mistaken path is refused, named as
 what it is, before anything is parsed:
 
-- only a regular file is read. A directory, a named pipe (whose open would wait for a writer
+- only a regular file is read, and a name holding a NUL character is refused as no file's
+  name. A directory, a named pipe (whose open would wait for a writer
   for ever), a socket or a device (``/dev/zero`` never ends) is refused by name, also behind a
   symbolic link;
 - the size is checked before reading, and reading stops one byte past the bound, so a file
@@ -95,6 +96,8 @@ def file_problem(
         found = os.stat(path)
     except OSError as exc:
         return _open_problem(path, exc)
+    except ValueError:  # a NUL written in a YAML string ("a\0b"): no file can have that name
+        return "is no file name: it holds a NUL character"
     problem = _not_regular(path, found.st_mode)
     if problem is None and limit is not None and found.st_size > limit:
         problem = f"is {found.st_size:,} bytes, over {limit_name} ({limit:,})"
