@@ -38,7 +38,8 @@ from .._base.yamlconf import (
     sorted_problems,
     validate,
 )
-from .._errors import ConfigurationError, described, did_you_mean, shown
+from .._errors import ConfigurationError, InvalidMessageError, described, did_you_mean, shown
+from .._message.freeze import frozen_metadata
 from .._message.payload import Payload
 from .._runtime.policy import Policy
 from .._runtime.transport import RESERVED_IDS
@@ -814,6 +815,13 @@ class _Checker:
     def check_entry(self, ids: Mapping[str, Loc]) -> type[Payload] | None:
         entry = self.config.entry
         self.known_id(entry.to, ids, ("entry", "to"), "entry recipient")
+        for key, value in entry.metadata.items():
+            # Each value as the message will hold it (a YAML date or mapping is no metadata
+            # value): genie run would refuse it naming no line.
+            try:
+                frozen_metadata(entry.type, {key: value})
+            except InvalidMessageError as exc:
+                self.fail(("entry", "metadata", key), exc.problem)
         if entry.sender in ids:
             # As genie serve refuses a principal named like an agent.
             given = "sender" in entry.model_fields_set
