@@ -43,7 +43,13 @@ from .._message.freeze import frozen_metadata
 from .._message.payload import Payload
 from .._runtime.policy import Policy
 from .._runtime.transport import RESERVED_IDS
-from ..policies._board import BoardPolicy, board_problems, build_policies, load_policy_file
+from ..policies._board import (
+    BoardPolicy,
+    board_problems,
+    build_policies,
+    load_policy_file,
+    rule_id_problems,
+)
 from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
@@ -933,15 +939,20 @@ class _Checker:
                 self.problems += exc.problems
             except ConfigurationError as exc:
                 self.fail(("governance", "board"), str(exc))
+        board_names = {policy.name for policy in policies}
+        declared: list[tuple[int, str]] = []  # each rule's index and id, once it is read
         for i, raw in enumerate(gov.rules):
             at: Loc = ("governance", "rules", i)
             try:
                 rule = validate(_RuleDecl, raw, self.path, self.lines, at)
+                declared.append((i, rule.id))
                 policies.append(Rule(rule.id, rule.when, rule.decision, rule.reason))
             except ConfigFileError as exc:
                 self.problems += exc.problems
             except ConfigurationError as exc:
                 self.fail((*at, "when"), str(exc))
+        for n, problem in rule_id_problems((rule_id for _, rule_id in declared), board_names):
+            self.fail(("governance", "rules", declared[n][0], "id"), problem)
         if gov.classifier is not None:
             self.known_stack(gov.classifier.stack, ("governance", "classifier", "stack"))
         return policies, retention

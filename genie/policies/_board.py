@@ -8,6 +8,7 @@ schemas this validator cannot honour are refused at load with file, line and rea
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +36,13 @@ from ._detectors import PIIBlock, PromptInjection, SecretsBlock, SqlBlock
 from ._dsl import Rule, RuleError, compile_rule
 from ._normalise import fold, words
 
-__all__ = ["BoardPolicy", "PolicySet", "board_problems", "load_policy_file"]
+__all__ = [
+    "BoardPolicy",
+    "PolicySet",
+    "board_problems",
+    "load_policy_file",
+    "rule_id_problems",
+]
 
 
 class _Section(BaseModel):
@@ -237,21 +244,34 @@ def board_problems(board: BoardPolicy) -> list[tuple[Loc, str]]:
             found.append(
                 (("extra_injection_phrases", i), f"injection phrase {phrase!r} has no words")
             )
+    found += [
+        (("rules", i, "id"), problem) for i, problem in rule_id_problems(r.id for r in board.rules)
+    ]
+    return found
+
+
+def rule_id_problems(ids: Iterable[str], board: Collection[str] = ()) -> list[tuple[int, str]]:
+    """Each rule id of ``ids`` (by its index) that a deny, and its audit row, could not be told
+    by: a built-in policy's name, the id of an earlier rule, or the name of a policy of the
+    ``board`` the rules are added to (a pipeline's ``governance.rules`` after its board)."""
+    found: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
-    for i, rule in enumerate(board.rules):
-        if rule.id in _BUILT_IN:
+    for i, rule_id in enumerate(ids):
+        if rule_id in _BUILT_IN:
             found.append(
                 (
-                    ("rules", i, "id"),
-                    f"{rule.id!r} is the name of a built-in policy: a deny by this rule would "
+                    i,
+                    f"{rule_id!r} is the name of a built-in policy: a deny by this rule would "
                     "read as that policy's; give the rule a name of its own",
                 )
             )
-        elif rule.id in seen:
+        elif rule_id in seen:
+            found.append((i, f"{rule_id!r} is the id of rule {seen[rule_id] + 1} too"))
+        elif rule_id in board:
             found.append(
-                (("rules", i, "id"), f"{rule.id!r} is the id of rule {seen[rule.id] + 1} too")
+                (i, f"{rule_id!r} is the name of a policy of the board too; give the rule its own")
             )
-        seen.setdefault(rule.id, i)
+        seen.setdefault(rule_id, i)
     return found
 
 
