@@ -27,14 +27,15 @@ ENV = "GENIE_API_KEYS"
 
 # Metadata only the server may write: who is asking, for which tenant, what they have
 # acknowledged, where the data may go (``region``, read by data residency) and the trace (from
-# the ``traceparent`` header). A caller's value for any of them is dropped; a key's ``grants``
+# the ``traceparent`` header, ``trace_id`` as the policies read it: a caller's value would tie
+# its request to another's trace). A caller's value for any of them is dropped; a key's ``grants``
 # lets its caller set the grantable ones (a back-office key that records a user's PII
 # acknowledgement, say).
 SERVER_OWNED = frozenset(
-    {"user_id", "user_roles", "tenant_id", "pii_acknowledged", "region", "traceparent"}
+    {"user_id", "user_roles", "tenant_id", "pii_acknowledged", "region", "traceparent", "trace_id"}
 )
 # Never grantable: identity is the key's, whatever the key file says.
-IDENTITY = frozenset({"user_id", "user_roles", "tenant_id", "traceparent"})
+IDENTITY = frozenset({"user_id", "user_roles", "tenant_id", "traceparent", "trace_id"})
 
 
 class _KeyDecl(BaseModel):

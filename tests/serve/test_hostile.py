@@ -1,0 +1,53 @@
+"""Hostile requests against a real server: what a client may not write into its request's
+messages, however it spells it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genie import Message, Observer, Runtime
+
+from .conftest import ALICE, auth, csv_body, finance, keyring, serving
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
+
+
+class Published(Observer):
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def published(self, msg: Message, recipients: int) -> None:
+        self.messages.append(msg)
+
+
+async def test_a_caller_cannot_write_the_trace_id_its_messages_carry(tmp_path: Path) -> None:
+    """``metadata.trace_id`` is the trace the policies read (as Go callers write it): the
+    server's word, the caller's ``traceparent`` or a trace of its own, never a value from
+    ``Genie-Metadata`` that would tie the request to another's trace."""
+    seen = Published()
+
+    def observe(name: str, rt: Runtime) -> None:
+        rt.add_observer(seen)
+
+    forged = {"Genie-Metadata": '{"trace_id": "someone-elses-trace", "account_id": "a-1"}'}
+    async with serving([finance(tmp_path)], keyring(tmp_path), observers=observe) as client:
+        traced = await client.post(
+            "/v1/pipelines/finance/ask",
+            json=csv_body(),
+            headers={**auth(ALICE), **forged, "traceparent": TRACEPARENT},
+        )
+        plain = await client.post(
+            "/v1/pipelines/finance/ask", json=csv_body(), headers={**auth(ALICE), **forged}
+        )
+    assert traced.status_code == plain.status_code == 200
+    for answer in (traced, plain):
+        cid = answer.json()["correlation_id"]
+        mine = [m for m in seen.messages if m.correlation_id == cid]
+        assert mine
+        for msg in mine:
+            assert msg.metadata["trace_id"] == msg.trace_id, (msg.type, msg.metadata)
+            assert msg.metadata["account_id"] == "a-1"  # the caller's own keys still reach
+    assert {
+        m.trace_id for m in seen.messages if m.correlation_id == traced.json()["correlation_id"]
+    } == {CALLER_TRACE}
