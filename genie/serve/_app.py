@@ -7,6 +7,7 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ MCP_CALLER = "genie.caller"  # where /mcp leaves the authenticated key in the re
 MAX_HEADER_BYTES = 16 * 1024
 """The request line and headers together, as docs/serve.md states (431 past it): enforced
 here, whatever the HTTP parser in front would let through."""
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)  # ``?timeout=``: 30, 2.5
 SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last events
 
 
@@ -1015,14 +1017,18 @@ def _query(request: Request, name: str) -> str | None:
 
 
 def _timeout(raw: str | None, ceiling: float) -> float | None:
+    """``?timeout=S``: ASCII decimal seconds only. ``float`` also reads Arabic-Indic or
+    full-width digits, ``1_0``, ``1e1`` and spaces around them, which a proxy or a log
+    reading the same query would not take for the deadline the server applied."""
     if raw is None:
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
+    value = float(raw) if _DECIMAL.fullmatch(raw) else -1.0
     if not 0 < value <= ceiling:
-        raise _Refused(400, f"query 'timeout' must be seconds in (0, {ceiling:g}], not {raw!r}")
+        raise _Refused(
+            400,
+            f"query 'timeout' must be decimal seconds in (0, {ceiling:g}] (such as 30 or 2.5), "
+            f"not {raw!r}",
+        )
     return value
 
 

@@ -51,3 +51,24 @@ async def test_a_caller_cannot_write_the_trace_id_its_messages_carry(tmp_path: P
     assert {
         m.trace_id for m in seen.messages if m.correlation_id == traced.json()["correlation_id"]
     } == {CALLER_TRACE}
+
+
+async def test_a_timeout_is_ascii_decimal_seconds_as_any_reader_would_read_it(
+    tmp_path: Path,
+) -> None:
+    """Python's float() reads Arabic-Indic and full-width digits, underscores between digits
+    and surrounding spaces: a proxy or a log reading the same query would not see the
+    timeout the server applied. Each is refused, naming the parameter."""
+    ask = "/v1/pipelines/finance/ask"
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        for spelt in ("\u0663", "\uff15", "1_0", " 5", "5\n", "1e1", "0x10"):
+            r = await client.post(
+                ask, params={"timeout": spelt}, json=csv_body(), headers=auth(ALICE)
+            )
+            assert r.status_code == 400, spelt
+            assert r.json()["error"].startswith("query 'timeout' must be decimal seconds"), spelt
+        for fine in ("30", "2.5", "300"):
+            r = await client.post(
+                ask, params={"timeout": fine}, json=csv_body(), headers=auth(ALICE)
+            )
+            assert r.status_code == 200, fine
