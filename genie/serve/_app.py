@@ -456,7 +456,7 @@ def create_app(
         data = _json_object(raw or b"{}", "the request body")
         extra = _metadata(_json_object(header or b"{}", "header Genie-Metadata"))
         timeout = _timeout(_query(request, "timeout"), settings.max_timeout)
-        trace = TraceParent.parse(request.headers.get("traceparent"))
+        trace = TraceParent.parse(request.headers.getlist("traceparent"))
         metadata = key.stamp(extra)
         if trace is not None:
             metadata["traceparent"] = trace.header()

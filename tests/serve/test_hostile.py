@@ -72,3 +72,37 @@ async def test_a_timeout_is_ascii_decimal_seconds_as_any_reader_would_read_it(
                 ask, params={"timeout": fine}, json=csv_body(), headers=auth(ALICE)
             )
             assert r.status_code == 200, fine
+
+
+async def test_a_traceparent_is_read_as_the_w3c_spec_reads_it(tmp_path: Path) -> None:
+    """Two ``traceparent`` headers are one invalid header (HTTP joins them with a comma), and
+    upper-case hex is no trace id: each starts a new trace, whichever header a proxy would
+    have kept. A higher version's header joins the trace by its first four fields."""
+    seen = Published()
+    span = "00f067aa0ba902b7"
+    other = "0af7651916cd43dd8448eb211c80319c"
+    cases = {
+        "twice": [("traceparent", TRACEPARENT), ("traceparent", f"00-{other}-{span}-01")],
+        "upper": [("traceparent", f"00-{CALLER_TRACE.upper()}-{span.upper()}-01")],
+        "future": [("traceparent", f"01-{CALLER_TRACE}-{span}-01-what-the-future-will-be-like")],
+    }
+    answers = {}
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), observers=lambda n, rt: rt.add_observer(seen)
+    ) as client:
+        for name, headers in cases.items():
+            answers[name] = await client.post(
+                "/v1/pipelines/finance/ask",
+                json=csv_body(),
+                headers=[*auth(ALICE).items(), *headers],
+            )
+    for name, answer in answers.items():
+        assert answer.status_code == 200, name
+        cid = answer.json()["correlation_id"]
+        request = next(m for m in seen.messages if m.correlation_id == cid)
+        if name == "future":
+            assert request.trace_id == CALLER_TRACE
+            assert request.metadata["traceparent"] == f"00-{CALLER_TRACE}-{span}-01"
+        else:
+            assert request.trace_id not in (CALLER_TRACE, other), name
+            assert "traceparent" not in request.metadata, name
