@@ -565,7 +565,17 @@ def create_app(
         if verb not in ("approve", "reject"):
             raise _Refused(404, f"POST {request.url.path}: answer with approve or reject")
         raw = await body_of(request, key, b"")
-        reason = _json_object(raw or b"{}", "the request body").get("reason", "")
+        body = _json_object(raw or b"{}", "the request body")
+        # A mistyped key would decide the approval without the reason meant for the record.
+        unknown = next((k for k in body if k != "reason"), None)
+        if unknown is not None:
+            raise _Refused(
+                400,
+                f"the request body: unknown field {unknown!r}{did_you_mean(unknown, ['reason'])}; "
+                'an answer\'s body is {"reason": "..."}',
+                field=unknown,
+            )
+        reason = body.get("reason", "")
         if not isinstance(reason, str):
             raise _Refused(400, "'reason' must be text", field="reason")
         approved = verb == "approve"

@@ -204,6 +204,7 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
                                     "schema": {
                                         "type": "object",
                                         "properties": {"reason": _STRING},
+                                        "additionalProperties": False,
                                     }
                                 }
                             },

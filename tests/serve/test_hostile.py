@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genie import Message, Observer, Runtime
+import anyio
+import httpx
 
-from .conftest import ALICE, auth, csv_body, finance, keyring, serving
+from genie import Message, Observer, Runtime
+from genie.serve import load_keys
+
+from .conftest import ALICE, auth, csv_body, finance, keyring, serving, sse
+from .test_approvals_http import CLERK, TREASURER, first_pending, pending, setup
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
@@ -106,3 +111,34 @@ async def test_a_traceparent_is_read_as_the_w3c_spec_reads_it(tmp_path: Path) ->
         else:
             assert request.trace_id not in (CALLER_TRACE, other), name
             assert "traceparent" not in request.metadata, name
+
+
+async def test_an_approval_answer_with_a_mistyped_field_is_refused_and_stays_pending(
+    tmp_path: Path,
+) -> None:
+    """``{"reasn": ...}`` was an answer without its reason: the approval decided, the reason
+    lost. A body key that is not ``reason`` is a 400 naming it, and the approval waits."""
+    pipeline, keys = setup(tmp_path)
+    async with serving([pipeline], load_keys(keys, {})) as client:
+        streamed: list[httpx.Response] = []
+
+        async def ask() -> None:
+            stream = "/v1/pipelines/pay/ask/stream"
+            streamed.append(await client.post(stream, json={}, headers=auth(CLERK), timeout=60))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            approval = await first_pending(client, TREASURER)
+            url = f"/v1/approvals/{approval['id']}/approve"
+            typo = await client.post(url, json={"reasn": "in budget"}, headers=auth(TREASURER))
+            assert typo.status_code == 400
+            assert typo.json() == {
+                "error": "the request body: unknown field 'reasn' (did you mean 'reason'?); "
+                'an answer\'s body is {"reason": "..."}',
+                "field": "reasn",
+            }
+            assert await pending(client, TREASURER) == [approval]  # nothing was decided
+            answered = await client.post(url, json={"reason": "in budget"}, headers=auth(TREASURER))
+            assert answered.status_code == 200
+    [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
+    assert result["output"]["payload"]["reason"] == "in budget"  # type: ignore[index]
