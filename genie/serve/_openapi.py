@@ -71,11 +71,15 @@ def _v1(operation: dict[str, Any]) -> dict[str, Any]:
         "431": _error("the request line and headers are over 16 KiB"),
         "503": _error("not ready, or shutting down"),
     }
-    return {
-        **operation,
-        "security": _SECURITY,
-        "responses": {**operation["responses"], **refusals},
-    }
+    responses = {**refusals, **operation["responses"]}
+    for code in refusals.keys() & operation["responses"].keys():
+        # Both say when: the operation's own 400 (a bad body) was written over by the keys'.
+        own, common = operation["responses"][code], refusals[code]
+        responses[code] = {
+            **own,
+            "description": f"{own['description']}; or {common['description']}",
+        }
+    return {**operation, "security": _SECURITY, "responses": responses}
 
 
 def _path_parameter(name: str) -> dict[str, Any]:
@@ -211,6 +215,10 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
                         },
                         "responses": {
                             "200": {"description": "the answer was sent"},
+                            "400": _error(
+                                "the body is not a JSON object holding reason (text) alone: "
+                                "names the field"
+                            ),
                             "403": _error("this principal may not answer it (audited)"),
                             "404": _error(
                                 "no such pending approval: decided already, or unknown (audited)"
