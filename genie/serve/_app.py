@@ -722,6 +722,9 @@ def create_app(
         exception_handlers={HTTPException: not_found},
         middleware=[Middleware(_Start, state=state), Middleware(_Edge)],
     )
+    # A path with a slash too many is a 404 like any path not served, not Starlette's 307 to
+    # a URL built from the Host header, sent before the key is checked.
+    app.router.redirect_slashes = False
     app.state.genie = state
     return app
 

@@ -142,3 +142,19 @@ async def test_an_approval_answer_with_a_mistyped_field_is_refused_and_stays_pen
             assert answered.status_code == 200
     [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
     assert result["output"]["payload"]["reason"] == "in budget"  # type: ignore[index]
+
+
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect_to_the_host_header(
+    tmp_path: Path,
+) -> None:
+    """Starlette answered ``/ask/`` with a 307 to a URL built from the request's ``Host``
+    header, before any key was checked: an empty answer that sends a client, with its key and
+    body, wherever the header said. A path the server does not serve is a JSON 404."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        for method, path in (("POST", "/v1/pipelines/finance/ask/"), ("GET", "/v1/pipelines/")):
+            r = await client.request(
+                method, path, json=csv_body(), headers={**auth(ALICE), "Host": "evil.example"}
+            )
+            assert r.status_code == 404, path
+            assert "location" not in r.headers
+            assert r.json() == {"error": f"{method} {path}: Not Found"}
