@@ -528,7 +528,7 @@ def create_app(
         rec = recordings.get(cid, key.principal)
         if rec is None:
             raise _Refused(404, f"no stream {cid!r} to resume (expired, or never started)")
-        after = resume_point(request.headers.get("last-event-id"), cid)
+        after = resume_point(request.headers.get("last-event-id"), cid, len(rec.frames))
         return _sse(rec, after, settings.heartbeat)
 
     async def list_pipelines(request: Request) -> Response:

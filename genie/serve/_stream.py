@@ -197,9 +197,11 @@ class Recordings:
         return None if kept is None else kept.get(correlation_id)
 
 
-def resume_point(last_event_id: str | None, correlation_id: str) -> int:
+def resume_point(last_event_id: str | None, correlation_id: str, sent: int) -> int:
     """The frame index a ``Last-Event-ID`` names (-1: from the start); one of another
-    request, or malformed, replays everything."""
+    request, malformed, or past the ``sent`` frames recorded so far (no client received it:
+    resumed after it, the stream would skip its frames up to it, the result too) replays
+    everything."""
     if not last_event_id:
         return -1
     cid, _, n = last_event_id.rpartition(":")
@@ -207,4 +209,4 @@ def resume_point(last_event_id: str | None, correlation_id: str) -> int:
     # number of thousands of digits is no frame index (int() refuses it too).
     if cid != correlation_id or not (n.isascii() and n.isdigit() and len(n) <= 9):
         return -1
-    return int(n)
+    return int(n) if int(n) < sent else -1

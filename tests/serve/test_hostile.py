@@ -158,3 +158,26 @@ async def test_a_trailing_slash_is_a_json_404_not_a_redirect_to_the_host_header(
             assert r.status_code == 404, path
             assert "location" not in r.headers
             assert r.json() == {"error": f"{method} {path}: Not Found"}
+
+
+async def test_a_last_event_id_past_the_frames_sent_replays_them_all(tmp_path: Path) -> None:
+    """``Last-Event-ID: CID:999`` names a frame the request never sent: the resumed stream
+    skipped every frame up to it, the ``result`` too, and ended empty. An id that is not one
+    of this request's frames is read as a malformed one: every frame, from the start."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        first = await client.post(
+            "/v1/pipelines/finance/ask/stream", json=csv_body(), headers=auth(ALICE)
+        )
+        frames = sse(first.text)
+        cid = frames[0][2]["correlation_id"]
+        for n in (len(frames), 999_999_999):
+            again = await client.get(
+                f"/v1/streams/{cid}", headers={**auth(ALICE), "Last-Event-ID": f"{cid}:{n}"}
+            )
+            assert again.status_code == 200
+            assert sse(again.text) == frames, n
+        last = await client.get(
+            f"/v1/streams/{cid}",
+            headers={**auth(ALICE), "Last-Event-ID": f"{cid}:{len(frames) - 2}"},
+        )
+        assert sse(last.text) == frames[-1:]  # a real id still resumes after it
