@@ -55,6 +55,13 @@ def add_parser(commands: Any) -> None:
         help="request size limit (1 MiB)",
     )
     serve.add_argument(
+        "--body-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds a request's body may take to arrive, else 408 (30)",
+    )
+    serve.add_argument(
         "--drain", type=seconds, default=10.0, metavar="S", help="seconds to drain on stop (10)"
     )
     serve.add_argument(
@@ -171,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
         rate=args.rate,
         burst=args.burst,
         max_body=args.max_body,
+        body_timeout=args.body_timeout,
         hold_back=args.hold_back,
         store=Path(args.store) if args.store else None,
         store_sync=args.store_sync,

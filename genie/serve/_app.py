@@ -105,7 +105,8 @@ SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last even
 @dataclass(frozen=True)
 class ServeSettings:
     """``rate`` requests a second per principal (``burst`` at once; a key may set its own),
-    ``max_body`` bytes a request, ``max_timeout`` seconds a caller may ask to wait, the last
+    ``max_body`` bytes a request (all in within ``body_timeout`` seconds, else 408),
+    ``max_timeout`` seconds a caller may ask to wait, the last
     ``replay`` recorded streams of each principal kept for reconnection (``stream_frames``
     frames each: a few hundred bytes a frame), a comment line on a stream every ``heartbeat``
     seconds without a frame (so proxies keep an idle stream open), and per client address
@@ -122,6 +123,7 @@ class ServeSettings:
     replay: int = 128
     stream_frames: int = 1024
     heartbeat: float = 15.0
+    body_timeout: float = 30.0
     auth_failures: int = 10
     auth_failure_rate: float = 1.0
     hold_back: int | None = 64
@@ -428,12 +430,19 @@ def create_app(
             record("too_large", key.principal, path=request.url.path, bytes=f"{size} (metadata)")
             raise too_large
         chunks = []
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > settings.max_body:
-                record("too_large", key.principal, path=request.url.path, bytes=f">{size}")
-                raise too_large
-            chunks.append(chunk)
+        # A body sent a byte at a time would hold the request, and the server's slot, for as
+        # long as its caller liked.
+        with anyio.move_on_after(settings.body_timeout) as reading:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > settings.max_body:
+                    record("too_large", key.principal, path=request.url.path, bytes=f">{size}")
+                    raise too_large
+                chunks.append(chunk)
+        if reading.cancelled_caught:
+            waited = f"{settings.body_timeout:g}s"
+            record("body_timeout", key.principal, path=request.url.path, waited=waited)
+            raise _Refused(408, f"the request body did not arrive within {waited}")
         return b"".join(chunks)
 
     def served_of(name: str) -> _Served:

@@ -3,13 +3,15 @@ messages, however it spells it."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import anyio
 import httpx
 
 from genie import Message, Observer, Runtime
-from genie.serve import load_keys
+from genie.serve import ServeSettings, load_keys
 
 from .conftest import ALICE, auth, csv_body, finance, keyring, serving, sse
 from .test_approvals_http import CLERK, TREASURER, first_pending, pending, setup
@@ -181,3 +183,32 @@ async def test_a_last_event_id_past_the_frames_sent_replays_them_all(tmp_path: P
             headers={**auth(ALICE), "Last-Event-ID": f"{cid}:{len(frames) - 2}"},
         )
         assert sse(last.text) == frames[-1:]  # a real id still resumes after it
+
+
+async def test_a_body_that_trickles_in_is_cut_at_the_body_timeout(tmp_path: Path) -> None:
+    """A caller with a key could send its body a byte at a time and hold the request, and a
+    slot of the server, for as long as it liked. A body not in by ``body_timeout`` is a 408,
+    nothing is asked, and the server goes on answering others."""
+    settings = ServeSettings(body_timeout=0.5)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as client:
+        port = client.base_url.port
+        assert port is not None
+        head = (
+            "POST /v1/pipelines/finance/ask HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {ALICE}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n"
+        )
+        started = time.monotonic()
+        async with await anyio.connect_tcp("127.0.0.1", port) as slow:
+            await slow.send(head.encode() + b'{"csv": ')  # and the rest never comes
+            answer = b""
+            with anyio.fail_after(10):
+                while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                    answer += await slow.receive()
+        waited = time.monotonic() - started
+        status, _, body = answer.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 408 ")
+        assert json.loads(body) == {"error": "the request body did not arrive within 0.5s"}
+        assert waited < 5
+        ok = await client.post("/v1/pipelines/finance/ask", json=csv_body(), headers=auth(ALICE))
+        assert ok.status_code == 200
