@@ -26,6 +26,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import math
 import types
 import typing
 from collections import Counter, OrderedDict, defaultdict, deque
@@ -387,9 +388,15 @@ def frozen_metadata(
 
 
 def _meta_value(type_name: str, key: object, value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float):
+    if value is None or isinstance(value, str | int):
         return value
-    if isinstance(value, tuple | list):
+    if isinstance(value, float):
+        # Metadata crosses processes and the store as JSON, which has no NaN or infinity; and
+        # a policy comparing a NaN reads another answer than the agent that acts on it.
+        if math.isfinite(value):
+            return value
+        what = f"a float that is not finite ({value!r})"
+    elif isinstance(value, tuple | list):
         wrong = [item for item in value if not isinstance(item, str)]
         if not wrong:
             return value if type(value) is tuple else tuple(value)
@@ -399,8 +406,8 @@ def _meta_value(type_name: str, key: object, value: Any) -> Any:
     raise InvalidMessageError(
         type_name,
         f"metadata.{key}",
-        f"{what} is not a metadata value; a metadata value is a str, int, float, bool or "
-        "None, or a list or tuple of str",
+        f"{what} is not a metadata value; a metadata value is a str, int, finite float, bool "
+        "or None, or a list or tuple of str",
     )
 
 

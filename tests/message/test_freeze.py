@@ -414,7 +414,7 @@ class Tagger(BaseAgent):
         return ctx.reply(Loose(value=1), metadata=self.metadata)
 
 
-ALLOWED = "a str, int, float, bool or None, or a list or tuple of str"
+ALLOWED = "a str, int, finite float, bool or None, or a list or tuple of str"
 
 
 @pytest.mark.parametrize(
@@ -424,6 +424,8 @@ ALLOWED = "a str, int, float, bool or None, or a list or tuple of str"
         (("a", 2.5), "a tuple holding a float"),
         ({"a": 1}, "a dict"),
         (object(), "an object"),
+        (float("nan"), "a float that is not finite (nan)"),
+        (float("-inf"), "a float that is not finite (-inf)"),
     ],
 )
 async def test_metadata_refused_reads_the_same_at_every_door(value: object, refused: str) -> None:
