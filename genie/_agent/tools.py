@@ -79,7 +79,10 @@ def sendable(server: str, tool: str, arguments: Mapping[str, Any] | None) -> dic
     not text, ...), whatever the tool's schema: an encoder would send something else than
     was judged (NaN as null), or fail late inside the session, and a policy reading the call
     as JSON would fail on it. Asked before the call is judged, so nothing is sent, judged,
-    audited or counted."""
+    audited or counted. A ``tool`` that is not text is refused here too: it names no tool."""
+    if not isinstance(tool, str):
+        problem = f"the tool's name is no text: got {type(tool).__name__}"
+        raise ToolArgumentsError(server, "", "", problem)
     if arguments is None:
         return {}
     if not isinstance(arguments, Mapping):

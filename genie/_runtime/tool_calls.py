@@ -34,6 +34,7 @@ from .._agent.tools import (
     sendable,
 )
 from .._base.clock import Clock, waiting_outside
+from .._base.json_form import unfit_for_json
 from .._base.log import lazy_logger
 from .._errors import ToolCallError, ToolDeniedError, described
 from .._message.envelope import Message
@@ -266,6 +267,7 @@ class GovernedTools:
         session = await calls.session(server)
         with waiting_outside():
             output = await session.call_tool(name, given)
+        answered(server, name, output)
         result = ToolResult(
             server=server,
             tool=name,
@@ -274,3 +276,18 @@ class GovernedTools:
         )
         calls.admit_result(calls.message(self._message, result, consumer, agent), agent)
         return output
+
+
+def answered(server: str, tool: str, output: ToolOutput) -> None:
+    """Raise ``ToolCallError`` when ``output`` holds what JSON cannot carry exactly (NaN or
+    infinity, which a lenient reader of the server's JSON takes): the policies would judge
+    their JSON of it (NaN as null) while the handler read another value. The server broke the
+    protocol, so nothing of its answer is judged, audited or read."""
+    found = unfit_for_json({"text": output.text, "structured": output.structured})
+    if found is not None:
+        where = ".".join(str(step) for step in found.path[1:])
+        part = "its text" if found.path[0] == "text" else f"field {where!r}" if where else "it"
+        raise ToolCallError(
+            f"tool {tool!r} of {server!r}: its answer holds what JSON cannot carry: "
+            f"{part}: {found.problem}"
+        )
