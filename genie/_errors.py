@@ -369,14 +369,19 @@ class DeniedError(DeliveryError):
 
 class ToolDeniedError(DeniedError):
     """A policy denied a tool call (``direction`` ``out``: its arguments may not leave) or its
-    result (``in``: the agent may not read it); audited like any denial, never retried."""
+    result (``in``: the agent may not read it), or a listing of a server's tools (``listing``:
+    ``out``, the server may not be asked; ``in``, the agent may not read its descriptions);
+    audited like any denial, never retried."""
 
-    def __init__(self, policy: str, reason: str, direction: str, **ids: str | None) -> None:
-        what = "call" if direction == "out" else "result"
+    def __init__(
+        self, policy: str, reason: str, direction: str, listing: bool = False, **ids: str | None
+    ) -> None:
+        what = "listing" if listing else "call" if direction == "out" else "result"
         super().__init__(
             f"tool {what} denied by {policy}: {reason}", policy=policy, reason=reason, **ids
         )
         self.direction = direction
+        self.listing = listing
 
 
 class MemoryDeniedError(DeniedError):

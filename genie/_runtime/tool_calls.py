@@ -4,9 +4,11 @@ A call is judged twice, as two messages of the request it works for (so its meta
 caller's identity among it, is the request's): a ``tool_call`` from the agent to
 ``tool:SERVER`` before anything leaves, counted against the correlation's delivery budget
 and the hop limit, and a ``tool_result`` from ``tool:SERVER`` to the agent before the handler
-reads it. A denial raises ``ToolDeniedError`` in the handler and is audited like any other;
-an allowed call and result are audited too (``tool_call``, ``tool_result``), as memory's
-writes and reads are.
+reads it. A listing of the server's tools is judged the same way, as a ``tool_list`` and a
+``tool_listing``: it starts the server as a call does, and the descriptions it brings back
+are the server's words, which a model reads (``tool_loop``). A denial raises
+``ToolDeniedError`` in the handler and is audited like any other; an allowed call and result
+are audited too (``tool_call``, ``tool_result``), as memory's writes and reads are.
 The handler's deadline bounds the call (it runs inside the handler), and a call that fails
 fails the handler, which is retried as its options say.
 
@@ -47,7 +49,7 @@ from .policy import Decision
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["ToolCall", "ToolCalls", "ToolResult"]
+__all__ = ["ToolCall", "ToolCalls", "ToolList", "ToolListing", "ToolResult"]
 
 _log = lazy_logger("genie.runtime")
 
@@ -71,6 +73,23 @@ class ToolResult(Payload):
     tool: str
     text: str
     structured: dict[str, Any] | None = None
+
+
+class ToolList(Payload):
+    """What the policies judge before a server's tools are listed: the listing asked, from the
+    agent to ``tool:SERVER`` (it starts the server, as a call does)."""
+
+    message_type = "tool_list"
+    server: str
+
+
+class ToolListing(Payload):
+    """What the policies judge before the agent reads a server's tools: each one's name,
+    description and input schema, from ``tool:SERVER`` to the agent."""
+
+    message_type = "tool_listing"
+    server: str
+    tools: list[dict[str, Any]]
 
 
 def consumer_of(server: str) -> str:
@@ -188,8 +207,8 @@ class ToolCalls:
         )
 
     def admit_call(self, msg: Message, consumer: str) -> None:
-        """The call may leave: the limits and the policies for ``consumer``; counted against
-        the correlation's delivery budget. Raises ``ToolDeniedError``."""
+        """The call (or listing) may leave: the limits and the policies for ``consumer``;
+        counted against the correlation's delivery budget. Raises ``ToolDeniedError``."""
         corr = self._correlator.lookup(msg.correlation_id)
         deliveries = corr.deliveries if corr is not None else 0
         decision = self._admission.evaluate(msg, consumer, deliveries)
@@ -200,7 +219,7 @@ class ToolCalls:
         self._audited(msg, msg.sender, consumer)
 
     def admit_result(self, msg: Message, reader: str) -> None:
-        """The agent may read the result: the policies for ``reader``."""
+        """The agent may read the result (or listing): the policies for ``reader``."""
         if self._admission.policies:
             decision = self._admission.judge(msg, reader)
             if not decision.allowed:
@@ -208,12 +227,13 @@ class ToolCalls:
         self._audited(msg, reader, msg.sender)
 
     def _audited(self, msg: Message, actor: str, target: str) -> None:
-        """An allowed call (actor the agent, target ``tool:SERVER``) or result (actor the
-        agent that reads it, target ``tool:SERVER``), in the audit log: the tool is the
-        reason."""
+        """An allowed call or listing (actor the agent, target ``tool:SERVER``) or result or
+        listing read (actor the agent that reads it, target ``tool:SERVER``), in the audit
+        log: the tool called is the reason (a listing has none)."""
         payload = msg.payload
-        assert isinstance(payload, ToolCall | ToolResult)
-        self._ledger.record(actor, msg.type, target, msg, payload.tool)
+        assert isinstance(payload, ToolCall | ToolResult | ToolList | ToolListing)
+        tool = payload.tool if isinstance(payload, ToolCall | ToolResult) else ""
+        self._ledger.record(actor, msg.type, target, msg, tool)
 
     def _refuse(self, msg: Message, consumer: str, decision: Decision, way: str) -> None:
         self._ledger.refused(msg, consumer, decision)
@@ -221,6 +241,7 @@ class ToolCalls:
             decision.policy,
             decision.reason,
             way,
+            listing=isinstance(msg.payload, ToolList | ToolListing),
             message_id=msg.id,
             agent_id=msg.sender if way == "out" else consumer,
             correlation_id=msg.correlation_id,
@@ -252,9 +273,21 @@ class GovernedTools:
         self._message = message
 
     async def list(self) -> Sequence[ToolSpec]:
-        session = await self._calls.session(self._server)
+        calls, server, agent = self._calls, self._server, self._agent_id
+        consumer = consumer_of(server)
+        asked = calls.message(self._message, ToolList(server=server), agent, consumer)
+        calls.admit_call(asked, consumer)
+        session = await calls.session(server)
         with waiting_outside():
-            return await session.list_tools()
+            specs = await session.list_tools()
+        tools = [
+            {"name": s.name, "description": s.description, "input_schema": dict(s.input_schema)}
+            for s in specs
+        ]
+        refuse_unfit(f"tool server {server!r}, listing its tools", {"tools": tools})
+        listing = ToolListing(server=server, tools=tools)
+        calls.admit_result(calls.message(self._message, listing, consumer, agent), agent)
+        return specs
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
         calls, server, agent = self._calls, self._server, self._agent_id
@@ -267,7 +300,9 @@ class GovernedTools:
         session = await calls.session(server)
         with waiting_outside():
             output = await session.call_tool(name, given)
-        answered(server, name, output)
+        refuse_unfit(
+            f"tool {name!r} of {server!r}", {"text": output.text, "structured": output.structured}
+        )
         result = ToolResult(
             server=server,
             tool=name,
@@ -278,16 +313,16 @@ class GovernedTools:
         return output
 
 
-def answered(server: str, tool: str, output: ToolOutput) -> None:
-    """Raise ``ToolCallError`` when ``output`` holds what JSON cannot carry exactly (NaN or
-    infinity, which a lenient reader of the server's JSON takes): the policies would judge
-    their JSON of it (NaN as null) while the handler read another value. The server broke the
-    protocol, so nothing of its answer is judged, audited or read."""
-    found = unfit_for_json({"text": output.text, "structured": output.structured})
+def refuse_unfit(about: str, answer: Mapping[str, Any]) -> None:
+    """Raise ``ToolCallError`` when a server's ``answer`` (a tool's output, or its listing of
+    tools) holds what JSON cannot carry exactly (NaN or infinity, which a lenient reader of the
+    server's JSON takes): the policies would judge their JSON of it (NaN as null) while the
+    handler read another value. The server broke the protocol, so nothing of its answer is
+    judged, audited or read."""
+    found = unfit_for_json(answer)
     if found is not None:
         where = ".".join(str(step) for step in found.path[1:])
         part = "its text" if found.path[0] == "text" else f"field {where!r}" if where else "it"
         raise ToolCallError(
-            f"tool {tool!r} of {server!r}: its answer holds what JSON cannot carry: "
-            f"{part}: {found.problem}"
+            f"{about}: its answer holds what JSON cannot carry: {part}: {found.problem}"
         )

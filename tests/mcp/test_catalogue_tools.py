@@ -92,6 +92,8 @@ def test_research_from_the_cli_cites_the_circulars_it_searched(
     ]
     assert "15th of the following month" in brief["citations"][2]["quote"]
     assert audited(audit) == [
+        ("deep_research", "tool_list", "tool:reference", ""),  # the tools it offers the model
+        ("deep_research", "tool_listing", "tool:reference", ""),
         ("deep_research", "tool_call", "tool:reference", "search_circulars"),
         ("deep_research", "tool_result", "tool:reference", "search_circulars"),
     ]

@@ -21,9 +21,9 @@ from genie import (
     handler,
 )
 from genie.mcp import McpServer
-from genie.policies import PIIBlock, Rule
+from genie.policies import PIIBlock, PromptInjection, Rule
 
-from .test_tool_calls import BROKER, Answer, Ask, Caller, ask
+from .test_tool_calls import BROKER, Answer, Ask, Caller, Lister, ask
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,6 +93,25 @@ async def test_a_secret_in_the_structured_answer_alone_is_judged() -> None:
         resource = await ask(rt, "secret_in_resource")
     assert "ToolDeniedError: tool result denied by pii_block" in denied.reason
     assert (resource.text, resource.structured) == ("[resource]", None)
+
+
+async def test_a_tool_description_that_steers_the_model_is_judged_before_the_agent_reads_it() -> (
+    None
+):
+    """The descriptions are the server's words, which ``tool_loop`` hands to the model: the
+    listing is judged for the agent as a tool's answer is, and the lure never reaches it."""
+    audit = MemoryAuditLog()
+    async with Runtime(
+        [Lister("caller")], tools={"rogue": rogue()}, policies=[PromptInjection()], audit=audit
+    ) as rt:
+        denied = await ask(rt, "rogue")
+    assert "ToolDeniedError: tool listing denied by prompt_injection" in denied.reason
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.target, record.details["message_type"], record.details["sender"]) == (
+        "caller",
+        "tool_listing",
+        "tool:rogue",
+    )
 
 
 async def test_a_tool_named_with_odd_characters_is_called_judged_and_audited_by_its_name() -> None:

@@ -268,6 +268,57 @@ async def test_a_rule_may_keep_an_agent_from_a_server() -> None:
     assert "tool call denied by no-broker: not for you" in denied.reason
 
 
+class Lister(BaseAgent):
+    """Lists the tools of the server its request names, answers with their names."""
+
+    produces = (Answer,)
+
+    @handler
+    async def on_ask(self, p: Ask, ctx: Context) -> Message:
+        specs = await ctx.tool(p.tool).list()
+        return ctx.reply(Answer(text=",".join(s.name for s in specs), is_error=False))
+
+
+async def test_a_rule_keeps_an_agent_from_listing_a_servers_tools() -> None:
+    """A listing reaches the server as a call does (it starts the server's process): a rule
+    that keeps the agent from the server denies it before the server is started (here a
+    program that does not exist, whose start would fail the call another way), audited."""
+    rule = Rule("no-broker", 'to == "tool:broker" AND from == "caller"', reason="not for you")
+    audit = MemoryAuditLog()
+    nowhere = McpServer(command=(str(HERE / "no-such-server"),), timeout=5)
+    async with Runtime(
+        [Lister("caller")], tools={"broker": nowhere}, policies=[rule], audit=audit
+    ) as rt:
+        denied = await ask(rt, "broker")
+    assert "tool listing denied by no-broker: not for you" in denied.reason
+    [record] = [r for r in audit.records if r.action == "denied"]
+    assert (record.actor, record.target, record.details["message_type"]) == (
+        "no-broker",
+        "tool:broker",
+        "tool_list",
+    )
+
+
+async def test_an_allowed_listing_is_judged_both_ways_and_audited() -> None:
+    audit = MemoryAuditLog()
+    async with Runtime([Lister("caller")], tools={"broker": BROKER}, audit=audit) as rt:
+        answer = await ask(rt, "broker")
+    assert "add" in answer.text.split(",")
+    actions = [(r.action, r.actor, r.target) for r in audit.records if r.action.startswith("tool")]
+    assert actions == [
+        ("tool_list", "caller", "tool:broker"),
+        ("tool_listing", "caller", "tool:broker"),
+    ]
+
+
+async def test_a_listing_counts_against_the_correlations_budget() -> None:
+    async with Runtime(
+        [Lister("caller")], tools={"broker": BROKER}, limits=Limits(correlation_budget=1)
+    ) as rt:
+        denied = await ask(rt, "broker")
+    assert "tool listing denied by limit:budget" in denied.reason
+
+
 async def test_calls_count_against_the_correlations_budget() -> None:
     """Three deliveries a request at most: the request itself, then two tool calls; the
     third is denied by the limit."""
