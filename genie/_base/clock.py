@@ -100,6 +100,14 @@ class Clock:
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
 
+    def left(self, since: datetime, seconds: float) -> float:
+        """What is left of ``seconds`` counted from ``since``, a time this clock (or another
+        process's) stamped: a restart in between does not extend a deadline. Never more than
+        ``seconds``: a wall clock set back since (or the stamping host's running ahead) reads
+        ``since`` as still to come, which would extend it by as much."""
+        waited = max(0.0, (self.now() - since).total_seconds())
+        return max(0.0, seconds - waited)
+
 
 class OutsideWork(Protocol):
     """A piece of work outside the loop, as ``waiting_outside`` announced it."""

@@ -201,7 +201,7 @@ class ApprovalDesk(BaseAgent):
         # deadline, not offered to the first role again nor escalated a second time.
         escalated = bool(round_before) and payload.escalate_to is not None
         rounds = 2 if escalated else 1
-        delay = self._left(msg, None if payload.deadline is None else rounds * payload.deadline)
+        delay = self._left(msg, payload.deadline, rounds)
         if payload.deadline is not None and delay == 0.0:
             delay = GRACE  # past its deadline already: answers left in time come first
         timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=rounds - 1))
@@ -261,9 +261,7 @@ class ApprovalDesk(BaseAgent):
             pending.round += 1
             # Another deadline from the first's end, not from now: a restart in between
             # (which fired the first at once) does not extend it.
-            delay = (
-                self._left(pending.request, 2 * request.deadline) if request.deadline else FOREVER
-            )
+            delay = self._left(pending.request, request.deadline or None, 2)
             pending.timer = ctx.schedule(
                 delay, ApprovalTimeout(approval_id=payload.approval_id, round=pending.round)
             )
@@ -338,13 +336,13 @@ class ApprovalDesk(BaseAgent):
         if len(self._refused) > DECIDED_KEPT:
             del self._refused[next(iter(self._refused))]
 
-    def _left(self, asked: Message, seconds: float | None) -> float:
-        """What is left of ``seconds`` counted from when ``asked`` was asked (a restart in
-        between does not extend it); None: for good."""
-        if seconds is None:
+    def _left(self, asked: Message, deadline: float | None, rounds: int) -> float:
+        """What is left of the last of ``rounds`` deadlines counted from when ``asked`` was
+        asked (a restart in between does not extend it), and never more than one deadline
+        (a clock set back since would read the asking as still to come); FOREVER: none."""
+        if deadline is None:
             return FOREVER
-        waited = (self.clock.now() - asked.created_at).total_seconds()
-        return max(0.0, seconds - waited)
+        return max(0.0, min(deadline, self.clock.left(asked.created_at, rounds * deadline)))
 
     def _decide(
         self, pending: _Pending, ctx: Context, approved: bool, by: str, reason: str

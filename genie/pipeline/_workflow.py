@@ -482,8 +482,7 @@ class WorkflowNode:
         )
         if self.deadline is not None:
             # From when the request was made: a restart in between does not extend it.
-            waited = (self.clock.now() - msg.created_at).total_seconds()
-            delay = max(0.0, self.deadline - waited)
+            delay = self.clock.left(msg.created_at, self.deadline)
             session.timer = ctx.schedule(delay, WorkflowDeadline())
         return self._advance(ctx, session, msg.correlation_id)
 

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import anyio
 import pytest
 
 from genie import MemoryAuditLog, Runtime
+from genie._base.clock import Clock
 from genie._cli.main import main
 from genie._runtime.approvals import GRACE
 from genie._runtime.durable.store import StoreClient
@@ -711,3 +713,23 @@ def answers_left(path: Path) -> int:
         return int(n)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("escalate_to", [None, "cfo"])
+async def test_a_clock_set_back_across_a_restart_does_not_extend_the_deadline(
+    tmp_path: Path, escalate_to: str | None
+) -> None:
+    """The next start's clock reads an hour before the asking (set back meanwhile, or the
+    asking host's clock ran ahead): what is left of the deadline is at most one deadline, not
+    the hour the clock went back as well."""
+    path = tmp_path / "store.db"
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        pay = Pay(amount=5, deadline=1.2, escalate_to=escalate_to)
+        timeout = 1.4 if escalate_to else 0.1  # escalated before the stop, or not
+        result = await rt.ask(rt.message(pay, recipient="payer"), until="paid", timeout=timeout)
+        assert result.status == "timed_out"
+    back = Clock(epoch=datetime.now(UTC) - timedelta(hours=1))
+    async with Runtime([Payer("payer")], store=path, clock=back) as rt:
+        with anyio.fail_after(1.2 + 0.5):  # one deadline at most, not an hour more
+            paid = await resume_one(rt)
+    assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
