@@ -270,7 +270,8 @@ class KeptOnPublish(Protocol):
 
     def check(self, msg: Message) -> None:
         """Raise ``InvalidMessageError`` if ``msg``, published from outside, could not be
-        written (a payload with no JSON form), before anything routes it."""
+        written (a payload with no JSON form), or ``DeliveryError`` if it is kept already (a
+        message is published once), before anything routes it."""
         ...
 
 

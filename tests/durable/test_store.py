@@ -24,11 +24,13 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    DeliveryError,
     InvalidMessageError,
     Limits,
     MemoryAuditLog,
     Message,
     Payload,
+    RetryPolicy,
     Runtime,
     RuntimeState,
     StoreError,
@@ -1451,4 +1453,110 @@ async def test_a_fallbacks_delivery_a_stop_cuts_short_is_kept(tmp_path: Path) ->
         result = await rt2.resume(request, until="done", timeout=5)
     assert [m.payload for m in result.replies] == [Done(n=4)]
     assert second.seen == [2, 3, 4]
+    assert kept(path) == ([], [])
+
+
+async def test_a_message_published_again_while_kept_is_refused_naming_it(tmp_path: Path) -> None:
+    """A message's id is its delivery's idempotency key: published a second time while the
+    store keeps it (its delivery not ended, in this process or left by the one before), it
+    would run twice under one delivery id, and the first end would take the second's row
+    with it. It is refused, naming the message and the store, and nothing is delivered again."""
+    path = tmp_path / "store.db"
+    gate = anyio.Event()
+    chain = Chain("chain", last=2, gate=gate)
+    async with Runtime([chain], store=path, drain_timeout=0.01) as rt:
+        msg = rt.message(Step(n=2), recipient="chain")
+        await rt.publish(msg)
+        await chain.waiting.wait()
+        with pytest.raises(DeliveryError, match=f"message {msg.id} is kept in the store"):
+            await rt.publish(msg)
+        with pytest.raises(DeliveryError, match="published once"):
+            rt.publish_nowait(msg)
+    assert kept(path) == ([f"{msg.id}:chain"], [msg.correlation_id])
+    again = Chain("chain", last=2)
+    async with Runtime([again], store=path) as rt:
+        with pytest.raises(DeliveryError, match=f"message {msg.id} is kept in the store"):
+            await rt.publish(msg)  # left by the process before, to be resumed
+        [request] = rt.unfinished()
+        result = await rt.resume(request, until="done", timeout=5)
+        assert [r.payload for r in result.replies] == [Done(n=2)]
+    assert again.seen == [2]
+    assert kept(path) == ([], [])
+
+
+class Ask(Payload):
+    message_type = "ask_double"
+    n: int
+
+
+class Doubled(Payload):
+    message_type = "doubled"
+    n: int
+
+
+class FlakyAsker(BaseAgent):
+    """Asks the doubler, then fails its first ``failures`` attempts after the answer came."""
+
+    produces = (Doubled, Done)
+
+    def __init__(self, id: str, failures: int) -> None:
+        super().__init__(id)
+        self.failures = failures
+
+    @handler
+    async def on_ask(self, payload: Ask, ctx: Context) -> Message:
+        answer = await ctx.request("doubler", Doubled(n=payload.n), timeout=10)
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("failed after the answer")
+        assert isinstance(answer.payload, Doubled)
+        return ctx.reply(Done(n=answer.payload.n))
+
+
+class Doubler(BaseAgent):
+    """Doubles; stalls on the delivery ``stall`` (its count) to let a stop cut it short."""
+
+    produces = (Doubled,)
+
+    def __init__(self, id: str, stall: int | None = None) -> None:
+        super().__init__(id)
+        self.stall = stall
+        self.seen: list[str] = []
+        self.stalled = anyio.Event()
+
+    @handler
+    async def on_doubled(self, payload: Doubled, ctx: Context) -> Message:
+        self.seen.append(f"{ctx.message.id}:{ctx.agent_id}")
+        if len(self.seen) == self.stall:
+            self.stalled.set()
+            await anyio.sleep_forever()
+        return ctx.reply(Doubled(n=payload.n * 2))
+
+
+async def test_a_retried_asker_asks_anew_and_a_restart_asks_as_the_attempts_did(
+    tmp_path: Path,
+) -> None:
+    """Each attempt of a retried delivery is a run of its handler: its ``ctx.request`` is a
+    new request, the next place in the delivery's count, so the answering agent runs again
+    under a delivery id of its own (docs/durability.md, docs/decisions.md). Cut short and
+    run again after a restart, the attempts ask under the same ids as before: the answer
+    kept for the first is given again, and the second's delivery runs again under its id."""
+    path = tmp_path / "store.db"
+    retry = AgentOptions(retry=RetryPolicy(attempts=2, backoff=0))
+    first = Doubler("doubler", stall=2)
+    async with Runtime([], store=path, drain_timeout=0.01) as rt:
+        rt.add(FlakyAsker("asker", failures=1), options=retry)
+        rt.add(first)
+        await rt.publish(rt.message(Ask(n=2), recipient="asker"))
+        with anyio.fail_after(5):
+            await first.stalled.wait()
+    assert len(set(first.seen)) == 2  # two attempts, two requests
+    second = Doubler("doubler")
+    async with Runtime([], store=path) as rt:
+        rt.add(FlakyAsker("asker", failures=1), options=retry)
+        rt.add(second)
+        [request] = rt.unfinished()
+        result = await rt.resume(request, until="done", timeout=5)
+    assert [r.payload for r in result.replies] == [Done(n=4)]
+    assert second.seen == first.seen[1:]  # the first attempt's answer given again
     assert kept(path) == ([], [])

@@ -47,7 +47,13 @@ import anyio
 from ..._base.backend import Backend
 from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
-from ..._errors import ConfigurationError, InvalidMessageError, MessageError, StoreError
+from ..._errors import (
+    ConfigurationError,
+    DeliveryError,
+    InvalidMessageError,
+    MessageError,
+    StoreError,
+)
 from ..._message.envelope import Message
 from ..._message.ids import derived_id
 from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk, ApprovalTimeout
@@ -364,7 +370,7 @@ class DurableTransport(Observer):
             if row in self._answering:
                 continue  # sent: the desk's decision is awaited
             self._ended_now = {}
-            kept = self._keeps(approval_id)
+            kept = self._kept_here(approval_id)
             sent = answer(approval_id, approved, by, roles, reason, given, kept)
             ended, self._ended_now = self._ended_now, None
             if isinstance(sent, Message):
@@ -376,10 +382,11 @@ class DurableTransport(Observer):
             if sent is not None:
                 await _on_disk(self.store.answered, row, sent)
 
-    def _keeps(self, approval_id: str) -> bool:
-        """Whether the approval ``approval_id`` is kept here, pending or to be resumed."""
-        return approval_id in self._holders or any(
-            kept[0] == approval_id for found in self._pending.values() for kept in found
+    def _kept_here(self, message_id: str) -> bool:
+        """Whether the message ``message_id`` is kept with a delivery that has not ended, in
+        flight here or left by the process before to be resumed (an approval: pending)."""
+        return message_id in self._holders or any(
+            kept[0] == message_id for found in self._pending.values() for kept in found
         )
 
     def _answer_ended(self, answer_id: str, outcome: str) -> None:
@@ -624,8 +631,21 @@ class DurableTransport(Observer):
         self._keep(item, recipients, True)
 
     def check(self, msg: Message) -> None:
-        """Raise ``InvalidMessageError`` if ``msg`` has no JSON to keep; its JSON is kept for
-        ``_keep`` meanwhile (encoded once)."""
+        """Raise ``DeliveryError`` if ``msg`` is kept already, ``InvalidMessageError`` if it
+        has no JSON to keep; its JSON is kept for ``_keep`` meanwhile (encoded once).
+
+        A message's id is its deliveries' idempotency key: published again while kept, it
+        would run a second time under the same delivery id, the first end would take the
+        row of both, and a request left by the process before would be run twice, once sent
+        and once resumed."""
+        if self._kept_here(msg.id):
+            raise DeliveryError(
+                f"cannot publish {msg.type!r}: message {msg.id} is kept in the store "
+                f"{self.store.path} already, its delivery not ended; a message is published "
+                "once (rt.message(...) makes a new one; rt.resume(...) goes on with one kept)",
+                message_id=msg.id,
+                correlation_id=msg.correlation_id,
+            )
         self._bodies[msg.id] = self._json(msg)
 
     def _json(self, msg: Message) -> str:
