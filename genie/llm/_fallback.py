@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 
 from ._errors import (
     AllProvidersFailedError,
@@ -13,7 +13,7 @@ from ._errors import (
     ResidencyDeniedError,
 )
 from ._killswitch import count_attempt
-from ._provider import Provider
+from ._provider import Provider, open_attempt
 from ._residency import residency_refusal
 from ._types import Request, Response, StreamEvent
 
@@ -86,28 +86,22 @@ class Fallback:
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
         errors: list[LLMError] = []
-        async with AsyncExitStack() as stack:
-            for i, provider in enumerate(self.providers, 1):
-                refused = self._refusal(provider, request)
-                if refused is not None:
-                    errors.append(refused)
-                    continue
-                attempt = AsyncExitStack()
-                try:
-                    events = await attempt.enter_async_context(provider.stream(request))
-                    first = await anext(events, None)
-                except _FINAL:
-                    await attempt.aclose()
-                    raise
-                except LLMError as exc:
-                    await attempt.aclose()
-                    self._failed(exc, errors, last=i == len(self.providers))
-                    continue
-                stack.push_async_exit(attempt)
-                async with aclosing(_prepend(first, events)) as reader:
-                    yield reader
-                return
-            raise AllProvidersFailedError(errors)
+        for i, provider in enumerate(self.providers, 1):
+            refused = self._refusal(provider, request)
+            if refused is not None:
+                errors.append(refused)
+                continue
+            try:
+                opened, events = await open_attempt(provider, request)
+            except _FINAL:
+                raise
+            except LLMError as exc:
+                self._failed(exc, errors, last=i == len(self.providers))
+                continue
+            async with opened, aclosing(events) as reader:
+                yield reader
+            return
+        raise AllProvidersFailedError(errors)
 
     @staticmethod
     def _failed(error: LLMError, errors: list[LLMError], *, last: bool) -> None:
@@ -117,13 +111,3 @@ class Fallback:
         errors.append(error)
         if not last:
             count_attempt(error)
-
-
-async def _prepend(
-    first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
-) -> AsyncGenerator[StreamEvent, None]:
-    if first is None:
-        return
-    yield first
-    async for event in rest:
-        yield event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol, runtime_checkable
 
 from ._types import (
@@ -18,7 +18,14 @@ from ._types import (
     UsageEvent,
 )
 
-__all__ = ["EventStream", "Provider", "complete_by_streaming", "events_of", "models_of"]
+__all__ = [
+    "EventStream",
+    "Provider",
+    "complete_by_streaming",
+    "events_of",
+    "models_of",
+    "open_attempt",
+]
 
 EventStream = AbstractAsyncContextManager[AsyncIterator[StreamEvent]]
 
@@ -75,6 +82,36 @@ def models_of(provider: object) -> tuple[str, ...]:
                 todo.append(inner)
         todo.extend(getattr(current, "providers", ()))
     return tuple(found)
+
+
+async def open_attempt(
+    provider: Provider, request: Request
+) -> tuple[AsyncExitStack, AsyncGenerator[StreamEvent, None]]:
+    """One attempt of a stream that a layer trying again (``Retry``, ``Fallback``) commits to
+    only once its first event came: ``provider.stream(request)`` opened and its first event
+    read. Returns the attempt's exit stack, for the caller to close when done, and the events,
+    the first put back. Whatever ends the attempt before then, an error or a cancellation (the
+    caller's deadline), closes it at once with that exception, so the layers under it (a budget,
+    the cost observer) settle and record the call as it ended, not when the garbage collector
+    reaches the stream."""
+    attempt = AsyncExitStack()
+    try:
+        events = await attempt.enter_async_context(provider.stream(request))
+        first = await anext(events, None)
+    except BaseException as exc:
+        await attempt.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    return attempt, _prepend(first, events)
+
+
+async def _prepend(
+    first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
+) -> AsyncGenerator[StreamEvent, None]:
+    if first is None:
+        return
+    yield first
+    async for event in rest:
+        yield event
 
 
 async def complete_by_streaming(provider: Provider, request: Request) -> Response:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 
 import anyio
 
 from ._errors import LLMError, ProviderError
 from ._killswitch import count_attempt
-from ._provider import Provider
+from ._provider import Provider, open_attempt
 from ._types import Request, Response, StreamEvent
 
 __all__ = ["Retry"]
@@ -92,34 +92,18 @@ class Retry:
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        async with AsyncExitStack() as stack:
-            attempt = 1
-            while True:
-                # Each attempt gets its own exit stack so a failed one is closed before the wait.
-                attempt_stack = AsyncExitStack()
-                try:
-                    events = await attempt_stack.enter_async_context(self.inner.stream(request))
-                    first = await anext(events, None)
-                except LLMError as exc:
-                    await attempt_stack.aclose()
-                    wait = self.delay(attempt, exc)
-                    if wait is None:
-                        raise
-                    await self._sleep(wait)
-                    count_attempt(exc)
-                else:
-                    stack.push_async_exit(attempt_stack)
-                    break
-                attempt += 1
-            async with aclosing(_prepend(first, events)) as reader:
-                yield reader
-
-
-async def _prepend(
-    first: StreamEvent | None, rest: AsyncIterator[StreamEvent]
-) -> AsyncGenerator[StreamEvent, None]:
-    if first is None:
-        return
-    yield first
-    async for event in rest:
-        yield event
+        attempt = 1
+        while True:
+            try:
+                opened, events = await open_attempt(self.inner, request)
+            except LLMError as exc:
+                wait = self.delay(attempt, exc)
+                if wait is None:
+                    raise
+                await self._sleep(wait)
+                count_attempt(exc)
+            else:
+                break
+            attempt += 1
+        async with opened, aclosing(events) as reader:
+            yield reader

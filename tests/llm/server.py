@@ -26,13 +26,15 @@ from .helpers import API_KEY, fixture
 @dataclass(frozen=True)
 class Reply:
     """One scripted answer. ``chunks`` are sent one by one (chunked encoding) after
-    ``first_byte_delay`` seconds; ``disconnect_after`` closes the socket after that many
-    chunks, mid-body, without the closing chunk."""
+    ``first_byte_delay`` seconds; ``body_delay`` waits between the headers and the first chunk
+    (a model slow to write its first token); ``disconnect_after`` closes the socket after that
+    many chunks, mid-body, without the closing chunk."""
 
     status: int = 200
     chunks: tuple[bytes, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     first_byte_delay: float = 0.0
+    body_delay: float = 0.0
     disconnect_after: int | None = None
 
 
@@ -135,6 +137,9 @@ class ProviderServer:
                 handler.send_header(name, value)
             handler.send_header("transfer-encoding", "chunked")
             handler.end_headers()
+            if reply.body_delay:
+                handler.wfile.flush()
+                time.sleep(reply.body_delay)
             for sent, chunk in enumerate(reply.chunks):
                 if reply.disconnect_after is not None and sent >= reply.disconnect_after:
                     handler.close_connection = True

@@ -31,7 +31,10 @@ from genie.llm import (
     BudgetExceededError,
     BudgetLedger,
     CallContext,
+    CallRecord,
     ChatMessage,
+    CostObserver,
+    DailyTokenBudget,
     Fallback,
     KillSwitch,
     LLMError,
@@ -43,6 +46,7 @@ from genie.llm import (
     ProviderUnavailableError,
     Request,
     Retry,
+    ScriptedProvider,
 )
 
 from .helpers import API_KEY, HTTPX_HALF_READ, Recorder, answer, fixture
@@ -457,3 +461,38 @@ async def test_a_handlers_model_retries_count_against_its_correlation(
     assert isinstance(asked, Asked)
     assert (asked.sent, asked.refused) == (1, 1)  # before: (2, 0), the retries were free
     assert len(server.received) == 3
+
+
+SILENT = Reply(
+    chunks=tuple(fixture("openai_stream.txt").splitlines(keepends=True)),
+    headers={"content-type": "text/event-stream"},
+    body_delay=2.0,  # the headers arrive, the first token does not
+)
+
+
+@pytest.mark.parametrize("layer", ["retry", "fallback"])
+async def test_a_stream_cancelled_while_a_retry_or_fallback_waits_for_its_first_event_settles(
+    server: ProviderServer, model: OpenAIProvider, layer: str
+) -> None:
+    """A layer that tries again reads each attempt's first event before it commits to it; a
+    cancel there (the caller's deadline) must still close that attempt, so the budgets under
+    it settle and the cost observer records the call, at once, not when the garbage collector
+    gets to the stream (before: the daily budget kept the worst case reserved)."""
+    server.script("/v1/chat/completions", SILENT)
+    daily = BudgetLedger(max_tokens=10 * WORST, name="daily")
+    records: list[CallRecord] = []
+    observed = CostObserver(model, on_call=records.append)
+    budgeted = DailyTokenBudget(observed, ledger=daily)
+    stack: Provider = (
+        Retry(budgeted, attempts=2, backoff=0)
+        if layer == "retry"
+        else Fallback(budgeted, ScriptedProvider(["never asked"]), home_region="us")
+    )
+    with anyio.move_on_after(0.3) as scope:
+        async with stack.stream(in_correlation()) as events:
+            async for _event in events:
+                pass
+    assert scope.cancelled_caught
+    assert daily.statistics().open_reservations == 0
+    assert daily.statistics().tokens_used == PROMPT
+    assert [r.error for r in records] == ["cancelled"]
