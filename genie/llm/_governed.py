@@ -149,6 +149,7 @@ class CorrelationBudget:
         reservation: Reservation,
         request: Request,
         prompt: int,
+        error: BaseException,
         agent_id: str,
         message: Message,
     ) -> None:
@@ -158,7 +159,7 @@ class CorrelationBudget:
         stopped too. A refusal here fires the limit if none fired before in this process."""
         cid = message.correlation_id
         try:
-            KillSwitch.attempted(switch, reservation, request, prompt)
+            KillSwitch.attempted(switch, reservation, request, prompt, error)
         except BudgetExceededError as refused:
             if cid not in self._fired:
                 self._refused(refused, agent_id, message, first=True)
@@ -222,8 +223,12 @@ class _Switch(KillSwitch):
             await checkpoint()  # as KillSwitch.hold: a refused loop still yields
             raise
 
-    def attempted(self, reservation: Reservation, request: Request, prompt: int) -> None:
-        self.budget.attempted(self, reservation, request, prompt, self.agent_id, self.message)
+    def attempted(
+        self, reservation: Reservation, request: Request, prompt: int, error: BaseException
+    ) -> None:
+        self.budget.attempted(
+            self, reservation, request, prompt, error, self.agent_id, self.message
+        )
 
     async def settled(self, reservation: Reservation) -> None:
         await self.budget.settled(reservation)

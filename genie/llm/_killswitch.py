@@ -57,21 +57,24 @@ def billed(error: BaseException) -> bool:
 # What a layer that tries again (``Retry``, ``Fallback``) tells the nearest kill switch above
 # of each failed attempt before the next: set by each switch for the duration of its call, in
 # the calling task, so two calls never share it.
-_ATTEMPTS: ContextVar[Callable[[], None] | None] = ContextVar("genie_llm_attempts", default=None)
+_ATTEMPTS: ContextVar[Callable[[BaseException], None] | None] = ContextVar(
+    "genie_llm_attempts", default=None
+)
 
 
 def count_attempt(error: BaseException) -> None:
     """Tell the kill switch above (if any) of a failed attempt its caller is about to try
     again after (or fall back from): charged its prompt at once if its provider may have billed
     it, and :class:`BudgetExceededError` raised, for the caller to let go, when the next
-    attempt would no longer fit the budget or the budget's limit fired meanwhile."""
+    attempt would no longer fit the budget or the budget's limit fired meanwhile. An attempt
+    that cost nothing (a 429) is told too: the limit may have fired while the call waited."""
     attempted = _ATTEMPTS.get()
-    if attempted is not None and billed(error):
-        attempted()
+    if attempted is not None:
+        attempted(error)
 
 
 @contextmanager
-def _attempts(attempted: Callable[[], None]) -> Iterator[None]:
+def _attempts(attempted: Callable[[BaseException], None]) -> Iterator[None]:
     token = _ATTEMPTS.set(attempted)
     try:
         yield
@@ -164,23 +167,29 @@ class KillSwitch:
             correlation_id=request.context.correlation_id,
         )
 
-    def attempted(self, reservation: Reservation, request: Request, prompt: int) -> None:
-        """An attempt of the call that its provider may have billed failed, and the call is
-        about to try again (``count_attempt``): its prompt is charged now, and the next attempt
-        refused when the call's worst case no longer fits beside it. A task the call started
-        that outlives it (a shadow's) is not the call: once the call settled, it is not told."""
+    def attempted(
+        self, reservation: Reservation, request: Request, prompt: int, error: BaseException
+    ) -> None:
+        """An attempt of the call failed in ``error``, and the call is about to try again
+        (``count_attempt``): its prompt is charged now if its provider may have billed it
+        (:func:`billed`), and the next attempt refused when the call's worst case no longer
+        fits beside what was spent. A task the call started that outlives it (a shadow's) is
+        not the call: once the call settled, it is not told."""
         if reservation.settled:
             return
-        cost = self._cost(request, Usage(input_tokens=prompt)) if reservation.cost else 0.0
+        spent = prompt if billed(error) else 0
+        cost = self._cost(request, Usage(input_tokens=spent)) if reservation.cost else 0.0
         reservation.spend(
-            tokens=prompt,
+            tokens=spent,
             cost=cost,
             provider=self.name,
             correlation_id=request.context.correlation_id,
         )
 
-    def _told(self, reservation: Reservation, request: Request, prompt: int) -> Callable[[], None]:
-        return lambda: self.attempted(reservation, request, prompt)
+    def _told(
+        self, reservation: Reservation, request: Request, prompt: int
+    ) -> Callable[[BaseException], None]:
+        return lambda error: self.attempted(reservation, request, prompt, error)
 
     def _settle(
         self, reservation: Reservation, request: Request, prompt: int, response: Response

@@ -427,11 +427,14 @@ class Racing(BaseAgent):
         return ctx.reply(Asked(sent=0, refused=refused))
 
 
+@pytest.mark.parametrize("status", [503, 429])
 async def test_once_the_limit_fired_a_retrying_call_sends_no_further_attempt(
-    server: ProviderServer, model: OpenAIProvider
+    server: ProviderServer, model: OpenAIProvider, status: int
 ) -> None:
-    """The first refusal of a correlation stops its calls in flight at their next attempt."""
-    waiting = Reply(status=503, chunks=(b"{}",), headers={"retry-after": "1"})
+    """The first refusal of a correlation stops its calls in flight at their next attempt,
+    whether the attempts before were billed (a 503) or not (a 429: before, a call waiting out
+    a rate limit went on sending after the limit fired)."""
+    waiting = Reply(status=status, chunks=(b"{}",), headers={"retry-after": "1"})
     server.script("/v1/chat/completions", *[waiting] * 5)
     retrying = Retry(model, attempts=5, backoff=0, jitter=0)
     budget = 3 * WORST  # room for the retrying call; none for the long one
