@@ -135,6 +135,14 @@ class CostObserver:
     def statistics(self) -> CostStatistics:
         return self._stats
 
+    def _priced(self, model: str, usage: Usage) -> tuple[Usage, float | None]:
+        """What is recorded of a call's reported ``usage``, and its price: nothing of a usage
+        that cannot be true (``Usage.plausible``), so a lying provider cannot take a counter
+        down or give an answer a negative cost."""
+        if not usage.plausible:
+            return Usage(), None
+        return usage, self.prices.cost(model, usage)
+
     def _record(self, record: CallRecord) -> None:
         s, u = self._stats, record.usage
         self._stats = CostStatistics(
@@ -155,17 +163,9 @@ class CostObserver:
         except BaseException as exc:  # a cancellation included: recorded, then re-raised
             self._ended(Accumulator(self.name, request.model or ""), started, exc, stream=False)
             raise
-        cost = self.prices.cost(response.model, response.usage)
+        usage, cost = self._priced(response.model, response.usage)
         self._record(
-            CallRecord(
-                self.name,
-                response.model,
-                response.usage,
-                cost,
-                self._clock() - started,
-                None,
-                False,
-            )
+            CallRecord(self.name, response.model, usage, cost, self._clock() - started, None, False)
         )
         return response.model_copy(update={"cost": cost})
 
@@ -191,13 +191,14 @@ class CostObserver:
     ) -> None:
         """Records a call that ended without its answer, in ``exc`` (None: a stream left
         early). What the provider reported before it ended was still used: it is kept."""
-        model, usage = acc.model, acc.usage
+        model = acc.model
+        usage, cost = self._priced(model, acc.usage)
         self._record(
             CallRecord(
                 self.name,
                 model,
                 usage,
-                self.prices.cost(model, usage) if usage.total else None,
+                cost if usage.total else None,
                 self._clock() - started,
                 UNFINISHED if exc is None else _ended_by(exc),
                 stream,
@@ -211,12 +212,12 @@ class CostObserver:
             acc.add(event)
             if isinstance(event, Finish):
                 response = acc.response()
-                cost = self.prices.cost(response.model, response.usage)
+                usage, cost = self._priced(response.model, response.usage)
                 self._record(
                     CallRecord(
                         self.name,
                         response.model,
-                        response.usage,
+                        usage,
                         cost,
                         self._clock() - started,
                         None,

@@ -214,12 +214,7 @@ class KillSwitch:
 
     @staticmethod
     def _believable(reservation: Reservation, usage: Usage) -> bool:
-        counts = (usage.input_tokens, usage.output_tokens, usage.cached_tokens)
-        return (
-            min(counts) >= 0
-            and usage.cached_tokens <= usage.input_tokens
-            and usage.total <= USAGE_SLACK * reservation.tokens
-        )
+        return usage.plausible and usage.total <= USAGE_SLACK * reservation.tokens
 
     def _violated(self, reservation: Reservation, request: Request, usage: Usage) -> None:
         # A provider's report is not allowed to refund the budget (a negative count) or to

@@ -253,6 +253,16 @@ class Usage(BaseModel):
     def total(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def plausible(self) -> bool:
+        """Whether a tokenizer could have counted this: no count below 0, and no more
+        cached tokens than input ones. A provider's report that is not is not believed (the
+        kill switch charges the reservation, the cost observer records no usage)."""
+        return (
+            min(self.input_tokens, self.output_tokens, self.cached_tokens) >= 0
+            and self.cached_tokens <= self.input_tokens
+        )
+
 
 class Response(BaseModel):
     """A model's answer. ``cost`` is filled by the cost observer, in the price table's unit."""

@@ -3,6 +3,7 @@ metric is documented."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from genie.llm import (
     LLMMetrics,
     LLMTimeoutError,
     OpenAIProvider,
+    PriceTable,
     build_stacks,
 )
 
@@ -132,3 +134,44 @@ async def test_every_call_sent_is_recorded_whatever_ended_it() -> None:
         labels = {"provider": "openai", "model": model}
         assert sample(text, "genie_llm_calls_total", outcome=outcome, **labels) == count
         assert sample(text, "genie_llm_call_seconds_count", **labels) == count
+
+
+async def test_a_usage_that_cannot_be_true_never_takes_the_counters_down() -> None:
+    """A provider reporting negative counts (or more cached tokens than input) is not
+    believed by the kill switch; the observer must not believe it either: before, the tokens
+    and cost counters went down (Prometheus reads that as a restart) and the answer carried
+    a negative cost, a refund for whoever bills on it."""
+    lies = iter(
+        [
+            {"prompt_tokens": -1000, "completion_tokens": -500},
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 99},
+            },
+        ]
+    )
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        body = json.loads(fixture("openai_response.json"))
+        body["usage"] = next(lies, body["usage"])
+        return httpx.Response(200, json=body)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    metrics = LLMMetrics()
+    observer = CostObserver(
+        OpenAIProvider(client=client),
+        PriceTable.of({"*": {"input": 1.0, "output": 2.0, "cached_input": 0.5}}),
+        on_call=metrics.record,
+    )
+    costs = [(await observer.complete(simple_request())).cost for _ in range(3)]
+    assert costs[:2] == [None, None]  # nothing believable to price
+    assert costs[2] is not None
+    assert costs[2] > 0
+    stats = observer.statistics()
+    assert min(stats.input_tokens, stats.output_tokens, stats.cached_tokens, stats.cost) >= 0
+    text = metrics.text()
+    labels = {"provider": "openai", "model": "gpt-4.1-mini-2025-04-14"}
+    honest = json.loads(fixture("openai_response.json"))["usage"]
+    assert sample(text, "genie_llm_tokens_total", kind="input", **labels) == honest["prompt_tokens"]
+    assert sample(text, "genie_llm_calls_total", outcome="ok", **labels) == 3
