@@ -33,12 +33,15 @@ from genie.llm._providers.scripted import Answer
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "sk-test-0123456789abcdef"
 
-# httpx's own stream iterators are async generators: a stream left half-read (an error found
-# mid-stream) leaves them to the garbage collector, and trio warns (encode/httpx#3686, open).
+# httpx's own stream iterators are async generators (httpcore's under them, over a socket): a
+# stream left half-read (an error found mid-stream, an answer past max_response_bytes) leaves
+# them to the garbage collector, and trio warns (encode/httpx#3686, open).
 # Only that warning is ignored, only in the tests of such errors.
 HTTPX_HALF_READ = pytest.mark.filterwarnings(
     r"ignore:Exception ignored in. <async_generator object "
-    r"(Response\.aiter|ByteStream\.__aiter__|BoundAsyncStream\.__aiter__)"
+    r"(Response\.aiter|ByteStream\.__aiter__|BoundAsyncStream\.__aiter__"
+    r"|AsyncResponseStream\.__aiter__|PoolByteStream\.__aiter__"
+    r"|HTTP11ConnectionByteStream\.__aiter__|AsyncHTTP11Connection\._receive_response_body)"
     ":pytest.PytestUnraisableExceptionWarning"
 )
 

@@ -32,7 +32,7 @@ from genie.llm import (
 )
 from genie.llm._providers.http import HTTPAdapter
 
-from .helpers import API_KEY, Sleeps, read_into, simple_request, texts
+from .helpers import API_KEY, HTTPX_HALF_READ, Sleeps, read_into, simple_request, texts
 from .server import ProviderServer, Reply, sse
 
 ADAPTERS: list[type[HTTPAdapter]] = [
@@ -192,3 +192,32 @@ async def test_with_the_budget_spent_the_server_receives_nothing(
             await read_into(p.stream(request), [])
     assert len(server.received) == before == 1
     assert ledger.statistics().refusals == 8
+
+
+MIB = 1 << 20
+PIECE = b"x" * (64 * 1024)
+
+
+@HTTPX_HALF_READ
+async def test_an_answer_larger_than_the_limit_is_refused_as_it_arrives_not_held(
+    server: ProviderServer, client: httpx.AsyncClient
+) -> None:
+    """A server's answer is untrusted in size too: a body past ``max_response_bytes`` is a
+    malformed answer (not retried: the server would send it again), found while it arrives,
+    whether a JSON answer, one endless stream line, or an error page; before, each was read
+    whole into memory, however large, and the endless line was retried as a lost connection."""
+    huge = (b'{"choices": [{"message": {"content": "', *[PIECE] * 40, b'"}}]}')  # 2.5 MiB
+    endless = (b"data: ", *[PIECE] * 40)  # one line that never ends
+    page = Reply(status=503, chunks=(b"<html>", *[PIECE] * 40))
+    path = "/v1/chat/completions"
+    server.script(path, Reply(chunks=huge), Reply(chunks=endless), page)
+    model = adapter(OpenAIProvider, server, client, max_response_bytes=MIB)
+    stack = Retry(model, attempts=2, sleep=Sleeps())
+    with pytest.raises(ProviderResponseError, match="larger than 1048576 bytes"):
+        await stack.complete(simple_request())
+    with pytest.raises(ProviderResponseError, match="larger than 1048576 bytes"):
+        await read_into(stack.stream(simple_request()), [])
+    with pytest.raises(ProviderUnavailableError, match="<html>xxxx") as busy:
+        await model.complete(simple_request())
+    assert len(busy.value.excerpt) <= 512
+    assert len(server.received) == 3  # neither refusal was retried

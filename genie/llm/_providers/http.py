@@ -3,6 +3,7 @@ errors and the providers' error statuses become :mod:`genie.llm` errors."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing, asynccontextmanager, contextmanager
@@ -33,6 +34,11 @@ __all__ = ["HTTPAdapter", "Redactor", "count", "drain", "iter_ndjson", "iter_sse
 logger = lazy_logger("genie.llm")
 
 REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id")
+
+MAX_RESPONSE_BYTES = 32 << 20
+"""Bytes an answer's body may have (decoded, a stream's all together) unless the adapter is
+given another ``max_response_bytes``: far above any text answer (a few bytes a token), room
+for inline images; past it, the answer is malformed and reading stops."""
 
 
 class Redactor:
@@ -117,7 +123,8 @@ class HTTPAdapter:
     """Base of the HTTP adapters: a client, a name and region, and the error boundary.
 
     Pass ``client`` to share connection settings or to test over ``httpx.MockTransport``;
-    otherwise the adapter makes its own and :meth:`aclose` closes it.
+    otherwise the adapter makes its own and :meth:`aclose` closes it. An answer whose body is
+    larger than ``max_response_bytes`` is refused as it arrives (``ProviderResponseError``).
     """
 
     default_base_url = ""
@@ -134,7 +141,11 @@ class HTTPAdapter:
         region: str | None = None,
         timeout: float = 60.0,
         client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        if max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be at least 1, not {max_response_bytes}")
+        self.max_response_bytes = max_response_bytes
         self._name = name or type(self).__name__.removesuffix("Provider").lower()
         self._region = region or self.default_region
         self.model = model or self.default_model
@@ -212,20 +223,51 @@ class HTTPAdapter:
         with self._boundary():
             request = self._request(path, body)
             with waiting_outside():  # the server: a virtual clock waits for it
-                response = await self._client.send(request)
-            if response.is_error:
-                raise self._failed(response, response.text)
+                response = await self._client.send(request, stream=True)
             try:
-                data = loads_bounded(response.text)
+                with waiting_outside():
+                    text = await self._body(response)
+            finally:
+                await response.aclose()
+            if response.is_error:
+                raise self._failed(response, text)
+            try:
+                data = loads_bounded(text)
             except ValueError:
                 data = None
             if not isinstance(data, dict):
                 raise ProviderResponseError(
-                    f"{self._name}: the answer is not a JSON object: "
-                    f"{self._redact.shown(response.text)!r}",
+                    f"{self._name}: the answer is not a JSON object: {self._redact.shown(text)!r}",
                     provider=self._name,
                 )
             return data, request_id(response.headers, self._redact)
+
+    async def _text(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+        """The body of ``response`` as it arrives, decoded, within ``max_response_bytes``:
+        past it, :class:`ProviderResponseError` before more of it is held; an error status's
+        body (it only feeds an excerpt) is cut there instead."""
+        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")("replace")
+        size = 0
+        # httpx's iterator is typed as a plain one; the response's aclose (its caller's) ends it.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                if response.is_error:
+                    return
+                raise ProviderResponseError(
+                    f"{self._name}: the answer is larger than {self.max_response_bytes} "
+                    "bytes (max_response_bytes); reading stopped there",
+                    provider=self._name,
+                )
+            if text := decoder.decode(chunk):
+                yield text
+        if text := decoder.decode(b"", final=True):
+            yield text
+
+    async def _body(self, response: httpx.Response) -> str:
+        """The whole body of ``response`` (``_text``)."""
+        async with aclosing(self._text(response)) as pieces:
+            return "".join([piece async for piece in pieces])
 
     def _failed(self, response: httpx.Response, body: str) -> LLMError:
         err = error_for(self._name, response, body, self._redact)
@@ -244,7 +286,7 @@ class HTTPAdapter:
         try:
             if response.is_error:
                 with self._boundary(), waiting_outside():
-                    text = (await response.aread()).decode("utf-8", "replace")
+                    text = await self._body(response)
                 raise self._failed(response, text)
 
             async def lines() -> AsyncGenerator[str, None]:
@@ -253,23 +295,23 @@ class HTTPAdapter:
                 # A line's pieces are joined once, at its end: a long line (a whole answer or
                 # an inline image in one event) costs its length, not its length squared.
                 rest: list[str] = []
-                chunks = response.aiter_text()
                 with self._boundary():
-                    while True:
-                        # Only the wait for the server is outside the loop, not the time
-                        # the caller takes between lines.
-                        with waiting_outside():
-                            text = await anext(chunks, None)
-                        if text is None:
-                            break
-                        *whole, last = text.split("\n")
-                        if whole:
-                            whole[0] = "".join((*rest, whole[0]))
-                            rest.clear()
-                            for line in whole:
-                                yield line.removesuffix("\r")
-                        if last:
-                            rest.append(last)
+                    async with aclosing(self._text(response)) as chunks:
+                        while True:
+                            # Only the wait for the server is outside the loop, not the time
+                            # the caller takes between lines.
+                            with waiting_outside():
+                                text = await anext(chunks, None)
+                            if text is None:
+                                break
+                            *whole, last = text.split("\n")
+                            if whole:
+                                whole[0] = "".join((*rest, whole[0]))
+                                rest.clear()
+                                for line in whole:
+                                    yield line.removesuffix("\r")
+                            if last:
+                                rest.append(last)
                 if rest:
                     raise ProviderConnectionError(
                         f"{self._name}: the stream ended before the end of a line",
