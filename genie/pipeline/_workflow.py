@@ -219,15 +219,21 @@ class Workflow:
 
 _FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[[^\[\]]+\])*)$")
 _INDEX = re.compile(r"\[([^\[\]]+)\]")
+_DIGITS = re.compile(r"\d+")
+# The widest value a template fills in, in characters: a subject or details line is read by
+# a person, kept in the audit log and the store.
+MAX_WIDTH = 1000
 
 
 def template_fields(text: str) -> list[tuple[str, list[str | int]]]:
     """The state's values ``text`` fills in, each as its field and keys: ``{a}`` and
     ``{b[key][0]}`` -> ``[("a", []), ("b", ["key", 0])]`` (digits index a list, as
     ``str.format`` reads them). Raises ValueError for what would not fill in: ``{}``, ``{a.attr}``,
-    ``{a!x}``."""
+    ``{a!x}``, and for a format spec that fills in a field (``{a:>{b}}``: a width the request's
+    data would choose) or is wider than ``MAX_WIDTH`` (``{a:>999999999}``: a gigabyte of text
+    for the approver, the audit log and the store)."""
     paths: list[tuple[str, list[str | int]]] = []
-    for _, name, _, conversion in string.Formatter().parse(text):
+    for _, name, spec, conversion in string.Formatter().parse(text):
         if name is None:
             continue
         found = _FIELD.match(name)
@@ -235,6 +241,13 @@ def template_fields(text: str) -> list[tuple[str, list[str | int]]]:
             raise ValueError(f"{{{name}}} names no field (write {{field}} or {{field[key]}})")
         if conversion not in (None, "r", "s", "a"):
             raise ValueError(f"{{{name}!{conversion}}}: the conversion is !r, !s or !a")
+        if spec and "{" in spec:
+            raise ValueError(f"{{{name}:{spec}}}: a format spec fills in no field")
+        # Digits of any script: ``str.format`` reads a width in each.
+        if spec and any(len(d) > 4 or int(d) > MAX_WIDTH for d in _DIGITS.findall(spec)):
+            raise ValueError(
+                f"{{{name}:{spec}}}: a width or precision is at most {MAX_WIDTH} characters"
+            )
         keys = [int(k) if k.isascii() and k.isdigit() else k for k in _INDEX.findall(name)]
         paths.append((found.group(1), keys))
     return paths
