@@ -8,6 +8,7 @@ import json
 import sqlite3
 import textwrap
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from genie import AuditRecord, AuditWriteError, Context, MemoryAuditLog, Message, Runtime
+from genie._base.clock import Clock
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
 from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
@@ -653,6 +655,36 @@ async def test_the_workflow_deadline_counts_across_a_restart(tmp_path: Path) -> 
     assert isinstance(outcome, WorkflowOutcome)
     assert outcome.status == "timed_out"
     assert outcome.compensated == ("flight",)
+
+
+@pytest.mark.parametrize("back", [timedelta(0), timedelta(hours=1)])
+async def test_a_clock_set_back_across_a_restart_does_not_extend_the_workflow_deadline(
+    tmp_path: Path, back: timedelta
+) -> None:
+    """The next start's clock reads an hour before the request was made (set back meanwhile,
+    or the asking host's ran ahead): the workflow times out within one deadline of the
+    resume, not that deadline and the hour the clock went back as well."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], deadline: 1m}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 30", workflow="    deadline: 1s")
+    store = tmp_path / "trip.db"
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        await first.publish(pipeline.entry_message(first, pipeline.entry_payload(None, "-")))
+        await wait_all_tasks_blocked()  # the flight booked, the hotel under way: stopped
+    rt = pipeline.runtime(store=store, clock=Clock(epoch=datetime.now(UTC) - back))
+    rt.drain_timeout = 0.01  # the hotel, run again, still stalls: not waited for
+    async with rt:
+        [request] = rt.unfinished()
+        with anyio.fail_after(1 + 1.5):  # one deadline at most (and a loaded machine's slack)
+            result = await pipeline.resume(rt, request)
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.compensated) == ("timed_out", ("flight",))
 
 
 async def test_a_cancelled_runs_compensations_resume_after_a_stop(tmp_path: Path) -> None:
