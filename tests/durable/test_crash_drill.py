@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,96 @@ def test_the_shipped_fan_in_killed_at_any_write_resumes_to_the_same_report(
 def test_the_fan_in_drill_reaches_every_write(drill: Path) -> None:
     assert run_shipped(drill, "after", GATHER_WRITES + 1).returncode == 0
     assert run_shipped(drill, "after", GATHER_WRITES).returncode == -signal.SIGKILL
+
+
+FLAKY = (
+    '''
+"""A step that always fails, counting each attempt in the ledger."""
+'''
+    + LEDGER_HELPER
+    + """
+
+class Go(Payload):
+    message_type = "go"
+
+
+class Gone(Payload):
+    message_type = "gone"
+
+
+class Flaky(BaseAgent):
+    produces = (Gone,)
+
+    @handler
+    async def on_go(self, payload: Go, ctx: Context) -> Message:
+        with LEDGER.open("a") as ledger:
+            ledger.write(f"attempt {os.getpid()} {ctx.message.id}:{ctx.agent_id}\\n")
+        raise RuntimeError("the bank is down")
+"""
+)
+
+FLAKY_PIPELINE = """
+name: flaky
+agents:
+  - id: flaky
+    use: flaky_agents:Flaky
+    retry: {attempts: 2, backoff: 1s}
+routes:
+  go: [flaky]
+entry:
+  type: go
+  to: flaky
+output: gone
+timeout: 20s
+"""
+
+
+def test_a_run_killed_in_a_retrys_backoff_runs_the_delivery_again_from_its_first_attempt(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL while a failed attempt waits its backoff: the failure was never written (only
+    a delivery's end is), so the next start runs the delivery again from its first attempt,
+    as after any crash. Its dead letter counts the attempts of that start, once, with one
+    audit row in the log both processes wrote; the attempt the kill cut off is not lost."""
+    (tmp_path / "flaky_agents.py").write_text(FLAKY)
+    (tmp_path / "flaky.yaml").write_text(FLAKY_PIPELINE)
+    ledger = tmp_path / "ledger.txt"
+    env = {**os.environ, "DRILL_LEDGER": str(ledger), "PYTHONPATH": str(tmp_path)}
+    command = [
+        sys.executable,
+        "-m",
+        "genie._cli",
+        "run",
+        str(tmp_path / "flaky.yaml"),
+        "--store",
+        str(tmp_path / "flaky.db"),
+        "--audit",
+        str(tmp_path / "audit.jsonl"),
+        "--audit-unkeyed",
+        "--json",
+    ]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):  # its first attempt failed: it waits its backoff (1s)
+            if ledger.exists() and ledger.read_text():
+                break
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.communicate(timeout=30)
+    [killed] = ledger.read_text().splitlines()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1, again.stderr
+    assert "resuming 1 unfinished request" in again.stderr
+    result = json.loads(again.stdout)
+    [letter] = result["dead_letters"]
+    assert (letter["agent"], letter["reason"]) == ("flaky", "RuntimeError: the bank is down")
+    assert (result["stats"]["calls"], result["stats"]["retries"]) == (2, 1)
+    attempts = ledger.read_text().splitlines()
+    assert attempts[0] == killed
+    assert len(attempts) == 1 + 2  # the one killed, then both of the policy's again
+    assert len({line.split()[2] for line in attempts}) == 1  # one delivery, one id
+    rows = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [r["action"] for r in rows] == ["dead_letter:failed"]
+    assert main(["audit", "verify", str(tmp_path / "audit.jsonl")]) == 0
+    assert stored(tmp_path, "flaky.db") == (0, 0)
