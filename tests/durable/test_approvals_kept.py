@@ -733,3 +733,81 @@ async def test_a_clock_set_back_across_a_restart_does_not_extend_the_deadline(
         with anyio.fail_after(1.2 + 0.5):  # one deadline at most, not an hour more
             paid = await resume_one(rt)
     assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
+
+
+def test_an_approve_and_a_reject_from_two_processes_at_once_decide_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two people answer the same approval at the same moment, each with ``genie approvals``
+    in a process of their own, while ``genie run`` holds the request: one answer decides
+    (exit 0) and the run goes its way; the other is told it was decided already (exit 1),
+    and the audit log has one decision."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "pay.yaml").write_text(PIPELINE)
+    store, audit = str(tmp_path / "pay.db"), str(tmp_path / "audit.jsonl")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    genie = [sys.executable, "-m", "genie._cli"]
+    run = subprocess.Popen(
+        [*genie, "run", str(tmp_path / "pay.yaml"), "--store", store, "--json", "--audit", audit],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pending: list[Any] = []
+        for _ in range(100):  # the run starts, asks, and its approval is written
+            if Path(store).exists():
+                assert main(["approvals", "list", "--store", store, "--json"]) == 0
+                pending = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+                if pending:
+                    break
+            time.sleep(0.1)
+        [approval] = pending
+        answer = ["approvals", "--store", store, "--role", "treasurer"]
+        people = [
+            subprocess.Popen(
+                [*genie, answer[0], verb, approval["id"], *answer[1:], "--as", who],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for verb, who in (("approve", "alice"), ("reject", "bob"))
+        ]
+        told = [person.communicate(timeout=30) for person in people]
+        out, err = run.communicate(timeout=30)
+    finally:
+        for process in (run, *people):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert run.returncode == 0, err
+    codes = sorted(person.returncode for person in people)
+    assert codes in ([0, 1], [0, 2]), told  # 2: it started once the approval was decided
+    [(decided, winner)] = [
+        (t[0].strip(), who)
+        for t, p, who in zip(told, people, ("alice", "bob"), strict=True)
+        if p.returncode == 0
+    ]
+    [(late, refused)] = [t for t, p in zip(told, people, strict=True) if p.returncode != 0]
+    verdict = "approved" if winner == "alice" else "rejected"
+    assert decided == f"{approval['id']}: {verdict}"
+    if codes[1] == 1:
+        assert late.strip() == f"{approval['id']}: decided already: {verdict} by {winner}"
+    else:  # refused before it left anything
+        assert (
+            refused
+            == f"genie approvals: no approval {approval['id']!r} pending in {store} (none)\n"
+        )
+    paid = json.loads(out)["output"]["payload"]
+    assert (paid["approved"], paid["by"]) == (winner == "alice", winner)
+    rows = [json.loads(line) for line in Path(audit).read_text().splitlines()]
+    answers = [(r["actor"], r["action"]) for r in rows if r["target"] == approval["id"]]
+    assert answers[:2] == [("payer", "approval_requested"), (winner, verdict)]
+    # The other, taken with it, is refused by the desk as too late; left a moment later, it
+    # is told so in the write of the decision, the desk never receiving it.
+    loser = "bob" if winner == "alice" else "alice"
+    assert answers[2:] in ([], [(loser, "approval_refused")])
+    assert main(["approvals", "list", "--store", store]) == 0
+    assert capsys.readouterr().out == f"no approvals pending in {store}\n"

@@ -125,6 +125,7 @@ class Batch:
         "answers",
         "asked",
         "charged",
+        "decided",
         "deleted",
         "escalated",
         "inserted",
@@ -146,6 +147,8 @@ class Batch:
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
         self.answered: list[tuple[str, int]] = []  # (what became of it, answer row)
+        # Approvals the desk decided: (what became of the answers to each not taken, its id).
+        self.decided: list[tuple[str, str]] = []
         # Handlers' requests asked, and their answers: (request id, correlation id, the
         # reply's JSON, or "" while it is not answered), in the order they happened.
         self.answers: list[tuple[str, str, str]] = []
@@ -166,6 +169,7 @@ class Batch:
             or self.requests
             or self.settled
             or self.answered
+            or self.decided
             or self.answers
             or self.asked
             or self.escalated
@@ -494,6 +498,11 @@ class DeliveryStore:
                 db.executemany(
                     "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
                     batch.answered,
+                )
+            if batch.decided:  # answers left and not taken when it was decided: too late
+                db.executemany(
+                    "UPDATE answers SET outcome = ? WHERE approval_id = ? AND outcome IS NULL",
+                    batch.decided,
                 )
             _delete(db, "messages", "id", batch.deleted)
             _delete(db, "taken", "message_id", batch.deleted)

@@ -401,7 +401,10 @@ class DurableTransport(Observer):
 
     def _decided(self, decision: ApprovalDecision) -> None:
         """The desk decided: each answer taken for that approval is told, in the write that
-        ends the approval (the answerer's own word, or the decision made otherwise first)."""
+        ends the approval (the answerer's own word, or the decision made otherwise first).
+        So is each left in the store and not taken yet (another person answering at once):
+        no later look takes it, the approval gone, and a run that ends with this decision
+        looks no more."""
         for row, (approval_id, by, approved) in list(self._answering.items()):
             if approval_id != decision.approval_id:
                 continue
@@ -410,6 +413,7 @@ class DurableTransport(Observer):
                 outcome = f"decided already: {decision.said()}"
             del self._answering[row]
             self._batch.answered.append((outcome, row))
+        self._batch.decided.append((f"decided already: {decision.said()}", decision.approval_id))
         self._wake.set()
 
     def replay(self, correlation_id: str) -> int:
@@ -829,8 +833,7 @@ class DurableTransport(Observer):
             assert isinstance(decision, ApprovalDecision)
             if self._held.pop(decision.approval_id, None) is not None:
                 self._ended(decision.approval_id, DESK)
-            if self._answering:
-                self._decided(decision)
+            self._decided(decision)
 
     def _taken_as_answer(self, msg: Message) -> bool:
         """Whether a request's waiter took ``msg`` as its answer (admitted for the asker):
