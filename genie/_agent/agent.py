@@ -24,6 +24,7 @@ __all__ = [
     "SyncBinder",
     "agent_risk",
     "bound_sync_handlers",
+    "check_handle",
     "declared_payloads",
     "handler",
     "handler_table",
@@ -64,6 +65,54 @@ class Agent(Protocol):
     def capabilities(self) -> Sequence[str]: ...
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]: ...
+
+
+def check_handle(agent: Agent) -> None:
+    """Refuse ``agent`` unless the runtime can call its ``handle`` as ``await handle(msg, ctx)``:
+    a plain ``def``, a generator or another signature would be accepted here and fail every
+    delivery later, with a TypeError from inside the runtime that names neither."""
+    handle = agent.handle
+    whose = f"{type(agent).__qualname__}.handle"
+    body = inspect.unwrap(handle)  # the function under its decorators (functools.wraps)
+    if not callable(handle):
+        problem = f"is {handle!r}: it is async def handle(self, msg, ctx)"
+    elif any(
+        inspect.isasyncgenfunction(f) or inspect.isgeneratorfunction(f) for f in (handle, body)
+    ):
+        problem = (
+            "is a generator: handle returns its messages (async def handle(self, msg, ctx) "
+            "returning a list of them)"
+        )
+    elif not any(_is_async(f) for f in (handle, body)):
+        problem = (
+            "is a plain def: the runtime awaits it, so it is async def handle(self, msg, ctx) "
+            "(for blocking work, a BaseAgent's plain def @handler runs in a worker thread)"
+        )
+    else:
+        try:
+            inspect.signature(handle).bind(None, None)
+        except TypeError:
+            problem = f"cannot be called as handle(msg, ctx): its signature is {_signature(handle)}"
+        except ValueError:  # no signature to read (a builtin): calling it will tell
+            return
+        else:
+            return
+    raise ConfigurationError(f"agent {agent.id!r}: {whose} {problem}")
+
+
+def _is_async(func: object) -> bool:
+    # A callable object's ``async def __call__`` counts: ``iscoroutinefunction`` reads only
+    # functions and methods.
+    if inspect.isroutine(func):
+        return inspect.iscoroutinefunction(func)
+    return callable(func) and inspect.iscoroutinefunction(func.__call__)
+
+
+def _signature(func: Callable[..., Any]) -> str:
+    try:
+        return f"handle{inspect.signature(func)}"
+    except ValueError:
+        return "unreadable"
 
 
 def agent_risk(agent: Agent) -> Risk:

@@ -29,6 +29,7 @@ from .._agent.agent import (
     SyncBinder,
     agent_risk,
     bound_sync_handlers,
+    check_handle,
     declared_payloads,
 )
 from .._agent.context import ContextServices
@@ -393,6 +394,7 @@ class Runtime:
                 f"{agent!r} is not an Agent: it needs a non-empty str id, name, capabilities "
                 "and an async handle(msg, ctx)"
             )
+        check_handle(agent)
         if (at := lone_surrogate(agent.id)) is not None:
             # The sender of all it emits: no log, file or policy could read it.
             raise ConfigurationError(

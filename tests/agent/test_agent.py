@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Union
 
@@ -388,3 +389,42 @@ def test_a_declaration_that_is_not_a_tuple_of_models_is_refused_naming_it(
     listed = type("ListedDoor", (Door,), {attribute: ("protocol_opened",)})
     with pytest.raises(ConfigurationError, match=rf"ListedDoor\.{attribute} .*'protocol_opened'"):
         Runtime([listed("door")])
+
+
+class SyncDoor(Door):
+    def handle(self, msg: Message, ctx: Context) -> list[Message]:  # type: ignore[override]
+        return [ctx.reply(Opened())]
+
+
+class NoContextDoor(Door):
+    async def handle(self, msg: Message) -> list[Message]:  # type: ignore[override]
+        return []
+
+
+class StreamingDoor(Door):
+    async def handle(  # type: ignore[override]
+        self, msg: Message, ctx: Context
+    ) -> AsyncIterator[Message]:
+        yield ctx.reply(Opened())
+
+
+@pytest.mark.parametrize(
+    ("door", "said"),
+    [
+        (SyncDoor, r"SyncDoor\.handle is a plain def: .*async def handle\(self, msg, ctx\)"),
+        (NoContextDoor, r"NoContextDoor\.handle cannot be called as handle\(msg, ctx\)"),
+        (StreamingDoor, r"StreamingDoor\.handle is a generator: .*returns its messages"),
+    ],
+)
+async def test_a_handle_the_runtime_cannot_call_is_refused_when_the_agent_is_added(
+    door: type[Door], said: str
+) -> None:
+    """A protocol agent whose ``handle`` is no ``async def handle(msg, ctx)`` is refused as it
+    is added, naming its class: accepted, every delivery to it failed later with a TypeError
+    from inside the runtime (``object list can't be used in 'await' expression``)."""
+    with pytest.raises(ConfigurationError, match=said):
+        Runtime([door("door")])
+    async with Runtime() as rt:
+        with pytest.raises(ConfigurationError, match=said):
+            rt.add(door("door"))
+        assert rt.agents() == []
