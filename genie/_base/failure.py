@@ -92,16 +92,25 @@ def _fold(te: traceback.TracebackException) -> traceback.TracebackException:
     return te
 
 
-def _raised_at(error: BaseException) -> traceback.FrameSummary | None:
+def _raised_at(
+    error: BaseException, seen: frozenset[int] = frozenset()
+) -> traceback.FrameSummary | None:
     """The last frame of the handler's code in ``error``'s traceback; for a group of one
-    failure (through groups of one), in that failure's, where it was raised."""
+    failure (through groups of one), in that failure's, where it was raised; for an error
+    raised outside the handler's code from one raised in it (Python's RuntimeError for a
+    StopIteration that left a coroutine), in its cause's."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         inner = error.exceptions[0]
         if _raised_at(inner) is None:
             break
         error = inner
     own = [f for f in traceback.extract_tb(error.__traceback__) if not _is_plumbing(f.filename)]
-    return own[-1] if own else None
+    if own:
+        return own[-1]
+    cause = error.__cause__
+    if cause is None or id(cause) in seen:  # a chain that loops back has no line to give
+        return None
+    return _raised_at(cause, seen | {id(error)})
 
 
 def _folded(n: int) -> str:

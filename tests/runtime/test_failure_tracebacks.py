@@ -267,3 +267,40 @@ async def test_the_cause_of_a_chained_failure_is_in_its_traceback() -> None:
     assert f"line {DIVIDE_LINE}, in divide" in letter.traceback
     assert letter.traceback.endswith("RuntimeError: lookup failed")
     assert "genie/_runtime" not in letter.traceback
+
+
+def first_price(prices: list[int]) -> int:
+    return next(iter(prices))  # the line a StopIteration's letter must name
+
+
+FIRST_LINE = inspect.getsourcelines(first_price)[1] + 1
+
+
+class Exhausted(BaseAgent):
+    """Reads the first of no prices: ``next`` raises StopIteration in the handler's code."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        first_price([])
+
+
+class ExhaustedInAThread(BaseAgent):
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        first_price([])
+
+
+@pytest.mark.parametrize("agent", [Exhausted, ExhaustedInAThread])
+async def test_a_stop_iteration_is_told_where_the_handler_raised_it(
+    agent: type[BaseAgent],
+) -> None:
+    """Python turns a StopIteration leaving a coroutine into a RuntimeError raised from it, by
+    the event loop's code, with no frame of the handler's: the letter starts with the line
+    that raised the StopIteration all the same."""
+    rt = await dead_letters(agent("x"))
+    [letter] = rt.dead_letters
+    assert letter.reason == "RuntimeError: coroutine raised StopIteration"
+    assert letter.traceback is not None
+    first = letter.traceback.splitlines()[0]
+    assert first == f"{__file__}:{FIRST_LINE} in first_price: {letter.reason}"
+    assert f'File "{__file__}", line {FIRST_LINE}, in first_price' in letter.traceback
