@@ -13,6 +13,7 @@ in its worker thread or child process, reaches here as the ``AgentError`` of tha
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Awaitable, Mapping, Sequence
 from contextvars import copy_context
@@ -348,6 +349,28 @@ class DeliveryRunner:
             correlation_id=msg.correlation_id,
         )
 
+    @staticmethod
+    def _no_message(
+        mb: Mailbox, msg: Message, out: object, where: str, takes: str
+    ) -> InvalidOutputError:
+        """The error refusing ``out``, which a handler returned (``where``: among its
+        outputs) and is no message, saying what to write instead of the likeliest slips."""
+        what, then = "None" if out is None else type(out).__name__, "; "
+        if isinstance(out, Payload):  # the payload, unwrapped
+            takes = f"a payload, not a message: return ctx.reply({what}(...)) or ctx.emit"
+        elif inspect.iscoroutine(out):
+            # The await forgotten. Closed here: Python would warn of it only when it is
+            # collected, far from the handler, while this letter names it.
+            out.close()
+            what, then = f"a coroutine of {out.__qualname__}", ", "
+            takes = "never awaited: await it (return await ...)"
+        return InvalidOutputError(
+            f"agent {mb.id!r} returned {what}{where}{then}{takes}",
+            message_id=msg.id,
+            agent_id=mb.id,
+            correlation_id=msg.correlation_id,
+        )
+
     def _outputs(
         self, mb: Mailbox, msg: Message, result: object, built: Message | None, typed: bool
     ) -> Sequence[Message]:
@@ -364,30 +387,17 @@ class DeliveryRunner:
             if isinstance(result, Message):
                 result = (result,)
         if not isinstance(result, (list, tuple)):
-            what = type(result).__name__
-            if isinstance(result, Payload):  # the likeliest slip: the payload, unwrapped
-                takes = f"a payload, not a message: return ctx.reply({what}(...)) or ctx.emit"
-            elif typed:
+            if typed:
                 takes = "a handler returns a Message, a list or tuple of them, or None"
             else:
                 takes = "handle() returns a list or tuple of Message"
-            raise InvalidOutputError(
-                f"agent {mb.id!r} returned {what}; {takes}",
-                message_id=msg.id,
-                agent_id=mb.id,
-                correlation_id=msg.correlation_id,
-            )
+            raise self._no_message(mb, msg, result, "", takes)
         hops = msg.hops + 1
         stamped: list[Message] | None = None
         for i, out in enumerate(result):
             if type(out) is not Message and not isinstance(out, Message):
-                raise InvalidOutputError(
-                    f"agent {mb.id!r} returned a {type(out).__name__} among its outputs; "
-                    "only Message objects can be published",
-                    message_id=msg.id,
-                    agent_id=mb.id,
-                    correlation_id=msg.correlation_id,
-                )
+                only = "only Message objects can be published"
+                raise self._no_message(mb, msg, out, " among its outputs", only)
             if type(out.payload) not in known:
                 if not self.types.is_registered(out.payload):
                     raise InvalidOutputError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
@@ -149,3 +151,49 @@ async def test_a_plain_def_handler_reaches_its_memory_from_its_thread(
         [reply] = (await rt.ask(rt.message(Ping(n=5), recipient="mem"))).replies
         assert reply.payload == Note(text="5")
         assert not rt.dead_letters
+
+
+class Forgetful(BaseAgent):
+    """Returns what is no message, each a slip a handler's author makes."""
+
+    produces = (Pong,)
+
+    async def priced(self, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=1))
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context):  # type: ignore[no-untyped-def]
+        if payload.n == 0:
+            return self.priced(ctx)  # the await forgotten
+        if payload.n == 1:
+            return [ctx.reply(Pong(n=1)), Pong(n=2)]  # the second not wrapped
+        return [ctx.reply(Pong(n=1)), None]
+
+
+@pytest.mark.parametrize(
+    ("n", "said"),
+    [
+        (
+            0,
+            "returned a coroutine of Forgetful.priced, never awaited: await it (return await ...)",
+        ),
+        (
+            1,
+            "returned Pong among its outputs; a payload, not a message: "
+            "return ctx.reply(Pong(...)) or ctx.emit",
+        ),
+        (2, "returned None among its outputs; only Message objects can be published"),
+    ],
+)
+async def test_what_is_no_message_is_named_with_what_to_do(n: int, said: str) -> None:
+    """The dead letter says what the handler returned and what to write instead; a coroutine
+    it forgot to await is closed, so Python does not warn of it later, far from the cause."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        async with Runtime([Forgetful("f")]) as rt:
+            await rt.publish(rt.message(Ping(n=n), recipient="f"))
+            await rt.wait_idle()
+        gc.collect()
+    [letter] = rt.dead_letters
+    assert letter.reason == f"InvalidOutputError: agent 'f' {said}"
+    assert [str(w.message) for w in warned if "never awaited" in str(w.message)] == []
