@@ -389,6 +389,11 @@ class Runtime:
         self._host(agent, subscribe, options)
 
     def _host(self, agent: Agent, subscribe: Iterable[str], options: AgentOptions | None) -> None:
+        if isinstance(agent, type) and not isinstance(agent, Agent):
+            name = agent.__qualname__
+            raise ConfigurationError(
+                f'{name} is a class: pass an agent, {name}("its-id"), to the runtime'
+            )
         if not isinstance(agent, Agent) or not isinstance(agent.id, str) or not agent.id:
             raise ConfigurationError(
                 f"{agent!r} is not an Agent: it needs a non-empty str id, name, capabilities "

@@ -130,6 +130,9 @@ async def test_bad_inputs_get_specific_errors_and_the_runtime_keeps_running() ->
             rt.add(Echo("echo"))
         with pytest.raises(ConfigurationError, match="is not an Agent"):
             rt.add(object())  # type: ignore[arg-type]
+        # The class for its instance, the likeliest slip: said so, with what to write.
+        with pytest.raises(ConfigurationError, match=r"Echo is a class: pass an agent, Echo\("):
+            rt.add(Echo)  # type: ignore[arg-type]
         result = await rt.ask(rt.message(Ping(n=4), recipient="echo"))
     assert result.message.payload == Pong(n=4)
 
