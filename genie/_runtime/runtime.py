@@ -1000,6 +1000,7 @@ class Runtime:
         *,
         until: str | Callable[[Message], bool] | None = None,
         timeout: float | None = None,
+        wait: bool = True,
     ) -> GatherResult:
         """Publish ``msg`` and wait for the message that ends the request.
 
@@ -1011,9 +1012,11 @@ class Runtime:
         store keeps it paused for a person's approval; when the caller is cancelled too,
         unless a store (or a named NATS entry) keeps it: it then goes on, and a stop leaves it
         for the next start. Inside a handler of this runtime it raises
-        ``PublishFromHandlerError``: a handler asks with ``ctx.request``.
+        ``PublishFromHandlerError``: a handler asks with ``ctx.request``. With ``wait=False``
+        a recipient's full mailbox raises ``WouldBlockError`` at once, as ``publish_nowait``
+        does, and nothing was sent (a server tells its client to come back).
         """
-        return await self._ask("ask", msg, until, timeout)
+        return await self._ask("ask", msg, until, timeout, wait)
 
     async def resume(
         self,
@@ -1033,6 +1036,7 @@ class Runtime:
         msg: Message,
         until: str | Callable[[Message], bool] | None,
         timeout: float | None,
+        wait: bool = True,
     ) -> GatherResult:
         # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
         # the correlation, which may be the handler's own.
@@ -1062,6 +1066,9 @@ class Runtime:
             keeper.replay(msg.correlation_id)  # its kept deliveries, now that the gather waits
         try:
             # No checkpoint before publishing: waiting for the reply is one.
+            if not (published or wait):  # room now, or WouldBlockError: nothing was sent
+                self._dispatcher.publish_nowait(msg)
+                published = True
             if timeout is None:  # no deadline: no cancel scope of its own
                 if not published:
                     await self._dispatcher.publish(msg)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -531,11 +532,14 @@ class Pipeline:
         payload: Payload | Message,
         *,
         timeout: float | None = None,
+        wait: bool = True,
     ) -> RunResult:
         """Send one entry ``payload`` through a running runtime of this pipeline (or a request
-        message built by ``entry_message``, to know its ids before it is sent)."""
+        message built by ``entry_message``, to know its ids before it is sent). With
+        ``wait=False`` an entry mailbox that is full raises ``WouldBlockError`` at once, and
+        nothing was sent (``Runtime.ask``)."""
         msg = payload if isinstance(payload, Message) else self.entry_message(rt, payload)
-        return await self._result(rt, msg, timeout, rt.ask)
+        return await self._result(rt, msg, timeout, partial(rt.ask, wait=wait))
 
     async def resume(
         self, rt: Runtime, request: Message, *, timeout: float | None = None

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,7 @@ from .._errors import (
     InvalidMessageError,
     RuntimeClosedError,
     StoreError,
+    WouldBlockError,
     did_you_mean,
     unwrapped,
 )
@@ -147,6 +149,20 @@ class _Refused(Exception):
         self.error = error
         self.extra = extra
         self.headers: dict[str, str] = {}
+
+
+class _Taken:
+    """Whether a streamed request got in: set once its request is published (or its run ended
+    otherwise), or with the full mailbox that kept it out, before its stream is answered."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.refused: WouldBlockError | None = None
+
+    def set(self, refused: WouldBlockError | None = None) -> None:
+        if not self.event.is_set():
+            self.refused = refused
+            self.event.set()
 
 
 @dataclass
@@ -377,6 +393,22 @@ def create_app(
         sink.record(AuditRecord(datetime.now(UTC), SERVER, action, principal, details))
         _log.warning("%s: %s %s", action, principal, details)
 
+    def busy(served: _Served, key: ApiKey, path: str, full: WouldBlockError) -> _Refused:
+        """A request its pipeline had no room for (an entry agent's mailbox full): nothing of
+        it was sent, and the client is told to come back, as over its rate."""
+        agent = full.agent_id or "?"
+        box = served.runtime.statistics().mailboxes.get(agent)
+        capacity = f" (capacity {box.capacity})" if box is not None else ""
+        record("busy", key.principal, path=path, agent=agent)
+        refused = _Refused(
+            429,
+            f"pipeline {served.pipeline.name!r} is busy: the mailbox of its agent {agent!r} "
+            f"is full{capacity}; retry later",
+            agent=agent,
+        )
+        refused.headers["Retry-After"] = "1"
+        return refused
+
     async def admit(request: Request) -> ApiKey:
         unavailable = _unavailable(state)
         if unavailable is not None:
@@ -505,7 +537,10 @@ def create_app(
     async def ask(request: Request) -> Response:
         served, key, msg, timeout = await prepare(request)
         with _InFlight(state, "POST", request.url.path, key.principal):
-            result = await served.pipeline.ask(served.runtime, msg, timeout=timeout)
+            try:
+                result = await served.pipeline.ask(served.runtime, msg, timeout=timeout, wait=False)
+            except WouldBlockError as full:
+                raise busy(served, key, request.url.path, full) from None
         failure = state.failure()
         if failure is not None and result.status != "ok":  # ended by the stop it caused
             raise _stopped(failure, msg.correlation_id)
@@ -516,17 +551,25 @@ def create_app(
         rec = recordings.open(msg.correlation_id, key.principal, settings.stream_frames)
         assert state.tasks is not None
         flight = _InFlight(state, "POST", request.url.path, key.principal)
+        taken = _Taken()
+        ask = partial(served.pipeline.ask, wait=False)
 
         async def run() -> None:
             try:
                 with flight:
                     await _run_recorded(
-                        served, key, msg, timeout, rec, settings.hold_back, served.pipeline.ask
+                        served, key, msg, timeout, rec, settings.hold_back, ask, taken
                     )
             finally:
                 rec.finish()
+                taken.set()
 
         state.tasks.start_soon(run)
+        # Answered 200 once the request is in: a full mailbox is the client's 429 instead.
+        await taken.event.wait()
+        if taken.refused is not None:
+            recordings.forget(msg.correlation_id, key.principal)
+            raise busy(served, key, request.url.path, taken.refused)
         location = {"Location": f"/v1/streams/{msg.correlation_id}"}
         return _sse(rec, -1, settings.heartbeat, location)
 
@@ -834,10 +877,12 @@ async def _run_recorded(
     rec: Recording,
     hold_back: int | None,
     run: Callable[..., Awaitable[RunResult]],
+    taken: _Taken | None = None,
 ) -> None:
     """Run ``msg`` (``run``: the pipeline's ``ask``, or ``resume`` for a request kept in the
     store), recording its events and the text of its model calls (what the principal may
-    see), and then its result."""
+    see), and then its result. ``taken`` is set once the request is published, or with the
+    full mailbox that refused it (then nothing is recorded after ``accepted``)."""
     rt = served.runtime
     admitted = served.gate.watch(msg.correlation_id, key.principal)
     events = rt.events(msg.correlation_id, buffer=4096)
@@ -850,6 +895,8 @@ async def _run_recorded(
 
         async def pump() -> None:
             async for event in events:
+                if taken is not None and event.kind == "published" and event.message_id == msg.id:
+                    taken.set()
                 if event.message_id is None or event.message_id in admitted:
                     rec.add(event.kind, event_json(event, origin, key.tracebacks))
             settled.set()
@@ -864,6 +911,12 @@ async def _run_recorded(
             tg.start_soon(speak)
             try:
                 result = await run(rt, msg, timeout=timeout)
+            except WouldBlockError as full:
+                tg.cancel_scope.cancel()
+                if taken is None:
+                    raise
+                taken.set(full)
+                return
             except GenieError as exc:
                 tg.cancel_scope.cancel()
                 rec.add("error", {"error": str(exc)}, last=True)

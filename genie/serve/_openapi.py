@@ -129,6 +129,10 @@ def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
                     **responses,
                     "404": _error("no such pipeline"),
                     "413": _error("request body and Genie-Metadata over the size limit"),
+                    "429": _error(
+                        "the pipeline is busy: an entry agent's mailbox is full, and nothing "
+                        "of the request ran (names the agent)"
+                    ),
                 },
             }
         )

@@ -191,6 +191,13 @@ class Recordings:
             del kept[oldest]
         return rec
 
+    def forget(self, correlation_id: str, principal: str) -> None:
+        """Drop ``principal``'s recording of ``correlation_id`` (a request refused before it
+        ran: no stream to resume)."""
+        kept = self._of.get(principal)
+        if kept is not None:
+            kept.pop(correlation_id, None)
+
     def get(self, correlation_id: str, principal: str) -> Recording | None:
         """``principal``'s recording of ``correlation_id``; another principal's is None."""
         kept = self._of.get(principal)

@@ -100,6 +100,28 @@ async def test_full_mailbox_makes_outside_publishers_wait() -> None:
     assert rt.statistics().delivered == 5  # the refused publish_nowait delivered nothing
 
 
+async def test_an_ask_that_may_not_wait_is_refused_at_once_and_sends_nothing() -> None:
+    """``rt.ask(wait=False)`` into a full mailbox raises WouldBlockError naming the agent, as
+    ``publish_nowait`` does: nothing published, no dead letter, no gather left waiting."""
+    gate = anyio.Event()
+    rec = Recorder("rec", gate)
+    async with Runtime() as rt:
+        rt.add(rec, options=AgentOptions(mailbox_size=1))
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # taken by the handler
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # mailbox now full
+        before = rt.statistics()
+        with anyio.fail_after(1), pytest.raises(WouldBlockError) as refused:
+            await rt.ask(rt.message(Ping(n=99), recipient="rec"), wait=False, timeout=5)
+        after = rt.statistics()
+        gate.set()
+        await drain(rt)
+    assert refused.value.agent_id == "rec"
+    assert (after.published, after.dead_lettered) == (before.published, before.dead_lettered)
+    assert after.correlations.gathers_pending == 0
+    assert [p.n for p in rec.seen] == [0, 1]
+
+
 class Bouncer(BaseAgent):
     """Sends each Ping on to ``peer`` (twice) until n reaches ``until``."""
 
