@@ -108,15 +108,15 @@ SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last even
 class ServeSettings:
     """``rate`` requests a second per principal (``burst`` at once; a key may set its own),
     ``max_body`` bytes a request (all in within ``body_timeout`` seconds, else 408),
-    ``max_timeout`` seconds a caller may ask to wait, the last
-    ``replay`` recorded streams of each principal kept for reconnection (``stream_frames``
-    frames each: a few hundred bytes a frame), a comment line on a stream every ``heartbeat``
-    seconds without a frame (so proxies keep an idle stream open), and per client address
-    ``auth_failures`` failed authentications at once, then ``auth_failure_rate`` a second,
-    before its requests are refused with 429 (so keys cannot be guessed at speed). A stream
-    carries the text its model calls stream, each release judged for the principal with the
-    last ``hold_back`` characters held until more arrives (None: a call's text only once it
-    ended, judged whole; see ``Runtime.model_text``)."""
+    ``max_timeout`` seconds a caller may ask to wait, the last ``replay`` recorded streams of
+    each principal kept for reconnection (each at most ``stream_frames`` frames and
+    ``stream_bytes`` bytes of them, its result aside), a comment line on a stream every
+    ``heartbeat`` seconds without a frame (so proxies keep an idle stream open), and per
+    client address ``auth_failures`` failed authentications at once, then
+    ``auth_failure_rate`` a second, before its requests are refused with 429 (so keys cannot
+    be guessed at speed). A stream carries the text its model calls stream, each release
+    judged for the principal with the last ``hold_back`` characters held until more arrives
+    (None: a call's text only once it ended, judged whole; see ``Runtime.model_text``)."""
 
     rate: float = 10.0
     burst: int | None = None
@@ -124,6 +124,7 @@ class ServeSettings:
     max_timeout: float = 300.0
     replay: int = 128
     stream_frames: int = 1024
+    stream_bytes: int = 1 << 20
     heartbeat: float = 15.0
     body_timeout: float = 30.0
     auth_failures: int = 10
@@ -308,7 +309,7 @@ def create_app(
     state = ServerState()
     limits = RateLimits(settings.rate, settings.burst)
     failures = FailedAuth(settings.auth_failure_rate, settings.auth_failures)
-    recordings = Recordings(settings.replay)
+    recordings = Recordings(settings.replay, settings.stream_frames, settings.stream_bytes)
     no_desk = ApprovalDesk(Clock(), sink)  # refuses answers when no pipeline asks for one
 
     @asynccontextmanager
@@ -375,7 +376,7 @@ def create_app(
         for request in served.runtime.unfinished():
             principal = str(request.metadata.get("user_id") or request.sender)
             key = keys.of(principal) or ApiKey(principal, (), None, frozenset(), None, None)
-            rec = recordings.open(request.correlation_id, principal, settings.stream_frames)
+            rec = recordings.open(request.correlation_id, principal)
             _log.info(
                 "resuming request %s of %s from the store",
                 request.correlation_id,
@@ -548,7 +549,7 @@ def create_app(
 
     async def ask_stream(request: Request) -> Response:
         served, key, msg, timeout = await prepare(request)
-        rec = recordings.open(msg.correlation_id, key.principal, settings.stream_frames)
+        rec = recordings.open(msg.correlation_id, key.principal)
         assert state.tasks is not None
         flight = _InFlight(state, "POST", request.url.path, key.principal)
         taken = _Taken()

@@ -125,28 +125,47 @@ def frame(event: str, data: Mapping[str, Any], id: str | None = None) -> bytes:
 
 @dataclass
 class Recording:
-    """The frames of one request, in order; ``done`` once the result is in."""
+    """The frames of one request, in order; ``done`` once the result is in.
+
+    Bounded twice, as every frame is kept for the stream's reconnection: at most ``limit``
+    frames and ``max_bytes`` bytes of them. From the first frame past either, every frame is
+    dropped (a frame of model text may be a whole call's answer, so the count alone bounds
+    nothing); the result, and the ``dropped`` frame before it saying how many, are always
+    kept."""
 
     correlation_id: str
     principal: str
     limit: int
+    max_bytes: int
     frames: list[bytes] = field(default_factory=list)
+    size: int = 0  # bytes of the frames kept
     done: bool = False
-    cut: int = 0  # frames not kept past ``limit`` (the result frame is always kept)
+    cut: int = 0  # frames not kept past ``limit`` or ``max_bytes``
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     def add(self, event: str, data: Mapping[str, Any], *, last: bool = False) -> None:
-        if len(self.frames) >= self.limit and not last:
+        if last:
+            if self.cut:
+                # Said once, before the result, as an event stream says a reader fell behind.
+                self._append(self._frame("dropped", {"kind": "dropped", "count": self.cut}))
+            self._append(self._frame(event, data))
+            self.done = True
+            return
+        if self.cut or len(self.frames) >= self.limit:
+            self.cut += 1  # what is kept stays a prefix: no hole in a call's text
+            return
+        raw = self._frame(event, data)
+        if self.size + len(raw) > self.max_bytes:
             self.cut += 1
             return
-        if last and self.cut:
-            # Said once, before the result, as an event stream says a reader fell behind.
-            self._append("dropped", {"kind": "dropped", "count": self.cut})
-        self._append(event, data)
-        self.done = self.done or last
+        self._append(raw)
 
-    def _append(self, event: str, data: Mapping[str, Any]) -> None:
-        self.frames.append(frame(event, data, f"{self.correlation_id}:{len(self.frames)}"))
+    def _frame(self, event: str, data: Mapping[str, Any]) -> bytes:
+        return frame(event, data, f"{self.correlation_id}:{len(self.frames)}")
+
+    def _append(self, raw: bytes) -> None:
+        self.frames.append(raw)
+        self.size += len(raw)
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -174,14 +193,17 @@ class Recording:
 class Recordings:
     """The recent recordings of each principal by correlation id: at most ``capacity`` a
     principal, its oldest finished one forgotten first (a live one is never forgotten), so one
-    principal's burst of requests cannot push another's streams out."""
+    principal's burst of requests cannot push another's streams out. Each holds at most
+    ``frames`` frames and ``max_bytes`` bytes of them (``Recording``), whoever reads it."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, frames: int, max_bytes: int) -> None:
         self.capacity = capacity
+        self.frames = frames
+        self.max_bytes = max_bytes
         self._of: dict[str, OrderedDict[str, Recording]] = {}
 
-    def open(self, correlation_id: str, principal: str, limit: int) -> Recording:
-        rec = Recording(correlation_id, principal, limit)
+    def open(self, correlation_id: str, principal: str) -> Recording:
+        rec = Recording(correlation_id, principal, self.frames, self.max_bytes)
         kept = self._of.setdefault(principal, OrderedDict())
         kept[correlation_id] = rec
         while len(kept) > self.capacity:

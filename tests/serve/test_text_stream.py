@@ -92,3 +92,50 @@ async def test_a_hold_back_of_none_sends_each_call_whole(tmp_path: Path) -> None
     texts = of(sse(response.text), "text")
     assert len(texts) == 1
     assert str(texts[0]["text"]).startswith("A regulated entity files")
+
+
+async def test_a_long_answer_cannot_grow_its_recording_past_the_byte_budget(
+    tmp_path: Path,
+) -> None:
+    """A recording is bounded in bytes as in frames: from the model text frame that would take
+    it past ``stream_bytes``, frames are dropped (counted in ``dropped`` before the result),
+    whatever their number; what was kept stays a prefix, and the result still carries the
+    whole answer."""
+    answer = "Reports go to FIU-IND within 7 days. " * 5_000  # 185 kB, one frame whole
+    pipeline = research(tmp_path, answer)
+    settings = ServeSettings(hold_back=None, stream_bytes=64 * 1024)
+    async with serving([pipeline], keyring(tmp_path), settings) as client:
+        response = await client.post(ASK + "/stream", json=QUESTION, headers=auth(ALICE))
+        cid = sse(response.text)[0][2]["correlation_id"]
+        again = await client.get(f"/v1/streams/{cid}", headers=auth(ALICE))
+    frames = sse(response.text)
+    assert of(frames, "text") == []  # over the budget on its own
+    # The first call's end (the search step) came before, and nothing after the answer.
+    assert [(e["call"], e["finish"]) for e in of(frames, "text_end")] == [(1, "tool_calls")]
+    assert [kind for _, kind, _ in frames[-2:]] == ["dropped", "result"]
+    [dropped] = of(frames, "dropped")
+    assert isinstance(dropped["count"], int)
+    assert dropped["count"] > 1
+    [result] = of(frames, "result")
+    assert result["output"]["payload"]["summary"] == answer.strip()  # type: ignore[index]
+    before_result = response.text.rpartition("event: result")[0]
+    assert len(before_result.encode()) <= 64 * 1024
+    assert again.text == response.text  # the recording is what was sent
+
+
+async def test_many_text_frames_stop_at_the_byte_budget(tmp_path: Path) -> None:
+    answer = " ".join(f"word{n}" for n in range(2_000))
+    pipeline = research(tmp_path, answer)
+    settings = ServeSettings(hold_back=16, stream_bytes=8 * 1024, stream_frames=100_000)
+    async with serving([pipeline], keyring(tmp_path), settings) as client:
+        response = await client.post(ASK + "/stream", json=QUESTION, headers=auth(ALICE))
+    frames = sse(response.text)
+    sent = "".join(str(d["text"]) for d in of(frames, "text"))
+    assert sent
+    assert answer.startswith(sent)  # a prefix: no hole
+    assert len(sent) < len(answer)
+    [dropped] = of(frames, "dropped")
+    assert isinstance(dropped["count"], int)
+    assert dropped["count"] > 0
+    assert len(response.text.rpartition("event: result")[0].encode()) <= 8 * 1024
+    assert of(frames, "result")[0]["status"] == "ok"
