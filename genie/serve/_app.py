@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote
 
 import anyio
 from anyio.abc import TaskGroup
@@ -999,8 +1000,9 @@ class _Start:
 
 class _Edge:
     """What every request meets first: a header block over MAX_HEADER_BYTES is a 431 (the
-    limit docs/serve.md states, whatever the parser in front allowed), and every answer says
-    ``X-Content-Type-Options: nosniff``."""
+    limit docs/serve.md states, whatever the parser in front allowed), a path with an encoded
+    slash a 404 (``_encoded_slash``), and every answer says ``X-Content-Type-Options:
+    nosniff``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -1017,6 +1019,10 @@ class _Edge:
             )
             await refused(scope, receive, send)
             return
+        slashed = _encoded_slash(scope)
+        if slashed is not None:
+            await _json_error(404, slashed)(scope, receive, send)
+            return
 
         async def send_nosniff(message: Message_) -> None:
             if message["type"] == "http.response.start":
@@ -1026,6 +1032,31 @@ class _Edge:
             await send(message)
 
         await self.app(scope, receive, send_nosniff)
+
+
+_PIPELINES = b"/v1/pipelines/"
+
+
+def _encoded_slash(scope: Scope) -> str | None:
+    """Why a path with an encoded slash (``%2F``) names nothing, or None for one without.
+
+    The path is matched decoded, where ``finance%2Fask/stream`` would be the stream of
+    ``finance``, while a proxy or a log reading the path as sent sees one segment: a name, or
+    a route, it does not know. An encoded slash separates nothing here; a pipeline's name
+    holding one is named as the client wrote it."""
+    raw = scope.get("raw_path")
+    if not isinstance(raw, bytes) or b"%2f" not in raw.lower():
+        return None
+    if raw.startswith(_PIPELINES):
+        segment = raw[len(_PIPELINES) :].partition(b"/")[0]
+        if b"%2f" in segment.lower():
+            name = unquote(segment.decode("ascii", "backslashreplace"))
+            return f"no pipeline {name!r} is served: a pipeline's name has no '/' (sent as %2F)"
+    path = raw.decode("ascii", "backslashreplace")
+    return (
+        f"{scope['method']} {path}: Not Found (an encoded slash, %2F, separates nothing in a "
+        "path here)"
+    )
 
 
 def _sse(

@@ -39,7 +39,7 @@ async def test_genie_metadata_counts_against_the_size_limit(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("path", "named"),
     [
-        ("/v1/pipelines/..%2Ffinance/ask", None),  # a slash is no part of a name: no route
+        ("/v1/pipelines/..%2Ffinance/ask", "'../finance'"),  # a slash is no part of a name
         ("/v1/pipelines/%2e%2e/ask", "'..'"),
         ("/v1/pipelines/fin%0Aance/ask", "'fin\\nance'"),  # quoted: no line injection
         ("/v1/pipelines/finance%00/ask", "'finance\\x00'"),
@@ -57,6 +57,63 @@ async def test_pipeline_names_with_path_characters_are_404(
     if named is not None:
         assert f"no pipeline {named} is served" in error
     assert [p["name"] for p in listed.json()["pipelines"]] == ["finance"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "error"),
+    [
+        (
+            "POST",
+            "/v1/pipelines/fin%2Fance/ask",
+            "no pipeline 'fin/ance' is served: a pipeline's name has no '/' (sent as %2F)",
+        ),
+        (
+            "POST",
+            "/v1/pipelines/finance%2Fask/stream",
+            "no pipeline 'finance/ask' is served: a pipeline's name has no '/' (sent as %2F)",
+        ),
+        (
+            "POST",
+            "/v1/pipelines/finance%2fask",
+            "no pipeline 'finance/ask' is served: a pipeline's name has no '/' (sent as %2F)",
+        ),
+        (
+            "POST",
+            "/v1/pipelines/finance/ask%2Fstream",
+            "POST /v1/pipelines/finance/ask%2Fstream: Not Found (an encoded slash, %2F, "
+            "separates nothing in a path here)",
+        ),
+        (
+            "GET",
+            "/v1%2Fpipelines",
+            "GET /v1%2Fpipelines: Not Found (an encoded slash, %2F, separates nothing in a "
+            "path here)",
+        ),
+        (
+            "GET",
+            "/v1/pipelines/finance%2F..%2Ffinance/statistics",
+            "no pipeline 'finance/../finance' is served: a pipeline's name has no '/' "
+            "(sent as %2F)",
+        ),
+    ],
+)
+async def test_an_encoded_slash_is_no_path_separator(
+    tmp_path: Path, method: str, path: str, error: str
+) -> None:
+    """A proxy routing by the path as sent would read ``finance%2Fask/stream`` as one name and
+    a route it does not know; the server must not read it as the stream of ``finance``: an
+    encoded slash separates nothing, so the path names no route, and nothing runs."""
+    runtimes: list[Runtime] = []
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), observers=lambda _, rt: runtimes.append(rt)
+    ) as client:
+        r = await client.request(
+            method, path, json=csv_body() if method == "POST" else None, headers=auth(ALICE)
+        )
+        published = runtimes[0].statistics().published
+    assert r.status_code == 404, r.text
+    assert r.json() == {"error": error}
+    assert published == 0
 
 
 async def test_a_stream_client_that_disconnects_is_still_accounted(tmp_path: Path) -> None:
