@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from genie import MemoryAuditLog, Runtime
+from genie._runtime.durable.store import DeliveryStore
 from genie.pipeline import Pipeline, load_pipeline
+from genie.serve import ServeSettings
 
 from .conftest import ALICE, ROOT, auth, keyring, serving, sse
 
@@ -102,3 +104,29 @@ async def test_room_made_again_serves_the_next_request(tmp_path: Path) -> None:
     assert sse(served.text)[-1][2]["status"] == "ok"
     # Three requests in, each published with its reply; the refused one never was.
     assert (stats.published, stats.dead_lettered, stats.in_flight) == (6, 0, 0)
+
+
+async def test_with_a_store_the_refused_request_leaves_nothing_to_resume(tmp_path: Path) -> None:
+    """A refused request was never kept: the store holds nothing of it once the others ended,
+    and a restart on the store has no request to resume."""
+    runtimes: list[Runtime] = []
+    folder = tmp_path / "store"
+    settings = ServeSettings(store=folder, store_sync="always")
+    async with (
+        serving(
+            [one_slot(tmp_path)],
+            keyring(tmp_path),
+            settings,
+            observers=lambda _, rt: runtimes.append(rt),
+        ) as client,
+        anyio.create_task_group() as tg,
+    ):
+        answered = await filled(client, runtimes, tg)
+        refused = await client.post(ASK, json={}, headers=auth(ALICE))
+    assert refused.status_code == 429
+    assert sorted(answered) == [200, 200]
+    store = DeliveryStore(folder / "slow.db")
+    try:
+        assert (store.pending(), store.requests()) == ([], [])
+    finally:
+        store.close()
