@@ -582,7 +582,10 @@ def create_app(
         rec = recordings.get(cid, key.principal)
         if rec is None:
             raise _Refused(404, f"no stream {cid!r} to resume (expired, or never started)")
-        after = resume_point(request.headers.get("last-event-id"), cid, len(rec.frames))
+        # Given twice, the header is read as HTTP joins it (``CID:3, CID:9``): malformed,
+        # where the first alone would depend on who reads them.
+        last = ", ".join(request.headers.getlist("last-event-id"))
+        after = resume_point(last, cid, len(rec.frames))
         return _sse(rec, after, settings.heartbeat)
 
     async def list_pipelines(request: Request) -> Response:

@@ -185,6 +185,26 @@ async def test_a_last_event_id_past_the_frames_sent_replays_them_all(tmp_path: P
         assert sse(last.text) == frames[-1:]  # a real id still resumes after it
 
 
+async def test_a_last_event_id_given_twice_replays_the_stream(tmp_path: Path) -> None:
+    """Two ``Last-Event-ID`` headers are one malformed id, as HTTP joins them
+    (``CID:3, CID:9``), not the first one's: which one counts would depend on who reads them.
+    A malformed id replays every frame."""
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        first = await client.post(
+            "/v1/pipelines/finance/ask/stream", json=csv_body(), headers=auth(ALICE)
+        )
+        frames = sse(first.text)
+        cid = frames[0][2]["correlation_id"]
+        twice = [
+            *auth(ALICE).items(),
+            ("Last-Event-ID", f"{cid}:{len(frames) - 2}"),
+            ("Last-Event-ID", f"{cid}:3"),
+        ]
+        again = await client.get(f"/v1/streams/{cid}", headers=twice)
+    assert again.status_code == 200
+    assert sse(again.text) == frames
+
+
 async def test_a_body_that_trickles_in_is_cut_at_the_body_timeout(tmp_path: Path) -> None:
     """A caller with a key could send its body a byte at a time and hold the request, and a
     slot of the server, for as long as it liked. A body not in by ``body_timeout`` is a 408,
