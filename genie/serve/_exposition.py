@@ -51,7 +51,8 @@ class _Server(Collector):
         yield requests
         rejected = CounterMetricFamily(
             "genie_serve_rejected",
-            "requests refused by a limit (rate_limited, too_large), each with an audit record",
+            "requests refused by a limit (rate_limited, too_large, body_timeout, busy, "
+            "auth_throttled), each with an audit record",
             labels=["reason"],
         )
         for reason, n in sorted(self._rejected.items()):
