@@ -916,14 +916,11 @@ async def _run_recorded(
             tg.start_soon(speak)
             try:
                 result = await run(rt, msg, timeout=timeout)
-            except WouldBlockError as full:
-                tg.cancel_scope.cancel()
-                if taken is None:
-                    raise
-                taken.set(full)
-                return
             except GenieError as exc:
                 tg.cancel_scope.cancel()
+                if taken is not None and isinstance(exc, WouldBlockError):
+                    taken.set(exc)  # the client's 429: nothing ran, nothing more to record
+                    return
                 rec.add("error", {"error": str(exc)}, last=True)
                 return
             if rt.failure is not None and result.status != "ok":  # ended by the stop it caused
