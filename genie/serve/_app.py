@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -97,6 +97,7 @@ STATUS = {
     "no_output": 502,
 }
 METADATA_HEADER = "genie-metadata"
+CLIENT_CLOSED = 499  # the status the proxies count a client that closed first under
 MCP_CALLER = "genie.caller"  # where /mcp leaves the authenticated key in the request's scope
 MAX_HEADER_BYTES = 16 * 1024
 """The request line and headers together, as docs/serve.md states (431 past it): enforced
@@ -467,12 +468,24 @@ def create_app(
         # A body sent a byte at a time would hold the request, and the server's slot, for as
         # long as its caller liked.
         with anyio.move_on_after(settings.body_timeout) as reading:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > settings.max_body:
-                    record("too_large", key.principal, path=request.url.path, bytes=f">{size}")
-                    raise too_large
-                chunks.append(chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_body:
+                        record("too_large", key.principal, path=request.url.path, bytes=f">{size}")
+                        raise too_large
+                    chunks.append(chunk)
+            except ClientDisconnect:
+                # The client left before its body was in: it asked nothing, and no fault of
+                # the server's. Counted as the proxies count it (499: the client closed).
+                _log.info(
+                    "%s %s: the client left before its body arrived",
+                    request.method,
+                    request.url.path,
+                )
+                raise _Refused(
+                    CLIENT_CLOSED, "the client closed the connection before its body arrived"
+                ) from None
         if reading.cancelled_caught:
             waited = f"{settings.body_timeout:g}s"
             record("body_timeout", key.principal, path=request.url.path, waited=waited)

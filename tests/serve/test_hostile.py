@@ -4,11 +4,13 @@ messages, however it spells it."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import anyio
 import httpx
+import pytest
 
 from genie import Message, Observer, Runtime
 from genie.serve import ServeSettings, load_keys
@@ -232,3 +234,39 @@ async def test_a_body_that_trickles_in_is_cut_at_the_body_timeout(tmp_path: Path
         assert waited < 5
         ok = await client.post("/v1/pipelines/finance/ask", json=csv_body(), headers=auth(ALICE))
         assert ok.status_code == 200
+
+
+async def test_a_client_that_leaves_mid_body_is_no_fault_of_the_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes its connection before its body is in asked nothing: no ERROR
+    with a traceback on the server's log, no 500 counted against the server (499, as the
+    proxies count a client that closed first), nothing asked, and the next request served."""
+    runtimes: list[Runtime] = []
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), observers=lambda _, rt: runtimes.append(rt)
+    ) as client:
+        port = client.base_url.port
+        assert port is not None
+        head = (
+            "POST /v1/pipelines/finance/ask HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {ALICE}\r\nContent-Length: 100\r\n\r\n"
+        )
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(head.encode() + b'{"csv": ')
+        await anyio.sleep(0.2)
+        await stream.aclose()
+        with anyio.fail_after(5):
+            while True:
+                metrics = (await client.get("/metrics")).text
+                if "genie_serve_requests_total{" in metrics:
+                    break
+                await anyio.sleep(0.02)
+        after = await client.post("/v1/pipelines/finance/ask", json=csv_body(), headers=auth(ALICE))
+        published = runtimes[0].statistics().published
+    assert 'genie_serve_requests_total{code="499",route="ask"} 1.0' in metrics
+    assert 'code="500"' not in metrics
+    assert after.status_code == 200
+    assert published == 11  # the finance run's messages: the request that left asked nothing
+    faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert faults == [], [r.getMessage() for r in faults]
