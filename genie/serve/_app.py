@@ -728,14 +728,18 @@ def create_app(
 
         try:
             try:
-                key = await admit(Request(scope, receive))
+                request = Request(scope, receive)
+                key = await admit(request)
+                # Read here, as every route reads its body: within --max-body and
+                # --body-timeout, and a client that left first is no fault of the server's.
+                body = await body_of(request, key, b"")
             except _Refused as refused:
                 await refuse(refused)
                 return
             assert state.mcp is not None  # set before the server is ready
             call = scope[MCP_CALLER] = _McpCall(key)
             with _InFlight(state, scope["method"], "/mcp", key.principal):
-                await state.mcp.handle(scope, receive, unless_cut)
+                await state.mcp.handle(scope, _replayed(body, receive), unless_cut)
             if cut is not None:
                 await refuse(cut)
         finally:
@@ -975,6 +979,21 @@ def _credential(request: Request) -> bytes | None:
     if authorization and authorization[0][:7].lower() == "bearer ":
         return authorization[0][7:].strip().encode("latin-1")
     return None
+
+
+def _replayed(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the request's body, already read, given first (and whole); then the
+    connection's own messages (a disconnect)."""
+    given = False
+
+    async def replay() -> Message_:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class _Asgi:

@@ -270,3 +270,51 @@ async def test_a_client_that_leaves_mid_body_is_no_fault_of_the_server(
     assert published == 11  # the finance run's messages: the request that left asked nothing
     faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert faults == [], [r.getMessage() for r in faults]
+
+
+MCP_HEAD = (
+    "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    "Accept: application/json, text/event-stream\r\n"
+    f"Authorization: Bearer {ALICE}\r\nContent-Length: 100\r\n\r\n"
+)
+
+
+async def test_an_mcp_body_that_trickles_in_is_cut_at_the_body_timeout(tmp_path: Path) -> None:
+    """``--body-timeout`` holds for ``/mcp`` as for every route: a body not in by then is a
+    408, not a request held open for as long as its caller likes."""
+    settings = ServeSettings(mcp=True, body_timeout=0.5)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as client:
+        port = client.base_url.port
+        assert port is not None
+        assert (await client.get("/readyz")).status_code == 200
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(MCP_HEAD.encode() + b'{"jsonrpc": ')
+        answer = b""
+        with anyio.fail_after(3):
+            while b"\r\n\r\n" not in answer:
+                answer += await stream.receive()
+        await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+
+
+async def test_an_mcp_client_that_leaves_mid_body_is_no_fault_of_the_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ServeSettings(mcp=True)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as client:
+        port = client.base_url.port
+        assert port is not None
+        assert (await client.get("/readyz")).status_code == 200
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        await stream.send(MCP_HEAD.encode() + b'{"jsonrpc": ')
+        await anyio.sleep(0.2)
+        await stream.aclose()
+        with anyio.fail_after(5):
+            while True:
+                metrics = (await client.get("/metrics")).text
+                if "genie_serve_requests_total{" in metrics:
+                    break
+                await anyio.sleep(0.02)
+    assert 'genie_serve_requests_total{code="499",route="mcp"} 1.0' in metrics
+    faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert faults == [], [r.getMessage() for r in faults]
