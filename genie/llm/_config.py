@@ -23,7 +23,7 @@ from ._metrics import LLMMetrics
 from ._provider import Provider
 from ._providers.anthropic import AnthropicProvider
 from ._providers.gemini import GeminiProvider
-from ._providers.http import HTTPAdapter
+from ._providers.http import MAX_RESPONSE_BYTES, HTTPAdapter
 from ._providers.ollama import OllamaProvider
 from ._providers.openai import OpenAIProvider
 from ._providers.scripted import ScriptedProvider
@@ -76,6 +76,7 @@ class ProviderConfig(BaseModel):
     region: str | None = None
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(default=60.0, gt=0)
+    max_response_bytes: WholeNumber = Field(default=MAX_RESPONSE_BYTES, ge=1)
     answers: list[str | ScriptedAnswer] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -83,6 +84,10 @@ class ProviderConfig(BaseModel):
         if self.kind == "scripted":
             if self.api_key_env or self.base_url:
                 raise ValueError("a scripted provider takes answers, not a key or a base_url")
+            if "max_response_bytes" in self.model_fields_set:
+                raise ValueError(
+                    "max_response_bytes is for an HTTP provider: a scripted one reads no answer"
+                )
         elif self.answers:
             raise ValueError("answers are for kind 'scripted' only")
         needs_key = self.kind in ("anthropic", "gemini") or (
@@ -256,6 +261,7 @@ def build_stacks(
                 name=name,
                 timeout=p.timeout,
                 region=p.region,
+                max_response_bytes=p.max_response_bytes,
             )
             adapters.append(adapter)
             base = adapter

@@ -9,10 +9,11 @@ import pytest
 
 from genie import ConfigurationError
 from genie._base.yamlconf import ConfigFileError
-from genie.llm import BudgetExceededError, CallContext, Deadline
+from genie.llm import BudgetExceededError, CallContext, Deadline, ProviderResponseError
 from genie.llm._config import LLMConfig, build_stacks, load_llm_config
 
-from .helpers import API_KEY, simple_request
+from .helpers import API_KEY, HTTPX_HALF_READ, simple_request
+from .server import ProviderServer
 
 PIPELINE = """\
 name: research
@@ -107,6 +108,24 @@ def test_a_missing_key_is_an_error_at_build_time_naming_the_variable(tmp_path: P
             ("      deadline: 10", "      deadline: -1"),
             "pipeline.yaml:21: llm.stacks.judge.deadline: Input should be greater than 0",
         ),
+        (
+            ("      region: on-prem", "      region: on-prem\n      max_response_bytes: 0"),
+            "pipeline.yaml:11: llm.providers.local.max_response_bytes: "
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            ("      region: on-prem", "      region: on-prem\n      max_response_bytes: 32MiB"),
+            "pipeline.yaml:11: llm.providers.local.max_response_bytes: "
+            "Input should be a valid integer",
+        ),
+        (
+            ("      region: on-prem", "      region: on-prem\n      max_response_bytes: true"),
+            "pipeline.yaml:11: llm.providers.local.max_response_bytes:",
+        ),
+        (
+            ("      kind: scripted", "      kind: scripted\n      max_response_bytes: 1024"),
+            "pipeline.yaml:4: llm.providers.offline: max_response_bytes is for an HTTP provider",
+        ),
     ],
 )
 def test_mistakes_name_the_file_line_and_key_and_never_echo_a_key(
@@ -135,5 +154,31 @@ async def test_an_openai_compatible_server_needs_no_key() -> None:
     try:
         assert built["default"].name == "local"
         assert built["default"].region == "us"  # say region: on-prem for a server of your own
+    finally:
+        await built.aclose()
+
+
+@HTTPX_HALF_READ
+async def test_max_response_bytes_from_the_file_limits_the_adapter(
+    tmp_path: Path, server: ProviderServer
+) -> None:
+    """The size limit an adapter takes in Python is a provider's key in the file too: the
+    file's limit refuses an answer the default would have read."""
+    text = f"""\
+llm:
+  providers:
+    local: {{kind: openai, base_url: "{server.url}", region: in, max_response_bytes: 64}}
+    roomy: {{kind: openai, base_url: "{server.url}", region: in}}
+  stacks:
+    small: {{providers: [local], retry: null}}
+    default: {{providers: [roomy], retry: null}}
+"""
+    config = load_llm_config(write(tmp_path, text))
+    assert config is not None
+    built = build_stacks(config, {})
+    try:
+        assert (await built["default"].complete(simple_request())).text
+        with pytest.raises(ProviderResponseError, match="larger than 64 bytes"):
+            await built["small"].complete(simple_request())
     finally:
         await built.aclose()
