@@ -107,6 +107,6 @@ class Cache:
         acc = Accumulator(self.inner.name)
         async for event in events:
             acc.add(event)
-            if isinstance(event, Finish):
-                self._put(key, acc.response())
+            if isinstance(event, Finish) and (response := acc.watched()) is not None:
+                self._put(key, response)
             yield event

@@ -211,12 +211,13 @@ class CostObserver:
         async for event in events:
             acc.add(event)
             if isinstance(event, Finish):
-                response = acc.response()
-                usage, cost = self._priced(response.model, response.usage)
+                # What was used and what it cost, never the answer: the observer records a
+                # finished stream whatever its tool calls hold.
+                usage, cost = self._priced(acc.model, acc.usage)
                 self._record(
                     CallRecord(
                         self.name,
-                        response.model,
+                        acc.model,
                         usage,
                         cost,
                         self._clock() - started,

@@ -124,6 +124,7 @@ class Shadow:
         acc = Accumulator(self.primary.name, request.model or "")
         async for event in events:
             acc.add(event)
-            if isinstance(event, Finish):
-                self._launch(request, acc.response())
+            # A malformed answer (its tool calls unreadable) has nothing to compare.
+            if isinstance(event, Finish) and (response := acc.watched()) is not None:
+                self._launch(request, response)
             yield event

@@ -370,6 +370,16 @@ class Accumulator:
     def finished(self) -> bool:
         return self._reason is not None
 
+    def watched(self) -> Response | None:
+        """The response so far, or None when there is none to give (tool-call arguments that
+        are not a JSON object). For a wrapper that only watches a stream: the stream reads
+        the same with it or without, and the malformed answer is an error for whoever builds
+        the response (:meth:`response`), not inside the stream."""
+        try:
+            return self.response()
+        except ProviderResponseError:
+            return None
+
     def response(self) -> Response:
         """The response so far. Tool-call arguments that are not a JSON object raise
         :class:`ProviderResponseError` naming the call."""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -20,14 +21,22 @@ from genie.llm import (
     AnthropicProvider,
     AuthenticationError,
     BadRequestError,
+    Cache,
+    CallRecord,
+    CostObserver,
+    Finish,
     GeminiProvider,
     LLMError,
     OllamaProvider,
     OpenAIProvider,
+    PriceTable,
+    Provider,
     ProviderConnectionError,
     ProviderResponseError,
     ProviderUnavailableError,
     RateLimitedError,
+    Shadow,
+    ShadowResult,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -40,6 +49,7 @@ from .helpers import (
     API_KEY,
     HTTPX_HALF_READ,
     Recorder,
+    Scripted,
     Verdict,
     answer,
     fixture,
@@ -384,6 +394,44 @@ async def test_streamed_tool_arguments_nested_too_deeply_are_a_response_error() 
     rec = Recorder(answer(200, body.encode(), "text/event-stream"))
     with pytest.raises(ProviderResponseError, match="arguments are not a JSON object"):
         await complete_by_streaming(OpenAIProvider(client=rec.client()), simple_request())
+
+
+async def test_malformed_tool_arguments_end_a_stream_alike_under_any_wrapper() -> None:
+    """A stream whose tool-call arguments are not a JSON object reads the same whatever
+    wrappers watch it: its events, then its end. The answer built from it is the malformed
+    one, ``ProviderResponseError``, alike too. Before, the cache, the cost observer and the
+    shadow each built the answer as the stream finished and raised inside the stream, so a
+    watcher (the shadow's promise: it never changes the answer) turned it into an error."""
+    whole = fixture("openai_stream.txt")
+    body = whole.replace(b'"\\"KYC\\"}"', b'"\\"KYC\\""')  # the closing brace lost
+    assert body != whole
+    model = OpenAIProvider(client=Recorder(answer(200, body, "text/event-stream")).client())
+    records: list[CallRecord] = []
+    results: list[ShadowResult] = []
+    prices = PriceTable.of({"*": {"input": 1.0, "output": 2.0}})
+    bare = await read_into(model.stream(simple_request()), [])
+    assert isinstance(bare[-1], Finish)
+    async with anyio.create_task_group() as tg:
+        cache = Cache(model)
+        stacks: dict[str, Provider] = {
+            "bare": model,
+            "cost": CostObserver(model, prices, on_call=records.append),
+            "cache": cache,
+            "shadow": Shadow(model, Scripted(["other"]), tg, on_result=results.append),
+            "all": Shadow(
+                Cache(CostObserver(model, prices, on_call=records.append)),
+                Scripted(["other"]),
+                tg,
+                on_result=results.append,
+            ),
+        }
+        for name, stack in stacks.items():
+            assert await read_into(stack.stream(simple_request()), []) == bare, name
+            with pytest.raises(ProviderResponseError, match="arguments are not a JSON object"):
+                await complete_by_streaming(stack, simple_request())
+    assert results == []  # no answer to compare
+    assert cache.statistics().entries == 0  # nor to keep
+    assert [(r.error, r.usage.input_tokens) for r in records] == [(None, 120)] * 4
 
 
 # Where each answer holds the counts the adapter reads (the path to them, then their keys).
