@@ -63,11 +63,28 @@ class SharedBudget:
     ) -> tuple[BudgetExceededError, bool] | None:
         """Add ``reservation`` (held in this process already) to the correlation's counters:
         None if every process together stays within the budget, else the refusal and whether
-        it is the first of all (tripped here; False when another process's tripped it)."""
+        it is the first of all (tripped here; False when another process's tripped it).
+        Cut short (a cancel, a failure), what it charged is taken back before it raises."""
+        charged: list[tuple[str, int]] = []
+        try:
+            return await self._hold(cid, key, reservation, provider, charged)
+        except BaseException:
+            await self._take_back(cid, key, charged)
+            raise
+
+    async def _hold(
+        self,
+        cid: str,
+        key: str,
+        reservation: Reservation,
+        provider: str,
+        charged: list[tuple[str, int]],
+    ) -> tuple[BudgetExceededError, bool] | None:
         for what, budget in self.limits:
             limit = f"{self.name}_{what}"
             unit = 1.0 if what == "tokens" else COST_UNIT
             asked = _whole(what, reservation.tokens, reservation.cost)
+            charged.append((what, asked))  # sent: it may count though no answer comes
             total = await self.counters.charge(cid, f"{key}/{what}", asked, what=what)
             if total >= TRIP:  # another process's refusal tripped it: the limit fired there
                 message = (
@@ -95,10 +112,27 @@ class SharedBudget:
                 return refused, await self.trip(cid, limit, key)
         return None
 
+    async def _take_back(self, cid: str, key: str, charged: list[tuple[str, int]]) -> None:
+        """Take back the charges of a hold cut short. Whether one reached the counters is not
+        known, so each is made again (its key counts it once either way), then taken away."""
+        # Shielded and bounded as a settlement: with the broker away the worst case stays
+        # counted (the budget errs towards stopping early).
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SETTLE_WAIT):
+            for what, asked in charged:
+                await self.counters.charge(cid, f"{key}/{what}", asked, what=what)
+                await self.counters.charge(cid, f"{key}/{what}/used", -asked, what=what)
+
     async def trip(self, cid: str, limit: str, key: str) -> bool:
         """Trip the correlation's counter of ``limit`` (refused); whether this was first."""
         what = limit.removeprefix(f"{self.name}_")
-        return await self.counters.charge(cid, f"{key}/{what}/tripped", TRIP, what=what) < 2 * TRIP
+        # Shielded: a refusal cut short by a cancel still trips the counter and learns
+        # whether it fired the limit, so the firing is recorded, here or nowhere. Bounded:
+        # with the broker away it counts as the first: the limit recorded fired twice
+        # rather than never.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SETTLE_WAIT):
+            tripped = await self.counters.charge(cid, f"{key}/{what}/tripped", TRIP, what=what)
+            return tripped < 2 * TRIP
+        return True
 
     async def settle(self, cid: str, key: str, reservation: Reservation) -> None:
         """The settled ``reservation`` (held under ``key``) counted as what it used."""

@@ -6,6 +6,8 @@ The model is the OpenAI wire format, served on 127.0.0.1 by the provider test se
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -22,9 +24,18 @@ from genie import (
     Runtime,
     handler,
 )
-from genie.llm import BudgetExceededError, ChatMessage, OpenAIProvider, PriceTable, Request
+from genie.llm import (
+    BudgetExceededError,
+    ChatMessage,
+    OpenAIProvider,
+    PriceTable,
+    Request,
+    ScriptedProvider,
+)
+from genie.llm._governed import CorrelationBudget, Firing, _Switch
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
+from genie.nats._wire import NatsPublisher
 
 from ..llm.server import ProviderServer
 from ..llm.server import model as model
@@ -247,3 +258,78 @@ async def test_a_delivery_run_again_after_its_worker_stopped_is_charged_once(
     async with jetstream(server.url) as js:
         counter = await js.get_last_msg(names.budget, names.charged(msg.correlation_id, "tokens"))
     assert json.loads(counter.data or b"{}")["val"] == str(USED)  # charged once
+
+
+class LateReply:
+    """A real nats-server's budget counters, whose answer to the first charge of a key ending
+    in ``late`` comes a second late: the charge is on the broker when a cancel reaches the
+    call waiting for its answer (a deadline, a request cancelled, a worker stopping)."""
+
+    def __init__(self, counters: NatsPublisher, late: str) -> None:
+        self.counters, self.late, self.waited = counters, late, False
+
+    async def charge(self, correlation_id: str, key: str, n: int, /, what: str) -> int:
+        total = await self.counters.charge(correlation_id, key, n, what)
+        if key.endswith(self.late) and not self.waited:
+            self.waited = True
+            await anyio.sleep(1)
+        return total
+
+
+@asynccontextmanager
+async def cancelled_calls(
+    server: LocalNatsServer, namespace: str, late: str, max_tokens: int
+) -> AsyncIterator[tuple[CorrelationBudget, NatsPublisher, list[Firing], Message]]:
+    transport = NatsTransport(server.url, NatsNames(namespace))
+    await transport.connect()
+    try:
+        counters = NatsPublisher(transport.names, lambda: transport.js, transport._max_payload)
+        firings: list[Firing] = []
+        budget = CorrelationBudget(
+            max_tokens=max_tokens,
+            max_cost=None,
+            prices=PriceTable(),
+            on_fire=firings.append,
+            track=lambda cid: None,
+        )
+        budget.share(LateReply(counters, late))
+        yield budget, counters, firings, Runtime().message(Think(), recipient="thinker")
+    finally:
+        await transport.close()
+
+
+async def test_a_call_cancelled_while_its_worst_case_is_held_leaves_none_of_it_counted(
+    server: LocalNatsServer,
+) -> None:
+    """The worst case reached the shared counter, then a cancel cut the call short before
+    its answer: before, the process released it locally only, and the correlation's budget in
+    every process stayed short of it for good."""
+    calls = cancelled_calls(server, "held", "/llm/1/tokens", max_tokens=10 * WORST)
+    async with calls as (budget, counters, firings, msg):
+        model = ScriptedProvider(["ok"])
+        with anyio.move_on_after(0.2) as deadline:
+            await _Switch(model, budget, "thinker", msg).complete(question(100))
+        assert deadline.cancelled_caught
+        assert await counters.charge(msg.correlation_id, "look", 0, what="tokens") == 0
+        answer = await _Switch(model, budget, "thinker", msg).complete(question(100))
+        assert answer.text == "ok"
+        assert firings == []
+
+
+async def test_a_refusal_cancelled_while_it_trips_the_counter_still_fires_once(
+    server: LocalNatsServer,
+) -> None:
+    """Refused here, the call trips the shared counter; a cancel came before the broker's
+    answer. Before, the refusal was lost: no record here (the next call asked again), and,
+    the counter tripped, no process could fire the limit any more."""
+    calls = cancelled_calls(server, "tripped", "/tokens/tripped", max_tokens=10)
+    async with calls as (budget, _, firings, msg):
+        model = ScriptedProvider(["ok"])
+        with anyio.move_on_after(0.2) as deadline:
+            await _Switch(model, budget, "thinker", msg).complete(question(100))
+        assert deadline.cancelled_caught
+        assert budget.fired(msg.correlation_id) == "correlation_tokens"
+        assert [f.limit for f in firings] == ["limit:correlation_tokens"]
+        with pytest.raises(BudgetExceededError, match="fired already"):
+            await _Switch(model, budget, "thinker", msg).complete(question(1))
+        assert len(firings) == 1
