@@ -263,22 +263,26 @@ async def test_a_delivery_run_again_after_its_worker_stopped_is_charged_once(
 class LateReply:
     """A real nats-server's budget counters, whose answer to the first charge of a key ending
     in ``late`` comes a second late: the charge is on the broker when a cancel reaches the
-    call waiting for its answer (a deadline, a request cancelled, a worker stopping)."""
+    call waiting for its answer (a deadline, a request cancelled, a worker stopping). With
+    ``lost``, the charge itself is that late: the cancel comes before it reaches the broker."""
 
-    def __init__(self, counters: NatsPublisher, late: str) -> None:
-        self.counters, self.late, self.waited = counters, late, False
+    def __init__(self, counters: NatsPublisher, late: str, *, lost: bool = False) -> None:
+        self.counters, self.late, self.lost, self.waited = counters, late, lost, False
 
     async def charge(self, correlation_id: str, key: str, n: int, /, what: str) -> int:
+        late = key.endswith(self.late) and not self.waited
+        self.waited = self.waited or late
+        if late and self.lost:
+            await anyio.sleep(1)
         total = await self.counters.charge(correlation_id, key, n, what)
-        if key.endswith(self.late) and not self.waited:
-            self.waited = True
+        if late:
             await anyio.sleep(1)
         return total
 
 
 @asynccontextmanager
 async def cancelled_calls(
-    server: LocalNatsServer, namespace: str, late: str, max_tokens: int
+    server: LocalNatsServer, namespace: str, late: str, max_tokens: int, *, lost: bool = False
 ) -> AsyncIterator[tuple[CorrelationBudget, NatsPublisher, list[Firing], Message]]:
     transport = NatsTransport(server.url, NatsNames(namespace))
     await transport.connect()
@@ -292,19 +296,21 @@ async def cancelled_calls(
             on_fire=firings.append,
             track=lambda cid: None,
         )
-        budget.share(LateReply(counters, late))
+        budget.share(LateReply(counters, late, lost=lost))
         yield budget, counters, firings, Runtime().message(Think(), recipient="thinker")
     finally:
         await transport.close()
 
 
+@pytest.mark.parametrize("lost", [False, True], ids=["counted", "lost"])
 async def test_a_call_cancelled_while_its_worst_case_is_held_leaves_none_of_it_counted(
-    server: LocalNatsServer,
+    server: LocalNatsServer, lost: bool
 ) -> None:
     """The worst case reached the shared counter, then a cancel cut the call short before
     its answer: before, the process released it locally only, and the correlation's budget in
-    every process stayed short of it for good."""
-    calls = cancelled_calls(server, "held", "/llm/1/tokens", max_tokens=10 * WORST)
+    every process stayed short of it for good. Whether the charge reached the broker is not
+    known to the call: one that did not is not taken away either."""
+    calls = cancelled_calls(server, "held", "/llm/1/tokens", max_tokens=10 * WORST, lost=lost)
     async with calls as (budget, counters, firings, msg):
         model = ScriptedProvider(["ok"])
         with anyio.move_on_after(0.2) as deadline:
