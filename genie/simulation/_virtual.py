@@ -78,11 +78,11 @@ class _JumpingSelector(selectors.DefaultSelector):
     The loop blocks only when no callback is ready; I/O that is already ready (a thread's
     wake-up) is served first, without a jump. While work outside the loop is announced and
     within its grace, the selector waits for it in real time instead. With no timer at all
-    (``timeout is None``) it really blocks: only a thread or a signal can wake a program then,
-    on any clock.
+    (``timeout is None``), or only timers never due (at infinity: ``anyio.sleep_forever``), it
+    really blocks: only a thread or a signal can wake a program then, on any clock.
     """
 
-    def __init__(self, jump: Callable[[float], None], outside: set[Outside]) -> None:
+    def __init__(self, jump: Callable[[], bool], outside: set[Outside]) -> None:
         super().__init__()
         self._jump = jump
         self._outside = outside
@@ -102,7 +102,8 @@ class _JumpingSelector(selectors.DefaultSelector):
                 ready = super().select(timeout)
                 if ready:
                     return ready
-        self._jump(timeout)
+        if not self._jump():  # only timers that are never due: nothing but a thread wakes it
+            return super().select(None)
         return ready
 
 
@@ -147,6 +148,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         context: Context | None = None,
     ) -> asyncio.TimerHandle:
         when = max(when, self._now)  # every past instant is "due now": one instant, untied
+        if when == math.inf:
+            # Never due (``anyio.sleep_forever``, ``ctx.sleep(math.inf)``): no tie to break,
+            # and none could be (the step after infinity is infinity), and no jump lands on it.
+            return super().call_at(when, callback, *args, context=context)
         while (held := self._taken.get(when)) is not None and not held.cancelled():
             when = math.nextafter(when, math.inf)
         handle = super().call_at(when, callback, *args, context=context)
@@ -162,12 +167,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._taken = dict(self._timers)
         self._purge_at = max(100, 2 * len(self._timers))
 
-    def _jump(self, timeout: float) -> None:
+    def _jump(self) -> bool:
+        """Moves the clock to the next timer; False when there is none that will come due."""
         timers = self._timers
         while timers and (timers[0][0] <= self._now or timers[0][1].cancelled()):
             when, handle = heapq.heappop(timers)
             if self._taken.get(when) is handle:
                 del self._taken[when]
         # The loop waits for its earliest live timer, which is the head here: every timer
-        # it has came through call_at (call_later does too).
-        self._now = timers[0][0] if timers else self._now + timeout
+        # it has came through call_at (call_later does too), and those not kept here are
+        # at infinity.
+        if not timers:
+            return False
+        self._now = timers[0][0]
+        return True

@@ -175,3 +175,29 @@ def test_a_run_in_which_no_virtual_time_passes_has_no_rate(
     assert (data["duration"], data["throughput"]) == (0, None)
     assert data["agents"]["financial_supervisor"]["throughput"] is None
     assert data["agents"]["financial_supervisor"]["utilisation"] is None
+
+
+def test_sessions_that_wait_forever_end_at_the_session_timeout(tmp_path: Path) -> None:
+    # Two handlers at once sleep forever (a timer at infinity each): the sessions must end at
+    # their timeout, not hang the run. In a child, so a hang fails the test, not the suite.
+    pipeline = tmp_path / "forever.yaml"
+    pipeline.write_text(
+        "agents:\n"
+        "  - id: server\n"
+        "    use: tests.pipelines.loopers:Sleeper\n"
+        "    params: {seconds: .inf}\n"
+        "    concurrency: 2\n"
+        "entry: {type: serve, to: server, input: {format: json}}\n"
+        "output: return\n"
+        "timeout: 10s\n"
+        "simulation: {inputs: {use: 'tests.simulation.generators:numbered'}}\n"
+    )
+    command = [sys.executable, "-m", "genie", "simulate", str(pipeline), "--json", "-q"]
+    command += ["--sessions", "4", "--concurrency", "2"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["sessions"]["timed_out"] == report["limits"]["session_timeout"] == 4
+    assert report["duration"] == 20.0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -236,3 +238,46 @@ def test_cancelled_timers_are_not_kept_until_their_instant() -> None:
         return sum(isinstance(o, asyncio.TimerHandle) for o in gc.get_objects())
 
     assert run_virtual(main) < 300
+
+
+def test_timers_that_are_never_due_do_not_hang_the_loop() -> None:
+    # anyio's sleep_forever (and ctx.sleep(math.inf)) asks for a timer at infinity. A second
+    # one found the instant taken, and every float step from infinity is infinity: call_at
+    # spun forever. It runs in a child, which a hang cannot take the suite down with.
+    code = (
+        "import anyio\n"
+        "from genie.simulation._virtual import VirtualTimeLoop\n"
+        "async def main():\n"
+        "    with anyio.move_on_after(5):\n"
+        "        async with anyio.create_task_group() as tg:\n"
+        "            for _ in range(3):\n"
+        "                tg.start_soon(anyio.sleep_forever)\n"
+        "    print(anyio.current_time())\n"
+        "anyio.run(main, backend_options={'loop_factory': VirtualTimeLoop})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "5.0\n"
+
+
+def test_only_timers_never_due_wait_for_a_thread_as_no_timer_does() -> None:
+    # Nothing will ever come due: the clock must not jump to infinity (every timestamp after
+    # would overflow), but wait, as with no timer at all, for a thread to wake the loop.
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        woken = anyio.Event()
+
+        def wake() -> None:
+            time.sleep(0.05)
+            loop.call_soon_threadsafe(woken.set)
+
+        threading.Thread(target=wake).start()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep_forever)
+            await woken.wait()
+            tg.cancel_scope.cancel()
+        return anyio.current_time()
+
+    assert run_virtual(main) == 0.0
