@@ -10,9 +10,13 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Embedder", "HashingEmbedder", "cosine"]
+from .._base.clock import spelt
+
+__all__ = ["MAX_DIMENSIONS", "MIN_DIMENSIONS", "Embedder", "HashingEmbedder", "cosine"]
 
 _WORD = re.compile(r"\w+")
+# The hashing embedder's lengths (a pipeline file's ``dimensions`` too).
+MIN_DIMENSIONS, MAX_DIMENSIONS = 8, 65536
 
 
 class Embedder(Protocol):
@@ -33,8 +37,17 @@ class HashingEmbedder:
     and tests need; a real embedding provider plugs in through ``Embedder``."""
 
     def __init__(self, dimensions: int = 256) -> None:
-        if dimensions < 8:
-            raise ValueError(f"dimensions must be at least 8, not {dimensions}")
+        # A length, within the bounds a pipeline file's ``dimensions`` has: every text
+        # embedded allocates this many floats.
+        if (
+            isinstance(dimensions, bool)
+            or not isinstance(dimensions, int)
+            or not MIN_DIMENSIONS <= dimensions <= MAX_DIMENSIONS
+        ):
+            raise ValueError(
+                f"dimensions must be a whole number from {MIN_DIMENSIONS} to {MAX_DIMENSIONS}, "
+                f"not {spelt(dimensions)}"
+            )
         self.dimensions = dimensions
 
     @property

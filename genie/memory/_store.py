@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .._agent.memory import Episode, Fact, Hit, Snapshot, Summarising, transcript
+from .._base.clock import spelt
 from .._errors import ConfigurationError, MemoryDeniedError
 from ._backends import Backend, InMemoryBackend, SqliteBackend
 from ._embed import Embedder, HashingEmbedder, cosine
@@ -56,8 +57,12 @@ class Store:
             raise ConfigurationError(f"memory backend must be memory or sqlite, not {backend!r}")
         if backend != "sqlite" and path is not None:
             raise ConfigurationError("a path is for the sqlite backend")
-        if threshold < 2:
-            raise ConfigurationError(f"memory threshold must be at least 2, not {threshold}")
+        # A count of turns, as a pipeline file's is: "20" failed at the comparison, and NaN
+        # was taken, no count being at most it, to summarise the session at every append.
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 2:
+            raise ConfigurationError(
+                f"memory threshold must be a whole number of at least 2, not {spelt(threshold)}"
+            )
         self.path = None if path is None else str(path)
         self.threshold = threshold
         self.embedder: Embedder = embedder or HashingEmbedder()

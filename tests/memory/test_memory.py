@@ -497,8 +497,16 @@ async def test_the_offline_embedder_is_deterministic_and_normalised() -> None:
     assert a == b
     assert cosine(a, b) == pytest.approx(1.0)
     assert sum(x * x for x in a) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="dimensions must be at least 8"):
+    with pytest.raises(ValueError, match="dimensions must be a whole number from 8 to 65536"):
         HashingEmbedder(2)
+
+
+@pytest.mark.parametrize("dimensions", ["256", 2.5, True, 10**7])
+def test_hashing_dimensions_that_are_no_length_are_named(dimensions: object) -> None:
+    # As a pipeline file's `dimensions` are checked: "256" raised a bare TypeError, and ten
+    # million buckets were taken, to be allocated at every text embedded.
+    with pytest.raises(ValueError, match="dimensions must be a whole number from 8 to 65536"):
+        HashingEmbedder(dimensions)  # type: ignore[arg-type]
 
 
 @BACKENDS
@@ -693,10 +701,18 @@ async def test_a_sqlite_store_without_a_path_shares_the_durable_store_file(
 def test_bad_store_settings_are_named() -> None:
     with pytest.raises(ConfigurationError, match="the sqlite backend needs a path"):
         Runtime(memory=Store("sqlite"))
-    with pytest.raises(ConfigurationError, match="threshold must be at least 2"):
+    with pytest.raises(ConfigurationError, match="threshold must be a whole number of at least 2"):
         Store(threshold=1)
     with pytest.raises(ConfigurationError, match="a path is for the sqlite backend"):
         Store("memory", path="x.db")
+
+
+@pytest.mark.parametrize("threshold", ["20", float("nan"), float("inf"), 2.5, None])
+def test_a_threshold_that_is_no_count_of_turns_is_named(threshold: object) -> None:
+    # "20" raised a bare TypeError; NaN was taken, and as no count is at most NaN, every
+    # append summarised the session (an empty older half, a summary call each time).
+    with pytest.raises(ConfigurationError, match="threshold must be a whole number of at least 2"):
+        Store(threshold=threshold)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
