@@ -217,9 +217,13 @@ class Store:
         return facts[-1] if facts else None
 
     async def current_all(self, user: str) -> list[Fact]:
-        facts = await self._entries.history(self.name, user, None)
-        latest = {f.key: f for f in facts}  # the last recorded of each key supersedes
-        return sorted(latest.values(), key=lambda f: f.recorded_at)
+        latest: dict[str, Fact] = {}
+        for fact in await self._entries.history(self.name, user, None):
+            # The last recorded of each key supersedes, and takes its place in the order: at
+            # one instant (a clock standing still) the order recorded is the one left.
+            latest.pop(fact.key, None)
+            latest[fact.key] = fact
+        return sorted(latest.values(), key=lambda f: f.recorded_at)  # stable
 
     async def history(self, user: str, key: str) -> list[Fact]:
         return await self._entries.history(self.name, user, key)

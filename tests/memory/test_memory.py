@@ -20,6 +20,7 @@ import pytest
 from genie import (
     AgentOptions,
     BaseAgent,
+    Clock,
     ConfigurationError,
     Context,
     DeniedError,
@@ -38,6 +39,8 @@ from genie.llm import BudgetExceededError, Request, Residency, Response, Scripte
 from genie.memory import SUMMARY_PROMPT, Episode, HashingEmbedder, Memory, Store, cosine
 from genie.memory._backends import Backend, InMemoryBackend, SqliteBackend
 from genie.policies import ClassificationCeiling, PIIBlock
+from genie.simulation._run import EPOCH
+from genie.simulation._virtual import VirtualTimeLoop
 
 Work = Callable[[Context], Awaitable[Any]]
 _workers: weakref.WeakKeyDictionary[Runtime, Worker] = weakref.WeakKeyDictionary()
@@ -535,6 +538,28 @@ async def test_a_fact_supersedes_the_earlier_one_and_both_stay_in_history(
     assert everything == [("city", "Pune"), ("risk", "moderate")]
     assert history == ["low", "moderate"]
     assert nobody is None
+
+
+@BACKENDS
+def test_facts_recorded_at_one_instant_are_current_in_the_order_recorded(
+    kind: str, tmp_path: Path
+) -> None:
+    # On a clock that stands still (a simulation's virtual time, whose agents are given no
+    # latency) every fact has one recorded_at: current_all must still give the order they were
+    # recorded in. It gave a superseded key's first place, before a key recorded after it.
+    async def work(ctx: Context) -> Any:
+        facts = ctx.memory().facts
+        await facts.record("u1", "city", "Pune")
+        await facts.record("u1", "risk", "low")
+        await facts.record("u1", "city", "Mumbai")
+        return [(f.key, f.value) for f in await facts.current_all("u1")]
+
+    async def main() -> Any:
+        async with Runtime(memory=store_of(kind, tmp_path), clock=Clock(EPOCH)) as rt:
+            return await run(rt, work)
+
+    everything = anyio.run(main, backend_options={"loop_factory": VirtualTimeLoop})
+    assert everything == [("risk", "low"), ("city", "Mumbai")]
 
 
 async def test_a_write_with_pii_is_denied_before_it_is_stored_and_audited() -> None:
