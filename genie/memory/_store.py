@@ -70,6 +70,7 @@ class Store:
         self.summary_model = summary_model
         self.name = "default"
         self._bound: str | None = None  # the memory this store is, once a runtime names it
+        self._shared: str | None = None  # the durable store file it keeps its tables in
         # A file's backend is opened at the first call (the path may come from the runtime).
         self._file = backend == "sqlite"
         self._backend: Backend | None = None
@@ -94,6 +95,15 @@ class Store:
                 f"runtime or another); a store keeps one memory's entries: give {name!r} a "
                 "Store of its own (two stores may share one file)"
             )
+        if self._shared is not None and durable_path != self._shared:
+            # Its tables are in the first runtime's durable file: the second's entries would
+            # be kept there, not in the file its runtime was given.
+            raise ConfigurationError(
+                f"memory {name!r}: this Store keeps its tables in the durable store file "
+                f"{self._shared} already (of the runtime first given it), not this runtime's "
+                f"({durable_path or 'none'}); give it a Store('sqlite') of its own, or a "
+                "Store(path=...) to share"
+            )
         self.name = self._bound = name
         if self._file and self.path is None:
             if durable_path is None:
@@ -101,7 +111,7 @@ class Store:
                     f"memory {name!r}: the sqlite backend needs a path, or a runtime with a "
                     "durable store (Runtime(store=PATH), genie run --store) to share"
                 )
-            self.path = durable_path
+            self.path = self._shared = durable_path
 
     async def aclose(self) -> None:
         if self._file and self._backend is not None:

@@ -723,6 +723,20 @@ async def test_a_sqlite_store_without_a_path_shares_the_durable_store_file(
         assert await run(rt, read) == [1, 2]
 
 
+def test_a_store_in_one_durable_file_is_refused_by_a_runtime_of_another(
+    tmp_path: Path,
+) -> None:
+    # Store("sqlite") keeps its tables in the durable store file of the runtime it is given.
+    # Given to a second runtime with a durable file of its own, it kept the second's entries
+    # in the first's file, silently: the second runtime's store file never held its memory.
+    store = Store("sqlite")
+    Runtime(memory=store, store=tmp_path / "a.db")
+    with pytest.raises(ConfigurationError, match=r"durable store file .*a\.db already"):
+        Runtime(memory=store, store=tmp_path / "b.db")
+    with pytest.raises(ConfigurationError, match=r"durable store file .*a\.db already"):
+        Runtime(memory=store)
+
+
 def test_bad_store_settings_are_named() -> None:
     with pytest.raises(ConfigurationError, match="the sqlite backend needs a path"):
         Runtime(memory=Store("sqlite"))
