@@ -243,6 +243,22 @@ class Runtime:
         self._threads = threads
         self._processes = processes
         self._offload: Offload | None = None
+        self._model_calls = ModelCalls(
+            self.limits, prices, self._ledger, self._correlator, self._admission, self.clock
+        )
+        self._tool_calls = ToolCalls(
+            tools or {}, self._admission, self._ledger, self._correlator, self.clock
+        )
+        # The memories are checked (and bound to the durable store's file) before that file
+        # is locked below: a runtime refused for its memory must leave the file free.
+        self._memory = MemoryCalls(
+            named_stores(memory, "Runtime(memory=...)"),
+            self._admission,
+            self._ledger,
+            self.clock,
+            self._model_calls.provider,
+            None if store is None else str(store),
+        )
         if store is None and store_pipeline is not None:
             raise ConfigurationError("store_pipeline is recorded in a store: give store too")
         if store is not None:
@@ -276,20 +292,6 @@ class Runtime:
         if self._keeper is not None:
             self._timers.keeps_session = self._keeper.keeps_session
             self._ledger.keeps_delivery = self._keeper.keeps_delivery
-        self._model_calls = ModelCalls(
-            self.limits, prices, self._ledger, self._correlator, self._admission, self.clock
-        )
-        self._tool_calls = ToolCalls(
-            tools or {}, self._admission, self._ledger, self._correlator, self.clock
-        )
-        self._memory = MemoryCalls(
-            named_stores(memory, "Runtime(memory=...)"),
-            self._admission,
-            self._ledger,
-            self.clock,
-            self._model_calls.provider,
-            None if store is None else str(store),
-        )
         services = ContextServices(
             self.clock,
             self._new_id,

@@ -723,18 +723,30 @@ async def test_a_sqlite_store_without_a_path_shares_the_durable_store_file(
         assert await run(rt, read) == [1, 2]
 
 
-def test_a_store_in_one_durable_file_is_refused_by_a_runtime_of_another(
+async def test_a_store_in_one_durable_file_is_refused_by_a_runtime_of_another(
     tmp_path: Path,
 ) -> None:
     # Store("sqlite") keeps its tables in the durable store file of the runtime it is given.
     # Given to a second runtime with a durable file of its own, it kept the second's entries
     # in the first's file, silently: the second runtime's store file never held its memory.
     store = Store("sqlite")
-    Runtime(memory=store, store=tmp_path / "a.db")
-    with pytest.raises(ConfigurationError, match=r"durable store file .*a\.db already"):
-        Runtime(memory=store, store=tmp_path / "b.db")
-    with pytest.raises(ConfigurationError, match=r"durable store file .*a\.db already"):
-        Runtime(memory=store)
+    async with Runtime(memory=store, store=tmp_path / "a.db"):
+        with pytest.raises(ConfigurationError, match=r"durable store file .*a\.db already"):
+            Runtime(memory=store, store=tmp_path / "b.db")
+        with pytest.raises(ConfigurationError, match=r"durable store file .*a\.db already"):
+            Runtime(memory=store)
+    # The refused runtime took no lock on its file: a runtime may use it at once.
+    async with Runtime(memory=Store("sqlite"), store=tmp_path / "b.db"):
+        pass
+
+
+async def test_a_memory_mistake_leaves_the_durable_store_file_free(tmp_path: Path) -> None:
+    # The durable store's lock was taken before the memory was checked: a runtime refused for
+    # its memory held the file, while its traceback lived, and left its lock file unclosed.
+    with pytest.raises(ConfigurationError, match="memory name must not be empty"):
+        Runtime(memory={"": Store()}, store=tmp_path / "run.db")
+    async with Runtime(store=tmp_path / "run.db"):
+        pass
 
 
 def test_bad_store_settings_are_named() -> None:
