@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from .._base.clock import Clock
+from .._base.clock import Clock, seconds, spelt
 from .._errors import ConfigurationError, described, unwrapped
 from .._message.payload import Payload
 from .._runtime.audit import MemoryAuditLog
@@ -85,14 +85,34 @@ def simulate(
     """
     if not isinstance(pipeline, Pipeline):
         pipeline = load_pipeline(pipeline)
-    for name, value in (("sessions", sessions), ("concurrency", concurrency)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SimulationError(f"{name} must be a whole number >= 1, got {value!r}")
+    counts = (("sessions", sessions), ("concurrency", concurrency), ("every", every))
+    for name, value in counts:
+        if (value is not None or name != "every") and not _whole(value, 1):
+            raise SimulationError(f"{name} must be a whole number >= 1, got {spelt(value)}")
+    # The seed names every stream ("{seed}:input:{session}"): "7" ran as 7, reported as "7".
+    if not _whole(seed, None):
+        raise SimulationError(f"seed must be a whole number, got {spelt(seed)}")
     if clock not in ("virtual", "real"):
         raise SimulationError(f"clock must be 'virtual' or 'real', got {clock!r}")
-    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
-        raise SimulationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    parsed = tuple(f if isinstance(f, Fault) else parse_fault(f) for f in faults)
+    if timeout is not None and not (0 < (seconds(timeout) or 0) < math.inf):
+        raise SimulationError(f"timeout must be a positive number of seconds, got {spelt(timeout)}")
+    if progress is not None and not callable(progress):
+        raise SimulationError(
+            f"progress must be a callable taking a Progress, got {type(progress).__name__}"
+        )
+    # A spec is itself iterable: given for the list, it was read character by character.
+    if isinstance(faults, str | Fault) or not isinstance(faults, Iterable):
+        raise SimulationError(
+            f"faults must be a list of fault specs or Faults, not a {type(faults).__name__}"
+        )
+    given = tuple(faults)
+    for f in given:
+        if not isinstance(f, str | Fault):
+            raise SimulationError(
+                "faults must be a list of fault specs or Faults, not a list holding "
+                f"{type(f).__name__}"
+            )
+    parsed = tuple(f if isinstance(f, Fault) else parse_fault(f) for f in given)
     agents = [a.id for a in pipeline.config.agents]
     config = pipeline.config
     gathers, workflows = [g.id for g in config.gathers], [w.id for w in config.workflows]
@@ -107,13 +127,19 @@ def simulate(
     )
     inputs = _Inputs(pipeline, seed)
     inputs.payload(0)  # a generator that cannot make one input fails here, before the run
-    run = functools.partial(
-        _Run(pipeline, settings, plan, inputs, progress, every or max(1, sessions // 100)).main
-    )
+    every = every if every is not None else max(1, sessions // 100)
+    run = functools.partial(_Run(pipeline, settings, plan, inputs, progress, every).main)
     with unwrapped(ConfigurationError):  # a bad generated input stops the run in a group
         if clock == "real":
             return anyio.run(run)
         return anyio.run(run, backend_options={"loop_factory": VirtualTimeLoop})
+
+
+def _whole(value: object, least: int | None) -> bool:
+    """Whether ``value`` is a whole number (not a bool), of at least ``least`` if given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return least is None or value >= least
 
 
 class _Inputs:

@@ -304,6 +304,17 @@ def test_a_generator_that_fails_stops_the_run_with_a_clear_error(
         ({"clock": "wall"}, "clock must be 'virtual' or 'real'"),
         ({"timeout": -1.0}, "timeout must be a positive number"),
         ({"faults": ["error:nobody=0.1"]}, "pipeline 'chain' has no agent 'nobody'"),
+        # Each of these ran, or failed in the run with a bare TypeError or AttributeError: a
+        # seed of "7" ran as 7 and was reported as "7"; a spec given for the list of faults
+        # was read character by character; a callback that is none failed after the run began.
+        ({"seed": "7"}, "seed must be a whole number, got '7'"),
+        ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"seed": None}, "seed must be a whole number, got None"),
+        ({"timeout": "5"}, "timeout must be a positive number of seconds, got '5'"),
+        ({"faults": "error:a=0.1"}, "faults must be a list of fault specs or Faults, not a str"),
+        ({"faults": [5]}, "faults must be a list of fault specs or Faults, not a list holding int"),
+        ({"every": -1}, "every must be a whole number >= 1, got -1"),
+        ({"progress": 5}, "progress must be a callable taking a Progress, got int"),
     ],
 )
 def test_bad_settings(settings: dict[str, object], says: str) -> None:
