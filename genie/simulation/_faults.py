@@ -171,7 +171,7 @@ def _build(spec: str, kind: FaultKind, agent: str, head: str, options: dict[str,
         after = _latency(spec, agent, head, options)
         return dataclasses.replace(after, kind="answer", rate=approve)
     if kind == "capacity":
-        if not head.isdigit() or int(head) < 1:
+        if not head.isdecimal() or int(head) < 1:  # what int() reads: "²" is a digit, no number
             raise ValueError(f"capacity {head!r} is not a whole number >= 1")
         overflow = options.get("overflow")
         if overflow not in (None, "shed", "overdraft"):

@@ -105,6 +105,8 @@ def test_set_reaches_the_pipeline_file(capsys: pytest.CaptureFixture[str]) -> No
         (["--out", "sim.txt"], "cannot write sim.txt: --out names the PNG file to draw"),
         (["--out", "sim"], "cannot write sim: --out names the PNG file to draw, ending in .png"),
         (["--out", "."], "cannot write .: --out names the PNG file to draw, ending in .png"),
+        # A superscript two is a digit to str.isdigit, not to int(): Python's own words came out.
+        (["--fault", "capacity:*=²"], "capacity '²' is not a whole number >= 1 (form: capacity"),
     ],
 )
 def test_bad_input_exits_2_naming_the_problem(
