@@ -415,11 +415,36 @@ class _Checker:
         for name, decl in self.config.memory.items():
             if decl.summariser is not None:
                 self.known_stack(decl.summariser, ("memory", name, "summariser"))
+            if decl.path is not None:
+                # SQLite makes the file, not its folder: a file in none failed the first
+                # memory call of a handler, long after the load.
+                file = self.path.parent / decl.path
+                if file.is_dir():
+                    self.fail(
+                        ("memory", name, "path"), f"{file} is a folder, not the memory's file"
+                    )
+                elif not file.parent.is_dir():
+                    self.fail(("memory", name, "path"), f"the folder {file.parent} does not exist")
             if decl.embedder != "hashing":
+                at: Loc = ("memory", name, "embedder")
                 try:
-                    import_object(decl.embedder, self.path.parent)
+                    maker = import_object(decl.embedder, self.path.parent)
                 except ConfigurationError as exc:
-                    self.fail(("memory", name, "embedder"), str(exc))
+                    self.fail(at, str(exc))
+                    continue
+                # The runtime makes the embedder by calling this with nothing: a maker that
+                # cannot be called so failed with a bare TypeError when the runtime was made.
+                if not callable(maker):
+                    what = f"{decl.embedder!r} is not callable (an embedder is made by calling it)"
+                    self.fail(at, what)
+                    continue
+                try:
+                    inspect.signature(maker).bind()
+                except TypeError as exc:
+                    what = f"{decl.embedder} is called with no arguments to make the embedder"
+                    self.fail(at, f"{what}: {exc}")
+                except ValueError:
+                    pass  # a builtin without a signature: calling it will tell
 
     def llm_params(self, decl: AgentDecl, spec: AgentSpec, at: Loc) -> dict[str, Any] | None:
         """``decl.params`` for a throwaway instance, with stand-ins for the models the agent

@@ -10,7 +10,7 @@ from datetime import timedelta
 from functools import partial
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import ValidationError
 
@@ -24,7 +24,7 @@ from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
 from .._base.strict_json import loads_strict
 from .._base.yamlconf import ConfigFileError, parse_yaml
-from .._errors import ConfigurationError, InvalidMessageError
+from .._errors import ConfigurationError, InvalidMessageError, described
 from .._message.envelope import Message
 from .._message.payload import Payload, invalid_message
 from .._message.types import too_deep
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .._runtime.transport import Transport
     from ..llm._config import LLMConfig, LLMStacks
     from ..memory._backends import Backend
+    from ..memory._embed import Embedder
 
 __all__ = ["InputError", "Pipeline", "RunResult"]
 
@@ -456,9 +457,9 @@ class Pipeline:
 
         stores: dict[str, MemoryStore] = {}
         for name, decl in self.config.memory.items():
-            embedder = HashingEmbedder(decl.dimensions)
+            embedder: Embedder = HashingEmbedder(decl.dimensions)
             if decl.embedder != "hashing":
-                embedder = import_object(decl.embedder, self.path.parent)()
+                embedder = self._embedder(name, decl.embedder)
             summariser = None
             if decl.summariser is not None and llm is not None:
                 summariser = llm[decl.summariser]
@@ -481,6 +482,24 @@ class Pipeline:
                 summariser=summariser,
             )
         return stores
+
+    def _embedder(self, memory: str, use: str) -> Embedder:
+        """The embedder ``use`` (``module:callable``, checked when the file was loaded) makes
+        for the memory ``memory``: what it raises, or makes that is no embedder, is named by
+        the file and key, not found at the first semantic call."""
+        where = f"{self.path}: memory.{memory}.embedder: {use}"
+        try:
+            made = import_object(use, self.path.parent)()
+        except Exception as exc:
+            raise ConfigurationError(f"{where} raised {described(exc)}") from exc
+        if not isinstance(getattr(made, "name", None), str) or not callable(
+            getattr(made, "embed", None)
+        ):
+            raise ConfigurationError(
+                f"{where} made a {type(made).__name__}, not an embedder (one with a name and "
+                "an async embed(texts), genie.memory.Embedder)"
+            )
+        return cast("Embedder", made)
 
     def _tool_servers(self) -> dict[str, ToolServer]:
         """The file's ``tools:``, as MCP servers (the ``mcp`` extra, loaded only for them)."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from genie_agents.research.deep import CorpusSearch, DeepResearch, ResearchRequest
 
-from genie import Runtime
+from genie import ConfigurationError, Runtime
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
 from genie.llm import ScriptedProvider
@@ -106,3 +106,80 @@ def test_a_bad_memory_section_is_named_by_file_line_and_key(tmp_path: Path) -> N
     assert f"{path}:6: memory.notes.threshold:" in text
     assert "a path is for the sqlite backend" in text
     assert f"{path}:10: memory.talk.summariser: llm stack 'nowhere'" in text
+
+
+def memory_with_embedder(tmp_path: Path, embedder: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "agents:\n"
+        "  - {id: server, use: 'tests.pipelines.loopers:Server'}\n"
+        "memory:\n"
+        "  notes:\n"
+        f"    embedder: '{embedder}'\n"
+        "entry: {type: serve, to: server, input: {format: json}}\n"
+        "output: return\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("embedder", "says"),
+    [
+        # An embedder is made by calling it with nothing: one that takes an argument failed
+        # with a bare TypeError (a traceback from genie run and genie simulate).
+        (
+            "json:loads",
+            "json:loads is called with no arguments to make the embedder: missing a required",
+        ),
+        ("os:sep", "'os:sep' is not callable (an embedder is made by calling it)"),
+    ],
+)
+def test_an_embedder_that_cannot_be_made_is_named_by_line(
+    tmp_path: Path, embedder: str, says: str
+) -> None:
+    path = memory_with_embedder(tmp_path, embedder)
+    with pytest.raises(ConfigFileError) as caught:
+        load_pipeline(path)
+    assert f"{path}:5: memory.notes.embedder: {says}" in str(caught.value)
+
+
+def test_an_embedder_that_makes_no_embedder_is_named(tmp_path: Path) -> None:
+    # os:getcwd is called as an embedder's maker is, and makes a str: it was kept as the
+    # store's embedder, to fail at the first semantic call with an AttributeError.
+    path = memory_with_embedder(tmp_path, "os:getcwd")
+    pipeline = load_pipeline(path)
+    with pytest.raises(ConfigurationError) as caught:
+        pipeline.runtime()
+    assert str(caught.value) == (
+        f"{path}: memory.notes.embedder: os:getcwd made a str, not an embedder (one with a "
+        "name and an async embed(texts), genie.memory.Embedder)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("no/such/folder/memory.db", "the folder {base}/no/such/folder does not exist"),
+        (".", "{base} is a folder, not the memory's file"),
+    ],
+)
+def test_a_memory_file_that_cannot_be_made_is_named_by_line(
+    tmp_path: Path, where: str, says: str
+) -> None:
+    # A file in no folder was taken when the file was loaded, to fail the first memory call
+    # of a handler ("unable to open database file"), not the load, naming the line.
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "agents:\n"
+        "  - {id: server, use: 'tests.pipelines.loopers:Server'}\n"
+        "memory:\n"
+        "  notes:\n"
+        "    backend: sqlite\n"
+        f"    path: '{where}'\n"
+        "entry: {type: serve, to: server, input: {format: json}}\n"
+        "output: return\n"
+    )
+    with pytest.raises(ConfigFileError) as caught:
+        load_pipeline(path)
+    said = says.format(base=tmp_path)
+    assert f"{path}:6: memory.notes.path: {said}" in str(caught.value)
