@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._base.clock import spelt
 from .._base.progress import ProgressLine
 from .._cli.options import count, seconds
 from ..pipeline._args import add_set, load
@@ -23,7 +24,12 @@ def _seed(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not text.strip().lstrip("+-").isdecimal():
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    # Digits past what Python reads as a number, and writes as text to seed each stream.
+    raise argparse.ArgumentTypeError(
+        f"a whole number of at most {sys.get_int_max_str_digits()} digits, not {spelt(text)}"
+    )
 
 
 def add_parser(commands: Any) -> None:

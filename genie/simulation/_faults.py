@@ -294,6 +294,16 @@ def resolve(
     return out
 
 
+def seed_text(seed: int) -> bool:
+    """Whether Python writes ``seed`` as text, as every stream is seeded (``f"{seed}:..."``):
+    not past ``sys.get_int_max_str_digits()`` digits."""
+    try:
+        str(seed)
+    except ValueError:
+        return False
+    return True
+
+
 def stream(seed: int, kind: str, agent: str) -> random.Random:
     """The random stream of one kind of fault at one agent (documented: tests rely on it)."""
     return random.Random(f"{seed}:{kind}:{agent}")

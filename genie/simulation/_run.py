@@ -13,6 +13,7 @@ import functools
 import math
 import os
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from .._runtime.deadletter import DeadLetters
 from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, load_pipeline
 from ..pipeline._run import run_status
-from ._faults import Fault, parse_fault, resolve
+from ._faults import Fault, parse_fault, resolve, seed_text
 from ._histogram import Histogram
 from ._inject import Injector
 from ._report import OUTCOMES, Outcomes, Report, build_report
@@ -92,6 +93,11 @@ def simulate(
     # The seed names every stream ("{seed}:input:{session}"): "7" ran as 7, reported as "7".
     if not _whole(seed, None):
         raise SimulationError(f"seed must be a whole number, got {spelt(seed)}")
+    if not seed_text(seed):
+        raise SimulationError(
+            f"seed must be a whole number of at most {sys.get_int_max_str_digits()} digits, "
+            f"got {spelt(seed)}"
+        )
     if clock not in ("virtual", "real"):
         raise SimulationError(f"clock must be 'virtual' or 'real', got {clock!r}")
     if timeout is not None and not (0 < (seconds(timeout) or 0) < math.inf):

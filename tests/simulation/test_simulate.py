@@ -310,6 +310,9 @@ def test_a_generator_that_fails_stops_the_run_with_a_clear_error(
         ({"seed": "7"}, "seed must be a whole number, got '7'"),
         ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
         ({"seed": None}, "seed must be a whole number, got None"),
+        # Every stream is seeded by the seed written as text, which Python refuses past 4300
+        # digits: the run failed with a bare ValueError once it had begun.
+        ({"seed": 10**5000}, "seed must be a whole number of at most 4300 digits, got an integer"),
         ({"timeout": "5"}, "timeout must be a positive number of seconds, got '5'"),
         ({"faults": "error:a=0.1"}, "faults must be a list of fault specs or Faults, not a str"),
         ({"faults": [5]}, "faults must be a list of fault specs or Faults, not a list holding int"),

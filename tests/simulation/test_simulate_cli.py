@@ -107,6 +107,11 @@ def test_set_reaches_the_pipeline_file(capsys: pytest.CaptureFixture[str]) -> No
         (["--out", "."], "cannot write .: --out names the PNG file to draw, ending in .png"),
         # A superscript two is a digit to str.isdigit, not to int(): Python's own words came out.
         (["--fault", "capacity:*=²"], "capacity '²' is not a whole number >= 1 (form: capacity"),
+        # Said "is not a whole number" of a whole number, quoting all 5,000 digits.
+        (
+            ["--seed", "9" * 5000],
+            "argument --seed: a whole number of at most 4300 digits, not '999",
+        ),
     ],
 )
 def test_bad_input_exits_2_naming_the_problem(
