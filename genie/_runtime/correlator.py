@@ -283,7 +283,12 @@ class Correlator:
         consumer: str = "user",
     ) -> Gather:
         checked_timeout(timeout, "rt.gather")
-        gather = Gather(self, self.get(correlation_id), count, senders, types, where, timeout)
+        corr = self.get(correlation_id)
+        try:
+            gather = Gather(self, corr, count, senders, types, where, timeout)
+        except InvalidArgumentError:
+            self.release(corr)  # a gather refused keeps no correlation open
+            raise
         gather.consumer = consumer
         self.pending += 1
         return gather
