@@ -17,6 +17,10 @@ agents of one class each lead to every part their class produces. So while other
 request is still in flight (``in_flight``, the runtime's count of its deliveries), a loss only
 puts the part in doubt: it is taken if it comes, and is lost, with the loss's reason, once the
 gather sees nothing else of the request in flight, or at the deadline.
+
+A cancelled request delivers nothing more, its session's deadline included, and tells no loss:
+the gather hears of it by the runtime's ``genie.cancelled`` notice, and ends the session without
+a bundle (what the request did is the caller's, who gave it up).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .._agent.context import Context, Timer
 from .._errors import AgentError
 from .._message.envelope import Message
 from .._message.payload import Payload
-from .._runtime.losses import Lost
+from .._runtime.losses import Lost, notice_of_cancelling
 from ._finished import Finished
 
 __all__ = [
@@ -181,6 +185,9 @@ class GatherNode:
         payload = msg.payload
         if isinstance(payload, Lost):
             return self._lost(payload, ctx)
+        cancelled = notice_of_cancelling(msg)
+        if cancelled is not None:
+            return self._cancelled(cancelled)
         if isinstance(payload, GatherDeadline):
             session = self._sessions.pop(key, None)
             if session is None:
@@ -223,6 +230,14 @@ class GatherNode:
             if part not in session.parts:
                 session.doubtful.setdefault(part, why)
         return self._settle(ctx, session)
+
+    def _cancelled(self, correlation_id: str) -> Sequence[Message]:
+        """The request was cancelled: nothing of it comes any more, its deadline neither."""
+        session = self._sessions.pop(correlation_id, None)
+        self._closed.add(correlation_id)  # a straggler from a process that missed it opens none
+        if session is not None:
+            session.timer.cancel()
+        return ()
 
     def _more_coming(self, ctx: Context, session: _Session | None) -> bool:
         """Whether work of the request besides this delivery and the session's deadline is

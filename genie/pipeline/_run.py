@@ -313,7 +313,7 @@ class Pipeline:
                 feeds=self.graph.feeds(g.id, by_sender=not g.expect.types),
                 in_flight=rt.in_flight_of,
             )
-            rt.add(node, subscribe=[Lost.message_type])
+            rt.add(node, subscribe=[Lost.message_type, Cancelled.message_type])
         for w in self.config.workflows:
             checked = self.workflows[w.id]
             flow = WorkflowNode(

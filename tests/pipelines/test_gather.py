@@ -139,3 +139,17 @@ async def test_a_partial_bundle_is_reported_partial_after_a_resume(tmp_path: Pat
     assert result.status == "partial"
     (missing,) = result.missing
     assert (missing.key, missing.kind, missing.agent_id) == ("part_b", "failed", "wb")
+
+
+async def test_a_cancelled_request_ends_its_gathers_session() -> None:
+    # The request is cancelled (its caller gave up) after one part came: the session's
+    # deadline is cancelled with the request, and nothing else of it will ever arrive.
+    async with TestRuntime(load_pipeline(GATHER)) as app:
+        fan_in: Any = next(a for a in app.runtime.agents() if a.id == "fan_in")
+        pipeline = app.pipeline
+        assert pipeline is not None
+        with anyio.move_on_after(0.5):
+            await pipeline.ask(app.runtime, pipeline.entry_payload(pipeline.read_input(text=None)))
+        await app.idle()
+        assert app.runtime.statistics().in_flight == 0
+        assert fan_in.pending == 0  # kept by no store either (``keeps``)
