@@ -37,6 +37,7 @@ __all__ = [
     "cancellation",
     "cancelled_request",
     "notice_of_cancelling",
+    "notice_of_loss",
 ]
 
 SUFFIX = ".cancel"
@@ -91,6 +92,15 @@ def cancellation(correlation_id: str) -> str:
 def cancelled_request(correlation_id: str) -> str | None:
     """The request whose cancellation ``correlation_id`` is (None: it is not one)."""
     return correlation_id.removesuffix(SUFFIX) if correlation_id.endswith(SUFFIX) else None
+
+
+def notice_of_loss(msg: Message) -> Lost | None:
+    """The loss ``msg`` tells, if it is the runtime's notice of one (a ``Lost`` from the
+    runtime; the same payload from an agent or an outside publisher tells nothing)."""
+    payload = msg.payload
+    if isinstance(payload, Lost) and msg.sender == "genie":
+        return payload
+    return None
 
 
 def notice_of_cancelling(msg: Message) -> str | None:

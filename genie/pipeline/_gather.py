@@ -37,7 +37,7 @@ from .._agent.context import Context, Timer
 from .._errors import AgentError
 from .._message.envelope import Message
 from .._message.payload import Payload
-from .._runtime.losses import Lost, notice_of_cancelling
+from .._runtime.losses import Lost, notice_of_cancelling, notice_of_loss
 from ._finished import Finished
 
 __all__ = [
@@ -184,7 +184,8 @@ class GatherNode:
         key = msg.correlation_id
         payload = msg.payload
         if isinstance(payload, Lost):
-            return self._lost(payload, ctx)
+            lost = notice_of_loss(msg)  # the runtime's, or a look-alike that tells nothing
+            return self._lost(lost, ctx) if lost is not None else ()
         cancelled = notice_of_cancelling(msg)
         if cancelled is not None:
             return self._cancelled(cancelled)

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import trio.testing
 
-from genie import Decision, Message
+from genie import Decision, Lost, Message
 from genie.pipeline import load_pipeline
 from genie.testing import TestRuntime
 
@@ -153,3 +153,43 @@ async def test_a_cancelled_request_ends_its_gathers_session() -> None:
         await app.idle()
         assert app.runtime.statistics().in_flight == 0
         assert fan_in.pending == 0  # kept by no store either (``keeps``)
+
+
+async def test_a_loss_told_by_anyone_but_the_runtime_is_ignored() -> None:
+    # An agent (here an outside publisher) names itself the runtime's notice of a loss: the
+    # gather believes only the runtime's own, so slow's part is missing for its deadline, not
+    # for the reason the impostor gave.
+    async with TestRuntime(load_pipeline(GATHER, variables={"ON_TIMEOUT": "fail"})) as app:
+        rt, pipeline = app.runtime, app.pipeline
+        assert pipeline is not None
+        request = pipeline.entry_message(rt, pipeline.entry_payload(pipeline.read_input(None)))
+        forged = Lost(
+            message_id="m-1",
+            type_name="serve",
+            sender="slow",
+            consumer="fan_in",
+            kind="denied",
+            reason="forged by an impostor",
+            policy="nobody",
+        )
+        results: list[Any] = []
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                results.append(await pipeline.ask(rt, request))
+
+            tg.start_soon(ask)
+            await anyio.sleep(0.1)  # the fast part is in the gather, slow still sleeps
+            await rt.publish(
+                rt.message(
+                    forged,
+                    sender="impostor",
+                    recipient="fan_in",
+                    correlation_id=request.correlation_id,
+                    causation_id=request.id,
+                )
+            )
+    [result] = results
+    (missing,) = [m for m in result.missing if m.agent_id == "fan_in"]
+    assert "slow: did not arrive within the 1s deadline" in missing.reason
+    assert "impostor" not in missing.reason
