@@ -1,21 +1,53 @@
-"""Small pieces the domains share: the record base, distance on Earth, rounding, quantiles."""
+"""Small pieces the domains share: the payload and record bases, distance on Earth, rounding,
+quantiles."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["EARTH_RADIUS_KM", "Record", "haversine_km", "median", "money", "shown"]
+from genie import Payload
+
+__all__ = [
+    "EARTH_RADIUS_KM",
+    "CataloguePayload",
+    "Record",
+    "haversine_km",
+    "median",
+    "money",
+    "once_each",
+    "shown",
+]
 
 EARTH_RADIUS_KM = 6371.0
 
 
-class Record(BaseModel):
-    """A value inside a payload: frozen, unknown fields refused."""
+class CataloguePayload(Payload):
+    """A payload of the catalogue: genie's, whose floats are finite. NaN or infinity is no
+    amount, rate or count: a NaN compares false with every bound (a clamp passes it as the
+    best score), an infinity divides into a ratio that looks affordable; either is refused
+    naming the field (``Input should be a finite number``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class Record(BaseModel):
+    """A value inside a payload: frozen, unknown fields refused, floats finite (as
+    ``CataloguePayload``'s)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
+
+
+def once_each(names: Iterable[str], what: str) -> None:
+    """Refuse a name given twice in one list (two loans, two debts of one name): an agent
+    keyed by the name would keep one and answer for part of what was asked."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} {shown(name)} given twice")
+        seen.add(name)
 
 
 def shown(value: str, limit: int = 40) -> str:

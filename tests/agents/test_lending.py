@@ -3,6 +3,8 @@ Each expected number is worked out in the comment next to it."""
 
 from __future__ import annotations
 
+import re
+from math import inf, nan
 from typing import Any
 
 import pytest
@@ -22,9 +24,9 @@ from genie_agents.lending.models import (
     UnderwriteRequest,
 )
 
-from genie import InvalidMessageError, MessageTypes
+from genie import InvalidMessageError, MessageTypes, NoReplyError, Payload
 
-from .helpers import one
+from .helpers import ask, one
 
 
 # --- loan_advisor -----------------------------------------------------------------------------
@@ -297,3 +299,62 @@ async def test_sme_waits_for_a_human_when_not_auto_approved() -> None:
     assert offer.status == "awaiting_approval"
     assert statuses(offer)[-2:] == [("human_approval", "waiting"), ("sanction_letter", "skipped")]
     assert offer.sanction_letter == ""
+
+
+# --- hostile but well-formed requests: a right answer or a refusal naming the field ------------
+LOAN_X = {"loan_id": "x", "outstanding": 100_000, "annual_rate_pct": 12, "emi": 5_000}
+DEBT_A = {"name": "a", "balance": 1_000, "annual_rate_pct": 12, "min_payment": 100}
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "field"),
+    [
+        # The same debt twice was kept once: a schedule for half the debt.
+        (DebtPayoffRequest, {"debts": [DEBT_A, DEBT_A], "monthly_budget": 500}, "debts"),
+        (PrepaymentRequest, {"loans": [LOAN_X, LOAN_X], "lump_sum": 1_000}, "loans"),
+        # NaN and infinity scored as a perfect signal (a NaN compares false to the clamp's
+        # bounds) or priced a loan.
+        (
+            UnderwriteRequest,
+            {"applicant_id": "a", "monthly_inflows": [nan, nan, nan], "monthly_outflows": [1] * 3},
+            "monthly_inflows.0",
+        ),
+        (PrepaymentRequest, {"loans": [LOAN_X | {"emi": inf}], "lump_sum": 1}, "loans.0.emi"),
+        (
+            SimulateLoan,
+            {"principal": 1, "annual_rate_pct": 1, "months": 1, "monthly_net_income": inf},
+            "monthly_net_income",
+        ),
+        # An annuity over more than 100 years (the amortization's cap) is no loan's EMI.
+        (
+            PrepaymentRequest,
+            {"loans": [LOAN_X | {"emi": None, "months_remaining": 1_201}], "lump_sum": 1},
+            "loans.0.months_remaining",
+        ),
+    ],
+)
+def test_a_hostile_request_is_refused_naming_the_field(
+    model: type[Payload], data: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidMessageError, match=f"field '{re.escape(field)}'"):
+        MessageTypes([model]).parse_payload(model.message_type, data)
+
+
+async def test_an_emi_over_a_long_term_is_the_interest_not_an_overflow() -> None:
+    # (1 + r)^n overflows a float for n = 100,000 at 10 %; the annuity tends to P x r:
+    # 100,000 x 0.10 / 12 = 833.33 -> 833.
+    out = await ask(
+        "loan_advisor",
+        SimulateLoan(principal=100_000, annual_rate_pct=10, months=100_000, monthly_net_income=0),
+    )
+    assert out.emi == 833
+
+
+async def test_a_loan_that_outlasts_the_cap_is_refused_not_cut_short() -> None:
+    # Interest 100,000 a month against an EMI of 100,000.10: n = ln(1,000,001) / ln(1.01)
+    # = 1,388.5 months, past the 1,200 the amortization runs: its interest was cut short.
+    slow = LOAN_X | {"outstanding": 10_000_000, "emi": 100_000.10}
+    with pytest.raises(NoReplyError, match="loan x: not repaid within 1,200 months"):
+        await ask(
+            "prepayment_advisor", PrepaymentRequest.model_validate({"loans": [slow], "lump_sum": 1})
+        )

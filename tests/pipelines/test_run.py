@@ -243,6 +243,7 @@ YAML_ENTRY = FINANCE.with_name("treasury.yaml")
 LENDING = FINANCE.with_name("lending.yaml")
 # An infinite monthly debt service was read as a number, and the loan approved.
 LOAN = (ROOT / "config" / "data" / "loan-application.json").read_text()
+TREASURY = (ROOT / "config" / "data" / "treasury-snapshot.yaml").read_text()
 
 
 @pytest.mark.parametrize(
@@ -256,6 +257,15 @@ LOAN = (ROOT / "config" / "data" / "loan-application.json").read_text()
         (JSON_ENTRY, "in.json", '{"n": 1, "n": 2}', "is not valid JSON: key 'n' given twice"),
         (JSON_ENTRY, "in.json", '{"n": NaN}', "is not valid JSON: NaN is not JSON"),
         (LENDING, "in.json", LOAN.replace("13000", "1e309"), "number 1e309 is out of range"),
+        # A debt service no outflow pays, a negative outflow, a negative loan or months that
+        # do not match were read as numbers: the loan approved, or referred as a failed part.
+        (LENDING, "in.json", LOAN.replace("13000", "1e300"), "field 'monthly_debt_service'"),
+        (LENDING, "in.json", LOAN.replace("78000", "-780000"), "field 'monthly_outflows.0'"),
+        (LENDING, "in.json", LOAN.replace("1000000", "-1000000"), "field 'principal'"),
+        (LENDING, "in.json", LOAN.replace(", 77500]", "]"), "cover different months"),
+        # YAML reads .nan and .inf as floats: no amount, return or rate is either.
+        (YAML_ENTRY, "in.yaml", TREASURY.replace("[0.004,", "[.nan,"), "field 'var.returns.0'"),
+        (YAML_ENTRY, "in.yaml", TREASURY.replace("level1: 900", "level1: .inf"), "'lcr.hqla."),
         # YAML inputs are read within the configuration files' bounds (a billion laughs is
         # refused at the alias that crosses them), duplicate keys refused.
         (YAML_ENTRY, "in.yaml", LAUGHS, "in.yaml:5: more than 20,000 values"),

@@ -120,9 +120,11 @@ def test_lending_without_loans_decides_at_the_deadline(tmp_path: Path, capsys: C
     ]
 
 
-def test_lending_invalid_loan_is_referred_without_its_part(tmp_path: Path, capsys: Capture) -> None:
+def test_lending_failed_part_is_referred_without_it(tmp_path: Path, capsys: Capture) -> None:
+    # A loan the application admits but the underwriter cannot score (no money in; a loan
+    # the model refuses, such as months 0, never reaches the desk: exit 2, test_run.py).
     application = json.loads((DATA / "loan-application.json").read_text())
-    application["months"] = 0
+    application |= {"monthly_inflows": [0] * 6, "monthly_debt_service": 0}
     path = tmp_path / "app.json"
     path.write_text(json.dumps(application))
     code, result = run(
@@ -131,21 +133,21 @@ def test_lending_invalid_loan_is_referred_without_its_part(tmp_path: Path, capsy
     assert code == 3  # the output came, and a handler's work was lost
     out = decision(result, "partial")
     assert out["decision"] == "refer"
-    assert out["missing"] == ["loan_simulation"]
+    assert out["missing"] == ["underwrite_score"]
     # The desk's decision says why the part is missing, not only that it is.
     assert (
-        "missing: loan_simulation (failed to loan_advisor: ValueError: invalid loan "
-        "parameters)" in out["reasons"]
+        "missing: underwrite_score (failed to cashflow_underwriter: ValueError: no inflows to "
+        "underwrite)" in out["reasons"]
     )
     [letter] = result["dead_letters"]
-    assert letter["reason"] == "ValueError: invalid loan parameters"
+    assert letter["reason"] == "ValueError: no inflows to underwrite"
     # The failure ended the wait for that part at once, and names the error.
     [missing] = result["missing"]
     assert (missing["key"], missing["kind"], missing["agent"], missing["reason"]) == (
-        "loan_simulation",
+        "underwrite_score",
         "failed",
-        "loan_advisor",
-        "ValueError: invalid loan parameters",
+        "cashflow_underwriter",
+        "ValueError: no inflows to underwrite",
     )
 
 

@@ -7,9 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, go_names, go_text, unit_share
 
 __all__ = [
@@ -45,7 +43,7 @@ def _go_simulation_settings(go: Mapping[str, Any], out: dict[str, Any]) -> dict[
     return out
 
 
-class GoalRequest(Payload):
+class GoalRequest(CataloguePayload):
     message_type = "goal_request"
     goal: str = ""
     target: float = Field(gt=0)
@@ -70,7 +68,7 @@ class GoalRequest(Payload):
     )
 
 
-class GoalPlan(Payload):
+class GoalPlan(CataloguePayload):
     message_type = "goal_plan"
     goal: str
     paths: int
@@ -95,7 +93,7 @@ def _monthly_debits(transactions: Any) -> Any:
     return [months[m] for m in sorted(months)]
 
 
-class EmergencyFundRequest(Payload):
+class EmergencyFundRequest(CataloguePayload):
     message_type = "emergency_fund_request"
     monthly_expenses: tuple[float, ...] = Field(min_length=1)
     current_savings: float = Field(0.0, ge=0)
@@ -111,7 +109,7 @@ class EmergencyFundRequest(Payload):
     )
 
 
-class EmergencyFundPlan(Payload):
+class EmergencyFundPlan(CataloguePayload):
     message_type = "emergency_fund_plan"
     monthly_need: float
     minimum: float
@@ -135,7 +133,7 @@ def _go_holdings(current: Any) -> Any:
     return {names.get(k, k): v for k, v in current.items() if k not in _GO_OTHER_SLEEVES}
 
 
-class AssetAllocationRequest(Payload):
+class AssetAllocationRequest(CataloguePayload):
     message_type = "asset_allocation_request"
     age: int = Field(ge=18, le=100)
     risk_profile: Literal["conservative", "moderate", "aggressive"]
@@ -153,7 +151,7 @@ class AssetAllocationRequest(Payload):
     )
 
 
-class AssetAllocationPlan(Payload):
+class AssetAllocationPlan(CataloguePayload):
     message_type = "asset_allocation_plan"
     equity_pct: int
     debt_pct: int
@@ -177,7 +175,7 @@ def _dividend_yield(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any
     return out | {"dividend_yield_pct": dps * 100 / price}
 
 
-class DividendRequest(Payload):
+class DividendRequest(CataloguePayload):
     message_type = "dividend_request"
     shares: float = Field(gt=0)
     price: float = Field(gt=0)
@@ -212,21 +210,21 @@ class DividendYear(Record):
     value: float
 
 
-class DividendProjection(Payload):
+class DividendProjection(CataloguePayload):
     message_type = "dividend_projection"
     rows: tuple[DividendYear, ...]
     total_gross: float
     total_net: float
 
 
-class ExplainFinance(Payload):
+class ExplainFinance(CataloguePayload):
     message_type = "explain_finance"
     term: str
 
     _go = go_text("term")  # Go's content was the term itself
 
 
-class FinanceExplanation(Payload):
+class FinanceExplanation(CataloguePayload):
     message_type = "finance_explanation"
     term: str
     found: bool

@@ -12,8 +12,9 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
-from genie import BaseAgent, Context, Message, Payload, Risk, handler
+from genie import BaseAgent, Context, Message, Risk, handler
 
+from .._common import CataloguePayload
 from .._go import go_names
 
 __all__ = [
@@ -116,7 +117,7 @@ class EchoVoiceProvider:
             yield audio[start : start + self.chunk_bytes]
 
 
-class VoiceTranscribe(Payload):
+class VoiceTranscribe(CataloguePayload):
     message_type = "voice_transcribe"
     audio: Audio
     language: str = "en-IN"
@@ -124,13 +125,13 @@ class VoiceTranscribe(Payload):
     _go = go_names(GO_TRANSCRIBE, then=_go_blank_lang)
 
 
-class VoiceTranscript(Payload):
+class VoiceTranscript(CataloguePayload):
     message_type = "voice_transcript"
     text: str
     language: str
 
 
-class VoiceSynthesise(Payload):
+class VoiceSynthesise(CataloguePayload):
     message_type = "voice_synthesise"
     text: str = Field(min_length=1, max_length=10_000)
     voice: str = "default"
@@ -138,7 +139,7 @@ class VoiceSynthesise(Payload):
     _go = go_names(GO_SYNTHESISE, then=_go_blank_lang)
 
 
-class VoiceAudio(Payload):
+class VoiceAudio(CataloguePayload):
     message_type = "voice_audio"
     audio: Audio
     voice: str
@@ -167,7 +168,7 @@ class Voice(BaseAgent):
         return ctx.emit(VoiceAudio(audio=audio, voice=payload.voice))
 
 
-class VoiceAsrChunk(Payload):
+class VoiceAsrChunk(CataloguePayload):
     message_type = "voice_asr_chunk"
     stream_id: str = Field(min_length=1)
     seq: int = Field(ge=0)
@@ -181,20 +182,20 @@ class VoiceAsrChunk(Payload):
     )
 
 
-class VoiceAsrPartial(Payload):
+class VoiceAsrPartial(CataloguePayload):
     message_type = "voice_asr_partial"
     stream_id: str
     seq: int
     text: str
 
 
-class VoiceAsrFinal(Payload):
+class VoiceAsrFinal(CataloguePayload):
     message_type = "voice_asr_final"
     stream_id: str
     text: str
 
 
-class VoiceTtsStream(Payload):
+class VoiceTtsStream(CataloguePayload):
     message_type = "voice_tts_stream"
     text: str = Field(min_length=1, max_length=10_000)
     voice: str = "default"
@@ -202,7 +203,7 @@ class VoiceTtsStream(Payload):
     _go = go_names(GO_SYNTHESISE, then=_go_blank_lang)
 
 
-class VoiceTtsChunk(Payload):
+class VoiceTtsChunk(CataloguePayload):
     message_type = "voice_tts_chunk"
     seq: int
     audio: Audio

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from genie import Payload
 from genie.pipeline import Gathered
 
+from .._common import CataloguePayload, once_each
 from ..fraud.models import KycRequest
-from ..lending.models import Loan
+from ..lending.models import CashFlows, Loan
 from ..payments.models import PaymentRequest
 from ..treasury.models import AlmRequest, LcrRequest, VarRequest
 
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-class OnboardingApplication(Payload):
+class OnboardingApplication(CataloguePayload):
     message_type = "onboarding_application"
     customer: KycRequest
     statement_csv: str = Field(description="the last months' bank statement (ingestor format)")
@@ -38,7 +38,7 @@ class OnboardingParts(Gathered):
     message_type = "onboarding_parts"
 
 
-class OnboardingDecision(Payload):
+class OnboardingDecision(CataloguePayload):
     message_type = "onboarding_decision"
     customer_id: str
     decision: Literal["approve", "review", "reject"]
@@ -46,26 +46,30 @@ class OnboardingDecision(Payload):
     missing: tuple[str, ...] = ()
 
 
-class LoanApplication(Payload):
+class LoanApplication(CashFlows):
+    """The cash flows (checked as the underwriter's request is) and the loan asked for; a
+    value that would fail a specialist is refused here, naming the field: a part that fails
+    is a missing part, and the desk would refer the loan instead of saying what is wrong."""
+
     message_type = "loan_application"
-    applicant_id: str
-    monthly_inflows: tuple[float, ...] = Field(min_length=3)
-    monthly_outflows: tuple[float, ...] = Field(min_length=3)
-    monthly_debt_service: float = Field(0.0, ge=0)
-    bounces: int = Field(0, ge=0)
-    tenure_months: int = Field(0, ge=0)
-    principal: float
-    annual_rate_pct: float
-    months: int
+    principal: float = Field(gt=0)
+    annual_rate_pct: float = Field(ge=0)
+    months: int = Field(ge=1)
     existing_loans: tuple[Loan, ...] = ()
     prepayment_budget: float = Field(0.0, ge=0)
+
+    @field_validator("existing_loans")
+    @classmethod
+    def _each_loan_once(cls, loans: tuple[Loan, ...]) -> tuple[Loan, ...]:
+        once_each((loan.loan_id for loan in loans), "loan")
+        return loans
 
 
 class LendingParts(Gathered):
     message_type = "lending_parts"
 
 
-class LendingDecision(Payload):
+class LendingDecision(CataloguePayload):
     message_type = "lending_decision"
     applicant_id: str
     decision: Literal["approve", "refer", "decline"]
@@ -77,7 +81,7 @@ class LendingDecision(Payload):
     missing: tuple[str, ...] = ()
 
 
-class TreasurySnapshot(Payload):
+class TreasurySnapshot(CataloguePayload):
     message_type = "treasury_snapshot"
     var: VarRequest
     lcr: LcrRequest
@@ -88,7 +92,7 @@ class TreasuryParts(Gathered):
     message_type = "treasury_parts"
 
 
-class TreasuryReport(Payload):
+class TreasuryReport(CataloguePayload):
     message_type = "treasury_report"
     status: Literal["green", "amber", "red"]
     lines: tuple[str, ...]

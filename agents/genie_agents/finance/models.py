@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from genie import Payload
 from genie.pipeline import Gathered
 
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, go_names, go_text
 from .statement import Transaction, parse_statement
 
@@ -42,7 +41,7 @@ def _none(value: object) -> bool:
     return value is None
 
 
-class FinanceQuestion(Payload):
+class FinanceQuestion(CataloguePayload):
     """A user's question about a statement (Go: content = question, ``metadata["csv"]``).
 
     ``csv`` must be a statement the ingestor accepts: a bad one is refused here, where the
@@ -73,14 +72,14 @@ class FinanceQuestion(Payload):
         return csv
 
 
-class IngestCsv(Payload):
+class IngestCsv(CataloguePayload):
     message_type = "ingest_csv"
     csv: str
 
     _go = go_text("csv")  # Go's content was the CSV text itself
 
 
-class _Batch(Payload):
+class _Batch(CataloguePayload):
     transactions: tuple[Transaction, ...]
 
 
@@ -102,7 +101,7 @@ class CategoryTotal(Record):
     count: int
 
 
-class AnalysisResult(Payload):
+class AnalysisResult(CataloguePayload):
     message_type = "analysis_result"
     total_income_cents: int
     total_expense_cents: int
@@ -113,7 +112,7 @@ class AnalysisResult(Payload):
     transactions: tuple[Transaction, ...]
 
 
-class ForecastResult(Payload):
+class ForecastResult(CataloguePayload):
     message_type = "forecast_result"
     currency: str
     monthly_net_cents: int
@@ -130,7 +129,7 @@ class Anomaly(Record):
     reason: str
 
 
-class Anomalies(Payload):
+class Anomalies(CataloguePayload):
     """``anomalies`` is None (JSON null) when there were fewer than two transactions, as in Go."""
 
     message_type = "anomalies"
@@ -147,13 +146,13 @@ class Recommendation(Record):
     informational: bool
 
 
-class Recommendations(Payload):
+class Recommendations(CataloguePayload):
     message_type = "recommendations"
     currency: str
     recommendations: tuple[Recommendation, ...]
 
 
-class FinalReportRequest(Payload):
+class FinalReportRequest(CataloguePayload):
     """The supervisor's fan-in bundle: the question, the analysis totals and each branch."""
 
     message_type = "final_report_request"
@@ -168,7 +167,7 @@ class FinalReportRequest(Payload):
     recommendations: Recommendations | None = None
 
 
-class FinalReport(Payload):
+class FinalReport(CataloguePayload):
     message_type = "final_report"
     text: str
 
@@ -190,7 +189,7 @@ class Subscription(Record):
     zombie: bool
 
 
-class Subscriptions(Payload):
+class Subscriptions(CataloguePayload):
     message_type = "subscriptions"
     subscriptions: tuple[Subscription, ...]
     monthly_total_cents: int
@@ -202,7 +201,7 @@ class CategoryEmission(Record):
     kg_co2e: float
 
 
-class CarbonFootprint(Payload):
+class CarbonFootprint(CataloguePayload):
     message_type = "carbon_footprint"
     total_kg_co2e: float
     by_category: tuple[CategoryEmission, ...]
@@ -238,7 +237,7 @@ def _go_statements(records: Any) -> Any:
     return statements
 
 
-class BulkStatementRequest(Payload):
+class BulkStatementRequest(CataloguePayload):
     message_type = "bulk_statement_request"
     statements: tuple[str, ...] = Field(min_length=1, description="statement CSVs")
 
@@ -251,7 +250,7 @@ class MonthFlow(Record):
     expense_cents: int
 
 
-class ConsolidatedCashflow(Payload):
+class ConsolidatedCashflow(CataloguePayload):
     message_type = "consolidated_cashflow"
     statements: int
     transactions: int

@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, derived, go_names
 
 __all__ = [
@@ -40,13 +38,13 @@ class Signal(Record):
     detail: str
 
 
-class FraudSignals(Payload):
+class FraudSignals(CataloguePayload):
     message_type = "fraud_signals"
     severity: Level
     signals: tuple[Signal, ...]
 
 
-class MuleSignals(Payload):
+class MuleSignals(CataloguePayload):
     message_type = "mule_signals"
     risk: Level
     signals: tuple[Signal, ...]
@@ -61,7 +59,7 @@ class AmlReport(Record):
     narrative: str
 
 
-class AmlReports(Payload):
+class AmlReports(CataloguePayload):
     message_type = "aml_strs"
     str_required: bool
     reports: tuple[AmlReport, ...]
@@ -101,7 +99,7 @@ def _kyc_go_flags(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class KycRequest(Payload):
+class KycRequest(CataloguePayload):
     message_type = "kyc_request"
     customer_id: str
     name: str
@@ -134,7 +132,7 @@ class KycRequest(Payload):
     )
 
 
-class KycVerdict(Payload):
+class KycVerdict(CataloguePayload):
     message_type = "kyc_verdict"
     customer_id: str
     decision: Literal["approve", "edd", "reject"]
@@ -148,7 +146,7 @@ def _go_sim_age(days: Any) -> Any:
     return None if days == 0 else days
 
 
-class SyntheticCheck(Payload):
+class SyntheticCheck(CataloguePayload):
     """The signals not known are left out (none: not checked)."""
 
     message_type = "synthetic_check"
@@ -181,7 +179,7 @@ class SyntheticCheck(Payload):
     )
 
 
-class SyntheticVerdict(Payload):
+class SyntheticVerdict(CataloguePayload):
     message_type = "synthetic_verdict"
     verdict: Literal["clear", "review", "synthetic"]
     signals: tuple[str, ...]
@@ -230,7 +228,7 @@ def _go_events(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out | {"current": current, "window": attempts}
 
 
-class SessionCheck(Payload):
+class SessionCheck(CataloguePayload):
     message_type = "session_check"
     user_id: str
     current: Login
@@ -251,7 +249,7 @@ class SessionCheck(Payload):
     )
 
 
-class SessionVerdict(Payload):
+class SessionVerdict(CataloguePayload):
     message_type = "session_verdict"
     user_id: str
     action: Literal["allow", "step_up", "block"]

@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import UNUSED, GoValueError, derived, go_names
 
 __all__ = [
@@ -101,7 +99,7 @@ def _go_claim(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ClaimRequest(Payload):
+class ClaimRequest(CataloguePayload):
     message_type = "claim_request"
     claim_id: str
     policy: PolicyTerms
@@ -126,7 +124,7 @@ class ClaimRequest(Payload):
     )
 
 
-class ClaimDecision(Payload):
+class ClaimDecision(CataloguePayload):
     message_type = "claim_decision"
     claim_id: str
     action: Literal["approve", "approve_partial", "deny", "hitl"]
@@ -174,7 +172,7 @@ def _go_preauth(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class PreauthRequest(Payload):
+class PreauthRequest(CataloguePayload):
     message_type = "preauth_request"
     request_id: str
     policy_active: bool
@@ -213,7 +211,7 @@ class PreauthRequest(Payload):
     )
 
 
-class PreauthDecision(Payload):
+class PreauthDecision(CataloguePayload):
     message_type = "preauth_decision"
     request_id: str
     action: Literal["approve_full", "approve_with_deduction", "approve_partial", "deny", "hitl"]
@@ -269,7 +267,7 @@ def _go_motor(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out | {"claim_free_years": 0 if claimed else steps.index(ncb) + 1}
 
 
-class MotorRequest(Payload):
+class MotorRequest(CataloguePayload):
     """``kind``: fnol (first notice of loss), roadside or renewal_quote."""
 
     message_type = "motor_request"
@@ -328,7 +326,7 @@ class MotorRequest(Payload):
         return city_at(self.latitude, self.longitude)
 
 
-class MotorResponse(Payload):
+class MotorResponse(CataloguePayload):
     message_type = "motor_response"
     kind: str
     policy_id: str

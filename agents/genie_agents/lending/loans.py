@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 
@@ -9,6 +10,7 @@ from genie import BaseAgent, Context, Message, Risk, handler
 
 from .._common import money
 from .models import (
+    MAX_MONTHS,
     DebtPayoff,
     DebtPayoffPlan,
     DebtPayoffRequest,
@@ -35,12 +37,13 @@ DSCR_MIN = 1.25
 
 
 def emi(principal: float, annual_rate_pct: float, months: int) -> float:
-    """The annuity instalment (not rounded); zero rate divides evenly."""
+    """The annuity instalment (not rounded); zero rate divides evenly. Written with the
+    discount (1 + r)^-n, which tends to 0 over a long term (the EMI to the interest, P x r),
+    where the growth (1 + r)^n overflows a float."""
     r = annual_rate_pct / 1200
     if r == 0:
         return principal / months
-    growth = (1 + r) ** months
-    return principal * r * growth / (growth - 1)
+    return principal * r / -math.expm1(-months * math.log1p(r))
 
 
 class LoanAdvisor(BaseAgent):
@@ -107,8 +110,6 @@ class CashflowUnderwriter(BaseAgent):
     @handler
     async def on_request(self, payload: UnderwriteRequest, ctx: Context) -> Message:
         p = payload
-        if len(p.monthly_inflows) != len(p.monthly_outflows):
-            raise ValueError("monthly_inflows and monthly_outflows cover different months")
         income, spend = sum(p.monthly_inflows), sum(p.monthly_outflows)
         if income <= 0:
             raise ValueError("no inflows to underwrite")
@@ -129,11 +130,10 @@ class CashflowUnderwriter(BaseAgent):
         return ctx.emit(out)
 
 
-MAX_MONTHS = 1200
-
-
 def amortize(balance: float, annual_rate_pct: float, instalment: float) -> tuple[int, float]:
-    """(months, interest) to repay ``balance`` at a fixed instalment; the last one is partial."""
+    """(months, interest) to repay ``balance`` at a fixed instalment; the last one is partial.
+    A balance still owed after ``MAX_MONTHS`` is an error: the interest of a schedule cut
+    short is not the loan's."""
     r = annual_rate_pct / 1200
     if balance <= 0:
         return 0, 0.0
@@ -145,6 +145,8 @@ def amortize(balance: float, annual_rate_pct: float, instalment: float) -> tuple
         interest += charge
         balance = balance + charge - min(instalment, balance + charge)
         months += 1
+    if balance > 1e-9:
+        raise ValueError(f"not repaid within {MAX_MONTHS:,} months at this EMI")
     return months, interest
 
 

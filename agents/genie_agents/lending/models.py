@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record, once_each
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, unit_share
 from ..finance.statement import Transaction
 
 __all__ = [
+    "MAX_MONTHS",
+    "CashFlows",
     "Debt",
     "DebtPayoff",
     "DebtPayoffPlan",
@@ -35,7 +36,49 @@ __all__ = [
 ]
 
 
-class SimulateLoan(Payload):
+# The longest a loan runs (100 years): an amortization stops here, an annuity is not longer.
+MAX_MONTHS = 1200
+
+# A month's inflow or outflow is an amount of money, never negative (a refund is an inflow).
+MonthlyFlow = Annotated[float, Field(ge=0)]
+
+
+class CashFlows(CataloguePayload):
+    """An applicant's bank cash flows, as the underwriter reads them (the request to it, and
+    the loan application the lending desk splits)."""
+
+    applicant_id: str
+    monthly_inflows: tuple[MonthlyFlow, ...] = Field(min_length=3)
+    monthly_outflows: tuple[MonthlyFlow, ...] = Field(min_length=3)
+    monthly_debt_service: float = Field(
+        0.0, ge=0, description="paid out of the outflows: at most their mean"
+    )
+    bounces: int = Field(0, ge=0, description="bounced payments in the period")
+    tenure_months: int = Field(0, ge=0, description="months with the bank")
+
+    @field_validator("monthly_outflows")
+    @classmethod
+    def _same_months(cls, outflows: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        inflows = info.data.get("monthly_inflows")
+        if inflows is not None and len(inflows) != len(outflows):
+            raise ValueError("monthly_inflows and monthly_outflows cover different months")
+        return outflows
+
+    @field_validator("monthly_debt_service")
+    @classmethod
+    def _paid_from_outflows(cls, debt_service: float, info: ValidationInfo) -> float:
+        """A loan's EMI is a debit of the statement: a debt service above the mean outflow
+        would score the applicant on spending that pays for none of it."""
+        outflows = info.data.get("monthly_outflows")
+        if outflows is not None and debt_service > statistics.fmean(outflows):
+            raise ValueError(
+                f"more than the mean monthly outflow {statistics.fmean(outflows):,.2f}, "
+                "which pays it"
+            )
+        return debt_service
+
+
+class SimulateLoan(CataloguePayload):
     """Checked by the agent, not the model, so that a bad loan gets Go's error text."""
 
     message_type = "simulate_loan"
@@ -54,7 +97,7 @@ class SimulateLoan(Payload):
     )
 
 
-class LoanSimulation(Payload):
+class LoanSimulation(CataloguePayload):
     message_type = "loan_simulation"
     principal: float
     annual_rate_pct: float
@@ -108,14 +151,8 @@ def _go_cash_flows(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]
     }
 
 
-class UnderwriteRequest(Payload):
+class UnderwriteRequest(CashFlows):
     message_type = "underwrite_request"
-    applicant_id: str
-    monthly_inflows: tuple[float, ...] = Field(min_length=3)
-    monthly_outflows: tuple[float, ...] = Field(min_length=3)
-    monthly_debt_service: float = Field(0.0, ge=0)
-    bounces: int = Field(0, ge=0, description="bounced payments in the period")
-    tenure_months: int = Field(0, ge=0, description="months with the bank")
 
     _go = go_names(
         {
@@ -129,7 +166,7 @@ class UnderwriteRequest(Payload):
     )
 
 
-class UnderwriteScore(Payload):
+class UnderwriteScore(CataloguePayload):
     message_type = "underwrite_score"
     applicant_id: str
     score: int
@@ -143,7 +180,10 @@ class Loan(Record):
     annual_rate_pct: float = Field(ge=0)
     emi: float | None = Field(None, gt=0, description="the instalment; or months_remaining")
     months_remaining: int | None = Field(
-        None, ge=1, description="instead of the EMI: the annuity that repays it in these months"
+        None,
+        ge=1,
+        le=MAX_MONTHS,
+        description="instead of the EMI: the annuity that repays it in these months",
     )
     foreclosure_penalty_pct: float = Field(0.0, ge=0)
     tax_deductible: bool = Field(
@@ -167,7 +207,7 @@ class Loan(Record):
         return self
 
 
-class PrepaymentRequest(Payload):
+class PrepaymentRequest(CataloguePayload):
     message_type = "prepayment_request"
     loans: tuple[Loan, ...] = Field(min_length=1)
     lump_sum: float = Field(gt=0)
@@ -178,6 +218,12 @@ class PrepaymentRequest(Payload):
     _go = go_names(
         {"prepayment_amount_rupees": "lump_sum", "borrower_slab_pct": "marginal_rate_pct"}
     )
+
+    @field_validator("loans")
+    @classmethod
+    def _each_loan_once(cls, loans: tuple[Loan, ...]) -> tuple[Loan, ...]:
+        once_each((loan.loan_id for loan in loans), "loan")
+        return loans
 
 
 class PrepaymentOption(Record):
@@ -190,7 +236,7 @@ class PrepaymentOption(Record):
     forecloses: bool
 
 
-class PrepaymentPlan(Payload):
+class PrepaymentPlan(CataloguePayload):
     message_type = "prepayment_plan"
     best: str
     options: tuple[PrepaymentOption, ...]
@@ -211,7 +257,7 @@ def _go_sme(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class SmeLoanRequest(Payload):
+class SmeLoanRequest(CataloguePayload):
     """The cash flow is given as monthly inflows and outflows, or as a cash-flow score (Go's,
     from ``cashflow_underwriter``), or both; the GST record as the returns filed on time, or
     as whether filing was regular (Go's flag: all of the last 12 on time), or both."""
@@ -279,7 +325,7 @@ class WorkflowStep(Record):
     detail: str
 
 
-class SmeLoanOffer(Payload):
+class SmeLoanOffer(CataloguePayload):
     message_type = "sme_loan_offer"
     business_id: str
     status: Literal["sanctioned", "awaiting_approval", "declined"]
@@ -292,7 +338,7 @@ class SmeLoanOffer(Payload):
     sanction_letter: str = ""
 
 
-class SmeLoanFile(Payload):
+class SmeLoanFile(CataloguePayload):
     """The state of the SME loan workflow (config/pipelines/sme-loan.yaml): the request, and
     what each step found, filled in as the steps run."""
 
@@ -312,7 +358,7 @@ class SmeLoanFile(Payload):
     sanction_letter: str = ""
 
 
-class SmeOfferRelease(Payload):
+class SmeOfferRelease(CataloguePayload):
     """Undo of the indicative offer: the lender's hold on the amount is released."""
 
     message_type = "sme_offer_release"
@@ -365,13 +411,19 @@ def _go_budget(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out | {"monthly_budget": sum(minimums) + extra}
 
 
-class DebtPayoffRequest(Payload):
+class DebtPayoffRequest(CataloguePayload):
     message_type = "debt_payoff_request"
     debts: tuple[Debt, ...] = Field(min_length=1)
     monthly_budget: float = Field(gt=0)
     strategy: Literal["avalanche", "snowball"] = "avalanche"
 
     _go = go_names({"extra_per_month_rupees": UNUSED}, then=_go_budget)
+
+    @field_validator("debts")
+    @classmethod
+    def _each_debt_once(cls, debts: tuple[Debt, ...]) -> tuple[Debt, ...]:
+        once_each((debt.name for debt in debts), "debt")
+        return debts
 
 
 class DebtPayoff(Record):
@@ -380,7 +432,7 @@ class DebtPayoff(Record):
     interest: float
 
 
-class DebtPayoffPlan(Payload):
+class DebtPayoffPlan(CataloguePayload):
     message_type = "debt_payoff_plan"
     strategy: str
     months: int

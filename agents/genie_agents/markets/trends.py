@@ -8,8 +8,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from genie import BaseAgent, Context, Message, Payload, handler
+from genie import BaseAgent, Context, Message, handler
 
+from .._common import CataloguePayload
 from .._go import GoName, GoValueError, go_names
 
 __all__ = [
@@ -66,7 +67,7 @@ def _go_trend(go: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class TrendRequest(Payload):
+class TrendRequest(CataloguePayload):
     message_type = "trend_request"
     keyword: str = Field(min_length=1)
     region: str = Field("IN", min_length=2)
@@ -75,7 +76,7 @@ class TrendRequest(Payload):
     _go = go_names({"geo": "region", "keywords": GoName("keyword", _one_keyword)}, then=_go_trend)
 
 
-class TrendSignal(Payload):
+class TrendSignal(CataloguePayload):
     message_type = "trend_signal"
     keyword: str
     region: str

@@ -9,9 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, rupees_to_paise
 
 __all__ = [
@@ -35,7 +33,7 @@ __all__ = [
 ]
 
 
-class PaymentRequest(Payload):
+class PaymentRequest(CataloguePayload):
     message_type = "payment_request"
     idempotency_key: str = ""
     amount_paise: int
@@ -66,7 +64,7 @@ class PaymentRequest(Payload):
     )
 
 
-class PaymentInstruction(Payload):
+class PaymentInstruction(CataloguePayload):
     message_type = "payment_instruction"
     idempotency_key: str
     action: Literal["submit", "hold_hitl", "hold", "reject"]
@@ -147,7 +145,7 @@ def _go_invoice(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class InvoicePacket(Payload):
+class InvoicePacket(CataloguePayload):
     """The invoice with its purchase order (its lines, or its total) and goods receipt, for
     the three-way match."""
 
@@ -179,7 +177,7 @@ class InvoicePacket(Payload):
     )
 
 
-class InvoiceDecision(Payload):
+class InvoiceDecision(CataloguePayload):
     message_type = "invoice_decision"
     invoice_number: str
     action: Literal["post", "hold", "reject"]
@@ -239,7 +237,7 @@ def _go_rate(bp: Any) -> Any:
     return None if bp == 0 else bp
 
 
-class InvoiceDiscountRequest(Payload):
+class InvoiceDiscountRequest(CataloguePayload):
     message_type = "invoice_discount_request"
     invoices: tuple[Receivable, ...] = Field(min_length=1)
     target: float = Field(gt=0, description="cash needed now (net of the discount)")
@@ -268,7 +266,7 @@ class DiscountPick(Record):
     cost: float
 
 
-class InvoiceDiscountPlan(Payload):
+class InvoiceDiscountPlan(CataloguePayload):
     message_type = "invoice_discount_plan"
     picks: tuple[DiscountPick, ...]
     face_value: float
@@ -295,7 +293,7 @@ class BuyerReceivable(Record):
     )
 
 
-class ScfRequest(Payload):
+class ScfRequest(CataloguePayload):
     message_type = "scf_request"
     supplier: str
     receivables: tuple[BuyerReceivable, ...] = Field(min_length=1)
@@ -303,7 +301,7 @@ class ScfRequest(Payload):
     _go = go_names({"supplier_id": "supplier", "invoices": "receivables"})
 
 
-class ScfRecommendation(Payload):
+class ScfRecommendation(CataloguePayload):
     message_type = "scf_recommendation"
     supplier: str
     total: float
@@ -314,7 +312,7 @@ class ScfRecommendation(Payload):
     advice: tuple[str, ...]
 
 
-class ConvertCurrency(Payload):
+class ConvertCurrency(CataloguePayload):
     message_type = "convert_currency"
     amount: float
     from_currency: str
@@ -329,7 +327,7 @@ class ConvertCurrency(Payload):
     )
 
 
-class CurrencyConversion(Payload):
+class CurrencyConversion(CataloguePayload):
     message_type = "currency_conversion"
     amount: float
     from_currency: str
@@ -338,7 +336,7 @@ class CurrencyConversion(Payload):
     converted: float
 
 
-class FxRateRequest(Payload):
+class FxRateRequest(CataloguePayload):
     message_type = "fx_rate"
     base: str
     quote: str
@@ -346,7 +344,7 @@ class FxRateRequest(Payload):
     _go = go_names({"from": "base", "to": "quote", "amount_minor": UNUSED})
 
 
-class FxRate(Payload):
+class FxRate(CataloguePayload):
     message_type = "fx_rate_quote"
     base: str
     quote: str

@@ -21,7 +21,6 @@ from genie import (
     Context,
     DeniedError,
     Message,
-    Payload,
     Risk,
     ToolArgumentsError,
     ToolDeniedError,
@@ -37,6 +36,7 @@ from genie.llm import (
     complete_by_streaming,
 )
 
+from .._common import CataloguePayload
 from .._go import go_unset
 from .._remember import recalled_context, session_of, topic_key, user_of
 
@@ -69,7 +69,7 @@ class Citation(BaseModel):
     quote: str = ""
 
 
-class ResearchRequest(Payload):
+class ResearchRequest(CataloguePayload):
     """Go's request as is; as in Go, ``max_steps`` 0 and ``sources`` null mean the defaults
     (4 steps, every corpus)."""
 
@@ -81,7 +81,7 @@ class ResearchRequest(Payload):
     _go = go_unset("max_steps", "sources")
 
 
-class ResearchBrief(Payload):
+class ResearchBrief(CataloguePayload):
     message_type = "research_brief"
     question: str
     summary: str
@@ -91,7 +91,7 @@ class ResearchBrief(Payload):
     disclaimer: str
 
 
-class CorpusQuery(Payload):
+class CorpusQuery(CataloguePayload):
     """Search one corpus (``rbi``, ``sahamati`` or ``fiu_ind``) for a short factual snippet."""
 
     message_type = "corpus_query"
@@ -99,7 +99,7 @@ class CorpusQuery(Payload):
     query: str = Field(min_length=1, max_length=2000)
 
 
-class CorpusSnippet(Payload):
+class CorpusSnippet(CataloguePayload):
     message_type = "corpus_snippet"
     corpus: str
     snippet: str

@@ -7,10 +7,12 @@ from typing import ClassVar
 
 from genie import Context, Message, Payload, Risk
 
+from .._common import CataloguePayload
+
 __all__ = ["Fallback", "FallbackNotice"]
 
 
-class FallbackNotice(Payload):
+class FallbackNotice(CataloguePayload):
     message_type = "fallback_notice"
     text: str
 

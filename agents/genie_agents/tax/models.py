@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
@@ -35,7 +33,7 @@ def _new_regime_only(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, An
     return out
 
 
-class TaxEstimateRequest(Payload):
+class TaxEstimateRequest(CataloguePayload):
     message_type = "tax_estimate_request"
     gross_income: float = Field(ge=0)
     salaried: bool = True
@@ -44,7 +42,7 @@ class TaxEstimateRequest(Payload):
     _go = go_names({"gross_income_rupees": "gross_income", "regime": UNUSED}, then=_new_regime_only)
 
 
-class TaxEstimate(Payload):
+class TaxEstimate(CataloguePayload):
     message_type = "tax_estimate"
     regime: str
     financial_year: str
@@ -106,7 +104,7 @@ def _go_realised(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class TaxHarvestRequest(Payload):
+class TaxHarvestRequest(CataloguePayload):
     message_type = "tax_harvest_request"
     as_of: date
     lots: tuple[Lot, ...]
@@ -133,7 +131,7 @@ class HarvestAction(Record):
     wash_risk: bool
 
 
-class TaxHarvestPlan(Payload):
+class TaxHarvestPlan(CataloguePayload):
     message_type = "tax_harvest_plan"
     actions: tuple[HarvestAction, ...]
     tax_before: float
@@ -152,7 +150,7 @@ def _financial_year_of(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, 
     return out | {"financial_year_start": day.year if day.month >= 4 else day.year - 1}
 
 
-class AdvanceTaxRequest(Payload):
+class AdvanceTaxRequest(CataloguePayload):
     message_type = "advance_tax_request"
     financial_year_start: int = Field(ge=2000, le=2100, description="2024 for FY 2024-25")
     estimated_tax: float = Field(ge=0, description="the year's tax less TDS")
@@ -177,7 +175,7 @@ class Instalment(Record):
     interest: float
 
 
-class AdvanceTaxPlan(Payload):
+class AdvanceTaxPlan(CataloguePayload):
     message_type = "advance_tax_plan"
     required: bool
     instalments: tuple[Instalment, ...]
@@ -201,7 +199,7 @@ def _go_sections(used: Any) -> Any:
     return {str(k).removeprefix("sec_"): v for k, v in used.items()}
 
 
-class DeductionsRequest(Payload):
+class DeductionsRequest(CataloguePayload):
     message_type = "deductions_request"
     claimed: dict[str, float] = Field(
         default_factory=dict, description="by section: 80c, 80ccd_1b, 80d_self, 80d_parents, 80tta"
@@ -229,7 +227,7 @@ class DeductionGap(Record):
     tax_saving: float
 
 
-class DeductionsPlan(Payload):
+class DeductionsPlan(CataloguePayload):
     message_type = "deductions_plan"
     gaps: tuple[DeductionGap, ...]
     total_unused: float

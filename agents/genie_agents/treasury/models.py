@@ -7,9 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from genie import Payload
-
-from .._common import Record
+from .._common import CataloguePayload, Record
 from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 
 __all__ = [
@@ -37,7 +35,7 @@ def _go_var_zeros(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class VarRequest(Payload):
+class VarRequest(CataloguePayload):
     message_type = "var_request"
     portfolio_value: float = Field(gt=0)
     returns: tuple[float, ...] = Field(min_length=2, description="daily returns, 0.01 = 1 %")
@@ -55,7 +53,7 @@ class VarRequest(Payload):
     )
 
 
-class VarResult(Payload):
+class VarResult(CataloguePayload):
     message_type = "var_result"
     confidence: float
     horizon_days: int
@@ -110,7 +108,7 @@ GO_INFLOW_RATES = {
 }
 
 
-class LcrRequest(Payload):
+class LcrRequest(CataloguePayload):
     message_type = "lcr_request"
     hqla: Hqla
     outflows: Outflows
@@ -130,7 +128,7 @@ class LcrRequest(Payload):
         return sum(GO_INFLOW_RATES[k] * v for k, v in inflows.items())
 
 
-class LcrResult(Payload):
+class LcrResult(CataloguePayload):
     message_type = "lcr_result"
     hqla: float
     gross_outflows: float
@@ -155,7 +153,7 @@ GO_BUCKETS = {
 }
 
 
-class AlmRequest(Payload):
+class AlmRequest(CataloguePayload):
     message_type = "alm_request"
     total_assets: float = Field(gt=0)
     assets: dict[str, float] = Field(description="by maturity bucket")
@@ -191,7 +189,7 @@ class AlmRow(Record):
     breach: bool
 
 
-class AlmResult(Payload):
+class AlmResult(CataloguePayload):
     message_type = "alm_result"
     rows: tuple[AlmRow, ...]
     breaches: tuple[str, ...]
@@ -224,7 +222,7 @@ def _go_cycle(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class WorkingCapitalRequest(Payload):
+class WorkingCapitalRequest(CataloguePayload):
     message_type = "working_capital_request"
     annual_revenue: float = Field(gt=0)
     annual_cogs: float = Field(gt=0)
@@ -250,7 +248,7 @@ class WorkingCapitalRequest(Payload):
     )
 
 
-class WorkingCapitalForecast(Payload):
+class WorkingCapitalForecast(CataloguePayload):
     message_type = "working_capital_forecast"
     dso: float
     dio: float
