@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 import pytest
 from genie_agents.insurance import AutoInsurance, ClaimAdjudicator, HealthPreauth
-from genie_agents.insurance.models import ClaimRequest, MotorRequest, PreauthRequest
+from genie_agents.insurance.models import ClaimItem, ClaimRequest, MotorRequest, PreauthRequest
 
-from .helpers import T0, one
+from genie import InvalidMessageError, MessageTypes
+
+from .helpers import T0, ask, one
 
 POLICY: dict[str, Any] = {
     "policy_id": "H-1",
@@ -107,6 +110,57 @@ async def test_claim_actions(
 ) -> None:
     out = await adjudicate(claim(items, **changes))
     assert (out.action, out.payable) == (action, payable)
+
+
+async def test_a_sublimit_caps_the_category_not_each_item() -> None:
+    # Room rent billed as three items of 10,000: the 20,000 sublimit caps their 30,000, as it
+    # caps one item of 30,000; then the 5,000 deductible: 15,000 of 30,000. Each item under
+    # the sublimit alone paid 25,000.
+    req = claim({"room_rent": 1}).model_copy(
+        update={"items": (ClaimItem(category="room_rent", amount=10_000),) * 3}
+    )
+    out = await ask("claim_adjudicator", req)
+    assert (out.action, out.claimed, out.payable) == ("approve_partial", 30_000, 15_000)
+    assert "room_rent: capped at the sublimit 20,000.00" in out.reasons
+
+
+async def test_an_incident_before_the_policy_started_is_denied_saying_so() -> None:
+    out = await ask("claim_adjudicator", claim({"hospitalisation": 10_000}, on="2024-12-31"))
+    assert (out.action, out.reasons) == (
+        "deny",
+        ("incident on 2024-12-31, before the policy started on 2025-01-01",),
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "field"),
+    [
+        # Two rules for one category: the last one silently won (here, no sublimit at all).
+        (
+            {
+                "coverage": [
+                    {"category": "room_rent", "sublimit": 20_000},
+                    {"category": "room_rent"},
+                ]
+            },
+            "policy.coverage",
+        ),
+        # A blank exclusion is a word of every diagnosis: every claim was denied.
+        ({"exclusions": [""]}, "policy.exclusions.0"),
+        ({"exclusions": ["  "]}, "policy.exclusions.0"),
+    ],
+)
+def test_policy_terms_that_cannot_be_read_one_way_are_refused(
+    policy: dict[str, Any], field: str
+) -> None:
+    data = {
+        "claim_id": "C-1",
+        "policy": POLICY | policy,
+        "incident_date": "2025-06-01",
+        "items": [{"category": "room_rent", "amount": 1_000}],
+    }
+    with pytest.raises(InvalidMessageError, match=f"field '{re.escape(field)}'"):
+        MessageTypes([ClaimRequest]).parse_payload("claim_request", data)
 
 
 # --- health_preauth ---------------------------------------------------------------------------

@@ -38,6 +38,9 @@ def adjudicate(req: ClaimRequest) -> ClaimDecision:
             }
         )
 
+    if req.incident_date < terms.start_date:
+        reason = f"incident on {req.incident_date}, before the policy started on {terms.start_date}"
+        return decision("deny", 0.0, [reason])
     waiting_ends = terms.start_date + timedelta(days=terms.waiting_period_days)
     if req.incident_date < waiting_ends:
         reason = f"incident within the {terms.waiting_period_days}-day waiting period"
@@ -51,25 +54,29 @@ def adjudicate(req: ClaimRequest) -> ClaimDecision:
     # off the admitted total, then each item's co-pay on what the deductible leaves of it:
     # the order Indian health policies state ("co-payment on the admissible claim amount
     # after the deductible"). The deductible is shared across the items in proportion to
-    # their admitted amounts, so the order of the items cannot change the payout.
+    # their admitted amounts, so the order of the items cannot change the payout. A
+    # sublimit is the category's: items of one category are summed before it caps them, so
+    # a bill split into items is paid as the same bill in one.
+    by_category: dict[str, float] = {}
+    for item in req.items:
+        by_category[item.category] = by_category.get(item.category, 0.0) + item.amount
     admitted: list[tuple[float, float]] = []  # (amount admitted, co-pay share)
     reasons: list[str] = []
     copays: list[str] = []
-    for item in req.items:
-        rule = rules.get(item.category)
-        if item.category in terms.exclusions:
-            reasons.append(f"{item.category}: excluded")
-        elif item.category in terms.network_only and not req.in_network:
-            reasons.append(f"{item.category}: covered at network hospitals only")
+    for category, amount in by_category.items():
+        rule = rules.get(category)
+        if category in terms.exclusions:
+            reasons.append(f"{category}: excluded")
+        elif category in terms.network_only and not req.in_network:
+            reasons.append(f"{category}: covered at network hospitals only")
         elif rule is None:
-            reasons.append(f"{item.category}: not covered")
+            reasons.append(f"{category}: not covered")
         else:
-            amount = item.amount
             if rule.sublimit is not None and amount > rule.sublimit:
-                reasons.append(f"{item.category}: capped at the sublimit {rule.sublimit:,.2f}")
+                reasons.append(f"{category}: capped at the sublimit {rule.sublimit:,.2f}")
                 amount = rule.sublimit
             if rule.copay:
-                copays.append(f"{item.category}: {rule.copay:.0%} co-payment")
+                copays.append(f"{category}: {rule.copay:.0%} co-payment")
             admitted.append((amount, rule.copay))
     total = sum(amount for amount, _ in admitted)
     if terms.deductible and total:
@@ -93,7 +100,8 @@ class ClaimAdjudicator(BaseAgent):
     """Adjudicates a health claim against the policy's rules given as data: waiting period,
     exclusions (an item's category, or a word of the diagnosis: the whole claim), covered
     categories with sublimits and co-payments, categories covered at network hospitals only,
-    deductible, the sum insured left this year. Each item is capped at its sublimit, the
+    deductible, the sum insured left this year; an incident before the policy's start is
+    denied. The items of a category are capped together at its sublimit, the
     deductible comes off the total (shared in proportion), then each item's co-pay applies
     to what is left of it. Pays in full (approve), in part
     (approve_partial) or nothing (deny); a claim of Rs 2 lakh or more goes to a human with the

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .._common import CataloguePayload, Record
+from .._common import CataloguePayload, Record, once_each
 from .._go import UNUSED, GoValueError, derived, go_names
 
 __all__ = [
@@ -40,13 +40,20 @@ class PolicyTerms(Record):
     sum_insured: float = Field(gt=0)
     deductible: float = Field(0.0, ge=0)
     waiting_period_days: int = Field(0, ge=0)
-    exclusions: tuple[str, ...] = Field(
-        (), description="categories, or words of the diagnosis (either excludes)"
+    # A blank exclusion is a word of every diagnosis: it would deny every claim.
+    exclusions: tuple[Annotated[str, Field(pattern=r"\S")], ...] = Field(
+        (), description="categories, or words of the diagnosis (either excludes); not blank"
     )
-    coverage: tuple[CoverageRule, ...]
+    coverage: tuple[CoverageRule, ...] = Field(description="one rule per category")
     network_only: tuple[str, ...] = Field(
         (), description="categories covered only at a network hospital"
     )
+
+    @field_validator("coverage")
+    @classmethod
+    def _one_rule_per_category(cls, rules: tuple[CoverageRule, ...]) -> tuple[CoverageRule, ...]:
+        once_each((rule.category for rule in rules), "coverage category")
+        return rules
 
 
 class ClaimItem(Record):
