@@ -266,6 +266,10 @@ TREASURY = (ROOT / "config" / "data" / "treasury-snapshot.yaml").read_text()
         # YAML reads .nan and .inf as floats: no amount, return or rate is either.
         (YAML_ENTRY, "in.yaml", TREASURY.replace("[0.004,", "[.nan,"), "field 'var.returns.0'"),
         (YAML_ENTRY, "in.yaml", TREASURY.replace("level1: 900", "level1: .inf"), "'lcr.hqla."),
+        # A negative balance in a bucket moved every cumulative gap after it; a bucket not
+        # on the ladder failed the ALM part, and the desk reported amber, not the typo.
+        (YAML_ENTRY, "in.yaml", TREASURY.replace('"8-14d": 400', '"8-14d": -400'), "alm.assets"),
+        (YAML_ENTRY, "in.yaml", TREASURY.replace('"8-14d": 700', '"8-15d": 700'), "'8-15d'"),
         # YAML inputs are read within the configuration files' bounds (a billion laughs is
         # refused at the alias that crosses them), duplicate keys refused.
         (YAML_ENTRY, "in.yaml", LAUGHS, "in.yaml:5: more than 20,000 values"),

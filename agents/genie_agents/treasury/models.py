@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
@@ -13,6 +13,7 @@ from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 __all__ = [
     "AlmRequest",
     "AlmResult",
+    "BUCKETS",
     "AlmRow",
     "Hqla",
     "LcrRequest",
@@ -139,6 +140,19 @@ class LcrResult(CataloguePayload):
     shortfall: float
 
 
+# Maturity buckets, and whether each reprices within a year (and so moves the NII).
+BUCKETS = {
+    "1-7d": True,
+    "8-14d": True,
+    "15-30d": True,
+    "31d-3m": True,
+    "3-6m": True,
+    "6-12m": True,
+    "1-3y": False,
+    "3-5y": False,
+    ">5y": False,
+}
+
 # Go's alm_agent JSON bucket keys and the port's bucket names.
 GO_BUCKETS = {
     "day_1_7": "1-7d",
@@ -153,11 +167,16 @@ GO_BUCKETS = {
 }
 
 
+# A bucket's balance: money held or owed, never negative (a negative one would move every
+# cumulative gap after it).
+Balance = Annotated[float, Field(ge=0)]
+
+
 class AlmRequest(CataloguePayload):
     message_type = "alm_request"
     total_assets: float = Field(gt=0)
-    assets: dict[str, float] = Field(description="by maturity bucket")
-    liabilities: dict[str, float] = Field(description="by maturity bucket")
+    assets: dict[str, Balance] = Field(description="by maturity bucket (BUCKETS)")
+    liabilities: dict[str, Balance] = Field(description="by maturity bucket (BUCKETS)")
     rate_shock_bp: int = 200
 
     _go = go_names(
@@ -177,6 +196,14 @@ class AlmRequest(CataloguePayload):
             twice = sorted(k for k in side if k in GO_BUCKETS and GO_BUCKETS[k] in side)
             raise ValueError(f"bucket {GO_BUCKETS[twice[0]]!r} given twice, also as {twice[0]!r}")
         return out
+
+    @field_validator("assets", "liabilities")
+    @classmethod
+    def _on_the_ladder(cls, side: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(side) - set(BUCKETS))
+        if unknown:
+            raise ValueError(f"unknown bucket {unknown[0]!r} (buckets: {', '.join(BUCKETS)})")
+        return side
 
 
 class AlmRow(Record):

@@ -9,6 +9,7 @@ from genie import BaseAgent, Context, Message, Risk, handler
 
 from .._common import money
 from .models import (
+    BUCKETS,
     AlmRequest,
     AlmResult,
     AlmRow,
@@ -103,18 +104,6 @@ class LcrProjector(BaseAgent):
         return ctx.emit(out)
 
 
-# Maturity buckets, and whether each reprices within a year (and so moves the NII).
-BUCKETS = {
-    "1-7d": True,
-    "8-14d": True,
-    "15-30d": True,
-    "31d-3m": True,
-    "3-6m": True,
-    "6-12m": True,
-    "1-3y": False,
-    "3-5y": False,
-    ">5y": False,
-}
 BREACH_THRESHOLD = 0.15
 
 
@@ -131,10 +120,6 @@ class AlmAgent(BaseAgent):
     @handler
     async def on_request(self, payload: AlmRequest, ctx: Context) -> Message:
         p = payload
-        for side in (p.assets, p.liabilities):
-            unknown = sorted(set(side) - set(BUCKETS))
-            if unknown:
-                raise ValueError(f"unknown bucket {unknown[0]!r} (buckets: {', '.join(BUCKETS)})")
         rows, cumulative, nii = [], 0.0, 0.0
         shock = p.rate_shock_bp / 10_000
         for bucket, within_a_year in BUCKETS.items():
