@@ -243,6 +243,8 @@ YAML_ENTRY = FINANCE.with_name("treasury.yaml")
 LENDING = FINANCE.with_name("lending.yaml")
 # An infinite monthly debt service was read as a number, and the loan approved.
 LOAN = (ROOT / "config" / "data" / "loan-application.json").read_text()
+SME = FINANCE.with_name("sme-loan.yaml")
+SME_LOAN = (ROOT / "config" / "data" / "sme-loan.json").read_text()
 TREASURY = (ROOT / "config" / "data" / "treasury-snapshot.yaml").read_text()
 
 
@@ -263,6 +265,8 @@ TREASURY = (ROOT / "config" / "data" / "treasury-snapshot.yaml").read_text()
         (LENDING, "in.json", LOAN.replace("78000", "-780000"), "field 'monthly_outflows.0'"),
         (LENDING, "in.json", LOAN.replace("1000000", "-1000000"), "field 'principal'"),
         (LENDING, "in.json", LOAN.replace(", 77500]", "]"), "cover different months"),
+        # A negative outflow raised the SME's monthly surplus, and so the amount offered.
+        (SME, "in.json", SME_LOAN.replace("[800000", "[-800000"), "'request.monthly_outflows.0'"),
         # YAML reads .nan and .inf as floats: no amount, return or rate is either.
         (YAML_ENTRY, "in.yaml", TREASURY.replace("[0.004,", "[.nan,"), "field 'var.returns.0'"),
         (YAML_ENTRY, "in.yaml", TREASURY.replace("level1: 900", "level1: .inf"), "'lcr.hqla."),

@@ -267,8 +267,8 @@ class SmeLoanRequest(CataloguePayload):
     gstin: str | None = Field(description="null: none given (Go's request had none)")
     annual_turnover: float = Field(gt=0)
     requested_amount: float = Field(gt=0)
-    monthly_inflows: tuple[float, ...] | None = Field(None, min_length=3)
-    monthly_outflows: tuple[float, ...] | None = Field(None, min_length=3)
+    monthly_inflows: tuple[MonthlyFlow, ...] | None = Field(None, min_length=3)
+    monthly_outflows: tuple[MonthlyFlow, ...] | None = Field(None, min_length=3)
     existing_emi: float = Field(0.0, ge=0)
     cashflow_score: float | None = Field(
         None, ge=0, le=1, description="below 0.30 declines; prices the loan when given"
