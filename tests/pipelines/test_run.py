@@ -117,6 +117,18 @@ def test_missing_input_file(capsys: Capture) -> None:
         ("date,description,amount,type\n2026-01-01,x,NaN,debit\n", 2, "amount 'NaN'"),
         ("date,description,amount,type\n2026-01-01,x,inf,credit\n", 2, "amount 'inf'"),
         ("date,description,amount,type\n2026-01-01,x,1e300,credit\n", 2, "amount '1e300'"),
+        # A currency column was not read: dollars were added to rupees as rupees.
+        (
+            "date,description,amount,type,currency\n2026-01-01,Pay,500,credit,INR\n"
+            "2026-01-02,Hotel,900,debit,usd\n",
+            3,
+            "currency 'USD' is not the statement's 'INR' (line 2): one statement, one currency",
+        ),
+        (
+            "date,description,amount,type,currency\n2026-01-01,Pay,500,credit,rupees\n",
+            2,
+            "currency 'rupees' is not a three-letter ISO 4217 code",
+        ),
         (
             "date,description,amount,type\n2026-01-01,Refund,-450,credit\n",
             2,
@@ -144,6 +156,20 @@ def test_bad_csv_is_bad_input_naming_file_and_line(
     with pytest.raises(InputError, match=re.escape(f"{bad}, line {line}: {reason}")) as caught:
         anyio.run(lambda: pipeline.run(input_path=str(bad)))
     assert caught.value.line == line
+
+
+def test_a_statement_in_one_currency_is_reported_in_it(tmp_path: Path, capsys: Capture) -> None:
+    # A blank cell is the statement's currency, not the default INR.
+    usd = tmp_path / "usd.csv"
+    usd.write_text(
+        "date,description,amount,type,currency\n2026-01-01,Pay,500,credit,USD\n"
+        "2026-01-02,Hotel,120.50,debit,\n"
+    )
+    assert main(["run", str(FINANCE), "--input", str(usd)]) == 0
+    out = capsys.readouterr().out
+    assert "Income   $500.00" in out
+    assert "Expense  $120.50" in out
+    assert "₹" not in out
 
 
 def test_input_that_is_not_utf8_or_has_a_bom(tmp_path: Path, capsys: Capture) -> None:

@@ -32,7 +32,8 @@ class Transaction(Record):
 
     ``time`` ("HH:MM" or "HH:MM:SS"), ``latitude``/``longitude``, ``counterparty``, ``channel``
     (cash, wire, upi, card, ...) and ``country`` (ISO code) are optional; the statement CSV
-    fills them from columns of the same names when present.
+    fills them from columns of the same names when present, and ``currency`` from a
+    ``currency`` column (one for the whole statement).
     """
 
     transaction_id: str = ""
@@ -73,7 +74,8 @@ _MAX_DIGITS = len(str(MAX_AMOUNT))
 # about two, so a longer statement is refused at its 10,001st row instead of holding the flow
 # (a million rows took 20 s and 2 GB before a content limit refused them).
 MAX_ROWS = 10_000
-_READ = frozenset((*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "category"))
+_READ = frozenset((*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "category", "currency"))
+_CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
 # 1234.5, -12, +3.25 and 1,234.50 (thousands grouped by commas); no exponents, no NaN.
 _AMOUNT = re.compile(r"([+-]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?", re.ASCII)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
@@ -97,7 +99,8 @@ def parse_statement(
     empty file, a missing or repeated column, a row of the wrong width, an amount that is not
     a decimal number, has more than two decimal places or exceeds MAX_AMOUNT, a type other
     than debit or credit, a sign that contradicts the type (``-450,credit``), a date that is
-    not a real YYYY-MM-DD day, more than ``max_rows`` transactions (default MAX_ROWS: reading
+    not a real YYYY-MM-DD day, a currency that is not a three-letter code or not the one of
+    the rows before, more than ``max_rows`` transactions (default MAX_ROWS: reading
     stops at the first one past it). A UTF-8 byte order mark is skipped; a quoted value is cut
     in the message.
     """
@@ -126,6 +129,9 @@ def parse_statement(
             )
         at.setdefault(name, i)
     out = []
+    # The statement's currency: the first a row's currency cell names (a blank cell is it).
+    # The amounts are summed into one total, so a row in another currency is refused.
+    currency: tuple[str, int] | None = None
     for n, (line, row) in enumerate(itertools.chain([second], rows), start=1):
         if n > limit:
             raise StatementError(
@@ -143,6 +149,8 @@ def parse_statement(
         except ValueError as exc:
             raise StatementError(str(exc), line, source) from None
         extra = {k: row[at[k]].strip() for k in OPTIONAL_COLUMNS if k in at and row[at[k]].strip()}
+        if "currency" in at and row[at["currency"]].strip():
+            currency = _one_currency(row[at["currency"]], line, currency, source)
         try:
             out.append(
                 Transaction(
@@ -159,7 +167,29 @@ def parse_statement(
             error = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in error["loc"])
             raise StatementError(f"{field}: {error['msg']}", line, source) from None
-    return tuple(out)
+    if currency is None:
+        return tuple(out)
+    return tuple(t.model_copy(update={"currency": currency[0]}) for t in out)
+
+
+def _one_currency(
+    text: str, line: int, first: tuple[str, int] | None, source: str | None
+) -> tuple[str, int]:
+    """The statement's currency (code, line) after a row's currency cell ``text``: an ISO 4217
+    code in any case, the same as the first row's that named one."""
+    code = text.strip().upper()
+    if _CURRENCY.fullmatch(code) is None:
+        raise StatementError(
+            f"currency {shown(text.strip())} is not a three-letter ISO 4217 code", line, source
+        )
+    if first is not None and code != first[0]:
+        raise StatementError(
+            f"currency {code!r} is not the statement's {first[0]!r} (line {first[1]}): "
+            "one statement, one currency",
+            line,
+            source,
+        )
+    return first or (code, line)
 
 
 def _rows(text: str, source: str | None) -> Iterator[tuple[int, list[str]]]:
