@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from genie import Payload
 
 __all__ = [
     "EARTH_RADIUS_KM",
+    "Amount",
     "CataloguePayload",
     "Record",
     "haversine_km",
@@ -22,6 +24,11 @@ __all__ = [
 ]
 
 EARTH_RADIUS_KM = 6371.0
+
+# An amount of money held, owed, paid or claimed, inside a list or a map (a field takes
+# ``Field(ge=0)`` itself): never negative. A negative one was read as a number, moving the
+# totals it joins (a month's outflow, a bucket's balance, a deduction claimed).
+Amount = Annotated[float, Field(ge=0)]
 
 
 class CataloguePayload(Payload):

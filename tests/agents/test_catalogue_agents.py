@@ -12,6 +12,7 @@ from genie_agents.finance.models import IngestCsv
 from genie_agents.lending import LoanAdvisor
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.support import Fallback
+from pydantic import BaseModel
 
 from genie import (
     AgentOptions,
@@ -100,3 +101,64 @@ async def test_agent_errors_go_to_the_fallback_or_a_dead_letter() -> None:
     )
     payload: Any = ok.message.payload
     assert payload.emi == 100  # the runtime goes on serving
+
+
+def _catalogue_models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
+    if model in seen or not model.__module__.startswith("genie_agents"):
+        return
+    seen.add(model)
+    for field in model.model_fields.values():
+        todo = [field.annotation]
+        while todo:
+            kind = todo.pop()
+            todo.extend(typing.get_args(kind))
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                _catalogue_models(kind, seen)
+
+
+def test_no_payload_of_the_catalogue_takes_nan_or_infinity() -> None:
+    """A NaN compares false with every bound (a clamp scored it as a perfect signal), an
+    infinity divides into a ratio that looks affordable: every model an agent reads or
+    writes, and every model inside one, refuses both."""
+    seen: set[type[BaseModel]] = set()
+    for spec in SPECS:
+        for model in (*spec.consumes, *spec.produces):
+            _catalogue_models(model, seen)
+    assert len(seen) > 100
+    takes = sorted(
+        m.__qualname__
+        for m in seen
+        if m.model_config.get("allow_inf_nan") is not False
+        and any("float" in str(f.annotation) for f in m.model_fields.values())
+    )
+    assert takes == [], takes
+
+
+@pytest.mark.parametrize(
+    ("type_name", "data", "field"),
+    [
+        # A negative 80C claim was read as none claimed: the full limit shown as unused.
+        (
+            "deductions_request",
+            {"claimed": {"80c": -500_000}, "marginal_rate_pct": 30},
+            "claimed.80c",
+        ),
+        # Negative equity held gave a negative target portfolio and trades to match.
+        (
+            "asset_allocation_request",
+            {
+                "age": 30,
+                "risk_profile": "moderate",
+                "horizon_years": 10,
+                "holdings": {"equity": -1},
+            },
+            "holdings.equity",
+        ),
+    ],
+)
+def test_a_negative_amount_is_refused_naming_the_field(
+    type_name: str, data: dict[str, Any], field: str
+) -> None:
+    (model,) = [m for s in SPECS for m in s.consumes if m.message_type == type_name][:1]
+    with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
+        MessageTypes([model]).parse_payload(type_name, data)

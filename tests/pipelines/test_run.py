@@ -117,6 +117,12 @@ def test_missing_input_file(capsys: Capture) -> None:
         ("date,description,amount,type\n2026-01-01,x,NaN,debit\n", 2, "amount 'NaN'"),
         ("date,description,amount,type\n2026-01-01,x,inf,credit\n", 2, "amount 'inf'"),
         ("date,description,amount,type\n2026-01-01,x,1e300,credit\n", 2, "amount '1e300'"),
+        # A latitude off the Earth was read as a place (the fraud rules measure travel).
+        (
+            "date,description,amount,type,latitude\n2026-01-01,x,1,debit,1000\n",
+            2,
+            "latitude: Input should be less than or equal to 90",
+        ),
         # A currency column was not read: dollars were added to rupees as rupees.
         (
             "date,description,amount,type,currency\n2026-01-01,Pay,500,credit,INR\n"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .._common import CataloguePayload, Record
+from .._common import Amount, CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, go_names, go_text, unit_share
 
 __all__ = [
@@ -138,7 +138,7 @@ class AssetAllocationRequest(CataloguePayload):
     age: int = Field(ge=18, le=100)
     risk_profile: Literal["conservative", "moderate", "aggressive"]
     horizon_years: int = Field(ge=0)
-    holdings: dict[Literal["equity", "debt"], float] = Field(default_factory=dict)
+    holdings: dict[Literal["equity", "debt"], Amount] = Field(default_factory=dict)
 
     _go = go_names(
         {

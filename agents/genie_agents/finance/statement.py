@@ -7,7 +7,7 @@ import itertools
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
@@ -46,8 +46,9 @@ class Transaction(Record):
     category: str = _omitted()
     direction: str = _omitted()
     time: str = Field("", pattern=r"^(([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?)?$", exclude_if=_empty)
-    latitude: float | None = _omitted(None)
-    longitude: float | None = _omitted(None)
+    # On the Earth: a place off it was read as one, and the fraud rules measure travel.
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = _omitted(None)
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = _omitted(None)
     counterparty: str = _omitted()
     channel: str = _omitted()
     country: str = _omitted()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .._common import CataloguePayload, Record, once_each
+from .._common import Amount, CataloguePayload, Record, once_each
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, unit_share
 from ..finance.statement import Transaction
 
@@ -39,17 +39,14 @@ __all__ = [
 # The longest a loan runs (100 years): an amortization stops here, an annuity is not longer.
 MAX_MONTHS = 1200
 
-# A month's inflow or outflow is an amount of money, never negative (a refund is an inflow).
-MonthlyFlow = Annotated[float, Field(ge=0)]
-
 
 class CashFlows(CataloguePayload):
     """An applicant's bank cash flows, as the underwriter reads them (the request to it, and
     the loan application the lending desk splits)."""
 
     applicant_id: str
-    monthly_inflows: tuple[MonthlyFlow, ...] = Field(min_length=3)
-    monthly_outflows: tuple[MonthlyFlow, ...] = Field(min_length=3)
+    monthly_inflows: tuple[Amount, ...] = Field(min_length=3)
+    monthly_outflows: tuple[Amount, ...] = Field(min_length=3)
     monthly_debt_service: float = Field(
         0.0, ge=0, description="paid out of the outflows: at most their mean"
     )
@@ -267,8 +264,8 @@ class SmeLoanRequest(CataloguePayload):
     gstin: str | None = Field(description="null: none given (Go's request had none)")
     annual_turnover: float = Field(gt=0)
     requested_amount: float = Field(gt=0)
-    monthly_inflows: tuple[MonthlyFlow, ...] | None = Field(None, min_length=3)
-    monthly_outflows: tuple[MonthlyFlow, ...] | None = Field(None, min_length=3)
+    monthly_inflows: tuple[Amount, ...] | None = Field(None, min_length=3)
+    monthly_outflows: tuple[Amount, ...] | None = Field(None, min_length=3)
     existing_emi: float = Field(0.0, ge=0)
     cashflow_score: float | None = Field(
         None, ge=0, le=1, description="below 0.30 declines; prices the loan when given"

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .._common import CataloguePayload, Record
+from .._common import Amount, CataloguePayload, Record
 from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
@@ -201,7 +201,7 @@ def _go_sections(used: Any) -> Any:
 
 class DeductionsRequest(CataloguePayload):
     message_type = "deductions_request"
-    claimed: dict[str, float] = Field(
+    claimed: dict[str, Amount] = Field(
         default_factory=dict, description="by section: 80c, 80ccd_1b, 80d_self, 80d_parents, 80tta"
     )
     self_senior: bool = False

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import Field, field_validator
 
-from .._common import CataloguePayload, Record
+from .._common import Amount, CataloguePayload, Record
 from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 
 __all__ = [
@@ -167,16 +167,11 @@ GO_BUCKETS = {
 }
 
 
-# A bucket's balance: money held or owed, never negative (a negative one would move every
-# cumulative gap after it).
-Balance = Annotated[float, Field(ge=0)]
-
-
 class AlmRequest(CataloguePayload):
     message_type = "alm_request"
     total_assets: float = Field(gt=0)
-    assets: dict[str, Balance] = Field(description="by maturity bucket (BUCKETS)")
-    liabilities: dict[str, Balance] = Field(description="by maturity bucket (BUCKETS)")
+    assets: dict[str, Amount] = Field(description="by maturity bucket (BUCKETS)")
+    liabilities: dict[str, Amount] = Field(description="by maturity bucket (BUCKETS)")
     rate_shock_bp: int = 200
 
     _go = go_names(
