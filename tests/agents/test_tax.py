@@ -15,6 +15,8 @@ from genie_agents.tax.models import (
     TaxHarvestRequest,
 )
 
+from genie import InvalidMessageError, MessageTypes
+
 from .helpers import one
 
 
@@ -164,6 +166,16 @@ async def test_harvest_tax_free_long_term_gains() -> None:
     plan = await one(TaxHarvester("t"), req)
     assert [(a.symbol, a.action, a.gain) for a in plan.actions] == [("HDFC", "sell_gain", 50_000)]
     assert (plan.tax_before, plan.tax_after) == (0, 0)
+
+
+def test_a_lot_bought_after_the_day_of_the_plan_is_refused() -> None:
+    # A lot dated after as_of was held a negative time: short term, and "bought in the last
+    # 30 days" (a wash-sale risk), on a purchase that had not happened.
+    data = {"as_of": "2025-03-01", "lots": [*LOTS, lot("WIPRO", "2025-03-02", 1, 500, 400)]}
+    with pytest.raises(
+        InvalidMessageError, match=r"field 'lots'.*'WIPRO' bought on 2025-03-02, after as_of"
+    ):
+        MessageTypes([TaxHarvestRequest]).parse_payload("tax_harvest_request", data)
 
 
 async def test_365_days_is_still_short_term() -> None:

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from .._common import Amount, CataloguePayload, Record
+from .._common import Amount, CataloguePayload, Record, shown
 from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
@@ -120,6 +120,19 @@ class TaxHarvestRequest(CataloguePayload):
         },
         then=_go_realised,
     )
+
+    @field_validator("lots")
+    @classmethod
+    def _bought_by_as_of(cls, lots: tuple[Lot, ...], info: ValidationInfo) -> tuple[Lot, ...]:
+        """A lot dated after the plan's day was held a negative time: short term, and a wash
+        risk, on a purchase that had not happened."""
+        as_of = info.data.get("as_of")
+        for held in lots:
+            if as_of is not None and held.bought_on > as_of:
+                raise ValueError(
+                    f"{shown(held.symbol)} bought on {held.bought_on}, after as_of {as_of}"
+                )
+        return lots
 
 
 class HarvestAction(Record):
