@@ -340,14 +340,22 @@ def test_a_hostile_request_is_refused_naming_the_field(
         MessageTypes([model]).parse_payload(model.message_type, data)
 
 
-async def test_an_emi_over_a_long_term_is_the_interest_not_an_overflow() -> None:
-    # (1 + r)^n overflows a float for n = 100,000 at 10 %; the annuity tends to P x r:
-    # 100,000 x 0.10 / 12 = 833.33 -> 833.
+async def test_an_emi_at_a_usurious_rate_is_the_interest_not_an_overflow() -> None:
+    # (1 + r)^n overflows a float for n = 1,200 at 100,000 % a year (r = 83.33 a month); the
+    # annuity tends to P x r: 100,000 x 1,000 / 12 = 8,333,333.33 -> 8,333,333.
     out = await ask(
         "loan_advisor",
-        SimulateLoan(principal=100_000, annual_rate_pct=10, months=100_000, monthly_net_income=0),
+        SimulateLoan(principal=100_000, annual_rate_pct=100_000, months=1_200),
     )
-    assert out.emi == 833
+    assert out.emi == 8_333_333
+
+
+async def test_a_term_past_100_years_is_an_invalid_loan() -> None:
+    # 10^400 months is no float: the advisor failed on an OverflowError, not on the loan.
+    for months in (1_201, 10**400):
+        loan = SimulateLoan(principal=1, annual_rate_pct=10, months=months)
+        with pytest.raises(NoReplyError, match="invalid loan parameters"):
+            await ask("loan_advisor", loan)
 
 
 async def test_a_loan_that_outlasts_the_cap_is_refused_not_cut_short() -> None:

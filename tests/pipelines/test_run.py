@@ -297,6 +297,8 @@ TREASURY = (ROOT / "config" / "data" / "treasury-snapshot.yaml").read_text()
         (LENDING, "in.json", LOAN.replace("78000", "-780000"), "field 'monthly_outflows.0'"),
         (LENDING, "in.json", LOAN.replace("1000000", "-1000000"), "field 'principal'"),
         (LENDING, "in.json", LOAN.replace(", 77500]", "]"), "cover different months"),
+        # A term of 10^400 months failed the advisor converting it to a float.
+        (LENDING, "in.json", LOAN.replace('"months": 60', '"months": 1201'), "field 'months'"),
         # A negative outflow raised the SME's monthly surplus, and so the amount offered.
         (SME, "in.json", SME_LOAN.replace("[800000", "[-800000"), "'request.monthly_outflows.0'"),
         # YAML reads .nan and .inf as floats: no amount, return or rate is either.

@@ -10,7 +10,7 @@ from genie.pipeline import Gathered
 
 from .._common import CataloguePayload, once_each
 from ..fraud.models import KycRequest
-from ..lending.models import CashFlows, Loan
+from ..lending.models import MAX_MONTHS, CashFlows, Loan
 from ..payments.models import PaymentRequest
 from ..treasury.models import AlmRequest, LcrRequest, VarRequest
 
@@ -54,7 +54,7 @@ class LoanApplication(CashFlows):
     message_type = "loan_application"
     principal: float = Field(gt=0)
     annual_rate_pct: float = Field(ge=0)
-    months: int = Field(ge=1)
+    months: int = Field(ge=1, le=MAX_MONTHS)
     existing_loans: tuple[Loan, ...] = ()
     prepayment_budget: float = Field(0.0, ge=0)
 

@@ -49,7 +49,8 @@ def emi(principal: float, annual_rate_pct: float, months: int) -> float:
 class LoanAdvisor(BaseAgent):
     """EMI of a loan (annuity, shown rounded to the rupee), total interest, and the debt-service
     cover ratio (monthly net income / the exact EMI): eligible at 1.25 or more. A non-positive
-    principal or tenure, or a negative rate: ``invalid loan parameters``."""
+    principal or tenure, a tenure over 1,200 months, or a negative rate: ``invalid loan
+    parameters``."""
 
     capabilities = ("simulate_loan",)
     produces = (LoanSimulation,)
@@ -57,7 +58,7 @@ class LoanAdvisor(BaseAgent):
     @handler
     async def on_simulate(self, payload: SimulateLoan, ctx: Context) -> Message:
         p = payload
-        if p.principal <= 0 or p.months <= 0 or p.annual_rate_pct < 0:
+        if p.principal <= 0 or not 0 < p.months <= MAX_MONTHS or p.annual_rate_pct < 0:
             raise ValueError("invalid loan parameters")
         exact = emi(p.principal, p.annual_rate_pct, p.months)
         instalment = round(exact)
