@@ -91,7 +91,7 @@ async def test_payment_rules(request_: PaymentRequest, action: str, rail: str, r
 async def test_a_repeated_key_replays_the_first_instruction() -> None:
     agent = PaymentOrchestrator("p", remember=1)
     first = await one(agent, pay(10_000, idempotency_key="k1"))
-    again = await one(agent, pay(90_000, idempotency_key="k1"))  # different body, same key
+    again = await one(agent, pay(10_000, idempotency_key=" k1 "))  # the same payment, again
     assert again == first.model_copy(update={"replayed": True})
     await one(agent, pay(10, idempotency_key="k2"))  # evicts k1 (remember=1)
     assert (await one(agent, pay(90_000, idempotency_key="k1"))).action == "hold_hitl"
@@ -270,3 +270,21 @@ async def test_concentration_and_treds_advice() -> None:
         }
     )
     assert (await one(SupplyChainFinance("s"), even)).warnings == ()  # exactly 40 %: no warning
+
+
+async def test_a_key_used_again_for_another_payment_is_refused_not_replayed() -> None:
+    """Go replayed the first instruction for any request under its key: a Rs 90,000 payment
+    sent under a Rs 100 payment's key came back as the Rs 100 one, 'replayed', and a caller
+    that read only the action took its payment for done. A key names one payment."""
+    agent = PaymentOrchestrator("p")
+    first = await one(agent, pay(10_000, idempotency_key="k1"))
+    other = await one(agent, pay(90_000, idempotency_key="k1"))
+    assert (other.action, other.rail, other.amount_paise, other.replayed) == (
+        "reject",
+        "",
+        90_000 * 100,
+        False,
+    )
+    assert other.reason == "idempotency key 'k1' was used for another payment"
+    again = await one(agent, pay(10_000, idempotency_key="k1"))  # the first is still kept
+    assert again == first.model_copy(update={"replayed": True})

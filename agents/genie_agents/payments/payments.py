@@ -32,7 +32,8 @@ class PaymentOrchestrator(BaseAgent):
     needs a human: with ``approval_role``, the payment waits for a person of that role to approve
     it (docs/durability.md), within ``approval_deadline`` seconds, and is then submitted or
     rejected; without, it ends as Go's ``hold_hitl`` flag. Smaller ones are submitted. A repeated
-    idempotency key replays the first instruction (the last ``remember`` keys are kept)."""
+    idempotency key replays the first instruction (the last ``remember`` keys are kept); the
+    key used again for another payment is refused, not replayed."""
 
     capabilities = ("route_payment",)
     risk = Risk.HIGH
@@ -52,16 +53,23 @@ class PaymentOrchestrator(BaseAgent):
         self.remember = remember
         self.approval_role = approval_role
         self.approval_deadline = approval_deadline
-        self._seen: OrderedDict[str, PaymentInstruction] = OrderedDict()
+        # By key: the payment first sent under it (its fields but the key) and its instruction.
+        self._seen: OrderedDict[str, tuple[dict[str, object], PaymentInstruction]] = OrderedDict()
 
     @handler
     async def on_payment(self, payload: PaymentRequest, ctx: Context) -> Message:
         key = payload.idempotency_key.strip()
         if key in self._seen:
-            return ctx.emit(self._seen[key].model_copy(update={"replayed": True}))
+            first, kept = self._seen[key]
+            if _payment(payload) != first:
+                # A key names one payment: another one under it is neither run nor answered
+                # with the first's instruction, which its caller would take for its own.
+                reason = f"idempotency key {key!r} was used for another payment"
+                return ctx.emit(self.decide(payload, refused=reason))
+            return ctx.emit(kept.model_copy(update={"replayed": True}))
         out = self.decide(payload)
         if key:
-            self._seen[key] = out
+            self._seen[key] = (_payment(payload), out)
             if len(self._seen) > self.remember:
                 self._seen.popitem(last=False)
         if out.action == "hold_hitl" and self.approval_role is not None:
@@ -81,10 +89,12 @@ class PaymentOrchestrator(BaseAgent):
         held = PaymentInstruction.model_validate_json(decision.details)
         action = "submit" if decision.approved else "reject"
         out = held.model_copy(update={"action": action, "reason": decision.said()})
-        self._seen[held.idempotency_key.strip()] = out
+        key = held.idempotency_key.strip()
+        if key in self._seen:  # (else forgotten meanwhile: a later send under it runs anew)
+            self._seen[key] = (self._seen[key][0], out)
         return ctx.emit(out)
 
-    def decide(self, p: PaymentRequest) -> PaymentInstruction:
+    def decide(self, p: PaymentRequest, refused: str = "") -> PaymentInstruction:
         def result(action: str, rail: str, reason: str) -> PaymentInstruction:
             return PaymentInstruction.model_validate(
                 {
@@ -96,6 +106,8 @@ class PaymentOrchestrator(BaseAgent):
                 }
             )
 
+        if refused:
+            return result("reject", "", refused)
         amount = p.amount_paise
         if p.currency.upper() != "INR":
             return result("reject", "", f"only INR payments are supported, not {p.currency}")
@@ -167,3 +179,8 @@ class CurrencyConverter(BaseAgent):
     async def on_rate(self, payload: FxRateRequest, ctx: Context) -> Message:
         rate = fx_rate(payload.base, payload.quote)
         return ctx.emit(FxRate(base=payload.base.upper(), quote=payload.quote.upper(), rate=rate))
+
+
+def _payment(p: PaymentRequest) -> dict[str, object]:
+    """What makes ``p`` one payment: all it says but its idempotency key."""
+    return p.model_dump(exclude={"idempotency_key"})
