@@ -75,7 +75,13 @@ from .local.mailbox import Handoff, Mailbox
 from .local.transport import LocalTransport
 from .memory_calls import MemoryCalls
 from .model_calls import ModelCalls
-from .observe.observer import Observer, Observers, deliveries_listener, gather_listener
+from .observe.observer import (
+    Observer,
+    Observers,
+    deliveries_listener,
+    gather_listener,
+    unguarded,
+)
 from .options import AgentOptions
 from .policy import Limits, Policy, checked_policies
 from .router import Router, Tap
@@ -626,7 +632,7 @@ class Runtime:
         observer: Observer | None = self._guarded
         if not self._observers:
             observer = None
-        elif len(self._observers) == 1 and self._observers[0].never_raises:
+        elif len(self._observers) == 1 and unguarded(self._observers[0]):
             observer = self._observers[0]  # a built-in one never raises: no guard to pass
         self._ledger.observer = observer
         self._correlator.on_gathered = gather_listener(observer)

@@ -633,3 +633,30 @@ async def test_an_observer_that_breaks_on_a_publish_told_at_once_harms_nothing()
     assert rt.statistics().observer_errors == 1
     assert rt.metrics is not None
     check_accounting(parse(rt.metrics.text()), rt.statistics())
+
+
+class BrokenMetrics(Metrics):
+    """Metrics of a user's own, built on genie's: they count what genie counts, then break."""
+
+    def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
+        super().handled(msg, agent_id, duration, outputs)
+        raise RuntimeError("exporter bug")
+
+
+async def test_metrics_of_your_own_that_raise_are_counted_and_change_nothing() -> None:
+    """Genie's metrics cannot raise, so a runtime calls them alone without the guard; a
+    subclass that overrides a hook made no such promise, and is guarded like any observer."""
+    async with Runtime(metrics=BrokenMetrics()) as rt:
+        rt.add(Echo("echo"))
+        result = await rt.ask(rt.message(Ping(n=3), recipient="echo"))
+        stats = rt.statistics()
+    assert result.message.payload == Pong(n=3)
+    assert stats.observer_errors == 1  # echo's call
+    assert (stats.handled, stats.collected) == (2, 1)
+    assert rt.metrics is not None  # what they counted before they broke is kept
+    handled = parse(rt.metrics.text())
+    assert total(handled, "genie_messages_handled_total", agent="echo", status="ok") == 1
+    # Genie's own, alone, still pass no guard (a private attribute: the hot path's observer).
+    plain = Runtime(metrics=True)
+    assert plain._ledger.observer is plain.metrics
+

@@ -14,7 +14,7 @@ from ..._message.envelope import Message
 from ..correlator import GatherResult
 from ..deadletter import DeadLetter
 
-__all__ = ["Observer", "deliveries_listener", "gather_listener"]
+__all__ = ["Observer", "deliveries_listener", "gather_listener", "unguarded"]
 
 _log = lazy_logger("genie.runtime")
 
@@ -29,7 +29,8 @@ class Observer:
     """
 
     # True only for observers written so that they cannot raise (the built-in ones): the
-    # runtime then calls a lone observer without the guard.
+    # runtime then calls a lone observer without the guard. A promise of the class that says
+    # it, not of its subclasses (``unguarded``).
     never_raises = False
 
     def published(self, msg: Message, recipients: int) -> None:
@@ -159,6 +160,14 @@ class Observers(Observer):
 
     def closed(self) -> None:
         self._each("closed")
+
+
+def unguarded(observer: Observer) -> bool:
+    """Whether the runtime may call ``observer``, alone, without the guard: only if its own
+    class says it never raises. A subclass of a built-in observer (``genie.Metrics`` with a
+    hook of yours) inherits the attribute but not the promise, which was about the hooks the
+    built-in one wrote: it is guarded like any observer unless it says so itself."""
+    return bool(vars(type(observer)).get("never_raises", False))
 
 
 def _overrides(observer: Observer, hook: str) -> bool:
