@@ -660,3 +660,16 @@ async def test_metrics_of_your_own_that_raise_are_counted_and_change_nothing() -
     plain = Runtime(metrics=True)
     assert plain._ledger.observer is plain.metrics
 
+
+@pytest.mark.parametrize("auto_describe", [False, True], ids=["own", "like-the-process-one"])
+def test_a_registry_holds_the_metrics_of_one_runtime(auto_describe: bool) -> None:
+    """Two runtimes' metrics in one registry would expose every family twice, and Prometheus
+    refuses such a scrape whole ("second HELP line"): the second is refused when it is made,
+    naming why, not with prometheus-client's ``ValueError`` (``prometheus_client.REGISTRY``
+    describes itself, a registry of your own does not)."""
+    registry = CollectorRegistry(auto_describe=auto_describe)
+    first = Metrics(registry)
+    with pytest.raises(ConfigurationError, match="already holds the metrics of a runtime"):
+        Metrics(registry)
+    Runtime(metrics=first)  # the first is untouched and still one runtime's
+    assert "genie_messages_published" in first.text()

@@ -177,7 +177,8 @@ class Metrics(Observer):
 
     ``registry`` defaults to a new ``CollectorRegistry`` of its own; pass
     ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime per
-    process can export). ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the
+    process can export: a registry holding a runtime's metrics refuses another's with
+    ``ConfigurationError``). ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the
     histograms' upper bounds, rising strictly, or ``ConfigurationError``. ``serve(port)``
     exposes ``/metrics``, ``text()`` renders it, ``write(path)`` saves it.
     """
@@ -206,7 +207,13 @@ class Metrics(Observer):
         self._dead: dict[tuple[str, ...], int] = {}
         self._shed: dict[tuple[str, ...], int] = {}
         self._limits: dict[tuple[str, ...], int] = {}  # model-call limits (not admission's)
-        self.registry.register(_Collector(self))
+        try:
+            self.registry.register(_Collector(self))
+        except ValueError as exc:  # prometheus-client's DuplicateTimeseries
+            raise ConfigurationError(
+                "this registry already holds the metrics of a runtime (or metrics of the same "
+                "names): give each runtime a registry of its own (Metrics() makes one)"
+            ) from exc
 
     def bind(self, runtime: Observed) -> None:
         """Start observing ``runtime`` (the runtime does this; one runtime per ``Metrics``)."""
@@ -328,7 +335,19 @@ class Metrics(Observer):
             _bump(self._shed, (agent, letter.message.type))
 
     # --- the scrape ----------------------------------------------------------------------------
+    def describe(self) -> Iterator[Metric]:
+        """Every family these metrics expose, for the registry to check when they register:
+        a registry with another runtime's metrics in it would expose each family twice."""
+        yield from self._observed()
+        yield from _Read().families()
+
     def collect(self) -> Iterator[Metric]:
+        yield from self._observed()
+        if self.runtime is not None:
+            yield from _from_statistics(self.runtime, dict(self._limits))
+
+    def _observed(self) -> Iterator[Metric]:
+        """The families counted from the observer hook."""
         # Copies first, each one atomic: the scrape runs on the server's thread.
         agents = list(self._agents.items())
         types = [(type_, counts.widths()) for type_, counts in list(self._published.items())]
@@ -404,8 +423,6 @@ class Metrics(Observer):
         total = float(sum(width * n for width, n in widths.items()))
         fanout.add_metric([], _cumulative(self._fanout_bounds, per_bucket), total)
         yield fanout
-        if self.runtime is not None:
-            yield from _from_statistics(self.runtime, dict(self._limits))
 
 
 class _Collector(Collector):
@@ -414,6 +431,9 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return self._metrics.collect()
+
+    def describe(self) -> Iterator[Metric]:
+        return self._metrics.describe()
 
 
 def _counter(
@@ -425,65 +445,81 @@ def _counter(
     return family
 
 
+class _Read:
+    """The families read from a runtime's ``statistics()`` when scraped, made empty: filled by
+    ``_from_statistics``, named as they are by ``Metrics.describe``."""
+
+    def __init__(self) -> None:
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
+        self.in_flight = gauge("genie_in_flight", "Deliveries queued or running now.")
+        self.retries = counter("genie_retries", "Handler retries.")
+        self.fallbacks = counter("genie_fallbacks", "Failed messages the fallback agent handled.")
+        self.depth = gauge("genie_mailbox_depth", "Messages queued, by agent.", labels=["agent"])
+        self.capacity = gauge("genie_mailbox_capacity", "Mailbox size, by agent.", labels=["agent"])
+        self.active = gauge(
+            "genie_handlers_active", "Handlers running, by agent.", labels=["agent"]
+        )
+        self.decisions = counter(
+            "genie_policy_decisions",
+            "Governance decisions by policy (allow, deny): deliveries (fallbacks, taps and "
+            "waiters too), tool calls and their results, memory writes and reads.",
+            labels=["policy", "decision"],
+        )
+        self.limits = counter(
+            "genie_limits_fired",
+            "Deliveries and tool calls stopped by the hop limit or the correlation budget, and "
+            "correlations whose model calls their token or cost budget stopped.",
+            labels=["limit"],
+        )
+        self.correlations = gauge(
+            "genie_correlations_active", "Correlations with work in flight or someone waiting."
+        )
+        self.pending = gauge("genie_gathers_pending", "Fan-ins (gathers, asks) waiting now.")
+        self.gathers = counter("genie_gathers", "Finished fan-ins by status.", labels=["status"])
+        self.late = counter("genie_late_replies", "Replies that came after their fan-in ended.")
+
+    def families(self) -> tuple[Metric, ...]:
+        return (
+            self.in_flight,
+            self.retries,
+            self.fallbacks,
+            self.depth,
+            self.capacity,
+            self.active,
+            self.decisions,
+            self.limits,
+            self.correlations,
+            self.pending,
+            self.gathers,
+            self.late,
+        )
+
+
 def _from_statistics(rt: Observed, model_limits: dict[tuple[str, ...], int]) -> Iterator[Metric]:
     stats = rt.statistics()
-    yield GaugeMetricFamily(
-        "genie_in_flight", "Deliveries queued or running now.", value=stats.in_flight
-    )
-    yield CounterMetricFamily("genie_retries", "Handler retries.", value=stats.retries)
-    yield CounterMetricFamily(
-        "genie_fallbacks", "Failed messages the fallback agent handled.", value=stats.fallbacks
-    )
-    depth = GaugeMetricFamily("genie_mailbox_depth", "Messages queued, by agent.", labels=["agent"])
-    capacity = GaugeMetricFamily(
-        "genie_mailbox_capacity", "Mailbox size, by agent.", labels=["agent"]
-    )
-    active = GaugeMetricFamily(
-        "genie_handlers_active", "Handlers running, by agent.", labels=["agent"]
-    )
+    read = _Read()
+    read.in_flight.add_metric([], stats.in_flight)
+    read.retries.add_metric([], stats.retries)
+    read.fallbacks.add_metric([], stats.fallbacks)
     for agent, mb in stats.mailboxes.items():
-        depth.add_metric([agent], mb.depth)
-        capacity.add_metric([agent], mb.capacity)
-        active.add_metric([agent], mb.active)
-    yield from (depth, capacity, active)
+        read.depth.add_metric([agent], mb.depth)
+        read.capacity.add_metric([agent], mb.capacity)
+        read.active.add_metric([agent], mb.active)
     policies = stats.policies
-    decisions = CounterMetricFamily(
-        "genie_policy_decisions",
-        "Governance decisions by policy (allow, deny): deliveries (fallbacks, taps and "
-        "waiters too), tool calls and their results, memory writes and reads.",
-        labels=["policy", "decision"],
-    )
     for (policy, decision), n in policies.decisions().items():
-        decisions.add_metric([policy, decision], n)
-    yield decisions
-    limits = CounterMetricFamily(
-        "genie_limits_fired",
-        "Deliveries and tool calls stopped by the hop limit or the correlation budget, and "
-        "correlations whose model calls their token or cost budget stopped.",
-        labels=["limit"],
-    )
+        read.decisions.add_metric([policy, decision], n)
     for limit in ("hops", "budget"):
-        limits.add_metric([limit], policies.denied.get(f"limit:{limit}", 0))
+        read.limits.add_metric([limit], policies.denied.get(f"limit:{limit}", 0))
     for (limit,), n in model_limits.items():
-        limits.add_metric([limit], n)
-    yield limits
+        read.limits.add_metric([limit], n)
     corr = stats.correlations
-    yield GaugeMetricFamily(
-        "genie_correlations_active",
-        "Correlations with work in flight or someone waiting.",
-        value=corr.correlations_active,
-    )
-    yield GaugeMetricFamily(
-        "genie_gathers_pending", "Fan-ins (gathers, asks) waiting now.", value=corr.gathers_pending
-    )
-    gathers = CounterMetricFamily("genie_gathers", "Finished fan-ins by status.", labels=["status"])
-    gathers.add_metric(["complete"], corr.gathers_complete)
-    gathers.add_metric(["partial"], corr.gathers_partial)
-    gathers.add_metric(["timed_out"], corr.gathers_timed_out)
-    yield gathers
-    yield CounterMetricFamily(
-        "genie_late_replies", "Replies that came after their fan-in ended.", value=corr.late_replies
-    )
+    read.correlations.add_metric([], corr.correlations_active)
+    read.pending.add_metric([], corr.gathers_pending)
+    read.gathers.add_metric(["complete"], corr.gathers_complete)
+    read.gathers.add_metric(["partial"], corr.gathers_partial)
+    read.gathers.add_metric(["timed_out"], corr.gathers_timed_out)
+    read.late.add_metric([], corr.late_replies)
+    return iter(read.families())
 
 
 class MetricsServer:
