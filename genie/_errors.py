@@ -219,6 +219,9 @@ _ACTED_ON = {
         0x200F,
         *range(0x202A, 0x202F),
         *range(0x2066, 0x206A),
+        # Not acted on but unwritable: a lone surrogate (JSON's "\ud800") has no UTF-8, so a
+        # stream that encodes strictly (a log file) would refuse the whole line that holds it.
+        *range(0xD800, 0xE000),
     )
 }
 

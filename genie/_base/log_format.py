@@ -60,11 +60,48 @@ class _TextFormatter(logging.Formatter):
     it (a failure's reason, an agent's id) cannot begin a line that seems another record, nor
     drive the terminal. A traceback keeps its lines."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        # ``logging`` keeps the first handler's traceback text on the record for the next:
+        # another handler's (unescaped) must not be written here.
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         return for_terminal(super().formatMessage(record))
 
     def formatException(self, ei: _ExcInfo) -> str:
-        return for_terminal(super().formatException(ei), keep_lines=True)
+        text = super().formatException(ei)
+        # Python's lines are kept; the text an exception was raised with (which may quote a
+        # request) is one line, as the record's message is: a line break in it would begin a
+        # line that reads as a record of its own.
+        for said in _said(ei[1]):
+            text = text.replace(said, for_terminal(said))
+        return for_terminal(text, keep_lines=True)
+
+
+def _said(error: BaseException | None) -> set[str]:
+    """The texts of ``error`` and of the exceptions chained to it (causes, contexts, a
+    group's members, their notes) that hold a line break."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        try:
+            texts = [str(exc), *(str(n) for n in getattr(exc, "__notes__", None) or ())]
+        except Exception:  # a broken __str__: the traceback shows it its own way
+            texts = []
+        found.update(t for t in texts if "\n" in t)
+        todo += [exc.__cause__, exc.__context__]
+        if isinstance(exc, BaseExceptionGroup):
+            todo += exc.exceptions
+    return found
 
 
 def configure_logging(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from genie import BaseAgent, Context, Runtime, configure_logging, handler
+from genie import BaseAgent, Context, Message, Payload, Runtime, configure_logging, handler
 from genie._cli.main import LOST_WORK, main
 
 from ..conftest import Ping
@@ -282,3 +282,61 @@ def test_metrics_out_to_standard_output_redirected_to_a_file_keeps_both_whole(
     metrics, report = out.read_text().split("\n{", 1)
     assert total(parse(metrics), "genie_gathers_total", status="complete") == 1
     assert json.loads("{" + report)["status"] == "ok"
+
+
+# What a request's text may carry into a log: a line that would read as a record of its own,
+# an escape that clears the terminal, and a lone surrogate (JSON's "\ud800"), which no UTF-8
+# file can hold.
+FORGED = "2026-01-01 00:00:00,000 ERROR genie.runtime [agent=admin type=- correlation=-] ok"
+HOSTILE = f"x\ud800y\n{FORGED}\x1b[2J"
+
+
+class Note(Payload):
+    message_type = "note"
+    text: str
+
+
+class Picky(BaseAgent):
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        raise ValueError(f"cannot read {payload.text}")
+
+
+class PickyTap:
+    id = "picky-tap"
+
+    def observe(self, msg: Message) -> None:
+        if isinstance(msg.payload, Note):
+            raise ValueError(f"cannot read {msg.payload.text}")
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+async def test_a_logged_text_forges_no_record_and_loses_none(form: str, tmp_path: Path) -> None:
+    """A handler's failure (a dead letter's warning) and a tap's (logged with its traceback)
+    quote what a request said. Logged to a UTF-8 file, as an application does, each record is
+    kept (a lone surrogate written as its escape, not a "--- Logging error ---" in its place),
+    and none of its lines reads as a record of its own."""
+    path = tmp_path / "genie.log"
+    root = logging.getLogger()
+    level = root.level
+    with path.open("w", encoding="utf-8") as stream:
+        handler_ = configure_logging(form, logging.WARNING, stream)  # type: ignore[arg-type]
+        try:
+            async with Runtime() as rt:
+                rt.add(Picky("picky"))
+                rt.add_tap(PickyTap())
+                await rt.publish(rt.message(Note(text=HOSTILE), recipient="picky"))
+        finally:
+            root.removeHandler(handler_)
+            root.setLevel(level)
+    written = path.read_text(encoding="utf-8")
+    if form == "json":
+        records = [json.loads(line)["message"] for line in written.splitlines()]
+    else:
+        assert "\x1b" not in written
+        lines = written.splitlines()
+        assert not [line for line in lines if line.startswith(FORGED[:10])], written
+        records = [line for line in lines if re.match(r"\d{4}-\d\d-\d\d \d\d:", line)]
+    assert len(records) == 2, written  # the tap's failure, the dead letter
+    assert any("tap 'picky-tap' failed" in r for r in records)
+    assert any("dead letter (failed)" in r for r in records)
