@@ -721,6 +721,11 @@ class Runtime:
     def agents(self) -> list[Agent]:
         return [mb.agent for mb in self._mailboxes.values()]
 
+    def hosts(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` is an agent of this runtime: not a caller outside (whose name
+        is whatever it sent under), nor an agent of another process."""
+        return agent_id in self._mailboxes
+
     def _mailbox(self, agent_id: str) -> Mailbox:
         try:
             return self._mailboxes[agent_id]

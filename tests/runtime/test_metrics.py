@@ -673,3 +673,27 @@ def test_a_registry_holds_the_metrics_of_one_runtime(auto_describe: bool) -> Non
         Metrics(registry)
     Runtime(metrics=first)  # the first is untouched and still one runtime's
     assert "genie_messages_published" in first.text()
+
+
+async def test_a_callers_name_is_never_a_label() -> None:
+    """A caller writes the name it sends under, and the replies go to that name: one that no
+    one takes (an unrouted dead letter) and one a policy refuses the caller's waiter must not
+    add a series for each name, or any caller grows the metrics without bound. Neither name is
+    an agent of the runtime: both are counted under agent ``-``."""
+    no_askers = DenyTo(*(f"asker-{n}" for n in range(5)), name="no-askers")
+    async with Runtime(metrics=True, policies=[no_askers]) as rt:
+        rt.add(Echo("echo"))
+        for n in range(5):
+            await rt.publish(rt.message(Ping(n=n), sender=f"caller-{n}", recipient="echo"))
+            answer = await rt.ask(rt.message(Ping(n=n), sender=f"asker-{n}", recipient="echo"))
+            assert answer.status == "partial"  # the reply was refused to the asker
+        await wait_all_tasks_blocked()
+        stats = rt.statistics()
+        assert rt.metrics is not None
+        samples = parse(rt.metrics.text())
+    named = {v for (_n, labels), _v in samples.items() for k, v in labels if k == "agent"}
+    assert named == {"echo", "-"}
+    assert total(samples, "genie_dead_letters_total", agent="-", reason="unrouted") == 5
+    assert total(samples, "genie_dead_letters_total", reason="unrouted") == stats.unrouted
+    assert total(samples, "genie_deliveries_denied_total", agent="-", policy="no-askers") == 5
+    assert total(samples, "genie_deliveries_denied_total") == stats.denied

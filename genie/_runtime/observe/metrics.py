@@ -52,6 +52,8 @@ class Observed(Protocol):
 
     def statistics(self) -> RuntimeStatistics: ...
 
+    def hosts(self, agent_id: str) -> bool: ...
+
 
 class _AgentCounts:
     """What the hot path counts for one agent, by message type.
@@ -310,6 +312,15 @@ class Metrics(Observer):
         agent.low, agent.high = self._ranges[bucket]
         agent.durations[bucket] += 1
 
+    def _agent_label(self, consumer: str | None) -> str:
+        """``consumer`` as an ``agent`` label: an agent of the runtime, else ``-``. Labels are
+        bounded by the configuration, never by traffic, and a name a caller chose is traffic.
+        (Metrics of no runtime have nothing to judge by: they keep the name.)"""
+        if consumer is None:
+            return "-"
+        rt = self.runtime
+        return consumer if rt is None or rt.hosts(consumer) else "-"
+
     def _agent(self, agent_id: str) -> _AgentCounts:
         agent = self._agents[agent_id] = _AgentCounts(len(self._duration_bounds) + 1)
         return agent
@@ -323,13 +334,15 @@ class Metrics(Observer):
         agent.seconds += duration
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
-        _bump(self._denied, (agent_id, msg.type, policy))
+        # A waiter's refusal names the caller that waits, under a name it wrote itself.
+        _bump(self._denied, (self._agent_label(agent_id), msg.type, policy))
 
     def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
         _bump(self._limits, (limit.removeprefix("limit:"),))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
-        agent = letter.agent_id or "-"
+        # An unrouted letter names its recipient: a caller's name, or any name a handler wrote.
+        agent = self._agent_label(letter.agent_id)
         _bump(self._dead, (agent, letter.kind))
         if letter.kind == "shed":
             _bump(self._shed, (agent, letter.message.type))
