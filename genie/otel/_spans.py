@@ -29,6 +29,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from .._base.tracecontext import TraceParent
 from .._message.envelope import Message
 from .._runtime.correlator import GatherResult
 from .._runtime.deadletter import DeadLetter
@@ -41,20 +42,17 @@ SYSTEM = "genie"
 
 
 def _remote(traceparent: object) -> SpanContext | None:
-    if not isinstance(traceparent, str):
+    """The caller's span a message's ``traceparent`` names, read as the W3C spec reads the
+    header (as ``genie serve`` reads it), or None: an invalid one starts a new trace."""
+    parent = TraceParent.parse(traceparent) if isinstance(traceparent, str) else None
+    if parent is None:
         return None
-    parts = traceparent.split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
-        return None
-    try:
-        return SpanContext(
-            trace_id=int(parts[1], 16),
-            span_id=int(parts[2], 16),
-            is_remote=True,
-            trace_flags=TraceFlags(int(parts[3], 16)),
-        )
-    except ValueError:
-        return None
+    return SpanContext(
+        trace_id=int(parent.trace_id, 16),
+        span_id=int(parent.span_id, 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(parent.flags, 16)),
+    )
 
 
 class SpanObserver(Observer):

@@ -6,6 +6,7 @@ app = create_app([load_pipeline("config/pipelines/finance.yaml")], load_keys("ke
 uvicorn.run(app)   # or `genie serve config/pipelines/finance.yaml --keys keys.yaml`
 """
 
+from .._base.tracecontext import TraceParent as TraceParent
 from ._app import STATUS as STATUS
 from ._app import ServeSettings as ServeSettings
 from ._app import create_app as create_app
@@ -13,7 +14,6 @@ from ._keys import SERVER_OWNED as SERVER_OWNED
 from ._keys import ApiKey as ApiKey
 from ._keys import KeyRing as KeyRing
 from ._keys import load_keys as load_keys
-from ._tracecontext import TraceParent as TraceParent
 
 __all__ = [
     "SERVER_OWNED",

@@ -32,6 +32,7 @@ from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.nesting import json_depth_exceeds
 from .._base.strict_json import LoneSurrogateError, loads_strict
+from .._base.tracecontext import TraceParent
 from .._errors import (
     ConfigurationError,
     GenieError,
@@ -70,7 +71,6 @@ from ._stream import (
     resume_point,
     text_json,
 )
-from ._tracecontext import TraceParent
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider

@@ -175,3 +175,30 @@ async def test_served_with_tracing_llm_calls_join_the_request_trace(tmp_path: Pa
         assert made_by.start_time is not None
         assert call.start_time is not None
         assert made_by.start_time <= call.start_time
+
+
+async def test_a_traceparent_in_metadata_is_read_as_the_w3c_spec_reads_it() -> None:
+    """An application that copies its callers' ``traceparent`` into a message's metadata
+    (as ``genie serve`` does, after checking it) is read as the header is: what the spec calls
+    invalid starts a new trace rather than joining one the header only seems to name."""
+    from ..conftest import Echo, Ping
+
+    span = CALLER_SPAN
+    valid = f"00-{CALLER_TRACE}-{span}-01"
+    invalid = [
+        f"00-{CALLER_TRACE.upper()}-{span}-01",  # upper-case hex
+        f"00-0x{CALLER_TRACE[2:]}-{span}-01",  # a number as Python reads one
+        f"00-{CALLER_TRACE}-{span}-101",  # three digits of flags
+        f"ff-{CALLER_TRACE}-{span}-01",  # the version that is never valid
+        f"00-{'0' * 32}-{span}-01",  # no trace
+    ]
+    tp, exporter = provider()
+    async with Runtime() as rt:
+        trace_runtime(rt, tp)
+        rt.add(Echo("echo"))
+        for header in [valid, *invalid]:
+            msg = rt.message(Ping(), recipient="echo", metadata={"traceparent": header})
+            await rt.ask(msg)
+    roots = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    parents = [(s.parent.trace_id, s.parent.span_id) if s.parent else None for s in roots]
+    assert parents == [(int(CALLER_TRACE, 16), int(span, 16))] + [None] * len(invalid)
