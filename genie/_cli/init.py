@@ -5,6 +5,7 @@ on the test runtime, and a README saying what to run."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -131,22 +132,34 @@ FILES = {
 
 
 def init(folder: Path) -> list[Path]:
-    """Write the starter project into ``folder`` (made if need be); refuses to overwrite."""
+    """Write the starter project into ``folder`` (made if need be); refuses to overwrite, and a
+    write refused midway (a full disk) takes back the files written before it."""
     if folder.exists() and not folder.is_dir():
         raise ConfigurationError(f"{folder} exists and is not a folder")
-    taken = [name for name in FILES if (folder / name).exists()]
+    # lexists: a link that leads nowhere is a name taken too (writing it would make its target)
+    taken = [name for name in FILES if os.path.lexists(folder / name)]
     if taken:
         raise ConfigurationError(
             f"{folder} already has {', '.join(taken)}: genie init writes its files into a "
             "folder that has none of them (other files may be there), and overwrites nothing"
         )
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name) or "genie-app"
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot make the folder {folder}: {exc.strerror}") from exc
+    written: list[Path] = []
     for filename, template in FILES.items():
         path = folder / filename
-        path.write_text(template.format(name=name) if "{name}" in template else template)
-        written.append(path)
+        try:
+            # "x": a file (or link) that appeared since the check above is not written over
+            with path.open("x", encoding="utf-8") as file:
+                written.append(path)
+                file.write(template.format(name=name) if "{name}" in template else template)
+        except OSError as exc:
+            for done in written:
+                done.unlink(missing_ok=True)
+            raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from exc
     return written
 
 

@@ -123,3 +123,52 @@ def test_writing_agents_shows_what_the_starter_project_prints(
     printed = shown[shown.index(failed[0]) :]
     [documented] = _console("writing-agents.md", "genie --debug run pipeline.yaml")
     assert [s for s in printed if s.strip("~^ ")] == [s for s in documented if s.strip("~^ ")]
+
+
+def test_a_folder_that_cannot_be_made_is_one_line(tmp_path: Path, capsys: Capture) -> None:
+    # Under a regular file no folder can be made: mkdir's error was a traceback.
+    afile = tmp_path / "file"
+    afile.write_text("")
+    assert main(["init", str(afile / "app")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"genie init: cannot make the folder {afile / 'app'}: Not a directory\n"
+
+
+def test_init_writes_through_no_link(tmp_path: Path, capsys: Capture) -> None:
+    # A link that leads nowhere is not a file (exists() is False), yet writing its name
+    # made the file it points to, wherever that is.
+    target = tmp_path / "elsewhere.py"
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "agents.py").symlink_to(target)
+    assert main(["init", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genie init: {project} already has agents.py: ")
+    assert not target.exists()
+    assert sorted(p.name for p in project.iterdir()) == ["agents.py"]
+
+
+def test_init_that_fails_midway_leaves_none_of_its_files(tmp_path: Path) -> None:
+    # A write refused after some files were written (a full disk, a quota) left those, and
+    # the next genie init into the folder was refused for them.
+    import resource
+    import signal
+
+    def small_files() -> None:  # larger than agents.py, smaller than test_pipeline.py
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past it is EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+
+    project = tmp_path / "app"
+    ran = subprocess.run(
+        [sys.executable, "-m", "genie", "init", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=small_files,
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.startswith(
+        f"genie init: cannot write {project / 'test_pipeline.py'}: File too large"
+    ), ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert list(project.iterdir()) == []
