@@ -235,9 +235,11 @@ def _serve(args: argparse.Namespace) -> int:
     # A start that failed (a store it cannot use) is said below in one line, with our exit
     # code: not as uvicorn's lines and its exit (3).
     uvicorn_log.addFilter(started)
-    # uvicorn re-raises the signal it caught once it has stopped; this handler makes that a
-    # no-op, so the report below is printed and the exit code is ours.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # uvicorn re-raises the signal it caught once it has stopped (Ctrl-C as a KeyboardInterrupt);
+    # these handlers make that a no-op, so either stop prints the report below with our exit
+    # code. uvicorn installs its own while it serves, so each still starts the stop.
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {stop: signal.signal(stop, lambda signum, frame: None) for stop in stops}
     try:
         run_on(args.loop, server.serve, [sock])
     except SystemExit:
@@ -245,7 +247,8 @@ def _serve(args: argparse.Namespace) -> int:
             raise
     finally:
         uvicorn_log.removeFilter(started)
-        signal.signal(signal.SIGTERM, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
         sock.close()
         if audit is not None:
             audit.close()

@@ -96,6 +96,24 @@ async def test_sigterm_drains_then_reports(drain: str, code: int, report: str) -
         assert "cut: POST /v1/pipelines/slow/ask (alice)" in err
 
 
+def test_ctrl_c_stops_as_sigterm_does() -> None:
+    """Ctrl-C is a stop as SIGTERM is (docs/cli.md): the report, exit 0. uvicorn re-raised
+    the SIGINT it had caught once it stopped: a KeyboardInterrupt traceback, no report."""
+    proc, _ = start("--drain", "5")
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert err == (
+        "genie serve: stopped; 0 request(s) in flight at the signal, 0 finished within the "
+        "5 s drain, 0 cut\n"
+    )
+
+
 async def test_a_stream_its_client_left_still_drains() -> None:
     """A streamed request runs on whether or not its client stays (it may resume); with no
     connection left for uvicorn to wait for, the stop cut it at once, however long the drain."""
