@@ -1,7 +1,8 @@
 """The ``genie`` command: a thin layer over the library.
 
 Exit codes: 0 success, 1 the run failed (denied, failed, timed out, paused), 2 usage or
-configuration error, 3 the output arrived but work of the request was lost (dead letters).
+configuration error, 3 the output arrived but work of the request was lost (dead letters),
+130 Ctrl-C.
 Errors print one clear line; ``--debug`` shows the traceback.
 """
 
@@ -74,6 +75,8 @@ __all__ = ["cli", "main"]
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
 SIGPIPE_EXIT = 141
+# What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
+INTERRUPTED = 130
 # The output arrived, but some of the request's work was lost on the way (a failed side
 # branch, a message nobody could receive): not 0, which says nothing was lost, nor 1, which
 # says the run gave no output (docs/design/cli-run-report.md).
@@ -204,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                     f"stopped, what was in flight cancelled{said if kept else ''}",
                     file=sys.stderr,
                 )
-            return 130
+            return INTERRUPTED
         except StoreError as exc:  # the run failed, not its command line: exit 1
             if args.debug:
                 raise
@@ -927,6 +930,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what a request or a store said.
         print(for_terminal(f"genie {args.command}: {exc}", keep_lines=True), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        # Ctrl-C: the command prints nothing it had half made. `genie run` says what its
+        # store kept itself, before this.
+        print(f"genie {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     finally:
         root.removeHandler(handler)  # main() may be called again in one process (tests)
         root.setLevel(saved_level)

@@ -8,6 +8,7 @@ import os
 import re
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -502,3 +503,28 @@ def test_a_handler_that_exits_stops_the_run_in_one_line_with_its_code(
             f"genie run: the handler of quitter {said}",
             f"genie run: a handler {said}",
         )
+
+
+def test_ctrl_c_ends_any_command_in_one_line_with_130(tmp_path: Path) -> None:
+    # Ctrl-C during a long `genie simulate` was KeyboardInterrupt's traceback (genie run
+    # alone said `interrupted`), and the report half made was neither printed nor drawn.
+    plot = tmp_path / "sessions.png"
+    proc = subprocess.Popen(
+        [_genie(), "simulate", "finance", "--sessions", "5000", "--out", str(plot)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )
+    try:
+        assert "simulate finance: " in _first_line(proc, 30)  # it is running
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (130, "")
+    assert err.splitlines()[-1] == "genie simulate: interrupted", err
+    assert "Traceback" not in err
+    assert not plot.exists()
