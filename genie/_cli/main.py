@@ -112,7 +112,9 @@ def _standard_stream(path: str) -> TextIO | None:
 
 def _run(args: argparse.Namespace) -> int:
     pipeline = _load(args)
-    payload = pipeline.entry_payload(pipeline.read_input(args.input), args.input or "the input")
+    payload = pipeline.entry_payload(
+        pipeline.read_input(args.input), pipeline.input_name(args.input)
+    )
     llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.

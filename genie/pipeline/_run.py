@@ -56,6 +56,9 @@ RunStatus = Literal[
 ]
 
 
+STDIN = "standard input"  # what --input - reads, in a refusal's words
+
+
 class InputError(ConfigurationError):
     """The run's input cannot be read or does not fit the entry payload; ``line`` is the line
     of the input at fault, when known."""
@@ -359,16 +362,33 @@ class Pipeline:
             raise InputError(f"cannot read input {exc.path}: {exc.problem}") from None
         return _text(raw, os.fspath(path))
 
+    def input_name(self, source: str | None = None) -> str:
+        """How a refusal names the input ``read_input(source)`` reads: the file, ``standard
+        input`` for ``-``, or the entry's default file."""
+        if source == "-":
+            return STDIN
+        if source is None:
+            spec = self.config.entry.input
+            if spec is None or spec.default is None:
+                return "the input"
+            return os.fspath((self.path.parent / spec.default).resolve())
+        return source
+
     def _read_stdin(self, limit: int) -> str:
         import sys
 
+        if sys.stdin is None:  # Python's own, when the process was started without one (<&-)
+            raise InputError(f"cannot read {STDIN} (--input -): it is closed")
         stream = getattr(sys.stdin, "buffer", None)  # a program may have given a text stream
-        raw = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode()
-        if len(raw) > limit:
-            raise InputError(
-                self._too_large("standard input", f"is more than {limit:,} bytes", limit)
+        try:
+            raw = (
+                stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode()
             )
-        return _text(raw, "standard input")
+        except OSError as exc:  # a terminal gone, say
+            raise InputError(f"cannot read {STDIN} (--input -): {exc.strerror or exc}") from None
+        if len(raw) > limit:
+            raise InputError(self._too_large(STDIN, f"is more than {limit:,} bytes", limit))
+        return _text(raw, STDIN)
 
     def _too_large(self, what: str, problem: str, limit: int) -> str:
         return (
@@ -541,7 +561,8 @@ class Pipeline:
         becomes the entry payload; the result holds the output message or why there is none.
         ``metrics`` (a ``genie.Metrics``) is filled in by the run."""
         text = self.read_input(input_path, input)
-        payload = self.entry_payload(text, input_path or "the input")
+        where = "the input" if input is not None else self.input_name(input_path)
+        payload = self.entry_payload(text, where)
         async with self.runtime(audit=audit, metrics=metrics or False) as rt:
             return await self.ask(rt, payload, timeout=timeout)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -202,6 +204,29 @@ def test_standard_input_is_bounded_too(
     assert main(["run", str(pipeline), "--input", "-"]) == 2
     assert capsys.readouterr().err.startswith(
         "genie run: standard input is more than 100 bytes: the limit for an input of pipeline"
+    )
+
+
+def test_a_closed_standard_input_is_named(tmp_path: Path) -> None:
+    # `genie run P --input - <&-`: Python makes sys.stdin None, and reading it was an
+    # AttributeError's traceback.
+    ran = subprocess.run(
+        [sys.executable, "-m", "genie._cli", "run", str(FINANCE), "--input", "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert (ran.returncode, ran.stdout) == (2, "")
+    assert ran.stderr == "genie run: cannot read standard input (--input -): it is closed\n"
+
+
+def test_standard_input_is_named_as_such(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
+    # An empty one was '-, line 1: ...', a file called '-'; one not UTF-8 'standard input'.
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["run", str(FINANCE), "--input", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "genie run: standard input, line 1: empty csv content (finance_question.csv)\n"
     )
 
 
