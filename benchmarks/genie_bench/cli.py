@@ -508,6 +508,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         parser.error(f"--out: {out} is not a directory")
+    if out is not None:  # made now: a folder that cannot be would lose the whole run's results
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out: cannot make {out}: {exc.strerror}")
     progress = ProgressLine(sys.stderr)
     try:
         results = run(settings, progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -401,6 +402,22 @@ def test_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         main(["bench", "--out", str(tmp_path / "file")])
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_made_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A folder under a regular file (or in /proc) was found only when the results were
+    # written, after the whole run: a traceback, and the measurements lost.
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "results"
+    args = ["--quick", "--variants", "genie", "--workloads", "chain", "--out", str(out)]
+    with pytest.raises(SystemExit) as exit:
+        main(["bench", *args])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"genie bench: error: --out: cannot make {out}: Not a directory\n")
+    assert re.search(r"^\[ *[0-9.]+s\] ", err, re.M) is None  # no progress: nothing measured
 
 
 def run_without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
