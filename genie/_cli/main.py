@@ -902,7 +902,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = commands.get(name)
         if entry is not None:
             command: _installed_commands.Command = entry.load()
-            return command(argv[at + 1 :], f"genie {name}")
+            try:
+                return command(argv[at + 1 :], f"genie {name}")
+            except KeyboardInterrupt:
+                if "--debug" in argv[:at]:
+                    raise
+                return _interrupted(name)
         parser = build_parser({n: _installed_commands.summary(e) for n, e in commands.items()})
     args = parser.parse_args(argv)
     if args.command is None:
@@ -935,14 +940,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        # Ctrl-C: the command prints nothing it had half made. `genie run` says what its
-        # store kept itself, before this.
-        print(f"genie {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        return _interrupted(args.command)
     finally:
         root.removeHandler(handler)  # main() may be called again in one process (tests)
         root.setLevel(saved_level)
     return code
+
+
+def _interrupted(command: str) -> int:
+    """Ctrl-C during ``genie COMMAND``, said in one line; its exit status. The command prints
+    nothing it had half made (``genie run`` says what its store kept itself, before this)."""
+    print(f"genie {command}: interrupted", file=sys.stderr)
+    return INTERRUPTED
 
 
 def cli() -> int:

@@ -505,26 +505,35 @@ def test_a_handler_that_exits_stops_the_run_in_one_line_with_its_code(
         )
 
 
-def test_ctrl_c_ends_any_command_in_one_line_with_130(tmp_path: Path) -> None:
-    # Ctrl-C during a long `genie simulate` was KeyboardInterrupt's traceback (genie run
-    # alone said `interrupted`), and the report half made was neither printed nor drawn.
-    plot = tmp_path / "sessions.png"
+@pytest.mark.parametrize(
+    ("command", "made"),
+    [
+        (["simulate", "finance", "--sessions", "5000", "--out"], "sessions.png"),
+        (["bench", "--quick", "--variants", "genie", "--workloads", "fanout", "--out"], "bench"),
+    ],
+)
+def test_ctrl_c_ends_any_command_in_one_line_with_130(
+    tmp_path: Path, command: list[str], made: str
+) -> None:
+    # Ctrl-C during a long `genie simulate` or `genie bench` (a command another package adds)
+    # was KeyboardInterrupt's traceback (genie run alone said `interrupted`), and the report
+    # half made was neither printed nor written.
     proc = subprocess.Popen(
-        [_genie(), "simulate", "finance", "--sessions", "5000", "--out", str(plot)],
+        [_genie(), *command, str(tmp_path / made)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
     )
     try:
-        assert "simulate finance: " in _first_line(proc, 30)  # it is running
+        _first_line(proc, 30)  # its progress: it is running
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert (proc.returncode, out) == (130, "")
-    assert err.splitlines()[-1] == "genie simulate: interrupted", err
+    assert (proc.returncode, out) == (130, ""), err
+    assert err.splitlines()[-1] == f"genie {command[0]}: interrupted", err
     assert "Traceback" not in err
-    assert not plot.exists()
+    assert not any(tmp_path.rglob("*.*"))  # no plot, no results
