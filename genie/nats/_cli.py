@@ -105,6 +105,8 @@ def entry_transport(
     if not args.nats:
         if args.origin:
             raise ConfigurationError("--origin names an entry process of --nats: give --nats URL")
+        if args.namespace:  # else taken, and the run would go in this process regardless
+            raise ConfigurationError("--namespace names a namespace of --nats: give --nats URL")
         return None
 
     def warn(agents: list[str]) -> None:

@@ -224,6 +224,14 @@ def test_origin_without_nats_is_a_usage_error(capsys: pytest.CaptureFixture[str]
     assert "--origin names an entry process of --nats" in capsys.readouterr().err
 
 
+def test_namespace_without_nats_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # It was taken and did nothing: the run went in this process, as genie approvals refuses.
+    assert main(["run", str(FINANCE), "--namespace", "ns"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "genie run: --namespace names a namespace of --nats: give --nats URL\n"
+
+
 class Held(BaseAgent):
     """Replies Pong(n) once ``gate`` opens."""
 
