@@ -893,7 +893,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    at = _command_at(argv)
     name = argv[at] if at < len(argv) else ""
     if name not in parser.get_default("builtin"):
         # Another package's command (`genie bench`), help, or a typo: only now read the
@@ -954,20 +954,76 @@ def _interrupted(command: str) -> int:
     return INTERRUPTED
 
 
+def _command_at(argv: Sequence[str]) -> int:
+    """Where the command's name is in ``argv`` (after the options of ``genie`` itself)."""
+    return next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+
+
+class _OutputError(Exception):
+    """A write to the command's standard output failed (a full disk): ``strerror`` says why."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.strerror or str(exc))
+        self.strerror = exc.strerror or str(exc)
+
+
+class _Output:
+    """The command's standard output, whose failed writes say they are the output's, so that
+    cli() tells a full disk under ``genie run P > file`` from any other OSError. A reader gone
+    (BrokenPipeError) stays itself."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _OutputError(exc) from exc
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
+
+
+def _drop_output() -> None:
+    """Point standard output at devnull, as Python's docs advise (library/signal, "Note on
+    SIGPIPE"), so the interpreter's own flush at exit does not fail a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def cli() -> int:
     """The ``genie`` console script: ``main()``, and a reader that goes away early
-    (``genie agents | head``) ends the command quietly instead of with a traceback. A thread
-    still running when the command is done (a plain ``def`` handler its delivery gave up) is
-    waited for a moment, then left: the process ends with the command's status."""
+    (``genie agents | head``) ends the command quietly instead of with a traceback, an output
+    that cannot be written (a full disk) in one line, exit 1. A thread still running when the
+    command is done (a plain ``def`` handler its delivery gave up) is waited for a moment,
+    then left: the process ends with the command's status."""
+    stdout = sys.stdout
+    sys.stdout = cast(TextIO, _Output(stdout))
     try:
         code = main()
         sys.stdout.flush()  # output still in the buffer meets the closed pipe here
     except BrokenPipeError:
-        # As Python's docs advise (library/signal, "Note on SIGPIPE"): point stdout at devnull
-        # so the interpreter's own flush at exit does not fail a second time.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_output()
         return SIGPIPE_EXIT
+    except _OutputError as exc:
+        at = _command_at(sys.argv[1:])
+        name = f"genie {sys.argv[1 + at]}" if at < len(sys.argv) - 1 else "genie"
+        print(f"{name}: cannot write to standard output: {exc.strerror}", file=sys.stderr)
+        _drop_output()
+        return 1
+    finally:
+        sys.stdout = stdout
     left = _threads_left(THREADS_GRACE)
     if left:
         # Python's exit would join them, however long they block: the run has ended and said

@@ -346,6 +346,20 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(args: list[str]) -> No
     assert done.returncode == SIGPIPE_EXIT
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("args", [["agents"], ["validate", "finance"], ["run", "finance"]])
+def test_an_output_that_cannot_be_written_is_one_line(args: list[str]) -> None:
+    """`genie run P > file` on a full disk: the write's OSError was a traceback."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [_genie(), *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    assert done.stderr == (
+        f"genie {args[0]}: cannot write to standard output: No space left on device\n"
+    )
+    assert done.returncode == 1
+
+
 def test_a_reader_that_reads_everything_sees_it_all() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "genie._cli", "agents", "--json"],
