@@ -623,7 +623,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.strict and pipeline.warnings:
         raise ConfigFileError(list(pipeline.warnings))  # each one, then the count
     for warning in pipeline.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(for_terminal(f"warning: {warning}"), file=sys.stderr)
     graph = pipeline.graph
     print(
         f"OK: {args.pipeline}: pipeline {pipeline.name!r}, {len(graph.nodes)} agents, "
@@ -925,8 +925,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigFileError as exc:
         if args.debug:
             raise
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        for problem in exc.problems:  # quoting a file's keys and path: maybe someone else's
+            print(for_terminal(problem), file=sys.stderr)
         n = exc.count
         print(f"genie {args.command}: {n} problem{'s' if n > 1 else ''}", file=sys.stderr)
         return 2

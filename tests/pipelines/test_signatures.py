@@ -171,6 +171,26 @@ UNTAKEN = (
 )
 
 
+def test_a_problem_or_warning_reaches_the_terminal_escaped(tmp_path: Path, capsys: Capture) -> None:
+    # A pipeline file is often someone else's, and genie validate what one runs on it first:
+    # its keys and its path went to the terminal as they were, an escape in them setting the
+    # window's title or clearing the screen.
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(
+        'agents: [{id: a, use: echo}]\nentry: {type: a, to: a}\noutput: a\n"\\e]0;pwned\\a": 1\n'
+    )
+    assert main(["validate", str(hostile)]) == 2
+    err = capsys.readouterr().err
+    assert f"{hostile}:4: \\x1b]0;pwned\\x07: unknown key\n" in err
+    assert "\x1b" not in err
+    folder = tmp_path / "\x1b[2J"
+    folder.mkdir()
+    path = pipeline(folder, "unrouted")
+    assert main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert err == f"warning: {tmp_path}/\\x1b[2J/unrouted.yaml:4: agents.0.use: {UNTAKEN}\n"
+
+
 def test_a_type_nobody_takes_is_a_warning_and_strict_refuses_it(
     tmp_path: Path, capsys: Capture
 ) -> None:
