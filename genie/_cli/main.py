@@ -51,6 +51,7 @@ from .._runtime.observe.events import TIMELINE_HEADER, EventStream
 from .._runtime.runtime import Runtime
 from ..nats._cli import add_run_options as add_nats_run_options
 from ..nats._cli import add_worker, ask_over_nats, entry_transport, run_over_nats
+from ..nats._cli import check_run_options as check_nats_run_options
 from ..pipeline import Pipeline, RunResult
 from ..pipeline._args import add_set as _add_set
 from ..pipeline._args import load as _load
@@ -111,6 +112,7 @@ def _standard_stream(path: str) -> TextIO | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_nats_run_options(args)
     pipeline = _load(args)
     payload = pipeline.entry_payload(
         pipeline.read_input(args.input), pipeline.input_name(args.input)
@@ -142,10 +144,6 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"cannot write metrics to {out}: {exc.strerror}") from exc
     # None: in this process. Across processes, without --audit, the namespace's audit stream.
     transport = entry_transport(pipeline, args, None if audit else key)
-    if transport is not None and args.store:
-        raise ConfigurationError(
-            "--store keeps a run's deliveries in this process; with --nats JetStream keeps them"
-        )
     rt = pipeline.runtime(
         audit=audit if audit is not None or transport is None else transport.audit,
         metrics=bool(metrics_out or args.metrics_port is not None),

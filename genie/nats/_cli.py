@@ -69,6 +69,21 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     )
 
 
+def check_run_options(args: argparse.Namespace) -> None:
+    """Refuse ``genie run``'s scale-out flags where they do not go together, before the
+    pipeline is loaded or any file is made (an audit log and its key, the metrics)."""
+    if args.nats:
+        if args.store:
+            raise ConfigurationError(
+                "--store keeps a run's deliveries in this process; with --nats JetStream keeps them"
+            )
+        return
+    if args.origin:
+        raise ConfigurationError("--origin names an entry process of --nats: give --nats URL")
+    if args.namespace:  # else taken, and the run would go in this process regardless
+        raise ConfigurationError("--namespace names a namespace of --nats: give --nats URL")
+
+
 def _transport(
     pipeline: Pipeline,
     args: argparse.Namespace,
@@ -103,10 +118,6 @@ def entry_transport(
     stream chain is keyed with ``audit_key``; agents no worker hosts are named on stderr as
     soon as the run publishes."""
     if not args.nats:
-        if args.origin:
-            raise ConfigurationError("--origin names an entry process of --nats: give --nats URL")
-        if args.namespace:  # else taken, and the run would go in this process regardless
-            raise ConfigurationError("--namespace names a namespace of --nats: give --nats URL")
         return None
 
     def warn(agents: list[str]) -> None:

@@ -551,3 +551,30 @@ def test_ctrl_c_ends_any_command_in_one_line_with_130(
     assert err.splitlines()[-1] == f"genie {command[0]}: interrupted", err
     assert "Traceback" not in err
     assert not any(tmp_path.rglob("*.*"))  # no plot, no results
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--namespace", "x"], "--namespace names a namespace of --nats: give --nats URL"),
+        (["--origin", "x"], "--origin names an entry process of --nats: give --nats URL"),
+        (
+            ["--nats", "nats://127.0.0.1:1", "--store", "s.db"],
+            "--store keeps a run's deliveries in this process; with --nats JetStream keeps them",
+        ),
+    ],
+)
+def test_options_that_do_not_go_together_are_refused_before_any_file_is_made(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    said: str,
+) -> None:
+    # They were found once the audit log, its new key and the metrics file were made: the
+    # refused command left them behind (and an empty store beside them).
+    made = ["--audit", str(tmp_path / "a.jsonl"), "--metrics-out", str(tmp_path / "m.txt")]
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(FINANCE), *made, *options]) == 2
+    assert capsys.readouterr().err == f"genie run: {said}\n"
+    assert list(tmp_path.iterdir()) == []
