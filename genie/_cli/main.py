@@ -9,6 +9,7 @@ Errors print one clear line; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -124,41 +125,58 @@ def _run(args: argparse.Namespace) -> int:
     stream = _standard_stream(out) if out else None
     if out and stream is None and (problem := write_problem(out)):
         raise ConfigurationError(f"cannot write metrics to {out}: {problem}")
-    if args.nats and not args.audit:  # the namespace's audit stream, keyed when a key is given
-        if args.audit_unkeyed:
-            raise ConfigurationError("--audit-unkeyed needs --audit PATH")
-        key, keyed_how = audit_key(args.audit_key_file, os.environ), ""
-    else:
-        key, keyed_how = audit_log_key(args)
+    if args.nats and not args.audit and args.audit_unkeyed:
+        raise ConfigurationError("--audit-unkeyed needs --audit PATH")
+    # What this command makes for the run (an audit log, its new key, the metrics file) is
+    # taken back if the run cannot start after all (a store refused): nothing ran to fill it.
+    beside = os.fspath(key_beside(args.audit)) if args.audit else None
+    made = [
+        p for p in (args.audit, beside, None if stream else out) if p and not os.path.lexists(p)
+    ]
+    audit: JsonlAuditLog | None = None
+    metrics_out: TextIO | None = None
     try:
-        audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
-    if keyed_how and (args.audit_unkeyed or "new key" in keyed_how):
-        print(f"genie run: audit log {args.audit} {keyed_how}", file=sys.stderr)
-    try:
-        metrics_out = stream or (open(out, "w", encoding="utf-8") if out else None)  # noqa: SIM115
-    except OSError as exc:
-        if audit is not None:
-            audit.close()
-        raise ConfigurationError(f"cannot write metrics to {out}: {exc.strerror}") from exc
-    # None: in this process. Across processes, without --audit, the namespace's audit stream.
-    transport = entry_transport(pipeline, args, None if audit else key)
-    rt = pipeline.runtime(
-        audit=audit if audit is not None or transport is None else transport.audit,
-        metrics=bool(metrics_out or args.metrics_port is not None),
-        llm=llm,
-        transport=transport,
-        store=args.store,
-        store_sync=args.store_sync,
-        shared_memory=None if transport is None else transport.memory,
-    )
-    server = None
-    try:
-        if args.metrics_port is not None:
+        if args.nats and not args.audit:  # the namespace's audit stream, keyed when given one
+            key, keyed_how = audit_key(args.audit_key_file, os.environ), ""
+        else:
+            key, keyed_how = audit_log_key(args)
+        try:
+            audit = JsonlAuditLog(args.audit, key=key) if args.audit else None
+        except OSError as exc:
+            raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
+        try:
+            metrics_out = stream or (open(out, "w", encoding="utf-8") if out else None)  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write metrics to {out}: {exc.strerror}") from exc
+        # None: in this process. Across processes, without --audit, the namespace's audit stream.
+        transport = entry_transport(pipeline, args, None if audit else key)
+        rt = pipeline.runtime(
+            audit=audit if audit is not None or transport is None else transport.audit,
+            metrics=bool(metrics_out or args.metrics_port is not None),
+            llm=llm,
+            transport=transport,
+            store=args.store,
+            store_sync=args.store_sync,
+            shared_memory=None if transport is None else transport.memory,
+        )
+        server = None
+        if args.metrics_port is not None:  # a port in use refuses the run here
             assert rt.metrics is not None
             server = rt.metrics.serve(args.metrics_port, args.metrics_host)
-            print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
+    except BaseException:
+        if metrics_out is not None and metrics_out is not stream:
+            metrics_out.close()
+        if audit is not None:
+            audit.close()
+        for path in made:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
+    if keyed_how and (args.audit_unkeyed or "new key" in keyed_how):
+        print(f"genie run: audit log {args.audit} {keyed_how}", file=sys.stderr)
+    if server is not None:
+        print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
+    try:
         go = functools.partial(
             _go,
             pipeline,

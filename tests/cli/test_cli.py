@@ -9,6 +9,7 @@ import re
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -577,4 +578,27 @@ def test_options_that_do_not_go_together_are_refused_before_any_file_is_made(
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(FINANCE), *made, *options]) == 2
     assert capsys.readouterr().err == f"genie run: {said}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_refused_at_its_store_or_port_leaves_none_of_the_files_made_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The audit log, its new key and the metrics file were made (and left open) before the
+    # store was refused: an empty log with a key, for a run that never ran.
+    made = ["--audit", str(tmp_path / "a.jsonl"), "--metrics-out", str(tmp_path / "m.txt")]
+    assert main(["run", str(FINANCE), *made, "--store", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"genie run: cannot use {tmp_path} as a store: it is a directory\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert main(["run", str(FINANCE), *made, "--metrics-port", port]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"genie run: cannot serve metrics on 127.0.0.1:{port}"
+    )
     assert list(tmp_path.iterdir()) == []
