@@ -110,7 +110,9 @@ def test_a_busy_metrics_port_stops_the_run_before_it_starts(capsys: Capture) -> 
 
 def test_json_logs_carry_agent_type_and_correlation(tmp_path: Path, capsys: Capture) -> None:
     application = json.loads((ROOT / "config" / "data" / "loan-application.json").read_text())
-    application["months"] = 0  # the loan advisor fails: a dead letter, logged as a warning
+    # No money in: the underwriter fails, a dead letter logged as a warning (a loan the model
+    # refuses, such as months 0, never reaches an agent).
+    application |= {"monthly_inflows": [0] * 6, "monthly_debt_service": 0}
     path = tmp_path / "app.json"
     path.write_text(json.dumps(application))
     args = ["run", LENDING, "--json", "--input", str(path), "--set", "ASSESSMENT_DEADLINE=200ms"]
@@ -318,17 +320,23 @@ async def test_a_logged_text_forges_no_record_and_loses_none(form: str, tmp_path
     kept (a lone surrogate written as its escape, not a "--- Logging error ---" in its place),
     and none of its lines reads as a record of its own."""
     path = tmp_path / "genie.log"
-    root = logging.getLogger()
+    root, genie_logs = logging.getLogger(), logging.getLogger("genie")
     level = root.level
     with path.open("w", encoding="utf-8") as stream:
         handler_ = configure_logging(form, logging.WARNING, stream)  # type: ignore[arg-type]
+        # The records stop at genie's logger, with the handler made for the root: pytest's own
+        # capture (which sends a test's log to the parent process as UTF-8) never holds them.
+        root.removeHandler(handler_)
+        genie_logs.addHandler(handler_)
+        genie_logs.propagate = False
         try:
             async with Runtime() as rt:
                 rt.add(Picky("picky"))
                 rt.add_tap(PickyTap())
                 await rt.publish(rt.message(Note(text=HOSTILE), recipient="picky"))
         finally:
-            root.removeHandler(handler_)
+            genie_logs.propagate = True
+            genie_logs.removeHandler(handler_)
             root.setLevel(level)
     written = path.read_text(encoding="utf-8")
     if form == "json":
