@@ -236,6 +236,21 @@ async def test_a_body_that_trickles_in_is_cut_at_the_body_timeout(tmp_path: Path
         assert ok.status_code == 200
 
 
+async def leave_mid_body(client: httpx.AsyncClient, port: int, sent: bytes) -> str:
+    """Send ``sent`` (a request's head and part of its body) on a connection of its own and
+    leave; the server's metrics once it has counted the request."""
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    await stream.send(sent)
+    await anyio.sleep(0.2)
+    await stream.aclose()
+    with anyio.fail_after(5):
+        while True:
+            metrics = (await client.get("/metrics")).text
+            if "genie_serve_requests_total{" in metrics:
+                return metrics
+            await anyio.sleep(0.02)
+
+
 async def test_a_client_that_leaves_mid_body_is_no_fault_of_the_server(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -252,16 +267,7 @@ async def test_a_client_that_leaves_mid_body_is_no_fault_of_the_server(
             "POST /v1/pipelines/finance/ask HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {ALICE}\r\nContent-Length: 100\r\n\r\n"
         )
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        await stream.send(head.encode() + b'{"csv": ')
-        await anyio.sleep(0.2)
-        await stream.aclose()
-        with anyio.fail_after(5):
-            while True:
-                metrics = (await client.get("/metrics")).text
-                if "genie_serve_requests_total{" in metrics:
-                    break
-                await anyio.sleep(0.02)
+        metrics = await leave_mid_body(client, port, head.encode() + b'{"csv": ')
         after = await client.post("/v1/pipelines/finance/ask", json=csv_body(), headers=auth(ALICE))
         published = runtimes[0].statistics().published
     assert 'genie_serve_requests_total{code="499",route="ask"} 1.0' in metrics
@@ -305,16 +311,7 @@ async def test_an_mcp_client_that_leaves_mid_body_is_no_fault_of_the_server(
         port = client.base_url.port
         assert port is not None
         assert (await client.get("/readyz")).status_code == 200
-        stream = await anyio.connect_tcp("127.0.0.1", port)
-        await stream.send(MCP_HEAD.encode() + b'{"jsonrpc": ')
-        await anyio.sleep(0.2)
-        await stream.aclose()
-        with anyio.fail_after(5):
-            while True:
-                metrics = (await client.get("/metrics")).text
-                if "genie_serve_requests_total{" in metrics:
-                    break
-                await anyio.sleep(0.02)
+        metrics = await leave_mid_body(client, port, MCP_HEAD.encode() + b'{"jsonrpc": ')
     assert 'genie_serve_requests_total{code="499",route="mcp"} 1.0' in metrics
     faults = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert faults == [], [r.getMessage() for r in faults]
