@@ -15,7 +15,7 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
-from .._errors import InvalidMessageError, RuntimeClosedError
+from .._errors import InvalidMessageError, RuntimeClosedError, WouldBlockError
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, RunResult
@@ -163,7 +163,13 @@ class PipelineTools:
         if self.asked is not None:
             self.asked(caller, msg.correlation_id)
         try:
-            result = await pipeline.ask(rt, msg, timeout=timeout)
+            result = await pipeline.ask(rt, msg, timeout=timeout, wait=False)
+        except WouldBlockError as full:
+            # No room in the entry's mailbox: nothing was sent, and the caller comes back, as
+            # a served request's 429 says (MCP has no way to hold a call back).
+            agent = {"agent": full.agent_id or "?"}
+            self._record(caller, name, msg.correlation_id, "busy", agent)
+            return _error(pipeline.busy(rt, full))
         except RuntimeClosedError as exc:
             self._record(caller, name, msg.correlation_id, "closed", {})
             return _error(str(exc))

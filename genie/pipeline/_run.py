@@ -24,7 +24,7 @@ from .._base.nesting import json_depth_exceeds
 from .._base.resilience import RetryPolicy
 from .._base.strict_json import loads_strict
 from .._base.yamlconf import ConfigFileError, parse_yaml
-from .._errors import ConfigurationError, InvalidMessageError, described
+from .._errors import ConfigurationError, InvalidMessageError, WouldBlockError, described
 from .._message.envelope import Message
 from .._message.payload import Payload, invalid_message
 from .._message.types import too_deep
@@ -580,6 +580,17 @@ class Pipeline:
         nothing was sent (``Runtime.ask``)."""
         msg = payload if isinstance(payload, Message) else self.entry_message(rt, payload)
         return await self._result(rt, msg, timeout, partial(rt.ask, wait=wait))
+
+    def busy(self, rt: Runtime, full: WouldBlockError) -> str:
+        """What a caller refused by ``ask(wait=False)`` is told: which entry agent had no
+        room, its capacity, and to come back (nothing of the request was sent)."""
+        agent = full.agent_id or "?"
+        box = rt.statistics().mailboxes.get(agent)
+        capacity = f" (capacity {box.capacity})" if box is not None else ""
+        return (
+            f"pipeline {self.name!r} is busy: the mailbox of its agent {agent!r} is full"
+            f"{capacity}; retry later"
+        )
 
     async def resume(
         self, rt: Runtime, request: Message, *, timeout: float | None = None

@@ -400,15 +400,8 @@ def create_app(
         """A request its pipeline had no room for (an entry agent's mailbox full): nothing of
         it was sent, and the client is told to come back, as over its rate."""
         agent = full.agent_id or "?"
-        box = served.runtime.statistics().mailboxes.get(agent)
-        capacity = f" (capacity {box.capacity})" if box is not None else ""
         record("busy", key.principal, path=path, agent=agent)
-        refused = _Refused(
-            429,
-            f"pipeline {served.pipeline.name!r} is busy: the mailbox of its agent {agent!r} "
-            f"is full{capacity}; retry later",
-            agent=agent,
-        )
+        refused = _Refused(429, served.pipeline.busy(served.runtime, full), agent=agent)
         refused.headers["Retry-After"] = "1"
         return refused
 

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from genie import MemoryAuditLog, verify_audit_log
+from genie import MemoryAuditLog, Runtime, verify_audit_log
 from genie._cli.main import main
 from genie._runtime.audit import read_audit_key
 from genie.mcp import AssertedCaller, PipelineTools
@@ -271,3 +271,51 @@ async def test_http_get_and_delete_are_405_allow_post_at_once(tmp_path: Path, me
     assert r.headers["allow"] == "POST"
     assert r.json() == {"error": f"{method} /mcp: Method Not Allowed"}
     assert after.status_code == 200  # POST is answered as before
+
+
+def queued(rt: Runtime) -> tuple[int, int]:
+    """The runtime's deliveries in flight, and those waiting in the sleeper's mailbox."""
+    stats = rt.statistics()
+    return stats.in_flight, stats.mailboxes["sleeper"].depth
+
+
+async def test_a_call_that_finds_the_entry_mailbox_full_is_told_busy_at_once(
+    tmp_path: Path,
+) -> None:
+    """As a served request is 429: the call is refused at once with a busy error result
+    naming the agent, nothing of it runs (not published, no dead letter), and it is audited as
+    ``tool_call:busy``; the calls that got in are answered as usual."""
+    text = (ROOT / "tests/pipelines/good/slow.yaml").read_text()
+    text = text.replace("params: {seconds: 1}", "params: {seconds: 0.3}\n    mailbox: 1")
+    path = tmp_path / "slow.yaml"
+    path.write_text(text.replace("timeout: 50ms", "timeout: 10s"))
+    slow = load_pipeline(path)
+    audit = MemoryAuditLog()
+    answered: list[bool] = []
+    async with slow.runtime(audit=audit) as rt:
+        tools = PipelineTools({"slow": (slow, rt)}, audit)
+
+        async def one() -> None:
+            answered.append((await tools.call("slow", {}, AssertedCaller("carol"))).is_error)
+
+        async with anyio.create_task_group() as tg:
+            for depth in (0, 1):  # one runs, then one waits in the mailbox of one
+                tg.start_soon(one)
+                with anyio.fail_after(5):
+                    while queued(rt) != (depth + 1, depth):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+            before = rt.statistics()
+            started = anyio.current_time()
+            refused = await tools.call("slow", {}, AssertedCaller("dave"))
+            waited = anyio.current_time() - started
+            after = rt.statistics()
+    assert refused.is_error
+    assert waited < 0.2  # told at once, not once the sleeper made room
+    assert text_of(refused) == (
+        "pipeline 'slow' is busy: the mailbox of its agent 'sleeper' is full (capacity 1); "
+        "retry later"
+    )
+    assert (after.published, after.dead_lettered) == (before.published, before.dead_lettered)
+    outcomes = [(r.action, r.details["principal"]) for r in audit.records if r.actor == "genie-mcp"]
+    assert ("tool_call:busy", "dave") in outcomes
+    assert answered == [False, False]
