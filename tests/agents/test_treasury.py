@@ -177,6 +177,20 @@ def test_alm_unknown_bucket() -> None:
         MessageTypes([AlmRequest]).parse_payload("alm_request", data)
 
 
+def test_alm_total_assets_below_the_buckets_is_refused() -> None:
+    # 1,000 of assets on the ladder against a total of 500: every share would be doubled, and
+    # a 10 % gap reported as a 20 % breach.
+    data = {"total_assets": 500, "assets": {"1-7d": 600, ">5y": 400}, "liabilities": {}}
+    with pytest.raises(
+        InvalidMessageError,
+        match=r"total_assets 500 is less than the assets by bucket \(1000\)",
+    ):
+        MessageTypes([AlmRequest]).parse_payload("alm_request", data)
+    # Equal, or a total that holds more than the ladder (cash, say), is the request's to make.
+    for total in (1_000, 1_000.004, 5_000):
+        MessageTypes([AlmRequest]).parse_payload("alm_request", {**data, "total_assets": total})
+
+
 # --- working_capital_forecaster ---------------------------------------------------------------
 async def test_cash_conversion_cycle_and_runway() -> None:
     req = WorkingCapitalRequest(

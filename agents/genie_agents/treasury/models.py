@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .._common import Amount, CataloguePayload, Record
 from .._go import GoName, GoValueError, derived, go_names, percent, scaled
@@ -199,6 +199,18 @@ class AlmRequest(CataloguePayload):
         if unknown:
             raise ValueError(f"unknown bucket {unknown[0]!r} (buckets: {', '.join(BUCKETS)})")
         return side
+
+    @model_validator(mode="after")
+    def _total_holds_the_buckets(self) -> AlmRequest:
+        # The breach threshold is a share of total assets: a total below the assets laid out
+        # on the ladder makes every gap look larger than it is, and breaches that are not.
+        bucketed = sum(self.assets.values())
+        if bucketed - self.total_assets > 0.005:  # half a cent: the sum's rounding
+            raise ValueError(
+                f"total_assets {self.total_assets:g} is less than the assets by bucket "
+                f"({bucketed:g}): it is the whole balance sheet, the buckets a part of it"
+            )
+        return self
 
 
 class AlmRow(Record):
