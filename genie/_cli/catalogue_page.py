@@ -52,7 +52,13 @@ def catalogue_markdown(catalogue: Catalogue) -> str:
 
 
 def _links(types: list[str]) -> str:
-    return ", ".join(t if t == "*" else f"[{t}](#{t})" for t in types)
+    return ", ".join(t if t == "*" else f"[{t}](#{_anchor(t)})" for t in types)
+
+
+def _anchor(heading: str) -> str:
+    """The anchor a Markdown renderer gives a heading: lower case, dots and other punctuation
+    dropped (``genie.approval_request`` is ``#genieapproval_request``)."""
+    return "".join(c for c in heading.lower() if c.isalnum() or c in "-_")
 
 
 def _message_types(schemas: dict[str, Schema]) -> list[str]:
@@ -98,7 +104,8 @@ def _type(schema: Schema, payload_of: dict[str, str]) -> str:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         target = payload_of.get(name)
-        return f"[{target}](#{target})" if target else f"[{name}](#{name.lower()})"
+        label = target or name
+        return f"[{label}](#{_anchor(label)})"
     if "anyOf" in schema:
         return " or ".join(_type(s, payload_of) for s in schema["anyOf"])
     if "enum" in schema:
