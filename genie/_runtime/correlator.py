@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Literal
 
 import anyio
@@ -329,7 +330,9 @@ class Gather(_Waiter):
     ``senders`` (or ``types``) each sender (type) counts once and ``count`` defaults to all of
     them (N of M); otherwise ``count`` defaults to 1. Create the gather before publishing the
     request (``Runtime.ask`` does both); the correlation's quiescence only ends it once ``wait``
-    has been called, so publishing several messages first is safe.
+    has been called, so publishing several messages first is safe. Until then nothing ends it
+    but ``cancel``: ``with rt.gather(...) as gather:`` cancels it as the block is left, so a
+    publish that fails or is cancelled before the ``wait`` leaves no gather open.
     """
 
     def __init__(
@@ -487,6 +490,21 @@ class Gather(_Waiter):
         # expire() reads the result anew: ``_finish`` set it while this waited, whatever the
         # test above narrowed it to.
         return self.expire()
+
+    def __enter__(self) -> Gather:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leaving the block ends a gather that no ``wait`` ended (the caller's publish failed
+        or was cancelled first): only ``wait`` arms its quiescence and its deadline, so it
+        would hold its correlation open for as long as the runtime runs."""
+        if self._result is None:
+            self.cancel("the caller left without waiting")
 
     def expire(self) -> GatherResult:
         """End now as timed out (unless it has ended already); the result."""

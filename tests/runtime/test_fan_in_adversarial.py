@@ -58,6 +58,41 @@ async def test_a_gather_whose_caller_is_cancelled_ends() -> None:
         nothing_left(rt)
 
 
+async def test_a_gather_left_before_its_wait_ends_with_its_block() -> None:
+    """The caller's publish is cancelled while it waits for room (a client gone, a timeout):
+    ``wait()`` is never reached, and the gather must not hold its correlation for good."""
+    gate = anyio.Event()
+    async with Runtime() as rt:
+        rt.add(Recorder("slow", gate), options=AgentOptions(mailbox_size=1))
+        for n in range(2):  # one running, one queued: the next publish waits for room
+            await rt.publish(rt.message(Ping(n=n), recipient="slow"))
+        msg = rt.message(Ping(n=9), recipient="slow")
+        with rt.gather(msg.correlation_id, senders=["slow"], timeout=5) as gather:
+            with anyio.move_on_after(0.01):
+                await rt.publish(msg)
+                await gather.wait()
+        result = await gather.wait()  # ended by the block: its result at once
+        assert result.status == "partial"
+        assert [(m.kind, m.reason) for m in result.missing] == [
+            ("no_reply", "no reply"),
+            ("cancelled", "the caller left without waiting"),
+        ]
+        gate.set()
+        await rt.wait_idle()
+        nothing_left(rt)
+
+
+async def test_a_gather_waited_in_its_block_keeps_its_result() -> None:
+    async with Runtime([Echo("echo")]) as rt:
+        msg = rt.message(Ping(n=1), recipient="echo")
+        with rt.gather(msg.correlation_id, senders=["echo"], timeout=5) as gather:
+            await rt.publish(msg)
+            result = await gather.wait()
+        assert result.complete
+        assert (await gather.wait()) is result
+        nothing_left(rt)
+
+
 async def test_a_refused_gather_leaves_no_correlation_behind() -> None:
     async with Runtime([Echo("echo")]) as rt:
         with pytest.raises(InvalidArgumentError):
