@@ -144,3 +144,22 @@ def test_run_and_serve_take_a_loop(command: str, capsys: pytest.CaptureFixture[s
         main([command, "--help"])
     assert done.value.code == 0
     assert "--loop {asyncio,uvloop}" in capsys.readouterr().out
+
+
+async def test_a_thread_of_the_application_builds_a_message_on_any_loop() -> None:
+    """A producer thread of the application builds its message there and publishes it on the
+    loop (``anyio.from_thread.run``): the stamp reads the runtime's clock, which on trio is the
+    run's clock object, not ``trio.current_time`` (which works on the loop's thread alone)."""
+    async with Runtime([Relay("last", None)]) as rt:
+
+        def produce() -> Message:
+            msg = rt.message(Ping(n=1), recipient="last")
+            anyio.from_thread.run(rt.publish, msg)
+            return msg
+
+        before = rt.clock.timestamp()
+        msg = await anyio.to_thread.run_sync(produce)
+        assert before <= msg.created_at.timestamp() <= rt.clock.timestamp()
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert rt.statistics().handled == 1
