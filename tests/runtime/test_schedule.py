@@ -8,7 +8,18 @@ import anyio
 import pytest
 import trio.testing
 
-from genie import BaseAgent, Context, Message, Payload, Runtime, TestContext, Timer, handler
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Message,
+    Payload,
+    RetryPolicy,
+    Runtime,
+    TestContext,
+    Timer,
+    handler,
+)
 
 from ..conftest import Note, Ping
 
@@ -131,3 +142,45 @@ async def test_a_delay_that_is_no_finite_number_fails_the_handler_not_the_runtim
     assert rt.statistics().timers_set == 1
     with pytest.raises(ValueError, match="finite number of seconds"):
         TestContext("sleepy", Message.new(Ping(), sender="user")).schedule(delay, Alarm())
+
+
+class Flaky(BaseAgent):
+    """Sets an alarm, then fails the first ``fails`` attempts; withdraws its own alarm before
+    failing when ``tidy``. Counts the alarms that ring."""
+
+    produces = (Alarm,)
+
+    def __init__(self, id: str, fails: int, tidy: bool) -> None:
+        super().__init__(id)
+        self.fails = fails
+        self.tidy = tidy
+        self.attempts = 0
+        self.rang = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.attempts += 1
+        timer = ctx.schedule(30, Alarm())
+        if self.attempts <= self.fails:
+            if self.tidy:
+                timer.cancel()
+            raise ConnectionError("service unreachable")
+
+    @handler
+    async def on_alarm(self, payload: Alarm, ctx: Context) -> None:
+        self.rang += 1
+
+
+@pytest.mark.parametrize(("tidy", "rang"), [(False, 3), (True, 1)])
+async def test_a_timer_a_failed_attempt_set_stands_unless_withdrawn(tidy: bool, rang: int) -> None:
+    """An attempt's effects stand when it fails, its timers as its requests: a retry that
+    sets the timer again sets one more."""
+    flaky = Flaky("flaky", fails=2, tidy=tidy)
+    async with Runtime() as rt:
+        rt.add(flaky, options=AgentOptions(retry=RetryPolicy(attempts=3, backoff=1)))
+        await rt.publish(rt.message(Ping(), recipient="flaky"))
+        await rt.wait_idle()
+    assert (flaky.attempts, flaky.rang) == (3, rang)
+    s = rt.statistics()
+    assert (s.timers_set, s.timers_handled, s.retries, s.in_flight) == (3, 3, 2, 0)
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight
