@@ -107,6 +107,7 @@ def unwrapped(kind: type[BaseException]) -> Iterator[None]:
 
 REASON_CHARS = 2_000  # of an error's text in a reason; the middle is cut
 NAMED_IN_GROUP = 3  # of a group's failures, named in its reason; the rest are counted
+NESTED_IN_GROUP = 64  # levels of groups in groups a reason names what they hold of
 
 
 def described(error: BaseException) -> str:
@@ -118,9 +119,16 @@ def described(error: BaseException) -> str:
 
     A group (a task group's failures) names what it holds after its own text: its message
     says only how many failed, and what failed is what a reader needs."""
+    return _described(error, NESTED_IN_GROUP)
+
+
+def _described(error: BaseException, depth: int) -> str:
     said = _described_one(error)
-    if isinstance(error, BaseExceptionGroup):
-        held = [described(inner) for inner in error.exceptions[:NAMED_IN_GROUP]]
+    # Each level says at least its type and count: past ``depth`` nested groups the reason
+    # would be cut there anyway, and a group nested deeper than Python's recursion limit
+    # (a task group per level of a recursive walk) must not fail the describing.
+    if isinstance(error, BaseExceptionGroup) and depth > 0:
+        held = [_described(inner, depth - 1) for inner in error.exceptions[:NAMED_IN_GROUP]]
         if (more := len(error.exceptions) - NAMED_IN_GROUP) > 0:
             held.append(f"and {more} more")
         said = middle_cut(f"{said} ({'; '.join(held)})", REASON_CHARS)

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import os
 import traceback
+from collections.abc import Iterator
 
 from .._errors import described, middle_cut
 
@@ -92,6 +93,9 @@ def _fold(te: traceback.TracebackException) -> traceback.TracebackException:
     return te
 
 
+_CAUSES_FOLLOWED = 64  # links of a chain of causes read for the line that raised
+
+
 def _raised_at(
     error: BaseException, seen: frozenset[int] = frozenset()
 ) -> traceback.FrameSummary | None:
@@ -99,18 +103,22 @@ def _raised_at(
     failure (through groups of one), in that failure's, where it was raised; for an error
     raised outside the handler's code from one raised in it (Python's RuntimeError for a
     StopIteration that left a coroutine), in its cause's."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        inner = error.exceptions[0]
-        if _raised_at(inner) is None:
-            break
-        error = inner
-    own = [f for f in traceback.extract_tb(error.__traceback__) if not _is_plumbing(f.filename)]
-    if own:
-        return own[-1]
-    cause = error.__cause__
-    if cause is None or id(cause) in seen:  # a chain that loops back has no line to give
-        return None
-    return _raised_at(cause, seen | {id(error)})
+    # The groups of one, outermost first: the innermost that has a line gives it. Gone down
+    # without recursion, as a group may nest deeper than Python's recursion limit.
+    ones = [error]
+    while isinstance(ones[-1], BaseExceptionGroup) and len(ones[-1].exceptions) == 1:
+        ones.append(ones[-1].exceptions[0])
+    for one in reversed(ones):
+        own = [f for f in traceback.extract_tb(one.__traceback__) if not _is_plumbing(f.filename)]
+        if own:
+            return own[-1]
+        cause = one.__cause__
+        # A chain that loops back, or runs deeper than any handler's would, has no line.
+        if cause is not None and id(cause) not in seen and len(seen) < _CAUSES_FOLLOWED:
+            found = _raised_at(cause, seen | {id(one)})
+            if found is not None:
+                return found
+    return None
 
 
 def _folded(n: int) -> str:
@@ -167,14 +175,24 @@ def attempts_of(error: BaseException | None) -> tuple[str, ...]:
     return earlier if error.__traceback__ is None else (*earlier, format_failure(error))
 
 
+def held(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` if it is no group, else each failure its groups hold, in order, however deep
+    they nest (a task group per level of a recursive walk): walked without recursion, since
+    what a handler raised must never fail the runtime's own task that looks into it."""
+    todo = [exc]
+    while todo:
+        one = todo.pop()
+        if isinstance(one, BaseExceptionGroup):
+            todo.extend(reversed(one.exceptions))
+        else:
+            yield one
+
+
 def exiting(exc: BaseException) -> BaseException | None:
     """The ``KeyboardInterrupt`` or ``SystemExit`` that ``exc`` is, or holds: a task the
     handler started raises it on the handler's thread too, and its task group hands it on
     inside a group (trio's always does)."""
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := exiting(inner)) is not None:
-                return found
+    for one in held(exc):
+        if isinstance(one, KeyboardInterrupt | SystemExit):
+            return one
     return None

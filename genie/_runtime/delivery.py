@@ -24,7 +24,7 @@ import anyio
 from .._agent.context import ContextServices, runtime_context
 from .._base.backend import Backend
 from .._base.clock import Clock
-from .._base.failure import exiting, remember_attempt
+from .._base.failure import exiting, held, remember_attempt
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
 from .._message.payload import Payload
@@ -51,10 +51,9 @@ def stops_runtime(exc: BaseException) -> bool:
     """True for what must not be handled as a failure (see the module docstring)."""
     if exiting(exc) is not None:
         return True
-    if isinstance(exc, BaseExceptionGroup):
-        return any(map(stops_runtime, exc.exceptions))
     # Cancellation that is ours shows as an effective deadline of -inf; a stray one does not.
-    return isinstance(exc, anyio.get_cancelled_exc_class()) and (
+    cancelled = anyio.get_cancelled_exc_class()
+    return any(isinstance(one, cancelled) for one in held(exc)) and (
         anyio.current_effective_deadline() == -math.inf
     )
 

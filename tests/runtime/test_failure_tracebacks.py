@@ -5,14 +5,16 @@ line read is the line of the handler's own code."""
 from __future__ import annotations
 
 import inspect
+import sys
 
 import anyio
 import pytest
 
 from genie import AgentOptions, BaseAgent, BreakerPolicy, Context, RetryPolicy, Runtime, handler
-from genie._base.failure import KEPT, MAX_CHARS, format_failure
+from genie._base.failure import KEPT, MAX_CHARS, exiting, format_failure
+from genie._errors import REASON_CHARS
 
-from ..conftest import Ping
+from ..conftest import Echo, Ping
 
 
 def divide(n: int) -> int:
@@ -243,6 +245,41 @@ def test_a_group_of_many_names_a_few_and_counts_the_rest() -> None:
     said = format_failure(group).splitlines()[0]
     assert said.startswith("ExceptionGroup: many (20 sub-exceptions) (ValueError: v0; ")
     assert said.endswith("; and 17 more)")
+
+
+class DeeplyGrouped(BaseAgent):
+    """Raises a group nested deeper than Python's recursion limit: a task group per level of a
+    recursive walk, say, each handing the one failure below it on."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        error: Exception = ValueError("leaf")
+        for level in range(sys.getrecursionlimit() + 10):
+            error = ExceptionGroup(f"level {level}", [error])
+        raise error
+
+
+async def test_a_group_nested_past_the_recursion_limit_fails_only_its_delivery() -> None:
+    async with Runtime([DeeplyGrouped("deep"), Echo("echo")]) as rt:
+        with anyio.fail_after(30):
+            failed = await rt.ask(rt.message(Ping(), recipient="deep"))
+            assert (await rt.ask(rt.message(Ping(n=1), recipient="echo"))).complete
+    assert failed.status == "partial"
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.error_type) == ("failed", "ExceptionGroup")
+    assert letter.reason.startswith(f"ExceptionGroup: level {sys.getrecursionlimit() + 9} ")
+    assert len(letter.reason) < REASON_CHARS + 100  # the cut says where it cut
+    assert letter.traceback is not None
+    assert len(letter.traceback) <= MAX_CHARS
+    assert rt.statistics().in_flight == 0
+
+
+def test_what_stops_the_runtime_is_found_however_deep_it_is_held() -> None:
+    stop = KeyboardInterrupt()
+    error: BaseException = BaseExceptionGroup("top", [ValueError("first"), stop])
+    for level in range(sys.getrecursionlimit() + 10):
+        error = BaseExceptionGroup(f"level {level}", [error])
+    assert exiting(error) is stop
 
 
 class Chained(BaseAgent):
