@@ -230,12 +230,14 @@ class Correlator:
             if self.on_gathered is not None:
                 self.on_gathered(result)
 
-    def check_late(self, msg: Message) -> None:
+    def check_late(self, msg: Message) -> bool:
         """Count ``msg`` if a closed gather of its correlation would have taken it (callers on
-        the message path test ``closed_criteria`` first)."""
+        the message path test ``closed_criteria`` first); whether it did."""
         criteria = self.closed_criteria.get(msg.correlation_id)
         if criteria is not None and criteria.matches(msg):
             self.late += 1
+            return True
+        return False
 
     def failed(self, corr: _Correlation, missing: Missing, message_id: str, recipient: str) -> None:
         for waiter in corr.waiters:
@@ -374,6 +376,25 @@ class Gather(_Waiter):
     def _arrived(self) -> int:
         return len(self._replies) if self._keys else len(self._extra)
 
+    @property
+    def deadline(self) -> float:
+        """When the gather ends timed out, on the runtime's clock (``inf``: never)."""
+        return self._deadline
+
+    def _overdue(self) -> bool:
+        # Read when something would end the gather, not only by the timer: a handler that held
+        # the loop (CPU-bound, or a run of handlers that never await) keeps the timer from
+        # firing, and what it made after the deadline is no answer to a wait that is over.
+        return self._deadline != math.inf and self._owner._clock.monotonic() > self._deadline
+
+    def matches(self, msg: Message) -> bool:
+        if not _Criteria.matches(self, msg):
+            return False
+        if self._overdue():
+            self._finish("timed_out")  # closed first: the reply is counted late, not taken
+            return False
+        return True
+
     def offer(self, msg: Message) -> None:
         if self._keys:
             key = self._key(msg)
@@ -461,6 +482,8 @@ class Gather(_Waiter):
     def _finish(self, status: Literal["complete", "partial", "timed_out"]) -> None:
         if self._result is not None:
             return
+        if status != "timed_out" and self._overdue():
+            status = "timed_out"  # a loss or the end of the work, heard after the deadline
         replies = tuple(self._replies.values()) if self._keys else tuple(self._extra)
         missing = (
             ()

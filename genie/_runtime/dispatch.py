@@ -39,6 +39,10 @@ __all__ = ["HANDLING", "Dispatcher"]
 
 _log = lazy_logger("genie.runtime")
 
+# Why a message that a gather which has ended would have taken is a dead letter: it came after
+# the wait for it was over (its deadline passed, or the caller stopped waiting).
+_LATE = "late: the wait for it had ended"
+
 # Whose handlers the running task works for: the dispatcher of their runtime, else None. The
 # runner sets it for the tasks that run handlers (``DeliveryRunner.start`` and ``run``), and a
 # task starts with a copy of its starter's value, so the tasks a handler starts work for it
@@ -269,9 +273,10 @@ class Dispatcher:
                                 msg.id,
                             ),
                         )
+            late = False
             if not taken and self.correlator.closed_criteria:
                 # Nobody waiting now took it: late, if a gather that ended would have.
-                self.correlator.check_late(msg)
+                late = self.correlator.check_late(msg)
             if free and admission.policies:
                 admission.passed(taken + len(agents))  # each admitted by the one question
             if self.taps:
@@ -282,9 +287,11 @@ class Dispatcher:
                     # A reply to a caller that is not an agent here (the router named only
                     # the subscribers of its type): only another process may take it.
                     if not self.transport.forward(msg):
-                        ledger.unrouted_letter(msg, f"unknown recipient {recipient!r}")
+                        ledger.unrouted_letter(
+                            msg, _LATE if late else f"unknown recipient {recipient!r}"
+                        )
                 elif not agents and not self.transport.forward(msg):
-                    ledger.unrouted_letter(msg, "no recipient and no subscriber")
+                    ledger.unrouted_letter(msg, _LATE if late else "no recipient and no subscriber")
             if obs is not None:
                 obs.published(msg, len(agents))
             if holding:

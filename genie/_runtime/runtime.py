@@ -1072,7 +1072,9 @@ class Runtime:
         if how == "ask":
             for prepare in self._preparers:
                 await prepare(msg)
-        gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender)
+        # The gather keeps the deadline: an answer made after it is not taken, even when a
+        # handler held the loop so long that the deadline could not be noticed in time.
+        gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender, timeout=timeout)
         published = how == "resume"
         keeper = self._keeper
         if published and keeper is not None:
@@ -1082,17 +1084,15 @@ class Runtime:
             if not (published or wait):  # room now, or WouldBlockError: nothing was sent
                 self._dispatcher.publish_nowait(msg)
                 published = True
-            if timeout is None:  # no deadline: no cancel scope of its own
-                if not published:
+            if not published:
+                if timeout is None:  # no deadline: no cancel scope of its own
                     await self._dispatcher.publish(msg)
                     published = True
-                return await gather.wait()
-            with anyio.move_on_after(timeout):
-                if not published:
-                    await self._dispatcher.publish(msg)
-                    published = True
-                return await gather.wait()
-            result = gather.expire()
+                else:  # waiting for mailbox room counts against the timeout
+                    with anyio.CancelScope(deadline=gather.deadline):
+                        await self._dispatcher.publish(msg)
+                        published = True
+            result = await gather.wait() if published else gather.expire()
         except BaseException:
             gather.cancel("the caller was cancelled" if published else "publish failed")
             # The caller went away (Ctrl-C, a client gone): a request the store keeps goes on,
@@ -1101,7 +1101,9 @@ class Runtime:
                 self.cancel(msg.correlation_id)
             raise
         # Timed out: what is left of the request stops, unless it is paused for a person.
-        if keeper is None or not keeper.holds(msg.correlation_id):
+        if result.status == "timed_out" and (
+            keeper is None or not keeper.holds(msg.correlation_id)
+        ):
             self.cancel(msg.correlation_id)
         return result
 

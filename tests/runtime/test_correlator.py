@@ -144,6 +144,50 @@ async def test_deadline_returns_what_arrived_and_what_timed_out() -> None:
         assert rt.statistics().correlations.late_replies == 1
 
 
+class HoldsTheLoop(Echo):
+    """A handler that holds the event loop for ``seconds`` without a checkpoint (CPU-bound
+    work, or a run of handlers that never await): on the mock clock, a jump of the clock."""
+
+    def __init__(self, id: str, seconds: float) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        trio.lowlevel.current_clock().jump(self.seconds)  # type: ignore[attr-defined]
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_an_answer_made_after_the_ask_timeout_is_not_taken() -> None:
+    # The timeout could not be noticed while the handler held the loop; its answer came
+    # after it all the same, and a timeout promises the run does not go on past it.
+    async with Runtime([HoldsTheLoop("hog", 3.0)]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="hog"), timeout=1)
+        assert result.status == "timed_out"
+        assert result.replies == ()
+        [missing] = result.missing
+        assert missing.kind == "timed_out"
+        assert rt.statistics().correlations.late_replies == 1
+    # Made, and nobody took it: a dead letter that says why.
+    [letter] = list(rt.dead_letters)
+    assert (letter.message.type, letter.reason) == ("pong", "late: the wait for it had ended")
+
+
+async def test_a_reply_after_a_gathers_deadline_is_late_even_when_nothing_waited_between() -> None:
+    agents = [Echo("fast"), HoldsTheLoop("hog", 30.0)]
+    async with Runtime(agents) as rt:
+        fan_out(rt, ["fast", "hog"])
+        msg = rt.message(Ping(n=4))
+        gather = rt.gather(msg.correlation_id, senders=["fast", "hog"], timeout=5)
+        await rt.publish(msg)
+        result = await gather.wait()
+        assert result.status == "timed_out"
+        assert [m.sender for m in result.replies] == ["fast"]
+        [missing] = result.missing
+        assert (missing.key, missing.kind) == ("hog", "timed_out")
+        assert rt.statistics().correlations.late_replies == 1
+
+
 async def test_a_late_reply_counts_while_another_waiter_is_open() -> None:
     # The correlation still has a waiter (a second gather, for something else): the slow reply
     # is not its to take, and the gather that would have taken it has ended: late.
