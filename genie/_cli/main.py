@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
 import logging
@@ -983,15 +984,22 @@ class _OutputError(Exception):
         self.strerror = exc.strerror or str(exc)
 
 
+# What a write to a standard output closed before the command started (``genie run P >&-``)
+# fails with: Python then has no ``sys.stdout`` at all.
+_CLOSED = OSError(errno.EBADF, "it is closed")
+
+
 class _Output:
     """The command's standard output, whose failed writes say they are the output's, so that
     cli() tells a full disk under ``genie run P > file`` from any other OSError. A reader gone
     (BrokenPipeError) stays itself."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
 
     def write(self, text: str) -> int:
+        if self.stream is None:
+            raise _OutputError(_CLOSED)
         try:
             return self.stream.write(text)
         except BrokenPipeError:
@@ -1000,6 +1008,8 @@ class _Output:
             raise _OutputError(exc) from exc
 
     def flush(self) -> None:
+        if self.stream is None:
+            return  # nothing was written: a write said so already
         try:
             self.stream.flush()
         except BrokenPipeError:
@@ -1011,11 +1021,14 @@ class _Output:
         return getattr(self.stream, name)
 
 
-def _drop_output() -> None:
+def _drop_output(stdout: TextIO | None) -> None:
     """Point standard output at devnull, as Python's docs advise (library/signal, "Note on
-    SIGPIPE"), so the interpreter's own flush at exit does not fail a second time."""
+    SIGPIPE"), so the interpreter's own flush at exit does not fail a second time. One closed
+    from the start has nothing to flush."""
+    if stdout is None:
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stdout.fileno())
 
 
 def cli() -> int:
@@ -1030,13 +1043,13 @@ def cli() -> int:
         code = main()
         sys.stdout.flush()  # output still in the buffer meets the closed pipe here
     except BrokenPipeError:
-        _drop_output()
+        _drop_output(stdout)
         return SIGPIPE_EXIT
     except _OutputError as exc:
         at = _command_at(sys.argv[1:])
         name = f"genie {sys.argv[1 + at]}" if at < len(sys.argv) - 1 else "genie"
         print(f"{name}: cannot write to standard output: {exc.strerror}", file=sys.stderr)
-        _drop_output()
+        _drop_output(stdout)
         return 1
     finally:
         sys.stdout = stdout

@@ -361,6 +361,25 @@ def test_an_output_that_cannot_be_written_is_one_line(args: list[str]) -> None:
     assert done.returncode == 1
 
 
+@pytest.mark.parametrize(
+    "args", [["graph", "finance"], ["validate", "finance"], ["run", "finance"]]
+)
+def test_a_closed_output_is_one_line(args: list[str]) -> None:
+    """`genie run P >&-`: Python then has no sys.stdout at all, and the first print raised
+    AttributeError from inside the output's wrapper, a traceback."""
+    done = subprocess.run(
+        [_genie(), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        # The child's standard output closed before Python starts, as the shell's `>&-` does.
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.stderr == f"genie {args[0]}: cannot write to standard output: it is closed\n"
+    assert done.returncode == 1
+
+
 def test_a_reader_that_reads_everything_sees_it_all() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "genie._cli", "agents", "--json"],
