@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -240,7 +241,9 @@ class Input(_Model):
     field: str | None = None
     format: Literal["text", "json", "yaml"] = "text"
     default: str | None = None  # a path, relative to the pipeline file
-    max_bytes: WholeNumber = Field(default=MAX_INPUT_BYTES, ge=1)
+    # The reader asks for one byte past the limit (a file that grows while read), and no read
+    # takes more than ``sys.maxsize``: a larger limit was an OverflowError at the run's start.
+    max_bytes: WholeNumber = Field(default=MAX_INPUT_BYTES, ge=1, le=sys.maxsize - 1)
 
     @model_validator(mode="after")
     def _field_for_text(self) -> Input:
