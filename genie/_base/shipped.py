@@ -56,7 +56,15 @@ def located(path: str | os.PathLike[str], folder: str, kind: str) -> Path:
     no suffix, no such file here); a file that is nowhere is refused naming the shipped ones,
     ``kind`` saying what they are (``pipelines, by name (genie run NAME)``)."""
     path = Path(path)
-    if path.exists():
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        pass  # not here (a NUL is in no file's name): perhaps a shipped file's name
+    except OSError as exc:
+        # Here or not, it cannot be read: a name too long, a loop of links (which
+        # Path.exists() let out as a traceback, or called missing).
+        raise ConfigFileError([f"{path}: cannot be read: {exc.strerror or exc}"]) from None
+    else:
         return path
     found = shipped(folder)
     if len(path.parts) == 1 and not path.suffix and path.name in found:

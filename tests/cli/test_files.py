@@ -98,6 +98,25 @@ def test_a_pipeline_file_that_is_a_pipe_is_named(fifo: Path, capsys: Capture) ->
         assert capsys.readouterr().err.startswith(f"{fifo}: {FIFO}\n")
 
 
+@pytest.mark.parametrize("command", ["validate", "run", "graph"])
+def test_a_pipeline_name_too_long_for_a_file_is_named(command: str, capsys: Capture) -> None:
+    # Path.exists() lets ENAMETOOLONG out: it was a traceback, and so was a link loop's
+    # "does not exist" a wrong reason.
+    name = "p" * 5000
+    assert main([command, name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{name}: cannot be read: File name too long\n")
+    assert "Traceback" not in err
+
+
+def test_a_pipeline_behind_a_loop_of_links_is_named(tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    assert main(["validate", str(tmp_path / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path / 'a.yaml'}: cannot be read: Too many levels of symbolic")
+
+
 def test_a_policy_file_or_default_input_that_is_not_a_file_is_named(
     tmp_path: Path, fifo: Path, null_link: Path, capsys: Capture
 ) -> None:
