@@ -346,14 +346,11 @@ class Pipeline:
             return text
         spec = self.config.entry.input
         limit = spec.max_bytes if spec is not None else MAX_INPUT_BYTES
-        if source is None:
-            if spec is None or spec.default is None:
-                return None
-            path = (self.path.parent / spec.default).resolve()
-        elif source == "-":
+        if source == "-":
             return self._read_stdin(limit)
-        else:
-            path = Path(source)
+        path = self.input_path(source)
+        if path is None:
+            return None
         try:
             raw = read_bounded(path, limit)
         except FileRefusedError as exc:
@@ -361,6 +358,18 @@ class Pipeline:
                 raise InputError(self._too_large(f"input {exc.path}", exc.problem, limit)) from None
             raise InputError(f"cannot read input {exc.path}: {exc.problem}") from None
         return _text(raw, os.fspath(path))
+
+    def input_path(self, source: str | None = None) -> Path | None:
+        """The file a run reads its input from: ``source``, else the entry's default (relative
+        to the pipeline file), else None (no file: none given, or ``-``, standard input)."""
+        if source == "-":
+            return None
+        if source is not None:
+            return Path(source)
+        spec = self.config.entry.input
+        if spec is None or spec.default is None:
+            return None
+        return (self.path.parent / spec.default).resolve()
 
     def input_name(self, source: str | None = None) -> str:
         """How a refusal names the input ``read_input(source)`` reads: the file, ``standard

@@ -350,3 +350,75 @@ def test_an_audit_log_that_is_not_a_regular_file_is_named(
         assert main(["run", str(FINANCE), "--audit", str(path), *keyed]) == 2
         assert capsys.readouterr().err == f"genie run: cannot open audit log {path}: {problem}\n"
     assert sorted(tmp_path.iterdir()) == [fifo, null_link]
+
+
+HOUSEHOLD = """\
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Question(Payload):
+    message_type = "household_question"
+    text: str = ""
+
+
+class Plan(Payload):
+    message_type = "household_plan"
+    text: str
+
+
+class Planner(BaseAgent):
+    produces = (Plan,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.emit(Plan(text=f"Plan for: {payload.text}"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--metrics-out", "{pipeline}"], "--metrics-out and the pipeline file"),
+        (["--metrics-out", "{input}"], "--metrics-out and --input"),
+        (["--audit", "{pipeline}", "--audit-unkeyed"], "--audit and the pipeline file"),
+        (
+            ["--audit", "{new}", "--audit-unkeyed", "--metrics-out", "{new}"],
+            "--audit and --metrics-out",
+        ),
+        (["--store", "{new}", "--audit", "{new}", "--audit-unkeyed"], "--store and --audit"),
+        (["--store", "{store}", "--metrics-out", "{store}"], "--store and --metrics-out"),
+        (
+            ["--audit", "{new}", "--metrics-out", "{new}.key"],
+            "the key of --audit and --metrics-out",
+        ),
+    ],
+)
+def test_one_file_named_for_two_roles_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: Capture, options: list[str], said: str
+) -> None:
+    # `--metrics-out` over the pipeline file, the input or the store truncated it, and
+    # `--audit` over the store appended its rows to the database: the run destroyed a file it
+    # was given to read or keep.
+    (tmp_path / "household.py").write_text(HOUSEHOLD)
+    pipeline = tmp_path / "household.yaml"
+    pipeline.write_text(
+        "agents:\n  - id: planner\n    use: household:Planner\n"
+        "entry: {type: household_question, to: planner, input: {field: text}}\n"
+        "output: household_plan\n"
+    )
+    given = tmp_path / "question.txt"
+    given.write_text("rent")
+    assert (
+        main(["run", str(pipeline), "--input", str(given), "--store", str(tmp_path / "st.db")]) == 0
+    )
+    capsys.readouterr()
+    names = {"pipeline": pipeline, "input": given, "store": tmp_path / "st.db"}
+    (tmp_path / "sub").mkdir()
+    names["new"] = tmp_path / "sub" / ".." / "new.log"  # two spellings of one file are one
+    argv = [o.format(**names) for o in options]
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert main(["run", str(pipeline), "--input", str(given), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genie run: {said} name one file: "), err
+    assert err.count("\n") == 1
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
