@@ -3,6 +3,7 @@ circuit breaker that stops calling what keeps failing."""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from .._errors import (
@@ -18,7 +19,14 @@ from .._errors import (
 )
 from .record import Record
 
-__all__ = ["NOT_RETRYABLE", "BreakerPolicy", "CircuitBreaker", "RetryPolicy", "at_least"]
+__all__ = [
+    "NOT_RETRYABLE",
+    "BreakerPolicy",
+    "CircuitBreaker",
+    "RetryPolicy",
+    "at_least",
+    "backoff_after",
+]
 
 
 def at_least(value: object, least: float, *, strictly: bool = False) -> bool:
@@ -41,6 +49,18 @@ NOT_RETRYABLE: tuple[type[BaseException], ...] = (
     WaitFromHandlerError,
     DeniedError,  # a policy's no: a tool call, a memory write or read, a request, a residency
 )
+
+
+def backoff_after(attempt: int, backoff: float, multiplier: float, cap: float) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): ``backoff`` grown by
+    ``multiplier`` each attempt, at most ``cap``; a number for any numbers the options take."""
+    if not backoff:
+        return 0.0  # nothing grows: 0 times an infinite multiplier would be NaN
+    try:
+        grown = backoff * multiplier ** (attempt - 1)
+    except OverflowError:  # past any float (1e300 ** 2): past the cap too
+        grown = math.inf
+    return float(min(grown, cap))
 
 
 class RetryPolicy(Record):
@@ -81,7 +101,7 @@ class RetryPolicy(Record):
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(min(self.backoff * self.multiplier ** (attempt - 1), self.max_backoff))
+        return backoff_after(attempt, self.backoff, self.multiplier, self.max_backoff)
 
 
 class BreakerPolicy(Record):

@@ -8,6 +8,7 @@ from contextlib import aclosing, asynccontextmanager
 
 import anyio
 
+from .._base.resilience import backoff_after
 from ._errors import LLMError, ProviderError
 from ._killswitch import count_attempt
 from ._provider import Provider, open_attempt
@@ -71,11 +72,8 @@ class Retry:
         asked = error.retry_after if isinstance(error, ProviderError) else None
         if asked is not None:
             return asked if asked <= self.max_retry_after else None
-        try:
-            grown = self.backoff * self.multiplier ** (attempt - 1)
-        except OverflowError:  # past any float (2.0 ** 1024): far past the cap
-            grown = self.max_backoff
-        return min(grown, self.max_backoff) * (1 - self.jitter * self._rng.random())
+        grown = backoff_after(attempt, self.backoff, self.multiplier, self.max_backoff)
+        return grown * (1 - self.jitter * self._rng.random())
 
     async def complete(self, request: Request) -> Response:
         attempt = 1

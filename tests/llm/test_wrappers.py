@@ -3,6 +3,7 @@ or a 10-minute TTL takes microseconds, and a deadline fires at exactly its time.
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import anyio
@@ -98,6 +99,16 @@ async def test_backoff_past_any_float_waits_the_cap_instead_of_overflowing() -> 
     assert (await retry.complete(simple_request())).text == "ok"
     assert sleeps.waits == [0.5, 20, 20]
     assert Retry(inner, attempts=2000, jitter=0).delay(1500, unavailable()) == 20
+
+
+async def test_no_backoff_stays_none_whatever_the_multiplier() -> None:
+    """0 s times an infinite multiplier is NaN, which the sleep refused: a ValueError out of
+    the retry instead of the next attempt."""
+    inner = Scripted([unavailable(), unavailable(), "ok"])
+    sleeps = Sleeps()
+    retry = Retry(inner, attempts=3, backoff=0, multiplier=math.inf, jitter=0, sleep=sleeps)
+    assert (await retry.complete(simple_request())).text == "ok"
+    assert sleeps.waits == [0, 0]
 
 
 async def test_a_stream_is_never_retried_after_its_first_event() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -149,6 +150,30 @@ async def test_retry_with_backoff_then_success() -> None:
     assert 3.0 <= elapsed < 3.5  # backoff 1 s then 2 s
     s = rt.statistics()
     assert (s.retries, s.handled - s.collected, s.dead_lettered) == (2, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("retry", "waited"),
+    [
+        # 0 s times an infinite multiplier is NaN, which the sleep refused: the runtime crashed.
+        (RetryPolicy(attempts=3, backoff=0, multiplier=math.inf), 0.0),
+        # 1e300 ** 2 is past any float: OverflowError, the runtime crashed too.
+        (RetryPolicy(attempts=4, backoff=1.0, multiplier=1e300, max_backoff=7.0), 1.0 + 7.0 + 7.0),
+    ],
+)
+async def test_a_backoff_that_grows_past_any_number_waits_its_cap(
+    retry: RetryPolicy, waited: float
+) -> None:
+    broken = Failing("broken")
+    async with Runtime() as rt:
+        rt.add(broken, options=AgentOptions(retry=retry))
+        started = anyio.current_time()
+        result = await rt.ask(rt.message(Ping(n=1), recipient="broken"))
+        assert anyio.current_time() - started == pytest.approx(waited)
+    assert broken.calls == retry.attempts
+    assert result.status == "partial"
+    [letter] = list(rt.dead_letters)
+    assert letter.attempts == retry.attempts
 
 
 async def test_retry_then_fallback() -> None:
