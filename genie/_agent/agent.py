@@ -28,6 +28,7 @@ __all__ = [
     "declared_payloads",
     "handler",
     "handler_table",
+    "process_offload_problem",
 ]
 
 
@@ -309,6 +310,17 @@ def bound_sync_handlers(agent: Agent) -> frozenset[str]:
     agent's own ``handle`` dispatches)."""
     base = _dispatching(agent)
     return frozenset() if base is None else base._sync_handlers
+
+
+def process_offload_problem(agent: Agent) -> str | None:
+    """Why ``agent`` cannot have ``offload="process"`` (only its plain ``def`` handlers run in
+    a child process), or None: the runtime refuses it, and the pipeline loader at its line."""
+    if bound_sync_handlers(agent):
+        return None
+    return (
+        f"agent {agent.id!r} has offload='process' but no plain def @handler to run "
+        "there (async def handlers and an agent's own handle() run on the event loop)"
+    )
 
 
 def _dispatching(agent: Agent) -> BaseAgent | None:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from .._agent.agent import Agent, bound_sync_handlers
+from .._agent.agent import Agent, process_offload_problem
 from .._agent.context import Context, Timer, _ContextBase
 from .._agent.threads import Slots, run_in_thread
 from .._base.clock import waiting_outside
@@ -113,11 +113,8 @@ class Offload:
     def binder(self, agent: Agent, options: AgentOptions) -> SyncBinder:
         """How ``agent``'s plain ``def`` handlers are bound (``handler_table``). Refuses
         ``offload="process"`` for an agent with none."""
-        if options.offload == "process" and not bound_sync_handlers(agent):
-            raise ConfigurationError(
-                f"agent {agent.id!r} has offload='process' but no plain def @handler to run "
-                "there (async def handlers and an agent's own handle() run on the event loop)"
-            )
+        if options.offload == "process" and (problem := process_offload_problem(agent)):
+            raise ConfigurationError(problem)
         if options.offload == "process":
             return functools.partial(ProcessHandler, self)
         agent_limit = anyio.CapacityLimiter(options.max_concurrency)

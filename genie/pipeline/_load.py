@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .._agent.agent import Agent, BaseAgent
+from .._agent.agent import Agent, BaseAgent, process_offload_problem
 from .._agent.catalogue import (
     AgentSpec,
     Catalogue,
@@ -555,6 +555,10 @@ class _Checker:
             except BaseException as exc:  # the class's own constructor failed (sys.exit too)
                 self.fail((*at, "params"), f"{spec.name}(...) raised {described(exc)}")
                 continue
+            if decl.offload == "process":  # refused by every run's runtime otherwise
+                refused = process_offload_problem(self.instances[decl.id])
+                if refused is not None:
+                    self.fail((*at, "offload"), refused)
             self.specs[decl.id] = spec
 
     def resolve(self, use: str) -> AgentSpec:
