@@ -102,17 +102,21 @@ class _Criteria:
     """What a gather matches replies by. The correlator remembers only this of a closed gather
     (not the gather, which holds every reply) to count late replies."""
 
-    __slots__ = ("_senders", "_types", "_where")
+    __slots__ = ("_due", "_senders", "_types", "_where")
 
     def __init__(
         self,
         senders: frozenset[str],
         types: frozenset[str],
         where: Callable[[Message], bool] | None,
+        due: float | None = None,
     ) -> None:
         self._senders = senders
         self._types = types
         self._where = where
+        # When the wait for what matches ends (a gather's deadline, on the runtime's clock):
+        # from then on ``overdue`` decides. None: never (and nothing is read per message).
+        self._due = due
 
     def matches(self, msg: Message) -> bool:
         # A gather collects what agents produce. A message with no cause is published from
@@ -123,16 +127,23 @@ class _Criteria:
             return False
         if self._types and msg.type not in self._types:
             return False
-        if self._where is None:
-            return True
-        try:
-            return bool(self._where(msg))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # the caller's predicate: its error is the caller's, not ours
-            # Synchronous, so even a CancelledError out of it is its own bug, not a cancellation.
-            self.predicate_raised(exc)
-            return False
+        if self._where is not None:
+            try:
+                if not self._where(msg):
+                    return False
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # the caller's predicate: its error is the caller's
+                # Synchronous, so even a CancelledError out of it is its own bug, not a
+                # cancellation.
+                self.predicate_raised(exc)
+                return False
+        return self._due is None or not self.overdue()
+
+    def overdue(self) -> bool:
+        """The wait for a matching message is over (``_due`` has passed): it is not taken.
+        Only a waiter with a deadline is asked."""
+        return False
 
     def predicate_raised(self, error: BaseException) -> None:
         """``where`` raised on a message, which is then not matched: an ended gather's memory
@@ -350,7 +361,9 @@ class Gather(_Waiter):
         self._owner = owner
         self._corr = corr
         self.correlation_id = corr.id
-        _Criteria.__init__(self, frozenset(senders), frozenset(types), where)
+        self._deadline = math.inf if timeout is None else owner._clock.monotonic() + timeout
+        due = None if timeout is None else self._deadline
+        _Criteria.__init__(self, frozenset(senders), frozenset(types), where, due)
         # What a closed gather's memory keeps: its criteria alone, not the gather and its
         # replies.
         self._criteria = _Criteria(self._senders, self._types, where)
@@ -359,7 +372,6 @@ class Gather(_Waiter):
         if self._needed < 1 or (self._keys and self._needed > len(self._keys)):
             bound = f"between 1 and {len(self._keys)}" if self._keys else "at least 1"
             raise InvalidArgumentError(f"gather: count must be {bound}, got {self._needed}")
-        self._deadline = math.inf if timeout is None else owner._clock.monotonic() + timeout
         self._replies: dict[str, Message] = {}
         self._extra: list[Message] = []  # replies in count mode (no keys)
         self._lost: dict[str, Missing] = {}
@@ -381,18 +393,16 @@ class Gather(_Waiter):
         """When the gather ends timed out, on the runtime's clock (``inf``: never)."""
         return self._deadline
 
-    def _overdue(self) -> bool:
+    def _now(self) -> float:
+        return self._owner._clock.monotonic()
+
+    def overdue(self) -> bool:
         # Read when something would end the gather, not only by the timer: a handler that held
         # the loop (CPU-bound, or a run of handlers that never await) keeps the timer from
         # firing, and what it made after the deadline is no answer to a wait that is over.
-        return self._deadline != math.inf and self._owner._clock.monotonic() > self._deadline
-
-    def matches(self, msg: Message) -> bool:
-        if not _Criteria.matches(self, msg):
+        if self._now() <= self._deadline:
             return False
-        if self._overdue():
-            self._finish("timed_out")  # closed first: the reply is counted late, not taken
-            return False
+        self._finish("timed_out")  # closed first: the reply is counted late, not taken
         return True
 
     def offer(self, msg: Message) -> None:
@@ -482,7 +492,7 @@ class Gather(_Waiter):
     def _finish(self, status: Literal["complete", "partial", "timed_out"]) -> None:
         if self._result is not None:
             return
-        if status != "timed_out" and self._overdue():
+        if status != "timed_out" and self._due is not None and self._now() > self._due:
             status = "timed_out"  # a loss or the end of the work, heard after the deadline
         replies = tuple(self._replies.values()) if self._keys else tuple(self._extra)
         missing = (
