@@ -110,10 +110,14 @@ class TransportHost(Protocol):
         ...
 
     # --- deliveries that cross processes --------------------------------------------------------
-    def arrived(self, corr: Correlation, *, cancelled: bool) -> None:
+    def arrived(
+        self, corr: Correlation, *, cancelled: bool, watched: Message | None = None
+    ) -> None:
         """A delivery the sending process counted delivered runs here: delivered here too,
         and in flight here until its outcome. ``cancelled``: its correlation was cancelled,
-        so it ends unrun."""
+        so it ends unrun. ``watched``: its message, whose sender (in another process) watches
+        for its reply (``Runtime.watch_reply``): watched here, where it is handled, so the
+        sender is sent the ``Unanswered`` notice the moment it goes unanswered."""
         ...
 
     def resumed(
@@ -331,10 +335,14 @@ class RuntimeHost:
         self._timers.cancel(correlation_id)
         return True
 
-    def arrived(self, corr: Correlation, *, cancelled: bool) -> None:
+    def arrived(
+        self, corr: Correlation, *, cancelled: bool, watched: Message | None = None
+    ) -> None:
         if cancelled:
             corr.cancelled = True  # the runner dead-letters it without running it
         self._ledger.arrived(corr)
+        if watched is not None and not cancelled:
+            self._watch_resumed(corr, watched)
 
     def resumed(
         self, corr: Correlation, msg: Message, agent_id: str, *, watched: bool = False

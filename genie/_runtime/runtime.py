@@ -567,9 +567,10 @@ class Runtime:
         self._reply_watch(corr).watch(request, self._responders(recipient))
 
     def _watch_resumed(self, corr: _Correlation, msg: Message) -> None:
-        """``msg``, a request its sender watched, runs again from the store: watched again
-        from the start, as it was, whenever its sender (rebuilding its run) watches it again;
-        it may end before."""
+        """``msg``, a request its sender watched, runs again from the store (watched again
+        from the start, as it was, whenever its sender, rebuilding its run, watches it again;
+        it may end before), or runs here for a sender in another process (NATS), which hears
+        of its handling only from here."""
         from .losses import Unanswered
 
         recipient = msg.recipient

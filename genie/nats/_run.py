@@ -51,6 +51,9 @@ class Run:
     parent: str | None
     request: bool = False  # its message is a ``ctx.request``: the answer goes to the asker
     outbox: list[tuple[Message, str]] = field(default_factory=list)
+    # The outputs (by their ids as sent) whose sender watches for their reply: published
+    # marked so, for the worker that runs them to watch them (``Runtime.watch_reply``).
+    watched: set[str] = field(default_factory=set)
     renamed: dict[str, str] = field(default_factory=dict)
     derived: set[str] = field(default_factory=set)
     denied: list[dict[str, Any]] = field(default_factory=list)

@@ -99,6 +99,7 @@ from ._wire import (
     PARENT,
     REQUEST,
     UNCHARGED,
+    WATCHED,
     Item,
     MessageTooLargeError,
     NatsPublisher,
@@ -575,7 +576,10 @@ class NatsTransport:
             return
         run = self._run_of(msg)
         if run is not None:
-            run.outbox.append((run.rename(msg), recipient))
+            out = run.rename(msg)
+            if self._served().watched(msg):  # by the id its handler gave it, before renaming
+                run.watched.add(out.id)
+            run.outbox.append((out, recipient))
         else:
             assert self._tg is not None, "a runtime sends only once started"
             if self._presence.due():  # in the background: a publish never waits for it
@@ -1127,7 +1131,10 @@ class NatsTransport:
             self._owed[msg.correlation_id] = 1
         # In flight here from now (the sender counted it delivered, and closed it once sent);
         # a cancelled correlation's delivery is dead-lettered without running.
-        host.arrived(corr, cancelled=msg.correlation_id in self.cancellations)
+        # Its sender, in another process, watches for its reply: watched here, where it is
+        # handled, so the sender is told at once if it goes unanswered.
+        watched = msg if WATCHED in headers else None
+        host.arrived(corr, cancelled=msg.correlation_id in self.cancellations, watched=watched)
         try:
             if times > self.max_deliveries:
                 self.crashed += 1
@@ -1164,7 +1171,10 @@ class NatsTransport:
                 if owed:  # an uncharged root that charged nothing: counted now, as it ends
                     key = f"{delivery.id}/root"
                     items.append(self._out.charge_item(msg.correlation_id, key, owed))
-                items += [self._out.item(o, r, origin, delivery.id) for o, r in run.outbox]
+                items += [
+                    self._out.item(o, r, origin, delivery.id, watched=o.id in run.watched)
+                    for o, r in run.outbox
+                ]
                 if answer is not None:
                     data = json.dumps(answer, separators=(",", ":")).encode()
                     reply = self.names.reply(msg.id)

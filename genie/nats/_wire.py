@@ -34,6 +34,7 @@ __all__ = [
     "PARENT",
     "REQUEST",
     "UNCHARGED",
+    "WATCHED",
     "Item",
     "MessageTooLargeError",
     "NatsPublisher",
@@ -54,6 +55,9 @@ CORRELATION = "Genie-Correlation"
 # A delivery that opens its correlation, published uncharged: the worker that runs it adds it
 # to the correlation's count with its first charge (``NatsTransport._admit_charged``).
 UNCHARGED = "Genie-Uncharged"
+# A request its sender watches for a reply (``Runtime.watch_reply``, a workflow's step): the
+# worker that runs it watches it there, so the sender is told the moment it goes unanswered.
+WATCHED = "Genie-Watched"
 MSG_ID = "Nats-Msg-Id"
 INCR = "Nats-Incr"  # adds to a counter stream's subject (nats-server 2.12 and later)
 
@@ -232,6 +236,7 @@ class NatsPublisher:
         *,
         request: bool = False,
         uncharged: bool = False,
+        watched: bool = False,
     ) -> Item:
         """What publishing the delivery of ``msg`` to ``recipient`` sends."""
         delivery = Delivery(msg, recipient)
@@ -242,6 +247,8 @@ class NatsPublisher:
             headers[REQUEST] = "1"
         if uncharged:
             headers[UNCHARGED] = "1"
+        if watched:
+            headers[WATCHED] = "1"
         return self.names.agent(recipient), delivery.encode(), headers
 
     async def publish_all(
