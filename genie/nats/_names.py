@@ -133,7 +133,9 @@ class NatsNames:
         return f"genie.{self._ns}.agent.*"
 
     def consumer(self, agent_id: str) -> str:
-        return _token(agent_id, "agent id").replace("~", "_")
+        """The durable consumer of ``agent_id``: its subject token, one to one as that is
+        (``a.b`` is ``a~b``, never ``a_b``'s)."""
+        return _token(agent_id, "agent id")
 
     def outcome(self, origin: str) -> str:
         return f"genie.{self._ns}.outcome.{origin}"
@@ -207,10 +209,22 @@ async def ensure_streams(
         ),
     )
     for config in configs:
+        name = config.name or ""  # each has one, above
         try:
             await js.add_stream(config)
         except BadRequestError:
-            await js.update_stream(config)  # already there with other settings: ours win
+            # Already there with other settings: ours win, if it is this namespace's. A
+            # stream name does not tell '-', '_', '.' or case apart, so it may be another
+            # namespace's: rewriting its subjects would take its deliveries from it.
+            have = (await js.stream_info(name)).config.subjects or []
+            if have != config.subjects:
+                other = have[0].split(".")[1].replace("~", ".") if have else "?"
+                raise ConfigurationError(
+                    f"namespace {names.namespace!r} cannot use the NATS stream {name}: "
+                    f"namespace {other!r} uses it (stream names do not tell '-', '_', '.' or "
+                    "case apart); give this pipeline another namespace (--namespace)"
+                ) from None
+            await js.update_stream(config)
 
 
 COUNTERS = (2, 12)  # the first nats-server with counter streams (the shared budget)

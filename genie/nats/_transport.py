@@ -296,11 +296,11 @@ class NatsTransport:
         try:
             need_server(self.url, version.major, version.minor)
             need_max_payload(self.url, self._nc.max_payload)
+            self._js = self._nc.jetstream()
+            await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
         except ConfigurationError:
             await self.close()
             raise
-        self._js = self._nc.jetstream()
-        await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
         await self.consent.bind(self._js)
         await self.memory.bind(self._js)
         if self._entry is not None:
