@@ -17,6 +17,7 @@ from genie.nats._transport import NatsTransport
 from genie.pipeline import load_pipeline
 
 from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
+from .test_nats import eventually
 from .test_nats import server as server
 
 pytestmark = pytest.mark.xdist_group("nats")
@@ -107,6 +108,12 @@ async def test_a_step_run_in_another_worker_without_a_reply_fails_at_once(
             with anyio.fail_after(20):
                 result = await entry.ask(request, until="order_outcome", timeout=25)
             took = time.monotonic() - started
+
+            async def settled() -> bool:  # the undo's and the notice's records come in too
+                return all(rt.statistics().in_flight <= 0 for rt in runtimes)
+
+            await eventually(settled, timeout=10)
+            stats = [rt.statistics() for rt in runtimes]
     finally:
         for t in transports:
             await t.close()
@@ -117,3 +124,6 @@ async def test_a_step_run_in_another_worker_without_a_reply_fails_at_once(
     assert outcome.reason == "quiet handled the order without replying"  # type: ignore[attr-defined]
     assert outcome.compensated == ("a",)  # type: ignore[attr-defined]
     assert took < 10, took
+    for s in stats:  # each process's books balance, the notice counted as any output
+        assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight, s
+    assert stats[0].dead_lettered == 0, stats[0]
