@@ -9,7 +9,8 @@ what it says to a reader or a language model:
 - format characters removed, every one of Unicode's category Cf (zero-width space and
   joiners, soft hyphen, bidi controls, BOM, interlinear annotation marks...); Unicode "tag"
   characters, which some models read as ASCII, become that ASCII;
-- common look-alikes (Cyrillic and Greek letters, small capitals) become the Latin letter,
+- common look-alikes (Cyrillic, Greek, Cherokee letters, small capitals, Latin letters with
+  a stroke or hook such as ``ø``) become the Latin letter,
   dashes become ``-``, every script's digits (and enclosed ones NFKD keeps) become 0-9;
 - case folded, whitespace runs (newlines, tabs) collapsed to one space.
 
@@ -106,10 +107,38 @@ def _table() -> dict[int, int | str | None]:
     lisu = "ꓮꓐꓚꓓꓰꓝꓖꓧꓲꓙꓗꓡꓟꓠꓳꓑꓣꓢꓔꓴꓦꓪꓫꓬꓜ"  # noqa: RUF001
     for latin, letter in zip("ABCDEFGHIJKLMNOPRSTUVWXYZ", lisu, strict=True):
         lookalikes[latin] = lookalikes.get(latin, "") + letter
+    # Cherokee capitals drawn as Latin ones; case folding makes Cherokee's small letters its
+    # capitals, so each small letter is mapped too.
+    cherokee = "ᎪᏴᏟᎠᎬᏀᎻᎥᎫᏦᏞᎷᏢᎡᏒᏚᎢᏙᏔᎩᏃ"  # noqa: RUF001
+    for latin, letter in zip("ABCDEGHiJKLMPRRSTVWYZ", cherokee, strict=True):
+        lookalikes[latin] = lookalikes.get(latin, "") + letter + letter.lower()
+    # Cyrillic's iota and palochka, Coptic's o, r, s and x.
+    for latin, letter in zip("iIloOpPcCxX", "ꙇꙆӏⲟⲞⲣⲢⲥⲤⲭⲬ", strict=True):
+        lookalikes[latin] = lookalikes.get(latin, "") + letter
     for latin, others in lookalikes.items():
         for other in others:
             table[ord(other)] = latin
+    # Latin letters drawn with a stroke, bar, hook or tail (ø, đ, ł, ɨ, ɵ, ʂ, ɳ, ꞡ...): NFKD
+    # leaves them whole, as the mark is part of the letter, but a reader sees the letter under
+    # it, so "ignøre" is "ignore" as "ígnóre" is. Turned and reversed letters are other shapes.
+    for first, last in _LATIN_BLOCKS:
+        for cp in range(first, last + 1):
+            char = chr(cp)
+            marked = _MARKED_LATIN.fullmatch(unicodedata.name(char, ""))
+            if marked and cp not in table and unicodedata.normalize("NFKD", char) == char:
+                letter = marked["barred"] or marked["letter"]
+                table[cp] = letter.lower() if marked["case"] == "SMALL" else letter
     return table
+
+
+# Unicode's Latin blocks past ASCII (Latin-1 Supplement to Latin Extended-E), and the name of a
+# letter drawn with a mark of its own: "LATIN SMALL LETTER O WITH STROKE", "... BARRED O".
+_LATIN_BLOCKS = ((0x00C0, 0x02AF), (0x1D00, 0x1EFF), (0x2C60, 0x2C7F), (0xA720, 0xA7FF),
+                 (0xAB30, 0xAB6F))  # fmt: skip
+_MARKED_LATIN = re.compile(
+    r"LATIN (?P<case>SMALL|CAPITAL) LETTER (?:(?:BARRED|DOTLESS) (?P<barred>[A-Z])(?: WITH .+)?"
+    r"|(?P<letter>[A-Z]) WITH .+)"
+)
 
 
 def _ranges(points: list[int]) -> str:
