@@ -301,9 +301,11 @@ _RESTRAINTS = _Words(
 _NONE = _Words(
     "no", "without", "sans", "sin", "keine", "kein", "ohne", "sem", "koi", "कोई", "aucune"
 )  # fmt: skip
+# "You are", "tu es", "du bist" are one word once ``_PHRASES`` has read them.
 _THE_ASSISTANT = _Words(
     "you", "u", "yourself", "ai", "assistant", "model", "chatbot", "bot", "gpt", "tum", "tu",
-    "du", "tienes", "eres", "voce", "तुम*", "तू", "तुझे", "tumhe", "tujhe", "aap",
+    "du", "tienes", "eres", "voce", "तुम*", "तू", "तुझे", "tumhe", "tujhe", "aap", "youare",
+    "tues", "dubist",
 )  # fmt: skip
 # What the assistant is told to do with no restrictions ("act without limits").
 _ACT = _Words(
@@ -372,7 +374,7 @@ _ON_AFTER = _ON | _Words("activ*", "attiv*", "ativ*", "habilitad*", "abilitat*",
 # Multi-word expressions read as one word, so the rules match words one by one.
 _PHRASES = {
     "set aside": "setaside", "put aside": "setaside", "throw away": "throwaway",
-    "pay no attention to": "payno",
+    "pay no attention to": "payno", "never mind": "setaside", "nevermind": "setaside",
     "pay no attention": "payno", "do not follow": "notfollow", "dont follow": "notfollow",
     "don t follow": "notfollow", "no longer follow": "notfollow", "stop following":
     "stopfollowing", "stop obeying": "stopobeying", "ne tiens pas compte": "nefaispas",
