@@ -3,12 +3,12 @@ denies.
 
 ``find_destructive_sql(scan)`` names the first kind it finds, or None: ``DROP`` of a table,
 database, schema or view; ``TRUNCATE``; ``DELETE`` with no filter or an always-true one
-(``WHERE 1=1``, ``WHERE id = id``); ``UPDATE ... SET`` of a balance, amount, limit, password
-or role column; ``UNION SELECT``; the quote tautology that logs in without a password
-(``' OR '1'='1``); a statement stacked after a quote (``'; DROP ...``); ``xp_cmdshell`` and
-``EXEC``; SQL built from ``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``,
-``SLEEP(5)``). SQL comments are read as spaces and as nothing (``DR/**/OP``,
-``DROP/**/TABLE``).
+(``WHERE 1=1``, ``WHERE id >= id``, ``WHERE 1``); ``UPDATE ... SET`` of a balance, amount,
+limit, password or role column, quoted or not, wherever in the SET clause; ``UNION SELECT``;
+the quote tautology that logs in without a password (``' OR '1'='1``); a statement stacked
+after a quote (``'; DROP ...``); ``xp_cmdshell`` and ``EXEC``; SQL built from
+``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``, ``SLEEP(5)``). SQL comments
+are read as spaces and as nothing (``DR/**/OP``, ``DROP/**/TABLE``).
 
 What it cannot see: SQL that is harmful by its meaning only (a ``SELECT`` of other customers'
 rows), other query languages, and SQL built from pieces across messages. An analyst's
@@ -41,16 +41,23 @@ _KINDS = (
     (
         "DELETE without a real filter",
         ("delete",),
-        # an always-true filter: a name or number compared with itself, quoted alike or bare
-        # (``1=1``, ``id = id``, ``'a'='a'``)
+        # an always-true filter: a name or number compared with itself by a comparison that
+        # holds of equals, quoted alike or bare (``1=1``, ``id >= id``, ``'a' LIKE 'a'``), or a
+        # number other than 0 alone, which MySQL and SQLite take for true (``WHERE 1``)
         r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|\|(?!\|)|where\s+(?:true\b|"
-        r"(?:(['\"])([\w.]*)\1\s*=\s*\1\2\1|([\w.]+)\s*=\s*\3)(?![\w.'\"])))",
+        r"0*[1-9]\d*\s*(?:;|--|$|\|(?!\|))|(?:(['\"])([\w.]*)\1\s*(?:[<>]?=|like\b)\s*\1\2\1|"
+        r"([\w.]+)\s*(?:[<>]?=|like\b)\s*\3)(?![\w.'\"])))",
     ),
     (
         "UPDATE of money or access",
         ("update",),
-        r"\bupdate\s+[\w.\[\]\"`]+\s+set\s+[\w.]*(?:balance|amount|limit|password|salary|credit|"
-        r"role|admin|status|kyc)\w*\s*=",
+        # any column the SET clause assigns (not one its WHERE compares), bare or quoted as a
+        # dialect quotes a name (``"balance"``, `` `balance` ``, ``[balance]``): the
+        # assignments before it are read one by one, each once (an atomic group: a value of
+        # many words has one reading, not one per way of splitting its spaces)
+        r"\bupdate\s+[\w.\[\]\"`]+\s+set\s+(?>[\"`\[]?[\w.]+[\"`\]]?\s*=\s*(?:'[^']{0,200}'|"
+        r"\"[^\"]{0,200}\"|[\w.+\-*/() ]{0,100}?)\s*,\s*){0,20}[\"`\[]?[\w.]*(?:balance|amount|"
+        r"limit|password|salary|credit|role|admin|status|kyc)\w*[\"`\]]?\s*=",
     ),
     ("UNION SELECT", ("union",), r"\bunion\s+(?:all\s+)?select\b"),
     (

@@ -226,6 +226,8 @@ def test_a_view_never_serves_another_messages_text() -> None:
         "+1 " * 43_000,  # every digit could start a foreign number
         # Numbers of no country, each after its "+": libphonenumber is asked of every one.
         " ".join("+999" + str(n).zfill(8) for n in range(10_000)),
+        # UPDATE ... SET with many assignments of many words, none of a guarded column.
+        ("update a set " + ("x = " + "a " * 49 + ", ") * 20 + "y ") * 100,
     ],
     ids=[
         "email-backtracking",
@@ -237,6 +239,7 @@ def test_a_view_never_serves_another_messages_text() -> None:
         "leet-digits",
         "country-codes",
         "no-country",
+        "update-assignments",
     ],
 )
 def test_hostile_text_is_scanned_in_linear_time(hostile: str) -> None:

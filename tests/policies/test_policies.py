@@ -594,15 +594,46 @@ def test_a_pin_otp_or_cvv_given_is_denied(content: str, verdict: str) -> None:
         ("DELETE FROM loans WHERE ''=''", "DELETE without a real filter"),
         ('DELETE FROM payments WHERE "x"="x"', "DELETE without a real filter"),
         ("DELETE FROM accounts WHERE 1=1;", "DELETE without a real filter"),
+        # compared with itself by any comparison that holds of equals, or a true number alone
+        ("DELETE FROM accounts WHERE 'x' LIKE 'x'", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE id >= id", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE 7<=7;", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE 1", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE 1;", "DELETE without a real filter"),
         # a real filter: a column against a value or another column
         ("DELETE FROM staging WHERE batch_id = 42", None),
         ("DELETE FROM t WHERE id = id_old", None),
         ("DELETE FROM t WHERE a.id = b.id", None),
         ("DELETE FROM t WHERE id = 'id'", None),
         ("DELETE FROM t WHERE 1 = 10", None),
+        ("DELETE FROM t WHERE name LIKE 'temp%'", None),
+        ("DELETE FROM t WHERE id >= 100", None),
+        ("DELETE FROM t WHERE 0", None),
+        ("DELETE FROM t WHERE 1 > id", None),
     ],
 )
 def test_a_delete_whose_filter_is_always_true_is_denied(content: str, verdict: str | None) -> None:
     """``WHERE 1=1`` deletes every row, and so does a column compared with itself."""
+    expected = "allow" if verdict is None else f"SQL in message content: {verdict}"
+    assert reason(SqlBlock(), msg(content)) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        ("UPDATE accounts SET balance = 0", "UPDATE of money or access"),
+        # the column quoted as each dialect quotes a name, or set after another one
+        ('UPDATE accounts SET "balance" = 0', "UPDATE of money or access"),
+        ("UPDATE accounts SET `balance`=0", "UPDATE of money or access"),
+        ("UPDATE accounts SET [balance]=0", "UPDATE of money or access"),
+        ("UPDATE accounts SET note = 'fix', balance = 0", "UPDATE of money or access"),
+        ("UPDATE users SET name='a, b', role='admin' WHERE id=7", "UPDATE of money or access"),
+        # other columns; a balance in the filter, not the assignment
+        ("UPDATE accounts SET note = 'fix' WHERE balance = 0", None),
+        ("UPDATE customers SET city = 'Pune', phone_verified = true", None),
+        ("please update the address, set the balance reminder for Monday", None),
+    ],
+)
+def test_an_update_of_money_or_access_is_denied(content: str, verdict: str | None) -> None:
     expected = "allow" if verdict is None else f"SQL in message content: {verdict}"
     assert reason(SqlBlock(), msg(content)) == expected
