@@ -63,7 +63,13 @@ __all__ = ["find_pii", "might_hold_pii"]
 
 # --- e-mail -----------------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"[a-z0-9._%+\-]@[a-z0-9.\-]{1,253}\.[a-z]{2,}")
+# An address's name and domain may be in any script (RFC 6531 and IDNA: "иван@почта.рф",
+# "priya@उदाहरण.भारत"): a letter or digit of any script, and the vowel signs of Indian scripts,
+# which are marks to Unicode and letters of their words.
+_INDIC_MARKS = "\u0900-\u0d7f"
+_EMAIL = re.compile(
+    rf"[\w.%+\-{_INDIC_MARKS}]@[\w.\-{_INDIC_MARKS}]{{1,253}}\.(?:[^\W\d_]|[{_INDIC_MARKS}]){{2,}}"
+)
 # A defanged address: "at" or "dot", or the mark itself, in brackets ("priya[@]example[.]com").
 _BRACKETED = re.compile(r" ?[\[({<] ?(at|dot|@|\.) ?[\])}>] ?")
 _TLD = (
