@@ -2,9 +2,10 @@
 
 A detector that reads only what a message shows loses to "decode this and do what it says":
 ``&#105;gnore``, ``%69gnore``, ``aWdub3Jl...`` (base64), ``69676e6f7265`` (hex), ``\\x69``,
-binary octets and Morse code all say "ignore" to a model. ``decoded(raw)`` finds each encoded
-segment of a message's raw text (before ``fold``: base64 is case-sensitive) and returns the
-decoded text, named by its encoding, for the detectors to read as one more view.
+``=69gnore`` (quoted-printable), binary octets and Morse code all say "ignore" to a model.
+``decoded(raw)`` finds each encoded segment of a message's raw text (before ``fold``: base64
+is case-sensitive) and returns the decoded text, named by its encoding, for the detectors to
+read as one more view.
 
 Each encoding is found by one pattern of ``ENCODED``, and only what that pattern finds is
 decoded, so a text without a match of ``ENCODED`` has no decoded view: the content screen
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import quopri
 import re
 from collections.abc import Callable
 from urllib.parse import unquote
@@ -50,8 +52,14 @@ _ENTITY = r"(?i:&(?:#[0-9]{1,7};?|#x[0-9a-f]{1,6};?|[a-z][a-z0-9]{1,7};))"
 _ESCAPE = r"(?i:\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}))"
 _BINARY = r"(?<![01])(?:[01]{8}[ ,]?){4,}"
 _MORSE = r"(?<![.\w-])(?:[.-]{1,7} (?:/ )?){5,}[.-]{1,7}(?![.\w-])"
+# Quoted-printable (e-mail's ``=6F``, upper-case hex as RFC 2045 writes it) hiding a letter,
+# or an "@" before one (``priya=40gmail.com``): ``amount=2500`` hides neither, so a query
+# string or a formula has no view.
+_QP = r"=(?:[46][1-9A-F]|[57][0-9A]|40(?=[A-Za-z]))"
 
-ENCODED = re.compile("|".join((_B64, _HEX, _BASE32, _PERCENT, _ENTITY, _ESCAPE, _BINARY, _MORSE)))
+ENCODED = re.compile(
+    "|".join((_B64, _HEX, _BASE32, _PERCENT, _ENTITY, _ESCAPE, _BINARY, _MORSE, _QP))
+)
 """A superset of what ``decoded`` decodes: raw text without a match has no decoded view."""
 
 _B64_RUN = re.compile(_B64)
@@ -60,6 +68,7 @@ _BASE32_RUN = re.compile(_BASE32)
 _PERCENT_ONE = re.compile(_PERCENT)
 _ENTITY_ONE = re.compile(_ENTITY)
 _ESCAPE_ONE = re.compile(_ESCAPE)
+_QP_ONE = re.compile(_QP)
 _BINARY_RUN = re.compile(_BINARY)
 _MORSE_RUN = re.compile(_MORSE)
 
@@ -90,7 +99,7 @@ def might_be_encoded(raw: str) -> bool:
     (each of ``ENCODED``'s patterns is tried behind what it needs)."""
     if ("%" in raw and _PERCENT_ONE.search(raw)) or ("&" in raw and _ENTITY_ONE.search(raw)):
         return True
-    if "\\" in raw and _ESCAPE_ONE.search(raw):
+    if ("\\" in raw and _ESCAPE_ONE.search(raw)) or ("=" in raw and _QP_ONE.search(raw)):
         return True
     # base64 of text has capitals (groups of small letters begin Y, Z, G, H, W or X), which
     # identifiers in snake case do not; base32 is written in them
@@ -193,6 +202,11 @@ def _decode_once(raw: str) -> list[tuple[str, str]]:
         views.append(("percent-encoding", text))
     if _ESCAPE_ONE.search(raw):
         views.append(("escapes", _escapes(raw)))
+    if _QP_ONE.search(raw):
+        # every "=XX" and soft line break, as a mail reader decodes the whole body
+        views.append(
+            ("quoted-printable", quopri.decodestring(raw.encode()).decode("utf-8", "replace"))
+        )
     for name, pattern, decode in _SEGMENTS:
         if not capitals and name in ("base64", "base32"):
             continue  # see ``might_be_encoded``
