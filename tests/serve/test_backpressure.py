@@ -40,12 +40,20 @@ async def filled(
     async def one() -> None:
         answered.append((await client.post(ASK, json={}, headers=auth(ALICE))).status_code)
 
-    for _ in range(2):
+    # One at a time: sent together, the second could find the first still queued (not yet
+    # taken by an executor) and be refused itself.
+    for depth in (0, 1):
         tg.start_soon(one)
-    with anyio.fail_after(5):
-        while runtimes[0].statistics().mailboxes["sleeper"].depth < 1:  # noqa: ASYNC110
-            await anyio.sleep(0.01)
+        with anyio.fail_after(5):
+            while queued(runtimes[0]) != (depth + 1, depth):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
     return answered
+
+
+def queued(rt: Runtime) -> tuple[int, int]:
+    """The runtime's deliveries in flight, and those waiting in the sleeper's mailbox."""
+    stats = rt.statistics()
+    return stats.in_flight, stats.mailboxes["sleeper"].depth
 
 
 @pytest.mark.parametrize("route", [ASK, ASK + "/stream"], ids=["ask", "stream"])
