@@ -9,12 +9,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genie import Payload
-
 __all__ = [
     "EARTH_RADIUS_KM",
     "Amount",
-    "CataloguePayload",
     "Record",
     "haversine_km",
     "median",
@@ -31,18 +28,10 @@ EARTH_RADIUS_KM = 6371.0
 Amount = Annotated[float, Field(ge=0)]
 
 
-class CataloguePayload(Payload):
-    """A payload of the catalogue: genie's, whose floats are finite. NaN or infinity is no
-    amount, rate or count: a NaN compares false with every bound (a clamp passes it as the
-    best score), an infinity divides into a ratio that looks affordable; either is refused
-    naming the field (``Input should be a finite number``)."""
-
-    model_config = ConfigDict(allow_inf_nan=False)
-
-
 class Record(BaseModel):
-    """A value inside a payload: frozen, unknown fields refused, floats finite (as
-    ``CataloguePayload``'s)."""
+    """A value inside a payload: frozen, unknown fields refused, floats finite (as every
+    ``Payload``'s: NaN compares false with every bound, so a clamp passes it as the best score,
+    and an infinity divides into a ratio that looks affordable)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
 

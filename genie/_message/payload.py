@@ -62,8 +62,10 @@ class Payload(BaseModel):
     """
 
     # Schemas are built on first use: a catalogue of 57 agents imports ~100 models and would
-    # otherwise pay for all of them at start-up.
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    # otherwise pay for all of them at start-up. A message travels as JSON (a store, NATS,
+    # serve, ``--json``), which has no NaN or infinity: a float that is one is refused here,
+    # naming its field, rather than turned into null or invalid JSON on its way.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
     message_type: ClassVar[str] = ""
 
 

@@ -603,3 +603,21 @@ def test_a_message_read_back_keeps_what_it_holds() -> None:
     )
     msg = MessageTypes([Ping]).parse_message(text)
     assert (msg.recipient, dict(msg.metadata)) == ("echo\udc00", {"k": "v\ud800"})
+
+
+class Reading(Payload):
+    message_type = "reading"
+    value: float
+    when: float | None = None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), "nan", "-Infinity"])
+def test_a_payload_s_float_is_finite_or_refused_naming_the_field(bad: object) -> None:
+    """A message travels as JSON (a store, NATS, serve, --json), which has no NaN or infinity:
+    one is refused where the payload is made, naming its field, never carried as a number
+    that turns into null (or invalid JSON) on its way."""
+    with pytest.raises(ValidationError, match="finite number"):
+        Reading(value=bad)
+    with pytest.raises(InvalidMessageError, match=r"invalid 'reading' message: field 'when'"):
+        MessageTypes([Reading]).parse_payload("reading", {"value": 1.5, "when": bad})
+    assert Reading(value=1e308, when=-0.0).value == 1e308  # the largest finite ones are numbers

@@ -13,10 +13,9 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from genie import BaseAgent, Context, Message, Risk, ToolDeniedError, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, ToolDeniedError, handler
 from genie.llm import BudgetExceededError, ChatMessage, LLMError, Provider, Request
 
-from .._common import CataloguePayload
 from .._go import go_text
 from .._remember import recalled_context, session_of, user_of
 
@@ -78,7 +77,7 @@ async def ask_panel(panel: Sequence[Provider], request: Request) -> PanelResult:
     return PanelResult(text=text, votes=best, answers=by_name, errors=errors)
 
 
-class MoaRecommendRequest(CataloguePayload):
+class MoaRecommendRequest(Payload):
     message_type = "moa_recommend_request"
     question: str = Field(min_length=1, max_length=8000)
 
@@ -93,7 +92,7 @@ class Candidate(BaseModel):
     error: str = ""
 
 
-class MoaRecommendation(CataloguePayload):
+class MoaRecommendation(Payload):
     """Go's ``Outcome``: the winning panellist (the first in panel order to give the winning
     text), the votes per distinct answer, and every panellist's answer or error. With a
     reference server, ``reference`` is the rates the panel was shown (its ``get_rates``

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .._common import Amount, CataloguePayload, Record
+from genie import Payload
+
+from .._common import Amount, Record
 from .._go import UNUSED, GoName, GoValueError, go_names, go_text, unit_share
 
 __all__ = [
@@ -43,7 +45,7 @@ def _go_simulation_settings(go: Mapping[str, Any], out: dict[str, Any]) -> dict[
     return out
 
 
-class GoalRequest(CataloguePayload):
+class GoalRequest(Payload):
     message_type = "goal_request"
     goal: str = ""
     target: float = Field(gt=0)
@@ -68,7 +70,7 @@ class GoalRequest(CataloguePayload):
     )
 
 
-class GoalPlan(CataloguePayload):
+class GoalPlan(Payload):
     message_type = "goal_plan"
     goal: str
     paths: int
@@ -93,7 +95,7 @@ def _monthly_debits(transactions: Any) -> Any:
     return [months[m] for m in sorted(months)]
 
 
-class EmergencyFundRequest(CataloguePayload):
+class EmergencyFundRequest(Payload):
     message_type = "emergency_fund_request"
     monthly_expenses: tuple[float, ...] = Field(min_length=1)
     current_savings: float = Field(0.0, ge=0)
@@ -109,7 +111,7 @@ class EmergencyFundRequest(CataloguePayload):
     )
 
 
-class EmergencyFundPlan(CataloguePayload):
+class EmergencyFundPlan(Payload):
     message_type = "emergency_fund_plan"
     monthly_need: float
     minimum: float
@@ -133,7 +135,7 @@ def _go_holdings(current: Any) -> Any:
     return {names.get(k, k): v for k, v in current.items() if k not in _GO_OTHER_SLEEVES}
 
 
-class AssetAllocationRequest(CataloguePayload):
+class AssetAllocationRequest(Payload):
     message_type = "asset_allocation_request"
     age: int = Field(ge=18, le=100)
     risk_profile: Literal["conservative", "moderate", "aggressive"]
@@ -151,7 +153,7 @@ class AssetAllocationRequest(CataloguePayload):
     )
 
 
-class AssetAllocationPlan(CataloguePayload):
+class AssetAllocationPlan(Payload):
     message_type = "asset_allocation_plan"
     equity_pct: int
     debt_pct: int
@@ -175,7 +177,7 @@ def _dividend_yield(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any
     return out | {"dividend_yield_pct": dps * 100 / price}
 
 
-class DividendRequest(CataloguePayload):
+class DividendRequest(Payload):
     message_type = "dividend_request"
     shares: float = Field(gt=0)
     price: float = Field(gt=0)
@@ -210,21 +212,21 @@ class DividendYear(Record):
     value: float
 
 
-class DividendProjection(CataloguePayload):
+class DividendProjection(Payload):
     message_type = "dividend_projection"
     rows: tuple[DividendYear, ...]
     total_gross: float
     total_net: float
 
 
-class ExplainFinance(CataloguePayload):
+class ExplainFinance(Payload):
     message_type = "explain_finance"
     term: str
 
     _go = go_text("term")  # Go's content was the term itself
 
 
-class FinanceExplanation(CataloguePayload):
+class FinanceExplanation(Payload):
     message_type = "finance_explanation"
     term: str
     found: bool

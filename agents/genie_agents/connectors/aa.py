@@ -9,10 +9,9 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import model_validator
 
-from genie import BaseAgent, Classification, Context, Message, Risk, handler
+from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 from genie.policies import ConsentCategory, InMemoryConsentLedger
 
-from .._common import CataloguePayload
 from .._go import from_metadata, go_text
 from ..finance.models import Transaction
 
@@ -85,7 +84,7 @@ class InMemoryFIClient:
             raise LookupError(f"no account {account_id!r} for user {user_id!r}") from None
 
 
-class AaFetchRequest(CataloguePayload):
+class AaFetchRequest(Payload):
     """The account to fetch; the user is the message's ``user_id`` metadata, as the consent
     policy reads it, so a payload cannot ask for someone else's data. Without an
     ``account_id`` the account is the message's ``account_id`` metadata, as Go sent it."""
@@ -104,7 +103,7 @@ class AaFetchRequest(CataloguePayload):
         return self
 
 
-class AaFetchResult(CataloguePayload):
+class AaFetchResult(Payload):
     message_type = "aa_fetch_result"
     user_id: str
     account_id: str

@@ -9,9 +9,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from genie import BaseAgent, Classification, Context, Message, Risk, handler
+from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 
-from .._common import CataloguePayload, Record, money
+from .._common import Record, money
 from .._go import go_text
 from .vault import TokenVault
 
@@ -102,7 +102,7 @@ class _WireLine(BaseModel):
     last_price: float
 
 
-class PortfolioRequest(CataloguePayload):
+class PortfolioRequest(Payload):
     """The user is the message's ``user_id`` metadata (as the consent policy reads it)."""
 
     message_type = "portfolio_request"
@@ -119,7 +119,7 @@ class PortfolioLine(Record):
     pnl: float
 
 
-class PortfolioSnapshot(CataloguePayload):
+class PortfolioSnapshot(Payload):
     message_type = "portfolio_snapshot"
     user_id: str
     holdings: tuple[PortfolioLine, ...]

@@ -12,9 +12,8 @@ from typing import Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
-from .._common import CataloguePayload
 from .._go import go_names
 
 __all__ = [
@@ -117,7 +116,7 @@ class EchoVoiceProvider:
             yield audio[start : start + self.chunk_bytes]
 
 
-class VoiceTranscribe(CataloguePayload):
+class VoiceTranscribe(Payload):
     message_type = "voice_transcribe"
     audio: Audio
     language: str = "en-IN"
@@ -125,13 +124,13 @@ class VoiceTranscribe(CataloguePayload):
     _go = go_names(GO_TRANSCRIBE, then=_go_blank_lang)
 
 
-class VoiceTranscript(CataloguePayload):
+class VoiceTranscript(Payload):
     message_type = "voice_transcript"
     text: str
     language: str
 
 
-class VoiceSynthesise(CataloguePayload):
+class VoiceSynthesise(Payload):
     message_type = "voice_synthesise"
     text: str = Field(min_length=1, max_length=10_000)
     voice: str = "default"
@@ -139,7 +138,7 @@ class VoiceSynthesise(CataloguePayload):
     _go = go_names(GO_SYNTHESISE, then=_go_blank_lang)
 
 
-class VoiceAudio(CataloguePayload):
+class VoiceAudio(Payload):
     message_type = "voice_audio"
     audio: Audio
     voice: str
@@ -168,7 +167,7 @@ class Voice(BaseAgent):
         return ctx.emit(VoiceAudio(audio=audio, voice=payload.voice))
 
 
-class VoiceAsrChunk(CataloguePayload):
+class VoiceAsrChunk(Payload):
     message_type = "voice_asr_chunk"
     stream_id: str = Field(min_length=1)
     seq: int = Field(ge=0)
@@ -182,20 +181,20 @@ class VoiceAsrChunk(CataloguePayload):
     )
 
 
-class VoiceAsrPartial(CataloguePayload):
+class VoiceAsrPartial(Payload):
     message_type = "voice_asr_partial"
     stream_id: str
     seq: int
     text: str
 
 
-class VoiceAsrFinal(CataloguePayload):
+class VoiceAsrFinal(Payload):
     message_type = "voice_asr_final"
     stream_id: str
     text: str
 
 
-class VoiceTtsStream(CataloguePayload):
+class VoiceTtsStream(Payload):
     message_type = "voice_tts_stream"
     text: str = Field(min_length=1, max_length=10_000)
     voice: str = "default"
@@ -203,7 +202,7 @@ class VoiceTtsStream(CataloguePayload):
     _go = go_names(GO_SYNTHESISE, then=_go_blank_lang)
 
 
-class VoiceTtsChunk(CataloguePayload):
+class VoiceTtsChunk(Payload):
     message_type = "voice_tts_chunk"
     seq: int
     audio: Audio

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from genie import Payload
 from genie.pipeline import Gathered
 
-from .._common import CataloguePayload, once_each
+from .._common import once_each
 from ..fraud.models import KycRequest
 from ..lending.models import MAX_MONTHS, CashFlows, Loan
 from ..payments.models import PaymentRequest
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class OnboardingApplication(CataloguePayload):
+class OnboardingApplication(Payload):
     message_type = "onboarding_application"
     customer: KycRequest
     statement_csv: str = Field(description="the last months' bank statement (ingestor format)")
@@ -38,7 +39,7 @@ class OnboardingParts(Gathered):
     message_type = "onboarding_parts"
 
 
-class OnboardingDecision(CataloguePayload):
+class OnboardingDecision(Payload):
     message_type = "onboarding_decision"
     customer_id: str
     decision: Literal["approve", "review", "reject"]
@@ -69,7 +70,7 @@ class LendingParts(Gathered):
     message_type = "lending_parts"
 
 
-class LendingDecision(CataloguePayload):
+class LendingDecision(Payload):
     message_type = "lending_decision"
     applicant_id: str
     decision: Literal["approve", "refer", "decline"]
@@ -81,7 +82,7 @@ class LendingDecision(CataloguePayload):
     missing: tuple[str, ...] = ()
 
 
-class TreasurySnapshot(CataloguePayload):
+class TreasurySnapshot(Payload):
     message_type = "treasury_snapshot"
     var: VarRequest
     lcr: LcrRequest
@@ -92,7 +93,7 @@ class TreasuryParts(Gathered):
     message_type = "treasury_parts"
 
 
-class TreasuryReport(CataloguePayload):
+class TreasuryReport(Payload):
     message_type = "treasury_report"
     status: Literal["green", "amber", "red"]
     lines: tuple[str, ...]

@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from genie import Payload
 from genie.pipeline import Gathered
 
-from .._common import CataloguePayload, Record
+from .._common import Record
 from .._go import UNUSED, GoName, GoValueError, go_names, go_text
 from .statement import Transaction, parse_statement
 
@@ -41,7 +42,7 @@ def _none(value: object) -> bool:
     return value is None
 
 
-class FinanceQuestion(CataloguePayload):
+class FinanceQuestion(Payload):
     """A user's question about a statement (Go: content = question, ``metadata["csv"]``).
 
     ``csv`` must be a statement the ingestor accepts: a bad one is refused here, where the
@@ -72,14 +73,14 @@ class FinanceQuestion(CataloguePayload):
         return csv
 
 
-class IngestCsv(CataloguePayload):
+class IngestCsv(Payload):
     message_type = "ingest_csv"
     csv: str
 
     _go = go_text("csv")  # Go's content was the CSV text itself
 
 
-class _Batch(CataloguePayload):
+class _Batch(Payload):
     transactions: tuple[Transaction, ...]
 
 
@@ -101,7 +102,7 @@ class CategoryTotal(Record):
     count: int
 
 
-class AnalysisResult(CataloguePayload):
+class AnalysisResult(Payload):
     message_type = "analysis_result"
     total_income_cents: int
     total_expense_cents: int
@@ -112,7 +113,7 @@ class AnalysisResult(CataloguePayload):
     transactions: tuple[Transaction, ...]
 
 
-class ForecastResult(CataloguePayload):
+class ForecastResult(Payload):
     message_type = "forecast_result"
     currency: str
     monthly_net_cents: int
@@ -129,7 +130,7 @@ class Anomaly(Record):
     reason: str
 
 
-class Anomalies(CataloguePayload):
+class Anomalies(Payload):
     """``anomalies`` is None (JSON null) when there were fewer than two transactions, as in Go."""
 
     message_type = "anomalies"
@@ -146,13 +147,13 @@ class Recommendation(Record):
     informational: bool
 
 
-class Recommendations(CataloguePayload):
+class Recommendations(Payload):
     message_type = "recommendations"
     currency: str
     recommendations: tuple[Recommendation, ...]
 
 
-class FinalReportRequest(CataloguePayload):
+class FinalReportRequest(Payload):
     """The supervisor's fan-in bundle: the question, the analysis totals and each branch."""
 
     message_type = "final_report_request"
@@ -167,7 +168,7 @@ class FinalReportRequest(CataloguePayload):
     recommendations: Recommendations | None = None
 
 
-class FinalReport(CataloguePayload):
+class FinalReport(Payload):
     message_type = "final_report"
     text: str
 
@@ -189,7 +190,7 @@ class Subscription(Record):
     zombie: bool
 
 
-class Subscriptions(CataloguePayload):
+class Subscriptions(Payload):
     message_type = "subscriptions"
     subscriptions: tuple[Subscription, ...]
     monthly_total_cents: int
@@ -201,7 +202,7 @@ class CategoryEmission(Record):
     kg_co2e: float
 
 
-class CarbonFootprint(CataloguePayload):
+class CarbonFootprint(Payload):
     message_type = "carbon_footprint"
     total_kg_co2e: float
     by_category: tuple[CategoryEmission, ...]
@@ -237,7 +238,7 @@ def _go_statements(records: Any) -> Any:
     return statements
 
 
-class BulkStatementRequest(CataloguePayload):
+class BulkStatementRequest(Payload):
     message_type = "bulk_statement_request"
     statements: tuple[str, ...] = Field(min_length=1, description="statement CSVs")
 
@@ -250,7 +251,7 @@ class MonthFlow(Record):
     expense_cents: int
 
 
-class ConsolidatedCashflow(CataloguePayload):
+class ConsolidatedCashflow(Payload):
     message_type = "consolidated_cashflow"
     statements: int
     transactions: int

@@ -10,10 +10,9 @@ from typing import Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 
-from genie import BaseAgent, Classification, Context, Message, Risk, handler
+from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 from genie.llm import ChatMessage, ImagePart, Provider, Request
 
-from .._common import CataloguePayload
 from .._go import go_text
 from .models import RawTransactions
 from .statement import Transaction
@@ -43,7 +42,7 @@ class ReceiptOcrError(ValueError):
 MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
 
 
-class ReceiptOcrRequest(CataloguePayload):
+class ReceiptOcrRequest(Payload):
     """``image``: the receipt's bytes in base64 (at most 8 MiB decoded). Go's request, the
     bare base64 with the MIME type in the message's ``mime_type`` metadata, is taken too: a
     request that names no ``mime_type`` uses the metadata's, else ``image/jpeg``."""

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .._common import CataloguePayload, Record
+from genie import Payload
+
+from .._common import Record
 from .._go import UNUSED, GoName, GoValueError, derived, go_names
 
 __all__ = [
@@ -38,13 +40,13 @@ class Signal(Record):
     detail: str
 
 
-class FraudSignals(CataloguePayload):
+class FraudSignals(Payload):
     message_type = "fraud_signals"
     severity: Level
     signals: tuple[Signal, ...]
 
 
-class MuleSignals(CataloguePayload):
+class MuleSignals(Payload):
     message_type = "mule_signals"
     risk: Level
     signals: tuple[Signal, ...]
@@ -59,7 +61,7 @@ class AmlReport(Record):
     narrative: str
 
 
-class AmlReports(CataloguePayload):
+class AmlReports(Payload):
     message_type = "aml_strs"
     str_required: bool
     reports: tuple[AmlReport, ...]
@@ -99,7 +101,7 @@ def _kyc_go_flags(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class KycRequest(CataloguePayload):
+class KycRequest(Payload):
     message_type = "kyc_request"
     customer_id: str
     name: str
@@ -132,7 +134,7 @@ class KycRequest(CataloguePayload):
     )
 
 
-class KycVerdict(CataloguePayload):
+class KycVerdict(Payload):
     message_type = "kyc_verdict"
     customer_id: str
     decision: Literal["approve", "edd", "reject"]
@@ -146,7 +148,7 @@ def _go_sim_age(days: Any) -> Any:
     return None if days == 0 else days
 
 
-class SyntheticCheck(CataloguePayload):
+class SyntheticCheck(Payload):
     """The signals not known are left out (none: not checked)."""
 
     message_type = "synthetic_check"
@@ -179,7 +181,7 @@ class SyntheticCheck(CataloguePayload):
     )
 
 
-class SyntheticVerdict(CataloguePayload):
+class SyntheticVerdict(Payload):
     message_type = "synthetic_verdict"
     verdict: Literal["clear", "review", "synthetic"]
     signals: tuple[str, ...]
@@ -228,7 +230,7 @@ def _go_events(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out | {"current": current, "window": attempts}
 
 
-class SessionCheck(CataloguePayload):
+class SessionCheck(Payload):
     message_type = "session_check"
     user_id: str
     current: Login
@@ -249,7 +251,7 @@ class SessionCheck(CataloguePayload):
     )
 
 
-class SessionVerdict(CataloguePayload):
+class SessionVerdict(Payload):
     message_type = "session_verdict"
     user_id: str
     action: Literal["allow", "step_up", "block"]

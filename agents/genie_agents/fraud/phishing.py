@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
-from .._common import CataloguePayload, Record
+from .._common import Record
 from .._go import go_names
 
 __all__ = ["PhishingCheck", "PhishingClassifier", "PhishingSignal", "PhishingVerdict", "classify"]
@@ -66,7 +66,7 @@ UPI_HANDLES = frozenset(
 VPA = re.compile(r"^([a-z0-9.\-_]{2,256})@([a-z]{2,64})$")
 
 
-class PhishingCheck(CataloguePayload):
+class PhishingCheck(Payload):
     message_type = "phishing_check"
     url: str = ""
     text: str = Field("", max_length=20_000)
@@ -104,7 +104,7 @@ class PhishingSignal(Record):
     evidence: str
 
 
-class PhishingVerdict(CataloguePayload):
+class PhishingVerdict(Payload):
     message_type = "phishing_verdict"
     verdict: Literal["phishing", "suspicious", "safe"]
     score: float

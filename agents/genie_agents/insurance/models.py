@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._common import CataloguePayload, Record, once_each
+from genie import Payload
+
+from .._common import Record, once_each
 from .._go import UNUSED, GoValueError, derived, go_names
 
 __all__ = [
@@ -106,7 +108,7 @@ def _go_claim(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ClaimRequest(CataloguePayload):
+class ClaimRequest(Payload):
     message_type = "claim_request"
     claim_id: str
     policy: PolicyTerms
@@ -131,7 +133,7 @@ class ClaimRequest(CataloguePayload):
     )
 
 
-class ClaimDecision(CataloguePayload):
+class ClaimDecision(Payload):
     message_type = "claim_decision"
     claim_id: str
     action: Literal["approve", "approve_partial", "deny", "hitl"]
@@ -179,7 +181,7 @@ def _go_preauth(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class PreauthRequest(CataloguePayload):
+class PreauthRequest(Payload):
     message_type = "preauth_request"
     request_id: str
     policy_active: bool
@@ -218,7 +220,7 @@ class PreauthRequest(CataloguePayload):
     )
 
 
-class PreauthDecision(CataloguePayload):
+class PreauthDecision(Payload):
     message_type = "preauth_decision"
     request_id: str
     action: Literal["approve_full", "approve_with_deduction", "approve_partial", "deny", "hitl"]
@@ -274,7 +276,7 @@ def _go_motor(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out | {"claim_free_years": 0 if claimed else steps.index(ncb) + 1}
 
 
-class MotorRequest(CataloguePayload):
+class MotorRequest(Payload):
     """``kind``: fnol (first notice of loss), roadside or renewal_quote."""
 
     message_type = "motor_request"
@@ -333,7 +335,7 @@ class MotorRequest(CataloguePayload):
         return city_at(self.latitude, self.longitude)
 
 
-class MotorResponse(CataloguePayload):
+class MotorResponse(Payload):
     message_type = "motor_response"
     kind: str
     policy_id: str

@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .._common import Amount, CataloguePayload, Record, once_each
+from genie import Payload
+
+from .._common import Amount, Record, once_each
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, unit_share
 from ..finance.statement import Transaction
 
@@ -40,7 +42,7 @@ __all__ = [
 MAX_MONTHS = 1200
 
 
-class CashFlows(CataloguePayload):
+class CashFlows(Payload):
     """An applicant's bank cash flows, as the underwriter reads them (the request to it, and
     the loan application the lending desk splits)."""
 
@@ -75,7 +77,7 @@ class CashFlows(CataloguePayload):
         return debt_service
 
 
-class SimulateLoan(CataloguePayload):
+class SimulateLoan(Payload):
     """Checked by the agent, not the model, so that a bad loan gets Go's error text."""
 
     message_type = "simulate_loan"
@@ -94,7 +96,7 @@ class SimulateLoan(CataloguePayload):
     )
 
 
-class LoanSimulation(CataloguePayload):
+class LoanSimulation(Payload):
     message_type = "loan_simulation"
     principal: float
     annual_rate_pct: float
@@ -163,7 +165,7 @@ class UnderwriteRequest(CashFlows):
     )
 
 
-class UnderwriteScore(CataloguePayload):
+class UnderwriteScore(Payload):
     message_type = "underwrite_score"
     applicant_id: str
     score: int
@@ -204,7 +206,7 @@ class Loan(Record):
         return self
 
 
-class PrepaymentRequest(CataloguePayload):
+class PrepaymentRequest(Payload):
     message_type = "prepayment_request"
     loans: tuple[Loan, ...] = Field(min_length=1)
     lump_sum: float = Field(gt=0)
@@ -233,7 +235,7 @@ class PrepaymentOption(Record):
     forecloses: bool
 
 
-class PrepaymentPlan(CataloguePayload):
+class PrepaymentPlan(Payload):
     message_type = "prepayment_plan"
     best: str
     options: tuple[PrepaymentOption, ...]
@@ -254,7 +256,7 @@ def _go_sme(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class SmeLoanRequest(CataloguePayload):
+class SmeLoanRequest(Payload):
     """The cash flow is given as monthly inflows and outflows, or as a cash-flow score (Go's,
     from ``cashflow_underwriter``), or both; the GST record as the returns filed on time, or
     as whether filing was regular (Go's flag: all of the last 12 on time), or both."""
@@ -322,7 +324,7 @@ class WorkflowStep(Record):
     detail: str
 
 
-class SmeLoanOffer(CataloguePayload):
+class SmeLoanOffer(Payload):
     message_type = "sme_loan_offer"
     business_id: str
     status: Literal["sanctioned", "awaiting_approval", "declined"]
@@ -335,7 +337,7 @@ class SmeLoanOffer(CataloguePayload):
     sanction_letter: str = ""
 
 
-class SmeLoanFile(CataloguePayload):
+class SmeLoanFile(Payload):
     """The state of the SME loan workflow (config/pipelines/sme-loan.yaml): the request, and
     what each step found, filled in as the steps run."""
 
@@ -355,7 +357,7 @@ class SmeLoanFile(CataloguePayload):
     sanction_letter: str = ""
 
 
-class SmeOfferRelease(CataloguePayload):
+class SmeOfferRelease(Payload):
     """Undo of the indicative offer: the lender's hold on the amount is released."""
 
     message_type = "sme_offer_release"
@@ -408,7 +410,7 @@ def _go_budget(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out | {"monthly_budget": sum(minimums) + extra}
 
 
-class DebtPayoffRequest(CataloguePayload):
+class DebtPayoffRequest(Payload):
     message_type = "debt_payoff_request"
     debts: tuple[Debt, ...] = Field(min_length=1)
     monthly_budget: float = Field(gt=0)
@@ -429,7 +431,7 @@ class DebtPayoff(Record):
     interest: float
 
 
-class DebtPayoffPlan(CataloguePayload):
+class DebtPayoffPlan(Payload):
     message_type = "debt_payoff_plan"
     strategy: str
     months: int

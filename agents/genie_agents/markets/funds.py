@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
-from .._common import CataloguePayload, Record, money
+from .._common import Record, money
 from .._go import UNUSED, GoName, go_names, unit_share
 
 __all__ = [
@@ -94,7 +94,7 @@ class FundFilter(Record):
         )
 
 
-class MfScreenRequest(CataloguePayload):
+class MfScreenRequest(Payload):
     message_type = "mf_screen_request"
     funds: tuple[Fund, ...] = Field(min_length=1, max_length=1000)
     filter: FundFilter = FundFilter()
@@ -121,7 +121,7 @@ class FundScore(Record):
     consistency_part: float
 
 
-class MfScreenResults(CataloguePayload):
+class MfScreenResults(Payload):
     message_type = "mf_screen_results"
     funds: tuple[FundScore, ...]
     filtered_out: int
@@ -196,7 +196,7 @@ def _go_sip(go: Any, data: dict[str, Any]) -> dict[str, Any]:
     return data | {k: v for k, v in defaults.items() if data.get(k, 0) == 0}
 
 
-class SipLumpsumRequest(CataloguePayload):
+class SipLumpsumRequest(Payload):
     message_type = "sip_lumpsum_request"
     amount: float = Field(gt=0)
     sip_months: int = Field(12, ge=1, le=120)
@@ -233,7 +233,7 @@ class SipLumpsumRequest(CataloguePayload):
         return self
 
 
-class SipLumpsumResult(CataloguePayload):
+class SipLumpsumResult(Payload):
     message_type = "sip_lumpsum_result"
     paths: int
     lumpsum_p10: float

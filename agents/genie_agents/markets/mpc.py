@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from genie import BaseAgent, Context, Message, handler
+from genie import BaseAgent, Context, Message, Payload, handler
 
-from .._common import CataloguePayload, Record
+from .._common import Record
 
 __all__ = ["MpcMeeting", "MpcResearch", "MpcSignal", "MpcSummary", "Stance"]
 
@@ -57,13 +57,13 @@ class MpcMeeting(Record):
         return self
 
 
-class MpcSummary(CataloguePayload):
+class MpcSummary(Payload):
     message_type = "mpc_summary"
     current: MpcMeeting
     previous: MpcMeeting
 
 
-class MpcSignal(CataloguePayload):
+class MpcSignal(Payload):
     message_type = "mpc_signal"
     meeting_date: str
     repo_change_bps: int

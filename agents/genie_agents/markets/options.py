@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
-from .._common import CataloguePayload, Record
+from .._common import Record
 from .._go import GoName, go_names
 
 __all__ = [
@@ -29,7 +29,7 @@ def _go_lot(value: Any) -> Any:
     return 1 if value == 0 else value
 
 
-class OptionRequest(CataloguePayload):
+class OptionRequest(Payload):
     message_type = "option_request"
     kind: Literal["call", "put"]
     spot: float = Field(gt=0)
@@ -68,7 +68,7 @@ class PayoffPoint(Record):
     payoff: float
 
 
-class OptionExplanation(CataloguePayload):
+class OptionExplanation(Payload):
     message_type = "option_explanation"
     kind: Literal["call", "put"]
     position: Literal["long", "short"]

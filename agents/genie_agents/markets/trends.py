@@ -8,9 +8,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from genie import BaseAgent, Context, Message, handler
+from genie import BaseAgent, Context, Message, Payload, handler
 
-from .._common import CataloguePayload
 from .._go import GoName, GoValueError, go_names
 
 __all__ = [
@@ -67,7 +66,7 @@ def _go_trend(go: Mapping[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class TrendRequest(CataloguePayload):
+class TrendRequest(Payload):
     message_type = "trend_request"
     keyword: str = Field(min_length=1)
     region: str = Field("IN", min_length=2)
@@ -76,7 +75,7 @@ class TrendRequest(CataloguePayload):
     _go = go_names({"geo": "region", "keywords": GoName("keyword", _one_keyword)}, then=_go_trend)
 
 
-class TrendSignal(CataloguePayload):
+class TrendSignal(Payload):
     message_type = "trend_signal"
     keyword: str
     region: str

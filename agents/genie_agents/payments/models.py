@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from .._common import CataloguePayload, Record
+from genie import Payload
+
+from .._common import Record
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, rupees_to_paise
 
 __all__ = [
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 
-class PaymentRequest(CataloguePayload):
+class PaymentRequest(Payload):
     message_type = "payment_request"
     idempotency_key: str = ""
     amount_paise: int
@@ -64,7 +66,7 @@ class PaymentRequest(CataloguePayload):
     )
 
 
-class PaymentInstruction(CataloguePayload):
+class PaymentInstruction(Payload):
     message_type = "payment_instruction"
     idempotency_key: str
     action: Literal["submit", "hold_hitl", "hold", "reject"]
@@ -145,7 +147,7 @@ def _go_invoice(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class InvoicePacket(CataloguePayload):
+class InvoicePacket(Payload):
     """The invoice with its purchase order (its lines, or its total) and goods receipt, for
     the three-way match."""
 
@@ -177,7 +179,7 @@ class InvoicePacket(CataloguePayload):
     )
 
 
-class InvoiceDecision(CataloguePayload):
+class InvoiceDecision(Payload):
     message_type = "invoice_decision"
     invoice_number: str
     action: Literal["post", "hold", "reject"]
@@ -237,7 +239,7 @@ def _go_rate(bp: Any) -> Any:
     return None if bp == 0 else bp
 
 
-class InvoiceDiscountRequest(CataloguePayload):
+class InvoiceDiscountRequest(Payload):
     message_type = "invoice_discount_request"
     invoices: tuple[Receivable, ...] = Field(min_length=1)
     target: float = Field(gt=0, description="cash needed now (net of the discount)")
@@ -266,7 +268,7 @@ class DiscountPick(Record):
     cost: float
 
 
-class InvoiceDiscountPlan(CataloguePayload):
+class InvoiceDiscountPlan(Payload):
     message_type = "invoice_discount_plan"
     picks: tuple[DiscountPick, ...]
     face_value: float
@@ -293,7 +295,7 @@ class BuyerReceivable(Record):
     )
 
 
-class ScfRequest(CataloguePayload):
+class ScfRequest(Payload):
     message_type = "scf_request"
     supplier: str
     receivables: tuple[BuyerReceivable, ...] = Field(min_length=1)
@@ -301,7 +303,7 @@ class ScfRequest(CataloguePayload):
     _go = go_names({"supplier_id": "supplier", "invoices": "receivables"})
 
 
-class ScfRecommendation(CataloguePayload):
+class ScfRecommendation(Payload):
     message_type = "scf_recommendation"
     supplier: str
     total: float
@@ -312,7 +314,7 @@ class ScfRecommendation(CataloguePayload):
     advice: tuple[str, ...]
 
 
-class ConvertCurrency(CataloguePayload):
+class ConvertCurrency(Payload):
     message_type = "convert_currency"
     amount: float
     from_currency: str
@@ -327,7 +329,7 @@ class ConvertCurrency(CataloguePayload):
     )
 
 
-class CurrencyConversion(CataloguePayload):
+class CurrencyConversion(Payload):
     message_type = "currency_conversion"
     amount: float
     from_currency: str
@@ -336,7 +338,7 @@ class CurrencyConversion(CataloguePayload):
     converted: float
 
 
-class FxRateRequest(CataloguePayload):
+class FxRateRequest(Payload):
     message_type = "fx_rate"
     base: str
     quote: str
@@ -344,7 +346,7 @@ class FxRateRequest(CataloguePayload):
     _go = go_names({"from": "base", "to": "quote", "amount_minor": UNUSED})
 
 
-class FxRate(CataloguePayload):
+class FxRate(Payload):
     message_type = "fx_rate_quote"
     base: str
     quote: str

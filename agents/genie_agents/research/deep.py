@@ -21,6 +21,7 @@ from genie import (
     Context,
     DeniedError,
     Message,
+    Payload,
     Risk,
     ToolArgumentsError,
     ToolDeniedError,
@@ -36,7 +37,6 @@ from genie.llm import (
     complete_by_streaming,
 )
 
-from .._common import CataloguePayload
 from .._go import go_unset
 from .._remember import recalled_context, session_of, topic_key, user_of
 
@@ -69,7 +69,7 @@ class Citation(BaseModel):
     quote: str = ""
 
 
-class ResearchRequest(CataloguePayload):
+class ResearchRequest(Payload):
     """Go's request as is; as in Go, ``max_steps`` 0 and ``sources`` null mean the defaults
     (4 steps, every corpus)."""
 
@@ -81,7 +81,7 @@ class ResearchRequest(CataloguePayload):
     _go = go_unset("max_steps", "sources")
 
 
-class ResearchBrief(CataloguePayload):
+class ResearchBrief(Payload):
     message_type = "research_brief"
     question: str
     summary: str
@@ -91,7 +91,7 @@ class ResearchBrief(CataloguePayload):
     disclaimer: str
 
 
-class CorpusQuery(CataloguePayload):
+class CorpusQuery(Payload):
     """Search one corpus (``rbi``, ``sahamati`` or ``fiu_ind``) for a short factual snippet."""
 
     message_type = "corpus_query"
@@ -99,7 +99,7 @@ class CorpusQuery(CataloguePayload):
     query: str = Field(min_length=1, max_length=2000)
 
 
-class CorpusSnippet(CataloguePayload):
+class CorpusSnippet(Payload):
     message_type = "corpus_snippet"
     corpus: str
     snippet: str

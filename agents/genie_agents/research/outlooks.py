@@ -3,9 +3,8 @@ region the table lacks gets the default (India), and the answer says which regio
 
 from __future__ import annotations
 
-from genie import BaseAgent, Context, Message, handler
+from genie import BaseAgent, Context, Message, Payload, handler
 
-from .._common import CataloguePayload
 from .._go import go_text
 
 __all__ = [
@@ -40,27 +39,27 @@ def _region(value: str) -> str:
     return key if key in MACRO else DEFAULT_REGION
 
 
-class MacroContext(CataloguePayload):
+class MacroContext(Payload):
     message_type = "macro_context"
     region: str = DEFAULT_REGION
 
     _go = go_text("region")  # Go's content was the region itself
 
 
-class MacroContextResult(CataloguePayload):
+class MacroContextResult(Payload):
     message_type = "macro_context_result"
     region: str
     outlook: str
 
 
-class RateOutlook(CataloguePayload):
+class RateOutlook(Payload):
     message_type = "rate_outlook"
     central_bank: str = DEFAULT_REGION
 
     _go = go_text("central_bank")  # Go's content was the central bank itself
 
 
-class RateOutlookResult(CataloguePayload):
+class RateOutlookResult(Payload):
     message_type = "rate_outlook_result"
     central_bank: str
     outlook: str

@@ -7,12 +7,10 @@ from typing import ClassVar
 
 from genie import Context, Message, Payload, Risk
 
-from .._common import CataloguePayload
-
 __all__ = ["Fallback", "FallbackNotice"]
 
 
-class FallbackNotice(CataloguePayload):
+class FallbackNotice(Payload):
     message_type = "fallback_notice"
     text: str
 

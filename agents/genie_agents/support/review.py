@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from genie import BaseAgent, Context, Message, Risk, handler
+from genie import BaseAgent, Context, Message, Payload, Risk, handler
 from genie.llm import LLMError, Provider
 
-from .._common import CataloguePayload, Record
+from .._common import Record
 from .._go import UNUSED, go_names, go_text
 from .judge import critique
 
@@ -37,7 +37,7 @@ CONSTITUTION = (
 )
 
 
-class AuditRequest(CataloguePayload):
+class AuditRequest(Payload):
     """What to audit. Go audited the message itself (its content a bare text): an id,
     sender or recipient left out is the audit request's own envelope's."""
 
@@ -50,7 +50,7 @@ class AuditRequest(CataloguePayload):
     _go = go_text("content")  # Go's content was the text to audit
 
 
-class AuditResult(CataloguePayload):
+class AuditResult(Payload):
     message_type = "audit_result"
     message_id: str
     success: bool
@@ -156,7 +156,7 @@ def _with_product_hint(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, 
     return out
 
 
-class Complaint(CataloguePayload):
+class Complaint(Payload):
     message_type = "complaint"
     complaint_id: str
     text: str
@@ -173,7 +173,7 @@ class Complaint(CataloguePayload):
     )
 
 
-class ComplaintTriageResult(CataloguePayload):
+class ComplaintTriageResult(Payload):
     message_type = "complaint_triage"
     complaint_id: str
     category: str

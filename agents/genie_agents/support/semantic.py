@@ -10,7 +10,6 @@ from pydantic import Field
 
 from genie import BaseAgent, Classification, Context, Message, Payload, Risk, handler
 
-from .._common import CataloguePayload
 from .._go import go_text
 from .embeddings import Embedder, EmbeddingError, HashEmbedder, cosine
 
@@ -43,14 +42,14 @@ class SemanticRoute:
         return self.payload.model_validate({**(self.fixed or {}), self.field: query})
 
 
-class HSuperviseRequest(CataloguePayload):
+class HSuperviseRequest(Payload):
     message_type = "h_supervise_request"
     query: str = Field(min_length=1, max_length=10_000)
 
     _go = go_text("query")  # Go's content was the query itself
 
 
-class HUnrouted(CataloguePayload):
+class HUnrouted(Payload):
     message_type = "h_unrouted"
     query: str
     best_route: str | None

@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .._common import Amount, CataloguePayload, Record, shown
+from genie import Payload
+
+from .._common import Amount, Record, shown
 from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
@@ -33,7 +35,7 @@ def _new_regime_only(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, An
     return out
 
 
-class TaxEstimateRequest(CataloguePayload):
+class TaxEstimateRequest(Payload):
     message_type = "tax_estimate_request"
     gross_income: float = Field(ge=0)
     salaried: bool = True
@@ -42,7 +44,7 @@ class TaxEstimateRequest(CataloguePayload):
     _go = go_names({"gross_income_rupees": "gross_income", "regime": UNUSED}, then=_new_regime_only)
 
 
-class TaxEstimate(CataloguePayload):
+class TaxEstimate(Payload):
     message_type = "tax_estimate"
     regime: str
     financial_year: str
@@ -104,7 +106,7 @@ def _go_realised(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class TaxHarvestRequest(CataloguePayload):
+class TaxHarvestRequest(Payload):
     message_type = "tax_harvest_request"
     as_of: date
     lots: tuple[Lot, ...]
@@ -144,7 +146,7 @@ class HarvestAction(Record):
     wash_risk: bool
 
 
-class TaxHarvestPlan(CataloguePayload):
+class TaxHarvestPlan(Payload):
     message_type = "tax_harvest_plan"
     actions: tuple[HarvestAction, ...]
     tax_before: float
@@ -163,7 +165,7 @@ def _financial_year_of(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, 
     return out | {"financial_year_start": day.year if day.month >= 4 else day.year - 1}
 
 
-class AdvanceTaxRequest(CataloguePayload):
+class AdvanceTaxRequest(Payload):
     message_type = "advance_tax_request"
     financial_year_start: int = Field(ge=2000, le=2100, description="2024 for FY 2024-25")
     estimated_tax: float = Field(ge=0, description="the year's tax less TDS")
@@ -188,7 +190,7 @@ class Instalment(Record):
     interest: float
 
 
-class AdvanceTaxPlan(CataloguePayload):
+class AdvanceTaxPlan(Payload):
     message_type = "advance_tax_plan"
     required: bool
     instalments: tuple[Instalment, ...]
@@ -212,7 +214,7 @@ def _go_sections(used: Any) -> Any:
     return {str(k).removeprefix("sec_"): v for k, v in used.items()}
 
 
-class DeductionsRequest(CataloguePayload):
+class DeductionsRequest(Payload):
     message_type = "deductions_request"
     claimed: dict[str, Amount] = Field(
         default_factory=dict, description="by section: 80c, 80ccd_1b, 80d_self, 80d_parents, 80tta"
@@ -240,7 +242,7 @@ class DeductionGap(Record):
     tax_saving: float
 
 
-class DeductionsPlan(CataloguePayload):
+class DeductionsPlan(Payload):
     message_type = "deductions_plan"
     gaps: tuple[DeductionGap, ...]
     total_unused: float

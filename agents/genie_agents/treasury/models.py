@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from .._common import Amount, CataloguePayload, Record
+from genie import Payload
+
+from .._common import Amount, Record
 from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 
 __all__ = [
@@ -36,7 +38,7 @@ def _go_var_zeros(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class VarRequest(CataloguePayload):
+class VarRequest(Payload):
     message_type = "var_request"
     portfolio_value: float = Field(gt=0)
     returns: tuple[float, ...] = Field(min_length=2, description="daily returns, 0.01 = 1 %")
@@ -54,7 +56,7 @@ class VarRequest(CataloguePayload):
     )
 
 
-class VarResult(CataloguePayload):
+class VarResult(Payload):
     message_type = "var_result"
     confidence: float
     horizon_days: int
@@ -109,7 +111,7 @@ GO_INFLOW_RATES = {
 }
 
 
-class LcrRequest(CataloguePayload):
+class LcrRequest(Payload):
     message_type = "lcr_request"
     hqla: Hqla
     outflows: Outflows
@@ -129,7 +131,7 @@ class LcrRequest(CataloguePayload):
         return sum(GO_INFLOW_RATES[k] * v for k, v in inflows.items())
 
 
-class LcrResult(CataloguePayload):
+class LcrResult(Payload):
     message_type = "lcr_result"
     hqla: float
     gross_outflows: float
@@ -167,7 +169,7 @@ GO_BUCKETS = {
 }
 
 
-class AlmRequest(CataloguePayload):
+class AlmRequest(Payload):
     message_type = "alm_request"
     total_assets: float = Field(gt=0)
     assets: dict[str, Amount] = Field(description="by maturity bucket (BUCKETS)")
@@ -223,7 +225,7 @@ class AlmRow(Record):
     breach: bool
 
 
-class AlmResult(CataloguePayload):
+class AlmResult(Payload):
     message_type = "alm_result"
     rows: tuple[AlmRow, ...]
     breaches: tuple[str, ...]
@@ -256,7 +258,7 @@ def _go_cycle(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class WorkingCapitalRequest(CataloguePayload):
+class WorkingCapitalRequest(Payload):
     message_type = "working_capital_request"
     annual_revenue: float = Field(gt=0)
     annual_cogs: float = Field(gt=0)
@@ -282,7 +284,7 @@ class WorkingCapitalRequest(CataloguePayload):
     )
 
 
-class WorkingCapitalForecast(CataloguePayload):
+class WorkingCapitalForecast(Payload):
     message_type = "working_capital_forecast"
     dso: float
     dio: float
