@@ -430,7 +430,19 @@ class WorkflowNode:
             self.ignored += 1
             return ()
         out: list[Message] = []
-        if isinstance(payload, Lost):
+        lost = self._lost_step(session, msg)
+        if lost is not None:
+            # Kept under a definition of this workflow its pipeline file no longer has (a
+            # step renamed or removed before the resume): the run cannot go on as it was
+            # asked, so it fails now, and what it did is undone, rather than waiting for a
+            # step or an approval the rebuilt run never sent.
+            what = "the approval" if isinstance(payload, ApprovalDecision) else "the reply"
+            why = (
+                f"{what} of step {lost!r}, which workflow {self.id} no longer has: its "
+                "pipeline changed while the request was kept"
+            )
+            self._failed(ctx, session, lost, why)
+        elif isinstance(payload, Lost):
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
                 self._ended_badly(ctx, session, sent, f"{payload.kind}: {payload.reason}")
@@ -471,6 +483,22 @@ class WorkflowNode:
                 self._replied(ctx, session, sent, payload)
         out += self._advance(ctx, session, msg.correlation_id)
         return out
+
+    def _lost_step(self, session: _Session, msg: Message) -> str | None:
+        """The step of this run that ``msg`` answers for (a reply, a decision, a notice of
+        its loss), when this workflow has no such step."""
+        payload = msg.payload
+        if isinstance(payload, ApprovalDecision):
+            about = payload.approval_id
+        elif isinstance(payload, Lost | Unanswered | StepDeadline):
+            about = payload.message_id
+        else:
+            about = msg.causation_id or ""
+        mine = f"{session.start_id}~{self.id}~"
+        if not about.startswith(mine):
+            return None
+        step = about.removeprefix(mine).removesuffix("~undo")
+        return None if step in self.steps else step
 
     def _trusted(self, msg: Message) -> bool:
         """Notices come from the runtime, decisions from its desk, ticks from the workflow

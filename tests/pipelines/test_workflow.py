@@ -1059,3 +1059,50 @@ def test_genie_run_reports_a_failed_workflow_as_such(
     assert lines[1] == "genie run: trip: the run ended workflow_failed"
     assert lines[2] == "  dead letter: trip to hotel: failed: RuntimeError: hotel: no seats left"
     assert "ended ok" not in err
+
+
+async def test_a_run_resumed_under_a_changed_workflow_fails_naming_the_step_it_lost(
+    tmp_path: Path,
+) -> None:
+    """Paused at its approval ``ok``; the pipeline file is edited (the step renamed) before
+    the resume. The kept decision names a step the workflow no longer has: the run fails at
+    once saying so, and the steps it had done are undone, instead of waiting for an approval
+    nobody was asked (and, at the caller's timeout, being cancelled without a word)."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+      - {id: car, after: [ok]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=before)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+        (approval,) = rt.approvals.pending()
+    pipeline = trip_pipeline(
+        tmp_path, steps=before.replace("id: ok", "id: sign_off").replace("[ok]", "[sign_off]")
+    )
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            result = await pipeline.resume(rt, request, timeout=5)
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "failed"
+    assert outcome.failed_step == "ok"
+    assert outcome.reason == (
+        "the approval of step 'ok', which workflow booking no longer has: its pipeline "
+        "changed while the request was kept"
+    )
+    assert outcome.compensated == ("flight",)
+    assert "start car" not in saga_agents.JOURNAL
