@@ -219,6 +219,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"genie run: audit log {args.audit} {keyed_how}", file=sys.stderr)
     if server is not None:
         print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
+    taken: set[str] = set()  # approvals whose answers left in the store this run took
     try:
         go = functools.partial(
             _go,
@@ -230,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
             llm,
             sys.stderr if args.stream_text else None,
             kept="kept in the store" if transport is None else f"of origin {args.origin}",
-            asked=_asked_hint(pipeline, args) if transport is None else None,
+            asked=_asked_hint(pipeline, args, taken) if transport is None else None,
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         try:
@@ -322,6 +323,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if where:  # a store, or a named entry: what waits for a person is kept
         _say_paused(paused, where, resume)
+        _say_not_counted(args.store, taken - {str(a["id"]) for a in paused})
     elif timed_out and any(APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
         print(
             f"  {pipeline.name} may wait for a person's approval: run it with --store PATH "
@@ -576,9 +578,13 @@ async def _go(
     return [_with_cut_short(rt, result) for result in results]
 
 
-def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Approval], str] | None:
+def _asked_hint(
+    pipeline: Pipeline, args: argparse.Namespace, taken: set[str]
+) -> Callable[[Approval], str] | None:
     """For a pipeline that can ask a person's approval, what to say when it does: how to
-    answer it (with ``--store``), or that this run cannot be answered (without)."""
+    answer it (with ``--store``), or that this run cannot be answered (without). The id of
+    an approval with an answer left in the store, which the run takes, is added to
+    ``taken``."""
     if not any(APPROVAL in node.produces for node in pipeline.graph.nodes.values()):
         return None
     name = pipeline.name
@@ -604,10 +610,37 @@ def _asked_hint(pipeline: Pipeline, args: argparse.Namespace) -> Callable[[Appro
         )
         left = _untaken_answer(args.store, approval.id)
         if left is not None:  # left while no process held the request: taken now
+            taken.add(approval.id)
             return f"{asked} has an answer left by {left}, taken now; if it is refused, {answer}"
         return f"{asked} waits for a person: {answer}"
 
     return hint
+
+
+def _say_not_counted(store: str, approval_ids: set[str]) -> None:
+    """The answers left in ``store`` to ``approval_ids`` (approvals the run took answers
+    for and went on past: no ``paused:`` line lists them) that did not decide them, refused
+    or behind the one that did, and what became of each: said to nobody else, and no longer
+    listed by ``genie approvals list``, as their approval is not pending."""
+    import sqlite3
+
+    from .._runtime.durable.store import StoreClient
+
+    if not approval_ids:
+        return
+    try:
+        client = StoreClient(store)
+        try:
+            left = client.answers_left(approval_ids)
+        finally:
+            client.close()
+    except (GenieError, sqlite3.Error):  # the store's trouble is the run's to report
+        return
+    for approval_id in sorted(left):
+        for by, outcome in left[approval_id]:
+            if outcome not in (None, "approved", "rejected"):
+                said = said_of({"by": by, "outcome": outcome})
+                print(for_terminal(f"  approval {approval_id}: {said}"), file=sys.stderr)
 
 
 def _untaken_answer(store: str, approval_id: str) -> str | None:

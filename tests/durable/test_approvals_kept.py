@@ -811,3 +811,29 @@ def test_an_approve_and_a_reject_from_two_processes_at_once_decide_once(
     assert answers[2:] in ([], [(loser, "approval_refused")])
     assert main(["approvals", "list", "--store", store]) == 0
     assert capsys.readouterr().out == f"no approvals pending in {store}\n"
+
+
+def test_a_run_that_goes_on_past_a_refused_answer_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two answers left while nothing runs: eve's (without the role) and then tina's. The run
+    that resumes the request refuses eve's, takes tina's and completes: it does not pause, and
+    it still says what became of eve's answer and of each other answer that did not count,
+    so the people who left them learn it."""
+    store = str(tmp_path / "payments.db")
+    assert main(["run", "payments", "--store", store, "--set", "TIMEOUT=0.5s"]) == 1
+    capsys.readouterr()
+    assert main(["approvals", "list", "--store", store, "--json"]) == 0
+    approval_id = json.loads(capsys.readouterr().out)["id"]
+    argv = ["approvals", "approve", approval_id, "--store", store, "--wait", "0"]
+    assert main([*argv, "--as", "eve"]) == 0
+    assert main([*argv, "--as", "tina", "--role", "treasurer"]) == 0
+    assert main([*argv, "--as", "ravi", "--role", "treasurer"]) == 0
+    capsys.readouterr()
+    assert main(["run", "payments", "--store", store, "--json"]) == 0
+    err = capsys.readouterr().err
+    refused = f"refused: eve may not answer approval {approval_id}: it needs the role"
+    assert f"  approval {approval_id}: the answer left by eve: {refused}" in err
+    late = f"  approval {approval_id}: the answer left by ravi: decided already: approved by tina"
+    assert late in err
+    assert "the answer left by tina" not in err  # it decided: nothing to tell
