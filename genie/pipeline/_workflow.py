@@ -801,9 +801,13 @@ class WorkflowNode:
     def _event(
         self, ctx: Context, session: _Session, step: str, kind: EventKind, detail: str = ""
     ) -> None:
-        at = self.clock.now()
+        rebuilding = self._rebuilding(ctx)
+        # Rebuilt after a restart, an event happened when the process before this one took
+        # the message (made a moment before): the outcome's log says when, as the audit did,
+        # not when the run was rebuilt, maybe days later.
+        at = ctx.message.created_at if rebuilding else self.clock.now()
         session.events.append(WorkflowEvent(step=step, kind=kind, at=at, detail=detail))
-        if self._rebuilding(ctx) or self.audit is None:
+        if rebuilding or self.audit is None:
             # Audited when it happened, by the process that handled this message (a workflow
             # runs only in a runtime, which gives it its audit log when it is added).
             return

@@ -1106,3 +1106,52 @@ async def test_a_run_resumed_under_a_changed_workflow_fails_naming_the_step_it_l
     )
     assert outcome.compensated == ("flight",)
     assert "start car" not in saga_agents.JOURNAL
+
+
+async def test_a_resumed_run_keeps_when_its_events_happened(tmp_path: Path) -> None:
+    """Paused at its approval and resumed later: the outcome's event log gives the events
+    before the stop the times they happened then (as the audit log has them), not the time
+    the resume rebuilt the run."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    store = tmp_path / "trip.db"
+    audit = MemoryAuditLog()
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+        (approval,) = rt.approvals.pending()
+    await anyio.sleep(0.3)
+    resumed_at = datetime.now(UTC)
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        (request,) = rt.unfinished()
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            result = await pipeline.resume(rt, request, timeout=10)
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    before = [e for e in outcome.events if e.kind != "approved"]
+    assert kinds(outcome)[:-1] == [
+        "started flight",
+        "completed flight",
+        "awaiting_approval ok",
+    ]
+    audited = {
+        (r.details["step"], r.action): r.at for r in audit.records if r.action[:9] == "workflow_"
+    }
+    for event in before:
+        assert event.at < resumed_at, event
+        then = audited[(event.step, f"workflow_{event.kind}")]
+        assert abs((then - event.at).total_seconds()) < 0.25, (event, then)
+    assert outcome.events[-1].at > resumed_at
