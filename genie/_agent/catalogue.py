@@ -111,6 +111,12 @@ def spec_for(
         # By the name it was given (a pipeline's use:) when there is one: the repr of a class
         # beside a pipeline names the package made for its folder, which no file says.
         shown = repr(name) if name else repr(factory)
+        if inspect.isfunction(factory):  # a first small agent is often written as one
+            raise ConfigurationError(
+                f"{shown} is a function, not an agent class: write a class of "
+                "genie.BaseAgent whose @handler methods take the payload and ctx "
+                "(docs/writing-agents.md)"
+            )
         raise ConfigurationError(
             f"{shown} is not an agent class: an agent class has an async handle(msg, ctx)"
         )

@@ -571,6 +571,22 @@ def test_a_class_beside_the_pipeline_that_is_no_agent_is_named_as_written(tmp_pa
     )
 
 
+def test_a_function_named_as_an_agent_says_how_an_agent_is_written(tmp_path: Path) -> None:
+    """A newcomer's first try at a small agent is a plain function: the problem says it is
+    one, and what an agent is instead, not only what it lacks."""
+    path = household(tmp_path / "fn", "unused")
+    with (tmp_path / "fn" / "household.py").open("a") as module:
+        module.write("\n\ndef plan(payload: Ask, ctx: Context) -> Message:\n")
+        module.write("    return ctx.reply(Answer(text=payload.text))\n")
+    path.write_text(PIPELINE.replace("household:Planner", "household:plan"))
+    [problem] = problems_of(path)
+    assert problem == (
+        f"{path}:2: agents.0.use: 'household:plan' is a function, not an agent class: write "
+        "a class of genie.BaseAgent whose @handler methods take the payload and ctx "
+        "(docs/writing-agents.md)"
+    )
+
+
 def test_a_name_that_is_no_path_segment_is_refused(tmp_path: Path) -> None:
     """The name is a file name (``genie serve --store DIR`` keeps ``DIR/NAME.db``) and a URL
     segment (``/v1/pipelines/NAME/ask``): ``../x`` kept its store outside DIR and was served
