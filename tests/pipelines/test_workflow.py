@@ -1108,6 +1108,41 @@ async def test_a_run_resumed_under_a_changed_workflow_fails_naming_the_step_it_l
     assert "start car" not in saga_agents.JOURNAL
 
 
+async def test_a_kept_reply_of_a_step_renamed_since_fails_the_resumed_run(tmp_path: Path) -> None:
+    """The step ``hotel`` had replied before the stop, and is ``inn`` at the resume: its kept
+    reply names a step the workflow no longer has, so the run fails saying so (once ``inn``,
+    sent by the rebuilt run, has ended), and the flight is undone."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 0.5s}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=before)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+    after = before.replace("id: hotel", "id: inn").replace("[hotel]", "[inn]")
+    inn = f"- {{id: inn, use: {AGENT}, params: {{field: hotel}}}}"
+    pipeline = trip_pipeline(tmp_path, steps=after, agents=inn)
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+        result = await pipeline.resume(rt, request, timeout=5)
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert outcome.reason == (
+        "the reply of step 'hotel', which workflow booking no longer has: its pipeline "
+        "changed while the request was kept"
+    )
+    assert outcome.compensated == ("flight",)
+    assert saga_agents.JOURNAL.count("do hotel") == 1
+
+
 async def test_a_resumed_run_keeps_when_its_events_happened(tmp_path: Path) -> None:
     """Paused at its approval and resumed later: the outcome's event log gives the events
     before the stop the times they happened then (as the audit log has them), not the time
