@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -178,6 +179,18 @@ def seconds(value: object) -> float | None:
     except OverflowError:
         return None
     return None if math.isnan(number) else number
+
+
+# ASCII digits only: "٣s" is 3 seconds to Python's float(), not to a reader of the file.
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def duration(text: str) -> float | None:
+    """``text`` as seconds, the way a pipeline file and the command line write a duration:
+    ``5``, ``2.5``, ``200ms``, ``5s``, ``2m``, ``1h``, ``2d``; None when it is none of these."""
+    match = _DURATION.match(text)
+    return None if match is None else float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def spelt(value: object) -> str:

@@ -15,8 +15,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
+from .._base.clock import duration
+
 __all__ = [
     "Parser",
+    "as_seconds",
     "byte_count",
     "count",
     "port",
@@ -78,8 +81,14 @@ def _number(
     return parse
 
 
-seconds = _number(float, "a number of seconds above 0", 0.0, above=True)
-seconds_or_zero = _number(float, "a number of seconds, 0 or more", 0.0)
+def as_seconds(text: str) -> float:
+    """A duration as a pipeline file writes one (``5``, ``200ms``, ``2m``), else any float."""
+    found = duration(text)
+    return float(text) if found is None else found
+
+
+seconds = _number(as_seconds, "a number of seconds above 0", 0.0, above=True)
+seconds_or_zero = _number(as_seconds, "a number of seconds, 0 or more", 0.0)
 rate = _number(float, "a number above 0", 0.0, above=True)
 count = _number(int, "a whole number, 1 or more", 1)
 byte_count = _number(int, "a number of bytes, 1 or more", 1)

@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError
+from .options import as_seconds
 
 if TYPE_CHECKING:
     from .._runtime.durable.transport import Sync
@@ -19,7 +20,7 @@ def _store_sync(value: str) -> Sync:
     from .._runtime.durable.transport import check_sync
 
     try:
-        return check_sync(value if value == "always" else float(value))
+        return check_sync(value if value == "always" else as_seconds(value))
     except (ValueError, ConfigurationError):
         raise argparse.ArgumentTypeError(
             f"a number of seconds above 0, or 'always', not {value!r}"

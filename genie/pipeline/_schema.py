@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from .._agent.agent import Risk
+from .._base.clock import duration
 from .._base.yamlconf import Loc, WholeNumber, is_under, problems
 
 __all__ = [
@@ -38,10 +39,6 @@ __all__ = [
     "validate_file",
 ]
 
-# ASCII digits only: "٣s" is 3 seconds to Python's float(), not to a reader of the file.
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
 
 def _seconds(value: Any) -> Any:
     """``5``, ``2.5``, ``"200ms"``, ``"5s"``, ``"2m"``, ``"1h"``, ``"2d"`` -> seconds."""
@@ -50,10 +47,10 @@ def _seconds(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError(f"a number of seconds, not {str(value).lower()}")  # noqa: TRY004 - pydantic reads ValueError
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration (use seconds, or 200ms, 5s, 2m, 1h, 2d)")
-        value = float(match.group(1)) * _UNITS[match.group(2)]
+        text = value
+        value = duration(text)
+        if value is None:
+            raise ValueError(f"{text!r} is not a duration (use seconds, or 200ms, 5s, 2m, 1h, 2d)")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"a number of seconds, not {value}")
     return value

@@ -91,6 +91,21 @@ def test_a_bad_option_value_is_one_line_and_exit_2(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2.5", 2.5), ("1e-3", 0.001), ("200ms", 0.2), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0)],
+)
+def test_an_option_of_seconds_takes_a_duration_as_a_pipeline_file_writes_it(
+    text: str, seconds: float
+) -> None:
+    """``timeout: 5s`` in the file, ``--timeout 5s`` on the command line: the same words."""
+    parsers = {p.prog: p for p in _commands(build_parser())}
+    assert parsers["genie run"].parse_args([str(FINANCE), "--timeout", text]).timeout == seconds
+    assert parsers["genie serve"].parse_args([str(FINANCE), "--drain", text]).drain == seconds
+    store_sync = parsers["genie run"].parse_args([str(FINANCE), "--store-sync", text]).store_sync
+    assert store_sync == seconds
+
+
 def test_the_console_script_refuses_a_bad_port_without_a_traceback() -> None:
     exe = shutil.which("genie", path=str(Path(sys.executable).parent))
     assert exe is not None
