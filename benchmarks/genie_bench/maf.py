@@ -20,7 +20,7 @@ from typing import Never
 from agent_framework import Executor, Workflow, WorkflowBuilder, WorkflowContext, handler
 from agent_framework import __version__ as version
 
-from .workloads import Ask, Hop, Implementation, Reply, Request, _check
+from .workloads import Ask, Gathered, Hop, Implementation, Reply, Request, _check
 
 __all__ = ["PEER", "version"]
 
@@ -81,7 +81,7 @@ async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
     idle = [_fanout_workflow(n)]
     seq = itertools.count()
 
-    async def ask() -> None:
+    async def ask() -> Gathered:
         workflow = idle.pop() if idle else _fanout_workflow(n)
         try:
             request = Request(seq=next(seq), blob=blob)
@@ -89,8 +89,7 @@ async def fanout(n: int, blob: str) -> AsyncIterator[Ask]:
         finally:
             idle.append(workflow)
         [replies] = outputs or [[]]
-        got = sum(isinstance(r, Reply) and r.seq == request.seq for r in replies)
-        _check(got, n, "agent-framework replies")
+        return request, replies
 
     yield ask
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from .report import MYPYC, UVLOOP
 from .variants import build, load_policies
-from .workloads import Ask, WorkloadError
+from .workloads import Ask, Gathered, WorkloadError, answered
 
 # A command taking longer than this is a workload that stopped doing the work (a reply that
 # never comes); the child says so instead of hanging the run.
@@ -48,20 +48,42 @@ class GcClock:
             self.collections += 1
 
 
-class Meter:
-    """Wall, CPU and GC time over a block of work."""
+class Checker:
+    """Checks every fan-out request's replies (``workloads.answered``) and keeps the wall and
+    CPU time the checks took, which the figures leave out: the check is synchronous, so the
+    event loop does nothing else meanwhile, and every implementation is checked alike."""
 
-    def __init__(self, clock: GcClock) -> None:
+    def __init__(self, n: int = 0, blob: str = "", what: str = "") -> None:
+        self.n, self.blob, self.what = n, blob, what
+        self.wall = self.cpu = 0.0
+        self.requests = 0
+
+    def __call__(self, gathered: Gathered | None) -> None:
+        if gathered is None:  # a chain's ask checks its own hops
+            return
+        wall, cpu = time.perf_counter(), time.process_time()
+        answered(gathered, self.n, self.blob, self.what)
+        self.requests += 1
+        self.cpu += time.process_time() - cpu
+        self.wall += time.perf_counter() - wall
+
+
+class Meter:
+    """Wall, CPU and GC time over a block of work, less the checks' time."""
+
+    def __init__(self, clock: GcClock, checker: Checker | None = None) -> None:
         self.clock = clock
+        self.checker = Checker() if checker is None else checker
 
     def __enter__(self) -> Meter:
+        self.checked = self.checker.wall, self.checker.cpu
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         self.gc, self.collections = self.clock.seconds, self.clock.collections
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
+        self.wall = time.perf_counter() - self.wall - (self.checker.wall - self.checked[0])
+        self.cpu = time.process_time() - self.cpu - (self.checker.cpu - self.checked[1])
         self.gc = self.clock.seconds - self.gc
         self.collections = self.clock.collections - self.collections
 
@@ -74,17 +96,24 @@ class Meter:
         }
 
 
-async def throughput(ask: Ask, requests: int, concurrency: int) -> float:
-    """Requests per second with ``concurrency`` requests in flight until ``requests`` are done."""
+async def throughput(
+    ask: Ask, requests: int, concurrency: int, check: Checker | None = None
+) -> float:
+    """Requests per second with ``concurrency`` requests in flight until ``requests`` are done;
+    each request's replies checked by ``check``, whose time is not counted."""
     started = iter(range(requests))
+    check = Checker() if check is None else check
+    checked = check.wall
 
     async def client() -> None:
         while next(started, None) is not None:
-            await ask()
+            got = await ask()
+            if check.n:
+                check(got)
 
     begin = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(min(concurrency, requests))))
-    return requests / (time.perf_counter() - begin)
+    return requests / (time.perf_counter() - begin - (check.wall - checked))
 
 
 class Worker:
@@ -96,14 +125,17 @@ class Worker:
         self.stack = AsyncExitStack()
         self.ask: Ask | None = None
         self.clock = GcClock()
+        self.checker = Checker()
 
     async def start(self, shape: str, size: int, blob: str, concurrency: int) -> dict[str, Any]:
         await self.stop()
         if shape == "fanout":
+            self.checker = Checker(size, blob, f"{self.impl.name} replies")
             self.ask = await self.stack.enter_async_context(self.impl.fanout(size, blob))
             for _ in range(5):  # first calls build caches and schemas
-                await self.ask()
-            await throughput(self.ask, concurrency, concurrency)  # and what C in flight needs
+                self.checker(await self.ask())
+            # and what C in flight needs
+            await throughput(self.ask, concurrency, concurrency, self.checker)
         else:
             self.ask = await self.stack.enter_async_context(self.impl.chain(size, blob))
             await self.ask()
@@ -112,6 +144,7 @@ class Worker:
 
     async def stop(self) -> dict[str, Any]:
         self.ask = None
+        self.checker = Checker()
         await self.stack.aclose()
         gc.collect()
         return {}
@@ -127,12 +160,14 @@ class Worker:
         gc.collect()  # each slice starts with the same heap: the last one's garbage is gone
         clock = time.perf_counter
         deadline = clock() + budget_s
-        with Meter(self.clock) as meter:
+        check = self.checker
+        with Meter(self.clock, check) as meter:
             for _ in range(count):
                 begin = clock()
-                await ask()
+                got = await ask()
                 end = clock()
                 samples.append(end - begin)
+                check(got)
                 if end > deadline:
                     break
         return {"samples": samples, **meter.figures()}
@@ -140,14 +175,14 @@ class Worker:
     async def throughput(self, requests: int, concurrency: int) -> dict[str, Any]:
         ask = self._ready()
         gc.collect()
-        with Meter(self.clock) as meter:
-            rate = await throughput(ask, requests, concurrency)
+        with Meter(self.clock, self.checker) as meter:
+            rate = await throughput(ask, requests, concurrency, self.checker)
         return {"requests_per_s": rate, "requests": requests, **meter.figures()}
 
     async def hop(self) -> dict[str, Any]:
         ask = self._ready()
         gc.collect()
-        with Meter(self.clock) as meter:
+        with Meter(self.clock, self.checker) as meter:
             await ask()
         return meter.figures()
 

@@ -4,8 +4,10 @@ Each implementation offers three shapes, all async context managers so several c
 in one event loop and measured interleaved:
 
 - ``fanout(n, blob)`` yields ``ask()``: one request delivered to ``n`` agents, each building a
-  ``Reply``; ``ask`` returns when all ``n`` replies are gathered (and checks that they were).
-  Several ``ask()`` may run at once (throughput).
+  ``Reply``; ``ask`` returns the request and what its fan-in gathered once all ``n`` replies
+  are in, and the harness checks, outside the time it reports, that every one of the ``n``
+  agents answered this very request (``answered``), in every implementation alike. Several
+  ``ask()`` may run at once (throughput).
 - ``chain(agents, blob)`` yields ``ask()``: one ``Hop`` through ``agents`` agents in a row.
 - ``idle(count)``: ``count`` agents ready for work and given none (memory).
 
@@ -38,7 +40,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from genie import BaseAgent, Context, Limits, Message, Payload, Policy, Runtime, handler
 
-Ask = Callable[[], Awaitable[None]]
+# A fan-out's request and what its fan-in gathered: ``Reply`` payloads, or messages carrying one
+# as ``payload`` (genie's, the envelope floors'); a chain's ask returns None (it checks its hops).
+Gathered = tuple["Request", Sequence[Any]]
+Ask = Callable[[], Awaitable[Gathered | None]]
 T = TypeVar("T")
 P = TypeVar("P")
 
@@ -109,6 +114,26 @@ def _check(got: int, want: int, what: str) -> None:
         raise WorkloadError(f"{what}: got {got}, expected {want}")
 
 
+def answered(gathered: Gathered, n: int, blob: str, what: str) -> None:
+    """Every one of the ``n`` agents answered this request once, with its text: a reply built
+    for another request (one kept from before), an agent answering twice for one that did not,
+    or a text left out fails the run. One body for every implementation, run by the harness
+    outside the time it reports, so each pays the same nothing for it."""
+    request, replies = gathered
+    if not isinstance(request, Request) or request.blob != blob:
+        raise WorkloadError(f"{what}: the request does not carry the workload's payload text")
+    agents = set()
+    for item in replies:
+        reply = getattr(item, "payload", item)  # a message carries the reply as its payload
+        if not isinstance(reply, Reply) or reply.seq != request.seq or reply.blob != blob:
+            raise WorkloadError(f"{what}: {reply!r:.100} does not answer request {request.seq}")
+        agents.add(reply.agent)
+    if len(replies) != n or len(agents) != n:
+        raise WorkloadError(
+            f"{what}: {len(replies)} replies from {len(agents)} agents, expected {n} from {n}"
+        )
+
+
 # --- raw asyncio: the floor ------------------------------------------------------------------
 async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
@@ -128,12 +153,12 @@ async def asyncio_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
 
     tasks = [asyncio.create_task(agent(i, q)) for i, q in enumerate(queues)]
 
-    async def ask() -> None:
+    async def ask() -> Gathered:
         seq, future = fan_in.open()
         req = Request(seq=seq, blob=blob)
         for q in queues:
             q.put_nowait(req)
-        _check(len(await future), n, "asyncio replies")
+        return req, await future
 
     try:
         yield ask
@@ -295,10 +320,11 @@ async def pool_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
     pool = _Pool()
     mailboxes = [_Mailbox(_pool_worker(fan_in, i)) for i in range(n)]
 
-    async def ask() -> None:
+    async def ask() -> Gathered:
         seq, future = fan_in.open()
-        pool.publish(mailboxes, Request(seq=seq, blob=blob))
-        _check(len(await future), n, "pool replies")
+        req = Request(seq=seq, blob=blob)
+        pool.publish(mailboxes, req)
+        return req, await future
 
     async with pool.running(fan_in.fail):
         yield ask
@@ -407,7 +433,7 @@ async def envelope_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
     tasks = [asyncio.create_task(agent(i, q)) for i, q in enumerate(queues)]
     seq = itertools.count()
 
-    async def ask() -> None:
+    async def ask() -> Gathered:
         msg_id = new_id()
         future: asyncio.Future[list[Envelope[Reply]]] = asyncio.get_running_loop().create_future()
         pending[msg_id] = (future, [])
@@ -417,8 +443,7 @@ async def envelope_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
         )
         for q in queues:
             q.put_nowait(req)
-        replies = await future
-        _check(sum(r.causation_id == msg_id for r in replies), n, "asyncio+envelope replies")
+        return payload, await future
 
     try:
         yield ask
@@ -489,12 +514,12 @@ async def anyio_fanout(n: int, blob: str) -> AsyncIterator[Ask]:
         async for req in inbox:
             fan_in.collect(Reply(seq=req.seq, agent=index, blob=req.blob))
 
-    async def ask() -> None:
+    async def ask() -> Gathered:
         seq, future = fan_in.open()
         req = Request(seq=seq, blob=blob)
         for send, _ in streams:
             send.send_nowait(req)
-        _check(len(await future), n, "anyio replies")
+        return req, await future
 
     async with anyio.create_task_group() as tg:
         for i, (_, receive) in enumerate(streams):
@@ -614,12 +639,16 @@ def genie(
                 for worker in workers:
                     rt.subscribe(worker.id, Request.message_type)
 
-                async def ask() -> None:
-                    msg = rt.message(Request(seq=0, blob=blob), sender="caller")
+                seq = itertools.count()
+
+                async def ask() -> Gathered:
+                    req = Request(seq=next(seq), blob=blob)
+                    msg = rt.message(req, sender="caller")
                     gather = rt.gather(msg.correlation_id, count=n)
                     await rt.publish(msg)
                     result = await gather.wait()
                     _check(len(result.replies), n, f"genie replies ({result.status})")
+                    return req, result.replies
 
                 yield ask
 

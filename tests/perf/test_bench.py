@@ -593,9 +593,11 @@ async def test_every_implementation_gathers_n_replies_with_requests_in_flight(
     name: str, n: int
 ) -> None:
     [impl] = [i for i in build([name], ())[0] if i.name == name]
+    check = worker.Checker(n, "payload", name)
     async with impl.fanout(n, "payload") as ask:
-        # Each ask() checks that its n replies, to this request, arrived; 16, 8 in flight.
-        assert await worker.throughput(ask, requests=16, concurrency=8) > 0
+        # Each request's n replies checked to answer it, as a child checks them; 8 in flight.
+        assert await worker.throughput(ask, requests=16, concurrency=8, check=check) > 0
+    assert check.requests == 16
     async with impl.chain(5, "payload") as hop:
         await hop()  # checks that the message made the 5 hops
 
