@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import IO, Any
 
 from .process import child_env
@@ -30,8 +31,11 @@ Progress = Callable[[str], None]
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted samples (p999 of 200 samples is their maximum)."""
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    """Nearest-rank percentile of sorted samples (p999 of 200 samples is their maximum).
+
+    The rank is computed in exact fractions: in floats 99.9 / 100 * 1000 is a hair above 999,
+    which rounded up would make the p999 of 1,000 samples their maximum."""
+    rank = max(1, math.ceil(Fraction(str(q)) * len(ordered) / 100))
     return ordered[min(rank, len(ordered)) - 1]
 
 
