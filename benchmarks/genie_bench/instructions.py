@@ -210,9 +210,10 @@ async def _component(name: str, calls: int) -> None:
     ``admission`` (the check for one consumer, no policies), ``ledger`` (a
     delivery opened and handled), ``payload`` (the handler's ``Pong(n=1)``: pydantic
     validating the reply's payload), ``envelope`` (``ctx.reply``: the reply's ``Message``, its
-    id and timestamp), ``dispatch`` (the agent's ``handle``: handler lookup and call, with the
-    payload and envelope it builds), ``delivery`` (a whole round trip: a ping to an echo agent
-    and its pong back to an agent, two deliveries, for scale).
+    id and timestamp), ``dispatch`` (a handler called as a delivery calls it: the delivery's
+    context built, the agent's bound handler awaited, with the payload and envelope it
+    builds), ``delivery`` (a whole round trip: a ping to an echo agent and its pong back to an
+    agent, two deliveries, for scale).
     """
     from genie._agent import context as _context
 
@@ -266,8 +267,16 @@ async def _component(name: str, calls: int) -> None:
             def one() -> object:
                 return ctx.reply(payload)
         elif name == "dispatch":
+            # As a delivery calls a handler: its context built, then the agent's handler for
+            # the payload's type, bound once, awaited (a tree without bound handlers: handle).
+            mailbox = getattr(rt, "_mailboxes", {}).get("echo")
+            bound = getattr(mailbox, "handlers", {}).get(Ping)
             for _ in range(_WARMUP + calls):
-                await echo.handle(request, ctx)
+                this = new_context(services, "echo", request)
+                if bound is None:
+                    await echo.handle(request, this)
+                else:
+                    await bound(request.payload, this)
             return
         else:
             for _ in range(_WARMUP + calls):

@@ -3,8 +3,13 @@ work it counts. Counting itself needs valgrind and minutes, so it is not run her
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
 import pytest
 from genie_bench import instructions
+
+from genie._agent import context
 
 
 @pytest.mark.parametrize("workload", ["chain", "fanout", "ask", "throughput"])
@@ -24,7 +29,8 @@ def test_an_unknown_workload_is_refused_in_one_line(capsys: pytest.CaptureFixtur
 def test_the_harness_implementations_run_each_workload_and_check_it(
     variant: str, workload: str
 ) -> None:
-    # The harness's asks raise (WorkloadError) when replies or hops come back short.
+    # A fan-out's replies are checked as genie bench checks them (workloads.answered), on the
+    # warm-up and on the last request; a chain's ask checks its hops.
     instructions._child(workload, 5, 3, "delivery", variant)
 
 
@@ -44,3 +50,20 @@ def test_a_variant_the_counter_cannot_run_is_refused(
         instructions.main(args)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_dispatch_component_calls_a_handler_as_a_delivery_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each call builds the delivery's context and awaits the agent's bound handler, as the
+    runtime's delivery does, not ``handle`` with one context built once."""
+    built: list[str] = []
+    real = context.runtime_context
+
+    def counted(*args: Any) -> context.RuntimeContext:
+        built.append(args[1])
+        return real(*args)
+
+    monkeypatch.setattr(context, "runtime_context", counted)
+    anyio.run(instructions._component, "dispatch", 30)
+    assert built.count("echo") >= instructions._WARMUP + 30
