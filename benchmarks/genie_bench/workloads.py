@@ -124,7 +124,9 @@ def answered(gathered: Gathered, n: int, blob: str, what: str) -> None:
         raise WorkloadError(f"{what}: the request does not carry the workload's payload text")
     agents = set()
     for item in replies:
-        reply = getattr(item, "payload", item)  # a message carries the reply as its payload
+        # A message carries the reply as its payload (looked up only then: a pydantic model
+        # raises for an attribute it lacks, which would leave garbage for the next request).
+        reply = item if isinstance(item, Reply) else getattr(item, "payload", None)
         if not isinstance(reply, Reply) or reply.seq != request.seq or reply.blob != blob:
             raise WorkloadError(f"{what}: {reply!r:.100} does not answer request {request.seq}")
         agents.add(reply.agent)
