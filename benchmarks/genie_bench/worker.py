@@ -49,20 +49,27 @@ class GcClock:
 
 
 class Checker:
-    """Checks every fan-out request's replies (``workloads.answered``) and keeps the wall and
-    CPU time the checks took, which the figures leave out: the check is synchronous, so the
-    event loop does nothing else meanwhile, and every implementation is checked alike."""
+    """Checks every fan-out request's replies (``workloads.answered``), and that each request
+    is a new one (a request asked again could be answered by replies kept from before), and
+    keeps the wall and CPU time the checks took, which the figures leave out: the check is
+    synchronous, so the event loop does nothing else meanwhile, and every implementation is
+    checked alike."""
 
     def __init__(self, n: int = 0, blob: str = "", what: str = "") -> None:
         self.n, self.blob, self.what = n, blob, what
         self.wall = self.cpu = 0.0
         self.requests = 0
+        self.asked: set[int] = set()  # the requests' numbers, from their implementation's count
 
     def __call__(self, gathered: Gathered | None) -> None:
         if gathered is None:  # a chain's ask checks its own hops
             return
         wall, cpu = time.perf_counter(), time.process_time()
         answered(gathered, self.n, self.blob, self.what)
+        seq = gathered[0].seq
+        if seq in self.asked:
+            raise WorkloadError(f"{self.what}: request {seq} was asked before, not built anew")
+        self.asked.add(seq)
         self.requests += 1
         self.cpu += time.process_time() - cpu
         self.wall += time.perf_counter() - wall

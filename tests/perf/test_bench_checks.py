@@ -3,6 +3,7 @@ to answer their own request, in one body for every implementation, outside the t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -119,3 +120,29 @@ async def test_every_request_a_child_times_is_checked_and_the_check_is_not_timed
         assert child.checker.requests == checked + 16
     finally:
         await child.stop()
+
+
+def _reusing_pool() -> workloads.Implementation:
+    """A cheat: one request built once and asked again, its replies built once and kept."""
+
+    @asynccontextmanager
+    async def fanout(n: int, blob: str) -> AsyncIterator[workloads.Ask]:
+        request = Request(seq=0, blob=blob)
+        replies = [Reply(seq=0, agent=i, blob=blob) for i in range(n)]
+
+        async def ask() -> workloads.Gathered:
+            await asyncio.sleep(0)
+            return request, replies
+
+        yield ask
+
+    return workloads.Implementation("pool", "a cheat", fanout, workloads.POOL.chain)
+
+
+@pytest.mark.anyio
+async def test_the_harness_notices_a_request_asked_again_with_its_replies_kept() -> None:
+    child = worker.Worker("pool", "config/policies/ai-policy.yaml")
+    child.impl = _reusing_pool()
+    with pytest.raises(workloads.WorkloadError, match="request 0 was asked before"):
+        await child.start("fanout", 3, "", concurrency=2)
+    await child.stop()
