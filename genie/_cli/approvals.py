@@ -116,6 +116,24 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
     return pending
 
 
+def _decided(store: str, approval_id: str) -> str | None:
+    """How an approval no longer pending in ``store`` was decided by an answer left there
+    (``approved by tina``), or None: decided otherwise (its deadline, an answer given to the
+    run itself), or never asked."""
+    from .._runtime.durable.store import StoreClient
+
+    client = StoreClient(store)
+    try:
+        answers = client.answers_left([approval_id]).get(approval_id, [])
+    finally:
+        client.close()
+    for by, outcome in answers:
+        if outcome in ("approved", "rejected"):
+            shown = by if _not_a_name(by) is None else repr(by)
+            return f"{outcome} by {shown}"
+    return None
+
+
 def answer_command(approval_id: object, where: str, role: object, principal: object) -> str:
     """The command that approves ``approval_id`` (kept ``where``: the store's or the
     namespace's flags), with the ``--role`` it needs and the principal it names if it names
@@ -189,6 +207,9 @@ def _answer(args: argparse.Namespace) -> int:
     pending = _pending(args)
     ids = [a["id"] for a in pending]
     if args.approval not in ids:
+        decided = None if args.nats is not None else _decided(args.store, args.approval)
+        if decided is not None:
+            raise ConfigurationError(f"approval {args.approval!r} was decided already: {decided}")
         known = ", ".join(str(i) for i in ids) or "none"
         raise ConfigurationError(f"no approval {args.approval!r} pending in {where} ({known})")
     [asked] = [a for a in pending if a["id"] == args.approval]

@@ -795,10 +795,10 @@ def test_an_approve_and_a_reject_from_two_processes_at_once_decide_once(
     assert decided == f"{approval['id']}: {verdict}"
     if codes[1] == 1:
         assert late.strip() == f"{approval['id']}: decided already: {verdict} by {winner}"
-    else:  # refused before it left anything
-        assert (
-            refused
-            == f"genie approvals: no approval {approval['id']!r} pending in {store} (none)\n"
+    else:  # refused before it left anything, told how it was decided
+        assert refused == (
+            f"genie approvals: approval {approval['id']!r} was decided already: "
+            f"{verdict} by {winner}\n"
         )
     paid = json.loads(out)["output"]["payload"]
     assert (paid["approved"], paid["by"]) == (winner == "alice", winner)
@@ -811,6 +811,51 @@ def test_an_approve_and_a_reject_from_two_processes_at_once_decide_once(
     assert answers[2:] in ([], [(loser, "approval_refused")])
     assert main(["approvals", "list", "--store", store]) == 0
     assert capsys.readouterr().out == f"no approvals pending in {store}\n"
+
+
+def test_answering_an_approval_decided_by_an_answer_says_how_it_was_decided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Approving what another person approved already, once the run took it and went on:
+    told who decided it and how (exit 2, nothing left), not that no such approval is
+    pending, as for an id that never was."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "pay.yaml").write_text(PIPELINE)
+    store = str(tmp_path / "pay.db")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "genie._cli", "run", str(tmp_path / "pay.yaml"), "--store", store],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pending: list[Any] = []
+        for _ in range(100):  # the run starts, asks, and its approval is written
+            if Path(store).exists():
+                assert main(["approvals", "list", "--store", store, "--json"]) == 0
+                pending = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+                if pending:
+                    break
+            time.sleep(0.1)
+        [approval] = pending
+        answer = ["--store", store, "--role", "treasurer"]
+        assert main(["approvals", "approve", approval["id"], *answer, "--as", "alice"]) == 0
+        run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    capsys.readouterr()
+    assert main(["approvals", "reject", approval["id"], *answer, "--as", "bob"]) == 2
+    assert capsys.readouterr().err == (
+        f"genie approvals: approval {approval['id']!r} was decided already: approved by alice\n"
+    )
+    assert main(["approvals", "approve", "no-such-id", *answer, "--as", "bob"]) == 2
+    assert capsys.readouterr().err == (
+        f"genie approvals: no approval 'no-such-id' pending in {store} (none)\n"
+    )
 
 
 def test_a_run_that_goes_on_past_a_refused_answer_says_so(
