@@ -11,6 +11,11 @@ from dataclasses import dataclass
 __all__ = ["Edge", "Graph", "Node"]
 
 CALLER_OUTPUT = "(output)"
+# The approval desk the runtime adds when a pipeline asks for approvals: it takes each request
+# nobody routes elsewhere and answers whoever asked with the person's decision.
+APPROVAL_DESK = "(approvals)"
+_ASKED = "genie.approval_request"
+_DECIDED = "genie.approval_decision"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class Graph:
         if fixed:
             return [Edge(node.id, type_name, to) for to in fixed]
         targets = list(node.forwards_to) or self.recipients(type_name)
+        if type_name == _ASKED and not targets:
+            return [Edge(node.id, _ASKED, APPROVAL_DESK), Edge(APPROVAL_DESK, _DECIDED, node.id)]
         edges = [Edge(node.id, type_name, t) for t in targets]
         if type_name == self.output:
             edges.append(Edge(node.id, type_name, CALLER_OUTPUT))
@@ -202,7 +209,8 @@ class Graph:
         ids = {name: f"n{i}" for i, name in enumerate(self._names())}
         lines = ["flowchart LR"]
         for name, key in ids.items():
-            shape = f'(["{name}"])' if name in (self.entry.source, CALLER_OUTPUT) else f'["{name}"]'
+            outside = (self.entry.source, CALLER_OUTPUT, APPROVAL_DESK)
+            shape = f'(["{name}"])' if name in outside else f'["{name}"]'
             if name in self.nodes and self.nodes[name].kind == "gather":
                 shape = f'{{{{"{name}"}}}}'
             lines.append(f"  {key}{shape}")

@@ -636,3 +636,22 @@ def test_a_run_refused_at_its_store_or_port_leaves_none_of_the_files_made_for_it
         f"genie run: cannot serve metrics on 127.0.0.1:{port}"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "asker"),
+    [("payments", "payment_orchestrator"), ("sme-loan", "sme_loan_workflow")],
+)
+def test_genie_graph_draws_the_approval_desk_a_pipeline_asks(
+    pipeline: str, asker: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An approval is a step of the flow: the request goes to the runtime's desk, and its
+    decision comes back to whoever asked, drawn as the desk the runtime adds."""
+    path = str(ROOT / "config" / "pipelines" / f"{pipeline}.yaml")
+    assert main(["graph", path]) == 0
+    edges = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert f"{asker} --genie.approval_request--> (approvals)" in edges
+    assert f"(approvals) --genie.approval_decision--> {asker}" in edges
+    assert main(["graph", path, "--format", "mermaid"]) == 0
+    drawn = capsys.readouterr().out
+    assert '(["(approvals)"])' in drawn
