@@ -334,14 +334,18 @@ WholeNumber = Annotated[int, BeforeValidator(_no_bool)]
 string of digits (what ``${VAR}`` substitution gives) still is a number."""
 
 
-def load_model(path: str | Path, model: type[M]) -> tuple[M, dict[Loc, int]]:
-    """Parse ``path`` into ``model``; raises ConfigFileError listing every problem."""
+def load_model(
+    path: str | Path, model: type[M], *, strict: bool = False
+) -> tuple[M, dict[Loc, int]]:
+    """Parse ``path`` into ``model``; raises ConfigFileError listing every problem. ``strict``
+    takes each value as YAML typed it (a quoted ``"yes"`` is text, not true; ``"5"`` is not a
+    number), for a file whose strings no ``${VAR}`` substitution wrote."""
     if not os.fspath(path):  # Path("") is the current folder: "is a directory" would puzzle
         raise ConfigFileError(["'': an empty path names no file"])
     path = Path(path)
     doc = read_yaml(path)
     try:
-        found = validate(model, doc.data, path, doc.lines)
+        found = validate(model, doc.data, path, doc.lines, strict=strict)
     except ConfigFileError as exc:
         raise ConfigFileError(sorted_problems([*doc.problems, *exc.problems])) from exc
     if doc.problems:
@@ -366,10 +370,19 @@ def sorted_problems(problems: Sequence[str]) -> list[str]:
     return [p for _, p in sorted(zip(keys, problems, strict=True), key=lambda kp: kp[0])]
 
 
-def validate(model: type[M], data: Any, path: Path, lines: dict[Loc, int], at: Loc = ()) -> M:
-    """Validate ``data`` (found at ``at`` in ``path``) into ``model``; raises ConfigFileError."""
+def validate(
+    model: type[M],
+    data: Any,
+    path: Path,
+    lines: dict[Loc, int],
+    at: Loc = (),
+    *,
+    strict: bool = False,
+) -> M:
+    """Validate ``data`` (found at ``at`` in ``path``) into ``model``, strictly or not (see
+    ``load_model``); raises ConfigFileError."""
     try:
-        return model.model_validate(data if data is not None else {})
+        return model.model_validate(data if data is not None else {}, strict=strict or None)
     except ValidationError as exc:
         raise ConfigFileError(problems(exc, path, lines, at, model)) from exc
 
@@ -418,14 +431,18 @@ _AS_MAPPING = {"model_type", "dict_type", "dataclass_type", "model_attributes_ty
 
 def _reason(err: ErrorDetails, model: type[BaseModel] | None) -> str:
     kind = err["type"]
+    given = err.get("input")
     if kind == "extra_forbidden":
         return "unknown key" + did_you_mean(str(err["loc"][-1]), keys_at(model, err["loc"]))
     if kind in _AS_LIST:
-        given = err.get("input")
         hint = f" (for one: [{given}])" if isinstance(given, str) and given else ""
         return f"Input should be a valid list{hint}"
     if kind in _AS_MAPPING:
         return "Input should be a valid mapping (key: value, ...)"
+    if kind in ("bool_type", "int_type") and isinstance(given, str):
+        # a strict file's quoted value: say why text is not what YAML writes unquoted
+        plain = "true or false" if kind == "bool_type" else "a number"
+        return f"{err['msg']}; {json.dumps(given)} is text ({plain}, unquoted)"
     if kind == "too_short" and "ctx" in err and "Tuple" in err["msg"]:
         n = err["ctx"]["min_length"]
         return f"List should have at least {n} item{'' if n == 1 else 's'}"

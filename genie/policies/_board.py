@@ -2,7 +2,9 @@
 
 The Go file loads as is and builds the Go composite in the Go order; our extensions are extra
 top-level keys, appended after the Go policies. Unknown keys, wrong types, bad DSL rules and
-schemas this validator cannot honour are refused at load with file, line and reason.
+schemas this validator cannot honour are refused at load with file, line and reason. A
+policy file is read strictly: a value is what YAML typed it (a quoted ``"yes"`` is text, not
+true), while a pipeline's inline board is read as the pipeline's ``${VAR}`` strings need.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from .._base.shipped import located
 from .._base.yamlconf import ConfigFileError, Loc, WholeNumber, key_of, line_of, load_model
@@ -43,6 +45,22 @@ __all__ = [
     "load_policy_file",
     "rule_id_problems",
 ]
+
+
+def _level(value: object) -> object:
+    """A classification is written as its name, which strict reading alone would refuse (it
+    takes only the enum's own instances)."""
+    if isinstance(value, str):
+        try:
+            return Classification(value)
+        except ValueError:
+            names = [repr(level.value) for level in Classification]
+            raise ValueError(f"Input should be {', '.join(names[:-1])} or {names[-1]}") from None
+    return value
+
+
+# A YAML word for a classification level.
+_Level = Annotated[Classification, BeforeValidator(_level)]
 
 
 class _Section(BaseModel):
@@ -89,8 +107,8 @@ class _Limits(_Section):
 
 
 class _Classification(_Section):
-    default_ceiling: Classification = Classification.INTERNAL
-    allowed_to: dict[str, Classification] = {}
+    default_ceiling: _Level = Classification.INTERNAL
+    allowed_to: dict[str, _Level] = {}
 
 
 class _Rule(_Section):
@@ -280,7 +298,7 @@ def load_policy_file(path: str | Path, ledger: ConsentLedger | None = None) -> P
     when no such file is here); every problem names the file, line and key."""
     if os.fspath(path):  # '' is refused as naming no file
         path = located(path, "policies", "policy files, by name")
-    board, lines = load_model(path, BoardPolicy)
+    board, lines = load_model(path, BoardPolicy, strict=True)
     found = sorted(board_problems(board), key=lambda problem: line_of(lines, problem[0]))
     if found:
         raise ConfigFileError(

@@ -156,6 +156,47 @@ def test_bad_go_keys_name_file_line_and_key(
     assert f"{path}{expected}" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        # YAML's quoted words and numbers are text: pydantic's lax reading took "yes" for true
+        # and "262144" for a number, where the docs promise a wrong type is refused.
+        (
+            ("  block_secrets: true", '  block_secrets: "yes"'),
+            ':65: detectors.block_secrets: Input should be a valid boolean; "yes" is text (true or '
+            "false, unquoted)",
+        ),
+        (
+            ("  block_pii: true", "  block_pii: 'true'"),
+            ':27: data.block_pii: Input should be a valid boolean; "true" is text (true or false, '
+            "unquoted)",
+        ),
+        (("  admin_bypass: true", "  admin_bypass: 1"), ":16: governance.admin_bypass: Input"),
+        (
+            ("  max_content_length_bytes: 262144", '  max_content_length_bytes: "262144"'),
+            ':24: risk.max_content_length_bytes: Input should be a valid integer; "262144" is text '
+            "(a number, unquoted)",
+        ),
+        (("  retention_days: 180", "  retention_days: 180.0"), ":26: data.retention_days: Input"),
+        # a level is still written as its name
+        (
+            ("  default_ceiling: internal", "  default_ceiling: intern"),
+            ":45: classification.default_ceiling: Input should be 'public', 'internal', 'pii' or",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_yaml_type_is_refused(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
+    text = POLICY.read_text()
+    assert edit[0] in text
+    path = tmp_path / "ai-policy.yaml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert [p for p in info.value.problems if p.startswith(f"{path}{expected}")], info.value
+
+
 def test_missing_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("owner: me\n")
