@@ -49,6 +49,9 @@ class Branch(BaseModel):
 
 
 class Wide(Payload):
+    # A model of the user's may allow NaN and infinity in its own config: the view reads them
+    # as the JSON way does.
+    model_config = ConfigDict(allow_inf_nan=True)
     message_type = "view.wide"
     text: str = ""
     phone: int | float | None = None
@@ -131,6 +134,7 @@ def wide(rng: random.Random) -> Wide:
 class Flat(Payload):
     """No nested value: the walk takes its names and its JSON bound from the class."""
 
+    model_config = ConfigDict(allow_inf_nan=True)  # as Wide
     message_type = "view.flat"
     note: str = ""
     card_no: int | float | None = None

@@ -92,7 +92,10 @@ class Recommendation(BaseModel):
 
 
 class _Plain(Payload):
-    """Declared fields only: the content view reads these from the model, not from JSON."""
+    """Declared fields only: the content view reads these from the model, not from JSON. Its
+    floats may be infinite, as a model of the user's that allows them in its own config."""
+
+    model_config = ConfigDict(allow_inf_nan=True)
 
     content: str = ""
     amount_paise: int | None = None
