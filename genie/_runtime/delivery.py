@@ -5,9 +5,11 @@ breaker, fallback, dead letter), through one invocation path for every handler c
 Whatever a handler raises is a failure of that delivery, except what stops the runtime: its own
 cancellation (of the runtime, or of the request the handler works for) and ``KeyboardInterrupt``
 / ``SystemExit`` raised on the event loop's thread. Those end the delivery as a cancelled dead
-letter and propagate. A plain ``def`` handler's ``SystemExit`` or ``KeyboardInterrupt``, raised
-in its worker thread or child process, reaches here as the ``AgentError`` of that delivery
-(``offload``): in Python it ends only the thread that raises it. A stray ``CancelledError``
+letter and propagate, and so does a handler that returns after such a cancellation (it caught
+it, say): what it returned is not sent, and its delivery is not handled. A plain ``def``
+handler's ``SystemExit`` or ``KeyboardInterrupt``, raised in its worker thread or child process,
+reaches here as the ``AgentError`` of that delivery (``offload``): in Python it ends only the
+thread that raises it. A stray ``CancelledError``
 (say, from awaiting a future another task cancelled) is a failure like any.
 """
 
@@ -20,6 +22,7 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from .._agent.context import ContextServices, runtime_context
 from .._base.backend import Backend
@@ -59,6 +62,8 @@ def stops_runtime(exc: BaseException) -> bool:
 
 
 class DeliveryRunner:
+    _stopping: anyio.CancelScope  # the runtime's task group's: cancelled as it stops (``start``)
+
     def __init__(
         self,
         clock: Clock,
@@ -88,6 +93,7 @@ class DeliveryRunner:
         The tasks it starts here run this runtime's handlers, and so does every task they or
         a handler start (a task begins with a copy of its starter's context): they are marked
         so once, here (``HANDLING``), and a turn of ``run`` finds its task marked already."""
+        self._stopping = tg.cancel_scope
         marked = copy_context()
         marked.run(HANDLING.set, self.dispatcher)
         marked.run(self.transport.start, tg, self.run, backend)
@@ -117,6 +123,7 @@ class DeliveryRunner:
         services = self.services
         known = self._known
         route = self.dispatcher.route
+        stopping = self._stopping
         for mb in transport.turn(worker, first):
             # The token becomes a running delivery (still ``busy``): the oldest queued
             # message. Its slot is free, so the publishers waiting for room go next.
@@ -175,6 +182,13 @@ class DeliveryRunner:
                                 returned = await pending
                             else:
                                 returned = await self._within_deadline(mb, msg, pending)
+                            if worker.cancelled or stopping.cancel_called:
+                                # It caught the cancellation of its request or of the stop
+                                # and returned: cut short all the same, its outputs unsent.
+                                # The cancellation still holds here (anyio's is level
+                                # triggered): raised again, it ends the delivery as it would
+                                # have, had the handler let it through.
+                                await checkpoint_if_cancelled()
                             if (
                                 returned is ctx.last_emitted
                                 and returned is not None

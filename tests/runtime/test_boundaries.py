@@ -139,6 +139,71 @@ async def test_runtime_cancel_stops_running_and_queued_work_of_the_request() -> 
     accounted(rt.statistics())
 
 
+class Stubborn(BaseAgent):
+    """Catches the cancellation of its wait, sends a Ping to ``rec`` and returns normally:
+    a handler that swallows what stops it."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.swallowed = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.swallowed += 1
+        return ctx.emit(Ping(n=payload.n), recipient="rec")
+
+
+async def test_a_handler_that_swallows_the_stops_cancellation_is_cut_short() -> None:
+    stubborn, rec = Stubborn("stubborn"), Recorder("rec")
+    async with Runtime([stubborn, rec], drain_timeout=0.05) as rt:
+        await rt.publish(rt.message(Ping(n=1), recipient="stubborn"))
+        await wait_all_tasks_blocked()
+    assert stubborn.swallowed == 1
+    report = rt.shutdown_report
+    assert report is not None
+    # The drain timeout ran out: what it cut short is said so, however the handler ended.
+    assert (report.drained, report.cancelled_running, report.by_agent) == (
+        False,
+        1,
+        {"stubborn": 1},
+    )
+    [letter] = rt.dead_letters
+    assert (letter.agent_id, letter.kind, letter.reason) == (
+        "stubborn",
+        "cancelled",
+        "cancelled at shutdown",
+    )
+    s = rt.statistics()
+    assert (s.handled, s.mailboxes["stubborn"].handled, s.unrouted) == (0, 0, 0)
+    assert rec.seen == []  # its output went nowhere
+    accounted(s)
+
+
+async def test_a_handler_that_swallows_its_requests_cancellation_is_cancelled() -> None:
+    stubborn, rec = Stubborn("stubborn"), Recorder("rec")
+    async with Runtime([stubborn, rec]) as rt:
+        request = rt.message(Ping(n=1), recipient="stubborn")
+        await rt.publish(request)
+        await wait_all_tasks_blocked()
+        rt.cancel(request.correlation_id)
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    assert stubborn.swallowed == 1
+    [letter] = rt.dead_letters
+    assert (letter.message.id, letter.kind, letter.reason) == (
+        request.id,
+        "cancelled",
+        "correlation cancelled",
+    )
+    s = rt.statistics()
+    assert (s.handled, s.mailboxes["stubborn"].handled, s.unrouted) == (0, 0, 0)
+    assert rec.seen == []
+    accounted(s)
+
+
 class Weird(BaseException):
     """Not an Exception: a handler bug all the same."""
 
