@@ -119,17 +119,28 @@ def described(error: BaseException) -> str:
 
     A group (a task group's failures) names what it holds after its own text: its message
     says only how many failed, and what failed is what a reader needs."""
-    return _described(error, NESTED_IN_GROUP)
+    return _described(error, NESTED_IN_GROUP, REASON_CHARS)
 
 
-def _described(error: BaseException, depth: int) -> str:
+def _described(error: BaseException, depth: int, room: int) -> str:
+    """``described``, for a reason with about ``room`` characters left to say it in."""
     said = _described_one(error)
     # Each level says at least its type and count: past ``depth`` nested groups the reason
     # would be cut there anyway, and a group nested deeper than Python's recursion limit
     # (a task group per level of a recursive walk) must not fail the describing.
     if isinstance(error, BaseExceptionGroup) and depth > 0:
-        held = [_described(inner, depth - 1) for inner in error.exceptions[:NAMED_IN_GROUP]]
-        if (more := len(error.exceptions) - NAMED_IN_GROUP) > 0:
+        failures = error.exceptions
+        room -= len(said)
+        held: list[str] = []
+        for inner in failures[:NAMED_IN_GROUP]:
+            # Once the text is longer than a reason keeps, the rest is counted, not walked: a
+            # group holding groups (the same one many times over, say) would be walked past
+            # any time a reason may take, and cut in the middle.
+            if room <= 0:
+                break
+            held.append(_described(inner, depth - 1, room))
+            room -= len(held[-1]) + 2
+        if (more := len(failures) - len(held)) > 0:
             held.append(f"and {more} more")
         said = middle_cut(f"{said} ({'; '.join(held)})", REASON_CHARS)
     return said

@@ -78,19 +78,73 @@ class _Folded(traceback.StackSummary):
         return lines
 
 
-def _fold(te: traceback.TracebackException) -> traceback.TracebackException:
-    """``te`` with the frames of every exception it shows folded: those of its cause or
-    context, and of each failure a group holds, too."""
-    todo, seen = [te], set()
+# Of each group, the failures Python's traceback shows (its ``max_group_width``; the rest it
+# counts), and the levels of groups in groups it shows (``max_group_depth``).
+_SHOWN_IN_GROUP = 15
+_GROUP_DEPTH = 10
+# Exceptions a traceback is built of, at most: each shows as a line or more, so past these its
+# text is far longer than ``MAX_CHARS`` and cut in the middle anyway. A group may hold the same
+# failure many times over, in groups in groups, and so show more than memory holds.
+_BUILT = 200
+
+
+def _traceback(error: BaseException) -> traceback.TracebackException:
+    """``TracebackException.from_exception(error)``, built of what its text shows, and with the
+    frames of every exception it shows folded: of each group, the first failures Python shows
+    (a group of 100,000 is formatted from 15 and the count of the rest) to the depth it shows
+    them, and at most ``_BUILT`` exceptions in all; a group whose failures that leaves out says
+    so in a note. Built one exception at a time, as Python's own constructor does for the
+    first (``_seen``: the exceptions already built, so that a loop of causes ends)."""
+    seen: set[int] = set()
+    built = 0
+
+    def one(exc: BaseException) -> traceback.TracebackException:
+        nonlocal built
+        built += 1
+        te = traceback.TracebackException(
+            type(exc),
+            exc,
+            exc.__traceback__,
+            max_group_width=_SHOWN_IN_GROUP,
+            max_group_depth=_GROUP_DEPTH,
+            _seen=seen,
+        )
+        te.stack = _Folded(te.stack)
+        te.__cause__ = te.__context__ = None
+        te.exceptions = None
+        return te
+
+    top = one(error)
+    todo = [(top, error, 0)]  # what to build next, first shown first: the budget goes in order
     while todo:
-        one = todo.pop()
-        if id(one) in seen:
-            continue
-        seen.add(id(one))
-        one.stack = _Folded(one.stack)
-        todo.extend(t for t in (one.__cause__, one.__context__) if t is not None)
-        todo.extend(one.exceptions or ())
-    return te
+        te, exc, depth = todo.pop()
+        after: list[tuple[traceback.TracebackException, BaseException, int]] = []
+        for link in ("__cause__", "__context__"):
+            linked: BaseException | None = getattr(exc, link)
+            if linked is not None and id(linked) not in seen and built < _BUILT:
+                setattr(te, link, one(linked))
+                after.append((getattr(te, link), linked, depth))
+        if isinstance(exc, BaseExceptionGroup):
+            failures = exc.exceptions
+            wanted = failures[:_SHOWN_IN_GROUP] if depth <= _GROUP_DEPTH else ()
+            held = []
+            for failure in wanted:
+                if built >= _BUILT:
+                    break
+                held.append(one(failure))
+                after.append((held[-1], failure, depth + 1))
+            if len(held) == len(wanted):
+                # The ones not built are never read: Python shows the first and counts the rest.
+                te.exceptions = held + held[-1:] * (len(failures) - len(held))
+            else:
+                te.exceptions = held
+                left = f"the other {len(failures) - len(held)} of" if held else "none of"
+                te.__notes__ = [
+                    *(te.__notes__ or ()),
+                    f"({left} its {len(failures)} failures shown: the traceback is cut)",
+                ]
+        todo.extend(reversed(after))
+    return top
 
 
 _CAUSES_FOLLOWED = 64  # links of a chain of causes read for the line that raised
@@ -141,7 +195,7 @@ def format_failure(error: BaseException) -> str:
         if raised_at is not None
         else f"{said}\n"
     )
-    shown = _fold(traceback.TracebackException.from_exception(error)).format()
+    shown = _traceback(error).format()
     return middle_cut(head + "".join(shown).rstrip("\n"), MAX_CHARS)
 
 
@@ -178,12 +232,17 @@ def attempts_of(error: BaseException | None) -> tuple[str, ...]:
 def held(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` if it is no group, else each failure its groups hold, in order, however deep
     they nest (a task group per level of a recursive walk): walked without recursion, since
-    what a handler raised must never fail the runtime's own task that looks into it."""
+    what a handler raised must never fail the runtime's own task that looks into it. A group
+    held more than once is walked once: the same group many times over, in groups in groups,
+    would hold more failures than memory does, each of them one of a few."""
     todo = [exc]
+    walked: set[int] = set()
     while todo:
         one = todo.pop()
         if isinstance(one, BaseExceptionGroup):
-            todo.extend(reversed(one.exceptions))
+            if id(one) not in walked:
+                walked.add(id(one))
+                todo.extend(reversed(one.exceptions))
         else:
             yield one
 

@@ -55,10 +55,11 @@ def stops_runtime(exc: BaseException) -> bool:
     if exiting(exc) is not None:
         return True
     # Cancellation that is ours shows as an effective deadline of -inf; a stray one does not.
+    # Read first: a failure is walked once, not twice, unless the runtime cancelled it.
+    if anyio.current_effective_deadline() != -math.inf:
+        return False
     cancelled = anyio.get_cancelled_exc_class()
-    return any(isinstance(one, cancelled) for one in held(exc)) and (
-        anyio.current_effective_deadline() == -math.inf
-    )
+    return any(isinstance(one, cancelled) for one in held(exc))
 
 
 class DeliveryRunner:

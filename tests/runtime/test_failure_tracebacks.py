@@ -12,7 +12,7 @@ import pytest
 
 from genie import AgentOptions, BaseAgent, BreakerPolicy, Context, RetryPolicy, Runtime, handler
 from genie._base.failure import KEPT, MAX_CHARS, exiting, format_failure
-from genie._errors import REASON_CHARS
+from genie._errors import REASON_CHARS, described
 
 from ..conftest import Echo, Ping
 
@@ -341,3 +341,68 @@ async def test_a_stop_iteration_is_told_where_the_handler_raised_it(
     first = letter.traceback.splitlines()[0]
     assert first == f"{__file__}:{FIRST_LINE} in first_price: {letter.reason}"
     assert f'File "{__file__}", line {FIRST_LINE}, in first_price' in letter.traceback
+
+
+class Counted(ValueError):
+    """A failure that counts how often its text is read: each exception a description or a
+    traceback is made of is read once."""
+
+    reads = 0
+
+    def __str__(self) -> str:
+        Counted.reads += 1
+        return super().__str__()
+
+
+class Wide(BaseAgent):
+    """Raises a group of 100,000 failures, as a handler gathering that many tasks might."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        raise ExceptionGroup("many", [Counted(f"bad {i}") for i in range(100_000)])
+
+
+async def test_a_group_of_100000_is_told_from_the_few_its_letter_shows() -> None:
+    Counted.reads = 0
+    rt = await dead_letters(Wide("wide"))
+    [letter] = rt.dead_letters
+    assert letter.reason == (
+        "ExceptionGroup: many (100000 sub-exceptions) "
+        "(Counted: bad 0; Counted: bad 1; Counted: bad 2; and 99997 more)"
+    )
+    assert letter.traceback is not None
+    assert "Counted: bad 14\n" in letter.traceback
+    assert letter.traceback.endswith("| and 99985 more exceptions\n    +" + "-" * 36)
+    # The reason's three, the traceback's fifteen (and its head, the reason again): not each.
+    assert Counted.reads <= 3 + 15 + 3
+
+
+class Counting(ExceptionGroup[Exception]):
+    """A group that counts how often what it holds is looked at."""
+
+    looked = 0
+
+    @property
+    def exceptions(self) -> tuple[Exception, ...]:
+        Counting.looked += 1
+        return super().exceptions
+
+
+def test_a_group_holding_one_group_many_times_over_is_walked_a_bounded_way() -> None:
+    """Twelve levels of a group holding the group below fifteen times: 15**12 failures, of a
+    few objects. What stops the runtime is looked for in each group once, the reason stops
+    once it is long enough, the traceback once it holds more than it can show."""
+    error: Exception = Counted("leaf")
+    for _ in range(12):
+        error = Counting("x", [error] * 15)
+    Counting.looked = Counted.reads = 0
+    assert exiting(error) is None
+    assert Counting.looked == 12
+    said = described(error)
+    assert said.startswith("Counting: x (15 sub-exceptions) (Counting: x (15 sub-exceptions) (")
+    assert said.endswith("; and 14 more)")
+    assert len(said) < REASON_CHARS + 100
+    text = format_failure(error)
+    assert len(text) < MAX_CHARS + 100  # the cut says where it cut
+    assert text.endswith("failures shown: the traceback is cut)")
+    assert Counting.looked + Counted.reads < 1_000
