@@ -66,6 +66,7 @@ from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
 from .loop import add_loop_option, run_on
 from .mcp import add_parser as add_mcp
+from .one_file import Role, audit_roles, one_file_twice
 from .options import Parser, port, seconds
 from .serve import add_parser as add_serve
 from .store_sync import add_store_sync_option
@@ -113,45 +114,22 @@ def _standard_stream(path: str) -> TextIO | None:
     return None
 
 
-def _file_identity(path: str | os.PathLike[str]) -> tuple[object, ...]:
-    """What makes two paths one file: its device and inode when it exists, else the path with
-    its links and ``..`` resolved."""
-    try:
-        found = os.stat(path)
-    except (OSError, ValueError):
-        return ("path", os.path.realpath(path))
-    return ("inode", found.st_dev, found.st_ino)
-
-
 def _one_file_twice(pipeline: Pipeline, args: argparse.Namespace) -> None:
-    """Refuse a run whose options name one file for two roles, one of which writes it: the
-    metrics file opened over the pipeline file, the input or the store truncated it, and audit
-    rows were appended to a database. Before anything is opened."""
+    """Refuse a run whose options name one file for two roles, one of which writes it
+    (``one_file_twice``), before anything is opened."""
     metrics = args.metrics_out
-    keyed = args.audit and not (args.audit_key_file or args.audit_unkeyed)
-    written: list[tuple[str, str | os.PathLike[str] | None]] = [
+    audit_written, audit_read = audit_roles(args)
+    written: list[Role] = [
         ("--store", args.store),
-        ("--audit", args.audit),
-        ("the key of --audit", key_beside(args.audit) if keyed else None),
+        *audit_written,
         ("--metrics-out", None if metrics and _standard_stream(metrics) else metrics),
     ]
-    read: list[tuple[str, str | os.PathLike[str] | None]] = [
+    read: list[Role] = [
         ("the pipeline file", pipeline.path),
         ("--input" if args.input else "the input", pipeline.input_path(args.input)),
-        ("--audit-key-file", args.audit_key_file),
+        *audit_read,
     ]
-    roles = [
-        (role, path, _file_identity(path), writes)
-        for group, writes in ((written, True), (read, False))
-        for role, path in group
-        if path
-    ]
-    for i, (first, path, same, writes) in enumerate(roles):
-        if not writes:
-            break  # the rest only read: one file read twice is no harm
-        for second, _, other, _ in roles[i + 1 :]:
-            if same == other:
-                raise ConfigurationError(f"{first} and {second} name one file: {path}")
+    one_file_twice(written, read)
 
 
 def _run(args: argparse.Namespace) -> int:

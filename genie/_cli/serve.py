@@ -20,6 +20,7 @@ from .._errors import ConfigurationError, StoreError, for_terminal
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
+from .one_file import audit_roles, one_file_twice
 from .options import byte_count, count, port, rate, seconds
 from .store_sync import add_store_sync_option
 
@@ -170,9 +171,21 @@ def _serve(args: argparse.Namespace) -> int:
     from .._runtime.audit import JsonlAuditLog
     from ..pipeline import load_pipeline
     from ..serve import ServeSettings, create_app, load_keys
+    from ..serve._app import store_file
 
     variables = _variables(args.set)
     pipelines = [load_pipeline(path, variables=variables) for path in args.pipelines]
+    # Before anything is opened or made: the audit log over a pipeline's store, its pipeline
+    # file or the keys appended its rows to them.
+    audit_written, audit_read = audit_roles(args)
+    folder = Path(args.store) if args.store else None
+    # Each name once: two pipelines of one name are refused as such (``create_app``).
+    named = dict.fromkeys(p.name for p in pipelines)
+    stores = [("--store", folder and store_file(folder, name)) for name in named]
+    one_file_twice(
+        [*stores, *audit_written],
+        [*(("the pipeline file", p.path) for p in pipelines), ("--keys", args.keys), *audit_read],
+    )
     keys = load_keys(args.keys, os.environ)
     settings = ServeSettings(
         rate=args.rate,
@@ -180,7 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         body_timeout=args.body_timeout,
         hold_back=args.hold_back,
-        store=Path(args.store) if args.store else None,
+        store=folder,
         store_sync=args.store_sync,
         mcp=args.mcp,
     )

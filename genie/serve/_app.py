@@ -132,7 +132,7 @@ class ServeSettings:
     auth_failures: int = 10
     auth_failure_rate: float = 1.0
     hold_back: int | None = 64
-    store: Path | None = None  # a folder: each pipeline's deliveries kept in NAME.db there
+    store: Path | None = None  # a folder: each pipeline's deliveries kept there (``store_file``)
     store_sync: float | Literal["always"] = 1.0  # when the stores' writes reach the disk
     mcp: bool = False  # POST /mcp: the pipelines as MCP tools (the ``mcp`` extra)
 
@@ -796,6 +796,11 @@ def create_app(
     return app
 
 
+def store_file(folder: Path, pipeline: str) -> Path:
+    """The file in a ``store`` folder that keeps the deliveries of the pipeline so named."""
+    return folder / f"{pipeline}.db"
+
+
 def _check_stores(folder: Path | None, names: Sequence[str]) -> None:
     """Each pipeline's store in ``folder`` (made if missing), opened and read once before any
     runtime starts: a store in use, not genie's, or holding a row genie did not write stops
@@ -809,7 +814,7 @@ def _check_stores(folder: Path | None, names: Sequence[str]) -> None:
     except OSError as exc:
         raise ConfigurationError(f"cannot make the store folder {folder}: {exc.strerror}") from exc
     for name in names:
-        store = DeliveryStore(folder / f"{name}.db")
+        store = DeliveryStore(store_file(folder, name))
         try:
             store.pending()
             store.requests()
@@ -849,7 +854,7 @@ async def _runtimes(
         audit=sink,
         metrics=Metrics(),
         llm=stacks[0],
-        store=None if settings.store is None else settings.store / f"{pipeline.name}.db",
+        store=None if settings.store is None else store_file(settings.store, pipeline.name),
         store_sync=settings.store_sync,
     )
     if spans is not None:

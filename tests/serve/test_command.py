@@ -95,3 +95,72 @@ def test_a_limit_must_be_positive(
     err = capsys.readouterr().err
     assert err.startswith(f"genie serve: argument {option}: ")
     assert err.endswith(", not '0' (see genie serve --help)\n")
+
+
+PLANNER = """\
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Question(Payload):
+    message_type = "household_question"
+    text: str = ""
+
+
+class Plan(Payload):
+    message_type = "household_plan"
+    text: str
+
+
+class Planner(BaseAgent):
+    produces = (Plan,)
+
+    @handler
+    async def on_question(self, payload: Question, ctx: Context) -> Message:
+        return ctx.emit(Plan(text=f"Plan for: {payload.text}"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--audit", "{pipeline}", "--audit-unkeyed"], "--audit and the pipeline file"),
+        (["--audit", "{keys}", "--audit-unkeyed"], "--audit and --keys"),
+        (["--store", "{store}", "--audit", "{db}", "--audit-unkeyed"], "--store and --audit"),
+        (["--audit", "{new}", "--audit-key-file", "{new}"], "--audit and --audit-key-file"),
+        (["--audit", "{new}", "--keys", "{new}.key"], "the key of --audit and --keys"),
+    ],
+)
+def test_one_file_named_for_two_roles_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], said: str
+) -> None:
+    # `--audit` over the pipeline file or the keys appended its rows to them, and over a
+    # pipeline's store (`DIR/NAME.db`) to the database that keeps its requests.
+    (tmp_path / "household.py").write_text(PLANNER)
+    pipeline = tmp_path / "household.yaml"
+    pipeline.write_text(
+        "name: household\nagents:\n  - id: planner\n    use: household:Planner\n"
+        "entry: {type: household_question, to: planner}\noutput: household_plan\n"
+    )
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(KEYS)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "st").mkdir()  # the store folder of an earlier start, say
+    names = {
+        "pipeline": pipeline,
+        "keys": keys,
+        "store": tmp_path / "st",
+        "db": tmp_path / "sub" / ".." / "st" / "household.db",  # two spellings of one file
+        "new": tmp_path / "new.log",
+    }
+    argv = [o.format(**names) for o in options]
+    if "--keys" in argv:  # a keys file named as the audit log's key would be
+        Path(argv[argv.index("--keys") + 1]).write_text(KEYS)
+    else:
+        argv += ["--keys", str(keys)]
+    before = sorted(tmp_path.rglob("*"))
+    contents = {p: p.read_bytes() for p in before if p.is_file()}
+    err = _fails([str(pipeline), "--port", "0", *argv], capsys)
+    assert err.startswith(f"genie serve: {said} name one file: "), err
+    assert err.count("\n") == 1
+    assert sorted(tmp_path.rglob("*")) == before  # no store, log or key made
+    assert {p: p.read_bytes() for p in before if p.is_file()} == contents
