@@ -63,8 +63,6 @@ def stops_runtime(exc: BaseException) -> bool:
 
 
 class DeliveryRunner:
-    _stopping: anyio.CancelScope  # the runtime's task group's: cancelled as it stops (``start``)
-
     def __init__(
         self,
         clock: Clock,
@@ -87,6 +85,9 @@ class DeliveryRunner:
         self.transport = transport
         self.services = services
         self._known: set[type[Payload]] = set()  # output payload types checked registered
+        # The runtime is cancelling its task group (``cut_short``): an attribute of the
+        # instance, read after every handler, where the scope's ``cancel_called`` is a call.
+        self.stopping = False
 
     def start(self, tg: TaskGroup, backend: Backend) -> None:
         """The runtime started: the transport runs deliveries with ``run`` from now on.
@@ -94,7 +95,6 @@ class DeliveryRunner:
         The tasks it starts here run this runtime's handlers, and so does every task they or
         a handler start (a task begins with a copy of its starter's context): they are marked
         so once, here (``HANDLING``), and a turn of ``run`` finds its task marked already."""
-        self._stopping = tg.cancel_scope
         marked = copy_context()
         marked.run(HANDLING.set, self.dispatcher)
         marked.run(self.transport.start, tg, self.run, backend)
@@ -124,7 +124,6 @@ class DeliveryRunner:
         services = self.services
         known = self._known
         route = self.dispatcher.route
-        stopping = self._stopping
         for mb in transport.turn(worker, first):
             # The token becomes a running delivery (still ``busy``): the oldest queued
             # message. Its slot is free, so the publishers waiting for room go next.
@@ -183,7 +182,7 @@ class DeliveryRunner:
                                 returned = await pending
                             else:
                                 returned = await self._within_deadline(mb, msg, pending)
-                            if worker.cancelled or stopping.cancel_called:
+                            if worker.cancelled or self.stopping:
                                 # It caught the cancellation of its request or of the stop
                                 # and returned: cut short all the same, its outputs unsent.
                                 # The cancellation still holds here (anyio's is level
@@ -281,6 +280,12 @@ class DeliveryRunner:
                     ready.append(mb)
                 else:
                     mb.busy -= 1
+
+    def cut_short(self, tg: TaskGroup) -> None:
+        """The runtime stops what runs in ``tg``: its handlers are cancelled, and one that
+        returns all the same is cut short (``run``)."""
+        self.stopping = True
+        tg.cancel_scope.cancel()
 
     async def _again(
         self, mb: Mailbox, msg: Message, error: BaseException | None, attempt: int

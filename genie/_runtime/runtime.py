@@ -368,7 +368,7 @@ class Runtime:
     def _audit_failed(self) -> None:
         """The audit sink refused a record: the runtime stops (``failure`` says why)."""
         if self._tg is not None:
-            self._tg.cancel_scope.cancel()
+            self._runner.cut_short(self._tg)
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -802,7 +802,7 @@ class Runtime:
             self._state = RuntimeState.CLOSING
             if self._keeper is not None:
                 self._keeper.stopping()  # what ends from now on is cut short
-            self._tg.cancel_scope.cancel()
+            self._runner.cut_short(self._tg)
             try:
                 # The group is cancelled already; the caller's own exception (if any) is not
                 # passed in, so it propagates as itself rather than inside an ExceptionGroup.
