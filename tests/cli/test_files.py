@@ -352,29 +352,6 @@ def test_an_audit_log_that_is_not_a_regular_file_is_named(
     assert sorted(tmp_path.iterdir()) == [fifo, null_link]
 
 
-HOUSEHOLD = """\
-from genie import BaseAgent, Context, Message, Payload, handler
-
-
-class Question(Payload):
-    message_type = "household_question"
-    text: str = ""
-
-
-class Plan(Payload):
-    message_type = "household_plan"
-    text: str
-
-
-class Planner(BaseAgent):
-    produces = (Plan,)
-
-    @handler
-    async def on_question(self, payload: Question, ctx: Context) -> Message:
-        return ctx.emit(Plan(text=f"Plan for: {payload.text}"))
-"""
-
-
 @pytest.mark.parametrize(
     ("options", "said"),
     [
@@ -399,10 +376,9 @@ def test_one_file_named_for_two_roles_is_refused_before_anything_is_written(
     # `--metrics-out` over the pipeline file, the input or the store truncated it, and
     # `--audit` over the store appended its rows to the database: the run destroyed a file it
     # was given to read or keep.
-    (tmp_path / "household.py").write_text(HOUSEHOLD)
     pipeline = tmp_path / "household.yaml"
     pipeline.write_text(
-        "agents:\n  - id: planner\n    use: household:Planner\n"
+        "agents:\n  - id: planner\n    use: tests.pipelines.household:Planner\n"
         "entry: {type: household_question, to: planner, input: {field: text}}\n"
         "output: household_plan\n"
     )

@@ -97,29 +97,6 @@ def test_a_limit_must_be_positive(
     assert err.endswith(", not '0' (see genie serve --help)\n")
 
 
-PLANNER = """\
-from genie import BaseAgent, Context, Message, Payload, handler
-
-
-class Question(Payload):
-    message_type = "household_question"
-    text: str = ""
-
-
-class Plan(Payload):
-    message_type = "household_plan"
-    text: str
-
-
-class Planner(BaseAgent):
-    produces = (Plan,)
-
-    @handler
-    async def on_question(self, payload: Question, ctx: Context) -> Message:
-        return ctx.emit(Plan(text=f"Plan for: {payload.text}"))
-"""
-
-
 @pytest.mark.parametrize(
     ("options", "said"),
     [
@@ -135,10 +112,9 @@ def test_one_file_named_for_two_roles_is_refused_before_anything_is_written(
 ) -> None:
     # `--audit` over the pipeline file or the keys appended its rows to them, and over a
     # pipeline's store (`DIR/NAME.db`) to the database that keeps its requests.
-    (tmp_path / "household.py").write_text(PLANNER)
     pipeline = tmp_path / "household.yaml"
     pipeline.write_text(
-        "name: household\nagents:\n  - id: planner\n    use: household:Planner\n"
+        "name: household\nagents:\n  - id: planner\n    use: tests.pipelines.household:Planner\n"
         "entry: {type: household_question, to: planner}\noutput: household_plan\n"
     )
     keys = tmp_path / "keys.yaml"
