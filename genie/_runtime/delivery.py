@@ -22,7 +22,6 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.lowlevel import checkpoint_if_cancelled
 
 from .._agent.context import ContextServices, runtime_context
 from .._base.backend import Backend
@@ -187,7 +186,10 @@ class DeliveryRunner:
                                 # and returned: cut short all the same, its outputs unsent.
                                 # The cancellation still holds here (anyio's is level
                                 # triggered): raised again, it ends the delivery as it would
-                                # have, had the handler let it through.
+                                # have, had the handler let it through. Imported only
+                                # here: `import genie` does not load anyio.lowlevel.
+                                from anyio.lowlevel import checkpoint_if_cancelled
+
                                 await checkpoint_if_cancelled()
                             if (
                                 returned is ctx.last_emitted
