@@ -84,8 +84,8 @@ class DeliveryRunner:
         self.transport = transport
         self.services = services
         self._known: set[type[Payload]] = set()  # output payload types checked registered
-        # The runtime is cancelling its task group (``cut_short``): an attribute of the
-        # instance, read after every handler, where the scope's ``cancel_called`` is a call.
+        # The runtime is cancelling its task group (``cut_short``): a handler that returns
+        # all the same is cut short, its outputs unsent.
         self.stopping = False
 
     def start(self, tg: TaskGroup, backend: Backend) -> None:
