@@ -84,6 +84,11 @@ class OutcomeReplay:
         while ready:
             rec, rec_bounded = ready.pop()
             self._apply(host, rec, rec_bounded)
+            # The timers its handler withdrew, whose records ride in it: settled with it, so
+            # a waiter that takes a reply it carries finds none of them still in flight.
+            # (Their messages nest deeper than its own: its ``bounded`` bounds them too.)
+            for ended in rec.get("ended", ()):
+                self.settle(host, ended, rec_bounded)
             ready += self._held.pop(rec["delivery"], [])
         # Kept after the correlation settles (a record its parent's does not count may still
         # come, see ``_replay``), for the last APPLIED_KEPT correlations.

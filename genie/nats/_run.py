@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,10 +163,47 @@ def answer_of(run: Run) -> dict[str, Any]:
 
 
 def outcome_items(
-    names: NatsNames, run: Run, agent_id: str, room: Callable[[Mapping[str, str]], int]
+    names: NatsNames,
+    run: Run,
+    agent_id: str,
+    room: Callable[[Mapping[str, str]], int],
+    ended: Sequence[Run] = (),
 ) -> list[Item]:
     """The outcome record (to the origin) and the dead letter: exactly once, by id; fitted
-    to ``room``, the most data a message with its headers may carry."""
+    to ``room``, the most data a message with its headers may carry.
+
+    ``ended``: the timers ``run``'s handler ended (withdrew) as it ran. Their records ride
+    inside ``run``'s (``ended``), so the origin applies them with it, at once: the record
+    that carries an output to the caller settles everything its delivery ended, and the
+    caller's answer counts none of it in flight. Only where that record would not fit the
+    broker whole do they follow it, each a message of its own."""
+    record = _record(run, agent_id)
+    headers = _headers(run)
+    limit = room(headers)
+    data = fitted(record, limit)
+    items = [(names.outcome(run.origin), data, headers)]
+    if run.dead is not None:
+        items.append((names.dead_letter(agent_id), data, headers))
+    if not ended:
+        return items
+    carried = _json({**record, "ended": [_record(t, _setter(t)) for t in ended]})
+    if len(carried) > limit:
+        for timer in ended:
+            items += outcome_items(names, timer, _setter(timer), room)
+        return items
+    items[0] = (names.outcome(run.origin), carried, headers)
+    for timer in ended:  # its record rides in run's: its dead letter, if any, goes alone
+        items += outcome_items(names, timer, _setter(timer), room)[1:]
+    return items
+
+
+def _setter(timer: Run) -> str:
+    """The agent that set ``timer`` (its message is the agent's to itself)."""
+    return timer.delivery.message.sender
+
+
+def _record(run: Run, agent_id: str) -> dict[str, Any]:
+    """The outcome record of ``run``, uncut."""
     d = run.delivery
     dead = run.dead
     record: dict[str, Any] = {
@@ -194,15 +231,15 @@ def outcome_items(
             "tracebacks": list(dead.tracebacks),  # bounded: a few, each at most 4,000 chars
             "message": message_json(d.message),
         }
-    # The id alone: the record carries the rest, and every header costs its reader a parse.
-    # A header is never cut: an id longer than a record's ids may be is known by its digest.
+    return record
+
+
+def _headers(run: Run) -> dict[str, str]:
+    """The id alone: the record carries the rest, and every header costs its reader a parse.
+    A header is never cut: an id longer than a record's ids may be is known by its digest."""
+    d = run.delivery
     long = len(d.id.encode()) > ID_CHARS
-    headers = {MSG_ID: hashlib.sha256(d.id.encode()).hexdigest() if long else d.id}
-    data = fitted(record, room(headers))
-    items = [(names.outcome(run.origin), data, headers)]
-    if dead is not None:
-        items.append((names.dead_letter(agent_id), data, headers))
-    return items
+    return {MSG_ID: hashlib.sha256(d.id.encode()).hexdigest() if long else d.id}
 
 
 def need_max_payload(url: str, max_payload: int) -> None:

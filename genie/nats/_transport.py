@@ -756,10 +756,11 @@ class NatsTransport:
             ending = _RUNNING.get()  # (a timer's task may have inherited a finished one)
             alone = not run.outbox  # its record is all it has to publish
             if alone and ending is not None and self._running.get(ending.delivery.id) is ending:
-                # Ended by a handler running here (withdrawn): reported with that delivery's
-                # outcome record, after it, so the origin never counts the timer's end before
-                # what the handler sent (a person's answer, which the origin did not send,
-                # ends the desk's hold: its record must come first).
+                # Ended by a handler running here (withdrawn): reported inside that delivery's
+                # outcome record, applied right after it, so the origin never counts the
+                # timer's end before what the handler sent (a person's answer, which the
+                # origin did not send, ends the desk's hold: its record must come first), nor
+                # an answer that record carries before the timer's end (``outcome_items``).
                 ending.timers_ended.append(run)
                 return
             assert self._tg is not None
@@ -1158,16 +1159,12 @@ class NatsTransport:
                 )
                 self._step("charged", delivery)
             owed = self._owed.pop(msg.correlation_id, 0)
-            ended = run.timers_ended  # withdrawn by its handler: ended after it
+            ended = run.timers_ended  # withdrawn by its handler: carried in its record
             run.timers_ended = []
 
             def sends() -> list[Item]:
                 # The outcome record, the outputs and the answer at once: one round trip.
-                items = outcome_items(self.names, run, mb.id, self._out.room)
-                for timer in ended:
-                    items += outcome_items(
-                        self.names, timer, timer.delivery.message.sender, self._out.room
-                    )
+                items = outcome_items(self.names, run, mb.id, self._out.room, ended)
                 if owed:  # an uncharged root that charged nothing: counted now, as it ends
                     key = f"{delivery.id}/root"
                     items.append(self._out.charge_item(msg.correlation_id, key, owed))
