@@ -35,7 +35,7 @@ from genie.nats._wire import entries
 from genie.pipeline import RunResult, load_pipeline
 
 from ..durable.test_crash_drill import effects
-from ..durable.test_workflow_drill import AGENTS, ORDER_DONE, PIPELINE
+from ..durable.test_workflow_drill import AGENTS, ORDER_DONE, PIPELINE, balanced
 from .test_nats import GENIE, HELPER, ROOT, Workers, eventually, jetstream, stream
 from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
 from .test_nats import server as server
@@ -142,21 +142,11 @@ def pause(folder: Path, url: str) -> str:
     return str(approval["id"])
 
 
-def answered_balanced(stats: dict[str, int]) -> None:
-    """The accounting identity of the entry's run, as of its answer (docs/cli.md: ``in_flight``
-    counts what was still running when the answer was made). Across processes the output can
-    reach the entry before the outcome record of the worker's delivery that sent it, so that
-    one delivery may still be in flight; nothing else may, and none is a fallback's."""
-    assert stats["delivered"] == stats["handled"] + stats["dead_lettered"] + stats["in_flight"]
-    assert stats["in_flight"] <= 1, stats
-    assert stats["fallbacks"] == 0
-
-
 def finish(folder: Path, url: str) -> None:
     done = run(folder, url, "30")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    answered_balanced(result["stats"])
+    balanced(result["stats"])
     outcome = result["output"]["payload"]
     assert outcome["status"] == "completed"
     assert outcome["state"] == ORDER_DONE
@@ -557,7 +547,7 @@ def test_a_worker_restarted_while_an_approval_waits_resumes_it_asked_once(
     assert result["output"]["payload"]["status"] == "completed"
     assert "dead letter" not in err, err
     assert result["stats"]["dead_lettered"] == 0, result["stats"]
-    answered_balanced(result["stats"])
+    balanced(result["stats"])
     actions = audit_actions(url)
     assert [a for a in actions if a[1].startswith("approval_")] == [
         ("order", "approval_requested"),
