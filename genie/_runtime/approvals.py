@@ -8,9 +8,11 @@ that principal to the desk, governed like any other (the policies see it and may
 desk checks that the answerer may answer, records the decision in the audit log (who, what,
 when) and sends an ``ApprovalDecision`` to the agent that asked. The first answer wins. Every
 answer refused is recorded too, with who gave it, what it said and why it was refused: one
-that comes after the decision as too late, one to an id the desk does not know as unknown. An
-approval can carry a deadline: when it passes, the request is rejected, or escalated once to
-another role.
+that comes after the decision as too late, one to an id the desk does not know as unknown. The
+answer that decided, delivered to the desk again (a transport delivers at least once: on NATS,
+an answer redelivered after its ack wait), is that answer, taken already: neither refused nor
+recorded a second time. An approval can carry a deadline: when it passes, the request is
+rejected, or escalated once to another role.
 """
 
 from __future__ import annotations
@@ -169,9 +171,11 @@ class ApprovalDesk(BaseAgent):
         # The answers ``Approvals`` sent, by id, with the approval each answers: an answer an
         # agent made up is ignored.
         self.issued: dict[str, str] = {}
-        # The approvals decided last, oldest first, with their decisions: what an answer
-        # that comes after the decision is recorded against, as too late, and told.
-        self._decided: dict[str, tuple[Approval, ApprovalDecision]] = {}
+        # The approvals decided last, oldest first, with their decisions and the id of the
+        # answer message that decided each ("": the deadline, or the asker withdrawing): what
+        # an answer that comes after the decision is recorded against, as too late, and told,
+        # and how the deciding answer delivered again is known as the one taken already.
+        self._decided: dict[str, tuple[Approval, ApprovalDecision, str]] = {}
         # Why the desk refused the answers sent to it, by answer message id, the last
         # DECIDED_KEPT: what the transport tells the person who left the answer.
         self._refused: dict[str, str] = {}
@@ -230,6 +234,8 @@ class ApprovalDesk(BaseAgent):
         approval_id, approved = payload.approval_id, payload.approved
         pending = self.pending.get(approval_id)
         by = ctx.message.sender
+        if pending is None and self._decided_by(approval_id, ctx.message):
+            return None  # the answer that decided it, delivered again: taken already
         if pending is None:  # pending when it was sent: decided since, the first answer won
             self._keep_refusal(
                 ctx.message, self.refuse_not_pending(by, approval_id, approved, ctx.message)
@@ -320,6 +326,19 @@ class ApprovalDesk(BaseAgent):
         """The decision on ``approval_id``, if it is one of the approvals decided last here."""
         return self._decided[approval_id][1] if approval_id in self._decided else None
 
+    def _decided_by(self, approval_id: str, answer: Message) -> bool:
+        """Whether ``answer`` is the answer message that decided ``approval_id`` here: the
+        same message (its id), from the same person, saying the same."""
+        if approval_id not in self._decided:
+            return False
+        _, decision, answer_id = self._decided[approval_id]
+        said = answer.payload
+        return (
+            answer.id == answer_id
+            and isinstance(said, ApprovalAnswer)
+            and (answer.sender, said.approved) == (decision.by, decision.approved)
+        )
+
     def refuse_answerer(self, by: str, approval_id: str, approved: bool, refusal: str) -> str:
         """Refuse (and audit) the answer of ``by``, who may not answer ``approval_id``
         (``refusal``: why not); the refusal in words."""
@@ -359,7 +378,10 @@ class ApprovalDesk(BaseAgent):
             reason=reason,
             details=pending.approval.details,
         )
-        self._decided[pending.approval.id] = (pending.approval, decision)
+        # The answer that decided, if a person's did (the deadline's or a withdrawal's
+        # message is not an answer, and never sent to the desk again as one).
+        answer_id = ctx.message.id if ctx.message.type == ApprovalAnswer.message_type else ""
+        self._decided[pending.approval.id] = (pending.approval, decision, answer_id)
         if len(self._decided) > DECIDED_KEPT:
             del self._decided[next(iter(self._decided))]
         # The request goes on as its requester's: the answerer is named in the decision, and

@@ -1,7 +1,8 @@
 """An answer that reaches the approval desk on NATS after its approval was decided (a copy a
 killed worker sent, redelivered after the decision) leaves its ``too late`` row, against a
 real ``nats-server``: with the approval's agent and subject where the desk knows them, and
-saying they are not known where it cannot (a worker started after the decision)."""
+saying they are not known where it cannot (a worker started after the decision). The answer
+that decided, delivered to the desk again, is that answer: no row, no refusal."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from anyio import wait_all_tasks_blocked
 from genie import GatherResult, Message, Runtime
 from genie._message.payload import Role
 from genie._runtime.approvals import DESK, Approval, ApprovalAnswer
+from genie._runtime.transport import Delivery
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
@@ -30,12 +32,20 @@ NAMES = NatsNames("late")
 
 
 @asynccontextmanager
-async def desk_worker(url: str) -> AsyncIterator[tuple[Runtime, NatsTransport]]:
-    """A worker hosting the payer and the approval desk (its desk new, as after a start)."""
-    transport = NatsTransport(url, NAMES, hosted=["payer", DESK])
+async def desk_worker(
+    url: str, acked: list[Delivery] | None = None, duplicate_window: float = 120.0
+) -> AsyncIterator[tuple[Runtime, NatsTransport]]:
+    """A worker hosting the payer and the approval desk (its desk new, as after a start);
+    ``acked``: each delivery it acked, as it acks it."""
+
+    def step(at: str, delivery: Delivery) -> None:
+        if at == "acked" and acked is not None:
+            acked.append(delivery)
+
+    transport = NatsTransport(url, NAMES, hosted=["payer", DESK], on_step=step)
     rt = Runtime([Payer("payer")], transport=transport)
     transport.attach(rt)
-    await transport.connect()
+    await transport.connect(duplicate_window=duplicate_window)
     try:
         async with rt:
             yield rt, transport
@@ -65,10 +75,15 @@ async def late(transport: NatsTransport, request: Message, by: str) -> None:
 
 
 async def approved_by_alice(
-    rt: Runtime, transport: NatsTransport, results: list[GatherResult], reason: str
+    rt: Runtime,
+    transport: NatsTransport,
+    results: list[GatherResult],
+    reason: str,
+    answers: list[Message] | None = None,
 ) -> tuple[Approval, Message]:
     """A payment asked, approved by alice once it is pending, and its result in ``results``
-    once the worker is done with the approval; the approval and the request that asked it."""
+    once the worker is done with the approval; the approval and the request that asked it
+    (alice's answer message in ``answers``)."""
     async with anyio.create_task_group() as tg:
 
         async def asking() -> None:
@@ -84,7 +99,9 @@ async def approved_by_alice(
         await eventually(asked)
         [approval] = rt.approvals.pending()
         request = rt.approvals._desk.pending[approval.id].request
-        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason=reason)
+        answer = rt.approvals.approve(approval.id, by="alice", roles=("treasurer",), reason=reason)
+        if answers is not None:
+            answers.append(answer)
 
     async def unlisted() -> bool:  # decided, and the worker is done with it
         return await transport.approvals.pending() == [] and not transport._asked_at
@@ -162,3 +179,51 @@ async def test_an_answer_left_for_an_id_not_pending_says_why_and_is_audited(
         ("bob", approval.id, "reject", "too late: it was decided already"),
         ("mallory", "nope", "approve", "unknown: never asked here, or forgotten"),
     ]
+
+
+async def test_the_answer_that_decided_delivered_again_is_not_audited_again(
+    server: LocalNatsServer,
+) -> None:
+    """JetStream delivers at least once: an answer whose delivery's ack came after its ack
+    wait (a loaded machine) reaches the desk again after it decided on it. Sent again here
+    through the broker (past its duplicate window, which would drop it), the desk takes it as
+    the answer it decided on: no ``approval_refused`` row, acked. Another answer after the
+    decision, the same person's same word, is refused and audited as before."""
+    url = server.url
+    results: list[GatherResult] = []
+    acked: list[Delivery] = []
+    answers: list[Message] = []
+    async with desk_worker(url, acked, duplicate_window=0.5) as (rt, transport):
+        _, request = await approved_by_alice(rt, transport, results, "ok", answers)
+        [answer] = answers
+        parent = f"{request.id}:{DESK}"
+
+        def times_acked(message: Message) -> int:
+            return sum(1 for d in acked if d.recipient == DESK and d.message.id == message.id)
+
+        async def again(message: Message) -> None:
+            """``message`` delivered to the desk once more, and acked."""
+            before = times_acked(message)
+
+            async def stored() -> bool:  # not while the broker has its id (its window)
+                ack = await transport._publish(message, DESK, transport.origin, parent)
+                return not ack.duplicate
+
+            async def taken() -> bool:
+                return times_acked(message) > before
+
+            await eventually(stored)
+            await eventually(taken)
+
+        await again(answer)
+        assert await refused_rows(url) == []
+        await again(answer.model_copy(update={"id": "alices-second-click"}))
+    assert results[0].status == "complete"
+    async with jetstream(url) as js:
+        rows = await stream(js, NAMES.audit)
+    assert [(r["actor"], r["action"]) for r in rows] == [
+        ("payer", "approval_requested"),
+        ("alice", "approved"),
+        ("alice", "approval_refused"),
+    ]
+    assert rows[-1]["details"]["reason"] == "too late: it was decided already"

@@ -273,6 +273,37 @@ async def test_every_answer_the_desk_receives_is_audited_the_late_one_as_too_lat
     ]
 
 
+async def test_the_answer_that_decided_delivered_again_is_taken_once() -> None:
+    """A transport that delivers at least once (on NATS, an answer redelivered after its ack
+    wait) can hand the desk the answer that decided an approval a second time: it is that
+    answer, taken already, neither refused nor audited again. Another answer to the decided
+    approval, even the same person's same word, is refused as too late."""
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        answer = rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+        await wait_all_tasks_blocked()
+        desk = rt.approvals._desk
+        for again in (answer, answer.model_copy(update={"id": "alices-second-click"})):
+            desk.issued[again.id] = approval.id  # trusted, as a transport trusts a redelivery
+            await rt.publish(again)
+            await wait_all_tasks_blocked()
+        assert desk.refusal_of(answer.id) is None
+        assert desk.refusal_of("alices-second-click") == (
+            f"no pending approval {approval.id!r} (decided already: approved by alice)"
+        )
+    assert [m.payload for m in results[0].replies] == [Paid(approved=True, by="alice")]
+    actions = [(r.actor, r.action) for r in audit.records]
+    assert actions == [
+        ("payer", "approval_requested"),
+        ("alice", "approved"),
+        ("alice", "approval_refused"),
+    ]
+
+
 async def test_past_its_deadline_an_approval_is_rejected() -> None:
     audit = MemoryAuditLog()
     results: list[GatherResult] = []
