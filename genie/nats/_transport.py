@@ -103,6 +103,7 @@ from ._wire import (
     Item,
     MessageTooLargeError,
     NatsPublisher,
+    PublishRefusedError,
     bound,
     connected,
     message_json,
@@ -698,7 +699,7 @@ class NatsTransport:
                         ack = await self._publish(
                             msg, recipient, run.origin, run.delivery.id, request=True
                         )
-                    except MessageTooLargeError as exc:  # the asker hears why, at once
+                    except PublishRefusedError as exc:  # the asker hears why, at once
                         why = type(exc).__name__
                         host.dead_lettered(recipient, msg, corr, "failed", str(exc), 0, why)
                         return
@@ -783,10 +784,13 @@ class NatsTransport:
                 ]
 
             try:
-                await self._out.publish_all(sends())
+                items = sends()
+                refused = await self._out.publish_all(items)
             except MessageTooLargeError as exc:
                 self._too_large(run, msg.sender, exc)
-                await self._out.publish_all(sends())
+                items = sends()
+                refused = await self._out.publish_all(items)
+            await self._not_stored(run, items, refused)
             for out, _ in run.outbox:
                 host.left(host.correlation(out.correlation_id))
 
@@ -838,7 +842,7 @@ class NatsTransport:
                 await entry.keep(delivery, published=True)
             else:
                 await self._publish_outside(msg, recipient)
-        except MessageTooLargeError as exc:
+        except PublishRefusedError as exc:
             # It can never reach the stream: its delivery ends here, as a failure saying so.
             host = self._served()
             corr = host.correlation(msg.correlation_id)
@@ -1182,12 +1186,14 @@ class NatsTransport:
                 self._step("outcome", delivery)
 
             try:
-                await self._out.publish_all(sends(), recorded=recorded)
+                items = sends()
+                refused = await self._out.publish_all(items, recorded=recorded)
             except MessageTooLargeError as exc:
                 self._too_large(run, mb.id, exc)
                 answer = answer_of(run) if run.request else None
-                await self._out.publish_all(sends(), recorded=recorded)
-            self.sent += len(run.outbox)
+                items = sends()
+                refused = await self._out.publish_all(items, recorded=recorded)
+            self.sent += len(run.outbox) - await self._not_stored(run, items, refused)
             for out, _ in run.outbox:
                 host.left(host.correlation(out.correlation_id))
             self._step("published", delivery)
@@ -1214,6 +1220,39 @@ class NatsTransport:
             if UNCHARGED in headers:
                 self._owed.pop(msg.correlation_id, None)
             self._ended(run)
+
+    async def _not_stored(
+        self, run: Run, items: list[Item], refused: list[tuple[int, PublishRefusedError]]
+    ) -> int:
+        """What a stream refused for good of what ``run``'s delivery sent (``items``): each
+        output a dead letter of its recipient saying why, recorded to the request's origin
+        (which counts it sent, by the delivery's outcome record) and in the dead letters, as
+        the worker that took it would record it; how many outputs. Anything else refused (its
+        outcome record, an answer) cannot reach the origin: an error in the log."""
+        outputs = {Delivery(out, to).id: (out, to) for out, to in run.outbox}
+        lost = 0
+        for i, error in refused:
+            sent = outputs.get(items[i][2].get(MSG_ID, ""))
+            if sent is None:
+                _log.error("delivery %s: %s: it is lost", middle_cut(run.delivery.id, 80), error)
+                continue
+            out, recipient = sent
+            dead = Run(Delivery(out, recipient), run.origin, run.delivery.id)
+            dead.dead = DeadLetter(
+                message=out,
+                agent_id=recipient,
+                kind="failed",
+                reason=str(error),
+                error_type=type(error).__name__,
+                attempts=0,
+                at=datetime.now(UTC),
+            )
+            _log.error("agent %s: %s", recipient, error)
+            letter = outcome_items(self.names, dead, recipient, self._out.room)
+            for _, why in await self._out.publish_all(letter):
+                _log.error("agent %s: its dead letter is lost: %s", recipient, why)
+            lost += 1
+        return lost
 
     def _too_large(self, run: Run, agent_id: str, error: MessageTooLargeError) -> None:
         """What ``run``'s handler sent cannot cross the broker (an output, or its outcome

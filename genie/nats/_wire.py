@@ -38,6 +38,7 @@ __all__ = [
     "Item",
     "MessageTooLargeError",
     "NatsPublisher",
+    "PublishRefusedError",
     "bound",
     "connected",
     "derived_id",
@@ -177,18 +178,47 @@ class Bucket:
         return await entries(self.js, self.name, keys)
 
 
-class MessageTooLargeError(MessageError):
+class PublishRefusedError(MessageError):
+    """A publish the broker will not store, whatever the retries: a stream that answered no
+    (full, its discard policy ``new``), or a message too large to send. Never retried, as a
+    publish to a broker that is away is: the message it carried ends as a dead letter saying
+    why, at once, not at the run's timeout."""
+
+    def __init__(self, subject: str, why: str) -> None:
+        super().__init__(why)
+        self.subject = subject
+
+
+class MessageTooLargeError(PublishRefusedError):
     """A message over the broker's ``max_payload``: refused before anything of its publish
-    goes out. Never retried, as a broker that is away is: no broker would ever store it."""
+    goes out."""
 
     def __init__(self, subject: str, size: int, limit: int) -> None:
         super().__init__(
+            subject,
             f"the message for {subject} is {size:,} bytes, over the broker's max_payload of "
-            f"{limit:,} bytes (nats-server's max_payload setting): it cannot cross the broker"
+            f"{limit:,} bytes (nats-server's max_payload setting): it cannot cross the broker",
         )
-        self.subject = subject
         self.size = size
         self.limit = limit
+
+
+# JetStream's errors that say "not now" to a publish, not "no": the server is starting or its
+# cluster has no leader yet (JetStream not enabled yet, for the account, or temporarily
+# unavailable). Retried, as a broker that is away is; every other error of JetStream's API
+# is the stream's answer to this message, and the same publish would get it again.
+NOT_NOW = frozenset({10008, 10039, 10076})
+
+
+def refusal(exc: Exception) -> str | None:
+    """Why the server refused a publish for good (``exc``, what publishing raised), in its
+    words with its error code; None when a retry may store it (no responders while the
+    broker is away, a timeout, a connection lost, JetStream not ready)."""
+    from nats.js.errors import APIError
+
+    if not isinstance(exc, APIError) or exc.err_code is None or exc.err_code in NOT_NOW:
+        return None
+    return f"{exc.description or type(exc).__name__} (JetStream error {exc.err_code})"
 
 
 def header_bytes(headers: Mapping[str, str]) -> int:
@@ -253,10 +283,12 @@ class NatsPublisher:
 
     async def publish_all(
         self, items: list[Item], recorded: Callable[[], None] | None = None
-    ) -> None:
+    ) -> list[tuple[int, PublishRefusedError]]:
         """Publish ``items`` in one round trip, in their order: all are written, then their
         acks awaited; one not acknowledged within 2 s is published again until it is (the ids
-        deduplicate). ``recorded`` is called once the first (an outcome record) is in."""
+        deduplicate). ``recorded`` is called once the first (an outcome record) is in. Those
+        a stream refuses for good are passed over, the rest published all the same: the
+        refused ones, by their index in ``items``, with why."""
         from nats.errors import Error as NatsError
 
         self.check(items)  # before any of them goes out: all or none
@@ -281,17 +313,26 @@ class NatsPublisher:
                 stored += 1
                 if stored == 1 and recorded is not None:
                     recorded()
+        refused: list[tuple[int, PublishRefusedError]] = []
         for i in range(stored, len(items)):
             future = futures[i]
             if future is not None and not future.done():
+                # nats-py never answers a refused one's future: it is published again, and
+                # the refusal read from that answer.
                 future.cancel()  # gives its slot back to nats-py
             if future is None or future.cancelled() or future.exception() is not None:
-                await self.retry(*items[i])
+                try:
+                    await self.retry(*items[i])
+                except PublishRefusedError as exc:
+                    refused.append((i, exc))
+                    continue
             if i == 0 and recorded is not None:
                 recorded()
+        return refused
 
     async def retry(self, subject: str, data: bytes, headers: dict[str, str]) -> PubAck:
-        """Publish one message until the stream acknowledges it."""
+        """Publish one message until the stream acknowledges it; ``PublishRefusedError`` at
+        once when the stream refuses it for good (``refusal``)."""
         from nats.errors import Error as NatsError
 
         self.check([(subject, data, headers)])
@@ -300,9 +341,26 @@ class NatsPublisher:
             try:
                 return await self._js().publish(subject, data, headers=headers, timeout=2.0)
             except (NatsError, TimeoutError) as exc:
+                why = refusal(exc)
+                if why is not None:
+                    stream = await self._stream_of(subject)
+                    raise PublishRefusedError(
+                        subject,
+                        f"the NATS stream {stream} refused the message for {subject}: {why}",
+                    ) from None
                 _log.warning("publish to %s failed (%s); retrying", subject, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    async def _stream_of(self, subject: str) -> str:
+        """The name of the stream that holds ``subject``, as the server says (``?`` if it
+        cannot say now): only for a refusal's words."""
+        from nats.errors import Error as NatsError
+
+        try:
+            return await self._js().find_stream_name_by_subject(subject)
+        except (NatsError, TimeoutError):
+            return "?"
 
     def charge_item(self, correlation_id: str, key: str, n: int, what: str = "") -> Item:
         """What adding ``n`` to a correlation's count sends (see ``charge``)."""
