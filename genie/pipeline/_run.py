@@ -27,7 +27,7 @@ from .._base.yamlconf import ConfigFileError, parse_yaml
 from .._errors import ConfigurationError, InvalidMessageError, WouldBlockError, described
 from .._message.envelope import Message
 from .._message.payload import Payload, invalid_message
-from .._message.types import too_deep
+from .._message.types import MessageTypes, too_deep
 from .._runtime.audit import AuditSink
 from .._runtime.correlator import GatherResult, Missing
 from .._runtime.deadletter import DeadLetter
@@ -329,6 +329,8 @@ class Pipeline:
                 clock=rt.clock,
                 taken_before=rt.taken_before,
                 watch_reply=rt.watch_reply,
+                types=partial(_registered, rt.types),
+                hosts=self.graph.nodes.__contains__,
             )
             rt.add(flow, subscribe=[Lost.message_type, Cancelled.message_type])
         for type_name, recipients in self.config.routes.items():
@@ -669,6 +671,11 @@ class Pipeline:
         """What ends a request: the output, or any message addressed back to its sender."""
         output, caller = self.config.output, request.sender
         return lambda m: m.type == output or m.recipient == caller
+
+
+def _registered(types: MessageTypes, name: str) -> type[Payload] | None:
+    """The payload type registered under ``name``, or None."""
+    return types.get(name) if name in types else None
 
 
 def _stacks_of(decl: AgentDecl) -> list[str]:

@@ -30,12 +30,14 @@ are taken from the runtime only, decisions from its desk only: an agent cannot a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import string
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -56,13 +58,16 @@ __all__ = [
     "STEP_DEADLINE",
     "ApprovalStep",
     "CarriedRun",
+    "RunDefinition",
     "Step",
     "StepDeadline",
     "WorkflowDeadline",
     "WorkflowEvent",
     "WorkflowNode",
+    "WorkflowChanged",
     "WorkflowOutcome",
     "Workflow",
+    "definition_of",
     "outcome_model",
     "template_fields",
     "template_problems",
@@ -155,6 +160,28 @@ class CarriedRun(Payload):
     not_compensated: list[str]
 
 
+class RunDefinition(Payload):
+    """The workflow as it was declared when a run started: sent by the workflow to itself
+    with the run's first steps, so that a store keeps it with the run. A resume under a
+    workflow whose ``fingerprint`` differs (its pipeline file edited meanwhile) rebuilds the
+    run from these ``steps``, refuses to go on, and undoes what was done as declared here."""
+
+    message_type = "genie.workflow_definition"
+
+    fingerprint: str
+    definition: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+class WorkflowChanged(Payload):
+    """The workflow's tick, sent as a resume finds that the run was started under another
+    definition: the run has been rebuilt from what was kept, and now fails (``reason``)."""
+
+    message_type = "genie.workflow_changed"
+
+    reason: str
+
+
 def outcome_model(type_name: str) -> type[WorkflowOutcome]:
     """A ``WorkflowOutcome`` subclass registered under ``type_name``."""
     return type(
@@ -215,6 +242,71 @@ class Workflow:
         longest = max(chain(s.id) for s in self.steps)
         undo = sum(s.compensate is not None for s in self.steps)
         return longest + 2 * undo + 2
+
+
+def definition_of(workflow: Workflow) -> dict[str, Any]:
+    """What identifies a workflow, as JSON data: its state and outcome types, and its steps
+    in their declared order, each with the steps it comes after, who runs it (an agent, or a
+    person) and the type that undoes it. Deadlines and an approval's wording are not in it:
+    changing them does not change what a run has done or how it is undone."""
+    return {
+        "state": workflow.state.message_type,
+        "outcome": workflow.outcome.message_type,
+        "steps": [
+            {
+                "id": s.id,
+                "after": list(s.after),
+                "agent": s.agent,
+                "approval": s.approval is not None,
+                "compensate": None if s.compensate is None else s.compensate.message_type,
+            }
+            for s in workflow.steps
+        ],
+    }
+
+
+def fingerprint(definition: Mapping[str, Any]) -> str:
+    """A stable hash of ``definition`` (``definition_of``): the same across processes and
+    Python versions, as the JSON it is made of is written one way."""
+    text = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def changes(was: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs between two definitions (``definition_of``), in words: ``step 'hotel'
+    removed``, ``step 'ok' after [inn], not [hotel]``..."""
+    found = [
+        f"{key} {now[key]!r}, not {was[key]!r}"
+        for key in ("state", "outcome")
+        if was[key] != now[key]
+    ]
+    before = {s["id"]: s for s in was["steps"]}
+    after = {s["id"]: s for s in now["steps"]}
+    found += [f"step {s!r} removed" for s in before if s not in after]
+    found += [f"step {s!r} added" for s in after if s not in before]
+    for step, old in before.items():
+        new = after.get(step)
+        if new is None:
+            continue
+        if old["after"] != new["after"]:
+            found.append(
+                f"step {step!r} after [{', '.join(new['after'])}], not [{', '.join(old['after'])}]"
+            )
+        if (old["agent"], old["approval"]) != (new["agent"], new["approval"]):
+            found.append(f"step {step!r} run by {_runner(new)}, not {_runner(old)}")
+        if old["compensate"] != new["compensate"]:
+            found.append(
+                f"step {step!r} undone by {new['compensate'] or 'nothing'}, not "
+                f"{old['compensate'] or 'nothing'}"
+            )
+    kept = [s for s in before if s in after]
+    if kept != [s for s in after if s in before]:
+        found.append(f"steps in the order {', '.join(s for s in after if s in before)}")
+    return found
+
+
+def _runner(step: Mapping[str, Any]) -> str:
+    return "a person's approval" if step["approval"] else f"agent {step['agent']!r}"
 
 
 _FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[[^\[\]]+\])*)$")
@@ -335,6 +427,11 @@ class _Session:
     # The request's metadata (its principal and roles): its undo runs as the request did,
     # whatever set it off (a failure, a rejection, the runtime's cancellation notice).
     metadata: Mapping[str, MetaValue] = field(default_factory=dict)
+    # The steps the run goes by: the workflow's, or, resumed under a changed workflow, those
+    # declared when it started (``RunDefinition``).
+    steps: Mapping[str, Step] = field(default_factory=dict)
+    # Steps of such a run whose undo, declared then, cannot be sent now, and why.
+    undo_gone: dict[str, str] = field(default_factory=dict)
 
 
 class WorkflowNode:
@@ -354,10 +451,20 @@ class WorkflowNode:
         clock: Clock,
         taken_before: Callable[[str, str], bool] | None = None,
         watch_reply: Callable[[Message], None] | None = None,
+        types: Callable[[str], type[Payload] | None] | None = None,
+        hosts: Callable[[str], bool] | None = None,
     ) -> None:
         self.id = self.name = id
         self.state_model = state
         self.steps = {s.id: s for s in steps}
+        # What a run keeps of the workflow it started under (``RunDefinition``).
+        self.definition = definition_of(Workflow(state, tuple(steps), emit))
+        self.fingerprint = fingerprint(self.definition)
+        # The payload type of a name, for the undo a run declared when it started: the
+        # runtime's registry (None: a type it does not know).
+        self.types = types or _own_types(steps)
+        # Whether an agent of that id is in the pipeline (hosted here or by a worker).
+        self.hosts = hosts or _anyone
         self.emit_model = emit
         self.to = to
         self.deadline = deadline
@@ -380,6 +487,8 @@ class WorkflowNode:
             *dict.fromkeys(undo),
             *asks,
             *((CarriedRun,) if undo else ()),
+            RunDefinition,
+            WorkflowChanged,
             StepDeadline,
             WorkflowDeadline,
         )
@@ -403,9 +512,12 @@ class WorkflowNode:
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         out = self._handle(msg, ctx)
+        if not self._rebuilding(ctx):
+            return out
         # Rebuilding the run: what this handling sends went out the first time, under these
         # same ids (a step's delivery that had not ended runs again from the store itself).
-        return () if self._rebuilding(ctx) else out
+        # But for news only this resume can tell: the workflow changed since the run began.
+        return [m for m in out if isinstance(m.payload, WorkflowChanged)]
 
     def _rebuilding(self, ctx: Context) -> bool:
         return self.taken_before(ctx.message.id, self.id)
@@ -420,6 +532,8 @@ class WorkflowNode:
         if isinstance(payload, CarriedRun):
             return self._carried(payload, ctx)
         session = self._sessions.get(msg.correlation_id)
+        if session is not None and isinstance(payload, RunDefinition):
+            return self._defined(ctx, session, payload, msg.correlation_id)
         if session is None:
             if (
                 type(payload) is self.state_model
@@ -459,8 +573,12 @@ class WorkflowNode:
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
                 sent.timer = None
-                deadline = self.steps[sent.step].deadline
+                deadline = session.steps[sent.step].deadline
                 self._ended_badly(ctx, session, sent, f"no reply within {deadline:g}s")
+        elif isinstance(payload, WorkflowChanged):
+            if session.failure is None:  # told again by a second resume: failed already
+                self._event(ctx, session, self.id, "failed", payload.reason)
+                session.failure = ("failed", None, payload.reason)
         elif isinstance(payload, WorkflowDeadline):
             session.timer = None
             if session.failure is None:
@@ -498,7 +616,7 @@ class WorkflowNode:
         if not about.startswith(mine):
             return None
         step = about.removeprefix(mine).removesuffix("~undo")
-        return None if step in self.steps else step
+        return None if step in session.steps else step
 
     def _trusted(self, msg: Message) -> bool:
         """Notices come from the runtime, decisions from its desk, ticks from the workflow
@@ -508,7 +626,9 @@ class WorkflowNode:
             return msg.sender == "genie"
         if isinstance(payload, ApprovalDecision):
             return msg.sender == DESK
-        if isinstance(payload, StepDeadline | WorkflowDeadline | CarriedRun):
+        if isinstance(
+            payload, StepDeadline | WorkflowDeadline | CarriedRun | RunDefinition | WorkflowChanged
+        ):
             return msg.sender == self.id
         return True
 
@@ -520,12 +640,75 @@ class WorkflowNode:
             None,
             dict.fromkeys(self.steps, "waiting"),
             metadata=msg.metadata,
+            steps=self.steps,
         )
         if self.deadline is not None:
             # From when the request was made: a restart in between does not extend it.
             delay = self.clock.left(msg.created_at, self.deadline)
             session.timer = ctx.schedule(delay, WorkflowDeadline())
-        return self._advance(ctx, session, msg.correlation_id)
+        out = self._advance(ctx, session, msg.correlation_id)
+        # Kept with the run, as its first steps are: a resume compares it with the workflow
+        # it finds, and undoes as it says.
+        steps = [_step_data(s) for s in self.steps.values()]
+        defined = RunDefinition(
+            fingerprint=self.fingerprint, definition=self.definition, steps=steps
+        )
+        return [*out, ctx.emit(defined, recipient=self.id)]
+
+    def _defined(
+        self, ctx: Context, session: _Session, defined: RunDefinition, key: str
+    ) -> Sequence[Message]:
+        """The definition the run started under. Another than this workflow's (its pipeline
+        file edited before a resume): the run, just begun to be rebuilt (this comes right
+        after its request), is rebuilt from the steps declared then, so that the replies kept
+        find their steps and each done step is undone as declared; and once everything kept
+        has been taken again, the ``WorkflowChanged`` this sends to itself fails it."""
+        if defined.fingerprint == self.fingerprint or not self._rebuilding(ctx):
+            return ()
+        what = changes(defined.definition, self.definition)
+        reason = (
+            f"workflow {self.id} changed while the request was kept ({', '.join(what)}): the "
+            "run is not resumed under it"
+        )
+        for sent in session.sent.values():  # sent by no one: the run starts over, as it was
+            if sent.timer is not None:
+                sent.timer.cancel()
+        steps: dict[str, Step] = {}
+        for data in defined.steps:
+            step, gone = self._step_of(data)
+            steps[step.id] = step
+            if gone is not None:
+                session.undo_gone[step.id] = gone
+        session.steps = steps
+        session.status = dict.fromkeys(steps, "waiting")
+        session.sent = {}
+        session.events = []
+        out = self._advance(ctx, session, key)
+        changed = ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)
+        return [*out, changed.model_copy(update={"id": f"{session.start_id}~{self.id}~changed"})]
+
+    def _step_of(self, data: Mapping[str, Any]) -> tuple[Step, str | None]:
+        """A step as ``_step_data`` kept it, and, when its undo cannot be sent here (its type
+        or its agent is gone from the pipeline), why: then it has none, and is reported not
+        undone."""
+        approval = data.get("approval")
+        undo, agent = data.get("compensate"), data.get("agent")
+        compensate = None if undo is None else self.types(str(undo))
+        gone = None
+        if undo is not None and compensate is None:
+            gone = f"its undo {undo!r}, declared when the run started, is no longer a type here"
+        elif undo is not None and agent is not None and not self.hosts(str(agent)):
+            gone = f"its agent {agent!r}, declared when the run started, is gone"
+            compensate = None
+        step = Step(
+            id=str(data["id"]),
+            after=tuple(data.get("after", ())),
+            agent=data.get("agent"),
+            approval=None if approval is None else ApprovalStep(**approval),
+            deadline=data.get("deadline"),
+            compensate=compensate,
+        )
+        return step, gone
 
     def _advance(self, ctx: Context, session: _Session, key: str) -> list[Message]:
         """Start what can start; compensate once a failed run has nothing running; end."""
@@ -533,7 +716,7 @@ class WorkflowNode:
         if session.failure is None:
             ready = [
                 step
-                for step in self.steps.values()
+                for step in session.steps.values()
                 if session.status[step.id] == "waiting"
                 and all(session.status[d] == "done" for d in step.after)
             ]
@@ -558,12 +741,14 @@ class WorkflowNode:
                                 sent.timer.cancel()
                             out.append(self._withdraw(ctx, mid, self._why(session)))
             session.undo = [
-                s for s in reversed(session.completed) if self.steps[s].compensate is not None
+                s
+                for s in reversed(session.completed)
+                if session.steps[s].compensate is not None or s in session.undo_gone
             ]
         if any(sent.kind == "undo" for sent in session.sent.values()):
             return out  # one compensation at a time
         while session.undo:
-            undo = self._send(ctx, session, self.steps[session.undo.pop(0)], undo=True)
+            undo = self._send(ctx, session, session.steps[session.undo.pop(0)], undo=True)
             if undo is not None:
                 return [*out, undo]
         return out + self._end(ctx, session, key)
@@ -591,7 +776,11 @@ class WorkflowNode:
         assert step.agent is not None
         payload: Payload
         if undo:
-            assert step.compensate is not None
+            if step.compensate is None:  # declared when the run started, unknown here now
+                session.not_compensated.append(step.id)
+                why = session.undo_gone[step.id]
+                self._event(ctx, session, step.id, "compensation_failed", why)
+                return None
             fields = step.compensate.model_fields
             try:
                 payload = step.compensate.model_validate(
@@ -764,6 +953,7 @@ class WorkflowNode:
             compensated=list(carried.compensated),
             not_compensated=list(carried.not_compensated),
             metadata=ctx.message.metadata,  # the request's: carried with it (``_carry``)
+            steps=self.steps,
         )
         for mid, step_id in carried.sent.items():  # its delivery runs again from the store
             deadline = self.steps[step_id].deadline
@@ -820,6 +1010,29 @@ class WorkflowNode:
                 {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
             )
         )
+
+
+def _step_data(step: Step) -> dict[str, Any]:
+    """A step as JSON data, all of it: a run resumed under a changed workflow is rebuilt
+    from it (``WorkflowNode._step_of``)."""
+    return {
+        "id": step.id,
+        "after": list(step.after),
+        "agent": step.agent,
+        "approval": None if step.approval is None else asdict(step.approval),
+        "deadline": step.deadline,
+        "compensate": None if step.compensate is None else step.compensate.message_type,
+    }
+
+
+def _own_types(steps: Sequence[Step]) -> Callable[[str], type[Payload] | None]:
+    """A workflow's own undo types by name: where no runtime registry is given."""
+    known = {s.compensate.message_type: s.compensate for s in steps if s.compensate}
+    return known.get
+
+
+def _anyone(agent_id: str) -> bool:
+    return True
 
 
 def _never(message_id: str, agent_id: str) -> bool:

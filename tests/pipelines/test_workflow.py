@@ -1061,13 +1061,134 @@ def test_genie_run_reports_a_failed_workflow_as_such(
     assert "ended ok" not in err
 
 
-async def test_a_run_resumed_under_a_changed_workflow_fails_naming_the_step_it_lost(
+def forget_definitions(store: Path) -> None:
+    """Make ``store`` as a genie before workflows kept their definition left it: no
+    ``RunDefinition`` kept with the run."""
+    with sqlite3.connect(store) as db:
+        ids = [
+            i
+            for (i,) in db.execute(
+                "SELECT id FROM messages WHERE body LIKE '%genie.workflow_definition%'"
+            )
+        ]
+        assert ids
+        for i in ids:
+            db.execute("DELETE FROM messages WHERE id = ?", (i,))
+            db.execute("DELETE FROM taken WHERE message_id = ?", (i,))
+
+
+async def test_a_run_paused_under_a_changed_workflow_is_refused_at_once(tmp_path: Path) -> None:
+    """Paused at its approval ``ok``; the pipeline file is edited (the step renamed) before
+    the resume. The run is refused as the resume rebuilds it, without waiting for the
+    approval: the approval is withdrawn, the flight undone, and the reason names the change."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+      - {id: car, after: [ok]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=before)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+    pipeline = trip_pipeline(
+        tmp_path, steps=before.replace("id: ok", "id: sign_off").replace("[ok]", "[sign_off]")
+    )
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+        result = await pipeline.resume(rt, request, timeout=5)
+        assert rt.approvals.pending() == []
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", None)
+    assert outcome.reason == (
+        "workflow booking changed while the request was kept (step 'ok' removed, step "
+        "'sign_off' added, step 'car' after [sign_off], not [ok]): the run is not resumed "
+        "under it"
+    )
+    assert outcome.compensated == ("flight",)
+    assert "start car" not in saga_agents.JOURNAL
+
+
+def test_genie_run_refuses_to_resume_under_an_edited_workflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``genie run --store`` paused at the approval, the file edited, then run again: the
+    kept request is not resumed under the edited workflow; the run says what changed and
+    what was undone, and exits 1; the store keeps nothing of it."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    trip_pipeline(tmp_path, steps=before, timeout="0.5s")
+    path, store = str(tmp_path / "trip.yaml"), str(tmp_path / "trip.db")
+    assert main(["run", path, "--store", store]) == 1
+    assert "the run paused" in capsys.readouterr().err
+    inn = f"- {{id: inn, use: {AGENT}, params: {{field: hotel}}}}"
+    after = before.replace("id: hotel", "id: inn").replace("[hotel]", "[inn]")
+    trip_pipeline(tmp_path, steps=after, agents=inn, timeout="5s")
+    assert main(["run", path, "--store", store]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "genie run: trip: workflow booking failed: workflow booking changed while the request "
+        "was kept (step 'hotel' removed, step 'inn' added, step 'ok' after [inn], not "
+        "[hotel]): the run is not resumed under it; compensated: hotel, flight\n"
+    ) in err
+    assert "Traceback" not in err
+    assert saga_agents.JOURNAL[-2:] == ["undo hotel hotel-ok", "undo flight flight-ok"]
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == (0,)
+
+
+async def test_a_run_kept_without_its_definition_resumes_as_before(tmp_path: Path) -> None:
+    """A run kept by a genie before workflows kept their definition: resumed under the same
+    workflow, it completes."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+      - {id: car, after: [ok]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+        (approval,) = rt.approvals.pending()
+    forget_definitions(store)
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            result = await pipeline.resume(rt, request, timeout=5)
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "completed"
+    assert saga_agents.JOURNAL.count("do flight") == 1
+
+
+async def test_a_run_kept_without_its_definition_fails_naming_the_step_it_lost(
     tmp_path: Path,
 ) -> None:
-    """Paused at its approval ``ok``; the pipeline file is edited (the step renamed) before
-    the resume. The kept decision names a step the workflow no longer has: the run fails at
-    once saying so, and the steps it had done are undone, instead of waiting for an approval
-    nobody was asked (and, at the caller's timeout, being cancelled without a word)."""
+    """Kept by a genie before workflows kept their definition (none to compare): paused at
+    its approval ``ok``, renamed before the resume, the kept decision names a step the
+    workflow no longer has: the run fails at once saying so, and the steps it knows are
+    undone, instead of waiting for an approval nobody was asked."""
     before = """
       - {id: flight, compensate: trip_cancel}
       - id: ok
@@ -1082,6 +1203,7 @@ async def test_a_run_resumed_under_a_changed_workflow_fails_naming_the_step_it_l
         paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
         assert paused.output is None
         (approval,) = rt.approvals.pending()
+    forget_definitions(store)
     pipeline = trip_pipeline(
         tmp_path, steps=before.replace("id: ok", "id: sign_off").replace("[ok]", "[sign_off]")
     )
@@ -1108,10 +1230,14 @@ async def test_a_run_resumed_under_a_changed_workflow_fails_naming_the_step_it_l
     assert "start car" not in saga_agents.JOURNAL
 
 
-async def test_a_kept_reply_of_a_step_renamed_since_fails_the_resumed_run(tmp_path: Path) -> None:
-    """The step ``hotel`` had replied before the stop, and is ``inn`` at the resume: its kept
-    reply names a step the workflow no longer has, so the run fails saying so (once ``inn``,
-    sent by the rebuilt run, has ended), and the flight is undone."""
+async def test_a_run_resumed_under_a_changed_workflow_is_refused_and_undone_as_declared(
+    tmp_path: Path,
+) -> None:
+    """The step ``hotel`` had replied before the stop, and is ``inn`` at the resume. The run
+    was started under another definition of the workflow (its fingerprint, kept with the
+    run, differs): it is not resumed, the reason names what changed, and every step it had
+    done is undone with the compensation the workflow declared when the run started (the
+    hotel too, which the edited workflow no longer has), the waiting approval withdrawn."""
     before = """
       - {id: flight, compensate: trip_cancel}
       - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 0.5s}
@@ -1131,16 +1257,69 @@ async def test_a_kept_reply_of_a_step_renamed_since_fails_the_resumed_run(tmp_pa
     async with pipeline.runtime(store=store) as rt:
         (request,) = rt.unfinished()
         result = await pipeline.resume(rt, request, timeout=5)
+        assert rt.approvals.pending() == []
     assert result.output is not None, result
     outcome = result.output.payload
     assert isinstance(outcome, WorkflowOutcome)
-    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert (outcome.status, outcome.failed_step) == ("failed", None)
     assert outcome.reason == (
-        "the reply of step 'hotel', which workflow booking no longer has: its pipeline "
-        "changed while the request was kept"
+        "workflow booking changed while the request was kept (step 'hotel' removed, step "
+        "'inn' added, step 'ok' after [inn], not [hotel]): the run is not resumed under it"
     )
-    assert outcome.compensated == ("flight",)
+    assert outcome.compensated == ("hotel", "flight")
+    assert outcome.not_compensated == ()
+    assert "start inn" not in saga_agents.JOURNAL
     assert saga_agents.JOURNAL.count("do hotel") == 1
+    assert saga_agents.JOURNAL[-2:] == ["undo hotel hotel-ok", "undo flight flight-ok"]
+    assert ("withdrawn", "ok") in [(e.kind, e.step) for e in outcome.events]
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+
+
+async def test_a_changed_workflow_names_the_done_steps_it_could_not_undo(
+    tmp_path: Path,
+) -> None:
+    """The agent that would undo the hotel is gone from the edited pipeline: the flight is
+    still undone as declared, and the outcome names the hotel as not undone, saying why."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=before)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+    text = (tmp_path / "trip.yaml").read_text()
+    after = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    edited = text.replace(textwrap.indent(textwrap.dedent(before), "      "), "")
+    edited = edited.replace(
+        "    steps:", "    steps:" + textwrap.indent(textwrap.dedent(after), "      ")
+    )
+    edited = "\n".join(line for line in edited.splitlines() if "id: hotel," not in line)
+    (tmp_path / "trip.yaml").write_text(edited)
+    pipeline = load_pipeline(tmp_path / "trip.yaml")
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+        result = await pipeline.resume(rt, request, timeout=5)
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.reason.startswith("workflow booking changed while the request was kept")
+    assert outcome.compensated == ("flight",)
+    assert outcome.not_compensated == ("hotel",)
+    (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
+    assert "hotel" in why
+    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
 
 
 async def test_a_resumed_run_keeps_when_its_events_happened(tmp_path: Path) -> None:
