@@ -146,6 +146,8 @@ def _run(args: argparse.Namespace) -> int:
     stream = _standard_stream(out) if out else None
     if out and stream is None and (problem := write_problem(out)):
         raise ConfigurationError(f"cannot write metrics to {out}: {problem}")
+    if args.discard_unreadable and not args.store:
+        raise ConfigurationError("--discard-unreadable needs --store PATH")
     if args.nats and not args.audit and args.audit_unkeyed:
         raise ConfigurationError("--audit-unkeyed needs --audit PATH")
     # What this command makes for the run (an audit log, its new key, the metrics file) is
@@ -210,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
             sys.stderr if args.stream_text else None,
             kept="kept in the store" if transport is None else f"of origin {args.origin}",
             asked=_asked_hint(pipeline, args, taken) if transport is None else None,
+            check=functools.partial(_unreadable, args),
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         try:
@@ -510,6 +513,7 @@ async def _go(
     text: TextIO | None = None,
     kept: str = "kept in the store",
     asked: Callable[[Approval], str] | None = None,
+    check: Callable[[Runtime], None] | None = None,
 ) -> list[RunResult]:
     """One request through ``rt``, or, when its store (or its named origin on NATS) kept
     requests a killed run left unfinished, those requests resumed instead (each result, in
@@ -517,7 +521,8 @@ async def _go(
     timeline is printed there live, and with ``text`` the text its model calls stream, as the
     request's sender may see it. The ``llm`` stacks are closed at the end, in the loop that
     used them. With ``asked``, each approval the request asks for is said on stderr as it is
-    asked, in the words ``asked`` gives."""
+    asked, in the words ``asked`` gives. ``check`` looks at the runtime once it has started,
+    before anything is resumed or sent, and may refuse the run."""
     stream = rt.events(buffer=65_536) if trace is not None else None
     approvals = rt.events(buffer=65_536) if asked is not None else None
     try:
@@ -529,6 +534,8 @@ async def _go(
                 assert asked is not None
                 tg.start_soon(_say_asked, approvals, rt, asked)
             async with rt:
+                if check is not None:
+                    check(rt)
                 unfinished = rt.unfinished()
                 if unfinished:
                     print(
@@ -554,6 +561,34 @@ async def _go(
         if llm is not None:
             await llm.aclose()
     return [_with_cut_short(rt, result) for result in results]
+
+
+def _unreadable(args: argparse.Namespace, rt: Runtime) -> None:
+    """Refuse the run while its store keeps requests this pipeline cannot read: a new request
+    sent as if nothing were kept would leave them there unsaid. With ``--discard-unreadable``
+    they are dropped instead, each said."""
+    unreadable = rt.unreadable()
+    if not unreadable:
+        return
+    if args.discard_unreadable:
+        for cid in unreadable:
+            rt.discard(cid)
+            print(
+                f"genie run: discarded request {cid} from the store {args.store}: this pipeline "
+                "cannot read it",
+                file=sys.stderr,
+            )
+        return
+    many = len(unreadable) > 1
+    them = "them" if many else "it"
+    which = "; ".join(f"request {cid}: {why}" for cid, why in unreadable.items())
+    raise ConfigurationError(
+        f"the store {args.store} keeps {'requests' if many else 'a request'} this pipeline "
+        f"cannot read: {which}; {them} {'were' if many else 'was'} not resumed, and no new "
+        f"request was sent: run the pipeline that made {them}, or genie run "
+        f"{quote(args.pipeline)} --store {quote(args.store)} --discard-unreadable drops "
+        f"{them} (what {'they' if many else 'it'} kept is lost)"
+    )
 
 
 def _asked_hint(
@@ -830,6 +865,12 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         metavar="PATH",
         help="keep the run's deliveries in the SQLite file PATH until they end; a run killed "
         "midway is resumed by the next run on PATH (docs/durability.md)",
+    )
+    run.add_argument(
+        "--discard-unreadable",
+        action="store_true",
+        help="drop the requests the --store keeps that this pipeline cannot read (a model "
+        "edited since they were kept), and all that was kept of them, then run",
     )
     add_store_sync_option(run)
     run.add_argument(

@@ -94,6 +94,7 @@ if TYPE_CHECKING:
 
     from ..llm._cost import PriceTable
     from .approvals import Approvals
+    from .durable.transport import DurableTransport
     from .model_text import ModelTextStream
     from .observe.events import EventHub, EventStream
     from .observe.metrics import Metrics
@@ -267,6 +268,8 @@ class Runtime:
         )
         if store is None and store_pipeline is not None:
             raise ConfigurationError("store_pipeline is recorded in a store: give store too")
+        # The store's transport, for what only a store keeps: requests it cannot read.
+        self._store: DurableTransport | None = None
         if store is not None:
             if transport is not None:
                 raise ConfigurationError(
@@ -275,7 +278,7 @@ class Runtime:
             from .durable.transport import DurableTransport
 
             named = None if store_pipeline is None else Path(store_pipeline)
-            transport = DurableTransport(store, store_sync, named)
+            transport = self._store = DurableTransport(store, store_sync, named)
         self._observers: list[Observer] = []
         self._guarded: Observers | None = None  # counts what the observers raised
         self._transport: Transport = transport if transport is not None else LocalTransport()
@@ -691,6 +694,24 @@ class Runtime:
         work in flight). ``resume`` runs each again and waits for its end (``genie run
         --store`` resumes them all). Without a store: none."""
         return [] if self._keeper is None else self._keeper.unfinished()
+
+    def unreadable(self) -> dict[str, str]:
+        """With a store: the requests it keeps that this runtime cannot read (their type is
+        not registered here, or their payload no longer fits its model: a pipeline edited
+        since), by correlation id, each with why. ``unfinished`` leaves them out, and they
+        stay in the store until a runtime that reads them resumes them, or ``discard``."""
+        return {} if self._store is None else self._store.unreadable()
+
+    def discard(self, correlation_id: str) -> None:
+        """With a store: forget the kept request ``correlation_id`` (one of ``unreadable``, or
+        of ``unfinished`` not resumed) and all the store kept of it, without running it: its
+        work is lost. Raises ``InvalidArgumentError`` without a store, or for a request it
+        does not keep (or that was resumed)."""
+        if self._store is None:
+            raise InvalidArgumentError(
+                f"rt.discard({correlation_id!r}): the runtime has no store to discard it from"
+            )
+        self._store.discard(correlation_id)
 
     def taken_before(self, message_id: str, agent_id: str) -> bool:
         """Whether the fan-in ``agent_id`` (a workflow, a declared gather) handled the message

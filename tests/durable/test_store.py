@@ -25,6 +25,7 @@ from genie import (
     ConfigurationError,
     Context,
     DeliveryError,
+    InvalidArgumentError,
     InvalidMessageError,
     Limits,
     MemoryAuditLog,
@@ -774,6 +775,44 @@ async def test_a_request_this_runtime_cannot_read_is_reported_and_kept(
         result = await rt2.resume(request, until="done", timeout=5)
     assert [m.payload for m in result.replies] == [Done(n=4)]
     assert kept(path) == ([], [])
+
+
+async def test_a_request_this_runtime_cannot_read_is_named_and_can_be_discarded(
+    tmp_path: Path,
+) -> None:
+    """A request whose payload no longer fits its model (the model edited since): the
+    runtime names it with what validation said (``unreadable``), and ``discard`` drops it
+    and all that was kept of it, so the store is empty."""
+    path = tmp_path / "store.db"
+    rt = Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01)
+    async with rt:
+        msg = rt.message(Step(n=0), recipient="chain")
+        await rt.publish(msg)
+        await anyio.sleep(0.05)
+    with sqlite3.connect(path) as db:
+        db.execute("""UPDATE requests SET body = replace(body, '"n":0', '"n":"zero"')""")
+    async with Runtime([Chain("chain")], store=path) as rt2:
+        assert rt2.unfinished() == []
+        [(cid, why)] = rt2.unreadable().items()
+        assert cid == msg.correlation_id
+        assert why == (
+            "invalid 'step' message: field 'n': Input should be a valid integer, unable to "
+            "parse string as an integer"
+        )
+        rt2.discard(cid)
+        assert rt2.unreadable() == {}
+        with pytest.raises(InvalidArgumentError, match=f"keeps no request {cid}"):
+            rt2.discard(cid)
+    assert kept(path) == ([], [])
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == (0,)
+
+
+async def test_without_a_store_nothing_is_unreadable() -> None:
+    async with Runtime([Chain("chain")]) as rt:
+        assert rt.unreadable() == {}
+        with pytest.raises(InvalidArgumentError, match="no store"):
+            rt.discard("x")
 
 
 async def test_two_runtimes_with_stores_of_their_own_never_see_each_other(

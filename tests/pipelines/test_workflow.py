@@ -1147,6 +1147,48 @@ def test_genie_run_refuses_to_resume_under_an_edited_workflow(
         assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == (0,)
 
 
+def test_genie_run_refuses_while_its_store_keeps_a_request_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trip model changed since a run was kept (its ``city`` is now a ``town``): the kept
+    request no longer validates. ``genie run`` sends no new request as if nothing were kept:
+    it names the store, the request and what validation said, and how to go on; with
+    ``--discard-unreadable`` it drops the request, says so, and runs the new one."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    trip_pipeline(tmp_path, steps=steps, timeout="0.5s")
+    path, store = str(tmp_path / "trip.yaml"), str(tmp_path / "trip.db")
+    assert main(["run", path, "--store", store]) == 1
+    capsys.readouterr()
+    with sqlite3.connect(store) as db:
+        (cid,) = db.execute("SELECT correlation_id FROM requests").fetchone()
+        db.execute("""UPDATE requests SET body = replace(body, '"city"', '"town"')""")
+    assert main(["run", path, "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"genie run: the store {store} keeps a request this pipeline cannot read: request {cid}: "
+    )
+    assert "invalid 'trip' message: field 'city': Field required; unknown field 'town'" in err
+    assert (
+        f"it was not resumed, and no new request was sent: run the pipeline that made it, or "
+        f"genie run {path} --store {store} --discard-unreadable drops it (what it kept is "
+        "lost)"
+    ) in err
+    assert saga_agents.JOURNAL.count("start flight") == 1
+    assert main(["run", path, "--store", store, "--discard-unreadable"]) == 1
+    err = capsys.readouterr().err
+    assert f"genie run: discarded request {cid} from the store {store}" in err
+    assert "the run paused" in err
+    assert saga_agents.JOURNAL.count("start flight") == 2
+    with sqlite3.connect(store) as db:
+        ((left,),) = db.execute("SELECT correlation_id FROM requests").fetchall()
+    assert left != cid
+
+
 async def test_a_run_kept_without_its_definition_resumes_as_before(tmp_path: Path) -> None:
     """A run kept by a genie before workflows kept their definition: resumed under the same
     workflow, it completes."""

@@ -512,6 +512,17 @@ class DeliveryStore:
             _delete(db, "replies", "correlation_id", batch.settled)
             _delete(db, "asked", "approval_id", batch.unasked)
 
+    def discard(self, correlation_id: str) -> None:
+        """Forget the request ``correlation_id`` and everything kept of it, in one
+        transaction: its messages (and what was marked of them), its counts and answers."""
+        of = "SELECT id FROM messages WHERE correlation_id = ?"
+        with self._transaction() as db:
+            db.execute(f"DELETE FROM asked WHERE approval_id IN ({of})", (correlation_id,))
+            db.execute(f"DELETE FROM taken WHERE message_id IN ({of})", (correlation_id,))
+            db.execute(f"DELETE FROM watched WHERE message_id IN ({of})", (correlation_id,))
+            for table in ("messages", "requests", "counters", "replies"):
+                db.execute(f"DELETE FROM {table} WHERE correlation_id = ?", (correlation_id,))
+
     def name_pipeline(self, path: str) -> None:
         """Record that the store keeps the runs of the pipeline file at ``path`` (resolved),
         replacing the one named before."""

@@ -50,6 +50,7 @@ from ..._base.log import lazy_logger
 from ..._errors import (
     ConfigurationError,
     DeliveryError,
+    InvalidArgumentError,
     InvalidMessageError,
     MessageError,
     StoreError,
@@ -230,21 +231,51 @@ class DurableTransport(Observer):
         used: their outputs are what a restarted caller waits for. One this runtime cannot
         read (its type is not registered here, or its payload no longer fits its model) is
         reported and left in the store for a runtime that can, as its kept deliveries are."""
+        found, unreadable = self._read_requests()
+        for cid, why in unreadable.items():
+            _log.error(
+                "store %s: request %s cannot be resumed here: %s; it stays in the store",
+                self.store.path,
+                cid,
+                why,
+                extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
+            )
+        return found
+
+    def unreadable(self) -> dict[str, str]:
+        """The requests kept that this runtime cannot read, by correlation id: why."""
+        return self._read_requests()[1]
+
+    def _read_requests(self) -> tuple[list[Message], dict[str, str]]:
         assert self._host is not None
         types = self._host.types
         found: list[Message] = []
+        unreadable: dict[str, str] = {}
         for cid, body in self._requests:
             try:
                 found.append(types.parse_bounded_message(body))
             except MessageError as exc:
-                _log.error(
-                    "store %s: request %s cannot be resumed here: %s; it stays in the store",
-                    self.store.path,
-                    cid,
-                    exc,
-                    extra={"agent_id": "-", "message_type": "-", "correlation_id": cid},
-                )
-        return found
+                unreadable[cid] = str(exc)
+        return found, unreadable
+
+    def discard(self, correlation_id: str) -> None:
+        """Forget a kept request that was not resumed, and all the store kept of it."""
+        if correlation_id in self._requests_kept or all(
+            cid != correlation_id for cid, _ in self._requests
+        ):
+            raise InvalidArgumentError(
+                f"the store {self.store.path} keeps no request {correlation_id} to discard "
+                "(none was kept, or it was resumed or discarded already)"
+            )
+        self.store.discard(correlation_id)
+        self._requests = [(c, b) for c, b in self._requests if c != correlation_id]
+        self._charged.pop(correlation_id, None)
+        self._requested.pop(correlation_id, None)
+        self._found = [row for row in self._found if row[1] != correlation_id]
+        for mid, *_ in self._pending.pop(correlation_id, []):
+            self._asked.pop(mid, None)
+            self._watched.discard(mid)
+            self._parts_taken = {(m, a) for m, a in self._parts_taken if m != mid}
 
     def keeps(self, correlation_id: str) -> bool:
         return correlation_id in self._requests_kept
