@@ -663,12 +663,13 @@ class WorkflowNode:
         after its request), is rebuilt from the steps declared then, so that the replies kept
         find their steps and each done step is undone as declared; and once everything kept
         has been taken again, the ``WorkflowChanged`` this sends to itself fails it."""
-        if defined.fingerprint == self.fingerprint or not self._rebuilding(ctx):
+        if defined.fingerprint == self.fingerprint:
             return ()
-        what = changes(defined.definition, self.definition)
+        # No change in words (a definition of another genie's making): the fingerprint's.
+        what = ", ".join(changes(defined.definition, self.definition)) or "its fingerprint"
         reason = (
-            f"workflow {self.id} changed while the request was kept ({', '.join(what)}): the "
-            "run is not resumed under it"
+            f"workflow {self.id} changed while the request was kept ({what}): the run is not "
+            "resumed under it"
         )
         for sent in session.sent.values():  # sent by no one: the run starts over, as it was
             if sent.timer is not None:
@@ -683,9 +684,12 @@ class WorkflowNode:
         session.status = dict.fromkeys(steps, "waiting")
         session.sent = {}
         session.events = []
-        out = self._advance(ctx, session, key)
-        changed = ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)
-        return [*out, changed.model_copy(update={"id": f"{session.start_id}~{self.id}~changed"})]
+        # What this sends went out with the definition, by the request's handling (as the
+        # run started, under the steps kept): it runs again from the store if it had not ended.
+        self._advance(ctx, session, key)
+        # A new message each time: a stop before it was taken leaves it kept, and the resume
+        # after takes both (the second finds the run failed already).
+        return [ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)]
 
     def _step_of(self, data: Mapping[str, Any]) -> tuple[Step, str | None]:
         """A step as ``_step_data`` kept it, and, when its undo cannot be sent here (its type
