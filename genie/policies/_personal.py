@@ -17,7 +17,9 @@ alone one group ("four-one-one-one-..."), and the same checks decide:
 - **card number**: 13-19 digits passing the Luhn check, starting as a card does (2-6 or 8),
   unseparated or in groups of three or more joined by spaces, dashes, dots, slashes,
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
-  groups of four joined by one other mark repeated ("|", ":", "*", "~", "·").
+  groups of four joined by one other mark repeated ("|", ":", "*", "~", "·"); or in groups of
+  one to four, some of one or two ("41 11 11 ...", "4 1 1 1 ..."), joined by one separator
+  repeated, the whole run of them, starting in a network's range at a length it issues.
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (not groups joined
   by ".", "/" or "_" around a year, a reference's parts, unless a word just before says a
   phone or a ``+`` starts it), after ``+91``, ``91``, ``0091`` or ``0``, in a ``wa.me/``
@@ -41,7 +43,8 @@ alone one group ("four-one-one-one-..."), and the same checks decide:
   group and serial, or nine digits right after "ssn", "social security" or "social" ("my social
   is ...").
 
-What it cannot see, stated plainly: a bank account number (no check digit tells it from an
+What it cannot see, stated plainly: a card in groups of four joined by commas (a row of
+amounts), a bank account number (no check digit tells it from an
 order id or an amount; the customer's own account is what they write about most), a foreign
 phone number without its ``+`` code ("(415) 555-0132"), a number in the words of another
 language than English (Hindi's "do", "teen" and "char" are everyday words of romanised Hindi
@@ -324,12 +327,7 @@ def _number_kind(
             return "phone number"
         if lengths == [3, 3, 4] and scan[at - 1 : at] == "(" and _north_american(digits):
             return "phone number"  # "(415) 839-2047": an area code in brackets
-    if (
-        13 <= n <= 19
-        and digits[0] in "234568"
-        and (len(lengths) == 1 or min(lengths) >= 3)
-        and _luhn(digits)
-    ):
+    if (len(lengths) == 1 or min(lengths) >= 3) and _card(digits, in_small_groups=False):
         return "card number"
     # Three groups of four with a fourth beside them are part of a 16-digit number (a card's
     # or an account's grouping) or of a list, not an Aadhaar number.
@@ -368,13 +366,64 @@ def _apart(scan: str) -> str | None:
         digits = "".join(groups)
         if len(groups) == 3 and digits[0] not in "01" and _verhoeff(digits):
             return "Aadhaar number"
-        if len(groups) == 4 and digits[0] in "234568" and _luhn(digits):
+        if len(groups) == 4 and _card(digits, in_small_groups=False):
             return "card number"
     if "aadha" in scan or "uid" in scan or "आधार" in scan:
         for m in _AADHAAR_NAMED.finditer(scan):
             if _verhoeff("".join(m.groups())):
                 return "Aadhaar number"
     return None
+
+
+# The ranges of card numbers the networks issue (the first digits, inclusive) and the lengths
+# each issues them at: Visa, Mastercard (and its 2-series), American Express, Discover,
+# Diners Club, JCB, UnionPay, RuPay, Maestro, Mir.
+_NETWORKS = (
+    ("4", "4", (13, 16, 19)),
+    ("51", "55", (16,)), ("2221", "2720", (16,)),
+    ("34", "34", (15,)), ("37", "37", (15,)),
+    ("6011", "6011", range(16, 20)), ("644", "649", range(16, 20)), ("65", "65", range(16, 20)),
+    ("300", "305", range(14, 20)), ("36", "36", range(14, 20)), ("38", "39", range(14, 20)),
+    ("3528", "3589", range(16, 20)),
+    ("62", "62", range(16, 20)), ("81", "81", range(16, 20)),
+    ("60", "60", (16,)), ("82", "82", (16,)), ("508", "508", (16,)),
+    ("353", "353", (16,)), ("356", "356", (16,)),
+    ("50", "50", range(12, 20)), ("56", "58", range(12, 20)), ("6304", "6304", range(12, 20)),
+    ("6759", "6759", range(12, 20)), ("676", "676", range(12, 20)),
+    ("2200", "2204", range(16, 20)),
+)  # fmt: skip
+
+
+def _card(digits: str, *, in_small_groups: bool) -> bool:
+    """Whether ``digits`` are a card's: 13 to 19 of them passing the Luhn check, starting as a
+    payment card does (2-6 or 8). Written with groups of one or two digits among them, as a row
+    of small numbers is written too, they must also start in a network's range and have a
+    length it issues there (``_NETWORKS``): a Visa number has 13, 16 or 19 digits."""
+    if not (13 <= len(digits) <= 19 and digits[0] in "234568" and _luhn(digits)):
+        return False
+    return not in_small_groups or any(
+        low <= digits[: len(low)] <= high and len(digits) in lengths
+        for low, high, lengths in _NETWORKS
+    )
+
+
+# A card in groups of one to four digits, some of one or two ("41 11 11 11 ...", "4 1 1 1 ...",
+# "4111 11 11 1111 1111"), joined by one separator, the same between every two groups: the
+# whole run of them, no digits joined to it by another mark before or after. A longer row of
+# small numbers (a table's, a list of counts) holds card-like digits by chance somewhere, a
+# card written so is the whole run.
+_SMALL_GROUPS = re.compile(
+    r"(?<![0-9])(?<![0-9][ .\-/_])[0-9]{1,4}([ .\-/_])[0-9]{1,4}(?:\1[0-9]{1,4}){2,17}"
+    r"(?![0-9])(?![ .\-/_][0-9])"
+)
+
+
+def _card_in_small_groups(scan: str) -> bool:
+    for m in _SMALL_GROUPS.finditer(scan):
+        groups = m.group().split(m.group(1))
+        if min(map(len, groups)) < 3 and _card("".join(groups), in_small_groups=True):
+            return True
+    return False
 
 
 def _reference(groups: list[str], gaps: list[str]) -> bool:
@@ -652,6 +701,9 @@ def find_pii(scan: str) -> str | None:
         return "IBAN"
     for text in (scan, _spelt_digits(scan)):
         if text is not None:
+            # First: a card's digits in small groups hold a phone's by chance.
+            if _card_in_small_groups(text):
+                return "card number"
             kind = _numbers(text)
             if kind is not None:
                 return kind

@@ -691,3 +691,39 @@ def test_sql_that_grants_access_or_writes_data_out_is_denied(
     assert reason(SqlBlock(), msg(content)) == expected
     planned = PolicyPlan([SqlBlock()]).decide(msg(content), "agent")
     assert ("allow" if planned.allowed else planned.reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        ("card 41 11 11 11 11 11 11 11", "card number"),
+        ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 is my card", "card number"),
+        ("card 4111 11 11 1111 1111", "card number"),
+        ("pay with 55-55-55-55-55-55-44-44 please", "card number"),
+        ("amex 3.7.8.2.8.2.2.4.6.3.1.0.0.0.5", "card number"),
+        ("601 1 111 1 111 1 111 7", "card number"),
+        ("41 11 11 11\n11 11 11 11", "card number"),
+        ("card 4_1_1_1_1_1_1_1_1_1_1_1_1_1_1_1", "card number"),
+        # Luhn-valid digits in small groups, starting 2-6 or 8, that no network issues: Visa
+        # numbers have 13, 16 or 19 digits, and 1 and 9 start none
+        ("scores 40 15 42 0 41 96 43 50", None),
+        ("counts 11 41 18 44 21 58 25 11", None),
+        # the groups of a card are the whole run: a longer row holds card-like digits by chance
+        ("daily tickets 35 43 27 43 50 58 33 16 18 41 59 57 13 5", None),
+        ("run at 2024 03 12 10 30 45", None),
+        ("v4.1.1.1 and 4.1.1.2 released; 41 of 111 builds green", None),
+        # groups of four joined by commas are a list (amounts, PINs, years): see
+        # docs/decisions.md
+        ("amounts 4111,1111,1111,1111", None),
+    ],
+)
+def test_a_card_in_groups_of_one_to_four_digits_is_denied(
+    content: str, verdict: str | None
+) -> None:
+    """A card in pairs, single digits or mixed groups joined by one separator is a card when
+    its digits pass Luhn at a network's range and length; a row of small numbers is not."""
+    expected = "allow" if verdict is None else f"content matched PII pattern: {verdict}"
+    message = msg(content)
+    assert reason(PIIBlock(), message) == expected
+    planned = PolicyPlan([PIIBlock()]).decide(message, "agent")
+    assert ("allow" if planned.allowed else planned.reason) == expected
