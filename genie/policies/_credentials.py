@@ -49,7 +49,7 @@ __all__ = ["HINT_WORDS", "find_secret", "might_hold_secret", "other_hints"]
 _B = r"(?<![a-z0-9_])"  # a token starts here
 _E = r"(?![a-z0-9_])"
 _PROVIDERS = (
-    ("AWS access key", rf"{_B}(?:akia|asia|abia|acca)(?![a-z0-9]{{12}}example)[a-z0-9]{{16}}{_E}"),
+    ("AWS access key", rf"{_B}(?:akia|asia|abia|acca)(?![a-z0-9]{{9}}example)[a-z0-9]{{16}}{_E}"),
     ("GitHub token", rf"{_B}(?:gh[pousr]_[a-z0-9]{{36}}|github_pat_[a-z0-9_]{{50,}})"),
     ("Slack token", rf"{_B}(?:xox[baprs]-[a-z0-9-]{{10,}}|xapp-[0-9]-[a-z0-9-]{{10,}})"),
     ("Slack webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/[a-z0-9]{8,}/\w{8,}/"),

@@ -727,3 +727,16 @@ def test_a_card_in_groups_of_one_to_four_digits_is_denied(
     assert reason(PIIBlock(), message) == expected
     planned = PolicyPlan([PIIBlock()]).decide(message, "agent")
     assert ("allow" if planned.allowed else planned.reason) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "allow"),
+        ("the docs use ASIAIOSFODNN7EXAMPLE", "allow"),
+        ("aws_access_key_id = AKIAY5YGR3PT3QTVA2UB", "content holds a secret: AWS access key"),
+    ],
+)
+def test_aws_documentation_keys_are_no_credentials(content: str, verdict: str) -> None:
+    """AWS's documentation writes its example key ids ending in EXAMPLE."""
+    assert reason(SecretsBlock(), msg(content)) == verdict
