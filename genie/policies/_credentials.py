@@ -7,7 +7,9 @@ what ``SecretsBlock`` denies.
   plugins do): AWS access key ids (``AKIA``, ``ASIA``...), GitHub tokens (``ghp_``,
   ``github_pat_``...), Slack (``xoxb-``...), Stripe (``sk_live_``...), Razorpay (``rzp_live_``),
   Google API keys (``AIza``), OpenAI and Anthropic keys (``sk-proj-``, ``sk-ant-``), JWTs
-  (three base64url parts, the first two JSON), PEM private key blocks;
+  (three base64url parts, the first two JSON), PEM private key blocks; an AWS access key id
+  or a GitHub token cut in up to three pieces (a space, a line break, two string fields) or
+  spaced out, its pieces after the first random (``_key_in_pieces``);
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
   ``AccountKey=...``;
 - **a password given**: after "password", "passwd", "pwd", "passcode", or the word in the
@@ -31,7 +33,8 @@ what ``SecretsBlock`` denies.
 
 AWS's documentation keys (ending ``EXAMPLE``) are not credentials and pass. What it cannot see,
 stated plainly: a password or key given with no word before it and no provider format (a
-random string alone could be an id), a PIN in words, a secret split across messages, and a
+random string alone could be an id), a PIN in words, a secret split across messages, a key of
+another provider cut in pieces, an AWS key id or GitHub token cut in four pieces or more, and a
 provider format it does not know.
 """
 
@@ -75,6 +78,24 @@ _PROVIDER_MARKS = Literals(
     )
 )  # fmt: skip
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
+
+# A key cut in pieces: an AWS access key id or a GitHub token split by a space or a line
+# break, or across two or three string fields (the scan joins them with a space), or spaced
+# out character by character ("a k i a ..."). Where its prefix begins, spaced or not, the
+# pieces after it are joined and matched against the provider's format; no more is read than
+# the key's length and its pieces allow, so a long text costs a bounded read per prefix. The
+# search begins with the prefix's first letter (a token starts there: the look-behind), so
+# that ``re`` skips ahead to an "a" or a "g".
+_PIECES_START = re.compile(
+    r"a(?<![a-z0-9_]a) ?(?:k ?i|s ?i|b ?i|c ?c) ?a"
+    r"|g(?<![a-z0-9_]g)(?: ?h ?[pousr] ?_|ithub_pat_)"
+)
+# Characters written apart, four or more: one piece, as the key they spell.
+_SPACED_OUT = re.compile(r"(?<![a-z0-9_])(?:[a-z0-9_] ){3,}[a-z0-9_](?![a-z0-9_])")
+_KEY_LENGTH = {"a": 20, "g": 40}  # an AWS key id, a GitHub token, by their first letter
+_LONGEST_PAT = 93  # github_pat_ and its 82 characters; the format asks for 61 or more
+_TOKEN_CHARS = re.compile(r"[a-z0-9_]*")
+_MOST_PIECES = 3
 
 # "Password" in English and in the languages the injection grammar reads (``_injection``),
 # folded as the scan is; and the verbs that give one ("is"), in the same languages.
@@ -189,10 +210,52 @@ def _looks_like_password(value: str) -> bool:
     return letters and others and not value.endswith(":")
 
 
-def _wordlike(letters: str) -> bool:
+def _wordlike(letters: str, shortest: int = 12) -> bool:
     """A run of letters long enough to be a word, with a word's share of vowels: random
     letters (a key's) have about one in five, English words two in five."""
-    return len(letters) >= 12 and sum(map(letters.count, "aeiou")) >= 0.3 * len(letters)
+    return len(letters) >= shortest and sum(map(letters.count, "aeiou")) >= 0.3 * len(letters)
+
+
+def _random_pieces(pieces: list[str], prefix: int) -> bool:
+    """Whether the pieces of a key, past its ``prefix`` characters, read as a key's random
+    characters rather than words: they hold a letter, and no piece after the first is letters
+    alone with a word's share of vowels (the first begins with the prefix, as no word but
+    "Asian" does)."""
+    body: list[str] = []
+    for piece in pieces:
+        body.append(piece[prefix:])
+        prefix = max(0, prefix - len(piece))
+    return any(c.isalpha() for c in "".join(body)) and not any(
+        _wordlike(piece, shortest=5) for piece in body[1:] if piece.isalpha()
+    )
+
+
+def _key_in_pieces(scan: str) -> str | None:
+    """The kind of provider key that pieces of ``scan`` joined make (see ``_PIECES_START``):
+    up to three pieces, characters written apart counting as one, ending where a piece ends,
+    random past the provider's prefix (``_random_pieces``: "asia" then "2024 distribution" is
+    no AWS key id)."""
+    if _PIECES_START.search(scan) is None:
+        return None
+    text = _SPACED_OUT.sub(lambda m: m.group().replace(" ", ""), scan)
+    for m in _PIECES_START.finditer(text):
+        pat = m.group() == "github_pat_"
+        longest = _LONGEST_PAT if pat else _KEY_LENGTH[m.group()[0]]
+        pieces: list[str] = []
+        stretch = text[m.start() : m.start() + longest + _MOST_PIECES]
+        for piece in stretch.split(" ", _MOST_PIECES):
+            chars = _TOKEN_CHARS.match(piece)
+            token = chars.group() if chars is not None else ""
+            if not token or len(pieces) == _MOST_PIECES:
+                break
+            pieces.append(token)
+            joined = "".join(pieces)
+            found = _PROVIDER.fullmatch(joined) if len(joined) == longest or pat else None
+            if found is not None and _random_pieces(pieces, len(m.group().replace(" ", ""))):
+                return _PROVIDER_KIND[found.lastindex - 1 if found.lastindex else 0]
+            if len(joined) >= longest or len(token) < len(piece):  # its end, or punctuation
+                break
+    return None
 
 
 def find_secret(scan: str) -> str | None:
@@ -204,6 +267,9 @@ def find_secret(scan: str) -> str | None:
         m = _PROVIDER.search(scan)
         if m is not None:
             return _PROVIDER_KIND[m.lastindex - 1 if m.lastindex else 0]
+    kind = _key_in_pieces(scan)
+    if kind is not None:
+        return kind
     if _holds(scan, _PASSWORD_WORDS):
         for m in _PASSWORD.finditer(scan):
             if _looks_like_password(m.group(1)):

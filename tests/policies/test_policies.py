@@ -740,3 +740,40 @@ def test_a_card_in_groups_of_one_to_four_digits_is_denied(
 def test_aws_documentation_keys_are_no_credentials(content: str, verdict: str) -> None:
     """AWS's documentation writes its example key ids ending in EXAMPLE."""
     assert reason(SecretsBlock(), msg(content)) == verdict
+
+
+_GITHUB = "ghp_yNLOidOOvDwR6wMTrVFbLd9Rb9xqODtLMulx"
+_AWS = "AKIAY5YGR3PT3QTVA2UB"
+
+
+@pytest.mark.parametrize(
+    ("fields", "verdict"),
+    [
+        ({"note": f"token {_GITHUB[:15]} {_GITHUB[15:]}"}, "GitHub token"),
+        ({"note": f"{_GITHUB[:22]}\n{_GITHUB[22:]}"}, "GitHub token"),
+        ({"note": _GITHUB[:9], "rest": _GITHUB[9:]}, "GitHub token"),
+        ({"note": "gh", "p": _GITHUB[2:]}, "GitHub token"),
+        ({"note": f"{_GITHUB[:4]} {_GITHUB[4:20]} {_GITHUB[20:]}"}, "GitHub token"),
+        ({"note": "key id " + " ".join(_AWS)}, "AWS access key"),
+        ({"note": "A K I A " + _AWS[4:]}, "AWS access key"),
+        ({"note": f"{_AWS[:8]} {_AWS[8:]}"}, "AWS access key"),
+        ({"note": _AWS[:4], "rest": _AWS[4:]}, "AWS access key"),
+        # AWS's documentation key stays the documentation's, in pieces too
+        ({"note": "A K I A I O S F O D N N 7 E X A M P L E"}, None),
+        # business text with the prefixes' letters
+        ({"note": "ghp_ tokens are classic personal access tokens, rotated yearly"}, None),
+        ({"note": "Our GHP audit: ghp_ prefix found in 3 repos; Akia from Asia Pacific"}, None),
+        ({"note": "asia business overview for the akia account team"}, None),
+        ({"note": "Asia", "rest": "pacificregion2024 q3 sales"}, None),
+        ({"note": "asia 1200 3400 5600 7800"}, None),
+        ({"note": "akia q3 revenue up 12 pct"}, None),
+    ],
+)
+def test_a_key_cut_in_pieces_is_denied(fields: dict[str, Any], verdict: str | None) -> None:
+    """A provider's key split by a space, a line break or across two fields (joined with a
+    space for the scan), or spaced out letter by letter, is the key."""
+    message = Message.new(_Form(**fields), sender="user")
+    expected = "allow" if verdict is None else f"content holds a secret: {verdict}"
+    assert reason(SecretsBlock(), message) == expected
+    planned = PolicyPlan([SecretsBlock()]).decide(message, "agent")
+    assert ("allow" if planned.allowed else planned.reason) == expected
