@@ -407,23 +407,22 @@ def _card(digits: str, *, in_small_groups: bool) -> bool:
     )
 
 
-# A card in groups of one to four digits, some of one or two ("41 11 11 11 ...", "4 1 1 1 ...",
-# "4111 11 11 1111 1111"), joined by one separator, the same between every two groups: the
-# whole run of them, no digits joined to it by another mark before or after. A longer row of
-# small numbers (a table's, a list of counts) holds card-like digits by chance somewhere, a
-# card written so is the whole run.
-_SMALL_GROUPS = re.compile(
-    r"(?<![0-9])(?<![0-9][ .\-/_])[0-9]{1,4}([ .\-/_])[0-9]{1,4}(?:\1[0-9]{1,4}){2,17}"
-    r"(?![0-9])(?![ .\-/_][0-9])"
-)
+# What joins a card's small groups: one mark, no spaces around it.
+_ONE_SEPARATOR = (" ", ".", "-", "/", "_")
 
 
-def _card_in_small_groups(scan: str) -> bool:
-    for m in _SMALL_GROUPS.finditer(scan):
-        groups = m.group().split(m.group(1))
-        if min(map(len, groups)) < 3 and _card("".join(groups), in_small_groups=True):
-            return True
-    return False
+def _in_small_groups(digits: str, lengths: list[int], gaps: list[str]) -> bool:
+    """A card in groups of one to four digits, some of one or two ("41 11 11 11 ...", "4 1 1 1
+    ...", "4111 11 11 1111 1111"), joined by one separator, the same between every two groups:
+    the whole chain of them (``_chains``). A longer row of small numbers (a table's, a list of
+    counts) holds card-like digits by chance somewhere; a card written so is the whole row."""
+    return (
+        len(set(gaps)) == 1
+        and gaps[0] in _ONE_SEPARATOR
+        and max(lengths) <= 4
+        and min(lengths) <= 2
+        and _card(digits, in_small_groups=True)
+    )
 
 
 def _reference(groups: list[str], gaps: list[str]) -> bool:
@@ -490,6 +489,9 @@ def _numbers(scan: str) -> str | None:
         offsets = [0, *itertools.accumulate(lengths)]
         # What joins each group to the next one
         gaps = [scan[starts[j] + lengths[j] : starts[j + 1]] for j in range(len(groups) - 1)]
+        # First: a card's digits in small groups hold a phone's by chance.
+        if _in_small_groups(joined, lengths, gaps):
+            return "card number"
         after = {offset: j for j, offset in enumerate(offsets)}  # a window's end: its groups
         # A "+" starts a number: a window may start at one, never span one.
         plus = ["+" in scan[max(0, at - 2) : at] for at in starts]
@@ -701,9 +703,6 @@ def find_pii(scan: str) -> str | None:
         return "IBAN"
     for text in (scan, _spelt_digits(scan)):
         if text is not None:
-            # First: a card's digits in small groups hold a phone's by chance.
-            if _card_in_small_groups(text):
-                return "card number"
             kind = _numbers(text)
             if kind is not None:
                 return kind
