@@ -344,8 +344,8 @@ def test_an_answer_left_just_after_the_decision_is_told_it_came_late(
 # approval (before it is asked) and after it (once the answer is given).
 BEFORE_APPROVAL: list[Die] = [
     ("handled", "order", 1),  # the workflow took the request; nothing sent yet
-    ("kept", "order", 2),  # a step's reply kept, not acked
-    ("acked", "order", 3),  # the third reply taken: the approval is asked next
+    ("kept", "order", 3),  # a step's reply kept, not acked (the 2nd: the run's definition)
+    ("acked", "order", 5),  # the third reply taken: the approval is asked next
     ("handled", "approvals", 1),  # the desk took the request; its outcome not out
     ("kept", "approvals", 1),  # kept, not acked
     ("acked", "approvals", 1),  # pending (the kill while a person is awaited)
@@ -355,7 +355,7 @@ AFTER_APPROVAL: list[Die] = [
     ("handled", "approvals", 2),  # the answer taken; the decision not out
     ("published", "approvals", 2),  # the decision out; the answer not acked
     ("acked", "approvals", 2),  # decided and acked; its session not released
-    ("handled", "order", 5),  # the workflow took the decision; step d not sent
+    ("handled", "order", 6),  # the workflow took the decision; step d not sent
     ("handled", "d", 1),  # step d applied its effect; its reply not out
 ]
 
@@ -565,7 +565,9 @@ def test_an_approval_escalated_before_a_worker_stop_is_resumed_escalated(
     offered to the first role again nor escalated a second time."""
     url = server.url
     approval = '{subject: "order {n}", role: boss}'
-    escalated = '{subject: "order {n}", role: boss, escalate_to: chief}, deadline: 4s'
+    # Escalated at 8 s, rejected at 16 s: the stop, the next worker's start and the answer
+    # fit in the second round on a loaded machine.
+    escalated = '{subject: "order {n}", role: boss, escalate_to: chief}, deadline: 8s'
     (drill / "order.yaml").write_text(PIPELINE.replace(approval, escalated))
     first = worker(workers, drill, url)
     entry = started(drill, url, "60")
