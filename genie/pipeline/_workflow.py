@@ -139,11 +139,25 @@ class WorkflowDeadline(Payload):
     message_type = "genie.workflow_deadline"
 
 
+class RunDefinition(Payload):
+    """The workflow as it was declared when a run started: sent by the workflow to itself
+    with the run's first steps, so that a store keeps it with the run. A resume under a
+    workflow whose ``fingerprint`` differs (its pipeline file edited meanwhile) rebuilds the
+    run from these ``steps``, refuses to go on, and undoes what was done as declared here."""
+
+    message_type = "genie.workflow_definition"
+
+    fingerprint: str
+    definition: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
 class CarriedRun(Payload):
     """A cancelled run, as the workflow carries it into the cancellation's correlation: a
     message to itself, so that a store keeps it there once the cancelled request's own
     messages, from which a restart would rebuild the run, are gone. The compensations left
-    (``undo``, and ``sent``: message id -> step, those under way) resume from it."""
+    (``undo``, and ``sent``: message id -> step, those under way) resume from it, by the
+    ``definition`` the run went by (None: carried by a genie before runs kept theirs)."""
 
     message_type = "genie.workflow_carried_run"
 
@@ -158,19 +172,7 @@ class CarriedRun(Payload):
     undo: list[str]
     compensated: list[str]
     not_compensated: list[str]
-
-
-class RunDefinition(Payload):
-    """The workflow as it was declared when a run started: sent by the workflow to itself
-    with the run's first steps, so that a store keeps it with the run. A resume under a
-    workflow whose ``fingerprint`` differs (its pipeline file edited meanwhile) rebuilds the
-    run from these ``steps``, refuses to go on, and undoes what was done as declared here."""
-
-    message_type = "genie.workflow_definition"
-
-    fingerprint: str
-    definition: dict[str, Any]
-    steps: list[dict[str, Any]]
+    definition: RunDefinition | None = None
 
 
 class WorkflowChanged(Payload):
@@ -432,6 +434,8 @@ class _Session:
     steps: Mapping[str, Step] = field(default_factory=dict)
     # Steps of such a run whose undo, declared then, cannot be sent now, and why.
     undo_gone: dict[str, str] = field(default_factory=dict)
+    # The definition the run goes by: carried with it into a cancellation's correlation.
+    defined: RunDefinition | None = None
 
 
 class WorkflowNode:
@@ -634,6 +638,12 @@ class WorkflowNode:
 
     # --- the run -------------------------------------------------------------------------------
     def _start(self, msg: Message, ctx: Context) -> Sequence[Message]:
+        # Kept with the run, as its first steps are: a resume compares it with the workflow
+        # it finds, and undoes as it says.
+        steps = [_step_data(s) for s in self.steps.values()]
+        defined = RunDefinition(
+            fingerprint=self.fingerprint, definition=self.definition, steps=steps
+        )
         session = self._sessions[msg.correlation_id] = _Session(
             msg.id,
             msg.payload.model_dump(mode="json"),
@@ -641,18 +651,13 @@ class WorkflowNode:
             dict.fromkeys(self.steps, "waiting"),
             metadata=msg.metadata,
             steps=self.steps,
+            defined=defined,
         )
         if self.deadline is not None:
             # From when the request was made: a restart in between does not extend it.
             delay = self.clock.left(msg.created_at, self.deadline)
             session.timer = ctx.schedule(delay, WorkflowDeadline())
         out = self._advance(ctx, session, msg.correlation_id)
-        # Kept with the run, as its first steps are: a resume compares it with the workflow
-        # it finds, and undoes as it says.
-        steps = [_step_data(s) for s in self.steps.values()]
-        defined = RunDefinition(
-            fingerprint=self.fingerprint, definition=self.definition, steps=steps
-        )
         return [*out, ctx.emit(defined, recipient=self.id)]
 
     def _defined(
@@ -663,7 +668,7 @@ class WorkflowNode:
         after its request), is rebuilt from the steps declared then, so that the replies kept
         find their steps and each done step is undone as declared; and once everything kept
         has been taken again, the ``WorkflowChanged`` this sends to itself fails it."""
-        if defined.fingerprint == self.fingerprint:
+        if not self._go_by(session, defined):
             return ()
         # No change in words (a definition of another genie's making): the fingerprint's.
         what = ", ".join(changes(defined.definition, self.definition)) or "its fingerprint"
@@ -674,14 +679,7 @@ class WorkflowNode:
         for sent in session.sent.values():  # sent by no one: the run starts over, as it was
             if sent.timer is not None:
                 sent.timer.cancel()
-        steps: dict[str, Step] = {}
-        for data in defined.steps:
-            step, gone = self._step_of(data)
-            steps[step.id] = step
-            if gone is not None:
-                session.undo_gone[step.id] = gone
-        session.steps = steps
-        session.status = dict.fromkeys(steps, "waiting")
+        session.status = dict.fromkeys(session.steps, "waiting")
         session.sent = {}
         session.events = []
         # What this sends went out with the definition, by the request's handling (as the
@@ -690,6 +688,22 @@ class WorkflowNode:
         # A new message each time: a stop before it was taken leaves it kept, and the resume
         # after takes both (the second finds the run failed already).
         return [ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)]
+
+    def _go_by(self, session: _Session, defined: RunDefinition) -> bool:
+        """Whether ``defined``, the definition a run started under, is another than this
+        workflow's; then the run goes by the steps declared in it (``session.steps``), each
+        whose undo cannot be sent here named in ``session.undo_gone``."""
+        if defined.fingerprint == self.fingerprint:
+            return False
+        steps: dict[str, Step] = {}
+        for data in defined.steps:
+            step, gone = self._step_of(data)
+            steps[step.id] = step
+            if gone is not None:
+                session.undo_gone[step.id] = gone
+        session.steps = steps
+        session.defined = defined
+        return True
 
     def _step_of(self, data: Mapping[str, Any]) -> tuple[Step, str | None]:
         """A step as ``_step_data`` kept it, and, when its undo cannot be sent here (its type
@@ -935,6 +949,7 @@ class WorkflowNode:
             undo=session.undo,
             compensated=session.compensated,
             not_compensated=session.not_compensated,
+            definition=session.defined,
         )
         built = ctx.emit(carried, recipient=self.id)
         return built.model_copy(update={"metadata": session.metadata})  # the request's, as is
@@ -958,9 +973,14 @@ class WorkflowNode:
             not_compensated=list(carried.not_compensated),
             metadata=ctx.message.metadata,  # the request's: carried with it (``_carry``)
             steps=self.steps,
+            defined=carried.definition,
         )
+        if carried.definition is not None:
+            # Its pipeline file may have been edited before this restart: what is left is
+            # undone as declared when the run started, as a resumed run is.
+            self._go_by(session, carried.definition)
         for mid, step_id in carried.sent.items():  # its delivery runs again from the store
-            deadline = self.steps[step_id].deadline
+            deadline = session.steps[step_id].deadline
             timer = (
                 None if deadline is None else ctx.schedule(deadline, StepDeadline(message_id=mid))
             )

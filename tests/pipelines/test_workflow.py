@@ -1411,3 +1411,86 @@ async def test_a_resumed_run_keeps_when_its_events_happened(tmp_path: Path) -> N
         then = audited[(event.step, f"workflow_{event.kind}")]
         assert abs((then - event.at).total_seconds()) < 0.25, (event, then)
     assert outcome.events[-1].at > resumed_at
+
+
+async def cancel_while_undoing(
+    tmp_path: Path, steps: str, *, flight: str = "", hotel: str = ""
+) -> tuple[Path, str]:
+    """A run of ``steps`` cancelled while its ``car`` stalls, stopped while an undo stalls (as
+    ``flight`` or ``hotel`` says): the store keeps the compensations left, carried into the
+    cancellation's correlation. Returns the store and that correlation."""
+    store = tmp_path / "trip.db"
+    pipeline = trip_pipeline(tmp_path, steps=steps, car="stall: 30", flight=flight, hotel=hotel)
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        msg = pipeline.entry_message(first, pipeline.entry_payload(None, "-"))
+        await first.publish(msg)
+        await wait_all_tasks_blocked()  # the car under way
+        first.cancel(msg.correlation_id)
+        await wait_all_tasks_blocked()  # an undo under way: stopped
+    saga_agents.JOURNAL.clear()
+    return store, f"{msg.correlation_id}.cancel"
+
+
+async def resumed_carried(pipeline: Pipeline, store: Path, key: str) -> WorkflowOutcome:
+    async with pipeline.runtime(store=store) as rt:
+        undo = rt.gather(key, types=["trip_outcome"], timeout=5)
+        (out,) = (await undo.wait()).replies  # resumed at start
+        await rt.wait_idle()
+        assert [d.reason for d in rt.dead_letters] == []  # no handler raised
+    outcome = out.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+    return outcome
+
+
+async def test_a_cancelled_runs_undo_resumes_as_declared_though_its_step_was_removed(
+    tmp_path: Path,
+) -> None:
+    """Cancelled, the hotel undone, the flight's undo under way at the stop; the flight step
+    is removed from the file before the restart. The compensations resumed at start go by the
+    steps the run was started under: the flight's undo runs again, as declared then."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    store, key = await cancel_while_undoing(tmp_path, steps, flight="undo_stall: 30")
+    after = """
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    assert outcome.status == "cancelled"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ())
+    assert saga_agents.JOURNAL == ["undo flight flight-ok"]
+
+
+async def test_a_cancelled_runs_undo_whose_agent_is_gone_is_named_not_undone(
+    tmp_path: Path,
+) -> None:
+    """Cancelled, the hotel's undo under way at the stop, the flight's still to come; the
+    flight step and its agent are removed from the file before the restart. The hotel's undo
+    runs again; the flight's cannot be sent: it is named, with why, not skipped in silence."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    store, key = await cancel_while_undoing(tmp_path, steps, hotel="undo_stall: 30")
+    after = """
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    trip_pipeline(tmp_path, steps=after)
+    text = (tmp_path / "trip.yaml").read_text()
+    edited = "\n".join(line for line in text.splitlines() if "id: flight," not in line)
+    (tmp_path / "trip.yaml").write_text(edited)
+    outcome = await resumed_carried(load_pipeline(tmp_path / "trip.yaml"), store, key)
+    assert outcome.status == "cancelled"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
+    (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
+    assert why == "its agent 'flight', declared when the run started, is gone"
+    assert saga_agents.JOURNAL == ["undo hotel hotel-ok"]
