@@ -70,6 +70,7 @@ from .one_file import Role, audit_roles, one_file_twice
 from .options import Parser, port, seconds
 from .serve import add_parser as add_serve
 from .store_sync import add_store_sync_option
+from .unreadable import add_discard_unreadable_option, check_discard_unreadable, refuse_unreadable
 
 if TYPE_CHECKING:
     from .._runtime.model_text import ModelTextStream
@@ -146,8 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     stream = _standard_stream(out) if out else None
     if out and stream is None and (problem := write_problem(out)):
         raise ConfigurationError(f"cannot write metrics to {out}: {problem}")
-    if args.discard_unreadable and not args.store:
-        raise ConfigurationError("--discard-unreadable needs --store PATH")
+    check_discard_unreadable(args, "PATH")
     if args.nats and not args.audit and args.audit_unkeyed:
         raise ConfigurationError("--audit-unkeyed needs --audit PATH")
     # What this command makes for the run (an audit log, its new key, the metrics file) is
@@ -212,7 +212,16 @@ def _run(args: argparse.Namespace) -> int:
             sys.stderr if args.stream_text else None,
             kept="kept in the store" if transport is None else f"of origin {args.origin}",
             asked=_asked_hint(pipeline, args, taken) if transport is None else None,
-            check=functools.partial(_unreadable, args),
+            check=functools.partial(
+                refuse_unreadable,
+                store=args.store,
+                command="genie run",
+                again=f"genie run {quote(args.pipeline)} --store {quote(args.store)}",
+                held="no new request was sent",
+                discard=args.discard_unreadable,
+            )
+            if args.store
+            else None,
         )
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         try:
@@ -563,34 +572,6 @@ async def _go(
     return [_with_cut_short(rt, result) for result in results]
 
 
-def _unreadable(args: argparse.Namespace, rt: Runtime) -> None:
-    """Refuse the run while its store keeps requests this pipeline cannot read: a new request
-    sent as if nothing were kept would leave them there unsaid. With ``--discard-unreadable``
-    they are dropped instead, each said."""
-    unreadable = rt.unreadable()
-    if not unreadable:
-        return
-    if args.discard_unreadable:
-        for cid in unreadable:
-            rt.discard(cid)
-            print(
-                f"genie run: discarded request {cid} from the store {args.store}: this pipeline "
-                "cannot read it",
-                file=sys.stderr,
-            )
-        return
-    many = len(unreadable) > 1
-    them = "them" if many else "it"
-    which = "; ".join(f"request {cid}: {why}" for cid, why in unreadable.items())
-    raise ConfigurationError(
-        f"the store {args.store} keeps {'requests' if many else 'a request'} this pipeline "
-        f"cannot read: {which}; {them} {'were' if many else 'was'} not resumed, and no new "
-        f"request was sent: run the pipeline that made {them}, or genie run "
-        f"{quote(args.pipeline)} --store {quote(args.store)} --discard-unreadable drops "
-        f"{them} (what {'they' if many else 'it'} kept is lost)"
-    )
-
-
 def _asked_hint(
     pipeline: Pipeline, args: argparse.Namespace, taken: set[str]
 ) -> Callable[[Approval], str] | None:
@@ -866,12 +847,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         help="keep the run's deliveries in the SQLite file PATH until they end; a run killed "
         "midway is resumed by the next run on PATH (docs/durability.md)",
     )
-    run.add_argument(
-        "--discard-unreadable",
-        action="store_true",
-        help="drop the requests the --store keeps that this pipeline cannot read (a model "
-        "edited since they were kept), and all that was kept of them, then run",
-    )
+    add_discard_unreadable_option(run, "run")
     add_store_sync_option(run)
     run.add_argument(
         "--stream-text",

@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 from shlex import quote
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, StoreError, for_terminal
 from ..pipeline._args import _variables
@@ -23,6 +23,10 @@ from .loop import add_loop_option, run_on
 from .one_file import audit_roles, one_file_twice
 from .options import byte_count, count, port, rate, seconds
 from .store_sync import add_store_sync_option
+from .unreadable import add_discard_unreadable_option, check_discard_unreadable, refuse_unreadable
+
+if TYPE_CHECKING:
+    from .._runtime.runtime import Runtime
 
 __all__ = ["add_parser"]
 
@@ -80,6 +84,7 @@ def add_parser(commands: Any) -> None:
         "midway resumes its requests when started again on DIR (docs/durability.md)",
     )
     add_store_sync_option(serve)
+    add_discard_unreadable_option(serve, "serve")
     serve.add_argument(
         "--mcp",
         action="store_true",
@@ -173,6 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ..serve import ServeSettings, create_app, load_keys
     from ..serve._app import store_file
 
+    check_discard_unreadable(args, "DIR")
     variables = _variables(args.set)
     pipelines = [load_pipeline(path, variables=variables) for path in args.pipelines]
     # Before anything is opened or made: the audit log over a pipeline's store, its pipeline
@@ -203,7 +209,21 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from exc
     tracing = _tracing(args.otel)
-    app = create_app(pipelines, keys, settings=settings, audit=audit, tracing=tracing)
+    check = None
+    if folder is not None:
+        served = " ".join(quote(p) for p in args.pipelines)
+
+        def check(name: str, rt: Runtime) -> None:
+            refuse_unreadable(
+                rt,
+                store_file(folder, name),
+                command="genie serve",
+                again=f"genie serve {served} --store {quote(args.store)}",
+                held="the server did not start",
+                discard=args.discard_unreadable,
+            )
+
+    app = create_app(pipelines, keys, settings=settings, audit=audit, tracing=tracing, check=check)
     state = app.state.genie
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]

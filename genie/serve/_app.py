@@ -279,10 +279,14 @@ def create_app(
     audit: AuditSink | None = None,
     observers: Callable[[str, Runtime], object] | None = None,
     tracing: TracerProvider | bool = False,
+    check: Callable[[str, Runtime], object] | None = None,
 ) -> Starlette:
     """The ASGI application serving ``pipelines`` (each in a runtime of its own, started by
     the app's lifespan). ``audit`` receives the runtimes' records and the server's own
-    (rate-limited, too large); ``observers`` is called with each runtime before it starts.
+    (rate-limited, too large); ``observers`` is called with each runtime before it starts,
+    ``check`` with each once all have started, before a request kept is resumed: an error of
+    genie's it raises stops the start (``genie serve``: a store keeping a request its pipeline
+    cannot read).
     ``tracing`` (the ``otel`` extra): True traces every delivery and LLM call with the global
     tracer provider, or give the provider."""
     settings = settings or ServeSettings()
@@ -327,6 +331,9 @@ def create_app(
                     async with _runtimes(
                         pipelines, stacks, sink, state, observers, tracing, settings
                     ):
+                        if check is not None:
+                            for name, kept in state.served.items():
+                                check(name, kept.runtime)
                         for kept in state.served.values():
                             resume_kept(kept, tg)
                         async with mcp_tools():

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from genie import ConfigurationError
+from genie._cli.main import main
 from genie._runtime.durable.store import DeliveryStore, StoreClient
 from genie.pipeline import load_pipeline
 from genie.serve import ServeSettings, create_app
@@ -129,9 +130,9 @@ def start(
     return proc, found.group(1)
 
 
-async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_result(
-    tmp_path: Path,
-) -> None:
+async def killed_midway(tmp_path: Path) -> tuple[str, list[str]]:
+    """A server started on ``tmp_path``, asked, and killed with SIGKILL while step 2 waits:
+    the store keeps the request. The stream's location and the frames read before the kill."""
     (tmp_path / "steps_agents.py").write_text(AGENTS)
     (tmp_path / "steps.yaml").write_text(PIPELINE)
     proc, url = start(tmp_path)
@@ -156,6 +157,13 @@ async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_resu
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+    return location, frames
+
+
+async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_result(
+    tmp_path: Path,
+) -> None:
+    location, frames = await killed_midway(tmp_path)
     assert "result" not in "\n".join(frames)
     (tmp_path / "GO").touch()
 
@@ -178,6 +186,61 @@ async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_resu
     assert other.status_code == 401
     effects = (tmp_path / "effects.txt").read_text().split()
     assert len(effects) == len(set(effects)) == 3  # each step once, whatever the kill
+
+
+async def test_a_server_refuses_while_its_store_keeps_a_request_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    """The step model changed since a killed server's request was kept (its ``n`` is now an
+    ``m``): the kept request no longer validates. ``genie serve`` does not start on it, as
+    ``genie run`` does not: one line naming the store, the request and what validation said,
+    and how to go on, exit 2; with ``--discard-unreadable`` it drops the request, says so,
+    and serves."""
+    await killed_midway(tmp_path)
+    store = tmp_path / "store" / "steps.db"
+    with sqlite3.connect(store) as db:
+        (cid,) = db.execute("SELECT correlation_id FROM requests").fetchone()
+        db.execute("""UPDATE requests SET body = replace(body, '"n":', '"m":')""")
+    db.close()
+    effects = (tmp_path / "effects.txt").read_text()
+    code, err = refused(tmp_path)
+    assert code == 2
+    pipeline, folder = tmp_path / "steps.yaml", tmp_path / "store"
+    assert err.startswith(
+        f"genie serve: the store {store} keeps a request this pipeline cannot read: request {cid}: "
+    ), err
+    assert "invalid 'step' message: field 'n': Field required; unknown field 'm'" in err
+    assert err.endswith(
+        "it was not resumed, and the server did not start: run the pipeline that made it, "
+        f"or genie serve {pipeline} --store {folder} --discard-unreadable drops it (what it "
+        "kept is lost)\n"
+    ), err
+    assert err.count("\n") == 1
+    assert (tmp_path / "effects.txt").read_text() == effects  # nothing ran again
+
+    proc = launch(tmp_path, "--discard-unreadable")
+    assert proc.stderr is not None
+    said = proc.stderr.readline()
+    found = re.search(r"on (http://127\.0\.0\.1:\d+)", proc.stderr.readline())
+    assert found
+    url = found.group(1)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            assert requests_kept(store) == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert said == (
+        f"genie serve: discarded request {cid} from the store {store}: this pipeline cannot "
+        "read it\n"
+    )
+    assert proc.returncode == 0
+
+
+def test_discard_unreadable_needs_a_store(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "steps.yaml", "--discard-unreadable"]) == 2
+    assert capsys.readouterr().err == "genie serve: --discard-unreadable needs --store DIR\n"
 
 
 def files_stop_growing() -> None:
