@@ -580,9 +580,7 @@ class WorkflowNode:
                 deadline = session.steps[sent.step].deadline
                 self._ended_badly(ctx, session, sent, f"no reply within {deadline:g}s")
         elif isinstance(payload, WorkflowChanged):
-            if session.failure is None:  # told again by a second resume: failed already
-                self._event(ctx, session, self.id, "failed", payload.reason)
-                session.failure = ("failed", None, payload.reason)
+            self._refuse(ctx, session, payload.reason)
         elif isinstance(payload, WorkflowDeadline):
             session.timer = None
             if session.failure is None:
@@ -685,9 +683,21 @@ class WorkflowNode:
         # What this sends went out with the definition, by the request's handling (as the
         # run started, under the steps kept): it runs again from the store if it had not ended.
         self._advance(ctx, session, key)
+        if not self._rebuilding(ctx):
+            # Taken for the first time: the process before stopped between the request's
+            # handling and this, so nothing of the run was taken after the request. It fails
+            # now, before a reply of its first steps can start the next one.
+            self._refuse(ctx, session, reason)
+            return self._advance(ctx, session, key)
         # A new message each time: a stop before it was taken leaves it kept, and the resume
         # after takes both (the second finds the run failed already).
         return [ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)]
+
+    def _refuse(self, ctx: Context, session: _Session, reason: str) -> None:
+        """Fail a run started under another definition of this workflow (``reason``)."""
+        if session.failure is None:  # told again by a second resume: failed already
+            self._event(ctx, session, self.id, "failed", reason)
+            session.failure = ("failed", None, reason)
 
     def _go_by(self, session: _Session, defined: RunDefinition) -> bool:
         """Whether ``defined``, the definition a run started under, is another than this

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,42 @@ def test_the_drill_reaches_every_write(drill: Path) -> None:
     assert run(drill, "after", TO_APPROVAL + 1, PAUSE).returncode == 1  # paused: no more writes
     approve(drill, pause(drill))
     assert run(drill, "after", AFTER_APPROVAL + 1).returncode == 0
+
+
+def test_killed_before_it_took_its_definition_is_refused_under_an_edited_workflow(
+    drill: Path,
+) -> None:
+    """Killed right after the write of the request's handling: the workflow's definition is
+    kept, sent with the first steps, and not yet taken. The file is edited (step ``b`` is now
+    ``e``) before the next run: the definition, taken for the first time by the resume, is
+    still compared, and the run is refused, not gone on with under the edited workflow."""
+    killed = run(drill, "after", 2, PAUSE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with sqlite3.connect(drill / "order.db") as db:
+        kept = db.execute(
+            "SELECT id, recipients FROM messages WHERE body LIKE '%genie.workflow_definition%'"
+        ).fetchall()
+        taken = db.execute("SELECT message_id FROM taken WHERE agent_id = 'order'").fetchall()
+    db.close()
+    [(definition, recipients)] = kept  # kept with the first steps ...
+    assert "order" in recipients
+    assert (definition,) not in taken  # ... and not taken: the stop this test is about
+    edited = PIPELINE.replace("{id: b}", "{id: e}").replace("[a, b]", "[a, e]")
+    edited = edited.replace(
+        "  - {id: d, use", "  - {id: e, use: drill_agents:Stepper}\n  - {id: d, use"
+    )
+    (drill / "order.yaml").write_text(edited)
+    resumed = run(drill, "never", 0)
+    assert resumed.returncode == 1, resumed.stderr
+    outcome = json.loads(resumed.stdout)["output"]["payload"]
+    assert (outcome["status"], outcome["failed_step"]) == ("failed", None)
+    assert outcome["reason"] == (
+        "workflow order changed while the request was kept (step 'b' removed, step 'e' added, "
+        "step 'c' after [a, e], not [a, b]): the run is not resumed under it"
+    )
+    # a and b, whose deliveries the kill cut short, run again and end; then nothing more:
+    # not e, and not c, which the run as started would do next.
+    assert sorted(k.rsplit(":", 1)[1] for k in effects(drill)) == ["a", "b"]
+    assert outcome["compensated"] == []
+    assert stored(drill, "order.db") == (0, 0)
+    assert main(["audit", "verify", str(drill / "audit.jsonl")]) == 0
