@@ -61,6 +61,7 @@ _ARGUMENTS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "InvalidMessageError": (("demo.ping", "n", "not an integer"), {}),
     "ToolArgumentsError": (("files", "read", "path", "is required"), {}),
     "MemoryArgumentError": (("notes", "kv.set", "value", "is a set"), {}),
+    "PublishRefusedError": (("genie.in.a", "maximum messages exceeded (error 10077)"), {}),
     "MessageTooLargeError": (("genie.in.a", 2_000_000, 1_048_576), {}),
     "DeniedError": (("denied",), {"policy": "pii", "reason": "an IBAN", "message_id": "m1"}),
     "ToolDeniedError": (("tools", "not allowed", "call"), {"agent_id": "a"}),
