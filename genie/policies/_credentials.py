@@ -4,10 +4,11 @@ what ``SecretsBlock`` denies.
 ``find_secret(scan)`` names the first kind it finds, or None:
 
 - **provider keys and tokens**, by the formats their providers document (as detect-secrets'
-  plugins do): AWS access key ids (``AKIA``, ``ASIA``...), GitHub tokens (``ghp_``,
-  ``github_pat_``...), Slack (``xoxb-``...), Stripe (``sk_live_``...), Razorpay (``rzp_live_``),
-  Google API keys (``AIza``), OpenAI and Anthropic keys (``sk-proj-``, ``sk-ant-``), JWTs
-  (three base64url parts, the first two JSON), PEM private key blocks; an AWS access key id
+  plugins do): AWS access key ids (``AKIA``, ``ASIA``... and 16 base32 characters), GitHub
+  tokens (``ghp_``, ``github_pat_``...), Slack (``xoxb-``...), Stripe (``sk_live_``...),
+  Razorpay (``rzp_live_``), Google API keys (``AIza``), OpenAI and Anthropic keys
+  (``sk-proj-``, ``sk-ant-``), JWTs (three base64url parts, the first two JSON), PEM private
+  key blocks; an AWS access key id
   or a GitHub token cut in up to three pieces (a space, a line break, two string fields) or
   spaced out, its pieces after the first random (``_key_in_pieces``);
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
@@ -52,7 +53,9 @@ __all__ = ["HINT_WORDS", "find_secret", "might_hold_secret", "other_hints"]
 _B = r"(?<![a-z0-9_])"  # a token starts here
 _E = r"(?![a-z0-9_])"
 _PROVIDERS = (
-    ("AWS access key", rf"{_B}(?:akia|asia|abia|acca)(?![a-z0-9]{{9}}example)[a-z0-9]{{16}}{_E}"),
+    # An AWS key id's 16 characters after its prefix are base32: letters and 2-7, never 0, 1,
+    # 8 or 9 (a year and an amount after "Asia" are no key).
+    ("AWS access key", rf"{_B}(?:akia|asia|abia|acca)(?![a-z0-9]{{9}}example)[a-z2-7]{{16}}{_E}"),
     ("GitHub token", rf"{_B}(?:gh[pousr]_[a-z0-9]{{36}}|github_pat_[a-z0-9_]{{50,}})"),
     ("Slack token", rf"{_B}(?:xox[baprs]-[a-z0-9-]{{10,}}|xapp-[0-9]-[a-z0-9-]{{10,}})"),
     ("Slack webhook", r"hooks\.slack\.com/(?:services|workflows|triggers)/[a-z0-9]{8,}/\w{8,}/"),

@@ -767,6 +767,10 @@ _AWS = "AKIAY5YGR3PT3QTVA2UB"
         ({"note": "Asia", "rest": "pacificregion2024 q3 sales"}, None),
         ({"note": "asia 1200 3400 5600 7800"}, None),
         ({"note": "akia q3 revenue up 12 pct"}, None),
+        # a region, a year and an amount, a membership id: AWS key ids are base32, with no
+        # 0, 1, 8 or 9
+        ({"note": "Asia", "period": "FY2024", "revenue": "1250000000"}, None),
+        ({"note": "ACCA ID 12345678901234"}, None),
     ],
 )
 def test_a_key_cut_in_pieces_is_denied(fields: dict[str, Any], verdict: str | None) -> None:
