@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import reprlib
 import string
 import types
 import typing
@@ -666,10 +667,9 @@ class WorkflowNode:
         after its request), is rebuilt from the steps declared then, so that the replies kept
         find their steps and each done step is undone as declared; and once everything kept
         has been taken again, the ``WorkflowChanged`` this sends to itself fails it."""
-        if not self._go_by(session, defined):
+        what = self._go_by(session, defined)
+        if what is None:
             return ()
-        # No change in words (a definition of another genie's making): the fingerprint's.
-        what = ", ".join(changes(defined.definition, self.definition)) or "its fingerprint"
         reason = (
             f"workflow {self.id} changed while the request was kept ({what}): the run is not "
             "resumed under it"
@@ -699,43 +699,89 @@ class WorkflowNode:
             self._event(ctx, session, self.id, "failed", reason)
             session.failure = ("failed", None, reason)
 
-    def _go_by(self, session: _Session, defined: RunDefinition) -> bool:
+    def _go_by(self, session: _Session, defined: RunDefinition) -> str | None:
         """Whether ``defined``, the definition a run started under, is another than this
-        workflow's; then the run goes by the steps declared in it (``session.steps``), each
-        whose undo cannot be sent here named in ``session.undo_gone``."""
+        workflow's: None if not, else what changed, in words. Then the run goes by the steps
+        declared in it (``session.steps``), each whose undo cannot be sent here named in
+        ``session.undo_gone``; or, where they cannot be read (kept by another genie, or the
+        store edited), by this workflow's, as a run kept without its definition does."""
         if defined.fingerprint == self.fingerprint:
-            return False
-        steps: dict[str, Step] = {}
-        for data in defined.steps:
-            step, gone = self._step_of(data)
-            steps[step.id] = step
-            if gone is not None:
-                session.undo_gone[step.id] = gone
-        session.steps = steps
+            return None
         session.defined = defined
-        return True
+        try:
+            steps, gone = self._steps_of(defined.steps)
+        except _UnreadableSteps as exc:
+            return f"the definition kept with it cannot be read: {exc}"
+        session.steps = steps
+        session.undo_gone.update(gone)
+        try:
+            what = changes(defined.definition, self.definition)
+        except (KeyError, TypeError, AttributeError):
+            what = []  # its words are another genie's making: the steps say what was done
+        # No change in words (a definition of another genie's making): the fingerprint's.
+        return ", ".join(what) or "its fingerprint"
 
-    def _step_of(self, data: Mapping[str, Any]) -> tuple[Step, str | None]:
-        """A step as ``_step_data`` kept it, and, when its undo cannot be sent here (its type
-        or its agent is gone from the pipeline), why: then it has none, and is reported not
-        undone."""
-        approval = data.get("approval")
-        undo, agent = data.get("compensate"), data.get("agent")
-        compensate = None if undo is None else self.types(str(undo))
+    def _steps_of(self, kept: Sequence[Any]) -> tuple[dict[str, Step], dict[str, str]]:
+        """The steps as ``_step_data`` kept them, and, for each whose undo cannot be sent here
+        (its type or its agent is gone from the pipeline), why: then it has none, and is
+        reported not undone. Raises ``_UnreadableSteps``, saying what, for steps that are not
+        such."""
+        steps: dict[str, Step] = {}
+        gone: dict[str, str] = {}
+        for data in kept:
+            step, why = self._step_of(data)
+            if step.id in steps:
+                raise _UnreadableSteps(f"step {step.id!r} is declared twice")
+            steps[step.id] = step
+            if why is not None:
+                gone[step.id] = why
+        for step in steps.values():
+            for before in step.after:
+                if before not in steps:
+                    raise _UnreadableSteps(f"step {step.id!r} comes after {before!r}, not a step")
+        return steps, gone
+
+    def _step_of(self, data: Any) -> tuple[Step, str | None]:
+        """One step of ``_steps_of``."""
+        if not isinstance(data, Mapping):
+            raise _UnreadableSteps(f"a step is no mapping: {reprlib.repr(data)}")
+        sid = data.get("id")
+        if not isinstance(sid, str):
+            raise _UnreadableSteps(f"a step's id is no text: {reprlib.repr(sid)}")
+        after, agent, undo = data.get("after", []), data.get("agent"), data.get("compensate")
+        approval, deadline = data.get("approval"), data.get("deadline")
+        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+            raise _UnreadableSteps(
+                f"step {sid!r} comes after {reprlib.repr(after)}, no list of steps"
+            )
+        if not isinstance(agent, str | None) or not isinstance(undo, str | None):
+            raise _UnreadableSteps(f"step {sid!r} has an agent or an undo that is no name")
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0
+        ):
+            raise _UnreadableSteps(
+                f"step {sid!r} has a deadline of {reprlib.repr(deadline)}, no seconds"
+            )
+        asks = None
+        if approval is not None:
+            try:
+                asks = ApprovalStep(**approval)
+            except TypeError as exc:
+                raise _UnreadableSteps(
+                    f"step {sid!r} has an approval that is none: {exc}"
+                ) from None
+            if not all(isinstance(v, str | None) for v in asdict(asks).values()):
+                raise _UnreadableSteps(f"step {sid!r} has an approval that is none: no text")
+        if (agent is None) == (asks is None):
+            raise _UnreadableSteps(f"step {sid!r} has no agent and no approval, or both")
+        compensate = None if undo is None else self.types(undo)
         gone = None
         if undo is not None and compensate is None:
             gone = f"its undo {undo!r}, declared when the run started, is no longer a type here"
-        elif undo is not None and agent is not None and not self.hosts(str(agent)):
+        elif undo is not None and agent is not None and not self.hosts(agent):
             gone = f"its agent {agent!r}, declared when the run started, is gone"
             compensate = None
-        step = Step(
-            id=str(data["id"]),
-            after=tuple(data.get("after", ())),
-            agent=data.get("agent"),
-            approval=None if approval is None else ApprovalStep(**approval),
-            deadline=data.get("deadline"),
-            compensate=compensate,
-        )
+        step = Step(sid, tuple(after), agent, asks, deadline, compensate)
         return step, gone
 
     def _advance(self, ctx: Context, session: _Session, key: str) -> list[Message]:
@@ -1044,6 +1090,10 @@ class WorkflowNode:
                 {"correlation_id": ctx.message.correlation_id, "step": step, "detail": detail},
             )
         )
+
+
+class _UnreadableSteps(Exception):
+    """The steps kept with a run (``RunDefinition.steps``) are not steps: what is wrong."""
 
 
 def _step_data(step: Step) -> dict[str, Any]:

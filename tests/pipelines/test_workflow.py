@@ -1494,3 +1494,84 @@ async def test_a_cancelled_runs_undo_whose_agent_is_gone_is_named_not_undone(
     (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
     assert why == "its agent 'flight', declared when the run started, is gone"
     assert saga_agents.JOURNAL == ["undo hotel hotel-ok"]
+
+
+def spoil_definitions(store: Path, spoil: Any) -> None:
+    """Edit the ``RunDefinition`` kept in ``store`` with ``spoil`` (its payload as data): as
+    another genie, or a hand in the file, may have left it."""
+    with sqlite3.connect(store) as db:
+        rows = list(
+            db.execute(
+                "SELECT id, body FROM messages WHERE body LIKE '%genie.workflow_definition%'"
+            )
+        )
+        assert rows
+        for i, body in rows:
+            data = json.loads(body)
+            spoil(data["payload"])
+            db.execute("UPDATE messages SET body = ? WHERE id = ?", (json.dumps(data), i))
+
+
+def _set(path: Sequence[str | int], value: object) -> Any:
+    def spoil(payload: Any) -> None:
+        *into, last = path
+        for key in into:
+            payload = payload[key]
+        payload[last] = value
+
+    return spoil
+
+
+@pytest.mark.parametrize(
+    ("spoil", "why"),
+    [
+        (_set(("steps", 1, "after"), ["nowhere"]), "step 'ok' comes after 'nowhere', not a step"),
+        (_set(("steps", 0, "id"), 7), "a step's id is no text: 7"),
+        (
+            _set(("steps", 1, "approval"), {"subject": "Trip", "colour": "red"}),
+            "step 'ok' has an approval that is none: ",
+        ),
+        (_set(("steps", 0, "deadline"), "soon"), "step 'flight' has a deadline of 'soon'"),
+        (_set(("steps", 2, "agent"), None), "step 'car' has no agent and no approval, or both"),
+    ],
+)
+async def test_a_run_whose_kept_definition_cannot_be_read_is_refused_and_undone(
+    tmp_path: Path, spoil: Any, why: str
+) -> None:
+    """The definition kept with the run was left by another genie, or edited in the file: it
+    cannot be read. The workflow changed since (its fingerprint differs), so the run is not
+    resumed; it is refused, naming what cannot be read, and undone as the workflow declares
+    now, instead of failing the workflow's handling with a traceback and hanging."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+      - {id: car, after: [ok]}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=before)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+    spoil_definitions(store, spoil)
+    pipeline = trip_pipeline(
+        tmp_path, steps=before.replace("{id: car, after: [ok]}", "{id: car, after: [ok, flight]}")
+    )
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+        result = await pipeline.resume(rt, request, timeout=5)
+        assert rt.approvals.pending() == []
+    assert result.output is not None, result
+    assert result.dead_letters == ()
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", None)
+    assert outcome.reason is not None
+    assert outcome.reason.startswith(
+        "workflow booking changed while the request was kept (the definition kept with it "
+        f"cannot be read: {why}"
+    ), outcome.reason
+    assert outcome.compensated == ("flight",)
+    assert "start car" not in saga_agents.JOURNAL
