@@ -656,8 +656,10 @@ class WorkflowNode:
             # From when the request was made: a restart in between does not extend it.
             delay = self.clock.left(msg.created_at, self.deadline)
             session.timer = ctx.schedule(delay, WorkflowDeadline())
-        out = self._advance(ctx, session, msg.correlation_id)
-        return [*out, ctx.emit(defined, recipient=self.id)]
+        # The definition goes out first: the run's own mailbox (or stream) has it before any
+        # reply of the first steps, in one process or across several.
+        defining = ctx.emit(defined, recipient=self.id)
+        return [defining, *self._advance(ctx, session, msg.correlation_id)]
 
     def _defined(
         self, ctx: Context, session: _Session, defined: RunDefinition, key: str
