@@ -16,7 +16,15 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from genie import AuditRecord, AuditWriteError, Context, MemoryAuditLog, Message, Runtime
+from genie import (
+    Approval,
+    AuditRecord,
+    AuditWriteError,
+    Context,
+    MemoryAuditLog,
+    Message,
+    Runtime,
+)
 from genie._base.clock import Clock
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
@@ -984,14 +992,8 @@ async def test_a_resumed_run_does_not_run_or_audit_its_completed_steps_again(
         approval: {subject: "Trip to {city}", role: travel_desk}
       - {id: car, after: [ok]}
     """
-    pipeline = trip_pipeline(tmp_path, steps=steps)
-    store = tmp_path / "trip.db"
     audit = MemoryAuditLog()
-    async with pipeline.runtime(store=store, audit=audit) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
-        (approval,) = rt.approvals.pending()
+    pipeline, store, approval = await paused_trip(tmp_path, steps, audit)
     async with pipeline.runtime(store=store, audit=audit) as rt:
         rt.drain_timeout = 0.01
         (request,) = rt.unfinished()
@@ -1061,6 +1063,21 @@ def test_genie_run_reports_a_failed_workflow_as_such(
     assert "ended ok" not in err
 
 
+async def paused_trip(
+    tmp_path: Path, steps: str, audit: MemoryAuditLog | None = None
+) -> tuple[Pipeline, Path, Approval]:
+    """A trip of ``steps`` run with a store until it waits for its one approval, then
+    stopped: the pipeline, its store and the approval left pending in it."""
+    pipeline = trip_pipeline(tmp_path, steps=steps)
+    store = tmp_path / "trip.db"
+    async with pipeline.runtime(store=store, audit=audit) as rt:
+        rt.drain_timeout = 0.01
+        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
+        assert paused.output is None
+        (approval,) = rt.approvals.pending()
+    return pipeline, store, approval
+
+
 def forget_definitions(store: Path) -> None:
     """Make ``store`` as a genie before workflows kept their definition left it: no
     ``RunDefinition`` kept with the run."""
@@ -1088,12 +1105,7 @@ async def test_a_run_paused_under_a_changed_workflow_is_refused_at_once(tmp_path
         approval: {subject: "Trip to {city}", role: travel_desk}
       - {id: car, after: [ok]}
     """
-    pipeline = trip_pipeline(tmp_path, steps=before)
-    store = tmp_path / "trip.db"
-    async with pipeline.runtime(store=store) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
+    pipeline, store, _ = await paused_trip(tmp_path, before)
     pipeline = trip_pipeline(
         tmp_path, steps=before.replace("id: ok", "id: sign_off").replace("[ok]", "[sign_off]")
     )
@@ -1199,13 +1211,7 @@ async def test_a_run_kept_without_its_definition_resumes_as_before(tmp_path: Pat
         approval: {subject: "Trip to {city}", role: travel_desk}
       - {id: car, after: [ok]}
     """
-    pipeline = trip_pipeline(tmp_path, steps=steps)
-    store = tmp_path / "trip.db"
-    async with pipeline.runtime(store=store) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
-        (approval,) = rt.approvals.pending()
+    pipeline, store, approval = await paused_trip(tmp_path, steps)
     forget_definitions(store)
     async with pipeline.runtime(store=store) as rt:
         (request,) = rt.unfinished()
@@ -1238,13 +1244,7 @@ async def test_a_run_kept_without_its_definition_fails_naming_the_step_it_lost(
         approval: {subject: "Trip to {city}", role: travel_desk}
       - {id: car, after: [ok]}
     """
-    pipeline = trip_pipeline(tmp_path, steps=before)
-    store = tmp_path / "trip.db"
-    async with pipeline.runtime(store=store) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
-        (approval,) = rt.approvals.pending()
+    pipeline, store, approval = await paused_trip(tmp_path, before)
     forget_definitions(store)
     pipeline = trip_pipeline(
         tmp_path, steps=before.replace("id: ok", "id: sign_off").replace("[ok]", "[sign_off]")
@@ -1287,12 +1287,7 @@ async def test_a_run_resumed_under_a_changed_workflow_is_refused_and_undone_as_d
         after: [hotel]
         approval: {subject: "Trip to {city}", role: travel_desk}
     """
-    pipeline = trip_pipeline(tmp_path, steps=before)
-    store = tmp_path / "trip.db"
-    async with pipeline.runtime(store=store) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
+    pipeline, store, _ = await paused_trip(tmp_path, before)
     after = before.replace("id: hotel", "id: inn").replace("[hotel]", "[inn]")
     inn = f"- {{id: inn, use: {AGENT}, params: {{field: hotel}}}}"
     pipeline = trip_pipeline(tmp_path, steps=after, agents=inn)
@@ -1330,12 +1325,7 @@ async def test_a_changed_workflow_names_the_done_steps_it_could_not_undo(
         after: [hotel]
         approval: {subject: "Trip to {city}", role: travel_desk}
     """
-    pipeline = trip_pipeline(tmp_path, steps=before)
-    store = tmp_path / "trip.db"
-    async with pipeline.runtime(store=store) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
+    pipeline, store, _ = await paused_trip(tmp_path, before)
     text = (tmp_path / "trip.yaml").read_text()
     after = """
       - {id: flight, compensate: trip_cancel}
@@ -1374,14 +1364,8 @@ async def test_a_resumed_run_keeps_when_its_events_happened(tmp_path: Path) -> N
         after: [flight]
         approval: {subject: "Trip to {city}", role: travel_desk}
     """
-    pipeline = trip_pipeline(tmp_path, steps=steps)
-    store = tmp_path / "trip.db"
     audit = MemoryAuditLog()
-    async with pipeline.runtime(store=store, audit=audit) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
-        (approval,) = rt.approvals.pending()
+    pipeline, store, approval = await paused_trip(tmp_path, steps, audit)
     await anyio.sleep(0.3)
     resumed_at = datetime.now(UTC)
     async with pipeline.runtime(store=store, audit=audit) as rt:
@@ -1549,12 +1533,7 @@ async def test_a_run_whose_kept_definition_cannot_be_read_is_refused_and_undone(
         approval: {subject: "Trip to {city}", role: travel_desk}
       - {id: car, after: [ok]}
     """
-    pipeline = trip_pipeline(tmp_path, steps=before)
-    store = tmp_path / "trip.db"
-    async with pipeline.runtime(store=store) as rt:
-        rt.drain_timeout = 0.01
-        paused = await pipeline.ask(rt, pipeline.entry_payload(None, "-"), timeout=0.5)
-        assert paused.output is None
+    pipeline, store, _ = await paused_trip(tmp_path, before)
     spoil_definitions(store, spoil)
     pipeline = trip_pipeline(
         tmp_path, steps=before.replace("{id: car, after: [ok]}", "{id: car, after: [ok, flight]}")
