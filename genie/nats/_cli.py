@@ -55,6 +55,12 @@ def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="NS",
         help="streams and subjects of this name (default: the pipeline's name)",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="take the namespace over from processes of another pipeline or genie version "
+        "once they have all stopped (refused while deliveries of theirs wait in its stream)",
+    )
 
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
@@ -82,6 +88,8 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise ConfigurationError("--origin names an entry process of --nats: give --nats URL")
     if args.namespace:  # else taken, and the run would go in this process regardless
         raise ConfigurationError("--namespace names a namespace of --nats: give --nats URL")
+    if args.replace:
+        raise ConfigurationError("--replace takes a namespace of --nats over: give --nats URL")
 
 
 def _transport(
@@ -108,6 +116,7 @@ def _transport(
         audit_key=audit_key,
         on_unhosted=on_unhosted,
         origin=getattr(args, "origin", None),
+        replace=getattr(args, "replace", False),
     )
 
 

@@ -13,7 +13,7 @@ from .._errors import ConfigurationError
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
-__all__ = ["COUNTERS", "NatsNames", "ensure_streams", "need_server"]
+__all__ = ["COUNTERS", "Claim", "NatsNames", "ensure_streams", "need_server"]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _REPLY_TOKEN = 128  # the longest request id its answer's subject spells out
@@ -144,10 +144,51 @@ class NatsNames:
         return f"genie.{self._ns}.dead.{_token(agent_id, 'agent id')}"
 
 
+WIRE = "genie_wire"  # the work stream's metadata: the wire version of its first process
+PIPELINE = "genie_pipeline"  # and the fingerprint of the pipeline it runs
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a process declares of itself to its namespace: its genie's wire version, the
+    fingerprint of its pipeline (None: a process that runs none, and checks none), and
+    whether it takes the namespace over from another version (``replace``)."""
+
+    wire: int
+    pipeline: str | None
+    replace: bool = False
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        kept = {WIRE: str(self.wire)}
+        return kept if self.pipeline is None else {**kept, PIPELINE: self.pipeline}
+
+    def refusal(self, names: NatsNames, url: str, have: dict[str, str]) -> str | None:
+        """Why this process cannot join a namespace whose work stream says ``have``, or None."""
+        wire = have.get(WIRE, "1")  # a genie before the check wrote none: wire 1
+        pipeline = have.get(PIPELINE)
+        if wire == str(self.wire) and (self.pipeline is None or pipeline in (None, self.pipeline)):
+            return None
+        return (
+            f"namespace {names.namespace!r} on {url} runs pipeline {pipeline or '?'} "
+            f"(genie wire {wire}); this process runs pipeline {self.pipeline or '?'} "
+            f"(genie wire {self.wire}): start every process of a namespace from the same "
+            "pipeline file and genie version, give this one another namespace (--namespace), "
+            "or, once every process of the namespace has stopped, take it over (--replace)"
+        )
+
+
 async def ensure_streams(
-    js: JetStreamContext, names: NatsNames, *, duplicate_window: float
+    js: JetStreamContext,
+    names: NatsNames,
+    *,
+    duplicate_window: float,
+    claim: Claim | None = None,
+    url: str = "",
 ) -> None:
-    """Create the namespace's streams if they are not there (idempotent)."""
+    """Create the namespace's streams if they are not there (idempotent). The work stream,
+    made first, keeps in its metadata the ``claim`` of the process that made it: a process
+    whose claim differs is refused (``ConfigurationError``), unless it replaces that one."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
     from nats.js.errors import BadRequestError
 
@@ -160,6 +201,9 @@ async def ensure_streams(
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,
             duplicate_window=duplicate_window,
+            # Its creation is the claim: of two processes starting at once, the second's
+            # identical config is a no-op, a different one an error read below.
+            metadata=None if claim is None else claim.metadata,
         ),
         StreamConfig(
             name=names.outcomes,
@@ -216,7 +260,8 @@ async def ensure_streams(
             # Already there with other settings: ours win, if it is this namespace's. A
             # stream name does not tell '-', '_', '.' or case apart, so it may be another
             # namespace's: rewriting its subjects would take its deliveries from it.
-            have = (await js.stream_info(name)).config.subjects or []
+            info = await js.stream_info(name)
+            have = info.config.subjects or []
             if have != config.subjects:
                 other = have[0].split(".")[1].replace("~", ".") if have else "?"
                 raise ConfigurationError(
@@ -224,7 +269,29 @@ async def ensure_streams(
                     f"namespace {other!r} uses it (stream names do not tell '-', '_', '.' or "
                     "case apart); give this pipeline another namespace (--namespace)"
                 ) from None
+            if claim is not None and name == names.work:
+                kept = dict(info.config.metadata or {})
+                config.metadata = _claimed(claim, names, url, kept, info.state.messages)
             await js.update_stream(config)
+
+
+def _claimed(
+    claim: Claim, names: NatsNames, url: str, kept: dict[str, str], waiting: int
+) -> dict[str, str]:
+    """The work stream's metadata once ``claim`` joins a namespace that keeps ``kept``: the
+    same pipeline and wire, or a replacement while no delivery of the old version waits (it
+    would be read by the new one's types and routes); else a ConfigurationError."""
+    why = claim.refusal(names, url, kept)
+    if why is not None and not claim.replace:
+        raise ConfigurationError(why)
+    if why is not None and waiting:
+        s = "y" if waiting == 1 else "ies"
+        raise ConfigurationError(
+            f"namespace {names.namespace!r} on {url}: --replace refused: {waiting} deliver{s} "
+            "of the running version wait in its stream; let a worker of that version finish "
+            "them, or give this version another namespace (--namespace)"
+        )
+    return {**kept, **claim.metadata}  # the server's own keys kept; ours are the claim
 
 
 COUNTERS = (2, 12)  # the first nats-server with counter streams (the shared budget)

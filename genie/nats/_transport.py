@@ -84,10 +84,11 @@ from ._consumer import (
     consumer_config,
     fetch_ready,
 )
+from ._declared import fingerprint
 from ._entry import EntryRequests, check_origin
 from ._held import Held, HeldDeliveries
 from ._memory import NatsMemory
-from ._names import NatsNames, ensure_streams, need_server
+from ._names import Claim, NatsNames, ensure_streams, need_server
 from ._presence import Presence, unhosted, unhosted_warning
 from ._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from ._requests import give_answer
@@ -100,6 +101,7 @@ from ._wire import (
     REQUEST,
     UNCHARGED,
     WATCHED,
+    WIRE_VERSION,
     Item,
     MessageTooLargeError,
     NatsPublisher,
@@ -203,6 +205,7 @@ class NatsTransport:
         audit_key: bytes | None = None,
         on_unhosted: Callable[[list[str]], None] | None = None,
         origin: str | None = None,
+        replace: bool = False,
     ) -> None:
         # The runtime's agents by id, once it ``attach_agents``: every process knows them all,
         # and runs the deliveries of the ``hosted`` ones its consumers take.
@@ -211,6 +214,12 @@ class NatsTransport:
         # out (``_queue``: each delivery runs as it is queued), so this stays empty.
         self.ready_queue: deque[Mailbox] = deque()
         self.url = url
+        # The pipeline this process runs, as its runtime declares it (``attach``): the
+        # processes of a namespace must agree on it, and on the wire (``connect``). With
+        # ``replace``, this process takes a namespace over from another version whose
+        # processes have all stopped.
+        self.fingerprint: str | None = None
+        self.replace = replace
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self.names = names
@@ -298,7 +307,10 @@ class NatsTransport:
             need_server(self.url, version.major, version.minor)
             need_max_payload(self.url, self._nc.max_payload)
             self._js = self._nc.jetstream()
-            await ensure_streams(self._js, self.names, duplicate_window=duplicate_window)
+            claim = Claim(WIRE_VERSION, self.fingerprint, self.replace)
+            await ensure_streams(
+                self._js, self.names, duplicate_window=duplicate_window, claim=claim, url=self.url
+            )
         except ConfigurationError:
             await self.close()
             raise
@@ -374,6 +386,7 @@ class NatsTransport:
             desk = agents[DESK].agent
             assert isinstance(desk, ApprovalDesk)
             self._desk = desk
+        self.fingerprint = fingerprint(rt)
         self._attached = True
         if self.hosted:
             rt.add_observer(Recorder(self._running, self._run_of))

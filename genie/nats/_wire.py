@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 __all__ = [
+    "WIRE_VERSION",
     "CORRELATION",
     "Bucket",
     "MSG_ID",
@@ -49,6 +50,12 @@ __all__ = [
 
 _log = lazy_logger("genie.nats")
 
+# What every process of a namespace writes and reads on the broker (headers, subjects,
+# outcome records, replies). Bump it with any change an older process would misread or
+# ignore: processes of two versions are refused in one namespace (``ensure_streams``).
+# 2: an outcome record carries the timers its delivery withdrew (``ended``); a process of
+# wire 1 ignores them, and a request waiting for those timers would hang to its timeout.
+WIRE_VERSION = 2
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id

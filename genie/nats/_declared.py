@@ -1,0 +1,41 @@
+"""What a process declares to the other processes of its namespace: the fingerprint of the
+pipeline it runs (docs/scale-out.md, "One pipeline, one wire")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .._runtime.runtime import Runtime
+
+__all__ = ["fingerprint"]
+
+
+def _named(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def fingerprint(rt: Runtime) -> str:
+    """A short hash of what routing, admission and decoding depend on, as the loaded runtime
+    has it (not the file's text: a comment or a description changes nothing of how a
+    message goes, and a process built in Python has no file): its agents and their classes,
+    its routes, its policies in order (by name and class: their settings are the policies'
+    own), its limits, and each message type of the pipeline with its JSON schema."""
+    declared = {
+        "agents": {agent.id: _named(agent) for agent in rt.agents()},
+        "routes": {k: sorted(v) for k, v in rt.subscriptions().items()},
+        "policies": [[policy.name, _named(policy)] for policy in rt.policies],
+        "limits": repr(rt.limits),
+        "types": {
+            name: rt.types.get(name).model_json_schema(mode="validation")
+            for name in sorted(rt.types.names())
+            # genie's own types (loss notices, approvals) are the wire's, and a runtime
+            # registers some only once it needs them.
+            if not name.startswith("genie.")
+        },
+    }
+    text = json.dumps(declared, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
