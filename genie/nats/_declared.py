@@ -14,8 +14,9 @@ __all__ = ["fingerprint"]
 
 
 def _named(obj: object) -> str:
-    cls = type(obj)
-    return f"{cls.__module__}:{cls.__qualname__}"
+    # The class's name without its module: a module run as a script is ``__main__`` in
+    # that process and its own name in the others, for the very same class.
+    return type(obj).__qualname__
 
 
 def fingerprint(rt: Runtime) -> str:

@@ -1426,7 +1426,8 @@ async def test_a_grant_or_revoke_in_one_process_reaches_the_policies_of_every_pr
         await eventually(closed_in_worker, timeout=5)
         await entry_t.consent.grant("bo", ConsentCategory.PORTFOLIO)
         late = NatsTransport(server.url, names)
-        ping_runtime(late)
+        # The same pipeline: its consent policy over a ledger of its own.
+        ping_runtime(late, policies=[Consent(InMemoryConsentLedger(), {"ping": "transactions"})])
         await late.connect()
         try:
             async with anyio.create_task_group() as tg:
