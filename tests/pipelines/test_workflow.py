@@ -1078,6 +1078,25 @@ async def paused_trip(
     return pipeline, store, approval
 
 
+async def resumed_approved(pipeline: Pipeline, store: Path, approval: Approval) -> WorkflowOutcome:
+    """The outcome of the trip kept in ``store``, resumed and its ``approval`` approved by the
+    travel desk once the resume waits for it."""
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+
+        async def answer() -> None:
+            await wait_all_tasks_blocked()
+            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer)
+            result = await pipeline.resume(rt, request, timeout=5)
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    return outcome
+
+
 def forget_definitions(store: Path) -> None:
     """Make ``store`` as a genie before workflows kept their definition left it: no
     ``RunDefinition`` kept with the run."""
@@ -1213,19 +1232,7 @@ async def test_a_run_kept_without_its_definition_resumes_as_before(tmp_path: Pat
     """
     pipeline, store, approval = await paused_trip(tmp_path, steps)
     forget_definitions(store)
-    async with pipeline.runtime(store=store) as rt:
-        (request,) = rt.unfinished()
-
-        async def answer() -> None:
-            await wait_all_tasks_blocked()
-            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(answer)
-            result = await pipeline.resume(rt, request, timeout=5)
-    assert result.output is not None, result
-    outcome = result.output.payload
-    assert isinstance(outcome, WorkflowOutcome)
+    outcome = await resumed_approved(pipeline, store, approval)
     assert outcome.status == "completed"
     assert saga_agents.JOURNAL.count("do flight") == 1
 
@@ -1249,19 +1256,7 @@ async def test_a_run_kept_without_its_definition_fails_naming_the_step_it_lost(
     pipeline = trip_pipeline(
         tmp_path, steps=before.replace("id: ok", "id: sign_off").replace("[ok]", "[sign_off]")
     )
-    async with pipeline.runtime(store=store) as rt:
-        (request,) = rt.unfinished()
-
-        async def answer() -> None:
-            await wait_all_tasks_blocked()
-            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(answer)
-            result = await pipeline.resume(rt, request, timeout=5)
-    assert result.output is not None, result
-    outcome = result.output.payload
-    assert isinstance(outcome, WorkflowOutcome)
+    outcome = await resumed_approved(pipeline, store, approval)
     assert outcome.status == "failed"
     assert outcome.failed_step == "ok"
     assert outcome.reason == (
