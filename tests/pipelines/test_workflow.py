@@ -1000,19 +1000,7 @@ async def test_a_resumed_run_does_not_run_or_audit_its_completed_steps_again(
         again = await pipeline.resume(rt, request, timeout=0.5)
         assert again.output is None
         assert [a.id for a in rt.approvals.pending()] == [approval.id]
-    async with pipeline.runtime(store=store, audit=audit) as rt:
-        (request,) = rt.unfinished()
-
-        async def answer() -> None:
-            await wait_all_tasks_blocked()
-            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(answer)
-            result = await pipeline.resume(rt, request, timeout=10)
-    assert result.output is not None
-    outcome = result.output.payload
-    assert isinstance(outcome, WorkflowOutcome)
+    outcome = await resumed_approved(pipeline, store, approval, audit)
     assert outcome.status == "completed"
     assert [j for j in saga_agents.JOURNAL if j.startswith("start")] == [
         "start flight",
@@ -1078,10 +1066,12 @@ async def paused_trip(
     return pipeline, store, approval
 
 
-async def resumed_approved(pipeline: Pipeline, store: Path, approval: Approval) -> WorkflowOutcome:
+async def resumed_approved(
+    pipeline: Pipeline, store: Path, approval: Approval, audit: MemoryAuditLog | None = None
+) -> WorkflowOutcome:
     """The outcome of the trip kept in ``store``, resumed and its ``approval`` approved by the
     travel desk once the resume waits for it."""
-    async with pipeline.runtime(store=store) as rt:
+    async with pipeline.runtime(store=store, audit=audit) as rt:
         (request,) = rt.unfinished()
 
         async def answer() -> None:
@@ -1090,7 +1080,7 @@ async def resumed_approved(pipeline: Pipeline, store: Path, approval: Approval) 
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(answer)
-            result = await pipeline.resume(rt, request, timeout=5)
+            result = await pipeline.resume(rt, request, timeout=10)
     assert result.output is not None, result
     outcome = result.output.payload
     assert isinstance(outcome, WorkflowOutcome)
@@ -1363,19 +1353,7 @@ async def test_a_resumed_run_keeps_when_its_events_happened(tmp_path: Path) -> N
     pipeline, store, approval = await paused_trip(tmp_path, steps, audit)
     await anyio.sleep(0.3)
     resumed_at = datetime.now(UTC)
-    async with pipeline.runtime(store=store, audit=audit) as rt:
-        (request,) = rt.unfinished()
-
-        async def answer() -> None:
-            await wait_all_tasks_blocked()
-            rt.approvals.approve(approval.id, by="meera", roles=("travel_desk",))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(answer)
-            result = await pipeline.resume(rt, request, timeout=10)
-    assert result.output is not None
-    outcome = result.output.payload
-    assert isinstance(outcome, WorkflowOutcome)
+    outcome = await resumed_approved(pipeline, store, approval, audit)
     before = [e for e in outcome.events if e.kind != "approved"]
     assert kinds(outcome)[:-1] == [
         "started flight",
