@@ -11,8 +11,8 @@ answer refused is recorded too, with who gave it, what it said and why it was re
 that comes after the decision as too late, one to an id the desk does not know as unknown. The
 answer that decided, delivered to the desk again (a transport delivers at least once: on NATS,
 an answer redelivered after its ack wait), is that answer, taken already: neither refused nor
-recorded a second time. An approval can carry a deadline: when it passes, the request is
-rejected, or escalated once to another role.
+recorded a second time; a refused answer delivered again is recorded once. An approval can
+carry a deadline: when it passes, the request is rejected, or escalated once to another role.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ class ApprovalDesk(BaseAgent):
         # and how the deciding answer delivered again is known as the one taken already.
         self._decided: dict[str, tuple[Approval, ApprovalDecision, str]] = {}
         # Why the desk refused the answers sent to it, by answer message id, the last
-        # DECIDED_KEPT: what the transport tells the person who left the answer.
+        # DECIDED_KEPT: what the transport tells the person who left the answer, and how a
+        # refused answer delivered again is known as refused already.
         self._refused: dict[str, str] = {}
         # Whether the desk of a process before this one took the approval of this id and
         # recorded it asked, and the round it reached there (1: escalated), or None: a store
@@ -236,6 +237,8 @@ class ApprovalDesk(BaseAgent):
         by = ctx.message.sender
         if pending is None and self._decided_by(approval_id, ctx.message):
             return None  # the answer that decided it, delivered again: taken already
+        if ctx.message.id in self._refused:
+            return None  # refused, then delivered again: the refusal stands, recorded once
         if pending is None:  # pending when it was sent: decided since, the first answer won
             self._keep_refusal(
                 ctx.message, self.refuse_not_pending(by, approval_id, approved, ctx.message)
@@ -346,9 +349,9 @@ class ApprovalDesk(BaseAgent):
         return f"{by} may not answer approval {approval_id}: {refusal}"
 
     def refusal_of(self, answer_id: str) -> str | None:
-        """Why the desk refused the answer message ``answer_id`` it was sent, once (None: it
-        did not, or it is longer ago than the desk remembers)."""
-        return self._refused.pop(answer_id, None)
+        """Why the desk refused the answer message ``answer_id`` it was sent (None: it did
+        not, or it is longer ago than the desk remembers)."""
+        return self._refused.get(answer_id)
 
     def _keep_refusal(self, answer: Message, refusal: str) -> None:
         self._refused[answer.id] = refusal

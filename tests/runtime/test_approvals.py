@@ -277,7 +277,8 @@ async def test_the_answer_that_decided_delivered_again_is_taken_once() -> None:
     """A transport that delivers at least once (on NATS, an answer redelivered after its ack
     wait) can hand the desk the answer that decided an approval a second time: it is that
     answer, taken already, neither refused nor audited again. Another answer to the decided
-    approval, even the same person's same word, is refused as too late."""
+    approval, even the same person's same word, is refused as too late, and audited once
+    however often it is delivered."""
     audit = MemoryAuditLog()
     results: list[GatherResult] = []
     async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
@@ -287,12 +288,13 @@ async def test_the_answer_that_decided_delivered_again_is_taken_once() -> None:
         answer = rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
         await wait_all_tasks_blocked()
         desk = rt.approvals._desk
-        for again in (answer, answer.model_copy(update={"id": "alices-second-click"})):
+        second = answer.model_copy(update={"id": "alices-second-click"})
+        for again in (answer, second, second):  # the refused answer, too, delivered again
             desk.issued[again.id] = approval.id  # trusted, as a transport trusts a redelivery
             await rt.publish(again)
             await wait_all_tasks_blocked()
         assert desk.refusal_of(answer.id) is None
-        assert desk.refusal_of("alices-second-click") == (
+        assert desk.refusal_of(second.id) == (
             f"no pending approval {approval.id!r} (decided already: approved by alice)"
         )
     assert [m.payload for m in results[0].replies] == [Paid(approved=True, by="alice")]
