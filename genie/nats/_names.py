@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .._errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from nats.js.api import StreamConfig
     from nats.js.client import JetStreamContext
 
 __all__ = ["COUNTERS", "Claim", "NatsNames", "ensure_streams", "need_server"]
@@ -186,9 +187,11 @@ async def ensure_streams(
     claim: Claim | None = None,
     url: str = "",
 ) -> None:
-    """Create the namespace's streams if they are not there (idempotent). The work stream,
-    made first, keeps in its metadata the ``claim`` of the process that made it: a process
-    whose claim differs is refused (``ConfigurationError``), unless it replaces that one."""
+    """Create the namespace's streams if they are not there (idempotent); one that is there
+    keeps its operator's limits, with genie's own settings set again (``_GENIE_OWNS``). The
+    work stream, made first, keeps in its metadata the ``claim`` of the process that made it:
+    a process whose claim differs is refused (``ConfigurationError``), unless it replaces
+    that one."""
     from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
     from nats.js.errors import BadRequestError
 
@@ -257,7 +260,7 @@ async def ensure_streams(
         try:
             await js.add_stream(config)
         except BadRequestError:
-            # Already there with other settings: ours win, if it is this namespace's. A
+            # Already there with other settings: ours set, if it is this namespace's. A
             # stream name does not tell '-', '_', '.' or case apart, so it may be another
             # namespace's: rewriting its subjects would take its deliveries from it.
             info = await js.stream_info(name)
@@ -272,7 +275,23 @@ async def ensure_streams(
             if claim is not None and name == names.work:
                 kept = dict(info.config.metadata or {})
                 config.metadata = _claimed(claim, names, url, kept, info.state.messages)
-            await js.update_stream(config)
+            ours = _ours(config, info.config)
+            if ours != info.config:
+                await js.update_stream(ours)
+
+
+# The settings of a namespace's stream that genie's promises rest on: what it holds and for
+# whom (a work queue, a counter), that a full work stream refuses a delivery rather than
+# dropping one waiting, how long a repeated publish is known for, and its claim. Set again at
+# each connect where genie declares them; every other setting (how many messages, bytes, how
+# long they are kept, replicas) is the operator's once the stream is made, and kept.
+_GENIE_OWNS = ("retention", "discard", "duplicate_window", "allow_msg_counter", "metadata")
+
+
+def _ours(declared: StreamConfig, existing: StreamConfig) -> StreamConfig:
+    """``existing`` with genie's settings (``_GENIE_OWNS``) as ``declared`` declares them."""
+    values = {f: getattr(declared, f) for f in _GENIE_OWNS if getattr(declared, f) is not None}
+    return replace(existing, **values)
 
 
 def _claimed(

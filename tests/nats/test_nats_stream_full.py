@@ -101,3 +101,37 @@ async def test_a_handlers_output_the_full_stream_refuses_is_a_dead_letter_at_onc
         s = rt.statistics()
         assert (s.handled, s.dead_lettered, s.in_flight) == (1, 1, 0)
         assert worker.statistics().dead_lettered == 0  # the relay's delivery was handled
+
+
+async def test_an_operators_limits_outlast_the_next_process(server: LocalNatsServer) -> None:
+    """The limits an operator sets on the namespace's streams (how many messages, how many
+    bytes, how long) are theirs: a process connecting later keeps them. What genie's promises
+    rest on is genie's and set again: the work stream refuses a delivery it has no room for
+    (discard ``new``) rather than dropping the oldest one waiting, unseen."""
+    from nats.js.api import DiscardPolicy
+
+    async with process(server.url, []):
+        pass
+    await hold_at_most(server.url, 1)
+    async with jetstream(server.url) as js:
+        outcomes = (await js.stream_info(NAMES.outcomes)).config
+        outcomes.max_age, outcomes.max_bytes = 3600.0, 1 << 20
+        await js.update_stream(outcomes)
+    async with process(server.url, []) as rt:
+        await rt.publish(rt.message(Note(text="first"), recipient="sink"))  # held: no worker
+        with anyio.fail_after(10):
+            result = await rt.ask(rt.message(Note(text="second"), recipient="sink"), timeout=30)
+        [missing] = result.missing
+        assert "maximum messages exceeded" in missing.reason
+    async with jetstream(server.url) as js:
+        work = (await js.stream_info(NAMES.work)).config
+        outcomes = (await js.stream_info(NAMES.outcomes)).config
+        assert (work.max_msgs, work.discard) == (1, DiscardPolicy.NEW)
+        assert (outcomes.max_age, outcomes.max_bytes) == (3600.0, 1 << 20)
+        work.discard = DiscardPolicy.OLD  # would drop a waiting delivery to make room
+        await js.update_stream(work)
+    async with process(server.url, []):
+        pass
+    async with jetstream(server.url) as js:
+        work = (await js.stream_info(NAMES.work)).config
+        assert (work.max_msgs, work.discard) == (1, DiscardPolicy.NEW)
