@@ -178,11 +178,14 @@ class CarriedRun(Payload):
 
 class WorkflowChanged(Payload):
     """The workflow's tick, sent as a resume finds that the run was started under another
-    definition: the run has been rebuilt from what was kept, and now fails (``reason``)."""
+    definition: the run has been rebuilt from what was kept, and now fails (``reason``), at
+    ``step`` where it is one the run kept a reply of and the workflow no longer has (a run
+    kept without its definition)."""
 
     message_type = "genie.workflow_changed"
 
     reason: str
+    step: str | None = None
 
 
 def outcome_model(type_name: str) -> type[WorkflowOutcome]:
@@ -560,7 +563,18 @@ class WorkflowNode:
                 f"{what} of step {lost!r}, which workflow {self.id} no longer has: its "
                 "pipeline changed while the request was kept"
             )
-            self._failed(ctx, session, lost, why)
+            if type(payload) is self.state_model and msg.causation_id == (
+                f"{session.start_id}~{self.id}~{lost}"
+            ):
+                # Its work was done, and nothing here says how to undo it: named not undone.
+                session.completed.append(lost)
+                self._undo_unknown(session, [lost])
+            if self._rebuilding(ctx):
+                # What the rebuilt run sends now is not sent (it went out the first time):
+                # the refusal, news only this resume can tell, is a tick of its own.
+                refused = WorkflowChanged(reason=why, step=lost)
+                return [ctx.emit(refused, recipient=self.id)]
+            out += self._refuse(ctx, session, why, lost)
         elif isinstance(payload, Lost):
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
@@ -581,7 +595,7 @@ class WorkflowNode:
                 deadline = session.steps[sent.step].deadline
                 self._ended_badly(ctx, session, sent, f"no reply within {deadline:g}s")
         elif isinstance(payload, WorkflowChanged):
-            self._refuse(ctx, session, payload.reason)
+            out += self._refuse(ctx, session, payload.reason, payload.step)
         elif isinstance(payload, WorkflowDeadline):
             session.timer = None
             if session.failure is None:
@@ -616,7 +630,7 @@ class WorkflowNode:
         else:
             about = msg.causation_id or ""
         mine = f"{session.start_id}~{self.id}~"
-        if not about.startswith(mine):
+        if not about.startswith(mine) or about in session.sent:  # sent by this run: known
             return None
         step = about.removeprefix(mine).removesuffix("~undo")
         return None if step in session.steps else step
@@ -695,11 +709,41 @@ class WorkflowNode:
         # after takes both (the second finds the run failed already).
         return [ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)]
 
-    def _refuse(self, ctx: Context, session: _Session, reason: str) -> None:
-        """Fail a run started under another definition of this workflow (``reason``)."""
-        if session.failure is None:  # told again by a second resume: failed already
-            self._event(ctx, session, self.id, "failed", reason)
-            session.failure = ("failed", None, reason)
+    def _refuse(
+        self, ctx: Context, session: _Session, reason: str, step: str | None = None
+    ) -> list[Message]:
+        """Fail a run started under another definition of this workflow (``reason``), at
+        ``step`` if it is a step of it this workflow no longer has. Then the run was rebuilt
+        under the edited steps, and may not have come to an approval the process before
+        asked: each not asked in it is withdrawn (the desk passes over one it never had)."""
+        if step is None:
+            if session.failure is None:  # told again by a second resume: failed already
+                self._event(ctx, session, self.id, "failed", reason)
+                session.failure = ("failed", None, reason)
+            return []
+        self._failed(ctx, session, step, reason)
+        return [
+            self._withdraw(ctx, f"{session.start_id}~{self.id}~{s.id}", reason)
+            for s in session.steps.values()
+            if s.approval is not None and session.status[s.id] == "waiting"
+        ]
+
+    def _undo_unknown(self, session: _Session, step_ids: Sequence[str]) -> None:
+        """Name in ``session.undo_gone`` each of ``step_ids`` (steps a run did) whose undo
+        nothing tells any more: the step is gone from this workflow, or declares none now,
+        and no definition kept with the run says what it declared. Reported not undone."""
+        for step_id in step_ids:
+            step = session.steps.get(step_id)
+            if step is None:
+                session.undo_gone[step_id] = (
+                    f"step {step_id!r} is no longer in workflow {self.id}, and no definition "
+                    "kept with the run tells its undo: undo it by hand if it declared one"
+                )
+            elif step.compensate is None:
+                session.undo_gone[step_id] = (
+                    f"step {step_id!r} declares no undo in workflow {self.id} now, and no "
+                    "definition kept with the run tells the one it had: undo it by hand"
+                )
 
     def _go_by(self, session: _Session, defined: RunDefinition) -> str | None:
         """Whether ``defined``, the definition a run started under, is another than this
@@ -819,12 +863,24 @@ class WorkflowNode:
             session.undo = [
                 s
                 for s in reversed(session.completed)
-                if session.steps[s].compensate is not None or s in session.undo_gone
+                if s in session.undo_gone or session.steps[s].compensate is not None
             ]
         if any(sent.kind == "undo" for sent in session.sent.values()):
             return out  # one compensation at a time
         while session.undo:
-            undo = self._send(ctx, session, session.steps[session.undo.pop(0)], undo=True)
+            step_id = session.undo.pop(0)
+            gone = session.undo_gone.get(step_id)
+            if gone is not None and self._rebuilding(ctx):
+                # The process before, which knew the undo, sent it in this handling: it is
+                # kept, and its reply (or its loss) is taken again, or comes, as any undo's.
+                mid = f"{session.start_id}~{self.id}~{step_id}~undo"
+                session.sent[mid] = _Sent(step_id, "undo", dict(session.state), None)
+                return out
+            if gone is not None:  # declared when the run started, not to be sent now
+                session.not_compensated.append(step_id)
+                self._event(ctx, session, step_id, "compensation_failed", gone)
+                continue
+            undo = self._send(ctx, session, session.steps[step_id], undo=True)
             if undo is not None:
                 return [*out, undo]
         return out + self._end(ctx, session, key)
@@ -852,11 +908,7 @@ class WorkflowNode:
         assert step.agent is not None
         payload: Payload
         if undo:
-            if step.compensate is None:  # declared when the run started, unknown here now
-                session.not_compensated.append(step.id)
-                why = session.undo_gone[step.id]
-                self._event(ctx, session, step.id, "compensation_failed", why)
-                return None
+            assert step.compensate is not None  # else named in ``undo_gone`` (``_advance``)
             fields = step.compensate.model_fields
             try:
                 payload = step.compensate.model_validate(
@@ -1037,8 +1089,12 @@ class WorkflowNode:
             # Its pipeline file may have been edited before this restart: what is left is
             # undone as declared when the run started, as a resumed run is.
             self._go_by(session, carried.definition)
+        else:  # carried by a genie before runs kept theirs: the file's, where it still tells
+            self._undo_unknown(session, carried.undo)
         for mid, step_id in carried.sent.items():  # its delivery runs again from the store
-            deadline = session.steps[step_id].deadline
+            # A step gone from the file since: its undo is awaited without a deadline.
+            step = session.steps.get(step_id)
+            deadline = None if step is None else step.deadline
             timer = (
                 None if deadline is None else ctx.schedule(deadline, StepDeadline(message_id=mid))
             )

@@ -1453,6 +1453,167 @@ async def test_a_cancelled_runs_undo_whose_agent_is_gone_is_named_not_undone(
     assert saga_agents.JOURNAL == ["undo hotel hotel-ok"]
 
 
+async def test_a_run_kept_without_its_definition_names_a_done_step_it_lost_not_undone(
+    tmp_path: Path,
+) -> None:
+    """Kept by a genie before workflows kept their definition; the hotel had replied before
+    the stop, and is removed from the file before the resume. Its kept reply names a step the
+    workflow no longer has: the run fails saying so, the flight is undone, and the hotel,
+    whose undo nothing here declares now, is named not undone, with why, not left in silence."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    _, store, _ = await paused_trip(tmp_path, before)
+    forget_definitions(store)
+    after = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    outcome = await resumed_refused(trip_pipeline(tmp_path, steps=after), store)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert outcome.reason == (
+        "the reply of step 'hotel', which workflow booking no longer has: its pipeline "
+        "changed while the request was kept"
+    )
+    assert (outcome.compensated, outcome.not_compensated) == (("flight",), ("hotel",))
+    (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
+    assert why == (
+        "step 'hotel' is no longer in workflow booking, and no definition kept with the run "
+        "tells its undo: undo it by hand if it declared one"
+    )
+    assert saga_agents.JOURNAL.count("do hotel") == 1
+    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
+
+
+async def test_a_run_kept_without_its_definition_whose_done_step_was_renamed_fails(
+    tmp_path: Path,
+) -> None:
+    """As above, the hotel renamed ``inn`` (its own agent). Rebuilt under the edited file,
+    the run started the inn, which no process sent, and nothing kept tells so: the run waits
+    for it until the inn's deadline (here half a second), then ends failed at the hotel, the
+    hotel named not undone; the inn is never run."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    _, store, _ = await paused_trip(tmp_path, before)
+    forget_definitions(store)
+    after = before.replace("id: hotel", "id: inn").replace("[hotel]", "[inn]")
+    after = after.replace("id: inn,", "id: inn, deadline: 0.5s,")
+    inn = f"- {{id: inn, use: {AGENT}, params: {{field: hotel}}}}"
+    outcome = await resumed_refused(trip_pipeline(tmp_path, steps=after, agents=inn), store)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert (outcome.compensated, outcome.not_compensated) == (("flight",), ("hotel",))
+    assert "start inn" not in saga_agents.JOURNAL
+    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
+
+
+async def resumed_refused(pipeline: Pipeline, store: Path) -> WorkflowOutcome:
+    """The outcome of the one run kept in ``store``, resumed under ``pipeline``: it ends
+    without an answer from anyone, and leaves nothing kept."""
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+        result = await pipeline.resume(rt, request, timeout=5)
+        assert rt.approvals.pending() == []
+        assert [d.reason for d in rt.dead_letters if "KeyError" in d.reason] == []
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+    return outcome
+
+
+def forget_carried_definitions(store: Path) -> None:
+    """Make the cancelled run carried in ``store`` as a genie before runs kept their
+    definition carried it: no ``definition`` in its ``CarriedRun``."""
+    with sqlite3.connect(store) as db:
+        rows = list(
+            db.execute("SELECT id, body FROM messages WHERE body LIKE '%workflow_carried_run%'")
+        )
+        assert rows
+        for i, body in rows:
+            data = json.loads(body)
+            assert data["payload"].pop("definition") is not None
+            db.execute("UPDATE messages SET body = ? WHERE id = ?", (json.dumps(data), i))
+
+
+CANCELLED_STEPS = """
+  - {id: flight, compensate: trip_cancel}
+  - {id: hotel, after: [flight], compensate: trip_cancel}
+  - {id: car, after: [hotel]}
+"""
+
+
+async def test_a_cancelled_run_carried_without_its_definition_names_a_lost_step(
+    tmp_path: Path,
+) -> None:
+    """Carried by a genie before runs kept their definition: cancelled, the hotel's undo under
+    way at the stop, the flight's still to come; the flight step is removed from the file.
+    The hotel's undo runs again; the flight's cannot be told: it is named not undone, with
+    why, and the cancelled run ends."""
+    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, hotel="undo_stall: 30")
+    forget_carried_definitions(store)
+    after = """
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    assert outcome.status == "cancelled"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
+    (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
+    assert why == (
+        "step 'flight' is no longer in workflow booking, and no definition kept with the run "
+        "tells its undo: undo it by hand if it declared one"
+    )
+    assert saga_agents.JOURNAL == ["undo hotel hotel-ok"]
+
+
+async def test_a_cancelled_run_carried_without_its_definition_resumes_an_undo_under_way(
+    tmp_path: Path,
+) -> None:
+    """As above, the flight's undo under way at the stop and the flight step removed: its
+    undo, kept in the store as sent, runs again and is counted undone."""
+    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, flight="undo_stall: 30")
+    forget_carried_definitions(store)
+    after = """
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    assert outcome.status == "cancelled"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ())
+    assert saga_agents.JOURNAL == ["undo flight flight-ok"]
+
+
+async def test_a_cancelled_run_carried_without_its_definition_names_an_undo_dropped(
+    tmp_path: Path,
+) -> None:
+    """As above, the flight's undo still to come, and the file no longer declares one for
+    it: the flight is named not undone, with why."""
+    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, hotel="undo_stall: 30")
+    forget_carried_definitions(store)
+    after = CANCELLED_STEPS.replace("{id: flight, compensate: trip_cancel}", "{id: flight}")
+    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    assert outcome.status == "cancelled"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
+    (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
+    assert why == (
+        "step 'flight' declares no undo in workflow booking now, and no definition kept "
+        "with the run tells the one it had: undo it by hand"
+    )
+    assert saga_agents.JOURNAL == ["undo hotel hotel-ok"]
+
+
 def spoil_definitions(store: Path, spoil: Any) -> None:
     """Edit the ``RunDefinition`` kept in ``store`` with ``spoil`` (its payload as data): as
     another genie, or a hand in the file, may have left it."""
