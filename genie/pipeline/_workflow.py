@@ -520,12 +520,21 @@ class WorkflowNode:
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         out = self._handle(msg, ctx)
-        if not self._rebuilding(ctx):
-            return out
         # Rebuilding the run: what this handling sends went out the first time, under these
         # same ids (a step's delivery that had not ended runs again from the store itself).
-        # But for news only this resume can tell: the workflow changed since the run began.
-        return [m for m in out if isinstance(m.payload, WorkflowChanged)]
+        # News only this resume can tell (the workflow changed since the run began) is a
+        # timer's tick (``_tell_changed``), set again by a rebuild on every transport.
+        return () if self._rebuilding(ctx) else out
+
+    def _tell_changed(self, ctx: Context, reason: str, step: str | None = None) -> None:
+        """Found while rebuilding the run: it was started under another definition, or kept
+        a reply of a step this workflow no longer has. It fails at the tick this sets, taken
+        once everything kept has been taken again, whose handling sends what the refusal
+        does (a withdrawal, the undos). A timer, not a message: a store sends what a
+        rebuilt handling returns, but a NATS worker rebuilding from the held bucket sends
+        nothing of it, and sets its timers again on both. A new tick at each resume: a stop
+        before it fired sets it again, and the second finds the run failed already."""
+        ctx.schedule(0, WorkflowChanged(reason=reason, step=step))
 
     def _rebuilding(self, ctx: Context) -> bool:
         return self.taken_before(ctx.message.id, self.id)
@@ -570,10 +579,8 @@ class WorkflowNode:
                 session.completed.append(lost)
                 self._undo_unknown(session, [lost])
             if self._rebuilding(ctx):
-                # What the rebuilt run sends now is not sent (it went out the first time):
-                # the refusal, news only this resume can tell, is a tick of its own.
-                refused = WorkflowChanged(reason=why, step=lost)
-                return [ctx.emit(refused, recipient=self.id)]
+                self._tell_changed(ctx, why, lost)
+                return ()
             out += self._refuse(ctx, session, why, lost)
         elif isinstance(payload, Lost):
             sent = session.sent.pop(payload.message_id, None)
@@ -682,7 +689,7 @@ class WorkflowNode:
         file edited before a resume): the run, just begun to be rebuilt (this comes right
         after its request), is rebuilt from the steps declared then, so that the replies kept
         find their steps and each done step is undone as declared; and once everything kept
-        has been taken again, the ``WorkflowChanged`` this sends to itself fails it."""
+        has been taken again, the ``WorkflowChanged`` tick this sets fails it."""
         what = self._go_by(session, defined)
         if what is None:
             return ()
@@ -705,9 +712,8 @@ class WorkflowNode:
             # now, before a reply of its first steps can start the next one.
             self._refuse(ctx, session, reason)
             return self._advance(ctx, session, key)
-        # A new message each time: a stop before it was taken leaves it kept, and the resume
-        # after takes both (the second finds the run failed already).
-        return [ctx.emit(WorkflowChanged(reason=reason), recipient=self.id)]
+        self._tell_changed(ctx, reason)
+        return ()
 
     def _refuse(
         self, ctx: Context, session: _Session, reason: str, step: str | None = None
