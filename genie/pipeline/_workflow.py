@@ -599,8 +599,10 @@ class WorkflowNode:
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
                 sent.timer = None
-                deadline = session.steps[sent.step].deadline
-                self._ended_badly(ctx, session, sent, f"no reply within {deadline:g}s")
+                gone = session.undo_gone.get(sent.step) if sent.kind == "undo" else None
+                if gone is None:  # else an undo taken up that cannot run here (``_taken_up``)
+                    gone = f"no reply within {session.steps[sent.step].deadline:g}s"
+                self._ended_badly(ctx, session, sent, gone)
         elif isinstance(payload, WorkflowChanged):
             out += self._refuse(ctx, session, payload.reason, payload.step)
         elif isinstance(payload, WorkflowDeadline):
@@ -877,10 +879,9 @@ class WorkflowNode:
             step_id = session.undo.pop(0)
             gone = session.undo_gone.get(step_id)
             if gone is not None and self._rebuilding(ctx):
-                # The process before, which knew the undo, sent it in this handling: it is
-                # kept, and its reply (or its loss) is taken again, or comes, as any undo's.
+                # The process before, which knew the undo, sent it in this handling.
                 mid = f"{session.start_id}~{self.id}~{step_id}~undo"
-                session.sent[mid] = _Sent(step_id, "undo", dict(session.state), None)
+                self._taken_up(ctx, session, mid, step_id, session.state)
                 return out
             if gone is not None:  # declared when the run started, not to be sent now
                 session.not_compensated.append(step_id)
@@ -1098,15 +1099,24 @@ class WorkflowNode:
         else:  # carried by a genie before runs kept theirs: the file's, where it still tells
             self._undo_unknown(session, carried.undo)
         for mid, step_id in carried.sent.items():  # its delivery runs again from the store
-            # A step gone from the file since: its undo is awaited without a deadline.
-            step = session.steps.get(step_id)
-            deadline = None if step is None else step.deadline
-            timer = (
-                None if deadline is None else ctx.schedule(deadline, StepDeadline(message_id=mid))
-            )
-            session.sent[mid] = _Sent(step_id, "undo", dict(carried.state), timer)
+            self._taken_up(ctx, session, mid, step_id, carried.state)
         self._closed.add(carried.cancelled)
         return self._advance(ctx, session, key)
+
+    def _taken_up(
+        self, ctx: Context, session: _Session, mid: str, step_id: str, state: Mapping[str, Any]
+    ) -> None:
+        """An undo the process before sent (``mid``), taken up by a resume: its kept delivery
+        runs again, and its reply or loss is awaited as any undo's (for a step the file no
+        longer has, without a deadline: none is known). One whose type or agent is gone here
+        is not run again (a store reports it, not run): it ends at a tick set now, named not
+        undone (``undo_gone``), rather than in the rebuild, whose outcome would not be sent."""
+        step = session.steps.get(step_id)
+        delay = None if step is None else step.deadline
+        if step is not None and step_id in session.undo_gone:
+            delay = 0
+        timer = None if delay is None else ctx.schedule(delay, StepDeadline(message_id=mid))
+        session.sent[mid] = _Sent(step_id, "undo", dict(state), timer)
 
     def _withdraw(self, ctx: Context, approval_id: str, why: str) -> Message:
         return ctx.emit(ApprovalWithdrawn(approval_id=approval_id, reason=why), recipient=DESK)

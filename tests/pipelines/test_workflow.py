@@ -1614,6 +1614,35 @@ async def test_a_cancelled_run_carried_without_its_definition_names_an_undo_drop
     assert saga_agents.JOURNAL == ["undo hotel hotel-ok"]
 
 
+async def test_a_cancelled_runs_undo_under_way_whose_agent_is_gone_is_named_not_undone(
+    tmp_path: Path,
+) -> None:
+    """Cancelled, the hotel undone, the flight's undo under way at the stop; the flight step
+    and its agent are removed from the file before the restart. The flight's undo, kept, is
+    for an agent this pipeline does not host: it is not run again, and the run does not wait
+    for it for ever; it ends naming the flight not undone, with why."""
+    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, flight="undo_stall: 30")
+    after = """
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
+    trip_pipeline(tmp_path, steps=after)
+    text = (tmp_path / "trip.yaml").read_text()
+    edited = "\n".join(line for line in text.splitlines() if "id: flight," not in line)
+    (tmp_path / "trip.yaml").write_text(edited)
+    pipeline = load_pipeline(tmp_path / "trip.yaml")
+    async with pipeline.runtime(store=store) as rt:
+        undo = rt.gather(key, types=["trip_outcome"], timeout=5)
+        (out,) = (await undo.wait()).replies
+    outcome = out.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.status == "cancelled"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
+    (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
+    assert why == "its agent 'flight', declared when the run started, is gone"
+    assert saga_agents.JOURNAL == []
+
+
 def spoil_definitions(store: Path, spoil: Any) -> None:
     """Edit the ``RunDefinition`` kept in ``store`` with ``spoil`` (its payload as data): as
     another genie, or a hand in the file, may have left it."""
