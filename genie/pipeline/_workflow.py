@@ -177,7 +177,7 @@ class CarriedRun(Payload):
 
 
 class WorkflowChanged(Payload):
-    """The workflow's tick, sent as a resume finds that the run was started under another
+    """The workflow's tick, set as a resume finds that the run was started under another
     definition: the run has been rebuilt from what was kept, and now fails (``reason``), at
     ``step`` where it is one the run kept a reply of and the workflow no longer has (a run
     kept without its definition)."""
