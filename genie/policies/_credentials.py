@@ -8,9 +8,10 @@ what ``SecretsBlock`` denies.
   tokens (``ghp_``, ``github_pat_``...), Slack (``xoxb-``...), Stripe (``sk_live_``...),
   Razorpay (``rzp_live_``), Google API keys (``AIza``), OpenAI and Anthropic keys
   (``sk-proj-``, ``sk-ant-``), JWTs (three base64url parts, the first two JSON), PEM private
-  key blocks; an AWS access key id
-  or a GitHub token cut in up to three pieces (a space, a line break, two string fields) or
-  spaced out, its pieces after the first random (``_key_in_pieces``);
+  key blocks; a key of those whose prefix is distinctive (AWS, GitHub, Slack, Stripe's secret
+  and restricted keys, Google, OpenAI, Anthropic) cut in up to three pieces (a space, a line
+  break, two string fields) or spaced out, of its format's length, its pieces after the first
+  random (``_key_in_pieces``);
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
   ``AccountKey=...``;
 - **a password given**: after "password", "passwd", "pwd", "passcode", or the word in the
@@ -34,8 +35,9 @@ what ``SecretsBlock`` denies.
 
 AWS's documentation keys (ending ``EXAMPLE``) are not credentials and pass. What it cannot see,
 stated plainly: a password or key given with no word before it and no provider format (a
-random string alone could be an id), a PIN in words, a secret split across messages, a key of
-another provider cut in pieces, an AWS key id or GitHub token cut in four pieces or more, and a
+random string alone could be an id), a PIN in words, a secret split across messages, a
+Razorpay key id or a Stripe publishable key cut in pieces, a key cut in four pieces or more,
+an OpenAI user key ("sk-" and 48 characters) whose prefix is itself written apart, and a
 provider format it does not know.
 """
 
@@ -82,22 +84,66 @@ _PROVIDER_MARKS = Literals(
 )  # fmt: skip
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 
-# A key cut in pieces: an AWS access key id or a GitHub token split by a space or a line
-# break, or across two or three string fields (the scan joins them with a space), or spaced
-# out character by character ("a k i a ..."). Where its prefix begins, spaced or not, the
-# pieces after it are joined and matched against the provider's format; no more is read than
-# the key's length and its pieces allow, so a long text costs a bounded read per prefix. The
-# search begins with the prefix's first letter (a token starts there: the look-behind), so
-# that ``re`` skips ahead to an "a" or a "g".
-_PIECES_START = re.compile(
-    r"a(?<![a-z0-9_]a) ?(?:k ?i|s ?i|b ?i|c ?c) ?a"
-    r"|g(?<![a-z0-9_]g)(?: ?h ?[pousr] ?_|ithub_pat_)"
+# A key cut in pieces: a provider's key whose prefix is distinctive, split by a space or a
+# line break, or across two or three string fields (the scan joins them with a space), or
+# spaced out character by character ("a k i a ..."). Where its prefix begins, spaced or not,
+# the pieces after it are joined and matched against the provider's format (``_PROVIDER``)
+# when they make a key of the length its format gives; no more is read than that length and
+# the pieces allow, so a long text costs a bounded read per prefix. By the prefix as written:
+# the shortest and longest key, and whether its characters include "-" (a piece ends at any
+# other mark).
+_KEYS_IN_PIECES: tuple[tuple[tuple[str, ...], int, int, bool], ...] = (
+    # AWS access key ids: the prefix and 16 base32 characters.
+    (("akia", "asia", "abia", "acca"), 20, 20, False),
+    # GitHub: a classic token's 36 characters after its prefix; a fine-grained token's 82, of
+    # which its format asks for 50 or more.
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), 40, 40, False),
+    (("github_pat_",), 61, 93, False),
+    # Slack: numbers and a random part joined by dashes, of no fixed length (a bot token about
+    # 55 characters, a user's 75, an app-level one 95), up to the 255 Slack allows.
+    (("xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-", "xapp-"), 32, 255, True),
+    # Stripe: 24 characters after the prefix, 99 in newer keys, up to the 255 Stripe allows.
+    (("sk_live_", "sk_test_", "rk_live_", "rk_test_"), 32, 255, False),
+    # Google: 35 characters after "AIza".
+    (("aiza",), 39, 39, True),
+    # OpenAI: a user key's 48 characters after "sk-"; a project's, a service account's or an
+    # admin key's 48 to about 160 after theirs; Anthropic's 95 after "sk-ant-api03-" or
+    # "sk-ant-admin01-".
+    (("sk-",), 51, 51, True),
+    (("sk-proj-", "sk-svcacct-", "sk-admin-"), 56, 200, True),
+    (("sk-ant-",), 108, 110, True),
 )
-# Characters written apart, four or more: one piece, as the key they spell.
-_SPACED_OUT = re.compile(r"(?<![a-z0-9_])(?:[a-z0-9_] ){3,}[a-z0-9_](?![a-z0-9_])")
-_KEY_LENGTH = {"a": 20, "g": 40}  # an AWS key id, a GitHub token, by their first letter
-_LONGEST_PAT = 93  # github_pat_ and its 82 characters; the format asks for 61 or more
 _TOKEN_CHARS = re.compile(r"[a-z0-9_]*")
+_DASHED_TOKEN_CHARS = re.compile(r"[a-z0-9_\-]*")
+_KEY_PIECES = {
+    prefix: (shortest, longest, _DASHED_TOKEN_CHARS if dashed else _TOKEN_CHARS)
+    for prefixes, shortest, longest, dashed in _KEYS_IN_PIECES
+    for prefix in prefixes
+}
+
+
+def _prefixes_start(prefixes: list[str]) -> re.Pattern[str]:
+    """Where a prefix begins, spaced or not: each alternative begins with the prefix's first
+    letter, its look-behind (a token starts there) after it, so that ``re`` skips ahead to one
+    of those letters; the longest prefix of a letter first ("sk-proj-" before "sk-")."""
+    by_first: dict[str, list[str]] = {}
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        by_first.setdefault(prefix[0], []).append(prefix)
+    return re.compile(
+        "|".join(
+            f"{first}(?<![a-z0-9_]{first})(?:"
+            + "|".join("".join(" ?" + re.escape(c) for c in prefix[1:]) for prefix in group)
+            + ")"
+            for first, group in by_first.items()
+        )
+    )
+
+
+_PIECES_START = _prefixes_start(list(_KEY_PIECES))
+# Characters written apart, four or more: one piece, as the key they spell.
+_SPACED_OUT = re.compile(r"(?<![a-z0-9_\-])(?:[a-z0-9_\-] ){3,}[a-z0-9_\-](?![a-z0-9_\-])")
+# The parts of a piece between its marks, each of which may read as a word.
+_MARKS = re.compile(r"[_\-]")
 _MOST_PIECES = 3
 
 # "Password" in English and in the languages the injection grammar reads (``_injection``),
@@ -222,39 +268,42 @@ def _wordlike(letters: str, shortest: int = 12) -> bool:
 def _random_pieces(pieces: list[str], prefix: int) -> bool:
     """Whether the pieces of a key, past its ``prefix`` characters, read as a key's random
     characters rather than words: they hold a letter, and no piece after the first is letters
-    alone with a word's share of vowels (the first begins with the prefix, as no word but
-    "Asian" does)."""
+    alone, or words joined by dashes or underscores ("rollout-review-notes"), with a word's
+    share of vowels (the first begins with the prefix, as no word but "Asian" does; a short
+    random piece often has a word's share of vowels)."""
     body: list[str] = []
     for piece in pieces:
         body.append(piece[prefix:])
         prefix = max(0, prefix - len(piece))
     return any(c.isalpha() for c in "".join(body)) and not any(
-        _wordlike(piece, shortest=5) for piece in body[1:] if piece.isalpha()
+        _wordlike(letters, shortest=5)
+        for letters in (_MARKS.sub("", piece) for piece in body[1:])
+        if letters.isalpha()
     )
 
 
 def _key_in_pieces(scan: str) -> str | None:
-    """The kind of provider key that pieces of ``scan`` joined make (see ``_PIECES_START``):
+    """The kind of provider key that pieces of ``scan`` joined make (see ``_KEYS_IN_PIECES``):
     up to three pieces, characters written apart counting as one, ending where a piece ends,
-    random past the provider's prefix (``_random_pieces``: "asia" then "2024 distribution" is
-    no AWS key id)."""
+    of a length the provider's format gives, random past its prefix (``_random_pieces``:
+    "asia" then "2024 distribution" is no AWS key id)."""
     if _PIECES_START.search(scan) is None:
         return None
     text = _SPACED_OUT.sub(lambda m: m.group().replace(" ", ""), scan)
     for m in _PIECES_START.finditer(text):
-        pat = m.group() == "github_pat_"
-        longest = _LONGEST_PAT if pat else _KEY_LENGTH[m.group()[0]]
+        prefix = m.group().replace(" ", "")
+        shortest, longest, chars = _KEY_PIECES[prefix]
         pieces: list[str] = []
         stretch = text[m.start() : m.start() + longest + _MOST_PIECES]
         for piece in stretch.split(" ", _MOST_PIECES):
-            chars = _TOKEN_CHARS.match(piece)
-            token = chars.group() if chars is not None else ""
+            found_chars = chars.match(piece)
+            token = found_chars.group() if found_chars is not None else ""
             if not token or len(pieces) == _MOST_PIECES:
                 break
             pieces.append(token)
             joined = "".join(pieces)
-            found = _PROVIDER.fullmatch(joined) if len(joined) == longest or pat else None
-            if found is not None and _random_pieces(pieces, len(m.group().replace(" ", ""))):
+            found = _PROVIDER.fullmatch(joined) if shortest <= len(joined) <= longest else None
+            if found is not None and _random_pieces(pieces, len(prefix)):
                 return _PROVIDER_KIND[found.lastindex - 1 if found.lastindex else 0]
             if len(joined) >= longest or len(token) < len(piece):  # its end, or punctuation
                 break

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import string
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -744,6 +746,19 @@ def test_aws_documentation_keys_are_no_credentials(content: str, verdict: str) -
 
 _GITHUB = "ghp_yNLOidOOvDwR6wMTrVFbLd9Rb9xqODtLMulx"
 _AWS = "AKIAY5YGR3PT3QTVA2UB"
+_SLACK = "xoxb-945807302157-3681930364262-WZeiNNCiia3anXn9k3ksu9mI"
+_STRIPE = "sk_live_4ROnl89Sm995ytbxAk7jqevt"
+_STRIPE_RESTRICTED = "rk_live_0MLaMRTvetw0tESulEETldq8"
+_OPENAI = "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"
+_OPENAI_PROJECT = (
+    "sk-proj-VLe3lARUsRJlNONwktN9ugkZeESG61she_QAqq0nv3Vth1Ls6v6-O9JL8ZsoWw_Rxl-IUiTeNUT3Blbk"
+    "FJJ-HLRwb8GPJ7KTSJS0Sw5UQsvzU9Kk1v1MIdzu4xCxf8CvgroOx9ye17SWjAEVaSZJ0oVeMmLR"
+)
+_ANTHROPIC = (
+    "sk-ant-api03-LTq10V7suW9zrlSaWnPsPW23C_L9WXuHM_G1cON-Ks9dp4FLfrYb9JF8eF-ItKL_8pcqMKRLd7SUq"
+    "eaG6nyb229X8YzL7AA"
+)
+_GOOGLE = "AIzaiMa3K8Nsv9_Qt2giDIkidQ2iZ-gppCorL4t"
 
 
 @pytest.mark.parametrize(
@@ -758,6 +773,17 @@ _AWS = "AKIAY5YGR3PT3QTVA2UB"
         ({"note": "A K I A " + _AWS[4:]}, "AWS access key"),
         ({"note": f"{_AWS[:8]} {_AWS[8:]}"}, "AWS access key"),
         ({"note": _AWS[:4], "rest": _AWS[4:]}, "AWS access key"),
+        # the other providers whose prefix is distinctive, cut the same ways
+        ({"note": f"{_SLACK[:12]} {_SLACK[12:]}"}, "Slack token"),
+        ({"note": f"{_SLACK[:5]}\n{_SLACK[5:31]}\n{_SLACK[31:]}"}, "Slack token"),
+        ({"note": "token " + " ".join(_SLACK)}, "Slack token"),
+        ({"note": _STRIPE[:12], "rest": _STRIPE[12:]}, "Stripe key"),
+        ({"note": f"{_STRIPE_RESTRICTED[:8]} {_STRIPE_RESTRICTED[8:]}"}, "Stripe key"),
+        ({"note": f"{_OPENAI[:20]} {_OPENAI[20:]}"}, "OpenAI or Anthropic key"),
+        ({"note": f"{_OPENAI_PROJECT[:20]}\n{_OPENAI_PROJECT[20:]}"}, "OpenAI or Anthropic key"),
+        ({"note": _ANTHROPIC[:25], "rest": _ANTHROPIC[25:]}, "OpenAI or Anthropic key"),
+        ({"note": f"{_GOOGLE[:4]} {_GOOGLE[4:20]} {_GOOGLE[20:]}"}, "Google API key"),
+        ({"note": "key " + " ".join(_GOOGLE)}, "Google API key"),
         # AWS's documentation key stays the documentation's, in pieces too
         ({"note": "A K I A I O S F O D N N 7 E X A M P L E"}, None),
         # business text with the prefixes' letters
@@ -771,6 +797,15 @@ _AWS = "AKIAY5YGR3PT3QTVA2UB"
         # 0, 1, 8 or 9
         ({"note": "Asia", "period": "FY2024", "revenue": "1250000000"}, None),
         ({"note": "ACCA ID 12345678901234"}, None),
+        # business text with the other providers' prefixes: product codes, a name, prose
+        ({"note": "sk-1 sk-2 product codes"}, None),
+        ({"note": "AIza is a name"}, None),
+        ({"note": "Aiza Khan's account 2024 q3 review done"}, None),
+        ({"note": "sk-ii skincare sk-8 skates and sk-ant-01 ant farms in stock"}, None),
+        ({"note": "xoxb- tokens are bot tokens; xoxp- tokens belong to users"}, None),
+        ({"note": "sk_live_ keys go in the vault, rk_live_ keys for the reporting job"}, None),
+        ({"note": "rzp_live_ key id for the checkout page, rotated 2024"}, None),
+        ({"note": "sk-proj- keys and sk-ant- keys are in the new-vendor-onboarding doc"}, None),
     ],
 )
 def test_a_key_cut_in_pieces_is_denied(fields: dict[str, Any], verdict: str | None) -> None:
@@ -781,3 +816,76 @@ def test_a_key_cut_in_pieces_is_denied(fields: dict[str, Any], verdict: str | No
     assert reason(SecretsBlock(), message) == expected
     planned = PolicyPlan([SecretsBlock()]).decide(message, "agent")
     assert ("allow" if planned.allowed else planned.reason) == expected
+
+
+_ALNUM = string.ascii_letters + string.digits
+_URLSAFE = _ALNUM + "-_"
+
+
+def _chars(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+# Random keys of each provider's documented format, by the kind ``SecretsBlock`` names.
+_KEY_FORMATS: dict[str, Callable[[random.Random], str]] = {
+    "AWS access key": lambda r: "AKIA" + _chars(r, string.ascii_uppercase + "234567", 16),
+    "GitHub token": lambda r: "ghp_" + _chars(r, _ALNUM, 36),
+    "Slack token": lambda r: (
+        f"xoxb-{_chars(r, string.digits, 12)}-{_chars(r, string.digits, 13)}-"
+        + _chars(r, _ALNUM, 24)
+    ),
+    "Stripe key": lambda r: r.choice(["sk_live_", "rk_live_"]) + _chars(r, _ALNUM, 24),
+    "OpenAI or Anthropic key": lambda r: r.choice(
+        [
+            "sk-" + _chars(r, _ALNUM, 20) + "T3BlbkFJ" + _chars(r, _ALNUM, 20),
+            "sk-proj-" + _chars(r, _URLSAFE, 74) + "T3BlbkFJ" + _chars(r, _URLSAFE, 74),
+            "sk-ant-api03-" + _chars(r, _URLSAFE, 93) + "AA",
+        ]
+    ),
+    "Google API key": lambda r: "AIza" + _chars(r, _URLSAFE, 35),
+}
+
+
+@pytest.mark.parametrize("kind", list(_KEY_FORMATS))
+def test_random_keys_cut_in_two_or_three_pieces_are_denied(kind: str) -> None:
+    """Keys of each format cut at random places into two or three pieces, by spaces, line
+    breaks or string fields: all but the few whose later pieces read as words are denied."""
+    rng = random.Random(f"pieces:{kind}")
+    missed = []
+    for _ in range(200):
+        key = _KEY_FORMATS[kind](rng)
+        cuts = sorted(rng.sample(range(1, len(key)), rng.choice([1, 2])))
+        pieces = [key[a:b] for a, b in zip([0, *cuts], [*cuts, len(key)], strict=True)]
+        if rng.random() < 0.3:
+            message = Message.new(
+                _Form(**{f"f{i}": piece for i, piece in enumerate(pieces)}), sender="user"
+            )
+        else:
+            message = msg("key " + rng.choice([" ", "\n"]).join(pieces) + " thanks")
+        if reason(SecretsBlock(), message) != f"content holds a secret: {kind}":
+            missed.append(pieces)
+    assert len(missed) <= 12, missed
+
+
+_PREFIXES = (
+    "akia", "asia", "ghp_", "github_pat_", "xoxb-", "xoxp-", "xapp-", "sk_live_", "rk_live_",
+    "sk-", "sk-proj-", "sk-ant-", "AIza", "rzp_live_",
+)  # fmt: skip
+_BUSINESS = (
+    "2024", "fy2025", "q3", "v2", "inv-2291", "sales", "review", "draft", "approved", "team",
+    "rotation", "notes", "12", "450000", "bot", "user", "keys", "vault", "prod", "staging",
+    "ops", "dept-7", "north", "zone-4b", "kpi", "rpt", "xyz", "id_42", "tkt-88123",
+)  # fmt: skip
+
+
+def test_a_provider_prefix_before_business_words_is_no_key() -> None:
+    """A prefix named in prose, then words, codes and numbers (a region, a year, a ticket):
+    their joins are no key of the prefix's length, or hold a word."""
+    rng = random.Random("prefix-prose")
+    for _ in range(3000):
+        words = rng.choices(_BUSINESS, k=rng.randrange(1, 6))
+        prefix = rng.choice(_PREFIXES)
+        # a code written on to a prefix that ends in a mark ("sk-1"), or a word after it
+        glued = prefix[-1] in "-_" and rng.random() < 0.5
+        text = prefix + ("" if glued else " ") + " ".join(words)
+        assert reason(SecretsBlock(), msg(text)) == "allow", text
