@@ -19,7 +19,8 @@ alone one group ("four-one-one-one-..."), and the same checks decide:
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
   groups of four joined by one other mark repeated ("|", ":", "*", "~", "·"); or in groups of
   one to four, some of one or two ("41 11 11 ...", "4 1 1 1 ..."), joined by one separator
-  repeated, the whole run of them, starting in a network's range at a length it issues.
+  repeated, the whole run of them (but an expiry after it, "... 11 12/28"), starting in a
+  network's range at a length it issues.
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (not groups joined
   by ".", "/" or "_" around a year, a reference's parts, unless a word just before says a
   phone or a ``+`` starts it), after ``+91``, ``91``, ``0091`` or ``0``, in a ``wa.me/``
@@ -411,11 +412,12 @@ def _card(digits: str, *, in_small_groups: bool) -> bool:
 _ONE_SEPARATOR = (" ", ".", "-", "/", "_")
 
 
-def _in_small_groups(digits: str, lengths: list[int], gaps: list[str]) -> bool:
+def _in_small_groups(digits: str, groups: list[str], gaps: list[str]) -> bool:
     """A card in groups of one to four digits, some of one or two ("41 11 11 11 ...", "4 1 1 1
     ...", "4111 11 11 1111 1111"), joined by one separator, the same between every two groups:
     the whole chain of them (``_chains``). A longer row of small numbers (a table's, a list of
     counts) holds card-like digits by chance somewhere; a card written so is the whole row."""
+    lengths = [len(group) for group in groups]
     return (
         len(set(gaps)) == 1
         and gaps[0] in _ONE_SEPARATOR
@@ -423,6 +425,27 @@ def _in_small_groups(digits: str, lengths: list[int], gaps: list[str]) -> bool:
         and min(lengths) <= 2
         and _card(digits, in_small_groups=True)
     )
+
+
+# A card's expiry written after it, a month 01-12, a slash and a year (MM/YY or MM/YYYY), set
+# apart from the card's digits by another mark: the run is then the card's and its expiry's,
+# too long to be a card, so the expiry is set apart before the run is judged whole.
+_EXPIRY_MONTH = re.compile(r"0[1-9]|1[0-2]")
+_EXPIRY_YEAR = re.compile(r"[0-9]{2}|20[0-9]{2}")
+
+
+def _before_expiry(groups: list[str], gaps: list[str]) -> int:
+    """How many of ``groups`` come before a card's expiry that ends them (all when none
+    does)."""
+    if (
+        len(groups) > 3
+        and gaps[-1] == "/"
+        and "/" not in gaps[-2]
+        and _EXPIRY_MONTH.fullmatch(groups[-2])
+        and _EXPIRY_YEAR.fullmatch(groups[-1])
+    ):
+        return len(groups) - 2
+    return len(groups)
 
 
 def _reference(groups: list[str], gaps: list[str]) -> bool:
@@ -490,7 +513,8 @@ def _numbers(scan: str) -> str | None:
         # What joins each group to the next one
         gaps = [scan[starts[j] + lengths[j] : starts[j + 1]] for j in range(len(groups) - 1)]
         # First: a card's digits in small groups hold a phone's by chance.
-        if _in_small_groups(joined, lengths, gaps):
+        card = _before_expiry(groups, gaps)
+        if _in_small_groups(joined[: offsets[card]], groups[:card], gaps[: card - 1]):
             return "card number"
         after = {offset: j for j, offset in enumerate(offsets)}  # a window's end: its groups
         # A "+" starts a number: a window may start at one, never span one.

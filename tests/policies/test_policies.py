@@ -717,6 +717,20 @@ def test_sql_that_grants_access_or_writes_data_out_is_denied(
         # groups of four joined by commas are a list (amounts, PINs, years): see
         # docs/decisions.md
         ("amounts 4111,1111,1111,1111", None),
+        # the card's expiry joined on, MM/YY or MM/YYYY: set apart from the card's digits
+        ("41 11 11 11 11 11 11 11 12/28", "card number"),
+        ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 12/2028", "card number"),
+        ("card 41-11-11-11-11-11-11-11 09/27", "card number"),
+        ("4111 11 11 1111 1111 01/30 thanks", "card number"),
+        ("4111 1111 1111 1111 12/28", "card number"),
+        ("4111-1111-1111-1111 12/2028", "card number"),
+        # a row that is no card with a date after it; no month, no expiry
+        ("scores 40 15 42 0 41 26 43 50 12/28", None),
+        ("daily tickets 35 43 27 43 50 58 33 16 18 41 59 57 13 5 12/28", None),
+        ("41 11 11 11 11 11 11 11 13/28", None),
+        ("41 11 11 11 11 11 11 11 00/28", None),
+        ("run at 2024 03 12 10 30 45 12/28", None),
+        ("due 12/28: 40 15 42 0 41 96 43 50", None),
     ],
 )
 def test_a_card_in_groups_of_one_to_four_digits_is_denied(
