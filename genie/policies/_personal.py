@@ -19,8 +19,9 @@ alone one group ("four-one-one-one-..."), and the same checks decide:
   underscores (mixed too), newlines, or the words "then", "and", "finally", "next"; or in four
   groups of four joined by one other mark repeated ("|", ":", "*", "~", "·"); or in groups of
   one to four, some of one or two ("41 11 11 ...", "4 1 1 1 ..."), joined by one separator
-  repeated, the whole run of them (but an expiry after it, "... 11 12/28"), starting in a
-  network's range at a length it issues.
+  repeated or by two ("41-11 11-11 ...", with no group of four that is a year), the whole run
+  of them (but an expiry after it, "... 11 12/28"), starting in a network's range at a length
+  it issues.
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (not groups joined
   by ".", "/" or "_" around a year, a reference's parts, unless a word just before says a
   phone or a ``+`` starts it), after ``+91``, ``91``, ``0091`` or ``0``, in a ``wa.me/``
@@ -414,15 +415,20 @@ _ONE_SEPARATOR = (" ", ".", "-", "/", "_")
 
 def _in_small_groups(digits: str, groups: list[str], gaps: list[str]) -> bool:
     """A card in groups of one to four digits, some of one or two ("41 11 11 11 ...", "4 1 1 1
-    ...", "4111 11 11 1111 1111"), joined by one separator, the same between every two groups:
-    the whole chain of them (``_chains``). A longer row of small numbers (a table's, a list of
-    counts) holds card-like digits by chance somewhere; a card written so is the whole row."""
+    ...", "4111 11 11 1111 1111"), joined by one separator, the same between every two groups,
+    or by two ("41-11 11-11 ..."): the whole chain of them (``_chains``). A longer row of small
+    numbers (a table's, a list of counts) holds card-like digits by chance somewhere; a card
+    written so is the whole row. Joined by two separators, a group of four that is a year
+    makes the row a date and a time ("30-12-2016 02-58-15", whose digits pass Luhn in Diners
+    Club's range)."""
+    separators = set(gaps)
     lengths = [len(group) for group in groups]
     return (
-        len(set(gaps)) == 1
-        and gaps[0] in _ONE_SEPARATOR
+        0 < len(separators) <= 2
+        and separators.issubset(_ONE_SEPARATOR)
         and max(lengths) <= 4
         and min(lengths) <= 2
+        and (len(separators) == 1 or not any(_YEAR.fullmatch(group) for group in groups))
         and _card(digits, in_small_groups=True)
     )
 

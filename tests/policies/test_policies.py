@@ -731,6 +731,16 @@ def test_sql_that_grants_access_or_writes_data_out_is_denied(
         ("41 11 11 11 11 11 11 11 00/28", None),
         ("run at 2024 03 12 10 30 45 12/28", None),
         ("due 12/28: 40 15 42 0 41 96 43 50", None),
+        # small groups joined by two separators, one between pairs, another between pairs
+        # of pairs
+        ("41-11 11-11 11-11 11-11", "card number"),
+        ("pay 55.55 55.55 55.55 44.44 now", "card number"),
+        ("card 41-11 11-11 11-11 11-11 12/28", "card number"),
+        # dates, times, phones and ids so joined: a year among them is a date's
+        ("at 2024-03-12 14-30", None),
+        ("logged 30-12-2016 02-58-15", None),
+        ("logged 30.12.2016 02 58 15", None),
+        ("order 12-345 67-8 90 12", None),
     ],
 )
 def test_a_card_in_groups_of_one_to_four_digits_is_denied(
