@@ -100,9 +100,11 @@ _KEYS_IN_PIECES: tuple[tuple[tuple[str, ...], int, int, bool], ...] = (
     (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), 40, 40, False),
     (("github_pat_",), 61, 93, False),
     # Slack: numbers and a random part joined by dashes, of no fixed length (a bot token about
-    # 55 characters, a user's 75, an app-level one 95), up to the 255 Slack allows.
+    # 55 characters, a user's 75, an app-level one 95, and Slack says they may grow): read up
+    # to 255.
     (("xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-", "xapp-"), 32, 255, True),
-    # Stripe: 24 characters after the prefix, 99 in newer keys, up to the 255 Stripe allows.
+    # Stripe: 24 characters after the prefix, 99 in newer keys, of no fixed length: read up
+    # to 255.
     (("sk_live_", "sk_test_", "rk_live_", "rk_test_"), 32, 255, False),
     # Google: 35 characters after "AIza".
     (("aiza",), 39, 39, True),
