@@ -142,6 +142,11 @@ def _prefixes_start(prefixes: list[str]) -> re.Pattern[str]:
 
 
 _PIECES_START = _prefixes_start(list(_KEY_PIECES))
+# What a text holding a prefix holds however it is cut or spaced: the prefix without its
+# spaces and marks, or, for OpenAI's "sk-" (whose letters "sk" are in "ask" and "desk"), a
+# "k" before its dash. Looked for before the search of ``_PIECES_START``, which stops at every
+# letter a prefix begins with.
+_PIECES_HINTS = Literals(compact_words(prefix) for prefix in _KEY_PIECES if prefix != "sk-")
 # Characters written apart, four or more: one piece, as the key they spell.
 _SPACED_OUT = re.compile(r"(?<![a-z0-9_\-])(?:[a-z0-9_\-] ){3,}[a-z0-9_\-](?![a-z0-9_\-])")
 # The parts of a piece between its marks, each of which may read as a word.
@@ -284,12 +289,17 @@ def _random_pieces(pieces: list[str], prefix: int) -> bool:
     )
 
 
+def _may_hold_pieces(scan: str) -> bool:
+    """False only when ``_PIECES_START`` finds no prefix in ``scan`` (``_PIECES_HINTS``)."""
+    return _PIECES_HINTS.found_in(compact_words(scan)) or "k-" in scan or "k -" in scan
+
+
 def _key_in_pieces(scan: str) -> str | None:
     """The kind of provider key that pieces of ``scan`` joined make (see ``_KEYS_IN_PIECES``):
     up to three pieces, characters written apart counting as one, ending where a piece ends,
     of a length the provider's format gives, random past its prefix (``_random_pieces``:
     "asia" then "2024 distribution" is no AWS key id)."""
-    if _PIECES_START.search(scan) is None:
+    if not _may_hold_pieces(scan) or _PIECES_START.search(scan) is None:
         return None
     text = _SPACED_OUT.sub(lambda m: m.group().replace(" ", ""), scan)
     for m in _PIECES_START.finditer(text):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import re
 
-from genie.policies import _personal
+from genie.policies import _credentials, _personal
 
 _PLAIN_NUMBER = re.compile(
     r"[0-9](?:[ .\-/_()+]{0,4}[0-9]){8}"
@@ -103,3 +103,20 @@ def test_three_groups_of_four_inside_four_are_no_aadhaar_number() -> None:
             text = f"loan account {number.replace(' ', sep)}"
             assert _personal.find_pii(text) is None, text
     assert _personal.find_pii("aadhaar 2332 2453 8323") == "Aadhaar number"
+
+
+def test_a_key_prefix_cut_or_spaced_out_is_hinted() -> None:
+    """Wherever the search for a key's prefix, spaced or not, finds one, the hint that lets
+    ``_key_in_pieces`` skip it holds."""
+    prefixes = sorted(_credentials._KEY_PIECES)
+    pieces = [*"akisgbcphuorxz_-013", " ", "  ", "ask", "desk"]
+    rng = random.Random(3)
+    found = 0
+    for _ in range(30_000):
+        prefix = "".join(c + " " * (rng.random() < 0.3) for c in rng.choice(prefixes))
+        junk = ["".join(rng.choices(pieces, k=rng.randint(0, 8))) for _ in range(2)]
+        for text in (junk[0] + prefix + junk[1], junk[0] + junk[1]):
+            if _credentials._PIECES_START.search(text) is not None:
+                assert _credentials._may_hold_pieces(text), text
+                found += 1
+    assert found > 5_000
