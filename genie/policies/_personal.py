@@ -413,7 +413,7 @@ def _card(digits: str, *, in_small_groups: bool) -> bool:
 _ONE_SEPARATOR = (" ", ".", "-", "/", "_")
 
 
-def _in_small_groups(digits: str, groups: list[str], gaps: list[str]) -> bool:
+def _in_small_groups(digits: str, groups: list[str], lengths: list[int], gaps: list[str]) -> bool:
     """A card in groups of one to four digits, some of one or two ("41 11 11 11 ...", "4 1 1 1
     ...", "4111 11 11 1111 1111"), joined by one separator, the same between every two groups,
     or by two ("41-11 11-11 ..."): the whole chain of them (``_chains``). A longer row of small
@@ -422,7 +422,6 @@ def _in_small_groups(digits: str, groups: list[str], gaps: list[str]) -> bool:
     makes the row a date and a time ("30-12-2016 02-58-15", whose digits pass Luhn in Diners
     Club's range)."""
     separators = set(gaps)
-    lengths = [len(group) for group in groups]
     return (
         0 < len(separators) <= 2
         and separators.issubset(_ONE_SEPARATOR)
@@ -444,7 +443,7 @@ def _before_expiry(groups: list[str], gaps: list[str]) -> int:
     """How many of ``groups`` come before a card's expiry that ends them (all when none
     does)."""
     if (
-        len(groups) > 3
+        len(groups) > 3  # a card's groups, two at least, and the expiry's two
         and gaps[-1] == "/"
         and "/" not in gaps[-2]
         and _EXPIRY_MONTH.fullmatch(groups[-2])
@@ -518,9 +517,12 @@ def _numbers(scan: str) -> str | None:
         offsets = [0, *itertools.accumulate(lengths)]
         # What joins each group to the next one
         gaps = [scan[starts[j] + lengths[j] : starts[j + 1]] for j in range(len(groups) - 1)]
-        # First: a card's digits in small groups hold a phone's by chance.
+        # First: a card's digits in small groups hold a phone's by chance. Their length is
+        # asked first: most runs of a statement (an id and a date) are shorter than a card.
         card = _before_expiry(groups, gaps)
-        if _in_small_groups(joined[: offsets[card]], groups[:card], gaps[: card - 1]):
+        if 13 <= offsets[card] <= 19 and _in_small_groups(
+            joined[: offsets[card]], groups[:card], lengths[:card], gaps[: card - 1]
+        ):
             return "card number"
         after = {offset: j for j, offset in enumerate(offsets)}  # a window's end: its groups
         # A "+" starts a number: a window may start at one, never span one.
