@@ -55,7 +55,9 @@ _log = lazy_logger("genie.nats")
 # ignore: processes of two versions are refused in one namespace (``ensure_streams``).
 # 2: an outcome record carries the timers its delivery withdrew (``ended``); a process of
 # wire 1 ignores them, and a request waiting for those timers would hang to its timeout.
-WIRE_VERSION = 2
+# 3: a workflow refuses a run whose steps changed at a tick of its own (``WorkflowChanged``,
+# which names the step lost): a process of wire 2 cannot read that tick.
+WIRE_VERSION = 3
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
