@@ -83,6 +83,16 @@ _PROVIDER_MARKS = Literals(
     )
 )  # fmt: skip
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
+# The prefixes of the formats that give a key no fixed length, only a least one: past them a
+# document's title, a channel's or a page's name is as long ("sk-2024-q3-credit-risk-summary-
+# final-approved-v2", "xoxb-rotationapproved"), so a match of theirs is a key only when its
+# body is random (``_random_pieces``). The longest prefix first ("sk-proj-" before "sk-").
+# A fixed length is evidence enough (AWS, GitHub's classic tokens, Google): 16 base32
+# letters often have a word's share of vowels. Razorpay's key id is left out for that too:
+# its 14 characters are letters alone too often.
+_OPEN_ENDED = re.compile(
+    r"github_pat_|xox[baprs]-|xapp-|[srp]k_(?:live|test)_|sk-(?:proj-|svcacct-|admin-|ant-)?"
+)
 
 # A key cut in pieces: a provider's key whose prefix is distinctive, split by a space or a
 # line break, or across two or three string fields (the scan joins them with a space), or
@@ -151,6 +161,10 @@ _PIECES_HINTS = Literals(compact_words(prefix) for prefix in _KEY_PIECES if pref
 _SPACED_OUT = re.compile(r"(?<![a-z0-9_\-])(?:[a-z0-9_\-] ){3,}[a-z0-9_\-](?![a-z0-9_\-])")
 # The parts of a piece between its marks, each of which may read as a word.
 _MARKS = re.compile(r"[_\-]")
+# A part of a key's body between its marks as writing has it: letters (a word, an
+# abbreviation), or digits after up to three letters ("2024", "q3", "v2", "fy2025"); a
+# random part of letters often ends in a digit ("enourchpjitxquuhokbpznq7").
+_WRITTEN_PART = re.compile(r"([a-z]+)|[a-z]{0,3}[0-9]+")
 _MOST_PIECES = 3
 
 # "Password" in English and in the languages the injection grammar reads (``_injection``),
@@ -272,20 +286,43 @@ def _wordlike(letters: str, shortest: int = 12) -> bool:
     return len(letters) >= shortest and sum(map(letters.count, "aeiou")) >= 0.3 * len(letters)
 
 
+def _reads_as_words(body: str) -> bool:
+    """Whether a key's body past its prefix is written, not random: words joined by dashes or
+    underscores, with dates, numbers and version tags ("2024-q3-credit-risk-summary-final-
+    approved-v2", "rotationapproved"). Each part between its marks is written
+    (``_WRITTEN_PART``), and the letters of its words (three letters or more: "q3", "v2" and
+    "by" say nothing) have a word's share of vowels (``_wordlike``). A random body mixes
+    digits into its letters, and its letters alone have about one vowel in five."""
+    letters: list[str] = []
+    for part in _MARKS.split(body):
+        written = _WRITTEN_PART.fullmatch(part)
+        if written is None:
+            return False
+        if written.group(1) is not None and len(written.group(1)) >= 3:
+            letters.append(written.group(1))
+    return _wordlike("".join(letters), shortest=5)
+
+
 def _random_pieces(pieces: list[str], prefix: int) -> bool:
-    """Whether the pieces of a key, past its ``prefix`` characters, read as a key's random
-    characters rather than words: they hold a letter, and no piece after the first is letters
-    alone, or words joined by dashes or underscores ("rollout-review-notes"), with a word's
-    share of vowels (the first begins with the prefix, as no word but "Asian" does; a short
-    random piece often has a word's share of vowels)."""
+    """Whether the pieces of a key (or a key whole, one piece), past its ``prefix``
+    characters, read as a key's random characters rather than words: they hold a letter,
+    they do not read as words together (``_reads_as_words``), and no piece after the first is
+    letters alone, or words joined by dashes or underscores ("rollout-review-notes"), with a
+    word's share of vowels (the first begins with the prefix, as no word but "Asian" does; a
+    short random piece often has a word's share of vowels)."""
     body: list[str] = []
     for piece in pieces:
         body.append(piece[prefix:])
         prefix = max(0, prefix - len(piece))
-    return any(c.isalpha() for c in "".join(body)) and not any(
-        _wordlike(letters, shortest=5)
-        for letters in (_MARKS.sub("", piece) for piece in body[1:])
-        if letters.isalpha()
+    return (
+        any(c.isalpha() for c in "".join(body))
+        # a space between pieces ends a word as a mark does: "...-approved-v2 for"
+        and not _reads_as_words("-".join(body))
+        and not any(
+            _wordlike(letters, shortest=5)
+            for letters in (_MARKS.sub("", piece) for piece in body[1:])
+            if letters.isalpha()
+        )
     )
 
 
@@ -328,9 +365,11 @@ def find_secret(scan: str) -> str | None:
         return None
     # Each expression runs only on a text holding a word every match of it holds.
     if _PROVIDER_MARKS.found_in(scan):
-        m = _PROVIDER.search(scan)
-        if m is not None:
-            return _PROVIDER_KIND[m.lastindex - 1 if m.lastindex else 0]
+        for m in _PROVIDER.finditer(scan):
+            key = m.group()
+            open_ended = _OPEN_ENDED.match(key)
+            if open_ended is None or _random_pieces([key], open_ended.end()):
+                return _PROVIDER_KIND[m.lastindex - 1 if m.lastindex else 0]
     kind = _key_in_pieces(scan)
     if kind is not None:
         return kind
