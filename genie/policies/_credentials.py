@@ -11,7 +11,9 @@ what ``SecretsBlock`` denies.
   key blocks; a key of those whose prefix is distinctive (AWS, GitHub, Slack, Stripe's secret
   and restricted keys, Google, OpenAI, Anthropic) cut in up to three pieces (a space, a line
   break, two string fields) or spaced out, of its format's length, its pieces after the first
-  random (``_key_in_pieces``);
+  random (``_key_in_pieces``); a whole key of a format that gives only a least length
+  (OpenAI's, Anthropic's, Slack's, GitHub's fine-grained) only when its body is random, not
+  words joined by marks with dates and versions (``_OPEN_ENDED``, ``_reads_as_words``);
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
   ``AccountKey=...``;
 - **a password given**: after "password", "passwd", "pwd", "passcode", or the word in the
@@ -87,12 +89,12 @@ _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
 # document's title, a channel's or a page's name is as long ("sk-2024-q3-credit-risk-summary-
 # final-approved-v2", "xoxb-rotationapproved"), so a match of theirs is a key only when its
 # body is random (``_random_pieces``). The longest prefix first ("sk-proj-" before "sk-").
-# A fixed length is evidence enough (AWS, GitHub's classic tokens, Google): 16 base32
-# letters often have a word's share of vowels. Razorpay's key id is left out for that too:
-# its 14 characters are letters alone too often.
-_OPEN_ENDED = re.compile(
-    r"github_pat_|xox[baprs]-|xapp-|[srp]k_(?:live|test)_|sk-(?:proj-|svcacct-|admin-|ant-)?"
-)
+# Left out, where a random body reads as words too often for a real key to be let go: the
+# fixed-length formats (AWS, GitHub's classic tokens, Google: 16 base32 letters often have a
+# word's share of vowels), Stripe's keys (24 characters after the prefix, with no mark and no
+# number as Slack's have: letters alone with a word's share of vowels about once in seven
+# hundred keys) and Razorpay's key id (14 characters, about once in a hundred).
+_OPEN_ENDED = re.compile(r"github_pat_|xox[baprs]-|xapp-|sk-(?:proj-|svcacct-|admin-|ant-)?")
 
 # A key cut in pieces: a provider's key whose prefix is distinctive, split by a space or a
 # line break, or across two or three string fields (the scan joins them with a space), or
@@ -162,9 +164,11 @@ _SPACED_OUT = re.compile(r"(?<![a-z0-9_\-])(?:[a-z0-9_\-] ){3,}[a-z0-9_\-](?![a-
 # The parts of a piece between its marks, each of which may read as a word.
 _MARKS = re.compile(r"[_\-]")
 # A part of a key's body between its marks as writing has it: letters (a word, an
-# abbreviation), or digits after up to three letters ("2024", "q3", "v2", "fy2025"); a
-# random part of letters often ends in a digit ("enourchpjitxquuhokbpznq7").
-_WRITTEN_PART = re.compile(r"([a-z]+)|[a-z]{0,3}[0-9]+")
+# abbreviation), or a number of up to eight digits after up to three letters ("2024", "q3",
+# "v2", "fy2025", "20241127"). A random part of letters often ends in a digit
+# ("enourchpjitxquuhokbpznq7"); a number of nine digits or more is an id a key carries
+# (Slack's team and user ids before its random part), not a date or a version.
+_WRITTEN_PART = re.compile(r"([a-z]+)|[a-z]{0,3}[0-9]{1,8}")
 _MOST_PIECES = 3
 
 # "Password" in English and in the languages the injection grammar reads (``_injection``),
@@ -306,7 +310,8 @@ def _reads_as_words(body: str) -> bool:
 def _random_pieces(pieces: list[str], prefix: int) -> bool:
     """Whether the pieces of a key (or a key whole, one piece), past its ``prefix``
     characters, read as a key's random characters rather than words: they hold a letter,
-    they do not read as words together (``_reads_as_words``), and no piece after the first is
+    they do not read as words together where the format gives no fixed length
+    (``_OPEN_ENDED``, ``_reads_as_words``), and no piece after the first is
     letters alone, or words joined by dashes or underscores ("rollout-review-notes"), with a
     word's share of vowels (the first begins with the prefix, as no word but "Asian" does; a
     short random piece often has a word's share of vowels)."""
@@ -317,7 +322,7 @@ def _random_pieces(pieces: list[str], prefix: int) -> bool:
     return (
         any(c.isalpha() for c in "".join(body))
         # a space between pieces ends a word as a mark does: "...-approved-v2 for"
-        and not _reads_as_words("-".join(body))
+        and not (_OPEN_ENDED.match(pieces[0]) and _reads_as_words("-".join(body)))
         and not any(
             _wordlike(letters, shortest=5)
             for letters in (_MARKS.sub("", piece) for piece in body[1:])

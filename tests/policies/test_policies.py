@@ -934,11 +934,7 @@ def test_a_provider_prefix_before_business_words_is_no_key() -> None:
         "xoxp-user-token-migration-plan",
         "xapp-1-socketmode-rollout-notes",
         "xoxs-legacy-workspace-cleanup-q1",
-        # Stripe's, GitHub's fine-grained
-        "sk_live_quarterlyreconciliation",
-        "rk_live_reportingjobcredentials",
-        "sk_test_integrationchecklistreview",
-        "pk_live_publishablekeysoverview",
+        # GitHub's fine-grained
         "github_pat_rotation_policy_for_ci_runners_2024_q3_final_approved_by_security",
     ],
 )
@@ -1009,15 +1005,12 @@ _WHOLE_KEYS: dict[str, tuple[str, Callable[[random.Random], str]]] = {
 @pytest.mark.parametrize("shape", list(_WHOLE_KEYS))
 def test_random_keys_whole_are_denied(shape: str) -> None:
     """Random keys of a format of no fixed length, whole, are denied: their body past the
-    prefix does not read as words. All but about one in seven hundred of Slack's bot tokens
-    and Stripe's short keys: a random part of 24 characters is letters alone about once in 70
-    keys, and those letters have a word's share of vowels about once in ten of those."""
+    prefix does not read as words (Slack's ids are numbers too long for a date or a version)
+    or is not judged (Stripe's and Razorpay's, whose short random part is letters alone with a
+    word's share of vowels too often)."""
     kind, make = _WHOLE_KEYS[shape]
     rng = random.Random(f"whole:{shape}")
     policy = SecretsBlock()
-    missed = []
     for _ in range(2000):
         key = make(rng)
-        if reason(policy, msg(f"use {key} for the job")) != f"content holds a secret: {kind}":
-            missed.append(key)
-    assert len(missed) <= 4, missed
+        assert reason(policy, msg(f"use {key} for the job")) == f"content holds a secret: {kind}"
