@@ -877,16 +877,19 @@ class WorkflowNode:
             return out  # one compensation at a time
         while session.undo:
             step_id = session.undo.pop(0)
-            gone = session.undo_gone.get(step_id)
-            if gone is not None and self._rebuilding(ctx):
-                # The process before, which knew the undo, sent it in this handling.
+            if step_id in session.undo_gone:  # declared when the run started, not sent now
                 mid = f"{session.start_id}~{self.id}~{step_id}~undo"
-                self._taken_up(ctx, session, mid, step_id, session.state)
+                if self._rebuilding(ctx):
+                    # The process before may have known the undo, and sent it here.
+                    self._taken_up(ctx, session, mid, step_id, session.state)
+                else:
+                    # Named not undone at a tick, not here: the tick is kept with the run,
+                    # so a resume after it names the step again at it and goes on to the
+                    # undos this process sent after, rather than taking this handling's
+                    # undo for sent and sending those a second time.
+                    tick = ctx.schedule(0, StepDeadline(message_id=mid))
+                    session.sent[mid] = _Sent(step_id, "undo", dict(session.state), tick)
                 return out
-            if gone is not None:  # declared when the run started, not to be sent now
-                session.not_compensated.append(step_id)
-                self._event(ctx, session, step_id, "compensation_failed", gone)
-                continue
             undo = self._send(ctx, session, session.steps[step_id], undo=True)
             if undo is not None:
                 return [*out, undo]

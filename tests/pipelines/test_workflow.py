@@ -1517,10 +1517,12 @@ async def test_a_run_kept_without_its_definition_whose_done_step_was_renamed_fai
     assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
 
 
-async def resumed_refused(pipeline: Pipeline, store: Path) -> WorkflowOutcome:
+async def resumed_refused(
+    pipeline: Pipeline, store: Path, audit: MemoryAuditLog | None = None
+) -> WorkflowOutcome:
     """The outcome of the one run kept in ``store``, resumed under ``pipeline``: it ends
     without an answer from anyone, and leaves nothing kept."""
-    async with pipeline.runtime(store=store) as rt:
+    async with pipeline.runtime(store=store, audit=audit) as rt:
         (request,) = rt.unfinished()
         result = await pipeline.resume(rt, request, timeout=5)
         assert rt.approvals.pending() == []
@@ -1717,3 +1719,56 @@ async def test_a_run_whose_kept_definition_cannot_be_read_is_refused_and_undone(
     ), outcome.reason
     assert outcome.compensated == ("flight",)
     assert "start car" not in saga_agents.JOURNAL
+
+
+def without_agent(tmp_path: Path, steps: str, agent: str, flight: str = "") -> Pipeline:
+    """The trip of ``steps`` (the flight's booker params ``flight``) with ``agent``'s line
+    cut from the file: its agent gone from the pipeline."""
+    trip_pipeline(tmp_path, steps=steps, flight=flight)
+    text = (tmp_path / "trip.yaml").read_text()
+    edited = "\n".join(line for line in text.splitlines() if f"id: {agent}, use:" not in line)
+    (tmp_path / "trip.yaml").write_text(edited)
+    return load_pipeline(tmp_path / "trip.yaml")
+
+
+async def test_a_refused_run_resumed_twice_undoes_each_step_once(tmp_path: Path) -> None:
+    """Paused at its approval; the car step and its agent are removed before the resume. The
+    resume refuses the run: the car, whose undo agent is gone, is named not undone, the hotel
+    undone; the process stops while the flight's undo runs. The second resume goes on from
+    there: the hotel is not undone again, the car named once, the flight undone."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - {id: car, after: [hotel], compensate: trip_cancel}
+      - id: ok
+        after: [car]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    _, store, _ = await paused_trip(tmp_path, before)
+    after = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    audit = MemoryAuditLog()
+    first = without_agent(tmp_path, after, "car", flight="undo_stall: 30").runtime(
+        store=store, audit=audit
+    )
+    first.drain_timeout = 0.01
+    async with first:
+        (request,) = first.unfinished()
+        with anyio.move_on_after(0.5):
+            await first.resume(request)
+    assert saga_agents.JOURNAL[-2:] == ["undo hotel hotel-ok", "undoing flight"]
+    outcome = await resumed_refused(without_agent(tmp_path, after, "car"), store, audit)
+    assert outcome.status == "failed"
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ("car",))
+    assert [e.step for e in outcome.events if e.kind == "compensation_failed"] == ["car"]
+    assert saga_agents.JOURNAL.count("undo hotel hotel-ok") == 1
+    assert saga_agents.JOURNAL.count("undo flight flight-ok") == 1
+    audited = [(r.details["step"], r.action) for r in audit.records if r.action[:9] == "workflow_"]
+    assert audited.count(("car", "workflow_compensation_failed")) == 1
+    assert audited.count(("hotel", "workflow_compensated")) == 1
+    assert audited.count(("ok", "workflow_withdrawn")) == 1
