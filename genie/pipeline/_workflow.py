@@ -731,9 +731,10 @@ class WorkflowNode:
             return []
         self._failed(ctx, session, step, reason)
         return [
-            self._withdraw(ctx, f"{session.start_id}~{self.id}~{s.id}", reason)
+            withdrawn
             for s in session.steps.values()
             if s.approval is not None and session.status[s.id] == "waiting"
+            for withdrawn in self._withdraw(ctx, f"{session.start_id}~{self.id}~{s.id}", reason)
         ]
 
     def _undo_unknown(self, session: _Session, step_ids: Sequence[str]) -> None:
@@ -867,7 +868,7 @@ class WorkflowNode:
                             del session.sent[mid]
                             if sent.timer is not None:
                                 sent.timer.cancel()
-                            out.append(self._withdraw(ctx, mid, self._why(session)))
+                            out += self._withdraw(ctx, mid, self._why(session))
             session.undo = [
                 s
                 for s in reversed(session.completed)
@@ -1121,8 +1122,13 @@ class WorkflowNode:
         timer = None if delay is None else ctx.schedule(delay, StepDeadline(message_id=mid))
         session.sent[mid] = _Sent(step_id, "undo", dict(state), timer)
 
-    def _withdraw(self, ctx: Context, approval_id: str, why: str) -> Message:
-        return ctx.emit(ApprovalWithdrawn(approval_id=approval_id, reason=why), recipient=DESK)
+    def _withdraw(self, ctx: Context, approval_id: str, why: str) -> list[Message]:
+        if ApprovalWithdrawn not in self.produces:
+            # An approval the run asked under a definition it kept, and this workflow asks
+            # none now (its file edited before the resume): it cannot tell the desk, which
+            # the runtime adds only with an agent that asks, and the run waits for it no more.
+            return []
+        return [ctx.emit(ApprovalWithdrawn(approval_id=approval_id, reason=why), recipient=DESK)]
 
     def _why(self, session: _Session) -> str:
         return "the workflow failed" if session.failure is None else session.failure[2]

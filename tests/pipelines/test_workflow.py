@@ -1772,3 +1772,34 @@ async def test_a_refused_run_resumed_twice_undoes_each_step_once(tmp_path: Path)
     assert audited.count(("car", "workflow_compensation_failed")) == 1
     assert audited.count(("hotel", "workflow_compensated")) == 1
     assert audited.count(("ok", "workflow_withdrawn")) == 1
+
+
+async def test_a_run_paused_at_an_approval_the_file_no_longer_asks_for_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Paused at its approval ``ok``; the file is edited to ask no approval at all before the
+    resume. The run is refused as any changed run: the approval it had asked is withdrawn
+    (the workflow may withdraw one though its file declares none now), the flight undone."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    _, store, _ = await paused_trip(tmp_path, before)
+    after = """
+      - {id: flight, compensate: trip_cancel}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=after)
+    async with pipeline.runtime(store=store) as rt:
+        (request,) = rt.unfinished()
+        result = await pipeline.resume(rt, request, timeout=5)
+        assert [d.reason for d in rt.dead_letters] == []
+    assert result.output is not None, result
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", None)
+    assert outcome.reason.startswith("workflow booking changed while the request was kept")
+    assert outcome.compensated == ("flight",)
+    assert [e.step for e in outcome.events if e.kind == "withdrawn"] == ["ok"]
+    assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
