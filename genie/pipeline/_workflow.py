@@ -729,6 +729,10 @@ class WorkflowNode:
                 self._event(ctx, session, self.id, "failed", reason)
                 session.failure = ("failed", None, reason)
             return []
+        if session.status.get(step) == "failed":
+            # Told again: a second resume rebuilt the first one's refusal from its kept tick,
+            # and finds the kept reply of the step again. It failed, and was audited, then.
+            return []
         self._failed(ctx, session, step, reason)
         return [
             withdrawn

@@ -1803,3 +1803,48 @@ async def test_a_run_paused_at_an_approval_the_file_no_longer_asks_for_is_refuse
     assert outcome.compensated == ("flight",)
     assert [e.step for e in outcome.events if e.kind == "withdrawn"] == ["ok"]
     assert saga_agents.JOURNAL[-1] == "undo flight flight-ok"
+
+
+async def test_a_run_kept_without_its_definition_refused_and_resumed_twice_fails_once(
+    tmp_path: Path,
+) -> None:
+    """As above (the hotel replied, then removed from the file), the resume stopped while the
+    flight's undo runs. The second resume takes the first one's refusal again and its own
+    finding (the hotel's kept reply) once more: the hotel fails once, in the events and in
+    the audit, and each step is undone or named once."""
+    before = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel}
+      - id: ok
+        after: [hotel]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    _, store, _ = await paused_trip(tmp_path, before)
+    forget_definitions(store)
+    after = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+    audit = MemoryAuditLog()
+    first = trip_pipeline(tmp_path, steps=after, flight="undo_stall: 30").runtime(
+        store=store, audit=audit
+    )
+    first.drain_timeout = 0.01
+    async with first:
+        (request,) = first.unfinished()
+        with anyio.move_on_after(0.5):
+            await first.resume(request)
+    assert saga_agents.JOURNAL[-1] == "undoing flight"
+    # The flight's undo, run again, ends after the second resume's own finding is told.
+    second = trip_pipeline(tmp_path, steps=after, flight="undo_stall: 0.3")
+    outcome = await resumed_refused(second, store, audit)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert [e.step for e in outcome.events if e.kind == "failed"] == ["hotel"]
+    assert (outcome.compensated, outcome.not_compensated) == (("flight",), ("hotel",))
+    audited = [(r.details["step"], r.action) for r in audit.records if r.action[:9] == "workflow_"]
+    assert audited.count(("hotel", "workflow_failed")) == 1
+    assert audited.count(("hotel", "workflow_compensation_failed")) == 1
+    assert audited.count(("ok", "workflow_withdrawn")) == 1
+    assert saga_agents.JOURNAL.count("undo flight flight-ok") == 1
