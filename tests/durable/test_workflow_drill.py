@@ -231,3 +231,66 @@ def test_killed_before_it_took_its_definition_is_refused_under_an_edited_workflo
     assert outcome["compensated"] == []
     assert stored(drill, "order.db") == (0, 0)
     assert main(["audit", "verify", str(drill / "audit.jsonl")]) == 0
+
+
+# The approval ``ok`` renamed: a run paused at it is refused by the resume under this file.
+RENAMED = PIPELINE.replace("{id: ok,", "{id: sign_off,").replace("[ok]", "[sign_off]")
+REFUSAL = 4  # writes of the run that refuses a paused run and undoes c (checked below)
+KEPT_TICK = {("after", 1), ("before", 2)}  # the stops that leave the refusal's tick kept
+
+
+def refused(folder: Path) -> None:
+    """The run paused at ``ok`` in ``folder``, refused under ``RENAMED`` (maybe by several
+    runs, killed): failed naming the change, c undone once, the approval withdrawn."""
+    done = run(folder, "never", 0)
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    balanced(result["stats"])
+    outcome = result["output"]["payload"]
+    assert (outcome["status"], outcome["failed_step"]) == ("failed", None)
+    assert outcome["reason"].startswith("workflow order changed while the request was kept")
+    assert outcome["compensated"] == ["c"]
+    assert [e["step"] for e in outcome["events"] if e["kind"] == "withdrawn"] == ["ok"]
+    undone = [k for k in effects(folder) if k.endswith("~undo:c")]
+    assert (len(effects(folder)), len(undone)) == (4, 1)
+    assert pending_approvals(str(folder / "order.db")) == []
+    assert stored(folder, "order.db") == (0, 0)
+    assert main(["audit", "verify", str(folder / "audit.jsonl")]) == 0
+
+
+# Killed with the refusal's tick fired and kept, not taken: the resume refuses the run, and
+# ends it, once, but the kept tick is still queued when the run reports (``in_flight`` 1),
+# which a message the workflow sent itself was not. Found in review, not fixed yet.
+TICK_KEPT = pytest.mark.xfail(strict=True, reason="the kept refusal tick is still in flight")
+
+
+@pytest.mark.parametrize(
+    ("mode", "at"),
+    [
+        pytest.param(mode, at, marks=TICK_KEPT if (mode, at) in KEPT_TICK else ())
+        for mode in ("before", "after")
+        for at in range(1, REFUSAL + 1)
+    ],
+)
+def test_killed_while_a_run_under_an_edited_workflow_is_refused(
+    drill: Path, mode: str, at: int
+) -> None:
+    """Paused at ``ok``, the file edited (``ok`` renamed), then killed at each write of the
+    run that refuses it (the refusal's tick set and not fired, fired and not written, the
+    undo sent, replied): the next run ends it once, c undone once."""
+    pause(drill)
+    (drill / "order.yaml").write_text(RENAMED)
+    killed = run(drill, mode, at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    if (mode, at) == ("after", REFUSAL):  # the request had ended, its outcome unprinted
+        undone = [k for k in effects(drill) if k.endswith("~undo:c")]
+        assert (len(effects(drill)), len(undone)) == (4, 1)
+        assert stored(drill, "order.db") == (0, 0)
+        return
+    refused(drill)
+
+
+def test_the_refusal_drill_reaches_every_write(drill: Path) -> None:
+    pause(drill)
+    (drill / "order.yaml").write_text(RENAMED)
+    assert run(drill, "after", REFUSAL + 1).returncode == 1  # refused: no more writes
