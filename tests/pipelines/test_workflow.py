@@ -1135,19 +1135,30 @@ async def test_a_run_paused_under_a_changed_workflow_is_refused_at_once(tmp_path
     assert "start car" not in saga_agents.JOURNAL
 
 
-def test_genie_run_refuses_to_resume_under_an_edited_workflow(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``genie run --store`` paused at the approval, the file edited, then run again: the
-    kept request is not resumed under the edited workflow; the run says what changed and
-    what was undone, and exits 1; the store keeps nothing of it."""
-    before = """
+# A trip whose hotel is booked after the flight, and the same trip with the hotel removed
+# from the file (the edit made while a run of the first was kept).
+WITH_HOTEL = """
       - {id: flight, compensate: trip_cancel}
       - {id: hotel, after: [flight], compensate: trip_cancel}
       - id: ok
         after: [hotel]
         approval: {subject: "Trip to {city}", role: travel_desk}
     """
+HOTEL_REMOVED = """
+      - {id: flight, compensate: trip_cancel}
+      - id: ok
+        after: [flight]
+        approval: {subject: "Trip to {city}", role: travel_desk}
+    """
+
+
+def test_genie_run_refuses_to_resume_under_an_edited_workflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``genie run --store`` paused at the approval, the file edited, then run again: the
+    kept request is not resumed under the edited workflow; the run says what changed and
+    what was undone, and exits 1; the store keeps nothing of it."""
+    before = WITH_HOTEL
     trip_pipeline(tmp_path, steps=before, timeout="0.5s")
     path, store = str(tmp_path / "trip.yaml"), str(tmp_path / "trip.db")
     assert main(["run", path, "--store", store]) == 1
@@ -1303,21 +1314,10 @@ async def test_a_changed_workflow_names_the_done_steps_it_could_not_undo(
 ) -> None:
     """The agent that would undo the hotel is gone from the edited pipeline: the flight is
     still undone as declared, and the outcome names the hotel as not undone, saying why."""
-    before = """
-      - {id: flight, compensate: trip_cancel}
-      - {id: hotel, after: [flight], compensate: trip_cancel}
-      - id: ok
-        after: [hotel]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    before = WITH_HOTEL
     pipeline, store, _ = await paused_trip(tmp_path, before)
     text = (tmp_path / "trip.yaml").read_text()
-    after = """
-      - {id: flight, compensate: trip_cancel}
-      - id: ok
-        after: [flight]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    after = HOTEL_REMOVED
     edited = text.replace(textwrap.indent(textwrap.dedent(before), "      "), "")
     edited = edited.replace(
         "    steps:", "    steps:" + textwrap.indent(textwrap.dedent(after), "      ")
@@ -1415,10 +1415,7 @@ async def test_a_cancelled_runs_undo_resumes_as_declared_though_its_step_was_rem
       - {id: car, after: [hotel]}
     """
     store, key = await cancel_while_undoing(tmp_path, steps, flight="undo_stall: 30")
-    after = """
-      - {id: hotel, compensate: trip_cancel}
-      - {id: car, after: [hotel]}
-    """
+    after = FLIGHT_REMOVED
     outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
     assert outcome.status == "cancelled"
     assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ())
@@ -1437,10 +1434,7 @@ async def test_a_cancelled_runs_undo_whose_agent_is_gone_is_named_not_undone(
       - {id: car, after: [hotel]}
     """
     store, key = await cancel_while_undoing(tmp_path, steps, hotel="undo_stall: 30")
-    after = """
-      - {id: hotel, compensate: trip_cancel}
-      - {id: car, after: [hotel]}
-    """
+    after = FLIGHT_REMOVED
     trip_pipeline(tmp_path, steps=after)
     text = (tmp_path / "trip.yaml").read_text()
     edited = "\n".join(line for line in text.splitlines() if "id: flight," not in line)
@@ -1460,21 +1454,10 @@ async def test_a_run_kept_without_its_definition_names_a_done_step_it_lost_not_u
     the stop, and is removed from the file before the resume. Its kept reply names a step the
     workflow no longer has: the run fails saying so, the flight is undone, and the hotel,
     whose undo nothing here declares now, is named not undone, with why, not left in silence."""
-    before = """
-      - {id: flight, compensate: trip_cancel}
-      - {id: hotel, after: [flight], compensate: trip_cancel}
-      - id: ok
-        after: [hotel]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    before = WITH_HOTEL
     _, store, _ = await paused_trip(tmp_path, before)
     forget_definitions(store)
-    after = """
-      - {id: flight, compensate: trip_cancel}
-      - id: ok
-        after: [flight]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    after = HOTEL_REMOVED
     outcome = await resumed_refused(trip_pipeline(tmp_path, steps=after), store)
     assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
     assert outcome.reason == (
@@ -1498,13 +1481,7 @@ async def test_a_run_kept_without_its_definition_whose_done_step_was_renamed_fai
     the run started the inn, which no process sent, and nothing kept tells so: the run waits
     for it until the inn's deadline (here half a second), then ends failed at the hotel, the
     hotel named not undone; the inn is never run."""
-    before = """
-      - {id: flight, compensate: trip_cancel}
-      - {id: hotel, after: [flight], compensate: trip_cancel}
-      - id: ok
-        after: [hotel]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    before = WITH_HOTEL
     _, store, _ = await paused_trip(tmp_path, before)
     forget_definitions(store)
     after = before.replace("id: hotel", "id: inn").replace("[hotel]", "[inn]")
@@ -1554,6 +1531,11 @@ CANCELLED_STEPS = """
   - {id: hotel, after: [flight], compensate: trip_cancel}
   - {id: car, after: [hotel]}
 """
+# ``CANCELLED_STEPS`` with the flight removed from the file.
+FLIGHT_REMOVED = """
+      - {id: hotel, compensate: trip_cancel}
+      - {id: car, after: [hotel]}
+    """
 
 
 async def test_a_cancelled_run_carried_without_its_definition_names_a_lost_step(
@@ -1565,10 +1547,7 @@ async def test_a_cancelled_run_carried_without_its_definition_names_a_lost_step(
     why, and the cancelled run ends."""
     store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, hotel="undo_stall: 30")
     forget_carried_definitions(store)
-    after = """
-      - {id: hotel, compensate: trip_cancel}
-      - {id: car, after: [hotel]}
-    """
+    after = FLIGHT_REMOVED
     outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
     assert outcome.status == "cancelled"
     assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
@@ -1587,10 +1566,7 @@ async def test_a_cancelled_run_carried_without_its_definition_resumes_an_undo_un
     undo, kept in the store as sent, runs again and is counted undone."""
     store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, flight="undo_stall: 30")
     forget_carried_definitions(store)
-    after = """
-      - {id: hotel, compensate: trip_cancel}
-      - {id: car, after: [hotel]}
-    """
+    after = FLIGHT_REMOVED
     outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
     assert outcome.status == "cancelled"
     assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ())
@@ -1624,10 +1600,7 @@ async def test_a_cancelled_runs_undo_under_way_whose_agent_is_gone_is_named_not_
     for an agent this pipeline does not host: it is not run again, and the run does not wait
     for it for ever; it ends naming the flight not undone, with why."""
     store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, flight="undo_stall: 30")
-    after = """
-      - {id: hotel, compensate: trip_cancel}
-      - {id: car, after: [hotel]}
-    """
+    after = FLIGHT_REMOVED
     trip_pipeline(tmp_path, steps=after)
     text = (tmp_path / "trip.yaml").read_text()
     edited = "\n".join(line for line in text.splitlines() if "id: flight," not in line)
@@ -1812,21 +1785,10 @@ async def test_a_run_kept_without_its_definition_refused_and_resumed_twice_fails
     flight's undo runs. The second resume takes the first one's refusal again and its own
     finding (the hotel's kept reply) once more: the hotel fails once, in the events and in
     the audit, and each step is undone or named once."""
-    before = """
-      - {id: flight, compensate: trip_cancel}
-      - {id: hotel, after: [flight], compensate: trip_cancel}
-      - id: ok
-        after: [hotel]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    before = WITH_HOTEL
     _, store, _ = await paused_trip(tmp_path, before)
     forget_definitions(store)
-    after = """
-      - {id: flight, compensate: trip_cancel}
-      - id: ok
-        after: [flight]
-        approval: {subject: "Trip to {city}", role: travel_desk}
-    """
+    after = HOTEL_REMOVED
     audit = MemoryAuditLog()
     first = trip_pipeline(tmp_path, steps=after, flight="undo_stall: 30").runtime(
         store=store, audit=audit
