@@ -1538,6 +1538,17 @@ FLIGHT_REMOVED = """
     """
 
 
+async def resumed_old_carried(
+    tmp_path: Path, after: str, *, flight: str = "", hotel: str = ""
+) -> WorkflowOutcome:
+    """A run of ``CANCELLED_STEPS`` cancelled while undoing (``cancel_while_undoing``), its
+    compensations carried as a genie before runs kept their definition carried them, then
+    resumed under the steps ``after``: its outcome."""
+    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, flight=flight, hotel=hotel)
+    forget_carried_definitions(store)
+    return await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+
+
 async def test_a_cancelled_run_carried_without_its_definition_names_a_lost_step(
     tmp_path: Path,
 ) -> None:
@@ -1545,10 +1556,8 @@ async def test_a_cancelled_run_carried_without_its_definition_names_a_lost_step(
     way at the stop, the flight's still to come; the flight step is removed from the file.
     The hotel's undo runs again; the flight's cannot be told: it is named not undone, with
     why, and the cancelled run ends."""
-    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, hotel="undo_stall: 30")
-    forget_carried_definitions(store)
     after = FLIGHT_REMOVED
-    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    outcome = await resumed_old_carried(tmp_path, after, hotel="undo_stall: 30")
     assert outcome.status == "cancelled"
     assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
     (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
@@ -1564,10 +1573,8 @@ async def test_a_cancelled_run_carried_without_its_definition_resumes_an_undo_un
 ) -> None:
     """As above, the flight's undo under way at the stop and the flight step removed: its
     undo, kept in the store as sent, runs again and is counted undone."""
-    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, flight="undo_stall: 30")
-    forget_carried_definitions(store)
     after = FLIGHT_REMOVED
-    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    outcome = await resumed_old_carried(tmp_path, after, flight="undo_stall: 30")
     assert outcome.status == "cancelled"
     assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ())
     assert saga_agents.JOURNAL == ["undo flight flight-ok"]
@@ -1578,10 +1585,8 @@ async def test_a_cancelled_run_carried_without_its_definition_names_an_undo_drop
 ) -> None:
     """As above, the flight's undo still to come, and the file no longer declares one for
     it: the flight is named not undone, with why."""
-    store, key = await cancel_while_undoing(tmp_path, CANCELLED_STEPS, hotel="undo_stall: 30")
-    forget_carried_definitions(store)
     after = CANCELLED_STEPS.replace("{id: flight, compensate: trip_cancel}", "{id: flight}")
-    outcome = await resumed_carried(trip_pipeline(tmp_path, steps=after), store, key)
+    outcome = await resumed_old_carried(tmp_path, after, hotel="undo_stall: 30")
     assert outcome.status == "cancelled"
     assert (outcome.compensated, outcome.not_compensated) == (("hotel",), ("flight",))
     (why,) = [e.detail for e in outcome.events if e.kind == "compensation_failed"]
