@@ -440,6 +440,10 @@ class _Session:
     undo_gone: dict[str, str] = field(default_factory=dict)
     # The definition the run goes by: carried with it into a cancellation's correlation.
     defined: RunDefinition | None = None
+    # The tick this process set to refuse the run for its changed definition, until taken
+    # (``_tell_changed``): withdrawn if the run is refused first, by a tick the process
+    # before it fired and the store kept.
+    changed: Timer | None = None
 
 
 class WorkflowNode:
@@ -526,15 +530,20 @@ class WorkflowNode:
         # timer's tick (``_tell_changed``), set again by a rebuild on every transport.
         return () if self._rebuilding(ctx) else out
 
-    def _tell_changed(self, ctx: Context, reason: str, step: str | None = None) -> None:
+    def _tell_changed(
+        self, ctx: Context, session: _Session, reason: str, step: str | None = None
+    ) -> None:
         """Found while rebuilding the run: it was started under another definition, or kept
         a reply of a step this workflow no longer has. It fails at the tick this sets, taken
         once everything kept has been taken again, whose handling sends what the refusal
         does (a withdrawal, the undos). A timer, not a message: a store sends what a
         rebuilt handling returns, but a NATS worker rebuilding from the held bucket sends
         nothing of it, and sets its timers again on both. A new tick at each resume: a stop
-        before it fired sets it again, and the second finds the run failed already."""
-        ctx.schedule(0, WorkflowChanged(reason=reason, step=step))
+        before it fired sets it again; one fired and kept is taken first, and this one is
+        withdrawn then (``_refuse``)."""
+        tick = ctx.schedule(0, WorkflowChanged(reason=reason, step=step))
+        if step is None:
+            session.changed = tick
 
     def _rebuilding(self, ctx: Context) -> bool:
         return self.taken_before(ctx.message.id, self.id)
@@ -579,7 +588,7 @@ class WorkflowNode:
                 session.completed.append(lost)
                 self._undo_unknown(session, [lost])
             if self._rebuilding(ctx):
-                self._tell_changed(ctx, why, lost)
+                self._tell_changed(ctx, session, why, lost)
                 return ()
             out += self._refuse(ctx, session, why, lost)
         elif isinstance(payload, Lost):
@@ -714,7 +723,7 @@ class WorkflowNode:
             # now, before a reply of its first steps can start the next one.
             self._refuse(ctx, session, reason)
             return self._advance(ctx, session, key)
-        self._tell_changed(ctx, reason)
+        self._tell_changed(ctx, session, reason)
         return ()
 
     def _refuse(
@@ -728,6 +737,9 @@ class WorkflowNode:
             if session.failure is None:  # told again by a second resume: failed already
                 self._event(ctx, session, self.id, "failed", reason)
                 session.failure = ("failed", None, reason)
+            if session.changed is not None:  # refused: the tick this process set is moot
+                session.changed.cancel()
+                session.changed = None
             return []
         if session.status.get(step) == "failed":
             # Told again: a second resume rebuilt the first one's refusal from its kept tick,
