@@ -11,8 +11,7 @@ what ``SecretsBlock`` denies.
   key blocks; a key of those whose prefix is distinctive (AWS, GitHub, Slack, Stripe's secret
   and restricted keys, Google, OpenAI, Anthropic) cut in up to three pieces (a space, a line
   break, two string fields) or spaced out, of its format's length, its pieces after the first
-  random, or written in groups of one length, one of letters and digits, none twice
-  (``_key_in_pieces``); a whole key of a format that gives only a least length
+  random (``_key_in_pieces``); a whole key of a format that gives only a least length
   (OpenAI's, Anthropic's, Slack's, GitHub's fine-grained) only when its body is random, not
   words joined by marks with dates and versions (``_OPEN_ENDED``, ``_reads_as_words``);
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
@@ -39,10 +38,9 @@ what ``SecretsBlock`` denies.
 AWS's documentation keys (ending ``EXAMPLE``) are not credentials and pass. What it cannot see,
 stated plainly: a password or key given with no word before it and no provider format (a
 random string alone could be an id), a PIN in words, a secret split across messages, a
-Razorpay key id or a Stripe publishable key cut in pieces, a key cut in four pieces or more
-that are not groups of one length or hold no group of letters and digits, an OpenAI user key
-("sk-" and 48 characters) whose prefix is itself written apart, and a provider format it
-does not know.
+Razorpay key id or a Stripe publishable key cut in pieces, a key cut in four pieces or more,
+an OpenAI user key ("sk-" and 48 characters) whose prefix is itself written apart, and a
+provider format it does not know.
 """
 
 from __future__ import annotations
@@ -171,12 +169,7 @@ _MARKS = re.compile(r"[_\-]")
 # ("enourchpjitxquuhokbpznq7"); a number of nine digits or more is an id a key carries
 # (Slack's team and user ids before its random part), not a date or a version.
 _WRITTEN_PART = re.compile(r"([a-z]+)|[a-z]{0,3}[0-9]{1,8}")
-_MOST_PIECES = 3  # of a key cut anywhere
-# A key written in groups for reading (``AKIA Y5YG R3PT 3QTV A2UB``) is cut in more: the
-# pieces between its first and its last of one length, this many characters or more, the
-# last no longer (``_in_groups``). Short words and numbers after a prefix are groups too
-# ("asia east zone team"), so such a key must read as random groups (``_random_groups``).
-_SHORTEST_GROUP = 3
+_MOST_PIECES = 3
 
 # "Password" in English and in the languages the injection grammar reads (``_injection``),
 # folded as the scan is; and the verbs that give one ("is"), in the same languages.
@@ -338,30 +331,6 @@ def _random_pieces(pieces: list[str], prefix: int) -> bool:
     )
 
 
-def _in_groups(pieces: list[str]) -> bool:
-    """Whether the pieces after the first are groups of one length, the last no longer
-    (see ``_SHORTEST_GROUP``)."""
-    middle = {len(piece) for piece in pieces[1:-1]}
-    if len(middle) != 1:
-        return False
-    [length] = middle
-    return length >= _SHORTEST_GROUP and len(pieces[-1]) <= length
-
-
-def _random_groups(pieces: list[str], prefix: int) -> bool:
-    """Whether a key written in groups (``_in_groups``) reads as a key's random characters
-    past its ``prefix``: a group mixes letters and digits, as a row of words, numbers and
-    years never does, and no group is written twice, as a row of codes often is and a key's
-    random groups never are. Judged by groups, not by each one's vowels (``_random_pieces``):
-    a random group of three or four letters has a word's share of vowels too often."""
-    body = [pieces[0][prefix:], *pieces[1:]]
-    return any(_mixed(group) for group in body) and len(set(pieces[1:])) == len(pieces) - 1
-
-
-def _mixed(group: str) -> bool:
-    return any(c.isalpha() for c in group) and any(c.isdigit() for c in group)
-
-
 def _may_hold_pieces(scan: str) -> bool:
     """False only when ``_PIECES_START`` finds no prefix in ``scan`` (``_PIECES_HINTS``)."""
     return _PIECES_HINTS.found_in(compact_words(scan)) or "k-" in scan or "k -" in scan
@@ -369,10 +338,9 @@ def _may_hold_pieces(scan: str) -> bool:
 
 def _key_in_pieces(scan: str) -> str | None:
     """The kind of provider key that pieces of ``scan`` joined make (see ``_KEYS_IN_PIECES``):
-    up to three pieces, or more written in groups (``_in_groups``, ``_random_groups``),
-    characters written apart counting as one, ending where a piece ends, of a length the
-    provider's format gives, random past its prefix (``_random_pieces``: "asia" then "2024
-    distribution" is no AWS key id)."""
+    up to three pieces, characters written apart counting as one, ending where a piece ends,
+    of a length the provider's format gives, random past its prefix (``_random_pieces``:
+    "asia" then "2024 distribution" is no AWS key id)."""
     if not _may_hold_pieces(scan) or _PIECES_START.search(scan) is None:
         return None
     text = _SPACED_OUT.sub(lambda m: m.group().replace(" ", ""), scan)
@@ -380,24 +348,16 @@ def _key_in_pieces(scan: str) -> str | None:
         prefix = m.group().replace(" ", "")
         shortest, longest, chars = _KEY_PIECES[prefix]
         pieces: list[str] = []
-        # The key and the spaces between its groups, each of ``_SHORTEST_GROUP`` or more.
-        stretch = text[m.start() : m.start() + longest + longest // _SHORTEST_GROUP + 1]
-        for piece in stretch.split(" "):
+        stretch = text[m.start() : m.start() + longest + _MOST_PIECES]
+        for piece in stretch.split(" ", _MOST_PIECES):
             found_chars = chars.match(piece)
             token = found_chars.group() if found_chars is not None else ""
-            if not token:
+            if not token or len(pieces) == _MOST_PIECES:
                 break
             pieces.append(token)
-            grouped = len(pieces) > _MOST_PIECES
-            if grouped and not _in_groups(pieces):
-                break  # and so with any piece after it
             joined = "".join(pieces)
             found = _PROVIDER.fullmatch(joined) if shortest <= len(joined) <= longest else None
-            if found is not None and (
-                _random_groups(pieces, len(prefix))
-                if grouped
-                else _random_pieces(pieces, len(prefix))
-            ):
+            if found is not None and _random_pieces(pieces, len(prefix)):
                 return _PROVIDER_KIND[found.lastindex - 1 if found.lastindex else 0]
             if len(joined) >= longest or len(token) < len(piece):  # its end, or punctuation
                 break
