@@ -440,9 +440,11 @@ class _Session:
     undo_gone: dict[str, str] = field(default_factory=dict)
     # The definition the run goes by: carried with it into a cancellation's correlation.
     defined: RunDefinition | None = None
-    # The tick this process set to refuse the run for its changed definition, until taken
-    # (``_tell_changed``): withdrawn if the run is refused first, by a tick the process
-    # before it fired and the store kept.
+    # What rebuilding the run found it must be refused for (a changed definition, a step
+    # lost: the reason, the step), told at a tick this process set (``_tell_changed``) and
+    # not taken yet; and that tick, for a changed definition: withdrawn once the run is
+    # refused, by a tick the process before fired and the store kept, say.
+    told: list[tuple[str, str | None]] = field(default_factory=list)
     changed: Timer | None = None
 
 
@@ -535,13 +537,15 @@ class WorkflowNode:
     ) -> None:
         """Found while rebuilding the run: it was started under another definition, or kept
         a reply of a step this workflow no longer has. It fails at the tick this sets, taken
-        once everything kept has been taken again, whose handling sends what the refusal
-        does (a withdrawal, the undos). A timer, not a message: a store sends what a
+        once everything kept has been taken again, or at a message taken for the first time
+        before it (``_handle``), whose handling sends what the refusal does (a withdrawal,
+        the undos). A timer, not a message: a store sends what a
         rebuilt handling returns, but a NATS worker rebuilding from the held bucket sends
         nothing of it, and sets its timers again on both. A new tick at each resume: a stop
         before it fired sets it again; one fired and kept is taken first, and this one is
         withdrawn then (``_refuse``)."""
         tick = ctx.schedule(0, WorkflowChanged(reason=reason, step=step))
+        session.told.append((reason, step))
         if step is None:
             session.changed = tick
 
@@ -570,6 +574,14 @@ class WorkflowNode:
             self.ignored += 1
             return ()
         out: list[Message] = []
+        if session.told and not self._rebuilding(ctx):
+            # Taken for the first time while a refusal found rebuilding the run is told: the
+            # process before took nothing after what was rebuilt, this one is past it, so the
+            # run is refused before it, not gone on with. A refusal the process before took
+            # at once leaves nothing a rebuild takes again, and so is made again here.
+            for reason, step in session.told:
+                out += self._refuse(ctx, session, reason, step)
+            session.told = []
         lost = self._lost_step(session, msg)
         if lost is not None:
             # Kept under a definition of this workflow its pipeline file no longer has (a
