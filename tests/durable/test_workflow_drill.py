@@ -194,6 +194,14 @@ def test_the_drill_reaches_every_write(drill: Path) -> None:
     assert run(drill, "after", AFTER_APPROVAL + 1).returncode == 0
 
 
+def b_replaced(pipeline: str) -> str:
+    """``pipeline`` edited: step ``b`` is now ``e``, run by a new agent ``e``."""
+    edited = pipeline.replace("{id: b}", "{id: e}").replace("[a, b]", "[a, e]")
+    return edited.replace(
+        "  - {id: d, use", "  - {id: e, use: drill_agents:Stepper}\n  - {id: d, use"
+    )
+
+
 def test_killed_before_it_took_its_definition_is_refused_under_an_edited_workflow(
     drill: Path,
 ) -> None:
@@ -212,11 +220,7 @@ def test_killed_before_it_took_its_definition_is_refused_under_an_edited_workflo
     [(definition, recipients)] = kept  # kept with the first steps ...
     assert "order" in recipients
     assert (definition,) not in taken  # ... and not taken: the stop this test is about
-    edited = PIPELINE.replace("{id: b}", "{id: e}").replace("[a, b]", "[a, e]")
-    edited = edited.replace(
-        "  - {id: d, use", "  - {id: e, use: drill_agents:Stepper}\n  - {id: d, use"
-    )
-    (drill / "order.yaml").write_text(edited)
+    (drill / "order.yaml").write_text(b_replaced(PIPELINE))
     resumed = run(drill, "never", 0)
     assert resumed.returncode == 1, resumed.stderr
     outcome = json.loads(resumed.stdout)["output"]["payload"]
@@ -296,11 +300,7 @@ def test_refused_before_it_took_its_definition_and_killed_again_stays_refused(
     taken for the first time before that tick is refused as the tick would."""
     killed = run(drill, "after", 2, PAUSE)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    edited = PIPELINE.replace("{id: b}", "{id: e}").replace("[a, b]", "[a, e]")
-    edited = edited.replace(
-        "  - {id: d, use", "  - {id: e, use: drill_agents:Stepper}\n  - {id: d, use"
-    )
-    (drill / "order.yaml").write_text(edited)
+    (drill / "order.yaml").write_text(b_replaced(PIPELINE))
     again = run(drill, "after", 1, PAUSE)
     assert again.returncode == -signal.SIGKILL, again.stderr
     with sqlite3.connect(drill / "order.db") as db:
@@ -333,11 +333,7 @@ def test_refused_at_once_then_undone_and_killed_again_ends_undone(drill: Path) -
     (drill / "order.yaml").write_text(undoing)
     killed = run(drill, "after", 2, PAUSE)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    edited = undoing.replace("{id: b}", "{id: e}").replace("[a, b]", "[a, e]")
-    edited = edited.replace(
-        "  - {id: d, use", "  - {id: e, use: drill_agents:Stepper}\n  - {id: d, use"
-    )
-    (drill / "order.yaml").write_text(edited)
+    (drill / "order.yaml").write_text(b_replaced(undoing))
     again = run(drill, "after", 2, PAUSE)
     assert again.returncode == -signal.SIGKILL, again.stderr
     resumed = run(drill, "never", 0, "3s")
