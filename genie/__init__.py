@@ -68,6 +68,7 @@ from ._runtime.local.mailbox import MailboxStatistics as MailboxStatistics
 from ._runtime.observe.observer import Observer as Observer
 from ._runtime.options import AgentOptions as AgentOptions
 from ._runtime.policy import Decision as Decision
+from ._runtime.policy import DeclaredPolicy as DeclaredPolicy
 from ._runtime.policy import Limits as Limits
 from ._runtime.policy import Policy as Policy
 from ._runtime.policy import PolicyStatistics as PolicyStatistics
@@ -160,6 +161,7 @@ __all__ = [
     "CorrelatorStatistics",
     "DeadLetter",
     "Decision",
+    "DeclaredPolicy",
     "DeliveryError",
     "DeniedError",
     "DuplicateAgentError",

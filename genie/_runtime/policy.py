@@ -16,6 +16,7 @@ from .._message.envelope import Message
 
 __all__ = [
     "Decision",
+    "DeclaredPolicy",
     "DeliveryCheck",
     "Limits",
     "PlanStep",
@@ -61,6 +62,22 @@ class Policy(Protocol):
     def name(self) -> str: ...
 
     def evaluate(self, msg: Message, recipient: str) -> Decision: ...
+
+
+@runtime_checkable
+class DeclaredPolicy(Policy, Protocol):
+    """A policy that declares what it decides by: the processes of one NATS namespace
+    compare it (docs/scale-out.md, "One pipeline, one wire"), so that two workers that
+    would admit one message differently (another role map, another ceiling) never share a
+    namespace. A policy that does not declare it is compared by its name and class alone.
+    """
+
+    @property
+    def settings(self) -> Mapping[str, object]:
+        """The settings fixed when the policy was built, as JSON data in an order that does
+        not depend on the process (sets as sorted lists): not what it learns as it runs (a
+        consent ledger's grants, the risk gate's table of the agents it was bound to)."""
+        ...
 
 
 # --- how a policy opts into the compiled plan (``PolicyPlan``) ------------------------------

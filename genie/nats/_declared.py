@@ -7,7 +7,11 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
+from .._agent.agent import agent_risk
+from .._runtime.policy import DeclaredPolicy
+
 if TYPE_CHECKING:
+    from .._runtime.policy import Policy
     from .._runtime.runtime import Runtime
 
 __all__ = ["fingerprint"]
@@ -19,16 +23,23 @@ def _named(obj: object) -> str:
     return type(obj).__qualname__
 
 
+def _policy(policy: Policy) -> list[object]:
+    # A policy that declares its settings is compared by them too; one that does not (a
+    # user's) by its name and class alone.
+    settings = policy.settings if isinstance(policy, DeclaredPolicy) else None
+    return [policy.name, _named(policy), settings]
+
+
 def fingerprint(rt: Runtime) -> str:
     """A short hash of what routing, admission and decoding depend on, as the loaded runtime
     has it (not the file's text: a comment or a description changes nothing of how a
-    message goes, and a process built in Python has no file): its agents and their classes,
-    its routes, its policies in order (by name and class: their settings are the policies'
-    own), its limits, and each message type of the pipeline with its JSON schema."""
+    message goes, and a process built in Python has no file): its agents with their classes
+    and risks, its routes, its policies in order (by name, class and the settings they
+    declare), its limits, and each message type of the pipeline with its JSON schema."""
     declared = {
-        "agents": {agent.id: _named(agent) for agent in rt.agents()},
+        "agents": {agent.id: [_named(agent), agent_risk(agent).value] for agent in rt.agents()},
         "routes": {k: sorted(v) for k, v in rt.subscriptions().items()},
-        "policies": [[policy.name, _named(policy)] for policy in rt.policies],
+        "policies": [_policy(policy) for policy in rt.policies],
         "limits": repr(rt.limits),
         "types": {
             name: rt.types.get(name).model_json_schema(mode="validation")

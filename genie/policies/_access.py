@@ -34,6 +34,11 @@ class MaxContentLength:
         self.max_bytes = max_bytes
         self._view = view or ContentView()
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {"max_bytes": self.max_bytes}
+
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
@@ -73,6 +78,11 @@ class RequiredMetadata:
         self.applies_to = frozenset(applies_to)
         scope = ",".join(sorted(self.applies_to)) or "*"
         self.name = f"required_metadata[{scope}]"
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {"required": list(self.required), "applies_to": sorted(self.applies_to)}
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if self.applies_to and msg.type not in self.applies_to:
@@ -121,6 +131,14 @@ class RBAC:
         )
         self.admin_bypass = admin_bypass
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {
+            "roles_by_type": {t: sorted(r) for t, r in self.roles_by_type.items()},
+            "admin_bypass": self.admin_bypass,
+        }
+
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)
 
@@ -158,6 +176,11 @@ class Tenant:
     def __init__(self, applies_to: Iterable[str] = (), admin_bypass: bool = False) -> None:
         self.applies_to = frozenset(applies_to)
         self.admin_bypass = admin_bypass
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {"applies_to": sorted(self.applies_to), "admin_bypass": self.admin_bypass}
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if self.applies_to and msg.type not in self.applies_to:
@@ -216,6 +239,12 @@ class RiskGate:
         self._risk_of = risk_of
         # Counts the tables bound: what the plan prepared from an older table is stale.
         self.plan_version = 0
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``): the roles. The table of the agents' risks
+        is the pipeline's (its agents are compared apart), bound as the runtime starts."""
+        return {"roles": sorted(self.roles)}
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)

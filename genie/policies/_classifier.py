@@ -132,6 +132,17 @@ class ClassifierPolicy:
         self._verdicts: OrderedDict[str, bool] = OrderedDict()
         self._view = view or ContentView()
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``): the kind of classifier asked, what it
+        judges and how a failure decides (not the verdicts it has cached)."""
+        return {
+            "classifier": type(self.classifier).__qualname__,
+            "applies_to": sorted(self.applies_to),
+            "fail": self.fail,
+            "budget": self.budget,
+        }
+
     def _applies(self, msg: Message) -> bool:
         return msg.type in self.applies_to if self.applies_to else msg.hops == 0
 

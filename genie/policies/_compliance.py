@@ -65,6 +65,12 @@ class Consent:
         self.ledger = ledger
         self.type_to_category: Mapping[str, str] = MappingProxyType(dict(type_to_category))
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``): the categories. Not the ledger, where the
+        grants live: a worker of a scale-out asks the namespace's, the entry its own."""
+        return {"type_to_category": dict(self.type_to_category)}
+
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         check = self._user_checked(msg)
         return check if isinstance(check, Decision) else check(msg, recipient)
@@ -118,6 +124,11 @@ class Explainability:
         self.applies_to = frozenset(applies_to)
         self.field = rationale_field or "rationale"
         self._view = view or ContentView()
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {"applies_to": sorted(self.applies_to), "rationale_field": self.field}
 
     def _has(self, item: Any) -> bool:
         value = item.get(self.field) if isinstance(item, dict) else None
@@ -264,6 +275,11 @@ class JsonSchema:
             check_schema(schema, ("schemas", type_name))
         self.schemas: Mapping[str, dict[str, Any]] = MappingProxyType(dict(schemas_by_type))
         self._view = view or ContentView()
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {"schemas": dict(self.schemas)}
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)

@@ -36,6 +36,14 @@ class ClassificationCeiling:
         lowest = min(c.rank for c in (self.default_ceiling, *self.allowed_to.values()))
         self._passes_all = tuple(c for c in Classification if c.rank <= lowest)
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {
+            "allowed_to": {k: v.value for k, v in self.allowed_to.items()},
+            "default_ceiling": self.default_ceiling.value,
+        }
+
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         ceiling = self.allowed_to.get(recipient, self.default_ceiling)
         if msg.classification.rank > ceiling.rank:
@@ -68,6 +76,14 @@ class DataResidency:
     def __init__(self, home_region: str = "in", allow_cross_border_for_public: bool = True) -> None:
         self.home_region = home_region
         self.allow_cross_border_for_public = allow_cross_border_for_public
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {
+            "home_region": self.home_region,
+            "allow_cross_border_for_public": self.allow_cross_border_for_public,
+        }
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._check(msg)

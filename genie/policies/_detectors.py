@@ -41,6 +41,11 @@ class _Detector:
     def __init__(self, view: ContentView | None = None) -> None:
         self._view = view or ContentView()
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``): nothing but its class, unless it says."""
+        return {}
+
     def detect(self, text: str) -> str | None:
         """What the detector finds in one view (folded text), or None."""
         raise NotImplementedError
@@ -150,6 +155,11 @@ class PromptInjection(_Detector):
         # The extra phrases' own screen (the defaults are ``might_inject``'s).
         extra = [_Phrase.of(p.lower()).compact for p in extra_phrases]
         self._extra = re.compile("|".join(map(re.escape, extra))) if extra else None
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {"phrases": sorted(self.phrases)}
 
     @property
     def plan_class(self) -> type[object]:

@@ -455,6 +455,15 @@ class Rule:
         self._tree = _Parser(id, when).parse()
         self._predicate = _compile(self._tree, self._view)
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it decides by (``DeclaredPolicy``)."""
+        return {
+            "when": self.when,
+            "decision": "allow" if self.allow else "deny",
+            "reason": self.reason,
+        }
+
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self._decide(self._predicate, msg, recipient)
 

@@ -4,9 +4,11 @@ connect with one line naming both (docs/scale-out.md, "One pipeline, one wire").
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -14,8 +16,20 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from genie import BaseAgent, Context, Limits, Message, Runtime, handler
+import genie.policies
+from genie import (
+    BaseAgent,
+    Context,
+    DeclaredPolicy,
+    Limits,
+    Message,
+    Policy,
+    Risk,
+    Runtime,
+    handler,
+)
 from genie._errors import ConfigurationError
+from genie.nats._declared import fingerprint
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 from genie.nats._wire import WIRE_VERSION
@@ -41,10 +55,17 @@ class Echo(BaseAgent):
         return ctx.reply(Pong(n=payload.n))
 
 
-def attached(url: str, ns: str, *, budget: int = 100, replace: bool = False) -> NatsTransport:
+def attached(
+    url: str,
+    ns: str,
+    *,
+    budget: int = 100,
+    replace: bool = False,
+    policies: tuple[Policy, ...] = (),
+) -> NatsTransport:
     """A process of namespace ``ns`` whose pipeline is an echo agent under ``budget``."""
     transport = NatsTransport(url, NatsNames(ns), replace=replace)
-    rt = Runtime(transport=transport, limits=Limits(correlation_budget=budget))
+    rt = Runtime(transport=transport, limits=Limits(correlation_budget=budget), policies=policies)
     rt.add(Echo("echo"))
     transport.attach(rt)
     return transport
@@ -174,3 +195,132 @@ def test_genie_worker_of_an_edited_file_is_refused_with_one_line(
     assert err.startswith("genie worker: "), err
     assert "nats_volley" in err, err
     assert "runs pipeline" in err, err
+
+
+async def test_a_process_whose_policy_settings_differ_is_refused(server: LocalNatsServer) -> None:
+    """Same agents, same policy names and classes: a worker whose role map differs would
+    admit what the others deny, so it does not join."""
+    roles = {"ping": ["teller"]}
+    first, same, other = (
+        attached(server.url, "settings", policies=(genie.policies.RBAC(r),))
+        for r in (roles, roles, {"ping": ["teller", "guest"]})
+    )
+    await first.connect()
+    try:
+        await same.connect()
+        with pytest.raises(ConfigurationError) as caught:
+            await other.connect()
+        assert str(other.fingerprint) in str(caught.value)
+    finally:
+        for t in (first, same, other):
+            await t.close()
+
+
+class Judge:
+    name = "judge"
+
+    async def classify(self, text: str) -> bool:
+        return False
+
+
+P = genie.policies
+# Each shipped policy built twice alike, then with one setting that decides otherwise.
+SETTINGS: dict[str, tuple[Callable[[], Policy], Callable[[], Policy]]] = {
+    "MaxContentLength": (lambda: P.MaxContentLength(100), lambda: P.MaxContentLength(200)),
+    "RequiredMetadata": (
+        lambda: P.RequiredMetadata(["user_id"]),
+        lambda: P.RequiredMetadata(["tenant_id"]),
+    ),
+    "RBAC": (
+        lambda: P.RBAC({"ping": ["a", "b", "c", "d"]}),
+        lambda: P.RBAC({"ping": ["a", "b", "c"]}),
+    ),
+    "Tenant": (lambda: P.Tenant(["ping"]), lambda: P.Tenant(["ping"], admin_bypass=True)),
+    "RiskGate": (lambda: P.RiskGate(["ops", "cfo"]), lambda: P.RiskGate(["ops"])),
+    "Consent": (
+        lambda: P.Consent(P.InMemoryConsentLedger(), {"ping": "marketing"}),
+        lambda: P.Consent(P.InMemoryConsentLedger(), {"ping": "analytics"}),
+    ),
+    "Explainability": (
+        lambda: P.Explainability(["pong"]),
+        lambda: P.Explainability(["pong"], rationale_field="why"),
+    ),
+    "JsonSchema": (
+        lambda: P.JsonSchema({"ping": {"type": "object"}}),
+        lambda: P.JsonSchema({"ping": {"type": "object", "required": ["n"]}}),
+    ),
+    "ClassificationCeiling": (
+        lambda: P.ClassificationCeiling({"echo": "public"}),
+        lambda: P.ClassificationCeiling({"echo": "secret"}),
+    ),
+    "DataResidency": (lambda: P.DataResidency("in"), lambda: P.DataResidency("eu")),
+    "PromptInjection": (
+        lambda: P.PromptInjection(["open sesame"]),
+        lambda: P.PromptInjection(["abracadabra"]),
+    ),
+    "ClassifierPolicy": (
+        lambda: P.ClassifierPolicy(Judge()),
+        lambda: P.ClassifierPolicy(Judge(), fail="open"),
+    ),
+    "Rule": (
+        lambda: P.Rule("big", "payload.n > 5"),
+        lambda: P.Rule("big", "payload.n > 50"),
+    ),
+}
+
+
+def runtime_of(*policies: Policy, risk: Risk = Risk.LOW) -> Runtime:
+    rt = Runtime(policies=policies)
+    echo = Echo("echo")
+    echo.risk = risk
+    rt.add(echo)
+    return rt
+
+
+def test_every_shipped_policy_declares_its_settings() -> None:
+    """A policy class genie ships is compared by its settings: none left to name alone."""
+    shipped = [
+        cls
+        for name in P.__all__
+        if inspect.isclass(cls := getattr(P, name)) and callable(getattr(cls, "evaluate", None))
+    ]
+    detectors = (P.PIIBlock(), P.SecretsBlock(), P.SqlBlock())
+    assert {c.__name__ for c in shipped} == {type(d).__name__ for d in detectors} | set(SETTINGS)
+    for policy in (*detectors, *(alike() for alike, _ in SETTINGS.values())):
+        assert isinstance(policy, DeclaredPolicy), policy
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_a_setting_that_decides_otherwise_changes_the_fingerprint(name: str) -> None:
+    alike, other = SETTINGS[name]
+    assert fingerprint(runtime_of(alike())) == fingerprint(runtime_of(alike()))
+    assert fingerprint(runtime_of(alike())) != fingerprint(runtime_of(other()))
+
+
+def test_an_agents_risk_changes_the_fingerprint() -> None:
+    """The risk gate reads the agents' risks, which a pipeline file may set per agent."""
+    gate = P.RiskGate(["ops"])
+    assert fingerprint(runtime_of(gate)) != fingerprint(runtime_of(gate, risk=Risk.HIGH))
+
+
+def test_the_fingerprint_is_the_same_in_every_process() -> None:
+    """Sets in the settings are hashed in an order no process's string hashing decides."""
+    script = (
+        "from genie.policies import load_policy_file; "
+        "from tests.nats.test_nats_versions import SETTINGS, fingerprint, runtime_of; "
+        "shipped = load_policy_file('config/policies/ai-policy.yaml').policies; "
+        "print(fingerprint(runtime_of(*shipped, *(a() for a, _ in SETTINGS.values()))))"
+    )
+    printed = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.fspath(ROOT)},
+            check=True,
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(printed) == 1, printed
