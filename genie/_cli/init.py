@@ -115,6 +115,7 @@ A genie pipeline: `pipeline.yaml` routes a question to the agent in `agents.py`,
     genie validate pipeline.yaml             # check it
     genie run pipeline.yaml                  # ask what question.txt asks
     echo "Is it three?" | genie run pipeline.yaml --input -
+    pip install 'genie-bus[test]'            # pytest and trio, for the test
     pytest                                   # test it (test_pipeline.py)
     genie serve pipeline.yaml --keys keys.yaml   # serve it, with API keys you write in keys.yaml
                                                  # (docs/serve.md in genie)
