@@ -60,6 +60,7 @@ __all__ = [
     "ApprovalStep",
     "CarriedRun",
     "RunDefinition",
+    "RunRefused",
     "Step",
     "StepDeadline",
     "WorkflowDeadline",
@@ -151,6 +152,20 @@ class RunDefinition(Payload):
     fingerprint: str
     definition: dict[str, Any]
     steps: list[dict[str, Any]]
+
+
+class RunRefused(Payload):
+    """A run's refusal taken at once: sent by the workflow to itself as it refuses the run on
+    taking its definition for the first time (``RunDefinition``, a resume under another
+    definition), so that a store (or the broker) keeps it with the run. Until then only the
+    run's request had been taken: the run sent its first steps, and, refused, never a step
+    after them. A later resume, rebuilding the run, cannot tell that from the definition
+    alone (a process that took it under the definition kept went on, and did send the next
+    steps): this tells it, with the ``reason`` the run was refused for."""
+
+    message_type = "genie.workflow_refused"
+
+    reason: str
 
 
 class CarriedRun(Payload):
@@ -446,6 +461,10 @@ class _Session:
     # refused, by a tick the process before fired and the store kept, say.
     told: list[tuple[str, str | None]] = field(default_factory=list)
     changed: Timer | None = None
+    # Whether this process took a message of the run for the first time (its request, or one
+    # after what it rebuilt): a refusal the process before took at once is rebuilt before
+    # that, not after (``_rebuilding``).
+    taken_here: bool = False
 
 
 class WorkflowNode:
@@ -502,6 +521,7 @@ class WorkflowNode:
             *asks,
             *((CarriedRun,) if undo else ()),
             RunDefinition,
+            RunRefused,
             WorkflowChanged,
             StepDeadline,
             WorkflowDeadline,
@@ -550,7 +570,16 @@ class WorkflowNode:
             session.changed = tick
 
     def _rebuilding(self, ctx: Context) -> bool:
-        return self.taken_before(ctx.message.id, self.id)
+        message = ctx.message
+        if isinstance(message.payload, RunRefused):
+            # What its handling does, the process that sent it did (and audited) when it
+            # refused the run, before anything else of it: rebuilt where it comes back before
+            # any message this process takes for the first time, taken or not before. After
+            # one, it is news: the process before took nothing after what was rebuilt.
+            session = self._sessions.get(message.correlation_id)
+            if session is not None and not session.taken_here:
+                return True
+        return self.taken_before(message.id, self.id)
 
     def _handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         payload = msg.payload
@@ -562,6 +591,13 @@ class WorkflowNode:
         if isinstance(payload, CarriedRun):
             return self._carried(payload, ctx)
         session = self._sessions.get(msg.correlation_id)
+        if isinstance(payload, RunRefused):
+            # None: the run ended before its refusal came back to it; nothing is left to do.
+            if session is None:
+                return ()
+            return self._refused_at_once(ctx, session, payload, msg.correlation_id)
+        if session is not None and not self._rebuilding(ctx):
+            session.taken_here = True
         if session is not None and isinstance(payload, RunDefinition):
             return self._defined(ctx, session, payload, msg.correlation_id)
         if session is None:
@@ -578,7 +614,7 @@ class WorkflowNode:
             # Taken for the first time while a refusal found rebuilding the run is told: the
             # process before took nothing after what was rebuilt, this one is past it, so the
             # run is refused before it, not gone on with. A refusal the process before took
-            # at once leaves nothing a rebuild takes again, and so is made again here.
+            # at once is made again here when its record (``RunRefused``) comes after this.
             for reason, step in session.told:
                 out += self._refuse(ctx, session, reason, step)
             session.told = []
@@ -674,7 +710,13 @@ class WorkflowNode:
         if isinstance(payload, ApprovalDecision):
             return msg.sender == DESK
         if isinstance(
-            payload, StepDeadline | WorkflowDeadline | CarriedRun | RunDefinition | WorkflowChanged
+            payload,
+            StepDeadline
+            | WorkflowDeadline
+            | CarriedRun
+            | RunDefinition
+            | RunRefused
+            | WorkflowChanged,
         ):
             return msg.sender == self.id
         return True
@@ -695,6 +737,7 @@ class WorkflowNode:
             metadata=msg.metadata,
             steps=self.steps,
             defined=defined,
+            taken_here=True,
         )
         if self.deadline is not None:
             # From when the request was made: a restart in between does not extend it.
@@ -732,11 +775,45 @@ class WorkflowNode:
         if not self._rebuilding(ctx):
             # Taken for the first time: the process before stopped between the request's
             # handling and this, so nothing of the run was taken after the request. It fails
-            # now, before a reply of its first steps can start the next one.
+            # now, before a reply of its first steps can start the next one; and says so to a
+            # later resume, which rebuilds this handling as one that tells it at a tick.
             self._refuse(ctx, session, reason)
-            return self._advance(ctx, session, key)
+            refused = ctx.emit(RunRefused(reason=reason), recipient=self.id)
+            return [refused, *self._advance(ctx, session, key)]
         self._tell_changed(ctx, session, reason)
         return ()
+
+    def _refused_at_once(
+        self, ctx: Context, session: _Session, refused: RunRefused, key: str
+    ) -> list[Message]:
+        """A refusal taken at once (``RunRefused``) comes back. Where it was sent, or after a
+        message taken for the first time refused the run (``_handle``), the run is refused
+        already. A resume that rebuilt the run took the definition for a run maybe gone on
+        with, and took the steps its first ones' replies set off for sent (so they were, by
+        a process that went on): here none was, so each is taken back, not waited for, and
+        the run is refused as the process before had it, then goes on: to the undos that
+        process sent, or, after a message taken for the first time here, to those it did not."""
+        # Refused at once, the run had sent the steps its request's handling did, those after
+        # no other, and none after them: any other it holds sent is the rebuild's guess.
+        never_sent = {
+            sent.step
+            for sent in session.sent.values()
+            if sent.kind != "undo" and session.steps[sent.step].after
+        }
+        if not never_sent and session.failure is not None:
+            return []
+        for mid, sent in list(session.sent.items()):
+            if sent.kind != "undo" and sent.step in never_sent:
+                del session.sent[mid]
+                if sent.timer is not None:
+                    sent.timer.cancel()
+        session.status.update(dict.fromkeys(never_sent, "waiting"))
+        session.events = [e for e in session.events if e.step not in never_sent]
+        # Told at a tick, from the definition rebuilt: refused now, by the process before's
+        # reason (the file it refused under may not be this one).
+        session.told = [(reason, step) for reason, step in session.told if step is not None]
+        self._refuse(ctx, session, refused.reason)
+        return self._advance(ctx, session, key)
 
     def _refuse(
         self, ctx: Context, session: _Session, reason: str, step: str | None = None

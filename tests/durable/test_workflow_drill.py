@@ -322,20 +322,89 @@ def test_refused_before_it_took_its_definition_and_killed_again_stays_refused(
     assert sorted(k.rsplit(":", 1)[1] for k in effects(drill)) == ["a", "b"]
 
 
-@pytest.mark.xfail(strict=True, reason="the rebuild starts the next step where an undo was sent")
 def test_refused_at_once_then_undone_and_killed_again_ends_undone(drill: Path) -> None:
     """As above, with step a declaring an undo: the run that refuses it at once takes both
-    first replies, then sends a's undo, and is killed. Found, not fixed: the next resume
-    rebuilds those replies before it knows of the refusal (a tick it sets), so it takes
-    the next step for started where the undo was sent, and waits for it until the run's
-    deadline (docs/workflows.md)."""
-    undoing = PIPELINE.replace("      - {id: a}", "      - {id: a, compensate: unreserve}")
-    (drill / "order.yaml").write_text(undoing)
+    first replies, then sends a's undo, and is killed. The next resume rebuilds those replies
+    before it takes the refusal's record (``RunRefused``, kept with the run, maybe after
+    them), so it first takes c for started; the record takes c back, never sent, and the
+    run ends on the undo's reply, not at its deadline."""
+    (drill / "order.yaml").write_text(UNDOING)
     killed = run(drill, "after", 2, PAUSE)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    (drill / "order.yaml").write_text(b_replaced(undoing))
+    (drill / "order.yaml").write_text(b_replaced(UNDOING))
     again = run(drill, "after", 2, PAUSE)
     assert again.returncode == -signal.SIGKILL, again.stderr
     resumed = run(drill, "never", 0, "3s")
+    assert resumed.returncode == 1, resumed.stderr
     outcome = json.loads(resumed.stdout)["output"]["payload"]
     assert (outcome["status"], outcome["compensated"]) == ("failed", ["a"])
+    assert outcome["reason"].startswith("workflow order changed while the request was kept")
+    assert [e["step"] for e in outcome["events"] if e["kind"] == "started"] == ["a", "b"]
+    done(drill, ["a", "b", "undo:a"])
+
+
+UNDOING = PIPELINE.replace("      - {id: a}", "      - {id: a, compensate: unreserve}")
+C_SENT = 4  # writes of a run under ``UNDOING`` until c is sent (kept, not run yet)
+
+
+def done(folder: Path, steps: list[str]) -> None:
+    """The run in ``folder`` ended: each of ``steps`` applied once (``undo:a``: a's undo),
+    nothing kept, the audit log whole."""
+    applied = []
+    for key in effects(folder):  # <request id>~order~<step>[~undo]:<agent>
+        sent, agent = key.split("~order~", 1)[1].split(":")
+        applied.append(f"undo:{agent}" if sent.endswith("~undo") else agent)
+    assert sorted(applied) == sorted(steps)
+    assert stored(folder, "order.db") == (0, 0)
+    assert main(["audit", "verify", str(folder / "audit.jsonl")]) == 0
+
+
+@pytest.mark.parametrize("at", [C_SENT, C_SENT + 1])
+def test_a_run_that_went_on_before_its_file_was_edited_waits_for_its_next_step(
+    drill: Path, at: int
+) -> None:
+    """The run under the file it started with takes both first replies and sends c (killed
+    then, c not run yet; or after c replied, its reply not taken). The file is edited: the
+    resume, rebuilding those replies, takes c for sent, as it was (no refusal was kept with
+    the run), waits for its reply, and undoes it before a."""
+    (drill / "order.yaml").write_text(UNDOING)
+    killed = run(drill, "after", at, PAUSE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    caused_by = "SELECT id FROM messages WHERE json_extract(body, '$.causation_id') LIKE ?"
+    with sqlite3.connect(drill / "order.db") as db:
+        taken = {m for (m,) in db.execute("SELECT message_id FROM taken WHERE agent_id = 'order'")}
+        first = [m for s in "ab" for (m,) in db.execute(caused_by, (f"%~order~{s}",))]
+        after_c = db.execute(caused_by, ("%~order~c",)).fetchall()
+        c_kept = db.execute("SELECT id FROM messages WHERE id LIKE '%~order~c'").fetchall()
+    db.close()
+    assert len(first) == 2
+    assert set(first) <= taken  # both first replies taken: c was sent ...
+    assert (len(c_kept), len(after_c)) == ((1, 0) if at == C_SENT else (0, 1))  # ... and kept
+    (drill / "order.yaml").write_text(b_replaced(UNDOING))
+    resumed = run(drill, "never", 0)
+    assert resumed.returncode == 1, resumed.stderr
+    result = json.loads(resumed.stdout)
+    balanced(result["stats"])
+    outcome = result["output"]["payload"]
+    assert (outcome["status"], outcome["compensated"]) == ("failed", ["c", "a"])
+    done(drill, ["a", "b", "c", "undo:c", "undo:a"])
+
+
+def test_refused_at_once_stays_refused_under_the_file_it_started_with(drill: Path) -> None:
+    """Refused at once under the edited file, killed once a's undo is sent; the edit is then
+    taken back. The resume finds the run's definition unchanged, and goes on with it until
+    it takes the refusal kept with the run: the run was refused, and ends so, a undone once,
+    c never sent."""
+    (drill / "order.yaml").write_text(UNDOING)
+    killed = run(drill, "after", 2, PAUSE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (drill / "order.yaml").write_text(b_replaced(UNDOING))
+    again = run(drill, "after", 2, PAUSE)
+    assert again.returncode == -signal.SIGKILL, again.stderr
+    (drill / "order.yaml").write_text(UNDOING)
+    resumed = run(drill, "never", 0, "3s")
+    assert resumed.returncode == 1, resumed.stderr
+    outcome = json.loads(resumed.stdout)["output"]["payload"]
+    assert (outcome["status"], outcome["compensated"]) == ("failed", ["a"])
+    assert outcome["reason"].startswith("workflow order changed while the request was kept")
+    done(drill, ["a", "b", "undo:a"])
