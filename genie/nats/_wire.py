@@ -57,7 +57,9 @@ _log = lazy_logger("genie.nats")
 # wire 1 ignores them, and a request waiting for those timers would hang to its timeout.
 # 3: a workflow refuses a run whose steps changed at a tick of its own (``WorkflowChanged``,
 # which names the step lost): a process of wire 2 cannot read that tick.
-WIRE_VERSION = 3
+# 4: a workflow that refuses a run at once sends itself a record of it (``RunRefused``), which
+# a process of wire 3 cannot read.
+WIRE_VERSION = 4
 ORIGIN = "Genie-Origin"
 PARENT = "Genie-Parent"  # the delivery whose handler sent this one
 REQUEST = "Genie-Request"  # a ``ctx.request``: its answer goes to the reply subject of its id
