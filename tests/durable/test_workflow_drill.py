@@ -322,18 +322,28 @@ def test_refused_before_it_took_its_definition_and_killed_again_stays_refused(
     assert sorted(k.rsplit(":", 1)[1] for k in effects(drill)) == ["a", "b"]
 
 
-def test_refused_at_once_then_undone_and_killed_again_ends_undone(drill: Path) -> None:
-    """As above, with step a declaring an undo: the run that refuses it at once takes both
-    first replies, then sends a's undo, and is killed. The next resume rebuilds those replies
-    before it takes the refusal's record (``RunRefused``, kept with the run, maybe after
-    them), so it first takes c for started; the record takes c back, never sent, and the
-    run ends on the undo's reply, not at its deadline."""
+UNDOING = PIPELINE.replace("      - {id: a}", "      - {id: a, compensate: unreserve}")
+C_SENT = 4  # writes of a run under ``UNDOING`` until c is sent (kept, not run yet)
+
+
+def refused_at_once_and_killed_with_a_undone(drill: Path) -> None:
+    """Killed after the request's handling; the file edited; the resume refuses the run at
+    once, takes both first replies, sends a's undo, and is killed."""
     (drill / "order.yaml").write_text(UNDOING)
     killed = run(drill, "after", 2, PAUSE)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (drill / "order.yaml").write_text(b_replaced(UNDOING))
     again = run(drill, "after", 2, PAUSE)
     assert again.returncode == -signal.SIGKILL, again.stderr
+
+
+def test_refused_at_once_then_undone_and_killed_again_ends_undone(drill: Path) -> None:
+    """As above, with step a declaring an undo: the run that refuses it at once takes both
+    first replies, then sends a's undo, and is killed. The next resume rebuilds those replies
+    before it takes the refusal's record (``RunRefused``, kept with the run, maybe after
+    them), so it first takes c for started; the record takes c back, never sent, and the
+    run ends on the undo's reply, not at its deadline."""
+    refused_at_once_and_killed_with_a_undone(drill)
     resumed = run(drill, "never", 0, "3s")
     assert resumed.returncode == 1, resumed.stderr
     outcome = json.loads(resumed.stdout)["output"]["payload"]
@@ -341,10 +351,6 @@ def test_refused_at_once_then_undone_and_killed_again_ends_undone(drill: Path) -
     assert outcome["reason"].startswith("workflow order changed while the request was kept")
     assert [e["step"] for e in outcome["events"] if e["kind"] == "started"] == ["a", "b"]
     done(drill, ["a", "b", "undo:a"])
-
-
-UNDOING = PIPELINE.replace("      - {id: a}", "      - {id: a, compensate: unreserve}")
-C_SENT = 4  # writes of a run under ``UNDOING`` until c is sent (kept, not run yet)
 
 
 def done(folder: Path, steps: list[str]) -> None:
@@ -395,12 +401,7 @@ def test_refused_at_once_stays_refused_under_the_file_it_started_with(drill: Pat
     taken back. The resume finds the run's definition unchanged, and goes on with it until
     it takes the refusal kept with the run: the run was refused, and ends so, a undone once,
     c never sent."""
-    (drill / "order.yaml").write_text(UNDOING)
-    killed = run(drill, "after", 2, PAUSE)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    (drill / "order.yaml").write_text(b_replaced(UNDOING))
-    again = run(drill, "after", 2, PAUSE)
-    assert again.returncode == -signal.SIGKILL, again.stderr
+    refused_at_once_and_killed_with_a_undone(drill)
     (drill / "order.yaml").write_text(UNDOING)
     resumed = run(drill, "never", 0, "3s")
     assert resumed.returncode == 1, resumed.stderr
