@@ -737,7 +737,7 @@ class WorkflowNode:
             metadata=msg.metadata,
             steps=self.steps,
             defined=defined,
-            taken_here=True,
+            taken_here=not self._rebuilding(ctx),
         )
         if self.deadline is not None:
             # From when the request was made: a restart in between does not extend it.

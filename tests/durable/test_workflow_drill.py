@@ -54,6 +54,7 @@ class Stepper(BaseAgent):
     async def on_order(self, order: Order, ctx: Context) -> Message:
         if ctx.agent_id == "slow" and os.environ.get("DRILL_SLOW"):
             await anyio.sleep(60)
+        await anyio.sleep(float(os.environ.get("DRILL_STEP_DELAY", 0)))
         apply_once(ctx, ctx.agent_id)
         return ctx.reply(order.model_copy(update={ctx.agent_id: "done"}))
 
@@ -95,10 +96,13 @@ def drill(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(folder: Path, mode: str, at: int, timeout: str = "20s") -> subprocess.CompletedProcess[str]:
+def run(
+    folder: Path, mode: str, at: int, timeout: str = "20s", step_delay: float = 0
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "DRILL_LEDGER": str(folder / "ledger.txt"),
+        "DRILL_STEP_DELAY": str(step_delay),
         "PYTHONPATH": str(folder),
         "TIMEOUT": timeout,
     }
@@ -394,6 +398,31 @@ def test_a_run_that_went_on_before_its_file_was_edited_waits_for_its_next_step(
     outcome = result["output"]["payload"]
     assert (outcome["status"], outcome["compensated"]) == ("failed", ["c", "a"])
     done(drill, ["a", "b", "c", "undo:c", "undo:a"])
+
+
+def test_a_refusal_kept_and_not_taken_is_taken_as_rebuilt(drill: Path) -> None:
+    """The run refused at once is killed once the refusal's record is kept, before it takes
+    the record (its steps are slow: no reply comes first). The resume rebuilds the run and
+    then takes the record: the refusal was audited where it was made, and is not again."""
+    killed = run(drill, "after", 2, PAUSE)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (drill / "order.yaml").write_text(b_replaced(PIPELINE))
+    again = run(drill, "after", 1, PAUSE, step_delay=1.5)
+    assert again.returncode == -signal.SIGKILL, again.stderr
+    with sqlite3.connect(drill / "order.db") as db:
+        [(record,)] = db.execute(
+            "SELECT id FROM messages WHERE body LIKE '%genie.workflow_refused%'"
+        ).fetchall()
+        taken = {m for (m,) in db.execute("SELECT message_id FROM taken WHERE agent_id = 'order'")}
+    db.close()
+    assert record not in taken
+    resumed = run(drill, "never", 0, "4s", step_delay=1.5)
+    assert resumed.returncode == 1, resumed.stderr
+    outcome = json.loads(resumed.stdout)["output"]["payload"]
+    assert (outcome["status"], outcome["compensated"]) == ("failed", [])
+    audit = [json.loads(line) for line in (drill / "audit.jsonl").read_text().splitlines()]
+    assert [r["action"] for r in audit].count("workflow_failed") == 1
+    done(drill, ["a", "b"])
 
 
 def test_refused_at_once_stays_refused_under_the_file_it_started_with(drill: Path) -> None:
