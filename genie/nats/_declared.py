@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .._agent.agent import agent_risk
+from .._errors import ConfigurationError
 from .._runtime.policy import DeclaredPolicy
 
 if TYPE_CHECKING:
@@ -26,7 +27,16 @@ def _named(obj: object) -> str:
 def _policy(policy: Policy) -> list[object]:
     # A policy that declares its settings is compared by them too; one that does not (a
     # user's) by its name and class alone.
-    settings = policy.settings if isinstance(policy, DeclaredPolicy) else None
+    if not isinstance(policy, DeclaredPolicy):
+        return [policy.name, _named(policy), None]
+    try:  # as JSON data, and only so: a value's str() may differ from process to process
+        settings = json.dumps(policy.settings, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"policy {policy.name!r} ({_named(policy)}): its settings are not JSON data "
+            f"({exc}), so the processes of a namespace cannot compare them: give `settings` "
+            "as JSON data, sets as sorted lists (docs/governance.md)"
+        ) from None
     return [policy.name, _named(policy), settings]
 
 

@@ -20,6 +20,7 @@ import genie.policies
 from genie import (
     BaseAgent,
     Context,
+    Decision,
     DeclaredPolicy,
     Limits,
     Message,
@@ -324,3 +325,22 @@ def test_the_fingerprint_is_the_same_in_every_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(printed) == 1, printed
+
+
+class SettingsOfItsOwn:
+    """A user's policy whose ``settings`` attribute holds a set: its order in JSON would
+    be each process's own."""
+
+    name = "own"
+
+    def __init__(self) -> None:
+        self.settings = {"roles": {"teller", "guest"}}
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return Decision.ALLOW
+
+
+def test_settings_that_are_not_json_data_are_refused_naming_the_policy() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        fingerprint(runtime_of(SettingsOfItsOwn()))
+    assert "policy 'own' (SettingsOfItsOwn): its settings are not JSON data" in str(caught.value)
