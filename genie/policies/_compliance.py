@@ -211,6 +211,8 @@ def check_schema(schema: Any, where: tuple[str, ...] = ("schema",)) -> None:
     if not isinstance(props, dict):
         raise SchemaError((*where, "properties"), "a mapping of property schemas")
     for key, sub in props.items():
+        if not isinstance(key, str):  # a JSON object's keys are text: it could never match
+            raise SchemaError((*where, "properties"), f"property name {key!r} is not text")
         check_schema(sub, (*where, "properties", key))
     if "items" in schema:
         check_schema(schema["items"], (*where, "items"))

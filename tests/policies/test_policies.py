@@ -353,6 +353,9 @@ def test_json_schema() -> None:
         JsonSchema({"text": {"type": "object", "patternProperties": {}}})
     with pytest.raises(ConfigurationError, match="not a JSON Schema type"):
         JsonSchema({"text": {"type": "float"}})
+    # YAML reads `1:` as a number; a payload's field names are text, so it could never match.
+    with pytest.raises(ConfigurationError, match="property name 1 is not text"):
+        JsonSchema({"text": {"properties": {1: {"type": "string"}, "n": {}}}})
 
 
 def test_tenant() -> None:
