@@ -54,7 +54,8 @@ class Stepper(BaseAgent):
     async def on_order(self, order: Order, ctx: Context) -> Message:
         if ctx.agent_id == "slow" and os.environ.get("DRILL_SLOW"):
             await anyio.sleep(60)
-        await anyio.sleep(float(os.environ.get("DRILL_STEP_DELAY", 0)))
+        if os.environ.get("DRILL_STEP_DELAY"):  # unset: no checkpoint, the writes as counted
+            await anyio.sleep(float(os.environ["DRILL_STEP_DELAY"]))
         apply_once(ctx, ctx.agent_id)
         return ctx.reply(order.model_copy(update={ctx.agent_id: "done"}))
 
@@ -102,7 +103,7 @@ def run(
     env = {
         **os.environ,
         "DRILL_LEDGER": str(folder / "ledger.txt"),
-        "DRILL_STEP_DELAY": str(step_delay),
+        "DRILL_STEP_DELAY": str(step_delay or ""),
         "PYTHONPATH": str(folder),
         "TIMEOUT": timeout,
     }
