@@ -465,6 +465,9 @@ class _Session:
     # after what it rebuilt): a refusal the process before took at once is rebuilt before
     # that, not after (``_rebuilding``).
     taken_here: bool = False
+    # While the definition's handling, taken for the first time, rebuilds what the request's
+    # handling did under the steps kept (``_defined``): the process before audited that.
+    retelling: bool = False
 
 
 class WorkflowNode:
@@ -770,8 +773,13 @@ class WorkflowNode:
         session.sent = {}
         session.events = []
         # What this sends went out with the definition, by the request's handling (as the
-        # run started, under the steps kept): it runs again from the store if it had not ended.
-        self._advance(ctx, session, key)
+        # run started, under the steps kept): it runs again from the store if it had not ended,
+        # and was audited then.
+        session.retelling = True
+        try:
+            self._advance(ctx, session, key)
+        finally:
+            session.retelling = False
         if not self._rebuilding(ctx):
             # Taken for the first time: the process before stopped between the request's
             # handling and this, so nothing of the run was taken after the request. It fails
@@ -1259,7 +1267,7 @@ class WorkflowNode:
     def _event(
         self, ctx: Context, session: _Session, step: str, kind: EventKind, detail: str = ""
     ) -> None:
-        rebuilding = self._rebuilding(ctx)
+        rebuilding = session.retelling or self._rebuilding(ctx)
         # Rebuilt after a restart, an event happened when the process before this one took
         # the message (made a moment before): the outcome's log says when, as the audit did,
         # not when the run was rebuilt, maybe days later.

@@ -360,7 +360,8 @@ def test_refused_at_once_then_undone_and_killed_again_ends_undone(drill: Path) -
 
 def done(folder: Path, steps: list[str]) -> None:
     """The run in ``folder`` ended: each of ``steps`` applied once (``undo:a``: a's undo),
-    nothing kept, the audit log whole."""
+    nothing kept, the audit log whole, each step's start audited once, by whichever process
+    started it."""
     applied = []
     for key in effects(folder):  # <request id>~order~<step>[~undo]:<agent>
         sent, agent = key.split("~order~", 1)[1].split(":")
@@ -368,6 +369,9 @@ def done(folder: Path, steps: list[str]) -> None:
     assert sorted(applied) == sorted(steps)
     assert stored(folder, "order.db") == (0, 0)
     assert main(["audit", "verify", str(folder / "audit.jsonl")]) == 0
+    audit = [json.loads(line) for line in (folder / "audit.jsonl").read_text().splitlines()]
+    started = [r["details"]["step"] for r in audit if r["action"] == "workflow_started"]
+    assert sorted(started) == sorted(s for s in steps if not s.startswith("undo:"))
 
 
 @pytest.mark.parametrize("at", [C_SENT, C_SENT + 1])
