@@ -82,6 +82,15 @@ class ModelClassifier:
     def name(self) -> str:
         return f"model:{self._provider.name}"
 
+    @property
+    def settings(self) -> dict[str, object]:
+        """What it judges by: the model asked, what it is told, how much text it reads."""
+        return {
+            "model": self._model,
+            "instructions": self._instructions,
+            "max_chars": self._max_chars,
+        }
+
     async def classify(self, text: str) -> bool:
         from ..llm._types import CallContext, ChatMessage, Request
 
@@ -134,10 +143,14 @@ class ClassifierPolicy:
 
     @property
     def settings(self) -> dict[str, object]:
-        """What it decides by (``DeclaredPolicy``): the kind of classifier asked, what it
-        judges and how a failure decides (not the verdicts it has cached)."""
+        """What it decides by (``DeclaredPolicy``): the classifier asked (its class, its name
+        and the settings it declares, as ``ModelClassifier`` does its model and
+        instructions), what it judges and how a failure decides (not the verdicts it has
+        cached)."""
+        judge = self.classifier
+        declared = getattr(judge, "settings", {})
         return {
-            "classifier": type(self.classifier).__qualname__,
+            "classifier": [type(judge).__qualname__, judge.name, declared],
             "applies_to": sorted(self.applies_to),
             "fail": self.fail,
             "budget": self.budget,

@@ -30,6 +30,7 @@ from genie import (
     handler,
 )
 from genie._errors import ConfigurationError
+from genie.llm import ScriptedProvider
 from genie.nats._declared import fingerprint
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
@@ -263,6 +264,14 @@ SETTINGS: dict[str, tuple[Callable[[], Policy], Callable[[], Policy]]] = {
         lambda: P.ClassifierPolicy(Judge()),
         lambda: P.ClassifierPolicy(Judge(), fail="open"),
     ),
+    "ClassifierPolicy, its model's instructions": (
+        lambda: P.ClassifierPolicy(P.ModelClassifier(ScriptedProvider())),
+        lambda: P.ClassifierPolicy(P.ModelClassifier(ScriptedProvider(), instructions="Judge.")),
+    ),
+    "ClassifierPolicy, its model": (
+        lambda: P.ClassifierPolicy(P.ModelClassifier(ScriptedProvider(), model="small")),
+        lambda: P.ClassifierPolicy(P.ModelClassifier(ScriptedProvider(), model="large")),
+    ),
     "Rule": (
         lambda: P.Rule("big", "payload.n > 5"),
         lambda: P.Rule("big", "payload.n > 50"),
@@ -286,7 +295,8 @@ def test_every_shipped_policy_declares_its_settings() -> None:
         if inspect.isclass(cls := getattr(P, name)) and callable(getattr(cls, "evaluate", None))
     ]
     detectors = (P.PIIBlock(), P.SecretsBlock(), P.SqlBlock())
-    assert {c.__name__ for c in shipped} == {type(d).__name__ for d in detectors} | set(SETTINGS)
+    declared = {name.split(",")[0] for name in SETTINGS}
+    assert {c.__name__ for c in shipped} == {type(d).__name__ for d in detectors} | declared
     for policy in (*detectors, *(alike() for alike, _ in SETTINGS.values())):
         assert isinstance(policy, DeclaredPolicy), policy
 
