@@ -578,6 +578,9 @@ def test_an_approval_escalated_before_a_worker_stop_is_resumed_escalated(
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     worker(workers, drill, url)
+    # Answered once the next worker has taken the approval up: an answer before that is
+    # refused as unknown there (audited), and --wait sends it again.
+    until(lambda: ("approvals", "approval_resumed") in audit_actions(url), 30)
     argv = ["approvals", "approve", str(listed["id"]), "--nats", url, "--namespace", "order"]
     assert main([*argv, "--as", "cy", "--role", "chief", "--wait", "10"]) == 0
     out, err = entry.communicate(timeout=60)
