@@ -27,6 +27,12 @@ names, without policies: the two floors, ``asyncio`` and ``pool``, genie and the
 harness's workloads (``workloads.py``: the same payloads, fan-in checks and chain as ``genie
 bench``), for ``chain``, ``fanout`` and ``throughput``: what genie costs against each floor in
 instructions, which a loaded machine does not blur.
+
+``--simulate`` runs the same under ``valgrind --tool=cachegrind --cache-sim=yes --branch-sim=yes``
+and counts, beside the instructions, the misses of a simulated cache and the mispredictions of a
+simulated branch predictor (``SIMULATED``): what makes one program's instructions slower than
+another's, which a count of instructions alone does not show. Simulated, not the processor's own
+counters (a container rarely reads those), so compare programs with it, not machines.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ import anyio
 
 from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 
-__all__ = ["COMPONENTS", "WORKLOADS", "count", "main"]
+__all__ = ["COMPONENTS", "SIMULATED", "WORKLOADS", "count", "main", "valgrind_totals"]
 
 WORKLOADS = ("chain", "fanout", "ask", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
@@ -328,11 +334,32 @@ def _child(workload: str, size: int, requests: int, component: str, variant: str
 
 
 # --- the parent: runs callgrind twice and takes the difference ---------------------------------
-def _callgrind_total(args: Sequence[str], env: dict[str, str]) -> int:
+# What ``--simulate`` reports, each a sum of cachegrind's events (``cg_annotate`` names them).
+SIMULATED = {
+    "instructions": ("Ir",),
+    "L1 instruction misses": ("I1mr",),
+    "L1 data misses": ("D1mr", "D1mw"),
+    "last-level misses": ("ILmr", "DLmr", "DLmw"),
+    "branch mispredictions": ("Bcm", "Bim"),
+    "indirect mispredictions": ("Bim",),
+}
+
+
+def valgrind_totals(
+    args: Sequence[str], env: dict[str, str], simulate: bool = False
+) -> dict[str, int]:
+    """Run ``args`` under valgrind and return its event totals by name: callgrind's
+    instructions (``Ir``), or with ``simulate`` cachegrind's simulated caches and branch
+    predictor as well (``SIMULATED``)."""
+    if simulate:
+        tool = ["--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes"]
+        flag = "--cachegrind-out-file"
+    else:
+        tool, flag = ["--tool=callgrind"], "--callgrind-out-file"
     with tempfile.TemporaryDirectory(prefix="genie-instructions-") as tmp:
-        out = Path(tmp) / "callgrind.out"
+        out = Path(tmp) / "valgrind.out"
         run = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args],
+            ["valgrind", *tool, f"{flag}={out}", *args],
             env=env,
             check=False,
             capture_output=True,
@@ -340,10 +367,16 @@ def _callgrind_total(args: Sequence[str], env: dict[str, str]) -> int:
         )
         if run.returncode:
             raise RuntimeError(f"{' '.join(args)} failed:\n{run.stderr[-2000:]}")
-        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        if found is None:
-            raise RuntimeError(f"no instruction total in {out}")
-        return int(found.group(1))
+        return event_totals(out.read_text())
+
+
+def event_totals(text: str) -> dict[str, int]:
+    """The totals of a callgrind or cachegrind output file's ``text``, by event name."""
+    events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+    found = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.MULTILINE)
+    if events is None or found is None:
+        raise RuntimeError("no event totals in valgrind's output")
+    return dict(zip(events.group(1).split(), map(int, found.group(1).split()), strict=True))
 
 
 def count(
@@ -354,9 +387,11 @@ def count(
     component: str = "delivery",
     pythonpath: str | None = None,
     variant: str = "",
-) -> float:
+    simulate: bool = False,
+) -> dict[str, float]:
     """Instructions per request (``fanout``), per hop (``chain``) or per call (``components``);
-    of the harness's implementation ``variant`` when given, else of this module's genie.
+    of the harness's implementation ``variant`` when given, else of this module's genie. With
+    ``simulate``, the other ``SIMULATED`` events per unit too.
 
     ``-P``: the working directory is not put on ``sys.path``, so a checkout there cannot
     shadow ``pythonpath``."""
@@ -369,9 +404,13 @@ def count(
         args += ["--size", str(size), "--requests", str(n), "--component", component]
         if variant:
             args += ["--variant", variant]
-        totals.append(_callgrind_total(args, env))
+        totals.append(valgrind_totals(args, env, simulate))
     per = requests * size if workload == "chain" else requests
-    return (totals[1] - totals[0]) / per
+    names = SIMULATED if simulate else {"instructions": ("Ir",)}
+    return {
+        name: sum(totals[1][e] - totals[0][e] for e in events) / per
+        for name, events in names.items()
+    }
 
 
 def _variants(text: str) -> list[str]:
@@ -384,6 +423,17 @@ def _variants(text: str) -> list[str]:
             known = ", ".join(v for v in VARIANTS if "policies" not in v)
             raise argparse.ArgumentTypeError(f"unknown variant {name!r} (known: {known})")
     return names or [""]
+
+
+def _events(per: dict[str, float], share: int, unit: str) -> str:
+    """``per``'s counts as printed: per request shared among ``share`` recipients, per ``unit``
+    (a request's own count follows when it is shared)."""
+    # Rounded to an int: a difference a little below zero reads "0", not "-0".
+    shown = [f"{round(value / share):,} {name}" for name, value in per.items()]
+    line = f"{', '.join(shown)} per {unit}"
+    if share > 1:
+        line += f" ({per['instructions']:,.0f} instructions per request)"
+    return line
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -415,6 +465,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="count these implementations of the harness instead (genie bench's names, "
         "without policies: e.g. asyncio,pool,genie); chain, fanout and throughput only",
     )
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="run under cachegrind with its cache and branch simulation: also count cache "
+        "misses and branch mispredictions (what makes a count of instructions run slower)",
+    )
     parser.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
@@ -434,53 +490,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--variants counts chain, fanout and throughput, not {alone}")
     for workload, variant in itertools.product(workloads, args.variants):
         of = f"{variant}, " if variant else ""
-        if workload == "chain":
-            per = count(
-                "chain",
-                size=args.agents,
-                requests=args.requests,
-                pythonpath=args.pythonpath,
-                variant=variant,
-            )
-            print(f"{of}chain of {args.agents}: {per:,.0f} instructions per hop")
-        elif workload == "fanout":
-            per = count(
-                "fanout",
-                size=args.n,
-                requests=args.requests,
-                pythonpath=args.pythonpath,
-                variant=variant,
-            )
-            print(
-                f"{of}fan-out N={args.n}: {per:,.0f} instructions per request "
-                f"({per / args.n:,.0f} per recipient)"
-            )
-        elif workload == "ask":
-            per = count("ask", size=1, requests=args.requests, pythonpath=args.pythonpath)
-            print(f"ask: {per:,.0f} instructions per request (a ping and its pong)")
-        elif workload == "throughput":
-            per = count(
-                "throughput",
-                size=args.n,
-                requests=10 * args.requests,
-                pythonpath=args.pythonpath,
-                variant=variant,
-            )
-            print(
-                f"{of}throughput N={args.n}, 64 in flight: {per:,.0f} instructions per request "
-                f"({per / args.n:,.0f} per recipient: its delivery and its reply's)"
-            )
-        else:
-            calls = args.requests * 50
+        if workload == "components":
             for component in COMPONENTS:
                 per = count(
                     "components",
                     size=1,
-                    requests=calls,
+                    requests=args.requests * 50,
                     component=component,
                     pythonpath=args.pythonpath,
+                    simulate=args.simulate,
                 )
-                print(f"{component}: {per:,.0f} instructions per call")
+                print(f"{component}: {_events(per, 1, 'call')}")
+            continue
+        size = {"chain": args.agents, "ask": 1}.get(workload, args.n)
+        requests = 10 * args.requests if workload == "throughput" else args.requests
+        per = count(
+            workload,
+            size=size,
+            requests=requests,
+            pythonpath=args.pythonpath,
+            variant=variant,
+            simulate=args.simulate,
+        )
+        if workload == "chain":
+            print(f"{of}chain of {args.agents}: {_events(per, 1, 'hop')}")
+        elif workload == "fanout":
+            print(f"{of}fan-out N={args.n}: {_events(per, args.n, 'recipient')}")
+        elif workload == "ask":
+            print(f"ask (a ping and its pong): {_events(per, 1, 'request')}")
+        else:
+            print(
+                f"{of}throughput N={args.n}, 64 in flight (a recipient: its delivery and "
+                f"its reply's): {_events(per, args.n, 'recipient')}"
+            )
     return 0
 
 

@@ -222,14 +222,14 @@ def chain_instructions(variant: str, agents: int, requests: int, policies: str) 
 def _per_delivery(once: str, variant: str, width: int, requests: int, policies: str) -> float:
     """Instructions per delivery of ``once`` runs (``width`` deliveries a request): the
     difference of a run of ``requests`` and one of ``2 * requests``."""
-    from genie_bench.instructions import _callgrind_total
+    from genie_bench.instructions import valgrind_totals
 
     env = dict(os.environ, PYTHONHASHSEED="0")
     totals = []
     for n in (requests, 2 * requests):
         args = [sys.executable, "-m", "genie_bench.policy_cost", "--policies", policies]
         args += [once, f"{variant}:{width}:{n}"]
-        totals.append(_callgrind_total(args, env))
+        totals.append(valgrind_totals(args, env)["Ir"])
     return (totals[1] - totals[0]) / (requests * width)
 
 

@@ -67,3 +67,39 @@ def test_the_dispatch_component_calls_a_handler_as_a_delivery_does(
     monkeypatch.setattr(context, "runtime_context", counted)
     anyio.run(instructions._component, "dispatch", 30)
     assert built.count("echo") >= instructions._WARMUP + 30
+
+
+def test_the_totals_are_read_by_event_name_from_either_tools_output() -> None:
+    callgrind = "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 40816736\n"
+    assert instructions.event_totals(callgrind) == {"Ir": 40816736}
+    cachegrind = (
+        "desc: I1 cache: 32768 B, 64 B, 8-way associative\n"
+        "events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw Bc Bcm Bi Bim\n"
+        "fl=x.c\nfn=main\n1 1 1 1 1 1 1 1 1 1 1 1 1 1\n"
+        "summary: 40944493 195209 11976 11418584 572596 22051 5702409 68771 37274 6355093 "
+        "426213 923198 222505\n"
+    )
+    totals = instructions.event_totals(cachegrind)
+    assert totals["Ir"] == 40944493
+    assert totals["D1mw"] == 68771
+    assert totals["Bim"] == 222505
+    for events in instructions.SIMULATED.values():  # each event named is one cachegrind counts
+        assert set(events) <= totals.keys()
+    with pytest.raises(RuntimeError, match="no event totals"):
+        instructions.event_totals("events: Ir\n")
+
+
+def test_counts_are_printed_per_recipient_with_the_requests_own() -> None:
+    per = {"instructions": 2_235_500.0, "L1 data misses": 50_100.0}
+    line = instructions._events(per, 50, "recipient")
+    assert line == (
+        "44,710 instructions, 1,002 L1 data misses per recipient "
+        "(2,235,500 instructions per request)"
+    )
+    assert instructions._events({"instructions": 41_820.0}, 1, "hop") == (
+        "41,820 instructions per hop"
+    )
+    # Two runs' difference can fall a few events below zero where nothing happens per request.
+    assert instructions._events({"instructions": 900.0, "last-level misses": -20.0}, 50, "x") == (
+        "18 instructions, 0 last-level misses per x (900 instructions per request)"
+    )
