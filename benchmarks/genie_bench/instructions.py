@@ -333,7 +333,7 @@ def _child(workload: str, size: int, requests: int, component: str, variant: str
         anyio.run(_component, component, requests)
 
 
-# --- the parent: runs callgrind twice and takes the difference ---------------------------------
+# --- the parent: runs valgrind twice and takes the difference ---------------------------------
 # What ``--simulate`` reports, each a sum of cachegrind's events (``cg_annotate`` names them).
 SIMULATED = {
     "instructions": ("Ir",),
