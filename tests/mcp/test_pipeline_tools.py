@@ -286,7 +286,9 @@ async def test_a_call_that_finds_the_entry_mailbox_full_is_told_busy_at_once(
     naming the agent, nothing of it runs (not published, no dead letter), and it is audited as
     ``tool_call:busy``; the calls that got in are answered as usual."""
     text = (ROOT / "tests/pipelines/good/slow.yaml").read_text()
-    text = text.replace("params: {seconds: 1}", "params: {seconds: 0.3}\n    mailbox: 1")
+    # The sleeper sleeps long enough for the second call to queue behind it on a loaded
+    # machine: once it is done, the state waited for below never comes.
+    text = text.replace("params: {seconds: 1}", "params: {seconds: 1}\n    mailbox: 1")
     path = tmp_path / "slow.yaml"
     path.write_text(text.replace("timeout: 50ms", "timeout: 10s"))
     slow = load_pipeline(path)
