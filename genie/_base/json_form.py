@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
 from .surrogates import Where, lone_surrogate, spelt
@@ -23,6 +24,10 @@ __all__ = ["Kind", "Unfit", "unfit_for_json"]
 # one), NaN or infinity, an integer too long to convert, a type with no JSON form, a container
 # that holds itself, nesting past the depth asked for.
 Kind = Literal["text", "key", "number", "integer", "type", "itself", "deep"]
+
+# An integer of fewer bits has fewer digits than any limit Python allows on converting one to
+# text (``sys.set_int_max_str_digits``: 0, no limit, or at least 640 digits), at 3 bits a digit.
+_ANY_LIMIT_BITS = 3 * 640
 
 
 class Unfit(NamedTuple):
@@ -68,14 +73,41 @@ def unfit_for_json(value: object, depth: int | None = None) -> Unfit | None:
             problem = f"nested deeper than {depth} levels of lists and dicts"
             return Unfit(spelt(path), problem, "deep", item)
         if isinstance(item, dict):
-            bad = _bad_key(item)
-            if bad is not None:
-                return Unfit(spelt(path), bad[1], "key", bad[0])
-        inside.add(id(item))
-        stack.append((item, path, True))
-        pairs = item.items() if isinstance(item, dict) else enumerate(item)
-        stack.extend((each, (path, key), False) for key, each in reversed(list(pairs)))
+            if not _ascii_keys(item):
+                bad = _bad_key(item)
+                if bad is not None:
+                    return Unfit(spelt(path), bad[1], "key", bad[0])
+            pairs: Iterable[tuple[object, object]] = item.items()
+        else:
+            pairs = enumerate(item)
+        # What JSON carries as it is needs no walk: ASCII text, None, a bool, a finite float,
+        # an integer short enough for any limit. Everything else is walked, and ``_problem``
+        # says what, if anything, is wrong with it.
+        rest: list[tuple[object, Where, bool]] = []
+        for key, each in pairs:
+            if (
+                (type(each) is str and each.isascii())
+                or each is None
+                or type(each) is bool
+                or (type(each) is int and each.bit_length() < _ANY_LIMIT_BITS)
+                or (type(each) is float and math.isfinite(each))
+            ):
+                continue
+            rest.append((each, (path, key), False))
+        if rest:  # else nothing in it is left to walk, and nothing in it can hold it
+            inside.add(id(item))
+            stack.append((item, path, True))
+            rest.reverse()
+            stack.extend(rest)
     return None
+
+
+def _ascii_keys(item: dict[object, object]) -> bool:
+    """Whether every key of ``item`` is ASCII text (so ``_bad_key`` has nothing to say)."""
+    try:
+        return all(map(str.isascii, item))  # type: ignore[arg-type]
+    except TypeError:  # a key that is not text
+        return False
 
 
 def _problem(item: object) -> tuple[Kind, str] | None:

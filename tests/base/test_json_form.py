@@ -22,6 +22,14 @@ class Level(enum.IntEnum):
     HIGH = 3
 
 
+class Text(str):
+    pass
+
+
+class Real(float):
+    pass
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -51,6 +59,10 @@ def test_what_json_carries_passes(value: Any) -> None:
         ({"a": -(10**4300)}, ("a",), "an integer of more than 4300 digits"),
         # in document order: a dict's keys before what they hold, then the next item
         ({"a": [float("nan")], "b": b"x"}, ("a", 0), "nan is no JSON number"),
+        # what JSON carries as it is is passed over at once; the rest is still judged
+        ({"é": ["ü", 7, Text("x\udfff")]}, ("é", 2), "not valid UTF-8 text"),
+        ({"é": 1, "b": {"ok": 2, 3: 4}}, ("b",), "a key of type int is not text"),
+        ({"a": [True, None, 1.5, Real("nan")]}, ("a", 3), "nan is no JSON number"),
     ],
 )
 def test_the_first_thing_json_cannot_carry_is_named(
@@ -65,6 +77,21 @@ def test_the_first_thing_json_cannot_carry_is_named(
 
 def test_the_longest_integer_python_converts_passes() -> None:
     assert unfit_for_json(10**4300 - 1) is None  # 4300 nines
+
+
+def test_an_integer_is_judged_by_the_limit_set_when_it_is_walked() -> None:
+    """Only an integer short enough for any limit Python allows (640 digits at the least) is
+    passed over unjudged: under the least limit, one digit more is named."""
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        assert unfit_for_json({"a": [2**1919, 10**639]}) is None  # 578 and 640 digits
+        found = unfit_for_json({"a": [2**1919, 10**640]})
+        assert found is not None
+        assert found.path == ("a", 1)
+        assert found.problem.startswith("an integer of more than 640 digits"), found.problem
+    finally:
+        sys.set_int_max_str_digits(before)
 
 
 def test_a_value_that_holds_itself_is_named_not_followed() -> None:
