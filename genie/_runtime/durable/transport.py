@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 
-from ..._base.backend import Backend
+from ..._base.backend import Backend, Event, any_backend
 from ..._base.clock import waiting_outside
 from ..._base.log import lazy_logger
 from ..._errors import (
@@ -155,14 +155,16 @@ class DurableTransport(Observer):
         self._batch = Batch()
         self._bodies: dict[str, str] = {}  # JSON of messages checked, until kept or written
         self._queued: list[tuple[Queued, Sequence[str], bool]] = []  # written with the batch
-        self._wake = anyio.Event()  # something to write
-        self._look = anyio.Event()  # an approval is newly pending: look for its answers now
-        self._urgent = anyio.Event()  # deliveries that wait for their write
+        # The running loop's event once started (``start``), as the runtime's own waits use.
+        self._new_event: Callable[[], Event] = any_backend().new_event
+        self._wake = self._new_event()  # something to write
+        self._look = self._new_event()  # an approval is newly pending: look for its answers now
+        self._urgent = self._new_event()  # deliveries that wait for their write
         self._writing: list[tuple[Queued, Sequence[str], bool]] = []  # in the write under way
         # Writes begun (``writes``: those written), and what a publisher waits on for its
         # own (``kept``).
         self._begun = 0
-        self._wrote = anyio.Event()
+        self._wrote = self._new_event()
         self._writer_gone = False  # no write will come: nobody waits for one
         # The store's first failure (a write or a sync the disk refused): the one the runtime
         # stops with. No write follows it (``_flush``).
@@ -224,7 +226,7 @@ class DurableTransport(Observer):
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
         self._synced = 0  # writes brought to the disk
-        self._unsynced = anyio.Event()  # a write not brought to the disk yet
+        self._unsynced = self._new_event()  # a write not brought to the disk yet
 
     def unfinished(self) -> list[Message]:
         """The requests published from outside that had not settled when the store was last
@@ -370,8 +372,9 @@ class DurableTransport(Observer):
         backend: Backend,
     ) -> None:
         self.local.start(tg, run, backend)
-        self._wake, self._urgent, self._look = anyio.Event(), anyio.Event(), anyio.Event()
-        self._unsynced = anyio.Event()
+        new_event = self._new_event = backend.new_event
+        self._wake, self._urgent, self._look = new_event(), new_event(), new_event()
+        self._unsynced, self._wrote = new_event(), new_event()
         tg.start_soon(self._writer)
         tg.start_soon(self._syncer)
 
@@ -386,7 +389,7 @@ class DurableTransport(Observer):
                     await self._look.wait()
             else:  # no answer to look for until an approval is pending (``handled``)
                 await self._look.wait()
-            self._look = anyio.Event()
+            self._look = self._new_event()
             if not self._held or self._answer is None:
                 continue
             try:
@@ -559,7 +562,7 @@ class DurableTransport(Observer):
             while True:
                 if not self._batch and not self._queued:
                     await self._wake.wait()
-                    self._wake = anyio.Event()
+                    self._wake = self._new_event()
                     continue
                 if not self._batch.waited_for:
                     with anyio.move_on_after(LINGER):
@@ -567,7 +570,7 @@ class DurableTransport(Observer):
                 # Shielded: a write begun is finished, so what it holds is queued below or at
                 # close (``drain_queues``), never lost in between.
                 with anyio.CancelScope(shield=True):
-                    self._urgent = anyio.Event()
+                    self._urgent = self._new_event()
                     batch, self._batch = self._batch, Batch()
                     batch.seal(self._holders, self._asked)
                     self._bodies.clear()  # a message checked and not put: it was not routed
@@ -607,7 +610,7 @@ class DurableTransport(Observer):
 
     def _wrote_one(self) -> None:
         self.writes += 1
-        wrote, self._wrote = self._wrote, anyio.Event()
+        wrote, self._wrote = self._wrote, self._new_event()
         wrote.set()
         self._unsynced.set()
 
@@ -633,7 +636,7 @@ class DurableTransport(Observer):
         while True:
             while self._synced == self.writes:
                 await self._unsynced.wait()
-                self._unsynced = anyio.Event()
+                self._unsynced = self._new_event()
             await anyio.sleep(self._every)
             self._synced = self.writes
             try:
