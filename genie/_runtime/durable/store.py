@@ -39,7 +39,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
@@ -752,5 +752,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-def _delete(db: sqlite3.Connection, table: str, key: str, ids: Iterable[str]) -> None:
-    db.executemany(f"DELETE FROM {table} WHERE {key} = ?", ((i,) for i in ids))
+def _delete(db: sqlite3.Connection, table: str, key: str, ids: Sequence[str]) -> None:
+    if ids:  # a statement costs its preparing and stepping even with no row to delete
+        db.executemany(f"DELETE FROM {table} WHERE {key} = ?", ((i,) for i in ids))

@@ -567,22 +567,23 @@ class DurableTransport(Observer):
                 if not self._batch.waited_for:
                     with anyio.move_on_after(LINGER):
                         await self._urgent.wait()
-                # Shielded: a write begun is finished, so what it holds is queued below or at
-                # close (``drain_queues``), never lost in between.
-                with anyio.CancelScope(shield=True):
-                    self._urgent = self._new_event()
-                    batch, self._batch = self._batch, Batch()
-                    batch.seal(self._holders, self._asked)
-                    self._bodies.clear()  # a message checked and not put: it was not routed
-                    queued, self._queued = self._queued, []
-                    self._writing = queued
-                    self._begun += 1
-                    if self.store.each:  # the disk is waited for, off the loop
+                # A write begun is finished, so what it holds is queued below or at close
+                # (``drain_queues``), never lost in between: nothing from here to the queueing
+                # awaits, but the disk, shielded.
+                self._urgent = self._new_event()
+                batch, self._batch = self._batch, Batch()
+                batch.seal(self._holders, self._asked)
+                self._bodies.clear()  # a message checked and not put: it was not routed
+                queued, self._queued = self._queued, []
+                self._writing = queued
+                self._begun += 1
+                if self.store.each:  # the disk is waited for, off the loop
+                    with anyio.CancelScope(shield=True):
                         await _on_disk(self.store.write, batch)
-                    else:  # into the log in the system's cache: no thread to wait for
-                        self.store.write(batch)
-                    self._writing = []
-                    self._wrote_one()
+                else:  # into the log in the system's cache: no thread to wait for
+                    self.store.write(batch)
+                self._writing = []
+                self._wrote_one()
                 for item, recipients, held in queued:
                     if held:
                         self.local.put_held(item, recipients)
@@ -783,9 +784,16 @@ class DurableTransport(Observer):
             if not stood_in:
                 return
             del holders[stood_in[0]]
-        self._parts_taken.discard((message_id, agent_id))  # its row goes with the message's
-        self._batch.moved.add(message_id)
-        self._wake.set()
+        if self._parts_taken:
+            self._parts_taken.discard((message_id, agent_id))  # its row goes with the message's
+        moved = self._batch.moved
+        if message_id not in moved:  # else the writer was woken when it first moved
+            moved.add(message_id)
+            self._wake.set()
+
+    def delivered_many(self, msg: Message, agent_ids: Sequence[str]) -> None:
+        """Nothing to do: a fan-out is kept as it is queued (``put_held``). Said here so that
+        the runtime tells this observer of a fan-out once, not once for each agent."""
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         if msg.type == _CANCELLED:
