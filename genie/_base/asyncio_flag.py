@@ -32,15 +32,27 @@ class Flag:
                 if not waiter.done():  # a cancelled wait's future is done
                     waiter.set_result(None)
 
-    async def wait(self) -> None:
+    async def wait(self, seconds: float | None = None) -> None:
+        """Return once the flag is set, or once ``seconds`` (if given) have passed on the
+        loop's clock, without raising: the caller reads what it waited for. A timer, where
+        anyio's ``move_on_after`` would make a cancel scope."""
         if self._set:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         waiters = self._waiters
         if waiters is None:
             waiters = self._waiters = []
         waiters.append(waiter)
+        timer = None if seconds is None else loop.call_later(seconds, _time_up, waiter)
         try:
             await waiter
         finally:
             waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
+
+
+def _time_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # set meanwhile, or its wait cancelled
+        waiter.set_result(None)

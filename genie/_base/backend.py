@@ -1,19 +1,21 @@
 """The running event loop's primitives a request waits with: an event (a gather's, a request's,
-an idle executor's) and a checkpoint (a publish's yield), looked up once when a runtime starts.
+an idle executor's), a wait for one with a time limit, and a checkpoint (a publish's yield),
+looked up once when a runtime starts.
 
 anyio's own ask sniffio which library runs on every call, and its event wraps the backend's in
 a second object: work every request would pay again (docs/benchmarks.md, "A request's own
 cost", has what it came to). On asyncio, and loops
 built on it such as uvloop, the runtime uses ``Flag`` (``asyncio_flag``: an event made of the
-loop's futures) and ``asyncio.sleep(0)``; on any other backend (trio), anyio's. Nothing here
-imports asyncio or anyio's primitives before a runtime asks (``import genie`` stays lean).
+loop's futures, whose wait takes a time limit as a timer) and ``asyncio.sleep(0)``; on any
+other backend (trio), anyio's, the limit a cancel scope. Nothing here imports asyncio or
+anyio's primitives before a runtime asks (``import genie`` stays lean).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
 import anyio
 
@@ -33,12 +35,23 @@ class Event(Protocol):
 class Backend(NamedTuple):
     new_event: Callable[[], Event]
     checkpoint: Callable[[], Awaitable[None]]
+    # ``wait_at_most(event, seconds)``: return once ``event`` (one of ``new_event``'s) is set,
+    # or once ``seconds`` have passed (None: no limit), without raising.
+    wait_at_most: Callable[[Event, float | None], Awaitable[None]]
+
+
+async def _wait_at_most(event: Event, seconds: float | None) -> None:
+    if seconds is None:  # no limit: no cancel scope
+        await event.wait()
+        return
+    with anyio.move_on_after(seconds):
+        await event.wait()
 
 
 def any_backend() -> Backend:
     """anyio's, which work on any backend (asked each call): what a runtime uses before it
     starts."""
-    return Backend(anyio.Event, functools.partial(anyio.sleep, 0))
+    return Backend(anyio.Event, functools.partial(anyio.sleep, 0), _wait_at_most)
 
 
 def running_backend() -> Backend:
@@ -50,7 +63,9 @@ def running_backend() -> Backend:
     except RuntimeError:  # not asyncio: trio, say
         # The backend's own event class builds what ``anyio.Event()`` would, without asking
         # sniffio again; ``anyio.sleep(0)`` is the backend's checkpoint.
-        return Backend(type(anyio.Event()), functools.partial(anyio.sleep, 0))
+        return Backend(type(anyio.Event()), functools.partial(anyio.sleep, 0), _wait_at_most)
     from .asyncio_flag import Flag
 
-    return Backend(Flag, functools.partial(asyncio.sleep, 0))
+    # ``Flag.wait`` takes the limit itself: the events it is given are this backend's Flags.
+    wait_at_most = cast(Callable[[Event, float | None], Awaitable[None]], Flag.wait)
+    return Backend(Flag, functools.partial(asyncio.sleep, 0), wait_at_most)

@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Literal
 
-import anyio
-
-from .._base.backend import Event, any_backend
+from .._base.backend import Backend, any_backend
 from .._base.clock import Clock, checked_timeout
 from .._base.record import Record
 from .._errors import (
@@ -214,7 +212,7 @@ class Correlator:
         self.timed_out = 0
         self.late = 0
         self.on_gathered: Callable[[GatherResult], None] | None = None  # the runtime's observer
-        self.new_event: Callable[[], Event] = any_backend().new_event  # the runtime's, once started
+        self.backend: Backend = any_backend()  # the running loop's, once the runtime starts
         # Gathers that end while a message is being offered are reported after the runtime
         # reports that message, so an event stream reads published -> gathered.
         self._holding = False
@@ -377,7 +375,7 @@ class Gather(_Waiter):
         self._lost: dict[str, Missing] = {}
         self._failures: list[Missing] = []
         self._armed = False
-        self._done = owner.new_event()
+        self._done = owner.backend.new_event()
         self._result: GatherResult | None = None
         self._raised: BaseException | None = None  # what ``where`` raised, if it did
         corr.waiters += (self,)
@@ -513,11 +511,11 @@ class Gather(_Waiter):
         if self._result is None and self._corr.in_flight == 0:
             self.on_quiescent()
         if self._result is None:
-            if self._deadline == math.inf:  # no deadline: no cancel scope of its own
+            if self._deadline == math.inf:  # no deadline: no timer of its own
                 await self._done.wait()
             else:
-                with anyio.CancelScope(deadline=self._deadline):
-                    await self._done.wait()
+                left = self._deadline - self._now()
+                await self._owner.backend.wait_at_most(self._done, left)
         if self._raised is not None:
             raise self._raised
         # expire() reads the result anew: ``_finish`` set it while this waited, whatever the
@@ -578,7 +576,7 @@ class RequestWaiter(_Waiter):
         # not the answer.
         self._responders = responders
         self.consumer = request.sender
-        self._done = owner.new_event()
+        self._done = owner.backend.new_event()
         self.reply: Message | None = None
         self.error: Exception | None = None
         corr.waiters += (self,)
@@ -654,8 +652,7 @@ class RequestWaiter(_Waiter):
 
     async def wait(self, timeout: float | None) -> Message:
         try:
-            with anyio.move_on_after(timeout):
-                await self._done.wait()
+            await self._owner.backend.wait_at_most(self._done, timeout)
         finally:
             self._owner.remove(self._corr, self)
         # The outcome, even when it came in the loop turn the deadline fell due: a reply taken

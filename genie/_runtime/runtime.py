@@ -778,7 +778,7 @@ class Runtime:
         self._tg = tg
         # Gathers, requests and executors make an event a request, and a publish yields once.
         backend = self._backend = running_backend()
-        self._correlator.new_event = backend.new_event
+        self._correlator.backend = backend
         self._runner.start(tg, backend)
         if self._keeper is not None:
             tg.start_soon(self._keeper.take_answers)  # a task of the runtime's, not a handler's

@@ -1,7 +1,9 @@
-"""The running loop's event and checkpoint (``genie._base.backend``): on asyncio a ``Flag``, on
-any other backend anyio's; each behaves as the runtime needs whichever it is."""
+"""The running loop's event, its timed wait and checkpoint (``genie._base.backend``): on asyncio
+a ``Flag``, on any other backend anyio's; each behaves as the runtime needs whichever it is."""
 
 from __future__ import annotations
+
+import asyncio
 
 import anyio
 import pytest
@@ -59,6 +61,54 @@ async def test_a_cancelled_wait_leaves_nothing_behind(anyio_backend: str) -> Non
         event.set()
     if isinstance(event, Flag):
         assert not event._waiters
+
+
+async def test_a_timed_wait_returns_when_set_or_when_its_time_is_up(anyio_backend: str) -> None:
+    """``wait_at_most`` returns at once for an event set, early when it is set, and after its
+    limit (not before, and without raising) when nobody sets it; no limit waits for the set."""
+    backend = running_backend()
+    event = backend.new_event()
+    start = anyio.current_time()
+    await backend.wait_at_most(event, 0.05)
+    assert anyio.current_time() - start >= 0.05
+    assert not event.is_set()
+
+    async def set_soon() -> None:
+        await anyio.sleep(0.01)
+        event.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(set_soon)
+        start = anyio.current_time()
+        await backend.wait_at_most(event, 30)
+    assert event.is_set()
+    assert anyio.current_time() - start < 5
+    with anyio.fail_after(1):
+        await backend.wait_at_most(event, None)  # set: returns at once
+        await backend.wait_at_most(backend.new_event(), 0)  # no time: returns at once
+    if isinstance(event, Flag):
+        assert not event._waiters
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_timed_wait_leaves_no_timer_behind(anyio_backend: str) -> None:
+    """A flag's timed wait is a timer on the loop: cancelled when the flag is set first, and
+    when the wait itself is cancelled, so a thousand waits leave the loop no timer."""
+    loop = asyncio.get_running_loop()
+    before = len(loop._scheduled)  # type: ignore[attr-defined]
+    for _ in range(1000):
+        flag = Flag()
+        with anyio.move_on_after(0):  # the wait cancelled
+            await flag.wait(30)
+        assert not flag._waiters
+        flag = Flag()
+        loop.call_soon(flag.set)  # set before its time is up
+        await flag.wait(30)
+        assert not flag._waiters
+    # A cancelled timer stays in the heap until the loop drops it; none of them fires.
+    await asyncio.sleep(0)
+    live = [t for t in loop._scheduled if not t.cancelled()]  # type: ignore[attr-defined]
+    assert len(live) <= before
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

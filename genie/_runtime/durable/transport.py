@@ -155,8 +155,11 @@ class DurableTransport(Observer):
         self._batch = Batch()
         self._bodies: dict[str, str] = {}  # JSON of messages checked, until kept or written
         self._queued: list[tuple[Queued, Sequence[str], bool]] = []  # written with the batch
-        # The running loop's event once started (``start``), as the runtime's own waits use.
-        self._new_event: Callable[[], Event] = any_backend().new_event
+        # The running loop's event and timed wait once started (``start``), as the runtime's
+        # own waits use.
+        backend = any_backend()
+        self._new_event: Callable[[], Event] = backend.new_event
+        self._wait_at_most = backend.wait_at_most
         self._wake = self._new_event()  # something to write
         self._look = self._new_event()  # an approval is newly pending: look for its answers now
         self._urgent = self._new_event()  # deliveries that wait for their write
@@ -373,6 +376,7 @@ class DurableTransport(Observer):
     ) -> None:
         self.local.start(tg, run, backend)
         new_event = self._new_event = backend.new_event
+        self._wait_at_most = backend.wait_at_most
         self._wake, self._urgent, self._look = new_event(), new_event(), new_event()
         self._unsynced, self._wrote = new_event(), new_event()
         tg.start_soon(self._writer)
@@ -385,8 +389,7 @@ class DurableTransport(Observer):
         took it and decided nothing (``_answer_ended``); a refusal at once."""
         while True:
             if self._held:  # another process may answer at any time: looked for every POLL
-                with anyio.move_on_after(POLL):
-                    await self._look.wait()
+                await self._wait_at_most(self._look, POLL)
             else:  # no answer to look for until an approval is pending (``handled``)
                 await self._look.wait()
             self._look = self._new_event()
@@ -565,8 +568,7 @@ class DurableTransport(Observer):
                     self._wake = self._new_event()
                     continue
                 if not self._batch.waited_for:
-                    with anyio.move_on_after(LINGER):
-                        await self._urgent.wait()
+                    await self._wait_at_most(self._urgent, LINGER)
                 # A write begun is finished, so what it holds is queued below or at close
                 # (``drain_queues``), never lost in between: nothing from here to the queueing
                 # awaits, but the disk, shielded.
