@@ -13,14 +13,18 @@ warm-up cancel out). Workloads, without policies or metrics (the runtime's own c
   (``rt.gather`` then ``rt.publish``); reported per request.
 - ``ask``: ``rt.ask`` of one agent that replies (a ping and its pong): a request's own cost,
   which a fan-out shares among its recipients; reported per request.
+- ``request``: a handler's ``ctx.request`` to an agent that replies, one after another in one
+  handler call (a ping and its pong, waited for under ``Limits.request_timeout``); reported
+  per request.
 - ``throughput``: the ``fanout`` request with 64 of them under way at once, as the harness's
   throughput workload runs it, ten times ``--requests`` requests (so that 64 are in flight);
   reported per request.
 - ``components``: the pieces of one delivery, each called alone on a running runtime's own
   objects (see ``COMPONENTS``); reported per call.
 
-Only the public API is used by ``chain``, ``fanout`` and ``ask``, so ``--pythonpath`` can point at
-another checkout's tree to compare two versions of genie the same way.
+Only the public API is used by ``chain``, ``fanout``, ``ask`` and ``request``, so
+``--pythonpath`` can point at another checkout's tree to compare two versions of genie the
+same way.
 
 ``--variants`` counts the harness's own implementations instead (``genie bench --variants``
 names, without policies: the two floors, ``asyncio`` and ``pool``, genie and the rest) on the
@@ -54,7 +58,7 @@ from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 
 __all__ = ["COMPONENTS", "SIMULATED", "WORKLOADS", "count", "main", "valgrind_totals"]
 
-WORKLOADS = ("chain", "fanout", "ask", "throughput", "components")
+WORKLOADS = ("chain", "fanout", "ask", "request", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
 COMPONENTS = (
     "loop",
@@ -150,6 +154,21 @@ class Echo(BaseAgent):
         self.arrived.set()
 
 
+class Asker(BaseAgent):
+    """Asks ``echo`` for a pong ``n`` times, one ``ctx.request`` after another, in the one
+    handler call a ping of ``n`` makes; then replies."""
+
+    produces = (Ping, Pong)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        for _ in range(payload.n):
+            answer = await ctx.request("echo", Ping(n=1))
+            if not isinstance(answer.payload, Pong):
+                raise RuntimeError(f"ctx.request answered {answer.type}")
+        return ctx.reply(Pong(n=payload.n))
+
+
 async def _chain(agents: int, requests: int) -> None:
     sink = Sink("sink")
     relays = [Relay(f"a{i}", f"a{i + 1}" if i < agents - 1 else "sink") for i in range(agents)]
@@ -182,6 +201,14 @@ async def _ask(requests: int) -> None:
             result = await rt.ask(ping)
             if result.status != "complete":
                 raise RuntimeError(f"ask ended {result.status}")
+
+
+async def _request(requests: int) -> None:
+    async with Runtime([Echo("echo"), Asker("asker")]) as rt:
+        ping = rt.message(Ping(n=_WARMUP + requests), sender="caller", recipient="asker")
+        result = await rt.ask(ping)
+        if result.status != "complete":
+            raise RuntimeError(f"the asker's ask ended {result.status}")
 
 
 async def _throughput(n: int, requests: int, in_flight: int = 64) -> None:
@@ -327,6 +354,8 @@ def _child(workload: str, size: int, requests: int, component: str, variant: str
         anyio.run(_fanout, size, requests)
     elif workload == "ask":
         anyio.run(_ask, requests)
+    elif workload == "request":
+        anyio.run(_request, requests)
     elif workload == "throughput":
         anyio.run(_throughput, size, requests)
     else:
@@ -485,7 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
-    for alone in ("ask", "components"):  # of genie only: the harness has no such workload
+    # Of genie only: the harness has no such workload.
+    for alone in ("ask", "request", "components"):
         if args.variants != [""] and alone in workloads:
             parser.error(f"--variants counts chain, fanout and throughput, not {alone}")
     for workload, variant in itertools.product(workloads, args.variants):
@@ -502,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(f"{component}: {_events(per, 1, 'call')}")
             continue
-        size = {"chain": args.agents, "ask": 1}.get(workload, args.n)
+        size = {"chain": args.agents, "ask": 1, "request": 1}.get(workload, args.n)
         requests = 10 * args.requests if workload == "throughput" else args.requests
         per = count(
             workload,
@@ -518,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{of}fan-out N={args.n}: {_events(per, args.n, 'recipient')}")
         elif workload == "ask":
             print(f"ask (a ping and its pong): {_events(per, 1, 'request')}")
+        elif workload == "request":
+            print(f"ctx.request (a ping and its pong): {_events(per, 1, 'request')}")
         else:
             print(
                 f"{of}throughput N={args.n}, 64 in flight (a recipient: its delivery and "

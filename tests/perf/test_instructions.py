@@ -12,7 +12,7 @@ from genie_bench import instructions
 from genie._agent import context
 
 
-@pytest.mark.parametrize("workload", ["chain", "fanout", "ask", "throughput"])
+@pytest.mark.parametrize("workload", ["chain", "fanout", "ask", "request", "throughput"])
 def test_each_workload_runs_and_checks_its_own_replies(workload: str) -> None:
     instructions._child(workload, 5, 3, "delivery")  # raises if a gather came back short
 
@@ -41,6 +41,7 @@ def test_the_harness_implementations_run_each_workload_and_check_it(
         (["--variants", "genie+policies"], "unknown variant 'genie+policies'"),
         (["--variants", "pool", "--workloads", "components"], "not components"),
         (["--variants", "genie", "--workloads", "ask"], "not ask"),
+        (["--variants", "genie", "--workloads", "request"], "not request"),
     ],
 )
 def test_a_variant_the_counter_cannot_run_is_refused(
