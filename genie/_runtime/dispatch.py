@@ -14,8 +14,11 @@ handler is one of its outputs, stamped with its correlation, causation and hops.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+
+import anyio
 
 from .._base.log import lazy_logger
 from .._errors import (
@@ -81,9 +84,10 @@ class Dispatcher:
         self.delivered_many: Callable[[Message, Sequence[str]], None] | None = None
 
     # --- from outside ------------------------------------------------------------------------
-    async def publish(self, msg: Message) -> None:
-        """Wait for room if need be, then put the message in at once. Cancelled while
-        waiting, nothing happened. (The caller adds the checkpoint, or waits right after.)"""
+    async def publish(self, msg: Message, deadline: float = math.inf) -> bool:
+        """Wait for room if need be, then put the message in at once: True. Cancelled while
+        waiting, nothing happened; so too when the wait outlasts ``deadline`` (on the loop's
+        clock): False. (The caller adds the checkpoint, or waits right after.)"""
         routed, corr = self._validate(msg, "publish")
         transport = self.transport
         # First a slot in every recipient's mailbox (first come, first served), then the
@@ -100,9 +104,15 @@ class Dispatcher:
                 self._release(order[:held])
                 order, held = tuple(sorted(routed)), 0
                 held = transport.hold(order, 0)
-                while held < len(order):
-                    await transport.wait_for_room(order[held])  # gives it back if cancelled
-                    held = transport.hold(order, held + 1)
+                # The deadline bounds only this wait: a publish with room has no scope to pay.
+                with anyio.CancelScope(deadline=deadline):
+                    while held < len(order):
+                        await transport.wait_for_room(order[held])  # gives it back if cancelled
+                        held = transport.hold(order, held + 1)
+                if held < len(order):  # the deadline came first: nothing was sent
+                    self._release(order[:held])
+                    self._released(corr)
+                    return False
             self.check_open()
         except BaseException:
             self._release(order[:held])
@@ -112,6 +122,7 @@ class Dispatcher:
             self.route(msg, False, corr, routed, True)
         finally:
             self._released(corr)
+        return True
 
     def publish_nowait(self, msg: Message) -> None:
         routed, corr = self._validate(msg, "publish_nowait")

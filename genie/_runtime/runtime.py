@@ -1106,14 +1106,8 @@ class Runtime:
             if not (published or wait):  # room now, or WouldBlockError: nothing was sent
                 self._dispatcher.publish_nowait(msg)
                 published = True
-            if not published:
-                if timeout is None:  # no deadline: no cancel scope of its own
-                    await self._dispatcher.publish(msg)
-                    published = True
-                else:  # waiting for mailbox room counts against the timeout
-                    with anyio.CancelScope(deadline=gather.deadline):
-                        await self._dispatcher.publish(msg)
-                        published = True
+            if not published:  # waiting for mailbox room counts against the timeout
+                published = await self._dispatcher.publish(msg, gather.deadline)
             result = await gather.wait() if published else gather.expire()
         except BaseException:
             gather.cancel("the caller was cancelled" if published else "publish failed")

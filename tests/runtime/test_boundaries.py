@@ -87,17 +87,38 @@ async def test_publish_is_a_checkpoint_and_can_be_cancelled() -> None:
 
 
 async def test_ask_timeout_bounds_the_wait_for_mailbox_room() -> None:
+    """The deadline ends the wait for room: nothing of the ask was sent, the slot it held is
+    given back, and the next publish waits only for the room the agent makes."""
     gate = anyio.Event()
+    recorder = Recorder("rec", gate)
     async with Runtime() as rt:
-        rt.add(Recorder("rec", gate), options=AgentOptions(mailbox_size=1))
+        rt.add(recorder, options=AgentOptions(mailbox_size=1))
         await rt.publish(rt.message(Ping(n=0), recipient="rec"))
         await wait_all_tasks_blocked()
         await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # full
+        published = rt.statistics().published
         start = anyio.current_time()
         result = await rt.ask(rt.message(Ping(n=2), recipient="rec"), timeout=0.1)
         assert result.status == "timed_out"
         assert anyio.current_time() - start < 1.0
+        assert rt.statistics().published == published  # nothing went out
         gate.set()
+        with anyio.fail_after(5):
+            await rt.publish(rt.message(Ping(n=3), recipient="rec"))
+            await rt.wait_idle()
+    assert [p.n for p in recorder.seen] == [0, 1, 3]
+    accounted(rt.statistics())
+
+
+async def test_ask_with_a_deadline_and_room_publishes_at_once() -> None:
+    """With room in the mailbox the ask's deadline has nothing to bound on the way out: even
+    one already past sends the message (what becomes of it is the gather's to say)."""
+    async with Runtime([Recorder("rec")]) as rt:
+        published = rt.statistics().published
+        await rt.ask(rt.message(Ping(n=7), recipient="rec"), timeout=0)
+        assert rt.statistics().published == published + 1
+        with anyio.fail_after(5):
+            await rt.wait_idle()
     accounted(rt.statistics())
 
 
