@@ -13,6 +13,7 @@ warm-up cancel out). Workloads, without policies or metrics (the runtime's own c
   (``rt.gather`` then ``rt.publish``); reported per request.
 - ``ask``: ``rt.ask`` of one agent that replies (a ping and its pong): a request's own cost,
   which a fan-out shares among its recipients; reported per request.
+- ``ask-deadline``: the same ``rt.ask`` with ``timeout=30``: what a deadline adds to it.
 - ``request``: a handler's ``ctx.request`` to an agent that replies, one after another in one
   handler call (a ping and its pong, waited for under ``Limits.request_timeout``); reported
   per request.
@@ -22,7 +23,7 @@ warm-up cancel out). Workloads, without policies or metrics (the runtime's own c
 - ``components``: the pieces of one delivery, each called alone on a running runtime's own
   objects (see ``COMPONENTS``); reported per call.
 
-Only the public API is used by ``chain``, ``fanout``, ``ask`` and ``request``, so
+Only the public API is used by ``chain``, ``fanout``, the asks and ``request``, so
 ``--pythonpath`` can point at another checkout's tree to compare two versions of genie the
 same way.
 
@@ -58,7 +59,7 @@ from genie import BaseAgent, Context, Limits, Message, Payload, Runtime, handler
 
 __all__ = ["COMPONENTS", "SIMULATED", "WORKLOADS", "count", "main", "valgrind_totals"]
 
-WORKLOADS = ("chain", "fanout", "ask", "request", "throughput", "components")
+WORKLOADS = ("chain", "fanout", "ask", "ask-deadline", "request", "throughput", "components")
 # What ``components`` measures: each part of delivering one reply, alone.
 COMPONENTS = (
     "loop",
@@ -194,11 +195,11 @@ async def _fanout(n: int, requests: int) -> None:
                 raise RuntimeError(f"fan-out gathered {len(result.replies)} of {n} replies")
 
 
-async def _ask(requests: int) -> None:
+async def _ask(requests: int, timeout: float | None = None) -> None:
     async with Runtime([Echo("echo")]) as rt:
         for _ in range(_WARMUP + requests):
             ping = rt.message(Ping(n=1), sender="caller", recipient="echo")
-            result = await rt.ask(ping)
+            result = await rt.ask(ping, timeout=timeout)
             if result.status != "complete":
                 raise RuntimeError(f"ask ended {result.status}")
 
@@ -354,6 +355,8 @@ def _child(workload: str, size: int, requests: int, component: str, variant: str
         anyio.run(_fanout, size, requests)
     elif workload == "ask":
         anyio.run(_ask, requests)
+    elif workload == "ask-deadline":
+        anyio.run(_ask, requests, 30.0)
     elif workload == "request":
         anyio.run(_request, requests)
     elif workload == "throughput":
@@ -515,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
     # Of genie only: the harness has no such workload.
-    for alone in ("ask", "request", "components"):
+    for alone in ("ask", "ask-deadline", "request", "components"):
         if args.variants != [""] and alone in workloads:
             parser.error(f"--variants counts chain, fanout and throughput, not {alone}")
     for workload, variant in itertools.product(workloads, args.variants):
@@ -532,7 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(f"{component}: {_events(per, 1, 'call')}")
             continue
-        size = {"chain": args.agents, "ask": 1, "request": 1}.get(workload, args.n)
+        size = {"chain": args.agents, "ask": 1, "ask-deadline": 1, "request": 1}.get(
+            workload, args.n
+        )
         requests = 10 * args.requests if workload == "throughput" else args.requests
         per = count(
             workload,
@@ -548,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{of}fan-out N={args.n}: {_events(per, args.n, 'recipient')}")
         elif workload == "ask":
             print(f"ask (a ping and its pong): {_events(per, 1, 'request')}")
+        elif workload == "ask-deadline":
+            print(f"ask with timeout=30 (a ping and its pong): {_events(per, 1, 'request')}")
         elif workload == "request":
             print(f"ctx.request (a ping and its pong): {_events(per, 1, 'request')}")
         else:

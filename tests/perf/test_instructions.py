@@ -12,7 +12,9 @@ from genie_bench import instructions
 from genie._agent import context
 
 
-@pytest.mark.parametrize("workload", ["chain", "fanout", "ask", "request", "throughput"])
+@pytest.mark.parametrize(
+    "workload", ["chain", "fanout", "ask", "ask-deadline", "request", "throughput"]
+)
 def test_each_workload_runs_and_checks_its_own_replies(workload: str) -> None:
     instructions._child(workload, 5, 3, "delivery")  # raises if a gather came back short
 
