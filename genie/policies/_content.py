@@ -25,8 +25,9 @@ class ContentView:
       policies match (see ``_normalise``), and ``words(msg)``: its words only;
     - ``size_at_most(msg)``: an upper bound of the JSON's length in UTF-8 bytes, if known;
     - ``contains(msg, needle, folded, in_strings_only)``: the DSL's ``content contains``;
-    - ``payload_pieces(msg)`` and ``metadata_pieces(msg)``: what the scan is folded from, read
-      by the content screen (``_screen``).
+    - ``payload_pieces(msg)``: what the scan takes from the payload, and ``raw_of(walked,
+      metadata)``: the raw text a walked payload and its metadata make, read by the content
+      screen (``_screen``) with the view's ``shapes``.
 
     A message holding text UTF-8 cannot encode (a lone surrogate, which a ``str`` built in
     Python can hold) has no JSON and no scan: asking for them raises ``InvalidMessageError``
@@ -50,11 +51,11 @@ class ContentView:
         "_msg",
         "_raw",
         "_scan",
-        "_shapes",
         "_text",
         "_views",
         "_walked",
         "_words",
+        "shapes",
     )
 
     def __init__(self) -> None:
@@ -68,13 +69,11 @@ class ContentView:
         self._walked: PayloadPieces | None = None  # None: the payload goes the JSON way
         self._meta: object = None  # the last frozen metadata read, and its pieces
         self._meta_pieces: list[str] = []
-        self._shapes: Shapes = {}  # what the walk read of each payload class
+        self.shapes: Shapes = {}  # what the walk read of each payload class
 
     def _reset(self, msg: Message) -> None:
-        self._walked = payload_pieces(msg.payload, self._shapes)
+        self._walked = payload_pieces(msg.payload, self.shapes)
         self._text = self._data = self._raw = self._scan = self._words = self._views = None
-        if type(self._meta) is not FrozenDict:
-            self._meta = None
         self._msg = msg
 
     def text(self, msg: Message) -> str:
@@ -111,10 +110,22 @@ class ContentView:
             if walked is None:
                 self._raw = raw_text(self.data(msg), msg.metadata)
             else:
-                self._raw = " | ".join(
-                    [walked.strings, walked.keys, *walked.extras, *self.metadata_pieces(msg)]
-                )
+                self._raw = self.raw_of(walked, msg.metadata)
         return self._raw
+
+    def raw_of(self, walked: PayloadPieces, metadata: Mapping[str, object]) -> str:
+        """The raw text of a message whose payload walked to ``walked`` (``payload_pieces``):
+        its pieces and the metadata's (``pieces``), joined by `` | ``. It holds nothing of the
+        message: the screen asks it for a message the view has not read."""
+        if metadata is self._meta:
+            meta_pieces = self._meta_pieces
+        else:
+            meta_pieces = pieces(metadata)
+            # A FrozenDict cannot change, and replies and outputs share their parent's: its
+            # pieces are kept for the next message; anything else is read every time.
+            if type(metadata) is FrozenDict:
+                self._meta, self._meta_pieces = metadata, meta_pieces
+        return " | ".join([walked.strings, walked.keys, *walked.extras, *meta_pieces])
 
     def scan(self, msg: Message) -> str:
         if msg is not self._msg:
@@ -145,20 +156,6 @@ class ContentView:
         if msg is not self._msg:
             self._reset(msg)
         return self._walked
-
-    def metadata_pieces(self, msg: Message) -> list[str]:
-        """What the scan takes from the message's metadata (``pieces``): the same list while
-        the metadata is the same frozen mapping."""
-        if msg is not self._msg:
-            self._reset(msg)
-        meta = msg.metadata
-        if meta is not self._meta:
-            # A FrozenDict cannot change, and replies and outputs share their parent's: its
-            # pieces are kept (the same list) for the next message; anything else is read
-            # once per message (``_reset`` forgets it).
-            self._meta_pieces = pieces(meta)
-            self._meta = meta
-        return self._meta_pieces
 
     def words(self, msg: Message) -> str:
         scan = self.scan(msg)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from .._message.envelope import Message
 from ._content import ContentView
 from ._decode import might_be_encoded
-from ._normalise import Literals, compact_words
+from ._normalise import Literals, compact_words, payload_pieces
 
 __all__ = ["CLEARED_TEXTS", "CLEARED_TEXT_LENGTH", "Screen", "ScreenPart"]
 
@@ -98,15 +98,18 @@ class Screen:
 
     def clear(self, msg: Message) -> bool:
         """True when every check of the screen allows ``msg``; False when any may deny it."""
+        # Read without the view's own memory of a message: most messages clear, and those
+        # that do are never read again (a reply, once gathered). One that does not is read
+        # by the view when its checks run.
         view = self._view
-        payload = view.payload_pieces(msg)
+        payload = payload_pieces(msg.payload, view.shapes)
         if payload is None:  # the JSON way: the checks run one by one
             return False
         if payload.size_at_most > self._max_bytes:
             return False
         if self._needles and not payload.strings_as_is:
             return False
-        raw = view.raw(msg)
+        raw = view.raw_of(payload, msg.metadata)
         if raw in self._cleared:
             return True
         if not self._text_clear(raw, view.scan(msg)):
