@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Literal
 
-from .._base.backend import Backend, any_backend
+from .._base.backend import Backend, Event, any_backend
 from .._base.clock import Clock, checked_timeout
 from .._base.record import Record
 from .._errors import (
@@ -227,6 +227,19 @@ class Correlator:
 
     def lookup(self, cid: str) -> _Correlation | None:
         return self.active.get(cid)
+
+    async def wait_until(self, event: Event, deadline: float) -> None:
+        """Wait for ``event`` until ``deadline`` on the runtime's clock (``math.inf``: no
+        limit). The loop's timer may end a wait before the clock reaches the deadline (uvloop
+        counts whole milliseconds from its own clock): what is left is waited for again, so a
+        wait never ends early and a reply made at the deadline's instant is in time."""
+        if deadline == math.inf:  # no timer at all
+            await event.wait()
+            return
+        wait_at_most = self.backend.wait_at_most
+        clock = self._clock
+        while not event.is_set() and (left := deadline - clock.monotonic()) > 0:
+            await wait_at_most(event, left)
 
     def hold(self) -> None:
         """Gathers that end from now until ``flush`` are reported then (see ``held``)."""
@@ -511,11 +524,7 @@ class Gather(_Waiter):
         if self._result is None and self._corr.in_flight == 0:
             self.on_quiescent()
         if self._result is None:
-            if self._deadline == math.inf:  # no deadline: no timer of its own
-                await self._done.wait()
-            else:
-                left = self._deadline - self._now()
-                await self._owner.backend.wait_at_most(self._done, left)
+            await self._owner.wait_until(self._done, self._deadline)
         if self._raised is not None:
             raise self._raised
         # expire() reads the result anew: ``_finish`` set it while this waited, whatever the
@@ -651,8 +660,10 @@ class RequestWaiter(_Waiter):
         self._fail(RuntimeClosedError(f"request {self._request.type!r}: {reason}"))
 
     async def wait(self, timeout: float | None) -> Message:
+        owner = self._owner
+        deadline = math.inf if timeout is None else owner._clock.monotonic() + timeout
         try:
-            await self._owner.backend.wait_at_most(self._done, timeout)
+            await owner.wait_until(self._done, deadline)
         finally:
             self._owner.remove(self._corr, self)
         # The outcome, even when it came in the loop turn the deadline fell due: a reply taken

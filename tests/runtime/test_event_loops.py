@@ -9,12 +9,14 @@ import asyncio
 import itertools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from genie import BaseAgent, Context, Message, Observer, Runtime, handler
+from genie import AgentOptions, BaseAgent, Context, Message, Observer, Runtime, handler
 from genie._base.clock import Clock
 from genie._cli.loop import run_on
 from genie._cli.main import main
@@ -24,6 +26,7 @@ from tests.conftest import Ping, Pong, requires
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
 UVLOOP = pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+ROOMY = AgentOptions(max_concurrency=500, mailbox_size=1000)
 
 
 class Relay(BaseAgent):
@@ -163,3 +166,85 @@ async def test_a_thread_of_the_application_builds_a_message_on_any_loop() -> Non
         with anyio.fail_after(5):
             await rt.wait_idle()
     assert rt.statistics().handled == 1
+
+
+class Silent(BaseAgent):
+    """Takes a Ping and answers nothing for as long as a test waits (``ROOMY``: each Ping in
+    a handler of its own, none queued behind another)."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        await anyio.sleep(0.2)
+
+
+class Asker(BaseAgent):
+    """Asks ``silent`` with a short timeout, again and again, and keeps how much of the
+    runtime's clock each wait took."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, timeout: float, times: int) -> None:
+        super().__init__(id)
+        self.timeout = timeout
+        self.times = times
+        self.waited: list[float] = []
+        self.clock: Callable[[], float] = time.monotonic  # the runtime's, once it runs
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        for i in range(self.times):
+            time.sleep(0.001)  # noqa: ASYNC251 - the loop held: the next timer falls due in it
+            started = self.clock()
+            with pytest.raises(TimeoutError):
+                await ctx.request("silent", Ping(n=i), timeout=self.timeout)
+            self.waited.append(self.clock() - started)
+
+
+async def _gathers_never_end_early() -> None:
+    early: list[float] = []
+    async with Runtime() as rt:
+        rt.add(Silent("silent"), options=ROOMY)
+        for i in range(200):
+            msg = rt.message(Ping(n=i), recipient="silent")
+            await anyio.lowlevel.checkpoint()
+            time.sleep(0.001)  # noqa: ASYNC251 - the loop held: the next timer falls due in it
+            gather = rt.gather(msg.correlation_id, count=1, senders=["nobody"], timeout=0.0034)
+            await rt.publish(msg)
+            result = await gather.wait()
+            ended = rt.clock.monotonic()
+            rt.cancel(msg.correlation_id)
+            assert result.status == "timed_out"
+            if ended < gather.deadline:
+                early.append(gather.deadline - ended)
+    assert not early, (len(early), max(early))
+
+
+async def _requests_never_end_early() -> None:
+    asker = Asker("asker", 0.0034, 100)
+    async with Runtime([asker]) as rt:
+        rt.add(Silent("silent"), options=ROOMY)
+        asker.clock = rt.clock.monotonic
+        await rt.publish(rt.message(Ping(n=0), recipient="asker"))
+        with anyio.fail_after(30):
+            await rt.wait_idle()
+    assert len(asker.waited) == 100
+    early = [w for w in asker.waited if w < asker.timeout]
+    assert not early, (len(early), min(early))
+
+
+async def test_a_timed_wait_never_ends_before_its_deadline() -> None:
+    """A gather's deadline and a ``ctx.request``'s timeout end their waits on the runtime's
+    clock, never before it, whatever the loop's timers say (see the uvloop test)."""
+    await _gathers_never_end_early()
+    await _requests_never_end_early()
+
+
+@requires("uvloop", extra="uvloop")
+@UVLOOP
+async def test_on_uvloop_a_timed_wait_never_ends_before_its_deadline() -> None:
+    """uvloop rounds a timer to whole milliseconds of libuv's clock, which is read once a loop
+    turn: a timer can fire up to a millisecond before the runtime's (monotonic) clock reaches
+    the deadline it was set for. The wait goes on for what is left (checked to fail with one
+    wait per deadline: 9 to 19 of 200 gathers ended up to 0.96 ms early)."""
+    await _gathers_never_end_early()
+    await _requests_never_end_early()
