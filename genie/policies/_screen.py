@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from .._message.envelope import Message
 from ._content import ContentView
 from ._decode import might_be_encoded
-from ._normalise import Literals, compact_words, payload_pieces
+from ._normalise import Literals, compact_words, fold, payload_pieces
 
 __all__ = ["CLEARED_TEXTS", "CLEARED_TEXT_LENGTH", "Screen", "ScreenPart"]
 
@@ -112,7 +112,9 @@ class Screen:
         raw = view.raw_of(payload, msg.metadata)
         if raw in self._cleared:
             return True
-        if not self._text_clear(raw, view.scan(msg)):
+        # Its own folding, not the view's: what is remembered as cleared is decided by that
+        # text alone, whatever the view last read of this message.
+        if not self._text_clear(raw, fold(raw)):
             return False
         if len(raw) <= CLEARED_TEXT_LENGTH:
             if len(self._cleared) >= CLEARED_TEXTS:

@@ -875,6 +875,29 @@ def test_the_screen_remembers_only_texts_it_cleared(monkeypatch: pytest.MonkeyPa
     assert screen._view.raw(long) not in screen._cleared
 
 
+def test_a_payload_changed_in_place_cannot_clear_another_messages_text() -> None:
+    """The screen remembers a text as cleared only by testing that text: a payload changed
+    after the view read it (the freeze bypassed) is not judged by what the view remembers of
+    it, so a later message holding the new text is still checked (as the list checks it)."""
+    policies = list(load_policy_file(BOARD).policies)
+    plan = PolicyPlan(policies)
+
+    def chat(content: str) -> Payload:
+        return PLAIN["chat"].model_validate({"content": content})
+
+    phone = "call me on +91 98765 43210"
+    plan.decide(Message.new(chat("What is a SIP?"), sender="user"), "agent")
+    changed = Message.new(chat("hello there"), sender="user")
+    assert plan.decide(changed, "agent").allowed  # the view now holds its text
+    object.__setattr__(changed.payload, "content", phone)
+    plan.decide(Message.new(chat("What is a SIP?"), sender="user"), "agent")
+    plan.decide(changed, "agent")
+    honest = Message.new(chat(phone), sender="user")
+    expected = admit(honest, "agent", 0, Limits(), list(load_policy_file(BOARD).policies))
+    assert expected.policy == "pii_block"
+    assert plan.decide(honest, "agent") == expected
+
+
 class _Tally(Payload):
     message_type = "chat"
     seq: int = 0
