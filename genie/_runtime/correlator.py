@@ -238,6 +238,10 @@ class Correlator:
             return
         wait_at_most = self.backend.wait_at_most
         clock = self._clock
+        # Waited for once whatever is left, as a wait with no time left is a checkpoint still:
+        # a caller cancelled meanwhile is cancelled here, and a handler asking again and again
+        # with no time lets the loop run others.
+        await wait_at_most(event, deadline - clock.monotonic())
         while not event.is_set() and (left := deadline - clock.monotonic()) > 0:
             await wait_at_most(event, left)
 

@@ -561,3 +561,75 @@ def test_keyboard_interrupt_in_a_handler_stops_the_runtime_on_asyncio() -> None:
     stats = rt.statistics()
     accounted(stats)
     assert (stats.delivered, stats.dead_lettered, stats.in_flight) == (2, 2, 0)
+
+
+class Unanswering(BaseAgent):
+    """Takes a Ping and answers nothing while the tests below wait."""
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        await anyio.sleep(0.05)
+
+
+class Poller(BaseAgent):
+    """Asks ``silent`` again and again with no time to wait, counting how often another task
+    ran meanwhile."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, times: int) -> None:
+        super().__init__(id)
+        self.times = times
+        self.ticks = 0
+        self.ticks_seen: list[int] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        before = self.ticks
+        for i in range(self.times):
+            with pytest.raises(TimeoutError):
+                await ctx.request("silent", Ping(n=i), timeout=0)
+        self.ticks_seen.append(self.ticks - before)
+
+
+ROOMY = AgentOptions(max_concurrency=500, mailbox_size=5000)
+
+
+async def test_a_request_with_no_time_left_still_lets_others_run() -> None:
+    """A wait with no time left is a checkpoint all the same: a handler asking again and again
+    with ``timeout=0`` lets the loop run other tasks (checked to fail, a ticker never ran, when
+    a wait past its deadline did not wait at all)."""
+    poller = Poller("poller", 200)
+    async with Runtime([poller]) as rt:
+        rt.add(Unanswering("silent"), options=ROOMY)
+
+        async def tick() -> None:
+            while True:
+                poller.ticks += 1
+                await checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            await rt.publish(rt.message(Ping(n=0), recipient="poller"))
+            with anyio.fail_after(10):
+                await rt.wait_idle()
+            tg.cancel_scope.cancel()
+    assert poller.ticks_seen[0] > 0, poller.ticks_seen
+
+
+async def test_an_ask_past_its_deadline_is_a_checkpoint_for_a_cancelled_caller() -> None:
+    """Waiting for the reply is an ask's checkpoint, with no time left too: a caller
+    cancelled before is cancelled there, not answered."""
+    async with Runtime() as rt:
+        rt.add(Unanswering("silent"), options=ROOMY)
+        outcome = "returned"
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await rt.ask(rt.message(Ping(n=1), recipient="silent"), timeout=0, wait=False)
+            except TimeoutError:
+                outcome = "timed out"
+            except anyio.get_cancelled_exc_class():
+                outcome = "cancelled"
+                raise
+        assert outcome == "cancelled", outcome
