@@ -25,9 +25,8 @@ class ContentView:
       policies match (see ``_normalise``), and ``words(msg)``: its words only;
     - ``size_at_most(msg)``: an upper bound of the JSON's length in UTF-8 bytes, if known;
     - ``contains(msg, needle, folded, in_strings_only)``: the DSL's ``content contains``;
-    - ``payload_pieces(msg)``: what the scan takes from the payload, and ``raw_of(walked,
-      metadata)``: the raw text a walked payload and its metadata make, read by the content
-      screen (``_screen``) with the view's ``shapes``.
+    - ``raw_of(walked, metadata)``: the raw text a payload walked with the view's ``shapes``
+      (``payload_pieces``) and its metadata make, read by the content screen (``_screen``).
 
     A message holding text UTF-8 cannot encode (a lone surrogate, which a ``str`` built in
     Python can hold) has no JSON and no scan: asking for them raises ``InvalidMessageError``
@@ -149,13 +148,6 @@ class ContentView:
             found = decoded(self.raw(msg))
             self._views = (("text", scan), *((name, fold(text)) for name, text in found))
         return self._views
-
-    def payload_pieces(self, msg: Message) -> PayloadPieces | None:
-        """What the scan takes from a payload read without its JSON; None for a payload read
-        through its JSON."""
-        if msg is not self._msg:
-            self._reset(msg)
-        return self._walked
 
     def words(self, msg: Message) -> str:
         scan = self.scan(msg)
