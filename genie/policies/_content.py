@@ -41,44 +41,29 @@ class ContentView:
     One entry, by identity: the policies of a composite evaluate the same message one after the
     other (and once per recipient), so each view is computed once, not once per policy. Messages
     are immutable, so a view never goes stale.
+
+    A view may be shared by runtimes in several threads (a policy list given to each): what it
+    remembers of a message is one object (``_Read``), taken once by each call and written only
+    with views of that call's message, so a thread that reads another message meanwhile
+    replaces the memory without mixing the two.
     """
 
-    __slots__ = (
-        "_data",
-        "_meta",
-        "_meta_pieces",
-        "_msg",
-        "_raw",
-        "_scan",
-        "_text",
-        "_views",
-        "_walked",
-        "_words",
-        "shapes",
-    )
+    __slots__ = ("_meta", "_read", "shapes")
 
     def __init__(self) -> None:
-        self._msg: Message | None = None
-        self._text: str | None = None
-        self._data: Any = None
-        self._raw: str | None = None
-        self._scan: str | None = None
-        self._views: tuple[tuple[str, str], ...] | None = None
-        self._words: str | None = None
-        self._walked: PayloadPieces | None = None  # None: the payload goes the JSON way
-        self._meta: object = None  # the last frozen metadata read, and its pieces
-        self._meta_pieces: list[str] = []
+        self._read = _Read(None, None)
+        self._meta: tuple[object, list[str]] = (None, [])  # the last frozen metadata, its pieces
         self.shapes: Shapes = {}  # what the walk read of each payload class
 
-    def _reset(self, msg: Message) -> None:
-        self._walked = payload_pieces(msg.payload, self.shapes)
-        self._text = self._data = self._raw = self._scan = self._words = self._views = None
-        self._msg = msg
+    def _read_of(self, msg: Message) -> _Read:
+        read = self._read
+        if read.msg is not msg:
+            read = self._read = _Read(msg, payload_pieces(msg.payload, self.shapes))
+        return read
 
     def text(self, msg: Message) -> str:
-        if msg is not self._msg:
-            self._reset(msg)
-        if self._text is None:
+        read = self._read_of(msg)
+        if read.text is None:
             try:
                 text = msg.payload.model_dump_json()
             except ValueError:  # pydantic's: a string it cannot encode, or a value with no JSON
@@ -90,76 +75,72 @@ class ContentView:
             # judge another key than the one delivered. (ASCII text is not searched at all.)
             if "\ufffd" in text and (problem := unreadable(msg)) is not None:
                 raise problem
-            self._text = text
-        return self._text
+            read.text = text
+        return read.text
 
     def data(self, msg: Message) -> Any:
-        text = self.text(msg)
-        if self._data is None:
-            self._data = json.loads(text)
-        return self._data
+        read = self._read_of(msg)
+        if read.data is None:
+            read.data = json.loads(self.text(msg))
+        return read.data
 
     def raw(self, msg: Message) -> str:
         """The text the scan is folded from (``pieces`` of the payload and the metadata, joined
         by `` | ``), as the message wrote it: what encodings are decoded from."""
-        if msg is not self._msg:
-            self._reset(msg)
-        if self._raw is None:
-            walked = self._walked
+        read = self._read_of(msg)
+        if read.raw is None:
+            walked = read.walked
             if walked is None:
-                self._raw = raw_text(self.data(msg), msg.metadata)
+                read.raw = raw_text(self.data(msg), msg.metadata)
             else:
-                self._raw = self.raw_of(walked, msg.metadata)
-        return self._raw
+                read.raw = self.raw_of(walked, msg.metadata)
+        return read.raw
 
     def raw_of(self, walked: PayloadPieces, metadata: Mapping[str, object]) -> str:
         """The raw text of a message whose payload walked to ``walked`` (``payload_pieces``):
         its pieces and the metadata's (``pieces``), joined by `` | ``. It holds nothing of the
         message: the screen asks it for a message the view has not read."""
-        if metadata is self._meta:
-            meta_pieces = self._meta_pieces
-        else:
+        kept, meta_pieces = self._meta
+        if metadata is not kept:
             meta_pieces = pieces(metadata)
             # A FrozenDict cannot change, and replies and outputs share their parent's: its
             # pieces are kept for the next message; anything else is read every time.
             if type(metadata) is FrozenDict:
-                self._meta, self._meta_pieces = metadata, meta_pieces
+                self._meta = (metadata, meta_pieces)
         return " | ".join([walked.strings, walked.keys, *walked.extras, *meta_pieces])
 
     def scan(self, msg: Message) -> str:
-        if msg is not self._msg:
-            self._reset(msg)
-        if self._scan is None:
+        read = self._read_of(msg)
+        if read.scan is None:
             raw = self.raw(msg)
             try:
-                self._scan = fold(raw)
+                read.scan = fold(raw)
             except UnicodeEncodeError:  # a string of the metadata (the payload's fail its JSON)
                 problem = unreadable(msg)
                 if problem is None:
                     raise
                 raise problem from None
-        return self._scan
+        return read.scan
 
     def views(self, msg: Message) -> tuple[tuple[str, str], ...]:
         """What the detectors read, each (name, folded text): the scan as ``"text"``, then each
         encoding found in the raw text, decoded (``_decode``)."""
-        scan = self.scan(msg)
-        if self._views is None:
+        read = self._read_of(msg)
+        if read.views is None:
+            scan = self.scan(msg)
             found = decoded(self.raw(msg))
-            self._views = (("text", scan), *((name, fold(text)) for name, text in found))
-        return self._views
+            read.views = (("text", scan), *((name, fold(text)) for name, text in found))
+        return read.views
 
     def words(self, msg: Message) -> str:
-        scan = self.scan(msg)
-        if self._words is None:
-            self._words = words(scan)
-        return self._words
+        read = self._read_of(msg)
+        if read.words is None:
+            read.words = words(self.scan(msg))
+        return read.words
 
     def size_at_most(self, msg: Message) -> int | None:
         """At least ``len(self.text(msg).encode())``, known without the JSON, or None."""
-        if msg is not self._msg:
-            self._reset(msg)
-        walked = self._walked
+        walked = self._read_of(msg).walked
         return None if walked is None else walked.size_at_most
 
     def contains(self, msg: Message, needle: str, folded: str, in_strings_only: bool) -> bool:
@@ -167,15 +148,30 @@ class ContentView:
         only be found in JSON inside one string (it holds no JSON punctuation, and a character
         no number or literal has); then, for a payload whose JSON holds its strings as they are,
         the scan (which holds every string, folded) decides alone."""
-        if msg is not self._msg:
-            self._reset(msg)
-        walked = self._walked
+        walked = self._read_of(msg).walked
         if walked is not None:  # nothing raises: the order of the two tests is free
             if folded in self.scan(msg):
                 return True
             if in_strings_only and walked.strings_as_is:
                 return False
         return needle in self.text(msg) or folded in self.scan(msg)
+
+
+class _Read:
+    """What a view has read of one message (``msg``); ``walked`` is None for a payload read
+    through its JSON. Each other view is None until first asked."""
+
+    __slots__ = ("data", "msg", "raw", "scan", "text", "views", "walked", "words")
+
+    def __init__(self, msg: Message | None, walked: PayloadPieces | None) -> None:
+        self.msg = msg
+        self.walked = walked
+        self.text: str | None = None
+        self.data: Any = None
+        self.raw: str | None = None
+        self.scan: str | None = None
+        self.views: tuple[tuple[str, str], ...] | None = None
+        self.words: str | None = None
 
 
 def unreadable(msg: Message) -> InvalidMessageError | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+import threading
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
@@ -28,7 +30,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from genie import InvalidMessageError, Message, Payload
-from genie.policies import ContentView, Rule
+from genie.policies import ContentView, PIIBlock, Rule
 from genie.policies._dsl import _only_in_strings
 from genie.policies._normalise import fold, payload_pieces, pieces, scan_text
 
@@ -462,3 +464,33 @@ def test_metadata_shared_by_messages_is_read_right() -> None:
     for msg in (first, second, third, first):
         expected = scan_text(json.loads(msg.payload.model_dump_json()), msg.metadata)
         assert view.scan(msg) == expected
+
+
+def test_a_view_shared_by_threads_judges_each_message_by_its_own_text() -> None:
+    # Runtimes in two threads may share one policy list, and with it the view: each message is
+    # judged by its own text, never by the one the other thread read meanwhile.
+    policy = PIIBlock()
+    clean = [Message.new(Wide(text=f"hello there {n}"), sender="u") for n in range(500)]
+    leaky = [Message.new(Wide(text=f"mail bob{n}@example.com"), sender="u") for n in range(500)]
+    wrong: list[tuple[str, bool]] = []
+
+    def judge(messages: list[Message], allowed: bool) -> None:
+        for _ in range(10):
+            for msg in messages:
+                if policy.evaluate(msg, "agent").allowed is not allowed:
+                    wrong.append((msg.payload.text, allowed))  # type: ignore[attr-defined]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [
+            threading.Thread(target=judge, args=(clean, True)),
+            threading.Thread(target=judge, args=(leaky, False)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []

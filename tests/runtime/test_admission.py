@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from genie import (
     Runtime,
     handler,
 )
-from genie.policies import PIIBlock, load_policy_file
+from genie.policies import ContentView, PIIBlock, PromptInjection, load_policy_file
 
 from ..conftest import DenyTo, Echo, Note, Ping, PolicyFn, Pong
 
@@ -171,6 +173,54 @@ class Announcer(BaseAgent):
     @handler
     async def on_ping(self, payload: Ping, ctx: Context) -> Message:
         return ctx.emit(Note(text="heard"))
+
+
+class Notes(BaseAgent):
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.texts: set[str] = set()
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        self.texts.add(payload.text)
+
+
+def test_runtimes_in_two_threads_sharing_policies_judge_each_message_alone() -> None:
+    # One policy list given to a runtime in each thread: the policies share their content
+    # view, and each runtime's messages are judged by their own text, never by the other's.
+    view = ContentView()
+    policies = [PIIBlock(view), PromptInjection((), view)]
+    wrong: list[str] = []
+
+    def run(texts: list[str], allowed: bool) -> None:
+        async def main() -> None:
+            notes = Notes("notes")
+            async with Runtime([notes], policies=policies) as rt:
+                for text in texts:
+                    await rt.publish(rt.message(Note(text=text), recipient="notes"))
+            wrong.extend(t for t in texts if (t in notes.texts) is not allowed)
+
+        anyio.run(main)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [
+            # Digits the screen cannot clear: the PII check reads them through the view.
+            threading.Thread(
+                target=run, args=([f"order 123456{n} shipped" for n in range(1500)], True)
+            ),
+            threading.Thread(
+                target=run, args=([f"mail bob{n}@example.com" for n in range(1500)], False)
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
 
 
 async def test_a_message_with_no_consumer_asks_the_policies_nothing() -> None:
