@@ -42,7 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The delivery path: what every message goes through. Left out, with the reason:
-# - genie/_supervisor.py: mypyc makes the ``ClassVar`` of a dataclass (``Decision.ALLOW``) a
+# - genie/_runtime/policy.py: mypyc makes the ``ClassVar`` of a dataclass (``Decision.ALLOW``) a
 #   field (mypyc issue 1122), and the module fails to import; its hot part is two small
 #   functions.
 HOT = (
