@@ -271,7 +271,9 @@ def _policy_name(policy: object) -> str:
 def checked_policies(policies: object) -> tuple[Policy, ...]:
     """``Runtime(policies=...)`` as the runtime keeps them, each checked to be a policy when the
     runtime is made: a mistake there would otherwise show only as every delivery denied (a
-    policy that raises fails closed), far from the line that made it."""
+    policy that raises fails closed), far from the line that made it. A policy that learns the
+    runtime's agents (``for_runtime``: the risk gate) is kept as a copy of the runtime's own,
+    so runtimes given one policy list never gate by each other's agents."""
     if isinstance(policies, str | bytes) or not isinstance(policies, Iterable):
         hint = " (give () for none)" if policies is None else ""
         if isinstance(getattr(policies, "policies", None), Sequence):
@@ -294,4 +296,4 @@ def checked_policies(policies: object) -> tuple[Policy, ...]:
         else:
             continue
         raise ConfigurationError(f"Runtime(policies=...)[{i}] is {what}")
-    return kept
+    return tuple(own() if callable(own := getattr(p, "for_runtime", None)) else p for p in kept)

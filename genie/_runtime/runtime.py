@@ -437,6 +437,8 @@ class Runtime:
         models = (*produces, *consumes)
         self.types.register(*models)
         self._mailboxes[agent.id] = Mailbox(agent, options, bind_sync)
+        if self._state is not RuntimeState.NEW:  # the start binds the agents hosted before it
+            self._bind_agents()
         if isinstance(agent, AuditsItself):
             # Its records go through the runtime's gate, as a delivery's do: one the sink
             # refuses stops the runtime, rather than failing the agent's handler.
@@ -756,6 +758,14 @@ class Runtime:
                 f"no agent {agent_id!r} in this runtime", agent_id=agent_id
             ) from None
 
+    def _bind_agents(self) -> None:
+        """Tell the policies that decide by agents (the risk gate) this runtime's agents."""
+        risks = {agent_id: agent_risk(mb.agent) for agent_id, mb in self._mailboxes.items()}
+        for policy in self.policies:
+            bind = getattr(policy, "bind_agents", None)
+            if bind is not None:
+                bind(risks)
+
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         if self._state is not RuntimeState.NEW:
@@ -766,11 +776,7 @@ class Runtime:
                 raise ConfigurationError(
                     f"agent {mb.id!r} has fallback {fallback!r}, which is not registered"
                 )
-        risks = {agent_id: agent_risk(mb.agent) for agent_id, mb in self._mailboxes.items()}
-        for policy in self.policies:
-            bind = getattr(policy, "bind_agents", None)
-            if bind is not None:
-                bind(risks)  # e.g. the risk gate learns which agents are high-risk
+        self._bind_agents()
         self.clock.start()
         self._loop_thread = threading.get_ident()
         tg = anyio.create_task_group()

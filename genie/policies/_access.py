@@ -220,8 +220,10 @@ class Tenant:
 class RiskGate:
     """A high-risk agent only receives messages whose ``user_roles`` hold one of ``roles``.
 
-    The runtime tells the gate each agent's risk when it starts (``bind_agents``); a recipient
-    it does not know (a tap) is not gated.
+    Each runtime gates with a copy of its own (``for_runtime``), which it tells its agents'
+    risks when it starts and whenever it hosts another agent (``bind_agents``): runtimes given
+    one policy list never gate by each other's agents. A recipient the table does not know (a
+    tap) is not gated.
     """
 
     name = "risk_gate"
@@ -245,6 +247,10 @@ class RiskGate:
         """What it decides by (``DeclaredPolicy``): the roles. The table of the agents' risks
         is the pipeline's (its agents are compared apart), bound as the runtime starts."""
         return {"roles": sorted(self.roles)}
+
+    def for_runtime(self) -> RiskGate:
+        """A gate of the same roles, with a table of agents of its own, for one runtime."""
+        return RiskGate(self.roles, self._risk_of)
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)

@@ -13,7 +13,7 @@ from .._agent.agent import Risk
 from .._base.yamlconf import load_model
 from .._message.envelope import Message
 from .._message.payload import Classification, Payload
-from .._runtime.policy import Limits, admit
+from .._runtime.policy import Limits, admit, checked_policies
 from ._board import PolicySet
 
 __all__ = ["ClassCount", "ProbeReport", "run_probes"]
@@ -147,14 +147,14 @@ def run_probes(policy_set: PolicySet, probes_path: str | Path) -> ProbeReport:
     """Evaluate each probe against the policies, in order, as one delivery would be."""
     probe_file, _ = load_model(probes_path, _ProbeFile)
     report = ProbeReport(total=len(probe_file.probes))
+    # As a runtime keeps them: probing a set a runtime uses never changes whom it gates.
+    policies = checked_policies(policy_set.policies)
     for probe in probe_file.probes:
-        for policy in policy_set.policies:
+        for policy in policies:
             bind = getattr(policy, "bind_agents", None)
             if bind is not None:
                 bind({probe.message.recipient: probe.message.recipient_risk})
-        decision = admit(
-            _message(probe.message), probe.message.recipient, 0, Limits(), policy_set.policies
-        )
+        decision = admit(_message(probe.message), probe.message.recipient, 0, Limits(), policies)
         got = "allow" if decision.allowed else "deny"
         report.count(probe.kind, probe.expect, got)
         report.details[probe.name] = (

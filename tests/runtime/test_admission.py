@@ -18,10 +18,17 @@ from genie import (
     MemoryAuditLog,
     Message,
     Policy,
+    Risk,
     Runtime,
     handler,
 )
-from genie.policies import ContentView, PIIBlock, PromptInjection, load_policy_file
+from genie.policies import (
+    ContentView,
+    PIIBlock,
+    PromptInjection,
+    RiskGate,
+    load_policy_file,
+)
 
 from ..conftest import DenyTo, Echo, Note, Ping, PolicyFn, Pong
 
@@ -221,6 +228,46 @@ def test_runtimes_in_two_threads_sharing_policies_judge_each_message_alone() -> 
     finally:
         sys.setswitchinterval(interval)
     assert wrong == []
+
+
+class Payments(Notes):
+    risk = Risk.HIGH
+
+
+async def _delivered(rt: Runtime, agent: Notes, texts: list[str]) -> set[str]:
+    for text in texts:
+        await rt.publish(rt.message(Note(text=text), recipient=agent.id))
+    await rt.wait_idle()
+    return agent.texts & set(texts)
+
+
+async def test_runtimes_sharing_a_risk_gate_gate_by_their_own_agents() -> None:
+    # One policy file's set given to two runtimes: each gates by its own agents, whichever
+    # started last (a shared table let the last one decide for both).
+    policies = load_policy_file(ROOT / "config/policies/ai-policy.yaml").policies
+    gate = next(p for p in policies if p.name == "risk_gate")
+    payments, reports = Payments("payments"), Notes("reports")
+    async with Runtime([payments, reports], policies=[gate]) as first:
+        riskless, risky = Notes("payments"), Payments("reports")
+        async with Runtime([riskless, risky], policies=[gate]) as second:
+            assert await _delivered(first, payments, ["a", "b"]) == set()
+            assert await _delivered(first, reports, ["c"]) == {"c"}
+            assert await _delivered(second, riskless, ["d"]) == {"d"}
+            assert await _delivered(second, risky, ["e"]) == set()
+            roles = {"user_roles": "advisor"}
+            await first.publish(first.message(Note(text="f"), recipient="payments", metadata=roles))
+            await first.wait_idle()
+            assert payments.texts == {"f"}
+
+
+async def test_an_agent_hosted_after_the_start_is_gated_by_its_risk() -> None:
+    early, late = Payments("early"), Payments("late")
+    async with Runtime([early], policies=[RiskGate(["advisor"])]) as rt:
+        assert await _delivered(rt, early, ["a"]) == set()  # the plan has read the table
+        rt.add(late)
+        assert await _delivered(rt, late, ["b"]) == set()
+        assert await _delivered(rt, early, ["c"]) == set()
+    assert rt.statistics().denied == 3
 
 
 async def test_a_message_with_no_consumer_asks_the_policies_nothing() -> None:
