@@ -5,9 +5,10 @@ Deny reasons are the Go system's, word for word, so audit trails read the same.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from .._agent.agent import Risk
 from .._errors import ConfigurationError
@@ -248,9 +249,11 @@ class RiskGate:
         is the pipeline's (its agents are compared apart), bound as the runtime starts."""
         return {"roles": sorted(self.roles)}
 
-    def for_runtime(self) -> RiskGate:
-        """A gate of the same roles, with a table of agents of its own, for one runtime."""
-        return RiskGate(self.roles, self._risk_of)
+    def for_runtime(self) -> Self:
+        """This gate (a subclass's too) with a table of agents of its own, for one runtime."""
+        own = copy.copy(self)
+        own._risk, own._high, own.plan_version = {}, frozenset(), 0
+        return own
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)

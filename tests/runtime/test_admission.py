@@ -307,3 +307,14 @@ def test_what_is_no_policy_is_refused_when_the_runtime_is_made(policies: object,
         Runtime(policies=policies)  # type: ignore[arg-type]
     assert says in str(caught.value)
     assert str(caught.value).startswith("Runtime(policies=...)")
+
+
+async def test_a_runtimes_copy_of_a_risk_gate_keeps_its_class() -> None:
+    class Worded(RiskGate):
+        def _deny(self, recipient: str) -> Decision:
+            return Decision.deny(self.name, f"ask an advisor before {recipient!r}")
+
+    async with Runtime([Payments("payments")], policies=[Worded(["advisor"])]) as rt:
+        result = await rt.ask(rt.message(Note(text="a"), recipient="payments"), timeout=5)
+    [missing] = result.missing
+    assert (missing.policy, missing.reason) == ("risk_gate", "ask an advisor before 'payments'")
