@@ -117,7 +117,16 @@ def _signature(func: Callable[..., Any]) -> str:
 
 
 def agent_risk(agent: Agent) -> Risk:
-    return Risk(getattr(agent, "risk", Risk.LOW))
+    """The agent's ``risk`` (low when it has none); any other value is a ConfigurationError
+    naming the agent, as the runtime reads it once when it hosts the agent."""
+    risk = getattr(agent, "risk", Risk.LOW)
+    try:
+        return Risk(risk)
+    except ValueError:
+        choices = ", ".join(r.value for r in Risk)
+        raise ConfigurationError(
+            f"agent {agent.id!r} has risk {risk!r}: give one of {choices}"
+        ) from None
 
 
 def declared_payloads(

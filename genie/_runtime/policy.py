@@ -296,4 +296,20 @@ def checked_policies(policies: object) -> tuple[Policy, ...]:
         else:
             continue
         raise ConfigurationError(f"Runtime(policies=...)[{i}] is {what}")
-    return tuple(own() if callable(own := getattr(p, "for_runtime", None)) else p for p in kept)
+    return tuple(_own(policy) for policy in kept)
+
+
+def _own(policy: Policy) -> Policy:
+    """The runtime's own copy of ``policy`` when its class makes one (``for_runtime``, looked
+    up on the class: a wrapper that hands on its attributes would give back what it wraps,
+    and the runtime would drop the wrapper)."""
+    own = getattr(type(policy), "for_runtime", None)
+    if not callable(own):
+        return policy
+    copied: Policy = own(policy)
+    if type(copied) is not type(policy):
+        name = type(policy).__name__
+        raise ConfigurationError(
+            f"{name}.for_runtime() gave a {type(copied).__name__}: it must give a {name}"
+        )
+    return copied

@@ -240,6 +240,11 @@ class Runtime:
         # read. The transport is handed it and moves admitted deliveries into these mailboxes
         # (another transport, such as NATS, moves them between processes first).
         self._mailboxes: dict[str, Mailbox] = {}
+        # The policies that gate by agents (the risk gate, this runtime's copy) hear of each
+        # agent, and its risk, as it is hosted.
+        self._agent_hosted = tuple(
+            hosted for p in self.policies if callable(hosted := getattr(p, "agent_hosted", None))
+        )
         self._router = Router(self._mailboxes)
         # Where plain ``def`` handlers run: this runtime's own threads and process pool, made
         # when the first agent that has such handlers is added.
@@ -423,6 +428,7 @@ class Runtime:
         options = options or self.defaults
         if options.fallback is not None and options.fallback == agent.id:
             raise ConfigurationError(f"agent {agent.id!r} cannot be its own fallback")
+        risk = agent_risk(agent)
         # Plain def handlers are bound to this runtime's threads or processes (refused here,
         # before anything is registered, if they cannot run there).
         bind_sync: SyncBinder = _no_sync_handlers
@@ -436,9 +442,9 @@ class Runtime:
         consumes, produces = declared_payloads(agent)
         models = (*produces, *consumes)
         self.types.register(*models)
+        for hosted in self._agent_hosted:  # before anything can reach the agent
+            hosted(agent.id, risk)
         self._mailboxes[agent.id] = Mailbox(agent, options, bind_sync)
-        if self._state is not RuntimeState.NEW:  # the start binds the agents hosted before it
-            self._bind_agents()
         if isinstance(agent, AuditsItself):
             # Its records go through the runtime's gate, as a delivery's do: one the sink
             # refuses stops the runtime, rather than failing the agent's handler.
@@ -758,14 +764,6 @@ class Runtime:
                 f"no agent {agent_id!r} in this runtime", agent_id=agent_id
             ) from None
 
-    def _bind_agents(self) -> None:
-        """Tell the policies that decide by agents (the risk gate) this runtime's agents."""
-        risks = {agent_id: agent_risk(mb.agent) for agent_id, mb in self._mailboxes.items()}
-        for policy in self.policies:
-            bind = getattr(policy, "bind_agents", None)
-            if bind is not None:
-                bind(risks)
-
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         if self._state is not RuntimeState.NEW:
@@ -776,7 +774,6 @@ class Runtime:
                 raise ConfigurationError(
                     f"agent {mb.id!r} has fallback {fallback!r}, which is not registered"
                 )
-        self._bind_agents()
         self.clock.start()
         self._loop_thread = threading.get_ident()
         tg = anyio.create_task_group()

@@ -221,8 +221,8 @@ class Tenant:
 class RiskGate:
     """A high-risk agent only receives messages whose ``user_roles`` hold one of ``roles``.
 
-    Each runtime gates with a copy of its own (``for_runtime``), which it tells its agents'
-    risks when it starts and whenever it hosts another agent (``bind_agents``): runtimes given
+    Each runtime gates with a copy of its own (``for_runtime``), which it tells of each agent
+    it hosts, and its risk, before the agent can be reached (``agent_hosted``): runtimes given
     one policy list never gate by each other's agents. A recipient the table does not know (a
     tap) is not gated.
     """
@@ -250,10 +250,19 @@ class RiskGate:
         return {"roles": sorted(self.roles)}
 
     def for_runtime(self) -> Self:
-        """This gate (a subclass's too) with a table of agents of its own, for one runtime."""
+        """This gate (a subclass's too) with a table of agents of its own, for one runtime.
+        The copy is shallow: a subclass that keeps more of a runtime's state in a mutable
+        object gives its copy a fresh one (``super().for_runtime()``, then its own)."""
         own = copy.copy(self)
         own._risk, own._high, own.plan_version = {}, frozenset(), 0
         return own
+
+    def agent_hosted(self, agent_id: str, risk: Risk) -> None:
+        """One more agent of the runtime this gate is the copy of."""
+        self._risk[agent_id] = risk
+        if risk is Risk.HIGH:
+            self._high |= {agent_id}
+        self.plan_version += 1
 
     def bind_agents(self, risks: Mapping[str, Risk]) -> None:
         self._risk = dict(risks)

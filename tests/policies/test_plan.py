@@ -653,10 +653,10 @@ class Opaque:
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         return self.policy.evaluate(msg, recipient)
 
-    def bind_agents(self, risks: dict[str, Risk]) -> None:
-        bind = getattr(self.policy, "bind_agents", None)
-        if bind is not None:
-            bind(risks)
+    def agent_hosted(self, agent_id: str, risk: Risk) -> None:
+        hosted = getattr(self.policy, "agent_hosted", None)
+        if hosted is not None:
+            hosted(agent_id, risk)
 
 
 class Sink:

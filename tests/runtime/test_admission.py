@@ -318,3 +318,55 @@ async def test_a_runtimes_copy_of_a_risk_gate_keeps_its_class() -> None:
         result = await rt.ask(rt.message(Note(text="a"), recipient="payments"), timeout=5)
     [missing] = result.missing
     assert (missing.policy, missing.reason) == ("risk_gate", "ask an advisor before 'payments'")
+
+
+class Critical(Notes):
+    risk = "critical"  # type: ignore[assignment]  # not a Risk
+
+
+async def test_an_agent_of_no_known_risk_is_refused_and_not_hosted() -> None:
+    said = "agent 'odd' has risk 'critical': give one of low, medium, high"
+    with pytest.raises(ConfigurationError) as refused:
+        Runtime([Critical("odd")])
+    assert str(refused.value) == said
+    async with Runtime([Notes("a")], policies=[RiskGate(["advisor"])]) as rt:
+        with pytest.raises(ConfigurationError, match="has risk 'critical'"):
+            rt.add(Critical("odd"))
+        payments = Payments("payments")
+        rt.add(payments)  # the runtime goes on hosting, and gating
+        assert "odd" not in rt.statistics().mailboxes
+        assert await _delivered(rt, payments, ["x"]) == set()
+
+
+class Audited:
+    """A user's wrapper that hands on what it does not define to the policy it wraps."""
+
+    def __init__(self, inner: RiskGate) -> None:
+        self.inner = inner
+        self.name = "audited"
+        self.seen: list[str] = []
+
+    def __getattr__(self, attribute: str) -> object:
+        return getattr(self.inner, attribute)
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        self.seen.append(recipient)
+        return Decision.deny(self.name, "closed") if recipient == "b" else Decision.ALLOW
+
+
+async def test_a_wrapper_of_a_risk_gate_stays_the_runtimes_policy() -> None:
+    wrapper = Audited(RiskGate(["advisor"]))
+    b = Notes("b")
+    async with Runtime([b], policies=[wrapper]) as rt:
+        assert rt.policies == (wrapper,)
+        assert await _delivered(rt, b, ["x"]) == set()
+    assert wrapper.seen == ["b"]
+
+
+def test_a_copy_for_a_runtime_of_another_class_is_refused() -> None:
+    class Careless(RiskGate):
+        def for_runtime(self) -> RiskGate:  # type: ignore[override]
+            return RiskGate(self.roles)
+
+    with pytest.raises(ConfigurationError, match=r"for_runtime\(\) gave a RiskGate"):
+        Runtime(policies=[Careless(["advisor"])])
