@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
@@ -11,6 +13,21 @@ import anyio
 import pytest
 
 from genie import BaseAgent, Context, Decision, Message, Payload, handler
+
+
+def in_threads(*calls: Callable[[], object]) -> None:
+    """Run each call in a thread of its own, all at once, switching threads as often as the
+    interpreter can: what two runtimes in two threads sharing an object would meet."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=call) for call in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
 
 
 class Ping(Payload):

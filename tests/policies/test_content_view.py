@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
-import threading
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
@@ -33,6 +31,8 @@ from genie import InvalidMessageError, Message, Payload
 from genie.policies import ContentView, PIIBlock, Rule
 from genie.policies._dsl import _only_in_strings
 from genie.policies._normalise import fold, payload_pieces, pieces, scan_text
+
+from ..conftest import in_threads
 
 
 class Leaf(BaseModel):
@@ -480,17 +480,5 @@ def test_a_view_shared_by_threads_judges_each_message_by_its_own_text() -> None:
                 if policy.evaluate(msg, "agent").allowed is not allowed:
                     wrong.append((msg.payload.text, allowed))  # type: ignore[attr-defined]
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
-    try:
-        threads = [
-            threading.Thread(target=judge, args=(clean, True)),
-            threading.Thread(target=judge, args=(leaky, False)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    in_threads(lambda: judge(clean, True), lambda: judge(leaky, False))
     assert wrong == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from genie.policies import (
     load_policy_file,
 )
 
-from ..conftest import DenyTo, Echo, Note, Ping, PolicyFn, Pong
+from ..conftest import DenyTo, Echo, Note, Ping, PolicyFn, Pong, in_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,24 +207,11 @@ def test_runtimes_in_two_threads_sharing_policies_judge_each_message_alone() -> 
 
         anyio.run(main)
 
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
-    try:
-        threads = [
-            # Digits the screen cannot clear: the PII check reads them through the view.
-            threading.Thread(
-                target=run, args=([f"order 123456{n} shipped" for n in range(1500)], True)
-            ),
-            threading.Thread(
-                target=run, args=([f"mail bob{n}@example.com" for n in range(1500)], False)
-            ),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    in_threads(
+        # Digits the screen cannot clear: the PII check reads them through the view.
+        lambda: run([f"order 123456{n} shipped" for n in range(1500)], True),
+        lambda: run([f"mail bob{n}@example.com" for n in range(1500)], False),
+    )
     assert wrong == []
 
 
