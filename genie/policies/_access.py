@@ -246,7 +246,7 @@ class RiskGate:
     @property
     def settings(self) -> dict[str, object]:
         """What it decides by (``DeclaredPolicy``): the roles. The table of the agents' risks
-        is the pipeline's (its agents are compared apart), bound as the runtime starts."""
+        is the pipeline's (its agents are compared apart), told as the runtime hosts each."""
         return {"roles": sorted(self.roles)}
 
     def for_runtime(self) -> Self:
