@@ -184,8 +184,14 @@ class ClassifierPolicy:
         if not self._applies(msg):
             return
         key, text = self._key(msg)
-        if key in self._verdicts:
-            self._verdicts.move_to_end(key)
+        verdicts = self._verdicts
+        try:
+            # One call, not a test and then a move: runtimes in two threads may share this
+            # policy, and the other may drop the verdict between the two.
+            verdicts.move_to_end(key)
+        except KeyError:
+            pass
+        else:
             return
         verdict: bool | None = None
         with anyio.move_on_after(self.budget) as scope:
@@ -199,9 +205,12 @@ class ClassifierPolicy:
             )
         if verdict is None:
             return
-        self._verdicts[key] = verdict
-        if len(self._verdicts) > self._cache_size:
-            self._verdicts.popitem(last=False)
+        verdicts[key] = verdict
+        while len(verdicts) > self._cache_size:
+            try:
+                verdicts.popitem(last=False)
+            except KeyError:  # the other thread emptied it first
+                break
 
     @property
     def cached(self) -> int:

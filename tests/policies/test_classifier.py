@@ -4,6 +4,7 @@ policy's fail choice, closed or open."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Literal
 
 import anyio
@@ -76,6 +77,26 @@ async def test_a_verdict_is_asked_once_per_text() -> None:
         await rt.ask(rt.message(Question(text="other"), recipient="helper"))
     assert len(provider.requests) == 2
     assert screen.cached == 2
+
+
+class EvictedWhileAsked(OrderedDict[str, bool]):
+    """Verdicts another thread's runtime evicts just as this one finds its text there: the
+    interleaving that runtimes in two threads sharing the policy can meet."""
+
+    def move_to_end(self, key: str, last: bool = True) -> None:
+        self.clear()
+        super().move_to_end(key, last)
+
+
+async def test_a_verdict_evicted_by_another_thread_is_asked_again_not_raised() -> None:
+    screen, provider = policy(["safe", "safe"])
+    async with Runtime([Helper("helper")], policies=[screen]) as rt:
+        first = await rt.ask(rt.message(Question(text="same"), recipient="helper"))
+        screen._verdicts = EvictedWhileAsked(screen._verdicts)
+        second = await rt.ask(rt.message(Question(text="same"), recipient="helper"))
+    assert first.replies
+    assert second.replies
+    assert len(provider.requests) == 2  # asked again: the verdict was gone
 
 
 @pytest.mark.parametrize("fail", ["closed", "open"])
