@@ -258,15 +258,13 @@ class RiskGate:
         return own
 
     def agent_hosted(self, agent_id: str, risk: Risk) -> None:
-        """One more agent of the runtime this gate is the copy of."""
+        """``agent_id`` has ``risk`` in the runtime this gate is the copy of (an agent told
+        again takes the risk told last)."""
         self._risk[agent_id] = risk
         if risk is Risk.HIGH:
             self._high |= {agent_id}
-        self.plan_version += 1
-
-    def bind_agents(self, risks: Mapping[str, Risk]) -> None:
-        self._risk = dict(risks)
-        self._high = frozenset(a for a, risk in self._risk.items() if risk is Risk.HIGH)
+        else:
+            self._high -= {agent_id}
         self.plan_version += 1
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
@@ -277,7 +275,7 @@ class RiskGate:
 
     # The compiled plan (``PlannedPolicy``, ``VersionedPolicy``): the same decisions as
     # ``evaluate``. The step reads the envelope and which agents are high-risk, which
-    # ``bind_agents`` changes (one more ``plan_version``).
+    # ``agent_hosted`` changes (one more ``plan_version``).
     plan_reads_envelope: ClassVar[bool] = True
 
     @property

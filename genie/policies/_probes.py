@@ -149,11 +149,10 @@ def run_probes(policy_set: PolicySet, probes_path: str | Path) -> ProbeReport:
     report = ProbeReport(total=len(probe_file.probes))
     # As a runtime keeps them: probing a set a runtime uses never changes whom it gates.
     policies = checked_policies(policy_set.policies)
+    told = tuple(hosted for p in policies if callable(hosted := getattr(p, "agent_hosted", None)))
     for probe in probe_file.probes:
-        for policy in policies:
-            bind = getattr(policy, "bind_agents", None)
-            if bind is not None:
-                bind({probe.message.recipient: probe.message.recipient_risk})
+        for hosted in told:  # the probe's recipient, at the probe's risk
+            hosted(probe.message.recipient, probe.message.recipient_risk)
         decision = admit(_message(probe.message), probe.message.recipient, 0, Limits(), policies)
         got = "allow" if decision.allowed else "deny"
         report.count(probe.kind, probe.expect, got)

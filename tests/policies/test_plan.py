@@ -10,7 +10,7 @@ user's policies record every call, so a plan that reorders, skips or repeats wor
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -207,14 +207,14 @@ def policy_sets(ledger: InMemoryConsentLedger) -> Iterator[tuple[str, list[Polic
     ]
     for policy in board:
         if isinstance(policy, RiskGate):
-            policy.bind_agents(HIGH_RISK)
+            host(policy, HIGH_RISK)
     yield "board+extras", [extras[0], *board, *extras[1:]]
     mixed = [*board, *extras]
     random.Random(19).shuffle(mixed)
     yield "shuffled", mixed
     # only policies the plan knows, so types whose screen clears are answered from its memo
     gate = RiskGate(["advisor"])
-    gate.bind_agents(HIGH_RISK)
+    host(gate, HIGH_RISK)
     more: list[Policy] = [
         RequiredMetadata(["trace_id"], applies_to=["chat"]),
         ClassificationCeiling({"vault": "secret", "agent": "public"}, "pii"),
@@ -535,14 +535,21 @@ def test_replies_sharing_metadata_are_decided_as_the_policy_list() -> None:
     assert hits > 1_000  # the memo answered most of them
 
 
+def host(gate: RiskGate, risks: Mapping[str, Risk]) -> None:
+    """Tell ``gate`` of agents and their risks, as a runtime hosting them does."""
+    for agent_id, risk in risks.items():
+        gate.agent_hosted(agent_id, risk)
+
+
 def rebind(reference: Sequence[Policy], planned: Sequence[Policy], rng: random.Random) -> None:
-    """Tell both sets' risk gates a new table: a recipient becomes high-risk, or stops being."""
+    """Tell both sets' risk gates new risks: a recipient becomes high-risk, or stops being."""
     risks = {r: rng.choice([Risk.HIGH, Risk.LOW]) for r in rng.sample(RECIPIENTS[:6], 3)}
     if rng.random() < 0.3:
-        risks = {}  # no high-risk agent: the gate then leaves no check (and back)
+        # no high-risk agent: the gate then leaves no check (and back)
+        risks = dict.fromkeys(RECIPIENTS[:6], Risk.LOW)
     for policy in (*reference, *planned):
         if isinstance(policy, RiskGate):
-            policy.bind_agents(risks)
+            host(policy, risks)
 
 
 def test_a_policy_that_never_applies_to_a_type_costs_nothing() -> None:
@@ -1207,13 +1214,13 @@ def test_the_memo_does_not_outlive_a_risk_gate_table() -> None:
     request = _request({"region": "in"})
     reply = _fanned(request)
     assert plan.decide(reply, "agent").allowed  # no high-risk agent: nothing left to check
-    gate.bind_agents({"payments": Risk.HIGH})  # between two recipients of one message
+    gate.agent_hosted("payments", Risk.HIGH)  # between two recipients of one message
     assert plan.decide(reply, "payments").policy == "risk_gate"
     assert plan.decide(reply, "agent").allowed
     assert plan.decide(_fanned(request), "payments").policy == "risk_gate"
-    gate.bind_agents({"payments": Risk.LOW})
+    gate.agent_hosted("payments", Risk.LOW)  # told again: the risk told last
     assert plan.decide(_fanned(request), "payments").allowed  # the memo, then the new table
-    gate.bind_agents({})
+    gate.agent_hosted("advice", Risk.LOW)
     assert plan.decide(_fanned(request), "payments").allowed
 
 
@@ -1263,7 +1270,7 @@ def test_the_memo_keys_by_the_classification_and_not_by_equal_metadata() -> None
 def test_metadata_that_can_change_is_never_memoised() -> None:
     """A ``FrozenDict`` freezes its keys, not a list inside it."""
     gate = RiskGate(["advisor"])
-    gate.bind_agents({"payments": Risk.HIGH})
+    gate.agent_hosted("payments", Risk.HIGH)
     plan = PolicyPlan([gate])
     request = _request({})
     roles = ["viewer"]  # past validation (which makes tuples), as only a program can
