@@ -316,7 +316,7 @@ class RuntimeContext(_ContextBase):
         return out
 
     async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
+        await self._services.clock.sleep(seconds)
 
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None

@@ -101,7 +101,14 @@ class Clock:
         self.timestamp = timestamp
 
     async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of this clock, never less: the loop's timer may end a sleep before
+        the clock reaches its end (uvloop counts whole milliseconds of a clock it reads once a
+        loop turn), and what is left is slept again."""
+        monotonic = self.monotonic
+        end = monotonic() + seconds
         await anyio.sleep(seconds)
+        while (left := end - monotonic()) > 0:  # noqa: ASYNC110 - a clock, not a flag
+            await anyio.sleep(left)
 
     def left(self, since: datetime, seconds: float) -> float:
         """What is left of ``seconds`` counted from ``since``, a time this clock (or another

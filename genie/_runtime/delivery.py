@@ -304,7 +304,7 @@ class DeliveryRunner:
             if not retry.should_retry(error, attempt):
                 return error
             self.ledger.retried()
-            await anyio.sleep(retry.delay(attempt))
+            await self.clock.sleep(retry.delay(attempt))
         if breaker is not None and not breaker.allow(self.clock.monotonic()):
             opened = CircuitOpenError(
                 f"circuit of agent {mb.id!r} is open after repeated failures",

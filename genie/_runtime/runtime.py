@@ -302,7 +302,7 @@ class Runtime:
             self._correlator,
             self._check_open,
         )
-        self._timers = Timers(self._ledger, self._correlator, self._fire)
+        self._timers = Timers(self._ledger, self._correlator, self.clock, self._fire)
         if self._keeper is not None:
             self._timers.keeps_session = self._keeper.keeps_session
             self._ledger.keeps_delivery = self._keeper.keeps_delivery

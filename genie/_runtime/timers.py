@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._agent.context import Timer
+from .._base.clock import Clock
 from .._message.envelope import Message
 from .correlator import Correlator, _Correlation
 from .ledger import Ledger
@@ -28,9 +29,10 @@ __all__ = ["Timers"]
 
 class Timers:
     def __init__(
-        self, ledger: Ledger, correlator: Correlator, fire: Callable[[Message], None]
+        self, ledger: Ledger, correlator: Correlator, clock: Clock, fire: Callable[[Message], None]
     ) -> None:
         self._ledger = ledger
+        self._clock = clock
         self._correlator = correlator
         self._fire = fire
         self._tg: TaskGroup | None = None
@@ -80,7 +82,7 @@ class Timers:
             with anyio.CancelScope() as scope:
                 timer._scope = scope
                 if not timer.cancelled and not corr.cancelled:
-                    await anyio.sleep(delay)
+                    await self._clock.sleep(delay)
         except BaseException:
             keeps = self.keeps_session
             if timer in self.pending and keeps is not None and keeps(agent, corr.id):
