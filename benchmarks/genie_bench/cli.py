@@ -414,6 +414,16 @@ def _startup(s: Settings, names: list[str], progress: ProgressLine) -> dict[str,
     return out
 
 
+def _imports(module: str) -> bool:
+    """Whether ``module`` imports here, as the workers will import it (found is not enough:
+    a build for another interpreter is found and fails to import)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     """Measure what ``s`` asks for; the results as ``results.json`` holds them (no files)."""
     progress = progress or ProgressLine(sys.stderr)
@@ -425,11 +435,10 @@ def run(s: Settings, progress: ProgressLine | None = None) -> report.Results:
     names, skipped = available(s.variants)
     if compiled is not None:
         names += compiled_twins(names)
-    on_uvloop = "uvloop" in s.loop
-    if on_uvloop and importlib.util.find_spec("uvloop") is None:
-        on_uvloop = False
+    on_uvloop = "uvloop" in s.loop and _imports("uvloop")
+    if "uvloop" in s.loop and not on_uvloop:
         skipped["uvloop"] = (
-            "uvloop is not installed (pip install 'genie-bus[uvloop]'): the @uvloop twins "
+            "uvloop cannot be imported (pip install 'genie-bus[uvloop]'): the @uvloop twins "
             "are skipped"
         )
     for why in skipped.values():
