@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Context",
     "ContextServices",
+    "ProcessContext",
     "RuntimeContext",
     "TestContext",
     "Timer",
@@ -131,17 +133,25 @@ class Context(Protocol):
 
 
 class Timer:
-    """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent)."""
+    """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent). Made on the
+    event loop; cancelled from a handler's thread, it is withdrawn on the loop, where the
+    runtime records its outcome and stops its wait."""
 
-    __slots__ = ("_on_cancel", "_scope", "cancelled")
+    __slots__ = ("_loop_thread", "_on_cancel", "_scope", "cancelled")
 
     def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
         self.cancelled = False
         self._scope: anyio.CancelScope | None = None
         self._on_cancel = on_cancel  # the runtime records the withdrawal at once
+        self._loop_thread = threading.get_ident()
 
     def cancel(self) -> None:
         if self.cancelled:
+            return
+        if threading.get_ident() != self._loop_thread:
+            from anyio.from_thread import run_sync  # only a handler's thread gets here
+
+            run_sync(self.cancel)
             return
         self.cancelled = True
         if self._on_cancel is not None:
@@ -150,9 +160,11 @@ class Timer:
             self._scope.cancel()
 
 
-def timer_delay(delay: float) -> float:
+def timer_delay(delay: object) -> float:
     """``delay`` as a timer waits it: a past deadline (0 or less) fires at once; what is not a
-    finite number of seconds is the handler's mistake, told in the handler."""
+    finite number of seconds is the handler's mistake, told in the handler. (The contexts'
+    ``schedule`` take any object, so that the compiled build's signature checks leave this
+    message to say it there too.)"""
     number = seconds(delay)
     if number is None or math.isinf(number):
         raise InvalidArgumentError(
@@ -323,9 +335,9 @@ class RuntimeContext(_ContextBase):
     ) -> Message:
         return await self._services.request(self.emit(payload, recipient=recipient), timeout)
 
-    def schedule(self, delay: float, payload: Payload) -> Timer:
-        delay = timer_delay(delay)
-        return self._services.schedule(self.emit(payload, recipient=self._agent_id), delay)
+    def schedule(self, delay: object, payload: Payload) -> Timer:
+        waited = timer_delay(delay)
+        return self._services.schedule(self.emit(payload, recipient=self._agent_id), waited)
 
     def llm(self, provider: Provider) -> Provider:
         return self._services.llm(provider, self._agent_id, self._message)
@@ -394,10 +406,10 @@ class TestContext(_ContextBase):
         self.requests: list[Message] = []
         self.scheduled: list[tuple[float, Message, Timer]] = []
 
-    def schedule(self, delay: float, payload: Payload) -> Timer:
+    def schedule(self, delay: object, payload: Payload) -> Timer:
         timer = Timer()
-        delay = timer_delay(delay)
-        self.scheduled.append((delay, self.emit(payload, recipient=self._agent_id), timer))
+        waited = timer_delay(delay)
+        self.scheduled.append((waited, self.emit(payload, recipient=self._agent_id), timer))
         return timer
 
     def now(self) -> datetime:
@@ -435,6 +447,44 @@ class TestContext(_ContextBase):
         if self._responder is None:
             raise RuntimeError("TestContext.request needs a responder= to answer requests")
         return await self._responder(msg)
+
+
+class ProcessContext(_ContextBase):
+    """The context of a handler in a child process: it builds messages; what needs the runtime
+    (which stays in the parent) is refused, naming the method."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, agent_id: str, message: Message, now: datetime) -> None:
+        self._agent_id = agent_id
+        self._message = message
+        self._new_id = IdSource().next  # ids of this side only: the parent builds them again
+        self.last_emitted = None
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now  # the runtime clock's time when the delivery was sent to the process
+
+    def _refuse(self, what: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"agent {self._agent_id!r} runs in a process (offload='process'): ctx.{what} needs "
+            "the runtime, which stays in the parent; return messages instead, or run the "
+            "handler in a thread"
+        )
+
+    def schedule(self, delay: object, payload: Payload) -> Timer:
+        raise self._refuse("schedule")
+
+    async def sleep(self, seconds: float) -> None:
+        raise self._refuse("sleep")
+
+    async def request(
+        self, recipient: str, payload: Payload, *, timeout: float | None = None
+    ) -> Message:
+        raise self._refuse("request")
+
+    def llm(self, provider: Provider) -> Provider:
+        raise self._refuse("llm")
 
 
 class _SessionTools:

@@ -131,29 +131,6 @@ def _ended_thread(exc: BaseException, ctx: ThreadContext) -> AgentError:
     return error
 
 
-class _ThreadTimer(Timer):
-    """The timer of a handler in a thread: withdrawn on the event loop, where the runtime
-    records its outcome and stops its wait, as ``schedule`` set it there. Made on the loop
-    (``ThreadContext._schedule``); kept and cancelled later by an ``async def`` handler, it is
-    on the loop already."""
-
-    __slots__ = ("_loop_thread", "_timer")
-
-    def __init__(self, timer: Timer) -> None:
-        super().__init__()
-        self._timer = timer
-        self._loop_thread = threading.get_ident()
-
-    def cancel(self) -> None:
-        if self.cancelled:
-            return
-        if threading.get_ident() == self._loop_thread:
-            self._timer.cancel()
-        else:
-            anyio.from_thread.run_sync(self._timer.cancel)
-        self.cancelled = True
-
-
 class ThreadContext:
     """The context of a handler in a thread. What reads the runtime clock or its ids (``now``,
     ``reply``, ``emit``, ``schedule``) is carried to the event loop and done there, as in an
@@ -242,7 +219,7 @@ class ThreadContext:
 
     def _schedule(self, delay: float, payload: Payload) -> Timer:
         self._check("schedule")
-        return _ThreadTimer(self._ctx.schedule(delay, payload))
+        return self._ctx.schedule(delay, payload)
 
     async def sleep(self, seconds: float) -> None:
         self._check("sleep")

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._agent.agent import Agent, process_offload_problem
-from .._agent.context import Context, Timer, _ContextBase
+from .._agent.context import Context, ProcessContext
 from .._agent.threads import Slots, run_in_thread
 from .._base.clock import waiting_outside
 from .._base.failure import format_failure, formatted_there
@@ -53,7 +53,6 @@ from .._errors import (
     described,
 )
 from .._message.envelope import Message
-from .._message.ids import IdSource
 from .._message.payload import Payload, unencodable
 from .._message.types import MessageTypes
 from .options import AgentOptions
@@ -63,7 +62,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
     from .._agent.agent import BaseAgent, SyncBinder
-    from ..llm._provider import Provider
 
 __all__ = [
     "Offload",
@@ -452,41 +450,3 @@ def _refuse_unencodable(outputs: list[Message] | tuple[Message, ...]) -> None:
         )
         if problem is not None:
             raise problem from None
-
-
-class ProcessContext(_ContextBase):
-    """The context of a handler in a child process: it builds messages; what needs the runtime
-    (which stays in the parent) is refused, naming the method."""
-
-    __slots__ = ("_now",)
-
-    def __init__(self, agent_id: str, message: Message, now: datetime) -> None:
-        self._agent_id = agent_id
-        self._message = message
-        self._new_id = IdSource().next  # ids of this side only: the parent builds them again
-        self.last_emitted = None
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now  # the runtime clock's time when the delivery was sent to the process
-
-    def _refuse(self, what: str) -> ConfigurationError:
-        return ConfigurationError(
-            f"agent {self._agent_id!r} runs in a process (offload='process'): ctx.{what} needs "
-            "the runtime, which stays in the parent; return messages instead, or run the "
-            "handler in a thread"
-        )
-
-    def schedule(self, delay: float, payload: Payload) -> Timer:
-        raise self._refuse("schedule")
-
-    async def sleep(self, seconds: float) -> None:
-        raise self._refuse("sleep")
-
-    async def request(
-        self, recipient: str, payload: Payload, *, timeout: float | None = None
-    ) -> Message:
-        raise self._refuse("request")
-
-    def llm(self, provider: Provider) -> Provider:
-        raise self._refuse("llm")
