@@ -22,6 +22,8 @@ from .tools import ToolOutput, Tools, ToolSession, ToolSpec, sendable
 if TYPE_CHECKING:
     import logging
 
+    from anyio.lowlevel import EventLoopToken
+
     from ..llm._provider import Provider
 
 __all__ = [
@@ -133,25 +135,30 @@ class Context(Protocol):
 
 
 class Timer:
-    """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent). Made on the
-    event loop; cancelled from a handler's thread, it is withdrawn on the loop, where the
-    runtime records its outcome and stops its wait."""
+    """A pending ``Context.schedule``; ``cancel()`` withdraws it (idempotent). Made on an
+    event loop and cancelled from another thread, it is withdrawn on that loop, where the
+    runtime records its outcome and stops its wait (one made with no loop, a
+    ``TestContext``'s, is withdrawn where it is cancelled)."""
 
-    __slots__ = ("_loop_thread", "_on_cancel", "_scope", "cancelled")
+    __slots__ = ("_loop", "_loop_thread", "_on_cancel", "_scope", "cancelled")
 
     def __init__(self, on_cancel: Callable[[], None] | None = None) -> None:
         self.cancelled = False
         self._scope: anyio.CancelScope | None = None
         self._on_cancel = on_cancel  # the runtime records the withdrawal at once
         self._loop_thread = threading.get_ident()
+        try:
+            self._loop: EventLoopToken | None = anyio.lowlevel.current_token()
+        except RuntimeError:  # no loop runs here (a TestContext's)
+            self._loop = None
 
     def cancel(self) -> None:
         if self.cancelled:
             return
-        if threading.get_ident() != self._loop_thread:
-            from anyio.from_thread import run_sync  # only a handler's thread gets here
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            from anyio.from_thread import run_sync  # only another thread gets here
 
-            run_sync(self.cancel)
+            run_sync(self.cancel, token=self._loop)
             return
         self.cancelled = True
         if self._on_cancel is not None:

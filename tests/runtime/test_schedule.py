@@ -184,3 +184,26 @@ async def test_a_timer_a_failed_attempt_set_stands_unless_withdrawn(tidy: bool, 
     s = rt.statistics()
     assert (s.timers_set, s.timers_handled, s.retries, s.in_flight) == (3, 3, 2, 0)
     assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight
+
+
+def test_a_test_contexts_timer_is_cancelled_from_any_thread() -> None:
+    """No loop made it: it is withdrawn where it is cancelled (no hand-off to a loop)."""
+    import threading
+
+    from genie import Message, TestContext
+
+    ctx = TestContext("a", Message.new(Ping(n=0), sender="user", recipient="a"))
+    timer = ctx.schedule(5.0, Ping(n=1))
+    errors: list[BaseException] = []
+
+    def cancel() -> None:
+        try:
+            timer.cancel()
+        except BaseException as exc:  # what the other thread met, asserted below
+            errors.append(exc)
+
+    thread = threading.Thread(target=cancel)
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert timer.cancelled
