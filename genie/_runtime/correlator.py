@@ -285,8 +285,8 @@ class Correlator:
                 waiter.close(reason)
 
     def release(self, corr: _Correlation) -> None:
-        if corr.in_flight == 0 and not corr.waiters:
-            self.active.pop(corr.id, None)
+        if corr.in_flight == 0 and not corr.waiters and self.active.get(corr.id) is corr:
+            del self.active[corr.id]
             on_release = corr.on_release
             if on_release is not None:
                 corr.on_release = None

@@ -105,10 +105,15 @@ class Dispatcher:
                 order, held = tuple(sorted(routed)), 0
                 held = transport.hold(order, 0)
                 # The deadline bounds only this wait: a publish with room has no scope to pay.
-                with anyio.CancelScope(deadline=deadline):
-                    while held < len(order):
-                        await transport.wait_for_room(order[held])  # gives it back if cancelled
-                        held = transport.hold(order, held + 1)
+                try:
+                    with anyio.CancelScope(deadline=deadline):
+                        while held < len(order):
+                            await transport.wait_for_room(order[held])  # gives it back if cancelled
+                            held = transport.hold(order, held + 1)
+                finally:
+                    # The rest of the correlation may have settled meanwhile, and its record
+                    # been let go: the message counts in the correlation as it is now.
+                    corr = self.correlator.get(msg.correlation_id)
                 if held < len(order):  # the deadline came first: nothing was sent
                     self._release(order[:held])
                     self._released(corr)

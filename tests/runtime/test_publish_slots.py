@@ -264,3 +264,62 @@ async def test_publishers_waiting_in_opposite_orders_never_wait_for_each_other()
         assert (stats.delivered, stats.handled, stats.in_flight) == (120, 120, 0)
         for rid, mb in rt._mailboxes.items():
             assert (rid, mb.reserved, len(mb.waiters)) == (rid, 0, 0)
+
+
+class Held(BaseAgent):
+    """Notes wait for ``gate``; a Ping sets ``running`` and waits until it is cancelled."""
+
+    def __init__(self, id: str, gate: anyio.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.running = anyio.Event()
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        await self.gate.wait()
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.running.set()
+        await anyio.sleep_forever()
+
+
+async def test_a_publish_that_waited_for_room_counts_in_its_correlation_as_it_is_then() -> None:
+    """A publish that waits for room may see the rest of its correlation settle meanwhile
+    (and the runtime forget it): what it then puts in counts in the correlation as it is
+    after the wait, so ``rt.cancel`` reaches its handler and the request settles once."""
+    gate = anyio.Event()
+    held = Held("held", gate)
+    quick = Recorder("quick")
+    settled: list[str] = []
+
+    class Settled(Observer):
+        def settled(self, correlation_id: str) -> None:
+            settled.append(correlation_id)
+
+    async with Runtime() as rt:
+        rt.add(held, options=AgentOptions(mailbox_size=1))
+        rt.add(quick)
+        rt.add_observer(Settled())
+        await rt.publish(rt.message(Note(text="run"), recipient="held"))
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Note(text="queued"), recipient="held"))
+        waiting = rt.message(Ping(n=1), recipient="held")
+        cid = waiting.correlation_id
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.publish, waiting)
+            await wait_all_tasks_blocked()
+            assert len(rt._mailboxes["held"].waiters) == 1, "the publish waits for room"
+            # The rest of its correlation comes and goes while it waits.
+            await rt.publish(rt.message(Ping(n=2), recipient="quick", correlation_id=cid))
+            await wait_all_tasks_blocked()
+            assert [p.n for p in quick.seen] == [2]
+            gate.set()
+        with anyio.fail_after(10):
+            await held.running.wait()
+            assert rt.in_flight_of(cid) == 1
+            rt.cancel(cid)  # reaches the handler: it ends as a cancelled dead letter
+            await rt.wait_idle()
+        assert rt.in_flight_of(cid) == 0
+        assert [d.kind for d in rt.dead_letters if d.message.id == waiting.id] == ["cancelled"]
+        assert settled.count(cid) == 2  # once after the quick Ping, once after the cancel
