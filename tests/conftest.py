@@ -129,6 +129,24 @@ class Recorder(BaseAgent):
             self.active -= 1
 
 
+class Held(BaseAgent):
+    """Notes wait for ``gate``; a Ping sets ``running`` and waits until it is cancelled."""
+
+    def __init__(self, id: str, gate: anyio.Event) -> None:
+        super().__init__(id)
+        self.gate = gate
+        self.running = anyio.Event()
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        await self.gate.wait()
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.running.set()
+        await anyio.sleep_forever()
+
+
 class Failing(BaseAgent):
     """Raises for the first ``failures`` calls (all of them if None), then replies Pong."""
 

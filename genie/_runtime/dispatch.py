@@ -176,8 +176,15 @@ class Dispatcher:
                 )
             raise UnknownMessageTypeError(msg.type, self.types.names())
         direct = msg.recipient
+        # A message from outside may be a reply made outside (it has a cause) that a gather or
+        # an ask of its correlation takes; nothing else can take it but an agent here. (A
+        # ``ctx.request`` and a reply watch take only what handlers return.)
         waiting = self.correlator.lookup(msg.correlation_id)
-        awaited = waiting is not None and bool(waiting.waiters)
+        awaited = (
+            waiting is not None
+            and msg.causation_id is not None
+            and any(not waiter.watches for waiter in waiting.waiters)
+        )
         if direct is not None and direct not in self.mailboxes and not awaited:
             raise UnknownRecipientError(
                 f"cannot publish {msg.type!r}: no agent {direct!r} in this runtime",

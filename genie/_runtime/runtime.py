@@ -1116,7 +1116,8 @@ class Runtime:
             gather.cancel("the caller was cancelled" if published else "publish failed")
             # The caller went away (Ctrl-C, a client gone): a request the store keeps goes on,
             # and a stop leaves it for the next start.
-            if keeper is None or not keeper.keeps(msg.correlation_id):
+            # An ask that put nothing in leaves the correlation's other work alone.
+            if published and (keeper is None or not keeper.keeps(msg.correlation_id)):
                 self.cancel(msg.correlation_id)
             raise
         # Timed out: what is left of the request stops, unless it is paused for a person.

@@ -20,7 +20,7 @@ from genie import (
     handler,
 )
 
-from ..conftest import Note, Ping, Recorder
+from ..conftest import Held, Note, Ping, Recorder
 
 FULL = ("w1", "w3", "w4")  # among w0..w5: the publish waits at each of these in turn
 
@@ -264,24 +264,6 @@ async def test_publishers_waiting_in_opposite_orders_never_wait_for_each_other()
         assert (stats.delivered, stats.handled, stats.in_flight) == (120, 120, 0)
         for rid, mb in rt._mailboxes.items():
             assert (rid, mb.reserved, len(mb.waiters)) == (rid, 0, 0)
-
-
-class Held(BaseAgent):
-    """Notes wait for ``gate``; a Ping sets ``running`` and waits until it is cancelled."""
-
-    def __init__(self, id: str, gate: anyio.Event) -> None:
-        super().__init__(id)
-        self.gate = gate
-        self.running = anyio.Event()
-
-    @handler
-    async def on_note(self, payload: Note, ctx: Context) -> None:
-        await self.gate.wait()
-
-    @handler
-    async def on_ping(self, payload: Ping, ctx: Context) -> None:
-        self.running.set()
-        await anyio.sleep_forever()
 
 
 async def test_a_publish_that_waited_for_room_counts_in_its_correlation_as_it_is_then() -> None:

@@ -3,9 +3,19 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from genie import Message, NoRouteError, Runtime, UnknownRecipientError
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    Context,
+    Message,
+    NoRouteError,
+    Runtime,
+    UnknownRecipientError,
+    WouldBlockError,
+    handler,
+)
 
-from ..conftest import DenyTo, Echo, Ping, Pong, Recorder
+from ..conftest import DenyTo, Echo, Held, Note, Ping, Pong, Recorder
 
 
 class Odd(BaseException):
@@ -99,3 +109,100 @@ async def test_handler_output_to_nobody_is_counted_and_dead_lettered() -> None:
     assert letter.kind == "unrouted"
     assert letter.reason == "unknown recipient 'ghost'"
     assert letter.message.payload == Pong(n=1)
+
+
+async def test_an_ask_to_an_unknown_recipient_is_an_error_and_cancels_nothing() -> None:
+    """The ask's own gather is no reason to accept a message nobody here can take: a typo in
+    the recipient is an error, and the other work of the correlation goes on."""
+    held = Held("held", anyio.Event())
+    async with Runtime([held]) as rt:
+        first = rt.message(Ping(n=1), recipient="held")
+        await rt.publish(first)
+        await held.running.wait()
+        cid = first.correlation_id
+        for msg in (
+            rt.message(Ping(n=2), recipient="heId", correlation_id=cid),
+            rt.message(Ping(n=3), recipient="heId"),
+        ):
+            with pytest.raises(UnknownRecipientError, match="no agent 'heId'"):
+                await rt.ask(msg, timeout=5)
+        assert rt.in_flight_of(cid) == 1, "the running request was not cancelled"
+        assert list(rt.dead_letters) == []
+        rt.cancel(cid)
+        await drain(rt)
+
+
+async def test_an_ask_refused_for_room_cancels_nothing() -> None:
+    """``rt.ask(wait=False)`` that finds a mailbox full put nothing in: the request of the same
+    correlation already running goes on."""
+    held = Held("held", anyio.Event())
+    gate = anyio.Event()
+    async with Runtime() as rt:
+        rt.add(held)
+        rt.add(Recorder("full", gate), options=AgentOptions(mailbox_size=1))
+        first = rt.message(Ping(n=1), recipient="held")
+        await rt.publish(first)
+        await held.running.wait()
+        cid = first.correlation_id
+        await rt.publish(rt.message(Ping(n=2), recipient="full"))
+        await anyio.wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=3), recipient="full"))
+        with pytest.raises(WouldBlockError):
+            await rt.ask(rt.message(Ping(n=4), recipient="full", correlation_id=cid), wait=False)
+        await anyio.wait_all_tasks_blocked()  # a cancelled handler would have ended by now
+        assert rt.in_flight_of(cid) == 1, "the running request was not cancelled"
+        assert list(rt.dead_letters) == []
+        rt.cancel(cid)
+        gate.set()
+        await drain(rt)
+        assert [d.kind for d in rt.dead_letters] == ["cancelled"]
+
+
+async def test_a_reply_made_outside_reaches_an_open_gather() -> None:
+    """A message with a cause, to a consumer that is no agent (``user``), is taken by the
+    gather of its correlation; with no cause it is a request, which nobody here takes."""
+    async with Runtime([Echo("echo")]) as rt:
+        request = rt.message(Ping(n=1), recipient="echo")
+        gather = rt.gather(request.correlation_id, senders=["remote"], count=1, timeout=5)
+        reply = rt.message(
+            Pong(n=7),
+            sender="remote",
+            recipient="user",
+            correlation_id=request.correlation_id,
+            causation_id=request.id,
+        )
+        await rt.publish(reply)
+        result = await gather.wait()
+        assert [m.id for m in result.replies] == [reply.id]
+        with pytest.raises(UnknownRecipientError, match="no agent 'user'"):
+            await rt.publish(
+                rt.message(Pong(n=8), recipient="user", correlation_id=request.correlation_id)
+            )
+
+
+async def test_a_pending_ctx_request_takes_nothing_from_outside() -> None:
+    """A ``ctx.request`` waits for what a handler returns: it does not make a message from
+    outside to an unknown recipient welcome."""
+    held = Held("held", anyio.Event())
+
+    class Asker(BaseAgent):
+        @handler
+        async def on_note(self, payload: Note, ctx: Context) -> None:
+            await ctx.request("held", Ping(n=1), timeout=30)
+
+    async with Runtime([held, Asker("asker")]) as rt:
+        note = rt.message(Note(text="go"), recipient="asker")
+        await rt.publish(note)
+        await held.running.wait()
+        with pytest.raises(UnknownRecipientError, match="no agent 'nobody'"):
+            await rt.publish(
+                rt.message(
+                    Ping(n=2),
+                    sender="held",
+                    recipient="nobody",
+                    correlation_id=note.correlation_id,
+                    causation_id=note.id,
+                )
+            )
+        rt.cancel(note.correlation_id)
+        await drain(rt)
