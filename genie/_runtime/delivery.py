@@ -334,6 +334,8 @@ class DeliveryRunner:
                     fb.overdrafts += 1
                 self.transport.put(Handoff(msg, mb.id, reason, error, attempts), fallback)
                 return
+            # Audited as any refusal is; the delivery itself ends as the failure it is.
+            self.ledger.refused(msg, fallback, decision)
             reason += f"; fallback {fallback!r} denied by {decision.policy}: {decision.reason}"
         self.ledger.dead_letter(mb.id, msg, corr, "failed", reason, error, attempts)
 

@@ -29,7 +29,7 @@ from genie import (
     handler,
 )
 
-from ..conftest import Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -268,6 +268,28 @@ async def test_a_failing_fallback_dead_letters_the_original_delivery() -> None:
     [letter] = rt.dead_letters
     assert (letter.agent_id, letter.kind) == ("primary", "failed")
     assert "fallback 'backup' failed: RuntimeError: boom #1" in letter.reason
+    accounted(rt.statistics())
+
+
+@pytest.mark.parametrize("refusal", ["policy", "limit"])
+async def test_a_fallback_refused_by_admission_leaves_its_audit_row(refusal: str) -> None:
+    """The delivery ends as the failure it is, and the refusal of its fallback is audited as
+    every refusal is: ``denied`` for a policy, ``limit_fired`` for a limit."""
+    audit = MemoryAuditLog()
+    policies = [DenyTo("backup", name="no-backup")] if refusal == "policy" else []
+    limits = Limits(correlation_budget=1) if refusal == "limit" else Limits()
+    async with Runtime(policies=policies, limits=limits, audit=audit) as rt:
+        rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
+        rt.add(Echo("backup"))
+        result = await rt.ask(rt.message(Ping(n=1), recipient="primary"))
+    assert result.status == "partial"
+    [letter] = rt.dead_letters
+    assert (letter.agent_id, letter.kind) == ("primary", "failed")
+    actor = "no-backup" if refusal == "policy" else "limit:budget"
+    assert f"fallback 'backup' denied by {actor}" in letter.reason
+    [row] = [r for r in audit.records if r.target == "backup"]
+    assert (row.actor, row.action) == (actor, "denied" if refusal == "policy" else "limit_fired")
+    assert row.details["message_id"] == letter.message.id
     accounted(rt.statistics())
 
 
