@@ -87,6 +87,10 @@ class DeliveryRunner:
         # The runtime is cancelling its task group (``cut_short``): a handler that returns
         # all the same is cut short, its outputs unsent.
         self.stopping = False
+        # A handler raised ``KeyboardInterrupt`` or ``SystemExit`` on the loop's thread: the
+        # runtime is stopping from that moment, though its task group hears of it a loop turn
+        # later on some loops (uvloop), and a publish meanwhile is refused, not discarded.
+        self.exiting: BaseException | None = None
 
     def start(self, tg: TaskGroup, backend: Backend) -> None:
         """The runtime started: the transport runs deliveries with ``run`` from now on.
@@ -255,13 +259,15 @@ class DeliveryRunner:
                 if trial and mb.breaker is not None:
                     mb.breaker.abandon_trial()
                 agent = handoff.failed_agent if handoff is not None else mb.id
+                stopper = exiting(exc)
+                if stopper is not None and self.exiting is None:
+                    self.exiting = stopper
                 if corr.cancelled:
                     reason = CANCELLED_WITH_REQUEST
                 elif ledger.kept_at_stop(msg, agent):
                     raise  # the store runs it again at the next start: not lost
                 else:
                     ledger.cut_short_by_shutdown(agent)
-                    stopper = exiting(exc)
                     reason = (
                         f"the runtime stopped: {type(stopper).__name__}"
                         if stopper is not None

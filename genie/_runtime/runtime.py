@@ -915,6 +915,12 @@ class Runtime:
         if self._state is not RuntimeState.RUNNING:
             what = "not started yet" if self._state is RuntimeState.NEW else "closed"
             raise RuntimeClosedError(f"cannot publish: the runtime is {what}")
+        stopper = self._runner.exiting
+        if stopper is not None:
+            raise RuntimeClosedError(
+                f"cannot publish: the runtime is stopping (a handler raised "
+                f"{type(stopper).__name__})"
+            )
 
     async def wait_idle(self) -> None:
         """Return once nothing is in flight (no delivery queued or running, no timer pending).

@@ -5,6 +5,8 @@ policy raises is contained, timers are accounted, a failed start leaves nothing 
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 
 import anyio
 import pytest
@@ -25,8 +27,9 @@ from genie import (
     RuntimeStatistics,
     handler,
 )
+from genie._base.failure import exiting
 
-from ..conftest import Echo, Ping, PolicyFn, Pong, Recorder
+from ..conftest import Echo, Ping, PolicyFn, Pong, Recorder, requires
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -233,9 +236,11 @@ class RaisesBase(BaseAgent):
     def __init__(self, id: str, error: BaseException) -> None:
         super().__init__(id)
         self.error = error
+        self.raised = False
 
     @handler
     async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.raised = True
         raise self.error
 
 
@@ -497,6 +502,59 @@ async def test_system_exit_in_a_handler_stops_the_runtime_with_a_report() -> Non
     }
     accounted(rt.statistics())
     assert rt.statistics().in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [
+        pytest.param("asyncio", {"use_uvloop": True}, marks=requires("uvloop", extra="uvloop")),
+        ("trio", {}),
+    ],
+)
+def test_after_a_handlers_system_exit_a_publish_is_refused_not_discarded(
+    backend: str, options: dict[str, object]
+) -> None:
+    """From the moment a handler raises ``SystemExit`` the runtime is stopping: on uvloop its
+    task group hears of it a loop turn later, and a publish meanwhile is refused (the caller
+    knows it was not taken), never taken and then discarded at shutdown."""
+    quitter = RaisesBase("quitter", SystemExit(3))
+    rt = Runtime([quitter, Recorder("rec")])
+    taken_after: list[int] = []
+    refused: list[str] = []
+
+    async def run() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(), recipient="quitter"))
+            for n in range(100):
+                raised = quitter.raised
+                try:
+                    rt.publish_nowait(rt.message(Ping(n=n), recipient="rec"))
+                except RuntimeClosedError as error:
+                    refused.append(str(error))
+                    break
+                if raised:
+                    taken_after.append(n)
+                await checkpoint()
+            await anyio.sleep(10)
+
+    # asyncio's loops re-raise it from the loop, trio's task group inside a group.
+    with warnings.catch_warnings():
+        # A loop of asyncio's stops at once on SystemExit: a task it had not begun (an
+        # executor started for the last publish) is dropped unawaited, the loop's doing.
+        warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+        with pytest.raises((SystemExit, BaseExceptionGroup)) as caught:
+            anyio.run(run, backend=backend, backend_options=options)
+        stopped_by = exiting(caught.value)
+        del caught
+        gc.collect()
+    assert isinstance(stopped_by, SystemExit)
+    assert taken_after == []
+    assert refused in (
+        [],
+        ["cannot publish: the runtime is stopping (a handler raised SystemExit)"],
+    )
+    assert rt.state is RuntimeState.CLOSED
+    accounted(rt.statistics())
 
 
 class ExitsInItsTaskGroup(BaseAgent):
