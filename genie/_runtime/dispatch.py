@@ -175,6 +175,14 @@ class Dispatcher:
                     f"{self.types.get(msg.type).__qualname__}, not {type(msg.payload).__qualname__}"
                 )
             raise UnknownMessageTypeError(msg.type, self.types.names())
+        routed = self.check_route(msg)
+        if self.check is not None:
+            self.check(msg)
+        return routed, self.correlator.get(msg.correlation_id)
+
+    def check_route(self, msg: Message) -> tuple[str, ...]:
+        """The agents here that ``msg``, published from outside, goes to; raises if nobody
+        can take it (an ask checks before its own gather opens, which cannot take it)."""
         direct = msg.recipient
         # A message from outside may be a reply made outside (it has a cause) that a gather or
         # an ask of its correlation takes; nothing else can take it but an agent here. (A
@@ -199,9 +207,7 @@ class Dispatcher:
                 message_id=msg.id,
                 correlation_id=msg.correlation_id,
             )
-        if self.check is not None:
-            self.check(msg)
-        return routed, self.correlator.get(msg.correlation_id)
+        return routed
 
     def _release(self, held: Sequence[str]) -> None:
         """Give back the slots an outside publisher held for ``held`` (unused)."""

@@ -1101,6 +1101,9 @@ class Runtime:
                 f"got {type(until).__name__}"
             )
         if how == "ask":
+            # Asked before the ask's own gather opens: it cannot take its message, so it is no
+            # reason to accept a message nobody here can take (a typo in the recipient).
+            self._dispatcher.check_route(msg)
             for prepare in self._preparers:
                 await prepare(msg)
         # The gather keeps the deadline: an answer made after it is not taken, even when a
@@ -1127,8 +1130,10 @@ class Runtime:
                 self.cancel(msg.correlation_id)
             raise
         # Timed out: what is left of the request stops, unless it is paused for a person.
-        if result.status == "timed_out" and (
-            keeper is None or not keeper.holds(msg.correlation_id)
+        if (
+            result.status == "timed_out"
+            and published  # else it timed out waiting for room: it put nothing in
+            and (keeper is None or not keeper.holds(msg.correlation_id))
         ):
             self.cancel(msg.correlation_id)
         return result

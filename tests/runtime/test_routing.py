@@ -122,6 +122,8 @@ async def test_an_ask_to_an_unknown_recipient_is_an_error_and_cancels_nothing() 
         cid = first.correlation_id
         for msg in (
             rt.message(Ping(n=2), recipient="heId", correlation_id=cid),
+            # A follow-up with a cause: the ask's own gather could not take it either.
+            rt.message(Ping(n=2), recipient="heId", correlation_id=cid, causation_id=first.id),
             rt.message(Ping(n=3), recipient="heId"),
         ):
             with pytest.raises(UnknownRecipientError, match="no agent 'heId'"):
@@ -150,6 +152,13 @@ async def test_an_ask_refused_for_room_cancels_nothing() -> None:
         with pytest.raises(WouldBlockError):
             await rt.ask(rt.message(Ping(n=4), recipient="full", correlation_id=cid), wait=False)
         await anyio.wait_all_tasks_blocked()  # a cancelled handler would have ended by now
+        assert rt.in_flight_of(cid) == 1, "the running request was not cancelled"
+        assert list(rt.dead_letters) == []
+        # Timed out while it waited for room: it put nothing in either.
+        late = rt.message(Ping(n=5), recipient="full", correlation_id=cid)
+        result = await rt.ask(late, timeout=0.05)
+        assert result.status == "timed_out"
+        await anyio.wait_all_tasks_blocked()
         assert rt.in_flight_of(cid) == 1, "the running request was not cancelled"
         assert list(rt.dead_letters) == []
         rt.cancel(cid)
