@@ -18,7 +18,7 @@ import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 
@@ -49,10 +49,13 @@ class Slots:
     delivery's task when the thread returns; once the delivery has given it up, by the thread
     itself, when it ends."""
 
-    __slots__ = ("abandoned", "done", "lock", "outside", "release")
+    __slots__ = ("abandoned", "done", "lock", "outside", "release", "started")
 
     def __init__(self, release: Callable[[Slots], None] | None = None) -> None:
         self.lock = threading.Lock()
+        # A delivery given up before a thread took its call: the thread never runs it
+        # (anyio may drop the call, or run it late), and the delivery gives the slots back.
+        self.started = False
         self.done = False
         self.abandoned = False
         self.release = release
@@ -87,13 +90,18 @@ async def run_in_thread(
     finally:
         with slots.lock:
             slots.abandoned = not slots.done
-        if not slots.abandoned and slots.release is not None:
+            started = slots.started
+        if (not slots.abandoned or not started) and slots.release is not None:
             slots.release(slots)
 
 
 def _in_thread(
     method: Callable[[Payload, Context], T], slots: Slots, payload: Payload, ctx: ThreadContext
 ) -> T:
+    with slots.lock:
+        if slots.abandoned:  # given up before it began: nobody waits for what it returns
+            return cast("T", None)
+        slots.started = True
     try:
         return method(payload, ctx)
     except BaseException as exc:

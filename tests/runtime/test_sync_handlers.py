@@ -962,3 +962,38 @@ def test_a_blocked_loop_is_what_the_thread_replaces() -> None:
         return ticks
 
     assert anyio.run(main) >= 10  # the loop ticked all along
+
+
+class Counted(BaseAgent):
+    """A plain ``def`` handler that counts the Pings it ran."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.ran: list[int] = []
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.ran.append(payload.n)
+
+
+@pytest.mark.parametrize("checkpoints", range(8))
+async def test_a_thread_handler_cancelled_before_its_thread_began_frees_its_slots(
+    checkpoints: int,
+) -> None:
+    """``rt.cancel`` at any checkpoint after the delivery handed its call to a thread, the
+    thread maybe not begun: the delivery ends cancelled, its slots are given back, and the
+    agent's next delivery runs (on asyncio the call never began, and nobody gave them back)."""
+    agent = Counted("t")
+    async with Runtime([agent]) as rt:
+        first = rt.message(Ping(n=1), recipient="t")
+        await rt.publish(first)
+        for _ in range(checkpoints):
+            await anyio.lowlevel.checkpoint()
+        rt.cancel(first.correlation_id)
+        await rt.publish(rt.message(Ping(n=2), recipient="t"))
+        with anyio.fail_after(10):
+            await rt.wait_idle()
+        stats = rt.statistics()
+        assert (stats.in_flight, stats.offload.threads) == (0, 0)
+    assert agent.ran[-1] == 2
+    assert [d.kind for d in rt.dead_letters] in ([], ["cancelled"])
