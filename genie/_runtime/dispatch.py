@@ -166,6 +166,15 @@ class Dispatcher:
 
     def _validate(self, msg: Message, verb: str) -> tuple[tuple[str, ...], _Correlation]:
         """Check an outside publish; raises before any side effect."""
+        routed = self.checked(msg, verb)
+        if self.check is not None:
+            self.check(msg)
+        return routed, self.correlator.get(msg.correlation_id)
+
+    def checked(self, msg: Message, verb: str) -> tuple[str, ...]:
+        """The agents here that ``msg``, published from outside by ``rt.<verb>``, goes to;
+        raises if it may not be published now, or if nobody can take it. An ask asks before
+        its own gather opens, which cannot take its message."""
         self.check_caller(verb, msg)
         self.check_open()
         if not self.types.is_registered(msg.payload):
@@ -175,14 +184,6 @@ class Dispatcher:
                     f"{self.types.get(msg.type).__qualname__}, not {type(msg.payload).__qualname__}"
                 )
             raise UnknownMessageTypeError(msg.type, self.types.names())
-        routed = self.check_route(msg)
-        if self.check is not None:
-            self.check(msg)
-        return routed, self.correlator.get(msg.correlation_id)
-
-    def check_route(self, msg: Message) -> tuple[str, ...]:
-        """The agents here that ``msg``, published from outside, goes to; raises if nobody
-        can take it (an ask checks before its own gather opens, which cannot take it)."""
         direct = msg.recipient
         # A message from outside may be a reply made outside (it has a cause) that a gather or
         # an ask of its correlation takes; nothing else can take it but an agent here. (A

@@ -1103,7 +1103,7 @@ class Runtime:
         if how == "ask":
             # Asked before the ask's own gather opens: it cannot take its message, so it is no
             # reason to accept a message nobody here can take (a typo in the recipient).
-            self._dispatcher.check_route(msg)
+            self._dispatcher.checked(msg, how)
             for prepare in self._preparers:
                 await prepare(msg)
         # The gather keeps the deadline: an answer made after it is not taken, even when a
