@@ -425,10 +425,12 @@ class Reminder(BaseAgent):
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.timers: list[Timer] = []
+        self.timer_set = threading.Event()
 
     @handler
     def on_work(self, payload: Work, ctx: Context) -> None:
         self.timers.append(ctx.schedule(60.0, Pong(n=payload.n)))
+        self.timer_set.set()
 
     @handler
     async def on_ping(self, payload: Ping, ctx: Context) -> None:
@@ -451,6 +453,63 @@ async def test_a_timer_set_in_a_thread_is_withdrawn_later_from_the_loop() -> Non
         stats = rt.statistics()
         assert (stats.timers_set, stats.timers_handled, stats.timers_pending) == (1, 1, 0)
         assert (stats.dead_lettered, stats.in_flight) == (0, 0)
+
+
+class Withdraws(BaseAgent):
+    """A plain ``def`` handler that withdraws, on a ping, a timer another runtime's agent set."""
+
+    def __init__(self, id: str, timers: list[Timer]) -> None:
+        super().__init__(id)
+        self.timers = timers
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.timers.pop().cancel()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_timer_withdrawn_from_another_runtimes_thread_is_withdrawn_on_its_own_loop(
+    anyio_backend: str,
+) -> None:
+    """Runtime A, on its own loop in its own thread, sets a reminder; runtime B's thread
+    handler withdraws it. The withdrawal is handed to A's loop (not B's, whose thread it runs
+    in): A records it and goes idle, and B's handler succeeds."""
+    reminder = Reminder("reminder")
+    withdrawn = threading.Event()
+    seen: dict[str, object] = {}
+
+    async def runtime_a() -> None:
+        async with Runtime([reminder]) as rt:
+            await rt.publish(rt.message(Work(n=1), recipient="reminder"))
+            with anyio.fail_after(WAIT):
+                await rt.wait_idle()
+            s = rt.statistics()
+            seen["a"] = (s.timers_set, s.timers_handled, s.timers_pending, s.in_flight)
+            seen["a dead letters"] = s.dead_lettered
+        withdrawn.set()
+
+    def run_a() -> None:
+        try:
+            anyio.run(runtime_a, backend=anyio_backend)
+        except BaseException as exc:  # what runtime A met, asserted below
+            seen["a raised"] = exc
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    try:
+        assert await anyio.to_thread.run_sync(reminder.timer_set.wait, WAIT)
+        async with Runtime([Withdraws("withdraws", reminder.timers)]) as rt:
+            await rt.publish(rt.message(Ping(n=1), recipient="withdraws"))
+            with anyio.fail_after(WAIT):
+                await rt.wait_idle()
+            b = rt.statistics()
+            assert (b.handled, b.dead_lettered) == (1, 0), list(rt.dead_letters)
+        assert await anyio.to_thread.run_sync(withdrawn.wait, WAIT)
+    finally:
+        await anyio.to_thread.run_sync(thread.join, WAIT)
+    assert "a raised" not in seen, seen
+    assert seen["a"] == (1, 1, 0, 0)
+    assert seen["a dead letters"] == 0
 
 
 async def test_cancelling_a_request_gives_its_thread_up() -> None:
