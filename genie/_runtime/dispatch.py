@@ -388,6 +388,16 @@ class Dispatcher:
                         if rid not in kept and rid in self.mailboxes:
                             self.transport.release(rid)
 
+    def route_alone(self, msg: Message) -> None:
+        """Route ``msg``, which begins a correlation of its own (the runtime's notice of a
+        cancellation): its record is let go once routed if none of its deliveries is in
+        flight (each was denied or shed), as an outside publish's is."""
+        corr = self.correlator.get(msg.correlation_id)
+        try:
+            self.route(msg, False, corr)
+        finally:
+            self._released(corr)
+
     def reply_arrived(self, reply: Message, corr: _Correlation) -> None:
         """A reply nobody received in the process that sent it, carried here: routed to this
         runtime's waiters and taps only (its agents had it where it was sent)."""

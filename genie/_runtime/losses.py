@@ -7,7 +7,7 @@ letter, or an overflow policy sheds it. When some agent subscribes to ``genie.lo
 runtime sends, at once and through the one routing path, a ``Lost`` message caused by the lost
 one, in its correlation: so an agent waiting for the work of that correlation (a pipeline's
 declared gather) stops waiting for what cannot come. Nothing is sent when nobody subscribes, for
-the loss of a notice itself, for a cancelled request, or once the runtime is closing.
+the loss of a loss notice itself, for a cancelled request, or once the runtime is closing.
 
 An agent that sends a request from its handler's outputs and goes on, rather than awaiting
 ``ctx.request`` (a workflow's step), asks the runtime to watch it (``Runtime.watch_reply``): when

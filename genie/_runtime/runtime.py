@@ -1166,7 +1166,7 @@ class Runtime:
             correlation_id=cancellation(correlation_id),
             trace_id=correlation_id,
         )
-        self._dispatcher.route(notice, False)
+        self._dispatcher.route_alone(notice)
 
     async def _request(self, msg: Message, timeout: float | None) -> Message:
         self._check_open()

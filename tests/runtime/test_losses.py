@@ -26,8 +26,9 @@ from genie import (
     Unanswered,
     handler,
 )
+from genie._runtime.losses import Cancelled
 
-from ..conftest import Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
+from ..conftest import Echo, Failing, Held, Note, Ping, PolicyFn, Pong, Recorder
 
 
 class Watcher(BaseAgent):
@@ -114,6 +115,64 @@ async def test_a_denied_notice_is_not_told_about() -> None:
     assert watcher.heard == []
     assert (s.published, s.denied, s.in_flight) == (2, 2, 0)  # the ping, its notice: no loop
     accounted(s)
+
+
+class Undoer(Held):
+    """``Held``, and hears of cancellations."""
+
+    def __init__(self, id: str, gate: anyio.Event) -> None:
+        super().__init__(id, gate)
+        self.heard: list[Message] = []
+
+    @handler
+    async def on_cancelled(self, payload: Cancelled, ctx: Context) -> None:
+        self.heard.append(ctx.message)
+
+
+@pytest.mark.parametrize("told", [False, True])
+@pytest.mark.parametrize("loss", ["denied", "shed"])
+async def test_a_cancellation_notice_nobody_takes_leaves_no_correlation_behind(
+    loss: str, told: bool
+) -> None:
+    """The notice begins a correlation of its own (``<id>.cancel``). Denied or shed to its one
+    subscriber, nothing of it is in flight, and the correlation's record goes at once, as an
+    outside publish's does when every delivery was refused. A subscriber of ``genie.lost``
+    hears of the notice's loss there (only a loss notice's own loss is told to nobody)."""
+    gate = anyio.Event()
+    held, undoer, watcher = Held("held", gate), Undoer("undoer", gate), Watcher("watcher")
+    policies = [denies("genie.cancelled", "undoer")] if loss == "denied" else []
+    async with Runtime([held], policies=policies) as rt:
+        rt.add(
+            undoer,
+            subscribe=[Cancelled.message_type],
+            options=AgentOptions(mailbox_size=1, overflow="shed"),
+        )
+        if told:
+            rt.add(watcher, subscribe=[Lost.message_type])
+        if loss == "shed":  # one note running, one queued: the undoer's mailbox is full
+            await rt.publish(rt.message(Note(text="a"), recipient="undoer"))
+            await rt.publish(rt.message(Note(text="b"), recipient="undoer"))
+        request = rt.message(Ping(n=1), recipient="held")
+        await rt.publish(request)
+        with anyio.fail_after(5):
+            await held.running.wait()
+        rt.cancel(request.correlation_id)
+        gate.set()
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        s = rt.statistics()
+        assert s.correlations.correlations_active == 0
+        assert (s.denied, s.shed) == ((1, 0) if loss == "denied" else (0, 1))
+        accounted(s)
+    assert undoer.heard == []
+    if told:
+        (notice,) = watcher.heard
+        lost = notice.payload
+        assert isinstance(lost, Lost)
+        assert (lost.type_name, lost.consumer, lost.kind) == ("genie.cancelled", "undoer", loss)
+        assert notice.correlation_id == request.correlation_id + ".cancel"
+    else:
+        assert watcher.heard == []
 
 
 class Fan(BaseAgent):
