@@ -75,9 +75,10 @@ class Admission:
         return self._counted(decision)
 
     def judge(self, msg: Message, reader: str, *, counted: bool = True) -> Decision:
-        """The policies' decision on ``msg`` for ``reader`` when ``msg`` is no delivery: the
+        """The policies' decision on ``msg`` for ``reader`` when ``msg`` is no new delivery: the
         limits are not asked (it is charged to no budget). What is judged once (a tool's
-        result, a memory write or read) is counted as a delivery's decision is; model text on
+        result, a memory write or read, a failed delivery handed to its agent's fallback) is
+        counted as a delivery's decision is; model text on
         its way out, judged at each release, is not (``counted=False``), as the text is judged
         again and again while it grows."""
         decision = self.plan.decide(msg, reader)

@@ -37,6 +37,7 @@ from .dispatch import HANDLING, Dispatcher
 from .ledger import Ledger
 from .local.executor import Worker
 from .local.mailbox import Handoff, Mailbox
+from .policy import Decision
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -331,7 +332,10 @@ class DeliveryRunner:
         reason = described(error)
         fallback = mb.options.fallback
         if fallback is not None:
-            decision = self.admission.check(msg, fallback, corr)
+            # The same delivery, admitted once within the limits (its hops are the same, and it
+            # is charged to the budget once): only the policies judge it for its new consumer.
+            admission = self.admission
+            decision = admission.judge(msg, fallback) if admission.policies else Decision.ALLOW
             if decision.allowed:
                 # The same delivery goes on in the fallback's mailbox (still in flight); a
                 # handoff never waits, like any send from a handler.

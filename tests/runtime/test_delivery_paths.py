@@ -271,26 +271,41 @@ async def test_a_failing_fallback_dead_letters_the_original_delivery() -> None:
     accounted(rt.statistics())
 
 
-@pytest.mark.parametrize("refusal", ["policy", "limit"])
-async def test_a_fallback_refused_by_admission_leaves_its_audit_row(refusal: str) -> None:
+async def test_a_fallback_refused_by_a_policy_leaves_its_audit_row() -> None:
     """The delivery ends as the failure it is, and the refusal of its fallback is audited as
-    every refusal is: ``denied`` for a policy, ``limit_fired`` for a limit."""
+    every refusal is (``denied``)."""
     audit = MemoryAuditLog()
-    policies = [DenyTo("backup", name="no-backup")] if refusal == "policy" else []
-    limits = Limits(correlation_budget=1) if refusal == "limit" else Limits()
-    async with Runtime(policies=policies, limits=limits, audit=audit) as rt:
+    async with Runtime(policies=[DenyTo("backup", name="no-backup")], audit=audit) as rt:
         rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
         rt.add(Echo("backup"))
         result = await rt.ask(rt.message(Ping(n=1), recipient="primary"))
     assert result.status == "partial"
     [letter] = rt.dead_letters
     assert (letter.agent_id, letter.kind) == ("primary", "failed")
-    actor = "no-backup" if refusal == "policy" else "limit:budget"
-    assert f"fallback 'backup' denied by {actor}" in letter.reason
+    assert "fallback 'backup' denied by no-backup" in letter.reason
     [row] = [r for r in audit.records if r.target == "backup"]
-    assert (row.actor, row.action) == (actor, "denied" if refusal == "policy" else "limit_fired")
+    assert (row.actor, row.action) == ("no-backup", "denied")
     assert row.details["message_id"] == letter.message.id
     accounted(rt.statistics())
+
+
+async def test_the_limits_never_refuse_a_fallback_the_same_delivery() -> None:
+    """A fallback takes over the delivery its agent failed: admitted once within the limits,
+    charged to the budget once, with the same hops, it is no new delivery for them to refuse
+    (the budget's one delivery spent, the fallback still runs)."""
+    audit, backup = MemoryAuditLog(), Recorder("backup")
+    async with Runtime(limits=Limits(correlation_budget=1), audit=audit) as rt:
+        rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
+        rt.add(backup)
+        await rt.publish(rt.message(Ping(n=1), recipient="primary"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        s = rt.statistics()
+    assert backup.seen == [Ping(n=1)]
+    assert list(rt.dead_letters) == []
+    assert (s.delivered, s.handled, s.fallbacks) == (1, 1, 1)
+    assert [r for r in audit.records if r.action == "limit_fired"] == []
+    accounted(s)
 
 
 class CountingTap:
