@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .._message.types import MessageTypes
     from ..llm._shared import SharedCounters
     from .admission import Admission
+    from .audit import AuditRecord
     from .deadletter import DeadLetter, DeadLetterKind
     from .dispatch import Dispatcher
     from .ledger import Ledger
@@ -69,12 +70,15 @@ class TransportHost(Protocol):
         schedule: ScheduleCall,
         timer_ended: Callable[[Message], None],
         reported_elsewhere: Callable[[Message, Missing], bool],
+        row_made: Callable[[AuditRecord], None] | None,
     ) -> tuple[RequestCall, ScheduleCall]:
         """From now on handlers' ``ctx.request`` and ``ctx.schedule`` go to ``request`` and
         ``schedule`` (the runtime's own are returned, for the calls they pass on), each
-        timer's message goes to ``timer_ended`` once its outcome is recorded, and no loss
+        timer's message goes to ``timer_ended`` once its outcome is recorded, no loss
         notice (``genie.lost``) is sent for a loss ``reported_elsewhere`` says an outcome
-        record carries to the origin (whose replay of it sends the one notice)."""
+        record carries to the origin (whose replay of it sends the one notice), and each
+        audit row that no outcome record carries (a handler's tool calls, memory and model
+        text, a refused fallback) goes to ``row_made`` too, when given."""
         ...
 
     def watch(self, observer: Observer) -> None:
@@ -297,8 +301,10 @@ class RuntimeHost:
         schedule: ScheduleCall,
         timer_ended: Callable[[Message], None],
         reported_elsewhere: Callable[[Message, Missing], bool],
+        row_made: Callable[[AuditRecord], None] | None,
     ) -> tuple[RequestCall, ScheduleCall]:
         services = self._services
+        self._ledger.on_row = row_made
         own = services.request, services.schedule
         services.request, services.schedule = request, schedule
         self._timers.on_end = timer_ended

@@ -56,6 +56,9 @@ class Ledger:
         self.observer: Observer | None = None
         # Set by the runtime while an agent subscribes to loss notices (see _losses.py).
         self.on_loss: Callable[[Message, _Correlation, Missing], None] | None = None
+        # Takes the audit rows no observer is told of (``record_own``) too: set by a transport
+        # whose observers carry the rest to another process (a NATS worker).
+        self.on_row: Callable[[AuditRecord], None] | None = None
         # Delivered and handled besides the collected (see ``delivered`` and ``handled``).
         self._delivered = self._handled = self.denied = 0
         self.dead_lettered = self.shed = self.unrouted = 0
@@ -253,7 +256,7 @@ class Ledger:
         self._delivered += 1
         corr.deliveries += 1
         self.denied += 1
-        self.refused(msg, consumer, decision)
+        self._refusal(msg, consumer, decision, self.record)
         if self.observer is not None:
             self.observer.denied(msg, consumer, decision.policy, decision.reason)
         if notify and (corr.waiters or self.on_loss is not None):
@@ -268,13 +271,24 @@ class Ledger:
         corr.deliveries += 1
 
     def refused(self, msg: Message, consumer: str, decision: Decision) -> None:
-        """Admission refused ``msg`` to ``consumer``: audited (a limit as ``limit_fired``) and
-        logged. A refused delivery is counted and told to the observers by ``deny``; a tool
-        call or its result is neither (they are no deliveries: the accounting identity and
-        ``genie_deliveries_denied_total`` count deliveries only), though ``Admission`` counted
-        its decision (``genie_policy_decisions``, and ``genie_limits_fired`` for a limit)."""
+        """Admission refused ``msg`` to ``consumer``, and ``msg`` is no new delivery (a tool
+        call or its result, a memory write or read, a failed delivery's fallback): audited
+        (``record_own``; a limit as ``limit_fired``) and logged, neither counted nor told to
+        the observers (the accounting identity and ``genie_deliveries_denied_total`` count
+        deliveries only), though ``Admission`` counted its decision
+        (``genie_policy_decisions``, and ``genie_limits_fired`` for a limit). A refused
+        delivery is ``deny``'s."""
+        self._refusal(msg, consumer, decision, self.record_own)
+
+    def _refusal(
+        self,
+        msg: Message,
+        consumer: str,
+        decision: Decision,
+        record: Callable[[str, str, str, Message, str], None],
+    ) -> None:
         action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
-        self.record(decision.policy, action, consumer, msg, decision.reason)
+        record(decision.policy, action, consumer, msg, decision.reason)
         _log.info(
             "denied %s %s to %s by %s: %s",
             msg.type,
@@ -409,6 +423,18 @@ class Ledger:
             )
 
     def record(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
+        """The audit row of an outcome or a limit the observers are told of too."""
+        self.audit.record(self._row(actor, action, target, msg, reason))
+
+    def record_own(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
+        """The audit row of what no observer is told of (a handler's tool calls, memory and
+        model text; a refusal of what is no delivery), handed to ``on_row`` too."""
+        row = self._row(actor, action, target, msg, reason)
+        self.audit.record(row)
+        if self.on_row is not None:
+            self.on_row(row)
+
+    def _row(self, actor: str, action: str, target: str, msg: Message, reason: str) -> AuditRecord:
         details = {
             "message_id": msg.id,
             "message_type": msg.type,
@@ -416,7 +442,7 @@ class Ledger:
             "correlation_id": msg.correlation_id,
             "reason": reason,
         }
-        self.audit.record(AuditRecord(self.clock.now(), actor, action, target, details))
+        return AuditRecord(self.clock.now(), actor, action, target, details)
 
 
 def fields(agent_id: str | None, msg: Message) -> dict[str, str]:

@@ -141,7 +141,7 @@ class MemoryCalls:
         assert isinstance(payload, MemoryWrite | MemoryRead)
         actor = msg.sender if direction == "out" else reader
         what = f"{payload.kind} {payload.key}"
-        self._ledger.record(actor, msg.type, consumer_of(memory), msg, what)
+        self._ledger.record_own(actor, msg.type, consumer_of(memory), msg, what)
 
 
 class _RuntimeGate:

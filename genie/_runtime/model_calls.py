@@ -119,7 +119,7 @@ class ModelCalls:
         )
         decision = self._admission.judge(msg, reader, counted=False)
         if not decision.allowed:
-            self._ledger.record(decision.policy, "denied", reader, msg, decision.reason)
+            self._ledger.record_own(decision.policy, "denied", reader, msg, decision.reason)
             _log.info(
                 "model text of %s call %d denied to %s by %s: %s",
                 call.agent_id,

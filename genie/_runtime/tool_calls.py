@@ -233,7 +233,7 @@ class ToolCalls:
         payload = msg.payload
         assert isinstance(payload, ToolCall | ToolResult | ToolList | ToolListing)
         tool = payload.tool if isinstance(payload, ToolCall | ToolResult) else ""
-        self._ledger.record(actor, msg.type, target, msg, tool)
+        self._ledger.record_own(actor, msg.type, target, msg, tool)
 
     def _refuse(self, msg: Message, consumer: str, decision: Decision, way: str) -> None:
         self._ledger.refused(msg, consumer, decision)

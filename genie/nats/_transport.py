@@ -398,8 +398,16 @@ class NatsTransport:
             # this process, and is an output of the delivery that set it, whose origin hears
             # when it ends (``_timer_ended``). A loss of a delivery run here is in its outcome
             # record, and the origin sends its notice (``_reported_elsewhere``).
+            # The audit rows no outcome record carries (a handler's tool calls, memory and
+            # model text, a refused fallback) go to the namespace's stream from here, as an
+            # agent's own rows do, unless the runtime writes its rows there already.
+            rows = None if rt.audit is self.audit else _RowsOfDeliveries(self.audit).record
             self._local_request, self._local_schedule = host.serve_as_worker(
-                self._request, self._schedule, self._timer_ended, self._reported_elsewhere
+                self._request,
+                self._schedule,
+                self._timer_ended,
+                self._reported_elsewhere,
+                rows,
             )
 
     def start(
@@ -1212,9 +1220,10 @@ class NatsTransport:
             self._step("published", delivery)
             last = times > self.max_deliveries
             if self.audit.queued:
-                # The rows its handler made (a workflow's events, the desk's decisions) are
-                # in the stream before the delivery is kept or acked: a kill after that, which
-                # never runs it again, loses none of them.
+                # The rows its handler made (a workflow's events, the desk's decisions, its
+                # tool calls and memory, a refused fallback) are in the stream before the
+                # delivery is kept or acked: a kill after that, which never runs it again,
+                # loses none of them.
                 await self.audit.drain(self.js)
                 self._step("audited", delivery)
             kept = not last and await self._keep(mb.id, run)

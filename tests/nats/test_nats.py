@@ -52,7 +52,7 @@ from genie.nats._wire import CORRELATION, MSG_ID, ORIGIN, PARENT, NatsPublisher,
 from genie.pipeline import Pipeline, RunResult, load_pipeline
 from genie.policies import Consent, ConsentCategory, InMemoryConsentLedger
 
-from ..conftest import DenyTo, Echo, Note, Ping, Pong
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, Pong
 from ..pipelines.loopers import Serve
 
 ROOT = Path(__file__).parents[2]
@@ -1051,6 +1051,46 @@ async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
     async with jetstream(server.url) as js:
         work = await js.stream_info(names.work)
     assert work.state.last_seq == 1  # only the Ping to fwd was ever published
+
+
+async def test_a_fallback_refused_in_a_worker_has_its_row_in_the_namespaces_audit(
+    server: LocalNatsServer,
+) -> None:
+    """A row no outcome record carries (here a policy refusing a failed delivery's fallback;
+    a handler's tool calls, memory and model text are the others) is written by the worker
+    to the namespace's audit stream, once, beside the rows the entry writes of the outcome
+    (the dead letter); the worker's own sink keeps its copy."""
+    names = NatsNames("refusedfb")
+    entry_t, worker_t = (
+        NatsTransport(server.url, names),
+        NatsTransport(server.url, names, hosted=["primary", "backup"]),
+    )
+    policies = [DenyTo("backup", name="no-backup")]
+    entry_rt = Runtime(transport=entry_t, policies=policies, audit=entry_t.audit)
+    worker_audit = MemoryAuditLog()
+    worker_rt = Runtime(transport=worker_t, policies=policies, audit=worker_audit)
+    for rt, t in ((entry_rt, entry_t), (worker_rt, worker_t)):
+        rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
+        rt.add(Echo("backup"))
+        t.attach(rt)
+        await t.connect()
+    async with worker_rt, entry_rt:
+        result = await entry_rt.ask(entry_rt.message(Ping(n=1), recipient="primary"), timeout=10)
+    for t in (entry_t, worker_t):
+        await t.close()
+    assert result.status == "partial"
+    [letter] = entry_rt.dead_letters
+    assert "fallback 'backup' denied by no-backup" in letter.reason
+    async with jetstream(server.url) as js:
+        rows = [json.loads(line) for line in await read_chain(js, names.audit)]
+        with as_file(await read_chain(js, names.audit)) as path:
+            assert verify_audit_log(path).ok
+    assert sorted((r["actor"], r["action"], r["target"]) for r in rows) == [
+        ("no-backup", "denied", "backup"),
+        ("primary", "dead_letter:failed", "primary"),
+    ]
+    [own] = [r for r in worker_audit.records if r.action == "denied"]
+    assert (own.actor, own.target) == ("no-backup", "backup")
 
 
 class Repeat(BaseAgent):

@@ -262,10 +262,10 @@ def test_routing_has_one_entry_point() -> None:
         "_runtime/dispatch.py:Dispatcher.publish",  # in the slots it held
         "_runtime/dispatch.py:Dispatcher.publish_nowait",
         "_runtime/dispatch.py:Dispatcher.reply_arrived",  # from another process, for waiters
+        "_runtime/dispatch.py:Dispatcher.route_alone",  # a cancellation notice
         "_runtime/runtime.py:Runtime._request",  # a handler's ctx.request
         "_runtime/runtime.py:Runtime._fire",  # a timer
         "_runtime/runtime.py:Runtime._notify",  # a loss's notice, an unanswered request's
-        "_runtime/runtime.py:Runtime._notify_cancel",  # a cancellation notice
     }
     # A delivery's outputs (the runner holds ``route`` bound once per turn).
     runner = Path(ROOT, "_runtime", "delivery.py").read_text()
@@ -278,9 +278,9 @@ def test_routing_has_one_entry_point() -> None:
 
 def test_admission_decides_in_one_place() -> None:
     """The policies are asked in ``Admission`` only: ``evaluate`` for deliveries, ``judge``
-    for what is no delivery (tool results, memory, model text); whether a delivery needs
-    asking at all is ``Admission.admits_all``'s to say (the limits are read there and in
-    ``admit``)."""
+    for what is no new delivery (tool results, memory, model text, a fallback's handoff);
+    whether a delivery needs asking at all is ``Admission.admits_all``'s to say (the limits
+    are read there and in ``admit``)."""
     assert {s.where for s in _method_calls("decide") if s.path.startswith("_runtime/")} == {
         "_runtime/admission.py:Admission.evaluate",
         "_runtime/admission.py:Admission.judge",
