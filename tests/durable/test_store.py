@@ -266,6 +266,37 @@ async def test_a_request_published_without_waiting_is_kept_as_one(tmp_path: Path
     assert kept(path) == ([], [])
 
 
+@pytest.mark.parametrize("nowait", [False, True])
+async def test_a_message_with_a_cause_published_from_outside_is_kept_as_a_request(
+    tmp_path: Path, nowait: bool
+) -> None:
+    """An outside publish of a message built as another's child (its hops above 0, as a
+    reply made outside is) is a request to the store as any outside publish is: cut by the
+    stop, it is listed as unfinished and resumed, not ended unrun as a cancelled request's
+    leftover."""
+    path = tmp_path / "store.db"
+    rt = Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01)
+    async with rt:
+        parent = rt.message(Step(n=0), recipient="chain")  # never published itself
+        msg = parent.child(
+            Step(n=2), sender="outside", recipient="chain", id="outside-1", created_at=1.0
+        )
+        assert msg.hops == 1
+        if nowait:
+            rt.publish_nowait(msg)
+        else:
+            await rt.publish(msg)
+        await anyio.sleep(0.05)
+    assert kept(path) == ([f"{msg.id}:chain"], [msg.correlation_id])
+    async with Runtime([Chain("chain")], store=path) as rt2:
+        rt2.types.register(Done)
+        [request] = rt2.unfinished()
+        assert (request.id, request.payload) == (msg.id, Step(n=2))
+        result = await rt2.resume(request, until="done")
+    assert [m.payload for m in result.replies] == [Done(n=4)]
+    assert kept(path) == ([], [])
+
+
 async def test_a_request_cancelled_while_queued_is_not_resumed(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     first = Chain("chain", gate=anyio.Event())

@@ -67,7 +67,6 @@ from ..losses import cancelled_request, notice_of_cancelling
 from ..observe.observer import Observer
 from ..transport import (
     DESK,
-    RUNTIME,
     Answer,
     Keeps,
     WorkerCounts,
@@ -709,6 +708,9 @@ class DurableTransport(Observer):
         msg = item.message if isinstance(item, Handoff) else item
         mid, cid, batch = msg.id, msg.correlation_id, self._batch
         holders = self._holders.get(mid)
+        # Published from outside (``publish`` or ``publish_nowait``, which ``check`` first),
+        # with a cause or not: its output is what a restart waits for.
+        outside = mid in self._bodies
         body = ""
         if holders is None:
             try:
@@ -720,9 +722,7 @@ class DurableTransport(Observer):
                 self._wake.set()
                 self._urgent.set()
                 return
-        if msg.hops == 0 and msg.sender != RUNTIME and cid not in self._requests_kept:
-            # A request from outside (``publish`` or ``publish_nowait``): its output is what
-            # a restart waits for. The runtime's own notices are not requests.
+        if outside and cid not in self._requests_kept:
             self._requests_kept.add(cid)
             batch.requests.append((cid, body or self._json(msg)))
         if self._host is not None:
