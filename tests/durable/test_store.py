@@ -744,13 +744,17 @@ async def test_rows_genie_did_not_write_are_one_line_errors(
     async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
         await rt.publish(rt.message(Step(n=0), recipient="chain"))
         await anyio.sleep(0.05)
-    for table, junk in (
-        ("requests", "UPDATE requests SET body = 'not json';"),
+    for table, junk, undone in (
+        # A number where SQLite keeps the text it is given: undone after, to read on.
+        ("requests", "UPDATE requests SET charged = 'x';", "UPDATE requests SET charged = 0;"),
+        ("asked", "INSERT INTO asked VALUES ('approval-1', 'x');", "DELETE FROM asked;"),
+        ("requests", "UPDATE requests SET body = 'not json';", ""),
         (
             "messages",
             # (the request's row read first, and found: gone)
             "DELETE FROM requests; UPDATE messages SET recipients = 'junk', "
             'body = \'{"type":"genie.approval_request"}\';',
+            "",
         ),
     ):
         db = sqlite3.connect(path)
@@ -758,6 +762,9 @@ async def test_rows_genie_did_not_write_are_one_line_errors(
         db.close()
         with pytest.raises(ConfigurationError, match=f"a row of {table} is not genie's"):
             Runtime([Chain("chain")], store=path)
+        db = sqlite3.connect(path)
+        db.executescript(undone)
+        db.close()
     assert main(["approvals", "list", "--store", str(path)]) == 2
     err = capsys.readouterr().err
     assert "a row of messages is not genie's" in err

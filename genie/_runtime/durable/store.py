@@ -39,11 +39,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..._base.files import file_problem
 from ..._errors import ConfigurationError, StoreError
@@ -52,6 +52,7 @@ from ..transport import DESK  # its kept deliveries are pending approvals
 __all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
 
 MAX_COUNT = 2**63 - 1  # SQLite's largest integer
+_T = TypeVar("_T")
 ROW = 1 << 20  # bytes of a messages row besides its JSON, at most (its ids and agents)
 
 SCHEMA = """
@@ -198,6 +199,15 @@ def not_genies(path: Path, table: str, exc: Exception) -> ConfigurationError:
     return ConfigurationError(
         f"cannot use {path} as a store: a row of {table} is not genie's ({exc})"
     )
+
+
+def _read(path: Path, table: str, read: Callable[[], _T]) -> _T:
+    """What ``read`` makes of rows of ``table``; a value genie did not write there (text
+    where a number was, JSON that is not) refuses the store in one line."""
+    try:
+        return read()
+    except (ValueError, TypeError) as exc:
+        raise not_genies(path, table, exc) from None
 
 
 def _json(holders: Holders) -> str:
@@ -388,16 +398,17 @@ class DeliveryStore:
         rows = self._db.execute(
             "SELECT id, correlation_id, body, recipients FROM messages ORDER BY rowid"
         )
-        try:
-            return [(str(i), str(c), str(b), dict(json.loads(r))) for i, c, b, r in rows]
-        except (ValueError, TypeError) as exc:
-            raise not_genies(self.path, "messages", exc) from None
+        return _read(
+            self.path,
+            "messages",
+            lambda: [(str(i), str(c), str(b), dict(json.loads(r))) for i, c, b, r in rows],
+        )
 
     def asked(self) -> dict[str, int]:
         """The pending approvals a desk took (their request's message ids), each with the
         round it reached (1: escalated)."""
         rows = self._db.execute("SELECT approval_id, escalated FROM asked")
-        return {str(approval_id): int(escalated) for approval_id, escalated in rows}
+        return _read(self.path, "asked", lambda: {str(a): int(n) for a, n in rows})
 
     def taken(self) -> set[tuple[str, str]]:
         """The messages kept that a fan-in took, with the messages its handling made: (message
@@ -414,10 +425,7 @@ class DeliveryStore:
         """The requests published from outside that had not settled: (correlation id, the
         message's JSON parsed)."""
         rows = self._db.execute("SELECT correlation_id, body FROM requests ORDER BY rowid")
-        try:
-            return [(str(c), json.loads(b)) for c, b in rows]
-        except (ValueError, TypeError) as exc:
-            raise not_genies(self.path, "requests", exc) from None
+        return _read(self.path, "requests", lambda: [(str(c), json.loads(b)) for c, b in rows])
 
     def replies(self) -> dict[str, tuple[str, str]]:
         """Handlers' requests asked, and the answers kept to them: request id ->
@@ -428,7 +436,7 @@ class DeliveryStore:
     def charged(self) -> dict[str, int]:
         """The deliveries each unsettled request had charged to its budget."""
         rows = self._db.execute("SELECT correlation_id, charged FROM requests")
-        return {str(c): int(n) for c, n in rows}
+        return _read(self.path, "requests", lambda: {str(c): int(n) for c, n in rows})
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -661,10 +669,9 @@ class StoreClient:
             "SELECT body, recipients FROM messages WHERE body LIKE ? ORDER BY rowid",
             ('%"type":"genie.approval_request"%',),
         )
-        try:
-            return [str(b) for b, r in rows if DESK in json.loads(r)]
-        except (ValueError, TypeError) as exc:
-            raise not_genies(self.path, "messages", exc) from None
+        return _read(
+            self.path, "messages", lambda: [str(b) for b, r in rows if DESK in json.loads(r)]
+        )
 
     def answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
