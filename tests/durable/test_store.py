@@ -675,6 +675,45 @@ def test_a_store_and_a_transport_are_refused_together(tmp_path: Path) -> None:
         Runtime(store=tmp_path / "s.db", transport=LocalTransport())
 
 
+@pytest.mark.parametrize("where", ["store", "transport"])
+def test_a_seed_is_refused_with_a_store_or_a_transport(tmp_path: Path, where: str) -> None:
+    """A seeded runtime makes the same ids at every start: a store keeps ids across starts,
+    so its second start's first request would take the first start's kept request's id."""
+    kept = {"store": tmp_path / "s.db"} if where == "store" else {"transport": LocalTransport()}
+    with pytest.raises(ConfigurationError, match="give seed without a store or a transport"):
+        Runtime(seed=1, **kept)
+    assert not (tmp_path / "s.db").exists()
+
+
+async def test_a_new_request_under_a_kept_requests_correlation_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A request kept from a start before, not resumed, keeps its correlation: a new request
+    under its id is refused (it would take the kept one's place in the store, and its end
+    would end the kept one, unrun); resumed or discarded, the id is free again. A message
+    with a cause (a reply made outside, a person's answer) still goes on in it."""
+    path = tmp_path / "store.db"
+    async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
+        await rt.publish(rt.message(Step(n=0), recipient="chain", correlation_id="order-1"))
+        await anyio.sleep(0.05)
+    async with Runtime([Chain("chain")], store=path) as rt2:
+        rt2.types.register(Done)
+        [kept_request] = rt2.unfinished()
+        new = rt2.message(Step(n=10), recipient="chain", correlation_id="order-1")
+        with pytest.raises(DeliveryError, match="keeps a request of that correlation"):
+            await rt2.ask(new, until="done", timeout=5)
+        with pytest.raises(DeliveryError, match=r"rt.discard\('order-1'\) drops it"):
+            rt2.publish_nowait(new)
+        assert rt2.statistics().published == 0
+        assert [m.id for m in rt2.unfinished()] == [kept_request.id]
+        result = await rt2.resume(kept_request, until="done", timeout=5)
+        assert [m.payload for m in result.replies] == [Done(n=4)]
+        # Resumed and ended: the correlation is free for a new request.
+        again = await rt2.ask(new, until="done", timeout=5)
+        assert [m.payload for m in again.replies] == [Done(n=10)]
+    assert kept(path) == ([], [])
+
+
 def test_a_file_that_is_no_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("these are my notes, not a database\n" * 100)

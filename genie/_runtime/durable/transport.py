@@ -197,6 +197,9 @@ class DurableTransport(Observer):
             self.store.close()
             raise
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
+        # The requests a process before this one left, until resumed or discarded: a new
+        # request under one of their correlation ids is refused (``check``).
+        self._unresumed = {cid for cid, _ in self._requests}
         # Handlers' requests, by correlation, until it settles (``ask``).
         self._requested: dict[str, _Asked] = {}
         self._unanswered: set[str] = set()  # requests asked before, with no answer kept
@@ -273,6 +276,7 @@ class DurableTransport(Observer):
             )
         self.store.discard(correlation_id)
         self._requests = [(c, b) for c, b in self._requests if c != correlation_id]
+        self._unresumed.discard(correlation_id)
         self._charged.pop(correlation_id, None)
         self._requested.pop(correlation_id, None)
         self._found = [row for row in self._found if row[1] != correlation_id]
@@ -460,7 +464,8 @@ class DurableTransport(Observer):
         spent = self._charged.pop(correlation_id, 0)
         if spent:  # its budget continues where it stopped
             host.charge(host.correlation(correlation_id), spent)
-        if any(cid == correlation_id for cid, _ in self._requests):
+        if correlation_id in self._unresumed:
+            self._unresumed.discard(correlation_id)
             self._requests_kept.add(correlation_id)  # written before: kept until it settles
         return self._run_again(self._pending.pop(correlation_id, []))
 
@@ -685,6 +690,19 @@ class DurableTransport(Observer):
                 "once (rt.message(...) makes a new one; rt.resume(...) goes on with one kept)",
                 message_id=msg.id,
                 correlation_id=msg.correlation_id,
+            )
+        cid = msg.correlation_id
+        if msg.causation_id is None and cid in self._unresumed:
+            # It would take the kept request's place in the store: its row, then at its end
+            # the rest of the kept request with it. (A message with a cause, a person's answer
+            # to a kept approval, say, goes on with the kept request.)
+            raise DeliveryError(
+                f"cannot publish {msg.type!r} as a new request of correlation {cid}: the "
+                f"store {self.store.path} keeps a request of that correlation from before, "
+                f"not resumed (rt.unfinished() lists it); rt.resume(...) goes on with it, "
+                f"rt.discard({cid!r}) drops it, or give the new request another correlation",
+                message_id=msg.id,
+                correlation_id=cid,
             )
         self._bodies[msg.id] = self._json(msg)
 
