@@ -131,6 +131,7 @@ class Approval(Record):
 # approval was decided, or the desk does not know the id (never asked here, the request
 # cancelled, or decided longer ago than the desk remembers).
 TOO_LATE = "too late: it was decided already"
+PAST_DEADLINE = "it came after the deadline"
 UNKNOWN = "unknown: never asked here, or forgotten"
 DECIDED_KEPT = 1000  # the approvals decided last that the desk remembers, for late answers
 # Why the desk records an approval resumed: the request was asked before a restart, and the
@@ -149,13 +150,16 @@ class ApprovalNotPendingError(ApprovalRefusedError):
 
 
 class _Pending:
-    __slots__ = ("approval", "request", "round", "timer")
+    __slots__ = ("approval", "overdue", "request", "round", "timer")
 
     def __init__(self, approval: Approval, request: Message, timer: Timer) -> None:
         self.approval = approval
         self.request = request
         self.timer = timer
         self.round = 0
+        # Its round's deadline passed already (taken up after a restart, its timer waits the
+        # grace for answers left in time): an answer given now is late.
+        self.overdue = False
 
 
 class ApprovalDesk(BaseAgent):
@@ -206,9 +210,10 @@ class ApprovalDesk(BaseAgent):
         # deadline, not offered to the first role again nor escalated a second time.
         escalated = bool(round_before) and payload.escalate_to is not None
         rounds = 2 if escalated else 1
-        delay = self._left(msg, payload.deadline, rounds)
-        if payload.deadline is not None and delay == 0.0:
-            delay = GRACE  # past its deadline already: answers left in time come first
+        left = self._left(msg, payload.deadline, rounds)
+        overdue = payload.deadline is not None and left == 0.0
+        # Past its deadline already: answers left in the store in time come first.
+        delay = GRACE if overdue else left
         timer = ctx.schedule(delay, ApprovalTimeout(approval_id=msg.id, round=rounds - 1))
         approval = Approval(
             msg.id,
@@ -217,12 +222,13 @@ class ApprovalDesk(BaseAgent):
             payload.subject,
             payload.escalate_to if escalated else payload.role,
             None if escalated else payload.principal,
-            None if payload.deadline is None else self.clock.monotonic() + delay,
+            None if payload.deadline is None else self.clock.monotonic() + left,
             escalated,
             payload.details,
         )
         pending = self.pending[msg.id] = _Pending(approval, msg, timer)
         pending.round = rounds - 1
+        pending.overdue = overdue
         if round_before is not None:
             self._record(DESK, RESUMED_ACTION, approval, RESUMED)
         else:
@@ -271,6 +277,7 @@ class ApprovalDesk(BaseAgent):
             # Another deadline from the first's end, not from now: a restart in between
             # (which fired the first at once) does not extend it.
             delay = self._left(pending.request, request.deadline or None, 2)
+            pending.overdue = delay == 0.0
             pending.timer = ctx.schedule(
                 delay, ApprovalTimeout(approval_id=payload.approval_id, round=pending.round)
             )
@@ -529,10 +536,10 @@ class Approvals:
             # whatever the answering host's clock says: that one is read only for an answer
             # taken after the deadline (left while no process held the request).
             if min(given_at, self._clock.now().timestamp()) > ends:
-                self._desk.refuse(by, approval_id, approved, "it came after the deadline")
+                self._desk.refuse(by, approval_id, approved, PAST_DEADLINE)
                 return f"refused: the answer came after approval {approval_id}'s deadline"
         try:
-            return self._answer(approval_id, approved, by, roles, reason)
+            return self._answer(approval_id, approved, by, roles, reason, in_time=True)
         except ApprovalRefusedError as refused:
             return f"refused: {refused}"
         except WouldBlockError:
@@ -554,8 +561,17 @@ class Approvals:
         return self._answer(approval_id, False, by, roles, reason)
 
     def _answer(
-        self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
+        self,
+        approval_id: str,
+        approved: bool,
+        by: str,
+        roles: tuple[str, ...],
+        reason: str,
+        in_time: bool = False,
     ) -> Message:
+        """Send ``by``'s answer to the desk. ``in_time``: it was given before its deadline (one
+        left in the store: ``answer_left``); else it is given now, and refused once the
+        deadline of the approval's round has passed."""
         self.pending()  # forgets those whose request is gone
         pending = self._desk.pending.get(approval_id)
         if pending is None:
@@ -565,6 +581,9 @@ class Approvals:
             raise ApprovalRefusedError(
                 self._desk.refuse_answerer(by, approval_id, approved, refusal)
             )
+        if pending.overdue and not in_time:
+            self._desk.refuse(by, approval_id, approved, PAST_DEADLINE)
+            raise ApprovalRefusedError(f"the answer came after approval {approval_id}'s deadline")
         answer = pending.request.child(
             ApprovalAnswer(approval_id=approval_id, approved=approved, reason=reason),
             sender=by,

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 
-from genie import MemoryAuditLog, Runtime
+from genie import ApprovalRefusedError, GatherResult, MemoryAuditLog, Runtime
 from genie._base.clock import Clock
 from genie._cli.main import main
 from genie._runtime.approvals import GRACE
@@ -291,6 +291,59 @@ async def test_a_deadline_counts_from_the_asking_across_a_restart(tmp_path: Path
         with anyio.fail_after(0.8):  # at once, not another second
             paid = await resume_one(rt)
     assert paid == Paid(approved=False, by="deadline", reason="nobody answered in time")
+
+
+@pytest.mark.parametrize("escalate", [False, True])
+async def test_an_answer_given_after_a_deadline_passed_before_the_restart_is_refused(
+    tmp_path: Path, escalate: bool
+) -> None:
+    """The grace a restart gives an approval past its deadline is for answers left in the
+    store in time: one given now is late, refused and audited so, and the deadline decides
+    (it rejects, or escalates for what is left of the second deadline, whose role may then
+    answer). The approval says its deadline as it is, passed, not the grace's end."""
+    path = tmp_path / "store.db"
+    # Escalated, the second deadline ends two after the asking: room for the cfo's answer.
+    deadline = 2.0 if escalate else 1.0
+    approval_id = await pause(
+        path, Pay(amount=5, deadline=deadline, escalate_to="cfo" if escalate else None)
+    )
+    await anyio.sleep(deadline + 0.1)  # the first deadline passed while no process held it
+    audit = MemoryAuditLog()
+    async with (
+        Runtime([Payer("payer")], store=path, audit=audit) as rt,
+        anyio.create_task_group() as tg,
+    ):
+        [request] = rt.unfinished()
+        results: list[GatherResult] = []
+
+        async def resume() -> None:
+            results.append(await rt.resume(request, until="paid", timeout=10))
+
+        tg.start_soon(resume)
+        await anyio.wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        assert approval.deadline_at is not None
+        assert approval.deadline_at <= rt.clock.monotonic()
+        with pytest.raises(
+            ApprovalRefusedError, match=f"came after approval {approval_id}'s deadline"
+        ):
+            rt.approvals.approve(approval_id, by="alice", roles=("treasurer",))
+        if escalate:
+            await anyio.sleep(GRACE + 0.1)  # the grace ends: escalated, about 1.2 s left
+            [escalated] = rt.approvals.pending()
+            assert escalated.escalated
+            rt.approvals.approve(approval_id, by="carol", roles=("cfo",))
+    [reply] = results[0].replies
+    if escalate:
+        assert reply.payload == Paid(approved=True, by="carol", reason="")
+    else:
+        assert reply.payload == Paid(
+            approved=False, by="deadline", reason="nobody answered in time"
+        )
+    refused = [r for r in audit.records if r.action == "approval_refused"]
+    assert [(r.actor, r.details["reason"]) for r in refused] == [
+        ("alice", "it came after the deadline")
+    ]
 
 
 async def test_an_answer_left_in_time_beats_a_deadline_passed_before_the_restart(
