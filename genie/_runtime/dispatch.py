@@ -119,6 +119,7 @@ class Dispatcher:
                     self._released(corr)
                     return False
             self.check_open()
+            self._kept_check(msg)
         except BaseException:
             self._release(order[:held])
             self._released(corr)
@@ -144,6 +145,7 @@ class Dispatcher:
                         correlation_id=msg.correlation_id,
                     )
             # Every recipient has room: none is overdrawn or shed.
+            self._kept_check(msg)
             self.route(msg, False, corr, routed)
         finally:
             self._released(corr)
@@ -167,9 +169,14 @@ class Dispatcher:
     def _validate(self, msg: Message, verb: str) -> tuple[tuple[str, ...], _Correlation]:
         """Check an outside publish; raises before any side effect."""
         routed = self.checked(msg, verb)
+        return routed, self.correlator.get(msg.correlation_id)
+
+    def _kept_check(self, msg: Message) -> None:
+        """The keeping transport's check of an outside publish (a store's: not kept already,
+        keepable), asked when nothing more is awaited before the message is routed: the
+        transport knows it for one from outside until it keeps it."""
         if self.check is not None:
             self.check(msg)
-        return routed, self.correlator.get(msg.correlation_id)
 
     def checked(self, msg: Message, verb: str) -> tuple[str, ...]:
         """The agents here that ``msg``, published from outside by ``rt.<verb>``, goes to;

@@ -273,13 +273,14 @@ class Runtime:
         )
         if store is None and store_pipeline is not None:
             raise ConfigurationError("store_pipeline is recorded in a store: give store too")
-        if seed is not None and (store is not None or transport is not None):
+        outlived = store is not None or not isinstance(transport, LocalTransport | None)
+        if seed is not None and outlived:
             # Ids that outlive the process would meet themselves again: a new request would
             # take a kept one's place, or a broker drop it as the other's duplicate.
             raise ConfigurationError(
-                "give seed without a store or a transport: a seeded runtime makes the same "
-                "message ids at every start, and a store (or a broker) keeps the ids of the "
-                "starts before"
+                "give seed without a store or a transport between processes: a seeded runtime "
+                "makes the same message ids at every start, and a store (or a broker) keeps "
+                "the ids of the starts before"
             )
         # The store's transport, for what only a store keeps: requests it cannot read.
         self._store: DurableTransport | None = None

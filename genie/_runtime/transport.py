@@ -271,7 +271,9 @@ class KeptOnPublish(Protocol):
     def check(self, msg: Message) -> None:
         """Raise ``InvalidMessageError`` if ``msg``, published from outside, could not be
         written (a payload with no JSON form), or ``DeliveryError`` if it is kept already (a
-        message is published once), before anything routes it."""
+        message is published once), before anything routes it: asked right before it is
+        routed, with no await between, so the transport knows ``msg`` for one published from
+        outside when it is put."""
         ...
 
 

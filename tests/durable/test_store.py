@@ -43,7 +43,7 @@ from genie._runtime.local.transport import LocalTransport
 from genie._runtime.transport import delivery_json, message_json
 from genie.pipeline import load_pipeline
 
-from ..conftest import DenyTo, Failing, Ping, Pong
+from ..conftest import DenyTo, Failing, Note, Ping, Pong
 
 
 class Step(Payload):
@@ -295,6 +295,49 @@ async def test_a_message_with_a_cause_published_from_outside_is_kept_as_a_reques
         result = await rt2.resume(request, until="done")
     assert [m.payload for m in result.replies] == [Done(n=4)]
     assert kept(path) == ([], [])
+
+
+class Queued(BaseAgent):
+    """Holds a Note until ``first`` is set when its text is "a", any other for good."""
+
+    def __init__(self, id: str, first: anyio.Event) -> None:
+        super().__init__(id)
+        self.first = first
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        if payload.text == "a":
+            await self.first.wait()
+        else:
+            await anyio.sleep_forever()
+
+
+async def test_a_request_that_waited_for_room_is_kept_as_a_request(tmp_path: Path) -> None:
+    """A publish that waits for mailbox room while the store writes other work is kept as
+    a request all the same: the next start lists it."""
+    path, first, published = tmp_path / "store.db", anyio.Event(), anyio.Event()
+    rt = Runtime(store=path, drain_timeout=0.01)
+    rt.add(Queued("w", first), options=AgentOptions(mailbox_size=1))
+    rt.add(Queued("other", anyio.Event()))
+
+    async def waits_for_room() -> None:
+        await rt.publish(rt.message(Note(text="c"), recipient="w", correlation_id="c"))
+        published.set()
+
+    async with rt, anyio.create_task_group() as tg:
+        for text in "ab":  # a runs, b fills the mailbox
+            await rt.publish(rt.message(Note(text=text), recipient="w", correlation_id=text))
+        tg.start_soon(waits_for_room)
+        await anyio.wait_all_tasks_blocked()  # c waits for room
+        await rt.publish(rt.message(Note(text="d"), recipient="other", correlation_id="d"))
+        first.set()  # a ends: b runs, c is queued
+        with anyio.fail_after(5):
+            await published.wait()
+    assert sorted(kept(path)[1]) == ["b", "c", "d"]
+    async with Runtime(
+        [Queued("w", anyio.Event()), Queued("other", anyio.Event())], store=path
+    ) as rt2:
+        assert sorted(m.correlation_id for m in rt2.unfinished()) == ["b", "c", "d"]
 
 
 async def test_a_request_cancelled_while_queued_is_not_resumed(tmp_path: Path) -> None:
@@ -675,23 +718,32 @@ def test_a_store_and_a_transport_are_refused_together(tmp_path: Path) -> None:
         Runtime(store=tmp_path / "s.db", transport=LocalTransport())
 
 
-@pytest.mark.parametrize("where", ["store", "transport"])
-def test_a_seed_is_refused_with_a_store_or_a_transport(tmp_path: Path, where: str) -> None:
+@pytest.mark.parametrize("where", ["store", "nats"])
+def test_a_seed_is_refused_with_a_store_or_a_transport_between_processes(
+    tmp_path: Path, where: str
+) -> None:
     """A seeded runtime makes the same ids at every start: a store keeps ids across starts,
-    so its second start's first request would take the first start's kept request's id."""
-    kept = {"store": tmp_path / "s.db"} if where == "store" else {"transport": LocalTransport()}
+    so its second start's first request would take the first start's kept request's id (and
+    a broker would drop a message as an earlier one's duplicate). In one process's own
+    transport ids end with the process: a seed is kept there."""
+    if where == "store":
+        kept: dict[str, object] = {"store": tmp_path / "s.db"}
+    else:
+        nats = pytest.importorskip("genie.nats._transport")
+        kept = {"transport": nats.NatsTransport("nats://127.0.0.1:1", nats.NatsNames("seeded"))}
     with pytest.raises(ConfigurationError, match="give seed without a store or a transport"):
-        Runtime(seed=1, **kept)
+        Runtime(seed=1, **kept)  # type: ignore[arg-type]
     assert not (tmp_path / "s.db").exists()
+    Runtime(seed=1, transport=LocalTransport())
 
 
 async def test_a_new_request_under_a_kept_requests_correlation_is_refused(
     tmp_path: Path,
 ) -> None:
-    """A request kept from a start before, not resumed, keeps its correlation: a new request
-    under its id is refused (it would take the kept one's place in the store, and its end
-    would end the kept one, unrun); resumed or discarded, the id is free again. A message
-    with a cause (a reply made outside, a person's answer) still goes on in it."""
+    """A request kept from a start before, not resumed, keeps its correlation: a message
+    published in it from outside, with a cause or not, is refused (it would take the kept
+    request's place in the store, and its end would end the kept one, unrun); resumed or
+    discarded, the correlation is free again."""
     path = tmp_path / "store.db"
     async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
         await rt.publish(rt.message(Step(n=0), recipient="chain", correlation_id="order-1"))
@@ -704,6 +756,11 @@ async def test_a_new_request_under_a_kept_requests_correlation_is_refused(
             await rt2.ask(new, until="done", timeout=5)
         with pytest.raises(DeliveryError, match=r"rt.discard\('order-1'\) drops it"):
             rt2.publish_nowait(new)
+        caused = kept_request.child(
+            Step(n=3), sender="outside", recipient="chain", id="outside-1", created_at=1.0
+        )
+        with pytest.raises(DeliveryError, match="cannot publish 'step' in correlation order-1"):
+            await rt2.publish(caused)
         assert rt2.statistics().published == 0
         assert [m.id for m in rt2.unfinished()] == [kept_request.id]
         result = await rt2.resume(kept_request, until="done", timeout=5)

@@ -692,15 +692,15 @@ class DurableTransport(Observer):
                 correlation_id=msg.correlation_id,
             )
         cid = msg.correlation_id
-        if msg.causation_id is None and cid in self._unresumed:
+        if cid in self._unresumed:
             # It would take the kept request's place in the store: its row, then at its end
-            # the rest of the kept request with it. (A message with a cause, a person's answer
-            # to a kept approval, say, goes on with the kept request.)
+            # the rest of the kept request with it. (No answer to a kept approval comes this
+            # way: the desk knows the approval once its request is resumed.)
             raise DeliveryError(
-                f"cannot publish {msg.type!r} as a new request of correlation {cid}: the "
-                f"store {self.store.path} keeps a request of that correlation from before, "
-                f"not resumed (rt.unfinished() lists it); rt.resume(...) goes on with it, "
-                f"rt.discard({cid!r}) drops it, or give the new request another correlation",
+                f"cannot publish {msg.type!r} in correlation {cid}: the store "
+                f"{self.store.path} keeps a request of that correlation from before, not "
+                f"resumed (rt.unfinished() lists it); rt.resume(...) goes on with it, "
+                f"rt.discard({cid!r}) drops it, or publish in another correlation",
                 message_id=msg.id,
                 correlation_id=cid,
             )
@@ -726,8 +726,8 @@ class DurableTransport(Observer):
         msg = item.message if isinstance(item, Handoff) else item
         mid, cid, batch = msg.id, msg.correlation_id, self._batch
         holders = self._holders.get(mid)
-        # Published from outside (``publish`` or ``publish_nowait``, which ``check`` first),
-        # with a cause or not: its output is what a restart waits for.
+        # Published from outside (``publish`` or ``publish_nowait``, which ``check`` it right
+        # before they route it), with a cause or not: its output is what a restart waits for.
         outside = mid in self._bodies
         body = ""
         if holders is None:
