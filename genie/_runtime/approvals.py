@@ -530,8 +530,8 @@ class Approvals:
         request = pending.request.payload
         assert isinstance(request, ApprovalRequest)
         if given_at is not None and request.deadline is not None:
-            rounds = 1 if request.escalate_to is None else 2
-            ends = pending.request.created_at.timestamp() + rounds * request.deadline
+            # The deadline of the round it answers: the first role's ends with the first.
+            ends = pending.request.created_at.timestamp() + (pending.round + 1) * request.deadline
             # Taken before the deadline by the desk's own clock, it was given in time,
             # whatever the answering host's clock says: that one is read only for an answer
             # taken after the deadline (left while no process held the request).

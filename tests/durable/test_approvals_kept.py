@@ -300,7 +300,9 @@ async def test_an_answer_given_after_a_deadline_passed_before_the_restart_is_ref
     """The grace a restart gives an approval past its deadline is for answers left in the
     store in time: one given now is late, refused and audited so, and the deadline decides
     (it rejects, or escalates for what is left of the second deadline, whose role may then
-    answer). The approval says its deadline as it is, passed, not the grace's end."""
+    answer). So is one left in the store after the deadline of the round it answers, the
+    first role's after the first deadline though a second follows. The approval says its
+    deadline as it is, passed, not the grace's end."""
     path = tmp_path / "store.db"
     # Escalated, the second deadline ends two after the asking: room for the cfo's answer.
     deadline = 2.0 if escalate else 1.0
@@ -308,6 +310,8 @@ async def test_an_answer_given_after_a_deadline_passed_before_the_restart_is_ref
         path, Pay(amount=5, deadline=deadline, escalate_to="cfo" if escalate else None)
     )
     await anyio.sleep(deadline + 0.1)  # the first deadline passed while no process held it
+    client = StoreClient(path)
+    left = client.answer(approval_id, True, "bob", ("treasurer",), "left late")
     audit = MemoryAuditLog()
     async with (
         Runtime([Payer("payer")], store=path, audit=audit) as rt,
@@ -340,9 +344,14 @@ async def test_an_answer_given_after_a_deadline_passed_before_the_restart_is_ref
         assert reply.payload == Paid(
             approved=False, by="deadline", reason="nobody answered in time"
         )
+    assert (
+        client.outcome(left) == f"refused: the answer came after approval {approval_id}'s deadline"
+    )
+    client.close()
     refused = [r for r in audit.records if r.action == "approval_refused"]
-    assert [(r.actor, r.details["reason"]) for r in refused] == [
-        ("alice", "it came after the deadline")
+    assert sorted((r.actor, r.details["reason"]) for r in refused) == [
+        ("alice", "it came after the deadline"),
+        ("bob", "it came after the deadline"),
     ]
 
 
