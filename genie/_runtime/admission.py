@@ -78,9 +78,9 @@ class Admission:
         """The policies' decision on ``msg`` for ``reader`` when ``msg`` is no new delivery: the
         limits are not asked (it is charged to no budget). What is judged once (a tool's
         result, a memory write or read, a failed delivery handed to its agent's fallback) is
-        counted as a delivery's decision is; model text on
-        its way out, judged at each release, is not (``counted=False``), as the text is judged
-        again and again while it grows."""
+        counted as a delivery's decision is; model text on its way out, judged at each
+        release, is not (``counted=False``), as the text is judged again and again while it
+        grows."""
         decision = self.plan.decide(msg, reader)
         return self._counted(decision) if counted else decision
 

@@ -197,8 +197,8 @@ class DurableTransport(Observer):
             self.store.close()
             raise
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
-        # The requests a process before this one left, until resumed or discarded: a new
-        # request under one of their correlation ids is refused (``check``).
+        # The requests a process before this one left, until resumed or discarded: an
+        # outside publish in one of their correlations is refused (``check``).
         self._unresumed = {cid for cid, _ in self._requests}
         # Handlers' requests, by correlation, until it settles (``ask``).
         self._requested: dict[str, _Asked] = {}
