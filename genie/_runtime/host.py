@@ -71,14 +71,18 @@ class TransportHost(Protocol):
         timer_ended: Callable[[Message], None],
         reported_elsewhere: Callable[[Message, Missing], bool],
         row_made: Callable[[AuditRecord], None] | None,
+        written_elsewhere: Callable[[str, str, Message, str], bool] | None,
     ) -> tuple[RequestCall, ScheduleCall]:
         """From now on handlers' ``ctx.request`` and ``ctx.schedule`` go to ``request`` and
         ``schedule`` (the runtime's own are returned, for the calls they pass on), each
         timer's message goes to ``timer_ended`` once its outcome is recorded, no loss
         notice (``genie.lost``) is sent for a loss ``reported_elsewhere`` says an outcome
-        record carries to the origin (whose replay of it sends the one notice), and each
-        audit row that no outcome record carries (a handler's tool calls, memory and model
-        text, a refused fallback) goes to ``row_made`` too, when given."""
+        record carries to the origin (whose replay of it sends the one notice), each audit
+        row that no outcome record carries (a handler's tool calls, memory and model text, a
+        refused fallback) goes to ``row_made`` too, when given, and the row of what the
+        observers are told (a denial, a dead letter, a limit: the observer's call, the row's
+        action, the message and the agent) is not written here where ``written_elsewhere``,
+        when given, says the origin writes it to the same log."""
         ...
 
     def watch(self, observer: Observer) -> None:
@@ -302,9 +306,11 @@ class RuntimeHost:
         timer_ended: Callable[[Message], None],
         reported_elsewhere: Callable[[Message, Missing], bool],
         row_made: Callable[[AuditRecord], None] | None,
+        written_elsewhere: Callable[[str, str, Message, str], bool] | None,
     ) -> tuple[RequestCall, ScheduleCall]:
         services = self._services
         self._ledger.on_row = row_made
+        self._ledger.written_elsewhere = written_elsewhere
         own = services.request, services.schedule
         services.request, services.schedule = request, schedule
         self._timers.on_end = timer_ended

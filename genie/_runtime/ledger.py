@@ -59,6 +59,10 @@ class Ledger:
         # Takes the audit rows no observer is told of (``record_own``) too: set by a transport
         # whose observers carry the rest to another process (a NATS worker).
         self.on_row: Callable[[AuditRecord], None] | None = None
+        # Whether another process writes the row of what the observers are told (``record``):
+        # set by a NATS worker whose runtime writes the namespace's audit stream, where the
+        # process that started a request writes the rows its outcome record carries.
+        self.written_elsewhere: Callable[[str, str, Message, str], bool] | None = None
         # Delivered and handled besides the collected (see ``delivered`` and ``handled``).
         self._delivered = self._handled = self.denied = 0
         self.dead_lettered = self.shed = self.unrouted = 0
@@ -256,7 +260,7 @@ class Ledger:
         self._delivered += 1
         corr.deliveries += 1
         self.denied += 1
-        self._refusal(msg, consumer, decision, self.record)
+        self._refusal(msg, consumer, decision, own=False)
         if self.observer is not None:
             self.observer.denied(msg, consumer, decision.policy, decision.reason)
         if notify and (corr.waiters or self.on_loss is not None):
@@ -278,17 +282,21 @@ class Ledger:
         deliveries only), though ``Admission`` counted its decision
         (``genie_policy_decisions``, and ``genie_limits_fired`` for a limit). A refused
         delivery is ``deny``'s."""
-        self._refusal(msg, consumer, decision, self.record_own)
+        self._refusal(msg, consumer, decision, own=True)
 
     def _refusal(
         self,
         msg: Message,
         consumer: str,
         decision: Decision,
-        record: Callable[[str, str, str, Message, str], None],
+        *,
+        own: bool,
     ) -> None:
         action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
-        record(decision.policy, action, consumer, msg, decision.reason)
+        if own:
+            self.record_own(decision.policy, action, consumer, msg, decision.reason)
+        else:
+            self.record("denied", decision.policy, action, consumer, msg, decision.reason)
         _log.info(
             "denied %s %s to %s by %s: %s",
             msg.type,
@@ -368,7 +376,7 @@ class Ledger:
     def limit_fired(self, limit: str, agent: str, msg: Message, reason: str) -> None:
         """A limit stopped ``agent``'s handling of ``msg`` (not an outcome: the handler's
         delivery ends as it ends): its audit row and observer call."""
-        self.record(limit, "limit_fired", agent, msg, reason)
+        self.record("limit_fired", limit, "limit_fired", agent, msg, reason)
         if self.observer is not None:
             self.observer.limit_fired(msg, agent, limit, reason)
 
@@ -407,7 +415,8 @@ class Ledger:
         self.dead_letters.add(letter)
         if self.observer is not None:
             self.observer.dead_lettered(letter)
-        self.record(consumer or "router", f"dead_letter:{kind}", consumer or "-", msg, reason)
+        actor, action = consumer or "router", f"dead_letter:{kind}"
+        self.record("dead_lettered", actor, action, consumer or "-", msg, reason)
         if log:
             extra = fields(consumer, msg)
             if tracebacks:  # where the handler's code raised: a field of a JSON log line
@@ -422,9 +431,15 @@ class Ledger:
                 extra=extra,
             )
 
-    def record(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
-        """The audit row of an outcome or a limit the observers are told of too."""
-        self.audit.record(self._row(actor, action, target, msg, reason))
+    def record(
+        self, told: str, actor: str, action: str, target: str, msg: Message, reason: str
+    ) -> None:
+        """The audit row of an outcome or a limit the observers are told of too (``told``:
+        their call, ``denied``, ``dead_lettered`` or ``limit_fired``), unless another process
+        writes it (``written_elsewhere``)."""
+        elsewhere = self.written_elsewhere
+        if elsewhere is None or not elsewhere(told, action, msg, target):
+            self.audit.record(self._row(actor, action, target, msg, reason))
 
     def record_own(self, actor: str, action: str, target: str, msg: Message, reason: str) -> None:
         """The audit row of what no observer is told of (a handler's tool calls, memory and

@@ -101,13 +101,28 @@ class Recorder(Observer):
         self.running = running  # by delivery id
         self.run_of = run_of  # the running delivery a message is an output of
 
+    def carrier(self, told: str, action: str, msg: Message, agent_id: str | None) -> Run | None:
+        """The running delivery whose outcome record carries what the observers are told
+        (``told``: their call, ``denied``, ``dead_lettered`` or ``limit_fired``; ``action``: its
+        audit row's) to the process that started it; None where none does."""
+        if told == "limit_fired":
+            return self.running.get(delivery_id(msg, agent_id or "-"))
+        if told == "denied":
+            return self.run_of(msg)
+        kind = action.removeprefix("dead_letter:")
+        if agent_id is not None and kind in ("failed", "cancelled"):
+            own = self.running.get(delivery_id(msg, agent_id))
+            if own is not None:
+                return own
+        return self.run_of(msg) if kind in ("unrouted", "shed") else None
+
     def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
-        run = self.running.get(delivery_id(msg, agent_id))
+        run = self.carrier("limit_fired", "limit_fired", msg, agent_id)
         if run is not None:  # the origin writes it to its audit log, as it does denials
             run.limits.append({"limit": limit, "reason": reason, "agent": agent_id})
 
     def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
-        run = self.run_of(msg)
+        run = self.carrier("denied", "denied", msg, agent_id)
         if run is not None:
             run.denied.append(
                 {
@@ -120,12 +135,7 @@ class Recorder(Observer):
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         msg = letter.message
-        if letter.agent_id is not None:
-            own = self.running.get(delivery_id(msg, letter.agent_id))
-            if own is not None and letter.kind in ("failed", "cancelled"):
-                own.dead = letter
-                return
-        run = self.run_of(msg)
+        run = self.carrier("dead_lettered", f"dead_letter:{letter.kind}", msg, letter.agent_id)
         if run is None:
             return
         if letter.kind == "unrouted":
@@ -140,6 +150,8 @@ class Recorder(Observer):
                     "reason": letter.reason,
                 }
             )
+        else:
+            run.dead = letter
 
 
 def answer_of(run: Run) -> dict[str, Any]:

@@ -238,6 +238,8 @@ class NatsTransport:
         self._running: dict[str, Run] = {}
         self._outcomes = OutcomeReplay()  # of the requests this process started
         self._by_message: dict[str, Run] = {}
+        # What a worker's observers see of the deliveries it runs, for their outcome records.
+        self._recorder = Recorder(self._running, self._run_of)
         # Requests handlers of this process wait for: request id -> the asking delivery, and
         # the scope that stops waiting for the answer once the handler stops.
         self._asking: dict[str, tuple[Run, anyio.CancelScope]] = {}
@@ -389,7 +391,7 @@ class NatsTransport:
         self.fingerprint = fingerprint(rt)
         self._attached = True
         if self.hosted:
-            rt.add_observer(Recorder(self._running, self._run_of))
+            rt.add_observer(self._recorder)
             # Handlers' model calls count their correlation's token and cost budgets on the
             # budget stream's counters too, so that workers together cannot overrun them.
             host.share_model_budgets(self._out)
@@ -400,14 +402,19 @@ class NatsTransport:
             # record, and the origin sends its notice (``_reported_elsewhere``).
             # The audit rows no outcome record carries (a handler's tool calls, memory and
             # model text, a refused fallback) go to the namespace's stream from here, as an
-            # agent's own rows do, unless the runtime writes its rows there already.
-            rows = None if rt.audit is self.audit else _RowsOfDeliveries(self.audit).record
+            # agent's own rows do, unless the runtime writes its rows there already: then
+            # it leaves to the origin the rows an outcome record carries to it.
+            if rt.audit is self.audit:
+                rows, elsewhere = None, self._written_by_origin
+            else:
+                rows, elsewhere = _RowsOfDeliveries(self.audit).record, None
             self._local_request, self._local_schedule = host.serve_as_worker(
                 self._request,
                 self._schedule,
                 self._timer_ended,
                 self._reported_elsewhere,
                 rows,
+                elsewhere,
             )
 
     def start(
@@ -1051,6 +1058,16 @@ class NatsTransport:
         if self._outcomes.replaying:
             return False
         run = self._run_of(msg) or self._running.get(delivery_id(msg, missing.agent_id or "-"))
+        return run is not None and run.origin != self.origin
+
+    def _written_by_origin(self, told: str, action: str, msg: Message, agent_id: str) -> bool:
+        """Whether the audit row of what the observers are told (a denial, a dead letter, a
+        limit) is another process's to write, to the namespace's stream this runtime writes
+        too: the origin of the delivery whose outcome record carries it writes it as it
+        replays the record (a second row from here would be the same record twice)."""
+        if self._outcomes.replaying:
+            return False
+        run = self._recorder.carrier(told, action, msg, agent_id)
         return run is not None and run.origin != self.origin
 
     # --- the worker: running deliveries from the broker -----------------------------------------

@@ -1053,32 +1053,44 @@ async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
     assert work.state.last_seq == 1  # only the Ping to fwd was ever published
 
 
+@pytest.mark.parametrize("worker_sink", ["its own", "the stream"])
 async def test_a_fallback_refused_in_a_worker_has_its_row_in_the_namespaces_audit(
-    server: LocalNatsServer,
+    server: LocalNatsServer, worker_sink: str
 ) -> None:
     """A row no outcome record carries (here a policy refusing a failed delivery's fallback;
     a handler's tool calls, memory and model text are the others) is written by the worker
     to the namespace's audit stream, once, beside the rows the entry writes of the outcome
-    (the dead letter); the worker's own sink keeps its copy."""
+    (the dead letter, a denial of a handler's output); the worker's own sink keeps its copy.
+    A worker whose runtime writes the stream itself (``Runtime(audit=transport.audit)``)
+    leaves the rows of the outcome to the entry: each row is in the stream once either way."""
     names = NatsNames("refusedfb")
     entry_t, worker_t = (
         NatsTransport(server.url, names),
-        NatsTransport(server.url, names, hosted=["primary", "backup"]),
+        NatsTransport(server.url, names, hosted=["primary", "backup", "fwd", "sink"]),
     )
-    policies = [DenyTo("backup", name="no-backup")]
+    policies = [DenyTo("backup", name="no-backup"), DenyTo("sink", name="no-sink")]
     entry_rt = Runtime(transport=entry_t, policies=policies, audit=entry_t.audit)
     worker_audit = MemoryAuditLog()
-    worker_rt = Runtime(transport=worker_t, policies=policies, audit=worker_audit)
+    worker_rt = Runtime(
+        transport=worker_t,
+        policies=policies,
+        audit=worker_audit if worker_sink == "its own" else worker_t.audit,
+    )
     for rt, t in ((entry_rt, entry_t), (worker_rt, worker_t)):
         rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
         rt.add(Echo("backup"))
+        rt.add(Forward("fwd"))
+        rt.add(Echo("sink"))
         t.attach(rt)
         await t.connect()
     async with worker_rt, entry_rt:
         result = await entry_rt.ask(entry_rt.message(Ping(n=1), recipient="primary"), timeout=10)
+        forwarded = await entry_rt.ask(
+            entry_rt.message(Ping(n=2), recipient="fwd"), until="pong", timeout=10
+        )
     for t in (entry_t, worker_t):
         await t.close()
-    assert result.status == "partial"
+    assert (result.status, forwarded.status) == ("partial", "partial")
     [letter] = entry_rt.dead_letters
     assert "fallback 'backup' denied by no-backup" in letter.reason
     async with jetstream(server.url) as js:
@@ -1087,10 +1099,42 @@ async def test_a_fallback_refused_in_a_worker_has_its_row_in_the_namespaces_audi
             assert verify_audit_log(path).ok
     assert sorted((r["actor"], r["action"], r["target"]) for r in rows) == [
         ("no-backup", "denied", "backup"),
+        ("no-sink", "denied", "sink"),
         ("primary", "dead_letter:failed", "primary"),
     ]
-    [own] = [r for r in worker_audit.records if r.action == "denied"]
-    assert (own.actor, own.target) == ("no-backup", "backup")
+    if worker_sink == "its own":
+        own = sorted((r.actor, r.target) for r in worker_audit.records if r.action == "denied")
+        assert own == [("no-backup", "backup"), ("no-sink", "sink")]
+
+
+async def test_a_process_that_asks_agents_it_hosts_writes_each_audit_row_once(
+    server: LocalNatsServer,
+) -> None:
+    """A runtime that hosts agents, asks them itself and writes the namespace's stream records
+    the outcome as it runs (its outcome record from itself adds nothing): the dead letter and
+    the refused fallback are in the stream once, and a denial of a handler's output too."""
+    names = NatsNames("selfasked")
+    t = NatsTransport(server.url, names, hosted=["primary", "backup", "fwd", "sink"])
+    policies = [DenyTo("backup", name="no-backup"), DenyTo("sink", name="no-sink")]
+    rt = Runtime(transport=t, policies=policies, audit=t.audit)
+    rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
+    rt.add(Echo("backup"))
+    rt.add(Forward("fwd"))
+    rt.add(Echo("sink"))
+    t.attach(rt)
+    await t.connect()
+    async with rt:
+        failed = await rt.ask(rt.message(Ping(n=1), recipient="primary"), timeout=10)
+        forwarded = await rt.ask(rt.message(Ping(n=2), recipient="fwd"), until="pong", timeout=10)
+    await t.close()
+    assert (failed.status, forwarded.status) == ("partial", "partial")
+    async with jetstream(server.url) as js:
+        rows = [json.loads(line) for line in await read_chain(js, names.audit)]
+    assert sorted((r["actor"], r["action"], r["target"]) for r in rows) == [
+        ("no-backup", "denied", "backup"),
+        ("no-sink", "denied", "sink"),
+        ("primary", "dead_letter:failed", "primary"),
+    ]
 
 
 class Repeat(BaseAgent):
