@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from genie import (
     AgentOptions,
+    AuditSink,
     BaseAgent,
     Context,
     GatherResult,
@@ -1053,6 +1054,44 @@ async def test_a_denial_in_a_worker_reaches_the_asker_and_its_audit_log(
     assert work.state.last_seq == 1  # only the Ping to fwd was ever published
 
 
+async def _failing_and_denied(transport: NatsTransport, audit: AuditSink) -> Runtime:
+    """A runtime whose ``primary`` fails over to ``backup``, which a policy refuses, and whose
+    ``fwd`` sends a note to ``sink``, which a policy refuses too; attached and connected."""
+    policies = [DenyTo("backup", name="no-backup"), DenyTo("sink", name="no-sink")]
+    rt = Runtime(transport=transport, policies=policies, audit=audit)
+    rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
+    rt.add(Echo("backup"))
+    rt.add(Forward("fwd"))
+    rt.add(Echo("sink"))
+    transport.attach(rt)
+    await transport.connect()
+    return rt
+
+
+async def _fail_and_forward(rt: Runtime) -> tuple[str, str]:
+    """Ask ``primary`` (a dead letter, a refused fallback) and ``fwd`` (a denied output)."""
+    failed = await rt.ask(rt.message(Ping(n=1), recipient="primary"), timeout=10)
+    forwarded = await rt.ask(rt.message(Ping(n=2), recipient="fwd"), until="pong", timeout=10)
+    return failed.status, forwarded.status
+
+
+async def _audit_rows(server: LocalNatsServer, names: NatsNames) -> list[tuple[str, str, str]]:
+    """The namespace's audit stream, checked as a chain: each row's actor, action and target."""
+    async with jetstream(server.url) as js:
+        lines = await read_chain(js, names.audit)
+    with as_file(lines) as path:
+        assert verify_audit_log(path).ok
+    return sorted((r["actor"], r["action"], r["target"]) for r in map(json.loads, lines))
+
+
+# What ``_fail_and_forward`` leaves in the audit log, each row once.
+FAILED_AND_DENIED = [
+    ("no-backup", "denied", "backup"),
+    ("no-sink", "denied", "sink"),
+    ("primary", "dead_letter:failed", "primary"),
+]
+
+
 @pytest.mark.parametrize("worker_sink", ["its own", "the stream"])
 async def test_a_fallback_refused_in_a_worker_has_its_row_in_the_namespaces_audit(
     server: LocalNatsServer, worker_sink: str
@@ -1064,44 +1103,20 @@ async def test_a_fallback_refused_in_a_worker_has_its_row_in_the_namespaces_audi
     A worker whose runtime writes the stream itself (``Runtime(audit=transport.audit)``)
     leaves the rows of the outcome to the entry: each row is in the stream once either way."""
     names = NatsNames("refusedfb")
-    entry_t, worker_t = (
-        NatsTransport(server.url, names),
-        NatsTransport(server.url, names, hosted=["primary", "backup", "fwd", "sink"]),
-    )
-    policies = [DenyTo("backup", name="no-backup"), DenyTo("sink", name="no-sink")]
-    entry_rt = Runtime(transport=entry_t, policies=policies, audit=entry_t.audit)
+    entry_t = NatsTransport(server.url, names)
+    worker_t = NatsTransport(server.url, names, hosted=["primary", "backup", "fwd", "sink"])
+    entry_rt = await _failing_and_denied(entry_t, entry_t.audit)
     worker_audit = MemoryAuditLog()
-    worker_rt = Runtime(
-        transport=worker_t,
-        policies=policies,
-        audit=worker_audit if worker_sink == "its own" else worker_t.audit,
-    )
-    for rt, t in ((entry_rt, entry_t), (worker_rt, worker_t)):
-        rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
-        rt.add(Echo("backup"))
-        rt.add(Forward("fwd"))
-        rt.add(Echo("sink"))
-        t.attach(rt)
-        await t.connect()
+    worker_sink_is = worker_audit if worker_sink == "its own" else worker_t.audit
+    worker_rt = await _failing_and_denied(worker_t, worker_sink_is)
     async with worker_rt, entry_rt:
-        result = await entry_rt.ask(entry_rt.message(Ping(n=1), recipient="primary"), timeout=10)
-        forwarded = await entry_rt.ask(
-            entry_rt.message(Ping(n=2), recipient="fwd"), until="pong", timeout=10
-        )
+        statuses = await _fail_and_forward(entry_rt)
     for t in (entry_t, worker_t):
         await t.close()
-    assert (result.status, forwarded.status) == ("partial", "partial")
+    assert statuses == ("partial", "partial")
     [letter] = entry_rt.dead_letters
     assert "fallback 'backup' denied by no-backup" in letter.reason
-    async with jetstream(server.url) as js:
-        rows = [json.loads(line) for line in await read_chain(js, names.audit)]
-        with as_file(await read_chain(js, names.audit)) as path:
-            assert verify_audit_log(path).ok
-    assert sorted((r["actor"], r["action"], r["target"]) for r in rows) == [
-        ("no-backup", "denied", "backup"),
-        ("no-sink", "denied", "sink"),
-        ("primary", "dead_letter:failed", "primary"),
-    ]
+    assert await _audit_rows(server, names) == FAILED_AND_DENIED
     if worker_sink == "its own":
         own = sorted((r.actor, r.target) for r in worker_audit.records if r.action == "denied")
         assert own == [("no-backup", "backup"), ("no-sink", "sink")]
@@ -1111,30 +1126,16 @@ async def test_a_process_that_asks_agents_it_hosts_writes_each_audit_row_once(
     server: LocalNatsServer,
 ) -> None:
     """A runtime that hosts agents, asks them itself and writes the namespace's stream records
-    the outcome as it runs (its outcome record from itself adds nothing): the dead letter and
-    the refused fallback are in the stream once, and a denial of a handler's output too."""
+    the outcome as it runs (its outcome record from itself adds nothing): the dead letter, the
+    refused fallback and the denial of a handler's output are in the stream once."""
     names = NatsNames("selfasked")
     t = NatsTransport(server.url, names, hosted=["primary", "backup", "fwd", "sink"])
-    policies = [DenyTo("backup", name="no-backup"), DenyTo("sink", name="no-sink")]
-    rt = Runtime(transport=t, policies=policies, audit=t.audit)
-    rt.add(Failing("primary"), options=AgentOptions(fallback="backup"))
-    rt.add(Echo("backup"))
-    rt.add(Forward("fwd"))
-    rt.add(Echo("sink"))
-    t.attach(rt)
-    await t.connect()
+    rt = await _failing_and_denied(t, t.audit)
     async with rt:
-        failed = await rt.ask(rt.message(Ping(n=1), recipient="primary"), timeout=10)
-        forwarded = await rt.ask(rt.message(Ping(n=2), recipient="fwd"), until="pong", timeout=10)
+        statuses = await _fail_and_forward(rt)
     await t.close()
-    assert (failed.status, forwarded.status) == ("partial", "partial")
-    async with jetstream(server.url) as js:
-        rows = [json.loads(line) for line in await read_chain(js, names.audit)]
-    assert sorted((r["actor"], r["action"], r["target"]) for r in rows) == [
-        ("no-backup", "denied", "backup"),
-        ("no-sink", "denied", "sink"),
-        ("primary", "dead_letter:failed", "primary"),
-    ]
+    assert statuses == ("partial", "partial")
+    assert await _audit_rows(server, names) == FAILED_AND_DENIED
 
 
 class Repeat(BaseAgent):
