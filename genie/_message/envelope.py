@@ -27,7 +27,7 @@ from .freeze import freeze_message, freeze_payload, frozen_metadata, needs_freez
 from .frozen import NO_METADATA, FrozenDict
 from .payload import Classification, MetaValue, Payload, Role, invalid_message
 
-__all__ = ["Message", "caused_by"]
+__all__ = ["RUNTIME_METADATA", "Message", "caused_by"]
 
 
 def _fresh_id() -> str:
@@ -96,6 +96,10 @@ def _envelope() -> type[BaseModel]:
 
 
 # The envelope model's fields, in order (a test holds them to the model's).
+# Metadata keys starting with this are the runtime's own (a partial bundle's missing parts):
+# written by genie and inherited by what descends from the message, never taken from a caller.
+RUNTIME_METADATA = "genie."
+
 _FIELD_NAMES = (
     "id",
     "type",

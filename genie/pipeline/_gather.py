@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._agent.agent import Risk
 from .._agent.context import Context, Timer
 from .._errors import AgentError
-from .._message.envelope import Message
+from .._message.envelope import RUNTIME_METADATA, Message
 from .._message.payload import Payload
 from .._runtime.losses import Lost, notice_of_cancelling, notice_of_loss
 from ._finished import Finished
@@ -53,7 +53,7 @@ __all__ = [
 # The metadata key under which a partial bundle names its missing parts (each a MissingPart's
 # JSON with its "part"): children inherit their parent's metadata, so whatever is built from
 # the bundle says it, in any process and after a resume.
-MISSING = "genie.missing_parts"
+MISSING = f"{RUNTIME_METADATA}missing_parts"
 
 
 P = TypeVar("P", bound=Payload)
@@ -300,6 +300,14 @@ def missing_parts(msg: Message) -> dict[str, MissingPart]:
     said = msg.metadata.get(MISSING)
     out: dict[str, MissingPart] = {}
     for text in said if isinstance(said, tuple) else ():
-        data = json.loads(text)
-        out.setdefault(data.pop("part"), MissingPart.model_validate(data))
+        # Written by a gather, as a MissingPart's JSON with its part; anything else under the
+        # key (set by hand from Python) says no part, rather than stopping the run.
+        try:
+            data = json.loads(text)
+            part = data.pop("part")
+            missing = MissingPart.model_validate(data)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if isinstance(part, str):
+            out.setdefault(part, missing)
     return out

@@ -39,6 +39,7 @@ from .._base.yamlconf import (
     validate,
 )
 from .._errors import ConfigurationError, InvalidMessageError, described, did_you_mean, shown
+from .._message.envelope import RUNTIME_METADATA
 from .._message.freeze import frozen_metadata
 from .._message.payload import Payload
 from .._runtime.policy import Policy
@@ -851,6 +852,13 @@ class _Checker:
         entry = self.config.entry
         self.known_id(entry.to, ids, ("entry", "to"), "entry recipient")
         for key, value in entry.metadata.items():
+            if key.startswith(RUNTIME_METADATA):
+                self.fail(
+                    ("entry", "metadata", key),
+                    f"keys starting with {RUNTIME_METADATA!r} are the runtime's own: "
+                    "name it otherwise",
+                )
+                continue
             # Each value as the message will hold it (a YAML date or mapping is no metadata
             # value): genie run would refuse it naming no line.
             try:

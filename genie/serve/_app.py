@@ -40,6 +40,7 @@ from .._errors import (
     RuntimeClosedError,
     StoreError,
     WouldBlockError,
+    described,
     did_you_mean,
     unwrapped,
 )
@@ -892,6 +893,11 @@ async def _resumed(
 ) -> None:
     try:
         await _run_recorded(served, key, request, None, rec, hold_back, served.pipeline.resume)
+    except Exception as exc:
+        # Resumed in the server's own task group, where no HTTP request answers 500 for it:
+        # what fails one resumed request ends its stream, never the server.
+        _log.exception("resuming request %s failed", request.correlation_id)
+        rec.add("error", {"error": f"resuming the request failed: {described(exc)}"}, last=True)
     finally:
         rec.finish()
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._base.yamlconf import ConfigFileError, WholeNumber, load_model, parse_yaml, validate
 from .._errors import ConfigurationError
+from .._message.envelope import RUNTIME_METADATA
 
 __all__ = ["SERVER_OWNED", "ApiKey", "KeyRing", "load_keys"]
 
@@ -80,10 +81,18 @@ class ApiKey:
     burst: int | None
     tracebacks: bool = False  # its answers carry failed handlers' tracebacks
 
+    def takes(self, key: str) -> bool:
+        """Whether this caller may set metadata ``key``: not one the server owns (unless the
+        key file grants it) nor one of the runtime's own (``genie.``: a partial bundle's
+        missing parts, which a caller could forge)."""
+        if key in SERVER_OWNED:
+            return key in self.grants
+        return not key.startswith(RUNTIME_METADATA)
+
     def stamp(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """``metadata`` from the caller, with the server-owned keys it may not set dropped and
+        """``metadata`` from the caller, with the keys it may not set dropped (``takes``) and
         the identity written."""
-        kept = {k: v for k, v in metadata.items() if k not in SERVER_OWNED or k in self.grants}
+        kept = {k: v for k, v in metadata.items() if self.takes(k)}
         # Roles as the Go system writes them, a comma-separated string (``roles_of`` reads it).
         kept.update(user_id=self.principal, user_roles=",".join(self.roles))
         if self.tenant is not None:
@@ -92,7 +101,7 @@ class ApiKey:
 
     def dropped(self, metadata: Mapping[str, Any]) -> list[str]:
         """The keys of ``metadata`` that ``stamp`` refuses."""
-        return sorted(k for k in metadata if k in SERVER_OWNED and k not in self.grants)
+        return sorted(k for k in metadata if not self.takes(k))
 
 
 def digest(secret: str | bytes) -> str:

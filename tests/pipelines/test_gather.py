@@ -193,3 +193,20 @@ async def test_a_loss_told_by_anyone_but_the_runtime_is_ignored() -> None:
     (missing,) = [m for m in result.missing if m.agent_id == "fan_in"]
     assert "slow: did not arrive within the 1s deadline" in missing.reason
     assert "impostor" not in missing.reason
+
+
+def test_missing_parts_reads_only_what_a_gather_wrote() -> None:
+    """Under ``genie.missing_parts`` a gather writes each missing part as its JSON; anything
+    else there (set by hand from Python: no caller can, see genie serve) names no part rather
+    than stopping the run."""
+    from genie.pipeline._gather import MISSING, MissingPart, missing_parts
+
+    from ..conftest import Ping
+
+    written = '{"part": "forecast_result", "kind": "timed_out", "reason": "no part in time"}'
+    junk = ["oops", "[1]", '{"kind": "failed"}', '{"part": 3, "kind": "failed", "reason": "x"}']
+    junk.append('{"part": "p", "kind": "made up", "reason": "x"}')
+    msg = Message.new(Ping(n=1), sender="me", metadata={MISSING: [*junk, written]})
+    assert missing_parts(msg) == {
+        "forecast_result": MissingPart(kind="timed_out", reason="no part in time")
+    }

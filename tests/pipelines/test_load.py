@@ -443,6 +443,19 @@ def test_a_long_variable_repeated_in_one_string_is_refused(tmp_path: Path) -> No
     assert load_pipeline(path, variables={"BIG": "B" * (MAX_CHARS // 20 - 100)})
 
 
+def test_an_entry_cannot_set_the_runtimes_own_metadata(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "p.yaml",
+        PLANNER + "entry:\n  type: analysis_result\n  to: f\n"
+        "  metadata: {genie.missing_parts: [x]}\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:6: entry.metadata.genie.missing_parts: keys starting with 'genie.' are the "
+        "runtime's own: name it otherwise"
+    ]
+
+
 def test_strings_up_to_the_character_limit_load(tmp_path: Path) -> None:
     # The file's other strings (ids, types, keys' values) count too: fill up to the limit.
     head = PLANNER + "entry:\n  type: analysis_result\n  to: f\n"

@@ -41,6 +41,10 @@ def test_file_keys_by_digest_or_in_clear(tmp_path: Path) -> None:
         "tenant_id": "t1",
     }
     assert ops.dropped(asserted) == ["pii_acknowledged", "tenant_id", "user_roles"]
+    # The runtime's own keys (a partial bundle's missing parts) are no caller's to write.
+    forged = {"genie.missing_parts": ["{}"], "genie.other": 1, "genie_x": 2}
+    assert ci.stamp(forged) == {"genie_x": 2, "user_id": "ci", "user_roles": ""}
+    assert ci.dropped(forged) == ["genie.missing_parts", "genie.other"]
 
 
 def test_environment_keys() -> None:
