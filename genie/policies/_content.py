@@ -12,7 +12,15 @@ from .._message.envelope import Message
 from .._message.frozen import FrozenDict
 from .._message.payload import unencodable
 from ._decode import decoded
-from ._normalise import PayloadPieces, Shapes, fold, payload_pieces, pieces, raw_text, words
+from ._normalise import (
+    PayloadPieces,
+    Shapes,
+    fold,
+    metadata_pieces,
+    payload_pieces,
+    raw_text,
+    words,
+)
 
 __all__ = ["ContentView", "quote", "roles_of"]
 
@@ -102,7 +110,7 @@ class ContentView:
         message: the screen asks it for a message the view has not read."""
         kept, meta_pieces = self._meta
         if metadata is not kept:
-            meta_pieces = pieces(metadata)
+            meta_pieces = metadata_pieces(metadata)
             # A FrozenDict cannot change, and replies and outputs share their parent's: its
             # pieces are kept for the next message; anything else is read every time.
             if type(metadata) is FrozenDict:

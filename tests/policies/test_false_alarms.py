@@ -93,6 +93,40 @@ async def test_two_salaries_of_ten_lakh_are_not_a_phone_number() -> None:
     assert "forecast_result" in spy.seen
 
 
+# A caller's W3C trace whose random hex holds digit runs a PII pattern reads as a phone
+# number, a card number or an Aadhaar number (about one trace in thirty does).
+FLAGGED_TRACE = "00-ae658f33fe3b890b93f448b3a5aa3c81-72158370d269a9a5-01"
+FLAGGED_TRACE_ID = "a4b9a9c4b753a1eef08360852789d059"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "denied"),
+    [
+        ({"traceparent": FLAGGED_TRACE}, 0),
+        ({"trace_id": FLAGGED_TRACE_ID}, 0),
+        # Under any other key, or as anything but a trace, the same text is read.
+        ({"note": FLAGGED_TRACE}, 1),
+        ({"note": FLAGGED_TRACE_ID}, 1),
+        ({"traceparent": f"{FLAGGED_TRACE} call +91 98765 43210"}, 1),
+        ({"trace_id": "call me on +91 98765 43210"}, 1),
+    ],
+)
+async def test_a_trace_in_the_metadata_is_no_personal_data(
+    metadata: dict[str, str], denied: int
+) -> None:
+    """``genie serve`` writes a caller's ``traceparent`` (and the pipeline a ``trace_id``) into
+    the request's metadata, which the content screen reads: a trace's ids are machine-made
+    hex, left out of the scan, and only they are."""
+    pipeline = load_pipeline(FINANCE)
+    csv = "date,description,category,amount,type\n2026-01-01,Salary,Income,50000.00,credit\n"
+    async with pipeline.runtime() as rt:
+        msg = pipeline.entry_message(rt, pipeline.entry_payload(csv), metadata=metadata)
+        result = await pipeline.ask(rt, msg)
+    assert result.stats.denied == denied
+    if denied:
+        assert [m.policy for m in result.missing] == ["pii_block"]
+
+
 async def test_generated_statements_are_never_denied() -> None:
     pipeline = load_pipeline(FINANCE)
     outcomes: dict[str, int] = {}
