@@ -57,6 +57,8 @@ from ..nats._cli import check_run_options as check_nats_run_options
 from ..pipeline import Pipeline, RunResult
 from ..pipeline._args import add_set as _add_set
 from ..pipeline._args import load as _load
+from ..pipeline._run import settled
+from ..pipeline._tally import RunTally
 from ..simulation._command import add_parser as add_simulate
 from . import plugins as _installed_commands
 from .approvals import add_parser as add_approvals
@@ -427,7 +429,13 @@ def _lost(result: RunResult) -> list[DeadLetter]:
     branch, a message nobody could receive, work shed, of a run that may still have ended
     ok."""
     said = {(m.agent_id, m.reason) for m in result.missing}
-    return [d for d in result.dead_letters if (d.agent_id, d.reason) not in said]
+    # A request that timed out was cancelled: its timed-out line names what that cut short.
+    cut = ("cancelled", CANCELLED_WITH_REQUEST) if result.status == "timed_out" else None
+    return [
+        d
+        for d in result.dead_letters
+        if (d.agent_id, d.reason) not in said and (d.kind, d.reason) != cut
+    ]
 
 
 def _with_cut_short(rt: Runtime, result: RunResult) -> RunResult:
@@ -553,13 +561,20 @@ async def _go(
                         "(the new request is not sent)",
                         file=sys.stderr,
                     )
-                    results = [await pipeline.resume(rt, m, timeout=timeout) for m in unfinished]
+                    # Each counted until the runtime closes: what a request's side branches
+                    # do after its output came is the run's too (``settled``).
+                    counted = [RunTally(m.correlation_id) for m in unfinished]
+                    results = [
+                        await pipeline.resume(rt, m, timeout=timeout, counting=c)
+                        for m, c in zip(unfinished, counted, strict=True)
+                    ]
                 else:
                     msg = pipeline.entry_message(rt, payload)
                     if text is not None:
                         said = rt.model_text(msg.correlation_id, reader=msg.sender)
                         tg.start_soon(_print_text, said, text)
-                    results = [await pipeline.ask(rt, msg, timeout=timeout)]
+                    counted = [RunTally(msg.correlation_id)]
+                    results = [await pipeline.ask(rt, msg, timeout=timeout, counting=counted[0])]
                 if any(result.status == "timed_out" for result in results):
                     # The request was cancelled: its handlers stop at once here, and within a
                     # broker round trip in workers. A delivery waiting for an agent no worker
@@ -569,7 +584,10 @@ async def _go(
     finally:
         if llm is not None:
             await llm.aclose()
-    return [_with_cut_short(rt, result) for result in results]
+    return [
+        _with_cut_short(rt, settled(result, rt, tally))
+        for result, tally in zip(results, counted, strict=True)
+    ]
 
 
 def _asked_hint(

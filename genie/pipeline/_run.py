@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from os import PathLike
@@ -575,7 +575,10 @@ class Pipeline:
         where = "the input" if input is not None else self.input_name(input_path)
         payload = self.entry_payload(text, where)
         async with self.runtime(audit=audit, metrics=metrics or False) as rt:
-            return await self.ask(rt, payload, timeout=timeout)
+            msg = self.entry_message(rt, payload)
+            counting = RunTally(msg.correlation_id)
+            result = await self.ask(rt, msg, timeout=timeout, counting=counting)
+        return settled(result, rt, counting)
 
     async def ask(
         self,
@@ -584,13 +587,16 @@ class Pipeline:
         *,
         timeout: float | None = None,
         wait: bool = True,
+        counting: RunTally | None = None,
     ) -> RunResult:
         """Send one entry ``payload`` through a running runtime of this pipeline (or a request
         message built by ``entry_message``, to know its ids before it is sent). With
         ``wait=False`` an entry mailbox that is full raises ``WouldBlockError`` at once, and
-        nothing was sent (``Runtime.ask``)."""
+        nothing was sent (``Runtime.ask``). The result is what the run did by the time its
+        output came; with ``counting`` (a ``RunTally`` of the request), the tally goes on
+        counting after it, for ``settled`` once the runtime has closed."""
         msg = payload if isinstance(payload, Message) else self.entry_message(rt, payload)
-        return await self._result(rt, msg, timeout, partial(rt.ask, wait=wait))
+        return await self._result(rt, msg, timeout, partial(rt.ask, wait=wait), counting)
 
     def busy(self, rt: Runtime, full: WouldBlockError) -> str:
         """What a caller refused by ``ask(wait=False)`` is told: which entry agent had no
@@ -604,13 +610,18 @@ class Pipeline:
         )
 
     async def resume(
-        self, rt: Runtime, request: Message, *, timeout: float | None = None
+        self,
+        rt: Runtime,
+        request: Message,
+        *,
+        timeout: float | None = None,
+        counting: RunTally | None = None,
     ) -> RunResult:
         """The result of ``request``, one of ``rt.unfinished()``: a request a process started
         on the runtime's store and did not finish, resumed by this runtime (docs/durability.md).
         Call it before the first checkpoint after the runtime started. Its counts are those of
         the part run here."""
-        return await self._result(rt, request, timeout, rt.resume)
+        return await self._result(rt, request, timeout, rt.resume, counting)
 
     async def _result(
         self,
@@ -618,8 +629,9 @@ class Pipeline:
         msg: Message,
         timeout: float | None,
         ask: Callable[..., Awaitable[GatherResult]],
+        counting: RunTally | None,
     ) -> RunResult:
-        tally = RunTally(msg.correlation_id)
+        tally = RunTally(msg.correlation_id) if counting is None else counting
         rt.add_observer(tally)
         try:
             result = await ask(
@@ -628,7 +640,8 @@ class Pipeline:
                 timeout=timeout if timeout is not None else self.config.timeout,
             )
         finally:
-            rt.remove_observer(tally)
+            if counting is None:
+                rt.remove_observer(tally)
         reply = result.replies[0] if result.replies else None
         output = self.config.output
         # Ended by a message to the caller that is not the output: named, as no line else
@@ -649,9 +662,6 @@ class Pipeline:
         # Said by the output itself (not by what this process saw): it holds after a resume
         # and where the gather ran in another process.
         lacks = missing_parts(reply) if reply is not None else {}
-        runtime = rt.statistics()
-        # Agents in other processes report outcomes as records, which no observer is told of.
-        elsewhere = handled_elsewhere(runtime) > 0
         return RunResult(
             status=run_status(reply, result, output, partial=bool(lacks)),
             correlation_id=msg.correlation_id,
@@ -661,16 +671,35 @@ class Pipeline:
                 *(Missing(k, m.kind, m.reason, m.policy, m.agent) for k, m in lacks.items()),
                 *instead,
             ),
-            stats=from_runtime(runtime) if elsewhere else tally.statistics(len(result.replies)),
-            runtime=runtime,
-            dead_letters=tuple(tally.dead_letters),
-            denials=tuple(tally.denials),
+            **_counts(rt, tally, len(result.replies)),
         )
 
     def ends(self, request: Message) -> Callable[[Message], bool]:
         """What ends a request: the output, or any message addressed back to its sender."""
         output, caller = self.config.output, request.sender
         return lambda m: m.type == output or m.recipient == caller
+
+
+def settled(result: RunResult, rt: Runtime, counting: RunTally) -> RunResult:
+    """``result`` (made when its output came) with what its run did until ``rt`` closed,
+    ``counting`` having counted it since (``Pipeline.ask``): a side branch slower than the
+    output that then failed is a dead letter of the run, and nothing is left in flight."""
+    rt.remove_observer(counting)
+    return replace(result, **_counts(rt, counting, result.stats.collected))
+
+
+def _counts(rt: Runtime, tally: RunTally, collected: int) -> dict[str, Any]:
+    """A result's counts, dead letters and denials: ``tally``'s, the caller having taken
+    ``collected`` messages."""
+    runtime = rt.statistics()
+    # Agents in other processes report outcomes as records, which no observer is told of.
+    elsewhere = handled_elsewhere(runtime) > 0
+    return {
+        "stats": from_runtime(runtime) if elsewhere else tally.statistics(collected),
+        "runtime": runtime,
+        "dead_letters": tuple(tally.dead_letters),
+        "denials": tuple(tally.denials),
+    }
 
 
 def _registered(types: MessageTypes, name: str) -> type[Payload] | None:

@@ -92,6 +92,13 @@ class Ledger(BaseAgent):
         raise RuntimeError("ledger write failed")
 
 
+class LateLedger(BaseAgent):  # fails after the run's output has come
+    @handler
+    async def on_priced(self, payload: Priced, ctx: Context) -> None:
+        await anyio.sleep(0.3)
+        raise RuntimeError("ledger write failed")
+
+
 class Counter(BaseAgent):
     produces = (WordCount,)
 
@@ -166,11 +173,13 @@ timeout: 10s
 """
 
 
+@pytest.mark.parametrize("ledger", ["Ledger", "LateLedger"])
 def test_a_failed_side_branch_of_an_ok_run_is_said_with_its_own_exit_code(
-    tmp_path: Path, capsys: Capture
+    tmp_path: Path, capsys: Capture, ledger: str
 ) -> None:
-    # The run printed its output only, exit 0: the ledger's failure was in --json alone.
-    pipeline = _pipeline(tmp_path, FAN)
+    # The run printed its output only, exit 0: the ledger's failure was in --json alone; a
+    # ledger that failed after the output came was in no report at all.
+    pipeline = _pipeline(tmp_path, FAN.replace("MOD:Ledger", f"MOD:{ledger}"))
     assert main(["run", pipeline]) == LOST_WORK == 3
     out, err = capsys.readouterr()
     assert out == "apple\n"
@@ -179,6 +188,21 @@ def test_a_failed_side_branch_of_an_ok_run_is_said_with_its_own_exit_code(
         "  dead letter: priced to ledger: failed: RuntimeError: ledger write failed",
         f"  (a handler failed: genie --debug run {pipeline} ... shows where it raised)",
     ]
+
+
+async def test_a_pipelines_run_counts_what_its_side_branches_did_after_the_output(
+    tmp_path: Path,
+) -> None:
+    """``Pipeline.run`` closes its runtime, which lets the rest of the request finish: its
+    result says what that did (here a side branch that failed after the output came)."""
+    result = await load_pipeline(
+        _pipeline(tmp_path, FAN.replace("MOD:Ledger", "MOD:LateLedger"))
+    ).run()
+    assert result.ok
+    assert [(d.agent_id, d.reason) for d in result.dead_letters] == [
+        ("ledger", "RuntimeError: ledger write failed")
+    ]
+    assert (result.stats.dead_lettered, result.stats.in_flight) == (1, 0)
 
 
 def test_the_debug_command_said_for_a_failed_handler_runs_as_printed(
