@@ -14,6 +14,7 @@ anyio's primitives before a runtime asks (``import genie`` stays lean).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol, cast
 
@@ -38,6 +39,27 @@ class Backend(NamedTuple):
     # ``wait_at_most(event, seconds)``: return once ``event`` (one of ``new_event``'s) is set,
     # or once ``seconds`` have passed (None: no limit), without raising.
     wait_at_most: Callable[[Event, float | None], Awaitable[None]]
+    # ``stray_cancel()``, asked as a cancellation is raised in a task of the runtime's: whether
+    # it is a native cancel no cancel scope made (asyncio's ``task.cancel()``, which a handler
+    # may leave behind to land after it returned), now withdrawn so that the task goes on.
+    stray_cancel: Callable[[], bool]
+
+
+def _no_stray_cancel() -> bool:
+    """On trio every cancellation is a cancel scope's."""
+    return False
+
+
+def _stray_asyncio_cancel() -> bool:
+    import asyncio
+
+    if anyio.current_effective_deadline() == -math.inf:  # a cancel scope's: it stands
+        return False
+    task = asyncio.current_task()
+    if task is None or not task.cancelling():
+        return False
+    task.uncancel()
+    return True
 
 
 async def _wait_at_most(event: Event, seconds: float | None) -> None:
@@ -51,7 +73,7 @@ async def _wait_at_most(event: Event, seconds: float | None) -> None:
 def any_backend() -> Backend:
     """anyio's, which work on any backend (asked each call): what a runtime uses before it
     starts."""
-    return Backend(anyio.Event, functools.partial(anyio.sleep, 0), _wait_at_most)
+    return Backend(anyio.Event, functools.partial(anyio.sleep, 0), _wait_at_most, _no_stray_cancel)
 
 
 def running_backend() -> Backend:
@@ -63,9 +85,11 @@ def running_backend() -> Backend:
     except RuntimeError:  # not asyncio: trio, say
         # The backend's own event class builds what ``anyio.Event()`` would, without asking
         # sniffio again; ``anyio.sleep(0)`` is the backend's checkpoint.
-        return Backend(type(anyio.Event()), functools.partial(anyio.sleep, 0), _wait_at_most)
+        return Backend(
+            type(anyio.Event()), functools.partial(anyio.sleep, 0), _wait_at_most, _no_stray_cancel
+        )
     from .asyncio_flag import Flag
 
     # ``Flag.wait`` takes the limit itself: the events it is given are this backend's Flags.
     wait_at_most = cast(Callable[[Event, float | None], Awaitable[None]], Flag.wait)
-    return Backend(Flag, functools.partial(asyncio.sleep, 0), wait_at_most)
+    return Backend(Flag, functools.partial(asyncio.sleep, 0), wait_at_most, _stray_asyncio_cancel)

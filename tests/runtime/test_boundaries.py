@@ -266,6 +266,48 @@ async def test_a_stray_cancelled_error_from_a_handler_is_a_failure() -> None:
     assert (letter.kind, letter.error_type) == ("failed", "CancelledError")
 
 
+class CancelsItselfLater(BaseAgent):
+    """Answers, leaving a native cancel of its own task behind (an asyncio idiom: a
+    home-made timeout, ``call_later(t, task.cancel)``, never withdrawn; or a library's
+    ``current_task().cancel()`` just before it returns): it lands after the handler."""
+
+    def __init__(self, id: str, later: float | None) -> None:
+        super().__init__(id)
+        self.later = later
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        task = asyncio.current_task()
+        assert task is not None
+        if self.later is None:
+            task.cancel()  # lands at the task's next await, the executor's
+        else:
+            asyncio.get_running_loop().call_later(self.later, task.cancel)
+        return ctx.reply(Pong(n=payload.n))
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("later", [None, 0.05])
+async def test_a_native_cancel_landing_after_its_handler_returned_stops_nothing(
+    later: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It landed on the executor's task, waiting for work or yielding: the runtime stopped,
+    cancelled its caller and left queued work undone. It is nobody's delivery: withdrawn,
+    logged, and the runtime goes on."""
+    async with Runtime([CancelsItselfLater("c", later), Echo("echo")]) as rt:
+        for n in range(3):
+            assert (await rt.ask(rt.message(Ping(n=n), recipient="c"), timeout=5)).complete
+            await anyio.sleep(0.1)  # idle: the cancel lands on a waiting executor
+        assert (await rt.ask(rt.message(Ping(n=9), recipient="echo"), timeout=5)).complete
+    assert rt.shutdown_report is not None
+    assert rt.shutdown_report.drained
+    assert not rt.dead_letters
+    s = rt.statistics()
+    assert (s.in_flight, s.dead_lettered) == (0, 0)
+    accounted(s)
+    assert "no cancel scope made" in caplog.text
+
+
 async def test_a_policy_raising_anything_denies() -> None:
     def broken(msg: Message, recipient: str) -> Decision:
         raise Weird("policy bug")

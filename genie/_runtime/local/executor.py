@@ -27,12 +27,15 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..._base.backend import Backend, Event
+from ..._base.log import lazy_logger
 from .mailbox import Mailbox
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
 __all__ = ["Executors", "Worker"]
+
+_log = lazy_logger("genie.runtime")
 
 
 class Worker:
@@ -69,6 +72,7 @@ class Executors:
         self._run_one = run_one
         self._new_event = backend.new_event
         self._checkpoint = backend.checkpoint
+        self._stray_cancel = backend.stray_cancel
         self._batch = batch
         self._max_idle = max_idle
         # Mailboxes with a token, in the order their deliveries run.
@@ -158,7 +162,7 @@ class Executors:
                         worker.left = batch
                         self._yielding += 1
                         try:
-                            await self._checkpoint()
+                            await self._between_handlers(self._checkpoint())
                         finally:
                             self._yielding -= 1
                 if len(self._idle) >= self._max_idle:
@@ -166,7 +170,7 @@ class Executors:
                 event = self._new_event()
                 self._idle.append(event)
                 try:
-                    await event.wait()
+                    await self._between_handlers(event.wait())
                 finally:
                     if event in self._idle:
                         self._idle.remove(event)
@@ -174,6 +178,22 @@ class Executors:
                 # to the next one starts again.
                 worker.left = batch
         return True  # run_one re-raised the cancellation of this scope, which ends here
+
+    async def _between_handlers(self, wait: Awaitable[None]) -> None:
+        """Await ``wait`` (a yield, or the wait for work), where no handler runs: a stray
+        native cancel that lands here (asyncio's ``task.cancel()`` a handler set off and
+        returned before it landed) is nobody's delivery, and stops nothing. Withdrawn and
+        logged; the executor goes on, its wait ended early (a wait for work looks again)."""
+        try:
+            await wait
+        except anyio.get_cancelled_exc_class():
+            if not self._stray_cancel():
+                raise
+            _log.warning(
+                "a cancel of an executor's task that no cancel scope made (a handler's own "
+                "task.cancel() that landed after it returned) was withdrawn",
+                extra={"agent_id": "-"},
+            )
 
     def turn(self, worker: Worker, first: Mailbox) -> Iterator[Mailbox]:
         """The mailboxes ``worker`` runs one delivery of, in a row, from ``first``: the runner
