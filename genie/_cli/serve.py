@@ -25,6 +25,9 @@ from .options import byte_count, count, port, rate, seconds
 from .store_sync import add_store_sync_option
 from .unreadable import add_discard_unreadable_option, check_discard_unreadable, refuse_unreadable
 
+# Seconds uvicorn waits past the drain: time for the answer to a request cut at its end.
+ANSWER_CUT = 1.0
+
 if TYPE_CHECKING:
     from .._runtime.runtime import Runtime
 
@@ -240,9 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
                 print(said, file=sys.stderr, flush=True)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            state.draining = True
-            state.at_signal = len(state.in_flight)
-            state.drain_until = anyio.current_time() + args.drain
+            state.drain(anyio.current_time() + args.drain)
             await super().shutdown(sockets)
 
         async def on_tick(self, counter: int) -> bool:
@@ -253,7 +254,9 @@ def _serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app,
         log_level="warning",
-        timeout_graceful_shutdown=args.drain,
+        # Past the drain by a little: a request still running at its end is answered (503)
+        # by the server before uvicorn cuts its connection.
+        timeout_graceful_shutdown=args.drain + ANSWER_CUT,
         lifespan="on",
         access_log=False,
     )

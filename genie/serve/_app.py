@@ -7,6 +7,7 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -179,13 +180,17 @@ class _Served:
 class _InFlight:
     """One request the server runs, from when it is taken until it is answered: counted as
     in flight (the stop's report, ``genie_serve_in_flight``, the drain waits for it), then as
-    cut when the drain deadline cancels it, or as finished within the drain."""
+    cut when the drain deadline cancels it, or as finished within the drain. A request run
+    inside its ``scope`` is cancelled there at the drain's end, so the server answers it (a
+    503 saying so) before the HTTP server's own deadline cuts the connection."""
 
     def __init__(self, state: ServerState, method: str, path: str, principal: str) -> None:
         self.state = state
         self.method = method
         self.path = path
         self.principal = principal
+        ends = state.drain_until
+        self.scope = anyio.CancelScope(deadline=math.inf if ends is None else ends)
         state.in_flight[id(self)] = self
 
     def __enter__(self) -> None:
@@ -196,7 +201,9 @@ class _InFlight:
     ) -> None:
         state = self.state
         del state.in_flight[id(self)]
-        if kind is not None and issubclass(kind, anyio.get_cancelled_exc_class()):
+        if self.scope.cancelled_caught or (
+            kind is not None and issubclass(kind, anyio.get_cancelled_exc_class())
+        ):
             state.cut.append(self)  # the drain deadline passed (or the client went away)
         elif kind is None and state.draining:
             state.completed_while_draining += 1
@@ -220,6 +227,15 @@ class ServerState:
     mcp: HttpTools | None = None  # /mcp's tools while the runtimes run (``ServeSettings.mcp``)
     unstarted: GenieError | None = None  # what stopped it starting (a store it cannot use)
 
+    def drain(self, until: float) -> None:
+        """The stop began: requests are refused from now on, and those in flight have until
+        ``until`` (``anyio.current_time``) to finish."""
+        self.draining = True
+        self.at_signal = len(self.in_flight)
+        self.drain_until = until
+        for flight in self.in_flight.values():
+            flight.scope.deadline = until
+
     def failure(self) -> GenieError | None:
         """What stopped a runtime of the server on its own (a write its store's disk refused),
         from the moment it failed: then every runtime stops, each request still to answer is
@@ -228,6 +244,16 @@ class ServerState:
             if served.runtime.failure is not None:
                 return served.runtime.failure
         return None
+
+
+def _cut_at_drain(correlation_id: str | None) -> _Refused:
+    """A request still running when the stop's drain ended, cancelled there: a 503."""
+    return _Refused(
+        503,
+        "the server is stopping: the request was not finished at the end of its drain and was "
+        "cancelled",
+        correlation_id=correlation_id,
+    )
 
 
 def _stopped(failure: GenieError, correlation_id: str | None = None) -> _Refused:
@@ -552,11 +578,14 @@ def create_app(
 
     async def ask(request: Request) -> Response:
         served, key, msg, timeout = await prepare(request)
-        with _InFlight(state, "POST", request.url.path, key.principal):
+        flight = _InFlight(state, "POST", request.url.path, key.principal)
+        with flight, flight.scope:
             try:
                 result = await served.pipeline.ask(served.runtime, msg, timeout=timeout, wait=False)
             except WouldBlockError as full:
                 raise busy(served, key, request.url.path, full) from None
+        if flight.scope.cancelled_caught:
+            raise _cut_at_drain(msg.correlation_id)
         failure = state.failure()
         if failure is not None and result.status != "ok":  # ended by the stop it caused
             raise _stopped(failure, msg.correlation_id)
@@ -705,13 +734,14 @@ def create_app(
         error for a session it ended: a 503 naming the failure, and the correlation of the
         tool call it cut short."""
         status = 500
+        started = False  # the answer's start was sent
         call: _McpCall | None = None
         cut: _Refused | None = None  # the SDK's answer replaced by this
 
         async def counted(message: Message_) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
 
         async def unless_cut(message: Message_) -> None:
@@ -739,8 +769,11 @@ def create_app(
                 return
             assert state.mcp is not None  # set before the server is ready
             call = scope[MCP_CALLER] = _McpCall(key)
-            with _InFlight(state, scope["method"], "/mcp", key.principal):
+            flight = _InFlight(state, scope["method"], "/mcp", key.principal)
+            with flight, flight.scope:
                 await state.mcp.handle(scope, _replayed(body, receive), unless_cut)
+            if flight.scope.cancelled_caught and not started:
+                cut = _cut_at_drain(call.correlation_id)
             if cut is not None:
                 await refuse(cut)
         finally:

@@ -88,12 +88,18 @@ async def test_sigterm_drains_then_reports(drain: str, code: int, report: str) -
             proc.communicate()
     assert proc.returncode == code, err
     assert report in err
+    (answer,) = answers
+    assert isinstance(answer, httpx.Response)
     if code == 0:
-        (answer,) = answers
-        assert isinstance(answer, httpx.Response)
         assert answer.status_code == 200
     else:
         assert "cut: POST /v1/pipelines/slow/ask (alice)" in err
+        # The server's own answer, before uvicorn's deadline: not a bare text/plain 500.
+        assert answer.status_code == 503
+        assert answer.json()["error"] == (
+            "the server is stopping: the request was not finished at the end of its drain and "
+            "was cancelled"
+        )
 
 
 def test_ctrl_c_stops_as_sigterm_does() -> None:
@@ -196,3 +202,6 @@ async def test_an_mcp_call_in_flight_is_drained_and_reported_as_an_ask(
         assert answer.json()["result"]["isError"] is False
     else:
         assert "cut: POST /mcp (alice)" in err
+        assert isinstance(answer, httpx.Response)
+        assert answer.status_code == 503
+        assert "not finished at the end of its drain" in answer.json()["error"]
