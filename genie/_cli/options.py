@@ -63,8 +63,10 @@ def _number(
     and at most ``high``; otherwise the error says what was expected (``what``)."""
 
     def parse(text: str) -> N:
+        # Python reads other scripts' digits (``٥``) and underscores (``1_0``) as numbers; a
+        # pipeline file and genie serve's ``?timeout=`` do not, and neither does the command.
         try:
-            value = convert(text)
+            value = convert(text) if text.isascii() and "_" not in text else None
         except (ValueError, OverflowError):
             value = None
         if (

@@ -77,6 +77,10 @@ PORT = "a port number from 0 to 65535"
         (SERVE, "--max-body", "1e6", "a number of bytes, 1 or more"),
         (ANSWER, "--wait", "nan", "a number of seconds, 0 or more"),  # taken
         (ANSWER, "--wait", "-1", "a number of seconds, 0 or more"),
+        # Python reads these as 5 and 10; the pipeline file and genie serve do not.
+        (RUN, "--timeout", "\u0665", SECONDS),
+        (SERVE, "--port", "1_0", PORT),
+        (SERVE, "--burst", "\uff13", "a whole number, 1 or more"),
     ],
 )
 def test_a_bad_option_value_is_one_line_and_exit_2(
