@@ -63,8 +63,8 @@ def _number(
     and at most ``high``; otherwise the error says what was expected (``what``)."""
 
     def parse(text: str) -> N:
-        # Python reads other scripts' digits (``٥``) and underscores (``1_0``) as numbers; a
-        # pipeline file and genie serve's ``?timeout=`` do not, and neither does the command.
+        # Python reads other scripts' digits (an Arabic-Indic five) and underscores (``1_0``) as
+        # numbers; a pipeline file and genie serve's ``?timeout=`` do not, nor does a command.
         try:
             value = convert(text) if text.isascii() and "_" not in text else None
         except (ValueError, OverflowError):

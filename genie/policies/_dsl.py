@@ -206,6 +206,10 @@ class _Parser:
         if _number(text) is not None:
             return _Term(text, text)
         name = text
+        keys = name[len("payload.") :] if name.startswith("payload.") else ""
+        if keys and "" in keys.split("."):
+            # ``payload..text`` or ``payload.text.``: a key of no name, which no payload has.
+            raise self.fail(f"field {name!r} has an empty key: write payload.KEY.KEY", tok)
         if name in _FIELDS or any(
             name.startswith(prefix) and len(name) > len(prefix) for prefix in _KEYED
         ):

@@ -194,6 +194,9 @@ def test_rule_decisions_and_reasons() -> None:
         ('type == "x" AND', "unexpected end of rule", None),
         ('type == "x" "y"', "unexpected '\"y\"'", 13),
         ("type == AND", "expected a field or a value, got 'AND'", 9),
+        # It compiled, and read "" for every message.
+        ('payload..text == "x"', "field 'payload..text' has an empty key", 1),
+        ('type == "x" AND payload.text. == "y"', "field 'payload.text.' has an empty key", 17),
     ],
 )
 def test_errors_point_at_the_token(rule: str, problem: str, column: int | None) -> None:
