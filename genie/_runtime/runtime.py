@@ -39,6 +39,7 @@ from .._base.backend import any_backend, running_backend
 from .._base.clock import Clock, checked_timeout
 from .._base.log import lazy_logger
 from .._base.record import Record
+from .._base.resilience import at_least
 from .._base.surrogates import lone_surrogate
 from .._errors import (
     ConfigurationError,
@@ -209,6 +210,21 @@ class Runtime:
         tools: Mapping[str, ToolServer] | None = None,
         memory: MemoryStore | Mapping[str, MemoryStore] | None = None,
     ) -> None:
+        # Refused here, not by the close that reads them, after it cut work short.
+        if not at_least(drain_timeout, 0):
+            raise ConfigurationError(
+                f"drain_timeout must be a number of seconds, 0 or more, not {drain_timeout!r}"
+            )
+        if not (isinstance(dead_letter_capacity, int) and at_least(dead_letter_capacity, 0)):
+            raise ConfigurationError(
+                "dead_letter_capacity must be a whole number, 0 or more, not "
+                f"{dead_letter_capacity!r}"
+            )
+        for name, number in (("threads", threads), ("processes", processes)):
+            if number is not None and not (isinstance(number, int) and at_least(number, 1)):
+                raise ConfigurationError(
+                    f"{name} must be a whole number, 1 or more, not {number!r}"
+                )
         self.types = types if types is not None else MessageTypes()
         self.policies: tuple[Policy, ...] = checked_policies(policies)
         self.limits = limits or Limits()
@@ -248,10 +264,6 @@ class Runtime:
         self._router = Router(self._mailboxes)
         # Where plain ``def`` handlers run: this runtime's own threads and process pool, made
         # when the first agent that has such handlers is added.
-        if threads < 1:
-            raise ConfigurationError(f"threads must be at least 1, not {threads}")
-        if processes is not None and processes < 1:
-            raise ConfigurationError(f"processes must be at least 1 or None, not {processes}")
         self._threads = threads
         self._processes = processes
         self._offload: Offload | None = None

@@ -16,6 +16,7 @@ from anyio.lowlevel import checkpoint
 from genie import (
     AgentOptions,
     BaseAgent,
+    ConfigurationError,
     Context,
     Decision,
     Limits,
@@ -306,6 +307,28 @@ async def test_a_native_cancel_landing_after_its_handler_returned_stops_nothing(
     assert (s.in_flight, s.dead_lettered) == (0, 0)
     accounted(s)
     assert "no cancel scope made" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({"drain_timeout": "5"}, "drain_timeout must be a number of seconds, 0 or more, not '5'"),
+        ({"drain_timeout": float("nan")}, "drain_timeout must be a number of seconds"),
+        ({"drain_timeout": -1}, "drain_timeout must be a number of seconds"),
+        ({"dead_letter_capacity": -1}, "dead_letter_capacity must be a whole number, 0 or more"),
+        ({"dead_letter_capacity": "10"}, "dead_letter_capacity must be a whole number"),
+        ({"threads": "4"}, "threads must be a whole number, 1 or more, not '4'"),
+        ({"processes": 0}, "processes must be a whole number, 1 or more, not 0"),
+    ],
+)
+def test_a_runtime_argument_out_of_its_range_is_refused_when_it_is_made(
+    given: dict[str, object], problem: str
+) -> None:
+    """A drain timeout of text or NaN was taken, and failed the close after it had cut the
+    work in flight short; a negative capacity was a raw ``ValueError`` of a deque."""
+    with pytest.raises(ConfigurationError) as refused:
+        Runtime(**given)  # type: ignore[arg-type]
+    assert str(refused.value).startswith(problem)
 
 
 async def test_a_policy_raising_anything_denies() -> None:

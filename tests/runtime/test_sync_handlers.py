@@ -993,7 +993,7 @@ async def test_process_offload_refuses_what_cannot_cross_to_a_process() -> None:
         rt.add(AsyncOnly("a"), options=PROCESS)
     with pytest.raises(ConfigurationError, match=r"offload must be 'thread' or 'process'"):
         AgentOptions(offload="fork")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match=r"threads must be at least 1"):
+    with pytest.raises(ConfigurationError, match=r"threads must be a whole number, 1 or more"):
         Runtime(threads=0)
 
 
