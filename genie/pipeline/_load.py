@@ -119,6 +119,11 @@ def _substituted(
     used: set[str] | None,
 ) -> Any:
     if isinstance(data, dict):
+        errors.extend(
+            ((*at, key), _KEY_NOT_SUBSTITUTED)
+            for key in data
+            if isinstance(key, str) and "${" in key
+        )
         return {k: _substituted(v, variables, errors, (*at, k), used) for k, v in data.items()}
     if isinstance(data, list):
         return [_substituted(v, variables, errors, (*at, i), used) for i, v in enumerate(data)]
@@ -158,6 +163,11 @@ def _not_text(name: str, value: str, at: int) -> str:
     )
 
 
+# A key names the file's structure (a route's message type, an agent's option): it is never
+# substituted, and one left as written would be taken as a name nobody meant.
+_KEY_NOT_SUBSTITUTED = (
+    "a key is never substituted: ${VAR} works in values only (write the key as it is)"
+)
 _NOT_A_VARIABLE = (
     "'${' starts no variable: write ${NAME} or ${NAME:-default} (a name of letters, digits and "
     "'_', closed by '}'), or $$ for a literal $"

@@ -456,6 +456,20 @@ def test_an_entry_cannot_set_the_runtimes_own_metadata(tmp_path: Path) -> None:
     ]
 
 
+def test_a_variable_in_a_key_is_refused_at_its_line(tmp_path: Path) -> None:
+    # It was left as written, a route for a message type named "${T:-q}".
+    path = write(
+        tmp_path,
+        "p.yaml",
+        PLANNER + "routes:\n  ${T:-analysis_result}: [f]\nentry:\n  type: analysis_result\n"
+        "  to: f\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:4: routes.${{T:-analysis_result}}: a key is never substituted: ${{VAR}} works "
+        "in values only (write the key as it is)"
+    ]
+
+
 def test_strings_up_to_the_character_limit_load(tmp_path: Path) -> None:
     # The file's other strings (ids, types, keys' values) count too: fill up to the limit.
     head = PLANNER + "entry:\n  type: analysis_result\n  to: f\n"
