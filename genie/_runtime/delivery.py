@@ -27,6 +27,7 @@ from .._agent.context import ContextServices, runtime_context
 from .._base.backend import Backend
 from .._base.clock import Clock
 from .._base.failure import exiting, held, remember_attempt
+from .._base.resilience import NOT_RETRYABLE
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
 from .._message.payload import Payload
@@ -305,8 +306,13 @@ class DeliveryRunner:
         breaker = mb.breaker
         if error is not None:
             if breaker is not None:
-                breaker.record_failure(self.clock.monotonic())
-                mb.failing = breaker
+                if not isinstance(error, NOT_RETRYABLE):
+                    breaker.record_failure(self.clock.monotonic())
+                    mb.failing = breaker
+                elif breaker.state == "half_open":
+                    # The same input fails the same way (a denial, an invalid output, a message
+                    # no handler takes): nothing of the agent's health, so no trial either.
+                    breaker.abandon_trial()
             retry = mb.options.retry
             if not retry.should_retry(error, attempt):
                 return error

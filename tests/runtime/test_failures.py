@@ -23,7 +23,7 @@ from genie import (
     handler,
 )
 
-from ..conftest import Echo, Failing, Note, Ping, Pong, Recorder
+from ..conftest import DenyTo, Echo, Failing, Note, Ping, Pong, Recorder
 
 
 @pytest.fixture
@@ -359,6 +359,47 @@ async def test_a_cancelled_trial_leaves_the_breaker_open_for_the_next_one() -> N
     assert agent.calls == 3
     assert [d.error_type for d in rt.dead_letters] == ["RuntimeError", None]
     assert [d.kind for d in rt.dead_letters] == ["failed", "cancelled"]
+
+
+class AsksTheDb(BaseAgent):
+    """Fails on Ping 0; asks ``db`` for any negative Ping (which a policy refuses: the
+    request raises ``DeniedError``); answers the rest."""
+
+    produces = (Pong, Note)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        if payload.n == 0:
+            raise RuntimeError("the db is down")
+        if payload.n < 0:
+            await ctx.request("db", Note(text="lookup"))
+        return ctx.reply(Pong(n=payload.n))
+
+
+async def test_a_failure_no_retry_could_fix_says_nothing_of_the_agents_health() -> None:
+    """Denials (one tenant's requests a policy refuses, say) opened the agent's breaker for
+    every caller; a trial they ended kept it half-open for good. They neither count nor end
+    a trial; a failure of the agent's own does both."""
+    options = AgentOptions(breaker=BreakerPolicy(failure_threshold=3, reset_after=10.0))
+    async with Runtime(policies=[DenyTo("db")]) as rt:
+        rt.add(AsksTheDb("front"), options=options)
+        rt.add(Echo("db"))
+        circuit = lambda: rt.statistics().mailboxes["front"].circuit  # noqa: E731
+        for n in range(-5, 0):
+            assert (await rt.ask(rt.message(Ping(n=n), recipient="front"))).status == "partial"
+        assert circuit() == "closed"
+        assert (await rt.ask(rt.message(Ping(n=1), recipient="front"))).complete
+        for _ in range(3):  # the agent's own failures open it
+            await rt.ask(rt.message(Ping(n=0), recipient="front"))
+        assert circuit() == "open"
+        await anyio.sleep(11)
+        # The trial is denied: no outcome of the agent's; the next call is the trial again.
+        assert (await rt.ask(rt.message(Ping(n=-1), recipient="front"))).status == "partial"
+        assert circuit() == "open"
+        assert (await rt.ask(rt.message(Ping(n=2), recipient="front"))).complete
+        assert circuit() == "closed"
+    kinds = [d.error_type for d in rt.dead_letters]
+    assert kinds == ["DeniedError"] * 5 + ["RuntimeError"] * 3 + ["DeniedError"]
 
 
 async def test_a_handler_exception_never_reaches_other_agents() -> None:
