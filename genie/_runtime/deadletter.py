@@ -56,8 +56,13 @@ class DeadLetters:
 
     def add(self, letter: DeadLetter) -> None:
         if self.retention is not None:
-            oldest = letter.at - self.retention
-            while self._items and self._items[0].at < oldest:
+            try:
+                oldest: datetime | None = letter.at - self.retention
+            except OverflowError:
+                # A retention reaching back before the calendar's first day: no letter is that
+                # old, so none is dropped.
+                oldest = None
+            while oldest is not None and self._items and self._items[0].at < oldest:
                 self._items.popleft()
         self._items.append(letter)
         self.counts[letter.kind] += 1

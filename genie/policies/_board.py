@@ -76,8 +76,13 @@ class _Risk(_Section):
     max_content_length_bytes: WholeNumber = Field(default=262_144, gt=0)
 
 
+# A century: dead letters hold message payloads and a board keeps them a bounded time, so a
+# longer one is a mistake in the file, refused at its line rather than met at the first letter.
+MAX_RETENTION_DAYS = 36_500
+
+
 class _Data(_Section):
-    retention_days: WholeNumber | None = Field(default=None, gt=0)
+    retention_days: WholeNumber | None = Field(default=None, gt=0, le=MAX_RETENTION_DAYS)
     block_pii: bool = False
     block_prompt_injection: bool = False
 

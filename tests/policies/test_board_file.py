@@ -122,6 +122,31 @@ def test_retention_days_is_honoured_by_the_dead_letter_store() -> None:
     assert letters.counts["failed"] == 2  # counts stay exact
 
 
+def test_a_retention_reaching_before_the_calendar_keeps_every_letter() -> None:
+    # Runtime(retention=...) takes any timedelta; counting back that far from a letter's time
+    # falls off the calendar, which must not take down the run that left the letter.
+    letters = DeadLetters(retention=timedelta.max)
+    m = Message.new(msg().payload, sender="u")
+    letters.add(DeadLetter(m, "a", "failed", "x", None, 1, datetime(2026, 1, 1, tzinfo=UTC)))
+    letters.add(DeadLetter(m, "a", "failed", "y", None, 1, datetime(2026, 9, 1, tzinfo=UTC)))
+    assert [d.reason for d in letters] == ["x", "y"]
+
+
+@pytest.mark.parametrize("days", ["36501", "3000000", "1000000000"])
+def test_a_retention_past_a_century_is_refused_at_its_line(tmp_path: Path, days: str) -> None:
+    text = POLICY.read_text()
+    assert "  retention_days: 180\n" in text
+    path = tmp_path / "ai-policy.yaml"
+    path.write_text(text.replace("  retention_days: 180\n", f"  retention_days: {days}\n", 1))
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert f"{path}:26: data.retention_days: Input should be less than or equal to 36500" in str(
+        info.value
+    )
+    path.write_text(text.replace("retention_days: 180", "retention_days: 36500"))
+    assert load_policy_file(path).retention == timedelta(days=36_500)
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
