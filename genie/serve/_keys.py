@@ -48,7 +48,10 @@ class _KeyDecl(BaseModel):
     roles: tuple[str, ...] = ()
     tenant: str | None = Field(default=None, min_length=1)
     grants: tuple[str, ...] = ()
-    rate: float | None = Field(default=None, gt=0, description="requests per second")
+    # A rate the bucket can count with: `.inf` would pass `gt=0` and fail every request of the key.
+    rate: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="requests per second"
+    )
     burst: WholeNumber | None = Field(default=None, ge=1)
     tracebacks: bool = False  # answers say where a failed handler raised (developers only)
 

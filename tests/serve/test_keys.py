@@ -63,6 +63,19 @@ def test_environment_keys() -> None:
         ),
         ("keys:\n  - {principal: a, key: 0123456789abcdef, rol: [x]}\n", "keys.0.rol"),
         ("keys: []\n", "keys.yaml:1: keys"),
+        # an endless rate passed `gt=0` and then failed every request of the key
+        (
+            "keys:\n  - {principal: a, key: 0123456789abcdef, rate: .inf}\n",
+            "keys.yaml:2: keys.0.rate: Input should be a finite number",
+        ),
+        (
+            "keys:\n  - {principal: a, key: 0123456789abcdef, rate: 1e999}\n",
+            "keys.yaml:2: keys.0.rate: Input should be a finite number",
+        ),
+        (
+            "keys:\n  - {principal: a, key: 0123456789abcdef, rate: .nan}\n",
+            "keys.yaml:2: keys.0.rate: Input should be a finite number",
+        ),
     ],
 )
 def test_mistakes_name_file_line_and_key(tmp_path: Path, text: str, problem: str) -> None:
