@@ -47,8 +47,12 @@ def audit_log_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
             raise ConfigurationError(f"{option} needs --audit PATH")
         return None, ""
     folder = Path(args.audit).parent
-    if not folder.is_dir():  # a mistyped path: no folders are made for it
+    try:
+        is_folder = folder.is_dir()
         what = "is not a folder" if folder.exists() else "does not exist"
+    except OSError as exc:  # a name the system cannot look up (too long)
+        raise ConfigurationError(f"cannot open audit log {args.audit}: {exc.strerror}") from None
+    if not is_folder:  # a mistyped path: no folders are made for it
         raise ConfigurationError(f"cannot open audit log {args.audit}: {folder} {what}")
     # The next run continues the chain from the log's last row: a directory, a named pipe or
     # a device (/dev/null would take every record and keep none) cannot hold it.
@@ -66,10 +70,16 @@ def audit_log_key(args: argparse.Namespace) -> tuple[bytes | None, str]:
         source = args.audit_key_file or "the GENIE_AUDIT_KEY variable"
         return key, f"is keyed (HMAC-SHA-256) with the key in {source}"
     beside = key_beside(args.audit)
-    if beside.exists():
-        return read_audit_key(beside), f"is keyed (HMAC-SHA-256) with the key in {beside}"
     log = Path(args.audit)
-    if log.exists() and log.stat().st_size:
+    try:
+        keyed, filled = beside.exists(), log.exists() and log.stat().st_size > 0
+    except OSError as exc:  # a name too long to look up: the log's, or only its key's beside it
+        raise ConfigurationError(
+            f"cannot open audit log {log} with its key beside it ({beside}): {exc.strerror}"
+        ) from None
+    if keyed:
+        return read_audit_key(beside), f"is keyed (HMAC-SHA-256) with the key in {beside}"
+    if filled:
         raise ConfigurationError(
             f"audit log {log} exists and has no key beside it ({beside}): give its key "
             "(--audit-key-file or GENIE_AUDIT_KEY), or --audit-unkeyed to continue a plain "

@@ -135,7 +135,11 @@ FILES = {
 def init(folder: Path) -> list[Path]:
     """Write the starter project into ``folder`` (made if need be); refuses to overwrite, and a
     write refused midway (a full disk) takes back the files written before it."""
-    if folder.exists() and not folder.is_dir():
+    try:
+        taken_by_a_file = folder.exists() and not folder.is_dir()
+    except OSError as exc:  # a name the system cannot look up (too long): no folder can have it
+        raise ConfigurationError(f"cannot make the folder {folder}: {exc.strerror}") from None
+    if taken_by_a_file:
         raise ConfigurationError(f"{folder} exists and is not a folder")
     # lexists: a link that leads nowhere is a name taken too (writing it would make its target)
     taken = [name for name in FILES if os.path.lexists(folder / name)]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TextIO, cast
 import anyio
 
 from .._agent.catalogue import Catalogue
-from .._base.files import FileRefusedError, write_problem
+from .._base.files import FileRefusedError, file_problem, write_problem
 from .._base.log_format import configure_logging
 from .._base.yamlconf import ConfigFileError
 from .._errors import (
@@ -760,7 +760,9 @@ def _agents(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     key = audit_key(args.key_file, os.environ)
     beside = key_beside(args.file)
-    if key is None and not args.file.startswith("nats://") and beside.is_file():
+    # file_problem, not is_file: a name the system cannot look up (too long) is no key here,
+    # and the log's own read then says why.
+    if key is None and not args.file.startswith("nats://") and file_problem(beside) is None:
         key = read_audit_key(beside)  # the key `genie serve` made for this log
         print(f"key: {beside}")
     try:
@@ -771,7 +773,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
         else:
             verdict = verify_audit_log(args.file, key=key, anchor=args.anchor)
     except FileRefusedError as exc:  # a directory, a named pipe: named, not waited on
-        print(f"genie audit verify: cannot read {args.file}: {exc.problem}", file=sys.stderr)
+        problem = exc.problem.removeprefix("cannot be read: ")  # said once, in the line's start
+        print(f"genie audit verify: cannot read {args.file}: {problem}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"genie audit verify: cannot read {args.file}: {exc.strerror}", file=sys.stderr)

@@ -957,10 +957,11 @@ class _Checker:
         if gov.file is not None:
             policy_path = self.path.parent / gov.file
             named = Path(gov.file)
-            if not policy_path.exists() and len(named.parts) == 1 and not named.suffix:
+            problem = file_problem(policy_path)
+            if problem == "does not exist" and len(named.parts) == 1 and not named.suffix:
                 # A shipped policy file by name (``ai-policy``), as load_policy_file takes it.
                 policy_path = shipped("policies").get(gov.file, policy_path)
-            problem = file_problem(policy_path)
+                problem = file_problem(policy_path)
             if problem is not None:
                 self.fail(("governance", "file"), f"policy file {os.fspath(policy_path)} {problem}")
             else:

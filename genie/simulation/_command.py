@@ -92,13 +92,18 @@ def _simulate(args: argparse.Namespace) -> int:
         pyplot()  # matplotlib missing: say so now, not after the run
         out = Path(args.out)
         parent = out.parent
-        if not parent.is_dir():
+        try:
+            parent_is_folder, out_is_folder = parent.is_dir(), out.is_dir()
+        except OSError as exc:  # a name the system cannot look up (too long): found now, not
+            # when the drawing is saved after the whole run
+            raise SimulationError(f"cannot write {args.out}: {exc.strerror}") from None
+        if not parent_is_folder:
             raise SimulationError(
                 f"cannot write {args.out}: {os.fspath(parent)} is not a directory"
             )
         # matplotlib would add ".png" to a name without one (a folder's name too), and fail
         # on another suffix only once the whole run had been made.
-        if out.is_dir() or out.suffix.lower() != ".png":
+        if out_is_folder or out.suffix.lower() != ".png":
             raise SimulationError(
                 f"cannot write {args.out}: --out names the PNG file to draw, ending in .png"
             )

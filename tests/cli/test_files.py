@@ -109,6 +109,47 @@ def test_a_pipeline_name_too_long_for_a_file_is_named(command: str, capsys: Capt
     assert "Traceback" not in err
 
 
+def test_a_policy_file_name_too_long_for_a_file_is_named(tmp_path: Path, capsys: Capture) -> None:
+    # Path.exists(), asked whether a shipped policy file was meant, let ENAMETOOLONG out.
+    policy = tmp_path / ("b" * 300)
+    assert main(["validate", str(finance_copy(tmp_path, policy=policy))]) == 2
+    err = capsys.readouterr().err
+    assert f"governance.file: policy file {policy} cannot be read: File name too long\n" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["init", "{long}"], "genie init: cannot make the folder {long}: File name too long"),
+        (
+            ["run", str(FINANCE), "--audit", "{long}"],
+            "genie run: cannot open audit log {long} with its key beside it ({long}.key): File "
+            "name too long",
+        ),
+        # The log's own name fits; the key made beside it, four characters longer, does not.
+        (
+            ["run", str(FINANCE), "--audit", "{fits}"],
+            "genie run: cannot open audit log {fits} with its key beside it ({fits}.key): File "
+            "name too long",
+        ),
+        (
+            ["audit", "verify", "{long}"],
+            "genie audit verify: cannot read {long}: File name too long",
+        ),
+    ],
+)
+def test_a_name_too_long_for_a_file_is_one_line(
+    tmp_path: Path, capsys: Capture, argv: list[str], says: str
+) -> None:
+    # Path.exists() and is_dir() let ENAMETOOLONG out where they look before writing: each
+    # command died with a traceback and exit 1.
+    names = {"long": str(tmp_path / ("b" * 300)), "fits": str(tmp_path / ("c" * 252))}
+    assert main([arg.format(**names) for arg in argv]) == 2
+    assert capsys.readouterr().err == says.format(**names) + "\n"
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_pipeline_behind_a_loop_of_links_is_named(tmp_path: Path, capsys: Capture) -> None:
     (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
     (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")

@@ -105,6 +105,8 @@ def test_set_reaches_the_pipeline_file(capsys: pytest.CaptureFixture[str]) -> No
         (["--out", "sim.txt"], "cannot write sim.txt: --out names the PNG file to draw"),
         (["--out", "sim"], "cannot write sim: --out names the PNG file to draw, ending in .png"),
         (["--out", "."], "cannot write .: --out names the PNG file to draw, ending in .png"),
+        # Path.is_dir() let ENAMETOOLONG out: a traceback, where a missing folder is one line.
+        (["--out", "b" * 300 + ".png"], f"cannot write {'b' * 300}.png: File name too long"),
         # A superscript two is a digit to str.isdigit, not to int(): Python's own words came out.
         (["--fault", "capacity:*=²"], "capacity '²' is not a whole number >= 1 (form: capacity"),
         # Said "is not a whole number" of a whole number, quoting all 5,000 digits.
