@@ -327,8 +327,20 @@ def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Docum
 
 
 def key_of(loc: Loc) -> str:
-    """The key at ``loc`` as a problem names it (``rules.2.id``)."""
+    """The key at ``loc`` as a problem names it (``rules.2.id``). A last key YAML did not read
+    as text (``on``, read as true) is named by its mapping, as ``not_text`` words it: its
+    value, ``True``, is no name the file has."""
+    if loc and (isinstance(loc[-1], bool) or not isinstance(loc[-1], str | int)):
+        loc = loc[:-1]
     return ".".join(str(p) for p in loc) or "<top>"
+
+
+def not_text(key: object) -> str:
+    """Why ``key``, a mapping's key that YAML read as something other than text, is refused."""
+    return (
+        f"a key is text; YAML read this one as {json.dumps(key, default=str)} (unquoted on, "
+        "off, yes and no are true or false, ~ is null): quote it"
+    )
 
 
 def _no_bool(value: object) -> object:
@@ -422,9 +434,7 @@ def problems(
             # pydantic renders the key (true as 1, null as 'None'): found by the value read.
             mapping = loc[:-1] if err["type"] == "invalid_key" else loc[:-2]
             out.append(
-                f"{path}:{line_of(lines, (*mapping, key))}: {key_of(mapping)}: a key is text; "
-                f"YAML read this one as {json.dumps(key, default=str)} (unquoted on, off, yes "
-                "and no are true or false, ~ is null): quote it"
+                f"{path}:{line_of(lines, (*mapping, key))}: {key_of(mapping)}: {not_text(key)}"
             )
             continue
         out.append(f"{path}:{line_of(lines, loc)}: {key_of(loc)}: {_reason(err, model)}")

@@ -32,6 +32,7 @@ from .._base.yamlconf import (
     ConfigFileError,
     Loc,
     is_under,
+    key_of,
     line_of,
     problems,
     read_yaml,
@@ -308,7 +309,7 @@ def _qualified(model: type) -> str:
 
 
 def _key(loc: Loc) -> str:
-    return ".".join(str(p) for p in loc) or "<top>"
+    return key_of(loc)
 
 
 class _Checker:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
+from .._base.yamlconf import Loc, key_of, not_text
 from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.policy import Decision, DeliveryCheck, PlanStep
@@ -182,17 +183,20 @@ class SchemaError(ConfigurationError):
     """A schema this validator cannot honour: ``at`` is where in it (``("schemas",
     "payment", "type")``), ``reason`` what is wrong there."""
 
-    def __init__(self, at: tuple[str, ...], reason: str) -> None:
-        super().__init__(f"{'.'.join(at)}: {reason}")
+    def __init__(self, at: Loc, reason: str) -> None:
+        super().__init__(f"{key_of(at)}: {reason}")
         self.at = at
         self.reason = reason
 
 
-def check_schema(schema: Any, where: tuple[str, ...] = ("schema",)) -> None:
+def check_schema(schema: Any, where: Loc = ("schema",)) -> None:
     """Refuse a schema this validator cannot honour (``SchemaError``): unknown keywords or
     wrong shapes."""
     if not isinstance(schema, dict):
         raise SchemaError(where, f"a schema is a mapping, got {type(schema).__name__}")
+    for key in schema:
+        if not isinstance(key, str):  # `on:` read as true: named where the file has it
+            raise SchemaError((*where, key), not_text(key))
     unknown = sorted(set(schema) - _KEYWORDS)
     if unknown:
         raise SchemaError(where, f"unsupported keyword(s) {', '.join(unknown)}")
@@ -212,7 +216,7 @@ def check_schema(schema: Any, where: tuple[str, ...] = ("schema",)) -> None:
         raise SchemaError((*where, "properties"), "a mapping of property schemas")
     for key, sub in props.items():
         if not isinstance(key, str):  # a JSON object's keys are text: it could never match
-            raise SchemaError((*where, "properties"), f"property name {key!r} is not text")
+            raise SchemaError((*where, "properties", key), not_text(key))
         check_schema(sub, (*where, "properties", key))
     if "items" in schema:
         check_schema(schema["items"], (*where, "items"))

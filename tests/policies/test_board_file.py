@@ -340,6 +340,52 @@ def test_invalid_schema_is_refused_with_its_line(tmp_path: Path, kind: str) -> N
         load_policy_file(path)
 
 
+QUOTE_IT = "(unquoted on, off, yes and no are true or false, ~ is null): quote it"
+
+
+def test_a_schema_key_yaml_reads_as_no_text_is_named_at_its_line(tmp_path: Path) -> None:
+    # `on:` (true) among a property's keywords was a TypeError traceback, where the same key
+    # in rbac, or among a schema's own keywords, is "a key is text ... quote it".
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: "1"\n'
+        "schemas:\n"
+        "  payment:\n"
+        "    type: object\n"
+        "    properties:\n"
+        "      amount:\n"
+        "        type: integer\n"
+        "        on: 1\n"
+        "  third: {type: object, properties: {~: {type: string}}}\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert info.value.problems == [
+        f"{path}:8: schemas.payment.properties.amount: a key is text; YAML read this one as "
+        f"true {QUOTE_IT}",
+        f"{path}:9: schemas.third.properties: a key is text; YAML read this one as null {QUOTE_IT}",
+    ]
+
+
+def test_an_inline_board_schema_key_yaml_reads_as_no_text_is_named(tmp_path: Path) -> None:
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        "governance:\n"
+        "  board:\n"
+        "    schemas:\n"
+        "      x: {type: object, properties: {a: {yes: 1}}}\n"
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        load_pipeline(pipeline)
+    assert info.value.problems == [
+        f"{pipeline}:5: governance.board.schemas.x.properties.a: a key is text; YAML read this one "
+        f"as true {QUOTE_IT}"
+    ]
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text('version: "1"\ngovernance:\n  rbac: [unclosed\n')

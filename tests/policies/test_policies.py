@@ -354,7 +354,9 @@ def test_json_schema() -> None:
     with pytest.raises(ConfigurationError, match="not a JSON Schema type"):
         JsonSchema({"text": {"type": "float"}})
     # YAML reads `1:` as a number; a payload's field names are text, so it could never match.
-    with pytest.raises(ConfigurationError, match="property name 1 is not text"):
+    with pytest.raises(
+        ConfigurationError, match=r"text\.properties\.1: a key is text; YAML read this one as 1"
+    ):
         JsonSchema({"text": {"properties": {1: {"type": "string"}, "n": {}}}})
 
 
