@@ -10,7 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._agent.agent import Risk
-from .._base.yamlconf import load_model
+from .._base.yamlconf import ConfigFileError, Loc, key_of, line_of, load_model
+from .._errors import InvalidMessageError
 from .._message.envelope import Message
 from .._message.payload import Classification, Payload
 from .._runtime.policy import Limits, admit, checked_policies
@@ -145,15 +146,30 @@ def _message(probe: _ProbeMessage) -> Message:
 
 def run_probes(policy_set: PolicySet, probes_path: str | Path) -> ProbeReport:
     """Evaluate each probe against the policies, in order, as one delivery would be."""
-    probe_file, _ = load_model(probes_path, _ProbeFile)
+    probe_file, lines = load_model(probes_path, _ProbeFile)
+    # Every probe's message is made before any runs: a value no message can hold is the probe
+    # file's mistake, named with its line and probe, not a message error of no file.
+    messages: list[Message] = []
+    problems: list[str] = []
+    for i, probe in enumerate(probe_file.probes):
+        try:
+            messages.append(_message(probe.message))
+        except InvalidMessageError as exc:
+            at: Loc = ("probes", i, "message", *exc.field.split("."))
+            problems.append(
+                f"{probes_path}:{line_of(lines, at)}: {key_of(at)}: probe {probe.name!r}: "
+                f"{exc.problem}"
+            )
+    if problems:
+        raise ConfigFileError(problems)
     report = ProbeReport(total=len(probe_file.probes))
     # As a runtime keeps them: probing a set a runtime uses never changes whom it gates.
     policies = checked_policies(policy_set.policies)
     told = tuple(hosted for p in policies if callable(hosted := getattr(p, "agent_hosted", None)))
-    for probe in probe_file.probes:
+    for probe, message in zip(probe_file.probes, messages, strict=True):
         for hosted in told:  # the probe's recipient, at the probe's risk
             hosted(probe.message.recipient, probe.message.recipient_risk)
-        decision = admit(_message(probe.message), probe.message.recipient, 0, Limits(), policies)
+        decision = admit(message, probe.message.recipient, 0, Limits(), policies)
         got = "allow" if decision.allowed else "deny"
         report.count(probe.kind, probe.expect, got)
         report.details[probe.name] = (

@@ -386,6 +386,34 @@ def test_an_inline_board_schema_key_yaml_reads_as_no_text_is_named(tmp_path: Pat
     ]
 
 
+def test_a_probe_value_no_message_holds_names_file_line_and_probe(tmp_path: Path) -> None:
+    # It said "invalid 'chat' message: field 'metadata.region'": of which probe, in which file?
+    probes = tmp_path / "probes.yaml"
+    probes.write_text(
+        "probes:\n"
+        "  - name: first\n"
+        "    message: {type: chat, content: hello}\n"
+        "    expect: allow\n"
+        "  - name: second\n"
+        "    message:\n"
+        "      type: chat\n"
+        "      metadata:\n"
+        "        region: {code: in}\n"
+        "    expect: allow\n"
+        "  - name: third\n"
+        "    message: {type: chat, metadata: {ids: [1, 2]}}\n"
+        "    expect: allow\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        run_probes(load_policy_file(POLICY), probes)
+    assert [p.split("; a metadata value")[0] for p in info.value.problems] == [
+        f"{probes}:9: probes.1.message.metadata.region: probe 'second': a dict is not a "
+        "metadata value",
+        f"{probes}:12: probes.2.message.metadata.ids: probe 'third': a list holding an int is "
+        "not a metadata value",
+    ]
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text('version: "1"\ngovernance:\n  rbac: [unclosed\n')
