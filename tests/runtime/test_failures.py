@@ -384,7 +384,10 @@ async def test_a_failure_no_retry_could_fix_says_nothing_of_the_agents_health() 
     async with Runtime(policies=[DenyTo("db")]) as rt:
         rt.add(AsksTheDb("front"), options=options)
         rt.add(Echo("db"))
-        circuit = lambda: rt.statistics().mailboxes["front"].circuit  # noqa: E731
+
+        def circuit() -> str:
+            return rt.statistics().mailboxes["front"].circuit
+
         for n in range(-5, 0):
             assert (await rt.ask(rt.message(Ping(n=n), recipient="front"))).status == "partial"
         assert circuit() == "closed"
