@@ -248,7 +248,7 @@ class Runtime:
         self._preparers: tuple[Callable[[Message], Awaitable[None]], ...] = tuple(
             prepare for p in self.policies if callable(prepare := getattr(p, "prepare", None))
         )
-        dead_letters = DeadLetters(dead_letter_capacity, retention)
+        dead_letters = DeadLetters(dead_letter_capacity, retention, self.clock)
         # The first record the sink refuses stops the runtime (``failure``).
         self._audit = AuditGate(self.audit, self._audit_failed)
         self._ledger = Ledger(self.clock, self._audit, dead_letters, self._correlator)

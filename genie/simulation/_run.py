@@ -218,7 +218,7 @@ class _Run:
         )
         # The report counts every dead letter and denial; the runtime need not hold more than
         # the last few (a long run would otherwise hold up to 10,000 of each).
-        rt.dead_letters = DeadLetters(KEEP, rt.dead_letters.retention)
+        rt.dead_letters = DeadLetters(KEEP, rt.dead_letters.retention, rt.clock)
         async with rt:
             tracker = self.tracker = Tracker(clock.monotonic)
             rt.add_observer(tracker)

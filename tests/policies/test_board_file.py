@@ -9,7 +9,9 @@ import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
+import trio.testing
 
 from genie import Classification, Message
 from genie._base.yamlconf import ConfigFileError
@@ -120,6 +122,26 @@ def test_retention_days_is_honoured_by_the_dead_letter_store() -> None:
     letters.add(DeadLetter(m, "a", "failed", "y", None, 1, new))
     assert [d.reason for d in letters] == ["y"]
     assert letters.counts["failed"] == 2  # counts stay exact
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})]
+)
+async def test_a_dead_letter_is_never_read_past_its_retention() -> None:
+    """The store dropped old letters only as a new one came: with no new failure, a letter
+    (and the payload it holds, here a card number) was readable long past its retention."""
+    from genie import Runtime
+
+    from ..conftest import Failing, Ping
+
+    async with Runtime([Failing("card")], retention=timedelta(days=1)) as rt:
+        asked = rt.message(Ping(n=4111111111111111), recipient="card")
+        await rt.ask(asked)
+        assert len(rt.dead_letters.for_correlation(asked.correlation_id)) == 1
+        await anyio.sleep(timedelta(days=1, seconds=1).total_seconds())  # virtual time
+        assert (list(rt.dead_letters), len(rt.dead_letters)) == ([], 0)
+        assert rt.dead_letters.for_correlation(asked.correlation_id) == []
+        assert rt.dead_letters.counts["failed"] == 1  # counts stay exact
 
 
 def test_a_retention_reaching_before_the_calendar_keeps_every_letter() -> None:
