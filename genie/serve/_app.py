@@ -246,6 +246,16 @@ class ServerState:
         return None
 
 
+# The longest wait a ``Retry-After`` names: a rate so small that the next token is further off
+# (``rate: 1e-320``, an infinite wait) is still said in whole seconds, as a day.
+_LONGEST_RETRY = 86_400
+
+
+def _retry_after(wait: float) -> str:
+    """``wait`` seconds as a ``Retry-After``: whole seconds, at least 1, at most a day."""
+    return str(max(1, round(min(wait, _LONGEST_RETRY) + 0.5)))
+
+
 def _cut_at_drain(correlation_id: str | None) -> _Refused:
     """A request still running when the stop's drain ended, cancelled there: a 503."""
     return _Refused(
@@ -450,7 +460,7 @@ def create_app(
             refused = _Refused(
                 429, "too many failed authentications from this address; retry later"
             )
-            refused.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+            refused.headers["Retry-After"] = _retry_after(wait)
             raise refused
         presented = _credential(request)
         if not presented:
@@ -470,7 +480,7 @@ def create_app(
             refused = _Refused(
                 429, f"rate limit of principal {key.principal!r} exceeded; retry later"
             )
-            refused.headers["Retry-After"] = str(max(1, round(wait + 0.5)))
+            refused.headers["Retry-After"] = _retry_after(wait)
             raise refused
         return key
 

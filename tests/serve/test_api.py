@@ -11,7 +11,7 @@ import pytest
 
 from genie import MemoryAuditLog
 from genie.pipeline import load_pipeline
-from genie.serve import STATUS, ServeSettings
+from genie.serve import STATUS, ServeSettings, load_keys
 
 from .conftest import ALICE, BOB, EVE, ROOT, auth, csv_body, finance, keyring, serving, sse
 
@@ -258,6 +258,19 @@ async def test_rate_limit_is_429_with_retry_after_and_a_record(tmp_path: Path) -
     records = [r for r in audit.records if r.action == "rate_limited"]
     assert [r.target for r in records] == ["bob", "bob"]
     assert 'genie_serve_rejected_total{reason="rate_limited"} 2.0' in metrics
+
+
+async def test_a_rate_too_small_to_wait_for_says_a_day(tmp_path: Path) -> None:
+    """A key's rate so small that its next token is never (1e-320 a second: the wait is
+    infinite) answered the second request with a 500: ``Retry-After`` could not be made."""
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"keys:\n  - {{principal: slow, key: {'s' * 20}, rate: 1e-320, burst: 1}}\n")
+    headers = {"Authorization": f"Bearer {'s' * 20}"}
+    async with serving([finance(tmp_path)], load_keys(path, {})) as client:
+        first = await client.get("/v1/pipelines", headers=headers)
+        second = await client.get("/v1/pipelines", headers=headers)
+    assert (first.status_code, second.status_code) == (200, 429)
+    assert second.headers["Retry-After"] == "86400"
 
 
 async def test_size_limit_is_413_with_a_record(tmp_path: Path) -> None:
