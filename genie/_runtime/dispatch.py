@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
+from typing import Literal
 
 import anyio
 
@@ -38,7 +39,7 @@ from .local.mailbox import Mailbox
 from .router import Router, Tap
 from .transport import KeptOnPublish, Transport
 
-__all__ = ["HANDLING", "Dispatcher"]
+__all__ = ["HANDLING", "Dispatcher", "Published"]
 
 _log = lazy_logger("genie.runtime")
 
@@ -52,6 +53,22 @@ _LATE = "late: the wait for it had ended"
 # too. Each runtime compares it with itself alone: to another runtime, a handler is an
 # outside caller.
 HANDLING: ContextVar[Dispatcher | None] = ContextVar("genie_handling", default=None)
+
+# How an outside publish that may wait for room ended: its message went in; the deadline came
+# first and nothing was sent; or its request was cancelled (``rt.cancel``) while it waited, and
+# the message went where a cancelled request's messages go (an ``unrouted`` dead letter).
+Published = Literal["in", "timed_out", "cancelled"]
+
+
+class _RoomWait:
+    """An outside publisher waiting for room. Nothing of its request is in flight yet for
+    ``rt.cancel`` to stop: the cancel ends this wait instead (``cancel_waiting``)."""
+
+    __slots__ = ("cancelled", "scope")
+
+    def __init__(self, deadline: float) -> None:
+        self.scope = anyio.CancelScope(deadline=deadline)
+        self.cancelled = False
 
 
 class Dispatcher:
@@ -82,18 +99,23 @@ class Dispatcher:
         # Set by the runtime when its observers take a publish's deliveries in one call
         # (``deliveries_listener``); else each is told to ``observer.delivered``.
         self.delivered_many: Callable[[Message, Sequence[str]], None] | None = None
+        # The outside publishers waiting for room, by their message's correlation.
+        self.waiting: dict[str, list[_RoomWait]] = {}
 
     # --- from outside ------------------------------------------------------------------------
-    async def publish(self, msg: Message, deadline: float = math.inf) -> bool:
-        """Wait for room if need be, then put the message in at once: True. Cancelled while
+    async def publish(self, msg: Message, deadline: float = math.inf) -> Published:
+        """Wait for room if need be, then put the message in at once: "in". Cancelled while
         waiting, nothing happened; so too when the wait outlasts ``deadline`` (on the loop's
-        clock): False. (The caller adds the checkpoint, or waits right after.)"""
+        clock): "timed_out". Its request cancelled while it waits (``cancel_waiting``), it goes
+        where a cancelled request's messages go, taking no slot: "cancelled". (The caller adds
+        the checkpoint, or waits right after.)"""
         routed, corr = self._validate(msg, "publish")
         transport = self.transport
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
         order = routed  # the agents of ``order[:held]`` hold a slot
         held = 0
+        outcome: Published = "in"
         try:
             held = transport.hold(order, 0)  # the common case holds them all and never awaits
             if held < len(order):
@@ -105,19 +127,28 @@ class Dispatcher:
                 order, held = tuple(sorted(routed)), 0
                 held = transport.hold(order, 0)
                 # The deadline bounds only this wait: a publish with room has no scope to pay.
+                wait = _RoomWait(deadline)
+                self.waiting.setdefault(msg.correlation_id, []).append(wait)
                 try:
-                    with anyio.CancelScope(deadline=deadline):
+                    with wait.scope:
                         while held < len(order):
                             await transport.wait_for_room(order[held])  # gives it back if cancelled
                             held = transport.hold(order, held + 1)
                 finally:
+                    self._stopped_waiting(msg.correlation_id, wait)
                     # The rest of the correlation may have settled meanwhile, and its record
                     # been let go: the message counts in the correlation as it is now.
                     corr = self.correlator.get(msg.correlation_id)
-                if held < len(order):  # the deadline came first: nothing was sent
+                if wait.cancelled:
+                    # Whatever room it found meanwhile, its request is over: the slots go back,
+                    # and the message goes where the request's later messages go.
+                    self._release(order[:held])
+                    order, held, routed, outcome = (), 0, (), "cancelled"
+                    corr.cancelled = True
+                elif held < len(order):  # the deadline came first: nothing was sent
                     self._release(order[:held])
                     self._released(corr)
-                    return False
+                    return "timed_out"
             self.check_open()
             self._kept_check(msg)
         except BaseException:
@@ -128,6 +159,24 @@ class Dispatcher:
             self.route(msg, False, corr, routed, True)
         finally:
             self._released(corr)
+        return outcome
+
+    def _stopped_waiting(self, correlation_id: str, wait: _RoomWait) -> None:
+        waits = self.waiting.get(correlation_id)
+        if waits is not None and wait in waits:
+            waits.remove(wait)
+            if not waits:
+                del self.waiting[correlation_id]
+
+    def cancel_waiting(self, correlation_id: str) -> bool:
+        """End the wait for room of the outside publishers of ``correlation_id`` (its request
+        is cancelled): whether there were any."""
+        waits = self.waiting.pop(correlation_id, None)
+        if waits is None:
+            return False
+        for wait in waits:
+            wait.cancelled = True
+            wait.scope.cancel()
         return True
 
     def publish_nowait(self, msg: Message) -> None:

@@ -1140,7 +1140,10 @@ class Runtime:
                 self._dispatcher.publish_nowait(msg)
                 published = True
             if not published:  # waiting for mailbox room counts against the timeout
-                published = await self._dispatcher.publish(msg, gather.deadline)
+                outcome = await self._dispatcher.publish(msg, gather.deadline)
+                published = outcome != "timed_out"
+                if outcome == "cancelled":  # as its caller hears of a cancel at any point
+                    gather.cancel(CANCELLED_WITH_REQUEST)
             result = await gather.wait() if published else gather.expire()
         except BaseException:
             gather.cancel("the caller was cancelled" if published else "publish failed")
@@ -1161,9 +1164,13 @@ class Runtime:
 
     def cancel(self, correlation_id: str) -> None:
         """Stop a request: its running handlers are cancelled, its queued work and pending
-        timers end as cancelled dead letters, its further outputs are not delivered."""
+        timers end as cancelled dead letters, its further outputs are not delivered, and a
+        publish of it waiting for room stops waiting (its message is not delivered either)."""
         corr = self._correlator.lookup(correlation_id)
-        if corr is not None and corr.in_flight:
+        # A publish of it still waiting for room has nothing in flight to stop: its wait ends,
+        # and its message goes where the request's later messages go (nowhere).
+        waited = self._dispatcher.cancel_waiting(correlation_id)
+        if corr is not None and (corr.in_flight or waited):
             told = corr.cancelled
             corr.cancelled = True
             # The notice first: a store learns who must take the cancellation before the

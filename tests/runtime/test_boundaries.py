@@ -19,6 +19,7 @@ from genie import (
     ConfigurationError,
     Context,
     Decision,
+    GatherResult,
     Limits,
     Message,
     RetryPolicy,
@@ -123,6 +124,76 @@ async def test_ask_with_a_deadline_and_room_publishes_at_once() -> None:
         assert rt.statistics().published == published + 1
         with anyio.fail_after(5):
             await rt.wait_idle()
+    accounted(rt.statistics())
+
+
+async def test_runtime_cancel_stops_an_ask_waiting_for_room() -> None:
+    """Nothing of a request waiting for mailbox room is in flight, and ``rt.cancel`` stops it
+    all the same: its caller hears that it was cancelled, its message goes where a cancelled
+    request's messages go, and the slot it waited for is the next publisher's."""
+    gate = anyio.Event()
+    recorder = Recorder("rec", gate)
+    async with Runtime() as rt:
+        rt.add(recorder, options=AgentOptions(mailbox_size=1))
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        request = rt.message(Ping(n=2), recipient="rec")
+        results: list[GatherResult] = []
+
+        async def ask() -> None:
+            results.append(await rt.ask(request, timeout=30))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await wait_all_tasks_blocked()
+                assert rt.statistics().mailboxes["rec"].waiting_publishers == 1
+                rt.cancel(request.correlation_id)
+        [result] = results
+        assert (result.status, result.replies) == ("partial", ())
+        assert [(m.kind, m.reason) for m in result.missing] == [
+            ("cancelled", "correlation cancelled")
+        ]
+        assert rt.statistics().mailboxes["rec"].waiting_publishers == 0
+        gate.set()
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+            await rt.publish(rt.message(Ping(n=3), recipient="rec"))
+            await rt.wait_idle()
+    assert [p.n for p in recorder.seen] == [0, 1, 3]
+    [letter] = rt.dead_letters
+    assert (letter.message.id, letter.kind, letter.reason) == (
+        request.id,
+        "unrouted",
+        "correlation cancelled",
+    )
+    accounted(rt.statistics())
+
+
+async def test_runtime_cancel_stops_a_publish_waiting_for_room() -> None:
+    gate = anyio.Event()
+    recorder = Recorder("rec", gate)
+    async with Runtime() as rt:
+        rt.add(recorder, options=AgentOptions(mailbox_size=1))
+        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
+        await wait_all_tasks_blocked()
+        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        msg = rt.message(Ping(n=2), recipient="rec")
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.publish, msg)
+                await wait_all_tasks_blocked()
+                rt.cancel(msg.correlation_id)
+            gate.set()
+            await rt.wait_idle()
+    assert [p.n for p in recorder.seen] == [0, 1]
+    [letter] = rt.dead_letters
+    assert (letter.message.id, letter.kind, letter.reason) == (
+        msg.id,
+        "unrouted",
+        "correlation cancelled",
+    )
     accounted(rt.statistics())
 
 
