@@ -9,6 +9,7 @@ branches still working are waited for, so the partial result holds everything th
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ __all__ = [
     "Missing",
     "NoReplyError",
     "ReplyWatch",
+    "checked_predicate",
 ]
 
 MissingKind = Literal["denied", "failed", "shed", "no_route", "cancelled", "timed_out", "no_reply"]
@@ -96,6 +98,19 @@ class CorrelatorStatistics(Record):
     late_replies: int
 
 
+def checked_predicate(predicate: Callable[[Message], bool], what: str) -> Callable[[Message], bool]:
+    """``predicate`` (``what`` names it: ``rt.gather: where``), refused if it is an ``async
+    def`` function: it is asked as each message is routed, which waits for nobody, and the
+    coroutine it would return is no answer (truthy, so it would take any message)."""
+    if inspect.iscoroutinefunction(predicate):
+        raise InvalidArgumentError(
+            f"{what}: {getattr(predicate, '__qualname__', 'the function')} is an async def "
+            "function, and the predicate is asked as each message is routed, without "
+            "awaiting: make it a plain def that returns a bool"
+        )
+    return predicate
+
+
 class _Criteria:
     """What a gather matches replies by. The correlator remembers only this of a closed gather
     (not the gather, which holds every reply) to count late replies."""
@@ -127,8 +142,11 @@ class _Criteria:
             return False
         if self._where is not None:
             try:
-                if not self._where(msg):
+                matched = self._where(msg)
+                if not matched:
                     return False
+                if matched is not True and inspect.isawaitable(matched):
+                    _refuse_awaitable(matched)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # the caller's predicate: its error is the caller's
@@ -146,6 +164,18 @@ class _Criteria:
     def predicate_raised(self, error: BaseException) -> None:
         """``where`` raised on a message, which is then not matched: an ended gather's memory
         does not count it late."""
+
+
+def _refuse_awaitable(answer: object) -> None:
+    """A predicate answered with an awaitable (a callable that returns a coroutine): no
+    answer, and an error of the caller's, as if the predicate had raised it."""
+    if inspect.iscoroutine(answer):
+        answer.close()  # never to be awaited: no warning of it when it is collected
+    raise InvalidArgumentError(
+        f"a gather's where= (an ask's until=) returned {type(answer).__name__}, an awaitable: "
+        "the predicate is asked as each message is routed, without awaiting; make it a "
+        "plain function that returns a bool"
+    )
 
 
 class _Waiter(_Criteria):
@@ -312,6 +342,8 @@ class Correlator:
         consumer: str = "user",
     ) -> Gather:
         checked_timeout(timeout, "rt.gather")
+        if where is not None:
+            checked_predicate(where, "rt.gather: where")
         corr = self.get(correlation_id)
         try:
             gather = Gather(self, corr, count, senders, types, where, timeout)

@@ -67,6 +67,7 @@ from .correlator import (
     ReplyWatch,
     RequestWaiter,
     _Correlation,
+    checked_predicate,
 )
 from .deadletter import DeadLetters
 from .delivery import CANCELLED_WITH_REQUEST, DeliveryRunner
@@ -1115,7 +1116,7 @@ class Runtime:
             type_name = until
             where = lambda m: m.type == type_name  # noqa: E731
         elif callable(until):
-            where = until
+            where = checked_predicate(until, f"rt.{how}: until")
         else:
             raise InvalidArgumentError(
                 f"rt.{how}: until must be a message type's name or a function of a message, "

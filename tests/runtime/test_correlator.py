@@ -251,6 +251,39 @@ async def test_a_predicate_raising_a_base_exception_fails_its_caller_not_the_run
     assert stats.correlations.gathers_partial == 1
 
 
+async def test_an_async_predicate_is_refused_and_one_that_returns_an_awaitable_raises() -> None:
+    """A predicate is asked as each message is routed, without awaiting: the coroutine an
+    ``async def`` one returns is truthy, and would take the first message that came."""
+
+    async def is_pong(msg: Message) -> bool:
+        return msg.type == "pong"
+
+    def awaits(msg: Message) -> Any:  # async in disguise: a plain def returning a coroutine
+        return is_pong(msg)
+
+    async with Runtime([Echo("echo")]) as rt:
+        msg = rt.message(Ping(n=1), recipient="echo")
+        with pytest.raises(InvalidArgumentError, match=r"rt\.ask: until: .*is_pong is an async"):
+            await rt.ask(msg, until=is_pong)  # type: ignore[arg-type]  # as mypy tells typed code
+        with pytest.raises(InvalidArgumentError, match=r"rt\.gather: where: .*is_pong is an"):
+            rt.gather(msg.correlation_id, where=is_pong)  # type: ignore[arg-type]
+        assert rt.statistics().published == 0  # refused before anything was sent
+        with pytest.raises(InvalidArgumentError, match="returned coroutine, an awaitable"):
+            await rt.ask(msg, until=awaits)
+        other = rt.message(Ping(n=2), recipient="echo")
+        gather = rt.gather(other.correlation_id, where=awaits, timeout=5)
+        await rt.publish(other)
+        with pytest.raises(InvalidArgumentError, match="returned coroutine"):
+            await gather.wait()
+        result = gather.expire()
+        assert (result.status, result.replies) == ("partial", ())
+        await rt.wait_idle()
+        stats = rt.statistics()
+        assert rt.state is RuntimeState.RUNNING
+    assert stats.correlations.gathers_partial == 2
+    assert (stats.in_flight, stats.correlations.correlations_active) == (0, 0)
+
+
 async def test_gather_by_types_and_predicate() -> None:
     class Both(BaseAgent):
         produces = (Pong, Note)
