@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import math
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -1074,10 +1075,10 @@ class Runtime:
         matching ``until`` (a predicate), or by default addressed back to ``msg.sender``; it
         passes admission for ``msg.sender`` first. The result is partial at once when a deny
         or failure leaves nothing in flight. ``timeout`` bounds the whole call (waiting for
-        mailbox room included). On timeout the request is cancelled (``cancel``), unless a
-        store keeps it paused for a person's approval; when the caller is cancelled too,
-        unless a store (or a named NATS entry) keeps it: it then goes on, and a stop leaves it
-        for the next start. Inside a handler of this runtime it raises
+        mailbox room included, and the policies' ``prepare``). On timeout the request is
+        cancelled (``cancel``), unless a store keeps it paused for a person's approval; when
+        the caller is cancelled too, unless a store (or a named NATS entry) keeps it: it then
+        goes on, and a stop leaves it for the next start. Inside a handler of this runtime it raises
         ``PublishFromHandlerError``: a handler asks with ``ctx.request``. With ``wait=False``
         a recipient's full mailbox raises ``WouldBlockError`` at once, as ``publish_nowait``
         does, and nothing was sent (a server tells its client to come back).
@@ -1107,7 +1108,7 @@ class Runtime:
         # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
         # the correlation, which may be the handler's own.
         self._dispatcher.check_caller(how, msg)
-        checked_timeout(timeout, "rt.ask" if how == "ask" else "rt.resume")
+        timeout = checked_timeout(timeout, "rt.ask" if how == "ask" else "rt.resume")
         where: Callable[[Message], bool]
         if until is None:
             sender = msg.sender
@@ -1122,15 +1123,27 @@ class Runtime:
                 f"rt.{how}: until must be a message type's name or a function of a message, "
                 f"got {type(until).__name__}"
             )
+        late = False
         if how == "ask":
             # Asked before the ask's own gather opens: it cannot take its message, so it is no
             # reason to accept a message nobody here can take (a typo in the recipient).
             self._dispatcher.checked(msg, how)
-            for prepare in self._preparers:
-                await prepare(msg)
+            if self._preparers:
+                # The timeout bounds the whole call, the policies' preparation too (a slow
+                # classifier): the gather waits only for what is left of it.
+                started = self.clock.monotonic()
+                due = math.inf if timeout is None else started + timeout
+                with anyio.CancelScope(deadline=due) as preparing:
+                    for prepare in self._preparers:
+                        await prepare(msg)
+                if timeout is not None:
+                    timeout = due - self.clock.monotonic()
+                late = preparing.cancelled_caught
         # The gather keeps the deadline: an answer made after it is not taken, even when a
         # handler held the loop so long that the deadline could not be noticed in time.
         gather = self.gather(msg.correlation_id, where=where, consumer=msg.sender, timeout=timeout)
+        if late:  # the deadline came during the preparation: nothing was sent
+            return gather.expire()
         published = how == "resume"
         keeper = self._keeper
         if published and keeper is not None:

@@ -115,6 +115,46 @@ async def test_ask_timeout_bounds_the_wait_for_mailbox_room() -> None:
     accounted(rt.statistics())
 
 
+class SlowClassifier:
+    """A policy that asks a slow classifier of each message from outside (``prepare``)."""
+
+    name = "slow-classifier"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.cancelled = 0
+
+    async def prepare(self, msg: Message) -> None:
+        try:
+            await anyio.sleep(self.seconds)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+
+    def evaluate(self, msg: Message, recipient: str) -> Decision:
+        return Decision.ALLOW
+
+
+async def test_ask_timeout_bounds_the_policies_preparation() -> None:
+    """The deadline is the call's, taken as it begins: a classifier slower than it ends the ask
+    as a wait for room would (timed out, nothing sent), and what it took is not the gather's."""
+    stuck = SlowClassifier(30)
+    async with Runtime([Recorder("rec")], policies=[stuck]) as rt:
+        with anyio.fail_after(5):
+            result = await rt.ask(rt.message(Ping(n=1), recipient="rec"), timeout=0.1)
+        assert (result.status, [m.kind for m in result.missing]) == ("timed_out", ["timed_out"])
+        assert stuck.cancelled == 1
+        assert rt.statistics().published == 0  # nothing went out
+    slow = Slow("slow", seconds=0.2)
+    async with Runtime([slow], policies=[SlowClassifier(0.2)]) as rt:
+        with anyio.fail_after(5):
+            result = await rt.ask(rt.message(Ping(n=2), recipient="slow"), timeout=0.3)
+            await rt.wait_idle()
+        assert result.status == "timed_out"  # 0.2 s to prepare, and 0.2 s to answer
+        assert (slow.started, slow.cancelled) == (1, 1)
+    accounted(rt.statistics())
+
+
 async def test_ask_with_a_deadline_and_room_publishes_at_once() -> None:
     """With room in the mailbox the ask's deadline has nothing to bound on the way out: even
     one already past sends the message (what becomes of it is the gather's to say)."""
