@@ -102,7 +102,9 @@ class Context(Protocol):
         answer arrives within ``timeout`` seconds (default: the runtime's
         ``Limits.request_timeout``, so two agents requesting each other cannot wedge), and
         ``DeliveryError`` at once for a request to this agent itself when it has one worker
-        (which runs this handler, so the request could never be taken).
+        (which runs this handler, so the request could never be taken), and
+        ``InvalidArgumentError`` for a ``recipient`` of None, or when awaited in a thread other
+        than the runtime's loop's (a def handler awaits it through ``anyio.from_thread.run``).
         """
         ...
 
@@ -252,10 +254,14 @@ class _ContextBase:
         )
 
 
+# How a def handler's thread awaits a request: on the runtime's loop.
+_REQUEST_ON_THE_LOOP = "anyio.from_thread.run(ctx.request, recipient, payload)"
+
+
 class ContextServices:
     """What a runtime lends the contexts of its handlers (one per runtime, shared)."""
 
-    __slots__ = ("clock", "llm", "memory", "new_id", "request", "schedule", "tool")
+    __slots__ = ("clock", "llm", "memory", "new_id", "on_loop", "request", "schedule", "tool")
 
     def __init__(
         self,
@@ -266,6 +272,7 @@ class ContextServices:
         llm: Callable[[Provider, str, Message], Provider],
         tool: Callable[[str, str, Message], Tools],
         memory: Callable[[str, str, Message], Memory] | None = None,
+        on_loop: Callable[[str, str], None] | None = None,
     ) -> None:
         self.clock = clock
         self.new_id = new_id
@@ -274,6 +281,9 @@ class ContextServices:
         self.llm = llm  # (provider, agent id, message) -> the provider the handler calls
         self.tool = tool  # (server, agent id, message) -> the tools the handler calls
         self.memory = memory  # (name, agent id, message) -> the memory the handler uses
+        # (what is refused, how to call it instead): raises in a thread other than the
+        # runtime's loop's (a def handler's worker thread).
+        self.on_loop = on_loop
 
 
 class RuntimeContext(_ContextBase):
@@ -340,7 +350,12 @@ class RuntimeContext(_ContextBase):
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
-        return await self._services.request(self.emit(payload, recipient=recipient), timeout)
+        services = self._services
+        if services.on_loop is not None:
+            # A def handler's thread that awaits it in an event loop of its own (asyncio.run)
+            # would build and route the request off the runtime's loop: refused first.
+            services.on_loop("ctx.request() refused", _REQUEST_ON_THE_LOOP)
+        return await services.request(self.emit(payload, recipient=recipient), timeout)
 
     def schedule(self, delay: object, payload: Payload) -> Timer:
         waited = timer_delay(delay)

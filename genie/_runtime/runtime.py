@@ -337,6 +337,7 @@ class Runtime:
             self._model_calls.provider,
             self._tool_calls.tools,
             self._memory.memory,
+            self._on_loop,
         )
         self._runner = DeliveryRunner(
             self.clock,
@@ -560,13 +561,11 @@ class Runtime:
                 "handler of this runtime; it watches a request that a handler sends among its "
                 "outputs, and is called inside that handler, before it returns the request"
             )
-        if threading.get_ident() != self._loop_thread:
-            # The watch joins the correlation's waiters, which the loop's deliveries read.
-            raise InvalidArgumentError(
-                f"rt.watch_reply() refused for {request.type!r}: it was called in a handler's "
-                "worker thread (a def handler); call it on the event loop: "
-                "anyio.from_thread.run_sync(rt.watch_reply, request)"
-            )
+        # The watch joins the correlation's waiters, which the loop's deliveries read.
+        self._on_loop(
+            f"rt.watch_reply() refused for {request.type!r}",
+            "anyio.from_thread.run_sync(rt.watch_reply, request)",
+        )
         recipient = request.recipient
         if recipient is None:
             raise InvalidArgumentError(
@@ -599,6 +598,16 @@ class Runtime:
             )
         self.types.register(Unanswered)
         self._reply_watch(corr).watch(request, self._responders(recipient))
+
+    def _on_loop(self, refused: str, advice: str) -> None:
+        """Raise, saying ``refused`` and ``advice`` (how to call it instead), in a thread other
+        than this runtime's loop's (a def handler's worker thread): what the call changes is
+        read by the loop's deliveries, and what it awaits is the loop's to wake."""
+        if threading.get_ident() != self._loop_thread:
+            raise InvalidArgumentError(
+                f"{refused}: it was called in a handler's worker thread (a def handler); "
+                f"call it on the event loop: {advice}"
+            )
 
     def _watch_resumed(self, corr: _Correlation, msg: Message) -> None:
         """``msg``, a request its sender watched, runs again from the store (watched again
@@ -1214,7 +1223,12 @@ class Runtime:
         self._check_open()
         checked_timeout(timeout, "ctx.request")
         recipient = msg.recipient
-        assert recipient is not None
+        if recipient is None:
+            raise InvalidArgumentError(
+                f"ctx.request() refused {msg.type!r}: its recipient is None, and a request goes "
+                "to one agent, named by its id (to send it to the subscribers of its type, "
+                "return ctx.emit(payload) from the handler)"
+            )
         options = self._mailbox(recipient).options
         if recipient == msg.sender and options.max_concurrency == 1:
             raise DeliveryError(

@@ -3,6 +3,7 @@ and cancellation given up at once) and in its process pool (payloads through the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -532,6 +533,48 @@ async def test_cancelling_a_request_gives_its_thread_up() -> None:
         with anyio.fail_after(5):
             while rt.statistics().offload.threads:  # noqa: ASYNC110 - a thread has no event
                 await anyio.sleep(0.01)
+
+
+class AsksInALoopOfItsOwn(BaseAgent):
+    """A def handler that awaits ``ctx.request`` with ``asyncio.run`` (a loop of its thread's
+    own) rather than on the runtime's loop, through ``anyio.from_thread.run``."""
+
+    produces = (Ping,)
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        asyncio.run(ctx.request("echo", Ping(n=payload.n), timeout=WAIT))
+
+
+class AsksNobody(BaseAgent):
+    produces = (Ping,)
+
+    @handler
+    async def on_work(self, payload: Work, ctx: Context) -> None:
+        await ctx.request(None, Ping(n=payload.n))  # type: ignore[arg-type]  # as mypy tells typed code
+
+
+async def test_a_request_off_the_runtimes_loop_or_to_nobody_is_refused_saying_how() -> None:
+    """Awaited in a loop of the handler's thread, the request was built, routed and waited
+    for off the runtime's loop, and ended in a TimeoutError (or trio's own RuntimeError);
+    to no recipient it failed an assertion."""
+    echo = Echo("echo")
+    async with Runtime([echo, AsksInALoopOfItsOwn("thread"), AsksNobody("nobody")]) as rt:
+        with anyio.fail_after(WAIT):
+            await rt.publish(rt.message(Work(n=1), recipient="thread"))
+            await rt.publish(rt.message(Work(n=2), recipient="nobody"))
+            await rt.wait_idle()
+        s = rt.statistics()
+    assert {d.agent_id: d.reason for d in rt.dead_letters} == {
+        "thread": "InvalidArgumentError: ctx.request() refused: it was called in a handler's "
+        "worker thread (a def handler); call it on the event loop: "
+        "anyio.from_thread.run(ctx.request, recipient, payload)",
+        "nobody": "InvalidArgumentError: ctx.request() refused 'ping': its recipient is None, "
+        "and a request goes to one agent, named by its id (to send it to the subscribers of "
+        "its type, return ctx.emit(payload) from the handler)",
+    }
+    assert (s.published, s.mailboxes["echo"].handled) == (2, 0)  # no request went out
+    settled(rt)
 
 
 async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
