@@ -42,8 +42,9 @@ def _package_dir(name: str) -> str | None:
     return os.path.dirname(os.path.abspath(origin)) + os.sep if origin else None
 
 
-_LOOPS = tuple(d for d in map(_package_dir, ("anyio", "asyncio")) if d is not None)
-_PLUMBING = (_GENIE, *_LOOPS, f"{os.sep}trio{os.sep}", f"{os.sep}contextlib.py")
+# trio's own folder, not any folder named trio: a project may be kept in one.
+_LOOPS = tuple(d for d in map(_package_dir, ("anyio", "asyncio", "trio")) if d is not None)
+_PLUMBING = (_GENIE, *_LOOPS, f"{os.sep}contextlib.py")
 # Where a retried delivery's earlier failures are kept: on the failure that followed them.
 _EARLIER = "__genie_earlier_attempts__"
 # The traceback of a failure raised in another process, formatted there (its frames are not

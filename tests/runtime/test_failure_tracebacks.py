@@ -4,8 +4,10 @@ line read is the line of the handler's own code."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -406,3 +408,26 @@ def test_a_group_holding_one_group_many_times_over_is_walked_a_bounded_way() -> 
     assert len(text) < MAX_CHARS + 100  # the cut says where it cut
     assert text.endswith("failures shown: the traceback is cut)")
     assert Counting.looked + Counted.reads < 1_000
+
+
+async def test_a_project_kept_in_a_folder_named_trio_keeps_its_lines(tmp_path: Path) -> None:
+    """Only the event loop's own frames are folded: trio's package, not any folder so named."""
+    source = tmp_path / "trio" / "pricing.py"
+    source.parent.mkdir()
+    source.write_text('def price() -> None:\n    raise LookupError("no price")\n')
+    spec = importlib.util.spec_from_file_location("pricing", source)
+    assert spec is not None
+    assert spec.loader is not None
+    pricing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pricing)
+
+    class Prices(BaseAgent):
+        @handler
+        async def on_ping(self, payload: Ping, ctx: Context) -> None:
+            pricing.price()
+
+    rt = await dead_letters(Prices("prices"))
+    [letter] = rt.dead_letters
+    assert letter.traceback is not None
+    assert letter.traceback.startswith(f"{source}:2 in price: LookupError: no price")
+    assert f'File "{source}", line 2, in price' in letter.traceback
