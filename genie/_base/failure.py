@@ -45,8 +45,6 @@ def _package_dir(name: str) -> str | None:
 # trio's own folder, not any folder named trio: a project may be kept in one.
 _LOOPS = tuple(d for d in map(_package_dir, ("anyio", "asyncio", "trio")) if d is not None)
 _PLUMBING = (_GENIE, *_LOOPS, f"{os.sep}contextlib.py")
-# Where a retried delivery's earlier failures are kept: on the failure that followed them.
-_EARLIER = "__genie_earlier_attempts__"
 # The traceback of a failure raised in another process, formatted there (its frames are not
 # this process's): on the exception rebuilt here.
 _THERE = "__genie_formatted_there__"
@@ -209,24 +207,24 @@ def formatted_there(error: BaseException, text: str) -> None:
         setattr(error, _THERE, text)
 
 
-def remember_attempt(failure: BaseException, earlier: BaseException) -> None:
-    """``failure`` ended an attempt of a delivery whose previous attempt ended in ``earlier``:
-    keep the tracebacks of both (the last ``KEPT``) for its dead letter."""
-    if failure is earlier:
-        return  # the same exception raised again: one traceback
-    kept = (*getattr(earlier, _EARLIER, ()), format_failure(earlier))[-(KEPT - 1) :]
-    # An exception class with slots and no room, or one that refuses attributes its own way
-    # (a frozen error), keeps its own traceback only.
-    with contextlib.suppress(Exception):
-        setattr(failure, _EARLIER, kept)
+def remember_attempt(
+    earlier: tuple[str, ...], failed: BaseException | None, then: BaseException
+) -> tuple[str, ...]:
+    """The tracebacks of a delivery's attempts before the one that ended in ``then``, the last
+    ``KEPT - 1``: ``earlier`` (those before ``failed``), then ``failed``'s (None: none failed).
+    The delivery keeps them, not the exception: one exception may end deliveries of several
+    requests (a failed fetch many handlers share), and one's tracebacks are not another's."""
+    if then is failed:
+        return earlier  # the same exception raised again: one traceback
+    return attempts_of(failed, earlier)[-(KEPT - 1) :]
 
 
-def attempts_of(error: BaseException | None) -> tuple[str, ...]:
-    """The tracebacks of the attempts that ended in ``error``, oldest first (``error``'s
-    last, unless the runtime made it without raising it: an open circuit)."""
+def attempts_of(error: BaseException | None, earlier: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The tracebacks of the attempts of a delivery that ended in ``error``, oldest first:
+    ``earlier`` (``remember_attempt``), then ``error``'s, unless the runtime made it without
+    raising it (an open circuit)."""
     if error is None:
-        return ()
-    earlier: tuple[str, ...] = getattr(error, _EARLIER, ())
+        return earlier
     return earlier if error.__traceback__ is None else (*earlier, format_failure(error))
 
 

@@ -26,7 +26,7 @@ import anyio
 from .._agent.context import ContextServices, runtime_context
 from .._base.backend import Backend
 from .._base.clock import Clock
-from .._base.failure import exiting, held, remember_attempt
+from .._base.failure import attempts_of, exiting, held, remember_attempt
 from .._base.resilience import NOT_RETRYABLE
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
@@ -161,13 +161,19 @@ class DeliveryRunner:
                     # retry; only a breaker counting failures can be tripped.
                     failing = mb.failing
                     error: BaseException | None = None
+                    # The tracebacks of the attempts before the one that ended in ``error``:
+                    # this delivery's own (another's may have raised the same exception).
+                    earlier: tuple[str, ...] = ()
                     again = failing is not None and handoff is None and failing.tripped
                     while True:
                         if again:
                             # ``error``: the last attempt's failure, kept for the next one's.
                             given_up = await self._again(mb, msg, error, attempt)
                             if given_up is not None:
-                                self._give_up(mb, msg, corr, given_up, attempt)
+                                # ``error``, or an open circuit (made, not raised), whose
+                                # letter keeps the failures that kept it open.
+                                earlier = remember_attempt(earlier, error, given_up)
+                                self._give_up(mb, msg, corr, given_up, attempt, earlier)
                                 break
                             # Let through a half-open breaker: this attempt is its one trial.
                             trial = mb.breaker is not None and mb.breaker.state == "half_open"
@@ -228,12 +234,12 @@ class DeliveryRunner:
                                     reason,
                                     handoff.error,
                                     handoff.attempts,
+                                    tracebacks=attempts_of(handoff.error, handoff.earlier),
                                 )
                                 break
                             attempt += 1
                             trial = False  # a failed trial is recorded (``_again``)
-                            if error is not None:  # a retry failed too: keep both tracebacks
-                                remember_attempt(exc, error)
+                            earlier = remember_attempt(earlier, error, exc)
                             error = exc
                             again = True
                         else:
@@ -319,21 +325,25 @@ class DeliveryRunner:
             self.ledger.retried()
             await self.clock.sleep(retry.delay(attempt))
         if breaker is not None and not breaker.allow(self.clock.monotonic()):
-            opened = CircuitOpenError(
+            return CircuitOpenError(
                 f"circuit of agent {mb.id!r} is open after repeated failures",
                 message_id=msg.id,
                 agent_id=mb.id,
                 correlation_id=msg.correlation_id,
             )
-            if error is not None:
-                remember_attempt(opened, error)  # the failures that kept it open
-            return opened
         return None
 
     def _give_up(
-        self, mb: Mailbox, msg: Message, corr: _Correlation, error: BaseException, attempts: int
+        self,
+        mb: Mailbox,
+        msg: Message,
+        corr: _Correlation,
+        error: BaseException,
+        attempts: int,
+        earlier: tuple[str, ...],
     ) -> None:
-        """The delivery failed for good: on to the agent's fallback, else a dead letter."""
+        """The delivery failed for good: on to the agent's fallback, else a dead letter.
+        ``earlier``: the tracebacks of its attempts before the one that ended in ``error``."""
         mb.failed += 1
         reason = described(error)
         fallback = mb.options.fallback
@@ -348,12 +358,16 @@ class DeliveryRunner:
                 fb = self.mailboxes[fallback]
                 if len(fb.queue) >= fb.capacity:
                     fb.overdrafts += 1
-                self.transport.put(Handoff(msg, mb.id, reason, error, attempts), fallback)
+                handoff = Handoff(msg, mb.id, reason, error, attempts, earlier)
+                self.transport.put(handoff, fallback)
                 return
             # Audited as any refusal is; the delivery itself ends as the failure it is.
             self.ledger.refused(msg, fallback, decision)
             reason += f"; fallback {fallback!r} denied by {decision.policy}: {decision.reason}"
-        self.ledger.dead_letter(mb.id, msg, corr, "failed", reason, error, attempts)
+        tracebacks = attempts_of(error, earlier)
+        self.ledger.dead_letter(
+            mb.id, msg, corr, "failed", reason, error, attempts, tracebacks=tracebacks
+        )
 
     async def _within_deadline(
         self, mb: Mailbox, msg: Message, pending: Awaitable[object]

@@ -420,9 +420,16 @@ class RuntimeHost:
         error_type: str | None = None,
         tracebacks: tuple[str, ...] = (),
     ) -> None:
-        elsewhere = (error_type, tracebacks)
         self._ledger.dead_letter(
-            consumer, msg, corr, kind, reason, None, attempts, elsewhere=elsewhere
+            consumer,
+            msg,
+            corr,
+            kind,
+            reason,
+            None,
+            attempts,
+            error_type=error_type,
+            tracebacks=tracebacks,
         )
 
     def unreadable(

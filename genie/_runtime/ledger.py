@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._base.clock import Clock
-from .._base.failure import attempts_of
 from .._base.log import lazy_logger
 from .._message.envelope import Message
 from .audit import AuditRecord, AuditSink
@@ -328,12 +327,23 @@ class Ledger:
         attempts: int,
         *,
         log: bool = True,
-        elsewhere: tuple[str | None, tuple[str, ...]] = (None, ()),
+        error_type: str | None = None,
+        tracebacks: tuple[str, ...] = (),
     ) -> None:
-        """A delivery in flight ends as a dead letter. ``elsewhere``: the error's type and
-        tracebacks, when it was raised in another process (``error`` is None)."""
+        """A delivery in flight ends as a dead letter. ``error_type``: the error's type when
+        it was raised in another process (``error`` is None); ``tracebacks``: of a failed
+        delivery, its attempts' (``attempts_of``)."""
         self.dead_lettered += 1
-        self.store(consumer, msg, kind, reason, error, attempts, log=log, elsewhere=elsewhere)
+        self.store(
+            consumer,
+            msg,
+            kind,
+            reason,
+            type(error).__name__ if error is not None else error_type,
+            attempts,
+            tracebacks,
+            log=log,
+        )
         if corr.waiters or self.on_loss is not None:
             missing = Missing(
                 consumer,
@@ -398,17 +408,12 @@ class Ledger:
         msg: Message,
         kind: DeadLetterKind,
         reason: str,
-        error: BaseException | None,
+        error_type: str | None,
         attempts: int,
+        tracebacks: tuple[str, ...] = (),
         *,
         log: bool = True,
-        elsewhere: tuple[str | None, tuple[str, ...]] = (None, ()),
     ) -> None:
-        if error is None:
-            error_type, tracebacks = elsewhere
-        else:
-            error_type = type(error).__name__
-            tracebacks = attempts_of(error) if kind == "failed" else ()
         letter = DeadLetter(
             msg, consumer, kind, reason, error_type, attempts, self.clock.now(), tracebacks
         )

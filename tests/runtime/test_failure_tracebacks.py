@@ -16,7 +16,7 @@ from genie import AgentOptions, BaseAgent, BreakerPolicy, Context, RetryPolicy, 
 from genie._base.failure import KEPT, MAX_CHARS, exiting, format_failure
 from genie._errors import REASON_CHARS, described
 
-from ..conftest import Echo, Ping
+from ..conftest import Echo, Note, Ping
 
 
 def divide(n: int) -> int:
@@ -408,6 +408,42 @@ def test_a_group_holding_one_group_many_times_over_is_walked_a_bounded_way() -> 
     assert len(text) < MAX_CHARS + 100  # the cut says where it cut
     assert text.endswith("failures shown: the traceback is cut)")
     assert Counting.looked + Counted.reads < 1_000
+
+
+class SharedFetch(BaseAgent):
+    """Prices an account from rates fetched once for all (single flight): every handler that
+    awaits the failed fetch raises its one exception. Alice's first attempt fails first with
+    an error of her own account."""
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.fetch_failed = ConnectionError("rates service unreachable")
+        self.alices = 0
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        if payload.text == "alice-4111":
+            self.alices += 1
+            if self.alices == 1:
+                raise ValueError("account alice-4111 is overdrawn")
+        raise self.fetch_failed
+
+
+async def test_a_letter_holds_its_own_deliverys_tracebacks_only() -> None:
+    """One exception ends deliveries of two requests: each letter keeps the tracebacks of its
+    own attempts, never another request's."""
+    async with Runtime() as rt:
+        rt.add(SharedFetch("p"), options=AgentOptions(retry=RetryPolicy(attempts=2, backoff=0)))
+        for account in ("alice-4111", "bob"):
+            await rt.ask(rt.message(Note(text=account), recipient="p"))
+    alice, bob = rt.dead_letters
+    assert [t.splitlines()[0].split(": ", 1)[1] for t in alice.tracebacks] == [
+        "ValueError: account alice-4111 is overdrawn",
+        "ConnectionError: rates service unreachable",
+    ]
+    assert bob.attempts == 2
+    assert len(bob.tracebacks) == 1  # the same exception raised again: one traceback
+    assert not any("alice" in t for t in bob.tracebacks)
 
 
 async def test_a_project_kept_in_a_folder_named_trio_keeps_its_lines(tmp_path: Path) -> None:

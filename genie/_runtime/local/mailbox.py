@@ -23,16 +23,25 @@ class Handoff:
     mailbox like a message, so the fallback's concurrency, order and statistics hold. It is
     the same delivery (still in flight), not a new one."""
 
-    __slots__ = ("attempts", "error", "failed_agent", "message", "reason")
+    __slots__ = ("attempts", "earlier", "error", "failed_agent", "message", "reason")
 
     def __init__(
-        self, message: Message, failed_agent: str, reason: str, error: BaseException, attempts: int
+        self,
+        message: Message,
+        failed_agent: str,
+        reason: str,
+        error: BaseException,
+        attempts: int,
+        earlier: tuple[str, ...],
     ) -> None:
         self.message = message
         self.failed_agent = failed_agent
         self.reason = reason
         self.error = error
         self.attempts = attempts
+        # The tracebacks of its attempts before the one that ended in ``error``
+        # (``remember_attempt``): its dead letter keeps them if the fallback fails too.
+        self.earlier = earlier
 
 
 Queued = Message | Handoff
