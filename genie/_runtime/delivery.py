@@ -226,6 +226,8 @@ class DeliveryRunner:
                                 reason = (
                                     f"{handoff.reason}; fallback {mb.id!r} failed: {described(exc)}"
                                 )
+                                # The agent's attempts, then the fallback's, which was last.
+                                agents = remember_attempt(handoff.earlier, handoff.error, exc)
                                 ledger.dead_letter(
                                     handoff.failed_agent,
                                     msg,
@@ -234,7 +236,7 @@ class DeliveryRunner:
                                     reason,
                                     handoff.error,
                                     handoff.attempts,
-                                    tracebacks=attempts_of(handoff.error, handoff.earlier),
+                                    tracebacks=attempts_of(exc, agents),
                                 )
                                 break
                             attempt += 1

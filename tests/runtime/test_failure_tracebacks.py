@@ -446,6 +446,25 @@ async def test_a_letter_holds_its_own_deliverys_tracebacks_only() -> None:
     assert not any("alice" in t for t in bob.tracebacks)
 
 
+class FailsToo(BaseAgent):
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        raise KeyError("backup-bug")
+
+
+async def test_a_failed_fallbacks_traceback_is_the_last() -> None:
+    async with Runtime() as rt:
+        rt.add(Divider("primary"), options=AgentOptions(fallback="backup"))
+        rt.add(FailsToo("backup"))
+        await rt.ask(rt.message(Ping(n=0), recipient="primary"))
+    [letter] = rt.dead_letters
+    assert letter.error_type == "ZeroDivisionError"  # the letter is the agent's delivery's
+    first, last = letter.tracebacks
+    assert first.startswith(f"{__file__}:{DIVIDE_LINE} in divide: ZeroDivisionError")
+    assert letter.traceback == last
+    assert last.splitlines()[0].endswith("in on_ping: KeyError: 'backup-bug'")
+
+
 async def test_a_project_kept_in_a_folder_named_trio_keeps_its_lines(tmp_path: Path) -> None:
     """Only the event loop's own frames are folded: trio's package, not any folder so named."""
     source = tmp_path / "trio" / "pricing.py"
