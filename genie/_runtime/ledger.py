@@ -332,8 +332,8 @@ class Ledger:
     ) -> None:
         """A delivery in flight ends as a dead letter. ``error_type``: the error's type when
         it was raised in another process (``error`` is None); ``tracebacks``: of a failed
-        delivery, its attempts' (``attempts_of``)."""
-        self.dead_lettered += 1
+        delivery, its attempts' (``attempts_of``). Counted once the letter is kept: a
+        letter that could not be would leave the delivery in flight, not count it twice."""
         self.store(
             consumer,
             msg,
@@ -344,6 +344,7 @@ class Ledger:
             tracebacks,
             log=log,
         )
+        self.dead_lettered += 1
         if corr.waiters or self.on_loss is not None:
             missing = Missing(
                 consumer,
