@@ -129,7 +129,10 @@ def _described(error: BaseException, depth: int, room: int) -> str:
     # would be cut there anyway, and a group nested deeper than Python's recursion limit
     # (a task group per level of a recursive walk) must not fail the describing.
     if isinstance(error, BaseExceptionGroup) and depth > 0:
-        failures = error.exceptions
+        try:
+            failures = error.exceptions
+        except BaseException:  # its class hides what it holds: said by its own text alone
+            return said
         room -= len(said)
         held: list[str] = []
         for inner in failures[:NAMED_IN_GROUP]:

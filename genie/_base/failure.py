@@ -7,6 +7,10 @@ nothing a handler's author can act on, so each run of them is folded into one li
 text starts with the line that raised in the author's own code. Each attempt of a retried
 delivery keeps its traceback (the last ``KEPT``), each cut to ``MAX_CHARS``: a dead letter is
 kept in memory and may be sent to a client, so it stays small.
+
+What a handler raised is described whatever its class does when read: an API error that looks
+its attributes up in a dict (``KeyError`` for ``__notes__``), or a property that raises, gives
+a shorter text, never an error of the runtime's own (it would stop the runtime).
 """
 
 from __future__ import annotations
@@ -183,19 +187,40 @@ def format_failure(error: BaseException) -> str:
     group), genie's and the event loop's frames folded: first the line of the handler's code
     that raised (``file:line in function: Type: message``), then the traceback, at most
     ``MAX_CHARS`` long (as it was formatted in the process that raised it, for an exception
-    rebuilt here: ``formatted_there``)."""
-    there: str | None = getattr(error, _THERE, None)
+    rebuilt here: ``formatted_there``). Never raises: of an error whose class fails a read
+    (see the module docstring), what can be read of it."""
+    try:
+        there: str | None = getattr(error, _THERE, None)
+    except BaseException:  # its class looks up a name it lacks its own way: none was set
+        there = None
     if there is not None:
         return there
-    raised_at = _raised_at(error)
     said = described(error)  # as the dead letter's reason says it
+    try:
+        raised_at = _raised_at(error)
+    except BaseException:  # its traceback or cause cannot be read: no line to name
+        raised_at = None
     head = (
         f"{raised_at.filename}:{raised_at.lineno} in {raised_at.name}: {said}\n"
         if raised_at is not None
         else f"{said}\n"
     )
-    shown = _traceback(error).format()
-    return middle_cut(head + "".join(shown).rstrip("\n"), MAX_CHARS)
+    return middle_cut((head + _shown(error, said)).rstrip("\n"), MAX_CHARS)
+
+
+def _shown(error: BaseException, said: str) -> str:
+    """The traceback of ``error`` as Python prints it, frames folded; of an error whose class
+    fails a read that printing makes (``__notes__``, its group's failures, a syntax error's
+    file), its own frames and ``said``; of one whose frames cannot be read either, nothing."""
+    try:
+        return "".join(_traceback(error).format())
+    except BaseException:
+        pass
+    try:
+        frames = _Folded(traceback.extract_tb(error.__traceback__)).format()
+    except BaseException:
+        return ""
+    return "Traceback (most recent call last):\n" + "".join(frames) + said
 
 
 def formatted_there(error: BaseException, text: str) -> None:
@@ -225,7 +250,11 @@ def attempts_of(error: BaseException | None, earlier: tuple[str, ...] = ()) -> t
     raising it (an open circuit)."""
     if error is None:
         return earlier
-    return earlier if error.__traceback__ is None else (*earlier, format_failure(error))
+    try:
+        made = error.__traceback__ is None
+    except BaseException:  # raised, but its frames cannot be read: described all the same
+        made = False
+    return earlier if made else (*earlier, format_failure(error))
 
 
 def held(exc: BaseException) -> Iterator[BaseException]:
@@ -238,11 +267,13 @@ def held(exc: BaseException) -> Iterator[BaseException]:
     walked: set[int] = set()
     while todo:
         one = todo.pop()
-        if isinstance(one, BaseExceptionGroup):
-            if id(one) not in walked:
-                walked.add(id(one))
+        if isinstance(one, BaseExceptionGroup) and id(one) not in walked:
+            walked.add(id(one))
+            try:
                 todo.extend(reversed(one.exceptions))
-        else:
+            except BaseException:  # its class hides what it holds: it is one failure itself
+                yield one
+        elif not isinstance(one, BaseExceptionGroup):
             yield one
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -408,6 +409,105 @@ def test_a_group_holding_one_group_many_times_over_is_walked_a_bounded_way() -> 
     assert len(text) < MAX_CHARS + 100  # the cut says where it cut
     assert text.endswith("failures shown: the traceback is cut)")
     assert Counting.looked + Counted.reads < 1_000
+
+
+class ApiError(Exception):
+    """An API client's error that reads its fields from the response's body: a name the body
+    lacks (``__notes__``, which Python's traceback reads) raises KeyError, not AttributeError."""
+
+    def __init__(self, body: dict[str, object]) -> None:
+        super().__init__(body.get("message", "api error"))
+        self.body = body
+
+    def __getattr__(self, name: str) -> object:
+        return self.body[name]
+
+
+class NotesFail(Exception):
+    @property
+    def __notes__(self) -> list[str]:  # type: ignore[override]
+        raise RuntimeError("its notes cannot be read")
+
+
+class CauseFails(Exception):
+    @property
+    def __cause__(self) -> BaseException | None:  # type: ignore[override]
+        raise RuntimeError("its cause cannot be read")
+
+
+class FramesFail(Exception):
+    @property
+    def __traceback__(self) -> None:  # type: ignore[override]
+        raise RuntimeError("its frames cannot be read")
+
+
+class FileFails(SyntaxError):
+    @property
+    def filename(self) -> str:  # type: ignore[override]
+        raise RuntimeError("its file cannot be read")
+
+
+class HoldsHidden(ExceptionGroup[Exception]):
+    @property
+    def exceptions(self) -> tuple[Exception, ...]:
+        raise RuntimeError("what it holds cannot be read")
+
+
+HOSTILE: dict[str, Callable[[], Exception]] = {
+    "api": lambda: ApiError({"message": "quota exceeded", "code": 429}),
+    "notes": lambda: NotesFail("n"),
+    "cause": lambda: CauseFails("c"),
+    "frames": lambda: FramesFail("t"),
+    "file": lambda: FileFails("s"),
+    "group": lambda: HoldsHidden("g", [ValueError("v")]),
+}
+
+
+class RaisesHostile(BaseAgent):
+    def __init__(self, id: str, kind: str) -> None:
+        super().__init__(id)
+        self.kind = kind
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        raise HOSTILE[self.kind]()
+
+
+class RaisesHostileInThread(RaisesHostile):
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context) -> None:  # type: ignore[override]
+        raise HOSTILE[self.kind]()
+
+
+# Of a def handler, an error whose frames cannot be read never comes back from its thread:
+# trio's worker thread fails handing it on.
+CASES = [(kind, False) for kind in HOSTILE] + [(kind, True) for kind in HOSTILE if kind != "frames"]
+
+
+@pytest.mark.parametrize(("kind", "threaded"), CASES)
+async def test_an_error_whose_class_fails_a_read_fails_only_its_delivery(
+    kind: str, threaded: bool
+) -> None:
+    """Describing what a handler raised reads its attributes; an error class may fail such a
+    read its own way. Its delivery fails all the same (each attempt's traceback kept, said as
+    far as it can be read), the counts hold and the runtime closes as it should."""
+    agent = (RaisesHostileInThread if threaded else RaisesHostile)("h", kind)
+    rt = await dead_letters(agent, AgentOptions(retry=RetryPolicy(attempts=2, backoff=0)))
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.error_type, letter.attempts) == (
+        "failed",
+        type(HOSTILE[kind]()).__name__,
+        2,
+    )
+    assert len(letter.tracebacks) == 2
+    for text in letter.tracebacks:
+        assert text.splitlines()[0].endswith(letter.reason)
+    if kind == "api":  # the common case: where it raised, and its frames
+        assert letter.traceback is not None
+        assert letter.traceback.startswith(f"{__file__}:")
+        assert letter.traceback.endswith("ApiError: quota exceeded")
+    s = rt.statistics()
+    assert (s.delivered, s.dead_lettered, s.in_flight) == (1, 1, 0)
 
 
 class SharedFetch(BaseAgent):
