@@ -348,7 +348,13 @@ class RuntimeContext(_ContextBase):
         await self._services.clock.sleep(seconds)
 
     async def request(
-        self, recipient: str, payload: Payload, *, timeout: float | None = None
+        # ``str | None``: a recipient of None reaches the runtime, which refuses it saying why
+        # (a compiled build would raise a TypeError of its own at the call).
+        self,
+        recipient: str | None,
+        payload: Payload,
+        *,
+        timeout: float | None = None,
     ) -> Message:
         services = self._services
         if services.on_loop is not None:

@@ -126,7 +126,10 @@ class _Criteria:
     ) -> None:
         self._senders = senders
         self._types = types
-        self._where = where
+        # The caller's predicate, whose answer is read as true or false: kept as answering
+        # any object, so that a compiled build reads an awaitable it returns too (and refuses
+        # it below) instead of raising a TypeError of its own first.
+        self._where: Callable[[Message], object] | None = where
         # When the wait for what matches ends (a gather's deadline, on the runtime's clock):
         # from then on ``overdue`` decides. None: never (and nothing is read per message).
         self._due = due
