@@ -238,6 +238,11 @@ class Correlator:
         # What recently closed gathers matched, so replies that arrive after them are counted
         # as late (the criteria only: a gather holds all its replies).
         self.closed_criteria: OrderedDict[str, _Criteria] = OrderedDict()
+        # The ``ctx.request``s whose requester stopped waiting (timed out, cancelled) before
+        # the answer came, by the request's id: the requester and who may answer. An answer
+        # that comes later is late, as a closed gather's reply is, and is not put in the
+        # requester's mailbox, which would take it for a message of its own.
+        self.given_up: OrderedDict[str, tuple[str, frozenset[str]]] = OrderedDict()
         self._late_memory = late_memory
         self.pending = 0
         self.complete = 0
@@ -297,6 +302,26 @@ class Correlator:
             self.late += 1
             return True
         return False
+
+    def answered_late(self, msg: Message) -> bool:
+        """Count ``msg``, a handler's output, if it answers a request its requester gave up
+        on (callers on the message path test ``given_up`` first); whether it does."""
+        given_up = self.given_up.get(msg.causation_id or "")
+        if given_up is None:
+            return False
+        requester, responders = given_up
+        if msg.recipient != requester or msg.sender not in responders:
+            return False
+        del self.given_up[msg.causation_id or ""]  # the first answer is the answer
+        self.late += 1
+        return True
+
+    def gave_up(self, request: Message, responders: frozenset[str]) -> None:
+        """``request``'s requester stopped waiting with no answer (see ``given_up``)."""
+        given_up = self.given_up
+        given_up[request.id] = (request.sender, responders)
+        if len(given_up) > self._late_memory:
+            given_up.popitem(last=False)
 
     def failed(self, corr: _Correlation, missing: Missing, message_id: str, recipient: str) -> None:
         for waiter in corr.waiters:
@@ -704,7 +729,9 @@ class RequestWaiter(_Waiter):
         try:
             await owner.wait_until(self._done, deadline)
         finally:
-            self._owner.remove(self._corr, self)
+            owner.remove(self._corr, self)
+            if self.reply is None and self.error is None:  # timed out, or its caller cancelled
+                owner.gave_up(self._request, self._responders)
         # The outcome, even when it came in the loop turn the deadline fell due: a reply taken
         # (collected, kept out of the requester's mailbox) is never dropped for a timeout.
         if self.error is not None:

@@ -360,9 +360,16 @@ class Dispatcher:
                             ),
                         )
             late = False
-            if not taken and self.correlator.closed_criteria:
-                # Nobody waiting now took it: late, if a gather that ended would have.
-                late = self.correlator.check_late(msg)
+            if not taken:
+                correlator = self.correlator
+                if output and correlator.given_up and correlator.answered_late(msg):
+                    # The answer to a request its requester gave up on: late, and not the
+                    # requester's to handle (its waiter would have taken it).
+                    late = True
+                    agents = tuple(r for r in agents if r != msg.recipient)
+                elif correlator.closed_criteria:
+                    # Nobody waiting now took it: late, if a gather that ended would have.
+                    late = correlator.check_late(msg)
             if free and admission.policies:
                 admission.passed(taken + len(agents))  # each admitted by the one question
             if self.taps:

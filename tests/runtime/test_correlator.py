@@ -417,6 +417,51 @@ async def test_request_failures_raise_at_once() -> None:
     assert texts[2] == "timed out"
 
 
+class PongTaker(Asker):
+    """An asker that also handles pongs sent to it, counting them."""
+
+    def __init__(self, id: str, target: str, timeout: float) -> None:
+        super().__init__(id, target, timeout)
+        self.pongs: list[Pong] = []
+
+    @handler
+    async def on_pong(self, payload: Pong, ctx: Context) -> None:
+        self.pongs.append(payload)
+
+
+@pytest.mark.parametrize("gives_up", ["its timeout", "its handler's deadline"])
+async def test_an_answer_after_the_requester_gave_up_is_late_not_its_message(
+    gives_up: str,
+) -> None:
+    """The requester stops waiting (its request's timeout, or its own handler's deadline
+    cancels the wait) and the answer comes later: counted late and an ``unrouted`` dead letter
+    saying so, as a reply after an ask's timeout is. It is never put in the requester's
+    mailbox, where its handler would take it for a message of its own (or, with no handler
+    of its type, fail on it)."""
+    if gives_up == "its timeout":
+        asker, options = PongTaker("asker", "slow", timeout=3.0), AgentOptions()
+    else:
+        asker, options = PongTaker("asker", "slow", timeout=100.0), AgentOptions(deadline=3.0)
+    async with Runtime([SlowEcho("slow", 10.0)]) as rt:
+        rt.add(asker, options=options)
+        result = await rt.ask(rt.message(Ping(n=1), recipient="asker"), timeout=60)
+        await rt.wait_idle()
+        s = rt.statistics()
+    if gives_up == "its timeout":
+        assert isinstance(result.message.payload, Note)
+        assert result.message.payload.text == "timed out"
+    else:
+        assert result.status == "partial"  # the asker's delivery failed at its deadline
+    assert asker.pongs == []
+    assert s.correlations.late_replies == 1
+    late = [d for d in rt.dead_letters if d.message.type == "pong"]
+    assert [(d.kind, d.agent_id, d.message.sender, d.reason) for d in late] == [
+        ("unrouted", "asker", "slow", "late: the wait for it had ended")
+    ]
+    assert s.mailboxes["asker"].handled + s.mailboxes["asker"].failed == 1  # its ping only
+    assert s.in_flight == 0
+
+
 class SelfAsker(BaseAgent):
     """Answers a pong; asked a ping, it asks itself for the pong."""
 
