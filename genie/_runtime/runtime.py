@@ -146,6 +146,33 @@ def _no_sync_handlers(agent: BaseAgent, name: str, payload: type[Payload]) -> Bo
     raise AssertionError("only an agent with plain def handlers has them bound")
 
 
+def _a_message(msg: object, call: str) -> None:
+    """Refuse, saying how to make one, what ``rt.<call>`` was given that is no ``Message``
+    (a payload passed as it is, most often)."""
+    if isinstance(msg, Message):
+        return
+    how = (
+        f"build one with rt.message({type(msg).__qualname__}(...))"
+        if isinstance(msg, Payload)
+        else "build one with rt.message(payload)"
+    )
+    raise InvalidArgumentError(
+        f"rt.{call}() takes a genie.Message, not {type(msg).__qualname__}: {how}"
+    )
+
+
+def _a_correlation_id(correlation_id: object, call: str) -> None:
+    """Refuse a correlation id that is no string: a gather or a stream of it could only wait
+    for a correlation no message has."""
+    if not isinstance(correlation_id, str):
+        given = type(correlation_id).__qualname__
+        if isinstance(correlation_id, Message):
+            given = "a Message: pass its correlation_id"
+        raise InvalidArgumentError(
+            f"rt.{call}() takes a correlation id, a str (a message's correlation_id), not {given}"
+        )
+
+
 class Runtime:
     """Hosts agents and moves messages between them. Use it as ``async with Runtime(...)``.
 
@@ -691,6 +718,8 @@ class Runtime:
         reader never slows the runtime, it loses events and is told how many (a ``dropped``
         event); the ``settled`` event that ends a request's stream always reaches it.
         """
+        if correlation_id is not None:
+            _a_correlation_id(correlation_id, "events")
         if self._state is RuntimeState.CLOSED:
             raise RuntimeClosedError("cannot stream events: the runtime is closed")
         if self._hub is None:
@@ -1018,14 +1047,17 @@ class Runtime:
     async def publish(self, msg: Message) -> None:
         """Deliver ``msg`` to its recipients, waiting while a recipient's mailbox is full.
 
-        Raises ``UnknownMessageTypeError``, ``UnknownRecipientError``, ``NoRouteError``,
-        ``RuntimeClosedError``, or ``PublishFromHandlerError`` inside a handler of this runtime
+        Raises ``InvalidArgumentError`` for what is no ``Message`` (a payload: ``rt.message``
+        makes a message of it), ``UnknownMessageTypeError``, ``UnknownRecipientError``,
+        ``NoRouteError``, ``RuntimeClosedError``, or ``PublishFromHandlerError`` inside a
+        handler of this runtime
         (a handler returns its messages instead), before anything is delivered. Denials are
         not errors here: they are recorded and reported to the correlation's gathers. It is a
         checkpoint, as anyio's memory streams: it yields first, and cancelled before the
         message is in (while it waits for room, say), nothing happened. With a store, it
         returns once the message is in the store (a kill after that loses nothing of it).
         """
+        _a_message(msg, "publish")
         await self._backend.checkpoint()
         if self._preparers:
             # Refused inside a handler before a preparer shows the text to its classifier.
@@ -1039,6 +1071,7 @@ class Runtime:
     def publish_nowait(self, msg: Message) -> None:
         """Like ``publish`` but raises ``WouldBlockError`` if it would wait; then nothing
         happened (no delivery, no count, no tap, no policy evaluated)."""
+        _a_message(msg, "publish_nowait")
         self._dispatcher.publish_nowait(msg)
 
     def _fire(self, msg: Message) -> None:
@@ -1060,6 +1093,7 @@ class Runtime:
 
         Each reply passes admission for ``consumer`` (whom the gather collects for) first.
         """
+        _a_correlation_id(correlation_id, "gather")
         return self._correlator.gather(
             correlation_id,
             count=count,
@@ -1114,6 +1148,7 @@ class Runtime:
         timeout: float | None,
         wait: bool = True,
     ) -> GatherResult:
+        _a_message(msg, how)
         # Refused inside a handler before anything happens: no gather, and no ``cancel`` of
         # the correlation, which may be the handler's own.
         self._dispatcher.check_caller(how, msg)
@@ -1189,6 +1224,7 @@ class Runtime:
         """Stop a request: its running handlers are cancelled, its queued work and pending
         timers end as cancelled dead letters, its further outputs are not delivered, and a
         publish of it waiting for room stops waiting (its message is not delivered either)."""
+        _a_correlation_id(correlation_id, "cancel")
         corr = self._correlator.lookup(correlation_id)
         # A publish of it still waiting for room has nothing in flight to stop: its wait ends,
         # and its message goes where the request's later messages go (nowhere).

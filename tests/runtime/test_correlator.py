@@ -856,6 +856,45 @@ async def test_an_argument_the_runtime_refuses_is_a_genie_error_and_a_value_erro
     assert all(isinstance(r, GenieError) for r in refusals)
 
 
+async def test_a_payload_or_a_message_where_the_other_is_due_is_refused_saying_how() -> None:
+    """``rt.publish(Ping())`` (the payload, not a message of it) was an ``AttributeError``
+    from inside the dispatcher; ``rt.gather(msg)`` or ``rt.cancel(msg)`` (the message, not its
+    correlation id) waited for, or stopped, a correlation nobody has, silently."""
+    async with Runtime([Echo("echo")]) as rt:
+        msg = rt.message(Ping(n=1), recipient="echo")
+        sends: list[tuple[str, Callable[[], Any]]] = [
+            ("publish", lambda: rt.publish(Ping(n=1))),  # type: ignore[arg-type]
+            ("ask", lambda: rt.ask(Ping(n=1))),  # type: ignore[arg-type]
+            ("resume", lambda: rt.resume(Ping(n=1))),  # type: ignore[arg-type]
+        ]
+        for call, send in sends:
+            with pytest.raises(InvalidArgumentError) as caught:
+                await send()
+            assert str(caught.value) == (
+                f"rt.{call}() takes a genie.Message, not Ping: build one with rt.message(Ping(...))"
+            )
+        with pytest.raises(InvalidArgumentError, match=r"not str: build one with rt\.message"):
+            rt.publish_nowait("ping")  # type: ignore[arg-type]
+        ids: list[tuple[str, Callable[[], object]]] = [
+            ("gather", lambda: rt.gather(msg)),  # type: ignore[arg-type]
+            ("cancel", lambda: rt.cancel(msg)),  # type: ignore[arg-type]
+            ("events", lambda: rt.events(msg)),  # type: ignore[arg-type]
+        ]
+        for call, name in ids:
+            with pytest.raises(InvalidArgumentError) as caught:
+                name()
+            assert str(caught.value) == (
+                f"rt.{call}() takes a correlation id, a str (a message's correlation_id), not a "
+                "Message: pass its correlation_id"
+            )
+        with pytest.raises(InvalidArgumentError, match=r"rt\.gather\(\) .* not int$"):
+            rt.gather(5)  # type: ignore[arg-type]
+        # Nothing was sent, opened or stopped: the right call still works.
+        assert (await rt.ask(msg)).message.payload == Pong(n=1)
+        s = rt.statistics()
+    assert (s.published, s.correlations.gathers_pending, len(rt.dead_letters)) == (2, 0, 0)
+
+
 def no_notes_to_the_user() -> PolicyFn:
     return PolicyFn(
         "no-notes",
