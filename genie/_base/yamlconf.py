@@ -224,6 +224,8 @@ class _Walk:
     alias_lines: dict[tuple[int, int, int], int]
     out: dict[Loc, int] = field(default_factory=dict)
     dupes: dict[tuple[int, int, int], tuple[int, int, Loc]] = field(default_factory=dict)
+    # The mappings with a ``<<`` key, where, and their own keys' nodes (see ``_merged_lines``).
+    merges: list[tuple[yaml.MappingNode, Loc, frozenset[int]]] = field(default_factory=list)
 
 
 def _lines(node: yaml.Node, loc: Loc, walk: _Walk, line: int | None = None) -> None:
@@ -249,9 +251,27 @@ def _lines(node: yaml.Node, loc: Loc, walk: _Walk, line: int | None = None) -> N
             walk.out[(*loc, name)] = at
             if not isinstance(read, str):  # on: is true: pydantic names such a key by its value
                 walk.out.setdefault((*loc, read), at)
+        if _MERGE in seen:
+            walk.merges.append((node, loc, frozenset(id(key) for key, _ in node.value)))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _lines(item, (*loc, i), walk, walk.alias_lines.get((id(node), i, 0)))
+
+
+def _merged_lines(walk: _Walk) -> None:
+    """Record the line of each key a ``<<`` merged into a mapping, where it was written (in
+    the mapping merged in): loaded, it is that mapping's own key. Read after constructing,
+    which leaves each such mapping's node holding its merged keys before its own, the last
+    of each key the one loaded, so the lines follow what the loader did."""
+    i = 0
+    while i < len(walk.merges):  # a merged value's own merges join the list as it is walked
+        node, loc, own = walk.merges[i]
+        i += 1
+        loaded = {key.value: (key, value) for key, value in node.value}
+        for name, (key, value) in loaded.items():
+            if id(key) not in own:
+                _lines(value, (*loc, name), walk)
+                walk.out[(*loc, name)] = key.start_mark.line + 1
 
 
 def is_under(loc: Loc, prefixes: Sequence[Loc]) -> bool:
@@ -292,6 +312,8 @@ def parse_yaml(text: str, path: str | Path, max_bytes: int = MAX_BYTES) -> Docum
             walk = _Walk(loader.construct_object, loader.alias_lines)
             _lines(node, (), walk)
         data = None if node is None else loader.construct_document(node)
+        if walk is not None:
+            _merged_lines(walk)
     except _Refused as exc:
         raise ConfigFileError([f"{path}:{exc.line}: {exc.problem}"]) from None
     except yaml.MarkedYAMLError as exc:

@@ -231,6 +231,38 @@ def test_a_duplicate_inside_an_anchor_is_reported_once(tmp_path: Path) -> None:
     assert len(doc.problems) == 1
 
 
+@pytest.mark.usefixtures("loader")
+def test_a_key_a_merge_brings_in_is_at_the_line_it_was_written(tmp_path: Path) -> None:
+    """Loaded, a key ``<<`` merges in is the mapping's own: a problem with it names the line
+    where it was written, not the line the mapping starts on; where a key is merged from two
+    places, the line is that of the value loaded (the mapping's own key wins)."""
+    text = (
+        "base: &b\n"  # 1
+        "  x: 1\n"  # 2
+        "  y: {z: 2}\n"  # 3
+        "more: &m\n"  # 4
+        "  <<: *b\n"  # 5
+        "  w: 3\n"  # 6
+        "  x: 4\n"  # 7
+        "n:\n"  # 8
+        "  <<: [*m, *b]\n"  # 9
+        "  v: 5\n"  # 10
+        "o:\n"  # 11
+        "  x: 6\n"  # 12
+        "  <<: *b\n"  # 13
+    )
+    doc = read_yaml(write(tmp_path, text))
+    assert doc.problems == []
+    n = doc.data["n"]
+    assert (n["w"], n["y"], n["v"]) == (3, {"z": 2}, 5)
+    lines = {key: doc.lines[("n", key)] for key in n}
+    # Which x a merge of a merge keeps is PyYAML's to say: the line is the kept one's.
+    assert lines == {"w": 6, "x": {1: 2, 4: 7}[n["x"]], "y": 3, "v": 10}
+    assert (doc.data["more"]["x"], doc.lines[("more", "x")], doc.lines[("more", "y")]) == (4, 7, 3)
+    assert doc.lines[("n", "y", "z")] == 3
+    assert (doc.data["o"]["x"], doc.lines[("o", "x")], doc.lines[("o", "y")]) == (6, 12, 3)
+
+
 def test_lines_of_keys_and_items(tmp_path: Path) -> None:
     doc = read_yaml(write(tmp_path, "a:\n  b: 1\n  c:\n    - 1\n    - 2\n"))
     assert doc.lines[("a", "b")] == 2
