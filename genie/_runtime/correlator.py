@@ -102,9 +102,12 @@ def checked_predicate(predicate: Callable[[Message], bool], what: str) -> Callab
     """``predicate`` (``what`` names it: ``rt.gather: where``), refused if it is an ``async
     def`` function: it is asked as each message is routed, which waits for nobody, and the
     coroutine it would return is no answer (truthy, so it would take any message)."""
-    if inspect.iscoroutinefunction(predicate):
+    call: object = predicate
+    if not inspect.iscoroutinefunction(call) and not inspect.isroutine(call):
+        call = type(predicate).__call__  # an object's ``async def __call__`` is one too
+    if inspect.iscoroutinefunction(call):
         raise InvalidArgumentError(
-            f"{what}: {getattr(predicate, '__qualname__', 'the function')} is an async def "
+            f"{what}: {getattr(call, '__qualname__', 'the function')} is an async def "
             "function, and the predicate is asked as each message is routed, without "
             "awaiting: make it a plain def that returns a bool"
         )

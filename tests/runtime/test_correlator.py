@@ -267,6 +267,13 @@ async def test_an_async_predicate_is_refused_and_one_that_returns_an_awaitable_r
             await rt.ask(msg, until=is_pong)  # type: ignore[arg-type]  # as mypy tells typed code
         with pytest.raises(InvalidArgumentError, match=r"rt\.gather: where: .*is_pong is an"):
             rt.gather(msg.correlation_id, where=is_pong)  # type: ignore[arg-type]
+
+        class IsPong:
+            async def __call__(self, msg: Message) -> bool:
+                return msg.type == "pong"
+
+        with pytest.raises(InvalidArgumentError, match=r"until: .*IsPong\.__call__ is an async"):
+            await rt.ask(msg, until=IsPong())  # type: ignore[arg-type]
         assert rt.statistics().published == 0  # refused before anything was sent
         with pytest.raises(InvalidArgumentError, match="returned coroutine, an awaitable"):
             await rt.ask(msg, until=awaits)
