@@ -417,9 +417,9 @@ def pieces(data: Any) -> list[str]:
 
 
 # A trace's ids as W3C Trace Context writes them (``traceparent``, and its 32-digit trace id):
-# random hex, machine-made, whose digit runs read as phone or card numbers in about one trace in
-# thirty. A value of this shape holds nothing else, so it is left out of the scan; any other
-# value under these keys is read as any metadata is.
+# random hex, machine-made, whose digit runs often read as phone or card numbers. A value of
+# this shape holds nothing else, so it is left out of the scan; any other value under these
+# keys is read as any metadata is.
 _TRACE_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
