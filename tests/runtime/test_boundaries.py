@@ -167,6 +167,15 @@ async def test_ask_with_a_deadline_and_room_publishes_at_once() -> None:
     accounted(rt.statistics())
 
 
+async def fill_a_mailbox_of_one(rt: Runtime, recorder: Recorder) -> None:
+    """Host ``recorder`` with room for one message, and fill it: one message runs (until its
+    gate opens), one waits in the mailbox, and the next publish waits for room."""
+    rt.add(recorder, options=AgentOptions(mailbox_size=1))
+    await rt.publish(rt.message(Ping(n=0), recipient=recorder.id))  # running
+    await wait_all_tasks_blocked()
+    await rt.publish(rt.message(Ping(n=1), recipient=recorder.id))  # queued: full
+
+
 async def test_runtime_cancel_stops_an_ask_waiting_for_room() -> None:
     """Nothing of a request waiting for mailbox room is in flight, and ``rt.cancel`` stops it
     all the same: its caller hears that it was cancelled, its message goes where a cancelled
@@ -174,10 +183,7 @@ async def test_runtime_cancel_stops_an_ask_waiting_for_room() -> None:
     gate = anyio.Event()
     recorder = Recorder("rec", gate)
     async with Runtime() as rt:
-        rt.add(recorder, options=AgentOptions(mailbox_size=1))
-        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
-        await wait_all_tasks_blocked()
-        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        await fill_a_mailbox_of_one(rt, recorder)
         request = rt.message(Ping(n=2), recipient="rec")
         results: list[GatherResult] = []
 
@@ -215,10 +221,7 @@ async def test_runtime_cancel_stops_a_publish_waiting_for_room() -> None:
     gate = anyio.Event()
     recorder = Recorder("rec", gate)
     async with Runtime() as rt:
-        rt.add(recorder, options=AgentOptions(mailbox_size=1))
-        await rt.publish(rt.message(Ping(n=0), recipient="rec"))  # running
-        await wait_all_tasks_blocked()
-        await rt.publish(rt.message(Ping(n=1), recipient="rec"))  # queued: full
+        await fill_a_mailbox_of_one(rt, recorder)
         msg = rt.message(Ping(n=2), recipient="rec")
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
