@@ -2,10 +2,11 @@
 
 ``find_pii(scan)`` names the first kind it finds, or None. Numbers are taken with their check
 digits wherever a format has them, so an amount, an order id or a reference that happens to be
-long is not personal data. A number said in English words is read as its digits first, words
-said one after another one group, a comma or a dash between them a new group ("four one one
-one, one one one one..." is ``4111 1111...``; "double four" is ``44``), words joined by hyphens
-alone one group ("four-one-one-one-..."), and the same checks decide:
+long is not personal data, nor are the digits of a machine-made hex id (a UUID, a digest). A
+number said in English words is read as its digits first, words said one after another one
+group, a comma or a dash between them a new group ("four one one one, one one one one..." is
+``4111 1111...``; "double four" is ``44``), words joined by hyphens alone one group
+("four-one-one-one-..."), and the same checks decide:
 
 - **e-mail address**: ``name@domain.tld``, with spaces around ``@``; defanged, ``[at]``,
   ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, glued to the address
@@ -724,6 +725,27 @@ def might_hold_pii(scan: str) -> bool:
     return spelt is not None and _hinted(spelt)
 
 
+# A machine-made id: a UUID (8-4-4-4-12 hex digits), or 32, 40 or 64 hex digits (a UUID
+# without its dashes, a SHA-1 or SHA-256 digest). It is random hex, whose digit runs read as
+# a phone, card or Aadhaar number now and then; one with no letter is a number, read as one.
+_HEX_ID = re.compile(
+    r"(?<![0-9a-z])(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|[0-9a-f]{64}|[0-9a-f]{40}|[0-9a-f]{32})(?![0-9a-z])"
+)
+
+
+def _number_kind_in(text: str) -> str | None:
+    """The kind of personal number ``text`` holds (``_numbers``, then ``_apart``), read without
+    its machine-made ids (``_HEX_ID``, holding a letter), each set apart as the scan sets its
+    parts apart (" | ", which no number spans). The ids are looked for only in a text that
+    holds a number: most do not, and the search reads every character."""
+    kind = _numbers(text) or _apart(text)
+    if kind is None:
+        return None
+    plain = _HEX_ID.sub(lambda m: " | " if m.group().strip("0123456789-") else m.group(), text)
+    return kind if plain == text else _numbers(plain) or _apart(plain)
+
+
 def find_pii(scan: str) -> str | None:
     """The kind of personal data the folded text holds, or None (see the module docstring)."""
     if not might_hold_pii(scan):
@@ -735,10 +757,7 @@ def find_pii(scan: str) -> str | None:
         return "IBAN"
     for text in (scan, _spelt_digits(scan)):
         if text is not None:
-            kind = _numbers(text)
-            if kind is not None:
-                return kind
-            kind = _apart(text)
+            kind = _number_kind_in(text)
             if kind is not None:
                 return kind
     if _pan(scan):

@@ -425,3 +425,33 @@ async def test_an_evasion_is_denied_by_the_policy_that_promises_it(
 )
 async def test_look_alikes_of_the_evasions_are_delivered(fields: dict[str, Any]) -> None:
     assert await _verdict(fields) is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # A UUID's hex: "6807924986" inside it is no mobile, "426614174000" (a UUID's last
+        # group, passing Verhoeff) no Aadhaar number, nor a digest's digit runs anything.
+        {"text": "payment 78255d6807924986bb968a437d5c8dfc settled"},
+        {"text": "transaction 123e4567-e89b-12d3-a456-426614174000 posted"},
+        {"ref": "EF0C8D3A-6604-4535-88A3-17B80F94D1B3"},
+        {"commit": "e3f6ce3bbdb35248b7d9210719331b1fef173f4b"},
+    ],
+)
+async def test_a_machine_made_hex_id_is_no_personal_number(fields: dict[str, Any]) -> None:
+    assert await _verdict(fields) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call 9876543210 about 78255d6807924986bb968a437d5c8dfc",
+        "card 4111111111111111, ref 123e4567-e89b-12d3-a456-426614174000",
+        # Not an id's length: digits glued to hex letters are read as any digits.
+        "card deadbeef4111111111111111",
+        # No letter: a number, whatever its length.
+        "aadhaar 234123412346 and 98765432109876543210987654321098",
+    ],
+)
+async def test_personal_numbers_beside_a_hex_id_are_denied(text: str) -> None:
+    assert await _verdict({"text": text}) == "pii_block"

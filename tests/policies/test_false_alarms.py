@@ -104,9 +104,12 @@ FLAGGED_TRACE_ID = "a4b9a9c4b753a1eef08360852789d059"
     [
         ({"traceparent": FLAGGED_TRACE}, 0),
         ({"trace_id": FLAGGED_TRACE_ID}, 0),
-        # Under any other key, or as anything but a trace, the same text is read.
-        ({"note": FLAGGED_TRACE}, 1),
-        ({"note": FLAGGED_TRACE_ID}, 1),
+        # Under any other key, or as anything but a trace, the same text is read: its hex ids
+        # are no number there either (a UUID's, a digest's: test_evasion), what is beside
+        # them is.
+        ({"note": FLAGGED_TRACE}, 0),
+        ({"note": FLAGGED_TRACE_ID}, 0),
+        ({"note": f"{FLAGGED_TRACE_ID} call +91 98765 43210"}, 1),
         ({"traceparent": f"{FLAGGED_TRACE} call +91 98765 43210"}, 1),
         ({"trace_id": "call me on +91 98765 43210"}, 1),
     ],
