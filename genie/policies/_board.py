@@ -228,13 +228,15 @@ def build_policies(board: BoardPolicy, ledger: ConsentLedger | None = None) -> P
     return PolicySet(policies, board, ledger, board.data.retention_days, [p.name for p in policies])
 
 
-# The names of the policies a board file builds (as a deny names them): a rule of the same id
-# would make a deny, and its audit row, say that policy fired.
+# The names of the policies a board file builds (as a deny names them), and of the classifier
+# a pipeline adds: a rule of the same id would make a deny, and its audit row, say that policy
+# fired. A board's required metadata is named by its types, ``required_metadata[...]``.
 _BUILT_IN = (
     "max_content_length", "rbac", "classification", "data_residency", "pii_block",
     "prompt_injection", "consent", "explainability", "schema", "tenant", "risk_gate",
-    "secrets_block", "sql_block",
+    "secrets_block", "sql_block", "classifier",
 )  # fmt: skip
+_REQUIRED_METADATA = "required_metadata["
 
 
 def board_problems(board: BoardPolicy) -> list[tuple[Loc, str]]:
@@ -280,7 +282,7 @@ def rule_id_problems(ids: Iterable[str], board: Collection[str] = ()) -> list[tu
     found: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     for i, rule_id in enumerate(ids):
-        if rule_id in _BUILT_IN:
+        if rule_id in _BUILT_IN or rule_id.startswith(_REQUIRED_METADATA):
             found.append(
                 (
                     i,

@@ -533,6 +533,27 @@ def test_the_documented_bad_file_gives_the_documented_output(
     assert capsys.readouterr().err.splitlines() == shown
 
 
+@pytest.mark.parametrize(
+    "name", ["required_metadata[finance_question]", "required_metadata[x]", "classifier"]
+)
+def test_a_rule_named_like_a_required_metadata_check_or_the_classifier_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    """A board's required metadata is named by its types, a pipeline's classifier
+    ``classifier``: a rule of that id would make a deny that reads as theirs."""
+    named = tmp_path / "named.yaml"
+    named.write_text(
+        go_part(tmp_path).read_text() + f"rules:\n  - {{id: '{name}', when: 'type == \"x\"'}}\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(named)
+    assert info.value.problems == [
+        f"{named}:{len(named.read_text().splitlines())}: rules.0.id: '{name}' is the name "
+        "of a built-in policy: a deny by this rule would read as that policy's; give the "
+        "rule a name of its own"
+    ]
+
+
 def test_what_the_schema_lets_through_and_a_board_cannot_mean_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
