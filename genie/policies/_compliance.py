@@ -207,8 +207,17 @@ def check_schema(schema: Any, where: Loc = ("schema",)) -> None:
     if not (isinstance(required, list) and all(isinstance(r, str) for r in required)):
         raise SchemaError((*where, "required"), "a list of property names")
     for bound in ("minLength", "maxLength", "minimum", "maximum"):
-        if bound in schema and not isinstance(schema[bound], int | float):
+        if bound not in schema:
+            continue
+        value = schema[bound]
+        # YAML's ``true`` is 1 to Python, and NaN bounds nothing (every comparison with it is
+        # false): the validator would not check what the file says.
+        if isinstance(value, bool):
+            raise SchemaError((*where, bound), f"a number, not {str(value).lower()}")
+        if not isinstance(value, int | float):
             raise SchemaError((*where, bound), "a number")
+        if value != value:
+            raise SchemaError((*where, bound), "a number, not NaN (it bounds nothing)")
     if "enum" in schema and not isinstance(schema["enum"], list):
         raise SchemaError((*where, "enum"), "a list")
     props = schema.get("properties", {})

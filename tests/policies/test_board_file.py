@@ -362,6 +362,30 @@ def test_invalid_schema_is_refused_with_its_line(tmp_path: Path, kind: str) -> N
         load_policy_file(path)
 
 
+@pytest.mark.parametrize(
+    ("bound", "problem"),
+    [
+        ("maximum: true", "maximum: a number, not true"),
+        ("minLength: false", "minLength: a number, not false"),
+        ("minimum: .nan", "minimum: a number, not NaN (it bounds nothing)"),
+        ("maxLength: .NaN", "maxLength: a number, not NaN (it bounds nothing)"),
+    ],
+)
+def test_a_schema_bound_that_bounds_otherwise_than_written_is_refused(
+    tmp_path: Path, bound: str, problem: str
+) -> None:
+    """``true`` would bound an amount at 1 and NaN not at all (no value compares below it):
+    refused at the line, as ``true`` for a byte count is."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        'version: "1"\nschemas:\n  payment:\n    type: object\n'
+        f"    properties:\n      a: {{type: integer, {bound}}}\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(path)
+    assert info.value.problems == [f"{path}:6: schemas.payment.properties.a.{problem}"]
+
+
 QUOTE_IT = "(unquoted on, off, yes and no are true or false, ~ is null): quote it"
 
 
