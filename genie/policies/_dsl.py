@@ -77,8 +77,8 @@ def _stringify(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value).removesuffix(".0") if value.is_integer() else repr(value)
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
+    if isinstance(value, tuple | list):  # a metadata list is a tuple, a payload's JSON a list
+        return ",".join(_stringify(v) for v in value)
     return str(value)
 
 

@@ -269,6 +269,28 @@ def test_payload_fields_are_read_from_the_payload_not_the_metadata() -> None:
     )
 
 
+class Transfer(Payload):
+    message_type = "transfer"
+    to_accounts: list[str]
+    splits: tuple[int | float | bool, ...] = ()
+
+
+def test_a_payload_list_compares_as_its_items_joined_by_commas() -> None:
+    """As a metadata list does: ``["acc-1", "acc-2"]`` is ``acc-1,acc-2``, each item as a
+    value alone is (``true``, ``2`` for ``2.0``), never Python's ``['acc-1', 'acc-2']``."""
+    msg = Message.new(
+        Transfer(to_accounts=["acc-1", "acc-2"], splits=(2.0, True, 3)),
+        sender="user",
+        metadata={"user_roles": ("user", "admin")},
+    )
+    assert holds('payload.to_accounts == "acc-1,acc-2"', msg)
+    assert holds('payload.to_accounts startsWith "acc-1,"', msg)
+    assert holds('payload.splits == "2,true,3"', msg)
+    assert holds('metadata.user_roles == "user,admin"', msg)
+    rule = Rule("two-payees", 'payload.to_accounts == "acc-1,acc-2"', reason="split payment")
+    assert admit(msg, "payments", 0, Limits(), [rule]).reason == "split payment"
+
+
 def test_payload_without_a_key_is_an_error_at_the_token() -> None:
     with pytest.raises(RuleError, match=r"unknown field 'payload\.'"):
         compile_rule("r", 'payload. == "x"')
