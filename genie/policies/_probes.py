@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._agent.agent import Risk
 from .._base.yamlconf import ConfigFileError, Loc, key_of, line_of, load_model
@@ -20,18 +20,33 @@ from ._board import PolicySet
 __all__ = ["ClassCount", "ProbeReport", "run_probes"]
 
 
+# The most characters a probe's content makes, repeated (a size probe's message).
+_MAX_REPEATED = 10_000_000
+
+
 class _ProbeMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str = Field(min_length=1)
     content: str = ""
     # The payload's other fields ("card_number", a nested "document"...), beside ``content``.
     fields: dict[str, Any] = {}
-    repeat: int = Field(default=1, ge=1, le=10_000_000)  # content repeated, for size probes
+    repeat: int = Field(default=1, ge=1, le=_MAX_REPEATED)  # content repeated, for size probes
     recipient: str = "agent"
     recipient_risk: Risk = Risk.LOW
     sender: str = "red-team"
     classification: Classification = Classification.INTERNAL
     metadata: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        # The bound is on what the probe makes: a long content repeated would be gigabytes.
+        size = len(self.content) * self.repeat
+        if size > _MAX_REPEATED:
+            raise ValueError(
+                f"content repeated {self.repeat:,} times is {size:,} characters, at most "
+                f"{_MAX_REPEATED:,}"
+            )
+        return self
 
 
 class _Probe(BaseModel):

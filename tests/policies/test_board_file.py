@@ -460,6 +460,27 @@ def test_a_probe_value_no_message_holds_names_file_line_and_probe(tmp_path: Path
     ]
 
 
+def test_a_probe_repeated_past_the_bound_is_refused_at_its_line(tmp_path: Path) -> None:
+    """``repeat`` is bounded, and so is what it makes: a long content repeated the most times
+    was a ``MemoryError`` traceback (gigabytes), not a problem of the probe file."""
+    probes = tmp_path / "probes.yaml"
+    probes.write_text(
+        "probes:\n"
+        "  - name: size\n"
+        "    message: {type: chat, content: abcdefghijklmnop, repeat: 20000}\n"
+        "    expect: allow\n"
+        "  - name: huge\n"
+        "    message: {type: chat, content: abcdefghijk, repeat: 1000000}\n"
+        "    expect: deny\n"
+    )
+    with pytest.raises(ConfigFileError) as info:
+        run_probes(load_policy_file(POLICY), probes)
+    assert info.value.problems == [
+        f"{probes}:6: probes.1.message: content repeated 1,000,000 times is 11,000,000 "
+        "characters, at most 10,000,000"
+    ]
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text('version: "1"\ngovernance:\n  rbac: [unclosed\n')
