@@ -25,8 +25,9 @@ group, a comma or a dash between them a new group ("four one one one, one one on
   it issues.
 - **phone number**: an Indian mobile (ten digits from 6-9) in any grouping (not groups joined
   by ".", "/" or "_" around a year, a reference's parts, unless a word just before says a
-  phone or a ``+`` starts it), after ``+91``, ``91``, ``0091`` or ``0``, in a ``wa.me/``
-  link, or in words ("nine eight two..."); an Indian landline with its ``0`` trunk code; any
+  phone or a ``+`` starts it, nor across an amount with its paise, "54739.85 846191.80"),
+  after ``+91``, ``91``, ``0091`` or ``0``, in a ``wa.me/`` link, or in words ("nine eight
+  two..."); an Indian landline with its ``0`` trunk code; any
   number after ``+`` and a country code that libphonenumber holds valid for its country (the
   ``pii`` extra; without it, any 8 to 15 digits after a ``+`` and every ``0`` and ten digits,
   which denies more, never less).
@@ -189,17 +190,31 @@ def _spelt_digits(scan: str) -> str | None:
     return _SPOKEN.sub(said, scan)
 
 
+# An amount with its paise: three digits or more, a point and two digits ending it, in no
+# dotted row of groups ("55.55 55.55 55.55 44.44" is a card's pairs).
+_AMOUNT = re.compile(r"(?<![0-9]\.)[0-9]{3,}\.[0-9]{2}(?![0-9]|\.[0-9])")
+
+
 def _chains(scan: str) -> Iterator[tuple[list[str], list[int]]]:
-    """Each run of digit groups joined by gaps, with where each group starts."""
+    """Each run of digit groups joined by gaps, with where each group starts. An amount with
+    its paise (``_AMOUNT``) is a chain of its own: a statement's row, a date, then a debit and
+    a balance ("2024-09-15 54739.85 846191.80"), is no number across them."""
     groups: list[str] = []
     starts: list[int] = []
     end = 0
+    amount_end = -1  # where the last amount met ends
     for m in _RUN.finditer(scan):
-        if groups and not _GAP.fullmatch(scan, end, m.start()):
+        at = m.start()
+        amount = _AMOUNT.match(scan, at) if scan.startswith(".", m.end()) else None
+        if groups and (
+            amount is not None or end == amount_end or not _GAP.fullmatch(scan, end, at)
+        ):
             yield groups, starts
             groups, starts = [], []
+        if amount is not None:
+            amount_end = amount.end()
         groups.append(m.group())
-        starts.append(m.start())
+        starts.append(at)
         end = m.end()
     if groups:
         yield groups, starts

@@ -445,6 +445,33 @@ async def test_a_machine_made_hex_id_is_no_personal_number(fields: dict[str, Any
 @pytest.mark.parametrize(
     "text",
     [
+        # A statement's row: the paise of the debit, the balance and its paise made a mobile
+        # (8584619180), a date's day and month and an amount a landline (06285986932).
+        "2022-09-15 54739.85 846191.80",
+        "2026-06-28 59869.32",
+        "17-07-2020 44990.33 credit",
+        "09 07 2029 83404.19",
+    ],
+)
+async def test_a_row_of_a_date_and_amounts_with_paise_is_no_personal_number(text: str) -> None:
+    assert await _verdict({"text": text}) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call 9876543210, paid 54739.85 on 2022-09-15",
+        "my mobile is 98765432.10",  # a point in a mobile is a grouping, not paise
+        "pay 55.55 55.55 55.55 44.44 now",  # a card's pairs
+    ],
+)
+async def test_a_number_beside_or_written_as_an_amount_is_denied(text: str) -> None:
+    assert await _verdict({"text": text}) == "pii_block"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "call 9876543210 about 78255d6807924986bb968a437d5c8dfc",
         "card 4111111111111111, ref 123e4567-e89b-12d3-a456-426614174000",
         # Not an id's length: digits glued to hex letters are read as any digits.
