@@ -234,6 +234,18 @@ def check_schema(schema: Any, where: Loc = ("schema",)) -> None:
         check_schema(extra, (*where, "additionalProperties"))
 
 
+def _same(a: Any, b: Any) -> bool:
+    """JSON's equality, which ``enum`` asks: ``true`` is not ``1`` (to Python it is), ``1`` is
+    ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
 def _validate(schema: dict[str, Any], value: Any, path: str) -> str | None:
     kind = schema.get("type")
     if kind is not None:
@@ -242,7 +254,7 @@ def _validate(schema: dict[str, Any], value: Any, path: str) -> str | None:
         )
         if not ok:
             return f"{path}: expected {kind}"
-    if "enum" in schema and value not in schema["enum"]:
+    if "enum" in schema and not any(_same(value, item) for item in schema["enum"]):
         return f"{path}: value not in enum"
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):

@@ -331,6 +331,34 @@ def test_explainability_needs_every_listed_output_explained() -> None:
     assert reason(policy, note) == "missing rationale for output"
 
 
+class Flags(Payload):
+    message_type = "flags"
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+def test_json_schema_enum_tells_a_boolean_from_a_number() -> None:
+    """JSON's equality, as JSON Schema's ``enum`` takes it: ``false`` is not ``0`` nor ``true``
+    ``1`` (to Python they are equal), ``1`` is ``1.0``."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "tier": {"enum": [0, 1, 2]},
+            "consented": {"enum": [True]},
+            "pair": {"enum": [[1, 2]]},
+        },
+    }
+    policy = JsonSchema({"flags": schema})
+
+    def check(**fields: Any) -> str:
+        return reason(policy, Message.new(Flags(**fields), sender="u"))
+
+    assert check(tier=1, consented=True, pair=[1, 2]) == "allow"
+    assert check(tier=1.0) == "allow"
+    assert check(tier=False) == "schema validation failed: $.tier: value not in enum"
+    assert check(consented=1) == "schema validation failed: $.consented: value not in enum"
+    assert check(pair=[True, 2]) == "schema validation failed: $.pair: value not in enum"
+
+
 def test_json_schema() -> None:
     schema = {
         "type": "object",
