@@ -59,9 +59,11 @@ _KINDS = (
         ("delete",),
         # an always-true filter: a name or number compared with itself by a comparison that
         # holds of equals, quoted alike or bare (``1=1``, ``id >= id``, ``'a' LIKE 'a'``), or a
-        # number other than 0 alone, which MySQL and SQLite take for true (``WHERE 1``)
-        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|\|(?!\|)|where\s+(?:true\b|"
-        r"0*[1-9]\d*\s*(?:;|--|$|\|(?!\|))|(?:(['\"])([\w.]*)\1\s*(?:[<>]?=|like\b)\s*\1\2\1|"
+        # number other than 0 alone, which MySQL and SQLite take for true (``WHERE 1``); in
+        # brackets or not (``WHERE (1=1)``)
+        r"\bdelete\s+from\s+[\w.\[\]\"`]+\s*(?:;|--|$|\|(?!\|)|where\b\s*(?:\(\s*){0,8}(?:true\b|"
+        r"0*[1-9]\d*\s*(?:\)\s*){0,8}(?:;|--|$|\|(?!\|))|"
+        r"(?:(['\"])([\w.]*)\1\s*(?:[<>]?=|like\b)\s*\1\2\1|"
         r"([\w.]+)\s*(?:[<>]?=|like\b)\s*\3)(?![\w.'\"])))",
     ),
     (

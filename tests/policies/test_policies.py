@@ -637,6 +637,13 @@ def test_a_pin_otp_or_cvv_given_is_denied(content: str, verdict: str) -> None:
         ("DELETE FROM accounts WHERE 7<=7;", "DELETE without a real filter"),
         ("DELETE FROM accounts WHERE 1", "DELETE without a real filter"),
         ("DELETE FROM accounts WHERE 1;", "DELETE without a real filter"),
+        # the same filters in brackets, as SQL allows
+        ("DELETE FROM accounts WHERE (1=1)", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE ( ( id >= id ) );", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE ('a'='a')", "DELETE without a real filter"),
+        ("DELETE FROM accounts WHERE (1);", "DELETE without a real filter"),
+        ("DELETE FROM t WHERE (batch_id = 42)", None),
+        ("DELETE FROM t WHERE (0)", None),
         # a real filter: a column against a value or another column
         ("DELETE FROM staging WHERE batch_id = 42", None),
         ("DELETE FROM t WHERE id = id_old", None),
