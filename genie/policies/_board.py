@@ -277,12 +277,24 @@ def board_problems(board: BoardPolicy) -> list[tuple[Loc, str]]:
 
 def rule_id_problems(ids: Iterable[str], board: Collection[str] = ()) -> list[tuple[int, str]]:
     """Each rule id of ``ids`` (by its index) that a deny, and its audit row, could not be told
-    by: a built-in policy's name, the id of an earlier rule, or the name of a policy of the
-    ``board`` the rules are added to (a pipeline's ``governance.rules`` after its board)."""
+    by: a blank id or one not printable, a built-in policy's name, the id of an earlier rule, or
+    the name of a policy of the ``board`` the rules are added to (a pipeline's
+    ``governance.rules`` after its board)."""
     found: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     for i, rule_id in enumerate(ids):
-        if rule_id in _BUILT_IN or rule_id.startswith(_REQUIRED_METADATA):
+        # A deny, its audit row and a log line show the id: an empty one says nothing, and a
+        # control or format character (a line break, a bidi override) can make it read as
+        # another ("\u202ekcolb_iip" shows as "pii_block").
+        if not rule_id.strip() or not rule_id.isprintable():
+            found.append(
+                (
+                    i,
+                    f"{rule_id!r} is no name a deny can show: give the rule an id of "
+                    "printable text",
+                )
+            )
+        elif rule_id in _BUILT_IN or rule_id.startswith(_REQUIRED_METADATA):
             found.append(
                 (
                     i,

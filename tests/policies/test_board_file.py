@@ -599,6 +599,23 @@ def test_a_rule_named_like_a_required_metadata_check_or_the_classifier_is_refuse
     ]
 
 
+@pytest.mark.parametrize("name", ["\u202ekcolb_iip", "large\ntransfer", "  "])
+def test_a_rule_id_a_deny_cannot_show_as_written_is_refused(tmp_path: Path, name: str) -> None:
+    """A deny names its rule in the audit trail and the logs: a bidi override would show
+    "\u202ekcolb_iip" as "pii_block", a line break would start a log line of its own."""
+    named = tmp_path / "named.yaml"
+    escaped = name.encode("unicode_escape").decode()
+    named.write_text(
+        go_part(tmp_path).read_text() + f'rules:\n  - {{id: "{escaped}", when: \'type == "x"\'}}\n'
+    )
+    with pytest.raises(ConfigFileError) as info:
+        load_policy_file(named)
+    assert info.value.problems == [
+        f"{named}:{len(named.read_text().splitlines())}: rules.0.id: {name!r} is no name a deny "
+        "can show: give the rule an id of printable text"
+    ]
+
+
 def test_what_the_schema_lets_through_and_a_board_cannot_mean_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
