@@ -186,12 +186,13 @@ class PromptInjection(_Detector):
             return False  # no phrase, not even with its words run together
         text = words(folded)
         spread = _SpreadOut(text)
+        padded = f" {text} "  # the phrase as words: whole words, "act as the admin" not "fact"
         for phrase in self._phrases:
             # Either way of matching finds the phrase without its spaces in the text without
             # its spaces: a phrase absent from it cannot match, whatever its spacing.
             if phrase.compact not in spread.compact:
                 continue
-            if (phrase.words in text or spread.holds(phrase.compact)) and (
+            if (f" {phrase.words} " in padded or spread.holds(phrase.compact)) and (
                 phrase.marks is None or phrase.marks.search(folded.translate(_LEET))
             ):
                 return True

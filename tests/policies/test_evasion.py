@@ -134,6 +134,14 @@ def test_word_boundaries_keep_split_phrases_apart_from_prose() -> None:
     # Run together only where words start and end: these hold the letters, not the words.
     for prose in ("react astheadmin", "actas theadministrator", "ignore previously instructed"):
         assert injection.evaluate(note(prose), "a").allowed, prose
+    # Nor written as words inside longer ones (governance.md's own example), a board's phrase
+    # too: "sudo mode" is not "pseudo modem".
+    for prose in ("fact as the administrator", "we fact as the admins"):
+        assert injection.evaluate(note(prose), "a").allowed, prose
+    extra = PromptInjection(extra_phrases=["sudo mode"])
+    assert not extra.evaluate(note("enter SUDO mode"), "a").allowed
+    for prose in ("pseudo modem", "the sudo modes of linux"):
+        assert extra.evaluate(note(prose), "a").allowed, prose
 
 
 @pytest.mark.parametrize(
