@@ -49,6 +49,7 @@ from ..policies._board import (
     BoardPolicy,
     board_problems,
     build_policies,
+    inline_board,
     load_policy_file,
     rule_id_problems,
 )
@@ -973,10 +974,13 @@ class _Checker:
                 else:
                     policies, retention = found.policies, found.retention_days
         elif gov.board is not None:
-            board_data = {"version": "pipeline", **gov.board}
             try:
                 board = validate(
-                    BoardPolicy, board_data, self.path, self.lines, ("governance", "board")
+                    BoardPolicy,
+                    inline_board(gov.board),
+                    self.path,
+                    self.lines,
+                    ("governance", "board"),
                 )
                 problems = board_problems(board)
                 for where, problem in problems:

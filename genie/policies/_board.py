@@ -30,6 +30,7 @@ from ._compliance import (
     InMemoryConsentLedger,
     JsonSchema,
     SchemaError,
+    bounds_from_text,
     check_schema,
 )
 from ._content import ContentView
@@ -310,6 +311,17 @@ def rule_id_problems(ids: Iterable[str], board: Collection[str] = ()) -> list[tu
             )
         seen.setdefault(rule_id, i)
     return found
+
+
+def inline_board(board: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline's ``governance.board``, as ``BoardPolicy`` validates it: read as the rest of
+    the pipeline file is (not strictly), so a whole-value ``${VAR}``, which writes text, is
+    converted like the value it replaces, a schema's bound included (``bounds_from_text``)."""
+    out = {"version": "pipeline", **board}
+    schemas = out.get("schemas")
+    if isinstance(schemas, dict):
+        out["schemas"] = {name: bounds_from_text(schema) for name, schema in schemas.items()}
+    return out
 
 
 def load_policy_file(path: str | Path, ledger: ConsentLedger | None = None) -> PolicySet:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import math
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
@@ -189,6 +191,37 @@ class SchemaError(ConfigurationError):
         self.reason = reason
 
 
+_BOUNDS = ("minLength", "maxLength", "minimum", "maximum")
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def bounds_from_text(schema: Any) -> Any:
+    """``schema`` as a pipeline file reads its values, where a whole-value ``${VAR}`` writes
+    text and is converted like the value it replaces: a bound (``minimum: "${MIN:-1}"``)
+    that is the text of a number is that number, down to nested schemas. Anything else is
+    left as it is, for ``check_schema`` to judge."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for bound in _BOUNDS:
+        value = out.get(bound)
+        if isinstance(value, str) and _DECIMAL.fullmatch(value):
+            try:  # more digits than Python reads into an int are left as text: no number
+                number = int(value) if _WHOLE.fullmatch(value) else float(value)
+            except ValueError:
+                continue
+            if isinstance(number, int) or math.isfinite(number):
+                out[bound] = number
+    props = out.get("properties")
+    if isinstance(props, dict):
+        out["properties"] = {key: bounds_from_text(sub) for key, sub in props.items()}
+    for nested in ("items", "additionalProperties"):
+        if nested in out:
+            out[nested] = bounds_from_text(out[nested])
+    return out
+
+
 def check_schema(schema: Any, where: Loc = ("schema",)) -> None:
     """Refuse a schema this validator cannot honour (``SchemaError``): unknown keywords or
     wrong shapes."""
@@ -206,7 +239,7 @@ def check_schema(schema: Any, where: Loc = ("schema",)) -> None:
     required = schema.get("required", [])
     if not (isinstance(required, list) and all(isinstance(r, str) for r in required)):
         raise SchemaError((*where, "required"), "a list of property names")
-    for bound in ("minLength", "maxLength", "minimum", "maximum"):
+    for bound in _BOUNDS:
         if bound not in schema:
             continue
         value = schema[bound]

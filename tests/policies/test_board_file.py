@@ -13,12 +13,12 @@ import anyio
 import pytest
 import trio.testing
 
-from genie import Classification, Message
+from genie import Classification, Message, Payload
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
 from genie._runtime.deadletter import DeadLetter, DeadLetters
 from genie.pipeline import load_pipeline
-from genie.policies import DataResidency, load_policy_file, run_probes
+from genie.policies import DataResidency, JsonSchema, load_policy_file, run_probes
 
 from .test_policies import msg
 
@@ -430,6 +430,47 @@ def test_an_inline_board_schema_key_yaml_reads_as_no_text_is_named(tmp_path: Pat
         f"{pipeline}:5: governance.board.schemas.x.properties.a: a key is text; YAML read this one "
         f"as true {QUOTE_IT}"
     ]
+
+
+def test_an_inline_boards_schema_bound_may_be_a_variable(tmp_path: Path) -> None:
+    """A whole-value ``${VAR}`` writes text and is converted like the value it replaces, in
+    a schema's bound as in the board's own numbers; text that is no number is refused."""
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "agents: [{id: forecaster, use: forecaster}]\n"
+        "governance:\n"
+        "  board:\n"
+        '    risk: {max_content_length_bytes: "${MAX_LEN:-1000}"}\n'
+        "    schemas:\n"
+        "      analysis_result:\n"
+        "        type: object\n"
+        "        properties:\n"
+        '          net_cents: {type: integer, minimum: "${MIN:--5}", maximum: "${MAX:-2.5e3}"}\n'
+        "entry: {type: analysis_result, to: forecaster}\n"
+        "output: forecast_result\n"
+    )
+    [check] = [p for p in load_pipeline(pipeline).policies if isinstance(p, JsonSchema)]
+    net = {"type": "integer", "minimum": -5, "maximum": 2500.0}
+    assert check.settings == {
+        "schemas": {"analysis_result": {"type": "object", "properties": {"net_cents": net}}}
+    }
+
+    class Net(Payload):
+        message_type = "analysis_result"
+        net_cents: int
+
+    for value, allowed in ((-5, True), (2500, True), (-6, False), (2501, False)):
+        assert (
+            check.evaluate(Message.new(Net(net_cents=value), sender="user"), "forecaster").allowed
+            is allowed
+        )
+    for bad in ("x", "1_0", "nan", "9" * 5000):
+        with pytest.raises(ConfigFileError) as info:
+            load_pipeline(pipeline, variables={"MIN": bad})
+        assert info.value.problems == [
+            f"{pipeline}:9: governance.board.schemas.analysis_result.properties.net_cents."
+            "minimum: a number"
+        ], bad
 
 
 def test_a_probe_value_no_message_holds_names_file_line_and_probe(tmp_path: Path) -> None:
