@@ -401,13 +401,20 @@ class Runtime:
         self._hub: EventHub | None = None
         self._approvals: Approvals | None = None
         self.metrics: Metrics | None = None
-        if metrics:
-            from .observe.metrics import Metrics  # prometheus-client loads only when metrics are on
+        try:
+            if metrics:
+                from .observe.metrics import Metrics  # prometheus-client loads only when on
 
-            self.metrics = Metrics() if metrics is True else metrics
-            self.metrics.bind(self)
-        for agent in agents:
-            self.add(agent)
+                self.metrics = Metrics() if metrics is True else metrics
+                self.metrics.bind(self)
+            for agent in agents:
+                self.add(agent)
+        except BaseException:
+            # A runtime refused (its agents, say) is never closed: the store it opened above
+            # is given back here, so that a runtime made right after can open it.
+            if self._store is not None:
+                self._store.store.close()
+            raise
 
     @property
     def state(self) -> RuntimeState:

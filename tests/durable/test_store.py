@@ -25,6 +25,7 @@ from genie import (
     ConfigurationError,
     Context,
     DeliveryError,
+    DuplicateAgentError,
     InvalidArgumentError,
     InvalidMessageError,
     Limits,
@@ -649,6 +650,17 @@ async def test_a_second_runtime_on_the_same_file_is_refused(tmp_path: Path) -> N
             Runtime([Chain("chain")], store=path)
     async with Runtime([Chain("chain")], store=path):
         pass  # free again once the first closed
+
+
+async def test_a_runtime_refused_for_its_agents_leaves_the_store_free(tmp_path: Path) -> None:
+    """A runtime whose agents are refused (two of one id) is never made: the store it had
+    opened is given back, so the runtime made right after, in the same process, opens it."""
+    path = tmp_path / "store.db"
+    with pytest.raises(DuplicateAgentError):
+        Runtime([Chain("chain"), Chain("chain")], store=path)
+    async with Runtime([Chain("chain")], store=path) as rt:
+        result = await rt.ask(rt.message(Step(n=3), recipient="chain"), until="done")
+    assert result.status == "complete"
 
 
 async def test_a_store_reached_through_a_link_is_the_same_store(tmp_path: Path) -> None:
