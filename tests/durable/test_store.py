@@ -817,16 +817,20 @@ def test_a_path_that_is_no_file_is_refused_by_what_it_is(
     assert sorted(p.name for p in tmp_path.iterdir()) == (["store"] if kind != "device" else [])
 
 
+@pytest.mark.parametrize(
+    "table", ["customers (name TEXT)", "messages (id INTEGER PRIMARY KEY, author TEXT, text TEXT)"]
+)
 def test_a_database_of_something_else_is_refused_and_left_as_it_was(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str
 ) -> None:
     """A --store that names another application's SQLite file (a typo) is refused before
-    anything in it changes: no tables added, its journal mode kept."""
+    anything in it changes: no tables added, its journal mode kept. A table of its own
+    named as one of genie's (a chat's ``messages``) does not make it a store."""
     from genie._cli.main import main
 
     path = tmp_path / "crm.db"
     db = sqlite3.connect(path)
-    db.execute("CREATE TABLE customers (name TEXT)")
+    db.execute(f"CREATE TABLE {table}")
     db.commit()
     db.close()
     before = path.read_bytes()

@@ -239,7 +239,7 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
             str(name)
             for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-        if (tables or made) and not tables & {"messages", "deliveries"}:
+        if (tables or made) and not _genies(db, tables):
             db.close()
             if not tables:
                 raise _EmptyStore(f"cannot use {path} as a store: it is an empty database")
@@ -270,6 +270,25 @@ def _connect(path: Path, each: bool = False, *, made: bool = False) -> sqlite3.C
             raise _CannotWrite(f"cannot use {path} as a store: {exc}", why) from exc
         raise ConfigurationError(f"cannot use {path} as a store: {exc}") from exc
     return db
+
+
+# The columns a table of genie's holds, by which a store is told from another application's
+# database with a table of the same name (a chat's ``messages``); ``deliveries``: the layout
+# of stores made before messages were kept once (``_upgrade``).
+GENIES = {
+    "messages": {"id", "correlation_id", "body", "recipients"},
+    "deliveries": {"id", "correlation_id", "body"},
+}
+
+
+def _genies(db: sqlite3.Connection, tables: set[str]) -> bool:
+    """Whether the database of ``tables`` is a store: one of them is genie's, by its columns."""
+    for table, columns in GENIES.items():
+        if table in tables:
+            found = {str(c[1]) for c in db.execute(f"PRAGMA table_info({table})")}
+            if columns <= found:
+                return True
+    return False
 
 
 def _refused_write(exc: sqlite3.Error, path: Path) -> bool:
