@@ -410,10 +410,7 @@ class Runtime:
             for agent in agents:
                 self.add(agent)
         except BaseException:
-            # A runtime refused (its agents, say) is never closed: the store it opened above
-            # is given back here, so that a runtime made right after can open it.
-            if self._store is not None:
-                self._store.store.close()
+            self._refused()
             raise
 
     @property
@@ -833,12 +830,20 @@ class Runtime:
             ) from None
 
     # --- lifecycle ---------------------------------------------------------------------------
+    def _refused(self) -> None:
+        """A runtime refused before it started (its agents, its options) is never closed, so
+        it is closed here: the store it opened is given back, for a runtime made after it."""
+        self._state = RuntimeState.CLOSED
+        if self._store is not None:
+            self._store.store.close()
+
     async def __aenter__(self) -> Self:
         if self._state is not RuntimeState.NEW:
             raise RuntimeClosedError("a runtime can be started once")
         for mb in self._mailboxes.values():
             fallback = mb.options.fallback
             if fallback is not None and fallback not in self._mailboxes:
+                self._refused()
                 raise ConfigurationError(
                     f"agent {mb.id!r} has fallback {fallback!r}, which is not registered"
                 )

@@ -663,6 +663,21 @@ async def test_a_runtime_refused_for_its_agents_leaves_the_store_free(tmp_path: 
     assert result.status == "complete"
 
 
+async def test_a_runtime_that_refuses_to_start_leaves_the_store_free(tmp_path: Path) -> None:
+    """A runtime refused at its start (a fallback no agent is) is done: the store it had
+    opened is given back, so the runtime made right after, in the same process, opens it."""
+    path = tmp_path / "store.db"
+    rt = Runtime(store=path)
+    rt.add(Chain("chain"), options=AgentOptions(fallback="missing"))
+    with pytest.raises(ConfigurationError, match="fallback 'missing', which is not registered"):
+        async with rt:
+            pass
+    assert rt.state is RuntimeState.CLOSED
+    async with Runtime([Chain("chain")], store=path) as rt:
+        result = await rt.ask(rt.message(Step(n=3), recipient="chain"), until="done")
+    assert result.status == "complete"
+
+
 async def test_a_store_reached_through_a_link_is_the_same_store(tmp_path: Path) -> None:
     """The lock is the file's, not the path's: a symbolic link to a held store (or a path
     through ``..``) is refused as the store itself is."""
