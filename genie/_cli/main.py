@@ -68,7 +68,7 @@ from .catalogue_page import catalogue_markdown
 from .init import add_parser as add_init
 from .loop import add_loop_option, run_on
 from .mcp import add_parser as add_mcp
-from .one_file import Role, audit_roles, one_file_twice
+from .one_file import Role, audit_roles, one_file_twice, store_roles
 from .options import Parser, port, seconds
 from .serve import add_parser as add_serve
 from .store_sync import add_store_sync_option
@@ -123,7 +123,7 @@ def _one_file_twice(pipeline: Pipeline, args: argparse.Namespace) -> None:
     metrics = args.metrics_out
     audit_written, audit_read = audit_roles(args)
     written: list[Role] = [
-        ("--store", args.store),
+        *store_roles(args.store),
         *audit_written,
         ("--metrics-out", None if metrics and _standard_stream(metrics) else metrics),
     ]

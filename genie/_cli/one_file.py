@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from .._errors import ConfigurationError
 from .._runtime.audit import key_beside
 
-__all__ = ["Role", "audit_roles", "one_file_twice"]
+__all__ = ["Role", "audit_roles", "one_file_twice", "store_roles"]
 
 Role = tuple[str, "str | os.PathLike[str] | None"]
 """How an error names a file's role (``--store``, ``the pipeline file``), and its path: None
@@ -28,6 +28,21 @@ def audit_roles(args: argparse.Namespace) -> tuple[list[Role], list[Role]]:
         ("the key of --audit", key_beside(args.audit) if keyed else None),
     ]
     return written, [("--audit-key-file", args.audit_key_file)]
+
+
+def store_roles(store: str | os.PathLike[str] | None) -> list[Role]:
+    """The files a ``--store`` writes: the store, and those beside it while it is held (its
+    lock, SQLite's side files), so that a log or a metrics file is not written over one:
+    an audit log's lock on the store's lock file waits forever, and a metrics file over its
+    write-ahead log cuts off the writes a killed run left there."""
+    if not store:
+        return []
+    from .._runtime.durable.store import beside
+
+    return [
+        ("--store", store),
+        *((f"the {what} of --store", p) for what, p in beside(store).items()),
+    ]
 
 
 def one_file_twice(written: Sequence[Role], read: Sequence[Role]) -> None:

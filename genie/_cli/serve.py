@@ -20,7 +20,7 @@ from .._errors import ConfigurationError, StoreError, for_terminal
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
-from .one_file import audit_roles, one_file_twice
+from .one_file import audit_roles, one_file_twice, store_roles
 from .options import byte_count, count, port, rate, seconds
 from .store_sync import add_store_sync_option
 from .unreadable import add_discard_unreadable_option, check_discard_unreadable, refuse_unreadable
@@ -190,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
     folder = Path(args.store) if args.store else None
     # Each name once: two pipelines of one name are refused as such (``create_app``).
     named = dict.fromkeys(p.name for p in pipelines)
-    stores = [("--store", folder and store_file(folder, name)) for name in named]
+    stores = [role for name in named for role in store_roles(folder and store_file(folder, name))]
     one_file_twice(
         [*stores, *audit_written],
         [*(("the pipeline file", p.path) for p in pipelines), ("--keys", args.keys), *audit_read],

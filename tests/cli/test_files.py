@@ -405,6 +405,16 @@ def test_an_audit_log_that_is_not_a_regular_file_is_named(
         ),
         (["--store", "{new}", "--audit", "{new}", "--audit-unkeyed"], "--store and --audit"),
         (["--store", "{store}", "--metrics-out", "{store}"], "--store and --metrics-out"),
+        # The files beside a store: an audit log's lock on its lock file waited forever, and a
+        # metrics file over its write-ahead log cut off the writes a killed run left there.
+        (
+            ["--store", "{store}", "--audit", "{store}.lock", "--audit-unkeyed"],
+            "the lock of --store and --audit",
+        ),
+        (
+            ["--store", "{store}", "--metrics-out", "{store}-wal"],
+            "the write-ahead log of --store and --metrics-out",
+        ),
         (
             ["--audit", "{new}", "--metrics-out", "{new}.key"],
             "the key of --audit and --metrics-out",

@@ -103,6 +103,10 @@ def test_a_limit_must_be_positive(
         (["--audit", "{pipeline}", "--audit-unkeyed"], "--audit and the pipeline file"),
         (["--audit", "{keys}", "--audit-unkeyed"], "--audit and --keys"),
         (["--store", "{store}", "--audit", "{db}", "--audit-unkeyed"], "--store and --audit"),
+        (
+            ["--store", "{store}", "--audit", "{db}.lock", "--audit-unkeyed"],
+            "the lock of --store and --audit",
+        ),
         (["--audit", "{new}", "--audit-key-file", "{new}"], "--audit and --audit-key-file"),
         (["--audit", "{new}", "--keys", "{new}.key"], "the key of --audit and --keys"),
     ],

@@ -49,7 +49,7 @@ from ..._base.files import file_problem
 from ..._errors import ConfigurationError, StoreError
 from ..transport import DESK  # its kept deliveries are pending approvals
 
-__all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient"]
+__all__ = ["Batch", "DeliveryStore", "Holders", "Kept", "StoreClient", "beside"]
 
 MAX_COUNT = 2**63 - 1  # SQLite's largest integer
 _T = TypeVar("_T")
@@ -384,10 +384,8 @@ class DeliveryStore:
         refused = _not_a_store_file(self.path)
         if refused is not None and os.path.lexists(self.path):  # made if missing
             raise ConfigurationError(refused)
-        # The lock is named by where the file really is: a store reached through a symbolic
-        # link (or ``..``) is the same store, held by one runtime.
         try:
-            self._lockfile = open(f"{self.path.resolve()}.lock", "a")  # noqa: SIM115 - held until close
+            self._lockfile = open(beside(self.path)["lock"], "a")  # noqa: SIM115 - held until close
         except OSError as exc:
             raise ConfigurationError(f"cannot use {self.path} as a store: {exc.strerror}") from exc
         try:
@@ -750,6 +748,19 @@ class StoreClient:
 
     def close(self) -> None:
         self._db.close()
+
+
+def beside(path: str | PathLike[str]) -> dict[str, str]:
+    """The files a runtime holding the store at ``path`` writes beside it, by what each is:
+    its ``lock``, SQLite's ``write-ahead log`` and ``shared memory``. Named by where the file
+    really is: a store reached through a symbolic link (or ``..``) is the same store, held by
+    one runtime."""
+    real = os.path.realpath(path)
+    return {
+        "lock": f"{real}.lock",
+        "write-ahead log": f"{real}-wal",
+        "shared memory": f"{real}-shm",
+    }
 
 
 def _not_a_store_file(path: Path) -> str | None:
