@@ -228,8 +228,9 @@ def _run(args: argparse.Namespace) -> int:
         stuck: dict[str, int] = {}  # agents no worker hosts that deliveries wait for
         try:
             # The run's own error (a write its store's disk refused, say) stops the task
-            # groups it is raised in: one line, not a group.
-            with unwrapped(GenieError):
+            # groups it is raised in: one line, not a group. So does a second Ctrl-C, raised
+            # in the runtime's stop (its store closing) where the first stopped it.
+            with unwrapped(GenieError), unwrapped(KeyboardInterrupt):
                 if transport is None:
                     results = run_on(args.loop, go)
                 else:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -1418,6 +1419,64 @@ def test_genie_run_interrupted_resumes_at_the_next_run(
     assert "resuming 1 unfinished request" in captured.err
     assert json.loads(captured.out)["correlation_id"] == request
     assert kept(store) == ([], [])
+
+
+class SlowToStop(Slow):
+    """A slow chain whose stop blocks the loop a while when DRILL_STOPPING names a file, made
+    as it begins: a second Ctrl-C lands in it, as in a store's close."""
+
+    async def on_stop(self) -> None:
+        if os.environ.get("DRILL_STOPPING"):
+            os.close(os.open(os.environ["DRILL_STOPPING"], os.O_CREAT | os.O_WRONLY))
+            time.sleep(10)  # noqa: ASYNC251 - it blocks the loop, as a store's close does
+
+
+def test_genie_run_interrupted_twice_says_so_in_a_line(tmp_path: Path) -> None:
+    """A second Ctrl-C while ``genie run --store`` stops after the first (its store closing,
+    an agent stopping) is said as the first is: a line, exit 130, not a traceback."""
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "slow.yaml").write_text(INTERRUPTED.replace(":Slow", ":SlowToStop"))
+    store = tmp_path / "slow.db"
+    stopping = tmp_path / "stopping"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "DRILL_SLOW": "1",
+        "DRILL_STOPPING": str(stopping),
+    }
+    command = [sys.executable, "-m", "genie._cli", "run", str(tmp_path / "slow.yaml")]
+    run = subprocess.Popen(
+        [*command, "--store", str(store)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )
+
+    def wait_for(there: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if there():
+                return
+            threading.Event().wait(0.05)
+        raise AssertionError("the run never got there")
+
+    try:
+        wait_for(lambda: store.exists() and stalled(store))  # step 2 stalls
+        run.send_signal(signal.SIGINT)
+        wait_for(stopping.exists)  # the runtime stops
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert "Traceback" not in err, err
+    assert run.returncode == 130
+    assert err.splitlines()[-1] == (
+        "genie run: interrupted: what it had not finished is kept; "
+        f"genie run {tmp_path / 'slow.yaml'} --store {store} resumes it"
+    )
+    assert len(kept(store)[1]) == 1
 
 
 class Filling(Chain):
