@@ -779,10 +779,15 @@ class Runtime:
         """With a store: forget the kept request ``correlation_id`` (one of ``unreadable``, or
         of ``unfinished`` not resumed) and all the store kept of it, without running it: its
         work is lost. Raises ``InvalidArgumentError`` without a store, or for a request it
-        does not keep (or that was resumed)."""
+        does not keep (or that was resumed), and ``RuntimeClosedError`` once the runtime has
+        closed (its store given back: a runtime started on it again discards it)."""
         if self._store is None:
             raise InvalidArgumentError(
                 f"rt.discard({correlation_id!r}): the runtime has no store to discard it from"
+            )
+        if self._state is RuntimeState.CLOSED:
+            raise RuntimeClosedError(
+                f"cannot discard {correlation_id}: the runtime is closed, and its store with it"
             )
         self._store.discard(correlation_id)
 

@@ -35,6 +35,7 @@ from genie import (
     Payload,
     RetryPolicy,
     Runtime,
+    RuntimeClosedError,
     RuntimeState,
     StoreError,
     Unanswered,
@@ -972,6 +973,23 @@ async def test_a_request_this_runtime_cannot_read_is_named_and_can_be_discarded(
     assert kept(path) == ([], [])
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM requests").fetchone() == (0,)
+
+
+async def test_a_request_discarded_once_the_runtime_closed_is_refused_saying_so(
+    tmp_path: Path,
+) -> None:
+    """``discard`` after the runtime closed (its store given back) is refused as a closed
+    runtime refuses a publish, and the request stays kept for the next start."""
+    path = tmp_path / "store.db"
+    async with Runtime([Chain("chain", gate=anyio.Event())], store=path, drain_timeout=0.01) as rt:
+        await rt.publish(rt.message(Step(n=0), recipient="chain"))
+        await anyio.sleep(0.05)
+    async with Runtime([Chain("chain")], store=path) as rt:
+        [request] = rt.unfinished()
+    with pytest.raises(RuntimeClosedError, match=r"cannot discard .* the runtime is closed"):
+        rt.discard(request.correlation_id)
+    async with Runtime([Chain("chain")], store=path) as rt:
+        assert [r.id for r in rt.unfinished()] == [request.id]
 
 
 async def test_without_a_store_nothing_is_unreadable() -> None:
