@@ -266,6 +266,24 @@ class Pipeline:
                     budget=screen.budget,
                 ),
             )
+        # The agents first (their constructors, ``adapt``): one refused leaves the store, which
+        # the runtime opens, untouched and free.
+        made: list[tuple[Agent, list[str], AgentOptions]] = []
+        for decl in self.config.agents:
+            params = decl.params
+            if decl.llm is not None:
+                assert llm is not None  # an agent names a stack, so llm_stacks built it
+                if isinstance(decl.llm, str):
+                    params = {**params, "llm": llm[decl.llm]}
+                else:  # a panel
+                    params = {**params, "llm": [llm[name] for name in decl.llm]}
+            agent: Agent = self.specs[decl.id].create(decl.id, params)
+            if decl.risk is not None:
+                agent.risk = decl.risk  # type: ignore[attr-defined]
+            options = self._options(decl)
+            if adapt is not None:
+                agent, options = adapt(agent, options)
+            made.append((agent, decl.subscribe, options))
         rt = Runtime(
             tools=self._tool_servers(),
             memory=self._memory_stores(llm, shared_memory),
@@ -289,21 +307,8 @@ class Pipeline:
         )
         if built is not None:
             rt.on_close(built.aclose)
-        for decl in self.config.agents:
-            params = decl.params
-            if decl.llm is not None:
-                assert llm is not None  # an agent names a stack, so llm_stacks built it
-                if isinstance(decl.llm, str):
-                    params = {**params, "llm": llm[decl.llm]}
-                else:  # a panel
-                    params = {**params, "llm": [llm[name] for name in decl.llm]}
-            agent: Agent = self.specs[decl.id].create(decl.id, params)
-            if decl.risk is not None:
-                agent.risk = decl.risk  # type: ignore[attr-defined]
-            options = self._options(decl)
-            if adapt is not None:
-                agent, options = adapt(agent, options)
-            rt.add(agent, subscribe=decl.subscribe, options=options)
+        for agent, subscribe, options in made:
+            rt.add(agent, subscribe=subscribe, options=options)
         for g in self.config.gathers:
             node = GatherNode(
                 g.id,

@@ -21,6 +21,7 @@ import anyio
 import pytest
 
 from genie import (
+    Agent,
     AgentOptions,
     BaseAgent,
     ConfigurationError,
@@ -1160,6 +1161,27 @@ async def test_a_store_made_before_messages_were_kept_once_is_taken_over(tmp_pat
         await rt.resume(request, until=lambda m: len(agents[0].seen + agents[1].seen) == 2)
     assert [agent.seen for agent in agents] == [[9], [9]]
     assert kept(path) == ([], [])
+
+
+async def test_a_pipeline_whose_agent_is_refused_leaves_its_store_free(tmp_path: Path) -> None:
+    """``Pipeline.runtime(store=...)`` refused for an agent (its ``adapt`` raised, a constructor
+    refused) leaves the store untouched and free: the next try, in the same process, runs."""
+    (tmp_path / "p.yaml").write_text(
+        "agents: [{id: echo, use: 'tests.conftest:Echo'}]\n"
+        "entry: {type: ping, to: echo}\noutput: pong\n"
+    )
+    pipeline = load_pipeline(tmp_path / "p.yaml")
+    path = tmp_path / "store.db"
+
+    def refuse(agent: Agent, options: AgentOptions) -> tuple[Agent, AgentOptions]:
+        raise ValueError(f"{agent.id} refused")
+
+    with pytest.raises(ValueError, match="echo refused"):
+        pipeline.runtime(store=path, adapt=refuse)
+    assert not path.exists()
+    async with pipeline.runtime(store=path) as rt:
+        result = await pipeline.ask(rt, rt.message(Ping(n=1), recipient="echo"))
+    assert result.status == "ok"
 
 
 async def test_a_pipeline_run_on_a_store_names_its_file_there(tmp_path: Path) -> None:
