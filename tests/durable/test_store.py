@@ -697,6 +697,24 @@ async def test_a_store_reached_through_a_link_is_the_same_store(tmp_path: Path) 
             Runtime([Chain("chain")], store=path)
 
 
+async def test_a_store_named_by_a_link_to_no_file_yet_is_made_there(tmp_path: Path) -> None:
+    """A store is made if missing, also through a symbolic link to a file not made yet (a
+    store kept on another disk): the file is made where the link points, and taken as the
+    store from then on; ``genie approvals`` reads it through the link."""
+    (tmp_path / "disk").mkdir()
+    link = tmp_path / "store.db"
+    link.symlink_to(tmp_path / "disk" / "store.db")
+    async with Runtime([Chain("chain")], store=link) as rt:
+        result = await rt.ask(rt.message(Step(n=3), recipient="chain"), until="done")
+    assert result.status == "complete"
+    assert (tmp_path / "disk" / "store.db").is_file()
+    client = StoreClient(link)
+    try:
+        assert client.approvals() == []
+    finally:
+        client.close()
+
+
 def test_a_client_started_with_the_runtime_waits_for_its_tables(tmp_path: Path) -> None:
     """``genie approvals`` may open the file in the moment between a runtime making it and
     writing its tables: that file is the runtime's store, not an empty database."""

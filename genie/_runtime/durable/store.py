@@ -381,8 +381,8 @@ class DeliveryStore:
 
     def __init__(self, path: str | PathLike[str], each: bool = False) -> None:
         self.path = Path(path)
-        refused = _not_a_store_file(self.path)
-        if refused is not None and os.path.lexists(self.path):  # made if missing
+        refused = _not_a_store_file(self.path, made=True)
+        if refused is not None:
             raise ConfigurationError(refused)
         try:
             self._lockfile = open(beside(self.path)["lock"], "a")  # noqa: SIM115 - held until close
@@ -763,12 +763,13 @@ def beside(path: str | PathLike[str]) -> dict[str, str]:
     }
 
 
-def _not_a_store_file(path: Path) -> str | None:
+def _not_a_store_file(path: Path, made: bool = False) -> str | None:
     """Why ``path`` can hold no store (it is missing, a directory, a device, a pipe), in the
     words the error says, or None: looked at before SQLite, which says only "disk I/O error"
-    or "unable to open database file" of each."""
+    or "unable to open database file" of each. ``made``: a missing store is made (also where
+    a symbolic link to no file yet points), so that is no reason."""
     problem = file_problem(path)
-    if problem is None:
+    if problem is None or (made and problem == "does not exist"):
         return None
     if problem == "does not exist":
         return f"no store at {path}"
