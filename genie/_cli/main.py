@@ -1063,6 +1063,12 @@ def _interrupted(command: str) -> int:
     return INTERRUPTED
 
 
+def _said_as() -> str:
+    """How the command line names this command in a message: ``genie run``, or ``genie``."""
+    at = _command_at(sys.argv[1:])
+    return f"genie {sys.argv[1 + at]}" if at < len(sys.argv) - 1 else "genie"
+
+
 def _command_at(argv: Sequence[str]) -> int:
     """Where the command's name is in ``argv`` (after the options of ``genie`` itself)."""
     return next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
@@ -1138,11 +1144,16 @@ def cli() -> int:
         _drop_output(stdout)
         return SIGPIPE_EXIT
     except _OutputError as exc:
-        at = _command_at(sys.argv[1:])
-        name = f"genie {sys.argv[1 + at]}" if at < len(sys.argv) - 1 else "genie"
-        print(f"{name}: cannot write to standard output: {exc.strerror}", file=sys.stderr)
+        print(f"{_said_as()}: cannot write to standard output: {exc.strerror}", file=sys.stderr)
         _drop_output(stdout)
         return 1
+    except KeyboardInterrupt:
+        # Before a command runs (the parser being built, the entry points read; a command
+        # says its own Ctrl-C): one line all the same.
+        if "--debug" in sys.argv[1:]:
+            raise
+        print(f"{_said_as()}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     finally:
         sys.stdout = stdout
     left = _threads_left(THREADS_GRACE)

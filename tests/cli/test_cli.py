@@ -399,6 +399,27 @@ def test_a_closed_output_is_one_line(args: list[str]) -> None:
     assert done.returncode == 1
 
 
+def test_ctrl_c_before_the_command_runs_is_one_line() -> None:
+    """A SIGINT while the command line is still being read (the parser built, the entry
+    points scanned: about a second on a loaded machine) was a traceback; a command says its
+    own Ctrl-C, and so does ``genie`` before one runs."""
+    code = (
+        "import os, signal, sys\n"
+        "from genie._cli import main as m\n"
+        "built = m.build_parser\n"
+        "def interrupted(*args, **kw):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the parser is built\n"
+        "    return built(*args, **kw)\n"
+        "m.build_parser = interrupted\n"
+        "sys.argv = ['genie', 'run', 'finance']\n"
+        "raise SystemExit(m.cli())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (130, "genie run: interrupted\n")
+
+
 def test_a_reader_that_reads_everything_sees_it_all() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "genie._cli", "agents", "--json"],
