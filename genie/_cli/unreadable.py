@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, GenieError
 
 if TYPE_CHECKING:
     from .._runtime.runtime import Runtime
@@ -63,6 +64,22 @@ def refuse_unreadable(
     raise ConfigurationError(
         f"the store {store} keeps {'requests' if many else 'a request'} this pipeline cannot "
         f"read: {which}; {them} {'were' if many else 'was'} not resumed, and {held}: run the "
-        f"pipeline that made {them}, or {again} --discard-unreadable drops {them} (what "
-        f"{'they' if many else 'it'} kept is lost)"
+        f"pipeline that made {them}{_named_in(store)}, or {again} --discard-unreadable drops "
+        f"{them} (what {'they' if many else 'it'} kept is lost)"
     )
+
+
+def _named_in(store: str | os.PathLike[str]) -> str:
+    """`` (FILE)``, the pipeline file the store names as the one whose runs it keeps, or ""
+    when it names none (or cannot be read again now)."""
+    from .._runtime.durable.store import StoreClient
+
+    try:
+        client = StoreClient(store)
+    except (GenieError, OSError, sqlite3.Error):
+        return ""
+    try:
+        named = client.pipeline()
+    finally:
+        client.close()
+    return "" if named is None else f" ({named})"

@@ -21,6 +21,7 @@ import pytest
 
 from genie import ApprovalRefusedError, GatherResult, MemoryAuditLog, Runtime
 from genie._base.clock import Clock
+from genie._base.shipped import shipped_pipelines
 from genie._cli.main import main
 from genie._runtime.approvals import GRACE
 from genie._runtime.durable.store import StoreClient
@@ -587,6 +588,29 @@ def test_the_shipped_payments_pipeline_waits_for_a_treasurer(
     assert out["output"]["payload"]["action"] == "submit"
     assert out["output"]["payload"]["reason"] == "approved by tina: invoice checked"
     assert kept(Path(store)) == ([], [])
+
+
+def test_a_run_of_another_pipeline_refused_on_the_store_leaves_it_named_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``genie run finance`` on a store that keeps a paused payment: refused (it cannot read
+    the request), naming the pipeline that made it, and the store still names that one, so
+    that ``genie approvals`` says which run resumes the payment (it said the refused one)."""
+    store = str(tmp_path / "payments.db")
+    payments = str(shipped_pipelines()["payments"].resolve())
+    assert main(["run", "payments", "--store", store, "--set", "TIMEOUT=0.5s"]) == 1
+    capsys.readouterr()
+    assert main(["run", "finance", "--store", store]) == 2
+    err = capsys.readouterr().err
+    assert f"run the pipeline that made it ({payments}), or genie run finance" in err
+    assert main(["approvals", "list", "--store", store, "--json"]) == 0
+    approval_id = json.loads(capsys.readouterr().out)["id"]
+    argv = ["approvals", "approve", approval_id, "--store", store, "--as", "tina"]
+    assert main([*argv, "--role", "treasurer", "--wait", "0"]) == 0
+    err = capsys.readouterr().err
+    assert err.endswith(f"takes it: genie run {payments} --store {store}\n"), err
+    assert main(["run", "payments", "--store", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["output"]["payload"]["action"] == "submit"
 
 
 def test_an_answer_left_while_nothing_runs_is_shown_and_its_refusal_said(

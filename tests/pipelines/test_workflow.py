@@ -1206,7 +1206,8 @@ def test_genie_run_refuses_while_its_store_keeps_a_request_it_cannot_read(
     )
     assert "invalid 'trip' message: field 'city': Field required; unknown field 'town'" in err
     assert (
-        f"it was not resumed, and no new request was sent: run the pipeline that made it, or "
+        "it was not resumed, and no new request was sent: run the pipeline that made it "
+        f"({Path(path).resolve()}), or "
         f"genie run {path} --store {store} --discard-unreadable drops it (what it kept is "
         "lost)"
     ) in err

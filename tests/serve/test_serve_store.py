@@ -211,7 +211,8 @@ async def test_a_server_refuses_while_its_store_keeps_a_request_it_cannot_read(
     ), err
     assert "invalid 'step' message: field 'n': Field required; unknown field 'm'" in err
     assert err.endswith(
-        "it was not resumed, and the server did not start: run the pipeline that made it, "
+        "it was not resumed, and the server did not start: run the pipeline that made it "
+        f"({pipeline.resolve()}), "
         f"or genie serve {pipeline} --store {folder} --discard-unreadable drops it (what it "
         "kept is lost)\n"
     ), err

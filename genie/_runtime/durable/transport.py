@@ -191,11 +191,11 @@ class DurableTransport(Observer):
             # from the start (``TransportHost.resumed``).
             self._watched = self.store.watched()
             replies = self.store.replies()
-            if pipeline is not None:
-                self.store.name_pipeline(str(pipeline.resolve()))
         except BaseException:  # a row genie did not write, a write refused: given back
             self.store.close()
             raise
+        # The pipeline file this runtime runs, until the store names it (``_name_pipeline``).
+        self._naming = None if pipeline is None else str(pipeline.resolve())
         self._pending: dict[str, list[Kept]] = {}  # by correlation, until replayed
         # The requests a process before this one left, until resumed or discarded: an
         # outside publish in one of their correlations is refused (``check``).
@@ -284,6 +284,16 @@ class DurableTransport(Observer):
             self._asked.pop(mid, None)
             self._watched.discard(mid)
             self._parts_taken = {(m, a) for m, a in self._parts_taken if m != mid}
+        self._name_pipeline()
+
+    def _name_pipeline(self) -> None:
+        """The store names the pipeline file whose runs it keeps (``genie approvals`` says
+        which to run to resume them), once this runtime's pipeline can read every request it
+        keeps: while it keeps another pipeline's, which this one refuses to go on with, it
+        still names that one."""
+        if self._naming is not None and not self.unreadable():
+            self.store.name_pipeline(self._naming)
+            self._naming = None
 
     def keeps(self, correlation_id: str) -> bool:
         return correlation_id in self._requests_kept
@@ -378,6 +388,7 @@ class DurableTransport(Observer):
         backend: Backend,
     ) -> None:
         self.local.start(tg, run, backend)
+        self._name_pipeline()
         new_event = self._new_event = backend.new_event
         self._wait_at_most = backend.wait_at_most
         self._wake, self._urgent, self._look = new_event(), new_event(), new_event()
