@@ -877,6 +877,7 @@ def test_a_database_of_something_else_is_refused_and_left_as_it_was(
     assert "it is a database of something else" in err
     assert err.count("\n") == 1
     assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.db"]  # no lock left beside it
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     db.close()

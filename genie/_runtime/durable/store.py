@@ -33,6 +33,7 @@ the disk (``synchronous=FULL``) and is made in a worker thread, so the loop neve
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -384,8 +385,10 @@ class DeliveryStore:
         refused = _not_a_store_file(self.path, made=True)
         if refused is not None:
             raise ConfigurationError(refused)
+        lock = beside(self.path)["lock"]
+        made_lock = not os.path.lexists(lock)
         try:
-            self._lockfile = open(beside(self.path)["lock"], "a")  # noqa: SIM115 - held until close
+            self._lockfile = open(lock, "a")  # noqa: SIM115 - held until close
         except OSError as exc:
             raise ConfigurationError(f"cannot use {self.path} as a store: {exc.strerror}") from exc
         try:
@@ -399,6 +402,11 @@ class DeliveryStore:
             self._db = _connect(self.path, each)
             self._syncing = _connect(self.path, each)  # ``sync``'s own, used from a thread
         except ConfigurationError:
+            # Not a store (another application's database, a damaged file): refused with
+            # nothing left beside it, as it was found.
+            if made_lock:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
             self._lockfile.close()
             raise
         self._file = _identity(self.path)  # the file written, whatever the path names later
