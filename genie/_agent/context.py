@@ -115,7 +115,9 @@ class Context(Protocol):
         runtime's kill switch reserves its worst case against the correlation's
         ``Limits.correlation_tokens`` / ``correlation_cost`` before anything is sent. A call
         that does not fit raises ``genie.llm.BudgetExceededError`` (never retried); after the
-        first refusal every call of the correlation is refused. See docs/llm.md."""
+        first refusal every call of the correlation is refused. A ``provider`` that is no
+        ``Provider``, or a call given anything but a ``Request``, is an
+        ``InvalidArgumentError``. See docs/llm.md."""
         ...
 
     def tool(self, server: str) -> Tools:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.lowlevel import checkpoint
 
+from .._errors import InvalidArgumentError
 from .._message.envelope import Message
 from ._cost import PriceTable
 from ._errors import BudgetExceededError, LLMError
@@ -250,6 +251,11 @@ class HandlerProvider:
         budget: CorrelationBudget | None,
         relay: Callable[[str, Message], TextCall | None] | None = None,
     ) -> None:
+        if not isinstance(inner, Provider):
+            raise InvalidArgumentError(
+                f"ctx.llm: {_given(inner)} is no genie.llm Provider (a name, a region, "
+                "complete and stream): give it a provider or a stack, such as OpenAIProvider(...)"
+            )
         self.inner = inner
         self.message = message
         self.agent_id = agent_id
@@ -267,6 +273,11 @@ class HandlerProvider:
         return self.inner.region
 
     def _governed(self, request: Request) -> Request:
+        if not isinstance(request, Request):
+            raise InvalidArgumentError(
+                f"ctx.llm({self.inner.name!r}): a call takes a genie.llm Request, not "
+                f"{_given(request)}: Request(messages=(ChatMessage.user(text),))"
+            )
         msg, agent_id = self.message, self.agent_id
         context = request.context
         if context == _DEFAULT_CONTEXT:
@@ -311,6 +322,11 @@ class HandlerProvider:
             call.end(None, error)
             raise
         call.end(None)  # left before the model finished: what came is the call's text
+
+
+def _given(value: object) -> str:
+    spelt = repr(value)
+    return f"{type(value).__name__} ({spelt if len(spelt) <= 40 else spelt[:37] + '...'})"
 
 
 async def _relayed(

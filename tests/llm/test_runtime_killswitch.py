@@ -15,6 +15,7 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    InvalidArgumentError,
     Limits,
     MemoryAuditLog,
     Message,
@@ -339,6 +340,35 @@ async def test_the_test_context_fills_the_call_context_without_a_budget() -> Non
     answer = await ctx.llm(model).complete(QUESTION)
     assert answer.text == "ok"
     assert model.requests[0].context.correlation_id == ctx.message.correlation_id
+
+
+async def test_a_handler_giving_ctx_llm_no_provider_or_no_request_is_told_what_is_wrong() -> None:
+    told: list[str] = []
+
+    class Careless(BaseAgent):
+        produces = (Thought,)
+
+        @handler
+        async def on_think(self, payload: Think, ctx: Context) -> Message:
+            model = ScriptedProvider(["ok"])
+            for misuse in (
+                lambda: ctx.llm(None).complete(QUESTION),  # type: ignore[arg-type]
+                lambda: ctx.llm("openai").complete(QUESTION),  # type: ignore[arg-type]
+                lambda: ctx.llm(model).complete("Think about it."),  # type: ignore[arg-type]
+                lambda: read_into(ctx.llm(model).stream(None), []),  # type: ignore[arg-type]
+            ):
+                with pytest.raises(InvalidArgumentError) as wrong:
+                    await misuse()
+                told.append(str(wrong.value))
+            return ctx.reply(Thought(calls=0, refusals=[]))
+
+    async with Runtime([Careless("careless")], limits=Limits(correlation_tokens=10_000)) as rt:
+        result = await rt.ask(rt.message(Think(), recipient="careless"), timeout=10)
+    assert result.status == "complete"
+    assert "ctx.llm: NoneType (None) is no genie.llm Provider" in told[0]
+    assert "ctx.llm: str ('openai') is no genie.llm Provider" in told[1]
+    assert "a call takes a genie.llm Request, not str ('Think about it.')" in told[2]
+    assert "a call takes a genie.llm Request, not NoneType (None)" in told[3]
 
 
 def test_limits_refuse_nonsense_budgets() -> None:
