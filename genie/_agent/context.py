@@ -456,7 +456,7 @@ class TestContext(_ContextBase):
         return HandlerProvider(provider, message, self._agent_id, None)
 
     def tool(self, server: str) -> Tools:
-        session = self._tools.get(server)
+        session = self._tools.get(server) if isinstance(server, str) else None
         if session is None:
             raise ToolCallError(f"TestContext has no tool server {server!r}: pass tools=")
         return _SessionTools(server, session)

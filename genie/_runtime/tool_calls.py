@@ -122,7 +122,7 @@ class ToolCalls:
         self._tg = tg
 
     def tools(self, server: str, agent_id: str, message: Message) -> GovernedTools:
-        if server not in self.servers:
+        if not isinstance(server, str) or server not in self.servers:  # a list: unhashable
             known = ", ".join(sorted(self.servers)) or "none"
             raise ToolCallError(f"no tool server {server!r} in this runtime (declared: {known})")
         return GovernedTools(self, server, agent_id, message)

@@ -201,6 +201,30 @@ async def test_an_unknown_server_is_a_tool_call_error() -> None:
     )
 
 
+async def test_a_server_named_by_no_text_is_a_tool_call_error_naming_it() -> None:
+    told: list[str] = []
+
+    class Careless(Caller):
+        @handler
+        async def on_ask(self, p: Ask, ctx: Context) -> Message:
+            for server in (["broker"], {"server": "broker"}):
+                with pytest.raises(ToolCallError) as wrong:
+                    await ctx.tool(server).list()  # type: ignore[arg-type]
+                told.append(str(wrong.value))
+            raise AssertionError("told")
+
+    async with Runtime([Careless("caller")], tools={"broker": BROKER}) as rt:
+        await ask(rt, "add")
+    assert told == [
+        "no tool server ['broker'] in this runtime (declared: broker)",
+        "no tool server {'server': 'broker'} in this runtime (declared: broker)",
+    ]
+    with pytest.raises(ToolCallError, match=r"no tool server \['broker'\]"):
+        TestContext("a", Message.new(Ask(tool="add"), sender="u", recipient="a")).tool(
+            ["broker"]  # type: ignore[arg-type]
+        )
+
+
 async def test_a_server_that_cannot_start_fails_the_call_and_a_later_one_retries() -> None:
     dead = McpServer(command=(sys.executable, "-c", "import sys; sys.exit(3)"), timeout=5)
     async with Runtime([Caller("caller")], tools={"broker": dead}) as rt:
