@@ -350,6 +350,34 @@ async def test_malformed_json_is_a_response_error_not_a_traceback(wire: Wire) ->
             _ = [e async for e in stream]
 
 
+def _not_gzip(status: int, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+    """An answer whose ``Content-Encoding`` says gzip over a body that is not (a broken proxy)."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": content_type, "content-encoding": "gzip"}
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(b'{"not": 1}'))
+
+    return reply
+
+
+@HTTPX_HALF_READ
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_a_body_that_does_not_decode_as_its_encoding_says_is_a_response_error(
+    wire: Wire,
+) -> None:
+    with pytest.raises(ProviderResponseError, match="does not decode as its Content-Encoding"):
+        await provider(wire, Recorder(_not_gzip(200))).complete(simple_request())
+    with pytest.raises(ProviderResponseError, match="does not decode as its Content-Encoding"):
+        await read_into(
+            provider(wire, Recorder(_not_gzip(200, wire.stream_type))).stream(simple_request()),
+            [],
+        )
+    # An error status keeps its class: only its excerpt, which did not decode, is lost.
+    with pytest.raises(ProviderUnavailableError) as busy:
+        await provider(wire, Recorder(_not_gzip(503))).complete(simple_request())
+    assert busy.value.status == 503
+
+
 DEEP = "[" * 100_000 + "]" * 100_000  # nested past the JSON parser's recursion limit
 
 

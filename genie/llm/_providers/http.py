@@ -244,12 +244,26 @@ class HTTPAdapter:
 
     async def _text(self, response: httpx.Response) -> AsyncGenerator[str, None]:
         """The body of ``response`` as it arrives, decoded, within ``max_response_bytes``:
-        past it, :class:`ProviderResponseError` before more of it is held; an error status's
-        body (it only feeds an excerpt) is cut there instead."""
+        past it, or where it does not decode as its ``Content-Encoding`` says,
+        :class:`ProviderResponseError` before more of it is held; an error status's body (it
+        only feeds an excerpt) is cut there instead."""
         decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")("replace")
         size = 0
         # httpx's iterator is typed as a plain one; the response's aclose (its caller's) ends it.
-        async for chunk in response.aiter_bytes():
+        chunks = aiter(response.aiter_bytes())
+        while True:
+            try:
+                chunk = await anext(chunks, None)
+            except httpx.DecodingError as exc:  # not what its Content-Encoding says (gzip)
+                if response.is_error:
+                    return
+                raise ProviderResponseError(
+                    f"{self._name}: the answer's body does not decode as its "
+                    f"Content-Encoding says: {self._redact(str(exc))}",
+                    provider=self._name,
+                ) from None
+            if chunk is None:
+                break
             size += len(chunk)
             if size > self.max_response_bytes:
                 if response.is_error:
