@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -24,7 +24,7 @@ import anyio
 
 from .._base.clock import OutsideWork, waiting_outside
 from .._base.failure import exiting, format_failure, formatted_there
-from .._errors import AgentError, described
+from .._errors import AgentError, InvalidArgumentError, described
 from .._message.envelope import Message
 from .._message.payload import Classification, MetaValue, Payload, Role
 from .context import Context, Timer
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import logging
 
     from ..llm._provider import Provider
+    from ..llm._types import Request, Response, StreamEvent
     from .memory import Memory
     from .tools import ToolOutput, Tools, ToolSpec
 
@@ -148,20 +149,33 @@ class ThreadContext:
 
     Once the delivery has given its thread up, what would reach the runtime (``now``,
     ``reply``, ``emit``, ``schedule``, ``sleep``, ``request``, ``llm``, ``tool``, ``memory``,
-    and the calls of the tools and memory taken before) is refused: a late thread leaves
-    nothing behind, and never waits on a loop that may have ended."""
+    and the calls of the tools, memory and model taken before) is refused: a late thread
+    leaves nothing behind, and never waits on a loop that may have ended. Those calls are
+    refused too when awaited off the event loop (``asyncio.run`` in the thread)."""
 
-    __slots__ = ("_ctx", "_slots")
+    __slots__ = ("_ctx", "_loop", "_slots")
 
     def __init__(self, ctx: Context, slots: Slots) -> None:
         self._ctx = ctx
         self._slots = slots
+        self._loop = threading.get_ident()  # made on the event loop's thread
 
     def _on_loop(self, what: str, call: Callable[..., T], *args: object) -> T:
         """``call(*args)`` on the event loop, unless the delivery gave this thread up (read
         here first: its runtime, and the loop, may be gone by now)."""
         self._check(what)
         return anyio.from_thread.run_sync(call, *args)
+
+    def _awaited(self, what: str) -> None:
+        """``_check``, for a call of the tools, memory or model the thread took, which the
+        handler awaits: refused too when awaited off the event loop (a loop of the thread's
+        own, ``asyncio.run``), where what it changes would race the loop's deliveries."""
+        self._check(what)
+        if threading.get_ident() != self._loop:
+            raise InvalidArgumentError(
+                f"ctx.{what}: a call of it was awaited in the handler's worker thread (a def "
+                f"handler); await it on the event loop: anyio.from_thread.run(...)"
+            )
 
     def _check(self, what: str) -> None:
         # In the thread, then again on the event loop, where the delivery's task marks its
@@ -252,7 +266,7 @@ class ThreadContext:
 
     def _llm(self, provider: Provider) -> Provider:
         self._check("llm")
-        return self._ctx.llm(provider)
+        return _CheckedProvider(self._ctx.llm(provider), functools.partial(self._awaited, "llm"))
 
     # What ``tool`` and ``memory`` return is awaited on the loop by the handler itself:
     # ``anyio.from_thread.run(ctx.tool("broker").call, "get_holdings", {})``.
@@ -261,7 +275,7 @@ class ThreadContext:
 
     def _tool(self, server: str) -> Tools:
         self._check("tool")
-        return _CheckedTools(self._ctx.tool(server), functools.partial(self._check, "tool"))
+        return _CheckedTools(self._ctx.tool(server), functools.partial(self._awaited, "tool"))
 
     def memory(self, name: str = "default") -> Memory:
         return self._on_loop("memory", self._memory, name)
@@ -270,12 +284,41 @@ class ThreadContext:
         self._check("memory")
         # Its reads and writes are refused too once the thread is given up: they run later,
         # on the loop, when the handler awaits them.
-        return checked(self._ctx.memory(name), functools.partial(self._check, "memory"))
+        return checked(self._ctx.memory(name), functools.partial(self._awaited, "memory"))
+
+
+class _CheckedProvider:
+    """A thread's model (``ctx.llm``): each call, awaited later on the loop, is refused once
+    the delivery gave the thread up, as ``ctx.llm`` itself is, or when awaited off the loop."""
+
+    __slots__ = ("_check", "_provider")
+
+    def __init__(self, provider: Provider, check: Callable[[], None]) -> None:
+        self._provider, self._check = provider, check
+
+    @property
+    def name(self) -> str:
+        return self._provider.name
+
+    @property
+    def region(self) -> str:
+        return self._provider.region
+
+    async def complete(self, request: Request) -> Response:
+        self._check()
+        return await self._provider.complete(request)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        self._check()
+        async with self._provider.stream(request) as events:
+            yield events
 
 
 class _CheckedTools:
     """A thread's tools of one server: each call, awaited later on the loop, is refused once
-    the delivery gave the thread up, as ``ctx.tool`` itself is."""
+    the delivery gave the thread up, as ``ctx.tool`` itself is, or when awaited off the
+    loop."""
 
     __slots__ = ("_check", "_tools")
 

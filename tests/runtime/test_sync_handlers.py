@@ -10,8 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -23,6 +25,7 @@ from genie import (
     BaseAgent,
     ConfigurationError,
     Context,
+    InvalidArgumentError,
     Message,
     OffloadStatistics,
     Payload,
@@ -30,8 +33,12 @@ from genie import (
     Runtime,
     RuntimeState,
     Timer,
+    ToolOutput,
+    ToolSpec,
     handler,
 )
+from genie.llm import ChatMessage, Provider, ScriptedProvider
+from genie.llm import Request as LLMRequest
 from genie.memory import Store
 
 from ..conftest import Echo, Ping, Pong
@@ -575,6 +582,76 @@ async def test_a_request_off_the_runtimes_loop_or_to_nobody_is_refused_saying_ho
     }
     assert (s.published, s.mailboxes["echo"].handled) == (2, 0)  # no request went out
     settled(rt)
+
+
+class _Session:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def list_tools(self) -> Sequence[ToolSpec]:
+        self.calls += 1
+        return []
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutput:
+        self.calls += 1
+        return ToolOutput(text="")
+
+
+class _LocalTools:
+    timeout = WAIT
+
+    def __init__(self) -> None:
+        self.session = _Session()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[_Session]:
+        yield self.session
+
+
+class AwaitsInALoopOfItsOwn(BaseAgent):
+    """A def handler that awaits its memory, tools and model with ``asyncio.run`` (a loop of
+    its thread's own), then its memory through ``anyio.from_thread.run``, as it should."""
+
+    def __init__(self, id: str, model: Provider) -> None:
+        super().__init__(id)
+        self.model = model
+        self.told: list[str] = []
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        mem, tools, llm = ctx.memory(), ctx.tool("local"), ctx.llm(self.model)
+        question = LLMRequest(messages=(ChatMessage.user("hi"),))
+        for call in (
+            lambda: mem.kv.set("ns", "k", "off the loop"),
+            lambda: tools.list(),
+            lambda: llm.complete(question),
+        ):
+            try:
+                asyncio.run(call())
+            except InvalidArgumentError as refused:
+                self.told.append(str(refused))
+        anyio.from_thread.run(mem.kv.set, "ns", "k", "on the loop")
+        self.told.append(str(anyio.from_thread.run(mem.kv.get, "ns", "k")))
+
+
+async def test_memory_tools_and_models_awaited_off_the_runtimes_loop_are_refused() -> None:
+    """Awaited in a loop of the handler's thread, a memory write was judged, audited and
+    stored, and a model call reserved, from that thread, racing the loop's deliveries."""
+    model, tools = ScriptedProvider(["answer"]), _LocalTools()
+    agent = AwaitsInALoopOfItsOwn("thread", model)
+    async with Runtime([agent], tools={"local": tools}) as rt:
+        with anyio.fail_after(WAIT):
+            await rt.publish(rt.message(Work(n=1), recipient="thread"))
+            await rt.wait_idle()
+    assert list(rt.dead_letters) == []
+    advice = (
+        ": a call of it was awaited in the handler's worker thread (a def handler); await it "
+        "on the event loop: anyio.from_thread.run(...)"
+    )
+    assert agent.told == [f"ctx.{what}{advice}" for what in ("memory", "tool", "llm")] + [
+        "on the loop"
+    ]
+    assert (model.requests, tools.session.calls) == ([], 0)
 
 
 async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
