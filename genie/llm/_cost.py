@@ -209,6 +209,8 @@ class CostObserver:
         self, events: AsyncIterator[StreamEvent], acc: Accumulator, started: float
     ) -> AsyncGenerator[StreamEvent, None]:
         async for event in events:
+            if acc.finished:  # after its Finish: not the call's (read to the end, not passed on)
+                continue
             acc.add(event)
             if isinstance(event, Finish):
                 # What was used and what it cost, never the answer: the observer records a

@@ -311,6 +311,8 @@ class KillSwitch:
         prompt: int,
     ) -> AsyncGenerator[StreamEvent, None]:
         async for event in events:
+            if acc.finished:  # after its Finish: not the call's (read to the end, not passed on)
+                continue
             acc.add(event)
             if isinstance(event, Finish):
                 self._settle(reservation, request, prompt, _partial(acc))

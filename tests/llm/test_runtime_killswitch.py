@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -30,14 +31,21 @@ from genie.llm import (
     BudgetExceededError,
     CallContext,
     ChatMessage,
+    CostObserver,
+    Finish,
     OpenAIProvider,
     PriceTable,
     Provider,
     Request,
+    Response,
     ScriptedProvider,
+    StreamEvent,
+    TextDelta,
+    Usage,
+    UsageEvent,
 )
 
-from .helpers import API_KEY, read_into
+from .helpers import API_KEY, read_into, texts
 from .server import ProviderServer
 
 USED = 138  # the canned OpenAI answer's usage: 120 prompt + 18 completion tokens
@@ -369,6 +377,46 @@ async def test_a_handler_giving_ctx_llm_no_provider_or_no_request_is_told_what_i
     assert "ctx.llm: str ('openai') is no genie.llm Provider" in told[1]
     assert "a call takes a genie.llm Request, not str ('Think about it.')" in told[2]
     assert "a call takes a genie.llm Request, not NoneType (None)" in told[3]
+
+
+class FinishesTwice:
+    """A provider of one's own whose stream goes on after its Finish, then finishes again."""
+
+    name = "twice"
+    region = "on-prem"
+    model = "m"
+
+    async def complete(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+        async def events() -> AsyncIterator[StreamEvent]:
+            for text in ("first", "more"):
+                yield TextDelta(text=text)
+                yield UsageEvent(usage=Usage(input_tokens=10, output_tokens=5))
+                yield Finish(reason="stop")
+
+        yield events()
+
+
+async def test_a_stream_that_goes_on_after_its_finish_is_settled_and_counted_once() -> None:
+    observed = CostObserver(FinishesTwice())
+    read: list[str] = []
+
+    class Reader(BaseAgent):
+        produces = (Thought,)
+
+        @handler
+        async def on_think(self, payload: Think, ctx: Context) -> Message:
+            read.extend(texts(await read_into(ctx.llm(observed).stream(QUESTION), [])))
+            return ctx.reply(Thought(calls=1, refusals=[]))
+
+    async with Runtime([Reader("reader")], limits=Limits(correlation_tokens=10_000)) as rt:
+        result = await rt.ask(rt.message(Think(), recipient="reader"), timeout=10)
+    assert result.status == "complete", list(rt.dead_letters)
+    assert read == ["first"]  # the call ended at its Finish, as it was charged
+    assert observed.statistics().calls == 1
 
 
 def test_limits_refuse_nonsense_budgets() -> None:
