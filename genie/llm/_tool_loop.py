@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._agent.tools import Tools, ToolSpec
-from .._errors import ToolArgumentsError, ToolDeniedError
+from .._errors import InvalidArgumentError, ToolArgumentsError, ToolDeniedError
 from ._provider import Provider
 from ._types import ChatMessage, Request, Response, Tool, ToolCall
 
@@ -38,9 +38,21 @@ async def tool_loop(
     What the model is told instead of a tool's answer: a denial (``error: denied by policy
     ...``), arguments that do not fit the tool's schema, a tool it was not offered, the tool's
     own error. It may correct itself. A server that cannot be reached raises
-    ``ToolCallError``: the handler fails and is retried as its options say."""
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be at least 1, not {max_steps}")
+    ``ToolCallError``: the handler fails and is retried as its options say. A server that is
+    not its tools (its name, say) or a ``max_steps`` that is no count is an
+    ``InvalidArgumentError``."""
+    if type(max_steps) is not int or max_steps < 1:
+        raise InvalidArgumentError(
+            f"tool_loop: max_steps must be a whole number of at least 1, not {max_steps!r}"
+        )
+    for server in servers:
+        if not (
+            callable(getattr(server, "list", None)) and callable(getattr(server, "call", None))
+        ):
+            raise InvalidArgumentError(
+                "tool_loop: each server is given as its tools, ctx.tool(name), not "
+                f"{type(server).__name__}"
+            )
     owners: dict[str, Tools] = {}
     offered: list[Tool] = []
     for server in servers:

@@ -6,7 +6,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from genie import BaseAgent, Context, Message, Payload, Runtime, handler
+import pytest
+
+from genie import (
+    BaseAgent,
+    Context,
+    InvalidArgumentError,
+    Message,
+    Payload,
+    Runtime,
+    handler,
+)
 from genie.llm import ChatMessage, Request, Response, ScriptedProvider, ToolCall, tool_loop
 from genie.mcp import McpServer
 from genie.policies import PIIBlock
@@ -112,3 +122,16 @@ async def test_the_steps_run_out() -> None:
         reply = await answer(rt, "loop forever")
     assert (reply.steps, reply.answered) == (3, False)
     assert len(model.requests) == 3
+
+
+async def test_a_server_given_by_name_or_steps_that_are_no_count_are_refused_naming_them() -> None:
+    model = ScriptedProvider(["never asked"])
+    question = Request(messages=(ChatMessage.user("hi"),))
+    with pytest.raises(
+        InvalidArgumentError, match=r"given as its tools, ctx.tool\(name\), not str"
+    ):
+        await tool_loop(model, question, "broker")  # type: ignore[arg-type]
+    for steps in (0, 2.5, "3", True):
+        with pytest.raises(InvalidArgumentError, match="max_steps must be a whole number"):
+            await tool_loop(model, question, max_steps=steps)  # type: ignore[arg-type]
+    assert model.requests == []
