@@ -10,6 +10,7 @@ unless it catches it. ``genie.llm`` is imported with the first model call, never
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,12 @@ class ModelCalls:
         admission: Admission,
         clock: Clock,
     ) -> None:
+        cost = sys.modules.get("genie.llm._cost")  # loaded if prices is a PriceTable
+        if prices is not None and (cost is None or not isinstance(prices, cost.PriceTable)):
+            raise ConfigurationError(
+                f"Runtime(prices=...) takes a genie.llm.PriceTable, not {type(prices).__name__}"
+                ' (PriceTable.of({"model": {"input": 3.0, "output": 15.0}}) makes one)'
+            )
         if limits.correlation_cost is not None and prices is None:
             raise ConfigurationError(
                 "limits: correlation_cost needs a price table to bound a call's cost before it "

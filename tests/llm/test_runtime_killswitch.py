@@ -419,6 +419,14 @@ async def test_a_stream_that_goes_on_after_its_finish_is_settled_and_counted_onc
     assert observed.statistics().calls == 1
 
 
+def test_prices_that_are_no_price_table_are_refused_when_the_runtime_is_made() -> None:
+    """They were taken, and the first model call failed on them with an AttributeError."""
+    for prices in ({"gpt-4.1-mini": {"input": 1.0, "output": 2.0}}, "prices.yaml"):
+        expected = f"takes a genie.llm.PriceTable, not {type(prices).__name__}"
+        with pytest.raises(ConfigurationError, match=expected):
+            Runtime([], prices=prices, limits=Limits(correlation_cost=1.0))  # type: ignore[arg-type]
+
+
 def test_limits_refuse_nonsense_budgets() -> None:
     for bad in (
         {"correlation_tokens": -1},
