@@ -63,6 +63,22 @@ class Store:
             raise ConfigurationError(
                 f"memory threshold must be a whole number of at least 2, not {spelt(threshold)}"
             )
+        # Checked here, not at the first summary or the first semantic add: a provider's or an
+        # embedder's name (a str) was taken, and failed in a handler with an AttributeError.
+        for role, given, kind, calls in (
+            (
+                "summariser",
+                summariser,
+                "a genie.llm Provider",
+                ("name", "region", "complete", "stream"),
+            ),
+            ("embedder", embedder, "a genie.memory Embedder", ("name", "embed")),
+        ):
+            if given is not None and not all(hasattr(given, call) for call in calls):
+                raise ConfigurationError(
+                    f"memory {role} must be {kind} ({', '.join(calls)}), not "
+                    f"{type(given).__name__} ({spelt(given)})"
+                )
         self.path = None if path is None else str(path)
         self.threshold = threshold
         self.embedder: Embedder = embedder or HashingEmbedder()

@@ -758,6 +758,22 @@ def test_bad_store_settings_are_named() -> None:
         Store("memory", path="x.db")
 
 
+def test_a_summariser_or_embedder_that_is_none_is_named_when_the_store_is_made() -> None:
+    # A stack's name was taken as the summariser, and an embedder's as the embedder: the first
+    # summary or semantic add then failed in a handler with an AttributeError.
+    with pytest.raises(
+        ConfigurationError,
+        match=r"memory summariser must be a genie.llm Provider \(name, region, complete, "
+        r"stream\), not str \('fast'\)",
+    ):
+        Store(summariser="fast")  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigurationError,
+        match=r"memory embedder must be a genie.memory Embedder \(name, embed\), not str",
+    ):
+        Store(embedder="hashing")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("threshold", ["20", float("nan"), float("inf"), 2.5, None])
 def test_a_threshold_that_is_no_count_of_turns_is_named(threshold: object) -> None:
     # "20" raised a bare TypeError; NaN was taken, and as no count is at most NaN, every
