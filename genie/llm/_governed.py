@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.lowlevel import checkpoint
 
+from .._base.clock import spelt
 from .._errors import InvalidArgumentError
 from .._message.envelope import Message
 from ._cost import PriceTable
@@ -325,8 +326,7 @@ class HandlerProvider:
 
 
 def _given(value: object) -> str:
-    spelt = repr(value)
-    return f"{type(value).__name__} ({spelt if len(spelt) <= 40 else spelt[:37] + '...'})"
+    return f"{type(value).__name__} ({spelt(value)})"
 
 
 async def _relayed(
