@@ -200,7 +200,7 @@ class Request(BaseModel):
     tools: tuple[Tool, ...] = ()
     output: type[BaseModel] | None = None
     max_tokens: int = Field(default=1024, gt=0)
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     context: CallContext = CallContext()
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from genie import GenieError
 from genie.llm import (
@@ -21,11 +23,15 @@ from genie.llm import (
     AnthropicProvider,
     AuthenticationError,
     BadRequestError,
+    BudgetLedger,
     Cache,
+    CallContext,
     CallRecord,
+    ChatMessage,
     CostObserver,
     Finish,
     GeminiProvider,
+    KillSwitch,
     LLMError,
     OllamaProvider,
     OpenAIProvider,
@@ -35,10 +41,12 @@ from genie.llm import (
     ProviderResponseError,
     ProviderUnavailableError,
     RateLimitedError,
+    Request,
     Shadow,
     ShadowResult,
     StreamEvent,
     TextDelta,
+    Tool,
     ToolCall,
     Usage,
     complete_by_streaming,
@@ -376,6 +384,36 @@ async def test_a_body_that_does_not_decode_as_its_encoding_says_is_a_response_er
     with pytest.raises(ProviderUnavailableError) as busy:
         await provider(wire, Recorder(_not_gzip(503))).complete(simple_request())
     assert busy.value.status == 503
+
+
+@pytest.mark.parametrize("wire", WIRES, ids=str)
+async def test_a_request_holding_nan_or_infinity_is_refused_unsent_and_unbilled(wire: Wire) -> None:
+    """A tool's schema (the server's words) with an infinite bound, or a tool call's arguments
+    fed back with NaN (Python's JSON reader takes a model's ``NaN``): the encoder's ValueError
+    came out of the adapter, and the kill switch charged the prompt of a call never sent."""
+    rec = Recorder(answer(200, fixture(f"{wire.name}_response.json")))
+    ledger = BudgetLedger(max_tokens=100_000)
+    guarded = KillSwitch(provider(wire, rec), ledger)
+    context = CallContext(correlation_id="c")
+    schema = {"type": "object", "properties": {"a": {"type": "number", "maximum": math.inf}}}
+    call = ToolCall(id="c1", name="add", arguments={"a": math.nan})
+    fed_back = (
+        ChatMessage.user("Add."),
+        ChatMessage.assistant("", (call,)),
+        ChatMessage.tool_result(call, "error: not a number"),
+    )
+    requests = [simple_request(tools=(Tool(name="add", parameters=schema),), context=context)]
+    if wire.name != "openai":  # OpenAI takes a call's arguments as a string of JSON: NaN fits
+        requests.append(simple_request(messages=fed_back, context=context))
+    for request in requests:
+        with pytest.raises(
+            LLMError, match=r"holds a number JSON cannot carry \(NaN or infin"
+        ) as no:
+            await guarded.complete(request)
+        assert not no.value.sent
+    assert (rec.requests, ledger.statistics().tokens_used) == ([], 0)
+    with pytest.raises(ValidationError, match="finite number"):
+        Request.model_validate({"messages": [], "temperature": math.inf})
 
 
 DEEP = "[" * 100_000 + "]" * 100_000  # nested past the JSON parser's recursion limit

@@ -209,8 +209,19 @@ class HTTPAdapter:
         """The POST of ``body`` as JSON, written as httpx writes it (compact UTF-8), except
         that a lone surrogate (a tool's or a model's ``"\\ud800"`` escape fed back into the
         conversation) goes as U+FFFD: UTF-8 cannot carry it, and httpx's writer raised a
-        UnicodeEncodeError for it before anything was sent."""
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        UnicodeEncodeError for it before anything was sent. NaN or infinity, which JSON cannot
+        carry either, is an ``LLMError`` of a call never sent."""
+        try:
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # NaN or infinity: nothing was sent, and nothing is billed
+            error = LLMError(
+                f"{self._name}: the request holds a number JSON cannot carry (NaN or infinity, "
+                "in a temperature, a tool's schema or a tool call's arguments fed back), so it "
+                "was not sent",
+                provider=self._name,
+            )
+            error.sent = False
+            raise error from None
         return self._client.build_request(
             "POST",
             self._base_url + path,
