@@ -37,8 +37,10 @@ class Cache:
         max_entries: int = 1024,
         clock: Callable[[], float] = loop_time,
     ) -> None:
-        if ttl <= 0 or max_entries < 1:
-            raise ValueError("ttl must be positive and max_entries at least 1")
+        if not ttl > 0 or max_entries < 1:  # NaN too
+            raise ValueError(
+                f"ttl must be positive and max_entries at least 1, not {ttl}, {max_entries}"
+            )
         self.inner = inner
         self.ttl = ttl
         self.max_entries = max_entries

@@ -22,8 +22,8 @@ class Deadline:
     covers opening it and reading it to the end."""
 
     def __init__(self, inner: Provider, timeout: float | None = 30.0) -> None:
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive (seconds) or None")
+        if timeout is not None and not timeout > 0:  # NaN too: anyio refused it at each call
+            raise ValueError(f"timeout must be positive (seconds) or None, not {timeout}")
         self.inner = inner
         self.timeout = timeout
 

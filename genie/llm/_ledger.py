@@ -54,8 +54,11 @@ class BudgetLedger:
     def __init__(
         self, *, max_tokens: int | None = None, max_cost: float | None = None, name: str = "budget"
     ) -> None:
-        if (max_tokens is not None and max_tokens < 0) or (max_cost is not None and max_cost < 0):
-            raise ValueError("budgets cannot be negative")
+        # Written so that NaN is refused too: no count is above it, so it refused nothing.
+        if (max_tokens is not None and not max_tokens >= 0) or (
+            max_cost is not None and not max_cost >= 0
+        ):
+            raise ValueError(f"budgets must be numbers of at least 0, not {max_tokens}, {max_cost}")
         self.max_tokens = max_tokens
         self.max_cost = max_cost
         self.name = name

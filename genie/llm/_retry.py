@@ -45,6 +45,11 @@ class Retry:
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        if not all(w >= 0 for w in (backoff, multiplier, max_backoff, max_retry_after)):
+            raise ValueError(  # NaN too: anyio refused it at the first wait
+                "backoff, multiplier, max_backoff and max_retry_after must be numbers of at "
+                f"least 0, not {backoff}, {multiplier}, {max_backoff}, {max_retry_after}"
+            )
         if not 0 <= jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
         self.inner = inner

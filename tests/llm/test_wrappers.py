@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from typing import Any
 
 import anyio
 import pytest
@@ -50,6 +51,23 @@ from .helpers import Scripted, Sleeps, read_into, simple_request, texts
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, object]]:
     return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+NAN_SETTINGS = {
+    "a budget's cost": lambda p: BudgetLedger(max_cost=math.nan),
+    "a deadline's timeout": lambda p: Deadline(p, timeout=math.nan),
+    "a cache's ttl": lambda p: Cache(p, ttl=math.nan),
+    "a retry's backoff": lambda p: Retry(p, backoff=math.nan),
+    "a retry's longest wait asked": lambda p: Retry(p, max_retry_after=math.nan),
+}
+
+
+@pytest.mark.parametrize("make", NAN_SETTINGS.values(), ids=NAN_SETTINGS.keys())
+def test_a_setting_of_nan_is_refused_when_the_wrapper_is_made(make: Any) -> None:
+    """Taken, a NaN budget refused no call (no count is above NaN), and a NaN timeout or wait
+    failed each call inside anyio instead."""
+    with pytest.raises(ValueError, match="nan"):
+        make(Scripted(["hi"]))
 
 
 def unavailable(provider: str = "p") -> ProviderUnavailableError:
