@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
+from .._base.resilience import at_least
 from ._clock import loop_time
 from ._provider import Provider, events_of
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
@@ -37,7 +38,7 @@ class Cache:
         max_entries: int = 1024,
         clock: Callable[[], float] = loop_time,
     ) -> None:
-        if not ttl > 0 or max_entries < 1:  # NaN too
+        if not at_least(ttl, 0, strictly=True) or max_entries < 1:  # NaN too
             raise ValueError(
                 f"ttl must be positive and max_entries at least 1, not {ttl}, {max_entries}"
             )

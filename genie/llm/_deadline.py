@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 
 import anyio
 
+from .._base.resilience import at_least
 from ._clock import loop_time
 from ._errors import LLMTimeoutError
 from ._provider import Provider
@@ -22,7 +23,7 @@ class Deadline:
     covers opening it and reading it to the end."""
 
     def __init__(self, inner: Provider, timeout: float | None = 30.0) -> None:
-        if timeout is not None and not timeout > 0:  # NaN too: anyio refused it at each call
+        if timeout is not None and not at_least(timeout, 0, strictly=True):  # NaN too
             raise ValueError(f"timeout must be positive (seconds) or None, not {timeout}")
         self.inner = inner
         self.timeout = timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._base.resilience import at_least
 from ._errors import BudgetExceededError
 
 __all__ = ["BudgetLedger", "LedgerStatistics", "Remaining", "Reservation"]
@@ -54,10 +55,8 @@ class BudgetLedger:
     def __init__(
         self, *, max_tokens: int | None = None, max_cost: float | None = None, name: str = "budget"
     ) -> None:
-        # Written so that NaN is refused too: no count is above it, so it refused nothing.
-        if (max_tokens is not None and not max_tokens >= 0) or (
-            max_cost is not None and not max_cost >= 0
-        ):
+        # NaN is refused too: no count is above it, so it refused nothing.
+        if not all(b is None or at_least(b, 0) for b in (max_tokens, max_cost)):
             raise ValueError(f"budgets must be numbers of at least 0, not {max_tokens}, {max_cost}")
         self.max_tokens = max_tokens
         self.max_cost = max_cost

@@ -8,7 +8,7 @@ from contextlib import aclosing, asynccontextmanager
 
 import anyio
 
-from .._base.resilience import backoff_after
+from .._base.resilience import at_least, backoff_after
 from ._errors import LLMError, ProviderError
 from ._killswitch import count_attempt
 from ._provider import Provider, open_attempt
@@ -45,7 +45,7 @@ class Retry:
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        if not all(w >= 0 for w in (backoff, multiplier, max_backoff, max_retry_after)):
+        if not all(at_least(w, 0) for w in (backoff, multiplier, max_backoff, max_retry_after)):
             raise ValueError(  # NaN too: anyio refused it at the first wait
                 "backoff, multiplier, max_backoff and max_retry_after must be numbers of at "
                 f"least 0, not {backoff}, {multiplier}, {max_backoff}, {max_retry_after}"
