@@ -12,7 +12,9 @@ import anyio
 
 from .._agent.memory import Episode, Fact, Hit, Snapshot, Summarising, transcript
 from .._base.clock import spelt
-from .._errors import ConfigurationError, MemoryDeniedError
+from .._base.log import lazy_logger
+from .._base.resilience import NOT_RETRYABLE
+from .._errors import ConfigurationError, MemoryDeniedError, described
 from ._backends import Backend, InMemoryBackend, SqliteBackend
 from ._embed import Embedder, HashingEmbedder, cosine
 
@@ -27,6 +29,8 @@ SUMMARY_PROMPT = (
 )
 SUMMARY_TOKENS = 200
 _OFFLINE_CHARS = 80  # of each turn, in the summary made without a model
+
+_log = lazy_logger("genie.runtime")
 
 
 class Store:
@@ -185,6 +189,19 @@ class Store:
             except MemoryDeniedError:
                 # Refused and audited: the turns stay as they are, each readable as it was
                 # written, and the next append past the threshold asks again.
+                return False
+            except NOT_RETRYABLE:
+                raise  # a budget's or a policy's refusal: the handler is not retried for it
+            except Exception as exc:
+                # The turn is kept: failing the append would have the handler retried, and
+                # the retry keep the turn again. The next append past the threshold asks again.
+                _log.warning(
+                    "memory %r: the summary of session %r failed, its turns stay as they are: %s",
+                    self.name,
+                    session,
+                    described(exc),
+                    extra={"agent_id": "-", "message_type": "-", "correlation_id": "-"},
+                )
                 return False
             await self._entries.fold(self.name, session, older, summary)
         return True

@@ -35,7 +35,14 @@ from genie import (
     TestContext,
     handler,
 )
-from genie.llm import BudgetExceededError, Request, Residency, Response, ScriptedProvider
+from genie.llm import (
+    BudgetExceededError,
+    ProviderUnavailableError,
+    Request,
+    Residency,
+    Response,
+    ScriptedProvider,
+)
 from genie.memory import SUMMARY_PROMPT, Episode, HashingEmbedder, Memory, Store, cosine
 from genie.memory._backends import Backend, InMemoryBackend, SqliteBackend
 from genie.policies import ClassificationCeiling, PIIBlock
@@ -132,6 +139,36 @@ async def test_episodes_past_the_threshold_are_summarised_through_the_handlers_m
     assert request.max_tokens == 200
     assert request.messages[0].text == "user: turn 1\nuser: turn 2\nuser: turn 3"
     assert request.context.correlation_id  # the handler's ctx.llm gave it the request's context
+
+
+@BACKENDS
+async def test_a_summary_that_fails_keeps_the_turn_once_and_asks_again(
+    kind: str, tmp_path: Path
+) -> None:
+    # The append raised the model's 503 after the turn was kept: the handler was retried, and
+    # its retry kept the turn a second time.
+    busy = ProviderUnavailableError(provider="s", status=503, request_id=None, excerpt="busy")
+    model = ScriptedProvider([busy, "one and two"])
+    store = store_of(kind, tmp_path, threshold=2, summariser=model)
+
+    def append(text: str) -> Callable[[Context], Awaitable[Any]]:
+        async def work(ctx: Context) -> Any:
+            folded = await ctx.memory().episodes.append("s1", text)
+            snap = await ctx.memory().episodes.snapshot("s1")
+            return [folded, snap.summary, [e.text for e in snap.recent]]
+
+        return work
+
+    async with Runtime(memory=store) as rt:
+        _workers[rt] = worker = Worker(append("one"))
+        rt.add(worker, options=AgentOptions(retry=RetryPolicy(attempts=3, backoff=0)))
+        for text in ("one", "two"):
+            await run(rt, append(text))
+        unsummarised = await run(rt, append("three"))
+        summarised = await run(rt, append("four"))
+    assert unsummarised == [False, "", ["one", "two", "three"]]
+    assert summarised == [True, "one and two", ["three", "four"]]
+    assert len(model.requests) == 2
 
 
 async def test_a_summary_counts_against_the_requests_token_budget() -> None:
