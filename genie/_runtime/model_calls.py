@@ -157,8 +157,23 @@ class ModelCalls:
         corr = self._correlator.lookup(correlation_id)
         budget = self._budget
         assert budget is not None
-        if corr is None:  # a call outside any delivery (a context kept past its handler)
-            return
+        if corr is None:
+            # No delivery of it runs here: a context kept past its handler, its request ended
+            # and its account let go. A new account would give the correlation its budget
+            # again, whole.
+            from ..llm._errors import BudgetExceededError
+
+            limit = "correlation_tokens" if self._limits.correlation_tokens else "correlation_cost"
+            raise BudgetExceededError(
+                limit=limit,
+                key=correlation_id,
+                requested=0,
+                remaining=0,
+                correlation_id=correlation_id,
+                message=f"llm call refused: correlation {correlation_id} has ended here (no "
+                "delivery of it is in flight): a context kept past its handler calls no model, "
+                "or the correlation's budget would start again",
+            )
         corr.on_release = budget.forget
 
     def _fire(self, firing: Firing) -> None:

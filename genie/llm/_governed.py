@@ -189,8 +189,8 @@ class CorrelationBudget:
                 f"already ({first}); no further model call of it is sent",
             )
         if cid not in self._tracked:
+            self._track(cid)  # may refuse the call: then the correlation stays untracked
             self._tracked.add(cid)
-            self._track(cid)
 
     def _refused(
         self, refused: BudgetExceededError, agent_id: str, message: Message, first: bool

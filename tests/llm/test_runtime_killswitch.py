@@ -419,6 +419,39 @@ async def test_a_stream_that_goes_on_after_its_finish_is_settled_and_counted_onc
     assert observed.statistics().calls == 1
 
 
+async def test_a_context_kept_past_its_request_calls_no_model(
+    server: ProviderServer, model: OpenAIProvider
+) -> None:
+    """A handler keeps its ``ctx`` and the request ends: its budget's account is let go with
+    it, so a call through the kept context would have opened a new one, whole, and the
+    correlation would have spent its budget again. Refused, unsent, saying why."""
+    kept: list[Context] = []
+
+    class Keeper(BaseAgent):
+        produces = (Thought,)
+
+        @handler
+        async def on_think(self, payload: Think, ctx: Context) -> Message:
+            await ctx.llm(model).complete(QUESTION)
+            kept.append(ctx)
+            return ctx.reply(Thought(calls=1, refusals=[]))
+
+    async with Runtime([Keeper("keeper")], limits=Limits(correlation_tokens=USED + WORST)) as rt:
+        result = await rt.ask(rt.message(Think(), recipient="keeper"), timeout=10)
+        assert result.status == "complete"
+        await rt.wait_idle()
+        [ctx] = kept
+        for _ in range(3):
+            with pytest.raises(BudgetExceededError) as refused:
+                await ctx.llm(model).complete(QUESTION)
+            assert str(refused.value) == (
+                f"llm call refused: correlation {result.correlation_id} has ended here (no "
+                "delivery of it is in flight): a context kept past its handler calls no model, "
+                "or the correlation's budget would start again"
+            )
+    assert len(server.received) == 1
+
+
 def test_prices_that_are_no_price_table_are_refused_when_the_runtime_is_made() -> None:
     """They were taken, and the first model call failed on them with an AttributeError."""
     for prices in ({"gpt-4.1-mini": {"input": 1.0, "output": 2.0}}, "prices.yaml"):
