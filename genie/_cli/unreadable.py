@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
@@ -72,6 +71,8 @@ def refuse_unreadable(
 def _named_in(store: str | os.PathLike[str]) -> str:
     """`` (FILE)``, the pipeline file the store names as the one whose runs it keeps, or ""
     when it names none (or cannot be read again now)."""
+    import sqlite3  # as the store's own module: only a run with a store needs it
+
     from .._runtime.durable.store import StoreClient
 
     try:

@@ -405,6 +405,8 @@ def test_ctrl_c_before_the_command_runs_is_one_line() -> None:
     own Ctrl-C, and so does ``genie`` before one runs."""
     code = (
         "import os, signal, sys\n"
+        # A shell that starts a job in the background has it ignore SIGINT: a terminal's.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from genie._cli import main as m\n"
         "built = m.build_parser\n"
         "def interrupted(*args, **kw):\n"
