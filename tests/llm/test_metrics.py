@@ -121,7 +121,9 @@ async def test_every_call_sent_is_recorded_whatever_ended_it() -> None:
     outcomes = [r.error for r in records]
     assert outcomes == ["cancelled", "cancelled", "RuntimeError", "unfinished", "cancelled", None]
     assert [r.stream for r in records] == [False, True, False, True, False, False]
-    assert records[0].seconds >= 0.05
+    # Cut at the deadline, not at once: the deadline's clock started before the observer's,
+    # so the call it timed is a little shorter than the deadline.
+    assert records[0].seconds >= 0.04
     assert observer.statistics().calls == 6
     assert observer.statistics().failures == 5
     text = metrics.text()
