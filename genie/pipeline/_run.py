@@ -235,10 +235,10 @@ class Pipeline:
         store_sync: float | Literal["always"] = 1.0,
     ) -> Runtime:
         """A runtime hosting fresh agents of this pipeline (plus ``policies`` after its own);
-        ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent and its options before
-        it is added (simulations inject faults this way). ``llm`` gives the agents their
-        models (see ``llm_stacks``, whose stacks the caller closes); without it they are
-        built here from the environment, and closed when the runtime stops. ``store``: a
+        ``metrics`` as for ``Runtime``. ``adapt`` may replace each agent (keeping its id) and its
+        options before it is added (simulations inject faults this way). ``llm`` gives the
+        agents their models (see ``llm_stacks``, whose stacks the caller closes); without it
+        they are built here from the environment, and closed when the runtime stops. ``store``: a
         SQLite file that keeps the deliveries until they end, its writes brought to the disk
         as ``store_sync`` says (docs/durability.md), and naming this pipeline's file.
         ``shared_memory``: where the memories of ``backend: nats`` live (``NatsTransport.memory``,
@@ -283,6 +283,12 @@ class Pipeline:
             options = self._options(decl)
             if adapt is not None:
                 agent, options = adapt(agent, options)
+                if getattr(agent, "id", None) != decl.id:
+                    # The file's routes, gathers and fallbacks name the declared id.
+                    raise ConfigurationError(
+                        f"adapt gave {agent!r} for agent {decl.id!r}: a replacement keeps the "
+                        "id the pipeline routes to"
+                    )
             made.append((agent, decl.subscribe, options))
         rt = Runtime(
             tools=self._tool_servers(),
@@ -307,6 +313,15 @@ class Pipeline:
         )
         if built is not None:
             rt.on_close(built.aclose)
+        try:
+            self._host(rt, made)
+        except BaseException:
+            rt._refused()  # never returned, so never closed: its store is given back
+            raise
+        return rt
+
+    def _host(self, rt: Runtime, made: list[tuple[Agent, list[str], AgentOptions]]) -> None:
+        """Adds the pipeline's agents, gathers, workflows and routes to ``rt``."""
         for agent, subscribe, options in made:
             rt.add(agent, subscribe=subscribe, options=options)
         for g in self.config.gathers:
@@ -341,7 +356,6 @@ class Pipeline:
         for type_name, recipients in self.config.routes.items():
             for agent_id in recipients:
                 rt.subscribe(agent_id, type_name)
-        return rt
 
     # --- input ---------------------------------------------------------------------------------
     def read_input(self, source: str | None = None, text: str | None = None) -> str | None:

@@ -1203,6 +1203,49 @@ async def test_a_pipeline_whose_agent_is_refused_leaves_its_store_free(tmp_path:
     assert result.status == "ok"
 
 
+async def test_a_pipeline_whose_adapt_breaks_its_agents_leaves_its_store_free(
+    tmp_path: Path,
+) -> None:
+    """An ``adapt`` that gives an agent of another id (one already given, say) is refused
+    before the store is opened, naming the agent; one whose replacement the runtime refuses
+    (no agent at all) gives the store back: the next try, in the same process, runs."""
+    (tmp_path / "p.yaml").write_text(
+        "agents:\n"
+        "  - {id: echo, use: 'tests.conftest:Echo'}\n"
+        "  - {id: other, use: 'tests.conftest:Echo'}\n"
+        "entry: {type: ping, to: echo}\noutput: pong\n"
+    )
+    pipeline = load_pipeline(tmp_path / "p.yaml")
+    path = tmp_path / "store.db"
+    given: list[Agent] = []
+
+    def first_twice(agent: Agent, options: AgentOptions) -> tuple[Agent, AgentOptions]:
+        given.append(agent)
+        return given[0], options
+
+    with pytest.raises(ConfigurationError, match="for agent 'other': a replacement keeps the id"):
+        pipeline.runtime(store=path, adapt=first_twice)
+    assert not path.exists()
+
+    def unhandled(agent: Agent, options: AgentOptions) -> tuple[Agent, AgentOptions]:
+        if agent.id == "echo":
+            return agent, options
+        return _Named("other"), options  # type: ignore[return-value]
+
+    with pytest.raises(ConfigurationError, match="is not an Agent"):
+        pipeline.runtime(store=path, adapt=unhandled)
+    async with pipeline.runtime(store=path) as rt:
+        result = await pipeline.ask(rt, rt.message(Ping(n=1), recipient="echo"))
+    assert result.status == "ok"
+
+
+class _Named:
+    """An id and nothing else: no agent."""
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+
+
 async def test_a_pipeline_run_on_a_store_names_its_file_there(tmp_path: Path) -> None:
     """``Pipeline.runtime(store=...)`` (the door of ``genie run`` and ``genie serve`` too)
     records the pipeline file, resolved, so ``genie approvals`` can say the command that
