@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -1476,6 +1476,34 @@ def stalled(store: Path) -> bool:
     return len(deliveries) == 1 and len(requests) == 1 and requests[0] not in deliveries[0]
 
 
+@contextlib.contextmanager
+def slow_run(pipeline: Path, store: Path, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """``genie run PIPELINE --store STORE`` in a process of its own, whose steps stall
+    (DRILL_SLOW) and whose Ctrl-C is a terminal's; killed if the test leaves it running."""
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "genie._cli", "run", str(pipeline), "--store", str(store)],
+        env={**os.environ, "PYTHONPATH": str(root), "DRILL_SLOW": "1", **env},
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+
+
+def wait_for(there: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        if there():
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"the run never got there: {what}")
+
+
 def test_genie_run_interrupted_resumes_at_the_next_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1484,31 +1512,13 @@ def test_genie_run_interrupted_resumes_at_the_next_run(
     sending a new one."""
     from genie._cli.main import main
 
-    root = Path(__file__).resolve().parents[2]
     (tmp_path / "slow.yaml").write_text(INTERRUPTED)
     store = tmp_path / "slow.db"
-    env = {**os.environ, "PYTHONPATH": str(root), "DRILL_SLOW": "1"}
-    command = [sys.executable, "-m", "genie._cli", "run", str(tmp_path / "slow.yaml")]
-    run = subprocess.Popen(
-        [*command, "--store", str(store)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
-    )
-    try:
-        for _ in range(200):  # until step 2 stalls: steps 0 and 1 ended, and are written
-            if store.exists() and stalled(store):
-                break
-            threading.Event().wait(0.05)
-        else:
-            raise AssertionError("the run never reached step 2")
+    with slow_run(tmp_path / "slow.yaml", store) as run:
+        # steps 0 and 1 ended, and are written
+        wait_for(lambda: store.exists() and stalled(store), "step 2 stalls")
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
     assert run.returncode == 130
     assert err.splitlines()[-1] == (
         "genie run: interrupted: what it had not finished is kept; "
@@ -1536,42 +1546,15 @@ class SlowToStop(Slow):
 def test_genie_run_interrupted_twice_says_so_in_a_line(tmp_path: Path) -> None:
     """A second Ctrl-C while ``genie run --store`` stops after the first (its store closing,
     an agent stopping) is said as the first is: a line, exit 130, not a traceback."""
-    root = Path(__file__).resolve().parents[2]
     (tmp_path / "slow.yaml").write_text(INTERRUPTED.replace(":Slow", ":SlowToStop"))
     store = tmp_path / "slow.db"
     stopping = tmp_path / "stopping"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "DRILL_SLOW": "1",
-        "DRILL_STOPPING": str(stopping),
-    }
-    command = [sys.executable, "-m", "genie._cli", "run", str(tmp_path / "slow.yaml")]
-    run = subprocess.Popen(
-        [*command, "--store", str(store)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
-    )
-
-    def wait_for(there: Callable[[], bool]) -> None:
-        for _ in range(200):
-            if there():
-                return
-            threading.Event().wait(0.05)
-        raise AssertionError("the run never got there")
-
-    try:
-        wait_for(lambda: store.exists() and stalled(store))  # step 2 stalls
+    with slow_run(tmp_path / "slow.yaml", store, DRILL_STOPPING=str(stopping)) as run:
+        wait_for(lambda: store.exists() and stalled(store), "step 2 stalls")
         run.send_signal(signal.SIGINT)
-        wait_for(stopping.exists)  # the runtime stops
+        wait_for(stopping.exists, "the runtime stops")
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
     assert "Traceback" not in err, err
     assert run.returncode == 130
     assert err.splitlines()[-1] == (
