@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import CallContext, Request, Response, StreamEvent
 
 __all__ = ["DailyTokenBudget"]
@@ -39,7 +39,7 @@ class DailyTokenBudget:
         if (tokens_per_day is None) == (ledger is None):
             raise ValueError("give tokens_per_day or a shared ledger, not both")
         self.ledger = ledger or BudgetLedger(max_tokens=tokens_per_day, name="daily")
-        self.inner = inner
+        self.inner = a_provider(inner, "DailyTokenBudget(inner)")
         self._today = today
         self._day = today()
         self._switch = KillSwitch(inner, self.ledger, key=self._key)

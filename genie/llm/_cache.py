@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .._base.resilience import at_least
 from ._clock import loop_time
-from ._provider import Provider, events_of
+from ._provider import Provider, a_provider, events_of
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
 
 __all__ = ["Cache", "CacheStatistics"]
@@ -42,7 +42,7 @@ class Cache:
             raise ValueError(
                 f"ttl must be positive and max_entries at least 1, not {ttl}, {max_entries}"
             )
-        self.inner = inner
+        self.inner = a_provider(inner, "Cache(inner)")
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock

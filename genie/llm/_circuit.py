@@ -16,7 +16,7 @@ from ._errors import (
     ProviderUnavailableError,
     RateLimitedError,
 )
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import Finish, Request, Response, StreamEvent
 
 __all__ = ["Circuit"]
@@ -46,7 +46,7 @@ class Circuit:
         reset_after: float = 30.0,
         clock: Callable[[], float] = loop_time,
     ) -> None:
-        self.inner = inner
+        self.inner = a_provider(inner, "Circuit(inner)")
         self.breaker = CircuitBreaker(BreakerPolicy(failure_threshold, reset_after))
         self._clock = clock
 

@@ -10,7 +10,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import loop_time
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent, Usage
 
 __all__ = [
@@ -118,7 +118,7 @@ class CostObserver:
         on_call: Callable[[CallRecord], None] | None = None,
         clock: Callable[[], float] = loop_time,
     ) -> None:
-        self.inner = inner
+        self.inner = a_provider(inner, "CostObserver(inner)")
         self.prices = prices or PriceTable()
         self._on_call = on_call
         self._clock = clock

@@ -11,7 +11,7 @@ import anyio
 from .._base.resilience import at_least
 from ._clock import loop_time
 from ._errors import LLMTimeoutError
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import Request, Response, StreamEvent
 
 __all__ = ["Deadline"]
@@ -25,7 +25,7 @@ class Deadline:
     def __init__(self, inner: Provider, timeout: float | None = 30.0) -> None:
         if timeout is not None and not at_least(timeout, 0, strictly=True):  # NaN too
             raise ValueError(f"timeout must be positive (seconds) or None, not {timeout}")
-        self.inner = inner
+        self.inner = a_provider(inner, "Deadline(inner)")
         self.timeout = timeout
 
     @property

@@ -13,7 +13,7 @@ from ._errors import (
     ResidencyDeniedError,
 )
 from ._killswitch import count_attempt
-from ._provider import Provider, open_attempt
+from ._provider import Provider, a_provider, open_attempt
 from ._residency import residency_refusal
 from ._types import Request, Response, StreamEvent
 
@@ -41,7 +41,7 @@ class Fallback:
     ) -> None:
         if not providers:
             raise ValueError("a fallback chain needs at least one provider")
-        self.providers = providers
+        self.providers = tuple(a_provider(p, "Fallback(*providers)") for p in providers)
         self.home_region = home_region
         self.allow_cross_border_for_public = allow_cross_border_for_public
 

@@ -30,7 +30,7 @@ from ._cost import PriceTable
 from ._errors import BudgetExceededError, LLMError
 from ._killswitch import KillSwitch
 from ._ledger import BudgetLedger, Reservation
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._shared import SharedBudget, SharedCounters
 from ._types import CallContext, Finish, Request, Response, StreamEvent, TextDelta
 
@@ -252,12 +252,7 @@ class HandlerProvider:
         budget: CorrelationBudget | None,
         relay: Callable[[str, Message], TextCall | None] | None = None,
     ) -> None:
-        if not isinstance(inner, Provider):
-            raise InvalidArgumentError(
-                f"ctx.llm: {_given(inner)} is no genie.llm Provider (a name, a region, "
-                "complete and stream): give it a provider or a stack, such as OpenAIProvider(...)"
-            )
-        self.inner = inner
+        self.inner = inner = a_provider(inner, "ctx.llm")
         self.message = message
         self.agent_id = agent_id
         self._relay = relay

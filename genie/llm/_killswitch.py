@@ -12,7 +12,7 @@ from .._base.log import lazy_logger
 from ._cost import PriceTable
 from ._errors import AllProvidersFailedError, LLMError, ProviderError, ProviderResponseError
 from ._ledger import BudgetLedger, Reservation
-from ._provider import Provider, models_of
+from ._provider import Provider, a_provider, models_of
 from ._types import (
     Accumulator,
     CallContext,
@@ -116,7 +116,7 @@ class KillSwitch:
         key: Callable[[CallContext], str] = by_correlation,
         model: str = "",
     ) -> None:
-        self.inner = inner
+        self.inner = a_provider(inner, "KillSwitch(inner)")
         self.model = model
         self.ledger = ledger
         self.prices = prices or PriceTable()

@@ -7,6 +7,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol, runtime_checkable
 
+from .._base.clock import spelt
+from .._errors import InvalidArgumentError
 from ._types import (
     Accumulator,
     Finish,
@@ -21,6 +23,7 @@ from ._types import (
 __all__ = [
     "EventStream",
     "Provider",
+    "a_provider",
     "complete_by_streaming",
     "events_of",
     "models_of",
@@ -61,6 +64,26 @@ class Provider(Protocol):
         raised from the iteration, and nothing retries or falls back past that point.
         """
         ...
+
+
+def a_provider(given: object, where: str) -> Provider:
+    """``given``, if it is a provider: a str ``name`` and ``region``, ``complete`` and
+    ``stream`` to call. Otherwise an ``InvalidArgumentError`` saying so where it was given, not
+    an ``AttributeError`` at its first call (the protocol's check sees only that the four
+    names are there)."""
+    if (
+        isinstance(given, Provider)
+        and isinstance(given.name, str)
+        and isinstance(given.region, str)
+        and callable(given.complete)
+        and callable(given.stream)
+    ):
+        return given
+    raise InvalidArgumentError(
+        f"{where}: {type(given).__name__} ({spelt(given)}) is no genie.llm Provider (a str "
+        "name, a str region, complete and stream): give it a provider or a stack, such as "
+        "OpenAIProvider(...)"
+    )
 
 
 def models_of(provider: object) -> tuple[str, ...]:

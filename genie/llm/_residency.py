@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 
 from .._message.payload import Classification
 from ._errors import ResidencyDeniedError
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import Request, Response, StreamEvent
 
 __all__ = ["Residency", "residency_refusal"]
@@ -48,7 +48,7 @@ class Residency:
         home_region: str = "in",
         allow_cross_border_for_public: bool = True,
     ) -> None:
-        self.inner = inner
+        self.inner = a_provider(inner, "Residency(inner)")
         self.home_region = home_region
         self.allow_cross_border_for_public = allow_cross_border_for_public
 

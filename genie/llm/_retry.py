@@ -11,7 +11,7 @@ import anyio
 from .._base.resilience import at_least, backoff_after
 from ._errors import LLMError, ProviderError
 from ._killswitch import count_attempt
-from ._provider import Provider, open_attempt
+from ._provider import Provider, a_provider, open_attempt
 from ._types import Request, Response, StreamEvent
 
 __all__ = ["Retry"]
@@ -52,7 +52,7 @@ class Retry:
             )
         if not 0 <= jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
-        self.inner = inner
+        self.inner = a_provider(inner, "Retry(inner)")
         self.attempts = attempts
         self.backoff = backoff
         self.multiplier = multiplier

@@ -12,7 +12,7 @@ from anyio.abc import TaskGroup
 from .._base.log import lazy_logger
 from .._errors import described
 from ._errors import LLMError
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import Accumulator, Finish, Request, Response, StreamEvent
 
 __all__ = ["Shadow", "ShadowResult", "ShadowStatistics"]
@@ -55,8 +55,8 @@ class Shadow:
         timeout: float = 10.0,
         max_in_flight: int = 4,
     ) -> None:
-        self.primary = primary
-        self.shadow = shadow
+        self.primary = a_provider(primary, "Shadow(primary)")
+        self.shadow = a_provider(shadow, "Shadow(shadow)")
         self._tg = task_group
         self._on_result = on_result
         self.timeout = timeout

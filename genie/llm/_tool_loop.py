@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .._agent.tools import Tools, ToolSpec
 from .._errors import InvalidArgumentError, ToolArgumentsError, ToolDeniedError
-from ._provider import Provider
+from ._provider import Provider, a_provider
 from ._types import ChatMessage, Request, Response, Tool, ToolCall
 
 __all__ = ["ToolLoop", "tool_loop"]
@@ -41,6 +41,7 @@ async def tool_loop(
     ``ToolCallError``: the handler fails and is retried as its options say. A server that is
     not its tools (its name, say) or a ``max_steps`` that is no count is an
     ``InvalidArgumentError``."""
+    a_provider(llm, "tool_loop(llm)")
     if type(max_steps) is not int or max_steps < 1:
         raise InvalidArgumentError(
             f"tool_loop: max_steps must be a whole number of at least 1, not {max_steps!r}"

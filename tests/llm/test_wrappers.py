@@ -70,6 +70,38 @@ def test_a_setting_of_nan_is_refused_when_the_wrapper_is_made(make: Any) -> None
         make(Scripted(["hi"]))
 
 
+class _Lookalike:
+    """The four names a provider has, none of them of its kind."""
+
+    name = 3
+    region = None
+    complete = "complete"
+    stream = "stream"
+
+
+WRAPPERS = {
+    "Retry": lambda p: Retry(p),
+    "Deadline": lambda p: Deadline(p),
+    "Circuit": lambda p: Circuit(p),
+    "Cache": lambda p: Cache(p),
+    "Residency": lambda p: Residency(p),
+    "DailyTokenBudget": lambda p: DailyTokenBudget(p, 10),
+    "CostObserver": lambda p: CostObserver(p),
+    "Fallback(*providers)": lambda p: Fallback(Scripted(["hi"]), p),
+    # refused before its task group is used
+    "Shadow(shadow)": lambda p: Shadow(Scripted(["hi"]), p, None, on_result=print),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("make", WRAPPERS.values(), ids=WRAPPERS.keys())
+@pytest.mark.parametrize("given", [None, "openai", _Lookalike()], ids=["None", "str", "lookalike"])
+def test_a_wrapper_of_no_provider_is_refused_when_made(make: Any, given: object) -> None:
+    """Taken, a wrapper of a name or of a lookalike failed only at its first call, with an
+    ``AttributeError`` or a ``TypeError`` from inside it."""
+    with pytest.raises(ValueError, match=r"\(.*\): .* is no genie.llm Provider"):
+        make(given)
+
+
 def unavailable(provider: str = "p") -> ProviderUnavailableError:
     return ProviderUnavailableError(provider=provider, status=503, request_id=None, excerpt="busy")
 
