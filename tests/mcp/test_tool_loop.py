@@ -124,7 +124,7 @@ async def test_the_steps_run_out() -> None:
     assert len(model.requests) == 3
 
 
-async def test_a_server_given_by_name_or_steps_that_are_no_count_are_refused_naming_them() -> None:
+async def test_a_model_or_server_by_name_or_steps_of_no_count_are_refused_naming_them() -> None:
     model = ScriptedProvider(["never asked"])
     question = Request(messages=(ChatMessage.user("hi"),))
     with pytest.raises(
@@ -134,4 +134,6 @@ async def test_a_server_given_by_name_or_steps_that_are_no_count_are_refused_nam
     for steps in (0, 2.5, "3", True):
         with pytest.raises(InvalidArgumentError, match="max_steps must be a whole number"):
             await tool_loop(model, question, max_steps=steps)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match=r"tool_loop\(llm\): str \('openai'\) is no"):
+        await tool_loop("openai", question)  # type: ignore[arg-type]
     assert model.requests == []
