@@ -269,6 +269,18 @@ class Correlator:
     def lookup(self, cid: str) -> _Correlation | None:
         return self.active.get(cid)
 
+    def in_flight_here(self, cid: str, call: str) -> _Correlation:
+        """The correlation a handler's ``call`` (a request, a timer) adds work to: one with a
+        delivery in flight here. A context kept past its handler, whose request has ended, is
+        refused: the correlation would start again, its delivery budget whole."""
+        corr = self.active.get(cid)
+        if corr is None:
+            raise DeliveryError(
+                f"{call} refused: correlation {cid} has ended here (no delivery of it is in "
+                "flight): a context kept past its handler starts no more work in it"
+            )
+        return corr
+
     async def wait_until(self, event: Event, deadline: float) -> None:
         """Wait for ``event`` until ``deadline`` on the runtime's clock (``math.inf``: no
         limit). The loop's timer may end a wait before the clock reaches the deadline (uvloop

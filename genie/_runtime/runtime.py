@@ -916,6 +916,7 @@ class Runtime:
                 # What the cancellation cut short was recorded as it happened (the group may
                 # have been cancelled before this, by a handler's SystemExit, say).
                 self._close(ledger.cut_short, self._timers.cut_short)
+                self._timers.stop()
                 if self.freeze_gc:
                     gc.unfreeze()
                 await self._stop_agents()
@@ -1297,7 +1298,7 @@ class Runtime:
             raise UnknownMessageTypeError(msg.type, self.types.names())
         # The answer comes from the recipient, or from its fallback if the delivery fails.
         responders = frozenset((recipient,) if fallback is None else (recipient, fallback))
-        corr = self._correlator.get(msg.correlation_id)
+        corr = self._correlator.in_flight_here(msg.correlation_id, "ctx.request()")
         kept = None
         if self._keeper is not None:  # asked under the id it has on every run of its asker
             msg, kept = self._keeper.ask(msg)

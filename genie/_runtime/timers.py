@@ -17,6 +17,7 @@ import anyio
 
 from .._agent.context import Timer
 from .._base.clock import Clock
+from .._errors import RuntimeClosedError
 from .._message.envelope import Message
 from .correlator import Correlator, _Correlation
 from .ledger import Ledger
@@ -53,9 +54,14 @@ class Timers:
     def start(self, tg: TaskGroup) -> None:
         self._tg = tg
 
+    def stop(self) -> None:
+        """The runtime closed: a context kept past it sets no timer."""
+        self._tg = None
+
     def schedule(self, msg: Message, delay: float) -> Timer:
-        assert self._tg is not None, "contexts exist only while the runtime runs"
-        corr = self._correlator.get(msg.correlation_id)
+        if self._tg is None:
+            raise RuntimeClosedError("ctx.schedule() refused: the runtime is closed")
+        corr = self._correlator.in_flight_here(msg.correlation_id, "ctx.schedule()")
         self._ledger.opened(corr)
         self.scheduled += 1
         timer = Timer(lambda: self._withdrawn(timer, msg, corr))

@@ -12,16 +12,18 @@ from genie import (
     AgentOptions,
     BaseAgent,
     Context,
+    DeliveryError,
     Message,
     Payload,
     RetryPolicy,
     Runtime,
+    RuntimeClosedError,
     TestContext,
     Timer,
     handler,
 )
 
-from ..conftest import Note, Ping
+from ..conftest import Echo, Note, Ping
 
 
 @pytest.fixture
@@ -207,3 +209,45 @@ def test_a_test_contexts_timer_is_cancelled_from_any_thread() -> None:
     thread.join()
     assert errors == []
     assert timer.cancelled
+
+
+class Keeps(BaseAgent):
+    """Keeps the context of each ping it handles, and answers nothing."""
+
+    produces = (Alarm,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.kept: list[Context] = []
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.kept.append(ctx)
+
+    @handler
+    async def on_alarm(self, payload: Alarm, ctx: Context) -> None:
+        raise AssertionError("a kept context's timer rang")
+
+
+async def test_a_context_kept_past_its_request_starts_no_more_work() -> None:
+    """Its request ended, the correlation was let go: a timer or a request through the kept
+    context started it again, its delivery budget whole, and ran. Refused, saying why, and
+    once the runtime has closed, refused as closed (a timer's was anyio's RuntimeError)."""
+    keeper = Keeps("keeper")
+    async with Runtime([keeper, Echo("echo")]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="keeper"), timeout=5)
+        assert result.status == "partial"
+        await rt.wait_idle()
+        [ctx] = keeper.kept
+        ended = f"correlation {result.correlation_id} has ended here"
+        with pytest.raises(DeliveryError, match=rf"ctx.schedule\(\) refused: {ended}"):
+            ctx.schedule(0.1, Alarm())
+        with pytest.raises(DeliveryError, match=rf"ctx.request\(\) refused: {ended}"):
+            await ctx.request("echo", Ping(n=2), timeout=1)
+        await anyio.sleep(1)
+        before = rt.statistics()
+    assert (before.timers_set, before.delivered, before.in_flight) == (0, 1, 0)
+    with pytest.raises(RuntimeClosedError, match=r"ctx.schedule\(\) refused: the runtime is"):
+        ctx.schedule(0.1, Alarm())
+    with pytest.raises(RuntimeClosedError):
+        await ctx.request("echo", Ping(n=3), timeout=1)
