@@ -1051,6 +1051,8 @@ class _Checker:
                 f"{decl.use} is called as (rng, session, **params): {exc}",
             )
             return None
+        except ValueError:
+            pass  # a builtin without a signature: calling it will tell
         return generator  # type: ignore[no-any-return]
 
     # --- the flow ------------------------------------------------------------------------------

@@ -295,6 +295,16 @@ def test_a_generator_that_fails_stops_the_run_with_a_clear_error(
     assert isinstance(caught.value, SimulationError | InputError)
 
 
+def test_a_generator_whose_signature_cannot_be_read_is_called(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The loader's check of its params let inspect's ValueError out: a traceback, not a run.
+    monkeypatch.setenv("GENERATOR", "no_signature")
+    says = "session 0: the input generator tests.simulation.generators:no_signature raised"
+    with pytest.raises(SimulationError, match=says):
+        simulate(CHAIN, sessions=2)
+
+
 @pytest.mark.parametrize(
     ("settings", "says"),
     [
