@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from .._base.clock import Clock, seconds, spelt
-from .._errors import ConfigurationError, described, unwrapped
+from .._errors import described, unwrapped
 from .._message.payload import Payload
 from .._runtime.audit import MemoryAuditLog
 from .._runtime.deadletter import DeadLetters
@@ -135,7 +135,9 @@ def simulate(
     inputs.payload(0)  # a generator that cannot make one input fails here, before the run
     every = every if every is not None else max(1, sessions // 100)
     run = functools.partial(_Run(pipeline, settings, plan, inputs, progress, every).main)
-    with unwrapped(ConfigurationError):  # a bad generated input stops the run in a group
+    # What stopped the run is raised as itself, not in the group of the task it stopped (a
+    # bad generated input, the progress callback's own error).
+    with unwrapped(Exception):
         if clock == "real":
             return anyio.run(run)
         return anyio.run(run, backend_options={"loop_factory": VirtualTimeLoop})
@@ -248,11 +250,31 @@ class _Run:
         """``concurrency`` workers share one iterator of session numbers: a worker takes the
         next session as soon as its last one ends (a closed loop)."""
         sessions = iter(range(self.settings.sessions))
+        failures: list[Exception] = []
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.settings.concurrency, self.settings.sessions)):
-                tg.start_soon(self.worker, rt, clock, sessions)
+                tg.start_soon(self.worker, rt, clock, sessions, failures, tg.cancel_scope)
+        if failures:
+            raise failures[0]
 
-    async def worker(self, rt: Runtime, clock: Clock, sessions: Iterator[int]) -> None:
+    async def worker(
+        self,
+        rt: Runtime,
+        clock: Clock,
+        sessions: Iterator[int],
+        failures: list[Exception],
+        stop: anyio.CancelScope,
+    ) -> None:
+        # Workers whose sessions end at one instant may each fail before the cancellation
+        # reaches them (the generator refusing every later session, the progress callback
+        # raising): the first failure stops the run and is raised alone, not in a group.
+        try:
+            await self.sessions(rt, clock, sessions)
+        except Exception as exc:
+            failures.append(exc)
+            stop.cancel()
+
+    async def sessions(self, rt: Runtime, clock: Clock, sessions: Iterator[int]) -> None:
         pipeline, s, tracker = self.pipeline, self.settings, self.tracker
         assert tracker is not None
         for session in sessions:

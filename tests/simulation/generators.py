@@ -18,6 +18,12 @@ def fails_at(rng: random.Random, session: int, *, session_to_fail: int = 3) -> s
     return json.dumps({"n": session})
 
 
+def fails_from(rng: random.Random, session: int) -> str:
+    if session >= 2:
+        raise ValueError(f"no input for session {session}")
+    return json.dumps({"n": session})
+
+
 def not_text(rng: random.Random, session: int) -> object:
     return {"n": session}
 

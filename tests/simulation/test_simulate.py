@@ -295,6 +295,23 @@ def test_a_generator_that_fails_stops_the_run_with_a_clear_error(
     assert isinstance(caught.value, SimulationError | InputError)
 
 
+def test_workers_that_fail_at_one_instant_raise_the_first_failure_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Sessions 2 and 3 are taken at one instant, by two workers: both failed, and the run
+    # raised a group of two, which genie simulate printed as a traceback.
+    monkeypatch.setenv("GENERATOR", "fails_from")
+    with pytest.raises(SimulationError, match="session 2: the input generator"):
+        simulate(CHAIN, sessions=10, concurrency=2)
+    monkeypatch.setenv("GENERATOR", "numbered")
+
+    def stop(progress: Progress) -> None:
+        raise LookupError(f"stopped at {progress.done}")
+
+    with pytest.raises(LookupError, match="stopped at 1"):  # the caller's own, as itself
+        simulate(CHAIN, sessions=10, concurrency=2, progress=stop, every=1)
+
+
 def test_a_generator_whose_signature_cannot_be_read_is_called(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
