@@ -10,10 +10,8 @@ pipeline, seed and options replay the same run event for event.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import random
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from .._base.clock import Clock, seconds, spelt
+from .._base.clock import Clock, spelt
 from .._errors import described, unwrapped
 from .._message.payload import Payload
 from .._runtime.audit import MemoryAuditLog
@@ -30,11 +28,19 @@ from .._runtime.deadletter import DeadLetters
 from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, load_pipeline
 from ..pipeline._run import run_status
-from ._faults import Fault, parse_fault, resolve, seed_text
+from ._faults import Fault, parse_fault, resolve
 from ._histogram import Histogram
 from ._inject import Injector
 from ._report import OUTCOMES, Outcomes, Report, build_report
-from ._settings import ClockKind, Settings, SimulationError
+from ._settings import (
+    ClockKind,
+    Settings,
+    SimulationError,
+    check_seed,
+    check_timeout,
+    fault_list,
+    whole,
+)
 from ._track import Tracker
 from ._virtual import VirtualTimeLoop
 
@@ -88,36 +94,18 @@ def simulate(
         pipeline = load_pipeline(pipeline)
     counts = (("sessions", sessions), ("concurrency", concurrency), ("every", every))
     for name, value in counts:
-        if (value is not None or name != "every") and not _whole(value, 1):
+        if (value is not None or name != "every") and not whole(value, 1):
             raise SimulationError(f"{name} must be a whole number >= 1, got {spelt(value)}")
-    # The seed names every stream ("{seed}:input:{session}"): "7" ran as 7, reported as "7".
-    if not _whole(seed, None):
-        raise SimulationError(f"seed must be a whole number, got {spelt(seed)}")
-    if not seed_text(seed):
-        raise SimulationError(
-            f"seed must be a whole number of at most {sys.get_int_max_str_digits()} digits, "
-            f"got {spelt(seed)}"
-        )
+    check_seed(seed)
     if clock not in ("virtual", "real"):
         raise SimulationError(f"clock must be 'virtual' or 'real', got {clock!r}")
-    if timeout is not None and not (0 < (seconds(timeout) or 0) < math.inf):
-        raise SimulationError(f"timeout must be a positive number of seconds, got {spelt(timeout)}")
+    if timeout is not None:
+        check_timeout(timeout)
     if progress is not None and not callable(progress):
         raise SimulationError(
             f"progress must be a callable taking a Progress, got {type(progress).__name__}"
         )
-    # A spec is itself iterable: given for the list, it was read character by character.
-    if isinstance(faults, str | Fault) or not isinstance(faults, Iterable):
-        raise SimulationError(
-            f"faults must be a list of fault specs or Faults, not a {type(faults).__name__}"
-        )
-    given = tuple(faults)
-    for f in given:
-        if not isinstance(f, str | Fault):
-            raise SimulationError(
-                "faults must be a list of fault specs or Faults, not a list holding "
-                f"{type(f).__name__}"
-            )
+    given = fault_list(faults)
     parsed = tuple(f if isinstance(f, Fault) else parse_fault(f) for f in given)
     agents = [a.id for a in pipeline.config.agents]
     config = pipeline.config
@@ -141,13 +129,6 @@ def simulate(
         if clock == "real":
             return anyio.run(run)
         return anyio.run(run, backend_options={"loop_factory": VirtualTimeLoop})
-
-
-def _whole(value: object, least: int | None) -> bool:
-    """Whether ``value`` is a whole number (not a bool), of at least ``least`` if given."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return False
-    return least is None or value >= least
 
 
 class _Inputs:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import anyio
 
 from .._agent.agent import Agent
+from .._base.clock import spelt
 from .._errors import ConfigurationError, did_you_mean
 from .._message.envelope import Message
 from .._message.payload import Payload
@@ -119,16 +120,39 @@ class TestRuntime:
         timeout: float = 10.0,
     ) -> None:
         from ..pipeline import Pipeline, load_pipeline
+        from ..simulation._settings import check_seed, check_timeout, fault_list
 
+        # Refused here, naming the argument: each failed later, deep in the runtime's start
+        # or in a wait's arithmetic, or ran as something else than what was meant.
+        check_seed(seed)
+        check_timeout(timeout)
+        given = fault_list(faults)
+        for name, value, kind in (("limits", limits, Limits), ("options", options, AgentOptions)):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigurationError(
+                    f"{name} must be {kind.__name__} or None, not {spelt(value)}"
+                )
         self.timeout = timeout
         self.pipeline: Pipeline | None = None
         self._agents: list[Agent] = []
+        agents = list(app) if isinstance(app, Iterable) and not isinstance(app, str) else None
         if isinstance(app, str | os.PathLike):
             self.pipeline = load_pipeline(app)
         elif isinstance(app, Pipeline):
             self.pipeline = app
+        elif agents is not None and all(isinstance(a, Agent) for a in agents):
+            self._agents = agents
         else:
-            self._agents = list(app)
+            raise ConfigurationError(
+                "app must be a pipeline file's path or a shipped pipeline's name, a Pipeline, "
+                f"or a list of agents, not {spelt(app)}"
+            )
+        if self.pipeline is not None and (limits is not None or options is not None):
+            # A pipeline's limits and agent options are its file's: given here, they were
+            # silently not applied.
+            raise ConfigurationError(
+                "limits and options are for a list of agents: a pipeline's come from its file"
+            )
         if self.pipeline is not None:
             ids = [a.id for a in self.pipeline.config.agents]
             gathers = [g.id for g in self.pipeline.config.gathers]
@@ -140,7 +164,7 @@ class TestRuntime:
         from ..simulation._faults import resolve
         from ..simulation._inject import Injector
 
-        plan = resolve(list(faults), ids, gathers, name, workflows)
+        plan = resolve(given, ids, gathers, name, workflows)
         self._injector = Injector(plan, seed)
         self._person: TaskGroup | None = None  # runs the answer faults' person
         self._recorder = _Recorder(ids)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -16,6 +17,7 @@ from genie import (
     ConfigurationError,
     Context,
     InvalidMessageError,
+    Limits,
     Message,
     handler,
 )
@@ -219,3 +221,29 @@ async def test_a_payload_that_is_not_a_model_is_an_error_naming_the_argument() -
         with pytest.raises(InvalidMessageError, match=r"invalid 'dict' message: field 'payload'"):
             app.runtime.message({"n": 1}, recipient="echo", metadata={})  # type: ignore[arg-type]
         assert app.received("echo") == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        # Each of these failed only later, with a bare error from deep inside (an
+        # AttributeError at the start, a TypeError in the first wait), or ran wrongly: a spec
+        # given for the list was read character by character ("fault 'e' does not parse"),
+        # a seed of "7" ran as 7, a negative timeout ended every wait at once.
+        ({"faults": "error:echo=1"}, "faults must be a list of fault specs or Faults, not a str"),
+        ({"faults": [1]}, "faults must be a list of fault specs or Faults, not a list holding"),
+        ({"seed": "7"}, "seed must be a whole number, got '7'"),
+        ({"timeout": "5"}, "timeout must be a positive number of seconds, got '5'"),
+        ({"timeout": -1}, "timeout must be a positive number of seconds, got -1"),
+        ({"limits": 5}, "limits must be Limits or None, not 5"),
+        ({"options": {"mailbox_size": 1}}, "options must be AgentOptions or None, not {'mail"),
+        ({"app": 5}, "app must be a pipeline file's path .* or a list of agents, not 5"),
+        ({"app": ["echo"]}, r"app must be .* or a list of agents, not \['echo'\]"),
+        # Given with a pipeline, they were silently not applied.
+        ({"app": FINANCE, "limits": Limits(max_hops=3)}, "limits and options are for a list"),
+    ],
+)
+def test_wrong_arguments_are_refused_where_given(arguments: dict[str, Any], says: str) -> None:
+    arguments = {"app": [Echo("echo")], **arguments}
+    with pytest.raises(ConfigurationError, match=says):
+        TestRuntime(**arguments)
