@@ -90,8 +90,13 @@ def simulate(
     Raises ``SimulationError`` / ``FaultError`` / ``ConfigurationError`` for bad settings,
     before anything runs.
     """
-    if not isinstance(pipeline, Pipeline):
+    if isinstance(pipeline, str | os.PathLike):
         pipeline = load_pipeline(pipeline)
+    elif not isinstance(pipeline, Pipeline):  # failed in the loader with a bare TypeError
+        raise SimulationError(
+            "pipeline must be a Pipeline, a pipeline file's path or a shipped pipeline's name, "
+            f"not {spelt(pipeline)}"
+        )
     counts = (("sessions", sessions), ("concurrency", concurrency), ("every", every))
     for name, value in counts:
         if (value is not None or name != "every") and not whole(value, 1):

@@ -352,6 +352,12 @@ def test_bad_settings(settings: dict[str, object], says: str) -> None:
         simulate(CHAIN, **settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("pipeline", [None, 5, [CHAIN]])
+def test_a_pipeline_that_is_none_is_refused_naming_the_argument(pipeline: object) -> None:
+    with pytest.raises(SimulationError, match="pipeline must be a Pipeline, a pipeline file's"):
+        simulate(pipeline, sessions=1)  # type: ignore[arg-type]
+
+
 def test_memory_stays_flat_once_the_bounded_stores_have_filled() -> None:
     """The soak of ``genie bench --workloads soak`` (100,000 sessions) made short: a fan-out,
     a declared gather, retried failures and denials in every session. Once the correlator's
