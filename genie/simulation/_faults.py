@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from .._base.resilience import at_least
 from .._errors import ConfigurationError, did_you_mean
 
 __all__ = [
@@ -248,6 +249,44 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def checked(fault: Fault) -> Fault:
+    """``fault`` when it holds what a spec would parse to; a ``Fault`` built in code is
+    refused here, naming the field, rather than ignored (an unknown kind), run as something
+    else (a rate of 5) or failing inside the run."""
+    problem = _problem(fault)
+    if problem is not None:
+        raise FaultError(f"fault {fault.spec!r}: {problem}")
+    return fault
+
+
+def _problem(fault: Fault) -> str | None:
+    if fault.kind not in KINDS:
+        return f"unknown kind {fault.kind!r} (kinds: {', '.join(KINDS)})"
+    if not isinstance(fault.agent, str) or not fault.agent:
+        return f"agent must be an agent's id or '*', not {fault.agent!r}"
+    if fault.kind in ("error", "deny", "answer") and not (
+        at_least(fault.rate, 0) and fault.rate <= 1
+    ):
+        return f"rate must be a number between 0 and 1, not {fault.rate!r}"
+    if fault.kind == "capacity":
+        if not (isinstance(fault.capacity, int) and at_least(fault.capacity, 1)):
+            return f"capacity must be a whole number >= 1, not {fault.capacity!r}"
+        if fault.overflow not in (None, "shed", "overdraft"):
+            return f"overflow must be 'shed', 'overdraft' or None, not {fault.overflow!r}"
+    if fault.kind in ("latency", "answer"):
+        for name in ("mean", "sigma", "low", "high"):
+            value = getattr(fault, name)
+            if (value is not None or name in ("mean", "sigma")) and not (
+                at_least(value, 0) and math.isfinite(value)
+            ):
+                return f"{name} must be a finite number of seconds, 0 or more, not {value!r}"
+        try:
+            fault.latency(random.Random(0))  # the checks of Latency: sigma > 0, low <= high
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
 def resolve(
     faults: Iterable[Fault | str],
     agents: Sequence[str],
@@ -261,7 +300,7 @@ def resolve(
     Raises ``FaultError`` for an agent the pipeline lacks and for the same kind given twice
     for one agent.
     """
-    parsed = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+    parsed = [checked(f) if isinstance(f, Fault) else parse_fault(f) for f in faults]
     gather_ids = set(gathers)
     askers = [*agents, *workflows]
     given: dict[tuple[FaultKind, str], Fault] = {}

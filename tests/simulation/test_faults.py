@@ -3,6 +3,7 @@ faults resolve against a pipeline's agents."""
 
 from __future__ import annotations
 
+import math
 import random
 import re
 
@@ -152,3 +153,25 @@ def test_histogram_of_zeros_and_of_nothing() -> None:
     assert zeros.quantile(0.5) == 0.0
     assert zeros.quantile(1.0) == 2.0
     assert zeros.bins()[0] == (0.0, 1e-9, 20_000)
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        # An unknown kind was ignored, a rate of 5 ran; the others failed inside the run, with
+        # a bare ValueError or TypeError or the mailbox's own words.
+        (Fault("f", "bogus", "a"), "fault 'f': unknown kind 'bogus'"),  # type: ignore[arg-type]
+        (Fault("f", "error", "a", rate=5), "rate must be a number between 0 and 1, not 5"),
+        (Fault("f", "deny", "a", rate=math.nan), "rate must be a number between 0 and 1"),
+        (Fault("f", "error", ""), "agent must be an agent's id or '\\*', not ''"),
+        (Fault("f", "latency", "a", mean=-1), "mean must be a finite number of seconds"),
+        (Fault("f", "latency", "a", mean="1s"), "mean must be .*, not '1s'"),  # type: ignore[arg-type]
+        (Fault("f", "latency", "a", distribution="bogus", mean=1), "unknown distribution"),  # type: ignore[arg-type]
+        (Fault("f", "answer", "a", rate=1, sigma=0), "sigma > 0"),
+        (Fault("f", "capacity", "a"), "capacity must be a whole number >= 1, not 0"),
+        (Fault("f", "capacity", "a", capacity=2, overflow="drop"), "overflow must be"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_fault_built_in_code_is_checked_as_a_spec_is(fault: Fault, says: str) -> None:
+    with pytest.raises(FaultError, match=says):
+        resolve([fault], ["a"], [], "p")
