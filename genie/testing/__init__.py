@@ -29,7 +29,7 @@ import anyio
 
 from .._agent.agent import Agent
 from .._base.clock import spelt
-from .._errors import ConfigurationError, did_you_mean
+from .._errors import ConfigurationError, RuntimeClosedError, did_you_mean
 from .._message.envelope import Message
 from .._message.payload import Payload
 from .._runtime.correlator import GatherResult
@@ -173,6 +173,7 @@ class TestRuntime:
         self._llm = llm
         self._seed = seed
         self._runtime: Runtime | None = None
+        self._started = False
 
     @property
     def runtime(self) -> Runtime:
@@ -194,6 +195,15 @@ class TestRuntime:
         return rt
 
     async def __aenter__(self) -> Self:
+        # As a Runtime, it runs once: its answer faults' person, its fault draws and its
+        # record of the conversation are of one run (a second run's person failed at once,
+        # its streams closed by the first; one nested in the first left the first's runtime
+        # running after the block).
+        if self._started:
+            raise RuntimeClosedError(
+                "a TestRuntime can be started once: make a new one for each 'async with'"
+            )
+        self._started = True
         rt = self._build()
         rt.drain_timeout = min(rt.drain_timeout, self.timeout)  # a stuck test ends in time
         rt.add_observer(self._recorder)

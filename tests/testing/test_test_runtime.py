@@ -19,6 +19,7 @@ from genie import (
     InvalidMessageError,
     Limits,
     Message,
+    RuntimeClosedError,
     handler,
 )
 from genie.pipeline import WorkflowOutcome
@@ -87,6 +88,24 @@ def test_outside_async_with_it_says_so() -> None:
     app = TestRuntime([Echo("echo")])
     with pytest.raises(ConfigurationError, match="use 'async with' first"):
         app.runtime  # noqa: B018
+
+
+@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
+async def test_it_runs_once_as_a_runtime_does() -> None:
+    # A second run's person failed at once with an ExceptionGroup: the first had closed its
+    # streams. The conversation read after the block is the one run's.
+    app = TestRuntime(
+        ROOT / "config" / "pipelines" / "sme-loan.yaml",
+        faults=["answer:sme_loan_workflow=fixed,mean=30s"],
+    )
+    async with app:
+        assert (await app.run()).status == "ok"
+    received = app.received("sanction_letter")
+    with pytest.raises(RuntimeClosedError, match="a TestRuntime can be started once"):
+        async with app:
+            pass
+    assert len(received) == 1
+    assert app.received("sanction_letter") == received
 
 
 class Sleeper(BaseAgent):
