@@ -83,13 +83,13 @@ def add_parser(commands: Any) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     # The simulation's modules only for ``genie simulate``: every other command builds this
     # parser, and a ``genie run`` should not load them.
-    from ._plot import pyplot
+    from ._plot import figure
     from ._run import simulate
     from ._settings import SimulationError
 
     pipeline = load(args)
     if args.out is not None:
-        pyplot()  # matplotlib missing: say so now, not after the run
+        figure()  # matplotlib missing: say so now, not after the run
         out = Path(args.out)
         parent = out.parent
         try:

@@ -12,22 +12,21 @@ from typing import Any
 from ._settings import SimulationError
 from ._units import seconds
 
-__all__ = ["plot", "pyplot"]
+__all__ = ["figure", "plot"]
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on a file-only backend; a clear error when it is not installed."""
+def figure() -> Any:
+    """matplotlib's ``Figure`` class, drawn without pyplot: no backend is chosen and no
+    figure registered, so a caller's own matplotlib (a notebook's backend, its open figures)
+    is left as it was; a clear error when matplotlib is not installed."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise SimulationError(
             "--out draws a PNG with matplotlib, which is not installed: "
             "pip install 'genie-bus[sim]'"
         ) from None
-    return plt
+    return Figure
 
 
 def plot(
@@ -43,8 +42,8 @@ def plot(
     """``outcomes``: how many sessions ended each way (they sum to ``sessions``); ``bins``:
     (low, high, sessions) of end-to-end latency; ``marks``: p50, p99 and max; ``queueing``:
     each agent's (mean, p99) queueing delay."""
-    plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig = figure()(figsize=(13, 5.5))
+    left, right = fig.subplots(1, 2)
     shown = [(low, high, n) for low, high, n in bins if high > 1e-9]
     if shown:
         left.stairs(
@@ -81,5 +80,3 @@ def plot(
         fig.savefig(path, dpi=100)
     except OSError as exc:
         raise SimulationError(f"cannot write {os.fspath(path)}: {exc.strerror}") from exc
-    finally:
-        plt.close(fig)

@@ -13,6 +13,8 @@ import pytest
 from genie._cli.main import main
 from genie.simulation import simulate
 
+from ..conftest import requires
+
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = ROOT / "config" / "pipelines" / "finance.yaml"
 CHAIN = Path(__file__).parent / "pipelines" / "chain.yaml"
@@ -210,3 +212,21 @@ def test_sessions_that_wait_forever_end_at_the_session_timeout(tmp_path: Path) -
     report = json.loads(done.stdout)
     assert report["sessions"]["timed_out"] == report["limits"]["session_timeout"] == 4
     assert report["duration"] == 20.0
+
+
+@requires("matplotlib", extra="sim")
+def test_a_plot_leaves_the_callers_matplotlib_as_it_was(tmp_path: Path) -> None:
+    # Report.plot chose the Agg backend for the whole process and drew through pyplot's
+    # registry of figures: a notebook's own backend was switched by drawing a report.
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")
+    try:
+        simulate(CHAIN, sessions=3).plot(tmp_path / "sim.png")
+        assert matplotlib.get_backend() == "pdf"
+        assert plt.get_fignums() == []
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "sim.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
