@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._base.clock import spelt
@@ -83,30 +81,12 @@ def add_parser(commands: Any) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     # The simulation's modules only for ``genie simulate``: every other command builds this
     # parser, and a ``genie run`` should not load them.
-    from ._plot import figure
+    from ._plot import writable
     from ._run import simulate
-    from ._settings import SimulationError
 
     pipeline = load(args)
     if args.out is not None:
-        figure()  # matplotlib missing: say so now, not after the run
-        out = Path(args.out)
-        parent = out.parent
-        try:
-            parent_is_folder, out_is_folder = parent.is_dir(), out.is_dir()
-        except OSError as exc:  # a name the system cannot look up (too long): found now, not
-            # when the drawing is saved after the whole run
-            raise SimulationError(f"cannot write {args.out}: {exc.strerror}") from None
-        if not parent_is_folder:
-            raise SimulationError(
-                f"cannot write {args.out}: {os.fspath(parent)} is not a directory"
-            )
-        # matplotlib would add ".png" to a name without one (a folder's name too), and fail
-        # on another suffix only once the whole run had been made.
-        if out_is_folder or out.suffix.lower() != ".png":
-            raise SimulationError(
-                f"cannot write {args.out}: --out names the PNG file to draw, ending in .png"
-            )
+        writable(args.out, "--out")  # said now, not after the whole run
     line = None if args.quiet else ProgressLine(sys.stderr)
 
     shown = [-1]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._settings import SimulationError
 from ._units import seconds
 
-__all__ = ["figure", "plot"]
+__all__ = ["figure", "plot", "writable"]
 
 
 def figure() -> Any:
@@ -29,6 +30,30 @@ def figure() -> Any:
     return Figure
 
 
+def writable(path: str | os.PathLike[str], by: str = "the path") -> None:
+    """Refuses, with a ``SimulationError``, a ``path`` the PNG cannot be drawn to (given
+    ``by``), and a missing matplotlib: checked by ``genie simulate --out`` before the run,
+    and by ``plot``."""
+    figure()
+    if not isinstance(path, str | os.PathLike):
+        raise SimulationError(f"{by} must be a file's path, not {type(path).__name__}")
+    out = Path(path)
+    try:
+        parent_is_folder, out_is_folder = out.parent.is_dir(), out.is_dir()
+    except OSError as exc:  # a name the system cannot look up (too long)
+        raise SimulationError(f"cannot write {os.fspath(path)}: {exc.strerror}") from None
+    if not parent_is_folder:
+        raise SimulationError(
+            f"cannot write {os.fspath(path)}: {os.fspath(out.parent)} is not a directory"
+        )
+    # matplotlib would add ".png" to a name without one (a folder's name too), and fail on
+    # another suffix with its own ValueError.
+    if out_is_folder or out.suffix.lower() != ".png":
+        raise SimulationError(
+            f"cannot write {os.fspath(path)}: {by} names the PNG file to draw, ending in .png"
+        )
+
+
 def plot(
     path: str | os.PathLike[str],
     *,
@@ -42,6 +67,7 @@ def plot(
     """``outcomes``: how many sessions ended each way (they sum to ``sessions``); ``bins``:
     (low, high, sessions) of end-to-end latency; ``marks``: p50, p99 and max; ``queueing``:
     each agent's (mean, p99) queueing delay."""
+    writable(path)
     fig = figure()(figsize=(13, 5.5))
     left, right = fig.subplots(1, 2)
     shown = [(low, high, n) for low, high, n in bins if high > 1e-9]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from genie._cli.main import main
-from genie.simulation import simulate
+from genie.simulation import SimulationError, simulate
 
 from ..conftest import requires
 
@@ -230,3 +230,25 @@ def test_a_plot_leaves_the_callers_matplotlib_as_it_was(tmp_path: Path) -> None:
     finally:
         matplotlib.use(before)
     assert (tmp_path / "sim.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@requires("matplotlib", extra="sim")
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        # matplotlib's own ValueError ("Format 'txt' is not supported"), a file written under
+        # another name (with ".png" added), a bare TypeError: what genie simulate --out refuses.
+        ("sim.txt", "cannot write .*sim.txt: the path names the PNG file to draw, ending in"),
+        ("sim", "cannot write .*sim: the path names the PNG file to draw"),
+        ("no/such/folder/sim.png", "no/such/folder is not a directory"),
+        (5, "the path must be a file's path, not int"),
+    ],
+)
+def test_a_plot_from_python_refuses_what_the_command_refuses(
+    path: object, says: str, tmp_path: Path
+) -> None:
+    report = simulate(CHAIN, sessions=2)
+    target = tmp_path / path if isinstance(path, str) else path
+    with pytest.raises(SimulationError, match=says):
+        report.plot(target)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
