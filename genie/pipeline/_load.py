@@ -1043,6 +1043,12 @@ class _Checker:
         if not callable(generator):
             self.fail(at, f"{decl.use!r} is not a function (an input generator is called)")
             return None
+        if inspect.iscoroutinefunction(generator):
+            # Its call is a coroutine, refused as no text only once the run began, and left
+            # never awaited (Python's RuntimeWarning after the error).
+            what = "an input generator is a plain def returning the input text"
+            self.fail(at, f"{decl.use} is async def: {what}")
+            return None
         try:
             inspect.signature(generator).bind(None, 0, **decl.params)
         except TypeError as exc:

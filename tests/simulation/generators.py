@@ -34,3 +34,8 @@ def wrong_shape(rng: random.Random, session: int) -> str:
 
 # A builtin: inspect cannot read its signature, so the loader cannot check its params.
 no_signature = math.hypot
+
+
+async def awaited(rng: random.Random, session: int) -> str:
+    """An async def: its call is a coroutine, never the input text."""
+    return json.dumps({"n": session})
