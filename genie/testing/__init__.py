@@ -153,6 +153,11 @@ class TestRuntime:
             raise ConfigurationError(
                 "limits and options are for a list of agents: a pipeline's come from its file"
             )
+        if self.pipeline is None and llm is not None:  # silently not given to them, too
+            raise ConfigurationError(
+                "llm is for a pipeline, whose agents name its stacks: agents given in a list "
+                "hold their own models"
+            )
         if self.pipeline is not None:
             ids = [a.id for a in self.pipeline.config.agents]
             gathers = [g.id for g in self.pipeline.config.gathers]

@@ -260,6 +260,7 @@ async def test_a_payload_that_is_not_a_model_is_an_error_naming_the_argument() -
         ({"app": ["echo"]}, r"app must be .* or a list of agents, not \['echo'\]"),
         # Given with a pipeline, they were silently not applied.
         ({"app": FINANCE, "limits": Limits(max_hops=3)}, "limits and options are for a list"),
+        ({"llm": {}}, "llm is for a pipeline, whose agents name its stacks"),
     ],
 )
 def test_wrong_arguments_are_refused_where_given(arguments: dict[str, Any], says: str) -> None:
