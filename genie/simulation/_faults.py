@@ -185,12 +185,19 @@ def _latency(spec: str, agent: str, head: str, options: dict[str, str]) -> Fault
     if head in DISTRIBUTIONS:
         distribution: Distribution = head
     elif head[:1].isdigit():
+        if "mean" in options:  # the bare duration is the mean: one of the two was dropped
+            raise ValueError(f"the mean is given twice, as {head} and as mean={options['mean']}")
         distribution, options = "fixed", {**options, "mean": head}
     else:
         raise ValueError(
             f"unknown distribution {head!r}{did_you_mean(head, DISTRIBUTIONS)} "
             f"({', '.join(DISTRIBUTIONS)})"
         )
+    # An option the distribution does not draw with was silently ignored: a fixed latency
+    # "with sigma 2" ran as fixed.
+    for name, only in (("sigma", "lognormal"), ("low", "uniform"), ("high", "uniform")):
+        if name in options and distribution != only:
+            raise ValueError(f"{name} is for {only} latency, not {distribution}")
     low = _duration(options["low"]) if "low" in options else None
     high = _duration(options["high"]) if "high" in options else None
     if "mean" in options:

@@ -65,6 +65,11 @@ def test_each_kind_parses() -> None:
         ("answer:x=1h,approve=yes", "approve 'yes' is not a number"),
         ("answer:x=soon", "unknown distribution 'soon'"),
         ("capacity:x=4,overflow=drop", "overflow 'drop' is not shed or overdraft"),
+        # Each ran, the option silently ignored.
+        ("latency:x=50ms,mean=1s", "the mean is given twice, as 50ms and as mean=1s"),
+        ("latency:x=fixed,mean=1s,sigma=2", "sigma is for lognormal latency, not fixed"),
+        ("latency:x=exponential,mean=1s,low=2s", "low is for uniform latency, not exponential"),
+        ("answer:x=lognormal,mean=1h,high=2h", "high is for uniform latency, not lognormal"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(spec: str, says: str) -> None:
