@@ -748,14 +748,15 @@ class NatsTransport:
                         stored = await self.js.get_last_msg(self.names.replies, subject)
                     except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
                         stored = None
-                if stored is not None and stored.data:
-                    give_answer(
-                        host, corr, msg, recipient, json.loads(stored.data), counted=counted
-                    )
+                if (
+                    stored is not None
+                    and stored.data
+                    and give_answer(host, corr, msg, recipient, stored.data, counted=counted)
+                ):
                     return
-                async for raw in sub.messages:
-                    give_answer(host, corr, msg, recipient, json.loads(raw.data), counted=counted)
-                    return
+                async for raw in sub.messages:  # what is no answer is passed over
+                    if give_answer(host, corr, msg, recipient, raw.data, counted=counted):
+                        return
         finally:
             if sub is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(NatsError):

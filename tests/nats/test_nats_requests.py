@@ -5,6 +5,7 @@ has its delivery run again, asking once."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import pytest
+from nats.aio.msg import Msg
 
 from genie import Decision, Limits, MemoryAuditLog, Message, Policy, Runtime, RuntimeStatistics
 from genie.nats._server import LocalNatsServer
@@ -176,6 +179,52 @@ async def test_a_failed_request_is_an_agent_error_for_the_asker(server: LocalNat
     assert text == expected[0]
     assert text.startswith("AgentError: request 'question' to 'answerer': ValueError: 13")
     assert counts(rt.statistics()) == expected[1]
+
+
+async def test_bytes_on_a_reply_subject_that_are_no_answer_are_passed_over(
+    server: LocalNatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any client of the broker may publish on a request's reply subject: what is no answer
+    a worker wrote (not JSON, not an object, a reply that is no message) is logged and
+    passed over, and the asking worker, still running, takes the answer that follows."""
+    names = NatsNames("hostile-reply")
+    hosts = [NatsTransport(server.url, names, hosted=[a]) for a in ("asker", "answerer")]
+    transports = [*hosts, NatsTransport(server.url, names)]
+    asker, answerer, rt = [build(t) for t in transports]
+    for t in transports:
+        await t.connect()
+    hostile = [b"\xff not json", b"[1, 2]", b'{"reply": 1}', b'{"failed": "no"}']
+    said, answered, texts = anyio.Event(), anyio.Event(), []
+    nc = await nats.connect(server.url)
+    try:
+
+        async def say(raw: Msg) -> None:  # the request is out: its reply subject is known
+            subject = names.reply(json.loads(raw.data)["message"]["id"])
+            for data in hostile:
+                await nc.publish(subject, data)
+            await nc.flush()  # on the asker's subscription before any answer
+            said.set()
+
+        await nc.subscribe(names.agent("answerer"), cb=say)
+        async with asker, rt, anyio.create_task_group() as tg:
+
+            async def asking() -> None:
+                texts.append(await ask(rt, 21))
+                answered.set()
+
+            tg.start_soon(asking)
+            await said.wait()
+            async with answerer:  # started now: its answer comes after what is none
+                await answered.wait()
+                await rt.wait_idle()
+    finally:
+        await nc.close()
+        for t in transports:
+            await t.close()
+    assert texts == ["answer 42 from answerer"]
+    assert counts(rt.statistics()) == (4, 4, 2, 0, 0)
+    passed_over = [r for r in caplog.records if "not an answer on its reply" in r.getMessage()]
+    assert len(passed_over) == len(hostile)
 
 
 async def test_a_worker_killed_while_waiting_for_an_answer_asks_once(
