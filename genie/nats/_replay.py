@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .._base.nesting import MAX_DEPTH, json_depth_exceeds
+from .._base.nesting import MAX_DEPTH, json_depth_exceeds, loads_bounded
 from .._errors import InvalidMessageError
 from .._message.envelope import Message
 from .._message.payload import Payload
@@ -34,15 +34,52 @@ APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembe
 # The messages a record carries sit at least one level down (its own ``message``), so a
 # record whose text nests at most this deep holds no message deeper than ``MAX_DEPTH``.
 _BOUNDED = MAX_DEPTH + 1
+# A message sits at most four levels down in a record (in a timer's record that it carries:
+# the list, the record, its replies): text deeper than this holds none a process would send.
+_READABLE = MAX_DEPTH + 4
+_SHAPE: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("correlation_id", str),
+    ("delivery", str),
+    ("agent", str),
+    ("outcome", str),
+    ("parent", (str, type(None))),
+    ("spawned", int),
+    ("answered", int),
+    ("denied", list),
+    ("shed", list),
+    ("replies", list),
+    ("limits", list),
+    ("ended", list),
+)
+_OPTIONAL = frozenset({"answered", "limits", "ended"})
 
 
 def load_record(data: bytes) -> tuple[dict[str, Any], bool]:
     """An outcome record from its JSON, and whether its text bounds every message in it to
     ``MAX_DEPTH`` (then they are parsed without walking each for depth: one check of the
-    text instead of one walk per message)."""
+    text instead of one walk per message). ValueError (not JSON, too deep to read) or
+    TypeError (not shaped as a worker writes one) for bytes that are no outcome record: any
+    client of the broker may publish on the outcome subject, and the origin passes them
+    over."""
     text = data.decode()
-    record: dict[str, Any] = json.loads(text)
+    record = loads_bounded(text, _READABLE)
+    _check_shape(record)
     return record, not json_depth_exceeds(text, _BOUNDED)
+
+
+def _check_shape(record: object) -> None:
+    """TypeError unless ``record`` has the fields ``OutcomeReplay`` routes it by, of their
+    types, as ``outcome_items`` writes them (the records of the timers it carries too)."""
+    if not isinstance(record, dict):
+        raise TypeError(f"an outcome record is a JSON object, not {type(record).__name__}")
+    for key, kinds in _SHAPE:
+        if key in record or key not in _OPTIONAL:
+            value = record.get(key)
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                what = type(value).__name__ if key in record else "missing"
+                raise TypeError(f"an outcome record's {key!r} cannot be {what}")
+    for ended in record.get("ended", ()):
+        _check_shape(ended)
 
 
 class OutcomeReplay:

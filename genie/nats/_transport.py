@@ -920,7 +920,17 @@ class NatsTransport:
             if failed:
                 return
             try:
-                record, bounded = load_record(raw.data)
+                try:
+                    record, bounded = load_record(raw.data)
+                except (ValueError, TypeError) as exc:  # no worker's: the rest is still counted
+                    seq = raw.metadata.sequence.stream
+                    _log.error(
+                        "%s record %d is no outcome record, passed over: %s",
+                        self.names.outcomes,
+                        seq,
+                        described(exc),
+                    )
+                    return
                 if entry is not None:
                     parked = entry.parked.get(record["correlation_id"])
                     if parked is not None:

@@ -659,6 +659,61 @@ async def test_a_delivery_whose_origin_names_no_subject_is_a_dead_letter(
     assert isinstance(answer.message.payload, Pong)
 
 
+async def test_bytes_on_the_outcome_subject_that_are_no_record_are_passed_over(
+    server: LocalNatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any client of the broker may publish on a process's outcome subject: what is no
+    outcome record a worker wrote (not UTF-8, not JSON, too deep, not an object, fields
+    missing or of another type) ended the process's runtime, and a named entry's again at
+    each start, the stream keeping it a day. Each is logged and passed over; the records
+    after it are counted."""
+    names = NatsNames("hostile-outcome")
+    worker_t, entry_t = (
+        NatsTransport(server.url, names, hosted=["echo"]),
+        NatsTransport(server.url, names),
+    )
+    worker_rt, entry_rt = ping_runtime(worker_t), ping_runtime(entry_t)
+    hostile = [
+        b"\xff\xfe",
+        b"not json",
+        b"[" * 5_000 + b"]" * 5_000,
+        b"[1, 2]",
+        b"{}",
+        b'{"correlation_id": "c", "delivery": "d"}',
+        json.dumps(
+            {
+                "correlation_id": "c",
+                "delivery": "d",
+                "agent": "echo",
+                "outcome": "handled",
+                "parent": None,
+                "spawned": "1",
+                "denied": [],
+                "shed": [],
+                "replies": [],
+            }
+        ).encode(),
+    ]
+    for t in (worker_t, entry_t):
+        await t.connect()
+    try:
+        async with worker_rt, entry_rt, jetstream(server.url) as js:
+            for data in hostile:
+                await js.publish(names.outcome(entry_t.origin), data)
+            with anyio.fail_after(10):
+                answer = await entry_rt.ask(entry_rt.message(Ping(n=1), recipient="echo"))
+            await entry_rt.wait_idle()
+    finally:
+        for t in (worker_t, entry_t):
+            await t.close()
+    assert isinstance(answer.message.payload, Pong)
+    s = entry_rt.statistics()
+    assert (s.dead_lettered, s.in_flight) == (0, 0)
+    assert s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight
+    passed_over = [r for r in caplog.records if "is no outcome record" in r.getMessage()]
+    assert len(passed_over) == len(hostile)
+
+
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
     """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
     the envelope gets ids of its own, the payload keeps the text."""
@@ -810,7 +865,9 @@ async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
     server: LocalNatsServer,
 ) -> None:
     """The records are applied by a nats-py callback, whose errors nats-py would only log:
-    a record that breaks the replay still ends the runtime, as the loop did, not skipped."""
+    a record that breaks the replay still ends the runtime, as the loop did, not skipped.
+    (One not shaped as a record is no worker's, and is passed over: see
+    ``test_bytes_on_the_outcome_subject_that_are_no_record_are_passed_over``.)"""
     names = NatsNames("pings")
     sender = NatsTransport(server.url, names)
     rt = ping_runtime(sender)
@@ -820,13 +877,17 @@ async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
         with anyio.fail_after(10):
             async with rt:
                 async with jetstream(server.url) as js:
-                    await js.publish(names.outcome(sender.origin), b'{"delivery":"x"}')
+                    record: dict[str, Any] = {"delivery": "x", "correlation_id": "c"}
+                    record |= {"agent": "echo"}
+                    record |= {"outcome": "handled", "parent": None, "spawned": 0}
+                    record |= {"denied": [{}], "shed": [], "replies": []}  # a denial of nothing
+                    await js.publish(names.outcome(sender.origin), json.dumps(record).encode())
                 await anyio.sleep_forever()
     except* KeyError as group:
         caught += group.exceptions
     finally:
         await sender.close()
-    assert [str(e) for e in caught] == ["'correlation_id'"]
+    assert [str(e) for e in caught] == ["'message'"]
 
 
 # --- small promises -----------------------------------------------------------------------------
