@@ -47,6 +47,7 @@ from anyio.abc import TaskGroup
 from .._agent.context import Timer
 from .._base.backend import Backend, any_backend
 from .._base.log import lazy_logger
+from .._base.resilience import at_least
 from .._errors import ConfigurationError, described, middle_cut
 from .._message.envelope import Message
 from .._runtime.approvals import (
@@ -165,6 +166,41 @@ Step = str  # "asked" | "handled" | "charged" | "outcome" | "published" | "audit
 StepHook = Callable[[Step, Delivery], None]
 
 
+def _check_arguments(
+    url: object,
+    names: object,
+    hosted: object,
+    ack_wait: object,
+    max_deliveries: object,
+    poll: object,
+) -> None:
+    """Refused where given, naming the argument, rather than by the worker that reads it: a
+    ``max_deliveries`` of 0 dead-letters every delivery unrun, a string of them fails the
+    first delivery, a negative ``ack_wait`` the start, and a string ``hosted`` is its
+    characters."""
+    problems = (
+        ("url", not isinstance(url, str), "a NATS server's URL (a string)", url),
+        ("names", not isinstance(names, NatsNames), "a NatsNames", names),
+        ("hosted", isinstance(hosted, str | bytes), "agent ids (a list, not a string)", hosted),
+        (
+            "ack_wait",
+            ack_wait is not None and not at_least(ack_wait, 0, strictly=True),
+            "a number of seconds above 0, or None",
+            ack_wait,
+        ),
+        (
+            "max_deliveries",
+            not (isinstance(max_deliveries, int) and at_least(max_deliveries, 1)),
+            "a whole number, 1 or more",
+            max_deliveries,
+        ),
+        ("poll", not at_least(poll, 0), "a number of seconds, 0 or more", poll),
+    )
+    for name, wrong, what, value in problems:
+        if wrong:
+            raise ConfigurationError(f"NatsTransport: {name} must be {what}, not {value!r}")
+
+
 def _opens_its_correlation(msg: Message, recipient: str) -> bool:
     """``msg`` starts its correlation (its id is the correlation's, nothing caused it) and
     goes to ``recipient`` alone (addressed to it): its one delivery is the correlation's
@@ -207,6 +243,7 @@ class NatsTransport:
         origin: str | None = None,
         replace: bool = False,
     ) -> None:
+        _check_arguments(url, names, hosted, ack_wait, max_deliveries, poll)
         # The runtime's agents by id, once it ``attach_agents``: every process knows them all,
         # and runs the deliveries of the ``hosted`` ones its consumers take.
         self._agents: Mapping[str, Mailbox] = {}

@@ -714,6 +714,33 @@ async def test_bytes_on_the_outcome_subject_that_are_no_record_are_passed_over(
     assert len(passed_over) == len(hostile)
 
 
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"url": 4222}, "url must be a NATS server's URL"),
+        ({"names": "shop"}, "names must be a NatsNames, not 'shop'"),
+        ({"hosted": "echo"}, "hosted must be agent ids (a list, not a string), not 'echo'"),
+        ({"ack_wait": -1}, "ack_wait must be a number of seconds above 0, or None, not -1"),
+        ({"ack_wait": 0}, "ack_wait must be a number of seconds above 0"),
+        ({"ack_wait": "30"}, "ack_wait must be a number of seconds above 0"),
+        ({"max_deliveries": 0}, "max_deliveries must be a whole number, 1 or more, not 0"),
+        ({"max_deliveries": "5"}, "max_deliveries must be a whole number, 1 or more, not '5'"),
+        ({"max_deliveries": 2.5}, "max_deliveries must be a whole number"),
+        ({"poll": float("nan")}, "poll must be a number of seconds, 0 or more, not nan"),
+    ],
+)
+def test_a_wrong_argument_is_refused_where_it_is_given_naming_it(
+    given: dict[str, Any], named: str
+) -> None:
+    """Not by the worker that reads it: a max_deliveries of 0 dead-lettered every delivery
+    unrun, one of "5" failed the worker at its first delivery, a negative ack_wait at its
+    start, and a string of hosted agents hosted its characters."""
+    arguments: dict[str, Any] = {"url": "nats://127.0.0.1:1", "names": NatsNames("args")}
+    arguments |= given
+    with pytest.raises(ConfigurationError, match=re.escape(f"NatsTransport: {named}")):
+        NatsTransport(**arguments)
+
+
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
     """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
     the envelope gets ids of its own, the payload keeps the text."""
