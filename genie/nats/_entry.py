@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._base.log import lazy_logger
+from .._base.nesting import MAX_DEPTH, loads_bounded
 from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.observe.observer import Observer
@@ -54,6 +55,22 @@ def check_origin(origin: str) -> str:
             "of the entry's outcome records and the keys of its requests)"
         )
     return origin
+
+
+def _kept(value: bytes) -> tuple[str, Mapping[str, Any], bool] | None:
+    """A kept delivery's correlation, JSON and whether it was published, as ``keep`` writes
+    it (None: anything else, which the bucket, open to any client of the broker, may hold:
+    one entry that stopped the start would stop every start of the origin's name)."""
+    try:
+        # Its message sits two levels down in it: the bound of its messages.
+        kept = loads_bounded(value.decode(), MAX_DEPTH + 2)
+        delivery = kept["delivery"]
+        cid, published = delivery["message"]["correlation_id"], kept["published"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not (isinstance(cid, str) and isinstance(delivery, dict) and isinstance(published, bool)):
+        return None
+    return cid, delivery, published
 
 
 class EntryRequests(Observer):
@@ -90,9 +107,14 @@ class EntryRequests(Observer):
         """Create the bucket if need be, and read what this origin left unfinished."""
         await self._store.make(js)
         for key, value in await self._store.entries(f"{self.origin}.>"):
-            kept = json.loads(value)
-            cid = kept["delivery"]["message"]["correlation_id"]
-            self._found_text.setdefault(cid, []).append((kept["delivery"], kept["published"]))
+            found = _kept(value)
+            if found is None:  # not written by an entry: reported and left, as ``decode`` does
+                _log.warning(
+                    "origin %s: entry %s of %s is no kept request", self.origin, key, self.bucket
+                )
+                continue
+            cid, delivery, published = found
+            self._found_text.setdefault(cid, []).append((delivery, published))
             self._keys.setdefault(cid, []).append(key)
             self.parked.setdefault(cid, [])
             self.earlier.add(cid)

@@ -316,3 +316,49 @@ async def test_from_python_an_entry_stopped_midway_is_resumed_by_its_name(
             assert await kept_async(server.url, "desk-2", names) == []
     finally:
         await worker_side.close()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # nats-py runs on asyncio only
+async def test_an_entry_of_its_bucket_no_entry_wrote_is_passed_over_at_start(
+    server: LocalNatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The origin's bucket is open to any client of the broker: an entry under its name that
+    no entry process wrote (not JSON, too deep, not shaped as a kept request) stopped every
+    start of that name at connect. Each is logged and left; the request kept beside them is
+    found and resumed as ever."""
+    names = NatsNames("hostile-entry")
+    gate = anyio.Event()
+    first = NatsTransport(server.url, names, origin="desk")
+    rt = pinger(first, gate)
+    await first.connect()
+    try:
+        async with rt:  # no worker hosts "held": the request waits in the stream, kept
+            await rt.publish(rt.message(Ping(n=7), recipient="held", id="r1", correlation_id="r1"))
+    finally:
+        await first.close()
+    hostile = [b"not json", b"[" * 5_000 + b"]" * 5_000, b"[1]", b'{"delivery": {}}']
+    nc = await nats.connect(server.url)
+    try:
+        kv = await nc.jetstream().key_value(names.entry)
+        for n, data in enumerate(hostile):
+            await kv.put(f"desk.hostile{n}", data)
+    finally:
+        await nc.close()
+    again = NatsTransport(server.url, names, origin="desk")
+    rt = pinger(again, gate)
+    worker_side = NatsTransport(server.url, names, hosted=["held"])
+    worker = pinger(worker_side, gate)
+    await again.connect()
+    await worker_side.connect()
+    try:
+        async with worker, rt:
+            (left,) = rt.unfinished()
+            gate.set()
+            resumed = await rt.resume(left, timeout=10)
+    finally:
+        await again.close()
+        await worker_side.close()
+    assert resumed.status == "complete"
+    assert resumed.message.payload == Pong(n=7)
+    passed_over = [r for r in caplog.records if "is no kept request" in r.getMessage()]
+    assert len(passed_over) == len(hostile)
