@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._base.log import lazy_logger
+from .._base.nesting import loads_bounded
+from .._errors import ConfigurationError, described
 from .._runtime.approvals import ApprovalDecision
 from .._runtime.transport import Answer
 from ._wire import Bucket, bound
@@ -80,6 +82,12 @@ def _answer_of(value: bytes) -> dict[str, Any] | None:
     return body
 
 
+def _not_written(bucket: str, key: str, what: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"a pending approval that genie did not write: {bucket} {key}: {what}"
+    )
+
+
 class NatsApprovals:
     """The namespace's approvals bucket (``transport.approvals``)."""
 
@@ -107,8 +115,18 @@ class NatsApprovals:
 
     # --- any process: people's side --------------------------------------------------------
     async def pending(self) -> list[dict[str, Any]]:
-        """The pending approvals' request messages (as JSON objects), oldest first."""
-        requests = [json.loads(value) for _, value in await self._entries("pending")]
+        """The pending approvals' request messages (as JSON objects), oldest first; a
+        one-line ConfigurationError for an entry no desk wrote (not JSON, not an object), as
+        for a store's row (``genie approvals list`` says it, and lists nothing)."""
+        requests = []
+        for key, value in await self._entries("pending"):
+            try:
+                request = loads_bounded(value.decode())
+            except ValueError as exc:
+                raise _not_written(self.bucket, key, described(exc)) from None
+            if not isinstance(request, dict):
+                raise _not_written(self.bucket, key, f"a JSON {type(request).__name__}")
+            requests.append(request)
         return sorted(requests, key=lambda m: str(m.get("created_at", "")))
 
     async def answer(

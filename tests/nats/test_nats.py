@@ -741,6 +741,35 @@ def test_a_wrong_argument_is_refused_where_it_is_given_naming_it(
         NatsTransport(**arguments)
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [(b"not json", "JSONDecodeError: Expecting value"), (b"[1]", "a JSON list")],
+    ids=["not-json", "a-list"],
+)
+def test_a_pending_approval_no_desk_wrote_is_one_line_from_approvals_list(
+    server: LocalNatsServer, capsys: pytest.CaptureFixture[str], value: bytes, why: str
+) -> None:
+    """The approvals bucket is open to any client of the broker: a pending entry that is not
+    JSON, or not an object, ended ``genie approvals list --nats`` in a traceback. It is one
+    line naming the entry, as a store's row genie did not write is."""
+    names = NatsNames("hostile-desk")
+
+    async def leave() -> None:
+        async with jetstream(server.url) as js:
+            kv = await js.create_key_value(nats.js.api.KeyValueConfig(bucket=names.approvals))
+            await kv.put("pending.x", value)
+
+    anyio.run(leave)
+    argv = ["approvals", "list", "--nats", server.url, "--namespace", "hostile-desk"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"genie approvals: a pending approval that genie did not write: {names.approvals} "
+        f"pending.x: {why}"
+    )
+    assert err.count("\n") == 1
+
+
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
     """A hostile delivery's id or sender that no envelope accepts still gives a dead letter:
     the envelope gets ids of its own, the payload keeps the text."""
