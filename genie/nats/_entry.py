@@ -49,7 +49,7 @@ Record = tuple[Mapping[str, Any], bool]
 
 def check_origin(origin: str) -> str:
     """``origin`` as the one subject token and key prefix it becomes, or a clear error."""
-    if not _ORIGIN.match(origin):
+    if not isinstance(origin, str) or not _ORIGIN.match(origin):
         raise ConfigurationError(
             f"origin {origin!r}: use 1 to 64 letters, digits, '_' or '-' (it names the subject "
             "of the entry's outcome records and the keys of its requests)"

@@ -23,7 +23,7 @@ _REPLY_TOKEN = 128  # the longest request id its answer's subject spells out
 def _token(name: str, what: str) -> str:
     """A subject token for an agent id or namespace: '.' separates tokens, so it becomes '~'
     (never in an id, so the mapping is one to one)."""
-    if not _SAFE.match(name):
+    if not isinstance(name, str) or not _SAFE.match(name):
         raise ConfigurationError(
             f"{what} {name!r} cannot name a NATS subject: use letters, digits, '_', '-', '.'"
         )
@@ -35,6 +35,9 @@ class NatsNames:
     """The streams and subjects of one namespace (by default the pipeline's name)."""
 
     namespace: str
+
+    def __post_init__(self) -> None:
+        self._ns  # noqa: B018 - refused where it is given, not at the first name asked of it
 
     @property
     def _ns(self) -> str:

@@ -723,6 +723,7 @@ async def test_bytes_on_the_outcome_subject_that_are_no_record_are_passed_over(
         ({"ack_wait": -1}, "ack_wait must be a number of seconds above 0, or None, not -1"),
         ({"ack_wait": 0}, "ack_wait must be a number of seconds above 0"),
         ({"ack_wait": "30"}, "ack_wait must be a number of seconds above 0"),
+        ({"origin": 5}, "origin 5: use 1 to 64 letters"),
         ({"max_deliveries": 0}, "max_deliveries must be a whole number, 1 or more, not 0"),
         ({"max_deliveries": "5"}, "max_deliveries must be a whole number, 1 or more, not '5'"),
         ({"max_deliveries": 2.5}, "max_deliveries must be a whole number"),
@@ -737,8 +738,18 @@ def test_a_wrong_argument_is_refused_where_it_is_given_naming_it(
     start, and a string of hosted agents hosted its characters."""
     arguments: dict[str, Any] = {"url": "nats://127.0.0.1:1", "names": NatsNames("args")}
     arguments |= given
-    with pytest.raises(ConfigurationError, match=re.escape(f"NatsTransport: {named}")):
+    said = named if "origin" in given else f"NatsTransport: {named}"
+    with pytest.raises(ConfigurationError, match=re.escape(said)):
         NatsTransport(**arguments)
+
+
+@pytest.mark.parametrize("namespace", [5, "a b", ""])
+def test_a_namespace_that_names_no_subject_is_refused_where_it_is_given(
+    namespace: Any,
+) -> None:
+    """Not at the first name asked of it (a namespace of 5 was a TypeError there)."""
+    with pytest.raises(ConfigurationError, match=r"^namespace .* cannot name a NATS subject"):
+        NatsNames(namespace)
 
 
 @pytest.mark.parametrize(
