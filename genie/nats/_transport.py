@@ -498,7 +498,13 @@ class NatsTransport:
         hosts now, each with the number of deliveries waiting for it in the stream."""
         if self._nc is None:
             raise ConfigurationError("NatsTransport.connect() first")
+        if isinstance(agents, str | bytes):  # else its characters, each an agent nobody hosts
+            raise ConfigurationError(
+                f"unhosted: agents must be agent ids (a list, not a string), not {agents!r}"
+            )
         ids = list(self._agents if agents is None else agents)
+        for agent_id in ids:  # refused here, once, not in the task of its probe
+            self.names.presence(agent_id)
         found = await unhosted(self._nc, self.names, ids)
         if not found:
             return {}

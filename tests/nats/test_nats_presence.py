@@ -15,6 +15,7 @@ import pytest
 
 from genie import Runtime
 from genie._cli.main import main
+from genie._errors import ConfigurationError
 from genie.nats._presence import PROBE_WAIT, PROBES, QUEUE, unhosted
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
@@ -77,6 +78,31 @@ async def test_a_publish_names_the_agents_no_worker_hosts_and_a_late_worker_stil
     finally:
         for t in (entry_t, worker_t, late_t):
             await t.close()
+
+
+@pytest.mark.parametrize(
+    ("agents", "refused"),
+    [
+        ("echo", "unhosted: agents must be agent ids (a list, not a string), not 'echo'"),
+        (["echo", "a b"], "agent id 'a b' cannot name a NATS subject"),
+        ([5], "agent id 5 cannot name a NATS subject"),
+    ],
+    ids=["a-string", "no-subject", "not-a-string"],
+)
+async def test_unhosted_refuses_agents_it_cannot_ask_for_naming_them(
+    server: LocalNatsServer, agents: object, refused: str
+) -> None:
+    """A string was its characters, each an agent nobody hosts ({"e": 0, "c": 0, ...}), and an
+    id that names no subject failed in its probe's task, as an exception group."""
+    entry_t = NatsTransport(server.url, NatsNames("presence-args"))
+    build(entry_t)
+    await entry_t.connect()
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            await entry_t.unhosted(agents)  # type: ignore[arg-type]
+    finally:
+        await entry_t.close()
+    assert str(caught.value).startswith(refused)
 
 
 def test_genie_run_with_no_worker_names_the_agent_and_ends_at_its_timeout(
