@@ -32,6 +32,7 @@ from starlette.types import Message as Message_
 from .._base.clock import Clock
 from .._base.log import lazy_logger
 from .._base.nesting import json_depth_exceeds
+from .._base.resilience import at_least
 from .._base.strict_json import LoneSurrogateError, loads_strict
 from .._base.tracecontext import TraceParent
 from .._errors import (
@@ -139,10 +140,23 @@ class ServeSettings:
     mcp: bool = False  # POST /mcp: the pipelines as MCP tools (the ``mcp`` extra)
 
     def __post_init__(self) -> None:
-        if self.hold_back is not None and self.hold_back < 0:
-            raise ValueError(
-                f"hold_back must be 0 or more characters, or None, not {self.hold_back}"
-            )
+        # Refused here, naming the setting, not by the request that first reads it: a rate of
+        # 0 divides by zero there (a 500), a heartbeat of 0 sends keep-alives without end, and
+        # NaN is no limit (every comparison with it is false).
+        for name in ("rate", "max_timeout", "heartbeat", "body_timeout", "auth_failure_rate"):
+            value = getattr(self, name)
+            if not (at_least(value, 0, strictly=True) and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number above 0, not {value!r}")
+        # burst None: the rate's; hold_back None: a call's text once it ended.
+        counts = {"max_body": 1, "burst": 1, "replay": 0, "stream_frames": 0, "stream_bytes": 0}
+        for name, least in {**counts, "auth_failures": 0, "hold_back": 0}.items():
+            value = getattr(self, name)
+            if not (value is None and name in ("burst", "hold_back")) and not (
+                isinstance(value, int) and at_least(value, least)
+            ):
+                raise ValueError(
+                    f"{name} must be a whole number of at least {least}, not {value!r}"
+                )
 
 
 class _Refused(Exception):

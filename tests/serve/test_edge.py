@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import random
 import re
 from pathlib import Path
@@ -373,3 +374,38 @@ async def test_fuzzing_the_edge_gets_no_500_and_no_traceback(
                 assert "error" in reply.json()
     assert len(set(codes)) > 3  # the fuzz reached more than one refusal
     no_traceback(caplog)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("rate", 0),
+        ("rate", math.nan),
+        ("rate", math.inf),
+        ("rate", "10"),
+        ("heartbeat", 0),
+        ("body_timeout", -1.0),
+        ("max_timeout", math.nan),
+        ("auth_failure_rate", 0.0),
+        ("max_body", 0),
+        ("max_body", 1.5),
+        ("burst", 0),
+        ("burst", True),
+        ("replay", -1),
+        ("stream_bytes", "1"),
+        ("hold_back", -1),
+    ],
+)
+def test_a_setting_no_server_can_run_with_is_refused_naming_it(setting: str, value: object) -> None:
+    """Refused where it is given: a rate of 0 was a ZeroDivisionError (a 500) at a principal's
+    second request, a heartbeat of 0 a stream of keep-alives without end."""
+    with pytest.raises(ValueError, match=f"^{setting} must be "):
+        ServeSettings(**{setting: value})  # type: ignore[arg-type]
+
+
+async def test_the_settings_at_their_bounds_serve(tmp_path: Path) -> None:
+    settings = ServeSettings(rate=1e-9, burst=1, replay=0, stream_frames=0, hold_back=None)
+    async with serving([finance(tmp_path)], keyring(tmp_path), settings) as client:
+        first = await client.get("/v1/pipelines", headers=auth(ALICE))
+        second = await client.get("/v1/pipelines", headers=auth(ALICE))
+    assert (first.status_code, second.status_code) == (200, 429)
