@@ -20,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from .._agent.tools import ToolOutput, ToolSession, ToolSpec
+from .._base.resilience import at_least
 from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError, described
 
 __all__ = ["McpServer"]
@@ -40,11 +41,20 @@ class McpServer:
     timeout: float = 30.0
 
     def __post_init__(self) -> None:
+        # A command given as one string is a sequence too: its first character would be run
+        # as the program, the others as its arguments.
+        if isinstance(self.command, str) or not all(isinstance(c, str) for c in self.command):
+            raise ConfigurationError(
+                f"an MCP server's command is the program and its arguments, a list of text, "
+                f"not {self.command!r}"
+            )
+        if self.url is not None and not isinstance(self.url, str):
+            raise ConfigurationError(f"an MCP server's url must be text, not {self.url!r}")
         if (self.url is None) == (not self.command):
             raise ConfigurationError("an MCP server needs exactly one of url and command")
-        if self.timeout <= 0:
+        if not at_least(self.timeout, 0, strictly=True):  # NaN too: no call would wait for it
             raise ConfigurationError(
-                f"an MCP server's timeout must be positive, not {self.timeout}"
+                f"an MCP server's timeout must be a number of seconds above 0, not {self.timeout!r}"
             )
 
     @property

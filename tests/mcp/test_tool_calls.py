@@ -4,6 +4,7 @@ started on stdio by the runtime), each call and each result judged by the polici
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from genie import (
     AgentError,
     AgentOptions,
     BaseAgent,
+    ConfigurationError,
     Context,
     Limits,
     MemoryAuditLog,
@@ -445,8 +447,6 @@ entry: {{type: ask_tool, to: caller}}
 output: tool_answer
 """
     )
-    from genie import ConfigurationError
-
     with pytest.raises(ConfigurationError) as raised:
         load_pipeline(path)
     assert f"{path}:6" in str(raised.value)
@@ -533,3 +533,21 @@ async def test_a_thread_given_up_cannot_call_the_tools_it_took_in_time() -> None
         "agent 'late': ctx.tool refused, the delivery gave this thread up (its deadline "
         "passed, or its request was cancelled)"
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"command": "python -m server"}, "command"),  # its 'p' was run, 'y' 't' ... its args
+        ({"command": ("python", 5)}, "command"),
+        ({"url": b"http://127.0.0.1/mcp"}, "url"),
+        ({"url": "http://127.0.0.1/mcp", "timeout": math.nan}, "timeout"),
+        ({"url": "http://127.0.0.1/mcp", "timeout": "30"}, "timeout"),  # was a TypeError
+        ({"url": "http://127.0.0.1/mcp", "timeout": 0}, "timeout"),
+    ],
+)
+def test_a_server_declared_wrong_is_refused_naming_the_argument(
+    given: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"an MCP server's {named} "):
+        McpServer(**given)
