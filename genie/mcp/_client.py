@@ -141,8 +141,20 @@ class _McpSession:
 
     @classmethod
     async def open(cls, client: Client, server: McpServer) -> _McpSession:
+        """The session, with every page of the server's tool list (``nextCursor``): a tool
+        listed past the first page is as callable as the others."""
         listed = await client.list_tools()
-        return cls(client, server, listed.tools)
+        tools, seen = list(listed.tools), set[str]()
+        while listed.next_cursor is not None:
+            if listed.next_cursor in seen:  # else listed again until the opening's deadline
+                raise ToolCallError(
+                    f"tool server {server.where}: its tool list's pages loop (cursor "
+                    f"{listed.next_cursor!r} given twice)"
+                )
+            seen.add(listed.next_cursor)
+            listed = await client.list_tools(cursor=listed.next_cursor)
+            tools += listed.tools
+        return cls(client, server, tools)
 
     async def list_tools(self) -> Sequence[ToolSpec]:
         return list(self._specs.values())

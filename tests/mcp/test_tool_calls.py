@@ -551,3 +551,23 @@ def test_a_server_declared_wrong_is_refused_naming_the_argument(
 ) -> None:
     with pytest.raises(ConfigurationError, match=f"an MCP server's {named} "):
         McpServer(**given)
+
+
+async def test_the_tools_a_server_lists_a_page_at_a_time_are_all_callable() -> None:
+    """A server may list its tools in pages (``nextCursor``); the session read the first page
+    only, so a tool on a later one was 'no such tool', and a handler listing them missed it."""
+    paged = McpServer(command=(sys.executable, str(HERE / "paged_server.py")), timeout=10)
+    async with Runtime(tools={"broker": paged}) as rt:
+        rt.add(Caller("caller"), options=AgentOptions(breaker=None))
+        third = await ask(rt, "third")
+    assert (third.text, third.is_error) == ("third", False)
+
+
+async def test_a_tool_listing_whose_pages_loop_fails_the_opening_naming_it() -> None:
+    looping = McpServer(command=(sys.executable, str(HERE / "paged_server.py"), "loop"), timeout=10)
+    async with Runtime(tools={"broker": looping}) as rt:
+        rt.add(Caller("caller"), options=AgentOptions(breaker=None))
+        with anyio.fail_after(20):
+            missing = await ask(rt, "third")
+    assert "ToolCallError" in missing.reason
+    assert "its tool list's pages loop" in missing.reason, missing.reason
