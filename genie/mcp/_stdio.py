@@ -28,6 +28,16 @@ async def serve_stdio(
 ) -> None:
     """Start each pipeline in a runtime of its own and serve them as tools until the client
     closes the pipe; every call is ``caller``'s. The runtimes close (draining) on the way out."""
+    # Refused here, not by the first call: a lone Pipeline is no list of them, and a caller
+    # that cannot stamp its identity would fail every call as an internal error.
+    if isinstance(pipelines, Pipeline) or not all(isinstance(p, Pipeline) for p in pipelines):
+        raise ConfigurationError(
+            f"serve_stdio: pipelines must be a list of Pipeline, not {type(pipelines).__name__}"
+        )
+    if not (isinstance(getattr(caller, "principal", None), str) and hasattr(caller, "stamp")):
+        raise ConfigurationError(
+            f"serve_stdio: caller must be an AssertedCaller (who calls), not {caller!r}"
+        )
     names = [p.name for p in pipelines]
     if len(set(names)) != len(names):
         raise ConfigurationError(f"two pipelines share a name: {sorted(names)}")

@@ -15,7 +15,13 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
-from .._errors import InvalidMessageError, RuntimeClosedError, WouldBlockError
+from .._base.resilience import at_least
+from .._errors import (
+    ConfigurationError,
+    InvalidMessageError,
+    RuntimeClosedError,
+    WouldBlockError,
+)
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.runtime import Runtime
 from ..pipeline import Pipeline, RunResult
@@ -124,6 +130,22 @@ class PipelineTools:
         max_timeout: float | None = None,
         asked: Callable[[Caller, str], object] | None = None,
     ) -> None:
+        for name, given in served.items():
+            if not (
+                isinstance(given, tuple)
+                and len(given) == 2
+                and isinstance(given[0], Pipeline)
+                and isinstance(given[1], Runtime)
+            ):
+                raise ConfigurationError(
+                    f"PipelineTools: served[{name!r}] must be (pipeline, runtime), a Pipeline "
+                    f"and the Runtime it runs in, not {type(given).__name__}"
+                )
+        # Checked here, not by each call: 0 would time every call out, text fail each one.
+        if max_timeout is not None and not at_least(max_timeout, 0, strictly=True):
+            raise ConfigurationError(
+                f"PipelineTools: max_timeout must be seconds above 0, or None, not {max_timeout!r}"
+            )
         self.served = dict(served)
         # Read once, before the first call: a missing default input is said at start.
         self.defaults = {name: entry_defaults(p) for name, (p, _) in self.served.items()}

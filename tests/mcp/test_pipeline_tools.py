@@ -5,6 +5,7 @@ and in memory against ``PipelineTools``."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,10 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from genie import MemoryAuditLog, Runtime, verify_audit_log
+from genie import ConfigurationError, MemoryAuditLog, Runtime, verify_audit_log
 from genie._cli.main import main
 from genie._runtime.audit import read_audit_key
-from genie.mcp import AssertedCaller, PipelineTools
+from genie.mcp import AssertedCaller, PipelineTools, serve_stdio
 from genie.pipeline import load_pipeline
 from genie.serve import ServeSettings
 
@@ -191,6 +192,32 @@ async def test_a_null_input_is_an_invalid_input_naming_the_field() -> None:
     )
     [record] = [r for r in audit.records if r.actor == "genie-mcp"]
     assert (record.action, record.details["field"]) == ("tool_call:invalid_input", "csv")
+
+
+@pytest.mark.parametrize("max_timeout", [0, -1.0, math.nan, "30", True])
+async def test_a_max_timeout_no_call_can_wait_for_is_refused_naming_it(max_timeout: Any) -> None:
+    """Refused where given: 0 timed every call out, text failed each call as the SDK's
+    'Internal server error'."""
+    pipeline = load_pipeline(FINANCE)
+    async with pipeline.runtime() as rt:
+        with pytest.raises(ConfigurationError, match=r"^PipelineTools: max_timeout must be"):
+            PipelineTools({"finance": (pipeline, rt)}, max_timeout=max_timeout)
+
+
+async def test_public_api_refuses_what_it_cannot_serve_naming_the_argument() -> None:
+    pipeline = load_pipeline(FINANCE)
+    async with pipeline.runtime() as rt:
+        for served in (
+            {"finance": pipeline},
+            {"finance": (pipeline,)},
+            {"finance": (rt, pipeline)},
+        ):
+            with pytest.raises(ConfigurationError, match=r"served\['finance'\] must be"):
+                PipelineTools(served)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="serve_stdio: pipelines must be a list"):
+        await serve_stdio(pipeline, AssertedCaller())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="serve_stdio: caller must be"):
+        await serve_stdio([pipeline], "alice")  # type: ignore[arg-type]
 
 
 # --- streamable HTTP: `genie serve --mcp` ---------------------------------------------------
