@@ -788,6 +788,10 @@ def create_app(
                 # Read here, as every route reads its body: within --max-body and
                 # --body-timeout, and a client that left first is no fault of the server's.
                 body = await body_of(request, key, b"")
+                # Strict as every body here: a key given twice would be the SDK's last while
+                # a proxy or a log reading the same bytes may keep the first (another tool,
+                # other arguments), and NaN or 1e999 a number to it alone.
+                _json_object(body, "the request body")
             except _Refused as refused:
                 await refuse(refused)
                 return

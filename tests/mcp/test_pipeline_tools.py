@@ -253,6 +253,36 @@ async def test_http_calls_are_their_api_keys_principal(tmp_path: Path) -> None:
 
 
 @ON_ASYNCIO
+async def test_http_bodies_are_strict_json_as_every_served_body(tmp_path: Path) -> None:
+    """A key given twice was the SDK's last (the tool run, its arguments), where a proxy or a
+    log reading the same bytes may keep the first; NaN a number to the SDK alone. Refused as
+    a served ask's body is, and nothing runs."""
+    call = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": %s}'
+    bodies = {
+        "key 'name' given twice": '{"name": "other", "name": "finance", "arguments": {}}',
+        "key 'question' given twice": (
+            '{"name": "finance", "arguments": {"question": "a", "question": "b"}}'
+        ),
+        "NaN": '{"name": "finance", "arguments": {"question": NaN}}',
+    }
+    audit = MemoryAuditLog()
+    headers = {**auth(ALICE), "Accept": "application/json, text/event-stream"}
+    headers["Content-Type"] = "application/json"
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), ServeSettings(mcp=True), audit
+    ) as web:
+        answers = {
+            why: await web.post("/mcp", content=call % params, headers=headers)
+            for why, params in bodies.items()
+        }
+    for why, answer in answers.items():
+        assert answer.status_code == 400, (why, answer.text)
+        assert answer.json()["error"].startswith("the request body is not valid JSON"), answer.text
+        assert why in answer.json()["error"], answer.text
+    assert [r for r in audit.records if r.actor == "genie-mcp"] == []
+
+
+@ON_ASYNCIO
 async def test_http_endpoint_is_off_unless_asked_for(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as web:
         r = await web.post("/mcp", json={}, headers=auth(ALICE))
