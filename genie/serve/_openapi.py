@@ -86,6 +86,14 @@ def _path_parameter(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+def _body_refusals(too_large: str) -> dict[str, Any]:
+    """What a route that reads a body may answer before it runs: too large, or too slow."""
+    return {
+        "408": _error("the request body did not arrive within the body timeout (audited)"),
+        "413": _error(too_large),
+    }
+
+
 def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
     name = pipeline.name
     schema = pipeline.entry_model.model_json_schema()
@@ -128,7 +136,7 @@ def _ask(pipeline: Pipeline, stream: bool) -> dict[str, Any]:
                 "responses": {
                     **responses,
                     "404": _error("no such pipeline"),
-                    "413": _error("request body and Genie-Metadata over the size limit"),
+                    **_body_refusals("request body and Genie-Metadata over the size limit"),
                     "429": _error(
                         "the pipeline is busy: an entry agent's mailbox is full, and nothing "
                         "of the request ran (names the agent)"
@@ -227,7 +235,7 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
                             "404": _error(
                                 "no such pending approval: decided already, or unknown (audited)"
                             ),
-                            "413": _error("request body over the size limit"),
+                            **_body_refusals("request body over the size limit"),
                         },
                     }
                 )
@@ -253,7 +261,12 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
         answer = {"description": "the JSON-RPC answer (MCP streamable HTTP, JSON)"}
         # POST only: GET and DELETE are 405 (stateless: no event stream, no session).
         summary = "MCP: list the pipelines as tools, call one as this key's principal"
-        paths["/mcp"] = {"post": _v1({"summary": summary, "responses": {"200": answer}})}
+        responses = {
+            "200": answer,
+            "400": _error("the body is not strict JSON (a key given twice, NaN, 1e999, ...)"),
+            **_body_refusals("request body over the size limit"),
+        }
+        paths["/mcp"] = {"post": _v1({"summary": summary, "responses": responses})}
     return {
         "openapi": "3.1.0",
         "info": {"title": "genie serve", "version": "1"},

@@ -206,11 +206,14 @@ async def test_the_openapi_document_matches_the_routes(tmp_path: Path, mcp: bool
             for code, response in op["responses"].items():
                 assert response["description"], (path, code)
     ask = doc["paths"][ASK]["post"]
-    assert {"400", "404", "413"} <= set(ask["responses"])
-    assert {"400", "404", "413"} <= set(doc["paths"][ASK + "/stream"]["post"]["responses"])
+    assert {"400", "404", "408", "413"} <= set(ask["responses"])
+    assert {"400", "404", "408", "413"} <= set(doc["paths"][ASK + "/stream"]["post"]["responses"])
+    if mcp:  # its body is read as every served body is: strict, bounded in size and time
+        assert {"400", "408", "413"} <= set(doc["paths"]["/mcp"]["post"]["responses"])
     assert "404" in doc["paths"]["/v1/streams/{correlation_id}"]["get"]["responses"]
     answer = doc["paths"]["/v1/approvals/{approval_id}/{verb}"]["post"]["responses"]
     assert "names the field" in answer["400"]["description"]
+    assert {"408", "413"} <= set(answer)
     assert "names the field" in ask["responses"]["400"]["description"]  # not written over
     assert set(doc["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
