@@ -44,6 +44,7 @@ from .._errors import (
     WouldBlockError,
     described,
     did_you_mean,
+    for_terminal,
     unwrapped,
 )
 from .._message.envelope import Message
@@ -532,7 +533,7 @@ def create_app(
                 _log.info(
                     "%s %s: the client left before its body arrived",
                     request.method,
-                    request.url.path,
+                    for_terminal(request.url.path),
                 )
                 raise _Refused(
                     CLIENT_CLOSED, "the client closed the connection before its body arrived"
@@ -589,10 +590,10 @@ def create_app(
                 failure = state.failure()  # closed by its store's failure: that is the why
                 response = _json_error(503, str(exc if failure is None else _stopped(failure)))
             except GenieError as exc:
-                _log.exception("%s %s failed", request.method, request.url.path)
+                _log.exception("%s %s failed", request.method, for_terminal(request.url.path))
                 response = _json_error(500, str(exc))
             except Exception:  # a fault of ours: logged, and still a JSON answer
-                _log.exception("%s %s failed", request.method, request.url.path)
+                _log.exception("%s %s failed", request.method, for_terminal(request.url.path))
                 response = _json_error(500, "internal error (logged on the server)")
             key = (route, str(response.status_code))
             state.counts[key] = state.counts.get(key, 0) + 1

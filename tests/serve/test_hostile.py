@@ -278,6 +278,26 @@ async def test_a_client_that_leaves_mid_body_is_no_fault_of_the_server(
     assert faults == [], [r.getMessage() for r in faults]
 
 
+async def test_a_path_cannot_drive_the_terminal_or_break_the_line_of_the_servers_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The path is decoded before the server reads it: ``%1B`` in it is an escape a terminal
+    acts on, ``%E2%80%A8`` a line separator. Logged as it was, it could set the terminal's
+    title or begin a line that read as the server's own; it is logged escaped."""
+    caplog.set_level(logging.INFO, logger="genie.serve")
+    async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
+        port = client.base_url.port
+        assert port is not None
+        head = (
+            "POST /v1/approvals/x%1B]0;pwned%07%E2%80%A8CRITICAL%20forged/approve HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer {ALICE}\r\nContent-Length: 100\r\n\r\n"
+        )
+        await leave_mid_body(client, port, head.encode() + b'{"reason": ')
+    [left] = [r.getMessage() for r in caplog.records if "client left" in r.getMessage()]
+    assert left.isprintable(), left
+    assert "x\\x1b]0;pwned\\x07\\u2028CRITICAL forged" in left, left
+
+
 MCP_HEAD = (
     "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     "Accept: application/json, text/event-stream\r\n"
