@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx2
@@ -59,7 +60,10 @@ class McpServer:
 
     @property
     def where(self) -> str:
-        return self.url if self.url is not None else " ".join(self.command)
+        """How errors name the server: its command, or its URL without the secrets a URL may
+        carry (a password, the query's tokens), as its errors reach dead letters, logs and a
+        served client's answer."""
+        return _shown(self.url) if self.url is not None else " ".join(self.command)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[ToolSession]:
@@ -98,6 +102,17 @@ async def _held(client: Client, server: McpServer) -> AsyncIterator[ToolSession]
         tg.cancel_scope.cancel()
     if session.lost.is_set():
         raise ToolCallError(f"tool server {server.where}: the connection closed")
+
+
+def _shown(url: str) -> str:
+    """``url`` with its user information and query blanked (``https://***@host/mcp?***``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all: the connection says so; no part of it is shown
+        return "(a URL that cannot be read)"
+    _, at, host = parts.netloc.rpartition("@")
+    netloc = f"***@{host}" if at else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 def _server_log() -> TextIO:

@@ -571,3 +571,18 @@ async def test_a_tool_listing_whose_pages_loop_fails_the_opening_naming_it() -> 
             missing = await ask(rt, "third")
     assert "ToolCallError" in missing.reason
     assert "its tool list's pages loop" in missing.reason, missing.reason
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://bot:s3cretpass@mcp.example/mcp", "https://***@mcp.example/mcp"),
+        ("https://mcp.example:8443/mcp?token=tok3nvalue#x", "https://mcp.example:8443/mcp?***"),
+        ("https://mcp.example/mcp", "https://mcp.example/mcp"),
+        ("http://[::1/mcp", "(a URL that cannot be read)"),
+    ],
+)
+def test_a_servers_url_is_named_without_its_secrets(url: str, shown: str) -> None:
+    """``where`` names the server in every error of its calls, and those reach dead letters,
+    logs and a served client's answer: a password or a token in the URL was shown to them."""
+    assert McpServer(url=url).where == shown
