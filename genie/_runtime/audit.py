@@ -280,6 +280,16 @@ def _parse_row(raw: bytes) -> dict[str, Any]:
     return row
 
 
+def row_to_continue(raw: bytes, key: bytes | None) -> dict[str, Any]:
+    """``raw``, a log's last row, as a writer continues the chain from it: a ``ValueError``
+    saying why it cannot (unreadable, tampered, or keyed otherwise than ``key``)."""
+    row = _parse_row(raw)
+    problem = _check_row(row, row["prev_hash"], key)
+    if problem is not None:
+        raise _BadRow(problem)
+    return row
+
+
 def _check_row(row: Mapping[str, Any], prev: str, key: bytes | None) -> str | None:
     """What is wrong with ``row`` as the successor of ``prev``, or None."""
     seq, row_hash = row["seq"], row["row_hash"]
@@ -377,16 +387,13 @@ class JsonlAuditLog:
         self._seq, self._prev = 0, GENESIS
         if last:
             try:
-                row = _parse_row(last)
-                problem = _check_row(row, row["prev_hash"], self._key)
-            except _BadRow as exc:
-                problem = str(exc)
-            if problem is not None:
+                row = row_to_continue(last, self._key)
+            except ValueError as exc:
                 line = self._line_at(offset)
                 raise AuditLogError(
-                    f"cannot continue audit log {self.path}: line {line}: {problem} "
+                    f"cannot continue audit log {self.path}: line {line}: {exc} "
                     f"(genie audit verify {self.path} shows the whole chain)"
-                )
+                ) from None
             self._seq, self._prev = row["seq"], row["row_hash"]
         if torn:
             self._recover(torn)

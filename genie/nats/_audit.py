@@ -24,7 +24,15 @@ import anyio
 
 from .._base.log import lazy_logger
 from .._errors import middle_cut
-from .._runtime.audit import GENESIS, AuditRecord, chained_row, check_audit_key, row_line
+from .._runtime.audit import (
+    GENESIS,
+    AuditLogError,
+    AuditRecord,
+    chained_row,
+    check_audit_key,
+    row_line,
+    row_to_continue,
+)
 from ._run import less_kept
 from ._wire import MSG_ID, header_bytes
 
@@ -105,7 +113,7 @@ class NatsAuditLog:
         while True:
             try:
                 if self._tail is None:
-                    self._tail = await _last_row(js, self.stream)
+                    self._tail = await _last_row(js, self.stream, self._key)
                 last_seq, seq, prev = self._tail
                 headers = {MSG_ID: msg_id, EXPECTED_LAST: str(last_seq)}
                 room = self._max_payload() - header_bytes(headers)
@@ -154,12 +162,21 @@ def fitted_row(
     return row
 
 
-async def _last_row(js: JetStreamContext, stream: str) -> tuple[int, int, str]:
+async def _last_row(js: JetStreamContext, stream: str, key: bytes | None) -> tuple[int, int, str]:
+    """The stream's last sequence, and the seq and hash of the row there, which the next row
+    links to. A row no writer of the chain made (bytes anyone published on the subject) is
+    refused, as a log file's unreadable last line is: a row linked past it would hide it."""
     last = (await js.stream_info(stream)).state.last_seq
     if last == 0:
         return 0, 0, GENESIS
-    row: dict[str, Any] = json.loads((await js.get_msg(stream, last)).data or b"{}")
-    return last, int(row["seq"]), str(row["row_hash"])
+    try:
+        row = row_to_continue((await js.get_msg(stream, last)).data or b"", key)
+    except ValueError as exc:
+        raise AuditLogError(
+            f"cannot continue audit stream {stream}: sequence {last}: {exc} "
+            "(genie audit verify nats://HOST:PORT/NAMESPACE shows the whole chain)"
+        ) from None
+    return last, row["seq"], row["row_hash"]
 
 
 async def read_chain(js: JetStreamContext, stream: str) -> list[bytes]:

@@ -59,7 +59,7 @@ from .._runtime.approvals import (
     ApprovalRequest,
     rounds_reached,
 )
-from .._runtime.audit import AuditRecord, AuditsItself
+from .._runtime.audit import AuditLogError, AuditRecord, AuditsItself
 from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.local.executor import Worker
@@ -364,18 +364,22 @@ class NatsTransport:
 
     async def close(self) -> None:
         if self._nc is not None:
-            # The records of the run's last moments, unless the broker stays away.
-            with anyio.move_on_after(10):
-                if self._js is not None:
-                    await self.audit.drain(self._js)
-                if self._entry is not None:
-                    await self._entry.flush()
-            if self.audit.queued:
-                _log.error(
-                    "%d audit records not written: the broker is unreachable", self.audit.queued
-                )
-            await self._nc.close()
-            self._nc = self._js = None
+            why = "the broker is unreachable"
+            try:
+                # The records of the run's last moments, unless the broker stays away.
+                with anyio.move_on_after(10):
+                    if self._js is not None:
+                        try:
+                            await self.audit.drain(self._js)
+                        except AuditLogError as refused:  # the runtime has raised it already
+                            why = str(refused)
+                    if self._entry is not None:
+                        await self._entry.flush()
+                if self.audit.queued:
+                    _log.error("%d audit records not written: %s", self.audit.queued, why)
+            finally:
+                await self._nc.close()
+                self._nc = self._js = None
 
     # --- wiring by the runtime ----------------------------------------------------------------
     def _max_payload(self) -> int:

@@ -4,6 +4,7 @@ binary) on 127.0.0.1, with worker processes that are killed where the test says.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -40,7 +41,7 @@ from genie import (
 from genie._base.nesting import MAX_DEPTH
 from genie._cli.main import main
 from genie._errors import ConfigurationError, middle_cut
-from genie._runtime.audit import AuditRecord, verify_audit_log
+from genie._runtime.audit import AuditLogError, AuditRecord, verify_audit_log
 from genie.nats import Undecodable
 from genie.nats._audit import as_file, read_chain
 from genie.nats._cli import run_over_nats
@@ -1704,6 +1705,40 @@ async def test_the_audit_stream_is_one_chain_in_stream_order_across_writers(
         8,
         "audit: seq 8 out of order (expected 7)",
     )
+
+
+@pytest.mark.parametrize(
+    "published",
+    [b"not json", b'{"seq": 1}', b"[" * 5000],
+    ids=["not json", "no row", "deep"],
+)
+async def test_bytes_no_writer_made_at_the_audit_streams_end_are_refused_naming_them(
+    server: LocalNatsServer, published: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may publish on the audit subject: its last row then is no row of the chain.
+    Read blindly, it ended every writer's runtime with a JSONDecodeError or a KeyError; a
+    row linked past it would hide it. Refused, as a log file's unreadable last line is,
+    naming the stream and the sequence."""
+    names = NatsNames("forged")
+    t = NatsTransport(server.url, names)
+    rt = ping_runtime(t, policies=[DenyTo("echo")], audit=t.audit)
+    await t.connect()
+    async with jetstream(server.url) as js:
+        await js.publish(names.audit_subject, published)
+
+    async def deny() -> None:
+        async with rt:
+            await rt.publish(rt.message(Ping(n=1), recipient="echo"))  # its row is written
+            await anyio.sleep(10)
+
+    with pytest.raises(AuditLogError) as refused:
+        await deny()
+    assert str(refused.value).startswith(
+        f"cannot continue audit stream {names.audit}: sequence 1: "
+    )
+    with caplog.at_level(logging.ERROR, logger="genie.nats"):
+        await t.close()  # the connection is closed all the same
+    assert f"audit records not written: cannot continue audit stream {names.audit}" in caplog.text
 
 
 async def test_a_loop_across_two_worker_processes_stops_at_the_budget_as_in_process(
