@@ -24,6 +24,7 @@ from .._agent.catalogue import (
     named_like_a_class,
     spec_for,
 )
+from .._base.clock import spelt
 from .._base.files import file_problem
 from .._base.shipped import located, shipped, shipped_pipelines
 from .._base.surrogates import lone_surrogate
@@ -39,7 +40,14 @@ from .._base.yamlconf import (
     sorted_problems,
     validate,
 )
-from .._errors import ConfigurationError, InvalidMessageError, described, did_you_mean, shown
+from .._errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidMessageError,
+    described,
+    did_you_mean,
+    shown,
+)
 from .._message.envelope import RUNTIME_METADATA
 from .._message.freeze import frozen_metadata
 from .._message.payload import Payload
@@ -253,6 +261,11 @@ def load_pipeline(
 
     Raises ``ConfigFileError`` listing every problem found.
     """
+    if not isinstance(path, str | os.PathLike):  # else a bare TypeError from os.fspath
+        raise InvalidArgumentError(
+            "load_pipeline: give a pipeline file's path or a shipped pipeline's name, not "
+            f"{type(path).__name__} ({spelt(path)})"
+        )
     if not os.fspath(path):  # Path("") is the current folder
         names = ", ".join(shipped_pipelines()) or "none installed"
         raise ConfigFileError(

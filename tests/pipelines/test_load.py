@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from genie import InvalidArgumentError
 from genie._base.shipped import shipped_file
 from genie._base.yamlconf import MAX_CHARS, ConfigFileError
 from genie._cli.main import main
@@ -1084,6 +1085,13 @@ def test_an_empty_path_is_named_as_empty(capsys: Capture) -> None:
     probes = str(ROOT / "config" / "policies" / "probes.yaml")
     assert main(["policy", "check", "", "--probes", probes]) == 2
     assert capsys.readouterr().err.startswith("'': an empty path names no file\n")
+
+
+@pytest.mark.parametrize("path", [None, 5, b"p.yaml", ["p.yaml"]])
+def test_a_path_of_the_wrong_kind_is_refused_naming_it(path: object) -> None:
+    # A bare TypeError from os.fspath, which said nothing of what load_pipeline takes.
+    with pytest.raises(InvalidArgumentError, match=r"load_pipeline: give a pipeline file's path"):
+        load_pipeline(path)  # type: ignore[arg-type]
 
 
 def test_a_constructor_parameter_after_the_id_is_set_by_params_whatever_its_kind(
