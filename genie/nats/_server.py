@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from os import PathLike
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -41,9 +42,14 @@ class LocalNatsServer:
     (its headers and data) may have, where not the server's 1 MiB."""
 
     def __init__(
-        self, store: Path, port: int = 0, *, monitor: bool = False, max_payload: int | None = None
+        self,
+        store: str | PathLike[str],
+        port: int = 0,
+        *,
+        monitor: bool = False,
+        max_payload: int | None = None,
     ) -> None:
-        self.store = store
+        self.store = Path(store)
         self.port = port
         self.monitor = monitor
         self.max_payload = max_payload

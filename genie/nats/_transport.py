@@ -350,17 +350,20 @@ class NatsTransport:
             await ensure_streams(
                 self._js, self.names, duplicate_window=duplicate_window, claim=claim, url=self.url
             )
-        except ConfigurationError:
-            await self.close()
+            await self.consent.bind(self._js)
+            await self.memory.bind(self._js)
+            if self._entry is not None:
+                await self._entry.bind(self._js)
+            if self.hosted:
+                await self._held.bind(self._js)
+            if DESK in self._agents:  # its pipeline may wait for a person: answer from anywhere
+                await self.approvals.bind(self._js)
+        except BaseException:
+            # Refused, failed or cancelled once connected: the connection, which would go on
+            # reconnecting for ever, is closed (even if this task is being cancelled).
+            with anyio.CancelScope(shield=True):
+                await self.close()
             raise
-        await self.consent.bind(self._js)
-        await self.memory.bind(self._js)
-        if self._entry is not None:
-            await self._entry.bind(self._js)
-        if self.hosted:
-            await self._held.bind(self._js)
-        if DESK in self._agents:  # its pipeline may wait for a person: answer from anywhere
-            await self.approvals.bind(self._js)
 
     async def close(self) -> None:
         if self._nc is not None:

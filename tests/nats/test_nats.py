@@ -1741,6 +1741,31 @@ async def test_bytes_no_writer_made_at_the_audit_streams_end_are_refused_naming_
     assert f"audit records not written: cannot continue audit stream {names.audit}" in caplog.text
 
 
+def test_a_local_server_takes_its_store_as_a_str(tmp_path: Path) -> None:
+    # It was an AttributeError ('str' object has no attribute 'mkdir').
+    with LocalNatsServer(str(tmp_path / "nats")) as s:
+        assert s.url.startswith("nats://127.0.0.1:")
+    assert (tmp_path / "nats").is_dir()
+
+
+async def test_a_connect_that_fails_once_connected_closes_its_connection(
+    server: LocalNatsServer,
+) -> None:
+    """The consent bucket made before with another configuration: binding it fails after the
+    connection is made, which stayed open, reconnecting for ever."""
+    from nats.js.api import KeyValueConfig
+    from nats.js.errors import BadRequestError
+
+    names = NatsNames("clash")
+    async with jetstream(server.url) as js:
+        await js.create_key_value(KeyValueConfig(bucket=names.consent, history=5))
+    t = NatsTransport(server.url, names)
+    with pytest.raises(BadRequestError, match="different configuration"):
+        await t.connect()
+    with pytest.raises(ConfigurationError, match=r"NatsTransport.connect\(\) first"):
+        t.js  # noqa: B018 - closed: nothing to publish through
+
+
 async def test_a_loop_across_two_worker_processes_stops_at_the_budget_as_in_process(
     server: LocalNatsServer, workers: Workers
 ) -> None:
