@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from .._base.log import lazy_logger
 from ._names import NatsNames
 from ._wire import bound
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
+
+_log = lazy_logger("genie.nats")
 
 __all__ = ["Presence", "unhosted", "unhosted_warning"]
 
@@ -163,4 +166,7 @@ class Presence:
         new = [a for a in found if a not in self.unhosted]
         self.unhosted = set(found)
         if new:
-            self.warn(new)
+            try:
+                self.warn(new)
+            except Exception:  # the caller's hook: it is told, it does not stop the runtime
+                _log.exception("on_unhosted raised, told of %s", ", ".join(new))

@@ -4,6 +4,7 @@ ends at its timeout plus a short bounded wait, naming the agent."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -77,6 +78,42 @@ async def test_a_publish_names_the_agents_no_worker_hosts_and_a_late_worker_stil
         assert told == [["other"]]  # once: no second warning while nothing changed
     finally:
         for t in (entry_t, worker_t, late_t):
+            await t.close()
+
+
+async def test_an_on_unhosted_hook_that_raises_is_logged_and_the_runtime_goes_on(
+    server: LocalNatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It ended the runtime: the hook's error left the probe's task, in the runtime's group."""
+    names = NatsNames("hook")
+    told: list[list[str]] = []
+
+    def hook(agents: list[str]) -> None:
+        told.append(agents)
+        raise RuntimeError("the pager is down")
+
+    entry_t = NatsTransport(server.url, names, on_unhosted=hook)
+    worker_t = NatsTransport(server.url, names, hosted=["echo"])
+    entry, worker = build(entry_t), build(worker_t)
+    for t in (entry_t, worker_t):
+        await t.connect()
+    try:
+        async with worker, entry:
+            await worker_t.serving()
+            with caplog.at_level(logging.ERROR, logger="genie.nats"):
+                answered = await entry.ask(entry.message(Ping(n=1), recipient="echo"), timeout=10)
+
+                async def told_once() -> bool:
+                    return bool(told)
+
+                await eventually(told_once, timeout=5)
+                again = await entry.ask(entry.message(Ping(n=2), recipient="echo"), timeout=10)
+            assert (answered.status, again.status) == ("complete", "complete")
+        assert told == [["other"]]
+        assert "on_unhosted raised, told of other" in caplog.text
+        assert "the pager is down" in caplog.text
+    finally:
+        for t in (entry_t, worker_t):
             await t.close()
 
 
