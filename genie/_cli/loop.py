@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
+from anyio.abc import TaskStatus
 
 from .._base.failure import exiting
 from .._errors import ConfigurationError
 
-__all__ = ["LOOPS", "add_loop_option", "run_on"]
+__all__ = ["LOOPS", "add_loop_option", "run_on", "stop_on_signal"]
 
 LOOPS = ("asyncio", "uvloop")
 _EXECUTOR_NEVER_RUN = "coroutine 'Executors._executor' was never awaited"
@@ -75,3 +77,15 @@ def _exits_said(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> Non
     if isinstance(found, BaseException) and exiting(found) is not None:
         return
     loop.default_exception_handler(context)
+
+
+async def stop_on_signal(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel ``scope`` at the first SIGINT or SIGTERM (a service manager's stop): what it
+    runs stops as a cancellation, its runtimes recording what they cut short."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return

@@ -7,15 +7,16 @@ Imports nothing heavy until the command runs, so ``genie --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import functools
 import re
 import sys
 from typing import Any
 
+import anyio
+
 from .._errors import ConfigurationError
 from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
-from .loop import add_loop_option, run_on
+from .loop import add_loop_option, run_on, stop_on_signal
 
 __all__ = ["add_parser"]
 
@@ -89,8 +90,15 @@ def _mcp(args: argparse.Namespace) -> int:
     print(f"genie mcp: {names} as tools of {caller.principal}, on stdio", file=sys.stderr)
     if keyed_how:
         print(f"genie mcp: audit log {args.audit} {keyed_how}", file=sys.stderr)
+
+    async def serve() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(stop_on_signal, tg.cancel_scope)
+            await serve_stdio(pipelines, caller, audit=audit)
+            tg.cancel_scope.cancel()  # the client closed the pipe
+
     try:
-        run_on(args.loop, functools.partial(serve_stdio, audit=audit), pipelines, caller)
+        run_on(args.loop, serve)
     finally:
         if audit is not None:
             audit.close()

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from anyio.abc import TaskStatus
 
+from .._cli.loop import stop_on_signal
 from .._cli.options import count, seconds
 from .._errors import ConfigurationError
 from .._runtime.approvals import DESK, ApprovalRequest
@@ -290,7 +289,7 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
     async def serve() -> None:
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(_stop_on_signal, tg.cancel_scope)  # before saying we serve
+                await tg.start(stop_on_signal, tg.cancel_scope)  # before saying we serve
                 async with rt:
                     await transport.serving()  # its consumers are bound: it serves now
                     print(
@@ -306,13 +305,3 @@ def _worker(args: argparse.Namespace, on_step: StepHook | None = None) -> int:
 
     anyio.run(run_over_nats, transport, rt, serve)
     return 0
-
-
-async def _stop_on_signal(
-    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for _ in signals:
-            scope.cancel()
-            return

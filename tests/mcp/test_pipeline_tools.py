@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -104,6 +108,87 @@ def test_stdio_refuses_a_bad_setup_in_one_line(
     assert main(["mcp", FINANCE, "--principal", "alice bob"]) == 2
     err = capsys.readouterr().err
     assert "'alice bob' is not a principal or role name" in err
+
+
+STALL = """
+import os
+
+import anyio
+
+from genie import BaseAgent, Context, Message, Payload, handler
+
+
+class Serve(Payload):
+    message_type = "serve"
+
+
+class Return(Payload):
+    message_type = "return"
+
+
+class Stall(BaseAgent):
+    produces = (Return,)
+
+    @handler
+    async def on_serve(self, payload: Serve, ctx: Context) -> Message:
+        open(os.environ["STALL_MARK"], "w").close()
+        await anyio.sleep(60)
+        return ctx.reply(Return())
+"""
+
+
+def test_stdio_stopped_by_sigterm_audits_the_call_it_cut_short(tmp_path: Path) -> None:
+    """A service manager stops ``genie mcp`` with SIGTERM: it killed the process at once, so
+    the call in flight was in no audit row. It stops as Ctrl-C would stop a worker: the call
+    is recorded as cut short, and the command exits 0."""
+    (tmp_path / "stall.py").write_text(STALL)
+    (tmp_path / "stall.yaml").write_text(
+        "agents: [{id: stall, use: 'stall:Stall'}]\n"
+        "entry: {type: serve, to: stall}\noutput: return\ntimeout: 2m\n"
+    )
+    audit, mark = tmp_path / "audit.jsonl", tmp_path / "started"
+    command = [sys.executable, "-m", "genie._cli", "mcp", str(tmp_path / "stall.yaml")]
+    server = subprocess.Popen(
+        [*command, "--principal", "alice", "--audit", str(audit)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "STALL_MARK": str(mark)},
+    )
+    said = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "stall"}},
+    ]
+    try:
+        assert server.stdin is not None
+        server.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in said))
+        server.stdin.flush()
+        for _ in range(600):  # until the handler runs
+            if mark.exists() or server.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert mark.exists(), server.stderr.read() if server.stderr else ""
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, err
+    assert b"Traceback" not in err
+    rows = [json.loads(line) for line in audit.read_text().splitlines()]
+    calls = [(r["action"], r["target"]) for r in rows if r["actor"] == "genie-mcp"]
+    assert calls == [("tool_call:cut_short", "stall")]
 
 
 async def test_stdio_roles_asserted_reach_the_policies(tmp_path: Path) -> None:
