@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EARTH_RADIUS_KM",
+    "MAX_AMOUNT",
     "Amount",
     "Record",
     "haversine_km",
@@ -21,6 +22,12 @@ __all__ = [
 ]
 
 EARTH_RADIUS_KM = 6371.0
+
+# The largest amount of money an agent takes, in major units (a trillion rupees or dollars):
+# above any real transaction, loan or holding, and its minor units (10**14) stay exact in
+# float arithmetic (floats are exact to 2**53, about 9 * 10**15). A field bounds itself with
+# ``Field(le=MAX_AMOUNT)``: 10**300 was a float, and overflowed to infinity in the agent.
+MAX_AMOUNT = 10**12
 
 # An amount of money held, owed, paid or claimed, inside a list or a map (a field takes
 # ``Field(ge=0)`` itself): never negative. A negative one was read as a number, moving the

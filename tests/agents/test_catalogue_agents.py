@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from genie_agents.finance import Ingestor
-from genie_agents.finance.models import IngestCsv
+from genie_agents.finance.models import AnalysisResult, IngestCsv
 from genie_agents.lending import LoanAdvisor
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.support import Fallback
@@ -162,3 +162,49 @@ def test_a_negative_amount_is_refused_naming_the_field(
     (model,) = [m for s in SPECS for m in s.consumes if m.message_type == type_name][:1]
     with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
         MessageTypes([model]).parse_payload(type_name, data)
+
+
+def _period(*txns: dict[str, Any]) -> dict[str, Any]:
+    """An ``analysis_result`` of these transactions (the totals do not matter here)."""
+    totals = {"total_income_cents": 0, "total_expense_cents": 0, "net_cents": 0}
+    return totals | {
+        "currency": "INR",
+        "by_category": [],
+        "top_overspend": [],
+        "transactions": txns,
+    }
+
+
+# A value its model took and its agent then failed on (a date error, an OverflowError, an
+# output overflowed to infinity): refused where the payload enters, naming the field.
+ABSURD = [
+    ("analysis_result", _period({"date": "2026-13-45", "amount_cents": 1}), "transactions.0.date"),
+    ("analysis_result", _period({"date": " ", "amount_cents": 1}), "transactions.0.date"),
+    (
+        "analysis_result",
+        _period({"date": "2026-01-01", "amount_cents": 10**400}),
+        "transactions.0.amount_cents",
+    ),
+]
+
+
+@pytest.mark.parametrize(("type_name", "data", "field"), ABSURD)
+def test_an_absurd_value_is_refused_naming_the_field(
+    type_name: str, data: dict[str, Any], field: str
+) -> None:
+    models = {m for s in SPECS for m in s.consumes if m.message_type == type_name}
+    with pytest.raises(InvalidMessageError, match=f"field '{field}'"):
+        MessageTypes(list(models)).parse_payload(type_name, data)
+
+
+@pytest.mark.parametrize("name", ["aml_monitor", "fraud_detector", "mule_detector"])
+async def test_the_detectors_read_the_last_day_there_is(name: str) -> None:
+    # 30 days after 9999-12-31 is no date: the windows are measured, not added to it.
+    last = {"date": "9999-12-31", "time": "23:00", "counterparty": "c", "channel": "cash"}
+    txns = ({**last, "amount_cents": 10_000_000}, {**last, "amount_cents": -10_000_000})
+    payload = AnalysisResult.model_validate(_period(*txns))
+    spec = CATALOGUE.get(name)
+    (produced,) = spec.produces
+    async with Runtime([spec.factory(name)]) as rt:
+        result = await rt.ask(rt.message(payload, recipient=name), until=produced.message_type)
+    assert result.message is not None, list(rt.dead_letters)

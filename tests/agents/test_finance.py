@@ -245,9 +245,13 @@ def test_normalize_merchant(description: str, merchant: str) -> None:
 async def test_normalizer_fills_currency_account_and_ids() -> None:
     raw = RawTransactions(
         transactions=(
-            Transaction(date="d", amount_cents=-1, description="  Uber ride "),
+            Transaction(date="2026-01-05", amount_cents=-1, description="  Uber ride "),
             Transaction(
-                transaction_id="keep", date="d", amount_cents=1, currency="USD", description="x"
+                transaction_id="keep",
+                date="2026-01-05",
+                amount_cents=1,
+                currency="USD",
+                description="x",
             ),
         )
     )

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
-from .._common import Record, shown
+from .._common import MAX_AMOUNT, Record, shown
 
 __all__ = ["MAX_AMOUNT", "MAX_ROWS", "StatementError", "Transaction", "parse_statement"]
 
@@ -33,13 +33,17 @@ class Transaction(Record):
     ``time`` ("HH:MM" or "HH:MM:SS"), ``latitude``/``longitude``, ``counterparty``, ``channel``
     (cash, wire, upi, card, ...) and ``country`` (ISO code) are optional; the statement CSV
     fills them from columns of the same names when present, and ``currency`` from a
-    ``currency`` column (one for the whole statement).
+    ``currency`` column (one for the whole statement). ``date`` is a real day written
+    YYYY-MM-DD, as the statement's: the detectors read it as one, and a payload's
+    ``2026-13-45`` failed them on Python's date error.
     """
 
     transaction_id: str = ""
     account_id: str = ""
     date: str
-    amount_cents: int
+    # At most MAX_AMOUNT either way, as a statement's: 10**400 paise is no float, and the
+    # detectors' shares of it failed on an OverflowError.
+    amount_cents: int = Field(ge=-MAX_AMOUNT * 100, le=MAX_AMOUNT * 100)
     currency: str = ""
     description: str = ""
     merchant: str = _omitted()
@@ -53,6 +57,11 @@ class Transaction(Record):
     channel: str = _omitted()
     country: str = _omitted()
 
+    @field_validator("date")
+    @classmethod
+    def _real_day(cls, value: str) -> str:
+        return _date(value)
+
     @property
     def instant(self) -> datetime:
         """Date and time of day (midnight when the time is not known), UTC."""
@@ -64,10 +73,6 @@ REQUIRED_COLUMNS = ("date", "description", "amount", "type")
 # Read when present (the detectors use them); see Transaction.
 OPTIONAL_COLUMNS = ("time", "latitude", "longitude", "counterparty", "channel", "country")
 DIRECTIONS = ("debit", "credit")
-# The largest amount accepted, in major units (a trillion rupees or dollars): above any real
-# transaction, and its minor units (10**14) stay exact in the float arithmetic of the
-# forecaster and the anomaly detector (floats are exact to 2**53, about 9 * 10**15).
-MAX_AMOUNT = 10**12
 _MAX_CENTS = MAX_AMOUNT * 100
 _MAX_DIGITS = len(str(MAX_AMOUNT))
 # The most transactions one statement may hold. A year of a busy personal account is a few

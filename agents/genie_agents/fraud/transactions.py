@@ -15,6 +15,7 @@ from .models import AmlReport, AmlReports, FraudSignals, Level, MuleSignals, Sig
 
 __all__ = ["AmlMonitor", "FraudDetector", "MuleDetector"]
 
+ZERO = timedelta(0)
 BURST_COUNT, BURST_WINDOW = 5, timedelta(minutes=5)
 TRAVEL_KMH = 900.0
 AFTER_HOURS_END = 5  # 00:00-04:59
@@ -147,7 +148,8 @@ class MuleDetector(BaseAgent):
         debits = [t for t in txns if t.amount_cents < 0]
         for c in (t for t in txns if t.amount_cents > 0):
             start = c.instant
-            out = [d for d in debits if start <= d.instant <= start + PASS_THROUGH_WINDOW]
+            # by the difference: ``start + window`` overflows on the last day of year 9999
+            out = [d for d in debits if ZERO <= d.instant - start <= PASS_THROUGH_WINDOW]
             sent = -sum(d.amount_cents for d in out)
             if out and sent >= PASS_THROUGH_SHARE * c.amount_cents:
                 share = sent / c.amount_cents
@@ -246,7 +248,7 @@ def _first_return(out: Transaction, txns: Sequence[Transaction]) -> Transaction 
         if (
             t.amount_cents > 0
             and t.counterparty == out.counterparty
-            and start <= t.instant <= start + ROUND_TRIP_WINDOW
+            and ZERO <= t.instant - start <= ROUND_TRIP_WINDOW
             and abs(t.amount_cents - sent) <= ROUND_TRIP_TOLERANCE * sent
         ):
             return t

@@ -119,13 +119,12 @@ def _go_cash_flows(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]
     try:
         txns = [Transaction.model_validate(t) for t in go.get("transactions") or ()]
     except ValidationError as exc:
-        raise GoValueError(f"Go transactions: {exc.errors()[0]['msg']}", "transactions") from None
+        error = exc.errors()[0]
+        problem = "each date YYYY-MM-DD" if error["loc"] == ("date",) else error["msg"]
+        raise GoValueError(f"Go transactions: {problem}", "transactions") from None
     if not txns:
         raise GoValueError("no transactions to underwrite", "transactions")
-    try:
-        month = [(d.year * 12 + d.month - 1) for d in (date.fromisoformat(t.date) for t in txns)]
-    except ValueError:
-        raise GoValueError("Go transactions: each date YYYY-MM-DD", "transactions") from None
+    month = [(d.year * 12 + d.month - 1) for d in (date.fromisoformat(t.date) for t in txns)]
     first, span = min(month), max(month) - min(month) + 1
     if span < 3:
         raise GoValueError(
