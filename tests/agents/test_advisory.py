@@ -22,7 +22,9 @@ from genie_agents.advisory.models import (
 )
 from genie_agents.advisory.planning import simulate_goal
 
-from .helpers import one
+from genie import NoReplyError
+
+from .helpers import ask, one
 
 # Rs 1,000 a month for a year at 12 % a year with no volatility: a monthly growth of
 # g = 1.12^(1/12), so the corpus is 1,000 x (g^12 - 1) / (g - 1) = 12,646.50.
@@ -118,6 +120,25 @@ async def test_drip_by_hand() -> None:
     assert (out.total_gross, out.total_net) == (4_028, 2_819.6)
     cash = await one(DividendPlanner("d"), req.model_copy(update={"reinvest": False}))
     assert [r.gross_dividend for r in cash.rows] == [2_000, 2_000]
+
+
+async def test_drip_that_outgrows_a_float_is_refused_saying_why() -> None:
+    # The dividend doubles each year as the price falls 99 %: each year's reinvestment buys
+    # about 200 times the shares held, past any float by year 16 (an OverflowError, or an
+    # output of infinities that failed its own model).
+    req = DividendRequest(
+        shares=1e12,
+        price=0.01,
+        dividend_yield_pct=100,
+        dividend_growth_pct=100,
+        price_growth_pct=-99,
+        years=50,
+        slab_rate_pct=0,
+    )
+    with pytest.raises(NoReplyError, match="outgrow any number by year 16: dividend growth 100"):
+        await ask("dividend_planner", req)
+    cash = await ask("dividend_planner", req.model_copy(update={"reinvest": False}))
+    assert cash.rows[-1].gross_dividend == pytest.approx(1e10 * 2**49)  # 1e12 x 0.01 x 2^49
 
 
 # --- financial_educator -----------------------------------------------------------------------

@@ -185,6 +185,21 @@ ABSURD = [
         _period({"date": "2026-01-01", "amount_cents": 10**400}),
         "transactions.0.amount_cents",
     ),
+    *(
+        (
+            "dividend_request",
+            {"shares": 1, "price": 1, "years": 1, "dividend_yield_pct": 1, "slab_rate_pct": 0}
+            | {field: value},
+            field,
+        )
+        for field, value in (
+            ("price", 1e300),  # infinite values, refused by the output's own model
+            ("shares", 1e300),
+            ("price_growth_pct", 9.2e18),  # an OverflowError in (1 + g) ** year
+            ("dividend_growth_pct", 1e12),
+            ("price_growth_pct", -100),  # a price of 0 divides the reinvested dividend
+        )
+    ),
 ]
 
 

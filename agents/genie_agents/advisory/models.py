@@ -9,7 +9,7 @@ from pydantic import Field
 
 from genie import Payload
 
-from .._common import Amount, Record
+from .._common import MAX_AMOUNT, Amount, Record
 from .._go import UNUSED, GoName, GoValueError, go_names, go_text, unit_share
 
 __all__ = [
@@ -179,11 +179,13 @@ def _dividend_yield(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any
 
 class DividendRequest(Payload):
     message_type = "dividend_request"
-    shares: float = Field(gt=0)
-    price: float = Field(gt=0)
+    shares: float = Field(gt=0, le=MAX_AMOUNT, description="at most 10^12")
+    price: float = Field(ge=0.01, le=MAX_AMOUNT, description="a paisa to 10^12")
     dividend_yield_pct: float = Field(ge=0, le=100)
-    dividend_growth_pct: float = 0.0
-    price_growth_pct: float = 0.0
+    # A year's growth: a price cannot fall by all of itself (it divides the reinvested
+    # dividend), and 10^18 % a year overflowed the projection.
+    dividend_growth_pct: float = Field(0.0, ge=-99, le=100, description="a year, -99 to 100")
+    price_growth_pct: float = Field(0.0, ge=-99, le=100, description="a year, -99 to 100")
     years: int = Field(ge=1, le=50)
     slab_rate_pct: float = Field(ge=0, le=42.74, description="dividends are taxed at the slab")
     reinvest: bool = True

@@ -143,7 +143,9 @@ class AssetAllocator(BaseAgent):
 class DividendPlanner(BaseAgent):
     """Year-by-year dividend projection: dividend per share grows at the dividend growth rate,
     the price at the price growth rate; dividends are taxed at the slab rate and, with
-    ``reinvest``, the net dividend buys shares at the year-end price (DRIP)."""
+    ``reinvest``, the net dividend buys shares at the year-end price (DRIP). Reinvested shares
+    that outgrow a float (a dividend growing as the price falls) are refused, naming the
+    year."""
 
     capabilities = ("dividend_projection",)
     produces = (DividendProjection,)
@@ -152,13 +154,21 @@ class DividendPlanner(BaseAgent):
     async def on_request(self, payload: DividendRequest, ctx: Context) -> Message:
         p = payload
         shares, dps = p.shares, p.price * p.dividend_yield_pct / 100
-        rows = []
+        rows, grossed = [], 0.0
         for year in range(1, p.years + 1):
             price = p.price * (1 + p.price_growth_pct / 100) ** year
             gross = shares * dps * (1 + p.dividend_growth_pct / 100) ** (year - 1)
             net = gross * (1 - p.slab_rate_pct / 100)
             if p.reinvest:
                 shares += net / price
+            grossed += gross
+            if not math.isfinite(shares * price + grossed):
+                # a dividend growing faster than a falling price buys ever more shares
+                raise ValueError(
+                    f"the reinvested shares outgrow any number by year {year}: dividend "
+                    f"growth {p.dividend_growth_pct:g} % against price growth "
+                    f"{p.price_growth_pct:g} % a year; project fewer years"
+                )
             rows.append(
                 DividendYear(
                     year=year,
