@@ -200,6 +200,18 @@ ABSURD = [
             ("price_growth_pct", -100),  # a price of 0 divides the reinvested dividend
         )
     ),
+    *(
+        (
+            "simulate_loan",
+            {"principal": 1e6, "annual_rate_pct": 10, "months": 12} | {field: value},
+            field,
+        )
+        for field, value in (
+            ("principal", 1e300),  # with the rate, an EMI of infinity: an OverflowError
+            ("annual_rate_pct", 1e300),
+            ("monthly_net_income", 1e300),
+        )
+    ),
 ]
 
 

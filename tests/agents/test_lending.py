@@ -351,11 +351,23 @@ async def test_an_emi_at_a_usurious_rate_is_the_interest_not_an_overflow() -> No
 
 
 async def test_a_term_past_100_years_is_an_invalid_loan() -> None:
-    # 10^400 months is no float: the advisor failed on an OverflowError, not on the loan.
+    # 10^400 months is no float: the advisor failed on an OverflowError, not on the loan. The
+    # refusal says why, without the 400 digits.
     for months in (1_201, 10**400):
         loan = SimulateLoan(principal=1, annual_rate_pct=10, months=months)
-        with pytest.raises(NoReplyError, match="invalid loan parameters"):
+        with pytest.raises(
+            NoReplyError, match=r"invalid loan parameters: a term over 1,200 months\)$"
+        ):
             await ask("loan_advisor", loan)
+
+
+async def test_a_principal_under_a_paisa_is_an_invalid_loan() -> None:
+    # Its EMI is so small that the cover ratio was infinite, and the answer failed its model.
+    loan = SimulateLoan(principal=1e-300, annual_rate_pct=0, months=12, monthly_net_income=1e12)
+    with pytest.raises(NoReplyError, match=r"invalid loan parameters: a principal under a paisa"):
+        await ask("loan_advisor", loan)
+    smallest = loan.model_copy(update={"principal": 0.01})
+    assert (await ask("loan_advisor", smallest)).eligible
 
 
 async def test_a_loan_that_outlasts_the_cap_is_refused_not_cut_short() -> None:

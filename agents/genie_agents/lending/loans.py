@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 DSCR_MIN = 1.25
+PAISA = 0.01
 
 
 def emi(principal: float, annual_rate_pct: float, months: int) -> float:
@@ -49,8 +50,8 @@ def emi(principal: float, annual_rate_pct: float, months: int) -> float:
 class LoanAdvisor(BaseAgent):
     """EMI of a loan (annuity, shown rounded to the rupee), total interest, and the debt-service
     cover ratio (monthly net income / the exact EMI): eligible at 1.25 or more. A non-positive
-    principal or tenure, a tenure over 1,200 months, or a negative rate: ``invalid loan
-    parameters``."""
+    principal or tenure, or a negative rate: ``invalid loan parameters``; a principal under a
+    paisa (Go's none, in paise) or a tenure over 1,200 months: the same, saying which."""
 
     capabilities = ("simulate_loan",)
     produces = (LoanSimulation,)
@@ -58,8 +59,12 @@ class LoanAdvisor(BaseAgent):
     @handler
     async def on_simulate(self, payload: SimulateLoan, ctx: Context) -> Message:
         p = payload
-        if p.principal <= 0 or not 0 < p.months <= MAX_MONTHS or p.annual_rate_pct < 0:
+        if p.principal <= 0 or p.months <= 0 or p.annual_rate_pct < 0:
             raise ValueError("invalid loan parameters")
+        if p.principal < PAISA:  # the EMI is so small that the cover ratio is infinite
+            raise ValueError("invalid loan parameters: a principal under a paisa (0.01)")
+        if p.months > MAX_MONTHS:  # no number of months in the message: it may have 300 digits
+            raise ValueError(f"invalid loan parameters: a term over {MAX_MONTHS:,} months")
         exact = emi(p.principal, p.annual_rate_pct, p.months)
         instalment = round(exact)
         # On the exact EMI: rounding it to the rupee first can move the ratio across 1.25.

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from genie import Payload
 
-from .._common import Amount, Record, once_each
+from .._common import MAX_AMOUNT, Amount, Record, once_each
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, unit_share
 from ..finance.statement import Transaction
 
@@ -78,13 +78,16 @@ class CashFlows(Payload):
 
 
 class SimulateLoan(Payload):
-    """Checked by the agent, not the model, so that a bad loan gets Go's error text."""
+    """Checked by the agent, not the model, so that a bad loan gets Go's error text; the model
+    bounds only the sizes no loan has (10^300 at 10^300 % overflowed the EMI)."""
 
     message_type = "simulate_loan"
-    principal: float
-    annual_rate_pct: float
+    principal: float = Field(le=MAX_AMOUNT, description="at most 10^12")
+    annual_rate_pct: float = Field(le=100_000, description="at most 100,000 % a year")
     months: int
-    monthly_net_income: float = 0.0
+    monthly_net_income: float = Field(
+        0.0, ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="at most 10^12 either way"
+    )
 
     _go = go_names(
         {
