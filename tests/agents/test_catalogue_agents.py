@@ -180,36 +180,40 @@ def _period(*txns: dict[str, Any]) -> dict[str, Any]:
 ABSURD = [
     ("analysis_result", _period({"date": "2026-13-45", "amount_cents": 1}), "transactions.0.date"),
     ("analysis_result", _period({"date": " ", "amount_cents": 1}), "transactions.0.date"),
-    (
+    (  # 90 % of it, to compare with what left again, was no float
         "analysis_result",
-        _period({"date": "2026-01-01", "amount_cents": 10**400}),
+        _period(
+            {"date": "2026-01-01", "time": "10:00", "amount_cents": 10**400},
+            {"date": "2026-01-01", "time": "11:00", "amount_cents": -1},
+        ),
         "transactions.0.amount_cents",
     ),
     *(
         (
             "dividend_request",
-            {"shares": 1, "price": 1, "years": 1, "dividend_yield_pct": 1, "slab_rate_pct": 0}
-            | {field: value},
+            {"shares": 1e12, "price": 1e3, "years": 50, "dividend_yield_pct": 1}
+            | {"slab_rate_pct": 0, field: value},
             field,
         )
         for field, value in (
-            ("price", 1e300),  # infinite values, refused by the output's own model
-            ("shares", 1e300),
+            ("price", 1e300),  # a value of infinity, which failed DividendYear's finite check
+            ("shares", 1e306),
             ("price_growth_pct", 9.2e18),  # an OverflowError in (1 + g) ** year
             ("dividend_growth_pct", 1e12),
-            ("price_growth_pct", -100),  # a price of 0 divides the reinvested dividend
+            ("price_growth_pct", -100),  # a price of 0 divided the reinvested dividend
         )
     ),
     *(
-        (
-            "simulate_loan",
-            {"principal": 1e6, "annual_rate_pct": 10, "months": 12} | {field: value},
-            field,
-        )
-        for field, value in (
-            ("principal", 1e300),  # with the rate, an EMI of infinity: an OverflowError
-            ("annual_rate_pct", 1e300),
-            ("monthly_net_income", 1e300),
+        ("simulate_loan", {"principal": 1e6, "annual_rate_pct": 10, "months": 12} | loan, field)
+        for loan, field in (
+            # an EMI of infinity: round() raised OverflowError
+            ({"principal": 1e308, "annual_rate_pct": 100_000}, "principal"),
+            ({"principal": 1e12, "annual_rate_pct": 1e300}, "annual_rate_pct"),
+            # a cover ratio of infinity, which failed LoanSimulation's finite check
+            (
+                {"principal": 0.01, "annual_rate_pct": 0, "monthly_net_income": 1e308},
+                "monthly_net_income",
+            ),
         )
     ),
 ]
