@@ -216,6 +216,20 @@ ABSURD = [
             ),
         )
     ),
+    *(
+        (
+            "invoice_discount_request",
+            {"target": 1, "invoices": [{"invoice_id": "I", "buyer_rating": "AAA"} | invoice]}
+            | request,
+            field,
+        )
+        for invoice, request, field in (
+            # a discount of infinity, which failed DiscountPick's finite check
+            ({"face_value": 1e306, "days": 3650}, {}, "invoices.0.face_value"),
+            ({"face_value": 1e6, "days": 90}, {"annual_rate_bp": 1e306}, "annual_rate_bp"),
+            ({"face_value": 1, "days": 10**400}, {}, "invoices.0.days"),  # no float
+        )
+    ),
 ]
 
 

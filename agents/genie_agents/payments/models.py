@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from genie import Payload
 
-from .._common import Record
+from .._common import MAX_AMOUNT, Record
 from .._go import UNUSED, GoName, GoValueError, derived, go_names, paise, rupees_to_paise
 
 __all__ = [
@@ -188,8 +188,8 @@ class InvoiceDecision(Payload):
 
 class Receivable(Record):
     invoice_id: str
-    face_value: float = Field(gt=0)
-    days: int = Field(gt=0, description="days to maturity")
+    face_value: float = Field(gt=0, le=MAX_AMOUNT, description="at most 10^12")
+    days: int = Field(gt=0, le=3650, description="days to maturity, at most ten years")
     buyer_rating: str
 
     _go = go_names(
@@ -246,8 +246,10 @@ class InvoiceDiscountRequest(Payload):
     annual_rate_bp: float | None = Field(
         None,
         gt=0,
-        description="one annual rate for all (basis points), raised by the buyer's rating "
-        "(AAA x1, AA x1.1, A x1.25, BBB x1.5, lower x2); default: a rate per rating",
+        le=10_000,
+        description="one annual rate for all (basis points, at most 10,000: 100 %), raised by "
+        "the buyer's rating (AAA x1, AA x1.1, A x1.25, BBB x1.5, lower x2); default: a rate "
+        "per rating",
     )
 
     _go = go_names(
