@@ -230,6 +230,25 @@ ABSURD = [
             ({"face_value": 1, "days": 10**400}, {}, "invoices.0.days"),  # no float
         )
     ),
+    *(
+        (
+            "option_request",
+            {"kind": "call", "spot": 42, "strike": 40, "days_to_expiry": 182.5}
+            | {"volatility_pct": 20}
+            | option,
+            field,
+        )
+        for option, field in (
+            # d1 or the amount paid infinite, which failed OptionExplanation's finite check
+            ({"spot": 1e308, "quantity": 10}, "spot"),
+            ({"strike": 5e-324}, "strike"),
+            ({"volatility_pct": 1e-320}, "volatility_pct"),
+            ({"spot": 1e6, "strike": 1e6, "quantity": 1e306}, "quantity"),
+            ({"premium": 1e308, "quantity": 10}, "premium"),
+            ({"expiry_spots": [1e308], "quantity": 10}, "expiry_spots.0"),
+            ({"days_to_expiry": 5e-324}, "days_to_expiry"),  # t = 0: a ZeroDivisionError
+        )
+    ),
 ]
 
 

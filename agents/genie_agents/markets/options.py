@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from genie import BaseAgent, Context, Message, Payload, Risk, handler
 
-from .._common import Record
+from .._common import MAX_AMOUNT, Record
 from .._go import GoName, go_names
 
 __all__ = [
@@ -29,19 +29,27 @@ def _go_lot(value: Any) -> Any:
     return 1 if value == 0 else value
 
 
+# A price a paisa (or cent) to MAX_AMOUNT; time from a minute; volatility from 0.01 %: below
+# them log(spot / strike) and the divisions by sigma x sqrt(t) reach infinity (or 0 / 0), and
+# above them the premium paid does.
+_Price = Annotated[float, Field(ge=0.01, le=MAX_AMOUNT, description="a paisa to 10^12")]
+
+
 class OptionRequest(Payload):
     message_type = "option_request"
     kind: Literal["call", "put"]
-    spot: float = Field(gt=0)
-    strike: float = Field(gt=0)
-    days_to_expiry: float = Field(gt=0, le=3650)
-    volatility_pct: float = Field(gt=0, le=500)
+    spot: _Price
+    strike: _Price
+    days_to_expiry: float = Field(ge=1 / 1440, le=3650, description="a minute to ten years")
+    volatility_pct: float = Field(ge=0.01, le=500, description="0.01 to 500 % a year")
     rate_pct: float = Field(6.5, ge=-10, le=100)
     dividend_yield_pct: float = Field(0.0, ge=0, le=100)
     position: Literal["long", "short"] = "long"
-    quantity: float = Field(1.0, gt=0)
-    premium: float | None = Field(None, ge=0)
-    expiry_spots: tuple[float, ...] = Field((), max_length=100)
+    quantity: float = Field(1.0, gt=0, le=1e9, description="units, at most 10^9")
+    premium: float | None = Field(None, ge=0, le=MAX_AMOUNT, description="at most 10^12")
+    expiry_spots: tuple[Annotated[float, Field(le=MAX_AMOUNT)], ...] = Field(
+        (), max_length=100, description="each at most 10^12"
+    )
 
     _go = go_names(
         {
