@@ -249,6 +249,22 @@ ABSURD = [
             ({"days_to_expiry": 5e-324}, "days_to_expiry"),  # t = 0: a ZeroDivisionError
         )
     ),
+    *(
+        (
+            "tax_harvest_request",
+            {
+                "as_of": "2026-03-31",
+                "realised_stcg": 100_000,
+                "lots": [{"symbol": "X", "bought_on": "2025-01-01"} | lot],
+            },
+            field,
+        )
+        for lot, field in (
+            # a gain of infinity, which failed HarvestAction's finite check
+            ({"quantity": 1e300, "cost_per_unit": 9.2e18, "price": 12}, "lots.0.quantity"),
+            ({"quantity": 10, "cost_per_unit": 1e308, "price": 1}, "lots.0.cost_per_unit"),
+        )
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from genie import Payload
 
-from .._common import Amount, Record, shown
+from .._common import MAX_AMOUNT, Amount, Record, shown
 from .._go import UNUSED, GoName, GoValueError, go_names
 
 __all__ = [
@@ -62,9 +62,11 @@ class TaxEstimate(Payload):
 class Lot(Record):
     symbol: str
     bought_on: date
-    quantity: float = Field(gt=0)
-    cost_per_unit: float = Field(ge=0)
-    price: float = Field(ge=0, description="today's price")
+    # Within these a lot's gain is at most 10^21: 10^300 units, or a price near 10^308, made
+    # it infinite, and the plan failed its own model.
+    quantity: float = Field(gt=0, le=1e9, description="units, at most 10^9")
+    cost_per_unit: float = Field(ge=0, le=MAX_AMOUNT, description="at most 10^12")
+    price: float = Field(ge=0, le=MAX_AMOUNT, description="today's price, at most 10^12")
 
 
 def _go_lots(holdings: Any) -> Any:
