@@ -265,6 +265,15 @@ ABSURD = [
             ({"quantity": 10, "cost_per_unit": 1e308, "price": 1}, "lots.0.cost_per_unit"),
         )
     ),
+    *(
+        ("var_request", {"portfolio_value": 1e6, "returns": [-0.02, 0.01]} | var, field)
+        for var, field in (
+            # a VaR of infinity, which failed VarResult's finite check
+            ({"portfolio_value": 1e300, "returns": [-1e10, 0.01]}, "portfolio_value"),
+            ({"returns": [-1e303, 0.01]}, "returns.0"),
+            ({"horizon_days": 10**400}, "horizon_days"),  # no float: sqrt's OverflowError
+        )
+    ),
 ]
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from genie import Payload
 
-from .._common import Amount, Record
+from .._common import MAX_AMOUNT, Amount, Record
 from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 
 __all__ = [
@@ -40,10 +40,14 @@ def _go_var_zeros(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
 
 class VarRequest(Payload):
     message_type = "var_request"
-    portfolio_value: float = Field(gt=0)
-    returns: tuple[float, ...] = Field(min_length=2, description="daily returns, 0.01 = 1 %")
+    portfolio_value: float = Field(gt=0, le=MAX_AMOUNT, description="at most 10^12")
+    # A day's return from all lost (-1) to ten times over: 10^303 made the VaR infinite, and
+    # the result failed its own model; 10^400 days was no float for sqrt.
+    returns: tuple[Annotated[float, Field(ge=-1, le=10)], ...] = Field(
+        min_length=2, description="daily returns, 0.01 = 1 %, each -1 to 10"
+    )
     confidence: float = Field(0.99, gt=0, lt=1)
-    horizon_days: int = Field(1, ge=1)
+    horizon_days: int = Field(1, ge=1, le=365, description="at most a year")
 
     _go = go_names(
         {
