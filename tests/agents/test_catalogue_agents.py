@@ -274,6 +274,20 @@ ABSURD = [
             ({"horizon_days": 10**400}, "horizon_days"),  # no float: sqrt's OverflowError
         )
     ),
+    *(
+        (
+            "debt_payoff_request",
+            {"monthly_budget": 100, "debts": [{"name": "card", "min_payment": 10} | debt]},
+            field,
+        )
+        for debt, field in (
+            # interest of infinity, which failed DebtPayoffPlan's finite check
+            ({"balance": 1_000, "annual_rate_pct": 1e12}, "debts.0.annual_rate_pct"),
+            ({"balance": 1e308, "annual_rate_pct": 12}, "debts.0.balance"),
+            # refused quoting 1,000,000,000,000,000,000,052,504,... (300 digits)
+            ({"balance": 1, "annual_rate_pct": 12, "min_payment": 1e300}, "debts.0.min_payment"),
+        )
+    ),
 ]
 
 

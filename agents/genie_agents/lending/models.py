@@ -369,10 +369,13 @@ class SmeOfferRelease(Payload):
 
 
 class Debt(Record):
+    # Within these, 600 months of unpaid interest stay below 10^171: 10^12 % a year, or a
+    # balance near 10^308, grew the schedule to infinity; a minimum of 10^300 was quoted with
+    # its 300 digits.
     name: str
-    balance: float = Field(gt=0)
-    annual_rate_pct: float = Field(ge=0)
-    min_payment: float = Field(gt=0)
+    balance: float = Field(gt=0, le=MAX_AMOUNT, description="at most 10^12")
+    annual_rate_pct: float = Field(ge=0, le=1000, description="at most 1,000 % a year")
+    min_payment: float = Field(gt=0, le=MAX_AMOUNT, description="at most 10^12")
 
     _go = go_names(
         {
