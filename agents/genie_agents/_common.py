@@ -9,11 +9,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genie import Context
+
 __all__ = [
+    "APPROVAL_DESK",
     "EARTH_RADIUS_KM",
     "MAX_AMOUNT",
     "Amount",
     "Record",
+    "from_the_desk",
     "haversine_km",
     "median",
     "money",
@@ -41,6 +45,23 @@ class Record(BaseModel):
     and an infinity divides into a ratio that looks affordable)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True, allow_inf_nan=False)
+
+
+# The runtime's approval desk: the one sender of a decision that counts (docs/durability.md;
+# the id is the runtime's own, refused to any agent).
+APPROVAL_DESK = "approvals"
+
+
+def from_the_desk(ctx: Context) -> None:
+    """Refuse a ``genie.approval_decision`` the approval desk did not send: only the desk's
+    answers count, so no one approves a held payment or claim by sending a decision of their
+    own (whose ``details``, not the agent's own, were read as the held result)."""
+    sender = ctx.message.sender
+    if sender != APPROVAL_DESK:
+        raise ValueError(
+            f"{ctx.agent_id}: a decision counts only from the approval desk "
+            f"({APPROVAL_DESK!r}), not from {shown(sender)}"
+        )
 
 
 def once_each(names: Iterable[str], what: str) -> None:

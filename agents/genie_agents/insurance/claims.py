@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
 
-from .._common import money
+from .._common import from_the_desk, money
 from .models import (
     NCB_LADDER,
     ClaimDecision,
@@ -107,7 +107,7 @@ class ClaimAdjudicator(BaseAgent):
     (approve_partial) or nothing (deny); a claim of Rs 2 lakh or more goes to a human with the
     computed amount: with ``approval_role``, it waits for an adjuster of that role to approve
     the amount (docs/durability.md), within ``approval_deadline`` seconds; without, it ends as
-    Go's ``hitl`` flag."""
+    Go's ``hitl`` flag. A decision not sent by the approval desk is refused."""
 
     capabilities = ("adjudicate_claim",)
     risk = Risk.HIGH
@@ -140,6 +140,7 @@ class ClaimAdjudicator(BaseAgent):
     @handler
     async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
         """A claim an adjuster decided: the computed amount paid, or the claim denied."""
+        from_the_desk(ctx)
         held = ClaimDecision.model_validate_json(decision.details)
         reasons = (*held.reasons, decision.said())
         if decision.approved and held.payable > 0:

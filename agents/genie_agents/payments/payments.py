@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
 
+from .._common import from_the_desk
 from .models import (
     ConvertCurrency,
     CurrencyConversion,
@@ -31,7 +32,8 @@ class PaymentOrchestrator(BaseAgent):
     up to Rs 5 lakh and RTGS above when urgent, NEFT when not. Rs 50,000+
     needs a human: with ``approval_role``, the payment waits for a person of that role to approve
     it (docs/durability.md), within ``approval_deadline`` seconds, and is then submitted or
-    rejected; without, it ends as Go's ``hold_hitl`` flag. Smaller ones are submitted. A repeated
+    rejected (a decision not sent by the approval desk is refused); without, it ends as Go's
+    ``hold_hitl`` flag. Smaller ones are submitted. A repeated
     idempotency key replays the first instruction (the last ``remember`` keys are kept); the
     key used again for another payment is refused, not replayed."""
 
@@ -86,6 +88,7 @@ class PaymentOrchestrator(BaseAgent):
     @handler
     async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> Message:
         """A held payment, decided: submitted on its rail, or rejected, saying by whom."""
+        from_the_desk(ctx)
         held = PaymentInstruction.model_validate_json(decision.details)
         action = "submit" if decision.approved else "reject"
         out = held.model_copy(update={"action": action, "reason": decision.said()})
