@@ -14,6 +14,7 @@ from genie_agents.finance.models import AnalysisResult, IngestCsv
 from genie_agents.lending import LoanAdvisor
 from genie_agents.lending.models import SimulateLoan
 from genie_agents.payments.models import PaymentRequest
+from genie_agents.research.deep import ResearchRequest
 from genie_agents.support import Fallback
 from pydantic import BaseModel
 
@@ -294,6 +295,10 @@ ABSURD = [
             ({"balance": 1, "annual_rate_pct": 12, "min_payment": 1e300}, "debts.0.min_payment"),
         )
     ),
+    # the agent's own corpus_query refused them, a failed delivery
+    ("research_request", {"question": " \n"}, "question"),
+    ("research_request", {"question": "q", "sources": [""]}, "sources.0"),
+    ("research_request", {"question": "q", "sources": ["x" * 65]}, "sources.0"),
 ]
 
 
@@ -364,3 +369,15 @@ async def test_a_held_result_is_decided_only_by_the_approval_desk(name: str) -> 
     assert [letter.reason for letter in rt.dead_letters if letter.kind == "failed"] == [
         refusal + "not from 'user'"
     ] * 2
+
+
+async def test_a_long_question_is_researched_as_asked() -> None:
+    # 4,000 characters passed the request, and the query of them failed at 2,000.
+    question = "repo rate " * 399 + "repo rates"
+    agents = [CATALOGUE.get(name).factory(name) for name in ("deep_research", "corpus_search")]
+    async with Runtime(agents) as rt:
+        request = rt.message(ResearchRequest(question=question), recipient="deep_research")
+        result = await rt.ask(request, until="research_brief")
+    assert result.message is not None, list(rt.dead_letters)
+    brief: Any = result.message.payload
+    assert brief.question == question

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from genie import (
     BaseAgent,
@@ -69,16 +69,30 @@ class Citation(BaseModel):
     quote: str = ""
 
 
+# The offline brief sends the question (stripped) to each source as a corpus_query, so the
+# two take the same: a blank question, a blank or 65-character source, or a question longer
+# than the query's 2,000 passed the request and then failed the agent's own corpus_query.
+QUESTION_MAX, CORPUS_MAX = 4000, 64
+_Corpus = Annotated[str, Field(min_length=1, max_length=CORPUS_MAX)]
+
+
 class ResearchRequest(Payload):
     """Go's request as is; as in Go, ``max_steps`` 0 and ``sources`` null mean the defaults
     (4 steps, every corpus)."""
 
     message_type = "research_request"
-    question: str = Field(min_length=1, max_length=4000)
-    sources: list[str] = Field(default_factory=list, max_length=16)
+    question: str = Field(min_length=1, max_length=QUESTION_MAX, description="not blank")
+    sources: list[_Corpus] = Field(default_factory=list, max_length=16)
     max_steps: int = Field(default=4, ge=1, le=16)
 
     _go = go_unset("max_steps", "sources")
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, question: str) -> str:
+        if not question.strip():
+            raise ValueError("a question, not only spaces")
+        return question
 
 
 class ResearchBrief(Payload):
@@ -95,8 +109,8 @@ class CorpusQuery(Payload):
     """Search one corpus (``rbi``, ``sahamati`` or ``fiu_ind``) for a short factual snippet."""
 
     message_type = "corpus_query"
-    corpus: str = Field(min_length=1, max_length=64)
-    query: str = Field(min_length=1, max_length=2000)
+    corpus: _Corpus
+    query: str = Field(min_length=1, max_length=QUESTION_MAX)
 
 
 class CorpusSnippet(Payload):
