@@ -226,6 +226,17 @@ async def test_payoff_cap_and_budget_error() -> None:
         await payoff("avalanche", budget=149)
 
 
+async def test_a_budget_of_the_minimums_is_enough_to_the_paisa() -> None:
+    # Fifty minimums of 0.01 add up to 0.5000000000000002 in floats: a budget of 0.50 was
+    # refused as "below the minimum payments 0.50".
+    debts = [
+        {"name": f"d{i}", "balance": 1, "annual_rate_pct": 0, "min_payment": 0.01}
+        for i in range(50)
+    ]
+    plan = await payoff("avalanche", budget=0.5, debts=debts)
+    assert (plan.months, plan.capped) == (100, False)
+
+
 # --- sme_loan_workflow ------------------------------------------------------------------------
 def sme(**changes: Any) -> SmeLoanRequest:
     base: dict[str, Any] = {

@@ -238,7 +238,8 @@ class DebtOptimizer(BaseAgent):
     @handler
     async def on_request(self, payload: DebtPayoffRequest, ctx: Context) -> Message:
         minimums = sum(d.min_payment for d in payload.debts)
-        if payload.monthly_budget < minimums:
+        # to the paisa: fifty minimums of 0.01 add up to 0.5000000000000002, above 0.50
+        if money(payload.monthly_budget) < money(minimums):
             raise ValueError(
                 f"budget {payload.monthly_budget:,.2f} is below the minimum payments "
                 f"{minimums:,.2f}"
