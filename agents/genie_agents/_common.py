@@ -15,6 +15,7 @@ __all__ = [
     "APPROVAL_DESK",
     "EARTH_RADIUS_KM",
     "MAX_AMOUNT",
+    "MAX_BALANCE",
     "Amount",
     "Record",
     "from_the_desk",
@@ -32,6 +33,10 @@ EARTH_RADIUS_KM = 6371.0
 # float arithmetic (floats are exact to 2**53, about 9 * 10**15). A field bounds itself with
 # ``Field(le=MAX_AMOUNT)``: 10**300 was a float, and overflowed to infinity in the agent.
 MAX_AMOUNT = 10**12
+# The largest figure of an institution's books (a bank's portfolio, a company's annual
+# revenue), in major units: a thousand times MAX_AMOUNT, as the largest banks' books run past
+# 10**13 rupees, and still far from a float's overflow in any ratio or horizon.
+MAX_BALANCE = 10**15
 
 # An amount of money held, owed, paid or claimed, inside a list or a map (a field takes
 # ``Field(ge=0)`` itself): never negative. A negative one was read as a number, moving the

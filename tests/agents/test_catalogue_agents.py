@@ -276,7 +276,7 @@ ABSURD = [
         ("var_request", {"portfolio_value": 1e6, "returns": [-0.02, 0.01]} | var, field)
         for var, field in (
             # a VaR of infinity, which failed VarResult's finite check
-            ({"portfolio_value": 1e300, "returns": [-1e10, 0.01]}, "portfolio_value"),
+            ({"portfolio_value": 1e308, "horizon_days": 365}, "portfolio_value"),
             ({"returns": [-1e303, 0.01]}, "returns.0"),
             ({"horizon_days": 10**400}, "horizon_days"),  # no float: sqrt's OverflowError
         )
@@ -293,6 +293,20 @@ ABSURD = [
             ({"balance": 1e308, "annual_rate_pct": 12}, "debts.0.balance"),
             # refused quoting 1,000,000,000,000,000,000,052,504,... (300 digits)
             ({"balance": 1, "annual_rate_pct": 12, "min_payment": 1e300}, "debts.0.min_payment"),
+        )
+    ),
+    *(
+        (
+            "working_capital_request",
+            {"annual_revenue": 1e6, "annual_cogs": 1, "cash": 1e5}
+            | {"receivables": 1e12, "inventory": 1e12, "payables": 1e5, field: value},
+            field,
+        )
+        for field, value in (
+            # infinite days, which failed WorkingCapitalForecast's finite check
+            ("inventory", 1e308),
+            ("annual_cogs", 1e-300),
+            ("annual_revenue", 1e-300),
         )
     ),
     # the agent's own corpus_query refused them, a failed delivery

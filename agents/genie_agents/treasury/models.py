@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from genie import Payload
 
-from .._common import MAX_AMOUNT, Amount, Record
+from .._common import MAX_BALANCE, Amount, Record
 from .._go import GoName, GoValueError, derived, go_names, percent, scaled
 
 __all__ = [
@@ -40,7 +40,7 @@ def _go_var_zeros(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
 
 class VarRequest(Payload):
     message_type = "var_request"
-    portfolio_value: float = Field(gt=0, le=MAX_AMOUNT, description="at most 10^12")
+    portfolio_value: float = Field(gt=0, le=MAX_BALANCE, description="at most 10^15")
     # A day's return from all lost (-1) to ten times over: 10^303 made the VaR infinite, and
     # the result failed its own model; 10^400 days was no float for sqrt.
     returns: tuple[Annotated[float, Field(ge=-1, le=10)], ...] = Field(
@@ -264,13 +264,17 @@ def _go_cycle(go: Mapping[str, Any], out: dict[str, Any]) -> dict[str, Any]:
 
 class WorkingCapitalRequest(Payload):
     message_type = "working_capital_request"
-    annual_revenue: float = Field(gt=0)
-    annual_cogs: float = Field(gt=0)
-    receivables: float = Field(ge=0)
-    inventory: float = Field(ge=0)
-    payables: float = Field(ge=0)
-    cash: float = Field(ge=0)
-    monthly_operating_expenses: float = Field(0.0, ge=0)
+    # A balance over revenue or cost is days of it: 10^300 of inventory on 10^-9 of cost was
+    # infinite days, and the forecast failed its own model.
+    annual_revenue: float = Field(ge=0.01, le=MAX_BALANCE, description="a paisa to 10^15")
+    annual_cogs: float = Field(ge=0.01, le=MAX_BALANCE, description="a paisa to 10^15")
+    receivables: float = Field(ge=0, le=MAX_BALANCE, description="at most 10^15")
+    inventory: float = Field(ge=0, le=MAX_BALANCE, description="at most 10^15")
+    payables: float = Field(ge=0, le=MAX_BALANCE, description="at most 10^15")
+    cash: float = Field(ge=0, le=MAX_BALANCE, description="at most 10^15")
+    monthly_operating_expenses: float = Field(
+        0.0, ge=0, le=MAX_BALANCE, description="at most 10^15"
+    )
     forecast_months: int = Field(6, ge=1, le=120)
 
     _go = go_names(
