@@ -24,7 +24,7 @@ from genie_agents.payments.models import (
     ScfRequest,
 )
 
-from genie import InvalidMessageError, MessageTypes
+from genie import Catalogue, InvalidMessageError, MessageTypes, Runtime
 
 from .helpers import one
 
@@ -229,6 +229,37 @@ async def test_discounting_unknown_rating_is_an_error() -> None:
     bad = Receivable(invoice_id="X", face_value=1, days=1, buyer_rating="BB")
     with pytest.raises(ValueError, match=r"invoice X: unknown rating 'BB' \(AAA, AA, A, BBB\)"):
         await one(InvoiceDiscounter("d"), InvoiceDiscountRequest(invoices=(bad,), target=1))
+
+
+@pytest.mark.parametrize(
+    ("name", "request_", "refusal"),
+    [
+        (
+            "invoice_discounter",
+            InvoiceDiscountRequest(
+                invoices=(
+                    Receivable(invoice_id="X", face_value=1, days=1, buyer_rating="B" * 3000),
+                ),
+                target=1,
+            ),
+            "invoice X: unknown rating 'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB...' "
+            "(AAA, AA, A, BBB)",
+        ),
+        (
+            "currency_converter",
+            FxRateRequest(base="X" * 3000, quote="INR"),
+            "unsupported currency 'XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX...' (supported: AED, "
+            "EUR, GBP, INR, JPY, SGD, USD)",
+        ),
+    ],
+)
+async def test_a_refusal_quotes_a_long_value_cut(name: str, request_: Any, refusal: str) -> None:
+    # A 3,000-character rating or currency was quoted whole: the message as long as the input.
+    async with Runtime([Catalogue.installed().get(name).factory(name)]) as rt:
+        await rt.ask(rt.message(request_, recipient=name), timeout=2)
+    assert [letter.reason for letter in rt.dead_letters if letter.kind == "failed"] == [
+        "ValueError: " + refusal
+    ]
 
 
 # --- supply_chain_finance ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from genie import BaseAgent, Context, Message, Risk, handler
 
-from .._common import money
+from .._common import money, shown
 from .models import (
     DiscountPick,
     Invoice,
@@ -138,7 +138,7 @@ def _annual_rate(rating: str, rate_bp: float | None, invoice_id: str) -> float:
     rate = RATING_RATES.get(rating)
     if rate is None:
         known = ", ".join(RATING_RATES)
-        raise ValueError(f"invoice {invoice_id}: unknown rating {rating!r} ({known})")
+        raise ValueError(f"invoice {invoice_id}: unknown rating {shown(rating)} ({known})")
     return rate
 
 

@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
 
-from .._common import from_the_desk
+from .._common import from_the_desk, shown
 from .models import (
     ConvertCurrency,
     CurrencyConversion,
@@ -152,7 +152,7 @@ def fx_rate(base: str, quote: str) -> float:
     for code in (base, quote):
         if code.upper() not in INR_PER_UNIT:
             known = ", ".join(sorted(INR_PER_UNIT))
-            raise ValueError(f"unsupported currency {code!r} (supported: {known})")
+            raise ValueError(f"unsupported currency {shown(code)} (supported: {known})")
     return round(INR_PER_UNIT[base.upper()] / INR_PER_UNIT[quote.upper()], 6)
 
 
