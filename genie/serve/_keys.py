@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,13 +39,19 @@ SERVER_OWNED = frozenset(
 IDENTITY = frozenset({"user_id", "user_roles", "tenant_id", "traceparent", "trace_id"})
 
 
+# A principal's or a role's name (as `genie mcp --principal` and `--role` take them).
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.@:-]+$")]
+
+
 class _KeyDecl(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    principal: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.@:-]+$")
+    principal: Name
     key: str | None = Field(default=None, min_length=16)
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    roles: tuple[str, ...] = ()
+    # A name each: the roles reach the policies joined by commas, so "user,admin" would be
+    # two roles to them.
+    roles: tuple[Name, ...] = ()
     tenant: str | None = Field(default=None, min_length=1)
     grants: tuple[str, ...] = ()
     # A rate the bucket can count with: `.inf` would pass `gt=0` and fail every request of the key.

@@ -76,6 +76,15 @@ def test_environment_keys() -> None:
             "keys:\n  - {principal: a, key: 0123456789abcdef, rate: .nan}\n",
             "keys.yaml:2: keys.0.rate: Input should be a finite number",
         ),
+        # the roles reach the policies joined by commas: this was the roles user and admin
+        (
+            "keys:\n  - {principal: a, key: 0123456789abcdef, roles: [user, 'user,admin']}\n",
+            "keys.yaml:2: keys.0.roles.1: String should match pattern",
+        ),
+        (
+            "keys:\n  - {principal: a, key: 0123456789abcdef, roles: ['']}\n",
+            "keys.yaml:2: keys.0.roles.0: String should have at least 1 character",
+        ),
     ],
 )
 def test_mistakes_name_file_line_and_key(tmp_path: Path, text: str, problem: str) -> None:
