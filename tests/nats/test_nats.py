@@ -80,8 +80,9 @@ def server(tmp_path: Path) -> Iterator[LocalNatsServer]:
         yield s
 
 
-class Workers(list[subprocess.Popen[bytes]]):
-    """Worker processes of one test (killed at its end); their stderr in ``logs``."""
+class Workers(list[subprocess.Popen[Any]]):
+    """Worker processes of one test (killed at its end, their pipes closed); their stderr in
+    ``logs``."""
 
     def __init__(self, logs: Path) -> None:
         super().__init__()
@@ -101,7 +102,7 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
     for p in started:
         if p.poll() is None:
             p.kill()
-        p.wait()
+        p.communicate()
 
 
 def worker(
