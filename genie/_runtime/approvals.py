@@ -23,7 +23,7 @@ from .._agent.agent import BaseAgent, handler
 from .._agent.context import Context, Timer
 from .._base.clock import Clock
 from .._base.record import Record
-from .._errors import GenieError, WouldBlockError
+from .._errors import GenieError, InvalidArgumentError, WouldBlockError
 from .._message.envelope import Message
 from .._message.payload import Payload, Role
 from .audit import AuditRecord, AuditSink
@@ -448,6 +448,28 @@ def roles_of(metadata: Mapping[str, object]) -> tuple[str, ...]:
     return ()
 
 
+def _arguments(verb: str, approval_id: object, by: object, roles: object, reason: object) -> None:
+    """Refuse an answer's argument of a type no answer carries, naming it. A str given as
+    ``roles`` above all: ``role in roles`` would read as a substring, so ``roles="sysadmin"``
+    would pass the check for ``admin`` here, and the answer be sent, only to be refused unseen
+    by the desk, which reads the string as a comma-separated list."""
+    for name, value in (("approval_id", approval_id), ("by", by), ("reason", reason)):
+        if not isinstance(value, str):
+            raise InvalidArgumentError(
+                f"rt.approvals.{verb}(): {name} is a str, not {type(value).__qualname__}"
+            )
+    if not isinstance(roles, tuple | list):
+        given: str | None = f"a {type(roles).__qualname__}"
+    else:
+        odd = [type(r).__qualname__ for r in roles if not isinstance(r, str)]
+        given = f"a {type(roles).__qualname__} holding a {odd[0]}" if odd else None
+    if given is not None:
+        raise InvalidArgumentError(
+            f"rt.approvals.{verb}(): roles is a tuple of role names (roles=('treasurer',)), "
+            f"not {given}"
+        )
+
+
 RESERVED = ("deadline", "withdrawn", "genie")
 """Who decides when no person does (the deadline, the asker withdrawing, the runtime): never
 an answerer's name, so a decision's ``by`` and the audit's actor cannot be forged."""
@@ -572,6 +594,7 @@ class Approvals:
         """Send ``by``'s answer to the desk. ``in_time``: it was given before its deadline (one
         left in the store: ``answer_left``); else it is given now, and refused once the
         deadline of the approval's round has passed."""
+        _arguments("approve" if approved else "reject", approval_id, by, roles, reason)
         self.pending()  # forgets those whose request is gone
         pending = self._desk.pending.get(approval_id)
         if pending is None:

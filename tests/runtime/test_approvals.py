@@ -19,6 +19,7 @@ from genie import (
     Context,
     Decision,
     GatherResult,
+    InvalidArgumentError,
     MemoryAuditLog,
     Message,
     Payload,
@@ -393,6 +394,44 @@ async def test_an_answer_is_governed_like_any_message() -> None:
     assert [(r.actor, r.target, r.details["sender"]) for r in denied] == [
         ("four-eyes", "approvals", "mallory")
     ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "why"),
+    [
+        # A str is no tuple of roles: "treasurer" in "head-treasurer" is a substring.
+        (
+            {"roles": "head-treasurer"},
+            "roles is a tuple of role names (roles=('treasurer',)), not a str",
+        ),
+        ({"roles": None}, "roles is a tuple of role names (roles=('treasurer',)), not a NoneType"),
+        (
+            {"roles": ("treasurer", 7)},
+            "roles is a tuple of role names (roles=('treasurer',)), not a tuple holding a int",
+        ),
+        ({"by": 7, "roles": ("treasurer",)}, "by is a str, not int"),
+        ({"reason": 7, "roles": ("treasurer",)}, "reason is a str, not int"),
+    ],
+)
+async def test_an_answer_of_the_wrong_types_is_refused_naming_the_argument(
+    arguments: dict[str, object], why: str
+) -> None:
+    """Refused where it is given, before anything is sent or recorded: no answer that the
+    desk would then refuse unseen, and no bare AttributeError from inside the check."""
+    audit = MemoryAuditLog()
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")], audit=audit) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        given = {"by": "alice", **arguments}
+        with pytest.raises(InvalidArgumentError, match=re.escape(f"rt.approvals.reject(): {why}")):
+            rt.approvals.reject(approval.id, **given)  # type: ignore[arg-type]
+        await wait_all_tasks_blocked()
+        assert rt.approvals.pending() == [approval]
+        assert [r.action for r in audit.records] == ["approval_requested"]
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+    assert results[0].replies[0].payload.approved  # type: ignore[attr-defined]
 
 
 async def test_an_approval_of_a_request_that_timed_out_is_forgotten() -> None:
