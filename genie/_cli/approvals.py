@@ -256,22 +256,10 @@ Answer = tuple[str, bool, str, tuple[str, ...], str]
 
 
 def _not_a_name(principal: str) -> str | None:
-    """Why ``principal`` may answer no approval at all (blank, spaced, unprintable, the
-    desk's own word), by the desk's own rule; None when it is a name."""
-    from .._runtime.approvals import Approval, may_answer
+    """Why ``principal`` may answer no approval at all, by the desk's own rule."""
+    from .._runtime.approvals import not_a_name
 
-    anyone = Approval(
-        id="",
-        correlation_id="",
-        agent_id="",
-        subject="",
-        role=None,
-        principal=None,
-        deadline_at=None,
-        escalated=False,
-        details="",
-    )
-    return may_answer(anyone, principal, ())
+    return not_a_name(principal)
 
 
 def _answer_in_store(args: argparse.Namespace, answer: Answer) -> tuple[str | None, str | None]:

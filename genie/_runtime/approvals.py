@@ -40,6 +40,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalWithdrawn",
     "Approvals",
+    "not_a_name",
 ]
 
 FOREVER = 10 * 365 * 86400.0  # the hold of an approval without a deadline, in seconds
@@ -491,6 +492,13 @@ def may_answer(approval: Approval, principal: str, roles: tuple[str, ...]) -> st
     if approval.role is not None and approval.role not in roles:
         return f"it needs the role {approval.role!r}, which {principal} does not hold"
     return None
+
+
+def not_a_name(principal: str) -> str | None:
+    """Why ``principal`` may answer no approval at all (blank, spaced, unprintable, the
+    desk's own word), by the desk's own rule; None when it is a name."""
+    anyone = Approval("", "", "", "", None, None, None, False, "")
+    return may_answer(anyone, principal, ())
 
 
 class Approvals:

@@ -51,6 +51,7 @@ from .._errors import (
 from .._message.envelope import RUNTIME_METADATA
 from .._message.freeze import frozen_metadata
 from .._message.payload import Payload
+from .._runtime.approvals import not_a_name
 from .._runtime.policy import Policy
 from .._runtime.transport import RESERVED_IDS
 from ..policies._board import (
@@ -65,7 +66,7 @@ from ..policies._dsl import Rule
 from ._gather import GatherDeadline, Gathered, gathered_model
 from ._graph import Edge, Graph, Node
 from ._run import Pipeline
-from ._schema import AgentDecl, PipelineFile, WorkflowDecl, _Model, validate_file
+from ._schema import AgentDecl, ApprovalDecl, PipelineFile, WorkflowDecl, _Model, validate_file
 from ._signatures import handler_problems, returns_messages
 from ._workflow import (
     STEP_DEADLINE,
@@ -659,6 +660,24 @@ class _Checker:
                         f"{self.config.limits.max_hops}: raise it",
                     )
 
+    def answerable(self, approval: ApprovalDecl, at: Loc) -> bool:
+        """Whether someone could answer ``approval``: a blank role (or escalation) is held by
+        nobody, and a principal the desk refuses as a name (blank, spaced, its own word such
+        as ``deadline``) is nobody either. Left as written, the approval could only be decided
+        by its deadline, and would be listed as anyone's (``role any``) meanwhile."""
+        ok = True
+        for key in ("role", "escalate_to"):
+            role = getattr(approval, key)
+            if role is not None and not role.strip():
+                why = "leave it out: anyone may answer" if key == "role" else "name a role"
+                self.fail((*at, key), f"{role!r} is no role: nobody holds it ({why})")
+                ok = False
+        refusal = None if approval.principal is None else not_a_name(approval.principal)
+        if refusal is not None:
+            self.fail((*at, "principal"), f"{refusal}: nobody could answer the approval")
+            ok = False
+        return ok
+
     def check_step(
         self, w: WorkflowDecl, i: int, j: int, state: type[Payload], ids: Mapping[str, Loc]
     ) -> Step | None:
@@ -677,6 +696,8 @@ class _Checker:
                 if unfillable:
                     return None
             a = decl.approval
+            if not self.answerable(a, (*at, "approval")):
+                return None
             approval = ApprovalStep(a.subject, a.role, a.principal, a.details, a.escalate_to)
             return Step(decl.id, tuple(decl.after), approval=approval, deadline=decl.deadline)
         agent = decl.agent or decl.id
