@@ -645,6 +645,16 @@ class _Checker:
                     self.fail((*at, "emit", "to"), self.not_handled(to, w.emit.type))
             if not self.known_type(w.state, (*at, "state")):
                 continue
+            if w.state.startswith("genie."):
+                # The workflow takes its own types (a decision, a loss notice) only from the
+                # runtime: the state sent as its request, or as a step's reply, is ignored
+                # as an agent's forgery, and the run never starts (or its step never ends).
+                self.fail(
+                    (*at, "state"),
+                    f"{w.state!r} is one of genie's own message types, which a workflow takes "
+                    "only from the runtime: its state is a payload type of the pipeline's",
+                )
+                continue
             state = self.types[w.state]
             steps = [self.check_step(w, i, j, state, ids) for j in range(len(w.steps))]
             known = [s for s in steps if s is not None]
