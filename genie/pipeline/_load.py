@@ -622,6 +622,8 @@ class _Checker:
     def check_workflows(self, ids: Mapping[str, Loc]) -> None:
         for i, w in enumerate(self.config.workflows):
             at: Loc = ("workflows", i)
+            if self.genies_own(w.emit.type, (*at, "emit", "type"), "the runtime registers"):
+                continue
             model = self.types.get(w.emit.type)
             if model is None:
                 model = outcome_model(w.emit.type)
@@ -645,15 +647,7 @@ class _Checker:
                     self.fail((*at, "emit", "to"), self.not_handled(to, w.emit.type))
             if not self.known_type(w.state, (*at, "state")):
                 continue
-            if w.state.startswith("genie."):
-                # The workflow takes its own types (a decision, a loss notice) only from the
-                # runtime: the state sent as its request, or as a step's reply, is ignored
-                # as an agent's forgery, and the run never starts (or its step never ends).
-                self.fail(
-                    (*at, "state"),
-                    f"{w.state!r} is one of genie's own message types, which a workflow takes "
-                    "only from the runtime: its state is a payload type of the pipeline's",
-                )
+            if self.genies_own(w.state, (*at, "state"), "a workflow takes only from the runtime"):
                 continue
             state = self.types[w.state]
             steps = [self.check_step(w, i, j, state, ids) for j in range(len(w.steps))]
@@ -687,6 +681,21 @@ class _Checker:
             self.fail((*at, "principal"), f"{refusal}: nobody could answer the approval")
             ok = False
         return ok
+
+    def genies_own(self, name: str, at: Loc, why: str) -> bool:
+        """Whether ``name`` is in genie's own namespace of message types (refused, ``why``):
+        a workflow takes those (a decision, a loss notice) only from the runtime, so a state
+        of one sent as its request, or as a step's reply, is ignored as an agent's forgery and
+        the run never starts; and an outcome of one is refused when the runtime registers its
+        own model under the name, after validate said OK."""
+        if not name.startswith("genie."):
+            return False
+        self.fail(
+            at,
+            f"{name!r} is in genie's own namespace of message types, which {why}: a workflow's "
+            "state and outcome are types of the pipeline's",
+        )
+        return True
 
     def check_step(
         self, w: WorkflowDecl, i: int, j: int, state: type[Payload], ids: Mapping[str, Loc]
