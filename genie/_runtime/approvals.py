@@ -105,7 +105,11 @@ class ApprovalDecision(Payload):
     details: str = ""
 
     def said(self) -> str:
-        """The decision in words: ``approved by tina: invoice checked``."""
+        """The decision in words: ``approved by tina: invoice checked``; withdrawn by the
+        agent that asked, ``withdrawn: WHY`` (no person, nor anyone called ``withdrawn``,
+        rejected it: the desk audits it ``withdrawn``)."""
+        if self.by == "withdrawn" and not self.approved:
+            return f"withdrawn: {self.reason}" if self.reason else "withdrawn"
         verdict = "approved" if self.approved else "rejected"
         return (
             f"{verdict} by {self.by}: {self.reason}" if self.reason else f"{verdict} by {self.by}"

@@ -18,6 +18,7 @@ from anyio import wait_all_tasks_blocked
 
 from genie import (
     Approval,
+    ApprovalRefusedError,
     AuditRecord,
     AuditWriteError,
     Context,
@@ -590,6 +591,31 @@ async def test_an_approval_waiting_when_another_step_fails_is_withdrawn(tmp_path
     assert outcome.status == "failed"
     assert outcome.failed_step == "hotel"
     assert "withdrawn" in actions
+
+
+async def test_an_answer_to_a_withdrawn_approval_is_told_it_was_withdrawn(
+    tmp_path: Path,
+) -> None:
+    """Withdrawn, the approval was decided by no person: an answer after it is told so, in
+    the desk's word for it (its audit action ``withdrawn``), not that someone called
+    ``withdrawn`` rejected it."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, approval: {subject: "Trip to {city}", role: travel_desk}}
+      - {id: hotel, after: [flight], deadline: 300ms}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 1")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        [asked] = [r for r in rt.audit.records if r.action == "approval_requested"]  # type: ignore[attr-defined]
+        with pytest.raises(ApprovalRefusedError) as late:
+            rt.approvals.approve(asked.target, by="tina", roles=("travel_desk",))
+    assert result.output is not None
+    why = "no reply within 0.3s"
+    assert (
+        str(late.value)
+        == f"no pending approval {asked.target!r} (decided already: withdrawn: {why})"
+    )
 
 
 async def test_every_event_is_an_audit_record(tmp_path: Path) -> None:
