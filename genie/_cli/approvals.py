@@ -183,7 +183,9 @@ def _list(args: argparse.Namespace) -> int:
         print(f"no approvals pending in {where}")
         return 0
     for a in pending:
-        who = f"principal {a['principal']}" if a["principal"] else f"role {a['role'] or 'any'}"
+        # Both when it names both: the desk asks the answerer for each (``may_answer``).
+        needs = [f"{k} {a[k]}" for k in ("principal", "role") if a[k]]
+        who = ", ".join(needs) or "role any"
         print(
             for_terminal(f"{a['id']}  {a['agent']}: {a['subject']}  ({who}; asked {a['asked_at']})")
         )

@@ -19,7 +19,17 @@ from typing import Any
 import anyio
 import pytest
 
-from genie import ApprovalRefusedError, GatherResult, MemoryAuditLog, Runtime
+from genie import (
+    ApprovalRefusedError,
+    ApprovalRequest,
+    BaseAgent,
+    Context,
+    GatherResult,
+    MemoryAuditLog,
+    Message,
+    Runtime,
+    handler,
+)
 from genie._base.clock import Clock
 from genie._base.shipped import shipped_pipelines
 from genie._cli.main import main
@@ -969,3 +979,30 @@ def test_a_run_that_goes_on_past_a_refused_answer_says_so(
     late = f"  approval {approval_id}: the answer left by ravi: decided already: approved by tina"
     assert late in err
     assert "the answer left by tina" not in err  # it decided: nothing to tell
+
+
+class BothAsker(BaseAgent):
+    """Asks for an approval that only alice, holding the role treasurer, may answer."""
+
+    produces = (ApprovalRequest,)
+
+    @handler
+    async def on_pay(self, payload: Pay, ctx: Context) -> Message:
+        ask = ApprovalRequest(subject="pay", role="treasurer", principal="alice")
+        return ctx.emit(ask)
+
+
+async def test_the_list_names_both_the_principal_and_the_role_an_approval_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The desk asks an answerer for both (``may_answer``): a listing that named only the
+    principal led alice to answer without the role, and be refused."""
+    path = tmp_path / "store.db"
+    async with Runtime([BothAsker("payer")], store=path, drain_timeout=0.01) as rt:
+        rt.subscribe("payer", "pay")
+        result = await rt.ask(rt.message(Pay(amount=1), recipient="payer"), timeout=0.2)
+        assert result.status == "timed_out"
+        [approval] = rt.approvals.pending()
+    assert main(["approvals", "list", "--store", str(path)]) == 0
+    line = capsys.readouterr().out
+    assert f"{approval.id}  payer: pay  (principal alice, role treasurer; asked " in line
