@@ -77,22 +77,33 @@ def _where(args: argparse.Namespace) -> str:
     return f"namespace {args.namespace} on {args.nats}"
 
 
-def listed(message: dict[str, Any]) -> dict[str, object]:
-    """A pending approval as ``genie approvals list`` shows it, from its request message."""
+def listed(message: dict[str, Any], escalated: bool | None = None) -> dict[str, object]:
+    """A pending approval as ``genie approvals list`` shows it, from its request message;
+    ``escalated`` by the desk, it is offered to its ``escalate_to`` role only, as the desk
+    that takes it up again offers it (``ApprovalDesk.on_request``). None: not known where it
+    is kept (a NATS bucket keeps the request alone), and not said."""
     try:
         request = message["payload"]
-        return {
+        role, principal = request.get("role"), request.get("principal")
+        if escalated is not None:
+            escalated = escalated and request.get("escalate_to") is not None
+        if escalated:
+            role, principal = request["escalate_to"], None
+        shown: dict[str, object] = {
             "id": message["id"],
             "agent": message["sender"],
             "subject": request["subject"],
-            "role": request.get("role"),
-            "principal": request.get("principal"),
+            "role": role,
+            "principal": principal,
             "asked_at": message["created_at"],
             "deadline_s": request.get("deadline"),
             "correlation_id": message["correlation_id"],
         }
     except (KeyError, TypeError, AttributeError) as exc:
         raise ConfigurationError(f"a pending approval that genie did not write: {exc!r}") from None
+    if escalated is not None:
+        shown["escalated"] = escalated
+    return shown
 
 
 def pending_approvals(store: str) -> list[dict[str, object]]:
@@ -103,8 +114,12 @@ def pending_approvals(store: str) -> list[dict[str, object]]:
     client = StoreClient(store)
     try:
         bodies = client.approvals()
+        escalated = client.escalated()
         try:
-            pending = [listed(json.loads(body)) for body in bodies]
+            pending = [
+                listed(m, isinstance(m, dict) and m.get("id") in escalated)
+                for m in map(json.loads, bodies)
+            ]
         except ValueError as exc:
             raise ConfigurationError(f"cannot use {store} as a store: {exc}") from None
         left = client.answers_left(str(a["id"]) for a in pending)

@@ -1006,3 +1006,27 @@ async def test_the_list_names_both_the_principal_and_the_role_an_approval_needs(
     assert main(["approvals", "list", "--store", str(path)]) == 0
     line = capsys.readouterr().out
     assert f"{approval.id}  payer: pay  (principal alice, role treasurer; asked " in line
+
+
+async def test_an_approval_escalated_before_a_stop_is_listed_offered_to_its_escalation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Escalated while a process held it, the approval is taken up by the next start offered
+    to ``escalate_to`` only: the listing (and the command it prints) says that role, not the
+    first one, whose answer the desk would refuse."""
+    path = tmp_path / "store.db"
+    pay = Pay(amount=5, deadline=0.5, escalate_to="cfo")
+    async with Runtime([Payer("payer")], store=path, drain_timeout=0.01) as rt:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(rt.ask, rt.message(pay, recipient="payer"))
+                # The first deadline passes while it is held; the caller then goes away.
+                while not [a for a in rt.approvals.pending() if a.escalated]:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+        [approval] = rt.approvals.pending()
+    assert main(["approvals", "list", "--store", str(path)]) == 0
+    assert f"{approval.id}  payer: pay Rs 5  (role cfo; asked " in capsys.readouterr().out
+    assert main(["approvals", "list", "--store", str(path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["role"], listed["principal"], listed["escalated"]) == ("cfo", None, True)

@@ -698,6 +698,14 @@ class StoreClient:
             self.path, "messages", lambda: [str(b) for b, r in rows if DESK in json.loads(r)]
         )
 
+    def escalated(self) -> set[str]:
+        """The pending approvals a desk escalated (their first deadline passed while a process
+        held them): the next start takes each up offered to its ``escalate_to`` role only."""
+        if "asked" not in self._tables:  # made before, and read as it is
+            return set()
+        rows = self._db.execute("SELECT approval_id FROM asked WHERE escalated = 1")
+        return _read(self.path, "asked", lambda: {str(a) for (a,) in rows})
+
     def answer(
         self, approval_id: str, approved: bool, by: str, roles: tuple[str, ...], reason: str
     ) -> int:
