@@ -280,8 +280,9 @@ class ApprovalDesk(BaseAgent):
         if request.escalate_to is not None and not pending.approval.escalated:
             pending.round += 1
             # Another deadline from the first's end, not from now: a restart in between
-            # (which fired the first at once) does not extend it.
-            delay = self._left(pending.request, request.deadline or None, 2)
+            # (which fired the first at once) does not extend it. A deadline of 0 is one
+            # too (passed at once), not none.
+            delay = self._left(pending.request, request.deadline, 2)
             pending.overdue = delay == 0.0
             pending.timer = ctx.schedule(
                 delay, ApprovalTimeout(approval_id=payload.approval_id, round=pending.round)

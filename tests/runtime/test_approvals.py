@@ -353,6 +353,18 @@ async def test_past_its_deadline_an_approval_is_escalated_once() -> None:
     ]
 
 
+@pytest.mark.parametrize("deadline", [0.0, -1.0])
+async def test_a_deadline_already_passed_escalates_then_rejects_at_once(deadline: float) -> None:
+    """A deadline of 0 (or less) has passed when asked: escalated, the second round's is
+    passed as well, and the deadline rejects it then, not ten years later."""
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5, deadline=deadline, escalate_to="cfo"), results)
+    assert [m.payload for m in results[0].replies] == [
+        Paid(approved=False, by="deadline", reason="nobody answered in time")
+    ]
+
+
 async def test_an_answer_an_agent_makes_up_is_ignored() -> None:
     results: list[GatherResult] = []
     rt = Runtime([Payer("payer"), Forger("forger")])
