@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .._agent.agent import Risk
 from .._agent.context import Context, Timer
 from .._base.clock import Clock
-from .._errors import did_you_mean
+from .._errors import InvalidArgumentError, did_you_mean
 from .._message.envelope import Message
 from .._message.payload import MetaValue, Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
@@ -125,6 +125,13 @@ class WorkflowOutcome(Payload):
 
     def state_as(self, model: type[P]) -> P:
         """The state, parsed as ``model`` (the workflow's state type)."""
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            # A name, or an instance: refused naming the argument, not an AttributeError.
+            given = type(model).__qualname__
+            raise InvalidArgumentError(
+                f"state_as() takes the state's model (a Payload class), not {given}: "
+                "outcome.state_as(Trip)"
+            )
         return model.model_validate(self.state)
 
 

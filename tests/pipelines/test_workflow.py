@@ -22,6 +22,7 @@ from genie import (
     AuditRecord,
     AuditWriteError,
     Context,
+    InvalidArgumentError,
     MemoryAuditLog,
     Message,
     Runtime,
@@ -130,6 +131,14 @@ async def test_steps_run_in_order_and_independent_ones_at_once(tmp_path: Path) -
     assert saga_agents.JOURNAL[-2:] == ["start car", "do car"]
     assert kinds(outcome)[-2:] == ["started car", "completed car"]
     assert result.dead_letters == ()
+
+
+@pytest.mark.parametrize("model", ["trip", Trip(city="Goa")])
+def test_an_outcomes_state_as_what_is_no_model_is_refused_naming_it(model: object) -> None:
+    outcome = WorkflowOutcome(workflow="booking", status="completed", state={"city": "Goa"})
+    given = type(model).__qualname__
+    with pytest.raises(InvalidArgumentError, match=f"takes the state's model .*, not {given}"):
+        outcome.state_as(model)  # type: ignore[arg-type]
 
 
 async def test_a_failed_step_undoes_the_completed_ones_in_reverse(tmp_path: Path) -> None:
