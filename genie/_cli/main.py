@@ -202,6 +202,7 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         print(f"genie run: serving metrics on {server.url}", file=sys.stderr)
     taken: set[str] = set()  # approvals whose answers left in the store this run took
+    metrics_lost = False  # the disk refused the metrics file at the end
     try:
         go = functools.partial(
             _go,
@@ -281,12 +282,7 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
         if metrics_out is not None:
-            if rt.metrics is not None:
-                metrics_out.write(rt.metrics.text())
-            if metrics_out is stream:  # before the report, which goes after it
-                metrics_out.flush()
-            else:
-                metrics_out.close()
+            metrics_lost = not _write_metrics(rt, metrics_out, stream, out)
         if audit is not None:
             audit.close()
     timed_out = [r.correlation_id for r in results if r.status == "timed_out"]
@@ -324,7 +320,26 @@ def _run(args: argparse.Namespace) -> int:
             "approvals (docs/durability.md)",
             file=sys.stderr,
         )
-    return code
+    return 1 if metrics_lost else code
+
+
+def _write_metrics(rt: Runtime, metrics_out: TextIO, stream: TextIO | None, out: str) -> bool:
+    """Write the run's final metrics to ``metrics_out`` (``stream``: the command's own
+    stdout or stderr, flushed and left open) and close it; False, said in one line, when the
+    disk refuses them (full, say). The run is over and its output still to be reported: a
+    traceback here would lose both, and leave the audit log unclosed."""
+    try:
+        if rt.metrics is not None:
+            metrics_out.write(rt.metrics.text())
+        if metrics_out is stream:  # before the report, which goes after it
+            metrics_out.flush()
+        else:
+            metrics_out.close()  # a file closes even when its last write is refused
+    except OSError as exc:
+        said = exc.strerror or str(exc)
+        print(for_terminal(f"genie run: cannot write metrics to {out}: {said}"), file=sys.stderr)
+        return False
+    return True
 
 
 def _say_paused(paused: list[dict[str, object]], where: str, resume: str) -> None:

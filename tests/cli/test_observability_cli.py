@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import resource
 import socket
 import subprocess
 from pathlib import Path
@@ -251,6 +252,29 @@ def test_a_metrics_out_that_is_no_regular_file_is_refused_before_the_run(
     what = "is a directory" if kind == "a directory" else f"is {kind}, not a regular file"
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"genie run: cannot write metrics to {target}: {what}\n"
+
+
+def test_a_metrics_file_the_disk_refuses_at_the_end_is_one_line_and_exit_1(
+    tmp_path: Path,
+) -> None:
+    # The file passes the check before the run; its write at the end is refused (a full disk,
+    # here a limit on file sizes): the run's output still comes, the loss is said, exit 1.
+    out = tmp_path / "run.prom"
+
+    def no_file_may_grow() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run(
+        [_genie(), "run", FINANCE, "--json", "--metrics-out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=no_file_may_grow,
+    )
+    assert json.loads(done.stdout)["status"] == "ok"
+    assert done.stderr == f"genie run: cannot write metrics to {out}: File too large\n"
+    assert done.returncode == 1
 
 
 def test_metrics_out_may_be_the_commands_own_standard_output() -> None:
