@@ -694,6 +694,14 @@ class Runtime:
 
     def add_observer(self, observer: Observer) -> None:
         """Tell ``observer`` what happens to every message from now on (see ``Observer``)."""
+        if not isinstance(observer, Observer):
+            # Refused before it is held: held, it would break each observer added after it.
+            given = type(observer).__qualname__
+            if isinstance(observer, type):
+                given = f"the class {observer.__qualname__}: pass an instance"
+            raise InvalidArgumentError(
+                f"rt.add_observer() takes a genie.Observer (subclass it), not {given}"
+            )
         self._observers.append(observer)
         self._rebuild_observer()
 

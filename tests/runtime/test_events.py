@@ -12,6 +12,7 @@ from genie import (
     Context,
     Event,
     EventStream,
+    InvalidArgumentError,
     Message,
     Observer,
     RetryPolicy,
@@ -276,3 +277,23 @@ def test_an_event_reads_as_one_timeline_line() -> None:
     )
     handled = Event("handled", 2.0, "c1", "a", "t", "m", 0, 0.0015, 2)
     assert handled.line(2.0).endswith("1.500 ms, 2 out")
+
+
+@pytest.mark.parametrize("given", ["metrics", Observer], ids=["a str", "the class"])
+async def test_what_is_no_observer_is_refused_and_leaves_the_runtime_whole(given: object) -> None:
+    """An observer is told of every message: what cannot hear is refused where it is given,
+    naming the argument, before the runtime holds it (held, it broke every observer added
+    after it, and the event streams that are one)."""
+    async with Runtime() as rt:
+        rt.add(Echo("echo"))
+        with pytest.raises(
+            InvalidArgumentError, match=r"rt.add_observer\(\) takes a genie.Observer"
+        ):
+            rt.add_observer(given)  # type: ignore[arg-type]
+        msg = rt.message(Ping(n=1), recipient="echo")
+        async with rt.events(msg.correlation_id) as events:
+            await rt.ask(msg)
+            kinds = [event.kind async for event in events]
+        stats = rt.statistics()
+    assert kinds[-1] == "settled"
+    assert stats.observer_errors == 0
