@@ -249,6 +249,14 @@ class Runtime:
                 "dead_letter_capacity must be a whole number, 0 or more, not "
                 f"{dead_letter_capacity!r}"
             )
+        if not isinstance(metrics, bool):
+            from .observe.metrics import Metrics  # a genie.Metrics given has loaded it
+
+            if not isinstance(metrics, Metrics):
+                raise ConfigurationError(
+                    "metrics must be True, False or a genie.Metrics, not "
+                    f"{type(metrics).__qualname__}"
+                )
         for name, number in (("threads", threads), ("processes", processes)):
             if number is not None and not (isinstance(number, int) and at_least(number, 1)):
                 raise ConfigurationError(

@@ -697,3 +697,22 @@ async def test_a_callers_name_is_never_a_label() -> None:
     assert total(samples, "genie_dead_letters_total", reason="unrouted") == stats.unrouted
     assert total(samples, "genie_deliveries_denied_total", agent="-", policy="no-askers") == 5
     assert total(samples, "genie_deliveries_denied_total") == stats.denied
+
+
+@pytest.mark.parametrize(
+    ("make", "given", "named"),
+    [
+        (Runtime, {"metrics": "yes"}, "metrics must be True, False or a genie.Metrics, not str"),
+        (Runtime, {"metrics": 1}, "metrics must be True, False or a genie.Metrics, not int"),
+        (Metrics, {"registry": "r"}, "registry must be a prometheus_client.CollectorRegistry"),
+        (Metrics, {"duration_buckets": 5}, "duration_buckets must be a sequence of numbers"),
+        (Metrics, {"fanout_buckets": ("1", "2")}, "fanout_buckets must be a sequence of numbers"),
+        (Metrics, {"duration_buckets": "0.1"}, "duration_buckets must be a sequence of numbers"),
+    ],
+    ids=["a str", "an int", "no registry", "no sequence", "words", "one word"],
+)
+def test_a_wrong_metrics_argument_is_refused_naming_it(
+    make: Any, given: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        make(**given)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
@@ -164,7 +164,9 @@ def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[st
 def _rising(name: str, bounds: Sequence[float]) -> tuple[float, ...]:
     """``bounds``, checked: a duration's bucket is found by bisection, which needs them in
     order (and a scrape's ``le`` labels must rise)."""
-    out = tuple(bounds)
+    out = tuple(bounds) if isinstance(bounds, Iterable) and not isinstance(bounds, str) else None
+    if out is None or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in out):
+        raise ConfigurationError(f"{name} must be a sequence of numbers, not {bounds!r}")
     if any(math.isnan(b) for b in out) or not all(low < high for low, high in pairwise(out)):
         raise ConfigurationError(f"{name} must rise strictly: {list(out)}")
     return out
@@ -181,7 +183,8 @@ class Metrics(Observer):
     ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime per
     process can export: a registry holding a runtime's metrics refuses another's with
     ``ConfigurationError``). ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the
-    histograms' upper bounds, rising strictly, or ``ConfigurationError``. ``serve(port)``
+    histograms' upper bounds, numbers rising strictly, or ``ConfigurationError`` (as is a
+    ``registry`` that is no ``CollectorRegistry``). ``serve(port)``
     exposes ``/metrics``, ``text()`` renders it, ``write(path)`` saves it.
     """
 
@@ -192,6 +195,11 @@ class Metrics(Observer):
         duration_buckets: Sequence[float] = DURATION_BUCKETS,
         fanout_buckets: Sequence[float] = FANOUT_BUCKETS,
     ) -> None:
+        if registry is not None and not isinstance(registry, CollectorRegistry):
+            raise ConfigurationError(
+                "registry must be a prometheus_client.CollectorRegistry, not "
+                f"{type(registry).__qualname__}"
+            )
         self.registry = registry if registry is not None else CollectorRegistry()
         self.runtime: Observed | None = None
         self._duration_bounds = _rising("duration_buckets", duration_buckets)
