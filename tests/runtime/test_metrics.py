@@ -716,3 +716,17 @@ def test_a_wrong_metrics_argument_is_refused_naming_it(
 ) -> None:
     with pytest.raises(ConfigurationError, match=named):
         make(**given)
+
+
+async def test_a_bound_of_infinity_given_is_the_one_inf_bucket() -> None:
+    """prometheus-client's histograms take bounds that end in +Inf; so do these, and the
+    +Inf bucket is still one series (a second, ``le="inf"``, would count the calls twice)."""
+    inf = float("inf")
+    metrics = Metrics(duration_buckets=(0.1, inf), fanout_buckets=(1, inf))
+    async with Runtime(metrics=metrics) as rt:
+        rt.add(Echo("echo"))
+        await rt.ask(rt.message(Ping(), recipient="echo"))
+    for family in text_string_to_metric_families(metrics.text()):
+        if family.type == "histogram":
+            bounds = [s.labels["le"] for s in family.samples if s.name.endswith("_bucket")]
+            assert bounds == ["0.1", "+Inf"] or bounds == ["1.0", "+Inf"], family.name

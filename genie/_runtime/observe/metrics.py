@@ -169,7 +169,9 @@ def _rising(name: str, bounds: Sequence[float]) -> tuple[float, ...]:
         raise ConfigurationError(f"{name} must be a sequence of numbers, not {bounds!r}")
     if any(math.isnan(b) for b in out) or not all(low < high for low, high in pairwise(out)):
         raise ConfigurationError(f"{name} must rise strictly: {list(out)}")
-    return out
+    # The +Inf bucket is always there: one given too (as prometheus-client's own histograms
+    # take them) would be a second, its le="inf" one more series of the same bound.
+    return out[:-1] if out and out[-1] == math.inf else out
 
 
 def _bump(counts: dict[tuple[str, ...], int], key: tuple[str, ...]) -> None:
