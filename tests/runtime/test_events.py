@@ -232,12 +232,12 @@ async def test_a_stream_never_holds_more_than_its_buffer_a_gap_included() -> Non
 
 
 def test_a_buffer_must_hold_a_gap_and_the_end() -> None:
-    for buffer in (0, 1):
-        with pytest.raises(ValueError, match="buffer of at least 2") as refused:
-            Runtime().events(buffer=buffer)
+    for buffer in (0, 1, "3", 2.5, None):
+        with pytest.raises(InvalidArgumentError, match="buffer of at least 2") as refused:
+            Runtime().events(buffer=buffer)  # type: ignore[arg-type]
         assert str(refused.value) == (
             f"an event stream needs a buffer of at least 2 (room for a dropped event and the "
-            f"end), got {buffer}"
+            f"end), a whole number, got {buffer!r}"
         )
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from ..._base.clock import Clock
 from ..._base.record import Record
+from ..._base.resilience import at_least
 from ..._errors import InvalidArgumentError, described
 from ..._message.envelope import Message
 from ..correlator import GatherResult
@@ -178,10 +179,10 @@ class EventHub(Observer):
         self._attached = False
 
     def open(self, correlation_id: str | None, buffer: int) -> EventStream:
-        if buffer < 2:
+        if not (isinstance(buffer, int) and at_least(buffer, 2)):
             raise InvalidArgumentError(
                 "an event stream needs a buffer of at least 2 (room for a dropped event and "
-                f"the end), got {buffer}"
+                f"the end), a whole number, got {buffer!r}"
             )
         stream = EventStream(self, correlation_id, buffer)
         if not self._attached:
