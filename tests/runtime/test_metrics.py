@@ -25,6 +25,7 @@ from genie import (
     Context,
     Decision,
     GatherResult,
+    InvalidArgumentError,
     Limits,
     MemoryDeniedError,
     Message,
@@ -420,6 +421,22 @@ def test_a_busy_port_is_a_clear_error() -> None:
         port = busy.getsockname()[1]
         with pytest.raises(ConfigurationError, match=rf"cannot serve metrics on 127.0.0.1:{port}"):
             Metrics().serve(port)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"port": 70_000}, "port must be a whole number, 0 to 65535, not 70000"),
+        ({"port": -1}, "port must be a whole number, 0 to 65535, not -1"),
+        ({"port": "9464"}, "port must be a whole number, 0 to 65535, not '9464'"),
+        ({"host": 5}, "host must be a str"),
+    ],
+)
+def test_a_port_or_host_that_is_none_is_refused_naming_it(
+    given: dict[str, object], named: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=named):
+        Metrics().serve(**given)  # type: ignore[arg-type]
 
 
 async def test_serve_from_python_in_one_call() -> None:

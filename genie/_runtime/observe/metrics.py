@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest, start_http_server
 from prometheus_client.registry import Collector
 
-from ..._errors import ConfigurationError, HandlerTimeoutError
+from ..._errors import ConfigurationError, HandlerTimeoutError, InvalidArgumentError
 from ..._message.envelope import Message
 from ..deadletter import DeadLetter
 from .observer import Observer
@@ -244,7 +244,12 @@ class Metrics(Observer):
 
     def serve(self, port: int = 0, host: str = "127.0.0.1") -> MetricsServer:
         """Serve ``/metrics`` on ``host:port`` from a thread (port 0 picks a free one) until
-        ``close()``. Raises ``ConfigurationError`` if the address cannot be bound."""
+        ``close()``. Raises ``ConfigurationError`` if the address cannot be bound, and
+        ``InvalidArgumentError`` for a port or host that is none."""
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535):
+            raise InvalidArgumentError(f"port must be a whole number, 0 to 65535, not {port!r}")
+        if not isinstance(host, str):
+            raise InvalidArgumentError(f"host must be a str (an address), not {host!r}")
         try:
             server, thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
