@@ -698,6 +698,15 @@ class Runtime:
         return self._router.subscriptions()
 
     def add_tap(self, tap: Tap) -> None:
+        # Its id is read at each publish, outside the guard around ``observe``: one without
+        # would fail every publish the policies govern, so it is refused here.
+        if not (
+            isinstance(getattr(tap, "id", None), str) and callable(getattr(tap, "observe", None))
+        ):
+            raise InvalidArgumentError(
+                "rt.add_tap() takes a tap: an object with an id (a str) and an observe(msg) "
+                f"method, not {type(tap).__qualname__}"
+            )
         self._dispatcher.taps.append(tap)
 
     def add_observer(self, observer: Observer) -> None:

@@ -7,6 +7,7 @@ from genie import (
     AgentOptions,
     BaseAgent,
     Context,
+    InvalidArgumentError,
     Message,
     NoRouteError,
     Runtime,
@@ -85,6 +86,26 @@ async def test_taps_are_governed_per_recipient() -> None:
         await rt.ask(rt.message(Ping(), recipient="echo"))
     assert stream.seen == []
     assert rt.statistics().taps_denied == 2
+
+
+class Nameless:
+    """A tap without an ``id``: what the policies would be asked about it is nobody."""
+
+    def observe(self, msg: Message) -> None:
+        pass
+
+
+@pytest.mark.parametrize("given", ["tap", Nameless(), ListTap], ids=["str", "no id", "class"])
+async def test_what_is_no_tap_is_refused_where_it_is_given(given: object) -> None:
+    """A tap is asked its ``id`` at each publish, outside the guard that keeps a failing tap
+    off the message's path: one without (a str, a class) broke every publish of a governed
+    runtime. It is refused when added, naming the call."""
+    async with Runtime([Echo("echo")], policies=[DenyTo("nobody")]) as rt:
+        with pytest.raises(InvalidArgumentError, match=r"rt.add_tap\(\) takes a tap"):
+            rt.add_tap(given)  # type: ignore[arg-type]
+        result = await rt.ask(rt.message(Ping(n=3), recipient="echo"))
+    assert result.message.payload == Pong(n=3)
+    assert rt.statistics().tap_errors == 0
 
 
 async def test_outside_publish_to_nobody_is_an_error() -> None:
