@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from .._errors import for_terminal
+from .._errors import InvalidArgumentError, for_terminal
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -113,8 +113,13 @@ def configure_logging(
 
     For applications and the CLI: it adds one handler to the root logger, replacing the one a
     previous call added, and returns it (``logging.getLogger().removeHandler`` undoes it).
+    Another ``format`` (``InvalidArgumentError``) or a level ``logging`` does not know
+    (its ``ValueError``) is refused before anything changes.
     """
+    if format not in ("text", "json"):
+        raise InvalidArgumentError(f"format must be 'text' or 'json', not {format!r}")
     root = logging.getLogger()
+    root.setLevel(level)  # first: a level logging does not know changes nothing
     for old in [h for h in root.handlers if getattr(h, "_genie", False)]:
         root.removeHandler(old)
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -124,5 +129,4 @@ def configure_logging(
     else:
         handler.setFormatter(_TextFormatter(_TEXT, defaults=dict.fromkeys(FIELDS, "-")))
     root.addHandler(handler)
-    root.setLevel(level)
     return handler

@@ -180,6 +180,23 @@ def test_text_logs_fill_in_records_about_no_message() -> None:
     assert "WARNING elsewhere [agent=- type=- correlation=-] not about a message" in line
 
 
+@pytest.mark.parametrize(
+    ("given", "refused"),
+    [
+        (("yaml", "INFO"), "format must be 'text' or 'json', not 'yaml'"),
+        (("json", "LOUD"), "Unknown level: 'LOUD'"),
+    ],
+)
+def test_logging_configured_wrongly_is_refused_and_changes_nothing(
+    given: tuple[Any, Any], refused: str
+) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        configure_logging(*given)
+    assert (root.handlers, root.level) == (handlers, level)
+
+
 def exported_metrics(capsys: Capture, tmp_path: Path) -> set[str]:
     """The sample names a real run exports, families without samples included."""
     out = tmp_path / "run.prom"
