@@ -862,8 +862,11 @@ class Runtime:
     # --- lifecycle ---------------------------------------------------------------------------
     def _refused(self) -> None:
         """A runtime refused before it started (its agents, its options) is never closed, so
-        it is closed here: the store it opened is given back, for a runtime made after it."""
+        it is closed here: the store it opened is given back, for a runtime made after it, and
+        so are the metrics it was given (nothing ran to count)."""
         self._state = RuntimeState.CLOSED
+        if self.metrics is not None:
+            self.metrics.unbind(self)
         if self._store is not None:
             self._store.store.close()
 

@@ -407,6 +407,23 @@ def test_metrics_belong_to_one_runtime() -> None:
         Runtime(metrics=metrics)
 
 
+async def test_metrics_given_to_a_runtime_refused_go_to_the_one_made_after_it() -> None:
+    """A runtime refused before it ran (two agents of one id, a fallback nobody hosts) counted
+    nothing: the metrics it was given are the next runtime's, as its store is."""
+    metrics = Metrics()
+    with pytest.raises(ConfigurationError):
+        Runtime([Echo("echo"), Echo("echo")], metrics=metrics)
+    refused = Runtime(metrics=metrics)
+    refused.add(Echo("echo"), options=AgentOptions(fallback="nobody"))
+    with pytest.raises(ConfigurationError, match="fallback 'nobody'"):
+        await refused.__aenter__()
+    async with Runtime([Echo("echo")], metrics=metrics) as rt:
+        await rt.ask(rt.message(Ping(), recipient="echo"))
+    assert total(parse(metrics.text()), "genie_messages_handled_total", agent="echo") == 1
+    with pytest.raises(ConfigurationError, match="already belong to another runtime"):
+        Runtime(metrics=metrics)  # a runtime refused for that lets go of nothing
+
+
 def test_metrics_are_off_unless_asked_and_cost_no_import() -> None:
     assert Runtime().metrics is None
     code = "import genie, sys; print('prometheus_client' in sys.modules)"

@@ -234,6 +234,12 @@ class Metrics(Observer):
         self.runtime = runtime
         runtime.add_observer(self)
 
+    def unbind(self, runtime: Observed) -> None:
+        """Let go of ``runtime``, refused before it ran (the runtime does this): what it
+        counted is nothing, and the runtime made in its place may take these metrics."""
+        if self.runtime is runtime:
+            self.runtime = None
+
     # --- exposure ------------------------------------------------------------------------------
     def text(self) -> str:
         """The Prometheus text exposition of everything now."""
