@@ -723,6 +723,11 @@ class Runtime:
         self._rebuild_observer()
 
     def remove_observer(self, observer: Observer) -> None:
+        if observer not in self._observers:
+            raise InvalidArgumentError(
+                f"rt.remove_observer(): {type(observer).__qualname__} is no observer of this "
+                "runtime (never added, or removed already)"
+            )
         self._observers.remove(observer)
         self._rebuild_observer()
 

@@ -297,3 +297,12 @@ async def test_what_is_no_observer_is_refused_and_leaves_the_runtime_whole(given
         stats = rt.statistics()
     assert kinds[-1] == "settled"
     assert stats.observer_errors == 0
+
+
+async def test_removing_an_observer_never_added_is_refused_naming_it() -> None:
+    async with Runtime() as rt:
+        heard = Observer()
+        rt.add_observer(heard)
+        rt.remove_observer(heard)
+        with pytest.raises(InvalidArgumentError, match=r"rt.remove_observer\(\): Observer is no"):
+            rt.remove_observer(heard)
