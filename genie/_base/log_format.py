@@ -44,7 +44,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for name in FIELDS:
-            doc[name] = getattr(record, name, None)
+            # ``-`` for a record about no message, as the text format writes it: many of
+            # genie's own (a store, a transport) and every other library's carry none.
+            doc[name] = getattr(record, name, "-")
         for name, value in vars(record).items():
             if name not in self._standard and name not in doc and not name.startswith("_"):
                 doc[name] = value

@@ -166,6 +166,22 @@ async def test_agent_logs_carry_the_message_fields() -> None:
     assert record["attempt"] == 1  # other extras are kept
 
 
+def test_json_logs_fill_in_records_about_no_message() -> None:
+    """The three fields are in every JSON line, ``-`` for a record about no message (as the
+    text format writes them), not null: a query on them need not ask for both."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler_ = configure_logging("json", logging.INFO, stream)
+    try:
+        logging.getLogger("genie.nats").warning("not about a message")
+    finally:
+        root.removeHandler(handler_)
+        root.setLevel(level)
+    record = json.loads(stream.getvalue())
+    assert (record["agent_id"], record["message_type"], record["correlation_id"]) == ("-",) * 3
+
+
 def test_text_logs_fill_in_records_about_no_message() -> None:
     stream = io.StringIO()
     root = logging.getLogger()
