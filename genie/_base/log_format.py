@@ -32,7 +32,8 @@ _TEXT = (
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the three
-    message fields, any other ``extra`` given to the call, and the traceback if any."""
+    message fields, any other ``extra`` given to the call, and the traceback and the stack
+    (``stack_info=True``) if any."""
 
     _standard = frozenset(vars(logging.makeLogRecord({})))
 
@@ -52,6 +53,8 @@ class JsonFormatter(logging.Formatter):
                 doc[name] = value
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:  # a ``stack_info=True`` call's stack, as the text format shows it
+            doc["stack"] = self.formatStack(record.stack_info)
         import json  # loaded with the first JSON record, not by `import genie`
 
         return json.dumps(doc, default=str)

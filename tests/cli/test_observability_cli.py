@@ -182,6 +182,21 @@ def test_json_logs_fill_in_records_about_no_message() -> None:
     assert (record["agent_id"], record["message_type"], record["correlation_id"]) == ("-",) * 3
 
 
+def test_json_logs_keep_the_stack_a_call_asked_for() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler_ = configure_logging("json", logging.INFO, stream)
+    try:
+        logging.getLogger("genie.agent").warning("where am I", stack_info=True)
+    finally:
+        root.removeHandler(handler_)
+        root.setLevel(level)
+    record = json.loads(stream.getvalue())
+    assert record["stack"].startswith("Stack (most recent call last):")
+    assert "test_json_logs_keep_the_stack_a_call_asked_for" in record["stack"]
+
+
 def test_text_logs_fill_in_records_about_no_message() -> None:
     stream = io.StringIO()
     root = logging.getLogger()
