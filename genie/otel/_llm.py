@@ -8,12 +8,14 @@ client conventions.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .._errors import described
 from ..llm import Provider, Request, Response, StreamEvent
 from ._spans import SpanObserver
 
@@ -74,7 +76,7 @@ class TracedProvider:
         span = self._start(request)
         try:
             response = await self._provider.complete(request)
-        except Exception as exc:
+        except BaseException as exc:  # a cancellation (a deadline, the caller gone) too
             _failed(span, exc)
             raise
         else:
@@ -89,7 +91,7 @@ class TracedProvider:
         try:
             async with self._provider.stream(request) as events:
                 yield events
-        except Exception as exc:
+        except BaseException as exc:  # a cancellation (a deadline, the caller gone) too
             _failed(span, exc)
             raise
         finally:
@@ -99,7 +101,11 @@ class TracedProvider:
         return self._stream(request)
 
 
-def _failed(span: Any, exc: Exception) -> None:
-    span.record_exception(exc)
+def _failed(span: Any, exc: BaseException) -> None:
+    """The span of a call that did not answer. Its error is described as a dead letter
+    describes one, which never raises (the exporter's own ``record_exception`` reads
+    ``str(exc)``, which a provider's error class may fail at: then it is left out)."""
+    with contextlib.suppress(Exception):
+        span.record_exception(exc)
     span.set_attribute("error.type", type(exc).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, str(exc)))
+    span.set_status(Status(StatusCode.ERROR, described(exc)))

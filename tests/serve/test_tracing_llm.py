@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -15,6 +16,7 @@ from genie.llm import (
     Provider,
     ProviderConnectionError,
     Request,
+    Response,
     ScriptedProvider,
 )
 from genie.otel import SpanObserver, TracedProvider, trace_runtime
@@ -174,3 +176,32 @@ async def test_a_failed_llm_call_is_an_error_span() -> None:
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert (span.attributes or {})["error.type"] == "ProviderConnectionError"
+
+
+class _Unprintable(ProviderConnectionError):
+    def __str__(self) -> str:
+        raise KeyError("message")
+
+
+class _Stalls(ScriptedProvider):
+    async def complete(self, request: Request) -> Response:
+        await anyio.sleep_forever()
+        raise AssertionError("never")
+
+
+async def test_a_cancelled_or_unprintable_llm_call_is_an_error_span() -> None:
+    """A call cut by a deadline ended as a span with no error at all, and an error whose
+    ``__str__`` raises was replaced by that ``KeyError`` as it left the tracing wrapper."""
+    _rt, spans, exporter = _traced()
+    with anyio.move_on_after(0.01):
+        await TracedProvider(_Stalls(), spans).complete(Request(messages=(ChatMessage.user("hi"),)))
+    unprintable = ScriptedProvider([_Unprintable("down", provider="scripted")])
+    with pytest.raises(_Unprintable):
+        await TracedProvider(unprintable, spans).complete(
+            Request(messages=(ChatMessage.user("hi"),))
+        )
+    cut, failed = exporter.get_finished_spans()
+    assert cut.status.status_code is StatusCode.ERROR
+    assert (cut.attributes or {})["error.type"] == anyio.get_cancelled_exc_class().__qualname__
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description == "_Unprintable: <its str() raised KeyError>"
