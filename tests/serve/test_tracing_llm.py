@@ -178,9 +178,16 @@ async def test_a_failed_llm_call_is_an_error_span() -> None:
     assert (span.attributes or {})["error.type"] == "ProviderConnectionError"
 
 
-class _Unprintable(ProviderConnectionError):
+class _Unprintable(Exception):
+    """An error of a provider's own whose ``str`` fails (an API error reading a dict)."""
+
     def __str__(self) -> str:
         raise KeyError("message")
+
+
+class _FailsUnprintably(ScriptedProvider):
+    async def complete(self, request: Request) -> Response:
+        raise _Unprintable("down")
 
 
 class _Stalls(ScriptedProvider):
@@ -195,9 +202,8 @@ async def test_a_cancelled_or_unprintable_llm_call_is_an_error_span() -> None:
     _rt, spans, exporter = _traced()
     with anyio.move_on_after(0.01):
         await TracedProvider(_Stalls(), spans).complete(Request(messages=(ChatMessage.user("hi"),)))
-    unprintable = ScriptedProvider([_Unprintable("down", provider="scripted")])
     with pytest.raises(_Unprintable):
-        await TracedProvider(unprintable, spans).complete(
+        await TracedProvider(_FailsUnprintably(), spans).complete(
             Request(messages=(ChatMessage.user("hi"),))
         )
     cut, failed = exporter.get_finished_spans()
