@@ -231,10 +231,15 @@ class _Correlation:
         self.on_release: Callable[[str], None] | None = None
 
 
+# The gathers closed and the requests given up on that a runtime remembers, to count what
+# answers them afterwards as late.
+LATE_MEMORY = 4096
+
+
 class Correlator:
     """Owned by one runtime; see the module docstring."""
 
-    def __init__(self, clock: Clock, late_memory: int = 4096) -> None:
+    def __init__(self, clock: Clock, late_memory: int = LATE_MEMORY) -> None:
         self._clock = clock
         # Read directly by the dispatcher and the runner; only the correlator adds and removes.
         self.active: dict[str, _Correlation] = {}

@@ -247,7 +247,9 @@ class TransportHost(Protocol):
         """The answer to a handler's request, from another process: the first request waiter
         it matches takes it (a delivery collected here, unless ``counted``: this process
         started the request, and the record of the answering delivery counts it), or, where
-        ``refusal`` refused it for the asker, hears why."""
+        ``refusal`` refused it for the asker, hears why. With no waiter left for it, the
+        answer to a request its requester gave up on is counted late, as one process counts
+        it."""
         ...
 
     def request_ended(
@@ -470,6 +472,9 @@ class RuntimeHost:
                     )
                     waiter.refused(answer, why)
                 return
+        correlator = self._correlator
+        if correlator.given_up:
+            correlator.answered_late(answer)
 
     def request_ended(
         self, corr: Correlation, request_id: str, recipient: str, missing: Missing | None

@@ -35,7 +35,7 @@ import contextlib
 import json
 import math
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -60,7 +60,7 @@ from .._runtime.approvals import (
     rounds_reached,
 )
 from .._runtime.audit import AuditLogError, AuditRecord, AuditsItself
-from .._runtime.correlator import Missing
+from .._runtime.correlator import LATE_MEMORY, Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.local.executor import Worker
 from .._runtime.local.mailbox import Handoff, Mailbox, Queued
@@ -280,6 +280,11 @@ class NatsTransport:
         # Requests handlers of this process wait for: request id -> the asking delivery, and
         # the scope that stops waiting for the answer once the handler stops.
         self._asking: dict[str, tuple[Run, anyio.CancelScope]] = {}
+        # The requests whose answer is followed (``_ask``), and of those the ones whose
+        # handler gave up waiting: their answer is still followed, to be counted late here
+        # when it comes, for as many as the runtime remembers given up on.
+        self._following: set[str] = set()
+        self._given_up: OrderedDict[str, anyio.CancelScope] = OrderedDict()
         self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
         self._timer_runs: dict[str, Run] = {}  # pending ``ctx.schedule`` timers, by message id
         # Correlations whose root this process runs, published uncharged (``_send``): the
@@ -651,6 +656,7 @@ class NatsTransport:
             assert self._tg is not None
             sent = anyio.Event()
             asking[0].asking.append(sent)
+            self._following.add(msg.id)  # until ``_ask`` ends
             self._tg.start_soon(self._ask, asking[0], msg, recipient, asking[1], sent)
             return
         run = self._run_of(msg)
@@ -738,10 +744,20 @@ class NatsTransport:
         answer = anyio.CancelScope()
         self._asking[msg.id] = (run, answer)
         try:
-            return await self._local_request(msg, timeout)
+            reply = await self._local_request(msg, timeout)
+        except BaseException:
+            # Timed out or cancelled with the answer still to come: it is followed on, so it
+            # is counted late when it comes, as one process counts it.
+            if msg.id in self._following:
+                given_up = self._given_up
+                given_up[msg.id] = answer
+                if len(given_up) > LATE_MEMORY:
+                    given_up.popitem(last=False)[1].cancel()
+            raise
         finally:
             del self._asking[msg.id]
-            answer.cancel()  # the handler stopped waiting (answered, timed out, cancelled)
+        answer.cancel()  # answered: nothing more comes for it
+        return reply
 
     async def _ask(
         self,
@@ -808,6 +824,8 @@ class NatsTransport:
                     if give_answer(host, corr, msg, recipient, raw.data, counted=counted):
                         return
         finally:
+            self._following.discard(msg.id)
+            self._given_up.pop(msg.id, None)
             if sub is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(NatsError):
                     await sub.unsubscribe()

@@ -26,7 +26,7 @@ from genie.pipeline import load_pipeline
 from ..conftest import DenyTo, PolicyFn
 from ..pipelines.loopers import Serve
 from .nats_agents import Answerer, Asker, Question, Verdict
-from .test_nats import HELPER, Workers, jetstream, stream
+from .test_nats import HELPER, Workers, eventually, jetstream, stream
 from .test_nats import server as server
 from .test_nats import workers as workers
 
@@ -125,12 +125,23 @@ async def test_a_request_that_times_out_is_reported_to_the_asker(
 ) -> None:
     """The answerer takes 1.5 s, the asker waits 0.3 s: it hears TimeoutError; the late
     answer is counted once it comes (collected for the asker, nobody waiting), so nothing
-    stays in flight."""
-    async with processes(server.url, "late", seconds=1.5, timeout=0.3) as (*_hosts, rt):
+    stays in flight. The asking worker counts it late when it comes, as one process does."""
+    async with processes(server.url, "late", seconds=1.5, timeout=0.3) as (asker, _, rt):
         answer = "TimeoutError: request 'question' to 'answerer': no answer within 0.3s"
         assert await ask(rt, 1) == answer
+
+        async def counted_late() -> bool:
+            return asker.statistics().correlations.late_replies == 1
+
+        await eventually(counted_late)
     s = rt.statistics()
     assert counts(s) == (4, 4, 2, 0, 0)  # question, request, answer, verdict; 2 collected
+    assert asker.statistics().correlations.late_replies == 1  # once, however long it followed on
+    one = build(None, seconds=1.5, timeout=0.3)
+    async with one:  # one process counts the same answer late
+        assert await ask(one, 1) == answer
+        await one.wait_idle()
+    assert one.statistics().correlations.late_replies == 1
 
 
 async def test_a_denied_request_names_the_policy_to_the_asker(server: LocalNatsServer) -> None:
