@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import ValidationError
 
+from .._base.log import lazy_logger
 from .._base.nesting import MAX_DEPTH, json_depth_exceeds, loads_bounded
-from .._errors import InvalidMessageError
+from .._errors import InvalidMessageError, MessageError, described, middle_cut
 from .._message.envelope import Message
 from .._message.payload import Payload
-from .._runtime.deadletter import DeadLetter
+from .._runtime.deadletter import DeadLetter, DeadLetterKind
 from .._runtime.policy import Decision
 
 if TYPE_CHECKING:
+    from .._message.types import MessageTypes
     from .._runtime.host import Correlation, TransportHost
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "record_undecodable",
     "what_it_was",
 ]
+
+_log = lazy_logger("genie.nats")
 
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
 # The messages a record carries sit at least one level down (its own ``message``), so a
@@ -95,6 +100,24 @@ class OutcomeReplay:
         # its runtime counts each one's outcome as it runs, so their records only reconcile.
         self._run_here: set[str] = set()
         self.replaying = False  # applying an outcome record (the loss notices read it)
+        # The deliveries this process sent from outside a handler (a request's roots), by
+        # delivery id, with their correlation, until their records come: a record with no
+        # parent for any other is none of this process's (a client of the broker wrote it).
+        self._roots: dict[str, str] = {}
+
+    def awaits(self, delivery: str, correlation_id: str) -> None:
+        """This process sends ``delivery`` of ``correlation_id`` from outside a handler (or
+        takes up one an earlier process of its name sent): its record is awaited here."""
+        self._roots[delivery] = correlation_id
+
+    def awaited(self, delivery: str, correlation_id: str) -> bool:
+        """Whether this process sent ``delivery`` of ``correlation_id`` (from outside a
+        handler) and awaits its record."""
+        return self._roots.get(delivery) == correlation_id
+
+    def awaits_no_more(self, delivery: str) -> None:
+        """``delivery`` never reached the stream: no record of it comes."""
+        self._roots.pop(delivery, None)
 
     def recorded(self, correlation_id: str, delivery: str) -> bool:
         """Whether the outcome record of ``delivery`` was applied here (for the last
@@ -120,7 +143,17 @@ class OutcomeReplay:
         ready = [(record, bounded)]
         while ready:
             rec, rec_bounded = ready.pop()
-            self._apply(host, rec, rec_bounded)
+            try:
+                self._apply(host, rec, rec_bounded)
+            except (ValueError, TypeError, KeyError, MessageError) as exc:
+                # Shaped as a record and carrying what no worker writes: passed over, and
+                # the children held for its delivery wait for the genuine record.
+                _log.error(
+                    "outcome record of delivery %s passed over: %s",
+                    middle_cut(str(rec["delivery"]), 200),
+                    described(exc),
+                )
+                continue
             # The timers its handler withdrew, whose records ride in it: settled with it, so
             # a waiter that takes a reply it carries finds none of them still in flight.
             # (Their messages nest deeper than its own: its ``bounded`` bounds them too.)
@@ -140,20 +173,29 @@ class OutcomeReplay:
             self.replaying = False
 
     def _replay(self, host: TransportHost, record: Mapping[str, Any], bounded: bool) -> None:
-        applied = self._applied.setdefault(record["correlation_id"], set())
-        if record["delivery"] in applied:
+        # Everything it carries is read before any of it is acted on: a record of the right
+        # shape that carries no message a worker wrote (any client of the broker may publish
+        # on the outcome subject) is refused whole, never half applied.
+        carried = _Carried.read(host.types, record, bounded)
+        cid, delivery = record["correlation_id"], record["delivery"]
+        if delivery in self._applied.get(cid, ()):
             # Its delivery ran again where its first record was out already (a timer a fan-in
             # set again after its worker's kill, a delivery run again past the stream's
             # duplicate window): one delivery, one outcome.
             return
-        applied.add(record["delivery"])
-        ran_here = record["delivery"] in self._run_here
-        self._run_here.discard(record["delivery"])
-        types = host.types
-        parse: Callable[[Any], Message]
-        parse = types.parse_bounded_message if bounded else types.parse_message
-        corr = host.correlation(record["correlation_id"])
         parent = record.get("parent")
+        if parent is None:
+            if not self.awaited(delivery, cid):
+                self._run_here.discard(delivery)  # ran here, sent by none of this process
+                raise ValueError(
+                    f"no delivery of correlation {middle_cut(cid, 80)} this process sent and "
+                    "awaits the outcome of"
+                )
+            del self._roots[delivery]
+        self._applied.setdefault(cid, set()).add(delivery)
+        ran_here = delivery in self._run_here
+        self._run_here.discard(delivery)
+        corr = host.correlation(cid)
         if parent is not None:
             left = self._unclaimed.get(parent, 0)
             if left > 1:
@@ -167,23 +209,20 @@ class OutcomeReplay:
                 host.opened(corr)
         spawned = int(record["spawned"])
         if spawned:
-            self._unclaimed[record["delivery"]] = spawned
+            self._unclaimed[delivery] = spawned
         answered = int(record.get("answered", 0))  # collected by the asker's waiter
         if ran_here:
             host.ran_here(corr, spawned, answered)
             return
-        for d in record["denied"]:
-            msg = parse(d["message"])
-            decision = Decision.deny(d["policy"], d["reason"])
-            host.denied(msg, d["consumer"], corr, decision, notify=d.get("notify", True))
-        for s in record["shed"]:
-            host.shed(parse(s["message"]), s["consumer"], corr, s["reason"])
-        if record.get("limits"):
-            handled = parse(record["message"])
-            for fired in record["limits"]:
-                host.limit_fired(fired["limit"], fired["agent"], handled, fired["reason"])
-        for reply in record["replies"]:
-            host.reply_arrived(parse(reply), corr)
+        for msg, consumer, decision, notify in carried.denied:
+            host.denied(msg, consumer, corr, decision, notify=notify)
+        for msg, consumer, reason in carried.shed:
+            host.shed(msg, consumer, corr, reason)
+        for limit, agent, reason in carried.limits:
+            assert carried.message is not None  # ``read`` refuses limits without it
+            host.limit_fired(limit, agent, carried.message, reason)
+        for reply in carried.replies:
+            host.reply_arrived(reply, corr)
         if answered:
             host.collected(corr, answered)
         if spawned:
@@ -191,20 +230,98 @@ class OutcomeReplay:
         if record["outcome"] == "handled":
             host.handled(corr)
             return
-        if record.get("message") is None:  # undecodable on arrival: no message to keep
+        if carried.message is None:  # undecodable on arrival: no message to keep
             about, text = record.get("about") or {}, str(record.get("raw", ""))
             record_undecodable(host, record["agent"], about, record, text, corr)
             return
         host.dead_lettered(
             record["agent"],
-            parse(record["message"]),
+            carried.message,
             corr,
             record["kind"],
             record["reason"],
             int(record["attempts"]),
             record.get("error_type"),
-            tuple(str(t) for t in record.get("tracebacks", ())),
+            tuple(record.get("tracebacks", ())),
         )
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"an outcome record's {what} cannot be {type(value).__name__}")
+    return value
+
+
+def _entries(record: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    entries = record.get(key, ())
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise TypeError(f"an outcome record's {key!r} holds a {type(entry).__name__}")
+    return list(entries)
+
+
+_KINDS = frozenset(get_args(DeadLetterKind))
+
+
+@dataclass(frozen=True, slots=True)
+class _Carried:
+    """What an outcome record carries beyond its counts, read (every message parsed, every
+    field of its type) before the record is acted on."""
+
+    denied: list[tuple[Message, str, Decision, bool]]
+    shed: list[tuple[Message, str, str]]
+    limits: list[tuple[str, str, str]]
+    replies: list[Message]
+    message: Message | None
+
+    @classmethod
+    def read(cls, types: MessageTypes, record: Mapping[str, Any], bounded: bool) -> _Carried:
+        """ValueError, TypeError, KeyError or MessageError for anything no worker writes."""
+        parse: Callable[[Any], Message]
+        parse = types.parse_bounded_message if bounded else types.parse_message
+        denied = []
+        for d in _entries(record, "denied"):
+            decision = Decision.deny(_text(d["policy"], "policy"), _text(d["reason"], "reason"))
+            notify = d.get("notify", True)
+            if not isinstance(notify, bool):
+                raise TypeError(f"an outcome record's notify cannot be {type(notify).__name__}")
+            denied.append((parse(d["message"]), _text(d["consumer"], "consumer"), decision, notify))
+        shed = [
+            (parse(s["message"]), _text(s["consumer"], "consumer"), _text(s["reason"], "reason"))
+            for s in _entries(record, "shed")
+        ]
+        limits = [
+            (_text(f["limit"], "limit"), _text(f["agent"], "agent"), _text(f["reason"], "reason"))
+            for f in _entries(record, "limits")
+        ]
+        replies = [parse(reply) for reply in record["replies"]]
+        message = None if record.get("message") is None else parse(record["message"])
+        if limits and message is None:
+            raise KeyError("an outcome record with limits carries their message")
+        if record["outcome"] != "handled":
+            if record["outcome"] != "dead_lettered":
+                raise ValueError(f"an outcome record's outcome cannot be {record['outcome']!r}")
+            _text(record["reason"], "reason")
+            if message is None:  # undecodable on arrival: what it says of the delivery
+                about = record.get("about") or {}
+                if not isinstance(about, dict) or not all(
+                    isinstance(v, str) for v in about.values()
+                ):
+                    raise TypeError("an outcome record's 'about' maps names to text")
+            else:
+                if record["kind"] not in _KINDS:
+                    raise ValueError(f"an outcome record's kind cannot be {record['kind']!r}")
+                attempts = record["attempts"]
+                if not isinstance(attempts, int) or isinstance(attempts, bool):
+                    raise TypeError("an outcome record's attempts is a whole number")
+                if not isinstance(record.get("error_type"), (str, type(None))):
+                    raise TypeError("an outcome record's error_type is text or null")
+                tracebacks = record.get("tracebacks", [])
+                if not isinstance(tracebacks, list):
+                    raise TypeError("an outcome record's tracebacks is a list")
+                for line in tracebacks:
+                    _text(line, "traceback")
+        return cls(denied, shed, limits, replies, message)
 
 
 class Undecodable(Payload):

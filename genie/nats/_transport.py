@@ -941,6 +941,7 @@ class NatsTransport:
                 await self._publish_outside(msg, recipient)
         except PublishRefusedError as exc:
             # It can never reach the stream: its delivery ends here, as a failure saying so.
+            self._outcomes.awaits_no_more(delivery_id(msg, recipient))
             host = self._served()
             corr = host.correlation(msg.correlation_id)
             host.dead_lettered(recipient, msg, corr, "failed", str(exc), 0, type(exc).__name__)
@@ -949,19 +950,21 @@ class NatsTransport:
 
     async def _publish_outside(self, msg: Message, recipient: str) -> None:
         """One send from outside a handler, charged to its correlation's shared budget."""
+        key = delivery_id(msg, recipient)
         if _opens_its_correlation(msg, recipient):
             # Nothing of its correlation exists before it, so its charge cannot be refused
             # (the budget admitted it here, so it is at least 1), and nothing else of it can
             # be charged before its handler sends something: it goes out uncharged, and the
             # worker that runs it adds it to its first charge (one stream write less).
+            self._outcomes.awaits(key, msg.correlation_id)
             await self._publish(msg, recipient, self.origin, uncharged=True)
-        else:
-            key = delivery_id(msg, recipient)
-            if await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
-                # A person's answer to the desk here goes as part of the approval's request.
-                asked = self._asked_at.get(msg.causation_id or "") if recipient == DESK else None
-                origin, parent = (self.origin, None) if asked is None else asked
-                await self._publish(msg, recipient, origin, parent)
+        elif await self._admit_charged([(msg, recipient)], msg.correlation_id, key):
+            # A person's answer to the desk here goes as part of the approval's request.
+            asked = self._asked_at.get(msg.causation_id or "") if recipient == DESK else None
+            origin, parent = (self.origin, None) if asked is None else asked
+            if parent is None:
+                self._outcomes.awaits(key, msg.correlation_id)
+            await self._publish(msg, recipient, origin, parent)
 
     # --- the origin: outcome records of the requests this process started -----------------------
     async def _origin_loop(self) -> None:
@@ -1061,6 +1064,7 @@ class NatsTransport:
         recorded = {record["delivery"] for record, _ in parked}
         for delivery, published in kept:
             host.resumed(corr, delivery.message, delivery.recipient)
+            self._outcomes.awaits(delivery.id, correlation_id)
             if not published and delivery.id not in recorded:
                 # Killed before the stream's answer came: sent again under the same id, which
                 # the stream drops if it has it (within its duplicate window).
@@ -1595,8 +1599,11 @@ class NatsTransport:
         if origin is not None:
             await self._out.retry(self.names.outcome(origin), data, out_headers)
         await self._out.retry(self.names.dead_letter(mb.id), data, out_headers)
-        if self._host is not None and origin != self.origin:
+        if self._host is not None and (
+            origin != self.origin or not self._outcomes.awaited(ident, record["correlation_id"])
+        ):
             # Inspectable here too, as a dead letter of this process (where this process sent
-            # it, the record it gets keeps it, once).
+            # it, the record it gets keeps it, once; one it did not send, whatever its header
+            # says, has that record refused).
             record_undecodable(self._host, mb.id, about, record, text)
         await raw.term()

@@ -28,7 +28,6 @@ from genie import (
     BaseAgent,
     Context,
     GatherResult,
-    InvalidMessageError,
     Limits,
     MemoryAuditLog,
     Message,
@@ -930,15 +929,24 @@ async def test_a_message_over_max_payload_with_its_headers_fails_at_once(
     assert [d.error_type for d in rt.dead_letters] == ["MessageTooLargeError"]
 
 
+class BrokenReplay(OutcomeReplay):
+    """A replay with a bug: applying any record raises."""
+
+    def settle(self, host: Any, record: Any, bounded: bool = False) -> None:
+        raise RuntimeError("a bug in the replay")
+
+
 async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
     server: LocalNatsServer,
 ) -> None:
     """The records are applied by a nats-py callback, whose errors nats-py would only log:
-    a record that breaks the replay still ends the runtime, as the loop did, not skipped.
-    (One not shaped as a record is no worker's, and is passed over: see
-    ``test_bytes_on_the_outcome_subject_that_are_no_record_are_passed_over``.)"""
+    a replay that breaks on a record still ends the runtime, as the loop did, not skipped.
+    (A record no worker wrote is passed over: see
+    ``test_bytes_on_the_outcome_subject_that_are_no_record_are_passed_over`` and
+    test_nats_forged.py.)"""
     names = NatsNames("pings")
     sender = NatsTransport(server.url, names)
+    sender._outcomes = BrokenReplay()
     rt = ping_runtime(sender)
     await sender.connect()
     caught: list[BaseException] = []
@@ -949,14 +957,14 @@ async def test_an_outcome_record_the_entry_cannot_apply_ends_its_runtime(
                     record: dict[str, Any] = {"delivery": "x", "correlation_id": "c"}
                     record |= {"agent": "echo"}
                     record |= {"outcome": "handled", "parent": None, "spawned": 0}
-                    record |= {"denied": [{}], "shed": [], "replies": []}  # a denial of nothing
+                    record |= {"denied": [], "shed": [], "replies": []}
                     await js.publish(names.outcome(sender.origin), json.dumps(record).encode())
                 await anyio.sleep_forever()
-    except* KeyError as group:
+    except* RuntimeError as group:
         caught += group.exceptions
     finally:
         await sender.close()
-    assert [str(e) for e in caught] == ["'message'"]
+    assert [str(e) for e in caught] == ["a bug in the replay"]
 
 
 # --- small promises -----------------------------------------------------------------------------
@@ -1038,6 +1046,7 @@ async def test_a_child_outcome_before_its_parents_waits_so_the_request_never_set
         }
 
     outcomes, host = OutcomeReplay(), transport._served()
+    outcomes.awaits("m1:echo", "c1")  # sent by this process
     outcomes.settle(host, record("m2:echo", "m1:echo", 0))  # the child first: held
     assert (ledger.handled, corr.in_flight) == (0, 1)
     outcomes.settle(host, record("m1:echo", None, 1))  # the parent: both applied, in order
@@ -1078,6 +1087,7 @@ async def test_a_record_its_parent_does_not_count_is_opened_so_the_count_stays_e
         "message": None,
     }
     outcomes = OutcomeReplay()
+    outcomes.awaits(f"{entry.id}:echo", entry.correlation_id)
     outcomes.settle(transport._served(), poison)
     outcomes.settle(transport._served(), orphan)
     s = rt.statistics()
@@ -1091,11 +1101,11 @@ class Nested(Payload):
 
 @pytest.mark.parametrize("where", ["message", "replies"])
 async def test_a_record_carrying_a_message_too_deep_is_refused_as_in_one_process(
-    where: str,
+    where: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The entry checks a record's text once and then parses its messages without walking
     each: a message nested past ``MAX_DEPTH`` (as the record's own message or as a reply)
-    is still refused, one just within it still parsed."""
+    is still refused (the record passed over whole), one just within it still parsed."""
     transport = NatsTransport("nats://127.0.0.1:1", NatsNames("deep"))  # never connected
     rt = Runtime(transport=transport)
     rt.add(Echo("echo"))
@@ -1129,11 +1139,18 @@ async def test_a_record_carrying_a_message_too_deep_is_refused_as_in_one_process
     # reply two levels down is past it, and walked: both parse.
     record, bounded = load_record(record_with(MAX_DEPTH))
     assert bounded == (where == "message")
-    OutcomeReplay().settle(transport._served(), record, bounded)
+    outcomes = OutcomeReplay()
+    outcomes.awaits("m:echo", "c")
+    outcomes.settle(transport._served(), record, bounded)
+    assert outcomes.recorded("c", "m:echo")
     record, bounded = load_record(record_with(MAX_DEPTH + 1))
     assert not bounded
-    with pytest.raises(InvalidMessageError, match="nested deeper than 64"):
-        OutcomeReplay().settle(transport._served(), record, bounded)
+    outcomes = OutcomeReplay()
+    outcomes.awaits("m:echo", "c")
+    outcomes.settle(transport._served(), record, bounded)
+    assert not outcomes.recorded("c", "m:echo")
+    [passed_over] = [r.getMessage() for r in caplog.records if "passed over" in r.getMessage()]
+    assert "nested deeper than 64" in passed_over
 
 
 class Forward(BaseAgent):
