@@ -283,8 +283,13 @@ class NatsTransport:
         # The requests whose answer is followed (``_ask``), and of those the ones whose
         # handler gave up waiting: their answer is still followed, to be counted late here
         # when it comes, for as many as the runtime remembers given up on.
-        self._following: set[str] = set()
+        # Each followed request's ``take`` (None until ``_ask`` subscribed): what gives its
+        # answer to its waiter once, from its subscription or from the replies stream.
+        self._following: dict[str, Callable[[bytes], bool] | None] = {}
         self._given_up: OrderedDict[str, anyio.CancelScope] = OrderedDict()
+        # Set as the connection is made again: a core subscription misses what was published
+        # while it was down, so the followed answers are read from the replies stream then.
+        self._reconnected = anyio.Event()
         self._local_request: Callable[[Message, float | None], Awaitable[Message]] | None = None
         self._timer_runs: dict[str, Run] = {}  # pending ``ctx.schedule`` timers, by message id
         # Correlations whose root this process runs, published uncharged (``_send``): the
@@ -345,7 +350,7 @@ class NatsTransport:
         self, *, duplicate_window: float = 120.0, connect_timeout: float = 3.0
     ) -> None:
         """Connect (reconnecting for ever after that) and create the streams if need be."""
-        self._nc = await connected(self.url, connect_timeout)
+        self._nc = await connected(self.url, connect_timeout, lambda: self._reconnected.set())
         version = self._nc.connected_server_version
         try:
             need_server(self.url, version.major, version.minor)
@@ -484,6 +489,7 @@ class NatsTransport:
             tg.start_soon(self._entry.run, name="genie-nats-entry")
             if DESK in self._agents:  # which of its requests wait for a person
                 tg.start_soon(self.approvals.follow, self.js, name="genie-nats-approvals")
+        tg.start_soon(self._read_answers_again, name="genie-nats-answers")
         if self.hosted:
             tg.start_soon(self._beat, name="genie-nats-beat")
             follow = self.cancellations.follow
@@ -656,7 +662,7 @@ class NatsTransport:
             assert self._tg is not None
             sent = anyio.Event()
             asking[0].asking.append(sent)
-            self._following.add(msg.id)  # until ``_ask`` ends
+            self._following[msg.id] = None  # until ``_ask`` ends
             self._tg.start_soon(self._ask, asking[0], msg, recipient, asking[1], sent)
             return
         run = self._run_of(msg)
@@ -807,28 +813,50 @@ class NatsTransport:
             # Started by this process: the answering delivery's record, which comes here,
             # counts the answer collected.
             counted = run.origin == self.origin
+            taken = False
+
+            def take(data: bytes) -> bool:
+                nonlocal taken
+                if not taken and give_answer(host, corr, msg, recipient, data, counted=counted):
+                    taken = True
+                    answer.cancel()  # nothing more comes for it
+                return taken
+
+            self._following[msg.id] = take
             with answer:
-                stored = None
                 if ack.duplicate:  # asked before, by a run of this delivery that died
-                    try:
-                        stored = await self.js.get_last_msg(self.names.replies, subject)
-                    except (NatsError, TimeoutError):  # not answered yet: it comes on ``sub``
-                        stored = None
-                if (
-                    stored is not None
-                    and stored.data
-                    and give_answer(host, corr, msg, recipient, stored.data, counted=counted)
-                ):
-                    return
+                    await self._stored_answer(msg.id, take)
                 async for raw in sub.messages:  # what is no answer is passed over
-                    if give_answer(host, corr, msg, recipient, raw.data, counted=counted):
+                    if take(raw.data):
                         return
         finally:
-            self._following.discard(msg.id)
+            self._following.pop(msg.id, None)
             self._given_up.pop(msg.id, None)
             if sub is not None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(NatsError):
                     await sub.unsubscribe()
+
+    async def _stored_answer(self, request_id: str, take: Callable[[bytes], bool]) -> None:
+        """Give request ``request_id`` the answer the replies stream holds for it, if any."""
+        from nats.errors import Error as NatsError
+
+        try:
+            stored = await self.js.get_last_msg(self.names.replies, self.names.reply(request_id))
+        except (NatsError, TimeoutError):  # not answered yet: it comes on the subscription
+            return
+        if stored.data:
+            take(stored.data)
+
+    async def _read_answers_again(self) -> None:
+        """Until cancelled: each time the connection is made again, the answers of the
+        requests followed now are read from the replies stream (one published while it was
+        down reached no subscription)."""
+        while True:
+            await self._reconnected.wait()
+            self._reconnected = anyio.Event()
+            for request_id, take in list(self._following.items()):
+                if take is not None:
+                    await self._stored_answer(request_id, take)
 
     # --- timers set by handlers: ``ctx.schedule`` -------------------------------------------
     def _schedule(self, msg: Message, delay: float) -> Timer:

@@ -80,10 +80,13 @@ def message_json(msg: Message) -> dict[str, Any]:
     return msg.model_dump(mode="json")
 
 
-async def connected(url: str, within: float = 3.0) -> Client:
+async def connected(
+    url: str, within: float = 3.0, reconnected: Callable[[], None] | None = None
+) -> Client:
     """A connection to the server at ``url`` that reconnects for ever once made, or a
     one-line ``ConfigurationError`` when none is made within ``within`` seconds (nats-py
-    retries a first connection for ever too, logging a traceback per attempt)."""
+    retries a first connection for ever too, logging a traceback per attempt).
+    ``reconnected`` is called each time it is made again (its subscriptions in place)."""
     import nats
     from nats.errors import Error as NatsError
 
@@ -91,6 +94,10 @@ async def connected(url: str, within: float = 3.0) -> Client:
 
     async def quiet(exc: Exception) -> None:
         _log.warning("NATS at %s: %s", url, exc or type(exc).__name__)
+
+    async def again() -> None:
+        if reconnected is not None:
+            reconnected()
 
     try:
         with anyio.fail_after(within):
@@ -100,6 +107,7 @@ async def connected(url: str, within: float = 3.0) -> Client:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.2,
                 error_cb=quiet,
+                reconnected_cb=again,
             )
     except (OSError, NatsError, TimeoutError) as exc:
         raise ConfigurationError(f"cannot reach NATS at {url} within {within:g}s") from exc
