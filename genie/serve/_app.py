@@ -7,6 +7,7 @@ result document, with an HTTP status that says how it ended (``STATUS``).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -782,17 +783,36 @@ def create_app(
             response.headers.update(refused.headers)
             await response(scope, receive, counted)
 
+        # The SDK's own refusals (an Accept without application/json, a body that is no
+        # JSON-RPC message) come in its shapes, a JSON-RPC error or plain text: held here
+        # and answered in the shape of every other refusal of the server's.
+        held: list[bytes] = []
+        refused_status = 0
+
+        async def in_our_shape(message: Message_) -> None:
+            nonlocal refused_status
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                refused_status = message["status"]
+            if not refused_status:
+                await unless_cut(message)
+                return
+            if message["type"] == "http.response.body":
+                held.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await refuse(_Refused(refused_status, _sdk_refusal(b"".join(held))))
+
         try:
             try:
                 request = Request(scope, receive)
                 key = await admit(request)
+                _json_content_type(request)
                 # Read here, as every route reads its body: within --max-body and
                 # --body-timeout, and a client that left first is no fault of the server's.
                 body = await body_of(request, key, b"")
                 # Strict as every body here: a key given twice would be the SDK's last while
                 # a proxy or a log reading the same bytes may keep the first (another tool,
                 # other arguments), and NaN or 1e999 a number to it alone.
-                _json_object(body, "the request body")
+                _mcp_message(body)
             except _Refused as refused:
                 await refuse(refused)
                 return
@@ -800,7 +820,7 @@ def create_app(
             call = scope[MCP_CALLER] = _McpCall(key)
             flight = _InFlight(state, scope["method"], "/mcp", key.principal)
             with flight, flight.scope:
-                await state.mcp.handle(scope, _replayed(body, receive), unless_cut)
+                await state.mcp.handle(scope, _replayed(body, receive), in_our_shape)
             if flight.scope.cancelled_caught and not started:
                 cut = _cut_at_drain(call.correlation_id)
             if cut is not None:
@@ -1182,8 +1202,16 @@ def _result_response(result: RunResult, tracebacks: bool) -> Response:
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """``raw`` as a JSON object, strictly: UTF-8, no NaN or Infinity (written, or a number
-    too large for a float), no key twice, no string or key that is a lone surrogate."""
+    """``raw`` as a JSON object, read as ``_json_value`` reads it."""
+    data = _json_value(raw, what)
+    if not isinstance(data, dict):
+        raise _Refused(400, f"{what} must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _json_value(raw: bytes, what: str) -> Any:
+    """``raw`` as JSON, strictly: UTF-8, no NaN or Infinity (written, or a number too large
+    for a float), no key twice, no string or key that is a lone surrogate."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -1196,9 +1224,50 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise _Refused(400, f"{what} is not valid JSON: {exc}", path=exc.path) from exc
     except ValueError as exc:
         raise _Refused(400, f"{what} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise _Refused(400, f"{what} must be a JSON object, not {type(data).__name__}")
     return data
+
+
+def _mcp_message(raw: bytes) -> dict[str, Any]:
+    """``raw`` as ``_json_object`` reads it, where a list is a JSON-RPC batch, which MCP
+    does not have."""
+    data = _json_value(raw, "the request body")
+    if not isinstance(data, dict):
+        what = "a batch (a list)" if isinstance(data, list) else type(data).__name__
+        raise _Refused(
+            400,
+            f"the request body must be one JSON-RPC message, a JSON object, not {what}: "
+            "MCP has no batches",
+        )
+    return data
+
+
+def _json_content_type(request: Request) -> None:
+    """A 415 unless the body is declared JSON (``/mcp``: the transport's rule), naming what
+    was declared."""
+    declared = request.headers.get("content-type")
+    if declared is None or declared.split(";")[0].strip().lower() != "application/json":
+        named = "none given" if declared is None else repr(declared)
+        raise _Refused(
+            415,
+            f"{request.method} {request.url.path}: Content-Type must be application/json, "
+            f"not {named}",
+        )
+
+
+def _sdk_refusal(body: bytes) -> str:
+    """One line saying why the MCP SDK refused a request, from its answer (a JSON-RPC
+    error, or text)."""
+    try:
+        message = str(json.loads(body)["error"]["message"])
+    except (ValueError, TypeError, KeyError):
+        message = body.decode("utf-8", "replace")
+    if message.startswith("Validation error"):
+        # The SDK's is pydantic's report on each member of a union, lines long.
+        return (
+            "the request body is not a JSON-RPC 2.0 message: a request needs "
+            "'jsonrpc': '2.0', an 'id' and a 'method'"
+        )
+    return f"POST /mcp: {message.splitlines()[0] if message else 'refused by the MCP transport'}"
 
 
 def _metadata(extra: dict[str, Any]) -> dict[str, Any]:

@@ -263,7 +263,12 @@ def openapi(pipelines: Sequence[Pipeline], *, mcp: bool = False) -> dict[str, An
         summary = "MCP: list the pipelines as tools, call one as this key's principal"
         responses = {
             "200": answer,
-            "400": _error("the body is not strict JSON (a key given twice, NaN, 1e999, ...)"),
+            "400": _error(
+                "the body is not strict JSON (a key given twice, NaN, 1e999, ...), "
+                "a batch, or no JSON-RPC message"
+            ),
+            "406": _error("the Accept header does not name application/json"),
+            "415": _error("the body is not declared Content-Type: application/json"),
             **_body_refusals("request body over the size limit"),
         }
         paths["/mcp"] = {"post": _v1({"summary": summary, "responses": responses})}

@@ -368,6 +368,60 @@ async def test_http_bodies_are_strict_json_as_every_served_body(tmp_path: Path) 
 
 
 @ON_ASYNCIO
+async def test_http_refusals_of_the_transport_are_in_the_servers_shape(tmp_path: Path) -> None:
+    """A body not declared JSON, a batch, a header the transport will not answer and a body
+    that is no JSON-RPC message are refused as every other request of the server's is:
+    ``{"error": "..."}`` in one line, not the SDK's plain text or JSON-RPC error; nothing runs."""
+    ping = '{"jsonrpc": "2.0", "id": 1, "method": "ping"}'
+    accept = {"Accept": "application/json, text/event-stream"}
+    as_json = {"Content-Type": "application/json"}
+    requests = {
+        "text/plain": (ping, {**accept, "Content-Type": "text/plain"}),
+        "no type": (ping, accept),
+        "batch": (f"[{ping}]", {**accept, **as_json}),
+        "accept": (ping, {"Accept": "text/html", **as_json}),
+        "no method": ('{"jsonrpc": "2.0", "id": 1}', {**accept, **as_json}),
+    }
+    audit = MemoryAuditLog()
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), ServeSettings(mcp=True), audit
+    ) as web:
+        answers = {
+            why: await web.post("/mcp", content=body, headers={**auth(ALICE), **headers})
+            for why, (body, headers) in requests.items()
+        }
+    assert {why: (a.status_code, a.json()) for why, a in answers.items()} == {
+        "text/plain": (
+            415,
+            {"error": "POST /mcp: Content-Type must be application/json, not 'text/plain'"},
+        ),
+        "no type": (
+            415,
+            {"error": "POST /mcp: Content-Type must be application/json, not none given"},
+        ),
+        "batch": (
+            400,
+            {
+                "error": "the request body must be one JSON-RPC message, a JSON object, "
+                "not a batch (a list): MCP has no batches"
+            },
+        ),
+        "accept": (
+            406,
+            {"error": "POST /mcp: Not Acceptable: Client must accept application/json"},
+        ),
+        "no method": (
+            400,
+            {
+                "error": "the request body is not a JSON-RPC 2.0 message: a request needs "
+                "'jsonrpc': '2.0', an 'id' and a 'method'"
+            },
+        ),
+    }
+    assert [r for r in audit.records if r.actor == "genie-mcp"] == []
+
+
+@ON_ASYNCIO
 async def test_http_endpoint_is_off_unless_asked_for(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as web:
         r = await web.post("/mcp", json={}, headers=auth(ALICE))

@@ -209,7 +209,7 @@ async def test_the_openapi_document_matches_the_routes(tmp_path: Path, mcp: bool
     assert {"400", "404", "408", "413"} <= set(ask["responses"])
     assert {"400", "404", "408", "413"} <= set(doc["paths"][ASK + "/stream"]["post"]["responses"])
     if mcp:  # its body is read as every served body is: strict, bounded in size and time
-        assert {"400", "408", "413"} <= set(doc["paths"]["/mcp"]["post"]["responses"])
+        assert {"400", "406", "408", "413", "415"} <= set(doc["paths"]["/mcp"]["post"]["responses"])
     assert "404" in doc["paths"]["/v1/streams/{correlation_id}"]["get"]["responses"]
     answer = doc["paths"]["/v1/approvals/{approval_id}/{verb}"]["post"]["responses"]
     assert "names the field" in answer["400"]["description"]
