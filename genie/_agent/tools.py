@@ -17,6 +17,7 @@ from .._base.record import Record
 from .._errors import ToolArgumentsError
 
 __all__ = [
+    "MAX_TOOL_ANSWER",
     "ToolOutput",
     "sendable",
     "ToolServer",
@@ -24,6 +25,10 @@ __all__ = [
     "ToolSpec",
     "Tools",
 ]
+
+# Bytes of a tool server's answer over HTTP (``max_answer``) unless its declaration says: a
+# document or a table is an answer, a server streaming without end is not.
+MAX_TOOL_ANSWER = 1024 * 1024
 
 
 class ToolSpec(Record):

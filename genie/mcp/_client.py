@@ -20,7 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from .._agent.tools import ToolOutput, ToolSession, ToolSpec
+from .._agent.tools import MAX_TOOL_ANSWER, ToolOutput, ToolSession, ToolSpec
 from .._base.resilience import at_least
 from .._errors import ConfigurationError, ToolArgumentsError, ToolCallError, described
 
@@ -32,7 +32,8 @@ class McpServer:
     """An MCP server: ``url`` (streamable HTTP, sent ``headers``) or ``command`` (stdio: the
     program and its arguments, run in ``cwd`` with ``env`` added to the SDK's safe default
     environment). A call waits at most ``timeout`` seconds for its answer (the handler's own
-    deadline may cut it first)."""
+    deadline may cut it first); over HTTP an answer is at most ``max_answer`` bytes (a JSON
+    body, or one event of a stream)."""
 
     url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -40,6 +41,7 @@ class McpServer:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     timeout: float = 30.0
+    max_answer: int = MAX_TOOL_ANSWER
 
     def __post_init__(self) -> None:
         # A command given as one string is a sequence too: its first character would be run
@@ -57,6 +59,11 @@ class McpServer:
             raise ConfigurationError(
                 f"an MCP server's timeout must be a number of seconds above 0, not {self.timeout!r}"
             )
+        size = self.max_answer
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigurationError(
+                f"an MCP server's max_answer must be a whole number of bytes above 0, not {size!r}"
+            )
 
     @property
     def where(self) -> str:
@@ -68,9 +75,17 @@ class McpServer:
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[ToolSession]:
         if self.url is not None:
+            # Unencoded, so the bytes counted are the answer's own, not a compressed bomb's.
+            headers = httpx2.Headers(self.headers)
+            headers["Accept-Encoding"] = "identity"
+            transport = _BoundedAnswers(httpx2.AsyncHTTPTransport(), self)
+            http = httpx2.AsyncClient(headers=headers, timeout=self.timeout, transport=transport)
+            connection = streamable_http_client(
+                self.url, http_client=http, max_sse_event_size=self.max_answer
+            )
             async with (
-                httpx2.AsyncClient(headers=dict(self.headers), timeout=self.timeout) as http,
-                Client(streamable_http_client(self.url, http_client=http)) as client,
+                http,
+                Client(connection) as client,
                 _held(client, self) as session,
             ):
                 yield session
@@ -88,6 +103,63 @@ class McpServer:
                 _held(client, self) as session,
             ):
                 yield session
+
+
+class _BoundedAnswers(httpx2.AsyncBaseTransport):
+    """The HTTP transport, whose answers in one body (JSON) stop at the server's
+    ``max_answer`` bytes: a stream's events are bounded one by one by the SDK's client, as
+    the stream may rightly carry notices for as long as the call lasts. The overflow is a
+    stream error, which the SDK's client hands to the call that waits for the answer."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, server: McpServer) -> None:
+        self._inner = inner
+        self._server = server
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        kind = response.headers.get("content-type", "").lower()
+        if kind.startswith("text/event-stream"):
+            return response
+        assert isinstance(response.stream, httpx2.AsyncByteStream)  # an async transport's
+        encoding = response.headers.get("content-encoding", "identity").lower()
+        return httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_Bounded(response.stream, encoding, self._server),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Bounded(httpx2.AsyncByteStream):
+    """A body, cut with an error past the server's ``max_answer`` bytes, or at once when it
+    comes ``encoding`` (compressed) though it was asked for unencoded."""
+
+    def __init__(self, body: httpx2.AsyncByteStream, encoding: str, server: McpServer) -> None:
+        self._body = body
+        self._encoding = encoding
+        self._server = server
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        where, limit, encoding = self._server.where, self._server.max_answer, self._encoding
+        if encoding != "identity":
+            raise httpx2.StreamError(
+                f"tool server {where}: its answer came encoded ({encoding}), though asked "
+                "for unencoded: its size cannot be bounded"
+            )
+        read = 0
+        async for chunk in self._body:
+            read += len(chunk)
+            if read > limit:
+                raise httpx2.StreamError(
+                    f"tool server {where}: its answer is over max_answer, {limit} bytes"
+                )
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
 
 
 @asynccontextmanager

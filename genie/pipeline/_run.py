@@ -574,6 +574,7 @@ class Pipeline:
                 env=decl.env,
                 cwd=str(folder / (decl.cwd or ".")) if command else None,
                 timeout=decl.timeout,
+                max_answer=decl.max_answer,
             )
         return servers
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from .._agent.agent import Risk
+from .._agent.tools import MAX_TOOL_ANSWER
 from .._base.clock import duration
 from .._base.yamlconf import Loc, WholeNumber, is_under, problems
 
@@ -268,9 +269,10 @@ class Inputs(_Model):
 
 class ToolServerDecl(_Model):
     """An MCP server whose tools the agents call (``ctx.tool(NAME)``): ``url`` (streamable
-    HTTP, sent ``headers``), ``command`` (stdio: run in ``cwd``, by default the pipeline
-    file's folder, with ``env`` added) or ``module`` (stdio: ``python -m MODULE ARGS...`` with
-    the Python that runs genie, so a server installed beside it is found whatever the PATH)."""
+    HTTP, sent ``headers``, answering at most ``max_answer`` bytes), ``command`` (stdio: run
+    in ``cwd``, by default the pipeline file's folder, with ``env`` added) or ``module``
+    (stdio: ``python -m MODULE ARGS...`` with the Python that runs genie, so a server
+    installed beside it is found whatever the PATH)."""
 
     url: str | None = Field(default=None, pattern=r"^https?://")
     headers: dict[str, str] = {}
@@ -280,6 +282,7 @@ class ToolServerDecl(_Model):
     env: dict[str, str] = {}
     cwd: str | None = None
     timeout: Seconds = 30.0
+    max_answer: WholeNumber = Field(default=MAX_TOOL_ANSWER, ge=1)
 
     @model_validator(mode="after")
     def _url_or_command(self) -> ToolServerDecl:
@@ -292,6 +295,8 @@ class ToolServerDecl(_Model):
             raise ValueError("env and cwd are for a command or module (a server on stdio)")
         if self.url is None and self.headers:
             raise ValueError("headers are for a url (a server over HTTP)")
+        if self.url is None and "max_answer" in self.model_fields_set:
+            raise ValueError("max_answer is for a url (a server over HTTP)")
         return self
 
 

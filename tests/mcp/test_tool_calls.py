@@ -430,6 +430,8 @@ output: tool_answer
         ("  broker: {url: ftp://x}", "tools.broker.url"),
         ("  broker: {url: http://x/mcp, env: {A: b}}", "env and cwd are for a command"),
         ("  b r: {url: http://x/mcp}", "tools.b r"),
+        ("  broker: {command: [a], max_answer: 10}", "max_answer is for a url"),
+        ("  broker: {url: http://x/mcp, max_answer: 0}", "tools.broker.max_answer"),
     ],
 )
 def test_a_bad_tools_section_names_the_file_line_and_key(

@@ -1,0 +1,135 @@
+"""``ctx.tool`` against a real MCP server over streamable HTTP on 127.0.0.1 (the SDK's
+``MCPServer`` on uvicorn, started here), answering in one JSON body or in a stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+
+from genie import ConfigurationError, Runtime
+from genie.mcp import McpServer
+from genie.pipeline import load_pipeline
+
+from ..serve.conftest import free_socket
+from .test_tool_calls import Answer, Caller, ask
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # the server runs on uvicorn, which needs asyncio
+
+
+def blobs() -> MCPServer:
+    server = MCPServer("blobs")
+
+    @server.tool()
+    def blob(size: int) -> str:
+        return "x" * size
+
+    return server
+
+
+def as_stream(app: Any) -> Any:
+    """``app``, its JSON answers sent as a stream of one event each (the transport's other
+    form, which the SDK's server here does not choose on its own)."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        start: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def streamed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            if dict(headers).get(b"content-type", b"").startswith(b"application/json"):
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                headers.append((b"content-type", b"text/event-stream"))
+                body[:] = [b"event: message\ndata: " + b"".join(body) + b"\n\n"]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": b"".join(body)})
+
+        await app(scope, receive, streamed if scope["type"] == "http" else send)
+
+    return asgi
+
+
+@asynccontextmanager
+async def served(server: MCPServer, *, json_response: bool) -> AsyncIterator[str]:
+    """``server`` over streamable HTTP on a free port of 127.0.0.1: its URL."""
+    sock = free_socket()  # listening already: a call before uvicorn accepts waits its turn
+    app = server.streamable_http_app()
+    if not json_response:
+        app = as_stream(app)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve, [sock])
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+            uv.should_exit = True
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("json_response", [True, False], ids=["json", "stream"])
+async def test_an_answer_over_max_answer_is_refused_and_reaches_the_dead_letter(
+    json_response: bool,
+) -> None:
+    """The answer was bounded in time only: a server could send a body without end, all of it
+    held in memory. Past ``max_answer`` the call fails, saying so, and its handler's message
+    is a dead letter; a call answered within it is answered as before."""
+    async with served(blobs(), json_response=json_response) as url:
+        server = McpServer(url=url, timeout=20, max_answer=4096)
+        async with Runtime([Caller("caller")], tools={"broker": server}) as rt:
+            with anyio.fail_after(60):
+                small = await ask(rt, "blob", size=100)
+                big = await ask(rt, "blob", size=100_000)
+                after = await ask(rt, "blob", size=100)
+            letters = list(rt.dead_letters)
+    assert isinstance(small, Answer)
+    assert small.text == "x" * 100
+    assert big.reason.startswith("ToolCallError: tool 'blob' of http://127.0.0.1:"), big.reason
+    limit = "max_answer, 4096 bytes" if json_response else "exceeded the 4096 byte limit"
+    assert limit in big.reason, big.reason
+    assert [d.reason for d in letters] == [big.reason]
+    assert isinstance(after, Answer)
+    assert after.text == "x" * 100
+
+
+async def test_a_pipeline_files_max_answer_bounds_its_servers_answers(tmp_path: Path) -> None:
+    async with served(blobs(), json_response=True) as url:
+        (tmp_path / "p.yaml").write_text(
+            f"""
+name: tools
+agents:
+  - id: caller
+    use: tests.mcp.test_tool_calls:Caller
+tools:
+  broker: {{url: "{url}", max_answer: 4096}}
+entry: {{type: ask_tool, to: caller, payload: {{tool: blob, arguments: {{size: 100000}}}}}}
+output: tool_answer
+"""
+        )
+        pipeline = load_pipeline(tmp_path / "p.yaml")
+        async with pipeline.runtime() as rt:
+            with anyio.fail_after(60):
+                result = await pipeline.ask(rt, pipeline.entry_payload(None))
+    assert result.output is None
+    [letter] = result.dead_letters
+    assert "its answer is over max_answer, 4096 bytes" in letter.reason, letter.reason
+
+
+@pytest.mark.parametrize("size", [0, -1, 1.5, True, "1024"])
+def test_a_max_answer_that_bounds_nothing_is_refused_naming_it(size: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_answer must be a whole number of bytes"):
+        McpServer(url="http://127.0.0.1/mcp", max_answer=size)  # type: ignore[arg-type]
