@@ -64,7 +64,10 @@ class SpanObserver(Observer):
 
     def __init__(self, tracer: Tracer) -> None:
         self._tracer = tracer
-        self._open: dict[tuple[str, str], Span] = {}  # (message id, agent): its span
+        # (message id, agent): the spans of its deliveries still open, oldest first. Mostly
+        # one; a message redelivered, or published again while its first delivery runs, has
+        # a span for each delivery, and the hook names a delivery by message and agent only.
+        self._open: dict[tuple[str, str], list[Span]] = {}
         self._done: dict[tuple[str, str], SpanContext] = {}
         self._requests: dict[str, Span] = {}  # correlation id: the request's publish span
         self._by_correlation: dict[str, list[tuple[str, str]]] = {}
@@ -74,7 +77,7 @@ class SpanObserver(Observer):
         ctx: SpanContext | None = None
         if msg.causation_id is not None:
             key = (msg.causation_id, msg.sender)
-            span = self._open.get(key)
+            span = self._oldest(key)
             ctx = span.get_span_context() if span is not None else self._done.get(key)
         if ctx is None:
             root = self._requests.get(msg.correlation_id)
@@ -111,8 +114,25 @@ class SpanObserver(Observer):
             start_time=start,
         )
         key = (msg.id, agent_id)
-        self._open[key] = span
+        self._open.setdefault(key, []).append(span)
         self._by_correlation.setdefault(msg.correlation_id, []).append(key)
+        return span
+
+    def _oldest(self, key: tuple[str, str]) -> Span | None:
+        spans = self._open.get(key)
+        return spans[0] if spans else None
+
+    def _take(self, key: tuple[str, str], span: Span | None = None) -> Span | None:
+        """``span`` (else the oldest open span of ``key``), no longer open."""
+        spans = self._open.get(key)
+        if not spans:
+            return None
+        if span is None:
+            span = spans.pop(0)
+        else:
+            spans.remove(span)
+        if not spans:
+            del self._open[key]
         return span
 
     def _end(self, key: tuple[str, str], span: Span) -> None:
@@ -147,7 +167,7 @@ class SpanObserver(Observer):
         if message_id is None:
             return None
         if agent_id is not None:
-            span = self._open.get((message_id, agent_id))
+            span = self._oldest((message_id, agent_id))
             return (
                 span.get_span_context()
                 if span is not None
@@ -156,7 +176,7 @@ class SpanObserver(Observer):
         keys = self._by_correlation.get(correlation_id, ()) if correlation_id else ()
         for key in keys:  # one request's deliveries: a short list
             if key[0] == message_id:
-                span = self._open.get(key)
+                span = self._oldest(key)
                 return span.get_span_context() if span is not None else self._done.get(key)
         return None
 
@@ -188,16 +208,16 @@ class SpanObserver(Observer):
 
     def handled(self, msg: Message, agent_id: str, duration: float, outputs: int) -> None:
         key = (msg.id, agent_id)
-        span = self._open.pop(key, None)
+        span = self._take(key)
         if span is None:  # a fallback agent: no delivery of its own, the call is the span
             span = self._start(msg, agent_id, time.time_ns() - int(duration * 1e9))
-            self._open.pop(key)
+            self._take(key, span)
         span.set_attribute("genie.outputs", outputs)
         span.set_attribute("genie.handler.duration_ms", duration * 1000)
         self._end(key, span)
 
     def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
-        span = self._open.get((msg.id, agent_id))
+        span = self._oldest((msg.id, agent_id))
         if span is None:
             span = self._start(msg, agent_id, time.time_ns() - int(duration * 1e9))
         span.record_exception(error)  # a retry, the fallback or a dead letter follows
@@ -210,12 +230,12 @@ class SpanObserver(Observer):
         span.set_attribute("error.type", "denied")
         span.set_status(Status(StatusCode.ERROR, f"denied by {policy}: {reason}"))
         key = (msg.id, agent_id)
-        self._open.pop(key)
+        self._take(key, span)
         self._end(key, span)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         key = (letter.message.id, letter.agent_id or "-")
-        span = self._open.pop(key, None)
+        span = self._take(key)
         if span is None:
             return  # unrouted: no delivery, so no span
         span.set_attribute("error.type", letter.kind)
@@ -230,15 +250,17 @@ class SpanObserver(Observer):
     def settled(self, correlation_id: str) -> None:
         for key in self._by_correlation.pop(correlation_id, ()):
             self._done.pop(key, None)
-            span = self._open.pop(key, None)
-            if span is not None:
+            for span in self._open.pop(key, ()):
                 span.end()
         root = self._requests.pop(correlation_id, None)
         if root is not None:
             root.end()
 
     def closed(self) -> None:
-        for span in [*self._open.values(), *self._requests.values()]:
+        for span in [
+            *(s for spans in self._open.values() for s in spans),
+            *self._requests.values(),
+        ]:
             span.set_status(Status(StatusCode.ERROR, "the runtime closed first"))
             span.end()
         self._open.clear()

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from genie import Message, Observer, Runtime
+from genie import BaseAgent, Context, Message, Observer, Payload, Runtime, handler
 from genie.otel import trace_runtime
 from genie.pipeline import load_pipeline
 
@@ -202,3 +202,54 @@ async def test_a_traceparent_in_metadata_is_read_as_the_w3c_spec_reads_it() -> N
     roots = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
     parents = [(s.parent.trace_id, s.parent.span_id) if s.parent else None for s in roots]
     assert parents == [(int(CALLER_TRACE, 16), int(span, 16))] + [None] * len(invalid)
+
+
+class Ping(Payload):
+    message_type = "trace_ping"
+
+
+class Held(BaseAgent):
+    """Handles each ping once ``go`` is set: a second delivery queues behind the first."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(agent_id)
+        self.go = anyio.Event()
+
+    @handler
+    async def on_ping(self, p: Ping, ctx: Context) -> None:
+        await self.go.wait()
+
+
+class Ends(SpanProcessor):
+    """The spans started and the spans ended, by id."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.ended: list[int] = []
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:
+        self.started.append(span.context.span_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span.context.span_id)
+
+
+async def test_a_message_delivered_twice_to_one_agent_has_a_span_per_delivery() -> None:
+    """The second delivery's span took the first's place: the first was never ended (lost
+    to the exporter), and the second delivery's end found no span and made one up."""
+    tp, exporter = provider()
+    ends = Ends()
+    tp.add_span_processor(ends)
+    agent = Held("held")
+    async with Runtime([agent]) as rt:
+        trace_runtime(rt, tp)
+        msg = rt.message(Ping(), recipient="held")
+        await rt.publish(msg)
+        await rt.publish(msg)  # queued behind the first, which is still being handled
+        agent.go.set()
+        with anyio.fail_after(10):
+            await rt.wait_idle()
+    processed = [s for s in exporter.get_finished_spans() if s.name == "process held"]
+    assert len(processed) == 2
+    assert sorted(ends.started) == sorted(ends.ended)  # every span started was ended
+    assert all(s.status.status_code is StatusCode.UNSET for s in processed)
