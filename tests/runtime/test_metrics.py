@@ -15,7 +15,7 @@ import pytest
 import trio.testing
 from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from genie import (
@@ -391,13 +391,18 @@ async def test_two_runtimes_never_see_each_other() -> None:
         assert total(parse(two.metrics.text()), "genie_messages_published_total") == 0
 
 
-async def test_a_registry_you_pass_gets_the_metrics() -> None:
+async def test_a_registry_you_pass_gets_the_metrics_while_the_runtime_runs() -> None:
     registry = CollectorRegistry()
     rt = Runtime(metrics=Metrics(registry))
     async with rt:
         rt.add(Echo("echo"))
         await rt.ask(rt.message(Ping(), recipient="echo"))
-    assert registry.get_sample_value("genie_messages_published_total", {"type": "ping"}) == 1
+        published = registry.get_sample_value("genie_messages_published_total", {"type": "ping"})
+    assert published == 1
+    # Closed, the runtime's metrics leave the registry, and are still its metrics' to render.
+    assert registry.get_sample_value("genie_messages_published_total", {"type": "ping"}) is None
+    assert rt.metrics is not None
+    assert 'genie_messages_published_total{type="ping"} 1.0' in rt.metrics.text()
 
 
 def test_metrics_belong_to_one_runtime() -> None:
@@ -707,6 +712,29 @@ def test_a_registry_holds_the_metrics_of_one_runtime(auto_describe: bool) -> Non
         Metrics(registry)
     Runtime(metrics=first)  # the first is untouched and still one runtime's
     assert "genie_messages_published" in first.text()
+
+
+@pytest.mark.parametrize("auto_describe", [False, True], ids=["own", "like-the-process-one"])
+async def test_a_registry_given_takes_the_next_runtimes_metrics_once_one_closes(
+    auto_describe: bool,
+) -> None:
+    """A runtime's metrics stayed in a registry given them after it closed: the next
+    runtime's ``Metrics`` on it (the process-wide one, in a process that runs one runtime
+    after another) was refused. Once closed they let go; while running they still refuse."""
+    registry = CollectorRegistry(auto_describe=auto_describe)
+    async with Runtime([Echo("echo")], metrics=Metrics(registry)) as first:
+        await first.publish(first.message(Ping(n=1), recipient="echo"))
+        await first.wait_idle()
+        with pytest.raises(ConfigurationError, match="already holds the metrics of a runtime"):
+            Metrics(registry)
+    second = Metrics(registry)
+    async with Runtime([Echo("echo")], metrics=second) as rt:
+        for n in range(2):
+            await rt.publish(rt.message(Ping(n=n), recipient="echo"))
+        await rt.wait_idle()
+        samples = parse(generate_latest(registry).decode())
+    # The second runtime's counts alone: none of the first's is in them.
+    assert total(samples, "genie_messages_handled_total", agent="echo", status="ok") == 2
 
 
 async def test_a_callers_name_is_never_a_label() -> None:

@@ -9,6 +9,7 @@ Every metric is listed in docs/observability.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from bisect import bisect_left
@@ -182,12 +183,14 @@ class Metrics(Observer):
     """The metrics of one runtime: ``Runtime(metrics=True)`` makes one, ``rt.metrics`` is it.
 
     ``registry`` defaults to a new ``CollectorRegistry`` of its own; pass
-    ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime per
-    process can export: a registry holding a runtime's metrics refuses another's with
-    ``ConfigurationError``). ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the
-    histograms' upper bounds, numbers rising strictly, or ``ConfigurationError`` (as is a
-    ``registry`` that is no ``CollectorRegistry``). ``serve(port)``
-    exposes ``/metrics``, ``text()`` renders it, ``write(path)`` saves it.
+    ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime at a
+    time can export: a registry holding a running runtime's metrics refuses another's with
+    ``ConfigurationError``; a registry given lets go of them when their runtime closes, and
+    ``text()`` then renders them alone).
+    ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the histograms' upper
+    bounds, numbers rising strictly, or ``ConfigurationError`` (as is a ``registry`` that is
+    no ``CollectorRegistry``). ``serve(port)`` exposes ``/metrics``, ``text()`` renders it,
+    ``write(path)`` saves it.
     """
 
     def __init__(
@@ -219,8 +222,11 @@ class Metrics(Observer):
         self._dead: dict[tuple[str, ...], int] = {}
         self._shed: dict[tuple[str, ...], int] = {}
         self._limits: dict[tuple[str, ...], int] = {}  # model-call limits (not admission's)
+        self._given = registry is not None
+        self._collector = _Collector(self)
+        self._read = self.registry  # what ``text`` renders: the registry, or ours once let go
         try:
-            self.registry.register(_Collector(self))
+            self.registry.register(self._collector)
         except ValueError as exc:  # prometheus-client's DuplicateTimeseries
             raise ConfigurationError(
                 "this registry already holds the metrics of a runtime (or metrics of the same "
@@ -243,7 +249,7 @@ class Metrics(Observer):
     # --- exposure ------------------------------------------------------------------------------
     def text(self) -> str:
         """The Prometheus text exposition of everything now."""
-        return generate_latest(self.registry).decode("utf-8")
+        return generate_latest(self._read).decode("utf-8")
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(self.text(), encoding="utf-8")
@@ -360,6 +366,16 @@ class Metrics(Observer):
 
     def limit_fired(self, msg: Message, agent_id: str, limit: str, reason: str) -> None:
         _bump(self._limits, (limit.removeprefix("limit:"),))
+
+    def closed(self) -> None:
+        # A registry given (the process-wide one) outlives the runtime, and the next
+        # runtime's metrics need the names these hold; what they counted stays readable
+        # from ``text`` and ``write``, in a registry of their own.
+        if self._given and self._read is self.registry:
+            with contextlib.suppress(KeyError):  # taken out already
+                self.registry.unregister(self._collector)
+            self._read = CollectorRegistry()
+            self._read.register(self._collector)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         # An unrouted letter names its recipient: a caller's name, or any name a handler wrote.
