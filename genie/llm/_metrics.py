@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from .._errors import ConfigurationError
 from ._cache import Cache
 from ._cost import CallRecord
 from ._ledger import BudgetLedger
@@ -35,7 +36,13 @@ class LLMMetrics(Collector):
         self._latency: dict[tuple[str, str], list[float]] = {}  # counts per bucket, and the sum
         self._caches: dict[str, Cache] = {}
         self._ledgers: list[BudgetLedger] = []
-        self.registry.register(self)
+        try:
+            self.registry.register(self)
+        except ValueError as exc:  # prometheus-client's DuplicateTimeseries
+            raise ConfigurationError(
+                "this registry already holds LLM metrics (or metrics of the same names): give "
+                "each LLMMetrics a registry of its own (LLMMetrics() makes one)"
+            ) from exc
 
     def record(self, call: CallRecord) -> None:
         key = (call.provider, call.model)
@@ -62,6 +69,11 @@ class LLMMetrics(Collector):
 
     def text(self) -> str:
         return generate_latest(self.registry).decode("utf-8")
+
+    def describe(self) -> Iterator[Metric]:
+        """Every family these metrics expose, for any registry to check when they register
+        (one that does not describe its collectors itself would take a second set)."""
+        return self.collect()
 
     def collect(self) -> Iterator[Metric]:
         yield _counter(

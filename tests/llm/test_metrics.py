@@ -10,7 +10,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
+from genie import ConfigurationError
 from genie.llm import (
     BudgetExceededError,
     CallContext,
@@ -177,3 +179,18 @@ async def test_a_usage_that_cannot_be_true_never_takes_the_counters_down() -> No
     honest = json.loads(fixture("openai_response.json"))["usage"]
     assert sample(text, "genie_llm_tokens_total", kind="input", **labels) == honest["prompt_tokens"]
     assert sample(text, "genie_llm_calls_total", outcome="ok", **labels) == 3
+
+
+@pytest.mark.parametrize("auto_describe", [False, True], ids=["own", "like-the-process-one"])
+def test_a_registry_holds_one_llm_metrics_and_a_second_is_refused_naming_why(
+    auto_describe: bool,
+) -> None:
+    """A second ``LLMMetrics`` on one registry was prometheus-client's bare ``ValueError``
+    (a registry that describes its collectors, as the process-wide one does), or taken
+    silently by one that does not: every family exposed twice, which Prometheus refuses."""
+    registry = CollectorRegistry(auto_describe=auto_describe)
+    first = LLMMetrics(registry)
+    with pytest.raises(ConfigurationError, match="already holds LLM metrics"):
+        LLMMetrics(registry)
+    assert generate_latest(registry).decode().count("# TYPE genie_llm_calls_total counter") == 1
+    assert first.registry is registry
