@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -127,6 +128,54 @@ output: tool_answer
     assert result.output is None
     [letter] = result.dead_letters
     assert "its answer is over max_answer, 4096 bytes" in letter.reason, letter.reason
+
+
+def gzipped(app: Any) -> Any:
+    """``app``, its answers to a tool call compressed whatever the client asked for."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        start: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def compressed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            whole = b"".join(body)
+            headers = start["headers"]
+            if b'"content":[' in whole:  # a tool's answer
+                whole = gzip.compress(whole)
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                headers += [(b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(whole))]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": whole})
+
+        await app(scope, receive, compressed if scope["type"] == "http" else send)
+
+    return asgi
+
+
+async def test_an_answer_compressed_though_asked_unencoded_is_refused() -> None:
+    """A bound on compressed bytes bounds nothing: a few kilobytes of gzip unpack to
+    gigabytes. Genie asks for the answer unencoded; one compressed anyway is refused."""
+    sock = free_socket()
+    uv = uvicorn.Server(uvicorn.Config(gzipped(blobs().streamable_http_app()), log_level="warning"))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve, [sock])
+            url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+            server = McpServer(url=url, timeout=20, max_answer=1 << 20)
+            async with Runtime([Caller("caller")], tools={"broker": server}) as rt:
+                with anyio.fail_after(60):
+                    refused = await ask(rt, "blob", size=10)
+            uv.should_exit = True
+    finally:
+        sock.close()
+    assert refused.reason.startswith("ToolCallError: "), refused.reason
+    assert "its answer came encoded (gzip), though asked for unencoded" in refused.reason
 
 
 @pytest.mark.parametrize("size", [0, -1, 1.5, True, "1024"])
