@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -78,8 +78,11 @@ class McpServer:
             # Unencoded, so the bytes counted are the answer's own, not a compressed bomb's.
             headers = httpx2.Headers(self.headers)
             headers["Accept-Encoding"] = "identity"
-            transport = _BoundedAnswers(httpx2.AsyncHTTPTransport(), self)
-            http = httpx2.AsyncClient(headers=headers, timeout=self.timeout, transport=transport)
+            http = httpx2.AsyncClient(
+                headers=headers,
+                timeout=self.timeout,
+                event_hooks={"response": [_bounded_answers(self)]},
+            )
             connection = streamable_http_client(
                 self.url, http_client=http, max_sse_event_size=self.max_answer
             )
@@ -105,32 +108,23 @@ class McpServer:
                 yield session
 
 
-class _BoundedAnswers(httpx2.AsyncBaseTransport):
-    """The HTTP transport, whose answers in one body (JSON) stop at the server's
+def _bounded_answers(server: McpServer) -> Callable[[httpx2.Response], Awaitable[None]]:
+    """A response hook that stops an answer in one body (JSON) at the server's
     ``max_answer`` bytes: a stream's events are bounded one by one by the SDK's client, as
     the stream may rightly carry notices for as long as the call lasts. The overflow is a
-    stream error, which the SDK's client hands to the call that waits for the answer."""
+    stream error, which the SDK's client hands to the call that waits for the answer. A
+    hook, not a transport: a client given a transport ignores the proxies of the
+    environment."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, server: McpServer) -> None:
-        self._inner = inner
-        self._server = server
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self._inner.handle_async_request(request)
+    async def bound(response: httpx2.Response) -> None:
         kind = response.headers.get("content-type", "").lower()
         if kind.startswith("text/event-stream"):
-            return response
-        assert isinstance(response.stream, httpx2.AsyncByteStream)  # an async transport's
+            return
+        assert isinstance(response.stream, httpx2.AsyncByteStream)  # an async client's
         encoding = response.headers.get("content-encoding", "identity").lower()
-        return httpx2.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_Bounded(response.stream, encoding, self._server),
-            extensions=response.extensions,
-        )
+        response.stream = _Bounded(response.stream, encoding, server)
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    return bound
 
 
 class _Bounded(httpx2.AsyncByteStream):

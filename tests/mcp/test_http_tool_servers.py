@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -176,6 +177,52 @@ async def test_an_answer_compressed_though_asked_unencoded_is_refused() -> None:
         sock.close()
     assert refused.reason.startswith("ToolCallError: "), refused.reason
     assert "its answer came encoded (gzip), though asked for unencoded" in refused.reason
+
+
+def as_proxy(app: Any, seen: list[str]) -> Any:
+    """``app`` as the HTTP proxy of a host that does not exist: a request through a proxy
+    names its whole URL (``POST http://host/mcp``); ``seen`` keeps the hosts asked for."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            target = urlsplit(scope["path"])
+            seen.append(target.netloc)
+            # As the host's own server would be asked: its DNS-rebinding guard checks Host.
+            headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
+            headers.append((b"host", b"127.0.0.1:80"))
+            path = target.path
+            scope = {**scope, "path": path, "raw_path": path.encode(), "headers": headers}
+        await app(scope, receive, send)
+
+    return asgi
+
+
+async def test_a_server_behind_the_environments_proxy_is_reached_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP client takes its proxy from the environment (``HTTP_PROXY``), as httpx does,
+    and the bound on the answer holds through it."""
+    seen: list[str] = []
+    sock = free_socket()
+    app = as_proxy(blobs().streamable_http_app(), seen)
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    server = McpServer(url="http://broker.invalid/mcp", timeout=20, max_answer=4096)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(uv.serve, [sock])
+            async with Runtime([Caller("caller")], tools={"broker": server}) as rt:
+                with anyio.fail_after(60):
+                    small = await ask(rt, "blob", size=100)
+                    big = await ask(rt, "blob", size=100_000)
+            uv.should_exit = True
+    finally:
+        sock.close()
+    assert isinstance(small, Answer), small
+    assert "max_answer, 4096 bytes" in big.reason, big.reason
+    assert set(seen) == {"broker.invalid"}
 
 
 @pytest.mark.parametrize("size", [0, -1, 1.5, True, "1024"])
