@@ -21,6 +21,7 @@ from .._errors import (
     InvalidMessageError,
     RuntimeClosedError,
     WouldBlockError,
+    did_you_mean,
 )
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.runtime import Runtime
@@ -170,8 +171,12 @@ class PipelineTools:
         entry payload; a mistake in them is an error result naming the field."""
         found = self.served.get(name)
         if found is None:
+            # Recorded as every call is: a principal trying names leaves a trail.
+            self._record(caller, name, "", "unknown_tool", {})
             known = ", ".join(sorted(self.served)) or "none"
-            return _error(f"no pipeline {name!r} is served (served: {known})")
+            return _error(
+                f"no pipeline {name!r} is served{did_you_mean(name, self.served)} (served: {known})"
+            )
         pipeline, rt = found
         try:
             payload = pipeline.request_payload(rt, {**self.defaults[name], **(arguments or {})})

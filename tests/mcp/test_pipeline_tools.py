@@ -34,6 +34,9 @@ from ..serve.conftest import ALICE, EVE, ROOT, auth, finance, keyring, serving
 
 FINANCE = str(ROOT / "config/pipelines/finance.yaml")
 QUESTION = {"question": "Where did my money go last month?"}
+# The SDK starts a server on stdio with a few safe variables only: without PYTHONPATH, the
+# ``genie mcp`` it runs would be whichever genie is installed, not the one under test.
+THIS_GENIE = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "agents")])}
 
 
 # The HTTP tests serve on uvicorn, which runs on asyncio; the others run on both backends.
@@ -63,6 +66,7 @@ async def test_stdio_lists_and_calls_a_pipeline_as_its_principal(tmp_path: Path)
         command=sys.executable,
         args=["-m", "genie._cli", "mcp", FINANCE, "--principal", "alice", "--audit", str(audit)],
         cwd=str(tmp_path),
+        env=THIS_GENIE,
     )
     async with Client(stdio_client(params)) as client:
         tools = (await client.list_tools()).tools
@@ -92,6 +96,7 @@ async def test_stdio_lists_and_calls_a_pipeline_as_its_principal(tmp_path: Path)
     assert [(r["action"], r["target"], r["details"]["principal"]) for r in calls] == [
         ("tool_call:ok", "finance", "alice"),
         ("tool_call:invalid_input", "finance", "alice"),
+        ("tool_call:unknown_tool", "nope", "alice"),
     ]
     assert calls[0]["details"]["correlation_id"] == result.structured_content["correlation_id"]
     assert verify_audit_log(audit, key=read_audit_key(tmp_path / "audit.jsonl.key")).ok
@@ -197,6 +202,7 @@ async def test_stdio_roles_asserted_reach_the_policies(tmp_path: Path) -> None:
         command=sys.executable,
         args=["-m", "genie._cli", "mcp", FINANCE, "--principal", "eve", "--role", "analyst"],
         cwd=str(tmp_path),
+        env=THIS_GENIE,
     )
     async with Client(stdio_client(params)) as client:
         result = await client.call_tool("finance", QUESTION)
@@ -245,6 +251,21 @@ async def test_a_call_the_runtime_fails_is_audited_as_an_error_not_as_cut_short(
             await tools.call("slow", {}, AssertedCaller("carol"))
     [record] = [r for r in audit.records if r.actor == "genie-mcp"]
     assert (record.action, record.details["error"]) == ("tool_call:error", "OSError")
+
+
+async def test_a_call_naming_no_served_pipeline_is_audited_and_suggests_one() -> None:
+    """A call to a tool not served was answered but left no record: a principal trying
+    names left no trail, where the docs say the audit log records each call."""
+    slow = load_pipeline(ROOT / "tests/pipelines/good/slow.yaml")
+    audit = MemoryAuditLog()
+    async with slow.runtime(audit=audit) as rt:
+        tools = PipelineTools({"slow": (slow, rt)}, audit)
+        result = await tools.call("slwo", {}, AssertedCaller("carol"))
+    assert result.is_error
+    assert text_of(result) == "no pipeline 'slwo' is served (did you mean 'slow'?) (served: slow)"
+    [record] = [r for r in audit.records if r.actor == "genie-mcp"]
+    assert (record.action, record.target) == ("tool_call:unknown_tool", "slwo")
+    assert record.details["principal"] == "carol"
 
 
 async def test_a_timed_out_run_is_an_error_result_that_says_so() -> None:
