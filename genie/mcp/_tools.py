@@ -16,6 +16,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 
 from .._base.resilience import at_least
+from .._base.tracecontext import TraceParent
 from .._errors import (
     ConfigurationError,
     InvalidMessageError,
@@ -183,7 +184,12 @@ class PipelineTools:
         except InvalidMessageError as exc:
             self._record(caller, name, "", "invalid_input", {"field": exc.field or ""})
             return _error(f"invalid input for pipeline {name!r}: {exc}")
-        msg = pipeline.entry_message(rt, payload, metadata=caller.stamp({"channel": "mcp"}))
+        metadata = caller.stamp({"channel": "mcp"})
+        # A caller's trace (``genie serve``'s, from the HTTP request) is the request's too.
+        trace = TraceParent.parse(metadata.get("traceparent"))
+        msg = pipeline.entry_message(
+            rt, payload, metadata=metadata, trace_id=trace.trace_id if trace else None
+        )
         timeout = pipeline.config.timeout
         if self.max_timeout is not None:
             timeout = min(timeout, self.max_timeout) if timeout else self.max_timeout

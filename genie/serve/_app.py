@@ -306,6 +306,7 @@ class _McpCall:
     asked, once asked (what a 503 names when the server stops under the call)."""
 
     key: ApiKey
+    trace: TraceParent | None = None  # the request's ``traceparent``, as an ask's is read
     correlation_id: str | None = None
 
     @property
@@ -317,7 +318,10 @@ class _McpCall:
         return self.key.tracebacks
 
     def stamp(self, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        return self.key.stamp(metadata)
+        stamped = self.key.stamp(metadata)
+        if self.trace is not None:  # the call joins the caller's trace, as an ask does
+            stamped["traceparent"] = self.trace.header()
+        return stamped
 
 
 def _json_error(status: int, error: str, **extra: Any) -> JSONResponse:
@@ -817,7 +821,8 @@ def create_app(
                 await refuse(refused)
                 return
             assert state.mcp is not None  # set before the server is ready
-            call = scope[MCP_CALLER] = _McpCall(key)
+            trace = TraceParent.parse(request.headers.getlist("traceparent"))
+            call = scope[MCP_CALLER] = _McpCall(key, trace)
             flight = _InFlight(state, scope["method"], "/mcp", key.principal)
             with flight, flight.scope:
                 await state.mcp.handle(scope, _replayed(body, receive), in_our_shape)

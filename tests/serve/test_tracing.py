@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from genie import BaseAgent, Context, Message, Observer, Payload, Runtime, handler
 from genie.otel import trace_runtime
 from genie.pipeline import load_pipeline
+from genie.serve import ServeSettings
 
 from .conftest import ALICE, EVE, ROOT, auth, csv_body, finance, keyring, serving
 
@@ -253,3 +254,41 @@ async def test_a_message_delivered_twice_to_one_agent_has_a_span_per_delivery() 
     assert len(processed) == 2
     assert sorted(ends.started) == sorted(ends.ended)  # every span started was ended
     assert all(s.status.status_code is StatusCode.UNSET for s in processed)
+
+
+async def test_an_mcp_tool_call_joins_the_callers_trace_as_an_ask_does(tmp_path: Path) -> None:
+    """``/mcp`` read no ``traceparent``: a tool call over HTTP was a trace of its own, cut
+    from the caller's, where an ask with the same header joins it."""
+    tp, exporter = provider()
+    runtimes: list[Runtime] = []
+
+    def observe(name: str, rt: Runtime) -> None:
+        trace_runtime(rt, tp)
+        runtimes.append(rt)
+
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "finance", "arguments": {}},
+    }
+    headers = {
+        **auth(ALICE),
+        "Accept": "application/json, text/event-stream",
+        "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+    }
+    settings = ServeSettings(mcp=True)
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), settings, observers=observe
+    ) as client:
+        answer = await client.post("/mcp", json=call, headers=headers)
+        with anyio.fail_after(5):
+            await runtimes[0].wait_idle()  # a request's root span ends when it settles
+    assert answer.status_code == 200, answer.text
+    spans = exporter.get_finished_spans()
+    assert {s.context.trace_id for s in spans} == {int(CALLER_TRACE, 16)}
+    (root,) = [s for s in spans if s.kind is SpanKind.PRODUCER]
+    assert root.parent is not None
+    assert root.parent.span_id == int(CALLER_SPAN, 16)
+    ids = {(s.attributes or {}).get("genie.trace_id") for s in spans if s.kind is SpanKind.CONSUMER}
+    assert ids == {CALLER_TRACE}
