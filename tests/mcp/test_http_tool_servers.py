@@ -131,6 +131,22 @@ output: tool_answer
     assert "its answer is over max_answer, 4096 bytes" in letter.reason, letter.reason
 
 
+async def test_a_tool_list_over_max_answer_fails_the_opening_naming_it() -> None:
+    server = MCPServer("wordy")
+
+    @server.tool(description="x" * 10_000)
+    def blob(size: int) -> str:
+        return "x" * size
+
+    async with served(server, json_response=True) as url:
+        broker = McpServer(url=url, timeout=20, max_answer=4096)
+        async with Runtime([Caller("caller")], tools={"broker": broker}) as rt:
+            with anyio.fail_after(60):
+                refused = await ask(rt, "blob", size=1)
+    assert refused.reason.startswith("ToolCallError: tool server 'broker': "), refused.reason
+    assert "its answer is over max_answer, 4096 bytes" in refused.reason
+
+
 def gzipped(app: Any) -> Any:
     """``app``, its answers to a tool call compressed whatever the client asked for."""
 
