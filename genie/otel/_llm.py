@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._errors import described
-from ..llm import Provider, Request, Response, StreamEvent
+from ..llm import Finish, Provider, Request, Response, StreamEvent, UsageEvent
 from ._spans import SpanObserver
 
 __all__ = ["TracedProvider"]
@@ -90,7 +90,7 @@ class TracedProvider:
         span = self._start(request)
         try:
             async with self._provider.stream(request) as events:
-                yield events
+                yield _Observed(events, span)
         except BaseException as exc:  # a cancellation (a deadline, the caller gone) too
             _failed(span, exc)
             raise
@@ -99,6 +99,37 @@ class TracedProvider:
 
     def stream(self, request: Request) -> Any:
         return self._stream(request)
+
+
+class _Observed:
+    """A call's stream of events, whose usage and finish its span records as they pass, as
+    a completed call's span records its response's (a span of a stream said nothing of
+    what the call cost)."""
+
+    def __init__(self, events: AsyncIterator[StreamEvent], span: Any) -> None:
+        self._events = events
+        self._span = span
+
+    def __aiter__(self) -> _Observed:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        event = await self._events.__anext__()
+        span = self._span
+        if isinstance(event, UsageEvent):
+            # A later count replaces an earlier one where it is not 0 (``UsageEvent``).
+            usage = event.usage
+            if usage.input_tokens:
+                span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            if usage.output_tokens:
+                span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+        elif isinstance(event, Finish):
+            span.set_attribute("gen_ai.response.finish_reasons", [event.reason])
+            if event.model:
+                span.set_attribute("gen_ai.response.model", event.model)
+            if event.request_id:
+                span.set_attribute("gen_ai.response.id", event.request_id)
+        return event
 
 
 def _failed(span: Any, exc: BaseException) -> None:

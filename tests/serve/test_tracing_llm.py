@@ -18,6 +18,7 @@ from genie.llm import (
     Request,
     Response,
     ScriptedProvider,
+    Usage,
 )
 from genie.otel import SpanObserver, TracedProvider, trace_runtime
 
@@ -106,6 +107,30 @@ async def test_an_llm_call_is_a_child_of_the_delivery_that_made_it() -> None:
     assert attrs["gen_ai.agent.id"] == "asker"
     assert attrs["gen_ai.conversation.id"] == result.correlation_id
     assert "gen_ai.usage.input_tokens" in attrs
+
+
+async def test_a_streamed_calls_span_records_its_usage_and_finish_as_a_completed_one() -> None:
+    """A streamed call's span said nothing of what the call cost or how it ended."""
+    rt, spans, exporter = _traced()
+    answer = Response(
+        text="hi there", usage=Usage(input_tokens=7, output_tokens=3), finish_reason="length"
+    )
+    rt.add(Asker("asker", TracedProvider(ScriptedProvider([answer], name="scripted"), spans)))
+    async with rt:
+        await rt.ask(rt.message(Ping(n=1), recipient="asker"), timeout=5)
+        await rt.wait_idle()
+    completed, streamed = (
+        s.attributes or {} for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT
+    )
+    for name in (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.response.model",
+    ):
+        assert streamed.get(name) == completed[name], name
+    assert streamed["gen_ai.usage.input_tokens"] == 7
+    assert streamed["gen_ai.response.finish_reasons"] == ("length",)
 
 
 async def test_two_requests_calls_stay_under_their_own_deliveries() -> None:
