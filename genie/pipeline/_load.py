@@ -604,19 +604,22 @@ class _Checker:
 
     def check_gathers(self) -> None:
         for i, g in enumerate(self.config.gathers):
+            at: Loc = ("gathers", i, "emit", "type")
+            if self.genies_own(g.emit.type, at, "the runtime registers"):
+                continue
             model = self.types.get(g.emit.type)
             if model is None:
                 model = gathered_model(g.emit.type)
             elif not issubclass(model, Gathered):
                 self.fail(
-                    ("gathers", i, "emit", "type"),
+                    at,
                     f"{g.emit.type!r} is {model.__qualname__}, not a Gathered bundle; "
                     "a gather emits a new type, or one whose model subclasses "
                     "genie.pipeline.Gathered",
                 )
                 continue
             self.gathers[g.id] = model
-            self.add_type(model, ("gathers", i, "emit", "type"))
+            self.add_type(model, at)
             self.add_type(GatherDeadline, ("gathers", i))
 
     def check_workflows(self, ids: Mapping[str, Loc]) -> None:
@@ -686,14 +689,14 @@ class _Checker:
         """Whether ``name`` is in genie's own namespace of message types (refused, ``why``):
         a workflow takes those (a decision, a loss notice) only from the runtime, so a state
         of one sent as its request, or as a step's reply, is ignored as an agent's forgery and
-        the run never starts; and an outcome of one is refused when the runtime registers its
-        own model under the name, after validate said OK."""
+        the run never starts; and a workflow's outcome or a gather's bundle of one is refused
+        when the runtime registers its own model under the name, after validate said OK."""
         if not name.startswith("genie."):
             return False
         self.fail(
             at,
             f"{name!r} is in genie's own namespace of message types, which {why}: a workflow's "
-            "state and outcome are types of the pipeline's",
+            "state and outcome, and a gather's bundle, are types of the pipeline's",
         )
         return True
 
