@@ -10,7 +10,7 @@ import inspect
 import os
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -875,8 +875,21 @@ class _Checker:
                 self.known_type(t, ("gathers", i, "expect", "types", j))
             for j, s in enumerate(g.expect.senders):
                 self.known_id(s, ids, ("gathers", i, "expect", "senders", j), "expected sender")
+            self.listed_once(g.expect.types, ("gathers", i, "expect", "types"))
+            self.listed_once(g.expect.senders, ("gathers", i, "expect", "senders"))
             if g.emit.to in self.specs and not self.handles(g.emit.to, g.emit.type):
                 self.fail(("gathers", i, "emit", "to"), self.not_handled(g.emit.to, g.emit.type))
+
+    def listed_once(self, items: Sequence[str], at: Loc) -> None:
+        """Each of ``items`` once: a gather counts its parts by the list, and collects one of
+        each, so a part listed twice could never complete the bundle before the deadline."""
+        first: dict[str, int] = {}
+        for j, item in enumerate(items):
+            if item in first:
+                line = line_of(self.lines, (*at, first[item]))
+                self.fail((*at, j), f"{item!r} is listed twice (first on line {line})")
+            else:
+                first[item] = j
 
     def not_handled(self, agent_id: str, type_name: str) -> str:
         spec = self.specs.get(agent_id)
