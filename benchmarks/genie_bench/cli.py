@@ -22,6 +22,7 @@ from typing import Any
 from genie import ConfigurationError
 from genie._base.progress import ProgressLine
 from genie._base.shipped import shipped_file
+from genie._cli.options import number
 
 from . import measure, process, report
 from .variants import (
@@ -72,6 +73,15 @@ def _items(text: str) -> list[str]:
     if not all(items):
         raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
     return items
+
+
+# Each worker builds the payload's text once and every message of a run carries it: past this
+# the run measures the machine's memory rather than the bus, and a length past what a string can
+# hold failed with a traceback after the workers had started.
+MAX_PAYLOAD_BYTES = 64 << 20
+_payload_bytes = number(
+    int, f"a number of bytes from 0 to {MAX_PAYLOAD_BYTES:,}", 0, MAX_PAYLOAD_BYTES
+)
 
 
 def _positive_list(text: str) -> list[int]:
@@ -160,7 +170,12 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         type=_positive,
         help="pure-Python loop rounds each agent of the cpu workload burns (default 1000000)",
     )
-    p.add_argument("--payload-bytes", type=int, default=0, help="text carried by each message")
+    p.add_argument(
+        "--payload-bytes",
+        type=_payload_bytes,
+        default=0,
+        help=f"text carried by each message (0 to {MAX_PAYLOAD_BYTES:,} bytes)",
+    )
     p.add_argument(
         "--variants",
         type=_names(VARIANTS, "variant"),
@@ -511,8 +526,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "genie bench") -> int:
     asyncio, raw anyio and the peers (see genie bench --help)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    if args.payload_bytes < 0:
-        parser.error(f"--payload-bytes: {args.payload_bytes} is negative")
     settings = Settings.from_args(args)
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():

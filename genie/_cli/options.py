@@ -22,6 +22,7 @@ __all__ = [
     "as_seconds",
     "byte_count",
     "count",
+    "number",
     "port",
     "rate",
     "seconds",
@@ -56,7 +57,7 @@ class _Subparser(Parser):
     """A command's parser (``genie run``): unknown arguments are its own mistake."""
 
 
-def _number(
+def number(
     convert: Callable[[str], N], what: str, low: N, high: N | None = None, *, above: bool = False
 ) -> Callable[[str], N]:
     """An argparse type: ``convert(text)``, finite, at least ``low`` (above it when ``above``)
@@ -89,9 +90,9 @@ def as_seconds(text: str) -> float:
     return float(text) if found is None else found
 
 
-seconds = _number(as_seconds, "a number of seconds above 0", 0.0, above=True)
-seconds_or_zero = _number(as_seconds, "a number of seconds, 0 or more", 0.0)
-rate = _number(float, "a number above 0", 0.0, above=True)
-count = _number(int, "a whole number, 1 or more", 1)
-byte_count = _number(int, "a number of bytes, 1 or more", 1)
-port = _number(int, "a port number from 0 to 65535", 0, 65535)
+seconds = number(as_seconds, "a number of seconds above 0", 0.0, above=True)
+seconds_or_zero = number(as_seconds, "a number of seconds, 0 or more", 0.0)
+rate = number(float, "a number above 0", 0.0, above=True)
+count = number(int, "a whole number, 1 or more", 1)
+byte_count = number(int, "a number of bytes, 1 or more", 1)
+port = number(int, "a port number from 0 to 65535", 0, 65535)

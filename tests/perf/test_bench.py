@@ -367,7 +367,10 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
             "anyio, genie",
         ),
         (["--workloads", "speed"], "unknown workload 'speed' (known: fanout, chain"),
-        (["--payload-bytes", "-1"], "--payload-bytes: -1 is negative"),
+        (["--payload-bytes", "-1"], "--payload-bytes: a number of bytes from 0 to 67,108,864"),
+        # A length past what a string can hold was an OverflowError once the workers started.
+        (["--payload-bytes", "99999999999999999999"], "from 0 to 67,108,864, not '9999"),
+        (["--payload-bytes", "1e3"], "--payload-bytes: a number of bytes from 0 to 67,108,864"),
         (["--budget", "0"], "argument --budget: 0 is not a positive integer"),
         # An empty list ran the floors alone and wrote a report; an empty item was skipped.
         (["--variants", ""], "argument --variants: empty list"),
