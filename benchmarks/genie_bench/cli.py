@@ -22,7 +22,7 @@ from typing import Any
 from genie import ConfigurationError
 from genie._base.progress import ProgressLine
 from genie._base.shipped import shipped_file
-from genie._cli.options import number
+from genie._cli.options import Parser, number
 
 from . import measure, process, report
 from .variants import (
@@ -122,7 +122,8 @@ def _names(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
 
 
 def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    # A mistake is one line naming the option, as with every genie command, not the usage.
+    p = Parser(
         prog=prog,
         description="Measure Genie against two floors, the raw asyncio floor (a queue and a task "
         "per agent; also carrying a bus's envelope) and the pool floor (genie's design with "

@@ -386,7 +386,12 @@ def test_bad_input_is_refused_with_exit_2(
     with pytest.raises(SystemExit) as exit:
         main(["bench", *args])
     assert exit.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    # One line, as every genie command says a mistake; it was the whole usage first.
+    assert err.startswith("genie bench: ")
+    assert err.endswith(" (see genie bench --help)\n")
+    assert err.count("\n") == 1
 
 
 def test_a_missing_policy_file_is_an_error_naming_it(
@@ -419,7 +424,9 @@ def test_an_out_that_cannot_be_made_is_refused_before_anything_runs(
         main(["bench", *args])
     assert exit.value.code == 2
     err = capsys.readouterr().err
-    assert err.endswith(f"genie bench: error: --out: cannot make {out}: Not a directory\n")
+    assert err.endswith(
+        f"genie bench: --out: cannot make {out}: Not a directory (see genie bench --help)\n"
+    )
     assert re.search(r"^\[ *[0-9.]+s\] ", err, re.M) is None  # no progress: nothing measured
 
 
