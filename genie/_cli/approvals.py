@@ -18,7 +18,7 @@ import anyio
 
 from .._base.surrogates import lone_surrogate
 from .._errors import ConfigurationError, for_terminal
-from .options import seconds_or_zero
+from .options import name_option, path_option, seconds_or_zero, url_option
 
 __all__ = ["add_parser", "answer_command", "pending_approvals", "said_of"]
 
@@ -58,13 +58,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_where(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store", metavar="PATH", help="the store file")
+    where.add_argument("--store", type=path_option, metavar="PATH", help="the store file")
     where.add_argument(
         "--nats",
+        type=url_option,
         metavar="URL",
         help="a scale-out's NATS server (with --namespace): the desk a genie worker hosts",
     )
-    parser.add_argument("--namespace", metavar="NS", help="with --nats: the namespace")
+    parser.add_argument(
+        "--namespace", type=name_option, metavar="NS", help="with --nats: the namespace"
+    )
 
 
 def _where(args: argparse.Namespace) -> str:

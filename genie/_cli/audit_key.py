@@ -11,6 +11,7 @@ from pathlib import Path
 from .._base.files import write_problem
 from .._errors import ConfigurationError
 from .._runtime.audit import audit_key, create_audit_key, key_beside, read_audit_key
+from .options import path_option
 
 __all__ = ["add_audit_options", "audit_log_key"]
 
@@ -18,12 +19,16 @@ __all__ = ["add_audit_options", "audit_log_key"]
 def add_audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--audit",
+        type=path_option,
         metavar="PATH",
         help="append audit records to this hash-chained JSONL log, keyed (HMAC-SHA-256) with "
         "--audit-key-file, else GENIE_AUDIT_KEY, else PATH.key (made for a new log)",
     )
     parser.add_argument(
-        "--audit-key-file", metavar="FILE", help="the key of the --audit log's chain"
+        "--audit-key-file",
+        type=path_option,
+        metavar="FILE",
+        help="the key of the --audit log's chain",
     )
     parser.add_argument(
         "--audit-unkeyed",

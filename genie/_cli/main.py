@@ -69,7 +69,7 @@ from .init import add_parser as add_init
 from .loop import add_loop_option, run_on
 from .mcp import add_parser as add_mcp
 from .one_file import Role, audit_roles, one_file_twice, store_roles
-from .options import Parser, port, seconds
+from .options import Parser, given, path_option, port, seconds
 from .serve import add_parser as add_serve
 from .store_sync import add_store_sync_option
 from .unreadable import add_discard_unreadable_option, check_discard_unreadable, refuse_unreadable
@@ -863,6 +863,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     run.add_argument("pipeline", help="pipeline YAML (e.g. config/pipelines/finance.yaml)")
     run.add_argument(
         "--input",
+        type=path_option,
         metavar="PATH",
         help="input file, or - for stdin (default: the pipeline's entry.input.default)",
     )
@@ -880,6 +881,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     )
     run.add_argument(
         "--store",
+        type=path_option,
         metavar="PATH",
         help="keep the run's deliveries in the SQLite file PATH until they end; a run killed "
         "midway is resumed by the next run on PATH (docs/durability.md)",
@@ -905,6 +907,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     )
     run.add_argument(
         "--metrics-out",
+        type=path_option,
         metavar="PATH",
         help="write the final Prometheus text exposition to PATH",
     )
@@ -977,12 +980,14 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
     )
     verify.add_argument(
         "--key-file",
+        type=path_option,
         metavar="FILE",
         help="the log is keyed (HMAC-SHA-256) with the key in FILE (default: the "
         "GENIE_AUDIT_KEY variable when set, else the log's own FILE.key when there)",
     )
     verify.add_argument(
         "--anchor",
+        type=given("a row_hash"),
         metavar="HASH",
         help="a row_hash noted earlier (the last one verify printed): fail unless the log "
         "still holds that row, so rows removed at the end are found",
@@ -998,7 +1003,7 @@ def build_parser(installed: Mapping[str, str] | None = None) -> argparse.Argumen
         "Exit 1 on any unexpected allow or deny, 2 if a file is invalid.",
     )
     check.add_argument("policy", help="board policy YAML (e.g. config/policies/ai-policy.yaml)")
-    check.add_argument("--probes", required=True, help="probes YAML")
+    check.add_argument("--probes", type=path_option, required=True, help="probes YAML")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=_policy_check)
 

@@ -1,11 +1,13 @@
-"""The parser of every command, and the types of its numeric options.
+"""The parser of every command, and the types of its options.
 
 A mistake in the command line is one line naming the command and the option, and exit code 2,
 before anything is loaded: ``genie run: argument --timeout: a number of seconds above 0, not
 'nan' (see genie run --help)``. Each numeric option is parsed by one of the types here, so NaN,
 an infinity, a negative or an out-of-range value is refused the same way by every command
 instead of failing later with a traceback (a port of 99999 raised ``OverflowError`` when the
-socket was bound) or being taken (a drain of NaN seconds).
+socket was bound) or being taken (a drain of NaN seconds). An option naming a file, a server or
+a name refuses the empty text (``--audit "$LOG"`` with the variable unset), which read as the
+option left out: no audit log kept, the run in this process instead of on NATS.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ __all__ = [
     "as_seconds",
     "byte_count",
     "count",
+    "given",
+    "name_option",
     "number",
+    "path_option",
     "port",
     "rate",
     "seconds",
     "seconds_or_zero",
+    "url_option",
 ]
 
 N = TypeVar("N", int, float)
@@ -84,6 +90,18 @@ def number(
     return parse
 
 
+def given(what: str) -> Callable[[str], str]:
+    """An argparse type: any text but the empty one; the error says what was expected."""
+
+    def parse(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(f"{what}, not ''")
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
 def as_seconds(text: str) -> float:
     """A duration as a pipeline file writes one (``5``, ``200ms``, ``2m``), else any float."""
     found = duration(text)
@@ -96,3 +114,6 @@ rate = number(float, "a number above 0", 0.0, above=True)
 count = number(int, "a whole number, 1 or more", 1)
 byte_count = number(int, "a number of bytes, 1 or more", 1)
 port = number(int, "a port number from 0 to 65535", 0, 65535)
+path_option = given("a path")
+url_option = given("a URL")
+name_option = given("a name")

@@ -21,7 +21,7 @@ from ..pipeline._args import _variables
 from .audit_key import add_audit_options, audit_log_key
 from .loop import add_loop_option, run_on
 from .one_file import audit_roles, one_file_twice, store_roles
-from .options import byte_count, count, port, rate, seconds
+from .options import byte_count, count, path_option, port, rate, seconds
 from .store_sync import add_store_sync_option
 from .unreadable import add_discard_unreadable_option, check_discard_unreadable, refuse_unreadable
 
@@ -48,6 +48,7 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--port", type=port, default=8080, help="port (default 8080; 0: any free)")
     serve.add_argument(
         "--keys",
+        type=path_option,
         metavar="FILE",
         help="API keys YAML (default: the GENIE_API_KEYS variable); see docs/serve.md",
     )
@@ -82,6 +83,7 @@ def add_parser(commands: Any) -> None:
     )
     serve.add_argument(
         "--store",
+        type=path_option,
         metavar="DIR",
         help="keep each pipeline's deliveries in DIR/NAME.db until they end; a server killed "
         "midway resumes its requests when started again on DIR (docs/durability.md)",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._cli.loop import stop_on_signal
-from .._cli.options import count, seconds
+from .._cli.options import count, name_option, path_option, seconds, url_option
 from .._errors import ConfigurationError
 from .._runtime.approvals import DESK, ApprovalRequest
 from .._runtime.audit import AuditVerdict, audit_key, verify_audit_log
@@ -44,6 +44,7 @@ _APPROVAL = ApprovalRequest.message_type
 def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument(
         "--nats",
+        type=url_option,
         metavar="URL",
         required=required,
         help="run across processes on this NATS JetStream server (e.g. nats://127.0.0.1:4222); "
@@ -51,6 +52,7 @@ def _add_broker(parser: argparse.ArgumentParser, *, required: bool) -> None:
     )
     parser.add_argument(
         "--namespace",
+        type=name_option,
         metavar="NS",
         help="streams and subjects of this name (default: the pipeline's name)",
     )
@@ -67,6 +69,7 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     _add_broker(run, required=False)
     run.add_argument(
         "--origin",
+        type=name_option,
         metavar="NAME",
         help="with --nats: a name for this entry process; its request is kept in JetStream "
         "until it ends, and a run killed midway is resumed by the next run of the same NAME "
@@ -256,6 +259,7 @@ def add_worker(commands: Any) -> None:
     )
     worker.add_argument(
         "--audit-key-file",
+        type=path_option,
         metavar="FILE",
         help="the key of the namespace's audit stream, the one `genie run --nats` is given "
         "(default: the GENIE_AUDIT_KEY variable when set, else an unkeyed chain): the records "

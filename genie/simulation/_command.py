@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._base.clock import spelt
 from .._base.progress import ProgressLine
-from .._cli.options import count, seconds
+from .._cli.options import count, path_option, seconds
 from ..pipeline._args import add_set, load
 from ._units import duration
 
@@ -71,7 +71,10 @@ def add_parser(commands: Any) -> None:
     )
     sim.add_argument("--json", action="store_true", help="print the report as JSON")
     sim.add_argument(
-        "--out", metavar="PATH", help="also draw the latency and queueing plot as a PNG here"
+        "--out",
+        type=path_option,
+        metavar="PATH",
+        help="also draw the latency and queueing plot as a PNG here",
     )
     sim.add_argument("-q", "--quiet", action="store_true", help="no progress line on stderr")
     add_set(sim)

@@ -149,6 +149,44 @@ def test_no_numeric_option_takes_a_bare_int_or_float() -> None:
     assert {"genie worker", "genie simulate"} <= {parser.prog for parser in parsers}
 
 
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [
+        ("--audit", "a path"),
+        ("--audit-key-file", "a path"),
+        ("--metrics-out", "a path"),
+        ("--store", "a path"),
+        ("--input", "a path"),
+        ("--nats", "a URL"),
+        ("--namespace", "a name"),
+        ("--origin", "a name"),
+    ],
+)
+def test_an_empty_file_or_server_is_refused_not_taken_as_left_out(
+    option: str, what: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--audit "$LOG"` with the variable unset ran without an audit log, `--nats ""` in this
+    # process, `--metrics-out ""` wrote no metrics: all with exit 0 and nothing said.
+    with pytest.raises(SystemExit) as done:
+        main([*RUN, option, ""])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == (
+        f"genie run: argument {option}: {what}, not '' (see genie run --help)\n"
+    )
+
+
+def test_every_option_naming_a_file_or_server_refuses_the_empty_text() -> None:
+    named = {"PATH", "FILE", "DIR", "URL", "NS", "NAME", "HASH"}
+    bare = [
+        f"{parser.prog} {'/'.join(action.option_strings)}"
+        for parser in _commands(build_parser())
+        for action in parser._actions
+        if action.option_strings and (action.metavar in named or action.dest == "probes")
+        if action.type is None
+    ]
+    assert bare == []
+
+
 def test_an_unknown_option_is_named_by_its_command(capsys: pytest.CaptureFixture[str]) -> None:
     # It used to be reported by the top-level parser, with genie's usage instead of run's.
     for argv, prog in [
