@@ -689,14 +689,15 @@ class _Checker:
         """Whether ``name`` is in genie's own namespace of message types (refused, ``why``):
         a workflow takes those (a decision, a loss notice) only from the runtime, so a state
         of one sent as its request, or as a step's reply, is ignored as an agent's forgery and
-        the run never starts; and a workflow's outcome or a gather's bundle of one is refused
-        when the runtime registers its own model under the name, after validate said OK."""
+        the run never starts; a workflow's outcome or a gather's bundle of one is refused
+        when the runtime registers its own model under the name, after validate said OK; and
+        a gather takes its own deadline and the runtime's notices as such, never as a part."""
         if not name.startswith("genie."):
             return False
         self.fail(
             at,
-            f"{name!r} is in genie's own namespace of message types, which {why}: a workflow's "
-            "state and outcome, and a gather's bundle, are types of the pipeline's",
+            f"{name!r} is in genie's own namespace of message types, which {why}: name a type "
+            "of the pipeline's",
         )
         return True
 
@@ -872,7 +873,9 @@ class _Checker:
         for i, g in enumerate(self.config.gathers):
             self.known_id(g.emit.to, ids, ("gathers", i, "emit", "to"), "gather target")
             for j, t in enumerate(g.expect.types):
-                self.known_type(t, ("gathers", i, "expect", "types", j))
+                part: Loc = ("gathers", i, "expect", "types", j)
+                if not self.genies_own(t, part, "a gather takes as the runtime's, never as a part"):
+                    self.known_type(t, part)
             for j, s in enumerate(g.expect.senders):
                 self.known_id(s, ids, ("gathers", i, "expect", "senders", j), "expected sender")
             self.listed_once(g.expect.types, ("gathers", i, "expect", "types"))
