@@ -13,11 +13,16 @@ __all__ = ["add_set", "load"]
 
 
 def _variables(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigurationError(f"--set {pair!r}: expected KEY=VALUE")
+        # The last would win unsaid, as a key given twice in a YAML mapping would.
+        if out.get(key, value) != value:
+            raise ConfigurationError(
+                f"--set {pair!r}: {key} is set twice, first to {out[key]!r}: give it once"
+            )
         out[key] = value
     return out
 

@@ -86,6 +86,15 @@ def test_bad_set_is_a_usage_error(capsys: Capture) -> None:
     assert "--set 'QUESTION': expected KEY=VALUE" in capsys.readouterr().err
 
 
+def test_a_variable_set_twice_to_two_values_is_a_usage_error(capsys: Capture) -> None:
+    # The last --set won without a word, as a key given twice in a YAML mapping would.
+    args = ["--set", "QUESTION=Bike?", "--set", "QUESTION=Car?"]
+    assert main(["run", str(FINANCE), *args]) == 2
+    err = capsys.readouterr().err
+    assert "--set 'QUESTION=Car?': QUESTION is set twice, first to 'Bike?': give it once" in err
+    assert main(["run", str(FINANCE), "--set", "QUESTION=Bike?", "--set", "QUESTION=Bike?"]) == 0
+
+
 def test_input_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
     csv = "date,description,amount,type\n2026-02-01,Salary,100,credit\n2026-02-02,Uber,250,debit\n"
     monkeypatch.setattr("sys.stdin", io.StringIO(csv))
