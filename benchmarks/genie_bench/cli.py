@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from genie import ConfigurationError
 from genie._base.progress import ProgressLine
@@ -36,6 +36,8 @@ from .variants import (
     loop_twins,
 )
 from .workloads import WorkloadError
+
+T = TypeVar("T")
 
 # The shipped files, wherever genie is installed: `genie bench` runs in any folder.
 POLICIES = shipped_file("policies/ai-policy.yaml")
@@ -72,7 +74,16 @@ def _items(text: str) -> list[str]:
         raise argparse.ArgumentTypeError("empty list")
     if not all(items):
         raise argparse.ArgumentTypeError(f"{text!r} has an empty item")
-    return items
+    return _once(text, items)
+
+
+def _once(text: str, values: list[T]) -> list[T]:
+    """``values``, each given once: a fan-out width given twice was measured twice and the
+    first measurement dropped from the results unsaid."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise argparse.ArgumentTypeError(f"{text!r} gives {value} twice")
+    return values
 
 
 # Each worker builds the payload's text once and every message of a run carries it: past this
@@ -95,7 +106,7 @@ def _positive_list(text: str) -> list[int]:
     for v in values:
         if v < 1:
             raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
-    return values
+    return _once(text, values)
 
 
 def _positive(text: str) -> int:

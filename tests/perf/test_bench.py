@@ -376,6 +376,9 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
         (["--variants", ""], "argument --variants: empty list"),
         (["--workloads", " "], "argument --workloads: empty list"),
         (["--n", "1,,2"], "argument --n: '1,,2' has an empty item"),
+        # The width was measured twice, and the first measurement dropped from the results.
+        (["--n", "10,1,010"], "argument --n: '10,1,010' gives 10 twice"),
+        (["--workloads", "chain,chain"], "argument --workloads: 'chain,chain' gives chain twice"),
         (["--rounds", "1.5"], "argument --rounds: '1.5' is not one positive integer"),
         (["--budget", "nan"], "argument --budget: 'nan' is not one positive integer"),
     ],
