@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from genie import ConfigurationError
 from genie._base.progress import ProgressLine
 from genie._base.shipped import shipped_file
-from genie._cli.options import Parser, number
+from genie._cli.options import Parser, number, path_option
 
 from . import measure, process, report
 from .variants import (
@@ -211,16 +211,19 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--policies",
+        type=path_option,
         default=str(POLICIES),
         help="the default policy set for the +policies variants (the shipped board file)",
     )
     p.add_argument(
         "--pipeline",
+        type=path_option,
         default=str(PIPELINE),
         help="the pipeline `genie run` times as a fresh process (the shipped finance)",
     )
     p.add_argument(
         "--compiled",
+        type=path_option,
         metavar="DIR",
         help="also run each genie variant from the mypyc-compiled tree DIR (`make compiled` "
         "writes build/mypyc), named VARIANT+mypyc, in the same interleaved rounds",
@@ -235,6 +238,7 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
+        type=path_option,
         help="directory for the results (default benchmarks/results; with --quick a new "
         "temporary directory, so a smoke run never replaces the committed results)",
     )

@@ -376,6 +376,11 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
         (["--variants", ""], "argument --variants: empty list"),
         (["--workloads", " "], "argument --workloads: empty list"),
         (["--n", "1,,2"], "argument --n: '1,,2' has an empty item"),
+        # An empty --out was no --out: a full run replaced the committed results.
+        (["--out", ""], "argument --out: a path, not ''"),
+        (["--policies", ""], "argument --policies: a path, not ''"),
+        (["--pipeline", ""], "argument --pipeline: a path, not ''"),
+        (["--compiled", ""], "argument --compiled: a path, not ''"),
         # The width was measured twice, and the first measurement dropped from the results.
         (["--n", "10,1,010"], "argument --n: '10,1,010' gives 10 twice"),
         (["--workloads", "chain,chain"], "argument --workloads: 'chain,chain' gives chain twice"),
