@@ -114,7 +114,8 @@ def load_policies(path: str) -> list[Policy]:
     """The policy set of the ``+policies`` variants; a clear error when the file is not there."""
     from genie.policies import load_policy_file
 
-    if not Path(path).is_file():
+    # A folder or a device is said as what it is, by the policy loader.
+    if not Path(path).exists():
         raise ConfigurationError(
             f"policy file {path} not found (run from the repository root, or pass --policies)"
         )

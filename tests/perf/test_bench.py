@@ -413,6 +413,15 @@ def test_a_missing_policy_file_is_an_error_naming_it(
     assert bench(tmp_path, *args)["chain"].keys() == {"asyncio", "pool", "genie"}
 
 
+def test_a_policy_path_that_is_a_folder_is_named_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was called "not found", sending the user to look for a file that is there.
+    code = main(["bench", "--quick", "--policies", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err == f"genie bench: {tmp_path}: is a directory\n"
+
+
 def test_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit):
