@@ -1231,6 +1231,7 @@ class _Checker:
         if not self.known_type(output, ("output",)):
             return
         self.check_unrouted(graph, reached)
+        self.check_gather_parts(graph)
         if path is not None:
             self.check_hops(*path)
             return
@@ -1239,6 +1240,24 @@ class _Checker:
         if not why and output == self.config.entry.type:
             why = "; the entry's own message is not the output, and no agent on its way makes one"
         self.fail(("output",), f"output {output!r} cannot be reached from the entry{why}")
+
+    def check_gather_parts(self, graph: Graph) -> None:
+        """Warn of each part a gather expects that nothing routes to it: every bundle would
+        wait the whole deadline and leave partial. A warning, as a handler may still address
+        the gather by name, which the graph cannot see."""
+        for i, g in enumerate(self.config.gathers):
+            kind = "types" if g.expect.types else "senders"
+            edges = [e for e in graph.edges() if e.target == g.id]
+            come = {e.type for e in edges} if g.expect.types else {e.source for e in edges}
+            for j, part in enumerate(getattr(g.expect, kind)):
+                if part not in come:
+                    what = "type" if g.expect.types else "sender"
+                    self.warn(
+                        ("gathers", i, "expect", kind, j),
+                        f"no route brings expected {what} {part!r} to gather {g.id!r}: every "
+                        "bundle waits the deadline and leaves without it (route it to the "
+                        "gather)",
+                    )
 
     def check_hops(self, hops: int, path: list[str]) -> None:
         """The output must reach the caller within ``limits.max_hops``: each handler's message

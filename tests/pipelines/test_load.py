@@ -883,6 +883,30 @@ def test_a_missing_entry_field_is_a_warning_and_a_run_without_input_names_it(
     assert err == f"genie run: {missing}\n"
 
 
+@pytest.mark.parametrize("expect", ["senders: [fast, other]", "types: [return, serve]"])
+def test_a_gather_part_nothing_routes_to_it_is_warned_of(tmp_path: Path, expect: str) -> None:
+    # It validated without a word, and every bundle waited its deadline and left partial.
+    path = write(
+        tmp_path,
+        "p.yaml",
+        "agents:\n"
+        "  - {id: fast, use: 'tests.pipelines.loopers:Server'}\n"
+        "  - {id: other, use: 'tests.pipelines.loopers:Returner'}\n"
+        "  - {id: collector, use: 'tests.pipelines.loopers:Collector'}\n"
+        "gathers:\n"
+        f"  - {{id: fan_in, expect: {{{expect}}}, deadline: 1s,\n"
+        "      emit: {type: both, to: collector}}\n"
+        "routes: {return: [fan_in]}\n"
+        "entry: {type: serve, to: fast}\n"
+        "output: summary\n",
+    )
+    part = expect.split(", ")[1].rstrip("]")
+    what = expect.split(":")[0].rstrip("s")
+    (warning,) = load_pipeline(path).warnings
+    assert warning.startswith(f"{path}:6: gathers.0.expect.{what}s.1: ")
+    assert f"no route brings expected {what} {part!r} to gather 'fan_in'" in warning
+
+
 @pytest.mark.parametrize(
     "given",
     [
