@@ -27,6 +27,7 @@ from .._errors import GenieError, InvalidArgumentError, WouldBlockError
 from .._message.envelope import Message
 from .._message.payload import Payload, Role
 from .audit import AuditRecord, AuditSink
+from .policy import Decision
 from .transport import DESK
 
 __all__ = [
@@ -512,13 +513,13 @@ class Approvals:
     def __init__(
         self,
         desk: ApprovalDesk,
-        publish: Callable[[Message], object],
+        publish: Callable[[Message], Decision | None],
         new_id: Callable[[], str],
         clock: Clock,
         live: Callable[[str], bool],
     ) -> None:
         self._desk = desk
-        self._publish = publish
+        self._publish = publish  # sends an answer; the decision that kept it from the desk
         self._new_id = new_id
         self._clock = clock
         self._live = live  # whether a correlation is still in flight, not cancelled
@@ -586,7 +587,9 @@ class Approvals:
         """Answer yes as the principal ``by`` holding ``roles`` (the server's or the CLI's word
         for who is asking); the answer message sent. Raises ``ApprovalRefusedError`` when there
         is no such pending approval (``ApprovalNotPendingError``: decided already, or unknown)
-        or ``by`` may not answer it: audited either way, with ``by``, the answer and why."""
+        or ``by`` may not answer it: audited either way, with ``by``, the answer and why; and
+        when a policy denies the answer to the desk (audited ``denied``), which then was not
+        given: the approval is still pending."""
         return self._answer(approval_id, True, by, roles, reason)
 
     def reject(
@@ -631,8 +634,19 @@ class Approvals:
         )
         self._desk.issued[answer.id] = approval_id
         try:
-            self._publish(answer)
+            denied = self._publish(answer)
         except BaseException:
             del self._desk.issued[answer.id]
             raise
+        if denied is not None:
+            # Never at the desk (the ledger audited it ``denied``): no answer was given, and
+            # the approval waits for one the policies let through.
+            del self._desk.issued[answer.id]
+            raise ApprovalRefusedError(
+                f"denied by {denied.policy}: {denied.reason} (the answer of {by} is not "
+                f"given: approval {approval_id} is still pending)",
+                message_id=answer.id,
+                agent_id=DESK,
+                correlation_id=answer.correlation_id,
+            )
         return answer

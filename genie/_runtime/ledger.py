@@ -58,6 +58,9 @@ class Ledger:
         # Takes the audit rows no observer is told of (``record_own``) too: set by a transport
         # whose observers carry the rest to another process (a NATS worker).
         self.on_row: Callable[[AuditRecord], None] | None = None
+        # The messages whose sender waits to hear, as it publishes, whether admission refused
+        # each to its recipient (``refusal_of``): a person's answer to the approval desk.
+        self._heard: dict[str, Decision | None] = {}
         # Whether another process writes the row of what the observers are told (``record``):
         # set by a NATS worker whose runtime writes the namespace's audit stream, where the
         # process that started a request writes the rows its outcome record carries.
@@ -268,6 +271,16 @@ class Ledger:
             )
             self.lost(msg, consumer, corr, missing)
 
+    def refusal_of(self, msg: Message, publish: Callable[[Message], object]) -> Decision | None:
+        """``publish`` ``msg`` (at once: admission decides before it returns) and return the
+        decision that refused it to its recipient, or None when none did."""
+        self._heard[msg.id] = None
+        try:
+            publish(msg)
+            return self._heard[msg.id]
+        finally:
+            del self._heard[msg.id]
+
     def charged(self, corr: _Correlation) -> None:
         """Work a handler asked for outside the message path (a tool call) was admitted: it
         counts against the correlation's delivery budget, not as a delivery."""
@@ -292,6 +305,8 @@ class Ledger:
         own: bool,
     ) -> None:
         action = "limit_fired" if decision.policy.startswith("limit:") else "denied"
+        if msg.id in self._heard and consumer == msg.recipient:
+            self._heard[msg.id] = decision
         if own:
             self.record_own(decision.policy, action, consumer, msg, decision.reason)
         else:

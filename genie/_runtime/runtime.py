@@ -772,8 +772,13 @@ class Runtime:
 
             desk = ApprovalDesk(self.clock, self._audit)
             self._host(desk, (ApprovalRequest.message_type,), None)
+            ledger = self._ledger
             self._approvals = Approvals(
-                desk, self.publish_nowait, self._new_id, self.clock, self._in_flight
+                desk,
+                lambda answer: ledger.refusal_of(answer, self.publish_nowait),
+                self._new_id,
+                self.clock,
+                self._in_flight,
             )
             if self._keeper is not None:
                 self._keeper.answers_to(self._approvals.answer_left)

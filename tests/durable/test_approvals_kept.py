@@ -246,7 +246,10 @@ async def test_each_answer_left_is_told_what_became_of_it(tmp_path: Path) -> Non
     async with Runtime([Payer("payer")], store=path, policies=policies) as rt:
         paid = await resume_one(rt)
     assert paid == Paid(approved=False, by="alice", reason="over limit")
-    assert client.outcome(denied) == "refused: denied by four-eyes: mallory raised the payment"
+    assert client.outcome(denied) == (
+        "refused: denied by four-eyes: mallory raised the payment (the answer of mallory is "
+        f"not given: approval {approval_id} is still pending)"
+    )
     assert client.outcome(first) == "rejected"
     assert client.outcome(second) == "decided already: rejected by alice: over limit"
     client.close()

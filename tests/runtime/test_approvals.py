@@ -26,7 +26,7 @@ from genie import (
     Runtime,
     handler,
 )
-from genie._runtime.approvals import ApprovalAnswer
+from genie._runtime.approvals import ApprovalAnswer, ApprovalDesk
 
 from ..conftest import PolicyFn
 
@@ -397,11 +397,21 @@ async def test_an_answer_is_governed_like_any_message() -> None:
         tg.start_soon(asking, rt, Pay(amount=5), results)
         await wait_all_tasks_blocked()
         [approval] = rt.approvals.pending()
-        rt.approvals.approve(approval.id, by="mallory", roles=("treasurer",))
+        # Told at once that her answer was not given, with the policy and its reason.
+        with pytest.raises(
+            ApprovalRefusedError,
+            match=re.escape(
+                "denied by four-eyes: mallory raised the payment (the answer of mallory is "
+                f"not given: approval {approval.id} is still pending)"
+            ),
+        ):
+            rt.approvals.approve(approval.id, by="mallory", roles=("treasurer",))
         await wait_all_tasks_blocked()
         assert rt.approvals.pending() == [approval]  # the policy kept her answer out
         rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
     assert [m.payload for m in results[0].replies] == [Paid(approved=True, by="alice")]
+    [desk] = [a for a in rt.agents() if isinstance(a, ApprovalDesk)]
+    assert desk.issued == {}  # nothing kept of the denied answer
     denied = [r for r in audit.records if r.action == "denied"]
     assert [(r.actor, r.target, r.details["sender"]) for r in denied] == [
         ("four-eyes", "approvals", "mallory")

@@ -171,3 +171,42 @@ async def test_the_live_page_lists_an_approval_and_its_button_answers_it(tmp_pat
             await browser.close()
     [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
     assert result["output"]["payload"]["by"] == "tina"  # type: ignore[index]
+
+
+async def test_an_answer_a_policy_denies_is_refused_and_the_approval_waits(
+    tmp_path: Path,
+) -> None:
+    """The policies may keep a person's answer from the desk: she is told so (403, with the
+    policy and its reason), not that it was given, and another answer still decides."""
+    four_eyes = (
+        "governance:\n  rules:\n"
+        "    - {id: four-eyes, when: 'from == \"mallory\"', reason: mallory raised it}\n"
+    )
+    (tmp_path / "pay.yaml").write_text(PIPELINE + four_eyes)
+    mallory = "mallory-key-0123456789"
+    (tmp_path / "keys.yaml").write_text(
+        KEYS + f"  - {{principal: mallory, key: {mallory}, roles: [treasurer]}}\n"
+    )
+    pipeline = load_pipeline(tmp_path / "pay.yaml")
+    async with serving([pipeline], load_keys(tmp_path / "keys.yaml", {})) as client:
+        streamed: list[httpx.Response] = []
+
+        async def ask() -> None:
+            stream = "/v1/pipelines/pay/ask/stream"
+            streamed.append(await client.post(stream, json={}, headers=auth(CLERK), timeout=60))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            approval = await first_pending(client, TREASURER)
+            url = f"/v1/approvals/{approval['id']}"
+            denied = await client.post(f"{url}/approve", json={}, headers=auth(mallory))
+            assert denied.status_code == 403
+            assert denied.json()["error"] == (
+                "denied by four-eyes: mallory raised it (the answer of mallory is not given: "
+                f"approval {approval['id']} is still pending)"
+            )
+            assert await pending(client, TREASURER) == [approval]
+            answered = await client.post(f"{url}/reject", json={}, headers=auth(TREASURER))
+            assert answered.status_code == 200
+    [result] = [d for _, kind, d in sse(streamed[0].text) if kind == "result"]
+    assert result["output"]["payload"]["by"] == "tina"  # type: ignore[index]

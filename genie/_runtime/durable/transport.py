@@ -227,7 +227,6 @@ class DurableTransport(Observer):
         # answer message id, and each row's (approval id, answerer, approved).
         self._answer_rows: dict[str, int] = {}
         self._answering: dict[int, tuple[str, str, bool]] = {}
-        self._ended_now: dict[str, str] | None = None  # ended while being sent (a denial)
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
         self._synced = 0  # writes brought to the disk
@@ -420,16 +419,13 @@ class DurableTransport(Observer):
         ):
             if row in self._answering:
                 continue  # sent: the desk's decision is awaited
-            self._ended_now = {}
             kept = self._kept_here(approval_id)
+            # A refusal (a policy's denial too) comes back as ``refused: WHY``, at once.
             sent = answer(approval_id, approved, by, roles, reason, given, kept)
-            ended, self._ended_now = self._ended_now, None
             if isinstance(sent, Message):
-                if sent.id not in ended:
-                    self._answer_rows[sent.id] = row
-                    self._answering[row] = (approval_id, by, approved)
-                    continue
-                sent = ended[sent.id]  # admission refused it as it was sent
+                self._answer_rows[sent.id] = row
+                self._answering[row] = (approval_id, by, approved)
+                continue
             if sent is not None:
                 await _on_disk(self.store.answered, row, sent)
 
@@ -444,9 +440,7 @@ class DurableTransport(Observer):
         """What became of the answer message ``answer_id``, if it was one taken from the
         store: written in the next write."""
         row = self._answer_rows.pop(answer_id, None)
-        if row is None and self._ended_now is not None:
-            self._ended_now[answer_id] = outcome
-        elif row is not None and self._answering.pop(row, None) is not None:
+        if row is not None and self._answering.pop(row, None) is not None:
             self._batch.answered.append((outcome, row))
             self._wake.set()
 
@@ -914,10 +908,6 @@ class DurableTransport(Observer):
         assert self._host is not None
         waiters = self._host.correlation(msg.correlation_id).waiters
         return any(isinstance(w, RequestWaiter) and w.reply is msg for w in waiters)
-
-    def denied(self, msg: Message, agent_id: str, policy: str, reason: str) -> None:
-        if agent_id == DESK and msg.type == _ANSWER:
-            self._answer_ended(msg.id, f"refused: denied by {policy}: {reason}")
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         cid = letter.message.correlation_id
