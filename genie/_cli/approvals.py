@@ -84,7 +84,8 @@ def listed(message: dict[str, Any], escalated: bool | None = None) -> dict[str, 
     """A pending approval as ``genie approvals list`` shows it, from its request message;
     ``escalated`` by the desk, it is offered to its ``escalate_to`` role only, as the desk
     that takes it up again offers it (``ApprovalDesk.on_request``). None: not known where it
-    is kept (a NATS bucket keeps the request alone), and not said."""
+    is kept (a NATS bucket listed by a worker of a genie before the escalation was
+    recorded there), and not said."""
     try:
         request = message["payload"]
         role, principal = request.get("role"), request.get("principal")
@@ -181,7 +182,11 @@ def pending_on_nats(url: str, namespace: str) -> list[dict[str, object]]:
     async def read() -> list[dict[str, object]] | None:
         return await on_approvals(url, namespace, lambda bucket: bucket.pending())
 
-    return [listed(m) for m in anyio.run(read) or []]
+    # Whether the desk escalated it, as its worker lists it (a worker before that did not).
+    return [
+        listed(m, escalated if isinstance(escalated := m.get("escalated"), bool) else None)
+        for m in anyio.run(read) or []
+    ]
 
 
 def _pending(args: argparse.Namespace) -> list[dict[str, object]]:

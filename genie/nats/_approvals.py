@@ -4,8 +4,10 @@ namespace's KV bucket ``GENIE_<NS>_APPROVALS``, and people answer them there fro
 
 Keys, each the hash of an approval's id (ids have characters a key may not):
 
-- ``pending.<id>``: the approval's request message, as the desk's worker has it pending. The
-  worker writes one when its desk takes a request and deletes it when the desk decides; it is
+- ``pending.<id>``: the approval's request message, as the desk's worker has it pending, and
+  ``escalated``: whether the desk has offered it to its ``escalate_to`` role (the role that
+  may answer it now; the request alone names the first). The worker writes one when its desk
+  takes a request, again when the desk escalates it, and deletes it when the desk decides; it is
   a list for people and for the entry process (a request waiting for a person is not cancelled
   when its caller's wait ends), not the desk's state: a killed worker's desk is rebuilt from
   what it took (``_held``), and the list is written again from the rebuilt desk.
@@ -41,15 +43,16 @@ import anyio
 from .._base.log import lazy_logger
 from .._base.nesting import loads_bounded
 from .._errors import ConfigurationError, described
+from .._message.envelope import Message
 from .._runtime.approvals import ApprovalDecision
 from .._runtime.transport import Answer
-from ._wire import Bucket, bound
+from ._wire import Bucket, bound, message_json
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
-__all__ = ["NatsApprovals"]
+__all__ = ["NatsApprovals", "listing"]
 
 _DELETED = ("DEL", "PURGE")
 _log = lazy_logger("genie.nats")
@@ -80,6 +83,11 @@ def _answer_of(value: bytes) -> dict[str, Any] | None:
     ):
         return None
     return body
+
+
+def listing(request: Message, escalated: bool) -> str:
+    """The entry ``pending.<id>`` of the approval ``request`` asked, ``escalated`` or not."""
+    return json.dumps({**message_json(request), "escalated": escalated}, separators=(",", ":"))
 
 
 def _not_written(bucket: str, key: str, what: str) -> ConfigurationError:
@@ -158,8 +166,9 @@ class NatsApprovals:
     # --- the worker hosting the desk ---------------------------------------------------------
     async def list_pending(self, requests: Iterable[tuple[str, str]]) -> set[str]:
         """Make the bucket's list the desk's: ``requests`` are its pending approvals' ids and
-        request messages' JSON; the ids no longer pending. The first call also deletes what a
-        killed worker listed and its rebuilt desk no longer has."""
+        entries (``listing``); the ids no longer pending. An entry that changed (escalated) is
+        written again. The first call also deletes what a killed worker listed and its
+        rebuilt desk no longer has."""
         if not self._read:
             for key, value in await self._entries("pending"):
                 try:
@@ -171,7 +180,7 @@ class NatsApprovals:
         now = dict(requests)
         kv = self._bucket()
         for approval_id, body in now.items():
-            if approval_id not in self._listed:
+            if self._listed.get(approval_id) != body:
                 await kv.put(_key("pending", approval_id), body.encode())
         gone = self._listed.keys() - now.keys()
         for approval_id in gone:

@@ -73,7 +73,7 @@ from .._runtime.transport import (
     delivery_of,
     keeps_of,
 )
-from ._approvals import NatsApprovals
+from ._approvals import NatsApprovals, listing
 from ._audit import NatsAuditLog, row_id_of
 from ._cancel import NatsCancellations
 from ._consent import NatsConsentLedger
@@ -1534,8 +1534,7 @@ class NatsTransport:
         assert self._desk is not None
         pending = self._desk.pending.items()
         gone = await self.approvals.list_pending(
-            (approval_id, json.dumps(message_json(p.request), separators=(",", ":")))
-            for approval_id, p in pending
+            (approval_id, listing(p.request, p.approval.escalated)) for approval_id, p in pending
         )
         for approval_id in gone:
             self._asked_at.pop(approval_id, None)
