@@ -18,11 +18,13 @@ carry a deadline: when it passes, the request is rejected, or escalated once to 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
 from .._agent.agent import BaseAgent, handler
 from .._agent.context import Context, Timer
 from .._base.clock import Clock
 from .._base.record import Record
+from .._base.surrogates import lone_surrogate
 from .._errors import GenieError, InvalidArgumentError, WouldBlockError
 from .._message.envelope import Message
 from .._message.payload import Payload, Role
@@ -475,6 +477,14 @@ def _arguments(verb: str, approval_id: object, by: object, roles: object, reason
             f"rt.approvals.{verb}(): roles is a tuple of role names (roles=('treasurer',)), "
             f"not {given}"
         )
+    texts = [("approval_id", approval_id), ("by", by), ("reason", reason)]
+    for name, text in [*texts, *(("roles", r) for r in cast(Iterable[object], roles))]:
+        assert isinstance(text, str)  # checked above
+        if (at := lone_surrogate(text)) is not None:
+            # Sent, it would reach the audit log and a store's rows, which cannot hold it.
+            raise InvalidArgumentError(
+                f"rt.approvals.{verb}(): {name} is not valid text (a lone surrogate at {at})"
+            )
 
 
 RESERVED = ("deadline", "withdrawn", "genie")
@@ -576,7 +586,7 @@ class Approvals:
                 return f"refused: the answer came after approval {approval_id}'s deadline"
         try:
             return self._answer(approval_id, approved, by, roles, reason, in_time=True)
-        except ApprovalRefusedError as refused:
+        except (ApprovalRefusedError, InvalidArgumentError) as refused:  # text no row holds
             return f"refused: {refused}"
         except WouldBlockError:
             return None  # the desk's mailbox is full: taken at a later look

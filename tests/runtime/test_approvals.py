@@ -433,6 +433,13 @@ async def test_an_answer_is_governed_like_any_message() -> None:
         ),
         ({"by": 7, "roles": ("treasurer",)}, "by is a str, not int"),
         ({"reason": 7, "roles": ("treasurer",)}, "reason is a str, not int"),
+        # Text no audit file or store row can hold: with a store, it stopped the runtime.
+        (
+            {"reason": "ok \ud800", "roles": ("treasurer",)},
+            "reason is not valid text (a lone surrogate at 3)",
+        ),
+        ({"roles": ("treasurer\udcff",)}, "roles is not valid text (a lone surrogate at 9)"),
+        ({"by": "al\udce9", "roles": ("treasurer",)}, "by is not valid text"),
     ],
 )
 async def test_an_answer_of_the_wrong_types_is_refused_naming_the_argument(
@@ -502,3 +509,21 @@ async def test_a_stop_still_drains_the_work_beside_a_pending_approval() -> None:
     assert done.is_set()
     assert rt.shutdown_report is not None
     assert rt.shutdown_report.cancelled_timers == 1
+
+
+async def test_an_answer_left_with_text_no_row_holds_is_refused_not_raised() -> None:
+    """An answer another process left (a NATS bucket's entry decodes ``\\ud800`` to a lone
+    surrogate) with a reason no store row or stream can hold is refused, as the person who
+    left it is told; the approval still waits."""
+    results: list[GatherResult] = []
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        left = rt.approvals.answer_left(approval.id, True, "alice", ("treasurer",), "ok \ud800")
+        assert left == (
+            "refused: rt.approvals.approve(): reason is not valid text (a lone surrogate at 3)"
+        )
+        assert rt.approvals.pending() == [approval]
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+    assert results[0].replies[0].payload == Paid(approved=True, by="alice")
