@@ -43,7 +43,7 @@ from genie._errors import ConfigurationError, middle_cut
 from genie._runtime.audit import AuditLogError, AuditRecord, verify_audit_log
 from genie.nats import Undecodable
 from genie.nats._audit import as_file, read_chain
-from genie.nats._cli import run_over_nats
+from genie.nats._cli import on_approvals, run_over_nats
 from genie.nats._names import need_server
 from genie.nats._replay import OutcomeReplay, load_record, record_undecodable, what_it_was
 from genie.nats._run import ID_CHARS
@@ -780,6 +780,27 @@ def test_a_pending_approval_no_desk_wrote_is_one_line_from_approvals_list(
         f"pending.x: {why}"
     )
     assert err.count("\n") == 1
+
+
+def test_an_answer_written_over_by_hand_is_no_outcome_to_genie_approvals(
+    server: LocalNatsServer,
+) -> None:
+    """Any client of the broker may write over the answer ``genie approvals`` left while it
+    waits for its outcome: bytes that are not JSON ended the command in a traceback. They
+    are no outcome yet (the worker marks such an entry ``refused: not an answer``)."""
+    names = NatsNames("hostile-answer")
+
+    async def leave() -> None:
+        async with jetstream(server.url) as js:
+            kv = await js.create_key_value(nats.js.api.KeyValueConfig(bucket=names.approvals))
+            await kv.put("answer.x.y", b"not json")
+
+    anyio.run(leave)
+
+    async def read() -> str | None:
+        return await on_approvals(server.url, "hostile-answer", lambda b: b.outcome("answer.x.y"))
+
+    assert anyio.run(read) is None
 
 
 def test_an_undecodable_letter_keeps_ids_the_envelope_refuses_in_its_payload() -> None:
