@@ -7,7 +7,8 @@ Keys, each the hash of an approval's id (ids have characters a key may not):
 - ``pending.<id>``: the approval's request message, as the desk's worker has it pending, and
   ``escalated``: whether the desk has offered it to its ``escalate_to`` role (the role that
   may answer it now; the request alone names the first). The worker writes one when its desk
-  takes a request, again when the desk escalates it, and deletes it when the desk decides; it is
+  takes a request, again when the desk escalates it, and deletes it when the desk decides or
+  forgets it (its request cancelled); it is
   a list for people and for the entry process (a request waiting for a person is not cancelled
   when its caller's wait ends), not the desk's state: a killed worker's desk is rebuilt from
   what it took (``_held``), and the list is written again from the rebuilt desk.
@@ -35,7 +36,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -227,9 +228,11 @@ class NatsApprovals:
             else:
                 await kv.update(key, json.dumps(body).encode(), last=entry.revision)
 
-    async def take_answers(self, answer: Answer) -> None:
+    async def take_answers(self, answer: Answer, relist: Callable[[], Awaitable[None]]) -> None:
         """Forever: hand the answers people left to ``answer``, each once; a refused one's
-        outcome is written at once, a sent one's when the desk decides (``decided``)."""
+        outcome is written at once, a sent one's when the desk decides (``decided``). Each
+        look first ``relist``s: the desk forgets an approval whose request was cancelled
+        without a delivery to it (no deadline to tell it), and the list follows."""
         from nats.errors import Error as NatsError
 
         while True:
@@ -240,6 +243,7 @@ class NatsApprovals:
             if not self._read:
                 continue
             try:
+                await relist()
                 await self._take(answer)
             except (NatsError, TimeoutError) as exc:  # the broker away: look again next time
                 _log.warning("approvals bucket %s: %r; looking again", self.bucket, exc)

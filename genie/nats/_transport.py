@@ -53,6 +53,7 @@ from .._message.envelope import Message
 from .._runtime.approvals import (
     DESK,
     RESUMED_ACTION,
+    Approval,
     ApprovalAnswer,
     ApprovalDecision,
     ApprovalDesk,
@@ -330,6 +331,7 @@ class NatsTransport:
         # has the desk: listed and answered from any of its processes).
         self.approvals = NatsApprovals(names.approvals)
         self._desk: ApprovalDesk | None = None  # the desk, when this worker hosts it
+        self._desk_pending: Callable[[], list[Approval]] = list
         # Its pending approvals' ids -> the origin and delivery of their request: a person's
         # answer, sent from here, reports to the process that started the request.
         self._asked_at: dict[str, tuple[str, str]] = {}
@@ -442,6 +444,8 @@ class NatsTransport:
             desk = agents[DESK].agent
             assert isinstance(desk, ApprovalDesk)
             self._desk = desk
+            # The approvals still wanted: it forgets those whose request was cancelled.
+            self._desk_pending = rt.approvals.pending
         self.fingerprint = fingerprint(rt)
         self._attached = True
         if self.hosted:
@@ -1157,7 +1161,7 @@ class NatsTransport:
         if self._desk is None or self._answer is None:
             await anyio.sleep_forever()  # the desk is another process's
         else:
-            await self.approvals.take_answers(self._answer)
+            await self.approvals.take_answers(self._answer, self._relist_approvals)
 
     def _reported_elsewhere(self, msg: Message, missing: Missing) -> bool:
         """Whether the runtime's loss notice (``genie.lost``, for declared gathers) of this
@@ -1529,9 +1533,18 @@ class NatsTransport:
         if mb.id == DESK:
             await self._list_approvals()  # the rebuilt desk's, whatever was listed before
 
-    async def _list_approvals(self) -> None:
-        """Make the approvals bucket list what the desk here has pending."""
+    async def _relist_approvals(self) -> None:
+        """List the desk's approvals again if it forgot one (its request was cancelled)."""
         assert self._desk is not None
+        before = len(self._desk.pending)
+        self._desk_pending()
+        if len(self._desk.pending) != before:
+            await self._list_approvals()
+
+    async def _list_approvals(self) -> None:
+        """Make the approvals bucket list what the desk here has pending, and still wanted."""
+        assert self._desk is not None
+        self._desk_pending()
         pending = self._desk.pending.items()
         gone = await self.approvals.list_pending(
             (approval_id, listing(p.request, p.approval.escalated)) for approval_id, p in pending

@@ -230,3 +230,34 @@ async def test_the_answer_that_decided_delivered_again_is_not_audited_again(
         ("alice", "approval_refused"),
     ]
     assert rows[-1]["details"]["reason"] == "too late: it was decided already"
+
+
+async def test_an_approval_whose_request_is_cancelled_is_no_longer_listed(
+    server: LocalNatsServer,
+) -> None:
+    """A request cancelled while its approval waits (its caller gave up) ends the approval:
+    the worker hosting the desk lists it no more (``genie approvals list --nats`` showed it
+    for ever: nothing reaches the desk to say so, and an approval without a deadline has no
+    tick to)."""
+    async with desk_worker(server.url) as (rt, transport):
+        asked = rt.message(Pay(amount=5), recipient="payer")
+        results: list[GatherResult] = []
+        async with anyio.create_task_group() as tg:
+
+            async def asking() -> None:
+                results.append(await rt.ask(asked, until="paid", timeout=20))
+
+            tg.start_soon(asking)
+
+            async def listed() -> bool:
+                await wait_all_tasks_blocked()
+                return bool(await transport.approvals.pending())
+
+            await eventually(listed)
+            rt.cancel(asked.correlation_id)
+
+        async def unlisted() -> bool:
+            return await transport.approvals.pending() == []
+
+        await eventually(unlisted, timeout=10)
+    assert results[0].status != "complete"
