@@ -538,10 +538,11 @@ class Approvals:
         """The approvals waiting for a person, oldest first (an approval whose request was
         cancelled, or timed out without a store to keep it, is forgotten)."""
         desk = self._desk
-        for approval_id in [
-            a for a, p in desk.pending.items() if not self._live(p.request.correlation_id)
-        ]:
+        gone = {a for a, p in desk.pending.items() if not self._live(p.request.correlation_id)}
+        for approval_id in gone:
             del desk.pending[approval_id]
+        if gone:  # with the answers given to them the desk will never take (cancelled on the way)
+            desk.issued = {k: a for k, a in desk.issued.items() if a not in gone}
         return [p.approval for p in desk.pending.values()]
 
     def knows(self, approval_id: str) -> bool:

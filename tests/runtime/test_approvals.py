@@ -527,3 +527,19 @@ async def test_an_answer_left_with_text_no_row_holds_is_refused_not_raised() -> 
         assert rt.approvals.pending() == [approval]
         rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
     assert results[0].replies[0].payload == Paid(approved=True, by="alice")
+
+
+async def test_an_answer_sent_as_its_request_is_cancelled_is_not_kept() -> None:
+    """An answer given, then its request cancelled before the desk took it: the desk never
+    sees it, and forgets it with the approval (it kept every such answer for ever)."""
+    async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
+        results: list[GatherResult] = []
+        tg.start_soon(asking, rt, Pay(amount=5), results)
+        await wait_all_tasks_blocked()
+        [approval] = rt.approvals.pending()
+        rt.approvals.approve(approval.id, by="alice", roles=("treasurer",))
+        rt.cancel(approval.correlation_id)  # before the desk's turn
+        await wait_all_tasks_blocked()
+        assert rt.approvals.pending() == []
+        [desk] = [a for a in rt.agents() if isinstance(a, ApprovalDesk)]
+        assert desk.issued == {}
