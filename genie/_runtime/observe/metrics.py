@@ -185,8 +185,8 @@ class Metrics(Observer):
     ``registry`` defaults to a new ``CollectorRegistry`` of its own; pass
     ``prometheus_client.REGISTRY`` to share the process-wide one (then only one runtime at a
     time can export: a registry holding a running runtime's metrics refuses another's with
-    ``ConfigurationError``; a registry given lets go of them when their runtime closes, and
-    ``text()`` then renders them alone).
+    ``ConfigurationError``; metrics whose runtime closed stay readable there until the next
+    ``Metrics`` made on it takes their place, and ``text()`` then renders them alone).
     ``duration_buckets`` (seconds) and ``fanout_buckets`` (agents) are the histograms' upper
     bounds, numbers rising strictly, or ``ConfigurationError`` (as is a ``registry`` that is
     no ``CollectorRegistry``). ``serve(port)`` exposes ``/metrics``, ``text()`` renders it,
@@ -222,12 +222,14 @@ class Metrics(Observer):
         self._dead: dict[tuple[str, ...], int] = {}
         self._shed: dict[tuple[str, ...], int] = {}
         self._limits: dict[tuple[str, ...], int] = {}  # model-call limits (not admission's)
-        self._given = registry is not None
         self._collector = _Collector(self)
         self._read = self.registry  # what ``text`` renders: the registry, or ours once let go
+        self._closed = False  # its runtime closed: the next metrics may take the registry
         try:
             self.registry.register(self._collector)
         except ValueError as exc:  # prometheus-client's DuplicateTimeseries
+            if self._taken_from_closed():
+                return
             raise ConfigurationError(
                 "this registry already holds the metrics of a runtime (or metrics of the same "
                 "names): give each runtime a registry of its own (Metrics() makes one)"
@@ -368,14 +370,29 @@ class Metrics(Observer):
         _bump(self._limits, (limit.removeprefix("limit:"),))
 
     def closed(self) -> None:
-        # A registry given (the process-wide one) outlives the runtime, and the next
-        # runtime's metrics need the names these hold; what they counted stays readable
-        # from ``text`` and ``write``, in a registry of their own.
-        if self._given and self._read is self.registry:
-            with contextlib.suppress(KeyError):  # taken out already
-                self.registry.unregister(self._collector)
-            self._read = CollectorRegistry()
-            self._read.register(self._collector)
+        # What a closed runtime counted stays in the registry given, for whoever reads it
+        # there, until the next runtime's metrics take the registry (``_taken_from_closed``).
+        self._closed = True
+
+    def _taken_from_closed(self) -> bool:
+        """Take the registry from the metrics of runtimes that closed (a process that runs one
+        runtime after another on the process-wide registry); True if these took their place.
+        The metrics let go keep what they counted for ``text`` and ``write``, in a registry of
+        their own."""
+        held = getattr(self.registry, "_collector_to_names", {})
+        closed = [c for c in list(held) if isinstance(c, _Collector) and c.metrics._closed]
+        for collector in closed:
+            with contextlib.suppress(KeyError):  # let go already
+                self.registry.unregister(collector)
+            collector.metrics._read = CollectorRegistry()
+            collector.metrics._read.register(collector)
+        if not closed:
+            return False
+        try:
+            self.registry.register(self._collector)
+        except ValueError:  # a running runtime's metrics are there too
+            return False
+        return True
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         # An unrouted letter names its recipient: a caller's name, or any name a handler wrote.
@@ -477,13 +494,13 @@ class Metrics(Observer):
 
 class _Collector(Collector):
     def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        return self._metrics.collect()
+        return self.metrics.collect()
 
     def describe(self) -> Iterator[Metric]:
-        return self._metrics.describe()
+        return self.metrics.describe()
 
 
 def _counter(
