@@ -316,7 +316,11 @@ class Message(_Fields):
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy, with ``update`` applied unvalidated (as pydantic's ``model_copy``), but for
-        its text: one holding a lone surrogate is an ``InvalidMessageError`` naming the field."""
+        its text: one holding a lone surrogate is an ``InvalidMessageError`` naming the field;
+        and for its type, which is its payload's as in every message: a new payload brings its
+        own type, and a type its payload is not registered as is refused, naming the field
+        (routed and judged by the type, it would reach, past the policies, the handler of the
+        payload it carries)."""
         values: Sequence[Any] = _slot_values(self)
         if deep:
             values = copy.deepcopy(values)
@@ -330,6 +334,8 @@ class Message(_Fields):
                 if at is None:
                     raise ValueError(f"Message has no field {name!r}")
                 values[at] = value
+            if "payload" in update or "type" in update:
+                _typed_by_payload(values, "type" in update)
         return _filled(type(self), values)  # type: ignore[return-value]
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -528,6 +534,24 @@ def _kind(cls: type) -> str:
     if kind and not needs_freezing(cls):
         _KINDS[cls] = kind
     return kind
+
+
+def _typed_by_payload(values: list[Any], typed: bool) -> None:
+    """Make the type of a copy's ``values`` its payload's, or refuse a type given (``typed``)
+    that the payload is not registered as, as the constructor does."""
+    payload = values[_FIELD_INDEX["payload"]]
+    if not isinstance(payload, Payload) or not payload.message_type:
+        raise _not_a_payload(payload)
+    at = _FIELD_INDEX["type"]
+    if not typed:
+        values[at] = payload.message_type
+    elif values[at] != payload.message_type:
+        raise InvalidMessageError(
+            str(values[at]),
+            "type",
+            f"payload {type(payload).__name__} is registered as {payload.message_type!r}, "
+            f"not {values[at]!r}: copy with the payload alone, which brings its own type",
+        )
 
 
 def _not_a_payload(payload: object) -> InvalidMessageError:

@@ -18,6 +18,7 @@ from genie import (
     Context,
     Decision,
     DeniedError,
+    InvalidMessageError,
     Limits,
     MemoryAuditLog,
     Message,
@@ -234,6 +235,63 @@ async def test_tampered_context_outputs_are_stamped_again(mode: str) -> None:
             await rt.wait_idle()
     assert agent.calls == 6  # hops 0..5 whatever the handler did to its output
     assert rt.statistics().denied == 1
+    accounted(rt.statistics())
+
+
+class Payment(Payload):
+    message_type = "payment"
+    amount: int
+
+
+class Bank(BaseAgent):
+    """Takes notes and payments; a Ping makes it forward a copy of its input that carries a
+    payment, to itself."""
+
+    produces = (Payment,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.paid: list[int] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> None:
+        pass
+
+    @handler
+    async def on_payment(self, payload: Payment, ctx: Context) -> None:
+        self.paid.append(payload.amount)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.message.model_copy(update={"payload": Payment(amount=payload.n)})
+
+
+async def test_a_copy_with_another_payload_is_routed_and_judged_by_its_type() -> None:
+    """A message's type is what routing and the policies read; the handler that runs is the
+    payload's. A copy given a new payload kept the old type, so a payment dressed as a note
+    (from outside, or as a handler's output) passed a policy holding payments and was paid."""
+    hold = PolicyFn(
+        "hold-payments",
+        lambda m, r: (
+            Decision.deny("hold-payments", "held") if m.type == "payment" else Decision.ALLOW
+        ),
+    )
+    bank = Bank("bank")
+    async with Runtime([bank], policies=[hold]) as rt:
+        disguised = rt.message(Note(text="hi"), recipient="bank").model_copy(
+            update={"payload": Payment(amount=100)}
+        )
+        assert disguised.type == "payment"
+        await rt.publish(disguised)
+        await rt.publish(rt.message(Ping(n=200), recipient="bank"))  # forwards a copy
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        with pytest.raises(
+            InvalidMessageError, match="field 'type': payload Payment is registered"
+        ):
+            disguised.model_copy(update={"type": "note"})
+    assert bank.paid == []
+    assert rt.statistics().denied == 2
     accounted(rt.statistics())
 
 
