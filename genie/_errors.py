@@ -149,6 +149,18 @@ def _described(error: BaseException, depth: int, room: int) -> str:
     return said
 
 
+def type_name(error: BaseException) -> str:
+    """The name of ``error``'s class, read past its metaclass: a class whose metaclass fails
+    the read (or answers it with no text) still names itself, as a reason or a letter's
+    ``error_type`` must."""
+    return _CLASS_NAME(type(error))  # type: ignore[no-any-return]
+
+
+# ``type``'s own descriptor of a class's name: what ``cls.__name__`` reads unless a metaclass
+# answers in its stead.
+_CLASS_NAME = type.__dict__["__name__"].__get__
+
+
 def _described_one(error: BaseException) -> str:
     try:
         text = str(error)
@@ -158,10 +170,11 @@ def _described_one(error: BaseException) -> str:
             field, problem = validation_problems(error.errors(include_url=False))
             text = str(InvalidMessageError(_model_named(error.title), field, problem))
     except BaseException as exc:
-        text = f"<its str() raised {type(exc).__name__}>"
+        text = f"<its str() raised {type_name(exc)}>"
+    name = type_name(error)
     if not text.strip():
-        return type(error).__name__
-    return f"{type(error).__name__}: {middle_cut(text, REASON_CHARS)}"
+        return name
+    return f"{name}: {middle_cut(text, REASON_CHARS)}"
 
 
 def validation_problems(

@@ -28,6 +28,7 @@ import anyio
 
 from .._base.clock import Clock
 from .._base.log import lazy_logger
+from .._errors import type_name
 from .._message.envelope import Message
 from .audit import AuditRecord, AuditSink
 from .correlator import Correlator, Missing, _Correlation
@@ -354,7 +355,7 @@ class Ledger:
             msg,
             kind,
             reason,
-            type(error).__name__ if error is not None else error_type,
+            type_name(error) if error is not None else error_type,
             attempts,
             tracebacks,
             log=log,

@@ -453,6 +453,20 @@ class HoldsHidden(ExceptionGroup[Exception]):
         raise RuntimeError("what it holds cannot be read")
 
 
+class _HidesItsName(type):
+    """A metaclass that answers reads of its classes' attributes itself (a proxy's, an
+    ORM's), and fails the read of their name."""
+
+    def __getattribute__(cls, name: str) -> object:
+        if name in ("__name__", "__qualname__"):
+            raise KeyError(name)
+        return super().__getattribute__(name)
+
+
+class NameFails(Exception, metaclass=_HidesItsName):
+    pass
+
+
 HOSTILE: dict[str, Callable[[], Exception]] = {
     "api": lambda: ApiError({"message": "quota exceeded", "code": 429}),
     "notes": lambda: NotesFail("n"),
@@ -460,7 +474,10 @@ HOSTILE: dict[str, Callable[[], Exception]] = {
     "frames": lambda: FramesFail("t"),
     "file": lambda: FileFails("s"),
     "group": lambda: HoldsHidden("g", [ValueError("v")]),
+    "class": lambda: NameFails("its class hides its name"),
 }
+# The name each letter gives: its class's own, which a metaclass cannot hide.
+NAMES = {kind: type.__dict__["__name__"].__get__(type(make())) for kind, make in HOSTILE.items()}
 
 
 class RaisesHostile(BaseAgent):
@@ -496,7 +513,7 @@ async def test_an_error_whose_class_fails_a_read_fails_only_its_delivery(
     [letter] = rt.dead_letters
     assert (letter.kind, letter.error_type, letter.attempts) == (
         "failed",
-        type(HOSTILE[kind]()).__name__,
+        NAMES[kind],
         2,
     )
     assert len(letter.tracebacks) == 2
@@ -586,3 +603,17 @@ async def test_a_project_kept_in_a_folder_named_trio_keeps_its_lines(tmp_path: P
     assert letter.traceback is not None
     assert letter.traceback.startswith(f"{source}:2 in price: LookupError: no price")
     assert f'File "{source}", line 2, in price' in letter.traceback
+
+
+async def test_an_error_whose_class_hides_its_name_is_counted_by_it() -> None:
+    """The metrics count a handler's failures by the name of the error's class, read past a
+    metaclass that hides it, as the letter's ``error_type`` is: no observer error."""
+    async with Runtime(metrics=True) as rt:
+        rt.add(RaisesHostile("h", "class"))
+        await rt.publish(rt.message(Ping(n=0), recipient="h"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+        assert rt.metrics is not None
+        text = rt.metrics.text()
+    assert 'genie_handler_exceptions_total{agent="h",exception="NameFails"} 1.0' in text
+    assert rt.statistics().observer_errors == 0

@@ -29,7 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest, start_http_server
 from prometheus_client.registry import Collector
 
-from ..._errors import ConfigurationError, HandlerTimeoutError, InvalidArgumentError
+from ..._errors import ConfigurationError, HandlerTimeoutError, InvalidArgumentError, type_name
 from ..._message.envelope import Message
 from ..deadletter import DeadLetter
 from .observer import Observer
@@ -357,7 +357,7 @@ class Metrics(Observer):
     def failed(self, msg: Message, agent_id: str, duration: float, error: BaseException) -> None:
         status = "timeout" if isinstance(error, HandlerTimeoutError) else "error"
         _bump(self._handled, (agent_id, msg.type, status))
-        _bump(self._exceptions, (agent_id, type(error).__name__))
+        _bump(self._exceptions, (agent_id, type_name(error)))
         agent = self._agents.get(agent_id) or self._agent(agent_id)
         agent.durations[bisect_left(self._duration_bounds, duration)] += 1
         agent.seconds += duration
