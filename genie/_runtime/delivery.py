@@ -349,7 +349,12 @@ class DeliveryRunner:
         mb.failed += 1
         reason = described(error)
         fallback = mb.options.fallback
-        if fallback is not None:
+        fb = None if fallback is None else self.mailboxes.get(fallback)
+        if fallback is not None and fb is None:
+            # Added to the running runtime before its fallback (the start checks every agent
+            # present then): nobody to hand the delivery to yet, so its failure is its own.
+            reason += f"; fallback {fallback!r} is not an agent of this runtime (yet)"
+        elif fallback is not None and fb is not None:
             # The same delivery, admitted once within the limits (its hops are the same, and it
             # is charged to the budget once): only the policies judge it for its new consumer.
             admission = self.admission
@@ -357,7 +362,6 @@ class DeliveryRunner:
             if decision.allowed:
                 # The same delivery goes on in the fallback's mailbox (still in flight); a
                 # handoff never waits, like any send from a handler.
-                fb = self.mailboxes[fallback]
                 if len(fb.queue) >= fb.capacity:
                     fb.overdrafts += 1
                 handoff = Handoff(msg, mb.id, reason, error, attempts, earlier)

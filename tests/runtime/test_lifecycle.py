@@ -17,11 +17,12 @@ from genie import (
     Payload,
     Runtime,
     RuntimeClosedError,
+    RuntimeState,
     UnknownMessageTypeError,
     UnknownRecipientError,
 )
 
-from ..conftest import Echo, Ping, Pong, Recorder
+from ..conftest import Echo, Failing, Ping, Pong, Recorder
 
 
 async def test_two_runtimes_in_one_process_are_isolated() -> None:
@@ -166,6 +167,27 @@ async def test_unknown_fallback_refuses_to_start() -> None:
     with pytest.raises(ConfigurationError, match="fallback 'missing', which is not registered"):
         async with rt:
             pass
+
+
+async def test_a_fallback_not_hosted_yet_leaves_the_failure_a_dead_letter() -> None:
+    """The start checks every agent's fallback; an agent added to the running runtime may
+    name one added after it. A delivery it failed before then was handed to no mailbox: a
+    KeyError that stopped the runtime. It is the agent's failure, saying why; once the
+    fallback is added, it takes the next."""
+    async with Runtime([Echo("echo")]) as rt:
+        rt.add(Failing("failing"), options=AgentOptions(fallback="backup"))
+        first = await rt.ask(rt.message(Ping(n=1), recipient="failing"))
+        rt.add(Echo("backup"))
+        second = await rt.ask(rt.message(Ping(n=2), recipient="failing"))
+    [missing] = first.missing
+    assert missing.kind == "failed"
+    assert missing.reason == (
+        "RuntimeError: boom #1; fallback 'backup' is not an agent of this runtime (yet)"
+    )
+    assert [m.payload for m in second.replies] == [Pong(n=2)]  # the fallback answered
+    s = rt.statistics()
+    assert (s.dead_lettered, s.fallbacks, s.in_flight) == (1, 1, 0)
+    assert rt.state is RuntimeState.CLOSED
 
 
 def test_bad_options_are_refused() -> None:
