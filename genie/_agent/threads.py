@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
@@ -29,6 +30,7 @@ from .._message.envelope import Message
 from .._message.payload import Classification, MetaValue, Payload, Role
 from .context import Context, Timer
 from .memory import checked
+from .outputs import RETURNS, no_message
 
 if TYPE_CHECKING:
     import logging
@@ -104,7 +106,7 @@ def _in_thread(
             return cast("T", None)
         slots.started = True
     try:
-        return method(payload, ctx)
+        returned = method(payload, ctx)
     except BaseException as exc:
         if exiting(exc) is None and not isinstance(exc, GeneratorExit):
             raise
@@ -114,6 +116,12 @@ def _in_thread(
         # handed back to the loop would close the coroutine that waits for the thread (anyio
         # raises "coroutine ignored GeneratorExit" in the runtime's task group), not fail it.
         raise _ended_thread(exc, ctx) from exc
+    else:
+        if inspect.iscoroutine(returned):
+            # The await forgotten. Handed back from the thread, trio would take it for an
+            # async function passed as a sync one, and fail the delivery in its own words.
+            raise no_message(ctx.agent_id, ctx.message, returned, "", RETURNS)
+        return returned
     finally:
         with slots.lock:
             slots.done = True

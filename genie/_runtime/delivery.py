@@ -15,7 +15,6 @@ thread that raises it. A stray ``CancelledError``
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Awaitable, Mapping, Sequence
 from contextvars import copy_context
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._agent.context import ContextServices, runtime_context
+from .._agent.outputs import ONLY_MESSAGES, RETURNS, no_message
 from .._base.backend import Backend
 from .._base.clock import Clock
 from .._base.failure import attempts_of, exiting, held, remember_attempt
@@ -408,28 +408,6 @@ class DeliveryRunner:
             correlation_id=msg.correlation_id,
         )
 
-    @staticmethod
-    def _no_message(
-        mb: Mailbox, msg: Message, out: object, where: str, takes: str
-    ) -> InvalidOutputError:
-        """The error refusing ``out``, which a handler returned (``where``: among its
-        outputs) and is no message, saying what to write instead of the likeliest slips."""
-        what, then = "None" if out is None else type(out).__name__, "; "
-        if isinstance(out, Payload):  # the payload, unwrapped
-            takes = f"a payload, not a message: return ctx.reply({what}(...)) or ctx.emit"
-        elif inspect.iscoroutine(out):
-            # The await forgotten. Closed here: Python would warn of it only when it is
-            # collected, far from the handler, while this letter names it.
-            out.close()
-            what, then = f"a coroutine of {out.__qualname__}", ", "
-            takes = "never awaited: await it (return await ...)"
-        return InvalidOutputError(
-            f"agent {mb.id!r} returned {what}{where}{then}{takes}",
-            message_id=msg.id,
-            agent_id=mb.id,
-            correlation_id=msg.correlation_id,
-        )
-
     def _outputs(
         self, mb: Mailbox, msg: Message, result: object, built: Message | None, typed: bool
     ) -> Sequence[Message]:
@@ -446,17 +424,13 @@ class DeliveryRunner:
             if isinstance(result, Message):
                 result = (result,)
         if not isinstance(result, (list, tuple)):
-            if typed:
-                takes = "a handler returns a Message, a list or tuple of them, or None"
-            else:
-                takes = "handle() returns a list or tuple of Message"
-            raise self._no_message(mb, msg, result, "", takes)
+            takes = RETURNS if typed else "handle() returns a list or tuple of Message"
+            raise no_message(mb.id, msg, result, "", takes)
         hops = msg.hops + 1
         stamped: list[Message] | None = None
         for i, out in enumerate(result):
             if type(out) is not Message and not isinstance(out, Message):
-                only = "only Message objects can be published"
-                raise self._no_message(mb, msg, out, " among its outputs", only)
+                raise no_message(mb.id, msg, out, " among its outputs", ONLY_MESSAGES)
             if type(out.payload) not in known:
                 if not self.types.is_registered(out.payload):
                     raise InvalidOutputError(

@@ -40,6 +40,7 @@ import anyio
 
 from .._agent.agent import Agent, process_offload_problem
 from .._agent.context import Context, ProcessContext
+from .._agent.outputs import ONLY_MESSAGES, RETURNS, no_message
 from .._agent.threads import Slots, run_in_thread
 from .._base.clock import waiting_outside
 from .._base.failure import format_failure, formatted_there
@@ -417,14 +418,11 @@ def _outputs_in_child(
         result = ()
     elif isinstance(result, Message):
         result = (result,)
-    if not isinstance(result, list | tuple) or not all(isinstance(m, Message) for m in result):
-        raise InvalidOutputError(
-            f"agent {delivery.recipient!r} returned {type(result).__name__} from its handler; "
-            "it must return a Message, a list or tuple of Message, or None",
-            message_id=msg.id,
-            agent_id=delivery.recipient,
-            correlation_id=msg.correlation_id,
-        )
+    if not isinstance(result, list | tuple):
+        raise no_message(delivery.recipient, msg, result, "", RETURNS)
+    for out in result:
+        if not isinstance(out, Message):
+            raise no_message(delivery.recipient, msg, out, " among its outputs", ONLY_MESSAGES)
     try:
         texts = [m.model_dump_json() for m in result]
     except ValueError:  # pydantic's: a string UTF-8 cannot encode, or a value with no JSON

@@ -7,11 +7,21 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Literal
 
 import anyio
 import pytest
 
-from genie import BaseAgent, ConfigurationError, Context, Message, Runtime, TestContext, handler
+from genie import (
+    AgentOptions,
+    BaseAgent,
+    ConfigurationError,
+    Context,
+    Message,
+    Runtime,
+    TestContext,
+    handler,
+)
 
 from ..conftest import Echo, Note, Ping, Pong
 
@@ -197,3 +207,42 @@ async def test_what_is_no_message_is_named_with_what_to_do(n: int, said: str) ->
     [letter] = rt.dead_letters
     assert letter.reason == f"InvalidOutputError: agent 'f' {said}"
     assert [str(w.message) for w in warned if "never awaited" in str(w.message)] == []
+
+
+class ForgetfulOffTheLoop(BaseAgent):
+    """``Forgetful``'s slips, in a plain def handler: run in a thread, or in a process."""
+
+    produces = (Pong,)
+
+    async def priced(self, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=1))
+
+    @handler
+    def on_ping(self, payload: Ping, ctx: Context):  # type: ignore[no-untyped-def]
+        if payload.n == 0:
+            return self.priced(ctx)
+        if payload.n == 1:
+            return [ctx.reply(Pong(n=1)), Pong(n=2)]
+        return [ctx.reply(Pong(n=1)), None]
+
+
+@pytest.mark.parametrize("offload", ["thread", "process"])
+async def test_what_is_no_message_is_named_alike_wherever_the_handler_ran(
+    offload: Literal["thread", "process"],
+) -> None:
+    """A handler's process checked what it returned in words of its own: a list holding a
+    payload or None read "returned list from its handler; it must return ... a list or tuple
+    of Message", naming neither the slip nor the fix. Each slip reads as on the loop."""
+    said = [
+        "returned a coroutine of ForgetfulOffTheLoop.priced, never awaited: await it "
+        "(return await ...)",
+        "returned Pong among its outputs; a payload, not a message: "
+        "return ctx.reply(Pong(...)) or ctx.emit",
+        "returned None among its outputs; only Message objects can be published",
+    ]
+    async with Runtime(processes=1) as rt:
+        rt.add(ForgetfulOffTheLoop("f"), options=AgentOptions(offload=offload))
+        for n in range(3):
+            await rt.ask(rt.message(Ping(n=n), recipient="f"))
+    reasons = [letter.reason for letter in rt.dead_letters if letter.kind == "failed"]
+    assert reasons == [f"InvalidOutputError: agent 'f' {text}" for text in said]

@@ -1,0 +1,42 @@
+"""What a handler returns: a message, a list or tuple of them, or None; and the error that
+refuses anything else, in one wording wherever the handler ran (on the event loop, in a worker
+thread, in a child process)."""
+
+from __future__ import annotations
+
+import inspect
+
+from .._errors import InvalidOutputError
+from .._message.envelope import Message
+from .._message.payload import Payload
+
+__all__ = ["ONLY_MESSAGES", "RETURNS", "no_message"]
+
+# What a ``BaseAgent`` handler may return, and may return among its outputs: said to a handler
+# that returned something else (``no_message``), wherever it ran.
+RETURNS = "a handler returns a Message, a list or tuple of them, or None"
+ONLY_MESSAGES = "only Message objects can be published"
+
+
+def no_message(
+    agent_id: str, msg: Message, out: object, where: str, takes: str
+) -> InvalidOutputError:
+    """The error refusing ``out``, which the handler of ``agent_id`` returned on ``msg``
+    (``where``: among its outputs) and is no message, saying what to write instead of the
+    likeliest slips (``takes`` otherwise): one wording on the event loop, in a thread and in a
+    handler's process."""
+    what, then = "None" if out is None else type(out).__name__, "; "
+    if isinstance(out, Payload):  # the payload, unwrapped
+        takes = f"a payload, not a message: return ctx.reply({what}(...)) or ctx.emit"
+    elif inspect.iscoroutine(out):
+        # The await forgotten. Closed here: Python would warn of it only when it is
+        # collected, far from the handler, while this letter names it.
+        out.close()
+        what, then = f"a coroutine of {out.__qualname__}", ", "
+        takes = "never awaited: await it (return await ...)"
+    return InvalidOutputError(
+        f"agent {agent_id!r} returned {what}{where}{then}{takes}",
+        message_id=msg.id,
+        agent_id=agent_id,
+        correlation_id=msg.correlation_id,
+    )
