@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import enum
 import functools
 import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -336,6 +337,10 @@ class Message(_Fields):
                 values[at] = value
             if "payload" in update or "type" in update:
                 _typed_by_payload(values, "type" in update)
+            for name, kind in (("role", Role), ("classification", Classification)):
+                if name in update:
+                    at = _FIELD_INDEX[name]
+                    values[at] = _member(self.type, name, kind, values[at])
         return _filled(type(self), values)  # type: ignore[return-value]
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -554,6 +559,19 @@ def _typed_by_payload(values: list[Any], typed: bool) -> None:
         )
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(type_name: str, field: str, kind: type[_E], value: object) -> _E:
+    """``value`` as a member of ``kind`` (its text names one), as validation makes it; else
+    the ``InvalidMessageError`` naming ``field`` and the choices."""
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise InvalidMessageError(type_name, field, f"{value!r} is not one of {choices}") from None
+
+
 def _not_a_payload(payload: object) -> InvalidMessageError:
     """The error for a ``payload`` argument that is not a payload model's instance."""
     return InvalidMessageError(
@@ -609,8 +627,14 @@ def caused_by(
     fields.correlation_id = parent.correlation_id
     fields.causation_id = parent.id
     fields.trace_id = parent.trace_id
-    fields.role = role
-    fields.classification = parent.classification if classification is None else classification
+    # Checked as the constructor checks them: a policy compares them with the enum's members.
+    fields.role = role if type(role) is Role else _member(kind, "role", Role, role)
+    if classification is None:
+        fields.classification = parent.classification
+    elif type(classification) is Classification:
+        fields.classification = classification
+    else:
+        fields.classification = _member(kind, "classification", Classification, classification)
     fields.hops = parent.hops + 1
     fields._created_at = created_at
     fields.metadata = meta

@@ -29,6 +29,7 @@ from genie import (
     WouldBlockError,
     handler,
 )
+from genie.policies import DataResidency
 
 from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong, Recorder
 
@@ -292,6 +293,39 @@ async def test_a_copy_with_another_payload_is_routed_and_judged_by_its_type() ->
             disguised.model_copy(update={"type": "note"})
     assert bank.paid == []
     assert rt.statistics().denied == 2
+    accounted(rt.statistics())
+
+
+class Labels(BaseAgent):
+    """Replies to a Ping with a note for another region, labelled by the Ping's ``n``: a
+    classification given as text ("internal"), or no classification at all ("top-secret")."""
+
+    produces = (Note,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        label = ("internal", "top-secret")[payload.n]
+        return ctx.reply(Note(text="q3"), classification=label, metadata={"region": "us"})  # type: ignore[arg-type]
+
+
+async def test_a_classification_a_handler_gives_as_text_is_the_one_it_names() -> None:
+    """A reply's classification and role were kept as given: "internal" as a plain string,
+    which data residency's identity test of Classification.INTERNAL passed over, so internal
+    data left its region; a label that is no classification, let through the same way. Text
+    naming one is that classification; anything else fails the handler, naming the field."""
+    async with Runtime([Labels("labels")], policies=[DataResidency("in")]) as rt:
+        internal = await rt.ask(rt.message(Ping(n=0), recipient="labels"))
+        unknown = await rt.ask(rt.message(Ping(n=1), recipient="labels"))
+        with pytest.raises(InvalidMessageError, match="field 'role'"):
+            rt.message(Ping(), recipient="labels").model_copy(update={"role": "god"})
+    [denied] = internal.missing
+    assert (denied.kind, denied.policy) == ("denied", "data_residency")
+    [failed] = unknown.missing
+    assert failed.kind == "failed"
+    assert failed.reason.startswith(
+        "InvalidMessageError: invalid 'note' message: field 'classification': 'top-secret' is "
+        "not one of 'public', 'internal', 'pii', 'secret'"
+    )
     accounted(rt.statistics())
 
 
