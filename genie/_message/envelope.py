@@ -606,9 +606,15 @@ def caused_by(
         recipient is not parent.sender
         and recipient is not None
         and (type(recipient) is not str or not recipient.isascii())
-        and (refused := _lone_surrogate(kind, {"recipient": recipient})) is not None
     ):
-        raise refused
+        if not isinstance(recipient, str):
+            raise InvalidMessageError(
+                kind,
+                "recipient",
+                f"an agent's id is text, or None to route by type: got {recipient!r}",
+            )
+        if (refused := _lone_surrogate(kind, {"recipient": recipient})) is not None:
+            raise refused
     meta = parent.metadata
     if metadata or type(meta) is not FrozenDict:
         meta = frozen_metadata(kind, meta, metadata)

@@ -329,6 +329,30 @@ async def test_a_classification_a_handler_gives_as_text_is_the_one_it_names() ->
     accounted(rt.statistics())
 
 
+class NumbersItsRecipient(BaseAgent):
+    produces = (Note,)
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        return ctx.emit(Note(text="x"), recipient=payload.n)  # type: ignore[arg-type]
+
+
+async def test_a_recipient_that_is_no_text_fails_the_handler_naming_it() -> None:
+    """An agent's id given as a number (an account's, say) was kept in the reply and routed
+    to no agent: an unrouted letter, far from the slip. It fails the handler, naming it."""
+    async with Runtime([NumbersItsRecipient("n")]) as rt:
+        await rt.publish(rt.message(Ping(n=7), recipient="n"))
+        with anyio.fail_after(5):
+            await rt.wait_idle()
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.reason) == (
+        "failed",
+        "InvalidMessageError: invalid 'note' message: field 'recipient': an agent's id is "
+        "text, or None to route by type: got 7",
+    )
+    accounted(rt.statistics())
+
+
 async def test_a_fallback_runs_through_its_own_mailbox() -> None:
     gate = anyio.Event()
     backup = Recorder("backup", gate)
