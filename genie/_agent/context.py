@@ -184,6 +184,20 @@ def timer_delay(delay: object) -> float:
     return max(number, 0.0)
 
 
+def sleep_seconds(value: object) -> float:
+    """``value`` as ``ctx.sleep`` waits it: 0 or less (a moment already past, say a deadline
+    less the time now) returns at once, as a timer's delay fires at once; infinity waits
+    until cancelled. What is no number of seconds is the handler's mistake, told by name
+    (the event loop's sleep would refuse a negative time, and fail on text, in words of its
+    own)."""
+    number = seconds(value)
+    if number is None:
+        raise InvalidArgumentError(
+            f"ctx.sleep: the time must be a number of seconds, not {spelt(value)}"
+        )
+    return max(number, 0.0)
+
+
 class _ContextBase:
     """reply/emit shared by the runtime's context and the test context. No ``__init__``:
     each subclass fills the slots (see ``runtime_context``)."""
@@ -347,7 +361,7 @@ class RuntimeContext(_ContextBase):
         return out
 
     async def sleep(self, seconds: float) -> None:
-        await self._services.clock.sleep(seconds)
+        await self._services.clock.sleep(sleep_seconds(seconds))
 
     async def request(
         # ``str | None``: a recipient of None reaches the runtime, which refuses it saying why
@@ -466,7 +480,7 @@ class TestContext(_ContextBase):
         return Memory(name, store, _Open(self))
 
     async def sleep(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
+        self._now += timedelta(seconds=sleep_seconds(seconds))
         await anyio.lowlevel.checkpoint()
 
     async def request(

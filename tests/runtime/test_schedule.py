@@ -251,3 +251,40 @@ async def test_a_context_kept_past_its_request_starts_no_more_work() -> None:
         ctx.schedule(0.1, Alarm())
     with pytest.raises(RuntimeClosedError):
         await ctx.request("echo", Ping(n=3), timeout=1)
+
+
+class Naps(BaseAgent):
+    """Sleeps ``seconds`` (a time worked out as "deadline - now", say), then notes the time."""
+
+    produces = (Note,)
+
+    def __init__(self, id: str, seconds: object) -> None:
+        super().__init__(id)
+        self.seconds = seconds
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message:
+        await ctx.sleep(self.seconds)  # type: ignore[arg-type]
+        return ctx.reply(Note(text=f"woke at {anyio.current_time():g}"))
+
+
+async def test_a_sleep_already_over_returns_at_once_and_no_number_is_named() -> None:
+    """As a timer's delay: a sleep of a time already past returns at once, where the event
+    loop's sleep raised "delay must be a non-negative number", naming no call; a time that is
+    no number failed the handler with a TypeError from inside the clock. A TestContext's
+    sleep went back in time."""
+    async with Runtime([Naps("past", -5), Naps("text", "5")]) as rt:
+        start = anyio.current_time()
+        woke = await rt.ask(rt.message(Ping(), recipient="past"))
+        failed = await rt.ask(rt.message(Ping(), recipient="text"))
+    assert woke.message.payload == Note(text=f"woke at {start:g}")
+    [missing] = failed.missing
+    assert missing.reason == (
+        "InvalidArgumentError: ctx.sleep: the time must be a number of seconds, not '5'"
+    )
+    ctx = TestContext("past", Message.new(Ping(), sender="user"))
+    before = ctx.now()
+    await ctx.sleep(-5)
+    assert ctx.now() == before
+    with pytest.raises(ValueError, match=r"ctx\.sleep: the time must be a number of seconds"):
+        await ctx.sleep(float("nan"))
