@@ -415,7 +415,8 @@ Responder = Callable[[Message], Awaitable[Message]]
 class TestContext(_ContextBase):
     """A context for calling ``agent.handle`` directly in a unit test, with no runtime.
 
-    Time is a fixed, manually advanced clock: ``sleep`` advances it without waiting. ``request``
+    Time is a fixed, manually advanced clock: ``sleep`` advances it without waiting (a time
+    it cannot reach, infinity say, waits until cancelled, as on a runtime). ``request``
     calls ``responder`` (if given) with the request message and returns what it returns.
     ``llm`` gives requests the message's context, without a budget (no runtime: no limits).
     ``tool`` calls the sessions of ``tools`` (by server name) directly, ungoverned;
@@ -480,7 +481,13 @@ class TestContext(_ContextBase):
         return Memory(name, store, _Open(self))
 
     async def sleep(self, seconds: float) -> None:
-        self._now += timedelta(seconds=sleep_seconds(seconds))
+        waited = sleep_seconds(seconds)
+        try:
+            self._now += timedelta(seconds=waited)
+        except OverflowError:
+            # A time past the last this clock can show (infinity, say) never comes: the
+            # sleep waits until cancelled, as on a runtime.
+            await anyio.sleep_forever()
         await anyio.lowlevel.checkpoint()
 
     async def request(

@@ -288,3 +288,27 @@ async def test_a_sleep_already_over_returns_at_once_and_no_number_is_named() -> 
     assert ctx.now() == before
     with pytest.raises(ValueError, match=r"ctx\.sleep: the time must be a number of seconds"):
         await ctx.sleep(float("nan"))
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), 1e300, 1e13])
+async def test_a_test_contexts_sleep_past_its_clocks_end_waits_until_cancelled(
+    seconds: float,
+) -> None:
+    """On a runtime a sleep of infinity waits until cancelled; a TestContext's raised
+    OverflowError from its clock's arithmetic, for infinity and for any time its clock
+    cannot reach (past the year 9999). Such a time never comes there either."""
+    ctx = TestContext("napper", Message.new(Ping(), sender="user"))
+    before = ctx.now()
+    woke = False
+
+    async def nap() -> None:
+        nonlocal woke
+        await ctx.sleep(seconds)
+        woke = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(nap)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert not woke
+    assert ctx.now() == before
