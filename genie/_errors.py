@@ -39,7 +39,7 @@ without parsing the text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -74,8 +74,11 @@ __all__ = [
 ]
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` naming the closest choice, or an empty string."""
+def did_you_mean(name: str, choices: Iterable[str], known: Mapping[str, str] = {}) -> str:
+    """`` (did you mean 'x'?)`` naming the closest choice, or an empty string. ``known``
+    maps a name genie uses elsewhere for a choice, not spelt like it, to that choice."""
+    if name in known:
+        return f" (did you mean {known[name]!r}?)"
     import difflib  # only when a name is wrong: not worth its import at start-up
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import FrozenInstanceError, asdict, is_dataclass
 from typing import Any, ClassVar, Self, dataclass_transform
 
+from .._errors import did_you_mean
+
 __all__ = ["Record", "set_field"]
 
 # A record's fields are set past its frozen __setattr__, as a frozen dataclass's are.
@@ -82,6 +84,8 @@ class Record(metaclass=_RecordType):
 
     __match_args__: ClassVar[tuple[str, ...]]
     _defaults: ClassVar[dict[str, Any]]
+    # Names genie gives a field elsewhere, not spelt like it: an unknown field suggests it.
+    _known_as: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self.__match_args__
@@ -110,7 +114,11 @@ class Record(metaclass=_RecordType):
             field = next(iter(kwargs))
             if field in self.__match_args__:
                 raise TypeError(f"{type(self).__qualname__} got {field!r} twice")
-            raise TypeError(f"{type(self).__qualname__} has no field {field!r}")
+            raise self._unknown(field)
+
+    def _unknown(self, field: str) -> TypeError:
+        hint = did_you_mean(field, self.__match_args__, self._known_as)
+        return TypeError(f"{type(self).__qualname__} has no field {field!r}{hint}")
 
     def __post_init__(self) -> None:
         """Checks the new record's values; a record whose values need no check has none."""
@@ -146,7 +154,7 @@ class Record(metaclass=_RecordType):
         values = {name: getattr(self, name) for name in self.__match_args__}
         unknown = changes.keys() - values.keys()
         if unknown:
-            raise TypeError(f"{type(self).__qualname__} has no field {sorted(unknown)[0]!r}")
+            raise self._unknown(sorted(unknown)[0])
         return type(self)(**(values | changes))
 
     def as_dict(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from .._base.record import Record
 from .._base.resilience import _DEFAULT_BREAKER, _NO_RETRY, BreakerPolicy, RetryPolicy, at_least
@@ -38,6 +39,8 @@ class AgentOptions(Record):
     fallback: str | None = None
     overflow: Overflow = "overdraft"
     offload: OffloadTo = "thread"
+    # A full mailbox is refused as "full (capacity N)"; a fault sets capacity:agent=N.
+    _known_as: ClassVar[Mapping[str, str]] = {"capacity": "mailbox_size"}
 
     def __post_init__(self) -> None:
         for name in ("mailbox_size", "max_concurrency"):

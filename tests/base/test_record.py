@@ -242,6 +242,27 @@ def test_replace_goes_through_the_checks_of_a_new_record() -> None:
         Limits().replace(correlation_cost=float("inf"))
 
 
+def test_an_unknown_field_is_named_with_the_closest_one() -> None:
+    """As every other option of genie's names an unknown key (``did_you_mean``): a name
+    close to a field's, or one genie uses elsewhere for it (a full mailbox is refused as
+    "full (capacity 1)", a fault sets ``capacity:agent=1``), suggests the field."""
+    with pytest.raises(
+        TypeError, match=r"^AgentOptions has no field 'capacity' \(did you mean 'mailbox_size'\?\)$"
+    ):
+        AgentOptions(capacity=1)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError, match=r"^AgentOptions has no field 'mailbox' \(did you mean 'mailbox_size'\?\)$"
+    ):
+        AgentOptions(mailbox=1)  # type: ignore[call-arg]
+    with pytest.raises(
+        TypeError,
+        match=r"^AgentOptions has no field 'max_concurency' \(did you mean 'max_concurrency'\?\)$",
+    ):
+        AgentOptions().replace(max_concurency=2)
+    with pytest.raises(TypeError, match=r"^RetryPolicy has no field 'zzz'$"):
+        RetryPolicy(zzz=1)  # type: ignore[call-arg]
+
+
 def test_default_options_are_equal_and_their_policies_frozen() -> None:
     # The dataclass made a new RetryPolicy and BreakerPolicy per options object; the record
     # shares one, which nothing can tell apart as they cannot change.
