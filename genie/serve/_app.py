@@ -1234,7 +1234,7 @@ def _json_value(raw: bytes, what: str) -> Any:
 
 def _mcp_message(raw: bytes) -> dict[str, Any]:
     """``raw`` as ``_json_object`` reads it, where a list is a JSON-RPC batch, which MCP
-    does not have."""
+    does not have; a tool call's parameters and arguments that are no object are named."""
     data = _json_value(raw, "the request body")
     if not isinstance(data, dict):
         what = "a batch (a list)" if isinstance(data, list) else type(data).__name__
@@ -1243,6 +1243,23 @@ def _mcp_message(raw: bytes) -> dict[str, Any]:
             f"the request body must be one JSON-RPC message, a JSON object, not {what}: "
             "MCP has no batches",
         )
+    if data.get("method") == "tools/call":
+        # The SDK's answer to these is a JSON-RPC error with a 200, "Invalid request
+        # parameters", naming no field.
+        params = data.get("params")
+        if not isinstance(params, dict):
+            raise _Refused(
+                400,
+                "POST /mcp: tools/call: params must be an object (the tool's name and "
+                f"arguments), not {type(params).__name__}",
+            )
+        arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise _Refused(
+                400,
+                "POST /mcp: tools/call: params.arguments must be an object (the tool's "
+                f"arguments by name), not {type(arguments).__name__}",
+            )
     return data
 
 

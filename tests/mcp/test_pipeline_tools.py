@@ -443,6 +443,51 @@ async def test_http_refusals_of_the_transport_are_in_the_servers_shape(tmp_path:
 
 
 @ON_ASYNCIO
+async def test_http_tool_arguments_that_are_no_object_are_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    """A call's ``arguments`` that are no JSON object were the SDK's JSON-RPC error,
+    "Invalid request parameters", with a 200 and no field named, as were ``params`` that
+    are none: refused as every other refusal of ``/mcp`` is, a 400 naming the field;
+    nothing runs."""
+    call = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": %s}'
+    given = {
+        "list": '{"name": "finance", "arguments": ["What is the margin?"]}',
+        "str": '{"name": "finance", "arguments": "What is the margin?"}',
+        "int": '{"name": "finance", "arguments": 3}',
+    }
+    audit = MemoryAuditLog()
+    headers = {**auth(ALICE), "Accept": "application/json, text/event-stream"}
+    headers["Content-Type"] = "application/json"
+    async with serving(
+        [finance(tmp_path)], keyring(tmp_path), ServeSettings(mcp=True), audit
+    ) as web:
+        answers = {
+            kind: await web.post("/mcp", content=call % params, headers=headers)
+            for kind, params in given.items()
+        }
+        no_params = await web.post("/mcp", content=call % '"finance"', headers=headers)
+    assert (no_params.status_code, no_params.json()) == (
+        400,
+        {
+            "error": "POST /mcp: tools/call: params must be an object (the tool's name and "
+            "arguments), not str"
+        },
+    )
+    assert {kind: (a.status_code, a.json()) for kind, a in answers.items()} == {
+        kind: (
+            400,
+            {
+                "error": "POST /mcp: tools/call: params.arguments must be an object (the "
+                f"tool's arguments by name), not {kind}"
+            },
+        )
+        for kind in given
+    }
+    assert [r for r in audit.records if r.actor == "genie-mcp"] == []
+
+
+@ON_ASYNCIO
 async def test_http_endpoint_is_off_unless_asked_for(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as web:
         r = await web.post("/mcp", json={}, headers=auth(ALICE))
