@@ -19,7 +19,7 @@ from genie_agents.connectors.portfolio import PortfolioError, PortfolioRequest
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from genie import Classification, Runtime
+from genie import Classification, ConfigurationError, Runtime
 from genie.policies import load_policy_file
 
 from .helpers import call
@@ -167,6 +167,32 @@ async def test_tool_errors_and_bad_answers_are_named(vault: TokenVault) -> None:
         agent = PortfolioAdvisor("p", source=McpPortfolioSource(url), vault=vault)
         with pytest.raises(PortfolioError, match=r"get_holdings\[0\]\.quantity: "):
             await call(agent, PortfolioRequest(), metadata={"user_id": "user-1"})
+
+
+async def test_an_answer_is_bounded_as_a_tool_servers(vault: TokenVault) -> None:
+    """The source's own MCP client read an answer of any size into memory; it now goes
+    through genie's (``McpServer``), so an answer over ``max_answer`` bytes (1 MiB unless
+    given, as for any tool server) is refused by name."""
+    big = MCPServer("big")
+    many = [{**HOLDINGS[0], "tradingsymbol": f"S{i:06}"} for i in range(8000)]  # over 1 MiB
+
+    @big.tool()
+    def get_holdings() -> str:
+        return json.dumps(many)
+
+    @big.tool()
+    def get_positions() -> str:
+        return "[]"
+
+    async with mcp_server(big) as url:
+        with pytest.raises(
+            PortfolioError, match=rf"MCP server {url}: .*over max_answer, 1048576 bytes"
+        ):
+            await McpPortfolioSource(url).fetch(TOKEN)
+        holdings, positions = await McpPortfolioSource(url, max_answer=4 << 20).fetch(TOKEN)
+    assert (holdings, positions) == (many, [])
+    with pytest.raises(ConfigurationError, match="max_answer must be a whole number"):
+        McpPortfolioSource("http://127.0.0.1/mcp", max_answer=0)
 
 
 async def test_unreachable_server_and_missing_configuration(vault: TokenVault) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -53,41 +54,41 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 class McpPortfolioSource:
     """Calls the ``get_holdings`` and ``get_positions`` tools of the MCP server at ``url``
-    (streamable HTTP), the token as ``Authorization: Bearer``, in one session per fetch.
+    (streamable HTTP), the token as ``Authorization: Bearer``, in one session per fetch,
+    through genie's MCP client: each call waits at most ``timeout`` seconds, and an answer
+    is at most ``max_answer`` bytes (a tool server's default, 1 MiB, unless given).
     Needs the ``mcp`` package (``pip install 'genie-bus[portfolio]'``)."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        self.url, self.timeout = url, timeout
-
-    async def fetch(self, token: str) -> tuple[object, object]:
+    def __init__(self, url: str, *, timeout: float = 30.0, max_answer: int | None = None) -> None:
         try:
-            import httpx2
-            from mcp import Client
-            from mcp.client.streamable_http import streamable_http_client
+            from genie.mcp import McpServer
         except ImportError:
             raise ImportError(
                 "McpPortfolioSource needs the 'mcp' package: pip install 'genie-bus[portfolio]'"
             ) from None
-        headers = {"Authorization": f"Bearer {token}"}
+        # The broker's server as any tool server: checked now, and bounded as one. Only the
+        # headers change per fetch (each user's own token).
+        server = McpServer(url=url, timeout=timeout)
+        self.server = server if max_answer is None else replace(server, max_answer=max_answer)
+
+    async def fetch(self, token: str) -> tuple[object, object]:
+        server = replace(self.server, headers={"Authorization": f"Bearer {token}"})
         try:
-            async with (
-                httpx2.AsyncClient(headers=headers, timeout=self.timeout) as http,
-                Client(streamable_http_client(self.url, http_client=http)) as client,
-            ):
-                results = [await client.call_tool(t) for t in (HOLDINGS_TOOL, POSITIONS_TOOL)]
+            async with server.connect() as session:
+                results = [await session.call_tool(t, {}) for t in (HOLDINGS_TOOL, POSITIONS_TOOL)]
         except Exception as exc:  # the SDK raises groups of its task groups' errors
             detail = "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(exc))
-            raise PortfolioError(f"MCP server {self.url}: {detail}") from exc
+            raise PortfolioError(f"MCP server {server.where}: {detail}") from exc
         values = []
         for tool, result in zip((HOLDINGS_TOOL, POSITIONS_TOOL), results, strict=True):
-            text = "".join(getattr(block, "text", "") for block in result.content)
+            text = result.text
             if result.is_error:
-                raise PortfolioError(f"MCP server {self.url}: tool {tool} failed: {text}")
+                raise PortfolioError(f"MCP server {server.where}: tool {tool} failed: {text}")
             try:
                 values.append(json.loads(text))
             except ValueError:
                 raise PortfolioError(
-                    f"MCP server {self.url}: tool {tool} did not answer JSON: {text[:200]!r}"
+                    f"MCP server {server.where}: tool {tool} did not answer JSON: {text[:200]!r}"
                 ) from None
         return values[0], values[1]
 
