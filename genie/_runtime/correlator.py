@@ -217,7 +217,16 @@ class _Waiter(_Criteria):
 
 
 class _Correlation:
-    __slots__ = ("cancelled", "deliveries", "id", "in_flight", "on_release", "requests", "waiters")
+    __slots__ = (
+        "cancelled",
+        "deliveries",
+        "ended_here",
+        "id",
+        "in_flight",
+        "on_release",
+        "requests",
+        "waiters",
+    )
 
     def __init__(self, cid: str) -> None:
         self.id = cid
@@ -227,6 +236,10 @@ class _Correlation:
         self.waiters: tuple[_Waiter, ...] = ()
         self.requests = 0  # how many waiters watch for handled messages (a request's)
         self.cancelled = False
+        # The fan-ins (declared gathers) that ended their session of it: a part that comes
+        # while anything of the request is still in flight here opens no new one, however
+        # many other requests ended meanwhile.
+        self.ended_here: frozenset[str] = frozenset()
         # Told the id when the correlation ends (its model budget is forgotten with it).
         self.on_release: Callable[[str], None] | None = None
 
@@ -273,6 +286,19 @@ class Correlator:
 
     def lookup(self, cid: str) -> _Correlation | None:
         return self.active.get(cid)
+
+    def end_fan_in(self, cid: str, agent_id: str) -> None:
+        """The fan-in ``agent_id`` ended its session of ``cid`` (see ``ended_here``); kept
+        while the correlation is active here, forgotten with it."""
+        corr = self.active.get(cid)
+        if corr is not None:
+            corr.ended_here |= {agent_id}
+
+    def fan_in_ended(self, cid: str, agent_id: str) -> bool:
+        """Whether the fan-in ``agent_id`` ended its session of ``cid`` while the correlation
+        has been active here."""
+        corr = self.active.get(cid)
+        return corr is not None and agent_id in corr.ended_here
 
     def in_flight_here(self, cid: str, call: str) -> _Correlation:
         """The correlation a handler's ``call`` (a request, a timer) adds work to: one with a

@@ -796,6 +796,18 @@ class Runtime:
         corr = self._correlator.lookup(correlation_id)
         return 0 if corr is None else corr.in_flight
 
+    def end_fan_in(self, correlation_id: str, agent_id: str) -> None:
+        """The fan-in ``agent_id`` (a declared gather) ended its session of
+        ``correlation_id``: the runtime keeps it with the correlation while anything of the
+        request is in flight here, so a part that comes after (a slow agent's) is known
+        late however many other requests ended meanwhile (``fan_in_ended``)."""
+        self._correlator.end_fan_in(correlation_id, agent_id)
+
+    def fan_in_ended(self, correlation_id: str, agent_id: str) -> bool:
+        """Whether the fan-in ``agent_id`` ended its session of ``correlation_id`` while the
+        request has had work in flight here ever since (``end_fan_in``)."""
+        return self._correlator.fan_in_ended(correlation_id, agent_id)
+
     def unfinished(self) -> list[Message]:
         """With a store (``Runtime(store=path)``): the requests published from outside that
         had not settled when the store was last used (the process was killed, or stopped with

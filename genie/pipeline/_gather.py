@@ -38,7 +38,7 @@ from .._errors import AgentError
 from .._message.envelope import RUNTIME_METADATA, Message
 from .._message.payload import Payload
 from .._runtime.losses import Lost, notice_of_cancelling, notice_of_loss
-from ._finished import Finished
+from ._finished import EndsKept, Finished
 
 __all__ = [
     "GatherDeadline",
@@ -152,6 +152,7 @@ class GatherNode:
         on_timeout: Literal["emit", "fail"] = "emit",
         feeds: Mapping[tuple[str, str], Collection[str]] | None = None,
         in_flight: Callable[[str], int] | None = None,
+        ends: EndsKept | None = None,
     ) -> None:
         self.id = self.name = id
         self.expect = tuple(expect)
@@ -168,7 +169,8 @@ class GatherNode:
         self.ignored = self.late = 0
         self._sessions: dict[str, _Session] = {}
         # Correlations already emitted or timed out: a straggler must not open a new session.
-        self._closed = Finished()
+        # Kept by the runtime (``ends``) with each request still in flight there.
+        self._closed = Finished(id, ends)
 
     @property
     def pending(self) -> int:

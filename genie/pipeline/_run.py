@@ -335,6 +335,7 @@ class Pipeline:
                 on_timeout=g.on_timeout,
                 feeds=self.graph.feeds(g.id, by_sender=not g.expect.types),
                 in_flight=rt.in_flight_of,
+                ends=rt,
             )
             rt.add(node, subscribe=[Lost.message_type, Cancelled.message_type])
         for w in self.config.workflows:

@@ -11,7 +11,7 @@ import pytest
 import trio.testing
 
 from genie import Decision, Lost, Message
-from genie.pipeline import load_pipeline
+from genie.pipeline import _finished, load_pipeline
 from genie.testing import TestRuntime
 
 from . import loopers
@@ -43,6 +43,26 @@ async def test_partial_at_the_deadline() -> None:
     assert result.ok
     assert result.output.payload.text == "partial: got ['fast'], missing ['slow']"
     assert fan_in.pending == 0  # the session ended with the deadline: nothing leaks
+
+
+async def test_a_part_after_its_bundle_opens_no_session_however_many_ended_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The gather's memory of ended requests is bounded (here to one, as if thousands of
+    # requests had ended meanwhile): two requests end partial at the deadline while both
+    # slow parts are still coming. Neither slow part, when it comes, opens a session and
+    # sends a second, spurious bundle: the runtime knows each request's session ended.
+    monkeypatch.setattr(_finished, "FINISHED_KEPT", 1)
+    async with TestRuntime(load_pipeline(GATHER), timeout=600) as app:
+        fan_in: Any = next(a for a in app.runtime.agents() if a.id == "fan_in")
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(app.run)
+        await app.idle()
+        bundles = app.received("collector")
+    missing = [b.payload.missing for b in bundles if isinstance(b.payload, loopers.Both)]
+    assert (len(bundles), missing) == (2, [("slow",), ("slow",)])
+    assert (fan_in.late, fan_in.pending) == (2, 0)
 
 
 async def test_fail_at_the_deadline() -> None:
