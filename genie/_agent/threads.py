@@ -17,7 +17,7 @@ import contextlib
 import functools
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -25,7 +25,7 @@ import anyio
 
 from .._base.clock import OutsideWork, waiting_outside
 from .._base.failure import exiting, format_failure, formatted_there
-from .._errors import AgentError, InvalidArgumentError, described
+from .._errors import AgentError, GenieError, InvalidArgumentError, described
 from .._message.envelope import Message
 from .._message.payload import Classification, MetaValue, Payload, Role
 from .context import Context, Timer
@@ -52,9 +52,13 @@ class Slots:
     delivery's task when the thread returns; once the delivery has given it up, by the thread
     itself, when it ends."""
 
-    __slots__ = ("abandoned", "done", "lock", "outside", "release", "started")
+    __slots__ = ("abandoned", "done", "lock", "outside", "release", "started", "stopped")
 
-    def __init__(self, release: Callable[[Slots], None] | None = None) -> None:
+    def __init__(
+        self,
+        release: Callable[[Slots], None] | None = None,
+        stopped: Callable[[], bool] | None = None,
+    ) -> None:
         self.lock = threading.Lock()
         # A delivery given up before a thread took its call: the thread never runs it
         # (anyio may drop the call, or run it late), and the delivery gives the slots back.
@@ -64,6 +68,18 @@ class Slots:
         self.release = release
         # The thread's work as announced to the loop: paused while it waits on the loop.
         self.outside: OutsideWork | None = None
+        # Whether the runtime is stopping, which gives every thread up: what the thread is
+        # refused then says so (none: a thread of anyio's pool, outside a runtime's stop).
+        self.stopped = stopped
+
+    def stopping(self) -> bool:
+        return self.stopped is not None and self.stopped()
+
+    def why(self) -> str:
+        """Why the delivery gave the thread up, for what the thread is refused from then on."""
+        if self.stopping():
+            return "the runtime stopped"
+        return "its deadline passed, or its request was cancelled"
 
 
 async def run_in_thread(
@@ -189,14 +205,36 @@ class ThreadContext:
         # In the thread, then again on the event loop, where the delivery's task marks its
         # thread given up.
         if self._slots.abandoned:
-            msg = self._ctx.message
-            raise AgentError(
-                f"agent {self._ctx.agent_id!r}: ctx.{what} refused, the delivery gave this "
-                "thread up (its deadline passed, or its request was cancelled)",
-                message_id=msg.id,
-                agent_id=self._ctx.agent_id,
-                correlation_id=msg.correlation_id,
-            )
+            raise self._refused(what)
+
+    def _refused(self, what: str) -> AgentError:
+        msg = self._ctx.message
+        return AgentError(
+            f"agent {self._ctx.agent_id!r}: ctx.{what} refused, the delivery gave this "
+            f"thread up ({self._slots.why()})",
+            message_id=msg.id,
+            agent_id=self._ctx.agent_id,
+            correlation_id=msg.correlation_id,
+        )
+
+    @contextlib.contextmanager
+    def _given_up_meanwhile(self, what: str) -> Iterator[None]:
+        """Around a wait on the loop for the thread (``anyio.from_thread.run``): if the
+        delivery gives the thread up meanwhile, the thread is refused as a call made after
+        would be, on every backend. On asyncio anyio cancels the wait with the delivery (a
+        bare ``CancelledError`` in the thread); on trio the wait runs on, and a request
+        ends as the runtime's stop ends what it asked for."""
+        try:
+            yield
+        except anyio.get_cancelled_exc_class() as exc:
+            # The wait is the thread's alone, its cancel scope the delivery's: cancelled, the
+            # delivery gave the thread up, and the thread is told so instead of the bare
+            # cancellation (which ends nothing else: the task is anyio's for this call).
+            raise self._refused(what) from exc
+        except GenieError as exc:
+            if self._slots.abandoned or self._slots.stopping():
+                raise self._refused(what) from exc
+            raise
 
     @property
     def agent_id(self) -> str:
@@ -253,14 +291,15 @@ class ThreadContext:
 
     async def sleep(self, seconds: float) -> None:
         self._check("sleep")
-        with self._waiting_on_the_loop():
+        with self._given_up_meanwhile("sleep"), self._waiting_on_the_loop():
             await self._ctx.sleep(seconds)
 
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
         self._check("request")
-        with self._waiting_on_the_loop():  # the work asked for is the loop's to time
+        # The work asked for is the loop's to time.
+        with self._given_up_meanwhile("request"), self._waiting_on_the_loop():
             return await self._ctx.request(recipient, payload, timeout=timeout)
 
     def _waiting_on_the_loop(self) -> contextlib.AbstractContextManager[object]:

@@ -99,8 +99,16 @@ class Offload:
     """One runtime's threads and process pool for plain ``def`` handlers (no global state: each
     runtime builds its own)."""
 
-    def __init__(self, types: MessageTypes, threads: int, processes: int | None) -> None:
+    def __init__(
+        self,
+        types: MessageTypes,
+        threads: int,
+        processes: int | None,
+        stopping: Callable[[], bool],
+    ) -> None:
         self.types = types
+        # Whether the runtime is stopping: a thread it gives up is told so.
+        self.stopping = stopping
         self.threads = anyio.CapacityLimiter(threads)
         # anyio's own limit is not ours to take: the slots are held (and given back) by us.
         self.unlimited = anyio.CapacityLimiter(math.inf)
@@ -228,7 +236,7 @@ class ThreadHandler:
         self.method = getattr(agent, name)
 
     async def __call__(self, payload: Payload, ctx: Context) -> object:
-        slots = Slots(self._release)
+        slots = Slots(self._release, self.offload.stopping)
         runtime_limit = self.offload.threads
         await self.agent_limit.acquire_on_behalf_of(slots)
         try:

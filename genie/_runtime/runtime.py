@@ -425,6 +425,9 @@ class Runtime:
     def state(self) -> RuntimeState:
         return self._state
 
+    def _stopping(self) -> bool:
+        return self._state in (RuntimeState.CLOSING, RuntimeState.CLOSED)
+
     @property
     def failure(self) -> GenieError | None:
         """Why the runtime stopped on its own, if it did: a write its store's disk refused
@@ -499,7 +502,7 @@ class Runtime:
             if self._offload is None:
                 from .offload import Offload
 
-                self._offload = Offload(self.types, self._threads, self._processes)
+                self._offload = Offload(self.types, self._threads, self._processes, self._stopping)
                 self._closers.insert(0, self._offload.aclose)
             bind_sync = self._offload.binder(agent, options)
         consumes, produces = declared_payloads(agent)

@@ -358,6 +358,59 @@ async def test_a_thread_given_up_cannot_reach_the_runtime_any_more(
     )
 
 
+class Unanswering(BaseAgent):
+    """Takes a ping and never answers it: sets ``got`` and waits until it is cancelled."""
+
+    produces = (Pong,)
+
+    def __init__(self, id: str, got: anyio.Event) -> None:
+        super().__init__(id)
+        self.got = got
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        self.got.set()
+        await anyio.sleep_forever()
+
+
+class AsksInItsThread(BaseAgent):
+    """A def handler blocked in ``ctx.request`` to ``unanswering``; records what it raised."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.raised: BaseException | None = None
+        self.done = threading.Event()
+
+    @handler
+    def on_pong(self, payload: Pong, ctx: Context) -> None:
+        try:
+            anyio.from_thread.run(ctx.request, "unanswering", Ping(n=1))
+        except BaseException as exc:
+            self.raised = exc
+            raise
+        finally:
+            self.done.set()
+
+
+async def test_a_thread_waiting_on_a_request_as_the_runtime_stops_is_refused_saying_so() -> None:
+    # On asyncio the wait was cancelled with the delivery and the thread got a bare
+    # CancelledError; on trio the request ended with a DeliveryError for its lost answer.
+    got = anyio.Event()
+    asker = AsksInItsThread("asker")
+    # No drain: the runtime stops at once, its work in flight.
+    async with Runtime([Unanswering("unanswering", got), asker], drain_timeout=0) as rt:
+        await rt.publish(rt.message(Pong(n=0), recipient="asker"))
+        with anyio.fail_after(WAIT):
+            await got.wait()
+    assert await anyio.to_thread.run_sync(asker.done.wait, WAIT)
+    assert isinstance(asker.raised, AgentError)
+    assert str(asker.raised) == (
+        "agent 'asker': ctx.request refused, the delivery gave this thread up (the runtime stopped)"
+    )
+
+
 class LateRememberer(BaseAgent):
     """Takes its memory in time, waits for ``gate``, then writes through it: after its
     deadline, if it is late."""
