@@ -43,8 +43,9 @@ _log = lazy_logger("genie.nats")
 KEPT_FOR = 24 * 3600.0  # as long as the outcome stream keeps the records a resume replays
 _ORIGIN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-# An outcome record as the origin loop reads it, with whether its messages are bounded.
-Record = tuple[Mapping[str, Any], bool]
+# An outcome record as the origin loop reads it, with whether its messages are bounded and
+# its sequence in the outcome stream.
+Record = tuple[Mapping[str, Any], bool, int]
 
 
 def check_origin(origin: str) -> str:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPLIED_KEPT",
+    "HELD_KEPT",
     "UNKNOWN",
     "OutcomeReplay",
     "Undecodable",
@@ -36,6 +37,10 @@ __all__ = [
 _log = lazy_logger("genie.nats")
 
 APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
+# Child records one correlation may hold for their parents' records: far more than a worker's
+# outputs outrun its own record, and a bound on what a client of the broker can make a
+# process keep by naming parents that never come.
+HELD_KEPT = 1_000
 # The messages a record carries sit at least one level down (its own ``message``), so a
 # record whose text nests at most this deep holds no message deeper than ``MAX_DEPTH``.
 _BOUNDED = MAX_DEPTH + 1
@@ -93,8 +98,9 @@ class OutcomeReplay:
 
     def __init__(self) -> None:
         self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
-        # parent delivery -> its children's records (each with its ``bounded``)
-        self._held: dict[str, list[tuple[Mapping[str, Any], bool]]] = {}
+        # correlation -> the records of its children held for their parent's, each with its
+        # parent and its ``bounded``
+        self._held: dict[str, list[tuple[str, Mapping[str, Any], bool]]] = {}
         self._unclaimed: dict[str, int] = {}  # delivery -> its spawned not yet reported
         # Deliveries of this process's requests that it runs itself (it hosts their agent):
         # its runtime counts each one's outcome as it runs, so their records only reconcile.
@@ -104,11 +110,27 @@ class OutcomeReplay:
         # delivery id, with their correlation, until their records come: a record with no
         # parent for any other is none of this process's (a client of the broker wrote it).
         self._roots: dict[str, str] = {}
+        self._rooted: dict[str, int] = {}  # correlation -> its deliveries in ``_roots``
+
+    @property
+    def held(self) -> int:
+        """The child records held for their parent's record, of every correlation."""
+        return sum(len(held) for held in self._held.values())
 
     def awaits(self, delivery: str, correlation_id: str) -> None:
         """This process sends ``delivery`` of ``correlation_id`` from outside a handler (or
         takes up one an earlier process of its name sent): its record is awaited here."""
-        self._roots[delivery] = correlation_id
+        if self._roots.get(delivery) != correlation_id:
+            self._unroot(delivery)
+            self._roots[delivery] = correlation_id
+            self._rooted[correlation_id] = self._rooted.get(correlation_id, 0) + 1
+
+    def _unroot(self, delivery: str) -> None:
+        cid = self._roots.pop(delivery, None)
+        if cid is not None:
+            left = self._rooted.pop(cid) - 1
+            if left:
+                self._rooted[cid] = left
 
     def awaited(self, delivery: str, correlation_id: str) -> bool:
         """Whether this process sent ``delivery`` of ``correlation_id`` (from outside a
@@ -116,8 +138,12 @@ class OutcomeReplay:
         return self._roots.get(delivery) == correlation_id
 
     def awaits_no_more(self, delivery: str) -> None:
-        """``delivery`` never reached the stream: no record of it comes."""
-        self._roots.pop(delivery, None)
+        """``delivery`` never reached the stream: no record of it comes (nor of its
+        children, if it was its correlation's last root and none of it was applied)."""
+        cid = self._roots.get(delivery)
+        self._unroot(delivery)
+        if cid is not None and cid not in self._rooted and cid not in self._applied:
+            self._held.pop(cid, None)
 
     def recorded(self, correlation_id: str, delivery: str) -> bool:
         """Whether the outcome record of ``delivery`` was applied here (for the last
@@ -130,15 +156,22 @@ class OutcomeReplay:
         delivered as it sends it, so its record adds none of that again."""
         self._run_here.add(delivery)
 
-    def settle(self, host: TransportHost, record: Mapping[str, Any], bounded: bool = False) -> None:
+    def settle(
+        self,
+        host: TransportHost,
+        record: Mapping[str, Any],
+        bounded: bool = False,
+        seq: int | None = None,
+    ) -> None:
         """Apply ``record``, once the record of the delivery that sent it is applied (a worker
         publishes its outcome and its outputs at once, so a child's record may come first:
         applied before its parent's, it could close the correlation early). ``bounded``: its
-        messages are known to nest at most ``MAX_DEPTH`` (``load_record``)."""
+        messages are known to nest at most ``MAX_DEPTH`` (``load_record``); ``seq``: its
+        sequence in the outcome stream, for the log."""
         cid = record["correlation_id"]
         parent = record.get("parent")
         if parent is not None and parent not in self._applied.get(cid, ()):
-            self._held.setdefault(parent, []).append((record, bounded))
+            self._hold(cid, parent, record, bounded, seq)
             return
         ready = [(record, bounded)]
         while ready:
@@ -159,11 +192,57 @@ class OutcomeReplay:
             # (Their messages nest deeper than its own: its ``bounded`` bounds them too.)
             for ended in rec.get("ended", ()):
                 self.settle(host, ended, rec_bounded)
-            ready += self._held.pop(rec["delivery"], [])
+            ready += self._children(rec["correlation_id"], rec["delivery"])
         # Kept after the correlation settles (a record its parent's does not count may still
-        # come, see ``_replay``), for the last APPLIED_KEPT correlations.
+        # come, see ``_replay``), for the last APPLIED_KEPT correlations; the children held
+        # of one forgotten go with it, as no parent's record of it is applied any more.
         while len(self._applied) > APPLIED_KEPT:
-            del self._applied[next(iter(self._applied))]
+            forgotten = next(iter(self._applied))
+            del self._applied[forgotten]
+            if forgotten not in self._rooted:
+                self._held.pop(forgotten, None)
+
+    def _hold(
+        self, cid: str, parent: str, record: Mapping[str, Any], bounded: bool, seq: int | None
+    ) -> None:
+        """Hold ``record`` for its parent's: only of a correlation this process started (it
+        awaits a root of it, or applied a record of it), and at most ``HELD_KEPT`` of one."""
+        where = "-" if seq is None else str(seq)
+        if cid not in self._rooted and cid not in self._applied:
+            _log.error(
+                "outcome record %s of delivery %s passed over: its parent %s is of no "
+                "request this process started",
+                where,
+                middle_cut(str(record["delivery"]), 200),
+                middle_cut(parent, 200),
+            )
+            return
+        held = self._held.setdefault(cid, [])
+        if len(held) >= HELD_KEPT:
+            _log.warning(
+                "outcome record %s of delivery %s passed over: correlation %s holds %s "
+                "records for their parents' already",
+                where,
+                middle_cut(str(record["delivery"]), 200),
+                middle_cut(cid, 80),
+                f"{HELD_KEPT:,}",
+            )
+            return
+        held.append((parent, record, bounded))
+
+    def _children(self, cid: str, delivery: str) -> list[tuple[Mapping[str, Any], bool]]:
+        """The records held of ``cid`` for ``delivery``'s, no longer held."""
+        held = self._held.get(cid)
+        if not held:
+            return []
+        children = [(rec, b) for parent, rec, b in held if parent == delivery]
+        if children:
+            kept = [h for h in held if h[0] != delivery]
+            if kept:
+                self._held[cid] = kept
+            else:
+                del self._held[cid]
+        return children
 
     def _apply(self, host: TransportHost, record: Mapping[str, Any], bounded: bool) -> None:
         self.replaying = True
@@ -191,7 +270,7 @@ class OutcomeReplay:
                     f"no delivery of correlation {middle_cut(cid, 80)} this process sent and "
                     "awaits the outcome of"
                 )
-            del self._roots[delivery]
+            self._unroot(delivery)
         self._applied.setdefault(cid, set()).add(delivery)
         ran_here = delivery in self._run_here
         self._run_here.discard(delivery)

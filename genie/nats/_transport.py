@@ -343,6 +343,11 @@ class NatsTransport:
 
     # --- wiring ------------------------------------------------------------------------------
     @property
+    def outcomes_held(self) -> int:
+        """The outcome records of children this process holds until their parent's comes."""
+        return self._outcomes.held
+
+    @property
     def js(self) -> JetStreamContext:
         if self._js is None:
             raise ConfigurationError("NatsTransport.connect() first")
@@ -1037,14 +1042,14 @@ class NatsTransport:
                 if entry is not None:
                     parked = entry.parked.get(record["correlation_id"])
                     if parked is not None:
-                        parked.append((record, bounded))
+                        parked.append((record, bounded, raw.metadata.sequence.stream))
                         return
                     if before:
                         if raw.metadata.sequence.stream > before:
                             before = 0  # past the records written before this process
                         elif record["correlation_id"] not in entry.earlier:
                             return  # a request an earlier process of this name saw settle
-                self._outcomes.settle(host, record, bounded)
+                self._outcomes.settle(host, record, bounded, raw.metadata.sequence.stream)
             except Exception as exc:  # ends the runtime, as it did from the loop itself
                 failed.append(exc)
                 stop.set()
@@ -1093,7 +1098,7 @@ class NatsTransport:
         kept = entry.found.pop(correlation_id, [])
         parked = entry.parked.pop(correlation_id, [])
         corr = host.correlation(correlation_id)
-        recorded = {record["delivery"] for record, _ in parked}
+        recorded = {record["delivery"] for record, _, _ in parked}
         for delivery, published in kept:
             host.resumed(corr, delivery.message, delivery.recipient)
             self._outcomes.awaits(delivery.id, correlation_id)
@@ -1103,8 +1108,8 @@ class NatsTransport:
                 assert self._tg is not None, "a runtime resumes only once started"
                 self._unsent[delivery.recipient] += 1
                 self._tg.start_soon(self._send, delivery.message, delivery.recipient)
-        for record, bounded in parked:
-            self._outcomes.settle(host, record, bounded)
+        for record, bounded, seq in parked:
+            self._outcomes.settle(host, record, bounded, seq)
         return len(kept)
 
     def replay_own(self) -> int:

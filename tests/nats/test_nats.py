@@ -953,7 +953,7 @@ async def test_a_message_over_max_payload_with_its_headers_fails_at_once(
 class BrokenReplay(OutcomeReplay):
     """A replay with a bug: applying any record raises."""
 
-    def settle(self, host: Any, record: Any, bounded: bool = False) -> None:
+    def settle(self, host: Any, record: Any, bounded: bool = False, seq: int | None = None) -> None:
         raise RuntimeError("a bug in the replay")
 
 

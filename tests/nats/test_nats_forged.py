@@ -5,6 +5,8 @@ still ends the request (docs/scale-out.md, "What a client of the broker can forg
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -12,6 +14,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from genie import GatherResult
+from genie.nats import _replay
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
@@ -104,3 +107,67 @@ async def test_a_forged_record_of_the_right_shape_ends_nothing(
 
 async def _answered(results: list[GatherResult]) -> bool:
     return bool(results)
+
+
+async def test_forged_children_are_held_within_bounds(
+    server: LocalNatsServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records naming parents whose records never come are what the origin holds: a child
+    of a correlation this process never started is passed over (not held); of one it
+    started, at most ``HELD_KEPT`` are held, the next logged with its sequence in the
+    outcome stream; and the held go once the correlation is forgotten. A genuine child whose
+    record comes before its parent's is still applied when its parent's comes."""
+    monkeypatch.setattr(_replay, "HELD_KEPT", 2)
+    monkeypatch.setattr(_replay, "APPLIED_KEPT", 1)
+    names = NatsNames("held")
+    entry_t = NatsTransport(server.url, names)
+    entry_rt = ping_runtime(entry_t)
+    await entry_t.connect()
+    try:
+        async with entry_rt, jetstream(server.url) as js:
+            subject = names.outcome(entry_t.origin)
+            msg = entry_rt.message(Ping(n=1), recipient="echo")
+            cid, root = msg.correlation_id, f"{msg.id}:echo"
+            await entry_rt.publish(msg)
+            await eventually(lambda: _is(entry_t.sent == 1))
+
+            def logged(text: str) -> list[logging.LogRecord]:
+                return [r for r in caplog.records if text in r.getMessage()]
+
+            for i in range(3):  # of a request no process started
+                await js.publish(subject, record(f"made-up{i}", f"c{i}:echo", parent=f"p{i}"))
+            await eventually(lambda: _is(len(logged("of no request this process")) == 3))
+            assert entry_t.outcomes_held == 0
+            # The genuine child first, then forged ones of its correlation, one too many.
+            await js.publish(subject, record(cid, "child:echo", parent=root))
+            for i in range(1, 3):
+                ack = await js.publish(subject, record(cid, f"f{i}:echo", parent=f"p{i}"))
+            [warned] = await _when(lambda: logged("for their parents' already"))
+            assert f"record {ack.seq} of delivery f2:echo" in warned.getMessage()
+            assert warned.levelno == logging.WARNING
+            assert entry_t.outcomes_held == 2
+            await js.publish(subject, record(cid, root, spawned=1))
+            await eventually(lambda: _is(entry_rt.statistics().in_flight == 0))
+            assert entry_t.outcomes_held == 1  # the forged one, while its correlation is kept
+            # Another request settles: the first correlation is forgotten, its forged too.
+            other = entry_rt.message(Ping(n=2), recipient="echo")
+            await entry_rt.publish(other)
+            await eventually(lambda: _is(entry_t.sent == 2))
+            await js.publish(subject, record(other.correlation_id, f"{other.id}:echo"))
+            await eventually(lambda: _is(entry_rt.statistics().handled == 3))
+            assert entry_t.outcomes_held == 0
+            s = entry_rt.statistics()
+            assert (s.delivered, s.handled, s.dead_lettered, s.in_flight) == (3, 3, 0, 0)
+    finally:
+        await entry_t.close()
+
+
+async def _is(holds: bool) -> bool:
+    return holds
+
+
+async def _when(
+    found: Callable[[], list[logging.LogRecord]],
+) -> list[logging.LogRecord]:
+    await eventually(lambda: _is(bool(found())))
+    return found()
