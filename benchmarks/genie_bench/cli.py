@@ -95,28 +95,31 @@ _payload_bytes = number(
 )
 
 
-def _positive_list(text: str) -> list[int]:
-    items = _items(text)
-    try:
-        values = [int(v) for v in items]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a comma-separated list of integers"
-        ) from None
-    for v in values:
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{v} is not a positive integer")
-    return _once(text, values)
+# The upper bounds: a run past them does not measure the bus on one machine, it exhausts the
+# machine (every agent, process and sample is held at once) and was started all the same.
+# Agents at once, of a fan-out, the chain or the idle set: a million already asks for gigabytes.
+MAX_AGENTS = 1_000_000
+# Requests, sessions and loop rounds: past these a run takes days rather than hours.
+MAX_REQUESTS = 10_000_000
+MAX_ROUNDS = 100_000
+MAX_CPU_ROUNDS = 1_000_000_000
+MAX_BUDGET_SECONDS = 86_400
+# A pool of processes and one of threads this size are started at once: beyond one machine's
+# CPUs, it measures the scheduler's queue and a process each is memory nobody has.
+MAX_CORES = 4096
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not one positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
+def _count(high: int) -> Callable[[str], int]:
+    return number(int, f"a whole number from 1 to {high:,}", 1, high)
+
+
+def _counts(high: int) -> Callable[[str], list[int]]:
+    one = _count(high)
+
+    def parse(text: str) -> list[int]:
+        return _once(text, [one(v) for v in _items(text)])
+
+    return parse
 
 
 def _names(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
@@ -144,43 +147,75 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         "memory per idle agent and start-up. Writes results.json, results.md and latency.png.",
     )
     p.add_argument("--quick", action="store_true", help="a smoke run: small N, few requests")
-    p.add_argument("--n", type=_positive_list, help="fan-out widths (default 1,10,50,100,1000)")
+    # Each size has a bound (the MAX_ constants above) the help states with its reason.
+    agents = f"at most {MAX_AGENTS:,}: a million agents at once already asks for gigabytes"
+    many = f"at most {MAX_REQUESTS:,}: past that a run takes days"
+    rounds = f"at most {MAX_ROUNDS:,}: past that a run takes days"
+    p.add_argument(
+        "--n", type=_counts(MAX_AGENTS), help=f"fan-out widths (default 1,10,50,100,1000; {agents})"
+    )
     p.add_argument(
         "--requests",
-        type=_positive,
+        type=_count(MAX_REQUESTS),
         help="sequential requests per implementation and N (default 1000: p99 is then the "
-        "990th slowest of 1000, p999 the 999th)",
+        f"990th slowest of 1000, p999 the 999th; {many})",
     )
     p.add_argument(
         "--budget",
-        type=_positive,
+        type=_count(MAX_BUDGET_SECONDS),
         help="seconds of sequential requests per implementation and N (default 60): one "
-        "slower than that takes fewer samples, as the table's count shows",
+        "slower than that takes fewer samples, as the table's count shows; at most "
+        f"{MAX_BUDGET_SECONDS:,}, a day",
     )
-    p.add_argument("--rounds", type=_positive, help="interleaved rounds (default 50)")
-    p.add_argument("--concurrency", type=_positive, help="requests in flight (default 64)")
-    p.add_argument("--chain", type=_positive, help="agents in the per-hop chain (default 1000)")
-    p.add_argument("--chain-rounds", type=_positive, help="rounds through the chain (default 30)")
-    p.add_argument("--idle", type=_positive, help="idle agents for memory (default 10000)")
-    p.add_argument("--startup-repeats", type=_positive, help="fresh processes each (default 10)")
     p.add_argument(
-        "--soak-sessions", type=_positive, help="simulated sessions of the soak (default 100000)"
+        "--rounds", type=_count(MAX_ROUNDS), help=f"interleaved rounds (default 50; {rounds})"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_count(MAX_AGENTS),
+        help=f"requests in flight (default 64; at most {MAX_AGENTS:,}, as many as agents)",
+    )
+    p.add_argument(
+        "--chain",
+        type=_count(MAX_AGENTS),
+        help=f"agents in the per-hop chain (default 1000; {agents})",
+    )
+    p.add_argument(
+        "--chain-rounds",
+        type=_count(MAX_ROUNDS),
+        help=f"rounds through the chain (default 30; {rounds})",
+    )
+    p.add_argument(
+        "--idle", type=_count(MAX_AGENTS), help=f"idle agents for memory (default 10000; {agents})"
+    )
+    p.add_argument(
+        "--startup-repeats",
+        type=_count(MAX_ROUNDS),
+        help=f"fresh processes each (default 10; {rounds})",
+    )
+    p.add_argument(
+        "--soak-sessions",
+        type=_count(MAX_REQUESTS),
+        help=f"simulated sessions of the soak (default 100000; {many})",
     )
     p.add_argument(
         "--nats-requests",
-        type=_positive,
+        type=_count(MAX_REQUESTS),
         help="requests of each nats configuration over its rounds (default 8000; the "
-        "handler-bound case a quarter)",
+        f"handler-bound case a quarter; {many})",
     )
     p.add_argument(
         "--cores",
-        type=_positive,
-        help="processes and threads of the cpu workload's pools (default: this machine's CPUs)",
+        type=_count(MAX_CORES),
+        help="processes and threads of the cpu workload's pools (default: this machine's CPUs; "
+        f"at most {MAX_CORES:,}, more CPUs than one machine has: past them the pools measure "
+        "the scheduler, and a process each is memory nobody has)",
     )
     p.add_argument(
         "--cpu-rounds",
-        type=_positive,
-        help="pure-Python loop rounds each agent of the cpu workload burns (default 1000000)",
+        type=_count(MAX_CPU_ROUNDS),
+        help="pure-Python loop rounds each agent of the cpu workload burns (default 1000000; "
+        f"at most {MAX_CPU_ROUNDS:,}: minutes of CPU for each agent)",
     )
     p.add_argument(
         "--payload-bytes",
@@ -207,7 +242,9 @@ def build_parser(prog: str = "genie bench") -> argparse.ArgumentParser:
         "--cores) only when named",
     )
     p.add_argument(
-        "--serve-requests", type=_positive, help="asks per concurrency level of serve (500)"
+        "--serve-requests",
+        type=_count(MAX_REQUESTS),
+        help=f"asks per concurrency level of serve (500; {many})",
     )
     p.add_argument(
         "--policies",

@@ -352,15 +352,18 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
     ]
 
 
+W = "a whole number from 1 to "
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--n", "0"], "argument --n: 0 is not a positive integer"),
-        (["--n", "10,-5"], "argument --n: -5 is not a positive integer"),
-        (["--n", "ten"], "argument --n: 'ten' is not a comma-separated list of integers"),
-        (["--concurrency", "0"], "argument --concurrency: 0 is not a positive integer"),
-        (["--concurrency", "-4"], "argument --concurrency: -4 is not a positive integer"),
-        (["--requests", "1,2"], "argument --requests: '1,2' is not one positive integer"),
+        (["--n", "0"], f"argument --n: {W}1,000,000, not '0'"),
+        (["--n", "10,-5"], f"argument --n: {W}1,000,000, not '-5'"),
+        (["--n", "ten"], f"argument --n: {W}1,000,000, not 'ten'"),
+        (["--concurrency", "0"], f"argument --concurrency: {W}1,000,000, not '0'"),
+        (["--concurrency", "-4"], f"argument --concurrency: {W}1,000,000, not '-4'"),
+        (["--requests", "1,2"], f"argument --requests: {W}10,000,000, not '1,2'"),
         (
             ["--variants", "genie,fast"],
             "unknown variant 'fast' (known: asyncio, pool, asyncio+envelope, pool+guarantees, "
@@ -371,7 +374,7 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
         # A length past what a string can hold was an OverflowError once the workers started.
         (["--payload-bytes", "99999999999999999999"], "from 0 to 67,108,864, not '9999"),
         (["--payload-bytes", "1e3"], "--payload-bytes: a number of bytes from 0 to 67,108,864"),
-        (["--budget", "0"], "argument --budget: 0 is not a positive integer"),
+        (["--budget", "0"], f"argument --budget: {W}86,400, not '0'"),
         # An empty list ran the floors alone and wrote a report; an empty item was skipped.
         (["--variants", ""], "argument --variants: empty list"),
         (["--workloads", " "], "argument --workloads: empty list"),
@@ -384,8 +387,21 @@ def test_issue_37s_targets_judge_the_store_against_the_in_memory_runtime() -> No
         # The width was measured twice, and the first measurement dropped from the results.
         (["--n", "10,1,010"], "argument --n: '10,1,010' gives 10 twice"),
         (["--workloads", "chain,chain"], "argument --workloads: 'chain,chain' gives chain twice"),
-        (["--rounds", "1.5"], "argument --rounds: '1.5' is not one positive integer"),
-        (["--budget", "nan"], "argument --budget: 'nan' is not one positive integer"),
+        (["--rounds", "1.5"], f"argument --rounds: {W}100,000, not '1.5'"),
+        (["--budget", "nan"], f"argument --budget: {W}86,400, not 'nan'"),
+        # Sizes had no upper bound: a run that exhausts the machine was started all the same.
+        (["--cores", "99999"], f"argument --cores: {W}4,096, not '99999'"),
+        (["--n", "1,100000000000000000000"], f"argument --n: {W}1,000,000, not '1000"),
+        (["--idle", "1000001"], f"argument --idle: {W}1,000,000, not '1000001'"),
+        (["--chain", "1000001"], f"argument --chain: {W}1,000,000, not '1000001'"),
+        (["--requests", "10000001"], f"argument --requests: {W}10,000,000, not '10000001'"),
+        (["--chain-rounds", "100001"], f"argument --chain-rounds: {W}100,000, not '100001'"),
+        (["--startup-repeats", "100001"], f"argument --startup-repeats: {W}100,000, not"),
+        (["--soak-sessions", "10000001"], f"argument --soak-sessions: {W}10,000,000, not"),
+        (["--serve-requests", "10000001"], f"argument --serve-requests: {W}10,000,000, not"),
+        (["--nats-requests", "10000001"], f"argument --nats-requests: {W}10,000,000, not"),
+        (["--cpu-rounds", "1000000001"], f"argument --cpu-rounds: {W}1,000,000,000, not"),
+        (["--budget", "86401"], f"argument --budget: {W}86,400, not '86401'"),
     ],
 )
 def test_bad_input_is_refused_with_exit_2(
