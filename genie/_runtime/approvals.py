@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
+from pydantic import Field
+
 from .._agent.agent import BaseAgent, handler
 from .._agent.context import Context, Timer
 from .._base.clock import Clock
@@ -57,13 +59,15 @@ class ApprovalRequest(Payload):
     """What a handler emits to pause its request for a person. ``role`` (one of the answerer's
     ``user_roles``) or ``principal`` (the answerer's ``user_id``) says who may answer (neither:
     anyone). After ``deadline`` seconds unanswered it is rejected, or, with ``escalate_to``,
-    offered once to that role for another ``deadline``."""
+    offered once to that role for another ``deadline``; a negative deadline is refused, as a
+    pipeline file's is."""
 
     message_type = "genie.approval_request"
     subject: str
     role: str | None = None
     principal: str | None = None
-    deadline: float | None = None
+    # 0 is due when asked; a negative one was the same, and most likely a sign slip.
+    deadline: float | None = Field(default=None, ge=0)
     escalate_to: str | None = None
     details: str = ""
 

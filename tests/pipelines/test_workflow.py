@@ -583,6 +583,22 @@ def test_the_keys_the_state_has_are_taken(tmp_path: Path) -> None:
     assert load_pipeline(sme_loan_with(tmp_path, subject)).workflows
 
 
+def test_a_negative_approval_deadline_is_refused_naming_file_line_and_key(
+    tmp_path: Path,
+) -> None:
+    # As ApprovalRequest refuses one from Python: a sign slip, not "passed at once".
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, approval: {subject: "Trip to {city}", role: travel_desk}, deadline: -5}
+    """
+    with pytest.raises(ConfigFileError) as caught:
+        trip_pipeline(tmp_path, steps=steps)
+    (found,) = caught.value.problems
+    assert found == (
+        f"{tmp_path / 'trip.yaml'}:13: workflows.0.steps.1.deadline: Input should be greater than 0"
+    )
+
+
 async def test_an_approval_waiting_when_another_step_fails_is_withdrawn(tmp_path: Path) -> None:
     steps = """
       - {id: flight, compensate: trip_cancel}

@@ -9,6 +9,7 @@ import re
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
+from pydantic import ValidationError
 
 from genie import (
     ApprovalDecision,
@@ -353,16 +354,24 @@ async def test_past_its_deadline_an_approval_is_escalated_once() -> None:
     ]
 
 
-@pytest.mark.parametrize("deadline", [0.0, -1.0])
-async def test_a_deadline_already_passed_escalates_then_rejects_at_once(deadline: float) -> None:
-    """A deadline of 0 (or less) has passed when asked: escalated, the second round's is
-    passed as well, and the deadline rejects it then, not ten years later."""
+async def test_a_deadline_already_passed_escalates_then_rejects_at_once() -> None:
+    """A deadline of 0 has passed when asked: escalated, the second round's is passed as
+    well, and the deadline rejects it then, not ten years later."""
     results: list[GatherResult] = []
     async with Runtime([Payer("payer")]) as rt, anyio.create_task_group() as tg:
-        tg.start_soon(asking, rt, Pay(amount=5, deadline=deadline, escalate_to="cfo"), results)
+        tg.start_soon(asking, rt, Pay(amount=5, deadline=0.0, escalate_to="cfo"), results)
     assert [m.payload for m in results[0].replies] == [
         Paid(approved=False, by="deadline", reason="nobody answered in time")
     ]
+
+
+def test_a_negative_deadline_is_refused_naming_it() -> None:
+    # It was taken, and meant "passed at once": a sign slip rejected every request unasked.
+    with pytest.raises(
+        ValidationError, match=r"deadline\n  Input should be greater than or equal to 0"
+    ):
+        ApprovalRequest(subject="pay", role="treasurer", deadline=-1)
+    assert ApprovalRequest(subject="pay", deadline=0).deadline == 0
 
 
 async def test_an_answer_an_agent_makes_up_is_ignored() -> None:
