@@ -105,14 +105,16 @@ class DataResidency:
         region = msg.metadata.get("region")
         if not region or region == self.home_region or region == "on-prem":
             return ALLOW
+        # By value, never by identity: a label equal to a member (rebuilt from a pickle as
+        # text) is judged as that member, not waved through as public.
         cls = msg.classification
         if cls in (Classification.PII, Classification.SECRET):
             return Decision.deny(
                 self.name,
-                f'classification "{cls.value}" cannot leave region "{self.home_region}" '
+                f'classification "{cls}" cannot leave region "{self.home_region}" '
                 f'(target="{quote(region)}")',
             )
-        if cls is Classification.INTERNAL:
+        if cls == Classification.INTERNAL:
             return Decision.deny(self.name, "internal data cannot leave home region")
         if not self.allow_cross_border_for_public:
             return Decision.deny(self.name, "public-data cross-border disabled")

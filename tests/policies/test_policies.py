@@ -146,6 +146,31 @@ def test_data_residency() -> None:
     assert reason(DataResidency("in"), public) == "allow"
 
 
+def labelled(m: Message, classification: str) -> Message:
+    """``m`` as a pickle from elsewhere rebuilds it, its classification as plain text: a value
+    equal to the member, not the member itself."""
+    rebuild, (kind, values) = m.__reduce__()
+    at = list(Message.model_fields).index("classification")
+    copy: Message = rebuild(kind, (*values[:at], classification, *values[at + 1 :]))
+    assert copy.classification == classification
+    assert not isinstance(copy.classification, Classification)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("classification", "why"),
+    [
+        ("internal", "internal data cannot leave home region"),
+        ("pii", 'classification "pii" cannot leave region "in" (target="us")'),
+        ("public", "allow"),
+    ],
+)
+def test_data_residency_judges_a_classification_by_value(classification: str, why: str) -> None:
+    # Compared by identity, "internal" that was not the member passed as public data.
+    m = labelled(msg(metadata={"region": "us"}), classification)
+    assert reason(DataResidency("in"), m) == why
+
+
 @pytest.mark.parametrize(
     ("content", "kind"),
     [
