@@ -5,12 +5,13 @@ thread, in a child process)."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 from .._errors import InvalidOutputError
 from .._message.envelope import Message
 from .._message.payload import Payload
 
-__all__ = ["ONLY_MESSAGES", "RETURNS", "no_message"]
+__all__ = ["ONLY_MESSAGES", "RETURNS", "no_message", "outputs_of"]
 
 # What a ``BaseAgent`` handler may return, and may return among its outputs: said to a handler
 # that returned something else (``no_message``), wherever it ran.
@@ -40,3 +41,22 @@ def no_message(
         agent_id=agent_id,
         correlation_id=msg.correlation_id,
     )
+
+
+def outputs_of(agent_id: str, msg: Message, result: object, typed: bool) -> Sequence[Message]:
+    """The messages a handler of ``agent_id`` returned on ``msg``, or the ``no_message``
+    error refusing what is none: the one check wherever the handler ran. ``typed``: a
+    ``BaseAgent`` handler, which may also return one message or None; a raw ``handle()``
+    returns a list or tuple."""
+    if typed:
+        if result is None:
+            return ()
+        if isinstance(result, Message):
+            return (result,)
+    if not isinstance(result, (list, tuple)):
+        takes = RETURNS if typed else "handle() returns a list or tuple of Message"
+        raise no_message(agent_id, msg, result, "", takes)
+    for out in result:
+        if type(out) is not Message and not isinstance(out, Message):
+            raise no_message(agent_id, msg, out, " among its outputs", ONLY_MESSAGES)
+    return result

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._agent.context import ContextServices, runtime_context
-from .._agent.outputs import ONLY_MESSAGES, RETURNS, no_message
+from .._agent.outputs import outputs_of
 from .._base.backend import Backend
 from .._base.clock import Clock
 from .._base.failure import attempts_of, exiting, held, remember_attempt
@@ -418,19 +418,10 @@ class DeliveryRunner:
         returned it, which may also return one message or None (as ``BaseAgent.handle``
         takes them)."""
         known = self._known
-        if typed:
-            if result is None:
-                return ()
-            if isinstance(result, Message):
-                result = (result,)
-        if not isinstance(result, (list, tuple)):
-            takes = RETURNS if typed else "handle() returns a list or tuple of Message"
-            raise no_message(mb.id, msg, result, "", takes)
+        result = outputs_of(mb.id, msg, result, typed)
         hops = msg.hops + 1
         stamped: list[Message] | None = None
         for i, out in enumerate(result):
-            if type(out) is not Message and not isinstance(out, Message):
-                raise no_message(mb.id, msg, out, " among its outputs", ONLY_MESSAGES)
             if type(out.payload) not in known:
                 if not self.types.is_registered(out.payload):
                     raise InvalidOutputError(

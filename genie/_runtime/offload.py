@@ -32,7 +32,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,7 +40,7 @@ import anyio
 
 from .._agent.agent import Agent, process_offload_problem
 from .._agent.context import Context, ProcessContext
-from .._agent.outputs import ONLY_MESSAGES, RETURNS, no_message
+from .._agent.outputs import outputs_of
 from .._agent.threads import Slots, run_in_thread
 from .._base.clock import waiting_outside
 from .._base.failure import format_failure, formatted_there
@@ -421,16 +421,7 @@ def _outputs_in_child(
     delivery = Delivery.decode(wire, MessageTypes([model]))
     msg = delivery.message
     ctx = ProcessContext(delivery.recipient, msg, now)
-    result = handler(msg.payload, ctx)
-    if result is None:
-        result = ()
-    elif isinstance(result, Message):
-        result = (result,)
-    if not isinstance(result, list | tuple):
-        raise no_message(delivery.recipient, msg, result, "", RETURNS)
-    for out in result:
-        if not isinstance(out, Message):
-            raise no_message(delivery.recipient, msg, out, " among its outputs", ONLY_MESSAGES)
+    result = outputs_of(delivery.recipient, msg, handler(msg.payload, ctx), typed=True)
     try:
         texts = [m.model_dump_json() for m in result]
     except ValueError:  # pydantic's: a string UTF-8 cannot encode, or a value with no JSON
@@ -443,7 +434,7 @@ def _outputs_in_child(
     return texts
 
 
-def _refuse_unencodable(outputs: list[Message] | tuple[Message, ...]) -> None:
+def _refuse_unencodable(outputs: Sequence[Message]) -> None:
     """Raise the ``InvalidMessageError`` naming the first output holding text UTF-8 cannot
     encode (a lone surrogate) and where, if one does: an output comes back as JSON in UTF-8, so
     it cannot, and the same output would fail again (never retried)."""
