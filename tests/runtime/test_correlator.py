@@ -11,7 +11,6 @@ import anyio
 import pytest
 import trio.testing
 
-import genie._agent.context
 from genie import (
     AgentError,
     AgentOptions,
@@ -30,7 +29,7 @@ from genie import (
     handler,
 )
 
-from ..conftest import DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong
+from ..conftest import COMPILED, DenyTo, Echo, Failing, Note, Ping, PolicyFn, Pong
 
 
 @pytest.fixture
@@ -804,11 +803,10 @@ async def test_a_timeout_that_is_no_number_is_refused_before_anything_is_sent(
 ) -> None:
     # A request sent and then failed for its timeout would be sent again by each retry.
     said = f"the timeout must be a number of seconds or None, not {spelt}"
-    # The compiled build's signatures (mypyc's, of the hot modules) refuse a value that is no
-    # number at all as a TypeError, before the check: refused before anything is sent still.
-    compiled = not str(genie._agent.context.__file__).endswith(".py")
+    # The compiled build refuses a value that is no number at all as a TypeError, before the
+    # check: refused before anything is sent still.
     kinds: tuple[type[Exception], ...] = (InvalidArgumentError,)
-    if compiled and isinstance(timeout, str):
+    if COMPILED and isinstance(timeout, str):
         kinds = (InvalidArgumentError, TypeError)
     asker, echo = NoteAsker("asker", "echo", timeout=timeout), Echo("echo")
     async with Runtime([asker, echo]) as rt:
