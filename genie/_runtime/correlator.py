@@ -236,9 +236,9 @@ class _Correlation:
         self.waiters: tuple[_Waiter, ...] = ()
         self.requests = 0  # how many waiters watch for handled messages (a request's)
         self.cancelled = False
-        # The fan-ins (declared gathers) that ended their session of it: a part that comes
-        # while anything of the request is still in flight here opens no new one, however
-        # many other requests ended meanwhile.
+        # The fan-ins (declared gathers, workflows) that ended their session of it: a part
+        # that comes while anything of the request is still in flight here opens no new one,
+        # however many other requests ended meanwhile.
         self.ended_here: frozenset[str] = frozenset()
         # Told the id when the correlation ends (its model budget is forgotten with it).
         self.on_release: Callable[[str], None] | None = None

@@ -800,10 +800,10 @@ class Runtime:
         return 0 if corr is None else corr.in_flight
 
     def end_fan_in(self, correlation_id: str, agent_id: str) -> None:
-        """The fan-in ``agent_id`` (a declared gather) ended its session of
+        """The fan-in ``agent_id`` (a declared gather or workflow) ended its session of
         ``correlation_id``: the runtime keeps it with the correlation while anything of the
-        request is in flight here, so a part that comes after (a slow agent's) is known
-        late however many other requests ended meanwhile (``fan_in_ended``)."""
+        request is in flight here, so a part (or a state) that comes after, a slow agent's,
+        is known late however many other requests ended meanwhile (``fan_in_ended``)."""
         self._correlator.end_fan_in(correlation_id, agent_id)
 
     def fan_in_ended(self, correlation_id: str, agent_id: str) -> bool:

@@ -352,6 +352,7 @@ class Pipeline:
                 watch_reply=rt.watch_reply,
                 types=partial(_registered, rt.types),
                 hosts=self.graph.nodes.__contains__,
+                ends=rt,
             )
             rt.add(flow, subscribe=[Lost.message_type, Cancelled.message_type])
         for type_name, recipients in self.config.routes.items():

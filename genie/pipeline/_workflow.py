@@ -53,7 +53,7 @@ from .._message.payload import MetaValue, Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.losses import Cancelled, Lost, Unanswered
-from ._finished import Finished
+from ._finished import EndsKept, Finished
 
 __all__ = [
     "STEP_DEADLINE",
@@ -496,6 +496,7 @@ class WorkflowNode:
         watch_reply: Callable[[Message], None] | None = None,
         types: Callable[[str], type[Payload] | None] | None = None,
         hosts: Callable[[str], bool] | None = None,
+        ends: EndsKept | None = None,
     ) -> None:
         self.id = self.name = id
         self.state_model = state
@@ -538,7 +539,9 @@ class WorkflowNode:
         )
         self.ignored = 0
         self._sessions: dict[str, _Session] = {}
-        self._closed = Finished()
+        # Correlations whose run ended: a state that comes after must not start a second run.
+        # Kept by the runtime (``ends``) with each request still in flight there.
+        self._closed = Finished(id, ends)
 
     def audit_to(self, sink: AuditSink) -> None:
         """Record the workflow's events in ``sink`` (``AuditsItself``)."""

@@ -130,3 +130,22 @@ class Refunder(BaseAgent):
     @handler
     async def on_refund(self, refund: Refund, ctx: Context) -> Message:
         return ctx.reply(refund)
+
+
+class Resender(BaseAgent):
+    """Sends the request's trip once more to the workflow ``to``, ``after`` seconds on the
+    runtime clock: a slow second sender of the state, whose trip comes once the run ended."""
+
+    produces = (Trip,)
+
+    def __init__(self, id: str, *, to: str, after: float) -> None:
+        super().__init__(id)
+        self.to = to
+        self.after = after
+
+    @handler
+    async def on_trip(self, trip: Trip, ctx: Context) -> Message | None:
+        if ctx.message.causation_id is not None:  # not the request itself: a step's, a reply
+            return None
+        await ctx.sleep(self.after)
+        return ctx.emit(trip, recipient=self.to)

@@ -30,7 +30,7 @@ from genie import (
 from genie._base.clock import Clock
 from genie._base.yamlconf import ConfigFileError
 from genie._cli.main import main
-from genie.pipeline import Pipeline, WorkflowOutcome, load_pipeline
+from genie.pipeline import Pipeline, WorkflowOutcome, _finished, load_pipeline
 from genie.testing import VIRTUAL_TIME, TestRuntime
 
 from . import saga_agents
@@ -989,6 +989,39 @@ async def test_a_late_or_second_reply_changes_nothing(tmp_path: Path) -> None:
     assert outcome.compensated == ("flight",)
     assert started == ["flight", "hotel"]  # the late reply started no second run
     assert "undo hotel" not in " ".join(saga_agents.JOURNAL)
+
+
+@pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
+async def test_a_state_after_its_run_ended_starts_none_however_many_ended_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workflow's memory of ended runs is bounded (here to one, as if thousands of
+    # requests had ended meanwhile): two requests run while a slow agent of each sends its
+    # trip to the workflow once more, after both runs ended. Neither starts a second run:
+    # the runtime knows each request's run ended.
+    monkeypatch.setattr(_finished, "FINISHED_KEPT", 1)
+    resender = (
+        "- {id: resender, use: tests.pipelines.saga_agents:Resender,"
+        " params: {to: booking, after: 60}}"
+    )
+    steps = """
+      - {id: flight}
+    """
+    top = "routes: {trip: [resender]}"
+    pipeline = trip_pipeline(tmp_path, steps=steps, agents=resender, top=top)
+    async with pipeline.runtime() as rt:
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(pipeline.ask, rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()  # both resent trips came, after both runs ended
+        started = [
+            r.details["step"]
+            for r in rt.audit.records  # type: ignore[attr-defined]
+            if r.action == "workflow_started"
+        ]
+        booking: Any = next(a for a in rt.agents() if a.id == "booking")
+    assert started == ["flight", "flight"]
+    assert (booking.ignored, booking.pending) == (2, 0)
 
 
 @pytest.mark.parametrize("anyio_backend", [VIRTUAL_TIME])
