@@ -17,10 +17,13 @@ names, an embedding provider's request) or making a policy fail closed.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .._base.clock import spelt
 from .._base.json_form import unfit_for_json
@@ -498,11 +501,41 @@ class Memory:
         self.facts = Facts(name, store, gate)
 
 
-def checked(memory: Memory, check: Callable[[], None]) -> Memory:
+def checked(
+    memory: Memory,
+    check: Callable[[], None],
+    guard: Callable[[], AbstractAsyncContextManager[None]],
+) -> Memory:
     """``memory`` whose every read and write first calls ``check``, which raises once the
     handler may no longer reach the runtime (a thread its delivery gave up): a memory taken in
-    time is refused late all the same."""
-    return Memory(memory.name, memory.kv._store, _Checked(memory.kv._gate, check))
+    time is refused late all the same. Every call of its store runs in ``guard``, which ends
+    it, refused, when the handler's thread is given up meanwhile."""
+    store = cast("MemoryStore", _Guarded(memory.kv._store, guard))
+    return Memory(memory.name, store, _Checked(memory.kv._gate, check))
+
+
+class _Guarded:
+    """A store whose every call awaited runs in ``guard`` (``checked``); the rest is the
+    store's own."""
+
+    __slots__ = ("_guard", "_store")
+
+    def __init__(
+        self, store: MemoryStore, guard: Callable[[], AbstractAsyncContextManager[None]]
+    ) -> None:
+        self._store, self._guard = store, guard
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(call):
+            return call
+
+        @functools.wraps(call)
+        async def guarded(*args: object, **kwargs: object) -> object:
+            async with self._guard():
+                return await call(*args, **kwargs)
+
+        return guarded
 
 
 class _Checked:

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -52,7 +52,7 @@ class Slots:
     delivery's task when the thread returns; once the delivery has given it up, by the thread
     itself, when it ends."""
 
-    __slots__ = ("abandoned", "done", "lock", "outside", "release", "started", "stopped")
+    __slots__ = ("abandoned", "done", "lock", "outside", "release", "started", "stopped", "waits")
 
     def __init__(
         self,
@@ -71,6 +71,10 @@ class Slots:
         # Whether the runtime is stopping, which gives every thread up: what the thread is
         # refused then says so (none: a thread of anyio's pool, outside a runtime's stop).
         self.stopped = stopped
+        # The thread's waits on the loop under way (``anyio.from_thread.run``), cancelled when
+        # the delivery gives the thread up: on trio they are not the delivery's to cancel.
+        # Read and changed on the loop only.
+        self.waits: set[anyio.CancelScope] = set()
 
     def stopping(self) -> bool:
         return self.stopped is not None and self.stopped()
@@ -110,6 +114,9 @@ async def run_in_thread(
         with slots.lock:
             slots.abandoned = not slots.done
             started = slots.started
+        if slots.abandoned:
+            for wait in slots.waits:
+                wait.cancel()
         if (not slots.abandoned or not started) and slots.release is not None:
             slots.release(slots)
 
@@ -201,6 +208,12 @@ class ThreadContext:
                 f"handler); await it on the event loop: anyio.from_thread.run(...)"
             )
 
+    def _awaiting(self, what: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around a call of the tools, memory or model the thread took: ``_awaited``, then
+        the wait ``_given_up_meanwhile``, as the thread's own sleep and requests."""
+        self._awaited(what)
+        return self._given_up_meanwhile(what)
+
     def _check(self, what: str) -> None:
         # In the thread, then again on the event loop, where the delivery's task marks its
         # thread given up.
@@ -217,24 +230,35 @@ class ThreadContext:
             correlation_id=msg.correlation_id,
         )
 
-    @contextlib.contextmanager
-    def _given_up_meanwhile(self, what: str) -> Iterator[None]:
-        """Around a wait on the loop for the thread (``anyio.from_thread.run``): if the
-        delivery gives the thread up meanwhile, the thread is refused as a call made after
-        would be, on every backend. On asyncio anyio cancels the wait with the delivery (a
-        bare ``CancelledError`` in the thread); on trio the wait runs on, and a request
-        ends as the runtime's stop ends what it asked for."""
+    @contextlib.asynccontextmanager
+    async def _given_up_meanwhile(self, what: str) -> AsyncIterator[None]:
+        """Around a wait on the loop for the thread (``anyio.from_thread.run``: its sleep,
+        request, or a call of its tools, memory or model), entered on the loop: refused at
+        once if the delivery gave the thread up, and if it does meanwhile, the wait is
+        cancelled and the thread refused as a call made after would be, on every backend.
+        On asyncio anyio cancels the wait with the delivery (a bare ``CancelledError`` in the
+        thread); on trio the delivery's scope does not reach it, so the delivery cancels the
+        thread's waits itself (``Slots.waits``) as it gives the thread up."""
+        self._check(what)
+        waits = self._slots.waits
         try:
-            yield
+            with anyio.CancelScope() as wait:
+                waits.add(wait)
+                try:
+                    yield
+                finally:
+                    waits.discard(wait)
         except anyio.get_cancelled_exc_class() as exc:
-            # The wait is the thread's alone, its cancel scope the delivery's: cancelled, the
-            # delivery gave the thread up, and the thread is told so instead of the bare
-            # cancellation (which ends nothing else: the task is anyio's for this call).
+            # The wait is the thread's alone, cancelled with its delivery: the thread is told
+            # so instead of the bare cancellation (which ends nothing else: the task is
+            # anyio's for this call).
             raise self._refused(what) from exc
         except GenieError as exc:
             if self._slots.abandoned or self._slots.stopping():
                 raise self._refused(what) from exc
             raise
+        if wait.cancel_called:  # what it waited for ended anyway, given up: not the thread's
+            raise self._refused(what)
 
     @property
     def agent_id(self) -> str:
@@ -290,17 +314,16 @@ class ThreadContext:
         return self._ctx.schedule(delay, payload)
 
     async def sleep(self, seconds: float) -> None:
-        self._check("sleep")
-        with self._given_up_meanwhile("sleep"), self._waiting_on_the_loop():
-            await self._ctx.sleep(seconds)
+        async with self._given_up_meanwhile("sleep"):
+            with self._waiting_on_the_loop():
+                await self._ctx.sleep(seconds)
 
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
-        self._check("request")
-        # The work asked for is the loop's to time.
-        with self._given_up_meanwhile("request"), self._waiting_on_the_loop():
-            return await self._ctx.request(recipient, payload, timeout=timeout)
+        async with self._given_up_meanwhile("request"):
+            with self._waiting_on_the_loop():  # the work asked for is the loop's to time
+                return await self._ctx.request(recipient, payload, timeout=timeout)
 
     def _waiting_on_the_loop(self) -> contextlib.AbstractContextManager[object]:
         """The thread waits on the loop (its sleep, another agent's reply): no longer work
@@ -313,7 +336,7 @@ class ThreadContext:
 
     def _llm(self, provider: Provider) -> Provider:
         self._check("llm")
-        return _CheckedProvider(self._ctx.llm(provider), functools.partial(self._awaited, "llm"))
+        return _CheckedProvider(self._ctx.llm(provider), functools.partial(self._awaiting, "llm"))
 
     # What ``tool`` and ``memory`` return is awaited on the loop by the handler itself:
     # ``anyio.from_thread.run(ctx.tool("broker").call, "get_holdings", {})``.
@@ -322,7 +345,7 @@ class ThreadContext:
 
     def _tool(self, server: str) -> Tools:
         self._check("tool")
-        return _CheckedTools(self._ctx.tool(server), functools.partial(self._awaited, "tool"))
+        return _CheckedTools(self._ctx.tool(server), functools.partial(self._awaiting, "tool"))
 
     def memory(self, name: str = "default") -> Memory:
         return self._on_loop("memory", self._memory, name)
@@ -331,17 +354,27 @@ class ThreadContext:
         self._check("memory")
         # Its reads and writes are refused too once the thread is given up: they run later,
         # on the loop, when the handler awaits them.
-        return checked(self._ctx.memory(name), functools.partial(self._awaited, "memory"))
+        return checked(
+            self._ctx.memory(name),
+            functools.partial(self._awaited, "memory"),
+            functools.partial(self._awaiting, "memory"),
+        )
+
+
+# What a call the thread awaits runs in: refused once the delivery gave the thread up, or
+# off the loop, and ended with a refusal when the delivery gives the thread up meanwhile.
+_Guard = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 
 
 class _CheckedProvider:
     """A thread's model (``ctx.llm``): each call, awaited later on the loop, is refused once
-    the delivery gave the thread up, as ``ctx.llm`` itself is, or when awaited off the loop."""
+    the delivery gave the thread up, as ``ctx.llm`` itself is, or when awaited off the loop,
+    and refused when the delivery gives the thread up while it runs."""
 
-    __slots__ = ("_check", "_provider")
+    __slots__ = ("_guard", "_provider")
 
-    def __init__(self, provider: Provider, check: Callable[[], None]) -> None:
-        self._provider, self._check = provider, check
+    def __init__(self, provider: Provider, guard: _Guard) -> None:
+        self._provider, self._guard = provider, guard
 
     @property
     def name(self) -> str:
@@ -352,30 +385,29 @@ class _CheckedProvider:
         return self._provider.region
 
     async def complete(self, request: Request) -> Response:
-        self._check()
-        return await self._provider.complete(request)
+        async with self._guard():
+            return await self._provider.complete(request)
 
     @contextlib.asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        self._check()
-        async with self._provider.stream(request) as events:
+        async with self._guard(), self._provider.stream(request) as events:
             yield events
 
 
 class _CheckedTools:
     """A thread's tools of one server: each call, awaited later on the loop, is refused once
     the delivery gave the thread up, as ``ctx.tool`` itself is, or when awaited off the
-    loop."""
+    loop, and refused when the delivery gives the thread up while it runs."""
 
-    __slots__ = ("_check", "_tools")
+    __slots__ = ("_guard", "_tools")
 
-    def __init__(self, tools: Tools, check: Callable[[], None]) -> None:
-        self._tools, self._check = tools, check
+    def __init__(self, tools: Tools, guard: _Guard) -> None:
+        self._tools, self._guard = tools, guard
 
     async def list(self) -> Sequence[ToolSpec]:
-        self._check()
-        return await self._tools.list()
+        async with self._guard():
+            return await self._tools.list()
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolOutput:
-        self._check()
-        return await self._tools.call(name, arguments)
+        async with self._guard():
+            return await self._tools.call(name, arguments)

@@ -1229,3 +1229,155 @@ async def test_a_thread_handler_cancelled_before_its_thread_began_frees_its_slot
         assert (stats.in_flight, stats.offload.threads) == (0, 0)
     assert agent.ran[-1] == 2
     assert [d.kind for d in rt.dead_letters] in ([], ["cancelled"])
+
+
+class Stuck:
+    """What a thread awaits on the loop that never ends: a tool call, a memory read, a model
+    call. ``entered`` is set once the call is under way; ``cancelled`` tells it was ended."""
+
+    def __init__(self) -> None:
+        self.entered = anyio.Event()
+        self.cancelled = False
+
+    async def wait(self) -> None:
+        self.entered.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled = True
+            raise
+
+
+class _StuckSession(_Session):
+    def __init__(self, stuck: Stuck) -> None:
+        super().__init__()
+        self.stuck = stuck
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutput:
+        await self.stuck.wait()
+        return ToolOutput(text="")
+
+
+class _StuckTools(_LocalTools):
+    def __init__(self, stuck: Stuck) -> None:
+        self.session = _StuckSession(stuck)
+
+
+class _StuckStore(Store):
+    def __init__(self, stuck: Stuck) -> None:
+        super().__init__()
+        self.stuck = stuck
+
+    async def kv_get(self, namespace: str, key: str) -> tuple[Any, str] | None:
+        await self.stuck.wait()
+        return None
+
+
+class _StuckModel(ScriptedProvider):
+    def __init__(self, stuck: Stuck) -> None:
+        super().__init__()
+        self.stuck = stuck
+
+    async def complete(self, request: LLMRequest) -> Any:
+        await self.stuck.wait()
+
+
+class _StuckAnswerer(Unanswering):
+    def __init__(self, id: str, stuck: Stuck) -> None:
+        super().__init__(id, stuck.entered)
+        self.stuck = stuck
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> None:
+        await self.stuck.wait()
+
+
+class AwaitsOnTheLoop(BaseAgent):
+    """A def handler that awaits ``call`` of its context on the loop; records what it raised."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, call: Callable[[Context], object]) -> None:
+        super().__init__(id)
+        self.call = call
+        self.raised: BaseException | None = None
+        self.done = threading.Event()
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> None:
+        try:
+            self.call(ctx)
+        except BaseException as exc:
+            self.raised = exc
+            raise
+        finally:
+            self.done.set()
+
+
+@pytest.mark.parametrize(
+    ("what", "call"),
+    [
+        ("request", lambda ctx: anyio.from_thread.run(ctx.request, "stuck", Ping(n=1))),
+        ("tool", lambda ctx: anyio.from_thread.run(ctx.tool("stuck").call, "wait", {})),
+        ("memory", lambda ctx: anyio.from_thread.run(ctx.memory().kv.get, "notes", "k")),
+        ("llm", None),
+    ],
+    ids=["request", "tool", "memory", "llm"],
+)
+async def test_a_thread_waiting_on_the_loop_is_refused_when_its_delivery_gives_it_up(
+    what: str, call: Callable[[Context], object] | None
+) -> None:
+    # On asyncio the thread got a bare CancelledError for a tool, memory or model call; on
+    # trio the call ran on after the thread was given up, and the thread with it.
+    stuck = Stuck()
+    if call is None:  # the model's call: its provider is the one that never answers
+
+        def call(ctx: Context) -> object:
+            question = LLMRequest(messages=(ChatMessage.user("hi"),))
+            return anyio.from_thread.run(ctx.llm(_StuckModel(stuck)).complete, question)
+
+    waits = AwaitsOnTheLoop("waits", call)
+    agents = [waits, _StuckAnswerer("stuck", stuck)]
+    tools = {"stuck": _StuckTools(stuck)}
+    async with Runtime(agents, tools=tools, memory=_StuckStore(stuck)) as rt:
+        msg = rt.message(Work(n=1), recipient="waits")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rt.ask, msg)
+            with anyio.fail_after(WAIT):
+                await stuck.entered.wait()
+            rt.cancel(msg.correlation_id)
+        assert await anyio.to_thread.run_sync(waits.done.wait, WAIT)
+    assert stuck.cancelled  # what the thread waited for ended with its delivery
+    assert isinstance(waits.raised, AgentError), repr(waits.raised)
+    assert str(waits.raised) == (
+        f"agent 'waits': ctx.{what} refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("what", "call"),
+    [
+        ("sleep", lambda ctx: anyio.from_thread.run(ctx.sleep, 3600)),
+        ("request", lambda ctx: anyio.from_thread.run(ctx.request, "stuck", Ping(n=1))),
+    ],
+    ids=["sleep", "request"],
+)
+async def test_a_thread_waiting_on_the_loop_is_refused_at_its_deliverys_deadline(
+    what: str, call: Callable[[Context], object]
+) -> None:
+    # On trio the sleep or the request ran on after the deadline gave the thread up, and
+    # the thread waited with it.
+    waits = AwaitsOnTheLoop("waits", call)
+    async with Runtime() as rt:
+        # The asked agent's deadline ends the request after the asker's, as nothing else would.
+        rt.add(_StuckAnswerer("stuck", Stuck()), options=AgentOptions(deadline=5))
+        rt.add(waits, options=AgentOptions(deadline=0.5))
+        result = await rt.ask(rt.message(Work(n=1), recipient="waits"))
+        assert "HandlerTimeoutError" in result.missing[0].reason
+        assert await anyio.to_thread.run_sync(waits.done.wait, WAIT)
+    assert isinstance(waits.raised, AgentError), repr(waits.raised)
+    assert str(waits.raised) == (
+        f"agent 'waits': ctx.{what} refused, the delivery gave this thread up (its deadline "
+        "passed, or its request was cancelled)"
+    )
