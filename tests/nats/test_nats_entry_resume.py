@@ -63,9 +63,9 @@ settle = OutcomeReplay.settle
 applied = 0
 
 
-def settling(self, host, record, bounded=False):
+def settling(self, host, record, bounded=False, seq=None):
     global applied
-    settle(self, host, record, bounded)
+    settle(self, host, record, bounded, seq)
     applied += 1
     if point == "record" and applied == at:
         die()
