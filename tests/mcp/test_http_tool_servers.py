@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -38,32 +38,46 @@ def blobs() -> MCPServer:
     return server
 
 
-def as_stream(app: Any) -> Any:
-    """``app``, its JSON answers sent as a stream of one event each (the transport's other
-    form, which the SDK's server here does not choose on its own)."""
+Headers = list[tuple[bytes, bytes]]
+
+
+def rewritten(app: Any, rewrite: Callable[[Headers, bytes], tuple[Headers, bytes]]) -> Any:
+    """``app``, each HTTP answer held whole and sent as ``rewrite`` makes it of its headers
+    and body."""
 
     async def asgi(scope: Any, receive: Any, send: Any) -> None:
         start: dict[str, Any] = {}
         body: list[bytes] = []
 
-        async def streamed(message: Any) -> None:
+        async def held(message: Any) -> None:
             if message["type"] == "http.response.start":
                 start.update(message)
                 return
             body.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-            if dict(headers).get(b"content-type", b"").startswith(b"application/json"):
-                headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
-                headers.append((b"content-type", b"text/event-stream"))
-                body[:] = [b"event: message\ndata: " + b"".join(body) + b"\n\n"]
+            headers, whole = rewrite(start["headers"], b"".join(body))
             await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": b"".join(body)})
+            await send({"type": "http.response.body", "body": whole})
 
-        await app(scope, receive, streamed if scope["type"] == "http" else send)
+        await app(scope, receive, held if scope["type"] == "http" else send)
 
     return asgi
+
+
+def as_stream(app: Any) -> Any:
+    """``app``, its JSON answers sent as a stream of one event each (the transport's other
+    form, which the SDK's server here does not choose on its own)."""
+
+    def streamed(headers: Headers, whole: bytes) -> tuple[Headers, bytes]:
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        if dict(headers).get(b"content-type", b"").startswith(b"application/json"):
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+            headers.append((b"content-type", b"text/event-stream"))
+            whole = b"event: message\ndata: " + whole + b"\n\n"
+        return headers, whole
+
+    return rewritten(app, streamed)
 
 
 @asynccontextmanager
@@ -150,29 +164,14 @@ async def test_a_tool_list_over_max_answer_fails_the_opening_naming_it() -> None
 def gzipped(app: Any) -> Any:
     """``app``, its answers to a tool call compressed whatever the client asked for."""
 
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        start: dict[str, Any] = {}
-        body: list[bytes] = []
+    def compressed(headers: Headers, whole: bytes) -> tuple[Headers, bytes]:
+        if b'"content":[' in whole:  # a tool's answer
+            whole = gzip.compress(whole)
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+            headers += [(b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(whole))]
+        return headers, whole
 
-        async def compressed(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            body.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            whole = b"".join(body)
-            headers = start["headers"]
-            if b'"content":[' in whole:  # a tool's answer
-                whole = gzip.compress(whole)
-                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-                headers += [(b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(whole))]
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": whole})
-
-        await app(scope, receive, compressed if scope["type"] == "http" else send)
-
-    return asgi
+    return rewritten(app, compressed)
 
 
 async def test_an_answer_compressed_though_asked_unencoded_is_refused() -> None:
