@@ -176,12 +176,16 @@ class Pipeline:
         self.llm = llm  # the checked llm: section, if the file has one
         self.workflows = dict(workflows or {})
 
-    def llm_stacks(self, environ: Mapping[str, str] | None = None) -> LLMStacks | None:
+    def llm_stacks(
+        self, environ: Mapping[str, str] | None = None, *, metrics: Metrics | None = None
+    ) -> LLMStacks | None:
         """The providers of the stacks this pipeline's agents name, built now from ``environ``
         (default: the process environment), so a missing key is a ``ConfigurationError``
         naming it before the run starts, not at the first call. A provider nothing uses needs
         no key (a memory's summariser counts as used). None when nothing calls a model. The
-        caller closes them (``await stacks.aclose()``)."""
+        caller closes them (``await stacks.aclose()``). With ``metrics`` (the runtime's), the
+        stacks' calls, tokens, cost, caches and budgets are counted in its registry
+        (``LLMMetrics``), so one scrape of the runtime shows them."""
         used = {name for decl in self.config.agents for name in _stacks_of(decl)}
         screen = self.config.governance and self.config.governance.classifier
         if screen:
@@ -190,6 +194,7 @@ class Pipeline:
         if self.llm is None or not used:
             return None
         from ..llm._config import build_stacks  # httpx: only for a pipeline that calls a model
+        from ..llm._metrics import LLMMetrics
 
         stacks = {name: s for name, s in self.llm.stacks.items() if name in used}
         providers = {p for s in stacks.values() for p in s.providers}
@@ -199,7 +204,8 @@ class Pipeline:
                 "providers": {n: p for n, p in self.llm.providers.items() if n in providers},
             }
         )
-        return build_stacks(config, environ)
+        counted = None if metrics is None else LLMMetrics(metrics.registry)
+        return build_stacks(config, environ, metrics=counted)
 
     @property
     def name(self) -> str:

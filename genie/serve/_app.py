@@ -382,11 +382,15 @@ def create_app(
         try:
             with unwrapped(GenieError):
                 await anyio.to_thread.run_sync(_check_stores, settings.store, names)
-                stacks.extend(p.llm_stacks() for p in pipelines)  # each kept as made, to close
+                # One registry a runtime, its models' metrics in it: /metrics labels both
+                # with the pipeline, and no other server or runtime of the process sees them.
+                metrics = [Metrics() for _ in pipelines]
+                for p, m in zip(pipelines, metrics, strict=True):
+                    stacks.append(p.llm_stacks(metrics=m))  # each kept as made, to close
                 async with anyio.create_task_group() as tg:
                     state.tasks = tg
                     async with _runtimes(
-                        pipelines, stacks, sink, state, observers, tracing, settings
+                        pipelines, stacks, metrics, sink, state, observers, tracing, settings
                     ):
                         if check is not None:
                             for name, kept in state.served.items():
@@ -932,6 +936,7 @@ async def _drained(state: ServerState) -> None:
 async def _runtimes(
     pipelines: Sequence[Pipeline],
     stacks: Sequence[LLMStacks | None],
+    metrics: Sequence[Metrics],
     sink: AuditSink,
     state: ServerState,
     observers: Callable[[str, Runtime], object] | None,
@@ -947,7 +952,7 @@ async def _runtimes(
     spans = _spans(tracing, stacks[0]) if tracing is not False else None
     rt = pipeline.runtime(
         audit=sink,
-        metrics=Metrics(),
+        metrics=metrics[0],
         llm=stacks[0],
         store=None if settings.store is None else store_file(settings.store, pipeline.name),
         store_sync=settings.store_sync,
@@ -958,7 +963,9 @@ async def _runtimes(
         observers(pipeline.name, rt)
     async with rt:
         state.served[pipeline.name] = _Served(pipeline, rt, StreamGate(rt, pipeline.policies))
-        async with _runtimes(rest, stacks[1:], sink, state, observers, tracing, settings):
+        async with _runtimes(
+            rest, stacks[1:], metrics[1:], sink, state, observers, tracing, settings
+        ):
             yield
 
 
