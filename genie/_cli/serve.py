@@ -71,6 +71,14 @@ def add_parser(commands: Any) -> None:
         help="seconds a request's body may take to arrive, else 408 (30)",
     )
     serve.add_argument(
+        "--max-timeout",
+        type=seconds,
+        default=300.0,
+        metavar="S",
+        help="the longest a request may wait for its pipeline's answer: a longer ?timeout is "
+        "a 400, a pipeline's longer timeout is cut to it (300)",
+    )
+    serve.add_argument(
         "--drain", type=seconds, default=10.0, metavar="S", help="seconds to drain on stop (10)"
     )
     serve.add_argument(
@@ -203,6 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
         burst=args.burst,
         max_body=args.max_body,
         body_timeout=args.body_timeout,
+        max_timeout=args.max_timeout,
         hold_back=args.hold_back,
         store=folder,
         store_sync=args.store_sync,

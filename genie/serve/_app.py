@@ -115,7 +115,8 @@ SETTLE_WAIT = 1.0  # seconds a streamed result waits for the request's last even
 class ServeSettings:
     """``rate`` requests a second per principal (``burst`` at once; a key may set its own),
     ``max_body`` bytes a request (all in within ``body_timeout`` seconds, else 408),
-    ``max_timeout`` seconds a caller may ask to wait, the last ``replay`` recorded streams of
+    ``max_timeout`` seconds a request may wait (a longer ``?timeout`` refused, a pipeline's
+    longer ``timeout`` cut to it), the last ``replay`` recorded streams of
     each principal kept for reconnection (each at most ``stream_frames`` frames and
     ``stream_bytes`` bytes of them, its result aside), a comment line on a stream every
     ``heartbeat`` seconds without a frame (so proxies keep an idle stream open), and per
@@ -369,6 +370,15 @@ def create_app(
                 f"principal {clash[0]!r} is also an agent of pipeline {p.name!r}: the policies "
                 "could not tell the client from the agent; rename the principal"
             )
+    for p in pipelines:
+        if p.config.timeout > settings.max_timeout:
+            _log.warning(
+                "pipeline %r: its timeout of %gs is over the server's max_timeout: its "
+                "requests wait at most %gs",
+                p.name,
+                p.config.timeout,
+                settings.max_timeout,
+            )
     state = ServerState()
     limits = RateLimits(settings.rate, settings.burst)
     failures = FailedAuth(settings.auth_failure_rate, settings.auth_failures)
@@ -573,6 +583,8 @@ def create_app(
         data = _json_object(raw or b"{}", "the request body")
         extra = _metadata(_json_object(header or b"{}", "header Genie-Metadata"))
         timeout = _timeout(_query(request, "timeout"), settings.max_timeout)
+        if timeout is None:  # the pipeline's own, within the server's ceiling as on /mcp
+            timeout = min(served.pipeline.config.timeout, settings.max_timeout)
         trace = TraceParent.parse(request.headers.getlist("traceparent"))
         metadata = key.stamp(extra)
         if trace is not None:
@@ -1334,10 +1346,13 @@ def _timeout(raw: str | None, ceiling: float) -> float | None:
         return None
     value = float(raw) if _DECIMAL.fullmatch(raw) else -1.0
     if not 0 < value <= ceiling:
+        # Refused, not cut to the ceiling: the client learns the limit, where a cut would
+        # read as its pipeline being slow.
         raise _Refused(
             400,
-            f"query 'timeout' must be decimal seconds in (0, {ceiling:g}] (such as 30 or 2.5), "
-            f"not {raw!r}",
+            f"query 'timeout' must be decimal seconds in (0, {ceiling:g}] (such as 30 or 2.5; "
+            f"at most the server's max_timeout), not {raw!r}",
+            max_timeout=ceiling,
         )
     return value
 

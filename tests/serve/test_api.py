@@ -161,6 +161,41 @@ async def test_a_query_timeout_cuts_the_request_and_answers_no_partial_output(
     assert (stats["handled"], stats["dead_lettered"]) == (0, 1)
 
 
+def _patient_slow(tmp_path: Path) -> Path:
+    """slow.yaml with a timeout of a minute: its 1 s agent answers within it."""
+    text = (ROOT / "tests/pipelines/good/slow.yaml").read_text()
+    path = tmp_path / "slow.yaml"
+    path.write_text(text.replace("timeout: 50ms", "timeout: 60s"))
+    return path
+
+
+async def test_a_pipeline_timeout_over_the_servers_max_timeout_is_cut_to_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request without ``?timeout`` waited its pipeline's timeout, however far over the
+    server's ``max_timeout``: the ceiling bounded only what a client asked for."""
+    slow = load_pipeline(_patient_slow(tmp_path))
+    settings = ServeSettings(max_timeout=0.2)
+    with caplog.at_level("WARNING", logger="genie.serve"):
+        async with serving([slow], keyring(tmp_path), settings) as client:
+            r = await client.post("/v1/pipelines/slow/ask", json={}, headers=auth(ALICE))
+    assert (r.status_code, r.json()["status"]) == (504, "timed_out")
+    assert "pipeline 'slow': its timeout of 60s is over the server's max_timeout" in caplog.text
+
+
+async def test_a_query_timeout_over_the_servers_max_timeout_is_refused_naming_it(
+    tmp_path: Path,
+) -> None:
+    slow = load_pipeline(_patient_slow(tmp_path))
+    async with serving([slow], keyring(tmp_path), ServeSettings(max_timeout=5)) as client:
+        over = await client.post("/v1/pipelines/slow/ask?timeout=6", json={}, headers=auth(ALICE))
+        within = await client.post("/v1/pipelines/slow/ask?timeout=5", json={}, headers=auth(ALICE))
+    assert over.status_code == 400
+    assert over.json()["max_timeout"] == 5
+    assert "at most the server's max_timeout), not '6'" in over.json()["error"]
+    assert (within.status_code, within.json()["status"]) == (200, "ok")
+
+
 async def test_auth_missing_wrong_and_valid(tmp_path: Path) -> None:
     async with serving([finance(tmp_path)], keyring(tmp_path)) as client:
         none = await client.get("/v1/pipelines")

@@ -83,7 +83,7 @@ def test_a_principal_cannot_take_a_name_the_runtime_or_the_server_uses(
     assert f"principal {principal!r} is {said}: rename the principal" in err
 
 
-@pytest.mark.parametrize("option", ["--max-body", "--burst", "--rate", "--drain"])
+@pytest.mark.parametrize("option", ["--max-body", "--burst", "--rate", "--drain", "--max-timeout"])
 def test_a_limit_must_be_positive(
     option: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
