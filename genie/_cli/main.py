@@ -50,6 +50,7 @@ from .._runtime.correlator import Missing
 from .._runtime.deadletter import DeadLetter
 from .._runtime.delivery import CANCELLED_WITH_REQUEST
 from .._runtime.observe.events import TIMELINE_HEADER, EventStream
+from .._runtime.observe.metrics import Metrics
 from .._runtime.runtime import Runtime
 from ..nats._cli import add_run_options as add_nats_run_options
 from ..nats._cli import add_worker, ask_over_nats, entry_transport, run_over_nats
@@ -142,7 +143,9 @@ def _run(args: argparse.Namespace) -> int:
     payload = pipeline.entry_payload(
         pipeline.read_input(args.input), pipeline.input_name(args.input)
     )
-    llm = pipeline.llm_stacks()  # a missing key stops the run here, before anything opens
+    # The runtime's metrics, made first so its models' calls, tokens and cost are counted in them.
+    metrics = Metrics() if args.metrics_out or args.metrics_port is not None else None
+    llm = pipeline.llm_stacks(metrics=metrics)  # a missing key stops the run here
     # Everything that can fail is opened before the run starts, so a bad path or a busy port
     # costs nothing and loses nothing.
     out = args.metrics_out
@@ -177,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         transport = entry_transport(pipeline, args, None if audit else key)
         rt = pipeline.runtime(
             audit=audit if audit is not None or transport is None else transport.audit,
-            metrics=bool(metrics_out or args.metrics_port is not None),
+            metrics=metrics or False,
             llm=llm,
             transport=transport,
             store=args.store,

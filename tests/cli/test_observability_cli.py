@@ -19,13 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from genie import BaseAgent, Context, Message, Payload, Runtime, configure_logging, handler
 from genie._cli.main import LOST_WORK, main
 
-from ..conftest import Ping
+from ..conftest import Ping, requires
 from ..runtime.test_metrics import parse, total
 from .test_cli import _genie
 
 ROOT = Path(__file__).resolve().parents[2]
 FINANCE = str(ROOT / "config" / "pipelines" / "finance.yaml")
 LENDING = str(ROOT / "config" / "pipelines" / "lending.yaml")
+RESEARCH = str(ROOT / "config" / "pipelines" / "research.yaml")
 FINANCE_AGENTS = (
     "financial_supervisor",
     "ingestor",
@@ -75,6 +76,15 @@ def test_metrics_out_holds_the_runs_accounting(tmp_path: Path, capsys: Capture) 
     for agent in FINANCE_AGENTS:
         assert total(samples, "genie_handle_duration_seconds_count", agent=agent) >= 1, agent
     assert total(samples, "genie_gathers_total", status="complete") == 1
+
+
+@requires("mcp", extra="mcp")  # the research pipeline names the catalogue's MCP server
+def test_metrics_out_counts_the_runs_model_calls(tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "run.prom"
+    assert main(["run", RESEARCH, "--metrics-out", str(out)]) == 0
+    samples = parse(out.read_text())
+    # The scripted researcher: a step that calls a tool, then the step that answers.
+    assert total(samples, "genie_llm_calls_total", provider="scripted", outcome="ok") == 2
 
 
 def test_metrics_port_serves_while_the_run_lasts(capsys: Capture) -> None:
