@@ -36,7 +36,11 @@ __all__ = [
 
 _log = lazy_logger("genie.nats")
 
-APPLIED_KEPT = 10_000  # correlations whose applied deliveries the entry remembers
+# Settled correlations whose applied deliveries the entry remembers, for the records that
+# still come after settling (a redelivery, a child its parent's record does not count). The
+# correlations still open are never forgotten for room: their applied deliveries are what
+# finishes them, and there are never more of them than requests the entry has in flight.
+APPLIED_KEPT = 10_000
 # Child records one correlation may hold for their parents' records: far more than a worker's
 # outputs outrun its own record, and a bound on what a client of the broker can make a
 # process keep by naming parents that never come.
@@ -98,6 +102,9 @@ class OutcomeReplay:
 
     def __init__(self) -> None:
         self._applied: dict[str, set[str]] = {}  # correlation -> deliveries whose record is in
+        # The correlations of ``_applied`` that settled here, oldest settled first: the only
+        # ones forgotten for room.
+        self._settled: dict[str, None] = {}
         # correlation -> the records of its children held for their parent's, each with its
         # parent and its ``bounded``
         self._held: dict[str, list[tuple[str, Mapping[str, Any], bool]]] = {}
@@ -146,8 +153,8 @@ class OutcomeReplay:
             self._held.pop(cid, None)
 
     def recorded(self, correlation_id: str, delivery: str) -> bool:
-        """Whether the outcome record of ``delivery`` was applied here (for the last
-        ``APPLIED_KEPT`` correlations): its outcome is counted, once."""
+        """Whether the outcome record of ``delivery`` was applied here (while its correlation
+        is open, and for the last ``APPLIED_KEPT`` settled): its outcome is counted, once."""
         return delivery in self._applied.get(correlation_id, ())
 
     def runs_here(self, delivery: str) -> None:
@@ -174,10 +181,11 @@ class OutcomeReplay:
             self._hold(cid, parent, record, bounded, seq)
             return
         ready = [(record, bounded)]
+        corr = None
         while ready:
             rec, rec_bounded = ready.pop()
             try:
-                self._apply(host, rec, rec_bounded)
+                applied = self._apply(host, rec, rec_bounded)
             except (ValueError, TypeError, KeyError, MessageError) as exc:
                 # Shaped as a record and carrying what no worker writes: passed over, and
                 # the children held for its delivery wait for the genuine record.
@@ -187,18 +195,23 @@ class OutcomeReplay:
                     described(exc),
                 )
                 continue
+            corr = applied or corr
             # The timers its handler withdrew, whose records ride in it: settled with it, so
             # a waiter that takes a reply it carries finds none of them still in flight.
             # (Their messages nest deeper than its own: its ``bounded`` bounds them too.)
             for ended in rec.get("ended", ()):
                 self.settle(host, ended, rec_bounded)
             ready += self._children(rec["correlation_id"], rec["delivery"])
+        if corr is not None:
+            self._settled.pop(cid, None)  # open again, or settled just now: last in line
+            if not corr.in_flight:
+                self._settled[cid] = None
         # Kept after the correlation settles (a record its parent's does not count may still
-        # come, see ``_replay``), for the last APPLIED_KEPT correlations; the children held
-        # of one forgotten go with it, as no parent's record of it is applied any more.
-        while len(self._applied) > APPLIED_KEPT:
-            forgotten = next(iter(self._applied))
-            del self._applied[forgotten]
+        # come, see ``_replay``), for the last APPLIED_KEPT settled; the children held of one
+        # forgotten go with it, as no parent's record of it is applied any more.
+        while len(self._settled) > APPLIED_KEPT:
+            forgotten = next(iter(self._settled))
+            del self._settled[forgotten], self._applied[forgotten]
             if forgotten not in self._rooted:
                 self._held.pop(forgotten, None)
 
@@ -244,14 +257,19 @@ class OutcomeReplay:
                 del self._held[cid]
         return children
 
-    def _apply(self, host: TransportHost, record: Mapping[str, Any], bounded: bool) -> None:
+    def _apply(
+        self, host: TransportHost, record: Mapping[str, Any], bounded: bool
+    ) -> Correlation | None:
+        """Replay ``record``; the correlation it was counted in (None: applied already)."""
         self.replaying = True
         try:
-            self._replay(host, record, bounded)
+            return self._replay(host, record, bounded)
         finally:
             self.replaying = False
 
-    def _replay(self, host: TransportHost, record: Mapping[str, Any], bounded: bool) -> None:
+    def _replay(
+        self, host: TransportHost, record: Mapping[str, Any], bounded: bool
+    ) -> Correlation | None:
         # Everything it carries is read before any of it is acted on: a record of the right
         # shape that carries no message a worker wrote (any client of the broker may publish
         # on the outcome subject) is refused whole, never half applied.
@@ -261,7 +279,7 @@ class OutcomeReplay:
             # Its delivery ran again where its first record was out already (a timer a fan-in
             # set again after its worker's kill, a delivery run again past the stream's
             # duplicate window): one delivery, one outcome.
-            return
+            return None
         parent = record.get("parent")
         if parent is None:
             if not self.awaited(delivery, cid):
@@ -292,7 +310,7 @@ class OutcomeReplay:
         answered = int(record.get("answered", 0))  # collected by the asker's waiter
         if ran_here:
             host.ran_here(corr, spawned, answered)
-            return
+            return corr
         for msg, consumer, decision, notify in carried.denied:
             host.denied(msg, consumer, corr, decision, notify=notify)
         for msg, consumer, reason in carried.shed:
@@ -308,11 +326,11 @@ class OutcomeReplay:
             host.opened(corr, spawned)
         if record["outcome"] == "handled":
             host.handled(corr)
-            return
+            return corr
         if carried.message is None:  # undecodable on arrival: no message to keep
             about, text = record.get("about") or {}, str(record.get("raw", ""))
             record_undecodable(host, record["agent"], about, record, text, corr)
-            return
+            return corr
         host.dead_lettered(
             record["agent"],
             carried.message,
@@ -323,6 +341,7 @@ class OutcomeReplay:
             record.get("error_type"),
             tuple(record.get("tracebacks", ())),
         )
+        return corr
 
 
 def _text(value: object, what: str) -> str:
