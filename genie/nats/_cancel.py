@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,16 +30,18 @@ _log = lazy_logger("genie.nats")
 class NatsCancellations:
     """The cancelled correlations of the stream ``stream`` (one subject, ``subject``).
 
-    ``NatsTransport`` makes one per process (``transport.cancellations``); ``follow`` keeps the
-    last ``kept`` ids in memory (the stream keeps them a day), so the check a worker makes per
-    delivery never waits for the broker.
+    ``NatsTransport`` makes one per process (``transport.cancellations``); ``follow`` keeps in
+    memory what the stream keeps (by its limits of age and count, as ``follow`` found them),
+    so the check a worker makes per delivery never waits for the broker, and a delivery of
+    any correlation the stream lists is dead-lettered, by a worker that follows it from long
+    ago as by one that starts now.
     """
 
-    def __init__(self, stream: str, subject: str, *, kept: int = 100_000) -> None:
+    def __init__(self, stream: str, subject: str) -> None:
         self.stream = stream
         self.subject = subject
-        self._kept = kept
-        self._cancelled: OrderedDict[str, None] = OrderedDict()
+        # Cancelled correlations, oldest cancel first, with when the stream stored it.
+        self._cancelled: OrderedDict[str, datetime] = OrderedDict()
         self.loaded = anyio.Event()  # what the stream held when following began is in memory
 
     def __contains__(self, correlation_id: str) -> bool:
@@ -82,15 +85,26 @@ class NatsCancellations:
                 idle_heartbeat=1.0,  # two missed beats and the client recreates the consumer
             ),
         )
+        # Forgotten only as the stream forgets: bounded by what the broker keeps anyway.
+        max_age = timedelta(seconds=info.config.max_age or 0)
+        max_msgs = info.config.max_msgs or 0
+        cancelled = self._cancelled
         if info.state.messages == 0:
             self.loaded.set()  # loaded, and followed from here on
         try:
             async for raw in sub.messages:
                 correlation_id = raw.data.decode(errors="replace")
-                if correlation_id not in self._cancelled:
-                    self._cancelled[correlation_id] = None
-                    if len(self._cancelled) > self._kept:
-                        self._cancelled.popitem(last=False)
+                at = raw.metadata.timestamp
+                new = correlation_id not in cancelled
+                cancelled[correlation_id] = at
+                cancelled.move_to_end(correlation_id)  # appended again: kept from now
+                if max_age:
+                    while at - next(iter(cancelled.values())) > max_age:
+                        cancelled.popitem(last=False)
+                if max_msgs > 0:
+                    while len(cancelled) > max_msgs:
+                        cancelled.popitem(last=False)
+                if new:
                     on_cancel(correlation_id)
                 if raw.metadata.num_pending == 0:
                     self.loaded.set()

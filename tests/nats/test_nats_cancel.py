@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anyio
+import nats
 import pytest
 
 from genie import BaseAgent, Context, Runtime, handler
 from genie.nats._cancel import NatsCancellations
+from genie.nats._names import ensure_streams
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
@@ -140,4 +142,64 @@ async def test_a_follower_outlasts_a_missing_stream_and_says_loaded_only_once_fo
         with anyio.fail_after(5):
             await cancelled.wait()
         assert heard == ["corr-1"]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_follower_knows_every_cancel_its_stream_keeps(server: LocalNatsServer) -> None:
+    """The cancel stream keeps a day of cancels, and a delivery of any of them is
+    dead-lettered unrun whenever a worker takes it: the follower forgets none the stream
+    still keeps, however many came since (it kept the last 100,000, and a correlation
+    cancelled before them ran)."""
+    names = NatsNames("many")
+    follower = NatsCancellations(names.cancelled, names.cancel_subject)
+    heard: list[str] = []
+    many = 100_001
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, names, duplicate_window=120.0)
+        for n in range(many):  # without waiting for each ack: what many workers append
+            await nc.publish(names.cancel_subject, f"corr-{n}".encode())
+        await nc.flush()
+
+        async def stored() -> bool:
+            return (await js.stream_info(names.cancelled)).state.messages == many
+
+        await eventually(stored, timeout=120)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follower.follow, js, heard.append)
+            with anyio.fail_after(120):
+                await follower.loaded.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        await nc.close()
+    assert "corr-0" in follower
+    assert len(heard) == len(set(heard)) == many
+
+
+async def test_a_follower_keeps_no_more_cancels_than_its_stream(server: LocalNatsServer) -> None:
+    """An operator who bounds the cancel stream by count bounds the followers' memory the
+    same way: they know what a worker starting now would read, oldest forgotten first."""
+    from nats.js.api import StreamConfig
+
+    names = NatsNames("few")
+    follower = NatsCancellations(names.cancelled, names.cancel_subject)
+    heard: list[str] = []
+    async with jetstream(server.url) as js, anyio.create_task_group() as tg:
+        await js.add_stream(
+            StreamConfig(name=names.cancelled, subjects=[names.cancel_subject], max_msgs=2)
+        )
+        for n in range(3):
+            await follower.cancel(js, f"corr-{n}")
+        tg.start_soon(follower.follow, js, heard.append)
+        with anyio.fail_after(5):
+            await follower.loaded.wait()
+        assert heard == ["corr-1", "corr-2"]  # what the stream keeps
+        await follower.cancel(js, "corr-3")
+
+        async def heard_it() -> bool:
+            return "corr-3" in follower
+
+        await eventually(heard_it)
+        assert ["corr-2" in follower, "corr-1" in follower] == [True, False]
         tg.cancel_scope.cancel()
