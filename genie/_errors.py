@@ -333,6 +333,9 @@ class ConfigurationError(GenieError):
     it was raised: a handler refused as its class is defined names the line of its ``def``."""
 
     source: str | None = None
+    # The constructor argument refused, when one is: a pipeline file's error points at its
+    # key under ``params``, not at ``params`` as a whole.
+    argument: str | None = None
 
 
 class DuplicateAgentError(ConfigurationError):

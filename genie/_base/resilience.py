@@ -26,6 +26,7 @@ __all__ = [
     "RetryPolicy",
     "at_least",
     "backoff_after",
+    "positive_seconds",
 ]
 
 
@@ -36,6 +37,19 @@ def at_least(value: object, least: float, *, strictly: bool = False) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return value > least if strictly else value >= least
+
+
+def positive_seconds(value: object, argument: str, of: str = "") -> None:
+    """Refuse ``value`` for ``argument`` (of ``of``: who takes it, in words) unless it is
+    None or a number of seconds above 0: a deadline of 0 or less is due before the work
+    starts, most likely a sign slip, and is told where it is given, not by the first wait."""
+    if value is not None and not at_least(value, 0, strictly=True):
+        error = ConfigurationError(
+            f"{of}{': ' if of else ''}{argument} must be a positive number of seconds or "
+            f"None, not {value!r}"
+        )
+        error.argument = argument
+        raise error
 
 
 # Errors that a retry cannot fix: the same input fails the same way.

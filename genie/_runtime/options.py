@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 from .._base.record import Record
-from .._base.resilience import _DEFAULT_BREAKER, _NO_RETRY, BreakerPolicy, RetryPolicy, at_least
+from .._base.resilience import (
+    _DEFAULT_BREAKER,
+    _NO_RETRY,
+    BreakerPolicy,
+    RetryPolicy,
+    at_least,
+    positive_seconds,
+)
 from .._errors import ConfigurationError
 
 __all__ = ["AgentOptions", "OffloadTo", "Overflow"]
@@ -49,10 +56,7 @@ class AgentOptions(Record):
                 raise ConfigurationError(
                     f"{name} must be a whole number of at least 1, not {value!r}"
                 )
-        if self.deadline is not None and not at_least(self.deadline, 0, strictly=True):
-            raise ConfigurationError(
-                f"deadline must be a positive number of seconds or None, not {self.deadline!r}"
-            )
+        positive_seconds(self.deadline, "deadline")
         if self.overflow not in ("overdraft", "shed"):
             raise ConfigurationError(
                 f"overflow must be 'overdraft' or 'shed', not {self.overflow!r}"

@@ -575,7 +575,8 @@ class _Checker:
                 self.problems += problems(exc, self.path, self.lines, where, spec.params)
                 continue
             except ConfigurationError as exc:
-                self.fail((*at, "params"), str(exc))
+                key = exc.argument
+                self.fail((*at, "params", *([key] if key in decl.params else [])), str(exc))
                 continue
             except KeyboardInterrupt:
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
+from genie._base.resilience import positive_seconds
 
 from .._common import from_the_desk, money
 from .models import (
@@ -122,6 +123,7 @@ class ClaimAdjudicator(BaseAgent):
     ) -> None:
         super().__init__(id)
         self.approval_role = approval_role
+        positive_seconds(approval_deadline, "approval_deadline", f"claim_adjudicator {id!r}")
         self.approval_deadline = approval_deadline
 
     @handler

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from genie import ApprovalDecision, ApprovalRequest, BaseAgent, Context, Message, Risk, handler
+from genie._base.resilience import positive_seconds
 
 from .._common import from_the_desk, shown
 from .models import (
@@ -54,6 +55,7 @@ class PaymentOrchestrator(BaseAgent):
             raise ValueError("remember must be at least 1")
         self.remember = remember
         self.approval_role = approval_role
+        positive_seconds(approval_deadline, "approval_deadline", f"payment_orchestrator {id!r}")
         self.approval_deadline = approval_deadline
         # By key: the payment first sent under it (its fields but the key) and its instruction.
         self._seen: OrderedDict[str, tuple[dict[str, object], PaymentInstruction]] = OrderedDict()
