@@ -11,7 +11,10 @@ answer refused is recorded too, with who gave it, what it said and why it was re
 that comes after the decision as too late, one to an id the desk does not know as unknown. The
 answer that decided, delivered to the desk again (a transport delivers at least once: on NATS,
 an answer redelivered after its ack wait), is that answer, taken already: neither refused nor
-recorded a second time; a refused answer delivered again is recorded once. An approval can
+recorded a second time; a refused answer delivered again is recorded once. An asker's
+withdrawal that crosses the deciding answer on the way (the desk decided before it came) is
+recorded after the decision, with that answer refused as too late: the asker never takes a
+decision on an approval it withdrew. An approval can
 carry a deadline: when it passes, the request is rejected, or escalated once to another role.
 """
 
@@ -145,6 +148,9 @@ class Approval(Record):
 TOO_LATE = "too late: it was decided already"
 PAST_DEADLINE = "it came after the deadline"
 UNKNOWN = "unknown: never asked here, or forgotten"
+# Why an answer that decided an approval is refused after all: its asker had withdrawn the
+# approval, and the withdrawal reached the desk after the answer.
+CROSSED = "too late: its agent withdrew the approval as the answer came"
 DECIDED_KEPT = 1000  # the approvals decided last that the desk remembers, for late answers
 # Why the desk records an approval resumed: the request was asked before a restart, and the
 # store kept it pending (its deadline still counts from the asking).
@@ -259,13 +265,13 @@ class ApprovalDesk(BaseAgent):
             return None  # refused, then delivered again: the refusal stands, recorded once
         if pending is None:  # pending when it was sent: decided since, the first answer won
             self._keep_refusal(
-                ctx.message, self.refuse_not_pending(by, approval_id, approved, ctx.message)
+                ctx.message.id, self.refuse_not_pending(by, approval_id, approved, ctx.message)
             )
             return None
         refusal = may_answer(pending.approval, by, roles_of(ctx.message.metadata))
         if refusal is not None:  # checked before it was sent; the policies may differ
             self._keep_refusal(
-                ctx.message, self.refuse_answerer(by, approval_id, approved, refusal)
+                ctx.message.id, self.refuse_answerer(by, approval_id, approved, refusal)
             )
             return None
         return self._decide(pending, ctx, approved, by, payload.reason)
@@ -273,9 +279,41 @@ class ApprovalDesk(BaseAgent):
     @handler
     async def on_withdrawn(self, payload: ApprovalWithdrawn, ctx: Context) -> Message | None:
         pending = self.pending.get(payload.approval_id)
-        if pending is None or pending.approval.agent_id != ctx.message.sender:
-            return None  # decided already, or not the asker's to withdraw
+        if pending is None:
+            self._crossed(payload, ctx.message.sender)
+            return None
+        if pending.approval.agent_id != ctx.message.sender:
+            return None  # not the asker's to withdraw
         return self._decide(pending, ctx, False, "withdrawn", payload.reason)
+
+    def _crossed(self, withdrawn: ApprovalWithdrawn, sender: str) -> None:
+        """The asker withdrew an approval the desk decided meanwhile: the decision and the
+        withdrawal crossed on their way, and the asker, which waited for no answer since it
+        sent this, does not take the decision. The audit says so after the decision it
+        recorded: the approval ended withdrawn, and a person's answer that decided it came
+        too late (``CROSSED``), as it is when the withdrawal reaches the desk first."""
+        kept = self._decided.get(withdrawn.approval_id)
+        if kept is None:
+            return  # never asked here, or decided longer ago than the desk remembers
+        approval, decision, answer_id = kept
+        if approval.agent_id != sender or decision.by == "withdrawn":
+            return  # not the asker's, or withdrawn already (this delivered again)
+        self._record("withdrawn", "withdrawn", approval, withdrawn.reason)
+        self._decided[approval.id] = (
+            approval,
+            ApprovalDecision(
+                approval_id=approval.id,
+                approved=False,
+                by="withdrawn",
+                reason=withdrawn.reason,
+                details=approval.details,
+            ),
+            "",
+        )
+        if answer_id:  # a person's answer decided it, not the deadline
+            why = f"{CROSSED} ({decision.said()}, not taken)"
+            self.refuse(decision.by, approval.id, decision.approved, why)
+            self._keep_refusal(answer_id, why)
 
     @handler
     async def on_timeout(self, payload: ApprovalTimeout, ctx: Context) -> Message | None:
@@ -373,8 +411,8 @@ class ApprovalDesk(BaseAgent):
         not, or it is longer ago than the desk remembers)."""
         return self._refused.get(answer_id)
 
-    def _keep_refusal(self, answer: Message, refusal: str) -> None:
-        self._refused[answer.id] = refusal
+    def _keep_refusal(self, answer_id: str, refusal: str) -> None:
+        self._refused[answer_id] = refusal
         if len(self._refused) > DECIDED_KEPT:
             del self._refused[next(iter(self._refused))]
 

@@ -4,6 +4,7 @@ a failed undo dead-lettered and reported. On both event loops, through the real 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sqlite3
 import textwrap
@@ -640,6 +641,72 @@ async def test_an_answer_to_a_withdrawn_approval_is_told_it_was_withdrawn(
     assert (
         str(late.value)
         == f"no pending approval {asked.target!r} (decided already: withdrawn: {why})"
+    )
+
+
+class _AnswersAsItIsWithdrawn(MemoryAuditLog):
+    """A person who approves the pending approval at the moment the workflow withdraws it:
+    as the workflow records its ``withdrawn`` event, before its withdrawal is sent, so the
+    answer reaches the desk first and the two cross. The sink is called inside the
+    workflow's handling: the answer is given outside it (a fresh context), as a person's is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rt: Runtime | None = None
+
+    def record(self, record: AuditRecord) -> None:
+        super().record(record)
+        if record.action == "workflow_withdrawn":
+            assert self.rt is not None
+            [asked] = self.rt.approvals.pending()
+            approve = self.rt.approvals.approve
+            contextvars.Context().run(approve, asked.id, by="tina", roles=("travel_desk",))
+
+
+async def test_an_answer_crossing_the_withdrawal_is_audited_too_late(tmp_path: Path) -> None:
+    """The desk decides on the answer (``approved``) before the withdrawal reaches it, and
+    the workflow, which withdrew the step, never takes that decision: the audit goes on to
+    say the approval was withdrawn, and the answer refused as too late, as when the
+    withdrawal comes first. Before, it said ``approved`` and nothing more."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: ok, approval: {subject: "Trip to {city}", role: travel_desk}}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight="fail: true")
+    audit = _AnswersAsItIsWithdrawn()
+    async with pipeline.runtime(audit=audit) as rt:
+        audit.rt = rt
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()  # the withdrawal reaches the desk, after the answer
+        [asked] = [r for r in audit.records if r.action == "approval_requested"]
+        with pytest.raises(ApprovalRefusedError) as again:
+            rt.approvals.approve(asked.target, by="ravi", roles=("travel_desk",))
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", "flight")
+    assert ("ok", "withdrawn") in [(e.step, e.kind) for e in outcome.events]
+    why = outcome.reason
+    desk = [
+        (r.actor, r.action, r.details["reason"], r.details.get("answer"))
+        for r in audit.records
+        if r.details.get("approval_id") == asked.target
+    ]
+    assert desk == [
+        ("booking", "approval_requested", "Trip to Goa", None),
+        ("tina", "approved", "", None),
+        ("withdrawn", "withdrawn", why, None),
+        (
+            "tina",
+            "approval_refused",
+            "too late: its agent withdrew the approval as the answer came (approved by "
+            "tina, not taken)",
+            "approve",
+        ),
+        ("ravi", "approval_refused", "too late: it was decided already", "approve"),
+    ]
+    assert str(again.value) == (
+        f"no pending approval {asked.target!r} (decided already: withdrawn: {why})"
     )
 
 
