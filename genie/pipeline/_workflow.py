@@ -15,7 +15,9 @@ sent that message, built from the state, one at a time in the reverse order of c
 The same happens when the workflow's own deadline passes, and when its request is cancelled:
 the compensations then run in the correlation of the cancellation notice (``<id>.cancel``).
 A compensation that fails is dead-lettered by the runtime, as any failed delivery is, and
-reported in the outcome. The workflow ends by emitting its outcome: the state, the status,
+reported in the outcome. A step the workflow gave up on (its deadline, or the workflow's,
+passed) that replies after all did its work: it is undone too, with the run's undos or, once
+the run ended, on its own. The workflow ends by emitting its outcome: the state, the status,
 and the event log, whose every event is also an audit record.
 
 Its messages to steps have ids made from the request's (``<request id>~<workflow>~<step>``): a
@@ -37,6 +39,7 @@ import reprlib
 import string
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -53,7 +56,7 @@ from .._message.payload import MetaValue, Payload
 from .._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
 from .._runtime.audit import AuditRecord, AuditSink
 from .._runtime.losses import Cancelled, Lost, Unanswered
-from ._finished import EndsKept, Finished
+from ._finished import FINISHED_KEPT, EndsKept, Finished
 
 __all__ = [
     "STEP_DEADLINE",
@@ -81,6 +84,7 @@ P = TypeVar("P", bound=Payload)
 EventKind = Literal[
     "started",
     "completed",
+    "completed_late",
     "failed",
     "awaiting_approval",
     "approved",
@@ -438,6 +442,17 @@ class _Sent:
     timer: Timer | None
 
 
+@dataclass(frozen=True)
+class _GivenUp:
+    """A step the workflow stopped waiting for (its deadline, or the workflow's, passed) while
+    its handler still ran: if it replies after all, its work was done, and is undone."""
+
+    step: Step  # as the run went by
+    correlation_id: str
+    start_id: str
+    metadata: Mapping[str, MetaValue]  # the request's: the undo runs as the request did
+
+
 @dataclass
 class _Session:
     start_id: str
@@ -475,6 +490,12 @@ class _Session:
     # While the definition's handling, taken for the first time, rebuilds what the request's
     # handling did under the steps kept (``_defined``): the process before audited that.
     retelling: bool = False
+    # The state to build a step's undo from, where not the run's: a step that completed
+    # after the workflow gave up on it is undone by what it replied.
+    undo_state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Opened after the run ended, to undo a step that completed late: it ends emitting no
+    # second outcome.
+    after_end: bool = False
 
 
 class WorkflowNode:
@@ -539,6 +560,9 @@ class WorkflowNode:
         )
         self.ignored = 0
         self._sessions: dict[str, _Session] = {}
+        # The steps given up on whose handlers may still reply, by their message's id: the
+        # last FINISHED_KEPT, as a run's end is remembered.
+        self._given_up: OrderedDict[str, _GivenUp] = OrderedDict()
         # Correlations whose run ended: a state that comes after must not start a second run.
         # Kept by the runtime (``ends``) with each request still in flight there.
         self._closed = Finished(id, ends)
@@ -599,6 +623,8 @@ class WorkflowNode:
         if not self._trusted(msg):
             self.ignored += 1
             return ()
+        if isinstance(payload, Lost | Unanswered):  # its handling ended: no reply will come
+            self._given_up.pop(payload.message_id, None)
         if isinstance(payload, Cancelled):
             return self._cancelled(payload, ctx)
         if isinstance(payload, CarriedRun):
@@ -613,6 +639,14 @@ class WorkflowNode:
             session.taken_here = True
         if session is not None and isinstance(payload, RunDefinition):
             return self._defined(ctx, session, payload, msg.correlation_id)
+        late = self._given_up.get(msg.causation_id or "")
+        if (
+            late is not None
+            and late.correlation_id == msg.correlation_id
+            and type(payload) is self.state_model
+        ):
+            del self._given_up[msg.causation_id or ""]
+            return self._completed_late(ctx, session, late, payload, msg.correlation_id)
         if session is None:
             if (
                 type(payload) is self.state_model
@@ -669,6 +703,8 @@ class WorkflowNode:
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
                 sent.timer = None
+                if sent.kind == "run":
+                    self._give_up(session, payload.message_id, sent.step, msg.correlation_id)
                 gone = session.undo_gone.get(sent.step) if sent.kind == "undo" else None
                 if gone is None:  # else an undo taken up that cannot run here (``_taken_up``)
                     gone = f"no reply within {session.steps[sent.step].deadline:g}s"
@@ -681,7 +717,8 @@ class WorkflowNode:
                 why = f"the workflow's {self.deadline:g}s deadline passed"
                 self._event(ctx, session, self.id, "timed_out", why)
                 session.failure = ("timed_out", None, why)
-                self._abandon(ctx, session, "cut short by the workflow's deadline")
+                why = "cut short by the workflow's deadline"
+                self._abandon(ctx, session, why, msg.correlation_id)
         else:
             sent = session.sent.get(msg.causation_id or "")
             if sent is None or sent.kind == "approval":
@@ -1044,9 +1081,10 @@ class WorkflowNode:
         if undo:
             assert step.compensate is not None  # else named in ``undo_gone`` (``_advance``)
             fields = step.compensate.model_fields
+            state = session.undo_state.get(step.id, session.state)
             try:
                 payload = step.compensate.model_validate(
-                    {k: v for k, v in session.state.items() if k in fields}
+                    {k: v for k, v in state.items() if k in fields}
                 )
             except ValidationError as exc:
                 session.not_compensated.append(step.id)
@@ -1137,15 +1175,56 @@ class WorkflowNode:
         if session.failure is None:
             session.failure = ("failed", step, why)
 
-    def _abandon(self, ctx: Context, session: _Session, why: str) -> None:
-        """Stop waiting for the steps still running: they fail (a late reply is ignored)."""
+    def _abandon(self, ctx: Context, session: _Session, why: str, key: str | None = None) -> None:
+        """Stop waiting for the steps still running: they fail. With ``key`` (the run's
+        correlation: not a cancelled one, which delivers nothing more), one that replies
+        after all is undone (``_completed_late``)."""
         for mid, sent in list(session.sent.items()):
             if sent.kind == "run":
+                if key is not None:
+                    self._give_up(session, mid, sent.step, key)
                 del session.sent[mid]
                 if sent.timer is not None:
                     sent.timer.cancel()
                 session.status[sent.step] = "failed"
                 self._event(ctx, session, sent.step, "failed", why)
+
+    def _give_up(self, session: _Session, mid: str, step: str, key: str) -> None:
+        self._given_up[mid] = _GivenUp(session.steps[step], key, session.start_id, session.metadata)
+        if len(self._given_up) > FINISHED_KEPT:
+            self._given_up.popitem(last=False)
+
+    def _completed_late(
+        self, ctx: Context, session: _Session | None, late: _GivenUp, payload: Payload, key: str
+    ) -> list[Message]:
+        """A step the workflow gave up on replied after all: its work was done, after the
+        run had failed for it (or for the workflow's deadline). It is undone, by what it
+        replied, as the completed steps are: among them while the run still undoes them or
+        waits for steps still running, else on its own, after the run's outcome (which it
+        does not change), its events audited as the run's."""
+        step = late.step
+        if session is None:  # the run ended: reopened for this undo, with no second outcome
+            session = self._sessions[key] = _Session(
+                late.start_id,
+                payload.model_dump(mode="json"),
+                None,
+                {step.id: "failed"},
+                failure=("failed", step.id, "completed after the workflow gave up on it"),
+                undo=[],
+                metadata=late.metadata,
+                steps={step.id: step},
+                after_end=True,
+            )
+        undone = step.compensate is not None
+        what = "undone" if undone else "it declares no undo"
+        self._event(ctx, session, step.id, "completed_late", f"after its run gave up on it: {what}")
+        if undone:
+            session.undo_state[step.id] = payload.model_dump(mode="json")
+            if session.undo is None:  # undone with the others, in the order they completed
+                session.completed.append(step.id)
+            else:  # it completed last: undone next
+                session.undo.insert(0, step.id)
+        return self._advance(ctx, session, key)
 
     def _cancelled(self, notice: Cancelled, ctx: Context) -> Sequence[Message]:
         session = self._sessions.pop(notice.correlation_id, None)
@@ -1261,6 +1340,8 @@ class WorkflowNode:
         self._closed.add(key)
         if session.timer is not None:
             session.timer.cancel()
+        if session.after_end:  # a late step's undo: the run's outcome went out already
+            return []
         status, step, reason = session.failure or ("completed", None, "")
         outcome = self.emit_model(
             workflow=self.id,

@@ -409,6 +409,100 @@ async def test_a_step_that_replies_late_within_its_deadline_completes(tmp_path: 
     assert outcome.state_as(Trip).hotel == "hotel-ok"
 
 
+async def test_a_step_done_within_its_deadline_is_not_undone(tmp_path: Path) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel, deadline: 30s}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 30s}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 0.2")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()
+        actions = [r.action for r in rt.audit.records]  # type: ignore[attr-defined]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.compensated) == ("completed", ())
+    assert not [line for line in saga_agents.JOURNAL if line.startswith("undo")]
+    assert "workflow_completed_late" not in actions
+    assert "workflow_compensated" not in actions
+
+
+async def test_a_step_done_after_its_deadline_is_undone_once_after_the_run(
+    tmp_path: Path,
+) -> None:
+    """The hotel's deadline fails the run, the flight is undone and the outcome goes out;
+    then the hotel's handler, which the workflow stopped waiting for, books it after all.
+    That booking is undone (once), by what the hotel replied, and the audit says so, as the
+    run's: the outcome sent before is not changed."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 200ms}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 0.5")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        assert [line for line in saga_agents.JOURNAL if line.startswith("undo")] == [
+            "undo flight flight-ok"
+        ]
+        await rt.wait_idle()  # the hotel's late reply, and its undo
+        records = [r for r in rt.audit.records if r.actor == "booking"]  # type: ignore[attr-defined]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert outcome.compensated == ("flight",)
+    undos = [line for line in saga_agents.JOURNAL if line.startswith("undo")]
+    assert undos == ["undo flight flight-ok", "undo hotel hotel-ok"]
+    late = [(r.action, r.details["step"], r.details["detail"]) for r in records][-2:]
+    assert late == [
+        ("workflow_completed_late", "hotel", "after its run gave up on it: undone"),
+        ("workflow_compensated", "hotel", ""),
+    ]
+    assert all(r.details["correlation_id"] == result.correlation_id for r in records)
+
+
+async def test_a_step_done_after_the_workflows_deadline_is_undone_after_the_run(
+    tmp_path: Path,
+) -> None:
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 1m}
+    """
+    deadline = "    deadline: 300ms"
+    pipeline = trip_pipeline(tmp_path, steps=steps, hotel="stall: 0.6", workflow=deadline)
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()  # the hotel's late reply, and its undo
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.compensated) == ("timed_out", ("flight",))
+    undos = [line for line in saga_agents.JOURNAL if line.startswith("undo")]
+    assert undos == ["undo flight flight-ok", "undo hotel hotel-ok"]
+
+
+async def test_a_step_done_late_while_the_run_undoes_is_undone_with_it(tmp_path: Path) -> None:
+    """The hotel replies after its deadline while the flight's undo still runs: its undo
+    comes next, and the outcome names it among the steps undone."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 200ms}
+    """
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight="undo_stall: 1", hotel="stall: 0.5")
+    outcome, _ = await run(pipeline)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert outcome.compensated == ("flight", "hotel")
+    assert kinds(outcome)[-4:] == [
+        "failed hotel",
+        "completed_late hotel",
+        "compensated flight",
+        "compensated hotel",
+    ]
+    undos = [line for line in saga_agents.JOURNAL if line.startswith("undo ")]
+    assert undos == ["undo flight flight-ok", "undo hotel hotel-ok"]
+
+
 async def test_the_workflow_deadline_undoes_what_was_done(tmp_path: Path) -> None:
     steps = """
       - {id: flight, compensate: trip_cancel}
