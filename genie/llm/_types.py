@@ -220,12 +220,15 @@ class Request(BaseModel):
     def prompt_estimate(self) -> int:
         """A cautious token count for the prompt without a tokenizer: one token per 3 UTF-8
         bytes of text (real tokenizers average about 4), plus 8 per message and 768 per image
-        (above what the providers here charge for a typical image)."""
+        (above what the providers here charge for a typical image). The text is all that is
+        sent: the system prompt, the turns, the tools and the answer's schema."""
         # Runs for every call under every budget: the common case (no tools, no tool calls,
         # text parts only) takes no generator and no JSON.
         parts = [self.system]
         if self.tools:
             parts += [_json_of(t) for t in self.tools]
+        if self.output is not None:  # sent with the prompt, and billed as part of it
+            parts.append(json.dumps(self.output_schema))
         tokens = 8 + 8 * len(self.messages)
         for m in self.messages:
             for part in m.parts:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 import trio.testing
+from pydantic import BaseModel, Field
 
 from genie import Classification, GenieError, Message, Payload
 from genie.llm import (
@@ -198,3 +199,21 @@ def test_the_call_context_comes_from_the_causing_message() -> None:
         agent_id="analyst",
     )
     assert CallContext.of(Message.new(Question(), sender="planner")).principal == "planner"
+
+
+class Filing(BaseModel):
+    """A structured answer whose schema is long: a provider reads it as part of the prompt."""
+
+    summary: str = Field(description="what the filing says, in the words below " + "x" * 6000)
+
+
+async def test_a_structured_outputs_schema_is_reserved_as_part_of_the_prompt() -> None:
+    inner = Scripted([Response(text='{"summary": "ok"}', usage=USED)])
+    ledger = BudgetLedger(max_tokens=1000, name="correlation")
+    request = in_correlation(output=Filing, max_tokens=100)
+    # The schema goes to the provider (response_format, a forced tool, responseJsonSchema),
+    # which bills it as prompt: the call's worst case is far past the budget.
+    with pytest.raises(BudgetExceededError, match="correlation_tokens"):
+        await KillSwitch(inner, ledger).complete(request)
+    assert inner.requests == []
+    assert request.prompt_estimate() > 2000
