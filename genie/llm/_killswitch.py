@@ -205,9 +205,12 @@ class KillSwitch:
         if not self._believable(reservation, usage):
             self._violated(reservation, request, usage)
             return
-        # The answer's own model first; one the table does not know (OpenAI answers with a
-        # dated name) is priced as the call was reserved, at the dearest it could reach.
-        cost = self.prices.cost(response.model, usage) if response.model else None
+        # The answer's own model when the table names it; another name (OpenAI answers with a
+        # dated one) is priced as the call was reserved, at the dearest it could reach: the
+        # table's "*" entry would price a dear model's dated name as any unlisted model.
+        cost = None
+        if response.model in self.prices.prices:
+            cost = self.prices.cost(response.model, usage)
         if cost is None:
             cost = self._cost(request, usage)  # cannot refuse now: the reservation priced it
         reservation.settle(tokens=usage.total, cost=cost)

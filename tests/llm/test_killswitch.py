@@ -217,3 +217,17 @@ async def test_a_structured_outputs_schema_is_reserved_as_part_of_the_prompt() -
         await KillSwitch(inner, ledger).complete(request)
     assert inner.requests == []
     assert request.prompt_estimate() > 2000
+
+
+async def test_an_answer_under_a_name_the_table_does_not_list_is_charged_as_reserved() -> None:
+    # OpenAI answers a call for "gpt-4o" as "gpt-4o-2024-08-06"; the "*" entry is the price
+    # of models the table does not list, not of one the call asked for by name.
+    prices = PriceTable.of(
+        {"gpt-4o": {"input": 2.5, "output": 10.0}, "*": {"input": 0.15, "output": 0.6}}
+    )
+    used = Usage(input_tokens=1000, output_tokens=1000)
+    inner = Scripted([Response(text="x", usage=used, model="gpt-4o-2024-08-06")])
+    ledger = BudgetLedger(max_cost=1.0, name="correlation")
+    request = in_correlation(model="gpt-4o", max_tokens=1000)
+    await KillSwitch(inner, ledger, prices=prices).complete(request)
+    assert ledger.statistics().cost_used == pytest.approx((1000 * 2.5 + 1000 * 10.0) / 1e6)
