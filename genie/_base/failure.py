@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import traceback
 from collections.abc import Iterator
+
+import anyio
 
 from .._errors import described, middle_cut
 
@@ -31,6 +34,7 @@ __all__ = [
     "format_failure",
     "formatted_there",
     "remember_attempt",
+    "stops_runtime",
 ]
 
 KEPT = 3  # the tracebacks of a retried delivery's last attempts
@@ -275,6 +279,21 @@ def held(exc: BaseException) -> Iterator[BaseException]:
                 yield one
         elif not isinstance(one, BaseExceptionGroup):
             yield one
+
+
+def stops_runtime(exc: BaseException) -> bool:
+    """True for what must not be handled as a failure of the code that raised it: a
+    ``KeyboardInterrupt`` or ``SystemExit`` (``exiting``), or a cancellation of the task's own
+    cancel scopes (a shutdown, a cancelled request, a deadline). A stray ``CancelledError``
+    (from awaiting a future another task cancelled) is a failure like any."""
+    if exiting(exc) is not None:
+        return True
+    # Cancellation that is ours shows as an effective deadline of -inf; a stray one does not.
+    # Read first: a failure is walked once, not twice, unless the runtime cancelled it.
+    if anyio.current_effective_deadline() != -math.inf:
+        return False
+    cancelled = anyio.get_cancelled_exc_class()
+    return any(isinstance(one, cancelled) for one in held(exc))
 
 
 def exiting(exc: BaseException) -> BaseException | None:

@@ -15,7 +15,6 @@ thread that raises it. A stray ``CancelledError``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Mapping, Sequence
 from contextvars import copy_context
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ from .._agent.context import ContextServices, runtime_context
 from .._agent.outputs import outputs_of
 from .._base.backend import Backend
 from .._base.clock import Clock
-from .._base.failure import attempts_of, exiting, held, remember_attempt
+from .._base.failure import attempts_of, exiting, remember_attempt, stops_runtime
 from .._base.resilience import NOT_RETRYABLE
 from .._errors import CircuitOpenError, HandlerTimeoutError, InvalidOutputError, described
 from .._message.envelope import Message
@@ -44,23 +43,11 @@ from .transport import Transport
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
-__all__ = ["CANCELLED_WITH_REQUEST", "DeliveryRunner", "stops_runtime"]
+__all__ = ["CANCELLED_WITH_REQUEST", "DeliveryRunner"]
 
 # The reason of a delivery, queued or running, that its request's cancellation ended (a
 # caller's timeout, ``rt.cancel``): what a deadline cut short, as opposed to a shutdown's.
 CANCELLED_WITH_REQUEST = "correlation cancelled"
-
-
-def stops_runtime(exc: BaseException) -> bool:
-    """True for what must not be handled as a failure (see the module docstring)."""
-    if exiting(exc) is not None:
-        return True
-    # Cancellation that is ours shows as an effective deadline of -inf; a stray one does not.
-    # Read first: a failure is walked once, not twice, unless the runtime cancelled it.
-    if anyio.current_effective_deadline() != -math.inf:
-        return False
-    cancelled = anyio.get_cancelled_exc_class()
-    return any(isinstance(one, cancelled) for one in held(exc))
 
 
 class DeliveryRunner:

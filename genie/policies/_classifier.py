@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 
+from .._base.failure import stops_runtime
+from .._errors import described
 from .._message.envelope import Message
 from .._runtime.policy import Decision
 from ._content import ContentView
@@ -183,7 +185,10 @@ class ClassifierPolicy:
         latency budget; a failure or a late answer leaves no verdict."""
         if not self._applies(msg):
             return
-        key, text = self._key(msg)
+        try:
+            key, text = self._key(msg)
+        except Exception:  # no text to ask about: ``evaluate`` denies it, naming why
+            return
         verdicts = self._verdicts
         try:
             # One call, not a test and then a move: runtimes in two threads may share this
@@ -197,8 +202,12 @@ class ClassifierPolicy:
         with anyio.move_on_after(self.budget) as scope:
             try:
                 verdict = await self.classifier.classify(text)
-            except Exception as exc:  # a failed classifier is the fail choice's case
-                _log.warning("classifier %s failed: %s", self.classifier.name, exc)
+            except BaseException as exc:
+                # Whatever the classifier raised is its failure, the fail choice's case, unless
+                # it is the budget's end, a shutdown or a Ctrl-C: those go on.
+                if stops_runtime(exc):
+                    raise
+                _log.warning("classifier %s failed: %s", self.classifier.name, described(exc))
         if scope.cancelled_caught:
             _log.warning(
                 "classifier %s gave no verdict within %.3f s", self.classifier.name, self.budget

@@ -4,6 +4,7 @@ policy's fail choice, closed or open."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Literal
 
@@ -153,3 +154,44 @@ def test_bad_settings_are_refused() -> None:
         ClassifierPolicy(classifier, fail="maybe")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="positive"):
         ClassifierPolicy(classifier, budget=0)
+
+
+class Aborted(BaseException):
+    """What a library may raise past ``Exception`` (gevent's ``GreenletExit`` is one)."""
+
+
+class Raising:
+    """A classifier of one's own that raises ``error`` about every text."""
+
+    name = "raising"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    async def classify(self, text: str) -> bool:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [GeneratorExit(), asyncio.CancelledError(), Aborted()], ids=lambda e: type(e).__name__
+)
+async def test_a_classifier_raising_past_exception_leaves_no_verdict(
+    error: BaseException,
+) -> None:
+    # None of these is the runtime's or the caller's cancellation: the classifier failed, so
+    # the fail choice decides, and the entry is denied, not raised out of ``ask``.
+    screen = ClassifierPolicy(Raising(error), fail="closed")
+    with anyio.fail_after(3):
+        outcome = await ask(screen, "hello")
+    assert outcome == ("classifier", "no verdict from raising (fails closed)")
+
+
+async def test_text_no_policy_can_read_is_denied_with_a_classifier_too() -> None:
+    # As without one (docs/governance.md, "Text no policy can read"): a denial naming the
+    # field, never an error of ``ask``.
+    screen, provider = policy(["safe"])
+    policy_name, reason = await ask(screen, "a\ud800")
+    assert policy_name == "classifier"
+    assert reason.startswith("policy raised InvalidMessageError: invalid 'question' message: ")
+    assert "field 'payload.text'" in reason
+    assert provider.requests == []
