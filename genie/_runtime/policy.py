@@ -7,9 +7,11 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from .._base.clock import spelt
 from .._base.record import Record
 from .._errors import (
     ConfigurationError,
+    InvalidArgumentError,
     described,
 )
 from .._message.envelope import Message
@@ -41,12 +43,37 @@ class Decision(Record):
 
     ALLOW: ClassVar[Decision]
 
+    def __post_init__(self) -> None:
+        # A denial is audited, counted and reported by its policy and reason, so it must have
+        # both, as text; and only a bool says yes or no ("no" is a true value).
+        if not isinstance(self.allowed, bool):
+            raise InvalidArgumentError(
+                f"Decision(allowed=...) takes True or False, not {spelt(self.allowed)}"
+            )
+        if not self.allowed and not (_named(self.policy) and _named(self.reason)):
+            raise InvalidArgumentError(
+                "a denial names its policy and its reason, each non-empty text, not "
+                f"Decision.deny({_shown(self.policy)}, {_shown(self.reason)})"
+            )
+
     @classmethod
     def deny(cls, policy: str, reason: str) -> Decision:
         return cls(False, policy, reason)
 
 
 Decision.ALLOW = Decision(True)
+
+
+def _named(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _shown(value: object) -> str:
+    """A refused name or reason as the error quotes it: text is not shown (a reason may hold
+    what the message said), only whether it was there."""
+    if isinstance(value, str):
+        return "'...'" if value else "''"
+    return spelt(value)
 
 
 class Policy(Protocol):
@@ -262,10 +289,13 @@ def refusal(policy: Policy, exc: BaseException) -> Decision:
 
 
 def _policy_name(policy: object) -> str:
+    """The name a denial by ``policy`` is given: its own, else its class's (a deny names the
+    policy that fired, whatever the policy says its name is)."""
     try:
-        return str(policy.name)  # type: ignore[attr-defined]
+        name = str(policy.name)  # type: ignore[attr-defined]
     except Exception:
-        return type(policy).__name__
+        name = ""
+    return name or type(policy).__name__
 
 
 def checked_policies(policies: object) -> tuple[Policy, ...]:

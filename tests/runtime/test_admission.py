@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -48,6 +49,45 @@ async def test_a_policy_that_raises_denies_and_says_so() -> None:
     assert rt.statistics().denied == 1
     [record] = audit.records
     assert (record.actor, record.action, record.target) == ("residency", "denied", "echo")
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        lambda: Decision.deny(None, "no region"),  # type: ignore[arg-type]
+        lambda: Decision.deny("", ""),
+        lambda: Decision.deny("residency", None),  # type: ignore[arg-type]
+        lambda: Decision("no", "residency", "no region"),  # type: ignore[arg-type]
+    ],
+    ids=["no-name", "blank", "no-reason", "allowed-as-text"],
+)
+async def test_a_decision_that_names_no_policy_or_reason_is_the_policys_failure(
+    made: Callable[[], Decision],
+) -> None:
+    # A denial is recorded, counted and reported by its policy and reason: one made without
+    # them (or an answer that is not a yes or no) is the policy's mistake, which denies
+    # naming the policy, and the runtime goes on.
+    def mistaken(msg: Message, recipient: str) -> Decision:
+        return made() if msg.payload == Ping(n=1) else Decision.ALLOW
+
+    audit = MemoryAuditLog()
+    policy = PolicyFn("residency", mistaken)
+    async with Runtime([Echo("echo")], policies=[policy], audit=audit) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="echo"))
+        after = await rt.ask(rt.message(Ping(n=2), recipient="echo"))
+    [missing] = result.missing
+    assert (missing.kind, missing.policy) == ("denied", "residency")
+    assert missing.reason.startswith("policy raised InvalidArgumentError: ")
+    assert after.replies
+    [record] = audit.records
+    assert (record.actor, record.action) == ("residency", "denied")
+
+
+async def test_a_policy_with_a_blank_name_that_raises_is_named_by_its_class() -> None:
+    async with Runtime([Echo("echo")], policies=[PolicyFn("", broken)]) as rt:
+        result = await rt.ask(rt.message(Ping(), recipient="echo"))
+    [missing] = result.missing
+    assert (missing.policy, missing.reason) == ("PolicyFn", "policy raised KeyError: 'region'")
 
 
 async def test_first_deny_wins_and_later_policies_do_not_run() -> None:
