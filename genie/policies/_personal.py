@@ -8,7 +8,8 @@ group, a comma or a dash between them a new group ("four one one one, one one on
 ``4111 1111...``; "double four" is ``44``), words joined by hyphens alone one group
 ("four-one-one-one-..."), and the same checks decide:
 
-- **e-mail address**: ``name@domain.tld``, with spaces around ``@``; defanged, ``[at]``,
+- **e-mail address**: ``name@domain.tld``, with spaces around ``@`` and around a dot with
+  one before it (``name @ domain . tld``); defanged, ``[at]``,
   ``(at)``, ``{at}``, ``<at>``, ``[dot]``... or the mark itself bracketed, glued to the address
   (``[@]``, ``[.]``), at any domain; a bracketed mark between spaces (``(.)``) at a domain
   ending as a spelt address's does (``.com``, ``.in``...);
@@ -129,7 +130,10 @@ def _email(scan: str) -> bool:
 
 
 def _at_joined(text: str) -> str:
-    return text.replace(" @", "@").replace("@ ", "@")
+    """``text`` with the spaces around an address's marks taken out: around an ``@``, and
+    around a dot with a space before it ("priya @ gmail . com"); a sentence's full stop has
+    none before it ("be @ home. In the evening")."""
+    return text.replace(" @", "@").replace("@ ", "@").replace(" . ", ".").replace(" .", ".")
 
 
 # --- numbers: digit groups and the gaps between them -------------------------------------------
