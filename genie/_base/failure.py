@@ -33,6 +33,7 @@ __all__ = [
     "exiting",
     "format_failure",
     "formatted_there",
+    "interrupted",
     "remember_attempt",
     "stops_runtime",
 ]
@@ -282,12 +283,21 @@ def held(exc: BaseException) -> Iterator[BaseException]:
 
 
 def stops_runtime(exc: BaseException) -> bool:
-    """True for what must not be handled as a failure of the code that raised it: a
+    """True for what must not be handled as a failure of a handler that raised it: a
     ``KeyboardInterrupt`` or ``SystemExit`` (``exiting``), or a cancellation of the task's own
     cancel scopes (a shutdown, a cancelled request, a deadline). A stray ``CancelledError``
     (from awaiting a future another task cancelled) is a failure like any."""
-    if exiting(exc) is not None:
-        return True
+    return exiting(exc) is not None or _cancelled_here(exc)
+
+
+def interrupted(exc: BaseException) -> bool:
+    """True for what ends code from outside it: a Ctrl-C (a ``KeyboardInterrupt``, alone or in
+    a group) or a cancellation of the task's own cancel scopes. What a policy raises otherwise,
+    ``sys.exit()`` included, is its failure on the message it judged."""
+    return any(isinstance(one, KeyboardInterrupt) for one in held(exc)) or _cancelled_here(exc)
+
+
+def _cancelled_here(exc: BaseException) -> bool:
     # Cancellation that is ours shows as an effective deadline of -inf; a stray one does not.
     # Read first: a failure is walked once, not twice, unless the runtime cancelled it.
     if anyio.current_effective_deadline() != -math.inf:

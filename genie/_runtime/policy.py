@@ -242,7 +242,7 @@ def admit(
     for policy in policies:
         try:
             decision = policy.evaluate(msg, recipient)
-        except (KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:  # a Ctrl-C, not the policy's: sys.exit() in it denies
             raise
         except BaseException as exc:  # fail closed: whatever a policy raises denies
             # A policy is synchronous, so even a CancelledError out of it is its own bug, not

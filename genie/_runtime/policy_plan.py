@@ -142,7 +142,7 @@ class PolicyPlan:
                 decision = check(msg, recipient)
                 if not decision.allowed:
                     return decision
-        except (KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:  # a Ctrl-C, not the policy's: sys.exit() in it denies
             raise
         except BaseException as exc:  # fail closed, as admit
             return refusal(cast(Policy, policy), exc)
@@ -172,7 +172,7 @@ class PolicyPlan:
             try:
                 if plan.clear(msg):
                     steps = unscreened  # the screened checks would all allow
-            except (KeyboardInterrupt, SystemExit):
+            except KeyboardInterrupt:  # a Ctrl-C, not the policy's: sys.exit() in it denies
                 raise
             except BaseException:  # the checks then run one by one, and say why
                 pass
@@ -206,7 +206,7 @@ class PolicyPlan:
         for policy, step in steps:
             try:
                 out = step(msg)
-            except (KeyboardInterrupt, SystemExit):
+            except KeyboardInterrupt:  # a Ctrl-C, not the policy's: sys.exit() in it denies
                 raise
             except BaseException as exc:
                 out, raised = refusal(policy, exc), True

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import anyio
 
-from .._base.failure import stops_runtime
+from .._base.failure import interrupted
 from .._errors import described
 from .._message.envelope import Message
 from .._runtime.policy import Decision
@@ -205,7 +205,7 @@ class ClassifierPolicy:
             except BaseException as exc:
                 # Whatever the classifier raised is its failure, the fail choice's case, unless
                 # it is the budget's end, a shutdown or a Ctrl-C: those go on.
-                if stops_runtime(exc):
+                if interrupted(exc):
                     raise
                 _log.warning("classifier %s failed: %s", self.classifier.name, described(exc))
         if scope.cancelled_caught:

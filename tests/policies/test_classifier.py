@@ -173,7 +173,9 @@ class Raising:
 
 
 @pytest.mark.parametrize(
-    "error", [GeneratorExit(), asyncio.CancelledError(), Aborted()], ids=lambda e: type(e).__name__
+    "error",
+    [GeneratorExit(), asyncio.CancelledError(), Aborted(), SystemExit(3)],
+    ids=lambda e: type(e).__name__,
 )
 async def test_a_classifier_raising_past_exception_leaves_no_verdict(
     error: BaseException,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,23 @@ async def test_a_decision_that_names_no_policy_or_reason_is_the_policys_failure(
     assert after.replies
     [record] = audit.records
     assert (record.actor, record.action) == ("residency", "denied")
+
+
+async def test_a_policy_calling_sys_exit_denies_and_the_runtime_goes_on() -> None:
+    # sys.exit() in a policy (its own, or a library's on input it cannot take) is the
+    # policy's failure on that message: a message must not be able to stop the runtime.
+    def exits(msg: Message, recipient: str) -> Decision:
+        if msg.payload == Ping(n=1):
+            sys.exit(3)
+        return Decision.ALLOW
+
+    async with Runtime([Echo("echo")], policies=[PolicyFn("residency", exits)]) as rt:
+        result = await rt.ask(rt.message(Ping(n=1), recipient="echo"))
+        after = await rt.ask(rt.message(Ping(n=2), recipient="echo"))
+    [missing] = result.missing
+    assert (missing.kind, missing.policy) == ("denied", "residency")
+    assert missing.reason == "policy raised SystemExit: 3"
+    assert after.replies
 
 
 async def test_a_policy_with_a_blank_name_that_raises_is_named_by_its_class() -> None:
