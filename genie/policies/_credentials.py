@@ -15,7 +15,8 @@ what ``SecretsBlock`` denies.
   (OpenAI's, Anthropic's, Slack's, GitHub's fine-grained) only when its body is random, not
   words joined by marks with dates and versions (``_OPEN_ENDED``, ``_reads_as_words``);
 - **credentials in a connection string**: ``scheme://user:password@host``, ``Pwd=...;``,
-  ``AccountKey=...``;
+  ``AccountKey=...``; in an HTTP ``Authorization: Basic ...`` header (``user:password`` in
+  base64, whole groups of four with a digit or a mark among them), in text or as a field;
 - **a password given**: after "password", "passwd", "pwd", "passcode", or the word in the
   languages the injection grammar reads ("mot de passe", "contraseña", "Passwort", "Kennwort",
   "parola d'ordine", "senha", "palavra-passe", ``पासवर्ड`` and its Bengali, Gujarati, Tamil and
@@ -71,6 +72,13 @@ _PROVIDERS = (
     ("private key", r"-----begin (?:[a-z0-9]+ )*private key-----"),
     ("connection string", r"[a-z][a-z0-9+.\-]{1,20}://[^\s:/@]{1,64}:[^\s/@]{3,128}@[a-z0-9]"),
     ("connection string", rf"{_B}(?:pwd|password|accountkey|sharedaccesskey)=[^;\s]{{4,}}"),
+    # RFC 7617's header: "user:password" in padded base64, which anyone can decode. Whole
+    # groups of four with a digit, "+", "/" or "=" among them: "Basic authentication" is words.
+    (
+        "HTTP Basic credentials",
+        r"authorization[: ]{1,3}basic (?=[a-z0-9+/]*[0-9+/=])(?:[a-z0-9+/]{4}){1,64}"
+        r"(?:[a-z0-9+/]{2}==|[a-z0-9+/]{3}=)?(?![a-z0-9+/=])",
+    ),
 )
 _PROVIDER = re.compile("|".join(f"({pattern})" for _, pattern in _PROVIDERS))
 # What every match of ``_PROVIDER`` holds, one of these as it is written: a text without any
@@ -81,7 +89,7 @@ _PROVIDER_MARKS = Literals(
         "xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-", "xapp-", "hooks.slack.com/", "sk_live_",
         "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_", "rzp_live_", "rzp_test_",
         "aiza", "sk-", "eyj", "-----begin ", "://", "pwd=", "password=", "accountkey=",
-        "sharedaccesskey=",
+        "sharedaccesskey=", "authorization",
     )
 )  # fmt: skip
 _PROVIDER_KIND = [kind for kind, _ in _PROVIDERS]
@@ -245,7 +253,7 @@ HINT_WORDS = (
     "xoxp", "xoxa", "xoxr", "xoxs", "xapp", "sklive", "sktest", "rklive", "rktest", "pklive",
     "pktest", "rzplive", "rzptest", "aiza", "skproj", "sksvcacct", "skadmin", "skant", "eyj",
     "privatekey", "passw", *map(compact_words, _PASSWORD_NAMES), "accountkey",
-    "sharedaccesskey", "apikey", "secret", "token", "bearer",
+    "sharedaccesskey", "apikey", "secret", "token", "bearer", "authorizationbasic",
 )  # fmt: skip
 _HINT_WORDS = Literals(HINT_WORDS)
 _HINT_SHORT = re.compile(r"(?<![a-z])(?:pin|mpin|m-pin|otp|cvv|cvc)(?![a-z])")

@@ -320,14 +320,15 @@ def _is_identifier(field: str) -> bool:
 
 
 # A field whose name names a credential ("password", "client_secret", "X-API-Key", "upiPin",
-# "otp", "cvv") is read a second time as ``name: value``, its name in words: the scan joins a
-# payload's strings apart from its keys, so without it no detector would see a value next to
-# the word that says what it is, as it does in "password: ...". Only these names are paired
-# (most fields are not, so most payloads read as before), and a number in one is read too.
+# "otp", "cvv", an HTTP "Authorization" header) is read a second time as ``name: value``, its
+# name in words: the scan joins a payload's strings apart from its keys, so without it no
+# detector would see a value next to the word that says what it is, as in "password: ...".
+# Only these names are paired (most fields are not, so most payloads read as before), and a
+# number in one is read too.
 _SECRET_FIELD = re.compile(
     r"(?<![a-z0-9])(?:password|passwd|pwd|passcode|passphrase|secret|token|api ?key|bearer|"
     r"access ?key|private ?key|account ?key|pin|mpin|otp|cvv2?|cvc2?|kennwort|passwort|"
-    r"contrasena|senha|credentials?)(?![a-z0-9])"
+    r"contrasena|senha|credentials?|authorization)(?![a-z0-9])"
 )
 # Where a name written in camelCase starts a word: "upiPin", "PANNumber", "accountID2".
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")

@@ -582,6 +582,31 @@ def test_a_credential_in_a_field_named_for_it_is_denied(
     assert ("allow" if planned.allowed else planned.reason) == expected
 
 
+BASIC = "content holds a secret: HTTP Basic credentials"
+
+
+@pytest.mark.parametrize(
+    ("content", "verdict"),
+    [
+        # base64 of "admin:Hunter2024!" and of "ops:abc": a user and password, readable to
+        # anyone who decodes them, in the header curl and every HTTP client writes.
+        ("Authorization: Basic YWRtaW46SHVudGVyMjAyNCE=", BASIC),
+        ("curl -H 'authorization:basic YWRtaW46SHVudGVyMjAyNCE=' https://api.bank.in", BASIC),
+        ("Proxy-Authorization: Basic b3BzOmFiYw==", BASIC),
+        ((("headers", {"Authorization": "Basic YWRtaW46SHVudGVyMjAyNCE="}),), BASIC),
+        ("Authorization: Basic authentication is deprecated on the old portal", "allow"),
+        ("payment authorization: basic checks passed", "allow"),
+    ],
+    ids=lambda v: str(v)[:40],
+)
+def test_http_basic_credentials_are_a_secret(content: object, verdict: str) -> None:
+    if isinstance(content, str):
+        message = msg(content)
+    else:  # a header given as a field: {"headers": {"Authorization": "Basic ..."}}
+        message = Message.new(Recs(recommendations=(dict(content),)), sender="user")  # type: ignore[call-overload]
+    assert reason(SecretsBlock(), message) == verdict
+
+
 @pytest.mark.parametrize(
     ("content", "verdict"),
     [
