@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
@@ -10,7 +10,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import loop_time
-from ._provider import Provider, a_provider
+from ._provider import Provider, a_provider, models_of
 from ._types import Accumulator, Finish, Request, Response, StreamEvent, Usage
 
 __all__ = [
@@ -58,6 +58,17 @@ class PriceTable(BaseModel):
             + cached * cached_price
             + usage.output_tokens * price.output
         ) / 1_000_000
+
+    def answer_cost(self, answered: str, asked: Iterable[str], usage: Usage) -> float | None:
+        """The cost of ``usage`` by an answer from the model ``answered`` to a call that could
+        reach the models ``asked``: at the answered model's price when the table names it,
+        else at the dearest of the asked ones (a provider answers "gpt-4o" as
+        "gpt-4o-2024-08-06", which a ``"*"`` entry would price as any unlisted model, and
+        no entry at all as free); None when none of them has a price."""
+        if answered in self.prices:
+            return self.cost(answered, usage)
+        costs = [cost for model in asked if (cost := self.cost(model, usage)) is not None]
+        return max(costs) if costs else self.cost(answered, usage)
 
     def worst_case(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
         return self.cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
@@ -135,13 +146,15 @@ class CostObserver:
     def statistics(self) -> CostStatistics:
         return self._stats
 
-    def _priced(self, model: str, usage: Usage) -> tuple[Usage, float | None]:
-        """What is recorded of a call's reported ``usage``, and its price: nothing of a usage
+    def _priced(self, request: Request, model: str, usage: Usage) -> tuple[Usage, float | None]:
+        """What is recorded of a call's reported ``usage``, and its price (``answer_cost``:
+        the answering ``model``'s, else the one ``request`` asked for): nothing of a usage
         that cannot be true (``Usage.plausible``), so a lying provider cannot take a counter
         down or give an answer a negative cost."""
         if not usage.plausible:
             return Usage(), None
-        return usage, self.prices.cost(model, usage)
+        asked = (request.model,) if request.model else models_of(self.inner)
+        return usage, self.prices.answer_cost(model, asked, usage)
 
     def _record(self, record: CallRecord) -> None:
         s, u = self._stats, record.usage
@@ -161,9 +174,10 @@ class CostObserver:
         try:
             response = await self.inner.complete(request)
         except BaseException as exc:  # a cancellation included: recorded, then re-raised
-            self._ended(Accumulator(self.name, request.model or ""), started, exc, stream=False)
+            acc = Accumulator(self.name, request.model or "")
+            self._ended(request, acc, started, exc, stream=False)
             raise
-        usage, cost = self._priced(response.model, response.usage)
+        usage, cost = self._priced(request, response.model, response.usage)
         self._record(
             CallRecord(self.name, response.model, usage, cost, self._clock() - started, None, False)
         )
@@ -176,23 +190,29 @@ class CostObserver:
         try:
             async with (
                 self.inner.stream(request) as events,
-                aclosing(self._watched(events, acc, started)) as reader,
+                aclosing(self._watched(request, events, acc, started)) as reader,
             ):
                 yield reader
         except BaseException as exc:  # a cancellation included: recorded, then re-raised
             if not acc.finished:
-                self._ended(acc, started, exc, stream=True)
+                self._ended(request, acc, started, exc, stream=True)
             raise
         if not acc.finished:
-            self._ended(acc, started, None, stream=True)
+            self._ended(request, acc, started, None, stream=True)
 
     def _ended(
-        self, acc: Accumulator, started: float, exc: BaseException | None, *, stream: bool
+        self,
+        request: Request,
+        acc: Accumulator,
+        started: float,
+        exc: BaseException | None,
+        *,
+        stream: bool,
     ) -> None:
         """Records a call that ended without its answer, in ``exc`` (None: a stream left
         early). What the provider reported before it ended was still used: it is kept."""
         model = acc.model
-        usage, cost = self._priced(model, acc.usage)
+        usage, cost = self._priced(request, model, acc.usage)
         self._record(
             CallRecord(
                 self.name,
@@ -206,7 +226,11 @@ class CostObserver:
         )
 
     async def _watched(
-        self, events: AsyncIterator[StreamEvent], acc: Accumulator, started: float
+        self,
+        request: Request,
+        events: AsyncIterator[StreamEvent],
+        acc: Accumulator,
+        started: float,
     ) -> AsyncGenerator[StreamEvent, None]:
         async for event in events:
             if acc.finished:  # after its Finish: not the call's (read to the end, not passed on)
@@ -215,7 +239,7 @@ class CostObserver:
             if isinstance(event, Finish):
                 # What was used and what it cost, never the answer: the observer records a
                 # finished stream whatever its tool calls hold.
-                usage, cost = self._priced(acc.model, acc.usage)
+                usage, cost = self._priced(request, acc.model, acc.usage)
                 self._record(
                     CallRecord(
                         self.name,

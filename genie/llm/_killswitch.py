@@ -205,15 +205,9 @@ class KillSwitch:
         if not self._believable(reservation, usage):
             self._violated(reservation, request, usage)
             return
-        # The answer's own model when the table names it; another name (OpenAI answers with a
-        # dated one) is priced as the call was reserved, at the dearest it could reach: the
-        # table's "*" entry would price a dear model's dated name as any unlisted model.
-        cost = None
-        if response.model in self.prices.prices:
-            cost = self.prices.cost(response.model, usage)
-        if cost is None:
-            cost = self._cost(request, usage)  # cannot refuse now: the reservation priced it
-        reservation.settle(tokens=usage.total, cost=cost)
+        # Priced as the call was reserved unless the table names the answer's model.
+        cost = self.prices.answer_cost(response.model, self._models(request), usage)
+        reservation.settle(tokens=usage.total, cost=cost or 0.0)
 
     @staticmethod
     def _believable(reservation: Reservation, usage: Usage) -> bool:

@@ -399,6 +399,25 @@ async def test_the_cost_observer_prices_answers_and_records_failures() -> None:
     assert PriceTable().cost("m-1", usage) is None
 
 
+@pytest.mark.parametrize("star", [True, False], ids=["with-star", "without"])
+async def test_an_answer_under_a_dated_name_is_priced_as_the_model_asked_for(star: bool) -> None:
+    # OpenAI answers a call for "gpt-4o" as "gpt-4o-2024-08-06": priced at the "*" entry it
+    # cost a fraction of what it did, and with no "*" it cost nothing at all, in the answer,
+    # the statistics and the metrics.
+    table = {"gpt-4o": {"input": 2.5, "output": 10.0}}
+    if star:
+        table["*"] = {"input": 0.15, "output": 0.6}
+    used = Usage(input_tokens=1_000_000, output_tokens=100_000)
+    dated = Response(text="x", usage=used, model="gpt-4o-2024-08-06")
+    records: list[CallRecord] = []
+    observer = CostObserver(Scripted([dated]), PriceTable.of(table), on_call=records.append)
+    response = await observer.complete(simple_request(model="gpt-4o"))
+    assert response.cost == pytest.approx(2.5 + 1.0)
+    assert records[0].cost == pytest.approx(2.5 + 1.0)
+    await read_into(observer.stream(simple_request(model="gpt-4o")), [])
+    assert observer.statistics().cost == pytest.approx(2 * 3.5)
+
+
 # -- daily budget --------------------------------------------------------------------------
 
 
