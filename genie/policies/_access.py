@@ -15,6 +15,7 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote, roles_of
+from ._normalise import blank
 from ._screen import ScreenPart
 
 __all__ = ["MaxContentLength", "RBAC", "RequiredMetadata", "RiskGate", "Tenant"]
@@ -72,7 +73,7 @@ class MaxContentLength:
 
 class RequiredMetadata:
     """For the listed types (all when empty), each key must be present and, if a string, not
-    blank."""
+    blank (``blank``: a zero-width space is no value either)."""
 
     def __init__(self, required: Iterable[str], applies_to: Iterable[str] = ()) -> None:
         self.required = tuple(required)
@@ -113,7 +114,7 @@ class RequiredMetadata:
             if key not in meta:
                 return Decision.deny(self.name, f'missing metadata key "{key}"')
             value = meta[key]
-            if isinstance(value, str) and not value.strip():
+            if isinstance(value, str) and blank(value):
                 return Decision.deny(self.name, f'empty metadata key "{key}"')
         return ALLOW
 

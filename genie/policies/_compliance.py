@@ -14,6 +14,7 @@ from .._errors import ConfigurationError
 from .._message.envelope import Message
 from .._runtime.policy import Decision, DeliveryCheck, PlanStep
 from ._content import ContentView, quote
+from ._normalise import blank
 
 __all__ = [
     "Consent",
@@ -135,7 +136,7 @@ class Explainability:
 
     def _has(self, item: Any) -> bool:
         value = item.get(self.field) if isinstance(item, dict) else None
-        return isinstance(value, str) and bool(value)
+        return isinstance(value, str) and not blank(value)
 
     def evaluate(self, msg: Message, recipient: str) -> Decision:
         if msg.type not in self.applies_to:

@@ -267,6 +267,12 @@ def fold(text: str) -> str:
     return squeeze(text.casefold().encode().translate(_SPACE_BYTES).decode())
 
 
+def blank(text: str) -> bool:
+    """Whether ``text`` says nothing once folded: whitespace of any kind, format characters
+    (a zero-width space, a bidi mark) and the Braille blank alone, or nothing."""
+    return not fold(text)
+
+
 # Letters and digits written for one another in the phrase view only ("1gn0re"): phrases are
 # words, so a digit inside one is a disguise. ASCII punctuation becomes a space. Text is
 # translated as UTF-8 bytes, where a byte below 0x80 is an ASCII character and nothing else, so

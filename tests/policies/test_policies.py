@@ -101,6 +101,21 @@ def test_required_metadata() -> None:
     )  # non-strings pass
 
 
+@pytest.mark.parametrize("blank", [" ", "\u200b", "\u3000", "\n\t", "\u2800", "\u200e \ufeff"])
+def test_text_that_says_nothing_is_blank_to_the_metadata_and_rationale_checks(blank: str) -> None:
+    # Whitespace of any kind, a zero-width space, a bidi mark, the Braille blank: what the
+    # scanners fold away says nothing, so it is no trace id and no explanation.
+    required = RequiredMetadata(["user_id", "trace_id"], applies_to=["text"])
+    assert reason(required, msg(metadata={"user_id": blank, "trace_id": "t"})) == (
+        'empty metadata key "user_id"'
+    )
+    explained = Explainability(["recommendations"])
+    empty = Message.new(Recs(rationale=blank, recommendations=({"a": 1},)), sender="r")
+    assert reason(explained, empty) == "missing rationale for output"
+    listed = Message.new(Recs(recommendations=({"rationale": blank},)), sender="r")
+    assert reason(explained, listed) == "missing rationale for output"
+
+
 def test_rbac() -> None:
     policy = RBAC({"text": ["advisor", "user"]}, admin_bypass=True)
     assert reason(policy, msg(type_="other")) == "allow"
