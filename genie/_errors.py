@@ -384,7 +384,8 @@ class NoRouteError(DeliveryError):
 
 
 class WouldBlockError(DeliveryError):
-    """``publish_nowait`` found a recipient's mailbox full."""
+    """``publish_nowait`` found a recipient's mailbox full, or a policy that would wait to
+    prepare the message (a classifier with no verdict on its text yet)."""
 
 
 class PublishFromHandlerError(DeliveryError):

@@ -52,6 +52,7 @@ from .._errors import (
     UnknownMessageTypeError,
     UnknownRecipientError,
     WaitFromHandlerError,
+    WouldBlockError,
     unwrapped,
 )
 from .._message.envelope import Message
@@ -284,6 +285,10 @@ class Runtime:
         # admitted: awaited by ``publish`` and ``ask``, never on the message path.
         self._preparers: tuple[Callable[[Message], Awaitable[None]], ...] = tuple(
             prepare for p in self.policies if callable(prepare := getattr(p, "prepare", None))
+        )
+        # ``publish_nowait`` cannot await them: it asks each whether it would (``prepared``).
+        self._preparing: tuple[Policy, ...] = tuple(
+            p for p in self.policies if callable(getattr(p, "prepare", None))
         )
         dead_letters = DeadLetters(dead_letter_capacity, retention, self.clock)
         # The first record the sink refuses stops the runtime (``failure``).
@@ -1140,9 +1145,23 @@ class Runtime:
             await self._published_kept.kept()  # it returns with the message in the store
 
     def publish_nowait(self, msg: Message) -> None:
-        """Like ``publish`` but raises ``WouldBlockError`` if it would wait; then nothing
-        happened (no delivery, no count, no tap, no policy evaluated)."""
+        """Like ``publish`` but raises ``WouldBlockError`` if it would wait (a full mailbox,
+        or a policy's preparation: a classifier with no verdict on the text yet); then
+        nothing happened (no delivery, no count, no tap, no policy evaluated)."""
         _a_message(msg, "publish_nowait")
+        if self._preparing:
+            self._dispatcher.check_caller("publish_nowait", msg)  # refused first, as publish
+        for policy in self._preparing:
+            prepared = getattr(policy, "prepared", None)
+            if not (callable(prepared) and prepared(msg)):
+                # Sent on unprepared, a message from outside would go unjudged (a screen that
+                # fails open would let it through): preparing it is a wait.
+                raise WouldBlockError(
+                    f"cannot publish {msg.type!r} now: policy {policy.name!r} would wait to "
+                    "prepare it (a classifier's verdict on its text); use publish() to wait",
+                    message_id=msg.id,
+                    correlation_id=msg.correlation_id,
+                )
         self._dispatcher.publish_nowait(msg)
 
     def _fire(self, msg: Message) -> None:

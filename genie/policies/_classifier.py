@@ -180,6 +180,17 @@ class ClassifierPolicy:
             return Decision.deny(self.name, f"flagged by {self.classifier.name}")
         return ALLOW
 
+    def prepared(self, msg: Message) -> bool:
+        """Whether ``prepare(msg)`` would ask nothing: the policy does not judge ``msg``, its
+        text's verdict is kept, or it has no text to ask about (``evaluate`` denies it)."""
+        if not self._applies(msg):
+            return True
+        try:
+            key, _ = self._key(msg)
+        except Exception:
+            return True
+        return key in self._verdicts
+
     async def prepare(self, msg: Message) -> None:
         """Ask the classifier about ``msg``'s text, unless its verdict is kept, within the
         latency budget; a failure or a late answer leaves no verdict."""
