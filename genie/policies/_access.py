@@ -72,8 +72,9 @@ class MaxContentLength:
 
 
 class RequiredMetadata:
-    """For the listed types (all when empty), each key must be present and, if a string, not
-    blank (``blank``: a zero-width space is no value either)."""
+    """For the listed types (all when empty), each key must be present and hold something:
+    not null, an empty list or blank text (``blank``: a zero-width space is no value
+    either)."""
 
     def __init__(self, required: Iterable[str], applies_to: Iterable[str] = ()) -> None:
         self.required = tuple(required)
@@ -114,7 +115,8 @@ class RequiredMetadata:
             if key not in meta:
                 return Decision.deny(self.name, f'missing metadata key "{key}"')
             value = meta[key]
-            if isinstance(value, str) and blank(value):
+            # A value that says nothing: null, an empty list, text with nothing to read.
+            if value is None or value == () or (isinstance(value, str) and blank(value)):
                 return Decision.deny(self.name, f'empty metadata key "{key}"')
         return ALLOW
 

@@ -116,6 +116,16 @@ def test_text_that_says_nothing_is_blank_to_the_metadata_and_rationale_checks(bl
     assert reason(explained, listed) == "missing rationale for output"
 
 
+@pytest.mark.parametrize("nothing", [None, ()], ids=["null", "empty-list"])
+def test_a_required_metadata_key_holding_nothing_is_empty(nothing: object) -> None:
+    # {"trace_id": null} is no trace id: required, it is reported as the blank string is.
+    required = RequiredMetadata(["user_id", "trace_id"], applies_to=["text"])
+    assert reason(required, msg(metadata={"user_id": "u", "trace_id": nothing})) == (
+        'empty metadata key "trace_id"'
+    )
+    assert reason(required, msg(metadata={"user_id": "u", "trace_id": 0})) == "allow"
+
+
 def test_rbac() -> None:
     policy = RBAC({"text": ["advisor", "user"]}, admin_bypass=True)
     assert reason(policy, msg(type_="other")) == "allow"
