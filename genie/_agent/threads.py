@@ -240,9 +240,15 @@ class ThreadContext:
         thread); on trio the delivery's scope does not reach it, so the delivery cancels the
         thread's waits itself (``Slots.waits``) as it gives the thread up."""
         self._check(what)
-        waits = self._slots.waits
+        waits, outside = self._slots.waits, self._slots.outside
         try:
-            with anyio.CancelScope() as wait:
+            # The thread waits on the loop: no longer work outside it that a virtual clock
+            # must wait for, whatever it waits on (its sleep, a reply, its tools, memory or
+            # model, which may wait on the loop's clock in turn).
+            with (
+                anyio.CancelScope() as wait,
+                contextlib.nullcontext() if outside is None else outside.paused(),
+            ):
                 waits.add(wait)
                 try:
                     yield
@@ -315,21 +321,13 @@ class ThreadContext:
 
     async def sleep(self, seconds: float) -> None:
         async with self._given_up_meanwhile("sleep"):
-            with self._waiting_on_the_loop():
-                await self._ctx.sleep(seconds)
+            await self._ctx.sleep(seconds)
 
     async def request(
         self, recipient: str, payload: Payload, *, timeout: float | None = None
     ) -> Message:
         async with self._given_up_meanwhile("request"):
-            with self._waiting_on_the_loop():  # the work asked for is the loop's to time
-                return await self._ctx.request(recipient, payload, timeout=timeout)
-
-    def _waiting_on_the_loop(self) -> contextlib.AbstractContextManager[object]:
-        """The thread waits on the loop (its sleep, another agent's reply): no longer work
-        outside the loop that a virtual clock must wait for."""
-        outside = self._slots.outside
-        return contextlib.nullcontext() if outside is None else outside.paused()
+            return await self._ctx.request(recipient, payload, timeout=timeout)
 
     def llm(self, provider: Provider) -> Provider:
         return self._on_loop("llm", self._llm, provider)

@@ -40,6 +40,7 @@ from genie import (
 from genie.llm import ChatMessage, Provider, ScriptedProvider
 from genie.llm import Request as LLMRequest
 from genie.memory import Store
+from genie.simulation._virtual import VirtualTimeLoop
 
 from ..conftest import Echo, Ping, Pong
 
@@ -705,6 +706,93 @@ async def test_memory_tools_and_models_awaited_off_the_runtimes_loop_are_refused
         "on the loop"
     ]
     assert (model.requests, tools.session.calls) == ([], 0)
+
+
+def _announced() -> int:
+    """How many pieces of work outside the loop the virtual clock waits for now."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    return len(loop.outside)
+
+
+class _SeenSession(_Session):
+    def __init__(self, seen: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> ToolOutput:
+        self.seen.append(("tool", _announced()))
+        return ToolOutput(text="")
+
+
+class _SeenTools(_LocalTools):
+    def __init__(self, seen: list[tuple[str, int]]) -> None:
+        self.session = _SeenSession(seen)
+
+
+class _SlowStore(Store):
+    """A memory that takes 30 seconds of the loop's clock to read."""
+
+    def __init__(self, seen: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    async def kv_get(self, namespace: str, key: str) -> tuple[Any, str] | None:
+        self.seen.append(("memory", _announced()))
+        await anyio.sleep(30)
+        return None
+
+
+class _SlowModel(ScriptedProvider):
+    """A model that takes 30 seconds of the loop's clock to answer."""
+
+    def __init__(self, seen: list[tuple[str, int]]) -> None:
+        super().__init__(["answer"])
+        self.seen = seen
+
+    async def complete(self, request: LLMRequest) -> Any:
+        self.seen.append(("llm", _announced()))
+        await anyio.sleep(30)
+        return await super().complete(request)
+
+
+class UsesAll(BaseAgent):
+    """A def handler that awaits its tool, memory and model on the loop, as it should."""
+
+    produces = (Done,)
+
+    def __init__(self, id: str, model: Provider) -> None:
+        super().__init__(id)
+        self.model = model
+
+    @handler
+    def on_work(self, payload: Work, ctx: Context) -> Message:
+        anyio.from_thread.run(ctx.tool("local").call, "t", {})
+        anyio.from_thread.run(ctx.memory().kv.get, "ns", "k")
+        question = LLMRequest(messages=(ChatMessage.user("hi"),))
+        anyio.from_thread.run(ctx.llm(self.model).complete, question)
+        return ctx.reply(Done(n=payload.n, pid=os.getpid()))
+
+
+def test_a_threads_tool_memory_and_model_waits_let_virtual_time_go_on() -> None:
+    """While its thread waited on a call of its tools, memory or model, the thread was still
+    announced as work outside the loop, as it is not while it sleeps or awaits a request:
+    virtual time stood still for a memory or model that waits on the loop's clock, until the
+    thread's grace of real time ran out, and then ran on while the thread worked."""
+    seen: list[tuple[str, int]] = []
+
+    async def main() -> tuple[bool, float]:
+        agent = UsesAll("thread", _SlowModel(seen))
+        tools = {"local": _SeenTools(seen)}
+        async with Runtime([agent], tools=tools, memory=_SlowStore(seen)) as rt:
+            started = anyio.current_time()
+            result = await rt.ask(rt.message(Work(n=3), recipient="thread"), timeout=300)
+            return result.complete, anyio.current_time() - started
+
+    assert anyio.run(main, backend_options={"loop_factory": VirtualTimeLoop}) == (True, 60.0)
+    # The tool's call is announced by the runtime (its server is outside work); the thread is
+    # announced by none of them while it waits.
+    assert seen == [("tool", 1), ("memory", 0), ("llm", 0)]
 
 
 async def test_a_failing_sync_handler_is_a_dead_letter_with_its_type_and_reason() -> None:
