@@ -28,7 +28,7 @@ def test_the_distribution_is_not_pyats() -> None:
     scripts = importlib.metadata.distribution(DISTRIBUTION).entry_points.select(
         group="console_scripts"
     )
-    assert [(ep.name, ep.value) for ep in scripts] == [("genie", "genie._cli.main:cli")]
+    assert [(ep.name, ep.value) for ep in scripts] == [("genie", "_genie_cli:cli")]
 
 
 def _shipped_texts() -> list[Path]:

@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING, TextIO, cast
 
 import anyio
 
+from _genie_cli import INTERRUPTED, interrupted, interrupted_early
+from _genie_cli import command_at as _command_at
+from _genie_cli import said_as as _said_as
+
 from .._agent.catalogue import Catalogue
 from .._base.files import FileRefusedError, file_problem, write_problem
 from .._base.log_format import configure_logging
@@ -83,8 +87,6 @@ __all__ = ["cli", "main"]
 
 # What a shell reports for a command killed by SIGPIPE (128 + 13), as `yes | head` does.
 SIGPIPE_EXIT = 141
-# What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
-INTERRUPTED = 130
 # The output arrived, but some of the request's work was lost on the way (a failed side
 # branch, a message nobody could receive): not 0, which says nothing was lost, nor 1, which
 # says the run gave no output (docs/design/cli-run-report.md).
@@ -1082,19 +1084,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _interrupted(command: str) -> int:
     """Ctrl-C during ``genie COMMAND``, said in one line; its exit status. The command prints
     nothing it had half made (``genie run`` says what its store kept itself, before this)."""
-    print(f"genie {command}: interrupted", file=sys.stderr)
-    return INTERRUPTED
-
-
-def _said_as() -> str:
-    """How the command line names this command in a message: ``genie run``, or ``genie``."""
-    at = _command_at(sys.argv[1:])
-    return f"genie {sys.argv[1 + at]}" if at < len(sys.argv) - 1 else "genie"
-
-
-def _command_at(argv: Sequence[str]) -> int:
-    """Where the command's name is in ``argv`` (after the options of ``genie`` itself)."""
-    return next((i for i, arg in enumerate(argv) if not arg.startswith("-")), len(argv))
+    return interrupted(f"genie {command}")
 
 
 class _OutputError(Exception):
@@ -1170,13 +1160,8 @@ def cli() -> int:
         print(f"{_said_as()}: cannot write to standard output: {exc.strerror}", file=sys.stderr)
         _drop_output(stdout)
         return 1
-    except KeyboardInterrupt:
-        # Before a command runs (the parser being built, the entry points read; a command
-        # says its own Ctrl-C): one line all the same.
-        if "--debug" in sys.argv[1:]:
-            raise
-        print(f"{_said_as()}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return interrupted_early(exc)
     finally:
         sys.stdout = stdout
     left = _threads_left(THREADS_GRACE)

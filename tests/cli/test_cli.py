@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -458,6 +459,56 @@ def test_ctrl_c_before_the_command_runs_is_one_line() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stderr) == (130, "genie run: interrupted\n")
+
+
+# Blocks the first import of a genie module (genie's own imports under way) until a SIGINT
+# comes, having said so on stdout: the Ctrl-C lands while Python imports genie, every time.
+_BLOCKS_GENIES_IMPORT = """
+import signal, sys
+
+class _Blocks:
+    blocked = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("genie.") and not self.blocked:
+            self.blocked = True
+            print("importing", flush=True)
+            while True:
+                signal.pause()  # the SIGINT's KeyboardInterrupt ends it
+        return None
+
+sys.meta_path.insert(0, _Blocks())
+"""
+
+
+def test_ctrl_c_while_genie_is_imported_is_one_line(tmp_path: Path) -> None:
+    """A SIGINT before genie's imports were done printed Python's KeyboardInterrupt
+    traceback: the console script imported genie before any of it could catch one."""
+    (tmp_path / "sitecustomize.py").write_text(_BLOCKS_GENIES_IMPORT)
+    # The console script as pip writes it, of the entry point the project declares.
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = declared["genie"].split(":")
+    script = tmp_path / "genie"
+    script.write_text(f"import sys\nfrom {module} import {function}\nsys.exit({function}())\n")
+    paths = [str(tmp_path), str(ROOT), str(ROOT / "agents"), str(ROOT / "benchmarks")]
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "run", "finance"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "importing\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out, err) == (130, "", "genie run: interrupted\n")
 
 
 def test_a_reader_that_reads_everything_sees_it_all() -> None:
