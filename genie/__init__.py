@@ -26,6 +26,7 @@ from ._errors import ConfigurationError as ConfigurationError
 from ._errors import DeliveryError as DeliveryError
 from ._errors import DeniedError as DeniedError
 from ._errors import DuplicateAgentError as DuplicateAgentError
+from ._errors import DuplicateMessageError as DuplicateMessageError
 from ._errors import GenieError as GenieError
 from ._errors import HandlerTimeoutError as HandlerTimeoutError
 from ._errors import InvalidArgumentError as InvalidArgumentError
@@ -165,6 +166,7 @@ __all__ = [
     "DeliveryError",
     "DeniedError",
     "DuplicateAgentError",
+    "DuplicateMessageError",
     "Event",
     "EventStream",
     "Gather",

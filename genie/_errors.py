@@ -15,6 +15,7 @@
     │   ├── UnknownRecipientError     the direct recipient is not registered
     │   ├── NoRouteError              nobody would receive the message
     │   ├── WouldBlockError           publish_nowait into a full mailbox
+    │   ├── DuplicateMessageError     a message published again by id (it was sent already)
     │   ├── PublishFromHandlerError   publish, publish_nowait or ask called inside a handler
     │   │                             of the same runtime: a handler returns its messages
     │   └── DeniedError               admission refused it (policy or limit)
@@ -55,6 +56,7 @@ __all__ = [
     "DeniedError",
     "MemoryDeniedError",
     "DuplicateAgentError",
+    "DuplicateMessageError",
     "GenieError",
     "HandlerTimeoutError",
     "InvalidArgumentError",
@@ -386,6 +388,12 @@ class NoRouteError(DeliveryError):
 class WouldBlockError(DeliveryError):
     """``publish_nowait`` found a recipient's mailbox full, or a policy that would wait to
     prepare the message (a classifier with no verdict on its text yet)."""
+
+
+class DuplicateMessageError(DeliveryError):
+    """A message published from outside whose id this runtime has sent already (in flight,
+    or among the last it took from outside): its recipients would get one message twice.
+    Nothing is sent; ``message_id`` is the id seen before."""
 
 
 class PublishFromHandlerError(DeliveryError):

@@ -59,4 +59,23 @@ def outputs_of(agent_id: str, msg: Message, result: object, typed: bool) -> Sequ
     for out in result:
         if type(out) is not Message and not isinstance(out, Message):
             raise no_message(agent_id, msg, out, " among its outputs", ONLY_MESSAGES)
+    if len(result) > 1 and len({out.id for out in result}) < len(result):
+        raise _twice(agent_id, msg, result)
     return result
+
+
+def _twice(agent_id: str, msg: Message, outputs: Sequence[Message]) -> InvalidOutputError:
+    """The error refusing outputs that hold one message twice: an id is one message, which
+    its recipients would get twice."""
+    ids: set[str] = set()
+    for twice in outputs:
+        if twice.id in ids:
+            break
+        ids.add(twice.id)
+    return InvalidOutputError(
+        f"agent {agent_id!r} returned message {twice.id} ({twice.type!r}) twice among its "
+        "outputs; a message is delivered once: build one for each send (ctx.emit)",
+        message_id=msg.id,
+        agent_id=agent_id,
+        correlation_id=msg.correlation_id,
+    )

@@ -24,6 +24,7 @@ import anyio
 from .._base.log import lazy_logger
 from .._errors import (
     ConfigurationError,
+    DuplicateMessageError,
     NoRouteError,
     PublishFromHandlerError,
     UnknownMessageTypeError,
@@ -58,6 +59,10 @@ HANDLING: ContextVar[Dispatcher | None] = ContextVar("genie_handling", default=N
 # first and nothing was sent; or its request was cancelled (``rt.cancel``) while it waited, and
 # the message went where a cancelled request's messages go (an ``unrouted`` dead letter).
 Published = Literal["in", "timed_out", "cancelled"]
+
+# The ids of the last messages taken from outside that a runtime remembers, to refuse one
+# published again: an id is one message, and its recipients would get it twice.
+SEEN_KEPT = 4096
 
 
 class _RoomWait:
@@ -101,6 +106,8 @@ class Dispatcher:
         self.delivered_many: Callable[[Message, Sequence[str]], None] | None = None
         # The outside publishers waiting for room, by their message's correlation.
         self.waiting: dict[str, list[_RoomWait]] = {}
+        # The ids of the last messages taken from outside, oldest first (``SEEN_KEPT``).
+        self.seen: dict[str, None] = {}
 
     # --- from outside ------------------------------------------------------------------------
     async def publish(self, msg: Message, deadline: float = math.inf) -> Published:
@@ -151,6 +158,7 @@ class Dispatcher:
                     return "timed_out"
             self.check_open()
             self._kept_check(msg)
+            self._taken(msg, "publish")
         except BaseException:
             self._release(order[:held])
             self._released(corr)
@@ -195,6 +203,7 @@ class Dispatcher:
                     )
             # Every recipient has room: none is overdrawn or shed.
             self._kept_check(msg)
+            self._taken(msg, "publish_nowait")
             self.route(msg, False, corr, routed)
         finally:
             self._released(corr)
@@ -226,6 +235,23 @@ class Dispatcher:
         transport knows it for one from outside until it keeps it."""
         if self.check is not None:
             self.check(msg)
+
+    def _taken(self, msg: Message, verb: str) -> None:
+        """Remember ``msg`` as taken from outside, as it goes in; raises if this runtime took
+        a message of its id from outside lately (asked after the store's own refusal of a
+        message it keeps, which names the store)."""
+        seen = self.seen
+        if msg.id in seen:
+            raise DuplicateMessageError(
+                f"cannot {verb} {msg.type!r}: message {msg.id} was published to this runtime "
+                "already, and a message is delivered once; rt.message(...) makes a new one",
+                message_id=msg.id,
+                agent_id=msg.recipient,
+                correlation_id=msg.correlation_id,
+            )
+        seen[msg.id] = None
+        if len(seen) > SEEN_KEPT:
+            del seen[next(iter(seen))]
 
     def checked(self, msg: Message, verb: str) -> tuple[str, ...]:
         """The agents here that ``msg``, published from outside by ``rt.<verb>``, goes to;

@@ -1,0 +1,109 @@
+"""An id is one message: neither a handler nor an outside caller gets one message delivered
+twice to its recipients by sending it twice (docs/semantics.md, "Nothing is lost silently")."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from genie import (
+    BaseAgent,
+    Context,
+    DuplicateMessageError,
+    Message,
+    Runtime,
+    RuntimeStatistics,
+    handler,
+)
+from genie._runtime.dispatch import SEEN_KEPT
+
+from ..conftest import Note, Ping, Recorder
+
+
+class SendsTwice(BaseAgent):
+    """On a note, returns one ping to ``to`` twice, after another ping built once."""
+
+    produces = (Ping,)
+
+    def __init__(self, id: str, to: str) -> None:
+        super().__init__(id)
+        self.to = to
+        self.twice: list[str] = []
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> list[Message]:
+        once = ctx.emit(Ping(n=1), recipient=self.to)
+        twice = ctx.emit(Ping(n=2), recipient=self.to)
+        self.twice.append(twice.id)
+        return [once, twice, twice]
+
+
+def balanced(s: RuntimeStatistics) -> bool:
+    return s.delivered == s.handled + s.denied + s.dead_lettered + s.shed + s.in_flight
+
+
+async def drain(rt: Runtime) -> None:
+    with anyio.fail_after(5):
+        await rt.wait_idle()
+
+
+async def test_a_handler_returning_one_message_twice_fails_naming_it() -> None:
+    """The ping returned twice reached the recipient twice, one message run twice."""
+    rec, sender = Recorder("rec"), SendsTwice("sender", "rec")
+    async with Runtime([rec, sender]) as rt:
+        await rt.publish(rt.message(Note(text="go"), recipient="sender"))
+        await drain(rt)
+    [twice] = sender.twice
+    assert rec.seen == []  # a handler's outputs go out whole or not at all
+    [letter] = rt.dead_letters
+    assert letter.kind == "failed"
+    assert letter.error_type == "InvalidOutputError"
+    assert letter.reason == (
+        f"InvalidOutputError: agent 'sender' returned message {twice} ('ping') twice among "
+        "its outputs; a message is delivered once: build one for each send (ctx.emit)"
+    )
+    stats = rt.statistics()
+    assert (stats.delivered, stats.dead_lettered, stats.in_flight) == (1, 1, 0)
+    assert balanced(stats)
+
+
+async def test_a_message_published_twice_from_outside_is_refused_the_second_time() -> None:
+    """Published again (by publish, publish_nowait or ask), the one message was delivered
+    again to each recipient."""
+    first, second = Recorder("first"), Recorder("second")
+    async with Runtime() as rt:
+        rt.add(first, subscribe=["ping"])
+        rt.add(second, subscribe=["ping"])
+        msg = rt.message(Ping(n=7))
+        await rt.publish(msg)
+        refused = f"message {msg.id} was published to this runtime already"
+        again = f"cannot publish 'ping': {refused}"
+        with pytest.raises(DuplicateMessageError, match=again):
+            await rt.publish(msg)
+        with pytest.raises(DuplicateMessageError, match=f"publish_nowait 'ping': {refused}"):
+            rt.publish_nowait(msg)
+        await drain(rt)
+        # Refused as well once its deliveries have ended, by an ask too.
+        with pytest.raises(DuplicateMessageError, match=again) as info:
+            await rt.ask(msg, timeout=5)
+        await rt.publish(rt.message(Ping(n=8)))  # a new message of the same payload goes
+        await drain(rt)
+    assert info.value.message_id == msg.id
+    assert [p.n for p in first.seen] == [p.n for p in second.seen] == [7, 8]
+    stats = rt.statistics()
+    assert (stats.published, stats.delivered, stats.handled) == (2, 4, 4)
+    assert list(rt.dead_letters) == []
+    assert balanced(stats)
+
+
+async def test_a_runtime_remembers_a_bounded_number_of_published_ids() -> None:
+    rec = Recorder("rec")
+    async with Runtime([rec]) as rt:
+        oldest = rt.message(Ping(n=-1), recipient="rec")
+        await rt.publish(oldest)
+        for n in range(SEEN_KEPT):
+            await rt.publish(rt.message(Ping(n=n), recipient="rec"))
+        await rt.publish(oldest)  # forgotten: the memory does not grow with every publish
+        await drain(rt)
+    assert len(rec.seen) == SEEN_KEPT + 2
+    assert balanced(rt.statistics())
