@@ -52,29 +52,39 @@ def outputs_of(agent_id: str, msg: Message, result: object, typed: bool) -> Sequ
         if result is None:
             return ()
         if isinstance(result, Message):
-            return (result,)
+            if result.id != msg.id:
+                return (result,)
+            result = (result,)  # the message it was handed: refused below
     if not isinstance(result, (list, tuple)):
         takes = RETURNS if typed else "handle() returns a list or tuple of Message"
         raise no_message(agent_id, msg, result, "", takes)
     for out in result:
         if type(out) is not Message and not isinstance(out, Message):
             raise no_message(agent_id, msg, out, " among its outputs", ONLY_MESSAGES)
-    if len(result) > 1 and len({out.id for out in result}) < len(result):
-        raise _twice(agent_id, msg, result)
-    return result
+    if len(result) == 1:
+        if result[0].id != msg.id:
+            return result
+    elif msg.id not in (ids := {out.id for out in result}) and len(ids) == len(result):
+        return result
+    raise _sent_again(agent_id, msg, result)
 
 
-def _twice(agent_id: str, msg: Message, outputs: Sequence[Message]) -> InvalidOutputError:
-    """The error refusing outputs that hold one message twice: an id is one message, which
-    its recipients would get twice."""
-    ids: set[str] = set()
-    for twice in outputs:
-        if twice.id in ids:
+def _sent_again(agent_id: str, msg: Message, outputs: Sequence[Message]) -> InvalidOutputError:
+    """The error refusing outputs that send a message again (the one handed to the handler,
+    or one of them twice): an id is one message, which its recipients would get again."""
+    ids = {msg.id}
+    for again in outputs:
+        if again.id in ids:
             break
-        ids.add(twice.id)
+        ids.add(again.id)
+    did = (
+        f"returned a message with the id of the one it was handed ({msg.id})"
+        if again.id == msg.id
+        else f"returned message {again.id} ({again.type!r}) twice among its outputs"
+    )
     return InvalidOutputError(
-        f"agent {agent_id!r} returned message {twice.id} ({twice.type!r}) twice among its "
-        "outputs; a message is delivered once: build one for each send (ctx.emit)",
+        f"agent {agent_id!r} {did}; a message is delivered once: build a new one for each "
+        "send (ctx.reply, ctx.emit)",
         message_id=msg.id,
         agent_id=agent_id,
         correlation_id=msg.correlation_id,

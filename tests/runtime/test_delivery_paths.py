@@ -264,7 +264,8 @@ class Bank(BaseAgent):
 
     @handler
     async def on_ping(self, payload: Ping, ctx: Context) -> Message:
-        return ctx.message.model_copy(update={"payload": Payment(amount=payload.n)})
+        forwarded = {"payload": Payment(amount=payload.n), "id": f"{ctx.message.id}-paid"}
+        return ctx.message.model_copy(update=forwarded)  # a new message: an id of its own
 
 
 async def test_a_copy_with_another_payload_is_routed_and_judged_by_its_type() -> None:

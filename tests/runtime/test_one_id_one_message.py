@@ -60,10 +60,65 @@ async def test_a_handler_returning_one_message_twice_fails_naming_it() -> None:
     assert letter.error_type == "InvalidOutputError"
     assert letter.reason == (
         f"InvalidOutputError: agent 'sender' returned message {twice} ('ping') twice among "
-        "its outputs; a message is delivered once: build one for each send (ctx.emit)"
+        "its outputs; a message is delivered once: build a new one for each send (ctx.reply, "
+        "ctx.emit)"
     )
     stats = rt.statistics()
     assert (stats.delivered, stats.dead_lettered, stats.in_flight) == (1, 1, 0)
+    assert balanced(stats)
+
+
+class HandsBack(BaseAgent):
+    """Returns the ping it was handed, as it is (``listed``: in a list)."""
+
+    def __init__(self, id: str, listed: bool) -> None:
+        super().__init__(id)
+        self.listed = listed
+        self.handled = 0
+
+    @handler
+    async def on_ping(self, payload: Ping, ctx: Context) -> Message | list[Message]:
+        self.handled += 1
+        return [ctx.message] if self.listed else ctx.message
+
+
+class HandsBackRaw:
+    """A protocol agent (no BaseAgent) whose ``handle`` returns what it was handed."""
+
+    consumes = (Ping,)
+    produces = (Ping,)
+    capabilities: tuple[str, ...] = ()
+
+    def __init__(self, id: str) -> None:
+        self.id = self.name = id
+        self.handled = 0
+
+    async def handle(self, msg: Message, ctx: Context) -> list[Message]:
+        self.handled += 1
+        return [msg]
+
+
+@pytest.mark.parametrize("shape", ["message", "list", "handle"])
+async def test_a_handler_returning_the_message_it_was_handed_fails_naming_it(
+    shape: str,
+) -> None:
+    """The ping handed back went round to its own agent again, one id delivered until the
+    hop limit denied it."""
+    agent = HandsBackRaw("echo") if shape == "handle" else HandsBack("echo", shape == "list")
+    async with Runtime([agent]) as rt:
+        ping = rt.message(Ping(n=1), recipient="echo")
+        await rt.publish(ping)
+        await drain(rt)
+    assert agent.handled == 1
+    [letter] = rt.dead_letters
+    assert (letter.kind, letter.message.id) == ("failed", ping.id)
+    assert letter.reason == (
+        f"InvalidOutputError: agent 'echo' returned a message with the id of the one it was "
+        f"handed ({ping.id}); a message is delivered once: build a new one for each send "
+        "(ctx.reply, ctx.emit)"
+    )
+    stats = rt.statistics()
+    assert (stats.published, stats.delivered, stats.denied) == (1, 1, 0)
     assert balanced(stats)
 
 
