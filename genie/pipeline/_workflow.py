@@ -704,7 +704,7 @@ class WorkflowNode:
             if sent is not None:
                 sent.timer = None
                 if sent.kind == "run":
-                    self._give_up(session, payload.message_id, sent.step, msg.correlation_id)
+                    self._gave_up_on(session, payload.message_id, sent.step, msg.correlation_id)
                 gone = session.undo_gone.get(sent.step) if sent.kind == "undo" else None
                 if gone is None:  # else an undo taken up that cannot run here (``_taken_up``)
                     gone = f"no reply within {session.steps[sent.step].deadline:g}s"
@@ -1182,14 +1182,14 @@ class WorkflowNode:
         for mid, sent in list(session.sent.items()):
             if sent.kind == "run":
                 if key is not None:
-                    self._give_up(session, mid, sent.step, key)
+                    self._gave_up_on(session, mid, sent.step, key)
                 del session.sent[mid]
                 if sent.timer is not None:
                     sent.timer.cancel()
                 session.status[sent.step] = "failed"
                 self._event(ctx, session, sent.step, "failed", why)
 
-    def _give_up(self, session: _Session, mid: str, step: str, key: str) -> None:
+    def _gave_up_on(self, session: _Session, mid: str, step: str, key: str) -> None:
         self._given_up[mid] = _GivenUp(session.steps[step], key, session.start_id, session.metadata)
         if len(self._given_up) > FINISHED_KEPT:
             self._given_up.popitem(last=False)
