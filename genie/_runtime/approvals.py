@@ -21,6 +21,7 @@ carry a deadline: when it passes, the request is rejected, or escalated once to 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import cast
 
 from pydantic import Field
@@ -197,7 +198,7 @@ class ApprovalDesk(BaseAgent):
         # answer message that decided each ("": the deadline, or the asker withdrawing): what
         # an answer that comes after the decision is recorded against, as too late, and told,
         # and how the deciding answer delivered again is known as the one taken already.
-        self._decided: dict[str, tuple[Approval, ApprovalDecision, str]] = {}
+        self._decided: dict[str, _Decided] = {}
         # Why the desk refused the answers sent to it, by answer message id, the last
         # DECIDED_KEPT: what the transport tells the person who left the answer, and how a
         # refused answer delivered again is known as refused already.
@@ -295,24 +296,22 @@ class ApprovalDesk(BaseAgent):
         kept = self._decided.get(withdrawn.approval_id)
         if kept is None:
             return  # never asked here, or decided longer ago than the desk remembers
-        approval, decision, answer_id = kept
+        approval, decision, answer_id = kept.approval, kept.decision, kept.answer_id
         if approval.agent_id != sender or decision.by == "withdrawn":
             return  # not the asker's, or withdrawn already (this delivered again)
         self._record("withdrawn", "withdrawn", approval, withdrawn.reason)
-        self._decided[approval.id] = (
-            approval,
-            ApprovalDecision(
-                approval_id=approval.id,
-                approved=False,
-                by="withdrawn",
-                reason=withdrawn.reason,
-                details=approval.details,
-            ),
-            "",
+        withdrawal = ApprovalDecision(
+            approval_id=approval.id,
+            approved=False,
+            by="withdrawn",
+            reason=withdrawn.reason,
+            details=approval.details,
         )
-        if answer_id:  # a person's answer decided it, not the deadline
-            why = f"{CROSSED} ({decision.said()}, not taken)"
-            self.refuse(decision.by, approval.id, decision.approved, why)
+        crossed = decision if answer_id else None  # a person's answer decided it, not the deadline
+        self._decided[approval.id] = _Decided(approval, withdrawal, "", crossed)
+        if crossed is not None:
+            why = _not_taken(crossed)
+            self.refuse(crossed.by, approval.id, crossed.approved, why)
             self._keep_refusal(answer_id, why)
 
     @handler
@@ -356,7 +355,7 @@ class ApprovalDesk(BaseAgent):
         correlation is its approval's."""
         approval = self.pending[approval_id].approval if approval_id in self.pending else None
         if approval is None and approval_id in self._decided:
-            approval = self._decided[approval_id][0]
+            approval = self._decided[approval_id].approval
         if why is None:
             why = UNKNOWN if approval is None else TOO_LATE
         if approval is None:
@@ -385,14 +384,31 @@ class ApprovalDesk(BaseAgent):
 
     def decided(self, approval_id: str) -> ApprovalDecision | None:
         """The decision on ``approval_id``, if it is one of the approvals decided last here."""
-        return self._decided[approval_id][1] if approval_id in self._decided else None
+        return self._decided[approval_id].decision if approval_id in self._decided else None
+
+    def told(self, approval_id: str, by: str, approved: bool) -> str | None:
+        """What a person is told of ``by``'s answer ``approved`` to ``approval_id``, which
+        the desk decided: ``approved`` or ``rejected`` when that answer decided it, ``refused:
+        too late: ...`` when it did but its asker's withdrawal crossed it (not taken), else
+        ``decided already: ...`` with the decision made first. None: the desk has not decided
+        it, or decided it longer ago than it remembers."""
+        kept = self._decided.get(approval_id)
+        if kept is None:
+            return None
+        if kept.crossed is not None and (by, approved) == (kept.crossed.by, kept.crossed.approved):
+            return f"refused: {_not_taken(kept.crossed)}"
+        decision = kept.decision
+        if (by, approved) == (decision.by, decision.approved):
+            return "approved" if approved else "rejected"
+        return f"decided already: {decision.said()}"
 
     def _decided_by(self, approval_id: str, answer: Message) -> bool:
         """Whether ``answer`` is the answer message that decided ``approval_id`` here: the
         same message (its id), from the same person, saying the same."""
         if approval_id not in self._decided:
             return False
-        _, decision, answer_id = self._decided[approval_id]
+        kept = self._decided[approval_id]
+        decision, answer_id = kept.decision, kept.answer_id
         said = answer.payload
         return (
             answer.id == answer_id
@@ -442,7 +458,7 @@ class ApprovalDesk(BaseAgent):
         # The answer that decided, if a person's did (the deadline's or a withdrawal's
         # message is not an answer, and never sent to the desk again as one).
         answer_id = ctx.message.id if ctx.message.type == ApprovalAnswer.message_type else ""
-        self._decided[pending.approval.id] = (pending.approval, decision, answer_id)
+        self._decided[pending.approval.id] = _Decided(pending.approval, decision, answer_id)
         if len(self._decided) > DECIDED_KEPT:
             del self._decided[next(iter(self._decided))]
         # The request goes on as its requester's: the answerer is named in the decision, and
@@ -463,6 +479,24 @@ class ApprovalDesk(BaseAgent):
         if answer:  # a refused answer: what it said (an answer that decided is its action)
             details["answer"] = answer
         self.audit.record(AuditRecord(self.clock.now(), actor, action, approval.id, details))
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """An approval the desk decided, as it remembers it for the answers after."""
+
+    approval: Approval
+    decision: ApprovalDecision
+    # The answer message that decided it ("": the deadline, or the asker withdrawing).
+    answer_id: str
+    # A person's decision the asker's withdrawal crossed: taken by the desk, never by the
+    # asker (``decision`` is then the withdrawal).
+    crossed: ApprovalDecision | None = None
+
+
+def _not_taken(crossed: ApprovalDecision) -> str:
+    """Why the answer that decided ``crossed`` is refused after all: the withdrawal crossed it."""
+    return f"{CROSSED} ({crossed.said()}, not taken)"
 
 
 def _never(approval_id: str) -> int | None:

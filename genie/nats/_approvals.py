@@ -36,7 +36,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,7 +45,6 @@ from .._base.log import lazy_logger
 from .._base.nesting import loads_bounded
 from .._errors import ConfigurationError, described
 from .._message.envelope import Message
-from .._runtime.approvals import ApprovalDecision
 from .._runtime.transport import Answer
 from ._wire import Bucket, bound, message_json
 
@@ -56,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["NatsApprovals", "listing"]
 
 _DELETED = ("DEL", "PURGE")
+# What the desk tells a person of an answer (approval id, by, approved), once it decided.
+Told = Callable[[str, str, bool], str | None]
 _log = lazy_logger("genie.nats")
 POLL = 0.25  # seconds between looks for answers, once the desk here is listed
 KEPT = 24 * 3600.0  # seconds an answer's outcome nobody came back for stays (from ``at``)
@@ -192,26 +193,31 @@ class NatsApprovals:
         self._listed = now
         return gone
 
-    async def decided(self, decisions: Mapping[str, ApprovalDecision]) -> None:
-        """Tell the answers left for the approvals the desk here decided what became of them
-        (before the deciding delivery is acked: a kill before it has the desk decide again)."""
-        for approval_id, decision in decisions.items():
+    async def decided(self, approval_ids: Iterable[str], told: Told) -> None:
+        """Tell the answers left for the approvals the desk here decided (or whose decision
+        a withdrawal crossed) what became of them, in the desk's words (``told``: the desk's
+        ``ApprovalDesk.told``), before the deciding delivery is acked: a kill before it has
+        the desk decide again."""
+        for approval_id in approval_ids:
             # Retried through a broker's restart: written at the revision read, so once.
-            tell = functools.partial(self._decided, approval_id, decision)
+            tell = functools.partial(self._decided, approval_id, told)
             await bound(f"tell the answers to {approval_id}", tell)
 
-    async def _decided(self, approval_id: str, decision: ApprovalDecision) -> None:
+    async def _decided(self, approval_id: str, told: Told) -> None:
         """Each answer left for ``approval_id``: the answerer's own word, or, when the desk
         decided otherwise first (another person, the deadline, the asker withdrawing), the
-        decision that was made."""
+        decision that was made. An answer told it decided, whose asker's withdrawal crossed
+        it since, is told again that it was refused, if its answerer has not read it yet."""
         for key, value in await self._entries(_key("answer", approval_id)):
             self._sent.pop(key, None)
             body = _answer_of(value)
-            if body is None or "outcome" in body:
+            if body is None:
                 continue
-            outcome = "approved" if decision.approved else "rejected"
-            if decision.by != body["by"] or decision.approved != body["approved"]:
-                outcome = f"decided already: {decision.said()}"
+            outcome = told(approval_id, body["by"], body["approved"])
+            if outcome is None or outcome == body.get("outcome"):
+                continue  # forgotten by the desk (taken again as not pending), or told so
+            if body.get("outcome", "approved") not in ("approved", "rejected"):
+                continue  # refused before it reached the desk: that stands
             await self._settle(key, value, body | {"outcome": outcome})
 
     async def _settle(self, key: str, value: bytes, body: dict[str, Any] | None) -> None:

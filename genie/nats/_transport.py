@@ -58,6 +58,7 @@ from .._runtime.approvals import (
     ApprovalDecision,
     ApprovalDesk,
     ApprovalRequest,
+    ApprovalWithdrawn,
     rounds_reached,
 )
 from .._runtime.audit import AuditLogError, AuditRecord, AuditsItself
@@ -209,13 +210,17 @@ def _opens_its_correlation(msg: Message, recipient: str) -> bool:
     return msg.correlation_id == msg.id and msg.causation_id is None and msg.recipient == recipient
 
 
-def decisions(run: Run) -> dict[str, ApprovalDecision]:
-    """The approvals the desk decided in ``run`` (one of its deliveries), by approval id."""
-    return {
-        out.payload.approval_id: out.payload
-        for out, _ in run.outbox
-        if isinstance(out.payload, ApprovalDecision)
-    }
+def decisions(run: Run) -> list[str]:
+    """The approvals the desk decided in ``run`` (one of its deliveries), and the one its
+    asker withdrew there (decided before, its decision crossed the withdrawal): their
+    answers are told what became of them."""
+    decided = [
+        o.payload.approval_id for o, _ in run.outbox if isinstance(o.payload, ApprovalDecision)
+    ]
+    withdrawn = run.delivery.message.payload
+    if isinstance(withdrawn, ApprovalWithdrawn) and withdrawn.approval_id not in decided:
+        decided.append(withdrawn.approval_id)
+    return decided
 
 
 class NatsTransport:
@@ -1365,7 +1370,7 @@ class NatsTransport:
                 self._step("audited", delivery)
             kept = not last and await self._keep(mb.id, run)
             if mb.id == DESK:  # before the ack: a kill before it decides again, and tells
-                await self.approvals.decided(decisions(run))
+                await self.approvals.decided(decisions(run), self._told)
             if last:
                 await raw.term()
             else:
@@ -1531,12 +1536,17 @@ class NatsTransport:
             for out, _ in run.outbox:  # sent before the kill: not again
                 host.left(host.correlation(out.correlation_id))
             if mb.id == DESK:
-                await self.approvals.decided(decisions(run))
+                await self.approvals.decided(decisions(run), self._told)
             await self._release(mb.id, msg)
         if found:
             _log.info("%s: %d kept deliveries taken again", mb.id, len(found))
         if mb.id == DESK:
             await self._list_approvals()  # the rebuilt desk's, whatever was listed before
+
+    def _told(self, approval_id: str, by: str, approved: bool) -> str | None:
+        """What the desk here tells ``by`` of their answer (``ApprovalDesk.told``)."""
+        assert self._desk is not None
+        return self._desk.told(approval_id, by, approved)
 
     async def _relist_approvals(self) -> None:
         """List the desk's approvals again if it forgot one (its request was cancelled)."""

@@ -92,12 +92,14 @@ async def test_a_broker_restart_while_a_fan_in_keeps_is_waited_out(server: Local
     the end of the worker."""
     from genie._message.envelope import Message
     from genie._message.types import MessageTypes
-    from genie._runtime.approvals import ApprovalDecision
     from genie._runtime.transport import Delivery
     from genie.nats._approvals import NatsApprovals
     from genie.nats._held import Held, HeldDeliveries
 
     from ..conftest import Ping
+
+    def told(approval_id: str, by: str, approved: bool) -> str:
+        return "approved"  # the desk's word: bo's answer decided ap-1
 
     held = HeldDeliveries("GENIE_T_HELD")
     held.fan_ins["fan_in"] = lambda correlation_id: True
@@ -114,8 +116,7 @@ async def test_a_broker_restart_while_a_fan_in_keeps_is_waited_out(server: Local
                 if step == "keep":
                     tg.start_soon(held.keep, Held(delivery, "o", None, False), 1 << 20)
                 elif step == "tell":
-                    decision = ApprovalDecision(approval_id="ap-1", approved=True, by="bo")
-                    tg.start_soon(approvals.decided, {"ap-1": decision})
+                    tg.start_soon(approvals.decided, ["ap-1"], told)
                 else:
                     tg.start_soon(held.release, "fan_in", msg.correlation_id)
                 await anyio.sleep(0.5)  # the write waits for the broker
