@@ -92,6 +92,10 @@ def _check_shape(record: object) -> None:
             if not isinstance(value, kinds) or isinstance(value, bool):
                 what = type(value).__name__ if key in record else "missing"
                 raise TypeError(f"an outcome record's {key!r} cannot be {what}")
+            if isinstance(value, int) and value < 0:
+                # Counted as deliveries opened and answers collected: a negative one would
+                # close what is still in flight, and the request would never settle.
+                raise ValueError(f"an outcome record's {key!r} cannot be {value} (below 0)")
     for ended in record.get("ended", ()):
         _check_shape(ended)
 

@@ -48,7 +48,10 @@ async def test_a_forged_record_of_the_right_shape_ends_nothing(
     """An ask waits on a delivery no worker has taken yet. Records shaped right but no
     worker's reach the entry's outcome subject: one carrying no message (it ended the entry's
     runtime), one denial without its fields, one closing a delivery of the request the entry
-    never sent (it ended the ask as partial, nothing in flight). Each is logged and passed
+    never sent (it ended the ask as partial, nothing in flight), and the entry's own delivery
+    with a count below 0 (it closed the delivery and left the request in flight below
+    nothing, never to settle, the genuine record then passed over as applied already; or
+    collected a negative answer). Each is logged and passed
     over; the worker that starts then answers, and the ask completes."""
     names = NatsNames("forged")
     entry_t = NatsTransport(server.url, names)
@@ -76,6 +79,8 @@ async def test_a_forged_record_of_the_right_shape_ends_nothing(
                     record(cid, f"{msg.id}:echo", denied=[{"consumer": "echo"}]),
                     record(cid, "forged:echo"),
                     record("another", f"{msg.id}:echo"),  # its delivery, another request
+                    record(cid, f"{msg.id}:echo", spawned=-1),  # it closed what it opened
+                    record(cid, f"{msg.id}:echo", answered=-1),
                 ]
                 for data in forged:
                     await js.publish(names.outcome(entry_t.origin), data)
