@@ -110,13 +110,15 @@ class Dispatcher:
         self.seen: dict[str, None] = {}
 
     # --- from outside ------------------------------------------------------------------------
-    async def publish(self, msg: Message, deadline: float = math.inf) -> Published:
+    async def publish(
+        self, msg: Message, deadline: float = math.inf, verb: str = "publish"
+    ) -> Published:
         """Wait for room if need be, then put the message in at once: "in". Cancelled while
         waiting, nothing happened; so too when the wait outlasts ``deadline`` (on the loop's
         clock): "timed_out". Its request cancelled while it waits (``cancel_waiting``), it goes
         where a cancelled request's messages go, taking no slot: "cancelled". (The caller adds
-        the checkpoint, or waits right after.)"""
-        routed, corr = self._validate(msg, "publish")
+        the checkpoint, or waits right after.) ``verb``: the ``rt`` method its errors name."""
+        routed, corr = self._validate(msg, verb)
         transport = self.transport
         # First a slot in every recipient's mailbox (first come, first served), then the
         # message goes in at once: route, admission and delivery do not wait.
@@ -158,7 +160,7 @@ class Dispatcher:
                     return "timed_out"
             self.check_open()
             self._kept_check(msg)
-            self._taken(msg, "publish")
+            self._taken(msg, verb)
         except BaseException:
             self._release(order[:held])
             self._released(corr)
@@ -187,8 +189,8 @@ class Dispatcher:
             wait.scope.cancel()
         return True
 
-    def publish_nowait(self, msg: Message) -> None:
-        routed, corr = self._validate(msg, "publish_nowait")
+    def publish_nowait(self, msg: Message, verb: str = "publish_nowait") -> None:
+        routed, corr = self._validate(msg, verb)
         try:
             for rid in routed:
                 if rid in self.mailboxes and not self.transport.has_room(rid):
@@ -203,7 +205,7 @@ class Dispatcher:
                     )
             # Every recipient has room: none is overdrawn or shed.
             self._kept_check(msg)
-            self._taken(msg, "publish_nowait")
+            self._taken(msg, verb)
             self.route(msg, False, corr, routed)
         finally:
             self._released(corr)
@@ -238,10 +240,17 @@ class Dispatcher:
 
     def _taken(self, msg: Message, verb: str) -> None:
         """Remember ``msg`` as taken from outside, as it goes in; raises if this runtime took
-        a message of its id from outside lately (asked after the store's own refusal of a
-        message it keeps, which names the store)."""
+        a message of its id from outside meanwhile (another publish of it waited for room
+        beside this one)."""
         seen = self.seen
-        if msg.id in seen:
+        self._unseen(msg, verb)
+        seen[msg.id] = None
+        if len(seen) > SEEN_KEPT:
+            del seen[next(iter(seen))]
+
+    def _unseen(self, msg: Message, verb: str) -> None:
+        """Raise if this runtime took a message of ``msg``'s id from outside lately."""
+        if msg.id in self.seen:
             raise DuplicateMessageError(
                 f"cannot {verb} {msg.type!r}: message {msg.id} was published to this runtime "
                 "already, and a message is delivered once; rt.message(...) makes a new one",
@@ -249,16 +258,16 @@ class Dispatcher:
                 agent_id=msg.recipient,
                 correlation_id=msg.correlation_id,
             )
-        seen[msg.id] = None
-        if len(seen) > SEEN_KEPT:
-            del seen[next(iter(seen))]
 
     def checked(self, msg: Message, verb: str) -> tuple[str, ...]:
         """The agents here that ``msg``, published from outside by ``rt.<verb>``, goes to;
         raises if it may not be published now, or if nobody can take it. An ask asks before
-        its own gather opens, which cannot take its message."""
+        its own gather opens, which cannot take its message, and before the policies prepare
+        it: a message refused costs no classifier's call. A message this runtime took lately
+        is refused here, before the store is asked (it knows what the process before left)."""
         self.check_caller(verb, msg)
         self.check_open()
+        self._unseen(msg, verb)
         if not self.types.is_registered(msg.payload):
             if msg.type in self.types:
                 raise ConfigurationError(

@@ -1136,8 +1136,9 @@ class Runtime:
         _a_message(msg, "publish")
         await self._backend.checkpoint()
         if self._preparers:
-            # Refused inside a handler before a preparer shows the text to its classifier.
-            self._dispatcher.check_caller("publish", msg)
+            # Refused (inside a handler, published already, nobody to take it) before a
+            # preparer shows the text to its classifier, whose call costs.
+            self._dispatcher.checked(msg, "publish")
             for prepare in self._preparers:
                 await prepare(msg)
         await self._dispatcher.publish(msg)
@@ -1285,10 +1286,10 @@ class Runtime:
         try:
             # No checkpoint before publishing: waiting for the reply is one.
             if not (published or wait):  # room now, or WouldBlockError: nothing was sent
-                self._dispatcher.publish_nowait(msg)
+                self._dispatcher.publish_nowait(msg, how)
                 published = True
             if not published:  # waiting for mailbox room counts against the timeout
-                outcome = await self._dispatcher.publish(msg, gather.deadline)
+                outcome = await self._dispatcher.publish(msg, gather.deadline, how)
                 published = outcome != "timed_out"
                 if outcome == "cancelled":  # as its caller hears of a cancel at any point
                     gather.cancel(CANCELLED_WITH_REQUEST)

@@ -342,9 +342,9 @@ def test_every_public_send_refuses_a_handler_in_one_place() -> None:
     and for a turn of any other task that runs handlers."""
     checkers = {s.where for s in _method_calls("check_caller")}
     assert checkers == {
-        "_runtime/dispatch.py:Dispatcher.checked",  # publish, publish_nowait and ask
+        # publish, publish_nowait and ask; publish with preparers before a classifier reads it
+        "_runtime/dispatch.py:Dispatcher.checked",
         "_runtime/runtime.py:Runtime._ask",  # ask and resume: before the gather
-        "_runtime/runtime.py:Runtime.publish",  # with preparers: before a classifier reads it
         "_runtime/runtime.py:Runtime.publish_nowait",  # with preparers: before refusing
     }
     validators = {s.where for s in _method_calls("_validate")}

@@ -16,8 +16,9 @@ from genie import (
     handler,
 )
 from genie._runtime.dispatch import SEEN_KEPT
+from genie.policies import ClassifierPolicy
 
-from ..conftest import Note, Ping, Recorder
+from ..conftest import Note, Ping, Pong, Recorder
 
 
 class SendsTwice(BaseAgent):
@@ -139,7 +140,7 @@ async def test_a_message_published_twice_from_outside_is_refused_the_second_time
             rt.publish_nowait(msg)
         await drain(rt)
         # Refused as well once its deliveries have ended, by an ask too.
-        with pytest.raises(DuplicateMessageError, match=again) as info:
+        with pytest.raises(DuplicateMessageError, match=f"cannot ask 'ping': {refused}") as info:
             await rt.ask(msg, timeout=5)
         await rt.publish(rt.message(Ping(n=8)))  # a new message of the same payload goes
         await drain(rt)
@@ -162,3 +163,51 @@ async def test_a_runtime_remembers_a_bounded_number_of_published_ids() -> None:
         await drain(rt)
     assert len(rec.seen) == SEEN_KEPT + 2
     assert balanced(rt.statistics())
+
+
+class Counted:
+    """A classifier that finds every text safe, counting the texts it was asked about (each
+    a model's call, which costs)."""
+
+    name = "counted"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def classify(self, text: str) -> bool:
+        self.texts.append(text)
+        return False
+
+
+class Echo(BaseAgent):
+    produces = (Pong,)
+
+    @handler
+    async def on_note(self, payload: Note, ctx: Context) -> Message:
+        return ctx.reply(Pong(n=len(payload.text)))
+
+
+async def test_a_message_sent_again_is_refused_before_a_classifier_is_asked() -> None:
+    """Asked again, the message was shown to the classifier (a model's call, paid for) and
+    then refused, saying it could not be published; so too published again."""
+    counted = Counted()
+    # One verdict kept: the second message's verdict drops the first's, so the classifier
+    # would be asked about the first again.
+    screen = ClassifierPolicy(counted, cache_size=1)
+    async with Runtime([Echo("echo")], policies=[screen]) as rt:
+        first = rt.message(Note(text="my balance"), recipient="echo")
+        assert (await rt.ask(first, timeout=5)).replies
+        assert (await rt.ask(rt.message(Note(text="my loan"), recipient="echo"), timeout=5)).replies
+        assert len(counted.texts) == 2
+        refused = f"message {first.id} was published to this runtime already"
+        with pytest.raises(DuplicateMessageError, match=f"^cannot ask 'note': {refused}"):
+            await rt.ask(first, timeout=5)
+        with pytest.raises(DuplicateMessageError, match=f"^cannot ask 'note': {refused}"):
+            await rt.ask(first, timeout=5, wait=False)
+        with pytest.raises(DuplicateMessageError, match=f"^cannot publish 'note': {refused}"):
+            await rt.publish(first)
+        assert len(counted.texts) == 2
+        await drain(rt)
+    stats = rt.statistics()
+    assert (stats.published, stats.denied) == (4, 0)
+    assert balanced(stats)
