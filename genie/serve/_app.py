@@ -192,6 +192,10 @@ class _Served:
     pipeline: Pipeline
     runtime: Runtime
     gate: StreamGate
+    # How long a request waits when its client names no ``?timeout``, or when no client
+    # waits (one resumed from the store after a restart): its pipeline's timeout, within the
+    # server's ``max_timeout``, so a restart holds no work longer than the server promises.
+    timeout: float
 
 
 class _InFlight:
@@ -584,7 +588,7 @@ def create_app(
         extra = _metadata(_json_object(header or b"{}", "header Genie-Metadata"))
         timeout = _timeout(_query(request, "timeout"), settings.max_timeout)
         if timeout is None:  # the pipeline's own, within the server's ceiling as on /mcp
-            timeout = min(served.pipeline.config.timeout, settings.max_timeout)
+            timeout = served.timeout
         trace = TraceParent.parse(request.headers.getlist("traceparent"))
         metadata = key.stamp(extra)
         if trace is not None:
@@ -974,7 +978,9 @@ async def _runtimes(
     if observers is not None:
         observers(pipeline.name, rt)
     async with rt:
-        state.served[pipeline.name] = _Served(pipeline, rt, StreamGate(rt, pipeline.policies))
+        waits = min(pipeline.config.timeout, settings.max_timeout)
+        gate = StreamGate(rt, pipeline.policies)
+        state.served[pipeline.name] = _Served(pipeline, rt, gate, waits)
         async with _runtimes(
             rest, stacks[1:], metrics[1:], sink, state, observers, tracing, settings
         ):
@@ -998,7 +1004,9 @@ async def _resumed(
     served: _Served, key: ApiKey, request: Message, rec: Recording, hold_back: int | None
 ) -> None:
     try:
-        await _run_recorded(served, key, request, None, rec, hold_back, served.pipeline.resume)
+        await _run_recorded(
+            served, key, request, served.timeout, rec, hold_back, served.pipeline.resume
+        )
     except Exception as exc:
         # Resumed in the server's own task group, where no HTTP request answers 500 for it:
         # what fails one resumed request ends its stream, never the server.

@@ -188,6 +188,28 @@ async def test_a_killed_server_resumes_the_request_and_its_client_reads_the_resu
     assert len(effects) == len(set(effects)) == 3  # each step once, whatever the kill
 
 
+async def test_a_request_resumed_after_a_restart_waits_at_most_the_servers_bound(
+    tmp_path: Path,
+) -> None:
+    """Resumed from the store, a request waited its pipeline's whole timeout (30s here),
+    however low the restarted server's ``--max-timeout``: a client's request is held to the
+    bound, a resumed one nobody waits for was not. It ends ``timed_out`` at the bound, as a
+    request asked of this server would, and the store keeps nothing of it."""
+    location, _ = await killed_midway(tmp_path)  # step 2 waits for GO, which never comes
+    proc, url = start(tmp_path, "--max-timeout", "0.2")
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            with anyio.fail_after(20):  # well within the pipeline's 30s
+                resumed = await client.get(location, headers=auth(ALICE))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert resumed.status_code == 200, resumed.text
+    [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
+    assert (result["status"], result["http_status"]) == ("timed_out", 504)
+    assert requests_kept(tmp_path / "store" / "steps.db") == []
+
+
 async def test_a_server_refuses_while_its_store_keeps_a_request_it_cannot_read(
     tmp_path: Path,
 ) -> None:
