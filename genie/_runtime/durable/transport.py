@@ -227,6 +227,10 @@ class DurableTransport(Observer):
         # answer message id, and each row's (approval id, answerer, approved).
         self._answer_rows: dict[str, int] = {}
         self._answering: dict[int, tuple[str, str, bool]] = {}
+        # The rows of answers this process took, until a look no longer finds them open (what
+        # became of each is written): a look read before that write finds a row it took
+        # still open, and must not take it a second time.
+        self._took: set[int] = set()
         self.resumed = 0  # deliveries queued again at start
         self.writes = 0  # transactions written
         self._synced = 0  # writes brought to the disk
@@ -414,19 +418,21 @@ class DurableTransport(Observer):
                 _log.warning("store %s: %s; answers are looked at again", self.store.path, exc)
 
     async def _take(self, answer: Answer) -> None:
-        for row, approval_id, approved, by, roles, reason, given in await _on_disk(
-            self.store.answers
-        ):
-            if row in self._answering:
-                continue  # sent: the desk's decision is awaited
+        found = await _on_disk(self.store.answers)
+        self._took.intersection_update(r[0] for r in found)  # the others are told: done
+        for row, approval_id, approved, by, roles, reason, given in found:
+            if row in self._took:
+                continue  # sent: the desk's decision is awaited, or its writing
             kept = self._kept_here(approval_id)
             # A refusal (a policy's denial too) comes back as ``refused: WHY``, at once.
             sent = answer(approval_id, approved, by, roles, reason, given, kept)
+            if sent is None:
+                continue  # its approval is kept, not pending here yet: looked at again
+            self._took.add(row)
             if isinstance(sent, Message):
                 self._answer_rows[sent.id] = row
                 self._answering[row] = (approval_id, by, approved)
-                continue
-            if sent is not None:
+            else:
                 await _on_disk(self.store.answered, row, sent)
 
     def _kept_here(self, message_id: str) -> bool:
