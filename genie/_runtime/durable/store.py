@@ -134,6 +134,7 @@ class Batch:
         "kept",
         "moved",
         "requests",
+        "retold",
         "settled",
         "taken",
         "unasked",
@@ -149,6 +150,9 @@ class Batch:
         self.settled: list[str] = []
         self.charged: dict[str, int] = {}  # correlation -> deliveries charged to its budget
         self.answered: list[tuple[str, int]] = []  # (what became of it, answer row)
+        # Answers told they decided, whose asker's withdrawal crossed that decision: (what
+        # the desk says of it now, answer row, what it was told).
+        self.retold: list[tuple[str, int, str]] = []
         # Approvals the desk decided: (what became of the answers to each not taken, its id).
         self.decided: list[tuple[str, str]] = []
         # Handlers' requests asked, and their answers: (request id, correlation id, the
@@ -171,6 +175,7 @@ class Batch:
             or self.requests
             or self.settled
             or self.answered
+            or self.retold
             or self.decided
             or self.answers
             or self.asked
@@ -531,6 +536,10 @@ class DeliveryStore:
                 db.executemany(
                     "UPDATE answers SET outcome = ? WHERE id = ? AND outcome IS NULL",
                     batch.answered,
+                )
+            if batch.retold:  # after ``answered``: the same write may tell it first
+                db.executemany(
+                    "UPDATE answers SET outcome = ? WHERE id = ? AND outcome = ?", batch.retold
                 )
             if batch.decided:  # answers left and not taken when it was decided: too late
                 db.executemany(

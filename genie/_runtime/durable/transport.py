@@ -57,7 +57,14 @@ from ..._errors import (
 )
 from ..._message.envelope import Message
 from ..._message.ids import derived_id
-from ..approvals import ApprovalAnswer, ApprovalDecision, ApprovalDesk, ApprovalTimeout
+from ..approvals import (
+    DECIDED_KEPT,
+    ApprovalAnswer,
+    ApprovalDecision,
+    ApprovalDesk,
+    ApprovalTimeout,
+    ApprovalWithdrawn,
+)
 from ..correlator import RequestWaiter
 from ..deadletter import DeadLetter
 from ..local.executor import Worker
@@ -93,6 +100,7 @@ _APPROVAL, _DECISION = "genie.approval_request", "genie.approval_decision"
 _CANCELLED = "genie.cancelled"  # the runtime's notice that a request was cancelled
 _TIMEOUT = ApprovalTimeout.message_type  # an approval's deadline, the desk's own timer
 _ANSWER = ApprovalAnswer.message_type
+_WITHDRAWN = ApprovalWithdrawn.message_type  # an asker withdrawing its approval
 POLL = 0.25  # seconds between looks for answers other processes left, while one is awaited
 # Seconds a write of ends alone waits for deliveries to ride with it: nobody waits for an
 # end, and a crash before it is written runs its delivery again, as at least once allows.
@@ -227,6 +235,11 @@ class DurableTransport(Observer):
         # answer message id, and each row's (approval id, answerer, approved).
         self._answer_rows: dict[str, int] = {}
         self._answering: dict[int, tuple[str, str, bool]] = {}
+        # The answers taken from the store told they decided their approval, by approval id,
+        # the last DECIDED_KEPT approvals: (row, answerer, approved, what it was told). The
+        # asker's withdrawal crossing the decision makes the desk refuse such an answer after
+        # all (``_crossed``).
+        self._deciding: dict[str, list[tuple[int, str, bool, str]]] = {}
         # The rows of answers this process took, until a look no longer finds them open (what
         # became of each is written): a look read before that write finds a row it took
         # still open, and must not take it a second time.
@@ -452,20 +465,44 @@ class DurableTransport(Observer):
 
     def _decided(self, decision: ApprovalDecision) -> None:
         """The desk decided: each answer taken for that approval is told, in the write that
-        ends the approval (the answerer's own word, or the decision made otherwise first).
-        So is each left in the store and not taken yet (another person answering at once):
-        no later look takes it, the approval gone, and a run that ends with this decision
-        looks no more."""
-        for row, (approval_id, by, approved) in list(self._answering.items()):
-            if approval_id != decision.approval_id:
+        ends the approval, what the desk tells its answerer (``ApprovalDesk.told``: its own
+        word, or the decision made otherwise first). So is each left in the store and not
+        taken yet (another person answering at once): no later look takes it, the approval
+        gone, and a run that ends with this decision looks no more."""
+        approval_id = decision.approval_id
+        desk = self._desk()
+        for row, (answered, by, approved) in list(self._answering.items()):
+            if answered != approval_id:
                 continue
-            outcome = "approved" if approved else "rejected"
-            if (by, approved) != (decision.by, decision.approved):
-                outcome = f"decided already: {decision.said()}"
             del self._answering[row]
-            self._batch.answered.append((outcome, row))
-        self._batch.decided.append((f"decided already: {decision.said()}", decision.approval_id))
+            told = None if desk is None else desk.told(approval_id, by, approved)
+            if told is None:
+                continue  # the desk says nothing of it: told as one not taken, below
+            self._batch.answered.append((told, row))
+            if told in ("approved", "rejected"):  # it decided: a withdrawal may cross it
+                self._deciding.setdefault(approval_id, []).append((row, by, approved, told))
+                if len(self._deciding) > DECIDED_KEPT:
+                    del self._deciding[next(iter(self._deciding))]
+        self._batch.decided.append((f"decided already: {decision.said()}", approval_id))
         self._wake.set()
+
+    def _crossed(self, withdrawn: Message) -> None:
+        """The desk took the asker's withdrawal ``withdrawn``: if it crossed the decision on
+        its way, an answer taken from the store and told it decided is told what the desk
+        says of it now (refused: not taken), in the next write."""
+        payload = withdrawn.payload
+        assert isinstance(payload, ApprovalWithdrawn)
+        desk = self._desk()
+        rows = self._deciding.get(payload.approval_id)
+        if desk is None or rows is None:
+            return
+        for i, (row, by, approved, told) in enumerate(rows):
+            now = desk.told(payload.approval_id, by, approved)
+            if now is None or now == told:
+                continue  # forgotten by the desk, or the withdrawal did not cross it
+            rows[i] = (row, by, approved, now)
+            self._batch.retold.append((now, row, told))
+            self._wake.set()
 
     def replay(self, correlation_id: str) -> int:
         """Queue again the deliveries of ``correlation_id`` the store kept (written already:
@@ -833,6 +870,8 @@ class DurableTransport(Observer):
             self._answer_ended(msg.id, f"refused: {self._refusal(msg)}")
         if agent_id == DESK and msg.type == _TIMEOUT:
             self._escalated(msg)
+        if agent_id == DESK and msg.type == _WITHDRAWN and not outputs:  # decided already
+            self._crossed(msg)
         if agent_id == DESK and msg.type == _APPROVAL:
             self._held[msg.id] = msg.correlation_id  # pending: kept until its decision
             if msg.id not in self._asked:  # asked: the next start takes it up as resumed
@@ -873,10 +912,15 @@ class DurableTransport(Observer):
 
     def _refusal(self, answer: Message) -> str:
         """Why the desk refused ``answer``, in the desk's words."""
+        desk = self._desk()
+        said = None if desk is None else desk.refusal_of(answer.id)
+        return said or "the approval desk did not take it"
+
+    def _desk(self) -> ApprovalDesk | None:
+        """The runtime's approval desk, whose words each answer taken from the store is told."""
         mailbox = self.local.mailboxes.get(DESK)
         desk = None if mailbox is None else mailbox.agent
-        said = desk.refusal_of(answer.id) if isinstance(desk, ApprovalDesk) else None
-        return said or "the approval desk did not take it"
+        return desk if isinstance(desk, ApprovalDesk) else None
 
     def published(self, msg: Message, recipients: int) -> None:
         asked = self._requested.get(msg.correlation_id)
