@@ -17,8 +17,9 @@ the compensations then run in the correlation of the cancellation notice (``<id>
 A compensation that fails is dead-lettered by the runtime, as any failed delivery is, and
 reported in the outcome. A step the workflow gave up on (its deadline, or the workflow's,
 passed) that replies after all did its work: it is undone too, with the run's undos or, once
-the run ended, on its own. The workflow ends by emitting its outcome: the state, the status,
-and the event log, whose every event is also an audit record.
+the run ended, on its own. A compensation given up on at its deadline that replies after all
+did undo its step: it is recorded undone late. The workflow ends by emitting its outcome:
+the state, the status, and the event log, whose every event is also an audit record.
 
 Its messages to steps have ids made from the request's (``<request id>~<workflow>~<step>``): a
 step whose delivery a crash cut short runs again under the same id, so a step handler's
@@ -92,6 +93,7 @@ EventKind = Literal[
     "withdrawn",
     "compensated",
     "compensation_failed",
+    "compensated_late",
     "timed_out",
     "cancelled",
 ]
@@ -445,9 +447,11 @@ class _Sent:
 @dataclass(frozen=True)
 class _GivenUp:
     """A step the workflow stopped waiting for (its deadline, or the workflow's, passed) while
-    its handler still ran: if it replies after all, its work was done, and is undone."""
+    its handler still ran: if it replies after all, its work was done, and is undone. Or a
+    compensation given up on at its deadline: if it replies after all, the step was undone."""
 
     step: Step  # as the run went by
+    kind: Literal["run", "undo"]
     correlation_id: str
     start_id: str
     metadata: Mapping[str, MetaValue]  # the request's: the undo runs as the request did
@@ -640,13 +644,13 @@ class WorkflowNode:
         if session is not None and isinstance(payload, RunDefinition):
             return self._defined(ctx, session, payload, msg.correlation_id)
         late = self._given_up.get(msg.causation_id or "")
-        if (
-            late is not None
-            and late.correlation_id == msg.correlation_id
-            and type(payload) is self.state_model
-        ):
-            del self._given_up[msg.causation_id or ""]
-            return self._completed_late(ctx, session, late, payload, msg.correlation_id)
+        if late is not None and late.correlation_id == msg.correlation_id:
+            if late.kind == "undo":  # any reply, as one in time (a loss was taken above)
+                del self._given_up[msg.causation_id or ""]
+                return self._compensated_late(ctx, session, late, msg.correlation_id)
+            if type(payload) is self.state_model:
+                del self._given_up[msg.causation_id or ""]
+                return self._completed_late(ctx, session, late, payload, msg.correlation_id)
         if session is None:
             if (
                 type(payload) is self.state_model
@@ -703,9 +707,10 @@ class WorkflowNode:
             sent = session.sent.pop(payload.message_id, None)
             if sent is not None:
                 sent.timer = None
-                if sent.kind == "run":
-                    self._gave_up_on(session, payload.message_id, sent.step, msg.correlation_id)
                 gone = session.undo_gone.get(sent.step) if sent.kind == "undo" else None
+                if sent.kind != "approval" and gone is None:  # else it was never sent here
+                    mid, key = payload.message_id, msg.correlation_id
+                    self._gave_up_on(session, mid, sent.step, sent.kind, key)
                 if gone is None:  # else an undo taken up that cannot run here (``_taken_up``)
                     gone = f"no reply within {session.steps[sent.step].deadline:g}s"
                 self._ended_badly(ctx, session, sent, gone)
@@ -1182,15 +1187,18 @@ class WorkflowNode:
         for mid, sent in list(session.sent.items()):
             if sent.kind == "run":
                 if key is not None:
-                    self._gave_up_on(session, mid, sent.step, key)
+                    self._gave_up_on(session, mid, sent.step, "run", key)
                 del session.sent[mid]
                 if sent.timer is not None:
                     sent.timer.cancel()
                 session.status[sent.step] = "failed"
                 self._event(ctx, session, sent.step, "failed", why)
 
-    def _gave_up_on(self, session: _Session, mid: str, step: str, key: str) -> None:
-        self._given_up[mid] = _GivenUp(session.steps[step], key, session.start_id, session.metadata)
+    def _gave_up_on(
+        self, session: _Session, mid: str, step: str, kind: Literal["run", "undo"], key: str
+    ) -> None:
+        given_up = _GivenUp(session.steps[step], kind, key, session.start_id, session.metadata)
+        self._given_up[mid] = given_up
         if len(self._given_up) > FINISHED_KEPT:
             self._given_up.popitem(last=False)
 
@@ -1203,18 +1211,8 @@ class WorkflowNode:
         waits for steps still running, else on its own, after the run's outcome (which it
         does not change), its events audited as the run's."""
         step = late.step
-        if session is None:  # the run ended: reopened for this undo, with no second outcome
-            session = self._sessions[key] = _Session(
-                late.start_id,
-                payload.model_dump(mode="json"),
-                None,
-                {step.id: "failed"},
-                failure=("failed", step.id, "completed after the workflow gave up on it"),
-                undo=[],
-                metadata=late.metadata,
-                steps={step.id: step},
-                after_end=True,
-            )
+        if session is None:
+            session = self._reopened(late, payload.model_dump(mode="json"), key)
         undone = step.compensate is not None
         what = "undone" if undone else "it declares no undo"
         self._event(ctx, session, step.id, "completed_late", f"after its run gave up on it: {what}")
@@ -1225,6 +1223,40 @@ class WorkflowNode:
             else:  # it completed last: undone next
                 session.undo.insert(0, step.id)
         return self._advance(ctx, session, key)
+
+    def _compensated_late(
+        self, ctx: Context, session: _Session | None, late: _GivenUp, key: str
+    ) -> list[Message]:
+        """A compensation the workflow gave up on at its deadline replied after all: the step
+        was undone, late. While the run still undoes others, its outcome names the step
+        undone (no longer among those whose undo failed); after the outcome went out, the
+        event is audited as the run's, and the outcome is not sent again."""
+        if session is None:
+            session = self._reopened(late, {}, key)
+        step = late.step.id
+        detail = "its undo replied after the workflow gave up on it"
+        self._event(ctx, session, step, "compensated_late", detail)
+        if step in session.not_compensated:
+            session.not_compensated.remove(step)
+        session.compensated.append(step)
+        return self._advance(ctx, session, key)
+
+    def _reopened(self, late: _GivenUp, state: dict[str, Any], key: str) -> _Session:
+        """The run of ``key``, ended, opened again for what a step it gave up on does after
+        all (``late``): it ends emitting no second outcome."""
+        step = late.step
+        session = self._sessions[key] = _Session(
+            late.start_id,
+            state,
+            None,
+            {step.id: "failed"},
+            failure=("failed", step.id, "completed after the workflow gave up on it"),
+            undo=[],
+            metadata=late.metadata,
+            steps={step.id: step},
+            after_end=True,
+        )
+        return session
 
     def _cancelled(self, notice: Cancelled, ctx: Context) -> Sequence[Message]:
         session = self._sessions.pop(notice.correlation_id, None)

@@ -30,7 +30,9 @@ class Cancel(Payload):
 
 class Booker(BaseAgent):
     """Books ``field`` (sets it on the trip); ``fail`` raises instead, ``stall`` answers that
-    many seconds late, ``undo_fails`` raises when asked to undo; ``meet``: waits until that
+    many seconds late, ``undo_fails`` raises when asked to undo (after ``undo_stall``), and
+    ``undo_answer`` is how it answers an undo: ``reply``, ``none`` (returns nothing), ``twice``
+    (replies two times); ``meet``: waits until that
     many bookers have started (so a step can only finish if the others run at once);
     ``answer``: ``none`` returns nothing, ``emit`` only emits a ``trip_cancel`` to nobody in
     particular, ``other`` replies with a ``trip_cancel`` (none of them the state)."""
@@ -47,6 +49,7 @@ class Booker(BaseAgent):
         stall: float = 0.0,
         undo_fails: bool = False,
         undo_stall: float = 0.0,
+        undo_answer: str = "reply",
         forge: str = "",
         meet: int = 0,
         journal: list[str] | None = None,
@@ -60,6 +63,7 @@ class Booker(BaseAgent):
         self.stall = stall
         self.undo_fails = undo_fails
         self.undo_stall = undo_stall
+        self.undo_answer = undo_answer
         self.forge = forge
         self.meet = meet
         self.value = value
@@ -94,18 +98,22 @@ class Booker(BaseAgent):
         return ctx.reply(trip.model_copy(update={self.field: self.value or f"{self.id}-ok"}))
 
     @handler
-    async def on_cancel(self, cancel: Cancel, ctx: Context) -> Message:
-        if self.undo_fails:
-            raise RuntimeError(f"{self.id}: the refund desk is closed")
+    async def on_cancel(self, cancel: Cancel, ctx: Context) -> Message | list[Message] | None:
         if self.undo_stall:
             self.journal.append(f"undoing {self.id}")
             await anyio.sleep(self.undo_stall)
+        if self.undo_fails:
+            raise RuntimeError(f"{self.id}: the refund desk is closed")
         self.journal.append(f"undo {self.id} {getattr(cancel, self.field)}")
         if self.principal:  # journals who asked; "claim": its reply claims other roles
             meta = ctx.message.metadata
             self.journal.append(f"undo {self.id} as {meta.get('user_id')} {meta.get('user_roles')}")
         if self.principal == "claim":
             return ctx.reply(cancel, metadata={"user_id": "mallory", "user_roles": ("admin",)})
+        if self.undo_answer == "none":
+            return None
+        if self.undo_answer == "twice":
+            return [ctx.reply(cancel), ctx.reply(cancel)]
         return ctx.reply(cancel)
 
 

@@ -26,6 +26,7 @@ from genie import (
     InvalidArgumentError,
     MemoryAuditLog,
     Message,
+    Observer,
     Runtime,
 )
 from genie._base.clock import Clock
@@ -501,6 +502,101 @@ async def test_a_step_done_late_while_the_run_undoes_is_undone_with_it(tmp_path:
     ]
     undos = [line for line in saga_agents.JOURNAL if line.startswith("undo ")]
     assert undos == ["undo flight flight-ok", "undo hotel hotel-ok"]
+
+
+class Outcomes(Observer):
+    """The workflow outcomes published, by correlation: each run sends one."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def published(self, msg: Message, recipients: int) -> None:
+        if msg.type == "trip_outcome":
+            self.sent.append(msg.correlation_id)
+
+
+@pytest.mark.parametrize("answer", ["reply", "twice"])
+async def test_an_undo_done_after_its_deadline_is_recorded_undone_late_once(
+    tmp_path: Path, answer: str
+) -> None:
+    """The hotel fails; the flight's undo does not reply within the flight's deadline, so
+    the outcome names it not undone. Then the undo replies (once, or twice): the flight was
+    undone after all, and the audit says so, once, as the run's; no second outcome goes
+    out. (Before, its reply was ignored and the flight stayed ``compensation_failed``.)"""
+    steps = """
+      - {id: flight, compensate: trip_cancel, deadline: 200ms}
+      - {id: hotel, after: [flight]}
+    """
+    flight = f"undo_stall: 0.5, undo_answer: {answer}"
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight=flight, hotel="fail: true")
+    outcomes = Outcomes()
+    async with pipeline.runtime() as rt:
+        rt.add_observer(outcomes)
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()  # the undo's late reply
+        records = [r for r in rt.audit.records if r.actor == "booking"]  # type: ignore[attr-defined]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert (outcome.status, outcome.failed_step) == ("failed", "hotel")
+    assert (outcome.compensated, outcome.not_compensated) == ((), ("flight",))
+    assert outcomes.sent == [result.correlation_id]
+    late = [(r.action, r.details["step"], r.details["detail"]) for r in records][-2:]
+    assert late == [
+        ("workflow_compensation_failed", "flight", "no reply within 0.2s"),
+        (
+            "workflow_compensated_late",
+            "flight",
+            "its undo replied after the workflow gave up on it",
+        ),
+    ]
+    assert all(r.details["correlation_id"] == result.correlation_id for r in records)
+
+
+@pytest.mark.parametrize("answer", ["undo_answer: none", "undo_fails: true"])
+async def test_an_undo_that_never_replies_stays_failed(tmp_path: Path, answer: str) -> None:
+    """The flight's undo runs past its deadline, then returns without replying, or raises:
+    nothing says the flight was undone, and it stays ``compensation_failed``."""
+    steps = """
+      - {id: flight, compensate: trip_cancel, deadline: 200ms}
+      - {id: hotel, after: [flight]}
+    """
+    flight = f"undo_stall: 0.5, {answer}"
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight=flight, hotel="fail: true")
+    async with pipeline.runtime() as rt:
+        result = await pipeline.ask(rt, pipeline.entry_payload(None, "-"))
+        await rt.wait_idle()  # the undo's handling, ended without a reply
+        actions = [r.action for r in rt.audit.records if r.actor == "booking"]  # type: ignore[attr-defined]
+    assert result.output is not None
+    outcome = result.output.payload
+    assert isinstance(outcome, WorkflowOutcome)
+    assert outcome.not_compensated == ("flight",)
+    assert actions[-1] == "workflow_compensation_failed"
+    assert "workflow_compensated_late" not in actions
+
+
+async def test_an_undo_done_late_while_the_run_undoes_others_is_named_undone(
+    tmp_path: Path,
+) -> None:
+    """The car fails; the hotel's undo replies after the hotel's deadline, while the
+    flight's undo still runs: the outcome names the hotel undone, not among those whose undo
+    failed, and its log says it was undone late."""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 200ms}
+      - {id: car, after: [hotel]}
+    """
+    pipeline = trip_pipeline(
+        tmp_path, steps=steps, flight="undo_stall: 1", hotel="undo_stall: 0.5", car="fail: true"
+    )
+    outcome, _ = await run(pipeline)
+    assert (outcome.status, outcome.failed_step) == ("failed", "car")
+    assert (outcome.compensated, outcome.not_compensated) == (("hotel", "flight"), ())
+    assert kinds(outcome)[-3:] == [
+        "compensation_failed hotel",
+        "compensated_late hotel",
+        "compensated flight",
+    ]
 
 
 async def test_the_workflow_deadline_undoes_what_was_done(tmp_path: Path) -> None:
