@@ -40,7 +40,7 @@ import reprlib
 import string
 import types
 import typing
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -567,6 +567,8 @@ class WorkflowNode:
         # The steps given up on whose handlers may still reply, by their message's id: the
         # last FINISHED_KEPT, as a run's end is remembered.
         self._given_up: OrderedDict[str, _GivenUp] = OrderedDict()
+        # How many of them each correlation has: kept (``keeps``) until each replies or ends.
+        self._given_up_in: Counter[str] = Counter()
         # Correlations whose run ended: a state that comes after must not start a second run.
         # Kept by the runtime (``ends``) with each request still in flight there.
         self._closed = Finished(id, ends)
@@ -580,10 +582,11 @@ class WorkflowNode:
         return len(self._sessions)
 
     def keeps(self, correlation_id: str) -> bool:
-        """Whether a run of ``correlation_id`` is under way: a store (or the broker) keeps
-        every message the workflow took of it until it is not, so that a restart delivers
-        them again and the run is rebuilt (docs/durability.md)."""
-        return correlation_id in self._sessions
+        """Whether a run of ``correlation_id`` is under way, or ended with a step (or an undo)
+        it gave up on whose handling has not ended: a store (or the broker) keeps every
+        message the workflow took of it until neither, so that a restart delivers them again
+        and the run is rebuilt, with what it gave up on (docs/durability.md)."""
+        return correlation_id in self._sessions or correlation_id in self._given_up_in
 
     async def handle(self, msg: Message, ctx: Context) -> Sequence[Message]:
         out = self._handle(msg, ctx)
@@ -628,7 +631,7 @@ class WorkflowNode:
             self.ignored += 1
             return ()
         if isinstance(payload, Lost | Unanswered):  # its handling ended: no reply will come
-            self._given_up.pop(payload.message_id, None)
+            self._forget_given_up(payload.message_id)
         if isinstance(payload, Cancelled):
             return self._cancelled(payload, ctx)
         if isinstance(payload, CarriedRun):
@@ -646,10 +649,10 @@ class WorkflowNode:
         late = self._given_up.get(msg.causation_id or "")
         if late is not None and late.correlation_id == msg.correlation_id:
             if late.kind == "undo":  # any reply, as one in time (a loss was taken above)
-                del self._given_up[msg.causation_id or ""]
+                self._forget_given_up(msg.causation_id or "")
                 return self._compensated_late(ctx, session, late, msg.correlation_id)
             if type(payload) is self.state_model:
-                del self._given_up[msg.causation_id or ""]
+                self._forget_given_up(msg.causation_id or "")
                 return self._completed_late(ctx, session, late, payload, msg.correlation_id)
         if session is None:
             if (
@@ -1197,10 +1200,21 @@ class WorkflowNode:
     def _gave_up_on(
         self, session: _Session, mid: str, step: str, kind: Literal["run", "undo"], key: str
     ) -> None:
+        if mid in self._given_up:  # remembered once, so its correlation's count holds
+            return
         given_up = _GivenUp(session.steps[step], kind, key, session.start_id, session.metadata)
         self._given_up[mid] = given_up
+        self._given_up_in[key] += 1
         if len(self._given_up) > FINISHED_KEPT:
-            self._given_up.popitem(last=False)
+            self._forget_given_up(next(iter(self._given_up)))
+
+    def _forget_given_up(self, mid: str) -> None:
+        given_up = self._given_up.pop(mid, None)
+        if given_up is not None:
+            key = given_up.correlation_id
+            self._given_up_in[key] -= 1
+            if not self._given_up_in[key]:
+                del self._given_up_in[key]
 
     def _completed_late(
         self, ctx: Context, session: _Session | None, late: _GivenUp, payload: Payload, key: str

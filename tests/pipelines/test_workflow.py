@@ -504,6 +504,74 @@ async def test_a_step_done_late_while_the_run_undoes_is_undone_with_it(tmp_path:
     assert undos == ["undo flight flight-ok", "undo hotel hotel-ok"]
 
 
+async def resumed_after_the_outcome(
+    tmp_path: Path, steps: str, stalled: str, *, flight: str = "", hotel: str = ""
+) -> tuple[list[str], list[AuditRecord]]:
+    """A trip of ``steps`` (the ``flight`` and ``hotel`` params as ``trip_pipeline``'s) run
+    with a store until its outcome went out, the agent ``stalled`` still running, and
+    stopped; then resumed from the store in a second runtime, where it runs again without
+    stalling. What was done and undone there, and what the workflow audited there."""
+    store = tmp_path / "trip.db"
+    pipeline = trip_pipeline(tmp_path, steps=steps, flight=flight, hotel=hotel)
+    first = pipeline.runtime(store=store)
+    first.drain_timeout = 0.01
+    async with first:
+        result = await pipeline.ask(first, pipeline.entry_payload(None, "-"))
+    assert result.output is not None  # the outcome went out before the stop
+    saga_agents.JOURNAL.clear()
+    audit = MemoryAuditLog()
+    rt = pipeline.runtime(store=store, audit=audit)
+    [agent] = [a for a in rt.agents() if a.id == stalled]
+    assert isinstance(agent, saga_agents.Booker)
+    agent.stall = agent.undo_stall = 0.0
+    async with rt:
+        [request] = rt.unfinished()  # its outcome went out, but not all of it ended
+        with anyio.fail_after(10):
+            again = await rt.resume(request)
+        assert again.replies == ()  # no second outcome
+        await rt.wait_idle()
+    with sqlite3.connect(store) as db:  # the memory of it goes once it has served
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+    return saga_agents.JOURNAL, [r for r in audit.records if r.actor == "booking"]
+
+
+async def test_a_step_given_up_on_before_a_restart_is_undone_after_it(tmp_path: Path) -> None:
+    """The hotel's deadline fails the run, the flight is undone and the outcome goes out
+    while the hotel's handler still runs; the process stops. Resumed from the store, the
+    hotel's delivery runs again and books: the workflow, rebuilt from the messages the store
+    kept, knows it gave up on the hotel, and undoes it. (Before, the store dropped the run
+    with its outcome, and the second booking stood.)"""
+    steps = """
+      - {id: flight, compensate: trip_cancel}
+      - {id: hotel, after: [flight], compensate: trip_cancel, deadline: 200ms}
+    """
+    journal, records = await resumed_after_the_outcome(tmp_path, steps, "hotel", hotel="stall: 30")
+    assert journal == ["start hotel", "do hotel", "undo hotel hotel-ok"]
+    assert [(r.action, r.details["step"]) for r in records] == [
+        ("workflow_completed_late", "hotel"),
+        ("workflow_compensated", "hotel"),
+    ]
+
+
+async def test_an_undo_given_up_on_before_a_restart_is_undone_late_after_it(
+    tmp_path: Path,
+) -> None:
+    """The hotel fails, the flight's undo outlives its deadline and the outcome names it
+    not undone; the process stops while the undo runs. Resumed, the undo runs again and
+    replies: recorded undone late, as the run's."""
+    steps = """
+      - {id: flight, compensate: trip_cancel, deadline: 200ms}
+      - {id: hotel, after: [flight]}
+    """
+    journal, records = await resumed_after_the_outcome(
+        tmp_path, steps, "flight", flight="undo_stall: 30", hotel="fail: true"
+    )
+    assert journal == ["undo flight flight-ok"]
+    assert [(r.action, r.details["step"]) for r in records] == [
+        ("workflow_compensated_late", "flight")
+    ]
+
+
 class Outcomes(Observer):
     """The workflow outcomes published, by correlation: each run sends one."""
 
