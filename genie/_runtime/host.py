@@ -106,6 +106,11 @@ class TransportHost(Protocol):
         """The deliveries ``corr`` has charged against ``Limits.correlation_budget``."""
         ...
 
+    def settled(self, corr: Correlation) -> bool:
+        """Whether nothing of ``corr`` is in flight here: its request ended in this process,
+        until something of it comes again."""
+        ...
+
     def charge(self, corr: Correlation, deliveries: int) -> None:
         """``corr`` had charged ``deliveries`` before a restart: its budget continues from
         there (never from less than it has charged here)."""
@@ -337,6 +342,9 @@ class RuntimeHost:
 
     def charged(self, corr: Correlation) -> int:
         return corr.deliveries
+
+    def settled(self, corr: Correlation) -> bool:
+        return not corr.in_flight
 
     def charge(self, corr: Correlation, deliveries: int) -> None:
         self._ledger.charged_before(corr, deliveries)

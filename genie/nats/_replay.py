@@ -208,7 +208,7 @@ class OutcomeReplay:
             ready += self._children(rec["correlation_id"], rec["delivery"])
         if corr is not None:
             self._settled.pop(cid, None)  # open again, or settled just now: last in line
-            if not corr.in_flight:
+            if host.settled(corr):
                 self._settled[cid] = None
         # Kept after the correlation settles (a record its parent's does not count may still
         # come, see ``_replay``), for the last APPLIED_KEPT settled; the children held of one
