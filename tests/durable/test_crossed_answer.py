@@ -11,48 +11,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from genie import BaseAgent, Context, MemoryAuditLog, Message, Payload, Runtime, handler
-from genie._runtime.approvals import DESK, ApprovalDecision, ApprovalRequest, ApprovalWithdrawn
+from genie import MemoryAuditLog, Runtime
 from genie._runtime.durable.store import StoreClient
 
+from ..booker import Book, Booker, GiveUp
+
 pytestmark = pytest.mark.anyio
-
-
-class Book(Payload):
-    message_type = "store_crossed_book"
-
-
-class GiveUp(Payload):
-    message_type = "store_crossed_give_up"
-    approval_id: str
-
-
-class Booker(BaseAgent):
-    """Asks a travel desk before it books; gives up on an approval when told to (as a
-    workflow withdraws its approval step when another step fails), and then takes no
-    decision on it. Each decision it is sent is counted, for the test to wait on."""
-
-    produces = (ApprovalRequest, ApprovalWithdrawn)
-
-    def __init__(self, agent_id: str, decisions: int) -> None:
-        super().__init__(agent_id)
-        self.decided = anyio.Event()  # set once ``decisions`` decisions reached it
-        self._left = decisions
-
-    @handler
-    async def on_book(self, payload: Book, ctx: Context) -> Message:
-        return ctx.emit(ApprovalRequest(subject="Trip to Goa", role="travel_desk"))
-
-    @handler
-    async def on_give_up(self, payload: GiveUp, ctx: Context) -> Message:
-        withdrawn = ApprovalWithdrawn(approval_id=payload.approval_id, reason="flight failed")
-        return ctx.emit(withdrawn, recipient=DESK)
-
-    @handler
-    async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> None:
-        self._left -= 1
-        if not self._left:
-            self.decided.set()
 
 
 async def test_an_answer_left_in_the_store_crossing_the_withdrawal_is_told_refused(

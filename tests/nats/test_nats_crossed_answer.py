@@ -11,18 +11,17 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from genie import BaseAgent, Context, Message, Payload, Runtime, handler
+from genie import Runtime
 from genie._runtime.approvals import (
     DESK,
     ApprovalAnswer,
-    ApprovalDecision,
-    ApprovalRequest,
     ApprovalWithdrawn,
 )
 from genie._runtime.transport import Delivery
 from genie.nats._server import LocalNatsServer
 from genie.nats._transport import NatsNames, NatsTransport
 
+from ..booker import Book, Booker, GiveUp
 from .test_nats import anyio_backend as anyio_backend  # nats-py runs on asyncio only
 from .test_nats import eventually, jetstream, stream
 from .test_nats import server as server
@@ -30,36 +29,6 @@ from .test_nats import server as server
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("nats")]
 
 NAMES = NatsNames("crossed")
-
-
-class Book(Payload):
-    message_type = "crossed_book"
-
-
-class GiveUp(Payload):
-    message_type = "crossed_give_up"
-    approval_id: str
-
-
-class Booker(BaseAgent):
-    """Asks a travel desk before it books; gives up on the approval when told to (as a
-    workflow withdraws its approval step when another step fails), and then takes no
-    decision on it."""
-
-    produces = (ApprovalRequest, ApprovalWithdrawn)
-
-    @handler
-    async def on_book(self, payload: Book, ctx: Context) -> Message:
-        return ctx.emit(ApprovalRequest(subject="Trip to Goa", role="travel_desk"))
-
-    @handler
-    async def on_give_up(self, payload: GiveUp, ctx: Context) -> Message:
-        withdrawn = ApprovalWithdrawn(approval_id=payload.approval_id, reason="flight failed")
-        return ctx.emit(withdrawn, recipient=DESK)
-
-    @handler
-    async def on_decision(self, decision: ApprovalDecision, ctx: Context) -> None:
-        return None  # it withdrew the approval: it waits for no decision
 
 
 async def test_an_answer_crossing_the_withdrawal_is_told_it_was_refused(
