@@ -130,6 +130,23 @@ def start(
     return proc, found.group(1)
 
 
+async def result_after_restart(tmp_path: Path, location: str, *options: str) -> dict[str, object]:
+    """A server started again on ``tmp_path`` (with ``options``) and read at ``location``,
+    the stream of a request it resumed: the result that stream ends with. Within 20 s,
+    well within the pipeline's timeout of 30 s."""
+    proc, url = start(tmp_path, *options)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            with anyio.fail_after(20):
+                resumed = await client.get(location, headers=auth(ALICE))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert resumed.status_code == 200, resumed.text
+    [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
+    return result
+
+
 async def killed_midway(tmp_path: Path) -> tuple[str, list[str]]:
     """A server started on ``tmp_path``, asked, and killed with SIGKILL while step 2 waits:
     the store keeps the request. The stream's location and the frames read before the kill."""
@@ -196,16 +213,7 @@ async def test_a_request_resumed_after_a_restart_waits_at_most_the_servers_bound
     bound, a resumed one nobody waits for was not. It ends ``timed_out`` at the bound, as a
     request asked of this server would, and the store keeps nothing of it."""
     location, _ = await killed_midway(tmp_path)  # step 2 waits for GO, which never comes
-    proc, url = start(tmp_path, "--max-timeout", "0.2")
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            with anyio.fail_after(20):  # well within the pipeline's 30s
-                resumed = await client.get(location, headers=auth(ALICE))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    assert resumed.status_code == 200, resumed.text
-    [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
+    result = await result_after_restart(tmp_path, location, "--max-timeout", "0.2")
     assert (result["status"], result["http_status"]) == ("timed_out", 504)
     assert requests_kept(tmp_path / "store" / "steps.db") == []
 
@@ -336,16 +344,7 @@ async def test_a_server_whose_store_fails_answers_503_exits_1_and_resumes_on_res
     )
 
     (tmp_path / "GO").touch()
-    proc, url = start(tmp_path)
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            with anyio.fail_after(20):
-                resumed = await client.get(location, headers=auth(ALICE))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
-    assert resumed.status_code == 200, resumed.text
-    [result] = [data for _, kind, data in sse(resumed.text) if kind == "result"]
+    result = await result_after_restart(tmp_path, location)
     assert result["status"] == "ok"
     assert result["output"]["payload"] == {"steps": 3}  # type: ignore[index]
 
